@@ -1,0 +1,116 @@
+// Reading model dimensions and counting parameters and FLOPs from `mt` ops.
+#include "compiler/analysis/ModelInfo.h"
+
+#include "dialects/mt/MtDialect.h"
+
+#include <set>
+
+using namespace mlir;
+
+namespace mt {
+namespace {
+
+RankedTensorType tensorOf(Value v) { return cast<RankedTensorType>(v.getType()); }
+
+/// Records a dimension the first time it is seen; later ops must agree.
+LogicalResult agree(Operation *op, StringRef name, int64_t &slot, int64_t value) {
+  if (slot == 0 || slot == value) {
+    slot = value;
+    return success();
+  }
+  return op->emitOpError() << "has " << name << " = " << value
+                           << ", but an earlier op of the model has " << slot
+                           << " (one model has one " << name << ")";
+}
+
+} // namespace
+
+FailureOr<func::FuncOp> forwardFunction(ModuleOp module) {
+  auto fn = module.lookupSymbol<func::FuncOp>("forward");
+  if (!fn || fn.isExternal())
+    return module.emitError()
+           << "expects a model function 'func.func @forward(input_ids, labels, "
+              "loss_mask) -> loss'";
+  auto type = fn.getFunctionType();
+  if (type.getNumInputs() != 3 || type.getNumResults() != 1)
+    return fn.emitOpError() << "expects 3 arguments (input_ids, labels, "
+                               "loss_mask) and 1 result (loss), got "
+                            << type.getNumInputs() << " and "
+                            << type.getNumResults();
+  auto ids = dyn_cast<RankedTensorType>(type.getInput(0));
+  if (!ids || ids.getRank() != 2 || !ids.hasStaticShape())
+    return fn.emitOpError() << "expects input_ids of static shape [batch, seq], got "
+                            << type.getInput(0);
+  return fn;
+}
+
+FailureOr<ModelDims> readModelDims(ModuleOp module) {
+  auto fn = forwardFunction(module);
+  if (failed(fn))
+    return failure();
+  ModelDims dims;
+  auto ids = cast<RankedTensorType>(fn->getFunctionType().getInput(0));
+  dims.microBatch = ids.getDimSize(0);
+  dims.seq = ids.getDimSize(1);
+  std::set<int64_t> layers;
+  WalkResult walk = fn->walk([&](Operation *op) -> WalkResult {
+    if (auto layer = op->getAttrOfType<IntegerAttr>(MtDialect::kLayerAttrName))
+      layers.insert(layer.getInt());
+    if (auto attn = dyn_cast<AttentionOp>(op)) {
+      if (failed(agree(op, "num_heads", dims.numHeads, attn.getNumHeads())) ||
+          failed(agree(op, "num_kv_heads", dims.numKvHeads, attn.getNumKvHeads())))
+        return WalkResult::interrupt();
+    } else if (auto router = dyn_cast<MoERouterOp>(op)) {
+      if (failed(agree(op, "experts", dims.numExperts,
+                       tensorOf(router.getWeight()).getDimSize(0))))
+        return WalkResult::interrupt();
+    } else if (auto ce = dyn_cast<CrossEntropyOp>(op)) {
+      dims.vocabSize = tensorOf(ce.getLogits()).getDimSize(2);
+    }
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+  if (dims.numHeads == 0)
+    return fn->emitOpError() << "has no 'mt.attention' op: not a transformer";
+  dims.numLayers = layers.empty() ? 0 : *layers.rbegin() + 1;
+  if (int64_t(layers.size()) != dims.numLayers || dims.numLayers == 0)
+    return fn->emitOpError()
+           << "expects ops tagged 'mt.layer' 0.." << dims.numLayers - 1
+           << " without gaps, got " << layers.size() << " distinct layers";
+  return dims;
+}
+
+FailureOr<ModelStats> computeModelStats(ModuleOp module) {
+  auto fn = forwardFunction(module);
+  if (failed(fn))
+    return failure();
+  ModelStats stats;
+  for (auto param : module.getOps<ParamOp>())
+    stats.parameters += param.getTensorType().getNumElements();
+  auto ids = cast<RankedTensorType>(fn->getFunctionType().getInput(0));
+  stats.tokensPerMicroBatch = ids.getNumElements();
+  double flops = 0; // for the whole micro-batch
+  fn->walk([&](Operation *op) {
+    if (auto linear = dyn_cast<LinearOp>(op)) {
+      flops += 2.0 * tensorOf(linear.getResult()).getNumElements() *
+               tensorOf(linear.getWeight()).getDimSize(1);
+    } else if (auto router = dyn_cast<MoERouterOp>(op)) {
+      auto w = tensorOf(router.getWeight());
+      flops += 2.0 * w.getNumElements() *
+               (tensorOf(router.getInput()).getNumElements() / w.getDimSize(1));
+    } else if (auto experts = dyn_cast<ExpertFFNOp>(op)) {
+      auto gate = tensorOf(experts.getGate());
+      int64_t perExpert = gate.getDimSize(1) * gate.getDimSize(2);
+      flops += 2.0 * 3 * perExpert * tensorOf(experts.getWeights()).getNumElements();
+    } else if (auto attn = dyn_cast<AttentionOp>(op)) {
+      // QK^T and PV over the causal half of the S x S scores.
+      auto q = tensorOf(attn.getQuery());
+      flops += 2.0 * 2 * q.getNumElements() * q.getDimSize(1) / 2;
+    }
+  });
+  stats.forwardFlopsPerToken = flops / double(stats.tokensPerMicroBatch);
+  return stats;
+}
+
+} // namespace mt

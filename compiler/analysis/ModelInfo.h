@@ -1,0 +1,34 @@
+// What a model module says about itself: its dimensions (for validating a
+// parallel layout) and its size and FLOPs (as counted in bench/FLOPS.md).
+#ifndef MT_COMPILER_ANALYSIS_MODELINFO_H
+#define MT_COMPILER_ANALYSIS_MODELINFO_H
+
+#include "compiler/config/ParallelConfig.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+
+namespace mt {
+
+/// The training entry point `func.func @forward`, or an error on the module.
+mlir::FailureOr<mlir::func::FuncOp> forwardFunction(mlir::ModuleOp module);
+
+/// Layers, heads, experts and input shape, read from the ops; inconsistent
+/// ops (two attention ops with different head counts, a gap in `mt.layer`)
+/// are diagnosed at their location.
+mlir::FailureOr<ModelDims> readModelDims(mlir::ModuleOp module);
+
+struct ModelStats {
+  int64_t parameters = 0;
+  int64_t tokensPerMicroBatch = 0;
+  /// Model FLOPs per token: matmuls of linears, router, experts (top-k of
+  /// them) and causal attention; training = 3 x forward.
+  double forwardFlopsPerToken = 0;
+  double trainingFlopsPerToken() const { return 3 * forwardFlopsPerToken; }
+};
+
+mlir::FailureOr<ModelStats> computeModelStats(mlir::ModuleOp module);
+
+} // namespace mt
+
+#endif // MT_COMPILER_ANALYSIS_MODELINFO_H

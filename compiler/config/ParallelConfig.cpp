@@ -1,0 +1,226 @@
+// Validation of parallel sizes and the YAML reader for Megatron-Core names.
+#include "compiler/config/ParallelConfig.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <set>
+#include <sstream>
+
+namespace mt {
+namespace {
+
+template <typename... Args> Status fail(Args &&...args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return Status::error(os.str());
+}
+
+/// Megatron options whose defaults this version implements; any other value
+/// is rejected rather than silently ignored.
+const std::map<std::string, std::string> &pendingDefaults() {
+  static const std::map<std::string, std::string> defaults = {
+      {"use_distributed_optimizer", "false"},
+      {"recompute_granularity", "null"},
+      {"recompute_method", "null"},
+      {"recompute_num_layers", "null"},
+      {"param_offload", "false"},
+      {"grad_offload", "false"},
+      {"optimizer_offload", "false"},
+      {"moe_token_dispatcher_type", "alltoall"},
+      {"decoder_first_pipeline_num_layers", "null"},
+      {"decoder_last_pipeline_num_layers", "null"},
+  };
+  return defaults;
+}
+
+/// Performance hints that never change the result; accepted and recorded.
+const std::set<std::string> &hintKeys() {
+  static const std::set<std::string> keys = {
+      "bias_activation_fusion", "apply_rope_fusion",   "moe_grouped_gemm",
+      "overlap_grad_reduce",    "overlap_param_gather", "bf16"};
+  return keys;
+}
+
+Status checkPositive(const char *name, int64_t value) {
+  if (value < 1)
+    return fail(name, " must be >= 1, got ", value);
+  return Status::ok();
+}
+
+} // namespace
+
+Status ParallelConfig::resolve(const ModelDims &model) {
+  struct Named { const char *name; int64_t value; };
+  for (Named n : {Named{"tensor_model_parallel_size (--tp)", tp},
+                  Named{"pipeline_model_parallel_size (--pp)", pp},
+                  Named{"expert_model_parallel_size (--ep)", ep},
+                  Named{"context_parallel_size (--cp)", cp}})
+    if (Status s = checkPositive(n.name, n.value); !s)
+      return s;
+  for (Named n : {Named{"virtual_pipeline_model_parallel_size (--vpp)", vpp},
+                  Named{"data parallel size (--dp)", dp},
+                  Named{"world size (--world-size)", worldSize},
+                  Named{"micro_batch_size (--micro-batch)", microBatch},
+                  Named{"global_batch_size (--global-batch)", globalBatch},
+                  Named{"seq_length (--seq)", seq}})
+    if (n.value < 0)
+      return fail(n.name, " must be >= 1, got ", n.value);
+
+  for (const auto &[key, value] : pending) {
+    auto it = pendingDefaults().find(key);
+    if (it != pendingDefaults().end() && value != it->second)
+      return fail(key, ": ", value, " is not supported by this version of mtc "
+                  "yet (only ", it->second, ")");
+  }
+
+  // Shapes are static in the model: batch and sequence come from it.
+  if (microBatch == 0)
+    microBatch = model.microBatch;
+  else if (microBatch != model.microBatch)
+    return fail("micro_batch_size (--micro-batch) is ", microBatch,
+                " but the model's inputs have micro-batch ", model.microBatch,
+                "; re-import with `mtc import-hf --micro-batch ", microBatch, "`");
+  if (seq == 0)
+    seq = model.seq;
+  else if (seq != model.seq)
+    return fail("seq_length (--seq) is ", seq, " but the model's inputs have "
+                "sequence length ", model.seq, "; re-import with `mtc "
+                "import-hf --seq ", seq, "`");
+
+  if (model.numHeads % tp != 0)
+    return fail("num_attention_heads (", model.numHeads, ") must be divisible "
+                "by tensor_model_parallel_size (--tp ", tp, ")");
+  if (model.numKvHeads % tp != 0)
+    return fail("num_key_value_heads (", model.numKvHeads, ") must be "
+                "divisible by tensor_model_parallel_size (--tp ", tp, ")");
+  if (sequenceParallel && tp == 1)
+    return fail("sequence_parallel (--sp) needs tensor_model_parallel_size "
+                "(--tp) > 1, got --tp 1");
+  if (vpp != 0 && pp == 1)
+    return fail("virtual_pipeline_model_parallel_size (--vpp ", vpp, ") needs "
+                "pipeline_model_parallel_size (--pp) > 1, got --pp 1");
+  int64_t chunks = pp * (vpp ? vpp : 1);
+  if (chunks > model.numLayers)
+    return fail("pipeline stages pp (", pp, ") x vpp (", vpp ? vpp : 1, ") = ",
+                chunks, " exceed num_hidden_layers (", model.numLayers, ")");
+  if (model.numLayers % chunks != 0)
+    return fail("num_hidden_layers (", model.numLayers, ") must be divisible "
+                "by pp (", pp, ") x vpp (", vpp ? vpp : 1, ") = ", chunks);
+  if (model.numExperts == 0 && ep != 1)
+    return fail("expert_model_parallel_size (--ep ", ep, ") needs a "
+                "mixture-of-experts model; this model is dense");
+  if (model.numExperts != 0 && model.numExperts % ep != 0)
+    return fail("num_experts (", model.numExperts, ") must be divisible by "
+                "expert_model_parallel_size (--ep ", ep, ")");
+  if (cp > 1 && seq % (2 * cp) != 0)
+    return fail("seq_length (", seq, ") must be divisible by 2 x "
+                "context_parallel_size (2 x ", cp, " = ", 2 * cp, ")");
+
+  // world = pp * dp * cp * ep * tp (mesh order of Megatron; ep is an axis).
+  int64_t modelParallel = tp * pp * cp * ep;
+  if (worldSize != 0 && worldSize % modelParallel != 0)
+    return fail("world size (", worldSize, ") must be divisible by tp (", tp,
+                ") x pp (", pp, ") x cp (", cp, ") x ep (", ep, ") = ",
+                modelParallel);
+  if (dp == 0)
+    dp = worldSize ? worldSize / modelParallel : 1;
+  if (worldSize == 0)
+    worldSize = dp * modelParallel;
+  else if (worldSize != dp * modelParallel)
+    return fail("world size (", worldSize, ") must equal tp (", tp, ") x pp (",
+                pp, ") x cp (", cp, ") x ep (", ep, ") x dp (", dp, ") = ",
+                dp * modelParallel);
+
+  if (globalBatch == 0)
+    globalBatch = microBatch * dp;
+  if (globalBatch % (microBatch * dp) != 0)
+    return fail("global_batch_size (", globalBatch, ") must be divisible by "
+                "micro_batch_size (", microBatch, ") x data parallel size (",
+                dp, ") = ", microBatch * dp);
+  if (vpp != 0 && numMicroBatches() % pp != 0)
+    return fail("with virtual pipeline stages, the number of micro-batches (",
+                numMicroBatches(), " = global_batch_size ", globalBatch,
+                " / (micro_batch_size ", microBatch, " x dp ", dp,
+                ")) must be a multiple of pp (", pp, ")");
+  return Status::ok();
+}
+
+Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile &) {
+    return fail(path, ": cannot open the file");
+  } catch (const YAML::Exception &e) {
+    return fail(path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg);
+  }
+  if (root.IsNull())
+    return Status::ok();
+  if (!root.IsMap())
+    return fail(path, ":1:1: expected a mapping of Megatron-Core options");
+
+  auto where = [&](const YAML::Node &n) {
+    std::ostringstream os;
+    os << path << ":" << n.Mark().line + 1 << ":" << n.Mark().column + 1 << ": ";
+    return os.str();
+  };
+  using Setter = std::function<Status(const YAML::Node &)>;
+  auto intOf = [&](int64_t &out, bool nullable) -> Setter {
+    return [&out, nullable, &where](const YAML::Node &n) -> Status {
+      if (nullable && n.IsNull()) {
+        out = 0;
+        return Status::ok();
+      }
+      try {
+        out = n.as<int64_t>();
+        return Status::ok();
+      } catch (const YAML::Exception &) {
+        return fail(where(n), "expected an integer, got '", n.Scalar(), "'");
+      }
+    };
+  };
+  auto boolOf = [&](bool &out) -> Setter {
+    return [&out, &where](const YAML::Node &n) -> Status {
+      try {
+        out = n.as<bool>();
+        return Status::ok();
+      } catch (const YAML::Exception &) {
+        return fail(where(n), "expected true or false, got '", n.Scalar(), "'");
+      }
+    };
+  };
+  const std::map<std::string, Setter> setters = {
+      {"tensor_model_parallel_size", intOf(config.tp, false)},
+      {"pipeline_model_parallel_size", intOf(config.pp, false)},
+      {"virtual_pipeline_model_parallel_size", intOf(config.vpp, true)},
+      {"expert_model_parallel_size", intOf(config.ep, false)},
+      {"context_parallel_size", intOf(config.cp, false)},
+      {"data_parallel_size", intOf(config.dp, false)},
+      {"world_size", intOf(config.worldSize, false)},
+      {"sequence_parallel", boolOf(config.sequenceParallel)},
+      {"micro_batch_size", intOf(config.microBatch, false)},
+      {"global_batch_size", intOf(config.globalBatch, false)},
+      {"seq_length", intOf(config.seq, false)},
+  };
+
+  for (const auto &entry : root) {
+    std::string key = entry.first.as<std::string>();
+    const YAML::Node &value = entry.second;
+    if (auto it = setters.find(key); it != setters.end()) {
+      if (Status s = it->second(value); !s)
+        return s;
+    } else if (pendingDefaults().count(key)) {
+      config.pending[key] = value.IsNull() ? "null" : value.Scalar();
+    } else if (!hintKeys().count(key)) {
+      std::string known;
+      for (const auto &[name, _] : setters)
+        known += (known.empty() ? "" : ", ") + name;
+      return fail(where(entry.first), "unknown option '", key, "' (known: ",
+                  known, ")");
+    }
+  }
+  return Status::ok();
+}
+
+} // namespace mt

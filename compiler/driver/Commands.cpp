@@ -1,0 +1,117 @@
+// import-hf, stats and compile: load, check, report.
+#include "compiler/driver/Commands.h"
+
+#include "compiler/analysis/ModelInfo.h"
+#include "compiler/driver/Explain.h"
+#include "dialects/mt/MtDialect.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+
+namespace mt {
+namespace {
+
+void registerDialects(MLIRContext &context) {
+  context.loadDialect<MtDialect, func::FuncDialect>();
+}
+
+/// Parses and verifies a model; diagnostics carry file:line:col.
+OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path,
+                                llvm::SourceMgr &sourceMgr) {
+  std::string error;
+  auto file = openInputFile(path, &error);
+  if (!file) {
+    llvm::errs() << "error: " << error << "\n";
+    return nullptr;
+  }
+  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+  return parseSourceFile<ModuleOp>(sourceMgr, &context);
+}
+
+std::string withCommas(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0)
+      out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+} // namespace
+
+bool importHf(const ImportOptions &options) {
+  auto spec = readHfConfig(options.configPath);
+  if (!spec) {
+    llvm::errs() << "error: " << spec.message() << "\n";
+    return false;
+  }
+  MLIRContext context;
+  registerDialects(context);
+  auto module = buildModel(context, *spec, options.shape);
+  if (failed(verify(*module)))
+    return false;
+  std::string error;
+  auto output = openOutputFile(options.outputPath, &error);
+  if (!output) {
+    llvm::errs() << "error: " << error << "\n";
+    return false;
+  }
+  module->print(output->os());
+  output->keep();
+  return true;
+}
+
+bool printStats(const std::string &modelPath) {
+  MLIRContext context;
+  registerDialects(context);
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler handler(sourceMgr, &context);
+  auto module = loadModel(context, modelPath, sourceMgr);
+  if (!module)
+    return false;
+  auto stats = computeModelStats(*module);
+  if (failed(stats))
+    return false;
+  llvm::outs() << "parameters:                  " << withCommas(stats->parameters)
+               << "\n";
+  llvm::outs() << llvm::format("forward FLOPs per token:     %.6e\n",
+                               stats->forwardFlopsPerToken);
+  llvm::outs() << llvm::format("training FLOPs per token:    %.6e\n",
+                               stats->trainingFlopsPerToken());
+  llvm::outs() << "tokens per micro-batch:      "
+               << withCommas(stats->tokensPerMicroBatch) << "\n";
+  return true;
+}
+
+bool compileModel(const CompileOptions &options) {
+  MLIRContext context;
+  registerDialects(context);
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler handler(sourceMgr, &context);
+  auto module = loadModel(context, options.modelPath, sourceMgr);
+  if (!module)
+    return false;
+  auto dims = readModelDims(*module);
+  if (failed(dims))
+    return false;
+  ParallelConfig parallel = options.parallel;
+  if (Status s = parallel.resolve(*dims); !s) {
+    llvm::errs() << "error: " << s.message() << "\n";
+    return false;
+  }
+  if (options.explain)
+    explainLayout(*module, *dims, parallel, llvm::outs());
+  return true;
+}
+
+} // namespace mt

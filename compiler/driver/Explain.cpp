@@ -1,0 +1,96 @@
+// Prints mesh, rank coordinates, stage -> layers and per-rank parameter
+// memory of a resolved ParallelConfig.
+#include "compiler/driver/Explain.h"
+
+#include "compiler/analysis/ModelInfo.h"
+#include "dialects/mt/MtDialect.h"
+
+#include "llvm/Support/Format.h"
+
+#include <array>
+#include <map>
+
+using namespace mlir;
+
+namespace mt {
+namespace {
+
+constexpr std::array<const char *, 5> kAxisNames = {"pp", "dp", "cp", "ep", "tp"};
+
+/// Parameters owned by each layer (-1: outside the layers), counted where
+/// they are read.
+std::map<int64_t, int64_t> parametersByLayer(ModuleOp module) {
+  std::map<int64_t, int64_t> byLayer;
+  std::map<StringRef, int64_t> seen;
+  module.walk([&](WeightOp weight) {
+    if (!seen.emplace(weight.getParam(), 1).second)
+      return; // a tied parameter counts once, where it is first read
+    auto layer = weight->getAttrOfType<IntegerAttr>(MtDialect::kLayerAttrName);
+    byLayer[layer ? layer.getInt() : -1] +=
+        cast<RankedTensorType>(weight.getType()).getNumElements();
+  });
+  return byLayer;
+}
+
+} // namespace
+
+void explainLayout(ModuleOp module, const ModelDims &dims,
+                   const ParallelConfig &p, llvm::raw_ostream &os) {
+  std::array<int64_t, 5> sizes = {p.pp, p.dp, p.cp, p.ep, p.tp};
+  int64_t vpp = p.vpp ? p.vpp : 1;
+  os << "model: " << dims.numLayers << " layers, " << dims.numHeads
+     << " query heads, " << dims.numKvHeads << " kv heads, vocabulary "
+     << dims.vocabSize;
+  if (dims.numExperts)
+    os << ", " << dims.numExperts << " experts";
+  os << "\n";
+  os << "batch: micro-batch " << p.microBatch << " x seq " << p.seq
+     << "; global batch " << p.globalBatch << " = " << p.microBatch << " x "
+     << p.numMicroBatches() << " micro-batches x dp " << p.dp << "\n";
+  os << "mesh (pp, dp, cp, ep, tp) = (" << p.pp << ", " << p.dp << ", " << p.cp
+     << ", " << p.ep << ", " << p.tp << "): " << p.worldSize << " ranks, tp "
+     << "fastest-varying\n";
+  int64_t listed = std::min<int64_t>(p.worldSize, 16);
+  for (int64_t rank = 0; rank < listed; ++rank) {
+    std::array<int64_t, 5> coord;
+    int64_t rest = rank;
+    for (int axis = 4; axis >= 0; --axis) {
+      coord[axis] = rest % sizes[axis];
+      rest /= sizes[axis];
+    }
+    os << "  rank " << rank << " ->";
+    for (int axis = 0; axis < 5; ++axis)
+      os << " " << kAxisNames[axis] << "=" << coord[axis];
+    os << "\n";
+  }
+  if (listed < p.worldSize)
+    os << "  ... (" << p.worldSize - listed << " more)\n";
+  os << "tensor parallel: " << p.tp << " (" << dims.numHeads / p.tp
+     << " query heads, " << dims.numKvHeads / p.tp << " kv heads per rank)"
+     << (p.sequenceParallel ? ", sequence parallel" : "") << "\n";
+
+  int64_t chunks = p.pp * vpp, perChunk = dims.numLayers / chunks;
+  os << "pipeline: " << p.pp << " stages x " << vpp << " virtual chunks, "
+     << perChunk << " layers per chunk, schedule "
+     << (p.pp == 1 ? "none" : (vpp > 1 ? "interleaved 1F1B" : "1F1B")) << "\n";
+  auto byLayer = parametersByLayer(module);
+  for (int64_t stage = 0; stage < p.pp; ++stage) {
+    os << "  stage " << stage << ": layers";
+    int64_t params = 0;
+    for (int64_t chunk = 0; chunk < vpp; ++chunk) {
+      int64_t first = (chunk * p.pp + stage) * perChunk;
+      os << (chunk ? ", " : " ") << first << "-" << first + perChunk - 1;
+      for (int64_t l = first; l < first + perChunk; ++l)
+        params += byLayer[l];
+    }
+    if (stage == 0 || stage == p.pp - 1)
+      params += byLayer[-1]; // embedding on the first, head on the last stage
+    // fp32 weights + fp32 gradients + two fp32 AdamW moments: 16 bytes each.
+    double perRank = double(params) / p.tp;
+    os << llvm::format("; ~%.3g parameters per rank, ~%.3g GiB weights + "
+                       "gradients + optimizer state\n",
+                       perRank, perRank * 16 / (1 << 30));
+  }
+}
+
+} // namespace mt

@@ -1,0 +1,55 @@
+// A Hugging Face `config.json`, read into the few numbers a decoder-only
+// transformer is made of. No MLIR here.
+#ifndef MT_COMPILER_HF_HFCONFIG_H
+#define MT_COMPILER_HF_HFCONFIG_H
+
+#include "runtime/support/Status.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mt {
+
+/// Llama 3.1's `rope_scaling` with `rope_type: llama3`.
+struct Llama3RopeScaling {
+  double factor = 0, lowFreqFactor = 0, highFreqFactor = 0;
+  int64_t originalMaxPosition = 0;
+};
+
+struct MoeSpec {
+  int64_t numExperts = 0, topK = 0, expertFfn = 0;
+  bool normTopkProb = true;
+  double auxLossCoeff = 0;
+  std::string routerName;  // "mlp.gate" (Qwen3-MoE), "block_sparse_moe.gate"
+  std::string expertsName; // "mlp.experts", "block_sparse_moe.experts"
+  std::string gateProj, upProj, downProj; // "gate_proj" or "w1", ...
+  std::vector<bool> sparseLayers;         // per layer: routed experts or dense
+};
+
+struct HfModelSpec {
+  std::string architecture; // e.g. "LlamaForCausalLM"
+  int64_t vocabSize = 0, hidden = 0, ffn = 0, numLayers = 0, numHeads = 0,
+          numKvHeads = 0, headDim = 0;
+  double normEps = 0, ropeTheta = 0, initStd = 0;
+  std::optional<Llama3RopeScaling> ropeScaling;
+  bool tiedEmbeddings = false, qkvBias = false, outputBias = false,
+       mlpBias = false, qkNorm = false;
+  std::optional<MoeSpec> moe;
+  std::string json; // the config as read, kept for exporting checkpoints
+};
+
+/// The `architectures` this version imports.
+const std::vector<std::string> &supportedArchitectures();
+
+/// Parses config.json text; `path` only names the file in messages, which
+/// carry line:column for syntax errors and the key for missing or mistyped
+/// values.
+Expected<HfModelSpec> parseHfConfig(const std::string &text,
+                                    const std::string &path);
+Expected<HfModelSpec> readHfConfig(const std::string &path);
+
+} // namespace mt
+
+#endif // MT_COMPILER_HF_HFCONFIG_H

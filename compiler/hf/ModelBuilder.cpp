@@ -1,0 +1,214 @@
+// Emission of the decoder-only transformer graph (Llama, Qwen2/3, Qwen3-MoE,
+// Mixtral) in the `mt` dialect, with Hugging Face parameter names.
+#include "compiler/hf/ModelBuilder.h"
+
+#include "dialects/mt/MtDialect.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+
+#include <cmath>
+
+using namespace mlir;
+
+namespace mt {
+namespace {
+
+/// Tags every op created while a layer is being built with `mt.layer`.
+class LayerTagger : public OpBuilder::Listener {
+public:
+  void notifyOperationInserted(Operation *op, OpBuilder::InsertPoint) override {
+    if (layer >= 0)
+      op->setAttr(MtDialect::kLayerAttrName,
+                  IntegerAttr::get(IntegerType::get(op->getContext(), 64), layer));
+  }
+  int64_t layer = -1;
+};
+
+class Builder {
+public:
+  Builder(MLIRContext &ctx, const HfModelSpec &spec, const ModelShape &shape)
+      : ctx_(ctx), spec_(spec), shape_(shape), b_(&ctx, &tagger_),
+        elem_(shape.bf16 ? Type(BFloat16Type::get(&ctx)) : Float32Type::get(&ctx)) {}
+
+  OwningOpRef<ModuleOp> build();
+
+private:
+  RankedTensorType tensor(ArrayRef<int64_t> shape, Type elem = {}) {
+    return RankedTensorType::get(shape, elem ? elem : elem_);
+  }
+  /// Declares a parameter at module level and reads it in the function.
+  Value weight(const std::string &name, ArrayRef<int64_t> shape, InitKind init,
+               bool grouped = false);
+  Value linear(Value x, const std::string &prefix, int64_t out, int64_t in,
+               bool bias);
+  Value rmsnorm(Value x, const std::string &name, int64_t size);
+  Value reshape(Value x, ArrayRef<int64_t> shape) {
+    return ReshapeOp::create(b_, loc_, tensor(shape), x);
+  }
+  Value add(Value a, Value b) { return AddOp::create(b_, loc_, a, b); }
+  Value attention(Value x, const std::string &prefix);
+  Value denseMlp(Value x, const std::string &prefix, int64_t ffn, bool bias);
+  /// Returns the layer output and adds its auxiliary loss to `auxLoss`.
+  Value moeMlp(Value x, const std::string &prefix, Value &auxLoss);
+
+  MLIRContext &ctx_;
+  const HfModelSpec &spec_;
+  const ModelShape &shape_;
+  LayerTagger tagger_;
+  OpBuilder b_;
+  Type elem_;
+  Location loc_ = UnknownLoc::get(&ctx_);
+  ModuleOp module_;
+  Block *moduleBody_ = nullptr;
+};
+
+Value Builder::weight(const std::string &name, ArrayRef<int64_t> shape,
+                      InitKind init, bool grouped) {
+  auto type = tensor(shape);
+  {
+    OpBuilder::InsertionGuard guard(b_);
+    b_.setListener(nullptr);
+    b_.setInsertionPoint(moduleBody_, std::prev(moduleBody_->end()));
+    FloatAttr std = init == InitKind::normal ? b_.getF64FloatAttr(spec_.initStd)
+                                             : FloatAttr();
+    auto param = ParamOp::create(b_, loc_, b_.getStringAttr(name), TypeAttr::get(type),
+                                 InitKindAttr::get(&ctx_, init), std,
+                                 grouped ? b_.getUnitAttr() : UnitAttr());
+    (void)param;
+    b_.setListener(&tagger_);
+  }
+  return WeightOp::create(b_, loc_, type, FlatSymbolRefAttr::get(&ctx_, name));
+}
+
+Value Builder::linear(Value x, const std::string &prefix, int64_t out,
+                      int64_t in, bool bias) {
+  Value w = weight(prefix + ".weight", {out, in}, InitKind::normal);
+  Value bv = bias ? weight(prefix + ".bias", {out}, InitKind::zeros) : Value();
+  auto xt = cast<RankedTensorType>(x.getType());
+  SmallVector<int64_t> shape(xt.getShape());
+  shape.back() = out;
+  return LinearOp::create(b_, loc_, tensor(shape), x, w, bv);
+}
+
+Value Builder::rmsnorm(Value x, const std::string &name, int64_t size) {
+  Value w = weight(name, {size}, InitKind::ones);
+  return RMSNormOp::create(b_, loc_, x.getType(), x, w,
+                           b_.getF64FloatAttr(spec_.normEps));
+}
+
+Value Builder::attention(Value x, const std::string &p) {
+  int64_t B = shape_.microBatch, S = shape_.seq, H = spec_.hidden,
+          nq = spec_.numHeads, nkv = spec_.numKvHeads, d = spec_.headDim;
+  Value q = reshape(linear(x, p + "q_proj", nq * d, H, spec_.qkvBias), {B, S, nq, d});
+  Value k = reshape(linear(x, p + "k_proj", nkv * d, H, spec_.qkvBias), {B, S, nkv, d});
+  Value v = reshape(linear(x, p + "v_proj", nkv * d, H, spec_.qkvBias), {B, S, nkv, d});
+  if (spec_.qkNorm) {
+    q = rmsnorm(q, p + "q_norm.weight", d);
+    k = rmsnorm(k, p + "k_norm.weight", d);
+  }
+  auto rotary = [&](Value t) {
+    auto op = RotaryOp::create(b_, loc_, t.getType(), t,
+                               b_.getF64FloatAttr(spec_.ropeTheta), FloatAttr(),
+                               FloatAttr(), FloatAttr(), IntegerAttr());
+    if (const auto &s = spec_.ropeScaling) {
+      op.setScalingFactorAttr(b_.getF64FloatAttr(s->factor));
+      op.setLowFreqFactorAttr(b_.getF64FloatAttr(s->lowFreqFactor));
+      op.setHighFreqFactorAttr(b_.getF64FloatAttr(s->highFreqFactor));
+      op.setOriginalMaxPositionAttr(b_.getI64IntegerAttr(s->originalMaxPosition));
+    }
+    return Value(op);
+  };
+  q = rotary(q);
+  k = rotary(k);
+  Value o = AttentionOp::create(b_, loc_, q.getType(), q, k, v,
+                                b_.getI64IntegerAttr(nq), b_.getI64IntegerAttr(nkv),
+                                b_.getI64IntegerAttr(d),
+                                b_.getF64FloatAttr(1.0 / std::sqrt(double(d))));
+  return linear(reshape(o, {B, S, nq * d}), p + "o_proj", H, nq * d,
+                spec_.outputBias);
+}
+
+Value Builder::denseMlp(Value x, const std::string &p, int64_t ffn, bool bias) {
+  int64_t H = spec_.hidden;
+  Value gate = linear(x, p + "gate_proj", ffn, H, bias);
+  Value up = linear(x, p + "up_proj", ffn, H, bias);
+  Value act = SwiGLUOp::create(b_, loc_, gate, up);
+  return linear(act, p + "down_proj", H, ffn, bias);
+}
+
+Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss) {
+  const MoeSpec &m = *spec_.moe;
+  int64_t B = shape_.microBatch, S = shape_.seq, H = spec_.hidden,
+          E = m.numExperts, F = m.expertFfn, K = m.topK;
+  Value router = weight(layerPrefix + m.routerName + ".weight", {E, H}, InitKind::normal);
+  Type f32 = Float32Type::get(&ctx_);
+  auto routed = MoERouterOp::create(
+      b_, loc_, tensor({B, S, K}, f32), tensor({B, S, K}, IntegerType::get(&ctx_, 32)),
+      tensor({}, f32), x, router, b_.getI64IntegerAttr(K),
+      m.normTopkProb ? b_.getUnitAttr() : UnitAttr(),
+      b_.getF64FloatAttr(m.auxLossCoeff));
+  std::string experts = layerPrefix + m.expertsName + ".*.";
+  Value gate = weight(experts + m.gateProj + ".weight", {E, F, H}, InitKind::normal, true);
+  Value up = weight(experts + m.upProj + ".weight", {E, F, H}, InitKind::normal, true);
+  Value down = weight(experts + m.downProj + ".weight", {E, H, F}, InitKind::normal, true);
+  auxLoss = auxLoss ? add(auxLoss, routed.getAuxLoss()) : routed.getAuxLoss();
+  return ExpertFFNOp::create(b_, loc_, x.getType(), x, routed.getWeights(),
+                             routed.getIndices(), gate, up, down);
+}
+
+OwningOpRef<ModuleOp> Builder::build() {
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc_);
+  module_ = *module;
+  module_->setAttr(MtDialect::kHfConfigAttrName, b_.getStringAttr(spec_.json));
+  moduleBody_ = module_.getBody();
+  int64_t B = shape_.microBatch, S = shape_.seq, H = spec_.hidden, V = spec_.vocabSize;
+  Type i32 = IntegerType::get(&ctx_, 32), f32 = Float32Type::get(&ctx_);
+
+  b_.setInsertionPointToEnd(moduleBody_);
+  auto fnType = b_.getFunctionType(
+      {tensor({B, S}, i32), tensor({B, S}, i32), tensor({B, S}, f32)},
+      {tensor({}, f32)});
+  auto fn = func::FuncOp::create(b_, loc_, "forward", fnType);
+  fn.setArgAttr(0, "mt.input", b_.getStringAttr("input_ids"));
+  fn.setArgAttr(1, "mt.input", b_.getStringAttr("labels"));
+  fn.setArgAttr(2, "mt.input", b_.getStringAttr("loss_mask"));
+  Block *body = fn.addEntryBlock();
+  b_.setInsertionPointToEnd(body);
+
+  Value embed = weight("model.embed_tokens.weight", {V, H}, InitKind::normal);
+  Value x = EmbeddingOp::create(b_, loc_, tensor({B, S, H}), body->getArgument(0), embed);
+  Value auxLoss;
+  for (int64_t i = 0; i < spec_.numLayers; ++i) {
+    tagger_.layer = i;
+    std::string p = "model.layers." + std::to_string(i) + ".";
+    Value h = rmsnorm(x, p + "input_layernorm.weight", H);
+    x = add(x, attention(h, p + "self_attn."));
+    h = rmsnorm(x, p + "post_attention_layernorm.weight", H);
+    bool sparse = spec_.moe && spec_.moe->sparseLayers[i];
+    x = add(x, sparse ? moeMlp(h, p, auxLoss)
+                      : denseMlp(h, p + "mlp.", spec_.ffn, spec_.mlpBias));
+  }
+  tagger_.layer = -1;
+  x = rmsnorm(x, "model.norm.weight", H);
+  Value head = spec_.tiedEmbeddings
+                   ? embed
+                   : weight("lm_head.weight", {V, H}, InitKind::normal);
+  Value logits = LinearOp::create(b_, loc_, tensor({B, S, V}), x, head, Value());
+  Value loss = CrossEntropyOp::create(b_, loc_, tensor({}, f32), logits,
+                                      body->getArgument(1), body->getArgument(2));
+  if (auxLoss)
+    loss = add(loss, auxLoss);
+  func::ReturnOp::create(b_, loc_, loss);
+  return module;
+}
+
+} // namespace
+
+OwningOpRef<ModuleOp> buildModel(MLIRContext &context, const HfModelSpec &spec,
+                                 const ModelShape &shape) {
+  context.loadDialect<MtDialect, func::FuncDialect>();
+  return Builder(context, spec, shape).build();
+}
+
+} // namespace mt

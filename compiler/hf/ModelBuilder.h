@@ -1,0 +1,26 @@
+// Builds the `mt` forward graph of a Hugging Face model spec.
+#ifndef MT_COMPILER_HF_MODELBUILDER_H
+#define MT_COMPILER_HF_MODELBUILDER_H
+
+#include "compiler/hf/HfConfig.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+namespace mt {
+
+struct ModelShape {
+  int64_t microBatch = 1;
+  int64_t seq = 2048;
+  bool bf16 = false; // parameter and activation element type (else f32)
+};
+
+/// A module with one `mt.param` per HF tensor and `func.func @forward(
+/// input_ids, labels, loss_mask) -> loss`, ops of layer i tagged `mt.layer`.
+mlir::OwningOpRef<mlir::ModuleOp> buildModel(mlir::MLIRContext &context,
+                                             const HfModelSpec &spec,
+                                             const ModelShape &shape);
+
+} // namespace mt
+
+#endif // MT_COMPILER_HF_MODELBUILDER_H

@@ -1,0 +1,38 @@
+// Registration of the `mt` dialect and its dialect-level attribute checks.
+#include "dialects/mt/MtDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinOps.h"
+
+using namespace mlir;
+
+#include "dialects/mt/MtDialect.cpp.inc"
+#include "dialects/mt/MtEnums.cpp.inc"
+
+void mt::MtDialect::initialize() {
+  addOperations<
+#define GET_OP_LIST
+#include "dialects/mt/MtOps.cpp.inc"
+      >();
+}
+
+LogicalResult mt::MtDialect::verifyOperationAttribute(Operation *op,
+                                                      NamedAttribute attr) {
+  if (attr.getName() == kHfConfigAttrName) {
+    if (!isa<ModuleOp>(op) || !isa<StringAttr>(attr.getValue()))
+      return op->emitError() << "expects '" << kHfConfigAttrName
+                             << "' to be a string on a module";
+    return success();
+  }
+  if (attr.getName() != kLayerAttrName)
+    return op->emitError() << "unknown attribute '" << attr.getName().getValue()
+                           << "' of the mt dialect (known: '" << kLayerAttrName
+                           << "', '" << kHfConfigAttrName << "')";
+  auto layer = dyn_cast<IntegerAttr>(attr.getValue());
+  if (!layer || layer.getInt() < 0)
+    return op->emitError() << "expects '" << kLayerAttrName
+                           << "' to be a non-negative integer, got "
+                           << attr.getValue();
+  return success();
+}

@@ -1,0 +1,19 @@
+// The `mt` dialect: model-level ops of transformer LLMs.
+#ifndef MT_DIALECTS_MT_MTDIALECT_H
+#define MT_DIALECTS_MT_MTDIALECT_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "dialects/mt/MtEnums.h.inc"
+#include "dialects/mt/MtDialect.h.inc"
+
+#define GET_OP_CLASSES
+#include "dialects/mt/MtOps.h.inc"
+
+#endif // MT_DIALECTS_MT_MTDIALECT_H

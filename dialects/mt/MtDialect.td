@@ -1,0 +1,46 @@
+// The `mt` dialect: model-level tensor ops of a decoder-only transformer.
+#ifndef MT_DIALECT_TD
+#define MT_DIALECT_TD
+
+include "mlir/IR/OpBase.td"
+include "mlir/IR/EnumAttr.td"
+
+def Mt_Dialect : Dialect {
+  let name = "mt";
+  let cppNamespace = "::mt";
+  let summary = "Model-level ops of transformer LLMs with static shapes";
+  let description = [{
+    Ops of a transformer forward graph (embedding, linear, norms, rotary
+    embedding, grouped-query attention, feed-forward activations, mixture of
+    experts, cross-entropy) over statically shaped `f32`/`bf16` tensors.
+    Trainable parameters are module-level `mt.param` symbols named exactly as
+    the Hugging Face state dict names them; `mt.weight` reads one.
+
+    Ops of decoder layer `i` carry the discardable attribute `mt.layer = i`,
+    which pipeline partitioning and `mtc stats` rely on.
+  }];
+  let hasOperationAttrVerify = 1;
+  let extraClassDeclaration = [{
+    /// Name of the discardable attribute that assigns an op to a decoder layer.
+    static constexpr ::llvm::StringLiteral kLayerAttrName = "mt.layer";
+    /// Module attribute: the Hugging Face config.json the model came from.
+    static constexpr ::llvm::StringLiteral kHfConfigAttrName = "mt.hf_config";
+  }];
+}
+
+def Mt_InitKind : I32EnumAttr<"InitKind", "parameter initialization rule", [
+  I32EnumAttrCase<"normal", 0>,
+  I32EnumAttrCase<"zeros", 1>,
+  I32EnumAttrCase<"ones", 2>
+]> {
+  let cppNamespace = "::mt";
+}
+
+class Mt_Op<string mnemonic, list<Trait> traits = []>
+    : Op<Mt_Dialect, mnemonic, traits>;
+
+def Mt_FloatTensor : RankedTensorOf<[F32, BF16]>;
+def Mt_IdTensor : RankedTensorOf<[I32, I64]>;
+def Mt_F32Scalar : 0DTensorOf<[F32]>;
+
+#endif // MT_DIALECT_TD

@@ -1,0 +1,331 @@
+// Verifiers of the `mt` ops: every shape rule, with the offending values quoted.
+#include "dialects/mt/MtDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
+
+using namespace mlir;
+using namespace mt;
+
+namespace {
+
+RankedTensorType tensorOf(Value v) { return cast<RankedTensorType>(v.getType()); }
+
+/// Prints a shape as "[4, 128, 64]" for diagnostics.
+std::string shapeStr(RankedTensorType t) {
+  std::string s = "[";
+  llvm::interleave(
+      t.getShape(), [&](int64_t d) { s += std::to_string(d); },
+      [&] { s += ", "; });
+  return s + "]";
+}
+
+LogicalResult expectRank(Operation *op, StringRef name, RankedTensorType t,
+                         int64_t rank) {
+  if (t.getRank() == rank)
+    return success();
+  return op->emitOpError() << "expects " << name << " of rank " << rank
+                           << ", got " << shapeStr(t);
+}
+
+LogicalResult expectSameElementType(Operation *op, StringRef a,
+                                    RankedTensorType ta, StringRef b,
+                                    RankedTensorType tb) {
+  if (ta.getElementType() == tb.getElementType())
+    return success();
+  return op->emitOpError() << "expects " << a << " and " << b
+                           << " to have one element type, got "
+                           << ta.getElementType() << " and "
+                           << tb.getElementType();
+}
+
+LogicalResult expectShape(Operation *op, StringRef name, RankedTensorType t,
+                          ArrayRef<int64_t> shape) {
+  if (t.getShape() == shape)
+    return success();
+  auto expected = RankedTensorType::get(shape, t.getElementType());
+  return op->emitOpError() << "expects " << name << " of shape "
+                           << shapeStr(expected) << ", got " << shapeStr(t);
+}
+
+/// A per-channel weight of a norm: rank 1, size of the input's last axis.
+LogicalResult verifyNormWeight(Operation *op, StringRef name,
+                               RankedTensorType input, RankedTensorType w) {
+  if (failed(expectRank(op, name, w, 1)))
+    return failure();
+  int64_t last = input.getShape().back();
+  if (w.getDimSize(0) != last)
+    return op->emitOpError() << "expects " << name << " of size " << last
+                             << " (the last axis of input " << shapeStr(input)
+                             << "), got " << shapeStr(w);
+  return expectSameElementType(op, "input", input, name, w);
+}
+
+LogicalResult verifyNorm(Operation *op, Value input, Value weight, Value result,
+                         double eps) {
+  auto in = tensorOf(input);
+  if (in.getRank() < 1)
+    return op->emitOpError() << "expects input of rank >= 1";
+  if (!(eps > 0.0))
+    return op->emitOpError() << "expects eps > 0, got " << eps;
+  if (failed(verifyNormWeight(op, "weight", in, tensorOf(weight))))
+    return failure();
+  if (tensorOf(result) != in)
+    return op->emitOpError() << "expects result type " << in << ", got "
+                             << result.getType();
+  return success();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Parameters
+//===----------------------------------------------------------------------===//
+
+LogicalResult ParamOp::verify() {
+  auto type = getTensorType();
+  if (type.getNumElements() == 0)
+    return emitOpError() << "expects a non-empty shape, got " << shapeStr(type);
+  if (getInit() == InitKind::normal) {
+    if (!getStd())
+      return emitOpError() << "expects 'std' with init(normal)";
+    if (!(getStd()->convertToDouble() > 0.0))
+      return emitOpError() << "expects std > 0, got "
+                           << getStd()->convertToDouble();
+  } else if (getStd()) {
+    return emitOpError() << "expects no 'std' with init("
+                         << stringifyInitKind(getInit()) << ")";
+  }
+  bool wildcard = llvm::is_contained(llvm::split(getSymName(), '.'), "*");
+  if (getGroupedExperts() != wildcard)
+    return emitOpError()
+           << (wildcard ? "has '*' in its name but no 'grouped_experts'"
+                        : "is 'grouped_experts' but its name has no '*' "
+                          "component standing for the expert index");
+  if (getGroupedExperts() && type.getRank() < 2)
+    return emitOpError() << "expects a grouped expert weight of rank >= 2 "
+                            "([experts, ...]), got "
+                         << shapeStr(type);
+  return success();
+}
+
+LogicalResult WeightOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  auto param = symbols.lookupNearestSymbolFrom<ParamOp>(*this, getParamAttr());
+  if (!param)
+    return emitOpError() << "refers to " << getParamAttr()
+                         << ", which is not an 'mt.param'";
+  if (param.getType() != getType())
+    return emitOpError() << "expects type " << param.getType()
+                         << " of parameter " << getParamAttr() << ", got "
+                         << getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Dense layers
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingOp::verify() {
+  auto ids = tensorOf(getIds()), table = tensorOf(getTable());
+  if (failed(expectRank(*this, "ids", ids, 2)) ||
+      failed(expectRank(*this, "table", table, 2)))
+    return failure();
+  auto result = tensorOf(getResult());
+  if (result.getElementType() != table.getElementType())
+    return emitOpError() << "expects result element type "
+                         << table.getElementType() << " (the table's), got "
+                         << result.getElementType();
+  return expectShape(*this, "result", result,
+                     {ids.getDimSize(0), ids.getDimSize(1), table.getDimSize(1)});
+}
+
+LogicalResult LinearOp::verify() {
+  auto in = tensorOf(getInput()), w = tensorOf(getWeight());
+  if (in.getRank() < 1)
+    return emitOpError() << "expects input of rank >= 1";
+  if (failed(expectRank(*this, "weight", w, 2)) ||
+      failed(expectSameElementType(*this, "input", in, "weight", w)))
+    return failure();
+  int64_t inFeatures = in.getShape().back();
+  if (w.getDimSize(1) != inFeatures)
+    return emitOpError() << "expects weight [out, in] with in = " << inFeatures
+                         << " (the last axis of input " << shapeStr(in)
+                         << "), got " << shapeStr(w);
+  int64_t out = w.getDimSize(0);
+  if (getBias()) {
+    auto b = tensorOf(getBias());
+    if (failed(expectShape(*this, "bias", b, {out})) ||
+        failed(expectSameElementType(*this, "input", in, "bias", b)))
+      return failure();
+  }
+  SmallVector<int64_t> shape(in.getShape());
+  shape.back() = out;
+  auto result = tensorOf(getResult());
+  if (failed(expectSameElementType(*this, "input", in, "result", result)))
+    return failure();
+  return expectShape(*this, "result", result, shape);
+}
+
+LogicalResult ReshapeOp::verify() {
+  auto in = tensorOf(getInput()), out = tensorOf(getResult());
+  if (failed(expectSameElementType(*this, "input", in, "result", out)))
+    return failure();
+  if (in.getNumElements() != out.getNumElements())
+    return emitOpError() << "expects the element count to be kept, got "
+                         << shapeStr(in) << " (" << in.getNumElements()
+                         << ") -> " << shapeStr(out) << " ("
+                         << out.getNumElements() << ")";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Normalization
+//===----------------------------------------------------------------------===//
+
+LogicalResult RMSNormOp::verify() {
+  return verifyNorm(*this, getInput(), getWeight(), getResult(),
+                    getEps().convertToDouble());
+}
+
+LogicalResult LayerNormOp::verify() {
+  if (failed(verifyNorm(*this, getInput(), getWeight(), getResult(),
+                        getEps().convertToDouble())))
+    return failure();
+  return verifyNormWeight(*this, "bias", tensorOf(getInput()),
+                          tensorOf(getBias()));
+}
+
+//===----------------------------------------------------------------------===//
+// Attention
+//===----------------------------------------------------------------------===//
+
+LogicalResult RotaryOp::verify() {
+  auto in = tensorOf(getInput());
+  if (failed(expectRank(*this, "input [B, S, heads, head_dim]", in, 4)))
+    return failure();
+  int64_t headDim = in.getDimSize(3);
+  if (headDim % 2 != 0)
+    return emitOpError() << "expects an even head_dim, got " << headDim;
+  if (!(getTheta().convertToDouble() > 0.0))
+    return emitOpError() << "expects theta > 0, got "
+                         << getTheta().convertToDouble();
+  int present = int(getScalingFactor().has_value()) +
+                int(getLowFreqFactor().has_value()) +
+                int(getHighFreqFactor().has_value()) +
+                int(getOriginalMaxPosition().has_value());
+  if (present != 0 && present != 4)
+    return emitOpError()
+           << "expects all or none of scaling_factor, low_freq_factor, "
+              "high_freq_factor, original_max_position (llama3 rope scaling), "
+              "got "
+           << present << " of 4";
+  if (present == 4 && !(*getHighFreqFactor() > *getLowFreqFactor()))
+    return emitOpError() << "expects high_freq_factor ("
+                         << getHighFreqFactor()->convertToDouble()
+                         << ") > low_freq_factor ("
+                         << getLowFreqFactor()->convertToDouble() << ")";
+  return success();
+}
+
+LogicalResult AttentionOp::verify() {
+  int64_t heads = getNumHeads(), kvHeads = getNumKvHeads(), dim = getHeadDim();
+  if (heads <= 0 || kvHeads <= 0 || dim <= 0)
+    return emitOpError() << "expects positive num_heads (" << heads
+                         << "), num_kv_heads (" << kvHeads << ") and head_dim ("
+                         << dim << ")";
+  if (heads % kvHeads != 0)
+    return emitOpError() << "expects num_heads (" << heads
+                         << ") divisible by num_kv_heads (" << kvHeads << ")";
+  auto q = tensorOf(getQuery()), k = tensorOf(getKey()), v = tensorOf(getValue());
+  if (failed(expectRank(*this, "query", q, 4)))
+    return failure();
+  int64_t b = q.getDimSize(0), s = q.getDimSize(1);
+  if (failed(expectShape(*this, "query", q, {b, s, heads, dim})) ||
+      failed(expectShape(*this, "key", k, {b, s, kvHeads, dim})) ||
+      failed(expectShape(*this, "value", v, {b, s, kvHeads, dim})) ||
+      failed(expectSameElementType(*this, "query", q, "key", k)) ||
+      failed(expectSameElementType(*this, "query", q, "value", v)))
+    return failure();
+  if (!(getScale().convertToDouble() > 0.0))
+    return emitOpError() << "expects scale > 0, got "
+                         << getScale().convertToDouble();
+  if (tensorOf(getResult()) != q)
+    return emitOpError() << "expects result type " << q << ", got "
+                         << getResult().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts
+//===----------------------------------------------------------------------===//
+
+LogicalResult MoERouterOp::verify() {
+  auto in = tensorOf(getInput()), w = tensorOf(getWeight());
+  if (failed(expectRank(*this, "input", in, 3)) ||
+      failed(expectRank(*this, "weight", w, 2)) ||
+      failed(expectSameElementType(*this, "input", in, "weight", w)))
+    return failure();
+  int64_t experts = w.getDimSize(0), topK = getTopK();
+  if (w.getDimSize(1) != in.getDimSize(2))
+    return emitOpError() << "expects weight [experts, hidden] with hidden = "
+                         << in.getDimSize(2) << ", got " << shapeStr(w);
+  if (topK < 1 || topK > experts)
+    return emitOpError() << "expects 1 <= top_k <= experts (" << experts
+                         << "), got " << topK;
+  if (getAuxLossCoeff().convertToDouble() < 0.0)
+    return emitOpError() << "expects aux_loss_coeff >= 0, got "
+                         << getAuxLossCoeff().convertToDouble();
+  SmallVector<int64_t> routed = {in.getDimSize(0), in.getDimSize(1), topK};
+  if (failed(expectShape(*this, "weights", tensorOf(getWeights()), routed)))
+    return failure();
+  return expectShape(*this, "indices", tensorOf(getIndices()), routed);
+}
+
+LogicalResult ExpertFFNOp::verify() {
+  auto in = tensorOf(getInput()), gate = tensorOf(getGate()),
+       up = tensorOf(getUp()), down = tensorOf(getDown());
+  if (failed(expectRank(*this, "input", in, 3)) ||
+      failed(expectRank(*this, "gate", gate, 3)))
+    return failure();
+  int64_t b = in.getDimSize(0), s = in.getDimSize(1), hidden = in.getDimSize(2);
+  int64_t experts = gate.getDimSize(0), ffn = gate.getDimSize(1);
+  auto weights = tensorOf(getWeights());
+  if (failed(expectRank(*this, "weights", weights, 3)))
+    return failure();
+  int64_t topK = weights.getDimSize(2);
+  if (failed(expectShape(*this, "weights", weights, {b, s, topK})) ||
+      failed(expectShape(*this, "indices", tensorOf(getIndices()), {b, s, topK})) ||
+      failed(expectShape(*this, "gate", gate, {experts, ffn, hidden})) ||
+      failed(expectShape(*this, "up", up, {experts, ffn, hidden})) ||
+      failed(expectShape(*this, "down", down, {experts, hidden, ffn})) ||
+      failed(expectSameElementType(*this, "input", in, "gate", gate)) ||
+      failed(expectSameElementType(*this, "input", in, "up", up)) ||
+      failed(expectSameElementType(*this, "input", in, "down", down)))
+    return failure();
+  if (topK > experts)
+    return emitOpError() << "expects top_k (" << topK << ") <= experts ("
+                         << experts << ")";
+  if (tensorOf(getResult()) != in)
+    return emitOpError() << "expects result type " << in << ", got "
+                         << getResult().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Loss
+//===----------------------------------------------------------------------===//
+
+LogicalResult CrossEntropyOp::verify() {
+  auto logits = tensorOf(getLogits());
+  if (failed(expectRank(*this, "logits", logits, 3)))
+    return failure();
+  SmallVector<int64_t> tokens = {logits.getDimSize(0), logits.getDimSize(1)};
+  if (failed(expectShape(*this, "labels", tensorOf(getLabels()), tokens)))
+    return failure();
+  return expectShape(*this, "mask", tensorOf(getMask()), tokens);
+}
+
+#define GET_OP_CLASSES
+#include "dialects/mt/MtOps.cpp.inc"

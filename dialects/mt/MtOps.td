@@ -1,0 +1,323 @@
+// Op definitions of the `mt` dialect. Shape rules live in MtOps.cpp verifiers.
+#ifndef MT_OPS_TD
+#define MT_OPS_TD
+
+include "dialects/mt/MtDialect.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+
+//===----------------------------------------------------------------------===//
+// Parameters
+//===----------------------------------------------------------------------===//
+
+def Mt_ParamOp : Mt_Op<"param", [Symbol]> {
+  let summary = "A trainable parameter, named by its Hugging Face state-dict key";
+  let description = [{
+    Declares a parameter of the model at module level. The symbol name is the
+    exact key of the tensor in a Hugging Face state dict. `init` is the rule
+    for a fresh model: `normal` draws from N(0, std²) (`std` is required),
+    `zeros` and `ones` fill a constant.
+
+    Experts of a mixture-of-experts layer are one grouped parameter whose
+    leading dimension is the expert index; its name holds `*` where the HF key
+    holds the expert number, and it carries `grouped_experts`.
+
+    ```mlir
+    mt.param @"model.norm.weight" : tensor<2048xbf16> init(ones)
+    mt.param @"model.embed_tokens.weight" : tensor<128256x2048xbf16> init(normal, std = 2.0e-02)
+    mt.param @"model.layers.0.mlp.experts.*.up_proj.weight" : tensor<8x14336x4096xbf16> init(normal, std = 2.0e-02) {grouped_experts}
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       TypeAttrOf<Mt_FloatTensor>:$type,
+                       Mt_InitKind:$init,
+                       OptionalAttr<F64Attr>:$std,
+                       UnitAttr:$grouped_experts);
+  let assemblyFormat = [{
+    $sym_name `:` $type `init` `(` $init (`,` `std` `=` $std^)? `)` attr-dict
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::RankedTensorType getTensorType() {
+      return ::llvm::cast<::mlir::RankedTensorType>(getType());
+    }
+  }];
+}
+
+def Mt_WeightOp : Mt_Op<"weight",
+    [Pure, DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "Reads the value of a parameter";
+  let description = [{
+    Yields the current value of the `mt.param` named by `param`. The result
+    type must equal the parameter's type.
+
+    ```mlir
+    %w = mt.weight @"model.norm.weight" : tensor<2048xbf16>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$param);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$param attr-dict `:` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Dense layers
+//===----------------------------------------------------------------------===//
+
+def Mt_EmbeddingOp : Mt_Op<"embedding", [Pure]> {
+  let summary = "Looks up token ids in an embedding table";
+  let description = [{
+    `ids`: [B, S] integers in [0, V); `table`: [V, H]; result: [B, S, H] with
+    the element type of `table`.
+
+    ```mlir
+    %x = mt.embedding %ids, %table : (tensor<4x128xi32>, tensor<256x64xf32>) -> tensor<4x128x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_IdTensor:$ids, Mt_FloatTensor:$table);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_LinearOp : Mt_Op<"linear", [Pure]> {
+  let summary = "Affine map y = x Wᵀ + b with Hugging Face's [out, in] weight";
+  let description = [{
+    `input`: [..., in]; `weight`: [out, in] (the layout of `torch.nn.Linear`);
+    optional `bias`: [out]; result: [..., out]. All three share one element
+    type.
+
+    ```mlir
+    %q = mt.linear %x, %wq, %bq : (tensor<4x128x64xf32>, tensor<64x64xf32>, tensor<64xf32>) -> tensor<4x128x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
+                       Optional<Mt_FloatTensor>:$bias);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Mt_ReshapeOp : Mt_Op<"reshape", [Pure]> {
+  let summary = "Reinterprets a tensor with another static shape";
+  let description = [{
+    Row-major reshape that keeps the element type and the element count, e.g.
+    splitting [B, S, heads*head_dim] into [B, S, heads, head_dim].
+
+    ```mlir
+    %q4 = mt.reshape %q : tensor<4x128x64xf32> -> tensor<4x128x4x16xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Mt_AddOp : Mt_Op<"add", [Pure, SameOperandsAndResultType]> {
+  let summary = "Element-wise sum (residual connections, loss terms)";
+  let description = [{
+    ```mlir
+    %h = mt.add %x, %attn_out : tensor<4x128x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$lhs, Mt_FloatTensor:$rhs);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Normalization
+//===----------------------------------------------------------------------===//
+
+def Mt_RMSNormOp : Mt_Op<"rmsnorm", [Pure]> {
+  let summary = "Root-mean-square normalization over the last axis";
+  let description = [{
+    y = x / sqrt(mean(x², last axis) + eps) * weight. `weight` has the size of
+    the last axis. On a [B, S, heads, head_dim] view this is the per-head
+    q/k normalization of Qwen3.
+
+    ```mlir
+    %y = mt.rmsnorm %x, %w {eps = 1.0e-05 : f64} : (tensor<4x128x64xf32>, tensor<64xf32>) -> tensor<4x128x64xf32>
+    %qn = mt.rmsnorm %q, %qw {eps = 1.0e-06 : f64} : (tensor<4x128x4x16xf32>, tensor<16xf32>) -> tensor<4x128x4x16xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight, F64Attr:$eps);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure]> {
+  let summary = "Layer normalization over the last axis, with scale and shift";
+  let description = [{
+    y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis;
+    `weight` and `bias` have the size of the last axis.
+
+    ```mlir
+    %y = mt.layernorm %x, %w, %b {eps = 1.0e-05 : f64} : (tensor<4x128x64xf32>, tensor<64xf32>, tensor<64xf32>) -> tensor<4x128x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
+                       Mt_FloatTensor:$bias, F64Attr:$eps);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Attention
+//===----------------------------------------------------------------------===//
+
+def Mt_RotaryOp : Mt_Op<"rotary", [Pure, SameOperandsAndResultType]> {
+  let summary = "Rotary position embedding (rotate-half convention)";
+  let description = [{
+    Rotates pairs (x[i], x[i + D/2]) of each head of `input` [B, S, heads, D]
+    by angle pos · theta^(-2i/D), position = sequence index, as Hugging Face's
+    `rotate_half`. With `scaling_factor` set, the inverse frequencies are
+    rescaled as Llama 3.1's `rope_scaling` ("llama3"): `low_freq_factor`,
+    `high_freq_factor` and `original_max_position` are then required.
+
+    ```mlir
+    %q = mt.rotary %q0 {theta = 5.0e+05 : f64} : tensor<4x128x4x16xf32>
+    %k = mt.rotary %k0 {theta = 5.0e+05 : f64, scaling_factor = 3.2e+01 : f64,
+                        low_freq_factor = 1.0 : f64, high_freq_factor = 4.0 : f64,
+                        original_max_position = 8192 : i64} : tensor<4x128x2x16xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, F64Attr:$theta,
+                       OptionalAttr<F64Attr>:$scaling_factor,
+                       OptionalAttr<F64Attr>:$low_freq_factor,
+                       OptionalAttr<F64Attr>:$high_freq_factor,
+                       OptionalAttr<I64Attr>:$original_max_position);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def Mt_AttentionOp : Mt_Op<"attention", [Pure]> {
+  let summary = "Causal grouped-query scaled dot-product attention";
+  let description = [{
+    `query`: [B, S, num_heads, head_dim]; `key`, `value`: [B, S, num_kv_heads,
+    head_dim]; result: [B, S, num_heads, head_dim]. Query head h attends with
+    kv head h / (num_heads / num_kv_heads), causally (position i sees j <= i),
+    with logits scaled by `scale` (usually head_dim^-1/2).
+
+    ```mlir
+    %o = mt.attention %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
+        : (tensor<4x128x4x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128x2x16xf32>) -> tensor<4x128x4x16xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key,
+                       Mt_FloatTensor:$value, I64Attr:$num_heads,
+                       I64Attr:$num_kv_heads, I64Attr:$head_dim, F64Attr:$scale);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Feed-forward activations
+//===----------------------------------------------------------------------===//
+
+def Mt_SwiGLUOp : Mt_Op<"swiglu", [Pure, SameOperandsAndResultType]> {
+  let summary = "Gated SiLU: silu(gate) * up";
+  let description = [{
+    ```mlir
+    %a = mt.swiglu %gate, %up : tensor<4x128x256xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$gate, Mt_FloatTensor:$up);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$gate `,` $up attr-dict `:` type($result)";
+}
+
+def Mt_GELUOp : Mt_Op<"gelu", [Pure, SameOperandsAndResultType]> {
+  let summary = "Gaussian error linear unit, exact or tanh-approximated";
+  let description = [{
+    ```mlir
+    %a = mt.gelu %x : tensor<4x128x256xf32>
+    %b = mt.gelu %x {approximate_tanh} : tensor<4x128x256xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, UnitAttr:$approximate_tanh);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts
+//===----------------------------------------------------------------------===//
+
+def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure]> {
+  let summary = "Softmax top-k router with the load-balancing auxiliary loss";
+  let description = [{
+    `input`: [B, S, H]; `weight`: [E, H]. Computes router logits x Wᵀ, softmax
+    over the E experts, and keeps the `top_k` largest probabilities per token:
+    `weights` [B, S, top_k] (f32; renormalized to sum 1 when `norm_topk_prob`)
+    and `indices` [B, S, top_k] (i32). `aux_loss` is
+    `aux_loss_coeff · E · Σ_e f_e · P_e` (Switch Transformer / HF), f_e the
+    fraction of routed slots that chose e and P_e the mean probability of e.
+
+    ```mlir
+    %w, %i, %aux = mt.moe_router %x, %wr {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
+        : (tensor<4x128x64xf32>, tensor<8x64xf32>) -> (tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<f32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
+                       I64Attr:$top_k, UnitAttr:$norm_topk_prob,
+                       F64Attr:$aux_loss_coeff);
+  let results = (outs RankedTensorOf<[F32]>:$weights,
+                      RankedTensorOf<[I32]>:$indices, Mt_F32Scalar:$aux_loss);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_ExpertFFNOp : Mt_Op<"expert_ffn", [Pure]> {
+  let summary = "SwiGLU experts applied to routed tokens, combined by weight";
+  let description = [{
+    For each token of `input` [B, S, H] and each of its `top_k` slots, applies
+    expert e = `indices`[b, s, k] (a SwiGLU FFN with rows `gate`[e], `up`[e]:
+    [F, H] and `down`[e]: [H, F]) and sums the outputs scaled by
+    `weights`[b, s, k]. Experts are grouped weights [E, ...].
+
+    ```mlir
+    %y = mt.expert_ffn %x, %w, %i, %gate, %up, %down
+        : (tensor<4x128x64xf32>, tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<4x128x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[F32]>:$weights,
+                       RankedTensorOf<[I32]>:$indices, Mt_FloatTensor:$gate,
+                       Mt_FloatTensor:$up, Mt_FloatTensor:$down);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Loss
+//===----------------------------------------------------------------------===//
+
+def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure]> {
+  let summary = "Mean token cross-entropy over the unmasked positions";
+  let description = [{
+    `logits`: [B, S, V]; `labels`: [B, S] in [0, V); `mask`: [B, S] f32 of 0/1.
+    Result (f32 scalar): Σ mask · (logsumexp(logits) - logits[label]) / Σ mask.
+    Labels are already shifted: position s predicts `labels`[b, s].
+
+    ```mlir
+    %loss = mt.cross_entropy %logits, %labels, %mask
+        : (tensor<4x128x256xf32>, tensor<4x128xi32>, tensor<4x128xf32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$logits, Mt_IdTensor:$labels,
+                       RankedTensorOf<[F32]>:$mask);
+  let results = (outs Mt_F32Scalar:$loss);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+#endif // MT_OPS_TD

@@ -1,0 +1,157 @@
+// ParallelConfig: derived sizes, every validation rule, and the YAML reader.
+#include "compiler/config/ParallelConfig.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace mt {
+namespace {
+
+ModelDims smallModel() {
+  ModelDims m;
+  m.numLayers = 8, m.numHeads = 8, m.numKvHeads = 4, m.vocabSize = 256;
+  m.microBatch = 2, m.seq = 64;
+  return m;
+}
+
+/// Resolves `c` against `m` and returns the error text ("" when valid).
+std::string errorOf(ParallelConfig c, const ModelDims &m = smallModel()) {
+  Status s = c.resolve(m);
+  return s ? "" : s.message();
+}
+
+TEST(ParallelConfig, DerivesDataParallelAndBatchFromWorldSize) {
+  ParallelConfig c;
+  c.tp = 2, c.pp = 2, c.worldSize = 16, c.globalBatch = 32;
+  ASSERT_TRUE(c.resolve(smallModel()));
+  EXPECT_EQ(c.dp, 4);
+  EXPECT_EQ(c.microBatch, 2);
+  EXPECT_EQ(c.seq, 64);
+  EXPECT_EQ(c.numMicroBatches(), 4);
+}
+
+TEST(ParallelConfig, DefaultsToOneRankAndOneMicroBatch) {
+  ParallelConfig c;
+  ASSERT_TRUE(c.resolve(smallModel()));
+  EXPECT_EQ(c.worldSize, 1);
+  EXPECT_EQ(c.globalBatch, 2);
+}
+
+struct BadCase {
+  const char *rule;
+  std::function<void(ParallelConfig &, ModelDims &)> set;
+  const char *message;
+};
+
+TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
+  const BadCase cases[] = {
+      {"heads % tp", [](auto &c, auto &m) { c.tp = 3; m.numKvHeads = 3; m.numHeads = 8; },
+       "num_attention_heads (8) must be divisible by tensor_model_parallel_size (--tp 3)"},
+      {"kv heads % tp", [](auto &c, auto &) { c.tp = 8; },
+       "num_key_value_heads (4) must be divisible by tensor_model_parallel_size (--tp 8)"},
+      {"layers % pp*vpp", [](auto &c, auto &) { c.pp = 3; },
+       "num_hidden_layers (8) must be divisible by pp (3) x vpp (1) = 3"},
+      {"layers % pp*vpp with vpp", [](auto &c, auto &m) { c.pp = 2, c.vpp = 3; m.numLayers = 8; },
+       "num_hidden_layers (8) must be divisible by pp (2) x vpp (3) = 6"},
+      {"more stages than layers", [](auto &c, auto &) { c.pp = 4, c.vpp = 4; },
+       "pipeline stages pp (4) x vpp (4) = 16 exceed num_hidden_layers (8)"},
+      {"vpp without pp", [](auto &c, auto &) { c.vpp = 2; },
+       "virtual_pipeline_model_parallel_size (--vpp 2) needs pipeline_model_parallel_size (--pp) > 1"},
+      {"sp without tp", [](auto &c, auto &) { c.sequenceParallel = true; },
+       "sequence_parallel (--sp) needs tensor_model_parallel_size (--tp) > 1"},
+      {"experts % ep", [](auto &c, auto &m) { m.numExperts = 6; c.ep = 4; },
+       "num_experts (6) must be divisible by expert_model_parallel_size (--ep 4)"},
+      {"ep on dense", [](auto &c, auto &) { c.ep = 2; },
+       "expert_model_parallel_size (--ep 2) needs a mixture-of-experts model"},
+      {"seq % 2cp", [](auto &c, auto &m) { c.cp = 3; m.seq = 64; },
+       "seq_length (64) must be divisible by 2 x context_parallel_size (2 x 3 = 6)"},
+      {"world % model parallel", [](auto &c, auto &) { c.tp = 2, c.pp = 2, c.worldSize = 6; },
+       "world size (6) must be divisible by tp (2) x pp (2) x cp (1) x ep (1) = 4"},
+      {"world % ep multiplies", [](auto &c, auto &m) { m.numExperts = 8; c.ep = 4, c.tp = 2, c.worldSize = 4; },
+       "world size (4) must be divisible by tp (2) x pp (1) x cp (1) x ep (4) = 8"},
+      {"world != product", [](auto &c, auto &) { c.tp = 2, c.dp = 2, c.worldSize = 8; },
+       "world size (8) must equal tp (2) x pp (1) x cp (1) x ep (1) x dp (2) = 4"},
+      {"global % micro*dp", [](auto &c, auto &) { c.dp = 4, c.globalBatch = 12; },
+       "global_batch_size (12) must be divisible by micro_batch_size (2) x data parallel size (4) = 8"},
+      {"vpp micro-batches % pp", [](auto &c, auto &) { c.pp = 2, c.vpp = 2, c.globalBatch = 6; },
+       "the number of micro-batches (3 = global_batch_size 6 / (micro_batch_size 2 x dp 1)) must be a multiple of pp (2)"},
+      {"tp < 1", [](auto &c, auto &) { c.tp = 0; },
+       "tensor_model_parallel_size (--tp) must be >= 1, got 0"},
+      {"seq differs from model", [](auto &c, auto &) { c.seq = 128; },
+       "seq_length (--seq) is 128 but the model's inputs have sequence length 64"},
+      {"micro-batch differs from model", [](auto &c, auto &) { c.microBatch = 4; },
+       "micro_batch_size (--micro-batch) is 4 but the model's inputs have micro-batch 2"},
+      {"unsupported option value", [](auto &c, auto &) { c.pending["recompute_granularity"] = "full"; },
+       "recompute_granularity: full is not supported by this version of mtc yet"},
+  };
+  for (const BadCase &bad : cases) {
+    ParallelConfig c;
+    ModelDims m = smallModel();
+    bad.set(c, m);
+    EXPECT_NE(errorOf(c, m).find(bad.message), std::string::npos)
+        << bad.rule << ": got \"" << errorOf(c, m) << "\"";
+  }
+}
+
+class YamlConfig : public ::testing::Test {
+protected:
+  std::string write(const std::string &text) {
+    path_ = std::filesystem::temp_directory_path() /
+            ("mt-yaml-" + std::to_string(::getpid()) + ".yaml");
+    std::ofstream(path_) << text;
+    return path_.string();
+  }
+  void TearDown() override { std::filesystem::remove(path_); }
+  std::filesystem::path path_;
+};
+
+TEST_F(YamlConfig, ReadsMegatronNames) {
+  ParallelConfig c;
+  ASSERT_TRUE(loadParallelConfigYaml(write("tensor_model_parallel_size: 2\n"
+                                           "pipeline_model_parallel_size: 4\n"
+                                           "virtual_pipeline_model_parallel_size: 2\n"
+                                           "expert_model_parallel_size: 1\n"
+                                           "context_parallel_size: 1\n"
+                                           "sequence_parallel: true\n"
+                                           "global_batch_size: 64\n"
+                                           "use_distributed_optimizer: false\n"
+                                           "overlap_grad_reduce: true\n"),
+                                     c));
+  EXPECT_EQ(c.tp, 2);
+  EXPECT_EQ(c.pp, 4);
+  EXPECT_EQ(c.vpp, 2);
+  EXPECT_TRUE(c.sequenceParallel);
+  EXPECT_EQ(c.globalBatch, 64);
+  EXPECT_EQ(c.pending.at("use_distributed_optimizer"), "false");
+}
+
+TEST_F(YamlConfig, NamesLineAndColumnOfABadValue) {
+  ParallelConfig c;
+  Status s = loadParallelConfigYaml(write("tensor_model_parallel_size: 2\n"
+                                          "pipeline_model_parallel_size: two\n"),
+                                    c);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find(":2:31: expected an integer, got 'two'"), std::string::npos)
+      << s.message();
+}
+
+TEST_F(YamlConfig, RejectsUnknownKeysAndListsKnownOnes) {
+  ParallelConfig c;
+  Status s = loadParallelConfigYaml(write("tensor_model_paralel_size: 2\n"), c);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find(":1:1: unknown option 'tensor_model_paralel_size' (known: "),
+            std::string::npos)
+      << s.message();
+}
+
+TEST_F(YamlConfig, ReportsMalformedYamlWithPosition) {
+  ParallelConfig c;
+  Status s = loadParallelConfigYaml(write("tensor_model_parallel_size: [2\n"), c);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find(path_.string() + ":"), std::string::npos) << s.message();
+}
+
+} // namespace
+} // namespace mt

@@ -1,0 +1,121 @@
+// mtc: import Hugging Face models, inspect them, compile training plans.
+#include "compiler/driver/Commands.h"
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+namespace {
+
+/// Flags for the parallel layout; given ones override the YAML file.
+struct ParallelFlags {
+  std::string yaml;
+  mt::ParallelConfig values;
+  std::vector<CLI::Option *> options;
+
+  void add(CLI::App &cmd) {
+    auto &v = values;
+    cmd.add_option("--config", yaml,
+                   "YAML file with Megatron-Core option names "
+                   "(tensor_model_parallel_size, sequence_parallel, ...)")
+        ->check(CLI::ExistingFile);
+    auto group = "Parallel layout (override --config)";
+    options = {
+        cmd.add_option("--tp", v.tp, "tensor-parallel size")->group(group),
+        cmd.add_option("--pp", v.pp, "pipeline-parallel size")->group(group),
+        cmd.add_option("--vpp", v.vpp, "virtual pipeline chunks per stage")->group(group),
+        cmd.add_option("--ep", v.ep, "expert-parallel size")->group(group),
+        cmd.add_option("--cp", v.cp, "context-parallel size")->group(group),
+        cmd.add_option("--dp", v.dp, "data-parallel size (default: derived)")->group(group),
+        cmd.add_option("--world-size", v.worldSize,
+                       "number of ranks (default: tp*pp*cp*ep*dp)")->group(group),
+        cmd.add_flag("--sp", v.sequenceParallel, "sequence parallelism (needs --tp > 1)")
+            ->group(group),
+        cmd.add_option("--micro-batch", v.microBatch, "micro-batch size")->group(group),
+        cmd.add_option("--global-batch", v.globalBatch,
+                       "global batch size (default: micro-batch x dp)")->group(group),
+        cmd.add_option("--seq", v.seq, "sequence length")->group(group),
+    };
+  }
+
+  /// The YAML values, with every flag given on the command line on top.
+  bool resolve(mt::ParallelConfig &out) const {
+    if (!yaml.empty()) {
+      if (mt::Status s = mt::loadParallelConfigYaml(yaml, out); !s) {
+        std::cerr << "error: " << s.message() << "\n";
+        return false;
+      }
+    }
+    const mt::ParallelConfig &v = values;
+    int64_t mt::ParallelConfig::*fields[] = {
+        &mt::ParallelConfig::tp,  &mt::ParallelConfig::pp,
+        &mt::ParallelConfig::vpp, &mt::ParallelConfig::ep,
+        &mt::ParallelConfig::cp,  &mt::ParallelConfig::dp,
+        &mt::ParallelConfig::worldSize};
+    for (size_t i = 0; i < std::size(fields); ++i)
+      if (options[i]->count())
+        out.*fields[i] = v.*fields[i];
+    if (options[7]->count())
+      out.sequenceParallel = v.sequenceParallel;
+    if (options[8]->count())
+      out.microBatch = v.microBatch;
+    if (options[9]->count())
+      out.globalBatch = v.globalBatch;
+    if (options[10]->count())
+      out.seq = v.seq;
+    return true;
+  }
+};
+
+} // namespace
+
+int main(int argc, char **argv) {
+  CLI::App app{"mtc: a compiler for training transformer LLMs on many GPUs.\n"
+               "Import a Hugging Face config, inspect the model, compile a "
+               "parallel training plan."};
+  app.require_subcommand(1);
+
+  mt::ImportOptions import;
+  std::string dtype = "f32";
+  auto *importCmd = app.add_subcommand(
+      "import-hf", "Write the mt-dialect model of a Hugging Face config.json");
+  importCmd->add_option("config", import.configPath, "config.json")
+      ->required()->check(CLI::ExistingFile);
+  importCmd->add_option("-o,--output", import.outputPath, "model.mlir to write")
+      ->required();
+  importCmd->add_option("--seq", import.shape.seq, "sequence length")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  importCmd->add_option("--micro-batch", import.shape.microBatch, "micro-batch size")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  importCmd->add_option("--dtype", dtype, "parameter element type")
+      ->capture_default_str()->check(CLI::IsMember({"f32", "bf16"}));
+
+  std::string statsPath;
+  auto *statsCmd = app.add_subcommand(
+      "stats", "Print parameters and FLOPs per token (as bench/FLOPS.md counts them)");
+  statsCmd->add_option("model", statsPath, "model.mlir")->required()
+      ->check(CLI::ExistingFile);
+
+  mt::CompileOptions compile;
+  ParallelFlags parallelFlags;
+  auto *compileCmd = app.add_subcommand(
+      "compile", "Check a model against a parallel layout and plan the training step");
+  compileCmd->add_option("model", compile.modelPath, "model.mlir")->required()
+      ->check(CLI::ExistingFile);
+  compileCmd->add_flag("--explain", compile.explain,
+                       "print the layout in words: mesh, ranks, stages, memory");
+  parallelFlags.add(*compileCmd);
+
+  CLI11_PARSE(app, argc, argv);
+
+  bool ok = false;
+  if (importCmd->parsed()) {
+    import.shape.bf16 = dtype == "bf16";
+    ok = mt::importHf(import);
+  } else if (statsCmd->parsed()) {
+    ok = mt::printStats(statsPath);
+  } else if (compileCmd->parsed()) {
+    ok = parallelFlags.resolve(compile.parallel) && mt::compileModel(compile);
+  }
+  return ok ? 0 : 1;
+}
