@@ -11,4 +11,3 @@ config.test_exec_root = getattr(config, "mt_obj_root", config.test_source_root)
 for tools in (config.mt_tools_dir, config.llvm_tools_dir):
     config.environment["PATH"] = tools + os.pathsep + config.environment.get("PATH", os.environ["PATH"])
 config.substitutions.append(("%models", os.path.join(config.mt_source_dir, "models")))
-config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))

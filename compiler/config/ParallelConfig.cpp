@@ -3,6 +3,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -40,6 +41,37 @@ const std::set<std::string> &hintKeys() {
       "bias_activation_fusion", "apply_rope_fusion",   "moe_grouped_gemm",
       "overlap_grad_reduce",    "overlap_param_gather", "bf16"};
   return keys;
+}
+
+size_t editDistance(const std::string &a, const std::string &b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j)
+    row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+/// "; did you mean 'x'?" for a close known name, else the list of names.
+std::string suggestion(const std::string &key, std::vector<std::string> known) {
+  std::sort(known.begin(), known.end());
+  std::string best, all;
+  size_t bestDistance = 4; // a typo, not another option
+  for (const std::string &name : known) {
+    all += (all.empty() ? "" : ", ") + name;
+    if (size_t d = editDistance(key, name); d < bestDistance)
+      bestDistance = d, best = name;
+  }
+  if (!best.empty())
+    return "; did you mean '" + best + "'?";
+  return " (known: " + all + ")";
 }
 
 Status checkPositive(const char *name, int64_t value) {
@@ -146,7 +178,36 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   return Status::ok();
 }
 
-Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config) {
+Status OptimizerConfig::validate() const {
+  if (!(lr > 0))
+    return fail("lr (--lr) must be > 0, got ", lr);
+  if (!(minLr >= 0) || minLr > lr)
+    return fail("min_lr (--min-lr) must be in [0, lr = ", lr, "], got ", minLr);
+  if (trainSteps < 1)
+    return fail("train_iters (--train-steps) must be >= 1, got ", trainSteps);
+  if (warmupSteps < 0)
+    return fail("lr_warmup_iters (--warmup-steps) must be >= 0, got ", warmupSteps);
+  int64_t decay = decaySteps ? decaySteps : trainSteps;
+  if (decay < warmupSteps)
+    return fail("lr_decay_iters (", decay, ") must be >= lr_warmup_iters (",
+                warmupSteps, ")");
+  if (decayStyle != "cosine" && decayStyle != "linear" && decayStyle != "constant")
+    return fail("lr_decay_style (--lr-decay-style) must be cosine, linear or "
+                "constant, got '", decayStyle, "'");
+  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+    return fail("adam_beta1 and adam_beta2 must be in [0, 1), got ", beta1,
+                " and ", beta2);
+  if (!(eps > 0))
+    return fail("adam_eps must be > 0, got ", eps);
+  if (!(weightDecay >= 0))
+    return fail("weight_decay must be >= 0, got ", weightDecay);
+  if (!(clipGrad >= 0))
+    return fail("clip_grad must be >= 0 (0: off), got ", clipGrad);
+  return Status::ok();
+}
+
+Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
+                              OptimizerConfig &optimizer) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -190,7 +251,36 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config) {
       }
     };
   };
+  auto doubleOf = [&](double &out) -> Setter {
+    return [&out, &where](const YAML::Node &n) -> Status {
+      try {
+        out = n.as<double>();
+        return Status::ok();
+      } catch (const YAML::Exception &) {
+        return fail(where(n), "expected a number, got '", n.Scalar(), "'");
+      }
+    };
+  };
+  auto stringOf = [&](std::string &out) -> Setter {
+    return [&out, &where](const YAML::Node &n) -> Status {
+      if (!n.IsScalar())
+        return fail(where(n), "expected a string");
+      out = n.Scalar();
+      return Status::ok();
+    };
+  };
   const std::map<std::string, Setter> setters = {
+      {"lr", doubleOf(optimizer.lr)},
+      {"min_lr", doubleOf(optimizer.minLr)},
+      {"lr_warmup_iters", intOf(optimizer.warmupSteps, false)},
+      {"lr_decay_iters", intOf(optimizer.decaySteps, true)},
+      {"lr_decay_style", stringOf(optimizer.decayStyle)},
+      {"weight_decay", doubleOf(optimizer.weightDecay)},
+      {"adam_beta1", doubleOf(optimizer.beta1)},
+      {"adam_beta2", doubleOf(optimizer.beta2)},
+      {"adam_eps", doubleOf(optimizer.eps)},
+      {"clip_grad", doubleOf(optimizer.clipGrad)},
+      {"train_iters", intOf(optimizer.trainSteps, false)},
       {"tensor_model_parallel_size", intOf(config.tp, false)},
       {"pipeline_model_parallel_size", intOf(config.pp, false)},
       {"virtual_pipeline_model_parallel_size", intOf(config.vpp, true)},
@@ -213,11 +303,13 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config) {
     } else if (pendingDefaults().count(key)) {
       config.pending[key] = value.IsNull() ? "null" : value.Scalar();
     } else if (!hintKeys().count(key)) {
-      std::string known;
+      std::vector<std::string> known;
       for (const auto &[name, _] : setters)
-        known += (known.empty() ? "" : ", ") + name;
-      return fail(where(entry.first), "unknown option '", key, "' (known: ",
-                  known, ")");
+        known.push_back(name);
+      for (const auto &[name, _] : pendingDefaults())
+        known.push_back(name);
+      return fail(where(entry.first), "unknown option '", key, "'",
+                  suggestion(key, known));
     }
   }
   return Status::ok();

@@ -40,9 +40,25 @@ struct ParallelConfig {
   Status resolve(const ModelDims &model);
 };
 
+/// The optimizer and schedule of a training run (Megatron-Core's names in
+/// YAML: lr, min_lr, lr_warmup_iters, lr_decay_iters, lr_decay_style,
+/// weight_decay, adam_beta1, adam_beta2, adam_eps, clip_grad, train_iters).
+struct OptimizerConfig {
+  double lr = 3.0e-4, minLr = 0.0;
+  int64_t warmupSteps = 0, decaySteps = 0; // decaySteps 0: trainSteps
+  std::string decayStyle = "cosine";
+  double weightDecay = 0.01, beta1 = 0.9, beta2 = 0.999, eps = 1.0e-8;
+  double clipGrad = 1.0;
+  int64_t trainSteps = 100;
+
+  /// Checks ranges; the message names the option and its value.
+  Status validate() const;
+};
+
 /// Reads Megatron-Core names (`tensor_model_parallel_size`, ...) from a YAML
 /// file into `config`. Errors carry file:line:col.
-Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config);
+Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
+                              OptimizerConfig &optimizer);
 
 } // namespace mt
 

@@ -3,7 +3,13 @@
 
 #include "compiler/analysis/ModelInfo.h"
 #include "compiler/driver/Explain.h"
+#include "compiler/plan/PlanEmitter.h"
 #include "dialects/mt/MtDialect.h"
+#include "passes/Passes.h"
+#include "runtime/plan/PlanIO.h"
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
@@ -45,6 +51,37 @@ std::string withCommas(int64_t n) {
     out += digits[i];
   }
   return out;
+}
+
+/// Autodiff, optimizer, cleanup, then the plan directory.
+bool emitTrainingPlan(ModuleOp module, const ParallelConfig &parallel,
+                      const CompileOptions &options) {
+  const OptimizerConfig &o = options.optimizer;
+  BuildOptimizerOptions opt;
+  opt.lr = o.lr;
+  opt.minLr = o.minLr;
+  opt.warmupSteps = o.warmupSteps;
+  opt.decaySteps = o.decaySteps ? o.decaySteps : o.trainSteps;
+  opt.decayStyle = o.decayStyle;
+  opt.weightDecay = o.weightDecay;
+  opt.beta1 = o.beta1;
+  opt.beta2 = o.beta2;
+  opt.eps = o.eps;
+  opt.clipGrad = o.clipGrad;
+  PassManager pm(module.getContext());
+  pm.addPass(createAutodiff());
+  pm.addPass(createBuildOptimizer(opt));
+  pm.addPass(createCanonicalizerPass());
+  if (failed(pm.run(module)))
+    return false;
+  auto plan = emitPlan(module, parallel, TrainingOptions{o.trainSteps});
+  if (failed(plan))
+    return false;
+  if (Status s = plan::writePlanDirectory(options.outputDir, *plan); !s) {
+    llvm::errs() << "error: " << s.message() << "\n";
+    return false;
+  }
+  return true;
 }
 
 } // namespace
@@ -109,9 +146,21 @@ bool compileModel(const CompileOptions &options) {
     llvm::errs() << "error: " << s.message() << "\n";
     return false;
   }
+  if (Status s = options.optimizer.validate(); !s) {
+    llvm::errs() << "error: " << s.message() << "\n";
+    return false;
+  }
   if (options.explain)
     explainLayout(*module, *dims, parallel, llvm::outs());
-  return true;
+  if (options.outputDir.empty())
+    return true;
+  if (parallel.worldSize != 1) {
+    llvm::errs() << "error: this version of mtc writes plans for one rank; "
+                    "the layout has "
+                 << parallel.worldSize << " ranks\n";
+    return false;
+  }
+  return emitTrainingPlan(*module, parallel, options);
 }
 
 } // namespace mt

@@ -17,7 +17,9 @@ struct ImportOptions {
 struct CompileOptions {
   std::string modelPath;
   ParallelConfig parallel;
+  OptimizerConfig optimizer;
   bool explain = false;
+  std::string outputDir; // the plan directory; empty: check only
 };
 
 /// Each prints its diagnostics to stderr and returns false on failure.

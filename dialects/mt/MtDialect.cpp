@@ -9,6 +9,7 @@ using namespace mlir;
 
 #include "dialects/mt/MtDialect.cpp.inc"
 #include "dialects/mt/MtEnums.cpp.inc"
+#include "dialects/mt/MtInterfaces.cpp.inc"
 
 void mt::MtDialect::initialize() {
   addOperations<

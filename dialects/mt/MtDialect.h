@@ -12,6 +12,7 @@
 
 #include "dialects/mt/MtEnums.h.inc"
 #include "dialects/mt/MtDialect.h.inc"
+#include "dialects/mt/MtInterfaces.h.inc"
 
 #define GET_OP_CLASSES
 #include "dialects/mt/MtOps.h.inc"

@@ -1,5 +1,6 @@
 // Verifiers of the `mt` ops: every shape rule, with the offending values quoted.
 #include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtVerify.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
@@ -8,77 +9,8 @@
 
 using namespace mlir;
 using namespace mt;
+using namespace mt::verify;
 
-namespace {
-
-RankedTensorType tensorOf(Value v) { return cast<RankedTensorType>(v.getType()); }
-
-/// Prints a shape as "[4, 128, 64]" for diagnostics.
-std::string shapeStr(RankedTensorType t) {
-  std::string s = "[";
-  llvm::interleave(
-      t.getShape(), [&](int64_t d) { s += std::to_string(d); },
-      [&] { s += ", "; });
-  return s + "]";
-}
-
-LogicalResult expectRank(Operation *op, StringRef name, RankedTensorType t,
-                         int64_t rank) {
-  if (t.getRank() == rank)
-    return success();
-  return op->emitOpError() << "expects " << name << " of rank " << rank
-                           << ", got " << shapeStr(t);
-}
-
-LogicalResult expectSameElementType(Operation *op, StringRef a,
-                                    RankedTensorType ta, StringRef b,
-                                    RankedTensorType tb) {
-  if (ta.getElementType() == tb.getElementType())
-    return success();
-  return op->emitOpError() << "expects " << a << " and " << b
-                           << " to have one element type, got "
-                           << ta.getElementType() << " and "
-                           << tb.getElementType();
-}
-
-LogicalResult expectShape(Operation *op, StringRef name, RankedTensorType t,
-                          ArrayRef<int64_t> shape) {
-  if (t.getShape() == shape)
-    return success();
-  auto expected = RankedTensorType::get(shape, t.getElementType());
-  return op->emitOpError() << "expects " << name << " of shape "
-                           << shapeStr(expected) << ", got " << shapeStr(t);
-}
-
-/// A per-channel weight of a norm: rank 1, size of the input's last axis.
-LogicalResult verifyNormWeight(Operation *op, StringRef name,
-                               RankedTensorType input, RankedTensorType w) {
-  if (failed(expectRank(op, name, w, 1)))
-    return failure();
-  int64_t last = input.getShape().back();
-  if (w.getDimSize(0) != last)
-    return op->emitOpError() << "expects " << name << " of size " << last
-                             << " (the last axis of input " << shapeStr(input)
-                             << "), got " << shapeStr(w);
-  return expectSameElementType(op, "input", input, name, w);
-}
-
-LogicalResult verifyNorm(Operation *op, Value input, Value weight, Value result,
-                         double eps) {
-  auto in = tensorOf(input);
-  if (in.getRank() < 1)
-    return op->emitOpError() << "expects input of rank >= 1";
-  if (!(eps > 0.0))
-    return op->emitOpError() << "expects eps > 0, got " << eps;
-  if (failed(verifyNormWeight(op, "weight", in, tensorOf(weight))))
-    return failure();
-  if (tensorOf(result) != in)
-    return op->emitOpError() << "expects result type " << in << ", got "
-                             << result.getType();
-  return success();
-}
-
-} // namespace
 
 //===----------------------------------------------------------------------===//
 // Parameters

@@ -6,6 +6,7 @@ include "dialects/mt/MtDialect.td"
 include "mlir/IR/SymbolInterfaces.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
+include "dialects/mt/MtInterfaces.td"
 
 //===----------------------------------------------------------------------===//
 // Parameters
@@ -21,7 +22,8 @@ def Mt_ParamOp : Mt_Op<"param", [Symbol]> {
 
     Experts of a mixture-of-experts layer are one grouped parameter whose
     leading dimension is the expert index; its name holds `*` where the HF key
-    holds the expert number, and it carries `grouped_experts`.
+    holds the expert number, and it carries `grouped_experts`. A `frozen`
+    parameter is not trained: no gradient is computed for it.
 
     ```mlir
     mt.param @"model.norm.weight" : tensor<2048xbf16> init(ones)
@@ -33,7 +35,7 @@ def Mt_ParamOp : Mt_Op<"param", [Symbol]> {
                        TypeAttrOf<Mt_FloatTensor>:$type,
                        Mt_InitKind:$init,
                        OptionalAttr<F64Attr>:$std,
-                       UnitAttr:$grouped_experts);
+                       UnitAttr:$grouped_experts, UnitAttr:$frozen);
   let assemblyFormat = [{
     $sym_name `:` $type `init` `(` $init (`,` `std` `=` $std^)? `)` attr-dict
   }];
@@ -65,7 +67,7 @@ def Mt_WeightOp : Mt_Op<"weight",
 // Dense layers
 //===----------------------------------------------------------------------===//
 
-def Mt_EmbeddingOp : Mt_Op<"embedding", [Pure]> {
+def Mt_EmbeddingOp : Mt_Op<"embedding", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Looks up token ids in an embedding table";
   let description = [{
     `ids`: [B, S] integers in [0, V); `table`: [V, H]; result: [B, S, H] with
@@ -81,7 +83,7 @@ def Mt_EmbeddingOp : Mt_Op<"embedding", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Mt_LinearOp : Mt_Op<"linear", [Pure]> {
+def Mt_LinearOp : Mt_Op<"linear", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Affine map y = x Wᵀ + b with Hugging Face's [out, in] weight";
   let description = [{
     `input`: [..., in]; `weight`: [out, in] (the layout of `torch.nn.Linear`);
@@ -101,7 +103,7 @@ def Mt_LinearOp : Mt_Op<"linear", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Mt_ReshapeOp : Mt_Op<"reshape", [Pure]> {
+def Mt_ReshapeOp : Mt_Op<"reshape", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Reinterprets a tensor with another static shape";
   let description = [{
     Row-major reshape that keeps the element type and the element count, e.g.
@@ -117,7 +119,19 @@ def Mt_ReshapeOp : Mt_Op<"reshape", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Mt_AddOp : Mt_Op<"add", [Pure, SameOperandsAndResultType]> {
+def Mt_ZerosOp : Mt_Op<"zeros", [Pure]> {
+  let summary = "A tensor of zeros";
+  let description = [{
+    ```mlir
+    %z = mt.zeros : tensor<f32>
+    ```
+  }];
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "attr-dict `:` type($result)";
+}
+
+def Mt_AddOp : Mt_Op<"add", [Pure, SameOperandsAndResultType,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Element-wise sum (residual connections, loss terms)";
   let description = [{
     ```mlir
@@ -133,7 +147,7 @@ def Mt_AddOp : Mt_Op<"add", [Pure, SameOperandsAndResultType]> {
 // Normalization
 //===----------------------------------------------------------------------===//
 
-def Mt_RMSNormOp : Mt_Op<"rmsnorm", [Pure]> {
+def Mt_RMSNormOp : Mt_Op<"rmsnorm", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Root-mean-square normalization over the last axis";
   let description = [{
     y = x / sqrt(mean(x², last axis) + eps) * weight. `weight` has the size of
@@ -151,7 +165,7 @@ def Mt_RMSNormOp : Mt_Op<"rmsnorm", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure]> {
+def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Layer normalization over the last axis, with scale and shift";
   let description = [{
     y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis;
@@ -172,7 +186,8 @@ def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure]> {
 // Attention
 //===----------------------------------------------------------------------===//
 
-def Mt_RotaryOp : Mt_Op<"rotary", [Pure, SameOperandsAndResultType]> {
+def Mt_RotaryOp : Mt_Op<"rotary", [Pure, SameOperandsAndResultType,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Rotary position embedding (rotate-half convention)";
   let description = [{
     Rotates pairs (x[i], x[i + D/2]) of each head of `input` [B, S, heads, D]
@@ -198,7 +213,7 @@ def Mt_RotaryOp : Mt_Op<"rotary", [Pure, SameOperandsAndResultType]> {
   let hasVerifier = 1;
 }
 
-def Mt_AttentionOp : Mt_Op<"attention", [Pure]> {
+def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Causal grouped-query scaled dot-product attention";
   let description = [{
     `query`: [B, S, num_heads, head_dim]; `key`, `value`: [B, S, num_kv_heads,
@@ -223,7 +238,8 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure]> {
 // Feed-forward activations
 //===----------------------------------------------------------------------===//
 
-def Mt_SwiGLUOp : Mt_Op<"swiglu", [Pure, SameOperandsAndResultType]> {
+def Mt_SwiGLUOp : Mt_Op<"swiglu", [Pure, SameOperandsAndResultType,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Gated SiLU: silu(gate) * up";
   let description = [{
     ```mlir
@@ -235,7 +251,8 @@ def Mt_SwiGLUOp : Mt_Op<"swiglu", [Pure, SameOperandsAndResultType]> {
   let assemblyFormat = "$gate `,` $up attr-dict `:` type($result)";
 }
 
-def Mt_GELUOp : Mt_Op<"gelu", [Pure, SameOperandsAndResultType]> {
+def Mt_GELUOp : Mt_Op<"gelu", [Pure, SameOperandsAndResultType,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Gaussian error linear unit, exact or tanh-approximated";
   let description = [{
     ```mlir
@@ -252,15 +269,17 @@ def Mt_GELUOp : Mt_Op<"gelu", [Pure, SameOperandsAndResultType]> {
 // Mixture of experts
 //===----------------------------------------------------------------------===//
 
-def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure]> {
+def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Softmax top-k router with the load-balancing auxiliary loss";
   let description = [{
     `input`: [B, S, H]; `weight`: [E, H]. Computes router logits x Wᵀ, softmax
     over the E experts, and keeps the `top_k` largest probabilities per token:
     `weights` [B, S, top_k] (f32; renormalized to sum 1 when `norm_topk_prob`)
     and `indices` [B, S, top_k] (i32). `aux_loss` is
-    `aux_loss_coeff · E · Σ_e f_e · P_e` (Switch Transformer / HF), f_e the
-    fraction of routed slots that chose e and P_e the mean probability of e.
+    `aux_loss_coeff · E · Σ_e f_e · P_e` (HF's `load_balancing_loss_func`
+    for one layer), f_e the fraction of tokens routed to e (Σ_e f_e = top_k)
+    and P_e the mean probability of e. Models sum it over layers, as
+    Megatron-Core does (HF pools every layer's router logits into one loss).
 
     ```mlir
     %w, %i, %aux = mt.moe_router %x, %wr {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
@@ -276,7 +295,7 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Mt_ExpertFFNOp : Mt_Op<"expert_ffn", [Pure]> {
+def Mt_ExpertFFNOp : Mt_Op<"expert_ffn", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "SwiGLU experts applied to routed tokens, combined by weight";
   let description = [{
     For each token of `input` [B, S, H] and each of its `top_k` slots, applies
@@ -301,7 +320,7 @@ def Mt_ExpertFFNOp : Mt_Op<"expert_ffn", [Pure]> {
 // Loss
 //===----------------------------------------------------------------------===//
 
-def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure]> {
+def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Mean token cross-entropy over the unmasked positions";
   let description = [{
     `logits`: [B, S, V]; `labels`: [B, S] in [0, V); `mask`: [B, S] f32 of 0/1.
@@ -319,5 +338,8 @@ def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure]> {
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
+
+include "dialects/mt/MtGradOps.td"
+include "dialects/mt/MtOptimizerOps.td"
 
 #endif // MT_OPS_TD

@@ -36,7 +36,7 @@ TEST(HfConfig, ReadsLlama3WithRopeScalingAndTiedEmbeddings) {
 
 TEST(HfConfig, TruncatedJsonNamesLineAndColumn) {
   std::string text = std::string(kLlama).substr(0, 60);
-  EXPECT_NE(errorOf(text).find("config.json:2:"), std::string::npos) << errorOf(text);
+  EXPECT_NE(errorOf(text).find("config.json:3:18: "), std::string::npos) << errorOf(text);
   EXPECT_NE(errorOf(text).find("malformed JSON"), std::string::npos);
 }
 

@@ -105,6 +105,7 @@ protected:
   }
   void TearDown() override { std::filesystem::remove(path_); }
   std::filesystem::path path_;
+  OptimizerConfig opt;
 };
 
 TEST_F(YamlConfig, ReadsMegatronNames) {
@@ -118,7 +119,7 @@ TEST_F(YamlConfig, ReadsMegatronNames) {
                                            "global_batch_size: 64\n"
                                            "use_distributed_optimizer: false\n"
                                            "overlap_grad_reduce: true\n"),
-                                     c));
+                                     c, opt));
   EXPECT_EQ(c.tp, 2);
   EXPECT_EQ(c.pp, 4);
   EXPECT_EQ(c.vpp, 2);
@@ -127,28 +128,66 @@ TEST_F(YamlConfig, ReadsMegatronNames) {
   EXPECT_EQ(c.pending.at("use_distributed_optimizer"), "false");
 }
 
+TEST_F(YamlConfig, ReadsOptimizerOptions) {
+  ParallelConfig c;
+  ASSERT_TRUE(loadParallelConfigYaml(write("lr: 1.0e-3\nmin_lr: 1.0e-5\n"
+                                           "lr_warmup_iters: 10\nlr_decay_iters: 200\n"
+                                           "lr_decay_style: linear\nweight_decay: 0.1\n"
+                                           "adam_beta2: 0.95\nclip_grad: 0.5\n"
+                                           "train_iters: 300\n"),
+                                     c, opt));
+  EXPECT_EQ(opt.lr, 1.0e-3);
+  EXPECT_EQ(opt.warmupSteps, 10);
+  EXPECT_EQ(opt.decaySteps, 200);
+  EXPECT_EQ(opt.decayStyle, "linear");
+  EXPECT_EQ(opt.beta2, 0.95);
+  EXPECT_EQ(opt.clipGrad, 0.5);
+  EXPECT_EQ(opt.trainSteps, 300);
+  EXPECT_TRUE(opt.validate());
+}
+
+TEST(OptimizerConfig, RejectsOutOfRangeValuesByName) {
+  auto errorOf = [](auto set) {
+    OptimizerConfig o;
+    set(o);
+    Status s = o.validate();
+    return s ? std::string() : s.message();
+  };
+  EXPECT_EQ(errorOf([](auto &o) { o.lr = 0; }), "lr (--lr) must be > 0, got 0");
+  EXPECT_EQ(errorOf([](auto &o) { o.minLr = 1; }), "min_lr (--min-lr) must be in [0, lr = 0.0003], got 1");
+  EXPECT_EQ(errorOf([](auto &o) { o.decayStyle = "exp"; }),
+            "lr_decay_style (--lr-decay-style) must be cosine, linear or constant, got 'exp'");
+  EXPECT_EQ(errorOf([](auto &o) { o.warmupSteps = 200; }),
+            "lr_decay_iters (100) must be >= lr_warmup_iters (200)");
+  EXPECT_EQ(errorOf([](auto &o) { o.beta1 = 1; }),
+            "adam_beta1 and adam_beta2 must be in [0, 1), got 1 and 0.999");
+  EXPECT_EQ(errorOf([](auto &o) { o.trainSteps = 0; }),
+            "train_iters (--train-steps) must be >= 1, got 0");
+}
+
 TEST_F(YamlConfig, NamesLineAndColumnOfABadValue) {
   ParallelConfig c;
   Status s = loadParallelConfigYaml(write("tensor_model_parallel_size: 2\n"
                                           "pipeline_model_parallel_size: two\n"),
-                                    c);
+                                    c, opt);
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find(":2:31: expected an integer, got 'two'"), std::string::npos)
       << s.message();
 }
 
-TEST_F(YamlConfig, RejectsUnknownKeysAndListsKnownOnes) {
+TEST_F(YamlConfig, RejectsUnknownKeysAndSuggestsTheClosest) {
   ParallelConfig c;
-  Status s = loadParallelConfigYaml(write("tensor_model_paralel_size: 2\n"), c);
+  Status s = loadParallelConfigYaml(write("tensor_model_paralel_size: 2\n"), c, opt);
   ASSERT_FALSE(s);
-  EXPECT_NE(s.message().find(":1:1: unknown option 'tensor_model_paralel_size' (known: "),
+  EXPECT_NE(s.message().find(":1:1: unknown option 'tensor_model_paralel_size'; did you "
+                             "mean 'tensor_model_parallel_size'?"),
             std::string::npos)
       << s.message();
 }
 
 TEST_F(YamlConfig, ReportsMalformedYamlWithPosition) {
   ParallelConfig c;
-  Status s = loadParallelConfigYaml(write("tensor_model_parallel_size: [2\n"), c);
+  Status s = loadParallelConfigYaml(write("tensor_model_parallel_size: [2\n"), c, opt);
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find(path_.string() + ":"), std::string::npos) << s.message();
 }

@@ -1,5 +1,6 @@
 // mtc-opt: the mt dialects and passes, with the upstream ones we use, for lit.
 #include "dialects/mt/MtDialect.h"
+#include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -9,6 +10,7 @@
 int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   registry.insert<mt::MtDialect, mlir::func::FuncDialect>();
+  mt::registerMtPasses();
   mlir::registerCanonicalizerPass();
   mlir::registerCSEPass();
   mlir::registerSymbolDCEPass();

@@ -11,7 +11,10 @@ namespace {
 struct ParallelFlags {
   std::string yaml;
   mt::ParallelConfig values;
+  mt::OptimizerConfig optimizer;
   std::vector<CLI::Option *> options;
+  std::vector<std::pair<CLI::Option *, std::function<void(mt::OptimizerConfig &)>>>
+      optimizerOptions;
 
   void add(CLI::App &cmd) {
     auto &v = values;
@@ -36,12 +39,39 @@ struct ParallelFlags {
                        "global batch size (default: micro-batch x dp)")->group(group),
         cmd.add_option("--seq", v.seq, "sequence length")->group(group),
     };
+    addOptimizerFlags(cmd);
+  }
+
+  template <typename T>
+  void optimizerOption(CLI::App &cmd, const char *flag, T mt::OptimizerConfig::*field,
+                       const char *help) {
+    auto *option = cmd.add_option(flag, optimizer.*field, help)
+                       ->group("Optimizer and schedule (override --config)")
+                       ->capture_default_str();
+    optimizerOptions.push_back({option, [this, field](mt::OptimizerConfig &out) {
+                                  out.*field = optimizer.*field;
+                                }});
+  }
+
+  void addOptimizerFlags(CLI::App &cmd) {
+    using O = mt::OptimizerConfig;
+    optimizerOption(cmd, "--lr", &O::lr, "peak learning rate");
+    optimizerOption(cmd, "--min-lr", &O::minLr, "learning rate at the end of decay");
+    optimizerOption(cmd, "--warmup-steps", &O::warmupSteps, "linear warmup steps");
+    optimizerOption(cmd, "--decay-steps", &O::decaySteps, "last step of decay (0: --train-steps)");
+    optimizerOption(cmd, "--lr-decay-style", &O::decayStyle, "cosine, linear or constant");
+    optimizerOption(cmd, "--weight-decay", &O::weightDecay, "AdamW weight decay (not on norms, biases)");
+    optimizerOption(cmd, "--adam-beta1", &O::beta1, "AdamW beta1");
+    optimizerOption(cmd, "--adam-beta2", &O::beta2, "AdamW beta2");
+    optimizerOption(cmd, "--adam-eps", &O::eps, "AdamW epsilon");
+    optimizerOption(cmd, "--clip-grad", &O::clipGrad, "max global gradient norm (0: off)");
+    optimizerOption(cmd, "--train-steps", &O::trainSteps, "steps of the schedule (mtrun's default)");
   }
 
   /// The YAML values, with every flag given on the command line on top.
-  bool resolve(mt::ParallelConfig &out) const {
+  bool resolve(mt::ParallelConfig &out, mt::OptimizerConfig &outOptimizer) const {
     if (!yaml.empty()) {
-      if (mt::Status s = mt::loadParallelConfigYaml(yaml, out); !s) {
+      if (mt::Status s = mt::loadParallelConfigYaml(yaml, out, outOptimizer); !s) {
         std::cerr << "error: " << s.message() << "\n";
         return false;
       }
@@ -63,6 +93,9 @@ struct ParallelFlags {
       out.globalBatch = v.globalBatch;
     if (options[10]->count())
       out.seq = v.seq;
+    for (const auto &[option, apply] : optimizerOptions)
+      if (option->count())
+        apply(outOptimizer);
     return true;
   }
 };
@@ -104,6 +137,8 @@ int main(int argc, char **argv) {
       ->check(CLI::ExistingFile);
   compileCmd->add_flag("--explain", compile.explain,
                        "print the layout in words: mesh, ranks, stages, memory");
+  compileCmd->add_option("-o,--output", compile.outputDir,
+                         "plan directory to write (replaced atomically)");
   parallelFlags.add(*compileCmd);
 
   CLI11_PARSE(app, argc, argv);
@@ -115,7 +150,8 @@ int main(int argc, char **argv) {
   } else if (statsCmd->parsed()) {
     ok = mt::printStats(statsPath);
   } else if (compileCmd->parsed()) {
-    ok = parallelFlags.resolve(compile.parallel) && mt::compileModel(compile);
+    ok = parallelFlags.resolve(compile.parallel, compile.optimizer) &&
+         mt::compileModel(compile);
   }
   return ok ? 0 : 1;
 }

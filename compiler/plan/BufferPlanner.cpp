@@ -1,0 +1,147 @@
+// Buffer creation, parameter tables and static offsets of a plan.
+#include "compiler/plan/BufferPlanner.h"
+
+#include "dialects/mt/MtDialect.h"
+
+#include <algorithm>
+#include <map>
+
+using namespace mlir;
+
+namespace mt {
+namespace {
+
+constexpr uint64_t kAlignment = 64;
+
+uint64_t alignUp(uint64_t x) { return (x + kAlignment - 1) / kAlignment * kAlignment; }
+
+plan::DType dtypeOf(Type element) {
+  if (element.isInteger(32))
+    return plan::I32;
+  if (element.isInteger(64))
+    return plan::I64;
+  // Floating-point state lives in fp32 (master weights, main gradients);
+  // the compute precision is the backend's.
+  return plan::F32;
+}
+
+uint64_t bytesOf(plan::DType dtype) { return dtype == plan::I64 ? 8 : 4; }
+
+} // namespace
+
+uint32_t BufferPlanner::addBuffer(const std::string &name, RankedTensorType type,
+                                  plan::ArenaKind arena) {
+  auto *b = plan_.add_buffers();
+  uint32_t id = plan_.buffers_size() - 1;
+  b->set_id(id);
+  b->set_name(name);
+  b->set_dtype(dtypeOf(type.getElementType()));
+  for (int64_t d : type.getShape())
+    b->add_shape(d);
+  b->set_arena(arena);
+  b->set_size_bytes(type.getNumElements() * bytesOf(b->dtype()));
+  return id;
+}
+
+LogicalResult BufferPlanner::addParameters(ModuleOp module,
+                                           DenseMap<StringRef, uint32_t> &gradBuffers) {
+  for (auto param : module.getOps<ParamOp>()) {
+    auto type = param.getTensorType();
+    std::string name = param.getSymName().str();
+    ParameterBuffers buffers;
+    buffers.param = addBuffer(name, type, plan::PARAMETERS);
+    auto *p = plan_.add_parameters();
+    p->set_name(name);
+    for (int64_t d : type.getShape())
+      p->add_shape(d);
+    switch (param.getInit()) {
+    case InitKind::normal:
+      p->set_init(plan::NORMAL);
+      p->set_init_std(param.getStd()->convertToDouble());
+      break;
+    case InitKind::zeros:
+      p->set_init(plan::ZEROS);
+      break;
+    case InitKind::ones:
+      p->set_init(plan::ONES);
+      break;
+    }
+    p->set_grouped_experts(param.getGroupedExperts());
+    p->set_param_buffer(buffers.param);
+    p->set_trainable(!param.getFrozen());
+    if (!param.getFrozen()) {
+      buffers.grad = addBuffer("grad:" + name, type, plan::GRADIENTS);
+      buffers.expAvg = addBuffer("exp_avg:" + name, type, plan::OPTIMIZER);
+      buffers.expAvgSq = addBuffer("exp_avg_sq:" + name, type, plan::OPTIMIZER);
+      p->set_grad_buffer(buffers.grad);
+      p->set_exp_avg_buffer(buffers.expAvg);
+      p->set_exp_avg_sq_buffer(buffers.expAvgSq);
+    }
+    auto [it, inserted] = parameters_.try_emplace(name, buffers);
+    if (!inserted)
+      return param.emitOpError() << "declares parameter '" << name << "' twice";
+    gradBuffers[it->first()] = buffers.grad;
+  }
+  return success();
+}
+
+void BufferPlanner::touch(uint32_t id, int64_t index) {
+  Interval &i = live_[id];
+  int64_t t = programBase_ + index;
+  if (i.first < 0)
+    i.first = t;
+  i.last = std::max(i.last, t);
+  programLength_ = std::max(programLength_, index + 1);
+}
+
+void BufferPlanner::finishProgram() {
+  programBase_ += programLength_ + 1;
+  programLength_ = 0;
+}
+
+void BufferPlanner::assignOffsets() {
+  std::map<plan::ArenaKind, uint64_t> sizes;
+  std::vector<uint32_t> activations;
+  for (auto &b : *plan_.mutable_buffers()) {
+    if (b.arena() == plan::ACTIVATIONS) {
+      activations.push_back(b.id());
+      continue;
+    }
+    b.set_offset_bytes(sizes[b.arena()]);
+    sizes[b.arena()] += alignUp(b.size_bytes());
+  }
+  // Largest first; each takes the lowest offset free over its lifetime.
+  std::stable_sort(activations.begin(), activations.end(), [&](uint32_t a, uint32_t b) {
+    return plan_.buffers(a).size_bytes() > plan_.buffers(b).size_bytes();
+  });
+  struct Placed { uint64_t offset, size; Interval live; };
+  std::vector<Placed> placed;
+  uint64_t peak = 0;
+  for (uint32_t id : activations) {
+    auto *b = plan_.mutable_buffers(id);
+    Interval live = live_.lookup(id);
+    uint64_t size = alignUp(b->size_bytes());
+    std::vector<std::pair<uint64_t, uint64_t>> busy;
+    for (const Placed &p : placed)
+      if (!(p.live.last < live.first || live.last < p.live.first))
+        busy.push_back({p.offset, p.offset + p.size});
+    std::sort(busy.begin(), busy.end());
+    uint64_t offset = 0;
+    for (auto [begin, end] : busy) {
+      if (offset + size <= begin)
+        break;
+      offset = std::max(offset, end);
+    }
+    b->set_offset_bytes(offset);
+    placed.push_back({offset, size, live});
+    peak = std::max(peak, offset + size);
+  }
+  sizes[plan::ACTIVATIONS] = peak;
+  for (auto [kind, size] : sizes) {
+    auto *arena = plan_.add_arenas();
+    arena->set_kind(kind);
+    arena->set_size_bytes(size);
+  }
+}
+
+} // namespace mt

@@ -1,0 +1,59 @@
+// The buffer table of a plan: parameters and their state in persistent
+// arenas, temporaries in one activation arena whose offsets come from
+// liveness (first fit, largest first).
+#ifndef MT_COMPILER_PLAN_BUFFERPLANNER_H
+#define MT_COMPILER_PLAN_BUFFERPLANNER_H
+
+#include "runtime/plan/plan.pb.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <vector>
+
+namespace mt {
+
+struct ParameterBuffers {
+  uint32_t param = 0, grad = 0, expAvg = 0, expAvgSq = 0;
+};
+
+class BufferPlanner {
+public:
+  explicit BufferPlanner(plan::Plan &plan) : plan_(plan) {}
+
+  uint32_t addBuffer(const std::string &name, mlir::RankedTensorType type,
+                     plan::ArenaKind arena);
+  void rename(uint32_t id, const std::string &name) {
+    plan_.mutable_buffers(id)->set_name(name);
+  }
+  plan::ArenaKind arenaOf(uint32_t id) const { return plan_.buffers(id).arena(); }
+
+  /// One Parameter entry and its buffers per mt.param (grad and AdamW state
+  /// for trainable ones); `gradBuffers` maps names to gradient buffers.
+  mlir::LogicalResult addParameters(mlir::ModuleOp module,
+                                    llvm::DenseMap<llvm::StringRef, uint32_t> &gradBuffers);
+  const ParameterBuffers &parameterBuffers(llvm::StringRef name) const {
+    return parameters_.find(name)->second;
+  }
+
+  /// Records that instruction `index` of the current program uses `id`.
+  void touch(uint32_t id, int64_t index);
+  /// Ends the current program: the next one's instructions come after it.
+  void finishProgram();
+  /// Fills offsets and arena sizes.
+  void assignOffsets();
+
+private:
+  struct Interval {
+    int64_t first = -1, last = -1;
+  };
+  plan::Plan &plan_;
+  llvm::StringMap<ParameterBuffers> parameters_;
+  llvm::DenseMap<uint32_t, Interval> live_;
+  int64_t programBase_ = 0, programLength_ = 0;
+};
+
+} // namespace mt
+
+#endif // MT_COMPILER_PLAN_BUFFERPLANNER_H

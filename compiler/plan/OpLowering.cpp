@@ -1,0 +1,168 @@
+// Per-op attributes of plan instructions; the runtime's kernel registry
+// checks the same names.
+#include "compiler/plan/OpLowering.h"
+
+#include "dialects/mt/MtDialect.h"
+
+#include "llvm/ADT/TypeSwitch.h"
+
+using namespace mlir;
+
+namespace mt {
+namespace {
+
+int64_t numel(Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); }
+int64_t dim(Value v, int64_t i) {
+  auto t = cast<RankedTensorType>(v.getType());
+  return t.getDimSize(i < 0 ? t.getRank() + i : i);
+}
+
+class AttrWriter {
+public:
+  explicit AttrWriter(plan::Instruction &instr) : instr_(instr) {}
+  AttrWriter &i(const char *name, int64_t value) {
+    auto *a = instr_.add_attributes();
+    a->set_name(name);
+    a->set_i(value);
+    return *this;
+  }
+  AttrWriter &f(const char *name, double value) {
+    auto *a = instr_.add_attributes();
+    a->set_name(name);
+    a->set_f(value);
+    return *this;
+  }
+  AttrWriter &s(const char *name, StringRef value) {
+    auto *a = instr_.add_attributes();
+    a->set_name(name);
+    a->set_s(value.str());
+    return *this;
+  }
+
+private:
+  plan::Instruction &instr_;
+};
+
+void linearDims(AttrWriter &w, Value weight, Value tokensOf) {
+  int64_t out = dim(weight, 0), in = dim(weight, 1);
+  w.i("tokens", numel(tokensOf) / dim(tokensOf, -1)).i("in", in).i("out", out);
+}
+
+template <typename RotaryLike> void rotaryAttrs(AttrWriter &w, RotaryLike op, Value x) {
+  w.i("batch", dim(x, 0)).i("seq", dim(x, 1)).i("heads", dim(x, 2))
+      .i("head_dim", dim(x, 3)).f("theta", op.getTheta().convertToDouble());
+  if (op.getScalingFactor())
+    w.f("scaling_factor", op.getScalingFactor()->convertToDouble())
+        .f("low_freq_factor", op.getLowFreqFactor()->convertToDouble())
+        .f("high_freq_factor", op.getHighFreqFactor()->convertToDouble())
+        .i("original_max_position", *op.getOriginalMaxPosition());
+}
+
+template <typename AttentionLike>
+void attentionAttrs(AttrWriter &w, AttentionLike op, Value q) {
+  w.i("batch", dim(q, 0)).i("seq", dim(q, 1)).i("heads", op.getNumHeads())
+      .i("kv_heads", op.getNumKvHeads()).i("head_dim", op.getHeadDim())
+      .f("scale", op.getScale().convertToDouble());
+}
+
+template <typename RouterLike> void routerAttrs(AttrWriter &w, RouterLike op) {
+  Value x = op.getInput(), wr = op.getWeight();
+  w.i("tokens", numel(x) / dim(x, -1)).i("hidden", dim(x, -1))
+      .i("experts", dim(wr, 0)).i("top_k", op.getTopK())
+      .i("norm_topk_prob", op.getNormTopkProb() ? 1 : 0)
+      .f("aux_loss_coeff", op.getAuxLossCoeff().convertToDouble());
+}
+
+template <typename ExpertsLike> void expertAttrs(AttrWriter &w, ExpertsLike op) {
+  Value x = op.getInput(), gate = op.getGate();
+  w.i("tokens", numel(x) / dim(x, -1)).i("hidden", dim(x, -1))
+      .i("ffn", dim(gate, 1)).i("experts", dim(gate, 0))
+      .i("top_k", dim(op.getWeights(), -1));
+}
+
+} // namespace
+
+LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
+  std::string name = op->getName().stripDialect().str();
+  instr.set_op(name == "zeros" ? "fill_zero" : name);
+  AttrWriter w(instr);
+  bool known = llvm::TypeSwitch<Operation *, bool>(op)
+      .Case([&](EmbeddingOp e) {
+        w.i("tokens", numel(e.getIds())).i("vocab", dim(e.getTable(), 0))
+            .i("hidden", dim(e.getTable(), 1));
+        return true;
+      })
+      .Case([&](EmbeddingGradOp e) {
+        w.i("tokens", numel(e.getIds())).i("vocab", dim(e.getDtable(), 0))
+            .i("hidden", dim(e.getDtable(), 1));
+        return true;
+      })
+      .Case([&](LinearOp l) {
+        linearDims(w, l.getWeight(), l.getInput());
+        w.i("has_bias", l.getBias() ? 1 : 0);
+        return true;
+      })
+      .Case([&](LinearGradInputOp l) { linearDims(w, l.getWeight(), l.getDy()); return true; })
+      .Case([&](LinearGradWeightOp l) { linearDims(w, l.getDweight(), l.getDy()); return true; })
+      .Case([&](BiasGradOp b) {
+        w.i("tokens", numel(b.getDy()) / dim(b.getDy(), -1)).i("out", dim(b.getDy(), -1));
+        return true;
+      })
+      .Case<RMSNormOp, RMSNormGradOp, LayerNormOp, LayerNormGradOp>([&](auto n) {
+        Value x = n.getInput();
+        w.i("rows", numel(x) / dim(x, -1)).i("dim", dim(x, -1))
+            .f("eps", n.getEps().convertToDouble());
+        return true;
+      })
+      .Case([&](RotaryOp r) { rotaryAttrs(w, r, r.getInput()); return true; })
+      .Case([&](RotaryGradOp r) { rotaryAttrs(w, r, r.getDy()); return true; })
+      .Case([&](AttentionOp a) { attentionAttrs(w, a, a.getQuery()); return true; })
+      .Case([&](AttentionGradOp a) { attentionAttrs(w, a, a.getQuery()); return true; })
+      .Case<SwiGLUOp, AddOp, ZerosOp, SwiGLUGradOp>([&](auto o) {
+        w.i("n", numel(o->getResult(0)));
+        return true;
+      })
+      .Case([&](GELUOp g) {
+        w.i("n", numel(g.getInput())).i("approximate_tanh", g.getApproximateTanh());
+        return true;
+      })
+      .Case([&](GELUGradOp g) {
+        w.i("n", numel(g.getInput())).i("approximate_tanh", g.getApproximateTanh());
+        return true;
+      })
+      .Case([&](MoERouterOp r) { routerAttrs(w, r); return true; })
+      .Case([&](MoERouterGradOp r) { routerAttrs(w, r); return true; })
+      .Case([&](ExpertFFNOp e) { expertAttrs(w, e); return true; })
+      .Case([&](ExpertFFNGradOp e) { expertAttrs(w, e); return true; })
+      .Case<CrossEntropyOp, CrossEntropyGradOp>([&](auto c) {
+        Value logits = c.getLogits();
+        w.i("tokens", numel(logits) / dim(logits, -1)).i("vocab", dim(logits, -1));
+        return true;
+      })
+      .Case([&](GlobalNormOp) { return true; })
+      .Case([&](CheckFiniteOp) { return true; })
+      .Case([&](ClipCoefficientOp c) {
+        w.f("max_norm", c.getMaxNorm().convertToDouble());
+        return true;
+      })
+      .Case([&](LRScheduleOp s) {
+        w.f("max_lr", s.getMaxLr().convertToDouble())
+            .f("min_lr", s.getMinLr().convertToDouble())
+            .i("warmup_steps", s.getWarmupSteps())
+            .i("decay_steps", s.getDecaySteps()).s("style", s.getStyle());
+        return true;
+      })
+      .Case([&](AdamWOp a) {
+        w.i("n", numel(a.getParam())).f("beta1", a.getBeta1().convertToDouble())
+            .f("beta2", a.getBeta2().convertToDouble())
+            .f("eps", a.getEps().convertToDouble())
+            .f("weight_decay", a.getWeightDecay().convertToDouble());
+        return true;
+      })
+      .Default([](Operation *) { return false; });
+  if (!known)
+    return op->emitOpError() << "has no lowering to a plan instruction";
+  return success();
+}
+
+} // namespace mt

@@ -1,0 +1,317 @@
+// Lowers @forward_backward and @optimizer_step to plan programs. Gradients
+// are accumulated in place: backward kernels add into their outputs, so the
+// sum of two gradients (mt.add of two backward results used once) becomes one
+// buffer that both write, and parameter gradients are the persistent
+// gradient buffers themselves (zeroed once per step, summed over
+// micro-batches).
+#include "compiler/plan/PlanEmitter.h"
+
+#include "compiler/plan/BufferPlanner.h"
+#include "compiler/plan/OpLowering.h"
+#include "dialects/mt/MtDialect.h"
+#include "runtime/plan/PlanVersion.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/EquivalenceClasses.h"
+
+using namespace mlir;
+
+namespace mt {
+namespace {
+
+bool isAccumulatingOp(Operation *op) {
+  return isa<EmbeddingGradOp, LinearGradInputOp, LinearGradWeightOp, BiasGradOp,
+             RMSNormGradOp, LayerNormGradOp, RotaryGradOp, AttentionGradOp,
+             SwiGLUGradOp, GELUGradOp, MoERouterGradOp, ExpertFFNGradOp,
+             CrossEntropyGradOp>(op);
+}
+
+/// Lowers one function to a program over the buffers of `planner`.
+class ProgramEmitter {
+public:
+  ProgramEmitter(BufferPlanner &planner, plan::Program &program, func::FuncOp fn)
+      : planner_(planner), program_(program), fn_(fn) {}
+
+  /// Values that share one buffer: reshapes of a value, and sums of
+  /// gradients that are written by accumulating kernels and used once.
+  void groupValues();
+  void bind(Value v, uint32_t buffer) { bound_[leader(v)] = buffer; }
+  /// Buffer of a value, created in `arena` on first sight.
+  uint32_t bufferOf(Value v, plan::ArenaKind arena = plan::ACTIVATIONS);
+  LogicalResult emitOps();
+  bool isAccumulating(Value v) { return accumulating_.contains(leader(v)); }
+  void accumulateAtEnd(Value v, uint32_t target) { pendingAccumulates_.push_back({v, target}); }
+
+private:
+  Value leader(Value v) { return groups_.getOrInsertLeaderValue(v); }
+  LogicalResult emitOp(Operation *op);
+
+  BufferPlanner &planner_;
+  plan::Program &program_;
+  func::FuncOp fn_;
+  llvm::EquivalenceClasses<Value> groups_;
+  DenseSet<Value> accumulating_; // leaders of groups written with +=
+  DenseSet<Value> zeroed_;       // leaders already zero-filled
+  DenseMap<Value, uint32_t> bound_;
+  DenseMap<Value, uint32_t> lse_; // attention result -> its log-sum-exp
+  std::vector<std::pair<Value, uint32_t>> pendingAccumulates_;
+};
+
+void ProgramEmitter::groupValues() {
+  fn_.walk([&](Operation *op) {
+    if (isAccumulatingOp(op))
+      for (Value r : op->getResults())
+        accumulating_.insert(leader(r));
+    if (auto reshape = dyn_cast<ReshapeOp>(op)) {
+      bool acc = isAccumulating(reshape.getInput());
+      groups_.unionSets(reshape.getInput(), reshape.getResult());
+      if (acc)
+        accumulating_.insert(leader(reshape.getResult()));
+    }
+    if (auto add = dyn_cast<AddOp>(op)) {
+      Value a = add.getLhs(), b = add.getRhs();
+      if (a != b && a.hasOneUse() && b.hasOneUse() && isAccumulating(a) &&
+          isAccumulating(b)) {
+        groups_.unionSets(a, b);
+        groups_.unionSets(a, add.getResult());
+        accumulating_.insert(leader(a));
+      }
+    }
+  });
+}
+
+uint32_t ProgramEmitter::bufferOf(Value v, plan::ArenaKind arena) {
+  Value l = leader(v);
+  if (auto it = bound_.find(l); it != bound_.end())
+    return it->second;
+  auto type = cast<RankedTensorType>(v.getType());
+  std::string name = "%" + std::to_string(bound_.size());
+  if (Operation *def = v.getDefiningOp())
+    name = def->getName().stripDialect().str() + name;
+  uint32_t id = planner_.addBuffer(name, type, arena);
+  bound_[l] = id;
+  return id;
+}
+
+LogicalResult ProgramEmitter::emitOps() {
+  for (Operation &op : fn_.getBody().front().without_terminator())
+    if (failed(emitOp(&op)))
+      return failure();
+  for (auto [value, target] : pendingAccumulates_) {
+    auto *instr = program_.add_instructions();
+    instr->set_op("accumulate");
+    instr->add_inputs(bufferOf(value));
+    instr->add_outputs(target);
+    auto *n = instr->add_attributes();
+    n->set_name("n");
+    n->set_i(cast<RankedTensorType>(value.getType()).getNumElements());
+    instr->set_location("gradient accumulation");
+  }
+  // Liveness: a buffer lives from its first to its last instruction.
+  for (int i = 0, e = program_.instructions_size(); i < e; ++i) {
+    const auto &instr = program_.instructions(i);
+    for (uint32_t id : instr.inputs())
+      planner_.touch(id, i);
+    for (uint32_t id : instr.outputs())
+      planner_.touch(id, i);
+  }
+  return success();
+}
+
+LogicalResult ProgramEmitter::emitOp(Operation *op) {
+  if (auto weight = dyn_cast<WeightOp>(op)) {
+    bind(weight.getResult(), planner_.parameterBuffers(weight.getParam()).param);
+    return success();
+  }
+  if (isa<ReshapeOp>(op))
+    return success(); // an alias: no instruction
+  if (auto add = dyn_cast<AddOp>(op);
+      add && leader(add.getLhs()) == leader(add.getResult()))
+    return success(); // both terms already accumulated into one buffer
+  plan::Instruction instr;
+  if (failed(lowerOpAttributes(op, instr)))
+    return failure();
+  std::string loc;
+  llvm::raw_string_ostream os(loc);
+  os << op->getName();
+  if (auto layer = op->getAttrOfType<IntegerAttr>(MtDialect::kLayerAttrName))
+    os << " (layer " << layer.getInt() << ")";
+  instr.set_location(loc);
+
+  for (Value operand : op->getOperands())
+    instr.add_inputs(bufferOf(operand));
+  if (auto grad = dyn_cast<AttentionGradOp>(op))
+    instr.add_inputs(lse_.at(grad.getOut()));
+  for (Value result : op->getResults()) {
+    uint32_t id = bufferOf(result);
+    instr.add_outputs(id);
+    // A group written with += starts from zero, unless it is a persistent
+    // gradient (zeroed once per step by the runtime).
+    if (isAccumulatingOp(op) && planner_.arenaOf(id) == plan::ACTIVATIONS &&
+        zeroed_.insert(leader(result)).second) {
+      auto *zero = program_.add_instructions();
+      zero->set_op("fill_zero");
+      zero->add_outputs(id);
+      auto *n = zero->add_attributes();
+      n->set_name("n");
+      n->set_i(cast<RankedTensorType>(result.getType()).getNumElements());
+      zero->set_location(loc);
+    }
+  }
+  if (auto attn = dyn_cast<AttentionOp>(op)) {
+    auto q = cast<RankedTensorType>(attn.getQuery().getType());
+    auto lseType = RankedTensorType::get(
+        {q.getDimSize(0), int64_t(attn.getNumHeads()), q.getDimSize(1)},
+        Float32Type::get(op->getContext()));
+    uint32_t lse = planner_.addBuffer("attention_lse", lseType, plan::ACTIVATIONS);
+    instr.add_outputs(lse);
+    lse_[attn.getResult()] = lse;
+  }
+  *program_.add_instructions() = std::move(instr);
+  return success();
+}
+
+LogicalResult bindForwardBackward(func::FuncOp fn, ProgramEmitter &emitter,
+                                  BufferPlanner &planner, plan::Plan &out,
+                                  const DenseMap<StringRef, uint32_t> &gradBuffers) {
+  auto *bindings = out.mutable_bindings();
+  for (BlockArgument arg : fn.getArguments()) {
+    auto role = fn.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "mt.input");
+    if (!role)
+      return fn.emitOpError() << "argument " << arg.getArgNumber()
+                              << " has no 'mt.input' role";
+    uint32_t id = emitter.bufferOf(arg, plan::INPUTS);
+    planner.rename(id, role.str());
+    StringRef r = role.getValue();
+    if (r == "input_ids") bindings->set_input_ids(id);
+    else if (r == "labels") bindings->set_labels(id);
+    else if (r == "loss_mask") bindings->set_loss_mask(id);
+    else if (r == "loss_scale") bindings->set_loss_scale(id);
+  }
+  auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+  for (unsigned i = 1; i < ret.getNumOperands(); ++i) {
+    auto param = fn.getResultAttrOfType<FlatSymbolRefAttr>(i, "mt.grad_of");
+    if (!param)
+      return fn.emitOpError() << "result " << i << " has no 'mt.grad_of'";
+    Value grad = ret.getOperand(i);
+    if (isa_and_nonnull<ZerosOp>(grad.getDefiningOp()))
+      continue; // the gradient buffer is zero already
+    // A gradient written with += lands in the persistent buffer directly;
+    // any other value is added to it after it is computed.
+    if (emitter.isAccumulating(grad))
+      emitter.bind(grad, gradBuffers.at(param.getValue()));
+    else
+      emitter.accumulateAtEnd(grad, gradBuffers.at(param.getValue()));
+  }
+  Value loss = ret.getOperand(0);
+  bindings->set_loss(emitter.bufferOf(loss, plan::OUTPUTS));
+  planner.rename(bindings->loss(), "loss");
+  return success();
+}
+
+LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
+                                BufferPlanner &planner, plan::Plan &out) {
+  auto bufferOfRole = [&](unsigned arg) -> FailureOr<uint32_t> {
+    auto role = fn.getArgAttrOfType<StringAttr>(arg, "mt.role");
+    if (role && role.getValue() == "step")
+      return emitter.bufferOf(fn.getArgument(arg), plan::INPUTS);
+    auto param = fn.getArgAttrOfType<FlatSymbolRefAttr>(arg, "mt.param");
+    if (!role || !param)
+      return fn.emitOpError() << "argument " << arg << " has no 'mt.role'/'mt.param'";
+    const ParameterBuffers &p = planner.parameterBuffers(param.getValue());
+    StringRef r = role.getValue();
+    if (r == "param") return p.param;
+    if (r == "grad") return p.grad;
+    if (r == "exp_avg") return p.expAvg;
+    if (r == "exp_avg_sq") return p.expAvgSq;
+    return fn.emitOpError() << "argument " << arg << " has unknown role '" << r << "'";
+  };
+  for (BlockArgument arg : fn.getArguments()) {
+    auto id = bufferOfRole(arg.getArgNumber());
+    if (failed(id))
+      return failure();
+    emitter.bind(arg, *id);
+  }
+  auto *bindings = out.mutable_bindings();
+  bindings->set_step(emitter.bufferOf(fn.getArgument(0)));
+  planner.rename(bindings->step(), "step");
+  WalkResult walk = fn.walk([&](Operation *op) -> WalkResult {
+    if (auto adamw = dyn_cast<AdamWOp>(op)) {
+      // AdamW updates in place: its results are its state's buffers.
+      emitter.bind(adamw.getNewParam(), emitter.bufferOf(adamw.getParam()));
+      emitter.bind(adamw.getNewExpAvg(), emitter.bufferOf(adamw.getExpAvg()));
+      emitter.bind(adamw.getNewExpAvgSq(), emitter.bufferOf(adamw.getExpAvgSq()));
+    } else if (auto norm = dyn_cast<GlobalNormOp>(op)) {
+      bindings->set_grad_norm(emitter.bufferOf(norm.getNorm(), plan::OUTPUTS));
+      planner.rename(bindings->grad_norm(), "grad_norm");
+    } else if (auto lr = dyn_cast<LRScheduleOp>(op)) {
+      bindings->set_learning_rate(emitter.bufferOf(lr.getLr(), plan::OUTPUTS));
+      planner.rename(bindings->learning_rate(), "learning_rate");
+    }
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+  // Every result must be an in-place update of the state it names.
+  auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+  for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+    auto role = fn.getResultAttrOfType<StringAttr>(i, "mt.role");
+    auto param = fn.getResultAttrOfType<FlatSymbolRefAttr>(i, "mt.param");
+    if (!role || !param || !isa_and_nonnull<AdamWOp>(v.getDefiningOp()))
+      return fn.emitOpError() << "result " << i
+                              << " must be an mt.adamw update with 'mt.role' and 'mt.param'";
+  }
+  return success();
+}
+
+} // namespace
+
+FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
+                               const TrainingOptions &training) {
+  auto fb = module.lookupSymbol<func::FuncOp>("forward_backward");
+  auto opt = module.lookupSymbol<func::FuncOp>("optimizer_step");
+  if (!fb || !opt)
+    return module.emitError()
+           << "plan emission expects @forward_backward and @optimizer_step "
+              "(run mt-autodiff and mt-build-optimizer first)";
+  plan::Plan out;
+  out.set_version(plan::kPlanVersion);
+  BufferPlanner planner(out);
+  DenseMap<StringRef, uint32_t> gradBuffers;
+  if (failed(planner.addParameters(module, gradBuffers)))
+    return failure();
+
+  ProgramEmitter fbEmitter(planner, *out.add_programs(), fb);
+  out.mutable_programs(0)->set_name("forward_backward");
+  fbEmitter.groupValues();
+  if (failed(bindForwardBackward(fb, fbEmitter, planner, out, gradBuffers)) ||
+      failed(fbEmitter.emitOps()))
+    return failure();
+  planner.finishProgram();
+
+  ProgramEmitter optEmitter(planner, *out.add_programs(), opt);
+  out.mutable_programs(1)->set_name("optimizer_step");
+  if (failed(bindOptimizerStep(opt, optEmitter, planner, out)) ||
+      failed(optEmitter.emitOps()))
+    return failure();
+  planner.finishProgram();
+  planner.assignOffsets();
+
+  auto *mesh = out.mutable_mesh();
+  mesh->set_pp(parallel.pp), mesh->set_dp(parallel.dp), mesh->set_cp(parallel.cp);
+  mesh->set_ep(parallel.ep), mesh->set_tp(parallel.tp);
+  auto *t = out.mutable_training();
+  t->set_micro_batch(parallel.microBatch);
+  t->set_seq(parallel.seq);
+  t->set_global_batch(parallel.globalBatch);
+  t->set_micro_batches_per_step(parallel.numMicroBatches());
+  t->set_train_steps(training.trainSteps);
+  fb.walk([&](CrossEntropyOp ce) {
+    t->set_vocab_size(cast<RankedTensorType>(ce.getLogits().getType()).getDimSize(2));
+  });
+  if (auto config = module->getAttrOfType<StringAttr>(MtDialect::kHfConfigAttrName))
+    out.set_hf_config_json(config.str());
+  return out;
+}
+
+} // namespace mt

@@ -1,0 +1,206 @@
+// Gradient ops of the `mt` dialect, created by the mt-autodiff pass. Each
+// takes the forward operands it needs and the gradient of the forward
+// result(s), and yields the gradients of the forward operands.
+#ifndef MT_GRAD_OPS_TD
+#define MT_GRAD_OPS_TD
+
+class Mt_GradOp<string mnemonic, list<Trait> traits = []>
+    : Mt_Op<mnemonic, !listconcat([Pure], traits)> {
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_EmbeddingGradOp : Mt_GradOp<"embedding_grad"> {
+  let summary = "Gradient of the embedding table: scatter-add of dy rows by id";
+  let description = [{
+    `ids` [B, S], `dy` [B, S, H]; result [V, H]: row v is the sum of the dy
+    rows of the tokens whose id is v.
+
+    ```mlir
+    %dt = mt.embedding_grad %ids, %dy : (tensor<4x128xi32>, tensor<4x128x64xf32>) -> tensor<256x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_IdTensor:$ids, Mt_FloatTensor:$dy);
+  let results = (outs Mt_FloatTensor:$dtable);
+}
+
+def Mt_LinearGradInputOp : Mt_GradOp<"linear_grad_input"> {
+  let summary = "Gradient of a linear map with respect to its input: dy W";
+  let description = [{
+    `dy` [..., out], `weight` [out, in]; result [..., in].
+
+    ```mlir
+    %dx = mt.linear_grad_input %dy, %w : (tensor<4x128x96xf32>, tensor<96x64xf32>) -> tensor<4x128x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$dy, Mt_FloatTensor:$weight);
+  let results = (outs Mt_FloatTensor:$dx);
+}
+
+def Mt_LinearGradWeightOp : Mt_GradOp<"linear_grad_weight"> {
+  let summary = "Gradient of a linear map with respect to its weight: dyᵀ x";
+  let description = [{
+    `input` [..., in], `dy` [..., out]; result [out, in], summed over tokens.
+
+    ```mlir
+    %dw = mt.linear_grad_weight %x, %dy : (tensor<4x128x64xf32>, tensor<4x128x96xf32>) -> tensor<96x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$dy);
+  let results = (outs Mt_FloatTensor:$dweight);
+}
+
+def Mt_BiasGradOp : Mt_GradOp<"bias_grad"> {
+  let summary = "Gradient of a bias: dy summed over tokens";
+  let description = [{
+    ```mlir
+    %db = mt.bias_grad %dy : (tensor<4x128x96xf32>) -> tensor<96xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$dy);
+  let results = (outs Mt_FloatTensor:$dbias);
+}
+
+def Mt_RMSNormGradOp : Mt_GradOp<"rmsnorm_grad"> {
+  let summary = "Gradients of RMSNorm with respect to input and weight";
+  let description = [{
+    ```mlir
+    %dx, %dw = mt.rmsnorm_grad %x, %w, %dy {eps = 1.0e-05 : f64}
+        : (tensor<4x128x64xf32>, tensor<64xf32>, tensor<4x128x64xf32>) -> (tensor<4x128x64xf32>, tensor<64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
+                       Mt_FloatTensor:$dy, F64Attr:$eps);
+  let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight);
+}
+
+def Mt_LayerNormGradOp : Mt_GradOp<"layernorm_grad"> {
+  let summary = "Gradients of LayerNorm with respect to input, weight and bias";
+  let description = [{
+    ```mlir
+    %dx, %dw, %db = mt.layernorm_grad %x, %w, %dy {eps = 1.0e-05 : f64}
+        : (tensor<4x128x64xf32>, tensor<64xf32>, tensor<4x128x64xf32>) -> (tensor<4x128x64xf32>, tensor<64xf32>, tensor<64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
+                       Mt_FloatTensor:$dy, F64Attr:$eps);
+  let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight,
+                      Mt_FloatTensor:$dbias);
+}
+
+def Mt_RotaryGradOp : Mt_GradOp<"rotary_grad"> {
+  let summary = "Gradient of rotary embedding: dy rotated by the opposite angle";
+  let description = [{
+    Same attributes as the forward `mt.rotary`.
+
+    ```mlir
+    %dx = mt.rotary_grad %dy {theta = 1.0e+04 : f64} : (tensor<4x128x4x16xf32>) -> tensor<4x128x4x16xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$dy, F64Attr:$theta,
+                       OptionalAttr<F64Attr>:$scaling_factor,
+                       OptionalAttr<F64Attr>:$low_freq_factor,
+                       OptionalAttr<F64Attr>:$high_freq_factor,
+                       OptionalAttr<I64Attr>:$original_max_position);
+  let results = (outs Mt_FloatTensor:$dx);
+}
+
+def Mt_AttentionGradOp : Mt_GradOp<"attention_grad"> {
+  let summary = "Gradients of causal grouped-query attention";
+  let description = [{
+    `out` is the result of the forward `mt.attention` (whose log-sum-exp the
+    backend keeps beside it); results are dq, dk, dv.
+
+    ```mlir
+    %dq, %dk, %dv = mt.attention_grad %q, %k, %v, %o, %do {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
+        : (tensor<4x128x4x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128x4x16xf32>, tensor<4x128x4x16xf32>)
+          -> (tensor<4x128x4x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128x2x16xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key,
+                       Mt_FloatTensor:$value, Mt_FloatTensor:$out,
+                       Mt_FloatTensor:$dout, I64Attr:$num_heads,
+                       I64Attr:$num_kv_heads, I64Attr:$head_dim, F64Attr:$scale);
+  let results = (outs Mt_FloatTensor:$dquery, Mt_FloatTensor:$dkey,
+                      Mt_FloatTensor:$dvalue);
+}
+
+def Mt_SwiGLUGradOp : Mt_GradOp<"swiglu_grad"> {
+  let summary = "Gradients of silu(gate) * up";
+  let description = [{
+    ```mlir
+    %dg, %du = mt.swiglu_grad %g, %u, %dy : (tensor<4x128x256xf32>, tensor<4x128x256xf32>, tensor<4x128x256xf32>) -> (tensor<4x128x256xf32>, tensor<4x128x256xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$gate, Mt_FloatTensor:$up, Mt_FloatTensor:$dy);
+  let results = (outs Mt_FloatTensor:$dgate, Mt_FloatTensor:$dup);
+}
+
+def Mt_GELUGradOp : Mt_GradOp<"gelu_grad"> {
+  let summary = "Gradient of GELU";
+  let description = [{
+    ```mlir
+    %dx = mt.gelu_grad %x, %dy : (tensor<4x128x256xf32>, tensor<4x128x256xf32>) -> tensor<4x128x256xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$dy,
+                       UnitAttr:$approximate_tanh);
+  let results = (outs Mt_FloatTensor:$dx);
+}
+
+def Mt_MoERouterGradOp : Mt_GradOp<"moe_router_grad"> {
+  let summary = "Gradients of the router through its weights and aux loss";
+  let description = [{
+    Takes the router's input and weight, the gradient of the top-k weights
+    and of the auxiliary loss; yields dx and dweight. Same attributes as the
+    forward `mt.moe_router`.
+
+    ```mlir
+    %dx, %dw = mt.moe_router_grad %x, %wr, %dweights, %daux {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
+        : (tensor<4x128x64xf32>, tensor<8x64xf32>, tensor<4x128x2xf32>, tensor<f32>) -> (tensor<4x128x64xf32>, tensor<8x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
+                       RankedTensorOf<[F32]>:$dweights, Mt_F32Scalar:$daux,
+                       I64Attr:$top_k, UnitAttr:$norm_topk_prob,
+                       F64Attr:$aux_loss_coeff);
+  let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight);
+}
+
+def Mt_ExpertFFNGradOp : Mt_GradOp<"expert_ffn_grad"> {
+  let summary = "Gradients of the routed SwiGLU experts";
+  let description = [{
+    Operands as the forward `mt.expert_ffn` plus dy; results dx, dweights,
+    dgate, dup, ddown.
+
+    ```mlir
+    %dx, %dw, %dg, %du, %dd = mt.expert_ffn_grad %x, %w, %i, %gate, %up, %down, %dy
+        : (tensor<4x128x64xf32>, tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<4x128x64xf32>)
+          -> (tensor<4x128x64xf32>, tensor<4x128x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[F32]>:$weights,
+                       RankedTensorOf<[I32]>:$indices, Mt_FloatTensor:$gate,
+                       Mt_FloatTensor:$up, Mt_FloatTensor:$down,
+                       Mt_FloatTensor:$dy);
+  let results = (outs Mt_FloatTensor:$dx, RankedTensorOf<[F32]>:$dweights,
+                      Mt_FloatTensor:$dgate, Mt_FloatTensor:$dup,
+                      Mt_FloatTensor:$ddown);
+}
+
+def Mt_CrossEntropyGradOp : Mt_GradOp<"cross_entropy_grad"> {
+  let summary = "Gradient of the masked mean cross-entropy w.r.t. the logits";
+  let description = [{
+    dlogits = dloss · mask / Σmask · (softmax(logits) - onehot(labels)).
+
+    ```mlir
+    %dl = mt.cross_entropy_grad %logits, %labels, %mask, %dloss
+        : (tensor<4x128x256xf32>, tensor<4x128xi32>, tensor<4x128xf32>, tensor<f32>) -> tensor<4x128x256xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$logits, Mt_IdTensor:$labels,
+                       RankedTensorOf<[F32]>:$mask, Mt_F32Scalar:$dloss);
+  let results = (outs Mt_FloatTensor:$dlogits);
+}
+
+#endif // MT_GRAD_OPS_TD

@@ -1,0 +1,43 @@
+// Verifiers of the optimizer ops.
+#include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtVerify.h"
+
+using namespace mlir;
+using namespace mt;
+using namespace mt::verify;
+
+LogicalResult LRScheduleOp::verify() {
+  StringRef style = getStyle();
+  if (style != "cosine" && style != "linear" && style != "constant")
+    return emitOpError() << "expects style cosine, linear or constant, got '"
+                         << style << "'";
+  double maxLr = getMaxLr().convertToDouble(), minLr = getMinLr().convertToDouble();
+  if (!(maxLr >= 0.0) || !(minLr >= 0.0) || minLr > maxLr)
+    return emitOpError() << "expects 0 <= min_lr (" << minLr << ") <= max_lr ("
+                         << maxLr << ")";
+  if (getWarmupSteps() < 0 || getDecaySteps() < getWarmupSteps())
+    return emitOpError() << "expects 0 <= warmup_steps (" << getWarmupSteps()
+                         << ") <= decay_steps (" << getDecaySteps() << ")";
+  return success();
+}
+
+LogicalResult AdamWOp::verify() {
+  Type t = getParam().getType();
+  if (failed(expectType(*this, "grad", getGrad(), t)) ||
+      failed(expectType(*this, "exp_avg", getExpAvg(), t)) ||
+      failed(expectType(*this, "exp_avg_sq", getExpAvgSq(), t)) ||
+      failed(expectType(*this, "new_param", getNewParam(), t)) ||
+      failed(expectType(*this, "new_exp_avg", getNewExpAvg(), t)) ||
+      failed(expectType(*this, "new_exp_avg_sq", getNewExpAvgSq(), t)))
+    return failure();
+  double b1 = getBeta1().convertToDouble(), b2 = getBeta2().convertToDouble();
+  if (!(b1 >= 0.0 && b1 < 1.0) || !(b2 >= 0.0 && b2 < 1.0))
+    return emitOpError() << "expects betas in [0, 1), got beta1 = " << b1
+                         << ", beta2 = " << b2;
+  if (!(getEps().convertToDouble() > 0.0) ||
+      getWeightDecay().convertToDouble() < 0.0)
+    return emitOpError() << "expects eps > 0 and weight_decay >= 0, got eps = "
+                         << getEps().convertToDouble() << ", weight_decay = "
+                         << getWeightDecay().convertToDouble();
+  return success();
+}

@@ -1,0 +1,101 @@
+// Optimizer ops of the `mt` dialect, created by the mt-build-optimizer pass:
+// the global gradient norm, the NaN/Inf check, clipping, the learning-rate
+// schedule and AdamW.
+#ifndef MT_OPTIMIZER_OPS_TD
+#define MT_OPTIMIZER_OPS_TD
+
+def Mt_GlobalNormOp : Mt_Op<"global_norm", [Pure]> {
+  let summary = "L2 norm of all gradients together";
+  let description = [{
+    sqrt(Σ over every element of every operand of g²), accumulated in fp64.
+
+    ```mlir
+    %norm = mt.global_norm %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Variadic<Mt_FloatTensor>:$grads);
+  let results = (outs Mt_F32Scalar:$norm);
+  let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";
+}
+
+def Mt_CheckFiniteOp : Mt_Op<"check_finite"> {
+  let summary = "Skips the rest of the step when a value is NaN or infinite";
+  let description = [{
+    The one host synchronization of a step: when `value` is not finite, the
+    runtime skips every op after this one in the step (no parameter or
+    optimizer-state update), reports the step as skipped, and training goes
+    on with the next step.
+
+    ```mlir
+    mt.check_finite %norm : tensor<f32>
+    ```
+  }];
+  let arguments = (ins Mt_F32Scalar:$value);
+  let assemblyFormat = "$value attr-dict `:` type($value)";
+}
+
+def Mt_ClipCoefficientOp : Mt_Op<"clip_coefficient", [Pure]> {
+  let summary = "Scale that clips the global gradient norm to max_norm";
+  let description = [{
+    min(1, max_norm / (norm + 1e-6)) as Megatron's `clip_grad`; 1 when
+    max_norm is 0 (clipping off).
+
+    ```mlir
+    %c = mt.clip_coefficient %norm {max_norm = 1.0 : f64} : (tensor<f32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Mt_F32Scalar:$norm, F64Attr:$max_norm);
+  let results = (outs Mt_F32Scalar:$coefficient);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+}
+
+def Mt_LRScheduleOp : Mt_Op<"lr_schedule", [Pure]> {
+  let summary = "Learning rate at a step: linear warmup, then decay to min_lr";
+  let description = [{
+    `step` is the 1-based optimizer step. lr = max_lr · step / warmup_steps
+    while step <= warmup_steps; then, with p = (step - warmup_steps) /
+    (decay_steps - warmup_steps) clamped to [0, 1], `style` gives
+    min_lr + (max_lr - min_lr) · f(p) with f = (1 + cos(π p)) / 2 (cosine),
+    1 - p (linear) or 1 (constant: lr = max_lr after warmup).
+
+    ```mlir
+    %lr = mt.lr_schedule %step {max_lr = 3.0e-04 : f64, min_lr = 3.0e-05 : f64, warmup_steps = 10 : i64, decay_steps = 300 : i64, style = "cosine"}
+        : (tensor<i64>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins 0DTensorOf<[I64]>:$step, F64Attr:$max_lr, F64Attr:$min_lr,
+                       I64Attr:$warmup_steps, I64Attr:$decay_steps,
+                       StrAttr:$style);
+  let results = (outs Mt_F32Scalar:$lr);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_AdamWOp : Mt_Op<"adamw", [Pure]> {
+  let summary = "One AdamW update of a parameter with fp32 moments";
+  let description = [{
+    As `torch.optim.AdamW`: g = grad · grad_scale; p ← p · (1 - lr ·
+    weight_decay); m ← β1 m + (1 - β1) g; v ← β2 v + (1 - β2) g²;
+    p ← p - lr / (1 - β1^step) · m / (sqrt(v) / sqrt(1 - β2^step) + eps).
+    Results are the new parameter, m and v; the backends update in place.
+    Megatron's rule for weight decay (none on norms and biases) is applied
+    when the op is built.
+
+    ```mlir
+    %p1, %m1, %v1 = mt.adamw %p, %g, %m, %v, %lr, %step, %scale {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}
+        : (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<f32>, tensor<i64>, tensor<f32>)
+          -> (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$param, Mt_FloatTensor:$grad,
+                       Mt_FloatTensor:$exp_avg, Mt_FloatTensor:$exp_avg_sq,
+                       Mt_F32Scalar:$lr, 0DTensorOf<[I64]>:$step,
+                       Mt_F32Scalar:$grad_scale, F64Attr:$beta1, F64Attr:$beta2,
+                       F64Attr:$eps, F64Attr:$weight_decay);
+  let results = (outs Mt_FloatTensor:$new_param, Mt_FloatTensor:$new_exp_avg,
+                      Mt_FloatTensor:$new_exp_avg_sq);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+#endif // MT_OPTIMIZER_OPS_TD

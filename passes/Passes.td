@@ -1,0 +1,51 @@
+// The passes of mtc. A pass is an entry here, one .cpp file and one lit test
+// sharing its stem.
+#ifndef MT_PASSES_TD
+#define MT_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def Autodiff : Pass<"mt-autodiff", "::mlir::ModuleOp"> {
+  let summary = "Turns @forward into @forward_backward: loss and parameter gradients";
+  let description = [{
+    Differentiates the loss returned by `func.func @forward(input_ids,
+    labels, loss_mask)` with respect to every trainable `mt.param`, through
+    each op's DifferentiableOpInterface, and replaces @forward by
+    `func.func @forward_backward(input_ids, labels, loss_mask, loss_scale)
+    -> (loss, grads...)`. The gradient of the loss is seeded with
+    `loss_scale` (1 / micro-batches per step); result i > 0 carries
+    `mt.grad_of = @param`. Only gradients on a path from a trainable
+    parameter to the loss are built (frozen parameters, token ids and
+    routing indices get none); gradients of a value used several times
+    are summed.
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+}
+
+def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
+  let summary = "Adds @optimizer_step: global norm, NaN check, clipping, schedule, AdamW";
+  let description = [{
+    Creates `func.func @optimizer_step(step, (param, grad, exp_avg,
+    exp_avg_sq) per parameter) -> (param, exp_avg, exp_avg_sq) per
+    parameter`. Arguments and results carry `mt.role` and `mt.param`. The
+    step checks the global gradient norm is finite (else the step is
+    skipped), clips it to `clip-grad`, computes the learning rate of the
+    schedule and applies AdamW; as Megatron, weight decay is not applied to
+    rank-1 parameters (norms, biases).
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"lr", "lr", "double", "3.0e-4", "peak learning rate">,
+    Option<"minLr", "min-lr", "double", "0.0", "learning rate at the end of decay">,
+    Option<"warmupSteps", "warmup-steps", "int64_t", "0", "linear warmup steps">,
+    Option<"decaySteps", "decay-steps", "int64_t", "1000", "step at which decay ends">,
+    Option<"decayStyle", "decay-style", "std::string", "\"cosine\"", "cosine, linear or constant">,
+    Option<"weightDecay", "weight-decay", "double", "0.01", "decoupled weight decay">,
+    Option<"beta1", "beta1", "double", "0.9", "AdamW beta1">,
+    Option<"beta2", "beta2", "double", "0.999", "AdamW beta2">,
+    Option<"eps", "eps", "double", "1.0e-8", "AdamW epsilon">,
+    Option<"clipGrad", "clip-grad", "double", "1.0", "max global gradient norm (0: off)">,
+  ];
+}
+
+#endif // MT_PASSES_TD

@@ -1,0 +1,218 @@
+// CPU reference kernels of rotary position embedding (Hugging Face's fp32
+// recipe) and causal grouped-query softmax attention (fp64 accumulation).
+#include "runtime/cpu/Attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numbers>
+#include <vector>
+
+namespace mt::cpu {
+
+namespace {
+
+/// The llama3 rescaling of one fp32 inverse frequency, step by step as
+/// transformers' `_compute_llama3_parameters` runs it on fp32 tensors. Python
+/// scalars are cast to fp32 by the tensor ops, and `scalar / tensor` is
+/// `tensor.reciprocal() * scalar` in torch, hence the reciprocals.
+float llama3Rescale(float invFreq, const RotaryParams &p) {
+  const float factor = static_cast<float>(p.scalingFactor);
+  const float lowFactor = static_cast<float>(p.lowFreqFactor);
+  const double oldLen = static_cast<double>(p.originalMaxPosition);
+  const float lowWavelen = static_cast<float>(oldLen / p.lowFreqFactor);
+  const float highWavelen = static_cast<float>(oldLen / p.highFreqFactor);
+  const float twoPi = static_cast<float>(2.0 * std::numbers::pi);
+  const float bandWidth =
+      static_cast<float>(p.highFreqFactor - p.lowFreqFactor);
+
+  const float wavelen = (1.0f / invFreq) * twoPi;
+  const float scaled = wavelen > lowWavelen ? invFreq / factor : invFreq;
+  const float ratio = (1.0f / wavelen) * static_cast<float>(oldLen);
+  const float smooth = (ratio - lowFactor) / bandWidth;
+  const float oneMinus = 1.0f - smooth;
+  const float low = (oneMinus * scaled) / factor;
+  const float high = smooth * scaled;
+  const float smoothed = low + high;
+  const bool medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
+  return medium ? smoothed : scaled;
+}
+
+/// cos/sin of the angle s * invFreq as HF forms it: the product in fp32 (an
+/// fp32 matmul with inner size 1), cos/sin evaluated in fp64 and rounded to
+/// fp32: the (nearly always) correctly rounded value, which torch's fp32
+/// cos/sin (1-2 ulp on CPU and GPU) approximate, independent of the libm.
+inline void rotaryCosSin(int64_t s, double invFreq, float &c, float &sn) {
+  const float angle = static_cast<float>(s) * static_cast<float>(invFreq);
+  c = static_cast<float>(std::cos(static_cast<double>(angle)));
+  sn = static_cast<float>(std::sin(static_cast<double>(angle)));
+}
+
+/// Rotates every (b, s) row of x by +angle (sign 1) or -angle (sign -1) and
+/// stores (accumulate false) or adds (accumulate true) into y.
+void rotaryApply(const float *x, float *y, int64_t batch, int64_t seq,
+                 int64_t heads, int64_t headDim, const RotaryParams &p,
+                 float sign, bool accumulate) {
+  const int64_t half = headDim / 2;
+  std::vector<double> invFreq(static_cast<size_t>(half));
+  rotaryInverseFrequencies(p, headDim, invFreq.data());
+  const int64_t rows = batch * seq;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t s = row % seq;
+    const int64_t base = row * heads * headDim;
+    for (int64_t i = 0; i < half; ++i) {
+      float c, sn;
+      rotaryCosSin(s, invFreq[i], c, sn);
+      sn *= sign;
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t at = base + h * headDim + i;
+        const float x1 = x[at], x2 = x[at + half];
+        const float y1 = x1 * c - x2 * sn;
+        const float y2 = x2 * c + x1 * sn;
+        if (accumulate) {
+          y[at] += y1;
+          y[at + half] += y2;
+        } else {
+          y[at] = y1;
+          y[at + half] = y2;
+        }
+      }
+    }
+  }
+}
+
+double dot(const float *a, const float *b, int64_t n) {
+  double sum = 0;
+  for (int64_t d = 0; d < n; ++d)
+    sum += static_cast<double>(a[d]) * static_cast<double>(b[d]);
+  return sum;
+}
+
+} // namespace
+
+// Each value is HF's fp32 result (exponent 2i/D rounded to fp32, fp32 pow
+// and reciprocal, the llama3 steps in fp32), returned widened to double.
+void rotaryInverseFrequencies(const RotaryParams &p, int64_t headDim,
+                              double *invFreq) {
+  const double theta = static_cast<float>(p.theta);
+  const float dim = static_cast<float>(headDim);
+  for (int64_t i = 0; i < headDim / 2; ++i) {
+    const float exponent = static_cast<float>(2 * i) / dim;
+    const float power = static_cast<float>(std::pow(theta, exponent));
+    float value = 1.0f / power;
+    if (p.scalingFactor != 0)
+      value = llama3Rescale(value, p);
+    invFreq[i] = value;
+  }
+}
+
+void rotaryForward(const float *x, float *y, int64_t batch, int64_t seq,
+                   int64_t heads, int64_t headDim, const RotaryParams &p) {
+  rotaryApply(x, y, batch, seq, heads, headDim, p, 1.0f, false);
+}
+
+void rotaryBackward(const float *dy, float *dx, int64_t batch, int64_t seq,
+                    int64_t heads, int64_t headDim, const RotaryParams &p) {
+  rotaryApply(dy, dx, batch, seq, heads, headDim, p, -1.0f, true);
+}
+
+// One task per (batch, head, query): scores, a max-subtracted softmax and
+// the weighted sum of values, all accumulated in fp64 and rounded once.
+void attentionForward(const float *q, const float *k, const float *v,
+                      float *out, float *lse, const AttentionShape &shape) {
+  const int64_t seq = shape.seq, heads = shape.heads, dim = shape.headDim;
+  const int64_t kvHeads = shape.kvHeads, group = heads / kvHeads;
+  const double scale = shape.scale;
+  const int64_t tasks = shape.batch * heads * seq;
+#pragma omp parallel
+  {
+    std::vector<double> scores(static_cast<size_t>(seq));
+    std::vector<double> acc(static_cast<size_t>(dim));
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t i = task % seq, h = (task / seq) % heads;
+      const int64_t b = task / (seq * heads), g = h / group;
+      const float *qRow = q + ((b * seq + i) * heads + h) * dim;
+      double maxScore = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j <= i; ++j) {
+        const float *kRow = k + ((b * seq + j) * kvHeads + g) * dim;
+        scores[j] = scale * dot(qRow, kRow, dim);
+        maxScore = std::max(maxScore, scores[j]);
+      }
+      double sum = 0;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t j = 0; j <= i; ++j) {
+        const float *vRow = v + ((b * seq + j) * kvHeads + g) * dim;
+        const double weight = std::exp(scores[j] - maxScore);
+        sum += weight;
+        for (int64_t d = 0; d < dim; ++d)
+          acc[d] += weight * vRow[d];
+      }
+      float *outRow = out + ((b * seq + i) * heads + h) * dim;
+      for (int64_t d = 0; d < dim; ++d)
+        outRow[d] = static_cast<float>(acc[d] / sum);
+      lse[(b * heads + h) * seq + i] =
+          static_cast<float>(maxScore + std::log(sum));
+    }
+  }
+}
+
+// One task per (batch, kv head): the task owns the dk/dv slice of its kv head
+// and the dq rows of the query heads of its group, so every sum runs in one
+// fixed order (heads of the group, then queries, then keys) whatever the
+// thread count. Sums are kept in fp64 and added to the outputs once.
+void attentionBackward(const float *q, const float *k, const float *v,
+                       const float *out, const float *lse, const float *dout,
+                       float *dq, float *dk, float *dv,
+                       const AttentionShape &shape) {
+  const int64_t seq = shape.seq, heads = shape.heads, dim = shape.headDim;
+  const int64_t kvHeads = shape.kvHeads, group = heads / kvHeads;
+  const double scale = shape.scale;
+  const int64_t tasks = shape.batch * kvHeads;
+#pragma omp parallel
+  {
+    std::vector<double> dkAcc(static_cast<size_t>(seq * dim));
+    std::vector<double> dvAcc(static_cast<size_t>(seq * dim));
+    std::vector<double> dqAcc(static_cast<size_t>(dim));
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t b = task / kvHeads, g = task % kvHeads;
+      std::fill(dkAcc.begin(), dkAcc.end(), 0.0);
+      std::fill(dvAcc.begin(), dvAcc.end(), 0.0);
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        for (int64_t i = 0; i < seq; ++i) {
+          const int64_t qAt = ((b * seq + i) * heads + h) * dim;
+          const float *qRow = q + qAt, *doRow = dout + qAt;
+          const double rowLse = lse[(b * heads + h) * seq + i];
+          const double delta = dot(doRow, out + qAt, dim);
+          std::fill(dqAcc.begin(), dqAcc.end(), 0.0);
+          for (int64_t j = 0; j <= i; ++j) {
+            const int64_t kvAt = ((b * seq + j) * kvHeads + g) * dim;
+            const float *kRow = k + kvAt, *vRow = v + kvAt;
+            const double prob = std::exp(scale * dot(qRow, kRow, dim) - rowLse);
+            const double dScore = prob * (dot(doRow, vRow, dim) - delta);
+            double *dkRow = dkAcc.data() + j * dim;
+            double *dvRow = dvAcc.data() + j * dim;
+            for (int64_t d = 0; d < dim; ++d) {
+              dvRow[d] += prob * doRow[d];
+              dqAcc[d] += dScore * kRow[d];
+              dkRow[d] += dScore * qRow[d];
+            }
+          }
+          for (int64_t d = 0; d < dim; ++d)
+            dq[qAt + d] += static_cast<float>(scale * dqAcc[d]);
+        }
+      }
+      for (int64_t j = 0; j < seq; ++j) {
+        const int64_t kvAt = ((b * seq + j) * kvHeads + g) * dim;
+        for (int64_t d = 0; d < dim; ++d) {
+          dk[kvAt + d] += static_cast<float>(scale * dkAcc[j * dim + d]);
+          dv[kvAt + d] += static_cast<float>(dvAcc[j * dim + d]);
+        }
+      }
+    }
+  }
+}
+
+} // namespace mt::cpu

@@ -1,0 +1,42 @@
+// The CPU backend: runs plan programs instruction by instruction on the
+// reference kernels of runtime/cpu.
+#ifndef MT_RUNTIME_CPU_CPUEXECUTOR_H
+#define MT_RUNTIME_CPU_CPUEXECUTOR_H
+
+#include "runtime/exec/Memory.h"
+#include "runtime/plan/OpRegistry.h"
+#include "runtime/support/Status.h"
+
+#include <functional>
+#include <vector>
+
+namespace mt::cpu {
+
+struct ProgramResult {
+  /// A check_finite instruction saw NaN/Inf: the rest of the program did not run.
+  bool skipped = false;
+  std::string skipReason;
+};
+
+class CpuExecutor {
+public:
+  /// Resolves every instruction's kernel up front; an op without a CPU
+  /// kernel is an error that names it.
+  static Expected<CpuExecutor> create(const plan::Plan &plan, exec::HostMemory &memory);
+
+  Expected<ProgramResult> run(const std::string &program);
+
+  using Kernel = std::function<void(const plan::Instruction &, const plan::Attrs &,
+                                    exec::HostMemory &)>;
+
+private:
+  CpuExecutor(const plan::Plan &plan, exec::HostMemory &memory)
+      : plan_(&plan), memory_(&memory) {}
+  const plan::Plan *plan_;
+  exec::HostMemory *memory_;
+  std::map<std::string, std::vector<const Kernel *>> kernels_;
+};
+
+} // namespace mt::cpu
+
+#endif // MT_RUNTIME_CPU_CPUEXECUTOR_H

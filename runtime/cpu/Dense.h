@@ -1,0 +1,47 @@
+// CPU reference kernels of the dense layers: linear, embedding, element-wise
+// activations, residual adds. Conventions: runtime/cpu/Kernels.md.
+#ifndef MT_RUNTIME_CPU_DENSE_H
+#define MT_RUNTIME_CPU_DENSE_H
+
+#include <cstdint>
+
+namespace mt::cpu {
+
+/// y[t, o] = sum_i x[t, i] * w[o, i] + bias[o]; x [tokens, in], w [out, in]
+/// (HF layout), bias [out] or null, y [tokens, out]. OpenBLAS sgemm.
+void linearForward(const float *x, const float *w, const float *bias, float *y,
+                   int64_t tokens, int64_t in, int64_t out);
+/// dx[t, i] += sum_o dy[t, o] * w[o, i].
+void linearBackwardInput(const float *dy, const float *w, float *dx,
+                         int64_t tokens, int64_t in, int64_t out);
+/// dw[o, i] += sum_t dy[t, o] * x[t, i].
+void linearBackwardWeight(const float *x, const float *dy, float *dw,
+                          int64_t tokens, int64_t in, int64_t out);
+/// dbias[o] += sum_t dy[t, o].
+void biasBackward(const float *dy, float *dbias, int64_t tokens, int64_t out);
+
+/// y[t, :] = table[ids[t], :]; table [vocab, hidden]. ids are in range.
+void embeddingForward(const int32_t *ids, const float *table, float *y,
+                      int64_t tokens, int64_t hidden);
+/// dtable[ids[t], :] += dy[t, :] (scatter-add; deterministic order).
+void embeddingBackward(const int32_t *ids, const float *dy, float *dtable,
+                       int64_t tokens, int64_t vocab, int64_t hidden);
+
+/// y = silu(gate) * up, element-wise over n.
+void swigluForward(const float *gate, const float *up, float *y, int64_t n);
+void swigluBackward(const float *gate, const float *up, const float *dy,
+                    float *dgate, float *dup, int64_t n);
+
+/// Exact GELU (erf) or the tanh approximation.
+void geluForward(const float *x, float *y, int64_t n, bool approximateTanh);
+void geluBackward(const float *x, const float *dy, float *dx, int64_t n,
+                  bool approximateTanh);
+
+/// y = a + b.
+void addForward(const float *a, const float *b, float *y, int64_t n);
+/// dst += src.
+void accumulate(const float *src, float *dst, int64_t n);
+
+} // namespace mt::cpu
+
+#endif // MT_RUNTIME_CPU_DENSE_H

@@ -1,0 +1,39 @@
+// The static arenas of a plan, allocated once, and typed views of buffers.
+#ifndef MT_RUNTIME_EXEC_MEMORY_H
+#define MT_RUNTIME_EXEC_MEMORY_H
+
+#include "runtime/plan/plan.pb.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+
+namespace mt::exec {
+
+class HostMemory {
+public:
+  /// Allocates every arena of `plan` (64-byte aligned, zero-filled).
+  explicit HostMemory(const plan::Plan &plan);
+
+  std::byte *data(uint32_t buffer) const;
+  float *f32(uint32_t buffer) const { return reinterpret_cast<float *>(data(buffer)); }
+  int32_t *i32(uint32_t buffer) const { return reinterpret_cast<int32_t *>(data(buffer)); }
+  int64_t *i64(uint32_t buffer) const { return reinterpret_cast<int64_t *>(data(buffer)); }
+  int64_t elements(uint32_t buffer) const;
+  /// Zero-fills a whole arena (gradients at the start of a step).
+  void clear(plan::ArenaKind arena);
+  /// Bytes allocated in all arenas.
+  uint64_t totalBytes() const;
+
+private:
+  struct Free {
+    void operator()(std::byte *p) const;
+  };
+  const plan::Plan &plan_;
+  std::map<plan::ArenaKind, std::pair<std::unique_ptr<std::byte[], Free>, uint64_t>> arenas_;
+};
+
+} // namespace mt::exec
+
+#endif // MT_RUNTIME_EXEC_MEMORY_H

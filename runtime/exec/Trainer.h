@@ -1,0 +1,41 @@
+// The training loop of mtrun: data, steps of the plan's programs, metrics,
+// progress, checkpoints and export.
+#ifndef MT_RUNTIME_EXEC_TRAINER_H
+#define MT_RUNTIME_EXEC_TRAINER_H
+
+#include "runtime/support/Status.h"
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+
+namespace mt::exec {
+
+struct TrainOptions {
+  std::string planDir;
+  std::string dataPath;           // token file (runtime/io/TokenFile.h)
+  int64_t steps = 0;              // 0: the plan's train_steps
+  uint64_t seed = 1234;           // weights and data order
+  std::optional<double> lr;       // overrides the schedule's peak
+  std::optional<uint32_t> eosId;  // masks predictions across documents
+  std::string metricsPath;        // JSON lines, one per step
+  std::string loadHf;             // initial weights from a HF checkpoint
+  std::string resumeDir;          // a checkpoint written by --save
+  std::string saveDir;
+  int64_t saveEvery = 0;          // 0: save at the end only (if saveDir)
+  std::string exportHf;           // HF checkpoint written at the end
+  bool progressBar = false;       // a terminal line, else log lines
+};
+
+struct TrainSummary {
+  int64_t steps = 0, skipped = 0;
+  double firstLoss = 0, lastLoss = 0, meanLastLosses = 0;
+};
+
+/// Runs the whole job; `log` receives progress and the summary.
+Expected<TrainSummary> train(const TrainOptions &options, std::ostream &log);
+
+} // namespace mt::exec
+
+#endif // MT_RUNTIME_EXEC_TRAINER_H

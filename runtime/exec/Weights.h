@@ -1,0 +1,36 @@
+// Parameters in and out: Hugging Face safetensors checkpoints, training
+// checkpoints (weights + AdamW state + step) and HF export.
+#ifndef MT_RUNTIME_EXEC_WEIGHTS_H
+#define MT_RUNTIME_EXEC_WEIGHTS_H
+
+#include "runtime/exec/Memory.h"
+#include "runtime/support/Status.h"
+
+#include <string>
+
+namespace mt::exec {
+
+/// Reads every parameter of the plan from a Hugging Face checkpoint
+/// directory (model.safetensors or sharded with model.safetensors.index.json;
+/// bf16/fp16/fp32). Missing, unexpected and mis-shaped tensors are all named.
+Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const std::string &dir);
+
+/// Writes `dir`/model.safetensors (fp32, HF names, experts split) and
+/// `dir`/config.json, replacing `dir` atomically.
+Status exportHf(const plan::Plan &plan, const HostMemory &memory, const std::string &dir);
+
+struct CheckpointState {
+  int64_t step = 0; // optimizer steps done
+  uint64_t seed = 0;
+};
+
+/// Saves weights, AdamW state and the trainer state into `dir` atomically: a
+/// crash leaves the previous checkpoint intact.
+Status saveCheckpoint(const plan::Plan &plan, const HostMemory &memory,
+                      const std::string &dir, const CheckpointState &state);
+Expected<CheckpointState> loadCheckpoint(const plan::Plan &plan, HostMemory &memory,
+                                         const std::string &dir);
+
+} // namespace mt::exec
+
+#endif // MT_RUNTIME_EXEC_WEIGHTS_H

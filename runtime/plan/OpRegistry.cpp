@@ -1,0 +1,211 @@
+// The table of plan instructions and the check of one instruction against it.
+#include "runtime/plan/OpRegistry.h"
+
+#include <sstream>
+
+namespace mt::plan {
+
+const Attribute *Attrs::find(const std::string &name) const {
+  for (const Attribute &a : instr_.attributes())
+    if (a.name() == name)
+      return &a;
+  return nullptr;
+}
+int64_t Attrs::i(const std::string &name, int64_t fallback) const {
+  const Attribute *a = find(name);
+  return a && a->has_i() ? a->i() : fallback;
+}
+double Attrs::f(const std::string &name, double fallback) const {
+  const Attribute *a = find(name);
+  return a && a->has_f() ? a->f() : fallback;
+}
+std::string Attrs::s(const std::string &name) const {
+  const Attribute *a = find(name);
+  return a && a->has_s() ? a->s() : std::string();
+}
+
+namespace {
+
+using Counts = std::vector<int64_t>;
+
+std::vector<OpSignature> makeTable() {
+  auto tok = [](const Attrs &a) { return a.i("tokens"); };
+  auto rope = [](const Attrs &a) {
+    return a.i("batch") * a.i("seq") * a.i("heads") * a.i("head_dim");
+  };
+  auto attn = [](const Attrs &a) {
+    int64_t bs = a.i("batch") * a.i("seq"), d = a.i("head_dim");
+    return Counts{bs * a.i("heads") * d, bs * a.i("kv_heads") * d,
+                  a.i("batch") * a.i("heads") * a.i("seq")};
+  };
+  auto router = [](const Attrs &a) {
+    int64_t t = a.i("tokens"), h = a.i("hidden"), e = a.i("experts"), k = a.i("top_k");
+    return Counts{t * h, e * h, t * k};
+  };
+  auto experts = [](const Attrs &a) {
+    int64_t t = a.i("tokens"), h = a.i("hidden"), f = a.i("ffn"), e = a.i("experts"),
+            k = a.i("top_k");
+    return Counts{t * h, t * k, e * f * h};
+  };
+  std::vector<std::string> linearAttrs = {"tokens", "in", "out"};
+  std::vector<std::string> ropeAttrs = {"batch", "seq", "heads", "head_dim"};
+  std::vector<std::string> attnAttrs = {"batch", "seq", "heads", "kv_heads", "head_dim"};
+  std::vector<std::string> routerAttrs = {"tokens", "hidden", "experts", "top_k"};
+  std::vector<std::string> expertAttrs = {"tokens", "hidden", "ffn", "experts", "top_k"};
+  auto n = [](const Attrs &a) { return a.i("n"); };
+  return {
+      {"embedding", 2, 2, 1, {"tokens", "vocab", "hidden"}, {}, [&](const Attrs &a) {
+         return Counts{a.i("tokens"), a.i("vocab") * a.i("hidden"), a.i("tokens") * a.i("hidden")};
+       }},
+      {"embedding_grad", 2, 2, 1, {"tokens", "vocab", "hidden"}, {}, [](const Attrs &a) {
+         return Counts{a.i("tokens"), a.i("tokens") * a.i("hidden"), a.i("vocab") * a.i("hidden")};
+       }},
+      {"linear", 2, 3, 1, linearAttrs, {}, [tok](const Attrs &a) {
+         Counts c{tok(a) * a.i("in"), a.i("out") * a.i("in")};
+         if (a.i("has_bias"))
+           c.push_back(a.i("out"));
+         c.push_back(tok(a) * a.i("out"));
+         return c;
+       }},
+      {"linear_grad_input", 2, 2, 1, linearAttrs, {}, [tok](const Attrs &a) {
+         return Counts{tok(a) * a.i("out"), a.i("out") * a.i("in"), tok(a) * a.i("in")};
+       }},
+      {"linear_grad_weight", 2, 2, 1, linearAttrs, {}, [tok](const Attrs &a) {
+         return Counts{tok(a) * a.i("in"), tok(a) * a.i("out"), a.i("out") * a.i("in")};
+       }},
+      {"bias_grad", 1, 1, 1, {"tokens", "out"}, {}, [tok](const Attrs &a) {
+         return Counts{tok(a) * a.i("out"), a.i("out")};
+       }},
+      {"rmsnorm", 2, 2, 1, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
+         int64_t x = a.i("rows") * a.i("dim");
+         return Counts{x, a.i("dim"), x};
+       }},
+      {"rmsnorm_grad", 3, 3, 2, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
+         int64_t x = a.i("rows") * a.i("dim");
+         return Counts{x, a.i("dim"), x, x, a.i("dim")};
+       }},
+      {"layernorm", 3, 3, 1, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
+         int64_t x = a.i("rows") * a.i("dim");
+         return Counts{x, a.i("dim"), a.i("dim"), x};
+       }},
+      {"layernorm_grad", 3, 3, 3, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
+         int64_t x = a.i("rows") * a.i("dim");
+         return Counts{x, a.i("dim"), x, x, a.i("dim"), a.i("dim")};
+       }},
+      {"rotary", 1, 1, 1, ropeAttrs, {"theta"}, [rope](const Attrs &a) { return Counts{rope(a), rope(a)}; }},
+      {"rotary_grad", 1, 1, 1, ropeAttrs, {"theta"}, [rope](const Attrs &a) { return Counts{rope(a), rope(a)}; }},
+      {"attention", 3, 3, 2, attnAttrs, {"scale"}, [attn](const Attrs &a) {
+         Counts c = attn(a);
+         return Counts{c[0], c[1], c[1], c[0], c[2]};
+       }},
+      {"attention_grad", 6, 6, 3, attnAttrs, {"scale"}, [attn](const Attrs &a) {
+         Counts c = attn(a);
+         return Counts{c[0], c[1], c[1], c[0], c[0], c[2], c[0], c[1], c[1]};
+       }},
+      {"swiglu", 2, 2, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(3, n(a)); }},
+      {"swiglu_grad", 3, 3, 2, {"n"}, {}, [n](const Attrs &a) { return Counts(5, n(a)); }},
+      {"gelu", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
+      {"gelu_grad", 2, 2, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(3, n(a)); }},
+      {"add", 2, 2, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(3, n(a)); }},
+      {"fill_zero", 0, 0, 1, {"n"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
+      {"accumulate", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
+      {"moe_router", 2, 2, 3, routerAttrs, {"aux_loss_coeff"}, [router](const Attrs &a) {
+         Counts c = router(a);
+         return Counts{c[0], c[1], c[2], c[2], 1};
+       }},
+      {"moe_router_grad", 4, 4, 2, routerAttrs, {"aux_loss_coeff"}, [router](const Attrs &a) {
+         Counts c = router(a);
+         return Counts{c[0], c[1], c[2], 1, c[0], c[1]};
+       }},
+      {"expert_ffn", 6, 6, 1, expertAttrs, {}, [experts](const Attrs &a) {
+         Counts c = experts(a);
+         return Counts{c[0], c[1], c[1], c[2], c[2], c[2], c[0]};
+       }},
+      {"expert_ffn_grad", 7, 7, 5, expertAttrs, {}, [experts](const Attrs &a) {
+         Counts c = experts(a);
+         return Counts{c[0], c[1], c[1], c[2], c[2], c[2], c[0], c[0], c[1], c[2], c[2], c[2]};
+       }},
+      {"cross_entropy", 3, 3, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
+         int64_t t = a.i("tokens");
+         return Counts{t * a.i("vocab"), t, t, 1};
+       }},
+      {"cross_entropy_grad", 4, 4, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
+         int64_t t = a.i("tokens"), l = t * a.i("vocab");
+         return Counts{l, t, t, 1, l};
+       }},
+      {"global_norm", 1, -1, 1, {}, {}, nullptr},
+      {"check_finite", 1, 1, 0, {}, {}, [](const Attrs &) { return Counts{1}; }},
+      {"clip_coefficient", 1, 1, 1, {}, {"max_norm"}, [](const Attrs &) { return Counts{1, 1}; }},
+      {"lr_schedule", 1, 1, 1, {"warmup_steps", "decay_steps"}, {"max_lr", "min_lr"},
+       [](const Attrs &) { return Counts{1, 1}; }},
+      {"adamw", 7, 7, 3, {"n"}, {"beta1", "beta2", "eps", "weight_decay"}, [n](const Attrs &a) {
+         return Counts{n(a), n(a), n(a), n(a), 1, 1, 1, n(a), n(a), n(a)};
+       }},
+  };
+}
+
+int64_t elementsOf(const Buffer &b) {
+  int64_t n = 1;
+  for (int64_t d : b.shape())
+    n *= d;
+  return n;
+}
+
+} // namespace
+
+const std::vector<OpSignature> &allOps() {
+  static const std::vector<OpSignature> table = makeTable();
+  return table;
+}
+
+const OpSignature *findOp(const std::string &name) {
+  for (const OpSignature &op : allOps())
+    if (op.name == name)
+      return &op;
+  return nullptr;
+}
+
+Status checkInstruction(const Plan &plan, const Program &program, int index) {
+  const Instruction &instr = program.instructions(index);
+  std::ostringstream where;
+  where << "program '" << program.name() << "' instruction " << index << " ("
+        << instr.op() << (instr.location().empty() ? "" : ", " + instr.location())
+        << "): ";
+  auto fail = [&](const std::string &what) { return Status::error(where.str() + what); };
+  const OpSignature *op = findOp(instr.op());
+  if (!op)
+    return fail("unknown op '" + instr.op() + "'");
+  int inputs = instr.inputs_size();
+  if (inputs < op->minInputs || (op->maxInputs >= 0 && inputs > op->maxInputs) ||
+      instr.outputs_size() != op->outputs)
+    return fail("expects " + std::to_string(op->minInputs) +
+                (op->maxInputs == op->minInputs ? "" : "+") + " inputs and " +
+                std::to_string(op->outputs) + " outputs, got " +
+                std::to_string(inputs) + " and " + std::to_string(instr.outputs_size()));
+  Attrs attrs(instr);
+  for (const auto &name : op->intAttrs)
+    if (!attrs.find(name) || !attrs.find(name)->has_i() || attrs.i(name) < 0)
+      return fail("missing or negative integer attribute '" + name + "'");
+  for (const auto &name : op->floatAttrs)
+    if (!attrs.find(name) || !attrs.find(name)->has_f())
+      return fail("missing float attribute '" + name + "'");
+  std::vector<uint32_t> ids(instr.inputs().begin(), instr.inputs().end());
+  ids.insert(ids.end(), instr.outputs().begin(), instr.outputs().end());
+  for (uint32_t id : ids)
+    if (id >= uint32_t(plan.buffers_size()))
+      return fail("buffer " + std::to_string(id) + " out of range (the plan has " +
+                  std::to_string(plan.buffers_size()) + " buffers)");
+  if (!op->counts)
+    return Status::ok();
+  std::vector<int64_t> expected = op->counts(attrs);
+  for (size_t i = 0; i < ids.size() && i < expected.size(); ++i) {
+    const Buffer &b = plan.buffers(ids[i]);
+    if (expected[i] >= 0 && elementsOf(b) != expected[i])
+      return fail("buffer " + std::to_string(ids[i]) + " '" + b.name() + "' has " +
+                  std::to_string(elementsOf(b)) + " elements, the op needs " +
+                  std::to_string(expected[i]));
+  }
+  return Status::ok();
+}
+
+} // namespace mt::plan

@@ -1,0 +1,125 @@
+// Plan directory I/O and validation.
+#include "runtime/plan/PlanIO.h"
+
+#include "runtime/io/AtomicFile.h"
+#include "runtime/plan/OpRegistry.h"
+#include "runtime/plan/PlanVersion.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace mt::plan {
+namespace {
+
+uint64_t elementBytes(DType dtype) { return dtype == I64 ? 8 : 4; }
+
+Status validateBuffers(const Plan &plan) {
+  std::map<ArenaKind, uint64_t> arenaSize;
+  for (const Arena &a : plan.arenas())
+    arenaSize[a.kind()] = a.size_bytes();
+  for (int i = 0; i < plan.buffers_size(); ++i) {
+    const Buffer &b = plan.buffers(i);
+    std::string name = "buffer " + std::to_string(i) + " '" + b.name() + "'";
+    if (b.id() != uint32_t(i))
+      return Status::error(name + " has id " + std::to_string(b.id()));
+    uint64_t elements = 1;
+    for (int64_t d : b.shape()) {
+      if (d < 0)
+        return Status::error(name + " has a negative dimension");
+      elements *= uint64_t(d);
+    }
+    if (b.dtype() == DTYPE_UNSPECIFIED || elements * elementBytes(b.dtype()) != b.size_bytes())
+      return Status::error(name + ": size " + std::to_string(b.size_bytes()) +
+                           " bytes does not match its dtype and shape");
+    auto arena = arenaSize.find(b.arena());
+    if (arena == arenaSize.end())
+      return Status::error(name + " lives in an arena the plan does not declare");
+    if (b.offset_bytes() + b.size_bytes() > arena->second)
+      return Status::error(name + " at offset " + std::to_string(b.offset_bytes()) +
+                           " + " + std::to_string(b.size_bytes()) +
+                           " bytes is out of range of its arena (" +
+                           std::to_string(arena->second) + " bytes)");
+  }
+  return Status::ok();
+}
+
+Status validateParameters(const Plan &plan) {
+  auto inRange = [&](uint32_t id) { return id < uint32_t(plan.buffers_size()); };
+  for (const Parameter &p : plan.parameters()) {
+    if (!inRange(p.param_buffer()) ||
+        (p.trainable() && (!inRange(p.grad_buffer()) || !inRange(p.exp_avg_buffer()) ||
+                           !inRange(p.exp_avg_sq_buffer()))))
+      return Status::error("parameter '" + p.name() + "' refers to a buffer out of range");
+    if (plan.buffers(p.param_buffer()).arena() != PARAMETERS)
+      return Status::error("parameter '" + p.name() + "' is not in the parameter arena");
+  }
+  return Status::ok();
+}
+
+} // namespace
+
+Status validatePlan(const Plan &plan) {
+  if (plan.version() != kPlanVersion)
+    return Status::error("plan version " + std::to_string(plan.version()) +
+                         " is not supported by this mtrun (it reads version " +
+                         std::to_string(kPlanVersion) + "); recompile the plan with "
+                         "the mtc of this release");
+  if (Status s = validateBuffers(plan); !s)
+    return s;
+  if (Status s = validateParameters(plan); !s)
+    return s;
+  for (const char *name : {"forward_backward", "optimizer_step"}) {
+    bool found = false;
+    for (const Program &p : plan.programs())
+      found |= p.name() == name;
+    if (!found)
+      return Status::error(std::string("the plan has no program '") + name + "'");
+  }
+  for (const Program &program : plan.programs())
+    for (int i = 0; i < program.instructions_size(); ++i)
+      if (Status s = checkInstruction(plan, program, i); !s)
+        return s;
+  const Bindings &b = plan.bindings();
+  for (uint32_t id : {b.input_ids(), b.labels(), b.loss_mask(), b.loss_scale(),
+                      b.step(), b.loss(), b.grad_norm(), b.learning_rate()})
+    if (id >= uint32_t(plan.buffers_size()))
+      return Status::error("a binding refers to buffer " + std::to_string(id) +
+                           ", out of range");
+  if (plan.training().micro_batches_per_step() < 1 || plan.training().seq() < 1 ||
+      plan.training().micro_batch() < 1)
+    return Status::error("the plan's batch sizes are not positive");
+  return Status::ok();
+}
+
+Status writePlanDirectory(const std::string &dir, const Plan &plan) {
+  return io::replaceDirectoryAtomically(dir, [&](const std::string &tmp) -> Status {
+    std::ofstream pb(tmp + "/" + kPlanFile, std::ios::binary);
+    if (!plan.SerializeToOstream(&pb) || !pb.flush())
+      return Status::error(tmp + "/" + kPlanFile + ": cannot write the plan");
+    std::ofstream txt(tmp + "/" + kPlanSummaryFile);
+    writePlanSummary(plan, txt);
+    if (!txt.flush())
+      return Status::error(tmp + "/" + kPlanSummaryFile + ": cannot write");
+    return Status::ok();
+  });
+}
+
+Expected<Plan> readPlanDirectory(const std::string &dir) {
+  std::string path = dir + "/" + kPlanFile;
+  if (!std::filesystem::is_directory(dir))
+    return Status::error(dir + ": not a plan directory (missing)");
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return Status::error(path + ": missing; write the plan with `mtc compile ... -o " +
+                         dir + "`");
+  Plan plan;
+  if (!plan.ParseFromIstream(&in))
+    return Status::error(path + ": not a valid plan (truncated or corrupt)");
+  if (Status s = validatePlan(plan); !s)
+    return Status::error(path + ": " + s.message());
+  return plan;
+}
+
+} // namespace mt::plan

@@ -1,0 +1,31 @@
+// Writing and reading a plan directory (plan.pb + plan.txt), with every
+// check the runtime needs before it runs anything.
+#ifndef MT_RUNTIME_PLAN_PLANIO_H
+#define MT_RUNTIME_PLAN_PLANIO_H
+
+#include "runtime/plan/plan.pb.h"
+#include "runtime/support/Status.h"
+
+#include <ostream>
+#include <string>
+
+namespace mt::plan {
+
+/// Replaces `dir` atomically with plan.pb and its readable summary plan.txt.
+Status writePlanDirectory(const std::string &dir, const Plan &plan);
+
+/// Reads `dir`/plan.pb and validates it: version, arenas, buffers inside
+/// their arenas, parameters, bindings, and every instruction against the op
+/// registry. The message names the file and what is wrong.
+Expected<Plan> readPlanDirectory(const std::string &dir);
+
+/// The checks of readPlanDirectory on a plan in memory.
+Status validatePlan(const Plan &plan);
+
+/// plan.txt: mesh, batch, arenas, parameters and the programs, one
+/// instruction per line.
+void writePlanSummary(const Plan &plan, std::ostream &os);
+
+} // namespace mt::plan
+
+#endif // MT_RUNTIME_PLAN_PLANIO_H

@@ -1,0 +1,75 @@
+// plan.txt: the plan in words, for people.
+#include "runtime/plan/PlanIO.h"
+
+#include <iomanip>
+
+namespace mt::plan {
+namespace {
+
+std::string shapeOf(const Buffer &b) {
+  std::string s = "[";
+  for (int i = 0; i < b.shape_size(); ++i)
+    s += (i ? "x" : "") + std::to_string(b.shape(i));
+  return s + "]";
+}
+
+std::string attrText(const Attribute &a) {
+  std::ostringstream os;
+  os << a.name() << "=";
+  if (a.has_i())
+    os << a.i();
+  else if (a.has_f())
+    os << a.f();
+  else
+    os << a.s();
+  return os.str();
+}
+
+} // namespace
+
+void writePlanSummary(const Plan &plan, std::ostream &os) {
+  const Mesh &m = plan.mesh();
+  const Training &t = plan.training();
+  os << "mtc plan, version " << plan.version() << "\n";
+  os << "mesh (pp, dp, cp, ep, tp) = (" << m.pp() << ", " << m.dp() << ", "
+     << m.cp() << ", " << m.ep() << ", " << m.tp() << ")\n";
+  os << "batch: micro-batch " << t.micro_batch() << " x seq " << t.seq() << ", "
+     << t.micro_batches_per_step() << " micro-batches per step, global batch "
+     << t.global_batch() << ", vocabulary " << t.vocab_size() << "\n\narenas:\n";
+  for (const Arena &a : plan.arenas())
+    os << "  " << std::setw(12) << ArenaKind_Name(a.kind()) << " " << std::setw(14)
+       << a.size_bytes() << " bytes\n";
+  os << "\nparameters (" << plan.parameters_size() << "):\n";
+  for (const Parameter &p : plan.parameters()) {
+    const Buffer &b = plan.buffers(p.param_buffer());
+    os << "  " << p.name() << " " << shapeOf(b) << " init " << InitKind_Name(p.init());
+    if (p.init() == NORMAL)
+      os << "(std " << p.init_std() << ")";
+    os << (p.trainable() ? "" : " frozen") << "\n";
+  }
+  for (const Program &program : plan.programs()) {
+    os << "\nprogram " << program.name() << " (" << program.instructions_size()
+       << " instructions):\n";
+    for (int i = 0; i < program.instructions_size(); ++i) {
+      const Instruction &instr = program.instructions(i);
+      os << "  " << std::setw(4) << i << "  " << instr.op() << " (";
+      for (int k = 0; k < instr.inputs_size(); ++k)
+        os << (k ? ", " : "") << "%" << instr.inputs(k);
+      os << ") -> (";
+      for (int k = 0; k < instr.outputs_size(); ++k)
+        os << (k ? ", " : "") << "%" << instr.outputs(k);
+      os << ")";
+      for (const Attribute &a : instr.attributes())
+        os << " " << attrText(a);
+      if (!instr.location().empty())
+        os << "  // " << instr.location();
+      os << "\n";
+    }
+  }
+  os << "\nbuffers (" << plan.buffers_size() << "):\n";
+  for (const Buffer &b : plan.buffers())
+    os << "  %" << b.id() << " " << b.name() << " " << DType_Name(b.dtype())
+       << shapeOf(b) << " " << ArenaKind_Name(b.arena()) << "+" << b.offset_bytes() << "\n";
+}
+
+} // namespace mt::plan

@@ -1,0 +1,7 @@
+// A module without the @forward entry point.
+
+module {
+  func.func @main() {
+    return
+  }
+}

@@ -1,0 +1,155 @@
+// RUN: mtc-opt %s -split-input-file -verify-diagnostics
+
+func.func @router_hidden(%x: tensor<2x8x64xf32>, %w: tensor<8x32xf32>) {
+  // expected-error @+1 {{'mt.moe_router' op expects weight [experts, hidden] with hidden = 64, got [8, 32]}}
+  %w0, %i, %a = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x32xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @router_topk(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
+  // expected-error @+1 {{'mt.moe_router' op expects 1 <= top_k <= experts (8), got 9}}
+  %w0, %i, %a = mt.moe_router %x, %w {top_k = 9 : i64, aux_loss_coeff = 0.01 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x9xf32>, tensor<2x8x9xi32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @router_coeff(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
+  // expected-error @+1 {{'mt.moe_router' op expects aux_loss_coeff >= 0, got -1.000000e+00}}
+  %w0, %i, %a = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = -1.0 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @router_weights(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
+  // expected-error @+1 {{'mt.moe_router' op expects weights of shape [2, 8, 2], got [2, 8, 3]}}
+  %w0, %i, %a = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x3xf32>, tensor<2x8x2xi32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @router_indices(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
+  // expected-error @+1 {{'mt.moe_router' op expects indices of shape [2, 8, 2], got [16, 2]}}
+  %w0, %i, %a = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<16x2xi32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @router_input_rank(%x: tensor<16x64xf32>, %w: tensor<8x64xf32>) {
+  // expected-error @+1 {{'mt.moe_router' op expects input of rank 3, got [16, 64]}}
+  %w0, %i, %a = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
+      : (tensor<16x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @experts_down(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>,
+                        %g: tensor<8x96x64xf32>, %d: tensor<8x96x64xf32>) {
+  // expected-error @+1 {{'mt.expert_ffn' op expects down of shape [8, 64, 96], got [8, 96, 64]}}
+  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @experts_up(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>,
+                      %g: tensor<8x96x64xf32>, %u: tensor<4x96x64xf32>, %d: tensor<8x64x96xf32>) {
+  // expected-error @+1 {{'mt.expert_ffn' op expects up of shape [8, 96, 64], got [4, 96, 64]}}
+  %0 = mt.expert_ffn %x, %w, %i, %g, %u, %d
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<4x96x64xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @experts_hidden(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>,
+                          %g: tensor<8x96x32xf32>, %d: tensor<8x64x96xf32>) {
+  // expected-error @+1 {{'mt.expert_ffn' op expects gate of shape [8, 96, 64], got [8, 96, 32]}}
+  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x32xf32>, tensor<8x96x32xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @experts_indices(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x3xi32>,
+                           %g: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
+  // expected-error @+1 {{'mt.expert_ffn' op expects indices of shape [2, 8, 2], got [2, 8, 3]}}
+  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x3xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @experts_topk(%x: tensor<2x8x64xf32>, %w: tensor<2x8x4xf32>, %i: tensor<2x8x4xi32>,
+                        %g: tensor<2x96x64xf32>, %d: tensor<2x64x96xf32>) {
+  // expected-error @+1 {{'mt.expert_ffn' op expects top_k (4) <= experts (2)}}
+  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
+      : (tensor<2x8x64xf32>, tensor<2x8x4xf32>, tensor<2x8x4xi32>, tensor<2x96x64xf32>, tensor<2x96x64xf32>, tensor<2x64x96xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @experts_type(%x: tensor<2x8x64xbf16>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>,
+                        %g: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
+  // expected-error @+1 {{'mt.expert_ffn' op expects input and gate to have one element type, got 'bf16' and 'f32'}}
+  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
+      : (tensor<2x8x64xbf16>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xbf16>
+  return
+}
+
+// -----
+
+func.func @experts_result(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>,
+                          %g: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
+  // expected-error @+1 {{'mt.expert_ffn' op expects result type 'tensor<2x8x64xf32>', got 'tensor<16x64xf32>'}}
+  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @ce_labels(%l: tensor<2x8x256xf32>, %y: tensor<2x7xi32>, %m: tensor<2x8xf32>) {
+  // expected-error @+1 {{'mt.cross_entropy' op expects labels of shape [2, 8], got [2, 7]}}
+  %0 = mt.cross_entropy %l, %y, %m : (tensor<2x8x256xf32>, tensor<2x7xi32>, tensor<2x8xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @ce_mask(%l: tensor<2x8x256xf32>, %y: tensor<2x8xi32>, %m: tensor<16xf32>) {
+  // expected-error @+1 {{'mt.cross_entropy' op expects mask of shape [2, 8], got [16]}}
+  %0 = mt.cross_entropy %l, %y, %m : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<16xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @ce_rank(%l: tensor<16x256xf32>, %y: tensor<2x8xi32>, %m: tensor<2x8xf32>) {
+  // expected-error @+1 {{'mt.cross_entropy' op expects logits of rank 3, got [16, 256]}}
+  %0 = mt.cross_entropy %l, %y, %m : (tensor<16x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @ce_result(%l: tensor<2x8x256xf32>, %y: tensor<2x8xi32>, %m: tensor<2x8xf32>) {
+  // expected-error @+1 {{'mt.cross_entropy' op result #0 must be 0D tensor of 32-bit float values}}
+  %0 = "mt.cross_entropy"(%l, %y, %m) : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>) -> tensor<2xf32>
+  return
+}

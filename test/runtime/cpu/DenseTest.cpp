@@ -1,0 +1,352 @@
+// Tests of the dense CPU kernels (runtime/cpu/Dense.h) against plain fp64
+// references and central finite differences of L = sum(dy * y).
+#include "runtime/cpu/Dense.h"
+
+#include "test/Tolerances.h"
+
+#include <cblas.h>
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <functional>
+#include <numbers>
+#include <random>
+#include <vector>
+
+namespace {
+
+using namespace mt;
+namespace tol = mt::tolerance;
+
+std::vector<float> randomVector(std::mt19937 &rng, size_t n, float lo,
+                                float hi) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = dist(rng);
+  return v;
+}
+
+std::vector<double> toDouble(const std::vector<float> &v) {
+  return {v.begin(), v.end()};
+}
+
+double maxAbs(const std::vector<double> &v) {
+  double m = 0.0;
+  for (double x : v)
+    m = std::max(m, std::fabs(x));
+  return m;
+}
+
+/// Worst |got - want| must stay within rel * max|want| + abs.
+void expectClose(const std::vector<float> &got, const std::vector<double> &want,
+                 double rel, double abs, const char *what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  const double bound = rel * maxAbs(want) + abs;
+  size_t worst = 0;
+  double worstErr = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(got[i] - want[i]);
+    if (!(err <= worstErr)) { // also catches NaN
+      worst = i;
+      worstErr = err;
+    }
+  }
+  EXPECT_LE(worstErr, bound) << what << ": worst at " << worst << " got "
+                             << got[worst] << " want " << want[worst];
+}
+
+/// Central differences of loss() with respect to each element of v, which
+/// loss() reads by reference.
+std::vector<double> finiteDifference(std::vector<double> &v,
+                                     const std::function<double()> &loss) {
+  const double h = tol::kFiniteDifferenceStep;
+  std::vector<double> grad(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const double saved = v[i];
+    v[i] = saved + h;
+    const double up = loss();
+    v[i] = saved - h;
+    const double down = loss();
+    v[i] = saved;
+    grad[i] = (up - down) / (2 * h);
+  }
+  return grad;
+}
+
+/// A backward kernel ran on a buffer that held `before`: what it added must
+/// match the finite-difference gradient (this also checks it adds).
+void expectGradient(const std::vector<float> &after,
+                    const std::vector<float> &before,
+                    const std::vector<double> &fd, const char *what) {
+  ASSERT_EQ(after.size(), fd.size()) << what;
+  const double bound = tol::kGradientRel * maxAbs(fd) + tol::kGradientAbs;
+  for (size_t i = 0; i < fd.size(); ++i) {
+    const double added = static_cast<double>(after[i]) - before[i];
+    ASSERT_LE(std::fabs(added - fd[i]), bound)
+        << what << "[" << i << "]: added " << added << " fd " << fd[i];
+  }
+}
+
+/// Runs f with both OpenMP and OpenBLAS limited to `threads`, then restores.
+void withThreads(int threads, const std::function<void()> &f) {
+  const int ompBefore = omp_get_max_threads();
+  const int blasBefore = openblas_get_num_threads();
+  omp_set_num_threads(threads);
+  openblas_set_num_threads(threads);
+  f();
+  omp_set_num_threads(ompBefore);
+  openblas_set_num_threads(blasBefore);
+}
+
+double sumProduct(const std::vector<double> &a, const std::vector<double> &b) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); ++i)
+    s += a[i] * b[i];
+  return s;
+}
+
+std::vector<double> linearRef(const std::vector<double> &x,
+                              const std::vector<double> &w,
+                              const std::vector<double> *bias, int64_t tokens,
+                              int64_t in, int64_t out) {
+  std::vector<double> y(tokens * out);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t o = 0; o < out; ++o) {
+      double s = bias ? (*bias)[o] : 0.0;
+      for (int64_t i = 0; i < in; ++i)
+        s += x[t * in + i] * w[o * in + i];
+      y[t * out + o] = s;
+    }
+  return y;
+}
+
+constexpr int64_t kTokens = 7, kIn = 13, kOut = 5;
+
+TEST(DenseTest, LinearForwardMatchesReference) {
+  std::mt19937 rng(1);
+  auto x = randomVector(rng, kTokens * kIn, -2, 2);
+  auto w = randomVector(rng, kOut * kIn, -1, 1);
+  auto b = randomVector(rng, kOut, -1, 1);
+  auto bd = toDouble(b);
+  std::vector<float> y(kTokens * kOut, 123.0f); // forward overwrites
+  cpu::linearForward(x.data(), w.data(), b.data(), y.data(), kTokens, kIn, kOut);
+  expectClose(y, linearRef(toDouble(x), toDouble(w), &bd, kTokens, kIn, kOut),
+              tol::kFp32KernelRel, tol::kFp32KernelAbs, "y with bias");
+  std::fill(y.begin(), y.end(), 123.0f);
+  cpu::linearForward(x.data(), w.data(), nullptr, y.data(), kTokens, kIn, kOut);
+  expectClose(y, linearRef(toDouble(x), toDouble(w), nullptr, kTokens, kIn, kOut),
+              tol::kFp32KernelRel, tol::kFp32KernelAbs, "y without bias");
+}
+
+TEST(DenseTest, LinearBackwardMatchesFiniteDifferences) {
+  std::mt19937 rng(2);
+  auto x = randomVector(rng, kTokens * kIn, -2, 2);
+  auto w = randomVector(rng, kOut * kIn, -1, 1);
+  auto b = randomVector(rng, kOut, -1, 1);
+  auto dy = randomVector(rng, kTokens * kOut, -1, 1);
+  // Non-zero starting gradients: the kernels must add to them.
+  auto dx0 = randomVector(rng, x.size(), -1, 1);
+  auto dw0 = randomVector(rng, w.size(), -1, 1);
+  auto db0 = randomVector(rng, b.size(), -1, 1);
+  auto dx = dx0, dw = dw0, db = db0;
+  cpu::linearBackwardInput(dy.data(), w.data(), dx.data(), kTokens, kIn, kOut);
+  cpu::linearBackwardWeight(x.data(), dy.data(), dw.data(), kTokens, kIn, kOut);
+  cpu::biasBackward(dy.data(), db.data(), kTokens, kOut);
+
+  auto xd = toDouble(x), wd = toDouble(w), bd = toDouble(b), dyd = toDouble(dy);
+  auto loss = [&] {
+    return sumProduct(dyd, linearRef(xd, wd, &bd, kTokens, kIn, kOut));
+  };
+  expectGradient(dx, dx0, finiteDifference(xd, loss), "dx");
+  expectGradient(dw, dw0, finiteDifference(wd, loss), "dw");
+  expectGradient(db, db0, finiteDifference(bd, loss), "dbias");
+}
+
+TEST(DenseTest, LinearBackwardIndependentOfThreadCount) {
+  // Large enough for OpenBLAS and OpenMP to split the work.
+  const int64_t tokens = 257, in = 131, out = 67;
+  std::mt19937 rng(3);
+  auto x = randomVector(rng, tokens * in, -1, 1);
+  auto w = randomVector(rng, out * in, -1, 1);
+  auto dy = randomVector(rng, tokens * out, -1, 1);
+  auto run = [&](int threads) {
+    std::vector<float> dw(out * in, 0.5f), dx(tokens * in, 0.25f), db(out, 1.f);
+    withThreads(threads, [&] {
+      cpu::linearBackwardWeight(x.data(), dy.data(), dw.data(), tokens, in, out);
+      cpu::linearBackwardInput(dy.data(), w.data(), dx.data(), tokens, in, out);
+      cpu::biasBackward(dy.data(), db.data(), tokens, out);
+    });
+    return std::vector<std::vector<float>>{dw, dx, db};
+  };
+  EXPECT_EQ(run(1), run(2));
+}
+
+TEST(DenseTest, EmbeddingForwardCopiesRows) {
+  const int64_t vocab = 6, hidden = 33;
+  const std::vector<int32_t> ids = {3, 1, 3, 0, 5, 4, 1};
+  std::mt19937 rng(4);
+  auto table = randomVector(rng, vocab * hidden, -3, 3);
+  std::vector<float> y(ids.size() * hidden, 123.0f);
+  cpu::embeddingForward(ids.data(), table.data(), y.data(), ids.size(), hidden);
+  for (size_t t = 0; t < ids.size(); ++t)
+    for (int64_t h = 0; h < hidden; ++h)
+      ASSERT_EQ(y[t * hidden + h], table[ids[t] * hidden + h]) << t << "," << h;
+}
+
+TEST(DenseTest, EmbeddingBackwardScatterAddsRepeatedIds) {
+  // Id 3 appears three times and 1 twice; id 2 never (its row must not move).
+  const int64_t vocab = 6, hidden = 33;
+  const std::vector<int32_t> ids = {3, 1, 3, 0, 3, 4, 1};
+  const int64_t tokens = ids.size();
+  std::mt19937 rng(5);
+  auto table = randomVector(rng, vocab * hidden, -3, 3);
+  auto dy = randomVector(rng, tokens * hidden, -1, 1);
+  auto dtable0 = randomVector(rng, table.size(), -1, 1);
+  auto dtable = dtable0;
+  cpu::embeddingBackward(ids.data(), dy.data(), dtable.data(), tokens, vocab,
+                         hidden);
+
+  auto tableD = toDouble(table), dyD = toDouble(dy);
+  auto loss = [&] {
+    double s = 0.0;
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t h = 0; h < hidden; ++h)
+        s += dyD[t * hidden + h] * tableD[ids[t] * hidden + h];
+    return s;
+  };
+  expectGradient(dtable, dtable0, finiteDifference(tableD, loss), "dtable");
+  for (int64_t h = 0; h < hidden; ++h)
+    EXPECT_EQ(dtable[2 * hidden + h], dtable0[2 * hidden + h]) << h;
+}
+
+TEST(DenseTest, EmbeddingBackwardIndependentOfThreadCount) {
+  const int64_t vocab = 11, hidden = 300, tokens = 1000;
+  std::mt19937 rng(6);
+  std::vector<int32_t> ids(tokens);
+  for (auto &id : ids)
+    id = static_cast<int32_t>(rng() % vocab); // many repeats per id
+  auto dy = randomVector(rng, tokens * hidden, -1, 1);
+  auto run = [&](int threads) {
+    std::vector<float> dtable(vocab * hidden, 0.125f);
+    withThreads(threads, [&] {
+      cpu::embeddingBackward(ids.data(), dy.data(), dtable.data(), tokens,
+                             vocab, hidden);
+    });
+    return dtable;
+  };
+  EXPECT_EQ(run(1), run(2));
+}
+
+/// Checks an element-wise forward against `ref` and its backward against
+/// finite differences of sum(dy * ref(x)).
+void checkUnary(const std::vector<float> &x,
+                const std::function<double(double)> &ref,
+                const std::function<void(const float *, float *, int64_t)> &fwd,
+                const std::function<void(const float *, const float *, float *,
+                                         int64_t)> &bwd,
+                const char *what) {
+  const int64_t n = x.size();
+  std::mt19937 rng(7);
+  std::vector<float> y(n, 123.0f);
+  fwd(x.data(), y.data(), n);
+  std::vector<double> want(n);
+  for (int64_t i = 0; i < n; ++i)
+    want[i] = ref(x[i]);
+  expectClose(y, want, tol::kFp32KernelRel, tol::kFp32KernelAbs, what);
+
+  auto dy = randomVector(rng, n, -1, 1);
+  auto dx0 = randomVector(rng, n, -1, 1);
+  auto dx = dx0;
+  bwd(x.data(), dy.data(), dx.data(), n);
+  auto xd = toDouble(x), dyd = toDouble(dy);
+  auto loss = [&] {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; ++i)
+      s += dyd[i] * ref(xd[i]);
+    return s;
+  };
+  expectGradient(dx, dx0, finiteDifference(xd, loss), what);
+}
+
+/// 33 values over [-6, 6] plus edges: zero and large magnitudes.
+std::vector<float> activationInputs() {
+  std::mt19937 rng(8);
+  auto x = randomVector(rng, 28, -6, 6);
+  for (float e : {0.0f, 30.0f, -30.0f, 12.5f, -12.5f})
+    x.push_back(e);
+  return x;
+}
+
+TEST(DenseTest, GeluExactForwardAndBackward) {
+  auto ref = [](double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); };
+  checkUnary(
+      activationInputs(), ref,
+      [](const float *x, float *y, int64_t n) { cpu::geluForward(x, y, n, false); },
+      [](const float *x, const float *dy, float *dx, int64_t n) {
+        cpu::geluBackward(x, dy, dx, n, false);
+      },
+      "gelu erf");
+}
+
+TEST(DenseTest, GeluTanhForwardAndBackward) {
+  auto ref = [](double v) {
+    const double k = std::sqrt(2.0 / std::numbers::pi);
+    return 0.5 * v * (1.0 + std::tanh(k * (v + 0.044715 * v * v * v)));
+  };
+  checkUnary(
+      activationInputs(), ref,
+      [](const float *x, float *y, int64_t n) { cpu::geluForward(x, y, n, true); },
+      [](const float *x, const float *dy, float *dx, int64_t n) {
+        cpu::geluBackward(x, dy, dx, n, true);
+      },
+      "gelu tanh");
+}
+
+TEST(DenseTest, SwigluForwardAndBackward) {
+  auto gate = activationInputs();
+  const int64_t n = gate.size();
+  std::mt19937 rng(9);
+  auto up = randomVector(rng, n, -2, 2);
+  auto silu = [](double g) { return g / (1.0 + std::exp(-g)); };
+  std::vector<float> y(n, 123.0f);
+  cpu::swigluForward(gate.data(), up.data(), y.data(), n);
+  std::vector<double> want(n);
+  for (int64_t i = 0; i < n; ++i)
+    want[i] = silu(gate[i]) * up[i];
+  expectClose(y, want, tol::kFp32KernelRel, tol::kFp32KernelAbs, "swiglu");
+
+  auto dy = randomVector(rng, n, -1, 1);
+  auto dgate0 = randomVector(rng, n, -1, 1), dup0 = randomVector(rng, n, -1, 1);
+  auto dgate = dgate0, dup = dup0;
+  cpu::swigluBackward(gate.data(), up.data(), dy.data(), dgate.data(),
+                      dup.data(), n);
+  auto gd = toDouble(gate), ud = toDouble(up), dyd = toDouble(dy);
+  auto loss = [&] {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; ++i)
+      s += dyd[i] * silu(gd[i]) * ud[i];
+    return s;
+  };
+  expectGradient(dgate, dgate0, finiteDifference(gd, loss), "dgate");
+  expectGradient(dup, dup0, finiteDifference(ud, loss), "dup");
+}
+
+TEST(DenseTest, AddAndAccumulate) {
+  const int64_t n = 33;
+  std::mt19937 rng(10);
+  auto a = randomVector(rng, n, -100, 100), b = randomVector(rng, n, -1, 1);
+  std::vector<float> y(n, 123.0f);
+  cpu::addForward(a.data(), b.data(), y.data(), n);
+  std::vector<double> sum(n);
+  for (int64_t i = 0; i < n; ++i)
+    sum[i] = static_cast<double>(a[i]) + b[i];
+  expectClose(y, sum, tol::kFp32KernelRel, tol::kFp32KernelAbs, "add");
+
+  auto dst = b;
+  cpu::accumulate(a.data(), dst.data(), n);
+  expectClose(dst, sum, tol::kFp32KernelRel, tol::kFp32KernelAbs, "accumulate");
+}
+
+} // namespace

@@ -1,0 +1,178 @@
+// Tests of the masked cross-entropy CPU kernels (runtime/cpu/Loss.h) against
+// a plain fp64 reference and central finite differences of the loss.
+#include "runtime/cpu/Loss.h"
+
+#include "test/Tolerances.h"
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace {
+
+using namespace mt;
+namespace tol = mt::tolerance;
+
+constexpr int64_t kTokens = 7, kVocab = 13;
+
+std::vector<float> randomVector(std::mt19937 &rng, size_t n, float lo,
+                                float hi) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = dist(rng);
+  return v;
+}
+
+/// Plain fp64 masked mean cross-entropy; each row shifted by its max.
+double crossEntropyRef(const std::vector<double> &logits,
+                       const std::vector<int32_t> &labels,
+                       const std::vector<float> &mask, int64_t vocab) {
+  double sum = 0.0, count = 0.0;
+  for (size_t t = 0; t < labels.size(); ++t) {
+    if (mask[t] == 0.0f)
+      continue;
+    const double *row = logits.data() + t * vocab;
+    double max = row[0];
+    for (int64_t v = 1; v < vocab; ++v)
+      max = std::max(max, row[v]);
+    double z = 0.0;
+    for (int64_t v = 0; v < vocab; ++v)
+      z += std::exp(row[v] - max);
+    sum += mask[t] * (max + std::log(z) - row[labels[t]]);
+    count += mask[t];
+  }
+  return count == 0.0 ? 0.0 : sum / count;
+}
+
+/// Random logits with edge rows: a confident row (label at 80, the rest at
+/// -80), a wrong confident row (label at -80, others at 80) and a row at
+/// +-1000 where exp without the max shift overflows even in fp64.
+struct Batch {
+  std::vector<float> logits;
+  std::vector<int32_t> labels = {2, 0, 12, 5, 7, 3, 9};
+  std::vector<float> mask = {1, 1, 0, 1, 1, 1, 1};
+};
+
+Batch edgeBatch() {
+  Batch b;
+  std::mt19937 rng(21);
+  b.logits = randomVector(rng, kTokens * kVocab, -3, 3);
+  float *confident = b.logits.data() + 3 * kVocab;
+  float *wrong = b.logits.data() + 4 * kVocab;
+  float *huge = b.logits.data() + 5 * kVocab;
+  for (int64_t v = 0; v < kVocab; ++v) {
+    confident[v] = v == b.labels[3] ? 80.0f : -80.0f;
+    wrong[v] = v == b.labels[4] ? -80.0f : (v % 3 == 0 ? 80.0f : 1.0f);
+    huge[v] = v == b.labels[5] ? -1000.0f : (v % 2 == 0 ? 1000.0f : 0.0f);
+  }
+  return b;
+}
+
+std::vector<double> toDouble(const std::vector<float> &v) {
+  return {v.begin(), v.end()};
+}
+
+TEST(LossTest, ForwardMatchesReferencePerTokenAndOverall) {
+  Batch b = edgeBatch();
+  // Each unmasked token alone, so that a small loss is not hidden by the
+  // large ones in the mean.
+  for (int64_t t = 0; t < kTokens; ++t) {
+    std::vector<float> only(kTokens, 0.0f);
+    only[t] = 1.0f;
+    const double want =
+        crossEntropyRef(toDouble(b.logits), b.labels, only, kVocab);
+    const float got = cpu::crossEntropyForward(b.logits.data(), b.labels.data(),
+                                               only.data(), kTokens, kVocab);
+    ASSERT_TRUE(std::isfinite(got)) << t;
+    EXPECT_NEAR(got, want,
+                tol::kFp32KernelRel * std::fabs(want) + tol::kFp32KernelAbs)
+        << "token " << t;
+  }
+  const double want = crossEntropyRef(toDouble(b.logits), b.labels, b.mask, kVocab);
+  const float got = cpu::crossEntropyForward(b.logits.data(), b.labels.data(),
+                                             b.mask.data(), kTokens, kVocab);
+  EXPECT_NEAR(got, want, tol::kFp32KernelRel * std::fabs(want) + tol::kFp32KernelAbs);
+  // The wrong confident row costs 160 + log(#80s), the +-1000 row 2000 + log(#1000s).
+  EXPECT_GT(want, 2000.0 / 6);
+}
+
+TEST(LossTest, BackwardMatchesFiniteDifferences) {
+  Batch b = edgeBatch();
+  const float dloss = 0.7f;
+  std::mt19937 rng(22);
+  auto d0 = randomVector(rng, b.logits.size(), -1, 1);
+  auto d = d0;
+  cpu::crossEntropyBackward(b.logits.data(), b.labels.data(), b.mask.data(),
+                            dloss, d.data(), kTokens, kVocab);
+
+  auto ld = toDouble(b.logits);
+  auto loss = [&] { return dloss * crossEntropyRef(ld, b.labels, b.mask, kVocab); };
+  const double h = tol::kFiniteDifferenceStep;
+  std::vector<double> fd(ld.size());
+  double fdMax = 0.0;
+  for (size_t i = 0; i < ld.size(); ++i) {
+    const double saved = ld[i];
+    ld[i] = saved + h;
+    const double up = loss();
+    ld[i] = saved - h;
+    const double down = loss();
+    ld[i] = saved;
+    fd[i] = (up - down) / (2 * h);
+    fdMax = std::max(fdMax, std::fabs(fd[i]));
+  }
+  const double bound = tol::kGradientRel * fdMax + tol::kGradientAbs;
+  for (size_t i = 0; i < fd.size(); ++i) {
+    const double added = static_cast<double>(d[i]) - d0[i];
+    ASSERT_LE(std::fabs(added - fd[i]), bound)
+        << "dlogits[" << i << "]: added " << added << " fd " << fd[i];
+  }
+  // The masked token's row is untouched, bit for bit.
+  EXPECT_EQ(0, std::memcmp(d.data() + 2 * kVocab, d0.data() + 2 * kVocab,
+                           sizeof(float) * kVocab));
+}
+
+TEST(LossTest, FullyMaskedBatchGivesZeroLossAndNoGradient) {
+  Batch b = edgeBatch();
+  std::vector<float> none(kTokens, 0.0f);
+  EXPECT_EQ(cpu::crossEntropyForward(b.logits.data(), b.labels.data(),
+                                     none.data(), kTokens, kVocab),
+            0.0f);
+  std::mt19937 rng(23);
+  auto d0 = randomVector(rng, b.logits.size(), -1, 1);
+  auto d = d0;
+  cpu::crossEntropyBackward(b.logits.data(), b.labels.data(), none.data(), 1.0f,
+                            d.data(), kTokens, kVocab);
+  EXPECT_EQ(d, d0);
+}
+
+TEST(LossTest, IndependentOfThreadCount) {
+  const int64_t tokens = 64, vocab = 1000; // parallel path
+  std::mt19937 rng(24);
+  auto logits = randomVector(rng, tokens * vocab, -5, 5);
+  std::vector<int32_t> labels(tokens);
+  std::vector<float> mask(tokens);
+  for (int64_t t = 0; t < tokens; ++t) {
+    labels[t] = static_cast<int32_t>(rng() % vocab);
+    mask[t] = t % 5 == 0 ? 0.0f : 1.0f;
+  }
+  auto run = [&](int threads) {
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    std::vector<float> d(logits.size(), 0.5f);
+    const float loss = cpu::crossEntropyForward(logits.data(), labels.data(),
+                                                mask.data(), tokens, vocab);
+    cpu::crossEntropyBackward(logits.data(), labels.data(), mask.data(), 1.0f,
+                              d.data(), tokens, vocab);
+    omp_set_num_threads(before);
+    d.push_back(loss);
+    return d;
+  };
+  EXPECT_EQ(run(1), run(2));
+}
+
+} // namespace

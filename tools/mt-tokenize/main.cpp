@@ -1,0 +1,32 @@
+// mt-tokenize: turns text into a token file for mtrun --data.
+#include "runtime/io/TokenFile.h"
+
+#include <CLI/CLI.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+int main(int argc, char **argv) {
+  CLI::App app{"mt-tokenize: write the token file (runtime/io/TokenFile.h) of a text.\n"
+               "Tokenizer: byte-level (vocabulary 256, each byte one token)."};
+  std::string input, output;
+  app.add_option("text", input, "UTF-8 text file")->required()->check(CLI::ExistingFile);
+  app.add_option("-o,--output", output, "token file to write (replaced atomically)")
+      ->required();
+  CLI11_PARSE(app, argc, argv);
+  std::ifstream in(input, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in && !in.eof()) {
+    std::cerr << "error: " << input << ": cannot read\n";
+    return 1;
+  }
+  auto tokens = mt::io::byteTokens(text.str());
+  if (mt::Status s = mt::io::writeTokenFile(output, tokens, mt::io::kByteVocabSize); !s) {
+    std::cerr << "error: " << s.message() << "\n";
+    return 1;
+  }
+  std::cout << output << ": " << tokens.size() << " tokens (byte-level)\n";
+  return 0;
+}

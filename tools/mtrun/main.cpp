@@ -1,0 +1,48 @@
+// mtrun: executes a plan written by `mtc compile`.
+#include "runtime/exec/Trainer.h"
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+  CLI::App app{"mtrun: run the training plan that `mtc compile -o plan/` wrote.\n"
+               "Backend: cpu (fp32 reference)."};
+  mt::exec::TrainOptions o;
+  std::string backend = "cpu";
+  int64_t eos = -1;
+  app.add_option("plan", o.planDir, "plan directory")->required();
+  app.add_option("--data", o.dataPath, "token file (mt-tokenize writes one)")->required();
+  app.add_option("--steps", o.steps, "optimizer steps to run (default: the plan's)");
+  app.add_option("--seed", o.seed, "seed of the weights and of the data order")
+      ->capture_default_str();
+  app.add_option("--lr", o.lr, "peak learning rate (overrides the plan's)");
+  app.add_option("--eos-id", eos, "end-of-document token: no loss across documents");
+  app.add_option("--metrics", o.metricsPath, "JSON-lines metrics file, one line per step");
+  app.add_option("--load", o.loadHf, "Hugging Face checkpoint directory to start from");
+  app.add_option("--resume", o.resumeDir, "checkpoint written by --save to continue");
+  app.add_option("--save", o.saveDir, "checkpoint directory (replaced atomically)");
+  app.add_option("--save-every", o.saveEvery, "save every K steps (0: at the end)");
+  app.add_option("--export-hf", o.exportHf, "write model.safetensors + config.json here at the end");
+  app.add_option("--backend", backend, "execution backend")
+      ->check(CLI::IsMember({"cpu"}))->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (eos >= 0)
+    o.eosId = uint32_t(eos);
+  if (!o.loadHf.empty() && !o.resumeDir.empty()) {
+    std::cerr << "error: --load and --resume both set the weights; give one\n";
+    return 1;
+  }
+  o.progressBar = isatty(STDERR_FILENO);
+  auto summary = mt::exec::train(o, std::cerr);
+  if (!summary) {
+    std::cerr << "error: " << summary.message() << "\n";
+    return 1;
+  }
+  std::cout << "trained " << summary->steps << " steps (" << summary->skipped
+            << " skipped): loss " << summary->firstLoss << " -> " << summary->lastLoss
+            << " (mean of the last " << std::min<int64_t>(20, summary->steps)
+            << " steps " << summary->meanLastLosses << ")\n";
+  return 0;
+}
