@@ -22,6 +22,16 @@ inline constexpr double kGradientAbs = 1e-5;
 /// blend's 1 - s cancellation).
 inline constexpr double kFp32ChainRel = 4e-6;
 
+/// Our fp32 CPU training step vs transformers' fp32 CPU step on the same
+/// weights and batch (test/hf): both sum in different orders, so values
+/// agree to a few fp32 ulps of the largest magnitude of each tensor.
+inline constexpr double kHfLossRel = 1e-5;
+inline constexpr double kHfLogitsRel = 1e-5;   // of max |logit|
+inline constexpr double kHfGradientRel = 1e-4; // of max |gradient| per tensor
+/// Weights after one AdamW step: the first step moves every weight by about
+/// lr * sign(gradient), so differences stay far below lr (1e-3).
+inline constexpr double kHfUpdatedAbs = 1e-6;
+
 } // namespace mt::tolerance
 
 #endif // MT_TEST_TOLERANCES_H

@@ -69,7 +69,13 @@ public:
   /// Walks the forward ops backwards; parameter gradients are summed per
   /// parameter (a parameter may be read more than once).
   LogicalResult run(Block &body) {
-    for (Operation &op : llvm::reverse(body.without_terminator())) {
+    // The forward ops, listed before any gradient op is appended to the block
+    // (a reverse iterator over the live block would revisit them).
+    SmallVector<Operation *> forwardOps;
+    for (Operation &op : body.without_terminator())
+      forwardOps.push_back(&op);
+    for (Operation *opPtr : llvm::reverse(forwardOps)) {
+      Operation &op = *opPtr;
       layers_.layer = op.getAttr(MtDialect::kLayerAttrName);
       SmallVector<Value> dys;
       bool anyGrad = false;

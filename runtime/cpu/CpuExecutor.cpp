@@ -253,7 +253,8 @@ Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemo
   return executor;
 }
 
-Expected<ProgramResult> CpuExecutor::run(const std::string &name) {
+Expected<ProgramResult> CpuExecutor::run(const std::string &name,
+                                         const std::function<void(int)> &afterEach) {
   const plan::Program *program = nullptr;
   for (const plan::Program &p : plan_->programs())
     if (p.name() == name)
@@ -271,6 +272,8 @@ Expected<ProgramResult> CpuExecutor::run(const std::string &name) {
       continue;
     }
     (*kernels[i])(instr, plan::Attrs(instr), *memory_);
+    if (afterEach)
+      afterEach(i);
   }
   return ProgramResult{};
 }

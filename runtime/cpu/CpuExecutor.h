@@ -24,7 +24,10 @@ public:
   /// kernel is an error that names it.
   static Expected<CpuExecutor> create(const plan::Plan &plan, exec::HostMemory &memory);
 
-  Expected<ProgramResult> run(const std::string &program);
+  /// Runs `program`; `afterEach(i)`, when given, is called after instruction
+  /// i (to inspect a temporary before its memory is reused, or to time).
+  Expected<ProgramResult> run(const std::string &program,
+                              const std::function<void(int)> &afterEach = nullptr);
 
   using Kernel = std::function<void(const plan::Instruction &, const plan::Attrs &,
                                     exec::HostMemory &)>;

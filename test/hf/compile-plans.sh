@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Compiles the plans of the HF fidelity fixtures with the training settings
+# that test/hf/make_fixtures.py used for the reference step.
+# Usage: test/hf/compile-plans.sh MTC OUT_DIR
+set -euo pipefail
+mtc=$1 out=$2
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+for config in "$here"/configs/*.json; do
+  name=$(basename "$config" .json)
+  "$mtc" import-hf "$config" --seq 16 --micro-batch 2 -o "$out/$name.mlir"
+  "$mtc" compile "$out/$name.mlir" --global-batch 2 --lr 1e-3 --lr-decay-style constant \
+    --weight-decay 0.1 --adam-beta1 0.9 --adam-beta2 0.95 --adam-eps 1e-8 --clip-grad 1.0 \
+    --train-steps 10 -o "$out/$name"
+done
