@@ -143,6 +143,10 @@ void AutodiffPass::runOnOperation() {
                                fb.getLoc())))
     return signalPassFailure();
   Value lossScale = body.getArgument(3);
+  // The arguments' roles are fixed by @forward's contract.
+  static constexpr StringLiteral kRoles[] = {"input_ids", "labels", "loss_mask"};
+  for (auto [i, role] : llvm::enumerate(kRoles))
+    fb.setArgAttr(i, "mt.input", b.getStringAttr(role));
 
   auto ret = cast<func::ReturnOp>(body.getTerminator());
   Value loss = ret.getOperand(0);

@@ -40,17 +40,23 @@ void tokenProbs(const float *xt, const float *w, float *probs,
 /// index ascending), so ties go to the lower index without a marker array.
 void tokenTopK(const float *probs, int32_t *indices, float *weights,
                const RouterShape &s) {
+  // NaN ranks below everything, so the order stays total and every pick is
+  // a valid expert even when the router's input is not finite.
+  auto key = [&](int64_t e) {
+    float p = probs[e];
+    return std::isnan(p) ? -INFINITY : p;
+  };
   float sum = 0.0f;
   for (int64_t k = 0; k < s.topK; ++k) {
     int64_t best = -1;
     for (int64_t e = 0; e < s.experts; ++e) {
       if (k > 0) {
-        float pp = probs[indices[k - 1]];
-        bool after = probs[e] < pp || (probs[e] == pp && e > indices[k - 1]);
+        float pp = key(indices[k - 1]);
+        bool after = key(e) < pp || (key(e) == pp && e > indices[k - 1]);
         if (!after)
           continue;
       }
-      if (best < 0 || probs[e] > probs[best])
+      if (best < 0 || key(e) > key(best))
         best = e;
     }
     indices[k] = static_cast<int32_t>(best);

@@ -89,7 +89,7 @@ Expected<TrainSummary> train(const TrainOptions &o, std::ostream &log) {
     overrideLearningRate(plan, *o.lr);
   }
   const plan::Training &t = plan.training();
-  int64_t steps = o.steps ? o.steps : t.train_steps();
+  int64_t steps = o.steps.value_or(t.train_steps());
   if (steps < 1)
     return Status::error("--steps must be >= 1, got " + std::to_string(steps));
   if (o.dataPath.empty())
@@ -139,6 +139,7 @@ Expected<TrainSummary> train(const TrainOptions &o, std::ostream &log) {
   TrainSummary summary;
   std::deque<double> recent;
   auto started = Clock::now();
+  int64_t skippedInARow = 0;
   int64_t last = done + steps;
   for (int64_t step = done + 1; step <= last; ++step) {
     auto stepStart = Clock::now();
@@ -166,6 +167,7 @@ Expected<TrainSummary> train(const TrainOptions &o, std::ostream &log) {
                    r->skipped ? 0.0 : *memory.f32(b.learning_rate()),
                    double(tokens) / seconds, r->skipped, r->skipReason};
     summary.skipped += r->skipped;
+    skippedInARow = r->skipped ? skippedInARow + 1 : 0;
     if (step == done + 1)
       summary.firstLoss = loss;
     summary.lastLoss = loss;
@@ -178,6 +180,10 @@ Expected<TrainSummary> train(const TrainOptions &o, std::ostream &log) {
     double eta = elapsed / double(step - done) * double(last - step);
     if (o.progressBar || r->skipped || step == last || (step - done) % 10 == 1)
       report(log, rec, last, eta, o.progressBar);
+    if (skippedInARow >= o.maxSkippedSteps)
+      return Status::error(std::to_string(skippedInARow) + " steps in a row were skipped "
+                           "(gradient norm not finite); stopping at step " +
+                           std::to_string(step));
     if (!o.saveDir.empty() && o.saveEvery > 0 && step % o.saveEvery == 0)
       if (Status s = saveCheckpoint(plan, memory, o.saveDir, {step, o.seed}); !s)
         return s;

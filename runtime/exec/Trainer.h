@@ -15,7 +15,7 @@ namespace mt::exec {
 struct TrainOptions {
   std::string planDir;
   std::string dataPath;           // token file (runtime/io/TokenFile.h)
-  int64_t steps = 0;              // 0: the plan's train_steps
+  std::optional<int64_t> steps;   // default: the plan's train_steps
   uint64_t seed = 1234;           // weights and data order
   std::optional<double> lr;       // overrides the schedule's peak
   std::optional<uint32_t> eosId;  // masks predictions across documents
@@ -25,6 +25,7 @@ struct TrainOptions {
   std::string saveDir;
   int64_t saveEvery = 0;          // 0: save at the end only (if saveDir)
   std::string exportHf;           // HF checkpoint written at the end
+  int64_t maxSkippedSteps = 10;   // consecutive NaN/Inf steps before stopping
   bool progressBar = false;       // a terminal line, else log lines
 };
 

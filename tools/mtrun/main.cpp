@@ -25,6 +25,9 @@ int main(int argc, char **argv) {
   app.add_option("--save", o.saveDir, "checkpoint directory (replaced atomically)");
   app.add_option("--save-every", o.saveEvery, "save every K steps (0: at the end)");
   app.add_option("--export-hf", o.exportHf, "write model.safetensors + config.json here at the end");
+  app.add_option("--max-skipped-steps", o.maxSkippedSteps,
+                 "stop after this many steps in a row with a non-finite gradient norm")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--backend", backend, "execution backend")
       ->check(CLI::IsMember({"cpu"}))->capture_default_str();
   CLI11_PARSE(app, argc, argv);

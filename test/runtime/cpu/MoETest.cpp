@@ -368,6 +368,23 @@ TEST(MoERouterTies, BreakToLowerIndex) {
   }
 }
 
+TEST(MoERouterNonFinite, PicksValidDistinctExperts) {
+  // Weights blown up to inf/NaN (a diverged run) must still route every token
+  // to distinct experts in range, so that the step can be reported and skipped.
+  RouterShape s{kTokens, kHidden, kExperts, 2, true, 0.1f};
+  Vec x(s.tokens * s.hidden, 1.0f), w(s.experts * s.hidden, INFINITY);
+  w[1] = -INFINITY;
+  x[0] = NAN;
+  Vec weights(s.tokens * s.topK);
+  IVec indices(s.tokens * s.topK, -7);
+  moeRouterForward(x.data(), w.data(), weights.data(), indices.data(), s);
+  for (int64_t t = 0; t < s.tokens; ++t) {
+    int32_t a = indices[t * 2], b = indices[t * 2 + 1];
+    EXPECT_TRUE(a >= 0 && a < s.experts && b >= 0 && b < s.experts && a != b)
+        << "token " << t << ": " << a << ", " << b;
+  }
+}
+
 // ------------------------------------------------------------- expert tests
 
 class MoEExpertTest : public ::testing::TestWithParam<int64_t> {

@@ -1,0 +1,96 @@
+// RUN: mtc-opt %s -split-input-file -mt-autodiff -allow-unregistered-dialect -verify-diagnostics | FileCheck %s
+
+// An embedding, a linear head, the loss: the loss gradient is seeded with the
+// loss_scale argument and flows back to both parameters; the token ids get
+// no gradient.
+mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
+mt.param @head : tensor<16x8xf32> init(normal, std = 0.02)
+func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<16x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<16x8xf32>) -> tensor<2x4x8xf32>
+  %h = mt.weight @head : tensor<16x8xf32>
+  %l = mt.linear %x, %h {mt.layer = 0 : i64} : (tensor<2x4x8xf32>, tensor<16x8xf32>) -> tensor<2x4x16xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+// CHECK-NOT: func.func @forward(
+// CHECK-LABEL: func.func @forward_backward(
+// CHECK-SAME: %[[IDS:[^:]*]]: tensor<2x4xi32> {mt.input = "input_ids"}
+// CHECK-SAME: %[[SCALE:[^:]*]]: tensor<f32> {mt.input = "loss_scale"}
+// CHECK-SAME: -> (tensor<f32>, tensor<16x8xf32> {mt.grad_of = @emb}, tensor<16x8xf32> {mt.grad_of = @head})
+// CHECK: %[[X:.*]] = mt.embedding
+// CHECK: %[[LOGITS:.*]] = mt.linear
+// CHECK: %[[LOSS:.*]] = mt.cross_entropy
+// CHECK: %[[DL:.*]] = mt.cross_entropy_grad %[[LOGITS]], %{{.*}}, %{{.*}}, %[[SCALE]]
+// Gradient ops keep the layer of the op they differentiate.
+// CHECK-DAG: %[[DX:.*]] = mt.linear_grad_input %[[DL]], %{{.*}} {mt.layer = 0 : i64}
+// CHECK-DAG: %[[DH:.*]] = mt.linear_grad_weight %[[X]], %[[DL]] {mt.layer = 0 : i64}
+// CHECK: %[[DE:.*]] = mt.embedding_grad %[[IDS]], %[[DX]]
+// CHECK: return %[[LOSS]], %[[DE]], %[[DH]]
+
+// -----
+
+// A tied head: one parameter read twice, its two gradients summed. A frozen
+// parameter gets none, and nothing is computed for it.
+mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
+mt.param @norm : tensor<8xf32> init(ones) {frozen}
+func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<16x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<16x8xf32>) -> tensor<2x4x8xf32>
+  %n = mt.weight @norm : tensor<8xf32>
+  %y = mt.rmsnorm %x, %n {eps = 1.0e-5 : f64} : (tensor<2x4x8xf32>, tensor<8xf32>) -> tensor<2x4x8xf32>
+  %l = mt.linear %y, %e : (tensor<2x4x8xf32>, tensor<16x8xf32>) -> tensor<2x4x16xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+// CHECK-LABEL: func.func @forward_backward(
+// CHECK-SAME: -> (tensor<f32>, tensor<16x8xf32> {mt.grad_of = @emb})
+// CHECK: %[[DW:.*]] = mt.linear_grad_weight
+// CHECK: %[[DX:.*]], %{{.*}} = mt.rmsnorm_grad
+// CHECK: %[[DE:.*]] = mt.embedding_grad %{{.*}}, %[[DX]]
+// CHECK: %[[SUM:.*]] = mt.add %[[DW]], %[[DE]] : tensor<16x8xf32>
+// CHECK: return %{{.*}}, %[[SUM]]
+
+// -----
+
+// A residual: the gradient of %x is the sum of the two paths.
+mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
+mt.param @w : tensor<8x8xf32> init(normal, std = 0.02)
+func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<16x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<16x8xf32>) -> tensor<2x4x8xf32>
+  %w = mt.weight @w : tensor<8x8xf32>
+  %y = mt.linear %x, %w : (tensor<2x4x8xf32>, tensor<8x8xf32>) -> tensor<2x4x8xf32>
+  %r = mt.add %x, %y : tensor<2x4x8xf32>
+  %l = mt.linear %r, %e : (tensor<2x4x8xf32>, tensor<16x8xf32>) -> tensor<2x4x16xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+// CHECK-LABEL: func.func @forward_backward(
+// CHECK: %[[DR:.*]] = mt.linear_grad_input
+// CHECK: %[[DY:.*]] = mt.linear_grad_input %[[DR]]
+// CHECK: %[[DX:.*]] = mt.add %[[DR]], %[[DY]]
+// CHECK: mt.embedding_grad %{{.*}}, %[[DX]]
+
+// -----
+
+// An op on the path to the loss without a gradient is an error.
+mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
+func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<16x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<16x8xf32>) -> tensor<2x4x8xf32>
+  // expected-error @+1 {{'test.opaque' op is on the path from a parameter to the loss but has no gradient}}
+  %y = "test.opaque"(%x) : (tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  %l = mt.linear %y, %e : (tensor<2x4x8xf32>, tensor<16x8xf32>) -> tensor<2x4x16xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+
+// -----
+
+// expected-error @+1 {{mt-autodiff expects 'func.func @forward(input_ids, labels, loss_mask) -> loss'}}
+module {
+  func.func @main() {
+    return
+  }
+}

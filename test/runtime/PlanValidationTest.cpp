@@ -1,0 +1,124 @@
+// The plan loader's checks: every malformed plan is refused before anything
+// runs, with a message that names the instruction or buffer.
+#include "runtime/plan/PlanIO.h"
+#include "runtime/plan/PlanVersion.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace mt::plan {
+namespace {
+
+/// A valid plan: three 4-element buffers and one add.
+Plan smallPlan() {
+  Plan p;
+  p.set_version(kPlanVersion);
+  auto *arena = p.add_arenas();
+  arena->set_kind(ACTIVATIONS);
+  arena->set_size_bytes(3 * 64);
+  for (uint32_t i = 0; i < 3; ++i) {
+    auto *b = p.add_buffers();
+    b->set_id(i);
+    b->set_name("b" + std::to_string(i));
+    b->set_dtype(F32);
+    b->add_shape(4);
+    b->set_arena(ACTIVATIONS);
+    b->set_offset_bytes(64 * i);
+    b->set_size_bytes(16);
+  }
+  auto *fb = p.add_programs();
+  fb->set_name("forward_backward");
+  auto *add = fb->add_instructions();
+  add->set_op("add");
+  add->add_inputs(0);
+  add->add_inputs(1);
+  add->add_outputs(2);
+  auto *n = add->add_attributes();
+  n->set_name("n");
+  n->set_i(4);
+  add->set_location("mt.add (layer 3)");
+  p.add_programs()->set_name("optimizer_step");
+  auto *t = p.mutable_training();
+  t->set_micro_batch(1), t->set_seq(4), t->set_micro_batches_per_step(1);
+  return p;
+}
+
+std::string errorOf(const Plan &p) {
+  Status s = validatePlan(p);
+  return s ? "" : s.message();
+}
+
+TEST(PlanValidation, AcceptsAValidPlan) { EXPECT_EQ(errorOf(smallPlan()), ""); }
+
+TEST(PlanValidation, RejectsAnotherVersion) {
+  Plan p = smallPlan();
+  p.set_version(kPlanVersion + 1);
+  EXPECT_NE(errorOf(p).find("plan version 2 is not supported by this mtrun (it reads version 1)"),
+            std::string::npos);
+}
+
+TEST(PlanValidation, RejectsAnUnknownOp) {
+  Plan p = smallPlan();
+  p.mutable_programs(0)->mutable_instructions(0)->set_op("conv2d");
+  EXPECT_EQ(errorOf(p), "program 'forward_backward' instruction 0 (conv2d, mt.add (layer 3)): "
+                        "unknown op 'conv2d'");
+}
+
+TEST(PlanValidation, RejectsABufferIdOutOfRange) {
+  Plan p = smallPlan();
+  p.mutable_programs(0)->mutable_instructions(0)->set_inputs(1, 9);
+  EXPECT_NE(errorOf(p).find("buffer 9 out of range (the plan has 3 buffers)"), std::string::npos);
+}
+
+TEST(PlanValidation, RejectsABufferOfTheWrongSize) {
+  Plan p = smallPlan();
+  p.mutable_programs(0)->mutable_instructions(0)->mutable_attributes(0)->set_i(8);
+  EXPECT_NE(errorOf(p).find("buffer 0 'b0' has 4 elements, the op needs 8"), std::string::npos);
+}
+
+TEST(PlanValidation, RejectsAMissingAttribute) {
+  Plan p = smallPlan();
+  p.mutable_programs(0)->mutable_instructions(0)->clear_attributes();
+  EXPECT_NE(errorOf(p).find("missing or negative integer attribute 'n'"), std::string::npos);
+}
+
+TEST(PlanValidation, RejectsWrongArity) {
+  Plan p = smallPlan();
+  p.mutable_programs(0)->mutable_instructions(0)->add_outputs(1);
+  EXPECT_NE(errorOf(p).find("expects 2 inputs and 1 outputs, got 2 and 2"), std::string::npos);
+}
+
+TEST(PlanValidation, RejectsABufferOutsideItsArena) {
+  Plan p = smallPlan();
+  p.mutable_buffers(2)->set_offset_bytes(180);
+  EXPECT_NE(errorOf(p).find("buffer 2 'b2' at offset 180 + 16 bytes is out of range of its "
+                            "arena (192 bytes)"),
+            std::string::npos);
+}
+
+TEST(PlanValidation, RejectsAMissingProgram) {
+  Plan p = smallPlan();
+  p.mutable_programs()->RemoveLast();
+  EXPECT_EQ(errorOf(p), "the plan has no program 'optimizer_step'");
+}
+
+TEST(PlanDirectory, RoundTripsAndNamesAMissingFile) {
+  auto dir = std::filesystem::temp_directory_path() / ("mt-plan-" + std::to_string(::getpid()));
+  ASSERT_TRUE(writePlanDirectory(dir.string(), smallPlan()));
+  auto read = readPlanDirectory(dir.string());
+  ASSERT_TRUE(read) << read.message();
+  EXPECT_EQ(read->programs(0).instructions(0).op(), "add");
+  std::ifstream summary(dir / "plan.txt");
+  std::string text((std::istreambuf_iterator<char>(summary)), {});
+  EXPECT_NE(text.find("add (%0, %1) -> (%2) n=4  // mt.add (layer 3)"), std::string::npos);
+  std::filesystem::remove(dir / "plan.pb");
+  auto missing = readPlanDirectory(dir.string());
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.message().find("plan.pb: missing"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+} // namespace
+} // namespace mt::plan
