@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 tools/setup.sh
+# The runtime alone must build without MLIR, as on GPU machines.
+echo "test.sh: runtime-only build (-DMT_BUILD_COMPILER=OFF)"
+MT_BUILD_DIR=${MT_BUILD_DIR:-build}-runtime tools/setup.sh --runtime-only > /dev/null
 build_dir=${MT_BUILD_DIR:-build}
 log="$build_dir/test.log"
 set +e
