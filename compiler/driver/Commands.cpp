@@ -21,6 +21,8 @@
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <regex>
+
 using namespace mlir;
 
 namespace mt {
@@ -68,6 +70,27 @@ bool emitTrainingPlan(ModuleOp module, const ParallelConfig &parallel,
   opt.beta2 = o.beta2;
   opt.eps = o.eps;
   opt.clipGrad = o.clipGrad;
+  if (!options.freeze.empty()) {
+    std::regex pattern;
+    try {
+      pattern = std::regex(options.freeze);
+    } catch (const std::regex_error &e) {
+      llvm::errs() << "error: --freeze '" << options.freeze
+                   << "' is not a valid regular expression: " << e.what() << "\n";
+      return false;
+    }
+    int frozen = 0;
+    for (auto param : module.getOps<ParamOp>())
+      if (std::regex_search(param.getSymName().str(), pattern)) {
+        param.setFrozen(true);
+        ++frozen;
+      }
+    if (frozen == 0) {
+      llvm::errs() << "error: --freeze '" << options.freeze
+                   << "' matches no parameter of the model\n";
+      return false;
+    }
+  }
   PassManager pm(module.getContext());
   pm.addPass(createAutodiff());
   pm.addPass(createBuildOptimizer(opt));

@@ -20,6 +20,7 @@ struct CompileOptions {
   OptimizerConfig optimizer;
   bool explain = false;
   std::string outputDir; // the plan directory; empty: check only
+  std::string freeze;    // regex over parameter names: not trained
 };
 
 /// Each prints its diagnostics to stderr and returns false on failure.
