@@ -55,6 +55,23 @@ std::string withCommas(int64_t n) {
   return out;
 }
 
+/// Writes `dir`/`stem`.mlir (the numbered IR after each pass).
+bool dumpModule(ModuleOp module, const std::string &dir, const std::string &stem) {
+  if (std::error_code ec = llvm::sys::fs::create_directories(dir)) {
+    llvm::errs() << "error: --dump-dir " << dir << ": " << ec.message() << "\n";
+    return false;
+  }
+  std::string error;
+  auto file = openOutputFile(dir + "/" + stem + ".mlir", &error);
+  if (!file) {
+    llvm::errs() << "error: " << error << "\n";
+    return false;
+  }
+  module.print(file->os());
+  file->keep();
+  return true;
+}
+
 /// Autodiff, optimizer, cleanup, then the plan directory.
 bool emitTrainingPlan(ModuleOp module, const ParallelConfig &parallel,
                       const CompileOptions &options) {
@@ -91,12 +108,23 @@ bool emitTrainingPlan(ModuleOp module, const ParallelConfig &parallel,
       return false;
     }
   }
-  PassManager pm(module.getContext());
-  pm.addPass(createAutodiff());
-  pm.addPass(createBuildOptimizer(opt));
-  pm.addPass(createCanonicalizerPass());
-  if (failed(pm.run(module)))
+  std::vector<std::unique_ptr<Pass>> pipeline;
+  pipeline.push_back(createAutodiff());
+  pipeline.push_back(createBuildOptimizer(opt));
+  pipeline.push_back(createCanonicalizerPass());
+  if (!options.dumpDir.empty() && !dumpModule(module, options.dumpDir, "00-input"))
     return false;
+  for (auto [i, pass] : llvm::enumerate(pipeline)) {
+    std::string name = pass->getArgument().str();
+    PassManager pm(module.getContext());
+    pm.addPass(std::move(pass));
+    if (failed(pm.run(module)))
+      return false;
+    char stem[128];
+    std::snprintf(stem, sizeof(stem), "%02zu-%s", i + 1, name.c_str());
+    if (!options.dumpDir.empty() && !dumpModule(module, options.dumpDir, stem))
+      return false;
+  }
   auto plan = emitPlan(module, parallel, TrainingOptions{o.trainSteps});
   if (failed(plan))
     return false;

@@ -21,6 +21,7 @@ struct CompileOptions {
   bool explain = false;
   std::string outputDir; // the plan directory; empty: check only
   std::string freeze;    // regex over parameter names: not trained
+  std::string dumpDir;   // numbered IR after each pass
 };
 
 /// Each prints its diagnostics to stderr and returns false on failure.
