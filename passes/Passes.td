@@ -31,7 +31,9 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     step checks the global gradient norm is finite (else the step is
     skipped), clips it to `clip-grad`, computes the learning rate of the
     schedule and applies AdamW; as Megatron, weight decay is not applied to
-    rank-1 parameters (norms, biases).
+    rank-1 parameters (norms, biases). With dp > 1 each gradient is first
+    averaged over the dp axis; parameters split over tp (`shard_dim`)
+    count once in the global norm, which is reduced over tp.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
@@ -45,6 +47,28 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     Option<"beta2", "beta2", "double", "0.999", "AdamW beta2">,
     Option<"eps", "eps", "double", "1.0e-8", "AdamW epsilon">,
     Option<"clipGrad", "clip-grad", "double", "1.0", "max global gradient norm (0: off)">,
+    Option<"dp", "dp", "int64_t", "1", "data-parallel size: gradients are averaged over dp">,
+  ];
+}
+
+def PartitionTensorParallel : Pass<"mt-partition-tp", "::mlir::ModuleOp"> {
+  let summary = "Splits @forward over the tp mesh axis with Megatron's layouts";
+  let description = [{
+    Propagates shardings through @forward from replicated inputs, with
+    Megatron-Core's layouts as the rules of each op: a linear whose input is
+    replicated is column-parallel (weight split on its output dimension,
+    input through `mt.tp_copy`), one whose input is split on its last
+    dimension is row-parallel (weight split on its input dimension, output
+    summed by `mt.all_reduce`); reshapes carry a split from features to
+    heads and back; attention and rotary run on local heads; norms over an
+    unsplit dimension stay local; the embedding and the cross-entropy are
+    vocab-parallel. Values get their local types, parameters `shard_dim` and
+    `shards`. Run before mt-autodiff: the collectives' gradients give the
+    backward's collectives.
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"tp", "tp", "int64_t", "1", "size of the tp mesh axis">,
   ];
 }
 

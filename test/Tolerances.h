@@ -32,6 +32,27 @@ inline constexpr double kHfGradientRel = 1e-4; // of max |gradient| per tensor
 /// lr * sign(gradient), so differences stay far below lr (1e-3).
 inline constexpr double kHfUpdatedAbs = 1e-6;
 
+/// A bf16 CUDA kernel (bf16 inputs and outputs, fp32 math) vs the fp32 CPU
+/// reference on the same bf16-exact inputs, relative to the largest
+/// magnitude of the reference: each output is rounded once to bf16 (at
+/// most 2^-8 = 3.9e-3 of its value), plus fp32 reordering far below that.
+inline constexpr double kBf16Rel = 4e-3;
+
+/// A CUDA kernel that performs the CPU reference's own fp32 operations in
+/// the same order (embedding gather/scatter-add, casts, AdamW, rotary with
+/// the shared cos/sin table): the same bits.
+inline constexpr double kBitExact = 0.0;
+
+/// An fp32 result accumulated on the GPU in another order (tensor cores,
+/// block trees; bf16-exact products) vs the CPU's fp32/fp64 reference,
+/// relative to its largest magnitude: a few fp32 ulps times the square root
+/// of up to ~10^5 terms (weight gradients, norm dw, the loss, sums of squares).
+inline constexpr double kFp32AccumRel = 1e-4;
+
+/// A parallel layout vs the single rank on the CPU backend (fp32): the same
+/// math summed in another order (partial sums over tp, means over dp).
+inline constexpr double kParallelRel = 1e-5;
+
 } // namespace mt::tolerance
 
 #endif // MT_TEST_TOLERANCES_H

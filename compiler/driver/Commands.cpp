@@ -87,6 +87,9 @@ bool emitTrainingPlan(ModuleOp module, const ParallelConfig &parallel,
   opt.beta2 = o.beta2;
   opt.eps = o.eps;
   opt.clipGrad = o.clipGrad;
+  opt.dp = parallel.dp;
+  PartitionTensorParallelOptions tpOptions;
+  tpOptions.tp = parallel.tp;
   if (!options.freeze.empty()) {
     std::regex pattern;
     try {
@@ -109,6 +112,8 @@ bool emitTrainingPlan(ModuleOp module, const ParallelConfig &parallel,
     }
   }
   std::vector<std::unique_ptr<Pass>> pipeline;
+  if (parallel.tp > 1)
+    pipeline.push_back(createPartitionTensorParallel(tpOptions));
   pipeline.push_back(createAutodiff());
   pipeline.push_back(createBuildOptimizer(opt));
   pipeline.push_back(createCanonicalizerPass());
@@ -205,10 +210,20 @@ bool compileModel(const CompileOptions &options) {
     explainLayout(*module, *dims, parallel, llvm::outs());
   if (options.outputDir.empty())
     return true;
-  if (parallel.worldSize != 1) {
-    llvm::errs() << "error: this version of mtc writes plans for one rank; "
-                    "the layout has "
-                 << parallel.worldSize << " ranks\n";
+  // Plans cover tensor and data parallelism so far; the other axes are
+  // validated (and explained) but not partitioned yet.
+  for (auto [name, size] : {std::pair{"pipeline_model_parallel_size (--pp)", parallel.pp},
+                            std::pair{"context_parallel_size (--cp)", parallel.cp},
+                            std::pair{"expert_model_parallel_size (--ep)", parallel.ep}})
+    if (size != 1) {
+      llvm::errs() << "error: " << name << " = " << size
+                   << ": this version of mtc writes plans for tensor and data "
+                      "parallelism only (--tp, --dp)\n";
+      return false;
+    }
+  if (parallel.sequenceParallel) {
+    llvm::errs() << "error: sequence_parallel (--sp): this version of mtc writes "
+                    "plans for tensor and data parallelism only (--tp, --dp)\n";
     return false;
   }
   return emitTrainingPlan(*module, parallel, options);

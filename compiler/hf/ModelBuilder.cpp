@@ -72,10 +72,10 @@ Value Builder::weight(const std::string &name, ArrayRef<int64_t> shape,
     b_.setInsertionPoint(moduleBody_, std::prev(moduleBody_->end()));
     FloatAttr std = init == InitKind::normal ? b_.getF64FloatAttr(spec_.initStd)
                                              : FloatAttr();
-    auto param = ParamOp::create(b_, loc_, b_.getStringAttr(name), TypeAttr::get(type),
-                                 InitKindAttr::get(&ctx_, init), std,
-                                 grouped ? b_.getUnitAttr() : UnitAttr());
-    (void)param;
+    ParamOp::create(b_, loc_, b_.getStringAttr(name), TypeAttr::get(type),
+                    InitKindAttr::get(&ctx_, init), std,
+                    grouped ? b_.getUnitAttr() : UnitAttr(), UnitAttr(), IntegerAttr(),
+                    IntegerAttr());
     b_.setListener(&tagger_);
   }
   return WeightOp::create(b_, loc_, type, FlatSymbolRefAttr::get(&ctx_, name));
@@ -177,7 +177,8 @@ OwningOpRef<ModuleOp> Builder::build() {
   b_.setInsertionPointToEnd(body);
 
   Value embed = weight("model.embed_tokens.weight", {V, H}, InitKind::normal);
-  Value x = EmbeddingOp::create(b_, loc_, tensor({B, S, H}), body->getArgument(0), embed);
+  Value x = EmbeddingOp::create(b_, loc_, tensor({B, S, H}), body->getArgument(0), embed,
+                                StringAttr());
   Value auxLoss;
   for (int64_t i = 0; i < spec_.numLayers; ++i) {
     tagger_.layer = i;
@@ -196,7 +197,8 @@ OwningOpRef<ModuleOp> Builder::build() {
                    : weight("lm_head.weight", {V, H}, InitKind::normal);
   Value logits = LinearOp::create(b_, loc_, tensor({B, S, V}), x, head, Value());
   Value loss = CrossEntropyOp::create(b_, loc_, tensor({}, f32), logits,
-                                      body->getArgument(1), body->getArgument(2));
+                                      body->getArgument(1), body->getArgument(2),
+                                      StringAttr());
   if (auxLoss)
     loss = add(loss, auxLoss);
   func::ReturnOp::create(b_, loc_, loss);

@@ -46,14 +46,21 @@ uint32_t BufferPlanner::addBuffer(const std::string &name, RankedTensorType type
 LogicalResult BufferPlanner::addParameters(ModuleOp module,
                                            DenseMap<StringRef, uint32_t> &gradBuffers) {
   for (auto param : module.getOps<ParamOp>()) {
-    auto type = param.getTensorType();
+    auto type = param.getLocalType();
+    auto full = param.getTensorType();
     std::string name = param.getSymName().str();
     ParameterBuffers buffers;
     buffers.param = addBuffer(name, type, plan::PARAMETERS);
     auto *p = plan_.add_parameters();
     p->set_name(name);
-    for (int64_t d : type.getShape())
+    for (int64_t d : full.getShape())
       p->add_shape(d);
+    if (auto dim = param.getShardDim()) {
+      p->set_sharded(true);
+      p->set_shard_dim(int32_t(*dim));
+      p->set_shards(*param.getShards());
+      p->set_shard_axis("tp");
+    }
     switch (param.getInit()) {
     case InitKind::normal:
       p->set_init(plan::NORMAL);

@@ -90,11 +90,20 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       .Case([&](EmbeddingOp e) {
         w.i("tokens", numel(e.getIds())).i("vocab", dim(e.getTable(), 0))
             .i("hidden", dim(e.getTable(), 1));
+        if (auto axis = e.getVocabParallelAxis())
+          w.s("vocab_parallel_axis", *axis);
         return true;
       })
       .Case([&](EmbeddingGradOp e) {
         w.i("tokens", numel(e.getIds())).i("vocab", dim(e.getDtable(), 0))
             .i("hidden", dim(e.getDtable(), 1));
+        if (auto axis = e.getVocabParallelAxis())
+          w.s("vocab_parallel_axis", *axis);
+        return true;
+      })
+      .Case([&](AllReduceOp a) {
+        w.i("n", numel(a.getInput())).s("axis", a.getAxis())
+            .i("average", a.getAverage() ? 1 : 0);
         return true;
       })
       .Case([&](LinearOp l) {
@@ -137,9 +146,20 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       .Case<CrossEntropyOp, CrossEntropyGradOp>([&](auto c) {
         Value logits = c.getLogits();
         w.i("tokens", numel(logits) / dim(logits, -1)).i("vocab", dim(logits, -1));
+        if (auto axis = c.getVocabParallelAxis())
+          w.s("vocab_parallel_axis", *axis);
         return true;
       })
-      .Case([&](GlobalNormOp) { return true; })
+      .Case([&](GlobalNormOp g) {
+        if (auto axis = g.getShardedAxis()) {
+          std::string flags;
+          ArrayRef<bool> replicated = g.getReplicated().value_or(ArrayRef<bool>());
+          for (bool r : replicated)
+            flags += r ? '1' : '0';
+          w.s("sharded_axis", *axis).s("replicated", flags);
+        }
+        return true;
+      })
       .Case([&](CheckFiniteOp) { return true; })
       .Case([&](ClipCoefficientOp c) {
         w.f("max_norm", c.getMaxNorm().convertToDouble());

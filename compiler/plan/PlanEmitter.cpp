@@ -62,11 +62,12 @@ void ProgramEmitter::groupValues() {
     if (isAccumulatingOp(op))
       for (Value r : op->getResults())
         accumulating_.insert(leader(r));
-    if (auto reshape = dyn_cast<ReshapeOp>(op)) {
-      bool acc = isAccumulating(reshape.getInput());
-      groups_.unionSets(reshape.getInput(), reshape.getResult());
+    if (isa<ReshapeOp, TPCopyOp>(op)) { // aliases of their input
+      Value in = op->getOperand(0), out = op->getResult(0);
+      bool acc = isAccumulating(in);
+      groups_.unionSets(in, out);
       if (acc)
-        accumulating_.insert(leader(reshape.getResult()));
+        accumulating_.insert(leader(out));
     }
     if (auto add = dyn_cast<AddOp>(op)) {
       Value a = add.getLhs(), b = add.getRhs();
@@ -123,8 +124,11 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
     bind(weight.getResult(), planner_.parameterBuffers(weight.getParam()).param);
     return success();
   }
-  if (isa<ReshapeOp>(op))
+  if (isa<ReshapeOp, TPCopyOp>(op))
     return success(); // an alias: no instruction
+  // An all-reduce of a value used nowhere else reduces in place.
+  if (auto reduce = dyn_cast<AllReduceOp>(op); reduce && reduce.getInput().hasOneUse())
+    bind(reduce.getResult(), bufferOf(reduce.getInput()));
   if (auto add = dyn_cast<AddOp>(op);
       add && leader(add.getLhs()) == leader(add.getResult()))
     return success(); // both terms already accumulated into one buffer
@@ -306,8 +310,9 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   t->set_global_batch(parallel.globalBatch);
   t->set_micro_batches_per_step(parallel.numMicroBatches());
   t->set_train_steps(training.trainSteps);
-  fb.walk([&](CrossEntropyOp ce) {
-    t->set_vocab_size(cast<RankedTensorType>(ce.getLogits().getType()).getDimSize(2));
+  fb.walk([&](CrossEntropyOp ce) { // the full vocabulary, not this rank's slice
+    int64_t local = cast<RankedTensorType>(ce.getLogits().getType()).getDimSize(2);
+    t->set_vocab_size(ce.getVocabParallelAxis() ? local * parallel.tp : local);
   });
   if (auto config = module->getAttrOfType<StringAttr>(MtDialect::kHfConfigAttrName))
     out.set_hf_config_json(config.str());

@@ -20,7 +20,8 @@ def Mt_EmbeddingGradOp : Mt_GradOp<"embedding_grad"> {
     %dt = mt.embedding_grad %ids, %dy : (tensor<4x128xi32>, tensor<4x128x64xf32>) -> tensor<256x64xf32>
     ```
   }];
-  let arguments = (ins Mt_IdTensor:$ids, Mt_FloatTensor:$dy);
+  let arguments = (ins Mt_IdTensor:$ids, Mt_FloatTensor:$dy,
+                       OptionalAttr<StrAttr>:$vocab_parallel_axis);
   let results = (outs Mt_FloatTensor:$dtable);
 }
 
@@ -199,7 +200,8 @@ def Mt_CrossEntropyGradOp : Mt_GradOp<"cross_entropy_grad"> {
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$logits, Mt_IdTensor:$labels,
-                       RankedTensorOf<[F32]>:$mask, Mt_F32Scalar:$dloss);
+                       RankedTensorOf<[F32]>:$mask, Mt_F32Scalar:$dloss,
+                       OptionalAttr<StrAttr>:$vocab_parallel_axis);
   let results = (outs Mt_FloatTensor:$dlogits);
 }
 

@@ -26,7 +26,7 @@ LogicalResult EmbeddingOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   resize(grads, *this);
   if (needed[1])
     grads[1] = EmbeddingGradOp::create(b, getLoc(), getTable().getType(),
-                                       getIds(), dys[0]);
+                                       getIds(), dys[0], getVocabParallelAxisAttr());
   return success();
 }
 
@@ -185,6 +185,6 @@ LogicalResult CrossEntropyOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   if (needed[0])
     grads[0] = CrossEntropyGradOp::create(b, getLoc(), getLogits().getType(),
                                           getLogits(), getLabels(), getMask(),
-                                          dys[0]);
+                                          dys[0], getVocabParallelAxisAttr());
   return success();
 }

@@ -36,6 +36,15 @@ LogicalResult ParamOp::verify() {
            << (wildcard ? "has '*' in its name but no 'grouped_experts'"
                         : "is 'grouped_experts' but its name has no '*' "
                           "component standing for the expert index");
+  if (getShardDim().has_value() != getShards().has_value())
+    return emitOpError() << "expects both or neither of shard_dim and shards";
+  if (getShardDim()) {
+    int64_t dim = *getShardDim(), shards = *getShards();
+    if (dim < 0 || dim >= type.getRank() || shards < 1 ||
+        type.getDimSize(dim) % shards != 0)
+      return emitOpError() << "cannot split dimension " << dim << " of "
+                           << shapeStr(type) << " into " << shards << " shards";
+  }
   if (getGroupedExperts() && type.getRank() < 2)
     return emitOpError() << "expects a grouped expert weight of rank >= 2 "
                             "([experts, ...]), got "
@@ -43,15 +52,25 @@ LogicalResult ParamOp::verify() {
   return success();
 }
 
+RankedTensorType ParamOp::getLocalType() {
+  RankedTensorType full = getTensorType();
+  if (!getShardDim())
+    return full;
+  SmallVector<int64_t> shape(full.getShape());
+  shape[*getShardDim()] /= *getShards();
+  return RankedTensorType::get(shape, full.getElementType());
+}
+
 LogicalResult WeightOp::verifySymbolUses(SymbolTableCollection &symbols) {
   auto param = symbols.lookupNearestSymbolFrom<ParamOp>(*this, getParamAttr());
   if (!param)
     return emitOpError() << "refers to " << getParamAttr()
                          << ", which is not an 'mt.param'";
-  if (param.getType() != getType())
-    return emitOpError() << "expects type " << param.getType()
-                         << " of parameter " << getParamAttr() << ", got "
-                         << getType();
+  if (param.getLocalType() != getType())
+    return emitOpError() << "expects type " << param.getLocalType()
+                         << " of parameter " << getParamAttr()
+                         << (param.getShardDim() ? " (its local shard)" : "")
+                         << ", got " << getType();
   return success();
 }
 

@@ -35,7 +35,9 @@ def Mt_ParamOp : Mt_Op<"param", [Symbol]> {
                        TypeAttrOf<Mt_FloatTensor>:$type,
                        Mt_InitKind:$init,
                        OptionalAttr<F64Attr>:$std,
-                       UnitAttr:$grouped_experts, UnitAttr:$frozen);
+                       UnitAttr:$grouped_experts, UnitAttr:$frozen,
+                       OptionalAttr<I64Attr>:$shard_dim,
+                       OptionalAttr<I64Attr>:$shards);
   let assemblyFormat = [{
     $sym_name `:` $type `init` `(` $init (`,` `std` `=` $std^)? `)` attr-dict
   }];
@@ -44,6 +46,8 @@ def Mt_ParamOp : Mt_Op<"param", [Symbol]> {
     ::mlir::RankedTensorType getTensorType() {
       return ::llvm::cast<::mlir::RankedTensorType>(getType());
     }
+    /// The type of the slice one rank holds (the full type when unsharded).
+    ::mlir::RankedTensorType getLocalType();
   }];
 }
 
@@ -71,13 +75,16 @@ def Mt_EmbeddingOp : Mt_Op<"embedding", [Pure, DeclareOpInterfaceMethods<Mt_Diff
   let summary = "Looks up token ids in an embedding table";
   let description = [{
     `ids`: [B, S] integers in [0, V); `table`: [V, H]; result: [B, S, H] with
-    the element type of `table`.
+    the element type of `table`. With `vocab_parallel_axis`, `table` is the
+    slice of rows [r·V, (r+1)·V) of the rank at coordinate r on that axis,
+    and ids outside it give zero rows (the sum over the axis is the lookup).
 
     ```mlir
     %x = mt.embedding %ids, %table : (tensor<4x128xi32>, tensor<256x64xf32>) -> tensor<4x128x64xf32>
     ```
   }];
-  let arguments = (ins Mt_IdTensor:$ids, Mt_FloatTensor:$table);
+  let arguments = (ins Mt_IdTensor:$ids, Mt_FloatTensor:$table,
+                       OptionalAttr<StrAttr>:$vocab_parallel_axis);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
@@ -325,7 +332,10 @@ def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<
   let description = [{
     `logits`: [B, S, V]; `labels`: [B, S] in [0, V); `mask`: [B, S] f32 of 0/1.
     Result (f32 scalar): Σ mask · (logsumexp(logits) - logits[label]) / Σ mask.
-    Labels are already shifted: position s predicts `labels`[b, s].
+    Labels are already shifted: position s predicts `labels`[b, s]. With
+    `vocab_parallel_axis`, `logits` hold the vocabulary slice of this rank
+    on that axis; the log-sum-exp and the label's logit are reduced over
+    the axis, so the full logits are never gathered.
 
     ```mlir
     %loss = mt.cross_entropy %logits, %labels, %mask
@@ -333,13 +343,15 @@ def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$logits, Mt_IdTensor:$labels,
-                       RankedTensorOf<[F32]>:$mask);
+                       RankedTensorOf<[F32]>:$mask,
+                       OptionalAttr<StrAttr>:$vocab_parallel_axis);
   let results = (outs Mt_F32Scalar:$loss);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
 
 include "dialects/mt/MtGradOps.td"
+include "dialects/mt/MtCollectiveOps.td"
 include "dialects/mt/MtOptimizerOps.td"
 
 #endif // MT_OPS_TD

@@ -8,12 +8,17 @@ def Mt_GlobalNormOp : Mt_Op<"global_norm", [Pure]> {
   let summary = "L2 norm of all gradients together";
   let description = [{
     sqrt(Σ over every element of every operand of g²), accumulated in fp64.
+    With `sharded_axis`, operands are the local shards of gradients split
+    over that mesh axis, except those flagged in `replicated` (held whole by
+    every rank of the axis, counted once); the sum is reduced over the axis.
 
     ```mlir
     %norm = mt.global_norm %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
     ```
   }];
-  let arguments = (ins Variadic<Mt_FloatTensor>:$grads);
+  let arguments = (ins Variadic<Mt_FloatTensor>:$grads,
+                       OptionalAttr<StrAttr>:$sharded_axis,
+                       OptionalAttr<DenseBoolArrayAttr>:$replicated);
   let results = (outs Mt_F32Scalar:$norm);
   let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";
 }

@@ -167,7 +167,7 @@ void AutodiffPass::runOnOperation() {
       continue;
     Value grad = diff.paramGrads().lookup(param.getSymName());
     if (!grad) // read nowhere on the path to the loss: a zero gradient
-      grad = ZerosOp::create(b, param.getLoc(), param.getType());
+      grad = ZerosOp::create(b, param.getLoc(), param.getLocalType());
     results.push_back(grad);
     resultAttrs.push_back(b.getDictionaryAttr(b.getNamedAttr(
         "mt.grad_of", FlatSymbolRefAttr::get(param.getSymNameAttr()))));

@@ -52,10 +52,10 @@ void BuildOptimizerPass::runOnOperation() {
   };
   for (ParamOp p : params)
     for (StringRef role : kRoles) {
-      argTypes.push_back(p.getType());
+      argTypes.push_back(p.getLocalType());
       argAttrs.push_back(roleAttrs(p, role));
       if (role != "grad") {
-        resultTypes.push_back(p.getType());
+        resultTypes.push_back(p.getLocalType());
         resultAttrs.push_back(roleAttrs(p, role));
       }
     }
@@ -70,10 +70,23 @@ void BuildOptimizerPass::runOnOperation() {
   auto argOf = [&](size_t param, size_t role) {
     return body->getArgument(1 + 4 * param + role);
   };
+  // Data parallelism: every rank's gradients are averaged over dp first.
   SmallVector<Value> grads;
-  for (size_t i = 0; i < params.size(); ++i)
-    grads.push_back(argOf(i, 1));
-  Value norm = GlobalNormOp::create(b, loc, scalar, grads);
+  SmallVector<bool> replicated;
+  bool anySharded = false;
+  for (auto [i, p] : llvm::enumerate(params)) {
+    Value g = argOf(i, 1);
+    if (dp > 1)
+      g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr("dp"), b.getUnitAttr());
+    grads.push_back(g);
+    replicated.push_back(!p.getShardDim());
+    anySharded |= p.getShardDim().has_value();
+  }
+  // Tensor parallelism: shards of one parameter sum over tp; replicated
+  // parameters count once.
+  Value norm = GlobalNormOp::create(
+      b, loc, scalar, grads, anySharded ? b.getStringAttr("tp") : StringAttr(),
+      anySharded ? b.getDenseBoolArrayAttr(replicated) : DenseBoolArrayAttr());
   CheckFiniteOp::create(b, loc, norm);
   Value scale = ClipCoefficientOp::create(b, loc, scalar, norm,
                                           b.getF64FloatAttr(clipGrad));
@@ -86,8 +99,8 @@ void BuildOptimizerPass::runOnOperation() {
     // Megatron: no weight decay on norms and biases (rank-1 parameters).
     double decay = p.getTensorType().getRank() == 1 ? 0.0 : weightDecay.getValue();
     auto update = AdamWOp::create(
-        b, p.getLoc(), p.getType(), p.getType(), p.getType(), argOf(i, 0),
-        argOf(i, 1), argOf(i, 2), argOf(i, 3), lrValue, step, scale,
+        b, p.getLoc(), p.getLocalType(), p.getLocalType(), p.getLocalType(), argOf(i, 0),
+        grads[i], argOf(i, 2), argOf(i, 3), lrValue, step, scale,
         b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2),
         b.getF64FloatAttr(eps), b.getF64FloatAttr(decay));
     results.append({update.getNewParam(), update.getNewExpAvg(),

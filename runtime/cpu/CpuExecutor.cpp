@@ -7,6 +7,7 @@
 #include "runtime/cpu/MoE.h"
 #include "runtime/cpu/Norm.h"
 #include "runtime/cpu/Optimizer.h"
+#include "runtime/cpu/VocabParallel.h"
 
 #include <cblas.h>
 
@@ -70,155 +71,230 @@ double scheduledLr(const Attrs &a, int64_t step) {
 
 using Table = std::unordered_map<std::string, CpuExecutor::Kernel>;
 
+/// A kernel that cannot fail and needs no rank context.
+template <typename F> CpuExecutor::Kernel plain(F f) {
+  return [f](const Instruction &in, const Attrs &a, HostMemory &m,
+             const exec::RankContext *) {
+    f(in, a, m);
+    return Status::ok();
+  };
+}
+
 void addDenseKernels(Table &t) {
-  t["embedding"] = [](auto &in, auto &a, auto &m) {
-    Io io{in, m};
-    embeddingForward(io.ids(0), io.f(1), io.out(0), a.i("tokens"), a.i("hidden"));
-  };
-  t["embedding_grad"] = [](auto &in, auto &a, auto &m) {
-    Io io{in, m};
-    embeddingBackward(io.ids(0), io.f(1), io.out(0), a.i("tokens"), a.i("vocab"), a.i("hidden"));
-  };
-  t["linear"] = [](auto &in, auto &a, auto &m) {
+  t["linear"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     linearForward(io.f(0), io.f(1), a.i("has_bias") ? io.f(2) : nullptr, io.out(0),
                   a.i("tokens"), a.i("in"), a.i("out"));
-  };
-  t["linear_grad_input"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["linear_grad_input"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     linearBackwardInput(io.f(0), io.f(1), io.out(0), a.i("tokens"), a.i("in"), a.i("out"));
-  };
-  t["linear_grad_weight"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["linear_grad_weight"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     linearBackwardWeight(io.f(0), io.f(1), io.out(0), a.i("tokens"), a.i("in"), a.i("out"));
-  };
-  t["bias_grad"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["bias_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     biasBackward(io.f(0), io.out(0), a.i("tokens"), a.i("out"));
-  };
-  t["swiglu"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["swiglu"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     swigluForward(io.f(0), io.f(1), io.out(0), a.i("n"));
-  };
-  t["swiglu_grad"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["swiglu_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     swigluBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("n"));
-  };
-  t["gelu"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["gelu"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     geluForward(io.f(0), io.out(0), a.i("n"), a.i("approximate_tanh") != 0);
-  };
-  t["gelu_grad"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["gelu_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     geluBackward(io.f(0), io.f(1), io.out(0), a.i("n"), a.i("approximate_tanh") != 0);
-  };
-  t["add"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["add"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     addForward(io.f(0), io.f(1), io.out(0), a.i("n"));
-  };
-  t["accumulate"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["accumulate"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     accumulate(io.f(0), io.out(0), a.i("n"));
-  };
-  t["fill_zero"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["fill_zero"] = plain([](auto &in, auto &a, auto &m) {
     std::memset(m.data(in.outputs(0)), 0, size_t(a.i("n")) * sizeof(float));
-  };
+  });
 }
 
 void addNormAndAttentionKernels(Table &t) {
-  t["rmsnorm"] = [](auto &in, auto &a, auto &m) {
+  t["rmsnorm"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rmsnormForward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"), float(a.f("eps")));
-  };
-  t["rmsnorm_grad"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["rmsnorm_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rmsnormBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("rows"),
                     a.i("dim"), float(a.f("eps")));
-  };
-  t["layernorm"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["layernorm"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     layernormForward(io.f(0), io.f(1), io.f(2), io.out(0), a.i("rows"), a.i("dim"),
                      float(a.f("eps")));
-  };
-  t["layernorm_grad"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["layernorm_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     layernormBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), io.out(2),
                       a.i("rows"), a.i("dim"), float(a.f("eps")));
-  };
-  t["rotary"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["rotary"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryForward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
                   a.i("head_dim"), rotaryOf(a));
-  };
-  t["rotary_grad"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["rotary_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryBackward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
                    a.i("head_dim"), rotaryOf(a));
-  };
-  t["attention"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["attention"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     attentionForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), attentionOf(a));
-  };
-  t["attention_grad"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["attention_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     attentionBackward(io.f(0), io.f(1), io.f(2), io.f(3), io.f(5), io.f(4), io.out(0),
                       io.out(1), io.out(2), attentionOf(a));
-  };
+  });
 }
 
 void addMoEAndLossKernels(Table &t) {
-  t["moe_router"] = [](auto &in, auto &a, auto &m) {
+  t["moe_router"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     *io.out(2) = moeRouterForward(io.f(0), io.f(1), io.out(0), m.i32(in.outputs(1)), routerOf(a));
-  };
-  t["moe_router_grad"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["moe_router_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     moeRouterBackward(io.f(0), io.f(1), io.f(2), *io.f(3), io.out(0), io.out(1), routerOf(a));
-  };
-  t["expert_ffn"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["expert_ffn"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     expertFfnForward(io.f(0), io.f(1), io.ids(2), io.f(3), io.f(4), io.f(5), io.out(0),
                      expertsOf(a));
-  };
-  t["expert_ffn_grad"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["expert_ffn_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     expertFfnBackward(io.f(0), io.f(1), io.ids(2), io.f(3), io.f(4), io.f(5), io.f(6),
                       io.out(0), io.out(1), io.out(2), io.out(3), io.out(4), expertsOf(a));
-  };
-  t["cross_entropy"] = [](auto &in, auto &a, auto &m) {
-    Io io{in, m};
-    *io.out(0) = crossEntropyForward(io.f(0), io.ids(1), io.f(2), a.i("tokens"), a.i("vocab"));
-  };
-  t["cross_entropy_grad"] = [](auto &in, auto &a, auto &m) {
-    Io io{in, m};
-    crossEntropyBackward(io.f(0), io.ids(1), io.f(2), *io.f(3), io.out(0), a.i("tokens"),
-                         a.i("vocab"));
-  };
+  });
 }
 
 void addOptimizerKernels(Table &t) {
-  t["global_norm"] = [](auto &in, auto &, auto &m) {
-    double sum = 0;
-    for (uint32_t id : in.inputs())
-      sum += sumOfSquares(m.f32(id), m.elements(id));
-    *m.f32(in.outputs(0)) = float(std::sqrt(sum));
-  };
-  t["check_finite"] = [](auto &, auto &, auto &) {}; // interpreted by run()
-  t["clip_coefficient"] = [](auto &in, auto &a, auto &m) {
+  t["check_finite"] = plain([](auto &, auto &, auto &) {}); // interpreted by run()
+  t["clip_coefficient"] = plain([](auto &in, auto &a, auto &m) {
     double maxNorm = a.f("max_norm"), norm = *m.f32(in.inputs(0));
     double coef = maxNorm > 0 ? std::min(1.0, maxNorm / (norm + 1.0e-6)) : 1.0;
     *m.f32(in.outputs(0)) = float(coef);
-  };
-  t["lr_schedule"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["lr_schedule"] = plain([](auto &in, auto &a, auto &m) {
     *m.f32(in.outputs(0)) = float(scheduledLr(a, *m.i64(in.inputs(0))));
-  };
-  t["adamw"] = [](auto &in, auto &a, auto &m) {
+  });
+  t["adamw"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     AdamWParams p{*io.f(4),     a.f("beta1"), a.f("beta2"), a.f("eps"),
                   a.f("weight_decay"), *m.i64(in.inputs(5)), *io.f(6)};
     adamwStep(io.f(0), io.f(1), io.f(2), io.f(3), a.i("n"), p);
-  };
+  });
 }
+
+/// Collectives and kernels whose work depends on the rank's place in the mesh.
+class ParallelKernels {
+public:
+  using Rank = const exec::RankContext *;
+
+  static Status allReduce(const Instruction &in, const Attrs &a, HostMemory &m, Rank rank) {
+    float *out = m.f32(in.outputs(0));
+    if (in.inputs(0) != in.outputs(0))
+      std::memcpy(out, m.f32(in.inputs(0)), size_t(a.i("n")) * sizeof(float));
+    comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
+    if (!group)
+      return Status::ok();
+    if (Status s = group->allReduce(out, size_t(a.i("n")), comm::ReduceOp::Sum); !s)
+      return s;
+    if (a.i("average"))
+      for (int64_t i = 0, n = a.i("n"); i < n; ++i)
+        out[i] /= float(group->size());
+    return Status::ok();
+  }
+
+  /// The first row of this rank's vocabulary slice.
+  static int64_t vocabStart(const Attrs &a, Rank rank) {
+    std::string axis = a.s("vocab_parallel_axis");
+    return axis.empty() || !rank ? 0 : rank->coordinate(axis) * a.i("vocab");
+  }
+
+  /// A reduction over the vocab-parallel axis; the first failure is kept.
+  static AxisReduce reducer(const Attrs &a, Rank rank, Status &failure) {
+    std::string axis = a.s("vocab_parallel_axis");
+    comm::Communicator *group = axis.empty() || !rank ? nullptr : rank->group(axis);
+    return [group, &failure](float *data, int64_t count, bool max) {
+      if (group && failure)
+        failure = group->allReduce(data, size_t(count),
+                                   max ? comm::ReduceOp::Max : comm::ReduceOp::Sum);
+    };
+  }
+
+  static Status globalNorm(const Instruction &in, const Attrs &a, HostMemory &m, Rank rank) {
+    std::string axis = a.s("sharded_axis"), replicated = a.s("replicated");
+    comm::Communicator *group = axis.empty() || !rank ? nullptr : rank->group(axis);
+    // Replicated gradients are held whole by every rank of the axis: each
+    // counts 1/size so that the sum over the axis counts them once.
+    double sum = 0, share = group ? 1.0 / group->size() : 1.0;
+    for (int i = 0; i < in.inputs_size(); ++i) {
+      double sq = sumOfSquares(m.f32(in.inputs(i)), m.elements(in.inputs(i)));
+      sum += (size_t(i) < replicated.size() && replicated[i] == '1') ? sq * share : sq;
+    }
+    float total = float(sum);
+    if (group)
+      if (Status s = group->allReduce(&total, 1, comm::ReduceOp::Sum); !s)
+        return s;
+    *m.f32(in.outputs(0)) = std::sqrt(std::max(total, 0.0f));
+    return Status::ok();
+  }
+
+  static void add(Table &t) {
+    t["all_reduce"] = allReduce;
+    t["global_norm"] = globalNorm;
+    t["embedding"] = [](auto &in, auto &a, auto &m, Rank rank) {
+      Io io{in, m};
+      embeddingForwardShard(io.ids(0), io.f(1), io.out(0), a.i("tokens"), a.i("hidden"),
+                            vocabStart(a, rank), a.i("vocab"));
+      return Status::ok();
+    };
+    t["embedding_grad"] = [](auto &in, auto &a, auto &m, Rank rank) {
+      Io io{in, m};
+      embeddingBackwardShard(io.ids(0), io.f(1), io.out(0), a.i("tokens"), a.i("hidden"),
+                             vocabStart(a, rank), a.i("vocab"));
+      return Status::ok();
+    };
+    t["cross_entropy"] = [](auto &in, auto &a, auto &m, Rank rank) {
+      Io io{in, m};
+      Status failure;
+      *io.out(0) = crossEntropyForwardShard(io.f(0), io.ids(1), io.f(2), a.i("tokens"),
+                                            a.i("vocab"), vocabStart(a, rank),
+                                            reducer(a, rank, failure));
+      return failure;
+    };
+    t["cross_entropy_grad"] = [](auto &in, auto &a, auto &m, Rank rank) {
+      Io io{in, m};
+      Status failure;
+      crossEntropyBackwardShard(io.f(0), io.ids(1), io.f(2), *io.f(3), io.out(0),
+                                a.i("tokens"), a.i("vocab"), vocabStart(a, rank),
+                                reducer(a, rank, failure));
+      return failure;
+    };
+  }
+};
 
 const Table &kernelTable() {
   static const Table table = [] {
@@ -227,6 +303,7 @@ const Table &kernelTable() {
     addNormAndAttentionKernels(t);
     addMoEAndLossKernels(t);
     addOptimizerKernels(t);
+    ParallelKernels::add(t);
     return t;
   }();
   return table;
@@ -234,12 +311,13 @@ const Table &kernelTable() {
 
 } // namespace
 
-Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemory &memory) {
+Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemory &memory,
+                                          const exec::RankContext *rank) {
   // The kernels parallelize with OpenMP; OpenBLAS threads on top of them
   // oversubscribe the cores (measured: twice slower on 2 cores).
   if (!std::getenv("OPENBLAS_NUM_THREADS"))
     openblas_set_num_threads(1);
-  CpuExecutor executor(plan, memory);
+  CpuExecutor executor(plan, memory, rank);
   for (const plan::Program &program : plan.programs()) {
     auto &resolved = executor.kernels_[program.name()];
     for (const plan::Instruction &instr : program.instructions()) {
@@ -271,7 +349,11 @@ Expected<ProgramResult> CpuExecutor::run(const std::string &name,
                                        std::to_string(value)};
       continue;
     }
-    (*kernels[i])(instr, plan::Attrs(instr), *memory_);
+    if (Status s = (*kernels[i])(instr, plan::Attrs(instr), *memory_, rank_); !s)
+      return Status::error((rank_ ? rank_->describe() + " " : std::string()) + "program '" +
+                           name + "' instruction " + std::to_string(i) + " (" + instr.op() +
+                           (instr.location().empty() ? "" : ", " + instr.location()) +
+                           "): " + s.message());
     if (afterEach)
       afterEach(i);
   }

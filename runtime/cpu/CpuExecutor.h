@@ -4,6 +4,7 @@
 #define MT_RUNTIME_CPU_CPUEXECUTOR_H
 
 #include "runtime/exec/Memory.h"
+#include "runtime/exec/RankContext.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/support/Status.h"
 
@@ -21,22 +22,26 @@ struct ProgramResult {
 class CpuExecutor {
 public:
   /// Resolves every instruction's kernel up front; an op without a CPU
-  /// kernel is an error that names it.
-  static Expected<CpuExecutor> create(const plan::Plan &plan, exec::HostMemory &memory);
+  /// kernel is an error that names it. `rank` (null: a single rank) gives
+  /// collectives their groups and vocab-parallel kernels their slice.
+  static Expected<CpuExecutor> create(const plan::Plan &plan, exec::HostMemory &memory,
+                                      const exec::RankContext *rank = nullptr);
 
   /// Runs `program`; `afterEach(i)`, when given, is called after instruction
   /// i (to inspect a temporary before its memory is reused, or to time).
   Expected<ProgramResult> run(const std::string &program,
                               const std::function<void(int)> &afterEach = nullptr);
 
-  using Kernel = std::function<void(const plan::Instruction &, const plan::Attrs &,
-                                    exec::HostMemory &)>;
+  using Kernel = std::function<Status(const plan::Instruction &, const plan::Attrs &,
+                                      exec::HostMemory &, const exec::RankContext *)>;
 
 private:
-  CpuExecutor(const plan::Plan &plan, exec::HostMemory &memory)
-      : plan_(&plan), memory_(&memory) {}
+  CpuExecutor(const plan::Plan &plan, exec::HostMemory &memory,
+              const exec::RankContext *rank)
+      : plan_(&plan), memory_(&memory), rank_(rank) {}
   const plan::Plan *plan_;
   exec::HostMemory *memory_;
+  const exec::RankContext *rank_;
   std::map<std::string, std::vector<const Kernel *>> kernels_;
 };
 

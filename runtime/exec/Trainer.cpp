@@ -3,6 +3,7 @@
 
 #include "runtime/cpu/CpuExecutor.h"
 #include "runtime/exec/Initialization.h"
+#include "runtime/exec/Sharding.h"
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Dataset.h"
 #include "runtime/plan/PlanIO.h"
@@ -33,11 +34,23 @@ void overrideLearningRate(plan::Plan &plan, double lr) {
     }
 }
 
-void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t seed) {
-  for (const plan::Parameter &p : plan.parameters())
-    initializeRange(seed, p, 0, memory.f32(p.param_buffer()),
-                    uint64_t(memory.elements(p.param_buffer())));
+/// Each rank initializes its slice from the global element indices, so
+/// every layout starts from the same full weights.
+void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t seed,
+                          const RankContext &rank) {
+  for (const plan::Parameter &p : plan.parameters()) {
+    float *local = memory.f32(p.param_buffer());
+    int64_t shard = p.sharded() ? rank.coordinate(p.shard_axis()) : 0;
+    forEachSegment(p, shard, [&](uint64_t l, uint64_t g, uint64_t n) {
+      initializeRange(seed, p, g, local + l, n);
+    });
+  }
 }
+
+/// Discards what non-zero ranks would print.
+struct NullStream : std::ostream {
+  NullStream() : std::ostream(nullptr) {}
+};
 
 struct StepRecord {
   int64_t step;
@@ -78,11 +91,20 @@ void report(std::ostream &log, const StepRecord &r, int64_t last, double etaSeco
 
 } // namespace
 
-Expected<TrainSummary> train(const TrainOptions &o, std::ostream &log) {
+Expected<TrainSummary> train(const TrainOptions &o, std::ostream &rankZeroLog) {
   auto loaded = plan::readPlanDirectory(o.planDir);
   if (!loaded)
     return loaded.status();
   plan::Plan plan = std::move(*loaded);
+  auto info = comm::rankFromEnvironment();
+  if (!info)
+    return info.status();
+  auto rankOr = RankContext::create(plan.mesh(), *info, o.commTimeout);
+  if (!rankOr)
+    return rankOr.status();
+  const RankContext &rank = **rankOr;
+  NullStream quiet;
+  std::ostream &log = rank.rank() == 0 ? rankZeroLog : quiet;
   if (o.lr) {
     if (!(*o.lr > 0))
       return Status::error("--lr must be > 0, got " + std::to_string(*o.lr));
@@ -108,33 +130,35 @@ Expected<TrainSummary> train(const TrainOptions &o, std::ostream &log) {
     return dataset.status();
 
   HostMemory memory(plan);
-  auto executor = cpu::CpuExecutor::create(plan, memory);
+  auto executor = cpu::CpuExecutor::create(plan, memory, &rank);
   if (!executor)
     return executor.status();
   int64_t done = 0;
   if (!o.resumeDir.empty()) {
-    auto state = loadCheckpoint(plan, memory, o.resumeDir);
+    auto state = loadCheckpoint(plan, memory, &rank, o.resumeDir);
     if (!state)
       return state.status();
     done = state->step;
     log << "resumed from " << o.resumeDir << " after step " << done << "\n";
   } else if (!o.loadHf.empty()) {
-    if (Status s = loadHfWeights(plan, memory, o.loadHf); !s)
+    if (Status s = loadHfWeights(plan, memory, &rank, o.loadHf); !s)
       return s;
     log << "loaded weights from " << o.loadHf << "\n";
   } else {
-    initializeParameters(plan, memory, o.seed);
+    initializeParameters(plan, memory, o.seed, rank);
   }
 
   std::ofstream metrics;
-  if (!o.metricsPath.empty()) {
+  if (!o.metricsPath.empty() && rank.rank() == 0) {
     metrics.open(o.metricsPath, std::ios::trunc);
     if (!metrics)
       return Status::error(o.metricsPath + ": cannot write the metrics file");
   }
   const plan::Bindings &b = plan.bindings();
   int64_t microBatches = t.micro_batches_per_step(), tokens = t.global_batch() * t.seq();
-  io::BatchLayout layout{t.micro_batch(), microBatches, 1};
+  int64_t dpSize = rank.axisSize("dp"), dpRank = rank.coordinate("dp");
+  comm::Communicator *dpGroup = rank.group("dp");
+  io::BatchLayout layout{t.micro_batch(), microBatches, dpSize};
   int64_t rows = t.micro_batch() * t.seq();
   TrainSummary summary;
   std::deque<double> recent;
@@ -146,7 +170,7 @@ Expected<TrainSummary> train(const TrainOptions &o, std::ostream &log) {
     memory.clear(plan::GRADIENTS);
     double loss = 0;
     for (int64_t micro = 0; micro < microBatches; ++micro) {
-      io::BatchCoord coord{step - 1, micro, 0};
+      io::BatchCoord coord{step - 1, micro, dpRank};
       if (Status s = dataset->fillBatch(
               layout, coord, {memory.i32(b.input_ids()), size_t(rows)},
               {memory.i32(b.labels()), size_t(rows)}, {memory.f32(b.loss_mask()), size_t(rows)});
@@ -157,6 +181,12 @@ Expected<TrainSummary> train(const TrainOptions &o, std::ostream &log) {
       if (!r)
         return r.status();
       loss += *memory.f32(b.loss()) / double(microBatches);
+    }
+    if (dpGroup) { // the step's loss is the mean over data-parallel ranks
+      float sum = float(loss);
+      if (Status s = dpGroup->allReduce(&sum, 1, comm::ReduceOp::Sum); !s)
+        return s;
+      loss = double(sum) / double(dpSize);
     }
     *memory.i64(b.step()) = step;
     auto r = executor->run("optimizer_step");
@@ -185,17 +215,17 @@ Expected<TrainSummary> train(const TrainOptions &o, std::ostream &log) {
                            "(gradient norm not finite); stopping at step " +
                            std::to_string(step));
     if (!o.saveDir.empty() && o.saveEvery > 0 && step % o.saveEvery == 0)
-      if (Status s = saveCheckpoint(plan, memory, o.saveDir, {step, o.seed}); !s)
+      if (Status s = saveCheckpoint(plan, memory, &rank, o.saveDir, {step, o.seed}); !s)
         return s;
   }
   summary.steps = steps;
   for (double l : recent)
     summary.meanLastLosses += l / double(recent.size());
   if (!o.saveDir.empty() && (o.saveEvery <= 0 || last % o.saveEvery != 0))
-    if (Status s = saveCheckpoint(plan, memory, o.saveDir, {last, o.seed}); !s)
+    if (Status s = saveCheckpoint(plan, memory, &rank, o.saveDir, {last, o.seed}); !s)
       return s;
   if (!o.exportHf.empty())
-    if (Status s = exportHf(plan, memory, o.exportHf); !s)
+    if (Status s = exportHf(plan, memory, &rank, o.exportHf); !s)
       return s;
   return summary;
 }

@@ -5,6 +5,7 @@
 
 #include "runtime/support/Status.h"
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <ostream>
@@ -26,6 +27,7 @@ struct TrainOptions {
   int64_t saveEvery = 0;          // 0: save at the end only (if saveDir)
   std::string exportHf;           // HF checkpoint written at the end
   int64_t maxSkippedSteps = 10;   // consecutive NaN/Inf steps before stopping
+  std::chrono::milliseconds commTimeout{std::chrono::minutes(5)}; // per collective
   bool progressBar = false;       // a terminal line, else log lines
 };
 
@@ -34,7 +36,9 @@ struct TrainSummary {
   double firstLoss = 0, lastLoss = 0, meanLastLosses = 0;
 };
 
-/// Runs the whole job; `log` receives progress and the summary.
+/// Runs the whole job on this rank (the rank comes from the environment:
+/// mtrun --nproc, torchrun, Slurm or OpenMPI); `log` receives progress on
+/// rank 0.
 Expected<TrainSummary> train(const TrainOptions &options, std::ostream &log);
 
 } // namespace mt::exec

@@ -1,12 +1,13 @@
-// Safetensors in and out for the parameters of a plan.
+// Safetensors in and out for the parameters of a plan, on any layout.
 #include "runtime/exec/Weights.h"
 
+#include "runtime/exec/Sharding.h"
 #include "runtime/io/AtomicFile.h"
 #include "runtime/io/Safetensors.h"
 
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
+#include <deque>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -19,17 +20,15 @@ namespace {
 struct HfTensor {
   std::string name;
   std::vector<int64_t> shape;
-  uint64_t offset; // elements into the parameter buffer
+  uint64_t offset; // elements into the full parameter
   uint64_t count;
 };
 
-std::vector<HfTensor> hfTensorsOf(const plan::Parameter &p) {
+std::vector<HfTensor> hfTensorsOf(const plan::Parameter &p, const std::string &prefix = "") {
   std::vector<int64_t> shape(p.shape().begin(), p.shape().end());
-  uint64_t total = 1;
-  for (int64_t d : shape)
-    total *= uint64_t(d);
+  uint64_t total = fullElements(p);
   if (!p.grouped_experts())
-    return {{p.name(), shape, 0, total}};
+    return {{prefix + p.name(), shape, 0, total}};
   std::vector<HfTensor> out;
   std::vector<int64_t> expertShape(shape.begin() + 1, shape.end());
   uint64_t perExpert = total / uint64_t(shape[0]);
@@ -37,7 +36,7 @@ std::vector<HfTensor> hfTensorsOf(const plan::Parameter &p) {
   for (int64_t e = 0; e < shape[0]; ++e) {
     std::string name = p.name();
     name.replace(star, 1, std::to_string(e));
-    out.push_back({name, expertShape, uint64_t(e) * perExpert, perExpert});
+    out.push_back({prefix + name, expertShape, uint64_t(e) * perExpert, perExpert});
   }
   return out;
 }
@@ -54,38 +53,53 @@ bool tiedEmbeddings(const plan::Plan &plan) {
   return config.is_object() && config.value("tie_word_embeddings", false);
 }
 
-/// Reads tensors named `prefix + HF name` of every parameter into the
-/// buffers chosen by `bufferOf`; reports all problems at once.
-Status readTensors(const plan::Plan &plan, HostMemory &memory,
-                   const io::SafetensorsCheckpoint &ckpt, const std::string &prefix,
-                   uint32_t (*bufferOf)(const plan::Parameter &), bool trainableOnly,
-                   std::set<std::string> &used) {
+int64_t shardOf(const plan::Parameter &p, const RankContext *rank) {
+  return p.sharded() && rank ? rank->coordinate(p.shard_axis()) : 0;
+}
+
+/// The state a file section holds: prefix of names -> buffer of a parameter.
+struct Role {
+  const char *prefix;
+  uint32_t (*buffer)(const plan::Parameter &);
+  bool trainableOnly;
+};
+const Role kWeights{"", [](const plan::Parameter &p) { return p.param_buffer(); }, false};
+const Role kExpAvg{"exp_avg.", [](const plan::Parameter &p) { return p.exp_avg_buffer(); }, true};
+const Role kExpAvgSq{"exp_avg_sq.", [](const plan::Parameter &p) { return p.exp_avg_sq_buffer(); },
+                     true};
+
+/// Reads the tensors of `role` for every parameter: whole from the file,
+/// then this rank's slice into its buffer. Reports every problem at once.
+template <typename Source>
+Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
+                const Source &source, const Role &role, std::set<std::string> &used) {
   std::ostringstream problems;
   int count = 0;
+  std::vector<float> full;
   for (const plan::Parameter &p : plan.parameters()) {
-    if (trainableOnly && !p.trainable())
+    if (role.trainableOnly && !p.trainable())
       continue;
-    float *base = memory.f32(bufferOf(p));
-    for (const HfTensor &t : hfTensorsOf(p)) {
-      std::string name = prefix + t.name;
-      const io::TensorInfo *info = ckpt.find(name);
-      if (!info) {
-        problems << "\n  missing: " << name << " " << shapeText(t.shape);
-        ++count;
-        continue;
-      }
-      used.insert(name);
-      if (info->shape != t.shape) {
-        problems << "\n  mis-shaped: " << name << " is " << shapeText(info->shape)
-                 << ", the model needs " << shapeText(t.shape);
-        ++count;
-        continue;
-      }
-      if (Status s = ckpt.readAsFloat32(name, base + t.offset, t.count); !s) {
-        problems << "\n  " << s.message();
-        ++count;
+    full.assign(fullElements(p), 0.0f);
+    bool complete = true;
+    for (const HfTensor &t : hfTensorsOf(p, role.prefix)) {
+      const io::TensorInfo *info = source.find(t.name);
+      std::string problem;
+      if (!info)
+        problem = "missing: " + t.name + " " + shapeText(t.shape);
+      else if (info->shape != t.shape)
+        problem = "mis-shaped: " + t.name + " is " + shapeText(info->shape) +
+                  ", the model needs " + shapeText(t.shape);
+      else if (Status s = source.readAsFloat32(t.name, full.data() + t.offset, t.count); !s)
+        problem = s.message();
+      if (info)
+        used.insert(t.name);
+      if (!problem.empty()) {
+        problems << "\n  " << problem;
+        ++count, complete = false;
       }
     }
+    if (complete)
+      sliceFull(p, shardOf(p, rank), full.data(), memory.f32(role.buffer(p)));
   }
   if (count)
     return Status::error(std::to_string(count) + " tensor(s) do not fit the model:" +
@@ -93,38 +107,63 @@ Status readTensors(const plan::Plan &plan, HostMemory &memory,
   return Status::ok();
 }
 
-using BufferOf = uint32_t (*)(const plan::Parameter &);
+/// The full tensor of a parameter's buffer: gathered over its shard axis.
+Status gatherFull(const plan::Parameter &p, uint32_t buffer, const HostMemory &memory,
+                  const RankContext *rank, std::vector<float> &full) {
+  full.assign(fullElements(p), 0.0f);
+  const float *local = memory.f32(buffer);
+  comm::Communicator *group = p.sharded() && rank ? rank->group(p.shard_axis()) : nullptr;
+  if (!group) {
+    placeSlice(p, 0, local, full.data());
+    return Status::ok();
+  }
+  uint64_t localCount = uint64_t(memory.elements(buffer));
+  std::vector<float> all(localCount * uint64_t(group->size()));
+  if (Status s = group->allGather(local, all.data(), localCount); !s)
+    return s;
+  for (int r = 0; r < group->size(); ++r)
+    placeSlice(p, r, all.data() + uint64_t(r) * localCount, full.data());
+  return Status::ok();
+}
 
-/// Writes one safetensors file with, per group (name prefix, buffer), a
-/// tensor per HF name; optimizer state exists for trainable parameters only.
-Status writeTensors(const plan::Plan &plan, const HostMemory &memory,
-                    const std::string &path,
-                    const std::vector<std::pair<std::string, BufferOf>> &groups,
-                    bool trainableOnly) {
+/// Gathers `roles` of every parameter; world rank 0 writes them to `path`.
+Status writeRoles(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
+                  const std::string &path, const std::vector<Role> &roles) {
+  std::deque<std::vector<float>> storage;
   std::vector<io::TensorToWrite> tensors;
-  for (const auto &[prefix, bufferOf] : groups)
+  for (const Role &role : roles)
     for (const plan::Parameter &p : plan.parameters()) {
-      if (trainableOnly && !p.trainable())
+      if (role.trainableOnly && !p.trainable())
         continue;
-      const float *base = memory.f32(bufferOf(p));
-      for (const HfTensor &t : hfTensorsOf(p))
-        tensors.push_back({prefix + t.name, io::Dtype::F32, t.shape, base + t.offset});
+      storage.emplace_back();
+      if (Status s = gatherFull(p, role.buffer(p), memory, rank, storage.back()); !s)
+        return s;
+      for (const HfTensor &t : hfTensorsOf(p, role.prefix))
+        tensors.push_back({t.name, io::Dtype::F32, t.shape, storage.back().data() + t.offset});
     }
+  if (rank && rank->rank() != 0)
+    return Status::ok();
   return io::writeSafetensors(path, tensors, {{"format", "pt"}});
 }
 
-uint32_t paramBuffer(const plan::Parameter &p) { return p.param_buffer(); }
-uint32_t expAvgBuffer(const plan::Parameter &p) { return p.exp_avg_buffer(); }
-uint32_t expAvgSqBuffer(const plan::Parameter &p) { return p.exp_avg_sq_buffer(); }
+/// Runs `fill` into a fresh directory replacing `dir` on rank 0; the other
+/// ranks take part in the gathers only.
+Status replaceOnRankZero(const RankContext *rank, const std::string &dir,
+                         const std::function<Status(const std::string &)> &fill) {
+  if (!rank || rank->rank() == 0)
+    return io::replaceDirectoryAtomically(dir, fill);
+  return fill(std::string());
+}
 
 } // namespace
 
-Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const std::string &dir) {
+Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
+                     const std::string &dir) {
   auto ckpt = io::openCheckpoint(dir);
   if (!ckpt)
     return ckpt.status();
   std::set<std::string> used;
-  Status read = readTensors(plan, memory, *ckpt, "", paramBuffer, false, used);
+  Status read = readRole(plan, memory, rank, *ckpt, kWeights, used);
   std::ostringstream unexpected;
   int count = 0;
   for (const std::string &name : ckpt->names()) {
@@ -142,67 +181,66 @@ Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const std::stri
   return Status::ok();
 }
 
-Status exportHf(const plan::Plan &plan, const HostMemory &memory, const std::string &dir) {
-  return io::replaceDirectoryAtomically(dir, [&](const std::string &tmp) -> Status {
-    if (Status s = writeTensors(plan, memory, tmp + "/model.safetensors", {{"", paramBuffer}}, false);
-        !s)
+Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
+                const std::string &dir) {
+  auto config = nlohmann::json::parse(plan.hf_config_json(), nullptr, false);
+  if (!config.is_object())
+    return Status::error("the plan carries no Hugging Face config.json to export");
+  return replaceOnRankZero(rank, dir, [&](const std::string &tmp) -> Status {
+    if (Status s = writeRoles(plan, memory, rank, tmp + "/model.safetensors", {kWeights}); !s)
       return s;
-    auto config = nlohmann::json::parse(plan.hf_config_json(), nullptr, false);
-    if (!config.is_object())
-      return Status::error("the plan carries no Hugging Face config.json to export");
-    config["torch_dtype"] = "float32";
-    std::ofstream(tmp + "/config.json") << config.dump(2) << "\n";
+    if (!tmp.empty()) {
+      config["torch_dtype"] = "float32";
+      std::ofstream(tmp + "/config.json") << config.dump(2) << "\n";
+    }
     return Status::ok();
   });
 }
 
 Status saveCheckpoint(const plan::Plan &plan, const HostMemory &memory,
-                      const std::string &dir, const CheckpointState &state) {
-  return io::replaceDirectoryAtomically(dir, [&](const std::string &tmp) -> Status {
-    if (Status s = writeTensors(plan, memory, tmp + "/model.safetensors", {{"", paramBuffer}}, false);
+                      const RankContext *rank, const std::string &dir,
+                      const CheckpointState &state) {
+  return replaceOnRankZero(rank, dir, [&](const std::string &tmp) -> Status {
+    if (Status s = writeRoles(plan, memory, rank, tmp + "/model.safetensors", {kWeights}); !s)
+      return s;
+    if (Status s = writeRoles(plan, memory, rank, tmp + "/optimizer.safetensors",
+                              {kExpAvg, kExpAvgSq});
         !s)
       return s;
-    if (Status s = writeTensors(plan, memory, tmp + "/optimizer.safetensors",
-                                {{"exp_avg.", expAvgBuffer}, {"exp_avg_sq.", expAvgSqBuffer}},
-                                true);
-        !s)
-      return s;
-    nlohmann::json trainer = {{"step", state.step}, {"seed", state.seed},
-                              {"plan_version", plan.version()}};
-    std::ofstream(tmp + "/trainer.json") << trainer.dump(2) << "\n";
+    if (!tmp.empty()) {
+      nlohmann::json trainer = {{"step", state.step}, {"seed", state.seed},
+                                {"plan_version", plan.version()}};
+      std::ofstream(tmp + "/trainer.json") << trainer.dump(2) << "\n";
+    }
     return Status::ok();
   });
 }
 
 Expected<CheckpointState> loadCheckpoint(const plan::Plan &plan, HostMemory &memory,
-                                         const std::string &dir) {
-  if (Status s = io::recoverInterruptedReplace(dir); !s)
-    return s;
+                                         const RankContext *rank, const std::string &dir) {
+  if (!rank || rank->rank() == 0)
+    if (Status s = io::recoverInterruptedReplace(dir); !s)
+      return s;
+  if (rank && rank->world())
+    if (Status s = rank->world()->barrier(); !s)
+      return s;
   std::ifstream in(dir + "/trainer.json");
   auto trainer = nlohmann::json::parse(in, nullptr, false);
   if (!in || !trainer.is_object() || !trainer.contains("step"))
     return Status::error(dir + "/trainer.json: missing or malformed (not a checkpoint "
                                "written by mtrun --save)");
   std::set<std::string> used;
-  auto model = io::openCheckpoint(dir);
+  auto model = io::openSafetensors(dir + "/model.safetensors");
   if (!model)
     return model.status();
-  if (Status s = readTensors(plan, memory, *model, "", paramBuffer, false, used); !s)
-    return Status::error(dir + ": " + s.message());
+  if (Status s = readRole(plan, memory, rank, *model, kWeights, used); !s)
+    return Status::error(dir + "/model.safetensors: " + s.message());
   auto opt = io::openSafetensors(dir + "/optimizer.safetensors");
   if (!opt)
     return opt.status();
-  for (const plan::Parameter &p : plan.parameters()) {
-    if (!p.trainable())
-      continue;
-    for (const auto &[prefix, buffer] : {std::pair{"exp_avg.", p.exp_avg_buffer()},
-                                         std::pair{"exp_avg_sq.", p.exp_avg_sq_buffer()}})
-      for (const HfTensor &t : hfTensorsOf(p))
-        if (Status s = opt->readAsFloat32(prefix + t.name, memory.f32(buffer) + t.offset,
-                                          t.count);
-            !s)
-          return Status::error(dir + "/optimizer.safetensors: " + s.message());
-  }
+  for (const Role *role : {&kExpAvg, &kExpAvgSq})
+    if (Status s = readRole(plan, memory, rank, *opt, *role, used); !s)
+      return Status::error(dir + "/optimizer.safetensors: " + s.message());
   return CheckpointState{trainer["step"].get<int64_t>(), trainer.value("seed", uint64_t(0))};
 }
 

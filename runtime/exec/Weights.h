@@ -4,20 +4,29 @@
 #define MT_RUNTIME_EXEC_WEIGHTS_H
 
 #include "runtime/exec/Memory.h"
+#include "runtime/exec/RankContext.h"
 #include "runtime/support/Status.h"
 
 #include <string>
 
 namespace mt::exec {
 
+// Every function takes the rank (null: a single rank). Parameters split over
+// tensor parallelism are read whole and sliced, and gathered whole to be
+// written: files always hold full Hugging Face tensors, so a checkpoint or
+// an export does not depend on the layout that wrote it. Writers are
+// collective: every rank calls them, world rank 0 writes.
+
 /// Reads every parameter of the plan from a Hugging Face checkpoint
 /// directory (model.safetensors or sharded with model.safetensors.index.json;
 /// bf16/fp16/fp32). Missing, unexpected and mis-shaped tensors are all named.
-Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const std::string &dir);
+Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
+                     const std::string &dir);
 
 /// Writes `dir`/model.safetensors (fp32, HF names, experts split) and
 /// `dir`/config.json, replacing `dir` atomically.
-Status exportHf(const plan::Plan &plan, const HostMemory &memory, const std::string &dir);
+Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
+                const std::string &dir);
 
 struct CheckpointState {
   int64_t step = 0; // optimizer steps done
@@ -27,9 +36,10 @@ struct CheckpointState {
 /// Saves weights, AdamW state and the trainer state into `dir` atomically: a
 /// crash leaves the previous checkpoint intact.
 Status saveCheckpoint(const plan::Plan &plan, const HostMemory &memory,
-                      const std::string &dir, const CheckpointState &state);
+                      const RankContext *rank, const std::string &dir,
+                      const CheckpointState &state);
 Expected<CheckpointState> loadCheckpoint(const plan::Plan &plan, HostMemory &memory,
-                                         const std::string &dir);
+                                         const RankContext *rank, const std::string &dir);
 
 } // namespace mt::exec
 

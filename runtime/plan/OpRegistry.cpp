@@ -109,6 +109,7 @@ std::vector<OpSignature> makeTable() {
       {"add", 2, 2, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(3, n(a)); }},
       {"fill_zero", 0, 0, 1, {"n"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
       {"accumulate", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
+      {"all_reduce", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
       {"moe_router", 2, 2, 3, routerAttrs, {"aux_loss_coeff"}, [router](const Attrs &a) {
          Counts c = router(a);
          return Counts{c[0], c[1], c[2], c[2], 1};

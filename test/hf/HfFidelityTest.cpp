@@ -77,7 +77,7 @@ protected:
 TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
   auto executor = cpu::CpuExecutor::create(plan_, *memory_);
   ASSERT_TRUE(executor) << executor.message();
-  ASSERT_TRUE(exec::loadHfWeights(plan_, *memory_, fixture_));
+  ASSERT_TRUE(exec::loadHfWeights(plan_, *memory_, nullptr, fixture_));
   const plan::Bindings &b = plan_.bindings();
   readIds("input_ids", b.input_ids());
   readIds("labels", b.labels());

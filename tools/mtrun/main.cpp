@@ -1,4 +1,5 @@
 // mtrun: executes a plan written by `mtc compile`.
+#include "runtime/comm/Launcher.h"
 #include "runtime/exec/Trainer.h"
 
 #include <CLI/CLI.hpp>
@@ -8,10 +9,14 @@
 
 int main(int argc, char **argv) {
   CLI::App app{"mtrun: run the training plan that `mtc compile -o plan/` wrote.\n"
+               "One process per rank: --nproc N starts N local ranks; under torchrun,\n"
+               "Slurm or OpenMPI each process reads its rank from the environment.\n"
                "Backend: cpu (fp32 reference)."};
   mt::exec::TrainOptions o;
   std::string backend = "cpu";
   int64_t eos = -1;
+  int nproc = 0;
+  double commTimeout = 300;
   app.add_option("plan", o.planDir, "plan directory")->required();
   app.add_option("--data", o.dataPath, "token file (mt-tokenize writes one)")->required();
   app.add_option("--steps", o.steps, "optimizer steps to run (default: the plan's)");
@@ -28,9 +33,41 @@ int main(int argc, char **argv) {
   app.add_option("--max-skipped-steps", o.maxSkippedSteps,
                  "stop after this many steps in a row with a non-finite gradient norm")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--nproc", nproc, "start this many local ranks (the plan's world size)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--comm-timeout", commTimeout,
+                 "seconds a collective waits for the other ranks before failing")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--backend", backend, "execution backend")
       ->check(CLI::IsMember({"cpu"}))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (nproc > 0) {
+    // Relaunch this command without --nproc as nproc ranks.
+    std::vector<std::string> args;
+    auto self = mt::comm::currentExecutable();
+    if (!self) {
+      std::cerr << "error: " << self.message() << "\n";
+      return 1;
+    }
+    args.push_back(*self);
+    for (int i = 1; i < argc; ++i) {
+      std::string arg = argv[i];
+      if (arg == "--nproc") {
+        ++i;
+        continue;
+      }
+      if (arg.rfind("--nproc=", 0) == 0)
+        continue;
+      args.push_back(arg);
+    }
+    auto code = mt::comm::launchLocal(nproc, args, std::chrono::milliseconds(0));
+    if (!code) {
+      std::cerr << "error: " << code.message() << "\n";
+      return 1;
+    }
+    return *code;
+  }
+  o.commTimeout = std::chrono::milliseconds(int64_t(commTimeout * 1000));
   if (eos >= 0)
     o.eosId = uint32_t(eos);
   if (!o.loadHf.empty() && !o.resumeDir.empty()) {
@@ -43,6 +80,8 @@ int main(int argc, char **argv) {
     std::cerr << "error: " << summary.message() << "\n";
     return 1;
   }
+  if (const char *rank = std::getenv("MT_RANK"); rank && std::string(rank) != "0")
+    return 0; // rank 0 reports
   std::cout << "trained " << summary->steps << " steps (" << summary->skipped
             << " skipped): loss " << summary->firstLoss << " -> " << summary->lastLoss
             << " (mean of the last " << std::min<int64_t>(20, summary->steps)

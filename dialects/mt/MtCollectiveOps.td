@@ -1,0 +1,52 @@
+// Collectives of the `mt` dialect over named mesh axes (pp, dp, cp, ep, tp),
+// inserted by the partitioning passes. Each rank runs the same op on its
+// local values; the mesh and the rank's coordinate come from the plan.
+#ifndef MT_COLLECTIVE_OPS_TD
+#define MT_COLLECTIVE_OPS_TD
+
+
+
+def Mt_AllReduceOp : Mt_Op<"all_reduce",
+    [Pure, SameOperandsAndResultType,
+     DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Sum (or mean) over the ranks of a mesh axis";
+  let description = [{
+    Every rank of the group along `axis` gets the element-wise sum of the
+    group's `input`s (divided by the group size with `average`). Its
+    gradient is the identity: it sums partial results into a value that is
+    replicated over the axis, whose gradient is replicated too (Megatron's
+    reduce-from-tensor-parallel region).
+
+    ```mlir
+    %y = mt.all_reduce %partial {axis = "tp"} : tensor<4x128x64xf32>
+    %g = mt.all_reduce %grad {axis = "dp", average} : tensor<64x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis,
+                       UnitAttr:$average);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def Mt_TPCopyOp : Mt_Op<"tp_copy",
+    [Pure, SameOperandsAndResultType,
+     DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Identity on a replicated value whose gradient is summed over an axis";
+  let description = [{
+    Marks where a value replicated over `axis` enters computations that each
+    rank does on its own shard (column-parallel linears): forward it is the
+    identity; its gradient is the all-reduce over the axis of the gradients
+    (Megatron's copy-to-tensor-parallel region).
+
+    ```mlir
+    %x1 = mt.tp_copy %x {axis = "tp"} : tensor<4x128x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+#endif // MT_COLLECTIVE_OPS_TD

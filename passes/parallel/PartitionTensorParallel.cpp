@@ -1,0 +1,252 @@
+// mt-partition-tp: tensor parallelism by sharding propagation through
+// @forward, with Megatron-Core's layouts as the op rules.
+#include "passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace mt {
+#define GEN_PASS_DEF_PARTITIONTENSORPARALLEL
+#include "passes/Passes.h.inc"
+} // namespace mt
+
+using namespace mlir;
+using namespace mt;
+
+namespace {
+
+/// How a value is laid out over the tp axis: whole on every rank, split
+/// along one dimension, or a partial sum still to be reduced.
+struct Sharding {
+  enum Kind { Replicated, Split } kind = Replicated;
+  int64_t dim = -1;
+  static Sharding split(int64_t d) { return {Split, d}; }
+  bool operator==(const Sharding &o) const { return kind == o.kind && dim == o.dim; }
+};
+
+int64_t rankOf(Value v) { return cast<RankedTensorType>(v.getType()).getRank(); }
+
+/// Inserted collectives belong to the layer of the op they serve.
+void copyLayer(Operation *from, Operation *to) {
+  if (Attribute layer = from->getAttr(MtDialect::kLayerAttrName))
+    to->setAttr(MtDialect::kLayerAttrName, layer);
+}
+
+class Partitioner {
+public:
+  Partitioner(ModuleOp module, int64_t tp) : module_(module), tp_(tp), b_(module.getContext()) {}
+
+  LogicalResult run(func::FuncOp fn) {
+    SmallVector<Operation *> ops;
+    for (Operation &op : fn.getBody().front().without_terminator())
+      ops.push_back(&op);
+    for (Operation *op : ops)
+      if (failed(visit(op)))
+        return failure();
+    return success();
+  }
+
+private:
+  Sharding of(Value v) { return shardings_.lookup(v); }
+
+  /// Splits `v`'s type along `dim` and records the sharding.
+  LogicalResult splitValue(Operation *op, Value v, int64_t dim) {
+    auto t = cast<RankedTensorType>(v.getType());
+    if (t.getDimSize(dim) % tp_ != 0)
+      return op->emitOpError() << "cannot split dimension " << dim << " ("
+                               << t.getDimSize(dim) << ") over tp = " << tp_;
+    SmallVector<int64_t> shape(t.getShape());
+    shape[dim] /= tp_;
+    v.setType(RankedTensorType::get(shape, t.getElementType()));
+    shardings_[v] = Sharding::split(dim);
+    return success();
+  }
+
+  /// Gives the parameter read by `weight` the sharding `dim` (or none).
+  LogicalResult shardWeight(Operation *user, Value value, std::optional<int64_t> dim) {
+    auto weight = value.getDefiningOp<WeightOp>();
+    if (!weight)
+      return user->emitOpError() << "expects a parameter operand to shard";
+    auto param = module_.lookupSymbol<ParamOp>(weight.getParamAttr());
+    if (auto [it, inserted] = paramShards_.try_emplace(param, dim); !inserted) {
+      if (it->second != dim)
+        return user->emitOpError()
+               << "needs parameter " << weight.getParamAttr()
+               << " split differently from an earlier use (tied weights must "
+                  "share one layout)";
+      return success();
+    }
+    if (dim) {
+      if (param.getTensorType().getDimSize(*dim) % tp_ != 0)
+        return user->emitOpError() << "cannot split dimension " << *dim << " of parameter "
+                                   << weight.getParamAttr() << " over tp = " << tp_;
+      param.setShardDim(*dim);
+      param.setShards(tp_);
+    }
+    for (auto w : module_.getOps<func::FuncOp>())
+      w.walk([&](WeightOp read) {
+        if (read.getParamAttr() == weight.getParamAttr())
+          read.getResult().setType(param.getLocalType());
+      });
+    return success();
+  }
+
+  /// Inserts `mt.all_reduce` over tp after `op` for `partial`.
+  void reduceAfter(Operation *op, Value partial) {
+    b_.setInsertionPointAfter(op);
+    auto reduce = AllReduceOp::create(b_, op->getLoc(), partial, b_.getStringAttr("tp"),
+                                      UnitAttr());
+    copyLayer(op, reduce);
+    partial.replaceAllUsesExcept(reduce.getResult(), reduce);
+  }
+
+  LogicalResult visitLinear(LinearOp op) {
+    Sharding in = of(op.getInput());
+    if (in.kind == Sharding::Replicated) { // column-parallel
+      // One copy per value: the gradients of all its column-parallel users
+      // are summed first and all-reduced once.
+      Value &copy = copies_[op.getInput()];
+      if (!copy) {
+        b_.setInsertionPointAfterValue(op.getInput());
+        copy = TPCopyOp::create(b_, op.getLoc(), op.getInput(), b_.getStringAttr("tp"));
+        copyLayer(op, copy.getDefiningOp());
+      }
+      op.getInputMutable().assign(copy);
+      if (failed(shardWeight(op, op.getWeight(), 0)) ||
+          (op.getBias() && failed(shardWeight(op, op.getBias(), 0))))
+        return failure();
+      return splitValue(op, op.getResult(), rankOf(op.getResult()) - 1);
+    }
+    if (in.dim != rankOf(op.getInput()) - 1)
+      return op.emitOpError() << "has an input split on dimension " << in.dim
+                              << ", not on its features";
+    if (op.getBias())
+      return op.emitOpError() << "is row-parallel with a bias, which tensor "
+                                 "parallelism does not support yet";
+    if (failed(shardWeight(op, op.getWeight(), 1))) // row-parallel
+      return failure();
+    reduceAfter(op, op.getResult());
+    return success();
+  }
+
+  LogicalResult visitReshape(ReshapeOp op) {
+    Sharding in = of(op.getInput());
+    if (in.kind == Sharding::Replicated)
+      return success();
+    auto from = cast<RankedTensorType>(op.getInput().getType());
+    auto to = cast<RankedTensorType>(op.getResult().getType());
+    // [.., a*b] split on the last dim <-> [.., a, b] split on a (heads).
+    if (in.dim == from.getRank() - 1 && to.getRank() == from.getRank() + 1)
+      return splitValue(op, op.getResult(), to.getRank() - 2);
+    if (in.dim == from.getRank() - 2 && to.getRank() == from.getRank() - 1)
+      return splitValue(op, op.getResult(), to.getRank() - 1);
+    return op.emitOpError() << "reshapes a value split on dimension " << in.dim
+                            << " in a way tensor parallelism does not support";
+  }
+
+  /// Element-wise ops and norms over an unsplit last dimension keep the
+  /// sharding of their operands, which must agree.
+  LogicalResult visitLocal(Operation *op, ValueRange operands, bool overLastDim) {
+    Sharding s = of(operands.front());
+    for (Value v : operands.drop_front())
+      if (!(of(v) == s))
+        return op->emitOpError() << "has operands laid out differently over tp";
+    if (overLastDim && s.kind == Sharding::Split && s.dim == rankOf(operands.front()) - 1)
+      return op->emitOpError() << "normalizes over a dimension split over tp "
+                                  "(sequence/feature-split norms are not supported)";
+    for (Value r : op->getResults())
+      if (s.kind == Sharding::Split)
+        if (failed(splitValue(op, r, s.dim)))
+          return failure();
+    return success();
+  }
+
+  LogicalResult visit(Operation *op) {
+    return llvm::TypeSwitch<Operation *, LogicalResult>(op)
+        .Case([&](WeightOp) { return success(); })
+        .Case([&](EmbeddingOp e) {
+          if (failed(shardWeight(e, e.getTable(), 0)))
+            return failure();
+          e.setVocabParallelAxis("tp");
+          reduceAfter(e, e.getResult());
+          return success();
+        })
+        .Case([&](LinearOp l) { return visitLinear(l); })
+        .Case([&](ReshapeOp r) { return visitReshape(r); })
+        .Case([&](RMSNormOp n) {
+          if (failed(shardWeight(n, n.getWeight(), std::nullopt)))
+            return failure();
+          // A norm over local heads (Qwen3's q/k norm) sees only this rank's
+          // heads: its weight's gradient is a partial sum over tp.
+          if (of(n.getInput()).kind == Sharding::Split) {
+            b_.setInsertionPoint(n);
+            auto copy = TPCopyOp::create(b_, n.getLoc(), n.getWeight(), b_.getStringAttr("tp"));
+            copyLayer(n, copy);
+            n.getWeightMutable().assign(copy);
+          }
+          return visitLocal(n, n.getInput(), true);
+        })
+        .Case([&](LayerNormOp n) {
+          if (failed(shardWeight(n, n.getWeight(), std::nullopt)) ||
+              failed(shardWeight(n, n.getBias(), std::nullopt)))
+            return failure();
+          return visitLocal(n, n.getInput(), true);
+        })
+        .Case<RotaryOp, GELUOp>([&](auto u) { return visitLocal(u, u->getOperands(), false); })
+        .Case<AddOp, SwiGLUOp>([&](auto u) { return visitLocal(u, u->getOperands(), false); })
+        .Case([&](AttentionOp a) {
+          if (failed(visitLocal(a, a->getOperands(), false)))
+            return failure();
+          if (of(a.getQuery()).kind == Sharding::Split) {
+            a.setNumHeads(a.getNumHeads() / tp_);
+            a.setNumKvHeads(a.getNumKvHeads() / tp_);
+          }
+          return success();
+        })
+        .Case([&](CrossEntropyOp c) {
+          Sharding s = of(c.getLogits());
+          if (s.kind == Sharding::Split)
+            c.setVocabParallelAxis("tp");
+          return success();
+        })
+        .Case<MoERouterOp, ExpertFFNOp>([&](Operation *o) {
+          return o->emitOpError() << "is a mixture-of-experts op: tensor "
+                                     "parallelism of experts is not supported yet";
+        })
+        .Default([&](Operation *o) -> LogicalResult {
+          for (Value v : o->getOperands())
+            if (of(v).kind != Sharding::Replicated)
+              return o->emitOpError() << "has no tensor-parallel rule";
+          return success();
+        });
+  }
+
+  ModuleOp module_;
+  int64_t tp_;
+  OpBuilder b_;
+  DenseMap<Value, Sharding> shardings_;
+  DenseMap<Value, Value> copies_; // replicated value -> its mt.tp_copy
+  DenseMap<Operation *, std::optional<int64_t>> paramShards_;
+};
+
+struct PartitionTensorParallelPass
+    : public mt::impl::PartitionTensorParallelBase<PartitionTensorParallelPass> {
+  using PartitionTensorParallelBase::PartitionTensorParallelBase;
+  void runOnOperation() override {
+    if (tp < 1) {
+      getOperation().emitError() << "mt-partition-tp expects tp >= 1, got " << tp;
+      return signalPassFailure();
+    }
+    if (tp == 1)
+      return;
+    auto fn = getOperation().lookupSymbol<func::FuncOp>("forward");
+    if (!fn) {
+      getOperation().emitError() << "mt-partition-tp expects 'func.func @forward'";
+      return signalPassFailure();
+    }
+    if (failed(Partitioner(getOperation(), tp).run(fn)))
+      return signalPassFailure();
+  }
+};
+
+} // namespace

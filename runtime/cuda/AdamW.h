@@ -1,0 +1,65 @@
+// The optimizer step on the GPU: AdamW on fp32 master weights, fp32 main
+// gradients and fp32 moments, the gradients' sum of squares (for the global
+// norm) and the all-finite check, each over one tensor or over a list of
+// tensors in few launches (multi-tensor apply). CPU reference:
+// runtime/cpu/Optimizer.h.
+#ifndef MT_RUNTIME_CUDA_ADAMW_H
+#define MT_RUNTIME_CUDA_ADAMW_H
+
+#include "runtime/cpu/Optimizer.h"
+#include "runtime/support/Status.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace mt::cuda {
+
+/// One parameter tensor's optimizer buffers, n elements each.
+struct AdamWTensor {
+  float *param;
+  const float *grad;
+  float *m, *v;
+  int64_t n;
+};
+
+/// One read-only fp32 tensor.
+struct FloatSpan {
+  const float *data;
+  int64_t n;
+};
+
+/// torch.optim.AdamW as cpu::adamwStep computes it, with the same fp32
+/// operations in the same order (no contraction into FMAs except torch's
+/// own lerp), so the results are bit-identical to the CPU kernel's. The
+/// gradient scale is p.gradScale, or *deviceGradScale when that is given
+/// (a clipping factor computed on the device, read without a host sync).
+Status adamwStep(std::span<const AdamWTensor> tensors,
+                 const cpu::AdamWParams &p, const float *deviceGradScale,
+                 cudaStream_t stream);
+inline Status adamwStep(float *param, const float *grad, float *m, float *v,
+                        int64_t n, const cpu::AdamWParams &p,
+                        const float *deviceGradScale, cudaStream_t stream) {
+  const AdamWTensor t{param, grad, m, v, n};
+  return adamwStep(std::span(&t, 1), p, deviceGradScale, stream);
+}
+
+/// Bytes of the workspace sumOfSquares needs for these tensors (one fp32
+/// partial per fixed-size chunk).
+size_t sumOfSquaresWorkspaceBytes(std::span<const FloatSpan> tensors);
+/// *out (device double) = sum of x^2 over all tensors: fp32 partials over
+/// fixed 64K-element chunks, summed in fp64 in chunk order; deterministic
+/// and independent of the device.
+Status sumOfSquares(std::span<const FloatSpan> tensors, double *out,
+                    void *workspace, cudaStream_t stream);
+
+/// *finite (device int32) = 1 when no element of any tensor is NaN or +-Inf,
+/// else 0.
+Status allFinite(std::span<const FloatSpan> tensors, int32_t *finite,
+                 cudaStream_t stream);
+
+} // namespace mt::cuda
+
+#endif // MT_RUNTIME_CUDA_ADAMW_H

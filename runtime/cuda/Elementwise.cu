@@ -1,0 +1,517 @@
+// SwiGLU, rotary, embedding, cast and fill kernels (bf16 storage, fp32
+// math), each a grid-stride loop with 16-byte accesses where the shape and
+// pointers allow and a scalar fallback for odd shapes.
+#include "runtime/cuda/Elementwise.h"
+
+#include "runtime/cuda/Check.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace mt::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+/// Enough resident blocks to fill an H100 several times over; grid-stride
+/// loops cover the rest.
+constexpr int64_t kMaxBlocks = 4096;
+
+bool aligned16(const void *p) {
+  return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+int64_t gridFor(int64_t work) {
+  return std::max<int64_t>(1, std::min(kMaxBlocks, (work + kThreads - 1) / kThreads));
+}
+
+template <int V>
+__device__ __forceinline__ void load(const bf16 *p, float (&v)[V]) {
+  if constexpr (V == 8) {
+    const uint4 raw = *reinterpret_cast<const uint4 *>(p);
+    const auto *h = reinterpret_cast<const __nv_bfloat162 *>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(h[i]);
+      v[2 * i] = f.x;
+      v[2 * i + 1] = f.y;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      v[i] = __bfloat162float(p[i]);
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void store(bf16 *p, const float (&v)[V]) {
+  if constexpr (V == 8) {
+    uint4 raw;
+    auto *h = reinterpret_cast<__nv_bfloat162 *>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+    *reinterpret_cast<uint4 *>(p) = raw;
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      p[i] = __float2bfloat16_rn(v[i]);
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void load(const float *p, float (&v)[V]) {
+  if constexpr (V == 8) {
+    const float4 a = reinterpret_cast<const float4 *>(p)[0];
+    const float4 b = reinterpret_cast<const float4 *>(p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+    v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      v[i] = p[i];
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void store(float *p, const float (&v)[V]) {
+  if constexpr (V == 8) {
+    reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      p[i] = v[i];
+  }
+}
+
+/// First element of this thread's V-wide group, and the grid's stride.
+template <int V> __device__ __forceinline__ int64_t groupStart() {
+  return (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
+}
+template <int V> __device__ __forceinline__ int64_t groupStride() {
+  return int64_t(gridDim.x) * blockDim.x * V;
+}
+
+template <int V>
+__global__ void swigluForwardKernel(const bf16 *gate, const bf16 *up, bf16 *y,
+                                    int64_t n) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    float g[V], u[V];
+    load<V>(gate + i, g);
+    load<V>(up + i, u);
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      g[k] = g[k] / (1.0f + expf(-g[k])) * u[k]; // PyTorch's silu form
+    store<V>(y + i, g);
+  }
+}
+
+template <int V>
+__global__ void swigluBackwardKernel(const bf16 *gate, const bf16 *up,
+                                     const bf16 *dy, bf16 *dgate, bf16 *dup,
+                                     int64_t n) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    float g[V], u[V], d[V], dg[V], du[V];
+    load<V>(gate + i, g);
+    load<V>(up + i, u);
+    load<V>(dy + i, d);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const float s = 1.0f / (1.0f + expf(-g[k]));
+      dg[k] = d[k] * u[k] * (s * (1.0f + g[k] * (1.0f - s)));
+      du[k] = d[k] * (g[k] * s);
+    }
+    store<V>(dgate + i, dg);
+    store<V>(dup + i, du);
+  }
+}
+
+/// One thread per rotated pair (i, i + half) of one head of one row. The
+/// products and difference are rounded separately (no FMA), as the CPU
+/// reference computes them.
+__global__ void rotaryKernel(const bf16 *x, bf16 *y, const float2 *cosSin,
+                             int64_t pairs, int64_t seq, int64_t heads,
+                             int64_t half, float sign) {
+  for (int64_t p = groupStart<1>(); p < pairs; p += groupStride<1>()) {
+    const int64_t i = p % half;
+    const int64_t rowHead = p / half; // (row, head) flattened
+    const int64_t s = (rowHead / heads) % seq;
+    const float2 cs = cosSin[s * half + i];
+    const float sn = sign * cs.y;
+    const int64_t at = rowHead * 2 * half + i;
+    const float x1 = __bfloat162float(x[at]);
+    const float x2 = __bfloat162float(x[at + half]);
+    y[at] = __float2bfloat16_rn(__fsub_rn(__fmul_rn(x1, cs.x), __fmul_rn(x2, sn)));
+    y[at + half] =
+        __float2bfloat16_rn(__fadd_rn(__fmul_rn(x2, cs.x), __fmul_rn(x1, sn)));
+  }
+}
+
+template <int V>
+__global__ void embeddingForwardKernel(const int32_t *ids, const bf16 *table,
+                                       bf16 *y, int64_t tokens, int64_t hidden) {
+  const int64_t n = tokens * hidden;
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    const int64_t t = i / hidden, c = i % hidden;
+    const bf16 *src = table + int64_t(ids[t]) * hidden + c;
+    if constexpr (V == 8)
+      *reinterpret_cast<uint4 *>(y + i) = *reinterpret_cast<const uint4 *>(src);
+    else
+      y[i] = *src;
+  }
+}
+
+__global__ void embeddingFirstKernel(const int32_t *ids, int32_t *first,
+                                     int64_t tokens) {
+  for (int64_t t = groupStart<1>(); t < tokens; t += groupStride<1>())
+    atomicMin(first + ids[t], static_cast<int32_t>(t));
+}
+
+/// Columns handled by one thread per tile of the embedding backward.
+constexpr int kEmbedCols = 8;
+
+/// Column e of this thread's tile: contiguous (V = 8, 16-byte accesses) or
+/// strided by the block (V = 1, coalesced scalars).
+template <int V>
+__device__ __forceinline__ int64_t embedColumn(int64_t tile, int e) {
+  return V == 8 ? tile + threadIdx.x * kEmbedCols + e
+                : tile + int64_t(e) * kThreads + threadIdx.x;
+}
+
+/// Block t owns row ids[t] if t is that id's first token; it adds the dy of
+/// every later token with the same id, in token order, tile by tile.
+template <int V>
+__global__ void __launch_bounds__(kThreads)
+    embeddingBackwardKernel(const int32_t *ids, const bf16 *dy, float *dtable,
+                            const int32_t *first, int64_t tokens,
+                            int64_t hidden) {
+  __shared__ int32_t matches[kThreads];
+  __shared__ int32_t warpCount[kThreads / 32];
+  const int64_t owner = blockIdx.x;
+  const int32_t id = ids[owner];
+  if (first[id] != owner)
+    return; // the whole block leaves together
+  float *row = dtable + int64_t(id) * hidden;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int64_t tile = 0; tile < hidden; tile += kThreads * kEmbedCols) {
+    // V = 8: hidden % 8 == 0, so a thread's 8 columns are all in or all out.
+    const bool inRow = V == 8 ? embedColumn<V>(tile, 0) < hidden : true;
+    float acc[kEmbedCols];
+    if constexpr (V == 8) {
+      if (inRow)
+        load<8>(row + embedColumn<V>(tile, 0), acc);
+    } else {
+#pragma unroll
+      for (int e = 0; e < kEmbedCols; ++e) {
+        const int64_t c = embedColumn<V>(tile, e);
+        acc[e] = c < hidden ? row[c] : 0.0f;
+      }
+    }
+    for (int64_t window = owner; window < tokens; window += kThreads) {
+      const int64_t j = window + threadIdx.x;
+      const bool match = j < tokens && ids[j] == id;
+      // Compact the matching tokens of this window, keeping token order.
+      const unsigned ballot = __ballot_sync(0xffffffffu, match);
+      if (lane == 0)
+        warpCount[warp] = __popc(ballot);
+      __syncthreads();
+      int before = 0, total = 0;
+      for (int w = 0; w < kThreads / 32; ++w) {
+        before += w < warp ? warpCount[w] : 0;
+        total += warpCount[w];
+      }
+      if (match)
+        matches[before + __popc(ballot & ((1u << lane) - 1))] = int32_t(j);
+      __syncthreads();
+      for (int k = 0; k < total; ++k) {
+        const bf16 *src = dy + int64_t(matches[k]) * hidden;
+        if constexpr (V == 8) {
+          if (inRow) {
+            float v[8];
+            load<8>(src + embedColumn<V>(tile, 0), v);
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+              acc[e] += v[e];
+          }
+        } else {
+#pragma unroll
+          for (int e = 0; e < kEmbedCols; ++e) {
+            const int64_t c = embedColumn<V>(tile, e);
+            if (c < hidden)
+              acc[e] += __bfloat162float(src[c]);
+          }
+        }
+      }
+      __syncthreads(); // matches and warpCount are rewritten next window
+    }
+    if constexpr (V == 8) {
+      if (inRow)
+        store<8>(row + embedColumn<V>(tile, 0), acc);
+    } else {
+#pragma unroll
+      for (int e = 0; e < kEmbedCols; ++e) {
+        const int64_t c = embedColumn<V>(tile, e);
+        if (c < hidden)
+          row[c] = acc[e];
+      }
+    }
+  }
+}
+
+template <int V>
+__global__ void castFloatToBf16Kernel(const float *in, bf16 *out, int64_t n) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    float v[V];
+    load<V>(in + i, v);
+    store<V>(out + i, v);
+  }
+}
+
+template <int V>
+__global__ void castBf16ToFloatKernel(const bf16 *in, float *out, int64_t n) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    float v[V];
+    load<V>(in + i, v);
+    store<V>(out + i, v);
+  }
+}
+
+/// splitmix64 of (seed, index): a uniform in [0, 1) with 24 random bits.
+__device__ __forceinline__ float uniformAt(uint64_t seed, int64_t i) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + uint64_t(i) + 1;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return float(z >> 40) * (1.0f / 16777216.0f);
+}
+
+template <typename T>
+__global__ void fillUniformKernel(T *x, int64_t n, uint64_t seed, float lo,
+                                  float hi) {
+  for (int64_t i = groupStart<1>(); i < n; i += groupStride<1>()) {
+    const float v = lo + (hi - lo) * uniformAt(seed, i);
+    if constexpr (std::is_same_v<T, bf16>)
+      x[i] = __float2bfloat16_rn(v);
+    else
+      x[i] = v;
+  }
+}
+
+/// Launches kernel<8> when n splits into 16-byte-aligned groups of 8, else
+/// kernel<1>.
+template <typename Launch>
+Status launchVectorized(bool vectorizable, int64_t n, Launch launch,
+                        const char *name) {
+  if (n == 0)
+    return Status::ok();
+  const bool vec = vectorizable && n % 8 == 0;
+  launch(vec, gridFor(vec ? n / 8 : n));
+  const cudaError_t error = cudaGetLastError();
+  if (error != cudaSuccess)
+    return cudaFailure(error, name, __FILE__, __LINE__);
+  return Status::ok();
+}
+
+} // namespace
+
+Status swigluForward(const bf16 *gate, const bf16 *up, bf16 *y, int64_t n,
+                     cudaStream_t stream) {
+  return launchVectorized(
+      aligned16(gate) && aligned16(up) && aligned16(y), n,
+      [&](bool vec, int64_t grid) {
+        if (vec)
+          swigluForwardKernel<8><<<grid, kThreads, 0, stream>>>(gate, up, y, n);
+        else
+          swigluForwardKernel<1><<<grid, kThreads, 0, stream>>>(gate, up, y, n);
+      },
+      "launch swigluForwardKernel");
+}
+
+Status swigluBackward(const bf16 *gate, const bf16 *up, const bf16 *dy,
+                      bf16 *dgate, bf16 *dup, int64_t n, cudaStream_t stream) {
+  const bool aligned = aligned16(gate) && aligned16(up) && aligned16(dy) &&
+                       aligned16(dgate) && aligned16(dup);
+  return launchVectorized(
+      aligned, n,
+      [&](bool vec, int64_t grid) {
+        if (vec)
+          swigluBackwardKernel<8><<<grid, kThreads, 0, stream>>>(
+              gate, up, dy, dgate, dup, n);
+        else
+          swigluBackwardKernel<1><<<grid, kThreads, 0, stream>>>(
+              gate, up, dy, dgate, dup, n);
+      },
+      "launch swigluBackwardKernel");
+}
+
+Expected<RotaryTable> RotaryTable::create(const cpu::RotaryParams &params,
+                                          int64_t maxSeq, int64_t headDim) {
+  if (headDim <= 0 || headDim % 2 != 0 || maxSeq <= 0)
+    return Status::error(errorContext() + "RotaryTable: headDim (" +
+                         std::to_string(headDim) + ") must be even and > 0, " +
+                         "maxSeq (" + std::to_string(maxSeq) + ") > 0");
+  const int64_t half = headDim / 2;
+  std::vector<double> invFreq(half);
+  cpu::rotaryInverseFrequencies(params, headDim, invFreq.data());
+  std::vector<float2> host(static_cast<size_t>(maxSeq * half));
+  for (int64_t s = 0; s < maxSeq; ++s)
+    for (int64_t i = 0; i < half; ++i) {
+      // runtime/cpu/Attention.cpp's rotaryCosSin: fp32 angle, fp64 cos/sin.
+      const float angle = static_cast<float>(s) * static_cast<float>(invFreq[i]);
+      host[s * half + i] =
+          make_float2(static_cast<float>(std::cos(static_cast<double>(angle))),
+                      static_cast<float>(std::sin(static_cast<double>(angle))));
+    }
+  RotaryTable table;
+  MT_CUDA_CHECK(cudaMalloc(&table.cosSin_, host.size() * sizeof(float2)));
+  table.maxSeq_ = maxSeq;
+  table.headDim_ = headDim;
+  MT_CUDA_CHECK(cudaMemcpy(table.cosSin_, host.data(),
+                           host.size() * sizeof(float2), cudaMemcpyHostToDevice));
+  return table;
+}
+
+RotaryTable::RotaryTable(RotaryTable &&other) noexcept {
+  *this = std::move(other);
+}
+
+RotaryTable &RotaryTable::operator=(RotaryTable &&other) noexcept {
+  if (this != &other) {
+    if (cosSin_)
+      (void)cudaFree(cosSin_); // a destructor path: nothing to report to
+    cosSin_ = std::exchange(other.cosSin_, nullptr);
+    maxSeq_ = std::exchange(other.maxSeq_, 0);
+    headDim_ = std::exchange(other.headDim_, 0);
+  }
+  return *this;
+}
+
+RotaryTable::~RotaryTable() {
+  if (cosSin_)
+    (void)cudaFree(cosSin_);
+}
+
+static Status rotaryApply(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
+                          int64_t heads, const RotaryTable &table, float sign,
+                          cudaStream_t stream) {
+  if (seq > table.maxSeq())
+    return Status::error(errorContext() + "rotary: seq (" + std::to_string(seq) +
+                         ") exceeds the table's maxSeq (" +
+                         std::to_string(table.maxSeq()) + ")");
+  const int64_t half = table.headDim() / 2;
+  const int64_t pairs = batch * seq * heads * half;
+  if (pairs == 0)
+    return Status::ok();
+  rotaryKernel<<<gridFor(pairs), kThreads, 0, stream>>>(
+      x, y, table.cosSin(), pairs, seq, heads, half, sign);
+  MT_CUDA_CHECK_LAUNCH("rotaryKernel");
+  return Status::ok();
+}
+
+Status rotaryForward(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
+                     int64_t heads, const RotaryTable &table,
+                     cudaStream_t stream) {
+  return rotaryApply(x, y, batch, seq, heads, table, 1.0f, stream);
+}
+
+Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
+                      int64_t heads, const RotaryTable &table,
+                      cudaStream_t stream) {
+  return rotaryApply(dy, dx, batch, seq, heads, table, -1.0f, stream);
+}
+
+Status embeddingForward(const int32_t *ids, const bf16 *table, bf16 *y,
+                        int64_t tokens, int64_t hidden, cudaStream_t stream) {
+  const int64_t n = tokens * hidden;
+  return launchVectorized(
+      hidden % 8 == 0 && aligned16(table) && aligned16(y), n,
+      [&](bool vec, int64_t grid) {
+        if (vec)
+          embeddingForwardKernel<8><<<grid, kThreads, 0, stream>>>(
+              ids, table, y, tokens, hidden);
+        else
+          embeddingForwardKernel<1><<<grid, kThreads, 0, stream>>>(
+              ids, table, y, tokens, hidden);
+      },
+      "launch embeddingForwardKernel");
+}
+
+size_t embeddingBackwardWorkspaceBytes(int64_t vocab) {
+  return static_cast<size_t>(vocab) * sizeof(int32_t);
+}
+
+Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
+                         void *workspace, int64_t tokens, int64_t vocab,
+                         int64_t hidden, cudaStream_t stream) {
+  if (tokens == 0 || hidden == 0)
+    return Status::ok();
+  if (tokens > INT32_MAX - 1)
+    return Status::error(errorContext() + "embeddingBackward: tokens (" +
+                         std::to_string(tokens) + ") must fit in int32");
+  auto *first = static_cast<int32_t *>(workspace);
+  // 0x7f7f7f7f: larger than any token index, so atomicMin finds the first.
+  MT_CUDA_CHECK(cudaMemsetAsync(first, 0x7f, embeddingBackwardWorkspaceBytes(vocab),
+                                stream));
+  embeddingFirstKernel<<<gridFor(tokens), kThreads, 0, stream>>>(ids, first,
+                                                                 tokens);
+  MT_CUDA_CHECK_LAUNCH("embeddingFirstKernel");
+  if (hidden % 8 == 0 && aligned16(dy) && aligned16(dtable))
+    embeddingBackwardKernel<8><<<tokens, kThreads, 0, stream>>>(
+        ids, dy, dtable, first, tokens, hidden);
+  else
+    embeddingBackwardKernel<1><<<tokens, kThreads, 0, stream>>>(
+        ids, dy, dtable, first, tokens, hidden);
+  MT_CUDA_CHECK_LAUNCH("embeddingBackwardKernel");
+  return Status::ok();
+}
+
+Status castFloatToBf16(const float *in, bf16 *out, int64_t n,
+                       cudaStream_t stream) {
+  return launchVectorized(
+      aligned16(in) && aligned16(out), n,
+      [&](bool vec, int64_t grid) {
+        if (vec)
+          castFloatToBf16Kernel<8><<<grid, kThreads, 0, stream>>>(in, out, n);
+        else
+          castFloatToBf16Kernel<1><<<grid, kThreads, 0, stream>>>(in, out, n);
+      },
+      "launch castFloatToBf16Kernel");
+}
+
+Status castBf16ToFloat(const bf16 *in, float *out, int64_t n,
+                       cudaStream_t stream) {
+  return launchVectorized(
+      aligned16(in) && aligned16(out), n,
+      [&](bool vec, int64_t grid) {
+        if (vec)
+          castBf16ToFloatKernel<8><<<grid, kThreads, 0, stream>>>(in, out, n);
+        else
+          castBf16ToFloatKernel<1><<<grid, kThreads, 0, stream>>>(in, out, n);
+      },
+      "launch castBf16ToFloatKernel");
+}
+
+Status fillUniform(float *x, int64_t n, uint64_t seed, float lo, float hi,
+                   cudaStream_t stream) {
+  if (n == 0)
+    return Status::ok();
+  fillUniformKernel<float><<<gridFor(n), kThreads, 0, stream>>>(x, n, seed, lo, hi);
+  MT_CUDA_CHECK_LAUNCH("fillUniformKernel<float>");
+  return Status::ok();
+}
+
+Status fillUniform(bf16 *x, int64_t n, uint64_t seed, float lo, float hi,
+                   cudaStream_t stream) {
+  if (n == 0)
+    return Status::ok();
+  fillUniformKernel<bf16><<<gridFor(n), kThreads, 0, stream>>>(x, n, seed, lo, hi);
+  MT_CUDA_CHECK_LAUNCH("fillUniformKernel<bf16>");
+  return Status::ok();
+}
+
+} // namespace mt::cuda

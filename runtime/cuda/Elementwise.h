@@ -1,0 +1,102 @@
+// Element-wise and gather/scatter kernels on bf16 activations: SwiGLU,
+// rotary position embedding, token embedding, fp32<->bf16 casts and a
+// counter-based uniform fill. CPU references: runtime/cpu/Dense.h and
+// runtime/cpu/Attention.h.
+//
+// Gradients: bf16 activation gradients are WRITTEN (each has one producer
+// in the step; sums of several are fused into the producer, e.g. the
+// dresidual input of rmsnormBackward); fp32 parameter gradients are ADDED.
+#ifndef MT_RUNTIME_CUDA_ELEMENTWISE_H
+#define MT_RUNTIME_CUDA_ELEMENTWISE_H
+
+#include "runtime/cpu/Attention.h"
+#include "runtime/support/Status.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mt::cuda {
+
+using bf16 = __nv_bfloat16;
+
+/// y = silu(gate) * up over n elements.
+Status swigluForward(const bf16 *gate, const bf16 *up, bf16 *y, int64_t n,
+                     cudaStream_t stream);
+/// dgate = dy * up * silu'(gate), dup = dy * silu(gate) (written).
+Status swigluBackward(const bf16 *gate, const bf16 *up, const bf16 *dy,
+                      bf16 *dgate, bf16 *dup, int64_t n, cudaStream_t stream);
+
+/// cos and sin of every (position, frequency) pair for positions
+/// [0, maxSeq), computed on the host exactly as runtime/cpu/Attention.cpp
+/// does (HF's fp32 inverse frequencies from cpu::rotaryInverseFrequencies,
+/// the fp32 angle, cos/sin in fp64 rounded to fp32) and kept on the device:
+/// the GPU and CPU rotate by bit-identical factors.
+class RotaryTable {
+public:
+  static Expected<RotaryTable> create(const cpu::RotaryParams &params,
+                                      int64_t maxSeq, int64_t headDim);
+  RotaryTable(RotaryTable &&other) noexcept;
+  RotaryTable &operator=(RotaryTable &&other) noexcept;
+  RotaryTable(const RotaryTable &) = delete;
+  RotaryTable &operator=(const RotaryTable &) = delete;
+  ~RotaryTable();
+
+  int64_t maxSeq() const { return maxSeq_; }
+  int64_t headDim() const { return headDim_; }
+  /// [maxSeq, headDim / 2] pairs (cos, sin) on the device.
+  const float2 *cosSin() const { return cosSin_; }
+
+private:
+  RotaryTable() = default;
+  float2 *cosSin_ = nullptr;
+  int64_t maxSeq_ = 0, headDim_ = 0;
+};
+
+/// x, y [batch, seq, heads, headDim] (headDim of the table, seq <= its
+/// maxSeq); position of (b, s) is s. Rotate-half, as cpu::rotaryForward.
+/// y may alias x.
+Status rotaryForward(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
+                     int64_t heads, const RotaryTable &table,
+                     cudaStream_t stream);
+/// dx = rotation of dy by -angle (written); dx may alias dy.
+Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
+                      int64_t heads, const RotaryTable &table,
+                      cudaStream_t stream);
+
+/// y[t, :] = table[ids[t], :]; ids in [0, vocab) (validated by the loader).
+Status embeddingForward(const int32_t *ids, const bf16 *table, bf16 *y,
+                        int64_t tokens, int64_t hidden, cudaStream_t stream);
+
+/// Bytes of the workspace embeddingBackward needs (one int32 per row).
+size_t embeddingBackwardWorkspaceBytes(int64_t vocab);
+/// dtable[ids[t], :] += dy[t, :] into the fp32 main gradient.
+/// Deterministic and sort-free: the first token of each id (found with an
+/// order-independent atomicMin) owns the row and adds every occurrence's
+/// dy in token order, exactly the CPU kernel's order, so the result is
+/// bit-identical to cpu::embeddingBackward. Cost: one scan of the later ids
+/// per distinct id (L2-resident), and an id's occurrences are summed by one
+/// block, so a batch dominated by one id (e.g. padding) serializes on it.
+Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
+                         void *workspace, int64_t tokens, int64_t vocab,
+                         int64_t hidden, cudaStream_t stream);
+
+/// Round-to-nearest-even fp32 -> bf16 (NaN stays NaN, overflow -> inf).
+Status castFloatToBf16(const float *in, bf16 *out, int64_t n,
+                       cudaStream_t stream);
+/// Exact bf16 -> fp32.
+Status castBf16ToFloat(const bf16 *in, float *out, int64_t n,
+                       cudaStream_t stream);
+
+/// x[i] = lo + (hi - lo) * u(seed, i) with u a counter-based hash in [0, 1):
+/// the same values on any launch shape (initialization, tests, benchmarks).
+Status fillUniform(float *x, int64_t n, uint64_t seed, float lo, float hi,
+                   cudaStream_t stream);
+Status fillUniform(bf16 *x, int64_t n, uint64_t seed, float lo, float hi,
+                   cudaStream_t stream);
+
+} // namespace mt::cuda
+
+#endif // MT_RUNTIME_CUDA_ELEMENTWISE_H

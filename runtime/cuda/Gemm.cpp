@@ -1,0 +1,218 @@
+// GemmRunner: the linear layer's products on cuBLASLt (bf16 x bf16, fp32
+// accumulation), mapped from row-major HF layouts to cuBLAS's column-major.
+#include "runtime/cuda/Gemm.h"
+
+#include "runtime/cuda/Check.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+namespace mt::cuda {
+
+namespace {
+
+/// Largest power of two (up to 256, cuBLASLt's default assumption) dividing
+/// the address: the heuristic must not pick a kernel that needs more.
+int64_t alignmentOf(const void *p) {
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  int64_t align = 256;
+  while (align > 1 && address % align != 0)
+    align /= 2;
+  return align;
+}
+
+std::string shapeText(int64_t m, int64_t n, int64_t k) {
+  return "m=" + std::to_string(m) + " n=" + std::to_string(n) +
+         " k=" + std::to_string(k);
+}
+
+} // namespace
+
+Expected<GemmRunner> GemmRunner::create(size_t workspaceBytes) {
+  GemmRunner runner;
+  MT_CUBLAS_CHECK(cublasLtCreate(&runner.handle_));
+  if (workspaceBytes) {
+    MT_CUDA_CHECK(cudaMalloc(&runner.workspace_, workspaceBytes));
+    runner.workspaceBytes_ = workspaceBytes;
+  }
+  return runner;
+}
+
+GemmRunner::GemmRunner(GemmRunner &&other) noexcept { *this = std::move(other); }
+
+GemmRunner &GemmRunner::operator=(GemmRunner &&other) noexcept {
+  if (this != &other) {
+    release();
+    handle_ = std::exchange(other.handle_, nullptr);
+    workspace_ = std::exchange(other.workspace_, nullptr);
+    workspaceBytes_ = std::exchange(other.workspaceBytes_, 0);
+    plans_ = std::move(other.plans_);
+    other.plans_.clear();
+  }
+  return *this;
+}
+
+GemmRunner::~GemmRunner() { release(); }
+
+Status GemmRunner::destroyPlan(Plan &plan) {
+  if (plan.a)
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(plan.a));
+  if (plan.b)
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(plan.b));
+  if (plan.c)
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(plan.c));
+  if (plan.d)
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(plan.d));
+  if (plan.desc)
+    MT_CUBLAS_CHECK(cublasLtMatmulDescDestroy(plan.desc));
+  plan = Plan{};
+  return Status::ok();
+}
+
+// A destructor cannot report: failures while releasing are dropped, as the
+// handle and memory are gone either way.
+void GemmRunner::release() {
+  for (auto &[key, plan] : plans_)
+    (void)destroyPlan(plan);
+  plans_.clear();
+  if (workspace_)
+    (void)cudaFree(workspace_);
+  if (handle_)
+    (void)cublasLtDestroy(handle_);
+  workspace_ = nullptr;
+  handle_ = nullptr;
+  workspaceBytes_ = 0;
+}
+
+Expected<GemmRunner::Plan *> GemmRunner::plan(const Key &key,
+                                              const Problem &pr) {
+  if (auto it = plans_.find(key); it != plans_.end())
+    return &it->second;
+  Plan plan;
+  // Destroys what was created so far when a later step fails.
+  auto fail = [&](Status error) -> Expected<Plan *> {
+    (void)destroyPlan(plan);
+    return error;
+  };
+  auto check = [](cublasStatus_t s, const char *call) {
+    return s == CUBLAS_STATUS_SUCCESS
+               ? Status::ok()
+               : cublasFailure(s, call, __FILE__, __LINE__);
+  };
+#define MT_PLAN_STEP(call)                                                     \
+  if (Status s = check((call), #call); !s.isOk())                              \
+    return fail(std::move(s));
+  MT_PLAN_STEP(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const int32_t transA = pr.transA, transB = pr.transB;
+  MT_PLAN_STEP(cublasLtMatmulDescSetAttribute(
+      plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transA, sizeof(transA)));
+  MT_PLAN_STEP(cublasLtMatmulDescSetAttribute(
+      plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &transB, sizeof(transB)));
+  if (pr.bias) {
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const cudaDataType_t biasType = CUDA_R_16BF;
+    MT_PLAN_STEP(cublasLtMatmulDescSetAttribute(
+        plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    MT_PLAN_STEP(cublasLtMatmulDescSetAttribute(
+        plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &biasType,
+        sizeof(biasType)));
+  }
+  // Stored (pre-op) shapes: op(A) is m x k, op(B) is k x n.
+  const bool ta = pr.transA == CUBLAS_OP_T, tb = pr.transB == CUBLAS_OP_T;
+  MT_PLAN_STEP(cublasLtMatrixLayoutCreate(&plan.a, pr.abType, ta ? pr.k : pr.m,
+                                          ta ? pr.m : pr.k, pr.lda));
+  MT_PLAN_STEP(cublasLtMatrixLayoutCreate(&plan.b, pr.abType, tb ? pr.n : pr.k,
+                                          tb ? pr.k : pr.n, pr.ldb));
+  MT_PLAN_STEP(cublasLtMatrixLayoutCreate(&plan.c, pr.cdType, pr.m, pr.n, pr.ldc));
+  MT_PLAN_STEP(cublasLtMatrixLayoutCreate(&plan.d, pr.cdType, pr.m, pr.n, pr.ldc));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  MT_PLAN_STEP(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t workspace = workspaceBytes_;
+  const uint32_t align = static_cast<uint32_t>(std::get<4>(key));
+  cublasLtMatmulHeuristicResult_t result{};
+  int returned = 0;
+  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
+      sizeof(workspace));
+  for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+    if (status == CUBLAS_STATUS_SUCCESS)
+      status = cublasLtMatmulPreferenceSetAttribute(pref, attr, &align,
+                                                    sizeof(align));
+  if (status == CUBLAS_STATUS_SUCCESS)
+    status = cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b,
+                                            plan.c, plan.d, pref, 1, &result,
+                                            &returned);
+  const cublasStatus_t destroyed = cublasLtMatmulPreferenceDestroy(pref);
+  MT_PLAN_STEP(status);
+  MT_PLAN_STEP(destroyed);
+#undef MT_PLAN_STEP
+  if (returned == 0)
+    return fail(Status::error(errorContext() +
+                              "cuBLASLt has no algorithm for the product " +
+                              shapeText(pr.m, pr.n, pr.k)));
+  plan.algo = result.algo;
+  return &plans_.emplace(key, plan).first->second;
+}
+
+Status GemmRunner::run(Op op, const Problem &pr, const void *a, const void *b,
+                       void *d, float beta, const void *bias,
+                       cudaStream_t stream) {
+  if (pr.m == 0 || pr.n == 0)
+    return Status::ok();
+  const int64_t align = std::min(std::min(alignmentOf(a), alignmentOf(b)),
+                           alignmentOf(d));
+  const Key key{op, pr.m, pr.n, pr.k, align};
+  Expected<Plan *> found = plan(key, pr);
+  if (!found)
+    return found.status();
+  Plan &p = **found;
+  if (pr.bias)
+    MT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  const float alpha = 1.0f;
+  // C and D are the same buffer: beta = 1 accumulates in place.
+  MT_CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta,
+                                 d, p.c, d, p.d, &p.algo, workspace_,
+                                 workspaceBytes_, stream));
+  return Status::ok();
+}
+
+// Row-major y [T, O] is column-major yᵀ (O x T, ld O); w [O, I] is
+// column-major W_c (I x O, ld I); x [T, I] is X_c (I x T, ld I). So
+// yᵀ = W_cᵀ X_c: m = O, n = T, k = I ("TN", cuBLASLt's fastest layout).
+Status GemmRunner::linearForward(const bf16 *x, const bf16 *w, const bf16 *bias,
+                                 bf16 *y, int64_t tokens, int64_t in,
+                                 int64_t out, cudaStream_t stream) {
+  const Problem pr{CUBLAS_OP_T, CUBLAS_OP_N, out, tokens, in, in, in, out,
+                   CUDA_R_16BF, CUDA_R_16BF, bias != nullptr};
+  return run(bias ? Op::ForwardBias : Op::Forward, pr, w, x, y, 0.0f, bias,
+             stream);
+}
+
+// dxᵀ (I x T) = W_c (I x O) dyᵀ (O x T): m = I, n = T, k = O, "NN".
+Status GemmRunner::linearBackwardInput(const bf16 *dy, const bf16 *w, bf16 *dx,
+                                       int64_t tokens, int64_t in, int64_t out,
+                                       cudaStream_t stream, bool accumulate) {
+  const Problem pr{CUBLAS_OP_N, CUBLAS_OP_N, in, tokens, out, in, out, in,
+                   CUDA_R_16BF, CUDA_R_16BF, false};
+  return run(Op::BackwardInput, pr, w, dy, dx, accumulate ? 1.0f : 0.0f,
+             nullptr, stream);
+}
+
+// dWᵀ (I x O, ld I) += xᵀ (I x T) dy (T x O): A = X_c (I x T, ld I) "N",
+// B = dyᵀ stored as O x T (ld O) "T"; m = I, n = O, k = T; C/D fp32.
+Status GemmRunner::linearBackwardWeight(const bf16 *x, const bf16 *dy, float *dw,
+                                        int64_t tokens, int64_t in, int64_t out,
+                                        cudaStream_t stream) {
+  const Problem pr{CUBLAS_OP_N, CUBLAS_OP_T, in, out, tokens, in, out, in,
+                   CUDA_R_16BF, CUDA_R_32F, false};
+  return run(Op::BackwardWeight, pr, x, dy, dw, 1.0f, nullptr, stream);
+}
+
+} // namespace mt::cuda

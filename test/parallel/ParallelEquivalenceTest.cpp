@@ -1,0 +1,80 @@
+// Every parallel layout computes the single rank's training step: each of 3
+// steps' loss and gradient norm, and every updated weight (gathered to full
+// HF tensors by --export-hf), within the fp32 tolerances of test/Tolerances.h.
+// The runs are made by run-layouts.sh (a ctest fixture).
+#include "runtime/io/Safetensors.h"
+#include "test/Tolerances.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+
+namespace mt {
+namespace {
+
+struct Step {
+  double loss, gradNorm;
+};
+
+std::vector<Step> readMetrics(const std::string &path) {
+  std::vector<Step> steps;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    steps.push_back({j["loss"].get<double>(), j["grad_norm"].get<double>()});
+  }
+  return steps;
+}
+
+using Case = std::tuple<std::string, std::string>; // model, layout
+
+class ParallelEquivalence : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ParallelEquivalence, MatchesTheSingleRank) {
+  auto [model, layout] = GetParam();
+  std::string dir = std::string(MT_PARALLEL_RUNS_DIR) + "/" + model + "/";
+  std::vector<Step> ref = readMetrics(dir + "single.jsonl"), got = readMetrics(dir + layout + ".jsonl");
+  ASSERT_EQ(ref.size(), 3u);
+  ASSERT_EQ(got.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_NEAR(got[i].loss, ref[i].loss, tolerance::kParallelRel * ref[i].loss) << "step " << i + 1;
+    EXPECT_NEAR(got[i].gradNorm, ref[i].gradNorm, tolerance::kParallelRel * ref[i].gradNorm)
+        << "step " << i + 1;
+  }
+  auto a = io::openSafetensors(dir + "single.hf/model.safetensors");
+  auto b = io::openSafetensors(dir + layout + ".hf/model.safetensors");
+  ASSERT_TRUE(a) << a.message();
+  ASSERT_TRUE(b) << b.message();
+  ASSERT_EQ(a->tensors().size(), b->tensors().size());
+  for (const io::TensorInfo &t : a->tensors()) {
+    const io::TensorInfo *other = b->find(t.name);
+    ASSERT_NE(other, nullptr) << t.name;
+    ASSERT_EQ(other->shape, t.shape) << t.name;
+    std::vector<float> x(t.numElements()), y(t.numElements());
+    ASSERT_TRUE(a->readAsFloat32(t.name, x.data(), x.size()));
+    ASSERT_TRUE(b->readAsFloat32(t.name, y.data(), y.size()));
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      worst = std::max(worst, double(std::fabs(x[i] - y[i])));
+      scale = std::max(scale, double(std::fabs(x[i])));
+    }
+    EXPECT_LE(worst, tolerance::kParallelRel * scale) << t.name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, ParallelEquivalence,
+    ::testing::Combine(::testing::Values("llama-4l-tied", "qwen2-4l-untied"),
+                       ::testing::Values("tp2", "dp2", "tp2_dp2")),
+    [](const auto &info) {
+      std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param);
+      for (char &c : name)
+        if (c == '-')
+          c = '_';
+      return name;
+    });
+
+} // namespace
+} // namespace mt

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Trains each model of test/parallel/configs for 3 steps on every layout
+# (the single rank first), with the same seed and global batch, writing each
+# run's metrics and gathered HF export: OUT/<model>/<layout>.jsonl and
+# OUT/<model>/<layout>.hf/. Usage: run-layouts.sh BIN_DIR OUT_DIR
+set -euo pipefail
+bin=$1 out=$2
+here=$(cd "$(dirname "$0")" && pwd)
+layouts=("single:" "tp2:--tp 2" "dp2:--dp 2" "tp2_dp2:--tp 2 --dp 2")
+rm -rf "$out" && mkdir -p "$out"
+python3 - "$out/tokens.bin" <<'PY'
+import random, struct, sys
+random.seed(0)
+n = 4000
+tokens = [random.randrange(96) for _ in range(n)]
+with open(sys.argv[1], "wb") as f:  # runtime/io/TokenFile.h, version 1
+    f.write(b"MTTOKENS" + struct.pack("<IIQQ", 1, 2, 96, n) + bytes(32))
+    f.write(struct.pack(f"<{n}H", *tokens))
+PY
+for config in "$here"/configs/*.json; do
+  model=$(basename "$config" .json)
+  mkdir -p "$out/$model"
+  "$bin/mtc" import-hf "$config" --seq 16 --micro-batch 2 -o "$out/$model/model.mlir"
+  for entry in "${layouts[@]}"; do
+    name=${entry%%:*} flags=${entry#*:}
+    ranks=1
+    [[ $flags == *"--tp 2"* ]] && ranks=$((ranks * 2))
+    [[ $flags == *"--dp 2"* ]] && ranks=$((ranks * 2))
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$out/$model/model.mlir" $flags --global-batch 8 --lr 1e-3 \
+      --warmup-steps 1 --train-steps 3 --weight-decay 0.1 --adam-eps 1e-4 -o "$out/$model/$name.plan"
+    "$bin/mtrun" "$out/$model/$name.plan" --nproc "$ranks" --data "$out/tokens.bin" \
+      --steps 3 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
+      --export-hf "$out/$model/$name.hf" > /dev/null
+  done
+done

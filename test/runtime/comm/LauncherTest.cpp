@@ -1,0 +1,188 @@
+// launchLocal: ranks as processes (small /bin/sh programs), their variables,
+// exit codes, stopping the others on a failure, time limit, signals; and a
+// real multi-process job (this test binary as the ranks).
+#include "runtime/comm/Communicator.h"
+#include "runtime/comm/Launcher.h"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <unistd.h>
+
+using namespace mt::comm;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "mtlaunch-XXXXXX").string();
+    path = mkdtemp(pattern.data());
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+// `sh -c script sh arg`: the script sees `arg` as $1.
+std::vector<std::string> shell(const std::string &script, const std::string &arg = "") {
+  return {"/bin/sh", "-c", script, "sh", arg};
+}
+
+double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string readFile(const std::string &path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+} // namespace
+
+TEST(Launcher, EveryRankGetsItsVariables) {
+  TempDir out;
+  setenv("MT_RANK", "99", 1); // inherited values are replaced, not duplicated
+  std::ostringstream log;
+  auto code = launchLocal(
+      3,
+      shell(R"sh([ "$MT_WORLD_SIZE" = 3 ] && [ "$MT_LOCAL_RANK" = "$MT_RANK" ] &&
+               [ -d "$MT_RENDEZVOUS" ] && [ "$MT_COMM_HOST" = 127.0.0.1 ] &&
+               [ "$(env | grep -c '^MT_RANK=')" = 1 ] &&
+               echo "$MT_RENDEZVOUS" > "$1/rank-$MT_RANK")sh",
+            out.path),
+      0ms, log);
+  unsetenv("MT_RANK");
+  ASSERT_TRUE(code.isOk()) << code.message();
+  EXPECT_EQ(*code, 0) << log.str();
+  std::string rendezvous = readFile(out.path + "/rank-0");
+  EXPECT_NE(rendezvous.find("mtrun-"), std::string::npos);
+  for (int r = 1; r < 3; ++r)
+    EXPECT_EQ(readFile(out.path + "/rank-" + std::to_string(r)), rendezvous) << r;
+  EXPECT_FALSE(fs::exists(rendezvous.substr(0, rendezvous.size() - 1)))
+      << "the rendezvous directory is removed at the end";
+}
+
+TEST(Launcher, FailingRankStopsTheOthers) {
+  std::ostringstream log;
+  auto start = Clock::now();
+  auto code = launchLocal(3, shell(R"([ "$MT_RANK" = 1 ] && exit 3; exec sleep 30)"), 0ms, log);
+  ASSERT_TRUE(code.isOk()) << code.message();
+  EXPECT_EQ(*code, 3);
+  EXPECT_NE(log.str().find("rank 1 exited with status 3"), std::string::npos) << log.str();
+  EXPECT_LT(secondsSince(start), 5.0);
+}
+
+TEST(Launcher, RankIgnoringSigtermIsKilled) {
+  std::ostringstream log;
+  auto start = Clock::now();
+  auto code = launchLocal(
+      2, shell(R"([ "$MT_RANK" = 0 ] && { sleep 0.2; exit 1; }; trap '' TERM; sleep 30)"), 0ms,
+      log);
+  ASSERT_TRUE(code.isOk()) << code.message();
+  EXPECT_EQ(*code, 1);
+  EXPECT_NE(log.str().find("rank 0 exited with status 1"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("sending SIGKILL"), std::string::npos) << log.str();
+  double seconds = secondsSince(start);
+  EXPECT_GT(seconds, 2.5); // the grace period
+  EXPECT_LT(seconds, 8.0);
+}
+
+TEST(Launcher, RankKilledBySignal) {
+  std::ostringstream log;
+  auto code = launchLocal(2, shell(R"([ "$MT_RANK" = 1 ] && kill -9 $$; exec sleep 30)"), 0ms,
+                          log);
+  ASSERT_TRUE(code.isOk()) << code.message();
+  EXPECT_EQ(*code, 128 + 9);
+  EXPECT_NE(log.str().find("rank 1 was killed by signal 9"), std::string::npos) << log.str();
+}
+
+TEST(Launcher, TimeLimitStopsTheJob) {
+  std::ostringstream log;
+  auto start = Clock::now();
+  auto code = launchLocal(2, shell("exec sleep 30"), 300ms, log);
+  ASSERT_TRUE(code.isOk()) << code.message();
+  EXPECT_EQ(*code, 124);
+  EXPECT_NE(log.str().find("time limit"), std::string::npos) << log.str();
+  EXPECT_LT(secondsSince(start), 4.0);
+}
+
+TEST(Launcher, ForwardsSigintToTheRanks) {
+  TempDir out;
+  std::ostringstream log;
+  mt::Expected<int> code = mt::Status::error("not run");
+  auto start = Clock::now();
+  std::thread launcher([&] {
+    code = launchLocal(2, shell(R"(touch "$1/started-$MT_RANK"; exec sleep 30)", out.path), 0ms,
+                       log);
+  });
+  // The handlers are installed before the first fork, so once both ranks
+  // have started, SIGINT reaches launchLocal rather than killing this test.
+  auto giveUp = Clock::now() + 10s;
+  while (!(fs::exists(out.path + "/started-0") && fs::exists(out.path + "/started-1")) &&
+         Clock::now() < giveUp)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(fs::exists(out.path + "/started-1"));
+  kill(getpid(), SIGINT);
+  launcher.join();
+  ASSERT_TRUE(code.isOk()) << code.message();
+  EXPECT_EQ(*code, 128 + SIGINT);
+  EXPECT_NE(log.str().find("forwarding signal 2"), std::string::npos) << log.str();
+  EXPECT_LT(secondsSince(start), 8.0);
+}
+
+TEST(Launcher, BadArgumentsAreErrors) {
+  auto noExec = launchLocal(2, {"/nonexistent/mt-program"}, 0ms);
+  ASSERT_FALSE(noExec.isOk());
+  EXPECT_EQ(noExec.message(),
+            "rank 0: cannot execute '/nonexistent/mt-program': No such file or directory");
+  auto none = launchLocal(0, shell("exit 0"), 0ms);
+  ASSERT_FALSE(none.isOk());
+  EXPECT_EQ(none.message(), "--nproc must be at least 1 (got 0)");
+}
+
+TEST(Launcher, CurrentExecutableIsThisTest) {
+  auto exe = currentExecutable();
+  ASSERT_TRUE(exe.isOk()) << exe.message();
+  EXPECT_EQ(fs::path(*exe).filename(), "MtCommTests");
+}
+
+// One rank of the job that MultiProcessJob launches; skipped when run alone.
+TEST(Launcher, RankOfMultiProcessJob) {
+  if (!std::getenv("MT_RANK"))
+    GTEST_SKIP() << "runs as a rank of Launcher.MultiProcessJob";
+  auto info = rankFromEnvironment();
+  ASSERT_TRUE(info.isOk()) << info.message();
+  auto world = World::connect(*info, 20s);
+  ASSERT_TRUE(world.isOk()) << world.message();
+  const int n = info->worldSize, r = info->rank;
+  std::vector<float> data = {float(r + 1), 0.1f * float(r), -float(r)};
+  ASSERT_TRUE((*world)->world().allReduce(data.data(), 3, ReduceOp::Sum).isOk());
+  float second = 0.0f;
+  for (int k = 0; k < n; ++k)
+    second += 0.1f * float(k);
+  EXPECT_EQ(data[0], float(n * (n + 1) / 2));
+  EXPECT_EQ(data[1], second);
+  auto pair = (*world)->group("pair", {r / 2 * 2, std::min(r / 2 * 2 + 1, n - 1)});
+  ASSERT_TRUE(pair.isOk()) << pair.message();
+  ASSERT_TRUE((*pair)->barrier().isOk());
+}
+
+TEST(Launcher, MultiProcessJob) {
+  if (!World::multiRankSupported())
+    GTEST_SKIP() << "built without Gloo";
+  auto exe = currentExecutable();
+  ASSERT_TRUE(exe.isOk()) << exe.message();
+  std::ostringstream log;
+  auto code = launchLocal(4, {*exe, "--gtest_filter=Launcher.RankOfMultiProcessJob"}, 60s, log);
+  ASSERT_TRUE(code.isOk()) << code.message();
+  EXPECT_EQ(*code, 0) << log.str();
+}

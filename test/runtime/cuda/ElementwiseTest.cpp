@@ -1,0 +1,235 @@
+// The CUDA element-wise kernels (runtime/cuda/Elementwise.h) against the
+// CPU references: SwiGLU (cpu::swiglu*), rotary (cpu::rotary*, bit-exact
+// through the shared cos/sin table), embedding (cpu::embedding*, bit-exact),
+// casts (every bf16 pattern; fp32 rounding edge cases) and the fill.
+#include "runtime/cuda/Elementwise.h"
+
+#include "runtime/cpu/Attention.h"
+#include "runtime/cpu/Dense.h"
+#include "test/Tolerances.h"
+#include "test/runtime/cuda/CudaTestSupport.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+namespace {
+
+using namespace mt;
+using namespace mt::cudatest;
+namespace tol = mt::tolerance;
+
+class SwigluTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(SwigluTest, MatchesCpu) {
+  const int64_t n = GetParam();
+  const std::string shape = shapeText({n});
+  std::mt19937 rng(uint32_t(n));
+  auto gate = randomBf16(rng, n, -8, 8);
+  // Edge values: exp(-gate) overflowing, zero, large positive.
+  for (float e : {-100.0f, -30.0f, 0.0f, 30.0f, 100.0f})
+    gate[rng() % n] = e;
+  const auto up = randomBf16(rng, n, -2, 2);
+  const auto dy = randomBf16(rng, n, -1, 1);
+  DeviceBuffer<bf16> dGate(n), dUp(n), dY(n), dDy(n), dDgate(n), dDup(n);
+  uploadBf16(dGate, gate);
+  uploadBf16(dUp, up);
+  uploadBf16(dDy, dy);
+
+  MT_ASSERT_OK(cuda::swigluForward(dGate.get(), dUp.get(), dY.get(), n, nullptr));
+  std::vector<float> want(n);
+  cpu::swigluForward(gate.data(), up.data(), want.data(), n);
+  expectClose("swiglu_fwd", shape, downloadBf16(dY), want, tol::kBf16Rel);
+
+  MT_ASSERT_OK(cuda::swigluBackward(dGate.get(), dUp.get(), dDy.get(),
+                                    dDgate.get(), dDup.get(), n, nullptr));
+  std::vector<float> wantDgate(n), wantDup(n);
+  cpu::swigluBackward(gate.data(), up.data(), dy.data(), wantDgate.data(),
+                      wantDup.data(), n);
+  expectClose("swiglu_bwd.dgate", shape, downloadBf16(dDgate), wantDgate,
+              tol::kBf16Rel);
+  expectClose("swiglu_bwd.dup", shape, downloadBf16(dDup), wantDup, tol::kBf16Rel);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, SwigluTest,
+                         ::testing::Values(int64_t{1000}, int64_t{4104},
+                                           int64_t{129 * 8192}));
+
+struct RotaryCase {
+  int64_t batch, seq, heads, headDim;
+  bool llama3;
+};
+
+class RotaryTest : public ::testing::TestWithParam<RotaryCase> {};
+
+TEST_P(RotaryTest, BitExactWithCpu) {
+  const auto [batch, seq, heads, headDim, llama3] = GetParam();
+  const std::string shape =
+      shapeText({batch, seq, heads, headDim}) + (llama3 ? "+llama3" : "");
+  cpu::RotaryParams params;
+  if (llama3)
+    params = {500000.0, 32.0, 1.0, 4.0, 8192};
+  const int64_t n = batch * seq * heads * headDim;
+  std::mt19937 rng(uint32_t(n + llama3));
+  const auto x = randomBf16(rng, n, -3, 3);
+  DeviceBuffer<bf16> dX(n), dY(n), dDx(n);
+  uploadBf16(dX, x);
+  auto table = cuda::RotaryTable::create(params, seq + 5, headDim);
+  ASSERT_TRUE(table) << table.message();
+
+  // The CPU's fp32 result rounded once to bf16 is what the GPU must write.
+  auto rounded = [](std::vector<float> v) {
+    for (float &f : v)
+      f = roundBf16(f);
+    return v;
+  };
+  MT_ASSERT_OK(cuda::rotaryForward(dX.get(), dY.get(), batch, seq, heads, *table,
+                                   nullptr));
+  std::vector<float> want(n);
+  cpu::rotaryForward(x.data(), want.data(), batch, seq, heads, headDim, params);
+  expectClose("rotary_fwd", shape, downloadBf16(dY), rounded(want), tol::kBitExact);
+
+  MT_ASSERT_OK(cuda::rotaryBackward(dX.get(), dDx.get(), batch, seq, heads,
+                                    *table, nullptr));
+  std::vector<float> wantDx(n, 0.0f);
+  cpu::rotaryBackward(x.data(), wantDx.data(), batch, seq, heads, headDim, params);
+  expectClose("rotary_bwd", shape, downloadBf16(dDx), rounded(wantDx),
+              tol::kBitExact);
+
+  // In place (y aliases x), as the executor rotates q and k.
+  MT_ASSERT_OK(cuda::rotaryForward(dX.get(), dX.get(), batch, seq, heads, *table,
+                                   nullptr));
+  EXPECT_EQ(downloadBf16(dX), downloadBf16(dY));
+  // A sequence longer than the table is an error, not a read past it.
+  EXPECT_FALSE(cuda::rotaryForward(dX.get(), dY.get(), batch, seq + 6, heads,
+                                   *table, nullptr)
+                   .isOk());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, RotaryTest,
+    ::testing::Values(RotaryCase{2, 7, 3, 64, false}, RotaryCase{1, 129, 4, 6, false},
+                      RotaryCase{2, 129, 8, 64, true}, RotaryCase{1, 2048, 2, 128, true}));
+
+struct EmbeddingCase {
+  int64_t tokens, vocab, hidden, distinctIds;
+};
+
+class EmbeddingTest : public ::testing::TestWithParam<EmbeddingCase> {};
+
+TEST_P(EmbeddingTest, BitExactWithCpu) {
+  const auto [tokens, vocab, hidden, distinct] = GetParam();
+  const std::string shape = shapeText({tokens, vocab, hidden});
+  std::mt19937 rng(uint32_t(tokens + vocab + hidden));
+  // Few distinct ids: many repeats, some across the 256-token windows.
+  std::vector<int32_t> ids(tokens);
+  for (int32_t &id : ids)
+    id = int32_t((rng() % distinct) * (vocab / distinct));
+  ids.back() = int32_t(vocab - 1);
+  const auto table = randomBf16(rng, vocab * hidden, -1, 1);
+  const auto dy = randomBf16(rng, tokens * hidden, -1, 1);
+  const auto dtableOld = randomBf16(rng, vocab * hidden, -1, 1);
+  DeviceBuffer<int32_t> dIds(tokens);
+  DeviceBuffer<bf16> dTable(table.size()), dY(tokens * hidden), dDy(dy.size());
+  DeviceBuffer<float> dDtable(table.size());
+  DeviceBuffer<uint8_t> workspace(cuda::embeddingBackwardWorkspaceBytes(vocab));
+  dIds.upload(ids.data());
+  uploadBf16(dTable, table);
+  uploadBf16(dDy, dy);
+  dDtable.upload(dtableOld.data());
+
+  MT_ASSERT_OK(cuda::embeddingForward(dIds.get(), dTable.get(), dY.get(), tokens,
+                                      hidden, nullptr));
+  std::vector<float> want(tokens * hidden);
+  cpu::embeddingForward(ids.data(), table.data(), want.data(), tokens, hidden);
+  expectClose("embedding_fwd", shape, downloadBf16(dY), want, tol::kBitExact);
+
+  MT_ASSERT_OK(cuda::embeddingBackward(dIds.get(), dDy.get(), dDtable.get(),
+                                       workspace.get(), tokens, vocab, hidden,
+                                       nullptr));
+  std::vector<float> wantDtable = dtableOld;
+  cpu::embeddingBackward(ids.data(), dy.data(), wantDtable.data(), tokens, vocab,
+                         hidden);
+  expectClose("embedding_bwd+=", shape + " ids<" + std::to_string(distinct),
+              download(dDtable), wantDtable, tol::kBitExact);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, EmbeddingTest,
+    ::testing::Values(EmbeddingCase{7, 1000, 13, 3}, EmbeddingCase{129, 1000, 64, 10},
+                      EmbeddingCase{600, 32001, 2048, 5},
+                      EmbeddingCase{300, 5000, 3000, 300},
+                      EmbeddingCase{1000, 128256, 64, 1000}));
+
+TEST(CastTest, EveryBf16PatternWidensExactly) {
+  std::vector<uint16_t> bits(65536);
+  for (size_t i = 0; i < bits.size(); ++i)
+    bits[i] = uint16_t(i);
+  DeviceBuffer<bf16> in(bits.size());
+  DeviceBuffer<float> out(bits.size());
+  in.upload(bits.data());
+  MT_ASSERT_OK(cuda::castBf16ToFloat(in.get(), out.get(), int64_t(bits.size()),
+                                     nullptr));
+  std::vector<float> want(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i)
+    want[i] = bf16Float(bits[i]);
+  expectClose("cast_bf16_to_f32", "65536 patterns", download(out), want,
+              tol::kBitExact);
+}
+
+TEST(CastTest, Fp32RoundsToNearestEven) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-1e3f, 1e3f);
+  std::vector<float> x(4099);
+  for (float &v : x)
+    v = dist(rng); // not bf16-exact: exercises the rounding
+  const float inf = std::numeric_limits<float>::infinity();
+  auto fromBits = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  const std::vector<float> edges = {
+      0.0f, -0.0f, inf, -inf, std::numeric_limits<float>::quiet_NaN(),
+      std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+      std::numeric_limits<float>::denorm_min(), 1e-40f,
+      fromBits(0x3f808000u),  // tie, even below: rounds down
+      fromBits(0x3f818000u),  // tie, odd below: rounds up
+      fromBits(0x7f7f8000u)}; // rounds up past the largest bf16: inf
+  std::copy(edges.begin(), edges.end(), x.begin());
+  for (int64_t n : {int64_t(x.size()), int64_t(4096)}) {
+    DeviceBuffer<float> in(x.size());
+    DeviceBuffer<bf16> out(x.size());
+    in.upload(x.data());
+    MT_ASSERT_OK(cuda::castFloatToBf16(in.get(), out.get(), n, nullptr));
+    std::vector<float> got = downloadBf16(out), want(n);
+    got.resize(n);
+    for (int64_t i = 0; i < n; ++i)
+      want[i] = roundBf16(x[i]);
+    expectClose("cast_f32_to_bf16", shapeText({n}), got, want, tol::kBitExact);
+  }
+}
+
+TEST(FillTest, UniformInRangeAndReproducible) {
+  const int64_t n = 100003;
+  DeviceBuffer<float> a(n), b(n);
+  MT_ASSERT_OK(cuda::fillUniform(a.get(), n, 42, -2.0f, 3.0f, nullptr));
+  MT_ASSERT_OK(cuda::fillUniform(b.get(), n, 42, -2.0f, 3.0f, nullptr));
+  const auto va = download(a);
+  EXPECT_EQ(va, download(b));
+  double sum = 0;
+  for (float v : va) {
+    ASSERT_GE(v, -2.0f);
+    ASSERT_LT(v, 3.0f);
+    sum += v;
+  }
+  // Mean 0.5, standard error 5 / sqrt(12 n) = 0.0046.
+  EXPECT_NEAR(sum / n, 0.5, 0.03);
+  MT_ASSERT_OK(cuda::fillUniform(b.get(), n, 43, -2.0f, 3.0f, nullptr));
+  EXPECT_NE(va, download(b));
+}
+
+} // namespace

@@ -1,0 +1,110 @@
+// The CUDA RMSNorm (runtime/cuda/Norm.h), plain and fused with the residual
+// add, against cpu::rmsnormForward/Backward on the same bf16-exact data.
+#include "runtime/cuda/Norm.h"
+
+#include "runtime/cpu/Norm.h"
+#include "test/Tolerances.h"
+#include "test/runtime/cuda/CudaTestSupport.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+namespace {
+
+using namespace mt;
+using namespace mt::cudatest;
+namespace tol = mt::tolerance;
+
+struct NormCase {
+  int64_t rows, dim;
+  bool residual; // fused add in the forward, dresidual in the backward
+};
+
+class RmsNormTest : public ::testing::TestWithParam<NormCase> {};
+
+/// Random rows, with edge rows when there are enough: all zeros (the norm
+/// is then 1/sqrt(eps) times 0) and large magnitudes. Rows differ in scale,
+/// so outputs are compared row by row.
+std::vector<float> normInput(std::mt19937 &rng, int64_t rows, int64_t dim) {
+  auto x = randomBf16(rng, rows * dim, -2, 2);
+  if (rows >= 3) {
+    std::fill(x.begin(), x.begin() + dim, 0.0f);
+    for (int64_t i = 0; i < dim; ++i)
+      x[dim + i] = roundBf16(x[dim + i] * 300.0f);
+  }
+  return x;
+}
+
+TEST_P(RmsNormTest, MatchesCpu) {
+  const auto [rows, dim, fused] = GetParam();
+  const std::string shape = shapeText({rows, dim}) + (fused ? "+res" : "");
+  const float eps = 1e-5f;
+  std::mt19937 rng(uint32_t(rows * 1000 + dim + fused));
+  const auto x = normInput(rng, rows, dim);
+  const auto res = randomBf16(rng, rows * dim, -1, 1);
+  const auto w = randomBf16(rng, dim, 0.5, 1.5);
+  const auto dy = randomBf16(rng, rows * dim, -1, 1);
+  const auto dres = randomBf16(rng, rows * dim, -1, 1);
+  const auto dwOld = randomBf16(rng, dim, -1, 1);
+
+  DeviceBuffer<bf16> dX(x.size()), dRes(x.size()), dResOut(x.size()),
+      dW(dim), dY(x.size()), dDy(x.size()), dDres(x.size()), dDx(x.size());
+  DeviceBuffer<float> dDw(dim);
+  uploadBf16(dX, x);
+  uploadBf16(dRes, res);
+  uploadBf16(dW, w);
+  uploadBf16(dDy, dy);
+  uploadBf16(dDres, dres);
+  dDw.upload(dwOld.data());
+
+  MT_ASSERT_OK(cuda::rmsnormForward(dX.get(), fused ? dRes.get() : nullptr,
+                                    fused ? dResOut.get() : nullptr, dW.get(),
+                                    dY.get(), rows, dim, eps, nullptr));
+  // The normalized input: x, or x + residual rounded to bf16.
+  std::vector<float> in = x;
+  if (fused) {
+    for (size_t i = 0; i < in.size(); ++i)
+      in[i] = roundBf16(x[i] + res[i]);
+    expectClose("rmsnorm_fwd.residual_out", shape, downloadBf16(dResOut), in,
+                tol::kBitExact);
+  }
+  std::vector<float> want(x.size());
+  cpu::rmsnormForward(in.data(), w.data(), want.data(), rows, dim, eps);
+  expectCloseRows("rmsnorm_fwd", shape, downloadBf16(dY), want, dim,
+                  tol::kBf16Rel);
+
+  // The backward reads the normalized input (residualOut when fused).
+  const bf16 *normIn = fused ? dResOut.get() : dX.get();
+  DeviceBuffer<uint8_t> workspace(cuda::rmsnormBackwardWorkspaceBytes(rows, dim));
+  MT_ASSERT_OK(cuda::rmsnormBackward(normIn, dW.get(), dDy.get(),
+                                     fused ? dDres.get() : nullptr, dDx.get(),
+                                     dDw.get(), workspace.get(), rows, dim, eps,
+                                     nullptr));
+  std::vector<float> wantDx = fused ? dres : std::vector<float>(x.size());
+  std::vector<float> wantDw = dwOld;
+  cpu::rmsnormBackward(in.data(), w.data(), dy.data(), wantDx.data(),
+                       wantDw.data(), rows, dim, eps);
+  expectCloseRows("rmsnorm_bwd.dx", shape, downloadBf16(dDx), wantDx, dim,
+                  tol::kBf16Rel);
+  const std::vector<float> dwFirst = download(dDw);
+  expectClose("rmsnorm_bwd.dw+=", shape, dwFirst, wantDw, tol::kFp32AccumRel);
+
+  // Deterministic: the same inputs add the same bits again.
+  dDw.upload(dwOld.data());
+  MT_ASSERT_OK(cuda::rmsnormBackward(normIn, dW.get(), dDy.get(),
+                                     fused ? dDres.get() : nullptr, dDx.get(),
+                                     dDw.get(), workspace.get(), rows, dim, eps,
+                                     nullptr));
+  EXPECT_EQ(download(dDw), dwFirst);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, RmsNormTest,
+    ::testing::Values(NormCase{7, 13, false}, NormCase{7, 13, true},
+                      NormCase{129, 256, false}, NormCase{129, 256, true},
+                      NormCase{3, 2048, true}, NormCase{1000, 64, true},
+                      NormCase{5, 16384, false}, NormCase{9, 3000, true}));
+
+} // namespace
