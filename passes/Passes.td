@@ -62,13 +62,18 @@ def PartitionTensorParallel : Pass<"mt-partition-tp", "::mlir::ModuleOp"> {
     summed by `mt.all_reduce`); reshapes carry a split from features to
     heads and back; attention and rotary run on local heads; norms over an
     unsplit dimension stay local; the embedding and the cross-entropy are
-    vocab-parallel. Values get their local types, parameters `shard_dim` and
+    vocab-parallel. With `sequence-parallel`, activations between those
+    regions (norms, residuals) stay split along the sequence: the embedding's
+    and row-parallel outputs are reduce-scattered, column-parallel inputs
+    all-gathered. Values get their local types, parameters `shard_dim` and
     `shards`. Run before mt-autodiff: the collectives' gradients give the
     backward's collectives.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
     Option<"tp", "tp", "int64_t", "1", "size of the tp mesh axis">,
+    Option<"sequenceParallel", "sequence-parallel", "bool", "false",
+           "keep activations outside the tensor-parallel regions split along the sequence">,
   ];
 }
 

@@ -90,6 +90,7 @@ bool emitTrainingPlan(ModuleOp module, const ParallelConfig &parallel,
   opt.dp = parallel.dp;
   PartitionTensorParallelOptions tpOptions;
   tpOptions.tp = parallel.tp;
+  tpOptions.sequenceParallel = parallel.sequenceParallel;
   if (!options.freeze.empty()) {
     std::regex pattern;
     try {
@@ -217,15 +218,11 @@ bool compileModel(const CompileOptions &options) {
                             std::pair{"expert_model_parallel_size (--ep)", parallel.ep}})
     if (size != 1) {
       llvm::errs() << "error: " << name << " = " << size
-                   << ": this version of mtc writes plans for tensor and data "
-                      "parallelism only (--tp, --dp)\n";
+                   << ": this version of mtc writes plans for tensor, sequence and "
+                      "data parallelism only (--tp, --sp, --dp)\n";
       return false;
     }
-  if (parallel.sequenceParallel) {
-    llvm::errs() << "error: sequence_parallel (--sp): this version of mtc writes "
-                    "plans for tensor and data parallelism only (--tp, --dp)\n";
-    return false;
-  }
+
   return emitTrainingPlan(*module, parallel, options);
 }
 

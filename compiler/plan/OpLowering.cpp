@@ -101,6 +101,18 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
           w.s("vocab_parallel_axis", *axis);
         return true;
       })
+      .Case<AllGatherOp, ReduceScatterOp>([&](auto g) {
+        bool gather = isa<AllGatherOp>(g.getOperation());
+        auto small = cast<RankedTensorType>(gather ? g.getInput().getType() : g.getResult().getType());
+        auto big = cast<RankedTensorType>(gather ? g.getResult().getType() : g.getInput().getType());
+        int64_t d = g.getDim(), outer = 1;
+        for (int64_t i = 0; i < d; ++i)
+          outer *= small.getDimSize(i);
+        w.s("axis", g.getAxis()).i("outer", outer)
+            .i("run", small.getNumElements() / outer)
+            .i("parts", big.getDimSize(d) / small.getDimSize(d));
+        return true;
+      })
       .Case([&](AllReduceOp a) {
         w.i("n", numel(a.getInput())).s("axis", a.getAxis())
             .i("average", a.getAverage() ? 1 : 0);

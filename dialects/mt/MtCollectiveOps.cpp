@@ -17,7 +17,57 @@ LogicalResult verifyAxis(Operation *op, StringRef axis) {
 
 } // namespace
 
+/// `big` is `small` repeated along `dim` a whole number of times.
+static LogicalResult verifyGathered(Operation *op, StringRef axis, int64_t dim,
+                             RankedTensorType small, RankedTensorType big) {
+  if (failed(verifyAxis(op, axis)))
+    return failure();
+  if (small.getElementType() != big.getElementType() || small.getRank() != big.getRank() ||
+      dim < 0 || dim >= small.getRank())
+    return op->emitOpError() << "expects tensors of one rank and element type, and "
+                                "dim in range, got "
+                             << small << ", " << big << ", dim " << dim;
+  for (int64_t i = 0; i < small.getRank(); ++i) {
+    bool ok = i == dim ? big.getDimSize(i) % small.getDimSize(i) == 0
+                       : big.getDimSize(i) == small.getDimSize(i);
+    if (!ok)
+      return op->emitOpError() << "expects " << big << " to be " << small
+                               << " repeated along dimension " << dim;
+  }
+  return success();
+}
+
 LogicalResult AllReduceOp::verify() { return verifyAxis(*this, getAxis()); }
+
+LogicalResult AllGatherOp::verify() {
+  return verifyGathered(*this, getAxis(), getDim(), cast<RankedTensorType>(getInput().getType()),
+                        cast<RankedTensorType>(getResult().getType()));
+}
+
+LogicalResult ReduceScatterOp::verify() {
+  return verifyGathered(*this, getAxis(), getDim(), cast<RankedTensorType>(getResult().getType()),
+                        cast<RankedTensorType>(getInput().getType()));
+}
+
+LogicalResult AllGatherOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                          ArrayRef<bool> needed,
+                                          SmallVectorImpl<Value> &grads) {
+  grads.assign(1, Value());
+  if (needed[0])
+    grads[0] = ReduceScatterOp::create(b, getLoc(), getInput().getType(), dys[0],
+                                       getAxisAttr(), getDimAttr());
+  return success();
+}
+
+LogicalResult ReduceScatterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                              ArrayRef<bool> needed,
+                                              SmallVectorImpl<Value> &grads) {
+  grads.assign(1, Value());
+  if (needed[0])
+    grads[0] = AllGatherOp::create(b, getLoc(), getInput().getType(), dys[0], getAxisAttr(),
+                                   getDimAttr());
+  return success();
+}
 LogicalResult TPCopyOp::verify() { return verifyAxis(*this, getAxis()); }
 
 LogicalResult AllReduceOp::buildGradients(OpBuilder &, ArrayRef<Value> dys,

@@ -49,4 +49,41 @@ def Mt_TPCopyOp : Mt_Op<"tp_copy",
   let hasVerifier = 1;
 }
 
+def Mt_AllGatherOp : Mt_Op<"all_gather",
+    [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Concatenation over the ranks of a mesh axis along one dimension";
+  let description = [{
+    Every rank of the group along `axis` gets the group's `input`s
+    concatenated along dimension `dim` in rank order (sequence parallelism:
+    the sequence shards before a column-parallel linear). Its gradient is
+    the reduce-scatter of the result's gradient.
+
+    ```mlir
+    %full = mt.all_gather %x {axis = "tp", dim = 1 : i64} : (tensor<4x64x64xf32>) -> tensor<4x128x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",
+    [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Sum over the ranks of a mesh axis, each keeping one slice";
+  let description = [{
+    Sums the group's `input`s and gives rank r its r-th slice along `dim`
+    (sequence parallelism: the partial outputs of a row-parallel linear).
+    Its gradient is the all-gather of the result's gradient.
+
+    ```mlir
+    %part = mt.reduce_scatter %y {axis = "tp", dim = 1 : i64} : (tensor<4x128x64xf32>) -> tensor<4x64x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 #endif // MT_COLLECTIVE_OPS_TD

@@ -34,7 +34,8 @@ void copyLayer(Operation *from, Operation *to) {
 
 class Partitioner {
 public:
-  Partitioner(ModuleOp module, int64_t tp) : module_(module), tp_(tp), b_(module.getContext()) {}
+  Partitioner(ModuleOp module, int64_t tp, bool sequenceParallel)
+      : module_(module), tp_(tp), sp_(sequenceParallel), b_(module.getContext()) {}
 
   LogicalResult run(func::FuncOp fn) {
     SmallVector<Operation *> ops;
@@ -91,27 +92,61 @@ private:
     return success();
   }
 
-  /// Inserts `mt.all_reduce` over tp after `op` for `partial`.
-  void reduceAfter(Operation *op, Value partial) {
+  /// Sums `partial` (the output of `op`) over tp: an all-reduce, or with
+  /// sequence parallelism a reduce-scatter that leaves it split along the
+  /// sequence.
+  LogicalResult reduceAfter(Operation *op, Value partial) {
     b_.setInsertionPointAfter(op);
-    auto reduce = AllReduceOp::create(b_, op->getLoc(), partial, b_.getStringAttr("tp"),
-                                      UnitAttr());
+    Operation *reduce;
+    if (sp_) {
+      auto t = cast<RankedTensorType>(partial.getType());
+      if (t.getRank() < 2 || t.getDimSize(1) % tp_ != 0)
+        return op->emitOpError() << "cannot split the sequence (" << t
+                                 << ", dimension 1) over tp = " << tp_;
+      SmallVector<int64_t> shape(t.getShape());
+      shape[1] /= tp_;
+      reduce = ReduceScatterOp::create(b_, op->getLoc(),
+                                       RankedTensorType::get(shape, t.getElementType()),
+                                       partial, b_.getStringAttr("tp"), b_.getI64IntegerAttr(1));
+      shardings_[reduce->getResult(0)] = Sharding::split(1);
+    } else {
+      reduce = AllReduceOp::create(b_, op->getLoc(), partial, b_.getStringAttr("tp"),
+                                   UnitAttr());
+    }
     copyLayer(op, reduce);
-    partial.replaceAllUsesExcept(reduce.getResult(), reduce);
+    partial.replaceAllUsesExcept(reduce->getResult(0), reduce);
+    return success();
+  }
+
+  /// The value a column-parallel linear reads: `input` (replicated) through
+  /// one mt.tp_copy, or (split along the sequence) its all-gather. One per
+  /// value, so that the gradients of all its users are reduced once.
+  Value columnInput(Operation *user, Value input) {
+    Value &cached = copies_[input];
+    if (cached)
+      return cached;
+    b_.setInsertionPointAfterValue(input);
+    Sharding s = of(input);
+    if (s.kind == Sharding::Split) {
+      auto t = cast<RankedTensorType>(input.getType());
+      SmallVector<int64_t> shape(t.getShape());
+      shape[1] *= tp_;
+      cached = AllGatherOp::create(b_, user->getLoc(),
+                                   RankedTensorType::get(shape, t.getElementType()), input,
+                                   b_.getStringAttr("tp"), b_.getI64IntegerAttr(1));
+    } else {
+      cached = TPCopyOp::create(b_, user->getLoc(), input, b_.getStringAttr("tp"));
+    }
+    copyLayer(user, cached.getDefiningOp());
+    return cached;
   }
 
   LogicalResult visitLinear(LinearOp op) {
     Sharding in = of(op.getInput());
-    if (in.kind == Sharding::Replicated) { // column-parallel
-      // One copy per value: the gradients of all its column-parallel users
-      // are summed first and all-reduced once.
-      Value &copy = copies_[op.getInput()];
-      if (!copy) {
-        b_.setInsertionPointAfterValue(op.getInput());
-        copy = TPCopyOp::create(b_, op.getLoc(), op.getInput(), b_.getStringAttr("tp"));
-        copyLayer(op, copy.getDefiningOp());
-      }
-      op.getInputMutable().assign(copy);
+    bool sequenceSplit = sp_ && in.kind == Sharding::Split && in.dim == 1 &&
+                         rankOf(op.getInput()) == 3;
+    if (in.kind == Sharding::Replicated || sequenceSplit) { // column-parallel
+      op.getInputMutable().assign(columnInput(op, op.getInput()));
       if (failed(shardWeight(op, op.getWeight(), 0)) ||
           (op.getBias() && failed(shardWeight(op, op.getBias(), 0))))
         return failure();
@@ -125,8 +160,7 @@ private:
                                  "parallelism does not support yet";
     if (failed(shardWeight(op, op.getWeight(), 1))) // row-parallel
       return failure();
-    reduceAfter(op, op.getResult());
-    return success();
+    return reduceAfter(op, op.getResult());
   }
 
   LogicalResult visitReshape(ReshapeOp op) {
@@ -168,8 +202,7 @@ private:
           if (failed(shardWeight(e, e.getTable(), 0)))
             return failure();
           e.setVocabParallelAxis("tp");
-          reduceAfter(e, e.getResult());
-          return success();
+          return reduceAfter(e, e.getResult());
         })
         .Case([&](LinearOp l) { return visitLinear(l); })
         .Case([&](ReshapeOp r) { return visitReshape(r); })
@@ -223,9 +256,10 @@ private:
 
   ModuleOp module_;
   int64_t tp_;
+  bool sp_;
   OpBuilder b_;
   DenseMap<Value, Sharding> shardings_;
-  DenseMap<Value, Value> copies_; // replicated value -> its mt.tp_copy
+  DenseMap<Value, Value> copies_; // value -> its tp_copy / all_gather
   DenseMap<Operation *, std::optional<int64_t>> paramShards_;
 };
 
@@ -244,7 +278,7 @@ struct PartitionTensorParallelPass
       getOperation().emitError() << "mt-partition-tp expects 'func.func @forward'";
       return signalPassFailure();
     }
-    if (failed(Partitioner(getOperation(), tp).run(fn)))
+    if (failed(Partitioner(getOperation(), tp, sequenceParallel).run(fn)))
       return signalPassFailure();
   }
 };

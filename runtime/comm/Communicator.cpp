@@ -4,6 +4,7 @@
 #include "runtime/comm/Communicator.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -17,7 +18,6 @@
 #endif
 #if MT_HAVE_GLOO
 #include <gloo/allgather.h>
-#include <gloo/barrier.h>
 #include <gloo/broadcast.h>
 #include <gloo/common/error.h>
 #include <gloo/rendezvous/context.h>
@@ -44,21 +44,6 @@ std::string formatDuration(milliseconds d) {
   return std::to_string(ms) + " ms";
 }
 
-// "1,3" or, for long lists, "0,1,2,3,...,63 (64 ranks)".
-std::string formatRanks(const std::vector<int> &ranks) {
-  std::string s;
-  size_t shown = ranks.size() > 8 ? 4 : ranks.size();
-  for (size_t i = 0; i < shown; ++i) {
-    if (i)
-      s += ',';
-    s += std::to_string(ranks[i]);
-  }
-  if (shown < ranks.size())
-    s += ",...," + std::to_string(ranks.back()) + " (" + std::to_string(ranks.size()) +
-         " ranks)";
-  return s;
-}
-
 std::string joinRanks(const std::vector<int> &ranks) {
   std::string s;
   for (size_t i = 0; i < ranks.size(); ++i) {
@@ -67,6 +52,14 @@ std::string joinRanks(const std::vector<int> &ranks) {
     s += std::to_string(ranks[i]);
   }
   return s;
+}
+
+// "1,3" or, for long lists, "0,1,2,3,...,63 (64 ranks)".
+std::string formatRanks(const std::vector<int> &ranks) {
+  if (ranks.size() <= 8)
+    return joinRanks(ranks);
+  return joinRanks({ranks.begin(), ranks.begin() + 4}) + ",...," +
+         std::to_string(ranks.back()) + " (" + std::to_string(ranks.size()) + " ranks)";
 }
 
 bool isTimeout(const std::string &what) {
@@ -90,6 +83,52 @@ void combine(ReduceOp op, const float *parts, size_t n, int count, float *out) {
           out[i] = x[i];
     }
   }
+}
+
+// What a rank is about to do: {kind, count, root, index of the call}. Ranks
+// exchange it before every collective, so ranks that disagree get an error
+// naming both calls, instead of a timeout or, for mismatched sizes, Gloo
+// aborting the process from its I/O thread.
+using Call = std::array<int64_t, 4>;
+enum CallKind : int64_t { kAllReduceSum = 1, kAllReduceMax, kAllGather, kBroadcast, kBarrier };
+constexpr uint32_t kCallTag = 0; // payload tags are 1 + the call index
+
+uint32_t payloadTag(const Call &call) { return 1 + uint32_t(call[3] % 0x7fffffff); }
+
+std::string describe(const Call &call) {
+  std::string count = std::to_string(call[1]) + " floats";
+  std::string what;
+  switch (call[0]) {
+  case kAllReduceSum:
+    what = "all_reduce(sum) of " + count;
+    break;
+  case kAllReduceMax:
+    what = "all_reduce(max) of " + count;
+    break;
+  case kAllGather:
+    what = "all_gather of " + count + " per rank";
+    break;
+  case kBroadcast:
+    what = "broadcast of " + count + " from group rank " + std::to_string(call[2]);
+    break;
+  case kBarrier:
+    what = "barrier";
+    break;
+  default:
+    what = "unknown call " + std::to_string(call[0]);
+  }
+  return what + " as its call #" + std::to_string(call[3]);
+}
+
+// Empty when every rank makes this rank's call.
+std::string findDisagreement(const std::vector<Call> &all, const std::vector<int> &ranks,
+                             int self) {
+  for (size_t r = 0; r < all.size(); ++r)
+    if (all[r] != all[size_t(self)])
+      return "rank " + std::to_string(ranks[size_t(self)]) + " makes " +
+             describe(all[size_t(self)]) + ", rank " + std::to_string(ranks[r]) + " makes " +
+             describe(all[r]);
+  return {};
 }
 
 #if MT_HAVE_GLOO
@@ -161,11 +200,14 @@ void broadcastOnce(const GlooContext &context, float *data, size_t n, int root, 
   gloo::broadcast(opts);
 }
 
-void barrierOnce(const GlooContext &context, uint32_t tag, milliseconds timeout) {
-  gloo::BarrierOptions opts(context);
-  opts.setTag(tag);
+void gatherCalls(const GlooContext &context, const Call &mine, Call *all,
+                 milliseconds timeout) {
+  gloo::AllgatherOptions opts(context);
+  opts.setInput(const_cast<int64_t *>(mine.data()), mine.size()); // only read
+  opts.setOutput(all->data(), mine.size() * size_t(context->size));
+  opts.setTag(kCallTag);
   opts.setTimeout(timeout);
-  gloo::barrier(opts);
+  gloo::allgather(opts);
 }
 
 void closeConnections(const GlooContext &context) { context->closeConnections(); }
@@ -187,7 +229,7 @@ void gatherOnce(const GlooContext &, const float *, float *, size_t, uint32_t, m
 void broadcastOnce(const GlooContext &, float *, size_t, int, uint32_t, milliseconds) {
   unreachable();
 }
-void barrierOnce(const GlooContext &, uint32_t, milliseconds) { unreachable(); }
+void gatherCalls(const GlooContext &, const Call &, Call *, milliseconds) { unreachable(); }
 void closeConnections(const GlooContext &) {}
 #endif
 
@@ -212,28 +254,38 @@ std::string Communicator::where(const char *op) const {
          " over group '" + name_ + "' (ranks " + formatRanks(ranks_) + ")";
 }
 
-// Runs a Gloo operation; turns whatever it throws into a Status, and closes
-// the connections so that peers blocked on this rank fail now.
-template <typename Body> Status Communicator::guarded(const char *op, Body &&body) {
+// Exchanges the calls, then runs the Gloo operation; turns whatever it throws
+// into a Status, and closes the connections so that peers blocked on this
+// rank fail now.
+template <typename Body>
+Status Communicator::guarded(const char *op, int64_t kind, size_t count, int root, Body &&body) {
   if (failure_)
     return Status::error(where(op) + ": not run, this communicator failed earlier: " +
                          *failure_);
-  std::string what;
+  const Call mine = {kind, int64_t(count), root, int64_t(calls_++)};
+  std::string what, disagreement;
   try {
-    body();
-    return Status::ok();
+    std::vector<Call> all(ranks_.size());
+    gatherCalls(context_, mine, all.data(), timeout_);
+    disagreement = findDisagreement(all, ranks_, rank_);
+    if (disagreement.empty()) {
+      body(payloadTag(mine));
+      return Status::ok();
+    }
   } catch (const std::exception &e) {
     what = e.what();
   } catch (...) {
     what = "unknown exception";
   }
   std::string message = where(op);
-  if (isTimeout(what))
-    message += ": no answer from a peer within " + formatDuration(timeout_);
+  if (!disagreement.empty())
+    message += ": the ranks disagree: " + disagreement;
+  else if (isTimeout(what))
+    message += ": no answer from a peer within " + formatDuration(timeout_) + " [gloo: " +
+               what + "]";
   else
     message += ": a peer failed or closed its connection (timeout " +
-               formatDuration(timeout_) + ")";
-  message += " [gloo: " + what + "]";
+               formatDuration(timeout_) + ") [gloo: " + what + "]";
   failure_ = message;
   try {
     closeConnections(context_);
@@ -254,11 +306,12 @@ Status Communicator::allReduce(float *data, size_t count, ReduceOp op) {
   if (size() == 1)
     return Status::ok();
   const size_t piece = std::max<size_t>(1, kScratchFloats / size_t(size()));
-  return guarded("all_reduce", [&] {
+  const int64_t kind = op == ReduceOp::Sum ? kAllReduceSum : kAllReduceMax;
+  return guarded("all_reduce", kind, count, -1, [&](uint32_t tag) {
     scratch_.resize(std::min(count, piece) * size_t(size()));
     for (size_t begin = 0; begin < count; begin += piece) {
       size_t n = std::min(piece, count - begin);
-      gatherOnce(context_, data + begin, scratch_.data(), n, nextTag_++, timeout_);
+      gatherOnce(context_, data + begin, scratch_.data(), n, tag, timeout_);
       combine(op, scratch_.data(), n, size(), data + begin);
     }
   });
@@ -270,9 +323,9 @@ Status Communicator::allGather(const float *in, float *out, size_t countPerRank)
       std::memmove(out, in, countPerRank * sizeof(float));
     return Status::ok();
   }
-  return guarded("all_gather", [&] {
+  return guarded("all_gather", kAllGather, countPerRank, -1, [&](uint32_t tag) {
     if (countPerRank)
-      gatherOnce(context_, in, out, countPerRank, nextTag_++, timeout_);
+      gatherOnce(context_, in, out, countPerRank, tag, timeout_);
   });
 }
 
@@ -282,16 +335,18 @@ Status Communicator::broadcast(float *data, size_t count, int root) {
                          " is not a group rank (0.." + std::to_string(size() - 1) + ")");
   if (size() == 1)
     return Status::ok();
-  return guarded("broadcast", [&] {
+  return guarded("broadcast", kBroadcast, count, root, [&](uint32_t tag) {
     if (count)
-      broadcastOnce(context_, data, count, root, nextTag_++, timeout_);
+      broadcastOnce(context_, data, count, root, tag, timeout_);
   });
 }
 
+// The exchange of the calls is itself a barrier: no rank finishes an
+// allgather before every rank has contributed.
 Status Communicator::barrier() {
   if (size() == 1)
     return Status::ok();
-  return guarded("barrier", [&] { barrierOnce(context_, nextTag_++, timeout_); });
+  return guarded("barrier", kBarrier, 0, -1, [](uint32_t) {});
 }
 
 //===----------------------------------------------------------------------===//

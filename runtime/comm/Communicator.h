@@ -59,10 +59,12 @@ enum class ReduceOp { Sum, Max };
 /// make the same calls in the same order with the same counts. One thread
 /// at a time per communicator.
 ///
-/// Every call fails (never hangs) when a peer does not answer within the
-/// timeout given to World::connect, and after any failure the communicator
-/// closes its connections (so blocked peers fail at once instead of at
-/// their own timeout) and refuses further calls.
+/// Before each collective the members exchange what they are about to do
+/// (operation, count, root, call number): ranks that disagree all get an
+/// error naming both calls. Every call fails (never hangs) when a peer does
+/// not answer within the timeout given to World::connect. After any failure
+/// the communicator closes its connections (so blocked peers fail at once
+/// instead of at their own timeout) and refuses further calls.
 class Communicator {
 public:
   ~Communicator();
@@ -94,14 +96,15 @@ private:
                std::shared_ptr<gloo::Context> context);
 
   std::string where(const char *op) const;
-  template <typename Body> Status guarded(const char *op, Body &&body);
+  template <typename Body>
+  Status guarded(const char *op, int64_t kind, size_t count, int root, Body &&body);
 
   std::string name_;
   std::vector<int> ranks_;
   int rank_ = 0, worldRank_ = 0, worldSize_ = 1;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<gloo::Context> context_; // null for a group of one
-  uint32_t nextTag_ = 0;
+  uint64_t calls_ = 0; // collectives made, for matching them across ranks
   std::optional<std::string> failure_;
   std::vector<float> scratch_; // allReduce's gathered contributions
 };

@@ -16,7 +16,9 @@ namespace mt::comm {
 /// PATH) with argv, each with MT_RANK, MT_WORLD_SIZE, MT_LOCAL_RANK,
 /// MT_RENDEZVOUS (a fresh directory under the system temp dir, removed at
 /// the end) and MT_COMM_HOST=127.0.0.1 in its environment. Each rank runs in
-/// its own process group, which is what gets signalled.
+/// its own process group, which is what gets signalled (so the terminal's
+/// Ctrl-C reaches the ranks once, through this process; ranks must not read
+/// the terminal). One launch at a time per process: the handlers are global.
 ///
 /// SIGINT/SIGTERM sent to this process are forwarded to the ranks. When a
 /// rank exits non-zero or by a signal, the others get SIGTERM, then SIGKILL

@@ -227,6 +227,44 @@ public:
     return Status::ok();
   }
 
+  /// Concatenates the group's [outer, run] blocks along the run: rank r's
+  /// block lands at columns [r·run, (r+1)·run) of every outer row.
+  static Status allGather(const Instruction &in, const Attrs &a, HostMemory &m, Rank rank) {
+    int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
+    const float *local = m.f32(in.inputs(0));
+    float *out = m.f32(in.outputs(0));
+    comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
+    if (!group || group->size() != parts)
+      return Status::error("all_gather over '" + a.s("axis") + "' expects " +
+                           std::to_string(parts) + " ranks in the group");
+    std::vector<float> all(size_t(outer * run * parts));
+    if (Status s = group->allGather(local, all.data(), size_t(outer * run)); !s)
+      return s;
+    for (int64_t r = 0; r < parts; ++r)
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(out + (o * parts + r) * run, all.data() + (r * outer + o) * run,
+                    size_t(run) * sizeof(float));
+    return Status::ok();
+  }
+
+  /// Sums the group's full inputs and keeps this rank's column block.
+  static Status reduceScatter(const Instruction &in, const Attrs &a, HostMemory &m, Rank rank) {
+    int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
+    comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
+    if (!group || group->size() != parts)
+      return Status::error("reduce_scatter over '" + a.s("axis") + "' expects " +
+                           std::to_string(parts) + " ranks in the group");
+    const float *full = m.f32(in.inputs(0));
+    std::vector<float> sum(full, full + outer * run * parts);
+    if (Status s = group->allReduce(sum.data(), sum.size(), comm::ReduceOp::Sum); !s)
+      return s;
+    int64_t r = rank->coordinate(a.s("axis"));
+    float *out = m.f32(in.outputs(0));
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(out + o * run, sum.data() + (o * parts + r) * run, size_t(run) * sizeof(float));
+    return Status::ok();
+  }
+
   /// The first row of this rank's vocabulary slice.
   static int64_t vocabStart(const Attrs &a, Rank rank) {
     std::string axis = a.s("vocab_parallel_axis");
@@ -264,6 +302,8 @@ public:
 
   static void add(Table &t) {
     t["all_reduce"] = allReduce;
+    t["all_gather"] = allGather;
+    t["reduce_scatter"] = reduceScatter;
     t["global_norm"] = globalNorm;
     t["embedding"] = [](auto &in, auto &a, auto &m, Rank rank) {
       Io io{in, m};

@@ -263,17 +263,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int V>
-__global__ void castFloatToBf16Kernel(const float *in, bf16 *out, int64_t n) {
-  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
-    float v[V];
-    load<V>(in + i, v);
-    store<V>(out + i, v);
-  }
-}
-
-template <int V>
-__global__ void castBf16ToFloatKernel(const bf16 *in, float *out, int64_t n) {
+/// fp32 -> bf16 (round to nearest even) or bf16 -> fp32 (exact).
+template <int V, typename In, typename Out>
+__global__ void castKernel(const In *in, Out *out, int64_t n) {
   for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
     float v[V];
     load<V>(in + i, v);
@@ -373,7 +365,7 @@ Expected<RotaryTable> RotaryTable::create(const cpu::RotaryParams &params,
   table.headDim_ = headDim;
   MT_CUDA_CHECK(cudaMemcpy(table.cosSin_, host.data(),
                            host.size() * sizeof(float2), cudaMemcpyHostToDevice));
-  return table;
+  return Expected<RotaryTable>(std::move(table)); // nvcc: no implicit move here
 }
 
 RotaryTable::RotaryTable(RotaryTable &&other) noexcept {
@@ -470,48 +462,47 @@ Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
   return Status::ok();
 }
 
-Status castFloatToBf16(const float *in, bf16 *out, int64_t n,
-                       cudaStream_t stream) {
+template <typename In, typename Out>
+static Status cast(const In *in, Out *out, int64_t n, cudaStream_t stream) {
   return launchVectorized(
       aligned16(in) && aligned16(out), n,
       [&](bool vec, int64_t grid) {
         if (vec)
-          castFloatToBf16Kernel<8><<<grid, kThreads, 0, stream>>>(in, out, n);
+          castKernel<8><<<grid, kThreads, 0, stream>>>(in, out, n);
         else
-          castFloatToBf16Kernel<1><<<grid, kThreads, 0, stream>>>(in, out, n);
+          castKernel<1><<<grid, kThreads, 0, stream>>>(in, out, n);
       },
-      "launch castFloatToBf16Kernel");
+      "launch castKernel");
+}
+
+Status castFloatToBf16(const float *in, bf16 *out, int64_t n,
+                       cudaStream_t stream) {
+  return cast(in, out, n, stream);
 }
 
 Status castBf16ToFloat(const bf16 *in, float *out, int64_t n,
                        cudaStream_t stream) {
-  return launchVectorized(
-      aligned16(in) && aligned16(out), n,
-      [&](bool vec, int64_t grid) {
-        if (vec)
-          castBf16ToFloatKernel<8><<<grid, kThreads, 0, stream>>>(in, out, n);
-        else
-          castBf16ToFloatKernel<1><<<grid, kThreads, 0, stream>>>(in, out, n);
-      },
-      "launch castBf16ToFloatKernel");
+  return cast(in, out, n, stream);
+}
+
+template <typename T>
+static Status fill(T *x, int64_t n, uint64_t seed, float lo, float hi,
+                   cudaStream_t stream) {
+  if (n == 0)
+    return Status::ok();
+  fillUniformKernel<T><<<gridFor(n), kThreads, 0, stream>>>(x, n, seed, lo, hi);
+  MT_CUDA_CHECK_LAUNCH("fillUniformKernel");
+  return Status::ok();
 }
 
 Status fillUniform(float *x, int64_t n, uint64_t seed, float lo, float hi,
                    cudaStream_t stream) {
-  if (n == 0)
-    return Status::ok();
-  fillUniformKernel<float><<<gridFor(n), kThreads, 0, stream>>>(x, n, seed, lo, hi);
-  MT_CUDA_CHECK_LAUNCH("fillUniformKernel<float>");
-  return Status::ok();
+  return fill(x, n, seed, lo, hi, stream);
 }
 
 Status fillUniform(bf16 *x, int64_t n, uint64_t seed, float lo, float hi,
                    cudaStream_t stream) {
-  if (n == 0)
-    return Status::ok();
-  fillUniformKernel<bf16><<<gridFor(n), kThreads, 0, stream>>>(x, n, seed, lo, hi);
-  MT_CUDA_CHECK_LAUNCH("fillUniformKernel<bf16>");
-  return Status::ok();
+  return fill(x, n, seed, lo, hi, stream);
 }
 
 } // namespace mt::cuda

@@ -110,6 +110,14 @@ std::vector<OpSignature> makeTable() {
       {"fill_zero", 0, 0, 1, {"n"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
       {"accumulate", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
       {"all_reduce", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
+      {"all_gather", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
+         int64_t small = a.i("outer") * a.i("run");
+         return Counts{small, small * a.i("parts")};
+       }},
+      {"reduce_scatter", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
+         int64_t small = a.i("outer") * a.i("run");
+         return Counts{small * a.i("parts"), small};
+       }},
       {"moe_router", 2, 2, 3, routerAttrs, {"aux_loss_coeff"}, [router](const Attrs &a) {
          Counts c = router(a);
          return Counts{c[0], c[1], c[2], c[2], 1};

@@ -67,7 +67,7 @@ TEST_P(ParallelEquivalence, MatchesTheSingleRank) {
 INSTANTIATE_TEST_SUITE_P(
     Layouts, ParallelEquivalence,
     ::testing::Combine(::testing::Values("llama-4l-tied", "qwen2-4l-untied"),
-                       ::testing::Values("tp2", "dp2", "tp2_dp2")),
+                       ::testing::Values("tp2", "tp2_sp", "dp2", "tp2_dp2", "tp2_sp_dp2")),
     [](const auto &info) {
       std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param);
       for (char &c : name)

@@ -6,7 +6,8 @@
 set -euo pipefail
 bin=$1 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
-layouts=("single:" "tp2:--tp 2" "dp2:--dp 2" "tp2_dp2:--tp 2 --dp 2")
+layouts=("single:" "tp2:--tp 2" "tp2_sp:--tp 2 --sp" "dp2:--dp 2" "tp2_dp2:--tp 2 --dp 2"
+         "tp2_sp_dp2:--tp 2 --sp --dp 2")
 rm -rf "$out" && mkdir -p "$out"
 python3 - "$out/tokens.bin" <<'PY'
 import random, struct, sys

@@ -272,6 +272,33 @@ TEST(Communicator, GroupsOfOneAndBadGroups) {
   });
 }
 
+TEST(Communicator, RanksThatDisagreeGetAnErrorNamingBothCalls) {
+  REQUIRE_GLOO();
+  std::vector<std::string> counts(2), ops(2);
+  runRanks(2, 20s, [&](int r, World &world) {
+    std::vector<float> data(1000, 1.0f);
+    Status s = world.world().allReduce(data.data(), r == 0 ? 100 : 1000, ReduceOp::Sum);
+    ASSERT_FALSE(s.isOk());
+    counts[size_t(r)] = s.message();
+    auto fresh = world.group("fresh", {0, 1});
+    ASSERT_TRUE(fresh.isOk()) << fresh.message();
+    s = r == 0 ? (*fresh)->barrier() : (*fresh)->broadcast(data.data(), 4, 1);
+    ASSERT_FALSE(s.isOk());
+    ops[size_t(r)] = s.message();
+  });
+  EXPECT_EQ(counts[0], "[rank 0/2] all_reduce over group 'world' (ranks 0,1): the ranks "
+                       "disagree: rank 0 makes all_reduce(sum) of 100 floats as its call #0, "
+                       "rank 1 makes all_reduce(sum) of 1000 floats as its call #0");
+  EXPECT_EQ(counts[1], "[rank 1/2] all_reduce over group 'world' (ranks 0,1): the ranks "
+                       "disagree: rank 1 makes all_reduce(sum) of 1000 floats as its call #0, "
+                       "rank 0 makes all_reduce(sum) of 100 floats as its call #0");
+  EXPECT_EQ(ops[0], "[rank 0/2] barrier over group 'fresh' (ranks 0,1): the ranks disagree: "
+                    "rank 0 makes barrier as its call #0, rank 1 makes broadcast of 4 floats "
+                    "from group rank 1 as its call #0");
+  EXPECT_NE(ops[1].find("[rank 1/2] broadcast over group 'fresh'"), std::string::npos)
+      << ops[1];
+}
+
 TEST(Communicator, PeerThatNeverJoinsTimesOut) {
   REQUIRE_GLOO();
   std::atomic<int> done{0};
@@ -355,8 +382,12 @@ TEST(Communicator, ConnectRejectsBadArguments) {
   auto noTimeout = World::connect(info, 0ms);
   ASSERT_FALSE(noTimeout.isOk());
   EXPECT_NE(noTimeout.message().find("timeout must be positive"), std::string::npos);
-  if (!World::multiRankSupported())
+  if (!World::multiRankSupported()) {
+    auto noGloo = World::connect(info, 1s);
+    ASSERT_FALSE(noGloo.isOk());
+    EXPECT_NE(noGloo.message().find("this build has no Gloo"), std::string::npos);
     return;
+  }
   auto noDir = World::connect(info, 1s);
   ASSERT_FALSE(noDir.isOk());
   EXPECT_NE(noDir.message().find("[rank 1/2] no rendezvous directory (MT_RENDEZVOUS)"),

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
 #include <memory>
 #include <random>
@@ -54,7 +55,7 @@ TEST(AdamWTest, BitExactWithCpuOverStepsAndTensors) {
       for (int64_t k = 0; k < n; ++k)
         vec->push_back(dist(rng));
     for (int64_t k = 0; k < n; ++k)
-      h.v.push_back(dist(rng) * dist(rng));
+      h.v.push_back(std::fabs(dist(rng) * dist(rng))); // exp_avg_sq >= 0
     DeviceTensor &d = dev[i];
     d.param = std::make_unique<DeviceBuffer<float>>(n);
     d.grad = std::make_unique<DeviceBuffer<float>>(n);

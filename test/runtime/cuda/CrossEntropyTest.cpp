@@ -26,6 +26,10 @@ struct CeCase {
   bool allMasked;
 };
 
+void PrintTo(const CeCase &c, std::ostream *os) {
+  *os << shapeText({c.tokens, c.vocab}) << (c.allMasked ? " all-masked" : "");
+}
+
 class CrossEntropyTest : public ::testing::TestWithParam<CeCase> {};
 
 /// Logits in [-8, 8] with edge rows: one dominant logit (p ~ 1 at the label,
@@ -97,10 +101,12 @@ TEST_P(CrossEntropyTest, MatchesCpu) {
     // p - 1 (~1e-31) is below fp32's resolution of p and comes out 0.
     expectClose(offset ? "cross_entropy_bwd(offset)" : "cross_entropy_bwd",
                 shape, got, wantGrad, tol::kBf16Rel);
-    for (int64_t t = 0; t < tokens; ++t)
-      if (mask[t] == 0.0f)
-        for (int64_t v = 0; v < vocab; ++v)
-          ASSERT_EQ(got[t * vocab + v], 0.0f) << "masked row " << t;
+    for (int64_t t = 0; t < tokens; ++t) {
+      if (mask[t] != 0.0f)
+        continue;
+      for (int64_t v = 0; v < vocab; ++v)
+        ASSERT_EQ(got[t * vocab + v], 0.0f) << "masked row " << t;
+    }
   }
   // In place: the gradient overwrites the logits it is computed from.
   const std::vector<float> outOfPlace = [&] {
@@ -118,6 +124,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(CeCase{7, 1000, false}, CeCase{129, 32001, false},
                       CeCase{5, 7, false}, CeCase{9, 8, false}, CeCase{6, 9, false},
                       CeCase{4, 128256, false}, CeCase{33, 4096, false},
-                      CeCase{6, 1000, true}));
+                      CeCase{6, 1000, true}),
+    [](const auto &info) {
+      const CeCase &c = info.param;
+      return joined("t", c.tokens, "_v", c.vocab, c.allMasked ? "_masked" : "");
+    });
 
 } // namespace

@@ -70,7 +70,9 @@ inline std::vector<float> randomBf16(std::mt19937 &rng, size_t n, float lo,
 template <typename T> class DeviceBuffer {
 public:
   explicit DeviceBuffer(size_t n) : n_(n) {
-    check(cudaMalloc(&ptr_, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+    check(cudaMalloc(reinterpret_cast<void **>(&ptr_),
+                     std::max<size_t>(n, 1) * sizeof(T)),
+          "cudaMalloc");
     poison();
   }
   ~DeviceBuffer() { (void)cudaFree(ptr_); }
@@ -140,7 +142,7 @@ inline void reportRow(const std::string &kernel, const std::string &shape,
 }
 inline void reportRow(const std::string &kernel, const std::string &shape,
                       double maxErr, double tol, bool pass) {
-  reportRow(kernel, shape, maxErr, tol, pass ? "PASS" : "FAIL");
+  reportRow(kernel, shape, maxErr, tol, std::string(pass ? "PASS" : "FAIL"));
 }
 
 /// max_i |got_i - want_i| / max_i |want_i| (NaN anywhere it is not wanted
@@ -213,6 +215,13 @@ void expectCloseRows(const std::string &kernel, const std::string &shape,
                     << worst.err << " > tolerance " << tol << " at ["
                     << worst.worst << "]: got " << double(got[worst.worst])
                     << " want " << double(want[worst.worst]);
+}
+
+/// Concatenates the parts as a stream prints them (test and case names).
+template <typename... Parts> std::string joined(const Parts &...parts) {
+  std::ostringstream s;
+  (s << ... << parts);
+  return s.str();
 }
 
 inline std::string shapeText(std::initializer_list<int64_t> dims) {

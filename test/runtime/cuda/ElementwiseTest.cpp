@@ -27,7 +27,7 @@ class SwigluTest : public ::testing::TestWithParam<int64_t> {};
 TEST_P(SwigluTest, MatchesCpu) {
   const int64_t n = GetParam();
   const std::string shape = shapeText({n});
-  std::mt19937 rng(uint32_t(n));
+  std::mt19937 rng{uint32_t(n)};
   auto gate = randomBf16(rng, n, -8, 8);
   // Edge values: exp(-gate) overflowing, zero, large positive.
   for (float e : {-100.0f, -30.0f, 0.0f, 30.0f, 100.0f})
@@ -62,6 +62,10 @@ struct RotaryCase {
   int64_t batch, seq, heads, headDim;
   bool llama3;
 };
+
+void PrintTo(const RotaryCase &c, std::ostream *os) {
+  *os << shapeText({c.batch, c.seq, c.heads, c.headDim}) << (c.llama3 ? "+llama3" : "");
+}
 
 class RotaryTest : public ::testing::TestWithParam<RotaryCase> {};
 
@@ -112,11 +116,20 @@ TEST_P(RotaryTest, BitExactWithCpu) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, RotaryTest,
     ::testing::Values(RotaryCase{2, 7, 3, 64, false}, RotaryCase{1, 129, 4, 6, false},
-                      RotaryCase{2, 129, 8, 64, true}, RotaryCase{1, 2048, 2, 128, true}));
+                      RotaryCase{2, 129, 8, 64, true}, RotaryCase{1, 2048, 2, 128, true}),
+    [](const auto &info) {
+      const RotaryCase &c = info.param;
+      return joined("b", c.batch, "_s", c.seq, "_h", c.heads, "_d", c.headDim,
+                    c.llama3 ? "_llama3" : "");
+    });
 
 struct EmbeddingCase {
   int64_t tokens, vocab, hidden, distinctIds;
 };
+
+void PrintTo(const EmbeddingCase &c, std::ostream *os) {
+  *os << shapeText({c.tokens, c.vocab, c.hidden}) << " ids<" << c.distinctIds;
+}
 
 class EmbeddingTest : public ::testing::TestWithParam<EmbeddingCase> {};
 
@@ -160,9 +173,13 @@ TEST_P(EmbeddingTest, BitExactWithCpu) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, EmbeddingTest,
     ::testing::Values(EmbeddingCase{7, 1000, 13, 3}, EmbeddingCase{129, 1000, 64, 10},
-                      EmbeddingCase{600, 32001, 2048, 5},
+                      EmbeddingCase{600, 8001, 2048, 5},
                       EmbeddingCase{300, 5000, 3000, 300},
-                      EmbeddingCase{1000, 128256, 64, 1000}));
+                      EmbeddingCase{1000, 128256, 64, 1000}),
+    [](const auto &info) {
+      const EmbeddingCase &c = info.param;
+      return joined("t", c.tokens, "_v", c.vocab, "_h", c.hidden);
+    });
 
 TEST(CastTest, EveryBf16PatternWidensExactly) {
   std::vector<uint16_t> bits(65536);

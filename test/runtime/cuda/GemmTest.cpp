@@ -22,6 +22,10 @@ struct GemmShape {
   int64_t tokens, in, out;
 };
 
+void PrintTo(const GemmShape &s, std::ostream *os) {
+  *os << shapeText({s.tokens, s.in, s.out});
+}
+
 class GemmTest : public ::testing::TestWithParam<GemmShape> {};
 
 TEST_P(GemmTest, MatchesCpuLinear) {
@@ -84,7 +88,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, GemmTest,
                                            GemmShape{129, 256, 384},
                                            GemmShape{1, 8, 1000},
                                            GemmShape{64, 2048, 96},
-                                           GemmShape{200, 64, 2048}));
+                                           GemmShape{200, 64, 2048}),
+                         [](const auto &info) {
+                           const GemmShape &s = info.param;
+                           return joined("t", s.tokens, "_in", s.in, "_out",
+                                         s.out);
+                         });
 
 // Operands at an address that is only 2-byte aligned (a view into a larger
 // buffer): the runner must choose a kernel that allows it.

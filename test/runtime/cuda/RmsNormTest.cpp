@@ -22,6 +22,10 @@ struct NormCase {
   bool residual; // fused add in the forward, dresidual in the backward
 };
 
+void PrintTo(const NormCase &c, std::ostream *os) {
+  *os << shapeText({c.rows, c.dim}) << (c.residual ? "+res" : "");
+}
+
 class RmsNormTest : public ::testing::TestWithParam<NormCase> {};
 
 /// Random rows, with edge rows when there are enough: all zeros (the norm
@@ -105,6 +109,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(NormCase{7, 13, false}, NormCase{7, 13, true},
                       NormCase{129, 256, false}, NormCase{129, 256, true},
                       NormCase{3, 2048, true}, NormCase{1000, 64, true},
-                      NormCase{5, 16384, false}, NormCase{9, 3000, true}));
+                      NormCase{5, 16384, false}, NormCase{9, 3000, true}),
+    [](const auto &info) {
+      const NormCase &c = info.param;
+      return joined("r", c.rows, "_d", c.dim, c.residual ? "_res" : "");
+    });
 
 } // namespace

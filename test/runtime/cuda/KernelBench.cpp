@@ -1,0 +1,226 @@
+// Micro-benchmark of every CUDA kernel family at a Llama-3.2-1B-like shape
+// (tokens 8192 = 4 x 2048, hidden 2048, ffn 8192, 32 heads of 64, vocab
+// 128256, 1.24B parameters): median of 20 launches timed with CUDA events
+// after 3 warm-ups, with the achieved TFLOP/s or GB/s (bytes each kernel
+// must read and write at least). Rows go to stdout and $MT_GPU_REPORT.
+// Not a test: tools/gpu-check.sh runs it after the gpu1 tests.
+#include "runtime/cuda/AdamW.h"
+#include "runtime/cuda/CrossEntropy.h"
+#include "runtime/cuda/Elementwise.h"
+#include "runtime/cuda/Gemm.h"
+#include "runtime/cuda/Norm.h"
+#include "test/runtime/cuda/CudaTestSupport.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace mt;
+using namespace mt::cudatest;
+
+constexpr int64_t T = 8192, H = 2048, F = 8192, V = 128256;
+constexpr int64_t kBatch = 4, kSeq = 2048, kHeads = 32, kHeadDim = 64;
+constexpr int64_t kLayers = 16, kKvDim = 512;
+
+struct Bench {
+  std::string kernel, shape;
+  double flops, bytes; // one of them is the rate's numerator
+  std::function<Status()> run;
+};
+
+void throwIfError(const Status &s, const std::string &what) {
+  if (!s.isOk())
+    throw std::runtime_error(what + ": " + s.message());
+}
+
+/// Median milliseconds of 20 launches, after 3 warm-ups.
+double medianMs(const Bench &b, cudaStream_t stream) {
+  for (int i = 0; i < 3; ++i)
+    throwIfError(b.run(), b.kernel);
+  check(cudaStreamSynchronize(stream), b.kernel.c_str());
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "event");
+  check(cudaEventCreate(&stop), "event");
+  std::vector<float> ms(20);
+  for (float &m : ms) {
+    check(cudaEventRecord(start, stream), "record");
+    throwIfError(b.run(), b.kernel);
+    check(cudaEventRecord(stop, stream), "record");
+    check(cudaEventSynchronize(stop), b.kernel.c_str());
+    check(cudaEventElapsedTime(&m, start, stop), "elapsed");
+  }
+  check(cudaEventDestroy(start), "event");
+  check(cudaEventDestroy(stop), "event");
+  std::sort(ms.begin(), ms.end());
+  return 0.5 * (ms[9] + ms[10]);
+}
+
+/// Llama-3.2-1B's parameter tensors (tied embedding), in elements.
+std::vector<int64_t> llamaTensorSizes() {
+  std::vector<int64_t> sizes = {V * H, H};
+  for (int64_t l = 0; l < kLayers; ++l)
+    for (int64_t n : {H * H, kKvDim * H, kKvDim * H, H * H, F * H, F * H, H * F, H, H})
+      sizes.push_back(n);
+  return sizes;
+}
+
+template <typename T> T *alloc(std::vector<std::shared_ptr<void>> &keep, int64_t n) {
+  auto buffer = std::make_shared<DeviceBuffer<T>>(n);
+  keep.push_back(buffer);
+  return buffer->get();
+}
+
+int run() {
+  cudaStream_t s;
+  check(cudaStreamCreate(&s), "stream");
+  std::vector<std::shared_ptr<void>> keep;
+  uint64_t seed = 1;
+  auto fill = [&](auto *p, int64_t n, float lo, float hi) {
+    throwIfError(cuda::fillUniform(p, n, seed++, lo, hi, s), "fill");
+    return p;
+  };
+  // Activations.
+  bf16 *x = fill(alloc<bf16>(keep, T * H), T * H, -1, 1);
+  bf16 *res = fill(alloc<bf16>(keep, T * H), T * H, -1, 1);
+  bf16 *dy = fill(alloc<bf16>(keep, T * H), T * H, -1, 1);
+  bf16 *tH1 = alloc<bf16>(keep, T * H), *tH2 = alloc<bf16>(keep, T * H);
+  bf16 *gate = fill(alloc<bf16>(keep, T * F), T * F, -4, 4);
+  bf16 *up = fill(alloc<bf16>(keep, T * F), T * F, -1, 1);
+  bf16 *dF = fill(alloc<bf16>(keep, T * F), T * F, -1, 1);
+  bf16 *tF1 = alloc<bf16>(keep, T * F), *tF2 = alloc<bf16>(keep, T * F);
+  // Weights and main gradients.
+  bf16 *w1 = fill(alloc<bf16>(keep, F * H), F * H, -0.02f, 0.02f);
+  float *dw1 = fill(alloc<float>(keep, F * H), F * H, -1e-3f, 1e-3f);
+  bf16 *normW = fill(alloc<bf16>(keep, H), H, 0.9f, 1.1f);
+  float *normDw = fill(alloc<float>(keep, H), H, 0, 0);
+  bf16 *embed = fill(alloc<bf16>(keep, V * H), V * H, -0.02f, 0.02f);
+  float *dEmbed = fill(alloc<float>(keep, V * H), V * H, 0, 0);
+  bf16 *logits = fill(alloc<bf16>(keep, T * V), T * V, -6, 6);
+  bf16 *dlogits = alloc<bf16>(keep, T * V);
+  int32_t *ids = alloc<int32_t>(keep, T), *labels = alloc<int32_t>(keep, T);
+  {
+    std::mt19937 rng(7);
+    std::vector<int32_t> host(T);
+    for (int32_t &id : host)
+      id = int32_t(rng() % V);
+    check(cudaMemcpy(ids, host.data(), T * 4, cudaMemcpyHostToDevice), "ids");
+    for (int32_t &id : host)
+      id = int32_t(rng() % V);
+    check(cudaMemcpy(labels, host.data(), T * 4, cudaMemcpyHostToDevice), "labels");
+  }
+  float *mask = fill(alloc<float>(keep, T), T, 1, 1);
+  float *lse = alloc<float>(keep, T), *loss = alloc<float>(keep, 2);
+  void *normWs = alloc<uint8_t>(keep, cuda::rmsnormBackwardWorkspaceBytes(T, H));
+  void *embedWs = alloc<uint8_t>(keep, cuda::embeddingBackwardWorkspaceBytes(V));
+  // Optimizer state of the whole model, one tensor per parameter.
+  const std::vector<int64_t> sizes = llamaTensorSizes();
+  int64_t N = 0;
+  for (int64_t n : sizes)
+    N += n;
+  float *param = fill(alloc<float>(keep, N), N, -0.05f, 0.05f);
+  float *grad = fill(alloc<float>(keep, N), N, -1e-3f, 1e-3f);
+  float *m = fill(alloc<float>(keep, N), N, -1e-3f, 1e-3f);
+  float *v = fill(alloc<float>(keep, N), N, 0, 1e-6f);
+  bf16 *paramBf16 = alloc<bf16>(keep, N);
+  std::vector<cuda::AdamWTensor> adam;
+  std::vector<cuda::FloatSpan> grads;
+  for (int64_t off = 0, i = 0; i < int64_t(sizes.size()); off += sizes[i++]) {
+    adam.push_back({param + off, grad + off, m + off, v + off, sizes[i]});
+    grads.push_back({grad + off, sizes[i]});
+  }
+  void *sumWs = alloc<uint8_t>(keep, cuda::sumOfSquaresWorkspaceBytes(grads));
+  double *sumOut = alloc<double>(keep, 1);
+  int32_t *finite = alloc<int32_t>(keep, 1);
+  auto gemm = cuda::GemmRunner::create();
+  throwIfError(gemm.status(), "GemmRunner");
+  auto table = cuda::RotaryTable::create({500000.0, 32.0, 1.0, 4.0, 8192}, kSeq, kHeadDim);
+  throwIfError(table.status(), "RotaryTable");
+  const cpu::AdamWParams adamParams{1e-4, 0.9, 0.95, 1e-8, 0.1, 10, 1.0f};
+  check(cudaStreamSynchronize(s), "setup");
+
+  const std::string tHF = shapeText({T, H, F}), tH = shapeText({T, H});
+  const std::string tF = shapeText({T, F}), tV = shapeText({T, V});
+  const std::string rope = shapeText({kBatch, kSeq, kHeads, kHeadDim});
+  const std::string params = std::to_string(sizes.size()) + " tensors, " +
+                             std::to_string(N) + " params";
+  const double actH = double(T * H) * 2, actF = double(T * F) * 2;
+  const double nd = double(N);
+  std::vector<Bench> benches = {
+      {"linear_fwd", tHF, 2.0 * T * H * F, 0,
+       [&] { return gemm->linearForward(x, w1, nullptr, tF1, T, H, F, s); }},
+      {"linear_dgrad", tHF, 2.0 * T * H * F, 0,
+       [&] { return gemm->linearBackwardInput(dF, w1, tH1, T, H, F, s); }},
+      {"linear_wgrad+=", tHF, 2.0 * T * H * F, 0,
+       [&] { return gemm->linearBackwardWeight(x, dF, dw1, T, H, F, s); }},
+      {"lm_head_fwd", shapeText({T, H, V}), 2.0 * T * H * V, 0,
+       [&] { return gemm->linearForward(x, embed, nullptr, logits, T, H, V, s); }},
+      {"rmsnorm_fwd+res", tH, 0, 4 * actH,
+       [&] { return cuda::rmsnormForward(x, res, tH1, normW, tH2, T, H, 1e-5f, s); }},
+      {"rmsnorm_bwd+dres", tH, 0, 4 * actH, [&] {
+         return cuda::rmsnormBackward(x, normW, dy, res, tH1, normDw, normWs, T, H,
+                                      1e-5f, s);
+       }},
+      {"swiglu_fwd", tF, 0, 3 * actF,
+       [&] { return cuda::swigluForward(gate, up, tF1, T * F, s); }},
+      {"swiglu_bwd", tF, 0, 5 * actF,
+       [&] { return cuda::swigluBackward(gate, up, dF, tF1, tF2, T * F, s); }},
+      {"rotary_fwd", rope, 0, 2 * actH,
+       [&] { return cuda::rotaryForward(x, tH1, kBatch, kSeq, kHeads, *table, s); }},
+      {"rotary_bwd", rope, 0, 2 * actH,
+       [&] { return cuda::rotaryBackward(dy, tH1, kBatch, kSeq, kHeads, *table, s); }},
+      {"embedding_fwd", shapeText({T, V, H}), 0, 2 * actH,
+       [&] { return cuda::embeddingForward(ids, embed, tH1, T, H, s); }},
+      {"embedding_bwd+=", shapeText({T, V, H}), 0, actH + 4 * actH, [&] {
+         return cuda::embeddingBackward(ids, dy, dEmbed, embedWs, T, V, H, s);
+       }},
+      {"cross_entropy_fwd", tV, 0, double(T) * V * 2, [&] {
+         return cuda::crossEntropyForward(logits, labels, mask, lse, loss, loss + 1,
+                                          T, V, s);
+       }},
+      {"cross_entropy_bwd", tV, 0, double(T) * V * 4, [&] {
+         return cuda::crossEntropyBackward(logits, labels, mask, lse, loss + 1, 1.0f,
+                                           dlogits, T, V, s);
+       }},
+      {"adamw", params, 0, 28 * nd,
+       [&] { return cuda::adamwStep(adam, adamParams, nullptr, s); }},
+      {"sum_of_squares", params, 0, 4 * nd,
+       [&] { return cuda::sumOfSquares(grads, sumOut, sumWs, s); }},
+      {"all_finite", params, 0, 4 * nd,
+       [&] { return cuda::allFinite(grads, finite, s); }},
+      {"cast_f32_to_bf16", params, 0, 6 * nd,
+       [&] { return cuda::castFloatToBf16(param, paramBf16, N, s); }},
+      {"cast_bf16_to_f32", params, 0, 6 * nd,
+       [&] { return cuda::castBf16ToFloat(paramBf16, grad, N, s); }},
+  };
+  std::printf("%-20s %-28s %10s %14s\n", "kernel", "shape", "median ms", "rate");
+  for (const Bench &b : benches) {
+    const double ms = medianMs(b, s);
+    char rate[64];
+    if (b.flops > 0)
+      std::snprintf(rate, sizeof(rate), "%.0f TFLOP/s", b.flops / ms / 1e9);
+    else
+      std::snprintf(rate, sizeof(rate), "%.0f GB/s", b.bytes / ms / 1e6);
+    std::printf("%-20s %-28s %10.4f %14s\n", b.kernel.c_str(), b.shape.c_str(), ms,
+                rate);
+    reportRow(b.kernel, b.shape + " (bench)", -1, -1, "ran", ms, rate);
+  }
+  check(cudaStreamDestroy(s), "stream");
+  return 0;
+}
+
+} // namespace
+
+int main() {
+  try {
+    return run();
+  } catch (const std::exception &e) {
+    std::fprintf(stderr, "MtCudaKernelBench: %s\n", e.what());
+    return 1;
+  }
+}

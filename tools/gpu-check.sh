@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# On the GPU machine, in one call: configures the runtime-only build with the
+# CUDA kernels (-DMT_BUILD_COMPILER=OFF -DMT_BUILD_CUDA=ON), builds the
+# kernels, their gpu1 tests and the micro-benchmark, runs every gpu1 test
+# (each compares a CUDA kernel with the runtime/cpu reference) and the
+# benchmark (Llama-3.2-1B-like shape), and prints one table: kernel, shape,
+# max error, tolerance, PASS/FAIL, median ms, rate; then "N passed, N failed".
+#
+# GoogleTest: the machine's own when CMake finds one; otherwise it is built
+# from a copy of Debian's /usr/src/googletest made beforehand HERE with
+#   tools/gpu-check.sh --prepare        (writes build-gtest-src/, ignored)
+# and carried:  run(command="tools/gpu-check.sh", carry=["build-gtest-src"]).
+# MT_GPU_SANITIZE=1 also runs the small cases under compute-sanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "--prepare" ]]; then
+  rm -rf build-gtest-src
+  cp -r /usr/src/googletest build-gtest-src
+  echo "gpu-check: build-gtest-src/ ready; carry it to the GPU machine"
+  exit 0
+fi
+
+build=${MT_GPU_BUILD_DIR:-/tmp/mt-gpu-build}
+out=${OUT:-$build/out}
+mkdir -p "$build" "$out"
+report=$out/gpu-report.tsv
+log=$out/gpu-check.log
+: > "$report"
+: > "$log"
+export MT_GPU_REPORT=$report
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+
+cmake_args=(-S . -B "$build" -DCMAKE_BUILD_TYPE=Release
+            -DMT_BUILD_COMPILER=OFF -DMT_BUILD_CUDA=ON)
+command -v ninja > /dev/null && cmake_args+=(-G Ninja)
+[[ -x /usr/local/cuda/bin/nvcc ]] && cmake_args+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
+
+has_gtest() {
+  compgen -G "/usr/lib*/cmake/GTest/GTestConfig.cmake" > /dev/null ||
+    compgen -G "/usr/lib/*/cmake/GTest/GTestConfig.cmake" > /dev/null ||
+    compgen -G "/usr/lib*/libgtest.a" > /dev/null ||
+    compgen -G "/usr/lib/*/libgtest.a" > /dev/null
+}
+if ! has_gtest; then
+  [[ -f build-gtest-src/CMakeLists.txt ]] || {
+    echo "gpu-check: no GoogleTest here; run 'tools/gpu-check.sh --prepare' on the" \
+         "development machine and carry build-gtest-src"; exit 1; }
+  echo "gpu-check: building GoogleTest from build-gtest-src"
+  cmake -S build-gtest-src -B "$build/gtest" -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_GMOCK=OFF -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
+        -DCMAKE_INSTALL_PREFIX="$build/gtest-install" >> "$log" 2>&1
+  cmake --build "$build/gtest" -j "$(nproc)" >> "$log" 2>&1
+  cmake --install "$build/gtest" >> "$log" 2>&1
+  cmake_args+=(-DCMAKE_PREFIX_PATH="$build/gtest-install")
+fi
+
+start=$(date +%s)
+cmake "${cmake_args[@]}" >> "$log" 2>&1 || { tail -40 "$log"; exit 1; }
+# Only what the GPU check needs: the rest of the runtime is CI's.
+cmake --build "$build" -j "$(nproc)" --target MtCudaKernelTests MtCudaKernelBench \
+  >> "$log" 2>&1 || { grep -E "error|Error" -A5 "$log" | head -60; exit 1; }
+echo "gpu-check: built in $(( $(date +%s) - start )) s"
+
+set +e
+ctest --test-dir "$build" -L gpu1 -j 4 --timeout 600 --output-on-failure \
+  > "$out/ctest.log" 2>&1
+ctest_status=$?
+grep -E "Failed|Exception|\*\*\*|tests passed" "$out/ctest.log" | tail -40
+bench_status=0
+"$build/bin/MtCudaKernelBench" > "$out/bench.log" 2>&1 || bench_status=$?
+(( bench_status )) && cat "$out/bench.log"
+sanitize_status=0
+if [[ "${MT_GPU_SANITIZE:-0}" == 1 ]]; then
+  # The smallest case of each family: memcheck is slow.
+  filter='*t7_*:*r7_*:*/0:*b2_s7*:*t5_v7*:*CastTest*:*FillTest*:*AdamWTest*:*UnalignedOperands*'
+  compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$build/bin/MtCudaKernelTests" --gtest_filter="$filter" > "$out/memcheck.log" 2>&1 ||
+    sanitize_status=$?
+  grep -E "ERROR SUMMARY|PASSED|FAILED" "$out/memcheck.log" | tail -5
+fi
+set -e
+
+# One table: test rows sorted by kernel, then the benchmark rows.
+{ grep -v "(bench)" "$report" | sort -t$'\t' -k1,1 -s || true; grep "(bench)" "$report" || true; } |
+  awk -F'\t' 'BEGIN { OFS = "" }
+    { for (i = 1; i <= NF; ++i) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NR }
+    END {
+      split("kernel|shape|max err|tolerance|result|median ms|rate", head, "|")
+      for (i = 1; i <= 7; ++i) if (length(head[i]) > w[i]) w[i] = length(head[i])
+      for (i = 1; i <= 7; ++i) printf "%-" w[i] + 2 "s", head[i]; print ""
+      for (r = 1; r <= n; ++r) { for (i = 1; i <= 7; ++i) printf "%-" w[i] + 2 "s", cell[r, i]; print "" }
+    }'
+
+summary=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$out/ctest.log" | tail -1)
+[[ -n "$summary" ]] || { echo "gpu-check: ctest printed no summary"; tail -30 "$out/ctest.log"; exit 1; }
+total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<< "$summary")
+failed=$(sed -E 's/.*, ([0-9]+) tests failed.*/\1/' <<< "$summary")
+fail_rows=$(grep -c $'\tFAIL\t' "$report" || true)
+echo "report rows: $(wc -l < "$report") ($fail_rows FAIL); benchmark exit $bench_status; sanitizer exit $sanitize_status"
+echo "$((total - failed)) passed, $failed failed"
+(( ctest_status == 0 && bench_status == 0 && sanitize_status == 0 && fail_rows == 0 ))
