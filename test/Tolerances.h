@@ -38,6 +38,10 @@ inline constexpr double kHfUpdatedAbs = 1e-6;
 /// most 2^-8 = 3.9e-3 of its value), plus fp32 reordering far below that.
 inline constexpr double kBf16Rel = 4e-3;
 
+/// A bf16 output formed by adding to an old bf16 value through cuBLASLt's
+/// beta = 1 (the product is rounded before the sum is): two roundings.
+inline constexpr double kBf16TwoRoundingsRel = 8e-3;
+
 /// A CUDA kernel that performs the CPU reference's own fp32 operations in
 /// the same order (embedding gather/scatter-add, casts, AdamW, rotary with
 /// the shared cos/sin table): the same bits.

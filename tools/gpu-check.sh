@@ -74,7 +74,7 @@ sanitize_status=0
 if [[ "${MT_GPU_SANITIZE:-0}" == 1 ]]; then
   # The smallest case of each family: memcheck is slow.
   filter='*t7_*:*r7_*:*/0:*b2_s7*:*t5_v7*:*CastTest*:*FillTest*:*AdamWTest*:*UnalignedOperands*'
-  compute-sanitizer --tool memcheck --error-exitcode 9 \
+  MT_GPU_REPORT= compute-sanitizer --tool memcheck --error-exitcode 9 \
     "$build/bin/MtCudaKernelTests" --gtest_filter="$filter" > "$out/memcheck.log" 2>&1 ||
     sanitize_status=$?
   grep -E "ERROR SUMMARY|PASSED|FAILED" "$out/memcheck.log" | tail -5

@@ -138,9 +138,11 @@ int run() {
   double *sumOut = alloc<double>(keep, 1);
   int32_t *finite = alloc<int32_t>(keep, 1);
   auto gemm = cuda::GemmRunner::create();
-  throwIfError(gemm.status(), "GemmRunner");
+  if (!gemm)
+    throwIfError(gemm.status(), "GemmRunner");
   auto table = cuda::RotaryTable::create({500000.0, 32.0, 1.0, 4.0, 8192}, kSeq, kHeadDim);
-  throwIfError(table.status(), "RotaryTable");
+  if (!table)
+    throwIfError(table.status(), "RotaryTable");
   const cpu::AdamWParams adamParams{1e-4, 0.9, 0.95, 1e-8, 0.1, 10, 1.0f};
   check(cudaStreamSynchronize(s), "setup");
 
