@@ -3,13 +3,9 @@
 
 #include "compiler/analysis/ModelInfo.h"
 #include "compiler/driver/Explain.h"
-#include "compiler/plan/PlanEmitter.h"
+#include "compiler/driver/Pipeline.h"
 #include "dialects/mt/MtDialect.h"
-#include "passes/Passes.h"
 #include "runtime/plan/PlanIO.h"
-
-#include "mlir/Pass/PassManager.h"
-#include "mlir/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
@@ -20,8 +16,6 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
-
-#include <regex>
 
 using namespace mlir;
 
@@ -53,92 +47,6 @@ std::string withCommas(int64_t n) {
     out += digits[i];
   }
   return out;
-}
-
-/// Writes `dir`/`stem`.mlir (the numbered IR after each pass).
-bool dumpModule(ModuleOp module, const std::string &dir, const std::string &stem) {
-  if (std::error_code ec = llvm::sys::fs::create_directories(dir)) {
-    llvm::errs() << "error: --dump-dir " << dir << ": " << ec.message() << "\n";
-    return false;
-  }
-  std::string error;
-  auto file = openOutputFile(dir + "/" + stem + ".mlir", &error);
-  if (!file) {
-    llvm::errs() << "error: " << error << "\n";
-    return false;
-  }
-  module.print(file->os());
-  file->keep();
-  return true;
-}
-
-/// Autodiff, optimizer, cleanup, then the plan directory.
-bool emitTrainingPlan(ModuleOp module, const ParallelConfig &parallel,
-                      const CompileOptions &options) {
-  const OptimizerConfig &o = options.optimizer;
-  BuildOptimizerOptions opt;
-  opt.lr = o.lr;
-  opt.minLr = o.minLr;
-  opt.warmupSteps = o.warmupSteps;
-  opt.decaySteps = o.decaySteps ? o.decaySteps : o.trainSteps;
-  opt.decayStyle = o.decayStyle;
-  opt.weightDecay = o.weightDecay;
-  opt.beta1 = o.beta1;
-  opt.beta2 = o.beta2;
-  opt.eps = o.eps;
-  opt.clipGrad = o.clipGrad;
-  opt.dp = parallel.dp;
-  PartitionTensorParallelOptions tpOptions;
-  tpOptions.tp = parallel.tp;
-  tpOptions.sequenceParallel = parallel.sequenceParallel;
-  if (!options.freeze.empty()) {
-    std::regex pattern;
-    try {
-      pattern = std::regex(options.freeze);
-    } catch (const std::regex_error &e) {
-      llvm::errs() << "error: --freeze '" << options.freeze
-                   << "' is not a valid regular expression: " << e.what() << "\n";
-      return false;
-    }
-    int frozen = 0;
-    for (auto param : module.getOps<ParamOp>())
-      if (std::regex_search(param.getSymName().str(), pattern)) {
-        param.setFrozen(true);
-        ++frozen;
-      }
-    if (frozen == 0) {
-      llvm::errs() << "error: --freeze '" << options.freeze
-                   << "' matches no parameter of the model\n";
-      return false;
-    }
-  }
-  std::vector<std::unique_ptr<Pass>> pipeline;
-  if (parallel.tp > 1)
-    pipeline.push_back(createPartitionTensorParallel(tpOptions));
-  pipeline.push_back(createAutodiff());
-  pipeline.push_back(createBuildOptimizer(opt));
-  pipeline.push_back(createCanonicalizerPass());
-  if (!options.dumpDir.empty() && !dumpModule(module, options.dumpDir, "00-input"))
-    return false;
-  for (auto [i, pass] : llvm::enumerate(pipeline)) {
-    std::string name = pass->getArgument().str();
-    PassManager pm(module.getContext());
-    pm.addPass(std::move(pass));
-    if (failed(pm.run(module)))
-      return false;
-    char stem[128];
-    std::snprintf(stem, sizeof(stem), "%02zu-%s", i + 1, name.c_str());
-    if (!options.dumpDir.empty() && !dumpModule(module, options.dumpDir, stem))
-      return false;
-  }
-  auto plan = emitPlan(module, parallel, TrainingOptions{o.trainSteps});
-  if (failed(plan))
-    return false;
-  if (Status s = plan::writePlanDirectory(options.outputDir, *plan); !s) {
-    llvm::errs() << "error: " << s.message() << "\n";
-    return false;
-  }
-  return true;
 }
 
 } // namespace
@@ -209,21 +117,33 @@ bool compileModel(const CompileOptions &options) {
   }
   if (options.explain)
     explainLayout(*module, *dims, parallel, llvm::outs());
-  if (options.outputDir.empty())
-    return true;
-  // Plans cover tensor and data parallelism so far; the other axes are
-  // validated (and explained) but not partitioned yet.
+  // Plans cover tensor, sequence and data parallelism so far; the other
+  // axes are validated (and explained) but not partitioned yet.
   for (auto [name, size] : {std::pair{"pipeline_model_parallel_size (--pp)", parallel.pp},
                             std::pair{"context_parallel_size (--cp)", parallel.cp},
                             std::pair{"expert_model_parallel_size (--ep)", parallel.ep}})
     if (size != 1) {
+      if (options.outputDir.empty())
+        return true;
       llvm::errs() << "error: " << name << " = " << size
                    << ": this version of mtc writes plans for tensor, sequence and "
                       "data parallelism only (--tp, --sp, --dp)\n";
       return false;
     }
-
-  return emitTrainingPlan(*module, parallel, options);
+  if (options.outputDir.empty() && !options.explain)
+    return true;
+  auto plan = buildTrainingPlan(*module, parallel, options);
+  if (failed(plan))
+    return false;
+  if (options.explain)
+    explainPlan(*plan, llvm::outs());
+  if (options.outputDir.empty())
+    return true;
+  if (Status s = plan::writePlanDirectory(options.outputDir, *plan); !s) {
+    llvm::errs() << "error: " << s.message() << "\n";
+    return false;
+  }
+  return true;
 }
 
 } // namespace mt

@@ -3,12 +3,14 @@
 #include "compiler/driver/Explain.h"
 
 #include "compiler/analysis/ModelInfo.h"
+#include "runtime/plan/OpRegistry.h"
 #include "dialects/mt/MtDialect.h"
 
 #include "llvm/Support/Format.h"
 
 #include <array>
 #include <map>
+#include <string>
 
 using namespace mlir;
 
@@ -91,6 +93,74 @@ void explainLayout(ModuleOp module, const ModelDims &dims,
                        "gradients + optimizer state\n",
                        perRank, perRank * 16 / (1 << 30));
   }
+}
+
+namespace {
+
+std::string bytesText(double bytes) {
+  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int unit = 0;
+  while (bytes >= 1024 && unit < 4)
+    bytes /= 1024, ++unit;
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  os << llvm::format(unit ? "%.1f %s" : "%.0f %s", bytes, units[unit]);
+  return out;
+}
+
+} // namespace
+
+void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
+  const plan::Mesh &m = plan.mesh();
+  int64_t ranks = m.pp() * m.dp() * m.cp() * m.ep() * m.tp();
+  os << "plan: one program for all " << ranks << " ranks (they differ only in "
+     << "their communicator groups, slices and data); memory per rank:\n";
+  std::map<plan::ArenaKind, uint64_t> arenas;
+  for (const plan::Arena &a : plan.arenas())
+    arenas[a.kind()] = a.size_bytes();
+  struct Row { plan::ArenaKind kind; const char *what; };
+  uint64_t total = 0;
+  for (Row r : {Row{plan::PARAMETERS, "weights (fp32 master)"},
+                Row{plan::GRADIENTS, "gradients (fp32 main)"},
+                Row{plan::OPTIMIZER, "AdamW state (fp32)"},
+                Row{plan::ACTIVATIONS, "activations (peak, liveness-planned)"},
+                Row{plan::INPUTS, "inputs"}}) {
+    os << llvm::format("  %-38s %12s\n", r.what, bytesText(double(arenas[r.kind])).c_str());
+    total += arenas[r.kind];
+  }
+  os << llvm::format("  %-38s %12s\n", "total", bytesText(double(total)).c_str());
+  // Collectives of one step: forward_backward runs once per micro-batch.
+  std::map<std::pair<std::string, std::string>, std::pair<int64_t, double>> collectives;
+  int64_t microBatches = plan.training().micro_batches_per_step();
+  for (const plan::Program &program : plan.programs()) {
+    int64_t runs = program.name() == "forward_backward" ? microBatches : 1;
+    for (const plan::Instruction &instr : program.instructions()) {
+      plan::Attrs attrs(instr);
+      std::string axis = attrs.s("axis");
+      uint64_t bytes = 0;
+      if (!axis.empty()) { // all_reduce, all_gather, reduce_scatter
+        for (uint32_t id : instr.inputs())
+          bytes = plan.buffers(id).size_bytes();
+      } else if (instr.op().rfind("cross_entropy", 0) == 0 &&
+                 !(axis = attrs.s("vocab_parallel_axis")).empty()) {
+        bytes = 3 * uint64_t(attrs.i("tokens")) * 4; // max, sum of exp, label logit
+      } else if (instr.op() == "global_norm" && !(axis = attrs.s("sharded_axis")).empty()) {
+        bytes = 4;
+      } else {
+        continue;
+      }
+      auto &entry = collectives[{instr.op(), axis}];
+      entry.first += runs;
+      entry.second += double(runs) * double(bytes);
+    }
+  }
+  os << "collectives per step (" << microBatches << " micro-batches):\n";
+  if (collectives.empty())
+    os << "  none\n";
+  for (const auto &[key, value] : collectives)
+    os << llvm::format("  %-20s over %-2s %8lld x, %12s reduced or gathered\n", key.first.c_str(),
+                       key.second.c_str(), (long long)value.first,
+                       bytesText(value.second).c_str());
 }
 
 } // namespace mt

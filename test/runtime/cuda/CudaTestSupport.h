@@ -124,7 +124,7 @@ inline void reportRow(const std::string &kernel, const std::string &shape,
                       double maxErr, double tol, const std::string &result,
                       double ms = -1, const std::string &rate = "-") {
   const char *path = std::getenv("MT_GPU_REPORT");
-  if (!path)
+  if (!path || !*path)
     return;
   auto number = [](double v, const char *format) {
     char text[32] = "-";

@@ -1,0 +1,21 @@
+// The training-step pipeline of `mtc compile`, from a model module to a plan.
+#ifndef MT_COMPILER_DRIVER_PIPELINE_H
+#define MT_COMPILER_DRIVER_PIPELINE_H
+
+#include "compiler/driver/Commands.h"
+#include "compiler/plan/PlanEmitter.h"
+
+#include "mlir/IR/BuiltinOps.h"
+
+namespace mt {
+
+/// Freezes parameters, partitions (tp, sp), differentiates, adds the
+/// optimizer (dp) and lowers to a plan; writes the numbered IR after each
+/// pass to options.dumpDir when set. Diagnostics go to the module's context.
+mlir::FailureOr<plan::Plan> buildTrainingPlan(mlir::ModuleOp module,
+                                              const ParallelConfig &parallel,
+                                              const CompileOptions &options);
+
+} // namespace mt
+
+#endif // MT_COMPILER_DRIVER_PIPELINE_H
