@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <type_traits>
 #include <set>
 #include <sstream>
 
@@ -227,48 +228,26 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
     return os.str();
   };
   using Setter = std::function<Status(const YAML::Node &)>;
-  auto intOf = [&](int64_t &out, bool nullable) -> Setter {
-    return [&out, nullable, &where](const YAML::Node &n) -> Status {
+  // A setter for one scalar option; `nullable` options read null as 0.
+  auto scalarOf = [&](auto &out, const char *expected, bool nullable = false) -> Setter {
+    return [&out, expected, nullable, &where](const YAML::Node &n) -> Status {
+      using T = std::remove_reference_t<decltype(out)>;
       if (nullable && n.IsNull()) {
-        out = 0;
+        out = T{};
         return Status::ok();
       }
       try {
-        out = n.as<int64_t>();
+        out = n.as<T>();
         return Status::ok();
       } catch (const YAML::Exception &) {
-        return fail(where(n), "expected an integer, got '", n.Scalar(), "'");
+        return fail(where(n), "expected ", expected, ", got '", n.Scalar(), "'");
       }
     };
   };
-  auto boolOf = [&](bool &out) -> Setter {
-    return [&out, &where](const YAML::Node &n) -> Status {
-      try {
-        out = n.as<bool>();
-        return Status::ok();
-      } catch (const YAML::Exception &) {
-        return fail(where(n), "expected true or false, got '", n.Scalar(), "'");
-      }
-    };
-  };
-  auto doubleOf = [&](double &out) -> Setter {
-    return [&out, &where](const YAML::Node &n) -> Status {
-      try {
-        out = n.as<double>();
-        return Status::ok();
-      } catch (const YAML::Exception &) {
-        return fail(where(n), "expected a number, got '", n.Scalar(), "'");
-      }
-    };
-  };
-  auto stringOf = [&](std::string &out) -> Setter {
-    return [&out, &where](const YAML::Node &n) -> Status {
-      if (!n.IsScalar())
-        return fail(where(n), "expected a string");
-      out = n.Scalar();
-      return Status::ok();
-    };
-  };
+  auto intOf = [&](int64_t &out, bool nullable) { return scalarOf(out, "an integer", nullable); };
+  auto doubleOf = [&](double &out) { return scalarOf(out, "a number"); };
+  auto boolOf = [&](bool &out) { return scalarOf(out, "true or false"); };
+  auto stringOf = [&](std::string &out) { return scalarOf(out, "a string"); };
   const std::map<std::string, Setter> setters = {
       {"lr", doubleOf(optimizer.lr)},
       {"min_lr", doubleOf(optimizer.minLr)},

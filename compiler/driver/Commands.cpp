@@ -4,6 +4,8 @@
 #include "compiler/analysis/ModelInfo.h"
 #include "compiler/driver/Explain.h"
 #include "compiler/driver/Pipeline.h"
+#include "compiler/schedule/PipelineSchedule.h"
+#include "runtime/io/AtomicFile.h"
 #include "dialects/mt/MtDialect.h"
 #include "runtime/plan/PlanIO.h"
 
@@ -50,6 +52,33 @@ std::string withCommas(int64_t n) {
 }
 
 } // namespace
+
+/// The pipeline schedule of the layout: its predicted bubble, and its SVG.
+static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
+                            llvm::raw_ostream &os, bool explain) {
+  int64_t vpp = p.vpp ? p.vpp : 1, micro = p.numMicroBatches();
+  auto schedule = pipelineSchedule(p.pp, vpp, micro);
+  double makespan = simulate(schedule, p.pp, vpp);
+  double bubble = bubbleFraction(schedule, makespan);
+  if (explain)
+    os << llvm::format("pipeline schedule: %lld micro-batches per step, predicted bubble "
+                       "%.1f%% of stage time (backward = 2 x forward)\n",
+                       (long long)micro, 100.0 * bubble);
+  if (svgPath.empty())
+    return true;
+  std::string title = "pp " + std::to_string(p.pp) + (vpp > 1 ? " x vpp " + std::to_string(vpp) : "") +
+                      ", " + std::to_string(micro) + " micro-batches: " +
+                      (vpp > 1 ? "interleaved 1F1B" : "1F1B");
+  char bubbleText[64];
+  std::snprintf(bubbleText, sizeof(bubbleText), ", bubble %.1f%%", 100.0 * bubble);
+  Status s = io::writeFileAtomically(svgPath, [&](std::ostream &out) {
+    out << scheduleSvg(schedule, vpp, makespan, title + bubbleText);
+    return Status::ok();
+  });
+  if (!s)
+    llvm::errs() << "error: " << s.message() << "\n";
+  return s.isOk();
+}
 
 bool importHf(const ImportOptions &options) {
   auto spec = readHfConfig(options.configPath);
@@ -117,6 +146,9 @@ bool compileModel(const CompileOptions &options) {
   }
   if (options.explain)
     explainLayout(*module, *dims, parallel, llvm::outs());
+  if ((options.explain || !options.scheduleSvg.empty()) &&
+      !explainSchedule(parallel, options.scheduleSvg, llvm::outs(), options.explain))
+    return false;
   // Plans cover tensor, sequence and data parallelism so far; the other
   // axes are validated (and explained) but not partitioned yet.
   for (auto [name, size] : {std::pair{"pipeline_model_parallel_size (--pp)", parallel.pp},

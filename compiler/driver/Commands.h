@@ -22,6 +22,7 @@ struct CompileOptions {
   std::string outputDir; // the plan directory; empty: check only
   std::string freeze;    // regex over parameter names: not trained
   std::string dumpDir;   // numbered IR after each pass
+  std::string scheduleSvg; // picture of the pipeline schedule
 };
 
 /// Each prints its diagnostics to stderr and returns false on failure.

@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kFinalThreads)
   }
 }
 
-/// Gradient of one element; label < 0 for none in this group.
+/// scale * (p - onehot) of one element, p from the row's log-sum-exp.
 __device__ __forceinline__ float ceGrad(float x, float lse, float scale,
                                         bool isLabel) {
   const float p = exp2f((x - lse) * kLog2e);

@@ -131,24 +131,42 @@ __global__ void swigluBackwardKernel(const bf16 *gate, const bf16 *up,
   }
 }
 
-/// One thread per rotated pair (i, i + half) of one head of one row. The
-/// products and difference are rounded separately (no FMA), as the CPU
-/// reference computes them.
+/// (x1, x2) rotated by the angle of (c, sn). The products and the sum are
+/// rounded separately (no FMA), as the CPU reference computes them.
+__device__ __forceinline__ float2 rotate(float x1, float x2, float c, float sn) {
+  return make_float2(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, sn)),
+                     __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, sn)));
+}
+
+/// P = 2: each thread rotates pairs (i, i + half) and (i + 1, i + 1 + half)
+/// with 4-byte bf16x2 accesses (half even); P = 1: one pair per thread.
+template <int P>
 __global__ void rotaryKernel(const bf16 *x, bf16 *y, const float2 *cosSin,
-                             int64_t pairs, int64_t seq, int64_t heads,
+                             int64_t groups, int64_t seq, int64_t heads,
                              int64_t half, float sign) {
-  for (int64_t p = groupStart<1>(); p < pairs; p += groupStride<1>()) {
-    const int64_t i = p % half;
-    const int64_t rowHead = p / half; // (row, head) flattened
+  const int64_t perHead = half / P;
+  for (int64_t g = groupStart<1>(); g < groups; g += groupStride<1>()) {
+    const int64_t i = (g % perHead) * P;
+    const int64_t rowHead = g / perHead; // (row, head) flattened
     const int64_t s = (rowHead / heads) % seq;
-    const float2 cs = cosSin[s * half + i];
-    const float sn = sign * cs.y;
     const int64_t at = rowHead * 2 * half + i;
-    const float x1 = __bfloat162float(x[at]);
-    const float x2 = __bfloat162float(x[at + half]);
-    y[at] = __float2bfloat16_rn(__fsub_rn(__fmul_rn(x1, cs.x), __fmul_rn(x2, sn)));
-    y[at + half] =
-        __float2bfloat16_rn(__fadd_rn(__fmul_rn(x2, cs.x), __fmul_rn(x1, sn)));
+    if constexpr (P == 2) {
+      const float4 cs = *reinterpret_cast<const float4 *>(cosSin + s * half + i);
+      const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(x + at));
+      const float2 b =
+          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(x + at + half));
+      const float2 r0 = rotate(a.x, b.x, cs.x, sign * cs.y);
+      const float2 r1 = rotate(a.y, b.y, cs.z, sign * cs.w);
+      *reinterpret_cast<__nv_bfloat162 *>(y + at) = __floats2bfloat162_rn(r0.x, r1.x);
+      *reinterpret_cast<__nv_bfloat162 *>(y + at + half) =
+          __floats2bfloat162_rn(r0.y, r1.y);
+    } else {
+      const float2 cs = cosSin[s * half + i];
+      const float2 r = rotate(__bfloat162float(x[at]), __bfloat162float(x[at + half]),
+                              cs.x, sign * cs.y);
+      y[at] = __float2bfloat16_rn(r.x);
+      y[at + half] = __float2bfloat16_rn(r.y);
+    }
   }
 }
 
@@ -294,18 +312,19 @@ __global__ void fillUniformKernel(T *x, int64_t n, uint64_t seed, float lo,
   }
 }
 
-/// Launches kernel<8> when n splits into 16-byte-aligned groups of 8, else
-/// kernel<1>.
-template <typename Launch>
-Status launchVectorized(bool vectorizable, int64_t n, Launch launch,
-                        const char *name) {
+/// Launches kernel8 over groups of 8 when n splits into 16-byte-aligned
+/// groups, else kernel1 over single elements; args convert to the kernel's.
+template <typename... Params, typename... Args>
+Status launchVectorized(bool vectorizable, int64_t n, void (*kernel8)(Params...),
+                        void (*kernel1)(Params...), cudaStream_t stream,
+                        Args... args) {
   if (n == 0)
     return Status::ok();
-  const bool vec = vectorizable && n % 8 == 0;
-  launch(vec, gridFor(vec ? n / 8 : n));
-  const cudaError_t error = cudaGetLastError();
-  if (error != cudaSuccess)
-    return cudaFailure(error, name, __FILE__, __LINE__);
+  if (vectorizable && n % 8 == 0)
+    kernel8<<<gridFor(n / 8), kThreads, 0, stream>>>(args...);
+  else
+    kernel1<<<gridFor(n), kThreads, 0, stream>>>(args...);
+  MT_CUDA_CHECK_LAUNCH("element-wise kernel");
   return Status::ok();
 }
 
@@ -313,32 +332,18 @@ Status launchVectorized(bool vectorizable, int64_t n, Launch launch,
 
 Status swigluForward(const bf16 *gate, const bf16 *up, bf16 *y, int64_t n,
                      cudaStream_t stream) {
-  return launchVectorized(
-      aligned16(gate) && aligned16(up) && aligned16(y), n,
-      [&](bool vec, int64_t grid) {
-        if (vec)
-          swigluForwardKernel<8><<<grid, kThreads, 0, stream>>>(gate, up, y, n);
-        else
-          swigluForwardKernel<1><<<grid, kThreads, 0, stream>>>(gate, up, y, n);
-      },
-      "launch swigluForwardKernel");
+  return launchVectorized(aligned16(gate) && aligned16(up) && aligned16(y), n,
+                          swigluForwardKernel<8>, swigluForwardKernel<1>, stream,
+                          gate, up, y, n);
 }
 
 Status swigluBackward(const bf16 *gate, const bf16 *up, const bf16 *dy,
                       bf16 *dgate, bf16 *dup, int64_t n, cudaStream_t stream) {
   const bool aligned = aligned16(gate) && aligned16(up) && aligned16(dy) &&
                        aligned16(dgate) && aligned16(dup);
-  return launchVectorized(
-      aligned, n,
-      [&](bool vec, int64_t grid) {
-        if (vec)
-          swigluBackwardKernel<8><<<grid, kThreads, 0, stream>>>(
-              gate, up, dy, dgate, dup, n);
-        else
-          swigluBackwardKernel<1><<<grid, kThreads, 0, stream>>>(
-              gate, up, dy, dgate, dup, n);
-      },
-      "launch swigluBackwardKernel");
+  return launchVectorized(aligned, n, swigluBackwardKernel<8>,
+                          swigluBackwardKernel<1>, stream, gate, up, dy, dgate,
+                          dup, n);
 }
 
 Expected<RotaryTable> RotaryTable::create(const cpu::RotaryParams &params,
@@ -399,8 +404,13 @@ static Status rotaryApply(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
   const int64_t pairs = batch * seq * heads * half;
   if (pairs == 0)
     return Status::ok();
-  rotaryKernel<<<gridFor(pairs), kThreads, 0, stream>>>(
-      x, y, table.cosSin(), pairs, seq, heads, half, sign);
+  auto aligned4 = [](const void *p) { return reinterpret_cast<uintptr_t>(p) % 4 == 0; };
+  if (half % 2 == 0 && aligned4(x) && aligned4(y))
+    rotaryKernel<2><<<gridFor(pairs / 2), kThreads, 0, stream>>>(
+        x, y, table.cosSin(), pairs / 2, seq, heads, half, sign);
+  else
+    rotaryKernel<1><<<gridFor(pairs), kThreads, 0, stream>>>(
+        x, y, table.cosSin(), pairs, seq, heads, half, sign);
   MT_CUDA_CHECK_LAUNCH("rotaryKernel");
   return Status::ok();
 }
@@ -420,17 +430,9 @@ Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
 Status embeddingForward(const int32_t *ids, const bf16 *table, bf16 *y,
                         int64_t tokens, int64_t hidden, cudaStream_t stream) {
   const int64_t n = tokens * hidden;
-  return launchVectorized(
-      hidden % 8 == 0 && aligned16(table) && aligned16(y), n,
-      [&](bool vec, int64_t grid) {
-        if (vec)
-          embeddingForwardKernel<8><<<grid, kThreads, 0, stream>>>(
-              ids, table, y, tokens, hidden);
-        else
-          embeddingForwardKernel<1><<<grid, kThreads, 0, stream>>>(
-              ids, table, y, tokens, hidden);
-      },
-      "launch embeddingForwardKernel");
+  return launchVectorized(hidden % 8 == 0 && aligned16(table) && aligned16(y), n,
+                          embeddingForwardKernel<8>, embeddingForwardKernel<1>,
+                          stream, ids, table, y, tokens, hidden);
 }
 
 size_t embeddingBackwardWorkspaceBytes(int64_t vocab) {
@@ -464,15 +466,9 @@ Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
 
 template <typename In, typename Out>
 static Status cast(const In *in, Out *out, int64_t n, cudaStream_t stream) {
-  return launchVectorized(
-      aligned16(in) && aligned16(out), n,
-      [&](bool vec, int64_t grid) {
-        if (vec)
-          castKernel<8><<<grid, kThreads, 0, stream>>>(in, out, n);
-        else
-          castKernel<1><<<grid, kThreads, 0, stream>>>(in, out, n);
-      },
-      "launch castKernel");
+  return launchVectorized(aligned16(in) && aligned16(out), n,
+                          castKernel<8, In, Out>, castKernel<1, In, Out>, stream,
+                          in, out, n);
 }
 
 Status castFloatToBf16(const float *in, bf16 *out, int64_t n,

@@ -12,9 +12,12 @@ namespace mt::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-/// Row blocks of the backward: partials of dw are reduced in this order, so
-/// the count is a constant rather than the device's multiprocessor count.
-constexpr int64_t kMaxBackwardBlocks = 512;
+/// Row blocks of the backward (about what an H100 holds at once): partials
+/// of dw are reduced in a fixed order, so the count is a constant rather
+/// than the device's multiprocessor count.
+constexpr int64_t kMaxBackwardBlocks = 1024;
+/// Warps of the partials reduction; each sums every kReduceWarps-th block.
+constexpr int kReduceWarps = 8;
 
 bool aligned16(const void *p) {
   return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0;
@@ -168,16 +171,30 @@ __global__ void __launch_bounds__(kThreads)
       partials[blockIdx.x * dim + c + i] = dwPartial[c + i];
 }
 
-/// dw[c] += sum over blocks b (in order) of partials[b, c].
-__global__ void reducePartialsKernel(const float *partials, float *dw,
-                                     int64_t blocks, int64_t dim) {
-  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (c >= dim)
-    return;
+/// dw[c] += sum over blocks b of partials[b, c]. Lane = column (coalesced);
+/// warp w sums blocks w, w + 8, ... in order, then warp 0 adds the eight
+/// sums in warp order: a fixed order, so every run gives the same bits.
+__global__ void __launch_bounds__(32 * kReduceWarps)
+    reducePartialsKernel(const float *partials, float *dw, int64_t blocks,
+                         int64_t dim) {
+  __shared__ float warpSum[kReduceWarps][32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t c = blockIdx.x * int64_t(32) + lane;
   float sum = 0.0f;
-  for (int64_t b = 0; b < blocks; ++b)
-    sum += partials[b * dim + c];
-  dw[c] += sum;
+  if (c < dim) {
+#pragma unroll 4
+    for (int64_t b = warp; b < blocks; b += kReduceWarps)
+      sum += partials[b * dim + c];
+  }
+  warpSum[warp][lane] = sum;
+  __syncthreads();
+  if (warp == 0 && c < dim) {
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kReduceWarps; ++w)
+      total += warpSum[w][lane];
+    dw[c] += total;
+  }
 }
 
 int64_t backwardBlocks(int64_t rows) {
@@ -230,8 +247,7 @@ Status rmsnormBackward(const bf16 *x, const bf16 *w, const bf16 *dy,
   kernel<<<blocks, kThreads, shared, stream>>>(x, w, dy, dresidual, dx,
                                                partials, rows, dim, eps);
   MT_CUDA_CHECK_LAUNCH("rmsnormBackwardKernel");
-  const int threads = 256;
-  reducePartialsKernel<<<(dim + threads - 1) / threads, threads, 0, stream>>>(
+  reducePartialsKernel<<<(dim + 31) / 32, 32 * kReduceWarps, 0, stream>>>(
       partials, dw, blocks, dim);
   MT_CUDA_CHECK_LAUNCH("reducePartialsKernel");
   return Status::ok();

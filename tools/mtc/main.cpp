@@ -139,6 +139,8 @@ int main(int argc, char **argv) {
                        "print the layout in words: mesh, ranks, stages, memory");
   compileCmd->add_option("-o,--output", compile.outputDir,
                          "plan directory to write (replaced atomically)");
+  compileCmd->add_option("--schedule-svg", compile.scheduleSvg,
+                         "draw the pipeline schedule (stages x time) into this SVG file");
   compileCmd->add_option("--dump-dir", compile.dumpDir,
                          "write the IR after each pass as NN-<pass>.mlir here");
   compileCmd->add_option("--freeze", compile.freeze,

@@ -2,12 +2,11 @@
 // kernels against plain fp64 references and central finite differences.
 #include "runtime/cpu/Attention.h"
 #include "test/Tolerances.h"
+#include "test/runtime/cpu/KernelCheck.h"
 
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <cmath>
-#include <functional>
 #include <numbers>
 #include <ostream>
 #include <random>
@@ -24,73 +23,15 @@ static void PrintTo(const AttentionShape &s, std::ostream *os) {
 
 namespace {
 
+using namespace check;
 namespace tol = mt::tolerance;
 using Doubles = std::vector<double>;
 using Floats = std::vector<float>;
 
+/// n values in [-range, range) from a generator of their own seed.
 Floats randomFloats(size_t n, uint32_t seed, float range = 1.0f) {
   std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-range, range);
-  Floats out(n);
-  for (float &x : out)
-    x = dist(rng);
-  return out;
-}
-
-Doubles widen(const Floats &x) { return Doubles(x.begin(), x.end()); }
-
-double maxAbs(const Doubles &x) {
-  double m = 0;
-  for (double v : x)
-    m = std::max(m, std::abs(v));
-  return m;
-}
-
-/// Expects |actual - expected| <= rel * max|expected| + abs everywhere.
-void expectClose(const Floats &actual, const Doubles &expected, double rel,
-                 double abs, const std::string &what) {
-  ASSERT_EQ(actual.size(), expected.size()) << what;
-  const double bound = rel * maxAbs(expected) + abs;
-  double worst = 0;
-  size_t at = 0;
-  for (size_t i = 0; i < actual.size(); ++i) {
-    const double diff = std::abs(actual[i] - expected[i]);
-    if (!(diff <= worst)) // also catches NaN
-      worst = diff, at = i;
-  }
-  EXPECT_LE(worst, bound) << what << ": worst at " << at << ", " << actual[at]
-                          << " vs " << expected[at];
-}
-
-/// d loss / d x by central differences; loss() reads x.
-Doubles finiteDifference(Doubles &x, const std::function<double()> &loss) {
-  const double h = tol::kFiniteDifferenceStep;
-  Doubles grad(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double saved = x[i];
-    x[i] = saved + h;
-    const double plus = loss();
-    x[i] = saved - h;
-    const double minus = loss();
-    x[i] = saved;
-    grad[i] = (plus - minus) / (2 * h);
-  }
-  return grad;
-}
-
-double weightedSum(const Doubles &w, const Doubles &y) {
-  double s = 0;
-  for (size_t i = 0; i < y.size(); ++i)
-    s += w[i] * y[i];
-  return s;
-}
-
-/// Runs f with the OpenMP thread count set to n, then restores it.
-void withThreads(int n, const std::function<void()> &f) {
-  const int saved = omp_get_max_threads();
-  omp_set_num_threads(n);
-  f();
-  omp_set_num_threads(saved);
+  return randomVector(rng, n, -range, range);
 }
 
 //===----------------------------------------------------------------------===//
@@ -219,7 +160,7 @@ TEST(Rotary, ForwardMatchesReference) {
     const Floats x = randomFloats(d.size(), 1);
     Floats y(d.size());
     rotaryForward(x.data(), y.data(), d.batch, d.seq, d.heads, d.dim, p);
-    expectClose(y, refRotary(widen(x), d, refInvFreq(p, d.dim)),
+    expectClose(y, refRotary(toDouble(x), d, refInvFreq(p, d.dim)),
                 tol::kFp32KernelRel, tol::kFp32KernelAbs,
                 "dim " + std::to_string(d.dim));
   }
@@ -263,10 +204,10 @@ TEST(Rotary, BackwardMatchesFiniteDifferences) {
     const Floats dy = randomFloats(d.size(), 4);
     Floats dx(d.size(), 0.0f);
     rotaryBackward(dy.data(), dx.data(), d.batch, d.seq, d.heads, d.dim, p);
-    Doubles xd = widen(x);
-    const Doubles dyd = widen(dy), inv = refInvFreq(p, d.dim);
+    Doubles xd = toDouble(x);
+    const Doubles dyd = toDouble(dy), inv = refInvFreq(p, d.dim);
     const Doubles fd = finiteDifference(
-        xd, [&] { return weightedSum(dyd, refRotary(xd, d, inv)); });
+        xd, [&] { return sumProduct(dyd, refRotary(xd, d, inv)); });
     expectClose(dx, fd, tol::kGradientRel, tol::kGradientAbs,
                 "dx dim " + std::to_string(d.dim));
   }
@@ -280,8 +221,7 @@ TEST(Rotary, BackwardAccumulates) {
   Floats fresh(d.size(), 0.0f), dx = initial;
   rotaryBackward(dy.data(), fresh.data(), d.batch, d.seq, d.heads, d.dim, p);
   rotaryBackward(dy.data(), dx.data(), d.batch, d.seq, d.heads, d.dim, p);
-  for (size_t i = 0; i < dx.size(); ++i)
-    ASSERT_EQ(dx[i], initial[i] + fresh[i]) << "at " << i;
+  expectAccumulatedExactly(dx, initial, fresh, "dx");
 }
 
 TEST(Rotary, ThreadCountDoesNotChangeResults) {
@@ -376,7 +316,7 @@ TEST_P(AttentionTest, ForwardMatchesReference) {
   AttentionData a(GetParam(), 11);
   a.forward();
   Doubles out, lse;
-  refAttention(widen(a.q), widen(a.k), widen(a.v), a.shape, out, lse);
+  refAttention(toDouble(a.q), toDouble(a.k), toDouble(a.v), a.shape, out, lse);
   expectClose(a.out, out, tol::kFp32KernelRel, tol::kFp32KernelAbs, "out");
   expectClose(a.lse, lse, tol::kFp32KernelRel, tol::kFp32KernelAbs, "lse");
 }
@@ -386,12 +326,12 @@ TEST_P(AttentionTest, BackwardMatchesFiniteDifferences) {
   a.forward();
   Floats dq(a.q.size(), 0.0f), dk(a.k.size(), 0.0f), dv(a.v.size(), 0.0f);
   a.backward(dq, dk, dv);
-  Doubles q = widen(a.q), k = widen(a.k), v = widen(a.v);
-  const Doubles dout = widen(a.dout);
+  Doubles q = toDouble(a.q), k = toDouble(a.k), v = toDouble(a.v);
+  const Doubles dout = toDouble(a.dout);
   const auto loss = [&] {
     Doubles out, lse;
     refAttention(q, k, v, a.shape, out, lse);
-    return weightedSum(dout, out);
+    return sumProduct(dout, out);
   };
   expectClose(dq, finiteDifference(q, loss), tol::kGradientRel,
               tol::kGradientAbs, "dq");
@@ -445,12 +385,9 @@ TEST_P(AttentionTest, BackwardAccumulates) {
   const Floats iv = randomFloats(a.v.size(), 44);
   Floats dq = iq, dk = ik, dv = iv;
   a.backward(dq, dk, dv);
-  for (size_t i = 0; i < dq.size(); ++i)
-    ASSERT_EQ(dq[i], iq[i] + fq[i]) << "dq at " << i;
-  for (size_t i = 0; i < dk.size(); ++i) {
-    ASSERT_EQ(dk[i], ik[i] + fk[i]) << "dk at " << i;
-    ASSERT_EQ(dv[i], iv[i] + fv[i]) << "dv at " << i;
-  }
+  expectAccumulatedExactly(dq, iq, fq, "dq");
+  expectAccumulatedExactly(dk, ik, fk, "dk");
+  expectAccumulatedExactly(dv, iv, fv, "dv");
 }
 
 TEST_P(AttentionTest, ThreadCountDoesNotChangeResults) {
@@ -493,7 +430,7 @@ TEST(Attention, LargeScoresStayFinite) {
   AttentionData a(attentionShape(2, 13, 4, 2, 16), 61, 40.0f);
   a.forward();
   Doubles out, lse;
-  refAttention(widen(a.q), widen(a.k), widen(a.v), a.shape, out, lse);
+  refAttention(toDouble(a.q), toDouble(a.k), toDouble(a.v), a.shape, out, lse);
   EXPECT_GT(maxAbs(lse), 1000.0);
   expectClose(a.out, out, tol::kFp32KernelRel, tol::kFp32KernelAbs, "out");
   expectClose(a.lse, lse, tol::kFp32KernelRel, tol::kFp32KernelAbs, "lse");

@@ -3,10 +3,9 @@
 #include "runtime/cpu/Dense.h"
 
 #include "test/Tolerances.h"
+#include "test/runtime/cpu/KernelCheck.h"
 
-#include <cblas.h>
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <cmath>
 #include <functional>
@@ -17,95 +16,8 @@
 namespace {
 
 using namespace mt;
+using namespace mt::cpu::check;
 namespace tol = mt::tolerance;
-
-std::vector<float> randomVector(std::mt19937 &rng, size_t n, float lo,
-                                float hi) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float &x : v)
-    x = dist(rng);
-  return v;
-}
-
-std::vector<double> toDouble(const std::vector<float> &v) {
-  return {v.begin(), v.end()};
-}
-
-double maxAbs(const std::vector<double> &v) {
-  double m = 0.0;
-  for (double x : v)
-    m = std::max(m, std::fabs(x));
-  return m;
-}
-
-/// Worst |got - want| must stay within rel * max|want| + abs.
-void expectClose(const std::vector<float> &got, const std::vector<double> &want,
-                 double rel, double abs, const char *what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  const double bound = rel * maxAbs(want) + abs;
-  size_t worst = 0;
-  double worstErr = 0.0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::fabs(got[i] - want[i]);
-    if (!(err <= worstErr)) { // also catches NaN
-      worst = i;
-      worstErr = err;
-    }
-  }
-  EXPECT_LE(worstErr, bound) << what << ": worst at " << worst << " got "
-                             << got[worst] << " want " << want[worst];
-}
-
-/// Central differences of loss() with respect to each element of v, which
-/// loss() reads by reference.
-std::vector<double> finiteDifference(std::vector<double> &v,
-                                     const std::function<double()> &loss) {
-  const double h = tol::kFiniteDifferenceStep;
-  std::vector<double> grad(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    const double saved = v[i];
-    v[i] = saved + h;
-    const double up = loss();
-    v[i] = saved - h;
-    const double down = loss();
-    v[i] = saved;
-    grad[i] = (up - down) / (2 * h);
-  }
-  return grad;
-}
-
-/// A backward kernel ran on a buffer that held `before`: what it added must
-/// match the finite-difference gradient (this also checks it adds).
-void expectGradient(const std::vector<float> &after,
-                    const std::vector<float> &before,
-                    const std::vector<double> &fd, const char *what) {
-  ASSERT_EQ(after.size(), fd.size()) << what;
-  const double bound = tol::kGradientRel * maxAbs(fd) + tol::kGradientAbs;
-  for (size_t i = 0; i < fd.size(); ++i) {
-    const double added = static_cast<double>(after[i]) - before[i];
-    ASSERT_LE(std::fabs(added - fd[i]), bound)
-        << what << "[" << i << "]: added " << added << " fd " << fd[i];
-  }
-}
-
-/// Runs f with both OpenMP and OpenBLAS limited to `threads`, then restores.
-void withThreads(int threads, const std::function<void()> &f) {
-  const int ompBefore = omp_get_max_threads();
-  const int blasBefore = openblas_get_num_threads();
-  omp_set_num_threads(threads);
-  openblas_set_num_threads(threads);
-  f();
-  omp_set_num_threads(ompBefore);
-  openblas_set_num_threads(blasBefore);
-}
-
-double sumProduct(const std::vector<double> &a, const std::vector<double> &b) {
-  double s = 0.0;
-  for (size_t i = 0; i < a.size(); ++i)
-    s += a[i] * b[i];
-  return s;
-}
 
 std::vector<double> linearRef(const std::vector<double> &x,
                               const std::vector<double> &w,

@@ -3,9 +3,9 @@
 #include "runtime/cpu/Loss.h"
 
 #include "test/Tolerances.h"
+#include "test/runtime/cpu/KernelCheck.h"
 
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <cmath>
 #include <cstring>
@@ -15,18 +15,10 @@
 namespace {
 
 using namespace mt;
+using namespace mt::cpu::check;
 namespace tol = mt::tolerance;
 
 constexpr int64_t kTokens = 7, kVocab = 13;
-
-std::vector<float> randomVector(std::mt19937 &rng, size_t n, float lo,
-                                float hi) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float &x : v)
-    x = dist(rng);
-  return v;
-}
 
 /// Plain fp64 masked mean cross-entropy; each row shifted by its max.
 double crossEntropyRef(const std::vector<double> &logits,
@@ -73,10 +65,6 @@ Batch edgeBatch() {
   return b;
 }
 
-std::vector<double> toDouble(const std::vector<float> &v) {
-  return {v.begin(), v.end()};
-}
-
 TEST(LossTest, ForwardMatchesReferencePerTokenAndOverall) {
   Batch b = edgeBatch();
   // Each unmasked token alone, so that a small loss is not hidden by the
@@ -112,25 +100,7 @@ TEST(LossTest, BackwardMatchesFiniteDifferences) {
 
   auto ld = toDouble(b.logits);
   auto loss = [&] { return dloss * crossEntropyRef(ld, b.labels, b.mask, kVocab); };
-  const double h = tol::kFiniteDifferenceStep;
-  std::vector<double> fd(ld.size());
-  double fdMax = 0.0;
-  for (size_t i = 0; i < ld.size(); ++i) {
-    const double saved = ld[i];
-    ld[i] = saved + h;
-    const double up = loss();
-    ld[i] = saved - h;
-    const double down = loss();
-    ld[i] = saved;
-    fd[i] = (up - down) / (2 * h);
-    fdMax = std::max(fdMax, std::fabs(fd[i]));
-  }
-  const double bound = tol::kGradientRel * fdMax + tol::kGradientAbs;
-  for (size_t i = 0; i < fd.size(); ++i) {
-    const double added = static_cast<double>(d[i]) - d0[i];
-    ASSERT_LE(std::fabs(added - fd[i]), bound)
-        << "dlogits[" << i << "]: added " << added << " fd " << fd[i];
-  }
+  expectGradient(d, d0, finiteDifference(ld, loss), "dlogits");
   // The masked token's row is untouched, bit for bit.
   EXPECT_EQ(0, std::memcmp(d.data() + 2 * kVocab, d0.data() + 2 * kVocab,
                            sizeof(float) * kVocab));
@@ -161,14 +131,14 @@ TEST(LossTest, IndependentOfThreadCount) {
     mask[t] = t % 5 == 0 ? 0.0f : 1.0f;
   }
   auto run = [&](int threads) {
-    const int before = omp_get_max_threads();
-    omp_set_num_threads(threads);
     std::vector<float> d(logits.size(), 0.5f);
-    const float loss = cpu::crossEntropyForward(logits.data(), labels.data(),
-                                                mask.data(), tokens, vocab);
-    cpu::crossEntropyBackward(logits.data(), labels.data(), mask.data(), 1.0f,
-                              d.data(), tokens, vocab);
-    omp_set_num_threads(before);
+    const float loss = withThreads(threads, [&] {
+      const float l = cpu::crossEntropyForward(logits.data(), labels.data(),
+                                               mask.data(), tokens, vocab);
+      cpu::crossEntropyBackward(logits.data(), labels.data(), mask.data(), 1.0f,
+                                d.data(), tokens, vocab);
+      return l;
+    });
     d.push_back(loss);
     return d;
   };

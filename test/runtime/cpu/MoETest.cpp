@@ -3,23 +3,24 @@
 #include "runtime/cpu/MoE.h"
 
 #include "test/Tolerances.h"
+#include "test/runtime/cpu/KernelCheck.h"
 
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace mt::cpu {
 namespace {
 
+using namespace check;
 namespace tol = mt::tolerance;
 using Vec = std::vector<float>;
 using DVec = std::vector<double>;
@@ -29,55 +30,6 @@ constexpr int64_t kTokens = 7, kHidden = 5, kFfn = 3, kExperts = 4;
 // Perturbing one input of magnitude <= 1 by the step moves a logit gap by at
 // most 2 steps; a 20-step margin keeps the top-k choice fixed.
 constexpr double kMinLogitGap = 20 * tol::kFiniteDifferenceStep;
-
-Vec uniform(std::mt19937 &rng, size_t n, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  Vec v(n);
-  for (float &f : v)
-    f = d(rng);
-  return v;
-}
-
-DVec toDouble(const Vec &v) { return DVec(v.begin(), v.end()); }
-
-/// a + b in fp64: what an accumulating kernel should leave in a buffer that
-/// held a, given that b is its result on a zeroed buffer.
-DVec sum(const Vec &a, const Vec &b) {
-  DVec r(a.size());
-  for (size_t i = 0; i < a.size(); ++i)
-    r[i] = double(a[i]) + b[i];
-  return r;
-}
-
-/// Every |actual - expected| <= rel * max|expected| + abs.
-void expectClose(const std::string &name, const Vec &actual,
-                 const DVec &expected, double rel, double abs) {
-  ASSERT_EQ(actual.size(), expected.size()) << name;
-  double scale = 0.0;
-  for (double e : expected)
-    scale = std::max(scale, std::abs(e));
-  double bound = rel * scale + abs;
-  for (size_t i = 0; i < actual.size(); ++i)
-    EXPECT_LE(std::abs(actual[i] - expected[i]), bound)
-        << name << "[" << i << "] = " << actual[i] << ", expected "
-        << expected[i];
-}
-
-/// Central finite differences of f with respect to every element of v.
-DVec finiteDifferences(DVec &v, const std::function<double()> &f) {
-  double h = tol::kFiniteDifferenceStep;
-  DVec g(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    double saved = v[i];
-    v[i] = saved + h;
-    double plus = f();
-    v[i] = saved - h;
-    double minus = f();
-    v[i] = saved;
-    g[i] = (plus - minus) / (2 * h);
-  }
-  return g;
-}
 
 // ---------------------------------------------------------------- reference
 
@@ -183,8 +135,8 @@ struct RouterInputs {
 RouterInputs routerInputs(std::mt19937 &rng, int64_t tokens, int64_t hidden,
                           int64_t experts) {
   for (int attempt = 0; attempt < 1000; ++attempt) {
-    RouterInputs in{uniform(rng, tokens * hidden),
-                    uniform(rng, experts * hidden)};
+    RouterInputs in{randomVector(rng, tokens * hidden),
+                    randomVector(rng, experts * hidden)};
     if (minLogitGap(in.x, in.w, tokens, hidden, experts) > kMinLogitGap)
       return in;
   }
@@ -212,11 +164,11 @@ struct ExpertInputs {
 
 ExpertInputs expertInputs(std::mt19937 &rng, const ExpertShape &s) {
   ExpertInputs in;
-  in.x = uniform(rng, s.tokens * s.hidden);
-  in.weights = uniform(rng, s.tokens * s.topK, 0.1f, 1.0f);
-  in.gate = uniform(rng, s.experts * s.ffn * s.hidden);
-  in.up = uniform(rng, s.experts * s.ffn * s.hidden);
-  in.down = uniform(rng, s.experts * s.hidden * s.ffn);
+  in.x = randomVector(rng, s.tokens * s.hidden);
+  in.weights = randomVector(rng, s.tokens * s.topK, 0.1f, 1.0f);
+  in.gate = randomVector(rng, s.experts * s.ffn * s.hidden);
+  in.up = randomVector(rng, s.experts * s.ffn * s.hidden);
+  in.down = randomVector(rng, s.experts * s.hidden * s.ffn);
   in.indices = randomIndices(rng, s.tokens, s.experts, s.topK);
   return in;
 }
@@ -247,10 +199,10 @@ TEST_P(MoERouterTest, ForwardMatchesReference) {
                                indices.data(), s);
   RefRoute ref = refRouter(toDouble(in.x), toDouble(in.w), s);
   EXPECT_EQ(indices, ref.indices);
-  expectClose("weights", weights, ref.weights, tol::kFp32KernelRel,
-              tol::kFp32KernelAbs);
-  expectClose("aux", {aux}, {ref.aux}, tol::kFp32KernelRel,
-              tol::kFp32KernelAbs);
+  expectClose(weights, ref.weights, tol::kFp32KernelRel, tol::kFp32KernelAbs,
+              "weights");
+  expectClose({aux}, {ref.aux}, tol::kFp32KernelRel, tol::kFp32KernelAbs,
+              "aux");
   for (int64_t t = 0; t < s.tokens; ++t) {
     for (int64_t k = 1; k < s.topK; ++k)
       EXPECT_GT(weights[t * s.topK + k - 1], weights[t * s.topK + k]);
@@ -269,7 +221,7 @@ void checkRouterGradients(const RouterShape &s, float daux,
                           bool withWeightSeed) {
   std::mt19937 rng(23);
   RouterInputs in = routerInputs(rng, s.tokens, s.hidden, s.experts);
-  Vec seed = uniform(rng, s.tokens * s.topK);
+  Vec seed = randomVector(rng, s.tokens * s.topK);
   if (!withWeightSeed)
     std::fill(seed.begin(), seed.end(), 0.0f);
   Vec dx(in.x.size(), 0.0f), dw(in.w.size(), 0.0f);
@@ -287,10 +239,10 @@ void checkRouterGradients(const RouterShape &s, float daux,
       l += seed[i] * r.weights[i];
     return l;
   };
-  DVec gx = finiteDifferences(x, loss), gw = finiteDifferences(w, loss);
+  DVec gx = finiteDifference(x, loss), gw = finiteDifference(w, loss);
   ASSERT_FALSE(flipped) << "a finite-difference step changed the top-k";
-  expectClose("dx", dx, gx, tol::kGradientRel, tol::kGradientAbs);
-  expectClose("dw", dw, gw, tol::kGradientRel, tol::kGradientAbs);
+  expectClose(dx, gx, tol::kGradientRel, tol::kGradientAbs, "dx");
+  expectClose(dw, gw, tol::kGradientRel, tol::kGradientAbs, "dw");
 }
 
 TEST_P(MoERouterTest, BackwardMatchesFiniteDifferences) {
@@ -307,17 +259,18 @@ TEST_P(MoERouterTest, BackwardAccumulates) {
   RouterShape s = shape();
   std::mt19937 rng(5);
   RouterInputs in = routerInputs(rng, s.tokens, s.hidden, s.experts);
-  Vec seed = uniform(rng, s.tokens * s.topK);
-  Vec dx0 = uniform(rng, in.x.size()), dw0 = uniform(rng, in.w.size());
+  Vec seed = randomVector(rng, s.tokens * s.topK);
+  Vec dx0 = randomVector(rng, in.x.size());
+  Vec dw0 = randomVector(rng, in.w.size());
   Vec dx(in.x.size(), 0.0f), dw(in.w.size(), 0.0f), dxAcc = dx0, dwAcc = dw0;
   moeRouterBackward(in.x.data(), in.w.data(), seed.data(), 0.9f, dx.data(),
                     dw.data(), s);
   moeRouterBackward(in.x.data(), in.w.data(), seed.data(), 0.9f, dxAcc.data(),
                     dwAcc.data(), s);
-  expectClose("dx", dxAcc, sum(dx0, dx), tol::kFp32KernelRel,
-              tol::kFp32KernelAbs);
-  expectClose("dw", dwAcc, sum(dw0, dw), tol::kFp32KernelRel,
-              tol::kFp32KernelAbs);
+  expectAccumulated(dxAcc, dx0, dx, tol::kFp32KernelRel, tol::kFp32KernelAbs,
+                    "dx");
+  expectAccumulated(dwAcc, dw0, dw, tol::kFp32KernelRel, tol::kFp32KernelAbs,
+                    "dw");
 }
 
 // Zero router weights: every probability is 1/E, every tie goes to the lower
@@ -325,7 +278,7 @@ TEST_P(MoERouterTest, BackwardAccumulates) {
 TEST_P(MoERouterTest, UniformRoutingPicksLowestIndicesAndAuxIsCoeffTopK) {
   RouterShape s = shape();
   std::mt19937 rng(3);
-  Vec x = uniform(rng, s.tokens * s.hidden), w(s.experts * s.hidden, 0.0f);
+  Vec x = randomVector(rng, s.tokens * s.hidden), w(s.experts * s.hidden, 0.0f);
   Vec weights(s.tokens * s.topK);
   IVec indices(s.tokens * s.topK);
   float aux =
@@ -404,12 +357,20 @@ TEST_P(MoEExpertTest, ForwardMatchesReference) {
   DVec ref =
       refExperts(toDouble(in.x), toDouble(in.weights), in.indices,
                  toDouble(in.gate), toDouble(in.up), toDouble(in.down), s);
-  expectClose("y", y, ref, tol::kFp32KernelRel, tol::kFp32KernelAbs);
+  expectClose(y, ref, tol::kFp32KernelRel, tol::kFp32KernelAbs, "y");
 }
 
 struct ExpertGrads {
   Vec dx, dweights, dgate, dup, ddown;
 };
+
+/// The gradients by name, in the order of their inputs in ExpertInputs.
+const std::pair<const char *, Vec ExpertGrads::*> kExpertGrads[] = {
+    {"dx", &ExpertGrads::dx},
+    {"dweights", &ExpertGrads::dweights},
+    {"dgate", &ExpertGrads::dgate},
+    {"dup", &ExpertGrads::dup},
+    {"ddown", &ExpertGrads::ddown}};
 
 ExpertGrads runExpertBackward(const ExpertInputs &in, const Vec &dy,
                               const ExpertShape &s, ExpertGrads g) {
@@ -429,44 +390,38 @@ TEST_P(MoEExpertTest, BackwardMatchesFiniteDifferences) {
   ExpertShape s = shape();
   std::mt19937 rng(41);
   ExpertInputs in = expertInputs(rng, s);
-  Vec dy = uniform(rng, s.tokens * s.hidden);
+  Vec dy = randomVector(rng, s.tokens * s.hidden);
   ExpertGrads g = runExpertBackward(in, dy, s, zeroGrads(in));
 
   DVec x = toDouble(in.x), weights = toDouble(in.weights),
        gate = toDouble(in.gate), up = toDouble(in.up), down = toDouble(in.down);
+  const DVec dyd = toDouble(dy);
   auto loss = [&] {
-    DVec y = refExperts(x, weights, in.indices, gate, up, down, s);
-    double l = 0.0;
-    for (size_t i = 0; i < y.size(); ++i)
-      l += dy[i] * y[i];
-    return l;
+    return sumProduct(dyd,
+                      refExperts(x, weights, in.indices, gate, up, down, s));
   };
-  double rel = tol::kGradientRel, abs = tol::kGradientAbs;
-  expectClose("dx", g.dx, finiteDifferences(x, loss), rel, abs);
-  expectClose("dweights", g.dweights, finiteDifferences(weights, loss), rel,
-              abs);
-  expectClose("dgate", g.dgate, finiteDifferences(gate, loss), rel, abs);
-  expectClose("dup", g.dup, finiteDifferences(up, loss), rel, abs);
-  expectClose("ddown", g.ddown, finiteDifferences(down, loss), rel, abs);
+  DVec *inputs[] = {&x, &weights, &gate, &up, &down};
+  for (size_t i = 0; i < std::size(kExpertGrads); ++i) {
+    const auto [name, grad] = kExpertGrads[i];
+    expectClose(g.*grad, finiteDifference(*inputs[i], loss), tol::kGradientRel,
+                tol::kGradientAbs, name);
+  }
 }
 
 TEST_P(MoEExpertTest, BackwardAccumulates) {
   ExpertShape s = shape();
   std::mt19937 rng(43);
   ExpertInputs in = expertInputs(rng, s);
-  Vec dy = uniform(rng, s.tokens * s.hidden);
+  Vec dy = randomVector(rng, s.tokens * s.hidden);
   ExpertGrads fresh = runExpertBackward(in, dy, s, zeroGrads(in));
-  ExpertGrads start{uniform(rng, in.x.size()), uniform(rng, in.weights.size()),
-                    uniform(rng, in.gate.size()), uniform(rng, in.up.size()),
-                    uniform(rng, in.down.size())};
+  ExpertGrads start{
+      randomVector(rng, in.x.size()), randomVector(rng, in.weights.size()),
+      randomVector(rng, in.gate.size()), randomVector(rng, in.up.size()),
+      randomVector(rng, in.down.size())};
   ExpertGrads acc = runExpertBackward(in, dy, s, start);
-  double rel = tol::kFp32KernelRel, abs = tol::kFp32KernelAbs;
-  expectClose("dx", acc.dx, sum(start.dx, fresh.dx), rel, abs);
-  expectClose("dweights", acc.dweights, sum(start.dweights, fresh.dweights),
-              rel, abs);
-  expectClose("dgate", acc.dgate, sum(start.dgate, fresh.dgate), rel, abs);
-  expectClose("dup", acc.dup, sum(start.dup, fresh.dup), rel, abs);
-  expectClose("ddown", acc.ddown, sum(start.ddown, fresh.ddown), rel, abs);
+  for (const auto &[name, grad] : kExpertGrads)
+    expectAccumulated(acc.*grad, start.*grad, fresh.*grad, tol::kFp32KernelRel,
+                      tol::kFp32KernelAbs, name);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MoEExpertTest,
@@ -490,13 +445,13 @@ struct AllOutputs {
 };
 
 AllOutputs runAll(int threads, bool norm) {
-  omp_set_num_threads(threads);
+  const ThreadCount limit(threads);
   RouterShape rs{37, 16, 6, 2, norm, 0.01f};
   ExpertShape es{rs.tokens, rs.hidden, 12, rs.experts, rs.topK};
   std::mt19937 rng(97);
-  Vec x = uniform(rng, rs.tokens * rs.hidden);
-  Vec w = uniform(rng, rs.experts * rs.hidden);
-  Vec seed = uniform(rng, rs.tokens * rs.topK);
+  Vec x = randomVector(rng, rs.tokens * rs.hidden);
+  Vec w = randomVector(rng, rs.experts * rs.hidden);
+  Vec seed = randomVector(rng, rs.tokens * rs.topK);
   AllOutputs o{Vec(rs.tokens * rs.topK),
                Vec(x.size()),
                Vec(w.size()),
@@ -512,7 +467,7 @@ AllOutputs runAll(int threads, bool norm) {
   in.x = x;
   in.weights = o.weights;
   in.indices = o.indices;
-  Vec dy = uniform(rng, x.size());
+  Vec dy = randomVector(rng, x.size());
   expertFfnForward(in.x.data(), in.weights.data(), in.indices.data(),
                    in.gate.data(), in.up.data(), in.down.data(), o.y.data(),
                    es);
@@ -521,13 +476,11 @@ AllOutputs runAll(int threads, bool norm) {
 }
 
 TEST(MoEDeterminism, ResultsIndependentOfThreadCount) {
-  int saved = omp_get_max_threads();
   for (bool norm : {false, true}) {
     AllOutputs one = runAll(1, norm);
     EXPECT_TRUE(one.all() == runAll(2, norm).all()) << "norm " << norm;
     EXPECT_TRUE(one.all() == runAll(3, norm).all()) << "norm " << norm;
   }
-  omp_set_num_threads(saved);
 }
 
 } // namespace

@@ -3,86 +3,19 @@
 #include "runtime/cpu/Norm.h"
 
 #include "test/Tolerances.h"
+#include "test/runtime/cpu/KernelCheck.h"
 
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <cmath>
-#include <functional>
 #include <random>
 #include <vector>
 
 namespace {
 
 using namespace mt;
+using namespace mt::cpu::check;
 namespace tol = mt::tolerance;
-
-std::vector<float> randomVector(std::mt19937 &rng, size_t n, float lo,
-                                float hi) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float &x : v)
-    x = dist(rng);
-  return v;
-}
-
-std::vector<double> toDouble(const std::vector<float> &v) {
-  return {v.begin(), v.end()};
-}
-
-double maxAbs(const std::vector<double> &v) {
-  double m = 0.0;
-  for (double x : v)
-    m = std::max(m, std::fabs(x));
-  return m;
-}
-
-/// Worst |got - want| must stay within rel * max|want| + abs.
-void expectClose(const std::vector<float> &got, const std::vector<double> &want,
-                 const char *what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  const double bound = tol::kFp32KernelRel * maxAbs(want) + tol::kFp32KernelAbs;
-  for (size_t i = 0; i < got.size(); ++i)
-    ASSERT_LE(std::fabs(got[i] - want[i]), bound)
-        << what << "[" << i << "]: got " << got[i] << " want " << want[i];
-}
-
-/// Central differences of loss() with respect to each element of v.
-std::vector<double> finiteDifference(std::vector<double> &v,
-                                     const std::function<double()> &loss) {
-  const double h = tol::kFiniteDifferenceStep;
-  std::vector<double> grad(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    const double saved = v[i];
-    v[i] = saved + h;
-    const double up = loss();
-    v[i] = saved - h;
-    const double down = loss();
-    v[i] = saved;
-    grad[i] = (up - down) / (2 * h);
-  }
-  return grad;
-}
-
-/// What the kernel added to a buffer that held `before` must match fd.
-void expectGradient(const std::vector<float> &after,
-                    const std::vector<float> &before,
-                    const std::vector<double> &fd, const char *what) {
-  ASSERT_EQ(after.size(), fd.size()) << what;
-  const double bound = tol::kGradientRel * maxAbs(fd) + tol::kGradientAbs;
-  for (size_t i = 0; i < fd.size(); ++i) {
-    const double added = static_cast<double>(after[i]) - before[i];
-    ASSERT_LE(std::fabs(added - fd[i]), bound)
-        << what << "[" << i << "]: added " << added << " fd " << fd[i];
-  }
-}
-
-double sumProduct(const std::vector<double> &a, const std::vector<double> &b) {
-  double s = 0.0;
-  for (size_t i = 0; i < a.size(); ++i)
-    s += a[i] * b[i];
-  return s;
-}
 
 std::vector<double> rmsnormRef(const std::vector<double> &x,
                                const std::vector<double> &w, int64_t rows,
@@ -140,7 +73,8 @@ TEST(NormTest, RmsnormForwardMatchesReference) {
   const float eps = 1e-6f;
   std::vector<float> y(x.size(), 123.0f);
   cpu::rmsnormForward(x.data(), w.data(), y.data(), kRows, kDim, eps);
-  expectClose(y, rmsnormRef(toDouble(x), toDouble(w), kRows, kDim, eps), "y");
+  expectClose(y, rmsnormRef(toDouble(x), toDouble(w), kRows, kDim, eps),
+              tol::kFp32KernelRel, tol::kFp32KernelAbs, "y");
   for (int64_t i = 0; i < kDim; ++i)
     EXPECT_EQ(y[4 * kDim + i], 0.0f) << "zero row stays finite and zero";
 }
@@ -172,7 +106,7 @@ TEST(NormTest, LayernormForwardMatchesReference) {
   std::vector<float> y(x.size(), 123.0f);
   cpu::layernormForward(x.data(), w.data(), b.data(), y.data(), kRows, kDim, eps);
   expectClose(y, layernormRef(toDouble(x), toDouble(w), &bd, kRows, kDim, eps),
-              "y");
+              tol::kFp32KernelRel, tol::kFp32KernelAbs, "y");
   // The constant (zero) row normalizes to exactly the bias.
   for (int64_t i = 0; i < kDim; ++i)
     EXPECT_EQ(y[4 * kDim + i], b[i]);
@@ -180,7 +114,7 @@ TEST(NormTest, LayernormForwardMatchesReference) {
   std::fill(y.begin(), y.end(), 123.0f);
   cpu::layernormForward(x.data(), w.data(), nullptr, y.data(), kRows, kDim, eps);
   expectClose(y, layernormRef(toDouble(x), toDouble(w), nullptr, kRows, kDim, eps),
-              "y without bias");
+              tol::kFp32KernelRel, tol::kFp32KernelAbs, "y without bias");
 }
 
 TEST(NormTest, LayernormBackwardMatchesFiniteDifferences) {
@@ -212,15 +146,14 @@ TEST(NormTest, BackwardIndependentOfThreadCount) {
   auto w = randomVector(rng, dim, 0.5, 1.5);
   auto dy = randomVector(rng, x.size(), -1, 1);
   auto run = [&](int threads) {
-    const int before = omp_get_max_threads();
-    omp_set_num_threads(threads);
     std::vector<float> dx(x.size(), 0.5f), dw(dim, 0.5f);
     std::vector<float> lx(x.size(), 0.5f), lw(dim, 0.5f), lb(dim, 0.5f);
-    cpu::rmsnormBackward(x.data(), w.data(), dy.data(), dx.data(), dw.data(),
-                         rows, dim, 1e-6f);
-    cpu::layernormBackward(x.data(), w.data(), dy.data(), lx.data(), lw.data(),
-                           lb.data(), rows, dim, 1e-5f);
-    omp_set_num_threads(before);
+    withThreads(threads, [&] {
+      cpu::rmsnormBackward(x.data(), w.data(), dy.data(), dx.data(), dw.data(),
+                           rows, dim, 1e-6f);
+      cpu::layernormBackward(x.data(), w.data(), dy.data(), lx.data(),
+                             lw.data(), lb.data(), rows, dim, 1e-5f);
+    });
     return std::vector<std::vector<float>>{dx, dw, lx, lw, lb};
   };
   EXPECT_EQ(run(1), run(2));

@@ -4,9 +4,9 @@
 #include "runtime/cpu/Optimizer.h"
 
 #include "test/Tolerances.h"
+#include "test/runtime/cpu/KernelCheck.h"
 
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <cmath>
 #include <limits>
@@ -16,16 +16,8 @@
 namespace {
 
 using namespace mt;
+using namespace mt::cpu::check;
 namespace tol = mt::tolerance;
-
-std::vector<float> randomVector(std::mt19937 &rng, size_t n, float lo,
-                                float hi) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float &x : v)
-    x = dist(rng);
-  return v;
-}
 
 TEST(OptimizerTest, SumOfSquaresIsExactOnKnownVectors) {
   // Integers spanning several blocks: every partial sum is exact in fp64.
@@ -52,11 +44,8 @@ TEST(OptimizerTest, SumOfSquaresIndependentOfThreadCount) {
   std::mt19937 rng(31);
   auto g = randomVector(rng, 100003, -1, 1);
   auto run = [&](int threads) {
-    const int before = omp_get_max_threads();
-    omp_set_num_threads(threads);
-    const double s = cpu::sumOfSquares(g.data(), g.size());
-    omp_set_num_threads(before);
-    return s;
+    return withThreads(threads,
+                       [&] { return cpu::sumOfSquares(g.data(), g.size()); });
   };
   EXPECT_EQ(run(1), run(2));
 }
@@ -99,17 +88,6 @@ struct AdamWRef {
   }
 };
 
-void expectClose(const std::vector<float> &got, const std::vector<double> &want,
-                 const char *what) {
-  double scale = 0.0;
-  for (double w : want)
-    scale = std::max(scale, std::fabs(w));
-  const double bound = tol::kFp32KernelRel * scale + tol::kFp32KernelAbs;
-  for (size_t i = 0; i < got.size(); ++i)
-    ASSERT_LE(std::fabs(got[i] - want[i]), bound)
-        << what << "[" << i << "]: got " << got[i] << " want " << want[i];
-}
-
 TEST(OptimizerTest, AdamWMatchesTwoStepReference) {
   const size_t n = 33;
   std::mt19937 rng(32);
@@ -131,9 +109,10 @@ TEST(OptimizerTest, AdamWMatchesTwoStepReference) {
     const std::vector<double> refBefore = ref.p;
     cpu::adamwStep(param.data(), grad->data(), m.data(), v.data(), n, h);
     ref.step(*grad, h);
-    expectClose(m, ref.m, "exp_avg");
-    expectClose(v, ref.v, "exp_avg_sq");
-    expectClose(param, ref.p, "param");
+    const double rel = tol::kFp32KernelRel, abs = tol::kFp32KernelAbs;
+    expectClose(m, ref.m, rel, abs, "exp_avg");
+    expectClose(v, ref.v, rel, abs, "exp_avg_sq");
+    expectClose(param, ref.p, rel, abs, "param");
     // The update alone, so that a wrong bias correction cannot hide under
     // the parameter's magnitude.
     std::vector<float> delta(n);
@@ -142,7 +121,7 @@ TEST(OptimizerTest, AdamWMatchesTwoStepReference) {
       delta[i] = param[i] - before[i];
       refDelta[i] = ref.p[i] - refBefore[i];
     }
-    expectClose(delta, refDelta, "update");
+    expectClose(delta, refDelta, rel, abs, "update");
     ++h.step;
   }
   // The element without gradient has zero moments (only decay moved it).

@@ -1,0 +1,132 @@
+// 1F1B and interleaved 1F1B schedules, their simulation and SVG.
+#include "compiler/schedule/PipelineSchedule.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+namespace mt {
+namespace {
+
+/// Megatron-Core's interleaved order: the k-th forward (or backward) of a
+/// stage runs chunk (k / pp) % vpp (reversed for backward) of micro-batch
+/// (k / (pp·vpp))·pp + k % pp.
+PipelineAction virtualAction(int64_t k, bool forward, int64_t pp, int64_t vpp) {
+  int64_t chunk = (k / pp) % vpp;
+  if (!forward)
+    chunk = vpp - 1 - chunk;
+  return {forward, (k / (pp * vpp)) * pp + k % pp, chunk};
+}
+
+} // namespace
+
+std::vector<std::vector<PipelineAction>> pipelineSchedule(int64_t pp, int64_t vpp,
+                                                          int64_t microBatches) {
+  std::vector<std::vector<PipelineAction>> stages(pp);
+  int64_t total = microBatches * vpp;
+  for (int64_t s = 0; s < pp; ++s) {
+    int64_t warmup = vpp == 1 ? pp - s - 1 : (pp - s - 1) * 2 + (vpp - 1) * pp;
+    warmup = std::min(warmup, total);
+    auto &out = stages[s];
+    int64_t f = 0, b = 0;
+    for (; f < warmup; ++f)
+      out.push_back(virtualAction(f, true, pp, vpp));
+    while (f < total) { // steady state: one forward, one backward
+      out.push_back(virtualAction(f++, true, pp, vpp));
+      out.push_back(virtualAction(b++, false, pp, vpp));
+    }
+    while (b < total)
+      out.push_back(virtualAction(b++, false, pp, vpp));
+  }
+  return stages;
+}
+
+double simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp, int64_t vpp,
+                double backwardCost) {
+  // Completion time of (forward?, micro-batch, virtual stage).
+  std::map<std::tuple<bool, int64_t, int64_t>, double> done;
+  std::vector<size_t> next(schedule.size(), 0);
+  std::vector<double> free(schedule.size(), 0);
+  int64_t last = pp * vpp - 1;
+  double makespan = 0;
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (size_t s = 0; s < schedule.size(); ++s) {
+      while (next[s] < schedule[s].size()) {
+        PipelineAction &a = schedule[s][next[s]];
+        int64_t v = a.chunk * pp + int64_t(s);
+        // A forward needs the previous virtual stage's forward; a backward
+        // the next one's backward (the last stage: its own forward).
+        auto dep = a.forward ? std::make_tuple(true, a.microBatch, v - 1)
+                             : (v == last ? std::make_tuple(true, a.microBatch, v)
+                                          : std::make_tuple(false, a.microBatch, v + 1));
+        double ready = 0;
+        if (!(a.forward && v == 0)) {
+          auto it = done.find(dep);
+          if (it == done.end())
+            break;
+          ready = it->second;
+        }
+        a.start = std::max(free[s], ready);
+        a.end = a.start + (a.forward ? 1.0 : backwardCost);
+        free[s] = a.end;
+        done[{a.forward, a.microBatch, v}] = a.end;
+        makespan = std::max(makespan, a.end);
+        ++next[s];
+        progress = true;
+      }
+    }
+  }
+  return makespan;
+}
+
+double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,
+                      double makespan) {
+  double busy = 0;
+  for (const auto &stage : schedule)
+    for (const PipelineAction &a : stage)
+      busy += a.end - a.start;
+  double total = makespan * double(schedule.size());
+  return total > 0 ? 1.0 - busy / total : 0.0;
+}
+
+std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule,
+                        int64_t vpp, double makespan, const std::string &title) {
+  const double unit = 28, row = 34, left = 80, top = 40;
+  double width = left + makespan * unit + 20, height = top + row * schedule.size() + 50;
+  std::ostringstream svg;
+  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\""
+      << height << "\" font-family=\"sans-serif\" font-size=\"11\">\n"
+      << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      << "<text x=\"" << left << "\" y=\"22\" font-size=\"14\">" << title << "</text>\n";
+  // Forward chunks in blues, backward chunks in greens (darker: later chunk).
+  const char *fwd[] = {"#9ecae1", "#4292c6", "#2171b5", "#084594"};
+  const char *bwd[] = {"#a1d99b", "#41ab5d", "#238b45", "#005a32"};
+  for (size_t s = 0; s < schedule.size(); ++s) {
+    double y = top + row * s;
+    svg << "<text x=\"8\" y=\"" << y + row / 2 + 4 << "\">stage " << s << "</text>\n"
+        << "<rect x=\"" << left << "\" y=\"" << y + 2 << "\" width=\"" << makespan * unit
+        << "\" height=\"" << row - 4 << "\" fill=\"#f0f0f0\"/>\n";
+    for (const PipelineAction &a : schedule[s]) {
+      const char *color = (a.forward ? fwd : bwd)[std::min<int64_t>(a.chunk, 3)];
+      double x = left + a.start * unit, w = (a.end - a.start) * unit;
+      svg << "<rect x=\"" << x << "\" y=\"" << y + 2 << "\" width=\"" << w - 1
+          << "\" height=\"" << row - 4 << "\" fill=\"" << color << "\"/>\n"
+          << "<text x=\"" << x + w / 2 << "\" y=\"" << y + row / 2 + 4
+          << "\" text-anchor=\"middle\" fill=\"" << (a.chunk > 0 ? "white" : "black") << "\">"
+          << (a.forward ? "F" : "B") << a.microBatch;
+      if (vpp > 1)
+        svg << "." << a.chunk;
+      svg << "</text>\n";
+    }
+  }
+  double legend = top + row * schedule.size() + 24;
+  svg << "<text x=\"" << left << "\" y=\"" << legend
+      << "\">F m = forward of micro-batch m, B m = backward (2x a forward); grey = idle"
+      << (vpp > 1 ? "; .c = virtual chunk c" : "") << "</text>\n</svg>\n";
+  return svg.str();
+}
+
+} // namespace mt

@@ -1,0 +1,44 @@
+// Pipeline schedules: the order in which each stage runs the forward and
+// backward passes of micro-batches (1F1B, and Megatron's interleaved 1F1B
+// with virtual chunks), their timeline under unit costs, and its picture.
+#ifndef MT_COMPILER_SCHEDULE_PIPELINESCHEDULE_H
+#define MT_COMPILER_SCHEDULE_PIPELINESCHEDULE_H
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mt {
+
+struct PipelineAction {
+  bool forward;
+  int64_t microBatch;
+  int64_t chunk; // virtual chunk on this stage; 0 without interleaving
+  // Filled by simulate(): when the action runs, in units of one forward.
+  double start = 0, end = 0;
+};
+
+/// One list of actions per stage, in execution order. With vpp == 1 this is
+/// 1F1B (warm-up forwards, steady one-forward-one-backward, cool-down); with
+/// vpp > 1 Megatron-Core's interleaved 1F1B (microBatches % pp == 0).
+std::vector<std::vector<PipelineAction>> pipelineSchedule(int64_t pp, int64_t vpp,
+                                                          int64_t microBatches);
+
+/// Times every action: a forward costs 1, a backward `backwardCost`; an
+/// action starts when its stage is free and its input exists (the previous
+/// virtual stage's forward, the next one's backward). Returns the makespan.
+double simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp, int64_t vpp,
+                double backwardCost = 2.0);
+
+/// Fraction of stage time spent idle within the makespan.
+double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,
+                      double makespan);
+
+/// An SVG of the timeline: one row per stage, forward and backward boxes
+/// labelled with their micro-batch (and chunk), idle time left blank.
+std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule,
+                        int64_t vpp, double makespan, const std::string &title);
+
+} // namespace mt
+
+#endif // MT_COMPILER_SCHEDULE_PIPELINESCHEDULE_H
