@@ -81,32 +81,40 @@ Status checkPositive(const char *name, int64_t value) {
   return Status::ok();
 }
 
-} // namespace
 
-Status ParallelConfig::resolve(const ModelDims &model) {
+/// Every size is in range, and no option asks for what is not supported.
+Status checkRanges(const ParallelConfig &c) {
   struct Named { const char *name; int64_t value; };
-  for (Named n : {Named{"tensor_model_parallel_size (--tp)", tp},
-                  Named{"pipeline_model_parallel_size (--pp)", pp},
-                  Named{"expert_model_parallel_size (--ep)", ep},
-                  Named{"context_parallel_size (--cp)", cp}})
+  for (Named n : {Named{"tensor_model_parallel_size (--tp)", c.tp},
+                  Named{"pipeline_model_parallel_size (--pp)", c.pp},
+                  Named{"expert_model_parallel_size (--ep)", c.ep},
+                  Named{"context_parallel_size (--cp)", c.cp}})
     if (Status s = checkPositive(n.name, n.value); !s)
       return s;
-  for (Named n : {Named{"virtual_pipeline_model_parallel_size (--vpp)", vpp},
-                  Named{"data parallel size (--dp)", dp},
-                  Named{"world size (--world-size)", worldSize},
-                  Named{"micro_batch_size (--micro-batch)", microBatch},
-                  Named{"global_batch_size (--global-batch)", globalBatch},
-                  Named{"seq_length (--seq)", seq}})
+  for (Named n : {Named{"virtual_pipeline_model_parallel_size (--vpp)", c.vpp},
+                  Named{"data parallel size (--dp)", c.dp},
+                  Named{"world size (--world-size)", c.worldSize},
+                  Named{"micro_batch_size (--micro-batch)", c.microBatch},
+                  Named{"global_batch_size (--global-batch)", c.globalBatch},
+                  Named{"seq_length (--seq)", c.seq}})
     if (n.value < 0)
       return fail(n.name, " must be >= 1, got ", n.value);
 
-  for (const auto &[key, value] : pending) {
+  for (const auto &[key, value] : c.pending) {
     auto it = pendingDefaults().find(key);
     if (it != pendingDefaults().end() && value != it->second)
       return fail(key, ": ", value, " is not supported by this version of mtc "
                   "yet (only ", it->second, ")");
   }
 
+  return Status::ok();
+}
+
+} // namespace
+
+Status ParallelConfig::resolve(const ModelDims &model) {
+  if (Status s = checkRanges(*this); !s)
+    return s;
   // Shapes are static in the model: batch and sequence come from it.
   if (microBatch == 0)
     microBatch = model.microBatch;

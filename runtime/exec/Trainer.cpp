@@ -89,145 +89,195 @@ void report(std::ostream &log, const StepRecord &r, int64_t last, double etaSeco
   }
 }
 
-} // namespace
+/// One training job on this rank: what it owns between steps.
+class TrainingRun {
+public:
+  TrainingRun(const TrainOptions &o, std::ostream &rankZeroLog)
+      : o_(o), rankZeroLog_(rankZeroLog) {}
 
-Expected<TrainSummary> train(const TrainOptions &o, std::ostream &rankZeroLog) {
-  auto loaded = plan::readPlanDirectory(o.planDir);
+  Status prepare();
+  Expected<TrainSummary> run();
+
+private:
+  Status openData();
+  Status initializeWeights();
+  /// One optimizer step: every micro-batch's forward and backward, the
+  /// optimizer; returns what the step reports.
+  Expected<StepRecord> step(int64_t step);
+  std::ostream &log() { return rank_->rank() == 0 ? rankZeroLog_ : quiet_; }
+
+  const TrainOptions &o_;
+  std::ostream &rankZeroLog_;
+  NullStream quiet_;
+  plan::Plan plan_;
+  std::unique_ptr<RankContext> rank_;
+  std::unique_ptr<io::Dataset> dataset_;
+  std::unique_ptr<HostMemory> memory_;
+  std::unique_ptr<cpu::CpuExecutor> executor_;
+  std::ofstream metrics_;
+  int64_t done_ = 0; // steps done before this run (resumed checkpoints)
+};
+
+Status TrainingRun::prepare() {
+  auto loaded = plan::readPlanDirectory(o_.planDir);
   if (!loaded)
     return loaded.status();
-  plan::Plan plan = std::move(*loaded);
+  plan_ = std::move(*loaded);
   auto info = comm::rankFromEnvironment();
   if (!info)
     return info.status();
-  auto rankOr = RankContext::create(plan.mesh(), *info, o.commTimeout);
-  if (!rankOr)
-    return rankOr.status();
-  const RankContext &rank = **rankOr;
-  NullStream quiet;
-  std::ostream &log = rank.rank() == 0 ? rankZeroLog : quiet;
-  if (o.lr) {
-    if (!(*o.lr > 0))
-      return Status::error("--lr must be > 0, got " + std::to_string(*o.lr));
-    overrideLearningRate(plan, *o.lr);
+  auto rank = RankContext::create(plan_.mesh(), *info, o_.commTimeout);
+  if (!rank)
+    return rank.status();
+  rank_ = std::move(*rank);
+  if (o_.lr) {
+    if (!(*o_.lr > 0))
+      return Status::error("--lr must be > 0, got " + std::to_string(*o_.lr));
+    overrideLearningRate(plan_, *o_.lr);
   }
-  const plan::Training &t = plan.training();
-  int64_t steps = o.steps.value_or(t.train_steps());
-  if (steps < 1)
+  if (int64_t steps = o_.steps.value_or(plan_.training().train_steps()); steps < 1)
     return Status::error("--steps must be >= 1, got " + std::to_string(steps));
-  if (o.dataPath.empty())
-    return Status::error("--data is required: a token file (see `mt-tokenize --help`)");
-  auto file = io::openTokenFile(o.dataPath);
-  if (!file)
-    return file.status();
-  if (Status s = io::checkTokenIds(*file, uint64_t(t.vocab_size())); !s)
+  if (Status s = openData(); !s)
     return s;
-  io::DatasetOptions dataOptions;
-  dataOptions.seqLen = t.seq();
-  dataOptions.seed = o.seed;
-  dataOptions.eosId = o.eosId;
-  auto dataset = io::Dataset::create(std::move(*file), dataOptions);
-  if (!dataset)
-    return dataset.status();
-
-  HostMemory memory(plan);
-  auto executor = cpu::CpuExecutor::create(plan, memory, &rank);
+  memory_ = std::make_unique<HostMemory>(plan_);
+  auto executor = cpu::CpuExecutor::create(plan_, *memory_, rank_.get());
   if (!executor)
     return executor.status();
-  int64_t done = 0;
-  if (!o.resumeDir.empty()) {
-    auto state = loadCheckpoint(plan, memory, &rank, o.resumeDir);
+  executor_ = std::make_unique<cpu::CpuExecutor>(std::move(*executor));
+  if (Status s = initializeWeights(); !s)
+    return s;
+  if (!o_.metricsPath.empty() && rank_->rank() == 0) {
+    metrics_.open(o_.metricsPath, std::ios::trunc);
+    if (!metrics_)
+      return Status::error(o_.metricsPath + ": cannot write the metrics file");
+  }
+  return Status::ok();
+}
+
+Status TrainingRun::openData() {
+  if (o_.dataPath.empty())
+    return Status::error("--data is required: a token file (see `mt-tokenize --help`)");
+  auto file = io::openTokenFile(o_.dataPath);
+  if (!file)
+    return file.status();
+  if (Status s = io::checkTokenIds(*file, uint64_t(plan_.training().vocab_size())); !s)
+    return s;
+  io::DatasetOptions options;
+  options.seqLen = plan_.training().seq();
+  options.seed = o_.seed;
+  options.eosId = o_.eosId;
+  auto dataset = io::Dataset::create(std::move(*file), options);
+  if (!dataset)
+    return dataset.status();
+  dataset_ = std::make_unique<io::Dataset>(std::move(*dataset));
+  return Status::ok();
+}
+
+Status TrainingRun::initializeWeights() {
+  if (!o_.resumeDir.empty()) {
+    auto state = loadCheckpoint(plan_, *memory_, rank_.get(), o_.resumeDir);
     if (!state)
       return state.status();
-    done = state->step;
-    log << "resumed from " << o.resumeDir << " after step " << done << "\n";
-  } else if (!o.loadHf.empty()) {
-    if (Status s = loadHfWeights(plan, memory, &rank, o.loadHf); !s)
+    done_ = state->step;
+    log() << "resumed from " << o_.resumeDir << " after step " << done_ << "\n";
+  } else if (!o_.loadHf.empty()) {
+    if (Status s = loadHfWeights(plan_, *memory_, rank_.get(), o_.loadHf); !s)
       return s;
-    log << "loaded weights from " << o.loadHf << "\n";
+    log() << "loaded weights from " << o_.loadHf << "\n";
   } else {
-    initializeParameters(plan, memory, o.seed, rank);
+    initializeParameters(plan_, *memory_, o_.seed, *rank_);
   }
+  return Status::ok();
+}
 
-  std::ofstream metrics;
-  if (!o.metricsPath.empty() && rank.rank() == 0) {
-    metrics.open(o.metricsPath, std::ios::trunc);
-    if (!metrics)
-      return Status::error(o.metricsPath + ": cannot write the metrics file");
+Expected<StepRecord> TrainingRun::step(int64_t step) {
+  const plan::Training &t = plan_.training();
+  const plan::Bindings &b = plan_.bindings();
+  HostMemory &m = *memory_;
+  auto start = Clock::now();
+  int64_t microBatches = t.micro_batches_per_step(), rows = t.micro_batch() * t.seq();
+  io::BatchLayout layout{t.micro_batch(), microBatches, rank_->axisSize("dp")};
+  m.clear(plan::GRADIENTS);
+  double loss = 0;
+  for (int64_t micro = 0; micro < microBatches; ++micro) {
+    io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
+    if (Status s = dataset_->fillBatch(layout, coord, {m.i32(b.input_ids()), size_t(rows)},
+                                       {m.i32(b.labels()), size_t(rows)},
+                                       {m.f32(b.loss_mask()), size_t(rows)});
+        !s)
+      return s;
+    *m.f32(b.loss_scale()) = float(1.0 / double(microBatches));
+    if (auto r = executor_->run("forward_backward"); !r)
+      return r.status();
+    loss += *m.f32(b.loss()) / double(microBatches);
   }
-  const plan::Bindings &b = plan.bindings();
-  int64_t microBatches = t.micro_batches_per_step(), tokens = t.global_batch() * t.seq();
-  int64_t dpSize = rank.axisSize("dp"), dpRank = rank.coordinate("dp");
-  comm::Communicator *dpGroup = rank.group("dp");
-  io::BatchLayout layout{t.micro_batch(), microBatches, dpSize};
-  int64_t rows = t.micro_batch() * t.seq();
+  if (comm::Communicator *dp = rank_->group("dp")) { // the mean over data-parallel ranks
+    float sum = float(loss);
+    if (Status s = dp->allReduce(&sum, 1, comm::ReduceOp::Sum); !s)
+      return s;
+    loss = double(sum) / double(dp->size());
+  }
+  *m.i64(b.step()) = step;
+  auto r = executor_->run("optimizer_step");
+  if (!r)
+    return r.status();
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return StepRecord{step, loss, *m.f32(b.grad_norm()),
+                    r->skipped ? 0.0 : *m.f32(b.learning_rate()),
+                    double(t.global_batch() * t.seq()) / seconds, r->skipped, r->skipReason};
+}
+
+Expected<TrainSummary> TrainingRun::run() {
+  int64_t steps = o_.steps.value_or(plan_.training().train_steps()), last = done_ + steps;
+  int64_t tokens = plan_.training().global_batch() * plan_.training().seq();
   TrainSummary summary;
   std::deque<double> recent;
   auto started = Clock::now();
   int64_t skippedInARow = 0;
-  int64_t last = done + steps;
-  for (int64_t step = done + 1; step <= last; ++step) {
-    auto stepStart = Clock::now();
-    memory.clear(plan::GRADIENTS);
-    double loss = 0;
-    for (int64_t micro = 0; micro < microBatches; ++micro) {
-      io::BatchCoord coord{step - 1, micro, dpRank};
-      if (Status s = dataset->fillBatch(
-              layout, coord, {memory.i32(b.input_ids()), size_t(rows)},
-              {memory.i32(b.labels()), size_t(rows)}, {memory.f32(b.loss_mask()), size_t(rows)});
-          !s)
-        return s;
-      *memory.f32(b.loss_scale()) = float(1.0 / double(microBatches));
-      auto r = executor->run("forward_backward");
-      if (!r)
-        return r.status();
-      loss += *memory.f32(b.loss()) / double(microBatches);
-    }
-    if (dpGroup) { // the step's loss is the mean over data-parallel ranks
-      float sum = float(loss);
-      if (Status s = dpGroup->allReduce(&sum, 1, comm::ReduceOp::Sum); !s)
-        return s;
-      loss = double(sum) / double(dpSize);
-    }
-    *memory.i64(b.step()) = step;
-    auto r = executor->run("optimizer_step");
-    if (!r)
-      return r.status();
-    double seconds = std::chrono::duration<double>(Clock::now() - stepStart).count();
-    StepRecord rec{step, loss, *memory.f32(b.grad_norm()),
-                   r->skipped ? 0.0 : *memory.f32(b.learning_rate()),
-                   double(tokens) / seconds, r->skipped, r->skipReason};
-    summary.skipped += r->skipped;
-    skippedInARow = r->skipped ? skippedInARow + 1 : 0;
-    if (step == done + 1)
-      summary.firstLoss = loss;
-    summary.lastLoss = loss;
-    recent.push_back(loss);
+  for (int64_t s = done_ + 1; s <= last; ++s) {
+    auto rec = step(s);
+    if (!rec)
+      return rec.status();
+    summary.skipped += rec->skipped;
+    skippedInARow = rec->skipped ? skippedInARow + 1 : 0;
+    if (s == done_ + 1)
+      summary.firstLoss = rec->loss;
+    summary.lastLoss = rec->loss;
+    recent.push_back(rec->loss);
     if (recent.size() > 20)
       recent.pop_front();
-    if (metrics.is_open())
-      writeMetrics(metrics, rec, tokens);
+    if (metrics_.is_open())
+      writeMetrics(metrics_, *rec, tokens);
     double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-    double eta = elapsed / double(step - done) * double(last - step);
-    if (o.progressBar || r->skipped || step == last || (step - done) % 10 == 1)
-      report(log, rec, last, eta, o.progressBar);
-    if (skippedInARow >= o.maxSkippedSteps)
+    double eta = elapsed / double(s - done_) * double(last - s);
+    if (o_.progressBar || rec->skipped || s == last || (s - done_) % 10 == 1)
+      report(log(), *rec, last, eta, o_.progressBar);
+    if (skippedInARow >= o_.maxSkippedSteps)
       return Status::error(std::to_string(skippedInARow) + " steps in a row were skipped "
-                           "(gradient norm not finite); stopping at step " +
-                           std::to_string(step));
-    if (!o.saveDir.empty() && o.saveEvery > 0 && step % o.saveEvery == 0)
-      if (Status s = saveCheckpoint(plan, memory, &rank, o.saveDir, {step, o.seed}); !s)
-        return s;
+                           "(gradient norm not finite); stopping at step " + std::to_string(s));
+    if (!o_.saveDir.empty() && o_.saveEvery > 0 && s % o_.saveEvery == 0)
+      if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, {s, o_.seed}); !st)
+        return st;
   }
   summary.steps = steps;
   for (double l : recent)
     summary.meanLastLosses += l / double(recent.size());
-  if (!o.saveDir.empty() && (o.saveEvery <= 0 || last % o.saveEvery != 0))
-    if (Status s = saveCheckpoint(plan, memory, &rank, o.saveDir, {last, o.seed}); !s)
-      return s;
-  if (!o.exportHf.empty())
-    if (Status s = exportHf(plan, memory, &rank, o.exportHf); !s)
-      return s;
+  if (!o_.saveDir.empty() && (o_.saveEvery <= 0 || last % o_.saveEvery != 0))
+    if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, {last, o_.seed}); !st)
+      return st;
+  if (!o_.exportHf.empty())
+    if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf); !st)
+      return st;
   return summary;
+}
+
+} // namespace
+
+Expected<TrainSummary> train(const TrainOptions &options, std::ostream &log) {
+  TrainingRun run(options, log);
+  if (Status s = run.prepare(); !s)
+    return s;
+  return run.run();
 }
 
 } // namespace mt::exec

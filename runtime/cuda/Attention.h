@@ -1,0 +1,56 @@
+// Causal grouped-query flash attention on bf16 activations (fp32 softmax
+// and accumulation, tensor cores through mma.sync). CPU reference:
+// runtime/cpu/Attention.h (attentionForward, attentionBackward).
+//
+// Gradients dq, dk, dv are WRITTEN in bf16 (the runtime's convention for
+// activation gradients, see runtime/cuda/Elementwise.h), not added as the
+// CPU reference does. The backward is deterministic: every output element
+// is summed in one fixed order by one thread, without atomics.
+#ifndef MT_RUNTIME_CUDA_ATTENTION_H
+#define MT_RUNTIME_CUDA_ATTENTION_H
+
+#include "runtime/support/Status.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mt::cuda {
+
+using bf16 = __nv_bfloat16;
+
+/// As cpu::AttentionShape. headDim must be 64 or 128, heads a multiple of
+/// kvHeads; scale multiplies q.k (usually 1/sqrt(headDim)).
+struct AttentionShape {
+  int64_t batch, seq, heads, kvHeads, headDim;
+  float scale;
+};
+
+/// q, out [batch, seq, heads, headDim]; k, v [batch, seq, kvHeads,
+/// headDim]; all 16-byte aligned. Query head h uses kv head
+/// h / (heads / kvHeads); position i attends to j <= i. lse [batch, heads,
+/// seq] (fp32) receives the natural log-sum-exp of each query's scaled
+/// scores, for the backward.
+Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
+                        bf16 *out, float *lse, const AttentionShape &shape,
+                        cudaStream_t stream);
+
+/// Bytes of the workspace attentionBackward needs: fp32 rowsum(dout * out)
+/// of every query, [batch, heads, seq].
+size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape);
+
+/// dq [batch, seq, heads, headDim], dk, dv [batch, seq, kvHeads, headDim]
+/// are WRITTEN with the gradients of sum(dout * out), given the forward's
+/// out and lse. Two passes besides a small row-dot kernel: one owns a key
+/// block of a kv head (dk, dv summed over the group's query heads), the
+/// other a query block of a head (dq), so no output is shared by blocks.
+Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
+                         const bf16 *out, const float *lse, const bf16 *dout,
+                         bf16 *dq, bf16 *dk, bf16 *dv, void *workspace,
+                         const AttentionShape &shape, cudaStream_t stream);
+
+} // namespace mt::cuda
+
+#endif // MT_RUNTIME_CUDA_ATTENTION_H
