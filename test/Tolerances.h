@@ -42,6 +42,13 @@ inline constexpr double kBf16Rel = 4e-3;
 /// beta = 1 (the product is rounded before the sum is): two roundings.
 inline constexpr double kBf16TwoRoundingsRel = 8e-3;
 
+/// bf16 flash attention (out, dq, dk, dv) vs the fp64-accumulated CPU
+/// reference on the same bf16-exact inputs, relative to the largest
+/// magnitude of the reference: two bf16 roundings, that of the output
+/// (kBf16Rel) and that of the probabilities (or score gradients) fed to the
+/// tensor cores as operands, each at most 2^-8 of its value.
+inline constexpr double kBf16AttentionRel = 1e-2;
+
 /// A CUDA kernel that performs the CPU reference's own fp32 operations in
 /// the same order (embedding gather/scatter-add, casts, AdamW, rotary with
 /// the shared cos/sin table): the same bits.

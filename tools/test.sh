@@ -20,5 +20,6 @@ failed=$(sed -E 's/.*, ([0-9]+) tests failed.*/\1/' <<< "$summary")
 if [[ -z "$summary" ]]; then
   echo "test.sh: ctest printed no summary"; exit 1
 fi
-echo "$((total - failed)) passed, $failed failed ($(( $(date +%s) - start )) s)"
+skipped=$(grep -c "\*\*\*Skipped" "$log" || true)
+echo "$((total - failed - skipped)) passed, $failed failed, $skipped skipped ($(( $(date +%s) - start )) s)"
 exit "$status"

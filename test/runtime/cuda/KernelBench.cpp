@@ -1,10 +1,12 @@
 // Micro-benchmark of every CUDA kernel family at a Llama-3.2-1B-like shape
 // (tokens 8192 = 4 x 2048, hidden 2048, ffn 8192, 32 heads of 64, vocab
-// 128256, 1.24B parameters): median of 20 launches timed with CUDA events
+// 128256, 1.24B parameters; attention also at Qwen3-0.6B's 16 heads of 128
+// over 8 kv heads): median of 20 launches timed with CUDA events
 // after 3 warm-ups, with the achieved TFLOP/s or GB/s (bytes each kernel
 // must read and write at least). Rows go to stdout and $MT_GPU_REPORT.
 // Not a test: tools/gpu-check.sh runs it after the gpu1 tests.
 #include "runtime/cuda/AdamW.h"
+#include "runtime/cuda/Attention.h"
 #include "runtime/cuda/CrossEntropy.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Gemm.h"
@@ -12,6 +14,7 @@
 #include "test/runtime/cuda/CudaTestSupport.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -74,6 +77,38 @@ template <typename T> T *alloc(std::vector<std::shared_ptr<void>> &keep, int64_t
   auto buffer = std::make_shared<DeviceBuffer<T>>(n);
   keep.push_back(buffer);
   return buffer->get();
+}
+
+/// Causal flash attention forward and backward at batch kBatch, seq kSeq.
+/// FLOPs as FlashAttention counts them: forward 4*b*h*s^2*d / 2 (two
+/// products over the causal half of the scores), backward 2.5 times that.
+template <typename Fill>
+void addAttentionBenches(std::vector<Bench> &benches,
+                         std::vector<std::shared_ptr<void>> &keep, Fill &fill,
+                         int64_t heads, int64_t kvHeads, int64_t dim,
+                         cudaStream_t s) {
+  const cuda::AttentionShape shape{kBatch, kSeq, heads, kvHeads, dim,
+                                   1.0f / std::sqrt(float(dim))};
+  const int64_t nQ = kBatch * kSeq * heads * dim, nKv = kBatch * kSeq * kvHeads * dim;
+  bf16 *q = fill(alloc<bf16>(keep, nQ), nQ, -1, 1);
+  bf16 *k = fill(alloc<bf16>(keep, nKv), nKv, -1, 1);
+  bf16 *v = fill(alloc<bf16>(keep, nKv), nKv, -1, 1);
+  bf16 *dOut = fill(alloc<bf16>(keep, nQ), nQ, -1, 1);
+  bf16 *out = alloc<bf16>(keep, nQ), *dq = alloc<bf16>(keep, nQ);
+  bf16 *dk = alloc<bf16>(keep, nKv), *dv = alloc<bf16>(keep, nKv);
+  float *lse = alloc<float>(keep, kBatch * heads * kSeq);
+  void *ws = alloc<uint8_t>(keep, cuda::attentionBackwardWorkspaceBytes(shape));
+  // The backward reads a real out and lse even when timed first.
+  throwIfError(cuda::attentionForward(q, k, v, out, lse, shape, s), "attention");
+  const double fwd = 4.0 * kBatch * heads * double(kSeq) * kSeq * dim / 2;
+  const std::string text = shapeText({kBatch, kSeq, heads, kvHeads, dim});
+  benches.push_back({"attention_fwd", text, fwd, 0, [=] {
+                       return cuda::attentionForward(q, k, v, out, lse, shape, s);
+                     }});
+  benches.push_back({"attention_bwd", text, 2.5 * fwd, 0, [=] {
+                       return cuda::attentionBackward(q, k, v, out, lse, dOut, dq,
+                                                      dk, dv, ws, shape, s);
+                     }});
 }
 
 int run() {
@@ -200,6 +235,10 @@ int run() {
       {"cast_bf16_to_f32", params, 0, 6 * nd,
        [&] { return cuda::castBf16ToFloat(paramBf16, grad, N, s); }},
   };
+  // Llama-3.2-1B (32 heads, 8 kv, 64) and Qwen3-0.6B (16 heads, 8 kv, 128).
+  addAttentionBenches(benches, keep, fill, kHeads, 8, kHeadDim, s);
+  addAttentionBenches(benches, keep, fill, 16, 8, 128, s);
+  check(cudaStreamSynchronize(s), "attention setup");
   std::printf("%-20s %-28s %10s %14s\n", "kernel", "shape", "median ms", "rate");
   for (const Bench &b : benches) {
     const double ms = medianMs(b, s);

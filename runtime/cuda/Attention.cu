@@ -1,0 +1,605 @@
+// Flash attention kernels (FlashAttention-2 algorithm): a forward with an
+// online softmax over 64-key tiles, and a backward of three kernels (row
+// dots of dout and out, then dk/dv per key block, then dq per query block).
+// Warp-level bf16 mma.sync m16n8k16 with fp32 accumulators; K/V (or Q/dO)
+// tiles stream through two shared-memory buffers filled by cp.async.
+#include "runtime/cuda/Attention.h"
+
+#include "runtime/cuda/Check.h"
+
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+namespace mt::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+/// Query and key rows per tile; each warp owns 16 rows of its block's tile.
+constexpr int kBlock = 16 * kWarps;
+constexpr float kLog2e = 1.4426950408889634f;
+
+/// Shared-memory row stride in elements: 16 bytes of padding shift each row
+/// by four banks, so the eight rows an ldmatrix phase reads hit all banks.
+template <int D> constexpr int kSmemStride = D + 8;
+template <int D> constexpr int kTileElems = kBlock * kSmemStride<D>;
+
+struct Args {
+  const bf16 *q, *k, *v, *out, *dout;
+  const float *lse, *delta;
+  bf16 *outW, *dq, *dk, *dv;
+  float *lseW, *deltaW;
+  int seq, heads, kvHeads, group;
+  float scale, scaleLog2;
+};
+
+__device__ __forceinline__ uint32_t smemAddr(const void *p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+/// 16 bytes global -> shared; zero-filled when !valid (rows past seq), so
+/// padded K/V rows hold zeros rather than stale NaNs.
+__device__ __forceinline__ void cpAsync16(void *dst, const void *src,
+                                          bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                   smemAddr(dst)),
+               "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N> __device__ __forceinline__ void cpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const bf16 *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smemAddr(p)));
+}
+__device__ __forceinline__ void ldsm4t(uint32_t (&r)[4], const bf16 *p) {
+  asm volatile(
+      "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+      : "r"(smemAddr(p)));
+}
+
+/// c += a (16x16, row) * b (16x8, col), bf16 in, fp32 accumulate.
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4],
+                                    uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+               "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0),
+                 "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/// Rows [row0, row0 + kBlock) of a [seq, rowStride] slice into a padded
+/// shared tile, rows >= seq zero-filled. Not committed here.
+template <int D>
+__device__ __forceinline__ void loadTile(bf16 *tile, const bf16 *g,
+                                         int64_t rowStride, int row0,
+                                         int seq) {
+  constexpr int kChunks = D / 8; // 16-byte chunks per row
+  for (int c = threadIdx.x; c < kBlock * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    const bool valid = row0 + r < seq;
+    const bf16 *src = valid ? g + (row0 + r) * rowStride + col : g;
+    cpAsync16(tile + r * kSmemStride<D> + col, src, valid);
+  }
+}
+
+/// acc[16 x 8*NT] += A[16 x 16*KS] * B^T, A rows at `a` (row-major, padded
+/// stride), B stored [n][k] at `b` (row-major): both through ldmatrix.
+template <int NT, int KS, int Stride>
+__device__ __forceinline__ void gemmNT(float (&acc)[NT][4], const bf16 *a,
+                                       const bf16 *b) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks) {
+    uint32_t af[4];
+    ldsm4(af, a + (lane % 16) * Stride + ks * 16 + (lane / 16) * 8);
+#pragma unroll
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t bf[4];
+      ldsm4(bf, b + (np * 16 + lane % 8 + (lane / 16) * 8) * Stride +
+                    ks * 16 + ((lane / 8) % 2) * 8);
+      mma(acc[2 * np], af, bf[0], bf[1]);
+      mma(acc[2 * np + 1], af, bf[2], bf[3]);
+    }
+  }
+}
+
+/// gemmNT with A already in registers (ldmatrix fragments, one per k step).
+template <int NT, int KS, int Stride>
+__device__ __forceinline__ void gemmRegNT(float (&acc)[NT][4],
+                                          const uint32_t (&af)[KS][4],
+                                          const bf16 *b) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks)
+#pragma unroll
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t bf[4];
+      ldsm4(bf, b + (np * 16 + lane % 8 + (lane / 16) * 8) * Stride +
+                    ks * 16 + ((lane / 8) % 2) * 8);
+      mma(acc[2 * np], af[ks], bf[0], bf[1]);
+      mma(acc[2 * np + 1], af[ks], bf[2], bf[3]);
+    }
+}
+
+/// 2^x in one instruction (ex2(-inf) = 0); subnormal results flush to 0,
+/// far below what a bf16 probability or an fp32 row sum can register.
+__device__ __forceinline__ float fastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+/// acc[16 x 8*NT] += P[16 x 16*KS] * B with P the bf16 rounding of an fp32
+/// accumulator tile (an m16n8 C fragment pair is an m16k16 A fragment) and
+/// B stored [k][n] at `b` (row-major), read transposed by ldmatrix.
+template <int NT, int KS, int Stride>
+__device__ __forceinline__ void gemmPN(float (&acc)[NT][4],
+                                       const float (&p)[2 * KS][4],
+                                       const bf16 *b) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks) {
+    const uint32_t af[4] = {pack(p[2 * ks][0], p[2 * ks][1]),
+                            pack(p[2 * ks][2], p[2 * ks][3]),
+                            pack(p[2 * ks + 1][0], p[2 * ks + 1][1]),
+                            pack(p[2 * ks + 1][2], p[2 * ks + 1][3])};
+#pragma unroll
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t bf[4];
+      ldsm4t(bf, b + (ks * 16 + lane % 8 + ((lane / 8) % 2) * 8) * Stride +
+                     np * 16 + (lane / 16) * 8);
+      mma(acc[2 * np], af, bf[0], bf[1]);
+      mma(acc[2 * np + 1], af, bf[2], bf[3]);
+    }
+  }
+}
+
+/// Stores a warp's 16 x D fp32 tile times `mul` as bf16 rows row0 + (0..15)
+/// of a [seq, rowStride] slice, rows >= seq skipped.
+template <int D>
+__device__ __forceinline__ void storeRows(bf16 *g, int64_t rowStride,
+                                          int row0, int seq,
+                                          const float (&acc)[D / 8][4],
+                                          float mulLo, float mulHi) {
+  const int lane = threadIdx.x % 32, r = lane / 4, c = 2 * (lane % 4);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = row0 + r + 8 * half;
+    if (row >= seq)
+      continue;
+    const float mul = half ? mulHi : mulLo;
+    bf16 *dst = g + row * rowStride + c;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+      *reinterpret_cast<__nv_bfloat162 *>(dst + n * 8) = __floats2bfloat162_rn(
+          acc[n][2 * half] * mul, acc[n][2 * half + 1] * mul);
+  }
+}
+
+/// One block per (query block, batch x head): 64 queries against key tiles
+/// 0..diagonal with an online softmax in the log2 domain. Longer than ~80
+/// lines: the pipeline, softmax and epilogue share registers.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attentionForwardKernel(Args p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16 *sQ = reinterpret_cast<bf16 *>(smem);
+  bf16 *sK = sQ + kTileElems<D>; // two buffers each
+  bf16 *sV = sK + 2 * kTileElems<D>;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int b = blockIdx.x / p.heads, h = blockIdx.x % p.heads;
+  // Longest rows first: the last query blocks have the most key tiles.
+  const int qBlock = gridDim.y - 1 - blockIdx.y, q0 = qBlock * kBlock;
+  const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
+  const bf16 *qBase = p.q + (int64_t(b) * p.seq * p.heads + h) * D;
+  const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + h / p.group) * D;
+  const bf16 *kBase = p.k + kvOff, *vBase = p.v + kvOff;
+
+  loadTile<D>(sQ, qBase, qStride, q0, p.seq);
+  loadTile<D>(sK, kBase, kvStride, 0, p.seq);
+  loadTile<D>(sV, vBase, kvStride, 0, p.seq);
+  cpAsyncCommit();
+
+  float o[D / 8][4] = {};
+  // Row maxima m in raw score units; probabilities are 2^(s*c - m*c) with
+  // c = scale * log2(e), one FFMA and one ex2 each.
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const float c = p.scaleLog2;
+  const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
+  uint32_t qf[D / 16][4]; // this warp's 16 query rows, loaded once
+  for (int kb = 0; kb <= qBlock; ++kb) {
+    const int buf = kb % 2;
+    if (kb < qBlock) { // prefetch the next tile into the other buffer
+      loadTile<D>(sK + (1 - buf) * kTileElems<D>, kBase, kvStride,
+                  (kb + 1) * kBlock, p.seq);
+      loadTile<D>(sV + (1 - buf) * kTileElems<D>, vBase, kvStride,
+                  (kb + 1) * kBlock, p.seq);
+      cpAsyncCommit();
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    if (kb == 0)
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks)
+        ldsm4(qf[ks], sQ + (warp * 16 + lane % 16) * kSmemStride<D> + ks * 16 +
+                          (lane / 16) * 8);
+    float s[8][4] = {};
+    gemmRegNT<8, D / 16, kSmemStride<D>>(s, qf, sK + buf * kTileElems<D>);
+    float rowMax[2] = {-INFINITY, -INFINITY};
+    if (kb == qBlock) // the diagonal tile: keys after the query are masked
+#pragma unroll
+      for (int n = 0; n < 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
+          if (key > rowLo + 8 * (e / 2))
+            s[n][e] = -INFINITY;
+        }
+#pragma unroll
+    for (int n = 0; n < 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        rowMax[e / 2] = fmaxf(rowMax[e / 2], s[n][e]);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      // The four lanes of a quad hold one row's columns.
+      rowMax[r] = fmaxf(rowMax[r], __shfl_xor_sync(0xffffffffu, rowMax[r], 1));
+      rowMax[r] = fmaxf(rowMax[r], __shfl_xor_sync(0xffffffffu, rowMax[r], 2));
+      const float mNew = fmaxf(m[r], rowMax[r]);
+      const float mc = mNew == -INFINITY ? 0.0f : mNew * c; // no inf - inf
+      const float corr = fastExp2(fmaf(m[r], c, -mc));
+      l[r] *= corr;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        o[n][2 * r] *= corr;
+        o[n][2 * r + 1] *= corr;
+      }
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        s[n][2 * r] = fastExp2(fmaf(s[n][2 * r], c, -mc));
+        s[n][2 * r + 1] = fastExp2(fmaf(s[n][2 * r + 1], c, -mc));
+        l[r] += s[n][2 * r] + s[n][2 * r + 1];
+      }
+      m[r] = mNew;
+    }
+    gemmPN<D / 8, 4, kSmemStride<D>>(o, s, sV + buf * kTileElems<D>);
+    __syncthreads(); // the buffer is refilled by the next iteration
+  }
+  float inv[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    inv[r] = 1.0f / l[r];
+    const int row = rowLo + 8 * r;
+    if (lane % 4 == 0 && row < p.seq)
+      p.lseW[(int64_t(b) * p.heads + h) * p.seq + row] =
+          m[r] * p.scale + logf(l[r]);
+  }
+  storeRows<D>(p.outW + (int64_t(b) * p.seq * p.heads + h) * D, qStride,
+               q0 + warp * 16, p.seq, o, inv[0], inv[1]);
+}
+
+/// delta[b, h, i] = sum_d dout * out (fp32), one warp per query row.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attentionDeltaKernel(Args p, int64_t rows) {
+  const int64_t row = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows)
+    return;
+  const bf16 *o = p.out + row * D, *d = p.dout + row * D;
+  float sum = 0.0f;
+#pragma unroll
+  for (int c = 2 * lane; c < D; c += 64) {
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(o + c));
+    const float2 g = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(d + c));
+    sum += a.x * g.x + a.y * g.y;
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2)
+    sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (lane == 0) { // rows are [b, s, h]; delta is [b, h, s]
+    const int64_t h = row % p.heads, bs = row / p.heads;
+    const int64_t i = bs % p.seq, b = bs / p.seq;
+    p.deltaW[(b * p.heads + h) * p.seq + i] = sum;
+  }
+}
+
+/// lse (in log2 units) and delta of 64 queries into shared memory; padded
+/// queries get lse = +inf so their probabilities are exactly 0.
+__device__ __forceinline__ void loadRowStats(float *sLse, float *sDelta,
+                                             const Args &p, int64_t off,
+                                             int q0) {
+  for (int i = threadIdx.x; i < kBlock; i += kThreads) {
+    const bool valid = q0 + i < p.seq;
+    sLse[i] = valid ? p.lse[off + q0 + i] * kLog2e : INFINITY;
+    sDelta[i] = valid ? p.delta[off + q0 + i] : 0.0f;
+  }
+}
+
+/// One block per (key block, batch x kv head): dk, dv of 64 keys summed over
+/// the group's heads and every query block from the diagonal on, working on
+/// transposed tiles (rows = keys) so each warp owns 16 keys' accumulators.
+/// Longer than ~80 lines for the same reason as the forward.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attentionDkDvKernel(Args p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16 *sK = reinterpret_cast<bf16 *>(smem);
+  bf16 *sV = sK + kTileElems<D>;
+  bf16 *sQ = sV + kTileElems<D>;   // two buffers
+  bf16 *sDo = sQ + 2 * kTileElems<D>; // two buffers
+  float *sLse = reinterpret_cast<float *>(sDo + 2 * kTileElems<D>);
+  float *sDelta = sLse + 2 * kBlock;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int b = blockIdx.x / p.kvHeads, g = blockIdx.x % p.kvHeads;
+  const int kBlockIdx = blockIdx.y, k0 = kBlockIdx * kBlock;
+  const int nQ = gridDim.y - kBlockIdx, items = p.group * nQ;
+  const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
+  const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + g) * D;
+  const int64_t qBatch = int64_t(b) * p.seq * p.heads * D;
+  // Work item w: head g * group + w / nQ, query block kBlockIdx + w % nQ.
+  auto loadItem = [&](int w, int buf) {
+    const int h = g * p.group + w / nQ, q0 = (kBlockIdx + w % nQ) * kBlock;
+    loadTile<D>(sQ + buf * kTileElems<D>, p.q + qBatch + h * D, qStride, q0, p.seq);
+    loadTile<D>(sDo + buf * kTileElems<D>, p.dout + qBatch + h * D, qStride, q0,
+                p.seq);
+    loadRowStats(sLse + buf * kBlock, sDelta + buf * kBlock, p,
+                 (int64_t(b) * p.heads + h) * p.seq, q0);
+  };
+  loadTile<D>(sK, p.k + kvOff, kvStride, k0, p.seq);
+  loadTile<D>(sV, p.v + kvOff, kvStride, k0, p.seq);
+  loadItem(0, 0);
+  cpAsyncCommit();
+
+  float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+  const int keyLo = k0 + warp * 16 + lane / 4; // keys keyLo, keyLo + 8
+  for (int w = 0; w < items; ++w) {
+    const int buf = w % 2;
+    if (w + 1 < items) {
+      loadItem(w + 1, 1 - buf);
+      cpAsyncCommit();
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const bf16 *q = sQ + buf * kTileElems<D>, *dO = sDo + buf * kTileElems<D>;
+    const float *lse = sLse + buf * kBlock, *delta = sDelta + buf * kBlock;
+    const bool diagonal = w % nQ == 0;
+    const int q0 = (kBlockIdx + w % nQ) * kBlock;
+    float st[8][4] = {}, dpt[8][4] = {}; // S^T and dP^T: rows keys, cols queries
+    gemmNT<8, D / 16, kSmemStride<D>>(st, sK + warp * 16 * kSmemStride<D>, q);
+    gemmNT<8, D / 16, kSmemStride<D>>(dpt, sV + warp * 16 * kSmemStride<D>, dO);
+#pragma unroll
+    for (int n = 0; n < 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = n * 8 + 2 * (lane % 4) + (e & 1);
+        const bool masked = diagonal && keyLo + 8 * (e / 2) > q0 + col;
+        const float prob =
+            masked ? 0.0f : fastExp2(fmaf(st[n][e], p.scaleLog2, -lse[col]));
+        st[n][e] = prob;
+        dpt[n][e] = prob * (dpt[n][e] - delta[col]); // dS^T
+      }
+    gemmPN<D / 8, 4, kSmemStride<D>>(dv, st, dO);
+    gemmPN<D / 8, 4, kSmemStride<D>>(dk, dpt, q);
+    __syncthreads(); // the buffer is refilled by the next iteration
+  }
+  storeRows<D>(p.dk + kvOff, kvStride, k0 + warp * 16, p.seq, dk, p.scale,
+               p.scale);
+  storeRows<D>(p.dv + kvOff, kvStride, k0 + warp * 16, p.seq, dv, 1.0f, 1.0f);
+}
+
+/// One block per (query block, batch x head): dq of 64 queries over key
+/// tiles 0..diagonal, recomputing P and dP (no atomics: deterministic).
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attentionDqKernel(Args p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16 *sQ = reinterpret_cast<bf16 *>(smem);
+  bf16 *sDo = sQ + kTileElems<D>;
+  bf16 *sK = sDo + kTileElems<D>; // two buffers each
+  bf16 *sV = sK + 2 * kTileElems<D>;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int b = blockIdx.x / p.heads, h = blockIdx.x % p.heads;
+  const int qBlock = gridDim.y - 1 - blockIdx.y, q0 = qBlock * kBlock;
+  const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
+  const int64_t qOff = (int64_t(b) * p.seq * p.heads + h) * D;
+  const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + h / p.group) * D;
+  loadTile<D>(sQ, p.q + qOff, qStride, q0, p.seq);
+  loadTile<D>(sDo, p.dout + qOff, qStride, q0, p.seq);
+  loadTile<D>(sK, p.k + kvOff, kvStride, 0, p.seq);
+  loadTile<D>(sV, p.v + kvOff, kvStride, 0, p.seq);
+  cpAsyncCommit();
+
+  const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
+  float lse[2], delta[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = rowLo + 8 * r;
+    const int64_t at = (int64_t(b) * p.heads + h) * p.seq + row;
+    lse[r] = row < p.seq ? p.lse[at] * kLog2e : INFINITY;
+    delta[r] = row < p.seq ? p.delta[at] : 0.0f;
+  }
+  float dq[D / 8][4] = {};
+  for (int kb = 0; kb <= qBlock; ++kb) {
+    const int buf = kb % 2;
+    if (kb < qBlock) {
+      loadTile<D>(sK + (1 - buf) * kTileElems<D>, p.k + kvOff, kvStride,
+                  (kb + 1) * kBlock, p.seq);
+      loadTile<D>(sV + (1 - buf) * kTileElems<D>, p.v + kvOff, kvStride,
+                  (kb + 1) * kBlock, p.seq);
+      cpAsyncCommit();
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const bf16 *kT = sK + buf * kTileElems<D>, *vT = sV + buf * kTileElems<D>;
+    float s[8][4] = {}, dp[8][4] = {};
+    gemmNT<8, D / 16, kSmemStride<D>>(s, sQ + warp * 16 * kSmemStride<D>, kT);
+    gemmNT<8, D / 16, kSmemStride<D>>(dp, sDo + warp * 16 * kSmemStride<D>, vT);
+#pragma unroll
+    for (int n = 0; n < 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
+        const bool masked = kb == qBlock && key > rowLo + 8 * (e / 2);
+        const float prob =
+            masked ? 0.0f : fastExp2(fmaf(s[n][e], p.scaleLog2, -lse[e / 2]));
+        s[n][e] = prob * (dp[n][e] - delta[e / 2]); // dS
+      }
+    gemmPN<D / 8, 4, kSmemStride<D>>(dq, s, kT);
+    __syncthreads();
+  }
+  storeRows<D>(p.dq + qOff, qStride, q0 + warp * 16, p.seq, dq, p.scale,
+               p.scale);
+}
+
+Status invalid(const char *who, const std::string &what) {
+  return Status::error(errorContext() + who + ": " + what);
+}
+
+bool aligned16(const void *ptr) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+}
+
+/// Shape rules and alignment, with the offending values in the message.
+Status validate(const char *who, const AttentionShape &s,
+                std::initializer_list<const void *> pointers) {
+  if (s.batch < 0 || s.seq < 0 || s.heads <= 0 || s.kvHeads <= 0)
+    return invalid(who, "expects batch, seq >= 0 and heads, kvHeads > 0, got " +
+                            std::to_string(s.batch) + ", " +
+                            std::to_string(s.seq) + ", " +
+                            std::to_string(s.heads) + ", " +
+                            std::to_string(s.kvHeads));
+  if (s.heads % s.kvHeads != 0)
+    return invalid(who, "expects heads (" + std::to_string(s.heads) +
+                            ") divisible by kvHeads (" +
+                            std::to_string(s.kvHeads) + ")");
+  if (s.headDim != 64 && s.headDim != 128)
+    return invalid(who, "expects headDim 64 or 128, got " +
+                            std::to_string(s.headDim));
+  // The softmax takes row maxima of raw scores: the scale must be positive.
+  if (!(s.scale > 0.0f) || !std::isfinite(s.scale))
+    return invalid(who, "expects a positive finite scale, got " +
+                            std::to_string(s.scale));
+  if (s.seq > int64_t(kBlock) * 65535 || s.batch * s.heads > INT32_MAX)
+    return invalid(who, "shape too large: batch " + std::to_string(s.batch) +
+                            ", seq " + std::to_string(s.seq) + ", heads " +
+                            std::to_string(s.heads));
+  for (const void *ptr : pointers)
+    if (!aligned16(ptr))
+      return invalid(who, "expects 16-byte aligned bf16 tensors");
+  return Status::ok();
+}
+
+/// The shape fields of the kernels' arguments.
+Args withShape(Args a, const AttentionShape &s) {
+  a.seq = int(s.seq);
+  a.heads = int(s.heads);
+  a.kvHeads = int(s.kvHeads);
+  a.group = int(s.heads / s.kvHeads);
+  a.scale = s.scale;
+  a.scaleLog2 = s.scale * kLog2e;
+  return a;
+}
+
+/// Raises a kernel's dynamic shared-memory limit (above 48 KB) and launches.
+template <typename Kernel>
+Status launch(Kernel kernel, dim3 grid, size_t smemBytes, const Args &args,
+              cudaStream_t stream) {
+  MT_CUDA_CHECK(cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smemBytes)));
+  kernel<<<grid, kThreads, smemBytes, stream>>>(args);
+  return Status::ok();
+}
+
+template <int D> constexpr size_t kTileBytes = kTileElems<D> * sizeof(bf16);
+
+template <int D>
+Status forwardFor(const Args &args, const AttentionShape &s,
+                  cudaStream_t stream) {
+  const dim3 grid(unsigned(s.batch * s.heads), unsigned((s.seq + kBlock - 1) / kBlock));
+  MT_CUDA_RETURN_IF_ERROR(launch(attentionForwardKernel<D>, grid,
+                                 5 * kTileBytes<D>, args, stream));
+  MT_CUDA_CHECK_LAUNCH("attentionForwardKernel");
+  return Status::ok();
+}
+
+template <int D>
+Status backwardFor(const Args &args, const AttentionShape &s,
+                   cudaStream_t stream) {
+  const int64_t rows = s.batch * s.seq * s.heads;
+  attentionDeltaKernel<D><<<unsigned((rows + kWarps - 1) / kWarps), kThreads,
+                            0, stream>>>(args, rows);
+  MT_CUDA_CHECK_LAUNCH("attentionDeltaKernel");
+  const unsigned blocks = unsigned((s.seq + kBlock - 1) / kBlock);
+  const size_t dkdvBytes = 6 * kTileBytes<D> + 4 * kBlock * sizeof(float);
+  MT_CUDA_RETURN_IF_ERROR(
+      launch(attentionDkDvKernel<D>, dim3(unsigned(s.batch * s.kvHeads), blocks),
+             dkdvBytes, args, stream));
+  MT_CUDA_CHECK_LAUNCH("attentionDkDvKernel");
+  MT_CUDA_RETURN_IF_ERROR(
+      launch(attentionDqKernel<D>, dim3(unsigned(s.batch * s.heads), blocks),
+             6 * kTileBytes<D>, args, stream));
+  MT_CUDA_CHECK_LAUNCH("attentionDqKernel");
+  return Status::ok();
+}
+
+} // namespace
+
+Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
+                        bf16 *out, float *lse, const AttentionShape &shape,
+                        cudaStream_t stream) {
+  MT_CUDA_RETURN_IF_ERROR(
+      validate("attentionForward", shape, {q, k, v, out}));
+  if (shape.batch == 0 || shape.seq == 0)
+    return Status::ok();
+  const Args args =
+      withShape({.q = q, .k = k, .v = v, .outW = out, .lseW = lse}, shape);
+  return shape.headDim == 64 ? forwardFor<64>(args, shape, stream)
+                             : forwardFor<128>(args, shape, stream);
+}
+
+size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape) {
+  return size_t(shape.batch * shape.heads * shape.seq) * sizeof(float);
+}
+
+Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
+                         const bf16 *out, const float *lse, const bf16 *dout,
+                         bf16 *dq, bf16 *dk, bf16 *dv, void *workspace,
+                         const AttentionShape &shape, cudaStream_t stream) {
+  MT_CUDA_RETURN_IF_ERROR(validate("attentionBackward", shape,
+                                   {q, k, v, out, dout, dq, dk, dv}));
+  if (shape.batch == 0 || shape.seq == 0)
+    return Status::ok();
+  auto *delta = static_cast<float *>(workspace);
+  const Args args = withShape({.q = q, .k = k, .v = v, .out = out,
+                               .dout = dout, .lse = lse, .delta = delta,
+                               .dq = dq, .dk = dk, .dv = dv, .deltaW = delta},
+                              shape);
+  return shape.headDim == 64 ? backwardFor<64>(args, shape, stream)
+                             : backwardFor<128>(args, shape, stream);
+}
+
+} // namespace mt::cuda
