@@ -20,6 +20,6 @@ for m in "${models[@]}"; do
   /tmp/mt-build/bin/mtrun ".hfplans/$m" --load "$fx/$m" --data "$fx/$m/tokens.bin" \
     --steps 5 --export-hf "$ex/$m" > /dev/null
   /tmp/mt-build/bin/mtrun ".hfplans/$m" --load "$ex/$m" --data "$fx/$m/tokens.bin" \
-    --steps 1 --metrics "$ex/$m.jsonl" > /dev/null
+    --steps 1 --metrics "$ex/$m.jsonl" --dump-logits "$ex/$m.logits.safetensors" > /dev/null
 done
 python3 test/hf/check_export.py "$fx" "$ex" "${models[@]}" | tee "$out/check_export.txt"

@@ -27,13 +27,15 @@ constexpr float kLog2e = 1.4426950408889634f;
 template <int D> constexpr int kSmemStride = D + 8;
 template <int D> constexpr int kTileElems = kBlock * kSmemStride<D>;
 
+/// Every kernel's arguments; each kernel reads the fields it needs.
 struct Args {
-  const bf16 *q, *k, *v, *out, *dout;
-  const float *lse, *delta;
-  bf16 *outW, *dq, *dk, *dv;
-  float *lseW, *deltaW;
-  int seq, heads, kvHeads, group;
-  float scale, scaleLog2;
+  const bf16 *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr,
+             *dout = nullptr;
+  const float *lse = nullptr, *delta = nullptr;
+  bf16 *outW = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
+  float *lseW = nullptr, *deltaW = nullptr;
+  int seq = 0, heads = 0, kvHeads = 0, group = 0;
+  float scale = 0, scaleLog2 = 0;
 };
 
 __device__ __forceinline__ uint32_t smemAddr(const void *p) {

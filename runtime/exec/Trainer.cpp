@@ -6,6 +6,7 @@
 #include "runtime/exec/Sharding.h"
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Dataset.h"
+#include "runtime/io/Safetensors.h"
 #include "runtime/plan/PlanIO.h"
 
 #include <chrono>
@@ -105,6 +106,12 @@ private:
   /// optimizer; returns what the step reports.
   Expected<StepRecord> step(int64_t step);
   std::ostream &log() { return rank_->rank() == 0 ? rankZeroLog_ : quiet_; }
+  /// Copies the logits (the cross-entropy's first input) when the
+  /// cross-entropy has read them, before their memory is reused.
+  std::function<void(int)> logitsDumper();
+  Status writeLogits();
+  std::vector<float> logits_;
+  std::vector<int64_t> logitsShape_;
 
   const TrainOptions &o_;
   std::ostream &rankZeroLog_;
@@ -190,6 +197,38 @@ Status TrainingRun::initializeWeights() {
   return Status::ok();
 }
 
+std::function<void(int)> TrainingRun::logitsDumper() {
+  const plan::Program &program = plan_.programs(0);
+  return [this, &program](int i) {
+    const plan::Instruction &instr = program.instructions(i);
+    if (instr.op() != "cross_entropy")
+      return;
+    uint32_t id = instr.inputs(0);
+    const float *data = memory_->f32(id);
+    logits_.assign(data, data + memory_->elements(id));
+    const plan::Buffer &b = plan_.buffers(id);
+    logitsShape_.assign(b.shape().begin(), b.shape().end());
+  };
+}
+
+Status TrainingRun::writeLogits() {
+  if (rank_->axisSize("tp") > 1)
+    return Status::error("--dump-logits needs a plan without tensor parallelism (each tp "
+                         "rank holds a slice of the vocabulary)");
+  if (rank_->rank() != 0)
+    return Status::ok();
+  const plan::Bindings &b = plan_.bindings();
+  std::vector<float> ids(memory_->elements(b.input_ids()));
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = float(memory_->i32(b.input_ids())[i]);
+  const plan::Buffer &idBuffer = plan_.buffers(b.input_ids());
+  std::vector<int64_t> idShape(idBuffer.shape().begin(), idBuffer.shape().end());
+  return io::writeSafetensors(o_.dumpLogits,
+                              {{"logits", io::Dtype::F32, logitsShape_, logits_.data()},
+                               {"input_ids", io::Dtype::F32, idShape, ids.data()}},
+                              {{"step", std::to_string(done_ + 1)}, {"micro_batch", "0"}});
+}
+
 Expected<StepRecord> TrainingRun::step(int64_t step) {
   const plan::Training &t = plan_.training();
   const plan::Bindings &b = plan_.bindings();
@@ -207,8 +246,12 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
         !s)
       return s;
     *m.f32(b.loss_scale()) = float(1.0 / double(microBatches));
-    if (auto r = executor_->run("forward_backward"); !r)
+    bool dump = !o_.dumpLogits.empty() && step == done_ + 1 && micro == 0;
+    if (auto r = executor_->run("forward_backward", dump ? logitsDumper() : nullptr); !r)
       return r.status();
+    if (dump)
+      if (Status s = writeLogits(); !s)
+        return s;
     loss += *m.f32(b.loss()) / double(microBatches);
   }
   if (comm::Communicator *dp = rank_->group("dp")) { // the mean over data-parallel ranks

@@ -26,6 +26,7 @@ struct TrainOptions {
   std::string saveDir;
   int64_t saveEvery = 0;          // 0: save at the end only (if saveDir)
   std::string exportHf;           // HF checkpoint written at the end
+  std::string dumpLogits;         // safetensors of the first micro-batch's logits
   int64_t maxSkippedSteps = 10;   // consecutive NaN/Inf steps before stopping
   std::chrono::milliseconds commTimeout{std::chrono::minutes(5)}; // per collective
   bool progressBar = false;       // a terminal line, else log lines

@@ -30,6 +30,8 @@ int main(int argc, char **argv) {
   app.add_option("--save", o.saveDir, "checkpoint directory (replaced atomically)");
   app.add_option("--save-every", o.saveEvery, "save every K steps (0: at the end)");
   app.add_option("--export-hf", o.exportHf, "write model.safetensors + config.json here at the end");
+  app.add_option("--dump-logits", o.dumpLogits,
+                 "write the logits and input ids of the first micro-batch (safetensors)");
   app.add_option("--max-skipped-steps", o.maxSkippedSteps,
                  "stop after this many steps in a row with a non-finite gradient norm")
       ->capture_default_str()->check(CLI::PositiveNumber);
