@@ -223,7 +223,10 @@ __global__ void __launch_bounds__(kThreads)
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const float c = p.scaleLog2;
   const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
-  uint32_t qf[D / 16][4]; // this warp's 16 query rows, loaded once
+  // This warp's 16 query rows as fragments, loaded once, at D = 64; at
+  // D = 128 the extra registers cost more than the shared-memory re-reads.
+  constexpr bool kQInRegisters = D == 64;
+  uint32_t qf[kQInRegisters ? D / 16 : 1][4];
   for (int kb = 0; kb <= qBlock; ++kb) {
     const int buf = kb % 2;
     if (kb < qBlock) { // prefetch the next tile into the other buffer
@@ -237,13 +240,18 @@ __global__ void __launch_bounds__(kThreads)
       cpAsyncWait<0>();
     }
     __syncthreads();
-    if (kb == 0)
-#pragma unroll
-      for (int ks = 0; ks < D / 16; ++ks)
-        ldsm4(qf[ks], sQ + (warp * 16 + lane % 16) * kSmemStride<D> + ks * 16 +
-                          (lane / 16) * 8);
     float s[8][4] = {};
-    gemmRegNT<8, D / 16, kSmemStride<D>>(s, qf, sK + buf * kTileElems<D>);
+    if constexpr (kQInRegisters) {
+      if (kb == 0)
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ++ks)
+          ldsm4(qf[ks], sQ + (warp * 16 + lane % 16) * kSmemStride<D> +
+                            ks * 16 + (lane / 16) * 8);
+      gemmRegNT<8, D / 16, kSmemStride<D>>(s, qf, sK + buf * kTileElems<D>);
+    } else {
+      gemmNT<8, D / 16, kSmemStride<D>>(s, sQ + warp * 16 * kSmemStride<D>,
+                                        sK + buf * kTileElems<D>);
+    }
     float rowMax[2] = {-INFINITY, -INFINITY};
     if (kb == qBlock) // the diagonal tile: keys after the query are masked
 #pragma unroll
