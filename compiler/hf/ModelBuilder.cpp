@@ -75,7 +75,7 @@ Value Builder::weight(const std::string &name, ArrayRef<int64_t> shape,
     ParamOp::create(b_, loc_, b_.getStringAttr(name), TypeAttr::get(type),
                     InitKindAttr::get(&ctx_, init), std,
                     grouped ? b_.getUnitAttr() : UnitAttr(), UnitAttr(), IntegerAttr(),
-                    IntegerAttr());
+                    IntegerAttr(), IntegerAttr());
     b_.setListener(&tagger_);
   }
   return WeightOp::create(b_, loc_, type, FlatSymbolRefAttr::get(&ctx_, name));
@@ -198,7 +198,7 @@ OwningOpRef<ModuleOp> Builder::build() {
   Value logits = LinearOp::create(b_, loc_, tensor({B, S, V}), x, head, Value());
   Value loss = CrossEntropyOp::create(b_, loc_, tensor({}, f32), logits,
                                       body->getArgument(1), body->getArgument(2),
-                                      StringAttr());
+                                      StringAttr(), IntegerAttr());
   if (auxLoss)
     loss = add(loss, auxLoss);
   func::ReturnOp::create(b_, loc_, loss);

@@ -61,6 +61,8 @@ LogicalResult BufferPlanner::addParameters(ModuleOp module,
       p->set_shards(*param.getShards());
       p->set_shard_axis("tp");
     }
+    if (auto rows = param.getHfRows())
+      p->set_hf_rows(*rows);
     switch (param.getInit()) {
     case InitKind::normal:
       p->set_init(plan::NORMAL);

@@ -160,6 +160,8 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.i("tokens", numel(logits) / dim(logits, -1)).i("vocab", dim(logits, -1));
         if (auto axis = c.getVocabParallelAxis())
           w.s("vocab_parallel_axis", *axis);
+        if (auto valid = c.getValidVocab())
+          w.i("valid_vocab", *valid);
         return true;
       })
       .Case([&](GlobalNormOp g) {

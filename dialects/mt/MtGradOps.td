@@ -201,7 +201,8 @@ def Mt_CrossEntropyGradOp : Mt_GradOp<"cross_entropy_grad"> {
   }];
   let arguments = (ins Mt_FloatTensor:$logits, Mt_IdTensor:$labels,
                        RankedTensorOf<[F32]>:$mask, Mt_F32Scalar:$dloss,
-                       OptionalAttr<StrAttr>:$vocab_parallel_axis);
+                       OptionalAttr<StrAttr>:$vocab_parallel_axis,
+                       OptionalAttr<I64Attr>:$valid_vocab);
   let results = (outs Mt_FloatTensor:$dlogits);
 }
 

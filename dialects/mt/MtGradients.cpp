@@ -185,6 +185,7 @@ LogicalResult CrossEntropyOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   if (needed[0])
     grads[0] = CrossEntropyGradOp::create(b, getLoc(), getLogits().getType(),
                                           getLogits(), getLabels(), getMask(),
-                                          dys[0], getVocabParallelAxisAttr());
+                                          dys[0], getVocabParallelAxisAttr(),
+                                          getValidVocabAttr());
   return success();
 }

@@ -36,6 +36,9 @@ LogicalResult ParamOp::verify() {
            << (wildcard ? "has '*' in its name but no 'grouped_experts'"
                         : "is 'grouped_experts' but its name has no '*' "
                           "component standing for the expert index");
+  if (getHfRows() && (*getHfRows() < 1 || *getHfRows() > type.getDimSize(0)))
+    return emitOpError() << "expects 1 <= hf_rows <= " << type.getDimSize(0) << ", got "
+                         << *getHfRows();
   if (getShardDim().has_value() != getShards().has_value())
     return emitOpError() << "expects both or neither of shard_dim and shards";
   if (getShardDim()) {

@@ -37,7 +37,8 @@ def Mt_ParamOp : Mt_Op<"param", [Symbol]> {
                        OptionalAttr<F64Attr>:$std,
                        UnitAttr:$grouped_experts, UnitAttr:$frozen,
                        OptionalAttr<I64Attr>:$shard_dim,
-                       OptionalAttr<I64Attr>:$shards);
+                       OptionalAttr<I64Attr>:$shards,
+                       OptionalAttr<I64Attr>:$hf_rows);
   let assemblyFormat = [{
     $sym_name `:` $type `init` `(` $init (`,` `std` `=` $std^)? `)` attr-dict
   }];
@@ -335,7 +336,8 @@ def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<
     Labels are already shifted: position s predicts `labels`[b, s]. With
     `vocab_parallel_axis`, `logits` hold the vocabulary slice of this rank
     on that axis; the log-sum-exp and the label's logit are reduced over
-    the axis, so the full logits are never gathered.
+    the axis, so the full logits are never gathered. With `valid_vocab`,
+    columns at or past it (vocabulary padding) take no part.
 
     ```mlir
     %loss = mt.cross_entropy %logits, %labels, %mask
@@ -344,7 +346,8 @@ def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<
   }];
   let arguments = (ins Mt_FloatTensor:$logits, Mt_IdTensor:$labels,
                        RankedTensorOf<[F32]>:$mask,
-                       OptionalAttr<StrAttr>:$vocab_parallel_axis);
+                       OptionalAttr<StrAttr>:$vocab_parallel_axis,
+                       OptionalAttr<I64Attr>:$valid_vocab);
   let results = (outs Mt_F32Scalar:$loss);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;

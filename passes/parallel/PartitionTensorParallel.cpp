@@ -63,12 +63,30 @@ private:
     return success();
   }
 
+  /// Pads the rows of a vocabulary parameter to a multiple of tp (Megatron
+  /// pads the vocabulary); the padding rows are never loaded or exported and
+  /// the cross-entropy ignores their logits.
+  void padVocabulary(ParamOp param) {
+    RankedTensorType full = param.getTensorType();
+    int64_t rows = full.getDimSize(0);
+    if (rows % tp_ == 0 || param.getHfRows())
+      return;
+    SmallVector<int64_t> shape(full.getShape());
+    shape[0] = (rows + tp_ - 1) / tp_ * tp_;
+    param.setType(RankedTensorType::get(shape, full.getElementType()));
+    param.setHfRows(rows);
+    validVocab_ = rows;
+  }
+
   /// Gives the parameter read by `weight` the sharding `dim` (or none).
-  LogicalResult shardWeight(Operation *user, Value value, std::optional<int64_t> dim) {
+  LogicalResult shardWeight(Operation *user, Value value, std::optional<int64_t> dim,
+                            bool vocabulary = false) {
     auto weight = value.getDefiningOp<WeightOp>();
     if (!weight)
       return user->emitOpError() << "expects a parameter operand to shard";
     auto param = module_.lookupSymbol<ParamOp>(weight.getParamAttr());
+    if (vocabulary && dim == 0)
+      padVocabulary(param);
     if (auto [it, inserted] = paramShards_.try_emplace(param, dim); !inserted) {
       if (it->second != dim)
         return user->emitOpError()
@@ -147,10 +165,19 @@ private:
                          rankOf(op.getInput()) == 3;
     if (in.kind == Sharding::Replicated || sequenceSplit) { // column-parallel
       op.getInputMutable().assign(columnInput(op, op.getInput()));
-      if (failed(shardWeight(op, op.getWeight(), 0)) ||
+      // The output projection onto the vocabulary may pad it.
+      bool logits = llvm::any_of(op.getResult().getUsers(),
+                                 [](Operation *u) { return isa<CrossEntropyOp>(u); });
+      if (failed(shardWeight(op, op.getWeight(), 0, logits)) ||
           (op.getBias() && failed(shardWeight(op, op.getBias(), 0))))
         return failure();
-      return splitValue(op, op.getResult(), rankOf(op.getResult()) - 1);
+      // The local output has as many features as the local weight has rows.
+      auto t = cast<RankedTensorType>(op.getResult().getType());
+      SmallVector<int64_t> shape(t.getShape());
+      shape.back() = cast<RankedTensorType>(op.getWeight().getType()).getDimSize(0);
+      op.getResult().setType(RankedTensorType::get(shape, t.getElementType()));
+      shardings_[op.getResult()] = Sharding::split(rankOf(op.getResult()) - 1);
+      return success();
     }
     if (in.dim != rankOf(op.getInput()) - 1)
       return op.emitOpError() << "has an input split on dimension " << in.dim
@@ -199,7 +226,7 @@ private:
     return llvm::TypeSwitch<Operation *, LogicalResult>(op)
         .Case([&](WeightOp) { return success(); })
         .Case([&](EmbeddingOp e) {
-          if (failed(shardWeight(e, e.getTable(), 0)))
+          if (failed(shardWeight(e, e.getTable(), 0, /*vocabulary=*/true)))
             return failure();
           e.setVocabParallelAxis("tp");
           return reduceAfter(e, e.getResult());
@@ -238,8 +265,11 @@ private:
         })
         .Case([&](CrossEntropyOp c) {
           Sharding s = of(c.getLogits());
-          if (s.kind == Sharding::Split)
+          if (s.kind == Sharding::Split) {
             c.setVocabParallelAxis("tp");
+            if (validVocab_)
+              c.setValidVocab(validVocab_);
+          }
           return success();
         })
         .Case<MoERouterOp, ExpertFFNOp>([&](Operation *o) {
@@ -260,6 +290,7 @@ private:
   OpBuilder b_;
   DenseMap<Value, Sharding> shardings_;
   DenseMap<Value, Value> copies_; // value -> its tp_copy / all_gather
+  int64_t validVocab_ = 0;        // the vocabulary before padding, when padded
   DenseMap<Operation *, std::optional<int64_t>> paramShards_;
 };
 

@@ -271,6 +271,13 @@ public:
     return axis.empty() || !rank ? 0 : rank->coordinate(axis) * a.i("vocab");
   }
 
+  /// The real vocabulary: columns at or past it are padding.
+  static int64_t validVocab(const Attrs &a, Rank rank) {
+    std::string axis = a.s("vocab_parallel_axis");
+    int64_t full = a.i("vocab") * (axis.empty() || !rank ? 1 : rank->axisSize(axis));
+    return a.i("valid_vocab", full);
+  }
+
   /// A reduction over the vocab-parallel axis; the first failure is kept.
   static AxisReduce reducer(const Attrs &a, Rank rank, Status &failure) {
     std::string axis = a.s("vocab_parallel_axis");
@@ -322,7 +329,7 @@ public:
       Status failure;
       *io.out(0) = crossEntropyForwardShard(io.f(0), io.ids(1), io.f(2), a.i("tokens"),
                                             a.i("vocab"), vocabStart(a, rank),
-                                            reducer(a, rank, failure));
+                                            validVocab(a, rank), reducer(a, rank, failure));
       return failure;
     };
     t["cross_entropy_grad"] = [](auto &in, auto &a, auto &m, Rank rank) {
@@ -330,7 +337,7 @@ public:
       Status failure;
       crossEntropyBackwardShard(io.f(0), io.ids(1), io.f(2), *io.f(3), io.out(0),
                                 a.i("tokens"), a.i("vocab"), vocabStart(a, rank),
-                                reducer(a, rank, failure));
+                                validVocab(a, rank), reducer(a, rank, failure));
       return failure;
     };
   }

@@ -1,6 +1,7 @@
 // Vocab-parallel embedding and cross-entropy on the CPU.
 #include "runtime/cpu/VocabParallel.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -19,17 +20,19 @@ struct RowStats {
 };
 
 RowStats rowStats(const float *logits, const int32_t *labels, int64_t tokens,
-                  int64_t local, int64_t start, const AxisReduce &reduce) {
+                  int64_t local, int64_t start, int64_t valid, const AxisReduce &reduce) {
+  // Rows are `local` wide; columns past the real vocabulary are padding.
+  int64_t columns = std::clamp<int64_t>(valid - start, 0, local);
   RowStats s{std::vector<float>(tokens), std::vector<float>(tokens),
              std::vector<float>(tokens, 0.0f)};
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < tokens; ++t) {
     const float *row = logits + t * local;
     float m = -INFINITY;
-    for (int64_t v = 0; v < local; ++v)
+    for (int64_t v = 0; v < columns; ++v)
       m = std::max(m, row[v]);
     s.max[t] = m;
-    if (owns(labels[t], start, local))
+    if (owns(labels[t], start, columns))
       s.labelLogit[t] = row[labels[t] - start];
   }
   reduce(s.max.data(), tokens, true);
@@ -38,7 +41,7 @@ RowStats rowStats(const float *logits, const int32_t *labels, int64_t tokens,
   for (int64_t t = 0; t < tokens; ++t) {
     const float *row = logits + t * local;
     double sum = 0;
-    for (int64_t v = 0; v < local; ++v)
+    for (int64_t v = 0; v < columns; ++v)
       sum += std::exp(double(row[v]) - double(s.max[t]));
     s.sumExp[t] = float(sum);
   }
@@ -81,8 +84,9 @@ void embeddingBackwardShard(const int32_t *ids, const float *dy, float *dtable,
 
 float crossEntropyForwardShard(const float *logits, const int32_t *labels,
                                const float *mask, int64_t tokens, int64_t localVocab,
-                               int64_t vocabStart, const AxisReduce &reduce) {
-  RowStats s = rowStats(logits, labels, tokens, localVocab, vocabStart, reduce);
+                               int64_t vocabStart, int64_t validVocab,
+                               const AxisReduce &reduce) {
+  RowStats s = rowStats(logits, labels, tokens, localVocab, vocabStart, validVocab, reduce);
   double total = 0, count = maskSum(mask, tokens);
   for (int64_t t = 0; t < tokens; ++t)
     if (mask[t] != 0)
@@ -93,8 +97,9 @@ float crossEntropyForwardShard(const float *logits, const int32_t *labels,
 void crossEntropyBackwardShard(const float *logits, const int32_t *labels,
                                const float *mask, float dloss, float *dlogits,
                                int64_t tokens, int64_t localVocab, int64_t vocabStart,
-                               const AxisReduce &reduce) {
-  RowStats s = rowStats(logits, labels, tokens, localVocab, vocabStart, reduce);
+                               int64_t validVocab, const AxisReduce &reduce) {
+  RowStats s = rowStats(logits, labels, tokens, localVocab, vocabStart, validVocab, reduce);
+  int64_t columns = std::clamp<int64_t>(validVocab - vocabStart, 0, localVocab);
   double count = maskSum(mask, tokens);
   if (count <= 0)
     return;
@@ -105,7 +110,7 @@ void crossEntropyBackwardShard(const float *logits, const int32_t *labels,
     double scale = double(dloss) * mask[t] / count;
     const float *row = logits + t * localVocab;
     float *drow = dlogits + t * localVocab;
-    for (int64_t v = 0; v < localVocab; ++v) {
+    for (int64_t v = 0; v < columns; ++v) {
       double p = std::exp(double(row[v]) - s.max[t]) / s.sumExp[t];
       if (vocabStart + v == labels[t])
         p -= 1.0;

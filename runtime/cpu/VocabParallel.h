@@ -25,14 +25,17 @@ void embeddingBackwardShard(const int32_t *ids, const float *dy, float *dtable,
                             int64_t localVocab);
 
 /// The masked mean cross-entropy of crossEntropyForward (Loss.h) over
-/// logits split by columns: local logits [tokens, localVocab].
+/// logits split by columns: local logits [tokens, localVocab]. Columns whose
+/// global index is >= validVocab (vocabulary padding) take no part; their
+/// gradient is 0.
 float crossEntropyForwardShard(const float *logits, const int32_t *labels,
                                const float *mask, int64_t tokens, int64_t localVocab,
-                               int64_t vocabStart, const AxisReduce &reduce);
+                               int64_t vocabStart, int64_t validVocab,
+                               const AxisReduce &reduce);
 void crossEntropyBackwardShard(const float *logits, const int32_t *labels,
                                const float *mask, float dloss, float *dlogits,
                                int64_t tokens, int64_t localVocab, int64_t vocabStart,
-                               const AxisReduce &reduce);
+                               int64_t validVocab, const AxisReduce &reduce);
 
 } // namespace mt::cpu
 

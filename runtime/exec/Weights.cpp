@@ -27,6 +27,10 @@ struct HfTensor {
 std::vector<HfTensor> hfTensorsOf(const plan::Parameter &p, const std::string &prefix = "") {
   std::vector<int64_t> shape(p.shape().begin(), p.shape().end());
   uint64_t total = fullElements(p);
+  if (p.hf_rows() > 0) { // a padded vocabulary: the padding rows stay out of files
+    total = total / uint64_t(shape[0]) * uint64_t(p.hf_rows());
+    shape[0] = p.hf_rows();
+  }
   if (!p.grouped_experts())
     return {{prefix + p.name(), shape, 0, total}};
   std::vector<HfTensor> out;

@@ -1,4 +1,5 @@
-// Every parallel layout computes the single rank's training step: each of 3
+// Every parallel layout computes the single rank's training step (including
+// a vocabulary of 95 that tp pads, and Qwen3's per-head norms): each of 3
 // steps' loss and gradient norm, and every updated weight (gathered to full
 // HF tensors by --export-hf), within the fp32 tolerances of test/Tolerances.h.
 // The runs are made by run-layouts.sh (a ctest fixture).
@@ -66,7 +67,7 @@ TEST_P(ParallelEquivalence, MatchesTheSingleRank) {
 
 INSTANTIATE_TEST_SUITE_P(
     Layouts, ParallelEquivalence,
-    ::testing::Combine(::testing::Values("llama-4l-tied", "qwen2-4l-untied"),
+    ::testing::Combine(::testing::Values("llama-4l-tied", "qwen2-4l-untied", "qwen3-4l-vocab95"),
                        ::testing::Values("tp2", "tp2_sp", "dp2", "tp2_dp2", "tp2_sp_dp2")),
     [](const auto &info) {
       std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param);

@@ -13,9 +13,9 @@ python3 - "$out/tokens.bin" <<'PY'
 import random, struct, sys
 random.seed(0)
 n = 4000
-tokens = [random.randrange(96) for _ in range(n)]
+tokens = [random.randrange(95) for _ in range(n)]  # below every model's vocabulary
 with open(sys.argv[1], "wb") as f:  # runtime/io/TokenFile.h, version 1
-    f.write(b"MTTOKENS" + struct.pack("<IIQQ", 1, 2, 96, n) + bytes(32))
+    f.write(b"MTTOKENS" + struct.pack("<IIQQ", 1, 2, 95, n) + bytes(32))
     f.write(struct.pack(f"<{n}H", *tokens))
 PY
 for config in "$here"/configs/*.json; do

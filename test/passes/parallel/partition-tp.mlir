@@ -95,6 +95,27 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
   %w = mt.weight @w : tensor<3x8xf32>
   // expected-error @+1 {{'mt.linear' op cannot split dimension 0 of parameter @w over tp = 2}}
   %y = mt.linear %x, %w : (tensor<2x4x8xf32>, tensor<3x8xf32>) -> tensor<2x4x3xf32>
-  %loss = mt.cross_entropy %y, %labels, %mask : (tensor<2x4x3xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  %z = mt.swiglu %y, %y : tensor<2x4x3xf32>
+  %loss = mt.cross_entropy %z, %labels, %mask : (tensor<2x4x3xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
   return %loss : tensor<f32>
 }
+
+// -----
+
+// A vocabulary of 31 is padded to 32 rows for tp 2: the embedding and the
+// untied head get hf_rows = 31 and the cross-entropy ignores column 31.
+mt.param @emb : tensor<31x8xf32> init(normal, std = 0.02)
+mt.param @head : tensor<31x8xf32> init(normal, std = 0.02)
+// CHECK-LABEL: mt.param @emb : tensor<32x8xf32> {{.*}}{hf_rows = 31 : i64, shard_dim = 0 : i64, shards = 2 : i64}
+// CHECK: mt.param @head : tensor<32x8xf32> {{.*}}{hf_rows = 31 : i64, shard_dim = 0 : i64, shards = 2 : i64}
+func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<31x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<31x8xf32>) -> tensor<2x4x8xf32>
+  %h = mt.weight @head : tensor<31x8xf32>
+  %l = mt.linear %x, %h : (tensor<2x4x8xf32>, tensor<31x8xf32>) -> tensor<2x4x31xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<2x4x31xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+// CHECK: mt.embedding %{{.*}} {vocab_parallel_axis = "tp"} : (tensor<2x4xi32>, tensor<16x8xf32>) -> tensor<2x4x8xf32>
+// CHECK: mt.linear %{{.*}}, %{{.*}} : (tensor<2x4x8xf32>, tensor<16x8xf32>) -> tensor<2x4x16xf32>
+// CHECK: mt.cross_entropy %{{.*}} {valid_vocab = 31 : i64, vocab_parallel_axis = "tp"} : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>

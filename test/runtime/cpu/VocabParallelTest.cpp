@@ -93,9 +93,9 @@ TEST_P(VocabParallel, ShardsReproduceTheUnshardedKernels) {
           shard[t * local + v] = d.logits[t * kVocab + start + v];
       AxisReduce reduce = axis.reduceFor(r);
       losses[r] = crossEntropyForwardShard(shard.data(), d.labels.data(), d.mask.data(),
-                                           kTokens, local, start, reduce);
+                                           kTokens, local, start, kVocab, reduce);
       crossEntropyBackwardShard(shard.data(), d.labels.data(), d.mask.data(), 0.5f,
-                                dshard.data(), kTokens, local, start, reduce);
+                                dshard.data(), kTokens, local, start, kVocab, reduce);
       for (int64_t t = 0; t < kTokens; ++t)
         for (int64_t v = 0; v < local; ++v)
           dlogits[t * kVocab + start + v] = dshard[t * local + v];
@@ -122,6 +122,52 @@ TEST_P(VocabParallel, ShardsReproduceTheUnshardedKernels) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, VocabParallel, ::testing::Values(1, 2, 4));
+
+TEST(VocabParallelPadding, PaddedColumnsTakeNoPart) {
+  // A vocabulary of 35 padded to 36 over 2 ranks: the padding column holds a
+  // huge logit that must neither change the loss nor get a gradient.
+  const int64_t vocab = 35, padded = 36, local = padded / 2;
+  Data d = makeData();
+  std::vector<float> logits(kTokens * vocab);
+  for (int64_t t = 0; t < kTokens; ++t)
+    for (int64_t v = 0; v < vocab; ++v)
+      logits[t * vocab + v] = d.logits[t * kVocab + v];
+  std::vector<int32_t> labels(d.labels);
+  for (int32_t &l : labels)
+    l %= vocab;
+  float lossRef = crossEntropyForward(logits.data(), labels.data(), d.mask.data(), kTokens, vocab);
+  std::vector<float> dRef(logits.size(), 0.0f);
+  crossEntropyBackward(logits.data(), labels.data(), d.mask.data(), 1.0f, dRef.data(), kTokens,
+                       vocab);
+  ThreadAxis axis(2);
+  std::vector<float> losses(2), dpad(kTokens * padded, 0.0f);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      int64_t start = r * local;
+      std::vector<float> shard(kTokens * local, 1e6f), dshard(kTokens * local, 0.0f);
+      for (int64_t t = 0; t < kTokens; ++t)
+        for (int64_t v = 0; v < local && start + v < vocab; ++v)
+          shard[t * local + v] = logits[t * vocab + start + v];
+      AxisReduce reduce = axis.reduceFor(r);
+      losses[r] = crossEntropyForwardShard(shard.data(), labels.data(), d.mask.data(), kTokens,
+                                           local, start, vocab, reduce);
+      crossEntropyBackwardShard(shard.data(), labels.data(), d.mask.data(), 1.0f,
+                                dshard.data(), kTokens, local, start, vocab, reduce);
+      for (int64_t t = 0; t < kTokens; ++t)
+        for (int64_t v = 0; v < local; ++v)
+          dpad[t * padded + start + v] = dshard[t * local + v];
+    });
+  for (auto &t : threads)
+    t.join();
+  EXPECT_NEAR(losses[0], lossRef, tolerance::kFp32KernelRel * lossRef);
+  EXPECT_EQ(losses[0], losses[1]);
+  for (int64_t t = 0; t < kTokens; ++t) {
+    EXPECT_EQ(dpad[t * padded + vocab], 0.0f) << "padding column of token " << t;
+    for (int64_t v = 0; v < vocab; ++v)
+      EXPECT_NEAR(dpad[t * padded + v], dRef[t * vocab + v], tolerance::kFp32KernelAbs);
+  }
+}
 
 } // namespace
 } // namespace mt::cpu
