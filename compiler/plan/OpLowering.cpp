@@ -139,6 +139,10 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       .Case([&](RotaryGradOp r) { rotaryAttrs(w, r, r.getDy()); return true; })
       .Case([&](AttentionOp a) { attentionAttrs(w, a, a.getQuery()); return true; })
       .Case([&](AttentionGradOp a) { attentionAttrs(w, a, a.getQuery()); return true; })
+      .Case([&](BiasAddOp a) {
+        w.i("rows", numel(a.getInput()) / dim(a.getInput(), -1)).i("dim", dim(a.getInput(), -1));
+        return true;
+      })
       .Case<SwiGLUOp, AddOp, ZerosOp, SwiGLUGradOp>([&](auto o) {
         w.i("n", numel(o->getResult(0)));
         return true;

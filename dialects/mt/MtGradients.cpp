@@ -46,6 +46,17 @@ LogicalResult LinearOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   return success();
 }
 
+LogicalResult BiasAddOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                        ArrayRef<bool> needed,
+                                        SmallVectorImpl<Value> &grads) {
+  resize(grads, *this);
+  if (needed[0])
+    grads[0] = dys[0];
+  if (needed[1])
+    grads[1] = BiasGradOp::create(b, getLoc(), getBias().getType(), dys[0]);
+  return success();
+}
+
 LogicalResult ReshapeOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                         ArrayRef<bool> needed,
                                         SmallVectorImpl<Value> &grads) {

@@ -122,6 +122,15 @@ LogicalResult LinearOp::verify() {
   return expectShape(*this, "result", result, shape);
 }
 
+LogicalResult BiasAddOp::verify() {
+  auto in = tensorOf(getInput());
+  if (in.getRank() < 1)
+    return emitOpError() << "expects input of rank >= 1";
+  if (failed(verifyNormWeight(*this, "bias", in, tensorOf(getBias()))))
+    return failure();
+  return expectType(*this, "result", getResult(), in);
+}
+
 LogicalResult ReshapeOp::verify() {
   auto in = tensorOf(getInput()), out = tensorOf(getResult());
   if (failed(expectSameElementType(*this, "input", in, "result", out)))

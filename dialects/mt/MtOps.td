@@ -111,6 +111,22 @@ def Mt_LinearOp : Mt_Op<"linear", [Pure, DeclareOpInterfaceMethods<Mt_Differenti
   let hasVerifier = 1;
 }
 
+def Mt_BiasAddOp : Mt_Op<"bias_add", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Adds a bias along the last axis";
+  let description = [{
+    `input` [..., n] + `bias` [n]. Tensor parallelism adds a row-parallel
+    linear's bias after the sum over ranks, once.
+
+    ```mlir
+    %y = mt.bias_add %x, %b : (tensor<4x128x64xf32>, tensor<64xf32>) -> tensor<4x128x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$bias);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 def Mt_ReshapeOp : Mt_Op<"reshape", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Reinterprets a tensor with another static shape";
   let description = [{

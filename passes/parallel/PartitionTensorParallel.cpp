@@ -182,12 +182,32 @@ private:
     if (in.dim != rankOf(op.getInput()) - 1)
       return op.emitOpError() << "has an input split on dimension " << in.dim
                               << ", not on its features";
-    if (op.getBias())
-      return op.emitOpError() << "is row-parallel with a bias, which tensor "
-                                 "parallelism does not support yet";
     if (failed(shardWeight(op, op.getWeight(), 1))) // row-parallel
       return failure();
-    return reduceAfter(op, op.getResult());
+    Value bias = op.getBias();
+    if (bias)
+      op.getBiasMutable().clear();
+    if (failed(reduceAfter(op, op.getResult())))
+      return failure();
+    if (!bias)
+      return success();
+    // The bias is added once, after the sum over ranks; split along the
+    // sequence, each rank's share of its gradient is partial.
+    if (failed(shardWeight(op, bias, std::nullopt)))
+      return failure();
+    Operation *reduce = *op.getResult().getUsers().begin();
+    Value summed = reduce->getResult(0);
+    b_.setInsertionPointAfter(reduce);
+    if (sp_) {
+      auto copy = TPCopyOp::create(b_, op.getLoc(), bias, b_.getStringAttr("tp"));
+      copyLayer(op, copy);
+      bias = copy;
+    }
+    auto add = BiasAddOp::create(b_, op.getLoc(), summed.getType(), summed, bias);
+    copyLayer(op, add);
+    summed.replaceAllUsesExcept(add.getResult(), add);
+    shardings_[add.getResult()] = of(summed);
+    return success();
   }
 
   LogicalResult visitReshape(ReshapeOp op) {
@@ -254,6 +274,9 @@ private:
         })
         .Case<RotaryOp, GELUOp>([&](auto u) { return visitLocal(u, u->getOperands(), false); })
         .Case<AddOp, SwiGLUOp>([&](auto u) { return visitLocal(u, u->getOperands(), false); })
+        .Case([&](BiasAddOp a) { // inserted after row-parallel linears: already laid out
+          return success();
+        })
         .Case([&](AttentionOp a) {
           if (failed(visitLocal(a, a->getOperands(), false)))
             return failure();

@@ -94,6 +94,10 @@ void addDenseKernels(Table &t) {
     Io io{in, m};
     linearBackwardWeight(io.f(0), io.f(1), io.out(0), a.i("tokens"), a.i("in"), a.i("out"));
   });
+  t["bias_add"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    biasAddForward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"));
+  });
   t["bias_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     biasBackward(io.f(0), io.out(0), a.i("tokens"), a.i("out"));

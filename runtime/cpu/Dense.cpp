@@ -178,4 +178,11 @@ void accumulate(const float *src, float *dst, int64_t n) {
     dst[i] += src[i];
 }
 
+void biasAddForward(const float *x, const float *bias, float *y, int64_t rows, int64_t dim) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < dim; ++i)
+      y[r * dim + i] = x[r * dim + i] + bias[i];
+}
+
 } // namespace mt::cpu

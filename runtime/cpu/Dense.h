@@ -17,6 +17,8 @@ void linearBackwardInput(const float *dy, const float *w, float *dx,
 /// dw[o, i] += sum_t dy[t, o] * x[t, i].
 void linearBackwardWeight(const float *x, const float *dy, float *dw,
                           int64_t tokens, int64_t in, int64_t out);
+/// y[r, :] = x[r, :] + bias; x, y [rows, dim].
+void biasAddForward(const float *x, const float *bias, float *y, int64_t rows, int64_t dim);
 /// dbias[o] += sum_t dy[t, o].
 void biasBackward(const float *dy, float *dbias, int64_t tokens, int64_t out);
 

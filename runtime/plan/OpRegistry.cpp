@@ -73,6 +73,10 @@ std::vector<OpSignature> makeTable() {
       {"linear_grad_weight", 2, 2, 1, linearAttrs, {}, [tok](const Attrs &a) {
          return Counts{tok(a) * a.i("in"), tok(a) * a.i("out"), a.i("out") * a.i("in")};
        }},
+      {"bias_add", 2, 2, 1, {"rows", "dim"}, {}, [](const Attrs &a) {
+         int64_t x = a.i("rows") * a.i("dim");
+         return Counts{x, a.i("dim"), x};
+       }},
       {"bias_grad", 1, 1, 1, {"tokens", "out"}, {}, [tok](const Attrs &a) {
          return Counts{tok(a) * a.i("out"), a.i("out")};
        }},

@@ -69,8 +69,10 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 
 // -----
 
+// A row-parallel bias is added once, after the sum over ranks.
 mt.param @emb : tensor<32x8xf32> init(normal, std = 0.02)
 mt.param @w : tensor<8x8xf32> init(normal, std = 0.02)
+mt.param @w2 : tensor<8x8xf32> init(normal, std = 0.02)
 mt.param @b : tensor<8xf32> init(zeros)
 func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
   %e = mt.weight @emb : tensor<32x8xf32>
@@ -78,12 +80,18 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
   %w = mt.weight @w : tensor<8x8xf32>
   %y = mt.linear %x, %w : (tensor<2x4x8xf32>, tensor<8x8xf32>) -> tensor<2x4x8xf32>
   %b = mt.weight @b : tensor<8xf32>
-  // expected-error @+1 {{'mt.linear' op is row-parallel with a bias, which tensor parallelism does not support yet}}
-  %z = mt.linear %y, %w, %b : (tensor<2x4x8xf32>, tensor<8x8xf32>, tensor<8xf32>) -> tensor<2x4x8xf32>
+  %w2 = mt.weight @w2 : tensor<8x8xf32>
+  %z = mt.linear %y, %w2, %b : (tensor<2x4x8xf32>, tensor<8x8xf32>, tensor<8xf32>) -> tensor<2x4x8xf32>
   %l = mt.linear %z, %e : (tensor<2x4x8xf32>, tensor<32x8xf32>) -> tensor<2x4x32xf32>
   %loss = mt.cross_entropy %l, %labels, %mask : (tensor<2x4x32xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
   return %loss : tensor<f32>
 }
+// CHECK-LABEL: mt.param @emb
+// CHECK: mt.param @b : tensor<8xf32> init(zeros){{$}}
+// CHECK: %[[B:.*]] = mt.weight @b : tensor<8xf32>
+// CHECK: %[[Z:.*]] = mt.linear %{{[0-9a-z_]+}}, %{{[0-9a-z_]+}} : (tensor<2x4x4xf32>, tensor<8x4xf32>) -> tensor<2x4x8xf32>
+// CHECK-NEXT: %[[S:.*]] = mt.all_reduce %[[Z]] {axis = "tp"}
+// CHECK-NEXT: mt.bias_add %[[S]], %[[B]] : (tensor<2x4x8xf32>, tensor<8xf32>) -> tensor<2x4x8xf32>
 
 // -----
 

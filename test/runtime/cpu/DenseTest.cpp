@@ -261,4 +261,17 @@ TEST(DenseTest, AddAndAccumulate) {
   expectClose(dst, sum, tol::kFp32KernelRel, tol::kFp32KernelAbs, "accumulate");
 }
 
+TEST(DenseTest, BiasAddBroadcastsOverRows) {
+  const int64_t rows = 3, dim = 5;
+  std::vector<float> x(rows * dim), b(dim), y(rows * dim, -1.0f);
+  for (int64_t i = 0; i < rows * dim; ++i)
+    x[i] = float(i);
+  for (int64_t i = 0; i < dim; ++i)
+    b[i] = 0.5f * float(i + 1);
+  cpu::biasAddForward(x.data(), b.data(), y.data(), rows, dim);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < dim; ++i)
+      EXPECT_EQ(y[r * dim + i], x[r * dim + i] + b[i]);
+}
+
 } // namespace
