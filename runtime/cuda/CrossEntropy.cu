@@ -4,12 +4,16 @@
 #include "runtime/cuda/CrossEntropy.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/Vector.cuh"
 
 #include <cstdint>
 
 namespace mt::cuda {
 
 namespace {
+
+using vec::pack8;
+using vec::unpack8;
 
 constexpr int kRowThreads = 512;
 constexpr int kFinalThreads = 1024;
@@ -21,24 +25,7 @@ __device__ __forceinline__ int64_t headElements(const bf16 *row, int64_t n) {
   return min(n, int64_t((16 - address % 16) % 16 / sizeof(bf16)));
 }
 
-__device__ __forceinline__ void unpack8(const uint4 &raw, float (&v)[8]) {
-  const auto *h = reinterpret_cast<const __nv_bfloat162 *>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    v[2 * i] = f.x;
-    v[2 * i + 1] = f.y;
-  }
-}
 
-__device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
-  uint4 raw;
-  auto *h = reinterpret_cast<__nv_bfloat162 *>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-    h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
-  return raw;
-}
 
 /// Running (max, sum of exp(x - max)); -inf max means an empty sum, which
 /// must not meet exp(-inf - -inf) = NaN.

@@ -4,6 +4,7 @@
 #include "runtime/cuda/Elementwise.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/Vector.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -16,52 +17,21 @@ namespace mt::cuda {
 
 namespace {
 
+using vec::aligned16;
+using vec::load;
+using vec::store;
+
 constexpr int kThreads = 256;
 /// Enough resident blocks to fill an H100 several times over; grid-stride
 /// loops cover the rest.
 constexpr int64_t kMaxBlocks = 4096;
 
-bool aligned16(const void *p) {
-  return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
 
 int64_t gridFor(int64_t work) {
   return std::max<int64_t>(1, std::min(kMaxBlocks, (work + kThreads - 1) / kThreads));
 }
 
-template <int V>
-__device__ __forceinline__ void load(const bf16 *p, float (&v)[V]) {
-  if constexpr (V == 8) {
-    const uint4 raw = *reinterpret_cast<const uint4 *>(p);
-    const auto *h = reinterpret_cast<const __nv_bfloat162 *>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      v[2 * i] = f.x;
-      v[2 * i + 1] = f.y;
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i)
-      v[i] = __bfloat162float(p[i]);
-  }
-}
 
-template <int V>
-__device__ __forceinline__ void store(bf16 *p, const float (&v)[V]) {
-  if constexpr (V == 8) {
-    uint4 raw;
-    auto *h = reinterpret_cast<__nv_bfloat162 *>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
-    *reinterpret_cast<uint4 *>(p) = raw;
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i)
-      p[i] = __float2bfloat16_rn(v[i]);
-  }
-}
 
 template <int V>
 __device__ __forceinline__ void load(const float *p, float (&v)[V]) {

@@ -4,12 +4,17 @@
 #include "runtime/cuda/Norm.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/Vector.cuh"
 
 #include <algorithm>
 
 namespace mt::cuda {
 
 namespace {
+
+using vec::aligned16;
+using vec::load;
+using vec::store;
 
 constexpr int kThreads = 256;
 /// Row blocks of the backward (about what an H100 holds at once): partials
@@ -19,44 +24,8 @@ constexpr int64_t kMaxBackwardBlocks = 1024;
 /// Warps of the partials reduction; each sums every kReduceWarps-th block.
 constexpr int kReduceWarps = 8;
 
-bool aligned16(const void *p) {
-  return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
 
-/// V consecutive bf16 values as fp32 (V = 8: one 16-byte load).
-template <int V>
-__device__ __forceinline__ void load(const bf16 *p, float (&v)[V]) {
-  if constexpr (V == 8) {
-    const uint4 raw = *reinterpret_cast<const uint4 *>(p);
-    const auto *h = reinterpret_cast<const __nv_bfloat162 *>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      v[2 * i] = f.x;
-      v[2 * i + 1] = f.y;
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i)
-      v[i] = __bfloat162float(p[i]);
-  }
-}
 
-template <int V>
-__device__ __forceinline__ void store(bf16 *p, const float (&v)[V]) {
-  if constexpr (V == 8) {
-    uint4 raw;
-    auto *h = reinterpret_cast<__nv_bfloat162 *>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
-    *reinterpret_cast<uint4 *>(p) = raw;
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i)
-      p[i] = __float2bfloat16_rn(v[i]);
-  }
-}
 
 /// Sum over the block of (a, b); every thread gets the result. The leading
 /// barrier lets callers reuse the scratch row after row.

@@ -1,0 +1,66 @@
+// 16-byte vector access to bf16 data, shared by the element-wise, norm and
+// cross-entropy kernels: eight bf16 values at a time as fp32.
+#ifndef MT_RUNTIME_CUDA_VECTOR_CUH
+#define MT_RUNTIME_CUDA_VECTOR_CUH
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace mt::cuda::vec {
+
+using bf16 = __nv_bfloat16;
+
+/// Whether `p` allows 16-byte loads (null counts: an absent operand).
+inline bool aligned16(const void *p) {
+  return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+/// Eight bf16 values packed in 16 bytes, as fp32.
+__device__ __forceinline__ void unpack8(const uint4 &raw, float (&v)[8]) {
+  const auto *h = reinterpret_cast<const __nv_bfloat162 *>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    v[2 * i] = f.x;
+    v[2 * i + 1] = f.y;
+  }
+}
+
+/// Eight fp32 values rounded to bf16 and packed in 16 bytes.
+__device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
+  uint4 raw;
+  auto *h = reinterpret_cast<__nv_bfloat162 *>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+    h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+  return raw;
+}
+
+/// V consecutive bf16 values as fp32 (V = 8: one 16-byte load).
+template <int V>
+__device__ __forceinline__ void load(const bf16 *p, float (&v)[V]) {
+  if constexpr (V == 8) {
+    unpack8(*reinterpret_cast<const uint4 *>(p), v);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      v[i] = __bfloat162float(p[i]);
+  }
+}
+
+/// V fp32 values rounded to bf16 (V = 8: one 16-byte store).
+template <int V>
+__device__ __forceinline__ void store(bf16 *p, const float (&v)[V]) {
+  if constexpr (V == 8) {
+    *reinterpret_cast<uint4 *>(p) = pack8(v);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      p[i] = __float2bfloat16_rn(v[i]);
+  }
+}
+
+} // namespace mt::cuda::vec
+
+#endif // MT_RUNTIME_CUDA_VECTOR_CUH
