@@ -30,8 +30,6 @@ const std::map<std::string, std::string> &pendingDefaults() {
       {"grad_offload", "false"},
       {"optimizer_offload", "false"},
       {"moe_token_dispatcher_type", "alltoall"},
-      {"decoder_first_pipeline_num_layers", "null"},
-      {"decoder_last_pipeline_num_layers", "null"},
   };
   return defaults;
 }
@@ -110,6 +108,56 @@ Status checkRanges(const ParallelConfig &c) {
   return Status::ok();
 }
 
+/// Layers per virtual stage: even, or the uneven layout asked for.
+Status resolveStageLayers(ParallelConfig &c, int64_t layers) {
+  bool uneven = !c.ppLayout.empty() || c.firstStageLayers || c.lastStageLayers;
+  int64_t chunks = c.pp * (c.vpp ? c.vpp : 1);
+  if (!uneven) {
+    if (chunks > layers)
+      return fail("pipeline stages pp (", c.pp, ") x vpp (", c.vpp ? c.vpp : 1, ") = ",
+                  chunks, " exceed num_hidden_layers (", layers, ")");
+    if (layers % chunks != 0)
+      return fail("num_hidden_layers (", layers, ") must be divisible by pp (", c.pp,
+                  ") x vpp (", c.vpp ? c.vpp : 1, ") = ", chunks,
+                  " (or give an uneven --pp-layout)");
+    c.chunkLayers.assign(chunks, layers / chunks);
+    return Status::ok();
+  }
+  if (c.pp == 1)
+    return fail("an uneven pipeline layout needs pipeline_model_parallel_size (--pp) > 1");
+  if (c.vpp)
+    return fail("an uneven pipeline layout cannot be combined with "
+                "virtual_pipeline_model_parallel_size (--vpp ", c.vpp, ") in this version");
+  if (!c.ppLayout.empty() && (c.firstStageLayers || c.lastStageLayers))
+    return fail("give either --pp-layout or decoder_first/last_pipeline_num_layers, not both");
+  if (c.ppLayout.empty()) {
+    int64_t first = c.firstStageLayers, last = c.lastStageLayers;
+    int64_t middle = c.pp - (first ? 1 : 0) - (last ? 1 : 0);
+    int64_t rest = layers - first - last;
+    if (first < 0 || last < 0 || rest < 0 || (middle > 0 && (rest < middle || rest % middle)) ||
+        (middle == 0 && rest != 0))
+      return fail("decoder_first_pipeline_num_layers (", first, ") and "
+                  "decoder_last_pipeline_num_layers (", last, ") leave ", rest, " of ", layers,
+                  " layers for ", middle, " other stages; they must split evenly, at least "
+                  "one layer each");
+    for (int64_t s = 0; s < c.pp; ++s)
+      c.ppLayout.push_back(s == 0 && first ? first
+                           : s == c.pp - 1 && last ? last : rest / std::max<int64_t>(middle, 1));
+  }
+  if (int64_t(c.ppLayout.size()) != c.pp)
+    return fail("--pp-layout gives ", c.ppLayout.size(), " stages, but --pp is ", c.pp);
+  int64_t total = 0;
+  for (int64_t n : c.ppLayout) {
+    if (n < 1)
+      return fail("--pp-layout: every stage needs at least one layer, got ", n);
+    total += n;
+  }
+  if (total != layers)
+    return fail("--pp-layout assigns ", total, " layers, the model has ", layers);
+  c.chunkLayers = c.ppLayout;
+  return Status::ok();
+}
+
 } // namespace
 
 Status ParallelConfig::resolve(const ModelDims &model) {
@@ -141,13 +189,8 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (vpp != 0 && pp == 1)
     return fail("virtual_pipeline_model_parallel_size (--vpp ", vpp, ") needs "
                 "pipeline_model_parallel_size (--pp) > 1, got --pp 1");
-  int64_t chunks = pp * (vpp ? vpp : 1);
-  if (chunks > model.numLayers)
-    return fail("pipeline stages pp (", pp, ") x vpp (", vpp ? vpp : 1, ") = ",
-                chunks, " exceed num_hidden_layers (", model.numLayers, ")");
-  if (model.numLayers % chunks != 0)
-    return fail("num_hidden_layers (", model.numLayers, ") must be divisible "
-                "by pp (", pp, ") x vpp (", vpp ? vpp : 1, ") = ", chunks);
+  if (Status s = resolveStageLayers(*this, model.numLayers); !s)
+    return s;
   if (model.numExperts == 0 && ep != 1)
     return fail("expert_model_parallel_size (--ep ", ep, ") needs a "
                 "mixture-of-experts model; this model is dense");
@@ -268,6 +311,8 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
       {"adam_eps", doubleOf(optimizer.eps)},
       {"clip_grad", doubleOf(optimizer.clipGrad)},
       {"train_iters", intOf(optimizer.trainSteps, false)},
+      {"decoder_first_pipeline_num_layers", intOf(config.firstStageLayers, true)},
+      {"decoder_last_pipeline_num_layers", intOf(config.lastStageLayers, true)},
       {"tensor_model_parallel_size", intOf(config.tp, false)},
       {"pipeline_model_parallel_size", intOf(config.pp, false)},
       {"virtual_pipeline_model_parallel_size", intOf(config.vpp, true)},

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace mt {
 
@@ -29,6 +30,14 @@ struct ParallelConfig {
   int64_t tp = 1, pp = 1, vpp = 0, ep = 1, cp = 1, dp = 0, worldSize = 0;
   bool sequenceParallel = false;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
+  /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of
+  /// the first and last stage with the rest split evenly (Megatron's
+  /// decoder_first/last_pipeline_num_layers; 0: not given).
+  std::vector<int64_t> ppLayout;
+  int64_t firstStageLayers = 0, lastStageLayers = 0;
+  /// Resolved: the layers of each virtual stage (chunk c of stage s is
+  /// virtual stage c * pp + s), in model order.
+  std::vector<int64_t> chunkLayers;
   /// Megatron options this version parses but does not apply yet, by name
   /// (value as written). Validation rejects any that asks for a change.
   std::map<std::string, std::string> pending;

@@ -58,7 +58,14 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
                             llvm::raw_ostream &os, bool explain) {
   int64_t vpp = p.vpp ? p.vpp : 1, micro = p.numMicroBatches();
   auto schedule = pipelineSchedule(p.pp, vpp, micro);
-  double makespan = simulate(schedule, p.pp, vpp);
+  // Actions cost in proportion to their virtual stage's layers.
+  std::vector<double> cost;
+  double mean = 0;
+  for (int64_t n : p.chunkLayers)
+    mean += double(n) / double(p.chunkLayers.size());
+  for (int64_t n : p.chunkLayers)
+    cost.push_back(double(n) / mean);
+  double makespan = simulate(schedule, p.pp, vpp, 2.0, cost);
   double bubble = bubbleFraction(schedule, makespan);
   if (explain)
     os << llvm::format("pipeline schedule: %lld micro-batches per step, predicted bubble "

@@ -8,6 +8,7 @@
 
 #include "llvm/Support/Format.h"
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <string>
@@ -71,18 +72,27 @@ void explainLayout(ModuleOp module, const ModelDims &dims,
      << " query heads, " << dims.numKvHeads / p.tp << " kv heads per rank)"
      << (p.sequenceParallel ? ", sequence parallel" : "") << "\n";
 
-  int64_t chunks = p.pp * vpp, perChunk = dims.numLayers / chunks;
-  os << "pipeline: " << p.pp << " stages x " << vpp << " virtual chunks, "
-     << perChunk << " layers per chunk, schedule "
-     << (p.pp == 1 ? "none" : (vpp > 1 ? "interleaved 1F1B" : "1F1B")) << "\n";
+  // Virtual stage v holds the v-th run of layers; chunk c of stage s is
+  // virtual stage c * pp + s.
+  std::vector<int64_t> firstLayer = {0};
+  for (int64_t n : p.chunkLayers)
+    firstLayer.push_back(firstLayer.back() + n);
+  bool even = std::all_of(p.chunkLayers.begin(), p.chunkLayers.end(),
+                          [&](int64_t n) { return n == p.chunkLayers.front(); });
+  os << "pipeline: " << p.pp << " stages x " << vpp << " virtual chunks, ";
+  if (even)
+    os << p.chunkLayers.front() << " layers per chunk";
+  else
+    os << "uneven layout";
+  os << ", schedule " << (p.pp == 1 ? "none" : (vpp > 1 ? "interleaved 1F1B" : "1F1B")) << "\n";
   auto byLayer = parametersByLayer(module);
   for (int64_t stage = 0; stage < p.pp; ++stage) {
     os << "  stage " << stage << ": layers";
     int64_t params = 0;
     for (int64_t chunk = 0; chunk < vpp; ++chunk) {
-      int64_t first = (chunk * p.pp + stage) * perChunk;
-      os << (chunk ? ", " : " ") << first << "-" << first + perChunk - 1;
-      for (int64_t l = first; l < first + perChunk; ++l)
+      int64_t v = chunk * p.pp + stage, first = firstLayer[v], end = firstLayer[v + 1];
+      os << (chunk ? ", " : " ") << first << "-" << end - 1;
+      for (int64_t l = first; l < end; ++l)
         params += byLayer[l];
     }
     if (stage == 0 || stage == p.pp - 1)

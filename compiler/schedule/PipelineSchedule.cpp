@@ -44,7 +44,7 @@ std::vector<std::vector<PipelineAction>> pipelineSchedule(int64_t pp, int64_t vp
 }
 
 double simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp, int64_t vpp,
-                double backwardCost) {
+                double backwardCost, const std::vector<double> &chunkCost) {
   // Completion time of (forward?, micro-batch, virtual stage).
   std::map<std::tuple<bool, int64_t, int64_t>, double> done;
   std::vector<size_t> next(schedule.size(), 0);
@@ -70,7 +70,8 @@ double simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp, 
           ready = it->second;
         }
         a.start = std::max(free[s], ready);
-        a.end = a.start + (a.forward ? 1.0 : backwardCost);
+        double weight = size_t(v) < chunkCost.size() ? chunkCost[v] : 1.0;
+        a.end = a.start + weight * (a.forward ? 1.0 : backwardCost);
         free[s] = a.end;
         done[{a.forward, a.microBatch, v}] = a.end;
         makespan = std::max(makespan, a.end);

@@ -24,11 +24,13 @@ struct PipelineAction {
 std::vector<std::vector<PipelineAction>> pipelineSchedule(int64_t pp, int64_t vpp,
                                                           int64_t microBatches);
 
-/// Times every action: a forward costs 1, a backward `backwardCost`; an
-/// action starts when its stage is free and its input exists (the previous
-/// virtual stage's forward, the next one's backward). Returns the makespan.
+/// Times every action: a forward costs 1, a backward `backwardCost`, both
+/// scaled by the virtual stage's weight in `chunkCost` (its share of the
+/// layers; all 1 when empty); an action starts when its stage is free and
+/// its input exists (the previous virtual stage's forward, the next one's
+/// backward). Returns the makespan.
 double simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp, int64_t vpp,
-                double backwardCost = 2.0);
+                double backwardCost = 2.0, const std::vector<double> &chunkCost = {});
 
 /// Fraction of stage time spent idle within the makespan.
 double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,

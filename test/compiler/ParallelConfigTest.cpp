@@ -95,6 +95,45 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
   }
 }
 
+TEST(ParallelConfig, UnevenPipelineLayouts) {
+  ParallelConfig c;
+  c.pp = 4, c.ppLayout = {1, 3, 3, 1};
+  ASSERT_TRUE(c.resolve(smallModel()));
+  EXPECT_EQ(c.chunkLayers, (std::vector<int64_t>{1, 3, 3, 1}));
+  ParallelConfig m;
+  m.pp = 4, m.firstStageLayers = 1, m.lastStageLayers = 3;
+  ASSERT_TRUE(m.resolve(smallModel()));
+  EXPECT_EQ(m.chunkLayers, (std::vector<int64_t>{1, 2, 2, 3}));
+  ParallelConfig even;
+  even.pp = 2, even.vpp = 2;
+  ASSERT_TRUE(even.resolve(smallModel()));
+  EXPECT_EQ(even.chunkLayers, (std::vector<int64_t>(4, 2)));
+
+  const BadCase cases[] = {
+      {"layout length", [](auto &c, auto &) { c.pp = 4, c.ppLayout = {2, 2, 4}; },
+       "--pp-layout gives 3 stages, but --pp is 4"},
+      {"layout sum", [](auto &c, auto &) { c.pp = 2, c.ppLayout = {3, 3}; },
+       "--pp-layout assigns 6 layers, the model has 8"},
+      {"empty stage", [](auto &c, auto &) { c.pp = 2, c.ppLayout = {0, 8}; },
+       "--pp-layout: every stage needs at least one layer, got 0"},
+      {"with vpp", [](auto &c, auto &) { c.pp = 2, c.vpp = 2, c.ppLayout = {3, 5}; },
+       "cannot be combined with virtual_pipeline_model_parallel_size (--vpp 2)"},
+      {"without pp", [](auto &c, auto &) { c.firstStageLayers = 2; },
+       "an uneven pipeline layout needs pipeline_model_parallel_size (--pp) > 1"},
+      {"uneven middle", [](auto &c, auto &) { c.pp = 4, c.firstStageLayers = 1, c.lastStageLayers = 2; },
+       "leave 5 of 8 layers for 2 other stages; they must split evenly"},
+      {"both", [](auto &c, auto &) { c.pp = 2, c.ppLayout = {4, 4}, c.firstStageLayers = 4; },
+       "give either --pp-layout or decoder_first/last_pipeline_num_layers, not both"},
+  };
+  for (const BadCase &bad : cases) {
+    ParallelConfig b;
+    ModelDims md = smallModel();
+    bad.set(b, md);
+    EXPECT_NE(errorOf(b, md).find(bad.message), std::string::npos)
+        << bad.rule << ": got \"" << errorOf(b, md) << "\"";
+  }
+}
+
 class YamlConfig : public ::testing::Test {
 protected:
   std::string write(const std::string &text) {
@@ -118,7 +157,9 @@ TEST_F(YamlConfig, ReadsMegatronNames) {
                                            "sequence_parallel: true\n"
                                            "global_batch_size: 64\n"
                                            "use_distributed_optimizer: false\n"
-                                           "overlap_grad_reduce: true\n"),
+                                           "overlap_grad_reduce: true\n"
+                                           "decoder_first_pipeline_num_layers: 1\n"
+                                           "decoder_last_pipeline_num_layers: 3\n"),
                                      c, opt));
   EXPECT_EQ(c.tp, 2);
   EXPECT_EQ(c.pp, 4);
@@ -126,6 +167,8 @@ TEST_F(YamlConfig, ReadsMegatronNames) {
   EXPECT_TRUE(c.sequenceParallel);
   EXPECT_EQ(c.globalBatch, 64);
   EXPECT_EQ(c.pending.at("use_distributed_optimizer"), "false");
+  EXPECT_EQ(c.firstStageLayers, 1);
+  EXPECT_EQ(c.lastStageLayers, 3);
 }
 
 TEST_F(YamlConfig, ReadsOptimizerOptions) {

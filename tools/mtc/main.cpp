@@ -38,6 +38,9 @@ struct ParallelFlags {
         cmd.add_option("--global-batch", v.globalBatch,
                        "global batch size (default: micro-batch x dp)")->group(group),
         cmd.add_option("--seq", v.seq, "sequence length")->group(group),
+        cmd.add_option("--pp-layout", v.ppLayout,
+                       "layers of each pipeline stage, e.g. 3,5,5,3 (uneven stages)")
+            ->group(group)->delimiter(','),
     };
     addOptimizerFlags(cmd);
   }
@@ -93,6 +96,8 @@ struct ParallelFlags {
       out.globalBatch = v.globalBatch;
     if (options[10]->count())
       out.seq = v.seq;
+    if (options[11]->count())
+      out.ppLayout = v.ppLayout;
     for (const auto &[option, apply] : optimizerOptions)
       if (option->count())
         apply(outOptimizer);
