@@ -4,7 +4,7 @@
 #include "compiler/analysis/ModelInfo.h"
 #include "compiler/driver/Explain.h"
 #include "compiler/driver/Pipeline.h"
-#include "compiler/schedule/PipelineSchedule.h"
+#include "runtime/schedule/PipelineSchedule.h"
 #include "runtime/io/AtomicFile.h"
 #include "dialects/mt/MtDialect.h"
 #include "runtime/plan/PlanIO.h"

@@ -23,6 +23,8 @@ def Mt_Dialect : Dialect {
   let extraClassDeclaration = [{
     /// Name of the discardable attribute that assigns an op to a decoder layer.
     static constexpr ::llvm::StringLiteral kLayerAttrName = "mt.layer";
+    /// Unit attribute of the ops mt-autodiff creates: the backward pass.
+    static constexpr ::llvm::StringLiteral kBackwardAttrName = "mt.backward";
     /// Module attribute: the Hugging Face config.json the model came from.
     static constexpr ::llvm::StringLiteral kHfConfigAttrName = "mt.hf_config";
   }];

@@ -41,11 +41,13 @@ DenseSet<Value> valuesRequiringGrad(Block &body, SymbolTable &symbols) {
   return needsGrad;
 }
 
-/// Gives the ops that compute gradients the `mt.layer` of the forward op
-/// they differentiate, so that pipeline stages own their backward too.
+/// Marks the ops that compute gradients as the backward pass and gives them
+/// the `mt.layer` of the forward op they differentiate, so that pipeline
+/// stages own their backward too.
 class LayerPropagator : public OpBuilder::Listener {
 public:
   void notifyOperationInserted(Operation *op, OpBuilder::InsertPoint) override {
+    op->setAttr(MtDialect::kBackwardAttrName, UnitAttr::get(op->getContext()));
     if (layer)
       op->setAttr(MtDialect::kLayerAttrName, layer);
   }
@@ -153,10 +155,14 @@ void AutodiffPass::runOnOperation() {
   SymbolTable symbols(module);
   DenseSet<Value> needsGrad = valuesRequiringGrad(body, symbols);
   b.setInsertionPoint(ret);
-  Differentiator diff(b, needsGrad);
-  diff.addGrad(loss, lossScale);
-  if (failed(diff.run(body)))
-    return signalPassFailure();
+  llvm::MapVector<StringRef, Value> paramGrads;
+  {
+    Differentiator diff(b, needsGrad); // marks what it creates as backward
+    diff.addGrad(loss, lossScale);
+    if (failed(diff.run(body)))
+      return signalPassFailure();
+    paramGrads = diff.paramGrads();
+  }
 
   // Results: the loss, then one gradient per trainable parameter read, in
   // the order the module declares them.
@@ -165,7 +171,7 @@ void AutodiffPass::runOnOperation() {
   for (auto param : module.getOps<ParamOp>()) {
     if (param.getFrozen())
       continue;
-    Value grad = diff.paramGrads().lookup(param.getSymName());
+    Value grad = paramGrads.lookup(param.getSymName());
     if (!grad) // read nowhere on the path to the loss: a zero gradient
       grad = ZerosOp::create(b, param.getLoc(), param.getLocalType());
     results.push_back(grad);

@@ -21,10 +21,11 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 // CHECK: %[[X:.*]] = mt.embedding
 // CHECK: %[[LOGITS:.*]] = mt.linear
 // CHECK: %[[LOSS:.*]] = mt.cross_entropy
-// CHECK: %[[DL:.*]] = mt.cross_entropy_grad %[[LOGITS]], %{{.*}}, %{{.*}}, %[[SCALE]]
+// Every op the pass creates is marked as the backward pass.
+// CHECK: %[[DL:.*]] = mt.cross_entropy_grad %[[LOGITS]], %{{.*}}, %{{.*}}, %[[SCALE]] {mt.backward}
 // Gradient ops keep the layer of the op they differentiate.
-// CHECK-DAG: %[[DX:.*]] = mt.linear_grad_input %[[DL]], %{{.*}} {mt.layer = 0 : i64}
-// CHECK-DAG: %[[DH:.*]] = mt.linear_grad_weight %[[X]], %[[DL]] {mt.layer = 0 : i64}
+// CHECK-DAG: %[[DX:.*]] = mt.linear_grad_input %[[DL]], %{{.*}} {mt.backward, mt.layer = 0 : i64}
+// CHECK-DAG: %[[DH:.*]] = mt.linear_grad_weight %[[X]], %[[DL]] {mt.backward, mt.layer = 0 : i64}
 // CHECK: %[[DE:.*]] = mt.embedding_grad %[[IDS]], %[[DX]]
 // CHECK: return %[[LOSS]], %[[DE]], %[[DH]]
 
@@ -48,7 +49,7 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 // CHECK: %[[DW:.*]] = mt.linear_grad_weight
 // CHECK: %[[DX:.*]], %{{.*}} = mt.rmsnorm_grad
 // CHECK: %[[DE:.*]] = mt.embedding_grad %{{.*}}, %[[DX]]
-// CHECK: %[[SUM:.*]] = mt.add %[[DW]], %[[DE]] : tensor<16x8xf32>
+// CHECK: %[[SUM:.*]] = mt.add %[[DW]], %[[DE]] {mt.backward} : tensor<16x8xf32>
 // CHECK: return %{{.*}}, %[[SUM]]
 
 // -----

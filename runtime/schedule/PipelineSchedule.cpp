@@ -1,5 +1,5 @@
 // 1F1B and interleaved 1F1B schedules, their simulation and SVG.
-#include "compiler/schedule/PipelineSchedule.h"
+#include "runtime/schedule/PipelineSchedule.h"
 
 #include <algorithm>
 #include <cstdio>
