@@ -1,0 +1,147 @@
+// Lowering of a function's ops into plan instructions.
+#include "compiler/plan/ProgramEmitter.h"
+
+#include "compiler/plan/OpLowering.h"
+#include "dialects/mt/MtDialect.h"
+
+using namespace mlir;
+
+namespace mt {
+
+bool isAccumulatingOp(Operation *op) {
+  return isa<EmbeddingGradOp, LinearGradInputOp, LinearGradWeightOp, BiasGradOp,
+             RMSNormGradOp, LayerNormGradOp, RotaryGradOp, AttentionGradOp,
+             SwiGLUGradOp, GELUGradOp, MoERouterGradOp, ExpertFFNGradOp,
+             CrossEntropyGradOp>(op);
+}
+
+void ProgramEmitter::groupValues() {
+  fn_.walk([&](Operation *op) {
+    if (isAccumulatingOp(op))
+      for (Value r : op->getResults())
+        accumulating_.insert(leader(r));
+    if (isa<ReshapeOp, TPCopyOp>(op)) { // aliases of their input
+      Value in = op->getOperand(0), out = op->getResult(0);
+      bool acc = isAccumulating(in);
+      groups_.unionSets(in, out);
+      if (acc)
+        accumulating_.insert(leader(out));
+    }
+    if (auto add = dyn_cast<AddOp>(op)) {
+      Value a = add.getLhs(), b = add.getRhs();
+      if (a != b && a.hasOneUse() && b.hasOneUse() && isAccumulating(a) &&
+          isAccumulating(b)) {
+        groups_.unionSets(a, b);
+        groups_.unionSets(a, add.getResult());
+        accumulating_.insert(leader(a));
+      }
+    }
+  });
+}
+
+uint32_t ProgramEmitter::bufferOf(Value v, plan::ArenaKind arena) {
+  Value l = leader(v);
+  if (auto it = bound_.find(l); it != bound_.end())
+    return it->second;
+  auto type = cast<RankedTensorType>(v.getType());
+  std::string name = "%" + std::to_string(bound_.size());
+  if (Operation *def = v.getDefiningOp())
+    name = def->getName().stripDialect().str() + name;
+  uint32_t id = planner_.addBuffer(name, type, arena);
+  bound_[l] = id;
+  return id;
+}
+
+LogicalResult ProgramEmitter::emitOps() {
+  SmallVector<Operation *> ops;
+  for (Operation &op : fn_.getBody().front().without_terminator())
+    ops.push_back(&op);
+  return emitOps(ops);
+}
+
+LogicalResult ProgramEmitter::emitOps(ArrayRef<Operation *> ops) {
+  int first = program_->instructions_size();
+  DenseSet<Operation *> here(ops.begin(), ops.end());
+  for (Operation *op : ops)
+    if (failed(emitOp(op)))
+      return failure();
+  for (auto [value, target] : pendingAccumulates_) {
+    if (!here.contains(value.getDefiningOp()))
+      continue;
+    auto *instr = program_->add_instructions();
+    instr->set_op("accumulate");
+    instr->add_inputs(bufferOf(value));
+    instr->add_outputs(target);
+    auto *n = instr->add_attributes();
+    n->set_name("n");
+    n->set_i(cast<RankedTensorType>(value.getType()).getNumElements());
+    instr->set_location("gradient accumulation");
+  }
+  // Liveness: a buffer lives from its first to its last instruction.
+  for (int i = first, e = program_->instructions_size(); i < e; ++i) {
+    const auto &instr = program_->instructions(i);
+    for (uint32_t id : instr.inputs())
+      planner_.touch(id, i);
+    for (uint32_t id : instr.outputs())
+      planner_.touch(id, i);
+  }
+  return success();
+}
+
+LogicalResult ProgramEmitter::emitOp(Operation *op) {
+  if (auto weight = dyn_cast<WeightOp>(op)) {
+    bind(weight.getResult(), planner_.parameterBuffers(weight.getParam()).param);
+    return success();
+  }
+  if (isa<ReshapeOp, TPCopyOp>(op))
+    return success(); // an alias: no instruction
+  // An all-reduce of a value used nowhere else reduces in place.
+  if (auto reduce = dyn_cast<AllReduceOp>(op); reduce && reduce.getInput().hasOneUse())
+    bind(reduce.getResult(), bufferOf(reduce.getInput()));
+  if (auto add = dyn_cast<AddOp>(op);
+      add && leader(add.getLhs()) == leader(add.getResult()))
+    return success(); // both terms already accumulated into one buffer
+  plan::Instruction instr;
+  if (failed(lowerOpAttributes(op, instr)))
+    return failure();
+  std::string loc;
+  llvm::raw_string_ostream os(loc);
+  os << op->getName();
+  if (auto layer = op->getAttrOfType<IntegerAttr>(MtDialect::kLayerAttrName))
+    os << " (layer " << layer.getInt() << ")";
+  instr.set_location(loc);
+
+  for (Value operand : op->getOperands())
+    instr.add_inputs(bufferOf(operand));
+  if (auto grad = dyn_cast<AttentionGradOp>(op))
+    instr.add_inputs(lse_.at(grad.getOut()));
+  for (Value result : op->getResults()) {
+    uint32_t id = bufferOf(result);
+    instr.add_outputs(id);
+    // A group written with += starts from zero, unless it is a persistent
+    // gradient (zeroed once per step by the runtime).
+    if (isAccumulatingOp(op) && planner_.arenaOf(id) == plan::ACTIVATIONS &&
+        zeroed_.insert(leader(result)).second) {
+      auto *zero = program_->add_instructions();
+      zero->set_op("fill_zero");
+      zero->add_outputs(id);
+      auto *n = zero->add_attributes();
+      n->set_name("n");
+      n->set_i(cast<RankedTensorType>(result.getType()).getNumElements());
+      zero->set_location(loc);
+    }
+  }
+  if (auto attn = dyn_cast<AttentionOp>(op)) {
+    auto q = cast<RankedTensorType>(attn.getQuery().getType());
+    auto lseType = RankedTensorType::get(
+        {q.getDimSize(0), int64_t(attn.getNumHeads()), q.getDimSize(1)},
+        Float32Type::get(op->getContext()));
+    uint32_t lse = planner_.addBuffer("attention_lse", lseType, plan::ACTIVATIONS);
+    instr.add_outputs(lse);
+    lse_[attn.getResult()] = lse;
+  }
+  *program_->add_instructions() = std::move(instr);
+  return success();
+}
+
+} // namespace mt
