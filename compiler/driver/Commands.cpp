@@ -158,15 +158,14 @@ bool compileModel(const CompileOptions &options) {
     return false;
   // Plans cover tensor, sequence and data parallelism so far; the other
   // axes are validated (and explained) but not partitioned yet.
-  for (auto [name, size] : {std::pair{"pipeline_model_parallel_size (--pp)", parallel.pp},
-                            std::pair{"context_parallel_size (--cp)", parallel.cp},
+  for (auto [name, size] : {std::pair{"context_parallel_size (--cp)", parallel.cp},
                             std::pair{"expert_model_parallel_size (--ep)", parallel.ep}})
     if (size != 1) {
       if (options.outputDir.empty())
         return true;
       llvm::errs() << "error: " << name << " = " << size
-                   << ": this version of mtc writes plans for tensor, sequence and "
-                      "data parallelism only (--tp, --sp, --dp)\n";
+                   << ": this version of mtc writes plans for tensor, sequence, "
+                      "pipeline and data parallelism only (--tp, --sp, --pp, --vpp, --dp)\n";
       return false;
     }
   if (options.outputDir.empty() && !options.explain)

@@ -112,6 +112,293 @@ LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
   return success();
 }
 
+
+/// Pipeline plans: which virtual stage runs each op of @forward_backward,
+/// and which of its programs (forward or backward).
+struct StagedOp {
+  Operation *op;
+  int64_t virtualStage;
+  bool backward;
+};
+
+/// Layers go to virtual stages by ParallelConfig::chunkLayers; ops outside
+/// the layers belong to the first stage (embedding, its gradient) or the
+/// last (norm, head, loss and their gradients), by their place in the
+/// function: autodiff appends the backward in reverse order.
+FailureOr<SmallVector<StagedOp>> assignStages(func::FuncOp fn, const ParallelConfig &p) {
+  SmallVector<int64_t> stageOfLayer;
+  for (auto [v, n] : llvm::enumerate(p.chunkLayers))
+    stageOfLayer.append(size_t(n), int64_t(v));
+  int64_t last = int64_t(p.chunkLayers.size()) - 1;
+  SmallVector<Operation *> ops;
+  for (Operation &op : fn.getBody().front().without_terminator())
+    ops.push_back(&op);
+  auto isBackward = [](Operation *op) { return op->hasAttr(MtDialect::kBackwardAttrName); };
+  auto layerOf = [](Operation *op) {
+    auto layer = op->getAttrOfType<IntegerAttr>(MtDialect::kLayerAttrName);
+    return layer ? layer.getInt() : int64_t(-1);
+  };
+  size_t firstForward = ops.size(), firstBackward = ops.size();
+  for (auto [i, op] : llvm::enumerate(ops))
+    if (layerOf(op) >= 0) {
+      size_t &first = isBackward(op) ? firstBackward : firstForward;
+      first = std::min(first, i);
+    }
+  SmallVector<StagedOp> staged;
+  for (auto [i, op] : llvm::enumerate(ops)) {
+    if (isa<WeightOp>(op))
+      continue; // reads a parameter buffer: no instruction
+    if (isa<ZerosOp>(op) && llvm::all_of(op->getUsers(), [](Operation *u) {
+          return isa<func::ReturnOp>(u);
+        }))
+      continue; // the zero gradient of an unused parameter
+    int64_t layer = layerOf(op), v;
+    if (layer >= int64_t(stageOfLayer.size()))
+      return op->emitOpError() << "belongs to layer " << layer << " beyond the "
+                               << stageOfLayer.size() << " layers of the pipeline layout";
+    if (layer >= 0)
+      v = stageOfLayer[layer];
+    else if (!isBackward(op))
+      v = i < firstForward ? 0 : last;
+    else
+      v = i < firstBackward ? last : 0;
+    staged.push_back({op, v, isBackward(op)});
+  }
+  return staged;
+}
+
+/// Which stage owns each parameter: the one whose ops read it.
+LogicalResult assignOwners(func::FuncOp fn, ArrayRef<StagedOp> staged, int64_t pp,
+                           plan::Plan &out) {
+  DenseMap<Operation *, int64_t> stageOf;
+  for (const StagedOp &s : staged)
+    stageOf[s.op] = s.virtualStage % pp;
+  llvm::StringMap<int64_t> owner;
+  WalkResult walk = fn.walk([&](WeightOp read) -> WalkResult {
+    for (Operation *user : read->getUsers()) {
+      auto it = stageOf.find(user);
+      if (it == stageOf.end())
+        continue;
+      auto [entry, inserted] = owner.try_emplace(read.getParam(), it->second);
+      if (!inserted && entry->second != it->second) {
+        read.emitOpError() << "reads parameter " << read.getParamAttr()
+                           << " on pipeline stages " << entry->second << " and "
+                           << it->second << " (tied embeddings across pipeline stages are "
+                           "not supported yet)";
+        return WalkResult::interrupt();
+      }
+    }
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+  for (auto &p : *out.mutable_parameters())
+    p.set_stage(int32_t(owner.lookup(p.name())));
+  return success();
+}
+
+/// Values a program receives from, or sends to, the neighbouring virtual
+/// stage: the forward's output goes to the next stage's forward (which
+/// also keeps it for its backward), the gradient of a stage's input back
+/// to the previous stage's backward.
+struct Transfers {
+  SmallVector<Value> receive, send;
+};
+
+LogicalResult planTransfers(ArrayRef<StagedOp> staged, int64_t stages,
+                            std::vector<Transfers> &forward, std::vector<Transfers> &backward) {
+  DenseMap<Operation *, const StagedOp *> where;
+  for (const StagedOp &s : staged)
+    where[s.op] = &s;
+  forward.assign(stages, {});
+  backward.assign(stages, {});
+  DenseSet<std::pair<Value, int64_t>> seen;
+  for (const StagedOp &use : staged)
+    for (Value operand : use.op->getOperands()) {
+      auto it = where.find(operand.getDefiningOp());
+      if (it == where.end() || it->second->virtualStage == use.virtualStage)
+        continue;
+      const StagedOp &def = *it->second;
+      bool forwardEdge = !def.backward && def.virtualStage + 1 == use.virtualStage;
+      bool backwardEdge = def.backward && use.backward && def.virtualStage == use.virtualStage + 1;
+      if (!forwardEdge && !backwardEdge)
+        return use.op->emitOpError()
+               << "on virtual stage " << use.virtualStage << " uses a value of virtual stage "
+               << def.virtualStage << ", which pipelining does not support";
+      if (!seen.insert({operand, use.virtualStage}).second)
+        continue;
+      auto &from = def.backward ? backward : forward;
+      auto &to = def.backward ? backward : forward;
+      from[def.virtualStage].send.push_back(operand);
+      to[use.virtualStage].receive.push_back(operand);
+    }
+  return success();
+}
+
+/// A send or receive of `value`'s buffer with the virtual stage `peer`.
+void appendTransfer(ProgramEmitter &emitter, const char *op, Value value, int64_t peer) {
+  plan::Instruction &instr = emitter.append();
+  instr.set_op(op);
+  uint32_t buffer = emitter.bufferOf(value);
+  if (std::string(op) == "send")
+    instr.add_inputs(buffer);
+  else
+    instr.add_outputs(buffer);
+  auto *n = instr.add_attributes();
+  n->set_name("n");
+  n->set_i(cast<RankedTensorType>(value.getType()).getNumElements());
+  auto *p = instr.add_attributes();
+  p->set_name("peer_virtual_stage");
+  p->set_i(peer);
+  instr.set_location("pipeline transfer");
+}
+
+LogicalResult emitStagePrograms(ProgramEmitter &emitter, BufferPlanner &planner,
+                                ArrayRef<StagedOp> staged, int64_t pp, plan::Plan &out) {
+  int64_t stages = 0;
+  for (const StagedOp &s : staged)
+    stages = std::max(stages, s.virtualStage + 1);
+  std::vector<Transfers> forward, backward;
+  if (failed(planTransfers(staged, stages, forward, backward)))
+    return failure();
+  // Forward programs in stage order, then backward in reverse: the order in
+  // which one micro-batch runs them, which the liveness of its slot follows.
+  for (int pass = 0; pass < 2; ++pass)
+    for (int64_t i = 0; i < stages; ++i) {
+      bool back = pass == 1;
+      int64_t v = back ? stages - 1 - i : i;
+      plan::Program &program = *out.add_programs();
+      program.set_name(std::string(back ? "backward." : "forward.") + std::to_string(v));
+      program.set_virtual_stage(int32_t(v));
+      program.set_stage(int32_t(v % pp));
+      emitter.setProgram(program);
+      const Transfers &t = back ? backward[v] : forward[v];
+      for (Value value : t.receive)
+        appendTransfer(emitter, "recv", value, back ? v + 1 : v - 1);
+      SmallVector<Operation *> ops;
+      for (const StagedOp &s : staged)
+        if (s.virtualStage == v && s.backward == back)
+          ops.push_back(s.op);
+      if (failed(emitter.emitOps(ops)))
+        return failure();
+      for (Value value : t.send)
+        appendTransfer(emitter, "send", value, back ? v - 1 : v + 1);
+      emitter.finishProgram();
+    }
+  return success();
+}
+
+/// One optimizer program per stage, over the parameters the stage owns; the
+/// gradient norm is also reduced over pp.
+LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
+                                  BufferPlanner &planner, int64_t pp, plan::Plan &out) {
+  llvm::StringMap<int64_t> owner;
+  for (const auto &p : out.parameters())
+    owner[p.name()] = p.stage();
+  auto ownerOfArg = [&](Value v) -> int64_t {
+    auto arg = dyn_cast<BlockArgument>(v);
+    if (!arg)
+      return -1;
+    auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(arg.getArgNumber(), "mt.param");
+    return param ? owner.lookup(param.getValue()) : -1;
+  };
+  for (int64_t stage = 0; stage < pp; ++stage) {
+    plan::Program &program = *out.add_programs();
+    program.set_name("optimizer." + std::to_string(stage));
+    program.set_virtual_stage(-1);
+    program.set_stage(int32_t(stage));
+    emitter.setProgram(program);
+    SmallVector<Operation *> ops;
+    GlobalNormOp norm;
+    for (Operation &op : opt.getBody().front().without_terminator()) {
+      if (isa<AllReduceOp, AdamWOp>(op) && ownerOfArg(op.getOperand(0)) != stage)
+        continue;
+      if (auto n = dyn_cast<GlobalNormOp>(op))
+        norm = n;
+      ops.push_back(&op);
+    }
+    if (failed(emitter.emitOps(ops)))
+      return failure();
+    // Keep this stage's gradients in the norm and reduce it over pp too.
+    for (auto &instr : *program.mutable_instructions()) {
+      if (instr.op() != "global_norm")
+        continue;
+      ArrayRef<bool> replicated = norm.getReplicated().value_or(ArrayRef<bool>());
+      std::string flags;
+      instr.clear_inputs();
+      for (auto [i, grad] : llvm::enumerate(norm.getGrads())) {
+        Value source = grad.getDefiningOp() ? grad.getDefiningOp()->getOperand(0) : grad;
+        if (ownerOfArg(source) != stage)
+          continue;
+        instr.add_inputs(emitter.bufferOf(grad));
+        flags += i < replicated.size() && replicated[i] ? '1' : '0';
+      }
+      for (auto &a : *instr.mutable_attributes())
+        if (a.name() == "replicated")
+          a.set_s(flags);
+      auto *axis = instr.add_attributes();
+      axis->set_name("pipeline_axis");
+      axis->set_s("pp");
+    }
+    emitter.finishProgram();
+  }
+  return success();
+}
+/// Plans without pipeline parallelism: one forward-backward program, one
+/// optimizer program.
+LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt,
+                              plan::Plan &out) {
+  out.set_version(plan::kPlanVersion);
+  BufferPlanner planner(out);
+  DenseMap<StringRef, uint32_t> gradBuffers;
+  if (failed(planner.addParameters(module, gradBuffers)))
+    return failure();
+  ProgramEmitter fbEmitter(planner, *out.add_programs(), fb);
+  out.mutable_programs(0)->set_name("forward_backward");
+  fbEmitter.groupValues();
+  if (failed(bindForwardBackward(fb, fbEmitter, planner, out, gradBuffers)) ||
+      failed(fbEmitter.emitOps()))
+    return failure();
+  fbEmitter.finishProgram();
+
+  ProgramEmitter optEmitter(planner, *out.add_programs(), opt);
+  out.mutable_programs(1)->set_name("optimizer_step");
+  if (failed(bindOptimizerStep(opt, optEmitter, planner, out)) ||
+      failed(optEmitter.emitOps()))
+    return failure();
+  optEmitter.finishProgram();
+  planner.assignOffsets();
+
+  return success();
+}
+
+FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::FuncOp opt,
+                                       const ParallelConfig &parallel) {
+  plan::Plan out;
+  out.set_version(plan::kPlanVersion);
+  BufferPlanner planner(out);
+  DenseMap<StringRef, uint32_t> gradBuffers;
+  if (failed(planner.addParameters(module, gradBuffers)))
+    return failure();
+  auto staged = assignStages(fb, parallel);
+  if (failed(staged) || failed(assignOwners(fb, *staged, parallel.pp, out)))
+    return failure();
+  plan::Program scratch; // bindings create buffers before any program
+  ProgramEmitter emitter(planner, scratch, fb);
+  emitter.groupValues();
+  emitter.bindWeights();
+  if (failed(bindForwardBackward(fb, emitter, planner, out, gradBuffers)) ||
+      failed(emitStagePrograms(emitter, planner, *staged, parallel.pp, out)))
+    return failure();
+  ProgramEmitter optEmitter(planner, scratch, opt);
+  if (failed(bindOptimizerStep(opt, optEmitter, planner, out)) ||
+      failed(emitStageOptimizers(opt, optEmitter, planner, parallel.pp, out)))
+    return failure();
+  planner.assignOffsets();
+  out.mutable_training()->set_virtual_stages(int64_t(parallel.chunkLayers.size()));
+  return out;
+}
+
 } // namespace
 
 FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
@@ -123,28 +410,14 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
            << "plan emission expects @forward_backward and @optimizer_step "
               "(run mt-autodiff and mt-build-optimizer first)";
   plan::Plan out;
-  out.set_version(plan::kPlanVersion);
-  BufferPlanner planner(out);
-  DenseMap<StringRef, uint32_t> gradBuffers;
-  if (failed(planner.addParameters(module, gradBuffers)))
+  if (parallel.pp > 1) {
+    auto pipelined = emitPipelinePlan(module, fb, opt, parallel);
+    if (failed(pipelined))
+      return failure();
+    out = std::move(*pipelined);
+  } else if (failed(emitSingleStage(module, fb, opt, out))) {
     return failure();
-
-  ProgramEmitter fbEmitter(planner, *out.add_programs(), fb);
-  out.mutable_programs(0)->set_name("forward_backward");
-  fbEmitter.groupValues();
-  if (failed(bindForwardBackward(fb, fbEmitter, planner, out, gradBuffers)) ||
-      failed(fbEmitter.emitOps()))
-    return failure();
-  planner.finishProgram();
-
-  ProgramEmitter optEmitter(planner, *out.add_programs(), opt);
-  out.mutable_programs(1)->set_name("optimizer_step");
-  if (failed(bindOptimizerStep(opt, optEmitter, planner, out)) ||
-      failed(optEmitter.emitOps()))
-    return failure();
-  planner.finishProgram();
-  planner.assignOffsets();
-
+  }
   auto *mesh = out.mutable_mesh();
   mesh->set_pp(parallel.pp), mesh->set_dp(parallel.dp), mesh->set_cp(parallel.cp);
   mesh->set_ep(parallel.ep), mesh->set_tp(parallel.tp);

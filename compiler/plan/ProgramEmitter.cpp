@@ -60,7 +60,6 @@ LogicalResult ProgramEmitter::emitOps() {
 }
 
 LogicalResult ProgramEmitter::emitOps(ArrayRef<Operation *> ops) {
-  int first = program_->instructions_size();
   DenseSet<Operation *> here(ops.begin(), ops.end());
   for (Operation *op : ops)
     if (failed(emitOp(op)))
@@ -77,15 +76,25 @@ LogicalResult ProgramEmitter::emitOps(ArrayRef<Operation *> ops) {
     n->set_i(cast<RankedTensorType>(value.getType()).getNumElements());
     instr->set_location("gradient accumulation");
   }
+  return success();
+}
+
+void ProgramEmitter::bindWeights() {
+  fn_.walk([&](WeightOp weight) {
+    bind(weight.getResult(), planner_.parameterBuffers(weight.getParam()).param);
+  });
+}
+
+void ProgramEmitter::finishProgram() {
   // Liveness: a buffer lives from its first to its last instruction.
-  for (int i = first, e = program_->instructions_size(); i < e; ++i) {
+  for (int i = 0, e = program_->instructions_size(); i < e; ++i) {
     const auto &instr = program_->instructions(i);
     for (uint32_t id : instr.inputs())
       planner_.touch(id, i);
     for (uint32_t id : instr.outputs())
       planner_.touch(id, i);
   }
-  return success();
+  planner_.finishProgram();
 }
 
 LogicalResult ProgramEmitter::emitOp(Operation *op) {

@@ -32,9 +32,15 @@ public:
   /// Buffer of a value, created in `arena` on first sight.
   uint32_t bufferOf(mlir::Value v, plan::ArenaKind arena = plan::ACTIVATIONS);
   /// Emits the function's ops (or `ops`, a subset in order) into the
-  /// current program and records the liveness of its buffers.
+  /// current program.
   mlir::LogicalResult emitOps();
   mlir::LogicalResult emitOps(llvm::ArrayRef<mlir::Operation *> ops);
+  /// Binds every parameter read of the function to the parameter's buffer
+  /// (emitting an mt.weight does it too; pipelines emit no mt.weight).
+  void bindWeights();
+  /// Records the liveness of the current program's buffers; the next
+  /// program's instructions come after it.
+  void finishProgram();
   /// Appends an instruction to the current program.
   plan::Instruction &append() { return *program_->add_instructions(); }
   bool isAccumulating(mlir::Value v) { return accumulating_.contains(leader(v)); }

@@ -73,8 +73,7 @@ using Table = std::unordered_map<std::string, CpuExecutor::Kernel>;
 
 /// A kernel that cannot fail and needs no rank context.
 template <typename F> CpuExecutor::Kernel plain(F f) {
-  return [f](const Instruction &in, const Attrs &a, HostMemory &m,
-             const exec::RankContext *) {
+  return [f](const Instruction &in, const Attrs &a, HostMemory &m, const KernelContext &) {
     f(in, a, m);
     return Status::ok();
   };
@@ -216,7 +215,9 @@ class ParallelKernels {
 public:
   using Rank = const exec::RankContext *;
 
-  static Status allReduce(const Instruction &in, const Attrs &a, HostMemory &m, Rank rank) {
+  static Status allReduce(const Instruction &in, const Attrs &a, HostMemory &m,
+                          const KernelContext &k) {
+    Rank rank = k.rank;
     float *out = m.f32(in.outputs(0));
     if (in.inputs(0) != in.outputs(0))
       std::memcpy(out, m.f32(in.inputs(0)), size_t(a.i("n")) * sizeof(float));
@@ -233,7 +234,9 @@ public:
 
   /// Concatenates the group's [outer, run] blocks along the run: rank r's
   /// block lands at columns [r·run, (r+1)·run) of every outer row.
-  static Status allGather(const Instruction &in, const Attrs &a, HostMemory &m, Rank rank) {
+  static Status allGather(const Instruction &in, const Attrs &a, HostMemory &m,
+                          const KernelContext &k) {
+    Rank rank = k.rank;
     int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
     const float *local = m.f32(in.inputs(0));
     float *out = m.f32(in.outputs(0));
@@ -252,7 +255,9 @@ public:
   }
 
   /// Sums the group's full inputs and keeps this rank's column block.
-  static Status reduceScatter(const Instruction &in, const Attrs &a, HostMemory &m, Rank rank) {
+  static Status reduceScatter(const Instruction &in, const Attrs &a, HostMemory &m,
+                              const KernelContext &k) {
+    Rank rank = k.rank;
     int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
     comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
     if (!group || group->size() != parts)
@@ -293,7 +298,9 @@ public:
     };
   }
 
-  static Status globalNorm(const Instruction &in, const Attrs &a, HostMemory &m, Rank rank) {
+  static Status globalNorm(const Instruction &in, const Attrs &a, HostMemory &m,
+                           const KernelContext &k) {
+    Rank rank = k.rank;
     std::string axis = a.s("sharded_axis"), replicated = a.s("replicated");
     comm::Communicator *group = axis.empty() || !rank ? nullptr : rank->group(axis);
     // Replicated gradients are held whole by every rank of the axis: each
@@ -307,28 +314,49 @@ public:
     if (group)
       if (Status s = group->allReduce(&total, 1, comm::ReduceOp::Sum); !s)
         return s;
+    // Pipeline stages hold disjoint parameters: their sums add up.
+    std::string stages = a.s("pipeline_axis");
+    if (comm::Communicator *pp = stages.empty() || !rank ? nullptr : rank->group(stages))
+      if (Status s = pp->allReduce(&total, 1, comm::ReduceOp::Sum); !s)
+        return s;
     *m.f32(in.outputs(0)) = std::sqrt(std::max(total, 0.0f));
     return Status::ok();
   }
 
   static void add(Table &t) {
     t["all_reduce"] = allReduce;
+    t["send"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+      if (!k.pipeline || !k.rank)
+        return Status::error("send outside a pipeline");
+      int64_t to = a.i("peer_virtual_stage") % k.rank->axisSize("pp");
+      return k.pipeline->send(to, k.microBatch, in.inputs(0), m.f32(in.inputs(0)), a.i("n"));
+    };
+    t["recv"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+      if (!k.pipeline || !k.rank)
+        return Status::error("recv outside a pipeline");
+      int64_t from = a.i("peer_virtual_stage") % k.rank->axisSize("pp");
+      return k.pipeline->receive(from, k.microBatch, in.outputs(0), m.f32(in.outputs(0)),
+                                 a.i("n"));
+    };
     t["all_gather"] = allGather;
     t["reduce_scatter"] = reduceScatter;
     t["global_norm"] = globalNorm;
-    t["embedding"] = [](auto &in, auto &a, auto &m, Rank rank) {
+    t["embedding"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+      Rank rank = k.rank;
       Io io{in, m};
       embeddingForwardShard(io.ids(0), io.f(1), io.out(0), a.i("tokens"), a.i("hidden"),
                             vocabStart(a, rank), a.i("vocab"));
       return Status::ok();
     };
-    t["embedding_grad"] = [](auto &in, auto &a, auto &m, Rank rank) {
+    t["embedding_grad"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+      Rank rank = k.rank;
       Io io{in, m};
       embeddingBackwardShard(io.ids(0), io.f(1), io.out(0), a.i("tokens"), a.i("hidden"),
                              vocabStart(a, rank), a.i("vocab"));
       return Status::ok();
     };
-    t["cross_entropy"] = [](auto &in, auto &a, auto &m, Rank rank) {
+    t["cross_entropy"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+      Rank rank = k.rank;
       Io io{in, m};
       Status failure;
       *io.out(0) = crossEntropyForwardShard(io.f(0), io.ids(1), io.f(2), a.i("tokens"),
@@ -336,7 +364,8 @@ public:
                                             validVocab(a, rank), reducer(a, rank, failure));
       return failure;
     };
-    t["cross_entropy_grad"] = [](auto &in, auto &a, auto &m, Rank rank) {
+    t["cross_entropy_grad"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+      Rank rank = k.rank;
       Io io{in, m};
       Status failure;
       crossEntropyBackwardShard(io.f(0), io.ids(1), io.f(2), *io.f(3), io.out(0),
@@ -400,7 +429,7 @@ Expected<ProgramResult> CpuExecutor::run(const std::string &name,
                                        std::to_string(value)};
       continue;
     }
-    if (Status s = (*kernels[i])(instr, plan::Attrs(instr), *memory_, rank_); !s)
+    if (Status s = (*kernels[i])(instr, plan::Attrs(instr), *memory_, context_); !s)
       return Status::error((rank_ ? rank_->describe() + " " : std::string()) + "program '" +
                            name + "' instruction " + std::to_string(i) + " (" + instr.op() +
                            (instr.location().empty() ? "" : ", " + instr.location()) +

@@ -4,6 +4,7 @@
 #define MT_RUNTIME_CPU_CPUEXECUTOR_H
 
 #include "runtime/exec/Memory.h"
+#include "runtime/exec/PipelineChannels.h"
 #include "runtime/exec/RankContext.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/support/Status.h"
@@ -19,6 +20,14 @@ struct ProgramResult {
   std::string skipReason;
 };
 
+/// What a kernel may need besides its buffers: the rank's groups, and in a
+/// pipeline the channels and the micro-batch being run.
+struct KernelContext {
+  const exec::RankContext *rank = nullptr;
+  exec::PipelineChannels *pipeline = nullptr;
+  int64_t microBatch = 0;
+};
+
 class CpuExecutor {
 public:
   /// Resolves every instruction's kernel up front; an op without a CPU
@@ -32,16 +41,25 @@ public:
   Expected<ProgramResult> run(const std::string &program,
                               const std::function<void(int)> &afterEach = nullptr);
 
+  /// Pipeline transfers of the programs run next belong to `microBatch`.
+  void setPipeline(exec::PipelineChannels *pipeline, int64_t microBatch) {
+    context_.pipeline = pipeline;
+    context_.microBatch = microBatch;
+  }
+
   using Kernel = std::function<Status(const plan::Instruction &, const plan::Attrs &,
-                                      exec::HostMemory &, const exec::RankContext *)>;
+                                      exec::HostMemory &, const KernelContext &)>;
 
 private:
   CpuExecutor(const plan::Plan &plan, exec::HostMemory &memory,
               const exec::RankContext *rank)
-      : plan_(&plan), memory_(&memory), rank_(rank) {}
+      : plan_(&plan), memory_(&memory), rank_(rank) {
+    context_.rank = rank;
+  }
   const plan::Plan *plan_;
   exec::HostMemory *memory_;
   const exec::RankContext *rank_;
+  KernelContext context_;
   std::map<std::string, std::vector<const Kernel *>> kernels_;
 };
 

@@ -1,6 +1,7 @@
 // Arena allocation for the CPU backend.
 #include "runtime/exec/Memory.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -9,9 +10,12 @@ namespace mt::exec {
 
 void HostMemory::Free::operator()(std::byte *p) const { std::free(p); }
 
-HostMemory::HostMemory(const plan::Plan &plan) : plan_(plan) {
+HostMemory::HostMemory(const plan::Plan &plan, int64_t slots)
+    : plan_(plan), slots_(std::max<int64_t>(slots, 1)) {
   for (const plan::Arena &a : plan.arenas()) {
     uint64_t size = (a.size_bytes() + 63) / 64 * 64;
+    if (perSlot(a.kind()))
+      size *= uint64_t(slots_);
     auto *p = static_cast<std::byte *>(std::aligned_alloc(64, size ? size : 64));
     if (!p)
       throw std::bad_alloc();
@@ -22,7 +26,9 @@ HostMemory::HostMemory(const plan::Plan &plan) : plan_(plan) {
 
 std::byte *HostMemory::data(uint32_t buffer) const {
   const plan::Buffer &b = plan_.buffers(buffer);
-  return arenas_.at(b.arena()).first.get() + b.offset_bytes();
+  const auto &arena = arenas_.at(b.arena());
+  uint64_t slotOffset = perSlot(b.arena()) ? arena.second / uint64_t(slots_) * uint64_t(slot_) : 0;
+  return arena.first.get() + slotOffset + b.offset_bytes();
 }
 
 int64_t HostMemory::elements(uint32_t buffer) const {

@@ -13,8 +13,13 @@ namespace mt::exec {
 
 class HostMemory {
 public:
-  /// Allocates every arena of `plan` (64-byte aligned, zero-filled).
-  explicit HostMemory(const plan::Plan &plan);
+  /// Allocates every arena of `plan` (64-byte aligned, zero-filled). With
+  /// `slots` > 1 (pipelines: micro-batches in flight) the per-micro-batch
+  /// arenas (activations, inputs, outputs) get one copy per slot.
+  explicit HostMemory(const plan::Plan &plan, int64_t slots = 1);
+
+  /// The copy of the per-micro-batch arenas later accesses use.
+  void setSlot(int64_t slot) { slot_ = slot; }
 
   std::byte *data(uint32_t buffer) const;
   float *f32(uint32_t buffer) const { return reinterpret_cast<float *>(data(buffer)); }
@@ -31,7 +36,11 @@ private:
     void operator()(std::byte *p) const;
   };
   const plan::Plan &plan_;
+  static bool perSlot(plan::ArenaKind kind) {
+    return kind == plan::ACTIVATIONS || kind == plan::INPUTS || kind == plan::OUTPUTS;
+  }
   std::map<plan::ArenaKind, std::pair<std::unique_ptr<std::byte[], Free>, uint64_t>> arenas_;
+  int64_t slots_ = 1, slot_ = 0;
 };
 
 } // namespace mt::exec

@@ -68,7 +68,30 @@ Expected<std::unique_ptr<RankContext>> RankContext::create(const plan::Mesh &mes
       return group.status();
     ctx->groups_[kAxes[axis]] = std::move(*group);
   }
+  // Pipeline messages: one group per ordered pair of stages, created in the
+  // same order on every rank.
+  int64_t stages = ctx->sizes_[0];
+  for (int64_t from = 0; from < stages; ++from)
+    for (int64_t to = 0; to < stages; ++to) {
+      int64_t self = ctx->coord_[0];
+      if (from == to || (self != from && self != to))
+        continue;
+      int64_t stride = info.worldSize / stages; // pp is the slowest axis
+      int64_t base = info.rank - self * stride;
+      std::vector<int> members = {int(base + from * stride), int(base + to * stride)};
+      auto group = ctx->world_->group("p2p." + std::to_string(from) + "." + std::to_string(to) +
+                                          "." + std::to_string(base),
+                                      members);
+      if (!group)
+        return group.status();
+      ctx->p2p_[{from, to}] = std::move(*group);
+    }
   return ctx;
+}
+
+comm::Communicator *RankContext::p2p(int64_t from, int64_t to) const {
+  auto it = p2p_.find({from, to});
+  return it == p2p_.end() ? nullptr : it->second.get();
 }
 
 int64_t RankContext::coordinate(const std::string &axis) const {

@@ -31,6 +31,9 @@ public:
   int64_t axisSize(const std::string &axis) const;
   /// The communicator of `axis`, or null when the axis has size 1.
   comm::Communicator *group(const std::string &axis) const;
+  /// The two-rank group for messages from pipeline stage `from` to stage
+  /// `to` (same coordinates on the other axes); null without pipelining.
+  comm::Communicator *p2p(int64_t from, int64_t to) const;
   /// The world group (null for a single rank).
   comm::Communicator *world() const;
   /// "[rank 3/8 (pp=0 dp=1 cp=0 ep=0 tp=1)]", to prefix messages.
@@ -41,6 +44,7 @@ private:
   std::array<int64_t, 5> sizes_{}, coord_{};
   std::unique_ptr<comm::World> world_;
   std::map<std::string, std::unique_ptr<comm::Communicator>> groups_;
+  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<comm::Communicator>> p2p_;
 };
 
 } // namespace mt::exec

@@ -3,6 +3,8 @@
 
 #include "runtime/cpu/CpuExecutor.h"
 #include "runtime/exec/Initialization.h"
+#include "runtime/exec/PipelineChannels.h"
+#include "runtime/schedule/PipelineSchedule.h"
 #include "runtime/exec/Sharding.h"
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Dataset.h"
@@ -105,6 +107,11 @@ private:
   /// One optimizer step: every micro-batch's forward and backward, the
   /// optimizer; returns what the step reports.
   Expected<StepRecord> step(int64_t step);
+  /// The forward and backward passes of one step on a pipeline stage, in
+  /// the order of the stage's 1F1B schedule; returns the step's loss (on the
+  /// last stage; 0 elsewhere).
+  Expected<double> pipelinePasses(int64_t step);
+  Status fillInputs(int64_t step, int64_t micro);
   std::ostream &log() { return rank_->rank() == 0 ? rankZeroLog_ : quiet_; }
   /// Copies the logits (the cross-entropy's first input) when the
   /// cross-entropy has read them, before their memory is reused.
@@ -121,6 +128,7 @@ private:
   std::unique_ptr<io::Dataset> dataset_;
   std::unique_ptr<HostMemory> memory_;
   std::unique_ptr<cpu::CpuExecutor> executor_;
+  std::unique_ptr<PipelineChannels> pipeline_; // before rank_ goes away
   std::ofstream metrics_;
   int64_t done_ = 0; // steps done before this run (resumed checkpoints)
 };
@@ -146,7 +154,12 @@ Status TrainingRun::prepare() {
     return Status::error("--steps must be >= 1, got " + std::to_string(steps));
   if (Status s = openData(); !s)
     return s;
-  memory_ = std::make_unique<HostMemory>(plan_);
+  bool pipelined = plan_.training().virtual_stages() > 1;
+  // A pipeline keeps every micro-batch of a step in flight in its own slot.
+  memory_ = std::make_unique<HostMemory>(
+      plan_, pipelined ? plan_.training().micro_batches_per_step() : 1);
+  if (pipelined)
+    pipeline_ = std::make_unique<PipelineChannels>(*rank_);
   auto executor = cpu::CpuExecutor::create(plan_, *memory_, rank_.get());
   if (!executor)
     return executor.status();
@@ -229,30 +242,69 @@ Status TrainingRun::writeLogits() {
                               {{"step", std::to_string(done_ + 1)}, {"micro_batch", "0"}});
 }
 
+Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
+  const plan::Training &t = plan_.training();
+  const plan::Bindings &b = plan_.bindings();
+  HostMemory &m = *memory_;
+  size_t rows = size_t(t.micro_batch() * t.seq());
+  io::BatchLayout layout{t.micro_batch(), t.micro_batches_per_step(), rank_->axisSize("dp")};
+  io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
+  *m.f32(b.loss_scale()) = float(1.0 / double(t.micro_batches_per_step()));
+  return dataset_->fillBatch(layout, coord, {m.i32(b.input_ids()), rows},
+                             {m.i32(b.labels()), rows}, {m.f32(b.loss_mask()), rows});
+}
+
+Expected<double> TrainingRun::pipelinePasses(int64_t step) {
+  const plan::Training &t = plan_.training();
+  int64_t microBatches = t.micro_batches_per_step(), pp = rank_->axisSize("pp");
+  int64_t stage = rank_->coordinate("pp"), stages = t.virtual_stages();
+  for (int64_t micro = 0; micro < microBatches; ++micro) {
+    memory_->setSlot(micro);
+    if (Status s = fillInputs(step, micro); !s)
+      return s;
+  }
+  auto schedule = pipelineSchedule(pp, stages / pp, microBatches);
+  double loss = 0;
+  for (const PipelineAction &a : schedule[stage]) {
+    int64_t v = a.chunk * pp + stage;
+    memory_->setSlot(a.microBatch);
+    executor_->setPipeline(pipeline_.get(), a.microBatch);
+    std::string program = (a.forward ? "forward." : "backward.") + std::to_string(v);
+    if (auto r = executor_->run(program); !r)
+      return r.status();
+    if (a.forward && v == stages - 1)
+      loss += *memory_->f32(plan_.bindings().loss()) / double(microBatches);
+  }
+  if (Status s = pipeline_->flush(); !s)
+    return s;
+  memory_->setSlot(0);
+  // Only the last stage has the loss: sum it over the stages.
+  float sum = float(loss);
+  if (Status s = rank_->group("pp")->allReduce(&sum, 1, comm::ReduceOp::Sum); !s)
+    return s;
+  return double(sum);
+}
+
 Expected<StepRecord> TrainingRun::step(int64_t step) {
   const plan::Training &t = plan_.training();
   const plan::Bindings &b = plan_.bindings();
   HostMemory &m = *memory_;
   auto start = Clock::now();
-  int64_t microBatches = t.micro_batches_per_step(), rows = t.micro_batch() * t.seq();
-  io::BatchLayout layout{t.micro_batch(), microBatches, rank_->axisSize("dp")};
   m.clear(plan::GRADIENTS);
   double loss = 0;
-  for (int64_t micro = 0; micro < microBatches; ++micro) {
-    io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
-    if (Status s = dataset_->fillBatch(layout, coord, {m.i32(b.input_ids()), size_t(rows)},
-                                       {m.i32(b.labels()), size_t(rows)},
-                                       {m.f32(b.loss_mask()), size_t(rows)});
-        !s)
-      return s;
-    *m.f32(b.loss_scale()) = float(1.0 / double(microBatches));
-    bool dump = !o_.dumpLogits.empty() && step == done_ + 1 && micro == 0;
-    if (auto r = executor_->run("forward_backward", dump ? logitsDumper() : nullptr); !r)
-      return r.status();
-    if (dump)
-      if (Status s = writeLogits(); !s)
+  if (pipeline_) {
+    auto l = pipelinePasses(step);
+    if (!l)
+      return l.status();
+    loss = *l;
+  } else {
+    for (int64_t micro = 0; micro < t.micro_batches_per_step(); ++micro) {
+      if (Status s = fillInputs(step, micro); !s)
         return s;
-    loss += *m.f32(b.loss()) / double(microBatches);
+      if (auto r = executor_->run("forward_backward"); !r)
+        return r.status();
+      loss += *m.f32(b.loss()) / double(t.micro_batches_per_step());
+    }
   }
   if (comm::Communicator *dp = rank_->group("dp")) { // the mean over data-parallel ranks
     float sum = float(loss);
@@ -261,7 +313,8 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
     loss = double(sum) / double(dp->size());
   }
   *m.i64(b.step()) = step;
-  auto r = executor_->run("optimizer_step");
+  auto r = executor_->run(pipeline_ ? "optimizer." + std::to_string(rank_->coordinate("pp"))
+                                    : std::string("optimizer_step"));
   if (!r)
     return r.status();
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();

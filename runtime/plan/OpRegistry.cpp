@@ -114,6 +114,8 @@ std::vector<OpSignature> makeTable() {
       {"fill_zero", 0, 0, 1, {"n"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
       {"accumulate", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
       {"all_reduce", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
+      {"send", 1, 1, 0, {"n", "peer_virtual_stage"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
+      {"recv", 0, 0, 1, {"n", "peer_virtual_stage"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
       {"all_gather", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
          int64_t small = a.i("outer") * a.i("run");
          return Counts{small, small * a.i("parts")};

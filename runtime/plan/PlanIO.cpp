@@ -70,12 +70,21 @@ Status validatePlan(const Plan &plan) {
     return s;
   if (Status s = validateParameters(plan); !s)
     return s;
-  for (const char *name : {"forward_backward", "optimizer_step"}) {
+  // Every program the runtime will ask for must be there.
+  std::vector<std::string> expected = {"forward_backward", "optimizer_step"};
+  if (int64_t stages = plan.training().virtual_stages(); stages > 1) {
+    expected.clear();
+    for (int64_t v = 0; v < stages; ++v)
+      expected.insert(expected.end(), {"forward." + std::to_string(v), "backward." + std::to_string(v)});
+    for (int64_t s = 0; s < plan.mesh().pp(); ++s)
+      expected.push_back("optimizer." + std::to_string(s));
+  }
+  for (const std::string &name : expected) {
     bool found = false;
     for (const Program &p : plan.programs())
       found |= p.name() == name;
     if (!found)
-      return Status::error(std::string("the plan has no program '") + name + "'");
+      return Status::error("the plan has no program '" + name + "'");
   }
   for (const Program &program : plan.programs())
     for (int i = 0; i < program.instructions_size(); ++i)

@@ -105,7 +105,7 @@ TEST(ParallelConfig, UnevenPipelineLayouts) {
   ASSERT_TRUE(m.resolve(smallModel()));
   EXPECT_EQ(m.chunkLayers, (std::vector<int64_t>{1, 2, 2, 3}));
   ParallelConfig even;
-  even.pp = 2, even.vpp = 2;
+  even.pp = 2, even.vpp = 2, even.globalBatch = 4;
   ASSERT_TRUE(even.resolve(smallModel()));
   EXPECT_EQ(even.chunkLayers, (std::vector<int64_t>(4, 2)));
 

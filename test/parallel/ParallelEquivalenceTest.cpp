@@ -71,17 +71,30 @@ TEST_P(ParallelEquivalence, MatchesTheSingleRank) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Layouts, ParallelEquivalence,
-    ::testing::Combine(::testing::Values("llama-4l-tied", "qwen2-4l-untied", "qwen3-4l-vocab95"),
-                       ::testing::Values("tp2", "tp2_sp", "dp2", "tp2_dp2", "tp2_sp_dp2")),
-    [](const auto &info) {
-      std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param);
-      for (char &c : name)
-        if (c == '-')
-          c = '_';
-      return name;
-    });
+std::vector<Case> cases() {
+  std::vector<Case> all;
+  for (const char *model : {"llama-4l-tied", "qwen2-4l-untied", "qwen3-4l-vocab95"}) {
+    for (const char *layout : {"tp2", "tp2_sp", "dp2", "tp2_dp2", "tp2_sp_dp2"})
+      all.push_back({model, layout});
+    if (std::string(model).find("tied") != std::string::npos &&
+        std::string(model).find("untied") == std::string::npos)
+      continue; // tied embeddings across pipeline stages: not supported yet
+    for (const char *layout : {"pp2", "pp4", "pp2_vpp2", "tp2_pp2", "tp2_pp2_dp2",
+                               "tp2_sp_pp2_vpp2"})
+      all.push_back({model, layout});
+  }
+  return all;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, ParallelEquivalence, ::testing::ValuesIn(cases()),
+                         [](const auto &info) {
+                           std::string name =
+                               std::get<0>(info.param) + "_" + std::get<1>(info.param);
+                           for (char &c : name)
+                             if (c == '-')
+                               c = '_';
+                           return name;
+                         });
 
 } // namespace
 } // namespace mt
