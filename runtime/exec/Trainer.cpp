@@ -155,6 +155,8 @@ Status TrainingRun::prepare() {
   if (Status s = openData(); !s)
     return s;
   bool pipelined = plan_.training().virtual_stages() > 1;
+  if (pipelined && !o_.dumpLogits.empty())
+    return Status::error("--dump-logits needs a plan without pipeline parallelism");
   // A pipeline keeps every micro-batch of a step in flight in its own slot.
   memory_ = std::make_unique<HostMemory>(
       plan_, pipelined ? plan_.training().micro_batches_per_step() : 1);
@@ -301,8 +303,12 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
     for (int64_t micro = 0; micro < t.micro_batches_per_step(); ++micro) {
       if (Status s = fillInputs(step, micro); !s)
         return s;
-      if (auto r = executor_->run("forward_backward"); !r)
+      bool dump = !o_.dumpLogits.empty() && step == done_ + 1 && micro == 0;
+      if (auto r = executor_->run("forward_backward", dump ? logitsDumper() : nullptr); !r)
         return r.status();
+      if (dump)
+        if (Status s = writeLogits(); !s)
+          return s;
       loss += *m.f32(b.loss()) / double(t.micro_batches_per_step());
     }
   }
