@@ -14,6 +14,8 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/EquivalenceClasses.h"
 
+#include <set>
+
 using namespace mlir;
 
 namespace mt {
@@ -125,7 +127,8 @@ struct StagedOp {
 /// the layers belong to the first stage (embedding, its gradient) or the
 /// last (norm, head, loss and their gradients), by their place in the
 /// function: autodiff appends the backward in reverse order.
-FailureOr<SmallVector<StagedOp>> assignStages(func::FuncOp fn, const ParallelConfig &p) {
+FailureOr<SmallVector<StagedOp>> assignStages(func::FuncOp fn, const ParallelConfig &p,
+                                               ProgramEmitter &emitter) {
   SmallVector<int64_t> stageOfLayer;
   for (auto [v, n] : llvm::enumerate(p.chunkLayers))
     stageOfLayer.append(size_t(n), int64_t(v));
@@ -146,8 +149,8 @@ FailureOr<SmallVector<StagedOp>> assignStages(func::FuncOp fn, const ParallelCon
     }
   SmallVector<StagedOp> staged;
   for (auto [i, op] : llvm::enumerate(ops)) {
-    if (isa<WeightOp>(op))
-      continue; // reads a parameter buffer: no instruction
+    if (isa<WeightOp>(op) || emitter.isElided(op))
+      continue; // reads a parameter buffer, or sums in place: no instruction
     if (isa<ZerosOp>(op) && llvm::all_of(op->getUsers(), [](Operation *u) {
           return isa<func::ReturnOp>(u);
         }))
@@ -167,33 +170,33 @@ FailureOr<SmallVector<StagedOp>> assignStages(func::FuncOp fn, const ParallelCon
   return staged;
 }
 
-/// Which stage owns each parameter: the one whose ops read it.
+/// Which stage owns each parameter: the one whose ops read it. A parameter
+/// read by the first and the last stage (tied embeddings) is held by both:
+/// the first owns it, the last keeps a copy updated the same way.
 LogicalResult assignOwners(func::FuncOp fn, ArrayRef<StagedOp> staged, int64_t pp,
                            plan::Plan &out) {
   DenseMap<Operation *, int64_t> stageOf;
   for (const StagedOp &s : staged)
     stageOf[s.op] = s.virtualStage % pp;
-  llvm::StringMap<int64_t> owner;
-  WalkResult walk = fn.walk([&](WeightOp read) -> WalkResult {
-    for (Operation *user : read->getUsers()) {
-      auto it = stageOf.find(user);
-      if (it == stageOf.end())
-        continue;
-      auto [entry, inserted] = owner.try_emplace(read.getParam(), it->second);
-      if (!inserted && entry->second != it->second) {
-        read.emitOpError() << "reads parameter " << read.getParamAttr()
-                           << " on pipeline stages " << entry->second << " and "
-                           << it->second << " (tied embeddings across pipeline stages are "
-                           "not supported yet)";
-        return WalkResult::interrupt();
-      }
-    }
-    return WalkResult::advance();
+  llvm::StringMap<std::set<int64_t>> readers;
+  fn.walk([&](WeightOp read) {
+    for (Operation *user : read->getUsers())
+      if (auto it = stageOf.find(user); it != stageOf.end())
+        readers[read.getParam()].insert(it->second);
   });
-  if (walk.wasInterrupted())
-    return failure();
-  for (auto &p : *out.mutable_parameters())
-    p.set_stage(int32_t(owner.lookup(p.name())));
+  for (auto &p : *out.mutable_parameters()) {
+    const std::set<int64_t> &stages = readers[p.name()];
+    p.set_tied_stage(-1);
+    if (stages.size() > 2 || (stages.size() == 2 && (*stages.begin() != 0 ||
+                                                     *stages.rbegin() != pp - 1)))
+      return fn.emitOpError() << "reads parameter '" << p.name() << "' on pipeline stages "
+                              << *stages.begin() << " and " << *stages.rbegin()
+                              << "; only the first and last stage may share a parameter "
+                                 "(tied embeddings)";
+    p.set_stage(int32_t(stages.empty() ? 0 : *stages.begin()));
+    if (stages.size() == 2)
+      p.set_tied_stage(int32_t(pp - 1));
+  }
   return success();
 }
 
@@ -288,19 +291,33 @@ LogicalResult emitStagePrograms(ProgramEmitter &emitter, BufferPlanner &planner,
   return success();
 }
 
+int64_t fullElementsOf(const plan::Plan &out, uint32_t buffer) {
+  int64_t n = 1;
+  for (int64_t d : out.buffers(buffer).shape())
+    n *= d;
+  return n;
+}
+
 /// One optimizer program per stage, over the parameters the stage owns; the
 /// gradient norm is also reduced over pp.
 LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
                                   BufferPlanner &planner, int64_t pp, plan::Plan &out) {
-  llvm::StringMap<int64_t> owner;
+  llvm::StringMap<std::pair<int64_t, int64_t>> owner; // stage, tied stage
   for (const auto &p : out.parameters())
-    owner[p.name()] = p.stage();
-  auto ownerOfArg = [&](Value v) -> int64_t {
+    owner[p.name()] = {p.stage(), p.tied_stage()};
+  auto paramOf = [&](Value v) -> StringRef {
     auto arg = dyn_cast<BlockArgument>(v);
-    if (!arg)
-      return -1;
-    auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(arg.getArgNumber(), "mt.param");
-    return param ? owner.lookup(param.getValue()) : -1;
+    auto param = arg ? opt.getArgAttrOfType<FlatSymbolRefAttr>(arg.getArgNumber(), "mt.param")
+                     : FlatSymbolRefAttr();
+    return param ? param.getValue() : StringRef();
+  };
+  auto ownerOfArg = [&](Value v) -> int64_t {
+    StringRef name = paramOf(v);
+    return name.empty() ? -1 : owner.lookup(name).first;
+  };
+  auto holds = [&](Value v, int64_t stage) {
+    StringRef name = paramOf(v);
+    return !name.empty() && (owner.lookup(name).first == stage || owner.lookup(name).second == stage);
   };
   for (int64_t stage = 0; stage < pp; ++stage) {
     plan::Program &program = *out.add_programs();
@@ -311,12 +328,30 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     SmallVector<Operation *> ops;
     GlobalNormOp norm;
     for (Operation &op : opt.getBody().front().without_terminator()) {
-      if (isa<AllReduceOp, AdamWOp>(op) && ownerOfArg(op.getOperand(0)) != stage)
+      if (isa<AllReduceOp, AdamWOp>(op) && !holds(op.getOperand(0), stage))
         continue;
       if (auto n = dyn_cast<GlobalNormOp>(op))
         norm = n;
       ops.push_back(&op);
     }
+    // The two halves of a tied parameter's gradient are summed first.
+    for (const auto &p : out.parameters())
+      if (p.tied_stage() >= 0 && (p.stage() == stage || p.tied_stage() == stage)) {
+        plan::Instruction &sum = emitter.append();
+        sum.set_op("all_reduce");
+        sum.add_inputs(p.grad_buffer());
+        sum.add_outputs(p.grad_buffer());
+        for (auto [name, value] : {std::pair{"n", fullElementsOf(out, p.grad_buffer())},
+                                   std::pair{"average", int64_t(0)}}) {
+          auto *a = sum.add_attributes();
+          a->set_name(name);
+          a->set_i(value);
+        }
+        auto *axis = sum.add_attributes();
+        axis->set_name("axis");
+        axis->set_s("pp_tied");
+        sum.set_location("tied parameter " + p.name());
+      }
     if (failed(emitter.emitOps(ops)))
       return failure();
     // Keep this stage's gradients in the norm and reduce it over pp too.
@@ -380,13 +415,13 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
   DenseMap<StringRef, uint32_t> gradBuffers;
   if (failed(planner.addParameters(module, gradBuffers)))
     return failure();
-  auto staged = assignStages(fb, parallel);
-  if (failed(staged) || failed(assignOwners(fb, *staged, parallel.pp, out)))
-    return failure();
   plan::Program scratch; // bindings create buffers before any program
   ProgramEmitter emitter(planner, scratch, fb);
   emitter.groupValues();
   emitter.bindWeights();
+  auto staged = assignStages(fb, parallel, emitter);
+  if (failed(staged) || failed(assignOwners(fb, *staged, parallel.pp, out)))
+    return failure();
   if (failed(bindForwardBackward(fb, emitter, planner, out, gradBuffers)) ||
       failed(emitStagePrograms(emitter, planner, *staged, parallel.pp, out)))
     return failure();

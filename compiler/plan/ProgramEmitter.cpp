@@ -79,6 +79,11 @@ LogicalResult ProgramEmitter::emitOps(ArrayRef<Operation *> ops) {
   return success();
 }
 
+bool ProgramEmitter::isElided(Operation *op) {
+  auto add = dyn_cast<AddOp>(op);
+  return add && leader(add.getLhs()) == leader(add.getResult());
+}
+
 void ProgramEmitter::bindWeights() {
   fn_.walk([&](WeightOp weight) {
     bind(weight.getResult(), planner_.parameterBuffers(weight.getParam()).param);

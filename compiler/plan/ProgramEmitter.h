@@ -43,6 +43,8 @@ public:
   void finishProgram();
   /// Appends an instruction to the current program.
   plan::Instruction &append() { return *program_->add_instructions(); }
+  /// An mt.add whose terms already accumulate into one buffer: no instruction.
+  bool isElided(mlir::Operation *op);
   bool isAccumulating(mlir::Value v) { return accumulating_.contains(leader(v)); }
   void accumulateAtEnd(mlir::Value v, uint32_t target) { pendingAccumulates_.push_back({v, target}); }
 

@@ -86,6 +86,15 @@ Expected<std::unique_ptr<RankContext>> RankContext::create(const plan::Mesh &mes
         return group.status();
       ctx->p2p_[{from, to}] = std::move(*group);
     }
+  // Tied embeddings: the first and the last stage sum their gradients.
+  if (int64_t self = ctx->coord_[0]; stages > 1 && (self == 0 || self == stages - 1)) {
+    int64_t stride = info.worldSize / stages, base = info.rank - self * stride;
+    std::vector<int> members = {int(base), int(base + (stages - 1) * stride)};
+    auto group = ctx->world_->group("pp_tied." + std::to_string(base), members);
+    if (!group)
+      return group.status();
+    ctx->groups_["pp_tied"] = std::move(*group);
+  }
   return ctx;
 }
 

@@ -76,9 +76,6 @@ std::vector<Case> cases() {
   for (const char *model : {"llama-4l-tied", "qwen2-4l-untied", "qwen3-4l-vocab95"}) {
     for (const char *layout : {"tp2", "tp2_sp", "dp2", "tp2_dp2", "tp2_sp_dp2"})
       all.push_back({model, layout});
-    if (std::string(model).find("tied") != std::string::npos &&
-        std::string(model).find("untied") == std::string::npos)
-      continue; // tied embeddings across pipeline stages: not supported yet
     for (const char *layout : {"pp2", "pp4", "pp2_vpp2", "tp2_pp2", "tp2_pp2_dp2",
                                "tp2_sp_pp2_vpp2"})
       all.push_back({model, layout});

@@ -26,8 +26,6 @@ for config in "$here"/configs/*.json; do
   "$bin/mtc" import-hf "$config" --seq 16 --micro-batch 2 -o "$out/$model/model.mlir"
   for entry in "${layouts[@]}"; do
     name=${entry%%:*} flags=${entry#*:}
-    # Tied embeddings across pipeline stages are not supported yet.
-    [[ $model == *-tied* && $flags == *"--pp"* ]] && continue
     ranks=1
     [[ $flags == *"--tp 2"* ]] && ranks=$((ranks * 2))
     [[ $flags == *"--dp 2"* ]] && ranks=$((ranks * 2))
