@@ -123,27 +123,40 @@ std::string bytesText(double bytes) {
 void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
   const plan::Mesh &m = plan.mesh();
   int64_t ranks = m.pp() * m.dp() * m.cp() * m.ep() * m.tp();
-  os << "plan: one program for all " << ranks << " ranks (they differ only in "
-     << "their communicator groups, slices and data); memory per rank:\n";
+  int64_t microBatches = plan.training().micro_batches_per_step();
+  bool pipelined = plan.training().virtual_stages() > 1;
+  os << "plan: " << plan.programs_size() << " programs for " << ranks << " ranks ("
+     << (pipelined ? "each stage runs its own; " : "all run the same; ")
+     << "ranks differ in their communicator groups, slices and data); memory per rank:\n";
   std::map<plan::ArenaKind, uint64_t> arenas;
   for (const plan::Arena &a : plan.arenas())
     arenas[a.kind()] = a.size_bytes();
-  struct Row { plan::ArenaKind kind; const char *what; };
+  // A pipeline keeps each micro-batch of a step in its own activation slot.
+  uint64_t slots = pipelined ? uint64_t(microBatches) : 1;
+  struct Row { plan::ArenaKind kind; const char *what; uint64_t copies; };
   uint64_t total = 0;
-  for (Row r : {Row{plan::PARAMETERS, "weights (fp32 master)"},
-                Row{plan::GRADIENTS, "gradients (fp32 main)"},
-                Row{plan::OPTIMIZER, "AdamW state (fp32)"},
-                Row{plan::ACTIVATIONS, "activations (peak, liveness-planned)"},
-                Row{plan::INPUTS, "inputs"}}) {
-    os << llvm::format("  %-38s %12s\n", r.what, bytesText(double(arenas[r.kind])).c_str());
-    total += arenas[r.kind];
+  for (Row r : {Row{plan::PARAMETERS, "weights (fp32 master)", 1},
+                Row{plan::GRADIENTS, "gradients (fp32 main)", 1},
+                Row{plan::OPTIMIZER, "AdamW state (fp32)", 1},
+                Row{plan::ACTIVATIONS, pipelined ? "activations (one slot per micro-batch)"
+                                                 : "activations (peak, liveness-planned)",
+                    slots},
+                Row{plan::INPUTS, "inputs", slots}}) {
+    uint64_t bytes = arenas[r.kind] * r.copies;
+    os << llvm::format("  %-38s %12s\n", r.what, bytesText(double(bytes)).c_str());
+    total += bytes;
   }
   os << llvm::format("  %-38s %12s\n", "total", bytesText(double(total)).c_str());
-  // Collectives of one step: forward_backward runs once per micro-batch.
+  if (pipelined)
+    os << "  (pipeline plans hold every stage's parameters and buffers on each rank)\n";
+  // Collectives of one step: forward and backward programs run once per
+  // micro-batch (summed over the stages of a pipeline).
   std::map<std::pair<std::string, std::string>, std::pair<int64_t, double>> collectives;
-  int64_t microBatches = plan.training().micro_batches_per_step();
   for (const plan::Program &program : plan.programs()) {
-    int64_t runs = program.name() == "forward_backward" ? microBatches : 1;
+    bool perMicroBatch = program.name() == "forward_backward" ||
+                         program.name().rfind("forward.", 0) == 0 ||
+                         program.name().rfind("backward.", 0) == 0;
+    int64_t runs = perMicroBatch ? microBatches : 1;
     for (const plan::Instruction &instr : program.instructions()) {
       plan::Attrs attrs(instr);
       std::string axis = attrs.s("axis");
@@ -151,6 +164,9 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
       if (!axis.empty()) { // all_reduce, all_gather, reduce_scatter
         for (uint32_t id : instr.inputs())
           bytes = plan.buffers(id).size_bytes();
+      } else if (instr.op() == "send") {
+        axis = "pp";
+        bytes = plan.buffers(instr.inputs(0)).size_bytes();
       } else if (instr.op().rfind("cross_entropy", 0) == 0 &&
                  !(axis = attrs.s("vocab_parallel_axis")).empty()) {
         bytes = 3 * uint64_t(attrs.i("tokens")) * 4; // max, sum of exp, label logit
@@ -164,11 +180,12 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
       entry.second += double(runs) * double(bytes);
     }
   }
-  os << "collectives per step (" << microBatches << " micro-batches):\n";
+  os << "collectives per step (" << microBatches << " micro-batches"
+     << (pipelined ? ", summed over stages" : "") << "):\n";
   if (collectives.empty())
     os << "  none\n";
   for (const auto &[key, value] : collectives)
-    os << llvm::format("  %-20s over %-2s %8lld x, %12s reduced or gathered\n", key.first.c_str(),
+    os << llvm::format("  %-20s over %-7s %8lld x, %12s\n", key.first.c_str(),
                        key.second.c_str(), (long long)value.first,
                        bytesText(value.second).c_str());
 }
