@@ -27,14 +27,14 @@ RowSoftmax rowSoftmax(const float *row, int64_t vocab) {
   return {max, sum};
 }
 
+} // namespace
+
 double maskTotal(const float *mask, int64_t tokens) {
   double total = 0.0;
   for (int64_t t = 0; t < tokens; ++t)
     total += mask[t];
   return total;
 }
-
-} // namespace
 
 float crossEntropyForward(const float *logits, const int32_t *labels,
                           const float *mask, int64_t tokens, int64_t vocab) {

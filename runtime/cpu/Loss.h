@@ -7,6 +7,10 @@
 
 namespace mt::cpu {
 
+/// sum_t mask[t] in fp64: the loss's denominator, shared by the vocab-parallel
+/// kernels so that every layout divides by the same count.
+double maskTotal(const float *mask, int64_t tokens);
+
 /// logits [tokens, vocab], labels [tokens] in [0, vocab), mask [tokens] (0/1).
 /// Returns sum_t mask[t] * (logsumexp(logits[t]) - logits[t, labels[t]]) /
 /// sum_t mask[t], and 0 when no token is unmasked. Accumulates in fp64.

@@ -1,6 +1,8 @@
 // Vocab-parallel embedding and cross-entropy on the CPU.
 #include "runtime/cpu/VocabParallel.h"
 
+#include "runtime/cpu/Loss.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -49,13 +51,6 @@ RowStats rowStats(const float *logits, const int32_t *labels, int64_t tokens,
   return s;
 }
 
-double maskSum(const float *mask, int64_t tokens) {
-  double total = 0;
-  for (int64_t t = 0; t < tokens; ++t)
-    total += mask[t];
-  return total;
-}
-
 } // namespace
 
 void embeddingForwardShard(const int32_t *ids, const float *table, float *y,
@@ -87,7 +82,7 @@ float crossEntropyForwardShard(const float *logits, const int32_t *labels,
                                int64_t vocabStart, int64_t validVocab,
                                const AxisReduce &reduce) {
   RowStats s = rowStats(logits, labels, tokens, localVocab, vocabStart, validVocab, reduce);
-  double total = 0, count = maskSum(mask, tokens);
+  double total = 0, count = maskTotal(mask, tokens);
   for (int64_t t = 0; t < tokens; ++t)
     if (mask[t] != 0)
       total += mask[t] * (std::log(double(s.sumExp[t])) + s.max[t] - s.labelLogit[t]);
@@ -100,7 +95,7 @@ void crossEntropyBackwardShard(const float *logits, const int32_t *labels,
                                int64_t validVocab, const AxisReduce &reduce) {
   RowStats s = rowStats(logits, labels, tokens, localVocab, vocabStart, validVocab, reduce);
   int64_t columns = std::clamp<int64_t>(validVocab - vocabStart, 0, localVocab);
-  double count = maskSum(mask, tokens);
+  double count = maskTotal(mask, tokens);
   if (count <= 0)
     return;
 #pragma omp parallel for schedule(static)
