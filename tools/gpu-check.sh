@@ -9,16 +9,35 @@
 # GoogleTest: the machine's own (the H100 image has 1.14 in /usr/lib); only
 # where none is found, it is built from a copy of Debian's /usr/src/googletest
 # made beforehand on the development machine with
-#   tools/gpu-check.sh --prepare        (writes build-gtest-src/, ignored)
-# and carried:  run(command="tools/gpu-check.sh", carry=["build-gtest-src"]).
+#   tools/gpu-check.sh --prepare
+# which also compiles the plans of the training-step tests and of the
+# benchmark into build-gpu-data/ (the GPU machine has no MLIR); both are
+# ignored by git and carried:
+#   run(command="tools/gpu-check.sh", carry=["build-gtest-src", "build-gpu-data"]).
+# MT_GPU_BENCH=1 runs bench/gpu-train.sh after the tests.
 # MT_GPU_SANITIZE=1 also runs the small cases under compute-sanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--prepare" ]]; then
-  rm -rf build-gtest-src
+  bin=${MT_BUILD_DIR:-build}/bin
+  rm -rf build-gtest-src build-gpu-data
   cp -r /usr/src/googletest build-gtest-src
-  echo "gpu-check: build-gtest-src/ ready; carry it to the GPU machine"
+  # Plans compiled here (the GPU machine has no MLIR) and their data.
+  data=build-gpu-data
+  mkdir -p "$data/plans" "$data/mlir"
+  "$bin/mt-tokenize" models/data/demo-corpus.txt -o "$data/corpus.bin" > /dev/null
+  "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$data/mlir/demo.mlir"
+  "$bin/mtc" compile "$data/mlir/demo.mlir" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
+    --train-steps 20 -o "$data/plans/demo"
+  for config in test/runtime/cuda/configs/*.json; do
+    name=$(basename "$config" .json)
+    "$bin/mtc" import-hf "$config" --seq 64 --micro-batch 2 -o "$data/mlir/$name.mlir"
+    "$bin/mtc" compile "$data/mlir/$name.mlir" --global-batch 4 --lr 1e-3 --warmup-steps 5 \
+      --train-steps 20 -o "$data/plans/$name"
+  done
+  bench/gpu-train.sh --prepare "$data"
+  echo "gpu-check: build-gtest-src/ and build-gpu-data/ ready; carry both to the GPU machine"
   exit 0
 fi
 
@@ -60,10 +79,12 @@ start=$(date +%s)
 cmake "${cmake_args[@]}" >> "$log" 2>&1 || { tail -40 "$log"; exit 1; }
 # Only what the GPU check needs: the rest of the runtime is CI's.
 cmake --build "$build" -j "$(nproc)" --target MtCudaKernelTests MtCudaKernelBench \
+  MtCudaTrainingTests mtrun \
   >> "$log" 2>&1 || { grep -E "error|Error" -A5 "$log" | head -60; exit 1; }
 echo "gpu-check: built in $(( $(date +%s) - start )) s"
 
 set +e
+export MT_GPU_DATA=$PWD/build-gpu-data
 ctest --test-dir "$build" -L gpu1 -j 4 --timeout 600 --output-on-failure \
   > "$out/ctest.log" 2>&1
 ctest_status=$?
@@ -153,4 +174,5 @@ failed=0
 fail_rows=$(grep -c $'\tFAIL\t' "$report" || true)
 echo "report rows: $(wc -l < "$report") ($fail_rows FAIL); benchmark exit $bench_status; sanitizer exit $sanitize_status"
 echo "$((total - failed)) passed, $failed failed"
+[[ "${MT_GPU_BENCH:-0}" == 1 ]] && bench/gpu-train.sh "$MT_GPU_DATA" "$build/bin/mtrun"
 (( ctest_status == 0 && bench_status == 0 && sanitize_status == 0 && fail_rows == 0 ))

@@ -31,16 +31,6 @@ struct Io {
   float *out(int i) const { return m.f32(in.outputs(i)); }
 };
 
-RotaryParams rotaryOf(const Attrs &a) {
-  RotaryParams p;
-  p.theta = a.f("theta");
-  p.scalingFactor = a.f("scaling_factor", 0);
-  p.lowFreqFactor = a.f("low_freq_factor", 0);
-  p.highFreqFactor = a.f("high_freq_factor", 0);
-  p.originalMaxPosition = a.i("original_max_position", 0);
-  return p;
-}
-
 AttentionShape attentionOf(const Attrs &a) {
   return {a.i("batch"), a.i("seq"), a.i("heads"), a.i("kv_heads"), a.i("head_dim"),
           float(a.f("scale"))};
@@ -55,8 +45,19 @@ ExpertShape expertsOf(const Attrs &a) {
   return {a.i("tokens"), a.i("hidden"), a.i("ffn"), a.i("experts"), a.i("top_k")};
 }
 
-/// The learning rate of mt.lr_schedule at 1-based `step`.
-double scheduledLr(const Attrs &a, int64_t step) {
+} // namespace
+
+RotaryParams rotaryParamsOf(const Attrs &a) {
+  RotaryParams p;
+  p.theta = a.f("theta");
+  p.scalingFactor = a.f("scaling_factor", 0);
+  p.lowFreqFactor = a.f("low_freq_factor", 0);
+  p.highFreqFactor = a.f("high_freq_factor", 0);
+  p.originalMaxPosition = a.i("original_max_position", 0);
+  return p;
+}
+
+double scheduledLearningRate(const Attrs &a, int64_t step) {
   double maxLr = a.f("max_lr"), minLr = a.f("min_lr");
   int64_t warmup = a.i("warmup_steps"), decay = a.i("decay_steps");
   if (warmup > 0 && step <= warmup)
@@ -68,6 +69,12 @@ double scheduledLr(const Attrs &a, int64_t step) {
   double f = style == "linear" ? 1.0 - p : 0.5 * (1.0 + std::cos(M_PI * p));
   return minLr + (maxLr - minLr) * f;
 }
+
+float clipCoefficient(double maxNorm, double norm) {
+  return float(maxNorm > 0 ? std::min(1.0, maxNorm / (norm + 1.0e-6)) : 1.0);
+}
+
+namespace {
 
 using Table = std::unordered_map<std::string, CpuExecutor::Kernel>;
 
@@ -153,12 +160,12 @@ void addNormAndAttentionKernels(Table &t) {
   t["rotary"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryForward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
-                  a.i("head_dim"), rotaryOf(a));
+                  a.i("head_dim"), rotaryParamsOf(a));
   });
   t["rotary_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryBackward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
-                   a.i("head_dim"), rotaryOf(a));
+                   a.i("head_dim"), rotaryParamsOf(a));
   });
   t["attention"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
@@ -195,12 +202,10 @@ void addMoEAndLossKernels(Table &t) {
 void addOptimizerKernels(Table &t) {
   t["check_finite"] = plain([](auto &, auto &, auto &) {}); // interpreted by run()
   t["clip_coefficient"] = plain([](auto &in, auto &a, auto &m) {
-    double maxNorm = a.f("max_norm"), norm = *m.f32(in.inputs(0));
-    double coef = maxNorm > 0 ? std::min(1.0, maxNorm / (norm + 1.0e-6)) : 1.0;
-    *m.f32(in.outputs(0)) = float(coef);
+    *m.f32(in.outputs(0)) = clipCoefficient(a.f("max_norm"), *m.f32(in.inputs(0)));
   });
   t["lr_schedule"] = plain([](auto &in, auto &a, auto &m) {
-    *m.f32(in.outputs(0)) = float(scheduledLr(a, *m.i64(in.inputs(0))));
+    *m.f32(in.outputs(0)) = float(scheduledLearningRate(a, *m.i64(in.inputs(0))));
   });
   t["adamw"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};

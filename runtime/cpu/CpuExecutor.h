@@ -3,6 +3,8 @@
 #ifndef MT_RUNTIME_CPU_CPUEXECUTOR_H
 #define MT_RUNTIME_CPU_CPUEXECUTOR_H
 
+#include "runtime/cpu/Attention.h"
+#include "runtime/exec/Executor.h"
 #include "runtime/exec/Memory.h"
 #include "runtime/exec/PipelineChannels.h"
 #include "runtime/exec/RankContext.h"
@@ -14,11 +16,7 @@
 
 namespace mt::cpu {
 
-struct ProgramResult {
-  /// A check_finite instruction saw NaN/Inf: the rest of the program did not run.
-  bool skipped = false;
-  std::string skipReason;
-};
+using exec::ProgramResult;
 
 /// What a kernel may need besides its buffers: the rank's groups, and in a
 /// pipeline the channels and the micro-batch being run.
@@ -28,7 +26,7 @@ struct KernelContext {
   int64_t microBatch = 0;
 };
 
-class CpuExecutor {
+class CpuExecutor final : public exec::Executor {
 public:
   /// Resolves every instruction's kernel up front; an op without a CPU
   /// kernel is an error that names it. `rank` (null: a single rank) gives
@@ -39,13 +37,17 @@ public:
   /// Runs `program`; `afterEach(i)`, when given, is called after instruction
   /// i (to inspect a temporary before its memory is reused, or to time).
   Expected<ProgramResult> run(const std::string &program,
-                              const std::function<void(int)> &afterEach = nullptr);
+                              const std::function<void(int)> &afterEach = nullptr) override;
 
-  /// Pipeline transfers of the programs run next belong to `microBatch`.
-  void setPipeline(exec::PipelineChannels *pipeline, int64_t microBatch) {
+  void setPipeline(exec::PipelineChannels *pipeline, int64_t microBatch) override {
     context_.pipeline = pipeline;
     context_.microBatch = microBatch;
   }
+  Status clearGradients() override {
+    memory_->clear(plan::GRADIENTS);
+    return Status::ok();
+  }
+  bool hostActivations() const override { return true; }
 
   using Kernel = std::function<Status(const plan::Instruction &, const plan::Attrs &,
                                       exec::HostMemory &, const KernelContext &)>;
@@ -62,6 +64,14 @@ private:
   KernelContext context_;
   std::map<std::string, std::vector<const Kernel *>> kernels_;
 };
+
+/// The rotary embedding of a rotary or rotary_grad instruction.
+RotaryParams rotaryParamsOf(const plan::Attrs &rotary);
+/// The learning rate of an lr_schedule instruction at 1-based `step`.
+double scheduledLearningRate(const plan::Attrs &schedule, int64_t step);
+/// The factor clip_coefficient scales gradients by: min(1, maxNorm / norm)
+/// (1 when maxNorm <= 0: no clipping).
+float clipCoefficient(double maxNorm, double norm);
 
 } // namespace mt::cpu
 

@@ -135,14 +135,14 @@ __device__ __forceinline__ float ceGrad(float x, float lse, float scale,
 template <bool kVec>
 __global__ void __launch_bounds__(kRowThreads)
     backwardKernel(const bf16 *logits, const int32_t *labels, const float *mask,
-                   const float *lse, const float *maskTotal, float dloss,
+                   const float *lse, const float *maskTotal, const float *dloss,
                    bf16 *dlogits, int64_t vocab) {
   const int64_t t = blockIdx.x;
   const bf16 *row = logits + t * vocab;
   bf16 *out = dlogits + t * vocab;
   const float w = mask[t];
   // A masked row's gradient is 0: written without reading its logits.
-  const float scale = w == 0.0f ? 0.0f : dloss * w / *maskTotal;
+  const float scale = w == 0.0f ? 0.0f : *dloss * w / *maskTotal;
   const int64_t label = w == 0.0f ? -1 : labels[t];
   const float l = w == 0.0f ? 0.0f : lse[t];
   auto scalar = [&](int64_t i) {
@@ -194,7 +194,7 @@ Status crossEntropyForward(const bf16 *logits, const int32_t *labels,
 
 Status crossEntropyBackward(const bf16 *logits, const int32_t *labels,
                             const float *mask, const float *lse,
-                            const float *maskTotal, float dloss, bf16 *dlogits,
+                            const float *maskTotal, const float *dloss, bf16 *dlogits,
                             int64_t tokens, int64_t vocab, cudaStream_t stream) {
   if (tokens == 0 || vocab == 0)
     return Status::ok();

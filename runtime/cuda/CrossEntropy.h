@@ -29,13 +29,14 @@ Status crossEntropyForward(const bf16 *logits, const int32_t *labels,
                            float *maskTotal, int64_t tokens, int64_t vocab,
                            cudaStream_t stream);
 
-/// dlogits = dloss * mask[t] / maskTotal * (softmax(logits[t]) - onehot),
-/// WRITTEN in bf16 (rows of masked tokens become 0), from the forward's lse
+/// dlogits = *dloss * mask[t] / maskTotal * (softmax(logits[t]) - onehot),
+/// WRITTEN in bf16; dloss (the gradient seed) is read on the device, so a
+/// captured step needs no host value (rows of masked tokens become 0), from the forward's lse
 /// and maskTotal. dlogits may alias logits (each element is read, then
 /// written, by one thread), which saves the second [tokens, vocab] buffer.
 Status crossEntropyBackward(const bf16 *logits, const int32_t *labels,
                             const float *mask, const float *lse,
-                            const float *maskTotal, float dloss, bf16 *dlogits,
+                            const float *maskTotal, const float *dloss, bf16 *dlogits,
                             int64_t tokens, int64_t vocab, cudaStream_t stream);
 
 } // namespace mt::cuda

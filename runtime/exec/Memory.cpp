@@ -10,9 +10,12 @@ namespace mt::exec {
 
 void HostMemory::Free::operator()(std::byte *p) const { std::free(p); }
 
-HostMemory::HostMemory(const plan::Plan &plan, int64_t slots)
+HostMemory::HostMemory(const plan::Plan &plan, int64_t slots, Arenas arenas)
     : plan_(plan), slots_(std::max<int64_t>(slots, 1)) {
   for (const plan::Arena &a : plan.arenas()) {
+    if (arenas == Arenas::HostSide &&
+        (a.kind() == plan::ACTIVATIONS || a.kind() == plan::GRADIENTS))
+      continue;
     uint64_t size = (a.size_bytes() + 63) / 64 * 64;
     if (perSlot(a.kind()))
       size *= uint64_t(slots_);
@@ -42,6 +45,18 @@ void HostMemory::clear(plan::ArenaKind arena) {
   auto it = arenas_.find(arena);
   if (it != arenas_.end())
     std::memset(it->second.first.get(), 0, it->second.second);
+}
+
+std::byte *HostMemory::arena(plan::ArenaKind kind) const {
+  auto it = arenas_.find(kind);
+  return it == arenas_.end() ? nullptr : it->second.first.get();
+}
+
+uint64_t HostMemory::arenaBytes(plan::ArenaKind kind) const {
+  auto it = arenas_.find(kind);
+  if (it == arenas_.end())
+    return 0;
+  return perSlot(kind) ? it->second.second / uint64_t(slots_) : it->second.second;
 }
 
 uint64_t HostMemory::totalBytes() const {

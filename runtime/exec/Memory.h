@@ -13,10 +13,15 @@ namespace mt::exec {
 
 class HostMemory {
 public:
-  /// Allocates every arena of `plan` (64-byte aligned, zero-filled). With
+  enum class Arenas {
+    All,      // the CPU backend computes in host memory
+    HostSide, // parameters, optimizer state, inputs and outputs only: what
+              // the host writes or reads while a device computes
+  };
+  /// Allocates the arenas of `plan` (64-byte aligned, zero-filled). With
   /// `slots` > 1 (pipelines: micro-batches in flight) the per-micro-batch
   /// arenas (activations, inputs, outputs) get one copy per slot.
-  explicit HostMemory(const plan::Plan &plan, int64_t slots = 1);
+  explicit HostMemory(const plan::Plan &plan, int64_t slots = 1, Arenas arenas = Arenas::All);
 
   /// The copy of the per-micro-batch arenas later accesses use.
   void setSlot(int64_t slot) { slot_ = slot; }
@@ -30,6 +35,9 @@ public:
   void clear(plan::ArenaKind arena);
   /// Bytes allocated in all arenas.
   uint64_t totalBytes() const;
+  /// The whole arena `kind` (slot 0) and its size; null when not allocated.
+  std::byte *arena(plan::ArenaKind kind) const;
+  uint64_t arenaBytes(plan::ArenaKind kind) const;
 
 private:
   struct Free {

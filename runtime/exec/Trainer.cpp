@@ -11,6 +11,10 @@
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/PlanIO.h"
 
+#ifdef MT_WITH_CUDA
+#include "runtime/cuda/CudaExecutor.h"
+#endif
+
 #include <chrono>
 #include <cmath>
 #include <deque>
@@ -48,6 +52,46 @@ void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t s
       initializeRange(seed, p, g, local + l, n);
     });
   }
+}
+
+/// The backend `requested` resolves to for this plan and machine.
+Expected<std::string> chooseBackend(const std::string &requested, const plan::Plan &plan) {
+  const plan::Mesh &m = plan.mesh();
+  bool singleRank = m.pp() * m.dp() * m.cp() * m.ep() * m.tp() <= 1;
+#ifdef MT_WITH_CUDA
+  bool gpu = cuda::deviceCount() > 0;
+#else
+  bool gpu = false;
+  if (requested == "cuda")
+    return Status::error("--backend cuda: this mtrun was built without the CUDA backend "
+                         "(configure with -DMT_BUILD_CUDA=ON)");
+#endif
+  if (requested == "auto")
+    return std::string(gpu && singleRank ? "cuda" : "cpu");
+  if (requested != "cpu" && requested != "cuda")
+    return Status::error("--backend must be cpu, cuda or auto, got '" + requested + "'");
+  return requested;
+}
+
+Expected<std::unique_ptr<Executor>> createExecutor(const std::string &backend,
+                                                   const plan::Plan &plan, HostMemory &memory,
+                                                   const RankContext *rank, bool profile) {
+#ifdef MT_WITH_CUDA
+  if (backend == "cuda") {
+    cuda::CudaOptions options;
+    options.profile = profile;
+    const char *sync = std::getenv("MT_CUDA_SYNC");
+    options.syncEachInstruction = sync && std::string(sync) == "1";
+    const char *graphs = std::getenv("MT_CUDA_GRAPHS");
+    options.graphs = !(graphs && std::string(graphs) == "0");
+    return cuda::createCudaExecutor(plan, memory, rank, options);
+  }
+#endif
+  (void)backend, (void)profile;
+  auto executor = cpu::CpuExecutor::create(plan, memory, rank);
+  if (!executor)
+    return executor.status();
+  return std::unique_ptr<Executor>(std::make_unique<cpu::CpuExecutor>(std::move(*executor)));
 }
 
 /// Discards what non-zero ranks would print.
@@ -127,7 +171,7 @@ private:
   std::unique_ptr<RankContext> rank_;
   std::unique_ptr<io::Dataset> dataset_;
   std::unique_ptr<HostMemory> memory_;
-  std::unique_ptr<cpu::CpuExecutor> executor_;
+  std::unique_ptr<Executor> executor_;
   std::unique_ptr<PipelineChannels> pipeline_; // before rank_ goes away
   std::ofstream metrics_;
   int64_t done_ = 0; // steps done before this run (resumed checkpoints)
@@ -157,16 +201,25 @@ Status TrainingRun::prepare() {
   bool pipelined = plan_.training().virtual_stages() > 1;
   if (pipelined && !o_.dumpLogits.empty())
     return Status::error("--dump-logits needs a plan without pipeline parallelism");
+  auto backend = chooseBackend(o_.backend, plan_);
+  if (!backend)
+    return backend.status();
+  if (*backend == "cuda" && !o_.dumpLogits.empty())
+    return Status::error("--dump-logits reads the logits in host memory: use --backend cpu");
   // A pipeline keeps every micro-batch of a step in flight in its own slot.
   memory_ = std::make_unique<HostMemory>(
-      plan_, pipelined ? plan_.training().micro_batches_per_step() : 1);
+      plan_, pipelined ? plan_.training().micro_batches_per_step() : 1,
+      *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All);
   if (pipelined)
     pipeline_ = std::make_unique<PipelineChannels>(*rank_);
-  auto executor = cpu::CpuExecutor::create(plan_, *memory_, rank_.get());
+  auto executor = createExecutor(*backend, plan_, *memory_, rank_.get(), o_.profile);
   if (!executor)
     return executor.status();
-  executor_ = std::make_unique<cpu::CpuExecutor>(std::move(*executor));
+  executor_ = std::move(*executor);
+  log() << "backend: " << *backend << "\n";
   if (Status s = initializeWeights(); !s)
+    return s;
+  if (Status s = executor_->stateWritten(); !s)
     return s;
   if (!o_.metricsPath.empty() && rank_->rank() == 0) {
     metrics_.open(o_.metricsPath, std::ios::trunc);
@@ -252,8 +305,11 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
   io::BatchLayout layout{t.micro_batch(), t.micro_batches_per_step(), rank_->axisSize("dp")};
   io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
   *m.f32(b.loss_scale()) = float(1.0 / double(t.micro_batches_per_step()));
-  return dataset_->fillBatch(layout, coord, {m.i32(b.input_ids()), rows},
-                             {m.i32(b.labels()), rows}, {m.f32(b.loss_mask()), rows});
+  if (Status s = dataset_->fillBatch(layout, coord, {m.i32(b.input_ids()), rows},
+                                     {m.i32(b.labels()), rows}, {m.f32(b.loss_mask()), rows});
+      !s)
+    return s;
+  return executor_->inputsWritten();
 }
 
 Expected<double> TrainingRun::pipelinePasses(int64_t step) {
@@ -292,7 +348,8 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
   const plan::Bindings &b = plan_.bindings();
   HostMemory &m = *memory_;
   auto start = Clock::now();
-  m.clear(plan::GRADIENTS);
+  if (Status s = executor_->clearGradients(); !s)
+    return s;
   double loss = 0;
   if (pipeline_) {
     auto l = pipelinePasses(step);
@@ -319,6 +376,8 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
     loss = double(sum) / double(dp->size());
   }
   *m.i64(b.step()) = step;
+  if (Status s = executor_->inputsWritten(); !s)
+    return s;
   auto r = executor_->run(pipeline_ ? "optimizer." + std::to_string(rank_->coordinate("pp"))
                                     : std::string("optimizer_step"));
   if (!r)
@@ -357,13 +416,20 @@ Expected<TrainSummary> TrainingRun::run() {
     if (skippedInARow >= o_.maxSkippedSteps)
       return Status::error(std::to_string(skippedInARow) + " steps in a row were skipped "
                            "(gradient norm not finite); stopping at step " + std::to_string(s));
-    if (!o_.saveDir.empty() && o_.saveEvery > 0 && s % o_.saveEvery == 0)
+    if (!o_.saveDir.empty() && o_.saveEvery > 0 && s % o_.saveEvery == 0) {
+      if (Status st = executor_->readState(); !st)
+        return st;
       if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, {s, o_.seed}); !st)
         return st;
+    }
   }
   summary.steps = steps;
   for (double l : recent)
     summary.meanLastLosses += l / double(recent.size());
+  log() << executor_->profileReport();
+  if (!o_.saveDir.empty() || !o_.exportHf.empty())
+    if (Status st = executor_->readState(); !st)
+      return st;
   if (!o_.saveDir.empty() && (o_.saveEvery <= 0 || last % o_.saveEvery != 0))
     if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, {last, o_.seed}); !st)
       return st;

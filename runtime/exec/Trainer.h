@@ -30,6 +30,10 @@ struct TrainOptions {
   int64_t maxSkippedSteps = 10;   // consecutive NaN/Inf steps before stopping
   std::chrono::milliseconds commTimeout{std::chrono::minutes(5)}; // per collective
   bool progressBar = false;       // a terminal line, else log lines
+  /// "cpu", "cuda", or "auto": cuda where this mtrun has the CUDA backend,
+  /// a GPU is visible and the plan has one rank; else cpu.
+  std::string backend = "auto";
+  bool profile = false;           // CUDA: time each instruction class
 };
 
 struct TrainSummary {

@@ -13,7 +13,6 @@ int main(int argc, char **argv) {
                "Slurm or OpenMPI each process reads its rank from the environment.\n"
                "Backend: cpu (fp32 reference)."};
   mt::exec::TrainOptions o;
-  std::string backend = "cpu";
   int64_t eos = -1;
   int nproc = 0;
   double commTimeout = 300;
@@ -40,8 +39,12 @@ int main(int argc, char **argv) {
   app.add_option("--comm-timeout", commTimeout,
                  "seconds a collective waits for the other ranks before failing")
       ->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--backend", backend, "execution backend")
-      ->check(CLI::IsMember({"cpu"}))->capture_default_str();
+  app.add_option("--backend", o.backend,
+                 "cuda (bf16 on one GPU), cpu (fp32 reference), or auto: cuda where a GPU "
+                 "is visible and the plan has one rank")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
+  app.add_flag("--profile", o.profile,
+               "CUDA: time every instruction with events and print where a step's time goes");
   CLI11_PARSE(app, argc, argv);
   if (nproc > 0) {
     // Relaunch this command without --nproc as nproc ranks.

@@ -69,7 +69,8 @@ TEST_P(CrossEntropyTest, MatchesCpu) {
   // +1 element: room to view the gradient at an offset of one bf16.
   DeviceBuffer<bf16> dLogits(logits.size()), dGrad(logits.size() + 1);
   DeviceBuffer<int32_t> dLabels(tokens);
-  DeviceBuffer<float> dMask(tokens), dLse(tokens), dLoss(1), dTotal(1);
+  DeviceBuffer<float> dMask(tokens), dLse(tokens), dLoss(1), dTotal(1), dSeed(1);
+  dSeed.upload(&dloss);
   uploadBf16(dLogits, logits);
   dLabels.upload(labels.data());
   dMask.upload(mask.data());
@@ -93,7 +94,7 @@ TEST_P(CrossEntropyTest, MatchesCpu) {
   for (int offset : {0, 1}) {
     MT_ASSERT_OK(cuda::crossEntropyBackward(
         dLogits.get(), dLabels.get(), dMask.get(), dLse.get(), dTotal.get(),
-        dloss, dGrad.get() + offset, tokens, vocab, nullptr));
+        dSeed.get(), dGrad.get() + offset, tokens, vocab, nullptr));
     std::vector<float> got = downloadBf16(dGrad);
     got.erase(got.begin(), got.begin() + offset);
     got.resize(logits.size());
@@ -114,7 +115,7 @@ TEST_P(CrossEntropyTest, MatchesCpu) {
     return std::vector<float>(g.begin() + 1, g.begin() + 1 + logits.size());
   }();
   MT_ASSERT_OK(cuda::crossEntropyBackward(
-      dLogits.get(), dLabels.get(), dMask.get(), dLse.get(), dTotal.get(), dloss,
+      dLogits.get(), dLabels.get(), dMask.get(), dLse.get(), dTotal.get(), dSeed.get(),
       dLogits.get(), tokens, vocab, nullptr));
   EXPECT_EQ(downloadBf16(dLogits), outOfPlace);
 }

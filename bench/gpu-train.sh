@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The training-step benchmark on one GPU: our whole step (forward, backward,
+# AdamW; `mtrun --backend cuda`) at the llama3.2-1b and qwen3-0.6b shapes
+# (micro-batch 4 x seq 2048, and 1 x 8192), beside the PyTorch peer
+# (../shared/bench/torch_llama.py, eager and torch.compile) in the same
+# call, in one table: tokens/s, TFLOP/s and MFU with the FLOPs of
+# ../shared/bench/FLOPS.md, GPU memory, and our ratio to each peer; then
+# where one step's time goes (mtrun --profile).
+#
+#   bench/gpu-train.sh --prepare DIR   development machine: compiles the
+#                                      plans, writes random tokens, copies
+#                                      the peer script into DIR
+#   bench/gpu-train.sh DIR [MTRUN]     GPU machine (MTRUN: a CUDA build's)
+# MT_BENCH_PEERS=0 skips the PyTorch runs; MT_BENCH_SHAPES narrows the
+# shapes (e.g. "llama3.2-1b:4:2048").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shapes=${MT_BENCH_SHAPES:-"llama3.2-1b:4:2048 qwen3-0.6b:4:2048 llama3.2-1b:1:8192 qwen3-0.6b:1:8192"}
+
+if [[ "${1:-}" == "--prepare" ]]; then
+  dir=$2 bin=${MT_BUILD_DIR:-build}/bin
+  mkdir -p "$dir/plans" "$dir/mlir" "$dir/peer"
+  for shape in $shapes; do
+    IFS=: read -r model batch seq <<< "$shape"
+    name=bench-$model-${batch}x$seq
+    "$bin/mtc" import-hf "models/hf/$model.json" --seq "$seq" --micro-batch "$batch" \
+      -o "$dir/mlir/$name.mlir"
+    "$bin/mtc" compile "$dir/mlir/$name.mlir" --global-batch "$batch" --lr 1e-4 \
+      --train-steps 100 -o "$dir/plans/$name"
+  done
+  # Uniform random ids below the smaller vocabulary (128256), as the peer
+  # draws its batch; header as runtime/io/TokenFile.h.
+  python3 - "$dir/bench-tokens.bin" <<'PY'
+import random, struct, sys
+n, vocab = 1 << 21, 128256
+rng = random.Random(0)
+with open(sys.argv[1], "wb") as f:
+    f.write(b"MTTOKENS" + struct.pack("<IIQQ", 1, 4, vocab, n) + bytes(32))
+    f.write(struct.pack(f"<{n}I", *(rng.randrange(vocab) for _ in range(n))))
+PY
+  cp ../shared/bench/torch_llama.py ../shared/bench/FLOPS.md "$dir/peer/"
+  exit 0
+fi
+
+dir=$1 mtrun=${2:-${MT_GPU_BUILD_DIR:-/tmp/mt-gpu-build}/bin/mtrun}
+out=${OUT:-/tmp}/gpu-train
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+rows=$out/rows.jsonl
+: > "$rows"
+for shape in $shapes; do
+  IFS=: read -r model batch seq <<< "$shape"
+  name=bench-$model-${batch}x$seq
+  log=$out/$name.log
+  if "$mtrun" "$dir/plans/$name" --backend cuda --data "$dir/bench-tokens.bin" --steps 12 \
+       --metrics "$out/$name.jsonl" > "$log" 2>&1; then
+    python3 - "$out/$name.jsonl" "$log" "$model" "$batch" "$seq" >> "$rows" <<'PY'
+import json, re, sys
+steps = [json.loads(l) for l in open(sys.argv[1])]
+rates = sorted(s["tokens_per_s"] for s in steps[4:])  # after 4 warm-up steps
+memory = re.search(r"device in use ([0-9.]+) GiB", open(sys.argv[2]).read())
+print(json.dumps(dict(peer="mtc", model=sys.argv[3], micro_batch=int(sys.argv[4]),
+                      seq=int(sys.argv[5]), tokens_per_s=rates[len(rates) // 2],
+                      peak_mem_gib=float(memory.group(1)) if memory else None,
+                      loss=steps[-1]["loss"])))
+PY
+  else
+    echo "mtrun failed at $shape:"; tail -5 "$log"
+    echo "{\"peer\": \"mtc\", \"model\": \"$model\", \"micro_batch\": $batch, \"seq\": $seq, \"error\": \"mtrun failed\"}" >> "$rows"
+  fi
+done
+if [[ "${MT_BENCH_PEERS:-1}" == 1 ]]; then
+  specs=()
+  for shape in $shapes; do specs+=("$shape:eager" "$shape:compile"); done
+  python3 "$dir/peer/torch_llama.py" "${specs[@]}" 2> "$out/peer.err" |
+    grep '^{' >> "$rows" || { echo "peer failed:"; tail -5 "$out/peer.err"; }
+fi
+
+python3 - "$rows" <<'PY'
+import json, sys
+# FLOPs per token as ../shared/bench/FLOPS.md defines them.
+shapes = {"llama3.2-1b": dict(V=128256, h=2048, L=16, nq=32, nkv=8, d=64, f=8192),
+          "qwen3-0.6b": dict(V=151936, h=1024, L=28, nq=16, nkv=8, d=128, f=3072)}
+def flops(model, s):
+    c = shapes[model]; q, kv = c["nq"] * c["d"], c["nkv"] * c["d"]
+    layer = 2 * c["h"] * (q + 2 * kv) + 2 * q * c["h"] + 6 * c["h"] * c["f"] + 2 * s * q
+    return 3 * (c["L"] * layer + 2 * c["h"] * c["V"])
+rows = [json.loads(l) for l in open(sys.argv[1])]
+key = lambda r: (r.get("model"), r.get("micro_batch"), r.get("seq"))
+ours = {key(r): r for r in rows if r.get("peer") == "mtc" and "tokens_per_s" in r}
+print(f"{'model':12} {'batch x seq':>11} {'runner':17} {'tokens/s':>9} {'TFLOP/s':>8} "
+      f"{'MFU':>6} {'GPU GiB':>8} {'mtc / this':>10}")
+for r in rows:
+    if "tokens_per_s" not in r:
+        print(f"{r.get('model', '?'):12} {'':>11} {r.get('peer', r.get('mode', '?')):17} "
+              f"error: {r.get('error', '')[:80]}")
+        continue
+    tf = r["tokens_per_s"] * flops(r["model"], r["seq"]) / 1e12
+    mine = ours.get(key(r))
+    ratio = f"{mine['tokens_per_s'] / r['tokens_per_s']:.2f}x" if mine and r is not mine else ""
+    mem = r.get("peak_mem_gib")
+    print(f"{r['model']:12} {str(r['micro_batch']) + ' x ' + str(r['seq']):>11} "
+          f"{r['peer']:17} {r['tokens_per_s']:>9,.0f} {tf:>8.1f} {tf / 989.4:>6.1%} "
+          f"{mem if mem is not None else '-':>8} {ratio:>10}")
+print("GPU GiB: mtc = device memory in use (cudaMemGetInfo, CUDA context included); "
+      "PyTorch = torch.cuda.max_memory_allocated")
+PY
+
+for shape in ${MT_BENCH_PROFILE_SHAPES:-llama3.2-1b:4:2048 qwen3-0.6b:4:2048}; do
+  IFS=: read -r model batch seq <<< "$shape"
+  name=bench-$model-${batch}x$seq
+  echo "== profile: $name"
+  "$mtrun" "$dir/plans/$name" --backend cuda --data "$dir/bench-tokens.bin" --steps 3 \
+    --profile 2>&1 | sed -n '/^GPU memory/,$p'
+done

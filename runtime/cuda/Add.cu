@@ -1,0 +1,197 @@
+// Residual add, accumulation and bias add (bf16 storage, fp32 math): grid-
+// stride loops with 16-byte accesses where the shape and pointers allow and
+// a scalar fallback for odd shapes; the bias gradient is a column reduction
+// in a fixed order.
+#include "runtime/cuda/Add.h"
+
+#include "runtime/cuda/Check.h"
+#include "runtime/cuda/Vector.cuh"
+
+#include <algorithm>
+
+namespace mt::cuda {
+
+namespace {
+
+using vec::aligned16;
+using vec::load;
+using vec::store;
+
+constexpr int kThreads = 256;
+/// Enough resident blocks to fill an H100 several times over; grid-stride
+/// loops cover the rest.
+constexpr int64_t kMaxBlocks = 4096;
+
+int64_t gridFor(int64_t work) {
+  return std::max<int64_t>(1, std::min(kMaxBlocks, (work + kThreads - 1) / kThreads));
+}
+
+/// V consecutive fp32 values (V = 4: one 16-byte access).
+template <int V>
+__device__ __forceinline__ void load(const float *p, float (&v)[V]) {
+  if constexpr (V == 4) {
+    const float4 a = *reinterpret_cast<const float4 *>(p);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      v[i] = p[i];
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void store(float *p, const float (&v)[V]) {
+  if constexpr (V == 4) {
+    *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      p[i] = v[i];
+  }
+}
+
+/// First element of this thread's V-wide group, and the grid's stride.
+template <int V> __device__ __forceinline__ int64_t groupStart() {
+  return (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
+}
+template <int V> __device__ __forceinline__ int64_t groupStride() {
+  return int64_t(gridDim.x) * blockDim.x * V;
+}
+
+/// y = a + b; a thread reads its group before writing it, so y may alias.
+template <int V>
+__global__ void addKernel(const bf16 *a, const bf16 *b, bf16 *y, int64_t n) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    float u[V], v[V];
+    load<V>(a + i, u);
+    load<V>(b + i, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      u[k] += v[k];
+    store<V>(y + i, u);
+  }
+}
+
+template <int V>
+__global__ void accumulateKernel(const float *x, float *y, int64_t n) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    float u[V], v[V];
+    load<V>(x + i, u);
+    load<V>(y + i, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      v[k] += u[k];
+    store<V>(y + i, v);
+  }
+}
+
+/// V = 8 only when dim % 8 == 0: a group never straddles two rows.
+template <int V>
+__global__ void biasAddKernel(const bf16 *x, const bf16 *bias, bf16 *y,
+                              int64_t n, int64_t dim) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    float u[V], b[V];
+    load<V>(x + i, u);
+    load<V>(bias + i % dim, b);
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      u[k] += b[k];
+    store<V>(y + i, u);
+  }
+}
+
+/// Warps of a biasGrad block (the most a block holds): more warps share a
+/// column tile, so fewer columns still fill the GPU.
+constexpr int kBiasWarps = 32;
+/// Rows whose loads a thread issues before adding them, in row order.
+constexpr int kBiasBatch = 8;
+
+/// Block = 32 columns, lane = column: a warp reads 64 contiguous bytes of a
+/// row (whole 32-byte sectors, for any alignment). Warp w sums rows w,
+/// w + 32, ... in order; warp 0 then adds the 32 sums in warp order.
+__global__ void __launch_bounds__(32 * kBiasWarps)
+    biasGradKernel(const bf16 *dy, float *dbias, int64_t tokens, int64_t out) {
+  __shared__ float warpSum[kBiasWarps][32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t c = blockIdx.x * int64_t(32) + lane;
+  float sum = 0.0f;
+  if (c < out) {
+    const bf16 *col = dy + c;
+    int64_t t = warp;
+    for (; t + (kBiasBatch - 1) * kBiasWarps < tokens; t += kBiasBatch * kBiasWarps) {
+      float v[kBiasBatch];
+#pragma unroll
+      for (int k = 0; k < kBiasBatch; ++k)
+        v[k] = __bfloat162float(col[(t + k * kBiasWarps) * out]);
+#pragma unroll
+      for (int k = 0; k < kBiasBatch; ++k)
+        sum += v[k];
+    }
+    for (; t < tokens; t += kBiasWarps)
+      sum += __bfloat162float(col[t * out]);
+  }
+  warpSum[warp][lane] = sum;
+  __syncthreads();
+  if (warp == 0 && c < out) {
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kBiasWarps; ++w)
+      total += warpSum[w][lane];
+    dbias[c] += total;
+  }
+}
+
+/// Launches kernelV over groups of V when n splits into 16-byte-aligned
+/// groups, else kernel1 over single elements; args convert to the kernel's.
+template <int V, typename... Params, typename... Args>
+Status launchVectorized(bool vectorizable, int64_t n, void (*kernelV)(Params...),
+                        void (*kernel1)(Params...), cudaStream_t stream,
+                        Args... args) {
+  if (n == 0)
+    return Status::ok();
+  if (vectorizable && n % V == 0)
+    kernelV<<<gridFor(n / V), kThreads, 0, stream>>>(args...);
+  else
+    kernel1<<<gridFor(n), kThreads, 0, stream>>>(args...);
+  MT_CUDA_CHECK_LAUNCH("addition kernel");
+  return Status::ok();
+}
+
+} // namespace
+
+Status add(const bf16 *a, const bf16 *b, bf16 *y, int64_t n,
+           cudaStream_t stream) {
+  return launchVectorized<8>(aligned16(a) && aligned16(b) && aligned16(y), n,
+                             addKernel<8>, addKernel<1>, stream, a, b, y, n);
+}
+
+Status accumulate(const bf16 *x, bf16 *y, int64_t n, cudaStream_t stream) {
+  return add(y, x, y, n, stream); // fp32 addition commutes: y + x == x + y
+}
+
+Status accumulate(const float *x, float *y, int64_t n, cudaStream_t stream) {
+  return launchVectorized<4>(aligned16(x) && aligned16(y), n,
+                             accumulateKernel<4>, accumulateKernel<1>, stream,
+                             x, y, n);
+}
+
+Status biasAdd(const bf16 *x, const bf16 *bias, bf16 *y, int64_t rows,
+               int64_t dim, cudaStream_t stream) {
+  const bool vectorizable =
+      dim % 8 == 0 && aligned16(x) && aligned16(bias) && aligned16(y);
+  return launchVectorized<8>(vectorizable, rows * dim, biasAddKernel<8>,
+                             biasAddKernel<1>, stream, x, bias, y, rows * dim,
+                             dim);
+}
+
+Status biasGrad(const bf16 *dy, float *dbias, int64_t tokens, int64_t out,
+                cudaStream_t stream) {
+  if (tokens == 0 || out == 0)
+    return Status::ok();
+  biasGradKernel<<<(out + 31) / 32, 32 * kBiasWarps, 0, stream>>>(dy, dbias,
+                                                                  tokens, out);
+  MT_CUDA_CHECK_LAUNCH("biasGradKernel");
+  return Status::ok();
+}
+
+} // namespace mt::cuda

@@ -1,0 +1,371 @@
+// The CUDA executor: lowering at creation, eager or graph replay per
+// program, host<->device copies of the state the host owns, profiling.
+#include "runtime/cuda/CudaExecutor.h"
+
+#include "runtime/cuda/Check.h"
+#include "runtime/cuda/Lowering.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
+namespace mt::cuda {
+
+int deviceCount() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
+namespace {
+
+/// The instruction classes of the profile, by op.
+std::string opClass(const std::string &op) {
+  if (op.rfind("linear", 0) == 0)
+    return "GEMM (linear)";
+  if (op.rfind("attention", 0) == 0)
+    return "attention";
+  if (op.rfind("rmsnorm", 0) == 0 || op.rfind("layernorm", 0) == 0)
+    return "norms";
+  if (op.rfind("cross_entropy", 0) == 0)
+    return "loss (cross-entropy)";
+  if (op == "global_norm" || op == "adamw" || op == "clip_coefficient" ||
+      op == "lr_schedule" || op == "check_finite" || op == "parameter_cast")
+    return "optimizer";
+  if (op == "fill_zero")
+    return "zero-fills";
+  return "element-wise (rotary, swiglu, add, embedding)";
+}
+
+struct LoweredProgram {
+  const plan::Program *plan = nullptr;
+  std::vector<Step> steps;
+  /// OUTPUTS buffers written on the device: copied to the host after a run.
+  std::vector<uint32_t> deviceOutputs;
+  bool capturable = true;
+  int64_t runs = 0;
+  cudaGraphExec_t graph = nullptr;
+};
+
+struct ProfileEntry {
+  double ms = 0;
+  int64_t launches = 0;
+};
+
+class CudaExecutor final : public exec::Executor {
+public:
+  CudaExecutor(const plan::Plan &plan, exec::HostMemory &host, const exec::RankContext *rank,
+               const CudaOptions &options)
+      : plan_(plan), host_(host), rank_(rank), options_(options) {}
+  ~CudaExecutor() override;
+
+  Status initialize();
+  Expected<exec::ProgramResult> run(const std::string &name,
+                                    const std::function<void(int)> &afterEach) override;
+  void setPipeline(exec::PipelineChannels *, int64_t) override {}
+  Status clearGradients() override;
+  Status inputsWritten() override;
+  Status stateWritten() override;
+  Status readState() override;
+  std::string profileReport() const override;
+  bool hostActivations() const override { return false; }
+
+private:
+  Status lowerAll();
+  Status launchEagerly(LoweredProgram &program, exec::ProgramResult &result);
+  Status capture(LoweredProgram &program);
+  Status copyArena(plan::ArenaKind kind, cudaMemcpyKind direction);
+  Status refreshShadows(cudaStream_t stream);
+  std::string where(const LoweredProgram &program, const Step &step) const;
+
+  const plan::Plan &plan_;
+  exec::HostMemory &host_;
+  const exec::RankContext *rank_;
+  CudaOptions options_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<DeviceArenas> arenas_;
+  Resources resources_;
+  std::map<std::string, LoweredProgram> programs_;
+  std::map<std::string, ProfileEntry> profile_;
+  std::map<std::string, std::pair<double, int64_t>> wall_; // per program: ms, runs
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+};
+
+CudaExecutor::~CudaExecutor() {
+  for (auto &[name, program] : programs_)
+    if (program.graph)
+      (void)cudaGraphExecDestroy(program.graph);
+  if (start_)
+    (void)cudaEventDestroy(start_);
+  if (stop_)
+    (void)cudaEventDestroy(stop_);
+  if (stream_)
+    (void)cudaStreamDestroy(stream_);
+}
+
+Status CudaExecutor::initialize() {
+  if (rank_ && rank_->worldSize() > 1)
+    return Status::error("the CUDA backend runs single-rank plans for now (this plan has " +
+                         std::to_string(rank_->worldSize()) +
+                         " ranks; NCCL collectives are not implemented): use --backend cpu");
+  if (deviceCount() == 0)
+    return Status::error("--backend cuda: no CUDA device is visible to this process");
+  MT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  MT_CUDA_CHECK(cudaEventCreate(&start_));
+  MT_CUDA_CHECK(cudaEventCreate(&stop_));
+  auto arenas = DeviceArenas::create(plan_, Lowerer::wideActivations(plan_));
+  if (!arenas)
+    return arenas.status();
+  arenas_ = std::move(*arenas);
+  resources_.arenas = arenas_.get();
+  resources_.host = &host_;
+  auto gemm = GemmRunner::create();
+  if (!gemm)
+    return gemm.status();
+  resources_.gemm = std::make_unique<GemmRunner>(std::move(*gemm));
+  if (Status s = lowerAll(); !s)
+    return s;
+  if (resources_.workspaceBytes > 0) {
+    auto workspace = resources_.allocate(resources_.workspaceBytes);
+    if (!workspace)
+      return workspace.status();
+    resources_.workspace = *workspace;
+  }
+  return Status::ok();
+}
+
+Status CudaExecutor::lowerAll() {
+  Lowerer lowerer(plan_, resources_);
+  for (const plan::Program &p : plan_.programs()) {
+    auto steps = lowerer.lower(p);
+    if (!steps)
+      return steps.status();
+    LoweredProgram &program = programs_[p.name()];
+    program.plan = &p;
+    program.steps = std::move(*steps);
+    bool updates = false;
+    for (const plan::Instruction &instr : p.instructions()) {
+      updates |= instr.op() == "adamw";
+      for (uint32_t out : instr.outputs())
+        if (plan_.buffers(out).arena() == plan::OUTPUTS && instr.op() != "global_norm" &&
+            instr.op() != "lr_schedule")
+          program.deviceOutputs.push_back(out);
+    }
+    if (updates) // the updated fp32 masters, rounded into the bf16 shadows
+      program.steps.push_back({[this](cudaStream_t s) { return refreshShadows(s); },
+                               -1, false, nullptr});
+    for (const Step &step : program.steps)
+      program.capturable &= !step.onHost && !step.checkFinite;
+  }
+  return Status::ok();
+}
+
+std::string CudaExecutor::where(const LoweredProgram &program, const Step &step) const {
+  std::string rank = rank_ ? rank_->describe() + " " : std::string();
+  if (step.instruction < 0)
+    return rank + "program '" + program.plan->name() + "' (parameter bf16 cast): ";
+  const plan::Instruction &instr = program.plan->instructions(step.instruction);
+  return rank + "program '" + program.plan->name() + "' instruction " +
+         std::to_string(step.instruction) + " (" + instr.op() +
+         (instr.location().empty() ? "" : ", " + instr.location()) + "): ";
+}
+
+Status CudaExecutor::launchEagerly(LoweredProgram &program, exec::ProgramResult &result) {
+  bool profile = options_.profile && program.runs > 0;
+  for (const Step &step : program.steps) {
+    if (step.checkFinite && !std::isfinite(*step.checkFinite)) {
+      uint32_t id = program.plan->instructions(step.instruction).inputs(0);
+      result = {true, "'" + plan_.buffers(id).name() + "' is " +
+                          std::to_string(*step.checkFinite)};
+      return Status::ok();
+    }
+    if (!step.launch)
+      continue;
+    ScopedErrorContext context(where(program, step));
+    if (profile)
+      MT_CUDA_CHECK(cudaEventRecord(start_, stream_));
+    MT_CUDA_RETURN_IF_ERROR(step.launch(stream_));
+    if (profile) {
+      MT_CUDA_CHECK(cudaEventRecord(stop_, stream_));
+      MT_CUDA_CHECK(cudaEventSynchronize(stop_));
+      float ms = 0;
+      MT_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+      std::string op = step.instruction < 0
+                           ? "parameter_cast"
+                           : program.plan->instructions(step.instruction).op();
+      ProfileEntry &entry = profile_[opClass(op)];
+      entry.ms += ms;
+      entry.launches += 1;
+    }
+    if (options_.syncEachInstruction)
+      MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  return Status::ok();
+}
+
+Status CudaExecutor::capture(LoweredProgram &program) {
+  ScopedErrorContext context((rank_ ? rank_->describe() + " " : std::string()) +
+                             "capturing program '" + program.plan->name() + "': ");
+  MT_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  Status launched = Status::ok();
+  for (const Step &step : program.steps)
+    if (step.launch && launched)
+      launched = step.launch(stream_);
+  cudaGraph_t graph = nullptr;
+  cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+  if (!launched) {
+    if (graph)
+      (void)cudaGraphDestroy(graph);
+    return launched;
+  }
+  MT_CUDA_CHECK(ended);
+  cudaError_t made = cudaGraphInstantiate(&program.graph, graph, 0);
+  (void)cudaGraphDestroy(graph);
+  MT_CUDA_CHECK(made);
+  return Status::ok();
+}
+
+Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
+                                                const std::function<void(int)> &afterEach) {
+  if (afterEach)
+    return Status::error("the CUDA backend keeps activations on the GPU: per-instruction "
+                         "host callbacks need --backend cpu");
+  auto it = programs_.find(name);
+  if (it == programs_.end())
+    return Status::error("the plan has no program '" + name + "'");
+  LoweredProgram &program = it->second;
+  auto started = std::chrono::steady_clock::now();
+  exec::ProgramResult result;
+  // The first run is eager: it warms what launchers set up on first use
+  // (cuBLASLt algorithms), which capture must not see.
+  bool replay = options_.graphs && !options_.profile && !options_.syncEachInstruction &&
+                program.capturable && program.runs > 0;
+  if (replay && !program.graph)
+    if (Status s = capture(program); !s)
+      return s;
+  if (replay) {
+    ScopedErrorContext context("program '" + name + "' (CUDA graph; MT_CUDA_SYNC=1 names "
+                               "the failing instruction): ");
+    MT_CUDA_CHECK(cudaGraphLaunch(program.graph, stream_));
+  } else if (Status s = launchEagerly(program, result); !s) {
+    return s;
+  }
+  if (!program.deviceOutputs.empty() || options_.profile) {
+    ScopedErrorContext context("program '" + name + "' (reading its outputs): ");
+    for (uint32_t id : program.deviceOutputs)
+      MT_CUDA_CHECK(cudaMemcpyAsync(host_.data(id), arenas_->data(id),
+                                    plan_.buffers(id).size_bytes(), cudaMemcpyDeviceToHost,
+                                    stream_));
+    MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  if (options_.profile && program.runs > 0) {
+    auto &[ms, runs] = wall_[name];
+    ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+              .count();
+    runs += 1;
+  }
+  program.runs += 1;
+  return result;
+}
+
+Status CudaExecutor::clearGradients() {
+  ScopedErrorContext context("clearing the gradients: ");
+  if (std::byte *g = arenas_->arena(plan::GRADIENTS))
+    MT_CUDA_CHECK(cudaMemsetAsync(g, 0, arenas_->arenaBytes(plan::GRADIENTS), stream_));
+  return Status::ok();
+}
+
+Status CudaExecutor::copyArena(plan::ArenaKind kind, cudaMemcpyKind direction) {
+  std::byte *device = arenas_->arena(kind), *host = host_.arena(kind);
+  uint64_t bytes = std::min(arenas_->arenaBytes(kind), host_.arenaBytes(kind));
+  if (!device || !host || bytes == 0)
+    return Status::ok();
+  if (direction == cudaMemcpyHostToDevice)
+    MT_CUDA_CHECK(cudaMemcpyAsync(device, host, bytes, direction, stream_));
+  else
+    MT_CUDA_CHECK(cudaMemcpyAsync(host, device, bytes, direction, stream_));
+  return Status::ok();
+}
+
+Status CudaExecutor::inputsWritten() {
+  ScopedErrorContext context("copying the inputs to the GPU: ");
+  return copyArena(plan::INPUTS, cudaMemcpyHostToDevice);
+}
+
+Status CudaExecutor::refreshShadows(cudaStream_t stream) {
+  return castFloatToBf16(reinterpret_cast<const float *>(arenas_->arena(plan::PARAMETERS)),
+                         arenas_->parameterShadows(), arenas_->parameterElements(), stream);
+}
+
+Status CudaExecutor::stateWritten() {
+  ScopedErrorContext context("copying the weights to the GPU: ");
+  MT_CUDA_RETURN_IF_ERROR(copyArena(plan::PARAMETERS, cudaMemcpyHostToDevice));
+  MT_CUDA_RETURN_IF_ERROR(copyArena(plan::OPTIMIZER, cudaMemcpyHostToDevice));
+  MT_CUDA_RETURN_IF_ERROR(refreshShadows(stream_));
+  MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return Status::ok();
+}
+
+Status CudaExecutor::readState() {
+  ScopedErrorContext context("copying the weights from the GPU: ");
+  MT_CUDA_RETURN_IF_ERROR(copyArena(plan::PARAMETERS, cudaMemcpyDeviceToHost));
+  MT_CUDA_RETURN_IF_ERROR(copyArena(plan::OPTIMIZER, cudaMemcpyDeviceToHost));
+  MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return Status::ok();
+}
+
+std::string CudaExecutor::profileReport() const {
+  std::ostringstream out;
+  size_t free = 0, total = 0;
+  (void)cudaMemGetInfo(&free, &total);
+  out << "GPU memory: plan arenas " << std::fixed << std::setprecision(2)
+      << double(arenas_->totalBytes()) / double(1ull << 30) << " GiB, workspaces "
+      << double(resources_.workspaceBytes) / double(1ull << 30) << " GiB; device in use "
+      << double(total - free) / double(1ull << 30) << " GiB\n";
+  if (profile_.empty())
+    return out.str();
+  double wall = 0, busy = 0;
+  int64_t steps = 0;
+  for (const auto &[name, w] : wall_) {
+    wall += w.first;
+    steps = std::max(steps, w.second);
+  }
+  std::vector<std::pair<std::string, ProfileEntry>> rows(profile_.begin(), profile_.end());
+  std::sort(rows.begin(), rows.end(),
+            [](const auto &a, const auto &b) { return a.second.ms > b.second.ms; });
+  for (const auto &row : rows)
+    busy += row.second.ms;
+  out << "profile (CUDA events per instruction, mean over " << steps
+      << " steps after the first):\n";
+  out << "  class                                           ms/step   share  launches/step\n";
+  auto line = [&](const std::string &name, double ms, int64_t launches) {
+    out << "  " << std::left << std::setw(46) << name << std::right << std::setw(9)
+        << std::setprecision(2) << ms / double(steps) << std::setw(7) << std::setprecision(1)
+        << 100.0 * ms / wall << "%" << std::setw(10) << launches / std::max<int64_t>(steps, 1)
+        << "\n";
+  };
+  for (const auto &[name, entry] : rows)
+    line(name, entry.ms, entry.launches);
+  line("host, launches and idle (wall - kernels)", std::max(0.0, wall - busy), 0);
+  line("wall (programs)", wall, 0);
+  return out.str();
+}
+
+} // namespace
+
+Expected<std::unique_ptr<exec::Executor>> createCudaExecutor(const plan::Plan &plan,
+                                                             exec::HostMemory &host,
+                                                             const exec::RankContext *rank,
+                                                             const CudaOptions &options) {
+  auto executor = std::make_unique<CudaExecutor>(plan, host, rank, options);
+  if (Status s = executor->initialize(); !s)
+    return s;
+  return std::unique_ptr<exec::Executor>(std::move(executor));
+}
+
+} // namespace mt::cuda

@@ -1,0 +1,39 @@
+// The CUDA backend: plan programs lowered once to launches over the plan's
+// arenas in GPU memory (bf16 activations, fp32 master weights, gradients
+// and optimizer state), run on one stream, captured as CUDA graphs.
+#ifndef MT_RUNTIME_CUDA_CUDAEXECUTOR_H
+#define MT_RUNTIME_CUDA_CUDAEXECUTOR_H
+
+#include "runtime/exec/Executor.h"
+#include "runtime/exec/Memory.h"
+#include "runtime/exec/RankContext.h"
+
+#include <memory>
+
+namespace mt::cuda {
+
+struct CudaOptions {
+  /// Replays programs that never wait for the host as CUDA graphs.
+  bool graphs = true;
+  /// Waits for the GPU after every instruction, so that an asynchronous
+  /// fault names its instruction (slow; MT_CUDA_SYNC=1).
+  bool syncEachInstruction = false;
+  /// Times every instruction with CUDA events (no graphs) for
+  /// profileReport().
+  bool profile = false;
+};
+
+/// GPUs visible to this process (0 without a driver).
+int deviceCount();
+
+/// Lowers every program of `plan` for the GPU; `host` is the host side of
+/// the state (HostMemory::Arenas::HostSide is enough). An op without a CUDA
+/// kernel is an error that names its instruction.
+Expected<std::unique_ptr<exec::Executor>> createCudaExecutor(const plan::Plan &plan,
+                                                             exec::HostMemory &host,
+                                                             const exec::RankContext *rank,
+                                                             const CudaOptions &options);
+
+} // namespace mt::cuda
+
+#endif // MT_RUNTIME_CUDA_CUDAEXECUTOR_H

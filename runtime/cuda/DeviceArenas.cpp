@@ -1,0 +1,128 @@
+// Device arenas: one cudaMalloc per arena, buffers at planned offsets.
+#include "runtime/cuda/DeviceArenas.h"
+
+#include "runtime/cuda/Check.h"
+
+#include <cuda_runtime_api.h>
+
+namespace mt::cuda {
+
+namespace {
+constexpr uint64_t kWideAlignment = 256;
+
+uint64_t roundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+} // namespace
+
+Status DeviceArenas::allocate(void **where, uint64_t bytes, const char *what) {
+  *where = nullptr;
+  if (bytes == 0)
+    return Status::ok();
+  if (cudaError_t e = cudaMalloc(where, bytes); e != cudaSuccess) {
+    size_t free = 0, total = 0;
+    (void)cudaGetLastError();
+    (void)cudaMemGetInfo(&free, &total);
+    return Status::error("cannot allocate the " + std::string(what) + " arena (" +
+                         std::to_string(bytes >> 20) + " MiB) on the GPU: " +
+                         cudaGetErrorString(e) + "; " + std::to_string(free >> 20) +
+                         " of " + std::to_string(total >> 20) +
+                         " MiB free, after " + std::to_string(total_ >> 20) +
+                         " MiB of the plan's arenas");
+  }
+  allocations_.push_back(*where);
+  total_ += bytes;
+  return Status::ok();
+}
+
+Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &plan,
+                                                             const std::set<uint32_t> &wide) {
+  std::unique_ptr<DeviceArenas> d(new DeviceArenas(plan));
+  uint64_t wideBytes = 0;
+  for (uint32_t id : wide) {
+    d->wideOffsets_[id] = wideBytes;
+    wideBytes += roundUp(plan.buffers(id).size_bytes(), kWideAlignment);
+  }
+  for (const plan::Arena &a : plan.arenas()) {
+    void *p = nullptr;
+    const std::string name = plan::ArenaKind_Name(a.kind());
+    if (a.kind() == plan::ACTIVATIONS) {
+      // bf16 at half the planned offsets; 64-byte planned alignment stays 32.
+      if (Status s = d->allocate(&p, roundUp(a.size_bytes() / 2, 64), "ACTIVATIONS (bf16)"); !s)
+        return s;
+      d->activations_ = static_cast<std::byte *>(p);
+    } else {
+      if (Status s = d->allocate(&p, a.size_bytes(), name.c_str()); !s)
+        return s;
+    }
+    d->arenas_[a.kind()] = {static_cast<std::byte *>(p), a.size_bytes()};
+    if (a.kind() == plan::PARAMETERS) {
+      if (Status s = d->allocate(&p, a.size_bytes() / 2, "parameter bf16 shadow"); !s)
+        return s;
+      d->shadows_ = static_cast<bf16 *>(p);
+    }
+  }
+  void *p = nullptr;
+  if (Status s = d->allocate(&p, wideBytes, "32-bit activations"); !s)
+    return s;
+  d->wideArena_ = static_cast<std::byte *>(p);
+  // Zero everything once: padding and never-written buffers read as 0, as
+  // in host memory.
+  for (const auto &[kind, arena] : d->arenas_)
+    if (arena.first)
+      MT_CUDA_CHECK(cudaMemset(arena.first, 0,
+                               kind == plan::ACTIVATIONS ? arena.second / 2 : arena.second));
+  if (d->wideArena_)
+    MT_CUDA_CHECK(cudaMemset(d->wideArena_, 0, wideBytes));
+  return d;
+}
+
+DeviceArenas::~DeviceArenas() {
+  for (void *p : allocations_)
+    (void)cudaFree(p);
+}
+
+DeviceArenas::Storage DeviceArenas::storage(uint32_t id) const {
+  switch (plan_.buffers(id).arena()) {
+  case plan::ACTIVATIONS:
+    return wideOffsets_.count(id) ? Storage::Wide : Storage::Bf16Activation;
+  case plan::PARAMETERS:
+    return Storage::Parameter;
+  default:
+    return Storage::AsPlanned;
+  }
+}
+
+std::byte *DeviceArenas::data(uint32_t id) const {
+  const plan::Buffer &b = plan_.buffers(id);
+  switch (storage(id)) {
+  case Storage::Bf16Activation:
+    return activations_ + b.offset_bytes() / 2;
+  case Storage::Wide:
+    return wideArena_ + wideOffsets_.at(id);
+  default:
+    return arenas_.at(b.arena()).first + b.offset_bytes();
+  }
+}
+
+bf16 *DeviceArenas::bf16Data(uint32_t id) const {
+  const plan::Buffer &b = plan_.buffers(id);
+  switch (storage(id)) {
+  case Storage::Bf16Activation:
+    return reinterpret_cast<bf16 *>(activations_ + b.offset_bytes() / 2);
+  case Storage::Parameter:
+    return shadows_ + b.offset_bytes() / 4;
+  default:
+    return nullptr;
+  }
+}
+
+std::byte *DeviceArenas::arena(plan::ArenaKind kind) const {
+  auto it = arenas_.find(kind);
+  return it == arenas_.end() ? nullptr : it->second.first;
+}
+
+uint64_t DeviceArenas::arenaBytes(plan::ArenaKind kind) const {
+  auto it = arenas_.find(kind);
+  return it == arenas_.end() ? 0 : it->second.second;
+}
+
+} // namespace mt::cuda

@@ -1,0 +1,79 @@
+// The plan's arenas on the GPU, each allocated once with cudaMalloc, and the
+// typed device address of every buffer.
+//
+// The plan sizes buffers in fp32; the GPU keeps activations in bf16. Every
+// bf16 activation lives at half its planned offset in an arena of half the
+// planned size: halving all offsets and sizes keeps buffers that the plan
+// keeps apart apart, so the plan's liveness-planned reuse holds as is.
+// Activations that must stay 32-bit (the attention's log-sum-exp, integer
+// indices, optimizer scalars) get their own small arena without reuse.
+// Parameters keep their fp32 master copy and get a bf16 shadow laid out the
+// same halved way, so one cast refreshes every shadow after an update.
+#ifndef MT_RUNTIME_CUDA_DEVICEARENAS_H
+#define MT_RUNTIME_CUDA_DEVICEARENAS_H
+
+#include "runtime/plan/plan.pb.h"
+#include "runtime/support/Status.h"
+
+#include <cuda_bf16.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <vector>
+
+namespace mt::cuda {
+
+using bf16 = __nv_bfloat16;
+
+class DeviceArenas {
+public:
+  /// How a buffer is stored on the device.
+  enum class Storage {
+    Bf16Activation, // ACTIVATIONS at half the planned offset
+    Wide,           // ACTIVATIONS kept in the plan's dtype, not reused
+    Parameter,      // fp32 master, plus a bf16 shadow
+    AsPlanned,      // GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the host layout
+  };
+
+  /// `wide`: the ACTIVATIONS buffers to keep in their planned dtype.
+  static Expected<std::unique_ptr<DeviceArenas>> create(const plan::Plan &plan,
+                                                        const std::set<uint32_t> &wide);
+  ~DeviceArenas();
+  DeviceArenas(const DeviceArenas &) = delete;
+  DeviceArenas &operator=(const DeviceArenas &) = delete;
+
+  Storage storage(uint32_t buffer) const;
+  /// The address of `buffer` in its device storage (the fp32 master of a
+  /// parameter).
+  std::byte *data(uint32_t buffer) const;
+  /// The bf16 view of a bf16 activation or of a parameter's shadow.
+  bf16 *bf16Data(uint32_t buffer) const;
+
+  /// A planned arena on the device (null when the plan has none).
+  std::byte *arena(plan::ArenaKind kind) const;
+  uint64_t arenaBytes(plan::ArenaKind kind) const;
+  bf16 *parameterShadows() const { return shadows_; }
+  /// fp32 elements in the PARAMETERS arena (padding included).
+  int64_t parameterElements() const { return int64_t(arenaBytes(plan::PARAMETERS) / 4); }
+  /// Bytes allocated on the device, all arenas together.
+  uint64_t totalBytes() const { return total_; }
+
+private:
+  DeviceArenas(const plan::Plan &plan) : plan_(plan) {}
+  Status allocate(void **where, uint64_t bytes, const char *what);
+
+  const plan::Plan &plan_;
+  std::map<plan::ArenaKind, std::pair<std::byte *, uint64_t>> arenas_;
+  std::byte *activations_ = nullptr, *wideArena_ = nullptr;
+  bf16 *shadows_ = nullptr;
+  std::map<uint32_t, uint64_t> wideOffsets_;
+  std::vector<void *> allocations_;
+  uint64_t total_ = 0;
+};
+
+} // namespace mt::cuda
+
+#endif // MT_RUNTIME_CUDA_DEVICEARENAS_H

@@ -1,0 +1,277 @@
+// The CUDA kernel of each plan op: operand views resolved once, launched
+// with the attributes the plan gives (runtime/plan/OpRegistry.cpp lists
+// them; the plan loader has checked every operand's size).
+#include "runtime/cuda/Add.h"
+#include "runtime/cuda/AdamW.h"
+#include "runtime/cuda/Attention.h"
+#include "runtime/cuda/Check.h"
+#include "runtime/cuda/CrossEntropy.h"
+#include "runtime/cuda/Lowering.h"
+#include "runtime/cuda/Norm.h"
+#include "runtime/cpu/CpuExecutor.h"
+
+#include <cmath>
+#include <unordered_map>
+
+namespace mt::cuda {
+namespace {
+
+using plan::Attrs;
+using Lowering = void (*)(Lowerer &, const Attrs &);
+
+void linear(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0), *w = L.bfIn(1);
+  const bf16 *bias = a.i("has_bias") ? L.bfIn(2) : nullptr;
+  bf16 *y = L.bfOut(0);
+  int64_t t = a.i("tokens"), in = a.i("in"), out = a.i("out");
+  GemmRunner *g = L.resources().gemm.get();
+  L.emit([=](cudaStream_t s) { return g->linearForward(x, w, bias, y, t, in, out, s); });
+}
+
+void linearGradInput(Lowerer &L, const Attrs &a) {
+  const bf16 *dy = L.bfIn(0), *w = L.bfIn(1);
+  bool add = false;
+  bf16 *dx = L.bfOutOrSum(0, add);
+  int64_t t = a.i("tokens"), in = a.i("in"), out = a.i("out");
+  GemmRunner *g = L.resources().gemm.get();
+  L.emit([=](cudaStream_t s) {
+    return g->linearBackwardInput(dy, w, dx, t, in, out, s, add);
+  });
+}
+
+void linearGradWeight(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0), *dy = L.bfIn(1);
+  float *dw = L.f32Sum(0);
+  int64_t t = a.i("tokens"), in = a.i("in"), out = a.i("out");
+  GemmRunner *g = L.resources().gemm.get();
+  L.emit([=](cudaStream_t s) { return g->linearBackwardWeight(x, dy, dw, t, in, out, s); });
+}
+
+void biasAddOp(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0), *b = L.bfIn(1);
+  bf16 *y = L.bfOut(0);
+  int64_t rows = a.i("rows"), dim = a.i("dim");
+  L.emit([=](cudaStream_t s) { return biasAdd(x, b, y, rows, dim, s); });
+}
+
+void biasGradOp(Lowerer &L, const Attrs &a) {
+  const bf16 *dy = L.bfIn(0);
+  float *db = L.f32Sum(0);
+  int64_t t = a.i("tokens"), out = a.i("out");
+  L.emit([=](cudaStream_t s) { return biasGrad(dy, db, t, out, s); });
+}
+
+void swiglu(Lowerer &L, const Attrs &a) {
+  const bf16 *gate = L.bfIn(0), *up = L.bfIn(1);
+  bf16 *y = L.bfOut(0);
+  int64_t n = a.i("n");
+  L.emit([=](cudaStream_t s) { return swigluForward(gate, up, y, n, s); });
+}
+
+void swigluGrad(Lowerer &L, const Attrs &a) {
+  const bf16 *gate = L.bfIn(0), *up = L.bfIn(1), *dy = L.bfIn(2);
+  bf16 *dgate = L.bfOut(0), *dup = L.bfOut(1);
+  int64_t n = a.i("n");
+  L.emit([=](cudaStream_t s) { return swigluBackward(gate, up, dy, dgate, dup, n, s); });
+}
+
+void addOp(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0), *y = L.bfIn(1);
+  bf16 *out = L.bfOut(0);
+  int64_t n = a.i("n");
+  L.emit([=](cudaStream_t s) { return add(x, y, out, n, s); });
+}
+
+void accumulateOp(Lowerer &L, const Attrs &a) {
+  bool isBf16 = false;
+  void *out = L.sumOut(0, isBf16);
+  int64_t n = a.i("n");
+  if (isBf16) {
+    const bf16 *x = L.bfIn(0);
+    L.emit([=](cudaStream_t s) { return accumulate(x, static_cast<bf16 *>(out), n, s); });
+  } else {
+    const float *x = L.f32In(0);
+    L.emit([=](cudaStream_t s) { return accumulate(x, static_cast<float *>(out), n, s); });
+  }
+}
+
+void rmsnorm(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0), *w = L.bfIn(1);
+  bf16 *y = L.bfOut(0);
+  int64_t rows = a.i("rows"), dim = a.i("dim");
+  float eps = float(a.f("eps"));
+  L.emit([=](cudaStream_t s) {
+    return rmsnormForward(x, nullptr, nullptr, w, y, rows, dim, eps, s);
+  });
+}
+
+void rmsnormGrad(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0), *w = L.bfIn(1), *dy = L.bfIn(2);
+  bf16 *dx = L.bfOut(0);
+  float *dw = L.f32Sum(1);
+  int64_t rows = a.i("rows"), dim = a.i("dim");
+  float eps = float(a.f("eps"));
+  L.needWorkspace(rmsnormBackwardWorkspaceBytes(rows, dim));
+  Resources *r = &L.resources();
+  L.emit([=](cudaStream_t s) {
+    return rmsnormBackward(x, w, dy, nullptr, dx, dw, r->workspace, rows, dim, eps, s);
+  });
+}
+
+/// The device cos/sin table of a rotary instruction, shared by equal ones.
+const RotaryTable *rotaryTable(Lowerer &L, const Attrs &a) {
+  cpu::RotaryParams p = cpu::rotaryParamsOf(a);
+  auto key = std::make_tuple(p.theta, p.scalingFactor, p.lowFreqFactor, p.highFreqFactor,
+                             p.originalMaxPosition, a.i("seq"), a.i("head_dim"));
+  auto &tables = L.resources().rotaryTables;
+  if (auto it = tables.find(key); it != tables.end())
+    return &it->second;
+  auto table = RotaryTable::create(p, a.i("seq"), a.i("head_dim"));
+  if (!table) {
+    L.fail(table.message());
+    return nullptr;
+  }
+  return &tables.emplace(key, std::move(*table)).first->second;
+}
+
+template <bool kBackward> void rotary(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0);
+  bf16 *y = L.bfOut(0);
+  const RotaryTable *table = rotaryTable(L, a);
+  int64_t batch = a.i("batch"), seq = a.i("seq"), heads = a.i("heads");
+  L.emit([=](cudaStream_t s) {
+    return kBackward ? rotaryBackward(x, y, batch, seq, heads, *table, s)
+                     : rotaryForward(x, y, batch, seq, heads, *table, s);
+  });
+}
+
+AttentionShape attentionShape(Lowerer &L, const Attrs &a) {
+  AttentionShape shape{a.i("batch"), a.i("seq"),      a.i("heads"),
+                       a.i("kv_heads"), a.i("head_dim"), float(a.f("scale"))};
+  if (shape.headDim != 64 && shape.headDim != 128)
+    L.fail("head_dim " + std::to_string(shape.headDim) +
+           ": the CUDA attention kernels take 64 or 128");
+  if (shape.kvHeads < 1 || shape.heads % shape.kvHeads != 0)
+    L.fail("heads (" + std::to_string(shape.heads) + ") must be a multiple of kv_heads (" +
+           std::to_string(shape.kvHeads) + ")");
+  return shape;
+}
+
+void attention(Lowerer &L, const Attrs &a) {
+  const bf16 *q = L.bfIn(0), *k = L.bfIn(1), *v = L.bfIn(2);
+  bf16 *out = L.bfOut(0);
+  float *lse = L.f32Out(1);
+  AttentionShape shape = attentionShape(L, a);
+  L.emit([=](cudaStream_t s) { return attentionForward(q, k, v, out, lse, shape, s); });
+}
+
+void attentionGrad(Lowerer &L, const Attrs &a) {
+  const bf16 *q = L.bfIn(0), *k = L.bfIn(1), *v = L.bfIn(2), *out = L.bfIn(3),
+             *dout = L.bfIn(4);
+  const float *lse = L.f32In(5);
+  bf16 *dq = L.bfOut(0), *dk = L.bfOut(1), *dv = L.bfOut(2);
+  AttentionShape shape = attentionShape(L, a);
+  L.needWorkspace(attentionBackwardWorkspaceBytes(shape));
+  Resources *r = &L.resources();
+  L.emit([=](cudaStream_t s) {
+    return attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, r->workspace, shape, s);
+  });
+}
+
+/// Vocabulary-parallel embeddings and losses need the tp group's collectives.
+void requireWholeVocabulary(Lowerer &L, const Attrs &a) {
+  if (!a.s("vocab_parallel_axis").empty())
+    L.fail("the vocabulary is split over '" + a.s("vocab_parallel_axis") +
+           "': the CUDA backend runs single-rank plans");
+  if (a.i("valid_vocab", a.i("vocab")) != a.i("vocab"))
+    L.fail("a padded vocabulary needs the vocab-parallel kernels");
+}
+
+void embedding(Lowerer &L, const Attrs &a) {
+  requireWholeVocabulary(L, a);
+  const int32_t *ids = L.i32In(0);
+  const bf16 *table = L.bfIn(1);
+  bf16 *y = L.bfOut(0);
+  int64_t t = a.i("tokens"), h = a.i("hidden");
+  L.emit([=](cudaStream_t s) { return embeddingForward(ids, table, y, t, h, s); });
+}
+
+void embeddingGrad(Lowerer &L, const Attrs &a) {
+  requireWholeVocabulary(L, a);
+  const int32_t *ids = L.i32In(0);
+  const bf16 *dy = L.bfIn(1);
+  float *dtable = L.f32Sum(0);
+  int64_t t = a.i("tokens"), v = a.i("vocab"), h = a.i("hidden");
+  L.needWorkspace(embeddingBackwardWorkspaceBytes(v));
+  Resources *r = &L.resources();
+  L.emit([=](cudaStream_t s) {
+    return embeddingBackward(ids, dy, dtable, r->workspace, t, v, h, s);
+  });
+}
+
+void crossEntropy(Lowerer &L, const Attrs &a) {
+  requireWholeVocabulary(L, a);
+  const bf16 *logits = L.bfIn(0);
+  const int32_t *labels = L.i32In(1);
+  const float *mask = L.f32In(2);
+  float *loss = L.f32Out(0);
+  int64_t t = a.i("tokens"), v = a.i("vocab");
+  auto stats = L.resources().allocate(size_t(t + 1) * sizeof(float));
+  if (!stats)
+    return L.fail(stats.message());
+  float *lse = static_cast<float *>(*stats);
+  L.resources().crossEntropyStats[L.instruction().inputs(0)] = lse;
+  L.emit([=](cudaStream_t s) {
+    return crossEntropyForward(logits, labels, mask, lse, loss, lse + t, t, v, s);
+  });
+}
+
+void crossEntropyGrad(Lowerer &L, const Attrs &a) {
+  requireWholeVocabulary(L, a);
+  const bf16 *logits = L.bfIn(0);
+  const int32_t *labels = L.i32In(1);
+  const float *mask = L.f32In(2), *seed = L.f32In(3);
+  bf16 *dlogits = L.bfOut(0);
+  int64_t t = a.i("tokens"), v = a.i("vocab");
+  auto &stats = L.resources().crossEntropyStats;
+  auto it = stats.find(L.instruction().inputs(0));
+  if (it == stats.end())
+    return L.fail("no cross_entropy of these logits runs before it");
+  const float *lse = it->second;
+  L.emit([=](cudaStream_t s) {
+    return crossEntropyBackward(logits, labels, mask, lse, lse + t, seed, dlogits, t, v, s);
+  });
+}
+
+} // namespace
+
+bool lowerOp(Lowerer &L, const std::string &op, const Attrs &attrs) {
+  static const std::unordered_map<std::string, Lowering> table = {
+      {"linear", linear},
+      {"linear_grad_input", linearGradInput},
+      {"linear_grad_weight", linearGradWeight},
+      {"bias_add", biasAddOp},
+      {"bias_grad", biasGradOp},
+      {"swiglu", swiglu},
+      {"swiglu_grad", swigluGrad},
+      {"add", addOp},
+      {"accumulate", accumulateOp},
+      {"rmsnorm", rmsnorm},
+      {"rmsnorm_grad", rmsnormGrad},
+      {"rotary", rotary<false>},
+      {"rotary_grad", rotary<true>},
+      {"attention", attention},
+      {"attention_grad", attentionGrad},
+      {"embedding", embedding},
+      {"embedding_grad", embeddingGrad},
+      {"cross_entropy", crossEntropy},
+      {"cross_entropy_grad", crossEntropyGrad},
+  };
+  if (auto it = table.find(op); it != table.end()) {
+    it->second(L, attrs);
+    return true;
+  }
+  return lowerOptimizerOp(L, op, attrs);
+}
+
+} // namespace mt::cuda

@@ -1,0 +1,145 @@
+// Lowering of plan programs to CUDA launches: each instruction becomes a
+// closure over its resolved device addresses, made once, so that running a
+// step only calls launchers (and can be captured as a CUDA graph).
+//
+// Output semantics follow runtime/cpu/Kernels.md: forward kernels write,
+// backward kernels add into buffers the plan zero-fills first. The CUDA
+// kernels that produce bf16 activation gradients write instead, so the
+// fill_zero before such a writer is dropped; a later writer of the same
+// buffer adds (cuBLASLt's beta = 1), or lowering fails naming the op.
+#ifndef MT_RUNTIME_CUDA_LOWERING_H
+#define MT_RUNTIME_CUDA_LOWERING_H
+
+#include "runtime/cuda/DeviceArenas.h"
+#include "runtime/cuda/Elementwise.h"
+#include "runtime/cuda/Gemm.h"
+#include "runtime/exec/Memory.h"
+#include "runtime/plan/OpRegistry.h"
+
+#include <cuda_runtime_api.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace mt::cuda {
+
+using Launch = std::function<Status(cudaStream_t)>;
+
+/// One lowered instruction.
+struct Step {
+  Launch launch;        // null: nothing to do on the device
+  int instruction = -1; // index in the plan program
+  bool onHost = false;  // host work, or a wait for the device: not capturable
+  /// Host value that check_finite tests: the program stops when it is not
+  /// finite (the step is skipped).
+  const float *checkFinite = nullptr;
+};
+
+/// What every lowered instruction of one executor shares. Instructions run
+/// in order on one stream, so they share one kernel workspace.
+struct Resources {
+  DeviceArenas *arenas = nullptr;
+  exec::HostMemory *host = nullptr;
+  std::unique_ptr<GemmRunner> gemm;
+  std::map<std::tuple<double, double, double, double, int64_t, int64_t, int64_t>,
+           RotaryTable> rotaryTables;
+  /// Host copies of the optimizer's scalars that live in device-only
+  /// buffers (the clipping factor).
+  std::map<uint32_t, float> hostScalars;
+  /// Per logits buffer: the cross-entropy forward's row log-sum-exps and
+  /// mask total ([tokens + 1] floats), read by its backward.
+  std::map<uint32_t, float *> crossEntropyStats;
+  size_t workspaceBytes = 0; // the largest need, known after lowering
+  void *workspace = nullptr; // allocated after lowering
+  std::vector<void *> owned; // device allocations freed with the executor
+
+  ~Resources();
+  /// A zeroed device allocation owned by these resources.
+  Expected<void *> allocate(size_t bytes);
+};
+
+/// Lowers the programs of one plan.
+class Lowerer {
+public:
+  Lowerer(const plan::Plan &plan, Resources &resources)
+      : plan_(plan), res_(resources) {}
+
+  /// The ACTIVATIONS buffers that stay 32-bit on the device.
+  static std::set<uint32_t> wideActivations(const plan::Plan &plan);
+
+  Expected<std::vector<Step>> lower(const plan::Program &program);
+
+  // --- for the op lowerings (runtime/cuda/LowerOps.cpp) ---
+  const plan::Instruction &instruction() const { return *instr_; }
+  /// Device views of the current instruction's operands; a view that does
+  /// not fit the buffer's storage records an error and returns null.
+  const bf16 *bfIn(int i) { return bf(instr_->inputs(i), "input", i); }
+  const float *f32In(int i) { return f32(instr_->inputs(i), "input", i); }
+  const int32_t *i32In(int i);
+  /// Output i for a kernel that writes it.
+  bf16 *bfOut(int i) { return bf(target(i, Capability::Writes), "output", i); }
+  float *f32Out(int i) { return f32(target(i, Capability::Writes), "output", i); }
+  /// Output i for a kernel that adds into it (fp32 main gradients).
+  float *f32Sum(int i) { return f32(target(i, Capability::Adds), "output", i); }
+  /// Input i on the host: an INPUTS buffer, or a scalar made by a host step.
+  const float *hostIn(int i) { return hostScalar(instr_->inputs(i)); }
+  const int64_t *hostI64In(int i);
+  /// Output i for a kernel that can write or add: whether it must add.
+  bf16 *bfOutOrSum(int i, bool &add);
+  /// Host scalar for a one-element buffer (OUTPUTS: the host memory; else a
+  /// slot of Resources::hostScalars).
+  float *hostScalar(uint32_t buffer);
+  void needWorkspace(size_t bytes) { res_.workspaceBytes = std::max(res_.workspaceBytes, bytes); }
+  Resources &resources() { return res_; }
+  const plan::Plan &plan() const { return plan_; }
+  void emit(Launch launch, bool onHost = false) {
+    steps_.push_back({std::move(launch), index_, onHost, nullptr});
+    lastStepState_.reset();
+  }
+  /// What the lowering that emitted the last step left for the next
+  /// instruction (a multi-tensor group it may join); any emit clears it.
+  std::shared_ptr<void> &lastStepState() { return lastStepState_; }
+  /// Output i for a kernel that adds into it (bf16 or fp32 by its storage).
+  void *sumOut(int i, bool &isBf16);
+  void emitCheck(const float *hostValue) {
+    steps_.push_back({nullptr, index_, false, hostValue});
+    lastStepState_.reset();
+  }
+  /// Records why the current instruction cannot be lowered.
+  void fail(const std::string &why) {
+    if (error_.empty())
+      error_ = why;
+  }
+
+private:
+  enum class Capability { Writes, Adds, Either };
+  /// Output i's buffer, after deciding whether its kernel writes or adds.
+  uint32_t target(int i, Capability capability, bool *add = nullptr);
+  bf16 *bf(uint32_t buffer, const char *role, int i);
+  float *f32(uint32_t buffer, const char *role, int i);
+  std::string describe(uint32_t buffer) const;
+
+  const plan::Plan &plan_;
+  Resources &res_;
+  const plan::Instruction *instr_ = nullptr;
+  int index_ = -1;
+  std::vector<Step> steps_;
+  std::string error_;
+  /// Buffers zero-filled and not written since: the step index of the fill.
+  std::map<uint32_t, size_t> pendingZero_;
+  std::shared_ptr<void> lastStepState_;
+};
+
+/// The lowering of one op; returns false when the op has no CUDA kernel.
+bool lowerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
+/// Same for the optimizer's ops (runtime/cuda/LowerOptimizer.cpp).
+bool lowerOptimizerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
+
+} // namespace mt::cuda
+
+#endif // MT_RUNTIME_CUDA_LOWERING_H
