@@ -32,6 +32,7 @@ struct AdamWGroup {
   float *param[kGroup];
   const float *grad[kGroup];
   float *m[kGroup], *v[kGroup];
+  __nv_bfloat16 *shadow[kGroup]; // null: none
 };
 
 struct SpanGroup {
@@ -87,6 +88,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t end = min(group.table.n[t], start + kChunk);
   float *param = group.param[t], *m = group.m[t], *v = group.v[t];
   const float *grad = group.grad[t];
+  __nv_bfloat16 *shadow = group.shadow[t];
   const float scale = deviceGradScale ? *deviceGradScale : s.gradScale;
   int64_t scalarFrom = start;
   if (group.table.vec[t]) {
@@ -103,11 +105,19 @@ __global__ void __launch_bounds__(kThreads)
       *reinterpret_cast<float4 *>(param + i) = p4;
       *reinterpret_cast<float4 *>(m + i) = m4;
       *reinterpret_cast<float4 *>(v + i) = v4;
+      if (shadow) { // 8-byte aligned: half of a 16-byte aligned offset
+        __nv_bfloat162 *out = reinterpret_cast<__nv_bfloat162 *>(shadow + i);
+        out[0] = __floats2bfloat162_rn(p4.x, p4.y);
+        out[1] = __floats2bfloat162_rn(p4.z, p4.w);
+      }
     }
     scalarFrom = vecEnd;
   }
-  for (int64_t i = scalarFrom + threadIdx.x; i < end; i += kThreads)
+  for (int64_t i = scalarFrom + threadIdx.x; i < end; i += kThreads) {
     adamwElement(param[i], grad[i], m[i], v[i], s, scale);
+    if (shadow)
+      shadow[i] = __float2bfloat16_rn(param[i]);
+  }
 }
 
 /// partials[partialBase + chunk] = sum of x^2 over the chunk, fp32, with a
@@ -221,8 +231,10 @@ Status adamwStep(std::span<const AdamWTensor> tensors,
     group.grad[slot] = t.grad;
     group.m[slot] = t.m;
     group.v[slot] = t.v;
+    group.shadow[slot] = t.shadow;
     group.table.vec[slot] = aligned16(t.param) && aligned16(t.grad) &&
-                            aligned16(t.m) && aligned16(t.v);
+                            aligned16(t.m) && aligned16(t.v) &&
+                            reinterpret_cast<uintptr_t>(t.shadow) % 8 == 0;
   };
   auto launch = [&](int64_t chunks) -> Status {
     adamwKernel<<<chunks, kThreads, 0, stream>>>(group, s, deviceGradScale);

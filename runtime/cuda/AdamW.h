@@ -9,6 +9,7 @@
 #include "runtime/cpu/Optimizer.h"
 #include "runtime/support/Status.h"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -17,12 +18,15 @@
 
 namespace mt::cuda {
 
-/// One parameter tensor's optimizer buffers, n elements each.
+/// One parameter tensor's optimizer buffers, n elements each; `shadow`,
+/// when given, receives the updated parameter rounded to bf16 (the copy
+/// the forward reads), saving a second pass over the weights.
 struct AdamWTensor {
   float *param;
   const float *grad;
   float *m, *v;
   int64_t n;
+  __nv_bfloat16 *shadow = nullptr;
 };
 
 /// One read-only fp32 tensor.

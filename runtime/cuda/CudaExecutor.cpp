@@ -35,7 +35,7 @@ std::string opClass(const std::string &op) {
   if (op.rfind("cross_entropy", 0) == 0)
     return "loss (cross-entropy)";
   if (op == "global_norm" || op == "adamw" || op == "clip_coefficient" ||
-      op == "lr_schedule" || op == "check_finite" || op == "parameter_cast")
+      op == "lr_schedule" || op == "check_finite")
     return "optimizer";
   if (op == "fill_zero")
     return "zero-fills";
@@ -148,17 +148,12 @@ Status CudaExecutor::lowerAll() {
     LoweredProgram &program = programs_[p.name()];
     program.plan = &p;
     program.steps = std::move(*steps);
-    bool updates = false;
     for (const plan::Instruction &instr : p.instructions()) {
-      updates |= instr.op() == "adamw";
       for (uint32_t out : instr.outputs())
         if (plan_.buffers(out).arena() == plan::OUTPUTS && instr.op() != "global_norm" &&
             instr.op() != "lr_schedule")
           program.deviceOutputs.push_back(out);
     }
-    if (updates) // the updated fp32 masters, rounded into the bf16 shadows
-      program.steps.push_back({[this](cudaStream_t s) { return refreshShadows(s); },
-                               -1, false, nullptr});
     for (const Step &step : program.steps)
       program.capturable &= !step.onHost && !step.checkFinite;
   }
@@ -167,8 +162,6 @@ Status CudaExecutor::lowerAll() {
 
 std::string CudaExecutor::where(const LoweredProgram &program, const Step &step) const {
   std::string rank = rank_ ? rank_->describe() + " " : std::string();
-  if (step.instruction < 0)
-    return rank + "program '" + program.plan->name() + "' (parameter bf16 cast): ";
   const plan::Instruction &instr = program.plan->instructions(step.instruction);
   return rank + "program '" + program.plan->name() + "' instruction " +
          std::to_string(step.instruction) + " (" + instr.op() +
@@ -195,10 +188,8 @@ Status CudaExecutor::launchEagerly(LoweredProgram &program, exec::ProgramResult 
       MT_CUDA_CHECK(cudaEventSynchronize(stop_));
       float ms = 0;
       MT_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
-      std::string op = step.instruction < 0
-                           ? "parameter_cast"
-                           : program.plan->instructions(step.instruction).op();
-      ProfileEntry &entry = profile_[opClass(op)];
+      ProfileEntry &entry =
+          profile_[opClass(program.plan->instructions(step.instruction).op())];
       entry.ms += ms;
       entry.launches += 1;
     }

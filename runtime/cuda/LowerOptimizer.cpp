@@ -1,8 +1,8 @@
 // The optimizer program on the GPU: the gradients' sum of squares on the
 // device, read back once per step (the NaN/Inf check and the clipping
 // factor are decided on the host, as the plan's check_finite asks), then
-// multi-tensor AdamW with host scalars, then one cast refreshing every
-// parameter's bf16 shadow.
+// multi-tensor AdamW with host scalars, writing every parameter's bf16
+// shadow as it updates the fp32 master.
 #include "runtime/cuda/AdamW.h"
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Lowering.h"
@@ -92,8 +92,10 @@ void adamw(Lowerer &L, const Attrs &a) {
       return L.fail("adamw updates its parameter and moments in place");
   AdamWGroup g{{},       a.f("beta1"), a.f("beta2"), a.f("eps"), a.f("weight_decay"),
                L.hostIn(4), L.hostIn(6), L.hostI64In(5)};
+  // The parameter's bf16 shadow is written by the same pass.
   AdamWTensor t{const_cast<float *>(L.f32In(0)), L.f32In(1), const_cast<float *>(L.f32In(2)),
-                const_cast<float *>(L.f32In(3)), a.i("n")};
+                const_cast<float *>(L.f32In(3)), a.i("n"),
+                L.resources().arenas->bf16Data(in.inputs(0))};
   // Only an adamw lowering leaves state: the group of the last step.
   if (auto *open = static_cast<AdamWGroup *>(L.lastStepState().get()); open && open->same(g)) {
     open->tensors.push_back(t);

@@ -1,31 +1,80 @@
-// RMSNorm kernels: one block per row for the forward; the backward gives
-// each block a fixed run of rows and reduces dw from per-block partials in
-// a fixed order (deterministic, no atomics).
+// RMSNorm kernels. A row is handled by a group of threads: a whole block
+// for wide rows, one warp for rows of at most kWarpRowMaxDim columns (the
+// per-head q/k norms of Qwen3: head_dim 128), where a block would leave
+// most of its threads idle and wait at a barrier per row. The forward
+// gives each group one row; the backward gives each group a fixed run of
+// rows and reduces dw from per-group partials in a fixed order
+// (deterministic, no atomics).
 #include "runtime/cuda/Norm.h"
 
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Vector.cuh"
 
 #include <algorithm>
+#include <initializer_list>
 
 namespace mt::cuda {
 
 namespace {
 
 using vec::aligned16;
+using vec::aligned8;
 using vec::load;
 using vec::store;
 
 constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+/// Rows up to this many columns are handled by one warp each.
+constexpr int64_t kWarpRowMaxDim = 1024;
 /// Row blocks of the backward (about what an H100 holds at once): partials
 /// of dw are reduced in a fixed order, so the count is a constant rather
 /// than the device's multiprocessor count.
 constexpr int64_t kMaxBackwardBlocks = 1024;
-/// Warps of the partials reduction; each sums every kReduceWarps-th block.
+/// Warps of the partials reduction; each sums every kReduceWarps-th group.
 constexpr int kReduceWarps = 8;
 
+bool warpRows(int64_t dim) { return dim <= kWarpRowMaxDim; }
 
+/// Elements per thread access: 8 (16 bytes) where the row and pointers
+/// allow; 4 (8 bytes) for rows of at most 128 columns, so that a warp's 32
+/// lanes all hold part of the row; else 1.
+int vectorWidth(int64_t dim, std::initializer_list<const void *> pointers) {
+  bool all16 = true, all8 = true;
+  for (const void *p : pointers) {
+    all16 &= aligned16(p);
+    all8 &= aligned8(p);
+  }
+  if (dim % 4 == 0 && all8 && dim <= 128)
+    return 4;
+  if (dim % 8 == 0 && all16)
+    return 8;
+  return dim % 4 == 0 && all8 && warpRows(dim) ? 4 : 1;
+}
 
+/// The threads that share a row: a warp, or the whole block.
+template <bool kWarp> struct RowGroup {
+  static constexpr int kSize = kWarp ? 32 : kThreads;
+  __device__ static int rank() { return kWarp ? threadIdx.x % 32 : threadIdx.x; }
+  /// This group's index in the grid, and the grid's group count.
+  __device__ static int64_t index() {
+    return kWarp ? blockIdx.x * int64_t(kWarps) + threadIdx.x / 32 : blockIdx.x;
+  }
+  __device__ static int64_t count() { return gridDim.x * int64_t(kWarp ? kWarps : 1); }
+  /// This group's slice of a per-group array of `n` floats in shared memory.
+  __device__ static float *shared(float *base, int64_t n) {
+    return kWarp ? base + (threadIdx.x / 32) * n : base;
+  }
+};
+
+/// Sum over the warp of (a, b); every lane gets the result.
+__device__ float2 warpSum(float a, float b) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    a += __shfl_xor_sync(0xffffffffu, a, offset);
+    b += __shfl_xor_sync(0xffffffffu, b, offset);
+  }
+  return make_float2(a, b);
+}
 
 /// Sum over the block of (a, b); every thread gets the result. The leading
 /// barrier lets callers reuse the scratch row after row.
@@ -49,15 +98,23 @@ __device__ float2 blockSum(float a, float b) {
   return total;
 }
 
-template <int V>
+template <bool kWarp> __device__ float2 groupSum(float a, float b) {
+  return kWarp ? warpSum(a, b) : blockSum(a, b);
+}
+
+template <int V, bool kWarp>
 __global__ void __launch_bounds__(kThreads)
     rmsnormForwardKernel(const bf16 *x, const bf16 *residual, bf16 *residualOut,
-                         const bf16 *w, bf16 *y, int64_t dim, float eps) {
-  const int64_t base = blockIdx.x * dim;
+                         const bf16 *w, bf16 *y, int64_t rows, int64_t dim, float eps) {
+  using Group = RowGroup<kWarp>;
+  const int64_t row = Group::index();
+  if (row >= rows) // whole warps only: the block variant has no spare rows
+    return;
+  const int64_t base = row * dim;
   // The normalized input: x, or the bf16-rounded x + residual.
   const bf16 *in = residual ? residualOut + base : x + base;
   float sumSq = 0.0f;
-  for (int64_t c = threadIdx.x * V; c < dim; c += kThreads * V) {
+  for (int64_t c = Group::rank() * V; c < dim; c += Group::kSize * V) {
     float v[V];
     load<V>(x + base + c, v);
     if (residual) {
@@ -72,9 +129,9 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = 0; i < V; ++i)
       sumSq += v[i] * v[i];
   }
-  const float inv = rsqrtf(blockSum(sumSq, 0.0f).x / dim + eps);
+  const float inv = rsqrtf(groupSum<kWarp>(sumSq, 0.0f).x / dim + eps);
   // Each thread re-reads only the elements it wrote (or read) above.
-  for (int64_t c = threadIdx.x * V; c < dim; c += kThreads * V) {
+  for (int64_t c = Group::rank() * V; c < dim; c += Group::kSize * V) {
     float v[V], g[V];
     load<V>(in + c, v);
     load<V>(w + c, g);
@@ -85,25 +142,30 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-/// Rows [first, last) of one block; its dw partial sums live in dynamic
+/// Rows [first, last) of one group; its dw partial sums live in dynamic
 /// shared memory, each column owned by one thread (no races, no atomics).
-template <int V>
+template <int V, bool kWarp>
 __global__ void __launch_bounds__(kThreads)
     rmsnormBackwardKernel(const bf16 *x, const bf16 *w, const bf16 *dy,
                           const bf16 *dresidual, bf16 *dx, float *partials,
                           int64_t rows, int64_t dim, float eps) {
-  extern __shared__ float dwPartial[];
-  for (int64_t c = threadIdx.x * V; c < dim; c += kThreads * V)
+  using Group = RowGroup<kWarp>;
+  extern __shared__ float sharedPartials[];
+  float *dwPartial = Group::shared(sharedPartials, dim);
+  const int rank = Group::rank();
+  constexpr int64_t kStride = Group::kSize * V;
+  for (int64_t c = rank * V; c < dim; c += kStride)
 #pragma unroll
     for (int i = 0; i < V; ++i)
       dwPartial[c + i] = 0.0f;
-  const int64_t perBlock = (rows + gridDim.x - 1) / gridDim.x;
-  const int64_t first = blockIdx.x * perBlock;
-  const int64_t last = min(rows, first + perBlock);
+  const int64_t group = Group::index(), groups = Group::count();
+  const int64_t perGroup = (rows + groups - 1) / groups;
+  const int64_t first = group * perGroup;
+  const int64_t last = min(rows, first + perGroup);
   for (int64_t row = first; row < last; ++row) {
     const int64_t base = row * dim;
     float sumSq = 0.0f, dot = 0.0f;
-    for (int64_t c = threadIdx.x * V; c < dim; c += kThreads * V) {
+    for (int64_t c = rank * V; c < dim; c += kStride) {
       float xv[V], gv[V], wv[V];
       load<V>(x + base + c, xv);
       load<V>(dy + base + c, gv);
@@ -114,11 +176,11 @@ __global__ void __launch_bounds__(kThreads)
         dot += gv[i] * wv[i] * xv[i];
       }
     }
-    const float2 sums = blockSum(sumSq, dot);
+    const float2 sums = groupSum<kWarp>(sumSq, dot);
     const float inv = rsqrtf(sums.x / dim + eps);
     // dx = inv * (w * dy) - x * inv^3 / dim * sum(w * dy * x)
     const float coef = sums.y * inv * inv * inv / dim;
-    for (int64_t c = threadIdx.x * V; c < dim; c += kThreads * V) {
+    for (int64_t c = rank * V; c < dim; c += kStride) {
       float xv[V], gv[V], wv[V], out[V];
       load<V>(x + base + c, xv);
       load<V>(dy + base + c, gv);
@@ -134,14 +196,14 @@ __global__ void __launch_bounds__(kThreads)
       store<V>(dx + base + c, out);
     }
   }
-  for (int64_t c = threadIdx.x * V; c < dim; c += kThreads * V)
+  for (int64_t c = rank * V; c < dim; c += kStride)
 #pragma unroll
     for (int i = 0; i < V; ++i)
-      partials[blockIdx.x * dim + c + i] = dwPartial[c + i];
+      partials[group * dim + c + i] = dwPartial[c + i];
 }
 
-/// dw[c] += sum over blocks b of partials[b, c]. Lane = column (coalesced);
-/// warp w sums blocks w, w + 8, ... in order, then warp 0 adds the eight
+/// dw[c] += sum over groups b of partials[b, c]. Lane = column (coalesced);
+/// warp w sums groups w, w + 8, ... in order, then warp 0 adds the eight
 /// sums in warp order: a fixed order, so every run gives the same bits.
 __global__ void __launch_bounds__(32 * kReduceWarps)
     reducePartialsKernel(const float *partials, float *dw, int64_t blocks,
@@ -166,8 +228,22 @@ __global__ void __launch_bounds__(32 * kReduceWarps)
   }
 }
 
-int64_t backwardBlocks(int64_t rows) {
-  return std::min(rows, kMaxBackwardBlocks);
+/// Blocks of the backward, and the row groups they hold (fixed by the
+/// shape alone, so the partials are summed in the same order everywhere).
+int64_t backwardBlocks(int64_t rows, int64_t dim) {
+  return warpRows(dim) ? std::min((rows + kWarps - 1) / kWarps, kMaxBackwardBlocks)
+                       : std::min(rows, kMaxBackwardBlocks);
+}
+int64_t backwardGroups(int64_t rows, int64_t dim) {
+  return backwardBlocks(rows, dim) * (warpRows(dim) ? kWarps : 1);
+}
+
+template <int V, bool kWarp>
+void launchForward(const bf16 *x, const bf16 *residual, bf16 *residualOut, const bf16 *w,
+                   bf16 *y, int64_t rows, int64_t dim, float eps, cudaStream_t stream) {
+  const int64_t blocks = kWarp ? (rows + kWarps - 1) / kWarps : rows;
+  rmsnormForwardKernel<V, kWarp><<<blocks, kThreads, 0, stream>>>(
+      x, residual, residualOut, w, y, rows, dim, eps);
 }
 
 } // namespace
@@ -180,20 +256,23 @@ Status rmsnormForward(const bf16 *x, const bf16 *residual, bf16 *residualOut,
                          "rmsnormForward: residual given without residualOut");
   if (rows == 0 || dim == 0)
     return Status::ok();
-  const bool vec = dim % 8 == 0 && aligned16(x) && aligned16(residual) &&
-                   aligned16(residualOut) && aligned16(w) && aligned16(y);
-  if (vec)
-    rmsnormForwardKernel<8><<<rows, kThreads, 0, stream>>>(
-        x, residual, residualOut, w, y, dim, eps);
-  else
-    rmsnormForwardKernel<1><<<rows, kThreads, 0, stream>>>(
-        x, residual, residualOut, w, y, dim, eps);
+  const bool warp = warpRows(dim);
+  auto launch = warp ? launchForward<1, true> : launchForward<1, false>;
+  switch (vectorWidth(dim, {x, residual, residualOut, w, y})) {
+  case 8:
+    launch = warp ? launchForward<8, true> : launchForward<8, false>;
+    break;
+  case 4:
+    launch = launchForward<4, true>;
+    break;
+  }
+  launch(x, residual, residualOut, w, y, rows, dim, eps, stream);
   MT_CUDA_CHECK_LAUNCH("rmsnormForwardKernel");
   return Status::ok();
 }
 
 size_t rmsnormBackwardWorkspaceBytes(int64_t rows, int64_t dim) {
-  return static_cast<size_t>(backwardBlocks(rows) * dim) * sizeof(float);
+  return static_cast<size_t>(backwardGroups(rows, dim) * dim) * sizeof(float);
 }
 
 Status rmsnormBackward(const bf16 *x, const bf16 *w, const bf16 *dy,
@@ -202,12 +281,19 @@ Status rmsnormBackward(const bf16 *x, const bf16 *w, const bf16 *dy,
                        cudaStream_t stream) {
   if (rows == 0 || dim == 0)
     return Status::ok();
-  const int64_t blocks = backwardBlocks(rows);
-  const size_t shared = static_cast<size_t>(dim) * sizeof(float);
+  const bool warp = warpRows(dim);
+  const int64_t blocks = backwardBlocks(rows, dim);
+  const size_t shared = static_cast<size_t>(dim * (warp ? kWarps : 1)) * sizeof(float);
   auto *partials = static_cast<float *>(workspace);
-  const bool vec = dim % 8 == 0 && aligned16(x) && aligned16(w) &&
-                   aligned16(dy) && aligned16(dresidual) && aligned16(dx);
-  auto kernel = vec ? rmsnormBackwardKernel<8> : rmsnormBackwardKernel<1>;
+  auto kernel = warp ? rmsnormBackwardKernel<1, true> : rmsnormBackwardKernel<1, false>;
+  switch (vectorWidth(dim, {x, w, dy, dresidual, dx})) {
+  case 8:
+    kernel = warp ? rmsnormBackwardKernel<8, true> : rmsnormBackwardKernel<8, false>;
+    break;
+  case 4:
+    kernel = rmsnormBackwardKernel<4, true>;
+    break;
+  }
   // Rows over 12K columns need more than the default 48 KB of shared memory.
   if (shared > 48 * 1024)
     MT_CUDA_CHECK(cudaFuncSetAttribute(
@@ -217,7 +303,7 @@ Status rmsnormBackward(const bf16 *x, const bf16 *w, const bf16 *dy,
                                                partials, rows, dim, eps);
   MT_CUDA_CHECK_LAUNCH("rmsnormBackwardKernel");
   reducePartialsKernel<<<(dim + 31) / 32, 32 * kReduceWarps, 0, stream>>>(
-      partials, dw, blocks, dim);
+      partials, dw, backwardGroups(rows, dim), dim);
   MT_CUDA_CHECK_LAUNCH("reducePartialsKernel");
   return Status::ok();
 }

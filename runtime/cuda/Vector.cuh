@@ -15,6 +15,10 @@ using bf16 = __nv_bfloat16;
 inline bool aligned16(const void *p) {
   return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
+/// Whether `p` allows 8-byte loads (four bf16 values).
+inline bool aligned8(const void *p) {
+  return p == nullptr || reinterpret_cast<uintptr_t>(p) % 8 == 0;
+}
 
 /// Eight bf16 values packed in 16 bytes, as fp32.
 __device__ __forceinline__ void unpack8(const uint4 &raw, float (&v)[8]) {
@@ -37,11 +41,17 @@ __device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
   return raw;
 }
 
-/// V consecutive bf16 values as fp32 (V = 8: one 16-byte load).
+/// V consecutive bf16 values as fp32 (V = 8: one 16-byte load; V = 4: one
+/// 8-byte load).
 template <int V>
 __device__ __forceinline__ void load(const bf16 *p, float (&v)[V]) {
   if constexpr (V == 8) {
     unpack8(*reinterpret_cast<const uint4 *>(p), v);
+  } else if constexpr (V == 4) {
+    const uint2 raw = *reinterpret_cast<const uint2 *>(p);
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&raw.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&raw.y));
+    v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
   } else {
 #pragma unroll
     for (int i = 0; i < V; ++i)
@@ -49,11 +59,17 @@ __device__ __forceinline__ void load(const bf16 *p, float (&v)[V]) {
   }
 }
 
-/// V fp32 values rounded to bf16 (V = 8: one 16-byte store).
+/// V fp32 values rounded to bf16 (V = 8: one 16-byte store; V = 4: one
+/// 8-byte store).
 template <int V>
 __device__ __forceinline__ void store(bf16 *p, const float (&v)[V]) {
   if constexpr (V == 8) {
     *reinterpret_cast<uint4 *>(p) = pack8(v);
+  } else if constexpr (V == 4) {
+    uint2 raw;
+    *reinterpret_cast<__nv_bfloat162 *>(&raw.x) = __floats2bfloat162_rn(v[0], v[1]);
+    *reinterpret_cast<__nv_bfloat162 *>(&raw.y) = __floats2bfloat162_rn(v[2], v[3]);
+    *reinterpret_cast<uint2 *>(p) = raw;
   } else {
 #pragma unroll
     for (int i = 0; i < V; ++i)

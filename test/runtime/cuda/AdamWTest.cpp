@@ -37,6 +37,7 @@ struct HostTensor {
 
 struct DeviceTensor {
   std::unique_ptr<DeviceBuffer<float>> param, grad, m, v;
+  std::unique_ptr<DeviceBuffer<bf16>> shadow;
 };
 
 TEST(AdamWTest, BitExactWithCpuOverStepsAndTensors) {
@@ -64,7 +65,10 @@ TEST(AdamWTest, BitExactWithCpuOverStepsAndTensors) {
     d.param->upload(h.param.data());
     d.m->upload(h.m.data());
     d.v->upload(h.v.data());
-    list.push_back({d.param->get(), d.grad->get(), d.m->get(), d.v->get(), n});
+    // Every other tensor also writes its bf16 shadow.
+    d.shadow = std::make_unique<DeviceBuffer<bf16>>(n);
+    list.push_back({d.param->get(), d.grad->get(), d.m->get(), d.v->get(), n,
+                    i % 2 ? d.shadow->get() : nullptr});
   }
   DeviceBuffer<float> deviceScale(1);
   const std::string shape = std::to_string(sizes.size()) + " tensors, " +
@@ -96,6 +100,12 @@ TEST(AdamWTest, BitExactWithCpuOverStepsAndTensors) {
       ASSERT_EQ(download(*dev[i].param), host[i].param) << what << " param " << i;
       ASSERT_EQ(download(*dev[i].m), host[i].m) << what << " exp_avg " << i;
       ASSERT_EQ(download(*dev[i].v), host[i].v) << what << " exp_avg_sq " << i;
+      if (i % 2) {
+        std::vector<float> rounded(host[i].param);
+        for (float &x : rounded)
+          x = roundBf16(x);
+        ASSERT_EQ(downloadBf16(*dev[i].shadow), rounded) << what << " bf16 shadow " << i;
+      }
     }
   }
   reportRow("adamw(3 steps)", shape, 0.0, tol::kBitExact, !HasFailure());

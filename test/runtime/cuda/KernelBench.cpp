@@ -151,7 +151,10 @@ int run() {
   }
   float *mask = fill(alloc<float>(keep, T), T, 1, 1);
   float *lse = alloc<float>(keep, T), *loss = alloc<float>(keep, 2);
-  void *normWs = alloc<uint8_t>(keep, cuda::rmsnormBackwardWorkspaceBytes(T, H));
+  // Qwen3's per-head q/k norm: rows of head_dim 128 (the same elements as x).
+  const int64_t headRows = T * H / 128;
+  void *normWs = alloc<uint8_t>(keep, std::max(cuda::rmsnormBackwardWorkspaceBytes(T, H),
+                                               cuda::rmsnormBackwardWorkspaceBytes(headRows, 128)));
   void *embedWs = alloc<uint8_t>(keep, cuda::embeddingBackwardWorkspaceBytes(V));
   // Optimizer state of the whole model, one tensor per parameter.
   const std::vector<int64_t> sizes = llamaTensorSizes();
@@ -202,6 +205,12 @@ int run() {
       {"rmsnorm_bwd+dres", tH, 0, 4 * actH, [&] {
          return cuda::rmsnormBackward(x, normW, dy, res, tH1, normDw, normWs, T, H,
                                       1e-5f, s);
+       }},
+      {"rmsnorm_fwd(head)", shapeText({headRows, 128}), 0, 2 * actH,
+       [&] { return cuda::rmsnormForward(x, nullptr, nullptr, normW, tH2, headRows, 128, 1e-6f, s); }},
+      {"rmsnorm_bwd(head)", shapeText({headRows, 128}), 0, 3 * actH, [&] {
+         return cuda::rmsnormBackward(x, normW, dy, nullptr, tH1, normDw, normWs, headRows, 128,
+                                      1e-6f, s);
        }},
       {"swiglu_fwd", tF, 0, 3 * actF,
        [&] { return cuda::swigluForward(gate, up, tF1, T * F, s); }},

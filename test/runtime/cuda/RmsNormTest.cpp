@@ -109,7 +109,11 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(NormCase{7, 13, false}, NormCase{7, 13, true},
                       NormCase{129, 256, false}, NormCase{129, 256, true},
                       NormCase{3, 2048, true}, NormCase{1000, 64, true},
-                      NormCase{5, 16384, false}, NormCase{9, 3000, true}),
+                      NormCase{5, 16384, false}, NormCase{9, 3000, true},
+                      // Warp-per-row: more rows than the backward's groups,
+                      // and the widest warp row.
+                      NormCase{20000, 128, false}, NormCase{77, 1024, true},
+                      NormCase{33, 1032, false}),
     [](const auto &info) {
       const NormCase &c = info.param;
       return joined("r", c.rows, "_d", c.dim, c.residual ? "_res" : "");
