@@ -30,8 +30,8 @@ constexpr int64_t kWarpRowMaxDim = 1024;
 /// of dw are reduced in a fixed order, so the count is a constant rather
 /// than the device's multiprocessor count.
 constexpr int64_t kMaxBackwardBlocks = 1024;
-/// Warps of the partials reduction; each sums every kReduceWarps-th group.
-constexpr int kReduceWarps = 8;
+/// Warps of the partials reduction; each sums every kReduceWarps-th block.
+constexpr int kReduceWarps = 32;
 
 bool warpRows(int64_t dim) { return dim <= kWarpRowMaxDim; }
 
@@ -196,15 +196,26 @@ __global__ void __launch_bounds__(kThreads)
       store<V>(dx + base + c, out);
     }
   }
-  for (int64_t c = rank * V; c < dim; c += kStride)
+  if constexpr (kWarp) {
+    // The block's warps' partials, summed in warp order: one row per block.
+    __syncthreads();
+    for (int64_t c = threadIdx.x; c < dim; c += kThreads) {
+      float total = 0.0f;
+      for (int w = 0; w < kWarps; ++w)
+        total += sharedPartials[w * dim + c];
+      partials[blockIdx.x * dim + c] = total;
+    }
+  } else {
+    for (int64_t c = rank * V; c < dim; c += kStride)
 #pragma unroll
-    for (int i = 0; i < V; ++i)
-      partials[group * dim + c + i] = dwPartial[c + i];
+      for (int i = 0; i < V; ++i)
+        partials[blockIdx.x * dim + c + i] = dwPartial[c + i];
+  }
 }
 
-/// dw[c] += sum over groups b of partials[b, c]. Lane = column (coalesced);
-/// warp w sums groups w, w + 8, ... in order, then warp 0 adds the eight
-/// sums in warp order: a fixed order, so every run gives the same bits.
+/// dw[c] += sum over blocks b of partials[b, c]. Lane = column (coalesced);
+/// warp w sums blocks w, w + kReduceWarps, ... in order, then warp 0 adds
+/// the warps' sums in warp order: a fixed order, so every run gives the same bits.
 __global__ void __launch_bounds__(32 * kReduceWarps)
     reducePartialsKernel(const float *partials, float *dw, int64_t blocks,
                          int64_t dim) {
@@ -228,14 +239,11 @@ __global__ void __launch_bounds__(32 * kReduceWarps)
   }
 }
 
-/// Blocks of the backward, and the row groups they hold (fixed by the
-/// shape alone, so the partials are summed in the same order everywhere).
+/// Blocks of the backward, one dw partial row each (fixed by the shape
+/// alone, so the partials are summed in the same order everywhere).
 int64_t backwardBlocks(int64_t rows, int64_t dim) {
   return warpRows(dim) ? std::min((rows + kWarps - 1) / kWarps, kMaxBackwardBlocks)
                        : std::min(rows, kMaxBackwardBlocks);
-}
-int64_t backwardGroups(int64_t rows, int64_t dim) {
-  return backwardBlocks(rows, dim) * (warpRows(dim) ? kWarps : 1);
 }
 
 template <int V, bool kWarp>
@@ -272,7 +280,7 @@ Status rmsnormForward(const bf16 *x, const bf16 *residual, bf16 *residualOut,
 }
 
 size_t rmsnormBackwardWorkspaceBytes(int64_t rows, int64_t dim) {
-  return static_cast<size_t>(backwardGroups(rows, dim) * dim) * sizeof(float);
+  return static_cast<size_t>(backwardBlocks(rows, dim) * dim) * sizeof(float);
 }
 
 Status rmsnormBackward(const bf16 *x, const bf16 *w, const bf16 *dy,
@@ -303,7 +311,7 @@ Status rmsnormBackward(const bf16 *x, const bf16 *w, const bf16 *dy,
                                                partials, rows, dim, eps);
   MT_CUDA_CHECK_LAUNCH("rmsnormBackwardKernel");
   reducePartialsKernel<<<(dim + 31) / 32, 32 * kReduceWarps, 0, stream>>>(
-      partials, dw, backwardGroups(rows, dim), dim);
+      partials, dw, blocks, dim);
   MT_CUDA_CHECK_LAUNCH("reducePartialsKernel");
   return Status::ok();
 }
