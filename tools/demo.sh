@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs, builds, and runs the main job: the built-in demo model (a byte-level
-# Llama of 3.3M parameters) imported from its Hugging Face config, compiled
-# into a training plan, and trained on the demo corpus on the CPU.
+# Llama of 6.4M parameters) imported from its Hugging Face config, compiled
+# into a training plan, and trained on the demo corpus (mtrun --backend auto:
+# on the GPU where this build has the CUDA backend and a GPU is visible,
+# else on the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
@@ -20,7 +22,7 @@ echo "== mtc compile -o $out/plan (one rank)"
   --warmup-steps 20 --train-steps "$steps" --weight-decay 0.1 --adam-beta2 0.95 \
   -o "$out/plan"
 "$bin/mt-tokenize" models/data/demo-corpus.txt -o "$out/corpus.bin"
-echo "== mtrun $out/plan (CPU backend)"
+echo "== mtrun $out/plan"
 "$bin/mtrun" "$out/plan" --data "$out/corpus.bin" --metrics "$out/metrics.jsonl" \
   --save "$out/checkpoint" --export-hf "$out/hf"
 python3 - "$out/metrics.jsonl" <<'PY'

@@ -47,7 +47,6 @@ public:
     memory_->clear(plan::GRADIENTS);
     return Status::ok();
   }
-  bool hostActivations() const override { return true; }
 
   using Kernel = std::function<Status(const plan::Instruction &, const plan::Attrs &,
                                       exec::HostMemory &, const KernelContext &)>;

@@ -5,6 +5,7 @@
 #include "runtime/cuda/Add.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/GridStride.cuh"
 #include "runtime/cuda/Vector.cuh"
 
 #include <algorithm>
@@ -17,46 +18,10 @@ using vec::aligned16;
 using vec::load;
 using vec::store;
 
-constexpr int kThreads = 256;
-/// Enough resident blocks to fill an H100 several times over; grid-stride
-/// loops cover the rest.
-constexpr int64_t kMaxBlocks = 4096;
-
-int64_t gridFor(int64_t work) {
-  return std::max<int64_t>(1, std::min(kMaxBlocks, (work + kThreads - 1) / kThreads));
-}
-
-/// V consecutive fp32 values (V = 4: one 16-byte access).
-template <int V>
-__device__ __forceinline__ void load(const float *p, float (&v)[V]) {
-  if constexpr (V == 4) {
-    const float4 a = *reinterpret_cast<const float4 *>(p);
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i)
-      v[i] = p[i];
-  }
-}
-
-template <int V>
-__device__ __forceinline__ void store(float *p, const float (&v)[V]) {
-  if constexpr (V == 4) {
-    *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i)
-      p[i] = v[i];
-  }
-}
-
-/// First element of this thread's V-wide group, and the grid's stride.
-template <int V> __device__ __forceinline__ int64_t groupStart() {
-  return (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
-}
-template <int V> __device__ __forceinline__ int64_t groupStride() {
-  return int64_t(gridDim.x) * blockDim.x * V;
-}
+using grid::groupStart;
+using grid::groupStride;
+using grid::kThreads;
+using grid::launchVectorized;
 
 /// y = a + b; a thread reads its group before writing it, so y may alias.
 template <int V>
@@ -139,22 +104,6 @@ __global__ void __launch_bounds__(32 * kBiasWarps)
       total += warpSum[w][lane];
     dbias[c] += total;
   }
-}
-
-/// Launches kernelV over groups of V when n splits into 16-byte-aligned
-/// groups, else kernel1 over single elements; args convert to the kernel's.
-template <int V, typename... Params, typename... Args>
-Status launchVectorized(bool vectorizable, int64_t n, void (*kernelV)(Params...),
-                        void (*kernel1)(Params...), cudaStream_t stream,
-                        Args... args) {
-  if (n == 0)
-    return Status::ok();
-  if (vectorizable && n % V == 0)
-    kernelV<<<gridFor(n / V), kThreads, 0, stream>>>(args...);
-  else
-    kernel1<<<gridFor(n), kThreads, 0, stream>>>(args...);
-  MT_CUDA_CHECK_LAUNCH("addition kernel");
-  return Status::ok();
 }
 
 } // namespace

@@ -73,7 +73,6 @@ public:
   Status stateWritten() override;
   Status readState() override;
   std::string profileReport() const override;
-  bool hostActivations() const override { return false; }
 
 private:
   Status lowerAll();

@@ -4,6 +4,7 @@
 #include "runtime/cuda/Elementwise.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/GridStride.cuh"
 #include "runtime/cuda/Vector.cuh"
 
 #include <algorithm>
@@ -21,51 +22,11 @@ using vec::aligned16;
 using vec::load;
 using vec::store;
 
-constexpr int kThreads = 256;
-/// Enough resident blocks to fill an H100 several times over; grid-stride
-/// loops cover the rest.
-constexpr int64_t kMaxBlocks = 4096;
-
-
-int64_t gridFor(int64_t work) {
-  return std::max<int64_t>(1, std::min(kMaxBlocks, (work + kThreads - 1) / kThreads));
-}
-
-
-
-template <int V>
-__device__ __forceinline__ void load(const float *p, float (&v)[V]) {
-  if constexpr (V == 8) {
-    const float4 a = reinterpret_cast<const float4 *>(p)[0];
-    const float4 b = reinterpret_cast<const float4 *>(p)[1];
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
-    v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i)
-      v[i] = p[i];
-  }
-}
-
-template <int V>
-__device__ __forceinline__ void store(float *p, const float (&v)[V]) {
-  if constexpr (V == 8) {
-    reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
-    reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i)
-      p[i] = v[i];
-  }
-}
-
-/// First element of this thread's V-wide group, and the grid's stride.
-template <int V> __device__ __forceinline__ int64_t groupStart() {
-  return (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) * V;
-}
-template <int V> __device__ __forceinline__ int64_t groupStride() {
-  return int64_t(gridDim.x) * blockDim.x * V;
-}
+using grid::gridFor;
+using grid::groupStart;
+using grid::groupStride;
+using grid::kThreads;
+using grid::launchVectorized;
 
 template <int V>
 __global__ void swigluForwardKernel(const bf16 *gate, const bf16 *up, bf16 *y,
@@ -282,27 +243,11 @@ __global__ void fillUniformKernel(T *x, int64_t n, uint64_t seed, float lo,
   }
 }
 
-/// Launches kernel8 over groups of 8 when n splits into 16-byte-aligned
-/// groups, else kernel1 over single elements; args convert to the kernel's.
-template <typename... Params, typename... Args>
-Status launchVectorized(bool vectorizable, int64_t n, void (*kernel8)(Params...),
-                        void (*kernel1)(Params...), cudaStream_t stream,
-                        Args... args) {
-  if (n == 0)
-    return Status::ok();
-  if (vectorizable && n % 8 == 0)
-    kernel8<<<gridFor(n / 8), kThreads, 0, stream>>>(args...);
-  else
-    kernel1<<<gridFor(n), kThreads, 0, stream>>>(args...);
-  MT_CUDA_CHECK_LAUNCH("element-wise kernel");
-  return Status::ok();
-}
-
 } // namespace
 
 Status swigluForward(const bf16 *gate, const bf16 *up, bf16 *y, int64_t n,
                      cudaStream_t stream) {
-  return launchVectorized(aligned16(gate) && aligned16(up) && aligned16(y), n,
+  return launchVectorized<8>(aligned16(gate) && aligned16(up) && aligned16(y), n,
                           swigluForwardKernel<8>, swigluForwardKernel<1>, stream,
                           gate, up, y, n);
 }
@@ -311,7 +256,7 @@ Status swigluBackward(const bf16 *gate, const bf16 *up, const bf16 *dy,
                       bf16 *dgate, bf16 *dup, int64_t n, cudaStream_t stream) {
   const bool aligned = aligned16(gate) && aligned16(up) && aligned16(dy) &&
                        aligned16(dgate) && aligned16(dup);
-  return launchVectorized(aligned, n, swigluBackwardKernel<8>,
+  return launchVectorized<8>(aligned, n, swigluBackwardKernel<8>,
                           swigluBackwardKernel<1>, stream, gate, up, dy, dgate,
                           dup, n);
 }
@@ -400,7 +345,7 @@ Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
 Status embeddingForward(const int32_t *ids, const bf16 *table, bf16 *y,
                         int64_t tokens, int64_t hidden, cudaStream_t stream) {
   const int64_t n = tokens * hidden;
-  return launchVectorized(hidden % 8 == 0 && aligned16(table) && aligned16(y), n,
+  return launchVectorized<8>(hidden % 8 == 0 && aligned16(table) && aligned16(y), n,
                           embeddingForwardKernel<8>, embeddingForwardKernel<1>,
                           stream, ids, table, y, tokens, hidden);
 }
@@ -436,7 +381,7 @@ Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
 
 template <typename In, typename Out>
 static Status cast(const In *in, Out *out, int64_t n, cudaStream_t stream) {
-  return launchVectorized(aligned16(in) && aligned16(out), n,
+  return launchVectorized<8>(aligned16(in) && aligned16(out), n,
                           castKernel<8, In, Out>, castKernel<1, In, Out>, stream,
                           in, out, n);
 }

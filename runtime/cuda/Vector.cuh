@@ -77,6 +77,36 @@ __device__ __forceinline__ void store(bf16 *p, const float (&v)[V]) {
   }
 }
 
+/// V consecutive fp32 values (V = 8: two 16-byte accesses; V = 4: one).
+template <int V>
+__device__ __forceinline__ void load(const float *p, float (&v)[V]) {
+  if constexpr (V == 4 || V == 8) {
+#pragma unroll
+    for (int q = 0; q < V / 4; ++q) {
+      const float4 a = reinterpret_cast<const float4 *>(p)[q];
+      v[4 * q] = a.x, v[4 * q + 1] = a.y, v[4 * q + 2] = a.z, v[4 * q + 3] = a.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      v[i] = p[i];
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void store(float *p, const float (&v)[V]) {
+  if constexpr (V == 4 || V == 8) {
+#pragma unroll
+    for (int q = 0; q < V / 4; ++q)
+      reinterpret_cast<float4 *>(p)[q] =
+          make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      p[i] = v[i];
+  }
+}
+
 } // namespace mt::cuda::vec
 
 #endif // MT_RUNTIME_CUDA_VECTOR_CUH

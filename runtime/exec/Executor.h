@@ -47,8 +47,6 @@ public:
   virtual Status readState() { return Status::ok(); }
   /// Where time went, per instruction class, when the backend measured it.
   virtual std::string profileReport() const { return {}; }
-  /// Whether temporaries (activations) are readable in host memory.
-  virtual bool hostActivations() const = 0;
 };
 
 } // namespace mt::exec

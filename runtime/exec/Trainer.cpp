@@ -54,8 +54,10 @@ void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t s
   }
 }
 
-/// The backend `requested` resolves to for this plan and machine.
-Expected<std::string> chooseBackend(const std::string &requested, const plan::Plan &plan) {
+/// The backend `requested` resolves to for this plan and machine; `auto`
+/// keeps the CPU when the run reads temporaries on the host.
+Expected<std::string> chooseBackend(const std::string &requested, const plan::Plan &plan,
+                                    bool readsTemporaries) {
   const plan::Mesh &m = plan.mesh();
   bool singleRank = m.pp() * m.dp() * m.cp() * m.ep() * m.tp() <= 1;
 #ifdef MT_WITH_CUDA
@@ -67,7 +69,7 @@ Expected<std::string> chooseBackend(const std::string &requested, const plan::Pl
                          "(configure with -DMT_BUILD_CUDA=ON)");
 #endif
   if (requested == "auto")
-    return std::string(gpu && singleRank ? "cuda" : "cpu");
+    return std::string(gpu && singleRank && !readsTemporaries ? "cuda" : "cpu");
   if (requested != "cpu" && requested != "cuda")
     return Status::error("--backend must be cpu, cuda or auto, got '" + requested + "'");
   return requested;
@@ -201,7 +203,7 @@ Status TrainingRun::prepare() {
   bool pipelined = plan_.training().virtual_stages() > 1;
   if (pipelined && !o_.dumpLogits.empty())
     return Status::error("--dump-logits needs a plan without pipeline parallelism");
-  auto backend = chooseBackend(o_.backend, plan_);
+  auto backend = chooseBackend(o_.backend, plan_, !o_.dumpLogits.empty());
   if (!backend)
     return backend.status();
   if (*backend == "cuda" && !o_.dumpLogits.empty())
