@@ -92,6 +92,26 @@ TEST_P(TrainingStepTest, LossesMatchTheCpuBackend) {
               cpu.back().loss, gpu[0].gradNorm, cpu[0].gradNorm);
 }
 
+// What the CUDA backend does not run yet is refused before anything runs,
+// with the op and instruction named.
+TEST(CudaBackendTest, RefusesOpsWithoutKernels) {
+  const char *root = std::getenv("MT_GPU_DATA");
+  ASSERT_TRUE(root && *root) << "MT_GPU_DATA must be set";
+  exec::TrainOptions o;
+  o.planDir = std::string(root) + "/plans/tiny-moe-hd64";
+  o.dataPath = std::string(root) + "/corpus.bin";
+  o.steps = 1;
+  o.backend = "cuda";
+  std::ostringstream log;
+  auto summary = exec::train(o, log);
+  ASSERT_FALSE(summary.isOk());
+  EXPECT_NE(summary.message().find("op 'moe_router' has no CUDA kernel"), std::string::npos)
+      << summary.message();
+  EXPECT_NE(summary.message().find("program 'forward_backward' instruction"),
+            std::string::npos)
+      << summary.message();
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, TrainingStepTest,
                          ::testing::Values("demo", "tiny-llama-hd64", "tiny-qwen2-hd64",
                                            "tiny-qwen3-hd64"),
