@@ -27,13 +27,17 @@ struct Step {
 };
 
 std::vector<Step> train(const std::string &plan, const std::string &data,
-                        const std::string &backend, const std::string &metrics) {
+                        const std::string &backend, const std::string &metrics,
+                        int64_t stepCount = kSteps, const std::string &saveDir = "",
+                        const std::string &resumeDir = "") {
   exec::TrainOptions o;
   o.planDir = plan;
   o.dataPath = data;
-  o.steps = kSteps;
+  o.steps = stepCount;
   o.backend = backend;
   o.metricsPath = metrics;
+  o.saveDir = saveDir;
+  o.resumeDir = resumeDir;
   std::ostringstream log;
   auto summary = exec::train(o, log);
   if (!summary)
@@ -90,6 +94,31 @@ TEST_P(TrainingStepTest, LossesMatchTheCpuBackend) {
               "cpu %.5f\n",
               model.c_str(), gpu.front().loss, gpu.back().loss, cpu.front().loss,
               cpu.back().loss, gpu[0].gradNorm, cpu[0].gradNorm);
+}
+
+// A checkpoint written from the GPU and resumed there continues the same
+// run: the weights and AdamW moments round-trip through the host, and the
+// step's kernels are deterministic.
+TEST(CudaBackendTest, ResumeContinuesTheSameRun) {
+  const char *root = std::getenv("MT_GPU_DATA");
+  ASSERT_TRUE(root && *root) << "MT_GPU_DATA must be set";
+  const std::string plan = std::string(root) + "/plans/demo";
+  const std::string data = std::string(root) + "/corpus.bin";
+  const std::string tmp = ::testing::TempDir() + "/mt-resume";
+  std::filesystem::remove_all(tmp + "-ckpt");
+  const auto straight = train(plan, data, "cuda", tmp + "-straight.jsonl", 6);
+  const auto first = train(plan, data, "cuda", tmp + "-first.jsonl", 3, tmp + "-ckpt");
+  const auto second = train(plan, data, "cuda", tmp + "-second.jsonl", 3, "", tmp + "-ckpt");
+  ASSERT_EQ(straight.size(), 6u);
+  ASSERT_EQ(first.size() + second.size(), 6u);
+  double worst = 0;
+  for (size_t s = 0; s < 6; ++s) {
+    const double resumed = s < 3 ? first[s].loss : second[s - 3].loss;
+    worst = std::max(worst, std::fabs(resumed - straight[s].loss) / straight[s].loss);
+  }
+  reportRow("resume(cuda)", "demo 3+3 steps vs 6", worst, tol::kBitExact,
+            worst <= tol::kBitExact);
+  EXPECT_LE(worst, tol::kBitExact);
 }
 
 // What the CUDA backend does not run yet is refused before anything runs,
