@@ -33,6 +33,7 @@ struct AdamWGroup {
   const float *grad[kGroup];
   float *m[kGroup], *v[kGroup];
   __nv_bfloat16 *shadow[kGroup]; // null: none
+  float decay[kGroup];           // 1 - lr * weight decay, per tensor
 };
 
 struct SpanGroup {
@@ -40,9 +41,10 @@ struct SpanGroup {
   const float *data[kGroup];
 };
 
-/// The step's scalars, formed on the host as cpu::adamwStep forms them.
+/// The step's scalars, formed on the host as cpu::adamwStep forms them
+/// (the decay factor is per tensor: AdamWGroup::decay).
 struct AdamWScalars {
-  float decay, lerpWeight, beta2, oneMinusBeta2, negStepSize, bc2Sqrt, eps,
+  float lerpWeight, beta2, oneMinusBeta2, negStepSize, bc2Sqrt, eps,
       gradScale;
 };
 
@@ -67,9 +69,9 @@ __device__ __forceinline__ float lerp(float start, float end, float weight) {
 /// One element, every operation rounded on its own as on the CPU.
 __device__ __forceinline__ void adamwElement(float &p, float grad, float &m,
                                              float &v, const AdamWScalars &s,
-                                             float gradScale) {
+                                             float decay, float gradScale) {
   const float g = __fmul_rn(grad, gradScale);
-  const float decayed = __fmul_rn(p, s.decay);
+  const float decayed = __fmul_rn(p, decay);
   const float mi = lerp(m, g, s.lerpWeight);
   const float vi = __fadd_rn(__fmul_rn(v, s.beta2),
                              __fmul_rn(__fmul_rn(s.oneMinusBeta2, g), g));
@@ -90,6 +92,7 @@ __global__ void __launch_bounds__(kThreads)
   const float *grad = group.grad[t];
   __nv_bfloat16 *shadow = group.shadow[t];
   const float scale = deviceGradScale ? *deviceGradScale : s.gradScale;
+  const float decay = group.decay[t];
   int64_t scalarFrom = start;
   if (group.table.vec[t]) {
     const int64_t vecEnd = start + (end - start) / 4 * 4;
@@ -98,10 +101,10 @@ __global__ void __launch_bounds__(kThreads)
       const float4 g4 = *reinterpret_cast<const float4 *>(grad + i);
       float4 m4 = *reinterpret_cast<float4 *>(m + i);
       float4 v4 = *reinterpret_cast<float4 *>(v + i);
-      adamwElement(p4.x, g4.x, m4.x, v4.x, s, scale);
-      adamwElement(p4.y, g4.y, m4.y, v4.y, s, scale);
-      adamwElement(p4.z, g4.z, m4.z, v4.z, s, scale);
-      adamwElement(p4.w, g4.w, m4.w, v4.w, s, scale);
+      adamwElement(p4.x, g4.x, m4.x, v4.x, s, decay, scale);
+      adamwElement(p4.y, g4.y, m4.y, v4.y, s, decay, scale);
+      adamwElement(p4.z, g4.z, m4.z, v4.z, s, decay, scale);
+      adamwElement(p4.w, g4.w, m4.w, v4.w, s, decay, scale);
       *reinterpret_cast<float4 *>(param + i) = p4;
       *reinterpret_cast<float4 *>(m + i) = m4;
       *reinterpret_cast<float4 *>(v + i) = v4;
@@ -114,7 +117,7 @@ __global__ void __launch_bounds__(kThreads)
     scalarFrom = vecEnd;
   }
   for (int64_t i = scalarFrom + threadIdx.x; i < end; i += kThreads) {
-    adamwElement(param[i], grad[i], m[i], v[i], s, scale);
+    adamwElement(param[i], grad[i], m[i], v[i], s, decay, scale);
     if (shadow)
       shadow[i] = __float2bfloat16_rn(param[i]);
   }
@@ -184,8 +187,7 @@ AdamWScalars scalarsOf(const cpu::AdamWParams &p) {
   // cpu::adamwStep's scalars, formed the same way (doubles rounded once).
   const double biasCorrection1 = 1.0 - std::pow(p.beta1, double(p.step));
   const double biasCorrection2 = 1.0 - std::pow(p.beta2, double(p.step));
-  return {static_cast<float>(1.0 - p.lr * p.weightDecay),
-          static_cast<float>(1.0 - p.beta1),
+  return {static_cast<float>(1.0 - p.beta1),
           static_cast<float>(p.beta2),
           static_cast<float>(1.0 - p.beta2),
           static_cast<float>(-(p.lr / biasCorrection1)),
@@ -232,6 +234,9 @@ Status adamwStep(std::span<const AdamWTensor> tensors,
     group.m[slot] = t.m;
     group.v[slot] = t.v;
     group.shadow[slot] = t.shadow;
+    // As cpu::adamwStep forms it: the double product rounded once.
+    group.decay[slot] =
+        static_cast<float>(1.0 - p.lr * (t.weightDecay < 0 ? p.weightDecay : t.weightDecay));
     group.table.vec[slot] = aligned16(t.param) && aligned16(t.grad) &&
                             aligned16(t.m) && aligned16(t.v) &&
                             reinterpret_cast<uintptr_t>(t.shadow) % 8 == 0;

@@ -27,6 +27,9 @@ struct AdamWTensor {
   float *m, *v;
   int64_t n;
   __nv_bfloat16 *shadow = nullptr;
+  /// This tensor's weight decay; negative: the step's (AdamWParams).
+  /// Tensors of different decay (norms and biases take none) share a launch.
+  double weightDecay = -1;
 };
 
 /// One read-only fp32 tensor.

@@ -72,16 +72,15 @@ void lrSchedule(Lowerer &L, const Attrs &) {
 }
 
 /// Consecutive adamw instructions with the same hyperparameters and
-/// scalars: one multi-tensor launch.
+/// scalars: one multi-tensor launch (weight decay is per tensor).
 struct AdamWGroup {
   std::vector<AdamWTensor> tensors;
-  double beta1, beta2, eps, weightDecay;
+  double beta1, beta2, eps;
   const float *lr, *gradScale;
   const int64_t *step;
   bool same(const AdamWGroup &o) const {
-    return beta1 == o.beta1 && beta2 == o.beta2 && eps == o.eps &&
-           weightDecay == o.weightDecay && lr == o.lr && gradScale == o.gradScale &&
-           step == o.step;
+    return beta1 == o.beta1 && beta2 == o.beta2 && eps == o.eps && lr == o.lr &&
+           gradScale == o.gradScale && step == o.step;
   }
 };
 
@@ -90,12 +89,12 @@ void adamw(Lowerer &L, const Attrs &a) {
   for (int i : {0, 2, 3})
     if (in.outputs(i == 0 ? 0 : i - 1) != in.inputs(i))
       return L.fail("adamw updates its parameter and moments in place");
-  AdamWGroup g{{},       a.f("beta1"), a.f("beta2"), a.f("eps"), a.f("weight_decay"),
-               L.hostIn(4), L.hostIn(6), L.hostI64In(5)};
+  AdamWGroup g{{}, a.f("beta1"), a.f("beta2"), a.f("eps"), L.hostIn(4), L.hostIn(6),
+               L.hostI64In(5)};
   // The parameter's bf16 shadow is written by the same pass.
   AdamWTensor t{const_cast<float *>(L.f32In(0)), L.f32In(1), const_cast<float *>(L.f32In(2)),
                 const_cast<float *>(L.f32In(3)), a.i("n"),
-                L.resources().arenas->bf16Data(in.inputs(0))};
+                L.resources().arenas->bf16Data(in.inputs(0)), a.f("weight_decay")};
   // Only an adamw lowering leaves state: the group of the last step.
   if (auto *open = static_cast<AdamWGroup *>(L.lastStepState().get()); open && open->same(g)) {
     open->tensors.push_back(t);
@@ -105,7 +104,8 @@ void adamw(Lowerer &L, const Attrs &a) {
   group->tensors.push_back(t);
   L.emit([group](cudaStream_t s) {
     const AdamWGroup &g = *group;
-    cpu::AdamWParams p{*g.lr, g.beta1, g.beta2, g.eps, g.weightDecay, *g.step, *g.gradScale};
+    // Every tensor carries its own weight decay.
+    cpu::AdamWParams p{*g.lr, g.beta1, g.beta2, g.eps, 0.0, *g.step, *g.gradScale};
     return adamwStep(g.tensors, p, nullptr, s);
   });
   L.lastStepState() = group;

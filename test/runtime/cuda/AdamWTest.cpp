@@ -40,6 +40,9 @@ struct DeviceTensor {
   std::unique_ptr<DeviceBuffer<bf16>> shadow;
 };
 
+/// Tensor i's own weight decay; negative: the step's.
+double tensorDecay(size_t i) { return i % 3 == 0 ? 0.0 : i % 3 == 1 ? -1.0 : 0.05; }
+
 TEST(AdamWTest, BitExactWithCpuOverStepsAndTensors) {
   const auto sizes = tensorSizes();
   std::mt19937 rng(3);
@@ -67,8 +70,10 @@ TEST(AdamWTest, BitExactWithCpuOverStepsAndTensors) {
     d.v->upload(h.v.data());
     // Every other tensor also writes its bf16 shadow.
     d.shadow = std::make_unique<DeviceBuffer<bf16>>(n);
+    // Tensors with their own weight decay (none, as norms, or another)
+    // share the launches of those that take the step's.
     list.push_back({d.param->get(), d.grad->get(), d.m->get(), d.v->get(), n,
-                    i % 2 ? d.shadow->get() : nullptr});
+                    i % 2 ? d.shadow->get() : nullptr, tensorDecay(i)});
   }
   DeviceBuffer<float> deviceScale(1);
   const std::string shape = std::to_string(sizes.size()) + " tensors, " +
@@ -85,8 +90,11 @@ TEST(AdamWTest, BitExactWithCpuOverStepsAndTensors) {
         h.grad[1] = 1e30f;
       }
       dev[i].grad->upload(h.grad.data());
+      cpu::AdamWParams own = p;
+      if (tensorDecay(i) >= 0)
+        own.weightDecay = tensorDecay(i);
       cpu::adamwStep(h.param.data(), h.grad.data(), h.m.data(), h.v.data(),
-                     sizes[i], p);
+                     sizes[i], own);
     }
     // Step 2 takes its scale from the device, as after clipping on the GPU.
     const float *scale = nullptr;
