@@ -3,6 +3,7 @@
 #include "compiler/driver/Explain.h"
 
 #include "compiler/analysis/ModelInfo.h"
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/OpRegistry.h"
 #include "dialects/mt/MtDialect.h"
 
@@ -131,22 +132,32 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
   std::map<plan::ArenaKind, uint64_t> arenas;
   for (const plan::Arena &a : plan.arenas())
     arenas[a.kind()] = a.size_bytes();
+  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
   // A pipeline keeps each micro-batch of a step in its own activation slot.
   uint64_t slots = pipelined ? uint64_t(microBatches) : 1;
-  struct Row { plan::ArenaKind kind; const char *what; uint64_t copies; };
-  uint64_t total = 0;
-  for (Row r : {Row{plan::PARAMETERS, "weights (fp32 master)", 1},
-                Row{plan::GRADIENTS, "gradients (fp32 main)", 1},
-                Row{plan::OPTIMIZER, "AdamW state (fp32)", 1},
-                Row{plan::ACTIVATIONS, pipelined ? "activations (one slot per micro-batch)"
-                                                 : "activations (peak, liveness-planned)",
-                    slots},
-                Row{plan::INPUTS, "inputs", slots}}) {
-    uint64_t bytes = arenas[r.kind] * r.copies;
-    os << llvm::format("  %-38s %12s\n", r.what, bytesText(double(bytes)).c_str());
-    total += bytes;
+  struct Row { const char *what; uint64_t cpu, gpu; };
+  const Row rows[] = {
+      {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights},
+      {"weights (bf16 copy the GPU reads)", 0, gpu.shadows},
+      {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients},
+      {"AdamW state (fp32)", arenas[plan::OPTIMIZER], gpu.optimizer},
+      {pipelined ? "activations (one slot per micro-batch)"
+                 : "activations (peak, liveness-planned)",
+       arenas[plan::ACTIVATIONS] * slots, gpu.activations * slots},
+      {"activations kept 32-bit (lse, scalars)", 0, gpu.wideActivations * slots},
+      {"inputs", arenas[plan::INPUTS] * slots, (gpu.inputs + gpu.outputs) * slots}};
+  os << llvm::format("  %-38s %12s %12s\n", "", "CPU (fp32)", "CUDA (bf16)");
+  uint64_t cpuTotal = 0, gpuTotal = 0;
+  for (const Row &r : rows) {
+    os << llvm::format("  %-38s %12s %12s\n", r.what,
+                       r.cpu ? bytesText(double(r.cpu)).c_str() : "-",
+                       bytesText(double(r.gpu)).c_str());
+    cpuTotal += r.cpu;
+    gpuTotal += r.gpu;
   }
-  os << llvm::format("  %-38s %12s\n", "total", bytesText(double(total)).c_str());
+  os << llvm::format("  %-38s %12s %12s\n", "total (plan arenas)",
+                     bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str());
+  os << "  (the GPU also holds its CUDA context and library workspaces, about 0.5 GiB)\n";
   if (pipelined)
     os << "  (pipeline plans hold every stage's parameters and buffers on each rank)\n";
   // Collectives of one step: forward and backward programs run once per

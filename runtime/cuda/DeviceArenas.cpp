@@ -2,16 +2,11 @@
 #include "runtime/cuda/DeviceArenas.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/plan/DeviceFootprint.h"
 
 #include <cuda_runtime_api.h>
 
 namespace mt::cuda {
-
-namespace {
-constexpr uint64_t kWideAlignment = 256;
-
-uint64_t roundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
-} // namespace
 
 Status DeviceArenas::allocate(void **where, uint64_t bytes, const char *what) {
   *where = nullptr;
@@ -33,20 +28,15 @@ Status DeviceArenas::allocate(void **where, uint64_t bytes, const char *what) {
   return Status::ok();
 }
 
-Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &plan,
-                                                             const std::set<uint32_t> &wide) {
+Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &plan) {
   std::unique_ptr<DeviceArenas> d(new DeviceArenas(plan));
-  uint64_t wideBytes = 0;
-  for (uint32_t id : wide) {
-    d->wideOffsets_[id] = wideBytes;
-    wideBytes += roundUp(plan.buffers(id).size_bytes(), kWideAlignment);
-  }
+  const plan::DeviceFootprint footprint = plan::deviceFootprint(plan);
+  d->wideOffsets_ = footprint.wideOffsets;
   for (const plan::Arena &a : plan.arenas()) {
     void *p = nullptr;
     const std::string name = plan::ArenaKind_Name(a.kind());
     if (a.kind() == plan::ACTIVATIONS) {
-      // bf16 at half the planned offsets; 64-byte planned alignment stays 32.
-      if (Status s = d->allocate(&p, roundUp(a.size_bytes() / 2, 64), "ACTIVATIONS (bf16)"); !s)
+      if (Status s = d->allocate(&p, footprint.activations, "ACTIVATIONS (bf16)"); !s)
         return s;
       d->activations_ = static_cast<std::byte *>(p);
     } else {
@@ -55,13 +45,13 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
     }
     d->arenas_[a.kind()] = {static_cast<std::byte *>(p), a.size_bytes()};
     if (a.kind() == plan::PARAMETERS) {
-      if (Status s = d->allocate(&p, a.size_bytes() / 2, "parameter bf16 shadow"); !s)
+      if (Status s = d->allocate(&p, footprint.shadows, "parameter bf16 shadow"); !s)
         return s;
       d->shadows_ = static_cast<bf16 *>(p);
     }
   }
   void *p = nullptr;
-  if (Status s = d->allocate(&p, wideBytes, "32-bit activations"); !s)
+  if (Status s = d->allocate(&p, footprint.wideActivations, "32-bit activations"); !s)
     return s;
   d->wideArena_ = static_cast<std::byte *>(p);
   // Zero everything once: padding and never-written buffers read as 0, as
@@ -71,7 +61,7 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
       MT_CUDA_CHECK(cudaMemset(arena.first, 0,
                                kind == plan::ACTIVATIONS ? arena.second / 2 : arena.second));
   if (d->wideArena_)
-    MT_CUDA_CHECK(cudaMemset(d->wideArena_, 0, wideBytes));
+    MT_CUDA_CHECK(cudaMemset(d->wideArena_, 0, footprint.wideActivations));
   return d;
 }
 

@@ -1,5 +1,6 @@
 // The plan's arenas on the GPU, each allocated once with cudaMalloc, and the
-// typed device address of every buffer.
+// typed device address of every buffer; the sizes are those of
+// runtime/plan/DeviceFootprint.h, which `mtc compile --explain` prints.
 //
 // The plan sizes buffers in fp32; the GPU keeps activations in bf16. Every
 // bf16 activation lives at half its planned offset in an arena of half the
@@ -21,7 +22,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <set>
 #include <vector>
 
 namespace mt::cuda {
@@ -38,9 +38,8 @@ public:
     AsPlanned,      // GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the host layout
   };
 
-  /// `wide`: the ACTIVATIONS buffers to keep in their planned dtype.
-  static Expected<std::unique_ptr<DeviceArenas>> create(const plan::Plan &plan,
-                                                        const std::set<uint32_t> &wide);
+  /// Allocates the arenas plan::deviceFootprint sizes.
+  static Expected<std::unique_ptr<DeviceArenas>> create(const plan::Plan &plan);
   ~DeviceArenas();
   DeviceArenas(const DeviceArenas &) = delete;
   DeviceArenas &operator=(const DeviceArenas &) = delete;

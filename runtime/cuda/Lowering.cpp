@@ -34,18 +34,6 @@ Expected<void *> Resources::allocate(size_t bytes) {
   return p;
 }
 
-std::set<uint32_t> Lowerer::wideActivations(const plan::Plan &plan) {
-  std::set<uint32_t> wide;
-  for (const plan::Buffer &b : plan.buffers())
-    if (b.arena() == plan::ACTIVATIONS && (b.dtype() != plan::F32 || elementsOf(b) == 1))
-      wide.insert(b.id());
-  for (const plan::Program &program : plan.programs())
-    for (const plan::Instruction &instr : program.instructions())
-      if (instr.op() == "attention") // the log-sum-exp, read by the backward
-        wide.insert(instr.outputs(1));
-  return wide;
-}
-
 std::string Lowerer::describe(uint32_t id) const {
   const plan::Buffer &b = plan_.buffers(id);
   return "%" + std::to_string(id) + " '" + b.name() + "' (" +

@@ -69,9 +69,6 @@ public:
   Lowerer(const plan::Plan &plan, Resources &resources)
       : plan_(plan), res_(resources) {}
 
-  /// The ACTIVATIONS buffers that stay 32-bit on the device.
-  static std::set<uint32_t> wideActivations(const plan::Plan &plan);
-
   Expected<std::vector<Step>> lower(const plan::Program &program);
 
   // --- for the op lowerings (runtime/cuda/LowerOps.cpp) ---
