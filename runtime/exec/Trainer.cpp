@@ -4,6 +4,7 @@
 #include "runtime/cpu/CpuExecutor.h"
 #include "runtime/exec/Initialization.h"
 #include "runtime/exec/PipelineChannels.h"
+#include "runtime/exec/PipelineTimeline.h"
 #include "runtime/schedule/PipelineSchedule.h"
 #include "runtime/exec/Sharding.h"
 #include "runtime/exec/Weights.h"
@@ -175,6 +176,7 @@ private:
   std::unique_ptr<HostMemory> memory_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<PipelineChannels> pipeline_; // before rank_ goes away
+  PipelineTimeline timeline_;
   std::ofstream metrics_;
   int64_t done_ = 0; // steps done before this run (resumed checkpoints)
 };
@@ -203,6 +205,8 @@ Status TrainingRun::prepare() {
   bool pipelined = plan_.training().virtual_stages() > 1;
   if (pipelined && !o_.dumpLogits.empty())
     return Status::error("--dump-logits needs a plan without pipeline parallelism");
+  if (!pipelined && !o_.timelinePath.empty())
+    return Status::error("--timeline needs a pipeline-parallel plan (compile with --pp)");
   auto backend = chooseBackend(o_.backend, plan_, !o_.dumpLogits.empty());
   if (!backend)
     return backend.status();
@@ -325,13 +329,16 @@ Expected<double> TrainingRun::pipelinePasses(int64_t step) {
   }
   auto schedule = pipelineSchedule(pp, stages / pp, microBatches);
   double loss = 0;
+  timeline_.beginStep(step);
   for (const PipelineAction &a : schedule[stage]) {
     int64_t v = a.chunk * pp + stage;
     memory_->setSlot(a.microBatch);
     executor_->setPipeline(pipeline_.get(), a.microBatch);
     std::string program = (a.forward ? "forward." : "backward.") + std::to_string(v);
+    auto started = Clock::now();
     if (auto r = executor_->run(program); !r)
       return r.status();
+    timeline_.record(a, started, Clock::now());
     if (a.forward && v == stages - 1)
       loss += *memory_->f32(plan_.bindings().loss()) / double(microBatches);
   }
@@ -429,6 +436,15 @@ Expected<TrainSummary> TrainingRun::run() {
   for (double l : recent)
     summary.meanLastLosses += l / double(recent.size());
   log() << executor_->profileReport();
+  if (!o_.timelinePath.empty()) {
+    auto line = timeline_.publish(*rank_, plan_.training().virtual_stages() /
+                                              std::max<int64_t>(rank_->axisSize("pp"), 1),
+                                  plan_.training().micro_batches_per_step(), o_.timelinePath);
+    if (!line)
+      return line.status();
+    if (!line->empty())
+      log() << *line << "\n";
+  }
   if (!o_.saveDir.empty() || !o_.exportHf.empty())
     if (Status st = executor_->readState(); !st)
       return st;

@@ -34,6 +34,7 @@ struct TrainOptions {
   /// a GPU is visible and the plan has one rank; else cpu.
   std::string backend = "auto";
   bool profile = false;           // CUDA: time each instruction class
+  std::string timelinePath;       // pipelines: SVG of the last step's measured timeline
 };
 
 struct TrainSummary {

@@ -94,7 +94,8 @@ double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,
 }
 
 std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule,
-                        int64_t vpp, double makespan, const std::string &title) {
+                        int64_t vpp, double makespan, const std::string &title,
+                        const std::string &legend) {
   const double unit = 28, row = 34, left = 80, top = 40;
   double width = left + makespan * unit + 20, height = top + row * schedule.size() + 50;
   std::ostringstream svg;
@@ -123,10 +124,11 @@ std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule
       svg << "</text>\n";
     }
   }
-  double legend = top + row * schedule.size() + 24;
-  svg << "<text x=\"" << left << "\" y=\"" << legend
-      << "\">F m = forward of micro-batch m, B m = backward (2x a forward); grey = idle"
-      << (vpp > 1 ? "; .c = virtual chunk c" : "") << "</text>\n</svg>\n";
+  double legendY = top + row * schedule.size() + 24;
+  svg << "<text x=\"" << left << "\" y=\"" << legendY << "\">F m = forward of micro-batch m, B m = "
+      << (legend.empty() ? "backward (2x a forward)" : "backward") << "; grey = idle"
+      << (vpp > 1 ? "; .c = virtual chunk c" : "") << (legend.empty() ? "" : "; " + legend)
+      << "</text>\n</svg>\n";
   return svg.str();
 }
 

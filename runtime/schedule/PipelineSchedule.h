@@ -38,8 +38,10 @@ double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,
 
 /// An SVG of the timeline: one row per stage, forward and backward boxes
 /// labelled with their micro-batch (and chunk), idle time left blank.
+/// `legend` replaces the default's line on units (a measured timeline's).
 std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule,
-                        int64_t vpp, double makespan, const std::string &title);
+                        int64_t vpp, double makespan, const std::string &title,
+                        const std::string &legend = "");
 
 } // namespace mt
 

@@ -43,6 +43,9 @@ int main(int argc, char **argv) {
                  "cuda (bf16 on one GPU), cpu (fp32 reference), or auto: cuda where a GPU "
                  "is visible and the plan has one rank")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
+  app.add_option("--timeline", o.timelinePath,
+                 "pipelines: write the last step's measured stage timeline (SVG) here and "
+                 "compare its bubble with the schedule's prediction");
   app.add_flag("--profile", o.profile,
                "CUDA: time every instruction with events and print where a step's time goes");
   CLI11_PARSE(app, argc, argv);
