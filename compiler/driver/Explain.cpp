@@ -159,7 +159,8 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
                      bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str());
   os << "  (the GPU also holds its CUDA context and library workspaces, about 0.5 GiB)\n";
   if (pipelined)
-    os << "  (pipeline plans hold every stage's parameters and buffers on each rank)\n";
+    os << "  (a pipeline rank holds its stage's parameters, and an activation slot per "
+          "micro-batch of the step)\n";
   // Collectives of one step: forward and backward programs run once per
   // micro-batch (summed over the stages of a pipeline).
   std::map<std::pair<std::string, std::string>, std::pair<int64_t, double>> collectives;

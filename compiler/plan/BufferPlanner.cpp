@@ -108,17 +108,49 @@ void BufferPlanner::finishProgram() {
   programLength_ = 0;
 }
 
+void BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t> &sizes) {
+  // The stage of each parameter's buffers; -1: held by two stages (tied
+  // embeddings), or not a parameter's (inputs, outputs).
+  std::map<uint32_t, int32_t> stageOf;
+  for (const plan::Parameter &p : plan_.parameters()) {
+    int32_t stage = p.tied_stage() >= 0 ? -1 : p.stage();
+    stageOf[p.param_buffer()] = stage;
+    if (p.trainable())
+      for (uint32_t id : {p.grad_buffer(), p.exp_avg_buffer(), p.exp_avg_sq_buffer()})
+        stageOf[id] = stage;
+  }
+  auto stage = [&](uint32_t id) {
+    auto it = stageOf.find(id);
+    return it == stageOf.end() ? -1 : it->second;
+  };
+  // Shared buffers first, at the same offsets on every stage; then each
+  // stage's from where they end.
+  for (auto &b : *plan_.mutable_buffers())
+    if (b.arena() != plan::ACTIVATIONS && stage(b.id()) < 0) {
+      b.set_offset_bytes(sizes[b.arena()]);
+      sizes[b.arena()] += alignUp(b.size_bytes());
+    }
+  std::map<std::pair<plan::ArenaKind, int32_t>, uint64_t> used;
+  std::map<plan::ArenaKind, uint64_t> largest;
+  for (auto &b : *plan_.mutable_buffers()) {
+    if (b.arena() == plan::ACTIVATIONS || stage(b.id()) < 0)
+      continue;
+    uint64_t &next = used[{b.arena(), stage(b.id())}];
+    b.set_offset_bytes(sizes[b.arena()] + next);
+    next += alignUp(b.size_bytes());
+    largest[b.arena()] = std::max(largest[b.arena()], next);
+  }
+  for (auto [arena, bytes] : largest)
+    sizes[arena] += bytes;
+}
+
 void BufferPlanner::assignOffsets() {
   std::map<plan::ArenaKind, uint64_t> sizes;
+  assignPersistentOffsets(sizes);
   std::vector<uint32_t> activations;
-  for (auto &b : *plan_.mutable_buffers()) {
-    if (b.arena() == plan::ACTIVATIONS) {
+  for (const auto &b : plan_.buffers())
+    if (b.arena() == plan::ACTIVATIONS)
       activations.push_back(b.id());
-      continue;
-    }
-    b.set_offset_bytes(sizes[b.arena()]);
-    sizes[b.arena()] += alignUp(b.size_bytes());
-  }
   // Largest first; each takes the lowest offset free over its lifetime.
   std::stable_sort(activations.begin(), activations.end(), [&](uint32_t a, uint32_t b) {
     return plan_.buffers(a).size_bytes() > plan_.buffers(b).size_bytes();

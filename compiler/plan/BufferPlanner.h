@@ -10,6 +10,7 @@
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringMap.h"
 
+#include <map>
 #include <vector>
 
 namespace mt {
@@ -41,10 +42,18 @@ public:
   void touch(uint32_t id, int64_t index);
   /// Ends the current program: the next one's instructions come after it.
   void finishProgram();
-  /// Fills offsets and arena sizes.
+  /// Fills offsets and arena sizes (after the parameters' stages are set).
   void assignOffsets();
 
 private:
+  /// Offsets of the persistent arenas. A pipeline rank holds only its
+  /// stage's parameters, gradients and AdamW state: each stage's buffers
+  /// take offsets in a space of their own, after those two stages share
+  /// (tied embeddings), so the arena is as large as the largest stage's.
+  /// Without a pipeline every parameter is on stage 0: the plain
+  /// sequential layout.
+  void assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t> &sizes);
+
   struct Interval {
     int64_t first = -1, last = -1;
   };

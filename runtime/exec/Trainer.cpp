@@ -47,6 +47,8 @@ void overrideLearningRate(plan::Plan &plan, double lr) {
 void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t seed,
                           const RankContext &rank) {
   for (const plan::Parameter &p : plan.parameters()) {
+    if (!stageHolds(p, rank.coordinate("pp")))
+      continue;
     float *local = memory.f32(p.param_buffer());
     int64_t shard = p.sharded() ? rank.coordinate(p.shard_axis()) : 0;
     forEachSegment(p, shard, [&](uint64_t l, uint64_t g, uint64_t n) {

@@ -102,7 +102,7 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
         ++count, complete = false;
       }
     }
-    if (complete)
+    if (complete && stageHolds(p, rank ? rank->coordinate("pp") : 0))
       sliceFull(p, shardOf(p, rank), full.data(), memory.f32(role.buffer(p)));
   }
   if (count)

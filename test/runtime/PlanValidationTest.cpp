@@ -55,7 +55,7 @@ TEST(PlanValidation, AcceptsAValidPlan) { EXPECT_EQ(errorOf(smallPlan()), ""); }
 TEST(PlanValidation, RejectsAnotherVersion) {
   Plan p = smallPlan();
   p.set_version(kPlanVersion + 1);
-  EXPECT_NE(errorOf(p).find("plan version 2 is not supported by this mtrun (it reads version 1)"),
+  EXPECT_NE(errorOf(p).find("plan version 3 is not supported by this mtrun (it reads version 2)"),
             std::string::npos);
 }
 
