@@ -4,6 +4,7 @@
 
 #include "compiler/analysis/ModelInfo.h"
 #include "runtime/plan/DeviceFootprint.h"
+#include "runtime/schedule/PipelineSchedule.h"
 #include "runtime/plan/OpRegistry.h"
 #include "dialects/mt/MtDialect.h"
 
@@ -133,15 +134,25 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
   for (const plan::Arena &a : plan.arenas())
     arenas[a.kind()] = a.size_bytes();
   const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
-  // A pipeline keeps each micro-batch of a step in its own activation slot.
-  uint64_t slots = pipelined ? uint64_t(microBatches) : 1;
+  // A pipeline stage keeps each micro-batch in flight in an activation slot
+  // of its own: the rank of the stage with the most in flight needs most.
+  uint64_t slots = 1;
+  if (pipelined) {
+    auto schedule = pipelineSchedule(m.pp(), plan.training().virtual_stages() / m.pp(),
+                                     microBatches);
+    for (const auto &stage : schedule) {
+      int64_t count = 0;
+      activationSlots(stage, microBatches, count);
+      slots = std::max(slots, uint64_t(count));
+    }
+  }
   struct Row { const char *what; uint64_t cpu, gpu; };
   const Row rows[] = {
       {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights},
       {"weights (bf16 copy the GPU reads)", 0, gpu.shadows},
       {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients},
       {"AdamW state (fp32)", arenas[plan::OPTIMIZER], gpu.optimizer},
-      {pipelined ? "activations (one slot per micro-batch)"
+      {pipelined ? "activations (micro-batches in flight)"
                  : "activations (peak, liveness-planned)",
        arenas[plan::ACTIVATIONS] * slots, gpu.activations * slots},
       {"activations kept 32-bit (lse, scalars)", 0, gpu.wideActivations * slots},
@@ -159,8 +170,8 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
                      bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str());
   os << "  (the GPU also holds its CUDA context and library workspaces, about 0.5 GiB)\n";
   if (pipelined)
-    os << "  (a pipeline rank holds its stage's parameters, and an activation slot per "
-          "micro-batch of the step)\n";
+    os << "  (a pipeline rank holds its stage's parameters; activations: " << slots
+       << " slots of " << microBatches << " micro-batches, on the stage with the most in flight)\n";
   // Collectives of one step: forward and backward programs run once per
   // micro-batch (summed over the stages of a pipeline).
   std::map<std::pair<std::string, std::string>, std::pair<int64_t, double>> collectives;

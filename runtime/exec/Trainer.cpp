@@ -179,6 +179,7 @@ private:
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<PipelineChannels> pipeline_; // before rank_ goes away
   PipelineTimeline timeline_;
+  std::vector<int64_t> slotOf_; // pipelines: each micro-batch's activation slot
   std::ofstream metrics_;
   int64_t done_ = 0; // steps done before this run (resumed checkpoints)
 };
@@ -214,10 +215,18 @@ Status TrainingRun::prepare() {
     return backend.status();
   if (*backend == "cuda" && !o_.dumpLogits.empty())
     return Status::error("--dump-logits reads the logits in host memory: use --backend cpu");
-  // A pipeline keeps every micro-batch of a step in flight in its own slot.
+  // A pipeline keeps each micro-batch in flight on this stage in a slot of
+  // its own, reused once the micro-batch's last backward has run.
+  int64_t slots = 1;
+  if (pipelined) {
+    const plan::Training &t = plan_.training();
+    int64_t pp = rank_->axisSize("pp");
+    auto schedule = pipelineSchedule(pp, t.virtual_stages() / pp, t.micro_batches_per_step());
+    slotOf_ = activationSlots(schedule[rank_->coordinate("pp")], t.micro_batches_per_step(),
+                              slots);
+  }
   memory_ = std::make_unique<HostMemory>(
-      plan_, pipelined ? plan_.training().micro_batches_per_step() : 1,
-      *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All);
+      plan_, slots, *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All);
   if (pipelined)
     pipeline_ = std::make_unique<PipelineChannels>(*rank_);
   auto executor = createExecutor(*backend, plan_, *memory_, rank_.get(), o_.profile);
@@ -324,17 +333,18 @@ Expected<double> TrainingRun::pipelinePasses(int64_t step) {
   const plan::Training &t = plan_.training();
   int64_t microBatches = t.micro_batches_per_step(), pp = rank_->axisSize("pp");
   int64_t stage = rank_->coordinate("pp"), stages = t.virtual_stages();
-  for (int64_t micro = 0; micro < microBatches; ++micro) {
-    memory_->setSlot(micro);
-    if (Status s = fillInputs(step, micro); !s)
-      return s;
-  }
   auto schedule = pipelineSchedule(pp, stages / pp, microBatches);
   double loss = 0;
+  std::vector<bool> started(size_t(microBatches), false);
   timeline_.beginStep(step);
   for (const PipelineAction &a : schedule[stage]) {
     int64_t v = a.chunk * pp + stage;
-    memory_->setSlot(a.microBatch);
+    memory_->setSlot(slotOf_[a.microBatch]);
+    if (!started[a.microBatch]) { // the micro-batch takes its slot: its inputs
+      started[a.microBatch] = true;
+      if (Status s = fillInputs(step, a.microBatch); !s)
+        return s;
+    }
     executor_->setPipeline(pipeline_.get(), a.microBatch);
     std::string program = (a.forward ? "forward." : "backward.") + std::to_string(v);
     auto started = Clock::now();

@@ -93,6 +93,36 @@ double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,
   return total > 0 ? 1.0 - busy / total : 0.0;
 }
 
+std::vector<int64_t> activationSlots(const std::vector<PipelineAction> &stage,
+                                     int64_t microBatches, int64_t &count) {
+  std::vector<int64_t> first(microBatches, -1), last(microBatches, -1);
+  for (size_t i = 0; i < stage.size(); ++i) {
+    int64_t m = stage[i].microBatch;
+    if (first[m] < 0)
+      first[m] = int64_t(i);
+    last[m] = int64_t(i);
+  }
+  std::vector<int64_t> slot(microBatches, 0);
+  std::vector<bool> busy;
+  count = 0;
+  for (size_t i = 0; i < stage.size(); ++i) {
+    int64_t m = stage[i].microBatch;
+    if (first[m] == int64_t(i)) { // the lowest free slot
+      int64_t s = 0;
+      while (s < int64_t(busy.size()) && busy[s])
+        ++s;
+      if (s == int64_t(busy.size()))
+        busy.push_back(false);
+      busy[s] = true;
+      slot[m] = s;
+      count = std::max(count, int64_t(busy.size()));
+    }
+    if (last[m] == int64_t(i))
+      busy[slot[m]] = false;
+  }
+  return slot;
+}
+
 std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule,
                         int64_t vpp, double makespan, const std::string &title,
                         const std::string &legend) {

@@ -36,6 +36,14 @@ double simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp, 
 double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,
                       double makespan);
 
+/// The activation slot of each micro-batch on one stage: micro-batch m
+/// holds a slot from its first action on the stage to its last (all its
+/// virtual chunks share it), and a freed slot goes to the next micro-batch
+/// that starts. Returns slot[m]; `count` receives the slots needed (1F1B:
+/// pp - stage of them, not one per micro-batch).
+std::vector<int64_t> activationSlots(const std::vector<PipelineAction> &stage,
+                                     int64_t microBatches, int64_t &count);
+
 /// An SVG of the timeline: one row per stage, forward and backward boxes
 /// labelled with their micro-batch (and chunk), idle time left blank.
 /// `legend` replaces the default's line on units (a measured timeline's).

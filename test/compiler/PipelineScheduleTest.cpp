@@ -48,6 +48,45 @@ TEST(PipelineSchedule, InterleavingShrinksTheBubble) {
       EXPECT_GE(a.start, 0.0);
 }
 
+/// Micro-batches whose actions on a stage overlap never share a slot.
+void expectDisjointSlots(const std::vector<PipelineAction> &stage, int64_t microBatches,
+                         const std::vector<int64_t> &slot) {
+  std::vector<int64_t> first(microBatches, -1), last(microBatches, -1);
+  for (size_t i = 0; i < stage.size(); ++i) {
+    int64_t m = stage[i].microBatch;
+    if (first[m] < 0)
+      first[m] = int64_t(i);
+    last[m] = int64_t(i);
+  }
+  for (int64_t a = 0; a < microBatches; ++a)
+    for (int64_t b = a + 1; b < microBatches; ++b)
+      if (!(last[a] < first[b] || last[b] < first[a]))
+        EXPECT_NE(slot[a], slot[b]) << "micro-batches " << a << " and " << b;
+}
+
+TEST(PipelineSchedule, OneFOneBKeepsPpMinusStageMicroBatchesInFlight) {
+  const int64_t pp = 4, microBatches = 8;
+  auto schedule = pipelineSchedule(pp, 1, microBatches);
+  for (int64_t stage = 0; stage < pp; ++stage) {
+    int64_t count = 0;
+    auto slot = activationSlots(schedule[stage], microBatches, count);
+    EXPECT_EQ(count, pp - stage) << "stage " << stage;
+    expectDisjointSlots(schedule[stage], microBatches, slot);
+  }
+}
+
+TEST(PipelineSchedule, InterleavedSlotsAreDisjointAndFewerThanMicroBatches) {
+  const int64_t pp = 2, vpp = 2, microBatches = 8;
+  auto schedule = pipelineSchedule(pp, vpp, microBatches);
+  for (int64_t stage = 0; stage < pp; ++stage) {
+    int64_t count = 0;
+    auto slot = activationSlots(schedule[stage], microBatches, count);
+    EXPECT_LT(count, microBatches) << "stage " << stage;
+    EXPECT_GE(count, 1);
+    expectDisjointSlots(schedule[stage], microBatches, slot);
+  }
+}
+
 TEST(PipelineSchedule, SvgDrawsEveryAction) {
   auto schedule = pipelineSchedule(2, 2, 4);
   double span = simulate(schedule, 2, 2);
