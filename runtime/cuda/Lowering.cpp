@@ -7,13 +7,6 @@ namespace mt::cuda {
 
 namespace {
 
-int64_t elementsOf(const plan::Buffer &b) {
-  int64_t n = 1;
-  for (int64_t d : b.shape())
-    n *= d;
-  return n;
-}
-
 /// Backward kernels add into their outputs (runtime/cpu/Kernels.md).
 bool cpuAdds(const std::string &op) {
   return op.find("_grad") != std::string::npos || op == "accumulate";
@@ -135,7 +128,7 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
           res_.arenas->storage(id) == DeviceArenas::Storage::Bf16Activation;
       void *p = bf16Activation ? static_cast<void *>(res_.arenas->bf16Data(id))
                                : static_cast<void *>(res_.arenas->data(id));
-      size_t bytes = size_t(elementsOf(plan_.buffers(id))) * (bf16Activation ? 2 : 4);
+      size_t bytes = size_t(plan::elementsOf(plan_.buffers(id))) * (bf16Activation ? 2 : 4);
       emit([p, bytes](cudaStream_t s) -> Status {
         MT_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, s));
         return Status::ok();

@@ -1,17 +1,12 @@
 // The CUDA backend's arena sizes, computed from the plan alone.
 #include "runtime/plan/DeviceFootprint.h"
 
+#include "runtime/plan/OpRegistry.h"
+
 namespace mt::plan {
 
 namespace {
 uint64_t roundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
-
-int64_t elementsOf(const Buffer &b) {
-  int64_t n = 1;
-  for (int64_t d : b.shape())
-    n *= d;
-  return n;
-}
 } // namespace
 
 std::set<uint32_t> wideActivations(const Plan &plan) {

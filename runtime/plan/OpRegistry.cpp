@@ -159,14 +159,14 @@ std::vector<OpSignature> makeTable() {
   };
 }
 
+} // namespace
+
 int64_t elementsOf(const Buffer &b) {
   int64_t n = 1;
   for (int64_t d : b.shape())
     n *= d;
   return n;
 }
-
-} // namespace
 
 const std::vector<OpSignature> &allOps() {
   static const std::vector<OpSignature> table = makeTable();

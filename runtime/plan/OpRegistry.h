@@ -41,6 +41,9 @@ const std::vector<OpSignature> &allOps();
 /// Checks one instruction against its signature and the buffer table.
 Status checkInstruction(const Plan &plan, const Program &program, int index);
 
+/// Elements of a buffer: the product of its shape.
+int64_t elementsOf(const Buffer &buffer);
+
 } // namespace mt::plan
 
 #endif // MT_RUNTIME_PLAN_OPREGISTRY_H
