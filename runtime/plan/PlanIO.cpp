@@ -5,6 +5,7 @@
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanVersion.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -58,6 +59,44 @@ Status validateParameters(const Plan &plan) {
   return Status::ok();
 }
 
+/// The persistent buffers a pipeline stage holds (its parameters' and the
+/// tied ones', inputs and outputs) must not overlap: stages share offsets,
+/// so a plan that placed two of one stage's buffers together would have
+/// them overwrite each other.
+Status validateStageLayout(const Plan &plan) {
+  std::map<uint32_t, std::pair<int32_t, int32_t>> stagesOf; // buffer -> (stage, tied)
+  for (const Parameter &p : plan.parameters()) {
+    std::vector<uint32_t> ids = {p.param_buffer()};
+    if (p.trainable())
+      ids.insert(ids.end(), {p.grad_buffer(), p.exp_avg_buffer(), p.exp_avg_sq_buffer()});
+    for (uint32_t id : ids)
+      stagesOf[id] = {p.stage(), p.tied_stage()};
+  }
+  for (int64_t stage = 0; stage < std::max<int64_t>(plan.mesh().pp(), 1); ++stage) {
+    std::map<ArenaKind, std::vector<const Buffer *>> held;
+    for (const Buffer &b : plan.buffers()) {
+      if (b.arena() == ACTIVATIONS)
+        continue;
+      auto it = stagesOf.find(b.id());
+      if (it == stagesOf.end() || it->second.first == stage || it->second.second == stage)
+        held[b.arena()].push_back(&b);
+    }
+    for (auto &[arena, buffers] : held) {
+      std::sort(buffers.begin(), buffers.end(), [](const Buffer *a, const Buffer *b) {
+        return a->offset_bytes() < b->offset_bytes();
+      });
+      for (size_t i = 1; i < buffers.size(); ++i)
+        if (buffers[i - 1]->offset_bytes() + buffers[i - 1]->size_bytes() >
+            buffers[i]->offset_bytes())
+          return Status::error("buffers '" + buffers[i - 1]->name() + "' and '" +
+                               buffers[i]->name() + "', both held by pipeline stage " +
+                               std::to_string(stage) + ", overlap in the " +
+                               ArenaKind_Name(arena) + " arena");
+    }
+  }
+  return Status::ok();
+}
+
 } // namespace
 
 Status validatePlan(const Plan &plan) {
@@ -69,6 +108,8 @@ Status validatePlan(const Plan &plan) {
   if (Status s = validateBuffers(plan); !s)
     return s;
   if (Status s = validateParameters(plan); !s)
+    return s;
+  if (Status s = validateStageLayout(plan); !s)
     return s;
   // Every program the runtime will ask for must be there.
   std::vector<std::string> expected = {"forward_backward", "optimizer_step"};

@@ -104,6 +104,41 @@ TEST(PlanValidation, RejectsAMissingProgram) {
   EXPECT_EQ(errorOf(p), "the plan has no program 'optimizer_step'");
 }
 
+/// smallPlan with buffers 0 and 1 as frozen parameters of `stages` in a
+/// pp-stage pipeline, both at offset 0 of the parameter arena.
+Plan stagedPlan(int32_t pp, int32_t stage0, int32_t stage1) {
+  Plan p = smallPlan();
+  p.mutable_mesh()->set_pp(pp);
+  auto *arena = p.add_arenas();
+  arena->set_kind(PARAMETERS);
+  arena->set_size_bytes(64);
+  int32_t stages[] = {stage0, stage1};
+  for (uint32_t i = 0; i < 2; ++i) {
+    p.mutable_buffers(i)->set_arena(PARAMETERS);
+    p.mutable_buffers(i)->set_offset_bytes(0);
+    auto *param = p.add_parameters();
+    param->set_name("w" + std::to_string(i));
+    param->set_param_buffer(i);
+    param->set_stage(stages[i]);
+    param->set_tied_stage(-1);
+  }
+  return p;
+}
+
+TEST(PlanValidation, AcceptsStagesSharingOffsets) {
+  EXPECT_EQ(errorOf(stagedPlan(2, 0, 1)), "");
+}
+
+TEST(PlanValidation, RejectsOverlappingBuffersOfOneStage) {
+  EXPECT_EQ(errorOf(stagedPlan(2, 1, 1)),
+            "buffers 'b0' and 'b1', both held by pipeline stage 1, overlap in the "
+            "PARAMETERS arena");
+  // A tied parameter is held by two stages: it may not share the other's offset.
+  Plan tied = stagedPlan(2, 0, 1);
+  tied.mutable_parameters(0)->set_tied_stage(1);
+  EXPECT_NE(errorOf(tied).find("overlap"), std::string::npos);
+}
+
 TEST(PlanDirectory, RoundTripsAndNamesAMissingFile) {
   auto dir = std::filesystem::temp_directory_path() / ("mt-plan-" + std::to_string(::getpid()));
   ASSERT_TRUE(writePlanDirectory(dir.string(), smallPlan()));

@@ -1,0 +1,64 @@
+// The CUDA backend's arena sizes as the plan determines them: bf16
+// activations at half size, 32-bit activations apart, bf16 parameter
+// shadows (runtime/plan/DeviceFootprint.h).
+#include "runtime/plan/DeviceFootprint.h"
+
+#include <gtest/gtest.h>
+
+namespace mt::plan {
+namespace {
+
+Buffer *addBuffer(Plan &p, const std::string &name, DType dtype, std::vector<int64_t> shape,
+                  ArenaKind arena, uint64_t offset) {
+  auto *b = p.add_buffers();
+  b->set_id(uint32_t(p.buffers_size() - 1));
+  b->set_name(name);
+  b->set_dtype(dtype);
+  uint64_t elements = 1;
+  for (int64_t d : shape) {
+    b->add_shape(d);
+    elements *= uint64_t(d);
+  }
+  b->set_arena(arena);
+  b->set_offset_bytes(offset);
+  b->set_size_bytes(elements * 4);
+  return b;
+}
+
+TEST(DeviceFootprint, HalvesActivationsAndKeepsTheWideOnesApart) {
+  Plan p;
+  for (auto [kind, bytes] : {std::pair{PARAMETERS, 1024}, {GRADIENTS, 1024},
+                             {OPTIMIZER, 2048}, {ACTIVATIONS, 4096}, {INPUTS, 128},
+                             {OUTPUTS, 64}}) {
+    auto *a = p.add_arenas();
+    a->set_kind(kind);
+    a->set_size_bytes(uint64_t(bytes));
+  }
+  addBuffer(p, "q", F32, {4, 8}, ACTIVATIONS, 0);           // bf16
+  addBuffer(p, "out", F32, {4, 8}, ACTIVATIONS, 128);       // bf16
+  addBuffer(p, "lse", F32, {300}, ACTIVATIONS, 256);        // the attention's: 32-bit
+  addBuffer(p, "clip", F32, {}, ACTIVATIONS, 2048);         // a scalar: 32-bit
+  addBuffer(p, "indices", I32, {5}, ACTIVATIONS, 2112);     // integers: 32-bit
+  auto *attention = p.add_programs()->add_instructions();
+  attention->set_op("attention");
+  attention->add_inputs(0);
+  attention->add_outputs(1);
+  attention->add_outputs(2);
+
+  EXPECT_EQ(wideActivations(p), (std::set<uint32_t>{2, 3, 4}));
+  const DeviceFootprint f = deviceFootprint(p);
+  EXPECT_EQ(f.weights, 1024u);
+  EXPECT_EQ(f.shadows, 512u);
+  EXPECT_EQ(f.gradients, 1024u);
+  EXPECT_EQ(f.optimizer, 2048u);
+  EXPECT_EQ(f.activations, 2048u);
+  // lse takes 1200 bytes, rounded to 1280; the scalar and the indices 256 each.
+  EXPECT_EQ(f.wideOffsets.at(2), 0u);
+  EXPECT_EQ(f.wideOffsets.at(3), 1280u);
+  EXPECT_EQ(f.wideOffsets.at(4), 1536u);
+  EXPECT_EQ(f.wideActivations, 1792u);
+  EXPECT_EQ(f.total(), 1024u + 512 + 1024 + 2048 + 2048 + 1792 + 128 + 64);
+}
+
+} // namespace
+} // namespace mt::plan
