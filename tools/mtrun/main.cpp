@@ -1,4 +1,5 @@
 // mtrun: executes a plan written by `mtc compile`.
+#include "runtime/comm/Communicator.h"
 #include "runtime/comm/Launcher.h"
 #include "runtime/exec/Trainer.h"
 
@@ -88,8 +89,10 @@ int main(int argc, char **argv) {
     std::cerr << "error: " << summary.message() << "\n";
     return 1;
   }
-  if (const char *rank = std::getenv("MT_RANK"); rank && std::string(rank) != "0")
-    return 0; // rank 0 reports
+  // Rank 0 reports, whichever launcher (mtrun --nproc, torchrun, Slurm,
+  // OpenMPI) set the rank; train() has already accepted the environment.
+  if (auto rank = mt::comm::rankFromEnvironment(); rank && rank->rank != 0)
+    return 0;
   std::cout << "trained " << summary->steps << " steps (" << summary->skipped
             << " skipped): loss " << summary->firstLoss << " -> " << summary->lastLoss
             << " (mean of the last " << std::min<int64_t>(20, summary->steps)
