@@ -9,10 +9,11 @@
 #include "compiler/plan/BufferPlanner.h"
 #include "compiler/plan/ProgramEmitter.h"
 #include "dialects/mt/MtDialect.h"
+#include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanVersion.h"
+#include "runtime/plan/Stages.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "llvm/ADT/EquivalenceClasses.h"
 
 #include <set>
 
@@ -256,7 +257,7 @@ void appendTransfer(ProgramEmitter &emitter, const char *op, Value value, int64_
   instr.set_location("pipeline transfer");
 }
 
-LogicalResult emitStagePrograms(ProgramEmitter &emitter, BufferPlanner &planner,
+LogicalResult emitStagePrograms(ProgramEmitter &emitter,
                                 ArrayRef<StagedOp> staged, int64_t pp, plan::Plan &out) {
   int64_t stages = 0;
   for (const StagedOp &s : staged)
@@ -291,20 +292,13 @@ LogicalResult emitStagePrograms(ProgramEmitter &emitter, BufferPlanner &planner,
   return success();
 }
 
-int64_t fullElementsOf(const plan::Plan &out, uint32_t buffer) {
-  int64_t n = 1;
-  for (int64_t d : out.buffers(buffer).shape())
-    n *= d;
-  return n;
-}
-
 /// One optimizer program per stage, over the parameters the stage owns; the
 /// gradient norm is also reduced over pp.
 LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
-                                  BufferPlanner &planner, int64_t pp, plan::Plan &out) {
-  llvm::StringMap<std::pair<int64_t, int64_t>> owner; // stage, tied stage
+                                  int64_t pp, plan::Plan &out) {
+  llvm::StringMap<const plan::Parameter *> parameters;
   for (const auto &p : out.parameters())
-    owner[p.name()] = {p.stage(), p.tied_stage()};
+    parameters[p.name()] = &p;
   auto paramOf = [&](Value v) -> StringRef {
     auto arg = dyn_cast<BlockArgument>(v);
     auto param = arg ? opt.getArgAttrOfType<FlatSymbolRefAttr>(arg.getArgNumber(), "mt.param")
@@ -313,11 +307,11 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
   };
   auto ownerOfArg = [&](Value v) -> int64_t {
     StringRef name = paramOf(v);
-    return name.empty() ? -1 : owner.lookup(name).first;
+    return name.empty() ? -1 : parameters.lookup(name)->stage();
   };
   auto holds = [&](Value v, int64_t stage) {
     StringRef name = paramOf(v);
-    return !name.empty() && (owner.lookup(name).first == stage || owner.lookup(name).second == stage);
+    return !name.empty() && plan::stageHolds(*parameters.lookup(name), stage);
   };
   for (int64_t stage = 0; stage < pp; ++stage) {
     plan::Program &program = *out.add_programs();
@@ -336,12 +330,12 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     }
     // The two halves of a tied parameter's gradient are summed first.
     for (const auto &p : out.parameters())
-      if (p.tied_stage() >= 0 && (p.stage() == stage || p.tied_stage() == stage)) {
+      if (p.tied_stage() >= 0 && plan::stageHolds(p, stage)) {
         plan::Instruction &sum = emitter.append();
         sum.set_op("all_reduce");
         sum.add_inputs(p.grad_buffer());
         sum.add_outputs(p.grad_buffer());
-        for (auto [name, value] : {std::pair{"n", fullElementsOf(out, p.grad_buffer())},
+        for (auto [name, value] : {std::pair{"n", plan::elementsOf(out.buffers(p.grad_buffer()))},
                                    std::pair{"average", int64_t(0)}}) {
           auto *a = sum.add_attributes();
           a->set_name(name);
@@ -423,11 +417,11 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
   if (failed(staged) || failed(assignOwners(fb, *staged, parallel.pp, out)))
     return failure();
   if (failed(bindForwardBackward(fb, emitter, planner, out, gradBuffers)) ||
-      failed(emitStagePrograms(emitter, planner, *staged, parallel.pp, out)))
+      failed(emitStagePrograms(emitter, *staged, parallel.pp, out)))
     return failure();
   ProgramEmitter optEmitter(planner, scratch, opt);
   if (failed(bindOptimizerStep(opt, optEmitter, planner, out)) ||
-      failed(emitStageOptimizers(opt, optEmitter, planner, parallel.pp, out)))
+      failed(emitStageOptimizers(opt, optEmitter, parallel.pp, out)))
     return failure();
   planner.assignOffsets();
   out.mutable_training()->set_virtual_stages(int64_t(parallel.chunkLayers.size()));

@@ -85,9 +85,7 @@ bool ProgramEmitter::isElided(Operation *op) {
 }
 
 void ProgramEmitter::bindWeights() {
-  fn_.walk([&](WeightOp weight) {
-    bind(weight.getResult(), planner_.parameterBuffers(weight.getParam()).param);
-  });
+  fn_.walk([&](WeightOp weight) { bindWeight(weight); });
 }
 
 void ProgramEmitter::finishProgram() {
@@ -102,9 +100,13 @@ void ProgramEmitter::finishProgram() {
   planner_.finishProgram();
 }
 
+void ProgramEmitter::bindWeight(WeightOp weight) {
+  bind(weight.getResult(), planner_.parameterBuffers(weight.getParam()).param);
+}
+
 LogicalResult ProgramEmitter::emitOp(Operation *op) {
   if (auto weight = dyn_cast<WeightOp>(op)) {
-    bind(weight.getResult(), planner_.parameterBuffers(weight.getParam()).param);
+    bindWeight(weight);
     return success();
   }
   if (isa<ReshapeOp, TPCopyOp>(op))
@@ -112,8 +114,7 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
   // An all-reduce of a value used nowhere else reduces in place.
   if (auto reduce = dyn_cast<AllReduceOp>(op); reduce && reduce.getInput().hasOneUse())
     bind(reduce.getResult(), bufferOf(reduce.getInput()));
-  if (auto add = dyn_cast<AddOp>(op);
-      add && leader(add.getLhs()) == leader(add.getResult()))
+  if (isElided(op))
     return success(); // both terms already accumulated into one buffer
   plan::Instruction instr;
   if (failed(lowerOpAttributes(op, instr)))

@@ -12,6 +12,8 @@
 
 namespace mt {
 
+class WeightOp;
+
 /// Whether `op` adds into its outputs (the backward kernels).
 bool isAccumulatingOp(mlir::Operation *op);
 
@@ -38,6 +40,7 @@ public:
   /// Binds every parameter read of the function to the parameter's buffer
   /// (emitting an mt.weight does it too; pipelines emit no mt.weight).
   void bindWeights();
+  void bindWeight(WeightOp weight);
   /// Records the liveness of the current program's buffers; the next
   /// program's instructions come after it.
   void finishProgram();

@@ -73,15 +73,14 @@ void BuildOptimizerPass::runOnOperation() {
   // Data parallelism: every rank's gradients are averaged over dp first.
   SmallVector<Value> grads;
   SmallVector<bool> replicated;
-  bool anySharded = false;
   for (auto [i, p] : llvm::enumerate(params)) {
     Value g = argOf(i, 1);
     if (dp > 1)
       g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr("dp"), b.getUnitAttr());
     grads.push_back(g);
     replicated.push_back(!p.getShardDim());
-    anySharded |= p.getShardDim().has_value();
   }
+  bool anySharded = !llvm::all_of(replicated, [](bool r) { return r; });
   // Tensor parallelism: shards of one parameter sum over tp; replicated
   // parameters count once.
   Value norm = GlobalNormOp::create(

@@ -18,7 +18,7 @@ void encode(float (&h)[kHeader], int64_t microBatch, uint32_t tag, int64_t count
 
 } // namespace
 
-PipelineChannels::PipelineChannels(const RankContext &rank) : rank_(rank) {
+PipelineChannels::PipelineChannels(const RankContext &rank) {
   int64_t stages = rank.axisSize("pp"), self = rank.coordinate("pp");
   for (int64_t peer = 0; peer < stages; ++peer) {
     if (peer == self)

@@ -48,7 +48,6 @@ private:
   void receiveLoop(int64_t fromStage, comm::Communicator *group);
   void fail(Status status);
 
-  const RankContext &rank_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::map<int64_t, std::unique_ptr<Outgoing>> outgoing_; // by peer stage

@@ -62,7 +62,8 @@ Expected<std::string> PipelineTimeline::publish(const RankContext &rank, int64_t
     return std::string();
   // Ranks are ordered pp-major: stage s's first rank is s x (ranks per stage).
   const int64_t perStage = rank.worldSize() / pp;
-  auto measured = pipelineSchedule(pp, vpp, microBatches);
+  const auto schedule = pipelineSchedule(pp, vpp, microBatches);
+  auto measured = schedule;
   double makespan = 0;
   for (int64_t s = 0; s < pp; ++s) {
     const float *times = all.data() + size_t(s * perStage) * mine.size();
@@ -75,7 +76,7 @@ Expected<std::string> PipelineTimeline::publish(const RankContext &rank, int64_t
   const double bubble = bubbleFraction(measured, makespan);
   const auto [forward, backward] = meanDurations(measured);
   const double ratio = backward / forward;
-  auto predicted = pipelineSchedule(pp, vpp, microBatches);
+  auto predicted = schedule;
   const double atTwo = bubbleFraction(predicted, simulate(predicted, pp, vpp, 2.0));
   const double atRatio = bubbleFraction(predicted, simulate(predicted, pp, vpp, ratio));
   // The picture in units of the mean forward, as the schedule's.

@@ -25,14 +25,6 @@ void sliceFull(const plan::Parameter &param, int64_t shard, const float *full, f
 /// Writes slice `shard` (`local`) into its place in `full`.
 void placeSlice(const plan::Parameter &param, int64_t shard, const float *local, float *full);
 
-/// Whether pipeline stage `stage` holds `param`: its own stage, or the
-/// second stage of a tied parameter. Plans give each stage's parameters
-/// offsets of their own, so another stage's buffers alias this stage's
-/// and must not be written here.
-inline bool stageHolds(const plan::Parameter &param, int64_t stage) {
-  return param.stage() == stage || param.tied_stage() == stage;
-}
-
 } // namespace mt::exec
 
 #endif // MT_RUNTIME_EXEC_SHARDING_H

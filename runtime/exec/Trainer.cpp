@@ -11,6 +11,7 @@
 #include "runtime/io/Dataset.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/PlanIO.h"
+#include "runtime/plan/Stages.h"
 
 #ifdef MT_WITH_CUDA
 #include "runtime/cuda/CudaExecutor.h"
@@ -47,7 +48,7 @@ void overrideLearningRate(plan::Plan &plan, double lr) {
 void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t seed,
                           const RankContext &rank) {
   for (const plan::Parameter &p : plan.parameters()) {
-    if (!stageHolds(p, rank.coordinate("pp")))
+    if (!plan::stageHolds(p, rank.coordinate("pp")))
       continue;
     float *local = memory.f32(p.param_buffer());
     int64_t shard = p.sharded() ? rank.coordinate(p.shard_axis()) : 0;
@@ -179,7 +180,10 @@ private:
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<PipelineChannels> pipeline_; // before rank_ goes away
   PipelineTimeline timeline_;
-  std::vector<int64_t> slotOf_; // pipelines: each micro-batch's activation slot
+  // Pipelines: this stage's actions in schedule order, and each
+  // micro-batch's activation slot.
+  std::vector<PipelineAction> stageActions_;
+  std::vector<int64_t> slotOf_;
   std::ofstream metrics_;
   int64_t done_ = 0; // steps done before this run (resumed checkpoints)
 };
@@ -221,9 +225,9 @@ Status TrainingRun::prepare() {
   if (pipelined) {
     const plan::Training &t = plan_.training();
     int64_t pp = rank_->axisSize("pp");
-    auto schedule = pipelineSchedule(pp, t.virtual_stages() / pp, t.micro_batches_per_step());
-    slotOf_ = activationSlots(schedule[rank_->coordinate("pp")], t.micro_batches_per_step(),
-                              slots);
+    stageActions_ = pipelineSchedule(pp, t.virtual_stages() / pp,
+                                     t.micro_batches_per_step())[rank_->coordinate("pp")];
+    slotOf_ = activationSlots(stageActions_, t.micro_batches_per_step(), slots);
   }
   memory_ = std::make_unique<HostMemory>(
       plan_, slots, *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All);
@@ -333,11 +337,10 @@ Expected<double> TrainingRun::pipelinePasses(int64_t step) {
   const plan::Training &t = plan_.training();
   int64_t microBatches = t.micro_batches_per_step(), pp = rank_->axisSize("pp");
   int64_t stage = rank_->coordinate("pp"), stages = t.virtual_stages();
-  auto schedule = pipelineSchedule(pp, stages / pp, microBatches);
   double loss = 0;
   std::vector<bool> started(size_t(microBatches), false);
   timeline_.beginStep(step);
-  for (const PipelineAction &a : schedule[stage]) {
+  for (const PipelineAction &a : stageActions_) {
     int64_t v = a.chunk * pp + stage;
     memory_->setSlot(slotOf_[a.microBatch]);
     if (!started[a.microBatch]) { // the micro-batch takes its slot: its inputs
@@ -449,8 +452,7 @@ Expected<TrainSummary> TrainingRun::run() {
     summary.meanLastLosses += l / double(recent.size());
   log() << executor_->profileReport();
   if (!o_.timelinePath.empty()) {
-    auto line = timeline_.publish(*rank_, plan_.training().virtual_stages() /
-                                              std::max<int64_t>(rank_->axisSize("pp"), 1),
+    auto line = timeline_.publish(*rank_, plan_.training().virtual_stages() / rank_->axisSize("pp"),
                                   plan_.training().micro_batches_per_step(), o_.timelinePath);
     if (!line)
       return line.status();

@@ -2,6 +2,7 @@
 #include "runtime/exec/Weights.h"
 
 #include "runtime/exec/Sharding.h"
+#include "runtime/plan/Stages.h"
 #include "runtime/io/AtomicFile.h"
 #include "runtime/io/Safetensors.h"
 
@@ -83,7 +84,10 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
   for (const plan::Parameter &p : plan.parameters()) {
     if (role.trainableOnly && !p.trainable())
       continue;
-    full.assign(fullElements(p), 0.0f);
+    // Every rank checks every tensor; only the stages holding it read it.
+    const bool held = plan::stageHolds(p, rank ? rank->coordinate("pp") : 0);
+    if (held)
+      full.assign(fullElements(p), 0.0f);
     bool complete = true;
     for (const HfTensor &t : hfTensorsOf(p, role.prefix)) {
       const io::TensorInfo *info = source.find(t.name);
@@ -93,8 +97,10 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
       else if (info->shape != t.shape)
         problem = "mis-shaped: " + t.name + " is " + shapeText(info->shape) +
                   ", the model needs " + shapeText(t.shape);
-      else if (Status s = source.readAsFloat32(t.name, full.data() + t.offset, t.count); !s)
-        problem = s.message();
+      else if (held) { // another stage's parameter is checked, not read
+        if (Status s = source.readAsFloat32(t.name, full.data() + t.offset, t.count); !s)
+          problem = s.message();
+      }
       if (info)
         used.insert(t.name);
       if (!problem.empty()) {
@@ -102,7 +108,7 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
         ++count, complete = false;
       }
     }
-    if (complete && stageHolds(p, rank ? rank->coordinate("pp") : 0))
+    if (complete && held)
       sliceFull(p, shardOf(p, rank), full.data(), memory.f32(role.buffer(p)));
   }
   if (count)

@@ -4,6 +4,7 @@
 #include "runtime/io/AtomicFile.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanVersion.h"
+#include "runtime/plan/Stages.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -64,21 +65,21 @@ Status validateParameters(const Plan &plan) {
 /// so a plan that placed two of one stage's buffers together would have
 /// them overwrite each other.
 Status validateStageLayout(const Plan &plan) {
-  std::map<uint32_t, std::pair<int32_t, int32_t>> stagesOf; // buffer -> (stage, tied)
+  std::map<uint32_t, const Parameter *> parameterOf;
   for (const Parameter &p : plan.parameters()) {
     std::vector<uint32_t> ids = {p.param_buffer()};
     if (p.trainable())
       ids.insert(ids.end(), {p.grad_buffer(), p.exp_avg_buffer(), p.exp_avg_sq_buffer()});
     for (uint32_t id : ids)
-      stagesOf[id] = {p.stage(), p.tied_stage()};
+      parameterOf[id] = &p;
   }
   for (int64_t stage = 0; stage < std::max<int64_t>(plan.mesh().pp(), 1); ++stage) {
     std::map<ArenaKind, std::vector<const Buffer *>> held;
     for (const Buffer &b : plan.buffers()) {
       if (b.arena() == ACTIVATIONS)
         continue;
-      auto it = stagesOf.find(b.id());
-      if (it == stagesOf.end() || it->second.first == stage || it->second.second == stage)
+      auto it = parameterOf.find(b.id());
+      if (it == parameterOf.end() || stageHolds(*it->second, stage))
         held[b.arena()].push_back(&b);
     }
     for (auto &[arena, buffers] : held) {
