@@ -435,7 +435,7 @@ Expected<ProgramResult> CpuExecutor::run(const std::string &name,
       continue;
     }
     if (Status s = (*kernels[i])(instr, plan::Attrs(instr), *memory_, context_); !s)
-      return Status::error((rank_ ? rank_->describe() + " " : std::string()) + "program '" +
+      return Status::error((context_.rank ? context_.rank->describe() + " " : std::string()) + "program '" +
                            name + "' instruction " + std::to_string(i) + " (" + instr.op() +
                            (instr.location().empty() ? "" : ", " + instr.location()) +
                            "): " + s.message());

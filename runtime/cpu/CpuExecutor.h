@@ -54,12 +54,11 @@ public:
 private:
   CpuExecutor(const plan::Plan &plan, exec::HostMemory &memory,
               const exec::RankContext *rank)
-      : plan_(&plan), memory_(&memory), rank_(rank) {
+      : plan_(&plan), memory_(&memory) {
     context_.rank = rank;
   }
   const plan::Plan *plan_;
   exec::HostMemory *memory_;
-  const exec::RankContext *rank_;
   KernelContext context_;
   std::map<std::string, std::vector<const Kernel *>> kernels_;
 };
