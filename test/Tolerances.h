@@ -32,6 +32,17 @@ inline constexpr double kHfGradientRel = 1e-4; // of max |gradient| per tensor
 /// lr * sign(gradient), so differences stay far below lr (1e-3).
 inline constexpr double kHfUpdatedAbs = 1e-6;
 
+/// Weights after several steps whose AdamW eps dominates sqrt(v) (the
+/// update is then about lr * m / eps, linear in the gradient): the
+/// movement from the initial weights inherits the gradients' relative
+/// error (kHfGradientRel of the tensor's largest gradient), summed over a
+/// few steps; held elementwise against the tensor's largest movement with
+/// a 2.5x margin over 4 steps x kHfGradientRel.
+inline constexpr double kHfMovementRel = 1e-3;
+
+/// A value that went through one fp64 -> fp32 rounding (2^-24 relative).
+inline constexpr double kFp32RoundingRel = 1.2e-7;
+
 /// A bf16 CUDA kernel (bf16 inputs and outputs, fp32 math) vs the fp32 CPU
 /// reference on the same bf16-exact inputs, relative to the largest
 /// magnitude of the reference: each output is rounded once to bf16 (at

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 
 namespace mt {
 namespace {
@@ -133,6 +134,94 @@ TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
     }
     EXPECT_LE(worst, tolerance::kHfUpdatedAbs) << "updated " << p.name();
     EXPECT_GT(compared, int64_t(grad.size()) / 2) << "updated " << p.name();
+  }
+}
+
+/// make_fixtures.py --steps: several optimizer steps, each accumulating
+/// micro-batches with a partial loss mask, under warmup + cosine decay and
+/// active clipping, against transformers + torch.optim.AdamW.
+TEST_P(HfFidelity, SeveralStepsWithAccumulationMaskScheduleAndClipping) {
+  auto stepsPlan = plan::readPlanDirectory(std::string(MT_HF_PLAN_DIR) + "/" + GetParam() +
+                                           "-steps");
+  ASSERT_TRUE(stepsPlan) << stepsPlan.message();
+  const plan::Plan &plan = *stepsPlan;
+  exec::HostMemory memory(plan);
+  auto file = io::openSafetensors(fixture_ + "/expected-steps.safetensors");
+  ASSERT_TRUE(file) << file.message();
+  auto read = [&](const std::string &name) {
+    const io::TensorInfo *info = file->find(name);
+    EXPECT_NE(info, nullptr) << name;
+    std::vector<float> out(info ? info->numElements() : 0);
+    if (info) {
+      EXPECT_TRUE(file->readAsFloat32(name, out.data(), out.size())) << name;
+    }
+    return out;
+  };
+  auto readIds = [&](const std::string &name) {
+    const io::TensorInfo *info = file->find(name);
+    EXPECT_NE(info, nullptr) << name;
+    std::vector<int32_t> out(info ? info->numElements() : 0);
+    if (info) {
+      EXPECT_TRUE(file->readRaw(name, out.data(), info->byteSize())) << name;
+    }
+    return out;
+  };
+  std::vector<int32_t> ids = readIds("input_ids"), labels = readIds("labels");
+  std::vector<float> mask = read("loss_mask");
+  std::vector<float> losses = read("loss"), norms = read("grad_norm"), lrs = read("lr");
+  const plan::Training &t = plan.training();
+  const int64_t steps = int64_t(losses.size()), micro = t.micro_batches_per_step();
+  const int64_t tokens = t.micro_batch() * t.seq();
+  ASSERT_EQ(int64_t(ids.size()), steps * micro * tokens) << "fixture and plan disagree";
+
+  auto executor = cpu::CpuExecutor::create(plan, memory);
+  ASSERT_TRUE(executor) << executor.message();
+  ASSERT_TRUE(exec::loadHfWeights(plan, memory, nullptr, fixture_));
+  std::map<std::string, std::vector<float>> initial;
+  for (const plan::Parameter &p : plan.parameters()) {
+    const float *w = memory.f32(p.param_buffer());
+    initial[p.name()].assign(w, w + memory.elements(p.param_buffer()));
+  }
+  const plan::Bindings &b = plan.bindings();
+  for (int64_t s = 0; s < steps; ++s) {
+    memory.clear(plan::GRADIENTS);
+    double loss = 0;
+    for (int64_t m = 0; m < micro; ++m) {
+      size_t at = size_t((s * micro + m) * tokens);
+      for (int64_t i = 0; i < tokens; ++i) {
+        memory.i32(b.input_ids())[i] = ids[at + i];
+        memory.i32(b.labels())[i] = labels[at + i];
+        memory.f32(b.loss_mask())[i] = mask[at + i];
+      }
+      *memory.f32(b.loss_scale()) = float(1.0 / double(micro));
+      auto fb = executor->run("forward_backward");
+      ASSERT_TRUE(fb) << fb.message();
+      loss += *memory.f32(b.loss()) / double(micro);
+    }
+    EXPECT_NEAR(loss, losses[s], tolerance::kHfLossRel * losses[s]) << "step " << s + 1;
+    *memory.i64(b.step()) = s + 1;
+    auto opt = executor->run("optimizer_step");
+    ASSERT_TRUE(opt) << opt.message();
+    ASSERT_FALSE(opt->skipped);
+    EXPECT_NEAR(*memory.f32(b.grad_norm()), norms[s], tolerance::kHfGradientRel * norms[s])
+        << "step " << s + 1;
+    EXPECT_NEAR(*memory.f32(b.learning_rate()), lrs[s], tolerance::kFp32RoundingRel * lrs[s])
+        << "step " << s + 1;
+  }
+  // Each weight moved by the sum of its updates; compared elementwise
+  // against the largest movement of its tensor (see Tolerances.h).
+  for (const plan::Parameter &p : plan.parameters()) {
+    std::vector<float> ref = read("updated." + p.name());
+    const std::vector<float> &w0 = initial[p.name()];
+    ASSERT_EQ(ref.size(), w0.size()) << p.name();
+    double maxMove = 0, worst = 0;
+    for (size_t i = 0; i < ref.size(); ++i)
+      maxMove = std::max(maxMove, double(std::fabs(ref[i] - w0[i])));
+    const float *ours = memory.f32(p.param_buffer());
+    for (size_t i = 0; i < ref.size(); ++i)
+      worst = std::max(worst, double(std::fabs(ours[i] - ref[i])));
+    EXPECT_GT(maxMove, 0.0) << p.name() << " did not move";
+    EXPECT_LE(worst, tolerance::kHfMovementRel * maxMove) << "updated " << p.name();
   }
 }
 

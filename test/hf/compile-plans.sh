@@ -12,4 +12,9 @@ for config in "$here"/configs/*.json; do
   "$mtc" compile "$out/$name.mlir" --global-batch 2 --lr 1e-3 --lr-decay-style constant \
     --weight-decay 0.1 --adam-beta1 0.9 --adam-beta2 0.95 --adam-eps 1e-8 --clip-grad 1.0 \
     --train-steps 10 -o "$out/$name"
+  # make_fixtures.py --steps: 3 accumulated micro-batches, warmup + cosine,
+  # active clipping, an eps that keeps AdamW's update continuous.
+  "$mtc" compile "$out/$name.mlir" --global-batch 6 --lr 1e-2 --min-lr 1e-3 \
+    --warmup-steps 2 --lr-decay-style cosine --train-steps 4 --weight-decay 0.1 \
+    --adam-beta1 0.9 --adam-beta2 0.95 --adam-eps 1e-2 --clip-grad 0.05 -o "$out/$name-steps"
 done
