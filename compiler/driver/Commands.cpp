@@ -89,8 +89,10 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
 
 bool importHf(const ImportOptions &options) {
   auto spec = readHfConfig(options.configPath);
-  if (!spec) {
-    llvm::errs() << "error: " << spec.message() << "\n";
+  Status fits = spec ? checkSequenceLength(*spec, options.shape.seq, options.configPath)
+                     : spec.status();
+  if (!fits) {
+    llvm::errs() << "error: " << fits.message() << "\n";
     return false;
   }
   MLIRContext context;

@@ -1,9 +1,12 @@
-// Reading Hugging Face config.json for the supported decoder-only families.
+// Reading Hugging Face config.json for the supported decoder-only families,
+// in the spellings of transformers 4 and 5. What each key means is taken
+// from transformers 5.17 (configuration_*.py, modeling_*.py,
+// modeling_rope_utils.py, masking_utils.py) and agrees with 4.5x.
 #include "compiler/hf/HfConfig.h"
 
 #include <nlohmann/json.hpp>
 
-#include <cmath>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -17,58 +20,151 @@ struct ConfigError {
   std::string message;
 };
 
+/// One JSON object of the config: the top level, or a nested one such as
+/// `rope_scaling` (then `prefix` is "rope_scaling." and messages name
+/// `rope_scaling.factor`). A key holding null counts as absent, as it does
+/// for transformers.
 class Reader {
 public:
-  Reader(const json &root, std::string path) : root_(root), path_(std::move(path)) {}
+  Reader(const json &object, std::string path, std::string prefix = "")
+      : object_(object), path_(std::move(path)), prefix_(std::move(prefix)) {}
 
-  bool has(const char *key) const {
-    return root_.contains(key) && !root_.at(key).is_null();
+  bool has(const std::string &key) const {
+    return object_.contains(key) && !object_.at(key).is_null();
   }
-  int64_t integer(const char *key) const {
-    const json &v = required(key);
+  /// Present, null included: Qwen2's absent `sliding_window` is 4096, null is none.
+  bool present(const std::string &key) const { return object_.contains(key); }
+  const json &at(const std::string &key) const { return object_.at(key); }
+  std::string name(const std::string &key) const { return prefix_ + key; }
+  const std::string &path() const { return path_; }
+
+  /// A positive integer (sizes, counts).
+  int64_t integer(const std::string &key) const { return integerIn(key, required(key), 1); }
+  int64_t integer(const std::string &key, int64_t fallback) const {
+    return has(key) ? integer(key) : fallback;
+  }
+  /// An integer >= 0 (layer thresholds).
+  int64_t count(const std::string &key, int64_t fallback) const {
+    return has(key) ? integerIn(key, at(key), 0) : fallback;
+  }
+  double number(const std::string &key) const { return numberIn(key, required(key)); }
+  double number(const std::string &key, double fallback) const {
+    return has(key) ? number(key) : fallback;
+  }
+  bool boolean(const std::string &key, bool fallback) const {
+    if (!has(key))
+      return fallback;
+    if (!at(key).is_boolean())
+      fail(key, "true or false", at(key));
+    return at(key).get<bool>();
+  }
+  std::string string(const std::string &key, const std::string &fallback) const {
+    if (!has(key))
+      return fallback;
+    if (!at(key).is_string())
+      fail(key, "a string", at(key));
+    return at(key).get<std::string>();
+  }
+  const json &required(const std::string &key) const {
+    if (!has(key))
+      error("missing key '" + name(key) + "'");
+    return at(key);
+  }
+  int64_t integerIn(const std::string &key, const json &v, int64_t min) const {
     if (!v.is_number_integer())
       fail(key, "an integer", v);
     int64_t x = v.get<int64_t>();
-    if (x <= 0)
-      throw ConfigError{path_ + ": key '" + key + "' must be positive, got " +
-                        std::to_string(x)};
+    if (x < min)
+      error("key '" + name(key) + "' must be " + (min > 0 ? "positive" : "at least 0") +
+            ", got " + std::to_string(x));
     return x;
   }
-  int64_t integer(const char *key, int64_t fallback) const {
-    return has(key) ? integer(key) : fallback;
-  }
-  double number(const char *key) const {
-    const json &v = required(key);
+  double numberIn(const std::string &key, const json &v) const {
     if (!v.is_number())
       fail(key, "a number", v);
     return v.get<double>();
   }
-  double number(const char *key, double fallback) const {
-    return has(key) ? number(key) : fallback;
+  [[noreturn]] void fail(const std::string &key, const std::string &expected,
+                         const json &v) const {
+    error("key '" + name(key) + "' must be " + expected + ", got " + v.dump());
   }
-  bool boolean(const char *key, bool fallback) const {
-    if (!has(key))
-      return fallback;
-    const json &v = root_.at(key);
-    if (!v.is_boolean())
-      fail(key, "true or false", v);
-    return v.get<bool>();
+  [[noreturn]] void error(const std::string &text) const {
+    throw ConfigError{path_ + ": " + text};
   }
-  const json &required(const char *key) const {
-    if (!has(key))
-      throw ConfigError{path_ + ": missing key '" + key + "'"};
-    return root_.at(key);
-  }
-  [[noreturn]] void fail(const char *key, const char *expected, const json &v) const {
-    throw ConfigError{path_ + ": key '" + key + "' must be " + expected +
-                      ", got " + v.dump()};
-  }
-  const std::string &path() const { return path_; }
 
 private:
-  const json &root_;
-  std::string path_;
+  const json &object_;
+  std::string path_, prefix_;
 };
+
+/// A value stated under one of several keys, with its key as messages name it.
+struct Spelled {
+  std::string key;
+  const json *value = nullptr;
+  explicit operator bool() const { return value; }
+};
+
+Spelled spelling(const Reader &r, const std::string &key) {
+  return {r.name(key), r.has(key) ? &r.at(key) : nullptr};
+}
+
+/// The value of a setting that transformers 4 and 5 spell differently (a
+/// config may carry both, and the versions prefer different ones): the
+/// spellings present must agree. Empty when none is present.
+Spelled agreed(const std::vector<Spelled> &spellings, const Reader &r) {
+  Spelled first;
+  for (const Spelled &s : spellings) {
+    if (!s)
+      continue;
+    if (!first)
+      first = s;
+    else if (*s.value != *first.value)
+      r.error(first.key + " (" + first.value->dump() + ") and " + s.key + " (" +
+              s.value->dump() + ") disagree: transformers 4 and 5 read different ones; "
+              "keep one");
+  }
+  return first;
+}
+
+double numberOf(const Reader &r, const Spelled &s) {
+  if (!s.value->is_number())
+    r.error("key '" + s.key + "' must be a number, got " + s.value->dump());
+  return s.value->get<double>();
+}
+
+int64_t positiveIntegerOf(const Reader &r, const Spelled &s) {
+  if (!s.value->is_number_integer() || s.value->get<int64_t>() <= 0)
+    r.error("key '" + s.key + "' must be a positive integer, got " + s.value->dump());
+  return s.value->get<int64_t>();
+}
+
+[[noreturn]] void unsupported(const Reader &r, const std::string &key, const json &value,
+                              const std::string &valid) {
+  r.error(key + " " + value.dump() + " is not supported by this version of mtc (" + valid +
+          ")");
+}
+
+std::string joined(const std::vector<std::string> &items) {
+  std::string out;
+  for (const std::string &s : items)
+    out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+/// "0, 2, 4-7": the indices whose flag is set.
+std::string layerList(const std::vector<bool> &layers) {
+  std::vector<std::string> runs;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (!layers[i])
+      continue;
+    size_t j = i;
+    while (j + 1 < layers.size() && layers[j + 1])
+      ++j;
+    runs.push_back(std::to_string(i) + (j > i ? "-" + std::to_string(j) : ""));
+    i = j;
+  }
+  return joined(runs);
+}
 
 std::string lineColumn(const std::string &text, size_t byte) {
   size_t line = 1, column = 1;
@@ -83,29 +179,260 @@ std::string lineColumn(const std::string &text, size_t byte) {
   return std::to_string(line) + ":" + std::to_string(column);
 }
 
-std::optional<Llama3RopeScaling> readRopeScaling(const json &root, const Reader &r) {
-  if (!r.has("rope_scaling"))
-    return std::nullopt;
-  const json &s = root.at("rope_scaling");
-  if (!s.is_object())
-    r.fail("rope_scaling", "an object or null", s);
-  Reader sr(s, r.path() + ": rope_scaling");
-  std::string type = s.value("rope_type", s.value("type", std::string()));
-  if (type != "llama3")
-    throw ConfigError{r.path() + ": rope_scaling type '" + type +
-                      "' is not supported (supported: llama3)"};
-  Llama3RopeScaling scaling;
-  scaling.factor = sr.number("factor");
-  scaling.lowFreqFactor = sr.number("low_freq_factor");
-  scaling.highFreqFactor = sr.number("high_freq_factor");
-  scaling.originalMaxPosition = sr.integer("original_max_position_embeddings");
-  return scaling;
+enum class Family { llama, qwen2, qwen3, qwen3Moe, mixtral };
+
+/// Each family's names and the defaults of its transformers config class
+/// where they differ between families.
+struct FamilyInfo {
+  Family family;
+  const char *architecture, *modelType;
+  double ropeTheta;     // rope_theta (MixtralConfig.default_theta is 1e6)
+  int64_t maxPositions; // max_position_embeddings
+  int64_t headDim;      // head_dim; 0: hidden_size / num_attention_heads
+  bool kvHeadsFollowHeads; // num_key_value_heads absent: num_attention_heads
+};
+
+// The other classes default num_key_value_heads to a fixed number (Qwen2 32,
+// Mixtral 8, ...): a config without it is refused rather than guessed.
+const FamilyInfo kFamilies[] = {
+    {Family::llama, "LlamaForCausalLM", "llama", 1e4, 2048, 0, true},
+    {Family::qwen2, "Qwen2ForCausalLM", "qwen2", 1e4, 32768, 0, false},
+    {Family::qwen3, "Qwen3ForCausalLM", "qwen3", 1e4, 32768, 128, false},
+    {Family::qwen3Moe, "Qwen3MoeForCausalLM", "qwen3_moe", 1e4, 32768, 0, false},
+    {Family::mixtral, "MixtralForCausalLM", "mixtral", 1e6, 131072, 0, false},
+};
+
+std::vector<std::string> modelTypes() {
+  std::vector<std::string> out;
+  for (const FamilyInfo &f : kFamilies)
+    out.push_back(f.modelType);
+  return out;
 }
 
-MoeSpec readMoe(const json &root, const Reader &r, const HfModelSpec &spec) {
+/// `architectures` names the model; transformers' Auto classes go by
+/// `model_type`, which a config saved by `XConfig(...).save_pretrained()`
+/// carries alone. Where both are given they must name the same model.
+const FamilyInfo &readFamily(const Reader &r) {
+  const FamilyInfo *byArch = nullptr, *byType = nullptr;
+  std::string arch, type;
+  if (r.has("architectures")) {
+    const json &archs = r.at("architectures");
+    if (!archs.is_array() || archs.size() != 1 || !archs[0].is_string())
+      r.fail("architectures", "a list with one class name", archs);
+    arch = archs[0].get<std::string>();
+    for (const FamilyInfo &f : kFamilies)
+      if (arch == f.architecture)
+        byArch = &f;
+    if (!byArch)
+      r.error("architecture '" + arch + "' is not supported (supported: " +
+              joined(supportedArchitectures()) + ")");
+  }
+  if (r.has("model_type")) {
+    type = r.string("model_type", "");
+    for (const FamilyInfo &f : kFamilies)
+      if (type == f.modelType)
+        byType = &f;
+    if (!byType)
+      r.error("model_type '" + type + "' is not supported (supported: " +
+              joined(modelTypes()) + ")");
+  }
+  if (byArch && byType && byArch != byType)
+    r.error("architectures '" + arch + "' and model_type '" + type +
+            "' name different models (model_type '" + type + "' is " +
+            byType->architecture + ")");
+  if (!byArch && !byType)
+    r.error("neither 'architectures' nor 'model_type' names the model (supported: " +
+            joined(supportedArchitectures()) + "; or model_type " + joined(modelTypes()) +
+            ")");
+  return byArch ? *byArch : *byType;
+}
+
+/// rope_theta and the rope scaling. transformers 4 reads the top-level
+/// `rope_theta` and `rope_scaling`; 5 keeps everything in `rope_parameters`
+/// and still takes `rope_scaling` and `rope_theta` as older spellings of it
+/// (modeling_rope_utils.py, convert_rope_params_to_dict and
+/// standardize_rope_params). The versions prefer different spellings when
+/// they disagree, so every spelling present must agree.
+void readRope(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
+  std::vector<Reader> dicts;
+  for (const char *key : {"rope_scaling", "rope_parameters"}) {
+    if (!r.has(key))
+      continue;
+    const json &d = r.at(key);
+    if (!d.is_object())
+      r.fail(key, "an object or null", d);
+    if (d.contains("full_attention") || d.contains("sliding_attention"))
+      r.error(std::string(key) + " per layer type is not supported by this version of mtc "
+              "(one set of rotary parameters for every layer)");
+    dicts.emplace_back(d, r.path(), std::string(key) + ".");
+  }
+  auto param = [&](const std::string &key, bool topLevel, const char *alias = nullptr) {
+    std::vector<Spelled> spellings;
+    if (topLevel)
+      spellings.push_back(spelling(r, key));
+    for (const Reader &d : dicts) {
+      spellings.push_back(spelling(d, key));
+      if (alias) // `type`: the older name of `rope_type`
+        spellings.push_back(spelling(d, alias));
+    }
+    return agreed(spellings, r);
+  };
+
+  std::string ropeType = "default";
+  if (Spelled type = param("rope_type", false, "type")) {
+    if (!type.value->is_string())
+      r.error("key '" + type.key + "' must be a string, got " + type.value->dump());
+    ropeType = type.value->get<std::string>();
+    if (ropeType != "default" && ropeType != "llama3")
+      unsupported(r, type.key, *type.value, "supported: default, llama3");
+  }
+  Spelled theta = param("rope_theta", true);
+  spec.ropeTheta = theta ? numberOf(r, theta) : f.ropeTheta;
+  if (spec.ropeTheta <= 0)
+    r.error("key '" + theta.key + "' must be positive, got " + theta.value->dump());
+  if (Spelled partial = param("partial_rotary_factor", true);
+      partial && numberOf(r, partial) != 1.0)
+    unsupported(r, partial.key, *partial.value,
+                "only 1: rotary embedding over the whole head");
+  if (ropeType != "llama3")
+    return;
+  auto needed = [&](const std::string &key) {
+    Spelled s = param(key, false);
+    if (!s)
+      r.error("missing key '" + key + "' of rope_type llama3 (in rope_scaling or "
+              "rope_parameters)");
+    return numberOf(r, s);
+  };
+  Llama3RopeScaling scaling;
+  scaling.factor = needed("factor");
+  scaling.lowFreqFactor = needed("low_freq_factor");
+  scaling.highFreqFactor = needed("high_freq_factor");
+  // Absent: max_position_embeddings (transformers 5, standardize_rope_params).
+  Spelled original = param("original_max_position_embeddings", true);
+  scaling.originalMaxPosition =
+      original ? positiveIntegerOf(r, original) : spec.maxPositionEmbeddings;
+  spec.ropeScaling = scaling;
+}
+
+/// The biases each family's modules read (modeling_*.py): Llama
+/// `attention_bias` (q/k/v/o) and `mlp_bias`; Qwen3 and Qwen3-MoE
+/// `attention_bias`; Qwen2 has q/k/v biases whatever the config says;
+/// Mixtral none. A key the family ignores may only say false.
+void readBiases(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
+  auto ignoredByFamily = [&](const char *key) {
+    if (r.boolean(key, false))
+      r.error(std::string(key) + " true is not supported for " + f.architecture +
+              " (transformers' model has no such bias and ignores the key; only false)");
+    return false;
+  };
+  bool readsAttentionBias = f.family == Family::llama || f.family == Family::qwen3 ||
+                            f.family == Family::qwen3Moe;
+  spec.qkvBias = spec.outputBias = readsAttentionBias ? r.boolean("attention_bias", false)
+                                                      : ignoredByFamily("attention_bias");
+  spec.mlpBias = f.family == Family::llama ? r.boolean("mlp_bias", false)
+                                           : ignoredByFamily("mlp_bias");
+  if (f.family == Family::qwen2)
+    spec.qkvBias = true;
+  spec.qkNorm = f.family == Family::qwen3 || f.family == Family::qwen3Moe;
+}
+
+/// Settings that change the numbers and that mtc does not implement: only
+/// the values under which transformers computes what mtc computes pass.
+void refuseUnsupported(const Reader &r, const FamilyInfo &f) {
+  std::string act = r.string("hidden_act", "silu");
+  if (act != "silu" && act != "swish") // both nn.SiLU in activations.py's ACT2FN
+    unsupported(r, "hidden_act", r.at("hidden_act"), "supported: silu, swish");
+  if (r.number("attention_dropout", 0) != 0)
+    unsupported(r, "attention_dropout", r.at("attention_dropout"),
+                "only 0: mtc trains without dropout");
+  if (f.family == Family::mixtral && r.number("router_jitter_noise", 0) != 0)
+    unsupported(r, "router_jitter_noise", r.at("router_jitter_noise"), "only 0");
+  // The checkpoint's dtype: `dtype` since transformers 4.56, `torch_dtype`
+  // before (configuration_utils.py keeps `dtype` when both are given).
+  if (Spelled dtype = agreed({spelling(r, "dtype"), spelling(r, "torch_dtype")}, r)) {
+    if (!dtype.value->is_string())
+      r.error("key '" + dtype.key + "' must be a string, got " + dtype.value->dump());
+    std::string d = dtype.value->get<std::string>();
+    if (d != "float32" && d != "bfloat16" && d != "float16")
+      unsupported(r, dtype.key, *dtype.value, "supported: float32, bfloat16, float16");
+  }
+}
+
+/// The sliding window each family applies, as transformers does it:
+/// - Llama: none (LlamaAttention passes no sliding_window).
+/// - Mixtral: `sliding_window`, when not null, on every layer
+///   (modeling_mixtral.py: MixtralAttention, MixtralModel's mask).
+/// - Qwen2, Qwen3: `sliding_window` (absent: 4096) only with
+///   `use_sliding_window`, on the layers `layer_types` marks
+///   "sliding_attention", by default those >= `max_window_layers` (default
+///   28) (configuration_qwen2.py __post_init__, modeling_qwen2.py Qwen2Attention).
+/// - Qwen3-MoE: like Qwen2 but on every layer; `max_window_layers` and
+///   `layer_types` are not read (modeling_qwen3_moe.py).
+std::optional<SlidingWindow> readSlidingWindow(const Reader &r, const FamilyInfo &f,
+                                               int64_t numLayers) {
+  if (f.family == Family::llama)
+    return std::nullopt;
+  std::optional<int64_t> size;
+  std::string keys;
+  if (f.family == Family::mixtral) {
+    if (r.has("sliding_window"))
+      size = r.integer("sliding_window");
+    keys = "sliding_window " + std::to_string(size.value_or(0));
+  } else {
+    bool enabled = r.boolean("use_sliding_window", false);
+    if (enabled && (r.has("sliding_window") || !r.present("sliding_window")))
+      size = r.integer("sliding_window", 4096);
+    keys = "sliding_window " + std::to_string(size.value_or(0)) + " with use_sliding_window true";
+  }
+  std::vector<bool> layers(numLayers, size.has_value());
+  std::string which = "every layer";
+  if (f.family == Family::qwen2 || f.family == Family::qwen3) {
+    if (r.has("layer_types")) {
+      const json &types = r.at("layer_types");
+      auto valid = [](const json &t) {
+        return t == "full_attention" || t == "sliding_attention";
+      };
+      if (!types.is_array() || int64_t(types.size()) != numLayers ||
+          !std::all_of(types.begin(), types.end(), valid))
+        r.fail("layer_types",
+               "a list of num_hidden_layers (" + std::to_string(numLayers) +
+                   ") entries, each \"full_attention\" or \"sliding_attention\"",
+               types);
+      for (int64_t i = 0; i < numLayers; ++i) {
+        layers[i] = types[i] == "sliding_attention";
+        // transformers refuses it too (masking_utils.create_sliding_window_causal_mask).
+        if (layers[i] && !size)
+          r.error("layer_types marks layer " + std::to_string(i) +
+                  " 'sliding_attention' but no window is set (use_sliding_window false or "
+                  "sliding_window null)");
+      }
+      which = "layers " + layerList(layers) + ", from layer_types";
+    } else {
+      int64_t first = r.count("max_window_layers", 28);
+      for (int64_t i = 0; i < numLayers; ++i)
+        layers[i] = size && i >= first;
+      which = "layers " + layerList(layers) + ", from max_window_layers " +
+              std::to_string(first);
+    }
+  }
+  if (!size || std::none_of(layers.begin(), layers.end(), [](bool b) { return b; }))
+    return std::nullopt;
+  return SlidingWindow{*size, layers, keys + " (" + which + ")"};
+}
+
+MoeSpec readMoe(const Reader &r, const FamilyInfo &f, const HfModelSpec &spec) {
   MoeSpec moe;
-  if (spec.architecture == "MixtralForCausalLM") {
-    moe.numExperts = r.integer("num_local_experts");
+  // MixtralConfig's attribute_map makes num_experts an alias of
+  // num_local_experts; Qwen3MoeConfig of transformers 5 saves its
+  // num_experts as num_local_experts.
+  bool mixtral = f.family == Family::mixtral;
+  const char *name = mixtral ? "num_local_experts" : "num_experts";
+  const char *alias = mixtral ? "num_experts" : "num_local_experts";
+  Spelled experts = agreed({spelling(r, name), spelling(r, alias)}, r);
+  if (!experts)
+    r.error(std::string("missing key '") + name + "' (or '" + alias + "')");
+  moe.numExperts = positiveIntegerOf(r, experts);
+  if (mixtral) {
     moe.expertFfn = spec.ffn;
     moe.normTopkProb = true; // softmax over the chosen logits
     moe.routerName = "block_sparse_moe.gate";
@@ -113,7 +440,6 @@ MoeSpec readMoe(const json &root, const Reader &r, const HfModelSpec &spec) {
     moe.gateProj = "w1", moe.upProj = "w3", moe.downProj = "w2";
     moe.sparseLayers.assign(spec.numLayers, true);
   } else {
-    moe.numExperts = r.integer("num_experts");
     moe.expertFfn = r.integer("moe_intermediate_size");
     moe.normTopkProb = r.boolean("norm_topk_prob", false);
     moe.routerName = "mlp.gate";
@@ -124,7 +450,7 @@ MoeSpec readMoe(const json &root, const Reader &r, const HfModelSpec &spec) {
     for (int64_t i = 0; i < spec.numLayers; ++i)
       moe.sparseLayers[i] = (i + 1) % step == 0;
     if (r.has("mlp_only_layers")) {
-      const json &dense = root.at("mlp_only_layers");
+      const json &dense = r.at("mlp_only_layers");
       if (!dense.is_array())
         r.fail("mlp_only_layers", "a list of layer indices", dense);
       for (const json &i : dense) {
@@ -138,75 +464,53 @@ MoeSpec readMoe(const json &root, const Reader &r, const HfModelSpec &spec) {
   moe.topK = r.integer("num_experts_per_tok");
   moe.auxLossCoeff = r.number("router_aux_loss_coef", 0.001);
   if (moe.topK > moe.numExperts)
-    throw ConfigError{r.path() + ": num_experts_per_tok (" +
-                      std::to_string(moe.topK) + ") exceeds the number of experts (" +
-                      std::to_string(moe.numExperts) + ")"};
+    r.error("num_experts_per_tok (" + std::to_string(moe.topK) +
+            ") exceeds the number of experts (" + std::to_string(moe.numExperts) + ")");
   return moe;
 }
 
-HfModelSpec readSpec(const json &root, const Reader &r) {
+HfModelSpec readSpec(const Reader &r) {
+  const FamilyInfo &f = readFamily(r);
   HfModelSpec spec;
-  const json &archs = r.required("architectures");
-  if (!archs.is_array() || archs.size() != 1 || !archs[0].is_string())
-    r.fail("architectures", "a list with one class name", archs);
-  spec.architecture = archs[0].get<std::string>();
-  const auto &supported = supportedArchitectures();
-  if (std::find(supported.begin(), supported.end(), spec.architecture) ==
-      supported.end()) {
-    std::string list;
-    for (const auto &a : supported)
-      list += (list.empty() ? "" : ", ") + a;
-    throw ConfigError{r.path() + ": architecture '" + spec.architecture +
-                      "' is not supported (supported: " + list + ")"};
-  }
+  spec.architecture = f.architecture;
   spec.vocabSize = r.integer("vocab_size");
   spec.hidden = r.integer("hidden_size");
   spec.ffn = r.integer("intermediate_size");
   spec.numLayers = r.integer("num_hidden_layers");
   spec.numHeads = r.integer("num_attention_heads");
-  spec.numKvHeads = r.integer("num_key_value_heads", spec.numHeads);
-  if (spec.hidden % spec.numHeads != 0 && !r.has("head_dim"))
-    throw ConfigError{r.path() + ": hidden_size (" + std::to_string(spec.hidden) +
-                      ") is not divisible by num_attention_heads (" +
-                      std::to_string(spec.numHeads) + ") and no head_dim is given"};
-  spec.headDim = r.integer("head_dim", spec.hidden / spec.numHeads);
+  spec.numKvHeads = f.kvHeadsFollowHeads ? r.integer("num_key_value_heads", spec.numHeads)
+                                         : r.integer("num_key_value_heads");
+  if (f.headDim == 0 && spec.hidden % spec.numHeads != 0 && !r.has("head_dim"))
+    r.error("hidden_size (" + std::to_string(spec.hidden) +
+            ") is not divisible by num_attention_heads (" + std::to_string(spec.numHeads) +
+            ") and no head_dim is given");
+  spec.headDim = r.integer("head_dim", f.headDim ? f.headDim : spec.hidden / spec.numHeads);
   if (spec.numHeads % spec.numKvHeads != 0)
-    throw ConfigError{r.path() + ": num_attention_heads (" +
-                      std::to_string(spec.numHeads) +
-                      ") must be divisible by num_key_value_heads (" +
-                      std::to_string(spec.numKvHeads) + ")"};
+    r.error("num_attention_heads (" + std::to_string(spec.numHeads) +
+            ") must be divisible by num_key_value_heads (" +
+            std::to_string(spec.numKvHeads) + ")");
+  spec.maxPositionEmbeddings = r.integer("max_position_embeddings", f.maxPositions);
   spec.normEps = r.number("rms_norm_eps");
-  spec.ropeTheta = r.number("rope_theta", 10000.0);
   spec.initStd = r.number("initializer_range", 0.02);
   spec.tiedEmbeddings = r.boolean("tie_word_embeddings", false);
-  spec.ropeScaling = readRopeScaling(root, r);
-  if (r.boolean("use_sliding_window", false))
-    throw ConfigError{r.path() + ": use_sliding_window: true is not supported"};
-
-  const std::string &arch = spec.architecture;
-  if (arch == "LlamaForCausalLM") {
-    spec.qkvBias = spec.outputBias = r.boolean("attention_bias", false);
-    spec.mlpBias = r.boolean("mlp_bias", false);
-  } else if (arch == "Qwen2ForCausalLM") {
-    spec.qkvBias = true;
-  } else {
-    spec.qkNorm = true; // Qwen3, Qwen3-MoE
-    spec.qkvBias = spec.outputBias = r.boolean("attention_bias", false);
-  }
-  if (arch == "Qwen3MoeForCausalLM" || arch == "MixtralForCausalLM") {
-    if (arch == "MixtralForCausalLM")
-      spec.qkNorm = false;
-    spec.moe = readMoe(root, r, spec);
-  }
+  readRope(r, f, spec);
+  readBiases(r, f, spec);
+  refuseUnsupported(r, f);
+  spec.slidingWindow = readSlidingWindow(r, f, spec.numLayers);
+  if (f.family == Family::qwen3Moe || f.family == Family::mixtral)
+    spec.moe = readMoe(r, f, spec);
   return spec;
 }
 
 } // namespace
 
 const std::vector<std::string> &supportedArchitectures() {
-  static const std::vector<std::string> archs = {
-      "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-      "Qwen3MoeForCausalLM", "MixtralForCausalLM"};
+  static const std::vector<std::string> archs = [] {
+    std::vector<std::string> out;
+    for (const FamilyInfo &f : kFamilies)
+      out.push_back(f.architecture);
+    return out;
+  }();
   return archs;
 }
 
@@ -226,7 +530,7 @@ Expected<HfModelSpec> parseHfConfig(const std::string &text,
   if (!root.is_object())
     return Status::error(path + ":1:1: expected a JSON object");
   try {
-    HfModelSpec spec = readSpec(root, Reader(root, path));
+    HfModelSpec spec = readSpec(Reader(root, path));
     spec.json = root.dump();
     return spec;
   } catch (const ConfigError &e) {
@@ -241,6 +545,27 @@ Expected<HfModelSpec> readHfConfig(const std::string &path) {
   std::stringstream text;
   text << in.rdbuf();
   return parseHfConfig(text.str(), path);
+}
+
+Status checkSequenceLength(const HfModelSpec &spec, int64_t seq, const std::string &path) {
+  std::string s = std::to_string(seq);
+  if (seq > spec.maxPositionEmbeddings) {
+    std::string max = std::to_string(spec.maxPositionEmbeddings);
+    return Status::error(path + ": the sequence length " + s +
+                         " (--seq) exceeds max_position_embeddings " + max +
+                         ": the model has no trained positions beyond " + max +
+                         " (Megatron-LM refuses the same). To train at a longer context, "
+                         "raise max_position_embeddings in the config");
+  }
+  // Query i sees key j when i - size < j <= i: at seq <= size every j <= i.
+  if (const auto &w = spec.slidingWindow; w && w->size < seq)
+    return Status::error(path + ": " + w->keys + " takes effect at sequence length " + s +
+                         " (--seq): a query would see only the last " +
+                         std::to_string(w->size) +
+                         " positions. Sliding-window attention is not supported by this "
+                         "version of mtc yet; a window of at least the sequence length has "
+                         "no effect and is accepted");
+  return Status::ok();
 }
 
 } // namespace mt

@@ -12,7 +12,7 @@
 
 namespace mt {
 
-/// Llama 3.1's `rope_scaling` with `rope_type: llama3`.
+/// Llama 3.1's rope scaling (`rope_type: llama3`).
 struct Llama3RopeScaling {
   double factor = 0, lowFreqFactor = 0, highFreqFactor = 0;
   int64_t originalMaxPosition = 0;
@@ -28,12 +28,22 @@ struct MoeSpec {
   std::vector<bool> sparseLayers;         // per layer: routed experts or dense
 };
 
+/// Sliding-window attention as transformers applies it: on the marked
+/// layers, query i sees key j only when i - size < j <= i
+/// (masking_utils.sliding_window_overlay).
+struct SlidingWindow {
+  int64_t size = 0;
+  std::vector<bool> layers; // per layer: windowed
+  std::string keys;         // the config keys that set it, for messages
+};
+
 struct HfModelSpec {
   std::string architecture; // e.g. "LlamaForCausalLM"
   int64_t vocabSize = 0, hidden = 0, ffn = 0, numLayers = 0, numHeads = 0,
-          numKvHeads = 0, headDim = 0;
+          numKvHeads = 0, headDim = 0, maxPositionEmbeddings = 0;
   double normEps = 0, ropeTheta = 0, initStd = 0;
   std::optional<Llama3RopeScaling> ropeScaling;
+  std::optional<SlidingWindow> slidingWindow;
   bool tiedEmbeddings = false, qkvBias = false, outputBias = false,
        mlpBias = false, qkNorm = false;
   std::optional<MoeSpec> moe;
@@ -43,12 +53,23 @@ struct HfModelSpec {
 /// The `architectures` this version imports.
 const std::vector<std::string> &supportedArchitectures();
 
-/// Parses config.json text; `path` only names the file in messages, which
-/// carry line:column for syntax errors and the key for missing or mistyped
-/// values.
+/// Parses config.json text as transformers 4 and 5 write it (README.md,
+/// "Config keys read", lists the keys per architecture). The model is named
+/// by `architectures` or, without it, by `model_type`. A setting spelled two
+/// ways (e.g. `rope_theta` and `rope_parameters.rope_theta`) must agree; a
+/// value mtc cannot honour (an unknown `rope_type`, dropout, ...) is refused
+/// by key. `path` only names the file in messages, which carry line:column
+/// for syntax errors and the key for missing, mistyped or refused values.
 Expected<HfModelSpec> parseHfConfig(const std::string &text,
                                     const std::string &path);
 Expected<HfModelSpec> readHfConfig(const std::string &path);
+
+/// Refuses a sequence length `seq` (import-hf's --seq) that the model cannot
+/// be trained at as transformers would run it: longer than
+/// `max_position_embeddings` (Megatron-LM's validate_args refuses the same),
+/// or one at which a sliding window would mask keys (not supported yet; a
+/// window of at least `seq` masks nothing and is accepted).
+Status checkSequenceLength(const HfModelSpec &spec, int64_t seq, const std::string &path);
 
 } // namespace mt
 

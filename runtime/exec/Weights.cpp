@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <deque>
 #include <fstream>
 #include <set>
@@ -168,6 +169,22 @@ Status replaceOnRankZero(const RankContext *rank, const std::string &dir,
   return fill(std::string());
 }
 
+/// The source config saying once that the tensors are float32 (as
+/// writeRoles writes them), in the spelling of the source's transformers:
+/// `dtype` since 4.56, `torch_dtype` before. A source with neither key is
+/// judged by its transformers_version.
+nlohmann::json float32Config(nlohmann::json config) {
+  int major = 0, minor = 0;
+  std::sscanf(config.value("transformers_version", std::string()).c_str(), "%d.%d", &major,
+              &minor);
+  bool dtypeKey = config.contains("dtype") ||
+                  (!config.contains("torch_dtype") && (major > 4 || (major == 4 && minor >= 56)));
+  config.erase("dtype");
+  config.erase("torch_dtype");
+  config[dtypeKey ? "dtype" : "torch_dtype"] = "float32";
+  return config;
+}
+
 } // namespace
 
 Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
@@ -203,8 +220,10 @@ Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankCont
     if (Status s = writeRoles(plan, memory, rank, tmp + "/model.safetensors", {kWeights}); !s)
       return s;
     if (!tmp.empty()) {
-      config["torch_dtype"] = "float32";
-      std::ofstream(tmp + "/config.json") << config.dump(2) << "\n";
+      std::ofstream out(tmp + "/config.json");
+      out << float32Config(config).dump(2) << "\n";
+      if (!out.flush())
+        return Status::error(tmp + "/config.json: cannot write");
     }
     return Status::ok();
   });

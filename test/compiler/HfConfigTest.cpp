@@ -2,6 +2,7 @@
 #include "compiler/hf/HfConfig.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace mt {
 namespace {
@@ -64,8 +65,8 @@ TEST(HfConfig, UnsupportedArchitectureListsSupportedOnes) {
 TEST(HfConfig, UnsupportedRopeScalingIsNamed) {
   std::string text = kLlama;
   text.replace(text.find("\"llama3\""), 8, "\"yarn\"");
-  EXPECT_EQ(errorOf(text),
-            "config.json: rope_scaling type 'yarn' is not supported (supported: llama3)");
+  EXPECT_EQ(errorOf(text), "config.json: rope_scaling.rope_type \"yarn\" is not supported by "
+                           "this version of mtc (supported: default, llama3)");
 }
 
 TEST(HfConfig, HeadsNotDivisibleByKvHeads) {
@@ -77,6 +78,251 @@ TEST(HfConfig, HeadsNotDivisibleByKvHeads) {
 
 TEST(HfConfig, NotAnObject) {
   EXPECT_EQ(errorOf("[1, 2]"), "config.json:1:1: expected a JSON object");
+}
+
+// ---------------------------------------------------------------------------
+// Every spelling transformers 4 and 5 write is read (issue 11, fault 3).
+
+/// A config as text, edited as JSON.
+std::string edited(const std::string &base, const nlohmann::json &patch) {
+  nlohmann::json config = nlohmann::json::parse(base);
+  config.merge_patch(patch);
+  return config.dump();
+}
+
+const char *kQwen3Moe = R"({
+  "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+  "vocab_size": 256, "hidden_size": 64, "intermediate_size": 128,
+  "moe_intermediate_size": 32, "num_hidden_layers": 4,
+  "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+  "num_experts": 6, "num_experts_per_tok": 2, "norm_topk_prob": true,
+  "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "tie_word_embeddings": false
+})";
+
+const char *kMixtral = R"({
+  "architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
+  "vocab_size": 256, "hidden_size": 64, "intermediate_size": 128,
+  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+  "num_local_experts": 4, "num_experts_per_tok": 2, "rms_norm_eps": 1e-05,
+  "sliding_window": null
+})";
+
+const char *kQwen2 = R"({
+  "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+  "vocab_size": 256, "hidden_size": 64, "intermediate_size": 128,
+  "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+  "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 128
+})";
+
+TEST(HfConfigEverySpellingRead, TransformersFiveRopeParameters) {
+  // LlamaConfig.save_pretrained() of transformers 5: rope_theta and the llama3
+  // scaling only inside rope_parameters.
+  nlohmann::json rope = {{"rope_type", "llama3"}, {"rope_theta", 500000.0},
+                         {"factor", 8.0}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
+  std::string v5 = edited(kLlama, {{"rope_theta", nullptr}, {"rope_scaling", nullptr},
+                                   {"rope_parameters", rope}});
+  auto spec = parseHfConfig(v5, "config.json");
+  ASSERT_TRUE(spec) << spec.message();
+  EXPECT_EQ(spec->ropeTheta, 500000.0);
+  ASSERT_TRUE(spec->ropeScaling);
+  EXPECT_EQ(spec->ropeScaling->factor, 8.0);
+  EXPECT_EQ(spec->ropeScaling->highFreqFactor, 4.0);
+  EXPECT_EQ(spec->ropeScaling->originalMaxPosition, 64);
+}
+
+TEST(HfConfigEverySpellingRead, LegacyTypeKeyAndDefaultOriginalMaxPosition) {
+  // `type` is the old name of `rope_type`; transformers 5 takes the llama3
+  // original_max_position_embeddings from max_position_embeddings when absent.
+  std::string text = edited(kLlama, {{"max_position_embeddings", 4096},
+                                     {"rope_scaling", {{"rope_type", nullptr},
+                                                       {"type", "llama3"},
+                                                       {"original_max_position_embeddings",
+                                                        nullptr}}}});
+  auto spec = parseHfConfig(text, "config.json");
+  ASSERT_TRUE(spec) << spec.message();
+  ASSERT_TRUE(spec->ropeScaling);
+  EXPECT_EQ(spec->ropeScaling->originalMaxPosition, 4096);
+}
+
+TEST(HfConfigEverySpellingRead, TransformersFiveQwen3MoeExpertCount) {
+  // Qwen3MoeConfig of transformers 5 saves num_experts as num_local_experts.
+  auto spec = parseHfConfig(edited(kQwen3Moe, {{"num_experts", nullptr},
+                                              {"num_local_experts", 6}}),
+                            "config.json");
+  ASSERT_TRUE(spec) << spec.message();
+  ASSERT_TRUE(spec->moe);
+  EXPECT_EQ(spec->moe->numExperts, 6);
+}
+
+TEST(HfConfigEverySpellingRead, SpellingsThatDisagreeAreRefused) {
+  EXPECT_EQ(errorOf(edited(kLlama, {{"rope_parameters", {{"rope_theta", 10000.0}}}})),
+            "config.json: rope_theta (500000.0) and rope_parameters.rope_theta (10000.0) "
+            "disagree: transformers 4 and 5 read different ones; keep one");
+  EXPECT_EQ(errorOf(edited(kLlama, {{"torch_dtype", "float32"}, {"dtype", "bfloat16"}})),
+            "config.json: dtype (\"bfloat16\") and torch_dtype (\"float32\") disagree: "
+            "transformers 4 and 5 read different ones; keep one");
+  EXPECT_EQ(errorOf(edited(kMixtral, {{"num_experts", 3}})),
+            "config.json: num_local_experts (4) and num_experts (3) disagree: "
+            "transformers 4 and 5 read different ones; keep one");
+  // The same value twice is fine.
+  EXPECT_EQ(errorOf(edited(kLlama, {{"rope_parameters", {{"rope_theta", 500000}}},
+                                    {"torch_dtype", "bfloat16"}, {"dtype", "bfloat16"}})),
+            "");
+}
+
+TEST(HfConfigEverySpellingRead, ArchitectureDefaultsAreTransformers) {
+  // Qwen3Config's head_dim defaults to 128, not hidden_size / heads; Mixtral's
+  // rope_theta to 1e6 (MixtralConfig.default_theta).
+  std::string qwen3 = edited(kLlama, {{"architectures", {"Qwen3ForCausalLM"}},
+                                      {"rope_scaling", nullptr}, {"num_key_value_heads", 2}});
+  auto q = parseHfConfig(qwen3, "config.json");
+  ASSERT_TRUE(q) << q.message();
+  EXPECT_EQ(q->headDim, 128);
+  auto m = parseHfConfig(kMixtral, "config.json");
+  ASSERT_TRUE(m) << m.message();
+  EXPECT_EQ(m->ropeTheta, 1e6);
+  EXPECT_EQ(m->maxPositionEmbeddings, 131072);
+  // Llama alone lets num_key_value_heads default to num_attention_heads.
+  EXPECT_EQ(errorOf(edited(kMixtral, {{"num_key_value_heads", nullptr}})),
+            "config.json: missing key 'num_key_value_heads'");
+}
+
+TEST(HfConfigUnhonourableValueRefused, EachIsNamedWithWhatIsValid) {
+  EXPECT_EQ(errorOf(edited(kLlama, {{"hidden_act", "gelu"}})),
+            "config.json: hidden_act \"gelu\" is not supported by this version of mtc "
+            "(supported: silu, swish)");
+  EXPECT_EQ(errorOf(edited(kLlama, {{"attention_dropout", 0.1}})),
+            "config.json: attention_dropout 0.1 is not supported by this version of mtc "
+            "(only 0: mtc trains without dropout)");
+  EXPECT_EQ(errorOf(edited(kLlama, {{"rope_scaling", nullptr},
+                                    {"rope_parameters", {{"rope_type", "yarn"}}}})),
+            "config.json: rope_parameters.rope_type \"yarn\" is not supported by this "
+            "version of mtc (supported: default, llama3)");
+  EXPECT_EQ(errorOf(edited(kLlama, {{"partial_rotary_factor", 0.5}})),
+            "config.json: partial_rotary_factor 0.5 is not supported by this version of "
+            "mtc (only 1: rotary embedding over the whole head)");
+  EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"mlp_bias", true}})),
+            "config.json: mlp_bias true is not supported for Qwen3MoeForCausalLM "
+            "(transformers' model has no such bias and ignores the key; only false)");
+  EXPECT_EQ(errorOf(edited(kMixtral, {{"attention_bias", true}})),
+            "config.json: attention_bias true is not supported for MixtralForCausalLM "
+            "(transformers' model has no such bias and ignores the key; only false)");
+  EXPECT_EQ(errorOf(edited(kMixtral, {{"router_jitter_noise", 0.01}})),
+            "config.json: router_jitter_noise 0.01 is not supported by this version of "
+            "mtc (only 0)");
+  EXPECT_EQ(errorOf(edited(kLlama, {{"dtype", "float8_e4m3fn"}})),
+            "config.json: dtype \"float8_e4m3fn\" is not supported by this version of mtc "
+            "(supported: float32, bfloat16, float16)");
+}
+
+// ---------------------------------------------------------------------------
+// A config without `architectures` (issue 11, fault 4).
+
+TEST(HfConfigModelTypeWithoutArchitectures, ModelTypeNamesTheModel) {
+  // Qwen3Config(...).save_pretrained() writes model_type and no architectures.
+  std::string text = edited(kQwen3Moe, {{"architectures", nullptr}});
+  auto spec = parseHfConfig(text, "config.json");
+  ASSERT_TRUE(spec) << spec.message();
+  EXPECT_EQ(spec->architecture, "Qwen3MoeForCausalLM");
+  EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"architectures", nullptr}, {"model_type", "gpt2"}})),
+            "config.json: model_type 'gpt2' is not supported (supported: llama, qwen2, "
+            "qwen3, qwen3_moe, mixtral)");
+  EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"architectures", nullptr}, {"model_type", nullptr}})),
+            "config.json: neither 'architectures' nor 'model_type' names the model "
+            "(supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+            "Qwen3MoeForCausalLM, MixtralForCausalLM; or model_type llama, qwen2, qwen3, "
+            "qwen3_moe, mixtral)");
+  EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"model_type", "qwen3"}})),
+            "config.json: architectures 'Qwen3MoeForCausalLM' and model_type 'qwen3' name "
+            "different models (model_type 'qwen3' is Qwen3ForCausalLM)");
+}
+
+// ---------------------------------------------------------------------------
+// Sliding-window attention is refused where it would take effect, accepted
+// where transformers' mask is the plain causal one (issue 11, fault 5).
+
+std::string windowError(const std::string &text, int64_t seq) {
+  auto spec = parseHfConfig(text, "config.json");
+  if (!spec)
+    return spec.message();
+  Status s = checkSequenceLength(*spec, seq, "config.json");
+  return s ? "" : s.message();
+}
+
+TEST(HfConfigSlidingWindowNotDropped, MixtralWindowSmallerThanSeq) {
+  std::string text = edited(kMixtral, {{"sliding_window", 8}});
+  EXPECT_EQ(windowError(text, 32),
+            "config.json: sliding_window 8 (every layer) takes effect at sequence length "
+            "32 (--seq): a query would see only the last 8 positions. Sliding-window "
+            "attention is not supported by this version of mtc yet; a window of at least "
+            "the sequence length has no effect and is accepted");
+  // A window as long as the sequence masks nothing: transformers' mask keeps
+  // key j for query i when j > i - window (masking_utils.sliding_window_overlay).
+  EXPECT_EQ(windowError(text, 8), "");
+  EXPECT_EQ(windowError(kMixtral, 32), ""); // sliding_window: null
+}
+
+TEST(HfConfigSlidingWindowNotDropped, Qwen2LayersFromMaxWindowLayers) {
+  std::string text = edited(kQwen2, {{"use_sliding_window", true}, {"sliding_window", 8},
+                                     {"max_window_layers", 2}});
+  EXPECT_EQ(windowError(text, 32),
+            "config.json: sliding_window 8 with use_sliding_window true (layers 2-3, "
+            "from max_window_layers 2) takes effect at sequence length 32 (--seq): a "
+            "query would see only the last 8 positions. Sliding-window attention is not "
+            "supported by this version of mtc yet; a window of at least the sequence "
+            "length has no effect and is accepted");
+  // No layer at or above max_window_layers, use_sliding_window false, or a
+  // long window: the mask is the causal one.
+  EXPECT_EQ(windowError(edited(text, {{"max_window_layers", 4}}), 32), "");
+  EXPECT_EQ(windowError(edited(text, {{"use_sliding_window", false}}), 32), "");
+  EXPECT_EQ(windowError(edited(text, {{"sliding_window", 32}}), 32), "");
+}
+
+TEST(HfConfigSlidingWindowNotDropped, Qwen3LayerTypesOfTransformersFive) {
+  std::string text = edited(kQwen2, {{"architectures", {"Qwen3ForCausalLM"}},
+                                     {"model_type", "qwen3"}, {"head_dim", 16},
+                                     {"use_sliding_window", true}, {"sliding_window", 8},
+                                     {"layer_types", {"full_attention", "sliding_attention",
+                                                      "full_attention", "sliding_attention"}}});
+  EXPECT_NE(windowError(text, 32).find("sliding_window 8 with use_sliding_window true "
+                                       "(layers 1, 3, from layer_types)"),
+            std::string::npos)
+      << windowError(text, 32);
+  // transformers refuses a sliding layer without a window (create_sliding_window_causal_mask).
+  EXPECT_EQ(windowError(edited(text, {{"use_sliding_window", false}}), 32),
+            "config.json: layer_types marks layer 1 'sliding_attention' but no window is "
+            "set (use_sliding_window false or sliding_window null)");
+  EXPECT_EQ(windowError(edited(text, {{"layer_types", {"full_attention"}}}), 32),
+            "config.json: key 'layer_types' must be a list of num_hidden_layers (4) "
+            "entries, each \"full_attention\" or \"sliding_attention\", got "
+            "[\"full_attention\"]");
+}
+
+TEST(HfConfigSlidingWindowNotDropped, Qwen3MoeWindowsEveryLayer) {
+  // Qwen3-MoE applies the window on every layer and never reads max_window_layers.
+  std::string text = edited(kQwen3Moe, {{"use_sliding_window", true}, {"sliding_window", 8},
+                                        {"max_window_layers", 28}});
+  EXPECT_NE(windowError(text, 32).find("sliding_window 8 with use_sliding_window true "
+                                       "(every layer)"),
+            std::string::npos)
+      << windowError(text, 32);
+}
+
+// ---------------------------------------------------------------------------
+// A sequence longer than max_position_embeddings (issue 20, section 8).
+
+TEST(HfConfigSequenceBeyondMaxPositions, IsRefusedNamingBoth) {
+  std::string text = edited(kLlama, {{"max_position_embeddings", 256}});
+  auto spec = parseHfConfig(text, "config.json");
+  ASSERT_TRUE(spec) << spec.message();
+  Status s = checkSequenceLength(*spec, 2048, "config.json");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.message(),
+            "config.json: the sequence length 2048 (--seq) exceeds max_position_embeddings "
+            "256: the model has no trained positions beyond 256 (Megatron-LM refuses the "
+            "same). To train at a longer context, raise max_position_embeddings in the config");
+  EXPECT_TRUE(checkSequenceLength(*spec, 256, "config.json"));
 }
 
 } // namespace

@@ -1,5 +1,6 @@
 // One training step of our CPU backend against transformers on the tiny
-// Llama / Qwen2 / Qwen3 fixtures of test/hf (made by make_fixtures.py):
+// Llama / Qwen2 / Qwen3 fixtures of test/hf (made by make_fixtures.py), each
+// imported from transformers 4's and 5's spelling of its config:
 // logits, loss, every gradient, the gradient norm, and every weight after
 // one AdamW step.
 #include "runtime/cpu/CpuExecutor.h"
@@ -32,7 +33,12 @@ Comparison compare(const float *ours, const std::vector<float> &ref) {
 class HfFidelity : public ::testing::TestWithParam<std::string> {
 protected:
   void SetUp() override {
-    fixture_ = std::string(MT_HF_FIXTURE_DIR) + "/" + GetParam();
+    // "NAME-transformers5": NAME's plan imported from the config.json
+    // transformers 5 saved (test/hf/compile-plans.sh), same fixture.
+    std::string model = GetParam();
+    if (size_t v5 = model.find("-transformers5"); v5 != std::string::npos)
+      model.erase(v5);
+    fixture_ = std::string(MT_HF_FIXTURE_DIR) + "/" + model;
     auto plan = plan::readPlanDirectory(std::string(MT_HF_PLAN_DIR) + "/" + GetParam());
     ASSERT_TRUE(plan) << plan.message();
     plan_ = std::move(*plan);
@@ -226,7 +232,10 @@ TEST_P(HfFidelity, SeveralStepsWithAccumulationMaskScheduleAndClipping) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFidelity,
-                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3"),
+                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3",
+                                           "tiny-llama-transformers5",
+                                           "tiny-qwen2-transformers5",
+                                           "tiny-qwen3-transformers5"),
                          [](const auto &info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');
