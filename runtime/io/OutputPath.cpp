@@ -153,7 +153,7 @@ Found inspectDirectory(const fs::path &dir) {
   std::set<std::string> names = entriesOf(dir, ec);
   if (ec) { // unreadable: nothing can be said to be ours
     found.state = Found::Foreign;
-    found.strangers = {"(cannot list: " + ec.message() + ")"};
+    found.strangers = {"cannot list it: " + ec.message()};
     return found;
   }
   if (names.empty()) {
@@ -213,7 +213,7 @@ fs::path canonicalOf(const std::string &path) {
   std::error_code ec;
   fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
   if (ec)
-    p = fs::absolute(path).lexically_normal();
+    p = fs::absolute(path, ec).lexically_normal();
   if (!p.has_filename() && p != p.root_path())
     p = p.parent_path();
   return p;
