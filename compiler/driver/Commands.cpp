@@ -6,6 +6,7 @@
 #include "compiler/driver/Pipeline.h"
 #include "runtime/schedule/PipelineSchedule.h"
 #include "runtime/io/AtomicFile.h"
+#include "runtime/io/OutputPath.h"
 #include "dialects/mt/MtDialect.h"
 #include "runtime/plan/PlanIO.h"
 
@@ -16,7 +17,7 @@
 #include "mlir/Support/FileUtilities.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/SourceMgr.h"
-#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_os_ostream.h"
 #include "llvm/Support/raw_ostream.h"
 
 using namespace mlir;
@@ -26,6 +27,15 @@ namespace {
 
 void registerDialects(MLIRContext &context) {
   context.loadDialect<MtDialect, func::FuncDialect>();
+}
+
+/// Prints the refusal of checkOutputs, if any; true when all may be written.
+bool outputsAllowed(const std::vector<io::OutputTarget> &outputs,
+                    const std::vector<io::InputPath> &inputs, bool overwrite) {
+  Status s = io::checkOutputs(outputs, inputs, overwrite);
+  if (!s)
+    llvm::errs() << "error: " << s.message() << "\n";
+  return s.isOk();
 }
 
 /// Parses and verifies a model; diagnostics carry file:line:col.
@@ -78,16 +88,40 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
                       (vpp > 1 ? "interleaved 1F1B" : "1F1B");
   char bubbleText[64];
   std::snprintf(bubbleText, sizeof(bubbleText), ", bubble %.1f%%", 100.0 * bubble);
-  Status s = io::writeFileAtomically(svgPath, [&](std::ostream &out) {
-    out << scheduleSvg(schedule, vpp, makespan, title + bubbleText);
-    return Status::ok();
-  });
+  Status s =
+      io::writePipelineSvg(svgPath, scheduleSvg(schedule, vpp, makespan, title + bubbleText));
   if (!s)
     llvm::errs() << "error: " << s.message() << "\n";
   return s.isOk();
 }
 
+/// Runs the compilation pipeline. With --dump-dir, the IR dumps go into a
+/// fresh directory that replaces the dump directory whether or not a pass
+/// fails: the dumps up to a failing pass show where it failed.
+static FailureOr<plan::Plan> buildWithDumps(ModuleOp module, const ParallelConfig &parallel,
+                                            const CompileOptions &options) {
+  if (options.dumpDir.empty())
+    return buildTrainingPlan(module, parallel, options);
+  FailureOr<plan::Plan> plan = failure();
+  Status s = io::replaceOutputDirectory(options.dumpDir, io::OutputKind::IrDump,
+                                        [&](const std::string &tmp) {
+                                          CompileOptions dumping = options;
+                                          dumping.dumpDir = tmp;
+                                          plan = buildTrainingPlan(module, parallel, dumping);
+                                          return Status::ok();
+                                        });
+  if (!s) {
+    llvm::errs() << "error: " << s.message() << "\n";
+    return failure();
+  }
+  return plan;
+}
+
 bool importHf(const ImportOptions &options) {
+  if (options.outputPath != "-" &&
+      !outputsAllowed({{"-o", options.outputPath, io::OutputKind::Model}},
+                      {{"the config", options.configPath}}, options.overwrite))
+    return false;
   auto spec = readHfConfig(options.configPath);
   Status fits = spec ? checkSequenceLength(*spec, options.shape.seq, options.configPath)
                      : spec.status();
@@ -100,15 +134,18 @@ bool importHf(const ImportOptions &options) {
   auto module = buildModel(context, *spec, options.shape);
   if (failed(verify(*module)))
     return false;
-  std::string error;
-  auto output = openOutputFile(options.outputPath, &error);
-  if (!output) {
-    llvm::errs() << "error: " << error << "\n";
-    return false;
+  if (options.outputPath == "-") {
+    module->print(llvm::outs());
+    return true;
   }
-  module->print(output->os());
-  output->keep();
-  return true;
+  Status s = io::writeFileAtomically(options.outputPath, [&](std::ostream &out) {
+    llvm::raw_os_ostream os(out);
+    module->print(os);
+    return Status::ok();
+  });
+  if (!s)
+    llvm::errs() << "error: " << s.message() << "\n";
+  return s.isOk();
 }
 
 bool printStats(const std::string &modelPath) {
@@ -134,6 +171,12 @@ bool printStats(const std::string &modelPath) {
 }
 
 bool compileModel(const CompileOptions &options) {
+  if (!outputsAllowed({{"-o", options.outputDir, io::OutputKind::Plan},
+                       {"--schedule-svg", options.scheduleSvg, io::OutputKind::PipelineSvg},
+                       {"--dump-dir", options.dumpDir, io::OutputKind::IrDump}},
+                      {{"the model", options.modelPath}, {"--config", options.configPath}},
+                      options.overwrite))
+    return false;
   MLIRContext context;
   registerDialects(context);
   llvm::SourceMgr sourceMgr;
@@ -172,7 +215,7 @@ bool compileModel(const CompileOptions &options) {
     }
   if (options.outputDir.empty() && !options.explain)
     return true;
-  auto plan = buildTrainingPlan(*module, parallel, options);
+  auto plan = buildWithDumps(*module, parallel, options);
   if (failed(plan))
     return false;
   if (options.explain)

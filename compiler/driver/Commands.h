@@ -10,8 +10,9 @@
 namespace mt {
 
 struct ImportOptions {
-  std::string configPath, outputPath;
+  std::string configPath, outputPath; // outputPath "-": standard output
   ModelShape shape;
+  bool overwrite = false; // -o may replace what io::checkOutputs allows with it
 };
 
 struct CompileOptions {
@@ -23,9 +24,12 @@ struct CompileOptions {
   std::string freeze;    // regex over parameter names: not trained
   std::string dumpDir;   // numbered IR after each pass
   std::string scheduleSvg; // picture of the pipeline schedule
+  std::string configPath;  // the --config YAML already read: an input, never replaced
+  bool overwrite = false;  // outputs may replace what io::checkOutputs allows with it
 };
 
-/// Each prints its diagnostics to stderr and returns false on failure.
+/// Each prints its diagnostics to stderr and returns false on failure. The
+/// output paths are checked first (io::checkOutputs, runtime/io/OutputPath.h).
 bool importHf(const ImportOptions &options);
 bool printStats(const std::string &modelPath);
 bool compileModel(const CompileOptions &options);

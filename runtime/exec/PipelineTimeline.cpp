@@ -1,7 +1,7 @@
 // Gathering and drawing the measured pipeline timeline.
 #include "runtime/exec/PipelineTimeline.h"
 
-#include "runtime/io/AtomicFile.h"
+#include "runtime/io/OutputPath.h"
 
 #include <cstdio>
 
@@ -90,12 +90,7 @@ Expected<std::string> PipelineTimeline::publish(const RankContext &rank, int64_t
                       (vpp > 1 ? " x vpp " + std::to_string(vpp) : "") + ", " +
                       std::to_string(microBatches) + " micro-batches, bubble " + percent(bubble);
   const std::string svg = scheduleSvg(measured, vpp, makespan / forward, title, legend);
-  if (Status s = io::writeFileAtomically(svgPath,
-                                         [&](std::ostream &out) {
-                                           out << svg;
-                                           return Status::ok();
-                                         });
-      !s)
+  if (Status s = io::writePipelineSvg(svgPath, svg); !s)
     return s;
   char ratioText[32];
   std::snprintf(ratioText, sizeof(ratioText), "%.2f", ratio);

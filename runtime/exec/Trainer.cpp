@@ -9,6 +9,7 @@
 #include "runtime/exec/Sharding.h"
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Dataset.h"
+#include "runtime/io/OutputPath.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/plan/Stages.h"
@@ -189,6 +190,8 @@ private:
 };
 
 Status TrainingRun::prepare() {
+  if (Status s = checkTrainOutputs(o_); !s)
+    return s;
   auto loaded = plan::readPlanDirectory(o_.planDir);
   if (!loaded)
     return loaded.status();
@@ -472,6 +475,20 @@ Expected<TrainSummary> TrainingRun::run() {
 }
 
 } // namespace
+
+Status checkTrainOutputs(const TrainOptions &o) {
+  using io::OutputKind;
+  return io::checkOutputs({{"--metrics", o.metricsPath, OutputKind::Metrics},
+                           {"--save", o.saveDir, OutputKind::Checkpoint},
+                           {"--export-hf", o.exportHf, OutputKind::HfExport},
+                           {"--dump-logits", o.dumpLogits, OutputKind::LogitsDump},
+                           {"--timeline", o.timelinePath, OutputKind::PipelineSvg}},
+                          {{"the plan", o.planDir},
+                           {"--data", o.dataPath},
+                           {"--load", o.loadHf},
+                           {"--resume", o.resumeDir, OutputKind::Checkpoint}},
+                          o.overwrite);
+}
 
 Expected<TrainSummary> train(const TrainOptions &options, std::ostream &log) {
   TrainingRun run(options, log);

@@ -35,12 +35,22 @@ struct TrainOptions {
   std::string backend = "auto";
   bool profile = false;           // CUDA: time each instruction class
   std::string timelinePath;       // pipelines: SVG of the last step's measured timeline
+  /// Outputs may also replace an mtc output of another kind, or a file mtc
+  /// did not write (never an input): io::checkOutputs.
+  bool overwrite = false;
 };
 
 struct TrainSummary {
   int64_t steps = 0, skipped = 0;
   double firstLoss = 0, lastLoss = 0, meanLastLosses = 0;
 };
+
+/// Refuses output paths (--metrics, --save, --export-hf, --dump-logits,
+/// --timeline) whose writing would destroy an input of the run (the plan,
+/// --data, --load, --resume; --save may replace the --resume checkpoint)
+/// or anything mtc did not write (io::checkOutputs). train() runs it
+/// first; a launcher runs it once before starting the ranks.
+Status checkTrainOutputs(const TrainOptions &options);
 
 /// Runs the whole job on this rank (the rank comes from the environment:
 /// mtrun --nproc, torchrun, Slurm or OpenMPI); `log` receives progress on

@@ -4,6 +4,7 @@
 #include "runtime/exec/Sharding.h"
 #include "runtime/plan/Stages.h"
 #include "runtime/io/AtomicFile.h"
+#include "runtime/io/OutputPath.h"
 #include "runtime/io/Safetensors.h"
 
 #include <nlohmann/json.hpp>
@@ -16,6 +17,8 @@
 
 namespace mt::exec {
 namespace {
+
+using io::OutputKind;
 
 /// One Hugging Face tensor of a plan parameter: grouped experts are split
 /// into one tensor per expert ('*' replaced by the expert number).
@@ -160,12 +163,12 @@ Status writeRoles(const plan::Plan &plan, const HostMemory &memory, const RankCo
   return io::writeSafetensors(path, tensors, {{"format", "pt"}});
 }
 
-/// Runs `fill` into a fresh directory replacing `dir` on rank 0; the other
-/// ranks take part in the gathers only.
-Status replaceOnRankZero(const RankContext *rank, const std::string &dir,
+/// Runs `fill` into a fresh directory replacing the output directory `dir`
+/// of `kind` on rank 0; the other ranks take part in the gathers only.
+Status replaceOnRankZero(const RankContext *rank, const std::string &dir, OutputKind kind,
                          const std::function<Status(const std::string &)> &fill) {
   if (!rank || rank->rank() == 0)
-    return io::replaceDirectoryAtomically(dir, fill);
+    return io::replaceOutputDirectory(dir, kind, fill);
   return fill(std::string());
 }
 
@@ -216,7 +219,7 @@ Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankCont
   auto config = nlohmann::json::parse(plan.hf_config_json(), nullptr, false);
   if (!config.is_object())
     return Status::error("the plan carries no Hugging Face config.json to export");
-  return replaceOnRankZero(rank, dir, [&](const std::string &tmp) -> Status {
+  return replaceOnRankZero(rank, dir, OutputKind::HfExport, [&](const std::string &tmp) {
     if (Status s = writeRoles(plan, memory, rank, tmp + "/model.safetensors", {kWeights}); !s)
       return s;
     if (!tmp.empty()) {
@@ -232,7 +235,7 @@ Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankCont
 Status saveCheckpoint(const plan::Plan &plan, const HostMemory &memory,
                       const RankContext *rank, const std::string &dir,
                       const CheckpointState &state) {
-  return replaceOnRankZero(rank, dir, [&](const std::string &tmp) -> Status {
+  return replaceOnRankZero(rank, dir, OutputKind::Checkpoint, [&](const std::string &tmp) {
     if (Status s = writeRoles(plan, memory, rank, tmp + "/model.safetensors", {kWeights}); !s)
       return s;
     if (Status s = writeRoles(plan, memory, rank, tmp + "/optimizer.safetensors",

@@ -24,7 +24,9 @@ Status writeFileAtomically(const std::string &path,
 /// Once `fill` succeeds, every file in it is fsynced, the old `dir` is renamed
 /// to `dir + ".old.<pid>"`, the new one renamed into place, and the old one
 /// removed. If `fill` or any step before the final rename fails, `dir` is left
-/// as it was and the temporary directory is removed.
+/// as it was and the temporary directory is removed. It replaces whatever
+/// `dir` holds: the tools' outputs go through replaceOutputDirectory
+/// (OutputPath.h), which refuses anything mtc did not write.
 Status replaceDirectoryAtomically(
     const std::string &dir,
     const std::function<Status(const std::string &tmpDir)> &fill);

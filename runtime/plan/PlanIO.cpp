@@ -1,7 +1,7 @@
 // Plan directory I/O and validation.
 #include "runtime/plan/PlanIO.h"
 
-#include "runtime/io/AtomicFile.h"
+#include "runtime/io/OutputPath.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanVersion.h"
 #include "runtime/plan/Stages.h"
@@ -145,7 +145,7 @@ Status validatePlan(const Plan &plan) {
 }
 
 Status writePlanDirectory(const std::string &dir, const Plan &plan) {
-  return io::replaceDirectoryAtomically(dir, [&](const std::string &tmp) -> Status {
+  auto fill = [&](const std::string &tmp) -> Status {
     std::ofstream pb(tmp + "/" + kPlanFile, std::ios::binary);
     if (!plan.SerializeToOstream(&pb) || !pb.flush())
       return Status::error(tmp + "/" + kPlanFile + ": cannot write the plan");
@@ -154,7 +154,8 @@ Status writePlanDirectory(const std::string &dir, const Plan &plan) {
     if (!txt.flush())
       return Status::error(tmp + "/" + kPlanSummaryFile + ": cannot write");
     return Status::ok();
-  });
+  };
+  return io::replaceOutputDirectory(dir, io::OutputKind::Plan, fill);
 }
 
 Expected<Plan> readPlanDirectory(const std::string &dir) {

@@ -11,7 +11,9 @@
 
 namespace mt::plan {
 
-/// Replaces `dir` atomically with plan.pb and its readable summary plan.txt.
+/// Replaces `dir` atomically with plan.pb, its readable summary plan.txt and
+/// the marker of a plan (io::replaceOutputDirectory: refuses a `dir` that is
+/// not absent, empty or an mtc output directory).
 Status writePlanDirectory(const std::string &dir, const Plan &plan);
 
 /// Reads `dir`/plan.pb and validates it: version, arenas, buffers inside

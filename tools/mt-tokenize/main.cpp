@@ -1,4 +1,5 @@
 // mt-tokenize: turns text into a token file for mtrun --data.
+#include "runtime/io/OutputPath.h"
 #include "runtime/io/TokenFile.h"
 
 #include <CLI/CLI.hpp>
@@ -12,9 +13,20 @@ int main(int argc, char **argv) {
                "Tokenizer: byte-level (vocabulary 256, each byte one token)."};
   std::string input, output;
   app.add_option("text", input, "UTF-8 text file")->required()->check(CLI::ExistingFile);
-  app.add_option("-o,--output", output, "token file to write (replaced atomically)")
+  app.add_option("-o,--output", output, "token file to write (replaces a token file atomically)")
       ->required();
+  bool overwrite = false;
+  app.add_flag("--overwrite", overwrite,
+               "-o may replace an mtc output of another kind or a file mtc did not write "
+               "(never the input)");
+  app.footer(mt::io::kOutputRulesHelp);
   CLI11_PARSE(app, argc, argv);
+  if (mt::Status s = mt::io::checkOutputs({{"-o", output, mt::io::OutputKind::TokenFile}},
+                                          {{"the text", input}}, overwrite);
+      !s) {
+    std::cerr << "error: " << s.message() << "\n";
+    return 1;
+  }
   std::ifstream in(input, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();

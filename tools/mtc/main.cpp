@@ -1,5 +1,6 @@
 // mtc: import Hugging Face models, inspect them, compile training plans.
 #include "compiler/driver/Commands.h"
+#include "runtime/io/OutputPath.h"
 
 #include <CLI/CLI.hpp>
 
@@ -119,8 +120,12 @@ int main(int argc, char **argv) {
       "import-hf", "Write the mt-dialect model of a Hugging Face config.json");
   importCmd->add_option("config", import.configPath, "config.json")
       ->required()->check(CLI::ExistingFile);
-  importCmd->add_option("-o,--output", import.outputPath, "model.mlir to write")
+  importCmd->add_option("-o,--output", import.outputPath,
+                        "model.mlir to write (replaces a model mtc imported; - prints it)")
       ->required();
+  importCmd->add_flag("--overwrite", import.overwrite,
+                      "-o may replace an mtc output of another kind or a file mtc did not "
+                      "write (never the input)");
   importCmd->add_option("--seq", import.shape.seq, "sequence length")
       ->capture_default_str()->check(CLI::PositiveNumber);
   importCmd->add_option("--micro-batch", import.shape.microBatch, "micro-batch size")
@@ -143,15 +148,21 @@ int main(int argc, char **argv) {
   compileCmd->add_flag("--explain", compile.explain,
                        "print the layout in words: mesh, ranks, stages, memory");
   compileCmd->add_option("-o,--output", compile.outputDir,
-                         "plan directory to write (replaced atomically)");
+                         "plan directory to write (replaces a plan mtc wrote, atomically)");
   compileCmd->add_option("--schedule-svg", compile.scheduleSvg,
                          "draw the pipeline schedule (stages x time) into this SVG file");
   compileCmd->add_option("--dump-dir", compile.dumpDir,
-                         "write the IR after each pass as NN-<pass>.mlir here");
+                         "write the IR after each pass as NN-<pass>.mlir into this "
+                         "directory (replaces a dump directory mtc wrote)");
+  compileCmd->add_flag("--overwrite", compile.overwrite,
+                       "outputs may replace an mtc output of another kind or a file mtc "
+                       "did not write (never an input)");
   compileCmd->add_option("--freeze", compile.freeze,
                          "regular expression: matching parameters are not trained");
   parallelFlags.add(*compileCmd);
 
+  for (CLI::App *writer : {importCmd, compileCmd})
+    writer->footer(mt::io::kOutputRulesHelp);
   CLI11_PARSE(app, argc, argv);
 
   bool ok = false;
@@ -161,6 +172,7 @@ int main(int argc, char **argv) {
   } else if (statsCmd->parsed()) {
     ok = mt::printStats(statsPath);
   } else if (compileCmd->parsed()) {
+    compile.configPath = parallelFlags.yaml;
     ok = parallelFlags.resolve(compile.parallel, compile.optimizer) &&
          mt::compileModel(compile);
   }

@@ -2,6 +2,7 @@
 #include "runtime/comm/Communicator.h"
 #include "runtime/comm/Launcher.h"
 #include "runtime/exec/Trainer.h"
+#include "runtime/io/OutputPath.h"
 
 #include <CLI/CLI.hpp>
 
@@ -24,12 +25,16 @@ int main(int argc, char **argv) {
       ->capture_default_str();
   app.add_option("--lr", o.lr, "peak learning rate (overrides the plan's)");
   app.add_option("--eos-id", eos, "end-of-document token: no loss across documents");
-  app.add_option("--metrics", o.metricsPath, "JSON-lines metrics file, one line per step");
+  app.add_option("--metrics", o.metricsPath,
+                 "JSON-lines metrics file, one line per step (replaces a metrics file)");
   app.add_option("--load", o.loadHf, "Hugging Face checkpoint directory to start from");
   app.add_option("--resume", o.resumeDir, "checkpoint written by --save to continue");
-  app.add_option("--save", o.saveDir, "checkpoint directory (replaced atomically)");
+  app.add_option("--save", o.saveDir,
+                 "checkpoint directory (replaces a checkpoint atomically; may be the "
+                 "--resume one)");
   app.add_option("--save-every", o.saveEvery, "save every K steps (0: at the end)");
-  app.add_option("--export-hf", o.exportHf, "write model.safetensors + config.json here at the end");
+  app.add_option("--export-hf", o.exportHf,
+                 "write model.safetensors + config.json here at the end (replaces an export)");
   app.add_option("--dump-logits", o.dumpLogits,
                  "write the logits and input ids of the first micro-batch (safetensors)");
   app.add_option("--max-skipped-steps", o.maxSkippedSteps,
@@ -47,10 +52,19 @@ int main(int argc, char **argv) {
   app.add_option("--timeline", o.timelinePath,
                  "pipelines: write the last step's measured stage timeline (SVG) here and "
                  "compare its bubble with the schedule's prediction");
+  app.add_flag("--overwrite", o.overwrite,
+               "outputs may replace an mtc output of another kind or a file mtc did not "
+               "write (never an input)");
+  app.footer(mt::io::kOutputRulesHelp);
   app.add_flag("--profile", o.profile,
                "CUDA: time every instruction with events and print where a step's time goes");
   CLI11_PARSE(app, argc, argv);
   if (nproc > 0) {
+    // Refused once here rather than by every rank.
+    if (mt::Status s = mt::exec::checkTrainOutputs(o); !s) {
+      std::cerr << "error: " << s.message() << "\n";
+      return 1;
+    }
     // Relaunch this command without --nproc as nproc ranks.
     std::vector<std::string> args;
     auto self = mt::comm::currentExecutable();
