@@ -1,5 +1,7 @@
 // mt-tokenize: turns text into a token file for mtrun --data.
 #include "runtime/io/TokenFile.h"
+#include "runtime/support/Wording.h"
+#include "tools/common/CommandLine.h"
 
 #include <CLI/CLI.hpp>
 
@@ -14,7 +16,9 @@ int main(int argc, char **argv) {
   app.add_option("text", input, "UTF-8 text file")->required()->check(CLI::ExistingFile);
   app.add_option("-o,--output", output, "token file to write (replaced atomically)")
       ->required();
-  CLI11_PARSE(app, argc, argv);
+  mt::tools::addVersionFlag(app, "mt-tokenize");
+  if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
+    return *exitCode;
   std::ifstream in(input, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();
@@ -27,6 +31,6 @@ int main(int argc, char **argv) {
     std::cerr << "error: " << s.message() << "\n";
     return 1;
   }
-  std::cout << output << ": " << tokens.size() << " tokens (byte-level)\n";
+  std::cout << output << ": " << mt::countOf(int64_t(tokens.size()), "token") << " (byte-level)\n";
   return 0;
 }
