@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -38,7 +39,7 @@ inline std::string nearestFlag(std::string typed, const std::vector<std::string>
       return name;
   }
   std::string initials = "--", word;
-  std::istringstream words(typed.substr(typed.find_first_not_of('-')));
+  std::istringstream words(typed.substr(std::min(typed.find_first_not_of('-'), typed.size())));
   while (std::getline(words, word, '-'))
     if (!word.empty() && word != "model" && word != "size")
       initials += word[0];
