@@ -1,24 +1,34 @@
 #!/usr/bin/env bash
 # The training-step benchmark on one GPU: our whole step (forward, backward,
 # AdamW; `mtrun --backend cuda`) at the llama3.2-1b and qwen3-0.6b shapes
-# (micro-batch 4 x seq 2048, and llama3.2-1b at 1 x 8192), beside the PyTorch peer
-# (../shared/bench/torch_llama.py, eager and torch.compile) in the same
-# call, in one table: tokens/s, TFLOP/s and MFU with the FLOPs of
-# ../shared/bench/FLOPS.md, GPU memory, and our ratio to each peer; then
-# where one step's time goes (mtrun --profile).
+# (micro-batch 4 x seq 2048, and llama3.2-1b at 1 x 8192), beside a PyTorch
+# peer (eager and torch.compile) in the same call, in one table: tokens/s,
+# TFLOP/s and MFU with the FLOPs of docs/FLOPS.md, GPU memory, and our ratio
+# to each peer; then where one step's time goes (mtrun --profile).
 #
-#   bench/gpu-train.sh --prepare DIR   development machine: compiles the
-#                                      plans, writes random tokens, copies
-#                                      the peer script into DIR
+#   bench/gpu-train.sh --prepare DIR [PEER]   development machine: compiles
+#                                      the plans, writes random tokens, copies
+#                                      the peer script PEER into DIR
 #   bench/gpu-train.sh DIR [MTRUN]     GPU machine (MTRUN: a CUDA build's)
-# MT_BENCH_PEERS=0 skips the PyTorch runs; MT_BENCH_SHAPES narrows the
-# shapes (e.g. "llama3.2-1b:4:2048").
+#
+# The peer is not part of mtc: PEER (or $MT_PEER_SCRIPT) is a Python script
+# that trains the same shapes in PyTorch, takes arguments MODEL:BATCH:SEQ:MODE
+# (MODE eager or compile) and prints one JSON line per argument with "peer",
+# "model", "micro_batch", "seq", "tokens_per_s" and "peak_mem_gib" (or
+# "error"); the project's peer is torch_llama.py of the benchmark workspace.
+# MT_BENCH_PEERS=0 skips the PyTorch runs (then no PEER is needed);
+# MT_BENCH_SHAPES narrows the shapes (e.g. "llama3.2-1b:4:2048").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shapes=${MT_BENCH_SHAPES:-"llama3.2-1b:4:2048 qwen3-0.6b:4:2048 llama3.2-1b:1:8192"}
 
 if [[ "${1:-}" == "--prepare" ]]; then
-  dir=$2 bin=${MT_BUILD_DIR:-build}/bin
+  dir=$2 bin=${MT_BUILD_DIR:-build}/bin peer=${3:-${MT_PEER_SCRIPT:-}}
+  if [[ "${MT_BENCH_PEERS:-1}" == 1 && ! -f "$peer" ]]; then
+    echo "error: give the PyTorch peer script: bench/gpu-train.sh --prepare DIR PEER" \
+         "(or MT_PEER_SCRIPT=PEER), or MT_BENCH_PEERS=0 to time mtc alone${peer:+ ($peer: no such file)}" >&2
+    exit 1
+  fi
   mkdir -p "$dir/plans" "$dir/mlir" "$dir/peer"
   for shape in $shapes; do
     IFS=: read -r model batch seq <<< "$shape"
@@ -38,7 +48,7 @@ with open(sys.argv[1], "wb") as f:
     f.write(b"MTTOKENS" + struct.pack("<IIQQ", 1, 4, vocab, n) + bytes(32))
     f.write(struct.pack(f"<{n}I", *(rng.randrange(vocab) for _ in range(n))))
 PY
-  cp ../shared/bench/torch_llama.py ../shared/bench/FLOPS.md "$dir/peer/"
+  if [[ -n "$peer" ]]; then cp "$peer" "$dir/peer/torch_llama.py"; fi
   exit 0
 fi
 
@@ -70,6 +80,9 @@ PY
   fi
 done
 if [[ "${MT_BENCH_PEERS:-1}" == 1 ]]; then
+  [[ -f "$dir/peer/torch_llama.py" ]] || {
+    echo "error: $dir/peer/torch_llama.py: no peer script; prepare with a PEER, or MT_BENCH_PEERS=0" >&2
+    exit 1; }
   specs=()
   for shape in $shapes; do specs+=("$shape:eager" "$shape:compile"); done
   python3 "$dir/peer/torch_llama.py" "${specs[@]}" 2> "$out/peer.err" |
@@ -78,7 +91,7 @@ fi
 
 python3 - "$rows" <<'PY'
 import json, sys
-# FLOPs per token as ../shared/bench/FLOPS.md defines them.
+# FLOPs per token as docs/FLOPS.md defines them.
 shapes = {"llama3.2-1b": dict(V=128256, h=2048, L=16, nq=32, nkv=8, d=64, f=8192),
           "qwen3-0.6b": dict(V=151936, h=1024, L=28, nq=16, nkv=8, d=128, f=3072)}
 def flops(model, s):

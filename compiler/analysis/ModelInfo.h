@@ -1,5 +1,5 @@
 // What a model module says about itself: its dimensions (for validating a
-// parallel layout) and its size and FLOPs (as counted in bench/FLOPS.md).
+// parallel layout) and its size and FLOPs (as docs/FLOPS.md defines them).
 #ifndef MT_COMPILER_ANALYSIS_MODELINFO_H
 #define MT_COMPILER_ANALYSIS_MODELINFO_H
 

@@ -1,11 +1,13 @@
 // Validation of parallel sizes and the YAML reader for Megatron-Core names.
 #include "compiler/config/ParallelConfig.h"
 
+#include "runtime/support/Wording.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
-#include <type_traits>
 #include <set>
 #include <sstream>
 
@@ -18,23 +20,35 @@ template <typename... Args> Status fail(Args &&...args) {
   return Status::error(os.str());
 }
 
+/// How a pending option's value is read: a boolean (any YAML spelling,
+/// compared as a bool), or a value whose only supported form is null, or a
+/// string compared as written.
+enum class PendingKind { Bool, NullOnly, String };
+
+struct PendingOption {
+  PendingKind kind;
+  const char *supported; // the one value this version implements
+};
+
 /// Megatron options whose defaults this version implements; any other value
 /// is rejected rather than silently ignored.
-const std::map<std::string, std::string> &pendingDefaults() {
-  static const std::map<std::string, std::string> defaults = {
-      {"use_distributed_optimizer", "false"},
-      {"recompute_granularity", "null"},
-      {"recompute_method", "null"},
-      {"recompute_num_layers", "null"},
-      {"param_offload", "false"},
-      {"grad_offload", "false"},
-      {"optimizer_offload", "false"},
-      {"moe_token_dispatcher_type", "alltoall"},
+const std::map<std::string, PendingOption> &pendingOptions() {
+  using enum PendingKind;
+  static const std::map<std::string, PendingOption> options = {
+      {"use_distributed_optimizer", {Bool, "false"}},
+      {"recompute_granularity", {NullOnly, "null"}},
+      {"recompute_method", {NullOnly, "null"}},
+      {"recompute_num_layers", {NullOnly, "null"}},
+      {"param_offload", {Bool, "false"}},
+      {"grad_offload", {Bool, "false"}},
+      {"optimizer_offload", {Bool, "false"}},
+      {"moe_token_dispatcher_type", {String, "alltoall"}},
   };
-  return defaults;
+  return options;
 }
 
-/// Performance hints that never change the result; accepted and recorded.
+/// Performance hints (booleans) that never change the result: their value
+/// is checked to be a boolean, then not used.
 const std::set<std::string> &hintKeys() {
   static const std::set<std::string> keys = {
       "bias_activation_fusion", "apply_rope_fusion",   "moe_grouped_gemm",
@@ -42,34 +56,14 @@ const std::set<std::string> &hintKeys() {
   return keys;
 }
 
-size_t editDistance(const std::string &a, const std::string &b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j)
-    row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
 /// "; did you mean 'x'?" for a close known name, else the list of names.
 std::string suggestion(const std::string &key, std::vector<std::string> known) {
   std::sort(known.begin(), known.end());
-  std::string best, all;
-  size_t bestDistance = 4; // a typo, not another option
-  for (const std::string &name : known) {
-    all += (all.empty() ? "" : ", ") + name;
-    if (size_t d = editDistance(key, name); d < bestDistance)
-      bestDistance = d, best = name;
-  }
-  if (!best.empty())
+  if (std::string best = closestName(key, known); !best.empty())
     return "; did you mean '" + best + "'?";
+  std::string all;
+  for (const std::string &name : known)
+    all += (all.empty() ? "" : ", ") + name;
   return " (known: " + all + ")";
 }
 
@@ -99,10 +93,10 @@ Status checkRanges(const ParallelConfig &c) {
       return fail(n.name, " must be >= 1, got ", n.value);
 
   for (const auto &[key, value] : c.pending) {
-    auto it = pendingDefaults().find(key);
-    if (it != pendingDefaults().end() && value != it->second)
+    auto it = pendingOptions().find(key);
+    if (it != pendingOptions().end() && value != it->second.supported)
       return fail(key, ": ", value, " is not supported by this version of mtc "
-                  "yet (only ", it->second, ")");
+                  "yet (only ", it->second.supported, ")");
   }
 
   return Status::ok();
@@ -231,6 +225,14 @@ Status ParallelConfig::resolve(const ModelDims &model) {
 }
 
 Status OptimizerConfig::validate() const {
+  // YAML and the flags both read .inf/.nan (and inf/nan): never a setting.
+  struct Named { const char *name; double value; };
+  for (Named n : {Named{"lr (--lr)", lr}, Named{"min_lr (--min-lr)", minLr},
+                  Named{"weight_decay (--weight-decay)", weightDecay},
+                  Named{"adam_beta1 (--adam-beta1)", beta1}, Named{"adam_beta2 (--adam-beta2)", beta2},
+                  Named{"adam_eps (--adam-eps)", eps}, Named{"clip_grad (--clip-grad)", clipGrad}})
+    if (!std::isfinite(n.value))
+      return fail(n.name, " must be a finite number, got ", n.value);
   if (!(lr > 0))
     return fail("lr (--lr) must be > 0, got ", lr);
   if (!(minLr >= 0) || minLr > lr)
@@ -258,6 +260,118 @@ Status OptimizerConfig::validate() const {
   return Status::ok();
 }
 
+namespace {
+
+/// "file:line:col: " of a node, for messages.
+std::string whereOf(const std::string &path, const YAML::Node &n) {
+  std::ostringstream os;
+  os << path << ":" << n.Mark().line + 1 << ":" << n.Mark().column + 1 << ": ";
+  return os.str();
+}
+
+/// What a node holds, for messages: the scalar as written, or its kind.
+std::string spellingOf(const YAML::Node &n) {
+  if (n.IsScalar())
+    return "'" + n.Scalar() + "'";
+  if (n.IsNull())
+    return "null";
+  return n.IsSequence() ? "a list" : "a mapping";
+}
+
+/// Reads `n` through yaml-cpp's typed conversion, so that a value is read by
+/// its type whatever its YAML spelling (True/yes/on, 0x10, 3e-4, .inf) and
+/// anything else is refused with its position and what was expected.
+template <typename T>
+Status readTyped(const std::string &path, const YAML::Node &n, const char *expected, T &out) {
+  try {
+    if (n.IsScalar()) {
+      out = n.as<T>();
+      return Status::ok();
+    }
+  } catch (const YAML::Exception &) {
+  }
+  return fail(whereOf(path, n), "expected ", expected, ", got ", spellingOf(n));
+}
+
+using Setter = std::function<Status(const std::string &path, const YAML::Node &)>;
+
+/// A setter of one typed option; `nullable` options read null as 0.
+template <typename T> Setter typedSetter(T &out, const char *expected, bool nullable = false) {
+  return [&out, expected, nullable](const std::string &path, const YAML::Node &n) {
+    if (nullable && n.IsNull()) {
+      out = T{};
+      return Status::ok();
+    }
+    return readTyped(path, n, expected, out);
+  };
+}
+
+/// The options this version applies, by Megatron-Core name.
+std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerConfig &optimizer) {
+  auto integer = [](int64_t &out, bool nullable = false) {
+    return typedSetter(out, "an integer", nullable);
+  };
+  auto number = [](double &out) { return typedSetter(out, "a number"); };
+  return {
+      {"lr", number(optimizer.lr)},
+      {"min_lr", number(optimizer.minLr)},
+      {"lr_warmup_iters", integer(optimizer.warmupSteps)},
+      {"lr_decay_iters", integer(optimizer.decaySteps, true)},
+      {"lr_decay_style", typedSetter(optimizer.decayStyle, "a string")},
+      {"weight_decay", number(optimizer.weightDecay)},
+      {"adam_beta1", number(optimizer.beta1)},
+      {"adam_beta2", number(optimizer.beta2)},
+      {"adam_eps", number(optimizer.eps)},
+      {"clip_grad", number(optimizer.clipGrad)},
+      {"train_iters", integer(optimizer.trainSteps)},
+      {"decoder_first_pipeline_num_layers", integer(config.firstStageLayers, true)},
+      {"decoder_last_pipeline_num_layers", integer(config.lastStageLayers, true)},
+      {"tensor_model_parallel_size", integer(config.tp)},
+      {"pipeline_model_parallel_size", integer(config.pp)},
+      {"virtual_pipeline_model_parallel_size", integer(config.vpp, true)},
+      {"expert_model_parallel_size", integer(config.ep)},
+      {"context_parallel_size", integer(config.cp)},
+      {"data_parallel_size", integer(config.dp)},
+      {"world_size", integer(config.worldSize)},
+      {"sequence_parallel", typedSetter(config.sequenceParallel, "true or false")},
+      {"micro_batch_size", integer(config.microBatch)},
+      {"global_batch_size", integer(config.globalBatch)},
+      {"seq_length", integer(config.seq)},
+  };
+}
+
+/// A pending option's value in one spelling per value ("true"/"false",
+/// "null", or the string as written), which validation compares with the
+/// one value this version supports.
+Expected<std::string> pendingValue(const std::string &path, const PendingOption &option,
+                                   const YAML::Node &n) {
+  if (n.IsNull())
+    return std::string("null");
+  if (option.kind == PendingKind::Bool) {
+    bool value = false;
+    if (Status s = readTyped(path, n, "true or false", value); !s)
+      return s;
+    return std::string(value ? "true" : "false");
+  }
+  std::string value;
+  if (Status s = readTyped(path, n, "a string or null", value); !s)
+    return s;
+  return value;
+}
+
+/// The error for a key nobody knows, with the closest known name.
+Status unknownKey(const std::string &path, const YAML::Node &keyNode, const std::string &key,
+                  const std::map<std::string, Setter> &setters) {
+  std::vector<std::string> known;
+  for (const auto &[name, _] : setters)
+    known.push_back(name);
+  for (const auto &[name, _] : pendingOptions())
+    known.push_back(name);
+  return fail(whereOf(path, keyNode), "unknown option '", key, "'", suggestion(key, known));
+}
+
+} // namespace
+
 Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
                               OptimizerConfig &optimizer) {
   YAML::Node root;
@@ -273,75 +387,30 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
   if (!root.IsMap())
     return fail(path, ":1:1: expected a mapping of Megatron-Core options");
 
-  auto where = [&](const YAML::Node &n) {
-    std::ostringstream os;
-    os << path << ":" << n.Mark().line + 1 << ":" << n.Mark().column + 1 << ": ";
-    return os.str();
-  };
-  using Setter = std::function<Status(const YAML::Node &)>;
-  // A setter for one scalar option; `nullable` options read null as 0.
-  auto scalarOf = [&](auto &out, const char *expected, bool nullable = false) -> Setter {
-    return [&out, expected, nullable, &where](const YAML::Node &n) -> Status {
-      using T = std::remove_reference_t<decltype(out)>;
-      if (nullable && n.IsNull()) {
-        out = T{};
-        return Status::ok();
-      }
-      try {
-        out = n.as<T>();
-        return Status::ok();
-      } catch (const YAML::Exception &) {
-        return fail(where(n), "expected ", expected, ", got '", n.Scalar(), "'");
-      }
-    };
-  };
-  auto intOf = [&](int64_t &out, bool nullable) { return scalarOf(out, "an integer", nullable); };
-  auto doubleOf = [&](double &out) { return scalarOf(out, "a number"); };
-  auto boolOf = [&](bool &out) { return scalarOf(out, "true or false"); };
-  auto stringOf = [&](std::string &out) { return scalarOf(out, "a string"); };
-  const std::map<std::string, Setter> setters = {
-      {"lr", doubleOf(optimizer.lr)},
-      {"min_lr", doubleOf(optimizer.minLr)},
-      {"lr_warmup_iters", intOf(optimizer.warmupSteps, false)},
-      {"lr_decay_iters", intOf(optimizer.decaySteps, true)},
-      {"lr_decay_style", stringOf(optimizer.decayStyle)},
-      {"weight_decay", doubleOf(optimizer.weightDecay)},
-      {"adam_beta1", doubleOf(optimizer.beta1)},
-      {"adam_beta2", doubleOf(optimizer.beta2)},
-      {"adam_eps", doubleOf(optimizer.eps)},
-      {"clip_grad", doubleOf(optimizer.clipGrad)},
-      {"train_iters", intOf(optimizer.trainSteps, false)},
-      {"decoder_first_pipeline_num_layers", intOf(config.firstStageLayers, true)},
-      {"decoder_last_pipeline_num_layers", intOf(config.lastStageLayers, true)},
-      {"tensor_model_parallel_size", intOf(config.tp, false)},
-      {"pipeline_model_parallel_size", intOf(config.pp, false)},
-      {"virtual_pipeline_model_parallel_size", intOf(config.vpp, true)},
-      {"expert_model_parallel_size", intOf(config.ep, false)},
-      {"context_parallel_size", intOf(config.cp, false)},
-      {"data_parallel_size", intOf(config.dp, false)},
-      {"world_size", intOf(config.worldSize, false)},
-      {"sequence_parallel", boolOf(config.sequenceParallel)},
-      {"micro_batch_size", intOf(config.microBatch, false)},
-      {"global_batch_size", intOf(config.globalBatch, false)},
-      {"seq_length", intOf(config.seq, false)},
-  };
-
+  const std::map<std::string, Setter> setters = optionSetters(config, optimizer);
+  std::map<std::string, int> firstLine; // a key given twice would hide one value
   for (const auto &entry : root) {
-    std::string key = entry.first.as<std::string>();
-    const YAML::Node &value = entry.second;
+    const YAML::Node &keyNode = entry.first, &value = entry.second;
+    if (!keyNode.IsScalar())
+      return fail(whereOf(path, keyNode), "expected an option name, got ", spellingOf(keyNode));
+    const std::string key = keyNode.Scalar();
+    if (auto [it, added] = firstLine.try_emplace(key, keyNode.Mark().line + 1); !added)
+      return fail(whereOf(path, keyNode), "option '", key, "' is given twice (first on line ",
+                  it->second, ")");
     if (auto it = setters.find(key); it != setters.end()) {
-      if (Status s = it->second(value); !s)
+      if (Status s = it->second(path, value); !s)
         return s;
-    } else if (pendingDefaults().count(key)) {
-      config.pending[key] = value.IsNull() ? "null" : value.Scalar();
-    } else if (!hintKeys().count(key)) {
-      std::vector<std::string> known;
-      for (const auto &[name, _] : setters)
-        known.push_back(name);
-      for (const auto &[name, _] : pendingDefaults())
-        known.push_back(name);
-      return fail(where(entry.first), "unknown option '", key, "'",
-                  suggestion(key, known));
+    } else if (auto pending = pendingOptions().find(key); pending != pendingOptions().end()) {
+      auto canonical = pendingValue(path, pending->second, value);
+      if (!canonical)
+        return canonical.status();
+      config.pending[key] = *canonical;
+    } else if (hintKeys().count(key)) {
+      bool hint = false;
+      if (Status s = readTyped(path, value, "true or false", hint); !s)
+        return s;
+    } else {
+      return unknownKey(path, keyNode, key, setters);
     }
   }
   return Status::ok();

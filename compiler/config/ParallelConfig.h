@@ -38,8 +38,10 @@ struct ParallelConfig {
   /// Resolved: the layers of each virtual stage (chunk c of stage s is
   /// virtual stage c * pp + s), in model order.
   std::vector<int64_t> chunkLayers;
-  /// Megatron options this version parses but does not apply yet, by name
-  /// (value as written). Validation rejects any that asks for a change.
+  /// Megatron options this version parses but does not apply yet, by name,
+  /// with their value read by type and spelled one way per value ("true",
+  /// "false", "null", or the string). Validation rejects any that asks for
+  /// a change.
   std::map<std::string, std::string> pending;
 
   int64_t numMicroBatches() const { return globalBatch / (microBatch * dp); }

@@ -9,6 +9,7 @@
 #include "runtime/io/OutputPath.h"
 #include "dialects/mt/MtDialect.h"
 #include "runtime/plan/PlanIO.h"
+#include "runtime/support/Wording.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
@@ -20,6 +21,10 @@
 #include "llvm/Support/raw_os_ostream.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
+#include <fstream>
+#include <string_view>
+
 using namespace mlir;
 
 namespace mt {
@@ -27,6 +32,34 @@ namespace {
 
 void registerDialects(MLIRContext &context) {
   context.loadDialect<MtDialect, func::FuncDialect>();
+  // A diagnostic names its op by file:line:col in the model; a dump of the
+  // op on top of it only buries the message.
+  context.printOpOnDiagnostic(false);
+}
+
+/// Refuses, saying what it is, a file that cannot be a model: a token file,
+/// a JSON config, safetensors weights or other binary data (the MLIR parser
+/// would echo its bytes to the terminal).
+Status checkIsModelText(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[4096];
+  in.read(head, sizeof(head));
+  std::string_view bytes(head, size_t(in.gcount()));
+  if (bytes.starts_with("MTTOKENS"))
+    return Status::error(path + ": a token file (mt-tokenize's output), not a model; give the "
+                                "model.mlir that `mtc import-hf` writes");
+  if (bytes.size() > 9 && bytes.substr(8, 2) == "{\"")
+    return Status::error(path + ": safetensors weights, not a model; weights are loaded by "
+                                "`mtrun PLAN --load DIR`, the model comes from `mtc import-hf "
+                                "config.json -o model.mlir`");
+  if (size_t first = bytes.find_first_not_of(" \t\r\n"); first != bytes.npos && bytes[first] == '{')
+    return Status::error(path + ": JSON, not a model; a Hugging Face config.json becomes one "
+                                "with `mtc import-hf " + path + " -o model.mlir`");
+  auto isControl = [](char c) { return (c >= 0 && c < 0x09) || (c > 0x0d && c < 0x20) || c == 0x7f; };
+  if (std::any_of(bytes.begin(), bytes.end(), isControl))
+    return Status::error(path + ": binary data, not a model (the MLIR text that `mtc "
+                                "import-hf` writes)");
+  return Status::ok();
 }
 
 /// Prints the refusal of checkOutputs, if any; true when all may be written.
@@ -41,6 +74,10 @@ bool outputsAllowed(const std::vector<io::OutputTarget> &outputs,
 /// Parses and verifies a model; diagnostics carry file:line:col.
 OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path,
                                 llvm::SourceMgr &sourceMgr) {
+  if (Status s = checkIsModelText(path); !s) {
+    llvm::errs() << "error: " << s.message() << "\n";
+    return nullptr;
+  }
   std::string error;
   auto file = openInputFile(path, &error);
   if (!file) {
@@ -78,13 +115,14 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
   double makespan = simulate(schedule, p.pp, vpp, 2.0, cost);
   double bubble = bubbleFraction(schedule, makespan);
   if (explain)
-    os << llvm::format("pipeline schedule: %lld micro-batches per step, predicted bubble "
-                       "%.1f%% of stage time (backward = 2 x forward)\n",
-                       (long long)micro, 100.0 * bubble);
+    os << "pipeline schedule: " << countOf(micro, "micro-batch", "micro-batches")
+       << llvm::format(" per step, predicted bubble %.1f%% of stage time (backward = 2 x "
+                       "forward)\n",
+                       100.0 * bubble);
   if (svgPath.empty())
     return true;
   std::string title = "pp " + std::to_string(p.pp) + (vpp > 1 ? " x vpp " + std::to_string(vpp) : "") +
-                      ", " + std::to_string(micro) + " micro-batches: " +
+                      ", " + countOf(micro, "micro-batch", "micro-batches") + ": " +
                       (vpp > 1 ? "interleaved 1F1B" : "1F1B");
   char bubbleText[64];
   std::snprintf(bubbleText, sizeof(bubbleText), ", bubble %.1f%%", 100.0 * bubble);
@@ -170,6 +208,38 @@ bool printStats(const std::string &modelPath) {
   return true;
 }
 
+/// What a compile that writes or prints nothing lacks (after the layout is
+/// checked, so that its errors come first).
+static Status checkSomethingToDo(const CompileOptions &o) {
+  if (!o.outputDir.empty() || o.explain)
+    return Status::ok();
+  if (!o.dumpDir.empty() || !o.freeze.empty())
+    return Status::error(std::string(o.dumpDir.empty() ? "--freeze" : "--dump-dir") +
+                         " applies to the plan: add -o DIR to write it, or --explain to print it");
+  if (!o.scheduleSvg.empty())
+    return Status::ok();
+  return Status::error("the layout is valid, and there is nothing to write: add -o DIR to write "
+                       "the training plan, --explain to print the layout and plan in words, or "
+                       "--schedule-svg FILE to draw the pipeline schedule");
+}
+
+/// Why this version cannot write a plan for the layout ("" when it can):
+/// context and expert parallelism and tensor-parallel MoE layers are
+/// validated and explained, not partitioned yet.
+static std::string notPlannedYet(const ParallelConfig &p, const ModelDims &dims) {
+  for (auto [name, size] : {std::pair{"context_parallel_size (--cp)", p.cp},
+                            std::pair{"expert_model_parallel_size (--ep)", p.ep}})
+    if (size != 1)
+      return std::string(name) + " = " + std::to_string(size) +
+             ": this version of mtc writes plans for tensor, sequence, pipeline and data "
+             "parallelism only (--tp, --sp, --pp, --vpp, --dp)";
+  if (dims.numExperts != 0 && p.tp > 1)
+    return "tensor_model_parallel_size (--tp " + std::to_string(p.tp) +
+           ") on a mixture-of-experts model: this version of mtc does not partition expert "
+           "layers yet; use --tp 1 (with --pp and --dp as needed)";
+  return "";
+}
+
 bool compileModel(const CompileOptions &options) {
   if (!outputsAllowed({{"-o", options.outputDir, io::OutputKind::Plan},
                        {"--schedule-svg", options.scheduleSvg, io::OutputKind::PipelineSvg},
@@ -196,23 +266,24 @@ bool compileModel(const CompileOptions &options) {
     llvm::errs() << "error: " << s.message() << "\n";
     return false;
   }
+  if (Status s = checkSomethingToDo(options); !s) {
+    llvm::errs() << "error: " << s.message() << "\n";
+    return false;
+  }
   if (options.explain)
     explainLayout(*module, *dims, parallel, llvm::outs());
   if ((options.explain || !options.scheduleSvg.empty()) &&
       !explainSchedule(parallel, options.scheduleSvg, llvm::outs(), options.explain))
     return false;
-  // Plans cover tensor, sequence and data parallelism so far; the other
-  // axes are validated (and explained) but not partitioned yet.
-  for (auto [name, size] : {std::pair{"context_parallel_size (--cp)", parallel.cp},
-                            std::pair{"expert_model_parallel_size (--ep)", parallel.ep}})
-    if (size != 1) {
-      if (options.outputDir.empty())
-        return true;
-      llvm::errs() << "error: " << name << " = " << size
-                   << ": this version of mtc writes plans for tensor, sequence, "
-                      "pipeline and data parallelism only (--tp, --sp, --pp, --vpp, --dp)\n";
-      return false;
+  if (std::string missing = notPlannedYet(parallel, *dims); !missing.empty()) {
+    if (options.outputDir.empty()) { // validated and explained; no plan to write
+      if (options.explain)
+        llvm::outs() << "plan: none; " << missing << "\n";
+      return true;
     }
+    llvm::errs() << "error: " << missing << "\n";
+    return false;
+  }
   if (options.outputDir.empty() && !options.explain)
     return true;
   auto plan = buildWithDumps(*module, parallel, options);

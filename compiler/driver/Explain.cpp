@@ -6,6 +6,8 @@
 #include "runtime/plan/DeviceFootprint.h"
 #include "runtime/schedule/PipelineSchedule.h"
 #include "runtime/plan/OpRegistry.h"
+#include "runtime/plan/PlanIO.h"
+#include "runtime/support/Wording.h"
 #include "dialects/mt/MtDialect.h"
 
 #include "llvm/Support/Format.h"
@@ -43,17 +45,17 @@ void explainLayout(ModuleOp module, const ModelDims &dims,
                    const ParallelConfig &p, llvm::raw_ostream &os) {
   std::array<int64_t, 5> sizes = {p.pp, p.dp, p.cp, p.ep, p.tp};
   int64_t vpp = p.vpp ? p.vpp : 1;
-  os << "model: " << dims.numLayers << " layers, " << dims.numHeads
-     << " query heads, " << dims.numKvHeads << " kv heads, vocabulary "
-     << dims.vocabSize;
+  os << "model: " << countOf(dims.numLayers, "layer") << ", "
+     << countOf(dims.numHeads, "query head") << ", " << countOf(dims.numKvHeads, "kv head")
+     << ", vocabulary " << dims.vocabSize;
   if (dims.numExperts)
-    os << ", " << dims.numExperts << " experts";
+    os << ", " << countOf(dims.numExperts, "expert");
   os << "\n";
   os << "batch: micro-batch " << p.microBatch << " x seq " << p.seq
      << "; global batch " << p.globalBatch << " = " << p.microBatch << " x "
-     << p.numMicroBatches() << " micro-batches x dp " << p.dp << "\n";
+     << countOf(p.numMicroBatches(), "micro-batch", "micro-batches") << " x dp " << p.dp << "\n";
   os << "mesh (pp, dp, cp, ep, tp) = (" << p.pp << ", " << p.dp << ", " << p.cp
-     << ", " << p.ep << ", " << p.tp << "): " << p.worldSize << " ranks, tp "
+     << ", " << p.ep << ", " << p.tp << "): " << countOf(p.worldSize, "rank") << ", tp "
      << "fastest-varying\n";
   int64_t listed = std::min<int64_t>(p.worldSize, 16);
   for (int64_t rank = 0; rank < listed; ++rank) {
@@ -70,8 +72,8 @@ void explainLayout(ModuleOp module, const ModelDims &dims,
   }
   if (listed < p.worldSize)
     os << "  ... (" << p.worldSize - listed << " more)\n";
-  os << "tensor parallel: " << p.tp << " (" << dims.numHeads / p.tp
-     << " query heads, " << dims.numKvHeads / p.tp << " kv heads per rank)"
+  os << "tensor parallel: " << p.tp << " (" << countOf(dims.numHeads / p.tp, "query head")
+     << ", " << countOf(dims.numKvHeads / p.tp, "kv head") << " per rank)"
      << (p.sequenceParallel ? ", sequence parallel" : "") << "\n";
 
   // Virtual stage v holds the v-th run of layers; chunk c of stage s is
@@ -81,7 +83,7 @@ void explainLayout(ModuleOp module, const ModelDims &dims,
     firstLayer.push_back(firstLayer.back() + n);
   bool even = std::all_of(p.chunkLayers.begin(), p.chunkLayers.end(),
                           [&](int64_t n) { return n == p.chunkLayers.front(); });
-  os << "pipeline: " << p.pp << " stages x " << vpp << " virtual chunks, ";
+  os << "pipeline: " << countOf(p.pp, "stage") << " x " << countOf(vpp, "virtual chunk") << ", ";
   if (even)
     os << p.chunkLayers.front() << " layers per chunk";
   else
@@ -124,10 +126,11 @@ std::string bytesText(double bytes) {
 
 void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
   const plan::Mesh &m = plan.mesh();
-  int64_t ranks = m.pp() * m.dp() * m.cp() * m.ep() * m.tp();
+  int64_t ranks = plan::worldSize(m);
   int64_t microBatches = plan.training().micro_batches_per_step();
   bool pipelined = plan.training().virtual_stages() > 1;
-  os << "plan: " << plan.programs_size() << " programs for " << ranks << " ranks ("
+  os << "plan: " << countOf(plan.programs_size(), "program") << " for " << countOf(ranks, "rank")
+     << " ("
      << (pipelined ? "each stage runs its own; " : "all run the same; ")
      << "ranks differ in their communicator groups, slices and data); memory per rank:\n";
   std::map<plan::ArenaKind, uint64_t> arenas;
@@ -170,8 +173,10 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
                      bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str());
   os << "  (the GPU also holds its CUDA context and library workspaces, about 0.5 GiB)\n";
   if (pipelined)
-    os << "  (a pipeline rank holds its stage's parameters; activations: " << slots
-       << " slots of " << microBatches << " micro-batches, on the stage with the most in flight)\n";
+    os << "  (a pipeline rank holds its stage's parameters; activations: "
+       << countOf(int64_t(slots), "slot") << " of "
+       << countOf(microBatches, "micro-batch", "micro-batches")
+       << ", on the stage with the most in flight)\n";
   // Collectives of one step: forward and backward programs run once per
   // micro-batch (summed over the stages of a pipeline).
   std::map<std::pair<std::string, std::string>, std::pair<int64_t, double>> collectives;
@@ -203,7 +208,7 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
       entry.second += double(runs) * double(bytes);
     }
   }
-  os << "collectives per step (" << microBatches << " micro-batches"
+  os << "collectives per step (" << countOf(microBatches, "micro-batch", "micro-batches")
      << (pipelined ? ", summed over stages" : "") << "):\n";
   if (collectives.empty())
     os << "  none\n";

@@ -11,6 +11,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/ToolOutputFile.h"
 
+#include <filesystem>
 #include <regex>
 
 using namespace mlir;
@@ -25,7 +26,7 @@ bool dumpModule(ModuleOp module, const std::string &dir, const std::string &stem
     return false;
   }
   std::string error;
-  auto file = openOutputFile(dir + "/" + stem + ".mlir", &error);
+  auto file = openOutputFile((std::filesystem::path(dir) / (stem + ".mlir")).string(), &error);
   if (!file) {
     llvm::errs() << "error: " << error << "\n";
     return false;

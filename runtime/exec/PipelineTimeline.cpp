@@ -2,6 +2,7 @@
 #include "runtime/exec/PipelineTimeline.h"
 
 #include "runtime/io/OutputPath.h"
+#include "runtime/support/Wording.h"
 
 #include <cstdio>
 
@@ -88,7 +89,8 @@ Expected<std::string> PipelineTimeline::publish(const RankContext &rank, int64_t
                 1e3 * forward);
   std::string title = "measured step " + std::to_string(step_) + ": pp " + std::to_string(pp) +
                       (vpp > 1 ? " x vpp " + std::to_string(vpp) : "") + ", " +
-                      std::to_string(microBatches) + " micro-batches, bubble " + percent(bubble);
+                      countOf(microBatches, "micro-batch", "micro-batches") + ", bubble " +
+                      percent(bubble);
   const std::string svg = scheduleSvg(measured, vpp, makespan / forward, title, legend);
   if (Status s = io::writePipelineSvg(svgPath, svg); !s)
     return s;

@@ -1,6 +1,8 @@
 // Mesh coordinates and per-axis communicators.
 #include "runtime/exec/RankContext.h"
 
+#include "runtime/support/Wording.h"
+
 #include <sstream>
 
 namespace mt::exec {
@@ -27,8 +29,8 @@ Expected<std::unique_ptr<RankContext>> RankContext::create(const plan::Mesh &mes
   for (int64_t s : ctx->sizes_)
     planRanks *= s;
   if (planRanks != info.worldSize)
-    return Status::error("the plan was compiled for " + std::to_string(planRanks) +
-                         " ranks (pp x dp x cp x ep x tp), but the job has " +
+    return Status::error("the plan was compiled for " + countOf(planRanks, "rank") +
+                         " (pp x dp x cp x ep x tp), but the job has " +
                          std::to_string(info.worldSize) + " (run `mtrun --nproc " +
                          std::to_string(planRanks) + "` or recompile the plan)");
   int64_t rest = info.rank;

@@ -13,6 +13,7 @@
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/plan/Stages.h"
+#include "runtime/support/Wording.h"
 
 #ifdef MT_WITH_CUDA
 #include "runtime/cuda/CudaExecutor.h"
@@ -63,8 +64,7 @@ void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t s
 /// keeps the CPU when the run reads temporaries on the host.
 Expected<std::string> chooseBackend(const std::string &requested, const plan::Plan &plan,
                                     bool readsTemporaries) {
-  const plan::Mesh &m = plan.mesh();
-  bool singleRank = m.pp() * m.dp() * m.cp() * m.ep() * m.tp() <= 1;
+  bool singleRank = plan::worldSize(plan.mesh()) == 1;
 #ifdef MT_WITH_CUDA
   bool gpu = cuda::deviceCount() > 0;
 #else
@@ -441,8 +441,10 @@ Expected<TrainSummary> TrainingRun::run() {
     if (o_.progressBar || rec->skipped || s == last || (s - done_) % 10 == 1)
       report(log(), *rec, last, eta, o_.progressBar);
     if (skippedInARow >= o_.maxSkippedSteps)
-      return Status::error(std::to_string(skippedInARow) + " steps in a row were skipped "
-                           "(gradient norm not finite); stopping at step " + std::to_string(s));
+      return Status::error(countOf(skippedInARow, "step") + " in a row " +
+                           (skippedInARow == 1 ? "was" : "were") +
+                           " skipped (gradient norm not finite); stopping at step " +
+                           std::to_string(s));
     if (!o_.saveDir.empty() && o_.saveEvery > 0 && s % o_.saveEvery == 0) {
       if (Status st = executor_->readState(); !st)
         return st;

@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -259,23 +260,25 @@ Expected<CheckpointState> loadCheckpoint(const plan::Plan &plan, HostMemory &mem
   if (rank && rank->world())
     if (Status s = rank->world()->barrier(); !s)
       return s;
-  std::ifstream in(dir + "/trainer.json");
+  // `dir` as the user typed it, with or without a trailing slash.
+  auto file = [&](const char *name) { return (std::filesystem::path(dir) / name).string(); };
+  std::ifstream in(file("trainer.json"));
   auto trainer = nlohmann::json::parse(in, nullptr, false);
   if (!in || !trainer.is_object() || !trainer.contains("step"))
-    return Status::error(dir + "/trainer.json: missing or malformed (not a checkpoint "
-                               "written by mtrun --save)");
+    return Status::error(file("trainer.json") + ": missing or malformed (not a checkpoint "
+                                                "written by mtrun --save)");
   std::set<std::string> used;
-  auto model = io::openSafetensors(dir + "/model.safetensors");
+  auto model = io::openSafetensors(file("model.safetensors"));
   if (!model)
     return model.status();
   if (Status s = readRole(plan, memory, rank, *model, kWeights, used); !s)
-    return Status::error(dir + "/model.safetensors: " + s.message());
-  auto opt = io::openSafetensors(dir + "/optimizer.safetensors");
+    return Status::error(file("model.safetensors") + ": " + s.message());
+  auto opt = io::openSafetensors(file("optimizer.safetensors"));
   if (!opt)
     return opt.status();
   for (const Role *role : {&kExpAvg, &kExpAvgSq})
     if (Status s = readRole(plan, memory, rank, *opt, *role, used); !s)
-      return Status::error(dir + "/optimizer.safetensors: " + s.message());
+      return Status::error(file("optimizer.safetensors") + ": " + s.message());
   return CheckpointState{trainer["step"].get<int64_t>(), trainer.value("seed", uint64_t(0))};
 }
 

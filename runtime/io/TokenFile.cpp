@@ -9,6 +9,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <ostream>
 
@@ -59,12 +60,30 @@ std::string quoteBytes(const unsigned char *p, size_t n) {
   return s + "\"";
 }
 
+/// The error for a file that does not start with the magic; text (the
+/// usual mistake: the corpus itself) gets the command that tokenizes it.
+Status notATokenFile(const std::string &path, const unsigned char *head, size_t n) {
+  bool text = n > 0 && std::all_of(head, head + n, [](unsigned char c) {
+    return c >= 0x20 || c == '\t' || c == '\n' || c == '\r';
+  });
+  std::string hint = "(not a token file";
+  if (text) {
+    // Never suggest writing over the text itself.
+    std::filesystem::path tokens = std::filesystem::path(path).replace_extension(".bin");
+    if (tokens == path)
+      tokens.replace_extension(".tokens.bin");
+    hint += ": it starts with text; `mt-tokenize " + path + " -o " + tokens.string() +
+            "` writes the token file of a text";
+  }
+  return Status::error(path + ": bad magic " + quoteBytes(head, n) + ", expected \"MTTOKENS\" " +
+                       hint + ")");
+}
+
 /// Validates the header fields and the total length against the count.
 Status checkHeader(const std::string &path, const unsigned char *h,
                    uint64_t fileBytes) {
   if (std::memcmp(h, kTokenFileMagic, 8) != 0)
-    return Status::error(path + ": bad magic " + quoteBytes(h, 8) +
-                         ", expected \"MTTOKENS\" (not a token file)");
+    return notATokenFile(path, h, 8);
   uint32_t version = loadU32(h + 8);
   if (version != kTokenFileVersion)
     return Status::error(path + ": unsupported token file version " +
@@ -156,7 +175,11 @@ Expected<TokenFile> openTokenFile(const std::string &path) {
   }
   uint64_t fileBytes = static_cast<uint64_t>(st.st_size);
   if (fileBytes < kTokenFileHeaderBytes) {
+    unsigned char head[8];
+    ssize_t n = ::pread(fd, head, std::min<uint64_t>(fileBytes, 8), 0);
     ::close(fd);
+    if (n >= 0 && std::memcmp(head, kTokenFileMagic, size_t(n)) != 0)
+      return notATokenFile(path, head, size_t(n));
     return Status::error(path + ": truncated: the file is " +
                          std::to_string(fileBytes) +
                          " bytes, shorter than the 64-byte token file header");

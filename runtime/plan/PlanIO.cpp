@@ -158,10 +158,22 @@ Status writePlanDirectory(const std::string &dir, const Plan &plan) {
   return io::replaceOutputDirectory(dir, io::OutputKind::Plan, fill);
 }
 
+int64_t worldSize(const Mesh &mesh) {
+  int64_t ranks = 1;
+  for (int64_t size : {mesh.pp(), mesh.dp(), mesh.cp(), mesh.ep(), mesh.tp()})
+    ranks *= std::max<int64_t>(size, 1);
+  return ranks;
+}
+
 Expected<Plan> readPlanDirectory(const std::string &dir) {
-  std::string path = dir + "/" + kPlanFile;
+  std::string path = (std::filesystem::path(dir) / kPlanFile).string();
+  if (!std::filesystem::exists(dir))
+    return Status::error(dir + ": no such plan directory; `mtc compile MODEL.mlir -o " + dir +
+                         "` writes one");
   if (!std::filesystem::is_directory(dir))
-    return Status::error(dir + ": not a plan directory (missing)");
+    return Status::error(dir + ": a file, not a plan directory; a plan is the directory that "
+                         "`mtc compile " + (dir.ends_with(".mlir") ? dir : "MODEL.mlir") +
+                         " -o PLAN_DIR` writes");
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return Status::error(path + ": missing; write the plan with `mtc compile ... -o " +

@@ -6,6 +6,7 @@
 #include "runtime/plan/plan.pb.h"
 #include "runtime/support/Status.h"
 
+#include <cstdint>
 #include <ostream>
 #include <string>
 
@@ -23,6 +24,10 @@ Expected<Plan> readPlanDirectory(const std::string &dir);
 
 /// The checks of readPlanDirectory on a plan in memory.
 Status validatePlan(const Plan &plan);
+
+/// The ranks of a plan: pp x dp x cp x ep x tp of its mesh (a size left
+/// at 0 counts as 1).
+int64_t worldSize(const Mesh &mesh);
 
 /// plan.txt: mesh, batch, arenas, parameters and the programs, one
 /// instruction per line.

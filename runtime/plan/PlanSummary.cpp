@@ -1,5 +1,6 @@
 // plan.txt: the plan in words, for people.
 #include "runtime/plan/PlanIO.h"
+#include "runtime/support/Wording.h"
 
 #include <iomanip>
 
@@ -34,7 +35,8 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
   os << "mesh (pp, dp, cp, ep, tp) = (" << m.pp() << ", " << m.dp() << ", "
      << m.cp() << ", " << m.ep() << ", " << m.tp() << ")\n";
   os << "batch: micro-batch " << t.micro_batch() << " x seq " << t.seq() << ", "
-     << t.micro_batches_per_step() << " micro-batches per step, global batch "
+     << countOf(t.micro_batches_per_step(), "micro-batch", "micro-batches")
+     << " per step, global batch "
      << t.global_batch() << ", vocabulary " << t.vocab_size() << "\n\narenas:\n";
   for (const Arena &a : plan.arenas())
     os << "  " << std::setw(12) << ArenaKind_Name(a.kind()) << " " << std::setw(14)

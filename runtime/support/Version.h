@@ -6,7 +6,9 @@ namespace mt {
 
 /// The version of this build of mtc, mtrun and mt-tokenize (one release of
 /// the project: the tools are always built together).
-inline constexpr const char *kMtcVersion = "0.1.0";
+/// MT_VERSION comes from the project() version in CMakeLists.txt (target
+/// MtVersion), the same string every tool's --version prints.
+inline constexpr const char *kMtcVersion = MT_VERSION;
 
 } // namespace mt
 

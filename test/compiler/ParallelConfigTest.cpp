@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -233,6 +234,180 @@ TEST_F(YamlConfig, ReportsMalformedYamlWithPosition) {
   Status s = loadParallelConfigYaml(write("tensor_model_parallel_size: [2\n"), c, opt);
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find(path_.string() + ":"), std::string::npos) << s.message();
+}
+
+// Fault 9 of issue 11 and its kind (YAML scalars read by spelling, not by
+// type): every option is read by its YAML type, in each spelling YAML
+// allows, and anything else is refused with its position.
+class YamlTypedValues : public YamlConfig {
+protected:
+  /// Loads "key: value" into a fresh config; the error text, or "".
+  std::string load(const std::string &key, const std::string &value) {
+    config = ParallelConfig();
+    opt = OptimizerConfig();
+    Status s = loadParallelConfigYaml(write(key + ": " + value + "\n"), config, opt);
+    return s ? "" : s.message();
+  }
+  /// The layout error of the loaded config ("" when it resolves).
+  std::string resolveError() {
+    Status s = config.resolve(smallModel());
+    return s ? "" : s.message();
+  }
+  ParallelConfig config;
+};
+
+const std::vector<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes", "YES",
+                                        "on",   "On",   "ON",   "y",   "Y"};
+const std::vector<std::string> kFalse = {"false", "False", "FALSE", "no", "No", "NO",
+                                         "off",   "Off",   "OFF",   "n",  "N"};
+
+TEST_F(YamlTypedValues, SequenceParallelInEveryBooleanSpelling) {
+  for (bool expected : {true, false})
+    for (const std::string &spelling : expected ? kTrue : kFalse) {
+      ASSERT_EQ(load("sequence_parallel", spelling), "") << spelling;
+      EXPECT_EQ(config.sequenceParallel, expected) << spelling;
+    }
+  EXPECT_NE(load("sequence_parallel", "1").find(":1:20: expected true or false, got '1'"),
+            std::string::npos);
+}
+
+TEST_F(YamlTypedValues, PendingBooleansCompareByValue) {
+  for (const char *key : {"use_distributed_optimizer", "param_offload", "grad_offload",
+                          "optimizer_offload"}) {
+    for (const std::string &spelling : kFalse) {
+      ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
+      EXPECT_EQ(resolveError(), "") << key << ": " << spelling;
+    }
+    for (const std::string &spelling : kTrue) {
+      ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
+      EXPECT_EQ(resolveError(), std::string(key) + ": true is not supported by this version "
+                                                   "of mtc yet (only false)")
+          << spelling;
+    }
+    EXPECT_NE(load(key, "maybe").find(":1:" + std::to_string(std::strlen(key) + 3) +
+                                      ": expected true or false, got 'maybe'"),
+              std::string::npos)
+        << key;
+  }
+}
+
+TEST_F(YamlTypedValues, HintsAreBooleans) {
+  for (const char *key : {"bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm",
+                          "overlap_grad_reduce", "overlap_param_gather", "bf16"}) {
+    for (const std::vector<std::string> *spellings : {&kTrue, &kFalse})
+      for (const std::string &spelling : *spellings)
+        EXPECT_EQ(load(key, spelling), "") << key << ": " << spelling;
+    EXPECT_NE(load(key, "fast").find("expected true or false, got 'fast'"), std::string::npos)
+        << key;
+    EXPECT_NE(load(key, "[true]").find("expected true or false, got a list"), std::string::npos)
+        << key;
+  }
+}
+
+TEST_F(YamlTypedValues, NullOnlyOptionsInEveryNullSpelling) {
+  for (const char *key : {"recompute_granularity", "recompute_method", "recompute_num_layers"}) {
+    for (const char *spelling : {"null", "Null", "NULL", "~", ""}) {
+      ASSERT_EQ(load(key, spelling), "") << key << ": '" << spelling << "'";
+      EXPECT_EQ(resolveError(), "") << key << ": '" << spelling << "'";
+    }
+    ASSERT_EQ(load(key, "full"), "");
+    EXPECT_EQ(resolveError(), std::string(key) + ": full is not supported by this version of "
+                                                 "mtc yet (only null)");
+  }
+  for (const char *spelling : {"alltoall", "'alltoall'", "\"alltoall\""}) {
+    ASSERT_EQ(load("moe_token_dispatcher_type", spelling), "") << spelling;
+    EXPECT_EQ(resolveError(), "") << spelling;
+  }
+}
+
+/// Every integer option, with where its value lands.
+const std::pair<const char *, std::function<int64_t(const ParallelConfig &,
+                                                    const OptimizerConfig &)>>
+    kIntegerOptions[] = {
+        {"tensor_model_parallel_size", [](auto &c, auto &) { return c.tp; }},
+        {"pipeline_model_parallel_size", [](auto &c, auto &) { return c.pp; }},
+        {"virtual_pipeline_model_parallel_size", [](auto &c, auto &) { return c.vpp; }},
+        {"expert_model_parallel_size", [](auto &c, auto &) { return c.ep; }},
+        {"context_parallel_size", [](auto &c, auto &) { return c.cp; }},
+        {"data_parallel_size", [](auto &c, auto &) { return c.dp; }},
+        {"world_size", [](auto &c, auto &) { return c.worldSize; }},
+        {"micro_batch_size", [](auto &c, auto &) { return c.microBatch; }},
+        {"global_batch_size", [](auto &c, auto &) { return c.globalBatch; }},
+        {"seq_length", [](auto &c, auto &) { return c.seq; }},
+        {"decoder_first_pipeline_num_layers", [](auto &c, auto &) { return c.firstStageLayers; }},
+        {"decoder_last_pipeline_num_layers", [](auto &c, auto &) { return c.lastStageLayers; }},
+        {"lr_warmup_iters", [](auto &, auto &o) { return o.warmupSteps; }},
+        {"lr_decay_iters", [](auto &, auto &o) { return o.decaySteps; }},
+        {"train_iters", [](auto &, auto &o) { return o.trainSteps; }},
+};
+
+TEST_F(YamlTypedValues, IntegersInEverySpelling) {
+  for (const auto &[key, valueOf] : kIntegerOptions) {
+    for (const char *spelling : {"8", "+8", "0x8", "'8'"}) {
+      ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
+      EXPECT_EQ(valueOf(config, opt), 8) << key << ": " << spelling;
+    }
+    for (const char *bad : {"8.0", "8e0", "eight", "true", "99999999999999999999"})
+      EXPECT_NE(load(key, bad).find(std::string("expected an integer, got '") + bad + "'"),
+                std::string::npos)
+          << key << ": " << bad;
+    EXPECT_NE(load(key, "[8]").find("expected an integer, got a list"), std::string::npos) << key;
+  }
+}
+
+TEST_F(YamlTypedValues, NumbersInEverySpelling) {
+  const std::pair<const char *, double OptimizerConfig::*> numbers[] = {
+      {"lr", &OptimizerConfig::lr},           {"min_lr", &OptimizerConfig::minLr},
+      {"weight_decay", &OptimizerConfig::weightDecay},
+      {"adam_beta1", &OptimizerConfig::beta1}, {"adam_beta2", &OptimizerConfig::beta2},
+      {"adam_eps", &OptimizerConfig::eps},     {"clip_grad", &OptimizerConfig::clipGrad}};
+  for (const auto &[key, field] : numbers) {
+    for (const char *spelling : {"3e-4", "3E-4", "3.0e-4", "+3e-04", "0.0003", ".0003"}) {
+      ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
+      EXPECT_EQ(opt.*field, 3e-4) << key << ": " << spelling;
+    }
+    ASSERT_EQ(load(key, "1"), "") << key;
+    EXPECT_EQ(opt.*field, 1.0) << key;
+    EXPECT_NE(load(key, "fast").find("expected a number, got 'fast'"), std::string::npos) << key;
+    // YAML's infinities and NaN read as numbers, and validation refuses them by name.
+    for (const char *spelling : {".inf", "-.Inf", ".NaN"}) {
+      ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
+      Status s = opt.validate();
+      ASSERT_FALSE(s) << key << ": " << spelling;
+      EXPECT_NE(s.message().find(std::string(key) + " (--"), std::string::npos) << s.message();
+      EXPECT_NE(s.message().find("must be a finite number"), std::string::npos) << s.message();
+    }
+  }
+}
+
+TEST_F(YamlTypedValues, StringsQuotedOrNot) {
+  for (const char *spelling : {"linear", "'linear'", "\"linear\""}) {
+    ASSERT_EQ(load("lr_decay_style", spelling), "") << spelling;
+    EXPECT_EQ(opt.decayStyle, "linear");
+  }
+  EXPECT_NE(load("lr_decay_style", "[linear]").find("expected a string, got a list"),
+            std::string::npos);
+}
+
+TEST_F(YamlTypedValues, RefusesAKeyGivenTwice) {
+  ParallelConfig c;
+  Status s = loadParallelConfigYaml(
+      write("tensor_model_parallel_size: 2\nsequence_parallel: true\n"
+            "tensor_model_parallel_size: 4\n"),
+      c, opt);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find(":3:1: option 'tensor_model_parallel_size' is given twice "
+                             "(first on line 1)"),
+            std::string::npos)
+      << s.message();
+}
+
+TEST_F(YamlTypedValues, RefusesAKeyThatIsNotAName) {
+  ParallelConfig c;
+  Status s = loadParallelConfigYaml(write("? [a, b]\n: 1\n"), c, opt);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find(":1:3: expected an option name, got a list"), std::string::npos)
+      << s.message();
 }
 
 } // namespace

@@ -1,6 +1,8 @@
 // mt-tokenize: turns text into a token file for mtrun --data.
 #include "runtime/io/OutputPath.h"
 #include "runtime/io/TokenFile.h"
+#include "runtime/support/Wording.h"
+#include "tools/common/CommandLine.h"
 
 #include <CLI/CLI.hpp>
 
@@ -20,7 +22,9 @@ int main(int argc, char **argv) {
                "-o may replace an mtc output of another kind or a file mtc did not write "
                "(never the input)");
   app.footer(mt::io::kOutputRulesHelp);
-  CLI11_PARSE(app, argc, argv);
+  mt::tools::addVersionFlag(app, "mt-tokenize");
+  if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
+    return *exitCode;
   if (mt::Status s = mt::io::checkOutputs({{"-o", output, mt::io::OutputKind::TokenFile}},
                                           {{"the text", input}}, overwrite);
       !s) {
@@ -39,6 +43,6 @@ int main(int argc, char **argv) {
     std::cerr << "error: " << s.message() << "\n";
     return 1;
   }
-  std::cout << output << ": " << tokens.size() << " tokens (byte-level)\n";
+  std::cout << output << ": " << mt::countOf(int64_t(tokens.size()), "token") << " (byte-level)\n";
   return 0;
 }

@@ -1,6 +1,7 @@
 // mtc: import Hugging Face models, inspect them, compile training plans.
 #include "compiler/driver/Commands.h"
 #include "runtime/io/OutputPath.h"
+#include "tools/common/CommandLine.h"
 
 #include <CLI/CLI.hpp>
 
@@ -8,68 +9,75 @@
 
 namespace {
 
-/// Flags for the parallel layout; given ones override the YAML file.
+/// Flags for the parallel layout and the optimizer; given ones override
+/// the YAML file, field by field.
 struct ParallelFlags {
   std::string yaml;
-  mt::ParallelConfig values;
+  mt::ParallelConfig layout;
   mt::OptimizerConfig optimizer;
-  std::vector<CLI::Option *> options;
-  std::vector<std::pair<CLI::Option *, std::function<void(mt::OptimizerConfig &)>>>
-      optimizerOptions;
+  /// Each flag with what it sets in the resolved configuration when given.
+  std::vector<std::pair<CLI::Option *,
+                        std::function<void(mt::ParallelConfig &, mt::OptimizerConfig &)>>>
+      flags;
+
+  template <typename T> void layoutFlag(CLI::Option *option, T mt::ParallelConfig::*field) {
+    option->group("Parallel layout (override --config)");
+    flags.push_back({option, [this, field](mt::ParallelConfig &out, mt::OptimizerConfig &) {
+                       out.*field = layout.*field;
+                     }});
+  }
+
+  template <typename T>
+  void optimizerFlag(CLI::App &cmd, const char *flag, T mt::OptimizerConfig::*field,
+                     const char *help) {
+    auto *option = cmd.add_option(flag, optimizer.*field, help)
+                       ->group("Optimizer and schedule (override --config)")
+                       ->capture_default_str();
+    flags.push_back({option, [this, field](mt::ParallelConfig &, mt::OptimizerConfig &out) {
+                       out.*field = optimizer.*field;
+                     }});
+  }
 
   void add(CLI::App &cmd) {
-    auto &v = values;
+    using P = mt::ParallelConfig;
+    auto &v = layout;
     cmd.add_option("--config", yaml,
                    "YAML file with Megatron-Core option names "
                    "(tensor_model_parallel_size, sequence_parallel, ...)")
         ->check(CLI::ExistingFile);
-    auto group = "Parallel layout (override --config)";
-    options = {
-        cmd.add_option("--tp", v.tp, "tensor-parallel size")->group(group),
-        cmd.add_option("--pp", v.pp, "pipeline-parallel size")->group(group),
-        cmd.add_option("--vpp", v.vpp, "virtual pipeline chunks per stage")->group(group),
-        cmd.add_option("--ep", v.ep, "expert-parallel size")->group(group),
-        cmd.add_option("--cp", v.cp, "context-parallel size")->group(group),
-        cmd.add_option("--dp", v.dp, "data-parallel size (default: derived)")->group(group),
-        cmd.add_option("--world-size", v.worldSize,
-                       "number of ranks (default: tp*pp*cp*ep*dp)")->group(group),
-        cmd.add_flag("--sp", v.sequenceParallel, "sequence parallelism (needs --tp > 1)")
-            ->group(group),
-        cmd.add_option("--micro-batch", v.microBatch, "micro-batch size")->group(group),
-        cmd.add_option("--global-batch", v.globalBatch,
-                       "global batch size (default: micro-batch x dp)")->group(group),
-        cmd.add_option("--seq", v.seq, "sequence length")->group(group),
-        cmd.add_option("--pp-layout", v.ppLayout,
-                       "layers of each pipeline stage, e.g. 3,5,5,3 (uneven stages)")
-            ->group(group)->delimiter(','),
-    };
-    addOptimizerFlags(cmd);
-  }
-
-  template <typename T>
-  void optimizerOption(CLI::App &cmd, const char *flag, T mt::OptimizerConfig::*field,
-                       const char *help) {
-    auto *option = cmd.add_option(flag, optimizer.*field, help)
-                       ->group("Optimizer and schedule (override --config)")
-                       ->capture_default_str();
-    optimizerOptions.push_back({option, [this, field](mt::OptimizerConfig &out) {
-                                  out.*field = optimizer.*field;
-                                }});
-  }
-
-  void addOptimizerFlags(CLI::App &cmd) {
+    layoutFlag(cmd.add_option("--tp", v.tp, "tensor-parallel size"), &P::tp);
+    layoutFlag(cmd.add_option("--pp", v.pp, "pipeline-parallel size"), &P::pp);
+    layoutFlag(cmd.add_option("--vpp", v.vpp, "virtual pipeline chunks per stage"), &P::vpp);
+    layoutFlag(cmd.add_option("--ep", v.ep, "expert-parallel size"), &P::ep);
+    layoutFlag(cmd.add_option("--cp", v.cp, "context-parallel size"), &P::cp);
+    layoutFlag(cmd.add_option("--dp", v.dp, "data-parallel size (default: derived)"), &P::dp);
+    layoutFlag(cmd.add_option("--world-size", v.worldSize,
+                              "number of ranks (default: tp*pp*cp*ep*dp)"),
+               &P::worldSize);
+    layoutFlag(cmd.add_flag("--sp", v.sequenceParallel, "sequence parallelism (needs --tp > 1)"),
+               &P::sequenceParallel);
+    layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
+               &P::microBatch);
+    layoutFlag(cmd.add_option("--global-batch", v.globalBatch,
+                              "global batch size (default: micro-batch x dp)"),
+               &P::globalBatch);
+    layoutFlag(cmd.add_option("--seq", v.seq, "sequence length"), &P::seq);
+    layoutFlag(cmd.add_option("--pp-layout", v.ppLayout,
+                              "layers of each pipeline stage, e.g. 3,5,5,3 (uneven stages)")
+                   ->delimiter(','),
+               &P::ppLayout);
     using O = mt::OptimizerConfig;
-    optimizerOption(cmd, "--lr", &O::lr, "peak learning rate");
-    optimizerOption(cmd, "--min-lr", &O::minLr, "learning rate at the end of decay");
-    optimizerOption(cmd, "--warmup-steps", &O::warmupSteps, "linear warmup steps");
-    optimizerOption(cmd, "--decay-steps", &O::decaySteps, "last step of decay (0: --train-steps)");
-    optimizerOption(cmd, "--lr-decay-style", &O::decayStyle, "cosine, linear or constant");
-    optimizerOption(cmd, "--weight-decay", &O::weightDecay, "AdamW weight decay (not on norms, biases)");
-    optimizerOption(cmd, "--adam-beta1", &O::beta1, "AdamW beta1");
-    optimizerOption(cmd, "--adam-beta2", &O::beta2, "AdamW beta2");
-    optimizerOption(cmd, "--adam-eps", &O::eps, "AdamW epsilon");
-    optimizerOption(cmd, "--clip-grad", &O::clipGrad, "max global gradient norm (0: off)");
-    optimizerOption(cmd, "--train-steps", &O::trainSteps, "steps of the schedule (mtrun's default)");
+    optimizerFlag(cmd, "--lr", &O::lr, "peak learning rate");
+    optimizerFlag(cmd, "--min-lr", &O::minLr, "learning rate at the end of decay");
+    optimizerFlag(cmd, "--warmup-steps", &O::warmupSteps, "linear warmup steps");
+    optimizerFlag(cmd, "--decay-steps", &O::decaySteps, "last step of decay (0: --train-steps)");
+    optimizerFlag(cmd, "--lr-decay-style", &O::decayStyle, "cosine, linear or constant");
+    optimizerFlag(cmd, "--weight-decay", &O::weightDecay, "AdamW weight decay (not on norms, biases)");
+    optimizerFlag(cmd, "--adam-beta1", &O::beta1, "AdamW beta1");
+    optimizerFlag(cmd, "--adam-beta2", &O::beta2, "AdamW beta2");
+    optimizerFlag(cmd, "--adam-eps", &O::eps, "AdamW epsilon");
+    optimizerFlag(cmd, "--clip-grad", &O::clipGrad, "max global gradient norm (0: off)");
+    optimizerFlag(cmd, "--train-steps", &O::trainSteps, "steps of the schedule (mtrun's default)");
   }
 
   /// The YAML values, with every flag given on the command line on top.
@@ -80,28 +88,9 @@ struct ParallelFlags {
         return false;
       }
     }
-    const mt::ParallelConfig &v = values;
-    int64_t mt::ParallelConfig::*fields[] = {
-        &mt::ParallelConfig::tp,  &mt::ParallelConfig::pp,
-        &mt::ParallelConfig::vpp, &mt::ParallelConfig::ep,
-        &mt::ParallelConfig::cp,  &mt::ParallelConfig::dp,
-        &mt::ParallelConfig::worldSize};
-    for (size_t i = 0; i < std::size(fields); ++i)
-      if (options[i]->count())
-        out.*fields[i] = v.*fields[i];
-    if (options[7]->count())
-      out.sequenceParallel = v.sequenceParallel;
-    if (options[8]->count())
-      out.microBatch = v.microBatch;
-    if (options[9]->count())
-      out.globalBatch = v.globalBatch;
-    if (options[10]->count())
-      out.seq = v.seq;
-    if (options[11]->count())
-      out.ppLayout = v.ppLayout;
-    for (const auto &[option, apply] : optimizerOptions)
+    for (const auto &[option, apply] : flags)
       if (option->count())
-        apply(outOptimizer);
+        apply(out, outOptimizer);
     return true;
   }
 };
@@ -113,6 +102,7 @@ int main(int argc, char **argv) {
                "Import a Hugging Face config, inspect the model, compile a "
                "parallel training plan."};
   app.require_subcommand(1);
+  mt::tools::addVersionFlag(app, "mtc");
 
   mt::ImportOptions import;
   std::string dtype = "f32";
@@ -135,7 +125,7 @@ int main(int argc, char **argv) {
 
   std::string statsPath;
   auto *statsCmd = app.add_subcommand(
-      "stats", "Print parameters and FLOPs per token (as bench/FLOPS.md counts them)");
+      "stats", "Print parameters and FLOPs per token (as docs/FLOPS.md counts them)");
   statsCmd->add_option("model", statsPath, "model.mlir")->required()
       ->check(CLI::ExistingFile);
 
@@ -163,7 +153,8 @@ int main(int argc, char **argv) {
 
   for (CLI::App *writer : {importCmd, compileCmd})
     writer->footer(mt::io::kOutputRulesHelp);
-  CLI11_PARSE(app, argc, argv);
+  if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
+    return *exitCode;
 
   bool ok = false;
   if (importCmd->parsed()) {

@@ -3,11 +3,36 @@
 #include "runtime/comm/Launcher.h"
 #include "runtime/exec/Trainer.h"
 #include "runtime/io/OutputPath.h"
+#include "runtime/io/TokenFile.h"
+#include "runtime/plan/PlanIO.h"
+#include "runtime/support/Wording.h"
+#include "tools/common/CommandLine.h"
 
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 #include <unistd.h>
+
+namespace {
+
+/// The plan and the data file as every rank of `mtrun --nproc` would read
+/// them, and the plan's rank count against `nproc`.
+mt::Status checkBeforeLaunch(const mt::exec::TrainOptions &o, int nproc) {
+  auto plan = mt::plan::readPlanDirectory(o.planDir);
+  if (!plan)
+    return plan.status();
+  if (int64_t ranks = mt::plan::worldSize(plan->mesh()); ranks != nproc)
+    return mt::Status::error("--nproc " + std::to_string(nproc) + " starts " +
+                             mt::countOf(nproc, "rank") + ", but " + o.planDir +
+                             " is a plan for " + mt::countOf(ranks, "rank") +
+                             " (pp x dp x cp x ep x tp); run `mtrun --nproc " +
+                             std::to_string(ranks) + "` or recompile the plan");
+  if (auto data = mt::io::openTokenFile(o.dataPath); !data)
+    return data.status();
+  return mt::Status::ok();
+}
+
+} // namespace
 
 int main(int argc, char **argv) {
   CLI::App app{"mtrun: run the training plan that `mtc compile -o plan/` wrote.\n"
@@ -29,10 +54,11 @@ int main(int argc, char **argv) {
                  "JSON-lines metrics file, one line per step (replaces a metrics file)");
   app.add_option("--load", o.loadHf, "Hugging Face checkpoint directory to start from");
   app.add_option("--resume", o.resumeDir, "checkpoint written by --save to continue");
-  app.add_option("--save", o.saveDir,
-                 "checkpoint directory (replaces a checkpoint atomically; may be the "
-                 "--resume one)");
-  app.add_option("--save-every", o.saveEvery, "save every K steps (0: at the end)");
+  auto *save = app.add_option("--save", o.saveDir,
+                              "checkpoint directory (replaces a checkpoint atomically; may be "
+                              "the --resume one)");
+  app.add_option("--save-every", o.saveEvery, "with --save: save every K steps (0: at the end)")
+      ->needs(save)->check(CLI::NonNegativeNumber);
   app.add_option("--export-hf", o.exportHf,
                  "write model.safetensors + config.json here at the end (replaces an export)");
   app.add_option("--dump-logits", o.dumpLogits,
@@ -58,10 +84,15 @@ int main(int argc, char **argv) {
   app.footer(mt::io::kOutputRulesHelp);
   app.add_flag("--profile", o.profile,
                "CUDA: time every instruction with events and print where a step's time goes");
-  CLI11_PARSE(app, argc, argv);
+  mt::tools::addVersionFlag(app, "mtrun");
+  if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
+    return *exitCode;
   if (nproc > 0) {
-    // Refused once here rather than by every rank.
-    if (mt::Status s = mt::exec::checkTrainOutputs(o); !s) {
+    // What every rank would refuse alike is refused here, once.
+    mt::Status s = mt::exec::checkTrainOutputs(o);
+    if (s)
+      s = checkBeforeLaunch(o, nproc);
+    if (!s) {
       std::cerr << "error: " << s.message() << "\n";
       return 1;
     }
@@ -107,9 +138,9 @@ int main(int argc, char **argv) {
   // OpenMPI) set the rank; train() has already accepted the environment.
   if (auto rank = mt::comm::rankFromEnvironment(); rank && rank->rank != 0)
     return 0;
-  std::cout << "trained " << summary->steps << " steps (" << summary->skipped
+  std::cout << "trained " << mt::countOf(summary->steps, "step") << " (" << summary->skipped
             << " skipped): loss " << summary->firstLoss << " -> " << summary->lastLoss
-            << " (mean of the last " << std::min<int64_t>(20, summary->steps)
-            << " steps " << summary->meanLastLosses << ")\n";
+            << " (mean of the last " << mt::countOf(std::min<int64_t>(20, summary->steps), "step")
+            << " " << summary->meanLastLosses << ")\n";
   return 0;
 }

@@ -1,0 +1,55 @@
+// How mtc's messages word what they say: counts with the noun's number, and
+// the "did you mean" suggestion for a misspelt name (flags, YAML keys).
+#ifndef MT_RUNTIME_SUPPORT_WORDING_H
+#define MT_RUNTIME_SUPPORT_WORDING_H
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mt {
+
+/// "1 rank", "2 ranks": `n` and `noun`, plus "s" unless n is 1 (or
+/// `pluralNoun` for irregular plurals).
+inline std::string countOf(int64_t n, std::string_view noun, std::string_view pluralNoun = {}) {
+  std::string out = std::to_string(n) + " ";
+  if (n == 1)
+    return out.append(noun);
+  if (!pluralNoun.empty())
+    return out.append(pluralNoun);
+  return out.append(noun).append("s");
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions) of a and b.
+inline size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j)
+    row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+/// The name of `known` closest to `typed` within 3 edits (a typo, not
+/// another name), ties going to the first; "" when none is that close.
+inline std::string closestName(std::string_view typed, const std::vector<std::string> &known) {
+  std::string best;
+  size_t bestDistance = 4;
+  for (const std::string &name : known)
+    if (size_t d = editDistance(typed, name); d < bestDistance)
+      bestDistance = d, best = name;
+  return best;
+}
+
+} // namespace mt
+
+#endif // MT_RUNTIME_SUPPORT_WORDING_H

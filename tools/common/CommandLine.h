@@ -1,0 +1,135 @@
+// What the CLI11 tools (mtc, mtrun, mt-tokenize) share on the command line:
+// --version, and parse errors that suggest the flag or command meant.
+#ifndef MT_TOOLS_COMMON_COMMANDLINE_H
+#define MT_TOOLS_COMMON_COMMANDLINE_H
+
+#include "runtime/support/Wording.h"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace mt::tools {
+
+/// `--version` prints "<tool> <MT_VERSION>" (the project version in
+/// CMakeLists.txt) and exits 0.
+inline void addVersionFlag(CLI::App &app, const std::string &tool) {
+  app.set_version_flag("--version", tool + " " MT_VERSION, "print the version and exit");
+}
+
+/// The flag of `names` that `typed` most likely meant: a typo (within 3
+/// edits), a longer or shorter spelling at a word boundary (--seq-length for
+/// --seq), or the initials of its words without "model" and "size"
+/// (--tensor-model-parallel-size for --tp); "" when none fits.
+inline std::string nearestFlag(std::string typed, const std::vector<std::string> &names) {
+  typed = typed.substr(0, typed.find('='));
+  if (std::string close = closestName(typed, names); !close.empty())
+    return close;
+  for (const std::string &name : names) {
+    const std::string &shorter = name.size() < typed.size() ? name : typed;
+    const std::string &longer = name.size() < typed.size() ? typed : name;
+    if (shorter.size() > 4 && longer.compare(0, shorter.size(), shorter) == 0 &&
+        longer[shorter.size()] == '-')
+      return name;
+  }
+  std::string initials = "--", word;
+  std::istringstream words(typed.substr(std::min(typed.find_first_not_of('-'), typed.size())));
+  while (std::getline(words, word, '-'))
+    if (!word.empty() && word != "model" && word != "size")
+      initials += word[0];
+  for (const std::string &name : names)
+    if (name == initials && initials.size() > 3)
+      return name;
+  return "";
+}
+
+namespace detail {
+
+/// Every flag spelling of `app` (and of its chosen subcommands).
+inline std::vector<std::string> flagNames(CLI::App &app) {
+  std::vector<std::string> names;
+  for (const CLI::Option *option : app.get_options()) {
+    for (const std::string &name : option->get_lnames())
+      names.push_back("--" + name);
+    for (const std::string &name : option->get_snames())
+      names.push_back("-" + name);
+  }
+  for (CLI::App *sub : app.get_subcommands())
+    for (std::string &name : flagNames(*sub))
+      names.push_back(std::move(name));
+  return names;
+}
+
+/// The command line a user would type to see the help of what was chosen.
+inline std::string helpCommand(CLI::App &app) {
+  std::string command = std::filesystem::path(app.get_name()).filename().string();
+  for (CLI::App *sub = &app; !sub->get_subcommands().empty();) {
+    sub = sub->get_subcommands().front();
+    command += " " + sub->get_name();
+  }
+  return command + " --help";
+}
+
+/// Unknown flags, each with the flag it most likely meant; false when
+/// every unexpected argument is a plain word (CLI11's message says it).
+inline bool explainUnknownFlags(CLI::App &app) {
+  std::vector<std::string> names = flagNames(app);
+  bool any = false;
+  for (const std::string &arg : app.remaining(true)) {
+    if (arg.size() < 2 || arg[0] != '-' || (arg[1] >= '0' && arg[1] <= '9'))
+      continue; // a value or a negative number
+    std::string meant = nearestFlag(arg, names);
+    std::cerr << "error: unknown option '" << arg.substr(0, arg.find('=')) << "'"
+              << (meant.empty() ? "" : "; did you mean '" + meant + "'?") << "\n";
+    any = true;
+  }
+  if (any)
+    std::cerr << "Run `" << helpCommand(app) << "` for the options.\n";
+  return any;
+}
+
+/// A misspelt subcommand (`mtc compil`), with the one meant.
+inline bool explainUnknownCommand(CLI::App &app, int argc, char **argv) {
+  std::vector<std::string> commands;
+  for (const CLI::App *sub : app.get_subcommands([](CLI::App *) { return true; }))
+    commands.push_back(sub->get_name());
+  if (commands.empty() || !app.get_subcommands().empty() || argc < 2 || argv[1][0] == '-')
+    return false;
+  std::string all, meant = closestName(argv[1], commands);
+  for (const std::string &name : commands)
+    all += (all.empty() ? "" : ", ") + name;
+  std::cerr << "error: unknown command '" << argv[1] << "'"
+            << (meant.empty() ? "" : "; did you mean '" + meant + "'?") << " (commands: " << all
+            << ")\n";
+  return true;
+}
+
+} // namespace detail
+
+/// Parses the command line. Returns the exit code when the tool should stop
+/// now (after --help, --version or a parse error, which is printed with the
+/// flag or command most likely meant), nullopt when it should go on.
+inline std::optional<int> parseCommandLine(CLI::App &app, int argc, char **argv) {
+  try {
+    app.parse(argc, argv);
+    return std::nullopt;
+  } catch (const CLI::ParseError &e) {
+    bool failed = e.get_exit_code() != 0;
+    if (failed && detail::explainUnknownCommand(app, argc, argv))
+      return e.get_exit_code();
+    // An unknown flag explains the rest (a required option it misspelt).
+    if (failed && detail::explainUnknownFlags(app))
+      return e.get_exit_code();
+    return app.exit(e);
+  }
+}
+
+} // namespace mt::tools
+
+#endif // MT_TOOLS_COMMON_COMMANDLINE_H
