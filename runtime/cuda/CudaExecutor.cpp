@@ -4,6 +4,7 @@
 
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Lowering.h"
+#include "runtime/cuda/NcclCommunicator.h"
 
 #include <algorithm>
 #include <chrono>
@@ -20,6 +21,20 @@ int deviceCount() {
     return 0;
   }
   return count;
+}
+
+Status checkMeshSupported(const plan::Mesh &mesh) {
+  std::string others;
+  for (auto [axis, size] : {std::pair<const char *, int64_t>{"tp", mesh.tp()},
+                            {"pp", mesh.pp()}, {"cp", mesh.cp()}, {"ep", mesh.ep()}})
+    if (size > 1)
+      others += (others.empty() ? "" : ", ") + std::string(axis) + "=" + std::to_string(size);
+  if (others.empty())
+    return Status::ok();
+  return Status::error("the CUDA backend runs data-parallel plans (dp) only for now; this plan "
+                       "has " + others + " (its vocab-parallel kernels, tensor-parallel "
+                       "collectives and pipeline transfers have no CUDA lowering yet): use "
+                       "--backend cpu");
 }
 
 namespace {
@@ -39,6 +54,8 @@ std::string opClass(const std::string &op) {
     return "optimizer";
   if (op == "fill_zero")
     return "zero-fills";
+  if (op == "all_reduce")
+    return "communication (NCCL)";
   return "element-wise (rotary, swiglu, add, embedding)";
 }
 
@@ -108,12 +125,13 @@ CudaExecutor::~CudaExecutor() {
 }
 
 Status CudaExecutor::initialize() {
-  if (rank_ && rank_->worldSize() > 1)
-    return Status::error("the CUDA backend runs single-rank plans for now (this plan has " +
-                         std::to_string(rank_->worldSize()) +
-                         " ranks; NCCL collectives are not implemented): use --backend cpu");
+  if (Status s = checkMeshSupported(plan_.mesh()); !s)
+    return s;
   if (deviceCount() == 0)
     return Status::error("--backend cuda: no CUDA device is visible to this process");
+  if (rank_)
+    if (Status s = selectDevice(rank_->info()); !s)
+      return s;
   MT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MT_CUDA_CHECK(cudaEventCreate(&start_));
   MT_CUDA_CHECK(cudaEventCreate(&stop_));
@@ -123,6 +141,7 @@ Status CudaExecutor::initialize() {
   arenas_ = std::move(*arenas);
   resources_.arenas = arenas_.get();
   resources_.host = &host_;
+  resources_.rank = rank_;
   auto gemm = GemmRunner::create();
   if (!gemm)
     return gemm.status();
@@ -154,7 +173,7 @@ Status CudaExecutor::lowerAll() {
           program.deviceOutputs.push_back(out);
     }
     for (const Step &step : program.steps)
-      program.capturable &= !step.onHost && !step.checkFinite;
+      program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
   }
   return Status::ok();
 }

@@ -1,6 +1,7 @@
 // The CUDA backend: plan programs lowered once to launches over the plan's
 // arenas in GPU memory (bf16 activations, fp32 master weights, gradients
-// and optimizer state), run on one stream, captured as CUDA graphs.
+// and optimizer state), run on one stream, captured as CUDA graphs; the
+// plan's collectives as NCCL calls on that stream, outside the graphs.
 #ifndef MT_RUNTIME_CUDA_CUDAEXECUTOR_H
 #define MT_RUNTIME_CUDA_CUDAEXECUTOR_H
 
@@ -25,6 +26,10 @@ struct CudaOptions {
 
 /// GPUs visible to this process (0 without a driver).
 int deviceCount();
+
+/// Whether the CUDA backend runs plans of this mesh: dp only for now (an
+/// error names the other axes and points to --backend cpu).
+Status checkMeshSupported(const plan::Mesh &mesh);
 
 /// Lowers every program of `plan` for the GPU; `host` is the host side of
 /// the state (HostMemory::Arenas::HostSide is enough). An op without a CUDA
