@@ -5,10 +5,12 @@
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/NcclCommunicator.h"
+#include "runtime/cuda/NcclOverlap.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <iomanip>
 #include <sstream>
 
@@ -21,6 +23,26 @@ int deviceCount() {
     return 0;
   }
   return count;
+}
+
+Expected<CudaOptions> optionsFromEnvironment() {
+  auto is = [](const char *name, const char *value) {
+    const char *v = std::getenv(name);
+    return v && std::string(v) == value;
+  };
+  CudaOptions o;
+  o.syncEachInstruction = is("MT_CUDA_SYNC", "1");
+  o.graphs = !is("MT_CUDA_GRAPHS", "0");
+  o.overlapGradReduce = !is("MT_CUDA_OVERLAP", "0");
+  if (const char *bucket = std::getenv("MT_CUDA_BUCKET_ELEMENTS")) {
+    char *end = nullptr;
+    const unsigned long long n = std::strtoull(bucket, &end, 10);
+    if (!*bucket || *end || n == 0 || bucket[0] == '-')
+      return Status::error(std::string("MT_CUDA_BUCKET_ELEMENTS='") + bucket +
+                           "' is not a positive integer (gradient elements per bucket)");
+    o.bucketElements = size_t(n);
+  }
+  return o;
 }
 
 Status checkMeshSupported(const plan::Mesh &mesh) {
@@ -93,6 +115,10 @@ public:
 
 private:
   Status lowerAll();
+  Status planOverlap();
+  /// The lowered program that runs for `name` now: with overlap, the last
+  /// micro-batch's forward_backward and the optimizer after it differ.
+  std::string variantOf(const std::string &name);
   Status launchEagerly(LoweredProgram &program, exec::ProgramResult &result);
   Status capture(LoweredProgram &program);
   Status copyArena(plan::ArenaKind kind, cudaMemcpyKind direction);
@@ -107,6 +133,9 @@ private:
   std::unique_ptr<DeviceArenas> arenas_;
   Resources resources_;
   std::map<std::string, LoweredProgram> programs_;
+  std::unique_ptr<GradientReduceOverlap> overlap_; // null: the optimizer reduces
+  int64_t microBatchesRun_ = 0;                    // forward_backward runs this step
+  bool reducedEarly_ = false; // this step's gradients were reduced during backward
   std::map<std::string, ProfileEntry> profile_;
   std::map<std::string, std::pair<double, int64_t>> wall_; // per program: ms, runs
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
@@ -148,6 +177,8 @@ Status CudaExecutor::initialize() {
   resources_.gemm = std::make_unique<GemmRunner>(std::move(*gemm));
   if (Status s = lowerAll(); !s)
     return s;
+  if (Status s = planOverlap(); !s)
+    return s;
   if (resources_.workspaceBytes > 0) {
     auto workspace = resources_.allocate(resources_.workspaceBytes);
     if (!workspace)
@@ -176,6 +207,44 @@ Status CudaExecutor::lowerAll() {
       program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
   }
   return Status::ok();
+}
+
+static constexpr const char *kOverlapped = "+overlap";
+
+Status CudaExecutor::planOverlap() {
+  auto fb = programs_.find("forward_backward"), opt = programs_.find("optimizer_step");
+  if (!options_.overlapGradReduce || !rank_ || fb == programs_.end() || opt == programs_.end())
+    return Status::ok();
+  auto overlap = GradientReduceOverlap::plan(plan_, *fb->second.plan, *opt->second.plan,
+                                             opt->second.steps, *rank_, *arenas_,
+                                             options_.bucketElements);
+  if (!overlap)
+    return overlap.status();
+  if (!*overlap)
+    return Status::ok();
+  overlap_ = std::move(*overlap);
+  LoweredProgram reducing = fb->second, waiting = opt->second;
+  reducing.steps = overlap_->withReductions(fb->second.steps);
+  reducing.capturable = false; // NCCL on the communication stream
+  waiting.steps = overlap_->withWait(opt->second.steps);
+  programs_[fb->first + kOverlapped] = std::move(reducing);
+  programs_[opt->first + kOverlapped] = std::move(waiting);
+  return Status::ok();
+}
+
+std::string CudaExecutor::variantOf(const std::string &name) {
+  if (!overlap_)
+    return name;
+  if (name == "forward_backward" &&
+      ++microBatchesRun_ == plan_.training().micro_batches_per_step()) {
+    reducedEarly_ = true;
+    return name + kOverlapped;
+  }
+  if (name == "optimizer_step" && reducedEarly_) {
+    reducedEarly_ = false;
+    return name + kOverlapped;
+  }
+  return name;
 }
 
 std::string CudaExecutor::where(const LoweredProgram &program, const Step &step) const {
@@ -244,7 +313,7 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   if (afterEach)
     return Status::error("the CUDA backend keeps activations on the GPU: per-instruction "
                          "host callbacks need --backend cpu");
-  auto it = programs_.find(name);
+  auto it = programs_.find(variantOf(name));
   if (it == programs_.end())
     return Status::error("the plan has no program '" + name + "'");
   LoweredProgram &program = it->second;
@@ -283,6 +352,8 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
 }
 
 Status CudaExecutor::clearGradients() {
+  microBatchesRun_ = 0;
+  reducedEarly_ = false;
   ScopedErrorContext context("clearing the gradients: ");
   if (std::byte *g = arenas_->arena(plan::GRADIENTS))
     MT_CUDA_CHECK(cudaMemsetAsync(g, 0, arenas_->arenaBytes(plan::GRADIENTS), stream_));

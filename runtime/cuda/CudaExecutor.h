@@ -22,7 +22,19 @@ struct CudaOptions {
   /// Times every instruction with CUDA events (no graphs) for
   /// profileReport().
   bool profile = false;
+  /// Starts the dp gradient all-reduce in buckets during the last
+  /// micro-batch's backward (Megatron's overlap_grad_reduce;
+  /// runtime/cuda/NcclOverlap.h); MT_CUDA_OVERLAP=0 turns it off.
+  bool overlapGradReduce = true;
+  /// Gradient elements per bucket (Megatron's bucket_size default;
+  /// MT_CUDA_BUCKET_ELEMENTS).
+  size_t bucketElements = 40'000'000;
 };
+
+/// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,
+/// MT_CUDA_OVERLAP=0, MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
+/// is not a positive integer).
+Expected<CudaOptions> optionsFromEnvironment();
 
 /// GPUs visible to this process (0 without a driver).
 int deviceCount();

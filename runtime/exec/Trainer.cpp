@@ -100,13 +100,11 @@ Expected<std::unique_ptr<Executor>> createExecutor(const std::string &backend,
                                                    const RankContext *rank, bool profile) {
 #ifdef MT_WITH_CUDA
   if (backend == "cuda") {
-    cuda::CudaOptions options;
-    options.profile = profile;
-    const char *sync = std::getenv("MT_CUDA_SYNC");
-    options.syncEachInstruction = sync && std::string(sync) == "1";
-    const char *graphs = std::getenv("MT_CUDA_GRAPHS");
-    options.graphs = !(graphs && std::string(graphs) == "0");
-    return cuda::createCudaExecutor(plan, memory, rank, options);
+    auto options = cuda::optionsFromEnvironment();
+    if (!options)
+      return options.status();
+    options->profile = profile;
+    return cuda::createCudaExecutor(plan, memory, rank, *options);
   }
 #endif
   (void)backend, (void)profile;
