@@ -109,9 +109,11 @@ NcclCommunicator::create(const std::string &name, const std::vector<int> &ranks,
                                                            info.worldSize));
   MT_CUDA_CHECK(cudaStreamCreateWithFlags(&c->own_, cudaStreamNonBlocking));
   c->stream_ = c->own_;
-  if (ncclResult_t r = ncclCommInitRank(&c->comm_, n, id, groupRank); r != ncclSuccess)
+  ncclComm_t made = nullptr;
+  if (ncclResult_t r = ncclCommInitRank(&made, n, id, groupRank); r != ncclSuccess)
     return Status::error(head + "ncclCommInitRank: " + ncclGetErrorString(r) + " (" +
                          ncclGetLastError(nullptr) + ")");
+  c->comm_ = made;
   return c;
 }
 
