@@ -117,14 +117,27 @@ print(json.dumps(dict(peer=sys.argv[4], gpus=gpus, tokens_per_s=rates[len(rates)
 PY
 }
 if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
-  fits 60 "mtc 1 GPU" && mtc_row llama-1gpu 1 mtc
-  fits 70 "mtc dp2" && mtc_row llama-dp2 2 mtc-dp2
-  fits 70 "mtc dp2 without overlap" && mtc_row llama-dp2 2 mtc-dp2-no-overlap MT_CUDA_OVERLAP=0
-  # Where dp2's step goes on rank 0 (CUDA events per instruction class; the
-  # optimizer's wait for the last bucket is the exposed communication).
-  fits 60 "dp2 profile" && timeout 100 "$build/bin/mtrun" "$dir/plans/llama-dp2" --nproc 2 \
-    --backend cuda --data "$dir/tokens.bin" --steps 3 --profile 2>&1 |
-    sed -n '/^profile/,/wall (programs)/p'
+  # Runs: MT_DP_RUNS="name:plan:gpus:VAR=value,VAR=value;..." (e.g.
+  # NCCL_MAX_CTAS=8 or MT_CUDA_BUCKET_ELEMENTS=10000000 as variants).
+  runs="mtc:llama-1gpu:1:;mtc-dp2:llama-dp2:2:;mtc-dp2-no-overlap:llama-dp2:2:MT_CUDA_OVERLAP=0"
+  IFS=';' read -ra runs <<< "${MT_DP_RUNS:-$runs}"
+  for run in "${runs[@]}"; do
+    IFS=: read -r name plan gpus vars <<< "$run"
+    IFS=, read -ra vars <<< "$vars"
+    fits 70 "$name" && mtc_row "$plan" "$gpus" "$name" "${vars[@]}"
+  done
+  # Where a step goes on rank 0 (CUDA events per instruction class):
+  # MT_DP_PROFILES="plan:gpus:VAR=value,...;..." (default: dp2 overlapped).
+  IFS=';' read -ra profiles <<< "${MT_DP_PROFILES:-llama-dp2:2:}"
+  for profile in "${profiles[@]}"; do
+    IFS=: read -r plan gpus vars <<< "$profile"
+    IFS=, read -ra vars <<< "$vars"
+    fits 60 "profile $profile" || continue
+    echo "== profile: $profile"
+    env "${vars[@]}" timeout 100 "$build/bin/mtrun" "$dir/plans/$plan" --nproc "$gpus" \
+      --backend cuda --data "$dir/tokens.bin" --steps 3 --profile 2>&1 |
+      sed -n '/^profile/,/wall (programs)/p'
+  done
 fi
 if [[ "${MT_DP_TESTS:-1}" == 1 ]] && fits 60 "gpu1 demo regression"; then
   timeout 100 "$build/bin/MtCudaTrainingTests" \
