@@ -127,8 +127,9 @@ if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
     fits 70 "$name" && mtc_row "$plan" "$gpus" "$name" "${vars[@]}"
   done
   # Where a step goes on rank 0 (CUDA events per instruction class):
-  # MT_DP_PROFILES="plan:gpus:VAR=value,...;..." (default: dp2 overlapped).
-  IFS=';' read -ra profiles <<< "${MT_DP_PROFILES:-llama-dp2:2:}"
+  # MT_DP_PROFILES="plan:gpus:VAR=value,...;..." (default: dp2 overlapped;
+  # empty: none). Profiling times each instruction, so it never replays graphs.
+  IFS=';' read -ra profiles <<< "${MT_DP_PROFILES-llama-dp2:2:}"
   for profile in "${profiles[@]}"; do
     IFS=: read -r plan gpus vars <<< "$profile"
     IFS=, read -ra vars <<< "$vars"

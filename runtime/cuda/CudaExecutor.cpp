@@ -223,12 +223,11 @@ Status CudaExecutor::planOverlap() {
   if (!*overlap)
     return Status::ok();
   overlap_ = std::move(*overlap);
-  LoweredProgram reducing = fb->second, waiting = opt->second;
+  LoweredProgram reducing = fb->second, reduced = opt->second;
   reducing.steps = overlap_->withReductions(fb->second.steps);
-  reducing.capturable = false; // NCCL on the communication stream
-  waiting.steps = overlap_->withWait(opt->second.steps);
+  reduced.steps = overlap_->withoutReductions(opt->second.steps);
   programs_[fb->first + kOverlapped] = std::move(reducing);
-  programs_[opt->first + kOverlapped] = std::move(waiting);
+  programs_[opt->first + kOverlapped] = std::move(reduced);
   return Status::ok();
 }
 

@@ -1,7 +1,8 @@
 // The CUDA backend: plan programs lowered once to launches over the plan's
 // arenas in GPU memory (bf16 activations, fp32 master weights, gradients
 // and optimizer state), run on one stream, captured as CUDA graphs; the
-// plan's collectives as NCCL calls on that stream, outside the graphs.
+// plan's collectives as NCCL calls, the dp gradient all-reduce in buckets
+// on a second stream during backward (runtime/cuda/NcclOverlap.h).
 #ifndef MT_RUNTIME_CUDA_CUDAEXECUTOR_H
 #define MT_RUNTIME_CUDA_CUDAEXECUTOR_H
 

@@ -157,7 +157,7 @@ std::vector<Step> GradientReduceOverlap::withReductions(const std::vector<Step> 
     const size_t b = next++;
     std::shared_ptr<State> state = state_;
     out.push_back({[state, b](cudaStream_t s) { return state->launch(b, s); },
-                   state_->buckets[b].lastWriter, false, true, nullptr});
+                   state_->buckets[b].lastWriter, false, false, nullptr});
   };
   for (const Step &step : steps) {
     while (next < state_->buckets.size() && step.instruction > state_->buckets[next].lastWriter)
@@ -166,16 +166,20 @@ std::vector<Step> GradientReduceOverlap::withReductions(const std::vector<Step> 
   }
   while (next < state_->buckets.size())
     launchBucket();
+  // The compute stream waits for the last bucket: the optimizer reads the
+  // reduced gradients, and a captured graph joins the communication stream
+  // back (as CUDA graphs require) before it ends.
+  std::shared_ptr<State> state = state_;
+  out.push_back({[state](cudaStream_t s) -> Status {
+                   MT_CUDA_CHECK(cudaStreamWaitEvent(s, state->done, 0));
+                   return Status::ok();
+                 },
+                 state_->buckets.back().lastWriter, false, false, nullptr});
   return out;
 }
 
-std::vector<Step> GradientReduceOverlap::withWait(const std::vector<Step> &steps) const {
-  std::shared_ptr<State> state = state_;
-  std::vector<Step> out = {{[state](cudaStream_t s) -> Status {
-                              MT_CUDA_CHECK(cudaStreamWaitEvent(s, state->done, 0));
-                              return Status::ok();
-                            },
-                            0, false, false, nullptr}};
+std::vector<Step> GradientReduceOverlap::withoutReductions(const std::vector<Step> &steps) const {
+  std::vector<Step> out;
   for (const Step &step : steps)
     if (step.instruction >= state_->reductions)
       out.push_back(step);

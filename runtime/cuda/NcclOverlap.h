@@ -1,7 +1,8 @@
 // Megatron's overlap_grad_reduce on the CUDA backend: the data-parallel
 // all-reduces that open the optimizer program start, in buckets, during the
 // last micro-batch's backward, each on a communication stream as soon as
-// the compute stream has enqueued the last write of its gradients.
+// the compute stream has enqueued the last write of its gradients; the
+// compute stream waits for the last bucket at the end of that backward.
 #ifndef MT_RUNTIME_CUDA_NCCLOVERLAP_H
 #define MT_RUNTIME_CUDA_NCCLOVERLAP_H
 
@@ -30,11 +31,13 @@ public:
   ~GradientReduceOverlap();
 
   /// forward_backward's steps with each bucket's launch after the step of
-  /// its last gradient write (not capturable: NCCL on a second stream).
+  /// its last gradient write, then a wait of the compute stream for the
+  /// last bucket. They can be captured as one CUDA graph (NCCL supports
+  /// capture; the communication stream forks from and joins the compute
+  /// stream through events), after an eager first run has let NCCL connect.
   std::vector<Step> withReductions(const std::vector<Step> &forwardBackward) const;
-  /// The optimizer's steps with its all-reduce steps replaced by a wait of
-  /// the compute stream for the last bucket.
-  std::vector<Step> withWait(const std::vector<Step> &optimizer) const;
+  /// The optimizer's steps without its all-reduce steps.
+  std::vector<Step> withoutReductions(const std::vector<Step> &optimizer) const;
   size_t bucketCount() const;
 
   struct State; // the communication stream, events and buckets
