@@ -20,8 +20,8 @@ enum class DType { F32, BF16 };
 size_t sizeOf(DType type);
 const char *nameOf(DType type);
 
-/// Sum, max (NaN propagates), or mean over the group (the sum divided by
-/// the group size, as Megatron's gradient averaging over dp).
+/// Sum, max (NaN propagates on the CPU backend), or mean over the group
+/// (the sum divided by the group size: Megatron's gradient averaging over dp).
 enum class ReduceOp { Sum, Max, Avg };
 
 /// Where the buffers of a communicator's collectives live.

@@ -275,7 +275,8 @@ Status CudaExecutor::launchEagerly(LoweredProgram &program, exec::ProgramResult 
       float ms = 0;
       MT_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
       ProfileEntry &entry =
-          profile_[opClass(program.plan->instructions(step.instruction).op())];
+          profile_[step.profileClass ? step.profileClass
+                                     : opClass(program.plan->instructions(step.instruction).op())];
       entry.ms += ms;
       entry.launches += 1;
     }

@@ -41,6 +41,8 @@ struct Step {
   /// Host value that check_finite tests: the program stops when it is not
   /// finite (the step is skipped).
   const float *checkFinite = nullptr;
+  /// The profile's class of the step when not its instruction's.
+  const char *profileClass = nullptr;
 };
 
 /// What every lowered instruction of one executor shares. Instructions run
