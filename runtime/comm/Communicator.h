@@ -1,73 +1,46 @@
-// Multi-rank communication on the CPU: which rank this process is
-// (rankFromEnvironment), how the ranks meet (World) and the collectives of
-// one group of ranks (Communicator), over Gloo's TCP transport.
+// The collectives of one group of ranks, as every backend offers them: the
+// Communicator interface (Gloo on the CPU, runtime/comm/Gloo.h; NCCL on the
+// GPU, runtime/cuda/NcclCommunicator.h) and the GroupFactory that makes a
+// backend's groups.
 #ifndef MT_RUNTIME_COMM_COMMUNICATOR_H
 #define MT_RUNTIME_COMM_COMMUNICATOR_H
 
 #include "runtime/support/Status.h"
 
-#include <chrono>
 #include <cstddef>
-#include <cstdint>
-#include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
-// Gloo stays out of this header: users of MtComm never see its types.
-namespace gloo {
-class Context;
-namespace rendezvous {
-class Store;
-}
-namespace transport {
-class Device;
-}
-} // namespace gloo
-
 namespace mt::comm {
 
-/// Where this process sits among the ranks of a job.
-struct RankInfo {
-  int rank = 0, worldSize = 1, localRank = 0;
-  /// A directory every rank can reach, fresh for each job (MT_RENDEZVOUS).
-  std::string rendezvous;
-  /// The address this rank listens on (MT_COMM_HOST); empty: the hostname.
-  std::string host;
-  /// The variables the values came from: "mtrun" (MT_RANK...), "torchrun", "slurm",
-  /// "openmpi", or "none" (a single rank).
-  std::string source = "none";
-  /// torchrun's MASTER_ADDR / MASTER_PORT, recorded for messages only: the
-  /// Gloo build used here has no TCP store, ranks meet in `rendezvous`.
-  std::string masterAddr;
-  int masterPort = 0;
-};
+/// Element types of collective buffers.
+enum class DType { F32, BF16 };
+/// Bytes per element.
+size_t sizeOf(DType type);
+const char *nameOf(DType type);
 
-/// Reads the rank from, in this order: MT_RANK/MT_WORLD_SIZE/MT_LOCAL_RANK
-/// (mtrun --nproc), torchrun's RANK/WORLD_SIZE/LOCAL_RANK, Slurm's
-/// SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID, OpenMPI's
-/// OMPI_COMM_WORLD_RANK/_SIZE/_LOCAL_RANK. MT_RENDEZVOUS (required when
-/// there is more than one rank) and MT_COMM_HOST apply to every style.
-/// Without any of these variables: a single rank.
-Expected<RankInfo> rankFromEnvironment();
+/// Sum, max (NaN propagates on the CPU backend), or mean over the group
+/// (the sum divided by the group size: Megatron's gradient averaging over dp).
+enum class ReduceOp { Sum, Max, Avg };
 
-enum class ReduceOp { Sum, Max };
+/// Where the buffers of a communicator's collectives live.
+enum class Memory { Host, Device };
 
 /// The collectives of one group of ranks. Group rank i is the i-th entry of
-/// the rank list the group was created with. Calls block; every member must
-/// make the same calls in the same order with the same counts. One thread
-/// at a time per communicator.
+/// the rank list the group was created with. Every member makes the same
+/// calls in the same order with the same counts; one thread at a time per
+/// communicator.
 ///
-/// Before each collective the members exchange what they are about to do
-/// (operation, count, root, call number): ranks that disagree all get an
-/// error naming both calls. Every call fails (never hangs) when a peer does
-/// not answer within the timeout given to World::connect. After any failure
-/// the communicator closes its connections (so blocked peers fail at once
-/// instead of at their own timeout) and refuses further calls.
+/// The data calls take buffers in memory(): host memory for Gloo, device
+/// memory for NCCL (ordered on the stream the NCCL communicator is given;
+/// they return once enqueued). The *Host calls take fp32 host buffers on
+/// every backend and return when the result is there: they serve the
+/// runtime's bookkeeping (losses, norms, checkpoints), and a Device
+/// communicator stages them through GPU memory.
 class Communicator {
 public:
-  ~Communicator();
+  virtual ~Communicator() = default;
   Communicator(const Communicator &) = delete;
   Communicator &operator=(const Communicator &) = delete;
 
@@ -76,74 +49,68 @@ public:
   const std::string &name() const { return name_; }
   /// The world ranks of the members, in group-rank order.
   const std::vector<int> &worldRanks() const { return ranks_; }
-  std::chrono::milliseconds timeout() const { return timeout_; }
+  virtual Memory memory() const = 0;
 
-  /// In place. Sum adds the contributions in group-rank order on every rank
-  /// (((x0 + x1) + x2) + ...), so all ranks get bit-identical results that
-  /// do not depend on the group size's chunking; Max propagates NaN.
-  Status allReduce(float *data, size_t count, ReduceOp op);
-  /// out[r * countPerRank + i] = rank r's in[i]. `in` may alias its own
-  /// slot of `out` (out + rank() * countPerRank).
-  Status allGather(const float *in, float *out, size_t countPerRank);
+  /// In place: data[i] = op over the members' data[i].
+  virtual Status allReduce(void *data, size_t count, DType type, ReduceOp op) = 0;
+  /// out[r * countPerRank + i] = member r's in[i]. `in` may alias its own
+  /// slot of `out` (out + rank() * countPerRank elements).
+  virtual Status allGather(const void *in, void *out, size_t countPerRank, DType type) = 0;
+  /// out[i] = op over the members' in[rank() * countPerRank + i] (`in` holds
+  /// size() blocks of countPerRank).
+  virtual Status reduceScatter(const void *in, void *out, size_t countPerRank, DType type,
+                               ReduceOp op) = 0;
   /// `root` is a group rank; its `data` is copied to every other member.
-  Status broadcast(float *data, size_t count, int root);
-  Status barrier();
+  virtual Status broadcast(void *data, size_t count, DType type, int root) = 0;
+  /// To / from group rank `peer`; the k-th send to a peer matches that
+  /// peer's k-th recv from this rank.
+  virtual Status send(const void *data, size_t count, DType type, int peer) = 0;
+  virtual Status recv(void *data, size_t count, DType type, int peer) = 0;
+  /// Returns when every member has called it (a Device communicator: also
+  /// when its earlier calls have completed).
+  virtual Status barrier() = 0;
 
-private:
-  friend class World;
-  Communicator(std::string name, std::vector<int> ranks, int worldRank,
-               int worldSize, std::chrono::milliseconds timeout,
-               std::shared_ptr<gloo::Context> context);
+  /// fp32 host buffers on every backend (see the class comment).
+  virtual Status allReduceHost(float *data, size_t count, ReduceOp op);
+  virtual Status allGatherHost(const float *in, float *out, size_t countPerRank);
+  virtual Status broadcastHost(float *data, size_t count, int root);
 
+protected:
+  Communicator(std::string name, std::vector<int> ranks, int worldRank, int worldSize);
+  /// "[rank 3/8] all_reduce over group 'dp.0.0.0.0' (ranks 1,3)", to start messages.
   std::string where(const char *op) const;
-  template <typename Body>
-  Status guarded(const char *op, int64_t kind, size_t count, int root, Body &&body);
+  /// Checks a root or peer argument: a group rank other than this one for a
+  /// peer, any group rank for a root.
+  Status checkGroupRank(const char *op, const char *role, int groupRank) const;
 
   std::string name_;
   std::vector<int> ranks_;
   int rank_ = 0, worldRank_ = 0, worldSize_ = 1;
-  std::chrono::milliseconds timeout_;
-  std::shared_ptr<gloo::Context> context_; // null for a group of one
-  uint64_t calls_ = 0; // collectives made, for matching them across ranks
-  std::optional<std::string> failure_;
-  std::vector<float> scratch_; // allReduce's gathered contributions
 };
 
-/// The connection of this process to all ranks of the job; makes groups.
-class World {
-public:
-  /// Meets the other ranks through a gloo FileStore in info.rendezvous.
-  /// With worldSize 1 nothing is contacted. `timeout` (> 0) bounds the
-  /// rendezvous and every later collective of every group. With more than
-  /// one rank it also ignores SIGPIPE if nothing handles it: Gloo writes to
-  /// sockets with writev, so a peer that died would otherwise kill this
-  /// process instead of failing the collective.
-  static Expected<std::unique_ptr<World>> connect(const RankInfo &info,
-                                                  std::chrono::milliseconds timeout);
-  /// Whether this build can connect more than one rank (it has Gloo).
-  static bool multiRankSupported();
-  ~World();
+/// "0,1,2,...": every rank, for keys.
+std::string joinRanks(const std::vector<int> &ranks);
+/// "1,3" or, for long lists, "0,1,2,3,...,63 (64 ranks)".
+std::string formatRanks(const std::vector<int> &ranks);
 
-  const RankInfo &info() const { return info_; }
+/// How one backend makes the communicators of this rank's groups, once
+/// the ranks have met (World::connect for Gloo, cuda::connectNccl).
+class GroupFactory {
+public:
+  virtual ~GroupFactory() = default;
   /// The group of all ranks, named "world".
-  Communicator &world() { return *world_; }
+  virtual Communicator &world() = 0;
   /// A communicator for `ranks` (world ranks, distinct, this rank among
   /// them). Every member calls it with the same name and list, in the same
   /// order relative to its other group() calls; non-members must not.
-  Expected<std::unique_ptr<Communicator>> group(const std::string &name,
-                                                const std::vector<int> &ranks);
-
-private:
-  World(RankInfo info, std::chrono::milliseconds timeout);
-
-  RankInfo info_;
-  std::chrono::milliseconds timeout_;
-  // shared_ptr: destructible where Gloo's types are incomplete (no Gloo).
-  std::shared_ptr<gloo::rendezvous::Store> store_;
-  std::shared_ptr<gloo::transport::Device> device_;
-  std::unique_ptr<Communicator> world_;
-  std::map<std::string, int> created_; // group key -> times created here
+  virtual Expected<std::unique_ptr<Communicator>> group(const std::string &name,
+                                                        const std::vector<int> &ranks) = 0;
 };
+
+/// Checks group() arguments for rank `self` of `worldSize`: a name, members
+/// in [0, worldSize), none twice, `self` among them.
+Status checkGroupMembers(const std::string &name, const std::vector<int> &ranks, int self,
+                         int worldSize);
 
 } // namespace mt::comm
 

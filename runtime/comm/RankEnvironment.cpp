@@ -1,6 +1,6 @@
 // rankFromEnvironment: which rank this process is, from the variables that
 // mtrun --nproc, torchrun, Slurm or OpenMPI set.
-#include "runtime/comm/Communicator.h"
+#include "runtime/comm/RankEnvironment.h"
 
 #include <charconv>
 #include <cstdlib>

@@ -229,29 +229,33 @@ public:
     comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
     if (!group)
       return Status::ok();
-    if (Status s = group->allReduce(out, size_t(a.i("n")), comm::ReduceOp::Sum); !s)
-      return s;
-    if (a.i("average"))
-      for (int64_t i = 0, n = a.i("n"); i < n; ++i)
-        out[i] /= float(group->size());
-    return Status::ok();
+    return group->allReduce(out, size_t(a.i("n")), comm::DType::F32,
+                            a.i("average") ? comm::ReduceOp::Avg : comm::ReduceOp::Sum);
+  }
+
+  /// The group of an all_gather / reduce_scatter over `parts` ranks.
+  static Expected<comm::Communicator *> partsGroup(const Attrs &a, Rank rank, const char *op) {
+    comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
+    if (!group || group->size() != a.i("parts"))
+      return Status::error(std::string(op) + " over '" + a.s("axis") + "' expects " +
+                           std::to_string(a.i("parts")) + " ranks in the group");
+    return group;
   }
 
   /// Concatenates the group's [outer, run] blocks along the run: rank r's
   /// block lands at columns [r·run, (r+1)·run) of every outer row.
   static Status allGather(const Instruction &in, const Attrs &a, HostMemory &m,
                           const KernelContext &k) {
-    Rank rank = k.rank;
     int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
-    const float *local = m.f32(in.inputs(0));
-    float *out = m.f32(in.outputs(0));
-    comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
-    if (!group || group->size() != parts)
-      return Status::error("all_gather over '" + a.s("axis") + "' expects " +
-                           std::to_string(parts) + " ranks in the group");
+    auto group = partsGroup(a, k.rank, "all_gather");
+    if (!group)
+      return group.status();
     std::vector<float> all(size_t(outer * run * parts));
-    if (Status s = group->allGather(local, all.data(), size_t(outer * run)); !s)
+    if (Status s = (*group)->allGather(m.f32(in.inputs(0)), all.data(), size_t(outer * run),
+                                       comm::DType::F32);
+        !s)
       return s;
+    float *out = m.f32(in.outputs(0));
     for (int64_t r = 0; r < parts; ++r)
       for (int64_t o = 0; o < outer; ++o)
         std::memcpy(out + (o * parts + r) * run, all.data() + (r * outer + o) * run,
@@ -259,24 +263,22 @@ public:
     return Status::ok();
   }
 
-  /// Sums the group's full inputs and keeps this rank's column block.
+  /// Sums the group's full [outer, parts·run] inputs and keeps this rank's
+  /// column block: the blocks are made rank-major for the reduce-scatter.
   static Status reduceScatter(const Instruction &in, const Attrs &a, HostMemory &m,
                               const KernelContext &k) {
-    Rank rank = k.rank;
     int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
-    comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
-    if (!group || group->size() != parts)
-      return Status::error("reduce_scatter over '" + a.s("axis") + "' expects " +
-                           std::to_string(parts) + " ranks in the group");
+    auto group = partsGroup(a, k.rank, "reduce_scatter");
+    if (!group)
+      return group.status();
     const float *full = m.f32(in.inputs(0));
-    std::vector<float> sum(full, full + outer * run * parts);
-    if (Status s = group->allReduce(sum.data(), sum.size(), comm::ReduceOp::Sum); !s)
-      return s;
-    int64_t r = rank->coordinate(a.s("axis"));
-    float *out = m.f32(in.outputs(0));
-    for (int64_t o = 0; o < outer; ++o)
-      std::memcpy(out + o * run, sum.data() + (o * parts + r) * run, size_t(run) * sizeof(float));
-    return Status::ok();
+    std::vector<float> blocks(size_t(outer * run * parts));
+    for (int64_t r = 0; r < parts; ++r)
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(blocks.data() + (r * outer + o) * run, full + (o * parts + r) * run,
+                    size_t(run) * sizeof(float));
+    return (*group)->reduceScatter(blocks.data(), m.f32(in.outputs(0)), size_t(outer * run),
+                                   comm::DType::F32, comm::ReduceOp::Sum);
   }
 
   /// The first row of this rank's vocabulary slice.
@@ -298,7 +300,7 @@ public:
     comm::Communicator *group = axis.empty() || !rank ? nullptr : rank->group(axis);
     return [group, &failure](float *data, int64_t count, bool max) {
       if (group && failure)
-        failure = group->allReduce(data, size_t(count),
+        failure = group->allReduce(data, size_t(count), comm::DType::F32,
                                    max ? comm::ReduceOp::Max : comm::ReduceOp::Sum);
     };
   }
@@ -317,12 +319,12 @@ public:
     }
     float total = float(sum);
     if (group)
-      if (Status s = group->allReduce(&total, 1, comm::ReduceOp::Sum); !s)
+      if (Status s = group->allReduce(&total, 1, comm::DType::F32, comm::ReduceOp::Sum); !s)
         return s;
     // Pipeline stages hold disjoint parameters: their sums add up.
     std::string stages = a.s("pipeline_axis");
     if (comm::Communicator *pp = stages.empty() || !rank ? nullptr : rank->group(stages))
-      if (Status s = pp->allReduce(&total, 1, comm::ReduceOp::Sum); !s)
+      if (Status s = pp->allReduce(&total, 1, comm::DType::F32, comm::ReduceOp::Sum); !s)
         return s;
     *m.f32(in.outputs(0)) = std::sqrt(std::max(total, 0.0f));
     return Status::ok();

@@ -4,10 +4,13 @@
 
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Lowering.h"
+#include "runtime/cuda/NcclCommunicator.h"
+#include "runtime/cuda/NcclOverlap.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <iomanip>
 #include <sstream>
 
@@ -20,6 +23,40 @@ int deviceCount() {
     return 0;
   }
   return count;
+}
+
+Expected<CudaOptions> optionsFromEnvironment() {
+  auto is = [](const char *name, const char *value) {
+    const char *v = std::getenv(name);
+    return v && std::string(v) == value;
+  };
+  CudaOptions o;
+  o.syncEachInstruction = is("MT_CUDA_SYNC", "1");
+  o.graphs = !is("MT_CUDA_GRAPHS", "0");
+  o.overlapGradReduce = !is("MT_CUDA_OVERLAP", "0");
+  if (const char *bucket = std::getenv("MT_CUDA_BUCKET_ELEMENTS")) {
+    char *end = nullptr;
+    const unsigned long long n = std::strtoull(bucket, &end, 10);
+    if (!*bucket || *end || n == 0 || bucket[0] == '-')
+      return Status::error(std::string("MT_CUDA_BUCKET_ELEMENTS='") + bucket +
+                           "' is not a positive integer (gradient elements per bucket)");
+    o.bucketElements = size_t(n);
+  }
+  return o;
+}
+
+Status checkMeshSupported(const plan::Mesh &mesh) {
+  std::string others;
+  for (auto [axis, size] : {std::pair<const char *, int64_t>{"tp", mesh.tp()},
+                            {"pp", mesh.pp()}, {"cp", mesh.cp()}, {"ep", mesh.ep()}})
+    if (size > 1)
+      others += (others.empty() ? "" : ", ") + std::string(axis) + "=" + std::to_string(size);
+  if (others.empty())
+    return Status::ok();
+  return Status::error("the CUDA backend runs data-parallel plans (dp) only for now; this plan "
+                       "has " + others + " (its vocab-parallel kernels, tensor-parallel "
+                       "collectives and pipeline transfers have no CUDA lowering yet): use "
+                       "--backend cpu");
 }
 
 namespace {
@@ -39,6 +76,8 @@ std::string opClass(const std::string &op) {
     return "optimizer";
   if (op == "fill_zero")
     return "zero-fills";
+  if (op == "all_reduce")
+    return "communication (NCCL)";
   return "element-wise (rotary, swiglu, add, embedding)";
 }
 
@@ -76,6 +115,10 @@ public:
 
 private:
   Status lowerAll();
+  Status planOverlap();
+  /// The lowered program that runs for `name` now: with overlap, the last
+  /// micro-batch's forward_backward and the optimizer after it differ.
+  std::string variantOf(const std::string &name);
   Status launchEagerly(LoweredProgram &program, exec::ProgramResult &result);
   Status capture(LoweredProgram &program);
   Status copyArena(plan::ArenaKind kind, cudaMemcpyKind direction);
@@ -90,6 +133,9 @@ private:
   std::unique_ptr<DeviceArenas> arenas_;
   Resources resources_;
   std::map<std::string, LoweredProgram> programs_;
+  std::unique_ptr<GradientReduceOverlap> overlap_; // null: the optimizer reduces
+  int64_t microBatchesRun_ = 0;                    // forward_backward runs this step
+  bool reducedEarly_ = false; // this step's gradients were reduced during backward
   std::map<std::string, ProfileEntry> profile_;
   std::map<std::string, std::pair<double, int64_t>> wall_; // per program: ms, runs
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
@@ -108,12 +154,13 @@ CudaExecutor::~CudaExecutor() {
 }
 
 Status CudaExecutor::initialize() {
-  if (rank_ && rank_->worldSize() > 1)
-    return Status::error("the CUDA backend runs single-rank plans for now (this plan has " +
-                         std::to_string(rank_->worldSize()) +
-                         " ranks; NCCL collectives are not implemented): use --backend cpu");
+  if (Status s = checkMeshSupported(plan_.mesh()); !s)
+    return s;
   if (deviceCount() == 0)
     return Status::error("--backend cuda: no CUDA device is visible to this process");
+  if (rank_)
+    if (Status s = selectDevice(rank_->info()); !s)
+      return s;
   MT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MT_CUDA_CHECK(cudaEventCreate(&start_));
   MT_CUDA_CHECK(cudaEventCreate(&stop_));
@@ -123,11 +170,14 @@ Status CudaExecutor::initialize() {
   arenas_ = std::move(*arenas);
   resources_.arenas = arenas_.get();
   resources_.host = &host_;
+  resources_.rank = rank_;
   auto gemm = GemmRunner::create();
   if (!gemm)
     return gemm.status();
   resources_.gemm = std::make_unique<GemmRunner>(std::move(*gemm));
   if (Status s = lowerAll(); !s)
+    return s;
+  if (Status s = planOverlap(); !s)
     return s;
   if (resources_.workspaceBytes > 0) {
     auto workspace = resources_.allocate(resources_.workspaceBytes);
@@ -154,9 +204,46 @@ Status CudaExecutor::lowerAll() {
           program.deviceOutputs.push_back(out);
     }
     for (const Step &step : program.steps)
-      program.capturable &= !step.onHost && !step.checkFinite;
+      program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
   }
   return Status::ok();
+}
+
+static constexpr const char *kOverlapped = "+overlap";
+
+Status CudaExecutor::planOverlap() {
+  auto fb = programs_.find("forward_backward"), opt = programs_.find("optimizer_step");
+  if (!options_.overlapGradReduce || !rank_ || fb == programs_.end() || opt == programs_.end())
+    return Status::ok();
+  auto overlap = GradientReduceOverlap::plan(plan_, *fb->second.plan, *opt->second.plan,
+                                             opt->second.steps, *rank_, *arenas_,
+                                             options_.bucketElements);
+  if (!overlap)
+    return overlap.status();
+  if (!*overlap)
+    return Status::ok();
+  overlap_ = std::move(*overlap);
+  LoweredProgram reducing = fb->second, reduced = opt->second;
+  reducing.steps = overlap_->withReductions(fb->second.steps);
+  reduced.steps = overlap_->withoutReductions(opt->second.steps);
+  programs_[fb->first + kOverlapped] = std::move(reducing);
+  programs_[opt->first + kOverlapped] = std::move(reduced);
+  return Status::ok();
+}
+
+std::string CudaExecutor::variantOf(const std::string &name) {
+  if (!overlap_)
+    return name;
+  if (name == "forward_backward" &&
+      ++microBatchesRun_ == plan_.training().micro_batches_per_step()) {
+    reducedEarly_ = true;
+    return name + kOverlapped;
+  }
+  if (name == "optimizer_step" && reducedEarly_) {
+    reducedEarly_ = false;
+    return name + kOverlapped;
+  }
+  return name;
 }
 
 std::string CudaExecutor::where(const LoweredProgram &program, const Step &step) const {
@@ -188,7 +275,8 @@ Status CudaExecutor::launchEagerly(LoweredProgram &program, exec::ProgramResult 
       float ms = 0;
       MT_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
       ProfileEntry &entry =
-          profile_[opClass(program.plan->instructions(step.instruction).op())];
+          profile_[step.profileClass ? step.profileClass
+                                     : opClass(program.plan->instructions(step.instruction).op())];
       entry.ms += ms;
       entry.launches += 1;
     }
@@ -225,7 +313,7 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   if (afterEach)
     return Status::error("the CUDA backend keeps activations on the GPU: per-instruction "
                          "host callbacks need --backend cpu");
-  auto it = programs_.find(name);
+  auto it = programs_.find(variantOf(name));
   if (it == programs_.end())
     return Status::error("the plan has no program '" + name + "'");
   LoweredProgram &program = it->second;
@@ -264,6 +352,8 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
 }
 
 Status CudaExecutor::clearGradients() {
+  microBatchesRun_ = 0;
+  reducedEarly_ = false;
   ScopedErrorContext context("clearing the gradients: ");
   if (std::byte *g = arenas_->arena(plan::GRADIENTS))
     MT_CUDA_CHECK(cudaMemsetAsync(g, 0, arenas_->arenaBytes(plan::GRADIENTS), stream_));

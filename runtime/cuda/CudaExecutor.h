@@ -1,6 +1,8 @@
 // The CUDA backend: plan programs lowered once to launches over the plan's
 // arenas in GPU memory (bf16 activations, fp32 master weights, gradients
-// and optimizer state), run on one stream, captured as CUDA graphs.
+// and optimizer state), run on one stream, captured as CUDA graphs; the
+// plan's collectives as NCCL calls, the dp gradient all-reduce in buckets
+// on a second stream during backward (runtime/cuda/NcclOverlap.h).
 #ifndef MT_RUNTIME_CUDA_CUDAEXECUTOR_H
 #define MT_RUNTIME_CUDA_CUDAEXECUTOR_H
 
@@ -21,10 +23,26 @@ struct CudaOptions {
   /// Times every instruction with CUDA events (no graphs) for
   /// profileReport().
   bool profile = false;
+  /// Starts the dp gradient all-reduce in buckets during the last
+  /// micro-batch's backward (Megatron's overlap_grad_reduce;
+  /// runtime/cuda/NcclOverlap.h); MT_CUDA_OVERLAP=0 turns it off.
+  bool overlapGradReduce = true;
+  /// Gradient elements per bucket (Megatron's bucket_size default;
+  /// MT_CUDA_BUCKET_ELEMENTS).
+  size_t bucketElements = 40'000'000;
 };
+
+/// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,
+/// MT_CUDA_OVERLAP=0, MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
+/// is not a positive integer).
+Expected<CudaOptions> optionsFromEnvironment();
 
 /// GPUs visible to this process (0 without a driver).
 int deviceCount();
+
+/// Whether the CUDA backend runs plans of this mesh: dp only for now (an
+/// error names the other axes and points to --backend cpu).
+Status checkMeshSupported(const plan::Mesh &mesh);
 
 /// Lowers every program of `plan` for the GPU; `host` is the host side of
 /// the state (HostMemory::Arenas::HostSide is enough). An op without a CUDA

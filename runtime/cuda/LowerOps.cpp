@@ -271,7 +271,7 @@ bool lowerOp(Lowerer &L, const std::string &op, const Attrs &attrs) {
     it->second(L, attrs);
     return true;
   }
-  return lowerOptimizerOp(L, op, attrs);
+  return lowerOptimizerOp(L, op, attrs) || lowerCollectiveOp(L, op, attrs);
 }
 
 } // namespace mt::cuda

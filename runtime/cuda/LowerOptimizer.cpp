@@ -95,8 +95,7 @@ void adamw(Lowerer &L, const Attrs &a) {
   AdamWTensor t{const_cast<float *>(L.f32In(0)), L.f32In(1), const_cast<float *>(L.f32In(2)),
                 const_cast<float *>(L.f32In(3)), a.i("n"),
                 L.resources().arenas->bf16Data(in.inputs(0)), a.f("weight_decay")};
-  // Only an adamw lowering leaves state: the group of the last step.
-  if (auto *open = static_cast<AdamWGroup *>(L.lastStepState().get()); open && open->same(g)) {
+  if (auto *open = L.lastStepState<AdamWGroup>(); open && open->same(g)) {
     open->tensors.push_back(t);
     return;
   }
@@ -108,7 +107,7 @@ void adamw(Lowerer &L, const Attrs &a) {
     cpu::AdamWParams p{*g.lr, g.beta1, g.beta2, g.eps, 0.0, *g.step, *g.gradScale};
     return adamwStep(g.tensors, p, nullptr, s);
   });
-  L.lastStepState() = group;
+  L.setLastStepState(group);
 }
 
 } // namespace

@@ -14,6 +14,7 @@
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Gemm.h"
 #include "runtime/exec/Memory.h"
+#include "runtime/exec/RankContext.h"
 #include "runtime/plan/OpRegistry.h"
 
 #include <cuda_runtime_api.h>
@@ -24,6 +25,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <typeindex>
 #include <vector>
 
 namespace mt::cuda {
@@ -35,9 +37,12 @@ struct Step {
   Launch launch;        // null: nothing to do on the device
   int instruction = -1; // index in the plan program
   bool onHost = false;  // host work, or a wait for the device: not capturable
+  bool collective = false; // NCCL calls: kept out of CUDA graphs
   /// Host value that check_finite tests: the program stops when it is not
   /// finite (the step is skipped).
   const float *checkFinite = nullptr;
+  /// The profile's class of the step when not its instruction's.
+  const char *profileClass = nullptr;
 };
 
 /// What every lowered instruction of one executor shares. Instructions run
@@ -45,6 +50,8 @@ struct Step {
 struct Resources {
   DeviceArenas *arenas = nullptr;
   exec::HostMemory *host = nullptr;
+  /// The rank's groups (NCCL communicators); null for a single rank.
+  const exec::RankContext *rank = nullptr;
   std::unique_ptr<GemmRunner> gemm;
   std::map<std::tuple<double, double, double, double, int64_t, int64_t, int64_t>,
            RotaryTable> rotaryTables;
@@ -95,17 +102,29 @@ public:
   Resources &resources() { return res_; }
   const plan::Plan &plan() const { return plan_; }
   void emit(Launch launch, bool onHost = false) {
-    steps_.push_back({std::move(launch), index_, onHost, nullptr});
-    lastStepState_.reset();
+    steps_.push_back({std::move(launch), index_, onHost, false, nullptr});
+    lastStep_.reset();
+  }
+  /// A step of NCCL calls, enqueued on the stream it is given.
+  void emitCollective(Launch launch) {
+    steps_.push_back({std::move(launch), index_, false, true, nullptr});
+    lastStep_.reset();
   }
   /// What the lowering that emitted the last step left for the next
-  /// instruction (a multi-tensor group it may join); any emit clears it.
-  std::shared_ptr<void> &lastStepState() { return lastStepState_; }
+  /// instruction (a multi-tensor group it may join), when it is a T; any
+  /// emit clears it.
+  template <typename T> T *lastStepState() const {
+    return lastStep_.state && lastStep_.type == typeid(T) ? static_cast<T *>(lastStep_.state.get())
+                                                          : nullptr;
+  }
+  template <typename T> void setLastStepState(std::shared_ptr<T> state) {
+    lastStep_ = {std::move(state), typeid(T)};
+  }
   /// Output i for a kernel that adds into it (bf16 or fp32 by its storage).
   void *sumOut(int i, bool &isBf16);
   void emitCheck(const float *hostValue) {
-    steps_.push_back({nullptr, index_, false, hostValue});
-    lastStepState_.reset();
+    steps_.push_back({nullptr, index_, false, false, hostValue});
+    lastStep_.reset();
   }
   /// Records why the current instruction cannot be lowered.
   void fail(const std::string &why) {
@@ -129,13 +148,19 @@ private:
   std::string error_;
   /// Buffers zero-filled and not written since: the step index of the fill.
   std::map<uint32_t, size_t> pendingZero_;
-  std::shared_ptr<void> lastStepState_;
+  struct LastStep {
+    std::shared_ptr<void> state;
+    std::type_index type = typeid(void);
+    void reset() { *this = {}; }
+  } lastStep_;
 };
 
 /// The lowering of one op; returns false when the op has no CUDA kernel.
 bool lowerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 /// Same for the optimizer's ops (runtime/cuda/LowerOptimizer.cpp).
 bool lowerOptimizerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
+/// Same for the collectives (runtime/cuda/LowerCollectives.cpp).
+bool lowerCollectiveOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 
 } // namespace mt::cuda
 

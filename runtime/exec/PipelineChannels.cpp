@@ -65,9 +65,9 @@ void PipelineChannels::sendLoop(Outgoing &out) {
     }
     float header[kHeader];
     encode(header, m.microBatch, m.tag, int64_t(m.data.size()));
-    Status s = out.group->broadcast(header, kHeader, 0);
+    Status s = out.group->broadcastHost(header, kHeader, 0);
     if (s && m.microBatch >= 0 && !m.data.empty())
-      s = out.group->broadcast(m.data.data(), m.data.size(), 0);
+      s = out.group->broadcastHost(m.data.data(), m.data.size(), 0);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (m.microBatch >= 0)
@@ -86,7 +86,7 @@ void PipelineChannels::sendLoop(Outgoing &out) {
 void PipelineChannels::receiveLoop(int64_t fromStage, comm::Communicator *group) {
   for (;;) {
     float header[kHeader];
-    if (Status s = group->broadcast(header, kHeader, 0); !s)
+    if (Status s = group->broadcastHost(header, kHeader, 0); !s)
       return fail(s);
     int64_t microBatch = int64_t(header[0]);
     if (microBatch < 0)
@@ -95,7 +95,7 @@ void PipelineChannels::receiveLoop(int64_t fromStage, comm::Communicator *group)
     int64_t count = int64_t(header[2]) * kHalf + int64_t(header[3]);
     std::vector<float> data(static_cast<size_t>(count));
     if (count > 0)
-      if (Status s = group->broadcast(data.data(), data.size(), 0); !s)
+      if (Status s = group->broadcastHost(data.data(), data.size(), 0); !s)
         return fail(s);
     {
       std::lock_guard<std::mutex> lock(mutex_);

@@ -57,7 +57,7 @@ Expected<std::string> PipelineTimeline::publish(const RankContext &rank, int64_t
   for (const PipelineAction &a : actions_)
     mine.insert(mine.end(), {float(a.start), float(a.end)});
   std::vector<float> all(mine.size() * size_t(rank.worldSize()));
-  if (Status s = world->allGather(mine.data(), all.data(), mine.size()); !s)
+  if (Status s = world->allGatherHost(mine.data(), all.data(), mine.size()); !s)
     return s;
   if (rank.rank() != 0)
     return std::string();

@@ -1,6 +1,7 @@
-// Mesh coordinates and per-axis communicators.
+// Mesh coordinates, the groups of a rank, and their communicators.
 #include "runtime/exec/RankContext.h"
 
+#include "runtime/comm/Gloo.h"
 #include "runtime/support/Wording.h"
 
 #include <sstream>
@@ -15,11 +16,70 @@ int axisIndex(const std::string &axis) {
   return -1;
 }
 
+/// The coordinate of `rank` on the mesh (tp fastest-varying).
+std::array<int64_t, 5> coordinatesOf(const std::array<int64_t, 5> &sizes, int64_t rank) {
+  std::array<int64_t, 5> coord{};
+  for (int axis = 4; axis >= 0; --axis) {
+    coord[axis] = rank % sizes[axis];
+    rank /= sizes[axis];
+  }
+  return coord;
+}
+
 } // namespace
+
+std::vector<GroupSpec> meshGroups(const std::array<int64_t, 5> &sizes, int rank) {
+  int64_t world = 1;
+  for (int64_t s : sizes)
+    world *= s;
+  const auto self = coordinatesOf(sizes, rank);
+  std::vector<GroupSpec> groups;
+  for (int axis = 0; axis < 5; ++axis) {
+    if (sizes[axis] == 1)
+      continue;
+    GroupSpec g{RankContext::kAxes[axis], RankContext::kAxes[axis], {}};
+    for (int r = 0; r < world; ++r) {
+      auto c = coordinatesOf(sizes, r);
+      c[axis] = self[axis];
+      if (c == self)
+        g.members.push_back(r);
+    }
+    for (int a = 0; a < 5; ++a)
+      if (a != axis)
+        g.name.append(".").append(std::to_string(self[a]));
+    groups.push_back(std::move(g));
+  }
+  // Pipeline messages: one group per ordered pair of stages; pp is the
+  // slowest axis, so stage s's rank is base + s * stride.
+  const int64_t stages = sizes[0], stage = self[0];
+  const int64_t stride = world / stages, base = rank - stage * stride;
+  for (int64_t from = 0; from < stages; ++from)
+    for (int64_t to = 0; to < stages; ++to) {
+      if (from == to || (stage != from && stage != to))
+        continue;
+      std::string pair = std::to_string(from) + "." + std::to_string(to);
+      groups.push_back({"p2p." + pair, "p2p." + pair + "." + std::to_string(base),
+                        {int(base + from * stride), int(base + to * stride)}});
+    }
+  // Tied embeddings: the first and the last stage sum their gradients.
+  if (stages > 1 && (stage == 0 || stage == stages - 1))
+    groups.push_back({"pp_tied", "pp_tied." + std::to_string(base),
+                      {int(base), int(base + (stages - 1) * stride)}});
+  return groups;
+}
+
+Expected<std::unique_ptr<comm::GroupFactory>>
+RankContext::connectGloo(const comm::RankInfo &info, std::chrono::milliseconds timeout) {
+  auto world = comm::World::connect(info, timeout);
+  if (!world)
+    return world.status();
+  return std::unique_ptr<comm::GroupFactory>(std::move(*world));
+}
 
 Expected<std::unique_ptr<RankContext>> RankContext::create(const plan::Mesh &mesh,
                                                            const comm::RankInfo &info,
-                                                           std::chrono::milliseconds timeout) {
+                                                           std::chrono::milliseconds timeout,
+                                                           const Connect &connect) {
   auto ctx = std::unique_ptr<RankContext>(new RankContext());
   ctx->info_ = info;
   ctx->sizes_ = {std::max<int64_t>(mesh.pp(), 1), std::max<int64_t>(mesh.dp(), 1),
@@ -33,76 +93,24 @@ Expected<std::unique_ptr<RankContext>> RankContext::create(const plan::Mesh &mes
                          " (pp x dp x cp x ep x tp), but the job has " +
                          std::to_string(info.worldSize) + " (run `mtrun --nproc " +
                          std::to_string(planRanks) + "` or recompile the plan)");
-  int64_t rest = info.rank;
-  for (int axis = 4; axis >= 0; --axis) {
-    ctx->coord_[axis] = rest % ctx->sizes_[axis];
-    rest /= ctx->sizes_[axis];
-  }
+  ctx->coord_ = coordinatesOf(ctx->sizes_, info.rank);
   if (info.worldSize == 1)
     return ctx;
-  auto world = comm::World::connect(info, timeout);
-  if (!world)
-    return world.status();
-  ctx->world_ = std::move(*world);
-  // Every rank creates every axis's group it belongs to, in the same order.
-  for (int axis = 0; axis < 5; ++axis) {
-    if (ctx->sizes_[axis] == 1)
-      continue;
-    std::vector<int> members;
-    for (int r = 0; r < info.worldSize; ++r) {
-      int64_t rr = r, same = true;
-      for (int a = 4; a >= 0; --a) {
-        int64_t c = rr % ctx->sizes_[a];
-        rr /= ctx->sizes_[a];
-        if (a != axis && c != ctx->coord_[a])
-          same = false;
-      }
-      if (same)
-        members.push_back(r);
-    }
-    std::ostringstream name;
-    name << kAxes[axis];
-    for (int a = 0; a < 5; ++a)
-      if (a != axis)
-        name << "." << ctx->coord_[a];
-    auto group = ctx->world_->group(name.str(), members);
+  auto factory = connect(info, timeout);
+  if (!factory)
+    return factory.status();
+  ctx->factory_ = std::move(*factory);
+  for (const GroupSpec &g : meshGroups(ctx->sizes_, info.rank)) {
+    auto group = ctx->factory_->group(g.name, g.members);
     if (!group)
       return group.status();
-    ctx->groups_[kAxes[axis]] = std::move(*group);
-  }
-  // Pipeline messages: one group per ordered pair of stages, created in the
-  // same order on every rank.
-  int64_t stages = ctx->sizes_[0];
-  for (int64_t from = 0; from < stages; ++from)
-    for (int64_t to = 0; to < stages; ++to) {
-      int64_t self = ctx->coord_[0];
-      if (from == to || (self != from && self != to))
-        continue;
-      int64_t stride = info.worldSize / stages; // pp is the slowest axis
-      int64_t base = info.rank - self * stride;
-      std::vector<int> members = {int(base + from * stride), int(base + to * stride)};
-      auto group = ctx->world_->group("p2p." + std::to_string(from) + "." + std::to_string(to) +
-                                          "." + std::to_string(base),
-                                      members);
-      if (!group)
-        return group.status();
-      ctx->p2p_[{from, to}] = std::move(*group);
-    }
-  // Tied embeddings: the first and the last stage sum their gradients.
-  if (int64_t self = ctx->coord_[0]; stages > 1 && (self == 0 || self == stages - 1)) {
-    int64_t stride = info.worldSize / stages, base = info.rank - self * stride;
-    std::vector<int> members = {int(base), int(base + (stages - 1) * stride)};
-    auto group = ctx->world_->group("pp_tied." + std::to_string(base), members);
-    if (!group)
-      return group.status();
-    ctx->groups_["pp_tied"] = std::move(*group);
+    ctx->groups_[g.key] = std::move(*group);
   }
   return ctx;
 }
 
 comm::Communicator *RankContext::p2p(int64_t from, int64_t to) const {
-  auto it = p2p_.find({from, to});
-  return it == p2p_.end() ? nullptr : it->second.get();
+  return group("p2p." + std::to_string(from) + "." + std::to_string(to));
 }
 
 int64_t RankContext::coordinate(const std::string &axis) const {
@@ -121,7 +129,7 @@ comm::Communicator *RankContext::group(const std::string &axis) const {
 }
 
 comm::Communicator *RankContext::world() const {
-  return world_ ? &world_->world() : nullptr;
+  return factory_ ? &factory_->world() : nullptr;
 }
 
 std::string RankContext::describe() const {

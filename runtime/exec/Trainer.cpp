@@ -17,6 +17,7 @@
 
 #ifdef MT_WITH_CUDA
 #include "runtime/cuda/CudaExecutor.h"
+#include "runtime/cuda/NcclCommunicator.h"
 #endif
 
 #include <chrono>
@@ -77,7 +78,22 @@ Expected<std::string> chooseBackend(const std::string &requested, const plan::Pl
     return std::string(gpu && singleRank && !readsTemporaries ? "cuda" : "cpu");
   if (requested != "cpu" && requested != "cuda")
     return Status::error("--backend must be cpu, cuda or auto, got '" + requested + "'");
+#ifdef MT_WITH_CUDA
+  if (requested == "cuda") // before the ranks connect
+    if (Status s = cuda::checkMeshSupported(m); !s)
+      return s;
+#endif
   return requested;
+}
+
+/// How the ranks of `backend` meet: NCCL groups for cuda, Gloo's otherwise.
+RankContext::Connect connectFor(const std::string &backend) {
+#ifdef MT_WITH_CUDA
+  if (backend == "cuda")
+    return cuda::connectNccl;
+#endif
+  (void)backend;
+  return RankContext::connectGloo;
 }
 
 Expected<std::unique_ptr<Executor>> createExecutor(const std::string &backend,
@@ -85,13 +101,11 @@ Expected<std::unique_ptr<Executor>> createExecutor(const std::string &backend,
                                                    const RankContext *rank, bool profile) {
 #ifdef MT_WITH_CUDA
   if (backend == "cuda") {
-    cuda::CudaOptions options;
-    options.profile = profile;
-    const char *sync = std::getenv("MT_CUDA_SYNC");
-    options.syncEachInstruction = sync && std::string(sync) == "1";
-    const char *graphs = std::getenv("MT_CUDA_GRAPHS");
-    options.graphs = !(graphs && std::string(graphs) == "0");
-    return cuda::createCudaExecutor(plan, memory, rank, options);
+    auto options = cuda::optionsFromEnvironment();
+    if (!options)
+      return options.status();
+    options->profile = profile;
+    return cuda::createCudaExecutor(plan, memory, rank, *options);
   }
 #endif
   (void)backend, (void)profile;
@@ -196,10 +210,13 @@ Status TrainingRun::prepare() {
   if (!loaded)
     return loaded.status();
   plan_ = std::move(*loaded);
+  auto backend = chooseBackend(o_.backend, plan_, !o_.dumpLogits.empty());
+  if (!backend)
+    return backend.status();
   auto info = comm::rankFromEnvironment();
   if (!info)
     return info.status();
-  auto rank = RankContext::create(plan_.mesh(), *info, o_.commTimeout);
+  auto rank = RankContext::create(plan_.mesh(), *info, o_.commTimeout, connectFor(*backend));
   if (!rank)
     return rank.status();
   rank_ = std::move(*rank);
@@ -217,9 +234,6 @@ Status TrainingRun::prepare() {
     return Status::error("--dump-logits needs a plan without pipeline parallelism");
   if (!pipelined && !o_.timelinePath.empty())
     return Status::error("--timeline needs a pipeline-parallel plan (compile with --pp)");
-  auto backend = chooseBackend(o_.backend, plan_, !o_.dumpLogits.empty());
-  if (!backend)
-    return backend.status();
   if (*backend == "cuda" && !o_.dumpLogits.empty())
     return Status::error("--dump-logits reads the logits in host memory: use --backend cpu");
   // A pipeline keeps each micro-batch in flight on this stage in a slot of
@@ -365,7 +379,7 @@ Expected<double> TrainingRun::pipelinePasses(int64_t step) {
   memory_->setSlot(0);
   // Only the last stage has the loss: sum it over the stages.
   float sum = float(loss);
-  if (Status s = rank_->group("pp")->allReduce(&sum, 1, comm::ReduceOp::Sum); !s)
+  if (Status s = rank_->group("pp")->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
     return s;
   return double(sum);
 }
@@ -398,7 +412,7 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
   }
   if (comm::Communicator *dp = rank_->group("dp")) { // the mean over data-parallel ranks
     float sum = float(loss);
-    if (Status s = dp->allReduce(&sum, 1, comm::ReduceOp::Sum); !s)
+    if (Status s = dp->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
       return s;
     loss = double(sum) / double(dp->size());
   }

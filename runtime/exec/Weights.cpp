@@ -133,14 +133,14 @@ Status gatherFull(const plan::Parameter &p, uint32_t buffer, const HostMemory &m
   } else {
     uint64_t localCount = uint64_t(memory.elements(buffer));
     std::vector<float> all(localCount * uint64_t(group->size()));
-    if (Status s = group->allGather(local, all.data(), localCount); !s)
+    if (Status s = group->allGatherHost(local, all.data(), localCount); !s)
       return s;
     for (int r = 0; r < group->size(); ++r)
       placeSlice(p, r, all.data() + uint64_t(r) * localCount, full.data());
   }
   // Only the pipeline stage that owns a parameter has trained it.
   if (comm::Communicator *pp = rank ? rank->group("pp") : nullptr)
-    return pp->broadcast(full.data(), full.size(), p.stage());
+    return pp->broadcastHost(full.data(), full.size(), p.stage());
   return Status::ok();
 }
 

@@ -1,5 +1,5 @@
 // mtrun: executes a plan written by `mtc compile`.
-#include "runtime/comm/Communicator.h"
+#include "runtime/comm/RankEnvironment.h"
 #include "runtime/comm/Launcher.h"
 #include "runtime/exec/Trainer.h"
 #include "runtime/io/OutputPath.h"
@@ -38,7 +38,7 @@ int main(int argc, char **argv) {
   CLI::App app{"mtrun: run the training plan that `mtc compile -o plan/` wrote.\n"
                "One process per rank: --nproc N starts N local ranks; under torchrun,\n"
                "Slurm or OpenMPI each process reads its rank from the environment.\n"
-               "Backend: cpu (fp32 reference)."};
+               "Backends: cpu (fp32 reference), cuda (one GPU per rank: LOCAL_RANK's)."};
   mt::exec::TrainOptions o;
   int64_t eos = -1;
   int nproc = 0;
@@ -72,8 +72,8 @@ int main(int argc, char **argv) {
                  "seconds a collective waits for the other ranks before failing")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--backend", o.backend,
-                 "cuda (bf16 on one GPU), cpu (fp32 reference), or auto: cuda where a GPU "
-                 "is visible and the plan has one rank")
+                 "cuda (bf16, one GPU per rank, NCCL; plans with dp only), cpu (fp32 "
+                 "reference), or auto: cuda where a GPU is visible and the plan has one rank")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   app.add_option("--timeline", o.timelinePath,
                  "pipelines: write the last step's measured stage timeline (SVG) here and "

@@ -2,7 +2,7 @@
 // thread that has its own World (own Gloo device and connections). As in
 // nccl-tests, each rank's data is a function of (rank, index), so any rank
 // can compute the expected result of any collective.
-#include "runtime/comm/Communicator.h"
+#include "runtime/comm/Gloo.h"
 
 #include <gtest/gtest.h>
 
@@ -98,7 +98,7 @@ void checkAllReduceSum(int n, size_t count) {
   std::vector<std::vector<float>> results(static_cast<size_t>(n));
   runRanks(n, 20s, [&](int r, World &world) {
     auto data = rankData(r, count);
-    Status s = world.world().allReduce(data.data(), count, ReduceOp::Sum);
+    Status s = world.world().allReduce(data.data(), count, DType::F32, ReduceOp::Sum);
     ASSERT_TRUE(s.isOk()) << s.message();
     results[size_t(r)] = std::move(data);
   });
@@ -142,7 +142,7 @@ TEST(Communicator, AllReduceMaxPropagatesNaN) {
       auto data = rankData(r, count);
       if (r == n - 1)
         data[7] = std::nanf("");
-      Status s = world.world().allReduce(data.data(), count, ReduceOp::Max);
+      Status s = world.world().allReduce(data.data(), count, DType::F32, ReduceOp::Max);
       ASSERT_TRUE(s.isOk()) << s.message();
       results[size_t(r)] = std::move(data);
     });
@@ -167,12 +167,12 @@ TEST(Communicator, AllGatherConcatenatesInRankOrder) {
   runRanks(4, 20s, [&](int r, World &world) {
     auto in = rankData(r, count);
     std::vector<float> out(count * 4, -1.0f);
-    Status s = world.world().allGather(in.data(), out.data(), count);
+    Status s = world.world().allGather(in.data(), out.data(), count, DType::F32);
     ASSERT_TRUE(s.isOk()) << s.message();
     // In place: this rank's slot of the output is the input.
     std::vector<float> inPlace(count * 4, 0.0f);
     std::copy(in.begin(), in.end(), inPlace.begin() + long(r * count));
-    s = world.world().allGather(inPlace.data() + r * count, inPlace.data(), count);
+    s = world.world().allGather(inPlace.data() + r * count, inPlace.data(), count, DType::F32);
     ASSERT_TRUE(s.isOk()) << s.message();
     for (int k = 0; k < 4; ++k)
       for (size_t i = 0; i < count; ++i) {
@@ -188,11 +188,11 @@ TEST(Communicator, BroadcastCopiesTheRootEverywhere) {
   runRanks(3, 20s, [&](int r, World &world) {
     for (int root = 0; root < 3; ++root) {
       auto data = r == root ? rankData(root, count) : std::vector<float>(count, -5.0f);
-      Status s = world.world().broadcast(data.data(), count, root);
+      Status s = world.world().broadcast(data.data(), count, DType::F32, root);
       ASSERT_TRUE(s.isOk()) << s.message();
       EXPECT_TRUE(sameBits(data, rankData(root, count))) << "rank " << r << " root " << root;
     }
-    Status bad = world.world().broadcast(nullptr, 0, 3);
+    Status bad = world.world().broadcast(nullptr, 0, DType::F32, 3);
     ASSERT_FALSE(bad.isOk());
     EXPECT_NE(bad.message().find("root 3 is not a group rank (0..2)"), std::string::npos)
         << bad.message();
@@ -227,9 +227,9 @@ TEST(Communicator, SubgroupsWorkSideBySide) {
     EXPECT_EQ((*dp)->worldRanks(), dpRanks);
     for (int round = 0; round < 3; ++round) {
       auto a = rankData(r, count), b = rankData(r, count), c = rankData(r, count);
-      ASSERT_TRUE((*tp)->allReduce(a.data(), count, ReduceOp::Sum).isOk());
-      ASSERT_TRUE((*dp)->allReduce(b.data(), count, ReduceOp::Sum).isOk());
-      ASSERT_TRUE(world.world().allReduce(c.data(), count, ReduceOp::Sum).isOk());
+      ASSERT_TRUE((*tp)->allReduce(a.data(), count, DType::F32, ReduceOp::Sum).isOk());
+      ASSERT_TRUE((*dp)->allReduce(b.data(), count, DType::F32, ReduceOp::Sum).isOk());
+      ASSERT_TRUE(world.world().allReduce(c.data(), count, DType::F32, ReduceOp::Sum).isOk());
       for (size_t i = 0; i < count; ++i) {
         ASSERT_EQ(a[i], rankOrderSum(tpRanks, i)) << "tp, rank " << r;
         ASSERT_EQ(b[i], rankOrderSum(dpRanks, i)) << "dp, rank " << r;
@@ -237,7 +237,7 @@ TEST(Communicator, SubgroupsWorkSideBySide) {
       }
       std::vector<float> gathered(2 * count);
       auto mine = rankData(r, count);
-      ASSERT_TRUE((*dp)->allGather(mine.data(), gathered.data(), count).isOk());
+      ASSERT_TRUE((*dp)->allGather(mine.data(), gathered.data(), count, DType::F32).isOk());
       EXPECT_EQ(gathered[count], value(dpRanks[1], 0));
     }
   });
@@ -249,7 +249,7 @@ TEST(Communicator, GroupsOfOneAndBadGroups) {
     auto solo = world.group("solo", {r});
     ASSERT_TRUE(solo.isOk()) << solo.message();
     auto data = rankData(r, 9);
-    ASSERT_TRUE((*solo)->allReduce(data.data(), 9, ReduceOp::Sum).isOk());
+    ASSERT_TRUE((*solo)->allReduce(data.data(), 9, DType::F32, ReduceOp::Sum).isOk());
     EXPECT_TRUE(sameBits(data, rankData(r, 9)));
 
     auto other = world.group("other", {1 - r});
@@ -277,12 +277,12 @@ TEST(Communicator, RanksThatDisagreeGetAnErrorNamingBothCalls) {
   std::vector<std::string> counts(2), ops(2);
   runRanks(2, 20s, [&](int r, World &world) {
     std::vector<float> data(1000, 1.0f);
-    Status s = world.world().allReduce(data.data(), r == 0 ? 100 : 1000, ReduceOp::Sum);
+    Status s = world.world().allReduce(data.data(), r == 0 ? 100 : 1000, DType::F32, ReduceOp::Sum);
     ASSERT_FALSE(s.isOk());
     counts[size_t(r)] = s.message();
     auto fresh = world.group("fresh", {0, 1});
     ASSERT_TRUE(fresh.isOk()) << fresh.message();
-    s = r == 0 ? (*fresh)->barrier() : (*fresh)->broadcast(data.data(), 4, 1);
+    s = r == 0 ? (*fresh)->barrier() : (*fresh)->broadcast(data.data(), 4, DType::F32, 1);
     ASSERT_FALSE(s.isOk());
     ops[size_t(r)] = s.message();
   });
@@ -313,7 +313,7 @@ TEST(Communicator, PeerThatNeverJoinsTimesOut) {
     }
     auto data = rankData(r, 64);
     auto start = Clock::now();
-    Status s = world.world().allReduce(data.data(), data.size(), ReduceOp::Sum);
+    Status s = world.world().allReduce(data.data(), data.size(), DType::F32, ReduceOp::Sum);
     seconds[size_t(r)] = std::chrono::duration<double>(Clock::now() - start).count();
     done++;
     ASSERT_FALSE(s.isOk());
@@ -347,7 +347,7 @@ TEST(Communicator, PeerThatLeavesFailsTheOthersBeforeTheTimeout) {
       return;
     auto data = rankData(r, 64);
     auto start = Clock::now();
-    Status s = world.world().allReduce(data.data(), data.size(), ReduceOp::Sum);
+    Status s = world.world().allReduce(data.data(), data.size(), DType::F32, ReduceOp::Sum);
     seconds[size_t(r)] = std::chrono::duration<double>(Clock::now() - start).count();
     ASSERT_FALSE(s.isOk());
     errors[size_t(r)] = s.message();
@@ -367,11 +367,11 @@ TEST(Communicator, SingleRankWorldNeedsNoGloo) {
   EXPECT_EQ(comm.size(), 1);
   EXPECT_EQ(comm.name(), "world");
   std::vector<float> data = {1.5f, -2.0f}, out(2);
-  ASSERT_TRUE(comm.allReduce(data.data(), 2, ReduceOp::Sum).isOk());
+  ASSERT_TRUE(comm.allReduce(data.data(), 2, DType::F32, ReduceOp::Sum).isOk());
   EXPECT_EQ(data, (std::vector<float>{1.5f, -2.0f}));
-  ASSERT_TRUE(comm.allGather(data.data(), out.data(), 2).isOk());
+  ASSERT_TRUE(comm.allGather(data.data(), out.data(), 2, DType::F32).isOk());
   EXPECT_EQ(out, data);
-  ASSERT_TRUE(comm.broadcast(data.data(), 2, 0).isOk());
+  ASSERT_TRUE(comm.broadcast(data.data(), 2, DType::F32, 0).isOk());
   ASSERT_TRUE(comm.barrier().isOk());
 }
 
@@ -417,4 +417,108 @@ TEST(Communicator, RendezvousWithoutPeersTimesOut) {
             std::string::npos)
       << world.message();
   EXPECT_LT(seconds, 3.0);
+}
+
+// The rank-order sum divided by the group size: what the CPU backend's dp
+// gradient averaging computed before Avg existed (sum, then / size).
+TEST(Communicator, AllReduceAvgIsTheRankOrderSumOverTheSize) {
+  REQUIRE_GLOO();
+  const size_t count = 301;
+  runRanks(3, 20s, [&](int r, World &world) {
+    auto data = rankData(r, count);
+    Status s = world.world().allReduce(data.data(), count, DType::F32, ReduceOp::Avg);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    for (size_t i = 0; i < count; ++i)
+      ASSERT_EQ(data[i], rankOrderSum(allRanks(3), i) / 3.0f) << "rank " << r << " element " << i;
+  });
+}
+
+TEST(Communicator, ReduceScatterKeepsThisRanksBlockOfTheSum) {
+  REQUIRE_GLOO();
+  const size_t count = 57; // per rank
+  runRanks(3, 20s, [&](int r, World &world) {
+    auto in = rankData(r, count * 3);
+    std::vector<float> out(count, -1.0f);
+    Status s = world.world().reduceScatter(in.data(), out.data(), count, DType::F32,
+                                           ReduceOp::Sum);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    for (size_t i = 0; i < count; ++i)
+      ASSERT_EQ(out[i], rankOrderSum(allRanks(3), size_t(r) * count + i))
+          << "rank " << r << " element " << i;
+  });
+}
+
+// bf16 travels as bytes (gathers, broadcasts, messages); reductions refuse it.
+TEST(Communicator, Bf16MovesButDoesNotReduce) {
+  REQUIRE_GLOO();
+  runRanks(2, 20s, [&](int r, World &world) {
+    std::vector<uint16_t> mine = {uint16_t(0x3f80 + r), uint16_t(0xbf00 + r), uint16_t(r)};
+    std::vector<uint16_t> all(6, 0);
+    Status s = world.world().allGather(mine.data(), all.data(), 3, DType::BF16);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    EXPECT_EQ(all, (std::vector<uint16_t>{0x3f80, 0xbf00, 0, 0x3f81, 0xbf01, 1}));
+    std::vector<uint16_t> root = r == 1 ? mine : std::vector<uint16_t>(3, 7);
+    ASSERT_TRUE(world.world().broadcast(root.data(), 3, DType::BF16, 1).isOk());
+    EXPECT_EQ(root, (std::vector<uint16_t>{0x3f81, 0xbf01, 1}));
+    Status sum = world.world().allReduce(mine.data(), 3, DType::BF16, ReduceOp::Sum);
+    ASSERT_FALSE(sum.isOk());
+    EXPECT_NE(sum.message().find("all_reduce over group 'world' (ranks 0,1): the CPU backend "
+                                 "reduces fp32 only, got bf16"),
+              std::string::npos)
+        << sum.message();
+  });
+}
+
+// Messages between two members of a larger group, in both directions and
+// in order; the third member takes no part.
+TEST(Communicator, SendRecvPairsTheKthMessages) {
+  REQUIRE_GLOO();
+  const size_t count = 1000;
+  runRanks(3, 20s, [&](int r, World &world) {
+    Communicator &comm = world.world();
+    // The bystander stays connected until the pair is done: a member that
+    // leaves early closes its connections, which its peers may see as a
+    // failure.
+    if (r == 2) {
+      EXPECT_TRUE(comm.barrier().isOk());
+      return;
+    }
+    const int peer = 1 - r;
+    for (int round = 0; round < 3; ++round) {
+      auto mine = rankData(r + 10 * round, count);
+      std::vector<float> theirs(count, 0.0f);
+      // Rank 0 sends first, rank 1 receives first: no deadlock either way.
+      Status a = r == 0 ? comm.send(mine.data(), count, DType::F32, peer)
+                        : comm.recv(theirs.data(), count, DType::F32, peer);
+      Status b = r == 0 ? comm.recv(theirs.data(), count, DType::F32, peer)
+                        : comm.send(mine.data(), count, DType::F32, peer);
+      ASSERT_TRUE(a.isOk()) << a.message();
+      ASSERT_TRUE(b.isOk()) << b.message();
+      EXPECT_TRUE(sameBits(theirs, rankData(peer + 10 * round, count))) << "rank " << r;
+    }
+    Status self = comm.send(nullptr, 0, DType::F32, r);
+    ASSERT_FALSE(self.isOk());
+    EXPECT_NE(self.message().find("peer " + std::to_string(r) +
+                                  " is not a group rank (0..2) other than this rank's"),
+              std::string::npos)
+        << self.message();
+    EXPECT_TRUE(comm.barrier().isOk());
+  });
+}
+
+// The host calls of a host communicator are its data calls on fp32.
+TEST(Communicator, HostCallsOfAHostCommunicator) {
+  REQUIRE_GLOO();
+  runRanks(2, 20s, [&](int r, World &world) {
+    Communicator &comm = world.world();
+    EXPECT_EQ(comm.memory(), Memory::Host);
+    float loss = float(r + 1);
+    ASSERT_TRUE(comm.allReduceHost(&loss, 1, ReduceOp::Avg).isOk());
+    EXPECT_EQ(loss, 1.5f);
+    float both[2] = {0, 0}, mine = float(10 * r);
+    ASSERT_TRUE(comm.allGatherHost(&mine, both, 1).isOk());
+    EXPECT_EQ(both[1], 10.0f);
+    ASSERT_TRUE(comm.broadcastHost(&mine, 1, 1).isOk());
+    EXPECT_EQ(mine, 10.0f);
+  });
 }

@@ -1,7 +1,7 @@
 // launchLocal: ranks as processes (small /bin/sh programs), their variables,
 // exit codes, stopping the others on a failure, time limit, signals; and a
 // real multi-process job (this test binary as the ranks).
-#include "runtime/comm/Communicator.h"
+#include "runtime/comm/Gloo.h"
 #include "runtime/comm/Launcher.h"
 
 #include <gtest/gtest.h>
@@ -165,7 +165,7 @@ TEST(Launcher, RankOfMultiProcessJob) {
   ASSERT_TRUE(world.isOk()) << world.message();
   const int n = info->worldSize, r = info->rank;
   std::vector<float> data = {float(r + 1), 0.1f * float(r), -float(r)};
-  ASSERT_TRUE((*world)->world().allReduce(data.data(), 3, ReduceOp::Sum).isOk());
+  ASSERT_TRUE((*world)->world().allReduce(data.data(), 3, DType::F32, ReduceOp::Sum).isOk());
   float second = 0.0f;
   for (int k = 0; k < n; ++k)
     second += 0.1f * float(k);

@@ -1,6 +1,6 @@
 // rankFromEnvironment for each launcher's variables, their precedence, and
 // the errors for incomplete or inconsistent values.
-#include "runtime/comm/Communicator.h"
+#include "runtime/comm/RankEnvironment.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Data parallelism on two GPUs, in one device call on nvidia-h200-x2: builds
+# mtrun and the gpu2 tests (runtime-only CUDA build), runs the gpu2 tests
+# (the NCCL communicator; demo dp2 vs one GPU, 20 steps) and the one-GPU
+# demo training test (gpu1, a regression check), then measures our
+# llama3.2-1b step (micro-batch 4 x 2048 per GPU) on one GPU and with dp2,
+# beside PyTorch DDP (torchrun --nproc_per_node 2, eager and compile), and
+# prints tokens/s per GPU and dp2's efficiency against our one-GPU figure.
+#
+#   bench/gpu-dp.sh --prepare DIR   development machine: compiles the plans
+#                                   (no MLIR on the GPU machine), writes the
+#                                   tokens, copies the peer script and, for
+#                                   machines without it, GoogleTest's source
+#                                   (MT_SHARED_DIR: the shared folder, default ../shared)
+#   bench/gpu-dp.sh DIR             GPU machine (DIR carried)
+# MT_DP_BUILD=0 / MT_DP_TESTS=0 / MT_DP_BENCH=0 / MT_DP_PEERS=0 skip a stage;
+# MT_DP_BUDGET (s, default 570) skips the later stages that would not fit.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "--prepare" ]]; then
+  set -e
+  dir=$2 bin=${MT_BUILD_DIR:-build}/bin
+  rm -rf "$dir" && mkdir -p "$dir/plans" "$dir/mlir" "$dir/peer"
+  "$bin/mt-tokenize" models/data/demo-corpus.txt -o "$dir/corpus.bin" > /dev/null
+  # The demo plans as tools/gpu-check.sh compiles them: one GPU (2 micro-
+  # batches of 4) and dp2 (1 of 4 per rank): the same global batch of 8.
+  "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$dir/mlir/demo.mlir"
+  for layout in "demo:" "demo-dp2:--dp 2" "demo-tp2:--tp 2"; do
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$dir/mlir/demo.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
+      --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+  done
+  "$bin/mtc" import-hf models/hf/llama3.2-1b.json --seq 2048 --micro-batch 4 -o "$dir/mlir/llama.mlir"
+  "$bin/mtc" compile "$dir/mlir/llama.mlir" --global-batch 4 --lr 1e-4 --train-steps 100 \
+    -o "$dir/plans/llama-1gpu"
+  "$bin/mtc" compile "$dir/mlir/llama.mlir" --dp 2 --global-batch 8 --lr 1e-4 \
+    --train-steps 100 -o "$dir/plans/llama-dp2"
+  rm -rf "$dir/mlir"
+  # Uniform random ids below llama's vocabulary, as the peer draws its
+  # batch; header as runtime/io/TokenFile.h.
+  python3 - "$dir/tokens.bin" <<'PY'
+import random, struct, sys
+n, vocab = 1 << 20, 128256
+rng = random.Random(0)
+with open(sys.argv[1], "wb") as f:
+    f.write(b"MTTOKENS" + struct.pack("<IIQQ", 1, 4, vocab, n) + bytes(32))
+    f.write(struct.pack(f"<{n}I", *(rng.randrange(vocab) for _ in range(n))))
+PY
+  cp "${MT_SHARED_DIR:-../shared}/bench/torch_llama.py" "$dir/peer/"
+  cp -r /usr/src/googletest "$dir/googletest"
+  du -sh "$dir"
+  exit 0
+fi
+
+dir=$(cd "$1" && pwd)
+build=${MT_GPU_BUILD_DIR:-/tmp/mt-dp-build}
+out=${OUT:-$build/out} work=$build/work # $OUT: the few files that come back
+budget=${MT_DP_BUDGET:-570}             # seconds: later stages are skipped past it
+mkdir -p "$build" "$out" "$work"
+log=$out/build.log rows=$out/rows.jsonl
+: > "$rows"
+nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+echo "NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE-unset}"
+# Whether $1 more seconds fit in the budget.
+fits() { (( SECONDS + $1 <= budget )) || { echo "skipped (time budget): $2"; return 1; }; }
+
+if [[ "${MT_DP_BUILD:-1}" == 1 ]]; then
+  # --- build: mtrun and the tests, GoogleTest from the carried source if none.
+  args=(-S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMT_BUILD_COMPILER=OFF -DMT_BUILD_CUDA=ON)
+  command -v ninja > /dev/null && args+=(-G Ninja)
+  [[ -x /usr/local/cuda/bin/nvcc ]] && args+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
+  if ! compgen -G "/usr/lib*/cmake/GTest/GTestConfig.cmake" > /dev/null &&
+     ! compgen -G "/usr/lib/*/cmake/GTest/GTestConfig.cmake" > /dev/null; then
+    cmake -S "$dir/googletest" -B "$build/gtest" -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
+      -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DCMAKE_INSTALL_PREFIX="$build/gtest-install" \
+      >> "$log" 2>&1 && cmake --build "$build/gtest" -j "$(nproc)" >> "$log" 2>&1 &&
+      cmake --install "$build/gtest" >> "$log" 2>&1
+    args+=(-DCMAKE_PREFIX_PATH="$build/gtest-install")
+  fi
+  if ! { cmake "${args[@]}" >> "$log" 2>&1 &&
+         cmake --build "$build" -j "$(nproc)" --target mtrun MtCudaGpu2Tests MtCudaTrainingTests \
+           >> "$log" 2>&1; }; then
+    grep -E "error|Error" -A5 "$log" | head -60
+    exit 1
+  fi
+  grep "NCCL:" "$log" | tail -1
+  echo "built in $SECONDS s"
+fi
+
+# --- tests: gpu2, then the one-GPU demo training (gpu1) as a regression check.
+export MT_GPU_DATA=$dir
+gpu2=0 gpu1=0
+if [[ "${MT_DP_TESTS:-1}" == 1 ]]; then
+  timeout 300 ctest --test-dir "$build" -L gpu2 --timeout 280 --output-on-failure -V \
+    > "$out/gpu2.log" 2>&1
+  gpu2=$?
+  grep -E "^[0-9]+: \[ +(OK|FAILED|SKIPPED) +\]|worst relative|tests passed|Failure|Expected|Which is|actual|error:" \
+    "$out/gpu2.log" | head -40
+fi
+
+# --- measurement: tokens/s per GPU, median after 4 warm-up steps.
+mtc_row() { # plan gpus [env...]: one mtrun job, its row in $rows
+  local plan=$1 gpus=$2 name=$3
+  shift 3
+  env "$@" timeout 150 "$build/bin/mtrun" "$dir/plans/$plan" --nproc "$gpus" --backend cuda \
+    --data "$dir/tokens.bin" --steps 10 --metrics "$work/$name.jsonl" > "$work/$name.log" 2>&1 ||
+    { echo "mtrun $name failed:"; tail -5 "$work/$name.log"; return; }
+  python3 - "$work/$name.jsonl" "$gpus" "$work/$name.log" "$name" >> "$rows" <<'PY'
+import json, re, sys
+steps = [json.loads(l) for l in open(sys.argv[1])]
+rates = sorted(s["tokens_per_s"] for s in steps[4:])
+gpus = int(sys.argv[2])
+mem = re.search(r"device in use ([0-9.]+) GiB", open(sys.argv[3]).read())
+print(json.dumps(dict(peer=sys.argv[4], gpus=gpus, tokens_per_s=rates[len(rates) // 2] / gpus,
+                      peak_mem_gib=float(mem.group(1)) if mem else None, loss=steps[-1]["loss"])))
+PY
+}
+if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
+  # Runs: MT_DP_RUNS="name:plan:gpus:VAR=value,VAR=value;..." (e.g.
+  # NCCL_MAX_CTAS=8 or MT_CUDA_BUCKET_ELEMENTS=10000000 as variants).
+  runs="mtc:llama-1gpu:1:;mtc-dp2:llama-dp2:2:;mtc-dp2-no-overlap:llama-dp2:2:MT_CUDA_OVERLAP=0"
+  IFS=';' read -ra runs <<< "${MT_DP_RUNS:-$runs}"
+  for run in "${runs[@]}"; do
+    IFS=: read -r name plan gpus vars <<< "$run"
+    IFS=, read -ra vars <<< "$vars"
+    fits 70 "$name" && mtc_row "$plan" "$gpus" "$name" "${vars[@]}"
+  done
+  # Where a step goes on rank 0 (CUDA events per instruction class):
+  # MT_DP_PROFILES="plan:gpus:VAR=value,...;..." (default: dp2 overlapped;
+  # empty: none). Profiling times each instruction, so it never replays graphs.
+  IFS=';' read -ra profiles <<< "${MT_DP_PROFILES-llama-dp2:2:}"
+  for profile in "${profiles[@]}"; do
+    IFS=: read -r plan gpus vars <<< "$profile"
+    IFS=, read -ra vars <<< "$vars"
+    fits 60 "profile $profile" || continue
+    echo "== profile: $profile"
+    env "${vars[@]}" timeout 100 "$build/bin/mtrun" "$dir/plans/$plan" --nproc "$gpus" \
+      --backend cuda --data "$dir/tokens.bin" --steps 3 --profile 2>&1 |
+      sed -n '/^profile/,/wall (programs)/p'
+  done
+fi
+if [[ "${MT_DP_TESTS:-1}" == 1 ]] && fits 60 "gpu1 demo regression"; then
+  timeout 100 "$build/bin/MtCudaTrainingTests" \
+    --gtest_filter='Models/TrainingStepTest.LossesMatchTheCpuBackend/demo:CudaBackendTest.ResumeContinuesTheSameRun' \
+    > "$out/gpu1.log" 2>&1
+  gpu1=$?
+  grep -E "^\[ +(OK|FAILED|PASSED) +\]|cuda loss" "$out/gpu1.log" | head -10
+fi
+if [[ "${MT_DP_PEERS:-1}" == 1 ]]; then
+  for mode in eager compile; do
+    fits 150 "PyTorch DDP $mode" || continue
+    timeout 170 torchrun --standalone --nproc_per_node 2 "$dir/peer/torch_llama.py" \
+      "llama3.2-1b:4:2048:$mode" 2> "$work/peer-$mode.err" | grep '^{' >> "$rows" ||
+      { echo "peer $mode failed:"; tail -3 "$work/peer-$mode.err"; }
+  done
+fi
+python3 - "$rows" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+one = next((r["tokens_per_s"] for r in rows if r.get("peer") == "mtc"), None)
+dp2 = next((r["tokens_per_s"] for r in rows if r.get("peer") == "mtc-dp2"), None)
+print(f"{'llama3.2-1b, 4 x 2048 per GPU':30} {'GPUs':>4} {'tokens/s/GPU':>12} {'job tokens/s':>12} "
+      f"{'/ our 1 GPU':>11} {'mtc dp2 / this':>14} {'GPU GiB':>8}")
+for r in rows:
+    if "tokens_per_s" not in r:
+        print(f"{r.get('peer', r.get('mode', '?')):30} error: {str(r.get('error', ''))[:80]}")
+        continue
+    g, t = r.get("gpus", 1), r["tokens_per_s"]
+    eff = f"{t / one:.1%}" if one and r["peer"].startswith("mtc") else ""
+    ratio = f"{dp2 / t:.3f}x" if dp2 and g == 2 and r["peer"] != "mtc-dp2" else ""
+    print(f"{r['peer']:30} {g:>4} {t:>12,.0f} {t * g:>12,.0f} {eff:>11} {ratio:>14} "
+          f"{str(r.get('peak_mem_gib', '-')):>8}")
+PY
+echo "gpu2 tests exit $gpu2, gpu1 demo tests exit $gpu1; $SECONDS s"
+(( gpu2 == 0 && gpu1 == 0 ))

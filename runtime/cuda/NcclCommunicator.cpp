@@ -1,0 +1,317 @@
+// NCCL communicators: bootstrap through the rendezvous directory, data
+// calls on a stream, host calls staged through device memory.
+#include "runtime/cuda/NcclCommunicator.h"
+
+#include "runtime/cuda/Check.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <numeric>
+
+namespace mt::cuda {
+
+using comm::DType;
+using comm::ReduceOp;
+
+namespace {
+
+ncclDataType_t ncclType(DType type) { return type == DType::F32 ? ncclFloat32 : ncclBfloat16; }
+
+ncclRedOp_t ncclOp(ReduceOp op) {
+  switch (op) {
+  case ReduceOp::Sum:
+    return ncclSum;
+  case ReduceOp::Max:
+    return ncclMax;
+  case ReduceOp::Avg:
+    return ncclAvg;
+  }
+  return ncclSum;
+}
+
+std::string who(const comm::RankInfo &info) {
+  return "[rank " + std::to_string(info.rank) + "/" + std::to_string(info.worldSize) + "] ";
+}
+
+} // namespace
+
+/// Returns the Status of a failed NCCL call from the enclosing member.
+#define MT_NCCL_CHECK(op, call)                                                \
+  do {                                                                         \
+    const ncclResult_t mtNcclResult_ = (call);                                 \
+    if (mtNcclResult_ != ncclSuccess)                                          \
+      return check(mtNcclResult_, op, #call);                                  \
+  } while (0)
+
+/// Refuses a data call after a failure.
+#define MT_NCCL_REFUSE_IF_FAILED(op)                                           \
+  do {                                                                         \
+    if (failed_)                                                               \
+      return Status::error(where(op) + ": not run, this communicator failed earlier"); \
+  } while (0)
+
+Status selectDevice(const comm::RankInfo &info) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    return Status::error(who(info) + "no CUDA device is visible to this process");
+  }
+  const int device = count == 1 ? 0 : info.localRank;
+  if (device >= count)
+    return Status::error(who(info) + "local rank " + std::to_string(info.localRank) +
+                         " (from the " + info.source + " variables) has no GPU: this process "
+                         "sees " + std::to_string(count) +
+                         " (start at most that many ranks per machine, or give each one GPU "
+                         "with CUDA_VISIBLE_DEVICES)");
+  MT_CUDA_CHECK(cudaSetDevice(device));
+  return Status::ok();
+}
+
+Expected<std::unique_ptr<NcclCommunicator>>
+NcclCommunicator::create(const std::string &name, const std::vector<int> &ranks,
+                         const comm::RankInfo &info, comm::FileStore &store,
+                         const std::string &key) {
+  if (Status s = comm::checkGroupMembers(name, ranks, info.rank, info.worldSize); !s)
+    return s;
+  const int groupRank = int(std::find(ranks.begin(), ranks.end(), info.rank) - ranks.begin());
+  const int n = int(ranks.size());
+  const std::string head = who(info) + "NCCL group '" + name + "' (ranks " +
+                           comm::formatRanks(ranks) + "): ";
+  // Every member is there before anyone enters ncclCommInitRank, which
+  // would otherwise wait without a bound for a rank that never started.
+  if (Status s = store.set(key + "/arrived/" + std::to_string(groupRank), {}); !s)
+    return Status::error(head + s.message());
+  std::vector<std::string> arrivals;
+  for (int r = 0; r < n; ++r)
+    arrivals.push_back(key + "/arrived/" + std::to_string(r));
+  if (Status s = store.wait(arrivals); !s)
+    return Status::error(head + s.message() + " (are all " + std::to_string(info.worldSize) +
+                         " ranks running, with the same MT_RENDEZVOUS?)");
+  ncclUniqueId id;
+  if (groupRank == 0) {
+    if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess)
+      return Status::error(head + "ncclGetUniqueId: " + ncclGetErrorString(r));
+    if (Status s = store.set(key + "/id", std::vector<char>(id.internal, id.internal + sizeof(id)));
+        !s)
+      return Status::error(head + s.message());
+  } else {
+    auto value = store.get(key + "/id");
+    if (!value)
+      return Status::error(head + value.message());
+    if (value->size() != sizeof(id))
+      return Status::error(head + "the published ncclUniqueId has " +
+                           std::to_string(value->size()) + " bytes, expected " +
+                           std::to_string(sizeof(id)));
+    std::memcpy(id.internal, value->data(), sizeof(id));
+  }
+  std::unique_ptr<NcclCommunicator> c(new NcclCommunicator(name, ranks, info.rank,
+                                                           info.worldSize));
+  MT_CUDA_CHECK(cudaStreamCreateWithFlags(&c->own_, cudaStreamNonBlocking));
+  c->stream_ = c->own_;
+  ncclComm_t made = nullptr;
+  if (ncclResult_t r = ncclCommInitRank(&made, n, id, groupRank); r != ncclSuccess)
+    return Status::error(head + "ncclCommInitRank: " + ncclGetErrorString(r) + " (" +
+                         ncclGetLastError(nullptr) + ")");
+  c->comm_ = made;
+  return c;
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  if (comm_)
+    (void)(failed_ ? ncclCommAbort(comm_) : ncclCommDestroy(comm_));
+  if (scratch_)
+    (void)cudaFree(scratch_);
+  if (own_)
+    (void)cudaStreamDestroy(own_);
+}
+
+Status NcclCommunicator::check(ncclResult_t result, const char *op, const char *call) {
+  failed_ = true;
+  std::string last = ncclGetLastError(comm_);
+  return Status::error(errorContext() + where(op) + ": " + call + ": " +
+                       ncclGetErrorString(result) + (last.empty() ? "" : " (" + last + ")"));
+}
+
+Status NcclCommunicator::allReduce(void *data, size_t count, DType type, ReduceOp op) {
+  MT_NCCL_REFUSE_IF_FAILED("all_reduce");
+  MT_NCCL_CHECK("all_reduce", ncclAllReduce(data, data, count, ncclType(type), ncclOp(op),
+                                            comm_, stream_));
+  return Status::ok();
+}
+
+Status NcclCommunicator::allGather(const void *in, void *out, size_t countPerRank,
+                                   DType type) {
+  MT_NCCL_REFUSE_IF_FAILED("all_gather");
+  MT_NCCL_CHECK("all_gather",
+                ncclAllGather(in, out, countPerRank, ncclType(type), comm_, stream_));
+  return Status::ok();
+}
+
+Status NcclCommunicator::reduceScatter(const void *in, void *out, size_t countPerRank,
+                                       DType type, ReduceOp op) {
+  MT_NCCL_REFUSE_IF_FAILED("reduce_scatter");
+  MT_NCCL_CHECK("reduce_scatter", ncclReduceScatter(in, out, countPerRank, ncclType(type),
+                                                    ncclOp(op), comm_, stream_));
+  return Status::ok();
+}
+
+Status NcclCommunicator::broadcast(void *data, size_t count, DType type, int root) {
+  if (Status s = checkGroupRank("broadcast", "root", root); !s)
+    return s;
+  MT_NCCL_REFUSE_IF_FAILED("broadcast");
+  MT_NCCL_CHECK("broadcast",
+                ncclBroadcast(data, data, count, ncclType(type), root, comm_, stream_));
+  return Status::ok();
+}
+
+Status NcclCommunicator::send(const void *data, size_t count, DType type, int peer) {
+  if (Status s = checkGroupRank("send", "peer", peer); !s)
+    return s;
+  MT_NCCL_REFUSE_IF_FAILED("send");
+  MT_NCCL_CHECK("send", ncclSend(data, count, ncclType(type), peer, comm_, stream_));
+  return Status::ok();
+}
+
+Status NcclCommunicator::recv(void *data, size_t count, DType type, int peer) {
+  if (Status s = checkGroupRank("recv", "peer", peer); !s)
+    return s;
+  MT_NCCL_REFUSE_IF_FAILED("recv");
+  MT_NCCL_CHECK("recv", ncclRecv(data, count, ncclType(type), peer, comm_, stream_));
+  return Status::ok();
+}
+
+Status NcclCommunicator::grouped(const std::function<Status()> &calls) {
+  MT_NCCL_CHECK("group", ncclGroupStart());
+  Status s = calls();
+  // The group is closed whatever happened inside: NCCL allows no other
+  // call on this thread while one is open.
+  ncclResult_t ended = ncclGroupEnd();
+  if (!s)
+    return s;
+  MT_NCCL_CHECK("group", ended);
+  return Status::ok();
+}
+
+Expected<void *> NcclCommunicator::scratch(size_t bytes) {
+  bytes = std::max<size_t>(bytes, 256);
+  if (bytes > scratchBytes_) {
+    if (scratch_) {
+      MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      MT_CUDA_CHECK(cudaFree(scratch_));
+      scratch_ = nullptr;
+      scratchBytes_ = 0;
+    }
+    MT_CUDA_CHECK(cudaMalloc(&scratch_, bytes));
+    scratchBytes_ = bytes;
+  }
+  return scratch_;
+}
+
+Status NcclCommunicator::staged(const char *op, const void *in, size_t inBytes, void *out,
+                                size_t outBytes, const std::function<Status(void *)> &body) {
+  ScopedErrorContext context(errorContext() + where(op) + " of host data: ");
+  auto buffer = scratch(std::max(inBytes, outBytes));
+  if (!buffer)
+    return buffer.status();
+  if (inBytes)
+    MT_CUDA_CHECK(cudaMemcpyAsync(*buffer, in, inBytes, cudaMemcpyHostToDevice, stream_));
+  if (Status s = body(*buffer); !s)
+    return s;
+  if (outBytes)
+    MT_CUDA_CHECK(cudaMemcpyAsync(out, *buffer, outBytes, cudaMemcpyDeviceToHost, stream_));
+  MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return Status::ok();
+}
+
+Status NcclCommunicator::allReduceHost(float *data, size_t count, ReduceOp op) {
+  const size_t bytes = count * sizeof(float);
+  return staged("all_reduce", data, bytes, data, bytes,
+                [&](void *d) { return allReduce(d, count, DType::F32, op); });
+}
+
+// The input goes straight to this rank's slot of the output: in place.
+Status NcclCommunicator::allGatherHost(const float *in, float *out, size_t countPerRank) {
+  const size_t bytes = countPerRank * sizeof(float);
+  ScopedErrorContext context(errorContext() + where("all_gather") + " of host data: ");
+  auto buffer = scratch(bytes * size_t(size()));
+  if (!buffer)
+    return buffer.status();
+  char *slot = static_cast<char *>(*buffer) + size_t(rank()) * bytes;
+  if (bytes)
+    MT_CUDA_CHECK(cudaMemcpyAsync(slot, in, bytes, cudaMemcpyHostToDevice, stream_));
+  if (Status s = allGather(slot, *buffer, countPerRank, DType::F32); !s)
+    return s;
+  if (bytes)
+    MT_CUDA_CHECK(cudaMemcpyAsync(out, *buffer, bytes * size_t(size()), cudaMemcpyDeviceToHost,
+                                  stream_));
+  MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return Status::ok();
+}
+
+Status NcclCommunicator::broadcastHost(float *data, size_t count, int root) {
+  const size_t bytes = count * sizeof(float);
+  return staged("broadcast", data, bytes, data, bytes,
+                [&](void *d) { return broadcast(d, count, DType::F32, root); });
+}
+
+Status NcclCommunicator::barrier() {
+  return staged("barrier", nullptr, 0, nullptr, 0,
+                [&](void *d) { return allReduce(d, 1, DType::F32, ReduceOp::Sum); });
+}
+
+namespace {
+
+/// The NCCL groups of one rank; group() keys each in the store by name,
+/// members and how often this rank made it before.
+class NcclGroups final : public comm::GroupFactory {
+public:
+  NcclGroups(comm::RankInfo info, comm::FileStore store)
+      : info_(std::move(info)), store_(std::move(store)) {}
+
+  Status connectWorld() {
+    std::vector<int> all(size_t(info_.worldSize));
+    std::iota(all.begin(), all.end(), 0);
+    auto world = group("world", all);
+    if (!world)
+      return world.status();
+    world_ = std::move(*world);
+    return Status::ok();
+  }
+
+  comm::Communicator &world() override { return *world_; }
+
+  Expected<std::unique_ptr<comm::Communicator>> group(const std::string &name,
+                                                      const std::vector<int> &ranks) override {
+    std::string key = "nccl/" + name + "/" + comm::joinRanks(ranks);
+    const int before = created_[key]++; // a group made again gets fresh keys
+    key.append("/").append(std::to_string(before));
+    auto made = NcclCommunicator::create(name, ranks, info_, store_, key);
+    if (!made)
+      return made.status();
+    return std::unique_ptr<comm::Communicator>(std::move(*made));
+  }
+
+private:
+  comm::RankInfo info_;
+  comm::FileStore store_;
+  std::unique_ptr<comm::Communicator> world_;
+  std::map<std::string, int> created_;
+};
+
+} // namespace
+
+Expected<std::unique_ptr<comm::GroupFactory>> connectNccl(const comm::RankInfo &info,
+                                                          std::chrono::milliseconds timeout) {
+  auto store = comm::FileStore::open(info.rendezvous, timeout);
+  if (!store)
+    return Status::error(who(info) + store.message());
+  if (Status s = selectDevice(info); !s)
+    return s;
+  auto groups = std::make_unique<NcclGroups>(info, std::move(*store));
+  if (Status s = groups->connectWorld(); !s)
+    return s;
+  return std::unique_ptr<comm::GroupFactory>(std::move(groups));
+}
+
+} // namespace mt::cuda

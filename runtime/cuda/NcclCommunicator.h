@@ -1,0 +1,96 @@
+// The CUDA backend's communication: the collectives of one group of ranks
+// over device memory (NcclCommunicator), and how a rank selects its GPU and
+// makes its NCCL groups (connectNccl). The unique id of each group reaches
+// its members through the job's rendezvous directory (comm::FileStore), so
+// the GPU build needs no Gloo.
+#ifndef MT_RUNTIME_CUDA_NCCLCOMMUNICATOR_H
+#define MT_RUNTIME_CUDA_NCCLCOMMUNICATOR_H
+
+#include "runtime/comm/Communicator.h"
+#include "runtime/comm/FileStore.h"
+#include "runtime/comm/RankEnvironment.h"
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+namespace mt::cuda {
+
+/// Makes this thread use the rank's GPU: LOCAL_RANK's, or the only visible
+/// one (a launcher that gives each process one GPU through
+/// CUDA_VISIBLE_DEVICES). An error names LOCAL_RANK and the GPUs seen.
+Status selectDevice(const comm::RankInfo &info);
+
+/// A Communicator over NCCL: data calls take device buffers (fp32 or bf16)
+/// and are enqueued on stream() without waiting; the *Host calls and
+/// barrier() stage through a device buffer on the same stream and wait.
+/// Calls of one communicator come from one thread at a time, on the GPU
+/// that was current when it was made.
+class NcclCommunicator final : public comm::Communicator {
+public:
+  /// Makes the NCCL communicator of `ranks` (world ranks, this rank among
+  /// them): every member announces itself under `key` in `store` and waits
+  /// for the others (so that no member enters NCCL's bootstrap without its
+  /// peers), then group rank 0 publishes the ncclUniqueId and the others
+  /// read it.
+  static Expected<std::unique_ptr<NcclCommunicator>> create(const std::string &name,
+                                                            const std::vector<int> &ranks,
+                                                            const comm::RankInfo &info,
+                                                            comm::FileStore &store,
+                                                            const std::string &key);
+  ~NcclCommunicator() override;
+
+  comm::Memory memory() const override { return comm::Memory::Device; }
+  /// Where the next calls are enqueued (by default a stream of its own).
+  void setStream(cudaStream_t stream) { stream_ = stream; }
+  cudaStream_t stream() const { return stream_; }
+
+  Status allReduce(void *data, size_t count, comm::DType type, comm::ReduceOp op) override;
+  Status allGather(const void *in, void *out, size_t countPerRank, comm::DType type) override;
+  Status reduceScatter(const void *in, void *out, size_t countPerRank, comm::DType type,
+                       comm::ReduceOp op) override;
+  Status broadcast(void *data, size_t count, comm::DType type, int root) override;
+  Status send(const void *data, size_t count, comm::DType type, int peer) override;
+  Status recv(void *data, size_t count, comm::DType type, int peer) override;
+  Status barrier() override;
+
+  Status allReduceHost(float *data, size_t count, comm::ReduceOp op) override;
+  Status allGatherHost(const float *in, float *out, size_t countPerRank) override;
+  Status broadcastHost(float *data, size_t count, int root) override;
+
+  /// Runs `calls` (data calls of this communicator) between ncclGroupStart
+  /// and ncclGroupEnd: NCCL launches them together (one kernel for many
+  /// gradient all-reduces; send and recv pairs that must progress at once).
+  Status grouped(const std::function<Status()> &calls);
+
+private:
+  NcclCommunicator(std::string name, std::vector<int> ranks, int worldRank, int worldSize)
+      : comm::Communicator(std::move(name), std::move(ranks), worldRank, worldSize) {}
+  /// A failed NCCL call as a Status naming the group; later calls refuse.
+  Status check(ncclResult_t result, const char *op, const char *call);
+  /// `bytes` of device scratch for the host calls.
+  Expected<void *> scratch(size_t bytes);
+  /// Host -> scratch, `body(scratch)`, scratch -> host, then waits.
+  Status staged(const char *op, const void *in, size_t inBytes, void *out, size_t outBytes,
+                const std::function<Status(void *)> &body);
+
+  ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr, own_ = nullptr;
+  void *scratch_ = nullptr;
+  size_t scratchBytes_ = 0;
+  bool failed_ = false;
+};
+
+/// The RankContext::Connect of the CUDA backend: selects the rank's GPU
+/// (selectDevice) and returns the factory of its NCCL groups, bootstrapped
+/// through the rendezvous directory (MT_RENDEZVOUS, required for several
+/// ranks); `timeout` bounds each group's rendezvous.
+Expected<std::unique_ptr<comm::GroupFactory>> connectNccl(const comm::RankInfo &info,
+                                                          std::chrono::milliseconds timeout);
+
+} // namespace mt::cuda
+
+#endif // MT_RUNTIME_CUDA_NCCLCOMMUNICATOR_H

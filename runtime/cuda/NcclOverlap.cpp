@@ -1,0 +1,193 @@
+// Buckets of the dp gradient all-reduce, launched on a communication stream
+// during backward, and the optimizer's wait for them.
+#include "runtime/cuda/NcclOverlap.h"
+
+#include "runtime/cuda/Check.h"
+#include "runtime/cuda/NcclCommunicator.h"
+
+#include <algorithm>
+#include <map>
+
+namespace mt::cuda {
+
+struct GradientReduceOverlap::State {
+  struct Span {
+    float *data;
+    size_t count;
+  };
+  struct Bucket {
+    int lastWriter = -1; // the forward_backward instruction after which it starts
+    std::vector<Span> spans;
+    cudaEvent_t ready = nullptr;
+  };
+  NcclCommunicator *comm = nullptr;
+  comm::ReduceOp op = comm::ReduceOp::Sum;
+  std::vector<Bucket> buckets;
+  int reductions = 0; // the optimizer's leading all_reduce instructions
+  cudaStream_t stream = nullptr;
+  cudaEvent_t done = nullptr;
+
+  ~State() {
+    for (Bucket &b : buckets)
+      if (b.ready)
+        (void)cudaEventDestroy(b.ready);
+    if (done)
+      (void)cudaEventDestroy(done);
+    if (stream)
+      (void)cudaStreamDestroy(stream);
+  }
+
+  /// Enqueued on the compute stream after bucket b's last gradient write.
+  Status launch(size_t b, cudaStream_t compute) {
+    Bucket &bucket = buckets[b];
+    MT_CUDA_CHECK(cudaEventRecord(bucket.ready, compute));
+    MT_CUDA_CHECK(cudaStreamWaitEvent(stream, bucket.ready, 0));
+    comm->setStream(stream);
+    Status s = comm->grouped([&]() -> Status {
+      for (const Span &span : bucket.spans)
+        if (Status st = comm->allReduce(span.data, span.count, comm::DType::F32, op); !st)
+          return st;
+      return Status::ok();
+    });
+    if (!s)
+      return s;
+    if (b + 1 == buckets.size())
+      MT_CUDA_CHECK(cudaEventRecord(done, stream));
+    return Status::ok();
+  }
+};
+
+namespace {
+
+// In --profile, the time the compute stream spends on these steps: the
+// bucket launches enqueue, the final wait is the communication not hidden.
+constexpr const char *kCommunication = "communication (NCCL)";
+
+/// The reduced buffers, or empty when the optimizer's leading all-reduces
+/// are not all in-place fp32 gradient reductions over one axis.
+std::vector<uint32_t> reducedGradients(const plan::Plan &plan, const plan::Program &optimizer,
+                                       DeviceArenas &arenas, std::string &axis, bool &average) {
+  std::vector<uint32_t> buffers;
+  for (const plan::Instruction &in : optimizer.instructions()) {
+    if (in.op() != "all_reduce")
+      break;
+    const plan::Attrs a(in);
+    if (buffers.empty()) {
+      axis = a.s("axis");
+      average = a.i("average") != 0;
+    }
+    const uint32_t id = in.outputs(0);
+    if (a.s("axis") != axis || (a.i("average") != 0) != average || in.inputs(0) != id ||
+        plan.buffers(id).arena() != plan::GRADIENTS || plan.buffers(id).dtype() != plan::F32 ||
+        arenas.storage(id) == DeviceArenas::Storage::Bf16Activation)
+      return {};
+    buffers.push_back(id);
+  }
+  return buffers;
+}
+
+} // namespace
+
+Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
+    const plan::Plan &plan, const plan::Program &forwardBackward, const plan::Program &optimizer,
+    const std::vector<Step> &optimizerSteps, const exec::RankContext &rank, DeviceArenas &arenas,
+    size_t bucketElements) {
+  std::string axis;
+  bool average = false;
+  const std::vector<uint32_t> reduced = reducedGradients(plan, optimizer, arenas, axis, average);
+  auto *comm = reduced.empty() ? nullptr : dynamic_cast<NcclCommunicator *>(rank.group(axis));
+  if (!comm)
+    return std::unique_ptr<GradientReduceOverlap>();
+  for (const Step &step : optimizerSteps)
+    if (step.instruction < int(reduced.size()) && step.launch && !step.collective)
+      return std::unique_ptr<GradientReduceOverlap>();
+
+  // The last instruction of forward_backward that writes each gradient.
+  std::map<uint32_t, int> lastWriter;
+  for (uint32_t id : reduced)
+    lastWriter[id] = forwardBackward.instructions_size() - 1;
+  std::map<uint32_t, int> written;
+  for (int i = 0; i < forwardBackward.instructions_size(); ++i)
+    for (uint32_t out : forwardBackward.instructions(i).outputs())
+      if (lastWriter.count(out))
+        written[out] = i;
+  for (auto [id, i] : written)
+    lastWriter[id] = i;
+  std::vector<uint32_t> order = reduced;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return lastWriter[a] < lastWriter[b]; });
+
+  auto state = std::make_shared<State>();
+  state->comm = comm;
+  state->op = average ? comm::ReduceOp::Avg : comm::ReduceOp::Sum;
+  state->reductions = int(reduced.size());
+  size_t inBucket = 0;
+  for (uint32_t id : order) {
+    if (state->buckets.empty() || inBucket >= bucketElements) {
+      state->buckets.emplace_back();
+      inBucket = 0;
+    }
+    State::Bucket &bucket = state->buckets.back();
+    float *data = reinterpret_cast<float *>(arenas.data(id));
+    const size_t count = size_t(plan::elementsOf(plan.buffers(id)));
+    State::Span *last = bucket.spans.empty() ? nullptr : &bucket.spans.back();
+    if (last && last->data + last->count == data) { // neighbours in memory: one call
+      last->count += count;
+    } else if (last && data + count == last->data) { // backward meets them in reverse
+      last->data = data;
+      last->count += count;
+    } else {
+      bucket.spans.push_back({data, count});
+    }
+    bucket.lastWriter = std::max(bucket.lastWriter, lastWriter[id]);
+    inBucket += count;
+  }
+  ScopedErrorContext context("planning the overlap of the gradient all-reduce: ");
+  MT_CUDA_CHECK(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));
+  for (State::Bucket &bucket : state->buckets)
+    MT_CUDA_CHECK(cudaEventCreateWithFlags(&bucket.ready, cudaEventDisableTiming));
+  MT_CUDA_CHECK(cudaEventCreateWithFlags(&state->done, cudaEventDisableTiming));
+  return std::unique_ptr<GradientReduceOverlap>(new GradientReduceOverlap(std::move(state)));
+}
+
+GradientReduceOverlap::~GradientReduceOverlap() = default;
+
+size_t GradientReduceOverlap::bucketCount() const { return state_->buckets.size(); }
+
+std::vector<Step> GradientReduceOverlap::withReductions(const std::vector<Step> &steps) const {
+  std::vector<Step> out;
+  size_t next = 0;
+  auto launchBucket = [&] {
+    const size_t b = next++;
+    std::shared_ptr<State> state = state_;
+    out.push_back({[state, b](cudaStream_t s) { return state->launch(b, s); },
+                   state_->buckets[b].lastWriter, false, false, nullptr, kCommunication});
+  };
+  for (const Step &step : steps) {
+    while (next < state_->buckets.size() && step.instruction > state_->buckets[next].lastWriter)
+      launchBucket();
+    out.push_back(step);
+  }
+  while (next < state_->buckets.size())
+    launchBucket();
+  // The compute stream waits for the last bucket: the optimizer reads the
+  // reduced gradients, and a captured graph joins the communication stream
+  // back (as CUDA graphs require) before it ends.
+  std::shared_ptr<State> state = state_;
+  out.push_back({[state](cudaStream_t s) -> Status {
+                   MT_CUDA_CHECK(cudaStreamWaitEvent(s, state->done, 0));
+                   return Status::ok();
+                 },
+                 state_->buckets.back().lastWriter, false, false, nullptr, kCommunication});
+  return out;
+}
+
+std::vector<Step> GradientReduceOverlap::withoutReductions(const std::vector<Step> &steps) const {
+  std::vector<Step> out;
+  for (const Step &step : steps)
+    if (step.instruction >= state_->reductions)
+      out.push_back(step);
+  return out;
+}
+
+} // namespace mt::cuda

@@ -1,0 +1,52 @@
+// Megatron's overlap_grad_reduce on the CUDA backend: the data-parallel
+// all-reduces that open the optimizer program start, in buckets, during the
+// last micro-batch's backward, each on a communication stream as soon as
+// the compute stream has enqueued the last write of its gradients; the
+// compute stream waits for the last bucket at the end of that backward.
+#ifndef MT_RUNTIME_CUDA_NCCLOVERLAP_H
+#define MT_RUNTIME_CUDA_NCCLOVERLAP_H
+
+#include "runtime/cuda/Lowering.h"
+
+#include <memory>
+#include <vector>
+
+namespace mt::cuda {
+
+class NcclCommunicator;
+
+class GradientReduceOverlap {
+public:
+  /// The buckets of `optimizer`'s leading all_reduce instructions, when
+  /// they all reduce fp32 gradients in place over one NCCL group with one
+  /// operation (Megatron: grad_reduce_in_fp32): in the order
+  /// `forwardBackward` finishes their gradients, about `bucketElements`
+  /// each (Megatron's bucket_size, 40M by default). Null when the programs
+  /// have another shape (no all-reduce, pipelines): then nothing overlaps.
+  /// `optimizerSteps` are the optimizer's lowered steps.
+  static Expected<std::unique_ptr<GradientReduceOverlap>>
+  plan(const plan::Plan &plan, const plan::Program &forwardBackward,
+       const plan::Program &optimizer, const std::vector<Step> &optimizerSteps,
+       const exec::RankContext &rank, DeviceArenas &arenas, size_t bucketElements);
+  ~GradientReduceOverlap();
+
+  /// forward_backward's steps with each bucket's launch after the step of
+  /// its last gradient write, then a wait of the compute stream for the
+  /// last bucket. They can be captured as one CUDA graph (NCCL supports
+  /// capture; the communication stream forks from and joins the compute
+  /// stream through events), after an eager first run has let NCCL connect.
+  std::vector<Step> withReductions(const std::vector<Step> &forwardBackward) const;
+  /// The optimizer's steps without its all-reduce steps.
+  std::vector<Step> withoutReductions(const std::vector<Step> &optimizer) const;
+  size_t bucketCount() const;
+
+  struct State; // the communication stream, events and buckets
+
+private:
+  explicit GradientReduceOverlap(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
+};
+
+} // namespace mt::cuda
+
+#endif // MT_RUNTIME_CUDA_NCCLOVERLAP_H

@@ -1,0 +1,89 @@
+// The rendezvous key-value store that bootstraps NCCL groups.
+#include "runtime/comm/FileStore.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+using mt::comm::FileStore;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "mtstore-XXXXXX").string();
+    path = mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+TEST(FileStore, AValueSetByOneRankReachesAWaitingOne) {
+  TempDir dir;
+  auto writer = FileStore::open(dir.path, 5s), reader = FileStore::open(dir.path, 5s);
+  ASSERT_TRUE(writer.isOk()) << writer.message();
+  ASSERT_TRUE(reader.isOk()) << reader.message();
+  std::vector<char> id = {'\0', 'n', '\xff', '/', 'x'}; // binary, like an ncclUniqueId
+  std::thread later([&] {
+    std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(writer->set("nccl/dp.0/0,1/0/id", id).isOk());
+  });
+  auto got = reader->get("nccl/dp.0/0,1/0/id");
+  later.join();
+  ASSERT_TRUE(got.isOk()) << got.message();
+  EXPECT_EQ(*got, id);
+  // Keys that differ only in characters a file name cannot hold stay apart.
+  ASSERT_TRUE(writer->set("a/b", {'1'}).isOk());
+  ASSERT_TRUE(writer->set("a%2Fb", {'2'}).isOk());
+  EXPECT_EQ(*reader->get("a/b"), std::vector<char>{'1'});
+  EXPECT_EQ(*reader->get("a%2Fb"), std::vector<char>{'2'});
+}
+
+TEST(FileStore, AKeyOfAnEarlierJobIsAnError) {
+  TempDir dir;
+  auto store = FileStore::open(dir.path, 1s);
+  ASSERT_TRUE(store.isOk());
+  ASSERT_TRUE(store->set("world/id", {'a'}).isOk());
+  auto again = store->set("world/id", {'b'});
+  ASSERT_FALSE(again.isOk());
+  EXPECT_NE(again.message().find("rendezvous key 'world/id' already exists"), std::string::npos)
+      << again.message();
+  EXPECT_EQ(*store->get("world/id"), std::vector<char>{'a'});
+}
+
+TEST(FileStore, WaitNamesTheMissingKeysAfterTheTimeout) {
+  TempDir dir;
+  auto store = FileStore::open(dir.path, 200ms);
+  ASSERT_TRUE(store.isOk());
+  ASSERT_TRUE(store->set("arrived/0", {}).isOk());
+  auto start = std::chrono::steady_clock::now();
+  auto s = store->wait({"arrived/0", "arrived/1", "arrived/2"});
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("no rendezvous key 'arrived/1', 'arrived/2' in '" + dir.path +
+                             "' within 200 ms"),
+            std::string::npos)
+      << s.message();
+  EXPECT_GE(seconds, 0.2);
+  EXPECT_LT(seconds, 2.0);
+}
+
+TEST(FileStore, OpenChecksTheDirectoryAndTimeout) {
+  auto missing = FileStore::open("/nonexistent/mt-rendezvous", 1s);
+  ASSERT_FALSE(missing.isOk());
+  EXPECT_NE(missing.message().find("'/nonexistent/mt-rendezvous' does not exist (MT_RENDEZVOUS)"),
+            std::string::npos);
+  auto unset = FileStore::open("", 1s);
+  ASSERT_FALSE(unset.isOk());
+  EXPECT_NE(unset.message().find("no rendezvous directory (MT_RENDEZVOUS)"), std::string::npos);
+  TempDir dir;
+  auto zero = FileStore::open(dir.path, 0ms);
+  ASSERT_FALSE(zero.isOk());
+  EXPECT_NE(zero.message().find("timeout must be positive"), std::string::npos);
+}
+
+} // namespace
