@@ -5,6 +5,7 @@
 #include "test/Tolerances.h"
 #include "test/runtime/cpu/KernelCheck.h"
 
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -135,6 +136,24 @@ TEST(LossTest, NegativeInfiniteLogitsHaveProbabilityZero) {
       EXPECT_EQ(d[i], 0.0f) << "gradient of the -inf logit " << i;
     }
   }
+}
+
+// The gradient check itself: the cross-entropy backward's gradient, 0.05%
+// too large, is far outside kGradientRel (the bound is not loose enough to
+// hide a wrong scale factor).
+TEST(LossTest, GradientCheckRejectsAGradientScaledBy1Point0005) {
+  Batch b = edgeBatch();
+  const float dloss = 0.7f;
+  std::vector<float> d0(b.logits.size(), 0.0f), d = d0;
+  cpu::crossEntropyBackward(b.logits.data(), b.labels.data(), b.mask.data(),
+                            dloss, d.data(), kTokens, kVocab);
+  auto ld = toDouble(b.logits);
+  auto loss = [&] { return dloss * crossEntropyRef(ld, b.labels, b.mask, kVocab); };
+  const std::vector<double> fd = finiteDifference(ld, loss);
+  expectGradient(d, d0, fd, "dlogits");
+  for (float &x : d)
+    x *= 1.0005f;
+  EXPECT_NONFATAL_FAILURE(expectGradient(d, d0, fd, "dlogits x 1.0005"), "dlogits x 1.0005");
 }
 
 TEST(LossTest, FullyMaskedBatchGivesZeroLossAndNoGradient) {
