@@ -103,14 +103,30 @@ inline constexpr double kParallelWeightRel = 1e-4;
 
 /// A whole training step of the CUDA backend (bf16 activations and
 /// operands, fp32 accumulation, master weights and AdamW) vs the fp32 CPU
-/// backend from the same weights and batches: the loss of the first step
-/// differs by the bf16 rounding of activations, which averages out over
-/// the tokens of the mean (well below 2^-8); later steps add the
-/// divergence of the weights, each AdamW step moving a weight by at most
-/// about lr, a relative change of the loss of order lr * steps. Held per
-/// step, relative to the CPU's loss.
+/// backend from the same weights and batches (test/runtime/cuda,
+/// TrainingStepTest; bounds derived, their GPU measurement is pending).
+///
+/// Step 1, relative to the CPU's value: the loss differs by the bf16
+/// rounding of activations, which averages out over the tokens of the mean
+/// (well below 2^-8); the gradient norm, dominated by its largest elements,
+/// by that of the activations and of their gradients: two bf16 roundings of
+/// at most 2^-8 each (as kBf16AttentionRel).
 inline constexpr double kBf16FirstStepLossRel = 4e-3;
-inline constexpr double kBf16TrainingLossRel = 2e-2;
+inline constexpr double kBf16GradNormRel = 1e-2;
+/// The weights after step 1: AdamW's first update is lr g / (|g| + eps),
+/// lr sign(g) wherever |g| >> eps, so the backends differ only where the
+/// sign of g differs, i.e. where |g| is below the CUDA gradient's error
+/// (kBf16Rel of the tensor's largest |g|): a few percent of the weights for
+/// bell-shaped gradients (3% lie below 0.04 sigma, for max |g| ~ 10 sigma),
+/// each by 2 lr. Held to each tensor's mean |difference|, in units of lr.
+inline constexpr double kBf16FirstUpdateMeanLr = 0.1;
+/// Every step of 20, relative to the CPU's value. The weights the first
+/// update moved differently are those whose gradient is near 0: they change
+/// the loss at second order only, so the loss stays within a few times the
+/// first step's difference; the gradient norm moves with them at first
+/// order (the Hessian times their 2 lr), bounded here at 3 times step 1's.
+inline constexpr double kBf16TrainingLossRel = 1e-2;
+inline constexpr double kBf16TrainingGradNormRel = 3e-2;
 
 } // namespace mt::tolerance
 
