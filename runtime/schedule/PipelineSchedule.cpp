@@ -48,12 +48,22 @@ namespace {
 
 using ActionKey = std::tuple<bool, int64_t, int64_t>; // forward?, micro-batch, virtual stage
 
-std::string describe(bool forward, int64_t microBatch, int64_t virtualStage) {
+/// The action whose result `a` (on virtual stage v) needs: a forward the
+/// previous virtual stage's forward, a backward the next one's backward
+/// (the last virtual stage: its own forward).
+ActionKey inputOf(const PipelineAction &a, int64_t v, int64_t last) {
+  if (a.forward)
+    return {true, a.microBatch, v - 1};
+  return v == last ? ActionKey{true, a.microBatch, v} : ActionKey{false, a.microBatch, v + 1};
+}
+
+std::string describe(const ActionKey &k) {
+  const auto [forward, microBatch, virtualStage] = k;
   return std::string(forward ? "forward" : "backward") + " of micro-batch " +
          std::to_string(microBatch) + " on virtual stage " + std::to_string(virtualStage);
 }
 
-/// What a stage found stuck at its next action waits for.
+/// Each stuck stage's next action and the input it waits for.
 std::string deadlockMessage(const std::vector<std::vector<PipelineAction>> &schedule,
                             const std::vector<size_t> &next, int64_t pp, int64_t last) {
   std::string message = "pipeline schedule deadlocks:";
@@ -62,11 +72,9 @@ std::string deadlockMessage(const std::vector<std::vector<PipelineAction>> &sche
       continue;
     const PipelineAction &a = schedule[s][next[s]];
     const int64_t v = a.chunk * pp + int64_t(s);
-    const bool depForward = a.forward || v == last;
-    const int64_t depStage = a.forward ? v - 1 : (v == last ? v : v + 1);
     message += " stage " + std::to_string(s) + " waits at action " + std::to_string(next[s]) +
-               " (" + describe(a.forward, a.microBatch, v) + ") for the " +
-               describe(depForward, a.microBatch, depStage) + ";";
+               " (" + describe({a.forward, a.microBatch, v}) + ") for the " +
+               describe(inputOf(a, v, last)) + ";";
   }
   message.pop_back();
   return message;
@@ -96,14 +104,9 @@ Expected<double> simulate(std::vector<std::vector<PipelineAction>> &schedule, in
       while (next[s] < schedule[s].size()) {
         PipelineAction &a = schedule[s][next[s]];
         const int64_t v = a.chunk * pp + int64_t(s);
-        // A forward needs the previous virtual stage's forward; a backward
-        // the next one's backward (the last stage: its own forward).
-        auto dep = a.forward ? std::make_tuple(true, a.microBatch, v - 1)
-                             : (v == last ? std::make_tuple(true, a.microBatch, v)
-                                          : std::make_tuple(false, a.microBatch, v + 1));
         double ready = 0;
         if (!(a.forward && v == 0)) {
-          auto it = done.find(dep);
+          auto it = done.find(inputOf(a, v, last));
           if (it == done.end())
             break;
           ready = it->second;
