@@ -112,8 +112,12 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
     mean += double(n) / double(p.chunkLayers.size());
   for (int64_t n : p.chunkLayers)
     cost.push_back(double(n) / mean);
-  double makespan = simulate(schedule, p.pp, vpp, 2.0, cost);
-  double bubble = bubbleFraction(schedule, makespan);
+  Expected<double> makespan = simulate(schedule, p.pp, vpp, 2.0, cost);
+  if (!makespan) {
+    llvm::errs() << "error: " << makespan.message() << "\n";
+    return false;
+  }
+  double bubble = bubbleFraction(schedule, *makespan);
   if (explain)
     os << "pipeline schedule: " << countOf(micro, "micro-batch", "micro-batches")
        << llvm::format(" per step, predicted bubble %.1f%% of stage time (backward = 2 x "
@@ -127,7 +131,7 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
   char bubbleText[64];
   std::snprintf(bubbleText, sizeof(bubbleText), ", bubble %.1f%%", 100.0 * bubble);
   Status s =
-      io::writePipelineSvg(svgPath, scheduleSvg(schedule, vpp, makespan, title + bubbleText));
+      io::writePipelineSvg(svgPath, scheduleSvg(schedule, vpp, *makespan, title + bubbleText));
   if (!s)
     llvm::errs() << "error: " << s.message() << "\n";
   return s.isOk();

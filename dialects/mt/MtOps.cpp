@@ -36,9 +36,11 @@ LogicalResult ParamOp::verify() {
            << (wildcard ? "has '*' in its name but no 'grouped_experts'"
                         : "is 'grouped_experts' but its name has no '*' "
                           "component standing for the expert index");
-  if (getHfRows() && (*getHfRows() < 1 || *getHfRows() > type.getDimSize(0)))
+  // I64Attr getters return uint64_t: read the attribute as signed.
+  if (IntegerAttr rows = getHfRowsAttr();
+      rows && (rows.getInt() < 1 || rows.getInt() > type.getDimSize(0)))
     return emitOpError() << "expects 1 <= hf_rows <= " << type.getDimSize(0) << ", got "
-                         << *getHfRows();
+                         << rows.getInt();
   if (getShardDim().has_value() != getShards().has_value())
     return emitOpError() << "expects both or neither of shard_dim and shards";
   if (getShardDim()) {

@@ -15,9 +15,11 @@ LogicalResult LRScheduleOp::verify() {
   if (!(maxLr >= 0.0) || !(minLr >= 0.0) || minLr > maxLr)
     return emitOpError() << "expects 0 <= min_lr (" << minLr << ") <= max_lr ("
                          << maxLr << ")";
-  if (getWarmupSteps() < 0 || getDecaySteps() < getWarmupSteps())
-    return emitOpError() << "expects 0 <= warmup_steps (" << getWarmupSteps()
-                         << ") <= decay_steps (" << getDecaySteps() << ")";
+  // I64Attr getters return uint64_t: read the attributes as signed.
+  int64_t warmup = getWarmupStepsAttr().getInt(), decay = getDecayStepsAttr().getInt();
+  if (warmup < 0 || decay < warmup)
+    return emitOpError() << "expects 0 <= warmup_steps (" << warmup
+                         << ") <= decay_steps (" << decay << ")";
   return success();
 }
 

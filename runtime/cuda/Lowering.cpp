@@ -5,15 +5,6 @@
 
 namespace mt::cuda {
 
-namespace {
-
-/// Backward kernels add into their outputs (runtime/cpu/Kernels.md).
-bool cpuAdds(const std::string &op) {
-  return op.find("_grad") != std::string::npos || op == "accumulate";
-}
-
-} // namespace
-
 Resources::~Resources() {
   for (void *p : owned)
     (void)cudaFree(p);
@@ -61,23 +52,28 @@ const int32_t *Lowerer::i32In(int i) {
 
 uint32_t Lowerer::target(int i, Capability capability, bool *add) {
   uint32_t id = instr_->outputs(i);
-  bool mustAdd = cpuAdds(instr_->op());
   auto pending = pendingZero_.find(id);
   bool zeroed = pending != pendingZero_.end();
   bool adds = false;
-  if (mustAdd && !zeroed) {
-    // Adds into what earlier instructions wrote.
-    if (capability == Capability::Writes)
-      fail("output " + describe(id) + " adds to earlier values, and the CUDA kernel of '" +
-           instr_->op() + "' can only write it");
+  switch (plan::outputUse(instr_->op(), zeroed, capability)) {
+  case plan::OutputUse::Write:
+    break;
+  case plan::OutputUse::WriteOverZeroFill:
+    steps_[pending->second].launch = nullptr; // the writer replaces the fill
+    break;
+  case plan::OutputUse::AddIntoZeroFill: // the fill stays
+  case plan::OutputUse::AddToEarlierValues:
     adds = true;
-  } else if (mustAdd && capability == Capability::Adds) {
-    adds = true; // into the zero-fill, which stays
-  } else if (capability == Capability::Adds) {
+    break;
+  case plan::OutputUse::ErrorMustAddButWrites:
+    fail("output " + describe(id) + " adds to earlier values, and the CUDA kernel of '" +
+         instr_->op() + "' can only write it");
+    adds = true;
+    break;
+  case plan::OutputUse::ErrorMustWriteButAdds:
     fail("output " + describe(id) + " is written by '" + instr_->op() +
          "', whose CUDA kernel can only add to it");
-  } else if (zeroed) {
-    steps_[pending->second].launch = nullptr; // the writer replaces the fill
+    break;
   }
   if (zeroed)
     pendingZero_.erase(pending);
@@ -103,7 +99,7 @@ const int64_t *Lowerer::hostI64In(int i) {
 }
 
 bf16 *Lowerer::bfOutOrSum(int i, bool &add) {
-  return bf(target(i, Capability::Either, &add), "output", i);
+  return bf(target(i, Capability::WritesOrAdds, &add), "output", i);
 }
 
 float *Lowerer::hostScalar(uint32_t id) {

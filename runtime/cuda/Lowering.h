@@ -6,7 +6,8 @@
 // backward kernels add into buffers the plan zero-fills first. The CUDA
 // kernels that produce bf16 activation gradients write instead, so the
 // fill_zero before such a writer is dropped; a later writer of the same
-// buffer adds (cuBLASLt's beta = 1), or lowering fails naming the op.
+// buffer adds (cuBLASLt's beta = 1), or lowering fails naming the op. The
+// decision is plan::outputUse (runtime/plan/OpRegistry.h), tested on the CPU.
 #ifndef MT_RUNTIME_CUDA_LOWERING_H
 #define MT_RUNTIME_CUDA_LOWERING_H
 
@@ -133,8 +134,9 @@ public:
   }
 
 private:
-  enum class Capability { Writes, Adds, Either };
-  /// Output i's buffer, after deciding whether its kernel writes or adds.
+  using Capability = plan::KernelOutput;
+  /// Output i's buffer, after deciding whether its kernel writes or adds
+  /// (plan::outputUse, the rule the CPU kernels follow).
   uint32_t target(int i, Capability capability, bool *add = nullptr);
   bf16 *bf(uint32_t buffer, const char *role, int i);
   float *f32(uint32_t buffer, const char *role, int i);

@@ -9,7 +9,7 @@ namespace mt::exec {
 namespace {
 
 uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = 0xCBF29CE484222325ull; // the FNV-1a 64-bit offset basis
   for (char c : s) {
     h ^= uint8_t(c);
     h *= 1099511628211ull;

@@ -89,8 +89,12 @@ void PipelineChannels::receiveLoop(int64_t fromStage, comm::Communicator *group)
     if (Status s = group->broadcastHost(header, kHeader, 0); !s)
       return fail(s);
     int64_t microBatch = int64_t(header[0]);
-    if (microBatch < 0)
-      return; // the peer stopped
+    if (microBatch < 0) { // the peer stopped: what it has not sent never comes
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopped_.insert(fromStage);
+      changed_.notify_all();
+      return;
+    }
     auto tag = uint32_t(header[1]);
     int64_t count = int64_t(header[2]) * kHalf + int64_t(header[3]);
     std::vector<float> data(static_cast<size_t>(count));
@@ -125,9 +129,15 @@ Status PipelineChannels::receive(int64_t fromStage, int64_t microBatch, uint32_t
                                  float *out, int64_t count) {
   std::unique_lock<std::mutex> lock(mutex_);
   auto key = std::make_tuple(fromStage, microBatch, tag);
-  changed_.wait(lock, [&] { return mailbox_.count(key) || !failure_; });
+  changed_.wait(lock, [&] {
+    return mailbox_.count(key) || !failure_ || stopped_.count(fromStage);
+  });
   if (!failure_)
     return failure_;
+  if (!mailbox_.count(key))
+    return Status::error("pipeline stage " + std::to_string(fromStage) +
+                         " stopped sending before micro-batch " + std::to_string(microBatch) +
+                         ", buffer %" + std::to_string(tag) + " (its run ended or failed)");
   std::vector<float> &data = mailbox_[key];
   if (int64_t(data.size()) != count)
     return Status::error("pipeline message from stage " + std::to_string(fromStage) +

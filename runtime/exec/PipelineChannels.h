@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -27,7 +28,8 @@ public:
   /// Queues a copy of `data` for stage `toStage`, keyed (microBatch, tag).
   Status send(int64_t toStage, int64_t microBatch, uint32_t tag, const float *data,
               int64_t count);
-  /// Waits for the message (microBatch, tag) from stage `fromStage`.
+  /// Waits for the message (microBatch, tag) from stage `fromStage`; an
+  /// error when a transfer failed or that stage stopped without sending it.
   Status receive(int64_t fromStage, int64_t microBatch, uint32_t tag, float *out,
                  int64_t count);
   /// Waits until every queued send has been delivered.
@@ -53,6 +55,7 @@ private:
   std::map<int64_t, std::unique_ptr<Outgoing>> outgoing_; // by peer stage
   std::vector<std::thread> receivers_;
   std::map<std::tuple<int64_t, int64_t, uint32_t>, std::vector<float>> mailbox_;
+  std::set<int64_t> stopped_; // stages whose stop message arrived
   int64_t inFlight_ = 0;
   Status failure_;
 };

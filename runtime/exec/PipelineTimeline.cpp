@@ -78,8 +78,14 @@ Expected<std::string> PipelineTimeline::publish(const RankContext &rank, int64_t
   const auto [forward, backward] = meanDurations(measured);
   const double ratio = backward / forward;
   auto predicted = schedule;
-  const double atTwo = bubbleFraction(predicted, simulate(predicted, pp, vpp, 2.0));
-  const double atRatio = bubbleFraction(predicted, simulate(predicted, pp, vpp, ratio));
+  Expected<double> spanAtTwo = simulate(predicted, pp, vpp, 2.0);
+  if (!spanAtTwo)
+    return spanAtTwo.status();
+  const double atTwo = bubbleFraction(predicted, *spanAtTwo);
+  Expected<double> spanAtRatio = simulate(predicted, pp, vpp, ratio);
+  if (!spanAtRatio)
+    return spanAtRatio.status();
+  const double atRatio = bubbleFraction(predicted, *spanAtRatio);
   // The picture in units of the mean forward, as the schedule's.
   for (auto &stage : measured)
     for (PipelineAction &a : stage)

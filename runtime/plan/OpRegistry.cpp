@@ -223,4 +223,22 @@ Status checkInstruction(const Plan &plan, const Program &program, int index) {
   return Status::ok();
 }
 
+bool addsIntoOutputs(const std::string &op) {
+  return op.find("_grad") != std::string::npos || op == "accumulate";
+}
+
+OutputUse outputUse(const std::string &op, bool zeroFilled, KernelOutput kernel) {
+  if (!addsIntoOutputs(op)) {
+    if (kernel == KernelOutput::Adds)
+      return OutputUse::ErrorMustWriteButAdds;
+    return zeroFilled ? OutputUse::WriteOverZeroFill : OutputUse::Write;
+  }
+  if (!zeroFilled)
+    return kernel == KernelOutput::Writes ? OutputUse::ErrorMustAddButWrites
+                                          : OutputUse::AddToEarlierValues;
+  // Adding into zeros is writing: a kernel that can write replaces the fill.
+  return kernel == KernelOutput::Adds ? OutputUse::AddIntoZeroFill
+                                      : OutputUse::WriteOverZeroFill;
+}
+
 } // namespace mt::plan

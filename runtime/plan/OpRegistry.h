@@ -44,6 +44,33 @@ Status checkInstruction(const Plan &plan, const Program &program, int index);
 /// Elements of a buffer: the product of its shape.
 int64_t elementsOf(const Buffer &buffer);
 
+/// Whether instructions of `op` add into their outputs (+=) rather than
+/// write them: the backward ops ("*_grad") and "accumulate" add, every other
+/// op writes (runtime/cpu/Kernels.md). The plan zero-fills (fill_zero) an
+/// accumulated buffer before its first adder, except the main gradients,
+/// which the runtime zeroes at the start of each step.
+bool addsIntoOutputs(const std::string &op);
+
+/// What a backend kernel can do with one of its outputs.
+enum class KernelOutput { Writes, Adds, WritesOrAdds };
+
+/// How a kernel must treat one output so that the plan's meaning holds:
+/// write it, write it in place of the zero-fill that was its last write
+/// (the fill can be dropped), add into that zero-fill, or add to values
+/// earlier instructions left; or it cannot (the two errors).
+enum class OutputUse {
+  Write,
+  WriteOverZeroFill,
+  AddIntoZeroFill,
+  AddToEarlierValues,
+  ErrorMustAddButWrites,  // the op adds to earlier values; the kernel only writes
+  ErrorMustWriteButAdds,  // the op writes; the kernel only adds
+};
+
+/// The decision for an output of `op` whose last write in the program so far
+/// was a fill_zero (`zeroFilled`), for a kernel that can do `kernel`.
+OutputUse outputUse(const std::string &op, bool zeroFilled, KernelOutput kernel);
+
 } // namespace mt::plan
 
 #endif // MT_RUNTIME_PLAN_OPREGISTRY_H

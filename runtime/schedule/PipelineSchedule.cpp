@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <map>
 #include <sstream>
+#include <string>
 #include <tuple>
 
 namespace mt {
@@ -43,28 +44,69 @@ std::vector<std::vector<PipelineAction>> pipelineSchedule(int64_t pp, int64_t vp
   return stages;
 }
 
-double simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp, int64_t vpp,
-                double backwardCost, const std::vector<double> &chunkCost) {
-  // Completion time of (forward?, micro-batch, virtual stage).
-  std::map<std::tuple<bool, int64_t, int64_t>, double> done;
+namespace {
+
+using ActionKey = std::tuple<bool, int64_t, int64_t>; // forward?, micro-batch, virtual stage
+
+/// The action whose result `a` (on virtual stage v) needs: a forward the
+/// previous virtual stage's forward, a backward the next one's backward
+/// (the last virtual stage: its own forward).
+ActionKey inputOf(const PipelineAction &a, int64_t v, int64_t last) {
+  if (a.forward)
+    return {true, a.microBatch, v - 1};
+  return v == last ? ActionKey{true, a.microBatch, v} : ActionKey{false, a.microBatch, v + 1};
+}
+
+std::string describe(const ActionKey &k) {
+  const auto [forward, microBatch, virtualStage] = k;
+  return std::string(forward ? "forward" : "backward") + " of micro-batch " +
+         std::to_string(microBatch) + " on virtual stage " + std::to_string(virtualStage);
+}
+
+/// Each stuck stage's next action and the input it waits for.
+std::string deadlockMessage(const std::vector<std::vector<PipelineAction>> &schedule,
+                            const std::vector<size_t> &next, int64_t pp, int64_t last) {
+  std::string message = "pipeline schedule deadlocks:";
+  for (size_t s = 0; s < schedule.size(); ++s) {
+    if (next[s] == schedule[s].size())
+      continue;
+    const PipelineAction &a = schedule[s][next[s]];
+    const int64_t v = a.chunk * pp + int64_t(s);
+    message += " stage " + std::to_string(s) + " waits at action " + std::to_string(next[s]) +
+               " (" + describe({a.forward, a.microBatch, v}) + ") for the " +
+               describe(inputOf(a, v, last)) + ";";
+  }
+  message.pop_back();
+  return message;
+}
+
+} // namespace
+
+Expected<double> simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp,
+                          int64_t vpp, double backwardCost, const std::vector<double> &chunkCost) {
+  if (pp < 1 || vpp < 1 || int64_t(schedule.size()) != pp)
+    return Status::error("pipeline schedule has " + std::to_string(schedule.size()) +
+                         " stages, expected pp = " + std::to_string(pp));
+  for (size_t s = 0; s < schedule.size(); ++s)
+    for (const PipelineAction &a : schedule[s])
+      if (a.chunk < 0 || a.chunk >= vpp)
+        return Status::error("pipeline schedule: stage " + std::to_string(s) + " has chunk " +
+                             std::to_string(a.chunk) + ", expected 0 <= chunk < vpp = " +
+                             std::to_string(vpp));
+  std::map<ActionKey, double> done; // completion times
   std::vector<size_t> next(schedule.size(), 0);
   std::vector<double> free(schedule.size(), 0);
-  int64_t last = pp * vpp - 1;
+  const int64_t last = pp * vpp - 1;
   double makespan = 0;
   for (bool progress = true; progress;) {
     progress = false;
     for (size_t s = 0; s < schedule.size(); ++s) {
       while (next[s] < schedule[s].size()) {
         PipelineAction &a = schedule[s][next[s]];
-        int64_t v = a.chunk * pp + int64_t(s);
-        // A forward needs the previous virtual stage's forward; a backward
-        // the next one's backward (the last stage: its own forward).
-        auto dep = a.forward ? std::make_tuple(true, a.microBatch, v - 1)
-                             : (v == last ? std::make_tuple(true, a.microBatch, v)
-                                          : std::make_tuple(false, a.microBatch, v + 1));
+        const int64_t v = a.chunk * pp + int64_t(s);
         double ready = 0;
         if (!(a.forward && v == 0)) {
-          auto it = done.find(dep);
+          auto it = done.find(inputOf(a, v, last));
           if (it == done.end())
             break;
           ready = it->second;
@@ -80,6 +122,9 @@ double simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp, 
       }
     }
   }
+  for (size_t s = 0; s < schedule.size(); ++s)
+    if (next[s] < schedule[s].size())
+      return Status::error(deadlockMessage(schedule, next, pp, last));
   return makespan;
 }
 
@@ -142,7 +187,7 @@ std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule
         << "<rect x=\"" << left << "\" y=\"" << y + 2 << "\" width=\"" << makespan * unit
         << "\" height=\"" << row - 4 << "\" fill=\"#f0f0f0\"/>\n";
     for (const PipelineAction &a : schedule[s]) {
-      const char *color = (a.forward ? fwd : bwd)[std::min<int64_t>(a.chunk, 3)];
+      const char *color = (a.forward ? fwd : bwd)[a.chunk < 3 ? a.chunk : 3];
       double x = left + a.start * unit, w = (a.end - a.start) * unit;
       svg << "<rect x=\"" << x << "\" y=\"" << y + 2 << "\" width=\"" << w - 1
           << "\" height=\"" << row - 4 << "\" fill=\"" << color << "\"/>\n"

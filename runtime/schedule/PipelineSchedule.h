@@ -4,6 +4,8 @@
 #ifndef MT_RUNTIME_SCHEDULE_PIPELINESCHEDULE_H
 #define MT_RUNTIME_SCHEDULE_PIPELINESCHEDULE_H
 
+#include "runtime/support/Status.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,9 +30,14 @@ std::vector<std::vector<PipelineAction>> pipelineSchedule(int64_t pp, int64_t vp
 /// scaled by the virtual stage's weight in `chunkCost` (its share of the
 /// layers; all 1 when empty); an action starts when its stage is free and
 /// its input exists (the previous virtual stage's forward, the next one's
-/// backward). Returns the makespan.
-double simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp, int64_t vpp,
-                double backwardCost = 2.0, const std::vector<double> &chunkCost = {});
+/// backward; the last virtual stage's backward needs its own forward).
+/// Returns the makespan, or an error when the schedule has pp != its stage
+/// count, a chunk outside [0, vpp), or deadlocks (some stage waits for an
+/// input that never comes: the error names each stuck stage, its action and
+/// the missing input).
+Expected<double> simulate(std::vector<std::vector<PipelineAction>> &schedule, int64_t pp,
+                          int64_t vpp, double backwardCost = 2.0,
+                          const std::vector<double> &chunkCost = {});
 
 /// Fraction of stage time spent idle within the makespan.
 double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,

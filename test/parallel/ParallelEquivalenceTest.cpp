@@ -67,7 +67,7 @@ TEST_P(ParallelEquivalence, MatchesTheSingleRank) {
       worst = std::max(worst, double(std::fabs(x[i] - y[i])));
       scale = std::max(scale, double(std::fabs(x[i])));
     }
-    EXPECT_LE(worst, tolerance::kParallelRel * scale) << t.name;
+    EXPECT_LE(worst, tolerance::kParallelWeightRel * scale) << t.name;
   }
 }
 

@@ -31,6 +31,12 @@ for config in "$here"/configs/*.json; do
     [[ $flags == *"--dp 2"* ]] && ranks=$((ranks * 2))
     [[ $flags == *"--pp 2"* ]] && ranks=$((ranks * 2))
     [[ $flags == *"--pp 4"* ]] && ranks=$((ranks * 4))
+    # --adam-eps 1e-4: AdamW moves a weight by lr m / (sqrt(v) + eps), which
+    # is lr * sign(g) wherever |g| >> eps. With the default eps (1e-8), a
+    # gradient element that is fp32 noise (|g| ~ 1e-8) takes a random sign
+    # in each layout's summation order (measured, llama tp2 vs single:
+    # weights 9e-6 apart, 0.009 lr). Above eps the update is continuous in g
+    # (at most lr dg / eps apart; measured 6e-8): Tolerances.h, kParallelWeightRel.
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$out/$model/model.mlir" $flags --global-batch 8 --lr 1e-3 \
       --warmup-steps 1 --train-steps 3 --weight-decay 0.1 --adam-eps 1e-4 -o "$out/$model/$name.plan"

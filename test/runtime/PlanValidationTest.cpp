@@ -53,10 +53,14 @@ std::string errorOf(const Plan &p) {
 TEST(PlanValidation, AcceptsAValidPlan) { EXPECT_EQ(errorOf(smallPlan()), ""); }
 
 TEST(PlanValidation, RejectsAnotherVersion) {
-  Plan p = smallPlan();
-  p.set_version(kPlanVersion + 1);
-  EXPECT_NE(errorOf(p).find("plan version 3 is not supported by this mtrun (it reads version 2)"),
-            std::string::npos);
+  for (uint32_t version : {kPlanVersion - 1, kPlanVersion + 1}) {
+    Plan p = smallPlan();
+    p.set_version(version);
+    const std::string want = "plan version " + std::to_string(version) +
+                             " is not supported by this mtrun (it reads version " +
+                             std::to_string(kPlanVersion) + ")";
+    EXPECT_NE(errorOf(p).find(want), std::string::npos) << errorOf(p);
+  }
 }
 
 TEST(PlanValidation, RejectsAnUnknownOp) {

@@ -133,3 +133,27 @@ func.func @ids_type(%ids: tensor<2x8xf32>, %t: tensor<16x4xf32>) {
   %0 = "mt.embedding"(%ids, %t) : (tensor<2x8xf32>, tensor<16x4xf32>) -> tensor<2x8x4xf32>
   return
 }
+
+// -----
+
+func.func @bias_add_rank(%x: tensor<f32>, %b: tensor<1xf32>) {
+  // expected-error @+1 {{'mt.bias_add' op expects input of rank >= 1}}
+  %0 = mt.bias_add %x, %b : (tensor<f32>, tensor<1xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @bias_add_size(%x: tensor<2x8x96xf32>, %b: tensor<64xf32>) {
+  // expected-error @+1 {{'mt.bias_add' op expects bias of size 96 (the last axis of input [2, 8, 96]), got [64]}}
+  %0 = mt.bias_add %x, %b : (tensor<2x8x96xf32>, tensor<64xf32>) -> tensor<2x8x96xf32>
+  return
+}
+
+// -----
+
+func.func @bias_add_result(%x: tensor<2x8x96xf32>, %b: tensor<96xf32>) {
+  // expected-error @+1 {{'mt.bias_add' op expects result of type 'tensor<2x8x96xf32>', got 'tensor<2x8x96xbf16>'}}
+  %0 = mt.bias_add %x, %b : (tensor<2x8x96xf32>, tensor<96xf32>) -> tensor<2x8x96xbf16>
+  return
+}

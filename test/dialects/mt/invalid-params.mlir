@@ -76,3 +76,13 @@ func.func @unknown_attr(%x: tensor<4xf32>) -> tensor<4xf32> {
 // expected-error @+1 {{expects 'mt.hf_config' to be a string on a module}}
 module attributes {mt.hf_config = 3 : i64} {
 }
+
+// -----
+
+// expected-error @+1 {{'mt.param' op expects 1 <= hf_rows <= 96, got -1}}
+mt.param @model.embed_tokens.weight : tensor<96x64xf32> init(normal, std = 2.0e-02) {hf_rows = -1 : i64}
+
+// -----
+
+// expected-error @+1 {{'mt.param' op expects 1 <= hf_rows <= 96, got 97}}
+mt.param @model.embed_tokens.weight : tensor<96x64xf32> init(normal, std = 2.0e-02) {hf_rows = 97 : i64}

@@ -2,7 +2,10 @@
 // RUN: mtc-opt %s | mtc-opt | FileCheck %s
 // RUN: mtc-opt %s -mlir-print-op-generic | mtc-opt | FileCheck %s
 
-// Every op of the mt dialect survives a print/parse round trip.
+// Every op of the mt dialect survives a print/parse round trip. The list of
+// ops is taken from the ODS files, so that a new op without a case here fails:
+// RUN: python3 -c "import re,sys,glob; ops=set(re.findall(r'Mt_(?:Grad)?Op<\"(\w+)\"', ''.join(open(f).read() for f in glob.glob(sys.argv[1]+'/*.td')))); text=open(sys.argv[2]).read(); missing=sorted(o for o in ops if not re.search(r'mt\.'+o+r'\b', text)); print(len(ops), 'ops, missing:', missing); sys.exit(len(ops) < 30)" %S/../../../dialects/mt %s | FileCheck %s --check-prefix=ALL
+// ALL: {{^[0-9]+}} ops, missing: []{{$}}
 
 // CHECK: mt.param @model.embed_tokens.weight : tensor<256x64xf32> init(normal, std = 2.000000e-02)
 mt.param @model.embed_tokens.weight : tensor<256x64xf32> init(normal, std = 2.0e-02)
@@ -91,4 +94,108 @@ func.func @loss(%logits: tensor<2x8x256xf32>, %labels: tensor<2x8xi32>, %mask: t
   // CHECK: mt.add %{{.*}}, %{{.*}} {mt.layer = 3 : i64} : tensor<f32>
   %s = mt.add %l, %l {mt.layer = 3 : i64} : tensor<f32>
   return %s : tensor<f32>
+}
+
+// CHECK-LABEL: func.func @bias_and_zeros
+func.func @bias_and_zeros(%x: tensor<2x8x96xf32>, %b: tensor<96xf32>) -> (tensor<2x8x96xf32>, tensor<f32>, tensor<2x8xi32>) {
+  // CHECK: mt.bias_add %{{.*}}, %{{.*}} : (tensor<2x8x96xf32>, tensor<96xf32>) -> tensor<2x8x96xf32>
+  %y = mt.bias_add %x, %b : (tensor<2x8x96xf32>, tensor<96xf32>) -> tensor<2x8x96xf32>
+  // CHECK: mt.zeros : tensor<f32>
+  %z = mt.zeros : tensor<f32>
+  // CHECK: mt.zeros : tensor<2x8xi32>
+  %zi = mt.zeros : tensor<2x8xi32>
+  return %y, %z, %zi : tensor<2x8x96xf32>, tensor<f32>, tensor<2x8xi32>
+}
+
+// CHECK-LABEL: func.func @dense_grads
+func.func @dense_grads(%ids: tensor<2x8xi32>, %x: tensor<2x8x64xf32>, %w: tensor<96x64xf32>, %dy: tensor<2x8x96xf32>, %de: tensor<2x8x64xf32>) {
+  // CHECK: mt.embedding_grad %{{.*}}, %{{.*}} : (tensor<2x8xi32>, tensor<2x8x64xf32>) -> tensor<256x64xf32>
+  %dt = mt.embedding_grad %ids, %de : (tensor<2x8xi32>, tensor<2x8x64xf32>) -> tensor<256x64xf32>
+  // CHECK: mt.embedding_grad %{{.*}}, %{{.*}} {vocab_parallel_axis = "tp"} : (tensor<2x8xi32>, tensor<2x8x64xf32>) -> tensor<128x64xf32>
+  %dtv = mt.embedding_grad %ids, %de {vocab_parallel_axis = "tp"} : (tensor<2x8xi32>, tensor<2x8x64xf32>) -> tensor<128x64xf32>
+  // CHECK: mt.linear_grad_input %{{.*}}, %{{.*}} : (tensor<2x8x96xf32>, tensor<96x64xf32>) -> tensor<2x8x64xf32>
+  %dx = mt.linear_grad_input %dy, %w : (tensor<2x8x96xf32>, tensor<96x64xf32>) -> tensor<2x8x64xf32>
+  // CHECK: mt.linear_grad_weight %{{.*}}, %{{.*}} : (tensor<2x8x64xf32>, tensor<2x8x96xf32>) -> tensor<96x64xf32>
+  %dw = mt.linear_grad_weight %x, %dy : (tensor<2x8x64xf32>, tensor<2x8x96xf32>) -> tensor<96x64xf32>
+  // CHECK: mt.bias_grad %{{.*}} : (tensor<2x8x96xf32>) -> tensor<96xf32>
+  %db = mt.bias_grad %dy : (tensor<2x8x96xf32>) -> tensor<96xf32>
+  // CHECK: mt.swiglu_grad %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x8x96xf32>, tensor<2x8x96xf32>, tensor<2x8x96xf32>) -> (tensor<2x8x96xf32>, tensor<2x8x96xf32>)
+  %g, %u = mt.swiglu_grad %dy, %dy, %dy : (tensor<2x8x96xf32>, tensor<2x8x96xf32>, tensor<2x8x96xf32>) -> (tensor<2x8x96xf32>, tensor<2x8x96xf32>)
+  // CHECK: mt.gelu_grad %{{.*}}, %{{.*}} {approximate_tanh} : (tensor<2x8x96xf32>, tensor<2x8x96xf32>) -> tensor<2x8x96xf32>
+  %gx = mt.gelu_grad %dy, %dy {approximate_tanh} : (tensor<2x8x96xf32>, tensor<2x8x96xf32>) -> tensor<2x8x96xf32>
+  return
+}
+
+// CHECK-LABEL: func.func @norm_grads
+func.func @norm_grads(%x: tensor<2x8x64xbf16>, %w: tensor<64xbf16>, %dy: tensor<2x8x64xbf16>) {
+  // CHECK: mt.rmsnorm_grad %{{.*}}, %{{.*}}, %{{.*}} {eps = 1.000000e-05 : f64} : (tensor<2x8x64xbf16>, tensor<64xbf16>, tensor<2x8x64xbf16>) -> (tensor<2x8x64xbf16>, tensor<64xbf16>)
+  %dx, %dw = mt.rmsnorm_grad %x, %w, %dy {eps = 1.0e-05 : f64} : (tensor<2x8x64xbf16>, tensor<64xbf16>, tensor<2x8x64xbf16>) -> (tensor<2x8x64xbf16>, tensor<64xbf16>)
+  // CHECK: mt.layernorm_grad %{{.*}}, %{{.*}}, %{{.*}} {eps = 1.000000e-05 : f64} : (tensor<2x8x64xbf16>, tensor<64xbf16>, tensor<2x8x64xbf16>) -> (tensor<2x8x64xbf16>, tensor<64xbf16>, tensor<64xbf16>)
+  %lx, %lw, %lb = mt.layernorm_grad %x, %w, %dy {eps = 1.0e-05 : f64} : (tensor<2x8x64xbf16>, tensor<64xbf16>, tensor<2x8x64xbf16>) -> (tensor<2x8x64xbf16>, tensor<64xbf16>, tensor<64xbf16>)
+  return
+}
+
+// CHECK-LABEL: func.func @attention_grads
+func.func @attention_grads(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %do: tensor<2x8x4x16xf32>) {
+  // CHECK: mt.rotary_grad %{{.*}} {high_freq_factor = 4.000000e+00 : f64, low_freq_factor = 1.000000e+00 : f64, original_max_position = 8192 : i64, scaling_factor = 3.200000e+01 : f64, theta = 5.000000e+05 : f64} : (tensor<2x8x4x16xf32>) -> tensor<2x8x4x16xf32>
+  %dr = mt.rotary_grad %do {theta = 5.0e+05 : f64, scaling_factor = 32.0 : f64, low_freq_factor = 1.0 : f64, high_freq_factor = 4.0 : f64, original_max_position = 8192 : i64} : (tensor<2x8x4x16xf32>) -> tensor<2x8x4x16xf32>
+  // CHECK: mt.attention_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, scale = 2.500000e-01 : f64} : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x4x16xf32>, tensor<2x8x4x16xf32>) -> (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>)
+  %dq, %dk, %dv = mt.attention_grad %q, %k, %k, %do, %do {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x4x16xf32>, tensor<2x8x4x16xf32>) -> (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>)
+  return
+}
+
+// CHECK-LABEL: func.func @moe_grads
+func.func @moe_grads(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>, %daux: tensor<f32>,
+                     %gate: tensor<8x96x64xf32>, %up: tensor<8x96x64xf32>, %down: tensor<8x64x96xf32>) {
+  // CHECK: mt.moe_router_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {aux_loss_coeff = 1.000000e-02 : f64, norm_topk_prob, top_k = 2 : i64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>) -> (tensor<2x8x64xf32>, tensor<8x64xf32>)
+  %dx, %dwr = mt.moe_router_grad %x, %wr, %w, %daux {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>) -> (tensor<2x8x64xf32>, tensor<8x64xf32>)
+  // CHECK: mt.expert_ffn_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+  %ex, %ew, %eg, %eu, %ed = mt.expert_ffn_grad %x, %w, %i, %gate, %up, %down, %x
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xf32>)
+        -> (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+  return
+}
+
+// CHECK-LABEL: func.func @loss_grad
+func.func @loss_grad(%logits: tensor<2x8x256xf32>, %labels: tensor<2x8xi32>, %mask: tensor<2x8xf32>, %dloss: tensor<f32>) {
+  // CHECK: mt.cross_entropy_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x256xf32>
+  %d = mt.cross_entropy_grad %logits, %labels, %mask, %dloss : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x256xf32>
+  // CHECK: mt.cross_entropy_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {valid_vocab = 250 : i64, vocab_parallel_axis = "tp"} : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x256xf32>
+  %dv = mt.cross_entropy_grad %logits, %labels, %mask, %dloss {vocab_parallel_axis = "tp", valid_vocab = 250 : i64} : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x256xf32>
+  return
+}
+
+// CHECK-LABEL: func.func @collectives
+func.func @collectives(%x: tensor<2x8x64xf32>, %h: tensor<2x4x64xbf16>) {
+  // CHECK: mt.all_reduce %{{.*}} {axis = "tp"} : tensor<2x8x64xf32>
+  %r = mt.all_reduce %x {axis = "tp"} : tensor<2x8x64xf32>
+  // CHECK: mt.all_reduce %{{.*}} {average, axis = "dp"} : tensor<2x8x64xf32>
+  %a = mt.all_reduce %x {axis = "dp", average} : tensor<2x8x64xf32>
+  // CHECK: mt.tp_copy %{{.*}} {axis = "tp"} : tensor<2x8x64xf32>
+  %c = mt.tp_copy %x {axis = "tp"} : tensor<2x8x64xf32>
+  // CHECK: mt.all_gather %{{.*}} {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xbf16>) -> tensor<2x8x64xbf16>
+  %g = mt.all_gather %h {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xbf16>) -> tensor<2x8x64xbf16>
+  // CHECK: mt.reduce_scatter %{{.*}} {axis = "tp", dim = 1 : i64} : (tensor<2x8x64xbf16>) -> tensor<2x4x64xbf16>
+  %s = mt.reduce_scatter %g {axis = "tp", dim = 1 : i64} : (tensor<2x8x64xbf16>) -> tensor<2x4x64xbf16>
+  return
+}
+
+// CHECK-LABEL: func.func @optimizer
+func.func @optimizer(%p: tensor<64x64xf32>, %g: tensor<64x64xf32>, %b: tensor<64xf32>, %m: tensor<64x64xf32>, %v: tensor<64x64xf32>, %step: tensor<i64>) {
+  // CHECK: mt.global_norm %{{.*}}, %{{.*}} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+  %n = mt.global_norm %g, %b : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+  // CHECK: mt.global_norm %{{.*}}, %{{.*}} {replicated = array<i1: false, true>, sharded_axis = "tp"} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+  %ns = mt.global_norm %g, %b {sharded_axis = "tp", replicated = array<i1: false, true>} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+  // CHECK: mt.check_finite %{{.*}} : tensor<f32>
+  mt.check_finite %n : tensor<f32>
+  // CHECK: mt.clip_coefficient %{{.*}} {max_norm = 1.000000e+00 : f64} : (tensor<f32>) -> tensor<f32>
+  %c = mt.clip_coefficient %n {max_norm = 1.0 : f64} : (tensor<f32>) -> tensor<f32>
+  // CHECK: mt.lr_schedule %{{.*}} {decay_steps = 300 : i64, max_lr = 3.000000e-04 : f64, min_lr = 3.000000e-05 : f64, style = "cosine", warmup_steps = 10 : i64} : (tensor<i64>) -> tensor<f32>
+  %lr = mt.lr_schedule %step {max_lr = 3.0e-04 : f64, min_lr = 3.0e-05 : f64, warmup_steps = 10 : i64, decay_steps = 300 : i64, style = "cosine"} : (tensor<i64>) -> tensor<f32>
+  // CHECK: mt.adamw %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {beta1 = 9.000000e-01 : f64, beta2 = 0.94999999999999996 : f64, eps = 1.000000e-08 : f64, weight_decay = 1.000000e-01 : f64} : (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>)
+  %p1, %m1, %v1 = mt.adamw %p, %g, %m, %v, %lr, %step, %c {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}
+      : (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>)
+  return
 }

@@ -5,10 +5,12 @@
 #include "test/Tolerances.h"
 #include "test/runtime/cpu/KernelCheck.h"
 
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -104,6 +106,54 @@ TEST(LossTest, BackwardMatchesFiniteDifferences) {
   // The masked token's row is untouched, bit for bit.
   EXPECT_EQ(0, std::memcmp(d.data() + 2 * kVocab, d0.data() + 2 * kVocab,
                            sizeof(float) * kVocab));
+}
+
+// Logits of -inf (a vocabulary entry masked out, as padded vocabulary rows
+// are) have probability 0: they add nothing to the log-sum-exp and get a
+// gradient of exactly 0, never NaN. The values below are derived by hand
+// from loss = ln(sum_v e^l[v]) - l[label] and dl = (softmax - onehot) / 3.
+TEST(LossTest, NegativeInfiniteLogitsHaveProbabilityZero) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const float ln3 = std::log(3.0f);
+  const std::vector<float> logits = {
+      0.0f, ninf, ln3,  ninf,  // p = (1/4, 0, 3/4, 0), label 0: loss ln 4
+      ninf, 2.0f, ninf, 2.0f,  // p = (0, 1/2, 0, 1/2), label 3: loss ln 2
+      ninf, 5.0f, 5.0f, 5.0f}; // p = (0, 1/3, 1/3, 1/3), label 1: loss ln 3 (max after -inf)
+  const std::vector<int32_t> labels = {0, 3, 1};
+  const std::vector<float> mask = {1, 1, 1};
+  const float loss = cpu::crossEntropyForward(logits.data(), labels.data(), mask.data(), 3, 4);
+  const double want = (std::log(4.0) + std::log(2.0) + std::log(3.0)) / 3;
+  EXPECT_NEAR(loss, want, tol::kFp32KernelRel * want);
+
+  std::vector<float> d(logits.size(), 0.0f);
+  cpu::crossEntropyBackward(logits.data(), labels.data(), mask.data(), 1.0f, d.data(), 3, 4);
+  const std::vector<double> wantD = {-1.0 / 4, 0, 1.0 / 4, 0,
+                                     0, 1.0 / 6, 0, -1.0 / 6,
+                                     0, -2.0 / 9, 1.0 / 9, 1.0 / 9};
+  expectClose(d, wantD, tol::kFp32KernelRel, 0.0, "dlogits");
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (logits[i] == ninf) {
+      EXPECT_EQ(d[i], 0.0f) << "gradient of the -inf logit " << i;
+    }
+  }
+}
+
+// The gradient check itself: the cross-entropy backward's gradient, 0.05%
+// too large, is far outside kGradientRel (the bound is not loose enough to
+// hide a wrong scale factor).
+TEST(LossTest, GradientCheckRejectsAGradientScaledBy1Point0005) {
+  Batch b = edgeBatch();
+  const float dloss = 0.7f;
+  std::vector<float> d0(b.logits.size(), 0.0f), d = d0;
+  cpu::crossEntropyBackward(b.logits.data(), b.labels.data(), b.mask.data(),
+                            dloss, d.data(), kTokens, kVocab);
+  auto ld = toDouble(b.logits);
+  auto loss = [&] { return dloss * crossEntropyRef(ld, b.labels, b.mask, kVocab); };
+  const std::vector<double> fd = finiteDifference(ld, loss);
+  expectGradient(d, d0, fd, "dlogits");
+  for (float &x : d)
+    x *= 1.0005f;
+  EXPECT_NONFATAL_FAILURE(expectGradient(d, d0, fd, "dlogits x 1.0005"), "dlogits x 1.0005");
 }
 
 TEST(LossTest, FullyMaskedBatchGivesZeroLossAndNoGradient) {

@@ -1,16 +1,21 @@
 // Tests of the optimizer CPU kernels (runtime/cpu/Optimizer.h): exact sums
-// of squares, the finite check, and AdamW against an fp64 two-step
-// reference of torch.optim.AdamW.
+// of squares, the finite check, AdamW against an fp64 two-step reference of
+// torch.optim.AdamW; the learning-rate schedule and gradient clipping
+// against Megatron-Core's definitions, and a whole optimizer step of the
+// executor (norm, clip, schedule, AdamW) over several steps.
+#include "runtime/cpu/CpuExecutor.h"
 #include "runtime/cpu/Optimizer.h"
 
 #include "test/Tolerances.h"
 #include "test/runtime/cpu/KernelCheck.h"
+#include "test/runtime/cpu/PlanBuilder.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
@@ -121,12 +126,218 @@ TEST(OptimizerTest, AdamWMatchesTwoStepReference) {
       delta[i] = param[i] - before[i];
       refDelta[i] = ref.p[i] - refBefore[i];
     }
-    expectClose(delta, refDelta, rel, abs, "update");
+    // Each of the two parameters it is the difference of was rounded to
+    // fp32: u of max |param| each.
+    const double rounding = 2 * tol::kFp32Unit * maxAbs(toDouble(param));
+    expectClose(delta, refDelta, rel, abs + rounding, "update");
     ++h.step;
   }
   // The element without gradient has zero moments (only decay moved it).
   EXPECT_EQ(m[5], 0.0f);
   EXPECT_EQ(v[5], 0.0f);
+}
+
+//===----------------------------------------------------------------------===//
+// Learning-rate schedule and clipping
+//===----------------------------------------------------------------------===//
+
+/// Megatron-Core's OptimizerParamScheduler.get_lr (optimizer_param_scheduler.py)
+/// with init_lr = 0, evaluated at num_steps = `step`: linear warmup while
+/// num_steps <= warmup (when warmup > 0); then max_lr for "constant"; min_lr
+/// past decay_steps; else min + coeff * (max - min) with decay_ratio r =
+/// (num_steps - warmup) / (decay - warmup), coeff = 1 - r (linear) or
+/// (cos(pi r) + 1) / 2 (cosine).
+double megatronLearningRate(int64_t step, double maxLr, double minLr, int64_t warmup,
+                            int64_t decay, const std::string &style) {
+  if (warmup > 0 && step <= warmup)
+    return maxLr * double(step) / double(warmup);
+  if (style == "constant")
+    return maxLr;
+  if (step > decay)
+    return minLr;
+  const double ratio = double(step - warmup) / double(decay - warmup);
+  const double coeff = style == "linear" ? 1.0 - ratio : 0.5 * (std::cos(M_PI * ratio) + 1.0);
+  return minLr + coeff * (maxLr - minLr);
+}
+
+/// Megatron-Core's clip_grad_norm_fp32: gradients are multiplied by
+/// max_norm / (total_norm + 1e-6) when that is below 1; clipping is off
+/// (never called) when max_norm is 0.
+double megatronClipCoefficient(double maxNorm, double totalNorm) {
+  if (maxNorm <= 0)
+    return 1.0;
+  const double coeff = maxNorm / (totalNorm + 1.0e-6);
+  return coeff < 1.0 ? coeff : 1.0;
+}
+
+plan::Instruction lrSchedule(double maxLr, double minLr, int64_t warmup, int64_t decay,
+                             const std::string &style) {
+  test::PlanBuilder b;
+  return b.instruction("optimizer_step", "lr_schedule", {}, {},
+                       {{"max_lr", maxLr}, {"min_lr", minLr}, {"warmup_steps", warmup},
+                        {"decay_steps", decay}, {"style", style}});
+}
+
+TEST(LearningRateSchedule, ReferenceHasTheCurvesShape) {
+  // Points of the definitions, by hand: half-way through warmup, its end,
+  // the middle of the decay (cos(pi/2) = 0), its end and beyond.
+  const double maxLr = 3e-4, minLr = 3e-5;
+  EXPECT_DOUBLE_EQ(megatronLearningRate(5, maxLr, minLr, 10, 110, "cosine"), maxLr / 2);
+  EXPECT_DOUBLE_EQ(megatronLearningRate(10, maxLr, minLr, 10, 110, "linear"), maxLr);
+  EXPECT_DOUBLE_EQ(megatronLearningRate(60, maxLr, minLr, 10, 110, "cosine"), (maxLr + minLr) / 2);
+  EXPECT_DOUBLE_EQ(megatronLearningRate(60, maxLr, minLr, 10, 110, "linear"), (maxLr + minLr) / 2);
+  EXPECT_DOUBLE_EQ(megatronLearningRate(35, maxLr, minLr, 10, 110, "linear"),
+                   minLr + 0.75 * (maxLr - minLr));
+  EXPECT_DOUBLE_EQ(megatronLearningRate(110, maxLr, minLr, 10, 110, "cosine"), minLr);
+  EXPECT_DOUBLE_EQ(megatronLearningRate(500, maxLr, minLr, 10, 110, "linear"), minLr);
+  EXPECT_DOUBLE_EQ(megatronLearningRate(500, maxLr, minLr, 10, 110, "constant"), maxLr);
+}
+
+TEST(LearningRateSchedule, MatchesMegatronsDefinitions) {
+  struct Case {
+    double maxLr, minLr;
+    int64_t warmup, decay;
+  };
+  for (const Case c : {Case{3e-4, 3e-5, 10, 110}, Case{1e-3, 0.0, 0, 50}, Case{2e-4, 2e-4, 3, 9},
+                       Case{1e-2, 1e-3, 7, 8}})
+    for (const char *style : {"cosine", "linear", "constant"}) {
+      const plan::Instruction in = lrSchedule(c.maxLr, c.minLr, c.warmup, c.decay, style);
+      for (int64_t step = 1; step <= c.decay + 20; ++step) {
+        const double want = megatronLearningRate(step, c.maxLr, c.minLr, c.warmup, c.decay, style);
+        EXPECT_NEAR(cpu::scheduledLearningRate(plan::Attrs(in), step), want, 1e-14 * c.maxLr)
+            << style << " warmup " << c.warmup << " decay " << c.decay << " step " << step;
+      }
+    }
+}
+
+TEST(GradientClipping, MatchesMegatronsClipGradNorm) {
+  for (double maxNorm : {0.0, 0.5, 1.0, 4.0})
+    for (double norm : {0.0, 1e-7, 0.25, 0.5, 1.0, 1.0000005, 3.0, 1e6}) {
+      const float got = cpu::clipCoefficient(maxNorm, norm);
+      EXPECT_FLOAT_EQ(got, float(megatronClipCoefficient(maxNorm, norm)))
+          << "max_norm " << maxNorm << " norm " << norm;
+      EXPECT_LE(got, 1.0f);
+    }
+  // A norm equal to max_norm is still scaled, by 1 / (1 + 1e-6).
+  EXPECT_LT(cpu::clipCoefficient(1.0, 1.0), 1.0f);
+}
+
+//===----------------------------------------------------------------------===//
+// A whole optimizer step
+//===----------------------------------------------------------------------===//
+
+/// The optimizer program mtc emits, on two parameters: the global norm of
+/// the gradients, the finite check, the clipping coefficient, the scheduled
+/// learning rate and one AdamW per parameter (weight decay on the first).
+struct OptimizerPlan {
+  static constexpr double kMaxNorm = 1.0, kMaxLr = 1e-2, kMinLr = 1e-3;
+  static constexpr int64_t kWarmup = 2, kDecay = 6;
+  static constexpr double kBeta1 = 0.9, kBeta2 = 0.95, kEps = 1e-8;
+  plan::Plan plan;
+  std::vector<uint32_t> params, grads;
+  uint32_t step, norm, coefficient, lr;
+
+  explicit OptimizerPlan(const std::vector<int64_t> &sizes) {
+    test::PlanBuilder b;
+    std::vector<uint32_t> moments;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const std::string name = std::to_string(i);
+      params.push_back(b.buffer("w" + name, plan::PARAMETERS, {sizes[i]}));
+      grads.push_back(b.buffer("grad:w" + name, plan::GRADIENTS, {sizes[i]}));
+      moments.push_back(b.buffer("exp_avg:w" + name, plan::OPTIMIZER, {sizes[i]}));
+      moments.push_back(b.buffer("exp_avg_sq:w" + name, plan::OPTIMIZER, {sizes[i]}));
+    }
+    step = b.buffer("step", plan::INPUTS, {1}, plan::I64);
+    norm = b.buffer("grad_norm", plan::OUTPUTS, {1});
+    coefficient = b.buffer("clip", plan::ACTIVATIONS, {1});
+    lr = b.buffer("lr", plan::OUTPUTS, {1});
+    b.instruction("optimizer_step", "global_norm", grads, {norm});
+    b.instruction("optimizer_step", "check_finite", {norm}, {});
+    b.instruction("optimizer_step", "clip_coefficient", {norm}, {coefficient},
+                  {{"max_norm", kMaxNorm}});
+    b.instruction("optimizer_step", "lr_schedule", {step}, {lr},
+                  {{"max_lr", kMaxLr}, {"min_lr", kMinLr}, {"warmup_steps", kWarmup},
+                   {"decay_steps", kDecay}, {"style", std::string("cosine")}});
+    for (size_t i = 0; i < sizes.size(); ++i)
+      b.instruction("optimizer_step", "adamw",
+                    {params[i], grads[i], moments[2 * i], moments[2 * i + 1], lr, step,
+                     coefficient},
+                    {params[i], moments[2 * i], moments[2 * i + 1]},
+                    {{"n", sizes[i]}, {"beta1", kBeta1}, {"beta2", kBeta2}, {"eps", kEps},
+                     {"weight_decay", i == 0 ? 0.1 : 0.0}});
+    plan = b.build();
+  }
+};
+
+TEST(OptimizerStep, ClipsAndSchedulesAdamWAsMegatronOverSeveralSteps) {
+  const std::vector<int64_t> sizes = {33, 7};
+  OptimizerPlan op(sizes);
+  exec::HostMemory memory(op.plan);
+  auto executor = cpu::CpuExecutor::create(op.plan, memory);
+  ASSERT_TRUE(executor.isOk()) << executor.message();
+
+  std::mt19937 rng(33);
+  // Gradient norms far above and below max_norm from step to step: Adam's
+  // moments then mix clipped and unclipped gradients, so a missing or wrong
+  // clip changes the update by about lr (checked below), not by rounding.
+  const std::vector<double> targetNorms = {30.0, 0.3, 8.0, 0.05, 2.0, 0.5};
+  std::vector<AdamWRef> clipped, unclipped;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    auto p = randomVector(rng, size_t(sizes[i]), -1, 1);
+    std::copy(p.begin(), p.end(), memory.f32(op.params[i]));
+    const std::vector<double> zeros(p.size(), 0.0);
+    clipped.push_back({{p.begin(), p.end()}, zeros, zeros});
+    unclipped.push_back(clipped.back());
+  }
+  double worst = 0, clipEffect = 0, scale = 0;
+  for (int64_t step = 1; step <= int64_t(targetNorms.size()); ++step) {
+    std::vector<std::vector<float>> grads;
+    double sq = 0;
+    for (int64_t n : sizes)
+      grads.push_back(randomVector(rng, size_t(n), -1, 1));
+    for (const auto &g : grads)
+      for (float x : g)
+        sq += double(x) * x;
+    const float factor = float(targetNorms[step - 1] / std::sqrt(sq));
+    sq = 0;
+    for (size_t i = 0; i < grads.size(); ++i) {
+      for (float &x : grads[i]) {
+        x *= factor;
+        sq += double(x) * x;
+      }
+      std::copy(grads[i].begin(), grads[i].end(), memory.f32(op.grads[i]));
+    }
+    *memory.i64(op.step) = step;
+    auto result = executor->run("optimizer_step");
+    ASSERT_TRUE(result.isOk()) << result.message();
+    ASSERT_FALSE(result->skipped);
+
+    const double norm = std::sqrt(sq);
+    const double coeff = megatronClipCoefficient(OptimizerPlan::kMaxNorm, norm);
+    const double lr = megatronLearningRate(step, OptimizerPlan::kMaxLr, OptimizerPlan::kMinLr,
+                                           OptimizerPlan::kWarmup, OptimizerPlan::kDecay,
+                                           "cosine");
+    EXPECT_NEAR(*memory.f32(op.norm), norm, tol::kFp32KernelRel * norm) << "step " << step;
+    EXPECT_FLOAT_EQ(*memory.f32(op.lr), float(lr)) << "step " << step;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      cpu::AdamWParams h{lr, OptimizerPlan::kBeta1, OptimizerPlan::kBeta2, OptimizerPlan::kEps,
+                         i == 0 ? 0.1 : 0.0, step, float(coeff)};
+      clipped[i].step(grads[i], h);
+      h.gradScale = 1.0f;
+      unclipped[i].step(grads[i], h);
+      const float *p = memory.f32(op.params[i]);
+      for (size_t k = 0; k < grads[i].size(); ++k) {
+        worst = std::max(worst, std::fabs(p[k] - clipped[i].p[k]));
+        clipEffect = std::max(clipEffect, std::fabs(unclipped[i].p[k] - clipped[i].p[k]));
+        scale = std::max(scale, std::fabs(clipped[i].p[k]));
+      }
+    }
+  }
+  const double bound = tol::kFp32KernelRel * scale + tol::kFp32KernelAbs;
+  EXPECT_LE(worst, bound);
+  // Without clipping the weights would end this far away: the check above
+  // cannot pass with clipping missing.
+  EXPECT_GT(clipEffect, 100 * bound);
 }
 
 } // namespace

@@ -108,6 +108,13 @@ TEST_P(CrossEntropyTest, MatchesCpu) {
       for (int64_t v = 0; v < vocab; ++v)
         ASSERT_EQ(got[t * vocab + v], 0.0f) << "masked row " << t;
     }
+    // A -inf logit has probability 0 and a gradient of exactly 0 (the CPU
+    // reference's values there: LossTest.NegativeInfiniteLogitsHaveProbabilityZero).
+    for (size_t i = 0; i < logits.size(); ++i) {
+      if (std::isinf(logits[i])) {
+        ASSERT_EQ(got[i], 0.0f) << "gradient of the -inf logit " << i;
+      }
+    }
   }
   // In place: the gradient overwrites the logits it is computed from.
   const std::vector<float> outOfPlace = [&] {

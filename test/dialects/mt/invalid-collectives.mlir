@@ -1,0 +1,90 @@
+// RUN: mtc-opt %s -split-input-file -verify-diagnostics
+// Verifier errors of the collective ops (dialects/mt/MtCollectiveOps.cpp):
+// the mesh axis, and gathered tensors that are the local ones repeated
+// along `dim`.
+
+func.func @all_reduce_axis(%x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.all_reduce' op expects a mesh axis (pp, dp, cp, ep, tp), got 'x'}}
+  %0 = mt.all_reduce %x {axis = "x"} : tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @tp_copy_axis(%x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.tp_copy' op expects a mesh axis (pp, dp, cp, ep, tp), got 'model'}}
+  %0 = mt.tp_copy %x {axis = "model"} : tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @all_gather_axis(%x: tensor<2x4x64xf32>) {
+  // expected-error @+1 {{'mt.all_gather' op expects a mesh axis (pp, dp, cp, ep, tp), got 'sp'}}
+  %0 = mt.all_gather %x {axis = "sp", dim = 1 : i64} : (tensor<2x4x64xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @all_gather_dim(%x: tensor<2x4x64xf32>) {
+  // expected-error @+1 {{'mt.all_gather' op expects tensors of one rank and element type, and dim in range, got 'tensor<2x4x64xf32>', 'tensor<2x8x64xf32>', dim 3}}
+  %0 = mt.all_gather %x {axis = "tp", dim = 3 : i64} : (tensor<2x4x64xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @all_gather_rank(%x: tensor<2x4x64xf32>) {
+  // expected-error @+1 {{'mt.all_gather' op expects tensors of one rank and element type, and dim in range, got 'tensor<2x4x64xf32>', 'tensor<16x64xf32>', dim 1}}
+  %0 = mt.all_gather %x {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xf32>) -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @all_gather_type(%x: tensor<2x4x64xf32>) {
+  // expected-error @+1 {{'mt.all_gather' op expects tensors of one rank and element type, and dim in range, got 'tensor<2x4x64xf32>', 'tensor<2x8x64xbf16>', dim 1}}
+  %0 = mt.all_gather %x {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xf32>) -> tensor<2x8x64xbf16>
+  return
+}
+
+// -----
+
+func.func @all_gather_other_dim(%x: tensor<2x4x64xf32>) {
+  // expected-error @+1 {{'mt.all_gather' op expects 'tensor<2x8x32xf32>' to be 'tensor<2x4x64xf32>' repeated along dimension 1}}
+  %0 = mt.all_gather %x {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xf32>) -> tensor<2x8x32xf32>
+  return
+}
+
+// -----
+
+func.func @all_gather_not_multiple(%x: tensor<2x4x64xf32>) {
+  // expected-error @+1 {{'mt.all_gather' op expects 'tensor<2x6x64xf32>' to be 'tensor<2x4x64xf32>' repeated along dimension 1}}
+  %0 = mt.all_gather %x {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xf32>) -> tensor<2x6x64xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_scatter_axis(%x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.reduce_scatter' op expects a mesh axis (pp, dp, cp, ep, tp), got 'pp_tied'}}
+  %0 = mt.reduce_scatter %x {axis = "pp_tied", dim = 1 : i64} : (tensor<2x8x64xf32>) -> tensor<2x4x64xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_scatter_dim(%x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.reduce_scatter' op expects tensors of one rank and element type, and dim in range, got 'tensor<2x4x64xf32>', 'tensor<2x8x64xf32>', dim -1}}
+  %0 = mt.reduce_scatter %x {axis = "tp", dim = -1 : i64} : (tensor<2x8x64xf32>) -> tensor<2x4x64xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_scatter_not_multiple(%x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.reduce_scatter' op expects 'tensor<2x8x64xf32>' to be 'tensor<2x3x64xf32>' repeated along dimension 1}}
+  %0 = mt.reduce_scatter %x {axis = "tp", dim = 1 : i64} : (tensor<2x8x64xf32>) -> tensor<2x3x64xf32>
+  return
+}
