@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <fstream>
 #include <set>
 
@@ -111,7 +112,7 @@ Expected<RunState> parseRunState(const json &j, const std::string &path) try {
 
 } // namespace
 
-RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens) {
+RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t dataFingerprint) {
   RunIdentity id;
   json config = json::parse(plan.hf_config_json(), nullptr, false);
   if (config.is_object())
@@ -124,6 +125,9 @@ RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens) {
   id["train_steps"] = std::to_string(t.train_steps());
   id["vocab_size"] = std::to_string(t.vocab_size());
   id["data.tokens"] = std::to_string(dataTokens);
+  char hex[19];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(dataFingerprint));
+  id["data.fingerprint"] = json(hex).dump();
   std::map<std::string, std::set<json>> values;
   for (const plan::Program &program : plan.programs())
     for (const plan::Instruction &instr : program.instructions()) {

@@ -29,14 +29,16 @@ struct RunSettings {
 /// "seq", "global_batch", "train_steps", "vocab_size", "<op>.<attribute>"
 /// for the LR schedule, clipping and AdamW hyperparameters of the
 /// optimizer programs (an array where parameters differ, e.g. weight
-/// decay), and "data.tokens". Values are JSON text. The parallel layout
+/// decay), "data.tokens" and "data.fingerprint" (io::sampledFingerprint, as
+/// hex). Values are JSON text. The parallel layout
 /// (mesh, micro-batch size, micro-batches per step) is not part of it: a
 /// checkpoint resumes under any layout of the same run.
 using RunIdentity = std::map<std::string, std::string>;
 
 /// The identity of the run `plan` (with any --lr override applied) makes on
-/// a token file of `dataTokens` tokens.
-RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens);
+/// a token file of `dataTokens` tokens whose sampledFingerprint is
+/// `dataFingerprint`.
+RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t dataFingerprint);
 
 /// One line "  <key>: checkpoint <a>, this run <b>" per key whose values
 /// differ ("absent" for a missing key); empty when the identities are equal.

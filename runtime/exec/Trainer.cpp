@@ -325,7 +325,8 @@ Status TrainingRun::chooseSettings(std::optional<RunState> &checkpoint) {
 }
 
 Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
-  identity_ = runIdentity(plan_, dataset_->file().size());
+  const io::TokenFile &data = dataset_->file();
+  identity_ = runIdentity(plan_, data.size(), io::sampledFingerprint(data));
   if (checkpoint) {
     if (std::string diff = identityDifferences(checkpoint->identity, identity_); !diff.empty())
       return Status::error(

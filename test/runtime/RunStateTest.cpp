@@ -50,26 +50,29 @@ plan::Plan runPlan(int64_t tp, int64_t microBatch, int64_t globalBatch) {
 }
 
 TEST(RunIdentity, NamesTheRunNotTheLayout) {
-  RunIdentity id = runIdentity(runPlan(1, 2, 8), 4000);
-  EXPECT_EQ(id, runIdentity(runPlan(2, 4, 8), 4000));
+  RunIdentity id = runIdentity(runPlan(1, 2, 8), 4000, 0xabc);
+  EXPECT_EQ(id, runIdentity(runPlan(2, 4, 8), 4000, 0xabc));
   EXPECT_EQ(id.at("global_batch"), "8");
   EXPECT_EQ(id.at("lr_schedule.max_lr"), "0.001");
   EXPECT_EQ(id.at("lr_schedule.style"), "\"cosine\"");
   EXPECT_EQ(id.at("adamw.weight_decay"), "[0.0,0.1]");
   EXPECT_EQ(id.at("model.hidden_size"), "64");
   EXPECT_EQ(id.at("data.tokens"), "4000");
+  EXPECT_EQ(id.at("data.fingerprint"), "\"0000000000000abc\"");
   EXPECT_EQ(id.count("model.transformers_version"), 0u); // metadata
   EXPECT_EQ(id.count("adamw.n"), 0u);
 }
 
 TEST(RunIdentity, DifferencesNameBothValues) {
-  RunIdentity saved = runIdentity(runPlan(1, 2, 8), 4000);
-  RunIdentity now = runIdentity(runPlan(1, 2, 32), 3000);
+  RunIdentity saved = runIdentity(runPlan(1, 2, 8), 4000, 0xabc);
+  RunIdentity now = runIdentity(runPlan(1, 2, 32), 3000, 0xabd);
   now.erase("model.hidden_size");
   EXPECT_EQ(identityDifferences(saved, saved), "");
-  EXPECT_EQ(identityDifferences(saved, now), "\n  data.tokens: checkpoint 4000, this run 3000"
-                                             "\n  global_batch: checkpoint 8, this run 32"
-                                             "\n  model.hidden_size: checkpoint 64, this run absent");
+  EXPECT_EQ(identityDifferences(saved, now),
+            "\n  data.fingerprint: checkpoint \"0000000000000abc\", this run \"0000000000000abd\""
+            "\n  data.tokens: checkpoint 4000, this run 3000"
+            "\n  global_batch: checkpoint 8, this run 32"
+            "\n  model.hidden_size: checkpoint 64, this run absent");
 }
 
 class RunStateFile : public ::testing::Test {
@@ -87,7 +90,7 @@ protected:
     RunState s;
     s.step = 3, s.consumedSamples = 24, s.skippedSteps = 2, s.skippedInARow = 1;
     s.settings = {7, 5, 2e-3};
-    s.identity = runIdentity(runPlan(1, 2, 8), 4000);
+    s.identity = runIdentity(runPlan(1, 2, 8), 4000, 0xabc);
     return s;
   }
   /// Writes state(), then replaces `from` with `to` in its JSON text.
