@@ -47,8 +47,9 @@ struct FieldError {
   std::string message;
 };
 
-/// `object[key]` as T (nullopt for a JSON null when T is optional).
-template <typename T> T field(const json &object, const std::string &key, const std::string &path) {
+/// `object[key]` as T.
+template <typename T>
+T field(const json &object, const std::string &key, const std::string &path) {
   auto it = object.find(key);
   if (it == object.end())
     throw FieldError{path + ": field '" + key + "' is missing"};
@@ -63,6 +64,7 @@ template <typename T> json optionalJson(const std::optional<T> &v) {
   return v ? json(*v) : json(nullptr);
 }
 
+/// `object[key]` as T, or nullopt for a JSON null.
 template <typename T>
 std::optional<T> optionalField(const json &object, const std::string &key,
                                const std::string &path) {
@@ -167,14 +169,14 @@ Status writeRunState(const std::string &path, const RunState &state) {
   for (const auto &[key, value] : state.identity)
     run[key] = json::parse(value);
   nlohmann::ordered_json j = {{"format", kRunStateFormat},
-            {"step", state.step},
-            {"consumed_samples", state.consumedSamples},
-            {"skipped_steps", state.skippedSteps},
-            {"skipped_in_a_row", state.skippedInARow},
-            {"seed", state.settings.seed},
-            {"eos_id", optionalJson(state.settings.eosId)},
-            {"lr", optionalJson(state.settings.peakLr)},
-            {"run", run}};
+                              {"step", state.step},
+                              {"consumed_samples", state.consumedSamples},
+                              {"skipped_steps", state.skippedSteps},
+                              {"skipped_in_a_row", state.skippedInARow},
+                              {"seed", state.settings.seed},
+                              {"eos_id", optionalJson(state.settings.eosId)},
+                              {"lr", optionalJson(state.settings.peakLr)},
+                              {"run", run}};
   std::ofstream out(path);
   if (!out)
     return Status::error(path + ": cannot create the file");

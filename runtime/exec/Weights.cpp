@@ -10,6 +10,7 @@
 
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -72,6 +73,10 @@ const Role kWeights{"", [](const plan::Parameter &p) { return p.param_buffer(); 
 const Role kExpAvg{"exp_avg.", [](const plan::Parameter &p) { return p.exp_avg_buffer(); }, true};
 const Role kExpAvgSq{"exp_avg_sq.", [](const plan::Parameter &p) { return p.exp_avg_sq_buffer(); },
                      true};
+
+/// A checkpoint's tensor files and the state each holds.
+const std::vector<std::pair<std::string, std::vector<Role>>> kCheckpointFiles = {
+    {"model.safetensors", {kWeights}}, {"optimizer.safetensors", {kExpAvg, kExpAvgSq}}};
 
 /// Reads the tensors of `role` for every parameter: whole from the file,
 /// then this rank's slice into its buffer. Reports every problem at once.
@@ -261,10 +266,11 @@ Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankCont
         !s)
       return s;
     config["torch_dtype"] = "float32";
-    return io::writeFileAtomically(tmp + "/config.json", [&](std::ostream &out) {
-      out << config.dump(2) << "\n";
-      return Status::ok();
-    });
+    std::ofstream out(tmp + "/config.json");
+    out << config.dump(2) << "\n";
+    if (!out.flush())
+      return Status::error(tmp + "/config.json: cannot write");
+    return Status::ok();
   });
 }
 
@@ -273,9 +279,7 @@ Status saveCheckpoint(const plan::Plan &plan, const HostMemory &memory,
                       const RunState &state) {
   return replaceOnRankZero(rank, dir, [&](const std::string &tmp) -> Status {
     Status written = Status::ok(); // rank 0's first write failure; the gathers go on
-    for (auto [file, roles] : {std::pair{"model.safetensors", std::vector<Role>{kWeights}},
-                               std::pair{"optimizer.safetensors",
-                                         std::vector<Role>{kExpAvg, kExpAvgSq}}}) {
+    for (const auto &[file, roles] : kCheckpointFiles) {
       GatheredTensors gathered;
       if (Status s = gatherRoles(plan, memory, rank, roles, !tmp.empty(), gathered); !s)
         return s;
@@ -309,9 +313,7 @@ Expected<RunState> readCheckpointState(const RankContext *rank, const std::strin
 
 Status loadCheckpoint(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
                       const std::string &dir) {
-  for (auto [file, roles] : {std::pair{"model.safetensors", std::vector<Role>{kWeights}},
-                             std::pair{"optimizer.safetensors",
-                                       std::vector<Role>{kExpAvg, kExpAvgSq}}}) {
+  for (const auto &[file, roles] : kCheckpointFiles) {
     std::string path = dir + "/" + file;
     auto tensors = io::openSafetensors(path);
     if (!tensors)
