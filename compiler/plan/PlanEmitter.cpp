@@ -456,9 +456,14 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   t->set_global_batch(parallel.globalBatch);
   t->set_micro_batches_per_step(parallel.numMicroBatches());
   t->set_train_steps(training.trainSteps);
-  fb.walk([&](CrossEntropyOp ce) { // the full vocabulary, not this rank's slice
+  // The model's vocabulary: not this rank's slice of the logits, nor the
+  // rows tp padding adds (token ids are checked against it).
+  fb.walk([&](CrossEntropyOp ce) {
     int64_t local = cast<RankedTensorType>(ce.getLogits().getType()).getDimSize(2);
-    t->set_vocab_size(ce.getVocabParallelAxis() ? local * parallel.tp : local);
+    if (auto valid = ce.getValidVocab())
+      t->set_vocab_size(int64_t(*valid));
+    else
+      t->set_vocab_size(ce.getVocabParallelAxis() ? local * parallel.tp : local);
   });
   if (auto config = module->getAttrOfType<StringAttr>(MtDialect::kHfConfigAttrName))
     out.set_hf_config_json(config.str());

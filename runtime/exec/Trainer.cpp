@@ -26,6 +26,8 @@
 #include <fstream>
 #include <iomanip>
 
+#include <nlohmann/json.hpp>
+
 namespace mt::exec {
 namespace {
 
@@ -127,22 +129,62 @@ struct StepRecord {
   std::string skipReason;
 };
 
+/// "nan", "inf" or "-inf": how both the log and the metrics file spell a
+/// value that is not finite (NaN's sign is meaningless).
+std::string nonFiniteText(double v) {
+  return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+}
+
+/// `v` as JSON with a space after each ':' and ',' (as Python's json.dumps).
+std::string jsonText(const nlohmann::ordered_json &v) {
+  if (!v.is_object())
+    return v.dump();
+  std::string text = "{";
+  for (const auto &[key, value] : v.items())
+    text += (text.size() > 1 ? ", " : "") + nlohmann::json(key).dump() + ": " + jsonText(value);
+  return text + "}";
+}
+
+/// One JSON object per line. JSON has no NaN or Inf: such a value is written
+/// as null and named, with its spelling in the log, under "non_finite".
 void writeMetrics(std::ofstream &out, const StepRecord &r, int64_t tokens) {
-  out << std::setprecision(9) << "{\"step\": " << r.step << ", \"loss\": " << r.loss
-      << ", \"grad_norm\": " << (std::isfinite(r.gradNorm) ? r.gradNorm : -1.0)
-      << ", \"lr\": " << r.lr << ", \"tokens\": " << tokens
-      << ", \"tokens_per_s\": " << std::setprecision(6) << r.tokensPerSecond
-      << ", \"skipped\": " << (r.skipped ? "true" : "false") << "}\n";
+  nlohmann::ordered_json j, nonFinite = nlohmann::ordered_json::object();
+  auto number = [&](const char *key, double v) {
+    if (std::isfinite(v))
+      j[key] = v;
+    else
+      j[key] = nullptr, nonFinite[key] = nonFiniteText(v);
+  };
+  j["step"] = r.step;
+  number("loss", r.loss);
+  number("grad_norm", r.gradNorm);
+  number("lr", r.lr);
+  j["tokens"] = tokens;
+  number("tokens_per_s", std::round(r.tokensPerSecond * 10) / 10);
+  j["skipped"] = r.skipped;
+  if (r.skipped)
+    j["skip_reason"] = r.skipReason;
+  if (!nonFinite.empty())
+    j["non_finite"] = nonFinite;
+  out << jsonText(j) << "\n";
   out.flush();
+}
+
+/// `v` with `precision` decimals, or its nonFiniteText.
+std::string fixed(double v, int precision) {
+  if (!std::isfinite(v))
+    return nonFiniteText(v);
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(precision) << v;
+  return s.str();
 }
 
 void report(std::ostream &log, const StepRecord &r, int64_t last, double etaSeconds,
             bool bar) {
   std::ostringstream line;
-  line << "step " << r.step << "/" << last << "  loss " << std::fixed << std::setprecision(4)
-       << r.loss << "  grad_norm " << std::setprecision(3) << r.gradNorm << "  lr "
-       << std::scientific << std::setprecision(2) << r.lr << std::fixed << "  "
-       << std::setprecision(0) << r.tokensPerSecond << " tok/s  ETA "
+  line << "step " << r.step << "/" << last << "  loss " << fixed(r.loss, 4) << "  grad_norm "
+       << fixed(r.gradNorm, 3) << "  lr " << std::scientific << std::setprecision(2) << r.lr
+       << std::fixed << "  " << std::setprecision(0) << r.tokensPerSecond << " tok/s  ETA "
        << std::setprecision(0) << etaSeconds << " s";
   if (r.skipped)
     line << "  SKIPPED (" << r.skipReason << ")";
@@ -167,8 +209,16 @@ public:
   Expected<TrainSummary> run();
 
 private:
+  /// The settings the run continues with, from the flags and, when
+  /// resuming, the checkpoint (read into `checkpoint`).
+  Status chooseSettings(std::optional<RunState> &checkpoint);
+  /// Where the run stands and ends: the checkpoint's progress, after checking
+  /// that it belongs to this run; the last step.
+  Status placeRun(const std::optional<RunState> &checkpoint);
   Status openData();
   Status initializeWeights();
+  /// trainer.json after step `step`.
+  RunState stateAfter(int64_t step) const;
   /// One optimizer step: every micro-batch's forward and backward, the
   /// optimizer; returns what the step reports.
   Expected<StepRecord> step(int64_t step);
@@ -200,7 +250,11 @@ private:
   std::vector<PipelineAction> stageActions_;
   std::vector<int64_t> slotOf_;
   std::ofstream metrics_;
+  RunSettings settings_;
+  RunIdentity identity_;
   int64_t done_ = 0; // steps done before this run (resumed checkpoints)
+  int64_t last_ = 0; // the step the run ends after
+  int64_t skipped_ = 0, skippedInARow_ = 0; // since the start of training
 };
 
 Status TrainingRun::prepare() {
@@ -220,14 +274,12 @@ Status TrainingRun::prepare() {
   if (!rank)
     return rank.status();
   rank_ = std::move(*rank);
-  if (o_.lr) {
-    if (!(*o_.lr > 0))
-      return Status::error("--lr must be > 0, got " + std::to_string(*o_.lr));
-    overrideLearningRate(plan_, *o_.lr);
-  }
-  if (int64_t steps = o_.steps.value_or(plan_.training().train_steps()); steps < 1)
-    return Status::error("--steps must be >= 1, got " + std::to_string(steps));
+  std::optional<RunState> checkpoint;
+  if (Status s = chooseSettings(checkpoint); !s)
+    return s;
   if (Status s = openData(); !s)
+    return s;
+  if (Status s = placeRun(checkpoint); !s)
     return s;
   bool pipelined = plan_.training().virtual_stages() > 1;
   if (pipelined && !o_.dumpLogits.empty())
@@ -267,6 +319,66 @@ Status TrainingRun::prepare() {
   return Status::ok();
 }
 
+Status TrainingRun::chooseSettings(std::optional<RunState> &checkpoint) {
+  if (o_.lr && !(*o_.lr > 0))
+    return Status::error("--lr must be > 0, got " + std::to_string(*o_.lr));
+  if (o_.steps && *o_.steps < 1)
+    return Status::error("--steps must be >= 1, got " + std::to_string(*o_.steps));
+  if (o_.resumeDir.empty()) {
+    settings_ = {o_.seed.value_or(RunSettings::kDefaultSeed), o_.eosId, o_.lr};
+  } else {
+    auto state = readCheckpointState(rank_.get(), o_.resumeDir);
+    if (!state)
+      return state.status();
+    auto settings = resumedSettings({o_.seed, o_.eosId, o_.lr}, *state, o_.resumeDir);
+    if (!settings)
+      return settings.status();
+    settings_ = *settings;
+    checkpoint = std::move(*state);
+  }
+  if (settings_.peakLr)
+    overrideLearningRate(plan_, *settings_.peakLr);
+  return Status::ok();
+}
+
+Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
+  const io::TokenFile &data = dataset_->file();
+  identity_ = runIdentity(plan_, data.size(), io::sampledFingerprint(data));
+  if (checkpoint) {
+    if (std::string diff = identityDifferences(checkpoint->identity, identity_); !diff.empty())
+      return Status::error(
+          o_.resumeDir + " is a checkpoint of another run than this plan on --data " +
+          o_.dataPath + " (a checkpoint continues the same model, data, global batch and "
+          "schedule, under any parallel layout; --load " + o_.resumeDir +
+          " starts from its weights instead):" + diff);
+    done_ = checkpoint->step;
+    skipped_ = checkpoint->skippedSteps;
+    skippedInARow_ = checkpoint->skippedInARow;
+  }
+  last_ = o_.steps.value_or(plan_.training().train_steps());
+  if (last_ < 1)
+    return Status::error("the plan's train_steps is " + std::to_string(last_) +
+                         ": give --steps");
+  if (last_ > done_)
+    return Status::ok();
+  std::string after = "the checkpoint " + o_.resumeDir + " is already after step " +
+                      std::to_string(done_);
+  if (o_.steps)
+    return Status::error("--steps " + std::to_string(last_) + " ends the run at step " +
+                         std::to_string(last_) + ", but " + after + " (--steps counts from "
+                         "the start of the run, not from the checkpoint): give --steps > " +
+                         std::to_string(done_));
+  return Status::error(after + ", the end of the plan's schedule (train_steps " +
+                       std::to_string(last_) + "): nothing to run; --steps N > " +
+                       std::to_string(done_) + " trains on past it at the schedule's final "
+                       "learning rate");
+}
+
+RunState TrainingRun::stateAfter(int64_t step) const {
+  return {step, step * plan_.training().global_batch(), skipped_, skippedInARow_, settings_,
+          identity_};
+}
+
 Status TrainingRun::openData() {
   if (o_.dataPath.empty())
     return Status::error("--data is required: a token file (see `mt-tokenize --help`)");
@@ -277,8 +389,8 @@ Status TrainingRun::openData() {
     return s;
   io::DatasetOptions options;
   options.seqLen = plan_.training().seq();
-  options.seed = o_.seed;
-  options.eosId = o_.eosId;
+  options.seed = settings_.seed;
+  options.eosId = settings_.eosId;
   auto dataset = io::Dataset::create(std::move(*file), options);
   if (!dataset)
     return dataset.status();
@@ -288,17 +400,17 @@ Status TrainingRun::openData() {
 
 Status TrainingRun::initializeWeights() {
   if (!o_.resumeDir.empty()) {
-    auto state = loadCheckpoint(plan_, *memory_, rank_.get(), o_.resumeDir);
-    if (!state)
-      return state.status();
-    done_ = state->step;
-    log() << "resumed from " << o_.resumeDir << " after step " << done_ << "\n";
+    if (Status s = loadCheckpoint(plan_, *memory_, rank_.get(), o_.resumeDir); !s)
+      return s;
+    log() << "resumed from " << o_.resumeDir << " after step " << done_ << " (seed "
+          << settings_.seed << ", " << done_ * plan_.training().global_batch()
+          << " samples read); running to step " << last_ << "\n";
   } else if (!o_.loadHf.empty()) {
     if (Status s = loadHfWeights(plan_, *memory_, rank_.get(), o_.loadHf); !s)
       return s;
     log() << "loaded weights from " << o_.loadHf << "\n";
   } else {
-    initializeParameters(plan_, *memory_, o_.seed, *rank_);
+    initializeParameters(plan_, *memory_, settings_.seed, *rank_);
   }
   return Status::ok();
 }
@@ -430,18 +542,17 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
 }
 
 Expected<TrainSummary> TrainingRun::run() {
-  int64_t steps = o_.steps.value_or(plan_.training().train_steps()), last = done_ + steps;
   int64_t tokens = plan_.training().global_batch() * plan_.training().seq();
   TrainSummary summary;
   std::deque<double> recent;
   auto started = Clock::now();
-  int64_t skippedInARow = 0;
-  for (int64_t s = done_ + 1; s <= last; ++s) {
+  for (int64_t s = done_ + 1; s <= last_; ++s) {
     auto rec = step(s);
     if (!rec)
       return rec.status();
     summary.skipped += rec->skipped;
-    skippedInARow = rec->skipped ? skippedInARow + 1 : 0;
+    skipped_ += rec->skipped;
+    skippedInARow_ = rec->skipped ? skippedInARow_ + 1 : 0;
     if (s == done_ + 1)
       summary.firstLoss = rec->loss;
     summary.lastLoss = rec->loss;
@@ -451,22 +562,23 @@ Expected<TrainSummary> TrainingRun::run() {
     if (metrics_.is_open())
       writeMetrics(metrics_, *rec, tokens);
     double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-    double eta = elapsed / double(s - done_) * double(last - s);
-    if (o_.progressBar || rec->skipped || s == last || (s - done_) % 10 == 1)
-      report(log(), *rec, last, eta, o_.progressBar);
-    if (skippedInARow >= o_.maxSkippedSteps)
-      return Status::error(countOf(skippedInARow, "step") + " in a row " +
-                           (skippedInARow == 1 ? "was" : "were") +
+    double eta = elapsed / double(s - done_) * double(last_ - s);
+    if (o_.progressBar || rec->skipped || s == last_ || (s - done_) % 10 == 1)
+      report(log(), *rec, last_, eta, o_.progressBar);
+    if (skippedInARow_ >= o_.maxSkippedSteps)
+      return Status::error(countOf(skippedInARow_, "step") + " in a row " +
+                           (skippedInARow_ == 1 ? "was" : "were") +
                            " skipped (gradient norm not finite); stopping at step " +
                            std::to_string(s));
     if (!o_.saveDir.empty() && o_.saveEvery > 0 && s % o_.saveEvery == 0) {
       if (Status st = executor_->readState(); !st)
         return st;
-      if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, {s, o_.seed}); !st)
+      if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, stateAfter(s));
+          !st)
         return st;
     }
   }
-  summary.steps = steps;
+  summary.steps = last_ - done_;
   for (double l : recent)
     summary.meanLastLosses += l / double(recent.size());
   log() << executor_->profileReport();
@@ -481,8 +593,9 @@ Expected<TrainSummary> TrainingRun::run() {
   if (!o_.saveDir.empty() || !o_.exportHf.empty())
     if (Status st = executor_->readState(); !st)
       return st;
-  if (!o_.saveDir.empty() && (o_.saveEvery <= 0 || last % o_.saveEvery != 0))
-    if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, {last, o_.seed}); !st)
+  if (!o_.saveDir.empty() && (o_.saveEvery <= 0 || last_ % o_.saveEvery != 0))
+    if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, stateAfter(last_));
+        !st)
       return st;
   if (!o_.exportHf.empty())
     if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf); !st)

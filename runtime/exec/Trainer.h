@@ -16,8 +16,12 @@ namespace mt::exec {
 struct TrainOptions {
   std::string planDir;
   std::string dataPath;           // token file (runtime/io/TokenFile.h)
-  std::optional<int64_t> steps;   // default: the plan's train_steps
-  uint64_t seed = 1234;           // weights and data order
+  /// The step the run ends after, counted from the start of training, so a
+  /// resumed run continues to it (default: the plan's train_steps).
+  std::optional<int64_t> steps;
+  // Settings a resumed run takes from its checkpoint when not given; given,
+  // they must equal the checkpoint's (runtime/exec/RunState.h).
+  std::optional<uint64_t> seed;   // weights and data order (default 1234)
   std::optional<double> lr;       // overrides the schedule's peak
   std::optional<uint32_t> eosId;  // masks predictions across documents
   std::string metricsPath;        // JSON lines, one per step
@@ -40,6 +44,7 @@ struct TrainOptions {
   bool overwrite = false;
 };
 
+/// The steps this process ran (a resumed run: those after the checkpoint).
 struct TrainSummary {
   int64_t steps = 0, skipped = 0;
   double firstLoss = 0, lastLoss = 0, meanLastLosses = 0;

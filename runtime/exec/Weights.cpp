@@ -78,6 +78,10 @@ const Role kExpAvg{"exp_avg.", [](const plan::Parameter &p) { return p.exp_avg_b
 const Role kExpAvgSq{"exp_avg_sq.", [](const plan::Parameter &p) { return p.exp_avg_sq_buffer(); },
                      true};
 
+/// A checkpoint's tensor files and the state each holds.
+const std::vector<std::pair<std::string, std::vector<Role>>> kCheckpointFiles = {
+    {"model.safetensors", {kWeights}}, {"optimizer.safetensors", {kExpAvg, kExpAvgSq}}};
+
 /// Reads the tensors of `role` for every parameter: whole from the file,
 /// then this rank's slice into its buffer. Reports every problem at once.
 template <typename Source>
@@ -144,33 +148,85 @@ Status gatherFull(const plan::Parameter &p, uint32_t buffer, const HostMemory &m
   return Status::ok();
 }
 
-/// Gathers `roles` of every parameter; world rank 0 writes them to `path`.
-Status writeRoles(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
-                  const std::string &path, const std::vector<Role> &roles) {
-  std::deque<std::vector<float>> storage;
+/// The full tensors of `roles` of every parameter, in file order.
+struct GatheredTensors {
+  std::deque<std::vector<float>> storage; // stable addresses for `tensors`
   std::vector<io::TensorToWrite> tensors;
+};
+
+/// Gathers `roles` of every parameter (collective: every rank calls it);
+/// only a rank that `keeps` them stores the result in `out`.
+Status gatherRoles(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
+                   const std::vector<Role> &roles, bool keep, GatheredTensors &out) {
+  std::vector<float> full;
   for (const Role &role : roles)
     for (const plan::Parameter &p : plan.parameters()) {
       if (role.trainableOnly && !p.trainable())
         continue;
-      storage.emplace_back();
-      if (Status s = gatherFull(p, role.buffer(p), memory, rank, storage.back()); !s)
+      if (Status s = gatherFull(p, role.buffer(p), memory, rank, full); !s)
         return s;
+      if (!keep)
+        continue;
+      out.storage.push_back(std::move(full));
       for (const HfTensor &t : hfTensorsOf(p, role.prefix))
-        tensors.push_back({t.name, io::Dtype::F32, t.shape, storage.back().data() + t.offset});
+        out.tensors.push_back(
+            {t.name, io::Dtype::F32, t.shape, out.storage.back().data() + t.offset});
     }
-  if (rank && rank->rank() != 0)
-    return Status::ok();
-  return io::writeSafetensors(path, tensors, {{"format", "pt"}});
+  return Status::ok();
+}
+
+/// Tells every rank whether world rank 0 succeeded (collective; `ok` counts
+/// on rank 0 only). Returns false on the others when rank 0 failed.
+Expected<bool> rankZeroSucceeded(comm::Communicator &world, bool ok) {
+  float flag = ok ? 1.0f : 0.0f;
+  if (Status s = world.broadcastHost(&flag, 1, 0); !s)
+    return s;
+  return flag != 0.0f;
 }
 
 /// Runs `fill` into a fresh directory replacing the output directory `dir`
-/// of `kind` on rank 0; the other ranks take part in the gathers only.
+/// of `kind` (io::replaceOutputDirectory) on world rank 0; the
+/// other ranks run it with an empty path and take part in its gathers only.
+/// `fill` must make the same collectives on every rank whatever it fails to
+/// write. Rank 0 first clears what a process killed while replacing `dir`
+/// left behind, then tells the others whether it could start (before any
+/// gather) and whether it wrote everything (after): when rank 0 fails, every
+/// rank returns an error and none waits for a gather rank 0 never enters.
 Status replaceOnRankZero(const RankContext *rank, const std::string &dir, OutputKind kind,
                          const std::function<Status(const std::string &)> &fill) {
-  if (!rank || rank->rank() == 0)
-    return io::replaceOutputDirectory(dir, kind, fill);
-  return fill(std::string());
+  comm::Communicator *world = rank ? rank->world() : nullptr;
+  if (rank && rank->rank() != 0) {
+    auto started = rankZeroSucceeded(*world, false);
+    if (!started)
+      return started.status();
+    if (!*started)
+      return Status::error("rank 0 could not start writing " + dir + " (see its error)");
+    Status s = fill(std::string());
+    auto done = rankZeroSucceeded(*world, false); // even after a failure: rank 0 waits
+    if (!s)
+      return s;
+    if (!done)
+      return done.status();
+    return *done ? Status::ok()
+                 : Status::error("rank 0 could not write " + dir + " (see its error)");
+  }
+  bool started = false;
+  Status s = io::recoverInterruptedReplace(dir);
+  if (s)
+    s = io::replaceOutputDirectory(dir, kind, [&](const std::string &tmp) -> Status {
+      started = true;
+      if (world)
+        if (auto told = rankZeroSucceeded(*world, true); !told)
+          return told.status();
+      return fill(tmp);
+    });
+  if (world) {
+    if (!started) // the others wait to hear whether to start
+      (void)rankZeroSucceeded(*world, false);
+    else if (auto told = rankZeroSucceeded(*world, s.isOk()); !told && s)
+      return told.status();
+  }
+  return s;
 }
 
 /// The source config saying once that the tensors are float32 (as
@@ -220,66 +276,81 @@ Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankCont
   auto config = nlohmann::json::parse(plan.hf_config_json(), nullptr, false);
   if (!config.is_object())
     return Status::error("the plan carries no Hugging Face config.json to export");
-  return replaceOnRankZero(rank, dir, OutputKind::HfExport, [&](const std::string &tmp) {
-    if (Status s = writeRoles(plan, memory, rank, tmp + "/model.safetensors", {kWeights}); !s)
+  return replaceOnRankZero(rank, dir, OutputKind::HfExport, [&](const std::string &tmp) -> Status {
+    GatheredTensors weights;
+    if (Status s = gatherRoles(plan, memory, rank, {kWeights}, !tmp.empty(), weights); !s)
       return s;
-    if (!tmp.empty()) {
-      std::ofstream out(tmp + "/config.json");
-      out << float32Config(config).dump(2) << "\n";
-      if (!out.flush())
-        return Status::error(tmp + "/config.json: cannot write");
-    }
+    if (tmp.empty())
+      return Status::ok();
+    if (Status s = io::writeSafetensors(tmp + "/model.safetensors", weights.tensors,
+                                        {{"format", "pt"}});
+        !s)
+      return s;
+    std::ofstream out(tmp + "/config.json");
+    out << float32Config(config).dump(2) << "\n";
+    if (!out.flush())
+      return Status::error(tmp + "/config.json: cannot write");
     return Status::ok();
   });
 }
 
 Status saveCheckpoint(const plan::Plan &plan, const HostMemory &memory,
                       const RankContext *rank, const std::string &dir,
-                      const CheckpointState &state) {
-  return replaceOnRankZero(rank, dir, OutputKind::Checkpoint, [&](const std::string &tmp) {
-    if (Status s = writeRoles(plan, memory, rank, tmp + "/model.safetensors", {kWeights}); !s)
-      return s;
-    if (Status s = writeRoles(plan, memory, rank, tmp + "/optimizer.safetensors",
-                              {kExpAvg, kExpAvgSq});
-        !s)
-      return s;
-    if (!tmp.empty()) {
-      nlohmann::json trainer = {{"step", state.step}, {"seed", state.seed},
-                                {"plan_version", plan.version()}};
-      std::ofstream(tmp + "/trainer.json") << trainer.dump(2) << "\n";
+                      const RunState &state) {
+  return replaceOnRankZero(rank, dir, OutputKind::Checkpoint, [&](const std::string &tmp) -> Status {
+    Status written = Status::ok(); // rank 0's first write failure; the gathers go on
+    for (const auto &[file, roles] : kCheckpointFiles) {
+      GatheredTensors gathered;
+      if (Status s = gatherRoles(plan, memory, rank, roles, !tmp.empty(), gathered); !s)
+        return s;
+      if (!tmp.empty() && written)
+        written = io::writeSafetensors(tmp + "/" + file, gathered.tensors, {{"format", "pt"}});
     }
-    return Status::ok();
+    if (!tmp.empty() && written)
+      written = writeRunState(tmp + "/trainer.json", state);
+    return written;
   });
 }
 
-Expected<CheckpointState> loadCheckpoint(const plan::Plan &plan, HostMemory &memory,
-                                         const RankContext *rank, const std::string &dir) {
-  if (!rank || rank->rank() == 0)
-    if (Status s = io::recoverInterruptedReplace(dir); !s)
-      return s;
-  if (rank && rank->world())
-    if (Status s = rank->world()->barrier(); !s)
-      return s;
-  // `dir` as the user typed it, with or without a trailing slash.
-  auto file = [&](const char *name) { return (std::filesystem::path(dir) / name).string(); };
-  std::ifstream in(file("trainer.json"));
-  auto trainer = nlohmann::json::parse(in, nullptr, false);
-  if (!in || !trainer.is_object() || !trainer.contains("step"))
-    return Status::error(file("trainer.json") + ": missing or malformed (not a checkpoint "
-                                                "written by mtrun --save)");
-  std::set<std::string> used;
-  auto model = io::openSafetensors(file("model.safetensors"));
-  if (!model)
-    return model.status();
-  if (Status s = readRole(plan, memory, rank, *model, kWeights, used); !s)
-    return Status::error(file("model.safetensors") + ": " + s.message());
-  auto opt = io::openSafetensors(file("optimizer.safetensors"));
-  if (!opt)
-    return opt.status();
-  for (const Role *role : {&kExpAvg, &kExpAvgSq})
-    if (Status s = readRole(plan, memory, rank, *opt, *role, used); !s)
-      return Status::error(file("optimizer.safetensors") + ": " + s.message());
-  return CheckpointState{trainer["step"].get<int64_t>(), trainer.value("seed", uint64_t(0))};
+Expected<RunState> readCheckpointState(const RankContext *rank, const std::string &dir) {
+  // Rank 0 repairs an interrupted save; the others wait for it.
+  Status repaired = !rank || rank->rank() == 0 ? io::recoverInterruptedReplace(dir)
+                                               : Status::ok();
+  if (comm::Communicator *world = rank ? rank->world() : nullptr) {
+    auto ok = rankZeroSucceeded(*world, repaired.isOk());
+    if (!ok)
+      return ok.status();
+    if (repaired && !*ok)
+      return Status::error("rank 0 could not repair " + dir + " (see its error)");
+  }
+  if (!repaired)
+    return repaired;
+  if (!std::filesystem::is_directory(dir))
+    return Status::error(dir + ": not a checkpoint directory (missing; write one with "
+                               "mtrun --save)");
+  return readRunState((std::filesystem::path(dir) / "trainer.json").string());
+}
+
+Status loadCheckpoint(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
+                      const std::string &dir) {
+  for (const auto &[file, roles] : kCheckpointFiles) {
+    std::string path = (std::filesystem::path(dir) / file).string();
+    auto tensors = io::openSafetensors(path);
+    if (!tensors)
+      return tensors.status();
+    std::set<std::string> used;
+    std::string problems;
+    for (const Role &role : roles)
+      if (Status s = readRole(plan, memory, rank, *tensors, role, used); !s)
+        problems += "\n" + s.message();
+    int unexpected = 0;
+    for (const io::TensorInfo &t : tensors->tensors())
+      if (!used.count(t.name))
+        problems += (unexpected++ ? ", " : "\nnot in the model: ") + t.name;
+    if (!problems.empty())
+      return Status::error(path + ": the checkpoint does not match the model:" + problems);
+  }
+  return Status::ok();
 }
 
 } // namespace mt::exec

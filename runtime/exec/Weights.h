@@ -5,6 +5,7 @@
 
 #include "runtime/exec/Memory.h"
 #include "runtime/exec/RankContext.h"
+#include "runtime/exec/RunState.h"
 #include "runtime/support/Status.h"
 
 #include <string>
@@ -28,18 +29,23 @@ Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankConte
 Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
                 const std::string &dir);
 
-struct CheckpointState {
-  int64_t step = 0; // optimizer steps done
-  uint64_t seed = 0;
-};
-
-/// Saves weights, AdamW state and the trainer state into `dir` atomically: a
-/// crash leaves the previous checkpoint intact.
+/// Saves weights, AdamW state (model.safetensors, optimizer.safetensors:
+/// full HF-named fp32 tensors) and `state` (trainer.json) into `dir`
+/// atomically: a crash leaves the previous checkpoint intact, and what a
+/// process killed while saving there left behind is removed first. When
+/// world rank 0 cannot write, every rank returns an error (none hangs).
 Status saveCheckpoint(const plan::Plan &plan, const HostMemory &memory,
                       const RankContext *rank, const std::string &dir,
-                      const CheckpointState &state);
-Expected<CheckpointState> loadCheckpoint(const plan::Plan &plan, HostMemory &memory,
-                                         const RankContext *rank, const std::string &dir);
+                      const RunState &state);
+
+/// Repairs an interrupted save of `dir` (rank 0; collective) and reads its
+/// trainer.json (runtime/exec/RunState.h).
+Expected<RunState> readCheckpointState(const RankContext *rank, const std::string &dir);
+
+/// Reads the weights and AdamW state of `dir` into this rank's slices. Every
+/// missing, mis-shaped and unexpected tensor is named.
+Status loadCheckpoint(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
+                      const std::string &dir);
 
 } // namespace mt::exec
 

@@ -268,6 +268,24 @@ Status checkTokenIds(const TokenFile &file, uint64_t modelVocab) {
   return Status::ok();
 }
 
+uint64_t sampledFingerprint(const TokenFile &file) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  auto add = [&hash](uint64_t value, int bytes) {
+    for (int b = 0; b < bytes; ++b) {
+      hash ^= (value >> (8 * b)) & 0xff;
+      hash *= 0x100000001b3ULL;
+    }
+  };
+  add(file.vocabSize(), 8);
+  add(file.size(), 8);
+  constexpr uint64_t kSamples = 4096;
+  uint64_t n = file.size();
+  for (uint64_t i = 0; i < std::min(n, kSamples); ++i)
+    // i * n cannot overflow: that would take a file of 2^52 tokens.
+    add(file.at(n <= kSamples ? i : i * n / kSamples), 4);
+  return hash;
+}
+
 std::vector<uint32_t> byteTokens(std::string_view text) {
   std::vector<uint32_t> tokens(text.size());
   for (size_t i = 0; i < text.size(); ++i)

@@ -94,6 +94,14 @@ Status writeTokenFile(const std::string &path, std::span<const uint32_t> tokens,
 /// tokenizer, even if no id happens to be out of range yet).
 Status checkTokenIds(const TokenFile &file, uint64_t modelVocab);
 
+/// A fingerprint of `file`'s content that costs the same for any size: FNV-1a
+/// (64-bit, offset basis 0xcbf29ce484222325, prime 0x100000001b3) over the
+/// little-endian bytes of the vocab size, the token count and, as uint32, the
+/// tokens at positions floor(i * size / 4096) for i in [0, 4096) (every token
+/// of a smaller file). Data tokenized differently changes it; an edit of a
+/// single token may not.
+uint64_t sampledFingerprint(const TokenFile &file);
+
 /// Byte-level tokenization: every byte of `text` (UTF-8 or not) is one token
 /// in [0, 256).
 std::vector<uint32_t> byteTokens(std::string_view text);

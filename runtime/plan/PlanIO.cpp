@@ -60,6 +60,20 @@ Status validateParameters(const Plan &plan) {
   return Status::ok();
 }
 
+/// mtrun checks token ids against training.vocab_size, so it must be the
+/// model's vocabulary, which a vocabulary parameter padded for tensor
+/// parallelism records as its hf_rows (plans of older mtc gave the padded size).
+Status validateVocabulary(const Plan &plan) {
+  int64_t vocab = plan.training().vocab_size();
+  for (const Parameter &p : plan.parameters())
+    if (p.hf_rows() > 0 && p.hf_rows() != vocab)
+      return Status::error("training.vocab_size " + std::to_string(vocab) +
+                           " is not the model's vocabulary " + std::to_string(p.hf_rows()) +
+                           " (the rows of '" + p.name() + "' without tp padding); recompile "
+                           "the plan with the mtc of this release");
+  return Status::ok();
+}
+
 /// The persistent buffers a pipeline stage holds (its parameters' and the
 /// tied ones', inputs and outputs) must not overlap: stages share offsets,
 /// so a plan that placed two of one stage's buffers together would have
@@ -111,6 +125,8 @@ Status validatePlan(const Plan &plan) {
   if (Status s = validateParameters(plan); !s)
     return s;
   if (Status s = validateStageLayout(plan); !s)
+    return s;
+  if (Status s = validateVocabulary(plan); !s)
     return s;
   // Every program the runtime will ask for must be there.
   std::vector<std::string> expected = {"forward_backward", "optimizer_step"};

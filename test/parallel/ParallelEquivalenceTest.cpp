@@ -1,8 +1,9 @@
 // Every parallel layout computes the single rank's training step (including
 // a vocabulary of 95 that tp pads, and Qwen3's per-head norms): each of 3
 // steps' loss and gradient norm, and every updated weight (gathered to full
-// HF tensors by --export-hf), within the fp32 tolerances of test/Tolerances.h.
-// The runs are made by run-layouts.sh (a ctest fixture).
+// HF tensors by --export-hf), within the fp32 tolerances of test/Tolerances.h;
+// so does a run resumed on another layout than the one that saved it. The
+// runs are made by run-layouts.sh (a ctest fixture).
 #include "runtime/io/Safetensors.h"
 #include "test/Tolerances.h"
 
@@ -78,6 +79,9 @@ std::vector<Case> cases() {
       all.push_back({model, layout});
     for (const char *layout : {"pp2", "pp4", "pp2_vpp2", "tp2_pp2", "tp2_pp2_dp2",
                                "tp2_sp_pp2_vpp2", "pp2_uneven"})
+      all.push_back({model, layout});
+    // Resharding resumes: 2 steps on one layout, the 3rd resumed on another.
+    for (const char *layout : {"resumed_tp2_pp2_as_single", "resumed_single_as_tp2_sp_pp2_vpp2"})
       all.push_back({model, layout});
   }
   return all;

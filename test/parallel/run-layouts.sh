@@ -2,7 +2,8 @@
 # Trains each model of test/parallel/configs for 3 steps on every layout
 # (the single rank first), with the same seed and global batch, writing each
 # run's metrics and gathered HF export: OUT/<model>/<layout>.jsonl and
-# OUT/<model>/<layout>.hf/. Usage: run-layouts.sh BIN_DIR OUT_DIR
+# OUT/<model>/<layout>.hf/, and two runs resumed on another layout than the
+# one that saved them. Usage: run-layouts.sh BIN_DIR OUT_DIR
 set -euo pipefail
 bin=$1 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,5 +44,18 @@ for config in "$here"/configs/*.json; do
     "$bin/mtrun" "$out/$model/$name.plan" --nproc "$ranks" --data "$out/tokens.bin" \
       --steps 3 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
       --export-hf "$out/$model/$name.hf" > /dev/null
+  done
+  # Resharding resumes: 2 steps on one layout, saved, the 3rd resumed on
+  # another; OUT/<model>/resumed_<from>_as_<to>.jsonl holds all 3 steps.
+  for entry in "tp2_pp2:4:single:1" "single:1:tp2_sp_pp2_vpp2:4"; do
+    IFS=: read -r from fromRanks to toRanks <<< "$entry"
+    name=resumed_${from}_as_${to}
+    "$bin/mtrun" "$out/$model/$from.plan" --nproc "$fromRanks" --data "$out/tokens.bin" \
+      --steps 2 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
+      --save "$out/$model/$name.ckpt" > /dev/null
+    "$bin/mtrun" "$out/$model/$to.plan" --nproc "$toRanks" --data "$out/tokens.bin" \
+      --resume "$out/$model/$name.ckpt" --comm-timeout 60 --metrics "$out/$model/$name.3.jsonl" \
+      --export-hf "$out/$model/$name.hf" > /dev/null
+    cat "$out/$model/$name.3.jsonl" >> "$out/$model/$name.jsonl"
   done
 done

@@ -143,6 +143,20 @@ TEST(PlanValidation, RejectsOverlappingBuffersOfOneStage) {
   EXPECT_NE(errorOf(tied).find("overlap"), std::string::npos);
 }
 
+// Validation against a derived size: token ids are checked against
+// training.vocab_size, so it must be the model's vocabulary, not the rows
+// tensor parallelism pads the embedding to (331 padded to 332 for tp 2).
+TEST(PlanValidation, RejectsAPaddedVocabularySize) {
+  Plan p = stagedPlan(2, 0, 1);
+  p.mutable_parameters(0)->set_hf_rows(331);
+  p.mutable_training()->set_vocab_size(331);
+  EXPECT_EQ(errorOf(p), "");
+  p.mutable_training()->set_vocab_size(332);
+  EXPECT_EQ(errorOf(p), "training.vocab_size 332 is not the model's vocabulary 331 (the rows "
+                        "of 'w0' without tp padding); recompile the plan with the mtc of this "
+                        "release");
+}
+
 TEST(PlanDirectory, RoundTripsAndNamesAMissingFile) {
   auto dir = std::filesystem::temp_directory_path() / ("mt-plan-" + std::to_string(::getpid()));
   ASSERT_TRUE(writePlanDirectory(dir.string(), smallPlan()));

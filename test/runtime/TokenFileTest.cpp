@@ -285,6 +285,25 @@ TEST_F(TokenFileTest, CheckTokenIdsScansPastAnUnderstatedHeader) {
       << s.message();
 }
 
+TEST_F(TokenFileTest, FingerprintHashesHeaderAndSampledTokens) {
+  // FNV-1a written out in Python over 300 and 3 (8 bytes each) and the ids
+  // 1, 2, 3 (4 bytes each), little-endian.
+  ASSERT_TRUE(writeTokenFile(path("f.bin"), std::vector<uint32_t>{1, 2, 3}, 300));
+  EXPECT_EQ(sampledFingerprint(*openTokenFile(path("f.bin"))), 0xebdd6409e72930ddULL);
+  // 10000 tokens: positions floor(i * 10000 / 4096) = 0, 2, 4, 7, ... count.
+  std::vector<uint32_t> tokens(10000, 7);
+  ASSERT_TRUE(writeTokenFile(path("a.bin"), tokens, 300));
+  uint64_t base = sampledFingerprint(*openTokenFile(path("a.bin")));
+  tokens[1] = 8; // not sampled
+  ASSERT_TRUE(writeTokenFile(path("b.bin"), tokens, 300));
+  EXPECT_EQ(sampledFingerprint(*openTokenFile(path("b.bin"))), base);
+  tokens[2] = 8; // sampled
+  ASSERT_TRUE(writeTokenFile(path("c.bin"), tokens, 300));
+  EXPECT_NE(sampledFingerprint(*openTokenFile(path("c.bin"))), base);
+  ASSERT_TRUE(writeTokenFile(path("d.bin"), std::vector<uint32_t>(10000, 7), 301));
+  EXPECT_NE(sampledFingerprint(*openTokenFile(path("d.bin"))), base); // the vocab
+}
+
 TEST(ByteTokens, EveryByteIsOneToken) {
   EXPECT_EQ(byteTokens("Hi!"), (std::vector<uint32_t>{72, 105, 33}));
   // UTF-8 "é" is two bytes, and byte values above 127 stay positive.

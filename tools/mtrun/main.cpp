@@ -45,15 +45,19 @@ int main(int argc, char **argv) {
   double commTimeout = 300;
   app.add_option("plan", o.planDir, "plan directory")->required();
   app.add_option("--data", o.dataPath, "token file (mt-tokenize writes one)")->required();
-  app.add_option("--steps", o.steps, "optimizer steps to run (default: the plan's)");
-  app.add_option("--seed", o.seed, "seed of the weights and of the data order")
-      ->capture_default_str();
+  app.add_option("--steps", o.steps,
+                 "the optimizer step the run ends after, counted from the start of "
+                 "training: a resumed run continues to it (default: the plan's train_steps)");
+  app.add_option("--seed", o.seed, "seed of the weights and of the data order (default 1234)");
   app.add_option("--lr", o.lr, "peak learning rate (overrides the plan's)");
   app.add_option("--eos-id", eos, "end-of-document token: no loss across documents");
   app.add_option("--metrics", o.metricsPath,
                  "JSON-lines metrics file, one line per step (replaces a metrics file)");
   app.add_option("--load", o.loadHf, "Hugging Face checkpoint directory to start from");
-  app.add_option("--resume", o.resumeDir, "checkpoint written by --save to continue");
+  app.add_option("--resume", o.resumeDir,
+                 "checkpoint written by --save to continue: the run takes its seed, "
+                 "--eos-id and --lr from it (given, they must match) and refuses a plan or "
+                 "data of another run; the parallel layout may differ");
   auto *save = app.add_option("--save", o.saveDir,
                               "checkpoint directory (replaces a checkpoint atomically; may be "
                               "the --resume one)");

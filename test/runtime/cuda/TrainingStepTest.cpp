@@ -211,7 +211,8 @@ TEST(CudaBackendTest, ResumeContinuesTheSameRun) {
   std::filesystem::remove_all(tmp + "-ckpt");
   const auto straight = train(plan, data, "cuda", tmp + "-straight.jsonl", 6);
   const auto first = train(plan, data, "cuda", tmp + "-first.jsonl", 3, tmp + "-ckpt");
-  const auto second = train(plan, data, "cuda", tmp + "-second.jsonl", 3, "", tmp + "-ckpt");
+  // --steps counts from the start of the run: the resumed run ends at step 6.
+  const auto second = train(plan, data, "cuda", tmp + "-second.jsonl", 6, "", tmp + "-ckpt");
   ASSERT_EQ(straight.size(), 6u);
   ASSERT_EQ(first.size() + second.size(), 6u);
   double worst = 0;

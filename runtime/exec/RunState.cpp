@@ -1,0 +1,232 @@
+// trainer.json: the run's progress, settings and identity, written and read
+// with every field checked.
+#include "runtime/exec/RunState.h"
+
+#include "runtime/plan/OpRegistry.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+
+namespace mt::exec {
+namespace {
+
+using json = nlohmann::json;
+
+/// Config keys that describe the file, not the model.
+bool isMetadata(const std::string &key) {
+  return key.empty() || key[0] == '_' || key == "transformers_version" ||
+         key == "torch_dtype" || key == "dtype";
+}
+
+/// The optimizer hyperparameters that decide the rest of a run, by op; the
+/// per-parameter sizes (adamw's `n`) depend on the layout and are left out.
+const std::map<std::string, std::vector<std::string>> kOptimizerAttributes = {
+    {"lr_schedule", {"max_lr", "min_lr", "warmup_steps", "decay_steps", "style"}},
+    {"clip_coefficient", {"max_norm"}},
+    {"adamw", {"beta1", "beta2", "eps", "weight_decay"}},
+};
+
+json attributeValue(const plan::Attribute &a) {
+  if (a.has_i())
+    return a.i();
+  if (a.has_f())
+    return a.f();
+  return a.s();
+}
+
+std::string text(const std::optional<std::string> &value) {
+  return value ? *value : std::string("absent");
+}
+
+/// A field that is missing or has the wrong type; parseRunState turns it
+/// into an error.
+struct FieldError {
+  std::string message;
+};
+
+/// `object[key]` as T.
+template <typename T>
+T field(const json &object, const std::string &key, const std::string &path) {
+  auto it = object.find(key);
+  if (it == object.end())
+    throw FieldError{path + ": field '" + key + "' is missing"};
+  try {
+    return it->get<T>();
+  } catch (const json::exception &) {
+    throw FieldError{path + ": field '" + key + "' has the wrong type (" + it->dump() + ")"};
+  }
+}
+
+template <typename T> json optionalJson(const std::optional<T> &v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+/// `object[key]` as T, or nullopt for a JSON null.
+template <typename T>
+std::optional<T> optionalField(const json &object, const std::string &key,
+                               const std::string &path) {
+  auto it = object.find(key);
+  if (it != object.end() && it->is_null())
+    return std::nullopt;
+  return field<T>(object, key, path);
+}
+
+Expected<RunState> parseRunState(const json &j, const std::string &path) try {
+  if (!j.contains("format"))
+    return Status::error(path + ": no 'format' field: written by an older mtrun, whose "
+                                "checkpoints do not record the run they belong to; resume "
+                                "it with that mtrun, or start from its weights with --load");
+  if (int format = field<int>(j, "format", path); format != kRunStateFormat)
+    return Status::error(path + ": format " + std::to_string(format) +
+                         " is not supported (this mtrun reads format " +
+                         std::to_string(kRunStateFormat) + ")");
+  RunState s;
+  s.step = field<int64_t>(j, "step", path);
+  s.consumedSamples = field<int64_t>(j, "consumed_samples", path);
+  s.skippedSteps = field<int64_t>(j, "skipped_steps", path);
+  s.skippedInARow = field<int64_t>(j, "skipped_in_a_row", path);
+  s.settings.seed = field<uint64_t>(j, "seed", path);
+  s.settings.eosId = optionalField<uint32_t>(j, "eos_id", path);
+  s.settings.peakLr = optionalField<double>(j, "lr", path);
+  json run = field<json>(j, "run", path);
+  if (!run.is_object())
+    throw FieldError{path + ": field 'run' is not an object"};
+  for (const auto &[key, value] : run.items())
+    s.identity[key] = value.dump();
+  int64_t batch = field<int64_t>(run, "global_batch", path);
+  if (s.step < 0 || s.skippedSteps < 0 || s.skippedInARow < 0 ||
+      s.skippedInARow > s.skippedSteps || s.skippedSteps > s.step)
+    return Status::error(path + ": inconsistent counters: step " + std::to_string(s.step) +
+                         ", skipped_steps " + std::to_string(s.skippedSteps) +
+                         ", skipped_in_a_row " + std::to_string(s.skippedInARow));
+  if (batch < 1 || s.consumedSamples < 0 || s.consumedSamples % batch != 0 ||
+      s.consumedSamples / batch != s.step)
+    return Status::error(path + ": consumed_samples " + std::to_string(s.consumedSamples) +
+                         " is not step " + std::to_string(s.step) + " x global_batch " +
+                         std::to_string(batch) + " (the file was edited or is corrupt)");
+  return s;
+} catch (const FieldError &e) {
+  return Status::error(e.message);
+}
+
+} // namespace
+
+RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t dataFingerprint) {
+  RunIdentity id;
+  json config = json::parse(plan.hf_config_json(), nullptr, false);
+  if (config.is_object())
+    for (const auto &[key, value] : config.items())
+      if (!isMetadata(key))
+        id["model." + key] = value.dump();
+  const plan::Training &t = plan.training();
+  id["seq"] = std::to_string(t.seq());
+  id["global_batch"] = std::to_string(t.global_batch());
+  id["train_steps"] = std::to_string(t.train_steps());
+  id["vocab_size"] = std::to_string(t.vocab_size());
+  id["data.tokens"] = std::to_string(dataTokens);
+  char hex[19];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(dataFingerprint));
+  id["data.fingerprint"] = json(hex).dump();
+  std::map<std::string, std::set<json>> values;
+  for (const plan::Program &program : plan.programs())
+    for (const plan::Instruction &instr : program.instructions()) {
+      auto names = kOptimizerAttributes.find(instr.op());
+      if (names == kOptimizerAttributes.end())
+        continue;
+      plan::Attrs attrs(instr);
+      for (const std::string &name : names->second)
+        if (const plan::Attribute *a = attrs.find(name))
+          values[instr.op() + "." + name].insert(attributeValue(*a));
+    }
+  for (const auto &[key, set] : values)
+    id[key] = set.size() == 1 ? set.begin()->dump() : json(set).dump();
+  return id;
+}
+
+std::string identityDifferences(const RunIdentity &checkpoint, const RunIdentity &current) {
+  std::set<std::string> keys;
+  for (const RunIdentity *id : {&checkpoint, &current})
+    for (const auto &entry : *id)
+      keys.insert(entry.first);
+  std::string out;
+  for (const std::string &key : keys) {
+    auto find = [&](const RunIdentity &id) -> std::optional<std::string> {
+      auto it = id.find(key);
+      return it == id.end() ? std::nullopt : std::optional<std::string>(it->second);
+    };
+    auto a = find(checkpoint), b = find(current);
+    if (a != b)
+      out += "\n  " + key + ": checkpoint " + text(a) + ", this run " + text(b);
+  }
+  return out;
+}
+
+Status writeRunState(const std::string &path, const RunState &state) {
+  json run = json::object();
+  for (const auto &[key, value] : state.identity)
+    run[key] = json::parse(value);
+  nlohmann::ordered_json j = {{"format", kRunStateFormat},
+                              {"step", state.step},
+                              {"consumed_samples", state.consumedSamples},
+                              {"skipped_steps", state.skippedSteps},
+                              {"skipped_in_a_row", state.skippedInARow},
+                              {"seed", state.settings.seed},
+                              {"eos_id", optionalJson(state.settings.eosId)},
+                              {"lr", optionalJson(state.settings.peakLr)},
+                              {"run", run}};
+  std::ofstream out(path);
+  if (!out)
+    return Status::error(path + ": cannot create the file");
+  out << j.dump(2) << "\n";
+  if (!out.flush())
+    return Status::error(path + ": cannot write the file");
+  return Status::ok();
+}
+
+Expected<RunState> readRunState(const std::string &path) {
+  std::ifstream in(path);
+  if (!in)
+    return Status::error(path + ": missing (not a checkpoint written by mtrun --save)");
+  json j = json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return Status::error(path + ": not a JSON object (truncated or corrupt)");
+  return parseRunState(j, path);
+}
+
+Expected<RunSettings> resumedSettings(const RunFlags &flags, const RunState &checkpoint,
+                                      const std::string &checkpointDir) {
+  auto contradiction = [&](const std::string &flag, const std::string &given,
+                           const std::string &saved) {
+    return Status::error(flag + " " + given + " contradicts the checkpoint " + checkpointDir +
+                         ", whose run has " + saved + ": leave " + flag +
+                         " out to continue that run");
+  };
+  const RunSettings &saved = checkpoint.settings;
+  if (flags.seed && *flags.seed != saved.seed)
+    return contradiction("--seed", std::to_string(*flags.seed),
+                         "seed " + std::to_string(saved.seed));
+  if (flags.eosId && flags.eosId != saved.eosId)
+    return contradiction("--eos-id", std::to_string(*flags.eosId),
+                         saved.eosId ? "end-of-document id " + std::to_string(*saved.eosId)
+                                     : std::string("no end-of-document id"));
+  if (flags.peakLr) {
+    // The peak the checkpoint's run trained with: its --lr, else its plan's.
+    auto planPeak = checkpoint.identity.find("lr_schedule.max_lr");
+    std::optional<double> peak = saved.peakLr;
+    if (!peak && planPeak != checkpoint.identity.end())
+      if (json v = json::parse(planPeak->second, nullptr, false); v.is_number())
+        peak = v.get<double>();
+    if (peak && *peak != *flags.peakLr)
+      return contradiction("--lr", json(*flags.peakLr).dump(),
+                           "peak learning rate " + json(*peak).dump());
+  }
+  RunSettings s = saved;
+  if (flags.peakLr)
+    s.peakLr = flags.peakLr;
+  return s;
+}
+
+} // namespace mt::exec

@@ -1,0 +1,86 @@
+// The state of a training run that a checkpoint's trainer.json carries: how
+// far the run got, the settings that decide its future, and the identity of
+// the run (model, data, batch, schedule) that a resumed run must share.
+#ifndef MT_RUNTIME_EXEC_RUNSTATE_H
+#define MT_RUNTIME_EXEC_RUNSTATE_H
+
+#include "runtime/plan/plan.pb.h"
+#include "runtime/support/Status.h"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace mt::exec {
+
+/// Settings chosen when a run starts that decide the rest of it; a resumed
+/// run takes them from its checkpoint.
+struct RunSettings {
+  static constexpr uint64_t kDefaultSeed = 1234;
+  uint64_t seed = kDefaultSeed;  // initial weights and the data order
+  std::optional<uint32_t> eosId; // end-of-document token: loss mask
+  std::optional<double> peakLr;  // --lr: replaces the plan's max_lr
+};
+
+/// What must be equal for a checkpoint to continue under a plan, by name:
+/// "model.<key>" for every key of the model's Hugging Face config (but
+/// `_*`, `transformers_version`, `torch_dtype`, `dtype`: metadata),
+/// "seq", "global_batch", "train_steps", "vocab_size", "<op>.<attribute>"
+/// for the LR schedule, clipping and AdamW hyperparameters of the
+/// optimizer programs (an array where parameters differ, e.g. weight
+/// decay), "data.tokens" and "data.fingerprint" (io::sampledFingerprint, as
+/// hex). Values are JSON text. The parallel layout
+/// (mesh, micro-batch size, micro-batches per step) is not part of it: a
+/// checkpoint resumes under any layout of the same run.
+using RunIdentity = std::map<std::string, std::string>;
+
+/// The identity of the run `plan` (with any --lr override applied) makes on
+/// a token file of `dataTokens` tokens whose sampledFingerprint is
+/// `dataFingerprint`.
+RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t dataFingerprint);
+
+/// One line "  <key>: checkpoint <a>, this run <b>" per key whose values
+/// differ ("absent" for a missing key); empty when the identities are equal.
+std::string identityDifferences(const RunIdentity &checkpoint, const RunIdentity &current);
+
+/// A checkpoint's trainer.json.
+struct RunState {
+  int64_t step = 0;            // optimizer steps done
+  int64_t consumedSamples = 0; // samples of the data order read: step x global batch
+  int64_t skippedSteps = 0;    // steps skipped (gradient norm not finite), in all
+  int64_t skippedInARow = 0;   // consecutive skipped steps ending at `step`
+  RunSettings settings;
+  RunIdentity identity;
+};
+
+/// trainer.json's format; a file without it (older mtrun) is refused.
+inline constexpr int kRunStateFormat = 2;
+
+/// Writes `state` as JSON to `path`; an error if the file cannot be opened
+/// or written completely.
+Status writeRunState(const std::string &path, const RunState &state);
+
+/// Reads and checks a trainer.json: every field present with its type, and
+/// consumed_samples = step x the identity's global_batch. Errors name the
+/// path and the field.
+Expected<RunState> readRunState(const std::string &path);
+
+/// The command-line flags that may also be in a checkpoint (nullopt: not
+/// given).
+struct RunFlags {
+  std::optional<uint64_t> seed;
+  std::optional<uint32_t> eosId;
+  std::optional<double> peakLr;
+};
+
+/// The settings a run continues with: each flag not given takes the
+/// checkpoint's value; a given flag that contradicts it (--lr: the peak
+/// learning rate the checkpoint's run trained with) is an error naming the
+/// flag, both values and `checkpointDir`.
+Expected<RunSettings> resumedSettings(const RunFlags &flags, const RunState &checkpoint,
+                                      const std::string &checkpointDir);
+
+} // namespace mt::exec
+
+#endif // MT_RUNTIME_EXEC_RUNSTATE_H

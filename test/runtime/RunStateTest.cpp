@@ -1,0 +1,184 @@
+// trainer.json: what a checkpoint records of its run, written through a
+// checked stream, read back with every field checked, and compared with the
+// plan a run resumes under.
+#include "runtime/exec/RunState.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+namespace mt::exec {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// A plan of `layout`'s mesh and micro-batch with a schedule and AdamW.
+plan::Plan runPlan(int64_t tp, int64_t microBatch, int64_t globalBatch) {
+  plan::Plan p;
+  p.mutable_mesh()->set_tp(tp);
+  auto *t = p.mutable_training();
+  t->set_micro_batch(microBatch), t->set_seq(16), t->set_global_batch(globalBatch);
+  t->set_micro_batches_per_step(globalBatch / microBatch), t->set_vocab_size(95);
+  t->set_train_steps(6);
+  p.set_hf_config_json(R"({"model_type": "qwen3", "hidden_size": 64,
+                           "transformers_version": "4.51.0"})");
+  auto *program = p.add_programs();
+  program->set_name("optimizer_step");
+  auto attribute = [](plan::Instruction *instr, const std::string &name, auto value) {
+    auto *a = instr->add_attributes();
+    a->set_name(name);
+    if constexpr (std::is_same_v<decltype(value), double>)
+      a->set_f(value);
+    else if constexpr (std::is_same_v<decltype(value), const char *>)
+      a->set_s(value);
+    else
+      a->set_i(value);
+  };
+  auto *lr = program->add_instructions();
+  lr->set_op("lr_schedule");
+  attribute(lr, "max_lr", 1e-3), attribute(lr, "warmup_steps", int64_t(2));
+  attribute(lr, "style", "cosine");
+  for (double decay : {0.1, 0.0, 0.1}) { // per-parameter sizes depend on tp
+    auto *adamw = program->add_instructions();
+    adamw->set_op("adamw");
+    attribute(adamw, "n", int64_t(4096 / tp)), attribute(adamw, "weight_decay", decay);
+  }
+  return p;
+}
+
+TEST(RunIdentity, NamesTheRunNotTheLayout) {
+  RunIdentity id = runIdentity(runPlan(1, 2, 8), 4000, 0xabc);
+  EXPECT_EQ(id, runIdentity(runPlan(2, 4, 8), 4000, 0xabc));
+  EXPECT_EQ(id.at("global_batch"), "8");
+  EXPECT_EQ(id.at("lr_schedule.max_lr"), "0.001");
+  EXPECT_EQ(id.at("lr_schedule.style"), "\"cosine\"");
+  EXPECT_EQ(id.at("adamw.weight_decay"), "[0.0,0.1]");
+  EXPECT_EQ(id.at("model.hidden_size"), "64");
+  EXPECT_EQ(id.at("data.tokens"), "4000");
+  EXPECT_EQ(id.at("data.fingerprint"), "\"0000000000000abc\"");
+  EXPECT_EQ(id.count("model.transformers_version"), 0u); // metadata
+  EXPECT_EQ(id.count("adamw.n"), 0u);
+}
+
+TEST(RunIdentity, DifferencesNameBothValues) {
+  RunIdentity saved = runIdentity(runPlan(1, 2, 8), 4000, 0xabc);
+  RunIdentity now = runIdentity(runPlan(1, 2, 32), 3000, 0xabd);
+  now.erase("model.hidden_size");
+  EXPECT_EQ(identityDifferences(saved, saved), "");
+  EXPECT_EQ(identityDifferences(saved, now),
+            "\n  data.fingerprint: checkpoint \"0000000000000abc\", this run \"0000000000000abd\""
+            "\n  data.tokens: checkpoint 4000, this run 3000"
+            "\n  global_batch: checkpoint 8, this run 32"
+            "\n  model.hidden_size: checkpoint 64, this run absent");
+}
+
+class RunStateFile : public ::testing::Test {
+protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ("mt-runstate-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  static RunState state() {
+    RunState s;
+    s.step = 3, s.consumedSamples = 24, s.skippedSteps = 2, s.skippedInARow = 1;
+    s.settings = {7, 5, 2e-3};
+    s.identity = runIdentity(runPlan(1, 2, 8), 4000, 0xabc);
+    return s;
+  }
+  /// Writes state(), then replaces `from` with `to` in its JSON text.
+  std::string writeEdited(const std::string &from, const std::string &to) {
+    std::string path = (dir_ / "trainer.json").string();
+    EXPECT_TRUE(writeRunState(path, state()));
+    std::ifstream in(path);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    std::ofstream(path) << text.replace(at, from.size(), to);
+    return path;
+  }
+  std::string errorOf(const std::string &path) {
+    auto read = readRunState(path);
+    return read ? "" : read.message();
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(RunStateFile, RoundTrips) {
+  std::string path = (dir_ / "trainer.json").string();
+  ASSERT_TRUE(writeRunState(path, state()));
+  auto read = readRunState(path);
+  ASSERT_TRUE(read) << read.message();
+  EXPECT_EQ(read->step, 3);
+  EXPECT_EQ(read->consumedSamples, 24);
+  EXPECT_EQ(read->skippedSteps, 2);
+  EXPECT_EQ(read->skippedInARow, 1);
+  EXPECT_EQ(read->settings.seed, 7u);
+  EXPECT_EQ(read->settings.eosId, 5u);
+  EXPECT_EQ(read->settings.peakLr, 2e-3);
+  EXPECT_EQ(read->identity, state().identity);
+}
+
+TEST_F(RunStateFile, AWriteThatFailsIsAnError) {
+  std::string path = (dir_ / "missing-dir" / "trainer.json").string();
+  Status s = writeRunState(path, state());
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find(path + ": "), std::string::npos) << s.message();
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST_F(RunStateFile, NamesWhatIsWrong) {
+  std::string path = (dir_ / "trainer.json").string();
+  EXPECT_EQ(errorOf(path), path + ": missing (not a checkpoint written by mtrun --save)");
+  EXPECT_EQ(errorOf(writeEdited("\"step\": 3", "\"step\": \"3\"")),
+            path + ": field 'step' has the wrong type (\"3\")");
+  EXPECT_EQ(errorOf(writeEdited("\"seed\": 7,", "")), path + ": field 'seed' is missing");
+  EXPECT_EQ(errorOf(writeEdited("\"format\": 2", "\"format\": 3")),
+            path + ": format 3 is not supported (this mtrun reads format 2)");
+  EXPECT_EQ(errorOf(writeEdited("\"skipped_in_a_row\": 1", "\"skipped_in_a_row\": 3")),
+            path + ": inconsistent counters: step 3, skipped_steps 2, skipped_in_a_row 3");
+  EXPECT_EQ(errorOf(writeEdited("\"consumed_samples\": 24", "\"consumed_samples\": 25")),
+            path + ": consumed_samples 25 is not step 3 x global_batch 8 (the file was "
+                   "edited or is corrupt)");
+  EXPECT_EQ(errorOf(writeEdited("\"eos_id\": 5", "\"eos_id\": null")), "");
+  EXPECT_EQ(errorOf(writeEdited("{", "[")), path + ": not a JSON object (truncated or corrupt)");
+}
+
+TEST(ResumedSettings, FlagsNotGivenComeFromTheCheckpoint) {
+  RunState saved;
+  saved.settings = {7, 5, std::nullopt};
+  saved.identity["lr_schedule.max_lr"] = "0.001";
+  auto s = resumedSettings({}, saved, "ck");
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ(s->seed, 7u);
+  EXPECT_EQ(s->eosId, 5u);
+  EXPECT_EQ(s->peakLr, std::nullopt);
+  auto agreeing = resumedSettings({7, 5, 1e-3}, saved, "ck"); // --lr = the plan's peak
+  ASSERT_TRUE(agreeing) << agreeing.message();
+  EXPECT_EQ(agreeing->peakLr, 1e-3);
+}
+
+TEST(ResumedSettings, AContradictingFlagNamesBothValues) {
+  RunState saved;
+  saved.settings = {7, std::nullopt, 2e-3};
+  EXPECT_EQ(resumedSettings({3, {}, {}}, saved, "ck").message(),
+            "--seed 3 contradicts the checkpoint ck, whose run has seed 7: leave --seed out "
+            "to continue that run");
+  EXPECT_EQ(resumedSettings({{}, 5, {}}, saved, "ck").message(),
+            "--eos-id 5 contradicts the checkpoint ck, whose run has no end-of-document id: "
+            "leave --eos-id out to continue that run");
+  EXPECT_EQ(resumedSettings({{}, {}, 1e-3}, saved, "ck").message(),
+            "--lr 0.001 contradicts the checkpoint ck, whose run has peak learning rate "
+            "0.002: leave --lr out to continue that run");
+}
+
+} // namespace
+} // namespace mt::exec
