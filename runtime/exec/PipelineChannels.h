@@ -6,6 +6,7 @@
 
 #include "runtime/exec/RankContext.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -32,6 +33,10 @@ public:
                  int64_t count);
   /// Waits until every queued send has been delivered.
   Status flush();
+  /// Time spent in receive() so far (waiting for messages and copying them
+  /// out): what the measured timeline draws as waiting rather than compute.
+  /// Read it from the thread that receives.
+  std::chrono::steady_clock::duration receiveTime() const { return receiveTime_; }
 
 private:
   struct Message {
@@ -55,6 +60,7 @@ private:
   std::map<std::tuple<int64_t, int64_t, uint32_t>, std::vector<float>> mailbox_;
   int64_t inFlight_ = 0;
   Status failure_;
+  std::chrono::steady_clock::duration receiveTime_{};
 };
 
 } // namespace mt::exec
