@@ -88,16 +88,6 @@ OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path,
   return parseSourceFile<ModuleOp>(sourceMgr, &context);
 }
 
-std::string withCommas(int64_t n) {
-  std::string digits = std::to_string(n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0)
-      out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
 } // namespace
 
 /// The pipeline schedule of the layout: its predicted bubble, and its SVG.
@@ -275,7 +265,7 @@ bool compileModel(const CompileOptions &options) {
     return false;
   }
   if (options.explain)
-    explainLayout(*module, *dims, parallel, llvm::outs());
+    explainLayout(*dims, parallel, llvm::outs());
   if ((options.explain || !options.scheduleSvg.empty()) &&
       !explainSchedule(parallel, options.scheduleSvg, llvm::outs(), options.explain))
     return false;

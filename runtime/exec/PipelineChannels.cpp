@@ -127,6 +127,7 @@ Status PipelineChannels::send(int64_t toStage, int64_t microBatch, uint32_t tag,
 
 Status PipelineChannels::receive(int64_t fromStage, int64_t microBatch, uint32_t tag,
                                  float *out, int64_t count) {
+  const auto entered = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(mutex_);
   auto key = std::make_tuple(fromStage, microBatch, tag);
   changed_.wait(lock, [&] {
@@ -145,6 +146,7 @@ Status PipelineChannels::receive(int64_t fromStage, int64_t microBatch, uint32_t
                          std::to_string(count));
   std::copy(data.begin(), data.end(), out);
   mailbox_.erase(key);
+  receiveTime_ += std::chrono::steady_clock::now() - entered;
   return Status::ok();
 }
 

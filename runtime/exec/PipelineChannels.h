@@ -6,6 +6,7 @@
 
 #include "runtime/exec/RankContext.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -34,6 +35,10 @@ public:
                  int64_t count);
   /// Waits until every queued send has been delivered.
   Status flush();
+  /// Time spent in receive() so far (waiting for messages and copying them
+  /// out): what the measured timeline draws as waiting rather than compute.
+  /// Read it from the thread that receives.
+  std::chrono::steady_clock::duration receiveTime() const { return receiveTime_; }
 
 private:
   struct Message {
@@ -58,6 +63,7 @@ private:
   std::set<int64_t> stopped_; // stages whose stop message arrived
   int64_t inFlight_ = 0;
   Status failure_;
+  std::chrono::steady_clock::duration receiveTime_{};
 };
 
 } // namespace mt::exec

@@ -480,9 +480,10 @@ Expected<double> TrainingRun::pipelinePasses(int64_t step) {
     executor_->setPipeline(pipeline_.get(), a.microBatch);
     std::string program = (a.forward ? "forward." : "backward.") + std::to_string(v);
     auto started = Clock::now();
+    auto received = pipeline_->receiveTime(); // the program's receives come first
     if (auto r = executor_->run(program); !r)
       return r.status();
-    timeline_.record(a, started, Clock::now());
+    timeline_.record(started, started + (pipeline_->receiveTime() - received), Clock::now());
     if (a.forward && v == stages - 1)
       loss += *memory_->f32(plan_.bindings().loss()) / double(microBatches);
   }

@@ -170,7 +170,8 @@ std::vector<int64_t> activationSlots(const std::vector<PipelineAction> &stage,
 
 std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule,
                         int64_t vpp, double makespan, const std::string &title,
-                        const std::string &legend) {
+                        const std::string &legend,
+                        const std::vector<std::vector<std::pair<double, double>>> &waits) {
   const double unit = 28, row = 34, left = 80, top = 40;
   double width = left + makespan * unit + 20, height = top + row * schedule.size() + 50;
   std::ostringstream svg;
@@ -186,6 +187,10 @@ std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule
     svg << "<text x=\"8\" y=\"" << y + row / 2 + 4 << "\">stage " << s << "</text>\n"
         << "<rect x=\"" << left << "\" y=\"" << y + 2 << "\" width=\"" << makespan * unit
         << "\" height=\"" << row - 4 << "\" fill=\"#f0f0f0\"/>\n";
+    if (s < waits.size())
+      for (auto [begin, end] : waits[s])
+        svg << "<rect x=\"" << left + begin * unit << "\" y=\"" << y + 2 << "\" width=\""
+            << (end - begin) * unit << "\" height=\"" << row - 4 << "\" fill=\"#fdae6b\"/>\n";
     for (const PipelineAction &a : schedule[s]) {
       const char *color = (a.forward ? fwd : bwd)[a.chunk < 3 ? a.chunk : 3];
       double x = left + a.start * unit, w = (a.end - a.start) * unit;
@@ -202,6 +207,7 @@ std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule
   double legendY = top + row * schedule.size() + 24;
   svg << "<text x=\"" << left << "\" y=\"" << legendY << "\">F m = forward of micro-batch m, B m = "
       << (legend.empty() ? "backward (2x a forward)" : "backward") << "; grey = idle"
+      << (waits.empty() ? "" : "; orange = waiting for a transfer")
       << (vpp > 1 ? "; .c = virtual chunk c" : "") << (legend.empty() ? "" : "; " + legend)
       << "</text>\n</svg>\n";
   return svg.str();

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mt {
@@ -53,10 +54,13 @@ std::vector<int64_t> activationSlots(const std::vector<PipelineAction> &stage,
 
 /// An SVG of the timeline: one row per stage, forward and backward boxes
 /// labelled with their micro-batch (and chunk), idle time left blank.
-/// `legend` replaces the default's line on units (a measured timeline's).
+/// `legend` replaces the default's line on units (a measured timeline's);
+/// `waits`, when given, holds each stage's waits for a transfer as
+/// (start, end) in the schedule's units, drawn in orange.
 std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule,
                         int64_t vpp, double makespan, const std::string &title,
-                        const std::string &legend = "");
+                        const std::string &legend = "",
+                        const std::vector<std::vector<std::pair<double, double>>> &waits = {});
 
 } // namespace mt
 
