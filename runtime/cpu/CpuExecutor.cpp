@@ -9,10 +9,8 @@
 #include "runtime/cpu/Optimizer.h"
 #include "runtime/cpu/VocabParallel.h"
 
-#include <cblas.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 
@@ -398,10 +396,6 @@ const Table &kernelTable() {
 
 Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemory &memory,
                                           const exec::RankContext *rank) {
-  // The kernels parallelize with OpenMP; OpenBLAS threads on top of them
-  // oversubscribe the cores (measured: twice slower on 2 cores).
-  if (!std::getenv("OPENBLAS_NUM_THREADS"))
-    openblas_set_num_threads(1);
   CpuExecutor executor(plan, memory, rank);
   for (const plan::Program &program : plan.programs()) {
     auto &resolved = executor.kernels_[program.name()];
