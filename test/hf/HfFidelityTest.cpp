@@ -35,7 +35,9 @@ protected:
     auto plan = plan::readPlanDirectory(std::string(MT_HF_PLAN_DIR) + "/" + GetParam());
     ASSERT_TRUE(plan) << plan.message();
     plan_ = std::move(*plan);
-    memory_ = std::make_unique<exec::HostMemory>(plan_);
+    auto memory = exec::HostMemory::create(plan_);
+    ASSERT_TRUE(memory) << memory.message();
+    memory_ = std::move(*memory);
     auto expected = io::openSafetensors(fixture_ + "/expected.safetensors");
     ASSERT_TRUE(expected) << expected.message();
     expected_ = std::make_unique<io::SafetensorsFile>(std::move(*expected));
