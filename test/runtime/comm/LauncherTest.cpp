@@ -9,6 +9,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -39,6 +40,33 @@ double secondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+/// Sets `name` to `value` while alive, then restores what the environment
+/// held (a value, or nothing): a test leaves the environment as it found it.
+class ScopedEnv {
+public:
+  ScopedEnv(std::string name, const std::string &value) : name_(std::move(name)) {
+    if (const char *old = std::getenv(name_.c_str()))
+      old_ = old;
+    setenv(name_.c_str(), value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      setenv(name_.c_str(), old_->c_str(), 1);
+    else
+      unsetenv(name_.c_str());
+  }
+  ScopedEnv(const ScopedEnv &) = delete;
+  ScopedEnv &operator=(const ScopedEnv &) = delete;
+
+private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+/// Set by Launcher.MultiProcessJob to its pid: a process whose parent it is
+/// is one of that job's ranks.
+constexpr const char *kJobParent = "MT_LAUNCHER_TEST_PARENT";
+
 std::string readFile(const std::string &path) {
   std::ifstream in(path);
   std::stringstream s;
@@ -50,17 +78,19 @@ std::string readFile(const std::string &path) {
 
 TEST(Launcher, EveryRankGetsItsVariables) {
   TempDir out;
-  setenv("MT_RANK", "99", 1); // inherited values are replaced, not duplicated
   std::ostringstream log;
-  auto code = launchLocal(
+  mt::Expected<int> code = mt::Status::error("not run");
+  {
+    ScopedEnv inherited("MT_RANK", "99"); // replaced in the ranks, not duplicated
+    code = launchLocal(
       3,
-      shell(R"sh([ "$MT_WORLD_SIZE" = 3 ] && [ "$MT_LOCAL_RANK" = "$MT_RANK" ] &&
-               [ -d "$MT_RENDEZVOUS" ] && [ "$MT_COMM_HOST" = 127.0.0.1 ] &&
-               [ "$(env | grep -c '^MT_RANK=')" = 1 ] &&
-               echo "$MT_RENDEZVOUS" > "$1/rank-$MT_RANK")sh",
-            out.path),
-      0ms, log);
-  unsetenv("MT_RANK");
+        shell(R"sh([ "$MT_WORLD_SIZE" = 3 ] && [ "$MT_LOCAL_RANK" = "$MT_RANK" ] &&
+                 [ -d "$MT_RENDEZVOUS" ] && [ "$MT_COMM_HOST" = 127.0.0.1 ] &&
+                 [ "$(env | grep -c '^MT_RANK=')" = 1 ] &&
+                 echo "$MT_RENDEZVOUS" > "$1/rank-$MT_RANK")sh",
+              out.path),
+        0ms, log);
+  }
   ASSERT_TRUE(code.isOk()) << code.message();
   EXPECT_EQ(*code, 0) << log.str();
   std::string rendezvous = readFile(out.path + "/rank-0");
@@ -155,9 +185,11 @@ TEST(Launcher, CurrentExecutableIsThisTest) {
   EXPECT_EQ(fs::path(*exe).filename(), "MtCommTests");
 }
 
-// One rank of the job that MultiProcessJob launches; skipped when run alone.
+// One rank of the job that MultiProcessJob launches; skipped otherwise, even
+// where MT_RANK is set around the test binary (inside another job).
 TEST(Launcher, RankOfMultiProcessJob) {
-  if (!std::getenv("MT_RANK"))
+  const char *parent = std::getenv(kJobParent);
+  if (!parent || std::to_string(getppid()) != parent)
     GTEST_SKIP() << "runs as a rank of Launcher.MultiProcessJob";
   auto info = rankFromEnvironment();
   ASSERT_TRUE(info.isOk()) << info.message();
@@ -178,10 +210,11 @@ TEST(Launcher, RankOfMultiProcessJob) {
 
 TEST(Launcher, MultiProcessJob) {
   if (!World::multiRankSupported())
-    GTEST_SKIP() << "built without Gloo";
+    GTEST_SKIP() << "built without Gloo (-DMT_REQUIRE_GLOO=OFF)";
   auto exe = currentExecutable();
   ASSERT_TRUE(exe.isOk()) << exe.message();
   std::ostringstream log;
+  ScopedEnv job(kJobParent, std::to_string(getpid()));
   auto code = launchLocal(4, {*exe, "--gtest_filter=Launcher.RankOfMultiProcessJob"}, 60s, log);
   ASSERT_TRUE(code.isOk()) << code.message();
   EXPECT_EQ(*code, 0) << log.str();
