@@ -179,6 +179,51 @@ TEST(Launcher, BadArgumentsAreErrors) {
   EXPECT_EQ(none.message(), "--nproc must be at least 1 (got 0)");
 }
 
+TEST(RankThreads, CoresDividedAmongTheLocalRanks) {
+  struct Case { int ranks, cores, threads; };
+  for (Case c : {Case{4, 2, 1}, Case{2, 16, 8}, Case{3, 16, 5}, Case{1, 1, 1}, Case{8, 64, 8}}) {
+    auto t = chooseRankThreads(c.ranks, c.cores, std::nullopt, nullptr);
+    ASSERT_TRUE(t.isOk()) << t.message();
+    EXPECT_EQ(t->threads, c.threads) << c.ranks << " ranks on " << c.cores << " cores";
+  }
+  auto t = chooseRankThreads(4, 2, std::nullopt, "");
+  EXPECT_EQ(t->note, "4 local ranks on 2 cores: 1 thread per rank (the cores divided among the "
+                     "ranks; --threads-per-rank or OMP_NUM_THREADS to change)");
+}
+
+TEST(RankThreads, AnExplicitOmpNumThreadsIsKept) {
+  auto t = chooseRankThreads(2, 16, std::nullopt, "3");
+  ASSERT_TRUE(t.isOk()) << t.message();
+  EXPECT_EQ(t->threads, 0); // the ranks inherit it unchanged
+  EXPECT_EQ(t->note, "2 local ranks on 16 cores: OMP_NUM_THREADS=3 from the environment for "
+                     "every rank");
+}
+
+TEST(RankThreads, TheFlagOverridesAndIsValidated) {
+  auto t = chooseRankThreads(2, 2, 3, "1");
+  ASSERT_TRUE(t.isOk()) << t.message();
+  EXPECT_EQ(t->threads, 3);
+  EXPECT_EQ(t->note,
+            "2 local ranks on 2 cores: 3 threads per rank (--threads-per-rank, more threads "
+            "than cores)");
+  auto zero = chooseRankThreads(2, 2, 0, nullptr);
+  ASSERT_FALSE(zero.isOk());
+  EXPECT_EQ(zero.message(), "--threads-per-rank must be at least 1 (got 0)");
+  EXPECT_FALSE(chooseRankThreads(2, 2, -4, nullptr).isOk());
+}
+
+TEST(Launcher, RanksGetTheirThreadCount) {
+  ScopedEnv omp("OMP_NUM_THREADS", "7");
+  std::ostringstream log;
+  auto set = launchLocal(
+      2, shell(R"([ "$OMP_NUM_THREADS" = 3 ] && [ "$OPENBLAS_NUM_THREADS" = 3 ])"), 0ms, log, 3);
+  ASSERT_TRUE(set.isOk()) << set.message();
+  EXPECT_EQ(*set, 0) << log.str();
+  auto inherited = launchLocal(2, shell(R"([ "$OMP_NUM_THREADS" = 7 ])"), 0ms, log, 0);
+  ASSERT_TRUE(inherited.isOk()) << inherited.message();
+  EXPECT_EQ(*inherited, 0) << log.str();
+}
+
 TEST(Launcher, CurrentExecutableIsThisTest) {
   auto exe = currentExecutable();
   ASSERT_TRUE(exe.isOk()) << exe.message();
