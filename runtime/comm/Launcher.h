@@ -24,7 +24,7 @@ struct RankThreads {
 /// How `localRanks` ranks on a machine of `cores` cores share them. By
 /// default each gets max(1, cores / localRanks) threads, so that the ranks'
 /// OpenMP teams do not oversubscribe the cores (measured: 4 ranks of 2
-/// threads on 2 cores ran 3.3x slower than with 1 each). An OMP_NUM_THREADS
+/// threads each on 2 cores trained 3.3x slower than with 1 each). An OMP_NUM_THREADS
 /// in the environment (`ompNumThreads`, null when unset) is kept as it is;
 /// `flag` (--threads-per-rank, at least 1) overrides both.
 Expected<RankThreads> chooseRankThreads(int localRanks, int cores, std::optional<int> flag,
@@ -36,11 +36,12 @@ int availableCores();
 /// Runs `nproc` copies of the program argv[0] (a path, not searched in
 /// PATH) with argv, each with MT_RANK, MT_WORLD_SIZE, MT_LOCAL_RANK,
 /// MT_RENDEZVOUS (a fresh directory under the system temp dir, removed at
-/// the end) and MT_COMM_HOST=127.0.0.1 in its environment, and with
-/// `threadsPerRank` > 0, OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to it. Each rank runs in
-/// its own process group, which is what gets signalled (so the terminal's
-/// Ctrl-C reaches the ranks once, through this process; ranks must not read
-/// the terminal). One launch at a time per process: the handlers are global.
+/// the end), MT_COMM_HOST=127.0.0.1 and, with `threadsPerRank` > 0,
+/// OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to it in its environment.
+/// Each rank runs in its own process group, which is what gets signalled
+/// (so the terminal's Ctrl-C reaches the ranks once, through this process;
+/// ranks must not read the terminal). One launch at a time per process: the
+/// handlers are global.
 ///
 /// SIGINT/SIGTERM sent to this process are forwarded to the ranks. When a
 /// rank exits non-zero or by a signal, the others get SIGTERM, then SIGKILL

@@ -9,7 +9,6 @@
 #include "runtime/cpu/Optimizer.h"
 #include "runtime/cpu/VocabParallel.h"
 
-
 #include <climits>
 #include <cmath>
 #include <cstring>

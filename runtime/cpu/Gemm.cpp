@@ -27,7 +27,7 @@ void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, const float
   makeBlasSingleThreaded();
   const int64_t rowTiles = (m + kGemmTile - 1) / kGemmTile;
   const int64_t colTiles = (n + kGemmTile - 1) / kGemmTile;
-#pragma omp parallel
+#pragma omp parallel if (rowTiles * colTiles > 1)
   {
     omp_set_num_threads(1); // this thread's count only: OpenBLAS's OpenMP build
 #pragma omp for schedule(static)
