@@ -2,6 +2,7 @@
 #include "compiler/analysis/ModelInfo.h"
 
 #include "dialects/mt/MtDialect.h"
+#include "runtime/support/CheckedMath.h"
 
 #include <set>
 
@@ -25,6 +26,34 @@ LogicalResult agree(Operation *op, StringRef name, int64_t &slot, int64_t value)
 
 } // namespace
 
+LogicalResult checkTensorSizes(ModuleOp module) {
+  auto check = [](Operation *op, Type type) -> LogicalResult {
+    auto tensor = dyn_cast<RankedTensorType>(type);
+    if (!tensor || !tensor.hasStaticShape())
+      return success();
+    auto elements = checkedProduct(tensor.getShape());
+    if (elements && *elements <= kMaxTensorElements)
+      return success();
+    return op->emitOpError() << "has a " << type << " of more than " << kMaxTensorElements
+                             << " (2^60) elements, the most one tensor may have (its "
+                                "bytes and offsets must fit in int64)";
+  };
+  WalkResult walk = module.walk([&](Operation *op) -> WalkResult {
+    if (auto param = dyn_cast<ParamOp>(op))
+      if (failed(check(op, param.getTensorType())))
+        return WalkResult::interrupt();
+    for (Type t : op->getResultTypes())
+      if (failed(check(op, t)))
+        return WalkResult::interrupt();
+    for (Region &region : op->getRegions())
+      for (BlockArgument arg : region.getArguments())
+        if (failed(check(op, arg.getType())))
+          return WalkResult::interrupt();
+    return WalkResult::advance();
+  });
+  return failure(walk.wasInterrupted());
+}
+
 FailureOr<func::FuncOp> forwardFunction(ModuleOp module) {
   auto fn = module.lookupSymbol<func::FuncOp>("forward");
   if (!fn || fn.isExternal())
@@ -46,7 +75,7 @@ FailureOr<func::FuncOp> forwardFunction(ModuleOp module) {
 
 FailureOr<ModelDims> readModelDims(ModuleOp module) {
   auto fn = forwardFunction(module);
-  if (failed(fn))
+  if (failed(fn) || failed(checkTensorSizes(module)))
     return failure();
   ModelDims dims;
   auto ids = cast<RankedTensorType>(fn->getFunctionType().getInput(0));
@@ -83,11 +112,16 @@ FailureOr<ModelDims> readModelDims(ModuleOp module) {
 
 FailureOr<ModelStats> computeModelStats(ModuleOp module) {
   auto fn = forwardFunction(module);
-  if (failed(fn))
+  if (failed(fn) || failed(checkTensorSizes(module)))
     return failure();
   ModelStats stats;
-  for (auto param : module.getOps<ParamOp>())
-    stats.parameters += param.getTensorType().getNumElements();
+  for (auto param : module.getOps<ParamOp>()) {
+    auto sum = checkedAdd<int64_t>(stats.parameters, param.getTensorType().getNumElements());
+    if (!sum)
+      return param.emitOpError() << "brings the model's parameters past " << INT64_MAX
+                                 << ", more than 64-bit sizes can count";
+    stats.parameters = *sum;
+  }
   auto ids = cast<RankedTensorType>(fn->getFunctionType().getInput(0));
   stats.tokensPerMicroBatch = ids.getNumElements();
   double flops = 0; // for the whole micro-batch

@@ -13,6 +13,12 @@ namespace mt {
 /// The training entry point `func.func @forward`, or an error on the module.
 mlir::FailureOr<mlir::func::FuncOp> forwardFunction(mlir::ModuleOp module);
 
+/// Refuses (at the op) a tensor of more than 2^60 elements: its byte size
+/// or the offsets after it would overflow int64. readModelDims and
+/// computeModelStats check this first; every later size is a sum or a
+/// fraction of these.
+mlir::LogicalResult checkTensorSizes(mlir::ModuleOp module);
+
 /// Layers, heads, experts and input shape, read from the ops; inconsistent
 /// ops (two attention ops with different head counts, a gap in `mt.layer`)
 /// are diagnosed at their location.

@@ -1,6 +1,7 @@
 // Validation of parallel sizes and the YAML reader for Megatron-Core names.
 #include "compiler/config/ParallelConfig.h"
 
+#include "runtime/support/CheckedMath.h"
 #include "runtime/support/Wording.h"
 
 #include <yaml-cpp/yaml.h>
@@ -157,6 +158,13 @@ Status resolveStageLayers(ParallelConfig &c, int64_t layers) {
 Status ParallelConfig::resolve(const ModelDims &model) {
   if (Status s = checkRanges(*this); !s)
     return s;
+  // Every product formed below is a sub-product of this one (all factors
+  // are >= 1), so none overflows once it fits.
+  if (!checkedProduct({tp, pp, std::max<int64_t>(vpp, 1), cp, ep, std::max<int64_t>(dp, 1),
+                       std::max<int64_t>(worldSize, 1), std::max<int64_t>(microBatch, 1), 2}))
+    return fail("tp (", tp, ") x pp (", pp, ") x vpp (", vpp, ") x cp (", cp, ") x ep (", ep,
+                ") x dp (", dp, ") x world size (", worldSize, ") x micro_batch_size (",
+                microBatch, ") overflows 64-bit integers: no layout has that many ranks");
   // Shapes are static in the model: batch and sequence come from it.
   if (microBatch == 0)
     microBatch = model.microBatch;

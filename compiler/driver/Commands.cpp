@@ -161,6 +161,10 @@ bool importHf(const ImportOptions &options) {
     llvm::errs() << "error: " << fits.message() << "\n";
     return false;
   }
+  if (Status s = checkModelSizes(*spec, options.shape, options.configPath); !s) {
+    llvm::errs() << "error: " << s.message() << "\n";
+    return false;
+  }
   MLIRContext context;
   registerDialects(context);
   auto module = buildModel(context, *spec, options.shape);

@@ -3,10 +3,12 @@
 #include "compiler/hf/ModelBuilder.h"
 
 #include "dialects/mt/MtDialect.h"
+#include "runtime/support/CheckedMath.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 
+#include <climits>
 #include <cmath>
 
 using namespace mlir;
@@ -206,6 +208,65 @@ OwningOpRef<ModuleOp> Builder::build() {
 }
 
 } // namespace
+
+namespace {
+
+/// One size the model is made of: the keys it comes from and its factors.
+struct Size {
+  std::string keys;
+  std::vector<int64_t> factors;
+};
+
+std::string factorsText(const std::vector<int64_t> &factors) {
+  std::string text;
+  for (int64_t f : factors)
+    text += (text.empty() ? "" : " x ") + std::to_string(f);
+  return text;
+}
+
+} // namespace
+
+Status checkModelSizes(const HfModelSpec &spec, const ModelShape &shape,
+                       const std::string &path) {
+  const int64_t B = shape.microBatch, S = shape.seq, H = spec.hidden, V = spec.vocabSize,
+                d = spec.headDim, nq = spec.numHeads, nkv = spec.numKvHeads;
+  if (V > INT32_MAX)
+    return Status::error(path + ": vocab_size (" + std::to_string(V) + ") exceeds " +
+                         std::to_string(INT32_MAX) +
+                         ", the largest vocabulary int32 token ids (input_ids, labels) can index");
+  // Dimensions of the GEMMs: the CPU backend's BLAS takes 32-bit ints.
+  std::vector<Size> gemm = {{"hidden_size", {H}},
+                            {"intermediate_size", {spec.ffn}},
+                            {"num_attention_heads x head_dim", {nq, d}},
+                            {"num_key_value_heads x head_dim", {nkv, d}},
+                            {"--micro-batch x --seq (tokens)", {B, S}}};
+  // The largest weights and activations (checkTensorSizes' rule, on the spec).
+  std::vector<Size> tensors = {{"vocab_size x hidden_size", {V, H}},
+                               {"intermediate_size x hidden_size", {spec.ffn, H}},
+                               {"num_attention_heads x head_dim x hidden_size", {nq, d, H}},
+                               {"--micro-batch x --seq x vocab_size (logits)", {B, S, V}},
+                               {"--micro-batch x --seq x intermediate_size", {B, S, spec.ffn}},
+                               {"--micro-batch x --seq x num_attention_heads x head_dim",
+                                {B, S, nq, d}}};
+  if (const auto &m = spec.moe) {
+    gemm.push_back({"moe_intermediate_size", {m->expertFfn}});
+    tensors.push_back({"num_experts x moe_intermediate_size x hidden_size",
+                       {m->numExperts, m->expertFfn, H}});
+    tensors.push_back({"--micro-batch x --seq x num_experts_per_tok x hidden_size",
+                       {B, S, m->topK, H}});
+  }
+  for (const Size &s : gemm)
+    if (auto n = checkedProduct(s.factors); !n || *n > INT32_MAX)
+      return Status::error(path + ": " + s.keys + " (" + factorsText(s.factors) +
+                           ") exceeds " + std::to_string(INT32_MAX) +
+                           ", the largest GEMM dimension of the CPU backend's 32-bit BLAS");
+  for (const Size &s : tensors)
+    if (auto n = checkedProduct(s.factors); !n || *n > kMaxTensorElements)
+      return Status::error(path + ": " + s.keys + " (" + factorsText(s.factors) +
+                           ") elements exceed 2^60, the most one tensor may have (its bytes "
+                           "and offsets must fit in int64)");
+  return Status::ok();
+}
 
 OwningOpRef<ModuleOp> buildModel(MLIRContext &context, const HfModelSpec &spec,
                                  const ModelShape &shape) {

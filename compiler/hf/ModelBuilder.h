@@ -15,6 +15,16 @@ struct ModelShape {
   bool bf16 = false; // parameter and activation element type (else f32)
 };
 
+/// Refuses a spec whose sizes cannot exist, naming the config keys (or
+/// flags) and the limit: vocab_size above 2^31 - 1 (token ids are int32),
+/// a GEMM dimension above 2^31 - 1 (BLAS's 32-bit interface), and a tensor
+/// of more than kMaxTensorElements (checkTensorSizes' rule, ModelInfo.h).
+/// `path` names the config in the message.
+/// Call it before buildModel, which multiplies these sizes unchecked; the
+/// sum over all parameters is checked where it is formed (ModelInfo.h).
+Status checkModelSizes(const HfModelSpec &spec, const ModelShape &shape,
+                       const std::string &path);
+
 /// A module with one `mt.param` per HF tensor and `func.func @forward(
 /// input_ids, labels, loss_mask) -> loss`, ops of layer i tagged `mt.layer`.
 mlir::OwningOpRef<mlir::ModuleOp> buildModel(mlir::MLIRContext &context,

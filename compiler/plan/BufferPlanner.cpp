@@ -2,6 +2,8 @@
 #include "compiler/plan/BufferPlanner.h"
 
 #include "dialects/mt/MtDialect.h"
+#include "runtime/plan/PlanIO.h"
+#include "runtime/support/CheckedMath.h"
 
 #include <algorithm>
 #include <map>
@@ -39,7 +41,13 @@ uint32_t BufferPlanner::addBuffer(const std::string &name, RankedTensorType type
   for (int64_t d : type.getShape())
     b->add_shape(d);
   b->set_arena(arena);
-  b->set_size_bytes(type.getNumElements() * bytesOf(b->dtype()));
+  // checkTensorSizes bounds every tensor of the model; a product that
+  // overflows here anyway is reported by assignOffsets, naming the buffer.
+  auto elements = checkedProduct(type.getShape());
+  auto bytes = elements ? checkedMul<uint64_t>(*elements, bytesOf(b->dtype())) : std::nullopt;
+  if (!bytes && overflow_.isOk())
+    overflow_ = Status::error("buffer '" + name + "' has more bytes than 64-bit sizes count");
+  b->set_size_bytes(bytes.value_or(0));
   return id;
 }
 
@@ -108,7 +116,21 @@ void BufferPlanner::finishProgram() {
   programLength_ = 0;
 }
 
-void BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t> &sizes) {
+Status BufferPlanner::place(plan::Buffer &b, uint64_t offset, uint64_t &end) {
+  auto size = checkedAdd<uint64_t>(b.size_bytes(), kAlignment - 1);
+  auto last = size ? checkedAdd<uint64_t>(offset, *size / kAlignment * kAlignment) : std::nullopt;
+  if (!last || *last > plan::kMaxRankBytes)
+    return Status::error("buffer '" + b.name() + "' (" + std::to_string(b.size_bytes()) +
+                         " bytes) at offset " + std::to_string(offset) + " of the " +
+                         plan::ArenaKind_Name(b.arena()) + " arena ends past " +
+                         std::to_string(plan::kMaxRankBytes) + " bytes, " +
+                         plan::kMaxRankBytesReason);
+  b.set_offset_bytes(offset);
+  end = *last;
+  return Status::ok();
+}
+
+Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t> &sizes) {
   // The stage of each parameter's buffers; -1: held by two stages (tied
   // embeddings), or not a parameter's (inputs, outputs).
   std::map<uint32_t, int32_t> stageOf;
@@ -126,27 +148,32 @@ void BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t> 
   // Shared buffers first, at the same offsets on every stage; then each
   // stage's from where they end.
   for (auto &b : *plan_.mutable_buffers())
-    if (b.arena() != plan::ACTIVATIONS && stage(b.id()) < 0) {
-      b.set_offset_bytes(sizes[b.arena()]);
-      sizes[b.arena()] += alignUp(b.size_bytes());
-    }
+    if (b.arena() != plan::ACTIVATIONS && stage(b.id()) < 0)
+      if (Status s = place(b, sizes[b.arena()], sizes[b.arena()]); !s)
+        return s;
   std::map<std::pair<plan::ArenaKind, int32_t>, uint64_t> used;
-  std::map<plan::ArenaKind, uint64_t> largest;
+  std::map<plan::ArenaKind, uint64_t> end;
   for (auto &b : *plan_.mutable_buffers()) {
     if (b.arena() == plan::ACTIVATIONS || stage(b.id()) < 0)
       continue;
     uint64_t &next = used[{b.arena(), stage(b.id())}];
-    b.set_offset_bytes(sizes[b.arena()] + next);
-    next += alignUp(b.size_bytes());
-    largest[b.arena()] = std::max(largest[b.arena()], next);
+    if (next == 0)
+      next = sizes[b.arena()];
+    if (Status s = place(b, next, next); !s)
+      return s;
+    end[b.arena()] = std::max(end[b.arena()], next);
   }
-  for (auto [arena, bytes] : largest)
-    sizes[arena] += bytes;
+  for (auto [arena, bytes] : end)
+    sizes[arena] = bytes;
+  return Status::ok();
 }
 
-void BufferPlanner::assignOffsets() {
+Status BufferPlanner::assignOffsets() {
+  if (!overflow_)
+    return overflow_;
   std::map<plan::ArenaKind, uint64_t> sizes;
-  assignPersistentOffsets(sizes);
+  if (Status s = assignPersistentOffsets(sizes); !s)
+    return s;
   std::vector<uint32_t> activations;
   for (const auto &b : plan_.buffers())
     if (b.arena() == plan::ACTIVATIONS)
@@ -155,17 +182,18 @@ void BufferPlanner::assignOffsets() {
   std::stable_sort(activations.begin(), activations.end(), [&](uint32_t a, uint32_t b) {
     return plan_.buffers(a).size_bytes() > plan_.buffers(b).size_bytes();
   });
-  struct Placed { uint64_t offset, size; Interval live; };
+  struct Placed { uint64_t offset, end; Interval live; };
   std::vector<Placed> placed;
   uint64_t peak = 0;
   for (uint32_t id : activations) {
     auto *b = plan_.mutable_buffers(id);
     Interval live = live_.lookup(id);
+    // At most 2^63 (checkTensorSizes): offset + size cannot wrap.
     uint64_t size = alignUp(b->size_bytes());
     std::vector<std::pair<uint64_t, uint64_t>> busy;
     for (const Placed &p : placed)
       if (!(p.live.last < live.first || live.last < p.live.first))
-        busy.push_back({p.offset, p.offset + p.size});
+        busy.push_back({p.offset, p.end});
     std::sort(busy.begin(), busy.end());
     uint64_t offset = 0;
     for (auto [begin, end] : busy) {
@@ -173,16 +201,28 @@ void BufferPlanner::assignOffsets() {
         break;
       offset = std::max(offset, end);
     }
-    b->set_offset_bytes(offset);
-    placed.push_back({offset, size, live});
-    peak = std::max(peak, offset + size);
+    uint64_t end = 0;
+    if (Status s = place(*b, offset, end); !s)
+      return s;
+    placed.push_back({offset, end, live});
+    peak = std::max(peak, end);
   }
   sizes[plan::ACTIVATIONS] = peak;
+  uint64_t total = 0;
   for (auto [kind, size] : sizes) {
+    total += size; // each at most kMaxRankBytes: no overflow
+    if (total > plan::kMaxRankBytes)
+      return Status::error("one rank's arenas need " + std::to_string(total) +
+                           " bytes or more (the " + plan::ArenaKind_Name(kind) + " arena: " +
+                           std::to_string(size) + "), more than " +
+                           std::to_string(plan::kMaxRankBytes) + " bytes, " +
+                           plan::kMaxRankBytesReason +
+                           "; split the model over more ranks (--tp, --pp)");
     auto *arena = plan_.add_arenas();
     arena->set_kind(kind);
     arena->set_size_bytes(size);
   }
+  return Status::ok();
 }
 
 } // namespace mt

@@ -5,6 +5,7 @@
 #define MT_COMPILER_PLAN_BUFFERPLANNER_H
 
 #include "runtime/plan/plan.pb.h"
+#include "runtime/support/Status.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/DenseMap.h"
@@ -43,7 +44,9 @@ public:
   /// Ends the current program: the next one's instructions come after it.
   void finishProgram();
   /// Fills offsets and arena sizes (after the parameters' stages are set).
-  void assignOffsets();
+  /// Fails, naming the buffer or arena, when a size overflows 64 bits or one
+  /// rank's arenas exceed plan::kMaxRankBytes.
+  Status assignOffsets();
 
 private:
   /// Offsets of the persistent arenas. A pipeline rank holds only its
@@ -52,7 +55,10 @@ private:
   /// (tied embeddings), so the arena is as large as the largest stage's.
   /// Without a pipeline every parameter is on stage 0: the plain
   /// sequential layout.
-  void assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t> &sizes);
+  Status assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t> &sizes);
+  /// Puts `b` at `offset`; `end` becomes the aligned end, which must stay
+  /// within plan::kMaxRankBytes.
+  static Status place(plan::Buffer &b, uint64_t offset, uint64_t &end);
 
   struct Interval {
     int64_t first = -1, last = -1;
@@ -61,6 +67,7 @@ private:
   llvm::StringMap<ParameterBuffers> parameters_;
   llvm::DenseMap<uint32_t, Interval> live_;
   int64_t programBase_ = 0, programLength_ = 0;
+  Status overflow_; // the first buffer whose size overflowed
 };
 
 } // namespace mt

@@ -396,8 +396,8 @@ LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt
       failed(optEmitter.emitOps()))
     return failure();
   optEmitter.finishProgram();
-  planner.assignOffsets();
-
+  if (Status s = planner.assignOffsets(); !s)
+    return emitError(module.getLoc()) << s.message();
   return success();
 }
 
@@ -423,7 +423,8 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
   if (failed(bindOptimizerStep(opt, optEmitter, planner, out)) ||
       failed(emitStageOptimizers(opt, optEmitter, parallel.pp, out)))
     return failure();
-  planner.assignOffsets();
+  if (Status s = planner.assignOffsets(); !s)
+    return emitError(module.getLoc()) << s.message();
   out.mutable_training()->set_virtual_stages(int64_t(parallel.chunkLayers.size()));
   return out;
 }

@@ -2,6 +2,7 @@
 // stops them all as soon as one fails.
 #include "runtime/comm/Launcher.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <thread>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -86,11 +88,15 @@ bool startsWith(const char *s, const std::string &prefix) {
 
 // This process's environment with the rank's variables replacing any
 // inherited ones (mtrun --nproc started from inside another job).
-std::vector<std::string> rankEnvironment(int rank, int nproc, const std::string &dir) {
+std::vector<std::string> rankEnvironment(int rank, int nproc, const std::string &dir,
+                                         int threads) {
   std::vector<std::string> set = {
       "MT_RANK=" + std::to_string(rank), "MT_WORLD_SIZE=" + std::to_string(nproc),
       "MT_LOCAL_RANK=" + std::to_string(rank), "MT_RENDEZVOUS=" + dir,
       "MT_COMM_HOST=127.0.0.1"}; // all ranks are here: loopback always works
+  if (threads > 0)
+    for (const char *name : {"OMP_NUM_THREADS=", "OPENBLAS_NUM_THREADS="})
+      set.push_back(name + std::to_string(threads));
   std::vector<std::string> env;
   for (char **e = environ; *e; ++e) {
     bool replaced = false;
@@ -244,6 +250,41 @@ private:
 
 } // namespace
 
+Expected<RankThreads> chooseRankThreads(int localRanks, int cores, std::optional<int> flag,
+                                        const char *ompNumThreads) {
+  if (localRanks < 1 || cores < 1)
+    return Status::error("chooseRankThreads: " + std::to_string(localRanks) + " ranks on " +
+                         std::to_string(cores) + " cores");
+  const std::string ranks = std::to_string(localRanks) + " local rank" +
+                            (localRanks == 1 ? "" : "s") + " on " + std::to_string(cores) +
+                            " core" + (cores == 1 ? "" : "s") + ": ";
+  auto perRank = [](int n) {
+    return std::to_string(n) + (n == 1 ? " thread" : " threads") + " per rank";
+  };
+  if (flag) {
+    if (*flag < 1)
+      return Status::error("--threads-per-rank must be at least 1 (got " +
+                           std::to_string(*flag) + ")");
+    bool over = int64_t(*flag) * localRanks > cores;
+    return RankThreads{*flag, ranks + perRank(*flag) + " (--threads-per-rank" +
+                                  (over ? ", more threads than cores" : "") + ")"};
+  }
+  if (ompNumThreads && *ompNumThreads)
+    return RankThreads{0, ranks + "OMP_NUM_THREADS=" + ompNumThreads +
+                              " from the environment for every rank"};
+  const int threads = std::max(1, cores / localRanks);
+  return RankThreads{threads, ranks + perRank(threads) +
+                                  " (the cores divided among the ranks; "
+                                  "--threads-per-rank or OMP_NUM_THREADS to change)"};
+}
+
+int availableCores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+    return CPU_COUNT(&set);
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 Expected<std::string> currentExecutable() {
   std::error_code ec;
   auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -253,7 +294,7 @@ Expected<std::string> currentExecutable() {
 }
 
 Expected<int> launchLocal(int nproc, const std::vector<std::string> &argv,
-                          milliseconds timeout, std::ostream &log) {
+                          milliseconds timeout, std::ostream &log, int threadsPerRank) {
   if (nproc < 1)
     return Status::error("--nproc must be at least 1 (got " + std::to_string(nproc) + ")");
   if (argv.empty() || argv[0].empty())
@@ -267,7 +308,7 @@ Expected<int> launchLocal(int nproc, const std::vector<std::string> &argv,
   SignalForwarding forwarding;
   std::vector<pid_t> pids;
   for (int rank = 0; rank < nproc; ++rank) {
-    auto pid = spawn(argv, rankEnvironment(rank, nproc, rendezvous.path()));
+    auto pid = spawn(argv, rankEnvironment(rank, nproc, rendezvous.path(), threadsPerRank));
     if (!pid) {
       // Stop the ranks already started; they would wait for this one.
       for (pid_t p : pids)

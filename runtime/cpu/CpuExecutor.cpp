@@ -9,10 +9,8 @@
 #include "runtime/cpu/Optimizer.h"
 #include "runtime/cpu/VocabParallel.h"
 
-#include <cblas.h>
-
+#include <climits>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 
@@ -396,14 +394,23 @@ const Table &kernelTable() {
   return table;
 }
 
+/// The GEMM dimensions of a linear op must fit OpenBLAS's 32-bit ints (a
+/// larger one would be truncated, not refused, by cblas_sgemm).
+Status checkBlasDims(const Instruction &instr) {
+  if (instr.op().rfind("linear", 0) != 0)
+    return Status::ok();
+  for (const char *name : {"tokens", "in", "out"})
+    if (int64_t v = Attrs(instr).i(name); v > INT32_MAX)
+      return Status::error("attribute '" + std::string(name) + "' = " + std::to_string(v) +
+                           " exceeds " + std::to_string(INT32_MAX) +
+                           ", the largest GEMM dimension of the CPU backend's 32-bit BLAS");
+  return Status::ok();
+}
+
 } // namespace
 
 Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemory &memory,
                                           const exec::RankContext *rank) {
-  // The kernels parallelize with OpenMP; OpenBLAS threads on top of them
-  // oversubscribe the cores (measured: twice slower on 2 cores).
-  if (!std::getenv("OPENBLAS_NUM_THREADS"))
-    openblas_set_num_threads(1);
   CpuExecutor executor(plan, memory, rank);
   for (const plan::Program &program : plan.programs()) {
     auto &resolved = executor.kernels_[program.name()];
@@ -412,6 +419,9 @@ Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemo
       if (it == kernelTable().end())
         return Status::error("program '" + program.name() + "': op '" + instr.op() +
                              "' has no CPU kernel");
+      if (Status s = checkBlasDims(instr); !s)
+        return Status::error("program '" + program.name() + "': op '" + instr.op() + "': " +
+                             s.message());
       resolved.push_back(&it->second);
     }
   }

@@ -1,8 +1,8 @@
-// CPU reference kernels of the dense layers: linear (OpenBLAS sgemm),
+// CPU reference kernels of the dense layers: linear (tiled OpenBLAS sgemm),
 // embedding, SwiGLU, GELU and residual adds. Conventions: Kernels.md.
 #include "runtime/cpu/Dense.h"
 
-#include <cblas.h>
+#include "runtime/cpu/Gemm.h"
 
 #include <algorithm>
 #include <cmath>
@@ -40,26 +40,21 @@ void linearForward(const float *x, const float *w, const float *bias, float *y,
       std::memcpy(y + t * out, bias, sizeof(float) * out);
     beta = 1.0f;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tokens, out, in, 1.0f,
-              x, in, w, in, beta, y, out);
+  gemm(false, true, tokens, out, in, x, in, w, in, beta, y, out);
 }
 
 void linearBackwardInput(const float *dy, const float *w, float *dx,
                          int64_t tokens, int64_t in, int64_t out) {
   if (tokens == 0 || in == 0)
     return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tokens, in, out, 1.0f,
-              dy, out, w, in, 1.0f, dx, in);
+  gemm(false, false, tokens, in, out, dy, out, w, in, 1.0f, dx, in);
 }
 
 void linearBackwardWeight(const float *x, const float *dy, float *dw,
                           int64_t tokens, int64_t in, int64_t out) {
   if (out == 0 || in == 0)
     return;
-  // OpenBLAS splits a GEMM over the M and N dimensions only, so the sum over
-  // tokens (K) is done in the same order for any thread count.
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, tokens, 1.0f,
-              dy, out, x, in, 1.0f, dw, in);
+  gemm(true, false, out, in, tokens, dy, out, x, in, 1.0f, dw, in);
 }
 
 void biasBackward(const float *dy, float *dbias, int64_t tokens, int64_t out) {

@@ -8,7 +8,7 @@
 namespace mt::cpu {
 
 /// y[t, o] = sum_i x[t, i] * w[o, i] + bias[o]; x [tokens, in], w [out, in]
-/// (HF layout), bias [out] or null, y [tokens, out]. OpenBLAS sgemm.
+/// (HF layout), bias [out] or null, y [tokens, out]. Tiled sgemm (Gemm.h).
 void linearForward(const float *x, const float *w, const float *bias, float *y,
                    int64_t tokens, int64_t in, int64_t out);
 /// dx[t, i] += sum_o dy[t, o] * w[o, i].

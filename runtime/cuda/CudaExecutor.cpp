@@ -164,7 +164,7 @@ Status CudaExecutor::initialize() {
   MT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MT_CUDA_CHECK(cudaEventCreate(&start_));
   MT_CUDA_CHECK(cudaEventCreate(&stop_));
-  auto arenas = DeviceArenas::create(plan_);
+  auto arenas = DeviceArenas::create(plan_, rank_ ? rank_->describe() : std::string());
   if (!arenas)
     return arenas.status();
   arenas_ = std::move(*arenas);

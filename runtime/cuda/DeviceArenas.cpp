@@ -16,7 +16,8 @@ Status DeviceArenas::allocate(void **where, uint64_t bytes, const char *what) {
     size_t free = 0, total = 0;
     (void)cudaGetLastError();
     (void)cudaMemGetInfo(&free, &total);
-    return Status::error("cannot allocate the " + std::string(what) + " arena (" +
+    return Status::error((rank_.empty() ? "" : rank_ + " ") + "cannot allocate the " +
+                         std::string(what) + " arena (" +
                          std::to_string(bytes >> 20) + " MiB) on the GPU: " +
                          cudaGetErrorString(e) + "; " + std::to_string(free >> 20) +
                          " of " + std::to_string(total >> 20) +
@@ -28,8 +29,9 @@ Status DeviceArenas::allocate(void **where, uint64_t bytes, const char *what) {
   return Status::ok();
 }
 
-Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &plan) {
-  std::unique_ptr<DeviceArenas> d(new DeviceArenas(plan));
+Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &plan,
+                                                             const std::string &rank) {
+  std::unique_ptr<DeviceArenas> d(new DeviceArenas(plan, rank));
   const plan::DeviceFootprint footprint = plan::deviceFootprint(plan);
   d->wideOffsets_ = footprint.wideOffsets;
   for (const plan::Arena &a : plan.arenas()) {

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace mt::cuda {
@@ -38,8 +39,11 @@ public:
     AsPlanned,      // GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the host layout
   };
 
-  /// Allocates the arenas plan::deviceFootprint sizes.
-  static Expected<std::unique_ptr<DeviceArenas>> create(const plan::Plan &plan);
+  /// Allocates the arenas plan::deviceFootprint sizes. A failed cudaMalloc
+  /// is an error that starts with `rank` (RankContext::describe()) and
+  /// names the arena, its size and the device memory free.
+  static Expected<std::unique_ptr<DeviceArenas>> create(const plan::Plan &plan,
+                                                        const std::string &rank = "");
   ~DeviceArenas();
   DeviceArenas(const DeviceArenas &) = delete;
   DeviceArenas &operator=(const DeviceArenas &) = delete;
@@ -61,10 +65,11 @@ public:
   uint64_t totalBytes() const { return total_; }
 
 private:
-  DeviceArenas(const plan::Plan &plan) : plan_(plan) {}
+  DeviceArenas(const plan::Plan &plan, std::string rank) : plan_(plan), rank_(std::move(rank)) {}
   Status allocate(void **where, uint64_t bytes, const char *what);
 
   const plan::Plan &plan_;
+  std::string rank_;
   std::map<plan::ArenaKind, std::pair<std::byte *, uint64_t>> arenas_;
   std::byte *activations_ = nullptr, *wideArena_ = nullptr;
   bf16 *shadows_ = nullptr;

@@ -1,30 +1,99 @@
 // Arena allocation for the CPU backend.
 #include "runtime/exec/Memory.h"
 
+#include "runtime/support/CheckedMath.h"
+
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <new>
+#include <fstream>
+#include <vector>
 
 namespace mt::exec {
 
 void HostMemory::Free::operator()(std::byte *p) const { std::free(p); }
 
-HostMemory::HostMemory(const plan::Plan &plan, int64_t slots, Arenas arenas)
-    : plan_(plan), slots_(std::max<int64_t>(slots, 1)) {
+namespace {
+
+/// This host's memory in bytes, from /proc/meminfo (sysconf where absent).
+struct HostMemoryInfo {
+  uint64_t total = 0;     // RAM and swap
+  uint64_t available = 0; // MemAvailable and free swap
+};
+
+HostMemoryInfo hostMemoryInfo() {
+  std::map<std::string, uint64_t> kib;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t value = 0;
+  while (meminfo >> key >> value && meminfo.ignore(64, '\n'))
+    kib[key] = value;
+  if (kib.count("MemTotal:") && kib.count("MemAvailable:"))
+    return {(kib["MemTotal:"] + kib["SwapTotal:"]) << 10,
+            (kib["MemAvailable:"] + kib["SwapFree:"]) << 10};
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  return {uint64_t(sysconf(_SC_PHYS_PAGES)) * page, uint64_t(sysconf(_SC_AVPHYS_PAGES)) * page};
+}
+
+std::string gib(uint64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f GiB", double(bytes) / double(uint64_t(1) << 30));
+  return text;
+}
+
+} // namespace
+
+Expected<std::unique_ptr<HostMemory>> HostMemory::create(const plan::Plan &plan, int64_t slots,
+                                                         Arenas arenas, const std::string &rank) {
+  std::unique_ptr<HostMemory> m(new HostMemory(plan, std::max<int64_t>(slots, 1)));
+  const std::string who = rank.empty() ? "" : rank + " ";
+  auto arenaName = [&](const plan::Arena &a) {
+    return "the " + plan::ArenaKind_Name(a.kind()) + " arena" +
+           (perSlot(a.kind()) && m->slots_ > 1
+                ? " (x " + std::to_string(m->slots_) + " pipeline slots)"
+                : std::string());
+  };
+  // Sizes first (64-byte multiples, one copy per slot), checked for
+  // overflow and against this host, so that nothing is allocated in vain.
+  const HostMemoryInfo host = hostMemoryInfo();
+  std::vector<std::pair<const plan::Arena *, uint64_t>> sizes;
+  uint64_t total = 0;
   for (const plan::Arena &a : plan.arenas()) {
     if (arenas == Arenas::HostSide &&
         (a.kind() == plan::ACTIVATIONS || a.kind() == plan::GRADIENTS))
       continue;
-    uint64_t size = (a.size_bytes() + 63) / 64 * 64;
-    if (perSlot(a.kind()))
-      size *= uint64_t(slots_);
+    auto padded = checkedAdd<uint64_t>(a.size_bytes(), 63);
+    auto size = padded ? checkedMul<uint64_t>(*padded / 64 * 64,
+                                              perSlot(a.kind()) ? uint64_t(m->slots_) : 1)
+                       : std::nullopt;
+    auto sum = size ? checkedAdd<uint64_t>(total, *size) : std::nullopt;
+    if (!sum)
+      return Status::error(who + arenaName(a) + " of " + std::to_string(a.size_bytes()) +
+                           " bytes overflows 64-bit sizes");
+    if (*sum > host.total)
+      return Status::error(who + arenaName(a) + " (" + gib(*size) +
+                           ") brings the plan's arenas to " + gib(*sum) +
+                           " of host memory, more than this host has (" + gib(host.total) +
+                           " of memory and swap, " + gib(host.available) + " available)");
+    sizes.push_back({&a, *size});
+    total = *sum;
+  }
+  uint64_t done = 0;
+  for (auto [arena, size] : sizes) {
     auto *p = static_cast<std::byte *>(std::aligned_alloc(64, size ? size : 64));
     if (!p)
-      throw std::bad_alloc();
+      return Status::error(who + "cannot allocate " + arenaName(*arena) + " (" +
+                           std::to_string(size) + " bytes, " + gib(size) +
+                           ") in host memory: " + gib(hostMemoryInfo().available) +
+                           " available, after " + gib(done) + " of the plan's other arenas");
     std::memset(p, 0, size);
-    arenas_[a.kind()] = {std::unique_ptr<std::byte[], Free>(p), size};
+    m->arenas_[arena->kind()] = {std::unique_ptr<std::byte[], Free>(p), size};
+    done += size;
   }
+  return m;
 }
 
 std::byte *HostMemory::data(uint32_t buffer) const {

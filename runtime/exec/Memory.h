@@ -3,11 +3,13 @@
 #define MT_RUNTIME_EXEC_MEMORY_H
 
 #include "runtime/plan/plan.pb.h"
+#include "runtime/support/Status.h"
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 
 namespace mt::exec {
 
@@ -20,8 +22,14 @@ public:
   };
   /// Allocates the arenas of `plan` (64-byte aligned, zero-filled). With
   /// `slots` > 1 (pipelines: micro-batches in flight) the per-micro-batch
-  /// arenas (activations, inputs, outputs) get one copy per slot.
-  explicit HostMemory(const plan::Plan &plan, int64_t slots = 1, Arenas arenas = Arenas::All);
+  /// arenas (activations, inputs, outputs) get one copy per slot. Fails,
+  /// allocating nothing, when the arenas together exceed this host's memory
+  /// and swap, and when an allocation fails; the message starts with
+  /// `rank` (e.g. RankContext::describe()) and names the arena, its size
+  /// and the memory available.
+  static Expected<std::unique_ptr<HostMemory>> create(const plan::Plan &plan, int64_t slots = 1,
+                                                      Arenas arenas = Arenas::All,
+                                                      const std::string &rank = "");
 
   /// The copy of the per-micro-batch arenas later accesses use.
   void setSlot(int64_t slot) { slot_ = slot; }
@@ -40,6 +48,7 @@ public:
   uint64_t arenaBytes(plan::ArenaKind kind) const;
 
 private:
+  HostMemory(const plan::Plan &plan, int64_t slots) : plan_(plan), slots_(slots) {}
   struct Free {
     void operator()(std::byte *p) const;
   };

@@ -298,8 +298,12 @@ Status TrainingRun::prepare() {
                                      t.micro_batches_per_step())[rank_->coordinate("pp")];
     slotOf_ = activationSlots(stageActions_, t.micro_batches_per_step(), slots);
   }
-  memory_ = std::make_unique<HostMemory>(
-      plan_, slots, *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All);
+  auto memory = HostMemory::create(
+      plan_, slots, *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All,
+      rank_->describe());
+  if (!memory)
+    return memory.status();
+  memory_ = std::move(*memory);
   if (pipelined)
     pipeline_ = std::make_unique<PipelineChannels>(*rank_);
   auto executor = createExecutor(*backend, plan_, *memory_, rank_.get(), o_.profile);

@@ -2,6 +2,8 @@
 // sharded checkpoint directories, and the fp16/bf16 conversions.
 #include "runtime/io/Safetensors.h"
 
+#include "runtime/support/CheckedMath.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -281,13 +283,8 @@ std::optional<Dtype> parseDtype(const std::string &name) {
 }
 
 std::optional<uint64_t> tensorByteSize(Dtype dtype, const std::vector<int64_t> &shape) {
-  uint64_t n = dtypeSize(dtype);
-  for (int64_t d : shape) {
-    if (d < 0 || (d != 0 && n > std::numeric_limits<uint64_t>::max() / uint64_t(d)))
-      return std::nullopt;
-    n *= uint64_t(d);
-  }
-  return n;
+  auto elements = checkedProduct(shape);
+  return elements ? checkedMul<uint64_t>(*elements, dtypeSize(dtype)) : std::nullopt;
 }
 
 float bf16ToFloat(uint16_t bits) { return std::bit_cast<float>(uint32_t(bits) << 16); }

@@ -3,6 +3,7 @@
 #include "runtime/io/TokenFile.h"
 
 #include "runtime/io/AtomicFile.h"
+#include "runtime/support/CheckedMath.h"
 
 #include <algorithm>
 #include <bit>
@@ -94,12 +95,13 @@ Status checkHeader(const std::string &path, const unsigned char *h,
     return Status::error(path + ": token width " + std::to_string(width) +
                          " bytes; must be 2 or 4");
   uint64_t count = loadU64(h + 24);
-  uint64_t maxCount =
-      (std::numeric_limits<uint64_t>::max() - kTokenFileHeaderBytes) / width;
-  if (count > maxCount)
+  auto bytes = checkedMul<uint64_t>(count, width);
+  if (bytes)
+    bytes = checkedAdd<uint64_t>(*bytes, kTokenFileHeaderBytes);
+  if (!bytes)
     return Status::error(path + ": token count " + std::to_string(count) +
                          " in the header is impossibly large");
-  uint64_t expected = kTokenFileHeaderBytes + count * width;
+  uint64_t expected = *bytes;
   if (fileBytes != expected)
     return Status::error(
         path + ": " + (fileBytes < expected ? "truncated" : "trailing data") +

@@ -1,6 +1,8 @@
 // The table of plan instructions and the check of one instruction against it.
 #include "runtime/plan/OpRegistry.h"
 
+#include "runtime/support/CheckedMath.h"
+
 #include <sstream>
 
 namespace mt::plan {
@@ -28,24 +30,28 @@ namespace {
 
 using Counts = std::vector<int64_t>;
 
+/// Attributes are checked non-negative, not bounded: products saturate, so
+/// an overflowing one matches no buffer instead of wrapping onto one.
+int64_t mul(std::initializer_list<int64_t> factors) { return saturatingProduct(factors); }
+
 std::vector<OpSignature> makeTable() {
   auto tok = [](const Attrs &a) { return a.i("tokens"); };
   auto rope = [](const Attrs &a) {
-    return a.i("batch") * a.i("seq") * a.i("heads") * a.i("head_dim");
+    return mul({a.i("batch"), a.i("seq"), a.i("heads"), a.i("head_dim")});
   };
   auto attn = [](const Attrs &a) {
-    int64_t bs = a.i("batch") * a.i("seq"), d = a.i("head_dim");
-    return Counts{bs * a.i("heads") * d, bs * a.i("kv_heads") * d,
-                  a.i("batch") * a.i("heads") * a.i("seq")};
+    int64_t bs = mul({a.i("batch"), a.i("seq")}), d = a.i("head_dim");
+    return Counts{mul({bs, a.i("heads"), d}), mul({bs, a.i("kv_heads"), d}),
+                  mul({a.i("batch"), a.i("heads"), a.i("seq")})};
   };
   auto router = [](const Attrs &a) {
     int64_t t = a.i("tokens"), h = a.i("hidden"), e = a.i("experts"), k = a.i("top_k");
-    return Counts{t * h, e * h, t * k};
+    return Counts{mul({t, h}), mul({e, h}), mul({t, k})};
   };
   auto experts = [](const Attrs &a) {
     int64_t t = a.i("tokens"), h = a.i("hidden"), f = a.i("ffn"), e = a.i("experts"),
             k = a.i("top_k");
-    return Counts{t * h, t * k, e * f * h};
+    return Counts{mul({t, h}), mul({t, k}), mul({e, f, h})};
   };
   std::vector<std::string> linearAttrs = {"tokens", "in", "out"};
   std::vector<std::string> ropeAttrs = {"batch", "seq", "heads", "head_dim"};
@@ -55,45 +61,49 @@ std::vector<OpSignature> makeTable() {
   auto n = [](const Attrs &a) { return a.i("n"); };
   return {
       {"embedding", 2, 2, 1, {"tokens", "vocab", "hidden"}, {}, [&](const Attrs &a) {
-         return Counts{a.i("tokens"), a.i("vocab") * a.i("hidden"), a.i("tokens") * a.i("hidden")};
+         return Counts{a.i("tokens"), mul({a.i("vocab"), a.i("hidden")}),
+                       mul({a.i("tokens"), a.i("hidden")})};
        }},
       {"embedding_grad", 2, 2, 1, {"tokens", "vocab", "hidden"}, {}, [](const Attrs &a) {
-         return Counts{a.i("tokens"), a.i("tokens") * a.i("hidden"), a.i("vocab") * a.i("hidden")};
+         return Counts{a.i("tokens"), mul({a.i("tokens"), a.i("hidden")}),
+                       mul({a.i("vocab"), a.i("hidden")})};
        }},
       {"linear", 2, 3, 1, linearAttrs, {}, [tok](const Attrs &a) {
-         Counts c{tok(a) * a.i("in"), a.i("out") * a.i("in")};
+         Counts c{mul({tok(a), a.i("in")}), mul({a.i("out"), a.i("in")})};
          if (a.i("has_bias"))
            c.push_back(a.i("out"));
-         c.push_back(tok(a) * a.i("out"));
+         c.push_back(mul({tok(a), a.i("out")}));
          return c;
        }},
       {"linear_grad_input", 2, 2, 1, linearAttrs, {}, [tok](const Attrs &a) {
-         return Counts{tok(a) * a.i("out"), a.i("out") * a.i("in"), tok(a) * a.i("in")};
+         return Counts{mul({tok(a), a.i("out")}), mul({a.i("out"), a.i("in")}),
+                       mul({tok(a), a.i("in")})};
        }},
       {"linear_grad_weight", 2, 2, 1, linearAttrs, {}, [tok](const Attrs &a) {
-         return Counts{tok(a) * a.i("in"), tok(a) * a.i("out"), a.i("out") * a.i("in")};
+         return Counts{mul({tok(a), a.i("in")}), mul({tok(a), a.i("out")}),
+                       mul({a.i("out"), a.i("in")})};
        }},
       {"bias_add", 2, 2, 1, {"rows", "dim"}, {}, [](const Attrs &a) {
-         int64_t x = a.i("rows") * a.i("dim");
+         int64_t x = mul({a.i("rows"), a.i("dim")});
          return Counts{x, a.i("dim"), x};
        }},
       {"bias_grad", 1, 1, 1, {"tokens", "out"}, {}, [tok](const Attrs &a) {
-         return Counts{tok(a) * a.i("out"), a.i("out")};
+         return Counts{mul({tok(a), a.i("out")}), a.i("out")};
        }},
       {"rmsnorm", 2, 2, 1, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
-         int64_t x = a.i("rows") * a.i("dim");
+         int64_t x = mul({a.i("rows"), a.i("dim")});
          return Counts{x, a.i("dim"), x};
        }},
       {"rmsnorm_grad", 3, 3, 2, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
-         int64_t x = a.i("rows") * a.i("dim");
+         int64_t x = mul({a.i("rows"), a.i("dim")});
          return Counts{x, a.i("dim"), x, x, a.i("dim")};
        }},
       {"layernorm", 3, 3, 1, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
-         int64_t x = a.i("rows") * a.i("dim");
+         int64_t x = mul({a.i("rows"), a.i("dim")});
          return Counts{x, a.i("dim"), a.i("dim"), x};
        }},
       {"layernorm_grad", 3, 3, 3, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
-         int64_t x = a.i("rows") * a.i("dim");
+         int64_t x = mul({a.i("rows"), a.i("dim")});
          return Counts{x, a.i("dim"), x, x, a.i("dim"), a.i("dim")};
        }},
       {"rotary", 1, 1, 1, ropeAttrs, {"theta"}, [rope](const Attrs &a) { return Counts{rope(a), rope(a)}; }},
@@ -117,12 +127,12 @@ std::vector<OpSignature> makeTable() {
       {"send", 1, 1, 0, {"n", "peer_virtual_stage"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
       {"recv", 0, 0, 1, {"n", "peer_virtual_stage"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
       {"all_gather", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
-         int64_t small = a.i("outer") * a.i("run");
-         return Counts{small, small * a.i("parts")};
+         int64_t small = mul({a.i("outer"), a.i("run")});
+         return Counts{small, mul({small, a.i("parts")})};
        }},
       {"reduce_scatter", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
-         int64_t small = a.i("outer") * a.i("run");
-         return Counts{small * a.i("parts"), small};
+         int64_t small = mul({a.i("outer"), a.i("run")});
+         return Counts{mul({small, a.i("parts")}), small};
        }},
       {"moe_router", 2, 2, 3, routerAttrs, {"aux_loss_coeff"}, [router](const Attrs &a) {
          Counts c = router(a);
@@ -142,10 +152,10 @@ std::vector<OpSignature> makeTable() {
        }},
       {"cross_entropy", 3, 3, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
          int64_t t = a.i("tokens");
-         return Counts{t * a.i("vocab"), t, t, 1};
+         return Counts{mul({t, a.i("vocab")}), t, t, 1};
        }},
       {"cross_entropy_grad", 4, 4, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
-         int64_t t = a.i("tokens"), l = t * a.i("vocab");
+         int64_t t = a.i("tokens"), l = mul({t, a.i("vocab")});
          return Counts{l, t, t, 1, l};
        }},
       {"global_norm", 1, -1, 1, {}, {}, nullptr},
@@ -161,12 +171,7 @@ std::vector<OpSignature> makeTable() {
 
 } // namespace
 
-int64_t elementsOf(const Buffer &b) {
-  int64_t n = 1;
-  for (int64_t d : b.shape())
-    n *= d;
-  return n;
-}
+int64_t elementsOf(const Buffer &b) { return checkedProduct(b.shape()).value_or(-1); }
 
 const std::vector<OpSignature> &allOps() {
   static const std::vector<OpSignature> table = makeTable();

@@ -41,7 +41,8 @@ const std::vector<OpSignature> &allOps();
 /// Checks one instruction against its signature and the buffer table.
 Status checkInstruction(const Plan &plan, const Program &program, int index);
 
-/// Elements of a buffer: the product of its shape.
+/// Elements of a buffer: the product of its shape; -1 when that overflows
+/// int64_t (validatePlan refuses such buffers).
 int64_t elementsOf(const Buffer &buffer);
 
 /// Whether instructions of `op` add into their outputs (+=) rather than

@@ -5,6 +5,7 @@
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanVersion.h"
 #include "runtime/plan/Stages.h"
+#include "runtime/support/CheckedMath.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -17,6 +18,24 @@ namespace {
 
 uint64_t elementBytes(DType dtype) { return dtype == I64 ? 8 : 4; }
 
+std::string bytesText(uint64_t bytes) {
+  return std::to_string(bytes) + " bytes (" + std::to_string(bytes >> 30) + " GiB)";
+}
+
+/// Each arena, and all of them together, within kMaxRankBytes.
+Status validateArenas(const Plan &plan) {
+  uint64_t total = 0;
+  for (const Arena &a : plan.arenas()) {
+    auto sum = checkedAdd<uint64_t>(total, a.size_bytes());
+    if (!sum || *sum > kMaxRankBytes)
+      return Status::error("the " + ArenaKind_Name(a.kind()) + " arena of " +
+                           bytesText(a.size_bytes()) + " brings one rank's arenas to more than " +
+                           bytesText(kMaxRankBytes) + ", " + kMaxRankBytesReason);
+    total = *sum;
+  }
+  return Status::ok();
+}
+
 Status validateBuffers(const Plan &plan) {
   std::map<ArenaKind, uint64_t> arenaSize;
   for (const Arena &a : plan.arenas())
@@ -26,19 +45,22 @@ Status validateBuffers(const Plan &plan) {
     std::string name = "buffer " + std::to_string(i) + " '" + b.name() + "'";
     if (b.id() != uint32_t(i))
       return Status::error(name + " has id " + std::to_string(b.id()));
-    uint64_t elements = 1;
-    for (int64_t d : b.shape()) {
+    for (int64_t d : b.shape())
       if (d < 0)
         return Status::error(name + " has a negative dimension");
-      elements *= uint64_t(d);
-    }
-    if (b.dtype() == DTYPE_UNSPECIFIED || elements * elementBytes(b.dtype()) != b.size_bytes())
+    auto elements = checkedProduct(b.shape());
+    auto bytes = elements ? checkedMul<uint64_t>(*elements, elementBytes(b.dtype()))
+                          : std::nullopt;
+    if (!bytes)
+      return Status::error(name + ": its shape has more elements than 64-bit sizes can count");
+    if (b.dtype() == DTYPE_UNSPECIFIED || *bytes != b.size_bytes())
       return Status::error(name + ": size " + std::to_string(b.size_bytes()) +
                            " bytes does not match its dtype and shape");
     auto arena = arenaSize.find(b.arena());
     if (arena == arenaSize.end())
       return Status::error(name + " lives in an arena the plan does not declare");
-    if (b.offset_bytes() + b.size_bytes() > arena->second)
+    auto end = checkedAdd<uint64_t>(b.offset_bytes(), b.size_bytes());
+    if (!end || *end > arena->second)
       return Status::error(name + " at offset " + std::to_string(b.offset_bytes()) +
                            " + " + std::to_string(b.size_bytes()) +
                            " bytes is out of range of its arena (" +
@@ -120,6 +142,8 @@ Status validatePlan(const Plan &plan) {
                          " is not supported by this mtrun (it reads version " +
                          std::to_string(kPlanVersion) + "); recompile the plan with "
                          "the mtc of this release");
+  if (Status s = validateArenas(plan); !s)
+    return s;
   if (Status s = validateBuffers(plan); !s)
     return s;
   if (Status s = validateParameters(plan); !s)

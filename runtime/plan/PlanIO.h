@@ -12,6 +12,15 @@
 
 namespace mt::plan {
 
+/// The most bytes one rank's arenas may take, all together: 2^47, the user
+/// address space of a Linux process on x86-64 (4-level paging; 5-level
+/// kernels map higher addresses only on request). No host can allocate
+/// more in one process, and no GPU holds a thousandth of it, so a plan
+/// above it is refused by `mtc compile` and by the plan loader.
+inline constexpr uint64_t kMaxRankBytes = uint64_t(1) << 47;
+inline constexpr const char *kMaxRankBytesReason =
+    "the most one process can address (128 TiB on x86-64 Linux)";
+
 /// Replaces `dir` atomically with plan.pb, its readable summary plan.txt and
 /// the marker of a plan (io::replaceOutputDirectory: refuses a `dir` that is
 /// not absent, empty or an mtc output directory).

@@ -78,6 +78,9 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
        "global_batch_size (12) must be divisible by micro_batch_size (2) x data parallel size (4) = 8"},
       {"vpp micro-batches % pp", [](auto &c, auto &) { c.pp = 2, c.vpp = 2, c.globalBatch = 6; },
        "the number of micro-batches (3 = global_batch_size 6 / (micro_batch_size 2 x dp 1)) must be a multiple of pp (2)"},
+      {"sizes overflow", [](auto &c, auto &) { c.pp = 4, c.vpp = int64_t(1) << 62; },
+       "tp (1) x pp (4) x vpp (4611686018427387904) x cp (1) x ep (1) x dp (0) x world size (0) "
+       "x micro_batch_size (0) overflows 64-bit integers"},
       {"tp < 1", [](auto &c, auto &) { c.tp = 0; },
        "tensor_model_parallel_size (--tp) must be >= 1, got 0"},
       {"seq differs from model", [](auto &c, auto &) { c.seq = 128; },

@@ -42,7 +42,9 @@ protected:
     auto plan = plan::readPlanDirectory(std::string(MT_HF_PLAN_DIR) + "/" + GetParam());
     ASSERT_TRUE(plan) << plan.message();
     plan_ = std::move(*plan);
-    memory_ = std::make_unique<exec::HostMemory>(plan_);
+    auto memory = exec::HostMemory::create(plan_);
+    ASSERT_TRUE(memory) << memory.message();
+    memory_ = std::move(*memory);
     auto expected = io::openSafetensors(fixture_ + "/expected.safetensors");
     ASSERT_TRUE(expected) << expected.message();
     expected_ = std::make_unique<io::SafetensorsFile>(std::move(*expected));
@@ -151,7 +153,9 @@ TEST_P(HfFidelity, SeveralStepsWithAccumulationMaskScheduleAndClipping) {
                                            "-steps");
   ASSERT_TRUE(stepsPlan) << stepsPlan.message();
   const plan::Plan &plan = *stepsPlan;
-  exec::HostMemory memory(plan);
+  auto allocated = exec::HostMemory::create(plan);
+  ASSERT_TRUE(allocated.isOk()) << allocated.message();
+  exec::HostMemory &memory = **allocated;
   auto file = io::openSafetensors(fixture_ + "/expected-steps.safetensors");
   ASSERT_TRUE(file) << file.message();
   auto read = [&](const std::string &name) {

@@ -353,10 +353,8 @@ TEST_F(DatasetTest, FillBatchMatchesBatchAndChecksItsArguments) {
 }
 
 TEST_F(DatasetTest, DemoCorpusPacksIntoSamples) {
-  // The shipped corpus, found from this source file's place in the tree.
-  fs::path corpus =
-      fs::path(__FILE__).parent_path().parent_path().parent_path() /
-      "models/data/demo-corpus.txt";
+  // The shipped corpus of this source tree (its path comes from CMake).
+  fs::path corpus = MT_DEMO_CORPUS;
   std::ifstream in(corpus, std::ios::binary);
   ASSERT_TRUE(in) << "cannot read " << corpus;
   std::string text{std::istreambuf_iterator<char>(in), {}};

@@ -108,6 +108,51 @@ TEST(PlanValidation, RejectsAMissingProgram) {
   EXPECT_EQ(errorOf(p), "the plan has no program 'optimizer_step'");
 }
 
+// Sizes that overflow 64 bits: refused, never wrapped onto a valid value.
+TEST(PlanValidation, RejectsAShapeWhoseSizeOverflows) {
+  Plan p = smallPlan();
+  p.mutable_buffers(0)->set_shape(0, int64_t(1) << 62); // x 4 bytes = 2^64 = 0
+  p.mutable_buffers(0)->set_size_bytes(0);
+  EXPECT_EQ(errorOf(p), "buffer 0 'b0': its shape has more elements than 64-bit sizes can count");
+}
+
+TEST(PlanValidation, RejectsAnOffsetThatWrapsAround) {
+  Plan p = smallPlan();
+  p.mutable_buffers(2)->set_offset_bytes(~uint64_t(0) - 7); // + 16 wraps to 8
+  EXPECT_NE(errorOf(p).find("buffer 2 'b2' at offset 18446744073709551608 + 16 bytes is "
+                            "out of range of its arena (192 bytes)"),
+            std::string::npos);
+}
+
+TEST(PlanValidation, RejectsAttributesWhoseProductWraps) {
+  // outer x run = (2^62 + 1) x 4 wraps to 4 in 64 bits, the size of b1.
+  Plan p = smallPlan();
+  auto *instr = p.mutable_programs(0)->mutable_instructions(0);
+  instr->set_op("reduce_scatter");
+  instr->mutable_inputs()->RemoveLast();
+  instr->clear_attributes();
+  for (auto [name, value] : {std::pair{"outer", (int64_t(1) << 62) + 1}, std::pair{"run", int64_t(4)},
+                             std::pair{"parts", int64_t(1)}}) {
+    auto *a = instr->add_attributes();
+    a->set_name(name);
+    a->set_i(value);
+  }
+  EXPECT_NE(errorOf(p).find("buffer 0 'b0' has 4 elements, the op needs 9223372036854775807"),
+            std::string::npos);
+}
+
+TEST(PlanValidation, RejectsArenasNoProcessCanAddress) {
+  Plan p = smallPlan();
+  auto *params = p.add_arenas();
+  params->set_kind(PARAMETERS);
+  params->set_size_bytes(kMaxRankBytes); // with the activations' 192: over
+  EXPECT_EQ(errorOf(p), "the PARAMETERS arena of 140737488355328 bytes (131072 GiB) brings one "
+                        "rank's arenas to more than 140737488355328 bytes (131072 GiB), the most "
+                        "one process can address (128 TiB on x86-64 Linux)");
+  params->set_size_bytes(~uint64_t(0) - 100); // the sum wraps around
+  EXPECT_NE(errorOf(p).find("brings one rank's arenas to more than"), std::string::npos);
+}
+
 /// smallPlan with buffers 0 and 1 as frozen parameters of `stages` in a
 /// pp-stage pipeline, both at offset 0 of the parameter arena.
 Plan stagedPlan(int32_t pp, int32_t stage0, int32_t stage1) {

@@ -10,7 +10,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <unistd.h>
 
 namespace {
@@ -72,6 +74,10 @@ int main(int argc, char **argv) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--nproc", nproc, "start this many local ranks (the plan's world size)")
       ->check(CLI::PositiveNumber);
+  std::optional<int> threadsPerRank;
+  app.add_option("--threads-per-rank", threadsPerRank,
+                 "with --nproc: CPU threads of each rank (default: the cores divided among "
+                 "the ranks, or OMP_NUM_THREADS where set)");
   app.add_option("--comm-timeout", commTimeout,
                  "seconds a collective waits for the other ranks before failing")
       ->capture_default_str()->check(CLI::PositiveNumber);
@@ -91,6 +97,11 @@ int main(int argc, char **argv) {
   mt::tools::addVersionFlag(app, "mtrun");
   if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
     return *exitCode;
+  if (threadsPerRank && nproc == 0) {
+    std::cerr << "error: --threads-per-rank needs --nproc (a rank started by torchrun, Slurm "
+                 "or OpenMPI takes OMP_NUM_THREADS from its environment)\n";
+    return 1;
+  }
   if (nproc > 0) {
     // What every rank would refuse alike is refused here, once.
     mt::Status s = mt::exec::checkTrainOutputs(o);
@@ -100,7 +111,14 @@ int main(int argc, char **argv) {
       std::cerr << "error: " << s.message() << "\n";
       return 1;
     }
-    // Relaunch this command without --nproc as nproc ranks.
+    auto threads = mt::comm::chooseRankThreads(nproc, mt::comm::availableCores(), threadsPerRank,
+                                               std::getenv("OMP_NUM_THREADS"));
+    if (!threads) {
+      std::cerr << "error: " << threads.message() << "\n";
+      return 1;
+    }
+    std::cerr << "mtrun: " << threads->note << "\n";
+    // Relaunch this command without the launcher's flags as nproc ranks.
     std::vector<std::string> args;
     auto self = mt::comm::currentExecutable();
     if (!self) {
@@ -110,15 +128,17 @@ int main(int argc, char **argv) {
     args.push_back(*self);
     for (int i = 1; i < argc; ++i) {
       std::string arg = argv[i];
-      if (arg == "--nproc") {
-        ++i;
-        continue;
+      bool launcherFlag = false;
+      for (const std::string flag : {"--nproc", "--threads-per-rank"}) {
+        if (arg == flag)
+          ++i; // and its value
+        launcherFlag |= arg == flag || arg.rfind(flag + "=", 0) == 0;
       }
-      if (arg.rfind("--nproc=", 0) == 0)
-        continue;
-      args.push_back(arg);
+      if (!launcherFlag)
+        args.push_back(arg);
     }
-    auto code = mt::comm::launchLocal(nproc, args, std::chrono::milliseconds(0));
+    auto code = mt::comm::launchLocal(nproc, args, std::chrono::milliseconds(0), std::cerr,
+                                      threads->threads);
     if (!code) {
       std::cerr << "error: " << code.message() << "\n";
       return 1;

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -39,6 +40,33 @@ double secondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+/// Sets `name` to `value` while alive, then restores what the environment
+/// held (a value, or nothing): a test leaves the environment as it found it.
+class ScopedEnv {
+public:
+  ScopedEnv(std::string name, const std::string &value) : name_(std::move(name)) {
+    if (const char *old = std::getenv(name_.c_str()))
+      old_ = old;
+    setenv(name_.c_str(), value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      setenv(name_.c_str(), old_->c_str(), 1);
+    else
+      unsetenv(name_.c_str());
+  }
+  ScopedEnv(const ScopedEnv &) = delete;
+  ScopedEnv &operator=(const ScopedEnv &) = delete;
+
+private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+/// Set by Launcher.MultiProcessJob to its pid: a process whose parent it is
+/// is one of that job's ranks.
+constexpr const char *kJobParent = "MT_LAUNCHER_TEST_PARENT";
+
 std::string readFile(const std::string &path) {
   std::ifstream in(path);
   std::stringstream s;
@@ -50,17 +78,19 @@ std::string readFile(const std::string &path) {
 
 TEST(Launcher, EveryRankGetsItsVariables) {
   TempDir out;
-  setenv("MT_RANK", "99", 1); // inherited values are replaced, not duplicated
   std::ostringstream log;
-  auto code = launchLocal(
+  mt::Expected<int> code = mt::Status::error("not run");
+  {
+    ScopedEnv inherited("MT_RANK", "99"); // replaced in the ranks, not duplicated
+    code = launchLocal(
       3,
-      shell(R"sh([ "$MT_WORLD_SIZE" = 3 ] && [ "$MT_LOCAL_RANK" = "$MT_RANK" ] &&
-               [ -d "$MT_RENDEZVOUS" ] && [ "$MT_COMM_HOST" = 127.0.0.1 ] &&
-               [ "$(env | grep -c '^MT_RANK=')" = 1 ] &&
-               echo "$MT_RENDEZVOUS" > "$1/rank-$MT_RANK")sh",
-            out.path),
-      0ms, log);
-  unsetenv("MT_RANK");
+        shell(R"sh([ "$MT_WORLD_SIZE" = 3 ] && [ "$MT_LOCAL_RANK" = "$MT_RANK" ] &&
+                 [ -d "$MT_RENDEZVOUS" ] && [ "$MT_COMM_HOST" = 127.0.0.1 ] &&
+                 [ "$(env | grep -c '^MT_RANK=')" = 1 ] &&
+                 echo "$MT_RENDEZVOUS" > "$1/rank-$MT_RANK")sh",
+              out.path),
+        0ms, log);
+  }
   ASSERT_TRUE(code.isOk()) << code.message();
   EXPECT_EQ(*code, 0) << log.str();
   std::string rendezvous = readFile(out.path + "/rank-0");
@@ -149,15 +179,62 @@ TEST(Launcher, BadArgumentsAreErrors) {
   EXPECT_EQ(none.message(), "--nproc must be at least 1 (got 0)");
 }
 
+TEST(RankThreads, CoresDividedAmongTheLocalRanks) {
+  struct Case { int ranks, cores, threads; };
+  for (Case c : {Case{4, 2, 1}, Case{2, 16, 8}, Case{3, 16, 5}, Case{1, 1, 1}, Case{8, 64, 8}}) {
+    auto t = chooseRankThreads(c.ranks, c.cores, std::nullopt, nullptr);
+    ASSERT_TRUE(t.isOk()) << t.message();
+    EXPECT_EQ(t->threads, c.threads) << c.ranks << " ranks on " << c.cores << " cores";
+  }
+  auto t = chooseRankThreads(4, 2, std::nullopt, "");
+  EXPECT_EQ(t->note, "4 local ranks on 2 cores: 1 thread per rank (the cores divided among the "
+                     "ranks; --threads-per-rank or OMP_NUM_THREADS to change)");
+}
+
+TEST(RankThreads, AnExplicitOmpNumThreadsIsKept) {
+  auto t = chooseRankThreads(2, 16, std::nullopt, "3");
+  ASSERT_TRUE(t.isOk()) << t.message();
+  EXPECT_EQ(t->threads, 0); // the ranks inherit it unchanged
+  EXPECT_EQ(t->note, "2 local ranks on 16 cores: OMP_NUM_THREADS=3 from the environment for "
+                     "every rank");
+}
+
+TEST(RankThreads, TheFlagOverridesAndIsValidated) {
+  auto t = chooseRankThreads(2, 2, 3, "1");
+  ASSERT_TRUE(t.isOk()) << t.message();
+  EXPECT_EQ(t->threads, 3);
+  EXPECT_EQ(t->note,
+            "2 local ranks on 2 cores: 3 threads per rank (--threads-per-rank, more threads "
+            "than cores)");
+  auto zero = chooseRankThreads(2, 2, 0, nullptr);
+  ASSERT_FALSE(zero.isOk());
+  EXPECT_EQ(zero.message(), "--threads-per-rank must be at least 1 (got 0)");
+  EXPECT_FALSE(chooseRankThreads(2, 2, -4, nullptr).isOk());
+}
+
+TEST(Launcher, RanksGetTheirThreadCount) {
+  ScopedEnv omp("OMP_NUM_THREADS", "7");
+  std::ostringstream log;
+  auto set = launchLocal(
+      2, shell(R"([ "$OMP_NUM_THREADS" = 3 ] && [ "$OPENBLAS_NUM_THREADS" = 3 ])"), 0ms, log, 3);
+  ASSERT_TRUE(set.isOk()) << set.message();
+  EXPECT_EQ(*set, 0) << log.str();
+  auto inherited = launchLocal(2, shell(R"([ "$OMP_NUM_THREADS" = 7 ])"), 0ms, log, 0);
+  ASSERT_TRUE(inherited.isOk()) << inherited.message();
+  EXPECT_EQ(*inherited, 0) << log.str();
+}
+
 TEST(Launcher, CurrentExecutableIsThisTest) {
   auto exe = currentExecutable();
   ASSERT_TRUE(exe.isOk()) << exe.message();
   EXPECT_EQ(fs::path(*exe).filename(), "MtCommTests");
 }
 
-// One rank of the job that MultiProcessJob launches; skipped when run alone.
+// One rank of the job that MultiProcessJob launches; skipped otherwise, even
+// where MT_RANK is set around the test binary (inside another job).
 TEST(Launcher, RankOfMultiProcessJob) {
-  if (!std::getenv("MT_RANK"))
+  const char *parent = std::getenv(kJobParent);
+  if (!parent || std::to_string(getppid()) != parent)
     GTEST_SKIP() << "runs as a rank of Launcher.MultiProcessJob";
   auto info = rankFromEnvironment();
   ASSERT_TRUE(info.isOk()) << info.message();
@@ -178,10 +255,11 @@ TEST(Launcher, RankOfMultiProcessJob) {
 
 TEST(Launcher, MultiProcessJob) {
   if (!World::multiRankSupported())
-    GTEST_SKIP() << "built without Gloo";
+    GTEST_SKIP() << "built without Gloo (-DMT_REQUIRE_GLOO=OFF)";
   auto exe = currentExecutable();
   ASSERT_TRUE(exe.isOk()) << exe.message();
   std::ostringstream log;
+  ScopedEnv job(kJobParent, std::to_string(getpid()));
   auto code = launchLocal(4, {*exe, "--gtest_filter=Launcher.RankOfMultiProcessJob"}, 60s, log);
   ASSERT_TRUE(code.isOk()) << code.message();
   EXPECT_EQ(*code, 0) << log.str();

@@ -77,22 +77,27 @@ TEST(DenseTest, LinearBackwardMatchesFiniteDifferences) {
 }
 
 TEST(DenseTest, LinearBackwardIndependentOfThreadCount) {
-  // Large enough for OpenBLAS and OpenMP to split the work.
+  // Several gemm tiles and column blocks: the threads share them.
   const int64_t tokens = 257, in = 131, out = 67;
   std::mt19937 rng(3);
   auto x = randomVector(rng, tokens * in, -1, 1);
   auto w = randomVector(rng, out * in, -1, 1);
+  auto b = randomVector(rng, out, -1, 1);
   auto dy = randomVector(rng, tokens * out, -1, 1);
   auto run = [&](int threads) {
-    std::vector<float> dw(out * in, 0.5f), dx(tokens * in, 0.25f), db(out, 1.f);
+    std::vector<float> y(tokens * out), dw(out * in, 0.5f), dx(tokens * in, 0.25f),
+        db(out, 1.f);
     withThreads(threads, [&] {
+      cpu::linearForward(x.data(), w.data(), b.data(), y.data(), tokens, in, out);
       cpu::linearBackwardWeight(x.data(), dy.data(), dw.data(), tokens, in, out);
       cpu::linearBackwardInput(dy.data(), w.data(), dx.data(), tokens, in, out);
       cpu::biasBackward(dy.data(), db.data(), tokens, out);
     });
-    return std::vector<std::vector<float>>{dw, dx, db};
+    return std::vector<std::vector<float>>{y, dw, dx, db};
   };
-  EXPECT_EQ(run(1), run(2));
+  const auto one = run(1);
+  EXPECT_EQ(run(2), one);
+  EXPECT_EQ(run(3), one);
 }
 
 TEST(DenseTest, EmbeddingForwardCopiesRows) {

@@ -272,7 +272,9 @@ struct OptimizerPlan {
 TEST(OptimizerStep, ClipsAndSchedulesAdamWAsMegatronOverSeveralSteps) {
   const std::vector<int64_t> sizes = {33, 7};
   OptimizerPlan op(sizes);
-  exec::HostMemory memory(op.plan);
+  auto allocated = exec::HostMemory::create(op.plan);
+  ASSERT_TRUE(allocated.isOk()) << allocated.message();
+  exec::HostMemory &memory = **allocated;
   auto executor = cpu::CpuExecutor::create(op.plan, memory);
   ASSERT_TRUE(executor.isOk()) << executor.message();
 

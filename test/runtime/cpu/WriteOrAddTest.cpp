@@ -48,7 +48,9 @@ protected:
       }
     }
     plan_ = std::move(*plan);
-    memory_ = std::make_unique<exec::HostMemory>(plan_);
+    auto memory = exec::HostMemory::create(plan_);
+    ASSERT_TRUE(memory.isOk()) << memory.message();
+    memory_ = std::move(*memory);
     auto executor = cpu::CpuExecutor::create(plan_, *memory_);
     ASSERT_TRUE(executor.isOk()) << executor.message();
     executor_ = std::make_unique<cpu::CpuExecutor>(std::move(*executor));

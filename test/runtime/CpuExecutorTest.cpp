@@ -1,0 +1,39 @@
+// What the CPU backend refuses before it runs anything.
+#include "runtime/cpu/CpuExecutor.h"
+
+#include <gtest/gtest.h>
+
+namespace mt::cpu {
+namespace {
+
+/// A plan of one linear instruction with the given GEMM dimensions (the
+/// executor's checks read the instruction only, not its buffers).
+plan::Plan linearPlan(int64_t tokens, int64_t in, int64_t out) {
+  plan::Plan p;
+  auto *program = p.add_programs();
+  program->set_name("forward_backward");
+  auto *instr = program->add_instructions();
+  instr->set_op("linear_grad_weight");
+  for (auto [name, value] : {std::pair{"tokens", tokens}, {"in", in}, {"out", out}}) {
+    auto *a = instr->add_attributes();
+    a->set_name(name);
+    a->set_i(value);
+  }
+  return p;
+}
+
+TEST(CpuExecutor, RefusesGemmDimensionsPastBlasInts) {
+  const plan::Plan ok = linearPlan(INT32_MAX, 8, 8);
+  auto memory = exec::HostMemory::create(ok);
+  ASSERT_TRUE(memory) << memory.message();
+  EXPECT_TRUE(CpuExecutor::create(ok, **memory, nullptr));
+  const plan::Plan big = linearPlan(int64_t(INT32_MAX) + 1, 8, 8);
+  auto executor = CpuExecutor::create(big, **memory, nullptr);
+  ASSERT_FALSE(executor);
+  EXPECT_EQ(executor.message(), "program 'forward_backward': op 'linear_grad_weight': attribute "
+                                "'tokens' = 2147483648 exceeds 2147483647, the largest GEMM "
+                                "dimension of the CPU backend's 32-bit BLAS");
+}
+
+} // namespace
+} // namespace mt::cpu
