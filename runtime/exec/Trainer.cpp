@@ -82,7 +82,7 @@ Expected<std::string> chooseBackend(const std::string &requested, const plan::Pl
     return Status::error("--backend must be cpu, cuda or auto, got '" + requested + "'");
 #ifdef MT_WITH_CUDA
   if (requested == "cuda") // before the ranks connect
-    if (Status s = cuda::checkMeshSupported(m); !s)
+    if (Status s = cuda::checkMeshSupported(plan.mesh()); !s)
       return s;
 #endif
   return requested;
