@@ -34,6 +34,39 @@ mt::Status checkBeforeLaunch(const mt::exec::TrainOptions &o, int nproc) {
   return mt::Status::ok();
 }
 
+/// mtrun --nproc: checks once what every rank would refuse alike, divides
+/// the cores among the ranks, and relaunches this command without the
+/// launcher's flags as `nproc` local ranks; returns the job's exit code.
+mt::Expected<int> launchRanks(const mt::exec::TrainOptions &o, int nproc,
+                              std::optional<int> threadsPerRank, int argc, char **argv) {
+  if (mt::Status s = mt::exec::checkTrainOutputs(o); !s)
+    return s;
+  if (mt::Status s = checkBeforeLaunch(o, nproc); !s)
+    return s;
+  auto threads = mt::comm::chooseRankThreads(nproc, mt::comm::availableCores(), threadsPerRank,
+                                             std::getenv("OMP_NUM_THREADS"));
+  if (!threads)
+    return threads.status();
+  std::cerr << "mtrun: " << threads->note << "\n";
+  auto self = mt::comm::currentExecutable();
+  if (!self)
+    return self.status();
+  std::vector<std::string> args = {*self};
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    bool launcherFlag = false;
+    for (const std::string flag : {"--nproc", "--threads-per-rank"}) {
+      if (arg == flag)
+        ++i; // and its value
+      launcherFlag |= arg == flag || arg.rfind(flag + "=", 0) == 0;
+    }
+    if (!launcherFlag)
+      args.push_back(arg);
+  }
+  return mt::comm::launchLocal(nproc, args, std::chrono::milliseconds(0), std::cerr,
+                               threads->threads);
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -52,7 +85,8 @@ int main(int argc, char **argv) {
                  "training: a resumed run continues to it (default: the plan's train_steps)");
   app.add_option("--seed", o.seed, "seed of the weights and of the data order (default 1234)");
   app.add_option("--lr", o.lr, "peak learning rate (overrides the plan's)");
-  app.add_option("--eos-id", eos, "end-of-document token: no loss across documents");
+  app.add_option("--eos-id", eos, "end-of-document token: no loss across documents")
+      ->check(CLI::Range(int64_t(0), int64_t(UINT32_MAX)));
   app.add_option("--metrics", o.metricsPath,
                  "JSON-lines metrics file, one line per step (replaces a metrics file)");
   app.add_option("--load", o.loadHf, "Hugging Face checkpoint directory to start from");
@@ -103,42 +137,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (nproc > 0) {
-    // What every rank would refuse alike is refused here, once.
-    mt::Status s = mt::exec::checkTrainOutputs(o);
-    if (s)
-      s = checkBeforeLaunch(o, nproc);
-    if (!s) {
-      std::cerr << "error: " << s.message() << "\n";
-      return 1;
-    }
-    auto threads = mt::comm::chooseRankThreads(nproc, mt::comm::availableCores(), threadsPerRank,
-                                               std::getenv("OMP_NUM_THREADS"));
-    if (!threads) {
-      std::cerr << "error: " << threads.message() << "\n";
-      return 1;
-    }
-    std::cerr << "mtrun: " << threads->note << "\n";
-    // Relaunch this command without the launcher's flags as nproc ranks.
-    std::vector<std::string> args;
-    auto self = mt::comm::currentExecutable();
-    if (!self) {
-      std::cerr << "error: " << self.message() << "\n";
-      return 1;
-    }
-    args.push_back(*self);
-    for (int i = 1; i < argc; ++i) {
-      std::string arg = argv[i];
-      bool launcherFlag = false;
-      for (const std::string flag : {"--nproc", "--threads-per-rank"}) {
-        if (arg == flag)
-          ++i; // and its value
-        launcherFlag |= arg == flag || arg.rfind(flag + "=", 0) == 0;
-      }
-      if (!launcherFlag)
-        args.push_back(arg);
-    }
-    auto code = mt::comm::launchLocal(nproc, args, std::chrono::milliseconds(0), std::cerr,
-                                      threads->threads);
+    auto code = launchRanks(o, nproc, threadsPerRank, argc, argv);
     if (!code) {
       std::cerr << "error: " << code.message() << "\n";
       return 1;
