@@ -35,6 +35,16 @@ if (( runtime_only )); then
 else
   cmake_args+=(-DMLIR_DIR=/usr/lib/llvm-22/lib/cmake/mlir)
 fi
+# A build directory copied or moved from another checkout cannot be
+# reconfigured in place: say so instead of CMake's cache errors.
+if [[ -f "$build_dir/CMakeCache.txt" ]]; then
+  home=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build_dir/CMakeCache.txt")
+  if [[ -n "$home" && "$home" != "$PWD" ]]; then
+    echo "setup: $build_dir was configured for the checkout $home, not this one ($PWD):" \
+         "remove it (rm -rf $build_dir) and run again" >&2
+    exit 1
+  fi
+fi
 mkdir -p "$build_dir"
 cmake "${cmake_args[@]}" > "$build_dir/configure.log" 2>&1 || {
   cat "$build_dir/configure.log"; exit 1; }

@@ -554,7 +554,8 @@ Status checkSequenceLength(const HfModelSpec &spec, int64_t seq, const std::stri
     return Status::error(path + ": the sequence length " + s +
                          " (--seq) exceeds max_position_embeddings " + max +
                          ": the model has no trained positions beyond " + max +
-                         " (Megatron-LM refuses the same). To train at a longer context, "
+                         " (Megatron-LM refuses the same): give --seq " + max +
+                         " or less, or, to train at a longer context, "
                          "raise max_position_embeddings in the config");
   }
   // Query i sees key j when i - size < j <= i: at seq <= size every j <= i.

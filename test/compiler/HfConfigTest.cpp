@@ -321,7 +321,8 @@ TEST(HfConfigSequenceBeyondMaxPositions, IsRefusedNamingBoth) {
   EXPECT_EQ(s.message(),
             "config.json: the sequence length 2048 (--seq) exceeds max_position_embeddings "
             "256: the model has no trained positions beyond 256 (Megatron-LM refuses the "
-            "same). To train at a longer context, raise max_position_embeddings in the config");
+            "same): give --seq 256 or less, or, to train at a longer context, raise "
+            "max_position_embeddings in the config");
   EXPECT_TRUE(checkSequenceLength(*spec, 256, "config.json"));
 }
 
