@@ -39,14 +39,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
   rm -rf "$dir/mlir"
   # Uniform random ids below llama's vocabulary, as the peer draws its
   # batch; header as runtime/io/TokenFile.h.
-  python3 - "$dir/tokens.bin" <<'PY'
-import random, struct, sys
-n, vocab = 1 << 20, 128256
-rng = random.Random(0)
-with open(sys.argv[1], "wb") as f:
-    f.write(b"MTTOKENS" + struct.pack("<IIQQ", 1, 4, vocab, n) + bytes(32))
-    f.write(struct.pack(f"<{n}I", *(rng.randrange(vocab) for _ in range(n))))
-PY
+  python3 tools/random-tokens.py "$dir/tokens.bin" 128256 $((1 << 20))
   cp "${MT_SHARED_DIR:-../shared}/bench/torch_llama.py" "$dir/peer/"
   cp -r /usr/src/googletest "$dir/googletest"
   du -sh "$dir"

@@ -40,14 +40,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
   done
   # Uniform random ids below the smaller vocabulary (128256), as the peer
   # draws its batch; header as runtime/io/TokenFile.h.
-  python3 - "$dir/bench-tokens.bin" <<'PY'
-import random, struct, sys
-n, vocab = 1 << 21, 128256
-rng = random.Random(0)
-with open(sys.argv[1], "wb") as f:
-    f.write(b"MTTOKENS" + struct.pack("<IIQQ", 1, 4, vocab, n) + bytes(32))
-    f.write(struct.pack(f"<{n}I", *(rng.randrange(vocab) for _ in range(n))))
-PY
+  python3 tools/random-tokens.py "$dir/bench-tokens.bin" 128256 $((1 << 21))
   if [[ -n "$peer" ]]; then cp "$peer" "$dir/peer/torch_llama.py"; fi
   exit 0
 fi

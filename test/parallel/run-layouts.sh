@@ -12,15 +12,8 @@ layouts=("single:" "tp2:--tp 2" "tp2_sp:--tp 2 --sp" "dp2:--dp 2" "tp2_dp2:--tp 
          "tp2_pp2:--tp 2 --pp 2" "tp2_pp2_dp2:--tp 2 --pp 2 --dp 2"
          "tp2_sp_pp2_vpp2:--tp 2 --sp --pp 2 --vpp 2" "pp2_uneven:--pp 2 --pp-layout 1,3")
 rm -rf "$out" && mkdir -p "$out"
-python3 - "$out/tokens.bin" <<'PY'
-import random, struct, sys
-random.seed(0)
-n = 4000
-tokens = [random.randrange(95) for _ in range(n)]  # below every model's vocabulary
-with open(sys.argv[1], "wb") as f:  # runtime/io/TokenFile.h, version 1
-    f.write(b"MTTOKENS" + struct.pack("<IIQQ", 1, 2, 95, n) + bytes(32))
-    f.write(struct.pack(f"<{n}H", *tokens))
-PY
+# Ids below every model's vocabulary (95).
+python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 95 4000
 for config in "$here"/configs/*.json; do
   model=$(basename "$config" .json)
   mkdir -p "$out/$model"
