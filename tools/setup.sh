@@ -11,7 +11,7 @@ runtime_only=0
 packages=(cmake ninja-build g++ ccache pkg-config
           libprotobuf-dev protobuf-compiler libcli11-dev nlohmann-json3-dev
           libyaml-cpp-dev libopenblas-dev libgtest-dev libgloo-dev
-          libopenmpi-dev openmpi-bin python3)
+          libopenmpi-dev openmpi-bin python3 libpcre2-dev libutf8proc-dev)
 if (( ! runtime_only )); then
   packages+=(libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools)
 fi
@@ -20,6 +20,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node and npm install the tests' reference packages (tools/npm-references.sh);
+# a Node from elsewhere (e.g. nodesource, which bundles npm) is kept.
+command -v npm > /dev/null || missing+=(nodejs npm)
 if (( ${#missing[@]} )); then
   echo "setup: installing ${missing[*]}"
   sudo=""
