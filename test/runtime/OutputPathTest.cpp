@@ -1,6 +1,6 @@
 // Tests of the output-path rules: what mtc recognises as its own output, and
 // every write that would destroy an input or a user's file is refused.
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/OutputPath.h"
 
 #include "runtime/io/Safetensors.h"
 #include "runtime/io/TokenFile.h"

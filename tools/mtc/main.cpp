@@ -1,6 +1,6 @@
 // mtc: import Hugging Face models, inspect them, compile training plans.
 #include "compiler/driver/Commands.h"
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/OutputPath.h"
 #include "tools/common/CommandLine.h"
 
 #include <CLI/CLI.hpp>

@@ -1,8 +1,8 @@
 // What a command of mtc may replace when it writes an output: the one check
 // every tool runs on its output paths before it starts any work, and the
 // marker file that makes mtc's own output directories recognisable.
-#ifndef MT_RUNTIME_IO_OUTPUTPATH_H
-#define MT_RUNTIME_IO_OUTPUTPATH_H
+#ifndef MT_RUNTIME_SUPPORT_OUTPUTPATH_H
+#define MT_RUNTIME_SUPPORT_OUTPUTPATH_H
 
 #include "runtime/support/Status.h"
 
@@ -103,4 +103,4 @@ Status writePipelineSvg(const std::string &path, const std::string &svg);
 
 } // namespace mt::io
 
-#endif // MT_RUNTIME_IO_OUTPUTPATH_H
+#endif // MT_RUNTIME_SUPPORT_OUTPUTPATH_H

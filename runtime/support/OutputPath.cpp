@@ -1,8 +1,8 @@
 // Output paths: recognising what is on disk (mtc's own outputs by marker or
 // format, anything else foreign) and refusing writes that would destroy it.
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/OutputPath.h"
 
-#include "runtime/io/AtomicFile.h"
+#include "runtime/support/AtomicFile.h"
 #include "runtime/support/Version.h"
 
 #include <nlohmann/json.hpp>
