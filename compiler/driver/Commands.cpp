@@ -143,7 +143,7 @@ static FailureOr<plan::Plan> buildWithDumps(ModuleOp module, const ParallelConfi
                                           return Status::ok();
                                         });
   if (!s) {
-    llvm::errs() << "error: " << s.message() << "\n";
+    llvm::errs() << "error: --dump-dir " << options.dumpDir << ": " << s.message() << "\n";
     return failure();
   }
   return plan;

@@ -82,7 +82,9 @@ struct InputPath {
 /// file), a directory that contains an input, the current directory or one
 /// that contains it, the path of another output or a path inside another
 /// output directory, a file where a directory is written or the reverse,
-/// or a directory holding anything mtc did not write. A FIFO or character
+/// a directory holding anything mtc did not write, or a path whose
+/// directory does not exist (for a file; a directory's missing parents are
+/// created), is a file, or cannot be written into. A FIFO or character
 /// device (e.g. /dev/stdout) is accepted for Metrics, which is streamed.
 /// The error names the flag, the path and what is there.
 Status checkOutputs(const std::vector<OutputTarget> &outputs,

@@ -275,6 +275,28 @@ TEST_F(OutputPathTest, FilesAndDirectoriesDoNotReplaceEachOther) {
                 "is an empty directory; --out writes a metrics file: choose another path");
 }
 
+TEST_F(OutputPathTest, OutputsGoWhereTheyCanBeCreated) {
+  // A directory's missing parents are created; a file's are not.
+  EXPECT_TRUE(check("new/deeper/ir", OutputKind::IrDump));
+  expectRefused(check("new/plan.svg", OutputKind::PipelineSvg),
+                "--out " + path("new/plan.svg") + ": its directory " + path("new") +
+                    " does not exist: create it first, or choose another path");
+  // Below a file, nothing can be created.
+  writeText(dir_ / "file", "x");
+  for (OutputKind kind : {OutputKind::IrDump, OutputKind::Metrics})
+    expectRefused(check("file/out", kind, true),
+                  path("file") + " is a file, not a directory: choose another path");
+  expectRefused(check("file/a/b", OutputKind::Plan), path("file") + " is a file, not a directory");
+  // A directory the user cannot write into (root writes anywhere).
+  if (::geteuid() != 0) {
+    makeDir("locked", {});
+    fs::permissions(dir_ / "locked", fs::perms::owner_read | fs::perms::owner_exec);
+    expectRefused(check("locked/ir", OutputKind::IrDump),
+                  "cannot write into " + path("locked") + " (Permission denied)");
+    fs::permissions(dir_ / "locked", fs::perms::owner_all);
+  }
+}
+
 TEST_F(OutputPathTest, SpecialFilesTakeOnlyStreamedMetrics) {
   ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0600), 0);
   EXPECT_TRUE(check("fifo", OutputKind::Metrics));
