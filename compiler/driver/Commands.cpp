@@ -4,9 +4,9 @@
 #include "compiler/analysis/ModelInfo.h"
 #include "compiler/driver/Explain.h"
 #include "compiler/driver/Pipeline.h"
-#include "runtime/schedule/PipelineSchedule.h"
-#include "runtime/io/AtomicFile.h"
-#include "runtime/io/OutputPath.h"
+#include "runtime/plan/PipelineSchedule.h"
+#include "runtime/support/AtomicFile.h"
+#include "runtime/support/OutputPath.h"
 #include "dialects/mt/MtDialect.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/support/Wording.h"
@@ -143,7 +143,7 @@ static FailureOr<plan::Plan> buildWithDumps(ModuleOp module, const ParallelConfi
                                           return Status::ok();
                                         });
   if (!s) {
-    llvm::errs() << "error: " << s.message() << "\n";
+    llvm::errs() << "error: --dump-dir " << options.dumpDir << ": " << s.message() << "\n";
     return failure();
   }
   return plan;

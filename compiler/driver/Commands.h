@@ -22,14 +22,14 @@ struct CompileOptions {
   bool explain = false;
   std::string outputDir; // the plan directory; empty: check only
   std::string freeze;    // regex over parameter names: not trained
-  std::string dumpDir;   // numbered IR after each pass
+  std::string dumpDir;   // numbered IR after each phase, then the plan text
   std::string scheduleSvg; // picture of the pipeline schedule
   std::string configPath;  // the --config YAML already read: an input, never replaced
   bool overwrite = false;  // outputs may replace what io::checkOutputs allows with it
 };
 
 /// Each prints its diagnostics to stderr and returns false on failure. The
-/// output paths are checked first (io::checkOutputs, runtime/io/OutputPath.h).
+/// output paths are checked first (io::checkOutputs, runtime/support/OutputPath.h).
 bool importHf(const ImportOptions &options);
 bool printStats(const std::string &modelPath);
 bool compileModel(const CompileOptions &options);

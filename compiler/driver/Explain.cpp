@@ -7,7 +7,7 @@
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/Stages.h"
 #include "runtime/support/Wording.h"
-#include "runtime/schedule/PipelineSchedule.h"
+#include "runtime/plan/PipelineSchedule.h"
 
 #include "llvm/Support/Format.h"
 

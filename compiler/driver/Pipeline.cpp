@@ -1,39 +1,75 @@
 // The compilation pipeline of a training step: freeze, partition,
-// autodiff, optimizer, cleanup, plan emission (numbered IR dumps on request).
+// autodiff, optimizer, cleanup, plan emission (numbered dumps on request).
 #include "compiler/driver/Pipeline.h"
 
 #include "dialects/mt/MtDialect.h"
 #include "passes/Passes.h"
+#include "runtime/plan/PlanIO.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Transforms/Passes.h"
-#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/ToolOutputFile.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <regex>
+#include <sstream>
 
 using namespace mlir;
 
 namespace mt {
 namespace {
 
-/// Writes `dir`/`stem`.mlir (the numbered IR after each pass).
-bool dumpModule(ModuleOp module, const std::string &dir, const std::string &stem) {
-  if (std::error_code ec = llvm::sys::fs::create_directories(dir)) {
-    llvm::errs() << "error: --dump-dir " << dir << ": " << ec.message() << "\n";
-    return false;
+/// The numbered dumps of one compilation (--dump-dir): NN-<phase>.mlir
+/// after each phase that changes the IR, in order, and the plan's text form
+/// last, so that a user can see what each phase did. Without a directory
+/// every call succeeds and writes nothing.
+class PhaseDumps {
+public:
+  explicit PhaseDumps(std::string dir) : dir_(std::move(dir)) {}
+
+  /// Writes NN-`phase`.mlir; false (after an error on stderr) on failure.
+  bool module(ModuleOp module, StringRef phase) {
+    return write(phase.str() + ".mlir", [&](llvm::raw_ostream &os) { module.print(os); });
   }
-  std::string error;
-  auto file = openOutputFile((std::filesystem::path(dir) / (stem + ".mlir")).string(), &error);
-  if (!file) {
-    llvm::errs() << "error: " << error << "\n";
-    return false;
+
+  /// Writes NN-plan.txt (plan::writePlanSummary, as plan.txt in -o).
+  bool plan(const plan::Plan &plan) {
+    return write("plan.txt", [&](llvm::raw_ostream &os) {
+      std::ostringstream text;
+      plan::writePlanSummary(plan, text);
+      os << text.str();
+    });
   }
-  module.print(file->os());
-  file->keep();
-  return true;
+
+private:
+  bool write(const std::string &name, llvm::function_ref<void(llvm::raw_ostream &)> print) {
+    if (dir_.empty())
+      return true;
+    char prefix[8];
+    std::snprintf(prefix, sizeof(prefix), "%02d-", next_++);
+    std::string error;
+    auto file = openOutputFile((std::filesystem::path(dir_) / (prefix + name)).string(), &error);
+    if (!file) {
+      llvm::errs() << "error: --dump-dir: " << error << "\n";
+      return false;
+    }
+    print(file->os());
+    file->keep();
+    return true;
+  }
+
+  std::string dir_;
+  int next_ = 0;
+};
+
+/// A pass's phase name in the dumps: its flag without the dialect's prefix
+/// (mt-partition-tp -> partition-tp).
+std::string phaseName(const Pass &pass) {
+  StringRef name = pass.getArgument();
+  name.consume_front("mt-");
+  return name.str();
 }
 
 /// Marks the parameters whose names match `pattern` frozen.
@@ -76,7 +112,11 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   PartitionTensorParallelOptions tpOptions;
   tpOptions.tp = parallel.tp;
   tpOptions.sequenceParallel = parallel.sequenceParallel;
-  if (!options.freeze.empty() && failed(freezeParameters(module, options.freeze)))
+  PhaseDumps dumps(options.dumpDir);
+  if (!dumps.module(module, "imported"))
+    return failure();
+  if (!options.freeze.empty() &&
+      (failed(freezeParameters(module, options.freeze)) || !dumps.module(module, "freeze")))
     return failure();
   std::vector<std::unique_ptr<Pass>> pipeline;
   if (parallel.tp > 1)
@@ -84,21 +124,19 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   pipeline.push_back(createAutodiff());
   pipeline.push_back(createBuildOptimizer(opt));
   pipeline.push_back(createCanonicalizerPass());
-  if (!options.dumpDir.empty() && !dumpModule(module, options.dumpDir, "00-input"))
-    return failure();
-  for (auto [i, pass] : llvm::enumerate(pipeline)) {
-    std::string name = pass->getArgument().str();
+  for (std::unique_ptr<Pass> &pass : pipeline) {
+    std::string phase = phaseName(*pass);
     PassManager pm(module.getContext());
     pm.addPass(std::move(pass));
-    if (failed(pm.run(module)))
-      return failure();
-    char stem[128];
-    std::snprintf(stem, sizeof(stem), "%02zu-%s", i + 1, name.c_str());
-    if (!options.dumpDir.empty() && !dumpModule(module, options.dumpDir, stem))
+    if (failed(pm.run(module)) || !dumps.module(module, phase))
       return failure();
   }
-  return emitPlan(module, parallel, TrainingOptions{o.trainSteps});
+  // The pipeline stage split happens in the emitter (not IR yet): the plan
+  // text shows it as one forward and one backward program per stage.
+  FailureOr<plan::Plan> plan = emitPlan(module, parallel, TrainingOptions{o.trainSteps});
+  if (failed(plan) || !dumps.plan(*plan))
+    return failure();
+  return plan;
 }
-
 
 } // namespace mt

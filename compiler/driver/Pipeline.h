@@ -10,8 +10,10 @@
 namespace mt {
 
 /// Freezes parameters, partitions (tp, sp), differentiates, adds the
-/// optimizer (dp) and lowers to a plan; writes the numbered IR after each
-/// pass to options.dumpDir when set. Diagnostics go to the module's context.
+/// optimizer (dp) and lowers to a plan. With options.dumpDir (an existing,
+/// writable directory), writes there NN-<phase>.mlir after each phase,
+/// numbered from 00-imported, and the plan's text as the last, NN-plan.txt.
+/// Diagnostics go to the module's context.
 mlir::FailureOr<plan::Plan> buildTrainingPlan(mlir::ModuleOp module,
                                               const ParallelConfig &parallel,
                                               const CompileOptions &options);

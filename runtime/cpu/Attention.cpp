@@ -1,52 +1,15 @@
 // CPU reference kernels of rotary position embedding (Hugging Face's fp32
-// recipe) and causal grouped-query softmax attention (fp64 accumulation).
+// recipe, runtime/kernels/Rotary.h) and causal grouped-query softmax attention (fp64 accumulation).
 #include "runtime/cpu/Attention.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <numbers>
 #include <vector>
 
 namespace mt::cpu {
 
 namespace {
-
-/// The llama3 rescaling of one fp32 inverse frequency, step by step as
-/// transformers' `_compute_llama3_parameters` runs it on fp32 tensors. Python
-/// scalars are cast to fp32 by the tensor ops, and `scalar / tensor` is
-/// `tensor.reciprocal() * scalar` in torch, hence the reciprocals.
-float llama3Rescale(float invFreq, const RotaryParams &p) {
-  const float factor = static_cast<float>(p.scalingFactor);
-  const float lowFactor = static_cast<float>(p.lowFreqFactor);
-  const double oldLen = static_cast<double>(p.originalMaxPosition);
-  const float lowWavelen = static_cast<float>(oldLen / p.lowFreqFactor);
-  const float highWavelen = static_cast<float>(oldLen / p.highFreqFactor);
-  const float twoPi = static_cast<float>(2.0 * std::numbers::pi);
-  const float bandWidth =
-      static_cast<float>(p.highFreqFactor - p.lowFreqFactor);
-
-  const float wavelen = (1.0f / invFreq) * twoPi;
-  const float scaled = wavelen > lowWavelen ? invFreq / factor : invFreq;
-  const float ratio = (1.0f / wavelen) * static_cast<float>(oldLen);
-  const float smooth = (ratio - lowFactor) / bandWidth;
-  const float oneMinus = 1.0f - smooth;
-  const float low = (oneMinus * scaled) / factor;
-  const float high = smooth * scaled;
-  const float smoothed = low + high;
-  const bool medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
-  return medium ? smoothed : scaled;
-}
-
-/// cos/sin of the angle s * invFreq as HF forms it: the product in fp32 (an
-/// fp32 matmul with inner size 1), cos/sin evaluated in fp64 and rounded to
-/// fp32: the (nearly always) correctly rounded value, which torch's fp32
-/// cos/sin (1-2 ulp on CPU and GPU) approximate, independent of the libm.
-inline void rotaryCosSin(int64_t s, double invFreq, float &c, float &sn) {
-  const float angle = static_cast<float>(s) * static_cast<float>(invFreq);
-  c = static_cast<float>(std::cos(static_cast<double>(angle)));
-  sn = static_cast<float>(std::sin(static_cast<double>(angle)));
-}
 
 /// Rotates every (b, s) row of x by +angle (sign 1) or -angle (sign -1) and
 /// stores (accumulate false) or adds (accumulate true) into y.
@@ -55,7 +18,7 @@ void rotaryApply(const float *x, float *y, int64_t batch, int64_t seq,
                  float sign, bool accumulate) {
   const int64_t half = headDim / 2;
   std::vector<double> invFreq(static_cast<size_t>(half));
-  rotaryInverseFrequencies(p, headDim, invFreq.data());
+  kernels::rotaryInverseFrequencies(p, headDim, invFreq.data());
   const int64_t rows = batch * seq;
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < rows; ++row) {
@@ -63,7 +26,7 @@ void rotaryApply(const float *x, float *y, int64_t batch, int64_t seq,
     const int64_t base = row * heads * headDim;
     for (int64_t i = 0; i < half; ++i) {
       float c, sn;
-      rotaryCosSin(s, invFreq[i], c, sn);
+      kernels::rotaryCosSin(s, invFreq[i], c, sn);
       sn *= sign;
       for (int64_t h = 0; h < heads; ++h) {
         const int64_t at = base + h * headDim + i;
@@ -90,22 +53,6 @@ double dot(const float *a, const float *b, int64_t n) {
 }
 
 } // namespace
-
-// Each value is HF's fp32 result (exponent 2i/D rounded to fp32, fp32 pow
-// and reciprocal, the llama3 steps in fp32), returned widened to double.
-void rotaryInverseFrequencies(const RotaryParams &p, int64_t headDim,
-                              double *invFreq) {
-  const double theta = static_cast<float>(p.theta);
-  const float dim = static_cast<float>(headDim);
-  for (int64_t i = 0; i < headDim / 2; ++i) {
-    const float exponent = static_cast<float>(2 * i) / dim;
-    const float power = static_cast<float>(std::pow(theta, exponent));
-    float value = 1.0f / power;
-    if (p.scalingFactor != 0)
-      value = llama3Rescale(value, p);
-    invFreq[i] = value;
-  }
-}
 
 void rotaryForward(const float *x, float *y, int64_t batch, int64_t seq,
                    int64_t heads, int64_t headDim, const RotaryParams &p) {

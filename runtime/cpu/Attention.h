@@ -3,22 +3,13 @@
 #ifndef MT_RUNTIME_CPU_ATTENTION_H
 #define MT_RUNTIME_CPU_ATTENTION_H
 
+#include "runtime/kernels/Rotary.h"
+
 #include <cstdint>
 
 namespace mt::cpu {
 
-struct RotaryParams {
-  double theta = 10000.0;
-  /// Llama 3.1 "llama3" rope scaling; scalingFactor == 0 means none.
-  double scalingFactor = 0, lowFreqFactor = 0, highFreqFactor = 0;
-  int64_t originalMaxPosition = 0;
-};
-
-/// Inverse frequencies inv_freq[i], i < headDim/2, as Hugging Face computes
-/// them (theta^(-2i/headDim), then the llama3 rescaling when set): HF's fp32
-/// values, returned as double.
-void rotaryInverseFrequencies(const RotaryParams &p, int64_t headDim,
-                              double *invFreq);
+using kernels::RotaryParams;
 
 /// x, y [batch, seq, heads, headDim]; position of (b, s) is s. For each pair
 /// i < headDim/2 with angle a = s * inv_freq[i] (the fp32 product, as HF;

@@ -43,37 +43,6 @@ ExpertShape expertsOf(const Attrs &a) {
   return {a.i("tokens"), a.i("hidden"), a.i("ffn"), a.i("experts"), a.i("top_k")};
 }
 
-} // namespace
-
-RotaryParams rotaryParamsOf(const Attrs &a) {
-  RotaryParams p;
-  p.theta = a.f("theta");
-  p.scalingFactor = a.f("scaling_factor", 0);
-  p.lowFreqFactor = a.f("low_freq_factor", 0);
-  p.highFreqFactor = a.f("high_freq_factor", 0);
-  p.originalMaxPosition = a.i("original_max_position", 0);
-  return p;
-}
-
-double scheduledLearningRate(const Attrs &a, int64_t step) {
-  double maxLr = a.f("max_lr"), minLr = a.f("min_lr");
-  int64_t warmup = a.i("warmup_steps"), decay = a.i("decay_steps");
-  if (warmup > 0 && step <= warmup)
-    return maxLr * double(step) / double(warmup);
-  std::string style = a.s("style");
-  if (style == "constant" || decay <= warmup)
-    return maxLr;
-  double p = std::clamp(double(step - warmup) / double(decay - warmup), 0.0, 1.0);
-  double f = style == "linear" ? 1.0 - p : 0.5 * (1.0 + std::cos(M_PI * p));
-  return minLr + (maxLr - minLr) * f;
-}
-
-float clipCoefficient(double maxNorm, double norm) {
-  return float(maxNorm > 0 ? std::min(1.0, maxNorm / (norm + 1.0e-6)) : 1.0);
-}
-
-namespace {
-
 using Table = std::unordered_map<std::string, CpuExecutor::Kernel>;
 
 /// A kernel that cannot fail and needs no rank context.
@@ -158,12 +127,12 @@ void addNormAndAttentionKernels(Table &t) {
   t["rotary"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryForward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
-                  a.i("head_dim"), rotaryParamsOf(a));
+                  a.i("head_dim"), kernels::rotaryParamsOf(a));
   });
   t["rotary_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryBackward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
-                   a.i("head_dim"), rotaryParamsOf(a));
+                   a.i("head_dim"), kernels::rotaryParamsOf(a));
   });
   t["attention"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
@@ -200,10 +169,10 @@ void addMoEAndLossKernels(Table &t) {
 void addOptimizerKernels(Table &t) {
   t["check_finite"] = plain([](auto &, auto &, auto &) {}); // interpreted by run()
   t["clip_coefficient"] = plain([](auto &in, auto &a, auto &m) {
-    *m.f32(in.outputs(0)) = clipCoefficient(a.f("max_norm"), *m.f32(in.inputs(0)));
+    *m.f32(in.outputs(0)) = kernels::clipCoefficient(a.f("max_norm"), *m.f32(in.inputs(0)));
   });
   t["lr_schedule"] = plain([](auto &in, auto &a, auto &m) {
-    *m.f32(in.outputs(0)) = float(scheduledLearningRate(a, *m.i64(in.inputs(0))));
+    *m.f32(in.outputs(0)) = float(kernels::scheduledLearningRate(a, *m.i64(in.inputs(0))));
   });
   t["adamw"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};

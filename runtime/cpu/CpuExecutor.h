@@ -63,14 +63,6 @@ private:
   std::map<std::string, std::vector<const Kernel *>> kernels_;
 };
 
-/// The rotary embedding of a rotary or rotary_grad instruction.
-RotaryParams rotaryParamsOf(const plan::Attrs &rotary);
-/// The learning rate of an lr_schedule instruction at 1-based `step`.
-double scheduledLearningRate(const plan::Attrs &schedule, int64_t step);
-/// The factor clip_coefficient scales gradients by: min(1, maxNorm / norm)
-/// (1 when maxNorm <= 0: no clipping).
-float clipCoefficient(double maxNorm, double norm);
-
 } // namespace mt::cpu
 
 #endif // MT_RUNTIME_CPU_CPUEXECUTOR_H

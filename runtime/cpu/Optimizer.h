@@ -3,20 +3,18 @@
 #ifndef MT_RUNTIME_CPU_OPTIMIZER_H
 #define MT_RUNTIME_CPU_OPTIMIZER_H
 
+#include "runtime/kernels/Optimizer.h"
+
 #include <cstdint>
 
 namespace mt::cpu {
+
+using kernels::AdamWParams;
 
 /// sum of g[i]^2 in fp64 (deterministic: fixed-size blocks, summed in order).
 double sumOfSquares(const float *g, int64_t n);
 /// True when no element is NaN or +-Inf.
 bool allFinite(const float *x, int64_t n);
-
-struct AdamWParams {
-  double lr, beta1, beta2, eps, weightDecay; // as PyTorch's Python floats
-  int64_t step;      // 1-based, for bias correction
-  float gradScale;   // gradients are multiplied by this first (clipping)
-};
 
 /// PyTorch's torch.optim.AdamW (decoupled weight decay), in fp32:
 ///   g = grad * gradScale

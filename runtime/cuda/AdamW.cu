@@ -183,7 +183,7 @@ __global__ void __launch_bounds__(kThreads)
     *finite = 0; // every writer writes 0: the race is benign
 }
 
-AdamWScalars scalarsOf(const cpu::AdamWParams &p) {
+AdamWScalars scalarsOf(const kernels::AdamWParams &p) {
   // cpu::adamwStep's scalars, formed the same way (doubles rounded once).
   const double biasCorrection1 = 1.0 - std::pow(p.beta1, double(p.step));
   const double biasCorrection2 = 1.0 - std::pow(p.beta2, double(p.step));
@@ -224,7 +224,7 @@ Status forEachGroup(std::span<const Item> items, ChunkTable &table, Add add,
 } // namespace
 
 Status adamwStep(std::span<const AdamWTensor> tensors,
-                 const cpu::AdamWParams &p, const float *deviceGradScale,
+                 const kernels::AdamWParams &p, const float *deviceGradScale,
                  cudaStream_t stream) {
   const AdamWScalars s = scalarsOf(p);
   AdamWGroup group{};

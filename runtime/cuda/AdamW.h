@@ -6,7 +6,7 @@
 #ifndef MT_RUNTIME_CUDA_ADAMW_H
 #define MT_RUNTIME_CUDA_ADAMW_H
 
-#include "runtime/cpu/Optimizer.h"
+#include "runtime/kernels/Optimizer.h"
 #include "runtime/support/Status.h"
 
 #include <cuda_bf16.h>
@@ -44,10 +44,10 @@ struct FloatSpan {
 /// gradient scale is p.gradScale, or *deviceGradScale when that is given
 /// (a clipping factor computed on the device, read without a host sync).
 Status adamwStep(std::span<const AdamWTensor> tensors,
-                 const cpu::AdamWParams &p, const float *deviceGradScale,
+                 const kernels::AdamWParams &p, const float *deviceGradScale,
                  cudaStream_t stream);
 inline Status adamwStep(float *param, const float *grad, float *m, float *v,
-                        int64_t n, const cpu::AdamWParams &p,
+                        int64_t n, const kernels::AdamWParams &p,
                         const float *deviceGradScale, cudaStream_t stream) {
   const AdamWTensor t{param, grad, m, v, n};
   return adamwStep(std::span(&t, 1), p, deviceGradScale, stream);

@@ -261,7 +261,7 @@ Status swigluBackward(const bf16 *gate, const bf16 *up, const bf16 *dy,
                           dup, n);
 }
 
-Expected<RotaryTable> RotaryTable::create(const cpu::RotaryParams &params,
+Expected<RotaryTable> RotaryTable::create(const kernels::RotaryParams &params,
                                           int64_t maxSeq, int64_t headDim) {
   if (headDim <= 0 || headDim % 2 != 0 || maxSeq <= 0)
     return Status::error(errorContext() + "RotaryTable: headDim (" +
@@ -269,15 +269,12 @@ Expected<RotaryTable> RotaryTable::create(const cpu::RotaryParams &params,
                          "maxSeq (" + std::to_string(maxSeq) + ") > 0");
   const int64_t half = headDim / 2;
   std::vector<double> invFreq(half);
-  cpu::rotaryInverseFrequencies(params, headDim, invFreq.data());
+  kernels::rotaryInverseFrequencies(params, headDim, invFreq.data());
   std::vector<float2> host(static_cast<size_t>(maxSeq * half));
   for (int64_t s = 0; s < maxSeq; ++s)
     for (int64_t i = 0; i < half; ++i) {
-      // runtime/cpu/Attention.cpp's rotaryCosSin: fp32 angle, fp64 cos/sin.
-      const float angle = static_cast<float>(s) * static_cast<float>(invFreq[i]);
-      host[s * half + i] =
-          make_float2(static_cast<float>(std::cos(static_cast<double>(angle))),
-                      static_cast<float>(std::sin(static_cast<double>(angle))));
+      float2 &cosSin = host[s * half + i];
+      kernels::rotaryCosSin(s, invFreq[i], cosSin.x, cosSin.y);
     }
   RotaryTable table;
   MT_CUDA_CHECK(cudaMalloc(&table.cosSin_, host.size() * sizeof(float2)));

@@ -9,7 +9,7 @@
 #ifndef MT_RUNTIME_CUDA_ELEMENTWISE_H
 #define MT_RUNTIME_CUDA_ELEMENTWISE_H
 
-#include "runtime/cpu/Attention.h"
+#include "runtime/kernels/Rotary.h"
 #include "runtime/support/Status.h"
 
 #include <cuda_bf16.h>
@@ -31,12 +31,12 @@ Status swigluBackward(const bf16 *gate, const bf16 *up, const bf16 *dy,
 
 /// cos and sin of every (position, frequency) pair for positions
 /// [0, maxSeq), computed on the host exactly as runtime/cpu/Attention.cpp
-/// does (HF's fp32 inverse frequencies from cpu::rotaryInverseFrequencies,
+/// does (HF's fp32 inverse frequencies from kernels::rotaryInverseFrequencies,
 /// the fp32 angle, cos/sin in fp64 rounded to fp32) and kept on the device:
 /// the GPU and CPU rotate by bit-identical factors.
 class RotaryTable {
 public:
-  static Expected<RotaryTable> create(const cpu::RotaryParams &params,
+  static Expected<RotaryTable> create(const kernels::RotaryParams &params,
                                       int64_t maxSeq, int64_t headDim);
   RotaryTable(RotaryTable &&other) noexcept;
   RotaryTable &operator=(RotaryTable &&other) noexcept;

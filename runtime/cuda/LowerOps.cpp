@@ -8,7 +8,7 @@
 #include "runtime/cuda/CrossEntropy.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/Norm.h"
-#include "runtime/cpu/CpuExecutor.h"
+#include "runtime/kernels/Rotary.h"
 
 #include <cmath>
 #include <unordered_map>
@@ -120,7 +120,7 @@ void rmsnormGrad(Lowerer &L, const Attrs &a) {
 
 /// The device cos/sin table of a rotary instruction, shared by equal ones.
 const RotaryTable *rotaryTable(Lowerer &L, const Attrs &a) {
-  cpu::RotaryParams p = cpu::rotaryParamsOf(a);
+  kernels::RotaryParams p = kernels::rotaryParamsOf(a);
   auto key = std::make_tuple(p.theta, p.scalingFactor, p.lowFreqFactor, p.highFreqFactor,
                              p.originalMaxPosition, a.i("seq"), a.i("head_dim"));
   auto &tables = L.resources().rotaryTables;

@@ -6,7 +6,7 @@
 #include "runtime/cuda/AdamW.h"
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Lowering.h"
-#include "runtime/cpu/CpuExecutor.h"
+#include "runtime/kernels/Optimizer.h"
 
 #include <cmath>
 #include <memory>
@@ -53,7 +53,7 @@ void clipCoefficient(Lowerer &L, const Attrs &a) {
   double maxNorm = a.f("max_norm");
   L.emit(
       [=](cudaStream_t) {
-        *out = cpu::clipCoefficient(maxNorm, *norm);
+        *out = kernels::clipCoefficient(maxNorm, *norm);
         return Status::ok();
       },
       /*onHost=*/true);
@@ -65,7 +65,7 @@ void lrSchedule(Lowerer &L, const Attrs &) {
   const plan::Instruction *in = &L.instruction();
   L.emit(
       [=](cudaStream_t) {
-        *out = float(cpu::scheduledLearningRate(plan::Attrs(*in), *step));
+        *out = float(kernels::scheduledLearningRate(plan::Attrs(*in), *step));
         return Status::ok();
       },
       /*onHost=*/true);
@@ -104,7 +104,7 @@ void adamw(Lowerer &L, const Attrs &a) {
   L.emit([group](cudaStream_t s) {
     const AdamWGroup &g = *group;
     // Every tensor carries its own weight decay.
-    cpu::AdamWParams p{*g.lr, g.beta1, g.beta2, g.eps, 0.0, *g.step, *g.gradScale};
+    kernels::AdamWParams p{*g.lr, g.beta1, g.beta2, g.eps, 0.0, *g.step, *g.gradScale};
     return adamwStep(g.tensors, p, nullptr, s);
   });
   L.setLastStepState(group);

@@ -1,7 +1,7 @@
 // Gathering, measuring and drawing the pipeline timeline of a step.
 #include "runtime/exec/PipelineTimeline.h"
 
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/OutputPath.h"
 #include "runtime/support/Wording.h"
 
 #include <cstdio>

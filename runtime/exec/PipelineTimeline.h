@@ -5,7 +5,7 @@
 #define MT_RUNTIME_EXEC_PIPELINETIMELINE_H
 
 #include "runtime/exec/RankContext.h"
-#include "runtime/schedule/PipelineSchedule.h"
+#include "runtime/plan/PipelineSchedule.h"
 #include "runtime/support/Status.h"
 
 #include <chrono>

@@ -3,8 +3,8 @@
 
 #include "runtime/exec/Sharding.h"
 #include "runtime/plan/Stages.h"
-#include "runtime/io/AtomicFile.h"
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/AtomicFile.h"
+#include "runtime/support/OutputPath.h"
 #include "runtime/io/Safetensors.h"
 
 #include <nlohmann/json.hpp>

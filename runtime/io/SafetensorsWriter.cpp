@@ -2,7 +2,7 @@
 // atomic rename, so a crash never leaves a half-written file under `path`.
 #include "runtime/io/Safetensors.h"
 
-#include "runtime/io/AtomicFile.h"
+#include "runtime/support/AtomicFile.h"
 
 #include <nlohmann/json.hpp>
 

@@ -2,7 +2,7 @@
 // id range check, byte-level tokenization.
 #include "runtime/io/TokenFile.h"
 
-#include "runtime/io/AtomicFile.h"
+#include "runtime/support/AtomicFile.h"
 #include "runtime/support/CheckedMath.h"
 
 #include <algorithm>

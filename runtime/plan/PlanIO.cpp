@@ -1,7 +1,7 @@
 // Plan directory I/O and validation.
 #include "runtime/plan/PlanIO.h"
 
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/OutputPath.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanVersion.h"
 #include "runtime/plan/Stages.h"

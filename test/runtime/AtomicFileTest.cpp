@@ -1,6 +1,6 @@
 // Tests of atomic file and directory replacement: the old content survives
 // every failure, and no temporary file or directory is left behind.
-#include "runtime/io/AtomicFile.h"
+#include "runtime/support/AtomicFile.h"
 
 #include <gtest/gtest.h>
 

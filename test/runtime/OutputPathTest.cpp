@@ -1,6 +1,6 @@
 // Tests of the output-path rules: what mtc recognises as its own output, and
 // every write that would destroy an input or a user's file is refused.
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/OutputPath.h"
 
 #include "runtime/io/Safetensors.h"
 #include "runtime/io/TokenFile.h"
@@ -273,6 +273,28 @@ TEST_F(OutputPathTest, FilesAndDirectoriesDoNotReplaceEachOther) {
   makeDir("d", {});
   expectRefused(check("d", OutputKind::Metrics, true),
                 "is an empty directory; --out writes a metrics file: choose another path");
+}
+
+TEST_F(OutputPathTest, OutputsGoWhereTheyCanBeCreated) {
+  // A directory's missing parents are created; a file's are not.
+  EXPECT_TRUE(check("new/deeper/ir", OutputKind::IrDump));
+  expectRefused(check("new/plan.svg", OutputKind::PipelineSvg),
+                "--out " + path("new/plan.svg") + ": its directory " + path("new") +
+                    " does not exist: create it first, or choose another path");
+  // Below a file, nothing can be created.
+  writeText(dir_ / "file", "x");
+  for (OutputKind kind : {OutputKind::IrDump, OutputKind::Metrics})
+    expectRefused(check("file/out", kind, true),
+                  path("file") + " is a file, not a directory: choose another path");
+  expectRefused(check("file/a/b", OutputKind::Plan), path("file") + " is a file, not a directory");
+  // A directory the user cannot write into (root writes anywhere).
+  if (::geteuid() != 0) {
+    makeDir("locked", {});
+    fs::permissions(dir_ / "locked", fs::perms::owner_read | fs::perms::owner_exec);
+    expectRefused(check("locked/ir", OutputKind::IrDump),
+                  "cannot write into " + path("locked") + " (Permission denied)");
+    fs::permissions(dir_ / "locked", fs::perms::owner_all);
+  }
 }
 
 TEST_F(OutputPathTest, SpecialFilesTakeOnlyStreamedMetrics) {

@@ -1,5 +1,5 @@
 // mt-tokenize: turns text into a token file for mtrun --data.
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/OutputPath.h"
 #include "runtime/io/TokenFile.h"
 #include "runtime/support/Wording.h"
 #include "tools/common/CommandLine.h"

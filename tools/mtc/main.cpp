@@ -1,6 +1,6 @@
 // mtc: import Hugging Face models, inspect them, compile training plans.
 #include "compiler/driver/Commands.h"
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/OutputPath.h"
 #include "tools/common/CommandLine.h"
 
 #include <CLI/CLI.hpp>
@@ -142,8 +142,9 @@ int main(int argc, char **argv) {
   compileCmd->add_option("--schedule-svg", compile.scheduleSvg,
                          "draw the pipeline schedule (stages x time) into this SVG file");
   compileCmd->add_option("--dump-dir", compile.dumpDir,
-                         "write the IR after each pass as NN-<pass>.mlir into this "
-                         "directory (replaces a dump directory mtc wrote)");
+                         "write the IR after each phase as NN-<phase>.mlir (00-imported, "
+                         "partition-tp, autodiff, ...) and the plan as NN-plan.txt into "
+                         "this directory (replaces a dump directory mtc wrote)");
   compileCmd->add_flag("--overwrite", compile.overwrite,
                        "outputs may replace an mtc output of another kind or a file mtc "
                        "did not write (never an input)");

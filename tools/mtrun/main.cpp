@@ -2,7 +2,7 @@
 #include "runtime/comm/RankEnvironment.h"
 #include "runtime/comm/Launcher.h"
 #include "runtime/exec/Trainer.h"
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/OutputPath.h"
 #include "runtime/io/TokenFile.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/support/Wording.h"

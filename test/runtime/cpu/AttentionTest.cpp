@@ -92,7 +92,7 @@ Doubles refRotary(const Doubles &x, const RotaryDims &d, const Doubles &inv) {
 
 Doubles kernelInvFreq(const RotaryParams &p, int64_t dim) {
   Doubles inv(dim / 2);
-  rotaryInverseFrequencies(p, dim, inv.data());
+  kernels::rotaryInverseFrequencies(p, dim, inv.data());
   return inv;
 }
 

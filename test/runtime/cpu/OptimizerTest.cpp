@@ -204,7 +204,7 @@ TEST(LearningRateSchedule, MatchesMegatronsDefinitions) {
       const plan::Instruction in = lrSchedule(c.maxLr, c.minLr, c.warmup, c.decay, style);
       for (int64_t step = 1; step <= c.decay + 20; ++step) {
         const double want = megatronLearningRate(step, c.maxLr, c.minLr, c.warmup, c.decay, style);
-        EXPECT_NEAR(cpu::scheduledLearningRate(plan::Attrs(in), step), want, 1e-14 * c.maxLr)
+        EXPECT_NEAR(kernels::scheduledLearningRate(plan::Attrs(in), step), want, 1e-14 * c.maxLr)
             << style << " warmup " << c.warmup << " decay " << c.decay << " step " << step;
       }
     }
@@ -213,13 +213,13 @@ TEST(LearningRateSchedule, MatchesMegatronsDefinitions) {
 TEST(GradientClipping, MatchesMegatronsClipGradNorm) {
   for (double maxNorm : {0.0, 0.5, 1.0, 4.0})
     for (double norm : {0.0, 1e-7, 0.25, 0.5, 1.0, 1.0000005, 3.0, 1e6}) {
-      const float got = cpu::clipCoefficient(maxNorm, norm);
+      const float got = kernels::clipCoefficient(maxNorm, norm);
       EXPECT_FLOAT_EQ(got, float(megatronClipCoefficient(maxNorm, norm)))
           << "max_norm " << maxNorm << " norm " << norm;
       EXPECT_LE(got, 1.0f);
     }
   // A norm equal to max_norm is still scaled, by 1 / (1 + 1e-6).
-  EXPECT_LT(cpu::clipCoefficient(1.0, 1.0), 1.0f);
+  EXPECT_LT(kernels::clipCoefficient(1.0, 1.0), 1.0f);
 }
 
 //===----------------------------------------------------------------------===//

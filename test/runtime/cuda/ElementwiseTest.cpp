@@ -73,7 +73,7 @@ TEST_P(RotaryTest, BitExactWithCpu) {
   const auto [batch, seq, heads, headDim, llama3] = GetParam();
   const std::string shape =
       shapeText({batch, seq, heads, headDim}) + (llama3 ? "+llama3" : "");
-  cpu::RotaryParams params;
+  kernels::RotaryParams params;
   if (llama3)
     params = {500000.0, 32.0, 1.0, 4.0, 8192};
   const int64_t n = batch * seq * heads * headDim;

@@ -181,7 +181,7 @@ int run() {
   auto table = cuda::RotaryTable::create({500000.0, 32.0, 1.0, 4.0, 8192}, kSeq, kHeadDim);
   if (!table)
     throwIfError(table.status(), "RotaryTable");
-  const cpu::AdamWParams adamParams{1e-4, 0.9, 0.95, 1e-8, 0.1, 10, 1.0f};
+  const kernels::AdamWParams adamParams{1e-4, 0.9, 0.95, 1e-8, 0.1, 10, 1.0f};
   check(cudaStreamSynchronize(s), "setup");
 
   const std::string tHF = shapeText({T, H, F}), tH = shapeText({T, H});

@@ -1,7 +1,7 @@
 // Crash-safe replacement of a file or a whole directory: readers see either
 // the old content or the complete new one, never a partial write.
-#ifndef MT_RUNTIME_IO_ATOMICFILE_H
-#define MT_RUNTIME_IO_ATOMICFILE_H
+#ifndef MT_RUNTIME_SUPPORT_ATOMICFILE_H
+#define MT_RUNTIME_SUPPORT_ATOMICFILE_H
 
 #include "runtime/support/Status.h"
 
@@ -40,4 +40,4 @@ Status recoverInterruptedReplace(const std::string &dir);
 
 } // namespace mt::io
 
-#endif // MT_RUNTIME_IO_ATOMICFILE_H
+#endif // MT_RUNTIME_SUPPORT_ATOMICFILE_H

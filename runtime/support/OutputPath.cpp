@@ -1,18 +1,22 @@
 // Output paths: recognising what is on disk (mtc's own outputs by marker or
 // format, anything else foreign) and refusing writes that would destroy it.
-#include "runtime/io/OutputPath.h"
+#include "runtime/support/OutputPath.h"
 
-#include "runtime/io/AtomicFile.h"
+#include "runtime/support/AtomicFile.h"
 #include "runtime/support/Version.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
+
+#include <unistd.h>
 
 namespace mt::io {
 namespace {
@@ -273,15 +277,37 @@ Status checkNotCurrentDirectory(const OutputTarget &o, const fs::path &target) {
   return Status::ok();
 }
 
+/// The output can be created where it goes: its temporary is made beside
+/// it, so the parent must be a writable directory; a directory output
+/// creates missing parents, so for it the nearest existing one must be.
+Status checkParentDirectory(const OutputTarget &o) {
+  const fs::path target = canonicalOf(o.path);
+  fs::path parent = target.parent_path();
+  std::error_code ec;
+  while (!fs::exists(parent, ec) && infoOf(o.kind).directory && parent != parent.root_path())
+    parent = parent.parent_path();
+  if (!fs::exists(parent, ec))
+    return refuse(o, "its directory " + parent.string() +
+                         " does not exist: create it first, or choose another path");
+  if (!fs::is_directory(parent, ec))
+    return refuse(o, parent.string() + " is a file, not a directory: choose another path");
+  if (::access(parent.c_str(), W_OK | X_OK) != 0)
+    return refuse(o, "cannot write into " + parent.string() + " (" + std::strerror(errno) +
+                         "): choose another path");
+  return Status::ok();
+}
+
 /// What is already at `o.path` may be replaced by an output of `o.kind`.
 Status checkContent(const OutputTarget &o, bool overwrite) {
   const KindInfo &want = infoOf(o.kind);
   Found f = inspect(o.path);
+  if (f.state == Found::Special && o.kind == OutputKind::Metrics)
+    return Status::ok(); // streamed into it (e.g. /dev/stdout), not replaced
+  if (Status s = checkParentDirectory(o); !s)
+    return s;
   if (f.state == Found::Absent)
     return Status::ok();
   std::string is = "is " + describe(f);
-  if (f.state == Found::Special && o.kind == OutputKind::Metrics)
-    return Status::ok(); // streamed into it (e.g. /dev/stdout), not replaced
   if (f.state == Found::Special || want.directory != f.directory)
     return refuse(o, is + "; " + o.flag + " writes " + want.noun + ": choose another path");
   if (f.state == Found::Empty || (f.state == Found::Mtc && f.kind == o.kind))

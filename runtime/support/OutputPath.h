@@ -1,8 +1,8 @@
 // What a command of mtc may replace when it writes an output: the one check
 // every tool runs on its output paths before it starts any work, and the
 // marker file that makes mtc's own output directories recognisable.
-#ifndef MT_RUNTIME_IO_OUTPUTPATH_H
-#define MT_RUNTIME_IO_OUTPUTPATH_H
+#ifndef MT_RUNTIME_SUPPORT_OUTPUTPATH_H
+#define MT_RUNTIME_SUPPORT_OUTPUTPATH_H
 
 #include "runtime/support/Status.h"
 
@@ -82,7 +82,9 @@ struct InputPath {
 /// file), a directory that contains an input, the current directory or one
 /// that contains it, the path of another output or a path inside another
 /// output directory, a file where a directory is written or the reverse,
-/// or a directory holding anything mtc did not write. A FIFO or character
+/// a directory holding anything mtc did not write, or a path whose
+/// directory does not exist (for a file; a directory's missing parents are
+/// created), is a file, or cannot be written into. A FIFO or character
 /// device (e.g. /dev/stdout) is accepted for Metrics, which is streamed.
 /// The error names the flag, the path and what is there.
 Status checkOutputs(const std::vector<OutputTarget> &outputs,
@@ -103,4 +105,4 @@ Status writePipelineSvg(const std::string &path, const std::string &svg);
 
 } // namespace mt::io
 
-#endif // MT_RUNTIME_IO_OUTPUTPATH_H
+#endif // MT_RUNTIME_SUPPORT_OUTPUTPATH_H

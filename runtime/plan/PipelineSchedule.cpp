@@ -1,5 +1,5 @@
 // 1F1B and interleaved 1F1B schedules, their simulation and SVG.
-#include "runtime/schedule/PipelineSchedule.h"
+#include "runtime/plan/PipelineSchedule.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,6 +1,6 @@
 // Crash-safe replacement of files and directories: write beside the target,
 // fsync, rename over it, fsync the parent directory.
-#include "runtime/io/AtomicFile.h"
+#include "runtime/support/AtomicFile.h"
 
 #include <cerrno>
 #include <cstring>

@@ -1,8 +1,8 @@
 // Pipeline schedules: the order in which each stage runs the forward and
 // backward passes of micro-batches (1F1B, and Megatron's interleaved 1F1B
 // with virtual chunks), their timeline under unit costs, and its picture.
-#ifndef MT_RUNTIME_SCHEDULE_PIPELINESCHEDULE_H
-#define MT_RUNTIME_SCHEDULE_PIPELINESCHEDULE_H
+#ifndef MT_RUNTIME_PLAN_PIPELINESCHEDULE_H
+#define MT_RUNTIME_PLAN_PIPELINESCHEDULE_H
 
 #include "runtime/support/Status.h"
 
@@ -64,4 +64,4 @@ std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule
 
 } // namespace mt
 
-#endif // MT_RUNTIME_SCHEDULE_PIPELINESCHEDULE_H
+#endif // MT_RUNTIME_PLAN_PIPELINESCHEDULE_H

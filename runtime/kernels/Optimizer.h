@@ -1,0 +1,35 @@
+// The optimizer step as both backends compute it: AdamW's hyperparameters,
+// the learning rate of an lr_schedule instruction and the clipping factor,
+// formed on the host once so that the CPU and CUDA steps agree bit for bit.
+#ifndef MT_RUNTIME_KERNELS_OPTIMIZER_H
+#define MT_RUNTIME_KERNELS_OPTIMIZER_H
+
+#include <cstdint>
+
+namespace mt::plan {
+class Attrs;
+}
+
+namespace mt::kernels {
+
+/// One AdamW step's hyperparameters (torch.optim.AdamW's).
+struct AdamWParams {
+  double lr, beta1, beta2, eps, weightDecay; // as PyTorch's Python floats
+  int64_t step;      // 1-based, for bias correction
+  float gradScale;   // gradients are multiplied by this first (clipping)
+};
+
+/// The learning rate of an lr_schedule instruction at 1-based `step`:
+/// linear warm-up over warmup_steps to max_lr, then style "constant",
+/// "linear" or "cosine" decay to min_lr at decay_steps (Megatron-Core's
+/// OptimizerParamScheduler).
+double scheduledLearningRate(const plan::Attrs &schedule, int64_t step);
+
+/// The factor clip_coefficient scales gradients by: min(1, maxNorm / (norm
+/// + 1e-6)), as torch.nn.utils.clip_grad_norm_ (1 when maxNorm <= 0: no
+/// clipping).
+float clipCoefficient(double maxNorm, double norm);
+
+} // namespace mt::kernels
+
+#endif // MT_RUNTIME_KERNELS_OPTIMIZER_H
