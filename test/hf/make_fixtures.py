@@ -27,15 +27,19 @@ Run where torch and transformers are installed (the GPU machine):
     python3 test/hf/make_fixtures.py --out test/hf/fixtures
     python3 test/hf/make_fixtures.py --steps --out test/hf/fixtures
 The MoE and padded-vocabulary fixtures were made in one call on the GPU
-machine (torch 2.11, transformers 5.17) with
-    python3 test/hf/make_fixtures.py --out F --only tiny-qwen3-moe tiny-qwen3-moe-noaux \\
-        tiny-mixtral tiny-qwen2-vocab95
-    python3 test/hf/make_fixtures.py --steps --out F --only (the same)
+machine (torch 2.11, transformers 5.17, CPU fp32) with
+    N="tiny-qwen3-moe tiny-qwen3-moe-noaux tiny-mixtral tiny-qwen2-vocab95"
+    python3 test/hf/make_fixtures.py --out F --only $N
+    python3 test/hf/make_fixtures.py --steps --out F --only $N
     python3 test/hf/make_fixtures.py --padded --out F
-    python3 test/hf/make_fixtures.py --check-padded-export RUN --out F
-where RUN was made here beforehand by `test/hf/run-padded.sh build/bin RUN
-DIR`, DIR holding only tools/random-tokens.py's `tokens.bin 95 33` (mtrun's
-own initialisation, as the fixture did not exist yet).
+    python3 test/hf/make_fixtures.py --check-padded-export RUN
+(the generation_config.json save_pretrained wrote for tiny-qwen2-vocab95
+was not kept), where RUN was made by `test/hf/run-padded.sh build/bin RUN
+DIR` beforehand, DIR holding only `tools/random-tokens.py DIR/tokens.bin 95
+33` (the fixture did not exist yet: mtrun's own initialisation). It printed
+"transformers loss 3.85497093, mtrun loss 3.85497069, relative difference
+6.18e-08", and for tiny-qwen3-moe "transformers' pooled aux_loss x coef
+0.209984, per-layer sum 0.456958 over 2 MoE layers" (see Routers).
 """
 import argparse, json, math, os, re, struct, sys, traceback
 
@@ -408,7 +412,7 @@ def check_padded_export(run):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", help="the fixtures directory (all but --check-padded-export)")
     parser.add_argument("--steps", action="store_true",
                         help="only the multi-step fixtures, from the committed weights in --out")
     parser.add_argument("--padded", action="store_true",
@@ -419,6 +423,8 @@ def main():
     args = parser.parse_args()
     if args.check_padded_export:
         return 0 if check_padded_export(args.check_padded_export) else 1
+    if not args.out:
+        parser.error("--out is required")
     here = os.path.dirname(os.path.abspath(__file__))
     names = sorted(f[:-len(".json")] for f in os.listdir(os.path.join(here, "configs")))
     if args.padded:
