@@ -127,7 +127,8 @@ TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
   // output_router_logits is set: it pools counts and probabilities over the
   // layers, so it equals our sum only for one MoE layer (tiny-qwen3-moe:
   // pooled 0.2100, per-layer sum 0.4570). Megatron-Core's
-  // switch_load_balancing_loss_func (moe_utils.py) is, per layer,
+  // switch_load_balancing_loss_func (megatron/core/transformer/moe/moe_utils.py)
+  // is, per layer,
   // moe_aux_loss_coeff * E / (top_k * T^2) * sum_e (sum_t p_te) count_e:
   // ours with router_aux_loss_coef = moe_aux_loss_coeff / top_k.
   if (expected_->find("aux_loss")) {
