@@ -1,8 +1,9 @@
 // One training step of our CPU backend against transformers on the tiny
-// Llama / Qwen2 / Qwen3 fixtures of test/hf (made by make_fixtures.py), each
-// imported from transformers 4's and 5's spelling of its config:
-// logits, loss, every gradient, the gradient norm, and every weight after
-// one AdamW step.
+// Llama / Qwen2 / Qwen3 / Qwen3-MoE / Mixtral fixtures of test/hf (made by
+// make_fixtures.py), each imported from transformers 4's and 5's spelling of
+// its config: logits, loss (with each MoE layer's aux loss), every gradient,
+// the gradient norm, and every weight after one and after several AdamW
+// steps.
 #include "runtime/cpu/CpuExecutor.h"
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Safetensors.h"
@@ -11,8 +12,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <vector>
 
 namespace mt {
 namespace {
@@ -67,14 +70,15 @@ protected:
     ASSERT_TRUE(expected_->readRaw(name, memory_->data(buffer), info->byteSize()));
   }
 
-  /// The index of the cross-entropy instruction, whose first input is the
-  /// logits.
-  int crossEntropyIndex() const {
+  /// The indices of the instructions of forward_backward (program 0) that
+  /// run `op`, in program order.
+  std::vector<int> instructionsOf(const std::string &op) const {
+    std::vector<int> out;
     const auto &instrs = plan_.programs(0).instructions();
     for (int i = 0; i < instrs.size(); ++i)
-      if (instrs[i].op() == "cross_entropy")
-        return i;
-    return -1;
+      if (instrs[i].op() == op)
+        out.push_back(i);
+    return out;
   }
 
   std::string fixture_;
@@ -94,14 +98,18 @@ TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
   *memory_->f32(b.loss_scale()) = 1.0f;
   memory_->clear(plan::GRADIENTS);
   // The logits' memory is reused later in the program: copy them when the
-  // cross-entropy has read them.
-  int ceIndex = crossEntropyIndex();
-  ASSERT_GE(ceIndex, 0);
-  uint32_t logitsBuffer = plan_.programs(0).instructions(ceIndex).inputs(0);
-  std::vector<float> ourLogits(memory_->elements(logitsBuffer));
+  // cross-entropy has read them, and each MoE layer's aux loss (the third
+  // output of its router) when the router has written it.
+  std::vector<int> ce = instructionsOf("cross_entropy"), routers = instructionsOf("moe_router");
+  ASSERT_EQ(ce.size(), 1u);
+  const auto &instrs = plan_.programs(0).instructions();
+  uint32_t logitsBuffer = instrs[ce[0]].inputs(0);
+  std::vector<float> ourLogits(memory_->elements(logitsBuffer)), ourAux;
   auto fb = executor->run("forward_backward", [&](int i) {
-    if (i == ceIndex)
+    if (i == ce[0])
       std::copy_n(memory_->f32(logitsBuffer), ourLogits.size(), ourLogits.begin());
+    if (std::find(routers.begin(), routers.end(), i) != routers.end())
+      ourAux.push_back(*memory_->f32(instrs[i].outputs(2)));
   });
   ASSERT_TRUE(fb) << fb.message();
 
@@ -109,6 +117,33 @@ TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
   EXPECT_LE(logits.maxDiff, tolerance::kHfLogitsRel * logits.maxRef) << "logits";
   double loss = reference("loss")[0];
   EXPECT_NEAR(*memory_->f32(b.loss()), loss, tolerance::kHfLossRel * loss);
+  // MoE: our loss is the language-model loss plus, per MoE layer,
+  // router_aux_loss_coef x transformers' load_balancing_loss_func applied to
+  // that layer's router logits alone (make_fixtures.py, Routers):
+  //   coef * E * sum_e f_e P_e, f_e = tokens routed to e / tokens (top_k
+  //   slots each), P_e = mean router probability of e.
+  // transformers (5.17, modeling_qwen3_moe.py / modeling_mixtral.py) adds
+  // coef x load_balancing_loss_func of all layers' logits at once when
+  // output_router_logits is set: it pools counts and probabilities over the
+  // layers, so it equals our sum only for one MoE layer (tiny-qwen3-moe:
+  // pooled 0.2100, per-layer sum 0.4570). Megatron-Core's
+  // switch_load_balancing_loss_func (megatron/core/transformer/moe/moe_utils.py)
+  // is, per layer,
+  // moe_aux_loss_coeff * E / (top_k * T^2) * sum_e (sum_t p_te) count_e:
+  // ours with router_aux_loss_coef = moe_aux_loss_coeff / top_k.
+  if (expected_->find("aux_loss")) {
+    std::vector<float> aux = reference("aux_loss");
+    ASSERT_EQ(ourAux.size(), aux.size()) << "MoE layers";
+    double sum = 0;
+    for (size_t l = 0; l < aux.size(); ++l) {
+      EXPECT_NEAR(ourAux[l], aux[l], tolerance::kHfLossRel * aux[l]) << "aux loss, MoE layer " << l;
+      sum += ourAux[l];
+    }
+    double lm = reference("lm_loss")[0];
+    EXPECT_NEAR(*memory_->f32(b.loss()) - sum, lm, tolerance::kHfLossRel * lm) << "language-model loss";
+  } else {
+    EXPECT_TRUE(ourAux.empty());
+  }
   for (const plan::Parameter &p : plan_.parameters()) {
     Comparison g = compare(memory_->f32(p.grad_buffer()), reference("grad." + p.name()));
     EXPECT_LE(g.maxDiff, tolerance::kHfGradientRel * g.maxRef) << "gradient of " << p.name();
@@ -237,9 +272,15 @@ TEST_P(HfFidelity, SeveralStepsWithAccumulationMaskScheduleAndClipping) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFidelity,
                          ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3",
+                                           "tiny-qwen2-vocab95", "tiny-qwen3-moe",
+                                           "tiny-qwen3-moe-noaux", "tiny-mixtral",
                                            "tiny-llama-transformers5",
                                            "tiny-qwen2-transformers5",
-                                           "tiny-qwen3-transformers5"),
+                                           "tiny-qwen3-transformers5",
+                                           "tiny-qwen2-vocab95-transformers5",
+                                           "tiny-qwen3-moe-transformers5",
+                                           "tiny-qwen3-moe-noaux-transformers5",
+                                           "tiny-mixtral-transformers5"),
                          [](const auto &info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');

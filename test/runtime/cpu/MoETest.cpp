@@ -1,5 +1,11 @@
 // Tests of the MoE router and expert kernels against a plain fp64 reference
-// (HF Qwen3-MoE / Mixtral semantics) and its central finite differences.
+// and its central finite differences, at shapes and edge cases the
+// transformers fixtures do not reach (top-k 1 and E, ties, non-finite
+// router inputs, accumulation, thread counts). That the reference's
+// semantics are transformers' (softmax top-k, norm_topk_prob, the per-layer
+// load_balancing_loss_func, the SwiGLU experts) is tested against
+// transformers itself by the Qwen3-MoE and Mixtral fixtures of test/hf
+// (HfFidelityTest, made by test/hf/make_fixtures.py).
 #include "runtime/cpu/MoE.h"
 
 #include "test/Tolerances.h"
@@ -39,9 +45,10 @@ struct RefRoute {
   double aux = 0.0;
 };
 
-/// fp64 router written as HF does it: softmax, top-k (stable sort keeps the
-/// lower index first on ties), renormalise, and load_balancing_loss_func
-/// with tokens_per_expert of shape [topK, experts] summed over both dims.
+/// fp64 router: softmax, top-k (stable sort keeps the lower index first on
+/// ties), renormalise, and the aux loss coeff * E * sum_e f_e P_e of one
+/// layer (transformers' load_balancing_loss_func on that layer's logits; the
+/// test/hf MoE fixtures check the kernel against transformers' own call).
 RefRoute refRouter(const DVec &x, const DVec &w, const RouterShape &s) {
   int64_t T = s.tokens, E = s.experts, K = s.topK;
   DVec probs(T * E);
