@@ -111,6 +111,43 @@ Status loadModel(const Where &w, const json &root, Tokenizer::Impl &impl) {
   return Status::ok();
 }
 
+// tokenizers does not take added-token ids from the file: it adds the
+// tokens in ascending id order, each getting its vocabulary id when the
+// model has it, else the next id after the vocabulary and the earlier added
+// tokens (added_vocabulary.rs add_tokens). A file whose ids differ would be
+// encoded differently from what it says, so it is refused.
+Status checkAddedIds(const Where &w, const json &entries, Tokenizer::Impl &impl) {
+  std::vector<AddedToken> tokens = std::move(impl.added);
+  impl.added.clear();
+  std::vector<size_t> order(tokens.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return entries[a]["id"].get<uint32_t>() < entries[b]["id"].get<uint32_t>();
+  });
+  const uint64_t modelSize = impl.vocab.size();
+  std::optional<uint64_t> maxId; // of the added tokens so far
+  for (size_t index : order) {
+    AddedToken token = tokens[index];
+    std::string path = "added_tokens[" + std::to_string(index) + "]";
+    if (impl.addedByContent.count(token.content))
+      return w.error(path, "repeats the added token '" + token.content + "'");
+    uint64_t expected = !maxId ? modelSize : *maxId >= modelSize ? *maxId + 1 : modelSize;
+    if (auto it = impl.vocab.find(token.content); it != impl.vocab.end())
+      expected = it->second;
+    maxId = std::max(maxId.value_or(0), expected);
+    if (token.id != expected)
+      return w.error(path, "'" + token.content + "' has id " + std::to_string(token.id) +
+                               " but tokenizers gives it " + std::to_string(expected) +
+                               " (its vocabulary id, or the next after the vocabulary and the "
+                               "added tokens before it)");
+    impl.addedById[token.id] = impl.added.size();
+    impl.addedByContent[token.content] = token.id;
+    impl.added.push_back(std::move(token));
+  }
+  return Status::ok();
+}
+
 Status loadAddedTokens(const Where &w, const json &root, Tokenizer::Impl &impl) {
   if (!root.contains("added_tokens") || root["added_tokens"].is_null())
     return Status::ok();
@@ -136,11 +173,9 @@ Status loadAddedTokens(const Where &w, const json &root, Tokenizer::Impl &impl) 
         return value.status();
       *flags[k] = *value;
     }
-    impl.addedById[token.id] = impl.added.size();
-    impl.addedByContent[token.content] = token.id;
     impl.added.push_back(std::move(token));
   }
-  return Status::ok();
+  return checkAddedIds(w, root["added_tokens"], impl);
 }
 
 Status loadNormalizer(const Where &w, const json &node, const std::string &path,

