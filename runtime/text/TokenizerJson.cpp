@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <cctype>
 #include <fstream>
+#include <iterator>
 
 namespace mt::text {
 namespace {
@@ -36,11 +37,15 @@ Status refuseType(const Where &w, const std::string &path, const json &node,
 }
 
 Expected<json> readJson(const std::string &path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in)
     return Status::error(path + ": cannot open");
+  // Parsing from memory is several times faster than from the stream.
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad())
+    return Status::error(path + ": cannot read");
   try {
-    return json::parse(in);
+    return json::parse(text);
   } catch (const json::exception &e) {
     return Status::error(path + ": not valid JSON: " + e.what());
   }
