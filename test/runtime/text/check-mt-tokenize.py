@@ -57,8 +57,8 @@ def main():
     bad = os.path.join(work, "bad.txt")
     open(bad, "wb").write(b"fine\nalso fine\nbad \xff byte\n")
     for args, message in [
-        ([bad, "--ids"], f"error: {bad}:3: the text is not valid UTF-8 at byte 4"),
-        ([bad, "-o", os.path.join(work, "bad.bin")], f"error: {bad}:3: the text is not valid UTF-8"),
+        ([bad, "--ids"], f"error: {bad}:3: not valid UTF-8 at byte 4 of the line (byte 19 of the file)"),
+        ([bad, "-o", os.path.join(work, "bad.bin")], f"error: {bad}:3: not valid UTF-8 at byte 4"),
         ([corpus, "--ids", "-o", os.path.join(work, "x.bin")], "excludes"),
         ([corpus], "give -o FILE"),
     ]:

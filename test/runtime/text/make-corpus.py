@@ -38,7 +38,7 @@ SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>"
             "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>",
             "<|end_header_id|>", "<|reserved_special_token_5|>", "<|im_start", "<|im_end|",
             "im_end|>", "<||>", "<|fim_prefix|>",
-            # the added tokens of the flags variant (make-flags-variant.js)
+            # the added tokens of the flags variant (make-variants.js)
             "<mask>", " <mask>", "  <mask>x", "[SEP]", "[SEP]  y", "a [SEP] ", " <both>  ", "\t<both>\t",
             "word", " word ", "password", "words", "_word", "word_", "(word)", "éword", "wordé",
             "cafe\u0301", "café", "CAFÉ", "fox jumps", "the fox jumps over", "xfox jumps"]

@@ -1,15 +1,29 @@
 #!/usr/bin/env node
-// Writes OUT_DIR/tokenizer.json: Qwen3's tokenizer.json with added tokens
-// that use every matching option (lstrip, rstrip, single_word, normalized,
-// special) and a TemplateProcessing post-processor, so that the reference
-// test checks those paths against Hugging Face `tokenizers` too.
-// Usage: node make-flags-variant.js QWEN3_TOKENIZER_JSON OUT_DIR
+// Writes variants of Qwen3's tokenizer.json that take the paths the real
+// files do not, so that the reference test checks them against Hugging Face
+// `tokenizers` too:
+//   OUT_DIR/qwen3-flags/tokenizer.json  added tokens with every matching
+//       option (lstrip, rstrip, single_word, normalized, special) and a
+//       TemplateProcessing post-processor;
+//   OUT_DIR/qwen3-gpt2/tokenizer.json   GPT-2's pre-tokenizer: ByteLevel
+//       alone, with add_prefix_space and its own regex (use_regex).
+// Usage: node make-variants.js QWEN3_TOKENIZER_JSON OUT_DIR
 'use strict';
 const fs = require('fs');
 const path = require('path');
 
 const [source, outDir] = process.argv.slice(2);
-const tok = JSON.parse(fs.readFileSync(source, 'utf8'));
+const original = fs.readFileSync(source, 'utf8');
+const write = (name, tokenizer) => {
+  fs.mkdirSync(path.join(outDir, name), {recursive: true});
+  fs.writeFileSync(path.join(outDir, name, 'tokenizer.json'), JSON.stringify(tokenizer));
+};
+
+const gpt2 = JSON.parse(original);
+gpt2.pre_tokenizer = {type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true};
+write('qwen3-gpt2', gpt2);
+
+const tok = JSON.parse(original);
 // Ids as tokenizers assigns them: the vocabulary's id for a token the model
 // has ("word"), else the next new one.
 let next = 1 + Math.max(...tok.added_tokens.map((t) => t.id));
@@ -38,5 +52,4 @@ tok.post_processor = {
      }},
   ],
 };
-fs.mkdirSync(outDir, {recursive: true});
-fs.writeFileSync(path.join(outDir, 'tokenizer.json'), JSON.stringify(tok));
+write('qwen3-flags', tok);
