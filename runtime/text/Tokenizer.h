@@ -46,6 +46,12 @@ struct SpecialToken {
 ///
 /// Thread safety: all const methods may be called from several threads at
 /// once (the word cache is shared and locked, or skipped when busy).
+///
+/// Use:
+///   auto tokenizer = mt::text::Tokenizer::fromDirectory("models/qwen3");
+///   if (!tokenizer) return tokenizer.status();
+///   auto ids = tokenizer->encode("<|im_start|>user\nHi<|im_end|>\n", false);
+///   // ids: 151644 872 198 13048 151645 198 (Qwen3)
 class Tokenizer {
 public:
   /// Loads MODEL_DIR/tokenizer.json and, when it exists,
@@ -75,8 +81,8 @@ public:
   /// The text of `ids`, as `tokenizers`' decode(ids, skip_special_tokens):
   /// byte-level tokens back to bytes, added tokens as their content, bytes
   /// that are not valid UTF-8 as U+FFFD. transformers' optional
-  /// clean_up_tokenization_spaces is not applied. Fails on an id >=
-  /// vocabSize() that no token has (the error gives its position).
+  /// clean_up_tokenization_spaces is not applied. Fails on an id that is no
+  /// token (the error gives the id and its position).
   Expected<std::string> decode(std::span<const uint32_t> ids, bool skipSpecialTokens = false) const;
 
   /// The id of the token spelt `token` (an added token such as
