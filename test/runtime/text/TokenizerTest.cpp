@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 namespace {
 
@@ -151,6 +152,31 @@ TEST_F(TokenizerTest, DecodeBytesAndUnknownIds) {
   auto bad = t->decode(std::vector<uint32_t>{'a', 7000});
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.message(), "decode: id 7000 at position 1 is not a token (vocab size 261)");
+}
+
+// Threads sharing one Tokenizer (and its word cache) get the ids of one.
+TEST_F(TokenizerTest, ConcurrentEncodesAgree) {
+  auto t = load(smallTokenizer());
+  ASSERT_TRUE(t) << t.message();
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i)
+    texts.push_back("ab aab " + std::to_string(i) + " bca" + std::string(size_t(i % 7), 'a'));
+  std::vector<std::vector<uint32_t>> expected;
+  for (const std::string &text : texts)
+    expected.push_back(encode(*t, text));
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&, k] {
+      for (int round = 0; round < 20; ++round)
+        for (size_t i = 0; i < texts.size(); ++i) {
+          auto ids = t->encode(texts[i], false);
+          mismatches[k] += !ids || *ids != expected[i];
+        }
+    });
+  for (std::thread &thread : threads)
+    thread.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 // Each unsupported setting is refused by its JSON path.
