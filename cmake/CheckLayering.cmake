@@ -18,6 +18,7 @@ set(rules
   "runtime/kernels=kernels plan support"
   "runtime/io=io support"
   "runtime/comm=comm support"
+  "runtime/text=text support"
   "runtime/cpu=cpu kernels exec comm plan support"
   "runtime/cuda=cuda kernels exec comm plan support"
   "runtime/exec=*"

