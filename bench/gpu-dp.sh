@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Data parallelism on two GPUs, in one device call on nvidia-h200-x2: builds
 # mtrun and the gpu2 tests (runtime-only CUDA build), runs the gpu2 tests
-# (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, and tiny-llama pp2
-# vs one GPU, 20 steps) and the one-GPU
-# demo training test (gpu1, a regression check), then measures our
+# (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, and tied-embedding
+# tiny-llama pp2 vs one GPU, 20 steps) and the one-GPU demo training test
+# (gpu1, a regression check), then measures our
 # llama3.2-1b step (micro-batch 4 x 2048 per GPU) on one GPU and with dp2,
 # beside PyTorch DDP (torchrun --nproc_per_node 2, eager and compile), and
 # prints tokens/s per GPU and dp2's efficiency against our one-GPU figure.

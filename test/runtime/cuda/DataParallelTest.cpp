@@ -27,8 +27,8 @@ TEST(DataParallel, RankOfTwoGpuJob) {
   EXPECT_EQ(device, std::atoi(std::getenv("MT_LOCAL_RANK"))) << "each rank uses its own GPU";
 }
 
-/// The losses of a dp2 job of this test's RankOfTwoGpuJob.
-std::vector<double> trainOnTwoGpus(const std::string &metrics,
+/// The curves of a dp2 job of this test's RankOfTwoGpuJob.
+Curves trainOnTwoGpus(const std::string &metrics,
                                    const std::vector<std::pair<std::string, std::string>> &environment) {
   return twogpu::trainOnTwoGpus("DataParallel.RankOfTwoGpuJob", metrics, environment);
 }
@@ -46,7 +46,7 @@ TEST(DataParallel, LossesMatchOneGpu) {
   std::ostringstream log;
   auto one = exec::train(options("demo", tmp + "-one.jsonl"), log);
   ASSERT_TRUE(one.isOk()) << one.message();
-  const auto single = losses(tmp + "-one.jsonl");
+  const auto single = curves(tmp + "-one.jsonl");
   expectSameTraining("dp2", reduced, single);
   expectSameTraining("dp2 overlapped", overlapped, single);
   // The same sums, only earlier: the same bits.

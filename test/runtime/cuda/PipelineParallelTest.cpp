@@ -1,12 +1,13 @@
 // Pipeline parallelism on two GPUs (label gpu2): `--backend cuda` ranks, one
 // per GPU and pipeline stage, train pp2 (1F1B) and pp2 x vpp2 (interleaved)
-// plans for 20 steps, activations and their gradients moved in bf16 by
-// NCCL send/recv (runtime/cuda/NcclPipeline.h), and every step's loss is
-// held to the bf16 tolerance of test/Tolerances.h against the one-GPU run
-// of the same model, micro-batches and data: the demo model, and a tiny
-// Llama with tied embeddings, whose embedding gradient the first and last
-// stage sum over NCCL (the pp_tied group). The plans are compiled on a
-// machine with the compiler (bench/gpu-dp.sh --prepare).
+// plans for 20 steps, activations and their gradients moved in bf16 by NCCL
+// send/recv (runtime/cuda/NcclPipeline.h), and every step's loss and
+// gradient norm are held to the bf16 tolerances of test/Tolerances.h
+// against the one-GPU run of the same model, micro-batches and data: the
+// demo model, and a tiny Llama with tied embeddings, whose embedding
+// gradient the first and last stage sum over NCCL (the pp_tied group). The
+// plans are compiled on a machine with the compiler (bench/gpu-dp.sh
+// --prepare).
 #include "test/runtime/cuda/TwoGpuTraining.h"
 
 namespace mt {
@@ -28,19 +29,19 @@ TEST(PipelineParallel, RankOfTwoGpuJob) {
   EXPECT_EQ(device, std::atoi(std::getenv("MT_LOCAL_RANK"))) << "each rank uses its own GPU";
 }
 
-std::vector<double> trainPipeline(const std::string &plan) {
+Curves trainPipeline(const std::string &plan) {
   EXPECT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
   return trainOnTwoGpus("PipelineParallel.RankOfTwoGpuJob",
                         ::testing::TempDir() + "/mt-" + plan + ".jsonl",
                         {{"MT_TEST_PLAN", plan}});
 }
 
-std::vector<double> trainOneGpu(const std::string &plan) {
+Curves trainOneGpu(const std::string &plan) {
   const std::string metrics = ::testing::TempDir() + "/mt-" + plan + ".jsonl";
   std::ostringstream log;
   auto one = exec::train(options(plan, metrics), log);
   EXPECT_TRUE(one.isOk()) << one.message();
-  return losses(metrics);
+  return curves(metrics);
 }
 
 // The demo model (8 layers), 4 micro-batches of 2 per step: 1F1B over 2
@@ -53,8 +54,8 @@ TEST(PipelineParallel, DemoLossesMatchOneGpu) {
 }
 
 // Tied embeddings (tiny-llama-hd64): the embedding table lives on both
-// stages, and a missing or doubled pp_tied sum would move the losses past
-// the tolerance within a few steps.
+// stages. Without the pp_tied sum the losses stay within 0.2% over 20 steps
+// (measured on the CPU backend), but the gradient norm is 7% off at step 1.
 TEST(PipelineParallel, TiedEmbeddingLossesMatchOneGpu) {
   ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
   expectSameTraining("tiny-llama (tied) pp2", trainPipeline("tiny-llama-pp2"),
