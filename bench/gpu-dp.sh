@@ -42,8 +42,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
     "$bin/mtc" compile "$dir/mlir/demo-mb2.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
   done
-  "$bin/mtc" import-hf test/runtime/cuda/configs/tiny-llama-hd64.json --seq 64 --micro-batch 2 \
-    -o "$dir/mlir/tiny-llama.mlir"
+  "$bin/mtc" import-hf test/runtime/cuda/configs/tiny-llama-hd64.json --seq 64 \
+    --micro-batch 2 -o "$dir/mlir/tiny-llama.mlir"
   for layout in "tiny-llama:" "tiny-llama-pp2:--pp 2"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-llama.mlir" ${layout#*:} --global-batch 8 --lr 1e-3 \

@@ -55,7 +55,6 @@ public:
 
   /// The slot whose copy later addresses of per-micro-batch buffers name.
   void setSlot(int64_t slot) { slot_ = slot; }
-  int64_t slots() const { return slots_; }
 
   Storage storage(uint32_t buffer) const;
   /// The address of `buffer` in its device storage (the fp32 master of a

@@ -18,9 +18,9 @@ void encode(float (&h)[kHeader], int64_t microBatch, uint32_t tag, int64_t count
 
 } // namespace
 
-std::vector<PipelineMessage> pipelineMessages(const std::vector<std::vector<PipelineAction>> &schedule,
-                                              int64_t vpp, int64_t from, int64_t to,
-                                              bool receives) {
+std::vector<PipelineMessage>
+pipelineMessages(const std::vector<std::vector<PipelineAction>> &schedule, int64_t vpp,
+                 int64_t from, int64_t to, bool receives) {
   const int64_t pp = int64_t(schedule.size()), stages = pp * vpp;
   const int64_t self = receives ? to : from, peer = receives ? from : to;
   std::vector<PipelineMessage> out;
@@ -128,7 +128,7 @@ void HostPipelineChannels::receiveLoop(int64_t fromStage, comm::Communicator *gr
 }
 
 Status HostPipelineChannels::send(int64_t toStage, int64_t microBatch, uint32_t tag,
-                              const void *data, int64_t count) {
+                                  const void *data, int64_t count) {
   auto it = outgoing_.find(toStage);
   if (it == outgoing_.end())
     return Status::error("no pipeline channel to stage " + std::to_string(toStage));
@@ -137,7 +137,8 @@ Status HostPipelineChannels::send(int64_t toStage, int64_t microBatch, uint32_t 
     if (!failure_)
       return failure_;
     const auto *floats = static_cast<const float *>(data);
-    it->second->queue.push_back(Message{microBatch, tag, std::vector<float>(floats, floats + count)});
+    it->second->queue.push_back(
+        Message{microBatch, tag, std::vector<float>(floats, floats + count)});
     ++inFlight_;
   }
   changed_.notify_all();
@@ -145,7 +146,7 @@ Status HostPipelineChannels::send(int64_t toStage, int64_t microBatch, uint32_t 
 }
 
 Status HostPipelineChannels::receive(int64_t fromStage, int64_t microBatch, uint32_t tag,
-                                 void *out, int64_t count) {
+                                     void *out, int64_t count) {
   const auto entered = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(mutex_);
   auto key = std::make_tuple(fromStage, microBatch, tag);

@@ -36,9 +36,9 @@ struct PipelineMessage {
 /// Channels that match messages by their order rather than their key (NCCL)
 /// need the two to be equal, as they are for pipelineSchedule's 1F1B and
 /// interleaved schedules.
-std::vector<PipelineMessage> pipelineMessages(const std::vector<std::vector<PipelineAction>> &schedule,
-                                              int64_t vpp, int64_t from, int64_t to,
-                                              bool receives);
+std::vector<PipelineMessage>
+pipelineMessages(const std::vector<std::vector<PipelineAction>> &schedule, int64_t vpp,
+                 int64_t from, int64_t to, bool receives);
 
 /// The transfers of one rank's pipeline stage. Elements are the backend's
 /// activation storage: fp32 in host memory on the CPU, bf16 in device
@@ -48,7 +48,8 @@ class PipelineChannels {
 public:
   virtual ~PipelineChannels() = default;
   /// Sends a copy of `count` elements at `data` to stage `toStage`, keyed
-  /// (microBatch, tag); `data` may be reused as soon as this returns.
+  /// (microBatch, tag); what runs after (on the host, or later on the
+  /// device's stream) may overwrite `data`.
   virtual Status send(int64_t toStage, int64_t microBatch, uint32_t tag, const void *data,
                       int64_t count) = 0;
   /// Receives the message (microBatch, tag) from stage `fromStage` into

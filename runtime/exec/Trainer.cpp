@@ -1,4 +1,5 @@
-// The CPU training loop.
+// The training loop of both backends (the executor and its pipeline channels
+// come from the backend).
 #include "runtime/exec/Trainer.h"
 
 #include "runtime/cpu/CpuExecutor.h"

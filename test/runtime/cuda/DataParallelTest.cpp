@@ -29,7 +29,7 @@ TEST(DataParallel, RankOfTwoGpuJob) {
 
 /// The curves of a dp2 job of this test's RankOfTwoGpuJob.
 Curves trainOnTwoGpus(const std::string &metrics,
-                                   const std::vector<std::pair<std::string, std::string>> &environment) {
+                      const std::vector<std::pair<std::string, std::string>> &environment) {
   return twogpu::trainOnTwoGpus("DataParallel.RankOfTwoGpuJob", metrics, environment);
 }
 
