@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Data parallelism on two GPUs, in one device call on nvidia-h200-x2: builds
 # mtrun and the gpu2 tests (runtime-only CUDA build), runs the gpu2 tests
-# (the NCCL communicator; demo dp2 vs one GPU, 20 steps) and the one-GPU
-# demo training test (gpu1, a regression check), then measures our
+# (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, and tied-embedding
+# tiny-llama pp2 vs one GPU, 20 steps) and the one-GPU demo training test
+# (gpu1, a regression check), then measures our
 # llama3.2-1b step (micro-batch 4 x 2048 per GPU) on one GPU and with dp2,
 # beside PyTorch DDP (torchrun --nproc_per_node 2, eager and compile), and
 # prints tokens/s per GPU and dp2's efficiency against our one-GPU figure.
@@ -29,6 +30,23 @@ if [[ "${1:-}" == "--prepare" ]]; then
   for layout in "demo:" "demo-dp2:--dp 2" "demo-tp2:--tp 2"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/demo.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
+      --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+  done
+  # Pipelines (test/runtime/cuda/PipelineParallelTest.cpp): 4 micro-batches
+  # of 2 per step on one GPU, pp2 (1F1B) and pp2 x vpp2 (interleaved); and
+  # tiny-llama-hd64 (tied embeddings) on one GPU and pp2.
+  "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 2 \
+    -o "$dir/mlir/demo-mb2.mlir"
+  for layout in "demo-mb2:" "demo-mb2-pp2:--pp 2" "demo-mb2-pp2-vpp2:--pp 2 --vpp 2"; do
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$dir/mlir/demo-mb2.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
+      --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+  done
+  "$bin/mtc" import-hf test/runtime/cuda/configs/tiny-llama-hd64.json --seq 64 \
+    --micro-batch 2 -o "$dir/mlir/tiny-llama.mlir"
+  for layout in "tiny-llama:" "tiny-llama-pp2:--pp 2"; do
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$dir/mlir/tiny-llama.mlir" ${layout#*:} --global-batch 8 --lr 1e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
   done
   "$bin/mtc" import-hf models/hf/llama3.2-1b.json --seq 2048 --micro-batch 4 -o "$dir/mlir/llama.mlir"

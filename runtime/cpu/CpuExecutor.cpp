@@ -397,6 +397,13 @@ Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemo
   return executor;
 }
 
+Expected<std::unique_ptr<exec::PipelineChannels>> CpuExecutor::openPipeline() {
+  if (!context_.rank)
+    return Status::error("pipeline channels need the job's ranks (a plan with pp > 1)");
+  return std::unique_ptr<exec::PipelineChannels>(
+      std::make_unique<exec::HostPipelineChannels>(*context_.rank));
+}
+
 Expected<ProgramResult> CpuExecutor::run(const std::string &name,
                                          const std::function<void(int)> &afterEach) {
   const plan::Program *program = nullptr;

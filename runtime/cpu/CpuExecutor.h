@@ -39,6 +39,8 @@ public:
   Expected<ProgramResult> run(const std::string &program,
                               const std::function<void(int)> &afterEach = nullptr) override;
 
+  /// Host threads over Gloo (exec::HostPipelineChannels).
+  Expected<std::unique_ptr<exec::PipelineChannels>> openPipeline() override;
   void setPipeline(exec::PipelineChannels *pipeline, int64_t microBatch) override {
     context_.pipeline = pipeline;
     context_.microBatch = microBatch;

@@ -6,6 +6,7 @@
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/NcclCommunicator.h"
 #include "runtime/cuda/NcclOverlap.h"
+#include "runtime/cuda/NcclPipeline.h"
 
 #include <algorithm>
 #include <chrono>
@@ -48,15 +49,15 @@ Expected<CudaOptions> optionsFromEnvironment() {
 Status checkMeshSupported(const plan::Mesh &mesh) {
   std::string others;
   for (auto [axis, size] : {std::pair<const char *, int64_t>{"tp", mesh.tp()},
-                            {"pp", mesh.pp()}, {"cp", mesh.cp()}, {"ep", mesh.ep()}})
+                            {"cp", mesh.cp()}, {"ep", mesh.ep()}})
     if (size > 1)
       others += (others.empty() ? "" : ", ") + std::string(axis) + "=" + std::to_string(size);
   if (others.empty())
     return Status::ok();
-  return Status::error("the CUDA backend runs data-parallel plans (dp) only for now; this plan "
-                       "has " + others + " (its vocab-parallel kernels, tensor-parallel "
-                       "collectives and pipeline transfers have no CUDA lowering yet): use "
-                       "--backend cpu");
+  return Status::error("the CUDA backend runs data-parallel and pipeline-parallel plans (dp, "
+                       "pp) only for now; this plan has " + others + " (its vocab-parallel "
+                       "kernels and tensor-parallel collectives have no CUDA lowering yet): "
+                       "use --backend cpu");
 }
 
 namespace {
@@ -78,11 +79,14 @@ std::string opClass(const std::string &op) {
     return "zero-fills";
   if (op == "all_reduce")
     return "communication (NCCL)";
+  if (op == "send" || op == "recv")
+    return "pipeline transfers (NCCL; recv includes the wait)";
   return "element-wise (rotary, swiglu, add, embedding)";
 }
 
 struct LoweredProgram {
   const plan::Program *plan = nullptr;
+  int64_t slot = 0; // the pipeline slot whose per-micro-batch buffers it uses
   std::vector<Step> steps;
   /// OUTPUTS buffers written on the device: copied to the host after a run.
   std::vector<uint32_t> deviceOutputs;
@@ -106,7 +110,11 @@ public:
   Status initialize();
   Expected<exec::ProgramResult> run(const std::string &name,
                                     const std::function<void(int)> &afterEach) override;
-  void setPipeline(exec::PipelineChannels *, int64_t) override {}
+  Expected<std::unique_ptr<exec::PipelineChannels>> openPipeline() override;
+  void setPipeline(exec::PipelineChannels *pipeline, int64_t microBatch) override {
+    resources_.pipeline = pipeline;
+    resources_.microBatch = microBatch;
+  }
   Status clearGradients() override;
   Status inputsWritten() override;
   Status stateWritten() override;
@@ -115,6 +123,8 @@ public:
 
 private:
   Status lowerAll();
+  /// The lowered program of `name` for the pipeline slot the host uses now.
+  std::string inSlot(const std::string &name) const;
   Status planOverlap();
   /// The lowered program that runs for `name` now: with overlap, the last
   /// micro-batch's forward_backward and the optimizer after it differ.
@@ -164,7 +174,8 @@ Status CudaExecutor::initialize() {
   MT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MT_CUDA_CHECK(cudaEventCreate(&start_));
   MT_CUDA_CHECK(cudaEventCreate(&stop_));
-  auto arenas = DeviceArenas::create(plan_, rank_ ? rank_->describe() : std::string());
+  auto arenas =
+      DeviceArenas::create(plan_, rank_ ? rank_->describe() : std::string(), host_.slots());
   if (!arenas)
     return arenas.status();
   arenas_ = std::move(*arenas);
@@ -188,25 +199,55 @@ Status CudaExecutor::initialize() {
   return Status::ok();
 }
 
+/// The name of `program`'s copy for pipeline slot `slot`.
+static std::string slotName(const std::string &program, int64_t slot) {
+  return slot == 0 ? program : program + "@slot" + std::to_string(slot);
+}
+
 Status CudaExecutor::lowerAll() {
   Lowerer lowerer(plan_, resources_);
   for (const plan::Program &p : plan_.programs()) {
-    auto steps = lowerer.lower(p);
-    if (!steps)
-      return steps.status();
-    LoweredProgram &program = programs_[p.name()];
-    program.plan = &p;
-    program.steps = std::move(*steps);
-    for (const plan::Instruction &instr : p.instructions()) {
-      for (uint32_t out : instr.outputs())
-        if (plan_.buffers(out).arena() == plan::OUTPUTS && instr.op() != "global_norm" &&
-            instr.op() != "lr_schedule")
-          program.deviceOutputs.push_back(out);
+    // A pipeline stage's forward and backward run for micro-batches in
+    // every slot: one copy per slot, each over that slot's buffers (the
+    // host's, for the host scalars it reads).
+    const int64_t copies = p.virtual_stage() >= 0 ? host_.slots() : 1;
+    for (int64_t slot = 0; slot < copies; ++slot) {
+      arenas_->setSlot(slot);
+      host_.setSlot(slot);
+      auto steps = lowerer.lower(p);
+      if (!steps)
+        return steps.status();
+      LoweredProgram &program = programs_[slotName(p.name(), slot)];
+      program.plan = &p;
+      program.slot = slot;
+      program.steps = std::move(*steps);
+      for (const plan::Instruction &instr : p.instructions()) {
+        for (uint32_t out : instr.outputs())
+          if (plan_.buffers(out).arena() == plan::OUTPUTS && instr.op() != "global_norm" &&
+              instr.op() != "lr_schedule")
+            program.deviceOutputs.push_back(out);
+      }
+      for (const Step &step : program.steps)
+        program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
     }
-    for (const Step &step : program.steps)
-      program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
   }
+  arenas_->setSlot(0);
+  host_.setSlot(0);
   return Status::ok();
+}
+
+std::string CudaExecutor::inSlot(const std::string &name) const {
+  std::string copy = slotName(name, host_.slot());
+  return programs_.count(copy) ? copy : name;
+}
+
+Expected<std::unique_ptr<exec::PipelineChannels>> CudaExecutor::openPipeline() {
+  if (!rank_)
+    return Status::error("pipeline channels need the job's ranks (a plan with pp > 1)");
+  auto channels = NcclPipelineChannels::create(plan_, *rank_, stream_);
+  if (!channels)
+    return channels.status();
+  return std::unique_ptr<exec::PipelineChannels>(std::move(*channels));
 }
 
 static constexpr const char *kOverlapped = "+overlap";
@@ -313,7 +354,7 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   if (afterEach)
     return Status::error("the CUDA backend keeps activations on the GPU: per-instruction "
                          "host callbacks need --backend cpu");
-  auto it = programs_.find(variantOf(name));
+  auto it = programs_.find(inSlot(variantOf(name)));
   if (it == programs_.end())
     return Status::error("the plan has no program '" + name + "'");
   LoweredProgram &program = it->second;
@@ -335,6 +376,7 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   }
   if (!program.deviceOutputs.empty() || options_.profile) {
     ScopedErrorContext context("program '" + name + "' (reading its outputs): ");
+    arenas_->setSlot(program.slot);
     for (uint32_t id : program.deviceOutputs)
       MT_CUDA_CHECK(cudaMemcpyAsync(host_.data(id), arenas_->data(id),
                                     plan_.buffers(id).size_bytes(), cudaMemcpyDeviceToHost,
@@ -374,6 +416,7 @@ Status CudaExecutor::copyArena(plan::ArenaKind kind, cudaMemcpyKind direction) {
 
 Status CudaExecutor::inputsWritten() {
   ScopedErrorContext context("copying the inputs to the GPU: ");
+  arenas_->setSlot(host_.slot()); // a pipeline's micro-batch fills its own slot
   return copyArena(plan::INPUTS, cudaMemcpyHostToDevice);
 }
 

@@ -6,6 +6,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+
 namespace mt::cuda {
 
 Status DeviceArenas::allocate(void **where, uint64_t bytes, const char *what) {
@@ -30,19 +32,24 @@ Status DeviceArenas::allocate(void **where, uint64_t bytes, const char *what) {
 }
 
 Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &plan,
-                                                             const std::string &rank) {
-  std::unique_ptr<DeviceArenas> d(new DeviceArenas(plan, rank));
+                                                             const std::string &rank,
+                                                             int64_t slots) {
+  std::unique_ptr<DeviceArenas> d(new DeviceArenas(plan, rank, std::max<int64_t>(slots, 1)));
   const plan::DeviceFootprint footprint = plan::deviceFootprint(plan);
+  const auto copies = uint64_t(d->slots_);
   d->wideOffsets_ = footprint.wideOffsets;
+  d->activationBytes_ = footprint.activations;
+  d->wideBytes_ = footprint.wideActivations;
   for (const plan::Arena &a : plan.arenas()) {
     void *p = nullptr;
     const std::string name = plan::ArenaKind_Name(a.kind());
+    const uint64_t n = d->perSlot(a.kind()) ? copies : 1;
     if (a.kind() == plan::ACTIVATIONS) {
-      if (Status s = d->allocate(&p, footprint.activations, "ACTIVATIONS (bf16)"); !s)
+      if (Status s = d->allocate(&p, footprint.activations * n, "ACTIVATIONS (bf16)"); !s)
         return s;
       d->activations_ = static_cast<std::byte *>(p);
     } else {
-      if (Status s = d->allocate(&p, a.size_bytes(), name.c_str()); !s)
+      if (Status s = d->allocate(&p, a.size_bytes() * n, name.c_str()); !s)
         return s;
     }
     d->arenas_[a.kind()] = {static_cast<std::byte *>(p), a.size_bytes()};
@@ -53,7 +60,7 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
     }
   }
   void *p = nullptr;
-  if (Status s = d->allocate(&p, footprint.wideActivations, "32-bit activations"); !s)
+  if (Status s = d->allocate(&p, footprint.wideActivations * copies, "32-bit activations"); !s)
     return s;
   d->wideArena_ = static_cast<std::byte *>(p);
   // Zero everything once: padding and never-written buffers read as 0, as
@@ -61,9 +68,10 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
   for (const auto &[kind, arena] : d->arenas_)
     if (arena.first)
       MT_CUDA_CHECK(cudaMemset(arena.first, 0,
-                               kind == plan::ACTIVATIONS ? arena.second / 2 : arena.second));
+                               (kind == plan::ACTIVATIONS ? footprint.activations : arena.second) *
+                                   (d->perSlot(kind) ? copies : 1)));
   if (d->wideArena_)
-    MT_CUDA_CHECK(cudaMemset(d->wideArena_, 0, footprint.wideActivations));
+    MT_CUDA_CHECK(cudaMemset(d->wideArena_, 0, footprint.wideActivations * copies));
   return d;
 }
 
@@ -87,11 +95,11 @@ std::byte *DeviceArenas::data(uint32_t id) const {
   const plan::Buffer &b = plan_.buffers(id);
   switch (storage(id)) {
   case Storage::Bf16Activation:
-    return activations_ + b.offset_bytes() / 2;
+    return activations_ + slotOffset(activationBytes_) + b.offset_bytes() / 2;
   case Storage::Wide:
-    return wideArena_ + wideOffsets_.at(id);
+    return wideArena_ + slotOffset(wideBytes_) + wideOffsets_.at(id);
   default:
-    return arenas_.at(b.arena()).first + b.offset_bytes();
+    return arena(b.arena()) + b.offset_bytes();
   }
 }
 
@@ -99,7 +107,7 @@ bf16 *DeviceArenas::bf16Data(uint32_t id) const {
   const plan::Buffer &b = plan_.buffers(id);
   switch (storage(id)) {
   case Storage::Bf16Activation:
-    return reinterpret_cast<bf16 *>(activations_ + b.offset_bytes() / 2);
+    return reinterpret_cast<bf16 *>(data(id));
   case Storage::Parameter:
     return shadows_ + b.offset_bytes() / 4;
   default:
@@ -109,7 +117,10 @@ bf16 *DeviceArenas::bf16Data(uint32_t id) const {
 
 std::byte *DeviceArenas::arena(plan::ArenaKind kind) const {
   auto it = arenas_.find(kind);
-  return it == arenas_.end() ? nullptr : it->second.first;
+  if (it == arenas_.end() || !it->second.first)
+    return nullptr;
+  const uint64_t perCopy = kind == plan::ACTIVATIONS ? activationBytes_ : it->second.second;
+  return it->second.first + (perSlot(kind) ? slotOffset(perCopy) : 0);
 }
 
 uint64_t DeviceArenas::arenaBytes(plan::ArenaKind kind) const {

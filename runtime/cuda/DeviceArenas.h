@@ -10,6 +10,9 @@
 // indices, optimizer scalars) get their own small arena without reuse.
 // Parameters keep their fp32 master copy and get a bf16 shadow laid out the
 // same halved way, so one cast refreshes every shadow after an update.
+// Pipelines keep each micro-batch in flight in a slot of its own: the
+// per-micro-batch arenas (activations, inputs, outputs) then have one copy
+// per slot, as in exec::HostMemory.
 #ifndef MT_RUNTIME_CUDA_DEVICEARENAS_H
 #define MT_RUNTIME_CUDA_DEVICEARENAS_H
 
@@ -41,12 +44,17 @@ public:
 
   /// Allocates the arenas plan::deviceFootprint sizes. A failed cudaMalloc
   /// is an error that starts with `rank` (RankContext::describe()) and
-  /// names the arena, its size and the device memory free.
+  /// names the arena, its size and the device memory free. `slots`: copies
+  /// of the per-micro-batch arenas (exec::HostMemory::slots()).
   static Expected<std::unique_ptr<DeviceArenas>> create(const plan::Plan &plan,
-                                                        const std::string &rank = "");
+                                                        const std::string &rank = "",
+                                                        int64_t slots = 1);
   ~DeviceArenas();
   DeviceArenas(const DeviceArenas &) = delete;
   DeviceArenas &operator=(const DeviceArenas &) = delete;
+
+  /// The slot whose copy later addresses of per-micro-batch buffers name.
+  void setSlot(int64_t slot) { slot_ = slot; }
 
   Storage storage(uint32_t buffer) const;
   /// The address of `buffer` in its device storage (the fp32 master of a
@@ -55,7 +63,8 @@ public:
   /// The bf16 view of a bf16 activation or of a parameter's shadow.
   bf16 *bf16Data(uint32_t buffer) const;
 
-  /// A planned arena on the device (null when the plan has none).
+  /// A planned arena on the device (the current slot's copy of a
+  /// per-micro-batch arena; null when the plan has none).
   std::byte *arena(plan::ArenaKind kind) const;
   uint64_t arenaBytes(plan::ArenaKind kind) const;
   bf16 *parameterShadows() const { return shadows_; }
@@ -65,11 +74,20 @@ public:
   uint64_t totalBytes() const { return total_; }
 
 private:
-  DeviceArenas(const plan::Plan &plan, std::string rank) : plan_(plan), rank_(std::move(rank)) {}
+  DeviceArenas(const plan::Plan &plan, std::string rank, int64_t slots)
+      : plan_(plan), rank_(std::move(rank)), slots_(slots) {}
   Status allocate(void **where, uint64_t bytes, const char *what);
+  static bool perSlot(plan::ArenaKind kind) {
+    return kind == plan::ACTIVATIONS || kind == plan::INPUTS || kind == plan::OUTPUTS;
+  }
+  /// The offset of the current slot's copy in a per-micro-batch arena of
+  /// `bytes` per slot.
+  uint64_t slotOffset(uint64_t bytes) const { return bytes * uint64_t(slot_); }
 
   const plan::Plan &plan_;
   std::string rank_;
+  int64_t slots_ = 1, slot_ = 0;
+  uint64_t activationBytes_ = 0, wideBytes_ = 0; // per slot
   std::map<plan::ArenaKind, std::pair<std::byte *, uint64_t>> arenas_;
   std::byte *activations_ = nullptr, *wideArena_ = nullptr;
   bf16 *shadows_ = nullptr;

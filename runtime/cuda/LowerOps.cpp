@@ -220,7 +220,7 @@ void crossEntropy(Lowerer &L, const Attrs &a) {
   if (!stats)
     return L.fail(stats.message());
   float *lse = static_cast<float *>(*stats);
-  L.resources().crossEntropyStats[L.instruction().inputs(0)] = lse;
+  L.resources().crossEntropyStats[logits] = lse;
   L.emit([=](cudaStream_t s) {
     return crossEntropyForward(logits, labels, mask, lse, loss, lse + t, t, v, s);
   });
@@ -234,7 +234,7 @@ void crossEntropyGrad(Lowerer &L, const Attrs &a) {
   bf16 *dlogits = L.bfOut(0);
   int64_t t = a.i("tokens"), v = a.i("vocab");
   auto &stats = L.resources().crossEntropyStats;
-  auto it = stats.find(L.instruction().inputs(0));
+  auto it = stats.find(logits);
   if (it == stats.end())
     return L.fail("no cross_entropy of these logits runs before it");
   const float *lse = it->second;
@@ -271,7 +271,8 @@ bool lowerOp(Lowerer &L, const std::string &op, const Attrs &attrs) {
     it->second(L, attrs);
     return true;
   }
-  return lowerOptimizerOp(L, op, attrs) || lowerCollectiveOp(L, op, attrs);
+  return lowerOptimizerOp(L, op, attrs) || lowerCollectiveOp(L, op, attrs) ||
+         lowerPipelineOp(L, op, attrs);
 }
 
 } // namespace mt::cuda

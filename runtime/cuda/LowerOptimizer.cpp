@@ -16,7 +16,7 @@ namespace {
 
 using plan::Attrs;
 
-void globalNorm(Lowerer &L, const Attrs &) {
+void globalNorm(Lowerer &L, const Attrs &a) {
   const plan::Instruction &in = L.instruction();
   std::vector<FloatSpan> spans;
   for (int i = 0; i < in.inputs_size(); ++i) {
@@ -33,6 +33,9 @@ void globalNorm(Lowerer &L, const Attrs &) {
   L.needWorkspace(sumOfSquaresWorkspaceBytes(spans));
   Resources *r = &L.resources();
   double *deviceSum = static_cast<double *>(*sum);
+  // Pipeline stages hold disjoint parameters: their sums add up over pp.
+  const std::string stages = a.s("pipeline_axis");
+  comm::Communicator *pp = stages.empty() || !r->rank ? nullptr : r->rank->group(stages);
   L.emit(
       [=](cudaStream_t s) -> Status {
         MT_CUDA_RETURN_IF_ERROR(sumOfSquares(spans, deviceSum, r->workspace, s));
@@ -40,8 +43,12 @@ void globalNorm(Lowerer &L, const Attrs &) {
         MT_CUDA_CHECK(cudaMemcpyAsync(&total, deviceSum, sizeof(double),
                                       cudaMemcpyDeviceToHost, s));
         MT_CUDA_CHECK(cudaStreamSynchronize(s));
-        // As the CPU backend: the fp64 sum rounded to fp32, then the root.
-        *norm = std::sqrt(std::max(float(total), 0.0f));
+        // As the CPU backend: the fp64 sum rounded to fp32, summed over pp
+        // on the host (a scalar), then the root.
+        float squares = float(total);
+        if (pp)
+          MT_CUDA_RETURN_IF_ERROR(pp->allReduceHost(&squares, 1, comm::ReduceOp::Sum));
+        *norm = std::sqrt(std::max(squares, 0.0f));
         return Status::ok();
       },
       /*onHost=*/true);

@@ -15,6 +15,7 @@
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Gemm.h"
 #include "runtime/exec/Memory.h"
+#include "runtime/exec/PipelineChannels.h"
 #include "runtime/exec/RankContext.h"
 #include "runtime/plan/OpRegistry.h"
 
@@ -59,9 +60,14 @@ struct Resources {
   /// Host copies of the optimizer's scalars that live in device-only
   /// buffers (the clipping factor).
   std::map<uint32_t, float> hostScalars;
-  /// Per logits buffer: the cross-entropy forward's row log-sum-exps and
-  /// mask total ([tokens + 1] floats), read by its backward.
-  std::map<uint32_t, float *> crossEntropyStats;
+  /// Per logits buffer (its device address: one per pipeline slot): the
+  /// cross-entropy forward's row log-sum-exps and mask total ([tokens + 1]
+  /// floats), read by its backward.
+  std::map<const void *, float *> crossEntropyStats;
+  /// The pipeline channels and micro-batch of the programs run next
+  /// (Executor::setPipeline); read when a send or recv launches.
+  exec::PipelineChannels *pipeline = nullptr;
+  int64_t microBatch = 0;
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor
@@ -163,6 +169,8 @@ bool lowerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 bool lowerOptimizerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 /// Same for the collectives (runtime/cuda/LowerCollectives.cpp).
 bool lowerCollectiveOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
+/// Same for the pipeline transfers send and recv (runtime/cuda/NcclPipeline.cpp).
+bool lowerPipelineOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 
 } // namespace mt::cuda
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace mt::exec {
@@ -33,7 +34,11 @@ public:
   virtual Expected<ProgramResult> run(const std::string &program,
                                       const std::function<void(int)> &afterEach = nullptr) = 0;
 
-  /// Pipeline transfers of the programs run next belong to `microBatch`.
+  /// The channels this backend moves pipeline transfers with (a plan with
+  /// pp > 1; made once, before the first step, on every rank of the job).
+  virtual Expected<std::unique_ptr<PipelineChannels>> openPipeline() = 0;
+  /// Pipeline transfers of the programs run next go through `pipeline` (made
+  /// by openPipeline) and belong to `microBatch`.
   virtual void setPipeline(PipelineChannels *pipeline, int64_t microBatch) = 0;
 
   /// Zeroes the main gradients (the start of a step).

@@ -118,7 +118,9 @@ void HostMemory::clear(plan::ArenaKind arena) {
 
 std::byte *HostMemory::arena(plan::ArenaKind kind) const {
   auto it = arenas_.find(kind);
-  return it == arenas_.end() ? nullptr : it->second.first.get();
+  if (it == arenas_.end())
+    return nullptr;
+  return it->second.first.get() + (perSlot(kind) ? arenaBytes(kind) * uint64_t(slot_) : 0);
 }
 
 uint64_t HostMemory::arenaBytes(plan::ArenaKind kind) const {

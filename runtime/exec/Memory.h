@@ -33,6 +33,8 @@ public:
 
   /// The copy of the per-micro-batch arenas later accesses use.
   void setSlot(int64_t slot) { slot_ = slot; }
+  int64_t slot() const { return slot_; }
+  int64_t slots() const { return slots_; }
 
   std::byte *data(uint32_t buffer) const;
   float *f32(uint32_t buffer) const { return reinterpret_cast<float *>(data(buffer)); }
@@ -43,7 +45,8 @@ public:
   void clear(plan::ArenaKind arena);
   /// Bytes allocated in all arenas.
   uint64_t totalBytes() const;
-  /// The whole arena `kind` (slot 0) and its size; null when not allocated.
+  /// The whole arena `kind` (the current slot's copy of a per-micro-batch
+  /// arena) and its size; null when not allocated.
   std::byte *arena(plan::ArenaKind kind) const;
   uint64_t arenaBytes(plan::ArenaKind kind) const;
 

@@ -18,7 +18,25 @@ void encode(float (&h)[kHeader], int64_t microBatch, uint32_t tag, int64_t count
 
 } // namespace
 
-PipelineChannels::PipelineChannels(const RankContext &rank) {
+std::vector<PipelineMessage>
+pipelineMessages(const std::vector<std::vector<PipelineAction>> &schedule, int64_t vpp,
+                 int64_t from, int64_t to, bool receives) {
+  const int64_t pp = int64_t(schedule.size()), stages = pp * vpp;
+  const int64_t self = receives ? to : from, peer = receives ? from : to;
+  std::vector<PipelineMessage> out;
+  for (const PipelineAction &a : schedule[size_t(self)]) {
+    const int64_t v = a.chunk * pp + self;
+    // The virtual stage on the other side: where the input comes from (a
+    // receiver) or where the output goes (a producer).
+    const int64_t other = (a.forward == receives) ? v - 1 : v + 1;
+    if (other < 0 || other >= stages || other % pp != peer)
+      continue;
+    out.push_back({a.forward, receives ? v : other, a.microBatch});
+  }
+  return out;
+}
+
+HostPipelineChannels::HostPipelineChannels(const RankContext &rank) {
   int64_t stages = rank.axisSize("pp"), self = rank.coordinate("pp");
   for (int64_t peer = 0; peer < stages; ++peer) {
     if (peer == self)
@@ -34,7 +52,7 @@ PipelineChannels::PipelineChannels(const RankContext &rank) {
   }
 }
 
-PipelineChannels::~PipelineChannels() {
+HostPipelineChannels::~HostPipelineChannels() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto &[peer, out] : outgoing_)
@@ -47,14 +65,14 @@ PipelineChannels::~PipelineChannels() {
     t.join();
 }
 
-void PipelineChannels::fail(Status status) {
+void HostPipelineChannels::fail(Status status) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (failure_)
     failure_ = std::move(status);
   changed_.notify_all();
 }
 
-void PipelineChannels::sendLoop(Outgoing &out) {
+void HostPipelineChannels::sendLoop(Outgoing &out) {
   for (;;) {
     Message m;
     {
@@ -83,7 +101,7 @@ void PipelineChannels::sendLoop(Outgoing &out) {
   }
 }
 
-void PipelineChannels::receiveLoop(int64_t fromStage, comm::Communicator *group) {
+void HostPipelineChannels::receiveLoop(int64_t fromStage, comm::Communicator *group) {
   for (;;) {
     float header[kHeader];
     if (Status s = group->broadcastHost(header, kHeader, 0); !s)
@@ -109,8 +127,8 @@ void PipelineChannels::receiveLoop(int64_t fromStage, comm::Communicator *group)
   }
 }
 
-Status PipelineChannels::send(int64_t toStage, int64_t microBatch, uint32_t tag,
-                              const float *data, int64_t count) {
+Status HostPipelineChannels::send(int64_t toStage, int64_t microBatch, uint32_t tag,
+                                  const void *data, int64_t count) {
   auto it = outgoing_.find(toStage);
   if (it == outgoing_.end())
     return Status::error("no pipeline channel to stage " + std::to_string(toStage));
@@ -118,15 +136,17 @@ Status PipelineChannels::send(int64_t toStage, int64_t microBatch, uint32_t tag,
     std::lock_guard<std::mutex> lock(mutex_);
     if (!failure_)
       return failure_;
-    it->second->queue.push_back(Message{microBatch, tag, std::vector<float>(data, data + count)});
+    const auto *floats = static_cast<const float *>(data);
+    it->second->queue.push_back(
+        Message{microBatch, tag, std::vector<float>(floats, floats + count)});
     ++inFlight_;
   }
   changed_.notify_all();
   return Status::ok();
 }
 
-Status PipelineChannels::receive(int64_t fromStage, int64_t microBatch, uint32_t tag,
-                                 float *out, int64_t count) {
+Status HostPipelineChannels::receive(int64_t fromStage, int64_t microBatch, uint32_t tag,
+                                     void *out, int64_t count) {
   const auto entered = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(mutex_);
   auto key = std::make_tuple(fromStage, microBatch, tag);
@@ -144,13 +164,13 @@ Status PipelineChannels::receive(int64_t fromStage, int64_t microBatch, uint32_t
     return Status::error("pipeline message from stage " + std::to_string(fromStage) +
                          " has " + std::to_string(data.size()) + " values, expected " +
                          std::to_string(count));
-  std::copy(data.begin(), data.end(), out);
+  std::copy(data.begin(), data.end(), static_cast<float *>(out));
   mailbox_.erase(key);
   receiveTime_ += std::chrono::steady_clock::now() - entered;
   return Status::ok();
 }
 
-Status PipelineChannels::flush() {
+Status HostPipelineChannels::flush() {
   std::unique_lock<std::mutex> lock(mutex_);
   changed_.wait(lock, [&] { return inFlight_ == 0 || !failure_; });
   return failure_;

@@ -1,10 +1,12 @@
 // Point-to-point transfers between pipeline stages: activations forward,
-// their gradients back. Sends never block the schedule: each peer has a
-// sender thread; receives wait for the message of a (micro-batch, buffer).
+// their gradients back, keyed by (micro-batch, buffer). The backend
+// provides them (Executor::openPipeline): host threads over Gloo here
+// (HostPipelineChannels), NCCL on the GPU (runtime/cuda/NcclPipeline.h).
 #ifndef MT_RUNTIME_EXEC_PIPELINECHANNELS_H
 #define MT_RUNTIME_EXEC_PIPELINECHANNELS_H
 
 #include "runtime/exec/RankContext.h"
+#include "runtime/schedule/PipelineSchedule.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -18,27 +20,71 @@
 
 namespace mt::exec {
 
+/// One transfer of a step, named by what receives it: the forward (an
+/// activation from virtualStage - 1) or the backward (a gradient from
+/// virtualStage + 1) of `microBatch` on virtual stage `virtualStage`.
+struct PipelineMessage {
+  bool forward = true;
+  int64_t virtualStage = 0;
+  int64_t microBatch = 0;
+  bool operator==(const PipelineMessage &) const = default;
+};
+
+/// The messages from stage `from` to stage `to` in one step of `schedule`
+/// (pipelineSchedule(pp, vpp, ...)), in the order stage `to` receives them
+/// (receives = true) or stage `from` produces them (receives = false).
+/// Channels that match messages by their order rather than their key (NCCL)
+/// need the two to be equal, as they are for pipelineSchedule's 1F1B and
+/// interleaved schedules.
+std::vector<PipelineMessage>
+pipelineMessages(const std::vector<std::vector<PipelineAction>> &schedule, int64_t vpp,
+                 int64_t from, int64_t to, bool receives);
+
+/// The transfers of one rank's pipeline stage. Elements are the backend's
+/// activation storage: fp32 in host memory on the CPU, bf16 in device
+/// memory on the GPU. Sends never block the schedule; a receive completes
+/// (on the host, or on the device's stream) once its message arrived.
 class PipelineChannels {
 public:
+  virtual ~PipelineChannels() = default;
+  /// Sends a copy of `count` elements at `data` to stage `toStage`, keyed
+  /// (microBatch, tag); what runs after (on the host, or later on the
+  /// device's stream) may overwrite `data`.
+  virtual Status send(int64_t toStage, int64_t microBatch, uint32_t tag, const void *data,
+                      int64_t count) = 0;
+  /// Receives the message (microBatch, tag) from stage `fromStage` into
+  /// `out`; an error when a transfer failed, the peer stopped without
+  /// sending it, or its size is not `count`.
+  virtual Status receive(int64_t fromStage, int64_t microBatch, uint32_t tag, void *out,
+                         int64_t count) = 0;
+  /// The end of a step: every send of the step has been handed over.
+  virtual Status flush() = 0;
+  /// Time the host spent in receive() so far (what the measured timeline
+  /// draws as waiting); zero where receives wait on the device instead.
+  virtual std::chrono::steady_clock::duration receiveTime() const { return {}; }
+};
+
+/// The CPU backend's channels: a sender and a receiver thread per other
+/// stage over the two-rank groups RankContext::p2p, so that messages arrive
+/// in any order and wait in a mailbox.
+class HostPipelineChannels final : public PipelineChannels {
+public:
   /// Starts a sender and a receiver thread per other pipeline stage.
-  explicit PipelineChannels(const RankContext &rank);
+  explicit HostPipelineChannels(const RankContext &rank);
   /// Stops the threads (every rank must reach this: the peers' receivers
   /// wait for the stop message).
-  ~PipelineChannels();
+  ~HostPipelineChannels() override;
 
-  /// Queues a copy of `data` for stage `toStage`, keyed (microBatch, tag).
-  Status send(int64_t toStage, int64_t microBatch, uint32_t tag, const float *data,
-              int64_t count);
-  /// Waits for the message (microBatch, tag) from stage `fromStage`; an
-  /// error when a transfer failed or that stage stopped without sending it.
-  Status receive(int64_t fromStage, int64_t microBatch, uint32_t tag, float *out,
-                 int64_t count);
+  /// Queues a copy of `count` floats at `data`.
+  Status send(int64_t toStage, int64_t microBatch, uint32_t tag, const void *data,
+              int64_t count) override;
+  /// Waits for the message and copies its floats to `out`.
+  Status receive(int64_t fromStage, int64_t microBatch, uint32_t tag, void *out,
+                 int64_t count) override;
   /// Waits until every queued send has been delivered.
-  Status flush();
-  /// Time spent in receive() so far (waiting for messages and copying them
-  /// out): what the measured timeline draws as waiting rather than compute.
+  Status flush() override;
   /// Read it from the thread that receives.
-  std::chrono::steady_clock::duration receiveTime() const { return receiveTime_; }
+  std::chrono::steady_clock::duration receiveTime() const override { return receiveTime_; }
 
 private:
   struct Message {

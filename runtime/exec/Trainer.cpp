@@ -1,4 +1,5 @@
-// The CPU training loop.
+// The training loop of both backends (the executor and its pipeline channels
+// come from the backend).
 #include "runtime/exec/Trainer.h"
 
 #include "runtime/cpu/CpuExecutor.h"
@@ -243,7 +244,8 @@ private:
   std::unique_ptr<io::Dataset> dataset_;
   std::unique_ptr<HostMemory> memory_;
   std::unique_ptr<Executor> executor_;
-  std::unique_ptr<PipelineChannels> pipeline_; // before rank_ goes away
+  // Made by the executor, gone before it and before rank_.
+  std::unique_ptr<PipelineChannels> pipeline_;
   PipelineTimeline timeline_;
   // Pipelines: this stage's actions in schedule order, and each
   // micro-batch's activation slot.
@@ -288,6 +290,9 @@ Status TrainingRun::prepare() {
     return Status::error("--timeline needs a pipeline-parallel plan (compile with --pp)");
   if (*backend == "cuda" && !o_.dumpLogits.empty())
     return Status::error("--dump-logits reads the logits in host memory: use --backend cpu");
+  if (*backend == "cuda" && !o_.timelinePath.empty())
+    return Status::error("--timeline measures the stages on the host, and the CUDA backend "
+                         "waits for pipeline transfers on the GPU: use --backend cpu");
   // A pipeline keeps each micro-batch in flight on this stage in a slot of
   // its own, reused once the micro-batch's last backward has run.
   int64_t slots = 1;
@@ -304,12 +309,16 @@ Status TrainingRun::prepare() {
   if (!memory)
     return memory.status();
   memory_ = std::move(*memory);
-  if (pipelined)
-    pipeline_ = std::make_unique<PipelineChannels>(*rank_);
   auto executor = createExecutor(*backend, plan_, *memory_, rank_.get(), o_.profile);
   if (!executor)
     return executor.status();
   executor_ = std::move(*executor);
+  if (pipelined) {
+    auto channels = executor_->openPipeline();
+    if (!channels)
+      return channels.status();
+    pipeline_ = std::move(*channels);
+  }
   log() << "backend: " << *backend << "\n";
   if (Status s = initializeWeights(); !s)
     return s;

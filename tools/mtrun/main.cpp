@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
                  "seconds a collective waits for the other ranks before failing")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--backend", o.backend,
-                 "cuda (bf16, one GPU per rank, NCCL; plans with dp only), cpu (fp32 "
+                 "cuda (bf16, one GPU per rank, NCCL; plans with dp and pp only), cpu (fp32 "
                  "reference), or auto: cuda where a GPU is visible and the plan has one rank")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   app.add_option("--timeline", o.timelinePath,

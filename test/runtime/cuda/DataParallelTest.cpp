@@ -6,56 +6,19 @@
 // overlapped with backward. The plans are compiled on a machine with the
 // compiler (bench/gpu-dp.sh --prepare) into $MT_GPU_DATA/plans, the tokens
 // in $MT_GPU_DATA/corpus.bin.
-#include "runtime/comm/Launcher.h"
-#include "runtime/exec/Trainer.h"
-#include "test/Tolerances.h"
-#include "test/runtime/cuda/CudaTestSupport.h"
-
-#include <nlohmann/json.hpp>
-
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include "test/runtime/cuda/TwoGpuTraining.h"
 
 namespace mt {
 namespace {
 
-namespace tol = mt::tolerance;
-using namespace std::chrono_literals;
-
-constexpr int64_t kSteps = 20;
-
-std::string gpuData() {
-  const char *root = std::getenv("MT_GPU_DATA");
-  return root ? root : "";
-}
-
-exec::TrainOptions options(const std::string &plan, const std::string &metrics) {
-  exec::TrainOptions o;
-  o.planDir = gpuData() + "/plans/" + plan;
-  o.dataPath = gpuData() + "/corpus.bin";
-  o.steps = kSteps;
-  o.backend = "cuda";
-  o.metricsPath = metrics;
-  o.commTimeout = 120s;
-  return o;
-}
-
-std::vector<double> losses(const std::string &metrics) {
-  std::vector<double> out;
-  std::ifstream in(metrics);
-  for (std::string line; std::getline(in, line);)
-    out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
-  return out;
-}
+using namespace twogpu;
 
 // One rank of the job that LossesMatchOneGpu starts; skipped when run alone.
 TEST(DataParallel, RankOfTwoGpuJob) {
   if (!std::getenv("MT_RANK"))
     GTEST_SKIP() << "runs as a rank of DataParallel.LossesMatchOneGpu";
-  const char *metrics = std::getenv("MT_TEST_DP_METRICS");
-  ASSERT_TRUE(metrics) << "MT_TEST_DP_METRICS is set by DataParallel.LossesMatchOneGpu";
+  const char *metrics = std::getenv("MT_TEST_METRICS");
+  ASSERT_TRUE(metrics) << "MT_TEST_METRICS is set by DataParallel.LossesMatchOneGpu";
   std::ostringstream log;
   auto summary = exec::train(options("demo-dp2", metrics), log);
   ASSERT_TRUE(summary.isOk()) << summary.message() << "\n" << log.str();
@@ -64,56 +27,10 @@ TEST(DataParallel, RankOfTwoGpuJob) {
   EXPECT_EQ(device, std::atoi(std::getenv("MT_LOCAL_RANK"))) << "each rank uses its own GPU";
 }
 
-/// The losses of a dp2 job of this test's RankOfTwoGpuJob; `environment`
-/// (name, value) reaches its ranks.
-std::vector<double> trainOnTwoGpus(const std::string &metrics,
-                                   const std::vector<std::pair<std::string, std::string>> &environment) {
-  std::filesystem::remove(metrics);
-  EXPECT_EQ(setenv("MT_TEST_DP_METRICS", metrics.c_str(), 1), 0);
-  for (const auto &[name, value] : environment)
-    EXPECT_EQ(setenv(name.c_str(), value.c_str(), 1), 0);
-  auto exe = comm::currentExecutable();
-  EXPECT_TRUE(exe.isOk()) << exe.message();
-  std::ostringstream log;
-  auto code = comm::launchLocal(2, {*exe, "--gtest_filter=DataParallel.RankOfTwoGpuJob"}, 600s,
-                                log);
-  for (const auto &[name, value] : environment)
-    unsetenv(name.c_str());
-  EXPECT_TRUE(code.isOk()) << code.message();
-  EXPECT_EQ(code.isOk() ? *code : -1, 0) << log.str();
-  return losses(metrics);
-}
-
-/// The worst relative difference of two runs' losses; reports and checks
-/// the first step and all steps against the bf16 tolerances.
-void expectSameTraining(const std::string &what, const std::vector<double> &got,
-                        const std::vector<double> &want) {
-  ASSERT_EQ(got.size(), size_t(kSteps)) << what;
-  ASSERT_EQ(want.size(), size_t(kSteps)) << what;
-  double worst = 0;
-  int64_t worstStep = 0;
-  for (int64_t s = 0; s < kSteps; ++s) {
-    const double err = std::fabs(got[s] - want[s]) / want[s];
-    if (!(err <= worst)) { // NaN counts as the worst
-      worst = err;
-      worstStep = s;
-    }
-  }
-  const double first = std::fabs(got[0] - want[0]) / want[0];
-  cudatest::reportRow("train_step_loss(" + what + ")", "demo first step", first,
-                      tol::kBf16FirstStepLossRel, first <= tol::kBf16FirstStepLossRel);
-  cudatest::reportRow("train_step_loss(" + what + ")", "demo 20 steps", worst,
-                      tol::kBf16TrainingLossRel, worst <= tol::kBf16TrainingLossRel);
-  EXPECT_LE(first, tol::kBf16FirstStepLossRel) << what << " step 1: " << got[0] << " vs "
-                                               << want[0];
-  EXPECT_LE(worst, tol::kBf16TrainingLossRel)
-      << what << " step " << worstStep + 1 << ": " << got[worstStep] << " vs "
-      << want[worstStep];
-  EXPECT_LT(got.back(), got.front()) << what << " trains";
-  std::printf("%s: loss %.6f -> %.6f vs one GPU %.6f -> %.6f; worst relative difference %.3g "
-              "at step %lld\n",
-              what.c_str(), got.front(), got.back(), want.front(), want.back(), worst,
-              (long long)worstStep + 1);
+/// The curves of a dp2 job of this test's RankOfTwoGpuJob.
+Curves trainOnTwoGpus(const std::string &metrics,
+                      const std::vector<std::pair<std::string, std::string>> &environment) {
+  return twogpu::trainOnTwoGpus("DataParallel.RankOfTwoGpuJob", metrics, environment);
 }
 
 // With the gradient all-reduce in the optimizer (MT_CUDA_OVERLAP=0) and
@@ -129,7 +46,7 @@ TEST(DataParallel, LossesMatchOneGpu) {
   std::ostringstream log;
   auto one = exec::train(options("demo", tmp + "-one.jsonl"), log);
   ASSERT_TRUE(one.isOk()) << one.message();
-  const auto single = losses(tmp + "-one.jsonl");
+  const auto single = curves(tmp + "-one.jsonl");
   expectSameTraining("dp2", reduced, single);
   expectSameTraining("dp2 overlapped", overlapped, single);
   // The same sums, only earlier: the same bits.
@@ -143,8 +60,8 @@ TEST(DataParallel, TensorParallelPlansAreRefused) {
   std::ostringstream log;
   auto summary = exec::train(options("demo-tp2", ""), log);
   ASSERT_FALSE(summary.isOk());
-  EXPECT_NE(summary.message().find("the CUDA backend runs data-parallel plans (dp) only for "
-                                   "now; this plan has tp=2"),
+  EXPECT_NE(summary.message().find("the CUDA backend runs data-parallel and pipeline-parallel "
+                                   "plans (dp, pp) only for now; this plan has tp=2"),
             std::string::npos)
       << summary.message();
 }

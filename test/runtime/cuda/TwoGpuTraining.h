@@ -1,0 +1,135 @@
+// The gpu2 training tests' common part: a 20-step `--backend cuda` run of a
+// plan from bench/gpu-dp.sh --prepare's folder ($MT_GPU_DATA), as one GPU
+// or as a two-rank job (one process per GPU, launched like mtrun --nproc 2),
+// and the comparison of its losses and gradient norms with the one-GPU
+// run's under the bf16 tolerances of test/Tolerances.h.
+#ifndef MT_TEST_RUNTIME_CUDA_TWOGPUTRAINING_H
+#define MT_TEST_RUNTIME_CUDA_TWOGPUTRAINING_H
+
+#include "runtime/comm/Launcher.h"
+#include "runtime/exec/Trainer.h"
+#include "test/Tolerances.h"
+#include "test/runtime/cuda/CudaTestSupport.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mt::twogpu {
+
+using namespace std::chrono_literals;
+
+inline constexpr int64_t kSteps = 20;
+
+inline std::string gpuData() {
+  const char *root = std::getenv("MT_GPU_DATA");
+  return root ? root : "";
+}
+
+/// A 20-step CUDA run of plans/`plan` on the demo corpus, its metrics to
+/// `metrics` (none when empty).
+inline exec::TrainOptions options(const std::string &plan, const std::string &metrics) {
+  exec::TrainOptions o;
+  o.planDir = gpuData() + "/plans/" + plan;
+  o.dataPath = gpuData() + "/corpus.bin";
+  o.steps = kSteps;
+  o.backend = "cuda";
+  o.metricsPath = metrics;
+  o.commTimeout = 120s;
+  return o;
+}
+
+/// Every step's loss and gradient norm, from a metrics file.
+struct Curves {
+  std::vector<double> loss, gradNorm;
+  bool operator==(const Curves &) const = default;
+};
+
+inline Curves curves(const std::string &metrics) {
+  Curves out;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    const auto step = nlohmann::json::parse(line);
+    out.loss.push_back(step["loss"].get<double>());
+    out.gradNorm.push_back(step["grad_norm"].get<double>());
+  }
+  return out;
+}
+
+/// Runs this test binary's `rankTest` (a test that trains as one rank of
+/// the job, skipped when run alone) as two ranks, with `environment`
+/// (name, value) set for them; returns the curves it wrote to `metrics`,
+/// which reaches the ranks as MT_TEST_METRICS.
+inline Curves
+trainOnTwoGpus(const std::string &rankTest, const std::string &metrics,
+               std::vector<std::pair<std::string, std::string>> environment) {
+  std::filesystem::remove(metrics);
+  environment.push_back({"MT_TEST_METRICS", metrics});
+  for (const auto &[name, value] : environment)
+    EXPECT_EQ(setenv(name.c_str(), value.c_str(), 1), 0);
+  auto exe = comm::currentExecutable();
+  EXPECT_TRUE(exe.isOk()) << exe.message();
+  std::ostringstream log;
+  auto code = comm::launchLocal(2, {*exe, "--gtest_filter=" + rankTest}, 600s, log);
+  for (const auto &[name, value] : environment)
+    unsetenv(name.c_str());
+  EXPECT_TRUE(code.isOk()) << code.message();
+  EXPECT_EQ(code.isOk() ? *code : -1, 0) << log.str();
+  return curves(metrics);
+}
+
+/// Checks step 1 and all 20 steps of one curve against the one-GPU run's
+/// within `firstTolerance` and `allTolerance` (relative), and reports the
+/// worst difference.
+inline void expectSameCurve(const std::string &what, const char *quantity,
+                            const std::vector<double> &got, const std::vector<double> &want,
+                            double firstTolerance, double allTolerance) {
+  ASSERT_EQ(got.size(), size_t(kSteps)) << what << " " << quantity;
+  ASSERT_EQ(want.size(), size_t(kSteps)) << what << " " << quantity;
+  double worst = 0;
+  int64_t worstStep = 0;
+  for (int64_t s = 0; s < kSteps; ++s) {
+    const double err = std::fabs(got[s] - want[s]) / want[s];
+    if (!(err <= worst)) { // NaN counts as the worst
+      worst = err;
+      worstStep = s;
+    }
+  }
+  const double first = std::fabs(got[0] - want[0]) / want[0];
+  const std::string row = std::string("train_step_") + quantity + "(" + what + ")";
+  cudatest::reportRow(row, "first step", first, firstTolerance, first <= firstTolerance);
+  cudatest::reportRow(row, "20 steps", worst, allTolerance, worst <= allTolerance);
+  EXPECT_LE(first, firstTolerance) << what << " " << quantity << " step 1: " << got[0]
+                                   << " vs " << want[0];
+  EXPECT_LE(worst, allTolerance) << what << " " << quantity << " step " << worstStep + 1
+                                 << ": " << got[worstStep] << " vs " << want[worstStep];
+  std::printf("%s: %s %.6f -> %.6f vs one GPU %.6f -> %.6f; worst relative difference %.3g "
+              "at step %lld\n",
+              what.c_str(), quantity, got.front(), got.back(), want.front(), want.back(), worst,
+              (long long)worstStep + 1);
+}
+
+/// `got` trains as `want` (the one-GPU run): the loss within the bf16
+/// training tolerances, and the gradient norm too (it tells apart what the
+/// loss moves too little to show within 20 steps, e.g. a tied embedding's
+/// halves that are not summed), and the loss falls.
+inline void expectSameTraining(const std::string &what, const Curves &got,
+                               const Curves &want) {
+  namespace tol = mt::tolerance;
+  expectSameCurve(what, "loss", got.loss, want.loss, tol::kBf16FirstStepLossRel,
+                  tol::kBf16TrainingLossRel);
+  expectSameCurve(what, "grad_norm", got.gradNorm, want.gradNorm, tol::kBf16GradNormRel,
+                  tol::kBf16TrainingGradNormRel);
+  if (!got.loss.empty())
+    EXPECT_LT(got.loss.back(), got.loss.front()) << what << " trains";
+}
+
+} // namespace mt::twogpu
+
+#endif // MT_TEST_RUNTIME_CUDA_TWOGPUTRAINING_H
