@@ -6,7 +6,7 @@
 #define MT_RUNTIME_EXEC_PIPELINECHANNELS_H
 
 #include "runtime/exec/RankContext.h"
-#include "runtime/schedule/PipelineSchedule.h"
+#include "runtime/plan/PipelineSchedule.h"
 
 #include <chrono>
 #include <condition_variable>
