@@ -82,9 +82,9 @@ Expected<DatasetAttr> parseEntry(const std::string &infoPath, const std::string 
   if (!entry.contains("file_name") || !entry["file_name"].is_string())
     return Status::error(where + " needs \"file_name\": a file or folder under the dataset_dir");
   attr.fileName = entry["file_name"].get<std::string>();
-  std::string formatting = entry.value("formatting", json("alpaca")).is_string()
-                               ? entry.value("formatting", std::string("alpaca"))
-                               : std::string("<not a string>");
+  const json formattingValue = entry.value("formatting", json("alpaca"));
+  std::string formatting =
+      formattingValue.is_string() ? formattingValue.get<std::string>() : formattingValue.dump();
   if (formatting == "sharegpt")
     attr.formatting = DatasetAttr::Formatting::Sharegpt;
   else if (formatting == "openai")
