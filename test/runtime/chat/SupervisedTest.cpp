@@ -139,6 +139,33 @@ TEST(Supervised, NeatPackingRefusedByName) {
   EXPECT_NE(s.message().find("variable-length attention"), std::string::npos);
 }
 
+/// Each demo sample's whole text and its responses, as the template renders
+/// them (every one shorter than `seq`, so none is truncated).
+std::vector<std::pair<std::string, std::string>> renderedSamples(const ByteTextEncoder &enc,
+                                                                 const SftData &data, int64_t seq) {
+  const Template &t = **findTemplate(data.templateName);
+  SpecialTokens special = specialTokens(t, "", enc.eosToken(), enc.padToken());
+  std::vector<std::pair<std::string, std::string>> samples;
+  auto attrs = readDatasetInfo(data.datasetDir, data.datasets);
+  EXPECT_TRUE(attrs);
+  for (const DatasetAttr &a : *attrs) {
+    auto examples = loadExamples(data.datasetDir, a, std::nullopt, 0);
+    EXPECT_TRUE(examples) << examples.message();
+    for (const Example &e : *examples) {
+      auto turns = renderTurns(t, special, e.messages, e.system, {});
+      EXPECT_TRUE(turns);
+      std::string whole, responses;
+      for (const auto &[p, r] : *turns) {
+        whole += joinPieces(p) + joinPieces(r);
+        responses += joinPieces(r);
+      }
+      EXPECT_LT(enc.encode(whole)->size(), size_t(seq)) << e.where << " would be truncated";
+      samples.emplace_back(whole, responses);
+    }
+  }
+  return samples;
+}
+
 /// The demo datasets prepared, written, and read back through io::Dataset
 /// as mtrun reads them: every row is whole samples (one without packing),
 /// and its inputs, labels and loss mask equal the template's rendering of
@@ -161,27 +188,7 @@ TEST_P(PreparedDemo, MaskMatchesTemplateRendering) {
   std::string path = (dir / (packing ? "packed.bin" : "rows.bin")).string();
   ASSERT_TRUE(io::writeSftFile(path, *rows));
 
-  // Each sample's whole text and its responses, rendered by the template.
-  const Template &t = **findTemplate("qwen3_nothink");
-  SpecialTokens special = specialTokens(t, "", enc.eosToken(), enc.padToken());
-  std::vector<std::pair<std::string, std::string>> samples;
-  auto attrs = readDatasetInfo(MT_DEMO_DATA, data.datasets);
-  ASSERT_TRUE(attrs);
-  for (const DatasetAttr &a : *attrs) {
-    auto examples = loadExamples(MT_DEMO_DATA, a, std::nullopt, 0);
-    ASSERT_TRUE(examples) << examples.message();
-    for (const Example &e : *examples) {
-      auto turns = renderTurns(t, special, e.messages, e.system, {});
-      ASSERT_TRUE(turns);
-      std::string whole, responses;
-      for (const auto &[p, r] : *turns) {
-        whole += joinPieces(p) + joinPieces(r);
-        responses += joinPieces(r);
-      }
-      ASSERT_LT(enc.encode(whole)->size(), size_t(kSeq)) << e.where << " would be truncated";
-      samples.emplace_back(whole, responses);
-    }
-  }
+  std::vector<std::pair<std::string, std::string>> samples = renderedSamples(enc, data, kSeq);
   ASSERT_EQ(sum.samples, int64_t(samples.size()));
 
   io::DatasetOptions options;
