@@ -23,6 +23,8 @@ TEST(Supervised, InferSeqlenAsLlamaFactory) {
   EXPECT_EQ(inferSeqlen(900, 300, 1000), P(700, 300)); // short response kept whole
   EXPECT_EQ(inferSeqlen(300, 800, 1000), P(300, 700)); // short prompt kept whole
   EXPECT_EQ(inferSeqlen(800, 700, 1000), P(534, 466)); // int(1000 * 700 / 1500)
+  EXPECT_EQ(inferSeqlen(500, 600, 1000), P(455, 545)); // half is not "shorter than half"
+  EXPECT_EQ(inferSeqlen(600, 500, 1000), P(546, 454));
   EXPECT_EQ(inferSeqlen(5, 5, 0), P(0, 0));
 }
 
