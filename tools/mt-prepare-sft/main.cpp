@@ -50,7 +50,9 @@ int main(int argc, char **argv) {
                  "reasoning templates (qwen3): empty thoughts in the responses (true) or at "
                  "the end of the prompts (false)")
       ->default_val(true);
-  app.add_option("--seed", o.seed, "seed of num_samples draws")->default_val(42);
+  app.add_option("--seed", o.seed,
+                 "seed of num_samples draws (mtrun --seed shuffles the rows each epoch)")
+      ->default_val(42);
   app.add_option("--tokenizer", tokenizer,
                  "'byte': byte-level stand-in with the template family's special tokens "
                  "(the only one until Hugging Face tokenizers are wired in)")
