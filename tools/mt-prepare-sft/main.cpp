@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
                "or sharegpt) with a chat template into prepared SFT data "
                "(runtime/io/SftFile.h): rows of cutoff_len + 1 token ids with labels on the "
                "responses, as LLaMA-Factory's sft stage prepares them. Flags carry "
-               "LLaMA-Factory's names and defaults."};
+               "LLaMA-Factory's keys (cutoff_len as --cutoff-len) and defaults."};
   mt::chat::SftData data;
   mt::chat::SftOptions o;
   std::string output, tokenizer = "byte";
