@@ -355,8 +355,7 @@ Status TrainingRun::chooseSettings(std::optional<RunState> &checkpoint) {
 }
 
 Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
-  const io::TokenFile &data = dataset_->file();
-  identity_ = runIdentity(plan_, data.size(), io::sampledFingerprint(data));
+  identity_ = runIdentity(plan_, dataset_->tokenCount(), dataset_->fingerprint());
   if (checkpoint) {
     if (std::string diff = identityDifferences(checkpoint->identity, identity_); !diff.empty())
       return Status::error(
@@ -394,17 +393,31 @@ RunState TrainingRun::stateAfter(int64_t step) const {
 
 Status TrainingRun::openData() {
   if (o_.dataPath.empty())
-    return Status::error("--data is required: a token file (see `mt-tokenize --help`)");
-  auto file = io::openTokenFile(o_.dataPath);
-  if (!file)
-    return file.status();
-  if (Status s = io::checkTokenIds(*file, uint64_t(plan_.training().vocab_size())); !s)
-    return s;
+    return Status::error("--data is required: a token file (see `mt-tokenize --help`) or "
+                         "prepared SFT data (see `mt-prepare-sft --help`)");
+  uint64_t modelVocab = uint64_t(plan_.training().vocab_size());
   io::DatasetOptions options;
   options.seqLen = plan_.training().seq();
   options.seed = settings_.seed;
   options.eosId = settings_.eosId;
-  auto dataset = io::Dataset::create(std::move(*file), options);
+  auto dataset = [&]() -> Expected<io::Dataset> {
+    if (io::hasSftMagic(o_.dataPath)) { // every id and label was checked on open
+      auto sft = io::openSftFile(o_.dataPath);
+      if (!sft)
+        return sft.status();
+      if (sft->vocabSize() > modelVocab)
+        return Status::error(o_.dataPath + ": the tokenizer vocab size " +
+                             std::to_string(sft->vocabSize()) + " of the prepared data "
+                             "exceeds the model's vocab size " + std::to_string(modelVocab));
+      return io::Dataset::create(std::move(*sft), options);
+    }
+    auto file = io::openTokenFile(o_.dataPath);
+    if (!file)
+      return file.status();
+    if (Status s = io::checkTokenIds(*file, modelVocab); !s)
+      return s;
+    return io::Dataset::create(std::move(*file), options);
+  }();
   if (!dataset)
     return dataset.status();
   dataset_ = std::make_unique<io::Dataset>(std::move(*dataset));

@@ -121,11 +121,44 @@ Expected<Dataset> Dataset::create(TokenFile file,
         " (the inputs plus one more token for the last label)");
   auto numSamples =
       static_cast<int64_t>((file.size() - 1) / uint64_t(options.seqLen));
-  return Dataset(std::move(file), options, numSamples);
+  return Dataset(Data(std::move(file)), options, numSamples);
+}
+
+Expected<Dataset> Dataset::create(SftFile file, const DatasetOptions &options) {
+  const std::string &path = file.path();
+  if (file.seqLen() != options.seqLen)
+    return Status::error(path + ": prepared for sequence length " + str(file.seqLen()) +
+                         " (cutoff_len), but the plan's is " + str(options.seqLen) +
+                         ": prepare the data with cutoff_len " + str(options.seqLen) +
+                         " or compile the plan with --seq " + str(file.seqLen()));
+  if (file.vocabSize() > uint64_t(1) << 31)
+    return Status::error(path + ": vocab size " + std::to_string(file.vocabSize()) +
+                         " does not fit int32 token ids");
+  if (options.eosId)
+    return Status::error(path + ": an end-of-document id (--eos-id) masks documents of a "
+                                "token file; prepared SFT data carries its own loss mask");
+  int64_t rows = file.rows();
+  return Dataset(Data(std::move(file)), options, rows);
+}
+
+uint64_t Dataset::tokenCount() const {
+  if (prepared())
+    return uint64_t(sftFile().rows()) * uint64_t(sftFile().seqLen() + 1);
+  return file().size();
+}
+
+uint64_t Dataset::fingerprint() const {
+  return prepared() ? sampledFingerprint(sftFile()) : sampledFingerprint(file());
 }
 
 Expected<Dataset> Dataset::open(const std::string &path,
                                 const DatasetOptions &options) {
+  if (hasSftMagic(path)) {
+    Expected<SftFile> sft = openSftFile(path);
+    if (!sft)
+      return sft.status();
+    return create(std::move(*sft), options);
+  }
   Expected<TokenFile> file = openTokenFile(path);
   if (!file)
     return file.status();
@@ -159,11 +192,27 @@ void Dataset::fillSample(int64_t sample, std::span<int32_t> inputIds,
   assert(sample >= 0 && sample < numSamples_);
   assert(inputIds.size() == seq && labels.size() == seq &&
          lossMask.size() == seq);
+  if (prepared()) {
+    // Input t is id t; it predicts id t + 1 where labels[t + 1] is not
+    // ignored (Hugging Face's shift). Ignored labels become the padding id,
+    // in range for the loss kernels, with mask 0.
+    const SftFile &f = sftFile();
+    std::span<const uint32_t> ids = f.inputIds(sample);
+    std::span<const int32_t> rowLabels = f.labels(sample);
+    for (size_t t = 0; t < seq; ++t) {
+      int32_t next = rowLabels[t + 1];
+      inputIds[t] = static_cast<int32_t>(ids[t]);
+      labels[t] = next == kIgnoreIndex ? static_cast<int32_t>(f.padId()) : next;
+      lossMask[t] = next == kIgnoreIndex ? 0.0f : 1.0f;
+    }
+    return;
+  }
+  const TokenFile &tokens = file();
   uint64_t base = uint64_t(sample) * seq;
-  uint32_t next = file_.at(base);
+  uint32_t next = tokens.at(base);
   for (size_t t = 0; t < seq; ++t) {
     uint32_t in = next;
-    next = file_.at(base + t + 1);
+    next = tokens.at(base + t + 1);
     inputIds[t] = static_cast<int32_t>(in);
     labels[t] = static_cast<int32_t>(next);
     lossMask[t] = options_.eosId && in == *options_.eosId ? 0.0f : 1.0f;

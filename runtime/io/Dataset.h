@@ -1,9 +1,11 @@
-// Dataset: packs a token file into fixed-length causal-LM samples, shuffles
-// them per epoch with a specified PRNG, and deals each global step's samples
-// to data-parallel ranks and micro-batches.
+// Dataset: packs a token file into fixed-length causal-LM samples (or reads
+// the rows of a prepared SFT file), shuffles them per epoch with a specified
+// PRNG, and deals each global step's samples to data-parallel ranks and
+// micro-batches.
 #ifndef MT_RUNTIME_IO_DATASET_H
 #define MT_RUNTIME_IO_DATASET_H
 
+#include "runtime/io/SftFile.h"
 #include "runtime/io/TokenFile.h"
 #include "runtime/support/Status.h"
 
@@ -11,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace mt::io {
@@ -49,9 +52,9 @@ struct DatasetOptions {
   uint64_t seed = 0;
   /// false: every epoch reads the samples in file order (evaluation).
   bool shuffle = true;
-  /// End-of-document token. Where an input token is this id the loss mask is
-  /// 0, so the model is never trained to predict the first token of the next
-  /// document from the previous one.
+  /// End-of-document token (token files only). Where an input token is this
+  /// id the loss mask is 0, so the model is never trained to predict the
+  /// first token of the next document from the previous one.
   std::optional<uint32_t> eosId;
 };
 
@@ -97,20 +100,35 @@ struct Batch {
 /// Samples of a token stream for next-token prediction: sample i covers
 /// tokens [i * S, i * S + S + 1); its inputs are the first S of them, its
 /// labels the last S. There are floor((count - 1) / S) samples; the tail that
-/// does not fill one is never read. Not thread-safe (the current epoch's
-/// permutation is cached); use one Dataset per loader thread.
+/// does not fill one is never read. A prepared SFT file (SftFile.h) gives one
+/// sample per row instead, with the loss mask its labels give. Not
+/// thread-safe (the current epoch's permutation is cached); use one Dataset
+/// per loader thread.
 class Dataset {
 public:
   /// Validates `options` against `file` (seqLen, eosId in the file's vocab,
   /// at least one sample).
   static Expected<Dataset> create(TokenFile file,
                                   const DatasetOptions &options);
+  /// Validates that the file's sequence length is options.seqLen and that
+  /// no eosId is given (the file carries its loss mask).
+  static Expected<Dataset> create(SftFile file, const DatasetOptions &options);
+  /// Opens a token file, or a prepared SFT file (by its magic).
   static Expected<Dataset> open(const std::string &path,
                                 const DatasetOptions &options);
 
   int64_t numSamples() const { return numSamples_; }
   int64_t seqLen() const { return options_.seqLen; }
-  const TokenFile &file() const { return file_; }
+  /// Whether the samples are rows of a prepared SFT file.
+  bool prepared() const { return std::holds_alternative<SftFile>(data_); }
+  /// The token file; only when !prepared().
+  const TokenFile &file() const { return std::get<TokenFile>(data_); }
+  /// The prepared SFT file; only when prepared().
+  const SftFile &sftFile() const { return std::get<SftFile>(data_); }
+  /// Tokens in the file (rows * (S + 1) for a prepared file) and its
+  /// sampledFingerprint: what identifies the data of a run.
+  uint64_t tokenCount() const;
+  uint64_t fingerprint() const;
 
   /// The sample index at stream position `position` (>= 0): epoch
   /// position / numSamples, entry position % numSamples of its permutation.
@@ -132,11 +150,12 @@ public:
                         const BatchCoord &coord) const;
 
 private:
-  Dataset(TokenFile file, const DatasetOptions &options, int64_t numSamples)
-      : file_(std::move(file)), options_(options), numSamples_(numSamples) {}
+  using Data = std::variant<TokenFile, SftFile>;
+  Dataset(Data data, const DatasetOptions &options, int64_t numSamples)
+      : data_(std::move(data)), options_(options), numSamples_(numSamples) {}
   const std::vector<int64_t> &permutation(int64_t epoch) const;
 
-  TokenFile file_;
+  Data data_;
   DatasetOptions options_;
   int64_t numSamples_;
   // The two most recent epochs: one step may straddle an epoch boundary.

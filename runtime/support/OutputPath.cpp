@@ -31,7 +31,7 @@ struct KindInfo {
   bool directory;
 };
 
-constexpr std::array<KindInfo, 9> kKinds = {{
+constexpr std::array<KindInfo, 10> kKinds = {{
     {OutputKind::Plan, "plan", "a plan directory", true},
     {OutputKind::Checkpoint, "checkpoint", "a checkpoint directory", true},
     {OutputKind::HfExport, "hf-export", "a Hugging Face export directory", true},
@@ -41,6 +41,7 @@ constexpr std::array<KindInfo, 9> kKinds = {{
     {OutputKind::Metrics, "metrics", "a metrics file", false},
     {OutputKind::PipelineSvg, "pipeline-svg", "a pipeline SVG", false},
     {OutputKind::LogitsDump, "logits-dump", "a logits dump", false},
+    {OutputKind::SftFile, "sft-file", "a prepared SFT file", false},
 }};
 
 const KindInfo &infoOf(OutputKind kind) {
@@ -101,6 +102,8 @@ std::optional<OutputKind> fileKind(const fs::path &path) {
   std::string line = firstLine(head);
   if (startsWith(head, "MTTOKENS"))
     return OutputKind::TokenFile;
+  if (startsWith(head, "MTSFTROW"))
+    return OutputKind::SftFile;
   if (startsWith(line, "module attributes {") && line.find("mt.hf_config = ") != std::string::npos)
     return OutputKind::Model;
   if (startsWith(line, "{\"step\": ") && line.find("\"tokens_per_s\": ") != std::string::npos)

@@ -26,6 +26,7 @@ enum class OutputKind {
   Metrics,     ///< mtrun --metrics: JSON lines {"step": ..., "tokens_per_s": ...}
   PipelineSvg, ///< mtc compile --schedule-svg, mtrun --timeline
   LogitsDump,  ///< mtrun --dump-logits: safetensors of logits and input_ids
+  SftFile,     ///< mt-prepare-sft -o: starts with the "MTSFTROW" magic
 };
 
 /// The directory marker's name: a JSON object {"mtc_output": kind name,

@@ -3,6 +3,7 @@
 #include "runtime/comm/Launcher.h"
 #include "runtime/exec/Trainer.h"
 #include "runtime/support/OutputPath.h"
+#include "runtime/io/SftFile.h"
 #include "runtime/io/TokenFile.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/support/Wording.h"
@@ -29,8 +30,12 @@ mt::Status checkBeforeLaunch(const mt::exec::TrainOptions &o, int nproc) {
                              " is a plan for " + mt::countOf(ranks, "rank") +
                              " (pp x dp x cp x ep x tp); run `mtrun --nproc " +
                              std::to_string(ranks) + "` or recompile the plan");
-  if (auto data = mt::io::openTokenFile(o.dataPath); !data)
+  if (mt::io::hasSftMagic(o.dataPath)) {
+    if (auto data = mt::io::openSftFile(o.dataPath); !data)
+      return data.status();
+  } else if (auto data = mt::io::openTokenFile(o.dataPath); !data) {
     return data.status();
+  }
   return mt::Status::ok();
 }
 
@@ -79,7 +84,7 @@ int main(int argc, char **argv) {
   int nproc = 0;
   double commTimeout = 300;
   app.add_option("plan", o.planDir, "plan directory")->required();
-  app.add_option("--data", o.dataPath, "token file (mt-tokenize writes one)")->required();
+  app.add_option("--data", o.dataPath, "token file (mt-tokenize writes one) or prepared SFT data (mt-prepare-sft)")->required();
   app.add_option("--steps", o.steps,
                  "the optimizer step the run ends after, counted from the start of "
                  "training: a resumed run continues to it (default: the plan's train_steps)");

@@ -1,0 +1,207 @@
+// Prepared SFT files: atomic writer, mmap reader with full validation.
+#include "runtime/io/SftFile.h"
+
+#include "runtime/support/AtomicFile.h"
+#include "runtime/support/CheckedMath.h"
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <ostream>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace mt::io {
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "prepared SFT files are read in place and need a little-endian host");
+
+uint64_t loadU64(const unsigned char *p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+uint32_t loadU32(const unsigned char *p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+/// The first bad id or label of `ids`/`labels` ([rows, S + 1]), or ok.
+Status checkValues(const std::string &path, const uint32_t *ids, const int32_t *labels,
+                   uint64_t count, int64_t seqLen, uint64_t vocab) {
+  auto at = [&](uint64_t i) {
+    return "row " + std::to_string(i / uint64_t(seqLen + 1)) + " position " +
+           std::to_string(i % uint64_t(seqLen + 1));
+  };
+  for (uint64_t i = 0; i < count; ++i) {
+    if (ids[i] >= vocab)
+      return Status::error(path + ": " + at(i) + ": id " + std::to_string(ids[i]) +
+                           " is >= the vocab size " + std::to_string(vocab));
+    if (labels[i] != kIgnoreIndex && (labels[i] < 0 || uint64_t(labels[i]) >= vocab))
+      return Status::error(path + ": " + at(i) + ": label " + std::to_string(labels[i]) +
+                           " is neither -100 (no loss) nor an id below the vocab size " +
+                           std::to_string(vocab));
+  }
+  return Status::ok();
+}
+
+} // namespace
+
+Status writeSftFile(const std::string &path, const SftRows &r) {
+  if (r.vocabSize == 0 || r.vocabSize > (uint64_t(1) << 32))
+    return Status::error(path + ": vocab size " + std::to_string(r.vocabSize) +
+                         " out of range [1, 4294967296]");
+  if (r.seqLen < 1)
+    return Status::error(path + ": sequence length must be >= 1, got " +
+                         std::to_string(r.seqLen));
+  size_t row = size_t(r.seqLen) + 1;
+  if (r.inputIds.empty() || r.inputIds.size() % row != 0 || r.labels.size() != r.inputIds.size())
+    return Status::error(path + ": " + std::to_string(r.inputIds.size()) + " ids and " +
+                         std::to_string(r.labels.size()) +
+                         " labels are not one or more rows of S + 1 = " + std::to_string(row));
+  if (r.padId >= r.vocabSize)
+    return Status::error(path + ": padding id " + std::to_string(r.padId) +
+                         " is >= the vocab size " + std::to_string(r.vocabSize));
+  if (Status s = checkValues(path, r.inputIds.data(), r.labels.data(), r.inputIds.size(),
+                             r.seqLen, r.vocabSize);
+      !s)
+    return s;
+  unsigned char header[kSftFileHeaderBytes] = {};
+  std::memcpy(header, kSftFileMagic, 8);
+  uint64_t fields[] = {r.vocabSize, uint64_t(r.seqLen), uint64_t(r.rows())};
+  std::memcpy(header + 8, &kSftFileVersion, 4);
+  std::memcpy(header + 12, &r.padId, 4);
+  std::memcpy(header + 16, fields, sizeof(fields));
+  return writeFileAtomically(path, [&](std::ostream &os) -> Status {
+    os.write(reinterpret_cast<const char *>(header), sizeof(header));
+    os.write(reinterpret_cast<const char *>(r.inputIds.data()),
+             std::streamsize(r.inputIds.size() * 4));
+    os.write(reinterpret_cast<const char *>(r.labels.data()), std::streamsize(r.labels.size() * 4));
+    return Status::ok();
+  });
+}
+
+SftFile::SftFile(SftFile &&other) noexcept { *this = std::move(other); }
+
+SftFile &SftFile::operator=(SftFile &&other) noexcept {
+  if (this == &other)
+    return *this;
+  release();
+  path_ = std::move(other.path_);
+  map_ = std::exchange(other.map_, nullptr);
+  mapBytes_ = std::exchange(other.mapBytes_, 0);
+  vocabSize_ = other.vocabSize_;
+  seqLen_ = other.seqLen_;
+  rows_ = std::exchange(other.rows_, 0);
+  padId_ = other.padId_;
+  return *this;
+}
+
+SftFile::~SftFile() { release(); }
+
+void SftFile::release() {
+  if (map_)
+    ::munmap(const_cast<unsigned char *>(map_), mapBytes_);
+  map_ = nullptr;
+  mapBytes_ = 0;
+}
+
+std::span<const uint32_t> SftFile::inputIds(int64_t row) const {
+  size_t n = size_t(seqLen_) + 1;
+  return {reinterpret_cast<const uint32_t *>(map_ + kSftFileHeaderBytes) + size_t(row) * n, n};
+}
+
+std::span<const int32_t> SftFile::labels(int64_t row) const {
+  size_t n = size_t(seqLen_) + 1;
+  const unsigned char *base = map_ + kSftFileHeaderBytes + size_t(rows_) * n * 4;
+  return {reinterpret_cast<const int32_t *>(base) + size_t(row) * n, n};
+}
+
+bool hasSftMagic(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[8] = {};
+  return in.read(head, 8) && std::memcmp(head, kSftFileMagic, 8) == 0;
+}
+
+Expected<SftFile> openSftFile(const std::string &path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return Status::error(path + ": cannot open prepared SFT file: " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || uint64_t(st.st_size) < kSftFileHeaderBytes) {
+    ::close(fd);
+    return Status::error(path + ": shorter than the 64-byte prepared SFT header");
+  }
+  auto bytes = uint64_t(st.st_size);
+  void *map = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED)
+    return Status::error(path + ": cannot mmap: " + std::strerror(errno));
+  SftFile f;
+  f.path_ = path;
+  f.map_ = static_cast<const unsigned char *>(map);
+  f.mapBytes_ = bytes;
+  const unsigned char *h = f.map_;
+  if (std::memcmp(h, kSftFileMagic, 8) != 0)
+    return Status::error(path + ": not a prepared SFT file (no \"MTSFTROW\" magic; "
+                                "mt-prepare-sft writes one)");
+  if (uint32_t version = loadU32(h + 8); version != kSftFileVersion)
+    return Status::error(path + ": unsupported prepared SFT version " + std::to_string(version) +
+                         " (this reader supports " + std::to_string(kSftFileVersion) + ")");
+  f.padId_ = loadU32(h + 12);
+  f.vocabSize_ = loadU64(h + 16);
+  uint64_t seq = loadU64(h + 24), rows = loadU64(h + 32);
+  if (f.vocabSize_ == 0 || f.vocabSize_ > (uint64_t(1) << 32) || seq < 1 || rows < 1 ||
+      f.padId_ >= f.vocabSize_)
+    return Status::error(path + ": bad header: vocab size " + std::to_string(f.vocabSize_) +
+                         ", sequence length " + std::to_string(seq) + ", " +
+                         std::to_string(rows) + " rows, padding id " + std::to_string(f.padId_));
+  auto tokens = checkedMul<uint64_t>(rows, seq + 1);
+  auto expected = tokens ? checkedMul<uint64_t>(*tokens, 8) : tokens;
+  if (expected)
+    expected = checkedAdd<uint64_t>(*expected, kSftFileHeaderBytes);
+  if (!expected || *expected != bytes)
+    return Status::error(path + ": " + (expected && bytes < *expected ? "truncated" : "bad length") +
+                         ": the header says " + std::to_string(rows) + " rows of " +
+                         std::to_string(seq) + " + 1 tokens, but the file is " +
+                         std::to_string(bytes) + " bytes");
+  f.seqLen_ = int64_t(seq);
+  f.rows_ = int64_t(rows);
+  if (Status s = checkValues(path, f.inputIds(0).data(), f.labels(0).data(), *tokens, f.seqLen_,
+                             f.vocabSize_);
+      !s)
+    return s;
+  return f;
+}
+
+uint64_t sampledFingerprint(const SftFile &file) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  auto add = [&hash](uint64_t value, int bytes) {
+    for (int b = 0; b < bytes; ++b) {
+      hash ^= (value >> (8 * b)) & 0xff;
+      hash *= 0x100000001b3ULL;
+    }
+  };
+  add(file.vocabSize(), 8);
+  add(uint64_t(file.seqLen()), 8);
+  add(uint64_t(file.rows()), 8);
+  constexpr uint64_t kSamples = 4096;
+  uint64_t row = uint64_t(file.seqLen()) + 1, n = uint64_t(file.rows()) * row;
+  for (uint64_t i = 0; i < std::min(n, kSamples); ++i) {
+    uint64_t at = n <= kSamples ? i : i * n / kSamples;
+    add(file.inputIds(int64_t(at / row))[at % row], 4);
+    add(uint32_t(file.labels(int64_t(at / row))[at % row]), 4);
+  }
+  return hash;
+}
+
+} // namespace mt::io
