@@ -19,7 +19,7 @@ set(rules
   "runtime/io=io support"
   "runtime/comm=comm support"
   "runtime/text=text support"
-  "runtime/chat=chat io support"
+  "runtime/chat=chat text io support"
   "runtime/cpu=cpu kernels exec comm plan support"
   "runtime/cuda=cuda kernels exec comm plan support"
   "runtime/exec=*"

@@ -1,6 +1,7 @@
 // mt-prepare-sft: LLaMA-Factory-style chat datasets to prepared SFT data for
 // mtrun --data.
 #include "runtime/chat/Supervised.h"
+#include "runtime/chat/TokenizerEncoder.h"
 #include "runtime/support/OutputPath.h"
 #include "runtime/io/SftFile.h"
 #include "runtime/support/Wording.h"
@@ -54,8 +55,9 @@ int main(int argc, char **argv) {
                  "seed of num_samples draws (mtrun --seed shuffles the rows each epoch)")
       ->default_val(42);
   app.add_option("--tokenizer", tokenizer,
-                 "'byte': byte-level stand-in with the template family's special tokens "
-                 "(the only one until Hugging Face tokenizers are wired in)")
+                 "a model directory holding tokenizer.json and tokenizer_config.json (the "
+                 "model's own tokenizer), or 'byte': a byte-level stand-in with the template "
+                 "family's special tokens (tests and demos)")
       ->default_val("byte");
   app.add_option("-o,--output", output, "prepared SFT file to write (replaced atomically)")
       ->required();
@@ -69,16 +71,21 @@ int main(int argc, char **argv) {
     std::cerr << "error: " << message << "\n";
     return 1;
   };
-  if (tokenizer != "byte")
-    return fail("--tokenizer '" + tokenizer + "': only 'byte' (the byte-level stand-in) is "
-                "available; Hugging Face tokenizers (tokenizer.json) are not wired in yet");
   if (mt::Status s = mt::io::checkOutputs({{"-o", output, mt::io::OutputKind::SftFile}}, {},
                                           overwrite);
       !s)
     return fail(s.message());
-  mt::chat::ByteTextEncoder encoder = mt::chat::byteEncoderFor(data.templateName);
+  std::unique_ptr<mt::chat::TextEncoder> encoder;
+  if (tokenizer == "byte") {
+    encoder = std::make_unique<mt::chat::ByteTextEncoder>(mt::chat::byteEncoderFor(data.templateName));
+  } else {
+    auto loaded = mt::chat::TokenizerEncoder::fromDirectory(tokenizer);
+    if (!loaded)
+      return fail("--tokenizer: " + loaded.message());
+    encoder = std::make_unique<mt::chat::TokenizerEncoder>(std::move(*loaded));
+  }
   mt::chat::SftSummary summary;
-  auto rows = mt::chat::prepareSft(data, o, encoder, &summary);
+  auto rows = mt::chat::prepareSft(data, o, *encoder, &summary);
   if (!rows)
     return fail(rows.message());
   if (mt::Status s = mt::io::writeSftFile(output, *rows); !s)
@@ -86,7 +93,8 @@ int main(int argc, char **argv) {
   std::cout << output << ": " << mt::countOf(summary.samples, "sample") << " in "
             << mt::countOf(summary.rows, "row") << " of " << o.cutoffLen << " + 1 tokens"
             << (o.packing ? " (packed)" : "") << "; " << summary.tokens << " tokens, "
-            << summary.labelledTokens << " labelled (byte-level stand-in tokenizer, vocab "
-            << encoder.vocabSize() << ")\n";
+            << summary.labelledTokens << " labelled ("
+            << (tokenizer == "byte" ? "byte-level stand-in" : "the model's") << " tokenizer, vocab "
+            << encoder->vocabSize() << ")\n";
   return 0;
 }

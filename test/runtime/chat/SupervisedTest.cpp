@@ -3,6 +3,7 @@
 // the trainer reads back (io::Dataset over the prepared file) checked token
 // by token against the template's rendering.
 #include "runtime/chat/Supervised.h"
+#include "test/runtime/chat/RenderedSamples.h"
 #include "runtime/io/Dataset.h"
 
 #include <gtest/gtest.h>
@@ -139,33 +140,6 @@ TEST(Supervised, NeatPackingRefusedByName) {
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find("neat_packing is not supported yet"), std::string::npos);
   EXPECT_NE(s.message().find("variable-length attention"), std::string::npos);
-}
-
-/// Each demo sample's whole text and its responses, as the template renders
-/// them (every one shorter than `seq`, so none is truncated).
-std::vector<std::pair<std::string, std::string>> renderedSamples(const ByteTextEncoder &enc,
-                                                                 const SftData &data, int64_t seq) {
-  const Template &t = **findTemplate(data.templateName);
-  SpecialTokens special = specialTokens(t, "", enc.eosToken(), enc.padToken());
-  std::vector<std::pair<std::string, std::string>> samples;
-  auto attrs = readDatasetInfo(data.datasetDir, data.datasets);
-  EXPECT_TRUE(attrs);
-  for (const DatasetAttr &a : *attrs) {
-    auto examples = loadExamples(data.datasetDir, a, std::nullopt, 0);
-    EXPECT_TRUE(examples) << examples.message();
-    for (const Example &e : *examples) {
-      auto turns = renderTurns(t, special, e.messages, e.system, {});
-      EXPECT_TRUE(turns);
-      std::string whole, responses;
-      for (const auto &[p, r] : *turns) {
-        whole += joinPieces(p) + joinPieces(r);
-        responses += joinPieces(r);
-      }
-      EXPECT_LT(enc.encode(whole)->size(), size_t(seq)) << e.where << " would be truncated";
-      samples.emplace_back(whole, responses);
-    }
-  }
-  return samples;
 }
 
 /// The demo datasets prepared, written, and read back through io::Dataset
