@@ -170,6 +170,10 @@ Status loadTrainConfig(const std::string &path,
 }
 
 bool isTrainConfigFile(const std::string &path) {
+  ParallelConfig parallel;
+  OptimizerConfig optimizer;
+  if (loadParallelConfigYaml(path, parallel, optimizer)) // Megatron-Core's reader takes it
+    return false;
   try {
     YAML::Node root = YAML::LoadFile(path);
     if (!root.IsMap())

@@ -142,13 +142,20 @@ Status microBatch(TrainConfig &c, const Given &g) {
 
 const char *kMultimodal = "multimodal models (Qwen2-VL and others) are not supported by mtc";
 
-std::vector<Key> buildKeys() {
-  using enum Kind;
-  using enum Origin;
-  using T = TrainConfig;
-  using P = ParallelConfig;
-  const char *off = "false";
-  std::vector<Key> k = {
+// Each table's entries: {name, kind, origin, meaning, accepted values,
+// issue, setter}.
+#define MT_KEY_TABLE_PROLOGUE                                                                      \
+  using enum Kind;                                                                                 \
+  using enum Origin;                                                                               \
+  using T = TrainConfig;                                                                           \
+  using P = ParallelConfig;                                                                        \
+  const char *off = "false";                                                                       \
+  (void)off
+
+/// LLaMA-Factory's model, data and output keys.
+std::vector<Key> llamaFactoryDataKeys() {
+  MT_KEY_TABLE_PROLOGUE;
+  return {
       // LLaMA-Factory: model and data.
       {"model_name_or_path", Honoured, LlamaFactory, "the local Hugging Face model directory "
        "(config.json, *.safetensors, tokenizer files)", {}, "", text("model_name_or_path", &T::modelNameOrPath)},
@@ -176,6 +183,13 @@ std::vector<Key> buildKeys() {
        boolean("mask_history", &T::maskHistory)},
       {"preprocessing_num_workers", AlwaysDone, LlamaFactory, "data preparation is deterministic "
        "whatever the worker count; mtc chooses its own"},
+  };
+}
+
+/// transformers' output, batch and schedule keys, and the multimodal ones.
+std::vector<Key> trainingArgumentKeys() {
+  MT_KEY_TABLE_PROLOGUE;
+  return {
       // LLaMA-Factory / transformers: outputs.
       {"output_dir", Honoured, LlamaFactory, "checkpoint-N directories, the final model and logs",
        {}, "", text("output_dir", &T::outputDir)},
@@ -215,15 +229,15 @@ std::vector<Key> buildKeys() {
        number("warmup_ratio", &T::warmupRatio, 0)},
       {"warmup_steps", Honoured, LlamaFactory, "warm-up steps (> 0: overrides warmup_ratio)", {}, "",
        integer("warmup_steps", &T::warmupSteps, 0)},
-      {"weight_decay", Honoured, LlamaFactory, "AdamW weight decay", {}, "",
+      {"weight_decay", Honoured, Megatron, "AdamW weight decay", {}, "",
        number("weight_decay", &T::weightDecay, 0)},
-      {"adam_beta1", Honoured, LlamaFactory, "AdamW beta1", {}, "", number("adam_beta1", &T::adamBeta1, 0)},
-      {"adam_beta2", Honoured, LlamaFactory, "AdamW beta2", {}, "", number("adam_beta2", &T::adamBeta2, 0)},
+      {"adam_beta1", Honoured, Megatron, "AdamW beta1", {}, "", number("adam_beta1", &T::adamBeta1, 0)},
+      {"adam_beta2", Honoured, Megatron, "AdamW beta2", {}, "", number("adam_beta2", &T::adamBeta2, 0)},
       {"adam_epsilon", Honoured, LlamaFactory, "AdamW epsilon", {}, "",
        number("adam_epsilon", &T::adamEpsilon, 0)},
       {"max_grad_norm", Honoured, LlamaFactory, "gradient clipping norm (0: off)", {}, "",
        number("max_grad_norm", &T::maxGradNorm, 0)},
-      {"bf16", Honoured, LlamaFactory, "bf16 compute with fp32 master weights on the CUDA backend "
+      {"bf16", Honoured, Megatron, "bf16 compute with fp32 master weights on the CUDA backend "
        "(the CPU backend is the fp32 reference)", {}, "", boolean("bf16", &T::bf16)},
       {"fp16", Refused, LlamaFactory, "fp16 with loss scaling is not implemented; use bf16", {off}},
       {"seed", Honoured, LlamaFactory, "seed of the data order (and of new weights)", {}, "",
@@ -239,6 +253,13 @@ std::vector<Key> buildKeys() {
       {"freeze_vision_tower", Refused, LlamaFactory, kMultimodal},
       {"freeze_multi_modal_projector", Refused, LlamaFactory, kMultimodal},
       {"freeze_language_model", Refused, LlamaFactory, kMultimodal},
+  };
+}
+
+/// MCoreAdapter's Megatron keys and Trinity-RFT's megatron: block.
+std::vector<Key> megatronKeys() {
+  MT_KEY_TABLE_PROLOGUE;
+  return {
       // Megatron / MCoreAdapter.
       {"tensor_model_parallel_size", Honoured, Megatron, "tp", {}, "",
        layout("tensor_model_parallel_size", &P::tp, 1)},
@@ -288,9 +309,9 @@ std::vector<Key> buildKeys() {
        "token mean (Megatron's default); a per-token mean over the step is not implemented",
        {off}, "issue 15"},
       // Trinity-RFT's megatron: block.
-      {"param_offload", Refused, Trinity, "offload is not planned yet", {off}, "issue 16"},
-      {"grad_offload", Refused, Trinity, "offload is not planned yet", {off}, "issue 16"},
-      {"optimizer_offload", Refused, Trinity, "offload is not planned yet", {off}, "issue 16"},
+      {"param_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},
+      {"grad_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},
+      {"optimizer_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},
       {"use_mbridge", AlwaysDone, Trinity, "mtc always reads and writes Hugging Face weights "
        "itself (no mbridge, no conversion)"},
       {"use_dist_checkpointing", Honoured, Trinity, "start from and save mtc's own checkpoints "
@@ -303,7 +324,16 @@ std::vector<Key> buildKeys() {
          return read(g, "dist_checkpointing_path", "a directory or null", c.distCheckpointingPath);
        }},
   };
-  return k;
+}
+
+#undef MT_KEY_TABLE_PROLOGUE
+
+std::vector<Key> buildKeys() {
+  std::vector<Key> all;
+  for (auto table : {llamaFactoryDataKeys, trainingArgumentKeys, megatronKeys})
+    for (Key &k : table())
+      all.push_back(std::move(k));
+  return all;
 }
 
 } // namespace

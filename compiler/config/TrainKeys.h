@@ -21,7 +21,9 @@ enum class Kind {
   Refused,    // only `accepted` (its default) is allowed: others wait on `issue`
 };
 
-/// Where a key comes from, for the messages and the file-kind check.
+/// Where a key comes from. Megatron: a name that Megatron-Core's option
+/// file (ParallelConfig's reader) has too, so that it does not make a file
+/// a training config (isTrainConfigFile).
 enum class Origin { LlamaFactory, Megatron, Trinity };
 
 /// A value and where it was given ("file:line:col: " or "command line: ").
