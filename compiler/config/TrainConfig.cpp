@@ -297,7 +297,8 @@ std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
   int64_t dp = dataParallelSize();
   os << "global batch: per_device_train_batch_size (" << perDeviceTrainBatchSize
      << ") x gradient_accumulation_steps (" << gradientAccumulationSteps << ") x dp (" << dp
-     << ") = " << globalBatchSize() << " samples of cutoff_len " << cutoffLen << " tokens\n";
+     << ") = " << countOf(globalBatchSize(), "sample") << " of cutoff_len " << cutoffLen
+     << " tokens\n";
   os << "dp: " << dp
      << (parallel.dp > 0          ? " (given)"
          : parallel.worldSize > 0 ? " (world size / (tp x pp x cp x ep))"

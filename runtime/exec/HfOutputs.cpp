@@ -190,13 +190,13 @@ Status HfRunOutputs::writeTrainerState(const std::string &dir, int64_t step) con
                        : 0;
   json state = {{"best_global_step", nullptr},   {"best_metric", nullptr},
                 {"best_model_checkpoint", nullptr}, {"epoch", epochAt(step)},
-                {"eval_steps", options_.saveSteps}, {"global_step", step},
+                {"eval_steps", options_.loggingSteps}, {"global_step", step},
                 {"is_hyper_param_search", false}, {"is_local_process_zero", true},
                 {"is_world_process_zero", true},  {"log_history", history},
                 {"logging_steps", options_.loggingSteps}, {"max_steps", maxSteps_},
                 {"num_input_tokens_seen", 0},     {"num_train_epochs", epochs},
                 {"save_steps", options_.saveSteps}, {"stateful_callbacks", json::object()},
-                {"total_flos", 0.0},              {"train_batch_size", globalBatch_},
+                {"total_flos", 0.0},              {"train_batch_size", options_.microBatch},
                 {"trial_name", nullptr},          {"trial_params", nullptr}};
   return writeJson(dir + "/trainer_state.json", state);
 }

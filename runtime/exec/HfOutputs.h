@@ -25,6 +25,7 @@ struct HfOutputOptions {
   uint64_t maxShardBytes = 5000000000; // save_pretrained's max_shard_size ("5GB")
   std::string tokenizerDir;            // tokenizer files are copied from here ("": none)
   int64_t samplesPerEpoch = 0;         // for "epoch" in the logs (0: not reported)
+  int64_t microBatch = 0;              // trainer_state's train_batch_size (per device)
 };
 
 /// The directory inside checkpoint-N that holds mtc's checkpoint (weights,
@@ -37,7 +38,9 @@ inline constexpr const char *kMtcStateDir = "mtc-state";
 /// added_tokens.json, chat_template.jinja, generation_config.json.
 const std::vector<std::string> &tokenizerFileNames();
 
-/// One optimizer step as the logs record it.
+/// One optimizer step as the logs record it. learningRate is the rate the
+/// step used (transformers' log_history has the next step's: its scheduler
+/// has stepped when it logs).
 struct LoggedStep {
   int64_t step;
   double loss, gradNorm, learningRate;

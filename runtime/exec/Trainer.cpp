@@ -555,6 +555,7 @@ Expected<TrainSummary> TrainingRun::run() {
   if (!o_.hf.outputDir.empty()) {
     HfOutputOptions options = o_.hf;
     options.samplesPerEpoch = dataset_->numSamples();
+    options.microBatch = plan_.training().micro_batch();
     auto opened = HfRunOutputs::open(options, o_.resumeDir, plan_.training().global_batch(),
                                      last_, rank_->rank() == 0);
     if (!opened)

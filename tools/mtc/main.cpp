@@ -109,12 +109,18 @@ struct ParallelFlags {
       std::cerr << "error: " << s.message() << "\n";
       return false;
     }
-    // The flags' dp and world size decide the global batch, as a launcher would.
+    // The flags' dp and world size decide the global batch, as a launcher
+    // would; --micro-batch and --seq are per_device_train_batch_size and
+    // cutoff_len.
     for (const auto &[option, apply] : flags)
       if (option->count()) {
         mt::OptimizerConfig ignored;
         apply(train.parallel, ignored);
       }
+    if (train.parallel.microBatch > 0)
+      train.perDeviceTrainBatchSize = train.parallel.microBatch;
+    if (train.parallel.seq > 0)
+      train.cutoffLen = train.parallel.seq;
     out = train.layout();
     // Epochs need the prepared data's size; an explain-only compile shows
     // the rest of the layout, and says so, rather than guess a step count.
