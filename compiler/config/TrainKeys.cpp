@@ -237,8 +237,8 @@ std::vector<Key> trainingArgumentKeys() {
        number("adam_epsilon", &T::adamEpsilon, 0)},
       {"max_grad_norm", Honoured, LlamaFactory, "gradient clipping norm (0: off)", {}, "",
        number("max_grad_norm", &T::maxGradNorm, 0)},
-      {"bf16", Honoured, Megatron, "bf16 compute with fp32 master weights on the CUDA backend "
-       "(the CPU backend is the fp32 reference)", {}, "", boolean("bf16", &T::bf16)},
+      {"bf16", Honoured, Megatron, "true: the CUDA backend where a GPU is visible (bf16 "
+       "compute, fp32 master weights); false: the CPU backend in fp32", {}, "", boolean("bf16", &T::bf16)},
       {"fp16", Refused, LlamaFactory, "fp16 with loss scaling is not implemented; use bf16", {off}},
       {"seed", Honoured, LlamaFactory, "seed of the data order (and of new weights)", {}, "",
        [](TrainConfig &c, const Given &g) { return read(g, "seed", "an integer >= 0", c.seed); }},

@@ -172,6 +172,9 @@ std::vector<std::string> mtrunCommand(const TrainConfig &c, const TrainCommandOp
                                   "--logging-steps", std::to_string(c.loggingSteps),
                                   "--max-shard-size", std::to_string(o.maxShardBytes),
                                   "--tokenizer-dir", c.modelNameOrPath};
+  // bf16: the CUDA backend (bf16 compute, fp32 masters) where a GPU is
+  // visible; without it, the CPU backend's fp32 (the CUDA backend has no fp32).
+  cmd.insert(cmd.end(), {"--backend", c.bf16 ? "auto" : "cpu"});
   if (worldSize > 1)
     cmd.insert(cmd.end(), {"--nproc", std::to_string(worldSize)});
   bool hasWeights = false;
