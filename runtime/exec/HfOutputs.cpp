@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -39,7 +41,7 @@ Status writeJson(const std::string &path, const json &value) {
 }
 
 /// "H:MM:SS" as LLaMA-Factory's LogCallback spells durations.
-std::string clock(double seconds) {
+std::string durationText(double seconds) {
   int64_t s = int64_t(seconds);
   char text[32];
   std::snprintf(text, sizeof(text), "%lld:%02lld:%02lld", (long long)(s / 3600),
@@ -135,8 +137,8 @@ Status HfRunOutputs::logStep(const LoggedStep &s) {
                {"lr", s.learningRate},
                {"epoch", std::round(epochAt(s.step) * 100) / 100},
                {"percentage", std::round(1e4 * double(s.step) / double(maxSteps_)) / 100},
-               {"elapsed_time", clock(s.elapsedSeconds)},
-               {"remaining_time", clock(perStep * double(maxSteps_ - s.step))}};
+               {"elapsed_time", durationText(s.elapsedSeconds)},
+               {"remaining_time", durationText(perStep * double(maxSteps_ - s.step))}};
   std::ofstream log(options_.outputDir + "/trainer_log.jsonl", std::ios::app);
   log << line.dump() << "\n";
   log.flush();
