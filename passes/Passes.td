@@ -41,7 +41,7 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     Option<"minLr", "min-lr", "double", "0.0", "learning rate at the end of decay">,
     Option<"warmupSteps", "warmup-steps", "int64_t", "0", "linear warmup steps">,
     Option<"decaySteps", "decay-steps", "int64_t", "1000", "step at which decay ends">,
-    Option<"decayStyle", "decay-style", "std::string", "\"cosine\"", "cosine, linear or constant">,
+    Option<"decayStyle", "decay-style", "std::string", "\"cosine\"", "cosine, linear, constant, or transformers' hf_constant, hf_constant_with_warmup, hf_linear, hf_cosine, hf_cosine_with_min_lr">,
     Option<"weightDecay", "weight-decay", "double", "0.01", "decoupled weight decay">,
     Option<"beta1", "beta1", "double", "0.9", "AdamW beta1">,
     Option<"beta2", "beta2", "double", "0.999", "AdamW beta2">,

@@ -253,7 +253,11 @@ Status OptimizerConfig::validate() const {
   if (decay < warmupSteps)
     return fail("lr_decay_iters (", decay, ") must be >= lr_warmup_iters (",
                 warmupSteps, ")");
-  if (decayStyle != "cosine" && decayStyle != "linear" && decayStyle != "constant")
+  // hf_*: transformers' schedules, set by the training front-end (TrainConfig.h).
+  static const std::set<std::string> styles = {
+      "cosine", "linear", "constant", "hf_constant", "hf_constant_with_warmup",
+      "hf_linear", "hf_cosine", "hf_cosine_with_min_lr"};
+  if (!styles.count(decayStyle))
     return fail("lr_decay_style (--lr-decay-style) must be cosine, linear or "
                 "constant, got '", decayStyle, "'");
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))

@@ -268,8 +268,10 @@ bool compileModel(const CompileOptions &options) {
     llvm::errs() << "error: " << s.message() << "\n";
     return false;
   }
-  if (options.explain)
+  if (options.explain) {
     explainLayout(*dims, parallel, llvm::outs());
+    llvm::outs() << options.configExplain;
+  }
   if ((options.explain || !options.scheduleSvg.empty()) &&
       !explainSchedule(parallel, options.scheduleSvg, llvm::outs(), options.explain))
     return false;

@@ -25,6 +25,7 @@ struct CompileOptions {
   std::string dumpDir;   // numbered IR after each phase, then the plan text
   std::string scheduleSvg; // picture of the pipeline schedule
   std::string configPath;  // the --config YAML already read: an input, never replaced
+  std::string configExplain; // --explain lines of a training config (TrainConfig::explain)
   bool overwrite = false;  // outputs may replace what io::checkOutputs allows with it
 };
 

@@ -2,15 +2,23 @@
 #include "dialects/mt/MtDialect.h"
 #include "dialects/mt/MtVerify.h"
 
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
+
 using namespace mlir;
 using namespace mt;
 using namespace mt::verify;
 
+/// Megatron-Core's decay styles, then transformers' schedules (hf_*).
+static constexpr llvm::StringLiteral kLRScheduleStyles[] = {
+    "cosine", "linear", "constant", "hf_constant", "hf_constant_with_warmup",
+    "hf_linear", "hf_cosine", "hf_cosine_with_min_lr"};
+
 LogicalResult LRScheduleOp::verify() {
   StringRef style = getStyle();
-  if (style != "cosine" && style != "linear" && style != "constant")
-    return emitOpError() << "expects style cosine, linear or constant, got '"
-                         << style << "'";
+  if (!llvm::is_contained(kLRScheduleStyles, style))
+    return emitOpError() << "expects style " << llvm::join(llvm::ArrayRef(kLRScheduleStyles), ", ")
+                         << ", got '" << style << "'";
   double maxLr = getMaxLr().convertToDouble(), minLr = getMinLr().convertToDouble();
   if (!(maxLr >= 0.0) || !(minLr >= 0.0) || minLr > maxLr)
     return emitOpError() << "expects 0 <= min_lr (" << minLr << ") <= max_lr ("

@@ -62,6 +62,10 @@ def Mt_LRScheduleOp : Mt_Op<"lr_schedule", [Pure]> {
     (decay_steps - warmup_steps) clamped to [0, 1], `style` gives
     min_lr + (max_lr - min_lr) · f(p) with f = (1 + cos(π p)) / 2 (cosine),
     1 - p (linear) or 1 (constant: lr = max_lr after warmup).
+    Styles hf_constant, hf_constant_with_warmup, hf_linear, hf_cosine and
+    hf_cosine_with_min_lr are transformers' schedules of those names
+    (get_scheduler, optimization.py) with num_training_steps = decay_steps,
+    evaluated at t = step - 1 (LambdaLR's first step is t = 0).
 
     ```mlir
     %lr = mt.lr_schedule %step {max_lr = 3.0e-04 : f64, min_lr = 3.0e-05 : f64, warmup_steps = 10 : i64, decay_steps = 300 : i64, style = "cosine"}

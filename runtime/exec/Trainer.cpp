@@ -573,6 +573,17 @@ Expected<TrainSummary> TrainingRun::run() {
   TrainSummary summary;
   std::deque<double> recent;
   auto started = Clock::now();
+  std::optional<HfRunOutputs> hf;
+  if (!o_.hf.outputDir.empty()) {
+    HfOutputOptions options = o_.hf;
+    options.samplesPerEpoch = dataset_->numSamples();
+    options.microBatch = plan_.training().micro_batch();
+    auto opened = HfRunOutputs::open(options, o_.resumeDir, plan_.training().global_batch(),
+                                     last_, rank_->rank() == 0);
+    if (!opened)
+      return opened.status();
+    hf = std::move(*opened);
+  }
   for (int64_t s = done_ + 1; s <= last_; ++s) {
     auto rec = step(s);
     if (!rec)
@@ -590,6 +601,9 @@ Expected<TrainSummary> TrainingRun::run() {
       writeMetrics(metrics_, *rec, tokens);
     double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
     double eta = elapsed / double(s - done_) * double(last_ - s);
+    if (hf)
+      if (Status st = hf->logStep({s, rec->loss, rec->gradNorm, rec->lr, elapsed, s - done_}); !st)
+        return st;
     if (o_.progressBar || rec->skipped || s == last_ || (s - done_) % 10 == 1)
       report(log(), *rec, last_, eta, o_.progressBar);
     if (skippedInARow_ >= o_.maxSkippedSteps)
@@ -602,6 +616,12 @@ Expected<TrainSummary> TrainingRun::run() {
         return st;
       if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, stateAfter(s));
           !st)
+        return st;
+    }
+    if (hf && (hf->saveDue(s) || s == last_)) { // transformers saves at the end too
+      if (Status st = executor_->readState(); !st)
+        return st;
+      if (Status st = hf->saveCheckpoint(plan_, *memory_, rank_.get(), stateAfter(s)); !st)
         return st;
     }
   }
@@ -626,6 +646,9 @@ Expected<TrainSummary> TrainingRun::run() {
       return st;
   if (!o_.exportHf.empty())
     if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf); !st)
+      return st;
+  if (hf)
+    if (Status st = hf->finish(plan_, *memory_, rank_.get(), last_); !st)
       return st;
   return summary;
 }

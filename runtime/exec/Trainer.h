@@ -3,6 +3,7 @@
 #ifndef MT_RUNTIME_EXEC_TRAINER_H
 #define MT_RUNTIME_EXEC_TRAINER_H
 
+#include "runtime/exec/HfOutputs.h"
 #include "runtime/support/Status.h"
 
 #include <chrono>
@@ -30,6 +31,9 @@ struct TrainOptions {
   std::string saveDir;
   int64_t saveEvery = 0;          // 0: save at the end only (if saveDir)
   std::string exportHf;           // HF checkpoint written at the end
+  /// output_dir as transformers' Trainer writes it (mtc train's); its
+  /// outputDir is checked by the caller (mtc train), not by checkTrainOutputs.
+  HfOutputOptions hf;
   std::string dumpLogits;         // safetensors of the first micro-batch's logits
   int64_t maxSkippedSteps = 10;   // consecutive NaN/Inf steps before stopping
   std::chrono::milliseconds commTimeout{std::chrono::minutes(5)}; // per collective

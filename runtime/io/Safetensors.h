@@ -124,6 +124,24 @@ Status writeSafetensors(const std::string &path,
                         const std::vector<TensorToWrite> &tensors,
                         const std::map<std::string, std::string> &metadata = {});
 
+/// The shards transformers' save_pretrained makes of `tensors`, in order
+/// (huggingface_hub's split_state_dict_into_shards_factory): tensors go into
+/// the current shard until the next would take it past `maxShardBytes`; a
+/// tensor larger than that gets a shard of its own (placed before the one
+/// being filled). Each shard lists indices into `tensors`.
+std::vector<std::vector<size_t>> planShards(const std::vector<TensorToWrite> &tensors,
+                                            uint64_t maxShardBytes);
+
+/// Writes `tensors` into the existing directory `dir` as save_pretrained
+/// does: one shard is `model.safetensors`; several are
+/// `model-0000k-of-0000n.safetensors` plus `model.safetensors.index.json`
+/// ({"metadata": {"total_size": bytes of all tensors}, "weight_map": {name:
+/// file}}, keys sorted). Each file is written atomically; metadata
+/// {"format": "pt"} as transformers writes it. `maxShardBytes` (> 0) is
+/// save_pretrained's max_shard_size (default 5 GB = 5e9 bytes).
+Status writeShardedSafetensors(const std::string &dir, const std::vector<TensorToWrite> &tensors,
+                               uint64_t maxShardBytes);
+
 } // namespace mt::io
 
 #endif // MT_RUNTIME_IO_SAFETENSORS_H

@@ -8,12 +8,40 @@
 
 namespace mt::kernels {
 
+namespace {
+
+/// transformers' get_scheduler(name, num_warmup_steps = warmup,
+/// num_training_steps = decay) (src/transformers/optimization.py): the
+/// multiplier lr_lambda(t) of LambdaLR, whose t is 0 at the first optimizer
+/// step, so step s (1-based) uses t = s - 1. min_lr is cosine_with_min_lr's
+/// (min_lr_rate x max_lr); the others have min_lr = 0.
+double transformersLearningRate(const std::string &name, double maxLr, double minLr,
+                                int64_t warmup, int64_t decay, int64_t step) {
+  int64_t t = step - 1;
+  if (name == "constant")
+    return maxLr;
+  if (t < warmup)
+    return maxLr * double(t) / double(std::max<int64_t>(1, warmup));
+  if (name == "constant_with_warmup")
+    return maxLr;
+  double span = double(std::max<int64_t>(1, decay - warmup));
+  if (name == "linear")
+    return maxLr * std::max(0.0, double(decay - t) / span);
+  // cosine and cosine_with_min_lr (min_lr_rate = min_lr / max_lr), num_cycles 0.5.
+  double f = std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * double(t - warmup) / span)));
+  return minLr + (maxLr - minLr) * f;
+}
+
+} // namespace
+
 double scheduledLearningRate(const plan::Attrs &a, int64_t step) {
   double maxLr = a.f("max_lr"), minLr = a.f("min_lr");
   int64_t warmup = a.i("warmup_steps"), decay = a.i("decay_steps");
+  std::string style = a.s("style");
+  if (style.rfind("hf_", 0) == 0)
+    return transformersLearningRate(style.substr(3), maxLr, minLr, warmup, decay, step);
   if (warmup > 0 && step <= warmup)
     return maxLr * double(step) / double(warmup);
-  std::string style = a.s("style");
   if (style == "constant" || decay <= warmup)
     return maxLr;
   double p = std::clamp(double(step - warmup) / double(decay - warmup), 0.0, 1.0);

@@ -22,7 +22,9 @@ struct AdamWParams {
 /// The learning rate of an lr_schedule instruction at 1-based `step`:
 /// linear warm-up over warmup_steps to max_lr, then style "constant",
 /// "linear" or "cosine" decay to min_lr at decay_steps (Megatron-Core's
-/// OptimizerParamScheduler).
+/// OptimizerParamScheduler). Styles "hf_constant", "hf_constant_with_warmup",
+/// "hf_linear", "hf_cosine" and "hf_cosine_with_min_lr" are transformers'
+/// schedules of those names (get_scheduler), evaluated at t = step - 1.
 double scheduledLearningRate(const plan::Attrs &schedule, int64_t step);
 
 /// The factor clip_coefficient scales gradients by: min(1, maxNorm / (norm

@@ -484,4 +484,45 @@ TEST_F(SafetensorsTest, RejectsDirectoryWithoutSafetensors) {
   expectError(openCheckpoint(path("absent")), {"not a checkpoint directory"});
 }
 
+//===-- Sharded writing (save_pretrained's layout) ------------------------===//
+
+/// huggingface_hub's split_state_dict_into_shards_factory, by hand: with
+/// max 64 bytes, F32 tensors of 10, 25, 8 and 8 elements (40, 100, 32, 32
+/// bytes) give [t1] (over the limit: its own shard, ahead of the one being
+/// filled), [t0] (40 + 32 > 64 closes it), [t2, t3].
+TEST(SafetensorsShards, FollowHuggingFaceHubsSplit) {
+  std::vector<float> v(25, 1.0f);
+  std::vector<TensorToWrite> ts = {{"t0", Dtype::F32, {10}, v.data()},
+                                   {"t1", Dtype::F32, {25}, v.data()},
+                                   {"t2", Dtype::F32, {8}, v.data()},
+                                   {"t3", Dtype::F32, {8}, v.data()}};
+  const std::vector<std::vector<size_t>> want = {{1}, {0}, {2, 3}};
+  EXPECT_EQ(planShards(ts, 64), want);
+  EXPECT_EQ(planShards(ts, 1000), (std::vector<std::vector<size_t>>{{0, 1, 2, 3}}));
+}
+
+TEST_F(SafetensorsTest, ShardedCheckpointReadsBackWithItsIndex) {
+  std::vector<float> a = {1, 2, 3, 4}, b = {5, 6}, c = {7, 8, 9};
+  std::vector<TensorToWrite> ts = {{"a", Dtype::F32, {2, 2}, a.data()},
+                                   {"b", Dtype::F32, {2}, b.data()},
+                                   {"c", Dtype::F32, {3}, c.data()}};
+  ASSERT_TRUE(writeShardedSafetensors(dir_.string(), ts, 16).isOk());
+  // a (16 bytes) fills one shard; b (8) + c (12) > 16: b and c apart.
+  std::string index = readRaw(path("model.safetensors.index.json"));
+  EXPECT_NE(index.find("\"total_size\": 36"), std::string::npos) << index;
+  EXPECT_NE(index.find("\"c\": \"model-00003-of-00003.safetensors\""), std::string::npos) << index;
+  auto checkpoint = openCheckpoint(dir_.string());
+  ASSERT_TRUE(checkpoint.isOk()) << checkpoint.message();
+  EXPECT_EQ(checkpoint->shards().size(), 3u);
+  std::vector<float> got(3);
+  ASSERT_TRUE(checkpoint->readAsFloat32("c", got.data(), 3).isOk());
+  EXPECT_EQ(got, c);
+  // One shard: model.safetensors and no index, as save_pretrained.
+  fs::remove_all(dir_);
+  fs::create_directories(dir_);
+  ASSERT_TRUE(writeShardedSafetensors(dir_.string(), ts, 1000).isOk());
+  EXPECT_TRUE(fs::exists(path("model.safetensors")));
+  EXPECT_FALSE(fs::exists(path("model.safetensors.index.json")));
+}
+
 } // namespace

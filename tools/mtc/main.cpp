@@ -1,5 +1,7 @@
 // mtc: import Hugging Face models, inspect them, compile training plans.
+#include "compiler/config/TrainConfig.h"
 #include "compiler/driver/Commands.h"
+#include "compiler/driver/Train.h"
 #include "runtime/support/OutputPath.h"
 #include "tools/common/CommandLine.h"
 
@@ -80,9 +82,15 @@ struct ParallelFlags {
     optimizerFlag(cmd, "--train-steps", &O::trainSteps, "steps of the schedule (mtrun's default)");
   }
 
-  /// The YAML values, with every flag given on the command line on top.
-  bool resolve(mt::ParallelConfig &out, mt::OptimizerConfig &outOptimizer) const {
-    if (!yaml.empty()) {
+  /// The YAML values, with every flag given on the command line on top. A
+  /// LLaMA-Factory-style file goes through the training front-end; its
+  /// --explain lines land in `explainText`.
+  bool resolve(mt::ParallelConfig &out, mt::OptimizerConfig &outOptimizer, bool writesPlan,
+               std::string &explainText) const {
+    if (!yaml.empty() && mt::isTrainConfigFile(yaml)) {
+      if (!readTrainConfig(out, outOptimizer, writesPlan, explainText))
+        return false;
+    } else if (!yaml.empty()) {
       if (mt::Status s = mt::loadParallelConfigYaml(yaml, out, outOptimizer); !s) {
         std::cerr << "error: " << s.message() << "\n";
         return false;
@@ -91,6 +99,40 @@ struct ParallelFlags {
     for (const auto &[option, apply] : flags)
       if (option->count())
         apply(out, outOptimizer);
+    return true;
+  }
+
+  bool readTrainConfig(mt::ParallelConfig &out, mt::OptimizerConfig &outOptimizer,
+                       bool writesPlan, std::string &explainText) const {
+    mt::TrainConfig train;
+    if (mt::Status s = mt::loadTrainConfig(yaml, {}, train); !s) {
+      std::cerr << "error: " << s.message() << "\n";
+      return false;
+    }
+    // The flags' dp and world size decide the global batch, as a launcher
+    // would; --micro-batch and --seq are per_device_train_batch_size and
+    // cutoff_len.
+    for (const auto &[option, apply] : flags)
+      if (option->count()) {
+        mt::OptimizerConfig ignored;
+        apply(train.parallel, ignored);
+      }
+    if (train.parallel.microBatch > 0)
+      train.perDeviceTrainBatchSize = train.parallel.microBatch;
+    if (train.parallel.seq > 0)
+      train.cutoffLen = train.parallel.seq;
+    out = train.layout();
+    // Epochs need the prepared data's size; an explain-only compile shows
+    // the rest of the layout, and says so, rather than guess a step count.
+    bool stepsUnknown = train.maxSteps <= 0 && !writesPlan;
+    auto optimizer = train.optimizer(stepsUnknown ? std::optional<int64_t>(train.globalBatchSize())
+                                                  : std::nullopt);
+    if (!optimizer) {
+      std::cerr << "error: " << yaml << ": " << optimizer.message() << "\n";
+      return false;
+    }
+    outOptimizer = *optimizer;
+    explainText = train.explain(std::nullopt);
     return true;
   }
 };
@@ -152,6 +194,30 @@ int main(int argc, char **argv) {
                          "regular expression: matching parameters are not trained");
   parallelFlags.add(*compileCmd);
 
+  mt::TrainCommandOptions train;
+  auto *trainCmd = app.add_subcommand(
+      "train", "Train as LLaMA-Factory's `llamafactory-cli train CONFIG.yaml` does: import "
+               "model_name_or_path, compile the YAML's layout, prepare the data, run mtrun");
+  trainCmd->add_option("config", train.configPath,
+                       "LLaMA-Factory YAML (MCoreAdapter's Megatron keys and Trinity-RFT's "
+                       "megatron: block included)")
+      ->required()->check(CLI::ExistingFile);
+  trainCmd->add_flag("--prepare-only", train.prepareOnly,
+                     "write the plan, the data and train.sh (the mtrun command) into -o, and "
+                     "stop: `mtrun` trains elsewhere");
+  trainCmd->add_option("-o,--run-dir", train.runDir,
+                       "run directory: model.mlir, plan/, data.tokens, train.sh (default: "
+                       "output_dir/mtc-run)");
+  trainCmd->add_flag("--explain", train.explain,
+                     "print the layout, the global batch with the dp used, and the schedule");
+  trainCmd->add_option("--max-shard-size", train.maxShardBytes,
+                       "bytes per safetensors shard of checkpoints (save_pretrained's "
+                       "max_shard_size)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  trainCmd->allow_extras();
+  trainCmd->footer("Any key of the YAML may follow: --key value, --key=value or key=value "
+                   "(later ones win over the file).");
+
   for (CLI::App *writer : {importCmd, compileCmd})
     writer->footer(mt::io::kOutputRulesHelp);
   if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
@@ -163,9 +229,14 @@ int main(int argc, char **argv) {
     ok = mt::importHf(import);
   } else if (statsCmd->parsed()) {
     ok = mt::printStats(statsPath);
+  } else if (trainCmd->parsed()) {
+    train.overrideArgs = trainCmd->remaining();
+    train.executable = argv[0];
+    ok = mt::trainCommand(train);
   } else if (compileCmd->parsed()) {
     compile.configPath = parallelFlags.yaml;
-    ok = parallelFlags.resolve(compile.parallel, compile.optimizer) &&
+    ok = parallelFlags.resolve(compile.parallel, compile.optimizer, !compile.outputDir.empty(),
+                               compile.configExplain) &&
          mt::compileModel(compile);
   }
   return ok ? 0 : 1;

@@ -106,6 +106,27 @@ int main(int argc, char **argv) {
       ->needs(save)->check(CLI::NonNegativeNumber);
   app.add_option("--export-hf", o.exportHf,
                  "write model.safetensors + config.json here at the end (replaces an export)");
+  auto *hfOutput = app.add_option(
+      "--hf-output", o.hf.outputDir,
+      "output_dir as transformers' Trainer writes it (mtc train runs mtrun with it): "
+      "checkpoint-N/ (sharded safetensors, config.json, tokenizer files, trainer_state.json, "
+      "mtc-state/ to --resume), the final model, trainer_log.jsonl, training_loss.svg");
+  hfOutput->group("Hugging Face outputs");
+  app.add_option("--save-steps", o.hf.saveSteps, "checkpoint-N every N steps (0: at the end only)")
+      ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::NonNegativeNumber);
+  app.add_option("--save-total-limit", o.hf.saveTotalLimit,
+                 "keep the newest N checkpoint-N (0: all)")
+      ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::NonNegativeNumber);
+  app.add_option("--logging-steps", o.hf.loggingSteps, "log_history entry every N steps")
+      ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-shard-size", o.hf.maxShardBytes,
+                 "bytes per safetensors shard (save_pretrained's max_shard_size)")
+      ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--tokenizer-dir", o.hf.tokenizerDir,
+                 "model directory whose tokenizer files each checkpoint gets a copy of")
+      ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::ExistingDirectory);
   app.add_option("--dump-logits", o.dumpLogits,
                  "write the logits and input ids of the first micro-batch (safetensors)");
   app.add_option("--max-skipped-steps", o.maxSkippedSteps,

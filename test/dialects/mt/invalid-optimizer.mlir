@@ -2,7 +2,7 @@
 // Verifier errors of the optimizer ops (dialects/mt/MtOptimizerOps.cpp).
 
 func.func @lr_schedule_style(%s: tensor<i64>) {
-  // expected-error @+1 {{'mt.lr_schedule' op expects style cosine, linear or constant, got 'step'}}
+  // expected-error @+1 {{'mt.lr_schedule' op expects style cosine, linear, constant, hf_constant, hf_constant_with_warmup, hf_linear, hf_cosine, hf_cosine_with_min_lr, got 'step'}}
   %0 = mt.lr_schedule %s {max_lr = 1.0e-03 : f64, min_lr = 0.0 : f64, warmup_steps = 0 : i64, decay_steps = 10 : i64, style = "step"} : (tensor<i64>) -> tensor<f32>
   return
 }

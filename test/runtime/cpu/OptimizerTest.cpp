@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -208,6 +209,37 @@ TEST(LearningRateSchedule, MatchesMegatronsDefinitions) {
             << style << " warmup " << c.warmup << " decay " << c.decay << " step " << step;
       }
     }
+}
+
+/// transformers' schedules (get_scheduler in src/transformers/optimization.py:
+/// LambdaLR multipliers at t = step - 1, since its first optimizer step uses
+/// t = 0). Values by hand for max_lr 1e-3, num_warmup_steps 2,
+/// num_training_steps 6: warm-up t / 2; linear (6 - t) / 4; cosine
+/// 0.5 (1 + cos(pi (t - 2) / 4)); cosine_with_min_lr with min_lr_rate 0.1:
+/// 0.1 + 0.9 x cosine. cos(pi/4) = 0.70710678118654752.
+TEST(LearningRateSchedule, MatchesTransformersSchedules) {
+  const double maxLr = 1e-3;
+  const std::map<std::string, std::vector<double>> want = {
+      // steps 1..7 (t = 0..6)
+      {"hf_constant", {1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0}},
+      {"hf_constant_with_warmup", {0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0}},
+      {"hf_linear", {0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0}},
+      {"hf_cosine", {0.0, 0.5, 1.0, 0.85355339059327376, 0.5, 0.14644660940672624, 0.0}},
+      {"hf_cosine_with_min_lr",
+       {0.0, 0.5, 1.0, 0.86819805153394639, 0.55, 0.23180194846605362, 0.1}},
+  };
+  for (const auto &[style, factors] : want) {
+    const double minLr = style == "hf_cosine_with_min_lr" ? 0.1 * maxLr : 0.0;
+    const plan::Instruction in = lrSchedule(maxLr, minLr, 2, 6, style);
+    for (size_t i = 0; i < factors.size(); ++i)
+      EXPECT_NEAR(kernels::scheduledLearningRate(plan::Attrs(in), int64_t(i) + 1),
+                  factors[i] * maxLr, 1e-15)
+          << style << " step " << i + 1;
+  }
+  // No warm-up: linear starts at the peak (t = 0 is the first step).
+  const plan::Instruction linear = lrSchedule(maxLr, 0.0, 0, 4, "hf_linear");
+  EXPECT_DOUBLE_EQ(kernels::scheduledLearningRate(plan::Attrs(linear), 1), maxLr);
+  EXPECT_DOUBLE_EQ(kernels::scheduledLearningRate(plan::Attrs(linear), 4), 0.25 * maxLr);
 }
 
 TEST(GradientClipping, MatchesMegatronsClipGradNorm) {

@@ -1,0 +1,322 @@
+// Reading a LLaMA-Factory-style YAML (with Trinity's `megatron:` block) and
+// command-line overrides through the key table; the batch and schedule
+// they imply.
+#include "compiler/config/TrainConfig.h"
+
+#include "compiler/config/TrainKeys.h"
+#include "runtime/support/Wording.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <map>
+#include <sstream>
+
+namespace mt {
+namespace {
+
+using trainkeys::Given;
+using trainkeys::Key;
+using trainkeys::Kind;
+
+/// The sections whose entries are keys of the same table: Trinity's
+/// `megatron:` and, inside it or at the top, `override_transformer_config:`.
+bool isSection(const std::string &key) {
+  return key == "megatron" || key == "override_transformer_config";
+}
+
+std::string whereOf(const std::string &path, const YAML::Node &n) {
+  std::ostringstream os;
+  os << path << ":" << n.Mark().line + 1 << ":" << n.Mark().column + 1 << ": ";
+  return os.str();
+}
+
+/// Reads keys one by one; refusals are collected so that one run names
+/// every key mtc cannot honour yet.
+struct Reader {
+  TrainConfig &config;
+  std::vector<std::string> refusals;
+  std::map<std::string, std::string> seen; // key -> where first given in the file
+
+  Status unknown(const std::string &where, const std::string &key) {
+    std::vector<std::string> known;
+    for (const Key &k : trainkeys::keys())
+      known.push_back(k.name);
+    known.push_back("megatron");
+    known.push_back("override_transformer_config");
+    std::string message = where + "unknown key '" + key + "'";
+    std::string best = closestName(key, known);
+    for (size_t i = 0; best.empty() && i < known.size(); ++i) // a shortened name
+      if (key.size() >= 6 && known[i].find(key) != std::string::npos)
+        best = known[i];
+    if (!best.empty())
+      message += "; did you mean '" + best + "'?";
+    else
+      message += " (the keys mtc knows are LLaMA-Factory's, MCoreAdapter's Megatron keys and "
+                 "Trinity-RFT's megatron: block; see README's `mtc train` section)";
+    return Status::error(message);
+  }
+
+  /// `keyWhere`: the key's own position, for an unknown key.
+  Status apply(const std::string &key, const Given &given, const std::string &keyWhere) {
+    const Key *k = trainkeys::find(key);
+    if (!k)
+      return unknown(keyWhere, key);
+    config.givenAt.push_back({key, given.where.substr(0, given.where.size() - 2)});
+    switch (k->kind) {
+    case Kind::Honoured:
+      return k->set(config, given);
+    case Kind::AlwaysDone:
+      config.alwaysDone.push_back(key + ": " + k->meaning);
+      return Status::ok();
+    case Kind::Refused:
+      break;
+    }
+    std::string value = trainkeys::canonical(given.node);
+    for (const std::string &ok : k->accepted)
+      if (value == ok) {
+        config.alwaysDone.push_back(key + ": " + value + " is what mtc does");
+        return Status::ok();
+      }
+    std::string accepted;
+    for (const std::string &ok : k->accepted)
+      accepted += (accepted.empty() ? "" : " or ") + ok;
+    refusals.push_back(given.where + key + ": " + value + " is not supported: " + k->meaning +
+                       (accepted.empty() ? "; remove the key" : "; only " + accepted + " is") +
+                       (*k->issue ? std::string(" (") + k->issue + " brings it)" : ""));
+    return Status::ok();
+  }
+
+  Status mapping(const std::string &path, const YAML::Node &map, const std::string &section) {
+    for (const auto &entry : map) {
+      const YAML::Node &keyNode = entry.first;
+      std::string where = whereOf(path, keyNode);
+      if (!keyNode.IsScalar())
+        return Status::error(where + "expected a key, got a " +
+                             (keyNode.IsMap() ? "mapping" : "list or null"));
+      std::string key = keyNode.Scalar();
+      std::string qualified = section.empty() ? key : section + "." + key;
+      if (auto [it, added] = seen.try_emplace(qualified, where); !added)
+        return Status::error(where + "key '" + qualified + "' is given twice (first at " +
+                             it->second.substr(0, it->second.size() - 2) + ")");
+      if (isSection(key)) {
+        if (!entry.second.IsMap() && !entry.second.IsNull())
+          return Status::error(whereOf(path, entry.second) + key + ": expected a mapping of "
+                               "Megatron keys");
+        if (section == key || (key == "megatron" && !section.empty()))
+          return Status::error(where + key + ": cannot be nested in " + section);
+        if (entry.second.IsMap())
+          if (Status s = mapping(path, entry.second, qualified); !s)
+            return s;
+        continue;
+      }
+      if (Status s = apply(key, Given{entry.second, whereOf(path, entry.second)}, where); !s)
+        return s;
+    }
+    return Status::ok();
+  }
+
+  Status finish() {
+    if (refusals.empty())
+      return Status::ok();
+    std::string message = countOf(int64_t(refusals.size()), "key") +
+                          (refusals.size() == 1 ? " asks" : " ask") +
+                          " for what this version of mtc cannot do yet:";
+    for (const std::string &r : refusals)
+      message += "\n  " + r;
+    return Status::error(message);
+  }
+};
+
+} // namespace
+
+Status loadTrainConfig(const std::string &path,
+                       const std::vector<std::pair<std::string, std::string>> &overrides,
+                       TrainConfig &config) {
+  Reader reader{config, {}, {}};
+  if (!path.empty()) {
+    YAML::Node root;
+    try {
+      root = YAML::LoadFile(path);
+    } catch (const YAML::BadFile &) {
+      return Status::error(path + ": cannot open the file");
+    } catch (const YAML::Exception &e) {
+      return Status::error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+                           std::to_string(e.mark.column + 1) + ": " + e.msg);
+    }
+    if (!root.IsNull() && !root.IsMap())
+      return Status::error(path + ":1:1: expected a mapping of training keys");
+    if (root.IsMap())
+      if (Status s = reader.mapping(path, root, ""); !s)
+        return s;
+  }
+  for (const auto &[key, text] : overrides) {
+    YAML::Node value;
+    try {
+      value = YAML::Load(text);
+    } catch (const YAML::Exception &e) {
+      return Status::error("command line: --" + key + " " + text + ": " + e.msg);
+    }
+    const std::string where = "command line: ";
+    if (isSection(key))
+      return Status::error(where + "--" + key + ": give the keys of the block themselves "
+                                                "(--tensor_model_parallel_size 2)");
+    if (Status s = reader.apply(key, Given{value, where}, where); !s)
+      return s;
+  }
+  return reader.finish();
+}
+
+bool isTrainConfigFile(const std::string &path) {
+  ParallelConfig parallel;
+  OptimizerConfig optimizer;
+  if (loadParallelConfigYaml(path, parallel, optimizer)) // Megatron-Core's reader takes it
+    return false;
+  try {
+    YAML::Node root = YAML::LoadFile(path);
+    if (!root.IsMap())
+      return false;
+    for (const auto &entry : root) {
+      if (!entry.first.IsScalar())
+        continue;
+      const std::string key = entry.first.Scalar();
+      const trainkeys::Key *k = trainkeys::find(key);
+      if (isSection(key) || (k && k->origin != trainkeys::Origin::Megatron))
+        return true;
+    }
+  } catch (const YAML::Exception &) {
+  }
+  return false;
+}
+
+namespace {
+
+/// Whether a command-line word starts an override (`--key`, `key=value`)
+/// rather than being the value of the `--flag` before it.
+bool isKeyWord(const std::string &word) {
+  if (word.rfind("--", 0) == 0)
+    return true;
+  size_t eq = word.find('=');
+  if (eq == std::string::npos || eq == 0)
+    return false;
+  return std::all_of(word.begin(), word.begin() + eq,
+                     [](char c) { return std::isalnum((unsigned char)c) || c == '_' || c == '.'; });
+}
+
+} // namespace
+
+Expected<std::vector<std::pair<std::string, std::string>>>
+parseOverrides(const std::vector<std::string> &args) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string &a = args[i];
+    if (a.rfind("--", 0) == 0 && a.size() > 2) {
+      std::string body = a.substr(2);
+      if (size_t eq = body.find('='); eq != std::string::npos) {
+        out.push_back({body.substr(0, eq), body.substr(eq + 1)});
+      } else if (i + 1 < args.size() && !isKeyWord(args[i + 1])) {
+        out.push_back({body, args[++i]});
+      } else {
+        out.push_back({body, "true"}); // HfArgumentParser: a bare boolean flag
+      }
+    } else if (size_t eq = a.find('='); eq != std::string::npos && eq > 0 && a[0] != '-') {
+      out.push_back({a.substr(0, eq), a.substr(eq + 1)});
+    } else {
+      return Status::error("command line: '" + a + "' is not an override; write --key value, "
+                           "--key=value or key=value");
+    }
+  }
+  return out;
+}
+
+int64_t TrainConfig::dataParallelSize() const {
+  const ParallelConfig &p = parallel;
+  if (p.dp > 0)
+    return p.dp;
+  int64_t modelParallel = p.tp * p.pp * p.cp * p.ep;
+  if (p.worldSize > 0 && modelParallel > 0 && p.worldSize % modelParallel == 0)
+    return p.worldSize / modelParallel;
+  return 1;
+}
+
+ParallelConfig TrainConfig::layout() const {
+  ParallelConfig p = parallel;
+  p.microBatch = perDeviceTrainBatchSize;
+  p.seq = cutoffLen;
+  p.globalBatch = globalBatchSize();
+  return p;
+}
+
+Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetSamples) const {
+  OptimizerConfig o;
+  o.lr = learningRate;
+  o.weightDecay = weightDecay;
+  o.beta1 = adamBeta1;
+  o.beta2 = adamBeta2;
+  o.eps = adamEpsilon;
+  o.clipGrad = maxGradNorm;
+  if (maxSteps > 0) {
+    o.trainSteps = maxSteps;
+  } else {
+    if (!datasetSamples)
+      return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
+                           ") needs the dataset's size, known once the data is prepared: "
+                           "`mtc train` computes it; give max_steps to compile a plan alone");
+    int64_t perEpoch = std::max<int64_t>(1, *datasetSamples / globalBatchSize());
+    o.trainSteps = int64_t(std::ceil(numTrainEpochs * double(perEpoch)));
+    if (o.trainSteps < 1)
+      return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
+                           ") gives no optimizer step; give more epochs or max_steps");
+  }
+  o.warmupSteps = warmupSteps > 0 ? warmupSteps
+                                  : int64_t(std::ceil(warmupRatio * double(o.trainSteps)));
+  o.decaySteps = o.trainSteps;
+  o.decayStyle = "hf_" + lrSchedulerType;
+  if (lrSchedulerType == "constant")
+    o.warmupSteps = 0; // transformers' get_constant_schedule ignores warm-up
+  if (lrSchedulerType == "cosine_with_min_lr") {
+    if (minLr.has_value() == minLrRate.has_value())
+      return Status::error("lr_scheduler_type cosine_with_min_lr needs exactly one of "
+                           "lr_scheduler_kwargs.min_lr and lr_scheduler_kwargs.min_lr_rate");
+    o.minLr = minLr ? *minLr : *minLrRate * learningRate;
+  } else if (minLr || minLrRate) {
+    return Status::error("lr_scheduler_kwargs (min_lr, min_lr_rate) apply to "
+                         "cosine_with_min_lr only, lr_scheduler_type is " + lrSchedulerType);
+  }
+  if (o.warmupSteps > o.decaySteps)
+    o.warmupSteps = o.decaySteps; // transformers warms up for the whole run then
+  if (Status s = o.validate(); !s)
+    return s;
+  return o;
+}
+
+std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
+  std::ostringstream os;
+  int64_t dp = dataParallelSize();
+  os << "global batch: per_device_train_batch_size (" << perDeviceTrainBatchSize
+     << ") x gradient_accumulation_steps (" << gradientAccumulationSteps << ") x dp (" << dp
+     << ") = " << countOf(globalBatchSize(), "sample") << " of cutoff_len " << cutoffLen
+     << " tokens\n";
+  os << "dp: " << dp
+     << (parallel.dp > 0          ? " (given)"
+         : parallel.worldSize > 0 ? " (world size / (tp x pp x cp x ep))"
+                                  : " (one model replica: no world size given)")
+     << "\n";
+  if (maxSteps > 0)
+    os << "steps: max_steps = " << maxSteps << "\n";
+  else if (datasetSamples)
+    os << "steps: num_train_epochs " << numTrainEpochs << " x " << *datasetSamples
+       << " samples / global batch\n";
+  else
+    os << "steps: num_train_epochs " << numTrainEpochs
+       << " (the step count needs the prepared data: `mtc train` computes it)\n";
+  os << "schedule: transformers' " << lrSchedulerType << ", peak learning_rate "
+     << learningRate << "\n";
+  for (const std::string &note : alwaysDone)
+    os << "accepted: " << note << "\n";
+  return os.str();
+}
+
+} // namespace mt

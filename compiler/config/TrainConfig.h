@@ -1,0 +1,114 @@
+// TrainConfig: the front-end for LLaMA-Factory-style training YAML (its
+// own keys, MCoreAdapter's Megatron keys, and Trinity-RFT's `megatron:`
+// block), mapped onto mtc's parallel layout and optimizer schedule.
+#ifndef MT_COMPILER_CONFIG_TRAINCONFIG_H
+#define MT_COMPILER_CONFIG_TRAINCONFIG_H
+
+#include "compiler/config/ParallelConfig.h"
+#include "runtime/support/Status.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mt {
+
+/// A training run as LLaMA-Factory's keys describe it (defaults are
+/// transformers' TrainingArguments' and LLaMA-Factory's). Megatron keys
+/// land in `parallel`.
+struct TrainConfig {
+  // Model and data (LLaMA-Factory's ModelArguments / DataArguments).
+  std::string modelNameOrPath;   // a local Hugging Face model directory
+  std::string stage = "sft";     // "sft" or "pt"
+  std::string dataset;           // comma-separated names (dataset_info.json) or files
+  std::string datasetDir = "data";
+  std::string chatTemplate;      // `template`
+  int64_t cutoffLen = 2048;      // tokens per sample: the plan's sequence length
+  int64_t maxSamples = 0;        // 0: all
+  bool packing = false, trainOnPrompt = false, maskHistory = false;
+  // Outputs.
+  std::string outputDir;
+  bool overwriteOutputDir = false;
+  int64_t loggingSteps = 500, saveSteps = 500, saveTotalLimit = 0; // 0: keep all
+  std::string resumeFromCheckpoint; // "": none, "true": the newest in output_dir
+  // Batch and schedule (transformers' TrainingArguments).
+  int64_t perDeviceTrainBatchSize = 8, gradientAccumulationSteps = 1;
+  double numTrainEpochs = 3.0;
+  int64_t maxSteps = -1; // > 0 overrides num_train_epochs
+  double learningRate = 5e-5;
+  std::string lrSchedulerType = "linear";
+  std::optional<double> minLr, minLrRate; // lr_scheduler_kwargs (cosine_with_min_lr)
+  double warmupRatio = 0.0;
+  int64_t warmupSteps = 0;
+  double weightDecay = 0.0, adamBeta1 = 0.9, adamBeta2 = 0.999, adamEpsilon = 1e-8;
+  double maxGradNorm = 1.0;
+  bool bf16 = false, fp16 = false;
+  uint64_t seed = 42;
+  // Trinity-RFT: mtc's own checkpoints (reshardable) as the start and target.
+  bool useDistCheckpointing = false;
+  std::string distCheckpointingPath;
+  /// The Megatron keys (tensor_model_parallel_size, ...).
+  ParallelConfig parallel;
+  /// "key: why" for every key given that names what mtc always does, for
+  /// --explain.
+  std::vector<std::string> alwaysDone;
+  /// Where each given key was set ("file:line:col" or "command line"),
+  /// in order, for --explain.
+  std::vector<std::pair<std::string, std::string>> givenAt;
+
+  /// The data-parallel size the run will have: parallel.dp if given, else
+  /// world size / (tp x pp x cp x ep), else 1.
+  int64_t dataParallelSize() const;
+  /// per_device_train_batch_size x gradient_accumulation_steps x dp.
+  int64_t globalBatchSize() const { return perDeviceTrainBatchSize * gradientAccumulationSteps * dataParallelSize(); }
+
+  /// The parallel layout to compile: `parallel` with micro_batch_size =
+  /// per_device_train_batch_size, seq_length = cutoff_len and the global
+  /// batch above.
+  ParallelConfig layout() const;
+
+  /// The optimizer and schedule of transformers' Trainer: train_steps =
+  /// max_steps, or ceil(num_train_epochs x max(1, samples / global batch))
+  /// (transformers' Trainer: num_update_steps_per_epoch; mtc drops a last
+  /// partial batch); warmup = warmup_steps, or ceil(warmup_ratio x steps)
+  /// (TrainingArguments.get_warmup_steps); lr_scheduler_type becomes
+  /// the "hf_"-prefixed style of mt.lr_schedule. `datasetSamples` is the
+  /// prepared data's sample count; without it, epochs are an error that
+  /// says so.
+  Expected<OptimizerConfig> optimizer(std::optional<int64_t> datasetSamples) const;
+
+  /// Lines for `--explain`: the global batch with the dp used, the steps,
+  /// and the keys that name what mtc always does.
+  std::string explain(std::optional<int64_t> datasetSamples) const;
+};
+
+/// Reads `path` (a LLaMA-Factory YAML; a `megatron:` mapping and its
+/// `override_transformer_config:` may appear in it) into `config`, then
+/// applies `overrides` (key, value text) in order, as the command line
+/// gives them. Errors name the key, and the file:line:col (or "command
+/// line"): an unknown key with the nearest known one, a wrong type or value
+/// with what is valid, a key mtc cannot honour yet with the reason and the
+/// issue that brings it.
+Status loadTrainConfig(const std::string &path,
+                       const std::vector<std::pair<std::string, std::string>> &overrides,
+                       TrainConfig &config);
+
+/// True when the YAML file at `path` uses keys of the training front-end
+/// that Megatron-Core's option file has no name for (model_name_or_path,
+/// per_device_train_batch_size, `megatron:`, ...): `mtc compile --config`
+/// reads it with loadTrainConfig. False also when it cannot be read (the
+/// Megatron-Core reader then says why).
+bool isTrainConfigFile(const std::string &path);
+
+/// Splits LLaMA-Factory-style command-line overrides: `--key value`,
+/// `--key=value`, `key=value`, and a bare `--flag` (followed by nothing or
+/// another `--` word) meaning true. An argument of another form is an
+/// error naming it.
+Expected<std::vector<std::pair<std::string, std::string>>>
+parseOverrides(const std::vector<std::string> &args);
+
+} // namespace mt
+
+#endif // MT_COMPILER_CONFIG_TRAINCONFIG_H

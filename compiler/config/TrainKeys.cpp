@@ -1,0 +1,368 @@
+// The key table of the training front-end: LLaMA-Factory's keys,
+// MCoreAdapter's Megatron keys and Trinity-RFT's `megatron:` block.
+#include "compiler/config/TrainKeys.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <map>
+#include <optional>
+
+namespace mt::trainkeys {
+namespace {
+
+Status typeError(const Given &g, const char *key, const char *expected) {
+  std::string got = g.node.IsScalar() ? "'" + g.node.Scalar() + "'"
+                    : g.node.IsNull() ? "null"
+                    : g.node.IsSequence() ? "a list" : "a mapping";
+  return Status::error(g.where + key + ": expected " + expected + ", got " + got);
+}
+
+/// Reads a scalar by its type whatever its YAML spelling (True/yes, 3e-6).
+template <typename T> Status read(const Given &g, const char *key, const char *expected, T &out) {
+  try {
+    if (g.node.IsScalar()) {
+      out = g.node.as<T>();
+      return Status::ok();
+    }
+  } catch (const YAML::Exception &) {
+  }
+  return typeError(g, key, expected);
+}
+
+using Setter = std::function<Status(TrainConfig &, const Given &)>;
+
+Setter boolean(const char *key, bool TrainConfig::*field) {
+  return [=](TrainConfig &c, const Given &g) { return read(g, key, "true or false", c.*field); };
+}
+Setter text(const char *key, std::string TrainConfig::*field) {
+  return [=](TrainConfig &c, const Given &g) { return read(g, key, "a string", c.*field); };
+}
+Setter number(const char *key, double TrainConfig::*field, double min) {
+  return [=](TrainConfig &c, const Given &g) {
+    if (Status s = read(g, key, "a number", c.*field); !s)
+      return s;
+    if (!(c.*field >= min) || !std::isfinite(c.*field))
+      return Status::error(g.where + key + ": must be a finite number >= " +
+                           std::to_string(min) + ", got " + g.node.Scalar());
+    return Status::ok();
+  };
+}
+/// An integer >= `min`; `nullable`: null reads as `ifNull`.
+Setter integer(const char *key, int64_t TrainConfig::*field, int64_t min,
+               std::optional<int64_t> ifNull = std::nullopt) {
+  return [=](TrainConfig &c, const Given &g) {
+    if (ifNull && g.node.IsNull()) {
+      c.*field = *ifNull;
+      return Status::ok();
+    }
+    if (Status s = read(g, key, "an integer", c.*field); !s)
+      return s;
+    if (c.*field < min)
+      return Status::error(g.where + key + ": must be >= " + std::to_string(min) + ", got " +
+                           g.node.Scalar());
+    return Status::ok();
+  };
+}
+Setter layout(const char *key, int64_t ParallelConfig::*field, int64_t min,
+              bool nullable = false) {
+  return [=](TrainConfig &c, const Given &g) {
+    if (nullable && g.node.IsNull()) {
+      c.parallel.*field = 0;
+      return Status::ok();
+    }
+    if (Status s = read(g, key, "an integer", c.parallel.*field); !s)
+      return s;
+    if (c.parallel.*field < min)
+      return Status::error(g.where + key + ": must be >= " + std::to_string(min) + ", got " +
+                           g.node.Scalar());
+    return Status::ok();
+  };
+}
+/// A string that must be one of `values`.
+Setter oneOf(const char *key, std::string TrainConfig::*field, std::vector<std::string> values) {
+  return [=](TrainConfig &c, const Given &g) {
+    std::string v;
+    if (Status s = read(g, key, "a string", v); !s)
+      return s;
+    std::string list;
+    for (const std::string &ok : values) {
+      if (v == ok) {
+        c.*field = v;
+        return Status::ok();
+      }
+      list += (list.empty() ? "" : ", ") + ok;
+    }
+    return Status::error(g.where + key + ": must be one of " + list + ", got '" + v + "'");
+  };
+}
+
+/// resume_from_checkpoint: a path, true (the newest checkpoint-N in
+/// output_dir), or false/null (none), as LLaMA-Factory reads it.
+Status resumeFrom(TrainConfig &c, const Given &g) {
+  if (g.node.IsNull())
+    return c.resumeFromCheckpoint.clear(), Status::ok();
+  bool flag = false;
+  if (g.node.IsScalar() && YAML::convert<bool>::decode(g.node, flag)) {
+    c.resumeFromCheckpoint = flag ? "true" : "";
+    return Status::ok();
+  }
+  return read(g, "resume_from_checkpoint", "a checkpoint directory, true or false",
+              c.resumeFromCheckpoint);
+}
+
+/// lr_scheduler_kwargs: only min_lr / min_lr_rate (cosine_with_min_lr's).
+Status schedulerKwargs(TrainConfig &c, const Given &g) {
+  if (g.node.IsNull())
+    return Status::ok();
+  if (!g.node.IsMap())
+    return typeError(g, "lr_scheduler_kwargs", "a mapping (min_lr or min_lr_rate)");
+  for (const auto &entry : g.node) {
+    std::string name = entry.first.Scalar();
+    Given value{entry.second, g.where};
+    double v = 0;
+    std::string full = "lr_scheduler_kwargs." + name;
+    if (name != "min_lr" && name != "min_lr_rate")
+      return Status::error(g.where + full + ": unknown; cosine_with_min_lr takes min_lr or "
+                                            "min_lr_rate (transformers' get_scheduler)");
+    if (Status s = read(value, full.c_str(), "a number", v); !s)
+      return s;
+    if (!(v >= 0) || !std::isfinite(v))
+      return Status::error(g.where + full + ": must be a finite number >= 0, got " +
+                           entry.second.Scalar());
+    (name == "min_lr" ? c.minLr : c.minLrRate) = v;
+  }
+  return Status::ok();
+}
+
+/// micro_batch_size (Megatron's name) is per_device_train_batch_size.
+Status microBatch(TrainConfig &c, const Given &g) {
+  return integer("micro_batch_size", &TrainConfig::perDeviceTrainBatchSize, 1)(c, g);
+}
+
+const char *kMultimodal = "multimodal models (Qwen2-VL and others) are not supported by mtc";
+
+// Each table's entries: {name, kind, origin, meaning, accepted values,
+// issue, setter}.
+#define MT_KEY_TABLE_PROLOGUE                                                                      \
+  using enum Kind;                                                                                 \
+  using enum Origin;                                                                               \
+  using T = TrainConfig;                                                                           \
+  using P = ParallelConfig;                                                                        \
+  const char *off = "false";                                                                       \
+  (void)off
+
+/// LLaMA-Factory's model, data and output keys.
+std::vector<Key> llamaFactoryDataKeys() {
+  MT_KEY_TABLE_PROLOGUE;
+  return {
+      // LLaMA-Factory: model and data.
+      {"model_name_or_path", Honoured, LlamaFactory, "the local Hugging Face model directory "
+       "(config.json, *.safetensors, tokenizer files)", {}, "", text("model_name_or_path", &T::modelNameOrPath)},
+      {"do_train", Refused, LlamaFactory, "mtc train only trains (no evaluation or prediction)", {"true"}},
+      {"stage", Honoured, LlamaFactory, "sft (chat fine-tuning) or pt (language modelling); rm, "
+       "ppo, dpo and kto are not supported", {}, "", oneOf("stage", &T::stage, {"sft", "pt"})},
+      {"finetuning_type", Refused, LlamaFactory, "only full fine-tuning (no LoRA, no freeze)", {"full"}},
+      {"dataset", Honoured, LlamaFactory, "datasets (comma-separated) of dataset_info.json, or files "
+       "in dataset_dir", {}, "", text("dataset", &T::dataset)},
+      {"dataset_dir", Honoured, LlamaFactory, "where dataset_info.json and the data are", {}, "",
+       text("dataset_dir", &T::datasetDir)},
+      {"template", Honoured, LlamaFactory, "the chat template of sft data", {}, "",
+       text("template", &T::chatTemplate)},
+      {"cutoff_len", Honoured, LlamaFactory, "tokens per sample: the plan's seq_length", {}, "",
+       integer("cutoff_len", &T::cutoffLen, 1)},
+      {"max_samples", Honoured, LlamaFactory, "at most this many samples per dataset", {}, "",
+       integer("max_samples", &T::maxSamples, 1, 0)},
+      {"packing", Honoured, LlamaFactory, "concatenate samples into cutoff_len rows", {}, "",
+       boolean("packing", &T::packing)},
+      {"neat_packing", Refused, LlamaFactory, "packing with attention confined to each sample "
+       "needs variable-length attention", {off}, "issue 15 (item 4)"},
+      {"train_on_prompt", Honoured, LlamaFactory, "the loss also covers the prompts", {}, "",
+       boolean("train_on_prompt", &T::trainOnPrompt)},
+      {"mask_history", Honoured, LlamaFactory, "the loss covers the last turn only", {}, "",
+       boolean("mask_history", &T::maskHistory)},
+      {"preprocessing_num_workers", AlwaysDone, LlamaFactory, "data preparation is deterministic "
+       "whatever the worker count; mtc chooses its own"},
+  };
+}
+
+/// transformers' output, batch and schedule keys, and the multimodal ones.
+std::vector<Key> trainingArgumentKeys() {
+  MT_KEY_TABLE_PROLOGUE;
+  return {
+      // LLaMA-Factory / transformers: outputs.
+      {"output_dir", Honoured, LlamaFactory, "checkpoint-N directories, the final model and logs",
+       {}, "", text("output_dir", &T::outputDir)},
+      {"overwrite_output_dir", Honoured, LlamaFactory, "output_dir may hold an earlier run", {}, "",
+       boolean("overwrite_output_dir", &T::overwriteOutputDir)},
+      {"logging_steps", Honoured, LlamaFactory, "log_history entries every N steps", {}, "",
+       integer("logging_steps", &T::loggingSteps, 1)},
+      {"save_steps", Honoured, LlamaFactory, "a checkpoint-N every N steps", {}, "",
+       integer("save_steps", &T::saveSteps, 1)},
+      {"save_total_limit", Honoured, LlamaFactory, "keep the newest N checkpoints", {}, "",
+       integer("save_total_limit", &T::saveTotalLimit, 1, 0)},
+      {"resume_from_checkpoint", Honoured, LlamaFactory, "continue from a checkpoint (true: the "
+       "newest in output_dir)", {}, "", resumeFrom},
+      {"plot_loss", AlwaysDone, LlamaFactory, "training_loss.svg is always drawn"},
+      {"report_to", Refused, LlamaFactory, "experiment trackers; mtc logs to trainer_log.jsonl",
+       {"none", "null"}},
+      {"trust_remote_code", AlwaysDone, LlamaFactory, "mtc reads config.json itself and runs no "
+       "model code"},
+      {"use_mca", AlwaysDone, LlamaFactory, "mtc is the Megatron-Core path"},
+      // Batch, optimizer and schedule (transformers' TrainingArguments).
+      {"per_device_train_batch_size", Honoured, LlamaFactory, "micro-batch size", {}, "",
+       integer("per_device_train_batch_size", &T::perDeviceTrainBatchSize, 1)},
+      {"gradient_accumulation_steps", Honoured, LlamaFactory, "micro-batches per step and "
+       "data-parallel rank", {}, "", integer("gradient_accumulation_steps", &T::gradientAccumulationSteps, 1)},
+      {"num_train_epochs", Honoured, LlamaFactory, "passes over the prepared data (unless max_steps)",
+       {}, "", number("num_train_epochs", &T::numTrainEpochs, 0)},
+      {"max_steps", Honoured, LlamaFactory, "optimizer steps (> 0: overrides num_train_epochs)", {},
+       "", integer("max_steps", &T::maxSteps, -1)},
+      {"learning_rate", Honoured, LlamaFactory, "peak learning rate", {}, "",
+       number("learning_rate", &T::learningRate, 0)},
+      {"lr_scheduler_type", Honoured, LlamaFactory, "transformers' schedule of that name", {}, "",
+       oneOf("lr_scheduler_type", &T::lrSchedulerType,
+             {"constant", "constant_with_warmup", "linear", "cosine", "cosine_with_min_lr"})},
+      {"lr_scheduler_kwargs", Honoured, LlamaFactory, "min_lr or min_lr_rate of cosine_with_min_lr",
+       {}, "", schedulerKwargs},
+      {"warmup_ratio", Honoured, LlamaFactory, "warm-up steps as a fraction of the steps", {}, "",
+       number("warmup_ratio", &T::warmupRatio, 0)},
+      {"warmup_steps", Honoured, LlamaFactory, "warm-up steps (> 0: overrides warmup_ratio)", {}, "",
+       integer("warmup_steps", &T::warmupSteps, 0)},
+      {"weight_decay", Honoured, Megatron, "AdamW weight decay", {}, "",
+       number("weight_decay", &T::weightDecay, 0)},
+      {"adam_beta1", Honoured, Megatron, "AdamW beta1", {}, "", number("adam_beta1", &T::adamBeta1, 0)},
+      {"adam_beta2", Honoured, Megatron, "AdamW beta2", {}, "", number("adam_beta2", &T::adamBeta2, 0)},
+      {"adam_epsilon", Honoured, LlamaFactory, "AdamW epsilon", {}, "",
+       number("adam_epsilon", &T::adamEpsilon, 0)},
+      {"max_grad_norm", Honoured, LlamaFactory, "gradient clipping norm (0: off)", {}, "",
+       number("max_grad_norm", &T::maxGradNorm, 0)},
+      {"bf16", Honoured, Megatron, "true: the CUDA backend where a GPU is visible (bf16 "
+       "compute, fp32 master weights); false: the CPU backend in fp32", {}, "", boolean("bf16", &T::bf16)},
+      {"fp16", Refused, LlamaFactory, "fp16 with loss scaling is not implemented; use bf16", {off}},
+      {"seed", Honoured, LlamaFactory, "seed of the data order (and of new weights)", {}, "",
+       [](TrainConfig &c, const Given &g) { return read(g, "seed", "an integer >= 0", c.seed); }},
+      // Multimodal keys (qwen2_vl_full.yaml).
+      {"image_max_pixels", Refused, LlamaFactory, kMultimodal},
+      {"image_min_pixels", Refused, LlamaFactory, kMultimodal},
+      {"video_max_pixels", Refused, LlamaFactory, kMultimodal},
+      {"video_min_pixels", Refused, LlamaFactory, kMultimodal},
+      {"video_fps", Refused, LlamaFactory, kMultimodal},
+      {"video_maxlen", Refused, LlamaFactory, kMultimodal},
+      {"media_dir", Refused, LlamaFactory, kMultimodal},
+      {"freeze_vision_tower", Refused, LlamaFactory, kMultimodal},
+      {"freeze_multi_modal_projector", Refused, LlamaFactory, kMultimodal},
+      {"freeze_language_model", Refused, LlamaFactory, kMultimodal},
+  };
+}
+
+/// MCoreAdapter's Megatron keys and Trinity-RFT's megatron: block.
+std::vector<Key> megatronKeys() {
+  MT_KEY_TABLE_PROLOGUE;
+  return {
+      // Megatron / MCoreAdapter.
+      {"tensor_model_parallel_size", Honoured, Megatron, "tp", {}, "",
+       layout("tensor_model_parallel_size", &P::tp, 1)},
+      {"pipeline_model_parallel_size", Honoured, Megatron, "pp", {}, "",
+       layout("pipeline_model_parallel_size", &P::pp, 1)},
+      {"virtual_pipeline_model_parallel_size", Honoured, Megatron, "vpp (interleaved 1F1B)", {}, "",
+       layout("virtual_pipeline_model_parallel_size", &P::vpp, 1, true)},
+      {"sequence_parallel", Honoured, Megatron, "sequence parallelism over tp", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "sequence_parallel", "true or false", c.parallel.sequenceParallel);
+       }},
+      {"micro_batch_size", Honoured, Megatron, "per_device_train_batch_size", {}, "", microBatch},
+      {"expert_model_parallel_size", Refused, Megatron, "expert parallelism is not planned yet",
+       {"1"}, "issue 14"},
+      {"expert_tensor_parallel_size", Refused, Megatron, "expert tensor parallelism is not planned "
+       "yet", {"1", "null"}, "issue 14"},
+      {"context_parallel_size", Refused, Megatron, "context parallelism is not planned yet", {"1"},
+       "issue 18"},
+      {"moe_token_dispatcher_type", Refused, Megatron, "one rank holds every expert: no dispatch "
+       "until expert parallelism", {"alltoall"}, "issue 14"},
+      {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one mt.expert_ffn op"},
+      {"moe_shared_expert_overlap", Refused, Megatron, "overlapping shared experts with dispatch "
+       "needs expert parallelism", {off}, "issue 14"},
+      {"moe_aux_loss_coeff", Refused, Megatron, "the router's auxiliary loss is not computed yet",
+       {"0", "0.0", "null"}, "issue 14"},
+      {"moe_layer_recompute", Refused, Megatron, "activation recompute is not planned yet", {off},
+       "issue 16"},
+      {"recompute_granularity", Refused, Megatron, "activation recompute is not planned yet",
+       {"null"}, "issue 16"},
+      {"recompute_method", Refused, Megatron, "activation recompute is not planned yet", {"null"},
+       "issue 16"},
+      {"recompute_num_layers", Refused, Megatron, "activation recompute is not planned yet",
+       {"null"}, "issue 16"},
+      {"recompute_modules", Refused, Megatron, "activation recompute is not planned yet", {"null"},
+       "issue 16"},
+      {"use_distributed_optimizer", Refused, Megatron, "the distributed optimizer is not planned "
+       "yet", {off}, "issue 16"},
+      {"overlap_grad_reduce", Refused, Megatron, "bucketed reduce-scatter behind backward comes "
+       "with the distributed optimizer", {off}, "issue 16"},
+      {"overlap_param_gather", Refused, Megatron, "parameter all-gather behind forward comes with "
+       "the distributed optimizer", {off}, "issue 16"},
+      {"bias_activation_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they "
+       "see fit, with the same result"},
+      {"apply_rope_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they see "
+       "fit, with the same result"},
+      {"calculate_per_token_loss", Refused, Megatron, "the loss is the mean of each micro-batch's "
+       "token mean (Megatron's default); a per-token mean over the step is not implemented",
+       {off}, "issue 15"},
+      // Trinity-RFT's megatron: block.
+      {"param_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},
+      {"grad_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},
+      {"optimizer_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},
+      {"use_mbridge", AlwaysDone, Trinity, "mtc always reads and writes Hugging Face weights "
+       "itself (no mbridge, no conversion)"},
+      {"use_dist_checkpointing", Honoured, Trinity, "start from and save mtc's own checkpoints "
+       "(reshardable: they reload on another layout)", {}, "",
+       boolean("use_dist_checkpointing", &T::useDistCheckpointing)},
+      {"dist_checkpointing_path", Honoured, Trinity, "the directory of mtc's own checkpoint", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         if (g.node.IsNull())
+           return c.distCheckpointingPath.clear(), Status::ok();
+         return read(g, "dist_checkpointing_path", "a directory or null", c.distCheckpointingPath);
+       }},
+  };
+}
+
+#undef MT_KEY_TABLE_PROLOGUE
+
+std::vector<Key> buildKeys() {
+  std::vector<Key> all;
+  for (auto table : {llamaFactoryDataKeys, trainingArgumentKeys, megatronKeys})
+    for (Key &k : table())
+      all.push_back(std::move(k));
+  return all;
+}
+
+} // namespace
+
+const std::vector<Key> &keys() {
+  static const std::vector<Key> table = buildKeys();
+  return table;
+}
+
+const Key *find(const std::string &name) {
+  static const std::map<std::string, const Key *> byName = [] {
+    std::map<std::string, const Key *> m;
+    for (const Key &k : keys())
+      m[k.name] = &k;
+    return m;
+  }();
+  auto it = byName.find(name);
+  return it == byName.end() ? nullptr : it->second;
+}
+
+std::string canonical(const YAML::Node &node) {
+  if (node.IsNull())
+    return "null";
+  if (!node.IsScalar())
+    return node.IsSequence() ? "a list" : "a mapping";
+  bool flag = false;
+  if (YAML::convert<bool>::decode(node, flag))
+    return flag ? "true" : "false";
+  return node.Scalar();
+}
+
+} // namespace mt::trainkeys

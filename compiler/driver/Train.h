@@ -1,0 +1,70 @@
+// `mtc train CONFIG.yaml`: a LLaMA-Factory-style run from one file: the
+// model directory imported, the plan compiled for the YAML's layout, the
+// data prepared, and mtrun started on it (or, --prepare-only, all of it
+// written into a run directory for `mtrun` elsewhere).
+#ifndef MT_COMPILER_DRIVER_TRAIN_H
+#define MT_COMPILER_DRIVER_TRAIN_H
+
+#include "runtime/support/Status.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mt {
+
+struct TrainCommandOptions {
+  std::string configPath;                // the YAML ("" : keys from the command line only)
+  std::vector<std::string> overrideArgs; // --key value, --key=value, key=value
+  bool prepareOnly = false;              // write the run directory, do not train
+  std::string runDir;   // model.mlir, plan/, data.tokens, train.sh ("": output_dir/mtc-run)
+  bool explain = false; // print the layout, the batch and the schedule in words
+  uint64_t maxShardBytes = 5000000000; // save_pretrained's max_shard_size
+  std::string executable; // argv[0] of mtc: mtrun and mt-tokenize are found beside it
+};
+
+/// Runs the command; diagnostics go to stderr. Returns false on failure.
+bool trainCommand(const TrainCommandOptions &options);
+
+//===----------------------------------------------------------------------===//
+// The data step. The lead wires runtime/chat's preparation (chat templates,
+// LLaMA-Factory datasets, loss masks) in here; until then it handles
+// `stage: pt` only.
+//===----------------------------------------------------------------------===//
+
+/// The dataset keys of a run (LLaMA-Factory's DataArguments) and where the
+/// prepared data goes.
+struct DataRequest {
+  std::string modelDir;     // model_name_or_path: its tokenizer files
+  std::string stage;        // "pt" or "sft"
+  std::string dataset;      // comma-separated names of dataset_info.json, or files
+  std::string datasetDir;   // where dataset_info.json and the files are
+  std::string chatTemplate; // template (sft)
+  int64_t cutoffLen = 0;    // tokens per sample (the plan's seq_length)
+  int64_t maxSamples = 0;   // 0: all
+  bool packing = false, trainOnPrompt = false, maskHistory = false;
+  uint64_t seed = 0;
+  std::string outputPath;   // the prepared data file to write
+  std::string tokenizeTool; // mt-tokenize's path
+};
+
+/// The prepared data: a token file for mtrun --data, and the number of
+/// samples one epoch has (nullopt when not known: then num_train_epochs
+/// cannot set the step count and max_steps is needed).
+struct PreparedData {
+  std::string path;
+  std::optional<int64_t> samples;
+};
+
+/// stage pt: the one dataset (a name of dataset_dir/dataset_info.json whose
+/// file_name is used, or a file in dataset_dir, or a path) is either a
+/// token file (passed on as is) or text, tokenized byte-level (each byte
+/// one token; max_samples keeps the first max_samples x cutoff_len + 1
+/// bytes); samples = floor((tokens - 1) / cutoff_len), as runtime/io's
+/// Dataset packs them. stage sft: an error saying it is not wired yet.
+Expected<PreparedData> prepareTrainingData(const DataRequest &request);
+
+} // namespace mt
+
+#endif // MT_COMPILER_DRIVER_TRAIN_H

@@ -1,0 +1,190 @@
+// TrainConfig: the key table's three kinds, overrides, the global batch and
+// the schedule a LLaMA-Factory file implies.
+#include "compiler/config/TrainConfig.h"
+#include "compiler/config/TrainKeys.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace mt {
+namespace {
+
+/// Writes `text` to a fresh file in the test's temporary directory.
+std::string writeYaml(const std::string &name, const std::string &text) {
+  std::filesystem::path path = std::filesystem::path(testing::TempDir()) / name;
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+std::string errorOf(const std::string &text,
+                    const std::vector<std::pair<std::string, std::string>> &overrides = {}) {
+  TrainConfig c;
+  Status s = loadTrainConfig(writeYaml("error.yaml", text), overrides, c);
+  return s ? "" : s.message();
+}
+
+TEST(TrainConfig, ReadsLlamaFactoryKeysWithTheirTypes) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("lf.yaml", "stage: pt\ncutoff_len: 64\n"
+                                                   "learning_rate: 3e-6\nbf16: True\n"
+                                                   "save_total_limit: null\nseed: 7\n"
+                                                   "resume_from_checkpoint: true\n"),
+                              {}, c));
+  EXPECT_EQ(c.stage, "pt");
+  EXPECT_EQ(c.cutoffLen, 64);
+  EXPECT_DOUBLE_EQ(c.learningRate, 3e-6);
+  EXPECT_TRUE(c.bf16);
+  EXPECT_EQ(c.saveTotalLimit, 0);
+  EXPECT_EQ(c.seed, 7u);
+  EXPECT_EQ(c.resumeFromCheckpoint, "true");
+}
+
+TEST(TrainConfig, TypeErrorsNameKeyFileLineAndColumn) {
+  std::string e = errorOf("stage: pt\ncutoff_len: long\n");
+  EXPECT_NE(e.find("error.yaml:2:13: cutoff_len: expected an integer, got 'long'"), e.npos) << e;
+  e = errorOf("lr_scheduler_type: exponential\n");
+  EXPECT_NE(e.find(":1:20: lr_scheduler_type: must be one of constant, constant_with_warmup, "
+                   "linear, cosine, cosine_with_min_lr, got 'exponential'"),
+            e.npos)
+      << e;
+  e = errorOf("stage: dpo\n");
+  EXPECT_NE(e.find("stage: must be one of sft, pt, got 'dpo'"), e.npos) << e;
+}
+
+TEST(TrainConfig, UnknownKeySuggestsTheNearest) {
+  std::string e = errorOf("per_device_train_batch: 2\n");
+  EXPECT_NE(e.find("error.yaml:1:1: unknown key 'per_device_train_batch'; did you mean "
+                   "'per_device_train_batch_size'?"),
+            e.npos)
+      << e;
+  e = errorOf("", {{"gradient_acumulation_steps", "2"}});
+  EXPECT_NE(e.find("command line: unknown key 'gradient_acumulation_steps'; did you mean "
+                   "'gradient_accumulation_steps'?"),
+            e.npos)
+      << e;
+}
+
+TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
+  std::string e = errorOf("use_distributed_optimizer: true\nrecompute_granularity: full\n"
+                          "neat_packing: true\nimage_max_pixels: 262144\n");
+  EXPECT_NE(e.find("4 keys ask for"), e.npos) << e;
+  EXPECT_NE(e.find(":1:28: use_distributed_optimizer: true is not supported: the distributed "
+                   "optimizer is not planned yet; only false is (issue 16 brings it)"),
+            e.npos)
+      << e;
+  EXPECT_NE(e.find("recompute_granularity: full is not supported"), e.npos) << e;
+  EXPECT_NE(e.find("neat_packing: true is not supported"), e.npos) << e;
+  EXPECT_NE(e.find("image_max_pixels: 262144 is not supported: multimodal"), e.npos) << e;
+  // Their defaults are what mtc does, and --explain says so.
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "use_distributed_optimizer: false\n"
+                                                   "apply_rope_fusion: true\n"),
+                              {}, c));
+  ASSERT_EQ(c.alwaysDone.size(), 2u);
+  EXPECT_EQ(c.alwaysDone[0], "use_distributed_optimizer: false is what mtc does");
+  EXPECT_NE(c.alwaysDone[1].find("apply_rope_fusion: a speed choice"), std::string::npos);
+}
+
+TEST(TrainConfig, OverridesApplyAfterTheFileInOrder) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("o.yaml", "learning_rate: 3e-6\nmax_steps: 10\n"),
+                              {{"learning_rate", "1e-4"}, {"max_steps", "5"}, {"max_steps", "7"}},
+                              c));
+  EXPECT_DOUBLE_EQ(c.learningRate, 1e-4);
+  EXPECT_EQ(c.maxSteps, 7);
+}
+
+TEST(TrainConfig, ParsesLlamaFactoryCommandLineForms) {
+  auto o = parseOverrides({"--learning_rate", "1e-4", "--bf16", "max_steps=3", "--seed=9",
+                           "--packing"});
+  ASSERT_TRUE(o) << o.message();
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"learning_rate", "1e-4"}, {"bf16", "true"}, {"max_steps", "3"}, {"seed", "9"},
+      {"packing", "true"}};
+  EXPECT_EQ(*o, want);
+  auto bad = parseOverrides({"-x"});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.message().find("'-x' is not an override"), std::string::npos);
+}
+
+TEST(TrainConfig, TrinityMegatronBlockAndItsNesting) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("t.yaml", "megatron:\n"
+                                                  "  tensor_model_parallel_size: 2\n"
+                                                  "  use_mbridge: true\n"
+                                                  "  use_dist_checkpointing: true\n"
+                                                  "  dist_checkpointing_path: ckpt\n"
+                                                  "  override_transformer_config:\n"
+                                                  "    recompute_granularity: null\n"),
+                              {}, c));
+  EXPECT_EQ(c.parallel.tp, 2);
+  EXPECT_TRUE(c.useDistCheckpointing);
+  EXPECT_EQ(c.distCheckpointingPath, "ckpt");
+  std::string e = errorOf("megatron:\n  override_transformer_config:\n"
+                          "    recompute_granularity: full\n    recompute_method: uniform\n");
+  EXPECT_NE(e.find("error.yaml:3:28: recompute_granularity: full is not supported"), e.npos) << e;
+  EXPECT_NE(e.find("recompute_method: uniform is not supported"), e.npos) << e;
+  e = errorOf("megatron:\n  tensor_model_parallel_size: 2\n  tensor_model_parallel_size: 4\n");
+  EXPECT_NE(e.find("key 'megatron.tensor_model_parallel_size' is given twice"), e.npos) << e;
+}
+
+TEST(TrainConfig, GlobalBatchIsMicroTimesAccumulationTimesDp) {
+  TrainConfig c;
+  c.perDeviceTrainBatchSize = 4, c.gradientAccumulationSteps = 2;
+  c.parallel.tp = 2, c.parallel.pp = 2, c.parallel.worldSize = 16;
+  EXPECT_EQ(c.dataParallelSize(), 4);
+  EXPECT_EQ(c.globalBatchSize(), 32);
+  ParallelConfig p = c.layout();
+  EXPECT_EQ(p.microBatch, 4);
+  EXPECT_EQ(p.globalBatch, 32);
+  EXPECT_EQ(p.seq, c.cutoffLen);
+  EXPECT_NE(c.explain(std::nullopt).find("global batch: per_device_train_batch_size (4) x "
+                                         "gradient_accumulation_steps (2) x dp (4) = 32"),
+            std::string::npos);
+}
+
+TEST(TrainConfig, StepsFromEpochsNeedTheDatasetSize) {
+  TrainConfig c;
+  c.perDeviceTrainBatchSize = 2, c.gradientAccumulationSteps = 4; // global batch 8
+  c.numTrainEpochs = 2, c.warmupRatio = 0.1, c.lrSchedulerType = "cosine";
+  auto none = c.optimizer(std::nullopt);
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.message().find("num_train_epochs (2"), std::string::npos);
+  // 100 samples / 8 = 12 steps per epoch (a partial batch dropped), x 2;
+  // warm-up ceil(0.1 x 24) = 3 (TrainingArguments.get_warmup_steps).
+  auto o = c.optimizer(100);
+  ASSERT_TRUE(o) << o.message();
+  EXPECT_EQ(o->trainSteps, 24);
+  EXPECT_EQ(o->decaySteps, 24);
+  EXPECT_EQ(o->warmupSteps, 3);
+  EXPECT_EQ(o->decayStyle, "hf_cosine");
+  c.maxSteps = 5, c.warmupSteps = 2;
+  o = c.optimizer(std::nullopt);
+  ASSERT_TRUE(o) << o.message();
+  EXPECT_EQ(o->trainSteps, 5);
+  EXPECT_EQ(o->warmupSteps, 2);
+}
+
+TEST(TrainConfig, CosineWithMinLrTakesItsKwargs) {
+  TrainConfig c;
+  c.maxSteps = 10, c.learningRate = 1e-3, c.lrSchedulerType = "cosine_with_min_lr";
+  EXPECT_FALSE(c.optimizer(std::nullopt));
+  c.minLrRate = 0.1;
+  auto o = c.optimizer(std::nullopt);
+  ASSERT_TRUE(o) << o.message();
+  EXPECT_DOUBLE_EQ(o->minLr, 1e-4);
+  std::string e = errorOf("lr_scheduler_kwargs:\n  min_lr_ratio: 0.1\n");
+  EXPECT_NE(e.find("lr_scheduler_kwargs.min_lr_ratio: unknown"), e.npos) << e;
+}
+
+TEST(TrainConfig, TellsLlamaFactoryFilesFromMegatronOnes) {
+  EXPECT_TRUE(isTrainConfigFile(writeYaml("a.yaml", "tensor_model_parallel_size: 2\n"
+                                                    "model_name_or_path: m\n")));
+  EXPECT_TRUE(isTrainConfigFile(writeYaml("b.yaml", "megatron:\n  use_mbridge: true\n")));
+  EXPECT_FALSE(isTrainConfigFile(writeYaml("c.yaml", "tensor_model_parallel_size: 2\nlr: 1\n")));
+}
+
+} // namespace
+} // namespace mt
