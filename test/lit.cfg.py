@@ -11,3 +11,6 @@ config.test_exec_root = getattr(config, "mt_obj_root", config.test_source_root)
 for tools in (config.mt_tools_dir, config.llvm_tools_dir):
     config.environment["PATH"] = tools + os.pathsep + config.environment.get("PATH", os.environ["PATH"])
 config.substitutions.append(("%models", os.path.join(config.mt_source_dir, "models")))
+# The npm test references (tools/npm-references.sh), installed by the ctest
+# fixture text/references into the build directory.
+config.substitutions.append(("%npm", os.path.join(os.path.dirname(config.mt_tools_dir), "npm")))

@@ -61,12 +61,70 @@ bool isTokenFile(const std::string &path) {
 
 } // namespace
 
+namespace {
+
+/// Runs `argv` (argv[0] the program), its standard output into `outPath`;
+/// the error names `what`.
+Status runTool(llvm::ArrayRef<llvm::StringRef> argv, const std::string &outPath,
+               const std::string &what) {
+  std::string error;
+  std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(outPath),
+                                                std::nullopt};
+  int code = llvm::sys::ExecuteAndWait(argv[0], argv, std::nullopt, redirects, 0, 0, &error);
+  if (code != 0)
+    return fail(what + " with " + argv[0].str() + " failed (its error is above)" +
+                (error.empty() ? "" : ": " + error));
+  return Status::ok();
+}
+
+/// stage sft: mt-prepare-sft over dataset_info.json's datasets with the
+/// model's tokenizer; one epoch is the rows it wrote.
+Expected<PreparedData> prepareChatData(const DataRequest &r) {
+  if (r.dataset.empty())
+    return fail("dataset: not given; name datasets of " + r.datasetDir + "/dataset_info.json");
+  if (r.chatTemplate.empty())
+    return fail("template: not given; stage sft needs a chat template (e.g. qwen3_nothink)");
+  if (!fs::exists(fs::path(r.modelDir) / "tokenizer.json"))
+    return fail("model_name_or_path '" + r.modelDir + "' has no tokenizer.json: stage sft "
+                "tokenizes with the model's own tokenizer");
+  std::string cutoff = std::to_string(r.cutoffLen), seed = std::to_string(r.seed),
+              maxSamples = std::to_string(r.maxSamples);
+  llvm::SmallVector<llvm::StringRef> argv = {r.prepareSftTool, "--dataset-dir", r.datasetDir,
+                                             "--dataset", r.dataset, "--template",
+                                             r.chatTemplate, "--cutoff-len", cutoff, "--seed",
+                                             seed, "--tokenizer", r.modelDir, "-o",
+                                             r.outputPath, "--overwrite"};
+  if (r.maxSamples > 0)
+    argv.append({"--max-samples", maxSamples});
+  if (r.packing)
+    argv.push_back("--packing");
+  if (r.trainOnPrompt)
+    argv.push_back("--train-on-prompt");
+  if (r.maskHistory)
+    argv.push_back("--mask-history");
+  std::string summary = r.outputPath + ".summary";
+  if (Status s = runTool(argv, summary, "preparing dataset '" + r.dataset + "'"); !s)
+    return s;
+  std::ifstream in(summary);
+  std::stringstream text;
+  text << in.rdbuf();
+  fs::remove(summary);
+  // "PATH: N samples in R rows of ..." (tools/mt-prepare-sft).
+  const std::string line = text.str();
+  size_t at = line.find(" in ");
+  int64_t rows = at == std::string::npos ? 0 : std::atoll(line.c_str() + at + 4);
+  if (rows < 1)
+    return fail(r.prepareSftTool + " wrote no rows: " + line);
+  llvm::outs() << line;
+  llvm::outs().flush(); // before mtrun's output
+  return PreparedData{r.outputPath, rows};
+}
+
+} // namespace
+
 Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
   if (r.stage == "sft")
-    return fail("stage sft: preparing chat data (template " +
-                (r.chatTemplate.empty() ? std::string("unset") : r.chatTemplate) +
-                ", LLaMA-Factory datasets, loss masks) is not wired into mtc train yet "
-                "(issue 15 items 2-4); stage pt trains on text or a token file");
+    return prepareChatData(r);
   if (r.dataset.empty())
     return fail("dataset: not given; name a dataset of dataset_info.json or a text file");
   if (r.dataset.find(',') != std::string::npos)
@@ -161,11 +219,11 @@ std::string besideExecutable(const std::string &executable, const std::string &t
 
 /// mtrun's command line for the run.
 std::vector<std::string> mtrunCommand(const TrainConfig &c, const TrainCommandOptions &o,
-                                      const std::string &runDir, const std::string &resume,
-                                      int64_t worldSize) {
+                                      const std::string &runDir, const std::string &data,
+                                      const std::string &resume, int64_t worldSize) {
   std::vector<std::string> cmd = {besideExecutable(o.executable, "mtrun"),
                                   runDir + "/plan",
-                                  "--data", runDir + "/data.tokens",
+                                  "--data", data,
                                   "--seed", std::to_string(c.seed),
                                   "--hf-output", c.outputDir,
                                   "--save-steps", std::to_string(c.saveSteps),
@@ -247,8 +305,10 @@ bool trainCommand(const TrainCommandOptions &o) {
   // 1. The data (its size sets the steps of num_train_epochs).
   DataRequest data{c.modelNameOrPath, c.stage,     c.dataset,     c.datasetDir,
                    c.chatTemplate,    c.cutoffLen, c.maxSamples,  c.packing,
-                   c.trainOnPrompt,   c.maskHistory, c.seed,      runDir + "/data.tokens",
-                   besideExecutable(o.executable, "mt-tokenize")};
+                   c.trainOnPrompt,   c.maskHistory, c.seed,
+                   runDir + (c.stage == "sft" ? "/data.sft" : "/data.tokens"),
+                   besideExecutable(o.executable, "mt-tokenize"),
+                   besideExecutable(o.executable, "mt-prepare-sft")};
   auto prepared = prepareTrainingData(data);
   if (!prepared)
     return report(prepared.status());
@@ -276,7 +336,7 @@ bool trainCommand(const TrainCommandOptions &o) {
   // 3. mtrun, here or elsewhere.
   int64_t world = c.layout().worldSize ? c.layout().worldSize
                                        : c.dataParallelSize() * c.parallel.tp * c.parallel.pp;
-  std::vector<std::string> cmd = mtrunCommand(c, o, runDir, *resume, world);
+  std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, *resume, world);
   {
     std::ofstream script(runDir + "/train.sh");
     script << "#!/bin/sh\n# written by mtc train: the run of " << o.configPath << "\nexec "

@@ -47,6 +47,7 @@ struct DataRequest {
   uint64_t seed = 0;
   std::string outputPath;   // the prepared data file to write
   std::string tokenizeTool; // mt-tokenize's path
+  std::string prepareSftTool; // mt-prepare-sft's path
 };
 
 /// The prepared data: a token file for mtrun --data, and the number of
@@ -62,7 +63,9 @@ struct PreparedData {
 /// token file (passed on as is) or text, tokenized byte-level (each byte
 /// one token; max_samples keeps the first max_samples x cutoff_len + 1
 /// bytes); samples = floor((tokens - 1) / cutoff_len), as runtime/io's
-/// Dataset packs them. stage sft: an error saying it is not wired yet.
+/// Dataset packs them. stage sft: mt-prepare-sft with the model's own
+/// tokenizer (modelDir's tokenizer.json) and the request's LLaMA-Factory
+/// keys; samples = the rows it wrote (runtime/io/SftFile.h).
 Expected<PreparedData> prepareTrainingData(const DataRequest &request);
 
 } // namespace mt
