@@ -1,5 +1,6 @@
-// The compilation pipeline of a training step: freeze, partition,
-// autodiff, optimizer, cleanup, plan emission (numbered IR dumps on request).
+// The compilation pipeline of a training step: freeze, partition, autodiff,
+// optimizer, explicit collectives, cleanup, plan emission (numbered IR dumps
+// on request).
 #include "compiler/driver/Pipeline.h"
 
 #include "dialects/mt/MtDialect.h"
@@ -83,6 +84,10 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
     pipeline.push_back(createPartitionTensorParallel(tpOptions));
   pipeline.push_back(createAutodiff());
   pipeline.push_back(createBuildOptimizer(opt));
+  ExposeCollectivesOptions exposeOptions;
+  exposeOptions.tp = parallel.tp;
+  exposeOptions.pp = parallel.pp;
+  pipeline.push_back(createExposeCollectives(exposeOptions));
   pipeline.push_back(createCanonicalizerPass());
   if (!options.dumpDir.empty() && !dumpModule(module, options.dumpDir, "00-input"))
     return failure();

@@ -71,7 +71,7 @@ std::string opClass(const std::string &op) {
     return "norms";
   if (op.rfind("cross_entropy", 0) == 0)
     return "loss (cross-entropy)";
-  if (op == "global_norm" || op == "adamw" || op == "clip_coefficient" ||
+  if (op == "sum_squares" || op == "sqrt" || op == "adamw" || op == "clip_coefficient" ||
       op == "lr_schedule" || op == "check_finite")
     return "optimizer";
   if (op == "fill_zero")
@@ -199,7 +199,7 @@ Status CudaExecutor::lowerAll() {
     program.steps = std::move(*steps);
     for (const plan::Instruction &instr : p.instructions()) {
       for (uint32_t out : instr.outputs())
-        if (plan_.buffers(out).arena() == plan::OUTPUTS && instr.op() != "global_norm" &&
+        if (plan_.buffers(out).arena() == plan::OUTPUTS && instr.op() != "sqrt" &&
             instr.op() != "lr_schedule")
           program.deviceOutputs.push_back(out);
     }

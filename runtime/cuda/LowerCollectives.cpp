@@ -46,7 +46,7 @@ Status launchAllReduces(const AllReduceGroup &g, cudaStream_t stream) {
   });
 }
 
-/// An fp32 all_reduce (average: the mean) over the group of its axis.
+/// An fp32 all_reduce (sum, max or mean) over the group of its axis.
 void allReduce(Lowerer &L, const Attrs &a) {
   const float *in = L.f32In(0);
   float *out = L.f32Out(0);
@@ -66,7 +66,10 @@ void allReduce(Lowerer &L, const Attrs &a) {
     return L.fail("the group of axis '" + a.s("axis") +
                   "' is not an NCCL communicator (make the RankContext with "
                   "cuda::connectNccl)");
-  const comm::ReduceOp op = a.i("average") ? comm::ReduceOp::Avg : comm::ReduceOp::Sum;
+  const std::optional<comm::ReduceOp> kind = comm::reduceOpNamed(a.s("reduce"));
+  if (!kind)
+    return L.fail("all_reduce: reduce '" + a.s("reduce") + "' is not sum, max or mean");
+  const comm::ReduceOp op = *kind;
   if (auto *open = L.lastStepState<AllReduceGroup>(); open && open->comm == nccl && open->op == op) {
     open->add({in, out, n});
     return;
