@@ -47,16 +47,15 @@ Expected<CudaOptions> optionsFromEnvironment() {
 
 Status checkMeshSupported(const plan::Mesh &mesh) {
   std::string others;
-  for (auto [axis, size] : {std::pair<const char *, int64_t>{"tp", mesh.tp()},
-                            {"pp", mesh.pp()}, {"cp", mesh.cp()}, {"ep", mesh.ep()}})
+  for (auto [axis, size] : {std::pair<const char *, int64_t>{"pp", mesh.pp()},
+                            {"cp", mesh.cp()}, {"ep", mesh.ep()}})
     if (size > 1)
       others += (others.empty() ? "" : ", ") + std::string(axis) + "=" + std::to_string(size);
   if (others.empty())
     return Status::ok();
-  return Status::error("the CUDA backend runs data-parallel plans (dp) only for now; this plan "
-                       "has " + others + " (its vocab-parallel kernels, tensor-parallel "
-                       "collectives and pipeline transfers have no CUDA lowering yet): use "
-                       "--backend cpu");
+  return Status::error("the CUDA backend runs data- and tensor-parallel plans (dp, tp) only for "
+                       "now; this plan has " + others + " (pipeline transfers have no CUDA "
+                       "lowering yet): use --backend cpu");
 }
 
 namespace {
@@ -76,7 +75,7 @@ std::string opClass(const std::string &op) {
     return "optimizer";
   if (op == "fill_zero")
     return "zero-fills";
-  if (op == "all_reduce")
+  if (op == "all_reduce" || op == "all_gather" || op == "reduce_scatter")
     return "communication (NCCL)";
   return "element-wise (rotary, swiglu, add, embedding)";
 }

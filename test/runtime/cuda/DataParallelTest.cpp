@@ -3,7 +3,8 @@
 // averaged over dp by NCCL, and every step's loss (the mean over dp) is
 // held to the bf16 tolerance of test/Tolerances.h against the one-GPU run
 // of the same global batch, with the all-reduce in the optimizer and
-// overlapped with backward. The plans are compiled on a machine with the
+// overlapped with backward; the tp2 and tp2+sp plans of the demo model and
+// a tiny Qwen3 likewise. The plans are compiled on a machine with the
 // compiler (bench/gpu-dp.sh --prepare) into $MT_GPU_DATA/plans, the tokens
 // in $MT_GPU_DATA/corpus.bin.
 #include "runtime/comm/Launcher.h"
@@ -50,21 +51,23 @@ std::vector<double> losses(const std::string &metrics) {
   return out;
 }
 
-// One rank of the job that LossesMatchOneGpu starts; skipped when run alone.
+// One rank of the jobs that LossesMatchOneGpu start (the plan MT_TEST_PLAN,
+// default demo-dp2); skipped when run alone.
 TEST(DataParallel, RankOfTwoGpuJob) {
   if (!std::getenv("MT_RANK"))
     GTEST_SKIP() << "runs as a rank of DataParallel.LossesMatchOneGpu";
   const char *metrics = std::getenv("MT_TEST_DP_METRICS");
   ASSERT_TRUE(metrics) << "MT_TEST_DP_METRICS is set by DataParallel.LossesMatchOneGpu";
   std::ostringstream log;
-  auto summary = exec::train(options("demo-dp2", metrics), log);
+  const char *plan = std::getenv("MT_TEST_PLAN");
+  auto summary = exec::train(options(plan ? plan : "demo-dp2", metrics), log);
   ASSERT_TRUE(summary.isOk()) << summary.message() << "\n" << log.str();
   int device = -1;
   ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
   EXPECT_EQ(device, std::atoi(std::getenv("MT_LOCAL_RANK"))) << "each rank uses its own GPU";
 }
 
-/// The losses of a dp2 job of this test's RankOfTwoGpuJob; `environment`
+/// The losses of a two-GPU job of this test's RankOfTwoGpuJob; `environment`
 /// (name, value) reaches its ranks.
 std::vector<double> trainOnTwoGpus(const std::string &metrics,
                                    const std::vector<std::pair<std::string, std::string>> &environment) {
@@ -100,9 +103,9 @@ void expectSameTraining(const std::string &what, const std::vector<double> &got,
     }
   }
   const double first = std::fabs(got[0] - want[0]) / want[0];
-  cudatest::reportRow("train_step_loss(" + what + ")", "demo first step", first,
+  cudatest::reportRow("train_step_loss(" + what + ")", "first step", first,
                       tol::kBf16FirstStepLossRel, first <= tol::kBf16FirstStepLossRel);
-  cudatest::reportRow("train_step_loss(" + what + ")", "demo 20 steps", worst,
+  cudatest::reportRow("train_step_loss(" + what + ")", "20 steps", worst,
                       tol::kBf16TrainingLossRel, worst <= tol::kBf16TrainingLossRel);
   EXPECT_LE(first, tol::kBf16FirstStepLossRel) << what << " step 1: " << got[0] << " vs "
                                                << want[0];
@@ -136,15 +139,35 @@ TEST(DataParallel, LossesMatchOneGpu) {
   EXPECT_EQ(overlapped, reduced);
 }
 
-// Tensor parallelism has no CUDA lowering yet: refused before any rank
+// Tensor parallelism (with and without sequence parallelism) on two GPUs
+// against one GPU, from the same weights and data: the demo model and a
+// tiny Qwen3 (tied embeddings; its per-head q/k norms see local heads).
+TEST(TensorParallel, LossesMatchOneGpu) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-tp2";
+  for (const char *model : {"demo", "tiny-qwen3-hd64"}) {
+    std::ostringstream log;
+    auto one = exec::train(options(model, tmp + "-" + model + "-one.jsonl"), log);
+    ASSERT_TRUE(one.isOk()) << one.message() << "\n" << log.str();
+    const auto single = losses(tmp + "-" + model + "-one.jsonl");
+    for (const char *layout : {"-tp2", "-tp2-sp"}) {
+      const std::string plan = std::string(model) + layout;
+      ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
+      expectSameTraining(plan, trainOnTwoGpus(tmp + "-" + plan + ".jsonl", {{"MT_TEST_PLAN", plan}}),
+                         single);
+    }
+  }
+}
+
+// Pipeline parallelism has no CUDA lowering yet: refused before any rank
 // connects, naming the axis.
-TEST(DataParallel, TensorParallelPlansAreRefused) {
+TEST(DataParallel, PipelinePlansAreRefused) {
   ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must be set";
   std::ostringstream log;
-  auto summary = exec::train(options("demo-tp2", ""), log);
+  auto summary = exec::train(options("demo-pp2", ""), log);
   ASSERT_FALSE(summary.isOk());
-  EXPECT_NE(summary.message().find("the CUDA backend runs data-parallel plans (dp) only for "
-                                   "now; this plan has tp=2"),
+  EXPECT_NE(summary.message().find("the CUDA backend runs data- and tensor-parallel plans (dp, "
+                                   "tp) only for now; this plan has pp=2"),
             std::string::npos)
       << summary.message();
 }
