@@ -130,8 +130,8 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
 void ExposeCollectivesPass::runOnOperation() {
   ModuleOp module = getOperation();
   if (tp < 1 || pp < 1) {
-    module.emitError() << "mt-expose-collectives: tp (" << tp << ") and pp (" << pp
-                       << ") must be >= 1";
+    module.emitError() << "mt-expose-collectives: tp (" << int64_t(tp) << ") and pp ("
+                       << int64_t(pp) << ") must be >= 1";
     return signalPassFailure();
   }
   SmallVector<GlobalNormOp> norms;

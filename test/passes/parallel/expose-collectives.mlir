@@ -90,3 +90,12 @@ func.func @norm_over_dp(%w: tensor<4x4xf32>) -> tensor<f32> {
   %norm = mt.global_norm %w {replicated = array<i1: false>, sharded_axis = "dp"} : (tensor<4x4xf32>) -> tensor<f32>
   return %norm : tensor<f32>
 }
+
+// -----
+
+// Mesh sizes are checked before anything is rewritten.
+// RUN: not mtc-opt %s -split-input-file -mt-expose-collectives="tp=0" 2>&1 | FileCheck %s --check-prefix=SIZES
+// SIZES: error: mt-expose-collectives: tp (0) and pp (1) must be >= 1
+func.func @sizes() {
+  return
+}
