@@ -117,6 +117,8 @@ NcclCommunicator *groupOf(Lowerer &L, const Attrs &a, int64_t parts) {
 /// An all_reduce of a bf16 activation (the tensor-parallel sums), in place.
 void allReduceBf16(Lowerer &L, const Attrs &a, comm::ReduceOp op) {
   const CollectiveOperand in = operandOf(L, true, 0), out = operandOf(L, false, 0);
+  if (out.type != comm::DType::BF16)
+    return L.fail("all_reduce: a bf16 input needs a bf16 output");
   const size_t n = size_t(a.i("n"));
   const exec::RankContext *rank = L.resources().rank;
   auto *nccl = dynamic_cast<NcclCommunicator *>(rank ? rank->group(a.s("axis")) : nullptr);
