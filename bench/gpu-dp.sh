@@ -27,7 +27,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
   # The demo plans as tools/gpu-check.sh compiles them: one GPU (2 micro-
   # batches of 4) and dp2 (1 of 4 per rank): the same global batch of 8.
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$dir/mlir/demo.mlir"
-  for layout in "demo:" "demo-dp2:--dp 2" "demo-tp2:--tp 2"; do
+  for layout in "demo:" "demo-dp2:--dp 2" "demo-tp2:--tp 2" "demo-tp2-sp:--tp 2 --sp" \
+                "demo-pp2:--pp 2"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/demo.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
@@ -47,6 +48,14 @@ if [[ "${1:-}" == "--prepare" ]]; then
   for layout in "tiny-llama:" "tiny-llama-pp2:--pp 2"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-llama.mlir" ${layout#*:} --global-batch 8 --lr 1e-3 \
+      --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+  done
+  # A tiny Qwen3 as tools/gpu-check.sh compiles it, on one GPU and tp2 (+sp).
+  "$bin/mtc" import-hf test/runtime/cuda/configs/tiny-qwen3-hd64.json --seq 64 --micro-batch 2 \
+    -o "$dir/mlir/tiny-qwen3-hd64.mlir"
+  for layout in "tiny-qwen3-hd64:" "tiny-qwen3-hd64-tp2:--tp 2" "tiny-qwen3-hd64-tp2-sp:--tp 2 --sp"; do
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$dir/mlir/tiny-qwen3-hd64.mlir" ${layout#*:} --global-batch 4 --lr 1e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
   done
   "$bin/mtc" import-hf models/hf/llama3.2-1b.json --seq 2048 --micro-batch 4 -o "$dir/mlir/llama.mlir"

@@ -77,4 +77,30 @@ def PartitionTensorParallel : Pass<"mt-partition-tp", "::mlir::ModuleOp"> {
   ];
 }
 
+def ExposeCollectives : Pass<"mt-expose-collectives", "::mlir::ModuleOp"> {
+  let summary = "Splits ops that reduce over ranks into local ops and mt.all_reduce";
+  let description = [{
+    Runs after mt-partition-tp, mt-autodiff and mt-build-optimizer, so that
+    no kernel of the plan communicates inside itself:
+    - a vocab-parallel `mt.cross_entropy` becomes Megatron-Core's local
+      steps `mt.vocab_parallel_logits_max` -> `mt.all_reduce` (max) ->
+      `mt.vocab_parallel_predicted_logits` -> `mt.all_reduce` (sum) of the
+      label's logit and of the softmax denominator ->
+      `mt.cross_entropy_loss`; the `mt.cross_entropy_grad` of its logits
+      becomes `mt.vocab_parallel_cross_entropy_grad`, which reads the
+      forward's reduced rows and is local;
+    - `mt.global_norm` becomes `mt.sum_squares` (gradients replicated over
+      tp counting 1/tp each, hence once) -> `mt.all_reduce` (sum) over tp
+      when gradients are split on it, and over pp when `pp` > 1 (stages
+      hold disjoint parameters) -> `mt.sqrt`.
+    The vocab-parallel embedding is already a local masked lookup followed
+    by the partitioning's `mt.all_reduce`, and stays as it is.
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"tp", "tp", "int64_t", "1", "size of the tp mesh axis">,
+    Option<"pp", "pp", "int64_t", "1", "size of the pp mesh axis">,
+  ];
+}
+
 #endif // MT_PASSES_TD

@@ -265,15 +265,7 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
     return {{attrs.s("axis"), size(instr.outputs(0)), false}};
   if (op == "send")
     return {{"pp", size(instr.inputs(0)), false}};
-  std::vector<Collective> out;
-  if (std::string axis = attrs.s("vocab_parallel_axis");
-      op.rfind("cross_entropy", 0) == 0 && !axis.empty()) // max, sum of exp, label logit
-    out.push_back({axis, 3 * uint64_t(attrs.i("tokens")) * 4, true});
-  if (op == "global_norm") // the squared norm, over the shards and the stages
-    for (const char *key : {"sharded_axis", "pipeline_axis"})
-      if (std::string axis = attrs.s(key); !axis.empty())
-        out.push_back({axis, 4, true});
-  return out;
+  return {};
 }
 
 /// Ranks in the group of `axis`: a mesh axis, or the first and last stage
@@ -327,8 +319,7 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
   }
   os << "  (size: the full tensors, as nccl-tests counts them: an all-gather's output, a\n"
         "  reduce-scatter's input; sent per rank: what a ring sends, (n-1)/n of the size, twice\n"
-        "  that for an all-reduce; cross_entropy and global_norm all-reduce their row\n"
-        "  statistics and squared norms)\n";
+        "  that for an all-reduce)\n";
 }
 
 } // namespace

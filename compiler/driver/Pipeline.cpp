@@ -1,5 +1,6 @@
-// The compilation pipeline of a training step: freeze, partition,
-// autodiff, optimizer, cleanup, plan emission (numbered dumps on request).
+// The compilation pipeline of a training step: freeze, partition, autodiff,
+// optimizer, explicit collectives, cleanup, plan emission (numbered IR dumps
+// on request).
 #include "compiler/driver/Pipeline.h"
 
 #include "dialects/mt/MtDialect.h"
@@ -123,6 +124,10 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
     pipeline.push_back(createPartitionTensorParallel(tpOptions));
   pipeline.push_back(createAutodiff());
   pipeline.push_back(createBuildOptimizer(opt));
+  ExposeCollectivesOptions exposeOptions;
+  exposeOptions.tp = parallel.tp;
+  exposeOptions.pp = parallel.pp;
+  pipeline.push_back(createExposeCollectives(exposeOptions));
   pipeline.push_back(createCanonicalizerPass());
   for (std::unique_ptr<Pass> &pass : pipeline) {
     std::string phase = phaseName(*pass);

@@ -83,6 +83,12 @@ template <typename ExpertsLike> void expertAttrs(AttrWriter &w, ExpertsLike op) 
 } // namespace
 
 LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
+  if (isa<CrossEntropyOp, CrossEntropyGradOp>(op) && op->hasAttr("vocab_parallel_axis"))
+    return op->emitOpError() << "is vocab-parallel: mt-expose-collectives splits it into "
+                                "local ops and all-reduces before plan emission";
+  if (isa<GlobalNormOp>(op))
+    return op->emitOpError() << "reduces over ranks: mt-expose-collectives splits it into "
+                                "sum_squares, all-reduces and sqrt before plan emission";
   std::string name = op->getName().stripDialect().str();
   instr.set_op(name == "zeros" ? "fill_zero" : name);
   AttrWriter w(instr);
@@ -114,8 +120,7 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         return true;
       })
       .Case([&](AllReduceOp a) {
-        w.i("n", numel(a.getInput())).s("axis", a.getAxis())
-            .i("average", a.getAverage() ? 1 : 0);
+        w.i("n", numel(a.getInput())).s("axis", a.getAxis()).s("reduce", a.getReduce());
         return true;
       })
       .Case([&](LinearOp l) {
@@ -162,22 +167,31 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       .Case<CrossEntropyOp, CrossEntropyGradOp>([&](auto c) {
         Value logits = c.getLogits();
         w.i("tokens", numel(logits) / dim(logits, -1)).i("vocab", dim(logits, -1));
-        if (auto axis = c.getVocabParallelAxis())
-          w.s("vocab_parallel_axis", *axis);
+        return true;
+      })
+      .Case<VocabParallelLogitsMaxOp, VocabParallelPredictedLogitsOp,
+            VocabParallelCrossEntropyGradOp>([&](auto c) {
+        Value logits = c.getLogits();
+        w.i("tokens", numel(logits) / dim(logits, -1)).i("vocab", dim(logits, -1))
+            .s("axis", c.getAxis());
         if (auto valid = c.getValidVocab())
           w.i("valid_vocab", *valid);
         return true;
       })
-      .Case([&](GlobalNormOp g) {
-        if (auto axis = g.getShardedAxis()) {
-          std::string flags;
-          ArrayRef<bool> replicated = g.getReplicated().value_or(ArrayRef<bool>());
-          for (bool r : replicated)
-            flags += r ? '1' : '0';
-          w.s("sharded_axis", *axis).s("replicated", flags);
-        }
+      .Case([&](CrossEntropyLossOp c) {
+        w.i("tokens", numel(c.getMask()));
         return true;
       })
+      .Case([&](SumSquaresOp g) {
+        std::string flags;
+        for (bool r : g.getReplicated().value_or(ArrayRef<bool>()))
+          flags += r ? '1' : '0';
+        if (!flags.empty())
+          w.s("replicated", flags);
+        w.i("replicas", g.getReplicasAttr().getInt());
+        return true;
+      })
+      .Case([&](SqrtOp) { return true; })
       .Case([&](CheckFiniteOp) { return true; })
       .Case([&](ClipCoefficientOp c) {
         w.f("max_norm", c.getMaxNorm().convertToDouble());

@@ -92,8 +92,8 @@ LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
       emitter.bind(adamw.getNewParam(), emitter.bufferOf(adamw.getParam()));
       emitter.bind(adamw.getNewExpAvg(), emitter.bufferOf(adamw.getExpAvg()));
       emitter.bind(adamw.getNewExpAvgSq(), emitter.bufferOf(adamw.getExpAvgSq()));
-    } else if (auto norm = dyn_cast<GlobalNormOp>(op)) {
-      bindings->set_grad_norm(emitter.bufferOf(norm.getNorm(), plan::OUTPUTS));
+    } else if (auto check = dyn_cast<CheckFiniteOp>(op)) { // the step checks the norm
+      bindings->set_grad_norm(emitter.bufferOf(check.getValue(), plan::OUTPUTS));
       planner.rename(bindings->grad_norm(), "grad_norm");
     } else if (auto lr = dyn_cast<LRScheduleOp>(op)) {
       bindings->set_learning_rate(emitter.bufferOf(lr.getLr(), plan::OUTPUTS));
@@ -320,11 +320,13 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     program.set_stage(int32_t(stage));
     emitter.setProgram(program);
     SmallVector<Operation *> ops;
-    GlobalNormOp norm;
+    SumSquaresOp norm;
     for (Operation &op : opt.getBody().front().without_terminator()) {
-      if (isa<AllReduceOp, AdamWOp>(op) && !holds(op.getOperand(0), stage))
+      // A parameter's dp reduction and update run where it is held.
+      if (isa<AllReduceOp, AdamWOp>(op) && !paramOf(op.getOperand(0)).empty() &&
+          !holds(op.getOperand(0), stage))
         continue;
-      if (auto n = dyn_cast<GlobalNormOp>(op))
+      if (auto n = dyn_cast<SumSquaresOp>(op))
         norm = n;
       ops.push_back(&op);
     }
@@ -335,22 +337,22 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
         sum.set_op("all_reduce");
         sum.add_inputs(p.grad_buffer());
         sum.add_outputs(p.grad_buffer());
-        for (auto [name, value] : {std::pair{"n", plan::elementsOf(out.buffers(p.grad_buffer()))},
-                                   std::pair{"average", int64_t(0)}}) {
+        auto *n = sum.add_attributes();
+        n->set_name("n");
+        n->set_i(plan::elementsOf(out.buffers(p.grad_buffer())));
+        for (auto [name, value] : {std::pair{"axis", "pp_tied"}, std::pair{"reduce", "sum"}}) {
           auto *a = sum.add_attributes();
           a->set_name(name);
-          a->set_i(value);
+          a->set_s(value);
         }
-        auto *axis = sum.add_attributes();
-        axis->set_name("axis");
-        axis->set_s("pp_tied");
         sum.set_location("tied parameter " + p.name());
       }
     if (failed(emitter.emitOps(ops)))
       return failure();
-    // Keep this stage's gradients in the norm and reduce it over pp too.
+    // The norm's sum of squares covers this stage's gradients; its
+    // all-reduce over pp (mt-expose-collectives) adds the other stages'.
     for (auto &instr : *program.mutable_instructions()) {
-      if (instr.op() != "global_norm")
+      if (instr.op() != "sum_squares")
         continue;
       ArrayRef<bool> replicated = norm.getReplicated().value_or(ArrayRef<bool>());
       std::string flags;
@@ -365,9 +367,6 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
       for (auto &a : *instr.mutable_attributes())
         if (a.name() == "replicated")
           a.set_s(flags);
-      auto *axis = instr.add_attributes();
-      axis->set_name("pipeline_axis");
-      axis->set_s("pp");
     }
     emitter.finishProgram();
   }
@@ -459,12 +458,13 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   t->set_train_steps(training.trainSteps);
   // The model's vocabulary: not this rank's slice of the logits, nor the
   // rows tp padding adds (token ids are checked against it).
-  fb.walk([&](CrossEntropyOp ce) {
-    int64_t local = cast<RankedTensorType>(ce.getLogits().getType()).getDimSize(2);
-    if (auto valid = ce.getValidVocab())
-      t->set_vocab_size(int64_t(*valid));
-    else
-      t->set_vocab_size(ce.getVocabParallelAxis() ? local * parallel.tp : local);
+  fb.walk([&](Operation *op) {
+    auto logits = [](Value v) { return cast<RankedTensorType>(v.getType()).getDimSize(2); };
+    if (auto ce = dyn_cast<CrossEntropyOp>(op))
+      t->set_vocab_size(logits(ce.getLogits()));
+    else if (auto max = dyn_cast<VocabParallelLogitsMaxOp>(op))
+      t->set_vocab_size(max.getValidVocab() ? int64_t(*max.getValidVocab())
+                                            : logits(max.getLogits()) * parallel.tp);
   });
   if (auto config = module->getAttrOfType<StringAttr>(MtDialect::kHfConfigAttrName))
     out.set_hf_config_json(config.str());

@@ -1,26 +1,17 @@
 // Verifiers and gradients of the collective ops.
 #include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtVerify.h"
 
 #include "mlir/IR/Builders.h"
 
 using namespace mlir;
 using namespace mt;
-
-namespace {
-
-LogicalResult verifyAxis(Operation *op, StringRef axis) {
-  if (axis == "pp" || axis == "dp" || axis == "cp" || axis == "ep" || axis == "tp")
-    return success();
-  return op->emitOpError() << "expects a mesh axis (pp, dp, cp, ep, tp), got '"
-                           << axis << "'";
-}
-
-} // namespace
+using mt::verify::expectMeshAxis;
 
 /// `big` is `small` repeated along `dim` a whole number of times.
 static LogicalResult verifyGathered(Operation *op, StringRef axis, int64_t dim,
                              RankedTensorType small, RankedTensorType big) {
-  if (failed(verifyAxis(op, axis)))
+  if (failed(expectMeshAxis(op, axis)))
     return failure();
   if (small.getElementType() != big.getElementType() || small.getRank() != big.getRank() ||
       dim < 0 || dim >= small.getRank())
@@ -37,7 +28,12 @@ static LogicalResult verifyGathered(Operation *op, StringRef axis, int64_t dim,
   return success();
 }
 
-LogicalResult AllReduceOp::verify() { return verifyAxis(*this, getAxis()); }
+LogicalResult AllReduceOp::verify() {
+  StringRef reduce = getReduce();
+  if (reduce != "sum" && reduce != "max" && reduce != "mean")
+    return emitOpError() << "expects reduce sum, max or mean, got '" << reduce << "'";
+  return expectMeshAxis(*this, getAxis());
+}
 
 LogicalResult AllGatherOp::verify() {
   return verifyGathered(*this, getAxis(), getDim(), cast<RankedTensorType>(getInput().getType()),
@@ -68,11 +64,14 @@ LogicalResult ReduceScatterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                    getDimAttr());
   return success();
 }
-LogicalResult TPCopyOp::verify() { return verifyAxis(*this, getAxis()); }
+LogicalResult TPCopyOp::verify() { return expectMeshAxis(*this, getAxis()); }
 
 LogicalResult AllReduceOp::buildGradients(OpBuilder &, ArrayRef<Value> dys,
                                           ArrayRef<bool> needed,
                                           SmallVectorImpl<Value> &grads) {
+  if (getReduce() == "max" && needed[0])
+    return emitOpError() << "has no gradient: a maximum over '" << getAxis()
+                         << "' feeds only values treated as constants";
   // The result is replicated over the axis, and so is its gradient: each
   // rank's partial input receives it unchanged.
   grads.assign(1, needed[0] ? dys[0] : Value());
@@ -84,6 +83,6 @@ LogicalResult TPCopyOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                        SmallVectorImpl<Value> &grads) {
   grads.assign(1, Value());
   if (needed[0])
-    grads[0] = AllReduceOp::create(b, getLoc(), dys[0], getAxisAttr(), UnitAttr());
+    grads[0] = AllReduceOp::create(b, getLoc(), dys[0], getAxisAttr(), b.getStringAttr("sum"));
   return success();
 }

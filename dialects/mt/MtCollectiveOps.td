@@ -9,22 +9,34 @@
 def Mt_AllReduceOp : Mt_Op<"all_reduce",
     [Pure, SameOperandsAndResultType,
      DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
-  let summary = "Sum (or mean) over the ranks of a mesh axis";
+  let summary = "Element-wise sum, maximum or mean over the ranks of a mesh axis";
   let description = [{
-    Every rank of the group along `axis` gets the element-wise sum of the
-    group's `input`s (divided by the group size with `average`). Its
-    gradient is the identity: it sums partial results into a value that is
+    Every rank of the group along `axis` gets the element-wise reduction of
+    the group's `input`s: `reduce` is `sum` (the default), `max` or `mean`
+    (the sum divided by the group size). The gradient of a sum or mean is
+    the identity: it reduces partial results into a value that is
     replicated over the axis, whose gradient is replicated too (Megatron's
-    reduce-from-tensor-parallel region).
+    reduce-from-tensor-parallel region). A `max` has no gradient: it only
+    feeds values treated as constants (the vocab-parallel cross-entropy's
+    row maximum, as Megatron's).
 
     ```mlir
     %y = mt.all_reduce %partial {axis = "tp"} : tensor<4x128x64xf32>
-    %g = mt.all_reduce %grad {axis = "dp", average} : tensor<64x64xf32>
+    %g = mt.all_reduce %grad {axis = "dp", reduce = "mean"} : tensor<64x64xf32>
+    %m = mt.all_reduce %row_max {axis = "tp", reduce = "max"} : tensor<4x128xf32>
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis,
-                       UnitAttr:$average);
+                       DefaultValuedStrAttr<StrAttr, "sum">:$reduce);
   let results = (outs Mt_FloatTensor:$result);
+  let builders = [
+    // The sum, or with `average` the mean: the form of the partitioning pass.
+    OpBuilder<(ins "::mlir::Value":$input, "::mlir::StringAttr":$axis,
+                   "::mlir::UnitAttr":$average), [{
+      build($_builder, $_state, input, axis,
+            $_builder.getStringAttr(average ? "mean" : "sum"));
+    }]>
+  ];
   let assemblyFormat = "$input attr-dict `:` type($result)";
   let hasVerifier = 1;
 }

@@ -123,6 +123,15 @@ LogicalResult ExpertFFNGradOp::verify() {
   return success();
 }
 
+LogicalResult VocabParallelCrossEntropyGradOp::verify() {
+  if (failed(expectMeshAxis(*this, getAxis())) || failed(expectValidVocab(*this, getValidVocab())) ||
+      failed(expectType(*this, "dlogits", getDlogits(), getLogits().getType())))
+    return failure();
+  return verifyVocabRows(*this, getLogits(),
+                         {{"labels", getLabels()}, {"mask", getMask()}, {"row_max", getRowMax()},
+                          {"sum_exp_logits", getSumExpLogits()}});
+}
+
 LogicalResult CrossEntropyGradOp::verify() {
   auto logits = tensorOf(getLogits());
   if (failed(expectRank(*this, "logits", logits, 3)) ||

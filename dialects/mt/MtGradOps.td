@@ -206,4 +206,27 @@ def Mt_CrossEntropyGradOp : Mt_GradOp<"cross_entropy_grad"> {
   let results = (outs Mt_FloatTensor:$dlogits);
 }
 
+def Mt_VocabParallelCrossEntropyGradOp : Mt_GradOp<"vocab_parallel_cross_entropy_grad"> {
+  let summary = "Gradient of the vocab-parallel cross-entropy w.r.t. this rank's logits";
+  let description = [{
+    `logits` [B, S, V] (this rank's slice of the vocabulary on `axis`),
+    `labels` [B, S], `mask` [B, S], `row_max` and `sum_exp_logits` [B, S]
+    (the forward's values after their all-reduces), `dloss` scalar. Result
+    [B, S, V]: dloss · mask / Σmask · (exp(logits - row_max) /
+    sum_exp_logits - onehot(labels)) on the valid columns, 0 on padding
+    columns (Megatron's calculate_gradients). Local: the forward's reduced
+    rows already hold everything the other ranks contribute.
+
+    ```mlir
+    %dl = mt.vocab_parallel_cross_entropy_grad %logits, %labels, %mask, %m, %e, %dloss {axis = "tp"}
+        : (tensor<4x128x128xf32>, tensor<4x128xi32>, tensor<4x128xf32>, tensor<4x128xf32>, tensor<4x128xf32>, tensor<f32>) -> tensor<4x128x128xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$logits, Mt_IdTensor:$labels,
+                       RankedTensorOf<[F32]>:$mask, RankedTensorOf<[F32]>:$row_max,
+                       RankedTensorOf<[F32]>:$sum_exp_logits, Mt_F32Scalar:$dloss,
+                       StrAttr:$axis, OptionalAttr<I64Attr>:$valid_vocab);
+  let results = (outs Mt_FloatTensor:$dlogits);
+}
+
 #endif // MT_GRAD_OPS_TD

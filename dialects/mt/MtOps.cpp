@@ -292,5 +292,32 @@ LogicalResult CrossEntropyOp::verify() {
   return expectShape(*this, "mask", tensorOf(getMask()), tokens);
 }
 
+LogicalResult VocabParallelLogitsMaxOp::verify() {
+  if (failed(expectMeshAxis(*this, getAxis())) || failed(expectValidVocab(*this, getValidVocab())))
+    return failure();
+  return verifyVocabRows(*this, getLogits(), {{"row_max", getRowMax()}});
+}
+
+LogicalResult VocabParallelPredictedLogitsOp::verify() {
+  if (failed(expectMeshAxis(*this, getAxis())) || failed(expectValidVocab(*this, getValidVocab())))
+    return failure();
+  return verifyVocabRows(*this, getLogits(),
+                         {{"row_max", getRowMax()}, {"labels", getLabels()},
+                          {"predicted_logits", getPredictedLogits()},
+                          {"sum_exp_logits", getSumExpLogits()}});
+}
+
+LogicalResult CrossEntropyLossOp::verify() {
+  auto rows = tensorOf(getMask());
+  if (failed(expectRank(*this, "mask", rows, 2)))
+    return failure();
+  for (auto [name, v] : {std::pair<StringRef, Value>{"row_max", getRowMax()},
+                         {"predicted_logits", getPredictedLogits()},
+                         {"sum_exp_logits", getSumExpLogits()}})
+    if (failed(expectShape(*this, name, tensorOf(v), rows.getShape())))
+      return failure();
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "dialects/mt/MtOps.cpp.inc"

@@ -369,6 +369,85 @@ def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// Vocab-parallel cross-entropy: the local parts between its all-reduces
+//===----------------------------------------------------------------------===//
+
+// Megatron-Core's VocabParallelCrossEntropy (tensor_parallel/cross_entropy.py)
+// in local steps; mt-expose-collectives builds them from a vocab-parallel
+// mt.cross_entropy, with mt.all_reduce over `axis` between them:
+//   logits_max -> all_reduce(max) -> predicted_logits -> all_reduce(sum) x2
+//   -> cross_entropy_loss; backward: vocab_parallel_cross_entropy_grad.
+// `logits` hold the columns [r·V, (r+1)·V) of the rank at coordinate r on
+// `axis`; columns at or past `valid_vocab` (vocabulary padding) take no part.
+
+def Mt_VocabParallelLogitsMaxOp : Mt_Op<"vocab_parallel_logits_max", [Pure]> {
+  let summary = "Row maximum of this rank's slice of the logits";
+  let description = [{
+    `logits`: [B, S, V] (this rank's vocabulary slice); result: [B, S] f32,
+    the maximum over the slice's valid columns (-inf where it has none).
+    Its all-reduce(max) over `axis` is the row maximum of the full logits.
+
+    ```mlir
+    %m = mt.vocab_parallel_logits_max %logits {axis = "tp"}
+        : (tensor<4x128x128xf32>) -> tensor<4x128xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$logits, StrAttr:$axis,
+                       OptionalAttr<I64Attr>:$valid_vocab);
+  let results = (outs RankedTensorOf<[F32]>:$row_max);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_VocabParallelPredictedLogitsOp : Mt_Op<"vocab_parallel_predicted_logits", [Pure]> {
+  let summary = "This rank's share of the label's logit and of the softmax denominator";
+  let description = [{
+    `logits`: [B, S, V] (this rank's slice); `row_max`: [B, S] f32, the
+    maximum over the full row; `labels`: [B, S]. Results, [B, S] f32 each:
+    `predicted_logits` = logits[label] where this rank holds the label's
+    column, else 0; `sum_exp_logits` = Σ over the slice's valid columns of
+    exp(logits - row_max), accumulated in fp64. Their all-reduce(sum) over
+    `axis` gives the full row's values.
+
+    ```mlir
+    %p, %e = mt.vocab_parallel_predicted_logits %logits, %m, %labels {axis = "tp"}
+        : (tensor<4x128x128xf32>, tensor<4x128xf32>, tensor<4x128xi32>)
+        -> (tensor<4x128xf32>, tensor<4x128xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$logits, RankedTensorOf<[F32]>:$row_max,
+                       Mt_IdTensor:$labels, StrAttr:$axis,
+                       OptionalAttr<I64Attr>:$valid_vocab);
+  let results = (outs RankedTensorOf<[F32]>:$predicted_logits,
+                      RankedTensorOf<[F32]>:$sum_exp_logits);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_CrossEntropyLossOp : Mt_Op<"cross_entropy_loss", [Pure]> {
+  let summary = "Masked mean cross-entropy from the reduced rows of the logits";
+  let description = [{
+    `row_max`, `predicted_logits` (the label's logit), `sum_exp_logits`
+    (Σ exp(logits - row_max)), `mask`: [B, S] f32, each over the full
+    vocabulary. Result (f32 scalar): Σ mask · (log(sum_exp_logits) + row_max
+    - predicted_logits) / Σ mask, accumulated in fp64, 0 when Σ mask is 0:
+    the value of mt.cross_entropy.
+
+    ```mlir
+    %loss = mt.cross_entropy_loss %m, %p, %e, %mask
+        : (tensor<4x128xf32>, tensor<4x128xf32>, tensor<4x128xf32>, tensor<4x128xf32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32]>:$row_max,
+                       RankedTensorOf<[F32]>:$predicted_logits,
+                       RankedTensorOf<[F32]>:$sum_exp_logits,
+                       RankedTensorOf<[F32]>:$mask);
+  let results = (outs Mt_F32Scalar:$loss);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 include "dialects/mt/MtGradOps.td"
 include "dialects/mt/MtCollectiveOps.td"
 include "dialects/mt/MtOptimizerOps.td"

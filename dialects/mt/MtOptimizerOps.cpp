@@ -51,3 +51,13 @@ LogicalResult AdamWOp::verify() {
                          << getWeightDecay().convertToDouble();
   return success();
 }
+
+LogicalResult SumSquaresOp::verify() {
+  int64_t replicas = getReplicasAttr().getInt();
+  if (replicas < 1)
+    return emitOpError() << "expects replicas >= 1, got " << replicas;
+  if (auto flags = getReplicated(); flags && flags->size() != getGrads().size())
+    return emitOpError() << "expects one replicated flag per operand (" << getGrads().size()
+                         << "), got " << flags->size();
+  return success();
+}

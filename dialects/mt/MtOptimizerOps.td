@@ -11,6 +11,8 @@ def Mt_GlobalNormOp : Mt_Op<"global_norm", [Pure]> {
     With `sharded_axis`, operands are the local shards of gradients split
     over that mesh axis, except those flagged in `replicated` (held whole by
     every rank of the axis, counted once); the sum is reduced over the axis.
+    mt-expose-collectives rewrites it into mt.sum_squares, mt.all_reduce
+    over the axes and mt.sqrt; plans never hold it.
 
     ```mlir
     %norm = mt.global_norm %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
@@ -21,6 +23,42 @@ def Mt_GlobalNormOp : Mt_Op<"global_norm", [Pure]> {
                        OptionalAttr<DenseBoolArrayAttr>:$replicated);
   let results = (outs Mt_F32Scalar:$norm);
   let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";
+}
+
+def Mt_SumSquaresOp : Mt_Op<"sum_squares", [Pure]> {
+  let summary = "Sum of the squares of every element of every operand";
+  let description = [{
+    Σ g² over every element of every operand, accumulated in fp64 and
+    rounded to f32 (the local part of the global gradient norm). Operands
+    flagged in `replicated` count 1 / `replicas` each: they are held whole
+    by the `replicas` ranks whose sums an all-reduce adds, and so count once.
+
+    ```mlir
+    %sq = mt.sum_squares %g0, %g1 {replicated = array<i1: false, true>, replicas = 2 : i64}
+        : (tensor<32x64xf32>, tensor<64xf32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Variadic<Mt_FloatTensor>:$grads,
+                       OptionalAttr<DenseBoolArrayAttr>:$replicated,
+                       DefaultValuedAttr<I64Attr, "1">:$replicas);
+  let results = (outs Mt_F32Scalar:$sum);
+  let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_SqrtOp : Mt_Op<"sqrt", [Pure, SameOperandsAndResultType]> {
+  let summary = "Square root of a scalar, negative values taken as 0";
+  let description = [{
+    sqrt(max(x, 0)) of an f32 scalar: the global gradient norm from its
+    reduced sum of squares.
+
+    ```mlir
+    %norm = mt.sqrt %sq : tensor<f32>
+    ```
+  }];
+  let arguments = (ins Mt_F32Scalar:$input);
+  let results = (outs Mt_F32Scalar:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
 }
 
 def Mt_CheckFiniteOp : Mt_Op<"check_finite"> {

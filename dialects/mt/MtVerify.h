@@ -90,6 +90,35 @@ inline LogicalResult expectType(Operation *op, StringRef name, Value value,
                            << ", got " << value.getType();
 }
 
+/// `axis` must name a mesh axis (pp, dp, cp, ep, tp).
+inline LogicalResult expectMeshAxis(Operation *op, StringRef axis) {
+  if (axis == "pp" || axis == "dp" || axis == "cp" || axis == "ep" || axis == "tp")
+    return success();
+  return op->emitOpError() << "expects a mesh axis (pp, dp, cp, ep, tp), got '"
+                           << axis << "'";
+}
+
+/// The per-token rows of the vocab-parallel cross-entropy: each of `rows`
+/// is f32 of shape [B, S], the first two dimensions of `logits` [B, S, V].
+inline LogicalResult verifyVocabRows(Operation *op, Value logits,
+                                     ArrayRef<std::pair<StringRef, Value>> rows) {
+  auto l = tensorOf(logits);
+  if (failed(expectRank(op, "logits", l, 3)))
+    return failure();
+  SmallVector<int64_t> tokens = {l.getDimSize(0), l.getDimSize(1)};
+  for (auto [name, v] : rows)
+    if (failed(expectShape(op, name, tensorOf(v), tokens)))
+      return failure();
+  return success();
+}
+
+/// A `valid_vocab` (the vocabulary before tp padding) must be positive.
+inline LogicalResult expectValidVocab(Operation *op, std::optional<uint64_t> valid) {
+  if (!valid || int64_t(*valid) > 0)
+    return success();
+  return op->emitOpError() << "expects valid_vocab > 0, got " << int64_t(*valid);
+}
+
 } // namespace mt::verify
 
 #endif // MT_DIALECTS_MT_MTVERIFY_H

@@ -76,7 +76,7 @@ void BuildOptimizerPass::runOnOperation() {
   for (auto [i, p] : llvm::enumerate(params)) {
     Value g = argOf(i, 1);
     if (dp > 1)
-      g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr("dp"), b.getUnitAttr());
+      g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr("dp"), b.getStringAttr("mean"));
     grads.push_back(g);
     replicated.push_back(!p.getShardDim());
   }

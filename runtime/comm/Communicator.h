@@ -9,7 +9,9 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mt::comm {
@@ -23,6 +25,18 @@ const char *nameOf(DType type);
 /// Sum, max (NaN propagates on the CPU backend), or mean over the group
 /// (the sum divided by the group size: Megatron's gradient averaging over dp).
 enum class ReduceOp { Sum, Max, Avg };
+
+/// The ReduceOp of a plan all_reduce's `reduce` attribute: "sum" (also when
+/// empty: the attribute is absent), "max" or "mean"; nullopt for any other.
+inline std::optional<ReduceOp> reduceOpNamed(std::string_view name) {
+  if (name.empty() || name == "sum")
+    return ReduceOp::Sum;
+  if (name == "max")
+    return ReduceOp::Max;
+  if (name == "mean")
+    return ReduceOp::Avg;
+  return std::nullopt;
+}
 
 /// Where the buffers of a communicator's collectives live.
 enum class Memory { Host, Device };

@@ -3,7 +3,6 @@
 
 #include "runtime/cpu/Attention.h"
 #include "runtime/cpu/Dense.h"
-#include "runtime/cpu/Loss.h"
 #include "runtime/cpu/MoE.h"
 #include "runtime/cpu/Norm.h"
 #include "runtime/cpu/Optimizer.h"
@@ -13,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
+#include <vector>
 
 namespace mt::cpu {
 namespace {
@@ -166,7 +166,43 @@ void addMoEAndLossKernels(Table &t) {
   });
 }
 
+/// The reduced rows of a cross-entropy over the whole vocabulary: the
+/// vocab-parallel steps with one slice, so that every layout computes alike.
+struct WholeRows {
+  VocabShard shard;
+  std::vector<float> rowMax, predicted, sumExp;
+  WholeRows(const float *logits, const int32_t *labels, int64_t tokens, int64_t vocab)
+      : shard{tokens, vocab, 0, vocab}, rowMax(size_t(tokens)), predicted(size_t(tokens)),
+        sumExp(size_t(tokens)) {
+    vocabParallelLogitsMax(logits, rowMax.data(), shard);
+    vocabParallelPredictedLogits(logits, rowMax.data(), labels, predicted.data(),
+                                 sumExp.data(), shard);
+  }
+};
+
+void addLossKernels(Table &t) {
+  t["cross_entropy"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    WholeRows r(io.f(0), io.ids(1), a.i("tokens"), a.i("vocab"));
+    *io.out(0) = crossEntropyLoss(r.rowMax.data(), r.predicted.data(), r.sumExp.data(),
+                                  io.f(2), a.i("tokens"));
+  });
+  t["cross_entropy_grad"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    WholeRows r(io.f(0), io.ids(1), a.i("tokens"), a.i("vocab"));
+    vocabParallelCrossEntropyBackward(io.f(0), io.ids(1), io.f(2), r.rowMax.data(),
+                                      r.sumExp.data(), *io.f(3), io.out(0), r.shard);
+  });
+  t["cross_entropy_loss"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    *io.out(0) = crossEntropyLoss(io.f(0), io.f(1), io.f(2), io.f(3), a.i("tokens"));
+  });
+}
+
 void addOptimizerKernels(Table &t) {
+  t["sqrt"] = plain([](auto &in, auto &, auto &m) {
+    *m.f32(in.outputs(0)) = std::sqrt(std::max(*m.f32(in.inputs(0)), 0.0f));
+  });
   t["check_finite"] = plain([](auto &, auto &, auto &) {}); // interpreted by run()
   t["clip_coefficient"] = plain([](auto &in, auto &a, auto &m) {
     *m.f32(in.outputs(0)) = kernels::clipCoefficient(a.f("max_norm"), *m.f32(in.inputs(0)));
@@ -193,11 +229,13 @@ public:
     float *out = m.f32(in.outputs(0));
     if (in.inputs(0) != in.outputs(0))
       std::memcpy(out, m.f32(in.inputs(0)), size_t(a.i("n")) * sizeof(float));
+    std::optional<comm::ReduceOp> op = comm::reduceOpNamed(a.s("reduce"));
+    if (!op) // the plan loader checked it
+      return Status::error("all_reduce: reduce '" + a.s("reduce") + "' is not sum, max or mean");
     comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
     if (!group)
       return Status::ok();
-    return group->allReduce(out, size_t(a.i("n")), comm::DType::F32,
-                            a.i("average") ? comm::ReduceOp::Avg : comm::ReduceOp::Sum);
+    return group->allReduce(out, size_t(a.i("n")), comm::DType::F32, *op);
   }
 
   /// The group of an all_gather / reduce_scatter over `parts` ranks.
@@ -248,52 +286,36 @@ public:
                                    comm::DType::F32, comm::ReduceOp::Sum);
   }
 
-  /// The first row of this rank's vocabulary slice.
-  static int64_t vocabStart(const Attrs &a, Rank rank) {
-    std::string axis = a.s("vocab_parallel_axis");
+  /// The first row of this rank's vocabulary slice on the axis named by
+  /// the attribute `axisAttr` (none: the whole vocabulary).
+  static int64_t vocabStart(const Attrs &a, Rank rank, const char *axisAttr) {
+    std::string axis = a.s(axisAttr);
     return axis.empty() || !rank ? 0 : rank->coordinate(axis) * a.i("vocab");
   }
 
-  /// The real vocabulary: columns at or past it are padding.
-  static int64_t validVocab(const Attrs &a, Rank rank) {
-    std::string axis = a.s("vocab_parallel_axis");
-    int64_t full = a.i("vocab") * (axis.empty() || !rank ? 1 : rank->axisSize(axis));
-    return a.i("valid_vocab", full);
+  /// This rank's slice of the logits of a vocab-parallel cross-entropy step;
+  /// columns at or past valid_vocab (the real vocabulary) are padding.
+  static VocabShard shardOf(const Attrs &a, Rank rank) {
+    int64_t local = a.i("vocab"), start = vocabStart(a, rank, "axis");
+    int64_t full = local * (rank ? rank->axisSize(a.s("axis")) : 1);
+    return {a.i("tokens"), local, start, validColumns(local, start, a.i("valid_vocab", full))};
   }
 
-  /// A reduction over the vocab-parallel axis; the first failure is kept.
-  static AxisReduce reducer(const Attrs &a, Rank rank, Status &failure) {
-    std::string axis = a.s("vocab_parallel_axis");
-    comm::Communicator *group = axis.empty() || !rank ? nullptr : rank->group(axis);
-    return [group, &failure](float *data, int64_t count, bool max) {
-      if (group && failure)
-        failure = group->allReduce(data, size_t(count), comm::DType::F32,
-                                   max ? comm::ReduceOp::Max : comm::ReduceOp::Sum);
-    };
-  }
-
-  static Status globalNorm(const Instruction &in, const Attrs &a, HostMemory &m,
-                           const KernelContext &k) {
-    Rank rank = k.rank;
-    std::string axis = a.s("sharded_axis"), replicated = a.s("replicated");
-    comm::Communicator *group = axis.empty() || !rank ? nullptr : rank->group(axis);
-    // Replicated gradients are held whole by every rank of the axis: each
-    // counts 1/size so that the sum over the axis counts them once.
-    double sum = 0, share = group ? 1.0 / group->size() : 1.0;
+  /// Replicated gradients are held whole by `replicas` ranks whose sums an
+  /// all_reduce adds: each counts 1/replicas there, so once in the total.
+  static Status sumSquares(const Instruction &in, const Attrs &a, HostMemory &m,
+                           const KernelContext &) {
+    std::string replicated = a.s("replicated");
+    int64_t replicas = a.i("replicas", 1);
+    if (replicas < 1)
+      return Status::error("sum_squares: replicas is " + std::to_string(replicas) +
+                           ", expected >= 1");
+    double sum = 0;
     for (int i = 0; i < in.inputs_size(); ++i) {
       double sq = sumOfSquares(m.f32(in.inputs(i)), m.elements(in.inputs(i)));
-      sum += (size_t(i) < replicated.size() && replicated[i] == '1') ? sq * share : sq;
+      sum += (size_t(i) < replicated.size() && replicated[i] == '1') ? sq / double(replicas) : sq;
     }
-    float total = float(sum);
-    if (group)
-      if (Status s = group->allReduce(&total, 1, comm::DType::F32, comm::ReduceOp::Sum); !s)
-        return s;
-    // Pipeline stages hold disjoint parameters: their sums add up.
-    std::string stages = a.s("pipeline_axis");
-    if (comm::Communicator *pp = stages.empty() || !rank ? nullptr : rank->group(stages))
-      if (Status s = pp->allReduce(&total, 1, comm::DType::F32, comm::ReduceOp::Sum); !s)
-        return s;
-    *m.f32(in.outputs(0)) = std::sqrt(std::max(total, 0.0f));
+    *m.f32(in.outputs(0)) = float(sum);
     return Status::ok();
   }
 
@@ -314,38 +336,37 @@ public:
     };
     t["all_gather"] = allGather;
     t["reduce_scatter"] = reduceScatter;
-    t["global_norm"] = globalNorm;
+    t["sum_squares"] = sumSquares;
     t["embedding"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
-      Rank rank = k.rank;
       Io io{in, m};
       embeddingForwardShard(io.ids(0), io.f(1), io.out(0), a.i("tokens"), a.i("hidden"),
-                            vocabStart(a, rank), a.i("vocab"));
+                            vocabStart(a, k.rank, "vocab_parallel_axis"), a.i("vocab"));
       return Status::ok();
     };
     t["embedding_grad"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
-      Rank rank = k.rank;
       Io io{in, m};
       embeddingBackwardShard(io.ids(0), io.f(1), io.out(0), a.i("tokens"), a.i("hidden"),
-                             vocabStart(a, rank), a.i("vocab"));
+                             vocabStart(a, k.rank, "vocab_parallel_axis"), a.i("vocab"));
       return Status::ok();
     };
-    t["cross_entropy"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
-      Rank rank = k.rank;
+    t["vocab_parallel_logits_max"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
       Io io{in, m};
-      Status failure;
-      *io.out(0) = crossEntropyForwardShard(io.f(0), io.ids(1), io.f(2), a.i("tokens"),
-                                            a.i("vocab"), vocabStart(a, rank),
-                                            validVocab(a, rank), reducer(a, rank, failure));
-      return failure;
+      vocabParallelLogitsMax(io.f(0), io.out(0), shardOf(a, k.rank));
+      return Status::ok();
     };
-    t["cross_entropy_grad"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
-      Rank rank = k.rank;
+    t["vocab_parallel_predicted_logits"] = [](auto &in, auto &a, auto &m,
+                                               const KernelContext &k) {
       Io io{in, m};
-      Status failure;
-      crossEntropyBackwardShard(io.f(0), io.ids(1), io.f(2), *io.f(3), io.out(0),
-                                a.i("tokens"), a.i("vocab"), vocabStart(a, rank),
-                                validVocab(a, rank), reducer(a, rank, failure));
-      return failure;
+      vocabParallelPredictedLogits(io.f(0), io.f(1), io.ids(2), io.out(0), io.out(1),
+                                   shardOf(a, k.rank));
+      return Status::ok();
+    };
+    t["vocab_parallel_cross_entropy_grad"] = [](auto &in, auto &a, auto &m,
+                                                 const KernelContext &k) {
+      Io io{in, m};
+      vocabParallelCrossEntropyBackward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), *io.f(5),
+                                        io.out(0), shardOf(a, k.rank));
+      return Status::ok();
     };
   }
 };
@@ -356,6 +377,7 @@ const Table &kernelTable() {
     addDenseKernels(t);
     addNormAndAttentionKernels(t);
     addMoEAndLossKernels(t);
+    addLossKernels(t);
     addOptimizerKernels(t);
     ParallelKernels::add(t);
     return t;

@@ -6,49 +6,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 namespace mt::cpu {
 namespace {
 
 bool owns(int32_t id, int64_t start, int64_t local) {
   return id >= start && id < start + local;
-}
-
-/// Per token: the global max logit, the global sum of exp(logit - max) and
-/// the label's logit, reduced over the axis.
-struct RowStats {
-  std::vector<float> max, sumExp, labelLogit;
-};
-
-RowStats rowStats(const float *logits, const int32_t *labels, int64_t tokens,
-                  int64_t local, int64_t start, int64_t valid, const AxisReduce &reduce) {
-  // Rows are `local` wide; columns past the real vocabulary are padding.
-  int64_t columns = std::clamp<int64_t>(valid - start, 0, local);
-  RowStats s{std::vector<float>(tokens), std::vector<float>(tokens),
-             std::vector<float>(tokens, 0.0f)};
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < tokens; ++t) {
-    const float *row = logits + t * local;
-    float m = -INFINITY;
-    for (int64_t v = 0; v < columns; ++v)
-      m = std::max(m, row[v]);
-    s.max[t] = m;
-    if (owns(labels[t], start, columns))
-      s.labelLogit[t] = row[labels[t] - start];
-  }
-  reduce(s.max.data(), tokens, true);
-  reduce(s.labelLogit.data(), tokens, false);
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < tokens; ++t) {
-    const float *row = logits + t * local;
-    double sum = 0;
-    for (int64_t v = 0; v < columns; ++v)
-      sum += std::exp(double(row[v]) - double(s.max[t]));
-    s.sumExp[t] = float(sum);
-  }
-  reduce(s.sumExp.data(), tokens, false);
-  return s;
 }
 
 } // namespace
@@ -77,37 +40,61 @@ void embeddingBackwardShard(const int32_t *ids, const float *dy, float *dtable,
         dtable[(ids[t] - vocabStart) * hidden + h] += dy[t * hidden + h];
 }
 
-float crossEntropyForwardShard(const float *logits, const int32_t *labels,
-                               const float *mask, int64_t tokens, int64_t localVocab,
-                               int64_t vocabStart, int64_t validVocab,
-                               const AxisReduce &reduce) {
-  RowStats s = rowStats(logits, labels, tokens, localVocab, vocabStart, validVocab, reduce);
+int64_t validColumns(int64_t localVocab, int64_t vocabStart, int64_t validVocab) {
+  return std::clamp<int64_t>(validVocab - vocabStart, 0, localVocab);
+}
+
+void vocabParallelLogitsMax(const float *logits, float *rowMax, const VocabShard &s) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < s.tokens; ++t) {
+    const float *row = logits + t * s.localVocab;
+    float m = -INFINITY;
+    for (int64_t v = 0; v < s.columns; ++v)
+      m = std::max(m, row[v]);
+    rowMax[t] = m;
+  }
+}
+
+void vocabParallelPredictedLogits(const float *logits, const float *rowMax,
+                                  const int32_t *labels, float *predicted, float *sumExp,
+                                  const VocabShard &s) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < s.tokens; ++t) {
+    const float *row = logits + t * s.localVocab;
+    predicted[t] = owns(labels[t], s.vocabStart, s.columns) ? row[labels[t] - s.vocabStart] : 0.0f;
+    double sum = 0;
+    for (int64_t v = 0; v < s.columns; ++v)
+      sum += std::exp(double(row[v]) - double(rowMax[t]));
+    sumExp[t] = float(sum);
+  }
+}
+
+float crossEntropyLoss(const float *rowMax, const float *predicted, const float *sumExp,
+                       const float *mask, int64_t tokens) {
   double total = 0, count = maskTotal(mask, tokens);
   for (int64_t t = 0; t < tokens; ++t)
     if (mask[t] != 0)
-      total += mask[t] * (std::log(double(s.sumExp[t])) + s.max[t] - s.labelLogit[t]);
+      total += mask[t] * (std::log(double(sumExp[t])) + rowMax[t] - predicted[t]);
   return count > 0 ? float(total / count) : 0.0f;
 }
 
-void crossEntropyBackwardShard(const float *logits, const int32_t *labels,
-                               const float *mask, float dloss, float *dlogits,
-                               int64_t tokens, int64_t localVocab, int64_t vocabStart,
-                               int64_t validVocab, const AxisReduce &reduce) {
-  RowStats s = rowStats(logits, labels, tokens, localVocab, vocabStart, validVocab, reduce);
-  int64_t columns = std::clamp<int64_t>(validVocab - vocabStart, 0, localVocab);
-  double count = maskTotal(mask, tokens);
+void vocabParallelCrossEntropyBackward(const float *logits, const int32_t *labels,
+                                       const float *mask, const float *rowMax,
+                                       const float *sumExp, float dloss, float *dlogits,
+                                       const VocabShard &s) {
+  double count = maskTotal(mask, s.tokens);
   if (count <= 0)
     return;
 #pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < tokens; ++t) {
+  for (int64_t t = 0; t < s.tokens; ++t) {
     if (mask[t] == 0)
       continue;
     double scale = double(dloss) * mask[t] / count;
-    const float *row = logits + t * localVocab;
-    float *drow = dlogits + t * localVocab;
-    for (int64_t v = 0; v < columns; ++v) {
-      double p = std::exp(double(row[v]) - s.max[t]) / s.sumExp[t];
-      if (vocabStart + v == labels[t])
+    const float *row = logits + t * s.localVocab;
+    float *drow = dlogits + t * s.localVocab;
+    for (int64_t v = 0; v < s.columns; ++v) {
+      double p = std::exp(double(row[v]) - rowMax[t]) / sumExp[t];
+      if (s.vocabStart + v == labels[t])
         p -= 1.0;
       drow[v] += float(scale * p);
     }

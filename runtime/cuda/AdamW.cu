@@ -169,6 +169,11 @@ __global__ void __launch_bounds__(kFinalThreads)
 
 __global__ void setFlagKernel(int32_t *flag, int32_t value) { *flag = value; }
 
+/// out = fp32 of (sums[0] + sums[1] · share), as the CPU's sum_squares.
+__global__ void combineSquaresKernel(const double *sums, double share, float *out) {
+  *out = static_cast<float>(sums[0] + sums[1] * share);
+}
+
 __global__ void __launch_bounds__(kThreads)
     finiteKernel(const SpanGroup group, int32_t *finite) {
   const int64_t chunk = blockIdx.x;
@@ -271,6 +276,16 @@ Status sumOfSquares(std::span<const FloatSpan> tensors, double *out,
   MT_CUDA_RETURN_IF_ERROR(forEachGroup(tensors, group.table, add, launch));
   sumPartialsKernel<<<1, kFinalThreads, 0, stream>>>(partials, done, out);
   MT_CUDA_CHECK_LAUNCH("sumPartialsKernel");
+  return Status::ok();
+}
+
+Status weightedSumOfSquares(std::span<const FloatSpan> whole,
+                            std::span<const FloatSpan> shared, double share, double *sums,
+                            float *out, void *workspace, cudaStream_t stream) {
+  MT_CUDA_RETURN_IF_ERROR(sumOfSquares(whole, sums, workspace, stream));
+  MT_CUDA_RETURN_IF_ERROR(sumOfSquares(shared, sums + 1, workspace, stream));
+  combineSquaresKernel<<<1, 1, 0, stream>>>(sums, share, out);
+  MT_CUDA_CHECK_LAUNCH("combineSquaresKernel");
   return Status::ok();
 }
 

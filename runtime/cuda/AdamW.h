@@ -62,6 +62,14 @@ size_t sumOfSquaresWorkspaceBytes(std::span<const FloatSpan> tensors);
 Status sumOfSquares(std::span<const FloatSpan> tensors, double *out,
                     void *workspace, cudaStream_t stream);
 
+/// *out (device fp32) = the fp64 sum of x^2 over `whole` plus `share` times
+/// that over `shared`, rounded once (the plan's sum_squares: gradients
+/// replicated over an axis count 1/size each). `sums`: 2 device doubles.
+/// `workspace`: sumOfSquaresWorkspaceBytes of the larger list.
+Status weightedSumOfSquares(std::span<const FloatSpan> whole,
+                            std::span<const FloatSpan> shared, double share, double *sums,
+                            float *out, void *workspace, cudaStream_t stream);
+
 /// *finite (device int32) = 1 when no element of any tensor is NaN or +-Inf,
 /// else 0.
 Status allFinite(std::span<const FloatSpan> tensors, int32_t *finite,

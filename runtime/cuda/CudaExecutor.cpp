@@ -48,16 +48,15 @@ Expected<CudaOptions> optionsFromEnvironment() {
 
 Status checkMeshSupported(const plan::Mesh &mesh) {
   std::string others;
-  for (auto [axis, size] : {std::pair<const char *, int64_t>{"tp", mesh.tp()},
-                            {"cp", mesh.cp()}, {"ep", mesh.ep()}})
+  for (auto [axis, size] : {std::pair<const char *, int64_t>{"cp", mesh.cp()},
+                            {"ep", mesh.ep()}})
     if (size > 1)
       others += (others.empty() ? "" : ", ") + std::string(axis) + "=" + std::to_string(size);
   if (others.empty())
     return Status::ok();
-  return Status::error("the CUDA backend runs data-parallel and pipeline-parallel plans (dp, "
-                       "pp) only for now; this plan has " + others + " (its vocab-parallel "
-                       "kernels and tensor-parallel collectives have no CUDA lowering yet): "
-                       "use --backend cpu");
+  return Status::error("the CUDA backend runs data-, tensor- and pipeline-parallel plans (dp, "
+                       "tp, pp) only for now; this plan has " + others + " (context and expert "
+                       "parallelism have no CUDA lowering yet): use --backend cpu");
 }
 
 namespace {
@@ -72,12 +71,12 @@ std::string opClass(const std::string &op) {
     return "norms";
   if (op.rfind("cross_entropy", 0) == 0)
     return "loss (cross-entropy)";
-  if (op == "global_norm" || op == "adamw" || op == "clip_coefficient" ||
+  if (op == "sum_squares" || op == "sqrt" || op == "adamw" || op == "clip_coefficient" ||
       op == "lr_schedule" || op == "check_finite")
     return "optimizer";
   if (op == "fill_zero")
     return "zero-fills";
-  if (op == "all_reduce")
+  if (op == "all_reduce" || op == "all_gather" || op == "reduce_scatter")
     return "communication (NCCL)";
   if (op == "send" || op == "recv")
     return "pipeline transfers (NCCL; recv includes the wait)";
@@ -223,7 +222,7 @@ Status CudaExecutor::lowerAll() {
       program.steps = std::move(*steps);
       for (const plan::Instruction &instr : p.instructions()) {
         for (uint32_t out : instr.outputs())
-          if (plan_.buffers(out).arena() == plan::OUTPUTS && instr.op() != "global_norm" &&
+          if (plan_.buffers(out).arena() == plan::OUTPUTS && instr.op() != "sqrt" &&
               instr.op() != "lr_schedule")
             program.deviceOutputs.push_back(out);
       }

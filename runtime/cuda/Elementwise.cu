@@ -103,22 +103,30 @@ __global__ void rotaryKernel(const bf16 *x, bf16 *y, const float2 *cosSin,
 
 template <int V>
 __global__ void embeddingForwardKernel(const int32_t *ids, const bf16 *table,
-                                       bf16 *y, int64_t tokens, int64_t hidden) {
+                                       bf16 *y, int64_t tokens, int64_t hidden,
+                                       int64_t vocabStart, int64_t localVocab) {
   const int64_t n = tokens * hidden;
   for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
     const int64_t t = i / hidden, c = i % hidden;
-    const bf16 *src = table + int64_t(ids[t]) * hidden + c;
+    const int64_t row = int64_t(ids[t]) - vocabStart;
+    const bool held = row >= 0 && row < localVocab; // else another rank's row: 0
+    const bf16 *src = table + row * hidden + c;
     if constexpr (V == 8)
-      *reinterpret_cast<uint4 *>(y + i) = *reinterpret_cast<const uint4 *>(src);
+      *reinterpret_cast<uint4 *>(y + i) =
+          held ? *reinterpret_cast<const uint4 *>(src) : make_uint4(0, 0, 0, 0);
     else
-      y[i] = *src;
+      y[i] = held ? *src : __float2bfloat16(0.0f);
   }
 }
 
 __global__ void embeddingFirstKernel(const int32_t *ids, int32_t *first,
-                                     int64_t tokens) {
-  for (int64_t t = groupStart<1>(); t < tokens; t += groupStride<1>())
-    atomicMin(first + ids[t], static_cast<int32_t>(t));
+                                     int64_t tokens, int64_t vocabStart,
+                                     int64_t localVocab) {
+  for (int64_t t = groupStart<1>(); t < tokens; t += groupStride<1>()) {
+    const int64_t row = int64_t(ids[t]) - vocabStart;
+    if (row >= 0 && row < localVocab)
+      atomicMin(first + row, static_cast<int32_t>(t));
+  }
 }
 
 /// Columns handled by one thread per tile of the embedding backward.
@@ -138,14 +146,15 @@ template <int V>
 __global__ void __launch_bounds__(kThreads)
     embeddingBackwardKernel(const int32_t *ids, const bf16 *dy, float *dtable,
                             const int32_t *first, int64_t tokens,
-                            int64_t hidden) {
+                            int64_t hidden, int64_t vocabStart, int64_t localVocab) {
   __shared__ int32_t matches[kThreads];
   __shared__ int32_t warpCount[kThreads / 32];
   const int64_t owner = blockIdx.x;
   const int32_t id = ids[owner];
-  if (first[id] != owner)
+  const int64_t local = int64_t(id) - vocabStart;
+  if (local < 0 || local >= localVocab || first[local] != owner)
     return; // the whole block leaves together
-  float *row = dtable + int64_t(id) * hidden;
+  float *row = dtable + local * hidden;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int64_t tile = 0; tile < hidden; tile += kThreads * kEmbedCols) {
     // V = 8: hidden % 8 == 0, so a thread's 8 columns are all in or all out.
@@ -340,11 +349,12 @@ Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
 }
 
 Status embeddingForward(const int32_t *ids, const bf16 *table, bf16 *y,
-                        int64_t tokens, int64_t hidden, cudaStream_t stream) {
+                        int64_t tokens, int64_t hidden, cudaStream_t stream,
+                        int64_t vocabStart, int64_t localVocab) {
   const int64_t n = tokens * hidden;
   return launchVectorized<8>(hidden % 8 == 0 && aligned16(table) && aligned16(y), n,
                           embeddingForwardKernel<8>, embeddingForwardKernel<1>,
-                          stream, ids, table, y, tokens, hidden);
+                          stream, ids, table, y, tokens, hidden, vocabStart, localVocab);
 }
 
 size_t embeddingBackwardWorkspaceBytes(int64_t vocab) {
@@ -353,7 +363,7 @@ size_t embeddingBackwardWorkspaceBytes(int64_t vocab) {
 
 Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
                          void *workspace, int64_t tokens, int64_t vocab,
-                         int64_t hidden, cudaStream_t stream) {
+                         int64_t hidden, cudaStream_t stream, int64_t vocabStart) {
   if (tokens == 0 || hidden == 0)
     return Status::ok();
   if (tokens > INT32_MAX - 1)
@@ -363,15 +373,15 @@ Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
   // 0x7f7f7f7f: larger than any token index, so atomicMin finds the first.
   MT_CUDA_CHECK(cudaMemsetAsync(first, 0x7f, embeddingBackwardWorkspaceBytes(vocab),
                                 stream));
-  embeddingFirstKernel<<<gridFor(tokens), kThreads, 0, stream>>>(ids, first,
-                                                                 tokens);
+  embeddingFirstKernel<<<gridFor(tokens), kThreads, 0, stream>>>(ids, first, tokens,
+                                                                 vocabStart, vocab);
   MT_CUDA_CHECK_LAUNCH("embeddingFirstKernel");
   if (hidden % 8 == 0 && aligned16(dy) && aligned16(dtable))
     embeddingBackwardKernel<8><<<tokens, kThreads, 0, stream>>>(
-        ids, dy, dtable, first, tokens, hidden);
+        ids, dy, dtable, first, tokens, hidden, vocabStart, vocab);
   else
     embeddingBackwardKernel<1><<<tokens, kThreads, 0, stream>>>(
-        ids, dy, dtable, first, tokens, hidden);
+        ids, dy, dtable, first, tokens, hidden, vocabStart, vocab);
   MT_CUDA_CHECK_LAUNCH("embeddingBackwardKernel");
   return Status::ok();
 }

@@ -67,8 +67,12 @@ Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
                       cudaStream_t stream);
 
 /// y[t, :] = table[ids[t], :]; ids in [0, vocab) (validated by the loader).
+/// Vocab-parallel: `table` holds rows [vocabStart, vocabStart + localVocab)
+/// of the vocabulary, and tokens whose id is outside them get zero rows
+/// (the sum over the ranks is the lookup).
 Status embeddingForward(const int32_t *ids, const bf16 *table, bf16 *y,
-                        int64_t tokens, int64_t hidden, cudaStream_t stream);
+                        int64_t tokens, int64_t hidden, cudaStream_t stream,
+                        int64_t vocabStart = 0, int64_t localVocab = INT64_MAX);
 
 /// Bytes of the workspace embeddingBackward needs (one int32 per row).
 size_t embeddingBackwardWorkspaceBytes(int64_t vocab);
@@ -79,9 +83,11 @@ size_t embeddingBackwardWorkspaceBytes(int64_t vocab);
 /// bit-identical to cpu::embeddingBackward. Cost: one scan of the later ids
 /// per distinct id (L2-resident), and an id's occurrences are summed by one
 /// block, so a batch dominated by one id (e.g. padding) serializes on it.
+/// Vocab-parallel: dtable holds rows [vocabStart, vocabStart + vocab); ids
+/// outside them are another rank's and skipped.
 Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
                          void *workspace, int64_t tokens, int64_t vocab,
-                         int64_t hidden, cudaStream_t stream);
+                         int64_t hidden, cudaStream_t stream, int64_t vocabStart = 0);
 
 /// Round-to-nearest-even fp32 -> bf16 (NaN stays NaN, overflow -> inf).
 Status castFloatToBf16(const float *in, bf16 *out, int64_t n,

@@ -2,7 +2,10 @@
 // the plan's order. Consecutive all-reduces over one group (the gradients
 // of every parameter over dp) make one step, launched as one NCCL group,
 // with buffers that follow each other in memory merged into one call.
-// Collective steps run eagerly, never inside a captured CUDA graph.
+// Tensor parallelism: bf16 activations are all-reduced in bf16; all-gathers
+// and reduce-scatters along a middle dimension (the sequence) go through
+// rank-major blocks in the workspace. Collective steps run eagerly, never
+// inside a captured CUDA graph.
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/NcclCommunicator.h"
@@ -46,8 +49,17 @@ Status launchAllReduces(const AllReduceGroup &g, cudaStream_t stream) {
   });
 }
 
-/// An fp32 all_reduce (average: the mean) over the group of its axis.
+void allReduceBf16(Lowerer &L, const Attrs &a, comm::ReduceOp op);
+
+/// An all_reduce (sum, max or mean) over the group of its axis: fp32 ones
+/// (gradients, row statistics) grouped as below, bf16 activations alone.
 void allReduce(Lowerer &L, const Attrs &a) {
+  const std::optional<comm::ReduceOp> kind = comm::reduceOpNamed(a.s("reduce"));
+  if (!kind)
+    return L.fail("all_reduce: reduce '" + a.s("reduce") + "' is not sum, max or mean");
+  if (L.resources().arenas->storage(L.instruction().inputs(0)) ==
+      DeviceArenas::Storage::Bf16Activation)
+    return allReduceBf16(L, a, *kind);
   const float *in = L.f32In(0);
   float *out = L.f32Out(0);
   const size_t n = size_t(a.i("n"));
@@ -66,7 +78,7 @@ void allReduce(Lowerer &L, const Attrs &a) {
     return L.fail("the group of axis '" + a.s("axis") +
                   "' is not an NCCL communicator (make the RankContext with "
                   "cuda::connectNccl)");
-  const comm::ReduceOp op = a.i("average") ? comm::ReduceOp::Avg : comm::ReduceOp::Sum;
+  const comm::ReduceOp op = *kind;
   if (auto *open = L.lastStepState<AllReduceGroup>(); open && open->comm == nccl && open->op == op) {
     open->add({in, out, n});
     return;
@@ -76,11 +88,105 @@ void allReduce(Lowerer &L, const Attrs &a) {
   L.setLastStepState(pending);
 }
 
+/// A device view of operand `id` for a collective: bf16 activations in
+/// bf16, everything else in fp32.
+struct CollectiveOperand {
+  void *data;
+  comm::DType type;
+};
+
+CollectiveOperand operandOf(Lowerer &L, bool isInput, int i) {
+  const uint32_t id = isInput ? L.instruction().inputs(i) : L.instruction().outputs(i);
+  if (L.resources().arenas->storage(id) == DeviceArenas::Storage::Bf16Activation)
+    return {isInput ? const_cast<bf16 *>(L.bfIn(i)) : L.bfOut(i), comm::DType::BF16};
+  return {isInput ? const_cast<float *>(L.f32In(i)) : L.f32Out(i), comm::DType::F32};
+}
+
+/// The NCCL communicator of the instruction's axis with `parts` members;
+/// null (after recording why) when there is none.
+NcclCommunicator *groupOf(Lowerer &L, const Attrs &a, int64_t parts) {
+  const exec::RankContext *rank = L.resources().rank;
+  comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
+  auto *nccl = dynamic_cast<NcclCommunicator *>(group);
+  if (!nccl || nccl->size() != parts)
+    L.fail(L.instruction().op() + " over '" + a.s("axis") + "' expects an NCCL group of " +
+           std::to_string(parts) + " ranks");
+  return nccl && nccl->size() == parts ? nccl : nullptr;
+}
+
+/// An all_reduce of a bf16 activation (the tensor-parallel sums), in place.
+void allReduceBf16(Lowerer &L, const Attrs &a, comm::ReduceOp op) {
+  const CollectiveOperand in = operandOf(L, true, 0), out = operandOf(L, false, 0);
+  if (out.type != comm::DType::BF16)
+    return L.fail("all_reduce: a bf16 input needs a bf16 output");
+  const size_t n = size_t(a.i("n"));
+  const exec::RankContext *rank = L.resources().rank;
+  auto *nccl = dynamic_cast<NcclCommunicator *>(rank ? rank->group(a.s("axis")) : nullptr);
+  if (rank && rank->group(a.s("axis")) && !nccl)
+    return L.fail("the group of axis '" + a.s("axis") + "' is not an NCCL communicator");
+  L.emitCollective([=](cudaStream_t s) -> Status {
+    if (in.data != out.data)
+      MT_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, n * sizeof(bf16),
+                                    cudaMemcpyDeviceToDevice, s));
+    if (!nccl) // an axis of size 1: the input is the result
+      return Status::ok();
+    nccl->setStream(s);
+    return nccl->allReduce(out.data, n, comm::DType::BF16, op);
+  });
+}
+
+/// Copies `outer` rows of `run` elements between a row-major [outer, parts,
+/// run] tensor and the rank-major [parts, outer, run] blocks NCCL moves:
+/// block r of `blocks` <-> columns [r·run, (r+1)·run) of `full`.
+Status permuteBlocks(std::byte *full, std::byte *blocks, int64_t outer, int64_t run,
+                     int64_t parts, size_t element, bool toBlocks, cudaStream_t s) {
+  const size_t row = size_t(run) * element, block = size_t(outer) * row;
+  for (int64_t r = 0; r < parts; ++r) {
+    std::byte *column = full + size_t(r) * row, *slot = blocks + size_t(r) * block;
+    if (toBlocks)
+      MT_CUDA_CHECK(cudaMemcpy2DAsync(slot, row, column, size_t(parts) * row, row, size_t(outer),
+                                      cudaMemcpyDeviceToDevice, s));
+    else
+      MT_CUDA_CHECK(cudaMemcpy2DAsync(column, size_t(parts) * row, slot, row, row, size_t(outer),
+                                      cudaMemcpyDeviceToDevice, s));
+  }
+  return Status::ok();
+}
+
+/// all_gather (sequence parallelism) and reduce_scatter (its gradient, and
+/// the row-parallel outputs) through the rank-major blocks in the workspace.
+void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
+  const int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
+  NcclCommunicator *nccl = groupOf(L, a, parts);
+  const CollectiveOperand in = operandOf(L, true, 0), out = operandOf(L, false, 0);
+  if (!nccl)
+    return;
+  if (in.type != out.type)
+    return L.fail("input and output differ in their device dtype");
+  const size_t element = comm::sizeOf(in.type), count = size_t(outer * run);
+  L.needWorkspace(count * size_t(parts) * element);
+  Resources *r = &L.resources();
+  L.emitCollective([=](cudaStream_t s) -> Status {
+    auto *blocks = static_cast<std::byte *>(r->workspace);
+    nccl->setStream(s);
+    if (gather) {
+      MT_CUDA_RETURN_IF_ERROR(nccl->allGather(in.data, blocks, count, in.type));
+      return permuteBlocks(static_cast<std::byte *>(out.data), blocks, outer, run, parts,
+                           element, false, s);
+    }
+    MT_CUDA_RETURN_IF_ERROR(permuteBlocks(static_cast<std::byte *>(in.data), blocks, outer, run,
+                                          parts, element, true, s));
+    return nccl->reduceScatter(blocks, out.data, count, in.type, comm::ReduceOp::Sum);
+  });
+}
+
 } // namespace
 
 bool lowerCollectiveOp(Lowerer &L, const std::string &op, const Attrs &a) {
   if (op == "all_reduce")
     allReduce(L, a);
+  else if (op == "all_gather" || op == "reduce_scatter")
+    gatherOrScatter(L, a, op == "all_gather");
   else
     return false;
   return true;

@@ -178,39 +178,35 @@ void attentionGrad(Lowerer &L, const Attrs &a) {
   });
 }
 
-/// Vocabulary-parallel embeddings and losses need the tp group's collectives.
-void requireWholeVocabulary(Lowerer &L, const Attrs &a) {
-  if (!a.s("vocab_parallel_axis").empty())
-    L.fail("the vocabulary is split over '" + a.s("vocab_parallel_axis") +
-           "': the CUDA backend runs single-rank plans");
-  if (a.i("valid_vocab", a.i("vocab")) != a.i("vocab"))
-    L.fail("a padded vocabulary needs the vocab-parallel kernels");
+/// The first row of this rank's slice of a vocab-parallel table (0 when
+/// the table is whole): its coordinate on the axis times the local rows.
+int64_t vocabStart(Lowerer &L, const Attrs &a) {
+  const std::string axis = a.s("vocab_parallel_axis");
+  const exec::RankContext *rank = L.resources().rank;
+  return axis.empty() || !rank ? 0 : rank->coordinate(axis) * a.i("vocab");
 }
 
 void embedding(Lowerer &L, const Attrs &a) {
-  requireWholeVocabulary(L, a);
   const int32_t *ids = L.i32In(0);
   const bf16 *table = L.bfIn(1);
   bf16 *y = L.bfOut(0);
-  int64_t t = a.i("tokens"), h = a.i("hidden");
-  L.emit([=](cudaStream_t s) { return embeddingForward(ids, table, y, t, h, s); });
+  int64_t t = a.i("tokens"), h = a.i("hidden"), v = a.i("vocab"), start = vocabStart(L, a);
+  L.emit([=](cudaStream_t s) { return embeddingForward(ids, table, y, t, h, s, start, v); });
 }
 
 void embeddingGrad(Lowerer &L, const Attrs &a) {
-  requireWholeVocabulary(L, a);
   const int32_t *ids = L.i32In(0);
   const bf16 *dy = L.bfIn(1);
   float *dtable = L.f32Sum(0);
-  int64_t t = a.i("tokens"), v = a.i("vocab"), h = a.i("hidden");
+  int64_t t = a.i("tokens"), v = a.i("vocab"), h = a.i("hidden"), start = vocabStart(L, a);
   L.needWorkspace(embeddingBackwardWorkspaceBytes(v));
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t s) {
-    return embeddingBackward(ids, dy, dtable, r->workspace, t, v, h, s);
+    return embeddingBackward(ids, dy, dtable, r->workspace, t, v, h, s, start);
   });
 }
 
 void crossEntropy(Lowerer &L, const Attrs &a) {
-  requireWholeVocabulary(L, a);
   const bf16 *logits = L.bfIn(0);
   const int32_t *labels = L.i32In(1);
   const float *mask = L.f32In(2);
@@ -227,7 +223,6 @@ void crossEntropy(Lowerer &L, const Attrs &a) {
 }
 
 void crossEntropyGrad(Lowerer &L, const Attrs &a) {
-  requireWholeVocabulary(L, a);
   const bf16 *logits = L.bfIn(0);
   const int32_t *labels = L.i32In(1);
   const float *mask = L.f32In(2), *seed = L.f32In(3);
@@ -271,8 +266,8 @@ bool lowerOp(Lowerer &L, const std::string &op, const Attrs &attrs) {
     it->second(L, attrs);
     return true;
   }
-  return lowerOptimizerOp(L, op, attrs) || lowerCollectiveOp(L, op, attrs) ||
-         lowerPipelineOp(L, op, attrs);
+  return lowerOptimizerOp(L, op, attrs) || lowerVocabParallelOp(L, op, attrs) ||
+         lowerCollectiveOp(L, op, attrs) || lowerPipelineOp(L, op, attrs);
 }
 
 } // namespace mt::cuda

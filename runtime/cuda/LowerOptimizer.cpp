@@ -1,7 +1,7 @@
 // The optimizer program on the GPU: the gradients' sum of squares on the
-// device, read back once per step (the NaN/Inf check and the clipping
-// factor are decided on the host, as the plan's check_finite asks), then
-// multi-tensor AdamW with host scalars, writing every parameter's bf16
+// device (reduced there by the plan's all-reduces), its root read back once
+// per step (the NaN/Inf check and the clipping factor are decided on the
+// host, as the plan's check_finite asks), then multi-tensor AdamW with host scalars, writing every parameter's bf16
 // shadow as it updates the fp32 master.
 #include "runtime/cuda/AdamW.h"
 #include "runtime/cuda/Check.h"
@@ -16,39 +16,42 @@ namespace {
 
 using plan::Attrs;
 
-void globalNorm(Lowerer &L, const Attrs &a) {
+/// The local part of the gradient norm, on the device: the collectives
+/// that follow reduce it there.
+void sumSquares(Lowerer &L, const Attrs &a) {
   const plan::Instruction &in = L.instruction();
-  std::vector<FloatSpan> spans;
+  const std::string replicated = a.s("replicated");
+  const int64_t replicas = a.i("replicas", 1);
+  if (replicas < 1)
+    return L.fail("sum_squares: replicas is " + std::to_string(replicas) + ", expected >= 1");
+  std::vector<FloatSpan> whole, shared;
   for (int i = 0; i < in.inputs_size(); ++i) {
-    const float *g = L.f32In(i);
-    int64_t n = 1;
-    for (int64_t d : L.plan().buffers(in.inputs(i)).shape())
-      n *= d;
-    spans.push_back({g, n});
+    const FloatSpan span{L.f32In(i), plan::elementsOf(L.plan().buffers(in.inputs(i)))};
+    (size_t(i) < replicated.size() && replicated[i] == '1' ? shared : whole).push_back(span);
   }
-  float *norm = L.hostScalar(in.outputs(0));
-  auto sum = L.resources().allocate(sizeof(double));
-  if (!sum)
-    return L.fail(sum.message());
-  L.needWorkspace(sumOfSquaresWorkspaceBytes(spans));
+  float *out = L.f32Out(0);
+  auto sums = L.resources().allocate(2 * sizeof(double));
+  if (!sums)
+    return L.fail(sums.message());
+  L.needWorkspace(std::max(sumOfSquaresWorkspaceBytes(whole), sumOfSquaresWorkspaceBytes(shared)));
   Resources *r = &L.resources();
-  double *deviceSum = static_cast<double *>(*sum);
-  // Pipeline stages hold disjoint parameters: their sums add up over pp.
-  const std::string stages = a.s("pipeline_axis");
-  comm::Communicator *pp = stages.empty() || !r->rank ? nullptr : r->rank->group(stages);
+  double *deviceSums = static_cast<double *>(*sums), share = 1.0 / double(replicas);
+  L.emit([=](cudaStream_t s) {
+    return weightedSumOfSquares(whole, shared, share, deviceSums, out, r->workspace, s);
+  });
+}
+
+/// The norm read back once per step: check_finite and the clipping factor
+/// are decided on the host.
+void sqrtOp(Lowerer &L, const Attrs &) {
+  const float *sum = L.f32In(0);
+  float *norm = L.hostScalar(L.instruction().outputs(0));
   L.emit(
       [=](cudaStream_t s) -> Status {
-        MT_CUDA_RETURN_IF_ERROR(sumOfSquares(spans, deviceSum, r->workspace, s));
-        double total = 0;
-        MT_CUDA_CHECK(cudaMemcpyAsync(&total, deviceSum, sizeof(double),
-                                      cudaMemcpyDeviceToHost, s));
+        float total = 0;
+        MT_CUDA_CHECK(cudaMemcpyAsync(&total, sum, sizeof(float), cudaMemcpyDeviceToHost, s));
         MT_CUDA_CHECK(cudaStreamSynchronize(s));
-        // As the CPU backend: the fp64 sum rounded to fp32, summed over pp
-        // on the host (a scalar), then the root.
-        float squares = float(total);
-        if (pp)
-          MT_CUDA_RETURN_IF_ERROR(pp->allReduceHost(&squares, 1, comm::ReduceOp::Sum));
-        *norm = std::sqrt(std::max(squares, 0.0f));
+        *norm = std::sqrt(std::max(total, 0.0f));
         return Status::ok();
       },
       /*onHost=*/true);
@@ -120,8 +123,10 @@ void adamw(Lowerer &L, const Attrs &a) {
 } // namespace
 
 bool lowerOptimizerOp(Lowerer &L, const std::string &op, const Attrs &a) {
-  if (op == "global_norm")
-    globalNorm(L, a);
+  if (op == "sum_squares")
+    sumSquares(L, a);
+  else if (op == "sqrt")
+    sqrtOp(L, a);
   else if (op == "check_finite")
     L.emitCheck(L.hostIn(0));
   else if (op == "clip_coefficient")

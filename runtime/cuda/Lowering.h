@@ -167,6 +167,8 @@ private:
 bool lowerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 /// Same for the optimizer's ops (runtime/cuda/LowerOptimizer.cpp).
 bool lowerOptimizerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
+/// Same for the vocab-parallel cross-entropy (runtime/cuda/LowerVocabParallel.cpp).
+bool lowerVocabParallelOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 /// Same for the collectives (runtime/cuda/LowerCollectives.cpp).
 bool lowerCollectiveOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 /// Same for the pipeline transfers send and recv (runtime/cuda/NcclPipeline.cpp).

@@ -66,7 +66,8 @@ constexpr const char *kCommunication = "communication (NCCL)";
 /// The reduced buffers, or empty when the optimizer's leading all-reduces
 /// are not all in-place fp32 gradient reductions over one axis.
 std::vector<uint32_t> reducedGradients(const plan::Plan &plan, const plan::Program &optimizer,
-                                       DeviceArenas &arenas, std::string &axis, bool &average) {
+                                       DeviceArenas &arenas, std::string &axis,
+                                       std::string &reduce) {
   std::vector<uint32_t> buffers;
   for (const plan::Instruction &in : optimizer.instructions()) {
     if (in.op() != "all_reduce")
@@ -74,10 +75,10 @@ std::vector<uint32_t> reducedGradients(const plan::Plan &plan, const plan::Progr
     const plan::Attrs a(in);
     if (buffers.empty()) {
       axis = a.s("axis");
-      average = a.i("average") != 0;
+      reduce = a.s("reduce");
     }
     const uint32_t id = in.outputs(0);
-    if (a.s("axis") != axis || (a.i("average") != 0) != average || in.inputs(0) != id ||
+    if (a.s("axis") != axis || a.s("reduce") != reduce || in.inputs(0) != id ||
         plan.buffers(id).arena() != plan::GRADIENTS || plan.buffers(id).dtype() != plan::F32 ||
         arenas.storage(id) == DeviceArenas::Storage::Bf16Activation)
       return {};
@@ -92,11 +93,11 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
     const plan::Plan &plan, const plan::Program &forwardBackward, const plan::Program &optimizer,
     const std::vector<Step> &optimizerSteps, const exec::RankContext &rank, DeviceArenas &arenas,
     size_t bucketElements) {
-  std::string axis;
-  bool average = false;
-  const std::vector<uint32_t> reduced = reducedGradients(plan, optimizer, arenas, axis, average);
+  std::string axis, reduce;
+  const std::vector<uint32_t> reduced = reducedGradients(plan, optimizer, arenas, axis, reduce);
+  const std::optional<comm::ReduceOp> op = comm::reduceOpNamed(reduce);
   auto *comm = reduced.empty() ? nullptr : dynamic_cast<NcclCommunicator *>(rank.group(axis));
-  if (!comm)
+  if (!comm || !op || *op == comm::ReduceOp::Max) // gradients are summed or averaged
     return std::unique_ptr<GradientReduceOverlap>();
   for (const Step &step : optimizerSteps)
     if (step.instruction < int(reduced.size()) && step.launch && !step.collective)
@@ -119,7 +120,7 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
 
   auto state = std::make_shared<State>();
   state->comm = comm;
-  state->op = average ? comm::ReduceOp::Avg : comm::ReduceOp::Sum;
+  state->op = *op;
   state->reductions = int(reduced.size());
   size_t inBucket = 0;
   for (uint32_t id : order) {

@@ -7,6 +7,19 @@ namespace mt::plan {
 
 namespace {
 uint64_t roundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+/// The first output of `op` that is kept 32-bit where it is an activation
+/// (the outputs after it too); outputs_size when none.
+int firstWideOutput(const Instruction &instr) {
+  const std::string &op = instr.op();
+  if (op == "attention") // the log-sum-exp its backward reads
+    return 1;
+  if (op == "vocab_parallel_logits_max" || op == "vocab_parallel_predicted_logits")
+    return 0; // row statistics
+  if (op == "rmsnorm_grad" || op == "layernorm_grad")
+    return 1; // a norm weight's gradient, summed over tp before it is accumulated
+  return instr.outputs_size();
+}
 } // namespace
 
 std::set<uint32_t> wideActivations(const Plan &plan) {
@@ -16,8 +29,9 @@ std::set<uint32_t> wideActivations(const Plan &plan) {
       wide.insert(b.id());
   for (const Program &program : plan.programs())
     for (const Instruction &instr : program.instructions())
-      if (instr.op() == "attention")
-        wide.insert(instr.outputs(1));
+      for (int i = firstWideOutput(instr); i < instr.outputs_size(); ++i)
+        if (plan.buffers(instr.outputs(i)).arena() == ACTIVATIONS)
+          wide.insert(instr.outputs(i));
   return wide;
 }
 

@@ -18,8 +18,11 @@ namespace mt::plan {
 inline constexpr uint64_t kWideAlignment = 256;
 
 /// The ACTIVATIONS buffers kept in their planned dtype rather than bf16:
-/// non-fp32 ones (indices), one-element ones (the optimizer's scalars) and
-/// the attention's log-sum-exp (read by its backward).
+/// non-fp32 ones (indices), one-element ones (the optimizer's scalars), the
+/// attention's log-sum-exp (read by its backward), the row statistics of
+/// the vocab-parallel cross-entropy (row maxima, label logits, sums of exp)
+/// and norm weight gradients held as activations (tensor parallelism sums
+/// them over tp before they reach the fp32 main gradient).
 std::set<uint32_t> wideActivations(const Plan &plan);
 
 /// Bytes the CUDA backend allocates for one rank's arenas.

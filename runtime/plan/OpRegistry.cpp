@@ -3,6 +3,7 @@
 
 #include "runtime/support/CheckedMath.h"
 
+#include <algorithm>
 #include <sstream>
 
 namespace mt::plan {
@@ -123,7 +124,8 @@ std::vector<OpSignature> makeTable() {
       {"add", 2, 2, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(3, n(a)); }},
       {"fill_zero", 0, 0, 1, {"n"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
       {"accumulate", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
-      {"all_reduce", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
+      {"all_reduce", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); },
+       {{"reduce", {"sum", "max", "mean"}}}},
       {"send", 1, 1, 0, {"n", "peer_virtual_stage"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
       {"recv", 0, 0, 1, {"n", "peer_virtual_stage"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
       {"all_gather", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
@@ -158,7 +160,23 @@ std::vector<OpSignature> makeTable() {
          int64_t t = a.i("tokens"), l = mul({t, a.i("vocab")});
          return Counts{l, t, t, 1, l};
        }},
-      {"global_norm", 1, -1, 1, {}, {}, nullptr},
+      {"vocab_parallel_logits_max", 1, 1, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
+         int64_t t = a.i("tokens");
+         return Counts{mul({t, a.i("vocab")}), t};
+       }},
+      {"vocab_parallel_predicted_logits", 3, 3, 2, {"tokens", "vocab"}, {}, [](const Attrs &a) {
+         int64_t t = a.i("tokens");
+         return Counts{mul({t, a.i("vocab")}), t, t, t, t};
+       }},
+      {"cross_entropy_loss", 4, 4, 1, {"tokens"}, {}, [tok](const Attrs &a) {
+         return Counts{tok(a), tok(a), tok(a), tok(a), 1};
+       }},
+      {"vocab_parallel_cross_entropy_grad", 6, 6, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
+         int64_t t = a.i("tokens"), l = mul({t, a.i("vocab")});
+         return Counts{l, t, t, t, t, 1, l};
+       }},
+      {"sum_squares", 1, -1, 1, {"replicas"}, {}, nullptr},
+      {"sqrt", 1, 1, 1, {}, {}, [](const Attrs &) { return Counts{1, 1}; }},
       {"check_finite", 1, 1, 0, {}, {}, [](const Attrs &) { return Counts{1}; }},
       {"clip_coefficient", 1, 1, 1, {}, {"max_norm"}, [](const Attrs &) { return Counts{1, 1}; }},
       {"lr_schedule", 1, 1, 1, {"warmup_steps", "decay_steps"}, {"max_lr", "min_lr"},
@@ -209,6 +227,15 @@ Status checkInstruction(const Plan &plan, const Program &program, int index) {
   for (const auto &name : op->floatAttrs)
     if (!attrs.find(name) || !attrs.find(name)->has_f())
       return fail("missing float attribute '" + name + "'");
+  for (const auto &[name, valid] : op->choices)
+    if (const Attribute *a = attrs.find(name);
+        a && (!a->has_s() || std::find(valid.begin(), valid.end(), a->s()) == valid.end())) {
+      std::string list;
+      for (const std::string &v : valid)
+        list += (list.empty() ? "" : ", ") + v;
+      return fail("attribute '" + name + "' must be one of " + list + ", got '" +
+                  (a->has_s() ? a->s() : std::string("a non-string")) + "'");
+    }
   std::vector<uint32_t> ids(instr.inputs().begin(), instr.inputs().end());
   ids.insert(ids.end(), instr.outputs().begin(), instr.outputs().end());
   for (uint32_t id : ids)

@@ -33,6 +33,8 @@ struct OpSignature {
   std::vector<std::string> intAttrs, floatAttrs;
   /// Expected element counts of inputs then outputs (-1: not checked).
   std::function<std::vector<int64_t>(const Attrs &)> counts;
+  /// String attributes and their valid values (an absent one takes the first).
+  std::vector<std::pair<std::string, std::vector<std::string>>> choices = {};
 };
 
 const OpSignature *findOp(const std::string &name);

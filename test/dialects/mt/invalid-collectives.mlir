@@ -11,6 +11,14 @@ func.func @all_reduce_axis(%x: tensor<2x8x64xf32>) {
 
 // -----
 
+func.func @all_reduce_kind(%x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.all_reduce' op expects reduce sum, max or mean, got 'min'}}
+  %0 = mt.all_reduce %x {axis = "tp", reduce = "min"} : tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
 func.func @tp_copy_axis(%x: tensor<2x8x64xf32>) {
   // expected-error @+1 {{'mt.tp_copy' op expects a mesh axis (pp, dp, cp, ep, tp), got 'model'}}
   %0 = mt.tp_copy %x {axis = "model"} : tensor<2x8x64xf32>

@@ -399,3 +399,27 @@ func.func @cross_entropy_grad_mask(%l: tensor<2x8x256xf32>, %t: tensor<2x8xi32>,
   %0 = mt.cross_entropy_grad %l, %t, %m, %s : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<16xf32>, tensor<f32>) -> tensor<2x8x256xf32>
   return
 }
+
+// -----
+
+func.func @vocab_parallel_cross_entropy_grad_dlogits(%l: tensor<2x8x128xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xf32>, %s: tensor<f32>) {
+  // expected-error @+1 {{'mt.vocab_parallel_cross_entropy_grad' op expects dlogits of type 'tensor<2x8x128xf32>', got 'tensor<2x8x256xf32>'}}
+  %0 = mt.vocab_parallel_cross_entropy_grad %l, %t, %m, %m, %m, %s {axis = "tp"} : (tensor<2x8x128xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x256xf32>
+  return
+}
+
+// -----
+
+func.func @vocab_parallel_cross_entropy_grad_rows(%l: tensor<2x8x128xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xf32>, %r: tensor<16xf32>, %s: tensor<f32>) {
+  // expected-error @+1 {{'mt.vocab_parallel_cross_entropy_grad' op expects row_max of shape [2, 8], got [16]}}
+  %0 = mt.vocab_parallel_cross_entropy_grad %l, %t, %m, %r, %m, %s {axis = "tp"} : (tensor<2x8x128xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<16xf32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x128xf32>
+  return
+}
+
+// -----
+
+func.func @vocab_parallel_cross_entropy_grad_axis(%l: tensor<2x8x128xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xf32>, %s: tensor<f32>) {
+  // expected-error @+1 {{'mt.vocab_parallel_cross_entropy_grad' op expects a mesh axis (pp, dp, cp, ep, tp), got ''}}
+  %0 = mt.vocab_parallel_cross_entropy_grad %l, %t, %m, %m, %m, %s {axis = ""} : (tensor<2x8x128xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x128xf32>
+  return
+}

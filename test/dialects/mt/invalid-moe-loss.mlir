@@ -153,3 +153,59 @@ func.func @ce_result(%l: tensor<2x8x256xf32>, %y: tensor<2x8xi32>, %m: tensor<2x
   %0 = "mt.cross_entropy"(%l, %y, %m) : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>) -> tensor<2xf32>
   return
 }
+
+// -----
+
+func.func @logits_max_axis(%l: tensor<2x8x128xf32>) {
+  // expected-error @+1 {{'mt.vocab_parallel_logits_max' op expects a mesh axis (pp, dp, cp, ep, tp), got 'vocab'}}
+  %0 = mt.vocab_parallel_logits_max %l {axis = "vocab"} : (tensor<2x8x128xf32>) -> tensor<2x8xf32>
+  return
+}
+
+// -----
+
+func.func @logits_max_valid_vocab(%l: tensor<2x8x128xf32>) {
+  // expected-error @+1 {{'mt.vocab_parallel_logits_max' op expects valid_vocab > 0, got 0}}
+  %0 = mt.vocab_parallel_logits_max %l {axis = "tp", valid_vocab = 0 : i64} : (tensor<2x8x128xf32>) -> tensor<2x8xf32>
+  return
+}
+
+// -----
+
+func.func @logits_max_rows(%l: tensor<2x8x128xf32>) {
+  // expected-error @+1 {{'mt.vocab_parallel_logits_max' op expects row_max of shape [2, 8], got [16]}}
+  %0 = mt.vocab_parallel_logits_max %l {axis = "tp"} : (tensor<2x8x128xf32>) -> tensor<16xf32>
+  return
+}
+
+// -----
+
+func.func @predicted_logits_rank(%l: tensor<16x128xf32>, %m: tensor<16xf32>, %y: tensor<16xi32>) {
+  // expected-error @+1 {{'mt.vocab_parallel_predicted_logits' op expects logits of rank 3, got [16, 128]}}
+  %p, %e = mt.vocab_parallel_predicted_logits %l, %m, %y {axis = "tp"} : (tensor<16x128xf32>, tensor<16xf32>, tensor<16xi32>) -> (tensor<16xf32>, tensor<16xf32>)
+  return
+}
+
+// -----
+
+func.func @predicted_logits_labels(%l: tensor<2x8x128xf32>, %m: tensor<2x8xf32>, %y: tensor<2x7xi32>) {
+  // expected-error @+1 {{'mt.vocab_parallel_predicted_logits' op expects labels of shape [2, 8], got [2, 7]}}
+  %p, %e = mt.vocab_parallel_predicted_logits %l, %m, %y {axis = "tp"} : (tensor<2x8x128xf32>, tensor<2x8xf32>, tensor<2x7xi32>) -> (tensor<2x8xf32>, tensor<2x8xf32>)
+  return
+}
+
+// -----
+
+func.func @cross_entropy_loss_mask_rank(%r: tensor<2x8xf32>, %mask: tensor<16xf32>) {
+  // expected-error @+1 {{'mt.cross_entropy_loss' op expects mask of rank 2, got [16]}}
+  %0 = mt.cross_entropy_loss %r, %r, %r, %mask : (tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<16xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @cross_entropy_loss_rows(%r: tensor<2x8xf32>, %s: tensor<2x4xf32>) {
+  // expected-error @+1 {{'mt.cross_entropy_loss' op expects sum_exp_logits of shape [2, 8], got [2, 4]}}
+  %0 = mt.cross_entropy_loss %r, %r, %s, %r : (tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x4xf32>, tensor<2x8xf32>) -> tensor<f32>
+  return
+}

@@ -126,3 +126,19 @@ func.func @lr_schedule_decay_negative(%s: tensor<i64>) {
   %0 = mt.lr_schedule %s {max_lr = 1.0e-03 : f64, min_lr = 0.0 : f64, warmup_steps = 0 : i64, decay_steps = -1 : i64, style = "cosine"} : (tensor<i64>) -> tensor<f32>
   return
 }
+
+// -----
+
+func.func @sum_squares_replicas(%g: tensor<4xf32>) {
+  // expected-error @+1 {{'mt.sum_squares' op expects replicas >= 1, got 0}}
+  %0 = mt.sum_squares %g {replicas = 0 : i64} : (tensor<4xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @sum_squares_flags(%g: tensor<4xf32>, %h: tensor<2xf32>) {
+  // expected-error @+1 {{'mt.sum_squares' op expects one replicated flag per operand (2), got 1}}
+  %0 = mt.sum_squares %g, %h {replicated = array<i1: true>} : (tensor<4xf32>, tensor<2xf32>) -> tensor<f32>
+  return
+}

@@ -167,12 +167,27 @@ func.func @loss_grad(%logits: tensor<2x8x256xf32>, %labels: tensor<2x8xi32>, %ma
   return
 }
 
+// CHECK-LABEL: func.func @vocab_parallel_cross_entropy
+func.func @vocab_parallel_cross_entropy(%logits: tensor<2x8x128xf32>, %labels: tensor<2x8xi32>, %mask: tensor<2x8xf32>, %dloss: tensor<f32>) {
+  // CHECK: mt.vocab_parallel_logits_max %{{.*}} {axis = "tp", valid_vocab = 250 : i64} : (tensor<2x8x128xf32>) -> tensor<2x8xf32>
+  %m = mt.vocab_parallel_logits_max %logits {axis = "tp", valid_vocab = 250 : i64} : (tensor<2x8x128xf32>) -> tensor<2x8xf32>
+  // CHECK: mt.vocab_parallel_predicted_logits %{{.*}}, %{{.*}}, %{{.*}} {axis = "tp"} : (tensor<2x8x128xf32>, tensor<2x8xf32>, tensor<2x8xi32>) -> (tensor<2x8xf32>, tensor<2x8xf32>)
+  %p, %e = mt.vocab_parallel_predicted_logits %logits, %m, %labels {axis = "tp"} : (tensor<2x8x128xf32>, tensor<2x8xf32>, tensor<2x8xi32>) -> (tensor<2x8xf32>, tensor<2x8xf32>)
+  // CHECK: mt.cross_entropy_loss %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<f32>
+  %l = mt.cross_entropy_loss %m, %p, %e, %mask : (tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<f32>
+  // CHECK: mt.vocab_parallel_cross_entropy_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {axis = "tp"} : (tensor<2x8x128xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x128xf32>
+  %d = mt.vocab_parallel_cross_entropy_grad %logits, %labels, %mask, %m, %e, %dloss {axis = "tp"} : (tensor<2x8x128xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x128xf32>
+  return
+}
+
 // CHECK-LABEL: func.func @collectives
 func.func @collectives(%x: tensor<2x8x64xf32>, %h: tensor<2x4x64xbf16>) {
   // CHECK: mt.all_reduce %{{.*}} {axis = "tp"} : tensor<2x8x64xf32>
   %r = mt.all_reduce %x {axis = "tp"} : tensor<2x8x64xf32>
-  // CHECK: mt.all_reduce %{{.*}} {average, axis = "dp"} : tensor<2x8x64xf32>
-  %a = mt.all_reduce %x {axis = "dp", average} : tensor<2x8x64xf32>
+  // CHECK: mt.all_reduce %{{.*}} {axis = "dp", reduce = "mean"} : tensor<2x8x64xf32>
+  %a = mt.all_reduce %x {axis = "dp", reduce = "mean"} : tensor<2x8x64xf32>
+  // CHECK: mt.all_reduce %{{.*}} {axis = "tp", reduce = "max"} : tensor<2x8x64xf32>
+  %mx = mt.all_reduce %x {axis = "tp", reduce = "max"} : tensor<2x8x64xf32>
   // CHECK: mt.tp_copy %{{.*}} {axis = "tp"} : tensor<2x8x64xf32>
   %c = mt.tp_copy %x {axis = "tp"} : tensor<2x8x64xf32>
   // CHECK: mt.all_gather %{{.*}} {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xbf16>) -> tensor<2x8x64xbf16>
@@ -188,6 +203,10 @@ func.func @optimizer(%p: tensor<64x64xf32>, %g: tensor<64x64xf32>, %b: tensor<64
   %n = mt.global_norm %g, %b : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   // CHECK: mt.global_norm %{{.*}}, %{{.*}} {replicated = array<i1: false, true>, sharded_axis = "tp"} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   %ns = mt.global_norm %g, %b {sharded_axis = "tp", replicated = array<i1: false, true>} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+  // CHECK: mt.sum_squares %{{.*}}, %{{.*}} {replicas = 2 : i64, replicated = array<i1: false, true>} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+  %sq = mt.sum_squares %g, %b {replicated = array<i1: false, true>, replicas = 2 : i64} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+  // CHECK: mt.sqrt %{{.*}} : tensor<f32>
+  %rt = mt.sqrt %sq : tensor<f32>
   // CHECK: mt.check_finite %{{.*}} : tensor<f32>
   mt.check_finite %n : tensor<f32>
   // CHECK: mt.clip_coefficient %{{.*}} {max_norm = 1.000000e+00 : f64} : (tensor<f32>) -> tensor<f32>

@@ -89,6 +89,21 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 
 // -----
 
+// A maximum over ranks has no gradient (it only feeds values treated as
+// constants, as the vocab-parallel cross-entropy's row maximum).
+mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
+func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<16x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<16x8xf32>) -> tensor<2x4x8xf32>
+  // expected-error @+1 {{'mt.all_reduce' op has no gradient: a maximum over 'tp' feeds only values treated as constants}}
+  %y = mt.all_reduce %x {axis = "tp", reduce = "max"} : tensor<2x4x8xf32>
+  %l = mt.linear %y, %e : (tensor<2x4x8xf32>, tensor<16x8xf32>) -> tensor<2x4x16xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+
+// -----
+
 // expected-error @+1 {{mt-autodiff expects 'func.func @forward(input_ids, labels, loss_mask) -> loss'}}
 module {
   func.func @main() {

@@ -8,7 +8,7 @@ mt.param @norm : tensor<4xf32> init(ones)
 // CHECK-LABEL: func.func @optimizer_step(
 // CHECK-SAME: %[[W:[^:]*]]: tensor<4x4xf32> {mt.param = @w, mt.role = "param"}
 // CHECK-SAME: %[[GW:[^:]*]]: tensor<4x4xf32> {mt.param = @w, mt.role = "grad"}
-// CHECK: %[[AW:.*]] = mt.all_reduce %[[GW]] {average, axis = "dp"} : tensor<4x4xf32>
-// CHECK: %[[AN:.*]] = mt.all_reduce %{{.*}} {average, axis = "dp"} : tensor<4xf32>
+// CHECK: %[[AW:.*]] = mt.all_reduce %[[GW]] {axis = "dp", reduce = "mean"} : tensor<4x4xf32>
+// CHECK: %[[AN:.*]] = mt.all_reduce %{{.*}} {axis = "dp", reduce = "mean"} : tensor<4xf32>
 // CHECK: mt.global_norm %[[AW]], %[[AN]] {replicated = array<i1: false, true>, sharded_axis = "tp"}
 // CHECK: mt.adamw %[[W]], %[[AW]]

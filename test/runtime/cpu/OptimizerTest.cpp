@@ -259,7 +259,7 @@ TEST(GradientClipping, MatchesMegatronsClipGradNorm) {
 //===----------------------------------------------------------------------===//
 
 /// The optimizer program mtc emits, on two parameters: the global norm of
-/// the gradients, the finite check, the clipping coefficient, the scheduled
+/// the gradients (sum of squares, square root), the finite check, the clipping coefficient, the scheduled
 /// learning rate and one AdamW per parameter (weight decay on the first).
 struct OptimizerPlan {
   static constexpr double kMaxNorm = 1.0, kMaxLr = 1e-2, kMinLr = 1e-3;
@@ -267,7 +267,7 @@ struct OptimizerPlan {
   static constexpr double kBeta1 = 0.9, kBeta2 = 0.95, kEps = 1e-8;
   plan::Plan plan;
   std::vector<uint32_t> params, grads;
-  uint32_t step, norm, coefficient, lr;
+  uint32_t step, squares, norm, coefficient, lr;
 
   explicit OptimizerPlan(const std::vector<int64_t> &sizes) {
     test::PlanBuilder b;
@@ -281,9 +281,11 @@ struct OptimizerPlan {
     }
     step = b.buffer("step", plan::INPUTS, {1}, plan::I64);
     norm = b.buffer("grad_norm", plan::OUTPUTS, {1});
+    squares = b.buffer("sum_squares", plan::ACTIVATIONS, {1});
     coefficient = b.buffer("clip", plan::ACTIVATIONS, {1});
     lr = b.buffer("lr", plan::OUTPUTS, {1});
-    b.instruction("optimizer_step", "global_norm", grads, {norm});
+    b.instruction("optimizer_step", "sum_squares", grads, {squares}, {{"replicas", int64_t(1)}});
+    b.instruction("optimizer_step", "sqrt", {squares}, {norm});
     b.instruction("optimizer_step", "check_finite", {norm}, {});
     b.instruction("optimizer_step", "clip_coefficient", {norm}, {coefficient},
                   {{"max_norm", kMaxNorm}});

@@ -1,5 +1,6 @@
 // Vocab-parallel embedding and cross-entropy over 1, 2 and 4 simulated
-// ranks (threads with an in-process reduction) against the unsharded kernels.
+// ranks (the local kernels, with the all-reduces between them done in the
+// test) against the unsharded kernels of Loss.h and Dense.h.
 #include "runtime/cpu/Dense.h"
 #include "runtime/cpu/Loss.h"
 #include "runtime/cpu/VocabParallel.h"
@@ -7,39 +8,63 @@
 
 #include <gtest/gtest.h>
 
-#include <barrier>
+#include <algorithm>
 #include <cmath>
 #include <random>
-#include <thread>
 #include <vector>
 
 namespace mt::cpu {
 namespace {
 
-/// All-reduce among `ranks` threads: each contributes, all read the result
-/// (summed in rank order, so identical on every rank).
-class ThreadAxis {
-public:
-  explicit ThreadAxis(int ranks) : ranks_(ranks), sync_(ranks), slots_(ranks) {}
-  AxisReduce reduceFor(int rank) {
-    return [this, rank](float *data, int64_t count, bool max) {
-      slots_[rank].assign(data, data + count);
-      sync_.arrive_and_wait();
-      for (int64_t i = 0; i < count; ++i) {
-        float acc = slots_[0][i];
-        for (int r = 1; r < ranks_; ++r)
-          acc = max ? std::max(acc, slots_[r][i]) : acc + slots_[r][i];
-        data[i] = acc;
-      }
-      sync_.arrive_and_wait();
-    };
-  }
-
-private:
-  int ranks_;
-  std::barrier<> sync_;
-  std::vector<std::vector<float>> slots_;
+/// The local steps of the vocab-parallel cross-entropy on `ranks` slices of
+/// [tokens, ranks·local] logits (rank r holds columns [r·local, (r+1)·local),
+/// of which those below `valid` are real), with the plan's all-reduces done
+/// here in rank order: the loss of every rank and the full dlogits.
+struct SplitCrossEntropy {
+  std::vector<float> losses, dlogits;
 };
+
+SplitCrossEntropy runSplit(const std::vector<float> &logits, const std::vector<int32_t> &labels,
+                           const std::vector<float> &mask, int64_t tokens, int ranks,
+                           int64_t local, int64_t valid, float dloss) {
+  const int64_t width = int64_t(ranks) * local;
+  std::vector<std::vector<float>> shards(ranks, std::vector<float>(size_t(tokens * local)));
+  std::vector<VocabShard> s;
+  for (int r = 0; r < ranks; ++r) {
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t v = 0; v < local; ++v)
+        shards[r][t * local + v] = logits[t * width + r * local + v];
+    s.push_back({tokens, local, r * local, validColumns(local, r * local, valid)});
+  }
+  auto reduce = [&](std::vector<std::vector<float>> &parts, bool max) {
+    std::vector<float> out = parts[0];
+    for (int r = 1; r < ranks; ++r)
+      for (size_t i = 0; i < out.size(); ++i)
+        out[i] = max ? std::max(out[i], parts[r][i]) : out[i] + parts[r][i];
+    return out;
+  };
+  std::vector<std::vector<float>> rowMax(ranks, std::vector<float>(tokens)), predicted = rowMax,
+                                                                            sumExp = rowMax;
+  for (int r = 0; r < ranks; ++r)
+    vocabParallelLogitsMax(shards[r].data(), rowMax[r].data(), s[r]);
+  std::vector<float> max = reduce(rowMax, true);
+  for (int r = 0; r < ranks; ++r)
+    vocabParallelPredictedLogits(shards[r].data(), max.data(), labels.data(), predicted[r].data(),
+                                 sumExp[r].data(), s[r]);
+  std::vector<float> label = reduce(predicted, false), sum = reduce(sumExp, false);
+  SplitCrossEntropy out{{}, std::vector<float>(logits.size(), 0.0f)};
+  for (int r = 0; r < ranks; ++r) {
+    out.losses.push_back(crossEntropyLoss(max.data(), label.data(), sum.data(), mask.data(),
+                                          tokens));
+    std::vector<float> dshard(size_t(tokens * local), 0.0f);
+    vocabParallelCrossEntropyBackward(shards[r].data(), labels.data(), mask.data(), max.data(),
+                                      sum.data(), dloss, dshard.data(), s[r]);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t v = 0; v < local; ++v)
+        out.dlogits[t * width + r * local + v] = dshard[t * local + v];
+  }
+  return out;
+}
 
 constexpr int64_t kTokens = 7, kVocab = 36, kHidden = 5;
 
@@ -79,34 +104,19 @@ TEST_P(VocabParallel, ShardsReproduceTheUnshardedKernels) {
                        dlogitsRef.data(), kTokens, kVocab);
   embeddingForward(d.labels.data(), d.table.data(), yRef.data(), kTokens, kHidden);
 
-  ThreadAxis axis(ranks);
-  std::vector<float> losses(ranks), dlogits(d.logits.size(), 0.0f),
-      ySum(kTokens * kHidden, 0.0f), dtable(d.table.size(), 0.0f);
+  SplitCrossEntropy split = runSplit(d.logits, d.labels, d.mask, kTokens, ranks, local, kVocab,
+                                     0.5f);
+  const std::vector<float> &losses = split.losses, &dlogits = split.dlogits;
+  std::vector<float> ySum(kTokens * kHidden, 0.0f), dtable(d.table.size(), 0.0f);
   std::vector<std::vector<float>> ys(ranks);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < ranks; ++r)
-    threads.emplace_back([&, r] {
-      int64_t start = r * local;
-      std::vector<float> shard(kTokens * local), dshard(kTokens * local, 0.0f);
-      for (int64_t t = 0; t < kTokens; ++t)
-        for (int64_t v = 0; v < local; ++v)
-          shard[t * local + v] = d.logits[t * kVocab + start + v];
-      AxisReduce reduce = axis.reduceFor(r);
-      losses[r] = crossEntropyForwardShard(shard.data(), d.labels.data(), d.mask.data(),
-                                           kTokens, local, start, kVocab, reduce);
-      crossEntropyBackwardShard(shard.data(), d.labels.data(), d.mask.data(), 0.5f,
-                                dshard.data(), kTokens, local, start, kVocab, reduce);
-      for (int64_t t = 0; t < kTokens; ++t)
-        for (int64_t v = 0; v < local; ++v)
-          dlogits[t * kVocab + start + v] = dshard[t * local + v];
-      ys[r].resize(kTokens * kHidden);
-      embeddingForwardShard(d.labels.data(), d.table.data() + start * kHidden, ys[r].data(),
-                            kTokens, kHidden, start, local);
-      embeddingBackwardShard(d.labels.data(), d.dy.data(), dtable.data() + start * kHidden,
-                             kTokens, kHidden, start, local);
-    });
-  for (auto &t : threads)
-    t.join();
+  for (int r = 0; r < ranks; ++r) {
+    int64_t start = r * local;
+    ys[r].resize(kTokens * kHidden);
+    embeddingForwardShard(d.labels.data(), d.table.data() + start * kHidden, ys[r].data(),
+                          kTokens, kHidden, start, local);
+    embeddingBackwardShard(d.labels.data(), d.dy.data(), dtable.data() + start * kHidden,
+                           kTokens, kHidden, start, local);
+  }
   for (int r = 0; r < ranks; ++r) {
     EXPECT_EQ(losses[r], losses[0]) << "every rank gets the same loss";
     EXPECT_NEAR(losses[r], lossRef, tolerance::kFp32KernelRel * lossRef);
@@ -126,7 +136,7 @@ INSTANTIATE_TEST_SUITE_P(Ranks, VocabParallel, ::testing::Values(1, 2, 4));
 TEST(VocabParallelPadding, PaddedColumnsTakeNoPart) {
   // A vocabulary of 35 padded to 36 over 2 ranks: the padding column holds a
   // huge logit that must neither change the loss nor get a gradient.
-  const int64_t vocab = 35, padded = 36, local = padded / 2;
+  const int64_t vocab = 35, paddedVocab = 36;
   Data d = makeData();
   std::vector<float> logits(kTokens * vocab);
   for (int64_t t = 0; t < kTokens; ++t)
@@ -139,33 +149,19 @@ TEST(VocabParallelPadding, PaddedColumnsTakeNoPart) {
   std::vector<float> dRef(logits.size(), 0.0f);
   crossEntropyBackward(logits.data(), labels.data(), d.mask.data(), 1.0f, dRef.data(), kTokens,
                        vocab);
-  ThreadAxis axis(2);
-  std::vector<float> losses(2), dpad(kTokens * padded, 0.0f);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 2; ++r)
-    threads.emplace_back([&, r] {
-      int64_t start = r * local;
-      std::vector<float> shard(kTokens * local, 1e6f), dshard(kTokens * local, 0.0f);
-      for (int64_t t = 0; t < kTokens; ++t)
-        for (int64_t v = 0; v < local && start + v < vocab; ++v)
-          shard[t * local + v] = logits[t * vocab + start + v];
-      AxisReduce reduce = axis.reduceFor(r);
-      losses[r] = crossEntropyForwardShard(shard.data(), labels.data(), d.mask.data(), kTokens,
-                                           local, start, vocab, reduce);
-      crossEntropyBackwardShard(shard.data(), labels.data(), d.mask.data(), 1.0f,
-                                dshard.data(), kTokens, local, start, vocab, reduce);
-      for (int64_t t = 0; t < kTokens; ++t)
-        for (int64_t v = 0; v < local; ++v)
-          dpad[t * padded + start + v] = dshard[t * local + v];
-    });
-  for (auto &t : threads)
-    t.join();
+  std::vector<float> padded(kTokens * paddedVocab, 1e6f);
+  for (int64_t t = 0; t < kTokens; ++t)
+    for (int64_t v = 0; v < vocab; ++v)
+      padded[t * paddedVocab + v] = logits[t * vocab + v];
+  SplitCrossEntropy split =
+      runSplit(padded, labels, d.mask, kTokens, 2, paddedVocab / 2, vocab, 1.0f);
+  const std::vector<float> &losses = split.losses, &dpad = split.dlogits;
   EXPECT_NEAR(losses[0], lossRef, tolerance::kFp32KernelRel * lossRef);
   EXPECT_EQ(losses[0], losses[1]);
   for (int64_t t = 0; t < kTokens; ++t) {
-    EXPECT_EQ(dpad[t * padded + vocab], 0.0f) << "padding column of token " << t;
+    EXPECT_EQ(dpad[t * paddedVocab + vocab], 0.0f) << "padding column of token " << t;
     for (int64_t v = 0; v < vocab; ++v)
-      EXPECT_NEAR(dpad[t * padded + v], dRef[t * vocab + v], tolerance::kFp32KernelAbs);
+      EXPECT_NEAR(dpad[t * paddedVocab + v], dRef[t * vocab + v], tolerance::kFp32KernelAbs);
   }
 }
 

@@ -1,0 +1,147 @@
+// mt-expose-collectives: ops whose work spans ranks become local ops plus
+// explicit mt.all_reduce, so that no kernel communicates inside itself.
+#include "passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+
+namespace mt {
+#define GEN_PASS_DEF_EXPOSECOLLECTIVES
+#include "passes/Passes.h.inc"
+} // namespace mt
+
+using namespace mlir;
+using namespace mt;
+
+namespace {
+
+/// `op` created in place of `original`, with its layer and backward marks.
+template <typename Op> Op inheriting(Op op, Operation *original) {
+  op->setDiscardableAttrs(original->getDiscardableAttrDictionary());
+  return op;
+}
+
+/// The reduced rows of one vocab-parallel cross-entropy that its gradient
+/// reads again.
+struct ReducedRows {
+  Value rowMax, sumExpLogits;
+};
+
+/// Megatron-Core's VocabParallelCrossEntropy.forward in local steps:
+/// logits_max -> all_reduce(max) -> predicted_logits -> all_reduce(sum) of
+/// both rows -> cross_entropy_loss.
+ReducedRows splitForward(CrossEntropyOp ce) {
+  OpBuilder b(ce);
+  Location loc = ce.getLoc();
+  StringAttr axis = ce.getVocabParallelAxisAttr();
+  IntegerAttr valid = ce.getValidVocabAttr();
+  auto logits = cast<RankedTensorType>(ce.getLogits().getType());
+  auto rows = RankedTensorType::get({logits.getDimSize(0), logits.getDimSize(1)},
+                                    b.getF32Type());
+  auto reduce = [&](Value v, StringRef kind) -> Value {
+    return inheriting(AllReduceOp::create(b, loc, v, axis, b.getStringAttr(kind)), ce);
+  };
+  Value localMax = inheriting(
+      VocabParallelLogitsMaxOp::create(b, loc, rows, ce.getLogits(), axis, valid), ce);
+  Value rowMax = reduce(localMax, "max");
+  auto local = inheriting(VocabParallelPredictedLogitsOp::create(
+                              b, loc, rows, rows, ce.getLogits(), rowMax, ce.getLabels(),
+                              axis, valid),
+                          ce);
+  Value predicted = reduce(local.getPredictedLogits(), "sum");
+  Value sumExp = reduce(local.getSumExpLogits(), "sum");
+  Value loss = inheriting(
+      CrossEntropyLossOp::create(b, loc, ce.getType(), rowMax, predicted, sumExp,
+                                 ce.getMask()), ce);
+  ce.replaceAllUsesWith(loss);
+  return {rowMax, sumExp};
+}
+
+/// Rewrites every vocab-parallel mt.cross_entropy of `fn` and the
+/// mt.cross_entropy_grad of its logits (autodiff's), whose backward then
+/// reads the forward's reduced rows and needs no collective.
+LogicalResult splitCrossEntropies(func::FuncOp fn) {
+  SmallVector<CrossEntropyOp> forwards;
+  fn.walk([&](CrossEntropyOp ce) {
+    if (ce.getVocabParallelAxis())
+      forwards.push_back(ce);
+  });
+  DenseMap<Value, ReducedRows> reducedOf; // logits -> rows
+  for (CrossEntropyOp ce : forwards)
+    reducedOf[ce.getLogits()] = splitForward(ce);
+  SmallVector<CrossEntropyGradOp> grads;
+  fn.walk([&](CrossEntropyGradOp g) {
+    if (g.getVocabParallelAxis())
+      grads.push_back(g);
+  });
+  for (CrossEntropyGradOp g : grads) {
+    auto it = reducedOf.find(g.getLogits());
+    if (it == reducedOf.end())
+      return g.emitOpError() << "is vocab-parallel over '" << *g.getVocabParallelAxis()
+                             << "' but no vocab-parallel mt.cross_entropy of its logits "
+                                "precedes it in the function";
+    OpBuilder b(g);
+    auto local = inheriting(VocabParallelCrossEntropyGradOp::create(
+                                b, g.getLoc(), g.getType(), g.getLogits(), g.getLabels(),
+                                g.getMask(), it->second.rowMax, it->second.sumExpLogits,
+                                g.getDloss(), g.getVocabParallelAxisAttr(),
+                                g.getValidVocabAttr()),
+                            g);
+    g.replaceAllUsesWith(local.getDlogits());
+    g.erase();
+  }
+  for (CrossEntropyOp ce : forwards)
+    ce.erase();
+  return success();
+}
+
+struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeCollectivesPass> {
+  using ExposeCollectivesBase::ExposeCollectivesBase;
+  void runOnOperation() override;
+
+  /// sum_squares -> all_reduce(sum) over the split axis and over pp -> sqrt.
+  LogicalResult splitGlobalNorm(GlobalNormOp norm) {
+    OpBuilder b(norm);
+    Location loc = norm.getLoc();
+    std::optional<StringRef> axis = norm.getShardedAxis();
+    if (axis && *axis != "tp")
+      return norm.emitOpError() << "is sharded over '" << *axis
+                                << "'; mt-expose-collectives knows the size of tp only";
+    int64_t replicas = axis ? int64_t(tp) : 1;
+    Value sum = inheriting(SumSquaresOp::create(b, loc, norm.getType(), norm.getGrads(),
+                                                axis ? norm.getReplicatedAttr()
+                                                     : DenseBoolArrayAttr(),
+                                                b.getI64IntegerAttr(replicas)),
+                           norm);
+    if (axis)
+      sum = inheriting(AllReduceOp::create(b, loc, sum, norm.getShardedAxisAttr(),
+                                           b.getStringAttr("sum")),
+                       norm);
+    // Pipeline stages hold disjoint parameters: their sums add up.
+    if (pp > 1)
+      sum = inheriting(AllReduceOp::create(b, loc, sum, b.getStringAttr("pp"),
+                                           b.getStringAttr("sum")),
+                       norm);
+    norm.replaceAllUsesWith(inheriting(SqrtOp::create(b, loc, sum), norm).getResult());
+    norm.erase();
+    return success();
+  }
+};
+
+void ExposeCollectivesPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  if (tp < 1 || pp < 1) {
+    module.emitError() << "mt-expose-collectives: tp (" << int64_t(tp) << ") and pp ("
+                       << int64_t(pp) << ") must be >= 1";
+    return signalPassFailure();
+  }
+  SmallVector<GlobalNormOp> norms;
+  module.walk([&](GlobalNormOp n) { norms.push_back(n); });
+  for (GlobalNormOp n : norms)
+    if (failed(splitGlobalNorm(n)))
+      return signalPassFailure();
+  for (auto fn : module.getOps<func::FuncOp>())
+    if (failed(splitCrossEntropies(fn)))
+      return signalPassFailure();
+}
+
+} // namespace

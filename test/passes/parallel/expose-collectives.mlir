@@ -1,0 +1,101 @@
+// RUN: mtc-opt %s -split-input-file -mt-expose-collectives="tp=2 pp=2" -verify-diagnostics | FileCheck %s
+// RUN: mtc-opt %s -split-input-file -mt-expose-collectives="tp=2" -verify-diagnostics | FileCheck %s --check-prefix=PP1
+
+// A vocab-parallel cross-entropy and its gradient: local steps with the
+// all-reduces between them; the backward reads the forward's reduced rows.
+// CHECK-LABEL: func.func @forward_backward(
+// CHECK-SAME: %[[L:[^:]*]]: tensor<2x4x16xf32>, %[[Y:[^:]*]]: tensor<2x4xi32>, %[[M:[^:]*]]: tensor<2x4xf32>, %[[D:[^:]*]]: tensor<f32>
+// CHECK: %[[LMAX:.*]] = mt.vocab_parallel_logits_max %[[L]] {axis = "tp", mt.layer = 3 : i64, valid_vocab = 30 : i64} : (tensor<2x4x16xf32>) -> tensor<2x4xf32>
+// CHECK: %[[MAX:.*]] = mt.all_reduce %[[LMAX]] {axis = "tp", mt.layer = 3 : i64, reduce = "max"} : tensor<2x4xf32>
+// CHECK: %[[P0:.*]], %[[S0:.*]] = mt.vocab_parallel_predicted_logits %[[L]], %[[MAX]], %[[Y]] {axis = "tp", mt.layer = 3 : i64, valid_vocab = 30 : i64}
+// CHECK: %[[PRED:.*]] = mt.all_reduce %[[P0]] {axis = "tp", mt.layer = 3 : i64} : tensor<2x4xf32>
+// CHECK: %[[SUM:.*]] = mt.all_reduce %[[S0]] {axis = "tp", mt.layer = 3 : i64} : tensor<2x4xf32>
+// CHECK: %[[LOSS:.*]] = mt.cross_entropy_loss %[[MAX]], %[[PRED]], %[[SUM]], %[[M]] {mt.layer = 3 : i64}
+// CHECK-NOT: mt.all_reduce
+// CHECK: %[[G:.*]] = mt.vocab_parallel_cross_entropy_grad %[[L]], %[[Y]], %[[M]], %[[MAX]], %[[SUM]], %[[D]] {axis = "tp", mt.backward, valid_vocab = 30 : i64}
+// CHECK: return %[[LOSS]], %[[G]]
+// CHECK-NOT: mt.cross_entropy
+func.func @forward_backward(%logits: tensor<2x4x16xf32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>, %dloss: tensor<f32>) -> (tensor<f32>, tensor<2x4x16xf32>) {
+  %loss = mt.cross_entropy %logits, %labels, %mask {vocab_parallel_axis = "tp", valid_vocab = 30 : i64, mt.layer = 3 : i64}
+      : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  %d = mt.cross_entropy_grad %logits, %labels, %mask, %dloss {vocab_parallel_axis = "tp", valid_vocab = 30 : i64, mt.backward}
+      : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>, tensor<f32>) -> tensor<2x4x16xf32>
+  return %loss, %d : tensor<f32>, tensor<2x4x16xf32>
+}
+
+// -----
+
+// A cross-entropy over the whole vocabulary stays one op.
+// CHECK-LABEL: func.func @whole_vocabulary(
+// CHECK: mt.cross_entropy %
+// CHECK: mt.cross_entropy_grad %
+// CHECK-NOT: mt.all_reduce
+func.func @whole_vocabulary(%logits: tensor<2x4x16xf32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>, %dloss: tensor<f32>) -> (tensor<f32>, tensor<2x4x16xf32>) {
+  %loss = mt.cross_entropy %logits, %labels, %mask : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  %d = mt.cross_entropy_grad %logits, %labels, %mask, %dloss : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>, tensor<f32>) -> tensor<2x4x16xf32>
+  return %loss, %d : tensor<f32>, tensor<2x4x16xf32>
+}
+
+// -----
+
+// The global norm of gradients split over tp: replicated ones count 1/tp
+// each, the sum is reduced over tp and (pp > 1) over the stages.
+// CHECK-LABEL: func.func @optimizer_step(
+// CHECK-SAME: %[[W:[^:]*]]: tensor<4x4xf32>, %[[N:[^:]*]]: tensor<4xf32>
+// CHECK: %[[SQ:.*]] = mt.sum_squares %[[W]], %[[N]] {replicas = 2 : i64, replicated = array<i1: false, true>}
+// CHECK: %[[TP:.*]] = mt.all_reduce %[[SQ]] {axis = "tp"} : tensor<f32>
+// CHECK: %[[PP:.*]] = mt.all_reduce %[[TP]] {axis = "pp"} : tensor<f32>
+// CHECK: %[[NORM:.*]] = mt.sqrt %[[PP]] : tensor<f32>
+// CHECK: mt.check_finite %[[NORM]]
+// PP1-LABEL: func.func @optimizer_step(
+// PP1: %[[SQ:.*]] = mt.sum_squares
+// PP1: %[[TP:.*]] = mt.all_reduce %[[SQ]] {axis = "tp"} : tensor<f32>
+// PP1-NOT: axis = "pp"
+// PP1: mt.sqrt %[[TP]]
+func.func @optimizer_step(%w: tensor<4x4xf32>, %n: tensor<4xf32>) -> tensor<f32> {
+  %norm = mt.global_norm %w, %n {replicated = array<i1: false, true>, sharded_axis = "tp"} : (tensor<4x4xf32>, tensor<4xf32>) -> tensor<f32>
+  mt.check_finite %norm : tensor<f32>
+  return %norm : tensor<f32>
+}
+
+// -----
+
+// Without split gradients the local sum counts every gradient once and
+// only the stages' sums are added.
+// CHECK-LABEL: func.func @replicated_norm(
+// CHECK: %[[SQ:.*]] = mt.sum_squares %{{.*}}, %{{.*}} : (tensor<4x4xf32>, tensor<4xf32>) -> tensor<f32>
+// CHECK-NEXT: %[[PP:.*]] = mt.all_reduce %[[SQ]] {axis = "pp"} : tensor<f32>
+// CHECK-NEXT: mt.sqrt %[[PP]]
+// PP1-LABEL: func.func @replicated_norm(
+// PP1: %[[SQ:.*]] = mt.sum_squares
+// PP1-NEXT: mt.sqrt %[[SQ]]
+func.func @replicated_norm(%w: tensor<4x4xf32>, %n: tensor<4xf32>) -> tensor<f32> {
+  %norm = mt.global_norm %w, %n : (tensor<4x4xf32>, tensor<4xf32>) -> tensor<f32>
+  return %norm : tensor<f32>
+}
+
+// -----
+
+func.func @grad_without_forward(%logits: tensor<2x4x16xf32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>, %dloss: tensor<f32>) -> tensor<2x4x16xf32> {
+  // expected-error @+1 {{'mt.cross_entropy_grad' op is vocab-parallel over 'tp' but no vocab-parallel mt.cross_entropy of its logits precedes it in the function}}
+  %d = mt.cross_entropy_grad %logits, %labels, %mask, %dloss {vocab_parallel_axis = "tp"}
+      : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>, tensor<f32>) -> tensor<2x4x16xf32>
+  return %d : tensor<2x4x16xf32>
+}
+
+// -----
+
+func.func @norm_over_dp(%w: tensor<4x4xf32>) -> tensor<f32> {
+  // expected-error @+1 {{'mt.global_norm' op is sharded over 'dp'; mt-expose-collectives knows the size of tp only}}
+  %norm = mt.global_norm %w {replicated = array<i1: false>, sharded_axis = "dp"} : (tensor<4x4xf32>) -> tensor<f32>
+  return %norm : tensor<f32>
+}
+
+// -----
+
+// Mesh sizes are checked before anything is rewritten.
+// RUN: not mtc-opt %s -split-input-file -mt-expose-collectives="tp=0" 2>&1 | FileCheck %s --check-prefix=SIZES
+// SIZES: error: mt-expose-collectives: tp (0) and pp (1) must be >= 1
+func.func @sizes() {
+  return
+}
