@@ -5,6 +5,7 @@
 
 #include "runtime/support/Status.h"
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -45,6 +46,10 @@ struct ParallelConfig {
   std::map<std::string, std::string> pending;
 
   int64_t numMicroBatches() const { return globalBatch / (microBatch * dp); }
+
+  /// Sizes of the mesh of attention and dense layers, in the order of
+  /// plan::kDenseAxes (pp, dp, cp, tp). Resolved configurations only.
+  std::array<int64_t, 4> denseMesh() const { return {pp, dp, cp, tp}; }
 
   /// Fills derived sizes and checks every rule against `model`; the message
   /// names the option, its value, and the rule.

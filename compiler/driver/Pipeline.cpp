@@ -2,7 +2,7 @@
 // autodiff, optimizer, cleanup, plan emission (numbered IR dumps on request).
 #include "compiler/driver/Pipeline.h"
 
-#include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtMesh.h"
 #include "passes/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
@@ -74,8 +74,10 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   opt.clipGrad = o.clipGrad;
   opt.dp = parallel.dp;
   PartitionTensorParallelOptions tpOptions;
-  tpOptions.tp = parallel.tp;
   tpOptions.sequenceParallel = parallel.sequenceParallel;
+  // The passes read the mesh sizes from the IR.
+  if (failed(createMeshes(module, parallel.denseMesh(), {})))
+    return failure();
   if (!options.freeze.empty() && failed(freezeParameters(module, options.freeze)))
     return failure();
   std::vector<std::unique_ptr<Pass>> pipeline;
