@@ -75,8 +75,13 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   opt.dp = parallel.dp;
   PartitionTensorParallelOptions tpOptions;
   tpOptions.sequenceParallel = parallel.sequenceParallel;
-  // The passes read the mesh sizes from the IR.
-  if (failed(createMeshes(module, parallel.denseMesh(), {})))
+  // The passes read the mesh sizes from the IR; expert layers get a mesh of
+  // their own over the same ranks.
+  bool experts = llvm::any_of(module.getOps<ParamOp>(),
+                              [](ParamOp p) { return p.getGroupedExperts(); });
+  std::array<int64_t, 4> expertMesh = parallel.expertMesh();
+  if (failed(createMeshes(module, parallel.denseMesh(),
+                          experts ? ArrayRef<int64_t>(expertMesh) : ArrayRef<int64_t>())))
     return failure();
   if (!options.freeze.empty() && failed(freezeParameters(module, options.freeze)))
     return failure();
