@@ -32,7 +32,7 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     skipped), clips it to `clip-grad`, computes the learning rate of the
     schedule and applies AdamW; as Megatron, weight decay is not applied to
     rank-1 parameters (norms, biases). With dp > 1 each gradient is first
-    averaged over the dp axis; parameters split over tp (`shard_dim`)
+    averaged over the dp axis; parameters split over tp (`sharding`)
     count once in the global norm, which is reduced over tp.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
@@ -54,24 +54,26 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
 def PartitionTensorParallel : Pass<"mt-partition-tp", "::mlir::ModuleOp"> {
   let summary = "Splits @forward over the tp mesh axis with Megatron's layouts";
   let description = [{
-    Propagates shardings through @forward from replicated inputs, with
-    Megatron-Core's layouts as the rules of each op: a linear whose input is
-    replicated is column-parallel (weight split on its output dimension,
-    input through `mt.tp_copy`), one whose input is split on its last
-    dimension is row-parallel (weight split on its input dimension, output
-    summed by `mt.all_reduce`); reshapes carry a split from features to
-    heads and back; attention and rotary run on local heads; norms over an
-    unsplit dimension stay local; the embedding and the cross-entropy are
+    Propagates shardings through @forward from replicated inputs; each op
+    applies its own rule (PartitionableOpInterface, in
+    dialects/mt/MtPartitionRules.cpp), Megatron-Core's layouts: a linear
+    whose input is replicated is column-parallel (weight split on its output
+    dimension, input through `mt.tp_copy`), one whose input is split on its
+    last dimension is row-parallel (weight split on its input dimension,
+    output summed by `mt.all_reduce`); reshapes carry a split from features
+    to heads and back; attention and rotary run on local heads; norms over
+    an unsplit dimension stay local; the embedding and the cross-entropy are
     vocab-parallel. With `sequence-parallel`, activations between those
-    regions (norms, residuals) stay split along the sequence: the embedding's
-    and row-parallel outputs are reduce-scattered, column-parallel inputs
-    all-gathered. Values get their local types, parameters `shard_dim` and
-    `shards`. Run before mt-autodiff: the collectives' gradients give the
-    backward's collectives.
+    regions (norms, residuals) stay split along the sequence: the
+    embedding's and row-parallel outputs are reduce-scattered,
+    column-parallel inputs all-gathered. The tp size is that of axis `tp` of
+    the module's `shard.grid @mesh` (written by the compiler from the
+    ParallelConfig); values get their local types, parameters a
+    `#mt.sharding` on that axis. Run before mt-autodiff: the collectives'
+    gradients give the backward's collectives.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
-    Option<"tp", "tp", "int64_t", "1", "size of the tp mesh axis">,
     Option<"sequenceParallel", "sequence-parallel", "bool", "false",
            "keep activations outside the tensor-parallel regions split along the sequence">,
   ];

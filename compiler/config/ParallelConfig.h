@@ -5,6 +5,7 @@
 
 #include "runtime/support/Status.h"
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -45,6 +46,17 @@ struct ParallelConfig {
   std::map<std::string, std::string> pending;
 
   int64_t numMicroBatches() const { return globalBatch / (microBatch * dp); }
+
+  /// Sizes of the mesh of attention and dense layers, in the order of
+  /// runtime/plan/MeshAxes.h's kDenseAxes (pp, dp, cp, tp). Here ep is a
+  /// factor of the world of its own (world = pp·dp·cp·ep·tp), so the dense
+  /// layers' data-parallel size is dp·ep (Megatron-Core's MoE parallel
+  /// folding: dp = world / (tp·pp·cp)). Resolved configurations only.
+  std::array<int64_t, 4> denseMesh() const { return {pp, dp * ep, cp, tp}; }
+  /// Sizes of the mesh of expert layers over the same ranks, in the order of
+  /// kExpertAxes (pp, edp, ep, etp), with etp = tp (Megatron-Core's default):
+  /// edp · ep · etp = dp·ep · cp · tp.
+  std::array<int64_t, 4> expertMesh() const { return {pp, dp * cp, ep, tp}; }
 
   /// Fills derived sizes and checks every rule against `model`; the message
   /// names the option, its value, and the rule.

@@ -3,7 +3,7 @@
 // on request).
 #include "compiler/driver/Pipeline.h"
 
-#include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtMesh.h"
 #include "passes/Passes.h"
 #include "runtime/plan/PlanIO.h"
 
@@ -111,10 +111,18 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   opt.clipGrad = o.clipGrad;
   opt.dp = parallel.dp;
   PartitionTensorParallelOptions tpOptions;
-  tpOptions.tp = parallel.tp;
   tpOptions.sequenceParallel = parallel.sequenceParallel;
   PhaseDumps dumps(options.dumpDir);
   if (!dumps.module(module, "imported"))
+    return failure();
+  // The passes read the mesh sizes from the IR; expert layers get a mesh of
+  // their own over the same ranks.
+  bool experts = llvm::any_of(module.getOps<ParamOp>(),
+                              [](ParamOp p) { return p.getGroupedExperts(); });
+  std::array<int64_t, 4> expertMesh = parallel.expertMesh();
+  if (failed(createMeshes(module, parallel.denseMesh(),
+                          experts ? ArrayRef<int64_t>(expertMesh) : ArrayRef<int64_t>())) ||
+      !dumps.module(module, "mesh"))
     return failure();
   if (!options.freeze.empty() &&
       (failed(freezeParameters(module, options.freeze)) || !dumps.module(module, "freeze")))

@@ -76,8 +76,8 @@ Value Builder::weight(const std::string &name, ArrayRef<int64_t> shape,
                                              : FloatAttr();
     ParamOp::create(b_, loc_, b_.getStringAttr(name), TypeAttr::get(type),
                     InitKindAttr::get(&ctx_, init), std,
-                    grouped ? b_.getUnitAttr() : UnitAttr(), UnitAttr(), IntegerAttr(),
-                    IntegerAttr(), IntegerAttr());
+                    grouped ? b_.getUnitAttr() : UnitAttr(), UnitAttr(), ShardingAttr(),
+                    IntegerAttr());
     b_.setListener(&tagger_);
   }
   return WeightOp::create(b_, loc_, type, FlatSymbolRefAttr::get(&ctx_, name));

@@ -1,7 +1,7 @@
 // Buffer creation, parameter tables and static offsets of a plan.
 #include "compiler/plan/BufferPlanner.h"
 
-#include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtMesh.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/support/CheckedMath.h"
 
@@ -53,6 +53,7 @@ uint32_t BufferPlanner::addBuffer(const std::string &name, RankedTensorType type
 
 LogicalResult BufferPlanner::addParameters(ModuleOp module,
                                            DenseMap<StringRef, uint32_t> &gradBuffers) {
+  SymbolTableCollection symbols;
   for (auto param : module.getOps<ParamOp>()) {
     auto type = param.getLocalType();
     auto full = param.getTensorType();
@@ -63,11 +64,15 @@ LogicalResult BufferPlanner::addParameters(ModuleOp module,
     p->set_name(name);
     for (int64_t d : full.getShape())
       p->add_shape(d);
-    if (auto dim = param.getShardDim()) {
-      p->set_sharded(true);
-      p->set_shard_dim(int32_t(*dim));
-      p->set_shards(*param.getShards());
-      p->set_shard_axis("tp");
+    if (ShardingAttr sharding = param.getShardingAttr()) {
+      shard::GridOp grid = lookupGrid(param, sharding.getGrid(), &symbols);
+      for (int64_t dim = 0; dim < full.getRank(); ++dim)
+        for (StringRef axis : sharding.getAxes(dim)) {
+          auto *split = p->add_splits();
+          split->set_dim(int32_t(dim));
+          split->set_axis(axis.str());
+          split->set_parts(axisSize(grid, axis).value_or(1));
+        }
     }
     if (auto rows = param.getHfRows())
       p->set_hf_rows(*rows);

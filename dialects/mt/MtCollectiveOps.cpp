@@ -1,12 +1,43 @@
 // Verifiers and gradients of the collective ops.
 #include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtMesh.h"
 #include "dialects/mt/MtVerify.h"
+#include "runtime/plan/MeshAxes.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/StringExtras.h"
 
 using namespace mlir;
 using namespace mt;
 using mt::verify::expectMeshAxis;
+
+/// `axis` names an axis of the module's meshes (`shard.grid` with
+/// `mt.axes`), or of Megatron's declared axes in IR without a mesh yet.
+LogicalResult mt::verify::expectMeshAxis(Operation *op, StringRef axis) {
+  std::string known;
+  bool hasMesh = false;
+  if (auto module = op->getParentOfType<ModuleOp>())
+    for (auto grid : module.getOps<shard::GridOp>()) {
+      if (!grid->hasAttr(MtDialect::kAxesAttrName))
+        continue;
+      if (axisSize(grid, axis))
+        return success();
+      hasMesh = true;
+      known += (known.empty() ? "" : "; ") + axisList(grid);
+    }
+  if (!hasMesh) {
+    SmallVector<StringRef> declared;
+    for (const auto *axes : {&plan::kDenseAxes, &plan::kExpertAxes})
+      for (std::string_view a : *axes)
+        if (!llvm::is_contained(declared, StringRef(a.data(), a.size())))
+          declared.push_back(StringRef(a.data(), a.size()));
+    if (llvm::is_contained(declared, axis))
+      return success();
+    known = llvm::join(declared, ", ");
+  }
+  return op->emitOpError() << "expects a mesh axis (" << known << "), got '" << axis << "'";
+}
 
 /// `big` is `small` repeated along `dim` a whole number of times.
 static LogicalResult verifyGathered(Operation *op, StringRef axis, int64_t dim,

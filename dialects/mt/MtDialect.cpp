@@ -1,20 +1,33 @@
 // Registration of the `mt` dialect and its dialect-level attribute checks.
 #include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtMesh.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectImplementation.h"
+#include "llvm/ADT/TypeSwitch.h"
 
 using namespace mlir;
 
 #include "dialects/mt/MtDialect.cpp.inc"
 #include "dialects/mt/MtEnums.cpp.inc"
 #include "dialects/mt/MtInterfaces.cpp.inc"
+#define GET_ATTRDEF_CLASSES
+#include "dialects/mt/MtAttributes.cpp.inc"
+
+namespace mt {
+LogicalResult verifyMeshAxesAttr(Operation *op, Attribute value); // MtMesh.cpp
+} // namespace mt
 
 void mt::MtDialect::initialize() {
   addOperations<
 #define GET_OP_LIST
 #include "dialects/mt/MtOps.cpp.inc"
+      >();
+  addAttributes<
+#define GET_ATTRDEF_LIST
+#include "dialects/mt/MtAttributes.cpp.inc"
       >();
 }
 
@@ -31,11 +44,13 @@ LogicalResult mt::MtDialect::verifyOperationAttribute(Operation *op,
                              << "' to be a string on a module";
     return success();
   }
+  if (attr.getName() == kAxesAttrName)
+    return verifyMeshAxesAttr(op, attr.getValue());
   if (attr.getName() != kLayerAttrName)
     return op->emitError() << "unknown attribute '" << attr.getName().getValue()
                            << "' of the mt dialect (known: '" << kLayerAttrName
                            << "', '" << kBackwardAttrName << "', '" << kHfConfigAttrName
-                           << "')";
+                           << "', '" << kAxesAttrName << "')";
   auto layer = dyn_cast<IntegerAttr>(attr.getValue());
   if (!layer || layer.getInt() < 0)
     return op->emitError() << "expects '" << kLayerAttrName

@@ -3,6 +3,8 @@
 #define MT_DIALECTS_MT_MTDIALECT_H
 
 #include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/Dialect/Shard/IR/ShardDialect.h"
+#include "mlir/Dialect/Shard/IR/ShardOps.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Dialect.h"
 #include "mlir/IR/OpDefinition.h"
@@ -12,6 +14,11 @@
 
 #include "dialects/mt/MtEnums.h.inc"
 #include "dialects/mt/MtDialect.h.inc"
+#define GET_ATTRDEF_CLASSES
+#include "dialects/mt/MtAttributes.h.inc"
+namespace mt {
+class Partitioner; // dialects/mt/MtPartition.h
+} // namespace mt
 #include "dialects/mt/MtInterfaces.h.inc"
 
 #define GET_OP_CLASSES

@@ -18,8 +18,15 @@ def Mt_Dialect : Dialect {
 
     Ops of decoder layer `i` carry the discardable attribute `mt.layer = i`,
     which pipeline partitioning and `mtc stats` rely on.
+
+    The device mesh is the upstream `shard.grid @mesh` whose `mt.axes`
+    names its axes in Megatron-Core's order (pp, dp, cp, tp), and for
+    expert layers `shard.grid @expert_mesh` (pp, edp, ep, etp) over the same
+    ranks; shardings (`#mt.sharding`) name the axes they split over.
   }];
   let hasOperationAttrVerify = 1;
+  let useDefaultAttributePrinterParser = 1;
+  let dependentDialects = ["::mlir::shard::ShardDialect"];
   let extraClassDeclaration = [{
     /// Name of the discardable attribute that assigns an op to a decoder layer.
     static constexpr ::llvm::StringLiteral kLayerAttrName = "mt.layer";
@@ -27,6 +34,8 @@ def Mt_Dialect : Dialect {
     static constexpr ::llvm::StringLiteral kBackwardAttrName = "mt.backward";
     /// Module attribute: the Hugging Face config.json the model came from.
     static constexpr ::llvm::StringLiteral kHfConfigAttrName = "mt.hf_config";
+    /// Attribute of a `shard.grid`: the names of its axes, outermost first.
+    static constexpr ::llvm::StringLiteral kAxesAttrName = "mt.axes";
   }];
 }
 

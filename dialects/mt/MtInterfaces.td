@@ -26,4 +26,27 @@ def Mt_DifferentiableOpInterface : OpInterface<"DifferentiableOpInterface"> {
   ];
 }
 
+def Mt_PartitionableOpInterface : OpInterface<"PartitionableOpInterface"> {
+  let cppNamespace = "::mt";
+  let description = [{
+    An op that knows how it splits over the tp mesh axis: its partition rule,
+    Megatron-Core's layout for it (column- and row-parallel linears,
+    vocab-parallel embedding and cross-entropy, heads split for attention,
+    norms and element-wise ops local, sequence-parallel regions with `sp`).
+    mt-partition-tp visits @forward's ops in order; `partition` reads the
+    shardings of the op's operands from the `Partitioner`, rewrites the op to
+    its local shapes, shards the parameters it reads, inserts the collectives
+    its layout needs, and records the shardings of its results. An op
+    without this interface accepts only replicated operands.
+  }];
+  let methods = [
+    InterfaceMethod<[{
+        Partitions this op; emits an error naming the operand or parameter
+        that cannot be split and fails.
+      }],
+      "::mlir::LogicalResult", "partition",
+      (ins "::mt::Partitioner &":$partitioner)>
+  ];
+}
+
 #endif // MT_INTERFACES_TD

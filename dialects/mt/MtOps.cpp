@@ -1,5 +1,6 @@
 // Verifiers of the `mt` ops: every shape rule, with the offending values quoted.
 #include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtMesh.h"
 #include "dialects/mt/MtVerify.h"
 
 #include "mlir/IR/Builders.h"
@@ -41,15 +42,6 @@ LogicalResult ParamOp::verify() {
       rows && (rows.getInt() < 1 || rows.getInt() > type.getDimSize(0)))
     return emitOpError() << "expects 1 <= hf_rows <= " << type.getDimSize(0) << ", got "
                          << rows.getInt();
-  if (getShardDim().has_value() != getShards().has_value())
-    return emitOpError() << "expects both or neither of shard_dim and shards";
-  if (getShardDim()) {
-    int64_t dim = *getShardDim(), shards = *getShards();
-    if (dim < 0 || dim >= type.getRank() || shards < 1 ||
-        type.getDimSize(dim) % shards != 0)
-      return emitOpError() << "cannot split dimension " << dim << " of "
-                           << shapeStr(type) << " into " << shards << " shards";
-  }
   if (getGroupedExperts() && type.getRank() < 2)
     return emitOpError() << "expects a grouped expert weight of rank >= 2 "
                             "([experts, ...]), got "
@@ -57,13 +49,19 @@ LogicalResult ParamOp::verify() {
   return success();
 }
 
+LogicalResult ParamOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  ShardingAttr sharding = getShardingAttr();
+  if (!sharding)
+    return success();
+  return verifySharding([&] { return emitOpError(); }, sharding, getTensorType(),
+                        lookupGrid(*this, sharding.getGrid(), &symbols));
+}
+
 RankedTensorType ParamOp::getLocalType() {
-  RankedTensorType full = getTensorType();
-  if (!getShardDim())
-    return full;
-  SmallVector<int64_t> shape(full.getShape());
-  shape[*getShardDim()] /= *getShards();
-  return RankedTensorType::get(shape, full.getElementType());
+  ShardingAttr sharding = getShardingAttr();
+  if (!sharding)
+    return getTensorType();
+  return localType(getTensorType(), sharding, lookupGrid(*this, sharding.getGrid()));
 }
 
 LogicalResult WeightOp::verifySymbolUses(SymbolTableCollection &symbols) {
@@ -74,7 +72,7 @@ LogicalResult WeightOp::verifySymbolUses(SymbolTableCollection &symbols) {
   if (param.getLocalType() != getType())
     return emitOpError() << "expects type " << param.getLocalType()
                          << " of parameter " << getParamAttr()
-                         << (param.getShardDim() ? " (its local shard)" : "")
+                         << (param.getSharding() ? " (its local shard)" : "")
                          << ", got " << getType();
   return success();
 }

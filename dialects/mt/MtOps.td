@@ -3,6 +3,7 @@
 #define MT_OPS_TD
 
 include "dialects/mt/MtDialect.td"
+include "dialects/mt/MtAttributes.td"
 include "mlir/IR/SymbolInterfaces.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
@@ -12,7 +13,8 @@ include "dialects/mt/MtInterfaces.td"
 // Parameters
 //===----------------------------------------------------------------------===//
 
-def Mt_ParamOp : Mt_Op<"param", [Symbol]> {
+def Mt_ParamOp : Mt_Op<"param",
+    [Symbol, DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
   let summary = "A trainable parameter, named by its Hugging Face state-dict key";
   let description = [{
     Declares a parameter of the model at module level. The symbol name is the
@@ -23,12 +25,15 @@ def Mt_ParamOp : Mt_Op<"param", [Symbol]> {
     Experts of a mixture-of-experts layer are one grouped parameter whose
     leading dimension is the expert index; its name holds `*` where the HF key
     holds the expert number, and it carries `grouped_experts`. A `frozen`
-    parameter is not trained: no gradient is computed for it.
+    parameter is not trained: no gradient is computed for it. A `sharding`
+    splits dimensions over mesh axes; each rank holds its slice (the type of
+    `mt.weight`), checked against the mesh.
 
     ```mlir
     mt.param @"model.norm.weight" : tensor<2048xbf16> init(ones)
     mt.param @"model.embed_tokens.weight" : tensor<128256x2048xbf16> init(normal, std = 2.0e-02)
     mt.param @"model.layers.0.mlp.experts.*.up_proj.weight" : tensor<8x14336x4096xbf16> init(normal, std = 2.0e-02) {grouped_experts}
+    mt.param @"model.layers.0.self_attn.o_proj.weight" : tensor<2048x2048xbf16> init(normal, std = 2.0e-02) {sharding = #mt.sharding<@mesh, [[], ["tp"]]>}
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name,
@@ -36,8 +41,7 @@ def Mt_ParamOp : Mt_Op<"param", [Symbol]> {
                        Mt_InitKind:$init,
                        OptionalAttr<F64Attr>:$std,
                        UnitAttr:$grouped_experts, UnitAttr:$frozen,
-                       OptionalAttr<I64Attr>:$shard_dim,
-                       OptionalAttr<I64Attr>:$shards,
+                       OptionalAttr<Mt_ShardingAttr>:$sharding,
                        OptionalAttr<I64Attr>:$hf_rows);
   let assemblyFormat = [{
     $sym_name `:` $type `init` `(` $init (`,` `std` `=` $std^)? `)` attr-dict
@@ -72,7 +76,8 @@ def Mt_WeightOp : Mt_Op<"weight",
 // Dense layers
 //===----------------------------------------------------------------------===//
 
-def Mt_EmbeddingOp : Mt_Op<"embedding", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_EmbeddingOp : Mt_Op<"embedding", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Looks up token ids in an embedding table";
   let description = [{
     `ids`: [B, S] integers in [0, V); `table`: [V, H]; result: [B, S, H] with
@@ -91,7 +96,8 @@ def Mt_EmbeddingOp : Mt_Op<"embedding", [Pure, DeclareOpInterfaceMethods<Mt_Diff
   let hasVerifier = 1;
 }
 
-def Mt_LinearOp : Mt_Op<"linear", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_LinearOp : Mt_Op<"linear", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Affine map y = x Wᵀ + b with Hugging Face's [out, in] weight";
   let description = [{
     `input`: [..., in]; `weight`: [out, in] (the layout of `torch.nn.Linear`);
@@ -111,7 +117,8 @@ def Mt_LinearOp : Mt_Op<"linear", [Pure, DeclareOpInterfaceMethods<Mt_Differenti
   let hasVerifier = 1;
 }
 
-def Mt_BiasAddOp : Mt_Op<"bias_add", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_BiasAddOp : Mt_Op<"bias_add", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Adds a bias along the last axis";
   let description = [{
     `input` [..., n] + `bias` [n]. Tensor parallelism adds a row-parallel
@@ -127,7 +134,8 @@ def Mt_BiasAddOp : Mt_Op<"bias_add", [Pure, DeclareOpInterfaceMethods<Mt_Differe
   let hasVerifier = 1;
 }
 
-def Mt_ReshapeOp : Mt_Op<"reshape", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_ReshapeOp : Mt_Op<"reshape", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Reinterprets a tensor with another static shape";
   let description = [{
     Row-major reshape that keeps the element type and the element count, e.g.
@@ -155,7 +163,8 @@ def Mt_ZerosOp : Mt_Op<"zeros", [Pure]> {
 }
 
 def Mt_AddOp : Mt_Op<"add", [Pure, SameOperandsAndResultType,
-    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Element-wise sum (residual connections, loss terms)";
   let description = [{
     ```mlir
@@ -171,7 +180,8 @@ def Mt_AddOp : Mt_Op<"add", [Pure, SameOperandsAndResultType,
 // Normalization
 //===----------------------------------------------------------------------===//
 
-def Mt_RMSNormOp : Mt_Op<"rmsnorm", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_RMSNormOp : Mt_Op<"rmsnorm", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Root-mean-square normalization over the last axis";
   let description = [{
     y = x / sqrt(mean(x², last axis) + eps) * weight. `weight` has the size of
@@ -189,7 +199,8 @@ def Mt_RMSNormOp : Mt_Op<"rmsnorm", [Pure, DeclareOpInterfaceMethods<Mt_Differen
   let hasVerifier = 1;
 }
 
-def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Layer normalization over the last axis, with scale and shift";
   let description = [{
     y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis;
@@ -211,7 +222,8 @@ def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure, DeclareOpInterfaceMethods<Mt_Diff
 //===----------------------------------------------------------------------===//
 
 def Mt_RotaryOp : Mt_Op<"rotary", [Pure, SameOperandsAndResultType,
-    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Rotary position embedding (rotate-half convention)";
   let description = [{
     Rotates pairs (x[i], x[i + D/2]) of each head of `input` [B, S, heads, D]
@@ -237,7 +249,8 @@ def Mt_RotaryOp : Mt_Op<"rotary", [Pure, SameOperandsAndResultType,
   let hasVerifier = 1;
 }
 
-def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Causal grouped-query scaled dot-product attention";
   let description = [{
     `query`: [B, S, num_heads, head_dim]; `key`, `value`: [B, S, num_kv_heads,
@@ -263,7 +276,8 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_Diff
 //===----------------------------------------------------------------------===//
 
 def Mt_SwiGLUOp : Mt_Op<"swiglu", [Pure, SameOperandsAndResultType,
-    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Gated SiLU: silu(gate) * up";
   let description = [{
     ```mlir
@@ -276,7 +290,8 @@ def Mt_SwiGLUOp : Mt_Op<"swiglu", [Pure, SameOperandsAndResultType,
 }
 
 def Mt_GELUOp : Mt_Op<"gelu", [Pure, SameOperandsAndResultType,
-    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Gaussian error linear unit, exact or tanh-approximated";
   let description = [{
     ```mlir
@@ -293,7 +308,8 @@ def Mt_GELUOp : Mt_Op<"gelu", [Pure, SameOperandsAndResultType,
 // Mixture of experts
 //===----------------------------------------------------------------------===//
 
-def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Softmax top-k router with the load-balancing auxiliary loss";
   let description = [{
     `input`: [B, S, H]; `weight`: [E, H]. Computes router logits x Wᵀ, softmax
@@ -319,7 +335,8 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_Dif
   let hasVerifier = 1;
 }
 
-def Mt_ExpertFFNOp : Mt_Op<"expert_ffn", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_ExpertFFNOp : Mt_Op<"expert_ffn", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "SwiGLU experts applied to routed tokens, combined by weight";
   let description = [{
     For each token of `input` [B, S, H] and each of its `top_k` slots, applies
@@ -344,7 +361,8 @@ def Mt_ExpertFFNOp : Mt_Op<"expert_ffn", [Pure, DeclareOpInterfaceMethods<Mt_Dif
 // Loss
 //===----------------------------------------------------------------------===//
 
-def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Mean token cross-entropy over the unmasked positions";
   let description = [{
     `logits`: [B, S, V]; `labels`: [B, S] in [0, V); `mask`: [B, S] f32 of 0/1.

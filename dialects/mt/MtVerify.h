@@ -90,13 +90,10 @@ inline LogicalResult expectType(Operation *op, StringRef name, Value value,
                            << ", got " << value.getType();
 }
 
-/// `axis` must name a mesh axis (pp, dp, cp, ep, tp).
-inline LogicalResult expectMeshAxis(Operation *op, StringRef axis) {
-  if (axis == "pp" || axis == "dp" || axis == "cp" || axis == "ep" || axis == "tp")
-    return success();
-  return op->emitOpError() << "expects a mesh axis (pp, dp, cp, ep, tp), got '"
-                           << axis << "'";
-}
+/// `axis` must name an axis of the module's meshes (`shard.grid` with
+/// `mt.axes`), or of Megatron's declared axes (runtime/plan/MeshAxes.h) in
+/// IR without a mesh yet. Defined in MtCollectiveOps.cpp.
+LogicalResult expectMeshAxis(Operation *op, StringRef axis);
 
 /// The per-token rows of the vocab-parallel cross-entropy: each of `rows`
 /// is f32 of shape [B, S], the first two dimensions of `logits` [B, S, V].

@@ -73,19 +73,30 @@ void BuildOptimizerPass::runOnOperation() {
   // Data parallelism: every rank's gradients are averaged over dp first.
   SmallVector<Value> grads;
   SmallVector<bool> replicated;
+  StringAttr normAxis; // the mesh axis sharded parameters are split over
   for (auto [i, p] : llvm::enumerate(params)) {
     Value g = argOf(i, 1);
     if (dp > 1)
       g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr("dp"), b.getStringAttr("mean"));
     grads.push_back(g);
-    replicated.push_back(!p.getShardDim());
+    ShardingAttr sharding = p.getShardingAttr();
+    replicated.push_back(!sharding || !sharding.isSplit());
+    for (unsigned d = 0; sharding && d < sharding.getSplitAxes().size(); ++d)
+      for (StringRef axis : sharding.getAxes(d)) {
+        if (normAxis && normAxis.getValue() != axis) {
+          p.emitOpError() << "is split over mesh axis '" << axis
+                          << "' and another parameter over '" << normAxis.getValue()
+                          << "': a global norm over several mesh axes is not supported yet";
+          return signalPassFailure();
+        }
+        normAxis = b.getStringAttr(axis);
+      }
   }
-  bool anySharded = !llvm::all_of(replicated, [](bool r) { return r; });
-  // Tensor parallelism: shards of one parameter sum over tp; replicated
+  // Shards of one parameter sum over the axis they are split on; replicated
   // parameters count once.
   Value norm = GlobalNormOp::create(
-      b, loc, scalar, grads, anySharded ? b.getStringAttr("tp") : StringAttr(),
-      anySharded ? b.getDenseBoolArrayAttr(replicated) : DenseBoolArrayAttr());
+      b, loc, scalar, grads, normAxis,
+      normAxis ? b.getDenseBoolArrayAttr(replicated) : DenseBoolArrayAttr());
   CheckFiniteOp::create(b, loc, norm);
   Value scale = ClipCoefficientOp::create(b, loc, scalar, norm,
                                           b.getF64FloatAttr(clipGrad));

@@ -57,8 +57,7 @@ void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t s
     if (!plan::stageHolds(p, rank.coordinate("pp")))
       continue;
     float *local = memory.f32(p.param_buffer());
-    int64_t shard = p.sharded() ? rank.coordinate(p.shard_axis()) : 0;
-    forEachSegment(p, shard, [&](uint64_t l, uint64_t g, uint64_t n) {
+    forEachSegment(p, splitCoordinates(p, &rank), [&](uint64_t l, uint64_t g, uint64_t n) {
       initializeRange(seed, p, g, local + l, n);
     });
   }

@@ -51,6 +51,17 @@ std::vector<HfTensor> hfTensorsOf(const plan::Parameter &p, const std::string &p
   return out;
 }
 
+} // namespace
+
+SplitCoordinates splitCoordinates(const plan::Parameter &p, const RankContext *rank) {
+  SplitCoordinates coordinates;
+  for (const plan::Split &split : p.splits())
+    coordinates.push_back(rank ? rank->coordinate(split.axis()) : 0);
+  return coordinates;
+}
+
+namespace {
+
 std::string shapeText(const std::vector<int64_t> &shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i)
@@ -61,10 +72,6 @@ std::string shapeText(const std::vector<int64_t> &shape) {
 bool tiedEmbeddings(const plan::Plan &plan) {
   auto config = nlohmann::json::parse(plan.hf_config_json(), nullptr, false);
   return config.is_object() && config.value("tie_word_embeddings", false);
-}
-
-int64_t shardOf(const plan::Parameter &p, const RankContext *rank) {
-  return p.sharded() && rank ? rank->coordinate(p.shard_axis()) : 0;
 }
 
 /// The state a file section holds: prefix of names -> buffer of a parameter.
@@ -118,7 +125,7 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
       }
     }
     if (complete && held)
-      sliceFull(p, shardOf(p, rank), full.data(), memory.f32(role.buffer(p)));
+      sliceFull(p, splitCoordinates(p, rank), full.data(), memory.f32(role.buffer(p)));
   }
   if (count)
     return Status::error(std::to_string(count) + " tensor(s) do not fit the model:" +
@@ -126,21 +133,34 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
   return Status::ok();
 }
 
-/// The full tensor of a parameter's buffer: gathered over its shard axis.
+/// The full tensor of a parameter's buffer: gathered over the axis of each
+/// of its splits in turn (so that slice i has the coordinates
+/// coordinatesOfSlice(p, i)), then placed.
 Status gatherFull(const plan::Parameter &p, uint32_t buffer, const HostMemory &memory,
                   const RankContext *rank, std::vector<float> &full) {
   full.assign(fullElements(p), 0.0f);
   const float *local = memory.f32(buffer);
-  comm::Communicator *group = p.sharded() && rank ? rank->group(p.shard_axis()) : nullptr;
-  if (!group) {
-    placeSlice(p, 0, local, full.data());
+  if (!rank || p.splits().empty()) {
+    placeSlice(p, splitCoordinates(p, rank), local, full.data());
   } else {
-    uint64_t localCount = uint64_t(memory.elements(buffer));
-    std::vector<float> all(localCount * uint64_t(group->size()));
-    if (Status s = group->allGatherHost(local, all.data(), localCount); !s)
-      return s;
-    for (int r = 0; r < group->size(); ++r)
-      placeSlice(p, r, all.data() + uint64_t(r) * localCount, full.data());
+    const uint64_t localCount = uint64_t(memory.elements(buffer));
+    std::vector<float> all(local, local + localCount);
+    for (const plan::Split &split : p.splits()) {
+      if (split.parts() == 1)
+        continue;
+      comm::Communicator *group = rank->group(split.axis());
+      if (!group || group->size() != split.parts())
+        return Status::error("parameter '" + p.name() + "' is split " +
+                             std::to_string(split.parts()) + " ways over mesh axis '" +
+                             split.axis() + "', which this job has " +
+                             std::to_string(group ? group->size() : 1) + " ranks on");
+      std::vector<float> gathered(all.size() * uint64_t(group->size()));
+      if (Status s = group->allGatherHost(all.data(), gathered.data(), all.size()); !s)
+        return s;
+      all = std::move(gathered);
+    }
+    for (uint64_t i = 0; i < all.size() / localCount; ++i)
+      placeSlice(p, coordinatesOfSlice(p, int64_t(i)), all.data() + i * localCount, full.data());
   }
   // Only the pipeline stage that owns a parameter has trained it.
   if (comm::Communicator *pp = rank ? rank->group("pp") : nullptr)

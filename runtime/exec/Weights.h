@@ -6,6 +6,7 @@
 #include "runtime/exec/Memory.h"
 #include "runtime/exec/RankContext.h"
 #include "runtime/exec/RunState.h"
+#include "runtime/exec/Sharding.h"
 #include "runtime/support/Status.h"
 
 #include <string>
@@ -13,10 +14,14 @@
 namespace mt::exec {
 
 // Every function takes the rank (null: a single rank). Parameters split over
-// tensor parallelism are read whole and sliced, and gathered whole to be
+// mesh axes are read whole and sliced, and gathered whole to be
 // written: files always hold full Hugging Face tensors, so a checkpoint or
 // an export does not depend on the layout that wrote it. Writers are
 // collective: every rank calls them, world rank 0 writes.
+
+/// The rank's coordinate on the axis of each of `param`'s splits (zeros for
+/// a single rank).
+SplitCoordinates splitCoordinates(const plan::Parameter &param, const RankContext *rank);
 
 /// Reads every parameter of the plan from a Hugging Face checkpoint
 /// directory (model.safetensors or sharded with model.safetensors.index.json;

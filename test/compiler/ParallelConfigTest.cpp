@@ -33,6 +33,21 @@ TEST(ParallelConfig, DerivesDataParallelAndBatchFromWorldSize) {
   EXPECT_EQ(c.numMicroBatches(), 4);
 }
 
+TEST(ParallelConfig, MeshesFoldExpertLayersOverTheSameRanks) {
+  ParallelConfig c;
+  ModelDims m = smallModel();
+  m.numExperts = 4;
+  c.tp = 2, c.pp = 2, c.ep = 2, c.worldSize = 16;
+  ASSERT_TRUE(c.resolve(m));
+  ASSERT_EQ(c.dp, 2);
+  // Dense layers: dp = world / (tp·pp·cp) = 4; experts: edp = 2, etp = tp.
+  EXPECT_EQ(c.denseMesh(), (std::array<int64_t, 4>{2, 4, 1, 2}));
+  EXPECT_EQ(c.expertMesh(), (std::array<int64_t, 4>{2, 2, 2, 2}));
+  auto product = [](const std::array<int64_t, 4> &a) { return a[0] * a[1] * a[2] * a[3]; };
+  EXPECT_EQ(product(c.denseMesh()), c.worldSize);
+  EXPECT_EQ(product(c.expertMesh()), c.worldSize);
+}
+
 TEST(ParallelConfig, DefaultsToOneRankAndOneMicroBatch) {
   ParallelConfig c;
   ASSERT_TRUE(c.resolve(smallModel()));

@@ -37,7 +37,7 @@ void printShortHelp() {
   os << "\nupstream passes: --canonicalize, --cse, --symbol-dce\n\n"
         "common options:\n"
         "  -o <file>                 write the result here\n"
-        "  --pass-pipeline=<text>    e.g. 'builtin.module(mt-partition-tp{tp=2})'\n"
+        "  --pass-pipeline=<text>    e.g. 'builtin.module(mt-partition-tp{sequence-parallel})'\n"
         "  --split-input-file        process each '// -----' chunk on its own\n"
         "  --verify-diagnostics      check expected-error/-note comments\n"
         "  --mlir-print-ir-after-all print the IR after every pass\n"
@@ -49,7 +49,7 @@ void printShortHelp() {
 
 int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
-  registry.insert<mt::MtDialect, mlir::func::FuncDialect>();
+  registry.insert<mt::MtDialect, mlir::func::FuncDialect, mlir::shard::ShardDialect>();
   mt::registerMtPasses();
   mlir::registerCanonicalizerPass();
   mlir::registerCSEPass();

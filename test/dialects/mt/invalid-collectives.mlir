@@ -4,7 +4,7 @@
 // along `dim`.
 
 func.func @all_reduce_axis(%x: tensor<2x8x64xf32>) {
-  // expected-error @+1 {{'mt.all_reduce' op expects a mesh axis (pp, dp, cp, ep, tp), got 'x'}}
+  // expected-error @+1 {{'mt.all_reduce' op expects a mesh axis (pp, dp, cp, tp, edp, ep, etp), got 'x'}}
   %0 = mt.all_reduce %x {axis = "x"} : tensor<2x8x64xf32>
   return
 }
@@ -20,7 +20,7 @@ func.func @all_reduce_kind(%x: tensor<2x8x64xf32>) {
 // -----
 
 func.func @tp_copy_axis(%x: tensor<2x8x64xf32>) {
-  // expected-error @+1 {{'mt.tp_copy' op expects a mesh axis (pp, dp, cp, ep, tp), got 'model'}}
+  // expected-error @+1 {{'mt.tp_copy' op expects a mesh axis (pp, dp, cp, tp, edp, ep, etp), got 'model'}}
   %0 = mt.tp_copy %x {axis = "model"} : tensor<2x8x64xf32>
   return
 }
@@ -28,7 +28,7 @@ func.func @tp_copy_axis(%x: tensor<2x8x64xf32>) {
 // -----
 
 func.func @all_gather_axis(%x: tensor<2x4x64xf32>) {
-  // expected-error @+1 {{'mt.all_gather' op expects a mesh axis (pp, dp, cp, ep, tp), got 'sp'}}
+  // expected-error @+1 {{'mt.all_gather' op expects a mesh axis (pp, dp, cp, tp, edp, ep, etp), got 'sp'}}
   %0 = mt.all_gather %x {axis = "sp", dim = 1 : i64} : (tensor<2x4x64xf32>) -> tensor<2x8x64xf32>
   return
 }
@@ -76,7 +76,7 @@ func.func @all_gather_not_multiple(%x: tensor<2x4x64xf32>) {
 // -----
 
 func.func @reduce_scatter_axis(%x: tensor<2x8x64xf32>) {
-  // expected-error @+1 {{'mt.reduce_scatter' op expects a mesh axis (pp, dp, cp, ep, tp), got 'pp_tied'}}
+  // expected-error @+1 {{'mt.reduce_scatter' op expects a mesh axis (pp, dp, cp, tp, edp, ep, etp), got 'pp_tied'}}
   %0 = mt.reduce_scatter %x {axis = "pp_tied", dim = 1 : i64} : (tensor<2x8x64xf32>) -> tensor<2x4x64xf32>
   return
 }

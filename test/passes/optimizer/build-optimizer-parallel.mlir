@@ -1,8 +1,9 @@
-// RUN: mtc-opt %s -mt-build-optimizer="dp=2" | FileCheck %s
+// RUN: mtc-opt %s -split-input-file -verify-diagnostics -mt-build-optimizer="dp=2" | FileCheck %s
 
 // Data parallelism averages each gradient over dp before anything reads it;
 // a parameter split over tp counts its shards once in the global norm.
-mt.param @w : tensor<8x4xf32> init(normal, std = 0.02) {shard_dim = 0 : i64, shards = 2 : i64}
+shard.grid @mesh(shape = 1x2x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
+mt.param @w : tensor<8x4xf32> init(normal, std = 0.02) {sharding = #mt.sharding<@mesh, [["tp"], []]>}
 mt.param @norm : tensor<4xf32> init(ones)
 
 // CHECK-LABEL: func.func @optimizer_step(
@@ -12,3 +13,12 @@ mt.param @norm : tensor<4xf32> init(ones)
 // CHECK: %[[AN:.*]] = mt.all_reduce %{{.*}} {axis = "dp", reduce = "mean"} : tensor<4xf32>
 // CHECK: mt.global_norm %[[AW]], %[[AN]] {replicated = array<i1: false, true>, sharded_axis = "tp"}
 // CHECK: mt.adamw %[[W]], %[[AW]]
+
+// -----
+
+// The global norm sums shards over one mesh axis: parameters split over
+// different axes are refused rather than summed over the wrong ranks.
+shard.grid @mesh(shape = 1x2x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
+mt.param @w : tensor<8x4xf32> init(normal, std = 0.02) {sharding = #mt.sharding<@mesh, [["tp"], []]>}
+// expected-error @+1 {{'mt.param' op is split over mesh axis 'dp' and another parameter over 'tp': a global norm over several mesh axes is not supported yet}}
+mt.param @v : tensor<8x4xf32> init(normal, std = 0.02) {sharding = #mt.sharding<@mesh, [["dp"], []]>}

@@ -1,4 +1,7 @@
-// RUN: mtc-opt %s -split-input-file -mt-partition-tp=tp=2 -verify-diagnostics | FileCheck %s
+// RUN: mtc-opt %s -split-input-file -mt-partition-tp -verify-diagnostics | FileCheck %s
+
+// tp = 2: the size of axis tp of @mesh.
+shard.grid @mesh(shape = 1x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
 
 // A decoder layer: vocab-parallel embedding, column-parallel q/k/v and
 // gate/up, row-parallel o/down, local heads, a per-head norm, and a
@@ -11,12 +14,12 @@ mt.param @qn : tensor<2xf32> init(ones)
 mt.param @o : tensor<8x8xf32> init(normal, std = 0.02)
 mt.param @up : tensor<16x8xf32> init(normal, std = 0.02)
 mt.param @down : tensor<8x16xf32> init(normal, std = 0.02)
-// CHECK-DAG: mt.param @emb : tensor<32x8xf32> init(normal, std = 2.000000e-02) {shard_dim = 0 : i64, shards = 2 : i64}
-// CHECK-DAG: mt.param @q : tensor<8x8xf32> {{.*}}{shard_dim = 0 : i64, shards = 2 : i64}
-// CHECK-DAG: mt.param @qb : tensor<8xf32> init(zeros) {shard_dim = 0 : i64, shards = 2 : i64}
+// CHECK-DAG: mt.param @emb : tensor<32x8xf32> init(normal, std = 2.000000e-02) {sharding = #mt.sharding<@mesh, {{\[\["tp"\], \[\]\]}}>}
+// CHECK-DAG: mt.param @q : tensor<8x8xf32> {{.*}}{sharding = #mt.sharding<@mesh, {{\[\["tp"\], \[\]\]}}>}
+// CHECK-DAG: mt.param @qb : tensor<8xf32> init(zeros) {sharding = #mt.sharding<@mesh, {{\[\["tp"\]\]}}>}
 // CHECK-DAG: mt.param @qn : tensor<2xf32> init(ones){{$}}
-// CHECK-DAG: mt.param @o : tensor<8x8xf32> {{.*}}{shard_dim = 1 : i64, shards = 2 : i64}
-// CHECK-DAG: mt.param @down : tensor<8x16xf32> {{.*}}{shard_dim = 1 : i64, shards = 2 : i64}
+// CHECK-DAG: mt.param @o : tensor<8x8xf32> {{.*}}{sharding = #mt.sharding<@mesh, {{\[\[\], \["tp"\]\]}}>}
+// CHECK-DAG: mt.param @down : tensor<8x16xf32> {{.*}}{sharding = #mt.sharding<@mesh, {{\[\[\], \["tp"\]\]}}>}
 func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
   %e = mt.weight @emb : tensor<32x8xf32>
   %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<32x8xf32>) -> tensor<2x4x8xf32>
@@ -69,6 +72,7 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 
 // -----
 
+shard.grid @mesh(shape = 1x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
 // A row-parallel bias is added once, after the sum over ranks.
 mt.param @emb : tensor<32x8xf32> init(normal, std = 0.02)
 mt.param @w : tensor<8x8xf32> init(normal, std = 0.02)
@@ -95,6 +99,7 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 
 // -----
 
+shard.grid @mesh(shape = 1x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
 mt.param @emb : tensor<32x8xf32> init(normal, std = 0.02)
 mt.param @w : tensor<3x8xf32> init(normal, std = 0.02)
 func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
@@ -110,12 +115,13 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 
 // -----
 
+shard.grid @mesh(shape = 1x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
 // A vocabulary of 31 is padded to 32 rows for tp 2: the embedding and the
 // untied head get hf_rows = 31 and the cross-entropy ignores column 31.
 mt.param @emb : tensor<31x8xf32> init(normal, std = 0.02)
 mt.param @head : tensor<31x8xf32> init(normal, std = 0.02)
-// CHECK-LABEL: mt.param @emb : tensor<32x8xf32> {{.*}}{hf_rows = 31 : i64, shard_dim = 0 : i64, shards = 2 : i64}
-// CHECK: mt.param @head : tensor<32x8xf32> {{.*}}{hf_rows = 31 : i64, shard_dim = 0 : i64, shards = 2 : i64}
+// CHECK-LABEL: mt.param @emb : tensor<32x8xf32> {{.*}}{hf_rows = 31 : i64, sharding = #mt.sharding<@mesh, {{\[\["tp"\], \[\]\]}}>}
+// CHECK: mt.param @head : tensor<32x8xf32> {{.*}}{hf_rows = 31 : i64, sharding = #mt.sharding<@mesh, {{\[\["tp"\], \[\]\]}}>}
 func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
   %e = mt.weight @emb : tensor<31x8xf32>
   %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<31x8xf32>) -> tensor<2x4x8xf32>

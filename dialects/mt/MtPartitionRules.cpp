@@ -1,0 +1,190 @@
+// Partition rules of the mt ops (PartitionableOpInterface): Megatron-Core's
+// tensor- and sequence-parallel layouts, one rule per op.
+#include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtPartition.h"
+
+using namespace mlir;
+using namespace mt;
+
+namespace {
+
+int64_t rankOf(Value v) { return cast<RankedTensorType>(v.getType()).getRank(); }
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Dense layers
+//===----------------------------------------------------------------------===//
+
+/// Vocab-parallel: the table split by rows, the lookups summed over tp.
+LogicalResult EmbeddingOp::partition(Partitioner &p) {
+  if (failed(p.shardWeight(*this, getTable(), 0, /*vocabulary=*/true)))
+    return failure();
+  setVocabParallelAxis(p.axis());
+  return p.reduceAfter(*this, getResult());
+}
+
+/// Column-parallel when the input is replicated (or split along the
+/// sequence: gathered first); row-parallel when it is split on its features,
+/// with the output summed over tp and the bias added once after the sum.
+LogicalResult LinearOp::partition(Partitioner &p) {
+  Sharding in = p.of(getInput());
+  bool sequenceSplit = p.sequenceParallel() && in.kind == Sharding::Split && in.dim == 1 &&
+                       rankOf(getInput()) == 3;
+  if (in.kind == Sharding::Replicated || sequenceSplit) { // column-parallel
+    getInputMutable().assign(p.columnInput(*this, getInput()));
+    // The output projection onto the vocabulary may pad it.
+    bool logits = llvm::any_of(getResult().getUsers(),
+                               [](Operation *u) { return isa<CrossEntropyOp>(u); });
+    if (failed(p.shardWeight(*this, getWeight(), 0, logits)) ||
+        (getBias() && failed(p.shardWeight(*this, getBias(), 0))))
+      return failure();
+    // The local output has as many features as the local weight has rows.
+    auto t = cast<RankedTensorType>(getResult().getType());
+    SmallVector<int64_t> shape(t.getShape());
+    shape.back() = cast<RankedTensorType>(getWeight().getType()).getDimSize(0);
+    getResult().setType(RankedTensorType::get(shape, t.getElementType()));
+    p.setSharding(getResult(), Sharding::split(rankOf(getResult()) - 1));
+    return success();
+  }
+  if (in.dim != rankOf(getInput()) - 1)
+    return emitOpError() << "has an input split on dimension " << in.dim
+                         << ", not on its features";
+  if (failed(p.shardWeight(*this, getWeight(), 1))) // row-parallel
+    return failure();
+  Value bias = getBias();
+  if (bias)
+    getBiasMutable().clear();
+  if (failed(p.reduceAfter(*this, getResult())))
+    return failure();
+  if (!bias)
+    return success();
+  // The bias is added once, after the sum over ranks; split along the
+  // sequence, each rank's share of its gradient is partial.
+  if (failed(p.shardWeight(*this, bias, std::nullopt)))
+    return failure();
+  Operation *reduce = *getResult().getUsers().begin();
+  Value summed = reduce->getResult(0);
+  OpBuilder &b = p.builder();
+  b.setInsertionPointAfter(reduce);
+  if (p.sequenceParallel()) {
+    auto copy = TPCopyOp::create(b, getLoc(), bias, p.axis());
+    copyLayer(*this, copy);
+    bias = copy;
+  }
+  auto add = BiasAddOp::create(b, getLoc(), summed.getType(), summed, bias);
+  copyLayer(*this, add);
+  summed.replaceAllUsesExcept(add.getResult(), add);
+  p.setSharding(add.getResult(), p.of(summed));
+  return success();
+}
+
+/// Inserted after row-parallel linears by their rule: already laid out.
+LogicalResult BiasAddOp::partition(Partitioner &) { return success(); }
+
+/// [.., a*b] split on the last dim <-> [.., a, b] split on a (heads).
+LogicalResult ReshapeOp::partition(Partitioner &p) {
+  Sharding in = p.of(getInput());
+  if (in.kind == Sharding::Replicated)
+    return success();
+  auto from = cast<RankedTensorType>(getInput().getType());
+  auto to = cast<RankedTensorType>(getResult().getType());
+  if (in.dim == from.getRank() - 1 && to.getRank() == from.getRank() + 1)
+    return p.splitValue(*this, getResult(), to.getRank() - 2);
+  if (in.dim == from.getRank() - 2 && to.getRank() == from.getRank() - 1)
+    return p.splitValue(*this, getResult(), to.getRank() - 1);
+  return emitOpError() << "reshapes a value split on dimension " << in.dim
+                       << " in a way tensor parallelism does not support";
+}
+
+LogicalResult AddOp::partition(Partitioner &p) {
+  return p.partitionLocal(*this, (*this)->getOperands(), false);
+}
+
+//===----------------------------------------------------------------------===//
+// Normalization
+//===----------------------------------------------------------------------===//
+
+/// Local over an unsplit last dimension (sequence-parallel when the input
+/// is split along the sequence); the weight is replicated.
+LogicalResult RMSNormOp::partition(Partitioner &p) {
+  if (failed(p.shardWeight(*this, getWeight(), std::nullopt)))
+    return failure();
+  // A norm over local heads (Qwen3's q/k norm) sees only this rank's
+  // heads: its weight's gradient is a partial sum over tp.
+  if (p.of(getInput()).kind == Sharding::Split) {
+    OpBuilder &b = p.builder();
+    b.setInsertionPoint(*this);
+    auto copy = TPCopyOp::create(b, getLoc(), getWeight(), p.axis());
+    copyLayer(*this, copy);
+    getWeightMutable().assign(copy);
+  }
+  return p.partitionLocal(*this, getInput(), true);
+}
+
+LogicalResult LayerNormOp::partition(Partitioner &p) {
+  if (failed(p.shardWeight(*this, getWeight(), std::nullopt)) ||
+      failed(p.shardWeight(*this, getBias(), std::nullopt)))
+    return failure();
+  return p.partitionLocal(*this, getInput(), true);
+}
+
+//===----------------------------------------------------------------------===//
+// Attention
+//===----------------------------------------------------------------------===//
+
+LogicalResult RotaryOp::partition(Partitioner &p) {
+  return p.partitionLocal(*this, (*this)->getOperands(), false);
+}
+
+/// On local heads: query and key/value heads split alike.
+LogicalResult AttentionOp::partition(Partitioner &p) {
+  if (failed(p.partitionLocal(*this, (*this)->getOperands(), false)))
+    return failure();
+  if (p.of(getQuery()).kind == Sharding::Split) {
+    setNumHeads(getNumHeads() / p.tp());
+    setNumKvHeads(getNumKvHeads() / p.tp());
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Feed-forward activations
+//===----------------------------------------------------------------------===//
+
+LogicalResult SwiGLUOp::partition(Partitioner &p) {
+  return p.partitionLocal(*this, (*this)->getOperands(), false);
+}
+
+LogicalResult GELUOp::partition(Partitioner &p) {
+  return p.partitionLocal(*this, (*this)->getOperands(), false);
+}
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts
+//===----------------------------------------------------------------------===//
+
+LogicalResult MoERouterOp::partition(Partitioner &) {
+  return emitOpError() << "is a mixture-of-experts op: tensor "
+                          "parallelism of experts is not supported yet";
+}
+
+LogicalResult ExpertFFNOp::partition(Partitioner &) {
+  return emitOpError() << "is a mixture-of-experts op: tensor "
+                          "parallelism of experts is not supported yet";
+}
+
+//===----------------------------------------------------------------------===//
+// Loss
+//===----------------------------------------------------------------------===//
+
+/// Vocab-parallel over logits split on the vocabulary; padding columns of a
+/// padded vocabulary take no part.
+LogicalResult CrossEntropyOp::partition(Partitioner &p) {
+  if (p.of(getLogits()).kind == Sharding::Split) {
+    setVocabParallelAxis(p.axis());
+    if (p.validVocab())
+      setValidVocab(p.validVocab());
+  }
+  return success();
+}
