@@ -6,14 +6,19 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <unistd.h>
 #include <fstream>
 
 namespace mt {
 namespace {
 
-/// Writes `text` to a fresh file in the test's temporary directory.
+/// Writes `text` to a fresh file in a directory of this process (ctest runs
+/// the cases of this binary as parallel processes that share TempDir()).
 std::string writeYaml(const std::string &name, const std::string &text) {
-  std::filesystem::path path = std::filesystem::path(testing::TempDir()) / name;
+  std::filesystem::path dir =
+      std::filesystem::path(testing::TempDir()) / ("mt-train-config-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::path path = dir / name;
   std::ofstream(path) << text;
   return path.string();
 }

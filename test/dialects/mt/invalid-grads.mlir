@@ -419,7 +419,7 @@ func.func @vocab_parallel_cross_entropy_grad_rows(%l: tensor<2x8x128xf32>, %t: t
 // -----
 
 func.func @vocab_parallel_cross_entropy_grad_axis(%l: tensor<2x8x128xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xf32>, %s: tensor<f32>) {
-  // expected-error @+1 {{'mt.vocab_parallel_cross_entropy_grad' op expects a mesh axis (pp, dp, cp, ep, tp), got ''}}
+  // expected-error @+1 {{'mt.vocab_parallel_cross_entropy_grad' op expects a mesh axis (pp, dp, cp, tp, edp, ep, etp), got ''}}
   %0 = mt.vocab_parallel_cross_entropy_grad %l, %t, %m, %m, %m, %s {axis = ""} : (tensor<2x8x128xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x128xf32>
   return
 }

@@ -157,7 +157,7 @@ func.func @ce_result(%l: tensor<2x8x256xf32>, %y: tensor<2x8xi32>, %m: tensor<2x
 // -----
 
 func.func @logits_max_axis(%l: tensor<2x8x128xf32>) {
-  // expected-error @+1 {{'mt.vocab_parallel_logits_max' op expects a mesh axis (pp, dp, cp, ep, tp), got 'vocab'}}
+  // expected-error @+1 {{'mt.vocab_parallel_logits_max' op expects a mesh axis (pp, dp, cp, tp, edp, ep, etp), got 'vocab'}}
   %0 = mt.vocab_parallel_logits_max %l {axis = "vocab"} : (tensor<2x8x128xf32>) -> tensor<2x8xf32>
   return
 }
