@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Data parallelism on two GPUs, in one device call on nvidia-h200-x2: builds
+# Two GPUs, in one device call on nvidia-h200-x2: builds
 # mtrun and the gpu2 tests (runtime-only CUDA build), runs the gpu2 tests
 # (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, and tied-embedding
 # tiny-llama pp2 vs one GPU, 20 steps) and the one-GPU demo training test
 # (gpu1, a regression check), then measures our
-# llama3.2-1b step (micro-batch 4 x 2048 per GPU) on one GPU and with dp2,
-# beside PyTorch DDP (torchrun --nproc_per_node 2, eager and compile), and
-# prints tokens/s per GPU and dp2's efficiency against our one-GPU figure.
+# llama3.2-1b step (micro-batch 4 x 2048) on one GPU, dp2, tp2+sp and pp2
+# (8 micro-batches), beside PyTorch DDP (torchrun --nproc_per_node 2, eager
+# and compile), prints tokens/s per GPU and each layout's efficiency against
+# our one-GPU figure, and profiles each layout on rank 0 (the communication
+# and pipeline waits compute did not hide).
 #
 #   bench/gpu-dp.sh --prepare DIR   development machine: compiles the plans
 #                                   (no MLIR on the GPU machine), writes the
@@ -63,6 +65,13 @@ if [[ "${1:-}" == "--prepare" ]]; then
     -o "$dir/plans/llama-1gpu"
   "$bin/mtc" compile "$dir/mlir/llama.mlir" --dp 2 --global-batch 8 --lr 1e-4 \
     --train-steps 100 -o "$dir/plans/llama-dp2"
+  # tp2 with sequence parallelism: one micro-batch of 4 x 2048 over both
+  # GPUs; pp2 (1F1B): 8 micro-batches of 4 per step, a bubble of 1/9 by the
+  # schedule ((pp - 1) / (m + pp - 1)).
+  "$bin/mtc" compile "$dir/mlir/llama.mlir" --tp 2 --sp --global-batch 4 --lr 1e-4 \
+    --train-steps 100 -o "$dir/plans/llama-tp2-sp"
+  "$bin/mtc" compile "$dir/mlir/llama.mlir" --pp 2 --global-batch 32 --lr 1e-4 \
+    --train-steps 100 -o "$dir/plans/llama-pp2"
   rm -rf "$dir/mlir"
   # Uniform random ids below llama's vocabulary, as the peer draws its
   # batch; header as runtime/io/TokenFile.h.
@@ -140,6 +149,7 @@ if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
   # Runs: MT_DP_RUNS="name:plan:gpus:VAR=value,VAR=value;..." (e.g.
   # NCCL_MAX_CTAS=8 or MT_CUDA_BUCKET_ELEMENTS=10000000 as variants).
   runs="mtc:llama-1gpu:1:;mtc-dp2:llama-dp2:2:;mtc-dp2-no-overlap:llama-dp2:2:MT_CUDA_OVERLAP=0"
+  runs+=";mtc-tp2-sp:llama-tp2-sp:2:;mtc-pp2:llama-pp2:2:"
   IFS=';' read -ra runs <<< "${MT_DP_RUNS:-$runs}"
   for run in "${runs[@]}"; do
     IFS=: read -r name plan gpus vars <<< "$run"
@@ -149,7 +159,7 @@ if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
   # Where a step goes on rank 0 (CUDA events per instruction class):
   # MT_DP_PROFILES="plan:gpus:VAR=value,...;..." (default: dp2 overlapped;
   # empty: none). Profiling times each instruction, so it never replays graphs.
-  IFS=';' read -ra profiles <<< "${MT_DP_PROFILES-llama-dp2:2:}"
+  IFS=';' read -ra profiles <<< "${MT_DP_PROFILES-llama-dp2:2:;llama-tp2-sp:2:;llama-pp2:2:}"
   for profile in "${profiles[@]}"; do
     IFS=: read -r plan gpus vars <<< "$profile"
     IFS=, read -ra vars <<< "$vars"
