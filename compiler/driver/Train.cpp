@@ -142,30 +142,40 @@ Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
     // not read: epochs over a token file need max_steps for now.
     return PreparedData{r.outputPath, std::nullopt};
   }
-  // Text, byte-level: one token per byte; max_samples keeps the bytes
-  // max_samples samples read.
+  // Text: tokenized by mt-tokenize with the model's tokenizer.json where the
+  // model directory has one, else byte-level (one token per byte). As in
+  // LLaMA-Factory, max_samples keeps the first max_samples lines (examples).
   std::ifstream in(*file, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string bytes = text.str();
-  if (r.maxSamples > 0 && int64_t(bytes.size()) > r.maxSamples * r.cutoffLen + 1)
-    bytes.resize(size_t(r.maxSamples * r.cutoffLen + 1));
-  int64_t samples = (int64_t(bytes.size()) - 1) / r.cutoffLen;
-  if (samples < 1)
-    return fail(*file + ": " + std::to_string(bytes.size()) + " bytes make no sample of "
-                "cutoff_len " + std::to_string(r.cutoffLen) + " + 1 tokens");
-  std::string textCopy = r.outputPath + ".txt";
-  if (!(std::ofstream(textCopy, std::ios::binary) << bytes))
+  std::string text, line;
+  for (int64_t lines = 0; std::getline(in, line); ++lines) {
+    if (r.maxSamples > 0 && lines == r.maxSamples)
+      break;
+    text += line + "\n";
+  }
+  std::string textCopy = r.outputPath + ".txt", summary = r.outputPath + ".summary";
+  if (!(std::ofstream(textCopy, std::ios::binary) << text))
     return fail(textCopy + ": cannot write");
   llvm::SmallVector<llvm::StringRef> argv = {r.tokenizeTool, textCopy, "-o", r.outputPath,
                                              "--overwrite"};
-  std::string error;
-  std::optional<llvm::StringRef> quiet[] = {std::nullopt, llvm::StringRef(""), std::nullopt};
-  int code = llvm::sys::ExecuteAndWait(r.tokenizeTool, argv, std::nullopt, quiet, 0, 0, &error);
+  const bool modelTokenizer = fs::exists(fs::path(r.modelDir) / "tokenizer.json");
+  if (modelTokenizer)
+    argv.append({"--tokenizer", r.modelDir});
+  Status ran = runTool(argv, summary, "tokenizing " + *file);
   fs::remove(textCopy);
-  if (code != 0)
-    return fail("tokenizing " + *file + " with " + r.tokenizeTool + " failed" +
-                (error.empty() ? "" : ": " + error));
+  std::ifstream printed(summary);
+  std::getline(printed, line);
+  fs::remove(summary);
+  if (!ran)
+    return ran;
+  // "PATH: N tokens (...)" (tools/mt-tokenize); samples as io::Dataset packs them.
+  size_t colon = line.rfind(": ");
+  const int64_t tokens = colon == std::string::npos ? 0 : std::atoll(line.c_str() + colon + 2);
+  const int64_t samples = (tokens - 1) / r.cutoffLen;
+  if (samples < 1)
+    return fail(*file + ": " + std::to_string(tokens) + " tokens make no sample of cutoff_len " +
+                std::to_string(r.cutoffLen) + " + 1 tokens");
+  llvm::outs() << line << "\n";
+  llvm::outs().flush(); // before mtrun's output
   return PreparedData{r.outputPath, samples};
 }
 

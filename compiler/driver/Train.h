@@ -60,10 +60,11 @@ struct PreparedData {
 
 /// stage pt: the one dataset (a name of dataset_dir/dataset_info.json whose
 /// file_name is used, or a file in dataset_dir, or a path) is either a
-/// token file (passed on as is) or text, tokenized byte-level (each byte
-/// one token; max_samples keeps the first max_samples x cutoff_len + 1
-/// bytes); samples = floor((tokens - 1) / cutoff_len), as runtime/io's
-/// Dataset packs them. stage sft: mt-prepare-sft with the model's own
+/// token file (passed on as is) or text, tokenized by mt-tokenize with the
+/// model's tokenizer.json (byte-level where the model directory has none;
+/// max_samples keeps the first max_samples lines, LLaMA-Factory's examples);
+/// samples = floor((tokens - 1) / cutoff_len), as runtime/io's Dataset
+/// packs them. stage sft: mt-prepare-sft with the model's own
 /// tokenizer (modelDir's tokenizer.json) and the request's LLaMA-Factory
 /// keys; samples = the rows it wrote (runtime/io/SftFile.h).
 Expected<PreparedData> prepareTrainingData(const DataRequest &request);
