@@ -25,6 +25,9 @@
 #   run:   kind nvidia-h200-x8 (or -x4: the 8-GPU layouts are skipped; or -x2:
 #          the three 2-GPU layouts only), carry [".hx/mesh"], timeout_s 600,
 #          command "bench/gpu-mesh.sh .hx/mesh"
+#   Throughput runs come first, then the profiles; where the budget skips
+#   some, a second call on the still-warm machine finishes them without
+#   rebuilding: "MT_MESH_BUILD=0 MT_MESH_LAYOUTS='8b' bench/gpu-mesh.sh .hx/mesh".
 # MT_MESH_BUILD=0 skips the build, MT_MESH_PROFILES=0 the profiles,
 # MT_MESH_LAYOUTS (a regular expression over the names below) picks layouts;
 # MT_MESH_BUDGET (s, default 570) skips the later runs that would not fit.
