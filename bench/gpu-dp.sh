@@ -20,6 +20,8 @@
 # MT_DP_BUDGET (s, default 570) skips the later stages that would not fit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib-gpu.sh
+source bench/lib-gpu.sh
 
 if [[ "${1:-}" == "--prepare" ]]; then
   set -e
@@ -91,30 +93,9 @@ log=$out/build.log rows=$out/rows.jsonl
 : > "$rows"
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
 echo "NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE-unset}"
-# Whether $1 more seconds fit in the budget.
-fits() { (( SECONDS + $1 <= budget )) || { echo "skipped (time budget): $2"; return 1; }; }
-
 if [[ "${MT_DP_BUILD:-1}" == 1 ]]; then
   # --- build: mtrun and the tests, GoogleTest from the carried source if none.
-  args=(-S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMT_BUILD_COMPILER=OFF -DMT_BUILD_CUDA=ON)
-  command -v ninja > /dev/null && args+=(-G Ninja)
-  [[ -x /usr/local/cuda/bin/nvcc ]] && args+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
-  if ! compgen -G "/usr/lib*/cmake/GTest/GTestConfig.cmake" > /dev/null &&
-     ! compgen -G "/usr/lib/*/cmake/GTest/GTestConfig.cmake" > /dev/null; then
-    cmake -S "$dir/googletest" -B "$build/gtest" -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
-      -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DCMAKE_INSTALL_PREFIX="$build/gtest-install" \
-      >> "$log" 2>&1 && cmake --build "$build/gtest" -j "$(nproc)" >> "$log" 2>&1 &&
-      cmake --install "$build/gtest" >> "$log" 2>&1
-    args+=(-DCMAKE_PREFIX_PATH="$build/gtest-install")
-  fi
-  if ! { cmake "${args[@]}" >> "$log" 2>&1 &&
-         cmake --build "$build" -j "$(nproc)" --target mtrun MtCudaGpu2Tests MtCudaTrainingTests \
-           >> "$log" 2>&1; }; then
-    grep -E "error|Error" -A5 "$log" | head -60
-    exit 1
-  fi
-  grep "NCCL:" "$log" | tail -1
-  echo "built in $SECONDS s"
+  gpu_build mtrun MtCudaGpu2Tests MtCudaTrainingTests || exit 1
 fi
 
 # --- tests: gpu2, then the one-GPU demo training (gpu1) as a regression check.
@@ -128,23 +109,7 @@ if [[ "${MT_DP_TESTS:-1}" == 1 ]]; then
     "$out/gpu2.log" | head -40
 fi
 
-# --- measurement: tokens/s per GPU, median after 4 warm-up steps.
-mtc_row() { # plan gpus [env...]: one mtrun job, its row in $rows
-  local plan=$1 gpus=$2 name=$3
-  shift 3
-  env "$@" timeout 150 "$build/bin/mtrun" "$dir/plans/$plan" --nproc "$gpus" --backend cuda \
-    --data "$dir/tokens.bin" --steps 10 --metrics "$work/$name.jsonl" > "$work/$name.log" 2>&1 ||
-    { echo "mtrun $name failed:"; tail -5 "$work/$name.log"; return; }
-  python3 - "$work/$name.jsonl" "$gpus" "$work/$name.log" "$name" >> "$rows" <<'PY'
-import json, re, sys
-steps = [json.loads(l) for l in open(sys.argv[1])]
-rates = sorted(s["tokens_per_s"] for s in steps[4:])
-gpus = int(sys.argv[2])
-mem = re.search(r"device in use ([0-9.]+) GiB", open(sys.argv[3]).read())
-print(json.dumps(dict(peer=sys.argv[4], gpus=gpus, tokens_per_s=rates[len(rates) // 2] / gpus,
-                      peak_mem_gib=float(mem.group(1)) if mem else None, loss=steps[-1]["loss"])))
-PY
-}
+# --- measurement: tokens/s per GPU, median after 4 warm-up steps (mtc_row).
 if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
   # Runs: MT_DP_RUNS="name:plan:gpus:VAR=value,VAR=value;..." (e.g.
   # NCCL_MAX_CTAS=8 or MT_CUDA_BUCKET_ELEMENTS=10000000 as variants).
@@ -165,9 +130,7 @@ if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
     IFS=, read -ra vars <<< "$vars"
     fits 60 "profile $profile" || continue
     echo "== profile: $profile"
-    env "${vars[@]}" timeout 100 "$build/bin/mtrun" "$dir/plans/$plan" --nproc "$gpus" \
-      --backend cuda --data "$dir/tokens.bin" --steps 3 --profile 2>&1 |
-      sed -n '/^profile/,/wall (programs)/p'
+    gpu_profile "$plan" "$gpus" "$work/profile-$plan.log" "${vars[@]}"
   done
 fi
 if [[ "${MT_DP_TESTS:-1}" == 1 ]] && fits 60 "gpu1 demo regression"; then

@@ -1,0 +1,72 @@
+# shellcheck shell=bash disable=SC2154 # the caller sets dir, build, out, work, log, rows, budget
+# Shared by the GPU benchmark scripts (bench/gpu-dp.sh, bench/gpu-mesh.sh);
+# sourced, never run. Each function uses the caller's variables:
+#   dir     the prepared folder (plans/, tokens.bin, googletest/ if carried)
+#   build   the runtime-only CUDA build folder
+#   out     files that come back ($OUT)       work  files that stay
+#   log     the build log                     rows  one JSON line per run
+#   budget  seconds the whole call may take (bash's $SECONDS counts them)
+
+# Whether $1 more seconds fit in the budget; if not, says that $2 is skipped.
+fits() { (( SECONDS + $1 <= budget )) || { echo "skipped (time budget): $2"; return 1; }; }
+
+# gpu_build [-DVAR=value...] TARGET...: configures $build without MLIR, with
+# CUDA, and builds the targets; GoogleTest is built from $dir/googletest where
+# the machine has none and the tests are on. Prints the build log's errors
+# and returns 1 on failure.
+gpu_build() {
+  local args=(-S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMT_BUILD_COMPILER=OFF -DMT_BUILD_CUDA=ON)
+  while [[ "${1:-}" == -D* ]]; do args+=("$1"); shift; done
+  command -v ninja > /dev/null && args+=(-G Ninja)
+  [[ -x /usr/local/cuda/bin/nvcc ]] && args+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
+  if [[ " ${args[*]} " != *" -DMT_BUILD_TESTS=OFF "* ]] &&
+     ! compgen -G "/usr/lib*/cmake/GTest/GTestConfig.cmake" > /dev/null &&
+     ! compgen -G "/usr/lib/*/cmake/GTest/GTestConfig.cmake" > /dev/null; then
+    cmake -S "$dir/googletest" -B "$build/gtest" -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
+      -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DCMAKE_INSTALL_PREFIX="$build/gtest-install" \
+      >> "$log" 2>&1 && cmake --build "$build/gtest" -j "$(nproc)" >> "$log" 2>&1 &&
+      cmake --install "$build/gtest" >> "$log" 2>&1
+    args+=(-DCMAKE_PREFIX_PATH="$build/gtest-install")
+  fi
+  if ! { cmake "${args[@]}" >> "$log" 2>&1 &&
+         cmake --build "$build" -j "$(nproc)" --target "$@" >> "$log" 2>&1; }; then
+    grep -E "error|Error" -A5 "$log" | head -60
+    return 1
+  fi
+  grep "NCCL:" "$log" | tail -1
+  echo "built in $SECONDS s"
+}
+
+# mtc_row PLAN GPUS NAME [VAR=value...]: one mtrun job of 10 steps on the
+# CUDA backend (MT_RUN_TIMEOUT seconds at most, default 150); appends its row
+# to $rows: tokens/s per GPU (the median after 4 warm-up steps), the device
+# memory mtrun's log reports in use at the end (arenas are allocated once, so
+# it is the peak) and the last loss.
+mtc_row() {
+  local plan=$1 gpus=$2 name=$3
+  shift 3
+  env "$@" timeout "${MT_RUN_TIMEOUT:-150}" "$build/bin/mtrun" "$dir/plans/$plan" --nproc "$gpus" \
+    --backend cuda --data "$dir/tokens.bin" --steps 10 --metrics "$work/$name.jsonl" \
+    > "$work/$name.log" 2>&1 ||
+    { echo "mtrun $name failed:"; tail -5 "$work/$name.log"; return; }
+  python3 - "$work/$name.jsonl" "$gpus" "$work/$name.log" "$name" >> "$rows" <<'PY'
+import json, re, sys
+steps = [json.loads(l) for l in open(sys.argv[1])]
+rates = sorted(s["tokens_per_s"] for s in steps[4:])
+gpus = int(sys.argv[2])
+mem = re.search(r"device in use ([0-9.]+) GiB", open(sys.argv[3]).read())
+print(json.dumps(dict(peer=sys.argv[4], gpus=gpus, tokens_per_s=rates[len(rates) // 2] / gpus,
+                      peak_mem_gib=float(mem.group(1)) if mem else None, loss=steps[-1]["loss"])))
+PY
+}
+
+# gpu_profile PLAN GPUS LOG [VAR=value...]: 3 steps under --profile (CUDA
+# events per instruction class on rank 0; profiling never replays graphs),
+# the whole output kept in LOG, the profile table printed.
+gpu_profile() {
+  local plan=$1 gpus=$2 profileLog=$3
+  shift 3
+  env "$@" timeout "${MT_RUN_TIMEOUT:-100}" "$build/bin/mtrun" "$dir/plans/$plan" --nproc "$gpus" \
+    --backend cuda --data "$dir/tokens.bin" --steps 3 --profile > "$profileLog" 2>&1
+  sed -n '/^profile/,/wall (programs)/p' "$profileLog"
+}
