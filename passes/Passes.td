@@ -92,17 +92,14 @@ def ExposeCollectives : Pass<"mt-expose-collectives", "::mlir::ModuleOp"> {
       becomes `mt.vocab_parallel_cross_entropy_grad`, which reads the
       forward's reduced rows and is local;
     - `mt.global_norm` becomes `mt.sum_squares` (gradients replicated over
-      tp counting 1/tp each, hence once) -> `mt.all_reduce` (sum) over tp
-      when gradients are split on it, and over pp when `pp` > 1 (stages
-      hold disjoint parameters) -> `mt.sqrt`.
+      the split axis counting 1/size each, hence once) -> `mt.all_reduce`
+      (sum) over that axis when gradients are split on it, and over pp when
+      the mesh's pp > 1 (stages hold disjoint parameters) -> `mt.sqrt`.
+    The axis sizes come from the module's `shard.grid @mesh`.
     The vocab-parallel embedding is already a local masked lookup followed
     by the partitioning's `mt.all_reduce`, and stays as it is.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
-  let options = [
-    Option<"tp", "tp", "int64_t", "1", "size of the tp mesh axis">,
-    Option<"pp", "pp", "int64_t", "1", "size of the pp mesh axis">,
-  ];
 }
 
 #endif // MT_PASSES_TD

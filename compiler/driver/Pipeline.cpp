@@ -132,10 +132,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
     pipeline.push_back(createPartitionTensorParallel(tpOptions));
   pipeline.push_back(createAutodiff());
   pipeline.push_back(createBuildOptimizer(opt));
-  ExposeCollectivesOptions exposeOptions;
-  exposeOptions.tp = parallel.tp;
-  exposeOptions.pp = parallel.pp;
-  pipeline.push_back(createExposeCollectives(exposeOptions));
+  pipeline.push_back(createExposeCollectives());
   pipeline.push_back(createCanonicalizerPass());
   for (std::unique_ptr<Pass> &pass : pipeline) {
     std::string phase = phaseName(*pass);

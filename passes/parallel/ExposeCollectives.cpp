@@ -1,6 +1,7 @@
 // mt-expose-collectives: ops whose work spans ranks become local ops plus
 // explicit mt.all_reduce, so that no kernel communicates inside itself.
 #include "passes/Passes.h"
+#include "dialects/mt/MtMesh.h"
 
 #include "mlir/IR/Builders.h"
 
@@ -98,26 +99,29 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
   using ExposeCollectivesBase::ExposeCollectivesBase;
   void runOnOperation() override;
 
+  /// The axis sizes, from the module's `shard.grid @mesh`.
+  shard::GridOp mesh;
+
   /// sum_squares -> all_reduce(sum) over the split axis and over pp -> sqrt.
   LogicalResult splitGlobalNorm(GlobalNormOp norm) {
     OpBuilder b(norm);
     Location loc = norm.getLoc();
     std::optional<StringRef> axis = norm.getShardedAxis();
-    if (axis && *axis != "tp")
-      return norm.emitOpError() << "is sharded over '" << *axis
-                                << "'; mt-expose-collectives knows the size of tp only";
-    int64_t replicas = axis ? int64_t(tp) : 1;
+    std::optional<int64_t> replicas = axis ? axisSize(mesh, *axis) : std::optional<int64_t>(1);
+    if (!replicas)
+      return norm.emitOpError() << "is sharded over '" << *axis << "', which is not an axis of @"
+                                << kMeshName << " (" << axisList(mesh) << ")";
     Value sum = inheriting(SumSquaresOp::create(b, loc, norm.getType(), norm.getGrads(),
                                                 axis ? norm.getReplicatedAttr()
                                                      : DenseBoolArrayAttr(),
-                                                b.getI64IntegerAttr(replicas)),
+                                                b.getI64IntegerAttr(*replicas)),
                            norm);
     if (axis)
       sum = inheriting(AllReduceOp::create(b, loc, sum, norm.getShardedAxisAttr(),
                                            b.getStringAttr("sum")),
                        norm);
     // Pipeline stages hold disjoint parameters: their sums add up.
-    if (pp > 1)
+    if (*axisSize(mesh, "pp") > 1)
       sum = inheriting(AllReduceOp::create(b, loc, sum, b.getStringAttr("pp"),
                                            b.getStringAttr("sum")),
                        norm);
@@ -129,9 +133,10 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
 
 void ExposeCollectivesPass::runOnOperation() {
   ModuleOp module = getOperation();
-  if (tp < 1 || pp < 1) {
-    module.emitError() << "mt-expose-collectives: tp (" << int64_t(tp) << ") and pp ("
-                       << int64_t(pp) << ") must be >= 1";
+  mesh = module.lookupSymbol<shard::GridOp>(kMeshName);
+  if (!mesh || !axisSize(mesh, "pp")) {
+    module.emitError() << "mt-expose-collectives expects a mesh 'shard.grid @" << kMeshName
+                       << "' with axis 'pp' in '" << MtDialect::kAxesAttrName << "'";
     return signalPassFailure();
   }
   SmallVector<GlobalNormOp> norms;

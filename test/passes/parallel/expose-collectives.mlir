@@ -1,5 +1,7 @@
-// RUN: mtc-opt %s -split-input-file -mt-expose-collectives="tp=2 pp=2" -verify-diagnostics | FileCheck %s
-// RUN: mtc-opt %s -split-input-file -mt-expose-collectives="tp=2" -verify-diagnostics | FileCheck %s --check-prefix=PP1
+// The mesh sizes come from each module's shard.grid @mesh: tp 2, and pp 2
+// (CHECK) or 1 (PP1) by the substitution of @PP@.
+// RUN: sed -e 's/@PP@/2/' %s | mtc-opt -split-input-file -mt-expose-collectives -verify-diagnostics | FileCheck %s
+// RUN: sed -e 's/@PP@/1/' %s | mtc-opt -split-input-file -mt-expose-collectives -verify-diagnostics | FileCheck %s --check-prefix=PP1
 
 // A vocab-parallel cross-entropy and its gradient: local steps with the
 // all-reduces between them; the backward reads the forward's reduced rows.
@@ -15,6 +17,7 @@
 // CHECK: %[[G:.*]] = mt.vocab_parallel_cross_entropy_grad %[[L]], %[[Y]], %[[M]], %[[MAX]], %[[SUM]], %[[D]] {axis = "tp", mt.backward, valid_vocab = 30 : i64}
 // CHECK: return %[[LOSS]], %[[G]]
 // CHECK-NOT: mt.cross_entropy
+shard.grid @mesh(shape = @PP@x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
 func.func @forward_backward(%logits: tensor<2x4x16xf32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>, %dloss: tensor<f32>) -> (tensor<f32>, tensor<2x4x16xf32>) {
   %loss = mt.cross_entropy %logits, %labels, %mask {vocab_parallel_axis = "tp", valid_vocab = 30 : i64, mt.layer = 3 : i64}
       : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
@@ -30,6 +33,7 @@ func.func @forward_backward(%logits: tensor<2x4x16xf32>, %labels: tensor<2x4xi32
 // CHECK: mt.cross_entropy %
 // CHECK: mt.cross_entropy_grad %
 // CHECK-NOT: mt.all_reduce
+shard.grid @mesh(shape = @PP@x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
 func.func @whole_vocabulary(%logits: tensor<2x4x16xf32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>, %dloss: tensor<f32>) -> (tensor<f32>, tensor<2x4x16xf32>) {
   %loss = mt.cross_entropy %logits, %labels, %mask : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
   %d = mt.cross_entropy_grad %logits, %labels, %mask, %dloss : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>, tensor<f32>) -> tensor<2x4x16xf32>
@@ -52,6 +56,7 @@ func.func @whole_vocabulary(%logits: tensor<2x4x16xf32>, %labels: tensor<2x4xi32
 // PP1: %[[TP:.*]] = mt.all_reduce %[[SQ]] {axis = "tp"} : tensor<f32>
 // PP1-NOT: axis = "pp"
 // PP1: mt.sqrt %[[TP]]
+shard.grid @mesh(shape = @PP@x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
 func.func @optimizer_step(%w: tensor<4x4xf32>, %n: tensor<4xf32>) -> tensor<f32> {
   %norm = mt.global_norm %w, %n {replicated = array<i1: false, true>, sharded_axis = "tp"} : (tensor<4x4xf32>, tensor<4xf32>) -> tensor<f32>
   mt.check_finite %norm : tensor<f32>
@@ -69,6 +74,7 @@ func.func @optimizer_step(%w: tensor<4x4xf32>, %n: tensor<4xf32>) -> tensor<f32>
 // PP1-LABEL: func.func @replicated_norm(
 // PP1: %[[SQ:.*]] = mt.sum_squares
 // PP1-NEXT: mt.sqrt %[[SQ]]
+shard.grid @mesh(shape = @PP@x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
 func.func @replicated_norm(%w: tensor<4x4xf32>, %n: tensor<4xf32>) -> tensor<f32> {
   %norm = mt.global_norm %w, %n : (tensor<4x4xf32>, tensor<4xf32>) -> tensor<f32>
   return %norm : tensor<f32>
@@ -76,6 +82,7 @@ func.func @replicated_norm(%w: tensor<4x4xf32>, %n: tensor<4xf32>) -> tensor<f32
 
 // -----
 
+shard.grid @mesh(shape = @PP@x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
 func.func @grad_without_forward(%logits: tensor<2x4x16xf32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>, %dloss: tensor<f32>) -> tensor<2x4x16xf32> {
   // expected-error @+1 {{'mt.cross_entropy_grad' op is vocab-parallel over 'tp' but no vocab-parallel mt.cross_entropy of its logits precedes it in the function}}
   %d = mt.cross_entropy_grad %logits, %labels, %mask, %dloss {vocab_parallel_axis = "tp"}
@@ -85,17 +92,14 @@ func.func @grad_without_forward(%logits: tensor<2x4x16xf32>, %labels: tensor<2x4
 
 // -----
 
-func.func @norm_over_dp(%w: tensor<4x4xf32>) -> tensor<f32> {
-  // expected-error @+1 {{'mt.global_norm' op is sharded over 'dp'; mt-expose-collectives knows the size of tp only}}
-  %norm = mt.global_norm %w {replicated = array<i1: false>, sharded_axis = "dp"} : (tensor<4x4xf32>) -> tensor<f32>
+shard.grid @mesh(shape = @PP@x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
+func.func @norm_over_ep(%w: tensor<4x4xf32>) -> tensor<f32> {
+  // expected-error @+1 {{'mt.global_norm' op is sharded over 'ep', which is not an axis of @mesh (pp, dp, cp, tp)}}
+  %norm = mt.global_norm %w {replicated = array<i1: false>, sharded_axis = "ep"} : (tensor<4x4xf32>) -> tensor<f32>
   return %norm : tensor<f32>
 }
 
-// -----
-
-// Mesh sizes are checked before anything is rewritten.
-// RUN: not mtc-opt %s -split-input-file -mt-expose-collectives="tp=0" 2>&1 | FileCheck %s --check-prefix=SIZES
-// SIZES: error: mt-expose-collectives: tp (0) and pp (1) must be >= 1
-func.func @sizes() {
-  return
-}
+// Without a mesh the pass cannot know the axis sizes: refused before
+// anything is rewritten.
+// RUN: echo 'func.func @no_mesh() { return }' | not mtc-opt -mt-expose-collectives 2>&1 | FileCheck %s --check-prefix=MESH
+// MESH: error: mt-expose-collectives expects a mesh 'shard.grid @mesh' with axis 'pp' in 'mt.axes'
