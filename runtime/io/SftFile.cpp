@@ -6,34 +6,16 @@
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <ostream>
 #include <utility>
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace mt::io {
 namespace {
 
 static_assert(std::endian::native == std::endian::little,
               "prepared SFT files are read in place and need a little-endian host");
-
-uint64_t loadU64(const unsigned char *p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-
-uint32_t loadU32(const unsigned char *p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 
 /// The first bad id or label of `ids`/`labels` ([rows, S + 1]), or ok.
 Status checkValues(const std::string &path, const uint32_t *ids, const int32_t *labels,
@@ -90,15 +72,11 @@ Status writeSftFile(const std::string &path, const SftRows &r) {
   });
 }
 
-SftFile::SftFile(SftFile &&other) noexcept { *this = std::move(other); }
-
 SftFile &SftFile::operator=(SftFile &&other) noexcept {
   if (this == &other)
     return *this;
-  release();
   path_ = std::move(other.path_);
-  map_ = std::exchange(other.map_, nullptr);
-  mapBytes_ = std::exchange(other.mapBytes_, 0);
+  file_ = std::move(other.file_);
   vocabSize_ = other.vocabSize_;
   seqLen_ = other.seqLen_;
   rows_ = std::exchange(other.rows_, 0);
@@ -106,23 +84,14 @@ SftFile &SftFile::operator=(SftFile &&other) noexcept {
   return *this;
 }
 
-SftFile::~SftFile() { release(); }
-
-void SftFile::release() {
-  if (map_)
-    ::munmap(const_cast<unsigned char *>(map_), mapBytes_);
-  map_ = nullptr;
-  mapBytes_ = 0;
-}
-
 std::span<const uint32_t> SftFile::inputIds(int64_t row) const {
   size_t n = size_t(seqLen_) + 1;
-  return {reinterpret_cast<const uint32_t *>(map_ + kSftFileHeaderBytes) + size_t(row) * n, n};
+  return {reinterpret_cast<const uint32_t *>(file_.data() + kSftFileHeaderBytes) + size_t(row) * n, n};
 }
 
 std::span<const int32_t> SftFile::labels(int64_t row) const {
   size_t n = size_t(seqLen_) + 1;
-  const unsigned char *base = map_ + kSftFileHeaderBytes + size_t(rows_) * n * 4;
+  const unsigned char *base = file_.data() + kSftFileHeaderBytes + size_t(rows_) * n * 4;
   return {reinterpret_cast<const int32_t *>(base) + size_t(row) * n, n};
 }
 
@@ -133,24 +102,16 @@ bool hasSftMagic(const std::string &path) {
 }
 
 Expected<SftFile> openSftFile(const std::string &path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return Status::error(path + ": cannot open prepared SFT file: " + std::strerror(errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || uint64_t(st.st_size) < kSftFileHeaderBytes) {
-    ::close(fd);
+  auto mapped = MappedFile::open(path, "prepared SFT file");
+  if (!mapped)
+    return mapped.status();
+  const uint64_t bytes = mapped->size();
+  if (bytes < kSftFileHeaderBytes)
     return Status::error(path + ": shorter than the 64-byte prepared SFT header");
-  }
-  auto bytes = uint64_t(st.st_size);
-  void *map = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED)
-    return Status::error(path + ": cannot mmap: " + std::strerror(errno));
   SftFile f;
   f.path_ = path;
-  f.map_ = static_cast<const unsigned char *>(map);
-  f.mapBytes_ = bytes;
-  const unsigned char *h = f.map_;
+  f.file_ = std::move(*mapped);
+  const unsigned char *h = f.file_.data();
   if (std::memcmp(h, kSftFileMagic, 8) != 0)
     return Status::error(path + ": not a prepared SFT file (no \"MTSFTROW\" magic; "
                                 "mt-prepare-sft writes one)");

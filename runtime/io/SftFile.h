@@ -4,12 +4,14 @@
 #ifndef MT_RUNTIME_IO_SFTFILE_H
 #define MT_RUNTIME_IO_SFTFILE_H
 
+#include "runtime/io/MappedFile.h"
 #include "runtime/support/Status.h"
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mt::io {
@@ -62,11 +64,10 @@ Status writeSftFile(const std::string &path, const SftRows &rows);
 /// A read-only, memory-mapped prepared SFT file, validated on open. Move-only.
 class SftFile {
 public:
-  SftFile(SftFile &&other) noexcept;
+  SftFile(SftFile &&other) noexcept { *this = std::move(other); }
   SftFile &operator=(SftFile &&other) noexcept;
   SftFile(const SftFile &) = delete;
   SftFile &operator=(const SftFile &) = delete;
-  ~SftFile();
 
   const std::string &path() const { return path_; }
   uint64_t vocabSize() const { return vocabSize_; }
@@ -80,11 +81,9 @@ public:
 private:
   friend Expected<SftFile> openSftFile(const std::string &path);
   SftFile() = default;
-  void release();
 
   std::string path_;
-  const unsigned char *map_ = nullptr;
-  size_t mapBytes_ = 0;
+  MappedFile file_;
   uint64_t vocabSize_ = 0;
   int64_t seqLen_ = 0, rows_ = 0;
   uint32_t padId_ = 0;

@@ -8,16 +8,10 @@
 #include <algorithm>
 #include <bit>
 #include <cassert>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <ostream>
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace mt::io {
 namespace {
@@ -27,22 +21,9 @@ namespace {
 static_assert(std::endian::native == std::endian::little,
               "token files are read in place and need a little-endian host");
 
-uint32_t loadU32(const unsigned char *p) {
-  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 |
-         uint32_t(p[3]) << 24;
-}
-
-uint64_t loadU64(const unsigned char *p) {
-  return uint64_t(loadU32(p)) | uint64_t(loadU32(p + 4)) << 32;
-}
-
 void storeLE(unsigned char *p, uint64_t v, uint32_t bytes) {
   for (uint32_t i = 0; i < bytes; ++i)
     p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-
-Status sysError(const std::string &path, const std::string &what) {
-  return Status::error(path + ": " + what + ": " + std::strerror(errno));
 }
 
 /// Printable form of the 8 magic bytes for error messages.
@@ -114,37 +95,21 @@ Status checkHeader(const std::string &path, const unsigned char *h,
 
 } // namespace
 
-TokenFile::TokenFile(TokenFile &&other) noexcept { *this = std::move(other); }
-
 TokenFile &TokenFile::operator=(TokenFile &&other) noexcept {
   if (this == &other)
     return *this;
-  release();
   path_ = std::move(other.path_);
-  map_ = other.map_;
-  mapBytes_ = other.mapBytes_;
+  file_ = std::move(other.file_);
   version_ = other.version_;
   width_ = other.width_;
   vocabSize_ = other.vocabSize_;
-  count_ = other.count_;
-  other.map_ = nullptr;
-  other.mapBytes_ = 0;
-  other.count_ = 0;
+  count_ = std::exchange(other.count_, 0);
   return *this;
-}
-
-TokenFile::~TokenFile() { release(); }
-
-void TokenFile::release() {
-  if (map_)
-    ::munmap(const_cast<unsigned char *>(map_), mapBytes_);
-  map_ = nullptr;
-  mapBytes_ = 0;
 }
 
 uint32_t TokenFile::at(uint64_t i) const {
   assert(i < count_ && "token index out of range");
-  const unsigned char *data = map_ + kTokenFileHeaderBytes;
+  const unsigned char *data = file_.data() + kTokenFileHeaderBytes;
   if (width_ == 2)
     return reinterpret_cast<const uint16_t *>(data)[i];
   return reinterpret_cast<const uint32_t *>(data)[i];
@@ -153,7 +118,7 @@ uint32_t TokenFile::at(uint64_t i) const {
 void TokenFile::read(uint64_t begin, std::span<uint32_t> out) const {
   assert(begin <= count_ && out.size() <= count_ - begin &&
          "token range out of the file");
-  const unsigned char *data = map_ + kTokenFileHeaderBytes;
+  const unsigned char *data = file_.data() + kTokenFileHeaderBytes;
   // The width branch sits outside the loop so each loop stays a plain copy.
   if (width_ == 2) {
     const uint16_t *src = reinterpret_cast<const uint16_t *>(data) + begin;
@@ -166,44 +131,28 @@ void TokenFile::read(uint64_t begin, std::span<uint32_t> out) const {
 }
 
 Expected<TokenFile> openTokenFile(const std::string &path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return sysError(path, "cannot open token file");
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    Status s = sysError(path, "cannot stat");
-    ::close(fd);
-    return s;
-  }
-  uint64_t fileBytes = static_cast<uint64_t>(st.st_size);
+  auto mapped = MappedFile::open(path, "token file");
+  if (!mapped)
+    return mapped.status();
+  const uint64_t fileBytes = mapped->size();
   if (fileBytes < kTokenFileHeaderBytes) {
-    unsigned char head[8];
-    ssize_t n = ::pread(fd, head, std::min<uint64_t>(fileBytes, 8), 0);
-    ::close(fd);
-    if (n >= 0 && std::memcmp(head, kTokenFileMagic, size_t(n)) != 0)
-      return notATokenFile(path, head, size_t(n));
+    const size_t n = size_t(std::min<uint64_t>(fileBytes, 8));
+    if (n > 0 && std::memcmp(mapped->data(), kTokenFileMagic, n) != 0)
+      return notATokenFile(path, mapped->data(), n);
     return Status::error(path + ": truncated: the file is " +
                          std::to_string(fileBytes) +
                          " bytes, shorter than the 64-byte token file header");
   }
-  void *map = ::mmap(nullptr, fileBytes, PROT_READ, MAP_PRIVATE, fd, 0);
-  // The mapping stays valid after close; the descriptor is no longer needed.
-  Status mapError =
-      map == MAP_FAILED ? sysError(path, "cannot mmap") : Status();
-  ::close(fd);
-  if (!mapError)
-    return mapError;
-
+  if (Status s = checkHeader(path, mapped->data(), fileBytes); !s)
+    return s;
   TokenFile file;
   file.path_ = path;
-  file.map_ = static_cast<const unsigned char *>(map);
-  file.mapBytes_ = fileBytes;
-  if (Status s = checkHeader(path, file.map_, fileBytes); !s)
-    return s; // `file` unmaps on return.
-  file.version_ = loadU32(file.map_ + 8);
-  file.width_ = loadU32(file.map_ + 12);
-  file.vocabSize_ = loadU64(file.map_ + 16);
-  file.count_ = loadU64(file.map_ + 24);
+  file.file_ = std::move(*mapped);
+  const unsigned char *h = file.file_.data();
+  file.version_ = loadU32(h + 8);
+  file.width_ = loadU32(h + 12);
+  file.vocabSize_ = loadU64(h + 16);
+  file.count_ = loadU64(h + 24);
   return file;
 }
 

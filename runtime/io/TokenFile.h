@@ -3,6 +3,7 @@
 #ifndef MT_RUNTIME_IO_TOKENFILE_H
 #define MT_RUNTIME_IO_TOKENFILE_H
 
+#include "runtime/io/MappedFile.h"
 #include "runtime/support/Status.h"
 
 #include <cstddef>
@@ -10,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace mt::io {
@@ -42,11 +44,10 @@ inline constexpr uint64_t kByteVocabSize = 256;
 /// A read-only, memory-mapped token file. Move-only; unmaps on destruction.
 class TokenFile {
 public:
-  TokenFile(TokenFile &&other) noexcept;
+  TokenFile(TokenFile &&other) noexcept { *this = std::move(other); }
   TokenFile &operator=(TokenFile &&other) noexcept;
   TokenFile(const TokenFile &) = delete;
   TokenFile &operator=(const TokenFile &) = delete;
-  ~TokenFile();
 
   const std::string &path() const { return path_; }
   uint32_t version() const { return version_; }
@@ -66,11 +67,9 @@ public:
 private:
   friend Expected<TokenFile> openTokenFile(const std::string &path);
   TokenFile() = default;
-  void release();
 
   std::string path_;
-  const unsigned char *map_ = nullptr;
-  size_t mapBytes_ = 0;
+  MappedFile file_;
   uint32_t version_ = 0;
   uint32_t width_ = 0;
   uint64_t vocabSize_ = 0;
