@@ -17,32 +17,12 @@ using namespace twogpu;
 
 // One rank of the jobs the tests below start (plan MT_TEST_PLAN, default
 // demo-dp2); skipped when run alone.
-TEST(DataParallel, RankOfTwoGpuJob) {
-  if (!std::getenv("MT_RANK"))
-    GTEST_SKIP() << "runs as a rank of DataParallel.LossesMatchOneGpu";
-  const char *metrics = std::getenv("MT_TEST_METRICS");
-  ASSERT_TRUE(metrics) << "MT_TEST_METRICS is set by DataParallel.LossesMatchOneGpu";
-  const char *plan = std::getenv("MT_TEST_PLAN");
-  std::ostringstream log;
-  auto summary = exec::train(options(plan ? plan : "demo-dp2", metrics), log);
-  ASSERT_TRUE(summary.isOk()) << summary.message() << "\n" << log.str();
-  int device = -1;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  EXPECT_EQ(device, std::atoi(std::getenv("MT_LOCAL_RANK"))) << "each rank uses its own GPU";
-}
+TEST(DataParallel, RankOfTwoGpuJob) { trainAsRank("demo-dp2"); }
 
 /// The curves of a two-GPU job of this test's RankOfTwoGpuJob.
 Curves trainOnTwoGpus(const std::string &metrics,
                       const std::vector<std::pair<std::string, std::string>> &environment) {
   return twogpu::trainOnTwoGpus("DataParallel.RankOfTwoGpuJob", metrics, environment);
-}
-
-/// The curves of the one-GPU run of plans/`plan`.
-Curves trainOnOneGpu(const std::string &plan, const std::string &metrics) {
-  std::ostringstream log;
-  auto one = exec::train(options(plan, metrics), log);
-  EXPECT_TRUE(one.isOk()) << one.message() << "\n" << log.str();
-  return curves(metrics);
 }
 
 // With the gradient all-reduce in the optimizer (MT_CUDA_OVERLAP=0) and

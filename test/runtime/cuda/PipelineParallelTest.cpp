@@ -16,18 +16,7 @@ namespace {
 using namespace twogpu;
 
 // One rank of the jobs below (MT_TEST_PLAN); skipped when run alone.
-TEST(PipelineParallel, RankOfTwoGpuJob) {
-  if (!std::getenv("MT_RANK"))
-    GTEST_SKIP() << "runs as a rank of the PipelineParallel tests";
-  const char *plan = std::getenv("MT_TEST_PLAN"), *metrics = std::getenv("MT_TEST_METRICS");
-  ASSERT_TRUE(plan && metrics) << "MT_TEST_PLAN and MT_TEST_METRICS are set by the test";
-  std::ostringstream log;
-  auto summary = exec::train(options(plan, metrics), log);
-  ASSERT_TRUE(summary.isOk()) << summary.message() << "\n" << log.str();
-  int device = -1;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  EXPECT_EQ(device, std::atoi(std::getenv("MT_LOCAL_RANK"))) << "each rank uses its own GPU";
-}
+TEST(PipelineParallel, RankOfTwoGpuJob) { trainAsRank(nullptr); }
 
 Curves trainPipeline(const std::string &plan) {
   EXPECT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
@@ -37,11 +26,7 @@ Curves trainPipeline(const std::string &plan) {
 }
 
 Curves trainOneGpu(const std::string &plan) {
-  const std::string metrics = ::testing::TempDir() + "/mt-" + plan + ".jsonl";
-  std::ostringstream log;
-  auto one = exec::train(options(plan, metrics), log);
-  EXPECT_TRUE(one.isOk()) << one.message();
-  return curves(metrics);
+  return trainOnOneGpu(plan, ::testing::TempDir() + "/mt-" + plan + ".jsonl");
 }
 
 // The demo model (8 layers), 4 micro-batches of 2 per step: 1F1B over 2

@@ -62,6 +62,32 @@ inline Curves curves(const std::string &metrics) {
   return out;
 }
 
+/// The body of a rank test: trains plans/MT_TEST_PLAN (`defaultPlan` when
+/// unset) as this rank, its metrics to MT_TEST_METRICS, on LOCAL_RANK's GPU.
+/// Skipped when the test runs alone (no MT_RANK).
+inline void trainAsRank(const char *defaultPlan) {
+  if (!std::getenv("MT_RANK"))
+    GTEST_SKIP() << "runs as a rank of a two-GPU job this binary's tests start";
+  const char *plan = std::getenv("MT_TEST_PLAN"), *metrics = std::getenv("MT_TEST_METRICS");
+  if (!plan)
+    plan = defaultPlan;
+  ASSERT_TRUE(plan && metrics) << "MT_TEST_PLAN and MT_TEST_METRICS are set by the test";
+  std::ostringstream log;
+  auto summary = exec::train(options(plan, metrics), log);
+  ASSERT_TRUE(summary.isOk()) << summary.message() << "\n" << log.str();
+  int device = -1;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  EXPECT_EQ(device, std::atoi(std::getenv("MT_LOCAL_RANK"))) << "each rank uses its own GPU";
+}
+
+/// The curves of the one-GPU run of plans/`plan`, its metrics to `metrics`.
+inline Curves trainOnOneGpu(const std::string &plan, const std::string &metrics) {
+  std::ostringstream log;
+  auto one = exec::train(options(plan, metrics), log);
+  EXPECT_TRUE(one.isOk()) << one.message() << "\n" << log.str();
+  return curves(metrics);
+}
+
 /// Runs this test binary's `rankTest` (a test that trains as one rank of
 /// the job, skipped when run alone) as two ranks, with `environment`
 /// (name, value) set for them; returns the curves it wrote to `metrics`,
@@ -126,8 +152,9 @@ inline void expectSameTraining(const std::string &what, const Curves &got,
                   tol::kBf16TrainingLossRel);
   expectSameCurve(what, "grad_norm", got.gradNorm, want.gradNorm, tol::kBf16GradNormRel,
                   tol::kBf16TrainingGradNormRel);
-  if (!got.loss.empty())
+  if (!got.loss.empty()) {
     EXPECT_LT(got.loss.back(), got.loss.front()) << what << " trains";
+  }
 }
 
 } // namespace mt::twogpu
