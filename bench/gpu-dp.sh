@@ -85,13 +85,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
 fi
 
 dir=$(cd "$1" && pwd)
-build=${MT_GPU_BUILD_DIR:-/tmp/mt-dp-build}
-out=${OUT:-$build/out} work=$build/work # $OUT: the few files that come back
-budget=${MT_DP_BUDGET:-570}             # seconds: later stages are skipped past it
-mkdir -p "$build" "$out" "$work"
-log=$out/build.log rows=$out/rows.jsonl
-: > "$rows"
-nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+gpu_start /tmp/mt-dp-build "${MT_DP_BUDGET:-570}" # seconds: later stages are skipped past it
 echo "NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE-unset}"
 if [[ "${MT_DP_BUILD:-1}" == 1 ]]; then
   # --- build: mtrun and the tests, GoogleTest from the carried source if none.

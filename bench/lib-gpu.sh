@@ -1,11 +1,23 @@
-# shellcheck shell=bash disable=SC2154 # the caller sets dir, build, out, work, log, rows, budget
+# shellcheck shell=bash disable=SC2154 # the caller sets dir; gpu_start the rest
 # Shared by the GPU benchmark scripts (bench/gpu-dp.sh, bench/gpu-mesh.sh);
-# sourced, never run. Each function uses the caller's variables:
+# sourced, never run. The functions share these variables (gpu_start sets all but dir):
 #   dir     the prepared folder (plans/, tokens.bin, googletest/ if carried)
 #   build   the runtime-only CUDA build folder
 #   out     files that come back ($OUT)       work  files that stay
 #   log     the build log                     rows  one JSON line per run
 #   budget  seconds the whole call may take (bash's $SECONDS counts them)
+
+# gpu_start DEFAULT_BUILD BUDGET: sets build (MT_GPU_BUILD_DIR or DEFAULT_BUILD),
+# out ($OUT or $build/out), work, log, rows (emptied) and budget, makes the
+# folders and prints the GPUs.
+gpu_start() {
+  build=${MT_GPU_BUILD_DIR:-$1} budget=$2
+  out=${OUT:-$build/out} work=$build/work
+  log=$out/build.log rows=$out/rows.jsonl
+  mkdir -p "$build" "$out" "$work"
+  : > "$rows"
+  nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+}
 
 # Whether $1 more seconds fit in the budget; if not, says that $2 is skipped.
 fits() { (( SECONDS + $1 <= budget )) || { echo "skipped (time budget): $2"; return 1; }; }
