@@ -214,6 +214,10 @@ int main(int argc, char **argv) {
                        "bytes per safetensors shard of checkpoints (save_pretrained's "
                        "max_shard_size)")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  trainCmd->add_option("--launch-timeout", train.launchTimeout,
+                       "under torchrun, srun or mpirun: seconds the other ranks of a node wait "
+                       "for its local rank 0 to prepare the run")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   trainCmd->allow_extras();
   trainCmd->footer("Any key of the YAML may follow: --key value, --key=value or key=value "
                    "(later ones win over the file).");
