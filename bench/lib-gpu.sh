@@ -50,7 +50,8 @@ gpu_build() {
 }
 
 # mtc_row PLAN GPUS NAME [VAR=value...]: one mtrun job of 10 steps on the
-# CUDA backend (MT_RUN_TIMEOUT seconds at most, default 150); appends its row
+# CUDA backend over $row_data (default $dir/tokens.bin) with the plan
+# $dir/plans/PLAN (MT_RUN_TIMEOUT seconds at most, default 150); appends its row
 # to $rows: tokens/s per GPU (the median after 4 warm-up steps), the device
 # memory mtrun's log reports in use at the end (arenas are allocated once, so
 # it is the peak) and the last loss.
@@ -58,7 +59,7 @@ mtc_row() {
   local plan=$1 gpus=$2 name=$3
   shift 3
   env "$@" timeout "${MT_RUN_TIMEOUT:-150}" "$build/bin/mtrun" "$dir/plans/$plan" --nproc "$gpus" \
-    --backend cuda --data "$dir/tokens.bin" --steps 10 --metrics "$work/$name.jsonl" \
+    --backend cuda --data "${row_data:-$dir/tokens.bin}" --steps 10 --metrics "$work/$name.jsonl" \
     > "$work/$name.log" 2>&1 ||
     { echo "mtrun $name failed:"; tail -5 "$work/$name.log"; return; }
   python3 - "$work/$name.jsonl" "$gpus" "$work/$name.log" "$name" >> "$rows" <<'PY'
