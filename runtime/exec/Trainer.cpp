@@ -63,27 +63,32 @@ void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t s
   }
 }
 
-/// The backend `requested` resolves to for this plan and machine; `auto`
-/// keeps the CPU when the run reads temporaries on the host.
+/// The backend `requested` resolves to for this plan and machine: `auto` is
+/// the CUDA backend where a GPU is visible and it runs the plan's mesh,
+/// unless the run reads temporaries on the host (--dump-logits). The
+/// choice depends only on the plan and the machine, so that every rank of
+/// a job on like machines makes the same one; a rank without a GPU of its
+/// own then stops with the CUDA backend's error rather than differ.
 Expected<std::string> chooseBackend(const std::string &requested, const plan::Plan &plan,
                                     bool readsTemporaries) {
-  bool singleRank = plan::worldSize(plan.mesh()) == 1;
-#ifdef MT_WITH_CUDA
-  bool gpu = cuda::deviceCount() > 0;
-#else
-  bool gpu = false;
-  if (requested == "cuda")
-    return Status::error("--backend cuda: this mtrun was built without the CUDA backend "
-                         "(configure with -DMT_BUILD_CUDA=ON)");
-#endif
-  if (requested == "auto")
-    return std::string(gpu && singleRank && !readsTemporaries ? "cuda" : "cpu");
-  if (requested != "cpu" && requested != "cuda")
+  if (requested != "auto" && requested != "cpu" && requested != "cuda")
     return Status::error("--backend must be cpu, cuda or auto, got '" + requested + "'");
 #ifdef MT_WITH_CUDA
+  if (requested == "auto")
+    return std::string(cuda::deviceCount() > 0 && !readsTemporaries &&
+                               cuda::checkMeshSupported(plan.mesh())
+                           ? "cuda"
+                           : "cpu");
   if (requested == "cuda") // before the ranks connect
     if (Status s = cuda::checkMeshSupported(plan.mesh()); !s)
       return s;
+#else
+  (void)plan, (void)readsTemporaries;
+  if (requested == "cuda")
+    return Status::error("--backend cuda: this mtrun was built without the CUDA backend "
+                         "(configure with -DMT_BUILD_CUDA=ON)");
+  if (requested == "auto")
+    return std::string("cpu");
 #endif
   return requested;
 }

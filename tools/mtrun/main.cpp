@@ -142,8 +142,9 @@ int main(int argc, char **argv) {
                  "seconds a collective waits for the other ranks before failing")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--backend", o.backend,
-                 "cuda (bf16, one GPU per rank, NCCL; plans with dp and pp only), cpu (fp32 "
-                 "reference), or auto: cuda where a GPU is visible and the plan has one rank")
+                 "cuda (bf16, one GPU per rank, NCCL; plans with dp, tp, sp and pp), cpu "
+                 "(fp32 reference), or auto: cuda where a GPU is visible and the CUDA "
+                 "backend runs the plan's mesh")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   app.add_option("--timeline", o.timelinePath,
                  "pipelines: write the last step's measured stage timeline (SVG) here and "

@@ -43,6 +43,17 @@ TEST(DataParallel, LossesMatchOneGpu) {
   EXPECT_EQ(overlapped.gradNorm, reduced.gradNorm);
 }
 
+// --backend auto runs a multi-rank plan on the GPUs: the same bits as
+// --backend cuda (the CPU backend's fp32 would differ).
+TEST(DataParallel, AutoBackendRunsTwoRankPlansOnGpus) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-dp2-backend";
+  const auto cuda = trainOnTwoGpus(tmp + "-cuda.jsonl", {});
+  const auto automatic = trainOnTwoGpus(tmp + "-auto.jsonl", {{"MT_TEST_BACKEND", "auto"}});
+  ASSERT_EQ(cuda.loss.size(), size_t(kSteps));
+  EXPECT_EQ(automatic, cuda);
+}
+
 // Tensor parallelism (with and without sequence parallelism) on two GPUs
 // against one GPU, from the same weights and data: the demo model and a
 // tiny Qwen3 (tied embeddings; its per-head q/k norms see local heads).

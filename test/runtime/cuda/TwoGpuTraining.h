@@ -33,13 +33,14 @@ inline std::string gpuData() {
 }
 
 /// A 20-step CUDA run of plans/`plan` on the demo corpus, its metrics to
-/// `metrics` (none when empty).
+/// `metrics` (none when empty); --backend MT_TEST_BACKEND where set.
 inline exec::TrainOptions options(const std::string &plan, const std::string &metrics) {
   exec::TrainOptions o;
   o.planDir = gpuData() + "/plans/" + plan;
   o.dataPath = gpuData() + "/corpus.bin";
   o.steps = kSteps;
-  o.backend = "cuda";
+  const char *backend = std::getenv("MT_TEST_BACKEND");
+  o.backend = backend ? backend : "cuda";
   o.metricsPath = metrics;
   o.commTimeout = 120s;
   return o;
