@@ -26,8 +26,10 @@ struct Launch {
   int64_t localRank = 0; // among this node's processes; 0 prepares the run
   bool oneNode = true;   // the whole job on this node
   std::string node;      // this node's index (or host name) among the job's nodes
-  /// The same in every process of this job on this node and different in
-  /// the next job (or torchrun restart): marks a preparation as this job's.
+  /// The launcher's identifiers of this job (torchrun: run id, master
+  /// address and restart count; Slurm: job and step; OpenMPI: namespace):
+  /// a preparation marked with them, and written after this process
+  /// started, is this job's.
   std::string job;
 };
 
