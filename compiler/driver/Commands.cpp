@@ -131,15 +131,17 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
 /// fresh directory that replaces the dump directory whether or not a pass
 /// fails: the dumps up to a failing pass show where it failed.
 static FailureOr<plan::Plan> buildWithDumps(ModuleOp module, const ParallelConfig &parallel,
-                                            const CompileOptions &options) {
+                                            const CompileOptions &options,
+                                            RecomputeEffect *recompute) {
   if (options.dumpDir.empty())
-    return buildTrainingPlan(module, parallel, options);
+    return buildTrainingPlan(module, parallel, options, recompute);
   FailureOr<plan::Plan> plan = failure();
   Status s = io::replaceOutputDirectory(options.dumpDir, io::OutputKind::IrDump,
                                         [&](const std::string &tmp) {
                                           CompileOptions dumping = options;
                                           dumping.dumpDir = tmp;
-                                          plan = buildTrainingPlan(module, parallel, dumping);
+                                          plan = buildTrainingPlan(module, parallel, dumping,
+                                                                   recompute);
                                           return Status::ok();
                                         });
   if (!s) {
@@ -286,11 +288,14 @@ bool compileModel(const CompileOptions &options) {
   }
   if (options.outputDir.empty() && !options.explain)
     return true;
-  auto plan = buildWithDumps(*module, parallel, options);
+  // --explain compares the plan with the one without recompute.
+  RecomputeEffect recompute;
+  bool measure = options.explain && parallel.recompute.enabled();
+  auto plan = buildWithDumps(*module, parallel, options, measure ? &recompute : nullptr);
   if (failed(plan))
     return false;
   if (options.explain)
-    explainPlan(*plan, llvm::outs());
+    explainPlan(*plan, llvm::outs(), measure ? &recompute : nullptr);
   if (options.outputDir.empty())
     return true;
   if (Status s = plan::writePlanDirectory(options.outputDir, *plan); !s) {

@@ -202,6 +202,42 @@ uint64_t mostActivationSlots(const plan::Plan &plan) {
   return uint64_t(slots);
 }
 
+/// The activations with and without recompute, on every rank, and the
+/// forward FLOPs it adds to each stage's step.
+void printRecompute(const plan::Plan &plan, const RecomputeEffect &r, uint64_t slots,
+                    llvm::raw_ostream &os) {
+  std::map<plan::ArenaKind, uint64_t> arenas;
+  for (const plan::Arena &a : plan.arenas())
+    arenas[a.kind()] = a.size_bytes();
+  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
+  uint64_t cpu = arenas[plan::ACTIVATIONS] * slots;
+  uint64_t cuda = (gpu.activations + gpu.wideActivations) * slots;
+  uint64_t cpuWithout = r.cpuActivationsWithout * slots;
+  uint64_t cudaWithout = r.gpuActivationsWithout * slots;
+  auto change = [](uint64_t with, uint64_t without) {
+    double pct = without ? 100.0 * (double(with) - double(without)) / double(without) : 0.0;
+    std::string out;
+    llvm::raw_string_ostream(out) << llvm::format("%+.1f%%", pct);
+    return out;
+  };
+  os << "activation recompute: " << r.what << "\n";
+  os << llvm::format("  %-38s %12s %12s\n", "activations per rank", "CPU (fp32)", "CUDA (bf16)");
+  os << llvm::format("  %-38s %12s %12s\n", "without recompute",
+                     bytesText(double(cpuWithout)).c_str(), bytesText(double(cudaWithout)).c_str());
+  os << llvm::format("  %-38s %12s %12s\n", "with it", bytesText(double(cpu)).c_str(),
+                     bytesText(double(cuda)).c_str());
+  os << llvm::format("  %-38s %12s %12s\n", "change", change(cpu, cpuWithout).c_str(),
+                     change(cuda, cudaWithout).c_str());
+  const int64_t micro = plan.training().micro_batches_per_step();
+  for (size_t s = 0; s < r.extraFlops.size(); ++s) {
+    double extra = r.extraFlops[s] * double(micro);
+    double step = r.trainingFlops[s] * double(micro);
+    os << "  extra forward FLOPs per step" << (r.extraFlops.size() > 1 ? ", stage " + std::to_string(s) : "")
+       << llvm::format(": %.3e (%.1f%% of the model FLOPs of training, %.3e)\n", extra,
+                       step > 0 ? 100.0 * extra / step : 0.0, step);
+  }
+}
+
 void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   bool pipelined = plan.training().virtual_stages() > 1;
   std::map<plan::ArenaKind, uint64_t> arenas;
@@ -324,7 +360,7 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
 
 } // namespace
 
-void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
+void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os, const RecomputeEffect *recompute) {
   const plan::Mesh &m = plan.mesh();
   int64_t ranks = m.pp() * m.dp() * m.cp() * m.ep() * m.tp();
   bool pipelined = plan.training().virtual_stages() > 1;
@@ -334,6 +370,8 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
      << "ranks differ in their communicator groups, slices and data)\n";
   printStageParameters(plan, os);
   printMemory(plan, os);
+  if (recompute)
+    printRecompute(plan, *recompute, mostActivationSlots(plan), os);
   printCollectives(plan, os);
 }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace mt {
 
@@ -19,10 +20,25 @@ namespace mt {
 /// come with the plan: explainPlan).
 void explainLayout(const ModelDims &dims, const ParallelConfig &parallel, llvm::raw_ostream &os);
 
+/// What activation recompute changes in a plan: the activations of the same
+/// step planned without it, and the forward FLOPs the recomputed ops add.
+struct RecomputeEffect {
+  std::string what; // RecomputeConfig::describe()
+  /// One micro-batch slot's activation arena without recompute: planned
+  /// (fp32, the CPU backend) and as the CUDA backend lays it out
+  /// (DeviceFootprint: bf16 activations and the 32-bit ones).
+  uint64_t cpuActivationsWithout = 0, gpuActivationsWithout = 0;
+  /// Per pipeline stage, per micro-batch: the recomputed ops' FLOPs, and
+  /// the stage's model FLOPs of training (3 x forward), as ModelInfo counts them.
+  std::vector<double> extraFlops, trainingFlops;
+};
+
 /// What the compiled plan holds for each rank: the parameters of each
 /// stage, memory per arena (for the CPU and the CUDA backend), and the
 /// collectives of one step (runs, bytes and the traffic of each rank).
-void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os);
+/// With `recompute`, the activations with and without it and its cost.
+void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
+                 const RecomputeEffect *recompute = nullptr);
 
 /// `n` with commas between groups of three digits: 3,213,568.
 std::string withCommas(int64_t n);
