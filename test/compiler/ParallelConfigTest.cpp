@@ -356,16 +356,31 @@ TEST_F(YamlTypedValues, HintsAreBooleans) {
   }
 }
 
-TEST_F(YamlTypedValues, NullOnlyOptionsInEveryNullSpelling) {
-  for (const char *key : {"recompute_granularity", "recompute_method", "recompute_num_layers"}) {
+TEST_F(YamlTypedValues, RecomputeOptionsReadNullAsNotGiven) {
+  for (const char *key : {"recompute_granularity", "recompute_method", "recompute_num_layers",
+                          "recompute_modules"}) {
     for (const char *spelling : {"null", "Null", "NULL", "~", ""}) {
       ASSERT_EQ(load(key, spelling), "") << key << ": '" << spelling << "'";
+      EXPECT_FALSE(config.recompute.enabled()) << key << ": '" << spelling << "'";
       EXPECT_EQ(resolveError(), "") << key << ": '" << spelling << "'";
     }
-    ASSERT_EQ(load(key, "full"), "");
-    EXPECT_EQ(resolveError(), std::string(key) + ": full is not supported by this version of "
-                                                 "mtc yet (only null)");
   }
+  ASSERT_EQ(load("recompute_granularity", "full"), "");
+  EXPECT_EQ(resolveError(), "");
+  EXPECT_EQ(config.recompute.describe(), "full, uniform, 1 layer per unit");
+  EXPECT_NE(load("recompute_num_layers", "all").find(":1:23: expected an integer, got 'all'"),
+            std::string::npos);
+  // recompute_modules: a list, or MCoreAdapter's comma-separated string.
+  for (const char *spelling : {"[core_attn, mlp]", "core_attn,mlp", "'core_attn, mlp'"}) {
+    ASSERT_EQ(load("recompute_modules", spelling), "") << spelling;
+    EXPECT_EQ(config.recompute.modules, (std::vector<std::string>{"core_attn", "mlp"}))
+        << spelling;
+  }
+  EXPECT_NE(load("recompute_modules", "{a: 1}").find("expected a list of module names, got a "
+                                                     "mapping"),
+            std::string::npos);
+  ASSERT_EQ(load("moe_layer_recompute", "yes"), "");
+  EXPECT_TRUE(config.recompute.moeLayerRecompute);
   for (const char *spelling : {"alltoall", "'alltoall'", "\"alltoall\""}) {
     ASSERT_EQ(load("moe_token_dispatcher_type", spelling), "") << spelling;
     EXPECT_EQ(resolveError(), "") << spelling;
