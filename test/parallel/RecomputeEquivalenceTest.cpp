@@ -1,5 +1,6 @@
 // Activation recompute changes no bit of a training run: with each option,
-// on one rank, tp2 x dp2 and pp2 x dp2, the 3 steps' losses and gradient
+// on one rank, tp2 x dp2, tp2 x sp x dp2, pp2 x dp2 and pp2 x vpp2 (and a
+// MoE model on one rank and pp2 x dp2), the 3 steps' losses and gradient
 // norms and every updated weight equal those of the run without it; and the
 // plan's activation arena is smaller. The runs are made by
 // run-recompute.sh (a ctest fixture).
@@ -86,10 +87,11 @@ TEST_P(RecomputeEquivalence, PlansFewerActivationBytes) {
 
 std::vector<Case> cases() {
   std::vector<Case> all;
-  for (const char *layout : {"single", "tp2_dp2", "pp2_dp2"})
+  for (const char *layout : {"single", "tp2_dp2", "pp2_dp2", "tp2_sp_dp2", "pp2_vpp2"})
     for (const char *option : {"full_uniform1", "full_uniform2", "full_block1", "core_attn", "mlp",
                                "layernorm", "selective_all"})
-      all.push_back({"llama", layout, option});
+      if (std::string(layout) != "pp2_vpp2" || std::string(option) != "full_uniform2")
+        all.push_back({"llama", layout, option}); // chunks of one layer there
   for (const char *layout : {"single", "pp2_dp2"})
     for (const char *option : {"full_uniform1", "moe_layer_recompute", "moe_all"})
       all.push_back({"moe", layout, option});

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trains a dense and a mixture-of-experts model for 3 steps on three layouts,
+# Trains a dense and a mixture-of-experts model for 3 steps on five layouts,
 # without activation recompute and with each recompute option, same seed and
 # global batch: OUT/<model>/<layout>.<option>.{jsonl,hf/,plan/}. The runs of
 # one layout must be bit-identical (RecomputeEquivalenceTest.cpp).
@@ -28,6 +28,7 @@ train() {
   local model=$1 layout=$2 flags=$3 ranks=$4
   shift 4
   for entry in "$@"; do
+    [[ -z $entry ]] && continue
     local name=${entry%%:*} recompute=${entry#*:}
     local run="$out/$model/$layout.$name"
     # shellcheck disable=SC2086
@@ -44,6 +45,10 @@ mkdir -p "$out/llama" "$out/moe"
 train llama single "" 1 "${options[@]}"
 train llama tp2_dp2 "--tp 2 --dp 2" 4 "${options[@]}"
 train llama pp2_dp2 "--pp 2 --dp 2" 4 "${options[@]}"
+# Sequence parallelism (norms before an all-gather), virtual chunks of one layer.
+train llama tp2_sp_dp2 "--tp 2 --sp --dp 2" 4 "${options[@]}"
+# (chunks of one layer: units of 2 layers are refused.)
+train llama pp2_vpp2 "--pp 2 --vpp 2" 2 "${options[@]/full_uniform2:*/}"
 # Layers 0 and 2 are MoE, layer 1 dense; expert layers take no --tp yet.
 "$bin/mtc" import-hf "$here/../hf/configs/tiny-qwen3-moe.json" --seq 16 --micro-batch 2 \
   -o "$out/moe/model.mlir"
