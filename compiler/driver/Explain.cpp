@@ -206,14 +206,9 @@ uint64_t mostActivationSlots(const plan::Plan &plan) {
 /// forward FLOPs it adds to each stage's step.
 void printRecompute(const plan::Plan &plan, const RecomputeEffect &r, uint64_t slots,
                     llvm::raw_ostream &os) {
-  std::map<plan::ArenaKind, uint64_t> arenas;
-  for (const plan::Arena &a : plan.arenas())
-    arenas[a.kind()] = a.size_bytes();
-  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
-  uint64_t cpu = arenas[plan::ACTIVATIONS] * slots;
-  uint64_t cuda = (gpu.activations + gpu.wideActivations) * slots;
-  uint64_t cpuWithout = r.cpuActivationsWithout * slots;
-  uint64_t cudaWithout = r.gpuActivationsWithout * slots;
+  const ActivationBytes with = activationBytes(plan);
+  uint64_t cpu = with.cpu * slots, cuda = with.gpu * slots;
+  uint64_t cpuWithout = r.without.cpu * slots, cudaWithout = r.without.gpu * slots;
   auto change = [](uint64_t with, uint64_t without) {
     double pct = without ? 100.0 * (double(with) - double(without)) / double(without) : 0.0;
     std::string out;
@@ -232,8 +227,8 @@ void printRecompute(const plan::Plan &plan, const RecomputeEffect &r, uint64_t s
   for (size_t s = 0; s < r.extraFlops.size(); ++s) {
     double extra = r.extraFlops[s] * double(micro);
     double step = r.trainingFlops[s] * double(micro);
-    os << "  extra forward FLOPs per step" << (r.extraFlops.size() > 1 ? ", stage " + std::to_string(s) : "")
-       << llvm::format(": %.3e (%.1f%% of the model FLOPs of training, %.3e)\n", extra,
+    os << "  extra forward FLOPs per step"
+       << (r.extraFlops.size() > 1 ? ", stage " + std::to_string(s) : "") << llvm::format(": %.3e (%.1f%% of the model FLOPs of training, %.3e)\n", extra,
                        step > 0 ? 100.0 * extra / step : 0.0, step);
   }
 }
@@ -360,7 +355,18 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
 
 } // namespace
 
-void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os, const RecomputeEffect *recompute) {
+ActivationBytes activationBytes(const plan::Plan &plan) {
+  ActivationBytes bytes;
+  for (const plan::Arena &a : plan.arenas())
+    if (a.kind() == plan::ACTIVATIONS)
+      bytes.cpu = a.size_bytes();
+  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
+  bytes.gpu = gpu.activations + gpu.wideActivations;
+  return bytes;
+}
+
+void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
+                 const RecomputeEffect *recompute) {
   const plan::Mesh &m = plan.mesh();
   int64_t ranks = m.pp() * m.dp() * m.cp() * m.ep() * m.tp();
   bool pipelined = plan.training().virtual_stages() > 1;

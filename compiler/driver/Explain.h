@@ -20,14 +20,19 @@ namespace mt {
 /// come with the plan: explainPlan).
 void explainLayout(const ModelDims &dims, const ParallelConfig &parallel, llvm::raw_ostream &os);
 
+/// One micro-batch slot's activations in a plan: its activation arena as
+/// planned (fp32, the CPU backend) and as the CUDA backend lays it out
+/// (DeviceFootprint: bf16 activations and those kept 32-bit).
+struct ActivationBytes {
+  uint64_t cpu = 0, gpu = 0;
+};
+ActivationBytes activationBytes(const plan::Plan &plan);
+
 /// What activation recompute changes in a plan: the activations of the same
 /// step planned without it, and the forward FLOPs the recomputed ops add.
 struct RecomputeEffect {
   std::string what; // RecomputeConfig::describe()
-  /// One micro-batch slot's activation arena without recompute: planned
-  /// (fp32, the CPU backend) and as the CUDA backend lays it out
-  /// (DeviceFootprint: bf16 activations and the 32-bit ones).
-  uint64_t cpuActivationsWithout = 0, gpuActivationsWithout = 0;
+  ActivationBytes without; // the same step planned without recompute
   /// Per pipeline stage, per micro-batch: the recomputed ops' FLOPs, and
   /// the stage's model FLOPs of training (3 x forward), as ModelInfo counts them.
   std::vector<double> extraFlops, trainingFlops;

@@ -7,7 +7,6 @@
 
 #include "dialects/mt/MtMesh.h"
 #include "passes/Passes.h"
-#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/PlanIO.h"
 
 #include "mlir/Pass/PassManager.h"
@@ -119,11 +118,7 @@ LogicalResult measureRecompute(ModuleOp withoutRecompute, func::FuncOp fb,
   FailureOr<plan::Plan> without = emitPlan(withoutRecompute, parallel, TrainingOptions{1});
   if (failed(without))
     return failure();
-  for (const plan::Arena &a : without->arenas())
-    if (a.kind() == plan::ACTIVATIONS)
-      effect.cpuActivationsWithout = a.size_bytes();
-  plan::DeviceFootprint gpu = plan::deviceFootprint(*without);
-  effect.gpuActivationsWithout = gpu.activations + gpu.wideActivations;
+  effect.without = activationBytes(*without);
   effect.what = parallel.recompute.describe();
   // Stage of each layer: virtual stage v holds the v-th run of layers.
   std::vector<int64_t> stageOfLayer;
@@ -136,7 +131,9 @@ LogicalResult measureRecompute(ModuleOp withoutRecompute, func::FuncOp fb,
   for (Operation &op : fb.getBody().front()) {
     auto layer = op.getAttrOfType<IntegerAttr>(MtDialect::kLayerAttrName);
     pastLayers |= bool(layer);
-    int64_t stage = layer ? stageOfLayer[size_t(layer.getInt())] : pastLayers ? parallel.pp - 1 : 0;
+    int64_t stage = layer        ? stageOfLayer[size_t(layer.getInt())]
+                    : pastLayers ? parallel.pp - 1
+                                 : 0;
     if (op.hasAttr(MtDialect::kRecomputeAttrName))
       effect.extraFlops[size_t(stage)] += forwardFlops(&op);
     else if (!op.hasAttr(MtDialect::kBackwardAttrName))
@@ -148,7 +145,8 @@ LogicalResult measureRecompute(ModuleOp withoutRecompute, func::FuncOp fb,
 } // namespace
 
 FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &parallel,
-                                        const CompileOptions &options, RecomputeEffect *recompute) {
+                                        const CompileOptions &options,
+                                        RecomputeEffect *recompute) {
   const OptimizerConfig &o = options.optimizer;
   BuildOptimizerOptions opt;
   opt.lr = o.lr;
@@ -186,7 +184,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   pipeline.push_back(createBuildOptimizer(opt));
   pipeline.push_back(createExposeCollectives());
   pipeline.push_back(createCanonicalizerPass());
-  // Last: the canonicalizer must not see a clone beside its original.
+  // Last: no later pass may fold a clone back into its original.
   if (parallel.recompute.enabled())
     pipeline.push_back(recomputePass(parallel));
   OwningOpRef<ModuleOp> withoutRecompute;
@@ -204,9 +202,8 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   FailureOr<plan::Plan> plan = emitPlan(module, parallel, TrainingOptions{o.trainSteps});
   if (failed(plan) || !dumps.plan(*plan))
     return failure();
-  if (withoutRecompute &&
-      failed(measureRecompute(*withoutRecompute, module.lookupSymbol<func::FuncOp>("forward_backward"),
-                              parallel, *recompute)))
+  auto fb = module.lookupSymbol<func::FuncOp>("forward_backward");
+  if (withoutRecompute && failed(measureRecompute(*withoutRecompute, fb, parallel, *recompute)))
     return failure();
   return plan;
 }
