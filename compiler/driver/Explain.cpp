@@ -215,7 +215,10 @@ void printRecompute(const plan::Plan &plan, const RecomputeEffect &r, uint64_t s
     llvm::raw_string_ostream(out) << llvm::format("%+.1f%%", pct);
     return out;
   };
-  os << "activation recompute: " << r.what << "\n";
+  // 0 says that the modules asked for hold nothing to drop in this model
+  // (moe_act where mt.expert_ffn's backward recomputes its own activation).
+  os << "activation recompute: " << r.what << "; " << countOf(r.ops, "forward op")
+     << " recomputed per micro-batch\n";
   os << llvm::format("  %-38s %12s %12s\n", "activations per rank", "CPU (fp32)", "CUDA (bf16)");
   os << llvm::format("  %-38s %12s %12s\n", "without recompute",
                      bytesText(double(cpuWithout)).c_str(), bytesText(double(cudaWithout)).c_str());

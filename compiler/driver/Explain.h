@@ -33,6 +33,7 @@ ActivationBytes activationBytes(const plan::Plan &plan);
 struct RecomputeEffect {
   std::string what; // RecomputeConfig::describe()
   ActivationBytes without; // the same step planned without recompute
+  int64_t ops = 0;          // forward ops recomputed per micro-batch, all stages
   /// Per pipeline stage, per micro-batch: the recomputed ops' FLOPs, and
   /// the stage's model FLOPs of training (3 x forward), as ModelInfo counts them.
   std::vector<double> extraFlops, trainingFlops;

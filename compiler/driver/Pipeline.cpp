@@ -134,8 +134,10 @@ LogicalResult measureRecompute(ModuleOp withoutRecompute, func::FuncOp fb,
     int64_t stage = layer        ? stageOfLayer[size_t(layer.getInt())]
                     : pastLayers ? parallel.pp - 1
                                  : 0;
-    if (op.hasAttr(MtDialect::kRecomputeAttrName))
+    if (op.hasAttr(MtDialect::kRecomputeAttrName)) {
       effect.extraFlops[size_t(stage)] += forwardFlops(&op);
+      ++effect.ops;
+    }
     else if (!op.hasAttr(MtDialect::kBackwardAttrName))
       effect.trainingFlops[size_t(stage)] += 3 * forwardFlops(&op);
   }
