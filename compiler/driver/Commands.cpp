@@ -4,6 +4,7 @@
 #include "compiler/analysis/ModelInfo.h"
 #include "compiler/driver/Explain.h"
 #include "compiler/driver/Pipeline.h"
+#include "compiler/driver/RecomputeAdvice.h"
 #include "runtime/plan/PipelineSchedule.h"
 #include "runtime/support/AtomicFile.h"
 #include "runtime/support/OutputPath.h"
@@ -211,6 +212,9 @@ bool printStats(const std::string &modelPath) {
 /// What a compile that writes or prints nothing lacks (after the layout is
 /// checked, so that its errors come first).
 static Status checkSomethingToDo(const CompileOptions &o) {
+  if (o.gpuMemory && !o.explain)
+    return Status::error("--gpu-memory picks a recompute option for --explain to print: add "
+                         "--explain");
   if (!o.outputDir.empty() || o.explain)
     return Status::ok();
   if (!o.dumpDir.empty() || !o.freeze.empty())
@@ -288,6 +292,11 @@ bool compileModel(const CompileOptions &options) {
   }
   if (options.outputDir.empty() && !options.explain)
     return true;
+  // --gpu-memory plans the step once per recompute option, from the model
+  // as read (the passes rewrite `module`).
+  OwningOpRef<ModuleOp> pristine;
+  if (options.gpuMemory)
+    pristine = module->clone();
   // --explain compares the plan with the one without recompute.
   RecomputeEffect recompute;
   bool measure = options.explain && parallel.recompute.enabled();
@@ -296,6 +305,9 @@ bool compileModel(const CompileOptions &options) {
     return false;
   if (options.explain)
     explainPlan(*plan, llvm::outs(), measure ? &recompute : nullptr);
+  if (pristine &&
+      failed(adviseRecompute(*pristine, *dims, parallel, options, options.gpuMemory, llvm::outs())))
+    return false;
   if (options.outputDir.empty())
     return true;
   if (Status s = plan::writePlanDirectory(options.outputDir, *plan); !s) {

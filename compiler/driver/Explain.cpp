@@ -111,8 +111,6 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
           "and --ep yet)\n";
 }
 
-namespace {
-
 std::string bytesText(double bytes) {
   const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int unit = 0;
@@ -123,6 +121,8 @@ std::string bytesText(double bytes) {
   os << llvm::format(unit ? "%.1f %s" : "%.0f %s", bytes, units[unit]);
   return out;
 }
+
+namespace {
 
 /// The transformer layer of a Hugging Face parameter name
 /// (`model.layers.3.mlp.up_proj.weight` -> 3); -1 outside the layers.
@@ -268,7 +268,8 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   }
   os << llvm::format("  %-38s %12s %12s\n", "total (plan arenas)",
                      bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str());
-  os << "  (the GPU also holds its CUDA context and library workspaces, about 0.5 GiB)\n";
+  os << "  (the GPU also holds its CUDA context and library workspaces, about "
+     << bytesText(double(kCudaContextBytes)) << ")\n";
   if (pipelined)
     os << "  (every rank's weight, gradient and AdamW arenas fit the stage that holds the most; "
           "activations: "
@@ -357,6 +358,13 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
 }
 
 } // namespace
+
+uint64_t gpuPlanBytes(const plan::Plan &plan) {
+  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
+  return gpu.weights + gpu.shadows + gpu.gradients + gpu.optimizer +
+         (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
+             mostActivationSlots(plan);
+}
 
 ActivationBytes activationBytes(const plan::Plan &plan) {
   ActivationBytes bytes;

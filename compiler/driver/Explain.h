@@ -28,6 +28,18 @@ struct ActivationBytes {
 };
 ActivationBytes activationBytes(const plan::Plan &plan);
 
+/// Bytes of one rank's CUDA arenas (the "total (plan arenas)" that
+/// --explain prints): weights, their bf16 copy, gradients, AdamW state, and
+/// each activation slot's activations, 32-bit activations and inputs.
+uint64_t gpuPlanBytes(const plan::Plan &plan);
+
+/// What the GPU holds besides the plan's arenas: its CUDA context and the
+/// libraries' workspaces (measured, about).
+inline constexpr uint64_t kCudaContextBytes = uint64_t(512) << 20;
+
+/// "1.5 GiB": bytes in binary units, one decimal.
+std::string bytesText(double bytes);
+
 /// What activation recompute changes in a plan: the activations of the same
 /// step planned without it, and the forward FLOPs the recomputed ops add.
 struct RecomputeEffect {

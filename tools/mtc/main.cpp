@@ -215,6 +215,10 @@ int main(int argc, char **argv) {
   compileCmd->add_flag("--overwrite", compile.overwrite,
                        "outputs may replace an mtc output of another kind or a file mtc "
                        "did not write (never an input)");
+  compileCmd->add_option("--gpu-memory", compile.gpuMemory,
+                         "with --explain: the recompute option with the fewest extra FLOPs whose "
+                         "memory per rank fits a GPU of this size (80GiB, 141GB)")
+      ->transform(CLI::AsSizeValue(true));
   compileCmd->add_option("--freeze", compile.freeze,
                          "regular expression: matching parameters are not trained");
   parallelFlags.add(*compileCmd);
