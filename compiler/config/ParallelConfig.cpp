@@ -171,6 +171,9 @@ Status resolveRecompute(ParallelConfig &p, const ModelDims &model) {
     if (r.granularity == "full")
       return fail("moe_layer_recompute (--moe-layer-recompute) cannot be combined with ",
                   granularity, " full");
+    if (model.numExperts == 0)
+      return fail("moe_layer_recompute (--moe-layer-recompute) recomputes mixture-of-experts "
+                  "layers; this model is dense");
     r.granularity = "selective";
     if (r.modules.empty())
       r.modules = {"core_attn"};

@@ -135,6 +135,10 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
          c.recompute.granularity = "full", c.recompute.moeLayerRecompute = true; },
        "moe_layer_recompute (--moe-layer-recompute) cannot be combined with "
        "recompute_granularity (--recompute-granularity) full"},
+      {"moe_layer_recompute on a dense model", [](auto &c, auto &) {
+         c.recompute.moeLayerRecompute = true; },
+       "moe_layer_recompute (--moe-layer-recompute) recomputes mixture-of-experts layers; this "
+       "model is dense"},
       {"method without granularity", [](auto &c, auto &) { c.recompute.method = "uniform"; },
        "recompute_method (--recompute-method) has no effect without recompute_granularity "
        "(--recompute-granularity) full or selective"},
