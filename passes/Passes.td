@@ -102,4 +102,44 @@ def ExposeCollectives : Pass<"mt-expose-collectives", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
 }
 
+def Recompute : Pass<"mt-recompute", "::mlir::ModuleOp"> {
+  let summary = "Recomputes chosen forward regions just before their backward (activation checkpointing)";
+  let description = [{
+    Runs on @forward_backward after mt-autodiff. Each recomputed region is a
+    set of forward ops of the decoder layers; the backward ops that read a
+    value of the region read instead a clone of the ops that make it,
+    inserted just before the first of them and marked `mt.backward` and
+    `mt.recompute` (the same ops with the same operands and attributes:
+    bit-identical outputs, no op of mt draws random numbers). The region's
+    intermediate values then die in the forward, and the buffer planner
+    sees shorter lifetimes. Megatron-Core's meanings
+    (transformer_config.py, recompute.py):
+    - `granularity=full`: whole layers, only each unit's inputs kept; with
+      `method=uniform` every run of `num-layers` layers of a pipeline chunk
+      is one unit, with `method=block` each of the first `num-layers`
+      layers of every chunk is one (`block-layers`: the layers of each
+      chunk, in model order; none: one chunk of all layers);
+    - `granularity=selective` with `modules`: `core_attn` (mt.attention and
+      its reshapes), `mlp` (a dense MLP: the ops between the pre-MLP norm
+      and the residual add), `moe` (the same span in a mixture-of-experts
+      layer), checkpointed normally: a value that ops outside the region
+      also read in the forward is kept; `layernorm` (the norms on the
+      residual stream) and `moe_act` (activations inside a MoE layer;
+      mt.expert_ffn fuses its own, which its backward already recomputes)
+      discard their outputs: every backward read is recomputed.
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"granularity", "granularity", "std::string", "\"\"",
+           "full, selective, or empty (no recompute)">,
+    Option<"method", "method", "std::string", "\"uniform\"", "full: uniform or block">,
+    Option<"numLayers", "num-layers", "int64_t", "1",
+           "full: layers per unit (uniform) or per chunk (block)">,
+    ListOption<"modules", "modules", "std::string",
+               "selective: core_attn, mlp, layernorm, moe_act, moe">,
+    ListOption<"blockLayers", "block-layers", "int64_t",
+               "layers of each pipeline chunk, in model order (default: one chunk)">,
+  ];
+}
+
 #endif // MT_PASSES_TD

@@ -110,6 +110,28 @@ FailureOr<ModelDims> readModelDims(ModuleOp module) {
   return dims;
 }
 
+double forwardFlops(Operation *op) {
+  if (auto linear = dyn_cast<LinearOp>(op))
+    return 2.0 * tensorOf(linear.getResult()).getNumElements() *
+           tensorOf(linear.getWeight()).getDimSize(1);
+  if (auto router = dyn_cast<MoERouterOp>(op)) {
+    auto w = tensorOf(router.getWeight());
+    return 2.0 * w.getNumElements() *
+           (tensorOf(router.getInput()).getNumElements() / w.getDimSize(1));
+  }
+  if (auto experts = dyn_cast<ExpertFFNOp>(op)) {
+    auto gate = tensorOf(experts.getGate());
+    int64_t perExpert = gate.getDimSize(1) * gate.getDimSize(2);
+    return 2.0 * 3 * perExpert * tensorOf(experts.getWeights()).getNumElements();
+  }
+  if (auto attn = dyn_cast<AttentionOp>(op)) {
+    // QK^T and PV over the causal half of the S x S scores.
+    auto q = tensorOf(attn.getQuery());
+    return 2.0 * 2 * q.getNumElements() * q.getDimSize(1) / 2;
+  }
+  return 0;
+}
+
 FailureOr<ModelStats> computeModelStats(ModuleOp module) {
   auto fn = forwardFunction(module);
   if (failed(fn) || failed(checkTensorSizes(module)))
@@ -125,24 +147,7 @@ FailureOr<ModelStats> computeModelStats(ModuleOp module) {
   auto ids = cast<RankedTensorType>(fn->getFunctionType().getInput(0));
   stats.tokensPerMicroBatch = ids.getNumElements();
   double flops = 0; // for the whole micro-batch
-  fn->walk([&](Operation *op) {
-    if (auto linear = dyn_cast<LinearOp>(op)) {
-      flops += 2.0 * tensorOf(linear.getResult()).getNumElements() *
-               tensorOf(linear.getWeight()).getDimSize(1);
-    } else if (auto router = dyn_cast<MoERouterOp>(op)) {
-      auto w = tensorOf(router.getWeight());
-      flops += 2.0 * w.getNumElements() *
-               (tensorOf(router.getInput()).getNumElements() / w.getDimSize(1));
-    } else if (auto experts = dyn_cast<ExpertFFNOp>(op)) {
-      auto gate = tensorOf(experts.getGate());
-      int64_t perExpert = gate.getDimSize(1) * gate.getDimSize(2);
-      flops += 2.0 * 3 * perExpert * tensorOf(experts.getWeights()).getNumElements();
-    } else if (auto attn = dyn_cast<AttentionOp>(op)) {
-      // QK^T and PV over the causal half of the S x S scores.
-      auto q = tensorOf(attn.getQuery());
-      flops += 2.0 * 2 * q.getNumElements() * q.getDimSize(1) / 2;
-    }
-  });
+  fn->walk([&](Operation *op) { flops += forwardFlops(op); });
   stats.forwardFlopsPerToken = flops / double(stats.tokensPerMicroBatch);
   return stats;
 }

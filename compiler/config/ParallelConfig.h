@@ -24,6 +24,26 @@ struct ModelDims {
   int64_t seq = 0;
 };
 
+/// Megatron-Core's activation recompute options (transformer_config.py:
+/// recompute_granularity, recompute_method, recompute_num_layers,
+/// recompute_modules, moe_layer_recompute). Empty / 0: not given.
+struct RecomputeConfig {
+  std::string granularity;          // "full" or "selective"
+  std::string method;               // full: "uniform" or "block"
+  int64_t numLayers = 0;            // full: layers per unit (uniform) or per chunk (block)
+  std::vector<std::string> modules; // selective: core_attn, mlp, layernorm, moe_act, moe
+  bool moeLayerRecompute = false;   // deprecated spelling of selective + moe
+
+  bool enabled() const { return !granularity.empty(); }
+  /// In words, for --explain: "full, uniform, 1 layer per unit",
+  /// "selective: core_attn, mlp", "none".
+  std::string describe() const;
+};
+
+/// "core_attn, mlp" -> {"core_attn", "mlp"}: recompute_modules given as
+/// one comma-separated string (MCoreAdapter's spelling, and the flag's).
+std::vector<std::string> splitModuleList(const std::string &text);
+
 /// Sizes of the mesh (pp, dp, cp, ep, tp) and of the batch. A value of 0
 /// means "not given": derived from the others (dp, world size, global batch)
 /// or taken from the model (micro-batch, seq).
@@ -39,6 +59,10 @@ struct ParallelConfig {
   /// Resolved: the layers of each virtual stage (chunk c of stage s is
   /// virtual stage c * pp + s), in model order.
   std::vector<int64_t> chunkLayers;
+  /// Activation recompute; resolved: Megatron-Core's and MCoreAdapter's
+  /// defaults filled in (full alone: uniform, 1 layer; selective:
+  /// core_attn; moe_layer_recompute: selective with moe added).
+  RecomputeConfig recompute;
   /// Megatron options this version parses but does not apply yet, by name,
   /// with their value read by type and spelled one way per value ("true",
   /// "false", "null", or the string). Validation rejects any that asks for

@@ -135,6 +135,39 @@ Status schedulerKwargs(TrainConfig &c, const Given &g) {
   return Status::ok();
 }
 
+/// A recompute option's string; null: not given.
+Setter recomputeText(const char *key, std::string RecomputeConfig::*field) {
+  return [=](TrainConfig &c, const Given &g) {
+    if (g.node.IsNull())
+      return (c.parallel.recompute.*field).clear(), Status::ok();
+    return read(g, key, "a string or null", c.parallel.recompute.*field);
+  };
+}
+
+/// recompute_modules: a list of names or one comma-separated string
+/// (MCoreAdapter's spelling); null: not given (core_attn).
+Status recomputeModules(TrainConfig &c, const Given &g) {
+  std::vector<std::string> &out = c.parallel.recompute.modules;
+  out.clear();
+  if (g.node.IsNull())
+    return Status::ok();
+  if (!g.node.IsSequence()) {
+    std::string text;
+    if (Status s = read(g, "recompute_modules", "a list of module names", text); !s)
+      return s;
+    out = splitModuleList(text);
+    return Status::ok();
+  }
+  for (const YAML::Node &item : g.node) {
+    std::string name;
+    if (Status s = read(Given{item, g.where}, "recompute_modules", "a list of module names", name);
+        !s)
+      return s;
+    out.push_back(name);
+  }
+  return Status::ok();
+}
+
 /// micro_batch_size (Megatron's name) is per_device_train_batch_size.
 Status microBatch(TrainConfig &c, const Given &g) {
   return integer("micro_batch_size", &TrainConfig::perDeviceTrainBatchSize, 1)(c, g);
@@ -285,16 +318,28 @@ std::vector<Key> megatronKeys() {
        "needs expert parallelism", {off}, "issue 14"},
       {"moe_aux_loss_coeff", Refused, Megatron, "the router's auxiliary loss is not computed yet",
        {"0", "0.0", "null"}, "issue 14"},
-      {"moe_layer_recompute", Refused, Megatron, "activation recompute is not planned yet", {off},
-       "issue 16"},
-      {"recompute_granularity", Refused, Megatron, "activation recompute is not planned yet",
-       {"null"}, "issue 16"},
-      {"recompute_method", Refused, Megatron, "activation recompute is not planned yet", {"null"},
-       "issue 16"},
-      {"recompute_num_layers", Refused, Megatron, "activation recompute is not planned yet",
-       {"null"}, "issue 16"},
-      {"recompute_modules", Refused, Megatron, "activation recompute is not planned yet", {"null"},
-       "issue 16"},
+      {"moe_layer_recompute", Honoured, Megatron, "recompute each MoE layer before its backward "
+       "(recompute_granularity selective with moe added)", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "moe_layer_recompute", "true or false", c.parallel.recompute.moeLayerRecompute);
+       }},
+      {"recompute_granularity", Honoured, Megatron, "activation recompute: full (whole layers) or "
+       "selective (recompute_modules)", {}, "", recomputeText("recompute_granularity",
+                                                              &RecomputeConfig::granularity)},
+      {"recompute_method", Honoured, Megatron, "which layers full recompute covers: uniform or "
+       "block", {}, "", recomputeText("recompute_method", &RecomputeConfig::method)},
+      {"recompute_num_layers", Honoured, Megatron, "layers per recompute unit (uniform) or per "
+       "pipeline chunk (block)", {}, "", [](TrainConfig &c, const Given &g) {
+         if (g.node.IsNull())
+           return c.parallel.recompute.numLayers = 0, Status::ok();
+         Status s = read(g, "recompute_num_layers", "an integer", c.parallel.recompute.numLayers);
+         if (s && c.parallel.recompute.numLayers < 1)
+           return Status::error(g.where + "recompute_num_layers: must be >= 1, got " +
+                                g.node.Scalar());
+         return s;
+       }},
+      {"recompute_modules", Honoured, Megatron, "what selective recompute covers: core_attn, mlp, "
+       "layernorm, moe_act, moe", {}, "", recomputeModules},
       {"use_distributed_optimizer", Refused, Megatron, "the distributed optimizer is not planned "
        "yet", {off}, "issue 16"},
       {"overlap_grad_reduce", Refused, Megatron, "bucketed reduce-scatter behind backward comes "

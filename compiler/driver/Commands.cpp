@@ -4,6 +4,7 @@
 #include "compiler/analysis/ModelInfo.h"
 #include "compiler/driver/Explain.h"
 #include "compiler/driver/Pipeline.h"
+#include "compiler/driver/RecomputeAdvice.h"
 #include "runtime/plan/PipelineSchedule.h"
 #include "runtime/support/AtomicFile.h"
 #include "runtime/support/OutputPath.h"
@@ -131,15 +132,17 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
 /// fresh directory that replaces the dump directory whether or not a pass
 /// fails: the dumps up to a failing pass show where it failed.
 static FailureOr<plan::Plan> buildWithDumps(ModuleOp module, const ParallelConfig &parallel,
-                                            const CompileOptions &options) {
+                                            const CompileOptions &options,
+                                            RecomputeEffect *recompute) {
   if (options.dumpDir.empty())
-    return buildTrainingPlan(module, parallel, options);
+    return buildTrainingPlan(module, parallel, options, recompute);
   FailureOr<plan::Plan> plan = failure();
   Status s = io::replaceOutputDirectory(options.dumpDir, io::OutputKind::IrDump,
                                         [&](const std::string &tmp) {
                                           CompileOptions dumping = options;
                                           dumping.dumpDir = tmp;
-                                          plan = buildTrainingPlan(module, parallel, dumping);
+                                          plan = buildTrainingPlan(module, parallel, dumping,
+                                                                   recompute);
                                           return Status::ok();
                                         });
   if (!s) {
@@ -209,6 +212,9 @@ bool printStats(const std::string &modelPath) {
 /// What a compile that writes or prints nothing lacks (after the layout is
 /// checked, so that its errors come first).
 static Status checkSomethingToDo(const CompileOptions &o) {
+  if (o.gpuMemory && !o.explain)
+    return Status::error("--gpu-memory picks a recompute option for --explain to print: add "
+                         "--explain");
   if (!o.outputDir.empty() || o.explain)
     return Status::ok();
   if (!o.dumpDir.empty() || !o.freeze.empty())
@@ -286,11 +292,22 @@ bool compileModel(const CompileOptions &options) {
   }
   if (options.outputDir.empty() && !options.explain)
     return true;
-  auto plan = buildWithDumps(*module, parallel, options);
+  // --gpu-memory plans the step once per recompute option, from the model
+  // as read (the passes rewrite `module`).
+  OwningOpRef<ModuleOp> pristine;
+  if (options.gpuMemory)
+    pristine = module->clone();
+  // --explain compares the plan with the one without recompute.
+  RecomputeEffect recompute;
+  bool measure = options.explain && parallel.recompute.enabled();
+  auto plan = buildWithDumps(*module, parallel, options, measure ? &recompute : nullptr);
   if (failed(plan))
     return false;
   if (options.explain)
-    explainPlan(*plan, llvm::outs());
+    explainPlan(*plan, llvm::outs(), measure ? &recompute : nullptr);
+  if (pristine &&
+      failed(adviseRecompute(*pristine, *dims, parallel, options, options.gpuMemory, llvm::outs())))
+    return false;
   if (options.outputDir.empty())
     return true;
   if (Status s = plan::writePlanDirectory(options.outputDir, *plan); !s) {

@@ -111,8 +111,6 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
           "and --ep yet)\n";
 }
 
-namespace {
-
 std::string bytesText(double bytes) {
   const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int unit = 0;
@@ -123,6 +121,8 @@ std::string bytesText(double bytes) {
   os << llvm::format(unit ? "%.1f %s" : "%.0f %s", bytes, units[unit]);
   return out;
 }
+
+namespace {
 
 /// The transformer layer of a Hugging Face parameter name
 /// (`model.layers.3.mlp.up_proj.weight` -> 3); -1 outside the layers.
@@ -202,6 +202,40 @@ uint64_t mostActivationSlots(const plan::Plan &plan) {
   return uint64_t(slots);
 }
 
+/// The activations with and without recompute, on every rank, and the
+/// forward FLOPs it adds to each stage's step.
+void printRecompute(const plan::Plan &plan, const RecomputeEffect &r, uint64_t slots,
+                    llvm::raw_ostream &os) {
+  const ActivationBytes with = activationBytes(plan);
+  uint64_t cpu = with.cpu * slots, cuda = with.gpu * slots;
+  uint64_t cpuWithout = r.without.cpu * slots, cudaWithout = r.without.gpu * slots;
+  auto change = [](uint64_t with, uint64_t without) {
+    double pct = without ? 100.0 * (double(with) - double(without)) / double(without) : 0.0;
+    std::string out;
+    llvm::raw_string_ostream(out) << llvm::format("%+.1f%%", pct);
+    return out;
+  };
+  // 0 says that the modules asked for hold nothing to drop in this model
+  // (moe_act where mt.expert_ffn's backward recomputes its own activation).
+  os << "activation recompute: " << r.what << "; " << countOf(r.ops, "forward op")
+     << " recomputed per micro-batch\n";
+  os << llvm::format("  %-38s %12s %12s\n", "activations per rank", "CPU (fp32)", "CUDA (bf16)");
+  os << llvm::format("  %-38s %12s %12s\n", "without recompute",
+                     bytesText(double(cpuWithout)).c_str(), bytesText(double(cudaWithout)).c_str());
+  os << llvm::format("  %-38s %12s %12s\n", "with it", bytesText(double(cpu)).c_str(),
+                     bytesText(double(cuda)).c_str());
+  os << llvm::format("  %-38s %12s %12s\n", "change", change(cpu, cpuWithout).c_str(),
+                     change(cuda, cudaWithout).c_str());
+  const int64_t micro = plan.training().micro_batches_per_step();
+  for (size_t s = 0; s < r.extraFlops.size(); ++s) {
+    double extra = r.extraFlops[s] * double(micro);
+    double step = r.trainingFlops[s] * double(micro);
+    os << "  extra forward FLOPs per step"
+       << (r.extraFlops.size() > 1 ? ", stage " + std::to_string(s) : "") << llvm::format(": %.3e (%.1f%% of the model FLOPs of training, %.3e)\n", extra,
+                       step > 0 ? 100.0 * extra / step : 0.0, step);
+  }
+}
+
 void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   bool pipelined = plan.training().virtual_stages() > 1;
   std::map<plan::ArenaKind, uint64_t> arenas;
@@ -234,7 +268,8 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   }
   os << llvm::format("  %-38s %12s %12s\n", "total (plan arenas)",
                      bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str());
-  os << "  (the GPU also holds its CUDA context and library workspaces, about 0.5 GiB)\n";
+  os << "  (the GPU also holds its CUDA context and library workspaces, about "
+     << bytesText(double(kCudaContextBytes)) << ")\n";
   if (pipelined)
     os << "  (every rank's weight, gradient and AdamW arenas fit the stage that holds the most; "
           "activations: "
@@ -324,7 +359,25 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
 
 } // namespace
 
-void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
+uint64_t gpuPlanBytes(const plan::Plan &plan) {
+  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
+  return gpu.weights + gpu.shadows + gpu.gradients + gpu.optimizer +
+         (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
+             mostActivationSlots(plan);
+}
+
+ActivationBytes activationBytes(const plan::Plan &plan) {
+  ActivationBytes bytes;
+  for (const plan::Arena &a : plan.arenas())
+    if (a.kind() == plan::ACTIVATIONS)
+      bytes.cpu = a.size_bytes();
+  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
+  bytes.gpu = gpu.activations + gpu.wideActivations;
+  return bytes;
+}
+
+void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
+                 const RecomputeEffect *recompute) {
   const plan::Mesh &m = plan.mesh();
   int64_t ranks = m.pp() * m.dp() * m.cp() * m.ep() * m.tp();
   bool pipelined = plan.training().virtual_stages() > 1;
@@ -334,6 +387,8 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
      << "ranks differ in their communicator groups, slices and data)\n";
   printStageParameters(plan, os);
   printMemory(plan, os);
+  if (recompute)
+    printRecompute(plan, *recompute, mostActivationSlots(plan), os);
   printCollectives(plan, os);
 }
 

@@ -33,11 +33,12 @@ void mt::MtDialect::initialize() {
 
 LogicalResult mt::MtDialect::verifyOperationAttribute(Operation *op,
                                                       NamedAttribute attr) {
-  if (attr.getName() == kBackwardAttrName) {
-    if (!isa<UnitAttr>(attr.getValue()))
-      return op->emitError() << "expects '" << kBackwardAttrName << "' to be a unit attribute";
-    return success();
-  }
+  for (StringRef unit : {kBackwardAttrName, kRecomputeAttrName})
+    if (attr.getName() == unit) {
+      if (!isa<UnitAttr>(attr.getValue()))
+        return op->emitError() << "expects '" << unit << "' to be a unit attribute";
+      return success();
+    }
   if (attr.getName() == kHfConfigAttrName) {
     if (!isa<ModuleOp>(op) || !isa<StringAttr>(attr.getValue()))
       return op->emitError() << "expects '" << kHfConfigAttrName
@@ -49,7 +50,8 @@ LogicalResult mt::MtDialect::verifyOperationAttribute(Operation *op,
   if (attr.getName() != kLayerAttrName)
     return op->emitError() << "unknown attribute '" << attr.getName().getValue()
                            << "' of the mt dialect (known: '" << kLayerAttrName
-                           << "', '" << kBackwardAttrName << "', '" << kHfConfigAttrName
+                           << "', '" << kBackwardAttrName << "', '" << kRecomputeAttrName
+                           << "', '" << kHfConfigAttrName
                            << "', '" << kAxesAttrName << "')";
   auto layer = dyn_cast<IntegerAttr>(attr.getValue());
   if (!layer || layer.getInt() < 0)

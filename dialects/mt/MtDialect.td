@@ -32,6 +32,9 @@ def Mt_Dialect : Dialect {
     static constexpr ::llvm::StringLiteral kLayerAttrName = "mt.layer";
     /// Unit attribute of the ops mt-autodiff creates: the backward pass.
     static constexpr ::llvm::StringLiteral kBackwardAttrName = "mt.backward";
+    /// Unit attribute of the forward ops mt-recompute clones into the
+    /// backward pass (also marked `mt.backward`).
+    static constexpr ::llvm::StringLiteral kRecomputeAttrName = "mt.recompute";
     /// Module attribute: the Hugging Face config.json the model came from.
     static constexpr ::llvm::StringLiteral kHfConfigAttrName = "mt.hf_config";
     /// Attribute of a `shard.grid`: the names of its axes, outermost first.

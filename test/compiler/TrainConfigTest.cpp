@@ -72,14 +72,14 @@ TEST(TrainConfig, UnknownKeySuggestsTheNearest) {
 }
 
 TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
-  std::string e = errorOf("use_distributed_optimizer: true\nrecompute_granularity: full\n"
+  std::string e = errorOf("use_distributed_optimizer: true\noverlap_grad_reduce: true\n"
                           "neat_packing: true\nimage_max_pixels: 262144\n");
   EXPECT_NE(e.find("4 keys ask for"), e.npos) << e;
   EXPECT_NE(e.find(":1:28: use_distributed_optimizer: true is not supported: the distributed "
                    "optimizer is not planned yet; only false is (issue 16 brings it)"),
             e.npos)
       << e;
-  EXPECT_NE(e.find("recompute_granularity: full is not supported"), e.npos) << e;
+  EXPECT_NE(e.find("overlap_grad_reduce: true is not supported"), e.npos) << e;
   EXPECT_NE(e.find("neat_packing: true is not supported"), e.npos) << e;
   EXPECT_NE(e.find("image_max_pixels: 262144 is not supported: multimodal"), e.npos) << e;
   // Their defaults are what mtc does, and --explain says so.
@@ -127,10 +127,22 @@ TEST(TrainConfig, TrinityMegatronBlockAndItsNesting) {
   EXPECT_EQ(c.parallel.tp, 2);
   EXPECT_TRUE(c.useDistCheckpointing);
   EXPECT_EQ(c.distCheckpointingPath, "ckpt");
+  // Recompute keys reach the layout from override_transformer_config.
+  TrainConfig r;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("r.yaml", "megatron:\n  override_transformer_config:\n"
+                                                  "    recompute_granularity: selective\n"
+                                                  "    recompute_modules: core_attn, mlp\n"
+                                                  "    moe_layer_recompute: true\n"),
+                              {}, r));
+  EXPECT_EQ(r.layout().recompute.granularity, "selective");
+  EXPECT_EQ(r.layout().recompute.modules, (std::vector<std::string>{"core_attn", "mlp"}));
+  EXPECT_TRUE(r.layout().recompute.moeLayerRecompute);
   std::string e = errorOf("megatron:\n  override_transformer_config:\n"
-                          "    recompute_granularity: full\n    recompute_method: uniform\n");
-  EXPECT_NE(e.find("error.yaml:3:28: recompute_granularity: full is not supported"), e.npos) << e;
-  EXPECT_NE(e.find("recompute_method: uniform is not supported"), e.npos) << e;
+                          "    recompute_num_layers: 0\n");
+  EXPECT_NE(e.find("error.yaml:3:27: recompute_num_layers: must be >= 1, got 0"), e.npos) << e;
+  e = errorOf("recompute_modules: {core_attn: 1}\n");
+  EXPECT_NE(e.find("recompute_modules: expected a list of module names, got a mapping"), e.npos)
+      << e;
   e = errorOf("megatron:\n  tensor_model_parallel_size: 2\n  tensor_model_parallel_size: 4\n");
   EXPECT_NE(e.find("key 'megatron.tensor_model_parallel_size' is given twice"), e.npos) << e;
 }

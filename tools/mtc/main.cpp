@@ -29,6 +29,13 @@ struct ParallelFlags {
                      }});
   }
 
+  template <typename T> void recomputeFlag(CLI::Option *option, T mt::RecomputeConfig::*field) {
+    option->group("Activation recompute (override --config)");
+    flags.push_back({option, [this, field](mt::ParallelConfig &out, mt::OptimizerConfig &) {
+                       out.recompute.*field = layout.recompute.*field;
+                     }});
+  }
+
   template <typename T>
   void optimizerFlag(CLI::App &cmd, const char *flag, T mt::OptimizerConfig::*field,
                      const char *help) {
@@ -68,6 +75,24 @@ struct ParallelFlags {
                               "layers of each pipeline stage, e.g. 3,5,5,3 (uneven stages)")
                    ->delimiter(','),
                &P::ppLayout);
+    using R = mt::RecomputeConfig;
+    recomputeFlag(cmd.add_option("--recompute-granularity", v.recompute.granularity,
+                                 "full (whole layers) or selective (--recompute-modules)"),
+                  &R::granularity);
+    recomputeFlag(cmd.add_option("--recompute-method", v.recompute.method,
+                                 "full: uniform (units of --recompute-num-layers layers) or block "
+                                 "(the first --recompute-num-layers layers of each chunk)"),
+                  &R::method);
+    recomputeFlag(cmd.add_option("--recompute-num-layers", v.recompute.numLayers,
+                                 "full: layers per unit (uniform) or per pipeline chunk (block)"),
+                  &R::numLayers);
+    recomputeFlag(cmd.add_option("--recompute-modules", v.recompute.modules,
+                                 "selective: core_attn (default), mlp, layernorm, moe_act, moe")
+                      ->delimiter(','),
+                  &R::modules);
+    recomputeFlag(cmd.add_flag("--moe-layer-recompute", v.recompute.moeLayerRecompute,
+                               "recompute MoE layers (selective with moe added)"),
+                  &R::moeLayerRecompute);
     using O = mt::OptimizerConfig;
     optimizerFlag(cmd, "--lr", &O::lr, "peak learning rate");
     optimizerFlag(cmd, "--min-lr", &O::minLr, "learning rate at the end of decay");
@@ -190,6 +215,10 @@ int main(int argc, char **argv) {
   compileCmd->add_flag("--overwrite", compile.overwrite,
                        "outputs may replace an mtc output of another kind or a file mtc "
                        "did not write (never an input)");
+  compileCmd->add_option("--gpu-memory", compile.gpuMemory,
+                         "with --explain: the recompute option with the fewest extra FLOPs whose "
+                         "memory per rank fits a GPU of this size (80GiB, 141GB)")
+      ->transform(CLI::AsSizeValue(true));
   compileCmd->add_option("--freeze", compile.freeze,
                          "regular expression: matching parameters are not trained");
   parallelFlags.add(*compileCmd);
