@@ -126,9 +126,14 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
     os << " (layer " << layer.getInt() << ")";
   instr.set_location(loc);
 
-  for (Value operand : op->getOperands())
+  // attention_grad reads the forward's log-sum-exp after its five tensors,
+  // before the optional position ids (OpRegistry's input order).
+  for (auto [i, operand] : llvm::enumerate(op->getOperands())) {
+    if (auto grad = dyn_cast<AttentionGradOp>(op); grad && i == 5)
+      instr.add_inputs(lse_.at(grad.getOut()));
     instr.add_inputs(bufferOf(operand));
-  if (auto grad = dyn_cast<AttentionGradOp>(op))
+  }
+  if (auto grad = dyn_cast<AttentionGradOp>(op); grad && !grad.getPositionIds())
     instr.add_inputs(lse_.at(grad.getOut()));
   for (Value result : op->getResults()) {
     uint32_t id = bufferOf(result);
