@@ -3,6 +3,9 @@
 // dots of dout and out, then dk/dv per key block, then dq per query block).
 // Warp-level bf16 mma.sync m16n8k16 with fp32 accumulators; K/V (or Q/dO)
 // tiles stream through two shared-memory buffers filled by cp.async.
+// With position ids (kDocs), rows pack documents: query i sees keys
+// [i - pos[i], i]; tiles before a query block's first document and query
+// blocks past a key block's last document are skipped, not masked.
 #include "runtime/cuda/Attention.h"
 
 #include "runtime/cuda/Check.h"
@@ -32,6 +35,7 @@ struct Args {
   const bf16 *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr,
              *dout = nullptr;
   const float *lse = nullptr, *delta = nullptr;
+  const int32_t *pos = nullptr; // [batch, seq] position ids, or null
   bf16 *outW = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
   float *lseW = nullptr, *deltaW = nullptr;
   int seq = 0, heads = 0, kvHeads = 0, group = 0;
@@ -82,6 +86,16 @@ __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4],
 __device__ __forceinline__ uint32_t pack(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/// The first key query `row` of batch b sees: the start of its document,
+/// row - pos[row] clamped to [0, row] (cpu::documentStart); 0 without
+/// position ids or past seq.
+__device__ __forceinline__ int documentStart(const Args &p, int b, int row) {
+  if (!p.pos || row >= p.seq)
+    return 0;
+  const int start = row - p.pos[int64_t(b) * p.seq + row];
+  return min(max(start, 0), row);
 }
 
 /// Rows [row0, row0 + kBlock) of a [seq, rowStride] slice into a padded
@@ -194,9 +208,10 @@ __device__ __forceinline__ void storeRows(bf16 *g, int64_t rowStride,
 }
 
 /// One block per (query block, batch x head): 64 queries against key tiles
-/// 0..diagonal with an online softmax in the log2 domain. Longer than ~80
-/// lines: the pipeline, softmax and epilogue share registers.
-template <int D>
+/// 0 (or the block's first document's) ..diagonal with an online softmax in
+/// the log2 domain. Longer than ~80 lines: the pipeline, softmax and
+/// epilogue share registers.
+template <int D, bool kDocs>
 __global__ void __launch_bounds__(kThreads)
     attentionForwardKernel(Args p) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -211,10 +226,19 @@ __global__ void __launch_bounds__(kThreads)
   const bf16 *qBase = p.q + (int64_t(b) * p.seq * p.heads + h) * D;
   const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + h / p.group) * D;
   const bf16 *kBase = p.k + kvOff, *vBase = p.v + kvOff;
+  const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
+  // Document starts are non-decreasing along the row: the block's first
+  // query has the smallest, its last valid query the largest.
+  const int kbFirst = kDocs ? documentStart(p, b, q0) / kBlock : 0;
+  const int lastStart = kDocs ? documentStart(p, b, min(q0 + kBlock, p.seq) - 1) : 0;
+  int start[2] = {0, 0};
+  if constexpr (kDocs)
+    for (int r = 0; r < 2; ++r)
+      start[r] = documentStart(p, b, rowLo + 8 * r);
 
   loadTile<D>(sQ, qBase, qStride, q0, p.seq);
-  loadTile<D>(sK, kBase, kvStride, 0, p.seq);
-  loadTile<D>(sV, vBase, kvStride, 0, p.seq);
+  loadTile<D>(sK, kBase, kvStride, kbFirst * kBlock, p.seq);
+  loadTile<D>(sV, vBase, kvStride, kbFirst * kBlock, p.seq);
   cpAsyncCommit();
 
   float o[D / 8][4] = {};
@@ -222,13 +246,12 @@ __global__ void __launch_bounds__(kThreads)
   // c = scale * log2(e), one FFMA and one ex2 each.
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const float c = p.scaleLog2;
-  const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
   // This warp's 16 query rows as fragments, loaded once, at D = 64; at
   // D = 128 the extra registers cost more than the shared-memory re-reads.
   constexpr bool kQInRegisters = D == 64;
   uint32_t qf[kQInRegisters ? D / 16 : 1][4];
-  for (int kb = 0; kb <= qBlock; ++kb) {
-    const int buf = kb % 2;
+  for (int kb = kbFirst; kb <= qBlock; ++kb) {
+    const int buf = (kb - kbFirst) % 2;
     if (kb < qBlock) { // prefetch the next tile into the other buffer
       loadTile<D>(sK + (1 - buf) * kTileElems<D>, kBase, kvStride,
                   (kb + 1) * kBlock, p.seq);
@@ -242,7 +265,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     float s[8][4] = {};
     if constexpr (kQInRegisters) {
-      if (kb == 0)
+      if (kb == kbFirst)
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks)
           ldsm4(qf[ks], sQ + (warp * 16 + lane % 16) * kSmemStride<D> +
@@ -253,13 +276,15 @@ __global__ void __launch_bounds__(kThreads)
                                         sK + buf * kTileElems<D>);
     }
     float rowMax[2] = {-INFINITY, -INFINITY};
-    if (kb == qBlock) // the diagonal tile: keys after the query are masked
+    // The diagonal tile: keys after the query are masked; with documents,
+    // so are keys before its document's start.
+    if (kb == qBlock || (kDocs && kb * kBlock < lastStart))
 #pragma unroll
       for (int n = 0; n < 8; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
-          if (key > rowLo + 8 * (e / 2))
+          if (key > rowLo + 8 * (e / 2) || (kDocs && key < start[e / 2]))
             s[n][e] = -INFINITY;
         }
 #pragma unroll
@@ -333,23 +358,27 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-/// lse (in log2 units) and delta of 64 queries into shared memory; padded
-/// queries get lse = +inf so their probabilities are exactly 0.
+/// lse (in log2 units), delta and (with documents) the document start of
+/// 64 queries into shared memory; padded queries get lse = +inf so their
+/// probabilities are exactly 0.
 __device__ __forceinline__ void loadRowStats(float *sLse, float *sDelta,
-                                             const Args &p, int64_t off,
-                                             int q0) {
+                                             int *sStart, const Args &p,
+                                             int64_t off, int b, int q0) {
   for (int i = threadIdx.x; i < kBlock; i += kThreads) {
     const bool valid = q0 + i < p.seq;
     sLse[i] = valid ? p.lse[off + q0 + i] * kLog2e : INFINITY;
     sDelta[i] = valid ? p.delta[off + q0 + i] : 0.0f;
+    if (sStart)
+      sStart[i] = documentStart(p, b, q0 + i);
   }
 }
 
 /// One block per (key block, batch x kv head): dk, dv of 64 keys summed over
-/// the group's heads and every query block from the diagonal on, working on
-/// transposed tiles (rows = keys) so each warp owns 16 keys' accumulators.
-/// Longer than ~80 lines for the same reason as the forward.
-template <int D>
+/// the group's heads and every query block from the diagonal on (to the
+/// last block whose first query's document holds one of the keys), working
+/// on transposed tiles (rows = keys) so each warp owns 16 keys'
+/// accumulators. Longer than ~80 lines for the same reason as the forward.
+template <int D, bool kDocs>
 __global__ void __launch_bounds__(kThreads)
     attentionDkDvKernel(Args p) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -359,10 +388,19 @@ __global__ void __launch_bounds__(kThreads)
   bf16 *sDo = sQ + 2 * kTileElems<D>; // two buffers
   float *sLse = reinterpret_cast<float *>(sDo + 2 * kTileElems<D>);
   float *sDelta = sLse + 2 * kBlock;
+  int *sStart = kDocs ? reinterpret_cast<int *>(sDelta + 2 * kBlock) : nullptr;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int b = blockIdx.x / p.kvHeads, g = blockIdx.x % p.kvHeads;
   const int kBlockIdx = blockIdx.y, k0 = kBlockIdx * kBlock;
-  const int nQ = gridDim.y - kBlockIdx, items = p.group * nQ;
+  int nQ = gridDim.y - kBlockIdx;
+  if constexpr (kDocs) { // query blocks that start past the keys' documents see none
+    const int lastKey = min(k0 + kBlock, p.seq) - 1;
+    nQ = 1;
+    while (kBlockIdx + nQ < int(gridDim.y) &&
+           documentStart(p, b, (kBlockIdx + nQ) * kBlock) <= lastKey)
+      ++nQ;
+  }
+  const int items = p.group * nQ;
   const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
   const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + g) * D;
   const int64_t qBatch = int64_t(b) * p.seq * p.heads * D;
@@ -372,8 +410,9 @@ __global__ void __launch_bounds__(kThreads)
     loadTile<D>(sQ + buf * kTileElems<D>, p.q + qBatch + h * D, qStride, q0, p.seq);
     loadTile<D>(sDo + buf * kTileElems<D>, p.dout + qBatch + h * D, qStride, q0,
                 p.seq);
-    loadRowStats(sLse + buf * kBlock, sDelta + buf * kBlock, p,
-                 (int64_t(b) * p.heads + h) * p.seq, q0);
+    loadRowStats(sLse + buf * kBlock, sDelta + buf * kBlock,
+                 kDocs ? sStart + buf * kBlock : nullptr, p,
+                 (int64_t(b) * p.heads + h) * p.seq, b, q0);
   };
   loadTile<D>(sK, p.k + kvOff, kvStride, k0, p.seq);
   loadTile<D>(sV, p.v + kvOff, kvStride, k0, p.seq);
@@ -394,6 +433,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const bf16 *q = sQ + buf * kTileElems<D>, *dO = sDo + buf * kTileElems<D>;
     const float *lse = sLse + buf * kBlock, *delta = sDelta + buf * kBlock;
+    const int *start = kDocs ? sStart + buf * kBlock : nullptr;
     const bool diagonal = w % nQ == 0;
     const int q0 = (kBlockIdx + w % nQ) * kBlock;
     float st[8][4] = {}, dpt[8][4] = {}; // S^T and dP^T: rows keys, cols queries
@@ -404,7 +444,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = n * 8 + 2 * (lane % 4) + (e & 1);
-        const bool masked = diagonal && keyLo + 8 * (e / 2) > q0 + col;
+        const int key = keyLo + 8 * (e / 2);
+        const bool masked =
+            (diagonal && key > q0 + col) || (kDocs && key < start[col]);
         const float prob =
             masked ? 0.0f : fastExp2(fmaf(st[n][e], p.scaleLog2, -lse[col]));
         st[n][e] = prob;
@@ -420,8 +462,9 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 /// One block per (query block, batch x head): dq of 64 queries over key
-/// tiles 0..diagonal, recomputing P and dP (no atomics: deterministic).
-template <int D>
+/// tiles 0 (or the block's first document's) ..diagonal, recomputing P and
+/// dP (no atomics: deterministic).
+template <int D, bool kDocs>
 __global__ void __launch_bounds__(kThreads)
     attentionDqKernel(Args p) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -435,24 +478,29 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
   const int64_t qOff = (int64_t(b) * p.seq * p.heads + h) * D;
   const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + h / p.group) * D;
+  const int kbFirst = kDocs ? documentStart(p, b, q0) / kBlock : 0;
+  const int lastStart = kDocs ? documentStart(p, b, min(q0 + kBlock, p.seq) - 1) : 0;
   loadTile<D>(sQ, p.q + qOff, qStride, q0, p.seq);
   loadTile<D>(sDo, p.dout + qOff, qStride, q0, p.seq);
-  loadTile<D>(sK, p.k + kvOff, kvStride, 0, p.seq);
-  loadTile<D>(sV, p.v + kvOff, kvStride, 0, p.seq);
+  loadTile<D>(sK, p.k + kvOff, kvStride, kbFirst * kBlock, p.seq);
+  loadTile<D>(sV, p.v + kvOff, kvStride, kbFirst * kBlock, p.seq);
   cpAsyncCommit();
 
   const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
   float lse[2], delta[2];
+  int start[2] = {0, 0};
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = rowLo + 8 * r;
     const int64_t at = (int64_t(b) * p.heads + h) * p.seq + row;
     lse[r] = row < p.seq ? p.lse[at] * kLog2e : INFINITY;
     delta[r] = row < p.seq ? p.delta[at] : 0.0f;
+    if constexpr (kDocs)
+      start[r] = documentStart(p, b, row);
   }
   float dq[D / 8][4] = {};
-  for (int kb = 0; kb <= qBlock; ++kb) {
-    const int buf = kb % 2;
+  for (int kb = kbFirst; kb <= qBlock; ++kb) {
+    const int buf = (kb - kbFirst) % 2;
     if (kb < qBlock) {
       loadTile<D>(sK + (1 - buf) * kTileElems<D>, p.k + kvOff, kvStride,
                   (kb + 1) * kBlock, p.seq);
@@ -473,7 +521,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
-        const bool masked = kb == qBlock && key > rowLo + 8 * (e / 2);
+        const bool masked = (kb == qBlock && key > rowLo + 8 * (e / 2)) ||
+                            (kDocs && kb * kBlock < lastStart && key < start[e / 2]);
         const float prob =
             masked ? 0.0f : fastExp2(fmaf(s[n][e], p.scaleLog2, -lse[e / 2]));
         s[n][e] = prob * (dp[n][e] - delta[e / 2]); // dS
@@ -550,8 +599,9 @@ template <int D>
 Status forwardFor(const Args &args, const AttentionShape &s,
                   cudaStream_t stream) {
   const dim3 grid(unsigned(s.batch * s.heads), unsigned((s.seq + kBlock - 1) / kBlock));
-  MT_CUDA_RETURN_IF_ERROR(launch(attentionForwardKernel<D>, grid,
-                                 5 * kTileBytes<D>, args, stream));
+  MT_CUDA_RETURN_IF_ERROR(launch(args.pos ? attentionForwardKernel<D, true>
+                                          : attentionForwardKernel<D, false>,
+                                 grid, 5 * kTileBytes<D>, args, stream));
   MT_CUDA_CHECK_LAUNCH("attentionForwardKernel");
   return Status::ok();
 }
@@ -564,14 +614,16 @@ Status backwardFor(const Args &args, const AttentionShape &s,
                             0, stream>>>(args, rows);
   MT_CUDA_CHECK_LAUNCH("attentionDeltaKernel");
   const unsigned blocks = unsigned((s.seq + kBlock - 1) / kBlock);
-  const size_t dkdvBytes = 6 * kTileBytes<D> + 4 * kBlock * sizeof(float);
+  // Two buffers of lse and delta, and of document starts with documents.
+  const size_t dkdvBytes = 6 * kTileBytes<D> + 4 * kBlock * sizeof(float) +
+                           (args.pos ? 2 * kBlock * sizeof(int) : 0);
   MT_CUDA_RETURN_IF_ERROR(
-      launch(attentionDkDvKernel<D>, dim3(unsigned(s.batch * s.kvHeads), blocks),
-             dkdvBytes, args, stream));
+      launch(args.pos ? attentionDkDvKernel<D, true> : attentionDkDvKernel<D, false>,
+             dim3(unsigned(s.batch * s.kvHeads), blocks), dkdvBytes, args, stream));
   MT_CUDA_CHECK_LAUNCH("attentionDkDvKernel");
   MT_CUDA_RETURN_IF_ERROR(
-      launch(attentionDqKernel<D>, dim3(unsigned(s.batch * s.heads), blocks),
-             6 * kTileBytes<D>, args, stream));
+      launch(args.pos ? attentionDqKernel<D, true> : attentionDqKernel<D, false>,
+             dim3(unsigned(s.batch * s.heads), blocks), 6 * kTileBytes<D>, args, stream));
   MT_CUDA_CHECK_LAUNCH("attentionDqKernel");
   return Status::ok();
 }
@@ -580,13 +632,13 @@ Status backwardFor(const Args &args, const AttentionShape &s,
 
 Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
                         bf16 *out, float *lse, const AttentionShape &shape,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, const int32_t *positionIds) {
   MT_CUDA_RETURN_IF_ERROR(
       validate("attentionForward", shape, {q, k, v, out}));
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();
   const Args args =
-      withShape({.q = q, .k = k, .v = v, .outW = out, .lseW = lse}, shape);
+      withShape({.q = q, .k = k, .v = v, .pos = positionIds, .outW = out, .lseW = lse}, shape);
   return shape.headDim == 64 ? forwardFor<64>(args, shape, stream)
                              : forwardFor<128>(args, shape, stream);
 }
@@ -598,7 +650,8 @@ size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape) {
 Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
                          const bf16 *out, const float *lse, const bf16 *dout,
                          bf16 *dq, bf16 *dk, bf16 *dv, void *workspace,
-                         const AttentionShape &shape, cudaStream_t stream) {
+                         const AttentionShape &shape, cudaStream_t stream,
+                         const int32_t *positionIds) {
   MT_CUDA_RETURN_IF_ERROR(validate("attentionBackward", shape,
                                    {q, k, v, out, dout, dq, dk, dv}));
   if (shape.batch == 0 || shape.seq == 0)
@@ -606,7 +659,7 @@ Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
   auto *delta = static_cast<float *>(workspace);
   const Args args = withShape({.q = q, .k = k, .v = v, .out = out,
                                .dout = dout, .lse = lse, .delta = delta,
-                               .dq = dq, .dk = dk, .dv = dv, .deltaW = delta},
+                               .pos = positionIds, .dq = dq, .dk = dk, .dv = dv, .deltaW = delta},
                               shape);
   return shape.headDim == 64 ? backwardFor<64>(args, shape, stream)
                              : backwardFor<128>(args, shape, stream);
