@@ -35,7 +35,6 @@ struct Args {
   const bf16 *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr,
              *dout = nullptr;
   const float *lse = nullptr, *delta = nullptr;
-  const int32_t *pos = nullptr; // [batch, seq] position ids, or null
   bf16 *outW = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
   float *lseW = nullptr, *deltaW = nullptr;
   int seq = 0, heads = 0, kvHeads = 0, group = 0;
@@ -89,13 +88,27 @@ __device__ __forceinline__ uint32_t pack(float lo, float hi) {
 }
 
 /// The first key query `row` of batch b sees: the start of its document,
-/// row - pos[row] clamped to [0, row] (cpu::documentStart); 0 without
-/// position ids or past seq.
-__device__ __forceinline__ int documentStart(const Args &p, int b, int row) {
-  if (!p.pos || row >= p.seq)
+/// row - pos[row] clamped to [0, row] (cpu::documentStart), with pos the
+/// [batch, seq] position ids; 0 past seq. The kernels take pos beside Args
+/// so that their instances without documents compile as before it existed.
+__device__ __forceinline__ int documentStart(const int32_t *pos, int seq, int b, int row) {
+  if (row >= seq)
     return 0;
-  const int start = row - p.pos[int64_t(b) * p.seq + row];
+  const int start = row - pos[int64_t(b) * seq + row];
   return min(max(start, 0), row);
+}
+
+/// How many query blocks from the diagonal on see a key of key block
+/// kBlockIdx: they end at the first block whose first query's document
+/// starts past the block's last key (starts never decrease along a row).
+__device__ __forceinline__ int queryBlocksSeeing(const int32_t *pos, int seq, int b,
+                                                 int kBlockIdx) {
+  const int lastKey = min((kBlockIdx + 1) * kBlock, seq) - 1;
+  int n = 1;
+  while (kBlockIdx + n < int(gridDim.y) &&
+         documentStart(pos, seq, b, (kBlockIdx + n) * kBlock) <= lastKey)
+    ++n;
+  return n;
 }
 
 /// Rows [row0, row0 + kBlock) of a [seq, rowStride] slice into a padded
@@ -213,7 +226,7 @@ __device__ __forceinline__ void storeRows(bf16 *g, int64_t rowStride,
 /// epilogue share registers.
 template <int D, bool kDocs>
 __global__ void __launch_bounds__(kThreads)
-    attentionForwardKernel(Args p) {
+    attentionForwardKernel(Args p, const int32_t *pos) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *sQ = reinterpret_cast<bf16 *>(smem);
   bf16 *sK = sQ + kTileElems<D>; // two buffers each
@@ -226,15 +239,10 @@ __global__ void __launch_bounds__(kThreads)
   const bf16 *qBase = p.q + (int64_t(b) * p.seq * p.heads + h) * D;
   const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + h / p.group) * D;
   const bf16 *kBase = p.k + kvOff, *vBase = p.v + kvOff;
-  const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
   // Document starts are non-decreasing along the row: the block's first
   // query has the smallest, its last valid query the largest.
-  const int kbFirst = kDocs ? documentStart(p, b, q0) / kBlock : 0;
-  const int lastStart = kDocs ? documentStart(p, b, min(q0 + kBlock, p.seq) - 1) : 0;
-  int start[2] = {0, 0};
-  if constexpr (kDocs)
-    for (int r = 0; r < 2; ++r)
-      start[r] = documentStart(p, b, rowLo + 8 * r);
+  const int kbFirst = kDocs ? documentStart(pos, p.seq, b, q0) / kBlock : 0;
+  const int lastStart = kDocs ? documentStart(pos, p.seq, b, min(q0 + kBlock, p.seq) - 1) : 0;
 
   loadTile<D>(sQ, qBase, qStride, q0, p.seq);
   loadTile<D>(sK, kBase, kvStride, kbFirst * kBlock, p.seq);
@@ -246,6 +254,11 @@ __global__ void __launch_bounds__(kThreads)
   // c = scale * log2(e), one FFMA and one ex2 each.
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const float c = p.scaleLog2;
+  const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
+  int start[2] = {0, 0};
+  if constexpr (kDocs)
+    for (int r = 0; r < 2; ++r)
+      start[r] = documentStart(pos, p.seq, b, rowLo + 8 * r);
   // This warp's 16 query rows as fragments, loaded once, at D = 64; at
   // D = 128 the extra registers cost more than the shared-memory re-reads.
   constexpr bool kQInRegisters = D == 64;
@@ -358,18 +371,15 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-/// lse (in log2 units), delta and (with documents) the document start of
-/// 64 queries into shared memory; padded queries get lse = +inf so their
-/// probabilities are exactly 0.
+/// lse (in log2 units) and delta of 64 queries into shared memory; padded
+/// queries get lse = +inf so their probabilities are exactly 0.
 __device__ __forceinline__ void loadRowStats(float *sLse, float *sDelta,
-                                             int *sStart, const Args &p,
-                                             int64_t off, int b, int q0) {
+                                             const Args &p, int64_t off,
+                                             int q0) {
   for (int i = threadIdx.x; i < kBlock; i += kThreads) {
     const bool valid = q0 + i < p.seq;
     sLse[i] = valid ? p.lse[off + q0 + i] * kLog2e : INFINITY;
     sDelta[i] = valid ? p.delta[off + q0 + i] : 0.0f;
-    if (sStart)
-      sStart[i] = documentStart(p, b, q0 + i);
   }
 }
 
@@ -380,7 +390,7 @@ __device__ __forceinline__ void loadRowStats(float *sLse, float *sDelta,
 /// accumulators. Longer than ~80 lines for the same reason as the forward.
 template <int D, bool kDocs>
 __global__ void __launch_bounds__(kThreads)
-    attentionDkDvKernel(Args p) {
+    attentionDkDvKernel(Args p, const int32_t *pos) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *sK = reinterpret_cast<bf16 *>(smem);
   bf16 *sV = sK + kTileElems<D>;
@@ -392,15 +402,8 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int b = blockIdx.x / p.kvHeads, g = blockIdx.x % p.kvHeads;
   const int kBlockIdx = blockIdx.y, k0 = kBlockIdx * kBlock;
-  int nQ = gridDim.y - kBlockIdx;
-  if constexpr (kDocs) { // query blocks that start past the keys' documents see none
-    const int lastKey = min(k0 + kBlock, p.seq) - 1;
-    nQ = 1;
-    while (kBlockIdx + nQ < int(gridDim.y) &&
-           documentStart(p, b, (kBlockIdx + nQ) * kBlock) <= lastKey)
-      ++nQ;
-  }
-  const int items = p.group * nQ;
+  const int nQ = kDocs ? queryBlocksSeeing(pos, p.seq, b, kBlockIdx) : gridDim.y - kBlockIdx,
+            items = p.group * nQ;
   const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
   const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + g) * D;
   const int64_t qBatch = int64_t(b) * p.seq * p.heads * D;
@@ -410,9 +413,11 @@ __global__ void __launch_bounds__(kThreads)
     loadTile<D>(sQ + buf * kTileElems<D>, p.q + qBatch + h * D, qStride, q0, p.seq);
     loadTile<D>(sDo + buf * kTileElems<D>, p.dout + qBatch + h * D, qStride, q0,
                 p.seq);
-    loadRowStats(sLse + buf * kBlock, sDelta + buf * kBlock,
-                 kDocs ? sStart + buf * kBlock : nullptr, p,
-                 (int64_t(b) * p.heads + h) * p.seq, b, q0);
+    loadRowStats(sLse + buf * kBlock, sDelta + buf * kBlock, p,
+                 (int64_t(b) * p.heads + h) * p.seq, q0);
+    if constexpr (kDocs)
+      for (int i = threadIdx.x; i < kBlock; i += kThreads)
+        sStart[buf * kBlock + i] = documentStart(pos, p.seq, b, q0 + i);
   };
   loadTile<D>(sK, p.k + kvOff, kvStride, k0, p.seq);
   loadTile<D>(sV, p.v + kvOff, kvStride, k0, p.seq);
@@ -444,9 +449,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = n * 8 + 2 * (lane % 4) + (e & 1);
-        const int key = keyLo + 8 * (e / 2);
-        const bool masked =
-            (diagonal && key > q0 + col) || (kDocs && key < start[col]);
+        bool masked = diagonal && keyLo + 8 * (e / 2) > q0 + col;
+        if constexpr (kDocs)
+          masked = masked || keyLo + 8 * (e / 2) < start[col];
         const float prob =
             masked ? 0.0f : fastExp2(fmaf(st[n][e], p.scaleLog2, -lse[col]));
         st[n][e] = prob;
@@ -466,7 +471,7 @@ __global__ void __launch_bounds__(kThreads)
 /// dP (no atomics: deterministic).
 template <int D, bool kDocs>
 __global__ void __launch_bounds__(kThreads)
-    attentionDqKernel(Args p) {
+    attentionDqKernel(Args p, const int32_t *pos) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *sQ = reinterpret_cast<bf16 *>(smem);
   bf16 *sDo = sQ + kTileElems<D>;
@@ -478,8 +483,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
   const int64_t qOff = (int64_t(b) * p.seq * p.heads + h) * D;
   const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + h / p.group) * D;
-  const int kbFirst = kDocs ? documentStart(p, b, q0) / kBlock : 0;
-  const int lastStart = kDocs ? documentStart(p, b, min(q0 + kBlock, p.seq) - 1) : 0;
+  const int kbFirst = kDocs ? documentStart(pos, p.seq, b, q0) / kBlock : 0;
+  const int lastStart = kDocs ? documentStart(pos, p.seq, b, min(q0 + kBlock, p.seq) - 1) : 0;
   loadTile<D>(sQ, p.q + qOff, qStride, q0, p.seq);
   loadTile<D>(sDo, p.dout + qOff, qStride, q0, p.seq);
   loadTile<D>(sK, p.k + kvOff, kvStride, kbFirst * kBlock, p.seq);
@@ -496,7 +501,7 @@ __global__ void __launch_bounds__(kThreads)
     lse[r] = row < p.seq ? p.lse[at] * kLog2e : INFINITY;
     delta[r] = row < p.seq ? p.delta[at] : 0.0f;
     if constexpr (kDocs)
-      start[r] = documentStart(p, b, row);
+      start[r] = documentStart(pos, p.seq, b, row);
   }
   float dq[D / 8][4] = {};
   for (int kb = kbFirst; kb <= qBlock; ++kb) {
@@ -521,8 +526,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
-        const bool masked = (kb == qBlock && key > rowLo + 8 * (e / 2)) ||
-                            (kDocs && kb * kBlock < lastStart && key < start[e / 2]);
+        bool masked = kb == qBlock && key > rowLo + 8 * (e / 2);
+        if constexpr (kDocs)
+          masked = masked || (kb * kBlock < lastStart && key < start[e / 2]);
         const float prob =
             masked ? 0.0f : fastExp2(fmaf(s[n][e], p.scaleLog2, -lse[e / 2]));
         s[n][e] = prob * (dp[n][e] - delta[e / 2]); // dS
@@ -583,31 +589,43 @@ Args withShape(Args a, const AttentionShape &s) {
   return a;
 }
 
-/// Raises a kernel's dynamic shared-memory limit (above 48 KB) and launches.
-template <typename Kernel>
-Status launch(Kernel kernel, dim3 grid, size_t smemBytes, const Args &args,
+/// Raises a kernel's dynamic shared-memory limit (above 48 KB) and launches
+/// it on (args, pos): the instance with documents when pos is not null.
+template <template <int, bool> class KernelOf, int D>
+Status launch(dim3 grid, size_t smemBytes, const Args &args, const int32_t *pos,
               cudaStream_t stream) {
+  auto kernel = pos ? KernelOf<D, true>::kernel : KernelOf<D, false>::kernel;
   MT_CUDA_CHECK(cudaFuncSetAttribute(
       kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smemBytes)));
-  kernel<<<grid, kThreads, smemBytes, stream>>>(args);
+  kernel<<<grid, kThreads, smemBytes, stream>>>(args, pos);
   return Status::ok();
 }
+
+// The kernel templates as template-template arguments of launch.
+template <int D, bool kDocs> struct ForwardKernel {
+  static constexpr auto kernel = attentionForwardKernel<D, kDocs>;
+};
+template <int D, bool kDocs> struct DkDvKernel {
+  static constexpr auto kernel = attentionDkDvKernel<D, kDocs>;
+};
+template <int D, bool kDocs> struct DqKernel {
+  static constexpr auto kernel = attentionDqKernel<D, kDocs>;
+};
 
 template <int D> constexpr size_t kTileBytes = kTileElems<D> * sizeof(bf16);
 
 template <int D>
-Status forwardFor(const Args &args, const AttentionShape &s,
+Status forwardFor(const Args &args, const int32_t *pos, const AttentionShape &s,
                   cudaStream_t stream) {
   const dim3 grid(unsigned(s.batch * s.heads), unsigned((s.seq + kBlock - 1) / kBlock));
-  MT_CUDA_RETURN_IF_ERROR(launch(args.pos ? attentionForwardKernel<D, true>
-                                          : attentionForwardKernel<D, false>,
-                                 grid, 5 * kTileBytes<D>, args, stream));
+  MT_CUDA_RETURN_IF_ERROR(
+      (launch<ForwardKernel, D>(grid, 5 * kTileBytes<D>, args, pos, stream)));
   MT_CUDA_CHECK_LAUNCH("attentionForwardKernel");
   return Status::ok();
 }
 
 template <int D>
-Status backwardFor(const Args &args, const AttentionShape &s,
+Status backwardFor(const Args &args, const int32_t *pos, const AttentionShape &s,
                    cudaStream_t stream) {
   const int64_t rows = s.batch * s.seq * s.heads;
   attentionDeltaKernel<D><<<unsigned((rows + kWarps - 1) / kWarps), kThreads,
@@ -616,14 +634,12 @@ Status backwardFor(const Args &args, const AttentionShape &s,
   const unsigned blocks = unsigned((s.seq + kBlock - 1) / kBlock);
   // Two buffers of lse and delta, and of document starts with documents.
   const size_t dkdvBytes = 6 * kTileBytes<D> + 4 * kBlock * sizeof(float) +
-                           (args.pos ? 2 * kBlock * sizeof(int) : 0);
-  MT_CUDA_RETURN_IF_ERROR(
-      launch(args.pos ? attentionDkDvKernel<D, true> : attentionDkDvKernel<D, false>,
-             dim3(unsigned(s.batch * s.kvHeads), blocks), dkdvBytes, args, stream));
+                           (pos ? 2 * kBlock * sizeof(int) : 0);
+  MT_CUDA_RETURN_IF_ERROR((launch<DkDvKernel, D>(dim3(unsigned(s.batch * s.kvHeads), blocks),
+                                                 dkdvBytes, args, pos, stream)));
   MT_CUDA_CHECK_LAUNCH("attentionDkDvKernel");
-  MT_CUDA_RETURN_IF_ERROR(
-      launch(args.pos ? attentionDqKernel<D, true> : attentionDqKernel<D, false>,
-             dim3(unsigned(s.batch * s.heads), blocks), 6 * kTileBytes<D>, args, stream));
+  MT_CUDA_RETURN_IF_ERROR((launch<DqKernel, D>(dim3(unsigned(s.batch * s.heads), blocks),
+                                               6 * kTileBytes<D>, args, pos, stream)));
   MT_CUDA_CHECK_LAUNCH("attentionDqKernel");
   return Status::ok();
 }
@@ -638,9 +654,9 @@ Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();
   const Args args =
-      withShape({.q = q, .k = k, .v = v, .pos = positionIds, .outW = out, .lseW = lse}, shape);
-  return shape.headDim == 64 ? forwardFor<64>(args, shape, stream)
-                             : forwardFor<128>(args, shape, stream);
+      withShape({.q = q, .k = k, .v = v, .outW = out, .lseW = lse}, shape);
+  return shape.headDim == 64 ? forwardFor<64>(args, positionIds, shape, stream)
+                             : forwardFor<128>(args, positionIds, shape, stream);
 }
 
 size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape) {
@@ -659,10 +675,10 @@ Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
   auto *delta = static_cast<float *>(workspace);
   const Args args = withShape({.q = q, .k = k, .v = v, .out = out,
                                .dout = dout, .lse = lse, .delta = delta,
-                               .pos = positionIds, .dq = dq, .dk = dk, .dv = dv, .deltaW = delta},
+                               .dq = dq, .dk = dk, .dv = dv, .deltaW = delta},
                               shape);
-  return shape.headDim == 64 ? backwardFor<64>(args, shape, stream)
-                             : backwardFor<128>(args, shape, stream);
+  return shape.headDim == 64 ? backwardFor<64>(args, positionIds, shape, stream)
+                             : backwardFor<128>(args, positionIds, shape, stream);
 }
 
 } // namespace mt::cuda
