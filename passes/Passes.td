@@ -9,10 +9,10 @@ def Autodiff : Pass<"mt-autodiff", "::mlir::ModuleOp"> {
   let summary = "Turns @forward into @forward_backward: loss and parameter gradients";
   let description = [{
     Differentiates the loss returned by `func.func @forward(input_ids,
-    labels, loss_mask)` with respect to every trainable `mt.param`, through
-    each op's DifferentiableOpInterface, and replaces @forward by
-    `func.func @forward_backward(input_ids, labels, loss_mask, loss_scale)
-    -> (loss, grads...)`. The gradient of the loss is seeded with
+    labels, loss_mask[, position_ids])` with respect to every trainable
+    `mt.param`, through each op's DifferentiableOpInterface, and replaces
+    @forward by `func.func @forward_backward(input_ids, labels, loss_mask[,
+    position_ids], loss_scale) -> (loss, grads...)`. The gradient of the loss is seeded with
     `loss_scale` (1 / micro-batches per step); result i > 0 carries
     `mt.grad_of = @param`. Only gradients on a path from a trainable
     parameter to the loss are built (frozen parameters, token ids and

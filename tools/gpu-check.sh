@@ -36,6 +36,14 @@ if [[ "${1:-}" == "--prepare" ]]; then
     "$bin/mtc" compile "$data/mlir/$name.mlir" --global-batch 4 --lr 1e-3 --warmup-steps 5 \
       --train-steps 20 -o "$data/plans/$name"
   done
+  # neat_packing: documents packed in rows with position ids (the byte-level
+  # stand-in tokenizer, vocab 320 to hold it), and a plan that takes them.
+  "$bin/mt-prepare-sft" --dataset-dir models/data --dataset demo_alpaca,demo_sharegpt \
+    --template qwen3_nothink --cutoff-len 128 --neat-packing -o "$data/neat.sft" > /dev/null
+  "$bin/mtc" import-hf test/runtime/cuda/Inputs/tiny-qwen3-hd64-vocab320.json --seq 128 \
+    --micro-batch 2 --neat-packing -o "$data/mlir/tiny-qwen3-hd64-neat.mlir"
+  "$bin/mtc" compile "$data/mlir/tiny-qwen3-hd64-neat.mlir" --global-batch 4 --lr 1e-3 \
+    --warmup-steps 5 --train-steps 20 -o "$data/plans/tiny-qwen3-hd64-neat"
   bench/gpu-train.sh --prepare "$data"
   echo "gpu-check: build-gtest-src/ and build-gpu-data/ ready; carry both to the GPU machine"
   exit 0

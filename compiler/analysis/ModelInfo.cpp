@@ -59,17 +59,26 @@ FailureOr<func::FuncOp> forwardFunction(ModuleOp module) {
   if (!fn || fn.isExternal())
     return module.emitError()
            << "expects a model function 'func.func @forward(input_ids, labels, "
-              "loss_mask) -> loss'";
+              "loss_mask[, position_ids]) -> loss'";
   auto type = fn.getFunctionType();
-  if (type.getNumInputs() != 3 || type.getNumResults() != 1)
-    return fn.emitOpError() << "expects 3 arguments (input_ids, labels, "
-                               "loss_mask) and 1 result (loss), got "
+  if ((type.getNumInputs() != 3 && type.getNumInputs() != 4) || type.getNumResults() != 1)
+    return fn.emitOpError() << "expects 3 or 4 arguments (input_ids, labels, "
+                               "loss_mask[, position_ids]) and 1 result (loss), got "
                             << type.getNumInputs() << " and "
                             << type.getNumResults();
   auto ids = dyn_cast<RankedTensorType>(type.getInput(0));
   if (!ids || ids.getRank() != 2 || !ids.hasStaticShape())
     return fn.emitOpError() << "expects input_ids of static shape [batch, seq], got "
                             << type.getInput(0);
+  if (type.getNumInputs() == 4) {
+    auto role = fn.getArgAttrOfType<StringAttr>(3, "mt.input");
+    auto pos = dyn_cast<RankedTensorType>(type.getInput(3));
+    if (!role || role.getValue() != "position_ids" || !pos ||
+        pos.getShape() != ids.getShape() || !pos.getElementType().isInteger(32))
+      return fn.emitOpError() << "expects a fourth argument {mt.input = \"position_ids\"} "
+                                 "of type i32 and the shape of input_ids, got "
+                              << type.getInput(3);
+  }
   return fn;
 }
 

@@ -27,7 +27,7 @@ struct TrainConfig {
   std::string chatTemplate;      // `template`
   int64_t cutoffLen = 2048;      // tokens per sample: the plan's sequence length
   int64_t maxSamples = 0;        // 0: all
-  bool packing = false, trainOnPrompt = false, maskHistory = false;
+  bool packing = false, neatPacking = false, trainOnPrompt = false, maskHistory = false;
   // Outputs.
   std::string outputDir;
   bool overwriteOutputDir = false;

@@ -208,8 +208,9 @@ std::vector<Key> llamaFactoryDataKeys() {
        integer("max_samples", &T::maxSamples, 1, 0)},
       {"packing", Honoured, LlamaFactory, "concatenate samples into cutoff_len rows", {}, "",
        boolean("packing", &T::packing)},
-      {"neat_packing", Refused, LlamaFactory, "packing with attention confined to each sample "
-       "needs variable-length attention", {off}, "issue 15 (item 4)"},
+      {"neat_packing", Honoured, LlamaFactory, "packing with attention and rotary positions "
+       "confined to each sample (implies packing)", {}, "",
+       boolean("neat_packing", &T::neatPacking)},
       {"train_on_prompt", Honoured, LlamaFactory, "the loss also covers the prompts", {}, "",
        boolean("train_on_prompt", &T::trainOnPrompt)},
       {"mask_history", Honoured, LlamaFactory, "the loss covers the last turn only", {}, "",

@@ -100,6 +100,8 @@ Expected<PreparedData> prepareChatData(const DataRequest &r) {
     argv.append({"--max-samples", maxSamples});
   if (r.packing)
     argv.push_back("--packing");
+  if (r.neatPacking)
+    argv.push_back("--neat-packing");
   if (r.trainOnPrompt)
     argv.push_back("--train-on-prompt");
   if (r.maskHistory)
@@ -127,6 +129,9 @@ Expected<PreparedData> prepareChatData(const DataRequest &r) {
 Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
   if (r.stage == "sft")
     return prepareChatData(r);
+  if (r.neatPacking)
+    return fail("neat_packing: applies to stage sft (samples packed into rows); stage pt "
+                "reads one token stream, where documents are separated by EOS");
   if (r.dataset.empty())
     return fail("dataset: not given; name a dataset of dataset_info.json or a text file");
   if (r.dataset.find(',') != std::string::npos)
@@ -310,7 +315,7 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   // 1. The data (its size sets the steps of num_train_epochs).
   DataRequest data{c.modelNameOrPath, c.stage,     c.dataset,     c.datasetDir,
                    c.chatTemplate,    c.cutoffLen, c.maxSamples,  c.packing,
-                   c.trainOnPrompt,   c.maskHistory, c.seed,
+                   c.neatPacking,     c.trainOnPrompt, c.maskHistory, c.seed,
                    runDir + (c.stage == "sft" ? "/data.sft" : "/data.tokens"),
                    besideExecutable(o.executable, "mt-tokenize"),
                    besideExecutable(o.executable, "mt-prepare-sft")};
@@ -323,6 +328,7 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   import.outputPath = runDir + "/model.mlir";
   import.shape.seq = c.cutoffLen;
   import.shape.microBatch = c.perDeviceTrainBatchSize;
+  import.shape.packedDocuments = c.neatPacking;
   if (!importHf(import))
     return fail("importing " + import.configPath + " failed (its error is above)");
   auto optimizer = c.optimizer(prepared->samples);

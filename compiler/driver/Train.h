@@ -49,7 +49,7 @@ struct DataRequest {
   std::string chatTemplate; // template (sft)
   int64_t cutoffLen = 0;    // tokens per sample (the plan's seq_length)
   int64_t maxSamples = 0;   // 0: all
-  bool packing = false, trainOnPrompt = false, maskHistory = false;
+  bool packing = false, neatPacking = false, trainOnPrompt = false, maskHistory = false;
   uint64_t seed = 0;
   std::string outputPath;   // the prepared data file to write
   std::string tokenizeTool; // mt-tokenize's path

@@ -56,6 +56,7 @@ private:
 
   MLIRContext &ctx_;
   const HfModelSpec &spec_;
+  Value positionIds_; // @forward's position_ids, when rows pack documents
   const ModelShape &shape_;
   LayerTagger tagger_;
   OpBuilder b_;
@@ -110,7 +111,7 @@ Value Builder::attention(Value x, const std::string &p) {
     k = rmsnorm(k, p + "k_norm.weight", d);
   }
   auto rotary = [&](Value t) {
-    auto op = RotaryOp::create(b_, loc_, t.getType(), t,
+    auto op = RotaryOp::create(b_, loc_, t.getType(), t, positionIds_,
                                b_.getF64FloatAttr(spec_.ropeTheta), FloatAttr(),
                                FloatAttr(), FloatAttr(), IntegerAttr());
     if (const auto &s = spec_.ropeScaling) {
@@ -123,7 +124,7 @@ Value Builder::attention(Value x, const std::string &p) {
   };
   q = rotary(q);
   k = rotary(k);
-  Value o = AttentionOp::create(b_, loc_, q.getType(), q, k, v,
+  Value o = AttentionOp::create(b_, loc_, q.getType(), q, k, v, positionIds_,
                                 b_.getI64IntegerAttr(nq), b_.getI64IntegerAttr(nkv),
                                 b_.getI64IntegerAttr(d),
                                 b_.getF64FloatAttr(1.0 / std::sqrt(double(d))));
@@ -168,15 +169,20 @@ OwningOpRef<ModuleOp> Builder::build() {
   Type i32 = IntegerType::get(&ctx_, 32), f32 = Float32Type::get(&ctx_);
 
   b_.setInsertionPointToEnd(moduleBody_);
-  auto fnType = b_.getFunctionType(
-      {tensor({B, S}, i32), tensor({B, S}, i32), tensor({B, S}, f32)},
-      {tensor({}, f32)});
-  auto fn = func::FuncOp::create(b_, loc_, "forward", fnType);
+  SmallVector<Type> inputs = {tensor({B, S}, i32), tensor({B, S}, i32), tensor({B, S}, f32)};
+  if (shape_.packedDocuments)
+    inputs.push_back(tensor({B, S}, i32));
+  auto fn = func::FuncOp::create(b_, loc_, "forward",
+                                 b_.getFunctionType(inputs, {tensor({}, f32)}));
   fn.setArgAttr(0, "mt.input", b_.getStringAttr("input_ids"));
   fn.setArgAttr(1, "mt.input", b_.getStringAttr("labels"));
   fn.setArgAttr(2, "mt.input", b_.getStringAttr("loss_mask"));
+  if (shape_.packedDocuments)
+    fn.setArgAttr(3, "mt.input", b_.getStringAttr("position_ids"));
   Block *body = fn.addEntryBlock();
   b_.setInsertionPointToEnd(body);
+  if (shape_.packedDocuments)
+    positionIds_ = body->getArgument(3);
 
   Value embed = weight("model.embed_tokens.weight", {V, H}, InitKind::normal);
   Value x = EmbeddingOp::create(b_, loc_, tensor({B, S, H}), body->getArgument(0), embed,

@@ -13,6 +13,10 @@ struct ModelShape {
   int64_t microBatch = 1;
   int64_t seq = 2048;
   bool bf16 = false; // parameter and activation element type (else f32)
+  /// Rows pack several documents (LLaMA-Factory's neat_packing): @forward
+  /// takes a fourth input, position_ids [batch, seq] i32, that restarts
+  /// rotary positions and confines attention to each document.
+  bool packedDocuments = false;
 };
 
 /// Refuses a spec whose sizes cannot exist, naming the config keys (or
@@ -26,7 +30,8 @@ Status checkModelSizes(const HfModelSpec &spec, const ModelShape &shape,
                        const std::string &path);
 
 /// A module with one `mt.param` per HF tensor and `func.func @forward(
-/// input_ids, labels, loss_mask) -> loss`, ops of layer i tagged `mt.layer`.
+/// input_ids, labels, loss_mask[, position_ids]) -> loss`, ops of layer i
+/// tagged `mt.layer`.
 mlir::OwningOpRef<mlir::ModuleOp> buildModel(mlir::MLIRContext &context,
                                              const HfModelSpec &spec,
                                              const ModelShape &shape);

@@ -51,6 +51,8 @@ void linearDims(AttrWriter &w, Value weight, Value tokensOf) {
 template <typename RotaryLike> void rotaryAttrs(AttrWriter &w, RotaryLike op, Value x) {
   w.i("batch", dim(x, 0)).i("seq", dim(x, 1)).i("heads", dim(x, 2))
       .i("head_dim", dim(x, 3)).f("theta", op.getTheta().convertToDouble());
+  if (op.getPositionIds())
+    w.i("position_ids", 1);
   if (op.getScalingFactor())
     w.f("scaling_factor", op.getScalingFactor()->convertToDouble())
         .f("low_freq_factor", op.getLowFreqFactor()->convertToDouble())
@@ -63,6 +65,8 @@ void attentionAttrs(AttrWriter &w, AttentionLike op, Value q) {
   w.i("batch", dim(q, 0)).i("seq", dim(q, 1)).i("heads", op.getNumHeads())
       .i("kv_heads", op.getNumKvHeads()).i("head_dim", op.getHeadDim())
       .f("scale", op.getScale().convertToDouble());
+  if (op.getPositionIds())
+    w.i("position_ids", 1);
 }
 
 template <typename RouterLike> void routerAttrs(AttrWriter &w, RouterLike op) {

@@ -38,6 +38,7 @@ LogicalResult bindForwardBackward(func::FuncOp fn, ProgramEmitter &emitter,
     else if (r == "labels") bindings->set_labels(id);
     else if (r == "loss_mask") bindings->set_loss_mask(id);
     else if (r == "loss_scale") bindings->set_loss_scale(id);
+    else if (r == "position_ids") bindings->set_position_ids(id);
   }
   auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
   for (unsigned i = 1; i < ret.getNumOperands(); ++i) {

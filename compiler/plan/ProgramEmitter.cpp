@@ -126,10 +126,16 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
     os << " (layer " << layer.getInt() << ")";
   instr.set_location(loc);
 
-  for (Value operand : op->getOperands())
+  // attention_grad reads the forward's log-sum-exp after its five tensors,
+  // before the optional position ids (OpRegistry's input order).
+  auto attentionGrad = dyn_cast<AttentionGradOp>(op);
+  for (auto [i, operand] : llvm::enumerate(op->getOperands())) {
+    if (attentionGrad && i == 5)
+      instr.add_inputs(lse_.at(attentionGrad.getOut()));
     instr.add_inputs(bufferOf(operand));
-  if (auto grad = dyn_cast<AttentionGradOp>(op))
-    instr.add_inputs(lse_.at(grad.getOut()));
+  }
+  if (attentionGrad && !attentionGrad.getPositionIds())
+    instr.add_inputs(lse_.at(attentionGrad.getOut()));
   for (Value result : op->getResults()) {
     uint32_t id = bufferOf(result);
     instr.add_outputs(id);

@@ -66,7 +66,8 @@ LogicalResult LayerNormGradOp::verify() {
 }
 
 LogicalResult RotaryGradOp::verify() {
-  if (failed(expectRank(*this, "dy", tensorOf(getDy()), 4)))
+  if (failed(expectRank(*this, "dy", tensorOf(getDy()), 4)) ||
+      failed(expectPositionIds(*this, getPositionIds(), getDy())))
     return failure();
   return expectType(*this, "dx", getDx(), getDy().getType());
 }
@@ -83,7 +84,7 @@ LogicalResult AttentionGradOp::verify() {
       q.getDimSize(3) != getHeadDim())
     return emitOpError() << "expects query [B, S, " << getNumHeads() << ", "
                          << getHeadDim() << "], got " << shapeStr(q);
-  return success();
+  return expectPositionIds(*this, getPositionIds(), getQuery());
 }
 
 LogicalResult SwiGLUGradOp::verify() {

@@ -92,13 +92,14 @@ def Mt_LayerNormGradOp : Mt_GradOp<"layernorm_grad"> {
 def Mt_RotaryGradOp : Mt_GradOp<"rotary_grad"> {
   let summary = "Gradient of rotary embedding: dy rotated by the opposite angle";
   let description = [{
-    Same attributes as the forward `mt.rotary`.
+    Same attributes and `position_ids` as the forward `mt.rotary`.
 
     ```mlir
     %dx = mt.rotary_grad %dy {theta = 1.0e+04 : f64} : (tensor<4x128x4x16xf32>) -> tensor<4x128x4x16xf32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$dy, F64Attr:$theta,
+  let arguments = (ins Mt_FloatTensor:$dy, Optional<RankedTensorOf<[I32]>>:$position_ids,
+                       F64Attr:$theta,
                        OptionalAttr<F64Attr>:$scaling_factor,
                        OptionalAttr<F64Attr>:$low_freq_factor,
                        OptionalAttr<F64Attr>:$high_freq_factor,
@@ -110,7 +111,8 @@ def Mt_AttentionGradOp : Mt_GradOp<"attention_grad"> {
   let summary = "Gradients of causal grouped-query attention";
   let description = [{
     `out` is the result of the forward `mt.attention` (whose log-sum-exp the
-    backend keeps beside it); results are dq, dk, dv.
+    backend keeps beside it); `position_ids` are the forward's, if any;
+    results are dq, dk, dv.
 
     ```mlir
     %dq, %dk, %dv = mt.attention_grad %q, %k, %v, %o, %do {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
@@ -120,8 +122,9 @@ def Mt_AttentionGradOp : Mt_GradOp<"attention_grad"> {
   }];
   let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key,
                        Mt_FloatTensor:$value, Mt_FloatTensor:$out,
-                       Mt_FloatTensor:$dout, I64Attr:$num_heads,
-                       I64Attr:$num_kv_heads, I64Attr:$head_dim, F64Attr:$scale);
+                       Mt_FloatTensor:$dout, Optional<RankedTensorOf<[I32]>>:$position_ids,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads,
+                       I64Attr:$head_dim, F64Attr:$scale);
   let results = (outs Mt_FloatTensor:$dquery, Mt_FloatTensor:$dkey,
                       Mt_FloatTensor:$dvalue);
 }

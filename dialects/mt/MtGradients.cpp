@@ -110,7 +110,8 @@ LogicalResult RotaryOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   resize(grads, *this);
   if (needed[0])
     grads[0] = RotaryGradOp::create(
-        b, getLoc(), getType(), dys[0], getThetaAttr(), getScalingFactorAttr(),
+        b, getLoc(), getType(), dys[0], getPositionIds(), getThetaAttr(),
+        getScalingFactorAttr(),
         getLowFreqFactorAttr(), getHighFreqFactorAttr(),
         getOriginalMaxPositionAttr());
   return success();
@@ -123,7 +124,7 @@ LogicalResult AttentionOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   auto g = AttentionGradOp::create(
       b, getLoc(), getQuery().getType(), getKey().getType(),
       getValue().getType(), getQuery(), getKey(), getValue(), getResult(),
-      dys[0], getNumHeadsAttr(), getNumKvHeadsAttr(), getHeadDimAttr(),
+      dys[0], getPositionIds(), getNumHeadsAttr(), getNumKvHeadsAttr(), getHeadDimAttr(),
       getScaleAttr());
   Value results[] = {g.getDquery(), g.getDkey(), g.getDvalue()};
   for (int i = 0; i < 3; ++i)

@@ -169,6 +169,8 @@ LogicalResult RotaryOp::verify() {
   if (failed(expectRank(*this, "input [B, S, heads, head_dim]", in, 4)))
     return failure();
   int64_t headDim = in.getDimSize(3);
+  if (failed(expectPositionIds(*this, getPositionIds(), getInput())))
+    return failure();
   if (headDim % 2 != 0)
     return emitOpError() << "expects an even head_dim, got " << headDim;
   if (!(getTheta().convertToDouble() > 0.0))
@@ -209,7 +211,8 @@ LogicalResult AttentionOp::verify() {
       failed(expectShape(*this, "key", k, {b, s, kvHeads, dim})) ||
       failed(expectShape(*this, "value", v, {b, s, kvHeads, dim})) ||
       failed(expectSameElementType(*this, "query", q, "key", k)) ||
-      failed(expectSameElementType(*this, "query", q, "value", v)))
+      failed(expectSameElementType(*this, "query", q, "value", v)) ||
+      failed(expectPositionIds(*this, getPositionIds(), getQuery())))
     return failure();
   if (!(getScale().convertToDouble() > 0.0))
     return emitOpError() << "expects scale > 0, got "

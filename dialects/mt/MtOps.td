@@ -221,31 +221,38 @@ def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure, DeclareOpInterfaceMethods<Mt_Diff
 // Attention
 //===----------------------------------------------------------------------===//
 
-def Mt_RotaryOp : Mt_Op<"rotary", [Pure, SameOperandsAndResultType,
+def Mt_RotaryOp : Mt_Op<"rotary", [Pure, AllTypesMatch<["input", "result"]>,
     DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
     DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Rotary position embedding (rotate-half convention)";
   let description = [{
     Rotates pairs (x[i], x[i + D/2]) of each head of `input` [B, S, heads, D]
-    by angle pos · theta^(-2i/D), position = sequence index, as Hugging Face's
-    `rotate_half`. With `scaling_factor` set, the inverse frequencies are
-    rescaled as Llama 3.1's `rope_scaling` ("llama3"): `low_freq_factor`,
-    `high_freq_factor` and `original_max_position` are then required.
+    by angle pos · theta^(-2i/D), as Hugging Face's `rotate_half`. The
+    position of token (b, s) is s, or `position_ids`[b, s] when given
+    ([B, S] i32: positions restarting at 0 at each document packed in a row,
+    Hugging Face's `position_ids`). With `scaling_factor` set, the inverse
+    frequencies are rescaled as Llama 3.1's `rope_scaling` ("llama3"):
+    `low_freq_factor`, `high_freq_factor` and `original_max_position` are
+    then required.
 
     ```mlir
     %q = mt.rotary %q0 {theta = 5.0e+05 : f64} : tensor<4x128x4x16xf32>
     %k = mt.rotary %k0 {theta = 5.0e+05 : f64, scaling_factor = 3.2e+01 : f64,
                         low_freq_factor = 1.0 : f64, high_freq_factor = 4.0 : f64,
                         original_max_position = 8192 : i64} : tensor<4x128x2x16xf32>
+    %p = mt.rotary %q0 positions %pos : tensor<4x128xi32> {theta = 1.0e+04 : f64} : tensor<4x128x4x16xf32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$input, F64Attr:$theta,
+  let arguments = (ins Mt_FloatTensor:$input,
+                       Optional<RankedTensorOf<[I32]>>:$position_ids, F64Attr:$theta,
                        OptionalAttr<F64Attr>:$scaling_factor,
                        OptionalAttr<F64Attr>:$low_freq_factor,
                        OptionalAttr<F64Attr>:$high_freq_factor,
                        OptionalAttr<I64Attr>:$original_max_position);
   let results = (outs Mt_FloatTensor:$result);
-  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let assemblyFormat = [{
+    $input (`positions` $position_ids^ `:` type($position_ids))? attr-dict `:` type($result)
+  }];
   let hasVerifier = 1;
 }
 
@@ -258,13 +265,22 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_Diff
     kv head h / (num_heads / num_kv_heads), causally (position i sees j <= i),
     with logits scaled by `scale` (usually head_dim^-1/2).
 
+    With `position_ids` ([B, S] i32, as `mt.rotary` takes them) the row holds
+    several documents, each starting where its position id is 0 and counting
+    up by one: query i sees keys j in [i - position_ids[b, i], i], the
+    causal part of its own document (FlashAttention's varlen attention with
+    cu_seqlens, Hugging Face's packed `position_ids`).
+
     ```mlir
     %o = mt.attention %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
         : (tensor<4x128x4x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128x2x16xf32>) -> tensor<4x128x4x16xf32>
+    %p = mt.attention %q, %k, %v, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
+        : (tensor<4x128x4x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128xi32>) -> tensor<4x128x4x16xf32>
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key,
-                       Mt_FloatTensor:$value, I64Attr:$num_heads,
+                       Mt_FloatTensor:$value, Optional<RankedTensorOf<[I32]>>:$position_ids,
+                       I64Attr:$num_heads,
                        I64Attr:$num_kv_heads, I64Attr:$head_dim, F64Attr:$scale);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";

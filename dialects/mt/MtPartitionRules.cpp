@@ -133,13 +133,14 @@ LogicalResult LayerNormOp::partition(Partitioner &p) {
 // Attention
 //===----------------------------------------------------------------------===//
 
+/// Position ids (whole on every rank) index tokens, not heads.
 LogicalResult RotaryOp::partition(Partitioner &p) {
-  return p.partitionLocal(*this, (*this)->getOperands(), false);
+  return p.partitionLocal(*this, getInput(), false);
 }
 
 /// On local heads: query and key/value heads split alike.
 LogicalResult AttentionOp::partition(Partitioner &p) {
-  if (failed(p.partitionLocal(*this, (*this)->getOperands(), false)))
+  if (failed(p.partitionLocal(*this, ValueRange{getQuery(), getKey(), getValue()}, false)))
     return failure();
   if (p.of(getQuery()).kind == Sharding::Split) {
     setNumHeads(getNumHeads() / p.tp());

@@ -26,6 +26,8 @@ struct Io {
   HostMemory &m;
   float *f(int i) const { return m.f32(in.inputs(i)); }
   int32_t *ids(int i) const { return m.i32(in.inputs(i)); }
+  /// The optional last input `i` of rotary and attention ops: position ids.
+  const int32_t *positions(int i) const { return in.inputs_size() > i ? ids(i) : nullptr; }
   float *out(int i) const { return m.f32(in.outputs(i)); }
 };
 
@@ -127,21 +129,22 @@ void addNormAndAttentionKernels(Table &t) {
   t["rotary"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryForward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
-                  a.i("head_dim"), kernels::rotaryParamsOf(a));
+                  a.i("head_dim"), kernels::rotaryParamsOf(a), io.positions(1));
   });
   t["rotary_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryBackward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
-                   a.i("head_dim"), kernels::rotaryParamsOf(a));
+                   a.i("head_dim"), kernels::rotaryParamsOf(a), io.positions(1));
   });
   t["attention"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
-    attentionForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), attentionOf(a));
+    attentionForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), attentionOf(a),
+                     io.positions(3));
   });
   t["attention_grad"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     attentionBackward(io.f(0), io.f(1), io.f(2), io.f(3), io.f(5), io.f(4), io.out(0),
-                      io.out(1), io.out(2), attentionOf(a));
+                      io.out(1), io.out(2), attentionOf(a), io.positions(6));
   });
 }
 

@@ -424,6 +424,16 @@ Status TrainingRun::openData() {
   }();
   if (!dataset)
     return dataset.status();
+  // Attention over packed documents needs the documents' boundaries, and
+  // data that has them must not be trained across them.
+  if (plan_.bindings().has_position_ids() != dataset->hasPositionIds())
+    return Status::error(
+        o_.dataPath + (dataset->hasPositionIds()
+                           ? ": the data packs documents with position ids (neat_packing), "
+                             "but the plan was compiled without them: import the model with "
+                             "--neat-packing (mtc train does) and compile again"
+                           : ": the plan takes position ids (compiled for neat_packing), but "
+                             "the data has none: prepare it with neat_packing"));
   dataset_ = std::make_unique<io::Dataset>(std::move(*dataset));
   return Status::ok();
 }
@@ -485,8 +495,12 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
   io::BatchLayout layout{t.micro_batch(), t.micro_batches_per_step(), rank_->axisSize("dp")};
   io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
   *m.f32(b.loss_scale()) = float(1.0 / double(t.micro_batches_per_step()));
+  std::span<int32_t> positions;
+  if (b.has_position_ids())
+    positions = {m.i32(b.position_ids()), rows};
   if (Status s = dataset_->fillBatch(layout, coord, {m.i32(b.input_ids()), rows},
-                                     {m.i32(b.labels()), rows}, {m.f32(b.loss_mask()), rows});
+                                     {m.i32(b.labels()), rows}, {m.f32(b.loss_mask()), rows},
+                                     positions);
       !s)
     return s;
   return executor_->inputsWritten();

@@ -54,6 +54,13 @@ std::vector<OpSignature> makeTable() {
             k = a.i("top_k");
     return Counts{mul({t, h}), mul({t, k}), mul({e, f, h})};
   };
+  // Inputs, the position ids when the instruction takes them, outputs.
+  auto positions = [](const Attrs &a, Counts inputs, const Counts &outputs) {
+    if (a.i("position_ids"))
+      inputs.push_back(mul({a.i("batch"), a.i("seq")}));
+    inputs.insert(inputs.end(), outputs.begin(), outputs.end());
+    return inputs;
+  };
   std::vector<std::string> linearAttrs = {"tokens", "in", "out"};
   std::vector<std::string> ropeAttrs = {"batch", "seq", "heads", "head_dim"};
   std::vector<std::string> attnAttrs = {"batch", "seq", "heads", "kv_heads", "head_dim"};
@@ -107,15 +114,20 @@ std::vector<OpSignature> makeTable() {
          int64_t x = mul({a.i("rows"), a.i("dim")});
          return Counts{x, a.i("dim"), x, x, a.i("dim"), a.i("dim")};
        }},
-      {"rotary", 1, 1, 1, ropeAttrs, {"theta"}, [rope](const Attrs &a) { return Counts{rope(a), rope(a)}; }},
-      {"rotary_grad", 1, 1, 1, ropeAttrs, {"theta"}, [rope](const Attrs &a) { return Counts{rope(a), rope(a)}; }},
-      {"attention", 3, 3, 2, attnAttrs, {"scale"}, [attn](const Attrs &a) {
-         Counts c = attn(a);
-         return Counts{c[0], c[1], c[1], c[0], c[2]};
+      // position_ids = 1: one more input, the [batch, seq] i32 positions.
+      {"rotary", 1, 2, 1, ropeAttrs, {"theta"}, [rope, positions](const Attrs &a) {
+         return positions(a, {rope(a)}, {rope(a)});
        }},
-      {"attention_grad", 6, 6, 3, attnAttrs, {"scale"}, [attn](const Attrs &a) {
+      {"rotary_grad", 1, 2, 1, ropeAttrs, {"theta"}, [rope, positions](const Attrs &a) {
+         return positions(a, {rope(a)}, {rope(a)});
+       }},
+      {"attention", 3, 4, 2, attnAttrs, {"scale"}, [attn, positions](const Attrs &a) {
          Counts c = attn(a);
-         return Counts{c[0], c[1], c[1], c[0], c[0], c[2], c[0], c[1], c[1]};
+         return positions(a, {c[0], c[1], c[1]}, {c[0], c[2]});
+       }},
+      {"attention_grad", 6, 7, 3, attnAttrs, {"scale"}, [attn, positions](const Attrs &a) {
+         Counts c = attn(a);
+         return positions(a, {c[0], c[1], c[1], c[0], c[0], c[2]}, {c[0], c[1], c[1]});
        }},
       {"swiglu", 2, 2, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(3, n(a)); }},
       {"swiglu_grad", 3, 3, 2, {"n"}, {}, [n](const Attrs &a) { return Counts(5, n(a)); }},

@@ -178,6 +178,13 @@ Status validatePlan(const Plan &plan) {
     if (id >= uint32_t(plan.buffers_size()))
       return Status::error("a binding refers to buffer " + std::to_string(id) +
                            ", out of range");
+  if (b.has_position_ids() && (b.position_ids() >= uint32_t(plan.buffers_size()) ||
+                               plan.buffers(int(b.position_ids())).dtype() != I32 ||
+                               elementsOf(plan.buffers(int(b.position_ids()))) !=
+                                   plan.training().micro_batch() * plan.training().seq()))
+    return Status::error("the position_ids binding (buffer " +
+                         std::to_string(b.position_ids()) +
+                         ") is not an i32 buffer of micro_batch x seq elements");
   if (plan.training().micro_batches_per_step() < 1 || plan.training().seq() < 1 ||
       plan.training().micro_batch() < 1)
     return Status::error("the plan's batch sizes are not positive");

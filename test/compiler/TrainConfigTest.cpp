@@ -71,16 +71,22 @@ TEST(TrainConfig, UnknownKeySuggestsTheNearest) {
       << e;
 }
 
+TEST(TrainConfig, NeatPackingIsHonoured) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("neat.yaml", "neat_packing: true\n"), {}, c));
+  EXPECT_TRUE(c.neatPacking);
+}
+
 TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
   std::string e = errorOf("use_distributed_optimizer: true\noverlap_grad_reduce: true\n"
-                          "neat_packing: true\nimage_max_pixels: 262144\n");
+                          "fp16: true\nimage_max_pixels: 262144\n");
   EXPECT_NE(e.find("4 keys ask for"), e.npos) << e;
   EXPECT_NE(e.find(":1:28: use_distributed_optimizer: true is not supported: the distributed "
                    "optimizer is not planned yet; only false is (issue 16 brings it)"),
             e.npos)
       << e;
   EXPECT_NE(e.find("overlap_grad_reduce: true is not supported"), e.npos) << e;
-  EXPECT_NE(e.find("neat_packing: true is not supported"), e.npos) << e;
+  EXPECT_NE(e.find("fp16: true is not supported"), e.npos) << e;
   EXPECT_NE(e.find("image_max_pixels: 262144 is not supported: multimodal"), e.npos) << e;
   // Their defaults are what mtc does, and --explain says so.
   TrainConfig c;

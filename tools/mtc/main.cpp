@@ -189,6 +189,10 @@ int main(int argc, char **argv) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   importCmd->add_option("--dtype", dtype, "parameter element type")
       ->capture_default_str()->check(CLI::IsMember({"f32", "bf16"}));
+  importCmd->add_flag("--neat-packing", import.shape.packedDocuments,
+                      "rows pack documents (LLaMA-Factory's neat_packing): the model takes "
+                      "position_ids, restarts rotary positions and confines attention to "
+                      "each document");
 
   std::string statsPath;
   auto *statsCmd = app.add_subcommand(

@@ -75,6 +75,17 @@ func.func @attention(%x: tensor<2x8x64xf32>, %kv: tensor<2x8x32xf32>) -> tensor<
   return %r : tensor<2x8x64xf32>
 }
 
+// Documents packed in a row: position ids restart rotary and bound attention.
+// CHECK-LABEL: func.func @packed_attention
+func.func @packed_attention(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %pos: tensor<2x8xi32>) -> tensor<2x8x4x16xf32> {
+  // CHECK: mt.rotary %{{.*}} positions %{{.*}} : tensor<2x8xi32> {theta = 1.000000e+04 : f64} : tensor<2x8x4x16xf32>
+  %qr = mt.rotary %q positions %pos : tensor<2x8xi32> {theta = 1.0e+04 : f64} : tensor<2x8x4x16xf32>
+  // CHECK: mt.attention %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {{.*}} : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8xi32>) -> tensor<2x8x4x16xf32>
+  %o = mt.attention %qr, %k, %k, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8xi32>) -> tensor<2x8x4x16xf32>
+  return %o : tensor<2x8x4x16xf32>
+}
+
 // CHECK-LABEL: func.func @moe
 func.func @moe(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %gate: tensor<8x96x64xf32>,
                %up: tensor<8x96x64xf32>, %down: tensor<8x64x96xf32>) -> (tensor<2x8x64xf32>, tensor<f32>) {

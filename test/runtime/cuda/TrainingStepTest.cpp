@@ -4,7 +4,9 @@
 // weight, are held to the bounds of test/Tolerances.h. The plans are
 // compiled on a machine with the compiler (tools/gpu-check.sh --prepare)
 // and found in $MT_GPU_DATA/plans/<model>, with the token file
-// $MT_GPU_DATA/corpus.bin.
+// $MT_GPU_DATA/corpus.bin; a "-neat" model (neat_packing: position ids,
+// attention per document) trains on the prepared SFT rows
+// $MT_GPU_DATA/neat.sft instead.
 #include "runtime/exec/Initialization.h"
 #include "runtime/exec/Trainer.h"
 #include "runtime/io/Safetensors.h"
@@ -83,7 +85,8 @@ protected:
                                   "tools/gpu-check.sh --prepare writes";
     model_ = GetParam();
     plan_ = std::string(root) + "/plans/" + model_;
-    data_ = std::string(root) + "/corpus.bin";
+    const bool neat = model_.ends_with("-neat");
+    data_ = std::string(root) + (neat ? "/neat.sft" : "/corpus.bin");
     ASSERT_TRUE(std::filesystem::exists(plan_ + "/plan.pb")) << plan_;
     tmp_ = ::testing::TempDir() + "/mt-step-" + model_;
   }
@@ -247,7 +250,7 @@ TEST(CudaBackendTest, RefusesOpsWithoutKernels) {
 
 INSTANTIATE_TEST_SUITE_P(Models, TrainingStepTest,
                          ::testing::Values("demo", "tiny-llama-hd64", "tiny-qwen2-hd64",
-                                           "tiny-qwen3-hd64"),
+                                           "tiny-qwen3-hd64", "tiny-qwen3-hd64-neat"),
                          [](const auto &info) {
                            std::string name = info.param;
                            for (char &c : name)
