@@ -155,8 +155,17 @@ Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss) {
   Value up = weight(experts + m.upProj + ".weight", {E, F, H}, InitKind::normal, true);
   Value down = weight(experts + m.downProj + ".weight", {E, H, F}, InitKind::normal, true);
   auxLoss = auxLoss ? add(auxLoss, routed.getAuxLoss()) : routed.getAuxLoss();
-  return ExpertFFNOp::create(b_, loc_, x.getType(), x, routed.getWeights(),
-                             routed.getIndices(), gate, up, down);
+  // Megatron-Core's MoE layer: permute, grouped expert GEMMs, unpermute.
+  int64_t rows = B * S * K;
+  auto permuted = MoEPermuteOp::create(
+      b_, loc_, tensor({rows, H}), tensor({E}, IntegerType::get(&ctx_, 32)),
+      tensor({B, S, K}, IntegerType::get(&ctx_, 32)), x, routed.getWeights(), routed.getIndices(),
+      IntegerAttr(), StringAttr(), UnitAttr());
+  Value out = MoEGroupedMLPOp::create(b_, loc_, permuted.getPermuted().getType(),
+                                      permuted.getPermuted(), permuted.getTokensPerExpert(), gate,
+                                      up, down);
+  return MoEUnpermuteOp::create(b_, loc_, x.getType(), out, routed.getWeights(),
+                                permuted.getSlotRows());
 }
 
 OwningOpRef<ModuleOp> Builder::build() {

@@ -12,6 +12,7 @@ bool isAccumulatingOp(Operation *op) {
   return isa<EmbeddingGradOp, LinearGradInputOp, LinearGradWeightOp, BiasGradOp,
              RMSNormGradOp, LayerNormGradOp, RotaryGradOp, AttentionGradOp,
              SwiGLUGradOp, GELUGradOp, MoERouterGradOp, ExpertFFNGradOp,
+             MoEPermuteGradOp, MoEUnpermuteGradOp, MoEGroupedMLPGradOp,
              CrossEntropyGradOp, VocabParallelCrossEntropyGradOp>(op);
 }
 
