@@ -328,6 +328,7 @@ bool trainCommand(const TrainCommandOptions &o) {
   import.outputPath = runDir + "/model.mlir";
   import.shape.seq = c.cutoffLen;
   import.shape.microBatch = c.perDeviceTrainBatchSize;
+  import.shape.moe = c.moe;
   if (!importHf(import))
     return false;
   auto optimizer = c.optimizer(prepared->samples);

@@ -2,6 +2,7 @@
 #ifndef MT_COMPILER_HF_MODELBUILDER_H
 #define MT_COMPILER_HF_MODELBUILDER_H
 
+#include "compiler/config/MoeOptions.h"
 #include "compiler/hf/HfConfig.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -13,6 +14,8 @@ struct ModelShape {
   int64_t microBatch = 1;
   int64_t seq = 2048;
   bool bf16 = false; // parameter and activation element type (else f32)
+  /// Routing, capacity and auxiliary losses of mixture-of-experts layers.
+  MoeOptions moe;
 };
 
 /// Refuses a spec whose sizes cannot exist, naming the config keys (or

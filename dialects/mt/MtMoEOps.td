@@ -143,4 +143,58 @@ def Mt_MoEUnpermuteGradOp : Mt_GradOp<"moe_unpermute_grad"> {
   let results = (outs Mt_FloatTensor:$dinput, RankedTensorOf<[F32]>:$dprobs);
 }
 
+//===----------------------------------------------------------------------===//
+// Expert parallelism: the alltoall dispatcher's steps around mt.all_to_all_v
+// (Megatron-Core's MoEAlltoAllTokenDispatcher). Verifiers and gradients in
+// MtMoEDispatch.cpp.
+//===----------------------------------------------------------------------===//
+
+def Mt_MoEExchangeCountsOp : Mt_Op<"moe_exchange_counts", [Pure]> {
+  let summary = "The alltoall dispatcher's token counts, exchanged over the expert-parallel axis";
+  let description = [{
+    `tokens_per_expert` [E] (i32, this rank's permuted rows per expert, the
+    experts of coordinate p on `axis` being [p·E/P, (p+1)·E/P)) is exchanged
+    between the P ranks of `axis` (an all-to-all of E/P counts each):
+    `send_counts` [P]: rows this rank sends to each rank (the sum over its
+    experts); `global_counts` [P, E/P]: rows rank p sends to each local
+    expert of this rank; `recv_counts` [P]: their sums over the local
+    experts; `tokens_per_local_expert` [E/P]: their sums over the ranks
+    (Megatron-Core's preprocess: input_splits, num_global_tokens_per_expert,
+    output_splits, tokens_per_expert). Integers: no gradient.
+
+    ```mlir
+    %send, %recv, %global, %local = mt.moe_exchange_counts %counts {axis = "ep"}
+        : (tensor<8xi32>) -> (tensor<2xi32>, tensor<2xi32>, tensor<2x4xi32>, tensor<4xi32>)
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[I32]>:$tokens_per_expert, StrAttr:$axis);
+  let results = (outs RankedTensorOf<[I32]>:$send_counts, RankedTensorOf<[I32]>:$recv_counts,
+                      RankedTensorOf<[I32]>:$global_counts,
+                      RankedTensorOf<[I32]>:$tokens_per_local_expert);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_MoESortChunksOp : Mt_Op<"moe_sort_chunks", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Re-orders received rows from rank-major to expert-major chunks";
+  let description = [{
+    `input` [N, H] holds chunks in the order (p, g) — p the source rank, g
+    the local expert, chunk (p, g) of `counts`[p, g] rows ([P, G], i32) — as
+    mt.all_to_all_v delivers them; `result` has them in the order (g, p), so
+    that each local expert's rows are consecutive for mt.moe_grouped_mlp
+    (Megatron-Core's sort_chunks_by_idxs). With `inverse`, from (g, p) back
+    to (p, g), before the combine's all-to-all. Rows past the chunks are
+    zero. The gradient is the inverse re-ordering.
+
+    ```mlir
+    %sorted = mt.moe_sort_chunks %recv, %global : (tensor<2048x64xf32>, tensor<2x4xi32>) -> tensor<2048x64xf32>
+    %back = mt.moe_sort_chunks %out, %global {inverse} : (tensor<2048x64xf32>, tensor<2x4xi32>) -> tensor<2048x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[I32]>:$counts, UnitAttr:$inverse);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 #endif // MT_MOE_OPS_TD

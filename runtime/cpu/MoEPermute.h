@@ -59,6 +59,16 @@ void moeUnpermuteBackward(const float *expertOut, const float *probs,
                           float *dExpertOut, float *dProbs,
                           const PermuteShape &shape);
 
+/// The rows of an expert-parallel all-to-all, re-ordered between chunk
+/// orders (Megatron-Core's sort_chunks_by_idxs): `in` [rows, hidden] holds
+/// chunks in order (p, g), p < parts (source ranks) outer, g < groups (local
+/// experts) inner, chunk (p, g) of counts[p * groups + g] rows; `out` gets
+/// them in order (g, p), so that each local expert's rows are consecutive.
+/// With `inverse`, `in` is in order (g, p) and `out` in (p, g) (the combine,
+/// and the gradient). Rows past the chunks are zero. Overwrites `out`.
+void moeSortChunks(const float *in, const int32_t *counts, float *out, int64_t parts,
+                   int64_t groups, int64_t rows, int64_t hidden, bool inverse);
+
 struct GroupedMlpShape {
   int64_t rows, hidden, ffn, experts;
 };

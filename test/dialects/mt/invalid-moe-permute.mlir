@@ -141,3 +141,46 @@ func.func @unpermute_grad_dprobs(%o: tensor<16x8xf32>, %w: tensor<2x4x2xf32>, %r
       : (tensor<16x8xf32>, tensor<2x4x2xf32>, tensor<2x4x2xi32>, tensor<2x4x8xf32>) -> (tensor<16x8xf32>, tensor<2x4x1xf32>)
   return
 }
+
+// -----
+
+func.func @exchange_counts_split(%c: tensor<6xi32>) {
+  // expected-error @+1 {{'mt.moe_exchange_counts' op expects the experts (6) divisible by the ranks of 'ep' (4, the size of send_counts)}}
+  %s, %r, %g, %l = mt.moe_exchange_counts %c {axis = "ep"}
+      : (tensor<6xi32>) -> (tensor<4xi32>, tensor<4xi32>, tensor<4x1xi32>, tensor<1xi32>)
+  return
+}
+
+// -----
+
+func.func @exchange_counts_global(%c: tensor<8xi32>) {
+  // expected-error @+1 {{'mt.moe_exchange_counts' op expects global_counts of shape [2, 4], got [4, 2]}}
+  %s, %r, %g, %l = mt.moe_exchange_counts %c {axis = "ep"}
+      : (tensor<8xi32>) -> (tensor<2xi32>, tensor<2xi32>, tensor<4x2xi32>, tensor<4xi32>)
+  return
+}
+
+// -----
+
+func.func @exchange_counts_axis(%c: tensor<8xi32>) {
+  // expected-error @+1 {{'mt.moe_exchange_counts' op expects a mesh axis}}
+  %s, %r, %g, %l = mt.moe_exchange_counts %c {axis = "experts"}
+      : (tensor<8xi32>) -> (tensor<2xi32>, tensor<2xi32>, tensor<2x4xi32>, tensor<4xi32>)
+  return
+}
+
+// -----
+
+func.func @sort_chunks_result(%x: tensor<64x8xf32>, %g: tensor<2x4xi32>) {
+  // expected-error @+1 {{'mt.moe_sort_chunks' op expects result of type 'tensor<64x8xf32>'}}
+  %0 = mt.moe_sort_chunks %x, %g : (tensor<64x8xf32>, tensor<2x4xi32>) -> tensor<32x8xf32>
+  return
+}
+
+// -----
+
+func.func @sort_chunks_counts(%x: tensor<64x8xf32>, %g: tensor<8xi32>) {
+  // expected-error @+1 {{'mt.moe_sort_chunks' op expects counts of rank 2, got [8]}}
+  %0 = mt.moe_sort_chunks %x, %g : (tensor<64x8xf32>, tensor<8xi32>) -> tensor<64x8xf32>
+  return
+}

@@ -259,6 +259,25 @@ TEST(MoEUnpermute, BackwardMatchesFiniteDifferences) {
   expectClose(p.rows, refPermute(xd, p.slotRows, s), 0.0, 0.0, "permuted");
 }
 
+// Chunks of 2 source ranks x 3 local experts, counts [[1, 0, 2], [2, 1, 0]]:
+// rows (rank, expert) 00 | 02 02 | 10 10 | 11 become by expert 00 10 10 |
+// 11 | 02 02, then 6 rows past them zero; the inverse restores the input.
+TEST(MoESortChunks, GroupsEachExpertsRowsAndBack) {
+  const int64_t parts = 2, groups = 3, rows = 8, hidden = 2;
+  IVec counts = {1, 0, 2, 2, 1, 0};
+  std::vector<float> tags = {0, 2, 2, 10, 10, 11};
+  Vec in(rows * hidden, 0.0f);
+  for (size_t r = 0; r < tags.size(); ++r)
+    in[r * hidden] = in[r * hidden + 1] = tags[r];
+  Vec sorted(rows * hidden, NAN), back(rows * hidden, NAN);
+  moeSortChunks(in.data(), counts.data(), sorted.data(), parts, groups, rows, hidden, false);
+  std::vector<float> want = {0, 10, 10, 11, 2, 2, 0, 0};
+  for (int64_t r = 0; r < rows; ++r)
+    EXPECT_EQ(sorted[r * hidden + 1], want[r]) << "row " << r;
+  moeSortChunks(sorted.data(), counts.data(), back.data(), parts, groups, rows, hidden, true);
+  EXPECT_EQ(back, in);
+}
+
 // Results do not change with the thread count.
 TEST(MoEGroupedMlp, SameForAnyThreadCount) {
   std::mt19937 rng(29);
