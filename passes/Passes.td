@@ -79,6 +79,28 @@ def PartitionTensorParallel : Pass<"mt-partition-tp", "::mlir::ModuleOp"> {
   ];
 }
 
+def PartitionExpertParallel : Pass<"mt-partition-ep", "::mlir::ModuleOp"> {
+  let summary = "Splits @forward's mixture-of-experts layers over the ep axis (alltoall dispatcher)";
+  let description = [{
+    Megatron-Core's expert parallelism with the alltoall token dispatcher:
+    each grouped expert parameter is split on its experts over axis `ep` of
+    `shard.grid @expert_mesh` (E/ep experts per rank), and each
+    `mt.moe_grouped_mlp` becomes
+      `mt.moe_exchange_counts` (the per-expert counts, all-to-all over ep)
+      -> `mt.all_to_all_v` of the permuted rows to the ranks of their experts
+      -> `mt.moe_sort_chunks` (rows by local expert)
+      -> `mt.moe_grouped_mlp` over the local experts
+      -> `mt.moe_sort_chunks {inverse}` -> `mt.all_to_all_v` back.
+    The router, `mt.moe_permute` and `mt.moe_unpermute` stay local (each
+    rank routes its own tokens). Received buffers have the static bound
+    ep x (the permuted rows). Run before mt-autodiff: the gradients of the
+    exchanges are the exchanges backwards. Not yet in mtc compile's
+    pipeline (issue 14): the runtime's data-parallel groups and gradient
+    reductions do not fold ep yet.
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+}
+
 def ExposeCollectives : Pass<"mt-expose-collectives", "::mlir::ModuleOp"> {
   let summary = "Splits ops that reduce over ranks into local ops and mt.all_reduce";
   let description = [{
@@ -125,7 +147,7 @@ def Recompute : Pass<"mt-recompute", "::mlir::ModuleOp"> {
       layer), checkpointed normally: a value that ops outside the region
       also read in the forward is kept; `layernorm` (the norms on the
       residual stream) and `moe_act` (activations inside a MoE layer;
-      mt.expert_ffn fuses its own, which its backward already recomputes)
+      mt.moe_grouped_mlp fuses its own, which its backward already recomputes)
       discard their outputs: every backward read is recomputed.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];

@@ -102,6 +102,9 @@ FailureOr<ModelDims> readModelDims(ModuleOp module) {
       if (failed(agree(op, "experts", dims.numExperts,
                        tensorOf(router.getWeight()).getDimSize(0))))
         return WalkResult::interrupt();
+      ++dims.moeLayers;
+      dims.topK = router.getTopK();
+      dims.hidden = tensorOf(router.getInput()).getDimSize(2);
     } else if (auto ce = dyn_cast<CrossEntropyOp>(op)) {
       dims.vocabSize = tensorOf(ce.getLogits()).getDimSize(2);
     }
@@ -128,10 +131,11 @@ double forwardFlops(Operation *op) {
     return 2.0 * w.getNumElements() *
            (tensorOf(router.getInput()).getNumElements() / w.getDimSize(1));
   }
-  if (auto experts = dyn_cast<ExpertFFNOp>(op)) {
-    auto gate = tensorOf(experts.getGate());
+  if (auto grouped = dyn_cast<MoEGroupedMLPOp>(op)) {
+    // Three GEMMs per row the experts compute (B·S·top_k when dropless).
+    auto gate = tensorOf(grouped.getGate());
     int64_t perExpert = gate.getDimSize(1) * gate.getDimSize(2);
-    return 2.0 * 3 * perExpert * tensorOf(experts.getWeights()).getNumElements();
+    return 2.0 * 3 * perExpert * tensorOf(grouped.getInput()).getDimSize(0);
   }
   if (auto attn = dyn_cast<AttentionOp>(op)) {
     // QK^T and PV over the causal half of the S x S scores.

@@ -309,16 +309,19 @@ Status ParallelConfig::resolve(const ModelDims &model) {
                 pp, ") x cp (", cp, ") x ep (", ep, ") x dp (", dp, ") = ",
                 dp * modelParallel);
 
+  // Megatron-Core folds ep into the dense layers' data parallelism: every
+  // one of the dp x ep ranks of a model replica reads its own micro-batches.
+  int64_t denseDp = denseDataParallel();
   if (globalBatch == 0)
-    globalBatch = microBatch * dp;
-  if (globalBatch % (microBatch * dp) != 0)
+    globalBatch = microBatch * denseDp;
+  if (globalBatch % (microBatch * denseDp) != 0)
     return fail("global_batch_size (", globalBatch, ") must be divisible by "
                 "micro_batch_size (", microBatch, ") x data parallel size (",
-                dp, ") = ", microBatch * dp);
+                denseDp, ep > 1 ? " = dp x ep" : "", ") = ", microBatch * denseDp);
   if (vpp != 0 && numMicroBatches() % pp != 0)
     return fail("with virtual pipeline stages, the number of micro-batches (",
                 numMicroBatches(), " = global_batch_size ", globalBatch,
-                " / (micro_batch_size ", microBatch, " x dp ", dp,
+                " / (micro_batch_size ", microBatch, " x dp ", denseDp,
                 ")) must be a multiple of pp (", pp, ")");
   return Status::ok();
 }

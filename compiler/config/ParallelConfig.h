@@ -19,6 +19,9 @@ struct ModelDims {
   int64_t numHeads = 0;
   int64_t numKvHeads = 0;
   int64_t numExperts = 0; // 0 for a dense model
+  /// Mixture-of-experts layers, their routed slots per token (top_k) and
+  /// the rows' width (hidden size), for the all-to-all volume.
+  int64_t moeLayers = 0, topK = 0, hidden = 0;
   int64_t vocabSize = 0;
   int64_t microBatch = 0; // the model's static input shape [microBatch, seq]
   int64_t seq = 0;
@@ -69,7 +72,10 @@ struct ParallelConfig {
   /// a change.
   std::map<std::string, std::string> pending;
 
-  int64_t numMicroBatches() const { return globalBatch / (microBatch * dp); }
+  /// The data-parallel size of attention and dense layers: dp · ep
+  /// (Megatron-Core's MoE parallel folding: world / (tp · pp · cp)).
+  int64_t denseDataParallel() const { return dp * ep; }
+  int64_t numMicroBatches() const { return globalBatch / (microBatch * denseDataParallel()); }
 
   /// Sizes of the mesh of attention and dense layers, in the order of
   /// runtime/plan/MeshAxes.h's kDenseAxes (pp, dp, cp, tp). Here ep is a

@@ -168,6 +168,17 @@ Status recomputeModules(TrainConfig &c, const Given &g) {
   return Status::ok();
 }
 
+/// A number, or null for none (MoeOptions::validate checks its range).
+Status moeNumber(const Given &g, const char *key, std::optional<double> &out) {
+  if (g.node.IsNull())
+    return out.reset(), Status::ok();
+  double v = 0;
+  if (Status s = read(g, key, "a number or null", v); !s)
+    return s;
+  out = v;
+  return Status::ok();
+}
+
 /// micro_batch_size (Megatron's name) is per_device_train_batch_size.
 Status microBatch(TrainConfig &c, const Given &g) {
   return integer("micro_batch_size", &TrainConfig::perDeviceTrainBatchSize, 1)(c, g);
@@ -314,11 +325,35 @@ std::vector<Key> megatronKeys() {
        "issue 18"},
       {"moe_token_dispatcher_type", Refused, Megatron, "one rank holds every expert: no dispatch "
        "until expert parallelism", {"alltoall"}, "issue 14"},
-      {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one mt.expert_ffn op"},
+      {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one mt.moe_grouped_mlp op"},
       {"moe_shared_expert_overlap", Refused, Megatron, "overlapping shared experts with dispatch "
        "needs expert parallelism", {off}, "issue 14"},
-      {"moe_aux_loss_coeff", Refused, Megatron, "the router's auxiliary loss is not computed yet",
-       {"0", "0.0", "null"}, "issue 14"},
+      {"moe_aux_loss_coeff", Honoured, Megatron, "coefficient of Megatron-Core's load-balancing "
+       "loss (default: the model's router_aux_loss_coef x top_k, the same loss)", {}, "",
+       [](TrainConfig &c, const Given &g) { return moeNumber(g, "moe_aux_loss_coeff", c.moe.auxLossCoeff); }},
+      {"moe_z_loss_coeff", Honoured, Megatron, "coefficient of the router z-loss", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         std::optional<double> z;
+         Status s = moeNumber(g, "moe_z_loss_coeff", z);
+         c.moe.zLossCoeff = z.value_or(0.0);
+         return s;
+       }},
+      {"moe_router_load_balancing_type", Honoured, Megatron, "aux_loss, seq_aux_loss or none", {},
+       "", [](TrainConfig &c, const Given &g) {
+         return read(g, "moe_router_load_balancing_type", "a string", c.moe.loadBalancingType);
+       }},
+      {"moe_expert_capacity_factor", Honoured, Megatron, "expert capacity (null: dropless)", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return moeNumber(g, "moe_expert_capacity_factor", c.moe.capacityFactor);
+       }},
+      {"moe_token_drop_policy", Honoured, Megatron, "probs or position", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "moe_token_drop_policy", "a string", c.moe.dropPolicy);
+       }},
+      {"moe_pad_expert_input_to_capacity", Honoured, Megatron, "experts take capacity rows", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "moe_pad_expert_input_to_capacity", "true or false", c.moe.padToCapacity);
+       }},
       {"moe_layer_recompute", Honoured, Megatron, "recompute each MoE layer before its backward "
        "(recompute_granularity selective with moe added)", {}, "",
        [](TrainConfig &c, const Given &g) {

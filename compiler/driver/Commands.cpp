@@ -164,6 +164,14 @@ bool importHf(const ImportOptions &options) {
     llvm::errs() << "error: " << fits.message() << "\n";
     return false;
   }
+  Status moe = options.shape.moe.validate();
+  if (moe && !spec->moe && !(options.shape.moe == MoeOptions{}))
+    moe = Status::error(options.configPath + " has no mixture-of-experts layers: the moe_* "
+                        "routing options do not apply");
+  if (!moe) {
+    llvm::errs() << "error: " << moe.message() << "\n";
+    return false;
+  }
   if (Status s = checkModelSizes(*spec, options.shape, options.configPath); !s) {
     llvm::errs() << "error: " << s.message() << "\n";
     return false;

@@ -49,6 +49,37 @@ std::string withCommas(int64_t n) {
   return out;
 }
 
+namespace {
+
+/// Megatron-Core's MoE parallel folding over the same ranks, and the
+/// alltoall dispatcher's traffic: per MoE layer and micro-batch, the
+/// B·S·top_k routed rows of hidden values go out (dispatch) and come back
+/// (combine), in the forward and again in the backward; with uniform
+/// routing (ep - 1)/ep of them cross to another rank.
+void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
+  std::array<int64_t, 4> dense = p.denseMesh(), expert = p.expertMesh();
+  os << "dense layers: mesh (pp, dp, cp, tp) = (" << dense[0] << ", " << dense[1] << ", "
+     << dense[2] << ", " << dense[3] << "), data-parallel size " << p.denseDataParallel()
+     << ", gradients averaged over dp x cp\n";
+  os << "expert layers (MoE parallel folding, the same ranks): mesh (pp, edp, ep, etp) = ("
+     << expert[0] << ", " << expert[1] << ", " << expert[2] << ", " << expert[3] << "), "
+     << countOf(dims.numExperts / p.ep, "expert") << " per rank, gradients reduced over edp\n";
+  if (p.ep == 1 || !dims.moeLayers)
+    return;
+  double rows = double(p.microBatch) * double(p.seq) * double(dims.topK);
+  double elements = rows * double(dims.hidden) * 4.0 * double(dims.moeLayers) *
+                    double(p.numMicroBatches());
+  double offRank = elements * double(p.ep - 1) / double(p.ep);
+  os << llvm::format("all-to-all per step and rank (alltoall dispatcher, dropless): %.0f "
+                     "values (%d MoE layers x %d micro-batches x 4 exchanges of %.0f rows x "
+                     "%d), %.0f of them to other ranks with uniform routing: %.1f MiB in "
+                     "bf16\n",
+                     elements, int(dims.moeLayers), int(p.numMicroBatches()), rows,
+                     int(dims.hidden), offRank, offRank * 2.0 / (1024.0 * 1024.0));
+}
+
+} // namespace
+
 void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
   std::array<int64_t, 5> sizes = {p.pp, p.dp, p.cp, p.ep, p.tp};
   int64_t vpp = p.vpp ? p.vpp : 1;
@@ -59,7 +90,12 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   os << "\n";
   os << "batch: micro-batch " << p.microBatch << " x seq " << p.seq
      << "; global batch " << p.globalBatch << " = " << p.microBatch << " x "
-     << countOf(p.numMicroBatches(), "micro-batch", "micro-batches") << " x dp " << p.dp << "\n";
+     << countOf(p.numMicroBatches(), "micro-batch", "micro-batches") << " x dp "
+     << p.denseDataParallel();
+  if (p.ep > 1)
+    os << " (dp " << p.dp << " x ep " << p.ep << ": Megatron-Core's data-parallel size, "
+       << "world / (tp x pp x cp); MCoreAdapter's count divides by ep too)";
+  os << "\n";
   os << "mesh (pp, dp, cp, ep, tp) = (" << p.pp << ", " << p.dp << ", " << p.cp
      << ", " << p.ep << ", " << p.tp << "): " << countOf(p.worldSize, "rank") << ", tp "
      << "fastest-varying\n";
@@ -78,6 +114,8 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   }
   if (listed < p.worldSize)
     os << "  ... (" << p.worldSize - listed << " more)\n";
+  if (dims.numExperts)
+    explainExperts(dims, p, os);
   os << "tensor parallel: " << p.tp << " (" << countOf(dims.numHeads / p.tp, "query head") << ", "
      << countOf(dims.numKvHeads / p.tp, "kv head") << " per rank)"
      << (p.sequenceParallel ? ", sequence parallel" : "") << "\n";
@@ -216,7 +254,7 @@ void printRecompute(const plan::Plan &plan, const RecomputeEffect &r, uint64_t s
     return out;
   };
   // 0 says that the modules asked for hold nothing to drop in this model
-  // (moe_act where mt.expert_ffn's backward recomputes its own activation).
+  // (moe_act where mt.moe_grouped_mlp's backward recomputes its own activation).
   os << "activation recompute: " << r.what << "; " << countOf(r.ops, "forward op")
      << " recomputed per micro-batch\n";
   os << llvm::format("  %-38s %12s %12s\n", "activations per rank", "CPU (fp32)", "CUDA (bf16)");

@@ -329,6 +329,7 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   import.shape.seq = c.cutoffLen;
   import.shape.microBatch = c.perDeviceTrainBatchSize;
   import.shape.packedDocuments = c.neatPacking;
+  import.shape.moe = c.moe;
   if (!importHf(import))
     return fail("importing " + import.configPath + " failed (its error is above)");
   auto optimizer = c.optimizer(prepared->samples);

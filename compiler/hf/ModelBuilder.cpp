@@ -144,20 +144,43 @@ Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss) {
   const MoeSpec &m = *spec_.moe;
   int64_t B = shape_.microBatch, S = shape_.seq, H = spec_.hidden,
           E = m.numExperts, F = m.expertFfn, K = m.topK;
+  const MoeOptions &o = shape_.moe;
   Value router = weight(layerPrefix + m.routerName + ".weight", {E, H}, InitKind::normal);
   Type f32 = Float32Type::get(&ctx_);
+  // transformers' load_balancing_loss_func is top_k times Megatron-Core's
+  // switch_load_balancing_loss_func for one coefficient (MtOps.td).
+  double auxCoeff = o.auxLossCoeff ? *o.auxLossCoeff : m.auxLossCoeff * double(K);
   auto routed = MoERouterOp::create(
       b_, loc_, tensor({B, S, K}, f32), tensor({B, S, K}, IntegerType::get(&ctx_, 32)),
       tensor({}, f32), x, router, b_.getI64IntegerAttr(K),
-      m.normTopkProb ? b_.getUnitAttr() : UnitAttr(),
-      b_.getF64FloatAttr(m.auxLossCoeff));
+      m.normTopkProb ? b_.getUnitAttr() : UnitAttr(), b_.getF64FloatAttr(auxCoeff),
+      o.loadBalancingType == "aux_loss" ? StringAttr() : b_.getStringAttr(o.loadBalancingType),
+      o.zLossCoeff > 0.0 ? b_.getF64FloatAttr(o.zLossCoeff) : FloatAttr());
   std::string experts = layerPrefix + m.expertsName + ".*.";
   Value gate = weight(experts + m.gateProj + ".weight", {E, F, H}, InitKind::normal, true);
   Value up = weight(experts + m.upProj + ".weight", {E, F, H}, InitKind::normal, true);
   Value down = weight(experts + m.downProj + ".weight", {E, H, F}, InitKind::normal, true);
   auxLoss = auxLoss ? add(auxLoss, routed.getAuxLoss()) : routed.getAuxLoss();
-  return ExpertFFNOp::create(b_, loc_, x.getType(), x, routed.getWeights(),
-                             routed.getIndices(), gate, up, down);
+  // Megatron-Core's MoE layer: permute, grouped expert GEMMs, unpermute;
+  // with a capacity factor, moe_utils.get_capacity(B·S·K, E, factor).
+  int64_t rows = B * S * K;
+  IntegerAttr capacity;
+  StringAttr policy;
+  if (o.capacityFactor) {
+    int64_t c = int64_t(std::ceil(double(rows) / double(E) * *o.capacityFactor));
+    capacity = b_.getI64IntegerAttr(c);
+    policy = b_.getStringAttr(o.dropPolicy);
+    rows = o.padToCapacity ? E * c : std::min(rows, E * c);
+  }
+  auto permuted = MoEPermuteOp::create(
+      b_, loc_, tensor({rows, H}), tensor({E}, IntegerType::get(&ctx_, 32)),
+      tensor({B, S, K}, IntegerType::get(&ctx_, 32)), x, routed.getWeights(), routed.getIndices(),
+      capacity, policy, o.padToCapacity ? b_.getUnitAttr() : UnitAttr());
+  Value out = MoEGroupedMLPOp::create(b_, loc_, permuted.getPermuted().getType(),
+                                      permuted.getPermuted(), permuted.getTokensPerExpert(), gate,
+                                      up, down);
+  return MoEUnpermuteOp::create(b_, loc_, x.getType(), out, routed.getWeights(),
+                                permuted.getSlotRows());
 }
 
 OwningOpRef<ModuleOp> Builder::build() {

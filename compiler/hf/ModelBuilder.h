@@ -2,6 +2,7 @@
 #ifndef MT_COMPILER_HF_MODELBUILDER_H
 #define MT_COMPILER_HF_MODELBUILDER_H
 
+#include "compiler/config/MoeOptions.h"
 #include "compiler/hf/HfConfig.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -17,6 +18,8 @@ struct ModelShape {
   /// takes a fourth input, position_ids [batch, seq] i32, that restarts
   /// rotary positions and confines attention to each document.
   bool packedDocuments = false;
+  /// Routing, capacity and auxiliary losses of mixture-of-experts layers.
+  MoeOptions moe;
 };
 
 /// Refuses a spec whose sizes cannot exist, naming the config keys (or

@@ -117,3 +117,37 @@ LogicalResult TPCopyOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
     grads[0] = AllReduceOp::create(b, getLoc(), dys[0], getAxisAttr(), b.getStringAttr("sum"));
   return success();
 }
+
+LogicalResult AllToAllVOp::verify() {
+  if (failed(expectMeshAxis(*this, getAxis())))
+    return failure();
+  auto in = verify::tensorOf(getInput()), out = verify::tensorOf(getResult());
+  auto send = verify::tensorOf(getSendCounts()), recv = verify::tensorOf(getRecvCounts());
+  if (in.getRank() < 1 || out.getRank() != in.getRank() ||
+      in.getElementType() != out.getElementType() ||
+      in.getShape().drop_front() != out.getShape().drop_front())
+    return emitOpError() << "expects input and result of one element type and one row shape, "
+                            "got "
+                         << in << " and " << out;
+  if (failed(verify::expectRank(*this, "send_counts", send, 1)) ||
+      failed(verify::expectShape(*this, "recv_counts", recv, send.getShape())))
+    return failure();
+  // The peers are the ranks of the axis on the module's mesh, when it has one.
+  if (auto module = (*this)->getParentOfType<ModuleOp>())
+    for (auto grid : module.getOps<shard::GridOp>())
+      if (std::optional<int64_t> size = axisSize(grid, getAxis());
+          size && *size != send.getDimSize(0))
+        return emitOpError() << "expects one count per rank of axis '" << getAxis() << "' ("
+                             << *size << "), got " << send.getDimSize(0);
+  return success();
+}
+
+LogicalResult AllToAllVOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                          ArrayRef<bool> needed,
+                                          SmallVectorImpl<Value> &grads) {
+  grads.assign(getNumOperands(), Value());
+  if (needed[0] && dys[0])
+    grads[0] = AllToAllVOp::create(b, getLoc(), getInput().getType(), dys[0], getRecvCounts(),
+                                   getSendCounts(), getAxisAttr());
+  return success();
+}

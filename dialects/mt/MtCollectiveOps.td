@@ -98,4 +98,32 @@ def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",
   let hasVerifier = 1;
 }
 
+def Mt_AllToAllVOp : Mt_Op<"all_to_all_v",
+    [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Rows exchanged between the ranks of a mesh axis, a count per peer";
+  let description = [{
+    Megatron-Core's all-to-all of the MoE alltoall token dispatcher (and of
+    its combine, the same op with the counts swapped). `input` [N, H...]
+    holds P consecutive blocks of rows, block p (`send_counts`[p] rows, from
+    row 0) going to the rank at coordinate p on `axis` (P ranks);
+    `result` [M, H...] gets P consecutive blocks, block r the
+    `recv_counts`[r] rows sent by coordinate r; rows past the sent (or
+    received) ones are not read (are zero). Counts are i32 tensors [P],
+    known only at run time: N and M are the static bounds of the buffers.
+    recv_counts[r] must equal rank r's send_counts[this rank].
+    The gradient is the same exchange backwards: all_to_all_v of the
+    result's gradient with the counts swapped.
+
+    ```mlir
+    %recv = mt.all_to_all_v %rows, %send, %recv_counts {axis = "ep"}
+        : (tensor<1024x64xf32>, tensor<2xi32>, tensor<2xi32>) -> tensor<2048x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[I32]>:$send_counts,
+                       RankedTensorOf<[I32]>:$recv_counts, StrAttr:$axis);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 #endif // MT_COLLECTIVE_OPS_TD

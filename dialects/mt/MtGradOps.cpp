@@ -113,17 +113,6 @@ LogicalResult MoERouterGradOp::verify() {
                      {x.getDimSize(0), x.getDimSize(1), int64_t(getTopK())});
 }
 
-LogicalResult ExpertFFNGradOp::verify() {
-  if (failed(expectType(*this, "dy", getDy(), getInput().getType())) ||
-      failed(expectType(*this, "dx", getDx(), getInput().getType())) ||
-      failed(expectType(*this, "dweights", getDweights(), getWeights().getType())) ||
-      failed(expectType(*this, "dgate", getDgate(), getGate().getType())) ||
-      failed(expectType(*this, "dup", getDup(), getUp().getType())) ||
-      failed(expectType(*this, "ddown", getDdown(), getDown().getType())))
-    return failure();
-  return success();
-}
-
 LogicalResult VocabParallelCrossEntropyGradOp::verify() {
   if (failed(expectMeshAxis(*this, getAxis())) || failed(expectValidVocab(*this, getValidVocab())) ||
       failed(expectType(*this, "dlogits", getDlogits(), getLogits().getType())))

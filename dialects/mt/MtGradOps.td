@@ -167,29 +167,10 @@ def Mt_MoERouterGradOp : Mt_GradOp<"moe_router_grad"> {
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
                        RankedTensorOf<[F32]>:$dweights, Mt_F32Scalar:$daux,
                        I64Attr:$top_k, UnitAttr:$norm_topk_prob,
-                       F64Attr:$aux_loss_coeff);
+                       F64Attr:$aux_loss_coeff,
+                       OptionalAttr<StrAttr>:$load_balancing_type,
+                       OptionalAttr<F64Attr>:$z_loss_coeff);
   let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight);
-}
-
-def Mt_ExpertFFNGradOp : Mt_GradOp<"expert_ffn_grad"> {
-  let summary = "Gradients of the routed SwiGLU experts";
-  let description = [{
-    Operands as the forward `mt.expert_ffn` plus dy; results dx, dweights,
-    dgate, dup, ddown.
-
-    ```mlir
-    %dx, %dw, %dg, %du, %dd = mt.expert_ffn_grad %x, %w, %i, %gate, %up, %down, %dy
-        : (tensor<4x128x64xf32>, tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<4x128x64xf32>)
-          -> (tensor<4x128x64xf32>, tensor<4x128x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
-    ```
-  }];
-  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[F32]>:$weights,
-                       RankedTensorOf<[I32]>:$indices, Mt_FloatTensor:$gate,
-                       Mt_FloatTensor:$up, Mt_FloatTensor:$down,
-                       Mt_FloatTensor:$dy);
-  let results = (outs Mt_FloatTensor:$dx, RankedTensorOf<[F32]>:$dweights,
-                      Mt_FloatTensor:$dgate, Mt_FloatTensor:$dup,
-                      Mt_FloatTensor:$ddown);
 }
 
 def Mt_CrossEntropyGradOp : Mt_GradOp<"cross_entropy_grad"> {

@@ -166,27 +166,11 @@ LogicalResult MoERouterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   auto g = MoERouterGradOp::create(
       b, loc, getInput().getType(), getWeight().getType(), getInput(),
       getWeight(), dweights, daux, getTopKAttr(), getNormTopkProbAttr(),
-      getAuxLossCoeffAttr());
+      getAuxLossCoeffAttr(), getLoadBalancingTypeAttr(), getZLossCoeffAttr());
   if (needed[0])
     grads[0] = g.getDx();
   if (needed[1])
     grads[1] = g.getDweight();
-  return success();
-}
-
-LogicalResult ExpertFFNOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
-                                          ArrayRef<bool> needed,
-                                          SmallVectorImpl<Value> &grads) {
-  resize(grads, *this);
-  auto g = ExpertFFNGradOp::create(
-      b, getLoc(), getInput().getType(), getWeights().getType(),
-      getGate().getType(), getUp().getType(), getDown().getType(), getInput(),
-      getWeights(), getIndices(), getGate(), getUp(), getDown(), dys[0]);
-  Value results[] = {g.getDx(), g.getDweights(), Value(), g.getDgate(),
-                     g.getDup(), g.getDdown()};
-  for (int i = 0; i < 6; ++i)
-    if (needed[i])
-      grads[i] = results[i];
   return success();
 }
 

@@ -331,11 +331,18 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_Dif
     `input`: [B, S, H]; `weight`: [E, H]. Computes router logits x Wᵀ, softmax
     over the E experts, and keeps the `top_k` largest probabilities per token:
     `weights` [B, S, top_k] (f32; renormalized to sum 1 when `norm_topk_prob`)
-    and `indices` [B, S, top_k] (i32). `aux_loss` is
-    `aux_loss_coeff · E · Σ_e f_e · P_e` (HF's `load_balancing_loss_func`
-    for one layer), f_e the fraction of tokens routed to e (Σ_e f_e = top_k)
-    and P_e the mean probability of e. Models sum it over layers, as
-    Megatron-Core does (HF pools every layer's router logits into one loss).
+    and `indices` [B, S, top_k] (i32). `aux_loss` is Megatron-Core's
+    (moe_utils.py) with `load_balancing_type` (moe_router_load_balancing_type):
+    "aux_loss" (the default) is switch_load_balancing_loss_func over the
+    micro-batch, `aux_loss_coeff · E / top_k · Σ_e f_e · P_e` with f_e the
+    fraction of the B·S tokens routed to e and P_e the mean probability of e
+    (balanced routing gives aux_loss_coeff); "seq_aux_loss" the same over each
+    sequence, averaged over the B sequences; "none" no balancing loss. With
+    `z_loss_coeff`, z_loss_func is added: `z_loss_coeff · mean(logsumexp(logits)²)`.
+    Hugging Face's load_balancing_loss_func is top_k times the "aux_loss" term
+    for one coefficient: the importer passes router_aux_loss_coef · top_k.
+    Models sum it over layers, as Megatron-Core does (HF pools every layer's
+    router logits into one loss).
 
     ```mlir
     %w, %i, %aux = mt.moe_router %x, %wr {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
@@ -344,31 +351,11 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_Dif
   }];
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
                        I64Attr:$top_k, UnitAttr:$norm_topk_prob,
-                       F64Attr:$aux_loss_coeff);
+                       F64Attr:$aux_loss_coeff,
+                       OptionalAttr<StrAttr>:$load_balancing_type,
+                       OptionalAttr<F64Attr>:$z_loss_coeff);
   let results = (outs RankedTensorOf<[F32]>:$weights,
                       RankedTensorOf<[I32]>:$indices, Mt_F32Scalar:$aux_loss);
-  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
-  let hasVerifier = 1;
-}
-
-def Mt_ExpertFFNOp : Mt_Op<"expert_ffn", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
-    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
-  let summary = "SwiGLU experts applied to routed tokens, combined by weight";
-  let description = [{
-    For each token of `input` [B, S, H] and each of its `top_k` slots, applies
-    expert e = `indices`[b, s, k] (a SwiGLU FFN with rows `gate`[e], `up`[e]:
-    [F, H] and `down`[e]: [H, F]) and sums the outputs scaled by
-    `weights`[b, s, k]. Experts are grouped weights [E, ...].
-
-    ```mlir
-    %y = mt.expert_ffn %x, %w, %i, %gate, %up, %down
-        : (tensor<4x128x64xf32>, tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<4x128x64xf32>
-    ```
-  }];
-  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[F32]>:$weights,
-                       RankedTensorOf<[I32]>:$indices, Mt_FloatTensor:$gate,
-                       Mt_FloatTensor:$up, Mt_FloatTensor:$down);
-  let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
@@ -485,5 +472,6 @@ def Mt_CrossEntropyLossOp : Mt_Op<"cross_entropy_loss", [Pure]> {
 include "dialects/mt/MtGradOps.td"
 include "dialects/mt/MtCollectiveOps.td"
 include "dialects/mt/MtOptimizerOps.td"
+include "dialects/mt/MtMoEOps.td"
 
 #endif // MT_OPS_TD

@@ -170,11 +170,6 @@ LogicalResult MoERouterOp::partition(Partitioner &) {
                           "parallelism of experts is not supported yet";
 }
 
-LogicalResult ExpertFFNOp::partition(Partitioner &) {
-  return emitOpError() << "is a mixture-of-experts op: tensor "
-                          "parallelism of experts is not supported yet";
-}
-
 //===----------------------------------------------------------------------===//
 // Loss
 //===----------------------------------------------------------------------===//

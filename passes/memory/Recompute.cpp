@@ -216,7 +216,7 @@ FailureOr<SmallVector<Region>> RecomputePass::selectiveRegions(func::FuncOp fn) 
     }
     sortInBlock(mlp.ops);
     bool experts = llvm::any_of(mlp.ops, [](Operation *op) {
-      return isa<MoERouterOp, ExpertFFNOp>(op);
+      return isa<MoERouterOp, MoEGroupedMLPOp>(op);
     });
     if (wants(experts ? "moe" : "mlp")) {
       regions.push_back(std::move(mlp));

@@ -17,6 +17,7 @@
 #endif
 #if MT_HAVE_GLOO
 #include <gloo/allgather.h>
+#include <gloo/alltoallv.h>
 #include <gloo/broadcast.h>
 #include <gloo/common/error.h>
 #include <gloo/rendezvous/context.h>
@@ -85,7 +86,8 @@ enum Operation : int64_t {
   kReduceScatterMax,
   kReduceScatterAvg,
   kBroadcast,
-  kBarrier
+  kBarrier,
+  kAllToAllV
 };
 constexpr uint32_t kCallTag = 0;    // payload tags are 1 + the call index
 constexpr uint8_t kP2pSlotPrefix = 0xA0; // above the prefixes of Gloo's algorithms
@@ -122,6 +124,9 @@ std::string describe(const Call &call) {
     break;
   case kBarrier:
     what = "barrier";
+    break;
+  case kAllToAllV:
+    what = "all_to_all_v (" + count + " to send)";
     break;
   default:
     what = "unknown call " + std::to_string(call[0]);
@@ -235,6 +240,17 @@ void exchangeOnce(const GlooContext &context, bool sending, void *data, size_t b
   }
 }
 
+void allToAllVOnce(const GlooContext &context, const void *in,
+                   const std::vector<int64_t> &sendBytes, void *out,
+                   const std::vector<int64_t> &recvBytes, uint32_t tag, milliseconds timeout) {
+  gloo::AlltoallvOptions opts(context);
+  opts.setInput(static_cast<char *>(const_cast<void *>(in)), sendBytes); // only read
+  opts.setOutput(static_cast<char *>(out), recvBytes);
+  opts.setTag(tag);
+  opts.setTimeout(timeout);
+  gloo::alltoallv(opts);
+}
+
 void closeConnections(const GlooContext &context) { context->closeConnections(); }
 #else
 // Without Gloo no communicator has more than one member, so these never run.
@@ -256,6 +272,10 @@ void broadcastOnce(const GlooContext &, void *, size_t, int, uint32_t, milliseco
 }
 void gatherCalls(const GlooContext &, const Call &, Call *, milliseconds) { unreachable(); }
 void exchangeOnce(const GlooContext &, bool, void *, size_t, int, uint64_t, milliseconds) {
+  unreachable();
+}
+void allToAllVOnce(const GlooContext &, const void *, const std::vector<int64_t> &, void *,
+                   const std::vector<int64_t> &, uint32_t, milliseconds) {
   unreachable();
 }
 void closeConnections(const GlooContext &) {}
@@ -383,6 +403,56 @@ Status GlooCommunicator::allGather(const void *in, void *out, size_t countPerRan
                    if (bytes)
                      gatherOnce(context_, in, out, bytes, tag, timeout_);
                  });
+}
+
+// The calls agree on the group size only (each rank has its own counts);
+// then every rank gathers every rank's send and receive counts and checks
+// all pairs, so that counts that do not pair up fail on every rank alike
+// instead of Gloo aborting on a size mismatch.
+Status GlooCommunicator::allToAllV(const void *in, const std::vector<size_t> &sendCounts,
+                                   void *out, const std::vector<size_t> &recvCounts,
+                                   DType type) {
+  const size_t n = size_t(size()), elem = sizeOf(type);
+  if (sendCounts.size() != n || recvCounts.size() != n)
+    return Status::error(where("all_to_all_v") + ": expects " + std::to_string(n) +
+                         " send and receive counts, got " + std::to_string(sendCounts.size()) +
+                         " and " + std::to_string(recvCounts.size()));
+  if (n == 1) {
+    if (sendCounts[0] != recvCounts[0])
+      return Status::error(where("all_to_all_v") + ": sends " + std::to_string(sendCounts[0]) +
+                           " elements to itself but receives " + std::to_string(recvCounts[0]));
+    if (in != out && sendCounts[0])
+      std::memmove(out, in, sendCounts[0] * elem);
+    return Status::ok();
+  }
+  std::string mismatch;
+  Status s = guarded(
+      "all_to_all_v", {kindOf(kAllToAllV, type), int64_t(n), -1, int64_t(calls_++)},
+      [&](uint32_t tag) {
+        // Rank r's row: its n send counts, then its n receive counts.
+        std::vector<int64_t> mine(sendCounts.begin(), sendCounts.end()), all(2 * n * n);
+        mine.insert(mine.end(), recvCounts.begin(), recvCounts.end());
+        gatherOnce(context_, mine.data(), all.data(), 2 * n * sizeof(int64_t), tag, timeout_);
+        for (size_t from = 0; from < n && mismatch.empty(); ++from)
+          for (size_t to = 0; to < n && mismatch.empty(); ++to) {
+            int64_t sent = all[from * 2 * n + to], expected = all[to * 2 * n + n + from];
+            if (sent != expected)
+              mismatch = "group rank " + std::to_string(from) + " sends " +
+                         std::to_string(sent) + " elements to group rank " + std::to_string(to) +
+                         ", which expects " + std::to_string(expected);
+          }
+        if (!mismatch.empty())
+          return;
+        std::vector<int64_t> sendBytes(n), recvBytes(n);
+        for (size_t r = 0; r < n; ++r) {
+          sendBytes[r] = int64_t(sendCounts[r] * elem);
+          recvBytes[r] = int64_t(recvCounts[r] * elem);
+        }
+        allToAllVOnce(context_, in, sendBytes, out, recvBytes, tag, timeout_);
+      });
+  if (s && !mismatch.empty())
+    return fail("all_to_all_v", where("all_to_all_v") + ": counts do not pair up: " + mismatch);
+  return s;
 }
 
 Status GlooCommunicator::broadcast(void *data, size_t count, DType type, int root) {

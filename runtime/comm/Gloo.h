@@ -54,6 +54,8 @@ public:
   Status allGather(const void *in, void *out, size_t countPerRank, DType type) override;
   Status reduceScatter(const void *in, void *out, size_t countPerRank, DType type,
                        ReduceOp op) override;
+  Status allToAllV(const void *in, const std::vector<size_t> &sendCounts, void *out,
+                   const std::vector<size_t> &recvCounts, DType type) override;
   Status broadcast(void *data, size_t count, DType type, int root) override;
   Status send(const void *data, size_t count, DType type, int peer) override;
   Status recv(void *data, size_t count, DType type, int peer) override;

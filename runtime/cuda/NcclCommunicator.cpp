@@ -156,6 +156,32 @@ Status NcclCommunicator::reduceScatter(const void *in, void *out, size_t countPe
   return Status::ok();
 }
 
+Status NcclCommunicator::allToAllV(const void *in, const std::vector<size_t> &sendCounts,
+                                   void *out, const std::vector<size_t> &recvCounts,
+                                   DType type) {
+  const size_t n = size_t(size()), elem = comm::sizeOf(type);
+  if (sendCounts.size() != n || recvCounts.size() != n)
+    return Status::error(where("all_to_all_v") + ": expects " + std::to_string(n) +
+                         " send and receive counts, got " + std::to_string(sendCounts.size()) +
+                         " and " + std::to_string(recvCounts.size()));
+  MT_NCCL_REFUSE_IF_FAILED("all_to_all_v");
+  return grouped([&]() -> Status {
+    const char *src = static_cast<const char *>(in);
+    char *dst = static_cast<char *>(out);
+    for (size_t p = 0; p < n; ++p) {
+      if (sendCounts[p])
+        MT_NCCL_CHECK("all_to_all_v", ncclSend(src, sendCounts[p], ncclType(type), int(p),
+                                               comm_, stream_));
+      if (recvCounts[p])
+        MT_NCCL_CHECK("all_to_all_v", ncclRecv(dst, recvCounts[p], ncclType(type), int(p),
+                                               comm_, stream_));
+      src += sendCounts[p] * elem;
+      dst += recvCounts[p] * elem;
+    }
+    return Status::ok();
+  });
+}
+
 Status NcclCommunicator::broadcast(void *data, size_t count, DType type, int root) {
   if (Status s = checkGroupRank("broadcast", "root", root); !s)
     return s;

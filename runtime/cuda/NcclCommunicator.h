@@ -52,6 +52,12 @@ public:
   Status allGather(const void *in, void *out, size_t countPerRank, comm::DType type) override;
   Status reduceScatter(const void *in, void *out, size_t countPerRank, comm::DType type,
                        comm::ReduceOp op) override;
+  /// Grouped ncclSend/ncclRecv, one pair per peer with a non-zero count
+  /// (NCCL has no all-to-all-v of its own). The counts are host values: a
+  /// caller whose counts are on the device copies them first. NCCL cannot
+  /// check that they pair up across ranks.
+  Status allToAllV(const void *in, const std::vector<size_t> &sendCounts, void *out,
+                   const std::vector<size_t> &recvCounts, comm::DType type) override;
   Status broadcast(void *data, size_t count, comm::DType type, int root) override;
   Status send(const void *data, size_t count, comm::DType type, int peer) override;
   Status recv(void *data, size_t count, comm::DType type, int peer) override;

@@ -49,11 +49,6 @@ std::vector<OpSignature> makeTable() {
     int64_t t = a.i("tokens"), h = a.i("hidden"), e = a.i("experts"), k = a.i("top_k");
     return Counts{mul({t, h}), mul({e, h}), mul({t, k})};
   };
-  auto experts = [](const Attrs &a) {
-    int64_t t = a.i("tokens"), h = a.i("hidden"), f = a.i("ffn"), e = a.i("experts"),
-            k = a.i("top_k");
-    return Counts{mul({t, h}), mul({t, k}), mul({e, f, h})};
-  };
   // Inputs, the position ids when the instruction takes them, outputs.
   auto positions = [](const Attrs &a, Counts inputs, const Counts &outputs) {
     if (a.i("position_ids"))
@@ -65,7 +60,16 @@ std::vector<OpSignature> makeTable() {
   std::vector<std::string> ropeAttrs = {"batch", "seq", "heads", "head_dim"};
   std::vector<std::string> attnAttrs = {"batch", "seq", "heads", "kv_heads", "head_dim"};
   std::vector<std::string> routerAttrs = {"tokens", "hidden", "experts", "top_k"};
-  std::vector<std::string> expertAttrs = {"tokens", "hidden", "ffn", "experts", "top_k"};
+  std::vector<std::pair<std::string, std::vector<std::string>>> balancing = {
+      {"load_balancing_type", {"aux_loss", "seq_aux_loss", "none"}}};
+  auto grouped = [](const Attrs &a) {
+    return Counts{mul({a.i("rows"), a.i("hidden")}), a.i("experts"),
+                  mul({a.i("experts"), a.i("ffn"), a.i("hidden")})};
+  };
+  std::vector<std::string> permuteAttrs = {"tokens", "hidden", "experts", "top_k", "rows",
+                                           "capacity", "pad_to_capacity"};
+  std::vector<std::string> unpermuteAttrs = {"tokens", "hidden", "top_k", "rows"};
+  std::vector<std::string> groupedAttrs = {"rows", "hidden", "ffn", "experts"};
   auto n = [](const Attrs &a) { return a.i("n"); };
   return {
       {"embedding", 2, 2, 1, {"tokens", "vocab", "hidden"}, {}, [&](const Attrs &a) {
@@ -148,21 +152,54 @@ std::vector<OpSignature> makeTable() {
          int64_t small = mul({a.i("outer"), a.i("run")});
          return Counts{mul({small, a.i("parts")}), small};
        }},
+      {"all_to_all_v", 3, 3, 1, {"rows_in", "rows_out", "row", "parts"}, {}, [](const Attrs &a) {
+         return Counts{mul({a.i("rows_in"), a.i("row")}), a.i("parts"), a.i("parts"),
+                       mul({a.i("rows_out"), a.i("row")})};
+       }},
+      {"moe_exchange_counts", 1, 1, 4, {"experts", "parts"}, {}, [](const Attrs &a) {
+         int64_t e = a.i("experts"), p = std::max<int64_t>(a.i("parts"), 1);
+         return Counts{e, p, p, e, e / p};
+       }},
+      {"moe_sort_chunks", 2, 2, 1, {"rows", "hidden", "parts", "groups", "inverse"}, {},
+       [](const Attrs &a) {
+         int64_t rows = mul({a.i("rows"), a.i("hidden")});
+         return Counts{rows, mul({a.i("parts"), a.i("groups")}), rows};
+       }},
       {"moe_router", 2, 2, 3, routerAttrs, {"aux_loss_coeff"}, [router](const Attrs &a) {
          Counts c = router(a);
          return Counts{c[0], c[1], c[2], c[2], 1};
-       }},
+       }, balancing},
       {"moe_router_grad", 4, 4, 2, routerAttrs, {"aux_loss_coeff"}, [router](const Attrs &a) {
          Counts c = router(a);
          return Counts{c[0], c[1], c[2], 1, c[0], c[1]};
+       }, balancing},
+      // MoE token permutation (dialects/mt/MtMoEOps.td).
+      {"moe_permute", 3, 3, 3, permuteAttrs, {}, [](const Attrs &a) {
+         int64_t slots = mul({a.i("tokens"), a.i("top_k")});
+         return Counts{mul({a.i("tokens"), a.i("hidden")}), slots, slots,
+                       mul({a.i("rows"), a.i("hidden")}), a.i("experts"), slots};
+       }, {{"drop_policy", {"probs", "position"}}}},
+      {"moe_permute_grad", 2, 2, 1, unpermuteAttrs, {}, [](const Attrs &a) {
+         return Counts{mul({a.i("rows"), a.i("hidden")}), mul({a.i("tokens"), a.i("top_k")}),
+                       mul({a.i("tokens"), a.i("hidden")})};
        }},
-      {"expert_ffn", 6, 6, 1, expertAttrs, {}, [experts](const Attrs &a) {
-         Counts c = experts(a);
-         return Counts{c[0], c[1], c[1], c[2], c[2], c[2], c[0]};
+      {"moe_unpermute", 3, 3, 1, unpermuteAttrs, {}, [](const Attrs &a) {
+         int64_t slots = mul({a.i("tokens"), a.i("top_k")});
+         return Counts{mul({a.i("rows"), a.i("hidden")}), slots, slots,
+                       mul({a.i("tokens"), a.i("hidden")})};
        }},
-      {"expert_ffn_grad", 7, 7, 5, expertAttrs, {}, [experts](const Attrs &a) {
-         Counts c = experts(a);
-         return Counts{c[0], c[1], c[1], c[2], c[2], c[2], c[0], c[0], c[1], c[2], c[2], c[2]};
+      {"moe_unpermute_grad", 4, 4, 2, unpermuteAttrs, {}, [](const Attrs &a) {
+         int64_t slots = mul({a.i("tokens"), a.i("top_k")}), rows = mul({a.i("rows"), a.i("hidden")});
+         int64_t tokens = mul({a.i("tokens"), a.i("hidden")});
+         return Counts{rows, slots, slots, tokens, rows, slots};
+       }},
+      {"moe_grouped_mlp", 5, 5, 1, groupedAttrs, {}, [grouped](const Attrs &a) {
+         Counts c = grouped(a);
+         return Counts{c[0], c[1], c[2], c[2], c[2], c[0]};
+       }},
+      {"moe_grouped_mlp_grad", 6, 6, 4, groupedAttrs, {}, [grouped](const Attrs &a) {
+         Counts c = grouped(a);
+         return Counts{c[0], c[1], c[2], c[2], c[2], c[0], c[0], c[2], c[2], c[2]};
        }},
       {"cross_entropy", 3, 3, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
          int64_t t = a.i("tokens");

@@ -134,6 +134,13 @@ struct ParallelFlags {
       std::cerr << "error: " << s.message() << "\n";
       return false;
     }
+    // Routing options shape the model, which `mtc compile` reads as built.
+    if (!(train.moe == mt::MoeOptions{})) {
+      std::cerr << "error: " << yaml << ": the moe_* routing keys shape the model when it is "
+                << "imported: give them to `mtc train` or to `mtc import-hf --moe-...`, not to "
+                << "`mtc compile`\n";
+      return false;
+    }
     // The flags' dp and world size decide the global batch, as a launcher
     // would; --micro-batch and --seq are per_device_train_batch_size and
     // cutoff_len.
@@ -193,6 +200,23 @@ int main(int argc, char **argv) {
                       "rows pack documents (LLaMA-Factory's neat_packing): the model takes "
                       "position_ids, restarts rotary positions and confines attention to "
                       "each document");
+  // Megatron-Core's moe_* routing options (MoeOptions.h); checked by importHf.
+  mt::MoeOptions &moe = import.shape.moe;
+  importCmd->add_option_function<double>(
+      "--moe-expert-capacity-factor", [&moe](double f) { moe.capacityFactor = f; },
+      "expert capacity factor (absent: dropless)");
+  importCmd->add_option("--moe-token-drop-policy", moe.dropPolicy, "probs or position")
+      ->capture_default_str();
+  importCmd->add_flag("--moe-pad-expert-input-to-capacity", moe.padToCapacity,
+                      "every expert takes its capacity of rows");
+  importCmd->add_option("--moe-router-load-balancing-type", moe.loadBalancingType,
+                        "aux_loss, seq_aux_loss or none")->capture_default_str();
+  importCmd->add_option_function<double>(
+      "--moe-aux-loss-coeff", [&moe](double c) { moe.auxLossCoeff = c; },
+      "Megatron-Core's load-balancing coefficient (absent: router_aux_loss_coef x top_k, the "
+      "same loss)");
+  importCmd->add_option("--moe-z-loss-coeff", moe.zLossCoeff, "router z-loss coefficient")
+      ->capture_default_str();
 
   std::string statsPath;
   auto *statsCmd = app.add_subcommand(
