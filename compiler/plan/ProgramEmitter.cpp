@@ -11,7 +11,7 @@ namespace mt {
 bool isAccumulatingOp(Operation *op) {
   return isa<EmbeddingGradOp, LinearGradInputOp, LinearGradWeightOp, BiasGradOp,
              RMSNormGradOp, LayerNormGradOp, RotaryGradOp, AttentionGradOp,
-             SwiGLUGradOp, GELUGradOp, MoERouterGradOp, ExpertFFNGradOp,
+             SwiGLUGradOp, GELUGradOp, MoERouterGradOp, ExpertFFNGradOp, SigmoidGateGradOp,
              CrossEntropyGradOp, VocabParallelCrossEntropyGradOp>(op);
 }
 

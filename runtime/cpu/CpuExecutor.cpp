@@ -154,6 +154,15 @@ void addMoEAndLossKernels(Table &t) {
     Io io{in, m};
     moeRouterBackward(io.f(0), io.f(1), io.f(2), *io.f(3), io.out(0), io.out(1), routerOf(a));
   });
+  t["sigmoid_gate"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    sigmoidGateForward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"));
+  });
+  t["sigmoid_gate_grad"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    sigmoidGateBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("rows"),
+                        a.i("dim"));
+  });
   t["expert_ffn"] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     expertFfnForward(io.f(0), io.f(1), io.ids(2), io.f(3), io.f(4), io.f(5), io.out(0),

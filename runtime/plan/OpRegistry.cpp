@@ -152,6 +152,14 @@ std::vector<OpSignature> makeTable() {
          Counts c = experts(a);
          return Counts{c[0], c[1], c[1], c[2], c[2], c[2], c[0], c[0], c[1], c[2], c[2], c[2]};
        }},
+      {"sigmoid_gate", 2, 2, 1, {"rows", "dim"}, {}, [](const Attrs &a) {
+         int64_t x = mul({a.i("rows"), a.i("dim")});
+         return Counts{a.i("rows"), x, x};
+       }},
+      {"sigmoid_gate_grad", 3, 3, 2, {"rows", "dim"}, {}, [](const Attrs &a) {
+         int64_t x = mul({a.i("rows"), a.i("dim")});
+         return Counts{a.i("rows"), x, x, a.i("rows"), x};
+       }},
       {"cross_entropy", 3, 3, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
          int64_t t = a.i("tokens");
          return Counts{mul({t, a.i("vocab")}), t, t, 1};

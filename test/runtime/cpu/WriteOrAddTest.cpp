@@ -182,7 +182,8 @@ TEST_P(WriteOrAdd, EveryInstructionWritesOrAddsAsItsOpSays) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Plans, WriteOrAdd,
-                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-moe"),
+                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-moe",
+                                           "tiny-qwen2-moe"),
                          [](const auto &info) {
                            std::string name = info.param;
                            for (char &c : name)
