@@ -227,12 +227,12 @@ TEST(HfConfigModelTypeWithoutArchitectures, ModelTypeNamesTheModel) {
   EXPECT_EQ(spec->architecture, "Qwen3MoeForCausalLM");
   EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"architectures", nullptr}, {"model_type", "gpt2"}})),
             "config.json: model_type 'gpt2' is not supported (supported: llama, qwen2, "
-            "qwen3, qwen3_moe, mixtral)");
+            "qwen3, qwen2_moe, qwen3_moe, mixtral)");
   EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"architectures", nullptr}, {"model_type", nullptr}})),
             "config.json: neither 'architectures' nor 'model_type' names the model "
             "(supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-            "Qwen3MoeForCausalLM, MixtralForCausalLM; or model_type llama, qwen2, qwen3, "
-            "qwen3_moe, mixtral)");
+            "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, MixtralForCausalLM; or model_type llama, "
+            "qwen2, qwen3, qwen2_moe, qwen3_moe, mixtral)");
   EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"model_type", "qwen3"}})),
             "config.json: architectures 'Qwen3MoeForCausalLM' and model_type 'qwen3' name "
             "different models (model_type 'qwen3' is Qwen3ForCausalLM)");
