@@ -137,6 +137,11 @@ FailureOr<ModelStats> computeModelStats(ModuleOp module) {
       auto gate = tensorOf(experts.getGate());
       int64_t perExpert = gate.getDimSize(1) * gate.getDimSize(2);
       flops += 2.0 * 3 * perExpert * tensorOf(experts.getWeights()).getNumElements();
+    } else if (auto grouped = dyn_cast<MoEGroupedMLPOp>(op)) {
+      // Three GEMMs per row the experts compute (B·S·top_k when dropless).
+      auto gate = tensorOf(grouped.getGate());
+      int64_t perExpert = gate.getDimSize(1) * gate.getDimSize(2);
+      flops += 2.0 * 3 * perExpert * tensorOf(grouped.getInput()).getDimSize(0);
     } else if (auto attn = dyn_cast<AttentionOp>(op)) {
       // QK^T and PV over the causal half of the S x S scores.
       auto q = tensorOf(attn.getQuery());

@@ -155,8 +155,17 @@ Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss) {
   Value up = weight(experts + m.upProj + ".weight", {E, F, H}, InitKind::normal, true);
   Value down = weight(experts + m.downProj + ".weight", {E, H, F}, InitKind::normal, true);
   auxLoss = auxLoss ? add(auxLoss, routed.getAuxLoss()) : routed.getAuxLoss();
-  Value y = ExpertFFNOp::create(b_, loc_, x.getType(), x, routed.getWeights(),
-                                routed.getIndices(), gate, up, down);
+  // Megatron-Core's MoE layer: permute, grouped expert GEMMs, unpermute.
+  int64_t rows = B * S * K;
+  auto permuted = MoEPermuteOp::create(
+      b_, loc_, tensor({rows, H}), tensor({E}, IntegerType::get(&ctx_, 32)),
+      tensor({B, S, K}, IntegerType::get(&ctx_, 32)), x, routed.getWeights(), routed.getIndices(),
+      IntegerAttr(), StringAttr(), UnitAttr());
+  Value out = MoEGroupedMLPOp::create(b_, loc_, permuted.getPermuted().getType(),
+                                      permuted.getPermuted(), permuted.getTokensPerExpert(), gate,
+                                      up, down);
+  Value y = MoEUnpermuteOp::create(b_, loc_, x.getType(), out, routed.getWeights(),
+                                   permuted.getSlotRows());
   if (m.sharedExpertFfn == 0)
     return y;
   // Qwen2MoeSparseMoeBlock: + sigmoid(shared_expert_gate(x)) * shared_expert(x).

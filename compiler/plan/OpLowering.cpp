@@ -73,6 +73,13 @@ template <typename RouterLike> void routerAttrs(AttrWriter &w, RouterLike op) {
       .f("aux_loss_coeff", op.getAuxLossCoeff().convertToDouble());
 }
 
+/// tokens, hidden and top_k from the [B, S, K] slots of a MoE permutation;
+/// rows from its [N, H] permuted buffer.
+void permuteAttrs(AttrWriter &w, Value slotRows, Value permuted) {
+  w.i("tokens", dim(slotRows, 0) * dim(slotRows, 1)).i("hidden", dim(permuted, 1))
+      .i("top_k", dim(slotRows, 2)).i("rows", dim(permuted, 0));
+}
+
 template <typename ExpertsLike> void expertAttrs(AttrWriter &w, ExpertsLike op) {
   Value x = op.getInput(), gate = op.getGate();
   w.i("tokens", numel(x) / dim(x, -1)).i("hidden", dim(x, -1))
@@ -169,6 +176,25 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       .Case([&](MoERouterGradOp r) { routerAttrs(w, r); return true; })
       .Case([&](ExpertFFNOp e) { expertAttrs(w, e); return true; })
       .Case([&](ExpertFFNGradOp e) { expertAttrs(w, e); return true; })
+      .Case([&](MoEPermuteOp p) {
+        permuteAttrs(w, p.getSlotRows(), p.getPermuted());
+        w.i("experts", dim(p.getTokensPerExpert(), 0)).i("capacity", p.getCapacity().value_or(0))
+            .i("pad_to_capacity", p.getPadToCapacity()).s("drop_policy", p.getDropPolicy().value_or("probs"));
+        return true;
+      })
+      .Case([&](MoEPermuteGradOp p) {
+        permuteAttrs(w, p.getSlotRows(), p.getDpermuted());
+        return true;
+      })
+      .Case<MoEUnpermuteOp, MoEUnpermuteGradOp>([&](auto u) {
+        permuteAttrs(w, u.getSlotRows(), u.getInput());
+        return true;
+      })
+      .Case<MoEGroupedMLPOp, MoEGroupedMLPGradOp>([&](auto g) {
+        w.i("rows", dim(g.getInput(), 0)).i("hidden", dim(g.getInput(), 1))
+            .i("ffn", dim(g.getGate(), 1)).i("experts", dim(g.getGate(), 0));
+        return true;
+      })
       .Case<CrossEntropyOp, CrossEntropyGradOp>([&](auto c) {
         Value logits = c.getLogits();
         w.i("tokens", numel(logits) / dim(logits, -1)).i("vocab", dim(logits, -1));

@@ -11,7 +11,8 @@ namespace mt {
 bool isAccumulatingOp(Operation *op) {
   return isa<EmbeddingGradOp, LinearGradInputOp, LinearGradWeightOp, BiasGradOp,
              RMSNormGradOp, LayerNormGradOp, RotaryGradOp, AttentionGradOp,
-             SwiGLUGradOp, GELUGradOp, MoERouterGradOp, ExpertFFNGradOp, SigmoidGateGradOp,
+             SwiGLUGradOp, GELUGradOp, MoERouterGradOp, ExpertFFNGradOp,
+             MoEPermuteGradOp, MoEUnpermuteGradOp, MoEGroupedMLPGradOp, SigmoidGateGradOp,
              CrossEntropyGradOp, VocabParallelCrossEntropyGradOp>(op);
 }
 

@@ -491,5 +491,6 @@ def Mt_CrossEntropyLossOp : Mt_Op<"cross_entropy_loss", [Pure]> {
 include "dialects/mt/MtGradOps.td"
 include "dialects/mt/MtCollectiveOps.td"
 include "dialects/mt/MtOptimizerOps.td"
+include "dialects/mt/MtMoEOps.td"
 
 #endif // MT_OPS_TD

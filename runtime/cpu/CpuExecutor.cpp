@@ -4,6 +4,7 @@
 #include "runtime/cpu/Attention.h"
 #include "runtime/cpu/Dense.h"
 #include "runtime/cpu/MoE.h"
+#include "runtime/cpu/MoEPermute.h"
 #include "runtime/cpu/Norm.h"
 #include "runtime/cpu/Optimizer.h"
 #include "runtime/cpu/VocabParallel.h"
@@ -41,6 +42,18 @@ RouterShape routerOf(const Attrs &a) {
 
 ExpertShape expertsOf(const Attrs &a) {
   return {a.i("tokens"), a.i("hidden"), a.i("ffn"), a.i("experts"), a.i("top_k")};
+}
+
+PermuteShape permuteOf(const Attrs &a) {
+  return {a.i("tokens"),   a.i("hidden"),
+          a.i("experts"),  a.i("top_k"),
+          a.i("rows"),     a.i("capacity"),
+          a.s("drop_policy") == "position" ? DropPolicy::position : DropPolicy::probs,
+          a.i("pad_to_capacity") != 0};
+}
+
+GroupedMlpShape groupedOf(const Attrs &a) {
+  return {a.i("rows"), a.i("hidden"), a.i("ffn"), a.i("experts")};
 }
 
 using Table = std::unordered_map<std::string, CpuExecutor::Kernel>;
@@ -172,6 +185,35 @@ void addMoEAndLossKernels(Table &t) {
     Io io{in, m};
     expertFfnBackward(io.f(0), io.f(1), io.ids(2), io.f(3), io.f(4), io.f(5), io.f(6),
                       io.out(0), io.out(1), io.out(2), io.out(3), io.out(4), expertsOf(a));
+  });
+}
+
+void addMoEPermuteKernels(Table &t) {
+  t["moe_permute"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    moePermuteForward(io.f(0), io.f(1), io.ids(2), io.out(0), m.i32(in.outputs(1)),
+                      m.i32(in.outputs(2)), permuteOf(a));
+  });
+  t["moe_permute_grad"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    moePermuteBackward(io.f(0), io.ids(1), io.out(0), permuteOf(a));
+  });
+  t["moe_unpermute"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    moeUnpermuteForward(io.f(0), io.f(1), io.ids(2), io.out(0), permuteOf(a));
+  });
+  t["moe_unpermute_grad"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    moeUnpermuteBackward(io.f(0), io.f(1), io.ids(2), io.f(3), io.out(0), io.out(1), permuteOf(a));
+  });
+  t["moe_grouped_mlp"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    groupedMlpForward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.out(0), groupedOf(a));
+  });
+  t["moe_grouped_mlp_grad"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    groupedMlpBackward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.f(5), io.out(0),
+                       io.out(1), io.out(2), io.out(3), groupedOf(a));
   });
 }
 
@@ -386,6 +428,7 @@ const Table &kernelTable() {
     addDenseKernels(t);
     addNormAndAttentionKernels(t);
     addMoEAndLossKernels(t);
+    addMoEPermuteKernels(t);
     addLossKernels(t);
     addOptimizerKernels(t);
     ParallelKernels::add(t);

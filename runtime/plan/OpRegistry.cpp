@@ -59,6 +59,14 @@ std::vector<OpSignature> makeTable() {
   std::vector<std::string> attnAttrs = {"batch", "seq", "heads", "kv_heads", "head_dim"};
   std::vector<std::string> routerAttrs = {"tokens", "hidden", "experts", "top_k"};
   std::vector<std::string> expertAttrs = {"tokens", "hidden", "ffn", "experts", "top_k"};
+  auto grouped = [](const Attrs &a) {
+    return Counts{mul({a.i("rows"), a.i("hidden")}), a.i("experts"),
+                  mul({a.i("experts"), a.i("ffn"), a.i("hidden")})};
+  };
+  std::vector<std::string> permuteAttrs = {"tokens", "hidden", "experts", "top_k", "rows",
+                                           "capacity", "pad_to_capacity"};
+  std::vector<std::string> unpermuteAttrs = {"tokens", "hidden", "top_k", "rows"};
+  std::vector<std::string> groupedAttrs = {"rows", "hidden", "ffn", "experts"};
   auto n = [](const Attrs &a) { return a.i("n"); };
   return {
       {"embedding", 2, 2, 1, {"tokens", "vocab", "hidden"}, {}, [&](const Attrs &a) {
@@ -159,6 +167,34 @@ std::vector<OpSignature> makeTable() {
       {"sigmoid_gate_grad", 3, 3, 2, {"rows", "dim"}, {}, [](const Attrs &a) {
          int64_t x = mul({a.i("rows"), a.i("dim")});
          return Counts{a.i("rows"), x, x, a.i("rows"), x};
+       }},
+      // MoE token permutation (dialects/mt/MtMoEOps.td).
+      {"moe_permute", 3, 3, 3, permuteAttrs, {}, [](const Attrs &a) {
+         int64_t slots = mul({a.i("tokens"), a.i("top_k")});
+         return Counts{mul({a.i("tokens"), a.i("hidden")}), slots, slots,
+                       mul({a.i("rows"), a.i("hidden")}), a.i("experts"), slots};
+       }, {{"drop_policy", {"probs", "position"}}}},
+      {"moe_permute_grad", 2, 2, 1, unpermuteAttrs, {}, [](const Attrs &a) {
+         return Counts{mul({a.i("rows"), a.i("hidden")}), mul({a.i("tokens"), a.i("top_k")}),
+                       mul({a.i("tokens"), a.i("hidden")})};
+       }},
+      {"moe_unpermute", 3, 3, 1, unpermuteAttrs, {}, [](const Attrs &a) {
+         int64_t slots = mul({a.i("tokens"), a.i("top_k")});
+         return Counts{mul({a.i("rows"), a.i("hidden")}), slots, slots,
+                       mul({a.i("tokens"), a.i("hidden")})};
+       }},
+      {"moe_unpermute_grad", 4, 4, 2, unpermuteAttrs, {}, [](const Attrs &a) {
+         int64_t slots = mul({a.i("tokens"), a.i("top_k")}), rows = mul({a.i("rows"), a.i("hidden")});
+         int64_t tokens = mul({a.i("tokens"), a.i("hidden")});
+         return Counts{rows, slots, slots, tokens, rows, slots};
+       }},
+      {"moe_grouped_mlp", 5, 5, 1, groupedAttrs, {}, [grouped](const Attrs &a) {
+         Counts c = grouped(a);
+         return Counts{c[0], c[1], c[2], c[2], c[2], c[0]};
+       }},
+      {"moe_grouped_mlp_grad", 6, 6, 4, groupedAttrs, {}, [grouped](const Attrs &a) {
+         Counts c = grouped(a);
+         return Counts{c[0], c[1], c[2], c[2], c[2], c[0], c[0], c[2], c[2], c[2]};
        }},
       {"cross_entropy", 3, 3, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
          int64_t t = a.i("tokens");

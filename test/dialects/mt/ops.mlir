@@ -84,7 +84,24 @@ func.func @moe(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %gate: tensor<8x96
   // CHECK: mt.expert_ffn %{{.*}} : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xf32>
   %y = mt.expert_ffn %x, %w, %i, %gate, %up, %down
       : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xf32>
-  return %y, %aux : tensor<2x8x64xf32>, tensor<f32>
+  // Megatron-Core's decomposition: permute, grouped experts, unpermute.
+  // CHECK: mt.moe_permute {{.*}} -> (tensor<32x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
+  %p, %c, %r = mt.moe_permute %x, %w, %i
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>) -> (tensor<32x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
+  // CHECK: mt.moe_grouped_mlp {{.*}} -> tensor<32x64xf32>
+  %o = mt.moe_grouped_mlp %p, %c, %gate, %up, %down
+      : (tensor<32x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<32x64xf32>
+  // CHECK: mt.moe_unpermute {{.*}} -> tensor<2x8x64xf32>
+  %y2 = mt.moe_unpermute %o, %w, %r : (tensor<32x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>) -> tensor<2x8x64xf32>
+  // With a capacity of 3 per expert, padded: 8 x 3 rows.
+  // CHECK: mt.moe_permute {{.*}} {capacity = 3 : i64, drop_policy = "position", pad_to_capacity} {{.*}} -> (tensor<24x64xf32>
+  %p3, %c3, %r3 = mt.moe_permute %x, %w, %i {capacity = 3 : i64, drop_policy = "position", pad_to_capacity}
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>) -> (tensor<24x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
+  // Without padding: min(2·8·2, 8·5) rows.
+  // CHECK: mt.moe_permute {{.*}} {capacity = 5 : i64} {{.*}} -> (tensor<32x64xf32>
+  %p5, %c5, %r5 = mt.moe_permute %x, %w, %i {capacity = 5 : i64}
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>) -> (tensor<32x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
+  return %y2, %aux : tensor<2x8x64xf32>, tensor<f32>
 }
 
 // CHECK-LABEL: func.func @shared_expert_gate
@@ -164,6 +181,21 @@ func.func @moe_grads(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %w: tensor<2
   %ex, %ew, %eg, %eu, %ed = mt.expert_ffn_grad %x, %w, %i, %gate, %up, %down, %x
       : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xf32>)
         -> (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+  return
+}
+
+// CHECK-LABEL: func.func @moe_permute_grads
+func.func @moe_permute_grads(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %r: tensor<2x8x2xi32>, %c: tensor<8xi32>,
+                             %rows: tensor<32x64xf32>, %gate: tensor<8x96x64xf32>, %up: tensor<8x96x64xf32>, %down: tensor<8x64x96xf32>) {
+  // CHECK: mt.moe_unpermute_grad {{.*}} -> (tensor<32x64xf32>, tensor<2x8x2xf32>)
+  %do, %dw = mt.moe_unpermute_grad %rows, %w, %r, %x
+      : (tensor<32x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<2x8x64xf32>) -> (tensor<32x64xf32>, tensor<2x8x2xf32>)
+  // CHECK: mt.moe_grouped_mlp_grad {{.*}} -> (tensor<32x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+  %dp, %dg, %du, %dd = mt.moe_grouped_mlp_grad %rows, %c, %gate, %up, %down, %do
+      : (tensor<32x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<32x64xf32>)
+        -> (tensor<32x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+  // CHECK: mt.moe_permute_grad {{.*}} -> tensor<2x8x64xf32>
+  %dx = mt.moe_permute_grad %dp, %r : (tensor<32x64xf32>, tensor<2x8x2xi32>) -> tensor<2x8x64xf32>
   return
 }
 
