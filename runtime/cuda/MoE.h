@@ -70,6 +70,50 @@ Status expertFfnBackward(const bf16 *x, const float *weights, const int32_t *ind
                          float *ddown, void *workspace, const ExpertShape &shape,
                          cudaStream_t stream);
 
+// The decomposed MoE layer (dialects/mt/MtMoEOps.td; CPU references in
+// runtime/cpu/MoEPermute.h), dropless: moe_permute -> moe_grouped_mlp ->
+// moe_unpermute, built from the same kernels as expertFfn*.
+
+struct PermuteShape {
+  int64_t tokens, hidden, experts, topK;
+};
+
+size_t moePermuteWorkspaceBytes(const PermuteShape &shape);
+/// x [tokens, hidden]; indices [tokens, topK]. Writes permuted [tokens * topK,
+/// hidden] (rows grouped by expert, each group in slot order),
+/// tokensPerExpert [experts] and slotRows [tokens, topK] (the row of each
+/// slot), as cpu::moePermuteForward without capacity.
+Status moePermuteForward(const bf16 *x, const int32_t *indices, bf16 *permuted,
+                         int32_t *tokensPerExpert, int32_t *slotRows, void *workspace,
+                         const PermuteShape &shape, cudaStream_t stream);
+/// dx[t] (=|+=) sum_k dPermuted[slotRows[t, k]] (rows of -1 skipped).
+Status moePermuteBackward(const bf16 *dPermuted, const int32_t *slotRows, bf16 *dx, bool addDx,
+                          const PermuteShape &shape, cudaStream_t stream);
+/// y[t] = sum_k probs[t, k] expertOut[slotRows[t, k]], k ascending.
+Status moeUnpermuteForward(const bf16 *expertOut, const float *probs, const int32_t *slotRows,
+                           bf16 *y, const PermuteShape &shape, cudaStream_t stream);
+/// dExpertOut[row] (=|+=) probs[t, k] dy[t]; dProbs[t, k] += dot(expertOut[row], dy[t]).
+Status moeUnpermuteBackward(const bf16 *expertOut, const float *probs, const int32_t *slotRows,
+                            const bf16 *dy, bf16 *dExpertOut, bool addDExpertOut, float *dProbs,
+                            const PermuteShape &shape, cudaStream_t stream);
+
+struct GroupedMlpShape {
+  int64_t rows, hidden, ffn, experts;
+};
+
+size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward);
+/// x, y [rows, hidden] bf16; tokensPerExpert [experts] on the device (read
+/// there: no host sync). Expert e's rows y[r] = down[e] (silu(gate[e] x[r])
+/// * up[e] x[r]); rows past the groups are zero (cpu::groupedMlpForward).
+Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                         const bf16 *up, const bf16 *down, bf16 *y, void *workspace,
+                         const GroupedMlpShape &shape, cudaStream_t stream);
+/// Writes dx (adds when `addDx`) and adds dgate, dup, ddown (fp32).
+Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                          const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
+                          float *dgate, float *dup, float *ddown, void *workspace,
+                          const GroupedMlpShape &shape, cudaStream_t stream);
+
 /// y[r] = sigmoid(gate[r]) x[r]; gate [rows], x, y [rows, dim] (bf16).
 Status sigmoidGateForward(const bf16 *gate, const bf16 *x, bf16 *y, int64_t rows,
                           int64_t dim, cudaStream_t stream);

@@ -119,14 +119,21 @@ __global__ void permuteKernel(const int32_t *indices, int64_t slots, const int32
   }
 }
 
-/// xp[p] = x[token of slot perm[p]].
-__global__ void gatherKernel(const bf16 *x, const int32_t *perm, float *xp, int64_t rows,
+__device__ float toFloat(float v) { return v; }
+__device__ float toFloat(bf16 v) { return __bfloat162float(v); }
+__device__ void storeAs(float *p, float v) { *p = v; }
+__device__ void storeAs(bf16 *p, float v) { *p = __float2bfloat16(v); }
+
+/// xp[p] = x[token of slot perm[p]] (fp32 scratch or the bf16 permuted
+/// activation).
+template <typename T>
+__global__ void gatherKernel(const bf16 *x, const int32_t *perm, T *xp, int64_t rows,
                              int64_t hidden, int64_t topK) {
   const int64_t n = rows * hidden;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t p = i / hidden, h = i % hidden;
-    xp[i] = __bfloat162float(x[(perm[p] / topK) * hidden + h]);
+    storeAs(xp + i, __bfloat162float(x[(perm[p] / topK) * hidden + h]));
   }
 }
 
@@ -140,16 +147,21 @@ __global__ void swigluKernel(const float *gatePre, const float *upPre, float *ac
   }
 }
 
-/// y[t] (=|+=) sum_k weights[t, k] yp[rowOf[t, k]], slots in order.
-__global__ void combineKernel(const float *yp, const int32_t *rowOf, const float *weights,
-                              bf16 *y, int64_t tokens, int64_t hidden, int64_t topK) {
+/// y[t] = sum_k weights[t, k] yp[rowOf[t, k]], slots in order (a row of
+/// -1, a dropped slot, adds nothing).
+template <typename T>
+__global__ void combineKernel(const T *yp, const int32_t *rowOf, const float *weights, bf16 *y,
+                              int64_t tokens, int64_t hidden, int64_t topK) {
   const int64_t n = tokens * hidden;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / hidden, h = i % hidden;
     float acc = 0;
-    for (int64_t k = 0; k < topK; ++k)
-      acc += weights[t * topK + k] * yp[int64_t(rowOf[t * topK + k]) * hidden + h];
+    for (int64_t k = 0; k < topK; ++k) {
+      const int32_t row = rowOf[t * topK + k];
+      if (row >= 0)
+        acc += weights[t * topK + k] * toFloat(yp[int64_t(row) * hidden + h]);
+    }
     y[i] = __float2bfloat16(acc);
   }
 }
@@ -187,22 +199,61 @@ __global__ void swigluGradKernel(float *gatePre, float *upPre, const float *dact
   }
 }
 
-/// dx[t] (=|+=) sum_k dxp[rowOf[t, k]], slots in order.
-__global__ void scatterGradKernel(const float *dxp, const int32_t *rowOf, bf16 *dx, bool add,
+/// dx[t] (=|+=) sum_k dxp[rowOf[t, k]], slots in order, dropped ones (-1)
+/// skipped.
+template <typename T>
+__global__ void scatterGradKernel(const T *dxp, const int32_t *rowOf, bf16 *dx, bool add,
                                   int64_t tokens, int64_t hidden, int64_t topK) {
   const int64_t n = tokens * hidden;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / hidden, h = i % hidden;
     float acc = add ? __bfloat162float(dx[i]) : 0.0f;
-    for (int64_t k = 0; k < topK; ++k)
-      acc += dxp[int64_t(rowOf[t * topK + k]) * hidden + h];
+    for (int64_t k = 0; k < topK; ++k) {
+      const int32_t row = rowOf[t * topK + k];
+      if (row >= 0)
+        acc += toFloat(dxp[int64_t(row) * hidden + h]);
+    }
     dx[i] = __float2bfloat16(acc);
   }
 }
 
-__device__ float toFloat(float v) { return v; }
-__device__ float toFloat(bf16 v) { return __bfloat162float(v); }
+/// out (=|+=) src as bf16, rows [rows, hidden]; rows at or past
+/// offsets[experts] (no expert's) are zero when written.
+__global__ void toBf16Kernel(const float *src, bf16 *out, bool add, const int32_t *offsets,
+                             int64_t experts, int64_t rows, int64_t hidden) {
+  const int64_t n = rows * hidden, used = int64_t(offsets[experts]) * hidden;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = i < used ? src[i] : 0.0f;
+    out[i] = __float2bfloat16(add ? __bfloat162float(out[i]) + v : v);
+  }
+}
+
+/// Per slot (one warp): dExpertOut[row] (=|+=) probs[slot] dy[token] and
+/// dProbs[slot] += dot(expertOut[row], dy[token]); dropped slots skipped.
+__global__ void unpermuteGradKernel(const bf16 *expertOut, const float *probs,
+                                    const int32_t *slotRows, const bf16 *dy, bf16 *dExpertOut,
+                                    bool add, float *dProbs, int64_t slots, int64_t hidden,
+                                    int64_t topK) {
+  const int64_t slot = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (slot >= slots || slotRows[slot] < 0)
+    return;
+  const int64_t row = slotRows[slot], t = slot / topK;
+  const float p = probs[slot];
+  float acc = 0;
+  for (int64_t h = lane; h < hidden; h += 32) {
+    const float g = __bfloat162float(dy[t * hidden + h]);
+    acc += g * __bfloat162float(expertOut[row * hidden + h]);
+    bf16 *out = dExpertOut + row * hidden + h;
+    *out = __float2bfloat16(add ? __bfloat162float(*out) + p * g : p * g);
+  }
+  for (int o = 16; o > 0; o >>= 1)
+    acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0)
+    dProbs[slot] += acc;
+}
 
 /// One GEMM per expert in one launch. C(m, n) (+)= sum_k A(m, k) B_e(k, n)
 /// with A(m, k) = a[m * am + k * ak], B_e(k, n) = b[e * be + k * bk + n * bn]
@@ -220,8 +271,8 @@ struct GemmOperands {
 
 constexpr int kTile = 32;
 
-template <typename TB>
-__global__ void groupedGemmKernel(const float *a, const TB *b, float *c, const int32_t *offsets,
+template <typename TA, typename TB>
+__global__ void groupedGemmKernel(const TA *a, const TB *b, float *c, const int32_t *offsets,
                                   GemmOperands g) {
   __shared__ float as[kTile][kTile + 1], bs[kTile][kTile + 1];
   const int64_t e = blockIdx.z;
@@ -239,7 +290,7 @@ __global__ void groupedGemmKernel(const float *a, const TB *b, float *c, const i
   for (int64_t k0 = kBegin; k0 < kEnd; k0 += kTile) {
     for (int r = ty; r < kTile; r += 8) {
       const int64_t m = m0 + r, k = k0 + tx;
-      as[r][tx] = m < mEnd && k < kEnd ? a[m * g.am + k * g.ak] : 0.0f;
+      as[r][tx] = m < mEnd && k < kEnd ? toFloat(a[m * g.am + k * g.ak]) : 0.0f;
       const int64_t kb = k0 + r, n = n0 + tx;
       bs[r][tx] = kb < kEnd && n < g.N ? toFloat(be[kb * g.bk + n * g.bn]) : 0.0f;
     }
@@ -262,13 +313,15 @@ __global__ void groupedGemmKernel(const float *a, const TB *b, float *c, const i
 }
 
 /// `maxRows`: an upper bound of any expert's rows (by rows) or M.
-template <typename TB>
-Status groupedGemm(const float *a, const TB *b, float *c, const int32_t *offsets,
+template <typename TA, typename TB>
+Status groupedGemm(const TA *a, const TB *b, float *c, const int32_t *offsets,
                    int64_t experts, int64_t maxRows, const GemmOperands &g,
                    cudaStream_t stream) {
+  if (maxRows == 0 || g.N == 0)
+    return Status::ok();
   dim3 grid(unsigned((g.N + kTile - 1) / kTile), unsigned((maxRows + kTile - 1) / kTile),
             unsigned(experts));
-  groupedGemmKernel<TB><<<grid, kTile * 8, 0, stream>>>(a, b, c, offsets, g);
+  groupedGemmKernel<TA, TB><<<grid, kTile * 8, 0, stream>>>(a, b, c, offsets, g);
   MT_CUDA_CHECK_LAUNCH("moe_grouped_gemm");
   return Status::ok();
 }
@@ -287,7 +340,7 @@ Status expertsForward(const bf16 *x, const int32_t *indices, const bf16 *gate, c
   MT_CUDA_CHECK_LAUNCH("moe_offsets");
   permuteKernel<<<E, kScanThreads, 0, stream>>>(indices, rows, w.offsets, w.perm, w.rowOf);
   MT_CUDA_CHECK_LAUNCH("moe_permute");
-  gatherKernel<<<blocksFor(rows * H), 256, 0, stream>>>(x, w.perm, w.xp, rows, H, s.topK);
+  gatherKernel<float><<<blocksFor(rows * H), 256, 0, stream>>>(x, w.perm, w.xp, rows, H, s.topK);
   MT_CUDA_CHECK_LAUNCH("moe_gather");
   // gatePre = xp gate_e^T: A = xp [rows, H], B_e(k = h, n = f) = gate[e, f, h].
   GemmOperands proj{H, 1, F * H, 1, H, 0, F, 0, F, H, true, false};
@@ -313,7 +366,7 @@ Status expertFfnForward(const bf16 *x, const float *weights, const int32_t *indi
     return Status::ok();
   ExpertScratch w(workspace, s, false);
   MT_CUDA_RETURN_IF_ERROR(expertsForward(x, indices, gate, up, down, w, s, stream));
-  combineKernel<<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
+  combineKernel<float><<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
       w.yp, w.rowOf, weights, y, s.tokens, s.hidden, s.topK);
   MT_CUDA_CHECK_LAUNCH("moe_combine");
   return Status::ok();
@@ -350,9 +403,174 @@ Status expertFfnBackward(const bf16 *x, const float *weights, const int32_t *ind
   GemmOperands dW{1, F, 0, H, 1, F * H, H, F, H, 0, false, true};
   MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.gatePre, w.xp, dgate, w.offsets, E, F, dW, stream));
   MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.upPre, w.xp, dup, w.offsets, E, F, dW, stream));
-  scatterGradKernel<<<blocksFor(s.tokens * H), 256, 0, stream>>>(w.dxp, w.rowOf, dx, addDx,
+  scatterGradKernel<float><<<blocksFor(s.tokens * H), 256, 0, stream>>>(w.dxp, w.rowOf, dx, addDx,
                                                                  s.tokens, H, s.topK);
   MT_CUDA_CHECK_LAUNCH("moe_scatter_grad");
+  return Status::ok();
+}
+
+// ---------------------------------------------------------------- the decomposed ops
+
+namespace {
+
+/// moe_permute's scratch: expert offsets [experts + 1] and perm [rows].
+struct PermuteScratch {
+  int32_t *offsets, *perm;
+  PermuteScratch(void *workspace, const PermuteShape &s) {
+    offsets = static_cast<int32_t *>(workspace);
+    perm = reinterpret_cast<int32_t *>(static_cast<char *>(workspace) +
+                                       roundUp(4 * (size_t(s.experts) + 1)));
+  }
+  static size_t bytes(const PermuteShape &s) {
+    return roundUp(4 * (size_t(s.experts) + 1)) + roundUp(4 * size_t(s.tokens * s.topK));
+  }
+};
+
+/// moe_grouped_mlp's scratch (fp32 rows): offsets, gate/up pre-activations,
+/// act, the output or dxp, and dact in the backward.
+struct GroupedScratch {
+  int32_t *offsets;
+  float *gatePre, *upPre, *act, *out, *dact;
+  GroupedScratch(void *workspace, const GroupedMlpShape &s, bool backward) {
+    auto *p = static_cast<char *>(workspace);
+    auto take = [&](size_t bytes) {
+      char *at = p;
+      p += roundUp(bytes);
+      return at;
+    };
+    const size_t N = size_t(s.rows), H = size_t(s.hidden), F = size_t(s.ffn);
+    offsets = reinterpret_cast<int32_t *>(take(4 * (size_t(s.experts) + 1)));
+    gatePre = reinterpret_cast<float *>(take(4 * N * F));
+    upPre = reinterpret_cast<float *>(take(4 * N * F));
+    act = reinterpret_cast<float *>(take(4 * N * F));
+    out = reinterpret_cast<float *>(take(4 * N * H));
+    dact = backward ? reinterpret_cast<float *>(take(4 * N * F)) : nullptr;
+  }
+  static size_t bytes(const GroupedMlpShape &s, bool backward) {
+    const size_t N = size_t(s.rows), H = size_t(s.hidden), F = size_t(s.ffn);
+    return roundUp(4 * (size_t(s.experts) + 1)) + (backward ? 4 : 3) * roundUp(4 * N * F) +
+           roundUp(4 * N * H);
+  }
+};
+
+/// The gate/up pre-activations and act of every row of the groups.
+Status groupedHidden(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                     const bf16 *up, GroupedScratch &w, const GroupedMlpShape &s,
+                     cudaStream_t stream) {
+  const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
+  offsetsKernel<<<1, 1, 0, stream>>>(tokensPerExpert, w.offsets, E);
+  MT_CUDA_CHECK_LAUNCH("moe_offsets");
+  GemmOperands proj{H, 1, F * H, 1, H, 0, F, 0, F, H, true, false};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(x, gate, w.gatePre, w.offsets, E, N, proj, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(x, up, w.upPre, w.offsets, E, N, proj, stream));
+  swigluKernel<<<blocksFor(N * F), 256, 0, stream>>>(w.gatePre, w.upPre, w.act, N * F);
+  MT_CUDA_CHECK_LAUNCH("moe_swiglu");
+  return Status::ok();
+}
+
+} // namespace
+
+size_t moePermuteWorkspaceBytes(const PermuteShape &shape) {
+  return PermuteScratch::bytes(shape);
+}
+
+Status moePermuteForward(const bf16 *x, const int32_t *indices, bf16 *permuted,
+                         int32_t *tokensPerExpert, int32_t *slotRows, void *workspace,
+                         const PermuteShape &s, cudaStream_t stream) {
+  const int64_t slots = s.tokens * s.topK;
+  PermuteScratch w(workspace, s);
+  countKernel<<<s.experts, kScanThreads, 0, stream>>>(indices, slots, tokensPerExpert);
+  MT_CUDA_CHECK_LAUNCH("moe_count");
+  offsetsKernel<<<1, 1, 0, stream>>>(tokensPerExpert, w.offsets, s.experts);
+  MT_CUDA_CHECK_LAUNCH("moe_offsets");
+  if (slots == 0)
+    return Status::ok();
+  permuteKernel<<<s.experts, kScanThreads, 0, stream>>>(indices, slots, w.offsets, w.perm,
+                                                        slotRows);
+  MT_CUDA_CHECK_LAUNCH("moe_permute");
+  gatherKernel<bf16><<<blocksFor(slots * s.hidden), 256, 0, stream>>>(x, w.perm, permuted, slots,
+                                                                      s.hidden, s.topK);
+  MT_CUDA_CHECK_LAUNCH("moe_gather");
+  return Status::ok();
+}
+
+Status moePermuteBackward(const bf16 *dPermuted, const int32_t *slotRows, bf16 *dx, bool addDx,
+                          const PermuteShape &s, cudaStream_t stream) {
+  if (s.tokens * s.hidden == 0)
+    return Status::ok();
+  scatterGradKernel<bf16><<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
+      dPermuted, slotRows, dx, addDx, s.tokens, s.hidden, s.topK);
+  MT_CUDA_CHECK_LAUNCH("moe_permute_bwd");
+  return Status::ok();
+}
+
+Status moeUnpermuteForward(const bf16 *expertOut, const float *probs, const int32_t *slotRows,
+                           bf16 *y, const PermuteShape &s, cudaStream_t stream) {
+  if (s.tokens * s.hidden == 0)
+    return Status::ok();
+  combineKernel<bf16><<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
+      expertOut, slotRows, probs, y, s.tokens, s.hidden, s.topK);
+  MT_CUDA_CHECK_LAUNCH("moe_unpermute");
+  return Status::ok();
+}
+
+Status moeUnpermuteBackward(const bf16 *expertOut, const float *probs, const int32_t *slotRows,
+                            const bf16 *dy, bf16 *dExpertOut, bool addDExpertOut, float *dProbs,
+                            const PermuteShape &s, cudaStream_t stream) {
+  const int64_t slots = s.tokens * s.topK;
+  if (slots == 0)
+    return Status::ok();
+  unpermuteGradKernel<<<(slots + 7) / 8, 256, 0, stream>>>(expertOut, probs, slotRows, dy,
+                                                           dExpertOut, addDExpertOut, dProbs,
+                                                           slots, s.hidden, s.topK);
+  MT_CUDA_CHECK_LAUNCH("moe_unpermute_bwd");
+  return Status::ok();
+}
+
+size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward) {
+  return GroupedScratch::bytes(shape, backward);
+}
+
+Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                         const bf16 *up, const bf16 *down, bf16 *y, void *workspace,
+                         const GroupedMlpShape &s, cudaStream_t stream) {
+  const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
+  if (N * H == 0)
+    return Status::ok();
+  GroupedScratch w(workspace, s, false);
+  MT_CUDA_RETURN_IF_ERROR(groupedHidden(x, tokensPerExpert, gate, up, w, s, stream));
+  GemmOperands out{F, 1, H * F, 1, F, 0, H, 0, H, F, true, false};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.act, down, w.out, w.offsets, E, N, out, stream));
+  toBf16Kernel<<<blocksFor(N * H), 256, 0, stream>>>(w.out, y, false, w.offsets, E, N, H);
+  MT_CUDA_CHECK_LAUNCH("moe_grouped_out");
+  return Status::ok();
+}
+
+Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                          const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
+                          float *dgate, float *dup, float *ddown, void *workspace,
+                          const GroupedMlpShape &s, cudaStream_t stream) {
+  const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
+  if (N * H == 0)
+    return Status::ok();
+  GroupedScratch w(workspace, s, true);
+  MT_CUDA_RETURN_IF_ERROR(groupedHidden(x, tokensPerExpert, gate, up, w, s, stream));
+  // As expertFfnBackward, with dy in place of the weighted dyp.
+  GemmOperands dAct{H, 1, H * F, F, 1, 0, F, 0, F, H, true, false};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(dy, down, w.dact, w.offsets, E, N, dAct, stream));
+  GemmOperands dDown{1, H, 0, F, 1, H * F, F, H, F, 0, false, true};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(dy, w.act, ddown, w.offsets, E, H, dDown, stream));
+  swigluGradKernel<<<blocksFor(N * F), 256, 0, stream>>>(w.gatePre, w.upPre, w.dact, N * F);
+  MT_CUDA_CHECK_LAUNCH("moe_swiglu_bwd");
+  GemmOperands dIn{F, 1, F * H, H, 1, 0, H, 0, H, F, true, false};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.gatePre, gate, w.out, w.offsets, E, N, dIn, stream));
+  dIn.accumulate = true;
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.upPre, up, w.out, w.offsets, E, N, dIn, stream));
+  GemmOperands dW{1, F, 0, H, 1, F * H, H, F, H, 0, false, true};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.gatePre, x, dgate, w.offsets, E, F, dW, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.upPre, x, dup, w.offsets, E, F, dW, stream));
+  toBf16Kernel<<<blocksFor(N * H), 256, 0, stream>>>(w.out, dx, addDx, w.offsets, E, N, H);
+  MT_CUDA_CHECK_LAUNCH("moe_grouped_dx");
   return Status::ok();
 }
 

@@ -57,6 +57,8 @@ std::vector<HfTensor> fusedTensorsOf(const plan::Parameter &p, const std::vector
   if (!p.grouped_experts())
     return {{name, shape, 0, total}};
   size_t star = name.find(".*.");
+  if (star == std::string::npos)
+    return {};
   std::string projection = name.substr(star + 3);
   std::string experts = name.substr(0, star) + ".";
   uint64_t E = uint64_t(shape[0]), perExpert = total / E;

@@ -1,12 +1,14 @@
 // The mixture-of-experts CUDA kernels (runtime/cuda/MoE.h) against the CPU
-// references of runtime/cpu/MoE.h on the same bf16-exact data: the router
-// (indices exactly, weights, aux loss, dx, dw), the routed experts (y, dx,
-// dweights, dgate, dup, ddown), and the shared expert's sigmoid gate, on
+// references of runtime/cpu/MoE.h and MoEPermute.h on the same bf16-exact
+// data: the router (indices exactly, weights, aux loss, dx, dw), the routed
+// experts (y, dx, dweights, dgate, dup, ddown; monolithic and as permute ->
+// grouped MLP -> unpermute), and the shared expert's sigmoid gate, on
 // odd shapes, with and without renormalised top-k, writing and adding, and
 // twice on the same input to show the results are deterministic.
 #include "runtime/cuda/MoE.h"
 
 #include "runtime/cpu/MoE.h"
+#include "runtime/cpu/MoEPermute.h"
 #include "test/Tolerances.h"
 #include "test/runtime/cuda/CudaTestSupport.h"
 
@@ -156,6 +158,104 @@ TEST_P(MoETest, ExpertsMatchCpu) {
   expectClose("expert_ffn_bwd dgate", shape, download(dDgate), wantDgate, tol::kFp32AccumRel);
   expectClose("expert_ffn_bwd dup", shape, download(dDup), wantDup, tol::kFp32AccumRel);
   expectClose("expert_ffn_bwd ddown", shape, download(dDdown), wantDdown, tol::kFp32AccumRel);
+}
+
+/// moe_permute -> moe_grouped_mlp -> moe_unpermute (dropless) and their
+/// gradients against runtime/cpu/MoEPermute.h.
+TEST_P(MoETest, PermuteGroupedMlpUnpermuteMatchCpu) {
+  const Case c = GetParam();
+  const std::string shape = caseText(c);
+  std::mt19937 rng{uint32_t(c.tokens * 17 + c.hidden)};
+  const int64_t T = c.tokens, H = c.hidden, F = c.ffn, E = c.experts, K = c.topK, N = T * K;
+  const auto x = randomBf16(rng, T * H, -1, 1);
+  const auto gate = randomBf16(rng, E * F * H, -0.3f, 0.3f);
+  const auto up = randomBf16(rng, E * F * H, -0.3f, 0.3f);
+  const auto down = randomBf16(rng, E * H * F, -0.3f, 0.3f);
+  const auto dy = randomBf16(rng, T * H, -1, 1);
+  const auto probs = randomFloat(rng, T * K, 0, 1);
+  std::vector<int32_t> indices(T * K);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t k = 0; k < K; ++k)
+      indices[t * K + k] = int32_t((t % 3 == 0 ? k : (t * 5 + k * 3)) % (E - 1));
+  cpu::PermuteShape ps{T, H, E, K, N, 0, cpu::DropPolicy::probs, false};
+  cpu::GroupedMlpShape gs{N, H, F, E};
+  std::vector<float> permuted(N * H), out(N * H), y(T * H);
+  std::vector<int32_t> counts(E), slotRows(T * K);
+  cpu::moePermuteForward(x.data(), probs.data(), indices.data(), permuted.data(), counts.data(),
+                         slotRows.data(), ps);
+  cpu::groupedMlpForward(permuted.data(), counts.data(), gate.data(), up.data(), down.data(),
+                         out.data(), gs);
+  // The GPU's expert outputs are bf16: the CPU combines the same values.
+  std::vector<float> outBf16(out.size());
+  for (size_t i = 0; i < out.size(); ++i)
+    outBf16[i] = roundBf16(out[i]);
+  cpu::moeUnpermuteForward(outBf16.data(), probs.data(), slotRows.data(), y.data(), ps);
+  std::vector<float> dOut(N * H, 0.0f), dProbs(T * K, 0.0f), dPermuted(N * H, 0.0f),
+      dx(T * H, 0.0f), dgate(E * F * H, 0.0f), dup(E * F * H, 0.0f), ddown(E * H * F, 0.0f);
+  cpu::moeUnpermuteBackward(outBf16.data(), probs.data(), slotRows.data(), dy.data(), dOut.data(),
+                            dProbs.data(), ps);
+  std::vector<float> dOutBf16(dOut.size());
+  for (size_t i = 0; i < dOut.size(); ++i)
+    dOutBf16[i] = roundBf16(dOut[i]);
+  cpu::groupedMlpBackward(permuted.data(), counts.data(), gate.data(), up.data(), down.data(),
+                          dOutBf16.data(), dPermuted.data(), dgate.data(), dup.data(),
+                          ddown.data(), gs);
+  std::vector<float> dPermutedBf16(dPermuted.size());
+  for (size_t i = 0; i < dPermuted.size(); ++i)
+    dPermutedBf16[i] = roundBf16(dPermuted[i]);
+  cpu::moePermuteBackward(dPermutedBf16.data(), slotRows.data(), dx.data(), ps);
+
+  cuda::PermuteShape s{T, H, E, K};
+  cuda::GroupedMlpShape g{N, H, F, E};
+  DeviceBuffer<bf16> dX(T * H), dGate(E * F * H), dUp(E * F * H), dDown(E * H * F), dPerm(N * H),
+      dOutD(N * H), dY(T * H), dDy(T * H), dDOut(N * H), dDPerm(N * H), dDx(T * H);
+  DeviceBuffer<float> dProbsIn(T * K), dDProbs(T * K), dDgate(E * F * H), dDup(E * F * H),
+      dDdown(E * H * F);
+  DeviceBuffer<int32_t> dIndices(T * K), dCounts(E), dSlotRows(T * K);
+  DeviceBuffer<char> work(std::max(cuda::moePermuteWorkspaceBytes(s),
+                                   cuda::groupedMlpWorkspaceBytes(g, true)));
+  uploadBf16(dX, x);
+  uploadBf16(dGate, gate);
+  uploadBf16(dUp, up);
+  uploadBf16(dDown, down);
+  uploadBf16(dDy, dy);
+  dProbsIn.upload(probs.data());
+  dIndices.upload(indices.data());
+  MT_ASSERT_OK(cuda::moePermuteForward(dX.get(), dIndices.get(), dPerm.get(), dCounts.get(),
+                                       dSlotRows.get(), work.get(), s, nullptr));
+  EXPECT_EQ(download(dCounts), counts) << "tokens per expert " << shape;
+  EXPECT_EQ(download(dSlotRows), slotRows) << "slot rows " << shape;
+  expectClose("moe_permute", shape, downloadBf16(dPerm), permuted, tol::kBitExact);
+  MT_ASSERT_OK(cuda::groupedMlpForward(dPerm.get(), dCounts.get(), dGate.get(), dUp.get(),
+                                       dDown.get(), dOutD.get(), work.get(), g, nullptr));
+  expectClose("moe_grouped_mlp", shape, downloadBf16(dOutD), out, tol::kBf16Rel);
+  uploadBf16(dOutD, outBf16);
+  MT_ASSERT_OK(cuda::moeUnpermuteForward(dOutD.get(), dProbsIn.get(), dSlotRows.get(), dY.get(),
+                                         s, nullptr));
+  expectClose("moe_unpermute", shape, downloadBf16(dY), y, tol::kBf16Rel);
+  std::vector<float> zerosTk(T * K, 0.0f), zerosW(E * F * H, 0.0f);
+  dDProbs.upload(zerosTk.data());
+  MT_ASSERT_OK(cuda::moeUnpermuteBackward(dOutD.get(), dProbsIn.get(), dSlotRows.get(),
+                                          dDy.get(), dDOut.get(), false, dDProbs.get(), s,
+                                          nullptr));
+  expectClose("moe_unpermute_bwd dexpert_out", shape, downloadBf16(dDOut), dOut, tol::kBf16Rel);
+  expectClose("moe_unpermute_bwd dprobs", shape, download(dDProbs), dProbs, tol::kFp32AccumRel);
+  uploadBf16(dDOut, dOutBf16);
+  dDgate.upload(zerosW.data());
+  dDup.upload(zerosW.data());
+  dDdown.upload(zerosW.data());
+  MT_ASSERT_OK(cuda::groupedMlpBackward(dPerm.get(), dCounts.get(), dGate.get(), dUp.get(),
+                                        dDown.get(), dDOut.get(), dDPerm.get(), false,
+                                        dDgate.get(), dDup.get(), dDdown.get(), work.get(), g,
+                                        nullptr));
+  expectClose("moe_grouped_mlp_bwd dx", shape, downloadBf16(dDPerm), dPermuted, tol::kBf16Rel);
+  expectClose("moe_grouped_mlp_bwd dgate", shape, download(dDgate), dgate, tol::kFp32AccumRel);
+  expectClose("moe_grouped_mlp_bwd dup", shape, download(dDup), dup, tol::kFp32AccumRel);
+  expectClose("moe_grouped_mlp_bwd ddown", shape, download(dDdown), ddown, tol::kFp32AccumRel);
+  uploadBf16(dDPerm, dPermutedBf16);
+  MT_ASSERT_OK(cuda::moePermuteBackward(dDPerm.get(), dSlotRows.get(), dDx.get(), false, s,
+                                        nullptr));
+  expectClose("moe_permute_bwd", shape, downloadBf16(dDx), dx, tol::kBf16Rel);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MoETest,
