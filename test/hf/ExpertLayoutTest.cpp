@@ -4,6 +4,7 @@
 // [E, 2F, H] = gate rows then up rows per expert, experts.down_proj
 // [E, H, F], Mixtral's block_sparse_moe renamed mlp), loads both, and
 // exports each in its own spelling: the same weights, the source's names.
+#include "runtime/exec/Trainer.h"
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/PlanIO.h"
@@ -15,6 +16,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -138,6 +140,41 @@ TEST_P(ExpertLayout, FusedCheckpointsLoadAndExportInTheirSpelling) {
   ASSERT_TRUE(exec::exportHf(*plan, **b, nullptr, work + "/export-per-expert"));
   expectSameTensors(readAll(work + "/export-per-expert/model.safetensors"), perExpert,
                     "per-expert export");
+}
+
+/// Names of a safetensors file's tensors.
+std::set<std::string> namesOf(const Tensors &tensors) {
+  std::set<std::string> names;
+  for (const auto &[name, t] : tensors)
+    names.insert(name);
+  return names;
+}
+
+// mtrun --load-hf FUSED --export-hf OUT: a training run exports in the
+// spelling it loaded (the Trainer carries the layout from load to export).
+TEST(ExpertLayoutTraining, ExportKeepsTheLoadedSpelling) {
+  const std::string model = "tiny-mixtral", fixture = std::string(MT_HF_FIXTURE_DIR) + "/" + model,
+                    work = std::string(MT_HF_LAYOUT_DIR) + "/train-" + model;
+  const Tensors fused = fuse(readAll(fixture + "/model.safetensors"));
+  fs::remove_all(work);
+  fs::create_directories(work + "/fused");
+  writeAll(work + "/fused/model.safetensors", fused);
+  fs::copy_file(fixture + "/config.json", work + "/fused/config.json");
+  for (const auto &[load, want] :
+       {std::pair<std::string, std::set<std::string>>{work + "/fused", namesOf(fused)},
+        {fixture, namesOf(readAll(fixture + "/model.safetensors"))}}) {
+    exec::TrainOptions o;
+    o.planDir = std::string(MT_HF_PLAN_DIR) + "/" + model;
+    o.dataPath = fixture + "/tokens.bin";
+    o.steps = 1;
+    o.backend = "cpu";
+    o.loadHf = load;
+    o.exportHf = work + "/export";
+    std::ostringstream log;
+    auto summary = exec::train(o, log);
+    ASSERT_TRUE(summary) << summary.message() << "\n" << log.str();
+    EXPECT_EQ(namesOf(readAll(work + "/export/model.safetensors")), want) << "loaded " << load;
+  }
 }
 
 // A fused checkpoint with one expert tensor missing names it.
