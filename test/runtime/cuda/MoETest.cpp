@@ -160,6 +160,55 @@ TEST_P(MoETest, ExpertsMatchCpu) {
   expectClose("expert_ffn_bwd ddown", shape, download(dDdown), wantDdown, tol::kFp32AccumRel);
 }
 
+/// bf16 rounding of each value (what the GPU stores between the ops).
+std::vector<float> roundedBf16(const std::vector<float> &v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    out[i] = roundBf16(v[i]);
+  return out;
+}
+
+/// The CPU reference of the decomposed layer (runtime/cpu/MoEPermute.h),
+/// fed between the ops the bf16 values the GPU stores.
+struct DecomposedReference {
+  std::vector<float> permuted, out, outBf16, y, dOut, dOutBf16, dProbs, dPermuted,
+      dPermutedBf16, dx, dgate, dup, ddown;
+  std::vector<int32_t> counts, slotRows;
+};
+
+DecomposedReference decomposedReference(const Case &c, const std::vector<float> &x,
+                                        const std::vector<float> &probs,
+                                        const std::vector<int32_t> &indices,
+                                        const std::vector<float> &gate,
+                                        const std::vector<float> &up,
+                                        const std::vector<float> &down,
+                                        const std::vector<float> &dy) {
+  const int64_t T = c.tokens, H = c.hidden, F = c.ffn, E = c.experts, K = c.topK, N = T * K;
+  cpu::PermuteShape ps{T, H, E, K, N, 0, cpu::DropPolicy::probs, false};
+  cpu::GroupedMlpShape gs{N, H, F, E};
+  DecomposedReference r;
+  r.permuted.resize(N * H), r.out.resize(N * H), r.y.resize(T * H);
+  r.counts.resize(E), r.slotRows.resize(T * K);
+  cpu::moePermuteForward(x.data(), probs.data(), indices.data(), r.permuted.data(),
+                         r.counts.data(), r.slotRows.data(), ps);
+  cpu::groupedMlpForward(r.permuted.data(), r.counts.data(), gate.data(), up.data(), down.data(),
+                         r.out.data(), gs);
+  r.outBf16 = roundedBf16(r.out);
+  cpu::moeUnpermuteForward(r.outBf16.data(), probs.data(), r.slotRows.data(), r.y.data(), ps);
+  r.dOut.assign(N * H, 0.0f), r.dProbs.assign(T * K, 0.0f), r.dPermuted.assign(N * H, 0.0f);
+  r.dx.assign(T * H, 0.0f), r.dgate.assign(E * F * H, 0.0f), r.dup.assign(E * F * H, 0.0f);
+  r.ddown.assign(E * H * F, 0.0f);
+  cpu::moeUnpermuteBackward(r.outBf16.data(), probs.data(), r.slotRows.data(), dy.data(),
+                            r.dOut.data(), r.dProbs.data(), ps);
+  r.dOutBf16 = roundedBf16(r.dOut);
+  cpu::groupedMlpBackward(r.permuted.data(), r.counts.data(), gate.data(), up.data(),
+                          down.data(), r.dOutBf16.data(), r.dPermuted.data(), r.dgate.data(),
+                          r.dup.data(), r.ddown.data(), gs);
+  r.dPermutedBf16 = roundedBf16(r.dPermuted);
+  cpu::moePermuteBackward(r.dPermutedBf16.data(), r.slotRows.data(), r.dx.data(), ps);
+  return r;
+}
+
 /// moe_permute -> moe_grouped_mlp -> moe_unpermute (dropless) and their
 /// gradients against runtime/cpu/MoEPermute.h.
 TEST_P(MoETest, PermuteGroupedMlpUnpermuteMatchCpu) {
@@ -177,34 +226,7 @@ TEST_P(MoETest, PermuteGroupedMlpUnpermuteMatchCpu) {
   for (int64_t t = 0; t < T; ++t)
     for (int64_t k = 0; k < K; ++k)
       indices[t * K + k] = int32_t((t % 3 == 0 ? k : (t * 5 + k * 3)) % (E - 1));
-  cpu::PermuteShape ps{T, H, E, K, N, 0, cpu::DropPolicy::probs, false};
-  cpu::GroupedMlpShape gs{N, H, F, E};
-  std::vector<float> permuted(N * H), out(N * H), y(T * H);
-  std::vector<int32_t> counts(E), slotRows(T * K);
-  cpu::moePermuteForward(x.data(), probs.data(), indices.data(), permuted.data(), counts.data(),
-                         slotRows.data(), ps);
-  cpu::groupedMlpForward(permuted.data(), counts.data(), gate.data(), up.data(), down.data(),
-                         out.data(), gs);
-  // The GPU's expert outputs are bf16: the CPU combines the same values.
-  std::vector<float> outBf16(out.size());
-  for (size_t i = 0; i < out.size(); ++i)
-    outBf16[i] = roundBf16(out[i]);
-  cpu::moeUnpermuteForward(outBf16.data(), probs.data(), slotRows.data(), y.data(), ps);
-  std::vector<float> dOut(N * H, 0.0f), dProbs(T * K, 0.0f), dPermuted(N * H, 0.0f),
-      dx(T * H, 0.0f), dgate(E * F * H, 0.0f), dup(E * F * H, 0.0f), ddown(E * H * F, 0.0f);
-  cpu::moeUnpermuteBackward(outBf16.data(), probs.data(), slotRows.data(), dy.data(), dOut.data(),
-                            dProbs.data(), ps);
-  std::vector<float> dOutBf16(dOut.size());
-  for (size_t i = 0; i < dOut.size(); ++i)
-    dOutBf16[i] = roundBf16(dOut[i]);
-  cpu::groupedMlpBackward(permuted.data(), counts.data(), gate.data(), up.data(), down.data(),
-                          dOutBf16.data(), dPermuted.data(), dgate.data(), dup.data(),
-                          ddown.data(), gs);
-  std::vector<float> dPermutedBf16(dPermuted.size());
-  for (size_t i = 0; i < dPermuted.size(); ++i)
-    dPermutedBf16[i] = roundBf16(dPermuted[i]);
-  cpu::moePermuteBackward(dPermutedBf16.data(), slotRows.data(), dx.data(), ps);
-
+  const DecomposedReference r = decomposedReference(c, x, probs, indices, gate, up, down, dy);
   cuda::PermuteShape s{T, H, E, K};
   cuda::GroupedMlpShape g{N, H, F, E};
   DeviceBuffer<bf16> dX(T * H), dGate(E * F * H), dUp(E * F * H), dDown(E * H * F), dPerm(N * H),
@@ -223,24 +245,24 @@ TEST_P(MoETest, PermuteGroupedMlpUnpermuteMatchCpu) {
   dIndices.upload(indices.data());
   MT_ASSERT_OK(cuda::moePermuteForward(dX.get(), dIndices.get(), dPerm.get(), dCounts.get(),
                                        dSlotRows.get(), work.get(), s, nullptr));
-  EXPECT_EQ(download(dCounts), counts) << "tokens per expert " << shape;
-  EXPECT_EQ(download(dSlotRows), slotRows) << "slot rows " << shape;
-  expectClose("moe_permute", shape, downloadBf16(dPerm), permuted, tol::kBitExact);
+  EXPECT_EQ(download(dCounts), r.counts) << "tokens per expert " << shape;
+  EXPECT_EQ(download(dSlotRows), r.slotRows) << "slot rows " << shape;
+  expectClose("moe_permute", shape, downloadBf16(dPerm), r.permuted, tol::kBitExact);
   MT_ASSERT_OK(cuda::groupedMlpForward(dPerm.get(), dCounts.get(), dGate.get(), dUp.get(),
                                        dDown.get(), dOutD.get(), work.get(), g, nullptr));
-  expectClose("moe_grouped_mlp", shape, downloadBf16(dOutD), out, tol::kBf16Rel);
-  uploadBf16(dOutD, outBf16);
+  expectClose("moe_grouped_mlp", shape, downloadBf16(dOutD), r.out, tol::kBf16Rel);
+  uploadBf16(dOutD, r.outBf16);
   MT_ASSERT_OK(cuda::moeUnpermuteForward(dOutD.get(), dProbsIn.get(), dSlotRows.get(), dY.get(),
                                          s, nullptr));
-  expectClose("moe_unpermute", shape, downloadBf16(dY), y, tol::kBf16Rel);
+  expectClose("moe_unpermute", shape, downloadBf16(dY), r.y, tol::kBf16Rel);
   std::vector<float> zerosTk(T * K, 0.0f), zerosW(E * F * H, 0.0f);
   dDProbs.upload(zerosTk.data());
   MT_ASSERT_OK(cuda::moeUnpermuteBackward(dOutD.get(), dProbsIn.get(), dSlotRows.get(),
                                           dDy.get(), dDOut.get(), false, dDProbs.get(), s,
                                           nullptr));
-  expectClose("moe_unpermute_bwd dexpert_out", shape, downloadBf16(dDOut), dOut, tol::kBf16Rel);
-  expectClose("moe_unpermute_bwd dprobs", shape, download(dDProbs), dProbs, tol::kFp32AccumRel);
-  uploadBf16(dDOut, dOutBf16);
+  expectClose("moe_unpermute_bwd dexpert_out", shape, downloadBf16(dDOut), r.dOut, tol::kBf16Rel);
+  expectClose("moe_unpermute_bwd dprobs", shape, download(dDProbs), r.dProbs, tol::kFp32AccumRel);
+  uploadBf16(dDOut, r.dOutBf16);
   dDgate.upload(zerosW.data());
   dDup.upload(zerosW.data());
   dDdown.upload(zerosW.data());
@@ -248,14 +270,14 @@ TEST_P(MoETest, PermuteGroupedMlpUnpermuteMatchCpu) {
                                         dDown.get(), dDOut.get(), dDPerm.get(), false,
                                         dDgate.get(), dDup.get(), dDdown.get(), work.get(), g,
                                         nullptr));
-  expectClose("moe_grouped_mlp_bwd dx", shape, downloadBf16(dDPerm), dPermuted, tol::kBf16Rel);
-  expectClose("moe_grouped_mlp_bwd dgate", shape, download(dDgate), dgate, tol::kFp32AccumRel);
-  expectClose("moe_grouped_mlp_bwd dup", shape, download(dDup), dup, tol::kFp32AccumRel);
-  expectClose("moe_grouped_mlp_bwd ddown", shape, download(dDdown), ddown, tol::kFp32AccumRel);
-  uploadBf16(dDPerm, dPermutedBf16);
+  expectClose("moe_grouped_mlp_bwd dx", shape, downloadBf16(dDPerm), r.dPermuted, tol::kBf16Rel);
+  expectClose("moe_grouped_mlp_bwd dgate", shape, download(dDgate), r.dgate, tol::kFp32AccumRel);
+  expectClose("moe_grouped_mlp_bwd dup", shape, download(dDup), r.dup, tol::kFp32AccumRel);
+  expectClose("moe_grouped_mlp_bwd ddown", shape, download(dDdown), r.ddown, tol::kFp32AccumRel);
+  uploadBf16(dDPerm, r.dPermutedBf16);
   MT_ASSERT_OK(cuda::moePermuteBackward(dDPerm.get(), dSlotRows.get(), dDx.get(), false, s,
                                         nullptr));
-  expectClose("moe_permute_bwd", shape, downloadBf16(dDx), dx, tol::kBf16Rel);
+  expectClose("moe_permute_bwd", shape, downloadBf16(dDx), r.dx, tol::kBf16Rel);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MoETest,
