@@ -1,5 +1,5 @@
-// Emission of the decoder-only transformer graph (Llama, Qwen2/3, Qwen3-MoE,
-// Mixtral) in the `mt` dialect, with Hugging Face parameter names.
+// Emission of the decoder-only transformer graph (Llama, Qwen2/3,
+// Qwen2/3-MoE, Mixtral) in the `mt` dialect, with Hugging Face parameter names.
 #include "compiler/hf/ModelBuilder.h"
 
 #include "dialects/mt/MtDialect.h"
@@ -179,8 +179,15 @@ Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss) {
   Value out = MoEGroupedMLPOp::create(b_, loc_, permuted.getPermuted().getType(),
                                       permuted.getPermuted(), permuted.getTokensPerExpert(), gate,
                                       up, down);
-  return MoEUnpermuteOp::create(b_, loc_, x.getType(), out, routed.getWeights(),
-                                permuted.getSlotRows());
+  Value y = MoEUnpermuteOp::create(b_, loc_, x.getType(), out, routed.getWeights(),
+                                   permuted.getSlotRows());
+  if (m.sharedExpertFfn == 0)
+    return y;
+  // Qwen2MoeSparseMoeBlock: + sigmoid(shared_expert_gate(x)) * shared_expert(x).
+  std::string p = layerPrefix + "mlp.";
+  Value shared = denseMlp(x, p + "shared_expert.", m.sharedExpertFfn, false);
+  Value logit = linear(x, p + "shared_expert_gate", 1, H, false);
+  return add(y, SigmoidGateOp::create(b_, loc_, x.getType(), logit, shared));
 }
 
 OwningOpRef<ModuleOp> Builder::build() {
@@ -279,6 +286,8 @@ Status checkModelSizes(const HfModelSpec &spec, const ModelShape &shape,
                                 {B, S, nq, d}}};
   if (const auto &m = spec.moe) {
     gemm.push_back({"moe_intermediate_size", {m->expertFfn}});
+    if (m->sharedExpertFfn)
+      gemm.push_back({"shared_expert_intermediate_size", {m->sharedExpertFfn}});
     tensors.push_back({"num_experts x moe_intermediate_size x hidden_size",
                        {m->numExperts, m->expertFfn, H}});
     tensors.push_back({"--micro-batch x --seq x num_experts_per_tok x hidden_size",

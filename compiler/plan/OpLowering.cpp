@@ -184,6 +184,11 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.i("n", numel(g.getInput())).i("approximate_tanh", g.getApproximateTanh());
         return true;
       })
+      .Case<SigmoidGateOp, SigmoidGateGradOp>([&](auto g) {
+        Value x = g.getInput();
+        w.i("rows", numel(x) / dim(x, -1)).i("dim", dim(x, -1));
+        return true;
+      })
       .Case([&](MoERouterOp r) { routerAttrs(w, r); return true; })
       .Case([&](MoERouterGradOp r) { routerAttrs(w, r); return true; })
       .Case([&](MoEPermuteOp p) {

@@ -12,7 +12,7 @@ bool isAccumulatingOp(Operation *op) {
   return isa<EmbeddingGradOp, LinearGradInputOp, LinearGradWeightOp, BiasGradOp,
              RMSNormGradOp, LayerNormGradOp, RotaryGradOp, AttentionGradOp,
              SwiGLUGradOp, GELUGradOp, MoERouterGradOp,
-             MoEPermuteGradOp, MoEUnpermuteGradOp, MoEGroupedMLPGradOp,
+             MoEPermuteGradOp, MoEUnpermuteGradOp, MoEGroupedMLPGradOp, SigmoidGateGradOp,
              CrossEntropyGradOp, VocabParallelCrossEntropyGradOp>(op);
 }
 

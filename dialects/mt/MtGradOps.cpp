@@ -102,6 +102,13 @@ LogicalResult GELUGradOp::verify() {
   return expectType(*this, "dx", getDx(), getInput().getType());
 }
 
+LogicalResult SigmoidGateGradOp::verify() {
+  if (failed(expectType(*this, "dy", getDy(), getInput().getType())) ||
+      failed(expectType(*this, "dinput", getDinput(), getInput().getType())))
+    return failure();
+  return expectType(*this, "dgate", getDgate(), getGate().getType());
+}
+
 LogicalResult MoERouterGradOp::verify() {
   if (failed(expectType(*this, "dx", getDx(), getInput().getType())) ||
       failed(expectType(*this, "dweight", getDweight(), getWeight().getType())))

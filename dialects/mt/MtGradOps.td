@@ -173,6 +173,21 @@ def Mt_MoERouterGradOp : Mt_GradOp<"moe_router_grad"> {
   let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight);
 }
 
+def Mt_SigmoidGateGradOp : Mt_GradOp<"sigmoid_gate_grad"> {
+  let summary = "Gradients of sigmoid(gate) * input";
+  let description = [{
+    With s = sigmoid(`gate`): `dinput` = s · `dy` and `dgate`[..., 0] =
+    s (1 − s) Σ_h `dy`[..., h] `input`[..., h]. Shapes as the forward
+    `mt.sigmoid_gate`.
+
+    ```mlir
+    %dg, %dx = mt.sigmoid_gate_grad %logit, %x, %dy : (tensor<4x128x1xf32>, tensor<4x128x64xf32>, tensor<4x128x64xf32>) -> (tensor<4x128x1xf32>, tensor<4x128x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$gate, Mt_FloatTensor:$input, Mt_FloatTensor:$dy);
+  let results = (outs Mt_FloatTensor:$dgate, Mt_FloatTensor:$dinput);
+}
+
 def Mt_CrossEntropyGradOp : Mt_GradOp<"cross_entropy_grad"> {
   let summary = "Gradient of the masked mean cross-entropy w.r.t. the logits";
   let description = [{

@@ -174,6 +174,19 @@ LogicalResult MoERouterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   return success();
 }
 
+LogicalResult SigmoidGateOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                            ArrayRef<bool> needed,
+                                            SmallVectorImpl<Value> &grads) {
+  resize(grads, *this);
+  auto g = SigmoidGateGradOp::create(b, getLoc(), getGate().getType(), getType(),
+                                     getGate(), getInput(), dys[0]);
+  if (needed[0])
+    grads[0] = g.getDgate();
+  if (needed[1])
+    grads[1] = g.getDinput();
+  return success();
+}
+
 LogicalResult CrossEntropyOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                              ArrayRef<bool> needed,
                                              SmallVectorImpl<Value> &grads) {

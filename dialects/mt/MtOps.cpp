@@ -255,6 +255,21 @@ LogicalResult MoERouterOp::verify() {
   return expectShape(*this, "indices", tensorOf(getIndices()), routed);
 }
 
+LogicalResult SigmoidGateOp::verify() {
+  auto gate = tensorOf(getGate()), in = tensorOf(getInput());
+  if (in.getRank() < 1)
+    return emitOpError() << "expects input of rank >= 1, got " << shapeStr(in);
+  SmallVector<int64_t> gateShape(in.getShape());
+  gateShape.back() = 1;
+  if (failed(expectShape(*this, "gate", gate, gateShape)) ||
+      failed(expectSameElementType(*this, "gate", gate, "input", in)))
+    return failure();
+  if (tensorOf(getResult()) != in)
+    return emitOpError() << "expects result type " << in << ", got "
+                         << getResult().getType();
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // Loss
 //===----------------------------------------------------------------------===//

@@ -360,6 +360,28 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_Dif
   let hasVerifier = 1;
 }
 
+def Mt_SigmoidGateOp : Mt_Op<"sigmoid_gate", [Pure,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
+  let summary = "Scales each token's vector by the sigmoid of its gate logit";
+  let description = [{
+    `result`[..., h] = sigmoid(`gate`[..., 0]) · `input`[..., h], with `gate`
+    [..., 1] (one logit per token) and `input` [..., H] of the same leading
+    shape. The shared expert's gate of Qwen2-MoE
+    (transformers' Qwen2MoeSparseMoeBlock:
+    `sigmoid(shared_expert_gate(x)) * shared_expert(x)`; Megatron-Core's
+    SharedExpertMLP with `moe_shared_expert_gate`).
+
+    ```mlir
+    %y = mt.sigmoid_gate %logit, %x : (tensor<4x128x1xf32>, tensor<4x128x64xf32>) -> tensor<4x128x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$gate, Mt_FloatTensor:$input);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Loss
 //===----------------------------------------------------------------------===//

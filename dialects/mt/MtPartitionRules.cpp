@@ -170,6 +170,11 @@ LogicalResult MoERouterOp::partition(Partitioner &) {
                           "parallelism of experts is not supported yet";
 }
 
+LogicalResult SigmoidGateOp::partition(Partitioner &) {
+  return emitOpError() << "is the shared expert's gate of a mixture-of-experts "
+                          "layer: tensor parallelism of MoE layers is not supported yet";
+}
+
 //===----------------------------------------------------------------------===//
 // Loss
 //===----------------------------------------------------------------------===//

@@ -172,6 +172,15 @@ void addMoEAndLossKernels(Table &t) {
     Io io{in, m};
     moeRouterBackward(io.f(0), io.f(1), io.f(2), *io.f(3), io.out(0), io.out(1), routerOf(a));
   });
+  t["sigmoid_gate"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    sigmoidGateForward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"));
+  });
+  t["sigmoid_gate_grad"] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    sigmoidGateBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("rows"),
+                        a.i("dim"));
+  });
 }
 
 void addMoEPermuteKernels(Table &t) {

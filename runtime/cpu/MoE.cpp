@@ -203,4 +203,25 @@ void moeRouterBackward(const float *x, const float *w, const float *dweights,
   }
 }
 
+void sigmoidGateForward(const float *gate, const float *x, float *y, int64_t rows,
+                        int64_t dim) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    float s = sigmoid(gate[r]);
+    for (int64_t h = 0; h < dim; ++h)
+      y[r * dim + h] = s * x[r * dim + h];
+  }
+}
+
+void sigmoidGateBackward(const float *gate, const float *x, const float *dy, float *dgate,
+                         float *dx, int64_t rows, int64_t dim) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    float s = sigmoid(gate[r]);
+    dgate[r] += s * (1.0f - s) * dot(dy + r * dim, x + r * dim, dim);
+    for (int64_t h = 0; h < dim; ++h)
+      dx[r * dim + h] += s * dy[r * dim + h];
+  }
+}
+
 } // namespace mt::cpu

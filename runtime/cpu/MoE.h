@@ -46,6 +46,15 @@ void moeRouterBackward(const float *x, const float *w, const float *dweights,
                        float daux, float *dx, float *dw,
                        const RouterShape &shape);
 
+/// The shared expert's gate (Qwen2-MoE): gate [rows] (one logit per
+/// token), x, y [rows, dim]; y[r] = sigmoid(gate[r]) * x[r].
+void sigmoidGateForward(const float *gate, const float *x, float *y, int64_t rows,
+                        int64_t dim);
+/// Adds dgate[r] += s (1 - s) dot(dy[r], x[r]) and dx[r] += s dy[r],
+/// s = sigmoid(gate[r]).
+void sigmoidGateBackward(const float *gate, const float *x, const float *dy, float *dgate,
+                         float *dx, int64_t rows, int64_t dim);
+
 } // namespace mt::cpu
 
 #endif // MT_RUNTIME_CPU_MOE_H

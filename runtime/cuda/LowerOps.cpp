@@ -75,11 +75,18 @@ void swigluGrad(Lowerer &L, const Attrs &a) {
   L.emit([=](cudaStream_t s) { return swigluBackward(gate, up, dy, dgate, dup, n, s); });
 }
 
+/// bf16 activations, or fp32 scalars (the loss plus the MoE aux losses).
 void addOp(Lowerer &L, const Attrs &a) {
-  const bf16 *x = L.bfIn(0), *y = L.bfIn(1);
-  bf16 *out = L.bfOut(0);
   int64_t n = a.i("n");
-  L.emit([=](cudaStream_t s) { return add(x, y, out, n, s); });
+  if (L.isBf16(L.instruction().outputs(0))) {
+    const bf16 *x = L.bfIn(0), *y = L.bfIn(1);
+    bf16 *out = L.bfOut(0);
+    L.emit([=](cudaStream_t s) { return add(x, y, out, n, s); });
+  } else {
+    const float *x = L.f32In(0), *y = L.f32In(1);
+    float *out = L.f32Out(0);
+    L.emit([=](cudaStream_t s) { return add(x, y, out, n, s); });
+  }
 }
 
 void accumulateOp(Lowerer &L, const Attrs &a) {
@@ -275,7 +282,8 @@ bool lowerOp(Lowerer &L, const std::string &op, const Attrs &attrs) {
     it->second(L, attrs);
     return true;
   }
-  return lowerOptimizerOp(L, op, attrs) || lowerVocabParallelOp(L, op, attrs) ||
+  return lowerOptimizerOp(L, op, attrs) || lowerMoEOp(L, op, attrs) ||
+         lowerVocabParallelOp(L, op, attrs) ||
          lowerCollectiveOp(L, op, attrs) || lowerPipelineOp(L, op, attrs);
 }
 

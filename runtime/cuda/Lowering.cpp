@@ -50,6 +50,14 @@ const int32_t *Lowerer::i32In(int i) {
   return nullptr;
 }
 
+int32_t *Lowerer::i32Out(int i) {
+  uint32_t id = target(i, Capability::Writes);
+  if (plan_.buffers(id).dtype() == plan::I32)
+    return reinterpret_cast<int32_t *>(res_.arenas->data(id));
+  fail("output " + std::to_string(i) + " " + describe(id) + " must be I32");
+  return nullptr;
+}
+
 uint32_t Lowerer::target(int i, Capability capability, bool *add) {
   uint32_t id = instr_->outputs(i);
   auto pending = pendingZero_.find(id);
@@ -132,8 +140,8 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
       if (bf16Activation)
         pendingZero_[id] = steps_.size() - 1;
     } else if (!lowerOp(*this, op, attrs)) {
-      fail("op '" + op + "' has no CUDA kernel (the CUDA backend runs dense "
-           "Llama/Qwen plans; use --backend cpu)");
+      fail("op '" + op + "' has no CUDA kernel (the CUDA backend runs Llama, Qwen and "
+           "mixture-of-experts plans; use --backend cpu)");
     }
     if (!error_.empty())
       return Status::error("program '" + program.name() + "' instruction " +

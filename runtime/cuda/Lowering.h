@@ -92,11 +92,18 @@ public:
   const bf16 *bfIn(int i) { return bf(instr_->inputs(i), "input", i); }
   const float *f32In(int i) { return f32(instr_->inputs(i), "input", i); }
   const int32_t *i32In(int i);
+  /// Output i of int32 (the router's expert indices), written.
+  int32_t *i32Out(int i);
   /// Output i for a kernel that writes it.
   bf16 *bfOut(int i) { return bf(target(i, Capability::Writes), "output", i); }
   float *f32Out(int i) { return f32(target(i, Capability::Writes), "output", i); }
   /// Output i for a kernel that adds into it (fp32 main gradients).
   float *f32Sum(int i) { return f32(target(i, Capability::Adds), "output", i); }
+  /// Whether `buffer` is stored as bf16 on the device (an activation kept
+  /// at half its planned offset).
+  bool isBf16(uint32_t buffer) const {
+    return res_.arenas->storage(buffer) == DeviceArenas::Storage::Bf16Activation;
+  }
   /// Input i on the host: an INPUTS buffer, or a scalar made by a host step.
   const float *hostIn(int i) { return hostScalar(instr_->inputs(i)); }
   const int64_t *hostI64In(int i);
@@ -169,6 +176,8 @@ bool lowerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 bool lowerOptimizerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 /// Same for the vocab-parallel cross-entropy (runtime/cuda/LowerVocabParallel.cpp).
 bool lowerVocabParallelOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
+/// Same for the mixture-of-experts ops (runtime/cuda/LowerMoE.cpp).
+bool lowerMoEOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 /// Same for the collectives (runtime/cuda/LowerCollectives.cpp).
 bool lowerCollectiveOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
 /// Same for the pipeline transfers send and recv (runtime/cuda/NcclPipeline.cpp).

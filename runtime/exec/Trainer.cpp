@@ -259,6 +259,8 @@ private:
   RunSettings settings_;
   RunIdentity identity_;
   int64_t done_ = 0; // steps done before this run (resumed checkpoints)
+  // --export-hf writes the experts as --load-hf's checkpoint spelled them.
+  HfExpertLayout expertLayout_ = HfExpertLayout::PerExpert;
   int64_t last_ = 0; // the step the run ends after
   int64_t skipped_ = 0, skippedInARow_ = 0; // since the start of training
 };
@@ -446,7 +448,7 @@ Status TrainingRun::initializeWeights() {
           << settings_.seed << ", " << done_ * plan_.training().global_batch()
           << " samples read); running to step " << last_ << "\n";
   } else if (!o_.loadHf.empty()) {
-    if (Status s = loadHfWeights(plan_, *memory_, rank_.get(), o_.loadHf); !s)
+    if (Status s = loadHfWeights(plan_, *memory_, rank_.get(), o_.loadHf, &expertLayout_); !s)
       return s;
     log() << "loaded weights from " << o_.loadHf << "\n";
   } else {
@@ -663,7 +665,7 @@ Expected<TrainSummary> TrainingRun::run() {
         !st)
       return st;
   if (!o_.exportHf.empty())
-    if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf); !st)
+    if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf, expertLayout_); !st)
       return st;
   if (hf)
     if (Status st = hf->finish(plan_, *memory_, rank_.get(), last_); !st)

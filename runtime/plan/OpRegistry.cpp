@@ -173,6 +173,14 @@ std::vector<OpSignature> makeTable() {
          Counts c = router(a);
          return Counts{c[0], c[1], c[2], 1, c[0], c[1]};
        }, balancing},
+      {"sigmoid_gate", 2, 2, 1, {"rows", "dim"}, {}, [](const Attrs &a) {
+         int64_t x = mul({a.i("rows"), a.i("dim")});
+         return Counts{a.i("rows"), x, x};
+       }},
+      {"sigmoid_gate_grad", 3, 3, 2, {"rows", "dim"}, {}, [](const Attrs &a) {
+         int64_t x = mul({a.i("rows"), a.i("dim")});
+         return Counts{a.i("rows"), x, x, a.i("rows"), x};
+       }},
       // MoE token permutation (dialects/mt/MtMoEOps.td).
       {"moe_permute", 3, 3, 3, permuteAttrs, {}, [](const Attrs &a) {
          int64_t slots = mul({a.i("tokens"), a.i("top_k")});

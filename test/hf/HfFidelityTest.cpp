@@ -1,5 +1,5 @@
 // One training step of our CPU backend against transformers on the tiny
-// Llama / Qwen2 / Qwen3 / Qwen3-MoE / Mixtral fixtures of test/hf (made by
+// Llama / Qwen2 / Qwen3 / Qwen2-MoE / Qwen3-MoE / Mixtral fixtures of test/hf (made by
 // make_fixtures.py), each imported from transformers 4's and 5's spelling of
 // its config: logits, loss (with each MoE layer's aux loss), every gradient,
 // the gradient norm, and every weight after one and after several AdamW
@@ -276,13 +276,15 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, HfFidelity,
                          ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3",
                                            "tiny-qwen2-vocab95", "tiny-qwen3-moe",
                                            "tiny-qwen3-moe-noaux", "tiny-mixtral",
+                                           "tiny-qwen2-moe",
                                            "tiny-llama-transformers5",
                                            "tiny-qwen2-transformers5",
                                            "tiny-qwen3-transformers5",
                                            "tiny-qwen2-vocab95-transformers5",
                                            "tiny-qwen3-moe-transformers5",
                                            "tiny-qwen3-moe-noaux-transformers5",
-                                           "tiny-mixtral-transformers5"),
+                                           "tiny-mixtral-transformers5",
+                                           "tiny-qwen2-moe-transformers5"),
                          [](const auto &info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');

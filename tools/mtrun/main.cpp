@@ -105,7 +105,9 @@ int main(int argc, char **argv) {
   app.add_option("--save-every", o.saveEvery, "with --save: save every K steps (0: at the end)")
       ->needs(save)->check(CLI::NonNegativeNumber);
   app.add_option("--export-hf", o.exportHf,
-                 "write model.safetensors + config.json here at the end (replaces an export)");
+                 "write model.safetensors + config.json here at the end (replaces an export); "
+                 "experts in the spelling of the --load-hf checkpoint (fused as transformers 5 "
+                 "holds them, or one tensor per expert)");
   auto *hfOutput = app.add_option(
       "--hf-output", o.hf.outputDir,
       "output_dir as transformers' Trainer writes it (mtc train runs mtrun with it): "

@@ -139,3 +139,51 @@ func.func @cross_entropy_loss_rows(%r: tensor<2x8xf32>, %s: tensor<2x4xf32>) {
   %0 = mt.cross_entropy_loss %r, %r, %s, %r : (tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x4xf32>, tensor<2x8xf32>) -> tensor<f32>
   return
 }
+
+// -----
+
+func.func @sigmoid_gate_logit(%g: tensor<2x8x2xf32>, %x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate' op expects gate of shape [2, 8, 1], got [2, 8, 2]}}
+  %y = mt.sigmoid_gate %g, %x : (tensor<2x8x2xf32>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_type(%g: tensor<2x8x1xbf16>, %x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate' op expects gate and input to have one element type, got 'bf16' and 'f32'}}
+  %y = mt.sigmoid_gate %g, %x : (tensor<2x8x1xbf16>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_result(%g: tensor<2x8x1xf32>, %x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate' op expects result type 'tensor<2x8x64xf32>', got 'tensor<2x8x32xf32>'}}
+  %y = mt.sigmoid_gate %g, %x : (tensor<2x8x1xf32>, tensor<2x8x64xf32>) -> tensor<2x8x32xf32>
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_rank0(%g: tensor<f32>, %x: tensor<f32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate' op expects input of rank >= 1, got []}}
+  %y = mt.sigmoid_gate %g, %x : (tensor<f32>, tensor<f32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_grad_dgate(%g: tensor<2x8x1xf32>, %x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate_grad' op expects dgate of type 'tensor<2x8x1xf32>', got 'tensor<2x8x64xf32>'}}
+  %0:2 = mt.sigmoid_gate_grad %g, %x, %x : (tensor<2x8x1xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>)
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_grad_dy(%g: tensor<2x8x1xf32>, %x: tensor<2x8x64xf32>, %dy: tensor<2x8x32xf32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate_grad' op expects dy of type 'tensor<2x8x64xf32>', got 'tensor<2x8x32xf32>'}}
+  %0:2 = mt.sigmoid_gate_grad %g, %x, %dy : (tensor<2x8x1xf32>, tensor<2x8x64xf32>, tensor<2x8x32xf32>) -> (tensor<2x8x1xf32>, tensor<2x8x64xf32>)
+  return
+}

@@ -115,6 +115,15 @@ func.func @moe(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %gate: tensor<8x96
   return %y2, %aux : tensor<2x8x64xf32>, tensor<f32>
 }
 
+// CHECK-LABEL: func.func @shared_expert_gate
+func.func @shared_expert_gate(%logit: tensor<2x8x1xf32>, %x: tensor<2x8x64xf32>) -> tensor<2x8x64xf32> {
+  // CHECK: mt.sigmoid_gate %{{.*}}, %{{.*}} : (tensor<2x8x1xf32>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
+  %y = mt.sigmoid_gate %logit, %x : (tensor<2x8x1xf32>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
+  // CHECK: mt.sigmoid_gate_grad %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x8x1xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x1xf32>, tensor<2x8x64xf32>)
+  %dg, %dx = mt.sigmoid_gate_grad %logit, %x, %y : (tensor<2x8x1xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x1xf32>, tensor<2x8x64xf32>)
+  return %dx : tensor<2x8x64xf32>
+}
+
 // CHECK-LABEL: func.func @loss
 func.func @loss(%logits: tensor<2x8x256xf32>, %labels: tensor<2x8xi32>, %mask: tensor<2x8xf32>) -> tensor<f32> {
   // CHECK: mt.cross_entropy %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>) -> tensor<f32>

@@ -341,6 +341,38 @@ AllOutputs runAll(int threads, bool norm) {
   return o;
 }
 
+// ---------------------------------------------------------------- shared-expert gate
+
+/// fp64 y[r] = sigmoid(gate[r]) x[r].
+DVec refSigmoidGate(const DVec &gate, const DVec &x, int64_t rows, int64_t dim) {
+  DVec y(rows * dim);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t h = 0; h < dim; ++h)
+      y[r * dim + h] = x[r * dim + h] / (1.0 + std::exp(-gate[r]));
+  return y;
+}
+
+TEST(SigmoidGate, ForwardAndBackwardMatchReferenceAndAccumulate) {
+  const int64_t rows = 6, dim = 5;
+  std::mt19937 rng(51);
+  Vec gate = randomVector(rng, rows), x = randomVector(rng, rows * dim),
+      dy = randomVector(rng, rows * dim);
+  for (float &g : gate)
+    g *= 4.0f; // well into both tails of the sigmoid
+  Vec y(rows * dim);
+  sigmoidGateForward(gate.data(), x.data(), y.data(), rows, dim);
+  DVec gd = toDouble(gate), xd = toDouble(x);
+  const DVec dyd = toDouble(dy);
+  expectClose(y, refSigmoidGate(gd, xd, rows, dim), tol::kFp32KernelRel, tol::kFp32KernelAbs,
+              "sigmoid_gate");
+  Vec dgate0 = randomVector(rng, rows), dx0 = randomVector(rng, rows * dim);
+  Vec dgate = dgate0, dx = dx0;
+  sigmoidGateBackward(gate.data(), x.data(), dy.data(), dgate.data(), dx.data(), rows, dim);
+  auto loss = [&] { return sumProduct(dyd, refSigmoidGate(gd, xd, rows, dim)); };
+  expectGradient(dgate, dgate0, finiteDifference(gd, loss), "dgate");
+  expectGradient(dx, dx0, finiteDifference(xd, loss), "dx");
+}
+
 TEST(MoEDeterminism, ResultsIndependentOfThreadCount) {
   for (bool norm : {false, true}) {
     AllOutputs one = runAll(1, norm);

@@ -186,7 +186,7 @@ TEST_P(WriteOrAdd, EveryInstructionWritesOrAddsAsItsOpSays) {
 
 INSTANTIATE_TEST_SUITE_P(Plans, WriteOrAdd,
                          ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-moe",
-                                           "tiny-qwen3-neat"),
+                                           "tiny-qwen3-neat", "tiny-qwen2-moe"),
                          [](const auto &info) {
                            std::string name = info.param;
                            for (char &c : name)
