@@ -16,6 +16,8 @@ float dot(const float *a, const float *b, int64_t n) {
   return s;
 }
 
+float sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
+
 
 /// probs = softmax(xt w^T) of one token, max-subtracted; returns the
 /// log-sum-exp of the logits (for the z-loss).
