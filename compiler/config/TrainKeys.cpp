@@ -295,8 +295,12 @@ std::vector<Key> megatronKeys() {
        {"null"}, "issue 16"},
       {"recompute_modules", Refused, Megatron, "activation recompute is not planned yet", {"null"},
        "issue 16"},
-      {"use_distributed_optimizer", Refused, Megatron, "the distributed optimizer is not planned "
-       "yet", {off}, "issue 16"},
+      {"use_distributed_optimizer", Honoured, Megatron, "AdamW state sharded over dp in gradient "
+       "buckets (reduce-scatter, sharded update, all-gather)", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "use_distributed_optimizer", "true or false",
+                     c.parallel.distributedOptimizer);
+       }},
       {"overlap_grad_reduce", Refused, Megatron, "bucketed reduce-scatter behind backward comes "
        "with the distributed optimizer", {off}, "issue 16"},
       {"overlap_param_gather", Refused, Megatron, "parameter all-gather behind forward comes with "

@@ -135,6 +135,10 @@ std::vector<OpSignature> makeTable() {
       {"reduce_scatter", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
          int64_t small = mul({a.i("outer"), a.i("run")});
          return Counts{mul({small, a.i("parts")}), small};
+       }, {{"reduce", {"sum", "mean"}}}},
+      {"all_slice", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
+         int64_t small = mul({a.i("outer"), a.i("run")});
+         return Counts{mul({small, a.i("parts")}), small};
        }},
       {"moe_router", 2, 2, 3, routerAttrs, {"aux_loss_coeff"}, [router](const Attrs &a) {
          Counts c = router(a);
