@@ -107,9 +107,8 @@ Status validateStageLayout(const Plan &plan) {
   for (const Parameter &p : plan.parameters())
     byName[p.name()] = &p;
   for (const Bucket &b : plan.buckets())
-    for (const BucketMember &m : b.members()) {
+    for (const BucketMember &m : b.members())
       views.insert({byName.at(m.param())->param_buffer(), byName.at(m.param())->grad_buffer()});
-    }
   std::map<uint32_t, const Parameter *> parameterOf;
   for (const Parameter &p : plan.parameters()) {
     std::vector<uint32_t> ids = {p.param_buffer()};
@@ -118,6 +117,10 @@ Status validateStageLayout(const Plan &plan) {
     for (uint32_t id : ids)
       parameterOf[id] = &p;
   }
+  // A bucket is held where its members are.
+  for (const Bucket &b : plan.buckets())
+    for (uint32_t id : {b.param_buffer(), b.grad_buffer()})
+      parameterOf[id] = byName.at(b.members(0).param());
   for (int64_t stage = 0; stage < std::max<int64_t>(plan.mesh().pp(), 1); ++stage) {
     std::map<ArenaKind, std::vector<const Buffer *>> held;
     for (const Buffer &b : plan.buffers()) {
