@@ -34,6 +34,19 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     rank-1 parameters (norms, biases). With dp > 1 each gradient is first
     averaged over the dp axis; parameters split over tp (`sharding`)
     count once in the global norm, which is reduced over tp.
+
+    With `distributed-optimizer` (Megatron-Core's use_distributed_optimizer),
+    the trainable parameters are laid out in buckets (`mt.buckets` on the
+    function: per bucket the axis, its parameters and their element offsets,
+    each a multiple of 16), in reverse order, of about `bucket-elements`
+    each, never across layers, weight-decay values or tp replication, and
+    padded to a multiple of 16·dp. The arguments are then (param bucket,
+    grad bucket, exp_avg, exp_avg_sq) per bucket (`mt.bucket`; `mt.param`
+    names its first parameter), the AdamW state being the rank's 1/dp
+    shard (`mt.sharding` on dp). Each grad bucket is reduce-scattered
+    (mean) over dp, the global norm sums the shards (`partial_axis` dp),
+    each rank takes its slice of the param bucket (`mt.all_slice`), updates
+    it, and the updated slices are all-gathered into the param bucket.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
@@ -48,6 +61,10 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     Option<"eps", "eps", "double", "1.0e-8", "AdamW epsilon">,
     Option<"clipGrad", "clip-grad", "double", "1.0", "max global gradient norm (0: off)">,
     Option<"dp", "dp", "int64_t", "1", "data-parallel size: gradients are averaged over dp">,
+    Option<"distributedOptimizer", "distributed-optimizer", "bool", "false",
+           "shard the AdamW state over dp in gradient buckets (Megatron's distributed optimizer)">,
+    Option<"bucketElements", "bucket-elements", "int64_t", "40000000",
+           "elements after which a gradient bucket is closed (Megatron's bucket_size)">,
   ];
 }
 
@@ -115,7 +132,8 @@ def ExposeCollectives : Pass<"mt-expose-collectives", "::mlir::ModuleOp"> {
       forward's reduced rows and is local;
     - `mt.global_norm` becomes `mt.sum_squares` (gradients replicated over
       the split axis counting 1/size each, hence once) -> `mt.all_reduce`
-      (sum) over that axis when gradients are split on it, and over pp when
+      (sum) over that axis when gradients are split on it, over its
+      `partial_axis` (the distributed optimizer's dp shards), and over pp when
       the mesh's pp > 1 (stages hold disjoint parameters) -> `mt.sqrt`.
     The axis sizes come from the module's `shard.grid @mesh`.
     The vocab-parallel embedding is already a local masked lookup followed

@@ -36,7 +36,6 @@ struct PendingOption {
 const std::map<std::string, PendingOption> &pendingOptions() {
   using enum PendingKind;
   static const std::map<std::string, PendingOption> options = {
-      {"use_distributed_optimizer", {Bool, "false"}},
       {"param_offload", {Bool, "false"}},
       {"grad_offload", {Bool, "false"}},
       {"optimizer_offload", {Bool, "false"}},
@@ -466,6 +465,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"data_parallel_size", integer(config.dp)},
       {"world_size", integer(config.worldSize)},
       {"sequence_parallel", typedSetter(config.sequenceParallel, "true or false")},
+      {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
       {"micro_batch_size", integer(config.microBatch)},
       {"global_batch_size", integer(config.globalBatch)},
       {"seq_length", integer(config.seq)},

@@ -53,6 +53,10 @@ std::vector<std::string> splitModuleList(const std::string &text);
 struct ParallelConfig {
   int64_t tp = 1, pp = 1, vpp = 0, ep = 1, cp = 1, dp = 0, worldSize = 0;
   bool sequenceParallel = false;
+  /// Megatron-Core's use_distributed_optimizer: gradients reduce-scattered
+  /// in buckets over dp, each rank updating 1/dp of the weights and AdamW
+  /// state (mt-build-optimizer).
+  bool distributedOptimizer = false;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
   /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of
   /// the first and last stage with the rest split evenly (Megatron's

@@ -376,12 +376,17 @@ std::vector<Key> megatronKeys() {
        }},
       {"recompute_modules", Honoured, Megatron, "what selective recompute covers: core_attn, mlp, "
        "layernorm, moe_act, moe", {}, "", recomputeModules},
-      {"use_distributed_optimizer", Refused, Megatron, "the distributed optimizer is not planned "
-       "yet", {off}, "issue 16"},
-      {"overlap_grad_reduce", Refused, Megatron, "bucketed reduce-scatter behind backward comes "
-       "with the distributed optimizer", {off}, "issue 16"},
-      {"overlap_param_gather", Refused, Megatron, "parameter all-gather behind forward comes with "
-       "the distributed optimizer", {off}, "issue 16"},
+      {"use_distributed_optimizer", Honoured, Megatron, "AdamW state sharded over dp in gradient "
+       "buckets (reduce-scatter, sharded update, all-gather)", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "use_distributed_optimizer", "true or false",
+                     c.parallel.distributedOptimizer);
+       }},
+      {"overlap_grad_reduce", AlwaysDone, Megatron, "a speed choice: the CUDA backend starts the "
+       "dp gradient reduction (all-reduce, or the distributed optimizer's bucket reduce-scatters) "
+       "behind the last backward"},
+      {"overlap_param_gather", Refused, Megatron, "the distributed optimizer's parameter "
+       "all-gather runs at the end of the step, not behind the next forward", {off}, "issue 16"},
       {"bias_activation_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they "
        "see fit, with the same result"},
       {"apply_rope_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they see "

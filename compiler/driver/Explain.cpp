@@ -142,6 +142,9 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
     }
     os << "  stage " << stage << ": " << layersText(layers) << "\n";
   }
+  if (p.distributedOptimizer && p.dp == 1)
+    os << "use_distributed_optimizer: with dp 1 there is nothing to shard; the plan has the "
+          "plain optimizer\n";
   // Memory figures come from a plan alone (explainPlan), so that they are
   // the ones mtrun allocates.
   if (p.cp != 1 || p.ep != 1)
@@ -189,11 +192,23 @@ struct StageParameters {
 /// the plan's parameters, their buffers and their (tied) stage.
 std::vector<StageParameters> stageParameters(const plan::Plan &plan) {
   std::vector<StageParameters> stages(size_t(std::max<int64_t>(plan.mesh().pp(), 1)));
+  // Under the distributed optimizer a bucket's AdamW state shard counts
+  // with its first member.
+  std::map<std::string, uint64_t> bucketState;
+  for (const plan::Bucket &b : plan.buckets())
+    bucketState[b.members(0).param()] = plan.buffers(b.exp_avg_buffer()).size_bytes() +
+                                        plan.buffers(b.exp_avg_sq_buffer()).size_bytes();
+  const bool bucketed = plan.buckets_size() > 0;
   for (const plan::Parameter &p : plan.parameters()) {
     uint64_t bytes = plan.buffers(p.param_buffer()).size_bytes();
-    if (p.trainable())
-      for (uint32_t id : {p.grad_buffer(), p.exp_avg_buffer(), p.exp_avg_sq_buffer()})
-        bytes += plan.buffers(id).size_bytes();
+    if (p.trainable()) {
+      bytes += plan.buffers(p.grad_buffer()).size_bytes();
+      if (bucketed)
+        bytes += bucketState.count(p.name()) ? bucketState[p.name()] : 0;
+      else
+        for (uint32_t id : {p.exp_avg_buffer(), p.exp_avg_sq_buffer()})
+          bytes += plan.buffers(id).size_bytes();
+    }
     int64_t layer = layerOf(p.name());
     for (size_t s = 0; s < stages.size(); ++s) {
       if (!plan::stageHolds(p, int64_t(s)))
@@ -316,6 +331,43 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
        << ", on the stage with the most in flight)\n";
 }
 
+/// The AdamW state and the fp32 master weights one rank updates, with and
+/// without Megatron-Core's distributed optimizer (on the stage that holds
+/// most): with it, each of the dp ranks keeps and updates 1/dp of them.
+void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
+  const int64_t dp = std::max<int64_t>(plan.mesh().dp(), 1);
+  uint64_t whole = 0, sharded = 0; // AdamW bytes, the largest stage's
+  for (int64_t s = 0; s < std::max<int64_t>(plan.mesh().pp(), 1); ++s) {
+    uint64_t w = 0, sh = 0;
+    for (const plan::Parameter &p : plan.parameters())
+      if (p.trainable() && plan::stageHolds(p, s)) {
+        uint64_t elements = uint64_t(plan::elementsOf(plan.buffers(p.param_buffer())));
+        w += 8 * elements;
+        sh += 8 * ((elements + uint64_t(dp) - 1) / uint64_t(dp));
+      }
+    whole = std::max(whole, w), sharded = std::max(sharded, sh);
+  }
+  uint64_t optimizer = 0, weights = 0;
+  for (const plan::Arena &a : plan.arenas()) {
+    if (a.kind() == plan::OPTIMIZER)
+      optimizer = a.size_bytes();
+    if (a.kind() == plan::PARAMETERS)
+      weights = a.size_bytes();
+  }
+  const bool on = plan.buckets_size() > 0;
+  os << "distributed optimizer (use_distributed_optimizer): " << (on ? "on" : "off");
+  if (on)
+    os << ", " << countOf(plan.buckets_size(), "gradient bucket")
+       << " reduce-scattered and all-gathered over dp (" << dp << ")";
+  os << "\n  AdamW state (fp32 exp_avg, exp_avg_sq) per rank: with it "
+     << bytesText(double(on ? optimizer : sharded)) << ", without it "
+     << bytesText(double(on ? whole : optimizer)) << "\n";
+  os << "  fp32 master weights per rank: " << bytesText(double(weights))
+     << " held whole (the backends compute from them); updated per rank: with it "
+     << bytesText(double(weights) / double(dp)) << ", without it " << bytesText(double(weights))
+     << "\n";
+}
+
 /// One collective of an instruction: its group's axis, the bytes of its
 /// full tensor (nccl-tests' size: an all-gather's output, a
 /// reduce-scatter's input), and whether it reduces into every rank
@@ -427,6 +479,7 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
   printMemory(plan, os);
   if (recompute)
     printRecompute(plan, *recompute, mostActivationSlots(plan), os);
+  printDistributedOptimizer(plan, os);
   printCollectives(plan, os);
 }
 

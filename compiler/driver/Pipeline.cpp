@@ -162,6 +162,8 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   opt.eps = o.eps;
   opt.clipGrad = o.clipGrad;
   opt.dp = parallel.dp;
+  // With one data-parallel rank there is nothing to shard: the plain step.
+  opt.distributedOptimizer = parallel.distributedOptimizer && parallel.dp > 1;
   PartitionTensorParallelOptions tpOptions;
   tpOptions.sequenceParallel = parallel.sequenceParallel;
   PhaseDumps dumps(options.dumpDir);

@@ -131,7 +131,7 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
             .i("groups", dim(counts, 1)).i("inverse", o.getInverse());
         return true;
       })
-      .Case<AllGatherOp, ReduceScatterOp>([&](auto g) {
+      .Case<AllGatherOp, ReduceScatterOp, AllSliceOp>([&](auto g) {
         bool gather = isa<AllGatherOp>(g.getOperation());
         auto small = cast<RankedTensorType>(gather ? g.getInput().getType() : g.getResult().getType());
         auto big = cast<RankedTensorType>(gather ? g.getResult().getType() : g.getInput().getType());
@@ -141,6 +141,8 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.s("axis", g.getAxis()).i("outer", outer)
             .i("run", small.getNumElements() / outer)
             .i("parts", big.getDimSize(d) / small.getDimSize(d));
+        if (auto scatter = dyn_cast<ReduceScatterOp>(g.getOperation()))
+          w.s("reduce", scatter.getReduce());
         return true;
       })
       .Case([&](AllReduceOp a) {

@@ -15,6 +15,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 
+#include <functional>
 #include <set>
 
 using namespace mlir;
@@ -70,7 +71,9 @@ LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
     auto param = fn.getArgAttrOfType<FlatSymbolRefAttr>(arg, "mt.param");
     if (!role || !param)
       return fn.emitOpError() << "argument " << arg << " has no 'mt.role'/'mt.param'";
-    const ParameterBuffers &p = planner.parameterBuffers(param.getValue());
+    auto bucket = fn.getArgAttrOfType<IntegerAttr>(arg, "mt.bucket");
+    const ParameterBuffers &p = bucket ? planner.bucketBuffers(bucket.getInt())
+                                       : planner.parameterBuffers(param.getValue());
     StringRef r = role.getValue();
     if (r == "param") return p.param;
     if (r == "grad") return p.grad;
@@ -104,14 +107,24 @@ LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
   });
   if (walk.wasInterrupted())
     return failure();
-  // Every result must be an in-place update of the state it names.
+  // Every result must be an in-place update of the state it names: AdamW's,
+  // or the distributed optimizer's all-gather of updated shards into the
+  // weight bucket.
   auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
   for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
     auto role = fn.getResultAttrOfType<StringAttr>(i, "mt.role");
     auto param = fn.getResultAttrOfType<FlatSymbolRefAttr>(i, "mt.param");
+    auto bucket = fn.getResultAttrOfType<IntegerAttr>(i, "mt.bucket");
+    auto gather = dyn_cast_or_null<AllGatherOp>(v.getDefiningOp());
+    if (gather && bucket && role && role.getValue() == "param" &&
+        isa_and_nonnull<AdamWOp>(gather.getInput().getDefiningOp())) {
+      emitter.bind(v, planner.bucketBuffers(bucket.getInt()).param);
+      continue;
+    }
     if (!role || !param || !isa_and_nonnull<AdamWOp>(v.getDefiningOp()))
       return fn.emitOpError() << "result " << i
-                              << " must be an mt.adamw update with 'mt.role' and 'mt.param'";
+                              << " must be an mt.adamw update (or, for a bucket's weights, the "
+                                 "mt.all_gather of one) with 'mt.role' and 'mt.param'";
   }
   return success();
 }
@@ -300,10 +313,13 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
   llvm::StringMap<const plan::Parameter *> parameters;
   for (const auto &p : out.parameters())
     parameters[p.name()] = &p;
-  auto paramOf = [&](Value v) -> StringRef {
-    auto arg = dyn_cast<BlockArgument>(v);
-    auto param = arg ? opt.getArgAttrOfType<FlatSymbolRefAttr>(arg.getArgNumber(), "mt.param")
-                     : FlatSymbolRefAttr();
+  // The parameter (a bucket's first) an argument, or a distributed
+  // optimizer's slice and update of it, belongs to.
+  std::function<StringRef(Value)> paramOf = [&](Value v) -> StringRef {
+    if (Operation *def = v.getDefiningOp())
+      return isa<AllSliceOp, AdamWOp>(def) ? paramOf(def->getOperand(0)) : StringRef();
+    auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(cast<BlockArgument>(v).getArgNumber(),
+                                                         "mt.param");
     return param ? param.getValue() : StringRef();
   };
   auto ownerOfArg = [&](Value v) -> int64_t {
@@ -323,9 +339,9 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     SmallVector<Operation *> ops;
     SumSquaresOp norm;
     for (Operation &op : opt.getBody().front().without_terminator()) {
-      // A parameter's dp reduction and update run where it is held.
-      if (isa<AllReduceOp, AdamWOp>(op) && !paramOf(op.getOperand(0)).empty() &&
-          !holds(op.getOperand(0), stage))
+      // A parameter's (or bucket's) dp reduction and update run where it is held.
+      if (isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, AllGatherOp>(op) &&
+          !paramOf(op.getOperand(0)).empty() && !holds(op.getOperand(0), stage))
         continue;
       if (auto n = dyn_cast<SumSquaresOp>(op))
         norm = n;

@@ -72,6 +72,13 @@ LogicalResult AllGatherOp::verify() {
 }
 
 LogicalResult ReduceScatterOp::verify() {
+  if (getReduce() != "sum" && getReduce() != "mean")
+    return emitOpError() << "expects reduce sum or mean, got '" << getReduce() << "'";
+  return verifyGathered(*this, getAxis(), getDim(), cast<RankedTensorType>(getResult().getType()),
+                        cast<RankedTensorType>(getInput().getType()));
+}
+
+LogicalResult AllSliceOp::verify() {
   return verifyGathered(*this, getAxis(), getDim(), cast<RankedTensorType>(getResult().getType()),
                         cast<RankedTensorType>(getInput().getType()));
 }
@@ -90,6 +97,9 @@ LogicalResult ReduceScatterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                               ArrayRef<bool> needed,
                                               SmallVectorImpl<Value> &grads) {
   grads.assign(1, Value());
+  if (getReduce() != "sum" && needed[0])
+    return emitOpError() << "has no gradient with reduce '" << getReduce()
+                         << "': it only reduces gradients in @optimizer_step";
   if (needed[0])
     grads[0] = AllGatherOp::create(b, getLoc(), getInput().getType(), dys[0], getAxisAttr(),
                                    getDimAttr());

@@ -86,10 +86,34 @@ def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",
   let description = [{
     Sums the group's `input`s and gives rank r its r-th slice along `dim`
     (sequence parallelism: the partial outputs of a row-parallel linear).
-    Its gradient is the all-gather of the result's gradient.
+    With `reduce` = `mean` the sum is divided by the group size (the
+    distributed optimizer's gradient reduction over dp, Megatron's
+    average_in_collective). Its gradient is the all-gather of the result's
+    gradient.
 
     ```mlir
     %part = mt.reduce_scatter %y {axis = "tp", dim = 1 : i64} : (tensor<4x128x64xf32>) -> tensor<4x64x64xf32>
+    %shard = mt.reduce_scatter %bucket {axis = "dp", dim = 0 : i64, reduce = "mean"} : (tensor<8192xf32>) -> tensor<4096xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim,
+                       DefaultValuedStrAttr<StrAttr, "sum">:$reduce);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_AllSliceOp : Mt_Op<"all_slice", [Pure]> {
+  let summary = "This rank's slice along one dimension of a value replicated over a mesh axis";
+  let description = [{
+    The inverse of `mt.all_gather`, without communication (upstream
+    `shard.all_slice`): `input` is replicated over the ranks of `axis`, and
+    rank r keeps its r-th of the equal slices along `dim`. The distributed
+    optimizer takes the slice of a parameter bucket that the rank updates.
+    Never differentiated (it only appears in @optimizer_step).
+
+    ```mlir
+    %mine = mt.all_slice %params {axis = "dp", dim = 0 : i64} : (tensor<8192xf32>) -> tensor<4096xf32>
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim);

@@ -31,6 +31,31 @@ void mt::MtDialect::initialize() {
       >();
 }
 
+/// `mt.buckets`: per bucket a dictionary of `axis` (a string), `params`
+/// (symbols) and `offsets` (one per param, ascending, >= 0).
+static LogicalResult verifyBucketsAttr(Operation *op, Attribute value) {
+  auto buckets = dyn_cast<ArrayAttr>(value);
+  if (!buckets)
+    return op->emitError() << "expects '" << mt::MtDialect::kBucketsAttrName << "' to be an array";
+  for (auto [k, entry] : llvm::enumerate(buckets)) {
+    auto bucket = dyn_cast<DictionaryAttr>(entry);
+    auto axis = bucket ? bucket.getAs<StringAttr>("axis") : StringAttr();
+    auto params = bucket ? bucket.getAs<ArrayAttr>("params") : ArrayAttr();
+    auto offsets = bucket ? bucket.getAs<DenseI64ArrayAttr>("offsets") : DenseI64ArrayAttr();
+    bool ok = axis && params && offsets && !params.empty() &&
+              params.size() == offsets.size() &&
+              llvm::all_of(params, [](Attribute a) { return isa<FlatSymbolRefAttr>(a); });
+    for (size_t i = 0; ok && i < offsets.size(); ++i)
+      ok = offsets[i] >= 0 && (i == 0 || offsets[i] > offsets[i - 1]);
+    if (!ok)
+      return op->emitError() << "expects bucket " << k << " of '" << mt::MtDialect::kBucketsAttrName
+                             << "' to have an 'axis' string, 'params' symbols and ascending, "
+                                "non-negative 'offsets', one per param; got "
+                             << entry;
+  }
+  return success();
+}
+
 LogicalResult mt::MtDialect::verifyOperationAttribute(Operation *op,
                                                       NamedAttribute attr) {
   for (StringRef unit : {kBackwardAttrName, kRecomputeAttrName})
@@ -47,12 +72,14 @@ LogicalResult mt::MtDialect::verifyOperationAttribute(Operation *op,
   }
   if (attr.getName() == kAxesAttrName)
     return verifyMeshAxesAttr(op, attr.getValue());
+  if (attr.getName() == kBucketsAttrName)
+    return verifyBucketsAttr(op, attr.getValue());
   if (attr.getName() != kLayerAttrName)
     return op->emitError() << "unknown attribute '" << attr.getName().getValue()
                            << "' of the mt dialect (known: '" << kLayerAttrName
                            << "', '" << kBackwardAttrName << "', '" << kRecomputeAttrName
                            << "', '" << kHfConfigAttrName
-                           << "', '" << kAxesAttrName << "')";
+                           << "', '" << kAxesAttrName << "', '" << kBucketsAttrName << "')";
   auto layer = dyn_cast<IntegerAttr>(attr.getValue());
   if (!layer || layer.getInt() < 0)
     return op->emitError() << "expects '" << kLayerAttrName

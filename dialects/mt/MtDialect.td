@@ -39,6 +39,9 @@ def Mt_Dialect : Dialect {
     static constexpr ::llvm::StringLiteral kHfConfigAttrName = "mt.hf_config";
     /// Attribute of a `shard.grid`: the names of its axes, outermost first.
     static constexpr ::llvm::StringLiteral kAxesAttrName = "mt.axes";
+    /// Attribute of @optimizer_step under the distributed optimizer: its
+    /// gradient buckets (axis, params, offsets; mt-build-optimizer).
+    static constexpr ::llvm::StringLiteral kBucketsAttrName = "mt.buckets";
   }];
 }
 

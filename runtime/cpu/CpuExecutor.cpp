@@ -333,8 +333,26 @@ public:
       for (int64_t o = 0; o < outer; ++o)
         std::memcpy(blocks.data() + (r * outer + o) * run, full + (o * parts + r) * run,
                     size_t(run) * sizeof(float));
+    std::optional<comm::ReduceOp> op = comm::reduceOpNamed(a.s("reduce"));
+    if (!op || *op == comm::ReduceOp::Max) // the plan loader checked it
+      return Status::error("reduce_scatter: reduce '" + a.s("reduce") + "' is not sum or mean");
     return (*group)->reduceScatter(blocks.data(), m.f32(in.outputs(0)), size_t(outer * run),
-                                   comm::DType::F32, comm::ReduceOp::Sum);
+                                   comm::DType::F32, *op);
+  }
+
+  /// This rank's column block of the replicated [outer, parts·run] input.
+  static Status allSlice(const Instruction &in, const Attrs &a, HostMemory &m,
+                         const KernelContext &k) {
+    int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
+    int64_t r = k.rank ? k.rank->coordinate(a.s("axis")) : 0;
+    if (parts != (k.rank ? k.rank->axisSize(a.s("axis")) : 1))
+      return Status::error("all_slice over '" + a.s("axis") + "' expects " +
+                           std::to_string(parts) + " ranks on the axis");
+    const float *full = m.f32(in.inputs(0));
+    float *out = m.f32(in.outputs(0));
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(out + o * run, full + (o * parts + r) * run, size_t(run) * sizeof(float));
+    return Status::ok();
   }
 
   /// Rows exchanged over `axis` with the counts of the instruction's i32
@@ -461,6 +479,7 @@ public:
     t["all_to_all_v"] = allToAllV;
     t["moe_exchange_counts"] = exchangeCounts;
     t["reduce_scatter"] = reduceScatter;
+    t["all_slice"] = allSlice;
     t["sum_squares"] = sumSquares;
     t["embedding"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
       Io io{in, m};

@@ -79,7 +79,7 @@ std::string opClass(const std::string &op) {
     return "optimizer";
   if (op == "fill_zero")
     return "zero-fills";
-  if (op == "all_reduce" || op == "all_gather" || op == "reduce_scatter")
+  if (op == "all_reduce" || op == "all_gather" || op == "reduce_scatter" || op == "all_slice")
     return "communication (NCCL)";
   if (op == "send" || op == "recv")
     return "pipeline transfers (NCCL; recv includes the wait)";

@@ -136,15 +136,45 @@ const Role kExpAvgSq{"exp_avg_sq.", [](const plan::Parameter &p) { return p.exp_
 const std::vector<std::pair<std::string, std::vector<Role>>> kCheckpointFiles = {
     {"model.safetensors", {kWeights}}, {"optimizer.safetensors", {kExpAvg, kExpAvgSq}}};
 
+/// Where the AdamW state of a parameter lies under the distributed
+/// optimizer: in `bucket`, from element `offset` of the bucket's layout,
+/// of which this rank holds its 1/parts.
+struct BucketSlot {
+  const plan::Bucket *bucket = nullptr;
+  int64_t offset = 0;
+};
+
+std::map<std::string, BucketSlot> bucketSlots(const plan::Plan &plan) {
+  std::map<std::string, BucketSlot> slots;
+  for (const plan::Bucket &b : plan.buckets())
+    for (const plan::BucketMember &m : b.members())
+      slots[m.param()] = {&b, m.offset()};
+  return slots;
+}
+
+/// The elements of the rank's local state `local` (`count` of them, at
+/// `slot`) that its shard of the bucket (`size` elements) holds, copied
+/// into `shard`.
+void placeInShard(const BucketSlot &slot, const RankContext *rank, const float *local,
+                  int64_t count, float *shard, int64_t size) {
+  const int64_t begin = (rank ? rank->coordinate(slot.bucket->axis()) : 0) * size;
+  for (int64_t i = std::max(slot.offset, begin); i < std::min(slot.offset + count, begin + size);
+       ++i)
+    shard[i - begin] = local[i - slot.offset];
+}
+
 /// Reads the tensors of `role` for every parameter: whole from the file,
-/// then this rank's slice into its buffer. Reports every problem at once.
+/// then this rank's slice into its buffer (under the distributed optimizer,
+/// the part of its slice in the rank's shard of the bucket). Reports every
+/// problem at once.
 template <typename Source>
 Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
                 const Source &source, const Role &role, std::set<std::string> &used,
                 HfExpertLayout layout = HfExpertLayout::PerExpert) {
   std::ostringstream problems;
   int count = 0;
-  std::vector<float> full, fileTensor;
+  std::vector<float> full, fileTensor, local;
+  const std::map<std::string, BucketSlot> slots = bucketSlots(plan);
   for (const plan::Parameter &p : plan.parameters()) {
     if (role.trainableOnly && !p.trainable())
       continue;
@@ -179,8 +209,17 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
         ++count, complete = false;
       }
     }
-    if (complete && held)
+    if (!complete || !held)
+      continue;
+    auto slot = role.trainableOnly ? slots.find(p.name()) : slots.end();
+    if (slot == slots.end()) {
       sliceFull(p, splitCoordinates(p, rank), full.data(), memory.f32(role.buffer(p)));
+      continue;
+    }
+    local.resize(size_t(memory.elements(p.param_buffer())));
+    sliceFull(p, splitCoordinates(p, rank), full.data(), local.data());
+    placeInShard(slot->second, rank, local.data(), int64_t(local.size()),
+                 memory.f32(role.buffer(p)), memory.elements(role.buffer(p)));
   }
   if (count)
     return Status::error(std::to_string(count) + " tensor(s) do not fit the model:" +
@@ -188,17 +227,16 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
   return Status::ok();
 }
 
-/// The full tensor of a parameter's buffer: gathered over the axis of each
-/// of its splits in turn (so that slice i has the coordinates
-/// coordinatesOfSlice(p, i)), then placed.
-Status gatherFull(const plan::Parameter &p, uint32_t buffer, const HostMemory &memory,
+/// The full tensor of a parameter from this rank's slice `local` of
+/// `localCount` elements: gathered over the axis of each of its splits in
+/// turn (so that slice i has the coordinates coordinatesOfSlice(p, i)), then
+/// placed.
+Status gatherFull(const plan::Parameter &p, const float *local, uint64_t localCount,
                   const RankContext *rank, std::vector<float> &full) {
   full.assign(fullElements(p), 0.0f);
-  const float *local = memory.f32(buffer);
   if (!rank || p.splits().empty()) {
     placeSlice(p, splitCoordinates(p, rank), local, full.data());
   } else {
-    const uint64_t localCount = uint64_t(memory.elements(buffer));
     std::vector<float> all(local, local + localCount);
     for (const plan::Split &split : p.splits()) {
       if (split.parts() == 1)
@@ -254,11 +292,36 @@ Status gatherRoles(const plan::Plan &plan, const HostMemory &memory, const RankC
                    const std::vector<Role> &roles, bool keep, GatheredTensors &out,
                    HfExpertLayout layout = HfExpertLayout::PerExpert) {
   std::vector<float> full;
-  for (const Role &role : roles)
+  const std::map<std::string, BucketSlot> slots = bucketSlots(plan);
+  for (const Role &role : roles) {
+    // Under the distributed optimizer, the role's bucket state whole on
+    // every rank of its axis (gathered once per bucket).
+    std::map<uint32_t, std::vector<float>> buckets;
     for (const plan::Parameter &p : plan.parameters()) {
       if (role.trainableOnly && !p.trainable())
         continue;
-      if (Status s = gatherFull(p, role.buffer(p), memory, rank, full); !s)
+      const uint32_t buffer = role.buffer(p);
+      const float *local = memory.f32(buffer);
+      uint64_t localCount = uint64_t(memory.elements(buffer));
+      if (auto slot = role.trainableOnly ? slots.find(p.name()) : slots.end();
+          slot != slots.end()) {
+        auto [whole, first] = buckets.try_emplace(buffer);
+        if (first) {
+          const plan::Bucket &b = *slot->second.bucket;
+          comm::Communicator *group = rank ? rank->group(b.axis()) : nullptr;
+          if (!group || group->size() != b.parts())
+            return Status::error("the optimizer state of '" + p.name() + "' is sharded " +
+                                 std::to_string(b.parts()) + " ways over mesh axis '" +
+                                 b.axis() + "', which this job has " +
+                                 std::to_string(group ? group->size() : 1) + " ranks on");
+          whole->second.resize(localCount * uint64_t(b.parts()));
+          if (Status s = group->allGatherHost(local, whole->second.data(), localCount); !s)
+            return s;
+        }
+        local = whole->second.data() + slot->second.offset;
+        localCount = uint64_t(memory.elements(p.param_buffer()));
+      }
+      if (Status s = gatherFull(p, local, localCount, rank, full); !s)
         return s;
       if (!keep)
         continue;
@@ -267,6 +330,7 @@ Status gatherRoles(const plan::Plan &plan, const HostMemory &memory, const RankC
       for (const HfTensor &t : hfTensorsOf(p, role.prefix, layout))
         out.add(t, kept);
     }
+  }
   return Status::ok();
 }
 

@@ -151,6 +151,10 @@ std::vector<OpSignature> makeTable() {
       {"reduce_scatter", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
          int64_t small = mul({a.i("outer"), a.i("run")});
          return Counts{mul({small, a.i("parts")}), small};
+       }, {{"reduce", {"sum", "mean"}}}},
+      {"all_slice", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
+         int64_t small = mul({a.i("outer"), a.i("run")});
+         return Counts{mul({small, a.i("parts")}), small};
        }},
       {"all_to_all_v", 3, 3, 1, {"rows_in", "rows_out", "row", "parts"}, {}, [](const Attrs &a) {
          return Counts{mul({a.i("rows_in"), a.i("row")}), a.i("parts"), a.i("parts"),

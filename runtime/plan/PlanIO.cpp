@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 namespace mt::plan {
@@ -101,6 +102,13 @@ Status validateVocabulary(const Plan &plan) {
 /// so a plan that placed two of one stage's buffers together would have
 /// them overwrite each other.
 Status validateStageLayout(const Plan &plan) {
+  std::set<uint32_t> views; // inside a bucket (validateBuckets)
+  std::map<std::string, const Parameter *> byName;
+  for (const Parameter &p : plan.parameters())
+    byName[p.name()] = &p;
+  for (const Bucket &b : plan.buckets())
+    for (const BucketMember &m : b.members())
+      views.insert({byName.at(m.param())->param_buffer(), byName.at(m.param())->grad_buffer()});
   std::map<uint32_t, const Parameter *> parameterOf;
   for (const Parameter &p : plan.parameters()) {
     std::vector<uint32_t> ids = {p.param_buffer()};
@@ -109,10 +117,14 @@ Status validateStageLayout(const Plan &plan) {
     for (uint32_t id : ids)
       parameterOf[id] = &p;
   }
+  // A bucket is held where its members are.
+  for (const Bucket &b : plan.buckets())
+    for (uint32_t id : {b.param_buffer(), b.grad_buffer()})
+      parameterOf[id] = byName.at(b.members(0).param());
   for (int64_t stage = 0; stage < std::max<int64_t>(plan.mesh().pp(), 1); ++stage) {
     std::map<ArenaKind, std::vector<const Buffer *>> held;
     for (const Buffer &b : plan.buffers()) {
-      if (b.arena() == ACTIVATIONS)
+      if (b.arena() == ACTIVATIONS || views.count(b.id()))
         continue;
       auto it = parameterOf.find(b.id());
       if (it == parameterOf.end() || stageHolds(*it->second, stage))
@@ -134,6 +146,54 @@ Status validateStageLayout(const Plan &plan) {
   return Status::ok();
 }
 
+/// Each bucket of the distributed optimizer: its buffers exist, its state
+/// is 1/parts of it, and its members are trainable parameters whose weights
+/// and gradients lie inside its weight and gradient buffers, at their
+/// offsets, without overlapping each other.
+Status validateBuckets(const Plan &plan) {
+  std::map<std::string, const Parameter *> byName;
+  for (const Parameter &p : plan.parameters())
+    byName[p.name()] = &p;
+  std::set<std::string> bucketed;
+  for (int k = 0; k < plan.buckets_size(); ++k) {
+    const Bucket &b = plan.buckets(k);
+    const std::string name = "bucket " + std::to_string(k);
+    const uint32_t n = uint32_t(plan.buffers_size());
+    if (b.param_buffer() >= n || b.grad_buffer() >= n || b.exp_avg_buffer() >= n ||
+        b.exp_avg_sq_buffer() >= n || b.members().empty() || b.parts() < 1)
+      return Status::error(name + " refers to a buffer out of range, has no members or parts < 1");
+    const Buffer &weights = plan.buffers(b.param_buffer()), &grads = plan.buffers(b.grad_buffer());
+    const int64_t elements = elementsOf(weights);
+    if (weights.arena() != PARAMETERS || grads.arena() != GRADIENTS ||
+        elementsOf(grads) != elements || elements % b.parts() != 0 ||
+        elementsOf(plan.buffers(b.exp_avg_buffer())) != elements / b.parts() ||
+        elementsOf(plan.buffers(b.exp_avg_sq_buffer())) != elements / b.parts())
+      return Status::error(name + ": its weights (" + std::to_string(elements) +
+                           " elements) and gradients must be in their arenas, of one size "
+                           "divisible by parts (" + std::to_string(b.parts()) +
+                           "), and its AdamW state 1/parts of it");
+    int64_t end = 0;
+    for (const BucketMember &m : b.members()) {
+      auto it = byName.find(m.param());
+      if (it == byName.end() || !it->second->trainable() || !bucketed.insert(m.param()).second)
+        return Status::error(name + ": member '" + m.param() +
+                             "' is not a trainable parameter, or is in two buckets");
+      const Parameter &p = *it->second;
+      const int64_t count = elementsOf(plan.buffers(p.param_buffer()));
+      if (m.offset() < end || m.offset() + count > elements ||
+          plan.buffers(p.param_buffer()).offset_bytes() !=
+              weights.offset_bytes() + uint64_t(m.offset()) * 4 ||
+          plan.buffers(p.grad_buffer()).offset_bytes() !=
+              grads.offset_bytes() + uint64_t(m.offset()) * 4)
+        return Status::error(name + ": member '" + m.param() + "' at element " +
+                             std::to_string(m.offset()) + " does not lie in the bucket after "
+                             "the previous member, or its buffers are not there");
+      end = m.offset() + count;
+    }
+  }
+  return Status::ok();
+}
+
 } // namespace
 
 Status validatePlan(const Plan &plan) {
@@ -147,6 +207,8 @@ Status validatePlan(const Plan &plan) {
   if (Status s = validateBuffers(plan); !s)
     return s;
   if (Status s = validateParameters(plan); !s)
+    return s;
+  if (Status s = validateBuckets(plan); !s)
     return s;
   if (Status s = validateStageLayout(plan); !s)
     return s;

@@ -223,7 +223,7 @@ TEST_F(YamlConfig, ReadsMegatronNames) {
   EXPECT_EQ(c.vpp, 2);
   EXPECT_TRUE(c.sequenceParallel);
   EXPECT_EQ(c.globalBatch, 64);
-  EXPECT_EQ(c.pending.at("use_distributed_optimizer"), "false");
+  EXPECT_FALSE(c.distributedOptimizer);
   EXPECT_EQ(c.firstStageLayers, 1);
   EXPECT_EQ(c.lastStageLayers, 3);
 }
@@ -328,8 +328,7 @@ TEST_F(YamlTypedValues, SequenceParallelInEveryBooleanSpelling) {
 }
 
 TEST_F(YamlTypedValues, PendingBooleansCompareByValue) {
-  for (const char *key : {"use_distributed_optimizer", "param_offload", "grad_offload",
-                          "optimizer_offload"}) {
+  for (const char *key : {"param_offload", "grad_offload", "optimizer_offload"}) {
     for (const std::string &spelling : kFalse) {
       ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
       EXPECT_EQ(resolveError(), "") << key << ": " << spelling;
@@ -345,6 +344,18 @@ TEST_F(YamlTypedValues, PendingBooleansCompareByValue) {
               std::string::npos)
         << key;
   }
+}
+
+TEST_F(YamlTypedValues, DistributedOptimizerIsABoolean) {
+  for (const std::vector<std::string> *spellings : {&kTrue, &kFalse})
+    for (const std::string &spelling : *spellings) {
+      ASSERT_EQ(load("use_distributed_optimizer", spelling), "") << spelling;
+      EXPECT_EQ(config.distributedOptimizer, spellings == &kTrue) << spelling;
+      EXPECT_EQ(resolveError(), "") << spelling;
+    }
+  EXPECT_NE(load("use_distributed_optimizer", "maybe")
+                .find(":1:28: expected true or false, got 'maybe'"),
+            std::string::npos);
 }
 
 TEST_F(YamlTypedValues, HintsAreBooleans) {

@@ -78,23 +78,28 @@ TEST(TrainConfig, NeatPackingIsHonoured) {
 }
 
 TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
-  std::string e = errorOf("use_distributed_optimizer: true\noverlap_grad_reduce: true\n"
-                          "fp16: true\nimage_max_pixels: 262144\n");
+  std::string e = errorOf("overlap_param_gather: true
+param_offload: true
+"
+                          "fp16: true
+image_max_pixels: 262144
+");
   EXPECT_NE(e.find("4 keys ask for"), e.npos) << e;
-  EXPECT_NE(e.find(":1:28: use_distributed_optimizer: true is not supported: the distributed "
-                   "optimizer is not planned yet; only false is (issue 16 brings it)"),
+  EXPECT_NE(e.find(":1:23: overlap_param_gather: true is not supported: the distributed "
+                   "optimizer's parameter all-gather runs at the end of the step, not behind the "
+                   "next forward; only false is (issue 16 brings it)"),
             e.npos)
       << e;
-  EXPECT_NE(e.find("overlap_grad_reduce: true is not supported"), e.npos) << e;
+  EXPECT_NE(e.find("param_offload: true is not supported"), e.npos) << e;
   EXPECT_NE(e.find("fp16: true is not supported"), e.npos) << e;
   EXPECT_NE(e.find("image_max_pixels: 262144 is not supported: multimodal"), e.npos) << e;
   // Their defaults are what mtc does, and --explain says so.
   TrainConfig c;
-  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "use_distributed_optimizer: false\n"
+  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "param_offload: false\n"
                                                    "apply_rope_fusion: true\n"),
                               {}, c));
   ASSERT_EQ(c.alwaysDone.size(), 2u);
-  EXPECT_EQ(c.alwaysDone[0], "use_distributed_optimizer: false is what mtc does");
+  EXPECT_EQ(c.alwaysDone[0], "param_offload: false is what mtc does");
   EXPECT_NE(c.alwaysDone[1].find("apply_rope_fusion: a speed choice"), std::string::npos);
 }
 

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 namespace mt::plan {
 namespace {
@@ -186,6 +187,65 @@ TEST(PlanValidation, RejectsOverlappingBuffersOfOneStage) {
   Plan tied = stagedPlan(2, 0, 1);
   tied.mutable_parameters(0)->set_tied_stage(1);
   EXPECT_NE(errorOf(tied).find("overlap"), std::string::npos);
+}
+
+/// smallPlan with the distributed optimizer's bucket of two parameters a
+/// (8 elements) and b (4, from element 16) over dp 2: 32 elements of
+/// weights and of gradients, whose members are views into them, and 16 of
+/// each AdamW moment.
+Plan bucketPlan() {
+  Plan p = smallPlan();
+  auto buffer = [&](const std::string &name, ArenaKind arena, int64_t n, uint64_t offset) {
+    auto *b = p.add_buffers();
+    b->set_id(uint32_t(p.buffers_size() - 1));
+    b->set_name(name), b->set_dtype(F32), b->add_shape(n), b->set_arena(arena);
+    b->set_offset_bytes(offset), b->set_size_bytes(uint64_t(n) * 4);
+    return b->id();
+  };
+  for (ArenaKind kind : {PARAMETERS, GRADIENTS, OPTIMIZER}) {
+    auto *arena = p.add_arenas();
+    arena->set_kind(kind);
+    arena->set_size_bytes(128);
+  }
+  Bucket &bucket = *p.add_buckets();
+  bucket.set_axis("dp"), bucket.set_parts(2);
+  bucket.set_param_buffer(buffer("params:bucket 0", PARAMETERS, 32, 0));
+  bucket.set_grad_buffer(buffer("grads:bucket 0", GRADIENTS, 32, 0));
+  bucket.set_exp_avg_buffer(buffer("exp_avg:bucket 0", OPTIMIZER, 16, 0));
+  bucket.set_exp_avg_sq_buffer(buffer("exp_avg_sq:bucket 0", OPTIMIZER, 16, 64));
+  for (auto [name, n, offset] : {std::tuple{"a", 8, 0}, std::tuple{"b", 4, 16}}) {
+    Parameter &param = *p.add_parameters();
+    param.set_name(name), param.add_shape(n), param.set_trainable(true);
+    param.set_tied_stage(-1);
+    param.set_param_buffer(buffer(name, PARAMETERS, n, uint64_t(offset) * 4));
+    param.set_grad_buffer(buffer(std::string("grad:") + name, GRADIENTS, n, uint64_t(offset) * 4));
+    param.set_exp_avg_buffer(bucket.exp_avg_buffer());
+    param.set_exp_avg_sq_buffer(bucket.exp_avg_sq_buffer());
+    auto *member = bucket.add_members();
+    member->set_param(name), member->set_offset(offset);
+  }
+  return p;
+}
+
+TEST(PlanValidation, AcceptsBucketsWithTheirMembersInside) {
+  EXPECT_EQ(errorOf(bucketPlan()), "");
+}
+
+TEST(PlanValidation, RejectsBucketMembersOutOfPlace) {
+  Plan moved = bucketPlan();
+  moved.mutable_buffers(moved.parameters(1).grad_buffer())->set_offset_bytes(0);
+  EXPECT_EQ(errorOf(moved), "bucket 0: member 'b' at element 16 does not lie in the bucket after "
+                            "the previous member, or its buffers are not there");
+  Plan past = bucketPlan();
+  past.mutable_buckets(0)->mutable_members(1)->set_offset(30);
+  EXPECT_NE(errorOf(past).find("member 'b' at element 30"), std::string::npos);
+  Plan twice = bucketPlan();
+  twice.mutable_buckets(0)->mutable_members(1)->set_param("a");
+  EXPECT_EQ(errorOf(twice), "bucket 0: member 'a' is not a trainable parameter, or is in two "
+                            "buckets");
+  Plan state = bucketPlan();
+  state.mutable_buckets(0)->set_parts(4);
+  EXPECT_NE(errorOf(state).find("its AdamW state 1/parts of it"), std::string::npos);
 }
 
 // Validation against a derived size: token ids are checked against

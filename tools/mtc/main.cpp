@@ -65,6 +65,9 @@ struct ParallelFlags {
                &P::worldSize);
     layoutFlag(cmd.add_flag("--sp", v.sequenceParallel, "sequence parallelism (needs --tp > 1)"),
                &P::sequenceParallel);
+    layoutFlag(cmd.add_flag("--use-distributed-optimizer", v.distributedOptimizer,
+                            "shard the AdamW state over dp (Megatron's distributed optimizer)"),
+               &P::distributedOptimizer);
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,

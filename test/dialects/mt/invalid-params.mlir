@@ -66,7 +66,7 @@ func.func @bad_layer(%x: tensor<4xf32>) -> tensor<4xf32> {
 // -----
 
 func.func @unknown_attr(%x: tensor<4xf32>) -> tensor<4xf32> {
-  // expected-error @+1 {{unknown attribute 'mt.stage' of the mt dialect (known: 'mt.layer', 'mt.backward', 'mt.recompute', 'mt.hf_config', 'mt.axes')}}
+  // expected-error @+1 {{unknown attribute 'mt.stage' of the mt dialect (known: 'mt.layer', 'mt.backward', 'mt.recompute', 'mt.hf_config', 'mt.axes', 'mt.buckets')}}
   %0 = mt.add %x, %x {mt.stage = 1 : i64} : tensor<4xf32>
   return %0 : tensor<4xf32>
 }

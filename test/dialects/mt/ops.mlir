@@ -229,7 +229,7 @@ func.func @vocab_parallel_cross_entropy(%logits: tensor<2x8x128xf32>, %labels: t
 }
 
 // CHECK-LABEL: func.func @collectives
-func.func @collectives(%x: tensor<2x8x64xf32>, %h: tensor<2x4x64xbf16>) {
+func.func @collectives(%x: tensor<2x8x64xf32>, %h: tensor<2x4x64xbf16>, %flat: tensor<16xf32>) {
   // CHECK: mt.all_reduce %{{.*}} {axis = "tp"} : tensor<2x8x64xf32>
   %r = mt.all_reduce %x {axis = "tp"} : tensor<2x8x64xf32>
   // CHECK: mt.all_reduce %{{.*}} {axis = "dp", reduce = "mean"} : tensor<2x8x64xf32>
@@ -242,6 +242,10 @@ func.func @collectives(%x: tensor<2x8x64xf32>, %h: tensor<2x4x64xbf16>) {
   %g = mt.all_gather %h {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xbf16>) -> tensor<2x8x64xbf16>
   // CHECK: mt.reduce_scatter %{{.*}} {axis = "tp", dim = 1 : i64} : (tensor<2x8x64xbf16>) -> tensor<2x4x64xbf16>
   %s = mt.reduce_scatter %g {axis = "tp", dim = 1 : i64} : (tensor<2x8x64xbf16>) -> tensor<2x4x64xbf16>
+  // CHECK: mt.reduce_scatter %{{.*}} {axis = "dp", dim = 0 : i64, reduce = "mean"} : (tensor<16xf32>) -> tensor<8xf32>
+  %sm = mt.reduce_scatter %flat {axis = "dp", dim = 0 : i64, reduce = "mean"} : (tensor<16xf32>) -> tensor<8xf32>
+  // CHECK: mt.all_slice %{{.*}} {axis = "dp", dim = 0 : i64} : (tensor<16xf32>) -> tensor<8xf32>
+  %sl = mt.all_slice %flat {axis = "dp", dim = 0 : i64} : (tensor<16xf32>) -> tensor<8xf32>
   return
 }
 
@@ -270,6 +274,8 @@ func.func @optimizer(%p: tensor<64x64xf32>, %g: tensor<64x64xf32>, %b: tensor<64
   %n = mt.global_norm %g, %b : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   // CHECK: mt.global_norm %{{.*}}, %{{.*}} {replicated = array<i1: false, true>, sharded_axis = "tp"} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   %ns = mt.global_norm %g, %b {sharded_axis = "tp", replicated = array<i1: false, true>} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+  // CHECK: mt.global_norm %{{.*}} {partial_axis = "dp"} : (tensor<64xf32>) -> tensor<f32>
+  %np = mt.global_norm %b {partial_axis = "dp"} : (tensor<64xf32>) -> tensor<f32>
   // CHECK: mt.sum_squares %{{.*}}, %{{.*}} {replicas = 2 : i64, replicated = array<i1: false, true>} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   %sq = mt.sum_squares %g, %b {replicated = array<i1: false, true>, replicas = 2 : i64} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   // CHECK: mt.sqrt %{{.*}} : tensor<f32>
