@@ -78,12 +78,8 @@ TEST(TrainConfig, NeatPackingIsHonoured) {
 }
 
 TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
-  std::string e = errorOf("overlap_param_gather: true
-param_offload: true
-"
-                          "fp16: true
-image_max_pixels: 262144
-");
+  std::string e = errorOf("overlap_param_gather: true\nparam_offload: true\n"
+                          "fp16: true\nimage_max_pixels: 262144\n");
   EXPECT_NE(e.find("4 keys ask for"), e.npos) << e;
   EXPECT_NE(e.find(":1:23: overlap_param_gather: true is not supported: the distributed "
                    "optimizer's parameter all-gather runs at the end of the step, not behind the "
