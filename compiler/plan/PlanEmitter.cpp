@@ -7,6 +7,7 @@
 #include "compiler/plan/PlanEmitter.h"
 
 #include "compiler/plan/BufferPlanner.h"
+#include "compiler/plan/PipelineSchedule.h"
 #include "compiler/plan/ProgramEmitter.h"
 #include "dialects/mt/MtDialect.h"
 #include "runtime/plan/OpRegistry.h"
@@ -468,6 +469,10 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   });
   if (auto config = module->getAttrOfType<StringAttr>(MtDialect::kHfConfigAttrName))
     out.set_hf_config_json(config.str());
+  const int64_t pp = std::max<int64_t>(parallel.pp, 1);
+  const int64_t vpp = parallel.pp > 1 ? int64_t(parallel.chunkLayers.size()) / pp : 1;
+  if (Status s = emitSchedule(out, pp, vpp, parallel.numMicroBatches()); !s)
+    return module.emitError() << s.message();
   return out;
 }
 

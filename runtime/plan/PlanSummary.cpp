@@ -26,6 +26,20 @@ std::string attrText(const Attribute &a) {
   return os.str();
 }
 
+/// One action as the schedule line shows it: F<m>@<v> and B<m>@<v> on a
+/// virtual stage, FB<m> without pp, then the optimizer program's name.
+std::string actionText(const Plan &plan, const Action &a) {
+  const std::string m = std::to_string(a.micro_batch()), v = std::to_string(a.virtual_stage());
+  switch (a.kind()) {
+  case Action::FORWARD: return "F" + m + "@" + v;
+  case Action::BACKWARD: return "B" + m + "@" + v;
+  case Action::FORWARD_BACKWARD: return "FB" + m;
+  default:
+    return a.program() < uint32_t(plan.programs_size()) ? plan.programs(int(a.program())).name()
+                                                          : "?";
+  }
+}
+
 } // namespace
 
 void writePlanSummary(const Plan &plan, std::ostream &os) {
@@ -67,6 +81,15 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
         os << "  // " << instr.location();
       os << "\n";
     }
+  }
+  os << "\nschedule (each stage's actions in order; F/B m@v: forward/backward of micro-batch m "
+        "on virtual stage v):\n";
+  for (const StageSchedule &stage : plan.schedule()) {
+    os << "  stage " << stage.stage() << " ("
+       << countOf(stage.activation_slots(), "activation slot") << "):";
+    for (const Action &a : stage.actions())
+      os << " " << actionText(plan, a);
+    os << "\n";
   }
   os << "\nbuffers (" << plan.buffers_size() << "):\n";
   for (const Buffer &b : plan.buffers())
