@@ -429,6 +429,47 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
   return out;
 }
 
+/// What mtrun does around the programs. The reported loss: the mean of the
+/// micro-batches' losses (micro_batch_weight), held by the last stage only
+/// (summed over pp so that every stage reports it), averaged over dp, as
+/// Megatron-Core reports it; the gradient seed 1 / micro-batches makes the
+/// gradients the mean over the step's micro-batches (the dp all-reduces of
+/// mt-build-optimizer average over dp). `mtrun --lr X` sets each
+/// lr_schedule's max_lr to X and its min_lr to X times its ratio to max_lr.
+void emitStepRules(plan::Plan &out, const ParallelConfig &parallel) {
+  const double micro = double(parallel.numMicroBatches());
+  plan::StepLoss &loss = *out.mutable_step_loss();
+  loss.set_micro_batch_weight(1.0 / micro);
+  loss.set_loss_scale(1.0 / micro);
+  auto reduce = [&](const char *axis, const char *op) {
+    plan::StepLoss::Reduction &r = *loss.add_reductions();
+    r.set_axis(axis);
+    r.set_reduce(op);
+  };
+  if (parallel.pp > 1)
+    reduce("pp", "sum");
+  if (parallel.dp > 1)
+    reduce("dp", "mean");
+  for (int p = 0; p < out.programs_size(); ++p)
+    for (int i = 0; i < out.programs(p).instructions_size(); ++i) {
+      const plan::Instruction &instr = out.programs(p).instructions(i);
+      if (instr.op() != "lr_schedule")
+        continue;
+      const plan::Attrs attrs(instr);
+      const double peak = attrs.f("max_lr");
+      auto target = [&](const char *attribute, double ratio) {
+        plan::PeakLearningRate::Target &t = *out.mutable_peak_learning_rate()->add_targets();
+        t.set_program(uint32_t(p));
+        t.set_instruction(uint32_t(i));
+        t.set_attribute(attribute);
+        t.set_ratio(ratio);
+      };
+      target("max_lr", 1.0);
+      if (peak > 0) // a schedule without a peak keeps its floor
+        target("min_lr", attrs.f("min_lr") / peak);
+    }
+}
+
 } // namespace
 
 FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
@@ -473,6 +514,7 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   const int64_t vpp = parallel.pp > 1 ? int64_t(parallel.chunkLayers.size()) / pp : 1;
   if (Status s = emitSchedule(out, pp, vpp, parallel.numMicroBatches()); !s)
     return module.emitError() << s.message();
+  emitStepRules(out, parallel);
   return out;
 }
 

@@ -33,19 +33,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+/// --lr: what the plan's peak_learning_rate says it changes.
 void overrideLearningRate(plan::Plan &plan, double lr) {
-  for (auto &program : *plan.mutable_programs())
-    for (auto &instr : *program.mutable_instructions()) {
-      if (instr.op() != "lr_schedule")
-        continue;
-      double oldMax = plan::Attrs(instr).f("max_lr");
-      for (auto &a : *instr.mutable_attributes()) {
-        if (a.name() == "max_lr")
-          a.set_f(lr);
-        else if (a.name() == "min_lr" && oldMax > 0)
-          a.set_f(a.f() * lr / oldMax); // keep the schedule's min/max ratio
-      }
-    }
+  for (const plan::PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
+    plan::Instruction &instr =
+        *plan.mutable_programs(int(t.program()))->mutable_instructions(int(t.instruction()));
+    for (plan::Attribute &a : *instr.mutable_attributes())
+      if (a.name() == t.attribute())
+        a.set_f(lr * t.ratio());
+  }
 }
 
 /// Each rank initializes its slice from the global element indices, so
@@ -470,7 +466,7 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
   size_t rows = size_t(t.micro_batch() * t.seq());
   io::BatchLayout layout{t.micro_batch(), t.micro_batches_per_step(), rank_->axisSize("dp")};
   io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
-  *m.f32(b.loss_scale()) = float(1.0 / double(t.micro_batches_per_step()));
+  *m.f32(b.loss_scale()) = float(plan_.step_loss().loss_scale());
   if (Status s = dataset_->fillBatch(layout, coord, {m.i32(b.input_ids()), rows},
                                      {m.i32(b.labels()), rows}, {m.f32(b.loss_mask()), rows});
       !s)
@@ -501,8 +497,7 @@ Expected<double> TrainingRun::microBatchPasses(int64_t step) {
       if (Status s = writeLogits(); !s)
         return s;
     if (a.adds_loss())
-      loss += *memory_->f32(plan_.bindings().loss()) /
-              double(plan_.training().micro_batches_per_step());
+      loss += *memory_->f32(plan_.bindings().loss()) * plan_.step_loss().micro_batch_weight();
   }
   if (pipeline_)
     if (Status s = pipeline_->flush(); !s)
@@ -522,17 +517,14 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
   if (!passes)
     return passes.status();
   double loss = *passes;
-  if (pipeline_) { // only the last stage has the loss: sum it over the stages
+  for (const plan::StepLoss::Reduction &r : plan_.step_loss().reductions()) {
+    comm::Communicator *group = rank_->group(r.axis());
+    if (!group) // an axis of size 1
+      continue;
     float sum = float(loss);
-    if (Status s = rank_->group("pp")->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
+    if (Status s = group->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
       return s;
-    loss = double(sum);
-  }
-  if (comm::Communicator *dp = rank_->group("dp")) { // the mean over data-parallel ranks
-    float sum = float(loss);
-    if (Status s = dp->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
-      return s;
-    loss = double(sum) / double(dp->size());
+    loss = r.reduce() == "mean" ? double(sum) / double(group->size()) : double(sum);
   }
   *m.i64(b.step()) = step;
   if (Status s = executor_->inputsWritten(); !s)

@@ -208,6 +208,39 @@ Status validateSchedule(const Plan &plan) {
   return Status::ok();
 }
 
+/// What mtrun does around the programs: the loss reductions name a mesh
+/// axis and sum or mean; each --lr target is an lr_schedule's attribute.
+Status validateStepRules(const Plan &plan) {
+  const StepLoss &loss = plan.step_loss();
+  if (!(loss.micro_batch_weight() > 0) || !(loss.loss_scale() > 0))
+    return Status::error("the plan's step_loss has micro_batch_weight " +
+                         std::to_string(loss.micro_batch_weight()) + " and loss_scale " +
+                         std::to_string(loss.loss_scale()) + "; both must be > 0");
+  for (const StepLoss::Reduction &r : loss.reductions())
+    if ((r.axis() != "pp" && r.axis() != "dp" && r.axis() != "cp" && r.axis() != "ep" &&
+         r.axis() != "tp") ||
+        (r.reduce() != "sum" && r.reduce() != "mean"))
+      return Status::error("the plan's step_loss reduces over '" + r.axis() + "' by '" +
+                           r.reduce() + "'; expected a mesh axis (pp, dp, cp, ep, tp) and sum "
+                           "or mean");
+  for (const PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
+    const std::string where = "peak_learning_rate target (program " +
+                              std::to_string(t.program()) + ", instruction " +
+                              std::to_string(t.instruction()) + ")";
+    if (t.program() >= uint32_t(plan.programs_size()) ||
+        t.instruction() >= uint32_t(plan.programs(int(t.program())).instructions_size()))
+      return Status::error(where + " is out of range");
+    const Instruction &in = plan.programs(int(t.program())).instructions(int(t.instruction()));
+    bool found = false;
+    for (const Attribute &a : in.attributes())
+      found |= a.name() == t.attribute() && a.has_f();
+    if (in.op() != "lr_schedule" || !found)
+      return Status::error(where + " names '" + t.attribute() + "' of a '" + in.op() +
+                           "', expected a floating-point attribute of an lr_schedule");
+  }
+  return Status::ok();
+}
+
 } // namespace
 
 Status validatePlan(const Plan &plan) {
@@ -227,6 +260,8 @@ Status validatePlan(const Plan &plan) {
   if (Status s = validateVocabulary(plan); !s)
     return s;
   if (Status s = validateSchedule(plan); !s)
+    return s;
+  if (Status s = validateStepRules(plan); !s)
     return s;
   for (const Program &program : plan.programs())
     for (int i = 0; i < program.instructions_size(); ++i)

@@ -91,6 +91,17 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
       os << " " << actionText(plan, a);
     os << "\n";
   }
+  const StepLoss &loss = plan.step_loss();
+  os << "step loss: the sum of the actions' losses x " << loss.micro_batch_weight();
+  for (const StepLoss::Reduction &r : loss.reductions())
+    os << ", " << r.reduce() << " over " << r.axis();
+  os << "; gradient seed (loss_scale) " << loss.loss_scale() << "\n";
+  os << "mtrun --lr X sets:";
+  for (const PeakLearningRate::Target &t : plan.peak_learning_rate().targets())
+    os << " " << (t.program() < uint32_t(plan.programs_size())
+                      ? plan.programs(int(t.program())).name() : std::string("?"))
+       << "#" << t.instruction() << "." << t.attribute() << " = X x " << t.ratio();
+  os << "\n";
   os << "\nbuffers (" << plan.buffers_size() << "):\n";
   for (const Buffer &b : plan.buffers())
     os << "  %" << b.id() << " " << b.name() << " " << DType_Name(b.dtype())

@@ -52,6 +52,8 @@ Plan smallPlan() {
   step->set_kind(Action::OPTIMIZER_STEP);
   step->set_program(1);
   step->set_micro_batch(-1);
+  p.mutable_step_loss()->set_micro_batch_weight(1.0);
+  p.mutable_step_loss()->set_loss_scale(1.0);
   return p;
 }
 
@@ -96,6 +98,32 @@ TEST(PlanValidation, RejectsAScheduleThatCannotBeReplayed) {
   p.mutable_schedule(0)->mutable_actions()->SwapElements(0, 1);
   EXPECT_EQ(errorOf(p), "schedule of stage 0, action 0 is the optimizer step, which ends every "
                         "stage's schedule");
+}
+
+// The loss reductions and the --lr targets mtrun applies.
+TEST(PlanValidation, RejectsStepRulesMtrunCannotApply) {
+  Plan p = smallPlan();
+  p.mutable_step_loss()->set_micro_batch_weight(0);
+  EXPECT_EQ(errorOf(p), "the plan's step_loss has micro_batch_weight 0.000000 and loss_scale "
+                        "1.000000; both must be > 0");
+
+  p = smallPlan();
+  auto *r = p.mutable_step_loss()->add_reductions();
+  r->set_axis("dp");
+  r->set_reduce("max");
+  EXPECT_EQ(errorOf(p), "the plan's step_loss reduces over 'dp' by 'max'; expected a mesh axis "
+                        "(pp, dp, cp, ep, tp) and sum or mean");
+
+  p = smallPlan();
+  auto *t = p.mutable_peak_learning_rate()->add_targets();
+  t->set_program(0);
+  t->set_instruction(0);
+  t->set_attribute("max_lr");
+  t->set_ratio(1.0);
+  EXPECT_EQ(errorOf(p), "peak_learning_rate target (program 0, instruction 0) names 'max_lr' of "
+                        "a 'add', expected a floating-point attribute of an lr_schedule");
+  t->set_instruction(5);
+  EXPECT_EQ(errorOf(p), "peak_learning_rate target (program 0, instruction 5) is out of range");
 }
 
 TEST(PlanValidation, RejectsAnotherVersion) {
