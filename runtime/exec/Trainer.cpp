@@ -290,7 +290,8 @@ Status TrainingRun::prepare() {
   // has run.
   schedule_ = &plan_.schedule(int(pipelined ? rank_->coordinate("pp") : 0));
   auto memory = HostMemory::create(
-      plan_, schedule_->activation_slots(), *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All,
+      plan_, schedule_->activation_slots(),
+      *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All,
       rank_->describe());
   if (!memory)
     return memory.status();

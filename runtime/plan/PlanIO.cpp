@@ -185,7 +185,8 @@ Status validateSchedule(const Plan &plan) {
     if (stage.stage() != s)
       return Status::error("stage schedule " + std::to_string(s) + " names stage " +
                            std::to_string(stage.stage()));
-    std::vector<bool> loaded(size_t(std::max<int64_t>(plan.training().micro_batches_per_step(), 0)));
+    const int64_t micro = std::max<int64_t>(plan.training().micro_batches_per_step(), 0);
+    std::vector<bool> loaded(static_cast<size_t>(micro));
     for (int i = 0; i < stage.actions_size(); ++i) {
       if (Status st = validateAction(plan, stage, i); !st)
         return st;
