@@ -134,6 +134,11 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   pipeline.push_back(createBuildOptimizer(opt));
   pipeline.push_back(createExposeCollectives());
   pipeline.push_back(createCanonicalizerPass());
+  if (parallel.pp > 1) {
+    PipelineSplitOptions split;
+    split.chunkLayers.assign(parallel.chunkLayers.begin(), parallel.chunkLayers.end());
+    pipeline.push_back(createPipelineSplit(split));
+  }
   for (std::unique_ptr<Pass> &pass : pipeline) {
     std::string phase = phaseName(*pass);
     PassManager pm(module.getContext());
@@ -141,8 +146,8 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
     if (failed(pm.run(module)) || !dumps.module(module, phase))
       return failure();
   }
-  // The pipeline stage split happens in the emitter (not IR yet): the plan
-  // text shows it as one forward and one backward program per stage.
+  // The emitter makes each virtual stage of mt-pipeline-split one forward
+  // and one backward program, and each mt.stage_transfer a send/recv pair.
   FailureOr<plan::Plan> plan = emitPlan(module, parallel, TrainingOptions{o.trainSteps});
   if (failed(plan) || !dumps.plan(*plan))
     return failure();
