@@ -26,7 +26,8 @@ void printShortHelp() {
         "mt passes:\n";
   std::vector<const mlir::PassInfo *> passes;
   for (const auto &pass : {mt::createPartitionTensorParallel(), mt::createAutodiff(),
-                           mt::createBuildOptimizer(), mt::createExposeCollectives()})
+                           mt::createBuildOptimizer(), mt::createExposeCollectives(),
+                           mt::createPipelineSplit()})
     passes.push_back(mlir::PassInfo::lookup(pass->getArgument()));
   // The description column, as mlir-opt's own help computes it.
   size_t width = 0;
