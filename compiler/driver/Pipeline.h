@@ -10,7 +10,8 @@
 namespace mt {
 
 /// Freezes parameters, partitions (tp, sp), differentiates, adds the
-/// optimizer (dp) and lowers to a plan. With options.dumpDir (an existing,
+/// optimizer (dp), splits the pipeline stages (pp, vpp) and lowers to a
+/// plan. With options.dumpDir (an existing,
 /// writable directory), writes there NN-<phase>.mlir after each phase,
 /// numbered from 00-imported, and the plan's text as the last, NN-plan.txt.
 /// Diagnostics go to the module's context.
