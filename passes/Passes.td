@@ -182,4 +182,33 @@ def Recompute : Pass<"mt-recompute", "::mlir::ModuleOp"> {
   ];
 }
 
+def PipelineSplit : Pass<"mt-pipeline-split", "::mlir::ModuleOp"> {
+  let summary = "Splits the training step into pipeline (virtual) stages";
+  let description = [{
+    With the mesh's pp > 1 (`shard.grid @mesh`) and `chunk-layers`, the
+    decoder layers of each virtual stage v = chunk x pp + stage
+    (ParallelConfig::chunkLayers, Megatron's interleaved order):
+    - every op of @forward_backward but mt.weight gets `mt.virtual_stage`:
+      its layer's (`mt.layer`), or outside the layers the first virtual
+      stage (embedding, its gradient) or the last (final norm, head, loss
+      and their gradients), by its place in the function;
+    - a value used on another virtual stage passes through one
+      `mt.stage_transfer` per receiving stage: activations to the next
+      virtual stage, their gradients back to the previous one; any other
+      crossing is an error;
+    - every `mt.param` gets `mt.pipeline_stage`, the stage whose ops read
+      it, and one read by the first and the last stage (tied embeddings)
+      `mt.tied_stage` (the last; only those two may share a parameter).
+    The plan emitter makes one forward and one backward program per
+    virtual stage from this, and each transfer a send/recv pair. Runs last:
+    after mt-expose-collectives and the canonicalizer. With pp = 1 it does
+    nothing.
+  }];
+  let options = [
+    ListOption<"chunkLayers", "chunk-layers", "int64_t",
+               "decoder layers of each virtual stage, in virtual stage order">
+  ];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+}
+
 #endif // MT_PASSES_TD

@@ -5,7 +5,7 @@
 #include "compiler/driver/Explain.h"
 #include "compiler/driver/Pipeline.h"
 #include "compiler/driver/RecomputeAdvice.h"
-#include "runtime/plan/PipelineSchedule.h"
+#include "compiler/plan/PipelineSchedule.h"
 #include "runtime/support/AtomicFile.h"
 #include "runtime/support/OutputPath.h"
 #include "dialects/mt/MtDialect.h"
@@ -91,11 +91,19 @@ OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path,
 
 } // namespace
 
-/// The pipeline schedule of the layout: its predicted bubble, and its SVG.
-static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
-                            llvm::raw_ostream &os, bool explain) {
+/// The pipeline schedule of the layout, its predicted bubble and its SVG:
+/// the schedule `plan` carries, or without a plan (a layout plans do not
+/// cover yet) the one the plan emitter would give it.
+static bool explainSchedule(const ParallelConfig &p, const plan::Plan *plan,
+                            const std::string &svgPath, llvm::raw_ostream &os, bool explain) {
   int64_t vpp = p.vpp ? p.vpp : 1, micro = p.numMicroBatches();
-  auto schedule = pipelineSchedule(p.pp, vpp, micro);
+  Expected<std::vector<std::vector<PipelineAction>>> schedule =
+      plan ? pipelineActions(*plan)
+           : Expected<std::vector<std::vector<PipelineAction>>>(pipelineSchedule(p.pp, vpp, micro));
+  if (!schedule) {
+    llvm::errs() << "error: " << schedule.message() << "\n";
+    return false;
+  }
   // Actions cost in proportion to their virtual stage's layers.
   std::vector<double> cost;
   double mean = 0;
@@ -103,12 +111,12 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
     mean += double(n) / double(p.chunkLayers.size());
   for (int64_t n : p.chunkLayers)
     cost.push_back(double(n) / mean);
-  Expected<double> makespan = simulate(schedule, p.pp, vpp, 2.0, cost);
+  Expected<double> makespan = simulate(*schedule, p.pp, vpp, 2.0, cost);
   if (!makespan) {
     llvm::errs() << "error: " << makespan.message() << "\n";
     return false;
   }
-  double bubble = bubbleFraction(schedule, *makespan);
+  double bubble = bubbleFraction(*schedule, *makespan);
   if (explain)
     os << "pipeline schedule: " << countOf(micro, "micro-batch", "micro-batches")
        << llvm::format(" per step, predicted bubble %.1f%% of stage time (backward = 2 x "
@@ -122,7 +130,7 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
   char bubbleText[64];
   std::snprintf(bubbleText, sizeof(bubbleText), ", bubble %.1f%%", 100.0 * bubble);
   Status s =
-      io::writePipelineSvg(svgPath, scheduleSvg(schedule, vpp, *makespan, title + bubbleText));
+      io::writePipelineSvg(svgPath, scheduleSvg(*schedule, vpp, *makespan, title + bubbleText));
   if (!s)
     llvm::errs() << "error: " << s.message() << "\n";
   return s.isOk();
@@ -286,31 +294,37 @@ bool compileModel(const CompileOptions &options) {
     explainLayout(*dims, parallel, llvm::outs());
     llvm::outs() << options.configExplain;
   }
-  if ((options.explain || !options.scheduleSvg.empty()) &&
-      !explainSchedule(parallel, options.scheduleSvg, llvm::outs(), options.explain))
-    return false;
-  if (std::string missing = notPlannedYet(parallel, *dims); !missing.empty()) {
-    if (options.outputDir.empty()) { // validated and explained; no plan to write
-      if (options.explain)
-        llvm::outs() << "plan: none; " << missing << "\n";
-      return true;
-    }
+  const bool scheduleWanted = options.explain || !options.scheduleSvg.empty();
+  std::string missing = notPlannedYet(parallel, *dims);
+  if (!missing.empty() && !options.outputDir.empty()) {
     llvm::errs() << "error: " << missing << "\n";
     return false;
   }
-  if (options.outputDir.empty() && !options.explain)
+  if (options.outputDir.empty() && !scheduleWanted)
     return true;
   // --gpu-memory plans the step once per recompute option, from the model
   // as read (the passes rewrite `module`).
   OwningOpRef<ModuleOp> pristine;
-  if (options.gpuMemory)
+  if (options.gpuMemory && missing.empty())
     pristine = module->clone();
   // --explain compares the plan with the one without recompute.
   RecomputeEffect recompute;
   bool measure = options.explain && parallel.recompute.enabled();
-  auto plan = buildWithDumps(*module, parallel, options, measure ? &recompute : nullptr);
-  if (failed(plan))
+  // The schedule is explained from the plan, so the plan comes first.
+  FailureOr<plan::Plan> plan = failure();
+  if (missing.empty()) {
+    plan = buildWithDumps(*module, parallel, options, measure ? &recompute : nullptr);
+    if (failed(plan))
+      return false;
+  }
+  if (scheduleWanted && !explainSchedule(parallel, succeeded(plan) ? &*plan : nullptr,
+                                         options.scheduleSvg, llvm::outs(), options.explain))
     return false;
+  if (!missing.empty()) { // validated and explained; no plan to write
+    if (options.explain)
+      llvm::outs() << "plan: none; " << missing << "\n";
+    return true;
+  }
   if (options.explain)
     explainPlan(*plan, llvm::outs(), measure ? &recompute : nullptr);
   if (pristine &&

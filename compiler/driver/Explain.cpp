@@ -7,7 +7,6 @@
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/Stages.h"
 #include "runtime/support/Wording.h"
-#include "runtime/plan/PipelineSchedule.h"
 
 #include "llvm/Support/Format.h"
 
@@ -240,18 +239,11 @@ void printStageParameters(const plan::Plan &plan, llvm::raw_ostream &os) {
   }
 }
 
-/// The activation slots a pipeline stage needs at most (1 without pp).
+/// The activation slots a stage's schedule needs at most (1 without pp).
 uint64_t mostActivationSlots(const plan::Plan &plan) {
-  const plan::Training &t = plan.training();
-  if (t.virtual_stages() <= 1)
-    return 1;
-  int64_t pp = plan.mesh().pp(), slots = 1;
-  for (const auto &stage : pipelineSchedule(pp, t.virtual_stages() / pp,
-                                            t.micro_batches_per_step())) {
-    int64_t count = 0;
-    activationSlots(stage, t.micro_batches_per_step(), count);
-    slots = std::max(slots, count);
-  }
+  int64_t slots = 1;
+  for (const plan::StageSchedule &stage : plan.schedule())
+    slots = std::max(slots, stage.activation_slots());
   return uint64_t(slots);
 }
 

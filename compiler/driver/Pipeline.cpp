@@ -110,11 +110,26 @@ std::unique_ptr<Pass> recomputePass(const ParallelConfig &parallel) {
   return createRecompute(options);
 }
 
+/// mt-pipeline-split for the layout (null without pp).
+std::unique_ptr<Pass> pipelineSplitPass(const ParallelConfig &parallel) {
+  if (parallel.pp <= 1)
+    return nullptr;
+  PipelineSplitOptions split;
+  split.chunkLayers.assign(parallel.chunkLayers.begin(), parallel.chunkLayers.end());
+  return createPipelineSplit(split);
+}
+
 /// The plan of the step without recompute (`withoutRecompute`: the module
-/// before the rewrite) and the FLOPs the rewrite adds to each pipeline
-/// stage (`fb`: @forward_backward after it).
+/// before the rewrite, split into stages here as the step is) and the FLOPs
+/// the rewrite adds to each pipeline stage (`fb`: @forward_backward after it).
 LogicalResult measureRecompute(ModuleOp withoutRecompute, func::FuncOp fb,
                                const ParallelConfig &parallel, RecomputeEffect &effect) {
+  if (std::unique_ptr<Pass> split = pipelineSplitPass(parallel)) {
+    PassManager pm(withoutRecompute.getContext());
+    pm.addPass(std::move(split));
+    if (failed(pm.run(withoutRecompute)))
+      return failure();
+  }
   FailureOr<plan::Plan> without = emitPlan(withoutRecompute, parallel, TrainingOptions{1});
   if (failed(without))
     return failure();
@@ -191,6 +206,8 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   // Last: no later pass may fold a clone back into its original.
   if (parallel.recompute.enabled())
     pipeline.push_back(recomputePass(parallel));
+  if (std::unique_ptr<Pass> split = pipelineSplitPass(parallel))
+    pipeline.push_back(std::move(split));
   OwningOpRef<ModuleOp> withoutRecompute;
   for (std::unique_ptr<Pass> &pass : pipeline) {
     std::string phase = phaseName(*pass);
@@ -201,8 +218,8 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
     if (failed(pm.run(module)) || !dumps.module(module, phase))
       return failure();
   }
-  // The pipeline stage split happens in the emitter (not IR yet): the plan
-  // text shows it as one forward and one backward program per stage.
+  // The emitter makes each virtual stage of mt-pipeline-split one forward
+  // and one backward program, and each mt.stage_transfer a send/recv pair.
   FailureOr<plan::Plan> plan = emitPlan(module, parallel, TrainingOptions{o.trainSteps});
   if (failed(plan) || !dumps.plan(*plan))
     return failure();

@@ -11,9 +11,10 @@
 namespace mt {
 
 /// Freezes parameters, partitions (tp, sp), differentiates, adds the
-/// optimizer (dp), rewrites for activation recompute and lowers to a plan.
-/// With `recompute` and parallel.recompute enabled, also plans the step
-/// without the recompute rewrite and fills in what it changes. With options.dumpDir (an existing,
+/// optimizer (dp), rewrites for activation recompute, splits the pipeline
+/// stages (pp, vpp) and lowers to a plan. With `recompute` and
+/// parallel.recompute enabled, also plans the step without the recompute
+/// rewrite and fills in what it changes. With options.dumpDir (an existing,
 /// writable directory), writes there NN-<phase>.mlir after each phase,
 /// numbered from 00-imported, and the plan's text as the last, NN-plan.txt.
 /// Diagnostics go to the module's context.

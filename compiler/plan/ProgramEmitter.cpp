@@ -21,7 +21,7 @@ void ProgramEmitter::groupValues() {
     if (isAccumulatingOp(op))
       for (Value r : op->getResults())
         accumulating_.insert(leader(r));
-    if (isa<ReshapeOp, TPCopyOp>(op)) { // aliases of their input
+    if (isa<ReshapeOp, TPCopyOp, StageTransferOp>(op)) { // aliases of their input
       Value in = op->getOperand(0), out = op->getResult(0);
       bool acc = isAccumulating(in);
       groups_.unionSets(in, out);
@@ -110,8 +110,9 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
     bindWeight(weight);
     return success();
   }
-  if (isa<ReshapeOp, TPCopyOp>(op))
-    return success(); // an alias: no instruction
+  if (isa<ReshapeOp, TPCopyOp, StageTransferOp>(op))
+    return success(); // an alias: no instruction (a transfer's send and recv come with
+                      // its programs: PlanEmitter)
   // An all-reduce of a value used nowhere else reduces in place.
   if (auto reduce = dyn_cast<AllReduceOp>(op); reduce && reduce.getInput().hasOneUse())
     bind(reduce.getResult(), bufferOf(reduce.getInput()));

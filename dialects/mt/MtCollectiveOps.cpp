@@ -66,6 +66,14 @@ LogicalResult AllReduceOp::verify() {
   return expectMeshAxis(*this, getAxis());
 }
 
+LogicalResult StageTransferOp::verify() {
+  const int64_t from = int64_t(getFrom()), to = int64_t(getTo());
+  if (from < 0 || to < 0 || (to != from + 1 && to + 1 != from))
+    return emitOpError() << "expects adjacent virtual stages (to = from + 1 or from - 1, both "
+                            ">= 0), got from " << from << " and to " << to;
+  return success();
+}
+
 LogicalResult AllGatherOp::verify() {
   return verifyGathered(*this, getAxis(), getDim(), cast<RankedTensorType>(getInput().getType()),
                         cast<RankedTensorType>(getResult().getType()));

@@ -150,4 +150,26 @@ def Mt_AllToAllVOp : Mt_Op<"all_to_all_v",
   let hasVerifier = 1;
 }
 
+def Mt_StageTransferOp : Mt_Op<"stage_transfer", [Pure, SameOperandsAndResultType]> {
+  let summary = "A value passed between adjacent pipeline virtual stages";
+  let description = [{
+    `result` is `input` as virtual stage `to` sees it. The ranks of
+    pipeline stage `from % pp` send it at the end of virtual stage `from`'s
+    forward (`to = from + 1`: an activation) or backward (`to = from - 1`:
+    the gradient of an activation), and the ranks of stage `to % pp`
+    receive it at the start of virtual stage `to`'s, over the pp axis
+    (Megatron-Core's send_forward/recv_forward and
+    send_backward/recv_backward). mt-pipeline-split inserts it; the plan
+    holds the pair as send and recv instructions over one buffer.
+
+    ```mlir
+    %x1 = mt.stage_transfer %x0 {from = 0 : i64, to = 1 : i64} : tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, I64Attr:$from, I64Attr:$to);
+  let results = (outs Mt_FloatTensor:$result);
+  let hasVerifier = 1;
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
 #endif // MT_COLLECTIVE_OPS_TD

@@ -74,16 +74,20 @@ LogicalResult mt::MtDialect::verifyOperationAttribute(Operation *op,
     return verifyMeshAxesAttr(op, attr.getValue());
   if (attr.getName() == kBucketsAttrName)
     return verifyBucketsAttr(op, attr.getValue());
-  if (attr.getName() != kLayerAttrName)
-    return op->emitError() << "unknown attribute '" << attr.getName().getValue()
+  // Layers and pipeline stages (mt-pipeline-split) count from 0.
+  StringRef name = attr.getName().getValue();
+  if (name != kLayerAttrName && name != kVirtualStageAttrName &&
+      name != kPipelineStageAttrName && name != kTiedStageAttrName)
+    return op->emitError() << "unknown attribute '" << name
                            << "' of the mt dialect (known: '" << kLayerAttrName
                            << "', '" << kBackwardAttrName << "', '" << kRecomputeAttrName
-                           << "', '" << kHfConfigAttrName
-                           << "', '" << kAxesAttrName << "', '" << kBucketsAttrName << "')";
-  auto layer = dyn_cast<IntegerAttr>(attr.getValue());
-  if (!layer || layer.getInt() < 0)
-    return op->emitError() << "expects '" << kLayerAttrName
-                           << "' to be a non-negative integer, got "
+                           << "', '" << kHfConfigAttrName << "', '" << kAxesAttrName
+                           << "', '" << kBucketsAttrName << "', '" << kVirtualStageAttrName
+                           << "', '" << kPipelineStageAttrName << "', '" << kTiedStageAttrName
+                           << "')";
+  auto index = dyn_cast<IntegerAttr>(attr.getValue());
+  if (!index || index.getInt() < 0)
+    return op->emitError() << "expects '" << name << "' to be a non-negative integer, got "
                            << attr.getValue();
   return success();
 }

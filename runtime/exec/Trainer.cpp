@@ -6,7 +6,6 @@
 #include "runtime/exec/Initialization.h"
 #include "runtime/exec/PipelineChannels.h"
 #include "runtime/exec/PipelineTimeline.h"
-#include "runtime/plan/PipelineSchedule.h"
 #include "runtime/exec/Sharding.h"
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Dataset.h"
@@ -34,19 +33,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+/// --lr: what the plan's peak_learning_rate says it changes.
 void overrideLearningRate(plan::Plan &plan, double lr) {
-  for (auto &program : *plan.mutable_programs())
-    for (auto &instr : *program.mutable_instructions()) {
-      if (instr.op() != "lr_schedule")
-        continue;
-      double oldMax = plan::Attrs(instr).f("max_lr");
-      for (auto &a : *instr.mutable_attributes()) {
-        if (a.name() == "max_lr")
-          a.set_f(lr);
-        else if (a.name() == "min_lr" && oldMax > 0)
-          a.set_f(a.f() * lr / oldMax); // keep the schedule's min/max ratio
-      }
-    }
+  for (const plan::PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
+    plan::Instruction &instr =
+        *plan.mutable_programs(int(t.program()))->mutable_instructions(int(t.instruction()));
+    for (plan::Attribute &a : *instr.mutable_attributes())
+      if (a.name() == t.attribute())
+        a.set_f(lr * t.ratio());
+  }
 }
 
 /// Each rank initializes its slice from the global element indices, so
@@ -227,10 +222,10 @@ private:
   /// One optimizer step: every micro-batch's forward and backward, the
   /// optimizer; returns what the step reports.
   Expected<StepRecord> step(int64_t step);
-  /// The forward and backward passes of one step on a pipeline stage, in
-  /// the order of the stage's 1F1B schedule; returns the step's loss (on the
-  /// last stage; 0 elsewhere).
-  Expected<double> pipelinePasses(int64_t step);
+  /// The forward and backward passes of one step: the actions of this
+  /// rank's schedule before the optimizer step, in the plan's order; returns
+  /// the sum of the losses the actions add (0 on a stage without the loss).
+  Expected<double> microBatchPasses(int64_t step);
   Status fillInputs(int64_t step, int64_t micro);
   std::ostream &log() { return rank_->rank() == 0 ? rankZeroLog_ : quiet_; }
   /// Copies the logits (the cross-entropy's first input) when the
@@ -251,10 +246,8 @@ private:
   // Made by the executor, gone before it and before rank_.
   std::unique_ptr<PipelineChannels> pipeline_;
   PipelineTimeline timeline_;
-  // Pipelines: this stage's actions in schedule order, and each
-  // micro-batch's activation slot.
-  std::vector<PipelineAction> stageActions_;
-  std::vector<int64_t> slotOf_;
+  // The schedule this rank replays (its pipeline stage's).
+  const plan::StageSchedule *schedule_ = nullptr;
   std::ofstream metrics_;
   RunSettings settings_;
   RunIdentity identity_;
@@ -300,17 +293,12 @@ Status TrainingRun::prepare() {
     return Status::error("--timeline measures the stages on the host, and the CUDA backend "
                          "waits for pipeline transfers on the GPU: use --backend cpu");
   // A pipeline keeps each micro-batch in flight on this stage in a slot of
-  // its own, reused once the micro-batch's last backward has run.
-  int64_t slots = 1;
-  if (pipelined) {
-    const plan::Training &t = plan_.training();
-    int64_t pp = rank_->axisSize("pp");
-    stageActions_ = pipelineSchedule(pp, t.virtual_stages() / pp,
-                                     t.micro_batches_per_step())[rank_->coordinate("pp")];
-    slotOf_ = activationSlots(stageActions_, t.micro_batches_per_step(), slots);
-  }
+  // its own (the schedule's), reused once the micro-batch's last backward
+  // has run.
+  schedule_ = &plan_.schedule(int(pipelined ? rank_->coordinate("pp") : 0));
   auto memory = HostMemory::create(
-      plan_, slots, *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All,
+      plan_, schedule_->activation_slots(),
+      *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All,
       rank_->describe());
   if (!memory)
     return memory.status();
@@ -496,7 +484,7 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
   size_t rows = size_t(t.micro_batch() * t.seq());
   io::BatchLayout layout{t.micro_batch(), t.micro_batches_per_step(), rank_->axisSize("dp")};
   io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
-  *m.f32(b.loss_scale()) = float(1.0 / double(t.micro_batches_per_step()));
+  *m.f32(b.loss_scale()) = float(plan_.step_loss().loss_scale());
   std::span<int32_t> positions;
   if (b.has_position_ids())
     positions = {m.i32(b.position_ids()), rows};
@@ -508,39 +496,36 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
   return executor_->inputsWritten();
 }
 
-Expected<double> TrainingRun::pipelinePasses(int64_t step) {
-  const plan::Training &t = plan_.training();
-  int64_t microBatches = t.micro_batches_per_step(), pp = rank_->axisSize("pp");
-  int64_t stage = rank_->coordinate("pp"), stages = t.virtual_stages();
+Expected<double> TrainingRun::microBatchPasses(int64_t step) {
   double loss = 0;
-  std::vector<bool> started(size_t(microBatches), false);
-  timeline_.beginStep(step);
-  for (const PipelineAction &a : stageActions_) {
-    int64_t v = a.chunk * pp + stage;
-    memory_->setSlot(slotOf_[a.microBatch]);
-    if (!started[a.microBatch]) { // the micro-batch takes its slot: its inputs
-      started[a.microBatch] = true;
-      if (Status s = fillInputs(step, a.microBatch); !s)
+  if (pipeline_)
+    timeline_.beginStep(step);
+  for (int i = 0; i + 1 < schedule_->actions_size(); ++i) { // the last: the optimizer
+    const plan::Action &a = schedule_->actions(i);
+    memory_->setSlot(a.slot());
+    if (a.load_inputs())
+      if (Status s = fillInputs(step, a.micro_batch()); !s)
         return s;
-    }
-    executor_->setPipeline(pipeline_.get(), a.microBatch);
-    std::string program = (a.forward ? "forward." : "backward.") + std::to_string(v);
+    executor_->setPipeline(pipeline_.get(), a.micro_batch());
+    const std::string &program = plan_.programs(int(a.program())).name();
+    bool dump = !o_.dumpLogits.empty() && step == done_ + 1 && a.micro_batch() == 0;
     auto started = Clock::now();
-    auto received = pipeline_->receiveTime(); // the program's receives come first
-    if (auto r = executor_->run(program); !r)
+    auto received = pipeline_ ? pipeline_->receiveTime() : Clock::duration{};
+    if (auto r = executor_->run(program, dump ? logitsDumper() : nullptr); !r)
       return r.status();
-    timeline_.record(started, started + (pipeline_->receiveTime() - received), Clock::now());
-    if (a.forward && v == stages - 1)
-      loss += *memory_->f32(plan_.bindings().loss()) / double(microBatches);
+    if (pipeline_) // the program's receives come first
+      timeline_.record(started, started + (pipeline_->receiveTime() - received), Clock::now());
+    if (dump)
+      if (Status s = writeLogits(); !s)
+        return s;
+    if (a.adds_loss())
+      loss += *memory_->f32(plan_.bindings().loss()) * plan_.step_loss().micro_batch_weight();
   }
-  if (Status s = pipeline_->flush(); !s)
-    return s;
+  if (pipeline_)
+    if (Status s = pipeline_->flush(); !s)
+      return s;
   memory_->setSlot(0);
-  // Only the last stage has the loss: sum it over the stages.
-  float sum = float(loss);
-  if (Status s = rank_->group("pp")->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
-    return s;
-  return double(sum);
+  return loss;
 }
 
 Expected<StepRecord> TrainingRun::step(int64_t step) {
@@ -550,36 +535,24 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
   auto start = Clock::now();
   if (Status s = executor_->clearGradients(); !s)
     return s;
-  double loss = 0;
-  if (pipeline_) {
-    auto l = pipelinePasses(step);
-    if (!l)
-      return l.status();
-    loss = *l;
-  } else {
-    for (int64_t micro = 0; micro < t.micro_batches_per_step(); ++micro) {
-      if (Status s = fillInputs(step, micro); !s)
-        return s;
-      bool dump = !o_.dumpLogits.empty() && step == done_ + 1 && micro == 0;
-      if (auto r = executor_->run("forward_backward", dump ? logitsDumper() : nullptr); !r)
-        return r.status();
-      if (dump)
-        if (Status s = writeLogits(); !s)
-          return s;
-      loss += *m.f32(b.loss()) / double(t.micro_batches_per_step());
-    }
-  }
-  if (comm::Communicator *dp = rank_->group("dp")) { // the mean over data-parallel ranks
+  auto passes = microBatchPasses(step);
+  if (!passes)
+    return passes.status();
+  double loss = *passes;
+  for (const plan::StepLoss::Reduction &r : plan_.step_loss().reductions()) {
+    comm::Communicator *group = rank_->group(r.axis());
+    if (!group) // an axis of size 1
+      continue;
     float sum = float(loss);
-    if (Status s = dp->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
+    if (Status s = group->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
       return s;
-    loss = double(sum) / double(dp->size());
+    loss = r.reduce() == "mean" ? double(sum) / double(group->size()) : double(sum);
   }
   *m.i64(b.step()) = step;
   if (Status s = executor_->inputsWritten(); !s)
     return s;
-  auto r = executor_->run(pipeline_ ? "optimizer." + std::to_string(rank_->coordinate("pp"))
-                                    : std::string("optimizer_step"));
+  const plan::Action &optimizer = schedule_->actions(schedule_->actions_size() - 1);
+  auto r = executor_->run(plan_.programs(int(optimizer.program())).name());
   if (!r)
     return r.status();
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -650,8 +623,7 @@ Expected<TrainSummary> TrainingRun::run() {
     summary.meanLastLosses += l / double(recent.size());
   log() << executor_->profileReport();
   if (!o_.timelinePath.empty()) {
-    auto line = timeline_.publish(*rank_, plan_.training().virtual_stages() / rank_->axisSize("pp"),
-                                  plan_.training().micro_batches_per_step(), o_.timelinePath);
+    auto line = timeline_.publish(*rank_, plan_, o_.timelinePath);
     if (!line)
       return line.status();
     if (!line->empty())

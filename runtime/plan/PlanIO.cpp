@@ -194,6 +194,114 @@ Status validateBuckets(const Plan &plan) {
   return Status::ok();
 }
 
+/// Where an action sits, for messages.
+std::string actionName(int64_t stage, int index) {
+  return "schedule of stage " + std::to_string(stage) + ", action " + std::to_string(index);
+}
+
+/// One action of stage `stage`'s schedule: its program exists and belongs
+/// to the stage, its micro-batch and slot are in range.
+Status validateAction(const Plan &plan, const StageSchedule &stage, int index) {
+  const Action &a = stage.actions(index);
+  const std::string where = actionName(stage.stage(), index);
+  if (a.program() >= uint32_t(plan.programs_size()))
+    return Status::error(where + " runs program " + std::to_string(a.program()) +
+                         ", out of range (" + std::to_string(plan.programs_size()) +
+                         " programs)");
+  const Program &program = plan.programs(int(a.program()));
+  const bool pipelined = plan.schedule_size() > 1;
+  if (pipelined && program.stage() != stage.stage())
+    return Status::error(where + " runs program '" + program.name() + "' of stage " +
+                         std::to_string(program.stage()));
+  const bool optimizer = a.kind() == Action::OPTIMIZER_STEP;
+  if (a.kind() == Action::KIND_UNSPECIFIED ||
+      (pipelined && a.kind() == Action::FORWARD_BACKWARD) ||
+      (!pipelined && (a.kind() == Action::FORWARD || a.kind() == Action::BACKWARD)))
+    return Status::error(where + " has kind " + Action::Kind_Name(a.kind()) + ", which a " +
+                         (pipelined ? "pipeline" : "single-stage") + " schedule cannot run");
+  if (pipelined && !optimizer && program.virtual_stage() != a.virtual_stage())
+    return Status::error(where + " is on virtual stage " + std::to_string(a.virtual_stage()) +
+                         " but runs program '" + program.name() + "'");
+  const int64_t micro = plan.training().micro_batches_per_step();
+  if (!optimizer && (a.micro_batch() < 0 || a.micro_batch() >= micro))
+    return Status::error(where + " runs micro-batch " + std::to_string(a.micro_batch()) +
+                         ", expected 0 <= micro-batch < " + std::to_string(micro));
+  if (a.slot() < 0 || a.slot() >= stage.activation_slots())
+    return Status::error(where + " uses activation slot " + std::to_string(a.slot()) +
+                         " of " + std::to_string(stage.activation_slots()));
+  return Status::ok();
+}
+
+/// The schedule mtrun replays: one per stage (pp, or 1), each action valid,
+/// each micro-batch's inputs loaded by its first action on the stage, and
+/// the optimizer step once, last.
+Status validateSchedule(const Plan &plan) {
+  const int64_t stages = std::max<int64_t>(plan.mesh().pp(), 1);
+  if (plan.schedule_size() != stages)
+    return Status::error("the plan has " + std::to_string(plan.schedule_size()) +
+                         " stage schedules for " + std::to_string(stages) + " pipeline stages");
+  for (int64_t s = 0; s < stages; ++s) {
+    const StageSchedule &stage = plan.schedule(int(s));
+    if (stage.stage() != s)
+      return Status::error("stage schedule " + std::to_string(s) + " names stage " +
+                           std::to_string(stage.stage()));
+    const int64_t micro = std::max<int64_t>(plan.training().micro_batches_per_step(), 0);
+    std::vector<bool> loaded(static_cast<size_t>(micro));
+    for (int i = 0; i < stage.actions_size(); ++i) {
+      if (Status st = validateAction(plan, stage, i); !st)
+        return st;
+      const Action &a = stage.actions(i);
+      const bool last = i + 1 == stage.actions_size();
+      if ((a.kind() == Action::OPTIMIZER_STEP) != last)
+        return Status::error(actionName(s, i) + (last ? " is not" : " is") +
+                             " the optimizer step, which ends every stage's schedule");
+      if (last)
+        continue;
+      if (a.load_inputs())
+        loaded[size_t(a.micro_batch())] = true;
+      else if (!loaded[size_t(a.micro_batch())])
+        return Status::error(actionName(s, i) + " runs micro-batch " +
+                             std::to_string(a.micro_batch()) + " before its inputs are loaded");
+    }
+    if (stage.actions_size() == 0)
+      return Status::error("the schedule of stage " + std::to_string(s) + " is empty");
+  }
+  return Status::ok();
+}
+
+/// What mtrun does around the programs: the loss reductions name a mesh
+/// axis and sum or mean; each --lr target is an lr_schedule's attribute.
+Status validateStepRules(const Plan &plan) {
+  const StepLoss &loss = plan.step_loss();
+  if (!(loss.micro_batch_weight() > 0) || !(loss.loss_scale() > 0))
+    return Status::error("the plan's step_loss has micro_batch_weight " +
+                         std::to_string(loss.micro_batch_weight()) + " and loss_scale " +
+                         std::to_string(loss.loss_scale()) + "; both must be > 0");
+  for (const StepLoss::Reduction &r : loss.reductions())
+    if ((r.axis() != "pp" && r.axis() != "dp" && r.axis() != "cp" && r.axis() != "ep" &&
+         r.axis() != "tp") ||
+        (r.reduce() != "sum" && r.reduce() != "mean"))
+      return Status::error("the plan's step_loss reduces over '" + r.axis() + "' by '" +
+                           r.reduce() + "'; expected a mesh axis (pp, dp, cp, ep, tp) and sum "
+                           "or mean");
+  for (const PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
+    const std::string where = "peak_learning_rate target (program " +
+                              std::to_string(t.program()) + ", instruction " +
+                              std::to_string(t.instruction()) + ")";
+    if (t.program() >= uint32_t(plan.programs_size()) ||
+        t.instruction() >= uint32_t(plan.programs(int(t.program())).instructions_size()))
+      return Status::error(where + " is out of range");
+    const Instruction &in = plan.programs(int(t.program())).instructions(int(t.instruction()));
+    bool found = false;
+    for (const Attribute &a : in.attributes())
+      found |= a.name() == t.attribute() && a.has_f();
+    if (in.op() != "lr_schedule" || !found)
+      return Status::error(where + " names '" + t.attribute() + "' of a '" + in.op() +
+                           "', expected a floating-point attribute of an lr_schedule");
+  }
+  return Status::ok();
+}
+
 } // namespace
 
 Status validatePlan(const Plan &plan) {
@@ -214,22 +322,10 @@ Status validatePlan(const Plan &plan) {
     return s;
   if (Status s = validateVocabulary(plan); !s)
     return s;
-  // Every program the runtime will ask for must be there.
-  std::vector<std::string> expected = {"forward_backward", "optimizer_step"};
-  if (int64_t stages = plan.training().virtual_stages(); stages > 1) {
-    expected.clear();
-    for (int64_t v = 0; v < stages; ++v)
-      expected.insert(expected.end(), {"forward." + std::to_string(v), "backward." + std::to_string(v)});
-    for (int64_t s = 0; s < plan.mesh().pp(); ++s)
-      expected.push_back("optimizer." + std::to_string(s));
-  }
-  for (const std::string &name : expected) {
-    bool found = false;
-    for (const Program &p : plan.programs())
-      found |= p.name() == name;
-    if (!found)
-      return Status::error("the plan has no program '" + name + "'");
-  }
+  if (Status s = validateSchedule(plan); !s)
+    return s;
+  if (Status s = validateStepRules(plan); !s)
+    return s;
   for (const Program &program : plan.programs())
     for (int i = 0; i < program.instructions_size(); ++i)
       if (Status s = checkInstruction(plan, program, i); !s)

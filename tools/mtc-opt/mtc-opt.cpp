@@ -27,7 +27,7 @@ void printShortHelp() {
   std::vector<const mlir::PassInfo *> passes;
   for (const auto &pass : {mt::createPartitionTensorParallel(), mt::createAutodiff(),
                            mt::createBuildOptimizer(), mt::createExposeCollectives(),
-                           mt::createRecompute()})
+                           mt::createRecompute(), mt::createPipelineSplit()})
     passes.push_back(mlir::PassInfo::lookup(pass->getArgument()));
   // The description column, as mlir-opt's own help computes it.
   size_t width = 0;
