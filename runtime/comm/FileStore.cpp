@@ -42,6 +42,10 @@ std::string FileStore::path(const std::string &key) const {
   return dir_ + "/" + name;
 }
 
+std::string FileStore::describe() const {
+  return "rendezvous directory '" + dir_ + "' (MT_RENDEZVOUS)";
+}
+
 Status FileStore::set(const std::string &key, const std::vector<char> &value) {
   const std::string target = path(key);
   std::error_code ec;

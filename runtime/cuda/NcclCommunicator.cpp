@@ -1,4 +1,4 @@
-// NCCL communicators: bootstrap through the rendezvous directory, data
+// NCCL communicators: bootstrap through the rendezvous store, data
 // calls on a stream, host calls staged through device memory.
 #include "runtime/cuda/NcclCommunicator.h"
 
@@ -70,7 +70,7 @@ Status selectDevice(const comm::RankInfo &info) {
 
 Expected<std::unique_ptr<NcclCommunicator>>
 NcclCommunicator::create(const std::string &name, const std::vector<int> &ranks,
-                         const comm::RankInfo &info, comm::FileStore &store,
+                         const comm::RankInfo &info, comm::Store &store,
                          const std::string &key) {
   if (Status s = comm::checkGroupMembers(name, ranks, info.rank, info.worldSize); !s)
     return s;
@@ -87,7 +87,7 @@ NcclCommunicator::create(const std::string &name, const std::vector<int> &ranks,
     arrivals.push_back(key + "/arrived/" + std::to_string(r));
   if (Status s = store.wait(arrivals); !s)
     return Status::error(head + s.message() + " (are all " + std::to_string(info.worldSize) +
-                         " ranks running, with the same MT_RENDEZVOUS?)");
+                         " ranks running, and creating this group?)");
   ncclUniqueId id;
   if (groupRank == 0) {
     if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess)
@@ -266,7 +266,7 @@ namespace {
 /// members and how often this rank made it before.
 class NcclGroups final : public comm::GroupFactory {
 public:
-  NcclGroups(comm::RankInfo info, comm::FileStore store)
+  NcclGroups(comm::RankInfo info, std::unique_ptr<comm::Store> store)
       : info_(std::move(info)), store_(std::move(store)) {}
 
   Status connectWorld() {
@@ -286,7 +286,7 @@ public:
     std::string key = "nccl/" + name + "/" + comm::joinRanks(ranks);
     const int before = created_[key]++; // a group made again gets fresh keys
     key.append("/").append(std::to_string(before));
-    auto made = NcclCommunicator::create(name, ranks, info_, store_, key);
+    auto made = NcclCommunicator::create(name, ranks, info_, *store_, key);
     if (!made)
       return made.status();
     return std::unique_ptr<comm::Communicator>(std::move(*made));
@@ -294,7 +294,7 @@ public:
 
 private:
   comm::RankInfo info_;
-  comm::FileStore store_;
+  std::unique_ptr<comm::Store> store_;
   std::unique_ptr<comm::Communicator> world_;
   std::map<std::string, int> created_;
 };
@@ -303,9 +303,9 @@ private:
 
 Expected<std::unique_ptr<comm::GroupFactory>> connectNccl(const comm::RankInfo &info,
                                                           std::chrono::milliseconds timeout) {
-  auto store = comm::FileStore::open(info.rendezvous, timeout);
+  auto store = comm::openStore(info, timeout);
   if (!store)
-    return Status::error(who(info) + store.message());
+    return store.status();
   if (Status s = selectDevice(info); !s)
     return s;
   auto groups = std::make_unique<NcclGroups>(info, std::move(*store));

@@ -1,13 +1,13 @@
 // The CUDA backend's communication: the collectives of one group of ranks
 // over device memory (NcclCommunicator), and how a rank selects its GPU and
 // makes its NCCL groups (connectNccl). The unique id of each group reaches
-// its members through the job's rendezvous directory (comm::FileStore), so
-// the GPU build needs no Gloo.
+// its members through the job's rendezvous store (comm::Store: a directory,
+// or TCP from rank 0), so the GPU build needs no Gloo.
 #ifndef MT_RUNTIME_CUDA_NCCLCOMMUNICATOR_H
 #define MT_RUNTIME_CUDA_NCCLCOMMUNICATOR_H
 
 #include "runtime/comm/Communicator.h"
-#include "runtime/comm/FileStore.h"
+#include "runtime/comm/Store.h"
 #include "runtime/comm/RankEnvironment.h"
 
 #include <cuda_runtime_api.h>
@@ -39,7 +39,7 @@ public:
   static Expected<std::unique_ptr<NcclCommunicator>> create(const std::string &name,
                                                             const std::vector<int> &ranks,
                                                             const comm::RankInfo &info,
-                                                            comm::FileStore &store,
+                                                            comm::Store &store,
                                                             const std::string &key);
   ~NcclCommunicator() override;
 
@@ -86,8 +86,8 @@ private:
 
 /// The RankContext::Connect of the CUDA backend: selects the rank's GPU
 /// (selectDevice) and returns the factory of its NCCL groups, bootstrapped
-/// through the rendezvous directory (MT_RENDEZVOUS, required for several
-/// ranks); `timeout` bounds each group's rendezvous.
+/// through the job's store (comm::openStore: MT_RENDEZVOUS, or TCP at
+/// MASTER_ADDR:MASTER_PORT); `timeout` bounds each group's rendezvous.
 Expected<std::unique_ptr<comm::GroupFactory>> connectNccl(const comm::RankInfo &info,
                                                           std::chrono::milliseconds timeout);
 
