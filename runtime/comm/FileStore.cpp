@@ -80,7 +80,7 @@ Status FileStore::wait(const std::vector<std::string> &keys) {
       return Status::ok();
     if (Clock::now() >= deadline)
       return Status::error("no rendezvous key " + missing + " in '" + dir_ + "' within " +
-                           std::to_string(timeout_.count()) + " ms");
+                           formatDuration(timeout_));
     std::this_thread::sleep_for(milliseconds(5));
   }
 }

@@ -33,15 +33,6 @@ namespace {
 // allReduce gathers at most this many floats at once (16 MiB of scratch).
 constexpr size_t kScratchFloats = size_t(1) << 22;
 
-std::string formatDuration(milliseconds d) {
-  auto ms = d.count();
-  if (ms >= 1000 && ms % 1000 == 0)
-    return std::to_string(ms / 1000) + " s";
-  if (ms >= 1000 && ms % 100 == 0)
-    return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s";
-  return std::to_string(ms) + " ms";
-}
-
 bool isTimeout(const std::string &what) {
   return what.find("Timed out") != std::string::npos ||
          what.find("timeout") != std::string::npos;

@@ -35,6 +35,15 @@ Status join(Store &store, const RankInfo &info) {
 
 } // namespace
 
+std::string formatDuration(std::chrono::milliseconds d) {
+  auto ms = d.count();
+  if (ms >= 1000 && ms % 1000 == 0)
+    return std::to_string(ms / 1000) + " s";
+  if (ms >= 1000 && ms % 100 == 0)
+    return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s";
+  return std::to_string(ms) + " ms";
+}
+
 Expected<std::unique_ptr<Store>> openStore(const RankInfo &info,
                                            std::chrono::milliseconds timeout) {
   const std::string who =

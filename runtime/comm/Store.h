@@ -31,6 +31,9 @@ public:
   virtual std::string describe() const = 0;
 };
 
+/// "2 s", "1.5 s" or "700 ms": a timeout as messages give it.
+std::string formatDuration(std::chrono::milliseconds d);
+
 /// The store of a job of info.worldSize > 1 ranks: the FileStore in
 /// info.rendezvous when it is set (mtrun --nproc sets it), otherwise the
 /// TcpStore at info.storeAddr:info.storePort, served by rank 0. Every rank

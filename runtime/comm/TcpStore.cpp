@@ -33,13 +33,6 @@ constexpr uint32_t kMagic = 0x4d545331; // "MTS1": not another program's store
 // How long a client waits for an answer beyond the server's own deadline.
 constexpr milliseconds kAnswerGrace{5000};
 
-std::string formatDuration(milliseconds d) {
-  auto ms = d.count();
-  if (ms % 1000 == 0)
-    return std::to_string(ms / 1000) + " s";
-  return std::to_string(ms) + " ms";
-}
-
 // Length-prefixed little-endian fields.
 struct Writer {
   std::vector<char> bytes;

@@ -518,7 +518,8 @@ Expected<double> TrainingRun::pipelinePasses(int64_t step) {
   // Only the last stage has the loss: sum it over the stages.
   float sum = float(loss);
   if (Status s = rank_->group("pp")->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
-    return s;
+    return Status::error(rank_->describe() + " step " + std::to_string(step) +
+                         ", the loss's sum over the pipeline stages: " + s.message());
   return double(sum);
 }
 
@@ -551,7 +552,8 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
   if (comm::Communicator *dp = rank_->group("dp")) { // the mean over data-parallel ranks
     float sum = float(loss);
     if (Status s = dp->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
-      return s;
+      return Status::error(rank_->describe() + " step " + std::to_string(step) +
+                           ", the loss's mean over dp: " + s.message());
     loss = double(sum) / double(dp->size());
   }
   *m.i64(b.step()) = step;
