@@ -166,6 +166,21 @@ TEST_F(RankEnvironment, OpenMpiVariables) {
   EXPECT_EQ(info->localRank, 3);
 }
 
+TEST_F(RankEnvironment, OpenMpiMeetsAtTheMaster) {
+  set({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+       {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}, {"MASTER_ADDR", "10.1.2.3"}, {"MASTER_PORT", "29500"}});
+  auto info = rankFromEnvironment();
+  ASSERT_TRUE(info.isOk()) << info.message();
+  EXPECT_EQ(info->source, "openmpi");
+  EXPECT_TRUE(info->rendezvous.empty());
+  EXPECT_EQ(info->storeAddr, "10.1.2.3");
+  EXPECT_EQ(info->storePort, 29500);
+  unsetenv("MASTER_PORT");
+  EXPECT_EQ(error(), "OMPI_COMM_WORLD_SIZE=4 needs a place where the ranks meet: MASTER_PORT "
+                     "(rank 0 serves the rendezvous store there, over TCP), or MT_RENDEZVOUS (a "
+                     "fresh directory on a file system every rank reaches)");
+}
+
 TEST_F(RankEnvironment, SlurmWithoutAMeetingPlaceIsAnError) {
   set({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"}});
   EXPECT_EQ(error(), "SLURM_NTASKS=2 needs a place where the ranks meet: MASTER_ADDR (or "
