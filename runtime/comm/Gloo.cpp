@@ -1,5 +1,5 @@
 // The collectives of a group of ranks and the rendezvous of the World, over
-// Gloo (TCP transport, FileStore rendezvous). Without Gloo in the build, only
+// Gloo (TCP transport; the job's Store for the rendezvous). Without Gloo in the build, only
 // single-rank worlds and groups of one work.
 #include "runtime/comm/Gloo.h"
 
@@ -7,7 +7,6 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
-#include <filesystem>
 #include <numeric>
 #include <stdexcept>
 #include <thread>
@@ -21,7 +20,6 @@
 #include <gloo/broadcast.h>
 #include <gloo/common/error.h>
 #include <gloo/rendezvous/context.h>
-#include <gloo/rendezvous/file_store.h>
 #include <gloo/rendezvous/prefix_store.h>
 #include <gloo/transport/tcp/device.h>
 #include <gloo/types.h>
@@ -35,15 +33,6 @@ namespace {
 
 // allReduce gathers at most this many floats at once (16 MiB of scratch).
 constexpr size_t kScratchFloats = size_t(1) << 22;
-
-std::string formatDuration(milliseconds d) {
-  auto ms = d.count();
-  if (ms >= 1000 && ms % 1000 == 0)
-    return std::to_string(ms / 1000) + " s";
-  if (ms >= 1000 && ms % 100 == 0)
-    return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s";
-  return std::to_string(ms) + " ms";
-}
 
 bool isTimeout(const std::string &what) {
   return what.find("Timed out") != std::string::npos ||
@@ -148,33 +137,33 @@ std::string findDisagreement(const std::vector<Call> &all, const std::vector<int
 #if MT_HAVE_GLOO
 using GlooContext = std::shared_ptr<gloo::Context>;
 
-// FileStore's get() waits a fixed 30 s and its wait() rounds the elapsed time
-// down to whole seconds; this one waits exactly the World's timeout.
-class TimedFileStore : public gloo::rendezvous::FileStore {
+// Gloo's view of the job's Store (a directory, or TCP: Debian's Gloo has no
+// TCP store of its own); Gloo wants failures as exceptions.
+class GlooStore : public gloo::rendezvous::Store {
 public:
-  TimedFileStore(const std::string &dir, milliseconds timeout)
-      : FileStore(dir), timeout_(timeout) {}
-  void wait(const std::vector<std::string> &keys) override { wait(keys, timeout_); }
-  void wait(const std::vector<std::string> &keys, const milliseconds &) override {
-    auto deadline = std::chrono::steady_clock::now() + timeout_;
-    while (!check(keys)) {
-      if (std::chrono::steady_clock::now() >= deadline)
-        throw gloo::IoException("Timed out waiting for the rendezvous keys of the peers");
-      std::this_thread::sleep_for(milliseconds(10));
-    }
+  explicit GlooStore(comm::Store &store) : store_(store) {}
+  void set(const std::string &key, const std::vector<char> &data) override {
+    if (Status s = store_.set(key, data); !s)
+      throw gloo::IoException(s.message());
   }
   std::vector<char> get(const std::string &key) override {
-    wait({key});
-    return FileStore::get(key);
+    auto value = store_.get(key);
+    if (!value)
+      throw gloo::IoException(value.message());
+    return std::move(*value);
   }
+  void wait(const std::vector<std::string> &keys) override {
+    if (Status s = store_.wait(keys); !s)
+      throw gloo::IoException(s.message());
+  }
+  void wait(const std::vector<std::string> &keys, const milliseconds &) override { wait(keys); }
 
 private:
-  milliseconds timeout_;
+  comm::Store &store_;
 };
 
-std::shared_ptr<gloo::rendezvous::Store> makeStore(const std::string &dir,
-                                                   milliseconds timeout) {
-  return std::make_shared<TimedFileStore>(dir, timeout);
+std::shared_ptr<gloo::rendezvous::Store> makeStore(comm::Store &store) {
+  return std::make_shared<GlooStore>(store);
 }
 
 std::shared_ptr<gloo::transport::Device> makeDevice(const std::string &host) {
@@ -256,9 +245,7 @@ void closeConnections(const GlooContext &context) { context->closeConnections();
 // Without Gloo no communicator has more than one member, so these never run.
 using GlooContext = std::shared_ptr<gloo::Context>;
 [[noreturn]] void unreachable() { throw std::logic_error("built without Gloo"); }
-std::shared_ptr<gloo::rendezvous::Store> makeStore(const std::string &, milliseconds) {
-  unreachable();
-}
+std::shared_ptr<gloo::rendezvous::Store> makeStore(comm::Store &) { unreachable(); }
 std::shared_ptr<gloo::transport::Device> makeDevice(const std::string &) { unreachable(); }
 GlooContext connectMesh(gloo::rendezvous::Store &, const std::string &, int, int,
                         std::shared_ptr<gloo::transport::Device> &, milliseconds) {
@@ -534,13 +521,6 @@ static Status checkConnectArguments(const RankInfo &info, milliseconds timeout) 
   if (!World::multiRankSupported())
     return Status::error(who + "this build has no Gloo (libgloo-dev), so it cannot run " +
                          std::to_string(info.worldSize) + " ranks on the CPU");
-  if (info.rendezvous.empty())
-    return Status::error(who + "no rendezvous directory (MT_RENDEZVOUS) for " +
-                         std::to_string(info.worldSize) + " ranks");
-  std::error_code ec;
-  if (!std::filesystem::is_directory(info.rendezvous, ec))
-    return Status::error(who + "rendezvous directory '" + info.rendezvous +
-                         "' does not exist (MT_RENDEZVOUS)");
   return Status::ok();
 }
 
@@ -558,8 +538,12 @@ Expected<std::unique_ptr<World>> World::connect(const RankInfo &info, millisecon
   std::unique_ptr<World> world(new World(info, timeout));
   if (info.worldSize > 1) {
     ignoreSigpipe();
+    auto store = openStore(info, timeout);
+    if (!store)
+      return store.status();
+    world->store_ = std::move(*store);
     try {
-      world->store_ = makeStore(info.rendezvous, timeout);
+      world->glooStore_ = makeStore(*world->store_);
       world->device_ = makeDevice(info.host);
     } catch (const std::exception &e) {
       return Status::error("[rank " + std::to_string(info.rank) + "/" +
@@ -594,24 +578,14 @@ Expected<std::unique_ptr<Communicator>> World::group(const std::string &name,
   std::string key = name + "/" + joinRanks(ranks);
   key += "/" + std::to_string(created_[key]++);
   try {
-    auto context = connectMesh(*store_, key, int(member - ranks.begin()), int(ranks.size()),
+    auto context = connectMesh(*glooStore_, key, int(member - ranks.begin()), int(ranks.size()),
                                device_, timeout_);
     return std::unique_ptr<Communicator>(
         new GlooCommunicator(name, ranks, self, worldSize, timeout_, std::move(context)));
   } catch (const std::exception &e) {
-    std::string what = e.what();
-    if (what.find("already exists") != std::string::npos)
-      return Status::error(head + ": the rendezvous directory '" + info_.rendezvous +
-                           "' holds the keys of an earlier job; give every job a fresh "
-                           "directory [gloo: " + what + "]");
-    if (isTimeout(what))
-      return Status::error(head + ": no answer from a peer within " +
-                           formatDuration(timeout_) + " (are all " +
-                           std::to_string(worldSize) +
-                           " ranks running, with the same MT_RENDEZVOUS '" +
-                           info_.rendezvous + "', and creating this group?) [gloo: " + what +
-                           "]");
-    return Status::error(head + ": cannot connect: " + what);
+    // The store's messages name the store, the keys and the timeout.
+    return Status::error(head + ": cannot connect (are all its ranks creating this group?): " +
+                         e.what());
   } catch (...) {
     return Status::error(head + ": cannot connect: unknown exception");
   }

@@ -545,7 +545,8 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
       continue;
     float sum = float(loss);
     if (Status s = group->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
-      return s;
+      return Status::error(rank_->describe() + " step " + std::to_string(step) + ", the loss's " +
+                           r.reduce() + " over " + r.axis() + ": " + s.message());
     loss = r.reduce() == "mean" ? double(sum) / double(group->size()) : double(sum);
   }
   *m.i64(b.step()) = step;

@@ -77,7 +77,9 @@ mt::Expected<int> launchRanks(const mt::exec::TrainOptions &o, int nproc,
 int main(int argc, char **argv) {
   CLI::App app{"mtrun: run the training plan that `mtc compile -o plan/` wrote.\n"
                "One process per rank: --nproc N starts N local ranks; under torchrun,\n"
-               "Slurm or OpenMPI each process reads its rank from the environment.\n"
+               "Slurm or OpenMPI each process reads its rank from the environment and\n"
+               "the ranks meet at MASTER_ADDR:MASTER_PORT, where rank 0 serves the\n"
+               "rendezvous over TCP (or in the directory MT_RENDEZVOUS).\n"
                "Backends: cpu (fp32 reference), cuda (one GPU per rank: LOCAL_RANK's)."};
   mt::exec::TrainOptions o;
   int64_t eos = -1;
@@ -141,7 +143,9 @@ int main(int argc, char **argv) {
                  "with --nproc: CPU threads of each rank (default: the cores divided among "
                  "the ranks, or OMP_NUM_THREADS where set)");
   app.add_option("--comm-timeout", commTimeout,
-                 "seconds a collective waits for the other ranks before failing")
+                 "seconds the rendezvous or a collective may wait for the other ranks: past "
+                 "it every waiting rank stops with an error naming the rank, group, program "
+                 "and instruction (CPU: Gloo's timeouts; CUDA: a watchdog aborts NCCL)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--backend", o.backend,
                  "cuda (bf16, one GPU per rank, NCCL; plans with dp, tp, sp and pp), cpu "
