@@ -36,6 +36,7 @@ struct PendingOption {
 const std::map<std::string, PendingOption> &pendingOptions() {
   using enum PendingKind;
   static const std::map<std::string, PendingOption> options = {
+      {"overlap_param_gather", {Bool, "false"}}, // the all-gather runs after the update
       {"param_offload", {Bool, "false"}},
       {"grad_offload", {Bool, "false"}},
       {"optimizer_offload", {Bool, "false"}},
@@ -48,8 +49,8 @@ const std::map<std::string, PendingOption> &pendingOptions() {
 /// is checked to be a boolean, then not used.
 const std::set<std::string> &hintKeys() {
   static const std::set<std::string> keys = {
-      "bias_activation_fusion", "apply_rope_fusion",   "moe_grouped_gemm",
-      "overlap_grad_reduce",    "overlap_param_gather", "bf16"};
+      "bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm", "overlap_grad_reduce",
+      "bf16"};
   return keys;
 }
 

@@ -102,8 +102,8 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
        "seq_length (--seq) is 128 but the model's inputs have sequence length 64"},
       {"micro-batch differs from model", [](auto &c, auto &) { c.microBatch = 4; },
        "micro_batch_size (--micro-batch) is 4 but the model's inputs have micro-batch 2"},
-      {"unsupported option value", [](auto &c, auto &) { c.pending["use_distributed_optimizer"] = "true"; },
-       "use_distributed_optimizer: true is not supported by this version of mtc yet"},
+      {"unsupported option value", [](auto &c, auto &) { c.pending["param_offload"] = "true"; },
+       "param_offload: true is not supported by this version of mtc yet"},
       {"recompute granularity", [](auto &c, auto &) { c.recompute.granularity = "partial"; },
        "recompute_granularity (--recompute-granularity) must be full or selective (or null: "
        "none), got 'partial'"},
@@ -360,7 +360,7 @@ TEST_F(YamlTypedValues, DistributedOptimizerIsABoolean) {
 
 TEST_F(YamlTypedValues, HintsAreBooleans) {
   for (const char *key : {"bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm",
-                          "overlap_grad_reduce", "overlap_param_gather", "bf16"}) {
+                          "overlap_grad_reduce", "bf16"}) {
     for (const std::vector<std::string> *spellings : {&kTrue, &kFalse})
       for (const std::string &spelling : *spellings)
         EXPECT_EQ(load(key, spelling), "") << key << ": " << spelling;

@@ -249,6 +249,13 @@ func.func @collectives(%x: tensor<2x8x64xf32>, %h: tensor<2x4x64xbf16>, %flat: t
   return
 }
 
+// CHECK-LABEL: func.func @stage_transfer
+func.func @stage_transfer(%x: tensor<2x16x64xf32>) -> tensor<2x16x64xf32> {
+  // CHECK: mt.stage_transfer %{{.*}} {from = 0 : i64, to = 1 : i64} : tensor<2x16x64xf32>
+  %y = mt.stage_transfer %x {from = 0 : i64, to = 1 : i64} : tensor<2x16x64xf32>
+  return %y : tensor<2x16x64xf32>
+}
+
 // CHECK-LABEL: func.func @all_to_all_v
 func.func @all_to_all_v(%rows: tensor<32x64xf32>, %send: tensor<2xi32>, %recv: tensor<2xi32>) -> tensor<64x64xf32> {
   // CHECK: mt.all_to_all_v %{{.*}}, %{{.*}}, %{{.*}} {axis = "ep"} : (tensor<32x64xf32>, tensor<2xi32>, tensor<2xi32>) -> tensor<64x64xf32>
