@@ -20,7 +20,7 @@ int firstWideOutput(const Instruction &instr) {
     return 1; // a norm weight's gradient, summed over tp before it is accumulated
   if (op == "moe_router")
     return 0; // the fp32 routing weights, the expert indices and the aux loss
-  if (op == "expert_ffn_grad" || op == "moe_unpermute_grad")
+  if (op == "moe_unpermute_grad")
     return 1; // the routing weights' gradient, read by the router's backward
   return instr.outputs_size();
 }
