@@ -37,7 +37,7 @@ bool routerOf(Lowerer &L, const Attrs &a, RouterShape &s) {
        balancing,
        std::max<int64_t>(1, a.i("seq", a.i("tokens"))),
        float(a.f("z_loss_coeff", 0.0))};
-  if (s.tokens % s.seq != 0) {
+  if (balancing == LoadBalancing::seqAuxLoss && s.tokens % s.seq != 0) {
     L.fail("tokens " + std::to_string(s.tokens) + " not a multiple of seq " +
            std::to_string(s.seq) + " (seq_aux_loss balances each sequence)");
     return false;

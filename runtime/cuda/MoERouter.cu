@@ -258,6 +258,10 @@ size_t routeSharedBytes(const RouterShape &s) {
 /// Routes every token and takes the per-(group, expert) statistics.
 Status route(const bf16 *x, const float *w, float *weights, int32_t *indices,
              RouterScratch &scratch, const RouterShape &s, cudaStream_t stream) {
+  const int64_t groups = balanceGroups(s);
+  if (groups > 65535) // a grid dimension of expertStatsKernel
+    return Status::error("moe_router: " + std::to_string(groups) +
+                         " sequences in a micro-batch for seq_aux_loss; at most 65535");
   const size_t smem = routeSharedBytes(s);
   if (smem > 48 * 1024)
     MT_CUDA_CHECK(cudaFuncSetAttribute(routeKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -265,10 +269,6 @@ Status route(const bf16 *x, const float *w, float *weights, int32_t *indices,
   routeKernel<<<s.tokens, kRouterThreads, smem, stream>>>(x, w, scratch.probs, scratch.lse,
                                                           weights, indices, s);
   MT_CUDA_CHECK_LAUNCH("moe_route");
-  const int64_t groups = balanceGroups(s);
-  if (groups > 65535)
-    return Status::error("moe_router: " + std::to_string(groups) +
-                         " sequences in a micro-batch for seq_aux_loss; at most 65535");
   expertStatsKernel<<<dim3(unsigned(s.experts), unsigned(groups)), kRouterThreads, 0, stream>>>(
       scratch.probs, indices, scratch.counts, scratch.probSum, s.tokens / groups, s);
   MT_CUDA_CHECK_LAUNCH("moe_expert_stats");
