@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
@@ -47,6 +48,7 @@ std::vector<float> randomFloat(std::mt19937 &rng, size_t n, float lo, float hi) 
 /// One router configuration: Megatron-Core's load-balancing type, the
 /// tokens per sequence (seq_aux_loss's groups) and the z-loss coefficient.
 struct Balancing {
+  std::string name; // moe_router_load_balancing_type
   cpu::LoadBalancing cpuType;
   cuda::LoadBalancing cudaType;
   int64_t seq;
@@ -57,10 +59,10 @@ struct Balancing {
 /// sequences (single tokens when the count does not divide) with a z-loss;
 /// none with a z-loss alone.
 std::vector<Balancing> balancings(int64_t tokens) {
-  return {{cpu::LoadBalancing::auxLoss, cuda::LoadBalancing::auxLoss, tokens, 0.0f},
-          {cpu::LoadBalancing::seqAuxLoss, cuda::LoadBalancing::seqAuxLoss,
+  return {{"aux_loss", cpu::LoadBalancing::auxLoss, cuda::LoadBalancing::auxLoss, tokens, 0.0f},
+          {"seq_aux_loss", cpu::LoadBalancing::seqAuxLoss, cuda::LoadBalancing::seqAuxLoss,
            tokens % 4 == 0 ? tokens / 4 : 1, 0.01f},
-          {cpu::LoadBalancing::none, cuda::LoadBalancing::none, tokens, 0.001f}};
+          {"none", cpu::LoadBalancing::none, cuda::LoadBalancing::none, tokens, 0.001f}};
 }
 
 TEST_P(MoETest, RouterMatchesCpu) {
@@ -73,9 +75,8 @@ TEST_P(MoETest, RouterMatchesCpu) {
   const auto dxOld = randomBf16(rng, T * H, -1, 1);
   const float daux = 0.75f;
   for (const Balancing &b : balancings(T)) {
-    const std::string shape = caseText(c) + " balancing " + std::to_string(int(b.cpuType)) +
-                              " seq " + std::to_string(b.seq) + " z " +
-                              std::to_string(b.zLossCoeff);
+    const std::string shape = caseText(c) + " " + b.name + " seq " + std::to_string(b.seq) +
+                              " z_loss " + std::to_string(b.zLossCoeff);
     cpu::RouterShape cs{T, H, E, K, c.normTopkProb, 0.1f, b.cpuType, b.seq, b.zLossCoeff};
     std::vector<float> wantWeights(T * K), wantDx(dxOld), wantDw(E * H, 0.0f);
     std::vector<int32_t> wantIndices(T * K);
