@@ -69,9 +69,8 @@ std::string opClass(const std::string &op) {
     return "attention";
   if (op.rfind("rmsnorm", 0) == 0 || op.rfind("layernorm", 0) == 0)
     return "norms";
-  if (op.rfind("moe_router", 0) == 0 || op.rfind("expert_ffn", 0) == 0 ||
-      op.rfind("sigmoid_gate", 0) == 0)
-    return "mixture of experts (router, experts, shared-expert gate)";
+  if (op.rfind("moe_", 0) == 0 || op.rfind("sigmoid_gate", 0) == 0)
+    return "mixture of experts (router, permute, experts, shared-expert gate)";
   if (op.rfind("cross_entropy", 0) == 0)
     return "loss (cross-entropy)";
   if (op == "sum_squares" || op == "sqrt" || op == "adamw" || op == "clip_coefficient" ||

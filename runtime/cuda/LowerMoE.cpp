@@ -1,11 +1,13 @@
 // The CUDA lowering of the mixture-of-experts ops (runtime/cuda/MoE.h): the
-// router, the routed experts (monolithic expert_ffn, or moe_permute ->
-// moe_grouped_mlp -> moe_unpermute) with their gradients, and the shared
+// router, the routed experts (moe_permute -> moe_grouped_mlp ->
+// moe_unpermute) with their gradients, and the shared
 // expert's sigmoid gate. The router reads the fp32 master of its weight;
 // the experts read the bf16 shadows, as the dense linears do.
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/MoE.h"
 
+#include <algorithm>
+#include <string>
 #include <unordered_map>
 
 namespace mt::cuda {
@@ -13,13 +15,34 @@ namespace {
 
 using plan::Attrs;
 
-RouterShape routerOf(const Attrs &a) {
-  return {a.i("tokens"), a.i("hidden"), a.i("experts"), a.i("top_k"),
-          a.i("norm_topk_prob") != 0, float(a.f("aux_loss_coeff"))};
-}
-
-ExpertShape expertsOf(const Attrs &a) {
-  return {a.i("tokens"), a.i("hidden"), a.i("ffn"), a.i("experts"), a.i("top_k")};
+/// The router's attributes (as runtime/cpu's routerOf); false after
+/// L.fail on an attribute the kernels cannot take.
+bool routerOf(Lowerer &L, const Attrs &a, RouterShape &s) {
+  const std::string type = a.s("load_balancing_type");
+  // Plans without the attribute (before seq_aux_loss) balance over the micro-batch.
+  const LoadBalancing balancing = type == "seq_aux_loss" ? LoadBalancing::seqAuxLoss
+                                  : type == "none"       ? LoadBalancing::none
+                                                         : LoadBalancing::auxLoss;
+  if (!type.empty() && type != "aux_loss" && balancing == LoadBalancing::auxLoss) {
+    L.fail("load_balancing_type '" + type + "' (moe_router_load_balancing_type): expected "
+           "aux_loss, seq_aux_loss or none");
+    return false;
+  }
+  s = {a.i("tokens"),
+       a.i("hidden"),
+       a.i("experts"),
+       a.i("top_k"),
+       a.i("norm_topk_prob") != 0,
+       float(a.f("aux_loss_coeff")),
+       balancing,
+       std::max<int64_t>(1, a.i("seq", a.i("tokens"))),
+       float(a.f("z_loss_coeff", 0.0))};
+  if (balancing == LoadBalancing::seqAuxLoss && s.tokens % s.seq != 0) {
+    L.fail("tokens " + std::to_string(s.tokens) + " not a multiple of seq " +
+           std::to_string(s.seq) + " (seq_aux_loss balances each sequence)");
+    return false;
+  }
+  return true;
 }
 
 void moeRouter(Lowerer &L, const Attrs &a) {
@@ -27,7 +50,9 @@ void moeRouter(Lowerer &L, const Attrs &a) {
   const float *w = L.f32In(1);
   float *weights = L.f32Out(0), *aux = L.f32Out(2);
   int32_t *indices = L.i32Out(1);
-  RouterShape s = routerOf(a);
+  RouterShape s;
+  if (!routerOf(L, a, s))
+    return;
   L.needWorkspace(moeRouterWorkspaceBytes(s));
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t st) {
@@ -41,42 +66,13 @@ void moeRouterGrad(Lowerer &L, const Attrs &a) {
   bool addDx = false;
   bf16 *dx = L.bfOutOrSum(0, addDx);
   float *dw = L.f32Sum(1);
-  RouterShape s = routerOf(a);
+  RouterShape s;
+  if (!routerOf(L, a, s))
+    return;
   L.needWorkspace(moeRouterWorkspaceBytes(s));
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t st) {
     return moeRouterBackward(x, w, dweights, daux, dx, addDx, dw, r->workspace, s, st);
-  });
-}
-
-void expertFfn(Lowerer &L, const Attrs &a) {
-  const bf16 *x = L.bfIn(0), *gate = L.bfIn(3), *up = L.bfIn(4), *down = L.bfIn(5);
-  const float *weights = L.f32In(1);
-  const int32_t *indices = L.i32In(2);
-  bf16 *y = L.bfOut(0);
-  ExpertShape s = expertsOf(a);
-  L.needWorkspace(expertFfnWorkspaceBytes(s, false));
-  Resources *r = &L.resources();
-  L.emit([=](cudaStream_t st) {
-    return expertFfnForward(x, weights, indices, gate, up, down, y, r->workspace, s, st);
-  });
-}
-
-void expertFfnGrad(Lowerer &L, const Attrs &a) {
-  const bf16 *x = L.bfIn(0), *gate = L.bfIn(3), *up = L.bfIn(4), *down = L.bfIn(5),
-             *dy = L.bfIn(6);
-  const float *weights = L.f32In(1);
-  const int32_t *indices = L.i32In(2);
-  bool addDx = false;
-  bf16 *dx = L.bfOutOrSum(0, addDx);
-  float *dweights = L.f32Sum(1), *dgate = L.f32Sum(2), *dup = L.f32Sum(3),
-        *ddown = L.f32Sum(4);
-  ExpertShape s = expertsOf(a);
-  L.needWorkspace(expertFfnWorkspaceBytes(s, true));
-  Resources *r = &L.resources();
-  L.emit([=](cudaStream_t st) {
-    return expertFfnBackward(x, weights, indices, gate, up, down, dy, dx, addDx, dweights,
-                             dgate, dup, ddown, r->workspace, s, st);
   });
 }
 
@@ -205,7 +201,6 @@ void sigmoidGateGrad(Lowerer &L, const Attrs &a) {
 bool lowerMoEOp(Lowerer &L, const std::string &op, const Attrs &attrs) {
   static const std::unordered_map<std::string, void (*)(Lowerer &, const Attrs &)> table = {
       {"moe_router", moeRouter},       {"moe_router_grad", moeRouterGrad},
-      {"expert_ffn", expertFfn},       {"expert_ffn_grad", expertFfnGrad},
       {"sigmoid_gate", sigmoidGate},   {"sigmoid_gate_grad", sigmoidGateGrad},
       {"moe_permute", moePermute},     {"moe_permute_grad", moePermuteGrad},
       {"moe_unpermute", moeUnpermute}, {"moe_unpermute_grad", moeUnpermuteGrad},

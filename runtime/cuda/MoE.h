@@ -19,10 +19,19 @@ namespace mt::cuda {
 
 using bf16 = __nv_bfloat16;
 
+/// Megatron-Core's moe_router_load_balancing_type (cpu::LoadBalancing): the
+/// balancing loss over the micro-batch, over each sequence, or none.
+enum class LoadBalancing { auxLoss, seqAuxLoss, none };
+
+/// The router's attributes, as cpu::RouterShape.
 struct RouterShape {
   int64_t tokens, hidden, experts, topK;
   bool normTopkProb;
   float auxLossCoeff;
+  LoadBalancing loadBalancing = LoadBalancing::auxLoss;
+  /// Tokens per sequence (seqAuxLoss groups the tokens by it; divides tokens).
+  int64_t seq = 1;
+  float zLossCoeff = 0.0f;
 };
 
 /// Device scratch the router's forward and backward need.
@@ -32,47 +41,20 @@ size_t moeRouterWorkspaceBytes(const RouterShape &shape);
 /// router runs in fp32, Megatron-Core's moe_router_dtype fp32). Writes
 /// weights, indices [tokens, topK] and *aux (device), as
 /// cpu::moeRouterForward: softmax, top-k (ties to the lower expert, NaN
-/// last), renormalised when normTopkProb, aux = coeff E sum_e f_e P_e.
+/// last), renormalised when normTopkProb; aux = Megatron-Core's
+/// switch_load_balancing_loss_func over the micro-batch (auxLoss) or each
+/// sequence, averaged (seqAuxLoss), or nothing (none), plus z_loss_func
+/// zLossCoeff · mean_t logsumexp(logits_t)².
 Status moeRouterForward(const bf16 *x, const float *w, float *weights, int32_t *indices,
                         float *aux, void *workspace, const RouterShape &shape,
                         cudaStream_t stream);
 
 /// Given dweights [tokens, topK] and *daux (device), writes dx (adds when
 /// `addDx`) and adds dw [experts, hidden] (fp32), as cpu::moeRouterBackward
-/// (the routing is recomputed; f_e is a constant).
+/// (the routing is recomputed; the expert counts are constants).
 Status moeRouterBackward(const bf16 *x, const float *w, const float *dweights,
                          const float *daux, bf16 *dx, bool addDx, float *dw, void *workspace,
                          const RouterShape &shape, cudaStream_t stream);
-
-struct ExpertShape {
-  int64_t tokens, hidden, ffn, experts, topK;
-};
-
-/// Device scratch of the experts' forward (backward = true: and backward).
-size_t expertFfnWorkspaceBytes(const ExpertShape &shape, bool backward);
-
-/// y[t] = sum_k weights[t, k] down[e] (silu(gate[e] x[t]) * up[e] x[t]),
-/// e = indices[t, k] (cpu::expertFfnForward). x, y [tokens, hidden] bf16;
-/// gate, up [experts, ffn, hidden], down [experts, hidden, ffn] bf16.
-/// The (token, slot) pairs are permuted stably by expert, each expert's
-/// rows go through grouped GEMMs (fp32 accumulation) and are combined in
-/// slot order.
-Status expertFfnForward(const bf16 *x, const float *weights, const int32_t *indices,
-                        const bf16 *gate, const bf16 *up, const bf16 *down, bf16 *y,
-                        void *workspace, const ExpertShape &shape, cudaStream_t stream);
-
-/// The gradients of sum(dy * y): writes dx (adds when `addDx`), adds
-/// dweights [tokens, topK] and dgate, dup, ddown (fp32), as
-/// cpu::expertFfnBackward.
-Status expertFfnBackward(const bf16 *x, const float *weights, const int32_t *indices,
-                         const bf16 *gate, const bf16 *up, const bf16 *down, const bf16 *dy,
-                         bf16 *dx, bool addDx, float *dweights, float *dgate, float *dup,
-                         float *ddown, void *workspace, const ExpertShape &shape,
-                         cudaStream_t stream);
-
-// The decomposed MoE layer (dialects/mt/MtMoEOps.td; CPU references in
-// runtime/cpu/MoEPermute.h), dropless: moe_permute -> moe_grouped_mlp ->
-// moe_unpermute, built from the same kernels as expertFfn*.
 
 struct PermuteShape {
   int64_t tokens, hidden, experts, topK;

@@ -13,49 +13,6 @@ namespace {
 
 size_t roundUp(size_t n) { return (n + 255) / 256 * 256; }
 
-/// The experts' scratch. Rows are permuted (token, slot) pairs: `perm[p]`
-/// is the slot at row p, `rowOf[slot]` its row; expert e owns rows
-/// [offsets[e], offsets[e + 1]). Activations per row in fp32: xp (the
-/// gathered input), gate/up pre-activations, act = silu(gate) * up, and
-/// yp (the expert's output, unweighted); the backward adds dyp, dact, dxp.
-struct ExpertScratch {
-  int32_t *counts, *offsets, *perm, *rowOf;
-  float *xp, *gatePre, *upPre, *act, *yp, *dyp, *dact, *dxp;
-
-  ExpertScratch(void *workspace, const ExpertShape &s, bool backward) {
-    auto *p = static_cast<char *>(workspace);
-    auto take = [&](size_t elements, size_t size) {
-      char *at = p;
-      p += roundUp(elements * size);
-      return at;
-    };
-    const size_t rows = size_t(s.tokens * s.topK), H = size_t(s.hidden), F = size_t(s.ffn);
-    counts = reinterpret_cast<int32_t *>(take(size_t(s.experts), 4));
-    offsets = reinterpret_cast<int32_t *>(take(size_t(s.experts) + 1, 4));
-    perm = reinterpret_cast<int32_t *>(take(rows, 4));
-    rowOf = reinterpret_cast<int32_t *>(take(rows, 4));
-    xp = reinterpret_cast<float *>(take(rows * H, 4));
-    gatePre = reinterpret_cast<float *>(take(rows * F, 4));
-    upPre = reinterpret_cast<float *>(take(rows * F, 4));
-    act = reinterpret_cast<float *>(take(rows * F, 4));
-    yp = reinterpret_cast<float *>(take(rows * H, 4));
-    dyp = dact = dxp = nullptr;
-    if (backward) {
-      dyp = reinterpret_cast<float *>(take(rows * H, 4));
-      dact = reinterpret_cast<float *>(take(rows * F, 4));
-      dxp = reinterpret_cast<float *>(take(rows * H, 4));
-    }
-  }
-  static size_t bytes(const ExpertShape &s, bool backward) {
-    const size_t rows = size_t(s.tokens * s.topK), H = size_t(s.hidden), F = size_t(s.ffn);
-    size_t n = roundUp(4 * size_t(s.experts)) + roundUp(4 * (size_t(s.experts) + 1)) +
-               2 * roundUp(4 * rows) + 2 * roundUp(4 * rows * H) + 3 * roundUp(4 * rows * F);
-    if (backward)
-      n += 2 * roundUp(4 * rows * H) + roundUp(4 * rows * F);
-    return n;
-  }
-};
-
 constexpr int kScanThreads = 256;
 
 /// One block per expert: counts[e], the slots routed to e.
@@ -121,19 +78,15 @@ __global__ void permuteKernel(const int32_t *indices, int64_t slots, const int32
 
 __device__ float toFloat(float v) { return v; }
 __device__ float toFloat(bf16 v) { return __bfloat162float(v); }
-__device__ void storeAs(float *p, float v) { *p = v; }
-__device__ void storeAs(bf16 *p, float v) { *p = __float2bfloat16(v); }
 
-/// xp[p] = x[token of slot perm[p]] (fp32 scratch or the bf16 permuted
-/// activation).
-template <typename T>
-__global__ void gatherKernel(const bf16 *x, const int32_t *perm, T *xp, int64_t rows,
+/// xp[p] = x[token of slot perm[p]].
+__global__ void gatherKernel(const bf16 *x, const int32_t *perm, bf16 *xp, int64_t rows,
                              int64_t hidden, int64_t topK) {
   const int64_t n = rows * hidden;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t p = i / hidden, h = i % hidden;
-    storeAs(xp + i, __bfloat162float(x[(perm[p] / topK) * hidden + h]));
+    xp[i] = x[(perm[p] / topK) * hidden + h];
   }
 }
 
@@ -149,8 +102,7 @@ __global__ void swigluKernel(const float *gatePre, const float *upPre, float *ac
 
 /// y[t] = sum_k weights[t, k] yp[rowOf[t, k]], slots in order (a row of
 /// -1, a dropped slot, adds nothing).
-template <typename T>
-__global__ void combineKernel(const T *yp, const int32_t *rowOf, const float *weights, bf16 *y,
+__global__ void combineKernel(const bf16 *yp, const int32_t *rowOf, const float *weights, bf16 *y,
                               int64_t tokens, int64_t hidden, int64_t topK) {
   const int64_t n = tokens * hidden;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -160,33 +112,10 @@ __global__ void combineKernel(const T *yp, const int32_t *rowOf, const float *we
     for (int64_t k = 0; k < topK; ++k) {
       const int32_t row = rowOf[t * topK + k];
       if (row >= 0)
-        acc += weights[t * topK + k] * toFloat(yp[int64_t(row) * hidden + h]);
+        acc += weights[t * topK + k] * __bfloat162float(yp[int64_t(row) * hidden + h]);
     }
     y[i] = __float2bfloat16(acc);
   }
-}
-
-/// dyp[p] = weights[slot] dy[token]; one warp per row also adds
-/// dweights[slot] += dot(dy[token], yp[p]) (lane order, then a fixed tree).
-__global__ void slotGradKernel(const bf16 *dy, const float *weights, const int32_t *perm,
-                               const float *yp, float *dyp, float *dweights, int64_t rows,
-                               int64_t hidden, int64_t topK) {
-  const int64_t p = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (p >= rows)
-    return;
-  const int64_t slot = perm[p], t = slot / topK;
-  const float wk = weights[slot];
-  float acc = 0;
-  for (int64_t h = lane; h < hidden; h += 32) {
-    const float g = __bfloat162float(dy[t * hidden + h]);
-    dyp[p * hidden + h] = wk * g;
-    acc += g * yp[p * hidden + h];
-  }
-  for (int o = 16; o > 0; o >>= 1)
-    acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  if (lane == 0)
-    dweights[slot] += acc;
 }
 
 /// In place: gatePre <- d gatePre, upPre <- d upPre, from dact.
@@ -201,8 +130,7 @@ __global__ void swigluGradKernel(float *gatePre, float *upPre, const float *dact
 
 /// dx[t] (=|+=) sum_k dxp[rowOf[t, k]], slots in order, dropped ones (-1)
 /// skipped.
-template <typename T>
-__global__ void scatterGradKernel(const T *dxp, const int32_t *rowOf, bf16 *dx, bool add,
+__global__ void scatterGradKernel(const bf16 *dxp, const int32_t *rowOf, bf16 *dx, bool add,
                                   int64_t tokens, int64_t hidden, int64_t topK) {
   const int64_t n = tokens * hidden;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -212,7 +140,7 @@ __global__ void scatterGradKernel(const T *dxp, const int32_t *rowOf, bf16 *dx, 
     for (int64_t k = 0; k < topK; ++k) {
       const int32_t row = rowOf[t * topK + k];
       if (row >= 0)
-        acc += toFloat(dxp[int64_t(row) * hidden + h]);
+        acc += __bfloat162float(dxp[int64_t(row) * hidden + h]);
     }
     dx[i] = __float2bfloat16(acc);
   }
@@ -326,92 +254,9 @@ Status groupedGemm(const TA *a, const TB *b, float *c, const int32_t *offsets,
   return Status::ok();
 }
 
-unsigned blocksFor(int64_t n) { return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, 65536))); }
-
-/// Permutation, gathered input and the forward's activations (xp, gatePre,
-/// upPre, act, yp).
-Status expertsForward(const bf16 *x, const int32_t *indices, const bf16 *gate, const bf16 *up,
-                      const bf16 *down, ExpertScratch &w, const ExpertShape &s,
-                      cudaStream_t stream) {
-  const int64_t rows = s.tokens * s.topK, H = s.hidden, F = s.ffn, E = s.experts;
-  countKernel<<<E, kScanThreads, 0, stream>>>(indices, rows, w.counts);
-  MT_CUDA_CHECK_LAUNCH("moe_count");
-  offsetsKernel<<<1, 1, 0, stream>>>(w.counts, w.offsets, E);
-  MT_CUDA_CHECK_LAUNCH("moe_offsets");
-  permuteKernel<<<E, kScanThreads, 0, stream>>>(indices, rows, w.offsets, w.perm, w.rowOf);
-  MT_CUDA_CHECK_LAUNCH("moe_permute");
-  gatherKernel<float><<<blocksFor(rows * H), 256, 0, stream>>>(x, w.perm, w.xp, rows, H, s.topK);
-  MT_CUDA_CHECK_LAUNCH("moe_gather");
-  // gatePre = xp gate_e^T: A = xp [rows, H], B_e(k = h, n = f) = gate[e, f, h].
-  GemmOperands proj{H, 1, F * H, 1, H, 0, F, 0, F, H, true, false};
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.xp, gate, w.gatePre, w.offsets, E, rows, proj, stream));
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.xp, up, w.upPre, w.offsets, E, rows, proj, stream));
-  swigluKernel<<<blocksFor(rows * F), 256, 0, stream>>>(w.gatePre, w.upPre, w.act, rows * F);
-  MT_CUDA_CHECK_LAUNCH("moe_swiglu");
-  // yp = act down_e^T: B_e(k = f, n = h) = down[e, h, f].
-  GemmOperands out{F, 1, H * F, 1, F, 0, H, 0, H, F, true, false};
-  return groupedGemm(w.act, down, w.yp, w.offsets, E, rows, out, stream);
+unsigned blocksFor(int64_t n) {
+  return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, 65536)));
 }
-
-} // namespace
-
-size_t expertFfnWorkspaceBytes(const ExpertShape &shape, bool backward) {
-  return ExpertScratch::bytes(shape, backward);
-}
-
-Status expertFfnForward(const bf16 *x, const float *weights, const int32_t *indices,
-                        const bf16 *gate, const bf16 *up, const bf16 *down, bf16 *y,
-                        void *workspace, const ExpertShape &s, cudaStream_t stream) {
-  if (s.tokens == 0)
-    return Status::ok();
-  ExpertScratch w(workspace, s, false);
-  MT_CUDA_RETURN_IF_ERROR(expertsForward(x, indices, gate, up, down, w, s, stream));
-  combineKernel<float><<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
-      w.yp, w.rowOf, weights, y, s.tokens, s.hidden, s.topK);
-  MT_CUDA_CHECK_LAUNCH("moe_combine");
-  return Status::ok();
-}
-
-Status expertFfnBackward(const bf16 *x, const float *weights, const int32_t *indices,
-                         const bf16 *gate, const bf16 *up, const bf16 *down, const bf16 *dy,
-                         bf16 *dx, bool addDx, float *dweights, float *dgate, float *dup,
-                         float *ddown, void *workspace, const ExpertShape &s,
-                         cudaStream_t stream) {
-  if (s.tokens == 0)
-    return Status::ok();
-  const int64_t rows = s.tokens * s.topK, H = s.hidden, F = s.ffn, E = s.experts;
-  ExpertScratch w(workspace, s, true);
-  MT_CUDA_RETURN_IF_ERROR(expertsForward(x, indices, gate, up, down, w, s, stream));
-  slotGradKernel<<<(rows + 7) / 8, 256, 0, stream>>>(dy, weights, w.perm, w.yp, w.dyp, dweights,
-                                                     rows, H, s.topK);
-  MT_CUDA_CHECK_LAUNCH("moe_slot_grad");
-  // dact = dyp down_e: B_e(k = h, n = f) = down[e, h, f].
-  GemmOperands dAct{H, 1, H * F, F, 1, 0, F, 0, F, H, true, false};
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.dyp, down, w.dact, w.offsets, E, rows, dAct, stream));
-  // ddown_e[h, f] += sum_p dyp[p, h] act[p, f]: A(m = h, k = p) = dyp[p, h].
-  GemmOperands dDown{1, H, 0, F, 1, H * F, F, H, F, 0, false, true};
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.dyp, w.act, ddown, w.offsets, E, H, dDown, stream));
-  swigluGradKernel<<<blocksFor(rows * F), 256, 0, stream>>>(w.gatePre, w.upPre, w.dact,
-                                                            rows * F);
-  MT_CUDA_CHECK_LAUNCH("moe_swiglu_bwd");
-  // dxp = dgatePre gate_e + dupPre up_e: B_e(k = f, n = h) = gate[e, f, h].
-  GemmOperands dIn{F, 1, F * H, H, 1, 0, H, 0, H, F, true, false};
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.gatePre, gate, w.dxp, w.offsets, E, rows, dIn, stream));
-  dIn.accumulate = true;
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.upPre, up, w.dxp, w.offsets, E, rows, dIn, stream));
-  // dgate_e[f, h] += sum_p dgatePre[p, f] xp[p, h]: A(m = f, k = p).
-  GemmOperands dW{1, F, 0, H, 1, F * H, H, F, H, 0, false, true};
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.gatePre, w.xp, dgate, w.offsets, E, F, dW, stream));
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.upPre, w.xp, dup, w.offsets, E, F, dW, stream));
-  scatterGradKernel<float><<<blocksFor(s.tokens * H), 256, 0, stream>>>(w.dxp, w.rowOf, dx, addDx,
-                                                                 s.tokens, H, s.topK);
-  MT_CUDA_CHECK_LAUNCH("moe_scatter_grad");
-  return Status::ok();
-}
-
-// ---------------------------------------------------------------- the decomposed ops
-
-namespace {
 
 /// moe_permute's scratch: expert offsets [experts + 1] and perm [rows].
 struct PermuteScratch {
@@ -488,7 +333,7 @@ Status moePermuteForward(const bf16 *x, const int32_t *indices, bf16 *permuted,
   permuteKernel<<<s.experts, kScanThreads, 0, stream>>>(indices, slots, w.offsets, w.perm,
                                                         slotRows);
   MT_CUDA_CHECK_LAUNCH("moe_permute");
-  gatherKernel<bf16><<<blocksFor(slots * s.hidden), 256, 0, stream>>>(x, w.perm, permuted, slots,
+  gatherKernel<<<blocksFor(slots * s.hidden), 256, 0, stream>>>(x, w.perm, permuted, slots,
                                                                       s.hidden, s.topK);
   MT_CUDA_CHECK_LAUNCH("moe_gather");
   return Status::ok();
@@ -498,7 +343,7 @@ Status moePermuteBackward(const bf16 *dPermuted, const int32_t *slotRows, bf16 *
                           const PermuteShape &s, cudaStream_t stream) {
   if (s.tokens * s.hidden == 0)
     return Status::ok();
-  scatterGradKernel<bf16><<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
+  scatterGradKernel<<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
       dPermuted, slotRows, dx, addDx, s.tokens, s.hidden, s.topK);
   MT_CUDA_CHECK_LAUNCH("moe_permute_bwd");
   return Status::ok();
@@ -508,7 +353,7 @@ Status moeUnpermuteForward(const bf16 *expertOut, const float *probs, const int3
                            bf16 *y, const PermuteShape &s, cudaStream_t stream) {
   if (s.tokens * s.hidden == 0)
     return Status::ok();
-  combineKernel<bf16><<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
+  combineKernel<<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
       expertOut, slotRows, probs, y, s.tokens, s.hidden, s.topK);
   MT_CUDA_CHECK_LAUNCH("moe_unpermute");
   return Status::ok();
@@ -555,7 +400,6 @@ Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const b
     return Status::ok();
   GroupedScratch w(workspace, s, true);
   MT_CUDA_RETURN_IF_ERROR(groupedHidden(x, tokensPerExpert, gate, up, w, s, stream));
-  // As expertFfnBackward, with dy in place of the weighted dyp.
   GemmOperands dAct{H, 1, H * F, F, 1, 0, F, 0, F, H, true, false};
   MT_CUDA_RETURN_IF_ERROR(groupedGemm(dy, down, w.dact, w.offsets, E, N, dAct, stream));
   GemmOperands dDown{1, H, 0, F, 1, H * F, F, H, F, 0, false, true};

@@ -1,11 +1,12 @@
-// The softmax top-k router (fp32), its load-balancing loss and backward,
-// and the shared expert's sigmoid gate. One block per token for the
+// The softmax top-k router (fp32), its load-balancing and z losses and
+// backward, and the shared expert's sigmoid gate. One block per token for the
 // routing; every sum runs in a fixed order, so results are deterministic.
 #include "runtime/cuda/MoE.h"
 
 #include "runtime/cuda/Check.h"
 
 #include <cmath>
+#include <string>
 
 namespace mt::cuda {
 namespace {
@@ -14,11 +15,30 @@ constexpr int kRouterThreads = 128; // 4 warps: one expert's dot product each
 
 size_t roundUp(size_t n) { return (n + 255) / 256 * 256; }
 
-/// The router's scratch: probs [tokens, experts], weights and indices
-/// [tokens, topK] (backward's recomputed routing), per-expert counts and
-/// mean probabilities, and dlogits [tokens, experts].
+/// The tokens over which the balancing loss takes f_e and P_e: the
+/// micro-batch, or each sequence with seqAuxLoss (cpu::balanceGroups).
+int64_t balanceGroups(const RouterShape &s) {
+  return s.loadBalancing == LoadBalancing::seqAuxLoss ? s.tokens / s.seq : 1;
+}
+
+/// d(balancing loss)/d probs[t, e] / daux = scale · count[g(t), e]:
+/// scale = coeff · E / (topK · T_g² · groups), 0 with none (cpu::balanceScale).
+double balanceScale(const RouterShape &s) {
+  if (s.loadBalancing == LoadBalancing::none)
+    return 0.0;
+  const int64_t groups = balanceGroups(s);
+  const double perGroup = double(s.tokens / groups);
+  return double(s.auxLossCoeff) * double(s.experts) /
+         (double(s.topK) * perGroup * perGroup * double(groups));
+}
+
+/// The router's scratch: probs and dlogits [tokens, experts], weights and
+/// indices [tokens, topK] (backward's recomputed routing), lse [tokens] (the
+/// logits' log-sum-exp, for the z-loss), and per (group, expert) the routed
+/// slots and the summed probabilities.
 struct RouterScratch {
-  float *probs, *weights, *meanProb, *dlogits;
+  float *probs, *weights, *dlogits, *lse;
+  double *probSum;
   int32_t *indices, *counts;
 
   RouterScratch(void *workspace, const RouterShape &s) {
@@ -28,16 +48,22 @@ struct RouterScratch {
       p += roundUp(bytes);
       return at;
     };
-    probs = reinterpret_cast<float *>(take(sizeof(float) * s.tokens * s.experts));
-    dlogits = reinterpret_cast<float *>(take(sizeof(float) * s.tokens * s.experts));
-    weights = reinterpret_cast<float *>(take(sizeof(float) * s.tokens * s.topK));
-    indices = reinterpret_cast<int32_t *>(take(sizeof(int32_t) * s.tokens * s.topK));
-    meanProb = reinterpret_cast<float *>(take(sizeof(float) * s.experts));
-    counts = reinterpret_cast<int32_t *>(take(sizeof(int32_t) * s.experts));
+    const size_t TE = size_t(s.tokens * s.experts), TK = size_t(s.tokens * s.topK),
+                 GE = size_t(balanceGroups(s) * s.experts);
+    probs = reinterpret_cast<float *>(take(sizeof(float) * TE));
+    dlogits = reinterpret_cast<float *>(take(sizeof(float) * TE));
+    weights = reinterpret_cast<float *>(take(sizeof(float) * TK));
+    indices = reinterpret_cast<int32_t *>(take(sizeof(int32_t) * TK));
+    lse = reinterpret_cast<float *>(take(sizeof(float) * size_t(s.tokens)));
+    probSum = reinterpret_cast<double *>(take(sizeof(double) * GE));
+    counts = reinterpret_cast<int32_t *>(take(sizeof(int32_t) * GE));
   }
   static size_t bytes(const RouterShape &s) {
-    return 2 * roundUp(sizeof(float) * s.tokens * s.experts) +
-           2 * roundUp(sizeof(float) * s.tokens * s.topK) + 2 * roundUp(sizeof(float) * s.experts);
+    const size_t TE = size_t(s.tokens * s.experts), TK = size_t(s.tokens * s.topK),
+                 GE = size_t(balanceGroups(s) * s.experts);
+    return 2 * roundUp(sizeof(float) * TE) + roundUp(sizeof(float) * TK) +
+           roundUp(sizeof(int32_t) * TK) + roundUp(sizeof(float) * size_t(s.tokens)) +
+           roundUp(sizeof(double) * GE) + roundUp(sizeof(int32_t) * GE);
   }
 };
 
@@ -50,11 +76,12 @@ __device__ float warpSum(float v) {
 /// NaN ranks below every number, as in the CPU reference's top-k.
 __device__ float rankKey(float p) { return isnan(p) ? -INFINITY : p; }
 
-/// Per token: probs = softmax(x w^T) (max-subtracted), then the top-k in
-/// descending probability, ties to the lower index (cpu::tokenTopK).
+/// Per token: probs = softmax(x w^T) (max-subtracted) and lse = the
+/// logits' log-sum-exp, then the top-k in descending probability, ties to
+/// the lower index (cpu::tokenTopK).
 /// Dynamic shared memory: x row [hidden] and logits [experts], fp32.
-__global__ void routeKernel(const bf16 *x, const float *w, float *probs, float *weights,
-                            int32_t *indices, RouterShape s) {
+__global__ void routeKernel(const bf16 *x, const float *w, float *probs, float *lse,
+                            float *weights, int32_t *indices, RouterShape s) {
   extern __shared__ float shared[];
   float *xs = shared, *logit = shared + s.hidden;
   const int64_t t = blockIdx.x;
@@ -80,6 +107,7 @@ __global__ void routeKernel(const bf16 *x, const float *w, float *probs, float *
     logit[e] = expf(logit[e] - mx);
     sum += logit[e];
   }
+  lse[t] = mx + logf(sum);
   float *pt = probs + t * s.experts;
   for (int64_t e = 0; e < s.experts; ++e)
     pt[e] = logit[e] / sum;
@@ -105,18 +133,20 @@ __global__ void routeKernel(const bf16 *x, const float *w, float *probs, float *
       wt[k] /= chosen;
 }
 
-/// One block per expert: counts[e] (slots routed to e) and meanProb[e] =
-/// mean_t probs[t, e], each summed in a fixed order.
+/// One block per (expert e, group g): counts[g, e] (slots of the group's
+/// tokens routed to e) and probSum[g, e] = sum of probs[t, e] over the
+/// group, each summed in a fixed order.
 __global__ void expertStatsKernel(const float *probs, const int32_t *indices, int32_t *counts,
-                                  float *meanProb, RouterShape s) {
-  __shared__ float partProb[kRouterThreads];
+                                  double *probSum, int64_t perGroup, RouterShape s) {
+  __shared__ double partProb[kRouterThreads];
   __shared__ int partCount[kRouterThreads];
-  const int64_t e = blockIdx.x;
-  float p = 0;
+  const int64_t e = blockIdx.x, g = blockIdx.y, first = g * perGroup;
+  double p = 0;
   int c = 0;
-  for (int64_t t = threadIdx.x; t < s.tokens; t += blockDim.x)
+  for (int64_t t = first + threadIdx.x; t < first + perGroup; t += blockDim.x)
     p += probs[t * s.experts + e];
-  for (int64_t i = threadIdx.x; i < s.tokens * s.topK; i += blockDim.x)
+  for (int64_t i = first * s.topK + threadIdx.x; i < (first + perGroup) * s.topK;
+       i += blockDim.x)
     c += indices[i] == e;
   partProb[threadIdx.x] = p;
   partCount[threadIdx.x] = c;
@@ -129,37 +159,53 @@ __global__ void expertStatsKernel(const float *probs, const int32_t *indices, in
     __syncthreads();
   }
   if (threadIdx.x == 0) {
-    counts[e] = partCount[0];
-    meanProb[e] = partProb[0] / float(s.tokens);
+    counts[g * s.experts + e] = partCount[0];
+    probSum[g * s.experts + e] = partProb[0];
   }
 }
 
-/// aux = coeff E sum_e (count_e / T) P_e, in double (HF's
-/// load_balancing_loss_func for one layer, times router_aux_loss_coef).
-__global__ void auxLossKernel(const int32_t *counts, const float *meanProb, float *aux,
-                              RouterShape s) {
-  double sum = 0;
-  for (int64_t e = 0; e < s.experts; ++e)
-    sum += double(counts[e]) / double(s.tokens) * double(meanProb[e]);
-  *aux = float(double(s.auxLossCoeff) * double(s.experts) * sum);
+/// One block: aux = scale · sum_{g,e} counts[g, e] probSum[g, e]
+///                  + zLossCoeff · mean_t lse_t², in double, fixed order
+/// (cpu::moeRouterForward).
+__global__ void auxLossKernel(const int32_t *counts, const double *probSum, const float *lse,
+                              float *aux, int64_t groups, double scale, RouterShape s) {
+  __shared__ double partBalance[kRouterThreads], partZ[kRouterThreads];
+  double balance = 0, z = 0;
+  for (int64_t i = threadIdx.x; i < groups * s.experts; i += blockDim.x)
+    balance += double(counts[i]) * probSum[i];
+  for (int64_t t = threadIdx.x; t < s.tokens; t += blockDim.x)
+    z += double(lse[t]) * double(lse[t]);
+  partBalance[threadIdx.x] = balance;
+  partZ[threadIdx.x] = z;
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) {
+      partBalance[threadIdx.x] += partBalance[threadIdx.x + half];
+      partZ[threadIdx.x] += partZ[threadIdx.x + half];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0)
+    *aux = float(scale * partBalance[0] + double(s.zLossCoeff) * partZ[0] / double(s.tokens));
 }
 
 /// Per token: dlogits = softmax backward of the top-k weights' gradient plus
-/// the aux loss's (coeff E count_e / T^2 daux for every token), then
-/// dx[t] (=|+=) dlogits[t] w. Shared: dprobs [experts].
-__global__ void routerBackwardTokenKernel(const float *w, const float *probs,
+/// the balancing loss's (daux · scale · count[g(t), e]), plus the z-loss's
+/// (daux · zLossCoeff · 2 lse_t / T · probs[t, e]), then dx[t] (=|+=)
+/// dlogits[t] w (cpu::moeRouterBackward). Shared: dprobs [experts].
+__global__ void routerBackwardTokenKernel(const float *w, const float *probs, const float *lse,
                                           const float *weights, const int32_t *indices,
                                           const int32_t *counts, const float *dweights,
                                           const float *daux, float *dlogits, bf16 *dx, bool addDx,
-                                          RouterShape s) {
+                                          int64_t perGroup, double balance, RouterShape s) {
   extern __shared__ float dl[];
   const int64_t t = blockIdx.x;
   const float *pt = probs + t * s.experts;
   if (threadIdx.x == 0) {
-    const double scale = double(*daux) * s.auxLossCoeff * s.experts /
-                         (double(s.tokens) * double(s.tokens));
+    const double scale = double(*daux) * balance;
+    const int32_t *groupCounts = counts + (t / perGroup) * s.experts;
     for (int64_t e = 0; e < s.experts; ++e)
-      dl[e] = float(scale * counts[e]);
+      dl[e] = float(scale * groupCounts[e]);
     const int32_t *it = indices + t * s.topK;
     const float *dwt = dweights + t * s.topK, *wt = weights + t * s.topK;
     if (!s.normTopkProb) {
@@ -177,8 +223,9 @@ __global__ void routerBackwardTokenKernel(const float *w, const float *probs,
     float dotProbs = 0;
     for (int64_t e = 0; e < s.experts; ++e)
       dotProbs += pt[e] * dl[e];
+    const float zScale = float(2.0 * double(*daux) * s.zLossCoeff / double(s.tokens));
     for (int64_t e = 0; e < s.experts; ++e) {
-      dl[e] = pt[e] * (dl[e] - dotProbs);
+      dl[e] = pt[e] * (dl[e] - dotProbs + zScale * lse[t]);
       dlogits[t * s.experts + e] = dl[e];
     }
   }
@@ -208,14 +255,23 @@ size_t routeSharedBytes(const RouterShape &s) {
   return sizeof(float) * size_t(s.hidden + s.experts);
 }
 
-Status route(const bf16 *x, const float *w, float *probs, float *weights, int32_t *indices,
-             const RouterShape &s, cudaStream_t stream) {
+/// Routes every token and takes the per-(group, expert) statistics.
+Status route(const bf16 *x, const float *w, float *weights, int32_t *indices,
+             RouterScratch &scratch, const RouterShape &s, cudaStream_t stream) {
+  const int64_t groups = balanceGroups(s);
+  if (groups > 65535) // a grid dimension of expertStatsKernel
+    return Status::error("moe_router: " + std::to_string(groups) +
+                         " sequences in a micro-batch for seq_aux_loss; at most 65535");
   const size_t smem = routeSharedBytes(s);
   if (smem > 48 * 1024)
     MT_CUDA_CHECK(cudaFuncSetAttribute(routeKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        int(smem)));
-  routeKernel<<<s.tokens, kRouterThreads, smem, stream>>>(x, w, probs, weights, indices, s);
+  routeKernel<<<s.tokens, kRouterThreads, smem, stream>>>(x, w, scratch.probs, scratch.lse,
+                                                          weights, indices, s);
   MT_CUDA_CHECK_LAUNCH("moe_route");
+  expertStatsKernel<<<dim3(unsigned(s.experts), unsigned(groups)), kRouterThreads, 0, stream>>>(
+      scratch.probs, indices, scratch.counts, scratch.probSum, s.tokens / groups, s);
+  MT_CUDA_CHECK_LAUNCH("moe_expert_stats");
   return Status::ok();
 }
 
@@ -229,11 +285,9 @@ Status moeRouterForward(const bf16 *x, const float *w, float *weights, int32_t *
   if (s.tokens == 0)
     return Status::ok();
   RouterScratch scratch(workspace, s);
-  MT_CUDA_RETURN_IF_ERROR(route(x, w, scratch.probs, weights, indices, s, stream));
-  expertStatsKernel<<<s.experts, kRouterThreads, 0, stream>>>(scratch.probs, indices,
-                                                              scratch.counts, scratch.meanProb, s);
-  MT_CUDA_CHECK_LAUNCH("moe_expert_stats");
-  auxLossKernel<<<1, 1, 0, stream>>>(scratch.counts, scratch.meanProb, aux, s);
+  MT_CUDA_RETURN_IF_ERROR(route(x, w, weights, indices, scratch, s, stream));
+  auxLossKernel<<<1, kRouterThreads, 0, stream>>>(scratch.counts, scratch.probSum, scratch.lse,
+                                                  aux, balanceGroups(s), balanceScale(s), s);
   MT_CUDA_CHECK_LAUNCH("moe_aux_loss");
   return Status::ok();
 }
@@ -244,14 +298,10 @@ Status moeRouterBackward(const bf16 *x, const float *w, const float *dweights,
   if (s.tokens == 0)
     return Status::ok();
   RouterScratch scratch(workspace, s);
-  MT_CUDA_RETURN_IF_ERROR(
-      route(x, w, scratch.probs, scratch.weights, scratch.indices, s, stream));
-  expertStatsKernel<<<s.experts, kRouterThreads, 0, stream>>>(
-      scratch.probs, scratch.indices, scratch.counts, scratch.meanProb, s);
-  MT_CUDA_CHECK_LAUNCH("moe_expert_stats");
+  MT_CUDA_RETURN_IF_ERROR(route(x, w, scratch.weights, scratch.indices, scratch, s, stream));
   routerBackwardTokenKernel<<<s.tokens, kRouterThreads, sizeof(float) * s.experts, stream>>>(
-      w, scratch.probs, scratch.weights, scratch.indices, scratch.counts, dweights, daux,
-      scratch.dlogits, dx, addDx, s);
+      w, scratch.probs, scratch.lse, scratch.weights, scratch.indices, scratch.counts, dweights,
+      daux, scratch.dlogits, dx, addDx, s.tokens / balanceGroups(s), balanceScale(s), s);
   MT_CUDA_CHECK_LAUNCH("moe_router_bwd");
   dim3 grid(unsigned((s.hidden + 255) / 256), unsigned(s.experts));
   routerWeightGradKernel<<<grid, 256, 0, stream>>>(x, scratch.dlogits, dw, s);

@@ -1,8 +1,8 @@
 // The mixture-of-experts CUDA kernels (runtime/cuda/MoE.h) against the CPU
 // references of runtime/cpu/MoE.h and MoEPermute.h on the same bf16-exact
-// data: the router (indices exactly, weights, aux loss, dx, dw), the routed
-// experts (y, dx, dweights, dgate, dup, ddown; monolithic and as permute ->
-// grouped MLP -> unpermute), and the shared expert's sigmoid gate, on
+// data: the router (indices exactly, weights, aux loss, dx, dw; aux_loss,
+// seq_aux_loss and none, with and without a z-loss), the routed experts as
+// permute -> grouped MLP -> unpermute, and the shared expert's sigmoid gate, on
 // odd shapes, with and without renormalised top-k, writing and adding, and
 // twice on the same input to show the results are deterministic.
 #include "runtime/cuda/MoE.h"
@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
@@ -44,9 +45,28 @@ std::vector<float> randomFloat(std::mt19937 &rng, size_t n, float lo, float hi) 
   return v;
 }
 
+/// One router configuration: Megatron-Core's load-balancing type, the
+/// tokens per sequence (seq_aux_loss's groups) and the z-loss coefficient.
+struct Balancing {
+  std::string name; // moe_router_load_balancing_type
+  cpu::LoadBalancing cpuType;
+  cuda::LoadBalancing cudaType;
+  int64_t seq;
+  float zLossCoeff;
+};
+
+/// aux_loss over the micro-batch without a z-loss; seq_aux_loss over four
+/// sequences (single tokens when the count does not divide) with a z-loss;
+/// none with a z-loss alone.
+std::vector<Balancing> balancings(int64_t tokens) {
+  return {{"aux_loss", cpu::LoadBalancing::auxLoss, cuda::LoadBalancing::auxLoss, tokens, 0.0f},
+          {"seq_aux_loss", cpu::LoadBalancing::seqAuxLoss, cuda::LoadBalancing::seqAuxLoss,
+           tokens % 4 == 0 ? tokens / 4 : 1, 0.01f},
+          {"none", cpu::LoadBalancing::none, cuda::LoadBalancing::none, tokens, 0.001f}};
+}
+
 TEST_P(MoETest, RouterMatchesCpu) {
   const Case c = GetParam();
-  const std::string shape = caseText(c);
   std::mt19937 rng{uint32_t(c.tokens * 7 + c.experts)};
   const int64_t T = c.tokens, H = c.hidden, E = c.experts, K = c.topK;
   const auto x = randomBf16(rng, T * H, -1, 1);
@@ -54,110 +74,45 @@ TEST_P(MoETest, RouterMatchesCpu) {
   const auto dweights = randomFloat(rng, T * K, -1, 1);
   const auto dxOld = randomBf16(rng, T * H, -1, 1);
   const float daux = 0.75f;
-  cpu::RouterShape cs{T, H, E, K, c.normTopkProb, 0.1f};
-  std::vector<float> wantWeights(T * K), wantDx(dxOld), wantDw(E * H, 0.0f);
-  std::vector<int32_t> wantIndices(T * K);
-  const float wantAux =
-      cpu::moeRouterForward(x.data(), w.data(), wantWeights.data(), wantIndices.data(), cs);
-  cpu::moeRouterBackward(x.data(), w.data(), dweights.data(), daux, wantDx.data(),
-                         wantDw.data(), cs);
+  for (const Balancing &b : balancings(T)) {
+    const std::string shape = caseText(c) + " " + b.name + " seq " + std::to_string(b.seq) +
+                              " z_loss " + std::to_string(b.zLossCoeff);
+    cpu::RouterShape cs{T, H, E, K, c.normTopkProb, 0.1f, b.cpuType, b.seq, b.zLossCoeff};
+    std::vector<float> wantWeights(T * K), wantDx(dxOld), wantDw(E * H, 0.0f);
+    std::vector<int32_t> wantIndices(T * K);
+    const float wantAux =
+        cpu::moeRouterForward(x.data(), w.data(), wantWeights.data(), wantIndices.data(), cs);
+    cpu::moeRouterBackward(x.data(), w.data(), dweights.data(), daux, wantDx.data(),
+                           wantDw.data(), cs);
 
-  cuda::RouterShape s{T, H, E, K, c.normTopkProb, 0.1f};
-  DeviceBuffer<bf16> dX(T * H), dDx(T * H);
-  DeviceBuffer<float> dW(E * H), dWeights(T * K), dAux(1), dDweights(T * K), dDaux(1),
-      dDw(E * H);
-  DeviceBuffer<int32_t> dIndices(T * K);
-  DeviceBuffer<char> work(cuda::moeRouterWorkspaceBytes(s));
-  uploadBf16(dX, x);
-  dW.upload(w.data());
-  for (int run = 0; run < 2; ++run) { // the second run must give the same bits
-    MT_ASSERT_OK(cuda::moeRouterForward(dX.get(), dW.get(), dWeights.get(), dIndices.get(),
-                                        dAux.get(), work.get(), s, nullptr));
-    EXPECT_EQ(download(dIndices), wantIndices) << "router indices " << shape;
-    expectClose("moe_router weights", shape, download(dWeights), wantWeights,
-                tol::kFp32AccumRel);
-    expectClose("moe_router aux", shape, download(dAux), std::vector<float>{wantAux},
-                tol::kFp32AccumRel);
-  }
-  dDweights.upload(dweights.data());
-  dDaux.upload(&daux);
-  uploadBf16(dDx, dxOld);
-  std::vector<float> zeros(E * H, 0.0f);
-  dDw.upload(zeros.data());
-  MT_ASSERT_OK(cuda::moeRouterBackward(dX.get(), dW.get(), dDweights.get(), dDaux.get(),
-                                       dDx.get(), true, dDw.get(), work.get(), s, nullptr));
-  expectClose("moe_router_bwd dx (add)", shape, downloadBf16(dDx), wantDx,
-              tol::kBf16TwoRoundingsRel);
-  expectClose("moe_router_bwd dw", shape, download(dDw), wantDw, tol::kFp32AccumRel);
-}
-
-TEST_P(MoETest, ExpertsMatchCpu) {
-  const Case c = GetParam();
-  const std::string shape = caseText(c);
-  std::mt19937 rng{uint32_t(c.tokens * 13 + c.ffn)};
-  const int64_t T = c.tokens, H = c.hidden, F = c.ffn, E = c.experts, K = c.topK;
-  const auto x = randomBf16(rng, T * H, -1, 1);
-  const auto gate = randomBf16(rng, E * F * H, -0.3f, 0.3f);
-  const auto up = randomBf16(rng, E * F * H, -0.3f, 0.3f);
-  const auto down = randomBf16(rng, E * H * F, -0.3f, 0.3f);
-  const auto dy = randomBf16(rng, T * H, -1, 1);
-  const auto weights = randomFloat(rng, T * K, 0, 1);
-  // Distinct experts per token, skewed so that some experts get no token.
-  std::vector<int32_t> indices(T * K);
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t k = 0; k < K; ++k)
-      indices[t * K + k] = int32_t((t % 3 == 0 ? k : (t * 5 + k * 3)) % (E - 1));
-  cpu::ExpertShape cs{T, H, F, E, K};
-  std::vector<float> wantY(T * H), wantDx(T * H, 0.0f), wantDweights(T * K, 0.0f),
-      wantDgate(E * F * H, 0.0f), wantDup(E * F * H, 0.0f), wantDdown(E * H * F, 0.0f);
-  cpu::expertFfnForward(x.data(), weights.data(), indices.data(), gate.data(), up.data(),
-                        down.data(), wantY.data(), cs);
-  cpu::expertFfnBackward(x.data(), weights.data(), indices.data(), gate.data(), up.data(),
-                         down.data(), dy.data(), wantDx.data(), wantDweights.data(),
-                         wantDgate.data(), wantDup.data(), wantDdown.data(), cs);
-
-  cuda::ExpertShape s{T, H, F, E, K};
-  DeviceBuffer<bf16> dX(T * H), dGate(E * F * H), dUp(E * F * H), dDown(E * H * F), dY(T * H),
-      dDy(T * H), dDx(T * H);
-  DeviceBuffer<float> dWeights(T * K), dDweights(T * K), dDgate(E * F * H), dDup(E * F * H),
-      dDdown(E * H * F);
-  DeviceBuffer<int32_t> dIndices(T * K);
-  DeviceBuffer<char> work(cuda::expertFfnWorkspaceBytes(s, true));
-  uploadBf16(dX, x);
-  uploadBf16(dGate, gate);
-  uploadBf16(dUp, up);
-  uploadBf16(dDown, down);
-  uploadBf16(dDy, dy);
-  dWeights.upload(weights.data());
-  dIndices.upload(indices.data());
-  std::vector<float> first;
-  for (int run = 0; run < 2; ++run) {
-    MT_ASSERT_OK(cuda::expertFfnForward(dX.get(), dWeights.get(), dIndices.get(), dGate.get(),
-                                        dUp.get(), dDown.get(), dY.get(), work.get(), s,
-                                        nullptr));
-    std::vector<float> y = downloadBf16(dY);
-    if (run == 0) {
-      expectClose("expert_ffn y", shape, y, wantY, tol::kBf16Rel);
-      first = y;
-    } else {
-      EXPECT_EQ(y, first) << "expert_ffn is not deterministic, " << shape;
+    cuda::RouterShape s{T, H, E, K, c.normTopkProb, 0.1f, b.cudaType, b.seq, b.zLossCoeff};
+    DeviceBuffer<bf16> dX(T * H), dDx(T * H);
+    DeviceBuffer<float> dW(E * H), dWeights(T * K), dAux(1), dDweights(T * K), dDaux(1),
+        dDw(E * H);
+    DeviceBuffer<int32_t> dIndices(T * K);
+    DeviceBuffer<char> work(cuda::moeRouterWorkspaceBytes(s));
+    uploadBf16(dX, x);
+    dW.upload(w.data());
+    for (int run = 0; run < 2; ++run) { // the second run must give the same bits
+      MT_ASSERT_OK(cuda::moeRouterForward(dX.get(), dW.get(), dWeights.get(), dIndices.get(),
+                                          dAux.get(), work.get(), s, nullptr));
+      EXPECT_EQ(download(dIndices), wantIndices) << "router indices " << shape;
+      expectClose("moe_router weights", shape, download(dWeights), wantWeights,
+                  tol::kFp32AccumRel);
+      expectClose("moe_router aux", shape, download(dAux), std::vector<float>{wantAux},
+                  tol::kFp32AccumRel);
     }
+    dDweights.upload(dweights.data());
+    dDaux.upload(&daux);
+    uploadBf16(dDx, dxOld);
+    std::vector<float> zeros(E * H, 0.0f);
+    dDw.upload(zeros.data());
+    MT_ASSERT_OK(cuda::moeRouterBackward(dX.get(), dW.get(), dDweights.get(), dDaux.get(),
+                                         dDx.get(), true, dDw.get(), work.get(), s, nullptr));
+    expectClose("moe_router_bwd dx (add)", shape, downloadBf16(dDx), wantDx,
+                tol::kBf16TwoRoundingsRel);
+    expectClose("moe_router_bwd dw", shape, download(dDw), wantDw, tol::kFp32AccumRel);
   }
-  std::vector<float> zerosTk(T * K, 0.0f), zerosW(E * F * H, 0.0f);
-  dDweights.upload(zerosTk.data());
-  dDgate.upload(zerosW.data());
-  dDup.upload(zerosW.data());
-  dDdown.upload(zerosW.data());
-  MT_ASSERT_OK(cuda::expertFfnBackward(dX.get(), dWeights.get(), dIndices.get(), dGate.get(),
-                                       dUp.get(), dDown.get(), dDy.get(), dDx.get(), false,
-                                       dDweights.get(), dDgate.get(), dDup.get(), dDdown.get(),
-                                       work.get(), s, nullptr));
-  expectClose("expert_ffn_bwd dx", shape, downloadBf16(dDx), wantDx, tol::kBf16Rel);
-  expectClose("expert_ffn_bwd dweights", shape, download(dDweights), wantDweights,
-              tol::kFp32AccumRel);
-  expectClose("expert_ffn_bwd dgate", shape, download(dDgate), wantDgate, tol::kFp32AccumRel);
-  expectClose("expert_ffn_bwd dup", shape, download(dDup), wantDup, tol::kFp32AccumRel);
-  expectClose("expert_ffn_bwd ddown", shape, download(dDdown), wantDdown, tol::kFp32AccumRel);
 }
 
 /// bf16 rounding of each value (what the GPU stores between the ops).
