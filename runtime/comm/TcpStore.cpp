@@ -343,11 +343,6 @@ private:
 // The client
 //===----------------------------------------------------------------------===//
 
-struct TcpStore::Reply {
-  bool ok;
-  std::vector<char> value; // or the error message
-};
-
 namespace {
 
 // IPv4 addresses of `host`, or the resolver's error.
@@ -489,16 +484,14 @@ Status TcpStore::open() {
   join.u32(uint32_t(rank_));
   join.u32(uint32_t(worldSize_));
   auto reply = request(join.bytes, milliseconds(0));
-  if (!reply)
-    return reply.status();
-  if (!reply->ok)
-    return Status::error(head() + std::string(reply->value.begin(), reply->value.end()));
-  return Status::ok();
+  return reply ? Status::ok() : reply.status();
 }
 
 // Sends one request and waits for its answer: up to the server's own wait
 // (`wait`) plus a grace period, or the store's timeout for an immediate one.
-Expected<TcpStore::Reply> TcpStore::request(const std::vector<char> &message, milliseconds wait) {
+// The answer's value, or the server's error message as an error.
+Expected<std::vector<char>> TcpStore::request(const std::vector<char> &message,
+                                              milliseconds wait) {
   if (fd_ < 0)
     return Status::error(head() + "not connected (an earlier request failed)");
   auto fail = [&](const std::string &why) -> Status {
@@ -524,7 +517,9 @@ Expected<TcpStore::Reply> TcpStore::request(const std::vector<char> &message, mi
                 "program's, e.g. torchrun's own store? then set MT_STORE_PORT)");
   if (r == Read::TimedOut)
     return fail("no answer within " + formatDuration(patience) + " (is rank 0 stopped?)");
-  return Reply{header[0] == char(kOk), std::move(value)};
+  if (header[0] != char(kOk))
+    return Status::error(head() + std::string(value.begin(), value.end()));
+  return value;
 }
 
 Status TcpStore::set(const std::string &key, const std::vector<char> &value) {
@@ -533,11 +528,7 @@ Status TcpStore::set(const std::string &key, const std::vector<char> &value) {
   w.str(key);
   w.blob(value);
   auto reply = request(w.bytes, milliseconds(0));
-  if (!reply)
-    return reply.status();
-  if (!reply->ok)
-    return Status::error(head() + std::string(reply->value.begin(), reply->value.end()));
-  return Status::ok();
+  return reply ? Status::ok() : reply.status();
 }
 
 Expected<std::vector<char>> TcpStore::get(const std::string &key) {
@@ -545,12 +536,7 @@ Expected<std::vector<char>> TcpStore::get(const std::string &key) {
   w.u8(kGet);
   w.str(key);
   w.u64(uint64_t(timeout_.count()));
-  auto reply = request(w.bytes, timeout_);
-  if (!reply)
-    return reply.status();
-  if (!reply->ok)
-    return Status::error(head() + std::string(reply->value.begin(), reply->value.end()));
-  return std::move(reply->value);
+  return request(w.bytes, timeout_);
 }
 
 Status TcpStore::wait(const std::vector<std::string> &keys) {
@@ -561,11 +547,7 @@ Status TcpStore::wait(const std::vector<std::string> &keys) {
     w.str(key);
   w.u64(uint64_t(timeout_.count()));
   auto reply = request(w.bytes, timeout_);
-  if (!reply)
-    return reply.status();
-  if (!reply->ok)
-    return Status::error(head() + std::string(reply->value.begin(), reply->value.end()));
-  return Status::ok();
+  return reply ? Status::ok() : reply.status();
 }
 
 } // namespace mt::comm

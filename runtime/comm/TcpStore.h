@@ -42,13 +42,11 @@ public:
   Status wait(const std::vector<std::string> &keys) override;
   std::string describe() const override;
 
-  /// A request's answer: a value, or the server's error message.
-  struct Reply;
-
 private:
   TcpStore(const RankInfo &info, std::chrono::milliseconds timeout);
   Status open();
-  Expected<Reply> request(const std::vector<char> &message, std::chrono::milliseconds wait);
+  Expected<std::vector<char>> request(const std::vector<char> &message,
+                                      std::chrono::milliseconds wait);
   /// "[rank 1/4] rendezvous store 10.0.0.1:29500 (MASTER_ADDR:MASTER_PORT): ".
   std::string head() const;
 

@@ -7,6 +7,8 @@
 #include "runtime/io/Safetensors.h"
 #include "test/Tolerances.h"
 
+#include "test/parallel/Metrics.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -16,19 +18,8 @@
 namespace mt {
 namespace {
 
-struct Step {
-  double loss, gradNorm;
-};
-
-std::vector<Step> readMetrics(const std::string &path) {
-  std::vector<Step> steps;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    steps.push_back({j["loss"].get<double>(), j["grad_norm"].get<double>()});
-  }
-  return steps;
-}
+using test::readMetrics;
+using test::Step;
 
 using Case = std::tuple<std::string, std::string, std::string>; // model, layout, reference
 
