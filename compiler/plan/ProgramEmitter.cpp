@@ -3,16 +3,15 @@
 
 #include "compiler/plan/OpLowering.h"
 #include "dialects/mt/MtDialect.h"
+#include "runtime/plan/OpRegistry.h"
 
 using namespace mlir;
 
 namespace mt {
 
 bool isAccumulatingOp(Operation *op) {
-  return isa<EmbeddingGradOp, LinearGradInputOp, LinearGradWeightOp, BiasGradOp,
-             RMSNormGradOp, LayerNormGradOp, RotaryGradOp, AttentionGradOp,
-             SwiGLUGradOp, GELUGradOp, MoERouterGradOp, ExpertFFNGradOp,
-             CrossEntropyGradOp, VocabParallelCrossEntropyGradOp>(op);
+  const plan::OpSignature *instr = plan::findOpLoweredFrom(op->getName().getStringRef().str());
+  return instr && instr->addsIntoOutputs;
 }
 
 void ProgramEmitter::groupValues() {

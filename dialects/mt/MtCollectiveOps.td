@@ -39,6 +39,7 @@ def Mt_AllReduceOp : Mt_Op<"all_reduce",
   ];
   let assemblyFormat = "$input attr-dict `:` type($result)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective", "n axis:s? reduce=sum|max|mean", "n; n">;
 }
 
 def Mt_TPCopyOp : Mt_Op<"tp_copy",
@@ -78,6 +79,7 @@ def Mt_AllGatherOp : Mt_Op<"all_gather",
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts", "outer*run; outer*run*parts">;
 }
 
 def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",
@@ -96,6 +98,7 @@ def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts", "outer*run*parts; outer*run">;
 }
 
 #endif // MT_COLLECTIVE_OPS_TD

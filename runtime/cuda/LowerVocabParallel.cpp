@@ -69,18 +69,12 @@ void grad(Lowerer &L, const Attrs &a) {
 
 } // namespace
 
-bool lowerVocabParallelOp(Lowerer &L, const std::string &op, const Attrs &a) {
-  if (op == "vocab_parallel_logits_max")
-    logitsMax(L, a);
-  else if (op == "vocab_parallel_predicted_logits")
-    predictedLogits(L, a);
-  else if (op == "cross_entropy_loss")
-    loss(L, a);
-  else if (op == "vocab_parallel_cross_entropy_grad")
-    grad(L, a);
-  else
-    return false;
-  return true;
+void addVocabParallelLowerings(LoweringTable &t) {
+  using plan::Op;
+  t[Op::vocab_parallel_logits_max] = logitsMax;
+  t[Op::vocab_parallel_predicted_logits] = predictedLogits;
+  t[Op::cross_entropy_loss] = loss;
+  t[Op::vocab_parallel_cross_entropy_grad] = grad;
 }
 
 } // namespace mt::cuda

@@ -1,10 +1,14 @@
-// The table of plan instructions and the check of one instruction against it.
+// The table of plan instructions (OpTable.inc) and the check of one
+// instruction against it.
 #include "runtime/plan/OpRegistry.h"
 
 #include "runtime/support/CheckedMath.h"
 
 #include <algorithm>
+#include <cctype>
+#include <map>
 #include <sstream>
+#include <stdexcept>
 
 namespace mt::plan {
 
@@ -29,162 +33,24 @@ std::string Attrs::s(const std::string &name) const {
 
 namespace {
 
-using Counts = std::vector<int64_t>;
-
-/// Attributes are checked non-negative, not bounded: products saturate, so
-/// an overflowing one matches no buffer instead of wrapping onto one.
-int64_t mul(std::initializer_list<int64_t> factors) { return saturatingProduct(factors); }
-
+/// The table of OpTable.inc, its notations parsed. The generator checked
+/// them (tools/mt-tblgen), so a parse error here is a corrupt table.
 std::vector<OpSignature> makeTable() {
-  auto tok = [](const Attrs &a) { return a.i("tokens"); };
-  auto rope = [](const Attrs &a) {
-    return mul({a.i("batch"), a.i("seq"), a.i("heads"), a.i("head_dim")});
+  std::vector<OpSignature> table;
+  auto add = [&](Op id, const char *name, const char *mlirOp, OpFamily family, int minInputs,
+                 int maxInputs, int outputs, bool adds, const char *attributes,
+                 const char *elements) {
+    OpSignature op{id, name, mlirOp, family, minInputs, maxInputs, outputs, adds, {}, {}};
+    std::string error;
+    if (!parseAttributes(attributes, op.attributes, error) ||
+        !parseElements(elements, op.attributes, op.elements, error))
+      throw std::logic_error("runtime/plan/OpTable.inc, " + op.name + ": " + error);
+    table.push_back(std::move(op));
   };
-  auto attn = [](const Attrs &a) {
-    int64_t bs = mul({a.i("batch"), a.i("seq")}), d = a.i("head_dim");
-    return Counts{mul({bs, a.i("heads"), d}), mul({bs, a.i("kv_heads"), d}),
-                  mul({a.i("batch"), a.i("heads"), a.i("seq")})};
-  };
-  auto router = [](const Attrs &a) {
-    int64_t t = a.i("tokens"), h = a.i("hidden"), e = a.i("experts"), k = a.i("top_k");
-    return Counts{mul({t, h}), mul({e, h}), mul({t, k})};
-  };
-  auto experts = [](const Attrs &a) {
-    int64_t t = a.i("tokens"), h = a.i("hidden"), f = a.i("ffn"), e = a.i("experts"),
-            k = a.i("top_k");
-    return Counts{mul({t, h}), mul({t, k}), mul({e, f, h})};
-  };
-  std::vector<std::string> linearAttrs = {"tokens", "in", "out"};
-  std::vector<std::string> ropeAttrs = {"batch", "seq", "heads", "head_dim"};
-  std::vector<std::string> attnAttrs = {"batch", "seq", "heads", "kv_heads", "head_dim"};
-  std::vector<std::string> routerAttrs = {"tokens", "hidden", "experts", "top_k"};
-  std::vector<std::string> expertAttrs = {"tokens", "hidden", "ffn", "experts", "top_k"};
-  auto n = [](const Attrs &a) { return a.i("n"); };
-  return {
-      {"embedding", 2, 2, 1, {"tokens", "vocab", "hidden"}, {}, [&](const Attrs &a) {
-         return Counts{a.i("tokens"), mul({a.i("vocab"), a.i("hidden")}),
-                       mul({a.i("tokens"), a.i("hidden")})};
-       }},
-      {"embedding_grad", 2, 2, 1, {"tokens", "vocab", "hidden"}, {}, [](const Attrs &a) {
-         return Counts{a.i("tokens"), mul({a.i("tokens"), a.i("hidden")}),
-                       mul({a.i("vocab"), a.i("hidden")})};
-       }},
-      {"linear", 2, 3, 1, linearAttrs, {}, [tok](const Attrs &a) {
-         Counts c{mul({tok(a), a.i("in")}), mul({a.i("out"), a.i("in")})};
-         if (a.i("has_bias"))
-           c.push_back(a.i("out"));
-         c.push_back(mul({tok(a), a.i("out")}));
-         return c;
-       }},
-      {"linear_grad_input", 2, 2, 1, linearAttrs, {}, [tok](const Attrs &a) {
-         return Counts{mul({tok(a), a.i("out")}), mul({a.i("out"), a.i("in")}),
-                       mul({tok(a), a.i("in")})};
-       }},
-      {"linear_grad_weight", 2, 2, 1, linearAttrs, {}, [tok](const Attrs &a) {
-         return Counts{mul({tok(a), a.i("in")}), mul({tok(a), a.i("out")}),
-                       mul({a.i("out"), a.i("in")})};
-       }},
-      {"bias_add", 2, 2, 1, {"rows", "dim"}, {}, [](const Attrs &a) {
-         int64_t x = mul({a.i("rows"), a.i("dim")});
-         return Counts{x, a.i("dim"), x};
-       }},
-      {"bias_grad", 1, 1, 1, {"tokens", "out"}, {}, [tok](const Attrs &a) {
-         return Counts{mul({tok(a), a.i("out")}), a.i("out")};
-       }},
-      {"rmsnorm", 2, 2, 1, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
-         int64_t x = mul({a.i("rows"), a.i("dim")});
-         return Counts{x, a.i("dim"), x};
-       }},
-      {"rmsnorm_grad", 3, 3, 2, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
-         int64_t x = mul({a.i("rows"), a.i("dim")});
-         return Counts{x, a.i("dim"), x, x, a.i("dim")};
-       }},
-      {"layernorm", 3, 3, 1, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
-         int64_t x = mul({a.i("rows"), a.i("dim")});
-         return Counts{x, a.i("dim"), a.i("dim"), x};
-       }},
-      {"layernorm_grad", 3, 3, 3, {"rows", "dim"}, {"eps"}, [](const Attrs &a) {
-         int64_t x = mul({a.i("rows"), a.i("dim")});
-         return Counts{x, a.i("dim"), x, x, a.i("dim"), a.i("dim")};
-       }},
-      {"rotary", 1, 1, 1, ropeAttrs, {"theta"}, [rope](const Attrs &a) { return Counts{rope(a), rope(a)}; }},
-      {"rotary_grad", 1, 1, 1, ropeAttrs, {"theta"}, [rope](const Attrs &a) { return Counts{rope(a), rope(a)}; }},
-      {"attention", 3, 3, 2, attnAttrs, {"scale"}, [attn](const Attrs &a) {
-         Counts c = attn(a);
-         return Counts{c[0], c[1], c[1], c[0], c[2]};
-       }},
-      {"attention_grad", 6, 6, 3, attnAttrs, {"scale"}, [attn](const Attrs &a) {
-         Counts c = attn(a);
-         return Counts{c[0], c[1], c[1], c[0], c[0], c[2], c[0], c[1], c[1]};
-       }},
-      {"swiglu", 2, 2, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(3, n(a)); }},
-      {"swiglu_grad", 3, 3, 2, {"n"}, {}, [n](const Attrs &a) { return Counts(5, n(a)); }},
-      {"gelu", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
-      {"gelu_grad", 2, 2, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(3, n(a)); }},
-      {"add", 2, 2, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(3, n(a)); }},
-      {"fill_zero", 0, 0, 1, {"n"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
-      {"accumulate", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); }},
-      {"all_reduce", 1, 1, 1, {"n"}, {}, [n](const Attrs &a) { return Counts(2, n(a)); },
-       {{"reduce", {"sum", "max", "mean"}}}},
-      {"send", 1, 1, 0, {"n", "peer_virtual_stage"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
-      {"recv", 0, 0, 1, {"n", "peer_virtual_stage"}, {}, [n](const Attrs &a) { return Counts{n(a)}; }},
-      {"all_gather", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
-         int64_t small = mul({a.i("outer"), a.i("run")});
-         return Counts{small, mul({small, a.i("parts")})};
-       }},
-      {"reduce_scatter", 1, 1, 1, {"outer", "run", "parts"}, {}, [](const Attrs &a) {
-         int64_t small = mul({a.i("outer"), a.i("run")});
-         return Counts{mul({small, a.i("parts")}), small};
-       }},
-      {"moe_router", 2, 2, 3, routerAttrs, {"aux_loss_coeff"}, [router](const Attrs &a) {
-         Counts c = router(a);
-         return Counts{c[0], c[1], c[2], c[2], 1};
-       }},
-      {"moe_router_grad", 4, 4, 2, routerAttrs, {"aux_loss_coeff"}, [router](const Attrs &a) {
-         Counts c = router(a);
-         return Counts{c[0], c[1], c[2], 1, c[0], c[1]};
-       }},
-      {"expert_ffn", 6, 6, 1, expertAttrs, {}, [experts](const Attrs &a) {
-         Counts c = experts(a);
-         return Counts{c[0], c[1], c[1], c[2], c[2], c[2], c[0]};
-       }},
-      {"expert_ffn_grad", 7, 7, 5, expertAttrs, {}, [experts](const Attrs &a) {
-         Counts c = experts(a);
-         return Counts{c[0], c[1], c[1], c[2], c[2], c[2], c[0], c[0], c[1], c[2], c[2], c[2]};
-       }},
-      {"cross_entropy", 3, 3, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
-         int64_t t = a.i("tokens");
-         return Counts{mul({t, a.i("vocab")}), t, t, 1};
-       }},
-      {"cross_entropy_grad", 4, 4, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
-         int64_t t = a.i("tokens"), l = mul({t, a.i("vocab")});
-         return Counts{l, t, t, 1, l};
-       }},
-      {"vocab_parallel_logits_max", 1, 1, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
-         int64_t t = a.i("tokens");
-         return Counts{mul({t, a.i("vocab")}), t};
-       }},
-      {"vocab_parallel_predicted_logits", 3, 3, 2, {"tokens", "vocab"}, {}, [](const Attrs &a) {
-         int64_t t = a.i("tokens");
-         return Counts{mul({t, a.i("vocab")}), t, t, t, t};
-       }},
-      {"cross_entropy_loss", 4, 4, 1, {"tokens"}, {}, [tok](const Attrs &a) {
-         return Counts{tok(a), tok(a), tok(a), tok(a), 1};
-       }},
-      {"vocab_parallel_cross_entropy_grad", 6, 6, 1, {"tokens", "vocab"}, {}, [](const Attrs &a) {
-         int64_t t = a.i("tokens"), l = mul({t, a.i("vocab")});
-         return Counts{l, t, t, t, t, 1, l};
-       }},
-      {"sum_squares", 1, -1, 1, {"replicas"}, {}, nullptr},
-      {"sqrt", 1, 1, 1, {}, {}, [](const Attrs &) { return Counts{1, 1}; }},
-      {"check_finite", 1, 1, 0, {}, {}, [](const Attrs &) { return Counts{1}; }},
-      {"clip_coefficient", 1, 1, 1, {}, {"max_norm"}, [](const Attrs &) { return Counts{1, 1}; }},
-      {"lr_schedule", 1, 1, 1, {"warmup_steps", "decay_steps"}, {"max_lr", "min_lr"},
-       [](const Attrs &) { return Counts{1, 1}; }},
-      {"adamw", 7, 7, 3, {"n"}, {"beta1", "beta2", "eps", "weight_decay"}, [n](const Attrs &a) {
-         return Counts{n(a), n(a), n(a), n(a), 1, 1, 1, n(a), n(a), n(a)};
-       }},
-  };
+#define MT_OP(name, mlirOp, family, ...) add(Op::name, #name, mlirOp, OpFamily::family, __VA_ARGS__);
+#include "runtime/plan/OpTable.inc"
+#undef MT_OP
+  return table;
 }
 
 } // namespace
@@ -196,12 +62,110 @@ const std::vector<OpSignature> &allOps() {
   return table;
 }
 
+const OpSignature &signature(Op op) { return allOps()[size_t(op)]; }
+
 const OpSignature *findOp(const std::string &name) {
+  static const std::map<std::string, const OpSignature *> byName = [] {
+    std::map<std::string, const OpSignature *> m;
+    for (const OpSignature &op : allOps())
+      m[op.name] = &op;
+    return m;
+  }();
+  auto it = byName.find(name);
+  return it == byName.end() ? nullptr : it->second;
+}
+
+const OpSignature *findOpLoweredFrom(const std::string &mlirOp) {
   for (const OpSignature &op : allOps())
-    if (op.name == name)
+    if (!op.mlirOp.empty() && op.mlirOp == mlirOp)
       return &op;
   return nullptr;
 }
+
+const AttrSpec *OpSignature::attribute(const std::string &attr) const {
+  for (const AttrSpec &a : attributes)
+    if (a.name == attr)
+      return &a;
+  return nullptr;
+}
+
+/// Attributes are checked non-negative, not bounded: products saturate, so
+/// an overflowing one matches no buffer instead of wrapping onto one.
+std::vector<int64_t> OpSignature::counts(const Attrs &attrs) const {
+  std::vector<int64_t> out;
+  for (const ElementCount &c : elements) {
+    if (!c.guard.empty() && attrs.i(c.guard) == 0)
+      continue; // an absent optional operand
+    if (c.unchecked) {
+      out.push_back(-1);
+      continue;
+    }
+    std::vector<int64_t> factors;
+    for (const std::string &f : c.factors)
+      factors.push_back(std::isdigit(static_cast<unsigned char>(f[0])) ? std::stoll(f)
+                                                                        : attrs.i(f));
+    out.push_back(checkedProduct(factors).value_or(std::numeric_limits<int64_t>::max()));
+  }
+  return out;
+}
+
+namespace {
+
+const char *kindName(AttrKind kind) {
+  switch (kind) {
+  case AttrKind::Int:
+    return "integer";
+  case AttrKind::Float:
+    return "float";
+  case AttrKind::String:
+    return "string";
+  }
+  return "";
+}
+
+/// The attributes of `instr` against the declared ones: each required one
+/// present, each present one declared and of its kind.
+std::string checkAttributes(const OpSignature &op, const Instruction &instr) {
+  Attrs attrs(instr);
+  for (const AttrSpec &spec : op.attributes) {
+    const Attribute *a = attrs.find(spec.name);
+    if (!a && !spec.required)
+      continue;
+    switch (spec.kind) {
+    case AttrKind::Int:
+      if (!a || !a->has_i() || a->i() < 0)
+        return "missing or negative integer attribute '" + spec.name + "'";
+      break;
+    case AttrKind::Float:
+      if (!a || !a->has_f())
+        return "missing float attribute '" + spec.name + "'";
+      break;
+    case AttrKind::String:
+      if (!a || !a->has_s())
+        return "missing string attribute '" + spec.name + "'";
+      if (!spec.choices.empty() &&
+          std::find(spec.choices.begin(), spec.choices.end(), a->s()) == spec.choices.end()) {
+        std::string list;
+        for (const std::string &v : spec.choices)
+          list += (list.empty() ? "" : ", ") + v;
+        return "attribute '" + spec.name + "' must be one of " + list + ", got '" + a->s() +
+               "'";
+      }
+      break;
+    }
+  }
+  for (const Attribute &a : instr.attributes())
+    if (!op.attribute(a.name())) {
+      std::string list;
+      for (const AttrSpec &spec : op.attributes)
+        list += (list.empty() ? "" : ", ") + spec.name + " (" + kindName(spec.kind) + ")";
+      return "attribute '" + a.name() + "' is not one of " + op.name + "'s: " +
+             (list.empty() ? "it has none" : list);
+    }
+  return "";
+}
+
+} // namespace
 
 Status checkInstruction(const Plan &plan, const Program &program, int index) {
   const Instruction &instr = program.instructions(index);
@@ -220,31 +184,15 @@ Status checkInstruction(const Plan &plan, const Program &program, int index) {
                 (op->maxInputs == op->minInputs ? "" : "+") + " inputs and " +
                 std::to_string(op->outputs) + " outputs, got " +
                 std::to_string(inputs) + " and " + std::to_string(instr.outputs_size()));
-  Attrs attrs(instr);
-  for (const auto &name : op->intAttrs)
-    if (!attrs.find(name) || !attrs.find(name)->has_i() || attrs.i(name) < 0)
-      return fail("missing or negative integer attribute '" + name + "'");
-  for (const auto &name : op->floatAttrs)
-    if (!attrs.find(name) || !attrs.find(name)->has_f())
-      return fail("missing float attribute '" + name + "'");
-  for (const auto &[name, valid] : op->choices)
-    if (const Attribute *a = attrs.find(name);
-        a && (!a->has_s() || std::find(valid.begin(), valid.end(), a->s()) == valid.end())) {
-      std::string list;
-      for (const std::string &v : valid)
-        list += (list.empty() ? "" : ", ") + v;
-      return fail("attribute '" + name + "' must be one of " + list + ", got '" +
-                  (a->has_s() ? a->s() : std::string("a non-string")) + "'");
-    }
+  if (std::string bad = checkAttributes(*op, instr); !bad.empty())
+    return fail(bad);
   std::vector<uint32_t> ids(instr.inputs().begin(), instr.inputs().end());
   ids.insert(ids.end(), instr.outputs().begin(), instr.outputs().end());
   for (uint32_t id : ids)
     if (id >= uint32_t(plan.buffers_size()))
       return fail("buffer " + std::to_string(id) + " out of range (the plan has " +
                   std::to_string(plan.buffers_size()) + " buffers)");
-  if (!op->counts)
-    return Status::ok();
-  std::vector<int64_t> expected = op->counts(attrs);
+  std::vector<int64_t> expected = op->counts(Attrs(instr));
   for (size_t i = 0; i < ids.size() && i < expected.size(); ++i) {
     const Buffer &b = plan.buffers(ids[i]);
     if (expected[i] >= 0 && elementsOf(b) != expected[i])
@@ -256,7 +204,8 @@ Status checkInstruction(const Plan &plan, const Program &program, int index) {
 }
 
 bool addsIntoOutputs(const std::string &op) {
-  return op.find("_grad") != std::string::npos || op == "accumulate";
+  const OpSignature *signature = findOp(op);
+  return signature && signature->addsIntoOutputs;
 }
 
 OutputUse outputUse(const std::string &op, bool zeroFilled, KernelOutput kernel) {
