@@ -219,6 +219,9 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       .Default([](Operation *) { return false; });
   if (!known)
     return op->emitOpError() << "has no lowering to a plan instruction";
+  if (std::string bad = plan::checkAttributes(*signature, instr); !bad.empty())
+    return op->emitOpError() << "lowers to a '" << signature->name
+                             << "' instruction that its ODS record refuses: " << bad;
   return success();
 }
 

@@ -64,22 +64,32 @@ const std::vector<OpSignature> &allOps() {
 
 const OpSignature &signature(Op op) { return allOps()[size_t(op)]; }
 
+namespace {
+using Index = std::map<std::string, const OpSignature *>;
+
+/// The table's entries by `key` (entries whose key is empty left out).
+Index indexBy(std::string OpSignature::*key) {
+  Index index;
+  for (const OpSignature &op : allOps())
+    if (!(op.*key).empty())
+      index[op.*key] = &op;
+  return index;
+}
+
+const OpSignature *lookup(const Index &index, const std::string &key) {
+  auto it = index.find(key);
+  return it == index.end() ? nullptr : it->second;
+}
+} // namespace
+
 const OpSignature *findOp(const std::string &name) {
-  static const std::map<std::string, const OpSignature *> byName = [] {
-    std::map<std::string, const OpSignature *> m;
-    for (const OpSignature &op : allOps())
-      m[op.name] = &op;
-    return m;
-  }();
-  auto it = byName.find(name);
-  return it == byName.end() ? nullptr : it->second;
+  static const Index byName = indexBy(&OpSignature::name);
+  return lookup(byName, name);
 }
 
 const OpSignature *findOpLoweredFrom(const std::string &mlirOp) {
-  for (const OpSignature &op : allOps())
-    if (!op.mlirOp.empty() && op.mlirOp == mlirOp)
-      return &op;
-  return nullptr;
+  static const Index byOp = indexBy(&OpSignature::mlirOp);
+  return lookup(byOp, mlirOp);
 }
 
 const AttrSpec *OpSignature::attribute(const std::string &attr) const {
@@ -123,8 +133,8 @@ const char *kindName(AttrKind kind) {
   return "";
 }
 
-/// The attributes of `instr` against the declared ones: each required one
-/// present, each present one declared and of its kind.
+} // namespace
+
 std::string checkAttributes(const OpSignature &op, const Instruction &instr) {
   Attrs attrs(instr);
   for (const AttrSpec &spec : op.attributes) {
@@ -164,8 +174,6 @@ std::string checkAttributes(const OpSignature &op, const Instruction &instr) {
     }
   return "";
 }
-
-} // namespace
 
 Status checkInstruction(const Plan &plan, const Program &program, int index) {
   const Instruction &instr = program.instructions(index);

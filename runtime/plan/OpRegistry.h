@@ -107,6 +107,11 @@ Expected<std::vector<const T *>> resolveKernels(const Program &program, const Pe
   return resolved;
 }
 
+/// The attributes of `instr` against those `op` declares: each required one
+/// present, each present one declared and of its kind; "" when they hold,
+/// else what is wrong (naming the attribute and the valid ones).
+std::string checkAttributes(const OpSignature &op, const Instruction &instr);
+
 /// Checks one instruction against its signature and the buffer table.
 Status checkInstruction(const Plan &plan, const Program &program, int index);
 
