@@ -297,9 +297,9 @@ public:
   /// This rank's slice of the logits of a vocab-parallel cross-entropy step;
   /// columns at or past valid_vocab (the real vocabulary) are padding.
   static VocabShard shardOf(const Attrs &a, Rank rank) {
-    int64_t local = a.i("vocab"), start = vocabStart(a, rank, "axis");
-    int64_t full = local * (rank ? rank->axisSize(a.s("axis")) : 1);
-    return {a.i("tokens"), local, start, validColumns(local, start, a.i("valid_vocab", full))};
+    std::string axis = a.s("axis");
+    return kernels::vocabSliceOf(a, rank ? rank->coordinate(axis) : 0,
+                                 rank ? rank->axisSize(axis) : 1);
   }
 
   /// Replicated gradients are held whole by `replicas` ranks whose sums an
