@@ -31,9 +31,11 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     step checks the global gradient norm is finite (else the step is
     skipped), clips it to `clip-grad`, computes the learning rate of the
     schedule and applies AdamW; as Megatron, weight decay is not applied to
-    rank-1 parameters (norms, biases). With dp > 1 each gradient is first
-    averaged over the dp axis; parameters split over tp (`sharding`)
-    count once in the global norm, which is reduced over tp.
+    rank-1 parameters (norms, biases). When the dp axis of the module's
+    `shard.grid @mesh` is larger than 1, each gradient is first averaged
+    over it (a module without a mesh runs on one rank); parameters split
+    over tp (`sharding`) count once in the global norm, which is reduced
+    over tp.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
@@ -47,7 +49,6 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     Option<"beta2", "beta2", "double", "0.999", "AdamW beta2">,
     Option<"eps", "eps", "double", "1.0e-8", "AdamW epsilon">,
     Option<"clipGrad", "clip-grad", "double", "1.0", "max global gradient norm (0: off)">,
-    Option<"dp", "dp", "int64_t", "1", "data-parallel size: gradients are averaged over dp">,
   ];
 }
 

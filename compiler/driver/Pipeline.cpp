@@ -109,7 +109,6 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   opt.beta2 = o.beta2;
   opt.eps = o.eps;
   opt.clipGrad = o.clipGrad;
-  opt.dp = parallel.dp;
   PartitionTensorParallelOptions tpOptions;
   tpOptions.sequenceParallel = parallel.sequenceParallel;
   PhaseDumps dumps(options.dumpDir);

@@ -1,6 +1,8 @@
 // mt-build-optimizer: the optimizer half of a training step as IR.
 #include "passes/Passes.h"
 
+#include "dialects/mt/MtMesh.h"
+
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Verifier.h"
 
@@ -25,6 +27,18 @@ void BuildOptimizerPass::runOnOperation() {
   if (module.lookupSymbol("optimizer_step")) {
     module.emitError() << "mt-build-optimizer: @optimizer_step exists already";
     return signalPassFailure();
+  }
+  // The data-parallel size is the dp axis of the module's mesh; a module
+  // without a mesh runs on one rank.
+  int64_t dp = 1;
+  if (auto mesh = module.lookupSymbol<shard::GridOp>(kMeshName)) {
+    std::optional<int64_t> size = axisSize(mesh, "dp");
+    if (!size) {
+      mesh.emitError() << "mt-build-optimizer: @" << kMeshName << " has no axis 'dp' (its axes: "
+                       << axisList(mesh) << ")";
+      return signalPassFailure();
+    }
+    dp = *size;
   }
   SmallVector<ParamOp> params;
   for (auto param : module.getOps<ParamOp>())
