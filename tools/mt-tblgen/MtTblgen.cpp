@@ -88,8 +88,9 @@ bool emitOpTable(raw_ostream &os, const RecordKeeper &records) {
     }
     if (!check(name, e))
       return false;
+    ArrayRef<SMLoc> loc = e.loc;
     if (!entries.emplace(name, std::move(e)).second) {
-      PrintError(e.loc, "a second definition of the instruction '" + name + "'");
+      PrintError(loc, "a second definition of the instruction '" + name + "'");
       return false;
     }
     return true;
