@@ -32,7 +32,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
   # batches of 4) and dp2 (1 of 4 per rank): the same global batch of 8.
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$dir/mlir/demo.mlir"
   for layout in "demo:" "demo-dp2:--dp 2" "demo-tp2:--tp 2" "demo-tp2-sp:--tp 2 --sp" \
-                "demo-pp2:--pp 2"; do
+                "demo-pp2:--pp 2" "demo-dp2-do:--dp 2 --use-distributed-optimizer"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/demo.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
@@ -85,13 +85,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
 fi
 
 dir=$(cd "$1" && pwd)
-build=${MT_GPU_BUILD_DIR:-/tmp/mt-dp-build}
-out=${OUT:-$build/out} work=$build/work # $OUT: the few files that come back
-budget=${MT_DP_BUDGET:-570}             # seconds: later stages are skipped past it
-mkdir -p "$build" "$out" "$work"
-log=$out/build.log rows=$out/rows.jsonl
-: > "$rows"
-nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+gpu_start /tmp/mt-dp-build "${MT_DP_BUDGET:-570}" # seconds: later stages are skipped past it
 echo "NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE-unset}"
 if [[ "${MT_DP_BUILD:-1}" == 1 ]]; then
   # --- build: mtrun and the tests, GoogleTest from the carried source if none.

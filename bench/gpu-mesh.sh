@@ -170,13 +170,7 @@ fi
 
 dir=$(cd "$1" && pwd) || exit 2
 [[ -f "$dir/tokens.bin" ]] || { echo "$1: not a folder of bench/gpu-mesh.sh --prepare" >&2; exit 2; }
-build=${MT_GPU_BUILD_DIR:-/tmp/mt-mesh-build}
-out=${OUT:-$build/out} work=$build/work # $OUT: the few files that come back
-budget=${MT_MESH_BUDGET:-570}           # seconds: later runs are skipped past it
-mkdir -p "$build" "$out" "$work"
-log=$out/build.log rows=$out/rows.jsonl
-: > "$rows"
-nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+gpu_start /tmp/mt-mesh-build "${MT_MESH_BUDGET:-570}" # seconds: later runs are skipped past it
 count=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
 echo "$count GPUs; NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE-unset}"
 if [[ "${MT_MESH_BUILD:-1}" == 1 ]]; then

@@ -1,11 +1,23 @@
-# shellcheck shell=bash disable=SC2154 # the caller sets dir, build, out, work, log, rows, budget
+# shellcheck shell=bash disable=SC2154 # the caller sets dir; gpu_start the rest
 # Shared by the GPU benchmark scripts (bench/gpu-dp.sh, bench/gpu-mesh.sh);
-# sourced, never run. Each function uses the caller's variables:
+# sourced, never run. The functions share these variables (gpu_start sets all but dir):
 #   dir     the prepared folder (plans/, tokens.bin, googletest/ if carried)
 #   build   the runtime-only CUDA build folder
 #   out     files that come back ($OUT)       work  files that stay
 #   log     the build log                     rows  one JSON line per run
 #   budget  seconds the whole call may take (bash's $SECONDS counts them)
+
+# gpu_start DEFAULT_BUILD BUDGET: sets build (MT_GPU_BUILD_DIR or DEFAULT_BUILD),
+# out ($OUT or $build/out), work, log, rows (emptied) and budget, makes the
+# folders and prints the GPUs.
+gpu_start() {
+  build=${MT_GPU_BUILD_DIR:-$1} budget=$2
+  out=${OUT:-$build/out} work=$build/work
+  log=$out/build.log rows=$out/rows.jsonl
+  mkdir -p "$build" "$out" "$work"
+  : > "$rows"
+  nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+}
 
 # Whether $1 more seconds fit in the budget; if not, says that $2 is skipped.
 fits() { (( SECONDS + $1 <= budget )) || { echo "skipped (time budget): $2"; return 1; }; }
@@ -38,7 +50,8 @@ gpu_build() {
 }
 
 # mtc_row PLAN GPUS NAME [VAR=value...]: one mtrun job of 10 steps on the
-# CUDA backend (MT_RUN_TIMEOUT seconds at most, default 150); appends its row
+# CUDA backend over $row_data (default $dir/tokens.bin) with the plan
+# $dir/plans/PLAN (MT_RUN_TIMEOUT seconds at most, default 150); appends its row
 # to $rows: tokens/s per GPU (the median after 4 warm-up steps), the device
 # memory mtrun's log reports in use at the end (arenas are allocated once, so
 # it is the peak) and the last loss.
@@ -46,7 +59,7 @@ mtc_row() {
   local plan=$1 gpus=$2 name=$3
   shift 3
   env "$@" timeout "${MT_RUN_TIMEOUT:-150}" "$build/bin/mtrun" "$dir/plans/$plan" --nproc "$gpus" \
-    --backend cuda --data "$dir/tokens.bin" --steps 10 --metrics "$work/$name.jsonl" \
+    --backend cuda --data "${row_data:-$dir/tokens.bin}" --steps 10 --metrics "$work/$name.jsonl" \
     > "$work/$name.log" 2>&1 ||
     { echo "mtrun $name failed:"; tail -5 "$work/$name.log"; return; }
   python3 - "$work/$name.jsonl" "$gpus" "$work/$name.log" "$name" >> "$rows" <<'PY'

@@ -9,10 +9,10 @@ def Autodiff : Pass<"mt-autodiff", "::mlir::ModuleOp"> {
   let summary = "Turns @forward into @forward_backward: loss and parameter gradients";
   let description = [{
     Differentiates the loss returned by `func.func @forward(input_ids,
-    labels, loss_mask)` with respect to every trainable `mt.param`, through
-    each op's DifferentiableOpInterface, and replaces @forward by
-    `func.func @forward_backward(input_ids, labels, loss_mask, loss_scale)
-    -> (loss, grads...)`. The gradient of the loss is seeded with
+    labels, loss_mask[, position_ids])` with respect to every trainable
+    `mt.param`, through each op's DifferentiableOpInterface, and replaces
+    @forward by `func.func @forward_backward(input_ids, labels, loss_mask[,
+    position_ids], loss_scale) -> (loss, grads...)`. The gradient of the loss is seeded with
     `loss_scale` (1 / micro-batches per step); result i > 0 carries
     `mt.grad_of = @param`. Only gradients on a path from a trainable
     parameter to the loss are built (frozen parameters, token ids and
@@ -36,6 +36,19 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     over it (a module without a mesh runs on one rank); parameters split
     over tp (`sharding`) count once in the global norm, which is reduced
     over tp.
+
+    With `distributed-optimizer` (Megatron-Core's use_distributed_optimizer),
+    the trainable parameters are laid out in buckets (`mt.buckets` on the
+    function: per bucket the axis, its parameters and their element offsets,
+    each a multiple of 16), in reverse order, of about `bucket-elements`
+    each, never across layers, weight-decay values or tp replication, and
+    padded to a multiple of 16·dp. The arguments are then (param bucket,
+    grad bucket, exp_avg, exp_avg_sq) per bucket (`mt.bucket`; `mt.param`
+    names its first parameter), the AdamW state being the rank's 1/dp
+    shard (`mt.sharding` on dp). Each grad bucket is reduce-scattered
+    (mean) over dp, the global norm sums the shards (`partial_axis` dp),
+    each rank takes its slice of the param bucket (`mt.all_slice`), updates
+    it, and the updated slices are all-gathered into the param bucket.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
@@ -49,6 +62,10 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     Option<"beta2", "beta2", "double", "0.999", "AdamW beta2">,
     Option<"eps", "eps", "double", "1.0e-8", "AdamW epsilon">,
     Option<"clipGrad", "clip-grad", "double", "1.0", "max global gradient norm (0: off)">,
+    Option<"distributedOptimizer", "distributed-optimizer", "bool", "false",
+           "shard the AdamW state over dp in gradient buckets (Megatron's distributed optimizer)">,
+    Option<"bucketElements", "bucket-elements", "int64_t", "40000000",
+           "elements after which a gradient bucket is closed (Megatron's bucket_size)">,
   ];
 }
 
@@ -80,6 +97,28 @@ def PartitionTensorParallel : Pass<"mt-partition-tp", "::mlir::ModuleOp"> {
   ];
 }
 
+def PartitionExpertParallel : Pass<"mt-partition-ep", "::mlir::ModuleOp"> {
+  let summary = "Splits @forward's mixture-of-experts layers over the ep axis (alltoall dispatcher)";
+  let description = [{
+    Megatron-Core's expert parallelism with the alltoall token dispatcher:
+    each grouped expert parameter is split on its experts over axis `ep` of
+    `shard.grid @expert_mesh` (E/ep experts per rank), and each
+    `mt.moe_grouped_mlp` becomes
+      `mt.moe_exchange_counts` (the per-expert counts, all-to-all over ep)
+      -> `mt.all_to_all_v` of the permuted rows to the ranks of their experts
+      -> `mt.moe_sort_chunks` (rows by local expert)
+      -> `mt.moe_grouped_mlp` over the local experts
+      -> `mt.moe_sort_chunks {inverse}` -> `mt.all_to_all_v` back.
+    The router, `mt.moe_permute` and `mt.moe_unpermute` stay local (each
+    rank routes its own tokens). Received buffers have the static bound
+    ep x (the permuted rows). Run before mt-autodiff: the gradients of the
+    exchanges are the exchanges backwards. Not yet in mtc compile's
+    pipeline (issue 14): the runtime's data-parallel groups and gradient
+    reductions do not fold ep yet.
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+}
+
 def ExposeCollectives : Pass<"mt-expose-collectives", "::mlir::ModuleOp"> {
   let summary = "Splits ops that reduce over ranks into local ops and mt.all_reduce";
   let description = [{
@@ -94,12 +133,82 @@ def ExposeCollectives : Pass<"mt-expose-collectives", "::mlir::ModuleOp"> {
       forward's reduced rows and is local;
     - `mt.global_norm` becomes `mt.sum_squares` (gradients replicated over
       the split axis counting 1/size each, hence once) -> `mt.all_reduce`
-      (sum) over that axis when gradients are split on it, and over pp when
+      (sum) over that axis when gradients are split on it, over its
+      `partial_axis` (the distributed optimizer's dp shards), and over pp when
       the mesh's pp > 1 (stages hold disjoint parameters) -> `mt.sqrt`.
     The axis sizes come from the module's `shard.grid @mesh`.
     The vocab-parallel embedding is already a local masked lookup followed
     by the partitioning's `mt.all_reduce`, and stays as it is.
   }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+}
+
+def Recompute : Pass<"mt-recompute", "::mlir::ModuleOp"> {
+  let summary = "Recomputes chosen forward regions just before their backward (activation checkpointing)";
+  let description = [{
+    Runs on @forward_backward after mt-autodiff. Each recomputed region is a
+    set of forward ops of the decoder layers; the backward ops that read a
+    value of the region read instead a clone of the ops that make it,
+    inserted just before the first of them and marked `mt.backward` and
+    `mt.recompute` (the same ops with the same operands and attributes:
+    bit-identical outputs, no op of mt draws random numbers). The region's
+    intermediate values then die in the forward, and the buffer planner
+    sees shorter lifetimes. Megatron-Core's meanings
+    (transformer_config.py, recompute.py):
+    - `granularity=full`: whole layers, only each unit's inputs kept; with
+      `method=uniform` every run of `num-layers` layers of a pipeline chunk
+      is one unit, with `method=block` each of the first `num-layers`
+      layers of every chunk is one (`block-layers`: the layers of each
+      chunk, in model order; none: one chunk of all layers);
+    - `granularity=selective` with `modules`: `core_attn` (mt.attention and
+      its reshapes), `mlp` (a dense MLP: the ops between the pre-MLP norm
+      and the residual add), `moe` (the same span in a mixture-of-experts
+      layer), checkpointed normally: a value that ops outside the region
+      also read in the forward is kept; `layernorm` (the norms on the
+      residual stream) and `moe_act` (activations inside a MoE layer;
+      mt.moe_grouped_mlp fuses its own, which its backward already recomputes)
+      discard their outputs: every backward read is recomputed.
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"granularity", "granularity", "std::string", "\"\"",
+           "full, selective, or empty (no recompute)">,
+    Option<"method", "method", "std::string", "\"uniform\"", "full: uniform or block">,
+    Option<"numLayers", "num-layers", "int64_t", "1",
+           "full: layers per unit (uniform) or per chunk (block)">,
+    ListOption<"modules", "modules", "std::string",
+               "selective: core_attn, mlp, layernorm, moe_act, moe">,
+    ListOption<"blockLayers", "block-layers", "int64_t",
+               "layers of each pipeline chunk, in model order (default: one chunk)">,
+  ];
+}
+
+def PipelineSplit : Pass<"mt-pipeline-split", "::mlir::ModuleOp"> {
+  let summary = "Splits the training step into pipeline (virtual) stages";
+  let description = [{
+    With the mesh's pp > 1 (`shard.grid @mesh`) and `chunk-layers`, the
+    decoder layers of each virtual stage v = chunk x pp + stage
+    (ParallelConfig::chunkLayers, Megatron's interleaved order):
+    - every op of @forward_backward but mt.weight gets `mt.virtual_stage`:
+      its layer's (`mt.layer`), or outside the layers the first virtual
+      stage (embedding, its gradient) or the last (final norm, head, loss
+      and their gradients), by its place in the function;
+    - a value used on another virtual stage passes through one
+      `mt.stage_transfer` per receiving stage: activations to the next
+      virtual stage, their gradients back to the previous one; any other
+      crossing is an error;
+    - every `mt.param` gets `mt.pipeline_stage`, the stage whose ops read
+      it, and one read by the first and the last stage (tied embeddings)
+      `mt.tied_stage` (the last; only those two may share a parameter).
+    The plan emitter makes one forward and one backward program per
+    virtual stage from this, and each transfer a send/recv pair. Runs last:
+    after mt-expose-collectives and the canonicalizer. With pp = 1 it does
+    nothing.
+  }];
+  let options = [
+    ListOption<"chunkLayers", "chunk-layers", "int64_t",
+               "decoder layers of each virtual stage, in virtual stage order">
+  ];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
 }
 

@@ -32,10 +32,25 @@ if [[ "${1:-}" == "--prepare" ]]; then
     --train-steps 20 -o "$data/plans/demo"
   for config in test/runtime/cuda/configs/*.json; do
     name=$(basename "$config" .json)
+    # The tiny Qwen3-MoE and Qwen2-MoE models are unstable at lr 1e-3: their
+    # gradient norm spikes at steps 11 and 17, and there the CPU reference
+    # itself moves by 20-56% when the initial weights are rounded to bf16
+    # (the dense models and Mixtral by < 0.2%), so no bf16 backend can match
+    # it. At 3e-4 no step moves by more than 1.3e-3 and the loss still falls.
+    lr=1e-3
+    [[ "$name" == *-moe-* ]] && lr=3e-4
     "$bin/mtc" import-hf "$config" --seq 64 --micro-batch 2 -o "$data/mlir/$name.mlir"
-    "$bin/mtc" compile "$data/mlir/$name.mlir" --global-batch 4 --lr 1e-3 --warmup-steps 5 \
+    "$bin/mtc" compile "$data/mlir/$name.mlir" --global-batch 4 --lr "$lr" --warmup-steps 5 \
       --train-steps 20 -o "$data/plans/$name"
   done
+  # neat_packing: documents packed in rows with position ids (the byte-level
+  # stand-in tokenizer, vocab 320 to hold it), and a plan that takes them.
+  "$bin/mt-prepare-sft" --dataset-dir models/data --dataset demo_alpaca,demo_sharegpt \
+    --template qwen3_nothink --cutoff-len 128 --neat-packing -o "$data/neat.sft" > /dev/null
+  "$bin/mtc" import-hf test/runtime/cuda/Inputs/tiny-qwen3-hd64-vocab320.json --seq 128 \
+    --micro-batch 2 --neat-packing -o "$data/mlir/tiny-qwen3-hd64-neat.mlir"
+  "$bin/mtc" compile "$data/mlir/tiny-qwen3-hd64-neat.mlir" --global-batch 4 --lr 1e-3 \
+    --warmup-steps 5 --train-steps 20 -o "$data/plans/tiny-qwen3-hd64-neat"
   bench/gpu-train.sh --prepare "$data"
   echo "gpu-check: build-gtest-src/ and build-gpu-data/ ready; carry both to the GPU machine"
   exit 0

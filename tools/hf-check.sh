@@ -4,8 +4,10 @@
 #  2. builds mtrun without the compiler,
 #  3. fine-tunes each fixture for a few steps with the plans compiled here
 #     by test/hf/compile-plans.sh (carried in .hfplans/), exports it, and
-#     checks that transformers loads
-#     the export and computes the loss mtrun computed from it.
+#     checks that transformers loads the export and computes the loss mtrun
+#     computed from it. For tiny-qwen3 the export is the checkpoint-5/
+#     folder that --hf-output (mtc train's outputs) writes: sharded
+#     safetensors with their index, loaded with no merge step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/hf-check}
@@ -17,8 +19,16 @@ tar -C "$fx" -cf "$out/fixtures.tar" .
 cmake -S . -B /tmp/mt-build -DMT_BUILD_COMPILER=OFF -DMT_BUILD_TESTS=OFF > /tmp/configure.log
 cmake --build /tmp/mt-build -j "$(nproc)" --target mtrun > /tmp/build.log || { tail -50 /tmp/build.log; exit 1; }
 for m in "${models[@]}"; do
-  /tmp/mt-build/bin/mtrun ".hfplans/$m" --load "$fx/$m" --data "$fx/$m/tokens.bin" \
-    --steps 5 --export-hf "$ex/$m" > /dev/null
+  if [[ "$m" == tiny-qwen3 ]]; then
+    /tmp/mt-build/bin/mtrun ".hfplans/$m" --load "$fx/$m" --data "$fx/$m/tokens.bin" \
+      --steps 5 --hf-output "$ex/$m-run" --save-steps 5 --max-shard-size 300000 > /dev/null
+    ln -s "$m-run/checkpoint-5" "$ex/$m"
+  else
+    /tmp/mt-build/bin/mtrun ".hfplans/$m" --load "$fx/$m" --data "$fx/$m/tokens.bin" \
+      --steps 5 --export-hf "$ex/$m" > /dev/null
+  fi
+  files=("$ex/$m"/model*.safetensors)
+  echo "$m: ${#files[@]} safetensors file(s) in $(readlink -f "$ex/$m")"
   /tmp/mt-build/bin/mtrun ".hfplans/$m" --load "$ex/$m" --data "$fx/$m/tokens.bin" \
     --steps 1 --metrics "$ex/$m.jsonl" --dump-logits "$ex/$m.logits.safetensors" > /dev/null
 done

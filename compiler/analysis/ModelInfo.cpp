@@ -59,17 +59,26 @@ FailureOr<func::FuncOp> forwardFunction(ModuleOp module) {
   if (!fn || fn.isExternal())
     return module.emitError()
            << "expects a model function 'func.func @forward(input_ids, labels, "
-              "loss_mask) -> loss'";
+              "loss_mask[, position_ids]) -> loss'";
   auto type = fn.getFunctionType();
-  if (type.getNumInputs() != 3 || type.getNumResults() != 1)
-    return fn.emitOpError() << "expects 3 arguments (input_ids, labels, "
-                               "loss_mask) and 1 result (loss), got "
+  if ((type.getNumInputs() != 3 && type.getNumInputs() != 4) || type.getNumResults() != 1)
+    return fn.emitOpError() << "expects 3 or 4 arguments (input_ids, labels, "
+                               "loss_mask[, position_ids]) and 1 result (loss), got "
                             << type.getNumInputs() << " and "
                             << type.getNumResults();
   auto ids = dyn_cast<RankedTensorType>(type.getInput(0));
   if (!ids || ids.getRank() != 2 || !ids.hasStaticShape())
     return fn.emitOpError() << "expects input_ids of static shape [batch, seq], got "
                             << type.getInput(0);
+  if (type.getNumInputs() == 4) {
+    auto role = fn.getArgAttrOfType<StringAttr>(3, "mt.input");
+    auto pos = dyn_cast<RankedTensorType>(type.getInput(3));
+    if (!role || role.getValue() != "position_ids" || !pos ||
+        pos.getShape() != ids.getShape() || !pos.getElementType().isInteger(32))
+      return fn.emitOpError() << "expects a fourth argument {mt.input = \"position_ids\"} "
+                                 "of type i32 and the shape of input_ids, got "
+                              << type.getInput(3);
+  }
   return fn;
 }
 
@@ -93,6 +102,9 @@ FailureOr<ModelDims> readModelDims(ModuleOp module) {
       if (failed(agree(op, "experts", dims.numExperts,
                        tensorOf(router.getWeight()).getDimSize(0))))
         return WalkResult::interrupt();
+      ++dims.moeLayers;
+      dims.topK = router.getTopK();
+      dims.hidden = tensorOf(router.getInput()).getDimSize(2);
     } else if (auto ce = dyn_cast<CrossEntropyOp>(op)) {
       dims.vocabSize = tensorOf(ce.getLogits()).getDimSize(2);
     }
@@ -110,6 +122,29 @@ FailureOr<ModelDims> readModelDims(ModuleOp module) {
   return dims;
 }
 
+double forwardFlops(Operation *op) {
+  if (auto linear = dyn_cast<LinearOp>(op))
+    return 2.0 * tensorOf(linear.getResult()).getNumElements() *
+           tensorOf(linear.getWeight()).getDimSize(1);
+  if (auto router = dyn_cast<MoERouterOp>(op)) {
+    auto w = tensorOf(router.getWeight());
+    return 2.0 * w.getNumElements() *
+           (tensorOf(router.getInput()).getNumElements() / w.getDimSize(1));
+  }
+  if (auto grouped = dyn_cast<MoEGroupedMLPOp>(op)) {
+    // Three GEMMs per row the experts compute (B·S·top_k when dropless).
+    auto gate = tensorOf(grouped.getGate());
+    int64_t perExpert = gate.getDimSize(1) * gate.getDimSize(2);
+    return 2.0 * 3 * perExpert * tensorOf(grouped.getInput()).getDimSize(0);
+  }
+  if (auto attn = dyn_cast<AttentionOp>(op)) {
+    // QK^T and PV over the causal half of the S x S scores.
+    auto q = tensorOf(attn.getQuery());
+    return 2.0 * 2 * q.getNumElements() * q.getDimSize(1) / 2;
+  }
+  return 0;
+}
+
 FailureOr<ModelStats> computeModelStats(ModuleOp module) {
   auto fn = forwardFunction(module);
   if (failed(fn) || failed(checkTensorSizes(module)))
@@ -125,24 +160,7 @@ FailureOr<ModelStats> computeModelStats(ModuleOp module) {
   auto ids = cast<RankedTensorType>(fn->getFunctionType().getInput(0));
   stats.tokensPerMicroBatch = ids.getNumElements();
   double flops = 0; // for the whole micro-batch
-  fn->walk([&](Operation *op) {
-    if (auto linear = dyn_cast<LinearOp>(op)) {
-      flops += 2.0 * tensorOf(linear.getResult()).getNumElements() *
-               tensorOf(linear.getWeight()).getDimSize(1);
-    } else if (auto router = dyn_cast<MoERouterOp>(op)) {
-      auto w = tensorOf(router.getWeight());
-      flops += 2.0 * w.getNumElements() *
-               (tensorOf(router.getInput()).getNumElements() / w.getDimSize(1));
-    } else if (auto experts = dyn_cast<ExpertFFNOp>(op)) {
-      auto gate = tensorOf(experts.getGate());
-      int64_t perExpert = gate.getDimSize(1) * gate.getDimSize(2);
-      flops += 2.0 * 3 * perExpert * tensorOf(experts.getWeights()).getNumElements();
-    } else if (auto attn = dyn_cast<AttentionOp>(op)) {
-      // QK^T and PV over the causal half of the S x S scores.
-      auto q = tensorOf(attn.getQuery());
-      flops += 2.0 * 2 * q.getNumElements() * q.getDimSize(1) / 2;
-    }
-  });
+  fn->walk([&](Operation *op) { flops += forwardFlops(op); });
   stats.forwardFlopsPerToken = flops / double(stats.tokensPerMicroBatch);
   return stats;
 }

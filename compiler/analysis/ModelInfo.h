@@ -35,6 +35,11 @@ struct ModelStats {
 
 mlir::FailureOr<ModelStats> computeModelStats(mlir::ModuleOp module);
 
+/// Model FLOPs of one forward op over its (local) shapes, as
+/// computeModelStats counts them (docs/FLOPS.md): matmuls of linears, the
+/// router, the top-k experts and causal attention; 0 for any other op.
+double forwardFlops(mlir::Operation *op);
+
 } // namespace mt
 
 #endif // MT_COMPILER_ANALYSIS_MODELINFO_H

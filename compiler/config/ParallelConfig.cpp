@@ -36,10 +36,7 @@ struct PendingOption {
 const std::map<std::string, PendingOption> &pendingOptions() {
   using enum PendingKind;
   static const std::map<std::string, PendingOption> options = {
-      {"use_distributed_optimizer", {Bool, "false"}},
-      {"recompute_granularity", {NullOnly, "null"}},
-      {"recompute_method", {NullOnly, "null"}},
-      {"recompute_num_layers", {NullOnly, "null"}},
+      {"overlap_param_gather", {Bool, "false"}}, // the all-gather runs after the update
       {"param_offload", {Bool, "false"}},
       {"grad_offload", {Bool, "false"}},
       {"optimizer_offload", {Bool, "false"}},
@@ -52,8 +49,8 @@ const std::map<std::string, PendingOption> &pendingOptions() {
 /// is checked to be a boolean, then not used.
 const std::set<std::string> &hintKeys() {
   static const std::set<std::string> keys = {
-      "bias_activation_fusion", "apply_rope_fusion",   "moe_grouped_gemm",
-      "overlap_grad_reduce",    "overlap_param_gather", "bf16"};
+      "bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm", "overlap_grad_reduce",
+      "bf16"};
   return keys;
 }
 
@@ -153,7 +150,99 @@ Status resolveStageLayers(ParallelConfig &c, int64_t layers) {
   return Status::ok();
 }
 
+/// Checks the recompute options as Megatron-Core's TransformerConfig does
+/// (__post_init__) and fills in the defaults; `moe` and `moe_act` need a
+/// mixture-of-experts model, and an option that would change nothing is
+/// refused rather than ignored.
+Status resolveRecompute(ParallelConfig &p, const ModelDims &model) {
+  RecomputeConfig &r = p.recompute;
+  const char *granularity = "recompute_granularity (--recompute-granularity)";
+  const char *method = "recompute_method (--recompute-method)";
+  const char *numLayers = "recompute_num_layers (--recompute-num-layers)";
+  const char *modules = "recompute_modules (--recompute-modules)";
+  if (!r.granularity.empty() && r.granularity != "full" && r.granularity != "selective")
+    return fail(granularity, " must be full or selective (or null: none), got '",
+                r.granularity, "'");
+  if (!r.method.empty() && r.method != "uniform" && r.method != "block")
+    return fail(method, " must be uniform or block (or null), got '", r.method, "'");
+  if (r.numLayers < 0)
+    return fail(numLayers, " must be >= 1, got ", r.numLayers);
+  if (r.moeLayerRecompute) { // Megatron-Core: selective, with moe added
+    if (r.granularity == "full")
+      return fail("moe_layer_recompute (--moe-layer-recompute) cannot be combined with ",
+                  granularity, " full");
+    if (model.numExperts == 0)
+      return fail("moe_layer_recompute (--moe-layer-recompute) recomputes mixture-of-experts "
+                  "layers; this model is dense");
+    r.granularity = "selective";
+    if (r.modules.empty())
+      r.modules = {"core_attn"};
+    if (std::find(r.modules.begin(), r.modules.end(), "moe") == r.modules.end())
+      r.modules.push_back("moe");
+  }
+  if (r.granularity.empty()) {
+    if (!r.method.empty() || r.numLayers || !r.modules.empty())
+      return fail(!r.method.empty() ? method : r.numLayers ? numLayers : modules,
+                  " has no effect without ", granularity, " full or selective");
+    return Status::ok();
+  }
+  if (r.granularity == "selective") {
+    if (!r.method.empty() || r.numLayers)
+      return fail(!r.method.empty() ? method : numLayers, " applies to ", granularity,
+                  " full; selective recomputes its modules in every layer");
+    if (r.modules.empty())
+      r.modules = {"core_attn"};
+    static const std::set<std::string> known = {"core_attn", "mlp", "layernorm", "moe_act",
+                                                "moe"};
+    for (const std::string &m : r.modules) {
+      if (!known.count(m))
+        return fail(modules, ": unknown module '", m,
+                    "' (valid: core_attn, mlp, layernorm, moe_act, moe)");
+      if ((m == "moe" || m == "moe_act") && model.numExperts == 0)
+        return fail(modules, ": ", m, " recomputes mixture-of-experts layers; this model "
+                    "is dense");
+    }
+    return Status::ok();
+  }
+  if (!r.modules.empty())
+    return fail(modules, " applies to ", granularity, " selective; full recomputes whole "
+                "layers");
+  if (r.method.empty() && !r.numLayers) { // MCoreAdapter: every layer
+    r.method = "uniform";
+    r.numLayers = 1;
+  }
+  if (r.method.empty())
+    return fail(granularity, " full needs ", method, " uniform or block");
+  int64_t most = *std::max_element(p.chunkLayers.begin(), p.chunkLayers.end());
+  if (r.numLayers < 1 || r.numLayers > most)
+    return fail(numLayers, " must be between 1 and the layers of a pipeline chunk (", most,
+                ") with ", granularity, " full, got ", r.numLayers);
+  return Status::ok();
+}
+
 } // namespace
+
+std::vector<std::string> splitModuleList(const std::string &text) {
+  std::vector<std::string> names;
+  std::stringstream in(text);
+  for (std::string name; std::getline(in, name, ',');) {
+    size_t first = name.find_first_not_of(" \t"), last = name.find_last_not_of(" \t");
+    names.push_back(first == std::string::npos ? "" : name.substr(first, last - first + 1));
+  }
+  return names;
+}
+
+std::string RecomputeConfig::describe() const {
+  if (granularity.empty())
+    return "none";
+  if (granularity == "full")
+    return "full, " + method + ", " + countOf(numLayers, "layer") +
+           (method == "uniform" ? " per unit" : " per pipeline chunk");
+  std::string out = "selective:";
+  for (const std::string &m : modules)
+    out += (out.back() == ':' ? " " : ", ") + m;
+  return out;
+}
 
 Status ParallelConfig::resolve(const ModelDims &model) {
   if (Status s = checkRanges(*this); !s)
@@ -193,6 +282,8 @@ Status ParallelConfig::resolve(const ModelDims &model) {
                 "pipeline_model_parallel_size (--pp) > 1, got --pp 1");
   if (Status s = resolveStageLayers(*this, model.numLayers); !s)
     return s;
+  if (Status s = resolveRecompute(*this, model); !s)
+    return s;
   if (model.numExperts == 0 && ep != 1)
     return fail("expert_model_parallel_size (--ep ", ep, ") needs a "
                 "mixture-of-experts model; this model is dense");
@@ -218,16 +309,19 @@ Status ParallelConfig::resolve(const ModelDims &model) {
                 pp, ") x cp (", cp, ") x ep (", ep, ") x dp (", dp, ") = ",
                 dp * modelParallel);
 
+  // Megatron-Core folds ep into the dense layers' data parallelism: every
+  // one of the dp x ep ranks of a model replica reads its own micro-batches.
+  int64_t denseDp = denseDataParallel();
   if (globalBatch == 0)
-    globalBatch = microBatch * dp;
-  if (globalBatch % (microBatch * dp) != 0)
+    globalBatch = microBatch * denseDp;
+  if (globalBatch % (microBatch * denseDp) != 0)
     return fail("global_batch_size (", globalBatch, ") must be divisible by "
                 "micro_batch_size (", microBatch, ") x data parallel size (",
-                dp, ") = ", microBatch * dp);
+                denseDp, ep > 1 ? " = dp x ep" : "", ") = ", microBatch * denseDp);
   if (vpp != 0 && numMicroBatches() % pp != 0)
     return fail("with virtual pipeline stages, the number of micro-batches (",
                 numMicroBatches(), " = global_batch_size ", globalBatch,
-                " / (micro_batch_size ", microBatch, " x dp ", dp,
+                " / (micro_batch_size ", microBatch, " x dp ", denseDp,
                 ")) must be a multiple of pp (", pp, ")");
   return Status::ok();
 }
@@ -318,6 +412,32 @@ template <typename T> Setter typedSetter(T &out, const char *expected, bool null
   };
 }
 
+/// recompute_modules: a list of names, or one comma-separated string
+/// (MCoreAdapter's spelling); null: not given.
+Setter moduleList(std::vector<std::string> &out) {
+  return [&out](const std::string &path, const YAML::Node &n) {
+    out.clear();
+    if (n.IsNull())
+      return Status::ok();
+    std::vector<std::string> items;
+    if (n.IsSequence()) {
+      for (const YAML::Node &item : n) {
+        std::string name;
+        if (Status s = readTyped(path, item, "a module name", name); !s)
+          return s;
+        items.push_back(name);
+      }
+    } else {
+      std::string text;
+      if (Status s = readTyped(path, n, "a list of module names", text); !s)
+        return s;
+      items = splitModuleList(text);
+    }
+    out = items;
+    return Status::ok();
+  };
+}
+
 /// The options this version applies, by Megatron-Core name.
 std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerConfig &optimizer) {
   auto integer = [](int64_t &out, bool nullable = false) {
@@ -346,9 +466,15 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"data_parallel_size", integer(config.dp)},
       {"world_size", integer(config.worldSize)},
       {"sequence_parallel", typedSetter(config.sequenceParallel, "true or false")},
+      {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
       {"micro_batch_size", integer(config.microBatch)},
       {"global_batch_size", integer(config.globalBatch)},
       {"seq_length", integer(config.seq)},
+      {"recompute_granularity", typedSetter(config.recompute.granularity, "a string", true)},
+      {"recompute_method", typedSetter(config.recompute.method, "a string", true)},
+      {"recompute_num_layers", integer(config.recompute.numLayers, true)},
+      {"recompute_modules", moduleList(config.recompute.modules)},
+      {"moe_layer_recompute", typedSetter(config.recompute.moeLayerRecompute, "true or false")},
   };
 }
 

@@ -19,10 +19,33 @@ struct ModelDims {
   int64_t numHeads = 0;
   int64_t numKvHeads = 0;
   int64_t numExperts = 0; // 0 for a dense model
+  /// Mixture-of-experts layers, their routed slots per token (top_k) and
+  /// the rows' width (hidden size), for the all-to-all volume.
+  int64_t moeLayers = 0, topK = 0, hidden = 0;
   int64_t vocabSize = 0;
   int64_t microBatch = 0; // the model's static input shape [microBatch, seq]
   int64_t seq = 0;
 };
+
+/// Megatron-Core's activation recompute options (transformer_config.py:
+/// recompute_granularity, recompute_method, recompute_num_layers,
+/// recompute_modules, moe_layer_recompute). Empty / 0: not given.
+struct RecomputeConfig {
+  std::string granularity;          // "full" or "selective"
+  std::string method;               // full: "uniform" or "block"
+  int64_t numLayers = 0;            // full: layers per unit (uniform) or per chunk (block)
+  std::vector<std::string> modules; // selective: core_attn, mlp, layernorm, moe_act, moe
+  bool moeLayerRecompute = false;   // deprecated spelling of selective + moe
+
+  bool enabled() const { return !granularity.empty(); }
+  /// In words, for --explain: "full, uniform, 1 layer per unit",
+  /// "selective: core_attn, mlp", "none".
+  std::string describe() const;
+};
+
+/// "core_attn, mlp" -> {"core_attn", "mlp"}: recompute_modules given as
+/// one comma-separated string (MCoreAdapter's spelling, and the flag's).
+std::vector<std::string> splitModuleList(const std::string &text);
 
 /// Sizes of the mesh (pp, dp, cp, ep, tp) and of the batch. A value of 0
 /// means "not given": derived from the others (dp, world size, global batch)
@@ -30,6 +53,10 @@ struct ModelDims {
 struct ParallelConfig {
   int64_t tp = 1, pp = 1, vpp = 0, ep = 1, cp = 1, dp = 0, worldSize = 0;
   bool sequenceParallel = false;
+  /// Megatron-Core's use_distributed_optimizer: gradients reduce-scattered
+  /// in buckets over dp, each rank updating 1/dp of the weights and AdamW
+  /// state (mt-build-optimizer).
+  bool distributedOptimizer = false;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
   /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of
   /// the first and last stage with the rest split evenly (Megatron's
@@ -39,13 +66,20 @@ struct ParallelConfig {
   /// Resolved: the layers of each virtual stage (chunk c of stage s is
   /// virtual stage c * pp + s), in model order.
   std::vector<int64_t> chunkLayers;
+  /// Activation recompute; resolved: Megatron-Core's and MCoreAdapter's
+  /// defaults filled in (full alone: uniform, 1 layer; selective:
+  /// core_attn; moe_layer_recompute: selective with moe added).
+  RecomputeConfig recompute;
   /// Megatron options this version parses but does not apply yet, by name,
   /// with their value read by type and spelled one way per value ("true",
   /// "false", "null", or the string). Validation rejects any that asks for
   /// a change.
   std::map<std::string, std::string> pending;
 
-  int64_t numMicroBatches() const { return globalBatch / (microBatch * dp); }
+  /// The data-parallel size of attention and dense layers: dp · ep
+  /// (Megatron-Core's MoE parallel folding: world / (tp · pp · cp)).
+  int64_t denseDataParallel() const { return dp * ep; }
+  int64_t numMicroBatches() const { return globalBatch / (microBatch * denseDataParallel()); }
 
   /// Sizes of the mesh of attention and dense layers, in the order of
   /// runtime/plan/MeshAxes.h's kDenseAxes (pp, dp, cp, tp). Here ep is a

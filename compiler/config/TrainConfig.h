@@ -4,6 +4,7 @@
 #ifndef MT_COMPILER_CONFIG_TRAINCONFIG_H
 #define MT_COMPILER_CONFIG_TRAINCONFIG_H
 
+#include "compiler/config/MoeOptions.h"
 #include "compiler/config/ParallelConfig.h"
 #include "runtime/support/Status.h"
 
@@ -27,7 +28,7 @@ struct TrainConfig {
   std::string chatTemplate;      // `template`
   int64_t cutoffLen = 2048;      // tokens per sample: the plan's sequence length
   int64_t maxSamples = 0;        // 0: all
-  bool packing = false, trainOnPrompt = false, maskHistory = false;
+  bool packing = false, neatPacking = false, trainOnPrompt = false, maskHistory = false;
   // Outputs.
   std::string outputDir;
   bool overwriteOutputDir = false;
@@ -51,6 +52,8 @@ struct TrainConfig {
   std::string distCheckpointingPath;
   /// The Megatron keys (tensor_model_parallel_size, ...).
   ParallelConfig parallel;
+  /// Megatron-Core's moe_* routing keys, applied when the model is imported.
+  MoeOptions moe;
   /// "key: why" for every key given that names what mtc always does, for
   /// --explain.
   std::vector<std::string> alwaysDone;
@@ -61,8 +64,12 @@ struct TrainConfig {
   /// The data-parallel size the run will have: parallel.dp if given, else
   /// world size / (tp x pp x cp x ep), else 1.
   int64_t dataParallelSize() const;
-  /// per_device_train_batch_size x gradient_accumulation_steps x dp.
-  int64_t globalBatchSize() const { return perDeviceTrainBatchSize * gradientAccumulationSteps * dataParallelSize(); }
+  /// per_device_train_batch_size x gradient_accumulation_steps x dp x ep
+  /// (Megatron-Core's data-parallel size, world / (tp x pp x cp): expert
+  /// parallelism folds into data parallelism).
+  int64_t globalBatchSize() const {
+    return perDeviceTrainBatchSize * gradientAccumulationSteps * dataParallelSize() * parallel.ep;
+  }
 
   /// The parallel layout to compile: `parallel` with micro_batch_size =
   /// per_device_train_batch_size, seq_length = cutoff_len and the global

@@ -135,6 +135,50 @@ Status schedulerKwargs(TrainConfig &c, const Given &g) {
   return Status::ok();
 }
 
+/// A recompute option's string; null: not given.
+Setter recomputeText(const char *key, std::string RecomputeConfig::*field) {
+  return [=](TrainConfig &c, const Given &g) {
+    if (g.node.IsNull())
+      return (c.parallel.recompute.*field).clear(), Status::ok();
+    return read(g, key, "a string or null", c.parallel.recompute.*field);
+  };
+}
+
+/// recompute_modules: a list of names or one comma-separated string
+/// (MCoreAdapter's spelling); null: not given (core_attn).
+Status recomputeModules(TrainConfig &c, const Given &g) {
+  std::vector<std::string> &out = c.parallel.recompute.modules;
+  out.clear();
+  if (g.node.IsNull())
+    return Status::ok();
+  if (!g.node.IsSequence()) {
+    std::string text;
+    if (Status s = read(g, "recompute_modules", "a list of module names", text); !s)
+      return s;
+    out = splitModuleList(text);
+    return Status::ok();
+  }
+  for (const YAML::Node &item : g.node) {
+    std::string name;
+    if (Status s = read(Given{item, g.where}, "recompute_modules", "a list of module names", name);
+        !s)
+      return s;
+    out.push_back(name);
+  }
+  return Status::ok();
+}
+
+/// A number, or null for none (MoeOptions::validate checks its range).
+Status moeNumber(const Given &g, const char *key, std::optional<double> &out) {
+  if (g.node.IsNull())
+    return out.reset(), Status::ok();
+  double v = 0;
+  if (Status s = read(g, key, "a number or null", v); !s)
+    return s;
+  out = v;
+  return Status::ok();
+}
+
 /// micro_batch_size (Megatron's name) is per_device_train_batch_size.
 Status microBatch(TrainConfig &c, const Given &g) {
   return integer("micro_batch_size", &TrainConfig::perDeviceTrainBatchSize, 1)(c, g);
@@ -175,8 +219,9 @@ std::vector<Key> llamaFactoryDataKeys() {
        integer("max_samples", &T::maxSamples, 1, 0)},
       {"packing", Honoured, LlamaFactory, "concatenate samples into cutoff_len rows", {}, "",
        boolean("packing", &T::packing)},
-      {"neat_packing", Refused, LlamaFactory, "packing with attention confined to each sample "
-       "needs variable-length attention", {off}, "issue 15 (item 4)"},
+      {"neat_packing", Honoured, LlamaFactory, "packing with attention and rotary positions "
+       "confined to each sample (implies packing)", {}, "",
+       boolean("neat_packing", &T::neatPacking)},
       {"train_on_prompt", Honoured, LlamaFactory, "the loss also covers the prompts", {}, "",
        boolean("train_on_prompt", &T::trainOnPrompt)},
       {"mask_history", Honoured, LlamaFactory, "the loss covers the last turn only", {}, "",
@@ -280,27 +325,68 @@ std::vector<Key> megatronKeys() {
        "issue 18"},
       {"moe_token_dispatcher_type", Refused, Megatron, "one rank holds every expert: no dispatch "
        "until expert parallelism", {"alltoall"}, "issue 14"},
-      {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one mt.expert_ffn op"},
+      {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one mt.moe_grouped_mlp op"},
       {"moe_shared_expert_overlap", Refused, Megatron, "overlapping shared experts with dispatch "
        "needs expert parallelism", {off}, "issue 14"},
-      {"moe_aux_loss_coeff", Refused, Megatron, "the router's auxiliary loss is not computed yet",
-       {"0", "0.0", "null"}, "issue 14"},
-      {"moe_layer_recompute", Refused, Megatron, "activation recompute is not planned yet", {off},
-       "issue 16"},
-      {"recompute_granularity", Refused, Megatron, "activation recompute is not planned yet",
-       {"null"}, "issue 16"},
-      {"recompute_method", Refused, Megatron, "activation recompute is not planned yet", {"null"},
-       "issue 16"},
-      {"recompute_num_layers", Refused, Megatron, "activation recompute is not planned yet",
-       {"null"}, "issue 16"},
-      {"recompute_modules", Refused, Megatron, "activation recompute is not planned yet", {"null"},
-       "issue 16"},
-      {"use_distributed_optimizer", Refused, Megatron, "the distributed optimizer is not planned "
-       "yet", {off}, "issue 16"},
-      {"overlap_grad_reduce", Refused, Megatron, "bucketed reduce-scatter behind backward comes "
-       "with the distributed optimizer", {off}, "issue 16"},
-      {"overlap_param_gather", Refused, Megatron, "parameter all-gather behind forward comes with "
-       "the distributed optimizer", {off}, "issue 16"},
+      {"moe_aux_loss_coeff", Honoured, Megatron, "coefficient of Megatron-Core's load-balancing "
+       "loss (default: the model's router_aux_loss_coef x top_k, the same loss)", {}, "",
+       [](TrainConfig &c, const Given &g) { return moeNumber(g, "moe_aux_loss_coeff", c.moe.auxLossCoeff); }},
+      {"moe_z_loss_coeff", Honoured, Megatron, "coefficient of the router z-loss", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         std::optional<double> z;
+         Status s = moeNumber(g, "moe_z_loss_coeff", z);
+         c.moe.zLossCoeff = z.value_or(0.0);
+         return s;
+       }},
+      {"moe_router_load_balancing_type", Honoured, Megatron, "aux_loss, seq_aux_loss or none", {},
+       "", [](TrainConfig &c, const Given &g) {
+         return read(g, "moe_router_load_balancing_type", "a string", c.moe.loadBalancingType);
+       }},
+      {"moe_expert_capacity_factor", Honoured, Megatron, "expert capacity (null: dropless)", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return moeNumber(g, "moe_expert_capacity_factor", c.moe.capacityFactor);
+       }},
+      {"moe_token_drop_policy", Honoured, Megatron, "probs or position", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "moe_token_drop_policy", "a string", c.moe.dropPolicy);
+       }},
+      {"moe_pad_expert_input_to_capacity", Honoured, Megatron, "experts take capacity rows", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "moe_pad_expert_input_to_capacity", "true or false", c.moe.padToCapacity);
+       }},
+      {"moe_layer_recompute", Honoured, Megatron, "recompute each MoE layer before its backward "
+       "(recompute_granularity selective with moe added)", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "moe_layer_recompute", "true or false", c.parallel.recompute.moeLayerRecompute);
+       }},
+      {"recompute_granularity", Honoured, Megatron, "activation recompute: full (whole layers) or "
+       "selective (recompute_modules)", {}, "", recomputeText("recompute_granularity",
+                                                              &RecomputeConfig::granularity)},
+      {"recompute_method", Honoured, Megatron, "which layers full recompute covers: uniform or "
+       "block", {}, "", recomputeText("recompute_method", &RecomputeConfig::method)},
+      {"recompute_num_layers", Honoured, Megatron, "layers per recompute unit (uniform) or per "
+       "pipeline chunk (block)", {}, "", [](TrainConfig &c, const Given &g) {
+         if (g.node.IsNull())
+           return c.parallel.recompute.numLayers = 0, Status::ok();
+         Status s = read(g, "recompute_num_layers", "an integer", c.parallel.recompute.numLayers);
+         if (s && c.parallel.recompute.numLayers < 1)
+           return Status::error(g.where + "recompute_num_layers: must be >= 1, got " +
+                                g.node.Scalar());
+         return s;
+       }},
+      {"recompute_modules", Honoured, Megatron, "what selective recompute covers: core_attn, mlp, "
+       "layernorm, moe_act, moe", {}, "", recomputeModules},
+      {"use_distributed_optimizer", Honoured, Megatron, "AdamW state sharded over dp in gradient "
+       "buckets (reduce-scatter, sharded update, all-gather)", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "use_distributed_optimizer", "true or false",
+                     c.parallel.distributedOptimizer);
+       }},
+      {"overlap_grad_reduce", AlwaysDone, Megatron, "a speed choice: the CUDA backend starts the "
+       "dp gradient reduction (all-reduce, or the distributed optimizer's bucket reduce-scatters) "
+       "behind the last backward"},
+      {"overlap_param_gather", Refused, Megatron, "the distributed optimizer's parameter "
+       "all-gather runs at the end of the step, not behind the next forward", {off}, "issue 16"},
       {"bias_activation_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they "
        "see fit, with the same result"},
       {"apply_rope_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they see "

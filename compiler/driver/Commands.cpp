@@ -4,7 +4,8 @@
 #include "compiler/analysis/ModelInfo.h"
 #include "compiler/driver/Explain.h"
 #include "compiler/driver/Pipeline.h"
-#include "runtime/plan/PipelineSchedule.h"
+#include "compiler/driver/RecomputeAdvice.h"
+#include "compiler/plan/PipelineSchedule.h"
 #include "runtime/support/AtomicFile.h"
 #include "runtime/support/OutputPath.h"
 #include "dialects/mt/MtDialect.h"
@@ -90,11 +91,19 @@ OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path,
 
 } // namespace
 
-/// The pipeline schedule of the layout: its predicted bubble, and its SVG.
-static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
-                            llvm::raw_ostream &os, bool explain) {
+/// The pipeline schedule of the layout, its predicted bubble and its SVG:
+/// the schedule `plan` carries, or without a plan (a layout plans do not
+/// cover yet) the one the plan emitter would give it.
+static bool explainSchedule(const ParallelConfig &p, const plan::Plan *plan,
+                            const std::string &svgPath, llvm::raw_ostream &os, bool explain) {
   int64_t vpp = p.vpp ? p.vpp : 1, micro = p.numMicroBatches();
-  auto schedule = pipelineSchedule(p.pp, vpp, micro);
+  Expected<std::vector<std::vector<PipelineAction>>> schedule =
+      plan ? pipelineActions(*plan)
+           : Expected<std::vector<std::vector<PipelineAction>>>(pipelineSchedule(p.pp, vpp, micro));
+  if (!schedule) {
+    llvm::errs() << "error: " << schedule.message() << "\n";
+    return false;
+  }
   // Actions cost in proportion to their virtual stage's layers.
   std::vector<double> cost;
   double mean = 0;
@@ -102,12 +111,12 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
     mean += double(n) / double(p.chunkLayers.size());
   for (int64_t n : p.chunkLayers)
     cost.push_back(double(n) / mean);
-  Expected<double> makespan = simulate(schedule, p.pp, vpp, 2.0, cost);
+  Expected<double> makespan = simulate(*schedule, p.pp, vpp, 2.0, cost);
   if (!makespan) {
     llvm::errs() << "error: " << makespan.message() << "\n";
     return false;
   }
-  double bubble = bubbleFraction(schedule, *makespan);
+  double bubble = bubbleFraction(*schedule, *makespan);
   if (explain)
     os << "pipeline schedule: " << countOf(micro, "micro-batch", "micro-batches")
        << llvm::format(" per step, predicted bubble %.1f%% of stage time (backward = 2 x "
@@ -121,7 +130,7 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
   char bubbleText[64];
   std::snprintf(bubbleText, sizeof(bubbleText), ", bubble %.1f%%", 100.0 * bubble);
   Status s =
-      io::writePipelineSvg(svgPath, scheduleSvg(schedule, vpp, *makespan, title + bubbleText));
+      io::writePipelineSvg(svgPath, scheduleSvg(*schedule, vpp, *makespan, title + bubbleText));
   if (!s)
     llvm::errs() << "error: " << s.message() << "\n";
   return s.isOk();
@@ -131,15 +140,17 @@ static bool explainSchedule(const ParallelConfig &p, const std::string &svgPath,
 /// fresh directory that replaces the dump directory whether or not a pass
 /// fails: the dumps up to a failing pass show where it failed.
 static FailureOr<plan::Plan> buildWithDumps(ModuleOp module, const ParallelConfig &parallel,
-                                            const CompileOptions &options) {
+                                            const CompileOptions &options,
+                                            RecomputeEffect *recompute) {
   if (options.dumpDir.empty())
-    return buildTrainingPlan(module, parallel, options);
+    return buildTrainingPlan(module, parallel, options, recompute);
   FailureOr<plan::Plan> plan = failure();
   Status s = io::replaceOutputDirectory(options.dumpDir, io::OutputKind::IrDump,
                                         [&](const std::string &tmp) {
                                           CompileOptions dumping = options;
                                           dumping.dumpDir = tmp;
-                                          plan = buildTrainingPlan(module, parallel, dumping);
+                                          plan = buildTrainingPlan(module, parallel, dumping,
+                                                                   recompute);
                                           return Status::ok();
                                         });
   if (!s) {
@@ -159,6 +170,14 @@ bool importHf(const ImportOptions &options) {
                      : spec.status();
   if (!fits) {
     llvm::errs() << "error: " << fits.message() << "\n";
+    return false;
+  }
+  Status moe = options.shape.moe.validate();
+  if (moe && !spec->moe && !(options.shape.moe == MoeOptions{}))
+    moe = Status::error(options.configPath + " has no mixture-of-experts layers: the moe_* "
+                        "routing options do not apply");
+  if (!moe) {
+    llvm::errs() << "error: " << moe.message() << "\n";
     return false;
   }
   if (Status s = checkModelSizes(*spec, options.shape, options.configPath); !s) {
@@ -209,6 +228,9 @@ bool printStats(const std::string &modelPath) {
 /// What a compile that writes or prints nothing lacks (after the layout is
 /// checked, so that its errors come first).
 static Status checkSomethingToDo(const CompileOptions &o) {
+  if (o.gpuMemory && !o.explain)
+    return Status::error("--gpu-memory picks a recompute option for --explain to print: add "
+                         "--explain");
   if (!o.outputDir.empty() || o.explain)
     return Status::ok();
   if (!o.dumpDir.empty() || !o.freeze.empty())
@@ -272,25 +294,42 @@ bool compileModel(const CompileOptions &options) {
     explainLayout(*dims, parallel, llvm::outs());
     llvm::outs() << options.configExplain;
   }
-  if ((options.explain || !options.scheduleSvg.empty()) &&
-      !explainSchedule(parallel, options.scheduleSvg, llvm::outs(), options.explain))
-    return false;
-  if (std::string missing = notPlannedYet(parallel, *dims); !missing.empty()) {
-    if (options.outputDir.empty()) { // validated and explained; no plan to write
-      if (options.explain)
-        llvm::outs() << "plan: none; " << missing << "\n";
-      return true;
-    }
+  const bool scheduleWanted = options.explain || !options.scheduleSvg.empty();
+  std::string missing = notPlannedYet(parallel, *dims);
+  if (!missing.empty() && !options.outputDir.empty()) {
     llvm::errs() << "error: " << missing << "\n";
     return false;
   }
-  if (options.outputDir.empty() && !options.explain)
+  if (options.outputDir.empty() && !scheduleWanted)
     return true;
-  auto plan = buildWithDumps(*module, parallel, options);
-  if (failed(plan))
+  // --gpu-memory plans the step once per recompute option, from the model
+  // as read (the passes rewrite `module`).
+  OwningOpRef<ModuleOp> pristine;
+  if (options.gpuMemory && missing.empty())
+    pristine = module->clone();
+  // --explain compares the plan with the one without recompute.
+  RecomputeEffect recompute;
+  bool measure = options.explain && parallel.recompute.enabled();
+  // The schedule is explained from the plan, so the plan comes first.
+  FailureOr<plan::Plan> plan = failure();
+  if (missing.empty()) {
+    plan = buildWithDumps(*module, parallel, options, measure ? &recompute : nullptr);
+    if (failed(plan))
+      return false;
+  }
+  if (scheduleWanted && !explainSchedule(parallel, succeeded(plan) ? &*plan : nullptr,
+                                         options.scheduleSvg, llvm::outs(), options.explain))
     return false;
+  if (!missing.empty()) { // validated and explained; no plan to write
+    if (options.explain)
+      llvm::outs() << "plan: none; " << missing << "\n";
+    return true;
+  }
   if (options.explain)
-    explainPlan(*plan, llvm::outs());
+    explainPlan(*plan, llvm::outs(), measure ? &recompute : nullptr);
+  if (pristine &&
+      failed(adviseRecompute(*pristine, *dims, parallel, options, options.gpuMemory, llvm::outs())))
+    return false;
   if (options.outputDir.empty())
     return true;
   if (Status s = plan::writePlanDirectory(options.outputDir, *plan); !s) {

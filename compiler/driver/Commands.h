@@ -27,6 +27,7 @@ struct CompileOptions {
   std::string configPath;  // the --config YAML already read: an input, never replaced
   std::string configExplain; // --explain lines of a training config (TrainConfig::explain)
   bool overwrite = false;  // outputs may replace what io::checkOutputs allows with it
+  uint64_t gpuMemory = 0;  // --explain: the cheapest recompute that fits (0: none asked)
 };
 
 /// Each prints its diagnostics to stderr and returns false on failure. The

@@ -7,7 +7,6 @@
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/Stages.h"
 #include "runtime/support/Wording.h"
-#include "runtime/plan/PipelineSchedule.h"
 
 #include "llvm/Support/Format.h"
 
@@ -49,6 +48,37 @@ std::string withCommas(int64_t n) {
   return out;
 }
 
+namespace {
+
+/// Megatron-Core's MoE parallel folding over the same ranks, and the
+/// alltoall dispatcher's traffic: per MoE layer and micro-batch, the
+/// B·S·top_k routed rows of hidden values go out (dispatch) and come back
+/// (combine), in the forward and again in the backward; with uniform
+/// routing (ep - 1)/ep of them cross to another rank.
+void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
+  std::array<int64_t, 4> dense = p.denseMesh(), expert = p.expertMesh();
+  os << "dense layers: mesh (pp, dp, cp, tp) = (" << dense[0] << ", " << dense[1] << ", "
+     << dense[2] << ", " << dense[3] << "), data-parallel size " << p.denseDataParallel()
+     << ", gradients averaged over dp x cp\n";
+  os << "expert layers (MoE parallel folding, the same ranks): mesh (pp, edp, ep, etp) = ("
+     << expert[0] << ", " << expert[1] << ", " << expert[2] << ", " << expert[3] << "), "
+     << countOf(dims.numExperts / p.ep, "expert") << " per rank, gradients reduced over edp\n";
+  if (p.ep == 1 || !dims.moeLayers)
+    return;
+  double rows = double(p.microBatch) * double(p.seq) * double(dims.topK);
+  double elements = rows * double(dims.hidden) * 4.0 * double(dims.moeLayers) *
+                    double(p.numMicroBatches());
+  double offRank = elements * double(p.ep - 1) / double(p.ep);
+  os << llvm::format("all-to-all per step and rank (alltoall dispatcher, dropless): %.0f "
+                     "values (%d MoE layers x %d micro-batches x 4 exchanges of %.0f rows x "
+                     "%d), %.0f of them to other ranks with uniform routing: %.1f MiB in "
+                     "bf16\n",
+                     elements, int(dims.moeLayers), int(p.numMicroBatches()), rows,
+                     int(dims.hidden), offRank, offRank * 2.0 / (1024.0 * 1024.0));
+}
+
+} // namespace
+
 void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
   std::array<int64_t, 5> sizes = {p.pp, p.dp, p.cp, p.ep, p.tp};
   int64_t vpp = p.vpp ? p.vpp : 1;
@@ -59,7 +89,12 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   os << "\n";
   os << "batch: micro-batch " << p.microBatch << " x seq " << p.seq
      << "; global batch " << p.globalBatch << " = " << p.microBatch << " x "
-     << countOf(p.numMicroBatches(), "micro-batch", "micro-batches") << " x dp " << p.dp << "\n";
+     << countOf(p.numMicroBatches(), "micro-batch", "micro-batches") << " x dp "
+     << p.denseDataParallel();
+  if (p.ep > 1)
+    os << " (dp " << p.dp << " x ep " << p.ep << ": Megatron-Core's data-parallel size, "
+       << "world / (tp x pp x cp); MCoreAdapter's count divides by ep too)";
+  os << "\n";
   os << "mesh (pp, dp, cp, ep, tp) = (" << p.pp << ", " << p.dp << ", " << p.cp
      << ", " << p.ep << ", " << p.tp << "): " << countOf(p.worldSize, "rank") << ", tp "
      << "fastest-varying\n";
@@ -78,6 +113,8 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   }
   if (listed < p.worldSize)
     os << "  ... (" << p.worldSize - listed << " more)\n";
+  if (dims.numExperts)
+    explainExperts(dims, p, os);
   os << "tensor parallel: " << p.tp << " (" << countOf(dims.numHeads / p.tp, "query head") << ", "
      << countOf(dims.numKvHeads / p.tp, "kv head") << " per rank)"
      << (p.sequenceParallel ? ", sequence parallel" : "") << "\n";
@@ -104,14 +141,15 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
     }
     os << "  stage " << stage << ": " << layersText(layers) << "\n";
   }
+  if (p.distributedOptimizer && p.dp == 1)
+    os << "use_distributed_optimizer: with dp 1 there is nothing to shard; the plan has the "
+          "plain optimizer\n";
   // Memory figures come from a plan alone (explainPlan), so that they are
   // the ones mtrun allocates.
   if (p.cp != 1 || p.ep != 1)
     os << "(parameters and memory per rank come from the plan, and plans do not cover --cp "
           "and --ep yet)\n";
 }
-
-namespace {
 
 std::string bytesText(double bytes) {
   const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -123,6 +161,8 @@ std::string bytesText(double bytes) {
   os << llvm::format(unit ? "%.1f %s" : "%.0f %s", bytes, units[unit]);
   return out;
 }
+
+namespace {
 
 /// The transformer layer of a Hugging Face parameter name
 /// (`model.layers.3.mlp.up_proj.weight` -> 3); -1 outside the layers.
@@ -151,11 +191,23 @@ struct StageParameters {
 /// the plan's parameters, their buffers and their (tied) stage.
 std::vector<StageParameters> stageParameters(const plan::Plan &plan) {
   std::vector<StageParameters> stages(size_t(std::max<int64_t>(plan.mesh().pp(), 1)));
+  // Under the distributed optimizer a bucket's AdamW state shard counts
+  // with its first member.
+  std::map<std::string, uint64_t> bucketState;
+  for (const plan::Bucket &b : plan.buckets())
+    bucketState[b.members(0).param()] = plan.buffers(b.exp_avg_buffer()).size_bytes() +
+                                        plan.buffers(b.exp_avg_sq_buffer()).size_bytes();
+  const bool bucketed = plan.buckets_size() > 0;
   for (const plan::Parameter &p : plan.parameters()) {
     uint64_t bytes = plan.buffers(p.param_buffer()).size_bytes();
-    if (p.trainable())
-      for (uint32_t id : {p.grad_buffer(), p.exp_avg_buffer(), p.exp_avg_sq_buffer()})
-        bytes += plan.buffers(id).size_bytes();
+    if (p.trainable()) {
+      bytes += plan.buffers(p.grad_buffer()).size_bytes();
+      if (bucketed)
+        bytes += bucketState.count(p.name()) ? bucketState[p.name()] : 0;
+      else
+        for (uint32_t id : {p.exp_avg_buffer(), p.exp_avg_sq_buffer()})
+          bytes += plan.buffers(id).size_bytes();
+    }
     int64_t layer = layerOf(p.name());
     for (size_t s = 0; s < stages.size(); ++s) {
       if (!plan::stageHolds(p, int64_t(s)))
@@ -187,19 +239,46 @@ void printStageParameters(const plan::Plan &plan, llvm::raw_ostream &os) {
   }
 }
 
-/// The activation slots a pipeline stage needs at most (1 without pp).
+/// The activation slots a stage's schedule needs at most (1 without pp).
 uint64_t mostActivationSlots(const plan::Plan &plan) {
-  const plan::Training &t = plan.training();
-  if (t.virtual_stages() <= 1)
-    return 1;
-  int64_t pp = plan.mesh().pp(), slots = 1;
-  for (const auto &stage : pipelineSchedule(pp, t.virtual_stages() / pp,
-                                            t.micro_batches_per_step())) {
-    int64_t count = 0;
-    activationSlots(stage, t.micro_batches_per_step(), count);
-    slots = std::max(slots, count);
-  }
+  int64_t slots = 1;
+  for (const plan::StageSchedule &stage : plan.schedule())
+    slots = std::max(slots, stage.activation_slots());
   return uint64_t(slots);
+}
+
+/// The activations with and without recompute, on every rank, and the
+/// forward FLOPs it adds to each stage's step.
+void printRecompute(const plan::Plan &plan, const RecomputeEffect &r, uint64_t slots,
+                    llvm::raw_ostream &os) {
+  const ActivationBytes with = activationBytes(plan);
+  uint64_t cpu = with.cpu * slots, cuda = with.gpu * slots;
+  uint64_t cpuWithout = r.without.cpu * slots, cudaWithout = r.without.gpu * slots;
+  auto change = [](uint64_t with, uint64_t without) {
+    double pct = without ? 100.0 * (double(with) - double(without)) / double(without) : 0.0;
+    std::string out;
+    llvm::raw_string_ostream(out) << llvm::format("%+.1f%%", pct);
+    return out;
+  };
+  // 0 says that the modules asked for hold nothing to drop in this model
+  // (moe_act where mt.moe_grouped_mlp's backward recomputes its own activation).
+  os << "activation recompute: " << r.what << "; " << countOf(r.ops, "forward op")
+     << " recomputed per micro-batch\n";
+  os << llvm::format("  %-38s %12s %12s\n", "activations per rank", "CPU (fp32)", "CUDA (bf16)");
+  os << llvm::format("  %-38s %12s %12s\n", "without recompute",
+                     bytesText(double(cpuWithout)).c_str(), bytesText(double(cudaWithout)).c_str());
+  os << llvm::format("  %-38s %12s %12s\n", "with it", bytesText(double(cpu)).c_str(),
+                     bytesText(double(cuda)).c_str());
+  os << llvm::format("  %-38s %12s %12s\n", "change", change(cpu, cpuWithout).c_str(),
+                     change(cuda, cudaWithout).c_str());
+  const int64_t micro = plan.training().micro_batches_per_step();
+  for (size_t s = 0; s < r.extraFlops.size(); ++s) {
+    double extra = r.extraFlops[s] * double(micro);
+    double step = r.trainingFlops[s] * double(micro);
+    os << "  extra forward FLOPs per step"
+       << (r.extraFlops.size() > 1 ? ", stage " + std::to_string(s) : "") << llvm::format(": %.3e (%.1f%% of the model FLOPs of training, %.3e)\n", extra,
+                       step > 0 ? 100.0 * extra / step : 0.0, step);
+  }
 }
 
 void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
@@ -234,13 +313,51 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   }
   os << llvm::format("  %-38s %12s %12s\n", "total (plan arenas)",
                      bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str());
-  os << "  (the GPU also holds its CUDA context and library workspaces, about 0.5 GiB)\n";
+  os << "  (the GPU also holds its CUDA context and library workspaces, about "
+     << bytesText(double(kCudaContextBytes)) << ")\n";
   if (pipelined)
     os << "  (every rank's weight, gradient and AdamW arenas fit the stage that holds the most; "
           "activations: "
        << countOf(int64_t(slots), "slot") << " of "
        << countOf(plan.training().micro_batches_per_step(), "micro-batch", "micro-batches")
        << ", on the stage with the most in flight)\n";
+}
+
+/// The AdamW state and the fp32 master weights one rank updates, with and
+/// without Megatron-Core's distributed optimizer (on the stage that holds
+/// most): with it, each of the dp ranks keeps and updates 1/dp of them.
+void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
+  const int64_t dp = std::max<int64_t>(plan.mesh().dp(), 1);
+  uint64_t whole = 0, sharded = 0; // AdamW bytes, the largest stage's
+  for (int64_t s = 0; s < std::max<int64_t>(plan.mesh().pp(), 1); ++s) {
+    uint64_t w = 0, sh = 0;
+    for (const plan::Parameter &p : plan.parameters())
+      if (p.trainable() && plan::stageHolds(p, s)) {
+        uint64_t elements = uint64_t(plan::elementsOf(plan.buffers(p.param_buffer())));
+        w += 8 * elements;
+        sh += 8 * ((elements + uint64_t(dp) - 1) / uint64_t(dp));
+      }
+    whole = std::max(whole, w), sharded = std::max(sharded, sh);
+  }
+  uint64_t optimizer = 0, weights = 0;
+  for (const plan::Arena &a : plan.arenas()) {
+    if (a.kind() == plan::OPTIMIZER)
+      optimizer = a.size_bytes();
+    if (a.kind() == plan::PARAMETERS)
+      weights = a.size_bytes();
+  }
+  const bool on = plan.buckets_size() > 0;
+  os << "distributed optimizer (use_distributed_optimizer): " << (on ? "on" : "off");
+  if (on)
+    os << ", " << countOf(plan.buckets_size(), "gradient bucket")
+       << " reduce-scattered and all-gathered over dp (" << dp << ")";
+  os << "\n  AdamW state (fp32 exp_avg, exp_avg_sq) per rank: with it "
+     << bytesText(double(on ? optimizer : sharded)) << ", without it "
+     << bytesText(double(on ? whole : optimizer)) << "\n";
+  os << "  fp32 master weights per rank: " << bytesText(double(weights))
+     << " held whole (the backends compute from them); updated per rank: with it "
+     << bytesText(double(weights) / double(dp)) << ", without it " << bytesText(double(weights))
+     << "\n";
 }
 
 /// One collective of an instruction: its group's axis, the bytes of its
@@ -324,7 +441,25 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
 
 } // namespace
 
-void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
+uint64_t gpuPlanBytes(const plan::Plan &plan) {
+  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
+  return gpu.weights + gpu.shadows + gpu.gradients + gpu.optimizer +
+         (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
+             mostActivationSlots(plan);
+}
+
+ActivationBytes activationBytes(const plan::Plan &plan) {
+  ActivationBytes bytes;
+  for (const plan::Arena &a : plan.arenas())
+    if (a.kind() == plan::ACTIVATIONS)
+      bytes.cpu = a.size_bytes();
+  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
+  bytes.gpu = gpu.activations + gpu.wideActivations;
+  return bytes;
+}
+
+void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
+                 const RecomputeEffect *recompute) {
   const plan::Mesh &m = plan.mesh();
   int64_t ranks = m.pp() * m.dp() * m.cp() * m.ep() * m.tp();
   bool pipelined = plan.training().virtual_stages() > 1;
@@ -334,6 +469,9 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os) {
      << "ranks differ in their communicator groups, slices and data)\n";
   printStageParameters(plan, os);
   printMemory(plan, os);
+  if (recompute)
+    printRecompute(plan, *recompute, mostActivationSlots(plan), os);
+  printDistributedOptimizer(plan, os);
   printCollectives(plan, os);
 }
 

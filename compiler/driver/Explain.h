@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace mt {
 
@@ -19,10 +20,43 @@ namespace mt {
 /// come with the plan: explainPlan).
 void explainLayout(const ModelDims &dims, const ParallelConfig &parallel, llvm::raw_ostream &os);
 
+/// One micro-batch slot's activations in a plan: its activation arena as
+/// planned (fp32, the CPU backend) and as the CUDA backend lays it out
+/// (DeviceFootprint: bf16 activations and those kept 32-bit).
+struct ActivationBytes {
+  uint64_t cpu = 0, gpu = 0;
+};
+ActivationBytes activationBytes(const plan::Plan &plan);
+
+/// Bytes of one rank's CUDA arenas (the "total (plan arenas)" that
+/// --explain prints): weights, their bf16 copy, gradients, AdamW state, and
+/// each activation slot's activations, 32-bit activations and inputs.
+uint64_t gpuPlanBytes(const plan::Plan &plan);
+
+/// What the GPU holds besides the plan's arenas: its CUDA context and the
+/// libraries' workspaces (measured, about).
+inline constexpr uint64_t kCudaContextBytes = uint64_t(512) << 20;
+
+/// "1.5 GiB": bytes in binary units, one decimal.
+std::string bytesText(double bytes);
+
+/// What activation recompute changes in a plan: the activations of the same
+/// step planned without it, and the forward FLOPs the recomputed ops add.
+struct RecomputeEffect {
+  std::string what; // RecomputeConfig::describe()
+  ActivationBytes without; // the same step planned without recompute
+  int64_t ops = 0;          // forward ops recomputed per micro-batch, all stages
+  /// Per pipeline stage, per micro-batch: the recomputed ops' FLOPs, and
+  /// the stage's model FLOPs of training (3 x forward), as ModelInfo counts them.
+  std::vector<double> extraFlops, trainingFlops;
+};
+
 /// What the compiled plan holds for each rank: the parameters of each
 /// stage, memory per arena (for the CPU and the CUDA backend), and the
 /// collectives of one step (runs, bytes and the traffic of each rank).
-void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os);
+/// With `recompute`, the activations with and without it and its cost.
+void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
+                 const RecomputeEffect *recompute = nullptr);
 
 /// `n` with commas between groups of three digits: 3,213,568.
 std::string withCommas(int64_t n);

@@ -3,6 +3,8 @@
 // on request).
 #include "compiler/driver/Pipeline.h"
 
+#include "compiler/analysis/ModelInfo.h"
+
 #include "dialects/mt/MtMesh.h"
 #include "passes/Passes.h"
 #include "runtime/plan/PlanIO.h"
@@ -93,10 +95,75 @@ LogicalResult freezeParameters(ModuleOp module, const std::string &pattern) {
   return success();
 }
 
+/// The mt-recompute pass for `parallel`'s options; units of `full` stay
+/// within a pipeline chunk.
+std::unique_ptr<Pass> recomputePass(const ParallelConfig &parallel) {
+  const RecomputeConfig &r = parallel.recompute;
+  RecomputeOptions options;
+  options.granularity = r.granularity;
+  if (!r.method.empty())
+    options.method = r.method;
+  if (r.numLayers)
+    options.numLayers = r.numLayers;
+  options.modules.assign(r.modules.begin(), r.modules.end());
+  options.blockLayers.assign(parallel.chunkLayers.begin(), parallel.chunkLayers.end());
+  return createRecompute(options);
+}
+
+/// mt-pipeline-split for the layout (null without pp).
+std::unique_ptr<Pass> pipelineSplitPass(const ParallelConfig &parallel) {
+  if (parallel.pp <= 1)
+    return nullptr;
+  PipelineSplitOptions split;
+  split.chunkLayers.assign(parallel.chunkLayers.begin(), parallel.chunkLayers.end());
+  return createPipelineSplit(split);
+}
+
+/// The plan of the step without recompute (`withoutRecompute`: the module
+/// before the rewrite, split into stages here as the step is) and the FLOPs
+/// the rewrite adds to each pipeline stage (`fb`: @forward_backward after it).
+LogicalResult measureRecompute(ModuleOp withoutRecompute, func::FuncOp fb,
+                               const ParallelConfig &parallel, RecomputeEffect &effect) {
+  if (std::unique_ptr<Pass> split = pipelineSplitPass(parallel)) {
+    PassManager pm(withoutRecompute.getContext());
+    pm.addPass(std::move(split));
+    if (failed(pm.run(withoutRecompute)))
+      return failure();
+  }
+  FailureOr<plan::Plan> without = emitPlan(withoutRecompute, parallel, TrainingOptions{1});
+  if (failed(without))
+    return failure();
+  effect.without = activationBytes(*without);
+  effect.what = parallel.recompute.describe();
+  // Stage of each layer: virtual stage v holds the v-th run of layers.
+  std::vector<int64_t> stageOfLayer;
+  for (size_t v = 0; v < parallel.chunkLayers.size(); ++v)
+    stageOfLayer.insert(stageOfLayer.end(), size_t(parallel.chunkLayers[v]),
+                        int64_t(v) % parallel.pp);
+  effect.extraFlops.assign(size_t(parallel.pp), 0.0);
+  effect.trainingFlops.assign(size_t(parallel.pp), 0.0);
+  bool pastLayers = false; // ops outside the layers: embedding first, head last
+  for (Operation &op : fb.getBody().front()) {
+    auto layer = op.getAttrOfType<IntegerAttr>(MtDialect::kLayerAttrName);
+    pastLayers |= bool(layer);
+    int64_t stage = layer        ? stageOfLayer[size_t(layer.getInt())]
+                    : pastLayers ? parallel.pp - 1
+                                 : 0;
+    if (op.hasAttr(MtDialect::kRecomputeAttrName)) {
+      effect.extraFlops[size_t(stage)] += forwardFlops(&op);
+      ++effect.ops;
+    }
+    else if (!op.hasAttr(MtDialect::kBackwardAttrName))
+      effect.trainingFlops[size_t(stage)] += 3 * forwardFlops(&op);
+  }
+  return success();
+}
+
 } // namespace
 
 FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &parallel,
-                                        const CompileOptions &options) {
+                                        const CompileOptions &options,
+                                        RecomputeEffect *recompute) {
   const OptimizerConfig &o = options.optimizer;
   BuildOptimizerOptions opt;
   opt.lr = o.lr;
@@ -109,6 +176,8 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   opt.beta2 = o.beta2;
   opt.eps = o.eps;
   opt.clipGrad = o.clipGrad;
+  // With one data-parallel rank there is nothing to shard: the plain step.
+  opt.distributedOptimizer = parallel.distributedOptimizer && parallel.dp > 1;
   PartitionTensorParallelOptions tpOptions;
   tpOptions.sequenceParallel = parallel.sequenceParallel;
   PhaseDumps dumps(options.dumpDir);
@@ -133,17 +202,28 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   pipeline.push_back(createBuildOptimizer(opt));
   pipeline.push_back(createExposeCollectives());
   pipeline.push_back(createCanonicalizerPass());
+  // Last: no later pass may fold a clone back into its original.
+  if (parallel.recompute.enabled())
+    pipeline.push_back(recomputePass(parallel));
+  if (std::unique_ptr<Pass> split = pipelineSplitPass(parallel))
+    pipeline.push_back(std::move(split));
+  OwningOpRef<ModuleOp> withoutRecompute;
   for (std::unique_ptr<Pass> &pass : pipeline) {
     std::string phase = phaseName(*pass);
+    if (recompute && phase == "recompute")
+      withoutRecompute = module.clone();
     PassManager pm(module.getContext());
     pm.addPass(std::move(pass));
     if (failed(pm.run(module)) || !dumps.module(module, phase))
       return failure();
   }
-  // The pipeline stage split happens in the emitter (not IR yet): the plan
-  // text shows it as one forward and one backward program per stage.
+  // The emitter makes each virtual stage of mt-pipeline-split one forward
+  // and one backward program, and each mt.stage_transfer a send/recv pair.
   FailureOr<plan::Plan> plan = emitPlan(module, parallel, TrainingOptions{o.trainSteps});
   if (failed(plan) || !dumps.plan(*plan))
+    return failure();
+  auto fb = module.lookupSymbol<func::FuncOp>("forward_backward");
+  if (withoutRecompute && failed(measureRecompute(*withoutRecompute, fb, parallel, *recompute)))
     return failure();
   return plan;
 }

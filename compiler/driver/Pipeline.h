@@ -3,6 +3,7 @@
 #define MT_COMPILER_DRIVER_PIPELINE_H
 
 #include "compiler/driver/Commands.h"
+#include "compiler/driver/Explain.h"
 #include "compiler/plan/PlanEmitter.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -10,13 +11,17 @@
 namespace mt {
 
 /// Freezes parameters, partitions (tp, sp), differentiates, adds the
-/// optimizer (dp) and lowers to a plan. With options.dumpDir (an existing,
+/// optimizer (dp), rewrites for activation recompute, splits the pipeline
+/// stages (pp, vpp) and lowers to a plan. With `recompute` and
+/// parallel.recompute enabled, also plans the step without the recompute
+/// rewrite and fills in what it changes. With options.dumpDir (an existing,
 /// writable directory), writes there NN-<phase>.mlir after each phase,
 /// numbered from 00-imported, and the plan's text as the last, NN-plan.txt.
 /// Diagnostics go to the module's context.
 mlir::FailureOr<plan::Plan> buildTrainingPlan(mlir::ModuleOp module,
                                               const ParallelConfig &parallel,
-                                              const CompileOptions &options);
+                                              const CompileOptions &options,
+                                              RecomputeEffect *recompute = nullptr);
 
 } // namespace mt
 

@@ -4,6 +4,8 @@
 
 #include "compiler/config/TrainConfig.h"
 #include "compiler/driver/Commands.h"
+#include "compiler/driver/Launch.h"
+#include "runtime/support/AtomicFile.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
@@ -98,6 +100,8 @@ Expected<PreparedData> prepareChatData(const DataRequest &r) {
     argv.append({"--max-samples", maxSamples});
   if (r.packing)
     argv.push_back("--packing");
+  if (r.neatPacking)
+    argv.push_back("--neat-packing");
   if (r.trainOnPrompt)
     argv.push_back("--train-on-prompt");
   if (r.maskHistory)
@@ -125,6 +129,9 @@ Expected<PreparedData> prepareChatData(const DataRequest &r) {
 Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
   if (r.stage == "sft")
     return prepareChatData(r);
+  if (r.neatPacking)
+    return fail("neat_packing: applies to stage sft (samples packed into rows); stage pt "
+                "reads one token stream, where documents are separated by EOS");
   if (r.dataset.empty())
     return fail("dataset: not given; name a dataset of dataset_info.json or a text file");
   if (r.dataset.find(',') != std::string::npos)
@@ -210,15 +217,23 @@ Expected<std::string> resumeState(const TrainConfig &c) {
 
 /// A new run into an output_dir that holds something is refused unless
 /// overwrite_output_dir or a resume says otherwise (transformers' rule).
-Status checkOutputDir(const TrainConfig &c, bool resuming) {
+/// The run directory itself (output_dir/mtc-run by default, which other
+/// nodes of a launched job may have created already) does not count.
+Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir) {
   if (c.outputDir.empty())
     return fail("output_dir: not given; checkpoints and the final model go there");
-  std::error_code ec;
-  if (!fs::exists(c.outputDir) || fs::is_empty(c.outputDir, ec) || resuming ||
-      c.overwriteOutputDir)
+  if (resuming || c.overwriteOutputDir)
     return Status::ok();
-  return fail("output_dir " + c.outputDir + " already exists and is not empty; set "
-              "overwrite_output_dir: true, or resume_from_checkpoint: true to continue");
+  std::error_code ec;
+  const fs::path own = fs::weakly_canonical(runDir, ec);
+  for (const auto &entry : fs::directory_iterator(c.outputDir, ec)) {
+    fs::path path = fs::weakly_canonical(entry.path(), ec);
+    auto mismatch = std::mismatch(path.begin(), path.end(), own.begin(), own.end());
+    if (mismatch.first != path.end()) // not the run directory or one above it
+      return fail("output_dir " + c.outputDir + " already exists and is not empty; set "
+                  "overwrite_output_dir: true, or resume_from_checkpoint: true to continue");
+  }
+  return Status::ok();
 }
 
 std::string besideExecutable(const std::string &executable, const std::string &tool) {
@@ -227,10 +242,10 @@ std::string besideExecutable(const std::string &executable, const std::string &t
   return (fs::path(self).parent_path() / tool).string();
 }
 
-/// mtrun's command line for the run.
+/// mtrun's command line for the run; `--nproc nproc` where nproc > 1.
 std::vector<std::string> mtrunCommand(const TrainConfig &c, const TrainCommandOptions &o,
                                       const std::string &runDir, const std::string &data,
-                                      const std::string &resume, int64_t worldSize) {
+                                      const std::string &resume, int64_t nproc) {
   std::vector<std::string> cmd = {besideExecutable(o.executable, "mtrun"),
                                   runDir + "/plan",
                                   "--data", data,
@@ -244,8 +259,8 @@ std::vector<std::string> mtrunCommand(const TrainConfig &c, const TrainCommandOp
   // bf16: the CUDA backend (bf16 compute, fp32 masters) where a GPU is
   // visible; without it, the CPU backend's fp32 (the CUDA backend has no fp32).
   cmd.insert(cmd.end(), {"--backend", c.bf16 ? "auto" : "cpu"});
-  if (worldSize > 1)
-    cmd.insert(cmd.end(), {"--nproc", std::to_string(worldSize)});
+  if (nproc > 1)
+    cmd.insert(cmd.end(), {"--nproc", std::to_string(nproc)});
   bool hasWeights = false;
   std::error_code ec;
   for (const auto &entry : fs::directory_iterator(c.modelNameOrPath, ec))
@@ -284,6 +299,105 @@ std::string quoted(const std::vector<std::string> &cmd) {
 
 } // namespace
 
+namespace {
+
+/// The run's preparation in `runDir`: output_dir checked, the data
+/// prepared, the model imported and the plan compiled for `c`'s layout;
+/// writes train.sh. Returns mtrun's command (`--nproc nproc` when > 1).
+/// Diagnostics of the import and compile steps go to stderr as they happen.
+Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainCommandOptions &o,
+                                              const std::string &runDir, int64_t nproc) {
+  auto resume = resumeState(c);
+  if (!resume)
+    return resume.status();
+  if (Status s = checkOutputDir(c, !resume->empty(), runDir); !s)
+    return s;
+  // 1. The data (its size sets the steps of num_train_epochs).
+  DataRequest data{c.modelNameOrPath, c.stage,     c.dataset,     c.datasetDir,
+                   c.chatTemplate,    c.cutoffLen, c.maxSamples,  c.packing,
+                   c.neatPacking,     c.trainOnPrompt, c.maskHistory, c.seed,
+                   runDir + (c.stage == "sft" ? "/data.sft" : "/data.tokens"),
+                   besideExecutable(o.executable, "mt-tokenize"),
+                   besideExecutable(o.executable, "mt-prepare-sft")};
+  auto prepared = prepareTrainingData(data);
+  if (!prepared)
+    return prepared.status();
+  // 2. The model at the run's shape, and the plan for the layout.
+  ImportOptions import;
+  import.configPath = c.modelNameOrPath + "/config.json";
+  import.outputPath = runDir + "/model.mlir";
+  import.shape.seq = c.cutoffLen;
+  import.shape.microBatch = c.perDeviceTrainBatchSize;
+  import.shape.packedDocuments = c.neatPacking;
+  import.shape.moe = c.moe;
+  if (!importHf(import))
+    return fail("importing " + import.configPath + " failed (its error is above)");
+  auto optimizer = c.optimizer(prepared->samples);
+  if (!optimizer)
+    return optimizer.status();
+  CompileOptions compile;
+  compile.modelPath = import.outputPath;
+  compile.parallel = c.layout();
+  compile.optimizer = *optimizer;
+  compile.explain = o.explain;
+  compile.outputDir = runDir + "/plan";
+  compile.configPath = o.configPath;
+  compile.configExplain = c.explain(prepared->samples);
+  if (!compileModel(compile))
+    return fail("compiling the plan failed (its error is above)");
+  // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher.
+  std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, *resume, nproc);
+  Status written = io::writeFileAtomically(runDir + "/train.sh", [&](std::ostream &script) {
+    script << "#!/bin/sh\n# written by mtc train: the run of " << o.configPath << "\nexec "
+           << quoted(cmd) << " \"$@\"\n";
+    return Status::ok();
+  });
+  if (!written)
+    return written;
+  if (o.prepareOnly)
+    llvm::outs() << "prepared " << runDir << ": plan, data (" << prepared->path
+                 << "); train with:\n  " << quoted(cmd) << "\n";
+  return cmd;
+}
+
+/// Runs `cmd` (argv[0] the program) and waits for it; the error names `what`.
+Status runCommand(const std::vector<std::string> &cmd, const std::string &what) {
+  llvm::SmallVector<llvm::StringRef> argv(cmd.begin(), cmd.end());
+  std::string error;
+  int code = llvm::sys::ExecuteAndWait(cmd[0], argv, std::nullopt, {}, 0, 0, &error);
+  if (code != 0)
+    return fail(what + " failed (exit " + std::to_string(code) + ")" +
+                (error.empty() ? "" : ": " + error));
+  return Status::ok();
+}
+
+/// The number of ranks: the launcher's processes; without a launcher,
+/// LLaMA-Factory's NPROC_PER_NODE (local ranks that mtrun --nproc starts),
+/// else one model replica (tp x pp).
+Expected<int64_t> worldSize(const TrainConfig &c, const Launch &launch) {
+  const int64_t modelParallel = c.parallel.tp * c.parallel.pp;
+  int64_t world = launch.by.empty() ? modelParallel : launch.worldSize;
+  std::string from = launch.by.empty() ? "tp x pp" : launch.by + "'s WORLD_SIZE";
+  if (const char *n = std::getenv("NPROC_PER_NODE"); n && launch.by.empty()) {
+    char *end = nullptr;
+    world = std::strtoll(n, &end, 10);
+    if (*end != '\0' || world < 1)
+      return fail("NPROC_PER_NODE='" + std::string(n) + "': expected a positive integer");
+    from = "NPROC_PER_NODE";
+  }
+  if (const char *nodes = std::getenv("NNODES"); nodes && launch.by.empty() &&
+                                                  std::string(nodes) != "1")
+    return fail("NNODES=" + std::string(nodes) + ": several nodes need a launcher; run "
+                "`torchrun --nnodes ... $(which mtc) train CONFIG` (or srun, mpirun) on each");
+  if (world % modelParallel != 0)
+    return fail("world size " + std::to_string(world) + " (" + from + ") is not a multiple of "
+                "tensor_model_parallel_size x pipeline_model_parallel_size (" +
+                std::to_string(modelParallel) + ")");
+  return world;
+}
+
+} // namespace
+
 bool trainCommand(const TrainCommandOptions &o) {
   auto report = [](const Status &s) {
     llvm::errs() << "error: " << s.message() << "\n";
@@ -297,73 +411,45 @@ bool trainCommand(const TrainCommandOptions &o) {
     return report(s);
   if (Status s = checkConfig(c); !s)
     return report(s);
-  if (std::getenv("WORLD_SIZE") || std::getenv("SLURM_PROCID") || std::getenv("OMPI_COMM_WORLD_RANK"))
-    return report(fail("mtc train under torchrun, Slurm or MPI is not wired yet: run `mtc train "
-                       "CONFIG --prepare-only -o run/` once, then launch the mtrun command of "
-                       "run/train.sh under the launcher"));
-  auto resume = resumeState(c);
-  if (!resume)
-    return report(resume.status());
-  if (Status s = checkOutputDir(c, !resume->empty()); !s)
-    return report(s);
-  std::string runDir = o.runDir.empty() ? c.outputDir + "/mtc-run" : o.runDir;
+  auto launch = launchFromEnvironment();
+  if (!launch)
+    return report(launch.status());
+  const bool launched = !launch->by.empty();
+  if (launched && o.prepareOnly)
+    return report(fail("--prepare-only under " + launch->by + ": prepare once, without the "
+                       "launcher and with NPROC_PER_NODE set to its world size, then launch "
+                       "the mtrun command of run/train.sh, less --nproc, under it"));
+  auto world = worldSize(c, *launch);
+  if (!world)
+    return report(world.status());
+  c.parallel.worldSize = *world;
+  std::string runDir =
+      launchRunDir(o.runDir.empty() ? c.outputDir + "/mtc-run" : o.runDir, *launch);
   std::error_code ec;
   fs::create_directories(runDir, ec);
   if (ec)
     return report(fail(runDir + ": cannot create: " + ec.message()));
-
-  // 1. The data (its size sets the steps of num_train_epochs).
-  DataRequest data{c.modelNameOrPath, c.stage,     c.dataset,     c.datasetDir,
-                   c.chatTemplate,    c.cutoffLen, c.maxSamples,  c.packing,
-                   c.trainOnPrompt,   c.maskHistory, c.seed,
-                   runDir + (c.stage == "sft" ? "/data.sft" : "/data.tokens"),
-                   besideExecutable(o.executable, "mt-tokenize"),
-                   besideExecutable(o.executable, "mt-prepare-sft")};
-  auto prepared = prepareTrainingData(data);
-  if (!prepared)
-    return report(prepared.status());
-  // 2. The model at the run's shape, and the plan for the layout.
-  ImportOptions import;
-  import.configPath = c.modelNameOrPath + "/config.json";
-  import.outputPath = runDir + "/model.mlir";
-  import.shape.seq = c.cutoffLen;
-  import.shape.microBatch = c.perDeviceTrainBatchSize;
-  if (!importHf(import))
-    return false;
-  auto optimizer = c.optimizer(prepared->samples);
-  if (!optimizer)
-    return report(optimizer.status());
-  CompileOptions compile;
-  compile.modelPath = import.outputPath;
-  compile.parallel = c.layout();
-  compile.optimizer = *optimizer;
-  compile.explain = o.explain;
-  compile.outputDir = runDir + "/plan";
-  compile.configPath = o.configPath;
-  compile.configExplain = c.explain(prepared->samples);
-  if (!compileModel(compile))
-    return false;
-  // 3. mtrun, here or elsewhere.
-  int64_t world = c.layout().worldSize ? c.layout().worldSize
-                                       : c.dataParallelSize() * c.parallel.tp * c.parallel.pp;
-  std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, *resume, world);
-  {
-    std::ofstream script(runDir + "/train.sh");
-    script << "#!/bin/sh\n# written by mtc train: the run of " << o.configPath << "\nexec "
-           << quoted(cmd) << " \"$@\"\n";
+  // Under a launcher, local rank 0 prepares this node's copy of the run and
+  // every rank then runs mtrun, which finds its rank in the same variables.
+  if (launched && launch->localRank != 0) {
+    if (Status s = awaitPreparation(runDir, *launch, o.launchTimeout); !s)
+      return report(s);
+    Status ran = runCommand({"/bin/sh", runDir + "/train.sh"}, "mtrun (" + runDir + "/train.sh)");
+    return ran ? true : report(ran);
   }
-  if (o.prepareOnly) {
-    llvm::outs() << "prepared " << runDir << ": plan, data (" << prepared->path
-                 << "); train with:\n  " << quoted(cmd) << "\n";
+  if (launched)
+    if (Status s = beginPreparation(runDir); !s)
+      return report(s);
+  auto cmd = prepareRun(c, o, runDir, launched ? 1 : *world);
+  if (launched)
+    if (Status s = endPreparation(runDir, *launch, cmd ? "" : cmd.status().message()); !s)
+      return report(s);
+  if (!cmd)
+    return report(cmd.status());
+  if (o.prepareOnly)
     return true;
-  }
-  llvm::SmallVector<llvm::StringRef> argv(cmd.begin(), cmd.end());
-  std::string error;
-  int code = llvm::sys::ExecuteAndWait(cmd[0], argv, std::nullopt, {}, 0, 0, &error);
-  if (code != 0)
-    return report(fail("mtrun failed (exit " + std::to_string(code) + ")" +
-                       (error.empty() ? "" : ": " + error)));
-  return true;
+  Status ran = runCommand(*cmd, "mtrun");
+  return ran ? true : report(ran);
 }
 
 } // namespace mt

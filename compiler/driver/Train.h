@@ -22,15 +22,21 @@ struct TrainCommandOptions {
   bool explain = false; // print the layout, the batch and the schedule in words
   uint64_t maxShardBytes = 5000000000; // save_pretrained's max_shard_size
   std::string executable; // argv[0] of mtc: mtrun and mt-tokenize are found beside it
+  /// Under a launcher: seconds the other local ranks wait for local rank 0
+  /// to prepare the run.
+  double launchTimeout = 3600;
 };
 
 /// Runs the command; diagnostics go to stderr. Returns false on failure.
+/// Under torchrun, Slurm or OpenMPI every process runs it: local rank 0 of
+/// each node prepares the run and the others wait (Launch.h); the world size
+/// is the launcher's. Without a launcher, NPROC_PER_NODE (LLaMA-Factory's
+/// variable) local ranks, else tp x pp.
 bool trainCommand(const TrainCommandOptions &options);
 
 //===----------------------------------------------------------------------===//
-// The data step. The lead wires runtime/chat's preparation (chat templates,
-// LLaMA-Factory datasets, loss masks) in here; until then it handles
-// `stage: pt` only.
+// The data step: stage sft through mt-prepare-sft (chat templates,
+// LLaMA-Factory datasets, loss masks), stage pt through mt-tokenize.
 //===----------------------------------------------------------------------===//
 
 /// The dataset keys of a run (LLaMA-Factory's DataArguments) and where the
@@ -43,7 +49,7 @@ struct DataRequest {
   std::string chatTemplate; // template (sft)
   int64_t cutoffLen = 0;    // tokens per sample (the plan's seq_length)
   int64_t maxSamples = 0;   // 0: all
-  bool packing = false, trainOnPrompt = false, maskHistory = false;
+  bool packing = false, neatPacking = false, trainOnPrompt = false, maskHistory = false;
   uint64_t seed = 0;
   std::string outputPath;   // the prepared data file to write
   std::string tokenizeTool; // mt-tokenize's path

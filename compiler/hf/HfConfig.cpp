@@ -179,7 +179,7 @@ std::string lineColumn(const std::string &text, size_t byte) {
   return std::to_string(line) + ":" + std::to_string(column);
 }
 
-enum class Family { llama, qwen2, qwen3, qwen3Moe, mixtral };
+enum class Family { llama, qwen2, qwen3, qwen2Moe, qwen3Moe, mixtral };
 
 /// Each family's names and the defaults of its transformers config class
 /// where they differ between families.
@@ -198,6 +198,7 @@ const FamilyInfo kFamilies[] = {
     {Family::llama, "LlamaForCausalLM", "llama", 1e4, 2048, 0, true},
     {Family::qwen2, "Qwen2ForCausalLM", "qwen2", 1e4, 32768, 0, false},
     {Family::qwen3, "Qwen3ForCausalLM", "qwen3", 1e4, 32768, 128, false},
+    {Family::qwen2Moe, "Qwen2MoeForCausalLM", "qwen2_moe", 1e4, 32768, 0, false},
     {Family::qwen3Moe, "Qwen3MoeForCausalLM", "qwen3_moe", 1e4, 32768, 0, false},
     {Family::mixtral, "MixtralForCausalLM", "mixtral", 1e6, 131072, 0, false},
 };
@@ -317,7 +318,9 @@ void readRope(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
 /// The biases each family's modules read (modeling_*.py): Llama
 /// `attention_bias` (q/k/v/o) and `mlp_bias`; Qwen3 and Qwen3-MoE
 /// `attention_bias`; Qwen2 has q/k/v biases whatever the config says;
-/// Mixtral none. A key the family ignores may only say false.
+/// Qwen2-MoE q/k/v biases unless `qkv_bias` is false (transformers 5 reads
+/// the key, default true; 4 always has them, so a config of 4 never says
+/// false); Mixtral none. A key the family ignores may only say false.
 void readBiases(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
   auto ignoredByFamily = [&](const char *key) {
     if (r.boolean(key, false))
@@ -333,6 +336,8 @@ void readBiases(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
                                            : ignoredByFamily("mlp_bias");
   if (f.family == Family::qwen2)
     spec.qkvBias = true;
+  if (f.family == Family::qwen2Moe)
+    spec.qkvBias = r.boolean("qkv_bias", true);
   spec.qkNorm = f.family == Family::qwen3 || f.family == Family::qwen3Moe;
 }
 
@@ -368,6 +373,10 @@ void refuseUnsupported(const Reader &r, const FamilyInfo &f) {
 ///   28) (configuration_qwen2.py __post_init__, modeling_qwen2.py Qwen2Attention).
 /// - Qwen3-MoE: like Qwen2 but on every layer; `max_window_layers` and
 ///   `layer_types` are not read (modeling_qwen3_moe.py).
+/// - Qwen2-MoE: `sliding_window` with `use_sliding_window`, on layers that
+///   transformers 4 and 5 choose differently (5: `layer_types`, by default
+///   the even layers below `max_window_layers`): taken as every layer, so
+///   that a window shorter than the sequence is always refused.
 std::optional<SlidingWindow> readSlidingWindow(const Reader &r, const FamilyInfo &f,
                                                int64_t numLayers) {
   if (f.family == Family::llama)
@@ -385,7 +394,9 @@ std::optional<SlidingWindow> readSlidingWindow(const Reader &r, const FamilyInfo
     keys = "sliding_window " + std::to_string(size.value_or(0)) + " with use_sliding_window true";
   }
   std::vector<bool> layers(numLayers, size.has_value());
-  std::string which = "every layer";
+  std::string which = f.family == Family::qwen2Moe
+                          ? "on layers transformers 4 and 5 choose differently"
+                          : "every layer";
   if (f.family == Family::qwen2 || f.family == Family::qwen3) {
     if (r.has("layer_types")) {
       const json &types = r.at("layer_types");
@@ -441,6 +452,8 @@ MoeSpec readMoe(const Reader &r, const FamilyInfo &f, const HfModelSpec &spec) {
     moe.sparseLayers.assign(spec.numLayers, true);
   } else {
     moe.expertFfn = r.integer("moe_intermediate_size");
+    if (f.family == Family::qwen2Moe) // Qwen2MoeSparseMoeBlock.shared_expert(_gate)
+      moe.sharedExpertFfn = r.integer("shared_expert_intermediate_size");
     moe.normTopkProb = r.boolean("norm_topk_prob", false);
     moe.routerName = "mlp.gate";
     moe.expertsName = "mlp.experts";
@@ -497,7 +510,8 @@ HfModelSpec readSpec(const Reader &r) {
   readBiases(r, f, spec);
   refuseUnsupported(r, f);
   spec.slidingWindow = readSlidingWindow(r, f, spec.numLayers);
-  if (f.family == Family::qwen3Moe || f.family == Family::mixtral)
+  if (f.family == Family::qwen2Moe || f.family == Family::qwen3Moe ||
+      f.family == Family::mixtral)
     spec.moe = readMoe(r, f, spec);
   return spec;
 }

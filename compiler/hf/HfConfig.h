@@ -20,9 +20,12 @@ struct Llama3RopeScaling {
 
 struct MoeSpec {
   int64_t numExperts = 0, topK = 0, expertFfn = 0;
+  /// Qwen2-MoE's shared expert (`shared_expert_intermediate_size`), a SwiGLU
+  /// MLP every token passes, scaled by sigmoid(`shared_expert_gate` x); 0: none.
+  int64_t sharedExpertFfn = 0;
   bool normTopkProb = true;
   double auxLossCoeff = 0;
-  std::string routerName;  // "mlp.gate" (Qwen3-MoE), "block_sparse_moe.gate"
+  std::string routerName;  // "mlp.gate" (Qwen2/3-MoE), "block_sparse_moe.gate"
   std::string expertsName; // "mlp.experts", "block_sparse_moe.experts"
   std::string gateProj, upProj, downProj; // "gate_proj" or "w1", ...
   std::vector<bool> sparseLayers;         // per layer: routed experts or dense

@@ -1,5 +1,5 @@
-// Emission of the decoder-only transformer graph (Llama, Qwen2/3, Qwen3-MoE,
-// Mixtral) in the `mt` dialect, with Hugging Face parameter names.
+// Emission of the decoder-only transformer graph (Llama, Qwen2/3,
+// Qwen2/3-MoE, Mixtral) in the `mt` dialect, with Hugging Face parameter names.
 #include "compiler/hf/ModelBuilder.h"
 
 #include "dialects/mt/MtDialect.h"
@@ -56,6 +56,7 @@ private:
 
   MLIRContext &ctx_;
   const HfModelSpec &spec_;
+  Value positionIds_; // @forward's position_ids, when rows pack documents
   const ModelShape &shape_;
   LayerTagger tagger_;
   OpBuilder b_;
@@ -110,7 +111,7 @@ Value Builder::attention(Value x, const std::string &p) {
     k = rmsnorm(k, p + "k_norm.weight", d);
   }
   auto rotary = [&](Value t) {
-    auto op = RotaryOp::create(b_, loc_, t.getType(), t,
+    auto op = RotaryOp::create(b_, loc_, t.getType(), t, positionIds_,
                                b_.getF64FloatAttr(spec_.ropeTheta), FloatAttr(),
                                FloatAttr(), FloatAttr(), IntegerAttr());
     if (const auto &s = spec_.ropeScaling) {
@@ -123,7 +124,7 @@ Value Builder::attention(Value x, const std::string &p) {
   };
   q = rotary(q);
   k = rotary(k);
-  Value o = AttentionOp::create(b_, loc_, q.getType(), q, k, v,
+  Value o = AttentionOp::create(b_, loc_, q.getType(), q, k, v, positionIds_,
                                 b_.getI64IntegerAttr(nq), b_.getI64IntegerAttr(nkv),
                                 b_.getI64IntegerAttr(d),
                                 b_.getF64FloatAttr(1.0 / std::sqrt(double(d))));
@@ -143,20 +144,50 @@ Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss) {
   const MoeSpec &m = *spec_.moe;
   int64_t B = shape_.microBatch, S = shape_.seq, H = spec_.hidden,
           E = m.numExperts, F = m.expertFfn, K = m.topK;
+  const MoeOptions &o = shape_.moe;
   Value router = weight(layerPrefix + m.routerName + ".weight", {E, H}, InitKind::normal);
   Type f32 = Float32Type::get(&ctx_);
+  // transformers' load_balancing_loss_func is top_k times Megatron-Core's
+  // switch_load_balancing_loss_func for one coefficient (MtOps.td).
+  double auxCoeff = o.auxLossCoeff ? *o.auxLossCoeff : m.auxLossCoeff * double(K);
   auto routed = MoERouterOp::create(
       b_, loc_, tensor({B, S, K}, f32), tensor({B, S, K}, IntegerType::get(&ctx_, 32)),
       tensor({}, f32), x, router, b_.getI64IntegerAttr(K),
-      m.normTopkProb ? b_.getUnitAttr() : UnitAttr(),
-      b_.getF64FloatAttr(m.auxLossCoeff));
+      m.normTopkProb ? b_.getUnitAttr() : UnitAttr(), b_.getF64FloatAttr(auxCoeff),
+      o.loadBalancingType == "aux_loss" ? StringAttr() : b_.getStringAttr(o.loadBalancingType),
+      o.zLossCoeff > 0.0 ? b_.getF64FloatAttr(o.zLossCoeff) : FloatAttr());
   std::string experts = layerPrefix + m.expertsName + ".*.";
   Value gate = weight(experts + m.gateProj + ".weight", {E, F, H}, InitKind::normal, true);
   Value up = weight(experts + m.upProj + ".weight", {E, F, H}, InitKind::normal, true);
   Value down = weight(experts + m.downProj + ".weight", {E, H, F}, InitKind::normal, true);
   auxLoss = auxLoss ? add(auxLoss, routed.getAuxLoss()) : routed.getAuxLoss();
-  return ExpertFFNOp::create(b_, loc_, x.getType(), x, routed.getWeights(),
-                             routed.getIndices(), gate, up, down);
+  // Megatron-Core's MoE layer: permute, grouped expert GEMMs, unpermute;
+  // with a capacity factor, moe_utils.get_capacity(B·S·K, E, factor).
+  int64_t rows = B * S * K;
+  IntegerAttr capacity;
+  StringAttr policy;
+  if (o.capacityFactor) {
+    int64_t c = int64_t(std::ceil(double(rows) / double(E) * *o.capacityFactor));
+    capacity = b_.getI64IntegerAttr(c);
+    policy = b_.getStringAttr(o.dropPolicy);
+    rows = o.padToCapacity ? E * c : std::min(rows, E * c);
+  }
+  auto permuted = MoEPermuteOp::create(
+      b_, loc_, tensor({rows, H}), tensor({E}, IntegerType::get(&ctx_, 32)),
+      tensor({B, S, K}, IntegerType::get(&ctx_, 32)), x, routed.getWeights(), routed.getIndices(),
+      capacity, policy, o.padToCapacity ? b_.getUnitAttr() : UnitAttr());
+  Value out = MoEGroupedMLPOp::create(b_, loc_, permuted.getPermuted().getType(),
+                                      permuted.getPermuted(), permuted.getTokensPerExpert(), gate,
+                                      up, down);
+  Value y = MoEUnpermuteOp::create(b_, loc_, x.getType(), out, routed.getWeights(),
+                                   permuted.getSlotRows());
+  if (m.sharedExpertFfn == 0)
+    return y;
+  // Qwen2MoeSparseMoeBlock: + sigmoid(shared_expert_gate(x)) * shared_expert(x).
+  std::string p = layerPrefix + "mlp.";
+  Value shared = denseMlp(x, p + "shared_expert.", m.sharedExpertFfn, false);
+  Value logit = linear(x, p + "shared_expert_gate", 1, H, false);
+  return add(y, SigmoidGateOp::create(b_, loc_, x.getType(), logit, shared));
 }
 
 OwningOpRef<ModuleOp> Builder::build() {
@@ -168,15 +199,20 @@ OwningOpRef<ModuleOp> Builder::build() {
   Type i32 = IntegerType::get(&ctx_, 32), f32 = Float32Type::get(&ctx_);
 
   b_.setInsertionPointToEnd(moduleBody_);
-  auto fnType = b_.getFunctionType(
-      {tensor({B, S}, i32), tensor({B, S}, i32), tensor({B, S}, f32)},
-      {tensor({}, f32)});
-  auto fn = func::FuncOp::create(b_, loc_, "forward", fnType);
+  SmallVector<Type> inputs = {tensor({B, S}, i32), tensor({B, S}, i32), tensor({B, S}, f32)};
+  if (shape_.packedDocuments)
+    inputs.push_back(tensor({B, S}, i32));
+  auto fn = func::FuncOp::create(b_, loc_, "forward",
+                                 b_.getFunctionType(inputs, {tensor({}, f32)}));
   fn.setArgAttr(0, "mt.input", b_.getStringAttr("input_ids"));
   fn.setArgAttr(1, "mt.input", b_.getStringAttr("labels"));
   fn.setArgAttr(2, "mt.input", b_.getStringAttr("loss_mask"));
+  if (shape_.packedDocuments)
+    fn.setArgAttr(3, "mt.input", b_.getStringAttr("position_ids"));
   Block *body = fn.addEntryBlock();
   b_.setInsertionPointToEnd(body);
+  if (shape_.packedDocuments)
+    positionIds_ = body->getArgument(3);
 
   Value embed = weight("model.embed_tokens.weight", {V, H}, InitKind::normal);
   Value x = EmbeddingOp::create(b_, loc_, tensor({B, S, H}), body->getArgument(0), embed,
@@ -250,6 +286,8 @@ Status checkModelSizes(const HfModelSpec &spec, const ModelShape &shape,
                                 {B, S, nq, d}}};
   if (const auto &m = spec.moe) {
     gemm.push_back({"moe_intermediate_size", {m->expertFfn}});
+    if (m->sharedExpertFfn)
+      gemm.push_back({"shared_expert_intermediate_size", {m->sharedExpertFfn}});
     tensors.push_back({"num_experts x moe_intermediate_size x hidden_size",
                        {m->numExperts, m->expertFfn, H}});
     tensors.push_back({"--micro-batch x --seq x num_experts_per_tok x hidden_size",

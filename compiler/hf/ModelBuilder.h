@@ -2,6 +2,7 @@
 #ifndef MT_COMPILER_HF_MODELBUILDER_H
 #define MT_COMPILER_HF_MODELBUILDER_H
 
+#include "compiler/config/MoeOptions.h"
 #include "compiler/hf/HfConfig.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -13,6 +14,12 @@ struct ModelShape {
   int64_t microBatch = 1;
   int64_t seq = 2048;
   bool bf16 = false; // parameter and activation element type (else f32)
+  /// Rows pack several documents (LLaMA-Factory's neat_packing): @forward
+  /// takes a fourth input, position_ids [batch, seq] i32, that restarts
+  /// rotary positions and confines attention to each document.
+  bool packedDocuments = false;
+  /// Routing, capacity and auxiliary losses of mixture-of-experts layers.
+  MoeOptions moe;
 };
 
 /// Refuses a spec whose sizes cannot exist, naming the config keys (or
@@ -26,7 +33,8 @@ Status checkModelSizes(const HfModelSpec &spec, const ModelShape &shape,
                        const std::string &path);
 
 /// A module with one `mt.param` per HF tensor and `func.func @forward(
-/// input_ids, labels, loss_mask) -> loss`, ops of layer i tagged `mt.layer`.
+/// input_ids, labels, loss_mask[, position_ids]) -> loss`, ops of layer i
+/// tagged `mt.layer`.
 mlir::OwningOpRef<mlir::ModuleOp> buildModel(mlir::MLIRContext &context,
                                              const HfModelSpec &spec,
                                              const ModelShape &shape);

@@ -2,6 +2,8 @@
 #include "compiler/plan/BufferPlanner.h"
 
 #include "dialects/mt/MtMesh.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/support/CheckedMath.h"
 
@@ -54,6 +56,9 @@ uint32_t BufferPlanner::addBuffer(const std::string &name, RankedTensorType type
 LogicalResult BufferPlanner::addParameters(ModuleOp module,
                                            DenseMap<StringRef, uint32_t> &gradBuffers) {
   SymbolTableCollection symbols;
+  auto optimizer = module.lookupSymbol<func::FuncOp>("optimizer_step");
+  auto buckets = optimizer ? optimizer->getAttrOfType<ArrayAttr>(MtDialect::kBucketsAttrName)
+                           : ArrayAttr();
   for (auto param : module.getOps<ParamOp>()) {
     auto type = param.getLocalType();
     auto full = param.getTensorType();
@@ -93,18 +98,79 @@ LogicalResult BufferPlanner::addParameters(ModuleOp module,
     p->set_trainable(!param.getFrozen());
     if (!param.getFrozen()) {
       buffers.grad = addBuffer("grad:" + name, type, plan::GRADIENTS);
-      buffers.expAvg = addBuffer("exp_avg:" + name, type, plan::OPTIMIZER);
-      buffers.expAvgSq = addBuffer("exp_avg_sq:" + name, type, plan::OPTIMIZER);
       p->set_grad_buffer(buffers.grad);
-      p->set_exp_avg_buffer(buffers.expAvg);
-      p->set_exp_avg_sq_buffer(buffers.expAvgSq);
+      if (!buckets) { // else the bucket's shard (addBuckets)
+        buffers.expAvg = addBuffer("exp_avg:" + name, type, plan::OPTIMIZER);
+        buffers.expAvgSq = addBuffer("exp_avg_sq:" + name, type, plan::OPTIMIZER);
+        p->set_exp_avg_buffer(buffers.expAvg);
+        p->set_exp_avg_sq_buffer(buffers.expAvgSq);
+      }
     }
     auto [it, inserted] = parameters_.try_emplace(name, buffers);
     if (!inserted)
       return param.emitOpError() << "declares parameter '" << name << "' twice";
     gradBuffers[it->first()] = buffers.grad;
   }
+  return buckets ? addBuckets(module, buckets) : success();
+}
+
+LogicalResult BufferPlanner::addBuckets(ModuleOp module, ArrayAttr buckets) {
+  auto optimizer = module.lookupSymbol<func::FuncOp>("optimizer_step");
+  shard::GridOp mesh = module.lookupSymbol<shard::GridOp>(kMeshName);
+  llvm::StringMap<plan::Parameter *> byName;
+  for (plan::Parameter &p : *plan_.mutable_parameters())
+    byName[p.name()] = &p;
+  for (auto [k, attr] : llvm::enumerate(buckets)) {
+    auto bucket = dyn_cast<DictionaryAttr>(attr);
+    auto axis = bucket ? bucket.getAs<StringAttr>("axis") : StringAttr();
+    auto members = bucket ? bucket.getAs<ArrayAttr>("params") : ArrayAttr();
+    auto offsets = bucket ? bucket.getAs<DenseI64ArrayAttr>("offsets") : DenseI64ArrayAttr();
+    std::optional<int64_t> parts = mesh && axis ? axisSize(mesh, axis) : std::nullopt;
+    // @optimizer_step's arguments: step, then 4 per bucket (mt-build-optimizer).
+    unsigned gradArg = 2 + 4 * unsigned(k);
+    if (!members || !offsets || members.size() != offsets.size() || members.empty() || !parts ||
+        gradArg >= optimizer.getNumArguments())
+      return optimizer.emitOpError() << "has a malformed mt.buckets entry " << k
+                                     << " (expects axis of @" << kMeshName
+                                     << ", params and one offset per param)";
+    auto full = cast<RankedTensorType>(optimizer.getArgument(gradArg).getType());
+    auto shard = RankedTensorType::get({full.getDimSize(0) / *parts}, full.getElementType());
+    std::string name = "bucket " + std::to_string(k);
+    ParameterBuffers b;
+    b.param = addBuffer("params:" + name, full, plan::PARAMETERS);
+    b.grad = addBuffer("grads:" + name, full, plan::GRADIENTS);
+    b.expAvg = addBuffer("exp_avg:" + name, shard, plan::OPTIMIZER);
+    b.expAvgSq = addBuffer("exp_avg_sq:" + name, shard, plan::OPTIMIZER);
+    buckets_.push_back(b);
+    plan::Bucket &out = *plan_.add_buckets();
+    out.set_axis(axis.str());
+    out.set_parts(*parts);
+    out.set_param_buffer(b.param);
+    out.set_grad_buffer(b.grad);
+    out.set_exp_avg_buffer(b.expAvg);
+    out.set_exp_avg_sq_buffer(b.expAvgSq);
+    for (auto [member, offset] : llvm::zip(members, offsets.asArrayRef())) {
+      StringRef param = cast<FlatSymbolRefAttr>(member).getValue();
+      plan::Parameter *p = byName.lookup(param);
+      if (!p || !p->trainable())
+        return optimizer.emitOpError() << "buckets '" << param
+                                       << "', which is not a trainable parameter";
+      auto *m = out.add_members();
+      m->set_param(param.str());
+      m->set_offset(offset);
+      p->set_exp_avg_buffer(b.expAvg);
+      p->set_exp_avg_sq_buffer(b.expAvgSq);
+      views_[p->param_buffer()] = {b.param, uint64_t(offset) * 4};
+      views_[p->grad_buffer()] = {b.grad, uint64_t(offset) * 4};
+    }
+  }
   return success();
+}
+
+void BufferPlanner::placeBucketMembers() {
+  for (auto [view, where] : views_)
+    plan_.mutable_buffers(view)->set_offset_bytes(plan_.buffers(where.first).offset_bytes() +
+                                                  where.second);
 }
 
 void BufferPlanner::touch(uint32_t id, int64_t index) {
@@ -146,20 +212,29 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
       for (uint32_t id : {p.grad_buffer(), p.exp_avg_buffer(), p.exp_avg_sq_buffer()})
         stageOf[id] = stage;
   }
+  // A bucket is held where its members are (they share one stage or one
+  // pair of tied stages: buckets never span layers).
+  for (const plan::Bucket &b : plan_.buckets())
+    for (uint32_t id : {b.param_buffer(), b.grad_buffer()})
+      stageOf[id] = stageOf[parameterBuffers(b.members(0).param()).param];
   auto stage = [&](uint32_t id) {
     auto it = stageOf.find(id);
     return it == stageOf.end() ? -1 : it->second;
   };
   // Shared buffers first, at the same offsets on every stage; then each
   // stage's from where they end.
+  // Views into buckets are placed with their bucket.
+  auto placedAlone = [&](const plan::Buffer &b) {
+    return b.arena() != plan::ACTIVATIONS && !views_.count(b.id());
+  };
   for (auto &b : *plan_.mutable_buffers())
-    if (b.arena() != plan::ACTIVATIONS && stage(b.id()) < 0)
+    if (placedAlone(b) && stage(b.id()) < 0)
       if (Status s = place(b, sizes[b.arena()], sizes[b.arena()]); !s)
         return s;
   std::map<std::pair<plan::ArenaKind, int32_t>, uint64_t> used;
   std::map<plan::ArenaKind, uint64_t> end;
   for (auto &b : *plan_.mutable_buffers()) {
-    if (b.arena() == plan::ACTIVATIONS || stage(b.id()) < 0)
+    if (!placedAlone(b) || stage(b.id()) < 0)
       continue;
     uint64_t &next = used[{b.arena(), stage(b.id())}];
     if (next == 0)
@@ -170,6 +245,7 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
   }
   for (auto [arena, bytes] : end)
     sizes[arena] = bytes;
+  placeBucketMembers();
   return Status::ok();
 }
 

@@ -38,6 +38,10 @@ public:
   const ParameterBuffers &parameterBuffers(llvm::StringRef name) const {
     return parameters_.find(name)->second;
   }
+  /// The buffers of bucket `k` of the distributed optimizer (`mt.buckets`
+  /// of @optimizer_step; addParameters makes them): the whole weight and
+  /// gradient buckets and this rank's AdamW state shard.
+  const ParameterBuffers &bucketBuffers(int64_t k) const { return buckets_[size_t(k)]; }
 
   /// Records that instruction `index` of the current program uses `id`.
   void touch(uint32_t id, int64_t index);
@@ -63,8 +67,18 @@ private:
   struct Interval {
     int64_t first = -1, last = -1;
   };
+  /// Adds a plan::Bucket and its buffers per entry of `mt.buckets`; the
+  /// members' weights and gradients become views into them.
+  mlir::LogicalResult addBuckets(mlir::ModuleOp module, mlir::ArrayAttr buckets);
+  /// Places the weight and gradient views of bucket members inside their
+  /// buckets (after the buckets are placed).
+  void placeBucketMembers();
+
   plan::Plan &plan_;
   llvm::StringMap<ParameterBuffers> parameters_;
+  std::vector<ParameterBuffers> buckets_;
+  /// Member view -> (its bucket's buffer, bytes into it).
+  std::map<uint32_t, std::pair<uint32_t, uint64_t>> views_;
   llvm::DenseMap<uint32_t, Interval> live_;
   int64_t programBase_ = 0, programLength_ = 0;
   Status overflow_; // the first buffer whose size overflowed

@@ -53,6 +53,8 @@ void linearDims(AttrWriter &w, Value weight, Value tokensOf) {
 template <typename RotaryLike> void rotaryAttrs(AttrWriter &w, RotaryLike op, Value x) {
   w.i("batch", dim(x, 0)).i("seq", dim(x, 1)).i("heads", dim(x, 2))
       .i("head_dim", dim(x, 3)).f("theta", op.getTheta().convertToDouble());
+  if (op.getPositionIds())
+    w.i("position_ids", 1);
   if (op.getScalingFactor())
     w.f("scaling_factor", op.getScalingFactor()->convertToDouble())
         .f("low_freq_factor", op.getLowFreqFactor()->convertToDouble())
@@ -65,6 +67,8 @@ void attentionAttrs(AttrWriter &w, AttentionLike op, Value q) {
   w.i("batch", dim(q, 0)).i("seq", dim(q, 1)).i("heads", op.getNumHeads())
       .i("kv_heads", op.getNumKvHeads()).i("head_dim", op.getHeadDim())
       .f("scale", op.getScale().convertToDouble());
+  if (op.getPositionIds())
+    w.i("position_ids", 1);
 }
 
 template <typename RouterLike> void routerAttrs(AttrWriter &w, RouterLike op) {
@@ -72,14 +76,16 @@ template <typename RouterLike> void routerAttrs(AttrWriter &w, RouterLike op) {
   w.i("tokens", numel(x) / dim(x, -1)).i("hidden", dim(x, -1))
       .i("experts", dim(wr, 0)).i("top_k", op.getTopK())
       .i("norm_topk_prob", op.getNormTopkProb() ? 1 : 0)
-      .f("aux_loss_coeff", op.getAuxLossCoeff().convertToDouble());
+      .f("aux_loss_coeff", op.getAuxLossCoeff().convertToDouble())
+      .i("seq", dim(x, 1)).s("load_balancing_type", op.getLoadBalancingType().value_or("aux_loss"))
+      .f("z_loss_coeff", op.getZLossCoeff() ? op.getZLossCoeff()->convertToDouble() : 0.0);
 }
 
-template <typename ExpertsLike> void expertAttrs(AttrWriter &w, ExpertsLike op) {
-  Value x = op.getInput(), gate = op.getGate();
-  w.i("tokens", numel(x) / dim(x, -1)).i("hidden", dim(x, -1))
-      .i("ffn", dim(gate, 1)).i("experts", dim(gate, 0))
-      .i("top_k", dim(op.getWeights(), -1));
+/// tokens, hidden and top_k from the [B, S, K] slots of a MoE permutation;
+/// rows from its [N, H] permuted buffer.
+void permuteAttrs(AttrWriter &w, Value slotRows, Value permuted) {
+  w.i("tokens", dim(slotRows, 0) * dim(slotRows, 1)).i("hidden", dim(permuted, 1))
+      .i("top_k", dim(slotRows, 2)).i("rows", dim(permuted, 0));
 }
 
 } // namespace
@@ -112,7 +118,25 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
           w.s("vocab_parallel_axis", *axis);
         return true;
       })
-      .Case<AllGatherOp, ReduceScatterOp>([&](auto g) {
+      .Case([&](AllToAllVOp o) {
+        Value in = o.getInput();
+        w.i("rows_in", dim(in, 0)).i("rows_out", dim(o.getResult(), 0))
+            .i("row", numel(in) / dim(in, 0)).i("parts", dim(o.getSendCounts(), 0))
+            .s("axis", o.getAxis());
+        return true;
+      })
+      .Case([&](MoEExchangeCountsOp o) {
+        w.i("experts", dim(o.getTokensPerExpert(), 0)).i("parts", dim(o.getSendCounts(), 0))
+            .s("axis", o.getAxis());
+        return true;
+      })
+      .Case([&](MoESortChunksOp o) {
+        Value in = o.getInput(), counts = o.getCounts();
+        w.i("rows", dim(in, 0)).i("hidden", dim(in, 1)).i("parts", dim(counts, 0))
+            .i("groups", dim(counts, 1)).i("inverse", o.getInverse());
+        return true;
+      })
+      .Case<AllGatherOp, ReduceScatterOp, AllSliceOp>([&](auto g) {
         bool gather = isa<AllGatherOp>(g.getOperation());
         auto small = cast<RankedTensorType>(gather ? g.getInput().getType() : g.getResult().getType());
         auto big = cast<RankedTensorType>(gather ? g.getResult().getType() : g.getInput().getType());
@@ -122,6 +146,8 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.s("axis", g.getAxis()).i("outer", outer)
             .i("run", small.getNumElements() / outer)
             .i("parts", big.getDimSize(d) / small.getDimSize(d));
+        if (auto scatter = dyn_cast<ReduceScatterOp>(g.getOperation()))
+          w.s("reduce", scatter.getReduce());
         return true;
       })
       .Case([&](AllReduceOp a) {
@@ -165,10 +191,32 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.i("n", numel(g.getInput())).i("approximate_tanh", g.getApproximateTanh());
         return true;
       })
+      .Case<SigmoidGateOp, SigmoidGateGradOp>([&](auto g) {
+        Value x = g.getInput();
+        w.i("rows", numel(x) / dim(x, -1)).i("dim", dim(x, -1));
+        return true;
+      })
       .Case([&](MoERouterOp r) { routerAttrs(w, r); return true; })
       .Case([&](MoERouterGradOp r) { routerAttrs(w, r); return true; })
-      .Case([&](ExpertFFNOp e) { expertAttrs(w, e); return true; })
-      .Case([&](ExpertFFNGradOp e) { expertAttrs(w, e); return true; })
+      .Case([&](MoEPermuteOp p) {
+        permuteAttrs(w, p.getSlotRows(), p.getPermuted());
+        w.i("experts", dim(p.getTokensPerExpert(), 0)).i("capacity", p.getCapacity().value_or(0))
+            .i("pad_to_capacity", p.getPadToCapacity()).s("drop_policy", p.getDropPolicy().value_or("probs"));
+        return true;
+      })
+      .Case([&](MoEPermuteGradOp p) {
+        permuteAttrs(w, p.getSlotRows(), p.getDpermuted());
+        return true;
+      })
+      .Case<MoEUnpermuteOp, MoEUnpermuteGradOp>([&](auto u) {
+        permuteAttrs(w, u.getSlotRows(), u.getInput());
+        return true;
+      })
+      .Case<MoEGroupedMLPOp, MoEGroupedMLPGradOp>([&](auto g) {
+        w.i("rows", dim(g.getInput(), 0)).i("hidden", dim(g.getInput(), 1))
+            .i("ffn", dim(g.getGate(), 1)).i("experts", dim(g.getGate(), 0));
+        return true;
+      })
       .Case<CrossEntropyOp, CrossEntropyGradOp>([&](auto c) {
         Value logits = c.getLogits();
         w.i("tokens", numel(logits) / dim(logits, -1)).i("vocab", dim(logits, -1));

@@ -7,6 +7,7 @@
 #include "compiler/plan/PlanEmitter.h"
 
 #include "compiler/plan/BufferPlanner.h"
+#include "compiler/plan/PipelineSchedule.h"
 #include "compiler/plan/ProgramEmitter.h"
 #include "dialects/mt/MtDialect.h"
 #include "runtime/plan/OpRegistry.h"
@@ -15,6 +16,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 
+#include <functional>
 #include <set>
 
 using namespace mlir;
@@ -38,6 +40,7 @@ LogicalResult bindForwardBackward(func::FuncOp fn, ProgramEmitter &emitter,
     else if (r == "labels") bindings->set_labels(id);
     else if (r == "loss_mask") bindings->set_loss_mask(id);
     else if (r == "loss_scale") bindings->set_loss_scale(id);
+    else if (r == "position_ids") bindings->set_position_ids(id);
   }
   auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
   for (unsigned i = 1; i < ret.getNumOperands(); ++i) {
@@ -69,7 +72,9 @@ LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
     auto param = fn.getArgAttrOfType<FlatSymbolRefAttr>(arg, "mt.param");
     if (!role || !param)
       return fn.emitOpError() << "argument " << arg << " has no 'mt.role'/'mt.param'";
-    const ParameterBuffers &p = planner.parameterBuffers(param.getValue());
+    auto bucket = fn.getArgAttrOfType<IntegerAttr>(arg, "mt.bucket");
+    const ParameterBuffers &p = bucket ? planner.bucketBuffers(bucket.getInt())
+                                       : planner.parameterBuffers(param.getValue());
     StringRef r = role.getValue();
     if (r == "param") return p.param;
     if (r == "grad") return p.grad;
@@ -103,14 +108,24 @@ LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
   });
   if (walk.wasInterrupted())
     return failure();
-  // Every result must be an in-place update of the state it names.
+  // Every result must be an in-place update of the state it names: AdamW's,
+  // or the distributed optimizer's all-gather of updated shards into the
+  // weight bucket.
   auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
   for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
     auto role = fn.getResultAttrOfType<StringAttr>(i, "mt.role");
     auto param = fn.getResultAttrOfType<FlatSymbolRefAttr>(i, "mt.param");
+    auto bucket = fn.getResultAttrOfType<IntegerAttr>(i, "mt.bucket");
+    auto gather = dyn_cast_or_null<AllGatherOp>(v.getDefiningOp());
+    if (gather && bucket && role && role.getValue() == "param" &&
+        isa_and_nonnull<AdamWOp>(gather.getInput().getDefiningOp())) {
+      emitter.bind(v, planner.bucketBuffers(bucket.getInt()).param);
+      continue;
+    }
     if (!role || !param || !isa_and_nonnull<AdamWOp>(v.getDefiningOp()))
       return fn.emitOpError() << "result " << i
-                              << " must be an mt.adamw update with 'mt.role' and 'mt.param'";
+                              << " must be an mt.adamw update (or, for a bucket's weights, the "
+                                 "mt.all_gather of one) with 'mt.role' and 'mt.param'";
   }
   return success();
 }
@@ -124,79 +139,43 @@ struct StagedOp {
   bool backward;
 };
 
-/// Layers go to virtual stages by ParallelConfig::chunkLayers; ops outside
-/// the layers belong to the first stage (embedding, its gradient) or the
-/// last (norm, head, loss and their gradients), by their place in the
-/// function: autodiff appends the backward in reverse order.
-FailureOr<SmallVector<StagedOp>> assignStages(func::FuncOp fn, const ParallelConfig &p,
-                                               ProgramEmitter &emitter) {
-  SmallVector<int64_t> stageOfLayer;
-  for (auto [v, n] : llvm::enumerate(p.chunkLayers))
-    stageOfLayer.append(size_t(n), int64_t(v));
-  int64_t last = int64_t(p.chunkLayers.size()) - 1;
-  SmallVector<Operation *> ops;
-  for (Operation &op : fn.getBody().front().without_terminator())
-    ops.push_back(&op);
-  auto isBackward = [](Operation *op) { return op->hasAttr(MtDialect::kBackwardAttrName); };
-  auto layerOf = [](Operation *op) {
-    auto layer = op->getAttrOfType<IntegerAttr>(MtDialect::kLayerAttrName);
-    return layer ? layer.getInt() : int64_t(-1);
-  };
-  size_t firstForward = ops.size(), firstBackward = ops.size();
-  for (auto [i, op] : llvm::enumerate(ops))
-    if (layerOf(op) >= 0) {
-      size_t &first = isBackward(op) ? firstBackward : firstForward;
-      first = std::min(first, i);
-    }
+/// The ops of @forward_backward that become instructions, each on the
+/// virtual stage mt-pipeline-split gave it.
+FailureOr<SmallVector<StagedOp>> stagedOps(func::FuncOp fn, ProgramEmitter &emitter) {
   SmallVector<StagedOp> staged;
-  for (auto [i, op] : llvm::enumerate(ops)) {
-    if (isa<WeightOp>(op) || emitter.isElided(op))
-      continue; // reads a parameter buffer, or sums in place: no instruction
-    if (isa<ZerosOp>(op) && llvm::all_of(op->getUsers(), [](Operation *u) {
+  for (Operation &op : fn.getBody().front().without_terminator()) {
+    if (isa<WeightOp, StageTransferOp>(&op) || emitter.isElided(&op))
+      continue; // reads a parameter buffer, an alias, or sums in place: no instruction
+    if (isa<ZerosOp>(&op) && llvm::all_of(op.getUsers(), [](Operation *u) {
           return isa<func::ReturnOp>(u);
         }))
       continue; // the zero gradient of an unused parameter
-    int64_t layer = layerOf(op), v;
-    if (layer >= int64_t(stageOfLayer.size()))
-      return op->emitOpError() << "belongs to layer " << layer << " beyond the "
-                               << stageOfLayer.size() << " layers of the pipeline layout";
-    if (layer >= 0)
-      v = stageOfLayer[layer];
-    else if (!isBackward(op))
-      v = i < firstForward ? 0 : last;
-    else
-      v = i < firstBackward ? last : 0;
-    staged.push_back({op, v, isBackward(op)});
+    auto v = op.getAttrOfType<IntegerAttr>(MtDialect::kVirtualStageAttrName);
+    if (!v)
+      return op.emitOpError() << "has no '" << MtDialect::kVirtualStageAttrName
+                              << "' (a pipeline plan needs mt-pipeline-split first)";
+    staged.push_back({&op, v.getInt(), op.hasAttr(MtDialect::kBackwardAttrName)});
   }
   return staged;
 }
 
-/// Which stage owns each parameter: the one whose ops read it. A parameter
-/// read by the first and the last stage (tied embeddings) is held by both:
-/// the first owns it, the last keeps a copy updated the same way.
-LogicalResult assignOwners(func::FuncOp fn, ArrayRef<StagedOp> staged, int64_t pp,
-                           plan::Plan &out) {
-  DenseMap<Operation *, int64_t> stageOf;
-  for (const StagedOp &s : staged)
-    stageOf[s.op] = s.virtualStage % pp;
-  llvm::StringMap<std::set<int64_t>> readers;
-  fn.walk([&](WeightOp read) {
-    for (Operation *user : read->getUsers())
-      if (auto it = stageOf.find(user); it != stageOf.end())
-        readers[read.getParam()].insert(it->second);
-  });
+/// Which stage owns each parameter, and which keeps a tied copy: the
+/// mt.pipeline_stage and mt.tied_stage that mt-pipeline-split gave it.
+LogicalResult assignOwners(ModuleOp module, plan::Plan &out) {
+  llvm::StringMap<ParamOp> params;
+  for (ParamOp param : module.getOps<ParamOp>())
+    params[param.getSymName()] = param;
   for (auto &p : *out.mutable_parameters()) {
-    const std::set<int64_t> &stages = readers[p.name()];
-    p.set_tied_stage(-1);
-    if (stages.size() > 2 || (stages.size() == 2 && (*stages.begin() != 0 ||
-                                                     *stages.rbegin() != pp - 1)))
-      return fn.emitOpError() << "reads parameter '" << p.name() << "' on pipeline stages "
-                              << *stages.begin() << " and " << *stages.rbegin()
-                              << "; only the first and last stage may share a parameter "
-                                 "(tied embeddings)";
-    p.set_stage(int32_t(stages.empty() ? 0 : *stages.begin()));
-    if (stages.size() == 2)
-      p.set_tied_stage(int32_t(pp - 1));
+    ParamOp param = params.lookup(p.name());
+    auto stage = param ? param->getAttrOfType<IntegerAttr>(MtDialect::kPipelineStageAttrName)
+                       : IntegerAttr();
+    if (!stage)
+      return module.emitError() << "parameter '" << p.name() << "' has no '"
+                                << MtDialect::kPipelineStageAttrName
+                                << "' (a pipeline plan needs mt-pipeline-split first)";
+    auto tied = param->getAttrOfType<IntegerAttr>(MtDialect::kTiedStageAttrName);
+    p.set_stage(int32_t(stage.getInt()));
+    p.set_tied_stage(tied ? int32_t(tied.getInt()) : -1);
   }
   return success();
 }
@@ -209,32 +188,36 @@ struct Transfers {
   SmallVector<Value> receive, send;
 };
 
-LogicalResult planTransfers(ArrayRef<StagedOp> staged, int64_t stages,
+/// The transfers of mt-pipeline-split's mt.stage_transfer ops, in function
+/// order; every other use of a value across virtual stages is an error.
+LogicalResult planTransfers(func::FuncOp fn, ArrayRef<StagedOp> staged, int64_t stages,
                             std::vector<Transfers> &forward, std::vector<Transfers> &backward) {
-  DenseMap<Operation *, const StagedOp *> where;
-  for (const StagedOp &s : staged)
-    where[s.op] = &s;
   forward.assign(stages, {});
   backward.assign(stages, {});
-  DenseSet<std::pair<Value, int64_t>> seen;
+  WalkResult walk = fn.walk([&](StageTransferOp t) -> WalkResult {
+    const int64_t from = int64_t(t.getFrom()), to = int64_t(t.getTo());
+    if (std::max(from, to) >= stages) {
+      t.emitOpError() << "transfers between virtual stages " << from << " and " << to
+                      << " of a plan with " << stages;
+      return WalkResult::interrupt();
+    }
+    auto &direction = from < to ? forward : backward;
+    direction[from].send.push_back(t.getInput());
+    direction[to].receive.push_back(t.getInput());
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+  DenseMap<Operation *, int64_t> where;
+  for (const StagedOp &s : staged)
+    where[s.op] = s.virtualStage;
   for (const StagedOp &use : staged)
     for (Value operand : use.op->getOperands()) {
       auto it = where.find(operand.getDefiningOp());
-      if (it == where.end() || it->second->virtualStage == use.virtualStage)
-        continue;
-      const StagedOp &def = *it->second;
-      bool forwardEdge = !def.backward && def.virtualStage + 1 == use.virtualStage;
-      bool backwardEdge = def.backward && use.backward && def.virtualStage == use.virtualStage + 1;
-      if (!forwardEdge && !backwardEdge)
+      if (it != where.end() && it->second != use.virtualStage)
         return use.op->emitOpError()
                << "on virtual stage " << use.virtualStage << " uses a value of virtual stage "
-               << def.virtualStage << ", which pipelining does not support";
-      if (!seen.insert({operand, use.virtualStage}).second)
-        continue;
-      auto &from = def.backward ? backward : forward;
-      auto &to = def.backward ? backward : forward;
-      from[def.virtualStage].send.push_back(operand);
-      to[use.virtualStage].receive.push_back(operand);
+               << it->second << " without an mt.stage_transfer";
     }
   return success();
 }
@@ -257,13 +240,13 @@ void appendTransfer(ProgramEmitter &emitter, const char *op, Value value, int64_
   instr.set_location("pipeline transfer");
 }
 
-LogicalResult emitStagePrograms(ProgramEmitter &emitter,
+LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
                                 ArrayRef<StagedOp> staged, int64_t pp, plan::Plan &out) {
   int64_t stages = 0;
   for (const StagedOp &s : staged)
     stages = std::max(stages, s.virtualStage + 1);
   std::vector<Transfers> forward, backward;
-  if (failed(planTransfers(staged, stages, forward, backward)))
+  if (failed(planTransfers(fn, staged, stages, forward, backward)))
     return failure();
   // Forward programs in stage order, then backward in reverse: the order in
   // which one micro-batch runs them, which the liveness of its slot follows.
@@ -299,10 +282,13 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
   llvm::StringMap<const plan::Parameter *> parameters;
   for (const auto &p : out.parameters())
     parameters[p.name()] = &p;
-  auto paramOf = [&](Value v) -> StringRef {
-    auto arg = dyn_cast<BlockArgument>(v);
-    auto param = arg ? opt.getArgAttrOfType<FlatSymbolRefAttr>(arg.getArgNumber(), "mt.param")
-                     : FlatSymbolRefAttr();
+  // The parameter (a bucket's first) an argument, or a distributed
+  // optimizer's slice and update of it, belongs to.
+  std::function<StringRef(Value)> paramOf = [&](Value v) -> StringRef {
+    if (Operation *def = v.getDefiningOp())
+      return isa<AllSliceOp, AdamWOp>(def) ? paramOf(def->getOperand(0)) : StringRef();
+    auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(cast<BlockArgument>(v).getArgNumber(),
+                                                         "mt.param");
     return param ? param.getValue() : StringRef();
   };
   auto ownerOfArg = [&](Value v) -> int64_t {
@@ -322,9 +308,9 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     SmallVector<Operation *> ops;
     SumSquaresOp norm;
     for (Operation &op : opt.getBody().front().without_terminator()) {
-      // A parameter's dp reduction and update run where it is held.
-      if (isa<AllReduceOp, AdamWOp>(op) && !paramOf(op.getOperand(0)).empty() &&
-          !holds(op.getOperand(0), stage))
+      // A parameter's (or bucket's) dp reduction and update run where it is held.
+      if (isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, AllGatherOp>(op) &&
+          !paramOf(op.getOperand(0)).empty() && !holds(op.getOperand(0), stage))
         continue;
       if (auto n = dyn_cast<SumSquaresOp>(op))
         norm = n;
@@ -412,11 +398,11 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
   ProgramEmitter emitter(planner, scratch, fb);
   emitter.groupValues();
   emitter.bindWeights();
-  auto staged = assignStages(fb, parallel, emitter);
-  if (failed(staged) || failed(assignOwners(fb, *staged, parallel.pp, out)))
+  auto staged = stagedOps(fb, emitter);
+  if (failed(staged) || failed(assignOwners(module, out)))
     return failure();
   if (failed(bindForwardBackward(fb, emitter, planner, out, gradBuffers)) ||
-      failed(emitStagePrograms(emitter, *staged, parallel.pp, out)))
+      failed(emitStagePrograms(fb, emitter, *staged, parallel.pp, out)))
     return failure();
   ProgramEmitter optEmitter(planner, scratch, opt);
   if (failed(bindOptimizerStep(opt, optEmitter, planner, out)) ||
@@ -426,6 +412,47 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
     return emitError(module.getLoc()) << s.message();
   out.mutable_training()->set_virtual_stages(int64_t(parallel.chunkLayers.size()));
   return out;
+}
+
+/// What mtrun does around the programs. The reported loss: the mean of the
+/// micro-batches' losses (micro_batch_weight), held by the last stage only
+/// (summed over pp so that every stage reports it), averaged over dp, as
+/// Megatron-Core reports it; the gradient seed 1 / micro-batches makes the
+/// gradients the mean over the step's micro-batches (the dp all-reduces of
+/// mt-build-optimizer average over dp). `mtrun --lr X` sets each
+/// lr_schedule's max_lr to X and its min_lr to X times its ratio to max_lr.
+void emitStepRules(plan::Plan &out, const ParallelConfig &parallel) {
+  const double micro = double(parallel.numMicroBatches());
+  plan::StepLoss &loss = *out.mutable_step_loss();
+  loss.set_micro_batch_weight(1.0 / micro);
+  loss.set_loss_scale(1.0 / micro);
+  auto reduce = [&](const char *axis, const char *op) {
+    plan::StepLoss::Reduction &r = *loss.add_reductions();
+    r.set_axis(axis);
+    r.set_reduce(op);
+  };
+  if (parallel.pp > 1)
+    reduce("pp", "sum");
+  if (parallel.dp > 1)
+    reduce("dp", "mean");
+  for (int p = 0; p < out.programs_size(); ++p)
+    for (int i = 0; i < out.programs(p).instructions_size(); ++i) {
+      const plan::Instruction &instr = out.programs(p).instructions(i);
+      if (instr.op() != "lr_schedule")
+        continue;
+      const plan::Attrs attrs(instr);
+      const double peak = attrs.f("max_lr");
+      auto target = [&](const char *attribute, double ratio) {
+        plan::PeakLearningRate::Target &t = *out.mutable_peak_learning_rate()->add_targets();
+        t.set_program(uint32_t(p));
+        t.set_instruction(uint32_t(i));
+        t.set_attribute(attribute);
+        t.set_ratio(ratio);
+      };
+      target("max_lr", 1.0);
+      if (peak > 0) // a schedule without a peak keeps its floor
+        target("min_lr", attrs.f("min_lr") / peak);
+    }
 }
 
 } // namespace
@@ -468,6 +495,11 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   });
   if (auto config = module->getAttrOfType<StringAttr>(MtDialect::kHfConfigAttrName))
     out.set_hf_config_json(config.str());
+  const int64_t pp = std::max<int64_t>(parallel.pp, 1);
+  const int64_t vpp = parallel.pp > 1 ? int64_t(parallel.chunkLayers.size()) / pp : 1;
+  if (Status s = emitSchedule(out, pp, vpp, parallel.numMicroBatches()); !s)
+    return module.emitError() << s.message();
+  emitStepRules(out, parallel);
   return out;
 }
 

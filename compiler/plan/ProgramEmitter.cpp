@@ -19,7 +19,7 @@ void ProgramEmitter::groupValues() {
     if (isAccumulatingOp(op))
       for (Value r : op->getResults())
         accumulating_.insert(leader(r));
-    if (isa<ReshapeOp, TPCopyOp>(op)) { // aliases of their input
+    if (isa<ReshapeOp, TPCopyOp, StageTransferOp>(op)) { // aliases of their input
       Value in = op->getOperand(0), out = op->getResult(0);
       bool acc = isAccumulating(in);
       groups_.unionSets(in, out);
@@ -108,8 +108,9 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
     bindWeight(weight);
     return success();
   }
-  if (isa<ReshapeOp, TPCopyOp>(op))
-    return success(); // an alias: no instruction
+  if (isa<ReshapeOp, TPCopyOp, StageTransferOp>(op))
+    return success(); // an alias: no instruction (a transfer's send and recv come with
+                      // its programs: PlanEmitter)
   // An all-reduce of a value used nowhere else reduces in place.
   if (auto reduce = dyn_cast<AllReduceOp>(op); reduce && reduce.getInput().hasOneUse())
     bind(reduce.getResult(), bufferOf(reduce.getInput()));
@@ -125,10 +126,17 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
     os << " (layer " << layer.getInt() << ")";
   instr.set_location(loc);
 
-  for (Value operand : op->getOperands())
+  // attention_grad reads the forward's log-sum-exp after its five tensors,
+  // before the optional position ids (the order of its instruction record,
+  // dialects/mt/MtGradOps.td).
+  auto attentionGrad = dyn_cast<AttentionGradOp>(op);
+  for (auto [i, operand] : llvm::enumerate(op->getOperands())) {
+    if (attentionGrad && i == 5)
+      instr.add_inputs(lse_.at(attentionGrad.getOut()));
     instr.add_inputs(bufferOf(operand));
-  if (auto grad = dyn_cast<AttentionGradOp>(op))
-    instr.add_inputs(lse_.at(grad.getOut()));
+  }
+  if (attentionGrad && !attentionGrad.getPositionIds())
+    instr.add_inputs(lse_.at(attentionGrad.getOut()));
   for (Value result : op->getResults()) {
     uint32_t id = bufferOf(result);
     instr.add_outputs(id);

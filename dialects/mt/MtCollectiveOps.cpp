@@ -66,12 +66,27 @@ LogicalResult AllReduceOp::verify() {
   return expectMeshAxis(*this, getAxis());
 }
 
+LogicalResult StageTransferOp::verify() {
+  const int64_t from = int64_t(getFrom()), to = int64_t(getTo());
+  if (from < 0 || to < 0 || (to != from + 1 && to + 1 != from))
+    return emitOpError() << "expects adjacent virtual stages (to = from + 1 or from - 1, both "
+                            ">= 0), got from " << from << " and to " << to;
+  return success();
+}
+
 LogicalResult AllGatherOp::verify() {
   return verifyGathered(*this, getAxis(), getDim(), cast<RankedTensorType>(getInput().getType()),
                         cast<RankedTensorType>(getResult().getType()));
 }
 
 LogicalResult ReduceScatterOp::verify() {
+  if (getReduce() != "sum" && getReduce() != "mean")
+    return emitOpError() << "expects reduce sum or mean, got '" << getReduce() << "'";
+  return verifyGathered(*this, getAxis(), getDim(), cast<RankedTensorType>(getResult().getType()),
+                        cast<RankedTensorType>(getInput().getType()));
+}
+
+LogicalResult AllSliceOp::verify() {
   return verifyGathered(*this, getAxis(), getDim(), cast<RankedTensorType>(getResult().getType()),
                         cast<RankedTensorType>(getInput().getType()));
 }
@@ -90,6 +105,9 @@ LogicalResult ReduceScatterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                               ArrayRef<bool> needed,
                                               SmallVectorImpl<Value> &grads) {
   grads.assign(1, Value());
+  if (getReduce() != "sum" && needed[0])
+    return emitOpError() << "has no gradient with reduce '" << getReduce()
+                         << "': it only reduces gradients in @optimizer_step";
   if (needed[0])
     grads[0] = AllGatherOp::create(b, getLoc(), getInput().getType(), dys[0], getAxisAttr(),
                                    getDimAttr());
@@ -115,5 +133,39 @@ LogicalResult TPCopyOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   grads.assign(1, Value());
   if (needed[0])
     grads[0] = AllReduceOp::create(b, getLoc(), dys[0], getAxisAttr(), b.getStringAttr("sum"));
+  return success();
+}
+
+LogicalResult AllToAllVOp::verify() {
+  if (failed(expectMeshAxis(*this, getAxis())))
+    return failure();
+  auto in = verify::tensorOf(getInput()), out = verify::tensorOf(getResult());
+  auto send = verify::tensorOf(getSendCounts()), recv = verify::tensorOf(getRecvCounts());
+  if (in.getRank() < 1 || out.getRank() != in.getRank() ||
+      in.getElementType() != out.getElementType() ||
+      in.getShape().drop_front() != out.getShape().drop_front())
+    return emitOpError() << "expects input and result of one element type and one row shape, "
+                            "got "
+                         << in << " and " << out;
+  if (failed(verify::expectRank(*this, "send_counts", send, 1)) ||
+      failed(verify::expectShape(*this, "recv_counts", recv, send.getShape())))
+    return failure();
+  // The peers are the ranks of the axis on the module's mesh, when it has one.
+  if (auto module = (*this)->getParentOfType<ModuleOp>())
+    for (auto grid : module.getOps<shard::GridOp>())
+      if (std::optional<int64_t> size = axisSize(grid, getAxis());
+          size && *size != send.getDimSize(0))
+        return emitOpError() << "expects one count per rank of axis '" << getAxis() << "' ("
+                             << *size << "), got " << send.getDimSize(0);
+  return success();
+}
+
+LogicalResult AllToAllVOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                          ArrayRef<bool> needed,
+                                          SmallVectorImpl<Value> &grads) {
+  grads.assign(getNumOperands(), Value());
+  if (needed[0] && dys[0])
+    grads[0] = AllToAllVOp::create(b, getLoc(), getInput().getType(), dys[0], getRecvCounts(),
+                                   getSendCounts(), getAxisAttr());
   return success();
 }

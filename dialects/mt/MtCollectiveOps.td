@@ -88,10 +88,36 @@ def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",
   let description = [{
     Sums the group's `input`s and gives rank r its r-th slice along `dim`
     (sequence parallelism: the partial outputs of a row-parallel linear).
-    Its gradient is the all-gather of the result's gradient.
+    With `reduce` = `mean` the sum is divided by the group size (the
+    distributed optimizer's gradient reduction over dp, Megatron's
+    average_in_collective). Its gradient is the all-gather of the result's
+    gradient.
 
     ```mlir
     %part = mt.reduce_scatter %y {axis = "tp", dim = 1 : i64} : (tensor<4x128x64xf32>) -> tensor<4x64x64xf32>
+    %shard = mt.reduce_scatter %bucket {axis = "dp", dim = 0 : i64, reduce = "mean"} : (tensor<8192xf32>) -> tensor<4096xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim,
+                       DefaultValuedStrAttr<StrAttr, "sum">:$reduce);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts reduce=sum|mean",
+      "outer*run*parts; outer*run">;
+}
+
+def Mt_AllSliceOp : Mt_Op<"all_slice", [Pure]> {
+  let summary = "This rank's slice along one dimension of a value replicated over a mesh axis";
+  let description = [{
+    The inverse of `mt.all_gather`, without communication (upstream
+    `shard.all_slice`): `input` is replicated over the ranks of `axis`, and
+    rank r keeps its r-th of the equal slices along `dim`. The distributed
+    optimizer takes the slice of a parameter bucket that the rank updates.
+    Never differentiated (it only appears in @optimizer_step).
+
+    ```mlir
+    %mine = mt.all_slice %params {axis = "dp", dim = 0 : i64} : (tensor<8192xf32>) -> tensor<4096xf32>
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim);
@@ -99,6 +125,58 @@ def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
   let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts", "outer*run*parts; outer*run">;
+}
+
+def Mt_AllToAllVOp : Mt_Op<"all_to_all_v",
+    [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Rows exchanged between the ranks of a mesh axis, a count per peer";
+  let description = [{
+    Megatron-Core's all-to-all of the MoE alltoall token dispatcher (and of
+    its combine, the same op with the counts swapped). `input` [N, H...]
+    holds P consecutive blocks of rows, block p (`send_counts`[p] rows, from
+    row 0) going to the rank at coordinate p on `axis` (P ranks);
+    `result` [M, H...] gets P consecutive blocks, block r the
+    `recv_counts`[r] rows sent by coordinate r; rows past the sent (or
+    received) ones are not read (are zero). Counts are i32 tensors [P],
+    known only at run time: N and M are the static bounds of the buffers.
+    recv_counts[r] must equal rank r's send_counts[this rank].
+    The gradient is the same exchange backwards: all_to_all_v of the
+    result's gradient with the counts swapped.
+
+    ```mlir
+    %recv = mt.all_to_all_v %rows, %send, %recv_counts {axis = "ep"}
+        : (tensor<1024x64xf32>, tensor<2xi32>, tensor<2xi32>) -> tensor<2048x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[I32]>:$send_counts,
+                       RankedTensorOf<[I32]>:$recv_counts, StrAttr:$axis);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective", "axis:s? rows_in rows_out row parts",
+      "rows_in*row; parts; parts; rows_out*row">;
+}
+
+def Mt_StageTransferOp : Mt_Op<"stage_transfer", [Pure, SameOperandsAndResultType]> {
+  let summary = "A value passed between adjacent pipeline virtual stages";
+  let description = [{
+    `result` is `input` as virtual stage `to` sees it. The ranks of
+    pipeline stage `from % pp` send it at the end of virtual stage `from`'s
+    forward (`to = from + 1`: an activation) or backward (`to = from - 1`:
+    the gradient of an activation), and the ranks of stage `to % pp`
+    receive it at the start of virtual stage `to`'s, over the pp axis
+    (Megatron-Core's send_forward/recv_forward and
+    send_backward/recv_backward). mt-pipeline-split inserts it; the plan
+    holds the pair as send and recv instructions over one buffer.
+
+    ```mlir
+    %x1 = mt.stage_transfer %x0 {from = 0 : i64, to = 1 : i64} : tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, I64Attr:$from, I64Attr:$to);
+  let results = (outs Mt_FloatTensor:$result);
+  let hasVerifier = 1;
+  let assemblyFormat = "$input attr-dict `:` type($result)";
 }
 
 #endif // MT_COLLECTIVE_OPS_TD

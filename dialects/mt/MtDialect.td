@@ -30,12 +30,27 @@ def Mt_Dialect : Dialect {
   let extraClassDeclaration = [{
     /// Name of the discardable attribute that assigns an op to a decoder layer.
     static constexpr ::llvm::StringLiteral kLayerAttrName = "mt.layer";
+    /// Integer attribute mt-pipeline-split gives every op of
+    /// @forward_backward in a pipeline: the virtual stage that runs it
+    /// (chunk c of stage s is c x pp + s).
+    static constexpr ::llvm::StringLiteral kVirtualStageAttrName = "mt.virtual_stage";
+    /// Integer attributes mt-pipeline-split gives every mt.param in a
+    /// pipeline: the stage that holds and updates it, and a second stage
+    /// that keeps a copy (tied embeddings: the last).
+    static constexpr ::llvm::StringLiteral kPipelineStageAttrName = "mt.pipeline_stage";
+    static constexpr ::llvm::StringLiteral kTiedStageAttrName = "mt.tied_stage";
     /// Unit attribute of the ops mt-autodiff creates: the backward pass.
     static constexpr ::llvm::StringLiteral kBackwardAttrName = "mt.backward";
+    /// Unit attribute of the forward ops mt-recompute clones into the
+    /// backward pass (also marked `mt.backward`).
+    static constexpr ::llvm::StringLiteral kRecomputeAttrName = "mt.recompute";
     /// Module attribute: the Hugging Face config.json the model came from.
     static constexpr ::llvm::StringLiteral kHfConfigAttrName = "mt.hf_config";
     /// Attribute of a `shard.grid`: the names of its axes, outermost first.
     static constexpr ::llvm::StringLiteral kAxesAttrName = "mt.axes";
+    /// Attribute of @optimizer_step under the distributed optimizer: its
+    /// gradient buckets (axis, params, offsets; mt-build-optimizer).
+    static constexpr ::llvm::StringLiteral kBucketsAttrName = "mt.buckets";
   }];
 }
 

@@ -66,7 +66,8 @@ LogicalResult LayerNormGradOp::verify() {
 }
 
 LogicalResult RotaryGradOp::verify() {
-  if (failed(expectRank(*this, "dy", tensorOf(getDy()), 4)))
+  if (failed(expectRank(*this, "dy", tensorOf(getDy()), 4)) ||
+      failed(expectPositionIds(*this, getPositionIds(), getDy())))
     return failure();
   return expectType(*this, "dx", getDx(), getDy().getType());
 }
@@ -83,7 +84,7 @@ LogicalResult AttentionGradOp::verify() {
       q.getDimSize(3) != getHeadDim())
     return emitOpError() << "expects query [B, S, " << getNumHeads() << ", "
                          << getHeadDim() << "], got " << shapeStr(q);
-  return success();
+  return expectPositionIds(*this, getPositionIds(), getQuery());
 }
 
 LogicalResult SwiGLUGradOp::verify() {
@@ -101,6 +102,13 @@ LogicalResult GELUGradOp::verify() {
   return expectType(*this, "dx", getDx(), getInput().getType());
 }
 
+LogicalResult SigmoidGateGradOp::verify() {
+  if (failed(expectType(*this, "dy", getDy(), getInput().getType())) ||
+      failed(expectType(*this, "dinput", getDinput(), getInput().getType())))
+    return failure();
+  return expectType(*this, "dgate", getDgate(), getGate().getType());
+}
+
 LogicalResult MoERouterGradOp::verify() {
   if (failed(expectType(*this, "dx", getDx(), getInput().getType())) ||
       failed(expectType(*this, "dweight", getDweight(), getWeight().getType())))
@@ -110,17 +118,6 @@ LogicalResult MoERouterGradOp::verify() {
     return failure();
   return expectShape(*this, "dweights", tensorOf(getDweights()),
                      {x.getDimSize(0), x.getDimSize(1), int64_t(getTopK())});
-}
-
-LogicalResult ExpertFFNGradOp::verify() {
-  if (failed(expectType(*this, "dy", getDy(), getInput().getType())) ||
-      failed(expectType(*this, "dx", getDx(), getInput().getType())) ||
-      failed(expectType(*this, "dweights", getDweights(), getWeights().getType())) ||
-      failed(expectType(*this, "dgate", getDgate(), getGate().getType())) ||
-      failed(expectType(*this, "dup", getDup(), getUp().getType())) ||
-      failed(expectType(*this, "ddown", getDdown(), getDown().getType())))
-    return failure();
-  return success();
 }
 
 LogicalResult VocabParallelCrossEntropyGradOp::verify() {

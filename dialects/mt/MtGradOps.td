@@ -101,28 +101,30 @@ def Mt_LayerNormGradOp : Mt_GradOp<"layernorm_grad"> {
 def Mt_RotaryGradOp : Mt_GradOp<"rotary_grad"> {
   let summary = "Gradient of rotary embedding: dy rotated by the opposite angle";
   let description = [{
-    Same attributes as the forward `mt.rotary`.
+    Same attributes and `position_ids` as the forward `mt.rotary`.
 
     ```mlir
     %dx = mt.rotary_grad %dy {theta = 1.0e+04 : f64} : (tensor<4x128x4x16xf32>) -> tensor<4x128x4x16xf32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$dy, F64Attr:$theta,
+  let arguments = (ins Mt_FloatTensor:$dy, Optional<RankedTensorOf<[I32]>>:$position_ids,
+                       F64Attr:$theta,
                        OptionalAttr<F64Attr>:$scaling_factor,
                        OptionalAttr<F64Attr>:$low_freq_factor,
                        OptionalAttr<F64Attr>:$high_freq_factor,
                        OptionalAttr<I64Attr>:$original_max_position);
   let results = (outs Mt_FloatTensor:$dx);
   let instruction = Mt_Instruction<"Elementwise",
-      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position?",
-      "batch*seq*heads*head_dim; batch*seq*heads*head_dim">;
+      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids?",
+      "batch*seq*heads*head_dim; position_ids?batch*seq; batch*seq*heads*head_dim">;
 }
 
 def Mt_AttentionGradOp : Mt_GradOp<"attention_grad"> {
   let summary = "Gradients of causal grouped-query attention";
   let description = [{
     `out` is the result of the forward `mt.attention` (whose log-sum-exp the
-    backend keeps beside it); results are dq, dk, dv.
+    backend keeps beside it); `position_ids` are the forward's, if any;
+    results are dq, dk, dv.
 
     ```mlir
     %dq, %dk, %dv = mt.attention_grad %q, %k, %v, %o, %do {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
@@ -132,12 +134,13 @@ def Mt_AttentionGradOp : Mt_GradOp<"attention_grad"> {
   }];
   let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key,
                        Mt_FloatTensor:$value, Mt_FloatTensor:$out,
-                       Mt_FloatTensor:$dout, I64Attr:$num_heads,
-                       I64Attr:$num_kv_heads, I64Attr:$head_dim, F64Attr:$scale);
+                       Mt_FloatTensor:$dout, Optional<RankedTensorOf<[I32]>>:$position_ids,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads,
+                       I64Attr:$head_dim, F64Attr:$scale);
   let results = (outs Mt_FloatTensor:$dquery, Mt_FloatTensor:$dkey,
                       Mt_FloatTensor:$dvalue);
-  let instruction = Mt_Instruction<"Attention", "batch seq heads kv_heads head_dim scale:f",
-      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*heads*head_dim; batch*seq*heads*head_dim; batch*heads*seq; " #
+  let instruction = Mt_Instruction<"Attention", "batch seq heads kv_heads head_dim scale:f position_ids?",
+      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*heads*head_dim; batch*seq*heads*head_dim; batch*heads*seq; position_ids?batch*seq; " #
       "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim", 1>;
 }
 
@@ -181,34 +184,29 @@ def Mt_MoERouterGradOp : Mt_GradOp<"moe_router_grad"> {
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
                        RankedTensorOf<[F32]>:$dweights, Mt_F32Scalar:$daux,
                        I64Attr:$top_k, UnitAttr:$norm_topk_prob,
-                       F64Attr:$aux_loss_coeff);
+                       F64Attr:$aux_loss_coeff,
+                       OptionalAttr<StrAttr>:$load_balancing_type,
+                       OptionalAttr<F64Attr>:$z_loss_coeff);
   let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight);
-  let instruction = Mt_Instruction<"Elementwise", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f",
+  let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f seq? load_balancing_type=aux_loss|seq_aux_loss|none z_loss_coeff:f?",
       "tokens*hidden; experts*hidden; tokens*top_k; 1; tokens*hidden; experts*hidden">;
 }
 
-def Mt_ExpertFFNGradOp : Mt_GradOp<"expert_ffn_grad"> {
-  let summary = "Gradients of the routed SwiGLU experts";
+def Mt_SigmoidGateGradOp : Mt_GradOp<"sigmoid_gate_grad"> {
+  let summary = "Gradients of sigmoid(gate) * input";
   let description = [{
-    Operands as the forward `mt.expert_ffn` plus dy; results dx, dweights,
-    dgate, dup, ddown.
+    With s = sigmoid(`gate`): `dinput` = s · `dy` and `dgate`[..., 0] =
+    s (1 − s) Σ_h `dy`[..., h] `input`[..., h]. Shapes as the forward
+    `mt.sigmoid_gate`.
 
     ```mlir
-    %dx, %dw, %dg, %du, %dd = mt.expert_ffn_grad %x, %w, %i, %gate, %up, %down, %dy
-        : (tensor<4x128x64xf32>, tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<4x128x64xf32>)
-          -> (tensor<4x128x64xf32>, tensor<4x128x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+    %dg, %dx = mt.sigmoid_gate_grad %logit, %x, %dy : (tensor<4x128x1xf32>, tensor<4x128x64xf32>, tensor<4x128x64xf32>) -> (tensor<4x128x1xf32>, tensor<4x128x64xf32>)
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[F32]>:$weights,
-                       RankedTensorOf<[I32]>:$indices, Mt_FloatTensor:$gate,
-                       Mt_FloatTensor:$up, Mt_FloatTensor:$down,
-                       Mt_FloatTensor:$dy);
-  let results = (outs Mt_FloatTensor:$dx, RankedTensorOf<[F32]>:$dweights,
-                      Mt_FloatTensor:$dgate, Mt_FloatTensor:$dup,
-                      Mt_FloatTensor:$ddown);
-  let instruction = Mt_Instruction<"Gemm", "tokens hidden ffn experts top_k",
-      "tokens*hidden; tokens*top_k; tokens*top_k; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden; tokens*hidden; " #
-      "tokens*hidden; tokens*top_k; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden">;
+  let arguments = (ins Mt_FloatTensor:$gate, Mt_FloatTensor:$input, Mt_FloatTensor:$dy);
+  let results = (outs Mt_FloatTensor:$dgate, Mt_FloatTensor:$dinput);
+  let instruction = Mt_Instruction<"MoE", "rows dim",
+      "rows; rows*dim; rows*dim; rows; rows*dim">;
 }
 
 def Mt_CrossEntropyGradOp : Mt_GradOp<"cross_entropy_grad"> {

@@ -110,7 +110,8 @@ LogicalResult RotaryOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   resize(grads, *this);
   if (needed[0])
     grads[0] = RotaryGradOp::create(
-        b, getLoc(), getType(), dys[0], getThetaAttr(), getScalingFactorAttr(),
+        b, getLoc(), getType(), dys[0], getPositionIds(), getThetaAttr(),
+        getScalingFactorAttr(),
         getLowFreqFactorAttr(), getHighFreqFactorAttr(),
         getOriginalMaxPositionAttr());
   return success();
@@ -123,7 +124,7 @@ LogicalResult AttentionOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   auto g = AttentionGradOp::create(
       b, getLoc(), getQuery().getType(), getKey().getType(),
       getValue().getType(), getQuery(), getKey(), getValue(), getResult(),
-      dys[0], getNumHeadsAttr(), getNumKvHeadsAttr(), getHeadDimAttr(),
+      dys[0], getPositionIds(), getNumHeadsAttr(), getNumKvHeadsAttr(), getHeadDimAttr(),
       getScaleAttr());
   Value results[] = {g.getDquery(), g.getDkey(), g.getDvalue()};
   for (int i = 0; i < 3; ++i)
@@ -165,7 +166,7 @@ LogicalResult MoERouterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   auto g = MoERouterGradOp::create(
       b, loc, getInput().getType(), getWeight().getType(), getInput(),
       getWeight(), dweights, daux, getTopKAttr(), getNormTopkProbAttr(),
-      getAuxLossCoeffAttr());
+      getAuxLossCoeffAttr(), getLoadBalancingTypeAttr(), getZLossCoeffAttr());
   if (needed[0])
     grads[0] = g.getDx();
   if (needed[1])
@@ -173,19 +174,16 @@ LogicalResult MoERouterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   return success();
 }
 
-LogicalResult ExpertFFNOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
-                                          ArrayRef<bool> needed,
-                                          SmallVectorImpl<Value> &grads) {
+LogicalResult SigmoidGateOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                            ArrayRef<bool> needed,
+                                            SmallVectorImpl<Value> &grads) {
   resize(grads, *this);
-  auto g = ExpertFFNGradOp::create(
-      b, getLoc(), getInput().getType(), getWeights().getType(),
-      getGate().getType(), getUp().getType(), getDown().getType(), getInput(),
-      getWeights(), getIndices(), getGate(), getUp(), getDown(), dys[0]);
-  Value results[] = {g.getDx(), g.getDweights(), Value(), g.getDgate(),
-                     g.getDup(), g.getDdown()};
-  for (int i = 0; i < 6; ++i)
-    if (needed[i])
-      grads[i] = results[i];
+  auto g = SigmoidGateGradOp::create(b, getLoc(), getGate().getType(), getType(),
+                                     getGate(), getInput(), dys[0]);
+  if (needed[0])
+    grads[0] = g.getDgate();
+  if (needed[1])
+    grads[1] = g.getDinput();
   return success();
 }
 

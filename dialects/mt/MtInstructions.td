@@ -8,8 +8,8 @@
 #define MT_INSTRUCTIONS_TD
 
 // `family`: the profile's class of the instruction, a plan::OpFamily
-// (Gemm, Attention, Norm, Loss, Elementwise, Fill, Optimizer, Collective,
-// Pipeline).
+// (Gemm, Attention, Norm, Loss, Elementwise, MoE, Fill, Optimizer,
+// Collective, Pipeline).
 //
 // `attributes`: the instruction's attributes, space-separated, each
 // `name[:kind][?]`: kind i (integer >= 0, the default), f (float) or s
@@ -19,13 +19,15 @@
 //
 // `elements`: the element count of each input then each output,
 // `;`-separated, as a product of integer attributes and literals
-// (`tokens*hidden`, `1`); `guard?count` is an operand present only when the
-// attribute `guard` is non-zero; `-` leaves one unchecked. Empty: none is
-// checked (a variadic op).
+// (`tokens*hidden`, `1`), optionally divided by one attribute
+// (`experts/parts`; zero counts as 1); `guard?count` is an operand present
+// only when the attribute `guard` is non-zero; `-` leaves one unchecked.
+// Empty: none is checked (a variadic op).
 //
 // The inputs and outputs are the op's operands and results in ODS order,
 // then `extraInputs` / `extraOutputs` more that the plan emitter binds
-// (attention's log-sum-exp).
+// (attention's log-sum-exp; attention_grad reads it before its optional
+// position ids, compiler/plan/ProgramEmitter.cpp).
 class Mt_Instruction<string family_, string attributes_, string elements_,
                      int extraInputs_ = 0, int extraOutputs_ = 0, string name_ = ""> {
   string family = family_;

@@ -169,6 +169,8 @@ LogicalResult RotaryOp::verify() {
   if (failed(expectRank(*this, "input [B, S, heads, head_dim]", in, 4)))
     return failure();
   int64_t headDim = in.getDimSize(3);
+  if (failed(expectPositionIds(*this, getPositionIds(), getInput())))
+    return failure();
   if (headDim % 2 != 0)
     return emitOpError() << "expects an even head_dim, got " << headDim;
   if (!(getTheta().convertToDouble() > 0.0))
@@ -209,7 +211,8 @@ LogicalResult AttentionOp::verify() {
       failed(expectShape(*this, "key", k, {b, s, kvHeads, dim})) ||
       failed(expectShape(*this, "value", v, {b, s, kvHeads, dim})) ||
       failed(expectSameElementType(*this, "query", q, "key", k)) ||
-      failed(expectSameElementType(*this, "query", q, "value", v)))
+      failed(expectSameElementType(*this, "query", q, "value", v)) ||
+      failed(expectPositionIds(*this, getPositionIds(), getQuery())))
     return failure();
   if (!(getScale().convertToDouble() > 0.0))
     return emitOpError() << "expects scale > 0, got "
@@ -240,36 +243,27 @@ LogicalResult MoERouterOp::verify() {
   if (getAuxLossCoeff().convertToDouble() < 0.0)
     return emitOpError() << "expects aux_loss_coeff >= 0, got "
                          << getAuxLossCoeff().convertToDouble();
+  if (auto type = getLoadBalancingType();
+      type && *type != "aux_loss" && *type != "seq_aux_loss" && *type != "none")
+    return emitOpError() << "expects load_balancing_type \"aux_loss\", \"seq_aux_loss\" or "
+                            "\"none\", got \"" << *type << "\"";
+  if (auto z = getZLossCoeff(); z && !(z->convertToDouble() >= 0.0))
+    return emitOpError() << "expects z_loss_coeff >= 0, got " << z->convertToDouble();
   SmallVector<int64_t> routed = {in.getDimSize(0), in.getDimSize(1), topK};
   if (failed(expectShape(*this, "weights", tensorOf(getWeights()), routed)))
     return failure();
   return expectShape(*this, "indices", tensorOf(getIndices()), routed);
 }
 
-LogicalResult ExpertFFNOp::verify() {
-  auto in = tensorOf(getInput()), gate = tensorOf(getGate()),
-       up = tensorOf(getUp()), down = tensorOf(getDown());
-  if (failed(expectRank(*this, "input", in, 3)) ||
-      failed(expectRank(*this, "gate", gate, 3)))
+LogicalResult SigmoidGateOp::verify() {
+  auto gate = tensorOf(getGate()), in = tensorOf(getInput());
+  if (in.getRank() < 1)
+    return emitOpError() << "expects input of rank >= 1, got " << shapeStr(in);
+  SmallVector<int64_t> gateShape(in.getShape());
+  gateShape.back() = 1;
+  if (failed(expectShape(*this, "gate", gate, gateShape)) ||
+      failed(expectSameElementType(*this, "gate", gate, "input", in)))
     return failure();
-  int64_t b = in.getDimSize(0), s = in.getDimSize(1), hidden = in.getDimSize(2);
-  int64_t experts = gate.getDimSize(0), ffn = gate.getDimSize(1);
-  auto weights = tensorOf(getWeights());
-  if (failed(expectRank(*this, "weights", weights, 3)))
-    return failure();
-  int64_t topK = weights.getDimSize(2);
-  if (failed(expectShape(*this, "weights", weights, {b, s, topK})) ||
-      failed(expectShape(*this, "indices", tensorOf(getIndices()), {b, s, topK})) ||
-      failed(expectShape(*this, "gate", gate, {experts, ffn, hidden})) ||
-      failed(expectShape(*this, "up", up, {experts, ffn, hidden})) ||
-      failed(expectShape(*this, "down", down, {experts, hidden, ffn})) ||
-      failed(expectSameElementType(*this, "input", in, "gate", gate)) ||
-      failed(expectSameElementType(*this, "input", in, "up", up)) ||
-      failed(expectSameElementType(*this, "input", in, "down", down)))
-    return failure();
-  if (topK > experts)
-    return emitOpError() << "expects top_k (" << topK << ") <= experts ("
-                         << experts << ")";
   if (tensorOf(getResult()) != in)
     return emitOpError() << "expects result type " << in << ", got "
                          << getResult().getType();

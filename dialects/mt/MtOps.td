@@ -230,35 +230,42 @@ def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure, DeclareOpInterfaceMethods<Mt_Diff
 // Attention
 //===----------------------------------------------------------------------===//
 
-def Mt_RotaryOp : Mt_Op<"rotary", [Pure, SameOperandsAndResultType,
+def Mt_RotaryOp : Mt_Op<"rotary", [Pure, AllTypesMatch<["input", "result"]>,
     DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
     DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Rotary position embedding (rotate-half convention)";
   let description = [{
     Rotates pairs (x[i], x[i + D/2]) of each head of `input` [B, S, heads, D]
-    by angle pos · theta^(-2i/D), position = sequence index, as Hugging Face's
-    `rotate_half`. With `scaling_factor` set, the inverse frequencies are
-    rescaled as Llama 3.1's `rope_scaling` ("llama3"): `low_freq_factor`,
-    `high_freq_factor` and `original_max_position` are then required.
+    by angle pos · theta^(-2i/D), as Hugging Face's `rotate_half`. The
+    position of token (b, s) is s, or `position_ids`[b, s] when given
+    ([B, S] i32: positions restarting at 0 at each document packed in a row,
+    Hugging Face's `position_ids`). With `scaling_factor` set, the inverse
+    frequencies are rescaled as Llama 3.1's `rope_scaling` ("llama3"):
+    `low_freq_factor`, `high_freq_factor` and `original_max_position` are
+    then required.
 
     ```mlir
     %q = mt.rotary %q0 {theta = 5.0e+05 : f64} : tensor<4x128x4x16xf32>
     %k = mt.rotary %k0 {theta = 5.0e+05 : f64, scaling_factor = 3.2e+01 : f64,
                         low_freq_factor = 1.0 : f64, high_freq_factor = 4.0 : f64,
                         original_max_position = 8192 : i64} : tensor<4x128x2x16xf32>
+    %p = mt.rotary %q0 positions %pos : tensor<4x128xi32> {theta = 1.0e+04 : f64} : tensor<4x128x4x16xf32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$input, F64Attr:$theta,
+  let arguments = (ins Mt_FloatTensor:$input,
+                       Optional<RankedTensorOf<[I32]>>:$position_ids, F64Attr:$theta,
                        OptionalAttr<F64Attr>:$scaling_factor,
                        OptionalAttr<F64Attr>:$low_freq_factor,
                        OptionalAttr<F64Attr>:$high_freq_factor,
                        OptionalAttr<I64Attr>:$original_max_position);
   let results = (outs Mt_FloatTensor:$result);
-  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let assemblyFormat = [{
+    $input (`positions` $position_ids^ `:` type($position_ids))? attr-dict `:` type($result)
+  }];
   let hasVerifier = 1;
   let instruction = Mt_Instruction<"Elementwise",
-      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position?",
-      "batch*seq*heads*head_dim; batch*seq*heads*head_dim">;
+      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids?",
+      "batch*seq*heads*head_dim; position_ids?batch*seq; batch*seq*heads*head_dim">;
 }
 
 def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
@@ -270,19 +277,28 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_Diff
     kv head h / (num_heads / num_kv_heads), causally (position i sees j <= i),
     with logits scaled by `scale` (usually head_dim^-1/2).
 
+    With `position_ids` ([B, S] i32, as `mt.rotary` takes them) the row holds
+    several documents, each starting where its position id is 0 and counting
+    up by one: query i sees keys j in [i - position_ids[b, i], i], the
+    causal part of its own document (FlashAttention's varlen attention with
+    cu_seqlens, Hugging Face's packed `position_ids`).
+
     ```mlir
     %o = mt.attention %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
         : (tensor<4x128x4x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128x2x16xf32>) -> tensor<4x128x4x16xf32>
+    %p = mt.attention %q, %k, %v, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
+        : (tensor<4x128x4x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128xi32>) -> tensor<4x128x4x16xf32>
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key,
-                       Mt_FloatTensor:$value, I64Attr:$num_heads,
+                       Mt_FloatTensor:$value, Optional<RankedTensorOf<[I32]>>:$position_ids,
+                       I64Attr:$num_heads,
                        I64Attr:$num_kv_heads, I64Attr:$head_dim, F64Attr:$scale);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"Attention", "batch seq heads kv_heads head_dim scale:f",
-      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; " #
+  let instruction = Mt_Instruction<"Attention", "batch seq heads kv_heads head_dim scale:f position_ids?",
+      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; position_ids?batch*seq; " #
       "batch*seq*heads*head_dim; batch*heads*seq", 0, 1>;
 }
 
@@ -332,11 +348,18 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_Dif
     `input`: [B, S, H]; `weight`: [E, H]. Computes router logits x Wᵀ, softmax
     over the E experts, and keeps the `top_k` largest probabilities per token:
     `weights` [B, S, top_k] (f32; renormalized to sum 1 when `norm_topk_prob`)
-    and `indices` [B, S, top_k] (i32). `aux_loss` is
-    `aux_loss_coeff · E · Σ_e f_e · P_e` (HF's `load_balancing_loss_func`
-    for one layer), f_e the fraction of tokens routed to e (Σ_e f_e = top_k)
-    and P_e the mean probability of e. Models sum it over layers, as
-    Megatron-Core does (HF pools every layer's router logits into one loss).
+    and `indices` [B, S, top_k] (i32). `aux_loss` is Megatron-Core's
+    (moe_utils.py) with `load_balancing_type` (moe_router_load_balancing_type):
+    "aux_loss" (the default) is switch_load_balancing_loss_func over the
+    micro-batch, `aux_loss_coeff · E / top_k · Σ_e f_e · P_e` with f_e the
+    fraction of the B·S tokens routed to e and P_e the mean probability of e
+    (balanced routing gives aux_loss_coeff); "seq_aux_loss" the same over each
+    sequence, averaged over the B sequences; "none" no balancing loss. With
+    `z_loss_coeff`, z_loss_func is added: `z_loss_coeff · mean(logsumexp(logits)²)`.
+    Hugging Face's load_balancing_loss_func is top_k times the "aux_loss" term
+    for one coefficient: the importer passes router_aux_loss_coef · top_k.
+    Models sum it over layers, as Megatron-Core does (HF pools every layer's
+    router logits into one loss).
 
     ```mlir
     %w, %i, %aux = mt.moe_router %x, %wr {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
@@ -345,37 +368,38 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_Dif
   }];
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
                        I64Attr:$top_k, UnitAttr:$norm_topk_prob,
-                       F64Attr:$aux_loss_coeff);
+                       F64Attr:$aux_loss_coeff,
+                       OptionalAttr<StrAttr>:$load_balancing_type,
+                       OptionalAttr<F64Attr>:$z_loss_coeff);
   let results = (outs RankedTensorOf<[F32]>:$weights,
                       RankedTensorOf<[I32]>:$indices, Mt_F32Scalar:$aux_loss);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"Elementwise", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f",
+  let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f seq? load_balancing_type=aux_loss|seq_aux_loss|none z_loss_coeff:f?",
       "tokens*hidden; experts*hidden; tokens*top_k; tokens*top_k; 1">;
 }
 
-def Mt_ExpertFFNOp : Mt_Op<"expert_ffn", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+def Mt_SigmoidGateOp : Mt_Op<"sigmoid_gate", [Pure,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
     DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
-  let summary = "SwiGLU experts applied to routed tokens, combined by weight";
+  let summary = "Scales each token's vector by the sigmoid of its gate logit";
   let description = [{
-    For each token of `input` [B, S, H] and each of its `top_k` slots, applies
-    expert e = `indices`[b, s, k] (a SwiGLU FFN with rows `gate`[e], `up`[e]:
-    [F, H] and `down`[e]: [H, F]) and sums the outputs scaled by
-    `weights`[b, s, k]. Experts are grouped weights [E, ...].
+    `result`[..., h] = sigmoid(`gate`[..., 0]) · `input`[..., h], with `gate`
+    [..., 1] (one logit per token) and `input` [..., H] of the same leading
+    shape. The shared expert's gate of Qwen2-MoE
+    (transformers' Qwen2MoeSparseMoeBlock:
+    `sigmoid(shared_expert_gate(x)) * shared_expert(x)`; Megatron-Core's
+    SharedExpertMLP with `moe_shared_expert_gate`).
 
     ```mlir
-    %y = mt.expert_ffn %x, %w, %i, %gate, %up, %down
-        : (tensor<4x128x64xf32>, tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<4x128x64xf32>
+    %y = mt.sigmoid_gate %logit, %x : (tensor<4x128x1xf32>, tensor<4x128x64xf32>) -> tensor<4x128x64xf32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[F32]>:$weights,
-                       RankedTensorOf<[I32]>:$indices, Mt_FloatTensor:$gate,
-                       Mt_FloatTensor:$up, Mt_FloatTensor:$down);
+  let arguments = (ins Mt_FloatTensor:$gate, Mt_FloatTensor:$input);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"Gemm", "tokens hidden ffn experts top_k",
-      "tokens*hidden; tokens*top_k; tokens*top_k; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden; tokens*hidden">;
+  let instruction = Mt_Instruction<"MoE", "rows dim", "rows; rows*dim; rows*dim">;
 }
 
 //===----------------------------------------------------------------------===//
@@ -495,5 +519,6 @@ def Mt_CrossEntropyLossOp : Mt_Op<"cross_entropy_loss", [Pure]> {
 include "dialects/mt/MtGradOps.td"
 include "dialects/mt/MtCollectiveOps.td"
 include "dialects/mt/MtOptimizerOps.td"
+include "dialects/mt/MtMoEOps.td"
 
 #endif // MT_OPS_TD

@@ -11,16 +11,21 @@ def Mt_GlobalNormOp : Mt_Op<"global_norm", [Pure]> {
     With `sharded_axis`, operands are the local shards of gradients split
     over that mesh axis, except those flagged in `replicated` (held whole by
     every rank of the axis, counted once); the sum is reduced over the axis.
-    mt-expose-collectives rewrites it into mt.sum_squares, mt.all_reduce
-    over the axes and mt.sqrt; plans never hold it.
+    With `partial_axis`, every operand is this rank's disjoint part of
+    gradients partitioned over that axis as well (the distributed
+    optimizer's shards of the gradient buckets over dp): the sum is also
+    reduced over it. mt-expose-collectives rewrites it into mt.sum_squares,
+    mt.all_reduce over the axes and mt.sqrt; plans never hold it.
 
     ```mlir
     %norm = mt.global_norm %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+    %norm = mt.global_norm %s0, %s1 {partial_axis = "dp"} : (tensor<4096xf32>, tensor<64xf32>) -> tensor<f32>
     ```
   }];
   let arguments = (ins Variadic<Mt_FloatTensor>:$grads,
                        OptionalAttr<StrAttr>:$sharded_axis,
-                       OptionalAttr<DenseBoolArrayAttr>:$replicated);
+                       OptionalAttr<DenseBoolArrayAttr>:$replicated,
+                       OptionalAttr<StrAttr>:$partial_axis);
   let results = (outs Mt_F32Scalar:$norm);
   let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";
 }

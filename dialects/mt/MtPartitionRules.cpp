@@ -133,13 +133,14 @@ LogicalResult LayerNormOp::partition(Partitioner &p) {
 // Attention
 //===----------------------------------------------------------------------===//
 
+/// Position ids (whole on every rank) index tokens, not heads.
 LogicalResult RotaryOp::partition(Partitioner &p) {
-  return p.partitionLocal(*this, (*this)->getOperands(), false);
+  return p.partitionLocal(*this, getInput(), false);
 }
 
 /// On local heads: query and key/value heads split alike.
 LogicalResult AttentionOp::partition(Partitioner &p) {
-  if (failed(p.partitionLocal(*this, (*this)->getOperands(), false)))
+  if (failed(p.partitionLocal(*this, ValueRange{getQuery(), getKey(), getValue()}, false)))
     return failure();
   if (p.of(getQuery()).kind == Sharding::Split) {
     setNumHeads(getNumHeads() / p.tp());
@@ -169,9 +170,9 @@ LogicalResult MoERouterOp::partition(Partitioner &) {
                           "parallelism of experts is not supported yet";
 }
 
-LogicalResult ExpertFFNOp::partition(Partitioner &) {
-  return emitOpError() << "is a mixture-of-experts op: tensor "
-                          "parallelism of experts is not supported yet";
+LogicalResult SigmoidGateOp::partition(Partitioner &) {
+  return emitOpError() << "is the shared expert's gate of a mixture-of-experts "
+                          "layer: tensor parallelism of MoE layers is not supported yet";
 }
 
 //===----------------------------------------------------------------------===//

@@ -90,6 +90,16 @@ inline LogicalResult expectType(Operation *op, StringRef name, Value value,
                            << ", got " << value.getType();
 }
 
+/// Optional `position_ids` of rotary and attention ops: [B, S] of the
+/// [B, S, heads, head_dim] tensor `x` (absent: positions are the indices).
+inline LogicalResult expectPositionIds(Operation *op, Value positions, Value x) {
+  auto t = tensorOf(x);
+  if (!positions || t.getRank() != 4)
+    return success();
+  return expectShape(op, "position_ids", tensorOf(positions),
+                     {t.getDimSize(0), t.getDimSize(1)});
+}
+
 /// `axis` must name an axis of the module's meshes (`shard.grid` with
 /// `mt.axes`), or of Megatron's declared axes (runtime/plan/MeshAxes.h) in
 /// IR without a mesh yet. Defined in MtCollectiveOps.cpp.

@@ -129,9 +129,9 @@ void AutodiffPass::runOnOperation() {
   ModuleOp module = getOperation();
   auto forward = module.lookupSymbol<func::FuncOp>("forward");
   if (!forward || forward.isExternal() || forward.getNumResults() != 1 ||
-      forward.getNumArguments() != 3) {
+      (forward.getNumArguments() != 3 && forward.getNumArguments() != 4)) {
     module.emitError() << "mt-autodiff expects 'func.func @forward(input_ids, "
-                          "labels, loss_mask) -> loss'";
+                          "labels, loss_mask[, position_ids]) -> loss'";
     return signalPassFailure();
   }
   OpBuilder b(forward);
@@ -139,16 +139,18 @@ void AutodiffPass::runOnOperation() {
   fb.setSymName("forward_backward");
   Block &body = fb.getBody().front();
   auto f32Scalar = RankedTensorType::get({}, b.getF32Type());
-  if (failed(fb.insertArgument(3, f32Scalar,
+  const unsigned inputs = forward.getNumArguments();
+  if (failed(fb.insertArgument(inputs, f32Scalar,
                                b.getDictionaryAttr(b.getNamedAttr(
                                    "mt.input", b.getStringAttr("loss_scale"))),
                                fb.getLoc())))
     return signalPassFailure();
-  Value lossScale = body.getArgument(3);
+  Value lossScale = body.getArgument(inputs);
   // The arguments' roles are fixed by @forward's contract.
-  static constexpr StringLiteral kRoles[] = {"input_ids", "labels", "loss_mask"};
-  for (auto [i, role] : llvm::enumerate(kRoles))
-    fb.setArgAttr(i, "mt.input", b.getStringAttr(role));
+  static constexpr StringLiteral kRoles[] = {"input_ids", "labels", "loss_mask",
+                                             "position_ids"};
+  for (unsigned i = 0; i < inputs; ++i)
+    fb.setArgAttr(i, "mt.input", b.getStringAttr(kRoles[i]));
 
   auto ret = cast<func::ReturnOp>(body.getTerminator());
   Value loss = ret.getOperand(0);

@@ -1,10 +1,15 @@
-// mt-build-optimizer: the optimizer half of a training step as IR.
+// mt-build-optimizer: the optimizer half of a training step as IR, with
+// replicated AdamW state (gradients all-reduced over dp) or Megatron-Core's
+// distributed optimizer (gradient buckets reduce-scattered over dp, each rank
+// updating its shard, parameters all-gathered).
 #include "passes/Passes.h"
 
 #include "dialects/mt/MtMesh.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Verifier.h"
+
+#include <map>
 
 namespace mt {
 #define GEN_PASS_DEF_BUILDOPTIMIZER
@@ -16,11 +21,301 @@ using namespace mt;
 
 namespace {
 
+/// Elements every bucket member starts at a multiple of: the plan's 64-byte
+/// buffer alignment in fp32.
+constexpr int64_t kMemberAlignment = 16;
+
+/// The data-parallel axis the distributed optimizer shards over. Expert
+/// parameters will shard over `edp` of @expert_mesh once expert parallelism
+/// exists; with ep = cp = 1 it holds the same ranks as `dp`.
+constexpr StringLiteral kDataParallelAxis = "dp";
+
+/// Megatron: no weight decay on norms and biases (rank-1 parameters).
+double weightDecayOf(ParamOp p, double weightDecay) {
+  return p.getTensorType().getRank() == 1 ? 0.0 : weightDecay;
+}
+
+bool isReplicated(ParamOp p) {
+  ShardingAttr sharding = p.getShardingAttr();
+  return !sharding || !sharding.isSplit();
+}
+
+/// One of Megatron-Core's gradient buckets (param_and_grad_buffer.py): the
+/// local gradients (and parameters) of `params` laid out contiguously, each
+/// from `offsets[i]`, padded to `elements`, a multiple of dp, so that rank r
+/// owns elements [r·elements/dp, (r+1)·elements/dp) and one reduce-scatter
+/// reduces the whole bucket.
+struct Bucket {
+  SmallVector<ParamOp> params;
+  SmallVector<int64_t> offsets;
+  int64_t elements = 0;
+  double weightDecay = 0;
+  bool replicated = true;
+};
+
+/// The layer every read of each parameter in @forward_backward belongs to,
+/// or none (embedding, final norm, head, or read by several layers).
+llvm::StringMap<std::optional<int64_t>> layersOf(ModuleOp module) {
+  llvm::StringMap<std::optional<int64_t>> layers;
+  llvm::StringMap<bool> mixed;
+  auto fb = module.lookupSymbol<func::FuncOp>("forward_backward");
+  if (!fb)
+    return layers;
+  fb.walk([&](WeightOp w) {
+    auto attr = w->getAttrOfType<IntegerAttr>(MtDialect::kLayerAttrName);
+    std::optional<int64_t> layer = attr ? std::optional(attr.getInt()) : std::nullopt;
+    auto [it, inserted] = layers.try_emplace(w.getParam(), layer);
+    if (!inserted && it->second != layer)
+      mixed[w.getParam()] = true;
+  });
+  for (auto &entry : mixed)
+    layers[entry.first()] = std::nullopt;
+  return layers;
+}
+
+/// Buckets in the order backward finishes their gradients (parameters in
+/// reverse), about `bucketElements` each, as Megatron's. Unlike Megatron's,
+/// a bucket never spans two layers (pipeline stages own whole layers, and
+/// an embedding or head is a bucket of its own), nor parameters of different
+/// weight decay or tp replication: its shard is then one AdamW update and
+/// one term of the norm.
+SmallVector<Bucket> formBuckets(ModuleOp module, ArrayRef<ParamOp> params, int64_t dp,
+                                int64_t bucketElements, double weightDecay) {
+  llvm::StringMap<std::optional<int64_t>> layers = layersOf(module);
+  // (layer, or -1 - index for a parameter outside the layers; decay;
+  // replicated; experts) -> bucket under construction.
+  using Key = std::tuple<int64_t, double, bool, bool>;
+  std::map<Key, size_t> open;
+  SmallVector<Bucket> buckets;
+  for (int64_t i = int64_t(params.size()) - 1; i >= 0; --i) {
+    ParamOp p = params[i];
+    std::optional<int64_t> layer = layers.lookup(p.getSymName());
+    Key key{layer ? *layer : -1 - i, weightDecayOf(p, weightDecay), isReplicated(p),
+            p.getGroupedExperts()};
+    auto it = open.find(key);
+    if (it == open.end() || buckets[it->second].elements >= bucketElements) {
+      buckets.push_back({{}, {}, 0, std::get<1>(key), std::get<2>(key)});
+      it = open.insert_or_assign(key, buckets.size() - 1).first;
+    }
+    Bucket &b = buckets[it->second];
+    b.elements = llvm::alignTo(b.elements, kMemberAlignment);
+    b.params.push_back(p);
+    b.offsets.push_back(b.elements);
+    b.elements += p.getLocalType().getNumElements();
+  }
+  for (Bucket &b : buckets)
+    b.elements = llvm::alignTo(b.elements, kMemberAlignment * dp);
+  return buckets;
+}
+
 struct BuildOptimizerPass
     : public mt::impl::BuildOptimizerBase<BuildOptimizerPass> {
   using BuildOptimizerBase::BuildOptimizerBase;
   void runOnOperation() override;
+
+  /// The data-parallel size: the dp axis of the module's `shard.grid @mesh`
+  /// (1 without a mesh), read by runOnOperation.
+  int64_t dp = 1;
+
+  /// The arguments and results of @optimizer_step after `step`.
+  struct Signature {
+    SmallVector<Type> args, results;
+    SmallVector<DictionaryAttr> argAttrs, resultAttrs;
+  };
+  /// What the norm, clipping and schedule give the updates.
+  struct Scaling {
+    Value scale, lr;
+  };
+
+  /// The mesh axis tp-split parameters are split over (null: none); fails,
+  /// with a diagnostic, when parameters are split over two axes.
+  FailureOr<StringAttr> normAxisOf(ArrayRef<ParamOp> params, OpBuilder &b);
+  /// The global norm (partial over `partialAxis` when set), the NaN/Inf
+  /// check, the clip coefficient and the learning rate.
+  Scaling normAndSchedule(OpBuilder &b, Location loc, Value step, ValueRange grads,
+                          ArrayRef<bool> replicated, StringAttr normAxis,
+                          StringAttr partialAxis);
+  LogicalResult buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params, StringAttr normAxis);
+  LogicalResult buildDistributed(OpBuilder &b, ArrayRef<ParamOp> params, StringAttr normAxis);
+  func::FuncOp createFunction(OpBuilder &b, const Signature &signature);
 };
+
+FailureOr<StringAttr> BuildOptimizerPass::normAxisOf(ArrayRef<ParamOp> params, OpBuilder &b) {
+  StringAttr normAxis;
+  for (ParamOp p : params) {
+    ShardingAttr sharding = p.getShardingAttr();
+    for (unsigned d = 0; sharding && d < sharding.getSplitAxes().size(); ++d)
+      for (StringRef axis : sharding.getAxes(d)) {
+        if (normAxis && normAxis.getValue() != axis)
+          return p.emitOpError() << "is split over mesh axis '" << axis
+                                 << "' and another parameter over '" << normAxis.getValue()
+                                 << "': a global norm over several mesh axes is not supported yet";
+        normAxis = b.getStringAttr(axis);
+      }
+  }
+  return normAxis;
+}
+
+func::FuncOp BuildOptimizerPass::createFunction(OpBuilder &b, const Signature &s) {
+  auto stepType = RankedTensorType::get({}, b.getI64Type());
+  SmallVector<Type> args = {stepType};
+  args.append(s.args);
+  SmallVector<DictionaryAttr> argAttrs = {
+      b.getDictionaryAttr(b.getNamedAttr("mt.role", b.getStringAttr("step")))};
+  argAttrs.append(s.argAttrs);
+  auto fn = func::FuncOp::create(b, getOperation().getLoc(), "optimizer_step",
+                                 b.getFunctionType(args, s.results));
+  fn.setAllArgAttrs(argAttrs);
+  fn.setAllResultAttrs(s.resultAttrs);
+  b.setInsertionPointToEnd(fn.addEntryBlock());
+  return fn;
+}
+
+BuildOptimizerPass::Scaling
+BuildOptimizerPass::normAndSchedule(OpBuilder &b, Location loc, Value step, ValueRange grads,
+                                    ArrayRef<bool> replicated, StringAttr normAxis,
+                                    StringAttr partialAxis) {
+  auto scalar = RankedTensorType::get({}, b.getF32Type());
+  // Shards of one parameter sum over the axis they are split on; replicated
+  // parameters count once.
+  auto norm = GlobalNormOp::create(
+      b, loc, scalar, grads, normAxis,
+      normAxis ? b.getDenseBoolArrayAttr(replicated) : DenseBoolArrayAttr(), partialAxis);
+  CheckFiniteOp::create(b, loc, norm);
+  Value scale = ClipCoefficientOp::create(b, loc, scalar, norm, b.getF64FloatAttr(clipGrad));
+  Value lrValue = LRScheduleOp::create(
+      b, loc, scalar, step, b.getF64FloatAttr(lr), b.getF64FloatAttr(minLr),
+      b.getI64IntegerAttr(warmupSteps), b.getI64IntegerAttr(decaySteps),
+      b.getStringAttr(decayStyle));
+  return {scale, lrValue};
+}
+
+/// Arguments and results that name a role of a parameter (or a bucket's
+/// first parameter) and, for buckets, the bucket.
+DictionaryAttr roleAttrs(OpBuilder &b, ParamOp p, StringRef role,
+                         std::optional<int64_t> bucket = std::nullopt,
+                         ShardingAttr sharding = {}) {
+  SmallVector<NamedAttribute> attrs = {
+      b.getNamedAttr("mt.role", b.getStringAttr(role)),
+      b.getNamedAttr("mt.param", FlatSymbolRefAttr::get(p.getSymNameAttr()))};
+  if (bucket)
+    attrs.push_back(b.getNamedAttr("mt.bucket", b.getI64IntegerAttr(*bucket)));
+  if (sharding)
+    attrs.push_back(b.getNamedAttr("mt.sharding", sharding));
+  return b.getDictionaryAttr(attrs);
+}
+
+LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params,
+                                                  StringAttr normAxis) {
+  // Arguments: step, then (param, grad, exp_avg, exp_avg_sq) per parameter.
+  static constexpr StringLiteral kRoles[] = {"param", "grad", "exp_avg", "exp_avg_sq"};
+  Signature s;
+  for (ParamOp p : params)
+    for (StringRef role : kRoles) {
+      s.args.push_back(p.getLocalType());
+      s.argAttrs.push_back(roleAttrs(b, p, role));
+      if (role != "grad") {
+        s.results.push_back(p.getLocalType());
+        s.resultAttrs.push_back(roleAttrs(b, p, role));
+      }
+    }
+  func::FuncOp fn = createFunction(b, s);
+  Block *body = &fn.getBody().front();
+  auto argOf = [&](size_t param, size_t role) {
+    return body->getArgument(1 + 4 * param + role);
+  };
+  // Data parallelism: every rank's gradients are averaged over dp first.
+  SmallVector<Value> grads;
+  SmallVector<bool> replicated;
+  for (auto [i, constParam] : llvm::enumerate(params)) {
+    ParamOp p = constParam;
+    Value g = argOf(i, 1);
+    if (dp > 1)
+      g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kDataParallelAxis),
+                              b.getStringAttr("mean"));
+    grads.push_back(g);
+    replicated.push_back(isReplicated(p));
+  }
+  Scaling sc = normAndSchedule(b, fn.getLoc(), body->getArgument(0), grads, replicated, normAxis,
+                               StringAttr());
+  SmallVector<Value> results;
+  for (auto [i, constParam] : llvm::enumerate(params)) {
+    ParamOp p = constParam;
+    auto update = AdamWOp::create(
+        b, p.getLoc(), p.getLocalType(), p.getLocalType(), p.getLocalType(), argOf(i, 0),
+        grads[i], argOf(i, 2), argOf(i, 3), sc.lr, body->getArgument(0), sc.scale,
+        b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2), b.getF64FloatAttr(eps),
+        b.getF64FloatAttr(weightDecayOf(p, weightDecay)));
+    results.append({update.getNewParam(), update.getNewExpAvg(), update.getNewExpAvgSq()});
+  }
+  func::ReturnOp::create(b, fn.getLoc(), results);
+  return mlir::verify(fn);
+}
+
+LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamOp> params,
+                                                   StringAttr normAxis) {
+  ModuleOp module = getOperation();
+  SmallVector<Bucket> buckets = formBuckets(module, params, dp, bucketElements, weightDecay);
+  // Arguments: step, then (param bucket, grad bucket, exp_avg shard,
+  // exp_avg_sq shard) per bucket; the state is sharded over dp.
+  MLIRContext *ctx = module.getContext();
+  ShardingAttr onDp = ShardingAttr::split(ctx, kMeshName, 1, 0, kDataParallelAxis);
+  Signature s;
+  SmallVector<Attribute> layout;
+  for (auto [k, bucket] : llvm::enumerate(buckets)) {
+    auto full = RankedTensorType::get({bucket.elements}, b.getF32Type());
+    auto shard = RankedTensorType::get({bucket.elements / dp}, b.getF32Type());
+    ParamOp first = bucket.params.front();
+    s.args.append({full, full, shard, shard});
+    s.argAttrs.append({roleAttrs(b, first, "param", k), roleAttrs(b, first, "grad", k),
+                       roleAttrs(b, first, "exp_avg", k, onDp),
+                       roleAttrs(b, first, "exp_avg_sq", k, onDp)});
+    s.results.append({full, shard, shard});
+    s.resultAttrs.append({roleAttrs(b, first, "param", k),
+                          roleAttrs(b, first, "exp_avg", k, onDp),
+                          roleAttrs(b, first, "exp_avg_sq", k, onDp)});
+    SmallVector<Attribute> members;
+    for (ParamOp p : bucket.params)
+      members.push_back(FlatSymbolRefAttr::get(p.getSymNameAttr()));
+    layout.push_back(b.getDictionaryAttr(
+        {b.getNamedAttr("axis", b.getStringAttr(kDataParallelAxis)),
+         b.getNamedAttr("params", b.getArrayAttr(members)),
+         b.getNamedAttr("offsets", b.getDenseI64ArrayAttr(bucket.offsets))}));
+  }
+  func::FuncOp fn = createFunction(b, s);
+  fn->setAttr(MtDialect::kBucketsAttrName, b.getArrayAttr(layout));
+  Block *body = &fn.getBody().front();
+  auto argOf = [&](size_t bucket, size_t role) {
+    return body->getArgument(1 + 4 * bucket + role);
+  };
+  StringAttr axis = b.getStringAttr(kDataParallelAxis);
+  IntegerAttr dim0 = b.getI64IntegerAttr(0);
+  Location loc = fn.getLoc();
+  // Every bucket's reduce-scatter first: the backends may start them while
+  // backward still runs (overlap_grad_reduce).
+  SmallVector<Value> shards;
+  SmallVector<bool> replicated;
+  for (auto [k, bucket] : llvm::enumerate(buckets)) {
+    shards.push_back(ReduceScatterOp::create(b, loc, argOf(k, 2).getType(), argOf(k, 1), axis,
+                                             dim0, b.getStringAttr("mean")));
+    replicated.push_back(bucket.replicated);
+  }
+  Scaling sc = normAndSchedule(b, loc, body->getArgument(0), shards, replicated, normAxis, axis);
+  SmallVector<Value> results;
+  for (auto [k, bucket] : llvm::enumerate(buckets)) {
+    Type shard = argOf(k, 2).getType();
+    Value mine = AllSliceOp::create(b, loc, shard, argOf(k, 0), axis, dim0);
+    auto update = AdamWOp::create(
+        b, loc, shard, shard, shard, mine, shards[k], argOf(k, 2), argOf(k, 3), sc.lr,
+        body->getArgument(0), sc.scale, b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2),
+        b.getF64FloatAttr(eps), b.getF64FloatAttr(bucket.weightDecay));
+    Value gathered = AllGatherOp::create(b, loc, argOf(k, 0).getType(), update.getNewParam(),
+                                         axis, dim0);
+    results.append({gathered, update.getNewExpAvg(), update.getNewExpAvgSq()});
+  }
+  func::ReturnOp::create(b, loc, results);
+  return mlir::verify(fn);
+}
 
 void BuildOptimizerPass::runOnOperation() {
   ModuleOp module = getOperation();
@@ -28,9 +323,14 @@ void BuildOptimizerPass::runOnOperation() {
     module.emitError() << "mt-build-optimizer: @optimizer_step exists already";
     return signalPassFailure();
   }
+  if (distributedOptimizer && bucketElements < 1) {
+    module.emitError() << "mt-build-optimizer: bucket-elements must be >= 1, got "
+                       << bucketElements;
+    return signalPassFailure();
+  }
   // The data-parallel size is the dp axis of the module's mesh; a module
   // without a mesh runs on one rank.
-  int64_t dp = 1;
+  dp = 1;
   if (auto mesh = module.lookupSymbol<shard::GridOp>(kMeshName)) {
     std::optional<int64_t> size = axisSize(mesh, "dp");
     if (!size) {
@@ -44,94 +344,12 @@ void BuildOptimizerPass::runOnOperation() {
   for (auto param : module.getOps<ParamOp>())
     if (!param.getFrozen())
       params.push_back(param);
-
-  MLIRContext *ctx = module.getContext();
-  OpBuilder b(ctx);
+  OpBuilder b(module.getContext());
   b.setInsertionPointToEnd(module.getBody());
-  Location loc = module.getLoc();
-  auto stepType = RankedTensorType::get({}, b.getI64Type());
-  auto scalar = RankedTensorType::get({}, b.getF32Type());
-
-  // Arguments: step, then (param, grad, exp_avg, exp_avg_sq) per parameter.
-  static constexpr StringLiteral kRoles[] = {"param", "grad", "exp_avg", "exp_avg_sq"};
-  SmallVector<Type> argTypes = {stepType};
-  SmallVector<DictionaryAttr> argAttrs = {
-      b.getDictionaryAttr(b.getNamedAttr("mt.role", b.getStringAttr("step")))};
-  SmallVector<Type> resultTypes;
-  SmallVector<DictionaryAttr> resultAttrs;
-  auto roleAttrs = [&](ParamOp p, StringRef role) {
-    return b.getDictionaryAttr(
-        {b.getNamedAttr("mt.role", b.getStringAttr(role)),
-         b.getNamedAttr("mt.param", FlatSymbolRefAttr::get(p.getSymNameAttr()))});
-  };
-  for (ParamOp p : params)
-    for (StringRef role : kRoles) {
-      argTypes.push_back(p.getLocalType());
-      argAttrs.push_back(roleAttrs(p, role));
-      if (role != "grad") {
-        resultTypes.push_back(p.getLocalType());
-        resultAttrs.push_back(roleAttrs(p, role));
-      }
-    }
-  auto fn = func::FuncOp::create(b, loc, "optimizer_step",
-                                 b.getFunctionType(argTypes, resultTypes));
-  fn.setAllArgAttrs(argAttrs);
-  fn.setAllResultAttrs(resultAttrs);
-  Block *body = fn.addEntryBlock();
-  b.setInsertionPointToEnd(body);
-
-  Value step = body->getArgument(0);
-  auto argOf = [&](size_t param, size_t role) {
-    return body->getArgument(1 + 4 * param + role);
-  };
-  // Data parallelism: every rank's gradients are averaged over dp first.
-  SmallVector<Value> grads;
-  SmallVector<bool> replicated;
-  StringAttr normAxis; // the mesh axis sharded parameters are split over
-  for (auto [i, p] : llvm::enumerate(params)) {
-    Value g = argOf(i, 1);
-    if (dp > 1)
-      g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr("dp"), b.getStringAttr("mean"));
-    grads.push_back(g);
-    ShardingAttr sharding = p.getShardingAttr();
-    replicated.push_back(!sharding || !sharding.isSplit());
-    for (unsigned d = 0; sharding && d < sharding.getSplitAxes().size(); ++d)
-      for (StringRef axis : sharding.getAxes(d)) {
-        if (normAxis && normAxis.getValue() != axis) {
-          p.emitOpError() << "is split over mesh axis '" << axis
-                          << "' and another parameter over '" << normAxis.getValue()
-                          << "': a global norm over several mesh axes is not supported yet";
-          return signalPassFailure();
-        }
-        normAxis = b.getStringAttr(axis);
-      }
-  }
-  // Shards of one parameter sum over the axis they are split on; replicated
-  // parameters count once.
-  Value norm = GlobalNormOp::create(
-      b, loc, scalar, grads, normAxis,
-      normAxis ? b.getDenseBoolArrayAttr(replicated) : DenseBoolArrayAttr());
-  CheckFiniteOp::create(b, loc, norm);
-  Value scale = ClipCoefficientOp::create(b, loc, scalar, norm,
-                                          b.getF64FloatAttr(clipGrad));
-  Value lrValue = LRScheduleOp::create(
-      b, loc, scalar, step, b.getF64FloatAttr(lr), b.getF64FloatAttr(minLr),
-      b.getI64IntegerAttr(warmupSteps), b.getI64IntegerAttr(decaySteps),
-      b.getStringAttr(decayStyle));
-  SmallVector<Value> results;
-  for (auto [i, p] : llvm::enumerate(params)) {
-    // Megatron: no weight decay on norms and biases (rank-1 parameters).
-    double decay = p.getTensorType().getRank() == 1 ? 0.0 : weightDecay.getValue();
-    auto update = AdamWOp::create(
-        b, p.getLoc(), p.getLocalType(), p.getLocalType(), p.getLocalType(), argOf(i, 0),
-        grads[i], argOf(i, 2), argOf(i, 3), lrValue, step, scale,
-        b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2),
-        b.getF64FloatAttr(eps), b.getF64FloatAttr(decay));
-    results.append({update.getNewParam(), update.getNewExpAvg(),
-                    update.getNewExpAvgSq()});
-  }
-  func::ReturnOp::create(b, loc, results);
-  if (failed(mlir::verify(fn)))
+  FailureOr<StringAttr> normAxis = normAxisOf(params, b);
+  if (failed(normAxis) ||
+      failed(distributedOptimizer ? buildDistributed(b, params, *normAxis)
+                                  : buildReplicated(b, params, *normAxis)))
     return signalPassFailure();
 }
 

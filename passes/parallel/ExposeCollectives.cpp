@@ -120,6 +120,17 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
       sum = inheriting(AllReduceOp::create(b, loc, sum, norm.getShardedAxisAttr(),
                                            b.getStringAttr("sum")),
                        norm);
+    // The distributed optimizer's gradient shards: each rank holds a
+    // disjoint part over the axis.
+    if (std::optional<StringRef> partial = norm.getPartialAxis()) {
+      if (!axisSize(mesh, *partial))
+        return norm.emitOpError() << "is partial over '" << *partial
+                                  << "', which is not an axis of @" << kMeshName << " ("
+                                  << axisList(mesh) << ")";
+      sum = inheriting(AllReduceOp::create(b, loc, sum, norm.getPartialAxisAttr(),
+                                           b.getStringAttr("sum")),
+                       norm);
+    }
     // Pipeline stages hold disjoint parameters: their sums add up.
     if (*axisSize(mesh, "pp") > 1)
       sum = inheriting(AllReduceOp::create(b, loc, sum, b.getStringAttr("pp"),

@@ -26,11 +26,6 @@ Status checkSftOptions(const SftOptions &o, const Template &t) {
     return Status::error("cutoff_len must be >= 1, got " + std::to_string(o.cutoffLen));
   if (o.maxSamples && *o.maxSamples < 1)
     return Status::error("max_samples must be >= 1, got " + std::to_string(*o.maxSamples));
-  if (o.neatPacking)
-    return Status::error("neat_packing is not supported yet: it needs attention confined to "
-                         "each packed sample (variable-length attention), which mtc does not "
-                         "have yet; use packing (samples in one row attend to each other, as "
-                         "LLaMA-Factory's packing does) or neither");
   if (o.trainOnPrompt && t.efficientEos)
     return Status::error("train_on_prompt: template " + t.name +
                          " (efficient_eos) does not support it, as in LLaMA-Factory");
@@ -127,11 +122,16 @@ io::SftRows buildRows(std::vector<EncodedSample> samples, const SftOptions &o, u
     for (const EncodedSample *p : parts) {
       rows.inputIds.insert(rows.inputIds.end(), p->inputIds.begin(), p->inputIds.end());
       rows.labels.insert(rows.labels.end(), p->labels.begin(), p->labels.end());
+      if (o.neatPacking)
+        for (size_t i = 0; i < p->inputIds.size(); ++i)
+          rows.positionIds.push_back(uint32_t(i));
     }
     rows.inputIds.resize(start + width, padId);
     rows.labels.resize(start + width, io::kIgnoreIndex);
+    if (o.neatPacking)
+      rows.positionIds.resize(start + width, 0);
   };
-  if (!o.packing) {
+  if (!o.packing && !o.neatPacking) {
     for (const EncodedSample &s : samples)
       addRow({&s});
     return rows;

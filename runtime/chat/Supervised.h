@@ -25,16 +25,14 @@ struct SftOptions {
   bool trainOnPrompt = false; // train_on_prompt: prompts are labelled too
   bool maskHistory = false;   // mask_history: only the last turn is labelled
   bool packing = false;       // packing: samples concatenated into rows
-  bool neatPacking = false;   // neat_packing: refused (see checkSftOptions)
+  bool neatPacking = false;   // neat_packing: packing, each sample its own document
   bool enableThinking = true; // enable_thinking (reasoning templates)
   std::optional<int64_t> maxSamples; // max_samples, per dataset
   uint64_t seed = 42;                // seed: num_samples draws
 };
 
 /// Refuses what cannot be honoured: cutoff_len < 1, max_samples < 1,
-/// neat_packing (needs attention confined to each packed sample, which
-/// does not exist yet), train_on_prompt with an efficient_eos template (as
-/// LLaMA-Factory does).
+/// train_on_prompt with an efficient_eos template (as LLaMA-Factory does).
 Status checkSftOptions(const SftOptions &options, const Template &t);
 
 /// infer_seqlen: how a turn of `sourceLength` prompt and `targetLength`
@@ -72,7 +70,10 @@ Expected<EncodedSample> encodeSupervised(const BoundTemplate &t, const TextEncod
 /// The rows of a prepared SFT file (S = cutoffLen, rows of S + 1 tokens):
 /// one sample per row, padded with padId / kIgnoreIndex; or under packing,
 /// LLaMA-Factory's greedy knapsack (samples sorted by length, each row
-/// filled with the longest sample that still fits cutoff_len).
+/// filled with the longest sample that still fits cutoff_len). neat_packing
+/// packs alike (it implies packing, as in LLaMA-Factory's DataArguments)
+/// and adds LLaMA-Factory's position ids: 0, 1, ... from each sample's
+/// start, 0 on each padding token (PackedSupervisedDatasetProcessor).
 io::SftRows buildRows(std::vector<EncodedSample> samples, const SftOptions &options,
                       uint32_t padId, uint64_t vocabSize);
 

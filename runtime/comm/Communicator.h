@@ -74,6 +74,15 @@ public:
   /// size() blocks of countPerRank).
   virtual Status reduceScatter(const void *in, void *out, size_t countPerRank, DType type,
                                ReduceOp op) = 0;
+  /// All-to-all with per-peer counts (MoE token dispatch): `in` holds
+  /// size() consecutive blocks, block p of sendCounts[p] elements going to
+  /// group rank p; `out` gets size() consecutive blocks, block r of
+  /// recvCounts[r] elements coming from group rank r (rank order). recvCounts[r]
+  /// must equal member r's sendCounts[rank()]: a mismatch is an error on
+  /// every backend that can see it (Gloo checks; NCCL cannot). Both vectors
+  /// have size() entries.
+  virtual Status allToAllV(const void *in, const std::vector<size_t> &sendCounts, void *out,
+                           const std::vector<size_t> &recvCounts, DType type) = 0;
   /// `root` is a group rank; its `data` is copied to every other member.
   virtual Status broadcast(void *data, size_t count, DType type, int root) = 0;
   /// To / from group rank `peer`; the k-th send to a peer matches that

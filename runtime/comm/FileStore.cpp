@@ -42,6 +42,10 @@ std::string FileStore::path(const std::string &key) const {
   return dir_ + "/" + name;
 }
 
+std::string FileStore::describe() const {
+  return "rendezvous directory '" + dir_ + "' (MT_RENDEZVOUS)";
+}
+
 Status FileStore::set(const std::string &key, const std::vector<char> &value) {
   const std::string target = path(key);
   std::error_code ec;
@@ -76,7 +80,7 @@ Status FileStore::wait(const std::vector<std::string> &keys) {
       return Status::ok();
     if (Clock::now() >= deadline)
       return Status::error("no rendezvous key " + missing + " in '" + dir_ + "' within " +
-                           std::to_string(timeout_.count()) + " ms");
+                           formatDuration(timeout_));
     std::this_thread::sleep_for(milliseconds(5));
   }
 }

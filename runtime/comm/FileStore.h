@@ -4,6 +4,7 @@
 #ifndef MT_RUNTIME_COMM_FILESTORE_H
 #define MT_RUNTIME_COMM_FILESTORE_H
 
+#include "runtime/comm/Store.h"
 #include "runtime/support/Status.h"
 
 #include <chrono>
@@ -15,18 +16,19 @@ namespace mt::comm {
 /// Each key is one file of the directory, written aside and renamed into
 /// place, so a reader sees a whole value or none. Keys are never rewritten:
 /// a job needs a fresh directory, as Gloo's FileStore does.
-class FileStore {
+class FileStore final : public Store {
 public:
   /// `dir` must exist; `timeout` (> 0) bounds every wait.
   static Expected<FileStore> open(const std::string &dir, std::chrono::milliseconds timeout);
 
   /// Publishes `value` under `key` (any characters); an error when the key
   /// exists (the directory holds an earlier job's keys) or on I/O failure.
-  Status set(const std::string &key, const std::vector<char> &value);
+  Status set(const std::string &key, const std::vector<char> &value) override;
   /// Waits up to the timeout for `key`'s value.
-  Expected<std::vector<char>> get(const std::string &key);
+  Expected<std::vector<char>> get(const std::string &key) override;
   /// Waits up to the timeout for all `keys`; the error lists those missing.
-  Status wait(const std::vector<std::string> &keys);
+  Status wait(const std::vector<std::string> &keys) override;
+  std::string describe() const override;
   const std::string &dir() const { return dir_; }
 
 private:

@@ -1,5 +1,5 @@
 // The collectives of a group of ranks and the rendezvous of the World, over
-// Gloo (TCP transport, FileStore rendezvous). Without Gloo in the build, only
+// Gloo (TCP transport; the job's Store for the rendezvous). Without Gloo in the build, only
 // single-rank worlds and groups of one work.
 #include "runtime/comm/Gloo.h"
 
@@ -7,7 +7,6 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
-#include <filesystem>
 #include <numeric>
 #include <stdexcept>
 #include <thread>
@@ -17,10 +16,10 @@
 #endif
 #if MT_HAVE_GLOO
 #include <gloo/allgather.h>
+#include <gloo/alltoallv.h>
 #include <gloo/broadcast.h>
 #include <gloo/common/error.h>
 #include <gloo/rendezvous/context.h>
-#include <gloo/rendezvous/file_store.h>
 #include <gloo/rendezvous/prefix_store.h>
 #include <gloo/transport/tcp/device.h>
 #include <gloo/types.h>
@@ -34,15 +33,6 @@ namespace {
 
 // allReduce gathers at most this many floats at once (16 MiB of scratch).
 constexpr size_t kScratchFloats = size_t(1) << 22;
-
-std::string formatDuration(milliseconds d) {
-  auto ms = d.count();
-  if (ms >= 1000 && ms % 1000 == 0)
-    return std::to_string(ms / 1000) + " s";
-  if (ms >= 1000 && ms % 100 == 0)
-    return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s";
-  return std::to_string(ms) + " ms";
-}
 
 bool isTimeout(const std::string &what) {
   return what.find("Timed out") != std::string::npos ||
@@ -85,7 +75,8 @@ enum Operation : int64_t {
   kReduceScatterMax,
   kReduceScatterAvg,
   kBroadcast,
-  kBarrier
+  kBarrier,
+  kAllToAllV
 };
 constexpr uint32_t kCallTag = 0;    // payload tags are 1 + the call index
 constexpr uint8_t kP2pSlotPrefix = 0xA0; // above the prefixes of Gloo's algorithms
@@ -123,6 +114,9 @@ std::string describe(const Call &call) {
   case kBarrier:
     what = "barrier";
     break;
+  case kAllToAllV:
+    what = "all_to_all_v (" + count + " to send)";
+    break;
   default:
     what = "unknown call " + std::to_string(call[0]);
   }
@@ -143,33 +137,33 @@ std::string findDisagreement(const std::vector<Call> &all, const std::vector<int
 #if MT_HAVE_GLOO
 using GlooContext = std::shared_ptr<gloo::Context>;
 
-// FileStore's get() waits a fixed 30 s and its wait() rounds the elapsed time
-// down to whole seconds; this one waits exactly the World's timeout.
-class TimedFileStore : public gloo::rendezvous::FileStore {
+// Gloo's view of the job's Store (a directory, or TCP: Debian's Gloo has no
+// TCP store of its own); Gloo wants failures as exceptions.
+class GlooStore : public gloo::rendezvous::Store {
 public:
-  TimedFileStore(const std::string &dir, milliseconds timeout)
-      : FileStore(dir), timeout_(timeout) {}
-  void wait(const std::vector<std::string> &keys) override { wait(keys, timeout_); }
-  void wait(const std::vector<std::string> &keys, const milliseconds &) override {
-    auto deadline = std::chrono::steady_clock::now() + timeout_;
-    while (!check(keys)) {
-      if (std::chrono::steady_clock::now() >= deadline)
-        throw gloo::IoException("Timed out waiting for the rendezvous keys of the peers");
-      std::this_thread::sleep_for(milliseconds(10));
-    }
+  explicit GlooStore(comm::Store &store) : store_(store) {}
+  void set(const std::string &key, const std::vector<char> &data) override {
+    if (Status s = store_.set(key, data); !s)
+      throw gloo::IoException(s.message());
   }
   std::vector<char> get(const std::string &key) override {
-    wait({key});
-    return FileStore::get(key);
+    auto value = store_.get(key);
+    if (!value)
+      throw gloo::IoException(value.message());
+    return std::move(*value);
   }
+  void wait(const std::vector<std::string> &keys) override {
+    if (Status s = store_.wait(keys); !s)
+      throw gloo::IoException(s.message());
+  }
+  void wait(const std::vector<std::string> &keys, const milliseconds &) override { wait(keys); }
 
 private:
-  milliseconds timeout_;
+  comm::Store &store_;
 };
 
-std::shared_ptr<gloo::rendezvous::Store> makeStore(const std::string &dir,
-                                                   milliseconds timeout) {
-  return std::make_shared<TimedFileStore>(dir, timeout);
+std::shared_ptr<gloo::rendezvous::Store> makeStore(comm::Store &store) {
+  return std::make_shared<GlooStore>(store);
 }
 
 std::shared_ptr<gloo::transport::Device> makeDevice(const std::string &host) {
@@ -235,14 +229,23 @@ void exchangeOnce(const GlooContext &context, bool sending, void *data, size_t b
   }
 }
 
+void allToAllVOnce(const GlooContext &context, const void *in,
+                   const std::vector<int64_t> &sendBytes, void *out,
+                   const std::vector<int64_t> &recvBytes, uint32_t tag, milliseconds timeout) {
+  gloo::AlltoallvOptions opts(context);
+  opts.setInput(static_cast<char *>(const_cast<void *>(in)), sendBytes); // only read
+  opts.setOutput(static_cast<char *>(out), recvBytes);
+  opts.setTag(tag);
+  opts.setTimeout(timeout);
+  gloo::alltoallv(opts);
+}
+
 void closeConnections(const GlooContext &context) { context->closeConnections(); }
 #else
 // Without Gloo no communicator has more than one member, so these never run.
 using GlooContext = std::shared_ptr<gloo::Context>;
 [[noreturn]] void unreachable() { throw std::logic_error("built without Gloo"); }
-std::shared_ptr<gloo::rendezvous::Store> makeStore(const std::string &, milliseconds) {
-  unreachable();
-}
+std::shared_ptr<gloo::rendezvous::Store> makeStore(comm::Store &) { unreachable(); }
 std::shared_ptr<gloo::transport::Device> makeDevice(const std::string &) { unreachable(); }
 GlooContext connectMesh(gloo::rendezvous::Store &, const std::string &, int, int,
                         std::shared_ptr<gloo::transport::Device> &, milliseconds) {
@@ -256,6 +259,10 @@ void broadcastOnce(const GlooContext &, void *, size_t, int, uint32_t, milliseco
 }
 void gatherCalls(const GlooContext &, const Call &, Call *, milliseconds) { unreachable(); }
 void exchangeOnce(const GlooContext &, bool, void *, size_t, int, uint64_t, milliseconds) {
+  unreachable();
+}
+void allToAllVOnce(const GlooContext &, const void *, const std::vector<int64_t> &, void *,
+                   const std::vector<int64_t> &, uint32_t, milliseconds) {
   unreachable();
 }
 void closeConnections(const GlooContext &) {}
@@ -385,6 +392,56 @@ Status GlooCommunicator::allGather(const void *in, void *out, size_t countPerRan
                  });
 }
 
+// The calls agree on the group size only (each rank has its own counts);
+// then every rank gathers every rank's send and receive counts and checks
+// all pairs, so that counts that do not pair up fail on every rank alike
+// instead of Gloo aborting on a size mismatch.
+Status GlooCommunicator::allToAllV(const void *in, const std::vector<size_t> &sendCounts,
+                                   void *out, const std::vector<size_t> &recvCounts,
+                                   DType type) {
+  const size_t n = size_t(size()), elem = sizeOf(type);
+  if (sendCounts.size() != n || recvCounts.size() != n)
+    return Status::error(where("all_to_all_v") + ": expects " + std::to_string(n) +
+                         " send and receive counts, got " + std::to_string(sendCounts.size()) +
+                         " and " + std::to_string(recvCounts.size()));
+  if (n == 1) {
+    if (sendCounts[0] != recvCounts[0])
+      return Status::error(where("all_to_all_v") + ": sends " + std::to_string(sendCounts[0]) +
+                           " elements to itself but receives " + std::to_string(recvCounts[0]));
+    if (in != out && sendCounts[0])
+      std::memmove(out, in, sendCounts[0] * elem);
+    return Status::ok();
+  }
+  std::string mismatch;
+  Status s = guarded(
+      "all_to_all_v", {kindOf(kAllToAllV, type), int64_t(n), -1, int64_t(calls_++)},
+      [&](uint32_t tag) {
+        // Rank r's row: its n send counts, then its n receive counts.
+        std::vector<int64_t> mine(sendCounts.begin(), sendCounts.end()), all(2 * n * n);
+        mine.insert(mine.end(), recvCounts.begin(), recvCounts.end());
+        gatherOnce(context_, mine.data(), all.data(), 2 * n * sizeof(int64_t), tag, timeout_);
+        for (size_t from = 0; from < n && mismatch.empty(); ++from)
+          for (size_t to = 0; to < n && mismatch.empty(); ++to) {
+            int64_t sent = all[from * 2 * n + to], expected = all[to * 2 * n + n + from];
+            if (sent != expected)
+              mismatch = "group rank " + std::to_string(from) + " sends " +
+                         std::to_string(sent) + " elements to group rank " + std::to_string(to) +
+                         ", which expects " + std::to_string(expected);
+          }
+        if (!mismatch.empty())
+          return;
+        std::vector<int64_t> sendBytes(n), recvBytes(n);
+        for (size_t r = 0; r < n; ++r) {
+          sendBytes[r] = int64_t(sendCounts[r] * elem);
+          recvBytes[r] = int64_t(recvCounts[r] * elem);
+        }
+        allToAllVOnce(context_, in, sendBytes, out, recvBytes, tag, timeout_);
+      });
+  if (s && !mismatch.empty())
+    return fail("all_to_all_v", where("all_to_all_v") + ": counts do not pair up: " + mismatch);
+  return s;
+}
+
 Status GlooCommunicator::broadcast(void *data, size_t count, DType type, int root) {
   if (Status s = checkGroupRank("broadcast", "root", root); !s)
     return s;
@@ -464,13 +521,6 @@ static Status checkConnectArguments(const RankInfo &info, milliseconds timeout) 
   if (!World::multiRankSupported())
     return Status::error(who + "this build has no Gloo (libgloo-dev), so it cannot run " +
                          std::to_string(info.worldSize) + " ranks on the CPU");
-  if (info.rendezvous.empty())
-    return Status::error(who + "no rendezvous directory (MT_RENDEZVOUS) for " +
-                         std::to_string(info.worldSize) + " ranks");
-  std::error_code ec;
-  if (!std::filesystem::is_directory(info.rendezvous, ec))
-    return Status::error(who + "rendezvous directory '" + info.rendezvous +
-                         "' does not exist (MT_RENDEZVOUS)");
   return Status::ok();
 }
 
@@ -488,8 +538,12 @@ Expected<std::unique_ptr<World>> World::connect(const RankInfo &info, millisecon
   std::unique_ptr<World> world(new World(info, timeout));
   if (info.worldSize > 1) {
     ignoreSigpipe();
+    auto store = openStore(info, timeout);
+    if (!store)
+      return store.status();
+    world->store_ = std::move(*store);
     try {
-      world->store_ = makeStore(info.rendezvous, timeout);
+      world->glooStore_ = makeStore(*world->store_);
       world->device_ = makeDevice(info.host);
     } catch (const std::exception &e) {
       return Status::error("[rank " + std::to_string(info.rank) + "/" +
@@ -524,24 +578,14 @@ Expected<std::unique_ptr<Communicator>> World::group(const std::string &name,
   std::string key = name + "/" + joinRanks(ranks);
   key += "/" + std::to_string(created_[key]++);
   try {
-    auto context = connectMesh(*store_, key, int(member - ranks.begin()), int(ranks.size()),
+    auto context = connectMesh(*glooStore_, key, int(member - ranks.begin()), int(ranks.size()),
                                device_, timeout_);
     return std::unique_ptr<Communicator>(
         new GlooCommunicator(name, ranks, self, worldSize, timeout_, std::move(context)));
   } catch (const std::exception &e) {
-    std::string what = e.what();
-    if (what.find("already exists") != std::string::npos)
-      return Status::error(head + ": the rendezvous directory '" + info_.rendezvous +
-                           "' holds the keys of an earlier job; give every job a fresh "
-                           "directory [gloo: " + what + "]");
-    if (isTimeout(what))
-      return Status::error(head + ": no answer from a peer within " +
-                           formatDuration(timeout_) + " (are all " +
-                           std::to_string(worldSize) +
-                           " ranks running, with the same MT_RENDEZVOUS '" +
-                           info_.rendezvous + "', and creating this group?) [gloo: " + what +
-                           "]");
-    return Status::error(head + ": cannot connect: " + what);
+    // The store's messages name the store, the keys and the timeout.
+    return Status::error(head + ": cannot connect (are all its ranks creating this group?): " +
+                         e.what());
   } catch (...) {
     return Status::error(head + ": cannot connect: unknown exception");
   }

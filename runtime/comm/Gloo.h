@@ -6,6 +6,7 @@
 
 #include "runtime/comm/Communicator.h"
 #include "runtime/comm/RankEnvironment.h"
+#include "runtime/comm/Store.h"
 
 #include <array>
 #include <chrono>
@@ -54,6 +55,8 @@ public:
   Status allGather(const void *in, void *out, size_t countPerRank, DType type) override;
   Status reduceScatter(const void *in, void *out, size_t countPerRank, DType type,
                        ReduceOp op) override;
+  Status allToAllV(const void *in, const std::vector<size_t> &sendCounts, void *out,
+                   const std::vector<size_t> &recvCounts, DType type) override;
   Status broadcast(void *data, size_t count, DType type, int root) override;
   Status send(const void *data, size_t count, DType type, int peer) override;
   Status recv(void *data, size_t count, DType type, int peer) override;
@@ -81,7 +84,8 @@ private:
 /// The connection of this process to all ranks of the job; makes Gloo groups.
 class World final : public GroupFactory {
 public:
-  /// Meets the other ranks through a gloo FileStore in info.rendezvous.
+  /// Meets the other ranks through the job's Store (openStore: the
+  /// directory info.rendezvous, or TCP at info.storeAddr:storePort).
   /// With worldSize 1 nothing is contacted. `timeout` (> 0) bounds the
   /// rendezvous and every later collective of every group. With more than
   /// one rank it also ignores SIGPIPE if nothing handles it: Gloo writes to
@@ -103,8 +107,9 @@ private:
 
   RankInfo info_;
   std::chrono::milliseconds timeout_;
+  std::unique_ptr<Store> store_;
   // shared_ptr: destructible where Gloo's types are incomplete (no Gloo).
-  std::shared_ptr<gloo::rendezvous::Store> store_;
+  std::shared_ptr<gloo::rendezvous::Store> glooStore_; // a view of store_
   std::shared_ptr<gloo::transport::Device> device_;
   std::unique_ptr<Communicator> world_;
   std::map<std::string, int> created_; // group key -> times created here

@@ -69,37 +69,90 @@ Expected<RankInfo> fromStyle(const Style &style) {
   return info;
 }
 
-// torchrun's rendezvous address, kept for the message that explains why it
-// cannot be used.
-Status readMaster(RankInfo &info) {
-  if (const char *addr = lookup("MASTER_ADDR"))
-    info.masterAddr = addr;
-  if (const char *port = lookup("MASTER_PORT")) {
-    auto parsed = parseInt("MASTER_PORT", port, 1);
+Expected<int> parsePort(const char *name, const std::string &value) {
+  auto port = parseInt(name, value, 1);
+  if (port && *port > 65535)
+    return Status::error(assignment(name, value) + " is not a TCP port (1..65535)");
+  return port;
+}
+
+// Where rank 0 serves the TcpStore (RankInfo::storeAddr): the address and
+// port, each from the first variable set, and the names they came from.
+Status readStoreAddress(RankInfo &info) {
+  const char *addr = lookup("MASTER_ADDR");
+  std::string addrName = "MASTER_ADDR";
+  if (addr) {
+    info.storeAddr = addr;
+  } else if (info.source == "slurm" && lookup("SLURM_JOB_NODELIST")) {
+    info.storeAddr = firstSlurmHost(lookup("SLURM_JOB_NODELIST"));
+    addrName = "SLURM_JOB_NODELIST";
+  }
+  std::string portName;
+  if (const char *port = lookup("MT_STORE_PORT")) {
+    auto parsed = parsePort("MT_STORE_PORT", port);
     if (!parsed)
       return parsed.status();
-    if (*parsed > 65535)
-      return Status::error(assignment("MASTER_PORT", port) + " is not a TCP port");
-    info.masterPort = *parsed;
+    info.storePort = *parsed, portName = "MT_STORE_PORT";
+  } else if (const char *port = lookup("MASTER_PORT")) {
+    auto parsed = parsePort("MASTER_PORT", port);
+    if (!parsed)
+      return parsed.status();
+    // torchrun's agent serves its own (PyTorch) store on MASTER_PORT.
+    const char *agent = lookup("TORCHELASTIC_USE_AGENT_STORE");
+    bool taken = agent && std::string(agent) == "True";
+    if (taken && *parsed == 65535)
+      return Status::error("MASTER_PORT=65535 is torchrun's store, and the next port, which "
+                           "rank 0 would serve on, does not exist: set MT_STORE_PORT");
+    info.storePort = *parsed + (taken ? 1 : 0);
+    portName = taken ? "MASTER_PORT+1" : "MASTER_PORT";
+  } else if (const char *job = lookup("SLURM_JOB_ID"); job && info.source == "slurm") {
+    std::string id = job;
+    auto digits = parseInt("SLURM_JOB_ID", id.substr(id.size() > 4 ? id.size() - 4 : 0), 0);
+    if (!digits)
+      return digits.status();
+    info.storePort = 15000 + *digits, portName = "SLURM_JOB_ID";
   }
+  info.storeSource = addrName + ":" + (portName.empty() ? "MASTER_PORT" : portName);
   return Status::ok();
 }
 
-Status checkRendezvous(const RankInfo &info, const Style &style) {
+Status checkMeetingPlace(const RankInfo &info, const Style &style) {
   if (info.worldSize == 1 || !info.rendezvous.empty())
     return Status::ok();
-  std::string need = assignment(style.size, std::to_string(info.worldSize)) +
-                     " needs MT_RENDEZVOUS: a directory that every rank can reach (on a "
-                     "filesystem shared by all nodes), fresh for each job";
-  if (info.source == "torchrun")
-    return Status::error(need + "; the Gloo used here has no TCP store, so ranks cannot meet "
-                                "at MASTER_ADDR:MASTER_PORT (" +
-                         (info.masterAddr.empty() ? "unset" : info.masterAddr) + ":" +
-                         std::to_string(info.masterPort) + ")");
-  return Status::error(need);
+  if (!info.storeAddr.empty() && info.storePort > 0)
+    return Status::ok();
+  std::string missing = info.storeAddr.empty() ? (info.source == "slurm"
+                                                      ? "MASTER_ADDR (or SLURM_JOB_NODELIST)"
+                                                      : "MASTER_ADDR")
+                                               : "";
+  if (info.storePort == 0)
+    missing += std::string(missing.empty() ? "" : " and ") +
+               (info.source == "slurm" ? "MASTER_PORT (or SLURM_JOB_ID)" : "MASTER_PORT");
+  return Status::error(assignment(style.size, std::to_string(info.worldSize)) +
+                       " needs a place where the ranks meet: " + missing +
+                       " (rank 0 serves the rendezvous store there, over TCP), or "
+                       "MT_RENDEZVOUS (a fresh directory on a file system every rank "
+                       "reaches)");
 }
 
 } // namespace
+
+std::string firstSlurmHost(const std::string &nodeList) {
+  // The first entry ends at the first comma outside brackets.
+  size_t open = nodeList.find('['), comma = nodeList.find(',');
+  if (open == std::string::npos || (comma != std::string::npos && comma < open))
+    return nodeList.substr(0, comma);
+  size_t close = nodeList.find(']', open);
+  if (close == std::string::npos)
+    return {};
+  std::string prefix = nodeList.substr(0, open);
+  std::string range = nodeList.substr(open + 1, close - open - 1);
+  std::string first = range.substr(0, range.find_first_of(",-"));
+  if (first.empty())
+    return {};
+  std::string suffix = nodeList.substr(close + 1);
+  return prefix + first + suffix.substr(0, suffix.find(','));
+}
 
 Expected<RankInfo> rankFromEnvironment() {
   for (const Style &style : kStyles) {
@@ -112,10 +165,9 @@ Expected<RankInfo> rankFromEnvironment() {
       info->rendezvous = dir;
     if (const char *host = lookup("MT_COMM_HOST"))
       info->host = host;
-    if (info->source == "torchrun")
-      if (Status s = readMaster(*info); !s)
-        return s;
-    if (Status s = checkRendezvous(*info, style); !s)
+    if (Status s = readStoreAddress(*info); !s)
+      return s;
+    if (Status s = checkMeetingPlace(*info, style); !s)
       return s;
     return info;
   }

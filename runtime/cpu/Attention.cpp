@@ -1,5 +1,6 @@
 // CPU reference kernels of rotary position embedding (Hugging Face's fp32
-// recipe, runtime/kernels/Rotary.h) and causal grouped-query softmax attention (fp64 accumulation).
+// recipe, runtime/kernels/Rotary.h) and causal grouped-query softmax attention (fp64
+// accumulation), over whole rows or over the documents packed in them.
 #include "runtime/cpu/Attention.h"
 
 #include <algorithm>
@@ -15,14 +16,14 @@ namespace {
 /// stores (accumulate false) or adds (accumulate true) into y.
 void rotaryApply(const float *x, float *y, int64_t batch, int64_t seq,
                  int64_t heads, int64_t headDim, const RotaryParams &p,
-                 float sign, bool accumulate) {
+                 const int32_t *positionIds, float sign, bool accumulate) {
   const int64_t half = headDim / 2;
   std::vector<double> invFreq(static_cast<size_t>(half));
   kernels::rotaryInverseFrequencies(p, headDim, invFreq.data());
   const int64_t rows = batch * seq;
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < rows; ++row) {
-    const int64_t s = row % seq;
+    const int64_t s = positionIds ? positionIds[row] : row % seq;
     const int64_t base = row * heads * headDim;
     for (int64_t i = 0; i < half; ++i) {
       float c, sn;
@@ -55,19 +56,22 @@ double dot(const float *a, const float *b, int64_t n) {
 } // namespace
 
 void rotaryForward(const float *x, float *y, int64_t batch, int64_t seq,
-                   int64_t heads, int64_t headDim, const RotaryParams &p) {
-  rotaryApply(x, y, batch, seq, heads, headDim, p, 1.0f, false);
+                   int64_t heads, int64_t headDim, const RotaryParams &p,
+                   const int32_t *positionIds) {
+  rotaryApply(x, y, batch, seq, heads, headDim, p, positionIds, 1.0f, false);
 }
 
 void rotaryBackward(const float *dy, float *dx, int64_t batch, int64_t seq,
-                    int64_t heads, int64_t headDim, const RotaryParams &p) {
-  rotaryApply(dy, dx, batch, seq, heads, headDim, p, -1.0f, true);
+                    int64_t heads, int64_t headDim, const RotaryParams &p,
+                    const int32_t *positionIds) {
+  rotaryApply(dy, dx, batch, seq, heads, headDim, p, positionIds, -1.0f, true);
 }
 
 // One task per (batch, head, query): scores, a max-subtracted softmax and
 // the weighted sum of values, all accumulated in fp64 and rounded once.
 void attentionForward(const float *q, const float *k, const float *v,
-                      float *out, float *lse, const AttentionShape &shape) {
+                      float *out, float *lse, const AttentionShape &shape,
+                      const int32_t *positionIds) {
   const int64_t seq = shape.seq, heads = shape.heads, dim = shape.headDim;
   const int64_t kvHeads = shape.kvHeads, group = heads / kvHeads;
   const double scale = shape.scale;
@@ -81,15 +85,16 @@ void attentionForward(const float *q, const float *k, const float *v,
       const int64_t i = task % seq, h = (task / seq) % heads;
       const int64_t b = task / (seq * heads), g = h / group;
       const float *qRow = q + ((b * seq + i) * heads + h) * dim;
+      const int64_t first = documentStart(positionIds ? positionIds + b * seq : nullptr, i);
       double maxScore = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j <= i; ++j) {
+      for (int64_t j = first; j <= i; ++j) {
         const float *kRow = k + ((b * seq + j) * kvHeads + g) * dim;
         scores[j] = scale * dot(qRow, kRow, dim);
         maxScore = std::max(maxScore, scores[j]);
       }
       double sum = 0;
       std::fill(acc.begin(), acc.end(), 0.0);
-      for (int64_t j = 0; j <= i; ++j) {
+      for (int64_t j = first; j <= i; ++j) {
         const float *vRow = v + ((b * seq + j) * kvHeads + g) * dim;
         const double weight = std::exp(scores[j] - maxScore);
         sum += weight;
@@ -112,7 +117,7 @@ void attentionForward(const float *q, const float *k, const float *v,
 void attentionBackward(const float *q, const float *k, const float *v,
                        const float *out, const float *lse, const float *dout,
                        float *dq, float *dk, float *dv,
-                       const AttentionShape &shape) {
+                       const AttentionShape &shape, const int32_t *positionIds) {
   const int64_t seq = shape.seq, heads = shape.heads, dim = shape.headDim;
   const int64_t kvHeads = shape.kvHeads, group = heads / kvHeads;
   const double scale = shape.scale;
@@ -125,6 +130,7 @@ void attentionBackward(const float *q, const float *k, const float *v,
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t b = task / kvHeads, g = task % kvHeads;
+      const int32_t *rowPositions = positionIds ? positionIds + b * seq : nullptr;
       std::fill(dkAcc.begin(), dkAcc.end(), 0.0);
       std::fill(dvAcc.begin(), dvAcc.end(), 0.0);
       for (int64_t h = g * group; h < (g + 1) * group; ++h) {
@@ -134,7 +140,7 @@ void attentionBackward(const float *q, const float *k, const float *v,
           const double rowLse = lse[(b * heads + h) * seq + i];
           const double delta = dot(doRow, out + qAt, dim);
           std::fill(dqAcc.begin(), dqAcc.end(), 0.0);
-          for (int64_t j = 0; j <= i; ++j) {
+          for (int64_t j = documentStart(rowPositions, i); j <= i; ++j) {
             const int64_t kvAt = ((b * seq + j) * kvHeads + g) * dim;
             const float *kRow = k + kvAt, *vRow = v + kvAt;
             const double prob = std::exp(scale * dot(qRow, kRow, dim) - rowLse);

@@ -5,6 +5,7 @@
 #include "runtime/cpu/Attention.h"
 #include "runtime/cpu/Dense.h"
 #include "runtime/cpu/MoE.h"
+#include "runtime/cpu/MoEPermute.h"
 #include "runtime/cpu/Norm.h"
 #include "runtime/cpu/Optimizer.h"
 #include "runtime/cpu/VocabParallel.h"
@@ -26,6 +27,8 @@ struct Io {
   HostMemory &m;
   float *f(int i) const { return m.f32(in.inputs(i)); }
   int32_t *ids(int i) const { return m.i32(in.inputs(i)); }
+  /// The optional last input `i` of rotary and attention ops: position ids.
+  const int32_t *positions(int i) const { return in.inputs_size() > i ? ids(i) : nullptr; }
   float *out(int i) const { return m.f32(in.outputs(i)); }
 };
 
@@ -35,12 +38,26 @@ AttentionShape attentionOf(const Attrs &a) {
 }
 
 RouterShape routerOf(const Attrs &a) {
+  std::string type = a.s("load_balancing_type");
+  LoadBalancing balancing = type == "seq_aux_loss" ? LoadBalancing::seqAuxLoss
+                            : type == "none"       ? LoadBalancing::none
+                                                   : LoadBalancing::auxLoss;
+  // Plans without "seq" (before seq_aux_loss) balance over the micro-batch.
   return {a.i("tokens"), a.i("hidden"), a.i("experts"), a.i("top_k"),
-          a.i("norm_topk_prob") != 0, float(a.f("aux_loss_coeff"))};
+          a.i("norm_topk_prob") != 0, float(a.f("aux_loss_coeff")), balancing,
+          std::max<int64_t>(1, a.i("seq", a.i("tokens"))), float(a.f("z_loss_coeff", 0.0))};
 }
 
-ExpertShape expertsOf(const Attrs &a) {
-  return {a.i("tokens"), a.i("hidden"), a.i("ffn"), a.i("experts"), a.i("top_k")};
+PermuteShape permuteOf(const Attrs &a) {
+  return {a.i("tokens"),   a.i("hidden"),
+          a.i("experts"),  a.i("top_k"),
+          a.i("rows"),     a.i("capacity"),
+          a.s("drop_policy") == "position" ? DropPolicy::position : DropPolicy::probs,
+          a.i("pad_to_capacity") != 0};
+}
+
+GroupedMlpShape groupedOf(const Attrs &a) {
+  return {a.i("rows"), a.i("hidden"), a.i("ffn"), a.i("experts")};
 }
 
 using plan::Op;
@@ -128,21 +145,22 @@ void addNormAndAttentionKernels(Table &t) {
   t[Op::rotary] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryForward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
-                  a.i("head_dim"), kernels::rotaryParamsOf(a));
+                  a.i("head_dim"), kernels::rotaryParamsOf(a), io.positions(1));
   });
   t[Op::rotary_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryBackward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
-                   a.i("head_dim"), kernels::rotaryParamsOf(a));
+                   a.i("head_dim"), kernels::rotaryParamsOf(a), io.positions(1));
   });
   t[Op::attention] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
-    attentionForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), attentionOf(a));
+    attentionForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), attentionOf(a),
+                     io.positions(3));
   });
   t[Op::attention_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     attentionBackward(io.f(0), io.f(1), io.f(2), io.f(3), io.f(5), io.f(4), io.out(0),
-                      io.out(1), io.out(2), attentionOf(a));
+                      io.out(1), io.out(2), attentionOf(a), io.positions(6));
   });
 }
 
@@ -155,15 +173,48 @@ void addMoEAndLossKernels(Table &t) {
     Io io{in, m};
     moeRouterBackward(io.f(0), io.f(1), io.f(2), *io.f(3), io.out(0), io.out(1), routerOf(a));
   });
-  t[Op::expert_ffn] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::sigmoid_gate] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
-    expertFfnForward(io.f(0), io.f(1), io.ids(2), io.f(3), io.f(4), io.f(5), io.out(0),
-                     expertsOf(a));
+    sigmoidGateForward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"));
   });
-  t[Op::expert_ffn_grad] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::sigmoid_gate_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
-    expertFfnBackward(io.f(0), io.f(1), io.ids(2), io.f(3), io.f(4), io.f(5), io.f(6),
-                      io.out(0), io.out(1), io.out(2), io.out(3), io.out(4), expertsOf(a));
+    sigmoidGateBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("rows"),
+                        a.i("dim"));
+  });
+}
+
+void addMoEPermuteKernels(Table &t) {
+  t[Op::moe_permute] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    moePermuteForward(io.f(0), io.f(1), io.ids(2), io.out(0), m.i32(in.outputs(1)),
+                      m.i32(in.outputs(2)), permuteOf(a));
+  });
+  t[Op::moe_permute_grad] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    moePermuteBackward(io.f(0), io.ids(1), io.out(0), permuteOf(a));
+  });
+  t[Op::moe_unpermute] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    moeUnpermuteForward(io.f(0), io.f(1), io.ids(2), io.out(0), permuteOf(a));
+  });
+  t[Op::moe_unpermute_grad] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    moeUnpermuteBackward(io.f(0), io.f(1), io.ids(2), io.f(3), io.out(0), io.out(1), permuteOf(a));
+  });
+  t[Op::moe_sort_chunks] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    moeSortChunks(io.f(0), io.ids(1), io.out(0), a.i("parts"), a.i("groups"), a.i("rows"),
+                  a.i("hidden"), a.i("inverse") != 0);
+  });
+  t[Op::moe_grouped_mlp] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    groupedMlpForward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.out(0), groupedOf(a));
+  });
+  t[Op::moe_grouped_mlp_grad] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    groupedMlpBackward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.f(5), io.out(0),
+                       io.out(1), io.out(2), io.out(3), groupedOf(a));
   });
 }
 
@@ -283,8 +334,98 @@ public:
       for (int64_t o = 0; o < outer; ++o)
         std::memcpy(blocks.data() + (r * outer + o) * run, full + (o * parts + r) * run,
                     size_t(run) * sizeof(float));
+    std::optional<comm::ReduceOp> op = comm::reduceOpNamed(a.s("reduce"));
+    if (!op || *op == comm::ReduceOp::Max) // the plan loader checked it
+      return Status::error("reduce_scatter: reduce '" + a.s("reduce") + "' is not sum or mean");
     return (*group)->reduceScatter(blocks.data(), m.f32(in.outputs(0)), size_t(outer * run),
-                                   comm::DType::F32, comm::ReduceOp::Sum);
+                                   comm::DType::F32, *op);
+  }
+
+  /// This rank's column block of the replicated [outer, parts·run] input.
+  static Status allSlice(const Instruction &in, const Attrs &a, HostMemory &m,
+                         const KernelContext &k) {
+    int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
+    int64_t r = k.rank ? k.rank->coordinate(a.s("axis")) : 0;
+    if (parts != (k.rank ? k.rank->axisSize(a.s("axis")) : 1))
+      return Status::error("all_slice over '" + a.s("axis") + "' expects " +
+                           std::to_string(parts) + " ranks on the axis");
+    const float *full = m.f32(in.inputs(0));
+    float *out = m.f32(in.outputs(0));
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(out + o * run, full + (o * parts + r) * run, size_t(run) * sizeof(float));
+    return Status::ok();
+  }
+
+  /// Rows exchanged over `axis` with the counts of the instruction's i32
+  /// inputs (rows per peer); the output past the received rows is zeroed.
+  static Status allToAllV(const Instruction &in, const Attrs &a, HostMemory &m,
+                          const KernelContext &k) {
+    const int64_t row = a.i("row"), parts = a.i("parts");
+    const int32_t *send = m.i32(in.inputs(1)), *recv = m.i32(in.inputs(2));
+    std::vector<size_t> sendCounts(static_cast<size_t>(parts)), recvCounts(sendCounts);
+    int64_t sent = 0, received = 0;
+    for (int64_t p = 0; p < parts; ++p) {
+      if (send[p] < 0 || recv[p] < 0)
+        return Status::error("all_to_all_v over '" + a.s("axis") + "': negative count for peer " +
+                             std::to_string(p));
+      sent += send[p], received += recv[p];
+      sendCounts[size_t(p)] = size_t(send[p] * row);
+      recvCounts[size_t(p)] = size_t(recv[p] * row);
+    }
+    if (sent > a.i("rows_in") || received > a.i("rows_out"))
+      return Status::error("all_to_all_v over '" + a.s("axis") + "': sends " +
+                           std::to_string(sent) + " rows of " + std::to_string(a.i("rows_in")) +
+                           " and receives " + std::to_string(received) + " into " +
+                           std::to_string(a.i("rows_out")));
+    float *out = m.f32(in.outputs(0));
+    std::fill(out + received * row, out + a.i("rows_out") * row, 0.0f);
+    comm::Communicator *group = k.rank ? k.rank->group(a.s("axis")) : nullptr;
+    if (!group) { // one rank on the axis: its rows come back to it
+      if (parts != 1 || sent != received)
+        return Status::error("all_to_all_v over '" + a.s("axis") + "' expects " +
+                             std::to_string(parts) + " ranks in the group, has 1");
+      std::memmove(out, m.f32(in.inputs(0)), size_t(sent * row) * sizeof(float));
+      return Status::ok();
+    }
+    if (group->size() != parts)
+      return Status::error("all_to_all_v over '" + a.s("axis") + "' expects " +
+                           std::to_string(parts) + " ranks in the group, has " +
+                           std::to_string(group->size()));
+    return group->allToAllV(m.f32(in.inputs(0)), sendCounts, out, recvCounts, comm::DType::F32);
+  }
+
+  /// Megatron-Core's alltoall-dispatcher preprocess: this rank's counts per
+  /// expert exchanged over `axis` (E/P each way), and their sums. The i32
+  /// counts travel as 4-byte words (the exchange moves bytes only).
+  static Status exchangeCounts(const Instruction &in, const Attrs &a, HostMemory &m,
+                               const KernelContext &k) {
+    const int64_t experts = a.i("experts"), parts = a.i("parts"), local = experts / parts;
+    const int32_t *mine = m.i32(in.inputs(0));
+    int32_t *send = m.i32(in.outputs(0)), *recv = m.i32(in.outputs(1));
+    int32_t *global = m.i32(in.outputs(2)), *perExpert = m.i32(in.outputs(3));
+    comm::Communicator *group = k.rank ? k.rank->group(a.s("axis")) : nullptr;
+    if ((group ? group->size() : 1) != parts)
+      return Status::error("moe_exchange_counts over '" + a.s("axis") + "' expects " +
+                           std::to_string(parts) + " ranks in the group, has " +
+                           std::to_string(group ? group->size() : 1));
+    if (group) {
+      std::vector<size_t> blocks(static_cast<size_t>(parts), static_cast<size_t>(local));
+      if (Status s = group->allToAllV(mine, blocks, global, blocks, comm::DType::F32); !s)
+        return s;
+    } else {
+      std::memcpy(global, mine, size_t(experts) * sizeof(int32_t));
+    }
+    for (int64_t p = 0; p < parts; ++p) {
+      send[p] = recv[p] = 0;
+      for (int64_t g = 0; g < local; ++g)
+        send[p] += mine[p * local + g], recv[p] += global[p * local + g];
+    }
+    for (int64_t g = 0; g < local; ++g) {
+      perExpert[g] = 0;
+      for (int64_t p = 0; p < parts; ++p)
+        perExpert[g] += global[p * local + g];
+    }
+    return Status::ok();
   }
 
   /// The first row of this rank's vocabulary slice on the axis named by
@@ -336,7 +477,10 @@ public:
                                  a.i("n"));
     };
     t[Op::all_gather] = allGather;
+    t[Op::all_to_all_v] = allToAllV;
+    t[Op::moe_exchange_counts] = exchangeCounts;
     t[Op::reduce_scatter] = reduceScatter;
+    t[Op::all_slice] = allSlice;
     t[Op::sum_squares] = sumSquares;
     t[Op::embedding] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
       Io io{in, m};
@@ -378,6 +522,7 @@ const Table &kernelTable() {
     addDenseKernels(t);
     addNormAndAttentionKernels(t);
     addMoEAndLossKernels(t);
+    addMoEPermuteKernels(t);
     addLossKernels(t);
     addOptimizerKernels(t);
     ParallelKernels::add(t);

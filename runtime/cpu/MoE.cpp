@@ -1,5 +1,5 @@
 // CPU reference kernels of the mixture-of-experts router (softmax, top-k,
-// load-balancing loss) and of the routed SwiGLU experts, forward and backward.
+// load-balancing and z losses), forward and backward.
 #include "runtime/cpu/MoE.h"
 
 #include <algorithm>
@@ -18,9 +18,11 @@ float dot(const float *a, const float *b, int64_t n) {
 
 float sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
 
-/// probs = softmax(xt w^T) of one token, max-subtracted.
-void tokenProbs(const float *xt, const float *w, float *probs,
-                const RouterShape &s) {
+
+/// probs = softmax(xt w^T) of one token, max-subtracted; returns the
+/// log-sum-exp of the logits (for the z-loss).
+float tokenProbs(const float *xt, const float *w, float *probs,
+                 const RouterShape &s) {
   float mx = -INFINITY;
   for (int64_t e = 0; e < s.experts; ++e) {
     probs[e] = dot(xt, w + e * s.hidden, s.hidden);
@@ -33,6 +35,7 @@ void tokenProbs(const float *xt, const float *w, float *probs,
   }
   for (int64_t e = 0; e < s.experts; ++e)
     probs[e] /= sum;
+  return mx + std::log(sum);
 }
 
 /// Top-k of one token in descending probability. Pick k is the largest
@@ -69,24 +72,42 @@ void tokenTopK(const float *probs, int32_t *indices, float *weights,
 }
 
 /// Routes every token: probs [tokens, experts], indices and weights
-/// [tokens, topK].
+/// [tokens, topK], lse [tokens] the log-sum-exp of each token's logits.
 void routeTokens(const float *x, const float *w, float *probs, int32_t *indices,
-                 float *weights, const RouterShape &s) {
+                 float *weights, float *lse, const RouterShape &s) {
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < s.tokens; ++t) {
     float *pt = probs + t * s.experts;
-    tokenProbs(x + t * s.hidden, w, pt, s);
+    lse[t] = tokenProbs(x + t * s.hidden, w, pt, s);
     tokenTopK(pt, indices + t * s.topK, weights + t * s.topK, s);
   }
 }
 
-/// counts[e] = number of (token, slot) pairs routed to e.
+/// The tokens over which f_e and P_e are taken: the micro-batch (aux_loss)
+/// or each sequence (seq_aux_loss).
+int64_t balanceGroups(const RouterShape &s) {
+  return s.loadBalancing == LoadBalancing::seqAuxLoss ? s.tokens / s.seq : 1;
+}
+
+/// counts[g * experts + e] = (token, slot) pairs of group g routed to e.
 std::vector<int64_t> expertCounts(const int32_t *indices,
                                   const RouterShape &s) {
-  std::vector<int64_t> counts(s.experts, 0);
+  int64_t groups = balanceGroups(s), perGroup = s.tokens / groups;
+  std::vector<int64_t> counts(groups * s.experts, 0);
   for (int64_t i = 0; i < s.tokens * s.topK; ++i)
-    ++counts[indices[i]];
+    ++counts[(i / s.topK / perGroup) * s.experts + indices[i]];
   return counts;
+}
+
+/// d(balancing loss)/d probs[t, e] / daux = scale · count[g(t), e], the same
+/// for every token of a group: scale = coeff · E / (topK · T_g² · groups).
+double balanceScale(const RouterShape &s) {
+  if (s.loadBalancing == LoadBalancing::none)
+    return 0.0;
+  int64_t groups = balanceGroups(s);
+  double perGroup = double(s.tokens / groups);
+  return double(s.auxLossCoeff) * double(s.experts) /
+         (double(s.topK) * perGroup * perGroup * double(groups));
 }
 
 /// dprobs = d(sum dweights * weights)/dprobs for the chosen experts of one
@@ -114,36 +135,44 @@ void topKBackward(const float *probs, const int32_t *indices,
 float moeRouterForward(const float *x, const float *w, float *weights,
                        int32_t *indices, const RouterShape &shape) {
   const RouterShape &s = shape;
-  std::vector<float> probs(s.tokens * s.experts);
-  routeTokens(x, w, probs.data(), indices, weights, s);
-  // aux = coeff * E * sum_e (count_e / T) * P_e, as HF's
-  // load_balancing_loss_func; serial fixed-order sums keep it deterministic.
+  std::vector<float> probs(s.tokens * s.experts), lse(s.tokens);
+  routeTokens(x, w, probs.data(), indices, weights, lse.data(), s);
+  // Megatron-Core's switch_load_balancing_loss_func per group,
+  //   coeff · E / (topK · T_g²) · Σ_e count_ge · Σ_{t in g} probs[t, e],
+  // averaged over the groups, plus z_loss_func: zcoeff · mean_t lse_t².
+  // Serial fixed-order sums keep it deterministic.
   std::vector<int64_t> counts = expertCounts(indices, s);
-  double tokens = static_cast<double>(s.tokens), aux = 0.0;
-  for (int64_t e = 0; e < s.experts; ++e) {
-    double meanProb = 0.0;
-    for (int64_t t = 0; t < s.tokens; ++t)
-      meanProb += probs[t * s.experts + e];
-    aux += static_cast<double>(counts[e]) / tokens * (meanProb / tokens);
-  }
-  return static_cast<float>(static_cast<double>(s.auxLossCoeff) *
-                            static_cast<double>(s.experts) * aux);
+  int64_t groups = balanceGroups(s), perGroup = s.tokens / groups;
+  double balance = 0.0, z = 0.0;
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t e = 0; e < s.experts; ++e) {
+      double probSum = 0.0;
+      for (int64_t t = g * perGroup; t < (g + 1) * perGroup; ++t)
+        probSum += probs[t * s.experts + e];
+      balance += double(counts[g * s.experts + e]) * probSum;
+    }
+  for (int64_t t = 0; t < s.tokens; ++t)
+    z += double(lse[t]) * lse[t];
+  return static_cast<float>(balanceScale(s) * balance +
+                            double(s.zLossCoeff) * z / double(s.tokens));
 }
 
 void moeRouterBackward(const float *x, const float *w, const float *dweights,
                        float daux, float *dx, float *dw,
                        const RouterShape &shape) {
   const RouterShape &s = shape;
-  std::vector<float> probs(s.tokens * s.experts), weights(s.tokens * s.topK);
+  std::vector<float> probs(s.tokens * s.experts), weights(s.tokens * s.topK), lse(s.tokens);
   std::vector<int32_t> indices(s.tokens * s.topK);
-  routeTokens(x, w, probs.data(), indices.data(), weights.data(), s);
-  // d aux / d probs[t, e] = coeff * E * count_e / T^2, the same for all t.
+  routeTokens(x, w, probs.data(), indices.data(), weights.data(), lse.data(), s);
+  // d balance / d probs[t, e] = scale · count[g(t), e] (counts constant).
   std::vector<int64_t> counts = expertCounts(indices.data(), s);
-  std::vector<float> dprobAux(s.experts);
-  double scale = static_cast<double>(daux) * s.auxLossCoeff * s.experts /
-                 (static_cast<double>(s.tokens) * s.tokens);
-  for (int64_t e = 0; e < s.experts; ++e)
-    dprobAux[e] = static_cast<float>(scale * counts[e]);
+  std::vector<float> dprobAux(counts.size());
+  double scale = double(daux) * balanceScale(s);
+  for (size_t i = 0; i < counts.size(); ++i)
+    dprobAux[i] = static_cast<float>(scale * counts[i]);
+  // d z / d logits[t, e] = zcoeff · 2 lse_t / T · probs[t, e].
+  float zScale = float(2.0 * double(daux) * s.zLossCoeff / double(s.tokens));
+  int64_t perGroup = s.tokens / balanceGroups(s);
 
   // dlogits[t] = softmax backward of dprobs[t]; dx[t] += dlogits[t] w.
   std::vector<float> dlogits(s.tokens * s.experts);
@@ -151,12 +180,13 @@ void moeRouterBackward(const float *x, const float *w, const float *dweights,
   for (int64_t t = 0; t < s.tokens; ++t) {
     const float *pt = probs.data() + t * s.experts;
     float *dl = dlogits.data() + t * s.experts;
-    std::copy(dprobAux.begin(), dprobAux.end(), dl);
+    const float *aux = dprobAux.data() + (t / perGroup) * s.experts;
+    std::copy(aux, aux + s.experts, dl);
     topKBackward(pt, indices.data() + t * s.topK, weights.data() + t * s.topK,
                  dweights + t * s.topK, dl, s);
     float dotProbs = dot(pt, dl, s.experts);
     for (int64_t e = 0; e < s.experts; ++e)
-      dl[e] = pt[e] * (dl[e] - dotProbs);
+      dl[e] = pt[e] * (dl[e] - dotProbs + zScale * lse[t]);
     float *dxt = dx + t * s.hidden;
     for (int64_t e = 0; e < s.experts; ++e)
       for (int64_t i = 0; i < s.hidden; ++i)
@@ -175,127 +205,24 @@ void moeRouterBackward(const float *x, const float *w, const float *dweights,
   }
 }
 
-namespace {
-
-/// gatePre, upPre [ffn] = gate[e] xt, up[e] xt; act = silu(gatePre) * upPre.
-void expertHidden(const float *xt, const float *gateE, const float *upE,
-                  float *gatePre, float *upPre, float *act,
-                  const ExpertShape &s) {
-  for (int64_t f = 0; f < s.ffn; ++f) {
-    gatePre[f] = dot(gateE + f * s.hidden, xt, s.hidden);
-    upPre[f] = dot(upE + f * s.hidden, xt, s.hidden);
-    act[f] = gatePre[f] * sigmoid(gatePre[f]) * upPre[f];
-  }
-}
-
-/// Scratch of one routed slot in the backward: the hidden activation and the
-/// gradients of the gate and up pre-activations, [tokens * topK, ffn] each.
-struct SlotGrads {
-  std::vector<float> act, dGatePre, dUpPre;
-};
-
-/// Backward of one (token, slot) pair: adds to dxt and *dweight, and stores
-/// what the per-expert weight gradients need in slot `i` of `g`.
-void slotBackward(const float *xt, float weight, const float *gateE,
-                  const float *upE, const float *downE, const float *dyt,
-                  float *dxt, float *dweight, SlotGrads &g, int64_t i,
-                  float *dact, const ExpertShape &s) {
-  float *act = g.act.data() + i * s.ffn;
-  float *dg = g.dGatePre.data() + i * s.ffn;
-  float *du = g.dUpPre.data() + i * s.ffn;
-  expertHidden(xt, gateE, upE, dg, du, act, s); // dg, du hold gate/up pre-acts
-  float dwSum = 0.0f;
-  std::fill(dact, dact + s.ffn, 0.0f);
-  for (int64_t h = 0; h < s.hidden; ++h) {
-    const float *downRow = downE + h * s.ffn;
-    dwSum += dyt[h] * dot(downRow, act, s.ffn);
-    for (int64_t f = 0; f < s.ffn; ++f)
-      dact[f] += dyt[h] * downRow[f];
-  }
-  *dweight += dwSum;
-  for (int64_t f = 0; f < s.ffn; ++f) {
-    float a = dg[f], u = du[f], sig = sigmoid(a), d = weight * dact[f];
-    dg[f] = d * u * sig * (1.0f + a * (1.0f - sig)); // silu' = sig(1+a(1-sig))
-    du[f] = d * a * sig;
-    for (int64_t h = 0; h < s.hidden; ++h)
-      dxt[h] += dg[f] * gateE[f * s.hidden + h] + du[f] * upE[f * s.hidden + h];
-  }
-}
-
-} // namespace
-
-void expertFfnForward(const float *x, const float *weights,
-                      const int32_t *indices, const float *gate,
-                      const float *up, const float *down, float *y,
-                      const ExpertShape &shape) {
-  const ExpertShape &s = shape;
-  int64_t fh = s.ffn * s.hidden;
-#pragma omp parallel
-  {
-    std::vector<float> gatePre(s.ffn), upPre(s.ffn), act(s.ffn);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < s.tokens; ++t) {
-      const float *xt = x + t * s.hidden;
-      float *yt = y + t * s.hidden;
-      std::fill(yt, yt + s.hidden, 0.0f);
-      for (int64_t k = 0; k < s.topK; ++k) {
-        int64_t e = indices[t * s.topK + k];
-        float wk = weights[t * s.topK + k];
-        expertHidden(xt, gate + e * fh, up + e * fh, gatePre.data(),
-                     upPre.data(), act.data(), s);
-        for (int64_t h = 0; h < s.hidden; ++h)
-          yt[h] += wk * dot(down + e * fh + h * s.ffn, act.data(), s.ffn);
-      }
-    }
-  }
-}
-
-void expertFfnBackward(const float *x, const float *weights,
-                       const int32_t *indices, const float *gate,
-                       const float *up, const float *down, const float *dy,
-                       float *dx, float *dweights, float *dgate, float *dup,
-                       float *ddown, const ExpertShape &shape) {
-  const ExpertShape &s = shape;
-  int64_t fh = s.ffn * s.hidden, slots = s.tokens * s.topK;
-  SlotGrads g{std::vector<float>(slots * s.ffn),
-              std::vector<float>(slots * s.ffn),
-              std::vector<float>(slots * s.ffn)};
-  // Per token: dx and dweights, and the per-slot activations and gradients.
-#pragma omp parallel
-  {
-    std::vector<float> dact(s.ffn);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < s.tokens; ++t) {
-      for (int64_t k = 0; k < s.topK; ++k) {
-        int64_t i = t * s.topK + k, e = indices[i];
-        slotBackward(x + t * s.hidden, weights[i], gate + e * fh, up + e * fh,
-                     down + e * fh, dy + t * s.hidden, dx + t * s.hidden,
-                     dweights + i, g, i, dact.data(), s);
-      }
-    }
-  }
-  // Per expert: one thread owns its dgate, dup, ddown slices and adds the
-  // routed slots in token order.
+void sigmoidGateForward(const float *gate, const float *x, float *y, int64_t rows,
+                        int64_t dim) {
 #pragma omp parallel for schedule(static)
-  for (int64_t e = 0; e < s.experts; ++e) {
-    float *dgE = dgate + e * fh, *duE = dup + e * fh, *ddE = ddown + e * fh;
-    for (int64_t i = 0; i < slots; ++i) {
-      if (indices[i] != e)
-        continue;
-      const float *xt = x + (i / s.topK) * s.hidden;
-      const float *dyt = dy + (i / s.topK) * s.hidden;
-      const float *act = g.act.data() + i * s.ffn;
-      const float *dg = g.dGatePre.data() + i * s.ffn;
-      const float *du = g.dUpPre.data() + i * s.ffn;
-      for (int64_t f = 0; f < s.ffn; ++f)
-        for (int64_t h = 0; h < s.hidden; ++h) {
-          dgE[f * s.hidden + h] += dg[f] * xt[h];
-          duE[f * s.hidden + h] += du[f] * xt[h];
-        }
-      for (int64_t h = 0; h < s.hidden; ++h)
-        for (int64_t f = 0; f < s.ffn; ++f)
-          ddE[h * s.ffn + f] += weights[i] * dyt[h] * act[f];
-    }
+  for (int64_t r = 0; r < rows; ++r) {
+    float s = sigmoid(gate[r]);
+    for (int64_t h = 0; h < dim; ++h)
+      y[r * dim + h] = s * x[r * dim + h];
+  }
+}
+
+void sigmoidGateBackward(const float *gate, const float *x, const float *dy, float *dgate,
+                         float *dx, int64_t rows, int64_t dim) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    float s = sigmoid(gate[r]);
+    dgate[r] += s * (1.0f - s) * dot(dy + r * dim, x + r * dim, dim);
+    for (int64_t h = 0; h < dim; ++h)
+      dx[r * dim + h] += s * dy[r * dim + h];
   }
 }
 

@@ -24,8 +24,8 @@ using grid::kThreads;
 using grid::launchVectorized;
 
 /// y = a + b; a thread reads its group before writing it, so y may alias.
-template <int V>
-__global__ void addKernel(const bf16 *a, const bf16 *b, bf16 *y, int64_t n) {
+template <int V, typename T>
+__global__ void addKernel(const T *a, const T *b, T *y, int64_t n) {
   for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
     float u[V], v[V];
     load<V>(a + i, u);
@@ -111,7 +111,12 @@ __global__ void __launch_bounds__(32 * kBiasWarps)
 Status add(const bf16 *a, const bf16 *b, bf16 *y, int64_t n,
            cudaStream_t stream) {
   return launchVectorized<8>(aligned16(a) && aligned16(b) && aligned16(y), n,
-                             addKernel<8>, addKernel<1>, stream, a, b, y, n);
+                             addKernel<8, bf16>, addKernel<1, bf16>, stream, a, b, y, n);
+}
+
+Status add(const float *a, const float *b, float *y, int64_t n, cudaStream_t stream) {
+  return launchVectorized<4>(aligned16(a) && aligned16(b) && aligned16(y), n,
+                             addKernel<4, float>, addKernel<1, float>, stream, a, b, y, n);
 }
 
 Status accumulate(const bf16 *x, bf16 *y, int64_t n, cudaStream_t stream) {

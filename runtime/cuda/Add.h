@@ -19,6 +19,8 @@ using bf16 = __nv_bfloat16;
 /// As cpu::addForward.
 Status add(const bf16 *a, const bf16 *b, bf16 *y, int64_t n,
            cudaStream_t stream);
+/// The same on fp32 buffers (the loss and the MoE aux losses: scalars).
+Status add(const float *a, const float *b, float *y, int64_t n, cudaStream_t stream);
 
 /// y += x over n elements: bf16 with one rounding of the fp32 sum, or fp32
 /// (the same bits as the CPU). As cpu::accumulate.

@@ -3,6 +3,9 @@
 // dots of dout and out, then dk/dv per key block, then dq per query block).
 // Warp-level bf16 mma.sync m16n8k16 with fp32 accumulators; K/V (or Q/dO)
 // tiles stream through two shared-memory buffers filled by cp.async.
+// With position ids (kDocs), rows pack documents: query i sees keys
+// [i - pos[i], i]; tiles before a query block's first document and query
+// blocks past a key block's last document are skipped, not masked.
 #include "runtime/cuda/Attention.h"
 
 #include "runtime/cuda/Check.h"
@@ -82,6 +85,30 @@ __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4],
 __device__ __forceinline__ uint32_t pack(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/// The first key query `row` of batch b sees: the start of its document,
+/// row - pos[row] clamped to [0, row] (cpu::documentStart), with pos the
+/// [batch, seq] position ids; 0 past seq. The kernels take pos beside Args
+/// so that their instances without documents compile as before it existed.
+__device__ __forceinline__ int documentStart(const int32_t *pos, int seq, int b, int row) {
+  if (row >= seq)
+    return 0;
+  const int start = row - pos[int64_t(b) * seq + row];
+  return min(max(start, 0), row);
+}
+
+/// How many query blocks from the diagonal on see a key of key block
+/// kBlockIdx: they end at the first block whose first query's document
+/// starts past the block's last key (starts never decrease along a row).
+__device__ __forceinline__ int queryBlocksSeeing(const int32_t *pos, int seq, int b,
+                                                 int kBlockIdx) {
+  const int lastKey = min((kBlockIdx + 1) * kBlock, seq) - 1;
+  int n = 1;
+  while (kBlockIdx + n < int(gridDim.y) &&
+         documentStart(pos, seq, b, (kBlockIdx + n) * kBlock) <= lastKey)
+    ++n;
+  return n;
 }
 
 /// Rows [row0, row0 + kBlock) of a [seq, rowStride] slice into a padded
@@ -194,11 +221,12 @@ __device__ __forceinline__ void storeRows(bf16 *g, int64_t rowStride,
 }
 
 /// One block per (query block, batch x head): 64 queries against key tiles
-/// 0..diagonal with an online softmax in the log2 domain. Longer than ~80
-/// lines: the pipeline, softmax and epilogue share registers.
-template <int D>
+/// 0 (or the block's first document's) ..diagonal with an online softmax in
+/// the log2 domain. Longer than ~80 lines: the pipeline, softmax and
+/// epilogue share registers.
+template <int D, bool kDocs>
 __global__ void __launch_bounds__(kThreads)
-    attentionForwardKernel(Args p) {
+    attentionForwardKernel(Args p, const int32_t *pos) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *sQ = reinterpret_cast<bf16 *>(smem);
   bf16 *sK = sQ + kTileElems<D>; // two buffers each
@@ -211,10 +239,14 @@ __global__ void __launch_bounds__(kThreads)
   const bf16 *qBase = p.q + (int64_t(b) * p.seq * p.heads + h) * D;
   const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + h / p.group) * D;
   const bf16 *kBase = p.k + kvOff, *vBase = p.v + kvOff;
+  // Document starts are non-decreasing along the row: the block's first
+  // query has the smallest, its last valid query the largest.
+  const int kbFirst = kDocs ? documentStart(pos, p.seq, b, q0) / kBlock : 0;
+  const int lastStart = kDocs ? documentStart(pos, p.seq, b, min(q0 + kBlock, p.seq) - 1) : 0;
 
   loadTile<D>(sQ, qBase, qStride, q0, p.seq);
-  loadTile<D>(sK, kBase, kvStride, 0, p.seq);
-  loadTile<D>(sV, vBase, kvStride, 0, p.seq);
+  loadTile<D>(sK, kBase, kvStride, kbFirst * kBlock, p.seq);
+  loadTile<D>(sV, vBase, kvStride, kbFirst * kBlock, p.seq);
   cpAsyncCommit();
 
   float o[D / 8][4] = {};
@@ -223,12 +255,16 @@ __global__ void __launch_bounds__(kThreads)
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const float c = p.scaleLog2;
   const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
+  int start[2] = {0, 0};
+  if constexpr (kDocs)
+    for (int r = 0; r < 2; ++r)
+      start[r] = documentStart(pos, p.seq, b, rowLo + 8 * r);
   // This warp's 16 query rows as fragments, loaded once, at D = 64; at
   // D = 128 the extra registers cost more than the shared-memory re-reads.
   constexpr bool kQInRegisters = D == 64;
   uint32_t qf[kQInRegisters ? D / 16 : 1][4];
-  for (int kb = 0; kb <= qBlock; ++kb) {
-    const int buf = kb % 2;
+  for (int kb = kbFirst; kb <= qBlock; ++kb) {
+    const int buf = (kb - kbFirst) % 2;
     if (kb < qBlock) { // prefetch the next tile into the other buffer
       loadTile<D>(sK + (1 - buf) * kTileElems<D>, kBase, kvStride,
                   (kb + 1) * kBlock, p.seq);
@@ -242,7 +278,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     float s[8][4] = {};
     if constexpr (kQInRegisters) {
-      if (kb == 0)
+      if (kb == kbFirst)
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks)
           ldsm4(qf[ks], sQ + (warp * 16 + lane % 16) * kSmemStride<D> +
@@ -253,13 +289,15 @@ __global__ void __launch_bounds__(kThreads)
                                         sK + buf * kTileElems<D>);
     }
     float rowMax[2] = {-INFINITY, -INFINITY};
-    if (kb == qBlock) // the diagonal tile: keys after the query are masked
+    // The diagonal tile: keys after the query are masked; with documents,
+    // so are keys before its document's start.
+    if (kb == qBlock || (kDocs && kb * kBlock < lastStart))
 #pragma unroll
       for (int n = 0; n < 8; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
-          if (key > rowLo + 8 * (e / 2))
+          if (key > rowLo + 8 * (e / 2) || (kDocs && key < start[e / 2]))
             s[n][e] = -INFINITY;
         }
 #pragma unroll
@@ -346,12 +384,13 @@ __device__ __forceinline__ void loadRowStats(float *sLse, float *sDelta,
 }
 
 /// One block per (key block, batch x kv head): dk, dv of 64 keys summed over
-/// the group's heads and every query block from the diagonal on, working on
-/// transposed tiles (rows = keys) so each warp owns 16 keys' accumulators.
-/// Longer than ~80 lines for the same reason as the forward.
-template <int D>
+/// the group's heads and every query block from the diagonal on (to the
+/// last block whose first query's document holds one of the keys), working
+/// on transposed tiles (rows = keys) so each warp owns 16 keys'
+/// accumulators. Longer than ~80 lines for the same reason as the forward.
+template <int D, bool kDocs>
 __global__ void __launch_bounds__(kThreads)
-    attentionDkDvKernel(Args p) {
+    attentionDkDvKernel(Args p, const int32_t *pos) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *sK = reinterpret_cast<bf16 *>(smem);
   bf16 *sV = sK + kTileElems<D>;
@@ -359,10 +398,12 @@ __global__ void __launch_bounds__(kThreads)
   bf16 *sDo = sQ + 2 * kTileElems<D>; // two buffers
   float *sLse = reinterpret_cast<float *>(sDo + 2 * kTileElems<D>);
   float *sDelta = sLse + 2 * kBlock;
+  int *sStart = kDocs ? reinterpret_cast<int *>(sDelta + 2 * kBlock) : nullptr;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int b = blockIdx.x / p.kvHeads, g = blockIdx.x % p.kvHeads;
   const int kBlockIdx = blockIdx.y, k0 = kBlockIdx * kBlock;
-  const int nQ = gridDim.y - kBlockIdx, items = p.group * nQ;
+  const int nQ = kDocs ? queryBlocksSeeing(pos, p.seq, b, kBlockIdx) : gridDim.y - kBlockIdx,
+            items = p.group * nQ;
   const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
   const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + g) * D;
   const int64_t qBatch = int64_t(b) * p.seq * p.heads * D;
@@ -374,6 +415,9 @@ __global__ void __launch_bounds__(kThreads)
                 p.seq);
     loadRowStats(sLse + buf * kBlock, sDelta + buf * kBlock, p,
                  (int64_t(b) * p.heads + h) * p.seq, q0);
+    if constexpr (kDocs)
+      for (int i = threadIdx.x; i < kBlock; i += kThreads)
+        sStart[buf * kBlock + i] = documentStart(pos, p.seq, b, q0 + i);
   };
   loadTile<D>(sK, p.k + kvOff, kvStride, k0, p.seq);
   loadTile<D>(sV, p.v + kvOff, kvStride, k0, p.seq);
@@ -394,6 +438,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const bf16 *q = sQ + buf * kTileElems<D>, *dO = sDo + buf * kTileElems<D>;
     const float *lse = sLse + buf * kBlock, *delta = sDelta + buf * kBlock;
+    const int *start = kDocs ? sStart + buf * kBlock : nullptr;
     const bool diagonal = w % nQ == 0;
     const int q0 = (kBlockIdx + w % nQ) * kBlock;
     float st[8][4] = {}, dpt[8][4] = {}; // S^T and dP^T: rows keys, cols queries
@@ -404,7 +449,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = n * 8 + 2 * (lane % 4) + (e & 1);
-        const bool masked = diagonal && keyLo + 8 * (e / 2) > q0 + col;
+        bool masked = diagonal && keyLo + 8 * (e / 2) > q0 + col;
+        if constexpr (kDocs)
+          masked = masked || keyLo + 8 * (e / 2) < start[col];
         const float prob =
             masked ? 0.0f : fastExp2(fmaf(st[n][e], p.scaleLog2, -lse[col]));
         st[n][e] = prob;
@@ -420,10 +467,11 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 /// One block per (query block, batch x head): dq of 64 queries over key
-/// tiles 0..diagonal, recomputing P and dP (no atomics: deterministic).
-template <int D>
+/// tiles 0 (or the block's first document's) ..diagonal, recomputing P and
+/// dP (no atomics: deterministic).
+template <int D, bool kDocs>
 __global__ void __launch_bounds__(kThreads)
-    attentionDqKernel(Args p) {
+    attentionDqKernel(Args p, const int32_t *pos) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *sQ = reinterpret_cast<bf16 *>(smem);
   bf16 *sDo = sQ + kTileElems<D>;
@@ -435,24 +483,29 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
   const int64_t qOff = (int64_t(b) * p.seq * p.heads + h) * D;
   const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + h / p.group) * D;
+  const int kbFirst = kDocs ? documentStart(pos, p.seq, b, q0) / kBlock : 0;
+  const int lastStart = kDocs ? documentStart(pos, p.seq, b, min(q0 + kBlock, p.seq) - 1) : 0;
   loadTile<D>(sQ, p.q + qOff, qStride, q0, p.seq);
   loadTile<D>(sDo, p.dout + qOff, qStride, q0, p.seq);
-  loadTile<D>(sK, p.k + kvOff, kvStride, 0, p.seq);
-  loadTile<D>(sV, p.v + kvOff, kvStride, 0, p.seq);
+  loadTile<D>(sK, p.k + kvOff, kvStride, kbFirst * kBlock, p.seq);
+  loadTile<D>(sV, p.v + kvOff, kvStride, kbFirst * kBlock, p.seq);
   cpAsyncCommit();
 
   const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
   float lse[2], delta[2];
+  int start[2] = {0, 0};
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = rowLo + 8 * r;
     const int64_t at = (int64_t(b) * p.heads + h) * p.seq + row;
     lse[r] = row < p.seq ? p.lse[at] * kLog2e : INFINITY;
     delta[r] = row < p.seq ? p.delta[at] : 0.0f;
+    if constexpr (kDocs)
+      start[r] = documentStart(pos, p.seq, b, row);
   }
   float dq[D / 8][4] = {};
-  for (int kb = 0; kb <= qBlock; ++kb) {
-    const int buf = kb % 2;
+  for (int kb = kbFirst; kb <= qBlock; ++kb) {
+    const int buf = (kb - kbFirst) % 2;
     if (kb < qBlock) {
       loadTile<D>(sK + (1 - buf) * kTileElems<D>, p.k + kvOff, kvStride,
                   (kb + 1) * kBlock, p.seq);
@@ -473,7 +526,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
-        const bool masked = kb == qBlock && key > rowLo + 8 * (e / 2);
+        bool masked = kb == qBlock && key > rowLo + 8 * (e / 2);
+        if constexpr (kDocs)
+          masked = masked || (kb * kBlock < lastStart && key < start[e / 2]);
         const float prob =
             masked ? 0.0f : fastExp2(fmaf(s[n][e], p.scaleLog2, -lse[e / 2]));
         s[n][e] = prob * (dp[n][e] - delta[e / 2]); // dS
@@ -534,44 +589,57 @@ Args withShape(Args a, const AttentionShape &s) {
   return a;
 }
 
-/// Raises a kernel's dynamic shared-memory limit (above 48 KB) and launches.
-template <typename Kernel>
-Status launch(Kernel kernel, dim3 grid, size_t smemBytes, const Args &args,
+/// Raises a kernel's dynamic shared-memory limit (above 48 KB) and launches
+/// it on (args, pos): the instance with documents when pos is not null.
+template <template <int, bool> class KernelOf, int D>
+Status launch(dim3 grid, size_t smemBytes, const Args &args, const int32_t *pos,
               cudaStream_t stream) {
+  auto kernel = pos ? KernelOf<D, true>::kernel : KernelOf<D, false>::kernel;
   MT_CUDA_CHECK(cudaFuncSetAttribute(
       kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smemBytes)));
-  kernel<<<grid, kThreads, smemBytes, stream>>>(args);
+  kernel<<<grid, kThreads, smemBytes, stream>>>(args, pos);
   return Status::ok();
 }
+
+// The kernel templates as template-template arguments of launch.
+template <int D, bool kDocs> struct ForwardKernel {
+  static constexpr auto kernel = attentionForwardKernel<D, kDocs>;
+};
+template <int D, bool kDocs> struct DkDvKernel {
+  static constexpr auto kernel = attentionDkDvKernel<D, kDocs>;
+};
+template <int D, bool kDocs> struct DqKernel {
+  static constexpr auto kernel = attentionDqKernel<D, kDocs>;
+};
 
 template <int D> constexpr size_t kTileBytes = kTileElems<D> * sizeof(bf16);
 
 template <int D>
-Status forwardFor(const Args &args, const AttentionShape &s,
+Status forwardFor(const Args &args, const int32_t *pos, const AttentionShape &s,
                   cudaStream_t stream) {
   const dim3 grid(unsigned(s.batch * s.heads), unsigned((s.seq + kBlock - 1) / kBlock));
-  MT_CUDA_RETURN_IF_ERROR(launch(attentionForwardKernel<D>, grid,
-                                 5 * kTileBytes<D>, args, stream));
+  MT_CUDA_RETURN_IF_ERROR(
+      (launch<ForwardKernel, D>(grid, 5 * kTileBytes<D>, args, pos, stream)));
   MT_CUDA_CHECK_LAUNCH("attentionForwardKernel");
   return Status::ok();
 }
 
 template <int D>
-Status backwardFor(const Args &args, const AttentionShape &s,
+Status backwardFor(const Args &args, const int32_t *pos, const AttentionShape &s,
                    cudaStream_t stream) {
   const int64_t rows = s.batch * s.seq * s.heads;
   attentionDeltaKernel<D><<<unsigned((rows + kWarps - 1) / kWarps), kThreads,
                             0, stream>>>(args, rows);
   MT_CUDA_CHECK_LAUNCH("attentionDeltaKernel");
   const unsigned blocks = unsigned((s.seq + kBlock - 1) / kBlock);
-  const size_t dkdvBytes = 6 * kTileBytes<D> + 4 * kBlock * sizeof(float);
-  MT_CUDA_RETURN_IF_ERROR(
-      launch(attentionDkDvKernel<D>, dim3(unsigned(s.batch * s.kvHeads), blocks),
-             dkdvBytes, args, stream));
+  // Two buffers of lse and delta, and of document starts with documents.
+  const size_t dkdvBytes = 6 * kTileBytes<D> + 4 * kBlock * sizeof(float) +
+                           (pos ? 2 * kBlock * sizeof(int) : 0);
+  MT_CUDA_RETURN_IF_ERROR((launch<DkDvKernel, D>(dim3(unsigned(s.batch * s.kvHeads), blocks),
+                                                 dkdvBytes, args, pos, stream)));
   MT_CUDA_CHECK_LAUNCH("attentionDkDvKernel");
-  MT_CUDA_RETURN_IF_ERROR(
-      launch(attentionDqKernel<D>, dim3(unsigned(s.batch * s.heads), blocks),
-             6 * kTileBytes<D>, args, stream));
+  MT_CUDA_RETURN_IF_ERROR((launch<DqKernel, D>(dim3(unsigned(s.batch * s.heads), blocks),
+                                               6 * kTileBytes<D>, args, pos, stream)));
   MT_CUDA_CHECK_LAUNCH("attentionDqKernel");
   return Status::ok();
 }
@@ -580,15 +648,15 @@ Status backwardFor(const Args &args, const AttentionShape &s,
 
 Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
                         bf16 *out, float *lse, const AttentionShape &shape,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, const int32_t *positionIds) {
   MT_CUDA_RETURN_IF_ERROR(
       validate("attentionForward", shape, {q, k, v, out}));
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();
   const Args args =
       withShape({.q = q, .k = k, .v = v, .outW = out, .lseW = lse}, shape);
-  return shape.headDim == 64 ? forwardFor<64>(args, shape, stream)
-                             : forwardFor<128>(args, shape, stream);
+  return shape.headDim == 64 ? forwardFor<64>(args, positionIds, shape, stream)
+                             : forwardFor<128>(args, positionIds, shape, stream);
 }
 
 size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape) {
@@ -598,7 +666,8 @@ size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape) {
 Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
                          const bf16 *out, const float *lse, const bf16 *dout,
                          bf16 *dq, bf16 *dk, bf16 *dv, void *workspace,
-                         const AttentionShape &shape, cudaStream_t stream) {
+                         const AttentionShape &shape, cudaStream_t stream,
+                         const int32_t *positionIds) {
   MT_CUDA_RETURN_IF_ERROR(validate("attentionBackward", shape,
                                    {q, k, v, out, dout, dq, dk, dv}));
   if (shape.batch == 0 || shape.seq == 0)
@@ -608,8 +677,8 @@ Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
                                .dout = dout, .lse = lse, .delta = delta,
                                .dq = dq, .dk = dk, .dv = dv, .deltaW = delta},
                               shape);
-  return shape.headDim == 64 ? backwardFor<64>(args, shape, stream)
-                             : backwardFor<128>(args, shape, stream);
+  return shape.headDim == 64 ? backwardFor<64>(args, positionIds, shape, stream)
+                             : backwardFor<128>(args, positionIds, shape, stream);
 }
 
 } // namespace mt::cuda

@@ -30,12 +30,14 @@ struct AttentionShape {
 
 /// q, out [batch, seq, heads, headDim]; k, v [batch, seq, kvHeads,
 /// headDim]; all 16-byte aligned. Query head h uses kv head
-/// h / (heads / kvHeads); position i attends to j <= i. lse [batch, heads,
+/// h / (heads / kvHeads); position i attends to j <= i, and with
+/// positionIds ([batch, seq] i32, device; documents packed in a row) to
+/// j >= i - positionIds[i] as well (cpu::documentStart). lse [batch, heads,
 /// seq] (fp32) receives the natural log-sum-exp of each query's scaled
 /// scores, for the backward.
 Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
                         bf16 *out, float *lse, const AttentionShape &shape,
-                        cudaStream_t stream);
+                        cudaStream_t stream, const int32_t *positionIds = nullptr);
 
 /// Bytes of the workspace attentionBackward needs: fp32 rowsum(dout * out)
 /// of every query, [batch, heads, seq].
@@ -43,13 +45,15 @@ size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape);
 
 /// dq [batch, seq, heads, headDim], dk, dv [batch, seq, kvHeads, headDim]
 /// are WRITTEN with the gradients of sum(dout * out), given the forward's
-/// out and lse. Two passes besides a small row-dot kernel: one owns a key
-/// block of a kv head (dk, dv summed over the group's query heads), the
-/// other a query block of a head (dq), so no output is shared by blocks.
+/// out and lse (and positionIds as the forward's). Two passes besides a
+/// small row-dot kernel: one owns a key block of a kv head (dk, dv summed
+/// over the group's query heads), the other a query block of a head (dq),
+/// so no output is shared by blocks.
 Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
                          const bf16 *out, const float *lse, const bf16 *dout,
                          bf16 *dq, bf16 *dk, bf16 *dv, void *workspace,
-                         const AttentionShape &shape, cudaStream_t stream);
+                         const AttentionShape &shape, cudaStream_t stream,
+                         const int32_t *positionIds = nullptr);
 
 } // namespace mt::cuda
 

@@ -71,6 +71,8 @@ const char *opClass(const std::string &op) {
     return "attention";
   case plan::OpFamily::Norm:
     return "norms";
+  case plan::OpFamily::MoE:
+    return "mixture of experts (router, permute, experts, shared-expert gate)";
   case plan::OpFamily::Loss:
     return "loss (cross-entropy)";
   case plan::OpFamily::Optimizer:

@@ -71,15 +71,20 @@ __device__ __forceinline__ float2 rotate(float x1, float x2, float c, float sn) 
 
 /// P = 2: each thread rotates pairs (i, i + half) and (i + 1, i + 1 + half)
 /// with 4-byte bf16x2 accesses (half even); P = 1: one pair per thread.
-template <int P>
+/// kPositions: the angle's position is the token's position id (packed
+/// documents), else its index in the row.
+template <int P, bool kPositions>
 __global__ void rotaryKernel(const bf16 *x, bf16 *y, const float2 *cosSin,
-                             int64_t groups, int64_t seq, int64_t heads,
-                             int64_t half, float sign) {
+                             int64_t groups, int64_t seq, int64_t heads, int64_t half,
+                             float sign, const int32_t *positions) {
   const int64_t perHead = half / P;
   for (int64_t g = groupStart<1>(); g < groups; g += groupStride<1>()) {
     const int64_t i = (g % perHead) * P;
     const int64_t rowHead = g / perHead; // (row, head) flattened
-    const int64_t s = (rowHead / heads) % seq;
+    // Packed documents: the token's position id, kept inside the table.
+    int64_t s = (rowHead / heads) % seq;
+    if constexpr (kPositions)
+      s = min(max(int64_t(positions[rowHead / heads]), int64_t(0)), seq - 1);
     const int64_t at = rowHead * 2 * half + i;
     if constexpr (P == 2) {
       const float4 cs = *reinterpret_cast<const float4 *>(cosSin + s * half + i);
@@ -316,7 +321,7 @@ RotaryTable::~RotaryTable() {
 
 static Status rotaryApply(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
                           int64_t heads, const RotaryTable &table, float sign,
-                          cudaStream_t stream) {
+                          cudaStream_t stream, const int32_t *positions) {
   if (seq > table.maxSeq())
     return Status::error(errorContext() + "rotary: seq (" + std::to_string(seq) +
                          ") exceeds the table's maxSeq (" +
@@ -326,26 +331,27 @@ static Status rotaryApply(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
   if (pairs == 0)
     return Status::ok();
   auto aligned4 = [](const void *p) { return reinterpret_cast<uintptr_t>(p) % 4 == 0; };
-  if (half % 2 == 0 && aligned4(x) && aligned4(y))
-    rotaryKernel<2><<<gridFor(pairs / 2), kThreads, 0, stream>>>(
-        x, y, table.cosSin(), pairs / 2, seq, heads, half, sign);
-  else
-    rotaryKernel<1><<<gridFor(pairs), kThreads, 0, stream>>>(
-        x, y, table.cosSin(), pairs, seq, heads, half, sign);
+  // Unpacked rows compile without the position-id load.
+  const bool pairwise = half % 2 == 0 && aligned4(x) && aligned4(y);
+  const int64_t groups = pairwise ? pairs / 2 : pairs;
+  auto kernel = pairwise ? (positions ? rotaryKernel<2, true> : rotaryKernel<2, false>)
+                         : (positions ? rotaryKernel<1, true> : rotaryKernel<1, false>);
+  kernel<<<gridFor(groups), kThreads, 0, stream>>>(x, y, table.cosSin(), groups, seq, heads,
+                                                   half, sign, positions);
   MT_CUDA_CHECK_LAUNCH("rotaryKernel");
   return Status::ok();
 }
 
 Status rotaryForward(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
                      int64_t heads, const RotaryTable &table,
-                     cudaStream_t stream) {
-  return rotaryApply(x, y, batch, seq, heads, table, 1.0f, stream);
+                     cudaStream_t stream, const int32_t *positionIds) {
+  return rotaryApply(x, y, batch, seq, heads, table, 1.0f, stream, positionIds);
 }
 
 Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
                       int64_t heads, const RotaryTable &table,
-                      cudaStream_t stream) {
-  return rotaryApply(dy, dx, batch, seq, heads, table, -1.0f, stream);
+                      cudaStream_t stream, const int32_t *positionIds) {
+  return rotaryApply(dy, dx, batch, seq, heads, table, -1.0f, stream, positionIds);
 }
 
 Status embeddingForward(const int32_t *ids, const bf16 *table, bf16 *y,

@@ -56,15 +56,16 @@ private:
 };
 
 /// x, y [batch, seq, heads, headDim] (headDim of the table, seq <= its
-/// maxSeq); position of (b, s) is s. Rotate-half, as cpu::rotaryForward.
-/// y may alias x.
+/// maxSeq); position of (b, s) is s, or positionIds[b * seq + s] when given
+/// ([batch, seq] i32 on the device, documents packed in a row; clamped to
+/// [0, seq)). Rotate-half, as cpu::rotaryForward. y may alias x.
 Status rotaryForward(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
                      int64_t heads, const RotaryTable &table,
-                     cudaStream_t stream);
+                     cudaStream_t stream, const int32_t *positionIds = nullptr);
 /// dx = rotation of dy by -angle (written); dx may alias dy.
 Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
                       int64_t heads, const RotaryTable &table,
-                      cudaStream_t stream);
+                      cudaStream_t stream, const int32_t *positionIds = nullptr);
 
 /// y[t, :] = table[ids[t], :]; ids in [0, vocab) (validated by the loader).
 /// Vocab-parallel: `table` holds rows [vocabStart, vocabStart + localVocab)

@@ -7,6 +7,7 @@
 // rank-major blocks in the workspace. Collective steps run eagerly, never
 // inside a captured CUDA graph.
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/NcclCommunicator.h"
 
@@ -153,8 +154,12 @@ Status permuteBlocks(std::byte *full, std::byte *blocks, int64_t outer, int64_t 
   return Status::ok();
 }
 
-/// all_gather (sequence parallelism) and reduce_scatter (its gradient, and
-/// the row-parallel outputs) through the rank-major blocks in the workspace.
+/// all_gather (sequence parallelism; the distributed optimizer's updated
+/// weight shards) and reduce_scatter (its gradient, the row-parallel
+/// outputs; the distributed optimizer's gradient buckets, summed or
+/// averaged): along the first dimension (outer 1) NCCL reads and writes the
+/// operands directly; along a middle one through the rank-major blocks in
+/// the workspace.
 void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
   const int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
   NcclCommunicator *nccl = groupOf(L, a, parts);
@@ -163,7 +168,30 @@ void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
     return;
   if (in.type != out.type)
     return L.fail("input and output differ in their device dtype");
+  const std::optional<comm::ReduceOp> op = comm::reduceOpNamed(a.s("reduce"));
+  if (!gather && (!op || *op == comm::ReduceOp::Max))
+    return L.fail("reduce_scatter: reduce '" + a.s("reduce") + "' is not sum or mean");
   const size_t element = comm::sizeOf(in.type), count = size_t(outer * run);
+  if (outer == 1) {
+    // Gathered weights (a bucket of the PARAMETERS arena) refresh their bf16
+    // shadow, as AdamW does when it updates them itself.
+    const uint32_t target = L.instruction().outputs(0);
+    DeviceArenas &arenas = *L.resources().arenas;
+    bf16 *shadow = gather && arenas.storage(target) == DeviceArenas::Storage::Parameter
+                       ? arenas.bf16Data(target)
+                       : nullptr;
+    const int64_t total = int64_t(count) * parts;
+    L.emitCollective([=](cudaStream_t s) -> Status {
+      nccl->setStream(s);
+      if (gather) {
+        MT_CUDA_RETURN_IF_ERROR(nccl->allGather(in.data, out.data, count, in.type));
+        return shadow ? castFloatToBf16(static_cast<const float *>(out.data), shadow, total, s)
+                      : Status::ok();
+      }
+      return nccl->reduceScatter(in.data, out.data, count, in.type, *op);
+    });
+    return;
+  }
   L.needWorkspace(count * size_t(parts) * element);
   Resources *r = &L.resources();
   L.emitCollective([=](cudaStream_t s) -> Status {
@@ -176,7 +204,27 @@ void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
     }
     MT_CUDA_RETURN_IF_ERROR(permuteBlocks(static_cast<std::byte *>(in.data), blocks, outer, run,
                                           parts, element, true, s));
-    return nccl->reduceScatter(blocks, out.data, count, in.type, comm::ReduceOp::Sum);
+    return nccl->reduceScatter(blocks, out.data, count, in.type, *op);
+  });
+}
+
+/// all_slice: this rank's column block of a replicated fp32 [outer,
+/// parts·run] tensor (the distributed optimizer's shard of a weight bucket),
+/// a device copy; the rank's coordinate is its place in the axis' group.
+void allSlice(Lowerer &L, const Attrs &a) {
+  const int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
+  NcclCommunicator *nccl = groupOf(L, a, parts);
+  const CollectiveOperand in = operandOf(L, true, 0), out = operandOf(L, false, 0);
+  if (!nccl)
+    return;
+  if (in.type != comm::DType::F32 || out.type != comm::DType::F32)
+    return L.fail("all_slice: expects fp32 operands (a weight bucket and a 32-bit activation)");
+  const size_t row = size_t(run) * sizeof(float);
+  const auto *column = static_cast<const std::byte *>(in.data) + size_t(nccl->rank()) * row;
+  L.emit([=](cudaStream_t s) -> Status {
+    MT_CUDA_CHECK(cudaMemcpy2DAsync(out.data, row, column, size_t(parts) * row, row,
+                                    size_t(outer), cudaMemcpyDeviceToDevice, s));
+    return Status::ok();
   });
 }
 
@@ -187,6 +235,7 @@ void addCollectiveLowerings(LoweringTable &t) {
   t[Op::all_reduce] = allReduce;
   t[Op::all_gather] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, true); };
   t[Op::reduce_scatter] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, false); };
+  t[Op::all_slice] = allSlice;
 }
 
 } // namespace mt::cuda

@@ -73,11 +73,18 @@ void swigluGrad(Lowerer &L, const Attrs &a) {
   L.emit([=](cudaStream_t s) { return swigluBackward(gate, up, dy, dgate, dup, n, s); });
 }
 
+/// bf16 activations, or fp32 scalars (the loss plus the MoE aux losses).
 void addOp(Lowerer &L, const Attrs &a) {
-  const bf16 *x = L.bfIn(0), *y = L.bfIn(1);
-  bf16 *out = L.bfOut(0);
   int64_t n = a.i("n");
-  L.emit([=](cudaStream_t s) { return add(x, y, out, n, s); });
+  if (L.isBf16(L.instruction().outputs(0))) {
+    const bf16 *x = L.bfIn(0), *y = L.bfIn(1);
+    bf16 *out = L.bfOut(0);
+    L.emit([=](cudaStream_t s) { return add(x, y, out, n, s); });
+  } else {
+    const float *x = L.f32In(0), *y = L.f32In(1);
+    float *out = L.f32Out(0);
+    L.emit([=](cudaStream_t s) { return add(x, y, out, n, s); });
+  }
 }
 
 void accumulateOp(Lowerer &L, const Attrs &a) {
@@ -132,14 +139,20 @@ const RotaryTable *rotaryTable(Lowerer &L, const Attrs &a) {
   return &tables.emplace(key, std::move(*table)).first->second;
 }
 
+/// The optional last input `i` of rotary and attention: position ids.
+const int32_t *positionIds(Lowerer &L, int i) {
+  return L.instruction().inputs_size() > i ? L.i32In(i) : nullptr;
+}
+
 template <bool kBackward> void rotary(Lowerer &L, const Attrs &a) {
   const bf16 *x = L.bfIn(0);
+  const int32_t *pos = positionIds(L, 1);
   bf16 *y = L.bfOut(0);
   const RotaryTable *table = rotaryTable(L, a);
   int64_t batch = a.i("batch"), seq = a.i("seq"), heads = a.i("heads");
   L.emit([=](cudaStream_t s) {
-    return kBackward ? rotaryBackward(x, y, batch, seq, heads, *table, s)
-                     : rotaryForward(x, y, batch, seq, heads, *table, s);
+    return kBackward ? rotaryBackward(x, y, batch, seq, heads, *table, s, pos)
+                     : rotaryForward(x, y, batch, seq, heads, *table, s, pos);
   });
 }
 
@@ -159,20 +172,23 @@ void attention(Lowerer &L, const Attrs &a) {
   const bf16 *q = L.bfIn(0), *k = L.bfIn(1), *v = L.bfIn(2);
   bf16 *out = L.bfOut(0);
   float *lse = L.f32Out(1);
+  const int32_t *pos = positionIds(L, 3);
   AttentionShape shape = attentionShape(L, a);
-  L.emit([=](cudaStream_t s) { return attentionForward(q, k, v, out, lse, shape, s); });
+  L.emit([=](cudaStream_t s) { return attentionForward(q, k, v, out, lse, shape, s, pos); });
 }
 
 void attentionGrad(Lowerer &L, const Attrs &a) {
   const bf16 *q = L.bfIn(0), *k = L.bfIn(1), *v = L.bfIn(2), *out = L.bfIn(3),
              *dout = L.bfIn(4);
   const float *lse = L.f32In(5);
+  const int32_t *pos = positionIds(L, 6);
   bf16 *dq = L.bfOut(0), *dk = L.bfOut(1), *dv = L.bfOut(2);
   AttentionShape shape = attentionShape(L, a);
   L.needWorkspace(attentionBackwardWorkspaceBytes(shape));
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t s) {
-    return attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, r->workspace, shape, s);
+    return attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, r->workspace, shape, s,
+                             pos);
   });
 }
 

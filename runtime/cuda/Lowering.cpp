@@ -50,6 +50,14 @@ const int32_t *Lowerer::i32In(int i) {
   return nullptr;
 }
 
+int32_t *Lowerer::i32Out(int i) {
+  uint32_t id = target(i, Capability::Writes);
+  if (plan_.buffers(id).dtype() == plan::I32)
+    return reinterpret_cast<int32_t *>(res_.arenas->data(id));
+  fail("output " + std::to_string(i) + " " + describe(id) + " must be I32");
+  return nullptr;
+}
+
 uint32_t Lowerer::target(int i, Capability capability, bool *add) {
   uint32_t id = instr_->outputs(i);
   auto pending = pendingZero_.find(id);
@@ -131,6 +139,7 @@ const LoweringTable &loweringTable() {
     addDenseLowerings(t);
     addOptimizerLowerings(t);
     addVocabParallelLowerings(t);
+    addMoELowerings(t);
     addCollectiveLowerings(t);
     addPipelineLowerings(t);
     return t;
@@ -142,8 +151,8 @@ const LoweringTable &loweringTable() {
 Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
   auto lowerings = plan::resolveKernels(program, loweringTable(), "CUDA");
   if (!lowerings)
-    return Status::error(lowerings.message() + " (the CUDA backend runs dense Llama/Qwen "
-                                               "plans; use --backend cpu)");
+    return Status::error(lowerings.message() + " (the CUDA backend runs Llama, Qwen and "
+                                               "mixture-of-experts plans; use --backend cpu)");
   steps_.clear();
   pendingZero_.clear();
   for (int i = 0; i < program.instructions_size(); ++i) {

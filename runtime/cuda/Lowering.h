@@ -92,11 +92,18 @@ public:
   const bf16 *bfIn(int i) { return bf(instr_->inputs(i), "input", i); }
   const float *f32In(int i) { return f32(instr_->inputs(i), "input", i); }
   const int32_t *i32In(int i);
+  /// Output i of int32 (the router's expert indices), written.
+  int32_t *i32Out(int i);
   /// Output i for a kernel that writes it.
   bf16 *bfOut(int i) { return bf(target(i, Capability::Writes), "output", i); }
   float *f32Out(int i) { return f32(target(i, Capability::Writes), "output", i); }
   /// Output i for a kernel that adds into it (fp32 main gradients).
   float *f32Sum(int i) { return f32(target(i, Capability::Adds), "output", i); }
+  /// Whether `buffer` is stored as bf16 on the device (an activation kept
+  /// at half its planned offset).
+  bool isBf16(uint32_t buffer) const {
+    return res_.arenas->storage(buffer) == DeviceArenas::Storage::Bf16Activation;
+  }
   /// Input i on the host: an INPUTS buffer, or a scalar made by a host step.
   const float *hostIn(int i) { return hostScalar(instr_->inputs(i)); }
   const int64_t *hostI64In(int i);
@@ -174,11 +181,13 @@ using LoweringTable = plan::PerOp<Lowering>;
 /// The lowerings of each op family, one function per file: dense layers,
 /// norms, attention and the loss (LowerOps.cpp), the optimizer
 /// (LowerOptimizer.cpp), the vocab-parallel cross-entropy
-/// (LowerVocabParallel.cpp), the collectives (LowerCollectives.cpp), the
-/// pipeline transfers send and recv (NcclPipeline.cpp).
+/// (LowerVocabParallel.cpp), the mixture-of-experts ops (LowerMoE.cpp), the
+/// collectives (LowerCollectives.cpp), the pipeline transfers send and recv
+/// (NcclPipeline.cpp).
 void addDenseLowerings(LoweringTable &table);
 void addOptimizerLowerings(LoweringTable &table);
 void addVocabParallelLowerings(LoweringTable &table);
+void addMoELowerings(LoweringTable &table);
 void addCollectiveLowerings(LoweringTable &table);
 void addPipelineLowerings(LoweringTable &table);
 

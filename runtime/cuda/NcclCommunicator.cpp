@@ -1,4 +1,4 @@
-// NCCL communicators: bootstrap through the rendezvous directory, data
+// NCCL communicators: bootstrap through the rendezvous store, data
 // calls on a stream, host calls staged through device memory.
 #include "runtime/cuda/NcclCommunicator.h"
 
@@ -36,19 +36,20 @@ std::string who(const comm::RankInfo &info) {
 
 } // namespace
 
-/// Returns the Status of a failed NCCL call from the enclosing member.
+/// Runs an NCCL call of the enclosing member through launch(): watched,
+/// refused after a failure of this rank, a failed result as its Status.
 #define MT_NCCL_CHECK(op, call)                                                \
   do {                                                                         \
-    const ncclResult_t mtNcclResult_ = (call);                                 \
-    if (mtNcclResult_ != ncclSuccess)                                          \
-      return check(mtNcclResult_, op, #call);                                  \
+    if (Status mtNcclStatus_ = launch(op, #call, [&] { return (call); });      \
+        !mtNcclStatus_)                                                        \
+      return mtNcclStatus_;                                                    \
   } while (0)
 
 /// Refuses a data call after a failure.
 #define MT_NCCL_REFUSE_IF_FAILED(op)                                           \
   do {                                                                         \
-    if (failed_)                                                               \
-      return Status::error(where(op) + ": not run, this communicator failed earlier"); \
+    if (Status mtNcclStatus_ = refuseIfFailed(op); !mtNcclStatus_)             \
+      return mtNcclStatus_;                                                    \
   } while (0)
 
 Status selectDevice(const comm::RankInfo &info) {
@@ -70,8 +71,8 @@ Status selectDevice(const comm::RankInfo &info) {
 
 Expected<std::unique_ptr<NcclCommunicator>>
 NcclCommunicator::create(const std::string &name, const std::vector<int> &ranks,
-                         const comm::RankInfo &info, comm::FileStore &store,
-                         const std::string &key) {
+                         const comm::RankInfo &info, comm::Store &store,
+                         const std::string &key, std::shared_ptr<NcclWatchdog> watchdog) {
   if (Status s = comm::checkGroupMembers(name, ranks, info.rank, info.worldSize); !s)
     return s;
   const int groupRank = int(std::find(ranks.begin(), ranks.end(), info.rank) - ranks.begin());
@@ -87,7 +88,7 @@ NcclCommunicator::create(const std::string &name, const std::vector<int> &ranks,
     arrivals.push_back(key + "/arrived/" + std::to_string(r));
   if (Status s = store.wait(arrivals); !s)
     return Status::error(head + s.message() + " (are all " + std::to_string(info.worldSize) +
-                         " ranks running, with the same MT_RENDEZVOUS?)");
+                         " ranks running, and creating this group?)");
   ncclUniqueId id;
   if (groupRank == 0) {
     if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess)
@@ -114,12 +115,20 @@ NcclCommunicator::create(const std::string &name, const std::vector<int> &ranks,
     return Status::error(head + "ncclCommInitRank: " + ncclGetErrorString(r) + " (" +
                          ncclGetLastError(nullptr) + ")");
   c->comm_ = made;
+  c->watchdog_ = std::move(watchdog);
+  c->watchdog_->add(made);
   return c;
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  if (comm_)
-    (void)(failed_ ? ncclCommAbort(comm_) : ncclCommDestroy(comm_));
+  if (comm_ && !watchdog_) // ncclCommInitRank succeeded, the rest of create() did not
+    (void)ncclCommDestroy(comm_);
+  if (comm_ && watchdog_) {
+    auto hold = watchdog_->hold();
+    // Not when the watchdog aborted it: the handle is gone.
+    if (watchdog_->remove(comm_))
+      (void)(failed_ || watchdog_->failure() ? ncclCommAbort(comm_) : ncclCommDestroy(comm_));
+  }
   if (scratch_)
     (void)cudaFree(scratch_);
   if (own_)
@@ -156,6 +165,32 @@ Status NcclCommunicator::reduceScatter(const void *in, void *out, size_t countPe
   return Status::ok();
 }
 
+Status NcclCommunicator::allToAllV(const void *in, const std::vector<size_t> &sendCounts,
+                                   void *out, const std::vector<size_t> &recvCounts,
+                                   DType type) {
+  const size_t n = size_t(size()), elem = comm::sizeOf(type);
+  if (sendCounts.size() != n || recvCounts.size() != n)
+    return Status::error(where("all_to_all_v") + ": expects " + std::to_string(n) +
+                         " send and receive counts, got " + std::to_string(sendCounts.size()) +
+                         " and " + std::to_string(recvCounts.size()));
+  MT_NCCL_REFUSE_IF_FAILED("all_to_all_v");
+  return grouped([&]() -> Status {
+    const char *src = static_cast<const char *>(in);
+    char *dst = static_cast<char *>(out);
+    for (size_t p = 0; p < n; ++p) {
+      if (sendCounts[p])
+        MT_NCCL_CHECK("all_to_all_v", ncclSend(src, sendCounts[p], ncclType(type), int(p),
+                                               comm_, stream_));
+      if (recvCounts[p])
+        MT_NCCL_CHECK("all_to_all_v", ncclRecv(dst, recvCounts[p], ncclType(type), int(p),
+                                               comm_, stream_));
+      src += sendCounts[p] * elem;
+      dst += recvCounts[p] * elem;
+    }
+    return Status::ok();
+  });
+}
+
 Status NcclCommunicator::broadcast(void *data, size_t count, DType type, int root) {
   if (Status s = checkGroupRank("broadcast", "root", root); !s)
     return s;
@@ -181,16 +216,48 @@ Status NcclCommunicator::recv(void *data, size_t count, DType type, int peer) {
   return Status::ok();
 }
 
+Status NcclCommunicator::refuseIfFailed(const char *op) {
+  if (auto failure = watchdog_->failure()) {
+    failed_ = true;
+    return Status::error(*failure);
+  }
+  if (failed_)
+    return Status::error(where(op) + ": not run, this communicator failed earlier");
+  return Status::ok();
+}
+
+template <typename Call>
+Status NcclCommunicator::launch(const char *op, const char *text, Call &&nccl) {
+  auto hold = watchdog_->hold();
+  if (Status s = refuseIfFailed(op); !s)
+    return s;
+  const ncclResult_t result = nccl();
+  if (Status s = refuseIfFailed(op); !s) // aborted while the call was stuck
+    return s;
+  if (result != ncclSuccess)
+    return check(result, op, text);
+  return watchdog_->enqueued(comm_, stream_, errorContext() + where(op));
+}
+
 Status NcclCommunicator::grouped(const std::function<Status()> &calls) {
-  MT_NCCL_CHECK("group", ncclGroupStart());
+  auto hold = watchdog_->hold();
+  if (Status s = refuseIfFailed("group"); !s)
+    return s;
+  if (ncclResult_t r = ncclGroupStart(); r != ncclSuccess)
+    return check(r, "group", "ncclGroupStart()");
+  watchdog_->beginGroup();
   Status s = calls();
   // The group is closed whatever happened inside: NCCL allows no other
   // call on this thread while one is open.
   ncclResult_t ended = ncclGroupEnd();
+  Status watched = watchdog_->endGroup();
   if (!s)
     return s;
-  MT_NCCL_CHECK("group", ended);
-  return Status::ok();
+  if (Status f = refuseIfFailed("group"); !f)
+    return f;
+  if (ended != ncclSuccess)
+    return check(ended, "group", "ncclGroupEnd()");
+  return watched;
 }
 
 Expected<void *> NcclCommunicator::scratch(size_t bytes) {
@@ -221,7 +288,7 @@ Status NcclCommunicator::staged(const char *op, const void *in, size_t inBytes, 
   if (outBytes)
     MT_CUDA_CHECK(cudaMemcpyAsync(out, *buffer, outBytes, cudaMemcpyDeviceToHost, stream_));
   MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  return Status::ok();
+  return refuseIfFailed(op); // the wait may have ended in the watchdog's abort
 }
 
 Status NcclCommunicator::allReduceHost(float *data, size_t count, ReduceOp op) {
@@ -246,7 +313,7 @@ Status NcclCommunicator::allGatherHost(const float *in, float *out, size_t count
     MT_CUDA_CHECK(cudaMemcpyAsync(out, *buffer, bytes * size_t(size()), cudaMemcpyDeviceToHost,
                                   stream_));
   MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  return Status::ok();
+  return refuseIfFailed("all_gather");
 }
 
 Status NcclCommunicator::broadcastHost(float *data, size_t count, int root) {
@@ -266,8 +333,10 @@ namespace {
 /// members and how often this rank made it before.
 class NcclGroups final : public comm::GroupFactory {
 public:
-  NcclGroups(comm::RankInfo info, comm::FileStore store)
-      : info_(std::move(info)), store_(std::move(store)) {}
+  NcclGroups(comm::RankInfo info, std::unique_ptr<comm::Store> store,
+             std::chrono::milliseconds timeout)
+      : info_(std::move(info)), store_(std::move(store)),
+        watchdog_(std::make_shared<NcclWatchdog>(timeout)) {}
 
   Status connectWorld() {
     std::vector<int> all(size_t(info_.worldSize));
@@ -286,7 +355,7 @@ public:
     std::string key = "nccl/" + name + "/" + comm::joinRanks(ranks);
     const int before = created_[key]++; // a group made again gets fresh keys
     key.append("/").append(std::to_string(before));
-    auto made = NcclCommunicator::create(name, ranks, info_, store_, key);
+    auto made = NcclCommunicator::create(name, ranks, info_, *store_, key, watchdog_);
     if (!made)
       return made.status();
     return std::unique_ptr<comm::Communicator>(std::move(*made));
@@ -294,7 +363,8 @@ public:
 
 private:
   comm::RankInfo info_;
-  comm::FileStore store_;
+  std::unique_ptr<comm::Store> store_;
+  std::shared_ptr<NcclWatchdog> watchdog_; // on this rank's GPU: made after selectDevice
   std::unique_ptr<comm::Communicator> world_;
   std::map<std::string, int> created_;
 };
@@ -303,12 +373,12 @@ private:
 
 Expected<std::unique_ptr<comm::GroupFactory>> connectNccl(const comm::RankInfo &info,
                                                           std::chrono::milliseconds timeout) {
-  auto store = comm::FileStore::open(info.rendezvous, timeout);
+  auto store = comm::openStore(info, timeout);
   if (!store)
-    return Status::error(who(info) + store.message());
+    return store.status();
   if (Status s = selectDevice(info); !s)
     return s;
-  auto groups = std::make_unique<NcclGroups>(info, std::move(*store));
+  auto groups = std::make_unique<NcclGroups>(info, std::move(*store), timeout);
   if (Status s = groups->connectWorld(); !s)
     return s;
   return std::unique_ptr<comm::GroupFactory>(std::move(groups));

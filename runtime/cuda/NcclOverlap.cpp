@@ -1,5 +1,6 @@
-// Buckets of the dp gradient all-reduce, launched on a communication stream
-// during backward, and the optimizer's wait for them.
+// Buckets of the dp gradient all-reduce (or of the distributed optimizer's
+// reduce-scatters), launched on a communication stream during backward, and
+// the optimizer's wait for them.
 #include "runtime/cuda/NcclOverlap.h"
 
 #include "runtime/cuda/Check.h"
@@ -15,9 +16,17 @@ struct GradientReduceOverlap::State {
     float *data;
     size_t count;
   };
+  /// A distributed optimizer's gradient bucket reduce-scattered into the
+  /// rank's shard.
+  struct Scatter {
+    const float *in;
+    float *out;
+    size_t countPerRank;
+  };
   struct Bucket {
     int lastWriter = -1; // the forward_backward instruction after which it starts
     std::vector<Span> spans;
+    std::vector<Scatter> scatters;
     cudaEvent_t ready = nullptr;
   };
   NcclCommunicator *comm = nullptr;
@@ -47,6 +56,10 @@ struct GradientReduceOverlap::State {
       for (const Span &span : bucket.spans)
         if (Status st = comm->allReduce(span.data, span.count, comm::DType::F32, op); !st)
           return st;
+      for (const Scatter &sc : bucket.scatters)
+        if (Status st = comm->reduceScatter(sc.in, sc.out, sc.countPerRank, comm::DType::F32, op);
+            !st)
+          return st;
       return Status::ok();
     });
     if (!s)
@@ -63,28 +76,61 @@ namespace {
 // bucket launches enqueue, the final wait is the communication not hidden.
 constexpr const char *kCommunication = "communication (NCCL)";
 
-/// The reduced buffers, or empty when the optimizer's leading all-reduces
-/// are not all in-place fp32 gradient reductions over one axis.
-std::vector<uint32_t> reducedGradients(const plan::Plan &plan, const plan::Program &optimizer,
-                                       DeviceArenas &arenas, std::string &axis,
-                                       std::string &reduce) {
-  std::vector<uint32_t> buffers;
+/// The optimizer's leading reductions of fp32 gradients over one axis with
+/// one operation: in-place all-reduces of gradient buffers, or (the
+/// distributed optimizer) reduce-scatters of whole gradient buckets into
+/// 32-bit shards. Empty when they have another shape.
+struct Reductions {
+  std::vector<uint32_t> buffers; // the reduced gradient buffers (the buckets)
+  std::vector<uint32_t> shards;  // reduce-scatters: each bucket's output
+  std::string axis, reduce;
+};
+
+Reductions leadingReductions(const plan::Plan &plan, const plan::Program &optimizer,
+                             DeviceArenas &arenas) {
+  Reductions r;
+  const std::string first =
+      optimizer.instructions_size() ? optimizer.instructions(0).op() : std::string();
+  if (first != "all_reduce" && first != "reduce_scatter")
+    return r;
   for (const plan::Instruction &in : optimizer.instructions()) {
-    if (in.op() != "all_reduce")
+    if (in.op() != first)
       break;
     const plan::Attrs a(in);
-    if (buffers.empty()) {
-      axis = a.s("axis");
-      reduce = a.s("reduce");
+    if (r.buffers.empty()) {
+      r.axis = a.s("axis");
+      r.reduce = a.s("reduce");
     }
-    const uint32_t id = in.outputs(0);
-    if (a.s("axis") != axis || a.s("reduce") != reduce || in.inputs(0) != id ||
+    const uint32_t id = in.inputs(0), out = in.outputs(0);
+    const bool scatter = first == "reduce_scatter";
+    const bool shaped = scatter ? a.i("outer") == 1 &&
+                                      arenas.storage(out) == DeviceArenas::Storage::Wide
+                                : out == id;
+    if (!shaped || a.s("axis") != r.axis || a.s("reduce") != r.reduce ||
         plan.buffers(id).arena() != plan::GRADIENTS || plan.buffers(id).dtype() != plan::F32 ||
         arenas.storage(id) == DeviceArenas::Storage::Bf16Activation)
       return {};
-    buffers.push_back(id);
+    r.buffers.push_back(id);
+    if (scatter)
+      r.shards.push_back(out);
   }
-  return buffers;
+  return r;
+}
+
+/// The buffers forward_backward writes that make up gradient buffer `id`:
+/// a bucket's members, or the buffer itself.
+std::vector<uint32_t> writtenAs(const plan::Plan &plan, uint32_t id) {
+  std::map<std::string, const plan::Parameter *> byName;
+  for (const plan::Parameter &p : plan.parameters())
+    byName[p.name()] = &p;
+  for (const plan::Bucket &b : plan.buckets())
+    if (b.grad_buffer() == id) {
+      std::vector<uint32_t> members;
+      for (const plan::BucketMember &m : b.members())
+        members.push_back(byName.at(m.param())->grad_buffer());
+      return members;
+    }
+  return {id};
 }
 
 } // namespace
@@ -93,25 +139,31 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
     const plan::Plan &plan, const plan::Program &forwardBackward, const plan::Program &optimizer,
     const std::vector<Step> &optimizerSteps, const exec::RankContext &rank, DeviceArenas &arenas,
     size_t bucketElements) {
-  std::string axis, reduce;
-  const std::vector<uint32_t> reduced = reducedGradients(plan, optimizer, arenas, axis, reduce);
-  const std::optional<comm::ReduceOp> op = comm::reduceOpNamed(reduce);
-  auto *comm = reduced.empty() ? nullptr : dynamic_cast<NcclCommunicator *>(rank.group(axis));
+  const Reductions reductions = leadingReductions(plan, optimizer, arenas);
+  const std::vector<uint32_t> &reduced = reductions.buffers;
+  const std::optional<comm::ReduceOp> op = comm::reduceOpNamed(reductions.reduce);
+  auto *comm = reduced.empty() ? nullptr
+                               : dynamic_cast<NcclCommunicator *>(rank.group(reductions.axis));
   if (!comm || !op || *op == comm::ReduceOp::Max) // gradients are summed or averaged
     return std::unique_ptr<GradientReduceOverlap>();
   for (const Step &step : optimizerSteps)
     if (step.instruction < int(reduced.size()) && step.launch && !step.collective)
       return std::unique_ptr<GradientReduceOverlap>();
 
-  // The last instruction of forward_backward that writes each gradient.
+  // The last instruction of forward_backward that writes each gradient
+  // (any member of a bucket).
   std::map<uint32_t, int> lastWriter;
-  for (uint32_t id : reduced)
+  std::map<uint32_t, uint32_t> reducedAs; // a written buffer -> its reduced buffer
+  for (uint32_t id : reduced) {
     lastWriter[id] = forwardBackward.instructions_size() - 1;
+    for (uint32_t part : writtenAs(plan, id))
+      reducedAs[part] = id;
+  }
   std::map<uint32_t, int> written;
   for (int i = 0; i < forwardBackward.instructions_size(); ++i)
     for (uint32_t out : forwardBackward.instructions(i).outputs())
-      if (lastWriter.count(out))
-        written[out] = i;
+      if (auto it = reducedAs.find(out); it != reducedAs.end())
+        written[it->second] = i;
   for (auto [id, i] : written)
     lastWriter[id] = i;
   std::vector<uint32_t> order = reduced;
@@ -122,8 +174,21 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
   state->comm = comm;
   state->op = *op;
   state->reductions = int(reduced.size());
+  std::map<uint32_t, uint32_t> shardOf;
+  for (size_t i = 0; i < reductions.shards.size(); ++i)
+    shardOf[reduced[i]] = reductions.shards[i];
   size_t inBucket = 0;
   for (uint32_t id : order) {
+    if (auto shard = shardOf.find(id); shard != shardOf.end()) {
+      // The plan's buckets are the distributed optimizer's: one each.
+      state->buckets.emplace_back();
+      state->buckets.back().lastWriter = lastWriter[id];
+      state->buckets.back().scatters.push_back(
+          {reinterpret_cast<const float *>(arenas.data(id)),
+           reinterpret_cast<float *>(arenas.data(shard->second)),
+           size_t(plan::elementsOf(plan.buffers(shard->second)))});
+      continue;
+    }
     if (state->buckets.empty() || inBucket >= bucketElements) {
       state->buckets.emplace_back();
       inBucket = 0;

@@ -1,8 +1,9 @@
 // Megatron's overlap_grad_reduce on the CUDA backend: the data-parallel
-// all-reduces that open the optimizer program start, in buckets, during the
-// last micro-batch's backward, each on a communication stream as soon as
-// the compute stream has enqueued the last write of its gradients; the
-// compute stream waits for the last bucket at the end of that backward.
+// all-reduces (or, with the distributed optimizer, the reduce-scatters of
+// its gradient buckets) that open the optimizer program start, in buckets,
+// during the last micro-batch's backward, each on a communication stream as
+// soon as the compute stream has enqueued the last write of its gradients;
+// the compute stream waits for the last bucket at the end of that backward.
 #ifndef MT_RUNTIME_CUDA_NCCLOVERLAP_H
 #define MT_RUNTIME_CUDA_NCCLOVERLAP_H
 
@@ -21,8 +22,11 @@ public:
   /// they all reduce fp32 gradients in place over one NCCL group with one
   /// operation (Megatron: grad_reduce_in_fp32): in the order
   /// `forwardBackward` finishes their gradients, about `bucketElements`
-  /// each (Megatron's bucket_size, 40M by default). Null when the programs
-  /// have another shape (no all-reduce, pipelines): then nothing overlaps.
+  /// each (Megatron's bucket_size, 40M by default). Leading reduce_scatter
+  /// instructions of the plan's gradient buckets (the distributed
+  /// optimizer) are one bucket each, started after the last write of any
+  /// of their members. Null when the programs have another shape (no
+  /// leading reduction, pipelines): then nothing overlaps.
   /// `optimizerSteps` are the optimizer's lowered steps.
   static Expected<std::unique_ptr<GradientReduceOverlap>>
   plan(const plan::Plan &plan, const plan::Program &forwardBackward,

@@ -18,41 +18,13 @@ Expected<NcclCommunicator *> pairGroup(const exec::RankContext &rank, int64_t fr
   return group;
 }
 
-/// The (micro-batch, buffer) keys of `messages` from stage `from`: the
-/// receiving program's recv instructions from that stage, in program order.
-Expected<std::vector<std::pair<int64_t, uint32_t>>>
-keysOf(const plan::Plan &plan, const std::vector<exec::PipelineMessage> &messages, int64_t pp,
-       int64_t from) {
-  std::map<std::string, const plan::Program *> programs;
-  for (const plan::Program &p : plan.programs())
-    programs[p.name()] = &p;
-  std::vector<std::pair<int64_t, uint32_t>> keys;
-  for (const exec::PipelineMessage &m : messages) {
-    const std::string name =
-        (m.forward ? "forward." : "backward.") + std::to_string(m.virtualStage);
-    auto it = programs.find(name);
-    if (it == programs.end())
-      return Status::error("the plan has no program '" + name + "' for its pipeline schedule");
-    size_t before = keys.size();
-    for (const plan::Instruction &in : it->second->instructions())
-      if (in.op() == "recv" && plan::Attrs(in).i("peer_virtual_stage") % pp == from)
-        keys.push_back({m.microBatch, in.outputs(0)});
-    if (keys.size() == before)
-      return Status::error("program '" + name + "' receives nothing from stage " +
-                           std::to_string(from) + ", which its pipeline schedule sends it");
-  }
-  return keys;
-}
-
 } // namespace
 
 Expected<std::unique_ptr<NcclPipelineChannels>>
 NcclPipelineChannels::create(const plan::Plan &plan, const exec::RankContext &rank,
                              cudaStream_t compute) {
-  const plan::Training &t = plan.training();
   const int64_t pp = rank.axisSize("pp"), self = rank.coordinate("pp");
-  const int64_t vpp = t.virtual_stages() / pp;
-  const auto schedule = pipelineSchedule(pp, vpp, t.micro_batches_per_step());
+  auto sends = pipelineMessages(plan, self, true), receives = pipelineMessages(plan, self, false);
   std::unique_ptr<NcclPipelineChannels> c(new NcclPipelineChannels(compute, self));
   MT_CUDA_CHECK(cudaStreamCreateWithFlags(&c->transfer_, cudaStreamNonBlocking));
   MT_CUDA_CHECK(cudaEventCreateWithFlags(&c->copied_, cudaEventDisableTiming));
@@ -64,20 +36,11 @@ NcclPipelineChannels::create(const plan::Plan &plan, const exec::RankContext &ra
     if (!out || !in)
       return out ? in.status() : out.status();
     peer.sendGroup = *out, peer.receiveGroup = *in;
-    auto sends = keysOf(plan, exec::pipelineMessages(schedule, vpp, self, other, true), pp, self);
-    auto produced =
-        keysOf(plan, exec::pipelineMessages(schedule, vpp, self, other, false), pp, self);
-    auto receives =
-        keysOf(plan, exec::pipelineMessages(schedule, vpp, other, self, true), pp, other);
-    for (const auto *keys : {&sends, &produced, &receives})
-      if (!*keys)
-        return keys->status();
-    if (*sends != *produced)
-      return Status::error("the pipeline schedule (pp " + std::to_string(pp) + ", vpp " +
-                           std::to_string(vpp) + ") makes stage " + std::to_string(self) +
+    if (sends[other] != pipelineMessages(plan, other, false)[self])
+      return Status::error("the plan's schedule makes stage " + std::to_string(self) +
                            "'s messages to stage " + std::to_string(other) + " in another "
                            "order than that stage receives them, which NCCL cannot match");
-    peer.sendOrder = std::move(*sends), peer.receiveOrder = std::move(*receives);
+    peer.sendOrder = std::move(sends[other]), peer.receiveOrder = std::move(receives[other]);
   }
   if (Status s = c->connect(); !s)
     return s;

@@ -9,15 +9,16 @@
 //
 // NCCL matches the sends and receives of a group in the order they are
 // posted, not by key: the channels check once that each stage produces its
-// messages in the order their receiver takes them (exec::pipelineMessages),
-// and each send and receive against that order. NCCL calls are never
-// captured in a CUDA graph here: every stage program with a transfer runs
-// eagerly.
+// messages in the order their receiver takes them (pipelineMessages of the
+// plan's schedule), and each send and receive against that order. NCCL
+// calls are never captured in a CUDA graph here: every stage program with
+// a transfer runs eagerly.
 #ifndef MT_RUNTIME_CUDA_NCCLPIPELINE_H
 #define MT_RUNTIME_CUDA_NCCLPIPELINE_H
 
 #include "runtime/cuda/NcclCommunicator.h"
 #include "runtime/exec/PipelineChannels.h"
+#include "runtime/plan/PlanSchedule.h"
 
 #include <cuda_runtime_api.h>
 
@@ -32,8 +33,8 @@ namespace mt::cuda {
 
 class NcclPipelineChannels final : public exec::PipelineChannels {
 public:
-  /// The channels of `rank`'s stage for the schedule of `plan` (pp x vpp,
-  /// micro_batches_per_step). `compute` is the stream the programs run on.
+  /// The channels of `rank`'s stage for the schedule `plan` carries.
+  /// `compute` is the stream the programs run on.
   /// Errors: a pair group that is not an NCCL communicator (RankContext
   /// made without cuda::connectNccl); a stage program whose transfers do
   /// not match the schedule.

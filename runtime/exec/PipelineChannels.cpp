@@ -18,24 +18,6 @@ void encode(float (&h)[kHeader], int64_t microBatch, uint32_t tag, int64_t count
 
 } // namespace
 
-std::vector<PipelineMessage>
-pipelineMessages(const std::vector<std::vector<PipelineAction>> &schedule, int64_t vpp,
-                 int64_t from, int64_t to, bool receives) {
-  const int64_t pp = int64_t(schedule.size()), stages = pp * vpp;
-  const int64_t self = receives ? to : from, peer = receives ? from : to;
-  std::vector<PipelineMessage> out;
-  for (const PipelineAction &a : schedule[size_t(self)]) {
-    const int64_t v = a.chunk * pp + self;
-    // The virtual stage on the other side: where the input comes from (a
-    // receiver) or where the output goes (a producer).
-    const int64_t other = (a.forward == receives) ? v - 1 : v + 1;
-    if (other < 0 || other >= stages || other % pp != peer)
-      continue;
-    out.push_back({a.forward, receives ? v : other, a.microBatch});
-  }
-  return out;
-}
-
 HostPipelineChannels::HostPipelineChannels(const RankContext &rank) {
   int64_t stages = rank.axisSize("pp"), self = rank.coordinate("pp");
   for (int64_t peer = 0; peer < stages; ++peer) {

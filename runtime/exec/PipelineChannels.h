@@ -6,7 +6,6 @@
 #define MT_RUNTIME_EXEC_PIPELINECHANNELS_H
 
 #include "runtime/exec/RankContext.h"
-#include "runtime/plan/PipelineSchedule.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -19,26 +18,6 @@
 #include <vector>
 
 namespace mt::exec {
-
-/// One transfer of a step, named by what receives it: the forward (an
-/// activation from virtualStage - 1) or the backward (a gradient from
-/// virtualStage + 1) of `microBatch` on virtual stage `virtualStage`.
-struct PipelineMessage {
-  bool forward = true;
-  int64_t virtualStage = 0;
-  int64_t microBatch = 0;
-  bool operator==(const PipelineMessage &) const = default;
-};
-
-/// The messages from stage `from` to stage `to` in one step of `schedule`
-/// (pipelineSchedule(pp, vpp, ...)), in the order stage `to` receives them
-/// (receives = true) or stage `from` produces them (receives = false).
-/// Channels that match messages by their order rather than their key (NCCL)
-/// need the two to be equal, as they are for pipelineSchedule's 1F1B and
-/// interleaved schedules.
-std::vector<PipelineMessage>
-pipelineMessages(const std::vector<std::vector<PipelineAction>> &schedule, int64_t vpp,
-                 int64_t from, int64_t to, bool receives);
 
 /// The transfers of one rank's pipeline stage. Elements are the backend's
 /// activation storage: fp32 in host memory on the CPU, bf16 in device

@@ -94,13 +94,17 @@ Status writeSvg(MeasuredStep step, int64_t stepNumber, int64_t vpp, int64_t micr
 
 } // namespace
 
-Expected<std::string> PipelineTimeline::publish(const RankContext &rank, int64_t vpp,
-                                                int64_t microBatches,
+Expected<std::string> PipelineTimeline::publish(const RankContext &rank, const plan::Plan &plan,
                                                 const std::string &svgPath) const {
   const int64_t pp = rank.axisSize("pp");
   comm::Communicator *world = rank.world();
   if (!world || pp < 2)
     return Status::error("--timeline needs a pipeline-parallel plan (pp > 1)");
+  auto schedule = pipelineActions(plan);
+  if (!schedule)
+    return schedule.status();
+  const int64_t vpp = plan.training().virtual_stages() / pp;
+  const int64_t microBatches = plan.training().micro_batches_per_step();
   // Every rank runs the same number of actions: 2 x micro-batches x chunks.
   std::vector<float> mine;
   for (const RecordedAction &a : actions_)
@@ -118,13 +122,13 @@ Expected<std::string> PipelineTimeline::publish(const RankContext &rank, int64_t
     for (size_t i = 0; i < actions_.size(); ++i)
       recorded[s].push_back({times[3 * i], times[3 * i + 1], times[3 * i + 2]});
   }
-  auto step = measureStep(pipelineSchedule(pp, vpp, microBatches), recorded);
+  auto step = measureStep(*schedule, recorded);
   if (!step)
     return step.status();
   if (Status s = writeSvg(*step, step_, vpp, microBatches, svgPath); !s)
     return s;
   const double ratio = step->meanBackward / step->meanForward;
-  auto predicted = pipelineSchedule(pp, vpp, microBatches);
+  auto predicted = *schedule;
   Expected<double> spanAtTwo = simulate(predicted, pp, vpp, 2.0);
   if (!spanAtTwo)
     return spanAtTwo.status();

@@ -5,7 +5,7 @@
 #define MT_RUNTIME_EXEC_PIPELINETIMELINE_H
 
 #include "runtime/exec/RankContext.h"
-#include "runtime/plan/PipelineSchedule.h"
+#include "runtime/plan/PlanSchedule.h"
 #include "runtime/support/Status.h"
 
 #include <chrono>
@@ -57,8 +57,8 @@ public:
   /// Collective over the world: gathers the last step's timeline of each
   /// stage (the ranks with dp = cp = ep = tp = 0) on rank 0, which writes the
   /// SVG to `svgPath` and returns a line comparing the measured bubble with
-  /// the schedule's prediction (an empty line on the other ranks).
-  Expected<std::string> publish(const RankContext &rank, int64_t vpp, int64_t microBatches,
+  /// the prediction for `plan`'s schedule (an empty line on the other ranks).
+  Expected<std::string> publish(const RankContext &rank, const plan::Plan &plan,
                                 const std::string &svgPath) const;
 
 private:

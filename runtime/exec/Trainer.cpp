@@ -6,7 +6,6 @@
 #include "runtime/exec/Initialization.h"
 #include "runtime/exec/PipelineChannels.h"
 #include "runtime/exec/PipelineTimeline.h"
-#include "runtime/plan/PipelineSchedule.h"
 #include "runtime/exec/Sharding.h"
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Dataset.h"
@@ -34,19 +33,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+/// --lr: what the plan's peak_learning_rate says it changes.
 void overrideLearningRate(plan::Plan &plan, double lr) {
-  for (auto &program : *plan.mutable_programs())
-    for (auto &instr : *program.mutable_instructions()) {
-      if (instr.op() != "lr_schedule")
-        continue;
-      double oldMax = plan::Attrs(instr).f("max_lr");
-      for (auto &a : *instr.mutable_attributes()) {
-        if (a.name() == "max_lr")
-          a.set_f(lr);
-        else if (a.name() == "min_lr" && oldMax > 0)
-          a.set_f(a.f() * lr / oldMax); // keep the schedule's min/max ratio
-      }
-    }
+  for (const plan::PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
+    plan::Instruction &instr =
+        *plan.mutable_programs(int(t.program()))->mutable_instructions(int(t.instruction()));
+    for (plan::Attribute &a : *instr.mutable_attributes())
+      if (a.name() == t.attribute())
+        a.set_f(lr * t.ratio());
+  }
 }
 
 /// Each rank initializes its slice from the global element indices, so
@@ -63,27 +58,32 @@ void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t s
   }
 }
 
-/// The backend `requested` resolves to for this plan and machine; `auto`
-/// keeps the CPU when the run reads temporaries on the host.
+/// The backend `requested` resolves to for this plan and machine: `auto` is
+/// the CUDA backend where a GPU is visible and it runs the plan's mesh,
+/// unless the run reads temporaries on the host (--dump-logits). The
+/// choice depends only on the plan and the machine, so that every rank of
+/// a job on like machines makes the same one; a rank without a GPU of its
+/// own then stops with the CUDA backend's error rather than differ.
 Expected<std::string> chooseBackend(const std::string &requested, const plan::Plan &plan,
                                     bool readsTemporaries) {
-  bool singleRank = plan::worldSize(plan.mesh()) == 1;
-#ifdef MT_WITH_CUDA
-  bool gpu = cuda::deviceCount() > 0;
-#else
-  bool gpu = false;
-  if (requested == "cuda")
-    return Status::error("--backend cuda: this mtrun was built without the CUDA backend "
-                         "(configure with -DMT_BUILD_CUDA=ON)");
-#endif
-  if (requested == "auto")
-    return std::string(gpu && singleRank && !readsTemporaries ? "cuda" : "cpu");
-  if (requested != "cpu" && requested != "cuda")
+  if (requested != "auto" && requested != "cpu" && requested != "cuda")
     return Status::error("--backend must be cpu, cuda or auto, got '" + requested + "'");
 #ifdef MT_WITH_CUDA
+  if (requested == "auto")
+    return std::string(cuda::deviceCount() > 0 && !readsTemporaries &&
+                               cuda::checkMeshSupported(plan.mesh())
+                           ? "cuda"
+                           : "cpu");
   if (requested == "cuda") // before the ranks connect
     if (Status s = cuda::checkMeshSupported(plan.mesh()); !s)
       return s;
+#else
+  (void)plan, (void)readsTemporaries;
+  if (requested == "cuda")
+    return Status::error("--backend cuda: this mtrun was built without the CUDA backend "
+                         "(configure with -DMT_BUILD_CUDA=ON)");
+  if (requested == "auto")
+    return std::string("cpu");
 #endif
   return requested;
 }
@@ -222,10 +222,10 @@ private:
   /// One optimizer step: every micro-batch's forward and backward, the
   /// optimizer; returns what the step reports.
   Expected<StepRecord> step(int64_t step);
-  /// The forward and backward passes of one step on a pipeline stage, in
-  /// the order of the stage's 1F1B schedule; returns the step's loss (on the
-  /// last stage; 0 elsewhere).
-  Expected<double> pipelinePasses(int64_t step);
+  /// The forward and backward passes of one step: the actions of this
+  /// rank's schedule before the optimizer step, in the plan's order; returns
+  /// the sum of the losses the actions add (0 on a stage without the loss).
+  Expected<double> microBatchPasses(int64_t step);
   Status fillInputs(int64_t step, int64_t micro);
   std::ostream &log() { return rank_->rank() == 0 ? rankZeroLog_ : quiet_; }
   /// Copies the logits (the cross-entropy's first input) when the
@@ -246,14 +246,14 @@ private:
   // Made by the executor, gone before it and before rank_.
   std::unique_ptr<PipelineChannels> pipeline_;
   PipelineTimeline timeline_;
-  // Pipelines: this stage's actions in schedule order, and each
-  // micro-batch's activation slot.
-  std::vector<PipelineAction> stageActions_;
-  std::vector<int64_t> slotOf_;
+  // The schedule this rank replays (its pipeline stage's).
+  const plan::StageSchedule *schedule_ = nullptr;
   std::ofstream metrics_;
   RunSettings settings_;
   RunIdentity identity_;
   int64_t done_ = 0; // steps done before this run (resumed checkpoints)
+  // --export-hf writes the experts as --load-hf's checkpoint spelled them.
+  HfExpertLayout expertLayout_ = HfExpertLayout::PerExpert;
   int64_t last_ = 0; // the step the run ends after
   int64_t skipped_ = 0, skippedInARow_ = 0; // since the start of training
 };
@@ -293,17 +293,12 @@ Status TrainingRun::prepare() {
     return Status::error("--timeline measures the stages on the host, and the CUDA backend "
                          "waits for pipeline transfers on the GPU: use --backend cpu");
   // A pipeline keeps each micro-batch in flight on this stage in a slot of
-  // its own, reused once the micro-batch's last backward has run.
-  int64_t slots = 1;
-  if (pipelined) {
-    const plan::Training &t = plan_.training();
-    int64_t pp = rank_->axisSize("pp");
-    stageActions_ = pipelineSchedule(pp, t.virtual_stages() / pp,
-                                     t.micro_batches_per_step())[rank_->coordinate("pp")];
-    slotOf_ = activationSlots(stageActions_, t.micro_batches_per_step(), slots);
-  }
+  // its own (the schedule's), reused once the micro-batch's last backward
+  // has run.
+  schedule_ = &plan_.schedule(int(pipelined ? rank_->coordinate("pp") : 0));
   auto memory = HostMemory::create(
-      plan_, slots, *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All,
+      plan_, schedule_->activation_slots(),
+      *backend == "cuda" ? HostMemory::Arenas::HostSide : HostMemory::Arenas::All,
       rank_->describe());
   if (!memory)
     return memory.status();
@@ -419,6 +414,16 @@ Status TrainingRun::openData() {
   }();
   if (!dataset)
     return dataset.status();
+  // Attention over packed documents needs the documents' boundaries, and
+  // data that has them must not be trained across them.
+  if (plan_.bindings().has_position_ids() != dataset->hasPositionIds())
+    return Status::error(
+        o_.dataPath + (dataset->hasPositionIds()
+                           ? ": the data packs documents with position ids (neat_packing), "
+                             "but the plan was compiled without them: import the model with "
+                             "--neat-packing (mtc train does) and compile again"
+                           : ": the plan takes position ids (compiled for neat_packing), but "
+                             "the data has none: prepare it with neat_packing"));
   dataset_ = std::make_unique<io::Dataset>(std::move(*dataset));
   return Status::ok();
 }
@@ -431,7 +436,7 @@ Status TrainingRun::initializeWeights() {
           << settings_.seed << ", " << done_ * plan_.training().global_batch()
           << " samples read); running to step " << last_ << "\n";
   } else if (!o_.loadHf.empty()) {
-    if (Status s = loadHfWeights(plan_, *memory_, rank_.get(), o_.loadHf); !s)
+    if (Status s = loadHfWeights(plan_, *memory_, rank_.get(), o_.loadHf, &expertLayout_); !s)
       return s;
     log() << "loaded weights from " << o_.loadHf << "\n";
   } else {
@@ -479,47 +484,48 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
   size_t rows = size_t(t.micro_batch() * t.seq());
   io::BatchLayout layout{t.micro_batch(), t.micro_batches_per_step(), rank_->axisSize("dp")};
   io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
-  *m.f32(b.loss_scale()) = float(1.0 / double(t.micro_batches_per_step()));
+  *m.f32(b.loss_scale()) = float(plan_.step_loss().loss_scale());
+  std::span<int32_t> positions;
+  if (b.has_position_ids())
+    positions = {m.i32(b.position_ids()), rows};
   if (Status s = dataset_->fillBatch(layout, coord, {m.i32(b.input_ids()), rows},
-                                     {m.i32(b.labels()), rows}, {m.f32(b.loss_mask()), rows});
+                                     {m.i32(b.labels()), rows}, {m.f32(b.loss_mask()), rows},
+                                     positions);
       !s)
     return s;
   return executor_->inputsWritten();
 }
 
-Expected<double> TrainingRun::pipelinePasses(int64_t step) {
-  const plan::Training &t = plan_.training();
-  int64_t microBatches = t.micro_batches_per_step(), pp = rank_->axisSize("pp");
-  int64_t stage = rank_->coordinate("pp"), stages = t.virtual_stages();
+Expected<double> TrainingRun::microBatchPasses(int64_t step) {
   double loss = 0;
-  std::vector<bool> started(size_t(microBatches), false);
-  timeline_.beginStep(step);
-  for (const PipelineAction &a : stageActions_) {
-    int64_t v = a.chunk * pp + stage;
-    memory_->setSlot(slotOf_[a.microBatch]);
-    if (!started[a.microBatch]) { // the micro-batch takes its slot: its inputs
-      started[a.microBatch] = true;
-      if (Status s = fillInputs(step, a.microBatch); !s)
+  if (pipeline_)
+    timeline_.beginStep(step);
+  for (int i = 0; i + 1 < schedule_->actions_size(); ++i) { // the last: the optimizer
+    const plan::Action &a = schedule_->actions(i);
+    memory_->setSlot(a.slot());
+    if (a.load_inputs())
+      if (Status s = fillInputs(step, a.micro_batch()); !s)
         return s;
-    }
-    executor_->setPipeline(pipeline_.get(), a.microBatch);
-    std::string program = (a.forward ? "forward." : "backward.") + std::to_string(v);
+    executor_->setPipeline(pipeline_.get(), a.micro_batch());
+    const std::string &program = plan_.programs(int(a.program())).name();
+    bool dump = !o_.dumpLogits.empty() && step == done_ + 1 && a.micro_batch() == 0;
     auto started = Clock::now();
-    auto received = pipeline_->receiveTime(); // the program's receives come first
-    if (auto r = executor_->run(program); !r)
+    auto received = pipeline_ ? pipeline_->receiveTime() : Clock::duration{};
+    if (auto r = executor_->run(program, dump ? logitsDumper() : nullptr); !r)
       return r.status();
-    timeline_.record(started, started + (pipeline_->receiveTime() - received), Clock::now());
-    if (a.forward && v == stages - 1)
-      loss += *memory_->f32(plan_.bindings().loss()) / double(microBatches);
+    if (pipeline_) // the program's receives come first
+      timeline_.record(started, started + (pipeline_->receiveTime() - received), Clock::now());
+    if (dump)
+      if (Status s = writeLogits(); !s)
+        return s;
+    if (a.adds_loss())
+      loss += *memory_->f32(plan_.bindings().loss()) * plan_.step_loss().micro_batch_weight();
   }
-  if (Status s = pipeline_->flush(); !s)
-    return s;
+  if (pipeline_)
+    if (Status s = pipeline_->flush(); !s)
+      return s;
   memory_->setSlot(0);
-  // Only the last stage has the loss: sum it over the stages.
-  float sum = float(loss);
-  if (Status s = rank_->group("pp")->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
-    return s;
-  return double(sum);
+  return loss;
 }
 
 Expected<StepRecord> TrainingRun::step(int64_t step) {
@@ -529,36 +535,25 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
   auto start = Clock::now();
   if (Status s = executor_->clearGradients(); !s)
     return s;
-  double loss = 0;
-  if (pipeline_) {
-    auto l = pipelinePasses(step);
-    if (!l)
-      return l.status();
-    loss = *l;
-  } else {
-    for (int64_t micro = 0; micro < t.micro_batches_per_step(); ++micro) {
-      if (Status s = fillInputs(step, micro); !s)
-        return s;
-      bool dump = !o_.dumpLogits.empty() && step == done_ + 1 && micro == 0;
-      if (auto r = executor_->run("forward_backward", dump ? logitsDumper() : nullptr); !r)
-        return r.status();
-      if (dump)
-        if (Status s = writeLogits(); !s)
-          return s;
-      loss += *m.f32(b.loss()) / double(t.micro_batches_per_step());
-    }
-  }
-  if (comm::Communicator *dp = rank_->group("dp")) { // the mean over data-parallel ranks
+  auto passes = microBatchPasses(step);
+  if (!passes)
+    return passes.status();
+  double loss = *passes;
+  for (const plan::StepLoss::Reduction &r : plan_.step_loss().reductions()) {
+    comm::Communicator *group = rank_->group(r.axis());
+    if (!group) // an axis of size 1
+      continue;
     float sum = float(loss);
-    if (Status s = dp->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
-      return s;
-    loss = double(sum) / double(dp->size());
+    if (Status s = group->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
+      return Status::error(rank_->describe() + " step " + std::to_string(step) + ", the loss's " +
+                           r.reduce() + " over " + r.axis() + ": " + s.message());
+    loss = r.reduce() == "mean" ? double(sum) / double(group->size()) : double(sum);
   }
   *m.i64(b.step()) = step;
   if (Status s = executor_->inputsWritten(); !s)
     return s;
-  auto r = executor_->run(pipeline_ ? "optimizer." + std::to_string(rank_->coordinate("pp"))
-                                    : std::string("optimizer_step"));
+  const plan::Action &optimizer = schedule_->actions(schedule_->actions_size() - 1);
+  auto r = executor_->run(plan_.programs(int(optimizer.program())).name());
   if (!r)
     return r.status();
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -629,8 +624,7 @@ Expected<TrainSummary> TrainingRun::run() {
     summary.meanLastLosses += l / double(recent.size());
   log() << executor_->profileReport();
   if (!o_.timelinePath.empty()) {
-    auto line = timeline_.publish(*rank_, plan_.training().virtual_stages() / rank_->axisSize("pp"),
-                                  plan_.training().micro_batches_per_step(), o_.timelinePath);
+    auto line = timeline_.publish(*rank_, plan_, o_.timelinePath);
     if (!line)
       return line.status();
     if (!line->empty())
@@ -644,7 +638,7 @@ Expected<TrainSummary> TrainingRun::run() {
         !st)
       return st;
   if (!o_.exportHf.empty())
-    if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf); !st)
+    if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf, expertLayout_); !st)
       return st;
   if (hf)
     if (Status st = hf->finish(plan_, *memory_, rank_.get(), last_); !st)

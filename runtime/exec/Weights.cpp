@@ -13,6 +13,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -21,22 +22,68 @@ namespace {
 
 using io::OutputKind;
 
-/// One Hugging Face tensor of a plan parameter: grouped experts are split
-/// into one tensor per expert ('*' replaced by the expert number).
+/// Where a plan parameter lies in one Hugging Face tensor: `blocks` runs of
+/// `count` elements, run b at `offset` + b x `count` of the full parameter
+/// and at `fileOffset` + b x `fileStride` of the file's tensor `name`
+/// [`shape`]. One run covering the whole tensor is the common case; a fused
+/// gate_up_proj holds the gate and the up parameter as alternating runs.
 struct HfTensor {
   std::string name;
   std::vector<int64_t> shape;
   uint64_t offset; // elements into the full parameter
   uint64_t count;
+  uint64_t blocks = 1, fileOffset = 0, fileStride = 0;
+
+  uint64_t fileElements() const {
+    uint64_t n = 1;
+    for (int64_t d : shape)
+      n *= uint64_t(d);
+    return n;
+  }
+  bool whole() const { return blocks == 1 && fileOffset == 0 && count == fileElements(); }
 };
 
-std::vector<HfTensor> hfTensorsOf(const plan::Parameter &p, const std::string &prefix = "") {
+/// transformers 5's fused spelling of a parameter (HfExpertLayout::Fused):
+/// conversion_mapping.py's WeightRenaming of Mixtral's block_sparse_moe to
+/// mlp, and its WeightConverters merging the experts' gate and up
+/// projections into experts.gate_up_proj and the down ones into
+/// experts.down_proj (no ".weight"). Empty for a grouped parameter that is
+/// not a gate, up or down projection.
+std::vector<HfTensor> fusedTensorsOf(const plan::Parameter &p, const std::vector<int64_t> &shape,
+                                     uint64_t total) {
+  std::string name = p.name();
+  if (size_t at = name.find(".block_sparse_moe."); at != std::string::npos)
+    name.replace(at, std::string(".block_sparse_moe.").size(), ".mlp.");
+  if (!p.grouped_experts())
+    return {{name, shape, 0, total}};
+  size_t star = name.find(".*.");
+  if (star == std::string::npos)
+    return {};
+  std::string projection = name.substr(star + 3);
+  std::string experts = name.substr(0, star) + ".";
+  uint64_t E = uint64_t(shape[0]), perExpert = total / E;
+  if (projection == "down_proj.weight" || projection == "w2.weight")
+    return {{experts + "down_proj", shape, 0, total}};
+  bool gate = projection == "gate_proj.weight" || projection == "w1.weight";
+  if (!gate && projection != "up_proj.weight" && projection != "w3.weight")
+    return {};
+  std::vector<int64_t> fused = shape;
+  fused[1] *= 2;
+  return {{experts + "gate_up_proj", fused, 0, perExpert, E, gate ? 0 : perExpert,
+           2 * perExpert}};
+}
+
+std::vector<HfTensor> hfTensorsOf(const plan::Parameter &p, const std::string &prefix = "",
+                                  HfExpertLayout layout = HfExpertLayout::PerExpert) {
   std::vector<int64_t> shape(p.shape().begin(), p.shape().end());
   uint64_t total = fullElements(p);
   if (p.hf_rows() > 0) { // a padded vocabulary: the padding rows stay out of files
     total = total / uint64_t(shape[0]) * uint64_t(p.hf_rows());
     shape[0] = p.hf_rows();
   }
+  if (layout == HfExpertLayout::Fused)
+    if (std::vector<HfTensor> fused = fusedTensorsOf(p, shape, total); !fused.empty())
+      return fused;
   if (!p.grouped_experts())
     return {{prefix + p.name(), shape, 0, total}};
   std::vector<HfTensor> out;
@@ -89,14 +136,45 @@ const Role kExpAvgSq{"exp_avg_sq.", [](const plan::Parameter &p) { return p.exp_
 const std::vector<std::pair<std::string, std::vector<Role>>> kCheckpointFiles = {
     {"model.safetensors", {kWeights}}, {"optimizer.safetensors", {kExpAvg, kExpAvgSq}}};
 
+/// Where the AdamW state of a parameter lies under the distributed
+/// optimizer: in `bucket`, from element `offset` of the bucket's layout,
+/// of which this rank holds its 1/parts.
+struct BucketSlot {
+  const plan::Bucket *bucket = nullptr;
+  int64_t offset = 0;
+};
+
+std::map<std::string, BucketSlot> bucketSlots(const plan::Plan &plan) {
+  std::map<std::string, BucketSlot> slots;
+  for (const plan::Bucket &b : plan.buckets())
+    for (const plan::BucketMember &m : b.members())
+      slots[m.param()] = {&b, m.offset()};
+  return slots;
+}
+
+/// The elements of the rank's local state `local` (`count` of them, at
+/// `slot`) that its shard of the bucket (`size` elements) holds, copied
+/// into `shard`.
+void placeInShard(const BucketSlot &slot, const RankContext *rank, const float *local,
+                  int64_t count, float *shard, int64_t size) {
+  const int64_t begin = (rank ? rank->coordinate(slot.bucket->axis()) : 0) * size;
+  for (int64_t i = std::max(slot.offset, begin); i < std::min(slot.offset + count, begin + size);
+       ++i)
+    shard[i - begin] = local[i - slot.offset];
+}
+
 /// Reads the tensors of `role` for every parameter: whole from the file,
-/// then this rank's slice into its buffer. Reports every problem at once.
+/// then this rank's slice into its buffer (under the distributed optimizer,
+/// the part of its slice in the rank's shard of the bucket). Reports every
+/// problem at once.
 template <typename Source>
 Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
-                const Source &source, const Role &role, std::set<std::string> &used) {
+                const Source &source, const Role &role, std::set<std::string> &used,
+                HfExpertLayout layout = HfExpertLayout::PerExpert) {
   std::ostringstream problems;
   int count = 0;
-  std::vector<float> full;
+  std::vector<float> full, fileTensor, local;
+  const std::map<std::string, BucketSlot> slots = bucketSlots(plan);
   for (const plan::Parameter &p : plan.parameters()) {
     if (role.trainableOnly && !p.trainable())
       continue;
@@ -105,7 +183,7 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
     if (held)
       full.assign(fullElements(p), 0.0f);
     bool complete = true;
-    for (const HfTensor &t : hfTensorsOf(p, role.prefix)) {
+    for (const HfTensor &t : hfTensorsOf(p, role.prefix, layout)) {
       const io::TensorInfo *info = source.find(t.name);
       std::string problem;
       if (!info)
@@ -113,9 +191,16 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
       else if (info->shape != t.shape)
         problem = "mis-shaped: " + t.name + " is " + shapeText(info->shape) +
                   ", the model needs " + shapeText(t.shape);
-      else if (held) { // another stage's parameter is checked, not read
+      else if (held && t.whole()) { // another stage's parameter is checked, not read
         if (Status s = source.readAsFloat32(t.name, full.data() + t.offset, t.count); !s)
           problem = s.message();
+      } else if (held) {
+        fileTensor.resize(t.fileElements());
+        if (Status s = source.readAsFloat32(t.name, fileTensor.data(), fileTensor.size()); !s)
+          problem = s.message();
+        for (uint64_t b = 0; b < t.blocks && problem.empty(); ++b)
+          std::copy_n(fileTensor.data() + t.fileOffset + b * t.fileStride, t.count,
+                      full.data() + t.offset + b * t.count);
       }
       if (info)
         used.insert(t.name);
@@ -124,8 +209,17 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
         ++count, complete = false;
       }
     }
-    if (complete && held)
+    if (!complete || !held)
+      continue;
+    auto slot = role.trainableOnly ? slots.find(p.name()) : slots.end();
+    if (slot == slots.end()) {
       sliceFull(p, splitCoordinates(p, rank), full.data(), memory.f32(role.buffer(p)));
+      continue;
+    }
+    local.resize(size_t(memory.elements(p.param_buffer())));
+    sliceFull(p, splitCoordinates(p, rank), full.data(), local.data());
+    placeInShard(slot->second, rank, local.data(), int64_t(local.size()),
+                 memory.f32(role.buffer(p)), memory.elements(role.buffer(p)));
   }
   if (count)
     return Status::error(std::to_string(count) + " tensor(s) do not fit the model:" +
@@ -133,17 +227,16 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
   return Status::ok();
 }
 
-/// The full tensor of a parameter's buffer: gathered over the axis of each
-/// of its splits in turn (so that slice i has the coordinates
-/// coordinatesOfSlice(p, i)), then placed.
-Status gatherFull(const plan::Parameter &p, uint32_t buffer, const HostMemory &memory,
+/// The full tensor of a parameter from this rank's slice `local` of
+/// `localCount` elements: gathered over the axis of each of its splits in
+/// turn (so that slice i has the coordinates coordinatesOfSlice(p, i)), then
+/// placed.
+Status gatherFull(const plan::Parameter &p, const float *local, uint64_t localCount,
                   const RankContext *rank, std::vector<float> &full) {
   full.assign(fullElements(p), 0.0f);
-  const float *local = memory.f32(buffer);
   if (!rank || p.splits().empty()) {
     placeSlice(p, splitCoordinates(p, rank), local, full.data());
   } else {
-    const uint64_t localCount = uint64_t(memory.elements(buffer));
     std::vector<float> all(local, local + localCount);
     for (const plan::Split &split : p.splits()) {
       if (split.parts() == 1)
@@ -172,26 +265,72 @@ Status gatherFull(const plan::Parameter &p, uint32_t buffer, const HostMemory &m
 struct GatheredTensors {
   std::deque<std::vector<float>> storage; // stable addresses for `tensors`
   std::vector<io::TensorToWrite> tensors;
+  std::map<std::string, float *> composed; // file tensors made of several parameters
+
+  /// Adds the file tensors holding `t` of a parameter whose full values are
+  /// `full` (kept in `storage` when a tensor points into them).
+  void add(const HfTensor &t, const std::vector<float> &full) {
+    if (t.whole()) {
+      tensors.push_back({t.name, io::Dtype::F32, t.shape, full.data() + t.offset});
+      return;
+    }
+    auto [it, fresh] = composed.try_emplace(t.name, nullptr);
+    if (fresh) {
+      storage.emplace_back(t.fileElements(), 0.0f);
+      it->second = storage.back().data();
+      tensors.push_back({t.name, io::Dtype::F32, t.shape, it->second});
+    }
+    for (uint64_t b = 0; b < t.blocks; ++b)
+      std::copy_n(full.data() + t.offset + b * t.count, t.count,
+                  it->second + t.fileOffset + b * t.fileStride);
+  }
 };
 
 /// Gathers `roles` of every parameter (collective: every rank calls it);
 /// only a rank that `keeps` them stores the result in `out`.
 Status gatherRoles(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
-                   const std::vector<Role> &roles, bool keep, GatheredTensors &out) {
+                   const std::vector<Role> &roles, bool keep, GatheredTensors &out,
+                   HfExpertLayout layout = HfExpertLayout::PerExpert) {
   std::vector<float> full;
-  for (const Role &role : roles)
+  const std::map<std::string, BucketSlot> slots = bucketSlots(plan);
+  for (const Role &role : roles) {
+    // Under the distributed optimizer, the role's bucket state whole on
+    // every rank of its axis (gathered once per bucket).
+    std::map<uint32_t, std::vector<float>> buckets;
     for (const plan::Parameter &p : plan.parameters()) {
       if (role.trainableOnly && !p.trainable())
         continue;
-      if (Status s = gatherFull(p, role.buffer(p), memory, rank, full); !s)
+      const uint32_t buffer = role.buffer(p);
+      const float *local = memory.f32(buffer);
+      uint64_t localCount = uint64_t(memory.elements(buffer));
+      if (auto slot = role.trainableOnly ? slots.find(p.name()) : slots.end();
+          slot != slots.end()) {
+        auto [whole, first] = buckets.try_emplace(buffer);
+        if (first) {
+          const plan::Bucket &b = *slot->second.bucket;
+          comm::Communicator *group = rank ? rank->group(b.axis()) : nullptr;
+          if (!group || group->size() != b.parts())
+            return Status::error("the optimizer state of '" + p.name() + "' is sharded " +
+                                 std::to_string(b.parts()) + " ways over mesh axis '" +
+                                 b.axis() + "', which this job has " +
+                                 std::to_string(group ? group->size() : 1) + " ranks on");
+          whole->second.resize(localCount * uint64_t(b.parts()));
+          if (Status s = group->allGatherHost(local, whole->second.data(), localCount); !s)
+            return s;
+        }
+        local = whole->second.data() + slot->second.offset;
+        localCount = uint64_t(memory.elements(p.param_buffer()));
+      }
+      if (Status s = gatherFull(p, local, localCount, rank, full); !s)
         return s;
       if (!keep)
         continue;
       out.storage.push_back(std::move(full));
-      for (const HfTensor &t : hfTensorsOf(p, role.prefix))
-        out.tensors.push_back(
-            {t.name, io::Dtype::F32, t.shape, out.storage.back().data() + t.offset});
+      const std::vector<float> &kept = out.storage.back();
+      for (const HfTensor &t : hfTensorsOf(p, role.prefix, layout))
+        out.add(t, kept);
     }
+  }
   return Status::ok();
 }
 
@@ -268,12 +407,18 @@ nlohmann::json float32Config(nlohmann::json config) {
 } // namespace
 
 Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
-                     const std::string &dir) {
+                     const std::string &dir, HfExpertLayout *layout) {
   auto ckpt = io::openCheckpoint(dir);
   if (!ckpt)
     return ckpt.status();
+  HfExpertLayout found = HfExpertLayout::PerExpert;
+  for (const std::string &name : ckpt->names())
+    if (name.ends_with(".experts.gate_up_proj") || name.ends_with(".experts.down_proj"))
+      found = HfExpertLayout::Fused;
+  if (layout)
+    *layout = found;
   std::set<std::string> used;
-  Status read = readRole(plan, memory, rank, *ckpt, kWeights, used);
+  Status read = readRole(plan, memory, rank, *ckpt, kWeights, used, found);
   std::ostringstream unexpected;
   int count = 0;
   for (const std::string &name : ckpt->names()) {
@@ -292,13 +437,14 @@ Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankConte
 }
 
 Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
-                const std::string &dir) {
+                const std::string &dir, HfExpertLayout layout) {
   auto config = nlohmann::json::parse(plan.hf_config_json(), nullptr, false);
   if (!config.is_object())
     return Status::error("the plan carries no Hugging Face config.json to export");
   return replaceOnRankZero(rank, dir, OutputKind::HfExport, [&](const std::string &tmp) -> Status {
     GatheredTensors weights;
-    if (Status s = gatherRoles(plan, memory, rank, {kWeights}, !tmp.empty(), weights); !s)
+    if (Status s = gatherRoles(plan, memory, rank, {kWeights}, !tmp.empty(), weights, layout);
+        !s)
       return s;
     if (tmp.empty())
       return Status::ok();

@@ -23,16 +23,32 @@ namespace mt::exec {
 /// a single rank).
 SplitCoordinates splitCoordinates(const plan::Parameter &param, const RankContext *rank);
 
+/// How a Hugging Face checkpoint spells the routed experts of a
+/// mixture-of-experts layer (transformers 5, conversion_mapping.py).
+enum class HfExpertLayout {
+  /// One tensor per expert and projection, as the Hub checkpoints and
+  /// transformers 4 have them: `mlp.experts.3.gate_proj.weight` [F, H]
+  /// (Mixtral: `block_sparse_moe.experts.3.w1.weight`).
+  PerExpert,
+  /// transformers 5's fused modules: `mlp.experts.gate_up_proj` [E, 2F, H]
+  /// (gate rows, then up rows: MergeModulelist then Concatenate(dim=1)) and
+  /// `mlp.experts.down_proj` [E, H, F]; Mixtral's `block_sparse_moe` is
+  /// renamed `mlp` (its router `mlp.gate.weight`).
+  Fused,
+};
+
 /// Reads every parameter of the plan from a Hugging Face checkpoint
 /// directory (model.safetensors or sharded with model.safetensors.index.json;
-/// bf16/fp16/fp32). Missing, unexpected and mis-shaped tensors are all named.
+/// bf16/fp16/fp32), with experts in either layout (told in `layout` when
+/// given: fused when the checkpoint has any fused expert tensor). Missing,
+/// unexpected and mis-shaped tensors are all named.
 Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
-                     const std::string &dir);
+                     const std::string &dir, HfExpertLayout *layout = nullptr);
 
-/// Writes `dir`/model.safetensors (fp32, HF names, experts split) and
+/// Writes `dir`/model.safetensors (fp32, HF names, experts in `layout`) and
 /// `dir`/config.json, replacing `dir` atomically.
 Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
-                const std::string &dir);
+                const std::string &dir, HfExpertLayout layout = HfExpertLayout::PerExpert);
 
 /// Saves weights, AdamW state (model.safetensors, optimizer.safetensors:
 /// full HF-named fp32 tensors) and `state` (trainer.json) into `dir`

@@ -186,8 +186,8 @@ int64_t Dataset::sampleAt(int64_t position) const {
 }
 
 void Dataset::fillSample(int64_t sample, std::span<int32_t> inputIds,
-                         std::span<int32_t> labels,
-                         std::span<float> lossMask) const {
+                         std::span<int32_t> labels, std::span<float> lossMask,
+                         std::span<int32_t> positionIds) const {
   const auto seq = size_t(options_.seqLen);
   assert(sample >= 0 && sample < numSamples_);
   assert(inputIds.size() == seq && labels.size() == seq &&
@@ -205,6 +205,16 @@ void Dataset::fillSample(int64_t sample, std::span<int32_t> inputIds,
       labels[t] = next == kIgnoreIndex ? static_cast<int32_t>(f.padId()) : next;
       lossMask[t] = next == kIgnoreIndex ? 0.0f : 1.0f;
     }
+    if (positionIds.empty() || !f.hasPositionIds())
+      return;
+    // Documents: the last token of one predicts nothing (it cannot see the
+    // next document, whose first label it would be trained on otherwise).
+    std::span<const uint32_t> pos = f.positionIds(sample);
+    for (size_t t = 0; t < seq; ++t) {
+      positionIds[t] = static_cast<int32_t>(pos[t]);
+      if (pos[t + 1] == 0)
+        lossMask[t] = 0.0f;
+    }
     return;
   }
   const TokenFile &tokens = file();
@@ -221,12 +231,21 @@ void Dataset::fillSample(int64_t sample, std::span<int32_t> inputIds,
 
 Status Dataset::fillBatch(const BatchLayout &layout, const BatchCoord &coord,
                           std::span<int32_t> inputIds,
-                          std::span<int32_t> labels,
-                          std::span<float> lossMask) const {
+                          std::span<int32_t> labels, std::span<float> lossMask,
+                          std::span<int32_t> positionIds) const {
   if (Status s = checkCoord(layout, coord); !s)
     return s;
   const auto seq = size_t(options_.seqLen);
   const size_t want = size_t(layout.microBatch) * seq;
+  if (positionIds.empty() == hasPositionIds())
+    return Status::error(hasPositionIds()
+                             ? "the data packs documents with position ids "
+                               "(neat_packing), but no position_ids buffer was given"
+                             : "a position_ids buffer was given, but the data has no "
+                               "position ids (prepare it with neat_packing)");
+  if (!positionIds.empty() && positionIds.size() != want)
+    return Status::error("the position_ids buffer holds " + std::to_string(positionIds.size()) +
+                         " elements, expected " + std::to_string(want));
   if (inputIds.size() != want || labels.size() != want ||
       lossMask.size() != want)
     return Status::error(
@@ -240,7 +259,8 @@ Status Dataset::fillBatch(const BatchLayout &layout, const BatchCoord &coord,
     int64_t sample = sampleAt(globalPosition(layout, coord, row));
     size_t at = size_t(row) * seq;
     fillSample(sample, inputIds.subspan(at, seq), labels.subspan(at, seq),
-               lossMask.subspan(at, seq));
+               lossMask.subspan(at, seq),
+               positionIds.empty() ? positionIds : positionIds.subspan(at, seq));
   }
   return Status::ok();
 }
@@ -256,7 +276,8 @@ Expected<Batch> Dataset::batch(const BatchLayout &layout,
   b.inputIds.resize(n);
   b.labels.resize(n);
   b.lossMask.resize(n);
-  if (Status s = fillBatch(layout, coord, b.inputIds, b.labels, b.lossMask); !s)
+  b.positionIds.resize(hasPositionIds() ? n : 0);
+  if (Status s = fillBatch(layout, coord, b.inputIds, b.labels, b.lossMask, b.positionIds); !s)
     return s;
   for (int64_t row = 0; row < b.rows; ++row) {
     b.positions.push_back(globalPosition(layout, coord, row));

@@ -93,6 +93,7 @@ struct Batch {
   std::vector<int32_t> inputIds;
   std::vector<int32_t> labels;    // inputIds shifted left by one token
   std::vector<float> lossMask;    // 1, or 0 where the input token is EOS
+  std::vector<int32_t> positionIds; // with Dataset::hasPositionIds() only
   std::vector<int64_t> positions; // global stream position of each row
   std::vector<int64_t> samples;   // sample index of each row
 };
@@ -125,6 +126,9 @@ public:
   const TokenFile &file() const { return std::get<TokenFile>(data_); }
   /// The prepared SFT file; only when prepared().
   const SftFile &sftFile() const { return std::get<SftFile>(data_); }
+  /// Whether rows pack documents with position ids (neat_packing data): a
+  /// plan with a position_ids input needs them, one without refuses them.
+  bool hasPositionIds() const { return prepared() && sftFile().hasPositionIds(); }
   /// Tokens in the file (rows * (S + 1) for a prepared file) and its
   /// sampledFingerprint: what identifies the data of a run.
   uint64_t tokenCount() const;
@@ -135,15 +139,20 @@ public:
   int64_t sampleAt(int64_t position) const;
 
   /// Writes sample `sample`'s S inputs, labels and mask into the spans (each
-  /// of size seqLen). Ids are not range-checked: run checkTokenIds first.
+  /// of size seqLen), and with hasPositionIds() its S position ids (when
+  /// `positionIds` is not empty); there the mask is also 0 at the last
+  /// token of each document. Ids are not range-checked: run checkTokenIds
+  /// first.
   void fillSample(int64_t sample, std::span<int32_t> inputIds,
-                  std::span<int32_t> labels, std::span<float> lossMask) const;
+                  std::span<int32_t> labels, std::span<float> lossMask,
+                  std::span<int32_t> positionIds = {}) const;
 
   /// Fills caller buffers (e.g. pinned host memory), each of
-  /// layout.microBatch * seqLen elements, with `coord`'s micro-batch.
+  /// layout.microBatch * seqLen elements, with `coord`'s micro-batch;
+  /// `positionIds` only (and then) when hasPositionIds().
   Status fillBatch(const BatchLayout &layout, const BatchCoord &coord,
                    std::span<int32_t> inputIds, std::span<int32_t> labels,
-                   std::span<float> lossMask) const;
+                   std::span<float> lossMask, std::span<int32_t> positionIds = {}) const;
 
   /// The same micro-batch in fresh buffers, with its positions and samples.
   Expected<Batch> batch(const BatchLayout &layout,

@@ -18,7 +18,19 @@ int firstWideOutput(const Instruction &instr) {
     return 0; // row statistics
   if (op == "rmsnorm_grad" || op == "layernorm_grad")
     return 1; // a norm weight's gradient, summed over tp before it is accumulated
+  if (op == "moe_router")
+    return 0; // the fp32 routing weights, the expert indices and the aux loss
+  if (op == "moe_unpermute_grad")
+    return 1; // the routing weights' gradient, read by the router's backward
+  if (op == "all_slice")
+    return 0; // the distributed optimizer's fp32 weight shard AdamW updates
   return instr.outputs_size();
+}
+
+/// The distributed optimizer's gradient shards: reduce-scatters of a
+/// gradient bucket, read by AdamW in fp32.
+bool scattersGradients(const Plan &plan, const Instruction &instr) {
+  return instr.op() == "reduce_scatter" && plan.buffers(instr.inputs(0)).arena() == GRADIENTS;
 }
 } // namespace
 
@@ -29,7 +41,8 @@ std::set<uint32_t> wideActivations(const Plan &plan) {
       wide.insert(b.id());
   for (const Program &program : plan.programs())
     for (const Instruction &instr : program.instructions())
-      for (int i = firstWideOutput(instr); i < instr.outputs_size(); ++i)
+      for (int i = scattersGradients(plan, instr) ? 0 : firstWideOutput(instr);
+           i < instr.outputs_size(); ++i)
         if (plan.buffers(instr.outputs(i)).arena() == ACTIVATIONS)
           wide.insert(instr.outputs(i));
   return wide;

@@ -114,7 +114,10 @@ std::vector<int64_t> OpSignature::counts(const Attrs &attrs) const {
     for (const std::string &f : c.factors)
       factors.push_back(std::isdigit(static_cast<unsigned char>(f[0])) ? std::stoll(f)
                                                                         : attrs.i(f));
-    out.push_back(checkedProduct(factors).value_or(std::numeric_limits<int64_t>::max()));
+    int64_t product = checkedProduct(factors).value_or(std::numeric_limits<int64_t>::max());
+    if (!c.divisor.empty())
+      product /= std::max<int64_t>(attrs.i(c.divisor), 1);
+    out.push_back(product);
   }
   return out;
 }

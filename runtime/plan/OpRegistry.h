@@ -31,7 +31,7 @@ private:
 };
 
 /// The profile's class of an instruction (the CUDA backend's step profile).
-enum class OpFamily { Gemm, Attention, Norm, Loss, Elementwise, Fill, Optimizer, Collective, Pipeline };
+enum class OpFamily { Gemm, Attention, Norm, Loss, Elementwise, MoE, Fill, Optimizer, Collective, Pipeline };
 
 /// The plan instructions: one per line of OpTable.inc, which tools/mt-tblgen
 /// writes from the op definitions (dialects/mt/MtInstructions.td).

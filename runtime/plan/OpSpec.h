@@ -26,11 +26,14 @@ struct AttrSpec {
 };
 
 /// The element count of one operand: the product of `factors` (integer
-/// attribute names or decimal literals); the operand exists only when the
-/// attribute `guard` is non-zero (when a guard is named); `unchecked`: `-`.
+/// attribute names or decimal literals), divided by `divisor` when one is
+/// named (`experts/parts`: a rank's share; a zero divisor counts as 1); the
+/// operand exists only when the attribute `guard` is non-zero (when a guard
+/// is named); `unchecked`: `-`.
 struct ElementCount {
   std::string guard;
   std::vector<std::string> factors;
+  std::string divisor;
   bool unchecked = false;
 };
 
@@ -142,6 +145,15 @@ inline bool parseElements(std::string_view text, const std::vector<AttrSpec> &at
       if (!isIntAttr(count.guard)) {
         error = "element count '" + count.guard + "?" + item + "': '" + count.guard +
                 "' is not an integer attribute of the instruction";
+        return false;
+      }
+    }
+    if (size_t slash = item.find('/'); slash != std::string::npos) {
+      count.divisor = item.substr(slash + 1);
+      item = item.substr(0, slash);
+      if (!isIntAttr(count.divisor)) {
+        error = "element count '" + item + "/" + count.divisor + "': the divisor '" +
+                count.divisor + "' is not an integer attribute of the instruction";
         return false;
       }
     }

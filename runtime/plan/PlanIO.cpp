@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 namespace mt::plan {
@@ -101,6 +102,13 @@ Status validateVocabulary(const Plan &plan) {
 /// so a plan that placed two of one stage's buffers together would have
 /// them overwrite each other.
 Status validateStageLayout(const Plan &plan) {
+  std::set<uint32_t> views; // inside a bucket (validateBuckets)
+  std::map<std::string, const Parameter *> byName;
+  for (const Parameter &p : plan.parameters())
+    byName[p.name()] = &p;
+  for (const Bucket &b : plan.buckets())
+    for (const BucketMember &m : b.members())
+      views.insert({byName.at(m.param())->param_buffer(), byName.at(m.param())->grad_buffer()});
   std::map<uint32_t, const Parameter *> parameterOf;
   for (const Parameter &p : plan.parameters()) {
     std::vector<uint32_t> ids = {p.param_buffer()};
@@ -109,10 +117,14 @@ Status validateStageLayout(const Plan &plan) {
     for (uint32_t id : ids)
       parameterOf[id] = &p;
   }
+  // A bucket is held where its members are.
+  for (const Bucket &b : plan.buckets())
+    for (uint32_t id : {b.param_buffer(), b.grad_buffer()})
+      parameterOf[id] = byName.at(b.members(0).param());
   for (int64_t stage = 0; stage < std::max<int64_t>(plan.mesh().pp(), 1); ++stage) {
     std::map<ArenaKind, std::vector<const Buffer *>> held;
     for (const Buffer &b : plan.buffers()) {
-      if (b.arena() == ACTIVATIONS)
+      if (b.arena() == ACTIVATIONS || views.count(b.id()))
         continue;
       auto it = parameterOf.find(b.id());
       if (it == parameterOf.end() || stageHolds(*it->second, stage))
@@ -134,6 +146,162 @@ Status validateStageLayout(const Plan &plan) {
   return Status::ok();
 }
 
+/// Each bucket of the distributed optimizer: its buffers exist, its state
+/// is 1/parts of it, and its members are trainable parameters whose weights
+/// and gradients lie inside its weight and gradient buffers, at their
+/// offsets, without overlapping each other.
+Status validateBuckets(const Plan &plan) {
+  std::map<std::string, const Parameter *> byName;
+  for (const Parameter &p : plan.parameters())
+    byName[p.name()] = &p;
+  std::set<std::string> bucketed;
+  for (int k = 0; k < plan.buckets_size(); ++k) {
+    const Bucket &b = plan.buckets(k);
+    const std::string name = "bucket " + std::to_string(k);
+    const uint32_t n = uint32_t(plan.buffers_size());
+    if (b.param_buffer() >= n || b.grad_buffer() >= n || b.exp_avg_buffer() >= n ||
+        b.exp_avg_sq_buffer() >= n || b.members().empty() || b.parts() < 1)
+      return Status::error(name + " refers to a buffer out of range, has no members or parts < 1");
+    const Buffer &weights = plan.buffers(b.param_buffer()), &grads = plan.buffers(b.grad_buffer());
+    const int64_t elements = elementsOf(weights);
+    if (weights.arena() != PARAMETERS || grads.arena() != GRADIENTS ||
+        elementsOf(grads) != elements || elements % b.parts() != 0 ||
+        elementsOf(plan.buffers(b.exp_avg_buffer())) != elements / b.parts() ||
+        elementsOf(plan.buffers(b.exp_avg_sq_buffer())) != elements / b.parts())
+      return Status::error(name + ": its weights (" + std::to_string(elements) +
+                           " elements) and gradients must be in their arenas, of one size "
+                           "divisible by parts (" + std::to_string(b.parts()) +
+                           "), and its AdamW state 1/parts of it");
+    int64_t end = 0;
+    for (const BucketMember &m : b.members()) {
+      auto it = byName.find(m.param());
+      if (it == byName.end() || !it->second->trainable() || !bucketed.insert(m.param()).second)
+        return Status::error(name + ": member '" + m.param() +
+                             "' is not a trainable parameter, or is in two buckets");
+      const Parameter &p = *it->second;
+      const int64_t count = elementsOf(plan.buffers(p.param_buffer()));
+      if (m.offset() < end || m.offset() + count > elements ||
+          plan.buffers(p.param_buffer()).offset_bytes() !=
+              weights.offset_bytes() + uint64_t(m.offset()) * 4 ||
+          plan.buffers(p.grad_buffer()).offset_bytes() !=
+              grads.offset_bytes() + uint64_t(m.offset()) * 4)
+        return Status::error(name + ": member '" + m.param() + "' at element " +
+                             std::to_string(m.offset()) + " does not lie in the bucket after "
+                             "the previous member, or its buffers are not there");
+      end = m.offset() + count;
+    }
+  }
+  return Status::ok();
+}
+
+/// Where an action sits, for messages.
+std::string actionName(int64_t stage, int index) {
+  return "schedule of stage " + std::to_string(stage) + ", action " + std::to_string(index);
+}
+
+/// One action of stage `stage`'s schedule: its program exists and belongs
+/// to the stage, its micro-batch and slot are in range.
+Status validateAction(const Plan &plan, const StageSchedule &stage, int index) {
+  const Action &a = stage.actions(index);
+  const std::string where = actionName(stage.stage(), index);
+  if (a.program() >= uint32_t(plan.programs_size()))
+    return Status::error(where + " runs program " + std::to_string(a.program()) +
+                         ", out of range (" + std::to_string(plan.programs_size()) +
+                         " programs)");
+  const Program &program = plan.programs(int(a.program()));
+  const bool pipelined = plan.schedule_size() > 1;
+  if (pipelined && program.stage() != stage.stage())
+    return Status::error(where + " runs program '" + program.name() + "' of stage " +
+                         std::to_string(program.stage()));
+  const bool optimizer = a.kind() == Action::OPTIMIZER_STEP;
+  if (a.kind() == Action::KIND_UNSPECIFIED ||
+      (pipelined && a.kind() == Action::FORWARD_BACKWARD) ||
+      (!pipelined && (a.kind() == Action::FORWARD || a.kind() == Action::BACKWARD)))
+    return Status::error(where + " has kind " + Action::Kind_Name(a.kind()) + ", which a " +
+                         (pipelined ? "pipeline" : "single-stage") + " schedule cannot run");
+  if (pipelined && !optimizer && program.virtual_stage() != a.virtual_stage())
+    return Status::error(where + " is on virtual stage " + std::to_string(a.virtual_stage()) +
+                         " but runs program '" + program.name() + "'");
+  const int64_t micro = plan.training().micro_batches_per_step();
+  if (!optimizer && (a.micro_batch() < 0 || a.micro_batch() >= micro))
+    return Status::error(where + " runs micro-batch " + std::to_string(a.micro_batch()) +
+                         ", expected 0 <= micro-batch < " + std::to_string(micro));
+  if (a.slot() < 0 || a.slot() >= stage.activation_slots())
+    return Status::error(where + " uses activation slot " + std::to_string(a.slot()) +
+                         " of " + std::to_string(stage.activation_slots()));
+  return Status::ok();
+}
+
+/// The schedule mtrun replays: one per stage (pp, or 1), each action valid,
+/// each micro-batch's inputs loaded by its first action on the stage, and
+/// the optimizer step once, last.
+Status validateSchedule(const Plan &plan) {
+  const int64_t stages = std::max<int64_t>(plan.mesh().pp(), 1);
+  if (plan.schedule_size() != stages)
+    return Status::error("the plan has " + std::to_string(plan.schedule_size()) +
+                         " stage schedules for " + std::to_string(stages) + " pipeline stages");
+  for (int64_t s = 0; s < stages; ++s) {
+    const StageSchedule &stage = plan.schedule(int(s));
+    if (stage.stage() != s)
+      return Status::error("stage schedule " + std::to_string(s) + " names stage " +
+                           std::to_string(stage.stage()));
+    const int64_t micro = std::max<int64_t>(plan.training().micro_batches_per_step(), 0);
+    std::vector<bool> loaded(static_cast<size_t>(micro));
+    for (int i = 0; i < stage.actions_size(); ++i) {
+      if (Status st = validateAction(plan, stage, i); !st)
+        return st;
+      const Action &a = stage.actions(i);
+      const bool last = i + 1 == stage.actions_size();
+      if ((a.kind() == Action::OPTIMIZER_STEP) != last)
+        return Status::error(actionName(s, i) + (last ? " is not" : " is") +
+                             " the optimizer step, which ends every stage's schedule");
+      if (last)
+        continue;
+      if (a.load_inputs())
+        loaded[size_t(a.micro_batch())] = true;
+      else if (!loaded[size_t(a.micro_batch())])
+        return Status::error(actionName(s, i) + " runs micro-batch " +
+                             std::to_string(a.micro_batch()) + " before its inputs are loaded");
+    }
+    if (stage.actions_size() == 0)
+      return Status::error("the schedule of stage " + std::to_string(s) + " is empty");
+  }
+  return Status::ok();
+}
+
+/// What mtrun does around the programs: the loss reductions name a mesh
+/// axis and sum or mean; each --lr target is an lr_schedule's attribute.
+Status validateStepRules(const Plan &plan) {
+  const StepLoss &loss = plan.step_loss();
+  if (!(loss.micro_batch_weight() > 0) || !(loss.loss_scale() > 0))
+    return Status::error("the plan's step_loss has micro_batch_weight " +
+                         std::to_string(loss.micro_batch_weight()) + " and loss_scale " +
+                         std::to_string(loss.loss_scale()) + "; both must be > 0");
+  for (const StepLoss::Reduction &r : loss.reductions())
+    if ((r.axis() != "pp" && r.axis() != "dp" && r.axis() != "cp" && r.axis() != "ep" &&
+         r.axis() != "tp") ||
+        (r.reduce() != "sum" && r.reduce() != "mean"))
+      return Status::error("the plan's step_loss reduces over '" + r.axis() + "' by '" +
+                           r.reduce() + "'; expected a mesh axis (pp, dp, cp, ep, tp) and sum "
+                           "or mean");
+  for (const PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
+    const std::string where = "peak_learning_rate target (program " +
+                              std::to_string(t.program()) + ", instruction " +
+                              std::to_string(t.instruction()) + ")";
+    if (t.program() >= uint32_t(plan.programs_size()) ||
+        t.instruction() >= uint32_t(plan.programs(int(t.program())).instructions_size()))
+      return Status::error(where + " is out of range");
+    const Instruction &in = plan.programs(int(t.program())).instructions(int(t.instruction()));
+    bool found = false;
+    for (const Attribute &a : in.attributes())
+      found |= a.name() == t.attribute() && a.has_f();
+    if (in.op() != "lr_schedule" || !found)
+      return Status::error(where + " names '" + t.attribute() + "' of a '" + in.op() +
+                           "', expected a floating-point attribute of an lr_schedule");
+  }
+  return Status::ok();
+}
+
 } // namespace
 
 Status validatePlan(const Plan &plan) {
@@ -148,26 +316,16 @@ Status validatePlan(const Plan &plan) {
     return s;
   if (Status s = validateParameters(plan); !s)
     return s;
+  if (Status s = validateBuckets(plan); !s)
+    return s;
   if (Status s = validateStageLayout(plan); !s)
     return s;
   if (Status s = validateVocabulary(plan); !s)
     return s;
-  // Every program the runtime will ask for must be there.
-  std::vector<std::string> expected = {"forward_backward", "optimizer_step"};
-  if (int64_t stages = plan.training().virtual_stages(); stages > 1) {
-    expected.clear();
-    for (int64_t v = 0; v < stages; ++v)
-      expected.insert(expected.end(), {"forward." + std::to_string(v), "backward." + std::to_string(v)});
-    for (int64_t s = 0; s < plan.mesh().pp(); ++s)
-      expected.push_back("optimizer." + std::to_string(s));
-  }
-  for (const std::string &name : expected) {
-    bool found = false;
-    for (const Program &p : plan.programs())
-      found |= p.name() == name;
-    if (!found)
-      return Status::error("the plan has no program '" + name + "'");
-  }
+  if (Status s = validateSchedule(plan); !s)
+    return s;
+  if (Status s = validateStepRules(plan); !s)
+    return s;
   for (const Program &program : plan.programs())
     for (int i = 0; i < program.instructions_size(); ++i)
       if (Status s = checkInstruction(plan, program, i); !s)
@@ -178,6 +336,13 @@ Status validatePlan(const Plan &plan) {
     if (id >= uint32_t(plan.buffers_size()))
       return Status::error("a binding refers to buffer " + std::to_string(id) +
                            ", out of range");
+  if (b.has_position_ids() && (b.position_ids() >= uint32_t(plan.buffers_size()) ||
+                               plan.buffers(int(b.position_ids())).dtype() != I32 ||
+                               elementsOf(plan.buffers(int(b.position_ids()))) !=
+                                   plan.training().micro_batch() * plan.training().seq()))
+    return Status::error("the position_ids binding (buffer " +
+                         std::to_string(b.position_ids()) +
+                         ") is not an i32 buffer of micro_batch x seq elements");
   if (plan.training().micro_batches_per_step() < 1 || plan.training().seq() < 1 ||
       plan.training().micro_batch() < 1)
     return Status::error("the plan's batch sizes are not positive");

@@ -26,6 +26,20 @@ std::string attrText(const Attribute &a) {
   return os.str();
 }
 
+/// One action as the schedule line shows it: F<m>@<v> and B<m>@<v> on a
+/// virtual stage, FB<m> without pp, then the optimizer program's name.
+std::string actionText(const Plan &plan, const Action &a) {
+  const std::string m = std::to_string(a.micro_batch()), v = std::to_string(a.virtual_stage());
+  switch (a.kind()) {
+  case Action::FORWARD: return "F" + m + "@" + v;
+  case Action::BACKWARD: return "B" + m + "@" + v;
+  case Action::FORWARD_BACKWARD: return "FB" + m;
+  default:
+    return a.program() < uint32_t(plan.programs_size()) ? plan.programs(int(a.program())).name()
+                                                          : "?";
+  }
+}
+
 } // namespace
 
 void writePlanSummary(const Plan &plan, std::ostream &os) {
@@ -68,6 +82,26 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
       os << "\n";
     }
   }
+  os << "\nschedule (each stage's actions in order; F/B m@v: forward/backward of micro-batch m "
+        "on virtual stage v):\n";
+  for (const StageSchedule &stage : plan.schedule()) {
+    os << "  stage " << stage.stage() << " ("
+       << countOf(stage.activation_slots(), "activation slot") << "):";
+    for (const Action &a : stage.actions())
+      os << " " << actionText(plan, a);
+    os << "\n";
+  }
+  const StepLoss &loss = plan.step_loss();
+  os << "step loss: the sum of the actions' losses x " << loss.micro_batch_weight();
+  for (const StepLoss::Reduction &r : loss.reductions())
+    os << ", " << r.reduce() << " over " << r.axis();
+  os << "; gradient seed (loss_scale) " << loss.loss_scale() << "\n";
+  os << "mtrun --lr X sets:";
+  for (const PeakLearningRate::Target &t : plan.peak_learning_rate().targets())
+    os << " " << (t.program() < uint32_t(plan.programs_size())
+                      ? plan.programs(int(t.program())).name() : std::string("?"))
+       << "#" << t.instruction() << "." << t.attribute() << " = X x " << t.ratio();
+  os << "\n";
   os << "\nbuffers (" << plan.buffers_size() << "):\n";
   for (const Buffer &b : plan.buffers())
     os << "  %" << b.id() << " " << b.name() << " " << DType_Name(b.dtype())

@@ -59,7 +59,7 @@ TEST(HfConfig, UnsupportedArchitectureListsSupportedOnes) {
   EXPECT_EQ(errorOf(text),
             "config.json: architecture 'GPT2LMHeadModel' is not supported (supported: "
             "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-            "Qwen3MoeForCausalLM, MixtralForCausalLM)");
+            "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, MixtralForCausalLM)");
 }
 
 TEST(HfConfig, UnsupportedRopeScalingIsNamed) {
@@ -227,12 +227,12 @@ TEST(HfConfigModelTypeWithoutArchitectures, ModelTypeNamesTheModel) {
   EXPECT_EQ(spec->architecture, "Qwen3MoeForCausalLM");
   EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"architectures", nullptr}, {"model_type", "gpt2"}})),
             "config.json: model_type 'gpt2' is not supported (supported: llama, qwen2, "
-            "qwen3, qwen3_moe, mixtral)");
+            "qwen3, qwen2_moe, qwen3_moe, mixtral)");
   EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"architectures", nullptr}, {"model_type", nullptr}})),
             "config.json: neither 'architectures' nor 'model_type' names the model "
             "(supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-            "Qwen3MoeForCausalLM, MixtralForCausalLM; or model_type llama, qwen2, qwen3, "
-            "qwen3_moe, mixtral)");
+            "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, MixtralForCausalLM; or model_type llama, "
+            "qwen2, qwen3, qwen2_moe, qwen3_moe, mixtral)");
   EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"model_type", "qwen3"}})),
             "config.json: architectures 'Qwen3MoeForCausalLM' and model_type 'qwen3' name "
             "different models (model_type 'qwen3' is Qwen3ForCausalLM)");
@@ -324,6 +324,61 @@ TEST(HfConfigSequenceBeyondMaxPositions, IsRefusedNamingBoth) {
             "same): give --seq 256 or less, or, to train at a longer context, raise "
             "max_position_embeddings in the config");
   EXPECT_TRUE(checkSequenceLength(*spec, 256, "config.json"));
+}
+
+} // namespace
+} // namespace mt
+
+// ---------------------------------------------------------------------------
+// Qwen2-MoE: the shared expert, q/k/v biases (transformers 5's qkv_bias),
+// norm_topk_prob false by default.
+
+namespace mt {
+namespace {
+
+const char *kQwen2Moe = R"({
+  "architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe",
+  "vocab_size": 256, "hidden_size": 64, "intermediate_size": 128,
+  "moe_intermediate_size": 32, "shared_expert_intermediate_size": 96,
+  "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+  "num_experts": 6, "num_experts_per_tok": 2, "decoder_sparse_step": 2,
+  "mlp_only_layers": [3], "rms_norm_eps": 1e-06
+})";
+
+TEST(HfConfigQwen2Moe, SharedExpertBiasesAndSparseLayers) {
+  auto spec = parseHfConfig(kQwen2Moe, "config.json");
+  ASSERT_TRUE(spec) << spec.message();
+  ASSERT_TRUE(spec->moe);
+  EXPECT_EQ(spec->moe->sharedExpertFfn, 96);
+  EXPECT_EQ(spec->moe->expertFfn, 32);
+  EXPECT_FALSE(spec->moe->normTopkProb);
+  EXPECT_TRUE(spec->qkvBias);
+  EXPECT_FALSE(spec->outputBias);
+  EXPECT_FALSE(spec->qkNorm);
+  EXPECT_EQ(spec->headDim, 16);
+  EXPECT_EQ(spec->ropeTheta, 1e4);
+  // decoder_sparse_step 2: layers 1 and 3; mlp_only_layers removes 3.
+  EXPECT_EQ(spec->moe->sparseLayers, (std::vector<bool>{false, true, false, false}));
+  auto noBias = parseHfConfig(edited(kQwen2Moe, {{"qkv_bias", false}}), "config.json");
+  ASSERT_TRUE(noBias) << noBias.message();
+  EXPECT_FALSE(noBias->qkvBias);
+}
+
+TEST(HfConfigQwen2Moe, MissingOrIgnoredKeysAreNamed) {
+  EXPECT_EQ(errorOf(edited(kQwen2Moe, {{"shared_expert_intermediate_size", nullptr}})),
+            "config.json: missing key 'shared_expert_intermediate_size'");
+  EXPECT_EQ(errorOf(edited(kQwen2Moe, {{"attention_bias", true}})),
+            "config.json: attention_bias true is not supported for Qwen2MoeForCausalLM "
+            "(transformers' model has no such bias and ignores the key; only false)");
+  std::string windowed = edited(kQwen2Moe, {{"use_sliding_window", true}, {"sliding_window", 8}});
+  auto spec = parseHfConfig(windowed, "config.json");
+  ASSERT_TRUE(spec) << spec.message();
+  Status s = checkSequenceLength(*spec, 32, "config.json");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("sliding_window 8 with use_sliding_window true (on layers "
+                             "transformers 4 and 5 choose differently)"),
+            std::string::npos)
+      << s.message();
 }
 
 } // namespace

@@ -102,8 +102,46 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
        "seq_length (--seq) is 128 but the model's inputs have sequence length 64"},
       {"micro-batch differs from model", [](auto &c, auto &) { c.microBatch = 4; },
        "micro_batch_size (--micro-batch) is 4 but the model's inputs have micro-batch 2"},
-      {"unsupported option value", [](auto &c, auto &) { c.pending["recompute_granularity"] = "full"; },
-       "recompute_granularity: full is not supported by this version of mtc yet"},
+      {"unsupported option value", [](auto &c, auto &) { c.pending["param_offload"] = "true"; },
+       "param_offload: true is not supported by this version of mtc yet"},
+      {"recompute granularity", [](auto &c, auto &) { c.recompute.granularity = "partial"; },
+       "recompute_granularity (--recompute-granularity) must be full or selective (or null: "
+       "none), got 'partial'"},
+      {"recompute method", [](auto &c, auto &) {
+         c.recompute.granularity = "full", c.recompute.method = "even"; },
+       "recompute_method (--recompute-method) must be uniform or block (or null), got 'even'"},
+      {"full without method", [](auto &c, auto &) {
+         c.recompute.granularity = "full", c.recompute.numLayers = 2; },
+       "recompute_granularity (--recompute-granularity) full needs recompute_method "
+       "(--recompute-method) uniform or block"},
+      {"full, too many layers", [](auto &c, auto &) {
+         c.recompute.granularity = "full", c.recompute.method = "block", c.recompute.numLayers = 9;
+         c.pp = 2; },
+       "recompute_num_layers (--recompute-num-layers) must be between 1 and the layers of a "
+       "pipeline chunk (4) with recompute_granularity (--recompute-granularity) full, got 9"},
+      {"selective with num_layers", [](auto &c, auto &) {
+         c.recompute.granularity = "selective", c.recompute.numLayers = 1; },
+       "recompute_num_layers (--recompute-num-layers) applies to recompute_granularity "
+       "(--recompute-granularity) full"},
+      {"unknown module", [](auto &c, auto &) {
+         c.recompute.granularity = "selective", c.recompute.modules = {"mla_up_proj"}; },
+       "recompute_modules (--recompute-modules): unknown module 'mla_up_proj' (valid: core_attn, "
+       "mlp, layernorm, moe_act, moe)"},
+      {"moe on a dense model", [](auto &c, auto &) {
+         c.recompute.granularity = "selective", c.recompute.modules = {"moe"}; },
+       "recompute_modules (--recompute-modules): moe recomputes mixture-of-experts layers; "
+       "this model is dense"},
+      {"moe_layer_recompute with full", [](auto &c, auto &) {
+         c.recompute.granularity = "full", c.recompute.moeLayerRecompute = true; },
+       "moe_layer_recompute (--moe-layer-recompute) cannot be combined with "
+       "recompute_granularity (--recompute-granularity) full"},
+      {"moe_layer_recompute on a dense model", [](auto &c, auto &) {
+         c.recompute.moeLayerRecompute = true; },
+       "moe_layer_recompute (--moe-layer-recompute) recomputes mixture-of-experts layers; this "
+       "model is dense"},
+      {"method without granularity", [](auto &c, auto &) { c.recompute.method = "uniform"; },
+       "recompute_method (--recompute-method) has no effect without recompute_granularity "
+       "(--recompute-granularity) full or selective"},
   };
   for (const BadCase &bad : cases) {
     ParallelConfig c;
@@ -185,7 +223,7 @@ TEST_F(YamlConfig, ReadsMegatronNames) {
   EXPECT_EQ(c.vpp, 2);
   EXPECT_TRUE(c.sequenceParallel);
   EXPECT_EQ(c.globalBatch, 64);
-  EXPECT_EQ(c.pending.at("use_distributed_optimizer"), "false");
+  EXPECT_FALSE(c.distributedOptimizer);
   EXPECT_EQ(c.firstStageLayers, 1);
   EXPECT_EQ(c.lastStageLayers, 3);
 }
@@ -290,8 +328,7 @@ TEST_F(YamlTypedValues, SequenceParallelInEveryBooleanSpelling) {
 }
 
 TEST_F(YamlTypedValues, PendingBooleansCompareByValue) {
-  for (const char *key : {"use_distributed_optimizer", "param_offload", "grad_offload",
-                          "optimizer_offload"}) {
+  for (const char *key : {"param_offload", "grad_offload", "optimizer_offload"}) {
     for (const std::string &spelling : kFalse) {
       ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
       EXPECT_EQ(resolveError(), "") << key << ": " << spelling;
@@ -309,9 +346,21 @@ TEST_F(YamlTypedValues, PendingBooleansCompareByValue) {
   }
 }
 
+TEST_F(YamlTypedValues, DistributedOptimizerIsABoolean) {
+  for (const std::vector<std::string> *spellings : {&kTrue, &kFalse})
+    for (const std::string &spelling : *spellings) {
+      ASSERT_EQ(load("use_distributed_optimizer", spelling), "") << spelling;
+      EXPECT_EQ(config.distributedOptimizer, spellings == &kTrue) << spelling;
+      EXPECT_EQ(resolveError(), "") << spelling;
+    }
+  EXPECT_NE(load("use_distributed_optimizer", "maybe")
+                .find(":1:28: expected true or false, got 'maybe'"),
+            std::string::npos);
+}
+
 TEST_F(YamlTypedValues, HintsAreBooleans) {
   for (const char *key : {"bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm",
-                          "overlap_grad_reduce", "overlap_param_gather", "bf16"}) {
+                          "overlap_grad_reduce", "bf16"}) {
     for (const std::vector<std::string> *spellings : {&kTrue, &kFalse})
       for (const std::string &spelling : *spellings)
         EXPECT_EQ(load(key, spelling), "") << key << ": " << spelling;
@@ -322,16 +371,31 @@ TEST_F(YamlTypedValues, HintsAreBooleans) {
   }
 }
 
-TEST_F(YamlTypedValues, NullOnlyOptionsInEveryNullSpelling) {
-  for (const char *key : {"recompute_granularity", "recompute_method", "recompute_num_layers"}) {
+TEST_F(YamlTypedValues, RecomputeOptionsReadNullAsNotGiven) {
+  for (const char *key : {"recompute_granularity", "recompute_method", "recompute_num_layers",
+                          "recompute_modules"}) {
     for (const char *spelling : {"null", "Null", "NULL", "~", ""}) {
       ASSERT_EQ(load(key, spelling), "") << key << ": '" << spelling << "'";
+      EXPECT_FALSE(config.recompute.enabled()) << key << ": '" << spelling << "'";
       EXPECT_EQ(resolveError(), "") << key << ": '" << spelling << "'";
     }
-    ASSERT_EQ(load(key, "full"), "");
-    EXPECT_EQ(resolveError(), std::string(key) + ": full is not supported by this version of "
-                                                 "mtc yet (only null)");
   }
+  ASSERT_EQ(load("recompute_granularity", "full"), "");
+  EXPECT_EQ(resolveError(), "");
+  EXPECT_EQ(config.recompute.describe(), "full, uniform, 1 layer per unit");
+  EXPECT_NE(load("recompute_num_layers", "all").find(":1:23: expected an integer, got 'all'"),
+            std::string::npos);
+  // recompute_modules: a list, or MCoreAdapter's comma-separated string.
+  for (const char *spelling : {"[core_attn, mlp]", "core_attn,mlp", "'core_attn, mlp'"}) {
+    ASSERT_EQ(load("recompute_modules", spelling), "") << spelling;
+    EXPECT_EQ(config.recompute.modules, (std::vector<std::string>{"core_attn", "mlp"}))
+        << spelling;
+  }
+  EXPECT_NE(load("recompute_modules", "{a: 1}").find("expected a list of module names, got a "
+                                                     "mapping"),
+            std::string::npos);
+  ASSERT_EQ(load("moe_layer_recompute", "yes"), "");
+  EXPECT_TRUE(config.recompute.moeLayerRecompute);
   for (const char *spelling : {"alltoall", "'alltoall'", "\"alltoall\""}) {
     ASSERT_EQ(load("moe_token_dispatcher_type", spelling), "") << spelling;
     EXPECT_EQ(resolveError(), "") << spelling;
@@ -426,6 +490,26 @@ TEST_F(YamlTypedValues, RefusesAKeyThatIsNotAName) {
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find(":1:3: expected an option name, got a list"), std::string::npos)
       << s.message();
+}
+
+// Megatron-Core's and MCoreAdapter's defaults are filled in.
+TEST(ParallelConfig, RecomputeDefaults) {
+  ParallelConfig full;
+  full.recompute.granularity = "full";
+  ASSERT_EQ(errorOf(full), "");
+  ASSERT_TRUE(full.resolve(smallModel()));
+  EXPECT_EQ(full.recompute.describe(), "full, uniform, 1 layer per unit");
+  ParallelConfig selective;
+  selective.recompute.granularity = "selective";
+  ASSERT_TRUE(selective.resolve(smallModel()));
+  EXPECT_EQ(selective.recompute.describe(), "selective: core_attn");
+  ParallelConfig moe;
+  moe.recompute.moeLayerRecompute = true;
+  ModelDims experts = smallModel();
+  experts.numExperts = 4;
+  ASSERT_TRUE(moe.resolve(experts));
+  EXPECT_EQ(moe.recompute.describe(), "selective: core_attn, moe");
+  EXPECT_EQ(ParallelConfig().recompute.describe(), "none");
 }
 
 } // namespace

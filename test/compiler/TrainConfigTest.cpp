@@ -71,24 +71,31 @@ TEST(TrainConfig, UnknownKeySuggestsTheNearest) {
       << e;
 }
 
+TEST(TrainConfig, NeatPackingIsHonoured) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("neat.yaml", "neat_packing: true\n"), {}, c));
+  EXPECT_TRUE(c.neatPacking);
+}
+
 TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
-  std::string e = errorOf("use_distributed_optimizer: true\nrecompute_granularity: full\n"
-                          "neat_packing: true\nimage_max_pixels: 262144\n");
+  std::string e = errorOf("overlap_param_gather: true\nparam_offload: true\n"
+                          "fp16: true\nimage_max_pixels: 262144\n");
   EXPECT_NE(e.find("4 keys ask for"), e.npos) << e;
-  EXPECT_NE(e.find(":1:28: use_distributed_optimizer: true is not supported: the distributed "
-                   "optimizer is not planned yet; only false is (issue 16 brings it)"),
+  EXPECT_NE(e.find(":1:23: overlap_param_gather: true is not supported: the distributed "
+                   "optimizer's parameter all-gather runs at the end of the step, not behind the "
+                   "next forward; only false is (issue 16 brings it)"),
             e.npos)
       << e;
-  EXPECT_NE(e.find("recompute_granularity: full is not supported"), e.npos) << e;
-  EXPECT_NE(e.find("neat_packing: true is not supported"), e.npos) << e;
+  EXPECT_NE(e.find("param_offload: true is not supported"), e.npos) << e;
+  EXPECT_NE(e.find("fp16: true is not supported"), e.npos) << e;
   EXPECT_NE(e.find("image_max_pixels: 262144 is not supported: multimodal"), e.npos) << e;
   // Their defaults are what mtc does, and --explain says so.
   TrainConfig c;
-  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "use_distributed_optimizer: false\n"
+  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "param_offload: false\n"
                                                    "apply_rope_fusion: true\n"),
                               {}, c));
   ASSERT_EQ(c.alwaysDone.size(), 2u);
-  EXPECT_EQ(c.alwaysDone[0], "use_distributed_optimizer: false is what mtc does");
+  EXPECT_EQ(c.alwaysDone[0], "param_offload: false is what mtc does");
   EXPECT_NE(c.alwaysDone[1].find("apply_rope_fusion: a speed choice"), std::string::npos);
 }
 
@@ -127,10 +134,22 @@ TEST(TrainConfig, TrinityMegatronBlockAndItsNesting) {
   EXPECT_EQ(c.parallel.tp, 2);
   EXPECT_TRUE(c.useDistCheckpointing);
   EXPECT_EQ(c.distCheckpointingPath, "ckpt");
+  // Recompute keys reach the layout from override_transformer_config.
+  TrainConfig r;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("r.yaml", "megatron:\n  override_transformer_config:\n"
+                                                  "    recompute_granularity: selective\n"
+                                                  "    recompute_modules: core_attn, mlp\n"
+                                                  "    moe_layer_recompute: true\n"),
+                              {}, r));
+  EXPECT_EQ(r.layout().recompute.granularity, "selective");
+  EXPECT_EQ(r.layout().recompute.modules, (std::vector<std::string>{"core_attn", "mlp"}));
+  EXPECT_TRUE(r.layout().recompute.moeLayerRecompute);
   std::string e = errorOf("megatron:\n  override_transformer_config:\n"
-                          "    recompute_granularity: full\n    recompute_method: uniform\n");
-  EXPECT_NE(e.find("error.yaml:3:28: recompute_granularity: full is not supported"), e.npos) << e;
-  EXPECT_NE(e.find("recompute_method: uniform is not supported"), e.npos) << e;
+                          "    recompute_num_layers: 0\n");
+  EXPECT_NE(e.find("error.yaml:3:27: recompute_num_layers: must be >= 1, got 0"), e.npos) << e;
+  e = errorOf("recompute_modules: {core_attn: 1}\n");
+  EXPECT_NE(e.find("recompute_modules: expected a list of module names, got a mapping"), e.npos)
+      << e;
   e = errorOf("megatron:\n  tensor_model_parallel_size: 2\n  tensor_model_parallel_size: 4\n");
   EXPECT_NE(e.find("key 'megatron.tensor_model_parallel_size' is given twice"), e.npos) << e;
 }

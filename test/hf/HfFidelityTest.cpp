@@ -1,5 +1,5 @@
 // One training step of our CPU backend against transformers on the tiny
-// Llama / Qwen2 / Qwen3 / Qwen3-MoE / Mixtral fixtures of test/hf (made by
+// Llama / Qwen2 / Qwen3 / Qwen2-MoE / Qwen3-MoE / Mixtral fixtures of test/hf (made by
 // make_fixtures.py), each imported from transformers 4's and 5's spelling of
 // its config: logits, loss (with each MoE layer's aux loss), every gradient,
 // the gradient norm, and every weight after one and after several AdamW
@@ -122,6 +122,9 @@ TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
   // that layer's router logits alone (make_fixtures.py, Routers):
   //   coef * E * sum_e f_e P_e, f_e = tokens routed to e / tokens (top_k
   //   slots each), P_e = mean router probability of e.
+  // mt.moe_router computes Megatron-Core's definition (below), top_k times
+  // smaller for one coefficient; the importer passes
+  // moe_aux_loss_coeff = router_aux_loss_coef * top_k, so the two agree.
   // transformers (5.17, modeling_qwen3_moe.py / modeling_mixtral.py) adds
   // coef x load_balancing_loss_func of all layers' logits at once when
   // output_router_logits is set: it pools counts and probabilities over the
@@ -129,8 +132,7 @@ TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
   // pooled 0.2100, per-layer sum 0.4570). Megatron-Core's
   // switch_load_balancing_loss_func (megatron/core/transformer/moe/moe_utils.py)
   // is, per layer,
-  // moe_aux_loss_coeff * E / (top_k * T^2) * sum_e (sum_t p_te) count_e:
-  // ours with router_aux_loss_coef = moe_aux_loss_coeff / top_k.
+  // moe_aux_loss_coeff * E / (top_k * T^2) * sum_e (sum_t p_te) count_e.
   if (expected_->find("aux_loss")) {
     std::vector<float> aux = reference("aux_loss");
     ASSERT_EQ(ourAux.size(), aux.size()) << "MoE layers";
@@ -274,13 +276,15 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, HfFidelity,
                          ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3",
                                            "tiny-qwen2-vocab95", "tiny-qwen3-moe",
                                            "tiny-qwen3-moe-noaux", "tiny-mixtral",
+                                           "tiny-qwen2-moe",
                                            "tiny-llama-transformers5",
                                            "tiny-qwen2-transformers5",
                                            "tiny-qwen3-transformers5",
                                            "tiny-qwen2-vocab95-transformers5",
                                            "tiny-qwen3-moe-transformers5",
                                            "tiny-qwen3-moe-noaux-transformers5",
-                                           "tiny-mixtral-transformers5"),
+                                           "tiny-mixtral-transformers5",
+                                           "tiny-qwen2-moe-transformers5"),
                          [](const auto &info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');

@@ -34,7 +34,13 @@ machine (torch 2.11, transformers 5.17, CPU fp32) with
     python3 test/hf/make_fixtures.py --padded --out F
     python3 test/hf/make_fixtures.py --check-padded-export RUN
 (the generation_config.json save_pretrained wrote for tiny-qwen2-vocab95
-was not kept), where RUN was made by `test/hf/run-padded.sh build/bin RUN
+was not kept), and tiny-qwen2-moe in the same way with
+    python3 test/hf/make_fixtures.py --out F --only tiny-qwen2-moe
+    python3 test/hf/make_fixtures.py --steps --out F --only tiny-qwen2-moe
+(its shared expert and shared_expert_gate are ordinary parameters; the call
+printed "tiny-qwen2-moe: loss 4.994902 ... grad_norm 2.383032 params 48352"
+and "transformers' pooled aux_loss x coef 0.204407, per-layer sum 0.422117
+over 2 MoE layers"), where RUN was made by `test/hf/run-padded.sh build/bin RUN
 DIR` beforehand, DIR holding only `tools/random-tokens.py DIR/tokens.bin 95
 33` (the fixture did not exist yet: mtrun's own initialisation). It printed
 "transformers loss 3.85497093, mtrun loss 3.85497069, relative difference
@@ -78,6 +84,7 @@ def optimizer_groups(params):
 # model_type -> (mtc's and the Hub checkpoints' name of the MoE block, the
 # names of the experts' gate, up and down projections).
 MOE_BLOCKS = {"qwen3_moe": ("mlp", ("gate_proj", "up_proj", "down_proj")),
+              "qwen2_moe": ("mlp", ("gate_proj", "up_proj", "down_proj")),
               "mixtral": ("block_sparse_moe", ("w1", "w3", "w2"))}
 
 
@@ -86,7 +93,7 @@ def num_experts(config):
 
 
 def expert_ffn(config):
-    return config.moe_intermediate_size if config.model_type == "qwen3_moe" else config.intermediate_size
+    return config.moe_intermediate_size if config.model_type != "mixtral" else config.intermediate_size
 
 
 def mtc_tensors(model, tensors):

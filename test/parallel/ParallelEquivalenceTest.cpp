@@ -30,7 +30,7 @@ std::vector<Step> readMetrics(const std::string &path) {
   return steps;
 }
 
-using Case = std::tuple<std::string, std::string>; // model, layout
+using Case = std::tuple<std::string, std::string, std::string>; // model, layout, reference
 
 // What run-layouts.sh trains: steps and peak learning rate.
 constexpr double kSteps = 3, kLr = 1e-3;
@@ -38,9 +38,10 @@ constexpr double kSteps = 3, kLr = 1e-3;
 class ParallelEquivalence : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ParallelEquivalence, MatchesTheSingleRank) {
-  auto [model, layout] = GetParam();
+  auto [model, layout, reference] = GetParam();
   std::string dir = std::string(MT_PARALLEL_RUNS_DIR) + "/" + model + "/";
-  std::vector<Step> ref = readMetrics(dir + "single.jsonl"), got = readMetrics(dir + layout + ".jsonl");
+  std::vector<Step> ref = readMetrics(dir + reference + ".jsonl"),
+                    got = readMetrics(dir + layout + ".jsonl");
   ASSERT_EQ(ref.size(), 3u);
   ASSERT_EQ(got.size(), ref.size());
   for (size_t i = 0; i < ref.size(); ++i) {
@@ -48,7 +49,7 @@ TEST_P(ParallelEquivalence, MatchesTheSingleRank) {
     EXPECT_NEAR(got[i].gradNorm, ref[i].gradNorm, tolerance::kParallelRel * ref[i].gradNorm)
         << "step " << i + 1;
   }
-  auto a = io::openSafetensors(dir + "single.hf/model.safetensors");
+  auto a = io::openSafetensors(dir + reference + ".hf/model.safetensors");
   auto b = io::openSafetensors(dir + layout + ".hf/model.safetensors");
   ASSERT_TRUE(a) << a.message();
   ASSERT_TRUE(b) << b.message();
@@ -76,13 +77,22 @@ std::vector<Case> cases() {
   std::vector<Case> all;
   for (const char *model : {"llama-4l-tied", "qwen2-4l-untied", "qwen3-4l-vocab95"}) {
     for (const char *layout : {"tp2", "tp2_sp", "dp2", "tp2_dp2", "tp2_sp_dp2"})
-      all.push_back({model, layout});
+      all.push_back({model, layout, "single"});
     for (const char *layout : {"pp2", "pp4", "pp2_vpp2", "tp2_pp2", "tp2_pp2_dp2",
                                "tp2_sp_pp2_vpp2", "pp2_uneven"})
-      all.push_back({model, layout});
+      all.push_back({model, layout, "single"});
+    // The distributed optimizer (use_distributed_optimizer).
+    for (const char *layout : {"dp2_do", "dp4_do", "tp2_dp2_do", "pp2_dp2_do"})
+      all.push_back({model, layout, "single"});
     // Resharding resumes: 2 steps on one layout, the 3rd resumed on another.
     for (const char *layout : {"resumed_tp2_pp2_as_single", "resumed_single_as_tp2_sp_pp2_vpp2"})
-      all.push_back({model, layout});
+      all.push_back({model, layout, "single"});
+    // ... with a 3rd step whose learning rate is not 0 (it reads the AdamW
+    // state): the distributed optimizer's shards saved with dp 4 and resumed
+    // with dp 2, with it and without it, and the other way round.
+    for (const char *layout : {"resumed_dp4_do_t4_as_dp2_do_t4", "resumed_dp4_do_t4_as_dp2_t4",
+                               "resumed_single_t4_as_dp2_do_t4"})
+      all.push_back({model, layout, "single_t4"});
   }
   return all;
 }

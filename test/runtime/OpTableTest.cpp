@@ -48,6 +48,42 @@ TEST(OpTable, ElementCountsFollowTheAttributes) {
   EXPECT_EQ(linear.counts(Attrs(instr)), (std::vector<int64_t>{24, 12, 3, 18}));
 }
 
+/// An instruction of `op` with the integer attributes `ints`.
+Instruction withInts(const char *op, std::initializer_list<std::pair<const char *, int>> ints) {
+  Instruction instr;
+  instr.set_op(op);
+  for (auto [name, value] : ints) {
+    auto *a = instr.add_attributes();
+    a->set_name(name);
+    a->set_i(value);
+  }
+  return instr;
+}
+
+TEST(OpTable, OptionalPositionIdsComeAfterTheInputs) {
+  // varlen: attention's [batch, seq] position ids follow q, k, v (and the
+  // backward's log-sum-exp), before the outputs.
+  Instruction instr = withInts("attention", {{"batch", 2}, {"seq", 3}, {"heads", 1},
+                                             {"kv_heads", 1}, {"head_dim", 4}});
+  const OpSignature &attention = signature(Op::attention);
+  EXPECT_EQ(attention.counts(Attrs(instr)), (std::vector<int64_t>{24, 24, 24, 24, 6}));
+  auto *positions = instr.add_attributes();
+  positions->set_name("position_ids");
+  positions->set_i(1);
+  EXPECT_EQ(attention.counts(Attrs(instr)), (std::vector<int64_t>{24, 24, 24, 6, 24, 6}));
+}
+
+TEST(OpTable, ElementCountsDivideByOneAttribute) {
+  // moe_exchange_counts: each rank's share of the experts, experts/parts.
+  const OpSignature &exchange = signature(Op::moe_exchange_counts);
+  EXPECT_EQ(exchange.counts(Attrs(withInts("moe_exchange_counts", {{"experts", 8}, {"parts", 2}}))),
+            (std::vector<int64_t>{8, 2, 2, 8, 4}));
+  // A zero divisor counts as 1 instead of dividing by zero.
+  EXPECT_EQ(exchange.counts(Attrs(withInts("moe_exchange_counts", {{"experts", 8}, {"parts", 0}})))
+                .back(),
+            8);
+}
+
 TEST(OpSpec, ParsesAttributesAndRefusesMalformedOnes) {
   std::vector<AttrSpec> attrs;
   std::string error;
@@ -69,6 +105,10 @@ TEST(OpSpec, ParsesAttributesAndRefusesMalformedOnes) {
   EXPECT_FALSE(parseElements("n; eps*2", attrs, counts, error));
   EXPECT_EQ(error, "element count 'eps*2': 'eps' is neither a number nor an integer "
                    "attribute of the instruction");
+  counts.clear();
+  EXPECT_FALSE(parseElements("n/eps", attrs, counts, error));
+  EXPECT_EQ(error, "element count 'n/eps': the divisor 'eps' is not an integer attribute of "
+                   "the instruction");
 }
 
 /// One instruction of `op` with the attributes `set` adds.

@@ -8,14 +8,11 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <future>
-#include <set>
-#include <tuple>
 #include <thread>
 #include <vector>
 
@@ -123,68 +120,6 @@ TEST(PipelineChannels, APeerThatEndsItsRunFailsTheReceiveThatWaitsOnIt) {
     EXPECT_EQ(s.message(), "pipeline stage 0 stopped sending before micro-batch 5, buffer %2 "
                            "(its run ended or failed)");
   });
-}
-
-using Messages = std::vector<PipelineMessage>;
-
-// 1F1B: activations go 0 -> 1 and gradients 1 -> 0, each in micro-batch
-// order on both sides.
-TEST(PipelineMessages, OneFOneBSendsInTheOrderItReceives) {
-  const auto schedule = pipelineSchedule(2, 1, 4);
-  const Messages forward = {{true, 1, 0}, {true, 1, 1}, {true, 1, 2}, {true, 1, 3}};
-  const Messages backward = {{false, 0, 0}, {false, 0, 1}, {false, 0, 2}, {false, 0, 3}};
-  EXPECT_EQ(pipelineMessages(schedule, 1, 0, 1, true), forward);
-  EXPECT_EQ(pipelineMessages(schedule, 1, 0, 1, false), forward);
-  EXPECT_EQ(pipelineMessages(schedule, 1, 1, 0, true), backward);
-  EXPECT_EQ(pipelineMessages(schedule, 1, 1, 0, false), backward);
-}
-
-// Every layout: the messages between two stages are received in the order
-// they are produced (what NcclPipelineChannels relies on: NCCL matches a
-// group's sends and receives in posting order), even where activations of
-// one chunk and gradients of another travel the same way (interleaving),
-// and they are the boundaries between virtual stages on that way times the
-// micro-batches, each once.
-TEST(PipelineMessages, EveryLayoutReceivesInTheOrderItProduces) {
-  for (int64_t pp : {2, 3, 4, 8})
-    for (int64_t vpp : {1, 2, 3})
-      for (int64_t micro : {pp, 2 * pp, 3 * pp, 2 * pp + 1}) {
-        if (vpp > 1 && micro % pp != 0) // interleaving needs whole rounds
-          continue;
-        const auto schedule = pipelineSchedule(pp, vpp, micro);
-        for (int64_t from = 0; from < pp; ++from)
-          for (int64_t to = 0; to < pp; ++to) {
-            if (from == to)
-              continue;
-            SCOPED_TRACE(testing::Message() << "pp " << pp << " vpp " << vpp << " micro "
-                                            << micro << " " << from << " -> " << to);
-            const Messages received = pipelineMessages(schedule, vpp, from, to, true);
-            EXPECT_EQ(received, pipelineMessages(schedule, vpp, from, to, false));
-            int64_t boundaries = 0;
-            for (int64_t v = 0; v + 1 < pp * vpp; ++v)
-              boundaries += (v % pp == from && (v + 1) % pp == to) +
-                            ((v + 1) % pp == from && v % pp == to);
-            EXPECT_EQ(int64_t(received.size()), boundaries * micro);
-            std::set<std::tuple<bool, int64_t, int64_t>> distinct;
-            for (const auto &m : received)
-              distinct.insert({m.forward, m.virtualStage, m.microBatch});
-            EXPECT_EQ(distinct.size(), received.size());
-          }
-      }
-}
-
-// A schedule where stage 1 runs its backwards in another order than stage
-// 0 produced the gradients: the orders differ (the check above can fail).
-TEST(PipelineMessages, AReorderedScheduleReceivesInAnotherOrder) {
-  auto schedule = pipelineSchedule(2, 1, 4);
-  auto &stage0 = schedule[0];
-  auto b0 = std::find_if(stage0.begin(), stage0.end(),
-                         [](const PipelineAction &a) { return !a.forward && a.microBatch == 0; });
-  auto b1 = std::find_if(stage0.begin(), stage0.end(),
-                         [](const PipelineAction &a) { return !a.forward && a.microBatch == 1; });
-  ASSERT_TRUE(b0 != stage0.end() && b1 != stage0.end());
-  std::iter_swap(b0, b1);
-  EXPECT_NE(pipelineMessages(schedule, 1, 1, 0, true), pipelineMessages(schedule, 1, 1, 0, false));
 }
 
 } // namespace

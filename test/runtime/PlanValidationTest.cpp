@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 namespace mt::plan {
 namespace {
@@ -42,6 +43,18 @@ Plan smallPlan() {
   p.add_programs()->set_name("optimizer_step");
   auto *t = p.mutable_training();
   t->set_micro_batch(1), t->set_seq(4), t->set_micro_batches_per_step(1);
+  auto *stage = p.add_schedule();
+  stage->set_activation_slots(1);
+  auto *run = stage->add_actions();
+  run->set_kind(Action::FORWARD_BACKWARD);
+  run->set_load_inputs(true);
+  run->set_adds_loss(true);
+  auto *step = stage->add_actions();
+  step->set_kind(Action::OPTIMIZER_STEP);
+  step->set_program(1);
+  step->set_micro_batch(-1);
+  p.mutable_step_loss()->set_micro_batch_weight(1.0);
+  p.mutable_step_loss()->set_loss_scale(1.0);
   return p;
 }
 
@@ -51,6 +64,68 @@ std::string errorOf(const Plan &p) {
 }
 
 TEST(PlanValidation, AcceptsAValidPlan) { EXPECT_EQ(errorOf(smallPlan()), ""); }
+
+// The schedule mtrun replays: every way it can be unrunnable is refused
+// with the action named.
+TEST(PlanValidation, RejectsAScheduleThatCannotBeReplayed) {
+  Plan p = smallPlan();
+  p.clear_schedule();
+  EXPECT_EQ(errorOf(p), "the plan has 0 stage schedules for 1 pipeline stages");
+
+  p = smallPlan();
+  p.mutable_schedule(0)->mutable_actions(0)->set_program(7);
+  EXPECT_EQ(errorOf(p), "schedule of stage 0, action 0 runs program 7, out of range (2 programs)");
+
+  p = smallPlan();
+  p.mutable_schedule(0)->mutable_actions(0)->set_kind(Action::FORWARD);
+  EXPECT_EQ(errorOf(p), "schedule of stage 0, action 0 has kind FORWARD, which a single-stage "
+                        "schedule cannot run");
+
+  p = smallPlan();
+  p.mutable_schedule(0)->mutable_actions(0)->set_micro_batch(1);
+  EXPECT_EQ(errorOf(p), "schedule of stage 0, action 0 runs micro-batch 1, expected 0 <= "
+                        "micro-batch < 1");
+
+  p = smallPlan();
+  p.mutable_schedule(0)->mutable_actions(0)->set_slot(1);
+  EXPECT_EQ(errorOf(p), "schedule of stage 0, action 0 uses activation slot 1 of 1");
+
+  p = smallPlan();
+  p.mutable_schedule(0)->mutable_actions(0)->set_load_inputs(false);
+  EXPECT_EQ(errorOf(p), "schedule of stage 0, action 0 runs micro-batch 0 before its inputs "
+                        "are loaded");
+
+  p = smallPlan();
+  p.mutable_schedule(0)->mutable_actions()->SwapElements(0, 1);
+  EXPECT_EQ(errorOf(p), "schedule of stage 0, action 0 is the optimizer step, which ends every "
+                        "stage's schedule");
+}
+
+// The loss reductions and the --lr targets mtrun applies.
+TEST(PlanValidation, RejectsStepRulesMtrunCannotApply) {
+  Plan p = smallPlan();
+  p.mutable_step_loss()->set_micro_batch_weight(0);
+  EXPECT_EQ(errorOf(p), "the plan's step_loss has micro_batch_weight 0.000000 and loss_scale "
+                        "1.000000; both must be > 0");
+
+  p = smallPlan();
+  auto *r = p.mutable_step_loss()->add_reductions();
+  r->set_axis("dp");
+  r->set_reduce("max");
+  EXPECT_EQ(errorOf(p), "the plan's step_loss reduces over 'dp' by 'max'; expected a mesh axis "
+                        "(pp, dp, cp, ep, tp) and sum or mean");
+
+  p = smallPlan();
+  auto *t = p.mutable_peak_learning_rate()->add_targets();
+  t->set_program(0);
+  t->set_instruction(0);
+  t->set_attribute("max_lr");
+  t->set_ratio(1.0);
+  EXPECT_EQ(errorOf(p), "peak_learning_rate target (program 0, instruction 0) names 'max_lr' of "
+                        "a 'add', expected a floating-point attribute of an lr_schedule");
+  t->set_instruction(5);
+  EXPECT_EQ(errorOf(p), "peak_learning_rate target (program 0, instruction 5) is out of range");
+}
 
 TEST(PlanValidation, RejectsAnotherVersion) {
   for (uint32_t version : {kPlanVersion - 1, kPlanVersion + 1}) {
@@ -105,7 +180,7 @@ TEST(PlanValidation, RejectsABufferOutsideItsArena) {
 TEST(PlanValidation, RejectsAMissingProgram) {
   Plan p = smallPlan();
   p.mutable_programs()->RemoveLast();
-  EXPECT_EQ(errorOf(p), "the plan has no program 'optimizer_step'");
+  EXPECT_EQ(errorOf(p), "schedule of stage 0, action 1 runs program 1, out of range (1 programs)");
 }
 
 // Sizes that overflow 64 bits: refused, never wrapped onto a valid value.
@@ -153,11 +228,43 @@ TEST(PlanValidation, RejectsArenasNoProcessCanAddress) {
   EXPECT_NE(errorOf(p).find("brings one rank's arenas to more than"), std::string::npos);
 }
 
+/// Gives `p` (smallPlan) a two-stage pipeline schedule: its first program
+/// is virtual stage 0's forward, a second runs virtual stage 1, and each
+/// stage ends with an optimizer program of its own.
+void addTwoStageSchedule(Plan &p) {
+  p.mutable_programs(0)->set_name("forward.0");
+  p.mutable_programs(1)->set_name("optimizer.0");
+  p.mutable_programs(1)->set_virtual_stage(-1);
+  for (const char *name : {"forward.1", "optimizer.1"}) {
+    Program &program = *p.add_programs();
+    program.set_name(name);
+    program.set_stage(1);
+    program.set_virtual_stage(name[0] == 'f' ? 1 : -1);
+  }
+  p.clear_schedule();
+  for (int32_t stage = 0; stage < 2; ++stage) {
+    StageSchedule &s = *p.add_schedule();
+    s.set_stage(stage);
+    s.set_activation_slots(1);
+    Action &forward = *s.add_actions();
+    forward.set_kind(Action::FORWARD);
+    forward.set_program(uint32_t(2 * stage));
+    forward.set_virtual_stage(stage);
+    forward.set_load_inputs(true);
+    Action &step = *s.add_actions();
+    step.set_kind(Action::OPTIMIZER_STEP);
+    step.set_program(uint32_t(2 * stage + 1));
+    step.set_micro_batch(-1);
+    step.set_virtual_stage(-1);
+  }
+}
+
 /// smallPlan with buffers 0 and 1 as frozen parameters of `stages` in a
 /// pp-stage pipeline, both at offset 0 of the parameter arena.
 Plan stagedPlan(int32_t pp, int32_t stage0, int32_t stage1) {
   Plan p = smallPlan();
   p.mutable_mesh()->set_pp(pp);
+  addTwoStageSchedule(p);
   auto *arena = p.add_arenas();
   arena->set_kind(PARAMETERS);
   arena->set_size_bytes(64);
@@ -178,6 +285,21 @@ TEST(PlanValidation, AcceptsStagesSharingOffsets) {
   EXPECT_EQ(errorOf(stagedPlan(2, 0, 1)), "");
 }
 
+// A pipeline stage's schedule runs only its own stage's programs, each on
+// the virtual stage the program belongs to.
+TEST(PlanValidation, RejectsAPipelineActionOfAnotherStage) {
+  Plan p = stagedPlan(2, 0, 1);
+  p.mutable_schedule(1)->mutable_actions(0)->set_program(0);
+  EXPECT_EQ(errorOf(p), "schedule of stage 1, action 0 runs program 'forward.0' of stage 0");
+  p = stagedPlan(2, 0, 1);
+  p.mutable_schedule(1)->mutable_actions(0)->set_virtual_stage(3);
+  EXPECT_EQ(errorOf(p), "schedule of stage 1, action 0 is on virtual stage 3 but runs program "
+                        "'forward.1'");
+  p = stagedPlan(2, 0, 1);
+  p.mutable_schedule(1)->set_stage(0);
+  EXPECT_EQ(errorOf(p), "stage schedule 1 names stage 0");
+}
+
 TEST(PlanValidation, RejectsOverlappingBuffersOfOneStage) {
   EXPECT_EQ(errorOf(stagedPlan(2, 1, 1)),
             "buffers 'b0' and 'b1', both held by pipeline stage 1, overlap in the "
@@ -186,6 +308,65 @@ TEST(PlanValidation, RejectsOverlappingBuffersOfOneStage) {
   Plan tied = stagedPlan(2, 0, 1);
   tied.mutable_parameters(0)->set_tied_stage(1);
   EXPECT_NE(errorOf(tied).find("overlap"), std::string::npos);
+}
+
+/// smallPlan with the distributed optimizer's bucket of two parameters a
+/// (8 elements) and b (4, from element 16) over dp 2: 32 elements of
+/// weights and of gradients, whose members are views into them, and 16 of
+/// each AdamW moment.
+Plan bucketPlan() {
+  Plan p = smallPlan();
+  auto buffer = [&](const std::string &name, ArenaKind arena, int64_t n, uint64_t offset) {
+    auto *b = p.add_buffers();
+    b->set_id(uint32_t(p.buffers_size() - 1));
+    b->set_name(name), b->set_dtype(F32), b->add_shape(n), b->set_arena(arena);
+    b->set_offset_bytes(offset), b->set_size_bytes(uint64_t(n) * 4);
+    return b->id();
+  };
+  for (ArenaKind kind : {PARAMETERS, GRADIENTS, OPTIMIZER}) {
+    auto *arena = p.add_arenas();
+    arena->set_kind(kind);
+    arena->set_size_bytes(128);
+  }
+  Bucket &bucket = *p.add_buckets();
+  bucket.set_axis("dp"), bucket.set_parts(2);
+  bucket.set_param_buffer(buffer("params:bucket 0", PARAMETERS, 32, 0));
+  bucket.set_grad_buffer(buffer("grads:bucket 0", GRADIENTS, 32, 0));
+  bucket.set_exp_avg_buffer(buffer("exp_avg:bucket 0", OPTIMIZER, 16, 0));
+  bucket.set_exp_avg_sq_buffer(buffer("exp_avg_sq:bucket 0", OPTIMIZER, 16, 64));
+  for (auto [name, n, offset] : {std::tuple{"a", 8, 0}, std::tuple{"b", 4, 16}}) {
+    Parameter &param = *p.add_parameters();
+    param.set_name(name), param.add_shape(n), param.set_trainable(true);
+    param.set_tied_stage(-1);
+    param.set_param_buffer(buffer(name, PARAMETERS, n, uint64_t(offset) * 4));
+    param.set_grad_buffer(buffer(std::string("grad:") + name, GRADIENTS, n, uint64_t(offset) * 4));
+    param.set_exp_avg_buffer(bucket.exp_avg_buffer());
+    param.set_exp_avg_sq_buffer(bucket.exp_avg_sq_buffer());
+    auto *member = bucket.add_members();
+    member->set_param(name), member->set_offset(offset);
+  }
+  return p;
+}
+
+TEST(PlanValidation, AcceptsBucketsWithTheirMembersInside) {
+  EXPECT_EQ(errorOf(bucketPlan()), "");
+}
+
+TEST(PlanValidation, RejectsBucketMembersOutOfPlace) {
+  Plan moved = bucketPlan();
+  moved.mutable_buffers(moved.parameters(1).grad_buffer())->set_offset_bytes(0);
+  EXPECT_EQ(errorOf(moved), "bucket 0: member 'b' at element 16 does not lie in the bucket after "
+                            "the previous member, or its buffers are not there");
+  Plan past = bucketPlan();
+  past.mutable_buckets(0)->mutable_members(1)->set_offset(30);
+  EXPECT_NE(errorOf(past).find("member 'b' at element 30"), std::string::npos);
+  Plan twice = bucketPlan();
+  twice.mutable_buckets(0)->mutable_members(1)->set_param("a");
+  EXPECT_EQ(errorOf(twice), "bucket 0: member 'a' is not a trainable parameter, or is in two "
+                            "buckets");
+  Plan state = bucketPlan();
+  state.mutable_buckets(0)->set_parts(4);
+  EXPECT_NE(errorOf(state).find("its AdamW state 1/parts of it"), std::string::npos);
 }
 
 // Validation against a derived size: token ids are checked against

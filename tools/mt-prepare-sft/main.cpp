@@ -44,7 +44,9 @@ int main(int argc, char **argv) {
       ->default_val(2048);
   app.add_option("--max-samples", o.maxSamples, "keep the first N samples of each dataset");
   app.add_flag("--packing", o.packing, "concatenate samples into rows of cutoff_len + 1");
-  app.add_flag("--neat-packing", o.neatPacking, "refused: needs variable-length attention");
+  app.add_flag("--neat-packing", o.neatPacking,
+               "packing with each sample its own document: position ids restart per sample "
+               "and attention stays inside it (the plan needs mtc import-hf --neat-packing)");
   app.add_flag("--train-on-prompt", o.trainOnPrompt, "label the prompts too");
   app.add_flag("--mask-history", o.maskHistory, "label only the last turn");
   app.add_option("--enable-thinking", o.enableThinking,
@@ -92,7 +94,7 @@ int main(int argc, char **argv) {
     return fail(s.message());
   std::cout << output << ": " << mt::countOf(summary.samples, "sample") << " in "
             << mt::countOf(summary.rows, "row") << " of " << o.cutoffLen << " + 1 tokens"
-            << (o.packing ? " (packed)" : "") << "; " << summary.tokens << " tokens, "
+            << (o.neatPacking ? " (neatly packed)" : o.packing ? " (packed)" : "") << "; " << summary.tokens << " tokens, "
             << summary.labelledTokens << " labelled ("
             << (tokenizer == "byte" ? "byte-level stand-in" : "the model's") << " tokenizer, vocab "
             << encoder->vocabSize() << ")\n";

@@ -25,8 +25,10 @@ void printShortHelp() {
         "USAGE: mtc-opt [options] [input.mlir]   (stdin without a file; stdout unless -o)\n\n"
         "mt passes:\n";
   std::vector<const mlir::PassInfo *> passes;
-  for (const auto &pass : {mt::createPartitionTensorParallel(), mt::createAutodiff(),
-                           mt::createBuildOptimizer(), mt::createExposeCollectives()})
+  for (const auto &pass :
+       {mt::createPartitionTensorParallel(), mt::createPartitionExpertParallel(),
+        mt::createAutodiff(), mt::createBuildOptimizer(), mt::createExposeCollectives(),
+        mt::createRecompute(), mt::createPipelineSplit()})
     passes.push_back(mlir::PassInfo::lookup(pass->getArgument()));
   // The description column, as mlir-opt's own help computes it.
   size_t width = 0;

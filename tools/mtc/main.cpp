@@ -29,6 +29,13 @@ struct ParallelFlags {
                      }});
   }
 
+  template <typename T> void recomputeFlag(CLI::Option *option, T mt::RecomputeConfig::*field) {
+    option->group("Activation recompute (override --config)");
+    flags.push_back({option, [this, field](mt::ParallelConfig &out, mt::OptimizerConfig &) {
+                       out.recompute.*field = layout.recompute.*field;
+                     }});
+  }
+
   template <typename T>
   void optimizerFlag(CLI::App &cmd, const char *flag, T mt::OptimizerConfig::*field,
                      const char *help) {
@@ -58,6 +65,9 @@ struct ParallelFlags {
                &P::worldSize);
     layoutFlag(cmd.add_flag("--sp", v.sequenceParallel, "sequence parallelism (needs --tp > 1)"),
                &P::sequenceParallel);
+    layoutFlag(cmd.add_flag("--use-distributed-optimizer", v.distributedOptimizer,
+                            "shard the AdamW state over dp (Megatron's distributed optimizer)"),
+               &P::distributedOptimizer);
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,
@@ -68,6 +78,24 @@ struct ParallelFlags {
                               "layers of each pipeline stage, e.g. 3,5,5,3 (uneven stages)")
                    ->delimiter(','),
                &P::ppLayout);
+    using R = mt::RecomputeConfig;
+    recomputeFlag(cmd.add_option("--recompute-granularity", v.recompute.granularity,
+                                 "full (whole layers) or selective (--recompute-modules)"),
+                  &R::granularity);
+    recomputeFlag(cmd.add_option("--recompute-method", v.recompute.method,
+                                 "full: uniform (units of --recompute-num-layers layers) or block "
+                                 "(the first --recompute-num-layers layers of each chunk)"),
+                  &R::method);
+    recomputeFlag(cmd.add_option("--recompute-num-layers", v.recompute.numLayers,
+                                 "full: layers per unit (uniform) or per pipeline chunk (block)"),
+                  &R::numLayers);
+    recomputeFlag(cmd.add_option("--recompute-modules", v.recompute.modules,
+                                 "selective: core_attn (default), mlp, layernorm, moe_act, moe")
+                      ->delimiter(','),
+                  &R::modules);
+    recomputeFlag(cmd.add_flag("--moe-layer-recompute", v.recompute.moeLayerRecompute,
+                               "recompute MoE layers (selective with moe added)"),
+                  &R::moeLayerRecompute);
     using O = mt::OptimizerConfig;
     optimizerFlag(cmd, "--lr", &O::lr, "peak learning rate");
     optimizerFlag(cmd, "--min-lr", &O::minLr, "learning rate at the end of decay");
@@ -107,6 +135,13 @@ struct ParallelFlags {
     mt::TrainConfig train;
     if (mt::Status s = mt::loadTrainConfig(yaml, {}, train); !s) {
       std::cerr << "error: " << s.message() << "\n";
+      return false;
+    }
+    // Routing options shape the model, which `mtc compile` reads as built.
+    if (!(train.moe == mt::MoeOptions{})) {
+      std::cerr << "error: " << yaml << ": the moe_* routing keys shape the model when it is "
+                << "imported: give them to `mtc train` or to `mtc import-hf --moe-...`, not to "
+                << "`mtc compile`\n";
       return false;
     }
     // The flags' dp and world size decide the global batch, as a launcher
@@ -164,6 +199,27 @@ int main(int argc, char **argv) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   importCmd->add_option("--dtype", dtype, "parameter element type")
       ->capture_default_str()->check(CLI::IsMember({"f32", "bf16"}));
+  importCmd->add_flag("--neat-packing", import.shape.packedDocuments,
+                      "rows pack documents (LLaMA-Factory's neat_packing): the model takes "
+                      "position_ids, restarts rotary positions and confines attention to "
+                      "each document");
+  // Megatron-Core's moe_* routing options (MoeOptions.h); checked by importHf.
+  mt::MoeOptions &moe = import.shape.moe;
+  importCmd->add_option_function<double>(
+      "--moe-expert-capacity-factor", [&moe](double f) { moe.capacityFactor = f; },
+      "expert capacity factor (absent: dropless)");
+  importCmd->add_option("--moe-token-drop-policy", moe.dropPolicy, "probs or position")
+      ->capture_default_str();
+  importCmd->add_flag("--moe-pad-expert-input-to-capacity", moe.padToCapacity,
+                      "every expert takes its capacity of rows");
+  importCmd->add_option("--moe-router-load-balancing-type", moe.loadBalancingType,
+                        "aux_loss, seq_aux_loss or none")->capture_default_str();
+  importCmd->add_option_function<double>(
+      "--moe-aux-loss-coeff", [&moe](double c) { moe.auxLossCoeff = c; },
+      "Megatron-Core's load-balancing coefficient (absent: router_aux_loss_coef x top_k, the "
+      "same loss)");
+  importCmd->add_option("--moe-z-loss-coeff", moe.zLossCoeff, "router z-loss coefficient")
+      ->capture_default_str();
 
   std::string statsPath;
   auto *statsCmd = app.add_subcommand(
@@ -190,6 +246,10 @@ int main(int argc, char **argv) {
   compileCmd->add_flag("--overwrite", compile.overwrite,
                        "outputs may replace an mtc output of another kind or a file mtc "
                        "did not write (never an input)");
+  compileCmd->add_option("--gpu-memory", compile.gpuMemory,
+                         "with --explain: the recompute option with the fewest extra FLOPs whose "
+                         "memory per rank fits a GPU of this size (80GiB, 141GB)")
+      ->transform(CLI::AsSizeValue(true));
   compileCmd->add_option("--freeze", compile.freeze,
                          "regular expression: matching parameters are not trained");
   parallelFlags.add(*compileCmd);
@@ -213,6 +273,10 @@ int main(int argc, char **argv) {
   trainCmd->add_option("--max-shard-size", train.maxShardBytes,
                        "bytes per safetensors shard of checkpoints (save_pretrained's "
                        "max_shard_size)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  trainCmd->add_option("--launch-timeout", train.launchTimeout,
+                       "under torchrun, srun or mpirun: seconds the other ranks of a node wait "
+                       "for its local rank 0 to prepare the run")
       ->capture_default_str()->check(CLI::PositiveNumber);
   trainCmd->allow_extras();
   trainCmd->footer("Any key of the YAML may follow: --key value, --key=value or key=value "

@@ -77,7 +77,9 @@ mt::Expected<int> launchRanks(const mt::exec::TrainOptions &o, int nproc,
 int main(int argc, char **argv) {
   CLI::App app{"mtrun: run the training plan that `mtc compile -o plan/` wrote.\n"
                "One process per rank: --nproc N starts N local ranks; under torchrun,\n"
-               "Slurm or OpenMPI each process reads its rank from the environment.\n"
+               "Slurm or OpenMPI each process reads its rank from the environment and\n"
+               "the ranks meet at MASTER_ADDR:MASTER_PORT, where rank 0 serves the\n"
+               "rendezvous over TCP (or in the directory MT_RENDEZVOUS).\n"
                "Backends: cpu (fp32 reference), cuda (one GPU per rank: LOCAL_RANK's)."};
   mt::exec::TrainOptions o;
   int64_t eos = -1;
@@ -105,7 +107,9 @@ int main(int argc, char **argv) {
   app.add_option("--save-every", o.saveEvery, "with --save: save every K steps (0: at the end)")
       ->needs(save)->check(CLI::NonNegativeNumber);
   app.add_option("--export-hf", o.exportHf,
-                 "write model.safetensors + config.json here at the end (replaces an export)");
+                 "write model.safetensors + config.json here at the end (replaces an export); "
+                 "experts in the spelling of the --load-hf checkpoint (fused as transformers 5 "
+                 "holds them, or one tensor per expert)");
   auto *hfOutput = app.add_option(
       "--hf-output", o.hf.outputDir,
       "output_dir as transformers' Trainer writes it (mtc train runs mtrun with it): "
@@ -139,11 +143,14 @@ int main(int argc, char **argv) {
                  "with --nproc: CPU threads of each rank (default: the cores divided among "
                  "the ranks, or OMP_NUM_THREADS where set)");
   app.add_option("--comm-timeout", commTimeout,
-                 "seconds a collective waits for the other ranks before failing")
+                 "seconds the rendezvous or a collective may wait for the other ranks: past "
+                 "it every waiting rank stops with an error naming the rank, group, program "
+                 "and instruction (CPU: Gloo's timeouts; CUDA: a watchdog aborts NCCL)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--backend", o.backend,
-                 "cuda (bf16, one GPU per rank, NCCL; plans with dp and pp only), cpu (fp32 "
-                 "reference), or auto: cuda where a GPU is visible and the plan has one rank")
+                 "cuda (bf16, one GPU per rank, NCCL; plans with dp, tp, sp and pp), cpu "
+                 "(fp32 reference), or auto: cuda where a GPU is visible and the CUDA "
+                 "backend runs the plan's mesh")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   app.add_option("--timeline", o.timelinePath,
                  "pipelines: write the last step's measured stage timeline (SVG) here and "

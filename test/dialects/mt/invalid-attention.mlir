@@ -119,3 +119,38 @@ func.func @attention_result(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>) 
       : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>) -> tensor<2x8x64xf32>
   return
 }
+
+// -----
+
+func.func @rotary_positions_shape(%x: tensor<2x8x4x16xf32>, %pos: tensor<2x7xi32>) {
+  // expected-error @+1 {{'mt.rotary' op expects position_ids of shape [2, 8], got [2, 7]}}
+  %0 = mt.rotary %x positions %pos : tensor<2x7xi32> {theta = 1.0e4 : f64} : tensor<2x8x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @attention_positions_shape(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %pos: tensor<8x2xi32>) {
+  // expected-error @+1 {{'mt.attention' op expects position_ids of shape [2, 8], got [8, 2]}}
+  %o = mt.attention %q, %k, %k, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<8x2xi32>) -> tensor<2x8x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @attention_grad_positions_shape(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %pos: tensor<2x9xi32>) {
+  // expected-error @+1 {{'mt.attention_grad' op expects position_ids of shape [2, 8], got [2, 9]}}
+  %dq, %dk, %dv = mt.attention_grad %q, %k, %k, %q, %q, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x4x16xf32>, tensor<2x8x4x16xf32>, tensor<2x9xi32>) -> (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>)
+  return
+}
+
+// -----
+
+func.func @attention_positions_type(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %pos: tensor<2x8xi64>) {
+  // expected-error @+1 {{operand #3 must be ranked tensor of 32-bit signless integer values, but got 'tensor<2x8xi64>'}}
+  %o = mt.attention %q, %k, %k, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8xi64>) -> tensor<2x8x4x16xf32>
+  return
+}

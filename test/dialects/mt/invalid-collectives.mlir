@@ -83,6 +83,37 @@ func.func @reduce_scatter_axis(%x: tensor<2x8x64xf32>) {
 
 // -----
 
+func.func @reduce_scatter_kind(%x: tensor<16xf32>) {
+  // expected-error @+1 {{'mt.reduce_scatter' op expects reduce sum or mean, got 'max'}}
+  %0 = mt.reduce_scatter %x {axis = "dp", dim = 0 : i64, reduce = "max"} : (tensor<16xf32>) -> tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @all_slice_axis(%x: tensor<16xf32>) {
+  // expected-error @+1 {{'mt.all_slice' op expects a mesh axis (pp, dp, cp, tp, edp, ep, etp), got 'data'}}
+  %0 = mt.all_slice %x {axis = "data", dim = 0 : i64} : (tensor<16xf32>) -> tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @all_slice_not_multiple(%x: tensor<16xf32>) {
+  // expected-error @+1 {{'mt.all_slice' op expects 'tensor<16xf32>' to be 'tensor<5xf32>' repeated along dimension 0}}
+  %0 = mt.all_slice %x {axis = "dp", dim = 0 : i64} : (tensor<16xf32>) -> tensor<5xf32>
+  return
+}
+
+// -----
+
+// expected-error @+1 {{expects bucket 0 of 'mt.buckets' to have an 'axis' string, 'params' symbols and ascending, non-negative 'offsets', one per param}}
+func.func @buckets_offsets() attributes {mt.buckets = [{axis = "dp", params = [@a, @b], offsets = array<i64: 16, 0>}]} {
+  return
+}
+
+// -----
+
 func.func @reduce_scatter_dim(%x: tensor<2x8x64xf32>) {
   // expected-error @+1 {{'mt.reduce_scatter' op expects tensors of one rank and element type, and dim in range, got 'tensor<2x4x64xf32>', 'tensor<2x8x64xf32>', dim -1}}
   %0 = mt.reduce_scatter %x {axis = "tp", dim = -1 : i64} : (tensor<2x8x64xf32>) -> tensor<2x4x64xf32>
@@ -94,5 +125,39 @@ func.func @reduce_scatter_dim(%x: tensor<2x8x64xf32>) {
 func.func @reduce_scatter_not_multiple(%x: tensor<2x8x64xf32>) {
   // expected-error @+1 {{'mt.reduce_scatter' op expects 'tensor<2x8x64xf32>' to be 'tensor<2x3x64xf32>' repeated along dimension 1}}
   %0 = mt.reduce_scatter %x {axis = "tp", dim = 1 : i64} : (tensor<2x8x64xf32>) -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+func.func @all_to_all_v_axis(%x: tensor<8x4xf32>, %c: tensor<2xi32>) {
+  // expected-error @+1 {{'mt.all_to_all_v' op expects a mesh axis (pp, dp, cp, tp, edp, ep, etp), got 'experts'}}
+  %0 = mt.all_to_all_v %x, %c, %c {axis = "experts"} : (tensor<8x4xf32>, tensor<2xi32>, tensor<2xi32>) -> tensor<16x4xf32>
+  return
+}
+
+// -----
+
+func.func @all_to_all_v_rows(%x: tensor<8x4xf32>, %c: tensor<2xi32>) {
+  // expected-error @+1 {{'mt.all_to_all_v' op expects input and result of one element type and one row shape, got 'tensor<8x4xf32>' and 'tensor<16x8xf32>'}}
+  %0 = mt.all_to_all_v %x, %c, %c {axis = "ep"} : (tensor<8x4xf32>, tensor<2xi32>, tensor<2xi32>) -> tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @all_to_all_v_counts(%x: tensor<8x4xf32>, %s: tensor<2xi32>, %r: tensor<3xi32>) {
+  // expected-error @+1 {{'mt.all_to_all_v' op expects recv_counts of shape [2], got [3]}}
+  %0 = mt.all_to_all_v %x, %s, %r {axis = "ep"} : (tensor<8x4xf32>, tensor<2xi32>, tensor<3xi32>) -> tensor<16x4xf32>
+  return
+}
+
+// -----
+
+shard.grid @mesh(shape = 1x4x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = 1x1x4x1) {mt.axes = ["pp", "edp", "ep", "etp"]}
+func.func @all_to_all_v_peers(%x: tensor<8x4xf32>, %c: tensor<2xi32>) {
+  // expected-error @+1 {{'mt.all_to_all_v' op expects one count per rank of axis 'ep' (4), got 2}}
+  %0 = mt.all_to_all_v %x, %c, %c {axis = "ep"} : (tensor<8x4xf32>, tensor<2xi32>, tensor<2xi32>) -> tensor<16x4xf32>
   return
 }

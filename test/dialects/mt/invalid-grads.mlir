@@ -322,54 +322,6 @@ func.func @moe_router_grad_dweights(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32
 
 // -----
 
-func.func @expert_ffn_grad_dy(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>, %g: tensor<8x96x64xf32>, %u: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>, %dy: tensor<2x8x64xbf16>) {
-  // expected-error @+1 {{'mt.expert_ffn_grad' op expects dy of type 'tensor<2x8x64xf32>', got 'tensor<2x8x64xbf16>'}}
-  %0:5 = mt.expert_ffn_grad %x, %w, %i, %g, %u, %d, %dy : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xbf16>) -> (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
-  return
-}
-
-// -----
-
-func.func @expert_ffn_grad_dx(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>, %g: tensor<8x96x64xf32>, %u: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn_grad' op expects dx of type 'tensor<2x8x64xf32>', got 'tensor<16x64xf32>'}}
-  %0:5 = mt.expert_ffn_grad %x, %w, %i, %g, %u, %d, %x : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xf32>) -> (tensor<16x64xf32>, tensor<2x8x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
-  return
-}
-
-// -----
-
-func.func @expert_ffn_grad_dweights(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>, %g: tensor<8x96x64xf32>, %u: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn_grad' op expects dweights of type 'tensor<2x8x2xf32>', got 'tensor<2x8x4xf32>'}}
-  %0:5 = mt.expert_ffn_grad %x, %w, %i, %g, %u, %d, %x : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x4xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
-  return
-}
-
-// -----
-
-func.func @expert_ffn_grad_dgate(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>, %g: tensor<8x96x64xf32>, %u: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn_grad' op expects dgate of type 'tensor<8x96x64xf32>', got 'tensor<8x64x96xf32>'}}
-  %0:5 = mt.expert_ffn_grad %x, %w, %i, %g, %u, %d, %x : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<8x64x96xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
-  return
-}
-
-// -----
-
-func.func @expert_ffn_grad_dup(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>, %g: tensor<8x96x64xf32>, %u: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn_grad' op expects dup of type 'tensor<8x96x64xf32>', got 'tensor<8x64x96xf32>'}}
-  %0:5 = mt.expert_ffn_grad %x, %w, %i, %g, %u, %d, %x : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<8x64x96xf32>)
-  return
-}
-
-// -----
-
-func.func @expert_ffn_grad_ddown(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>, %g: tensor<8x96x64xf32>, %u: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn_grad' op expects ddown of type 'tensor<8x64x96xf32>', got 'tensor<8x96x64xf32>'}}
-  %0:5 = mt.expert_ffn_grad %x, %w, %i, %g, %u, %d, %x : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>)
-  return
-}
-
-// -----
-
 func.func @cross_entropy_grad_rank(%l: tensor<16x256xf32>, %t: tensor<2x8xi32>, %m: tensor<2x8xf32>, %s: tensor<f32>) {
   // expected-error @+1 {{'mt.cross_entropy_grad' op expects logits of rank 3, got [16, 256]}}
   %0 = mt.cross_entropy_grad %l, %t, %m, %s : (tensor<16x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<f32>) -> tensor<16x256xf32>

@@ -54,76 +54,6 @@ func.func @router_input_rank(%x: tensor<16x64xf32>, %w: tensor<8x64xf32>) {
 
 // -----
 
-func.func @experts_down(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>,
-                        %g: tensor<8x96x64xf32>, %d: tensor<8x96x64xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn' op expects down of shape [8, 64, 96], got [8, 96, 64]}}
-  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
-      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>) -> tensor<2x8x64xf32>
-  return
-}
-
-// -----
-
-func.func @experts_up(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>,
-                      %g: tensor<8x96x64xf32>, %u: tensor<4x96x64xf32>, %d: tensor<8x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn' op expects up of shape [8, 96, 64], got [4, 96, 64]}}
-  %0 = mt.expert_ffn %x, %w, %i, %g, %u, %d
-      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<4x96x64xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xf32>
-  return
-}
-
-// -----
-
-func.func @experts_hidden(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>,
-                          %g: tensor<8x96x32xf32>, %d: tensor<8x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn' op expects gate of shape [8, 96, 64], got [8, 96, 32]}}
-  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
-      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x32xf32>, tensor<8x96x32xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xf32>
-  return
-}
-
-// -----
-
-func.func @experts_indices(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x3xi32>,
-                           %g: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn' op expects indices of shape [2, 8, 2], got [2, 8, 3]}}
-  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
-      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x3xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xf32>
-  return
-}
-
-// -----
-
-func.func @experts_topk(%x: tensor<2x8x64xf32>, %w: tensor<2x8x4xf32>, %i: tensor<2x8x4xi32>,
-                        %g: tensor<2x96x64xf32>, %d: tensor<2x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn' op expects top_k (4) <= experts (2)}}
-  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
-      : (tensor<2x8x64xf32>, tensor<2x8x4xf32>, tensor<2x8x4xi32>, tensor<2x96x64xf32>, tensor<2x96x64xf32>, tensor<2x64x96xf32>) -> tensor<2x8x64xf32>
-  return
-}
-
-// -----
-
-func.func @experts_type(%x: tensor<2x8x64xbf16>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>,
-                        %g: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn' op expects input and gate to have one element type, got 'bf16' and 'f32'}}
-  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
-      : (tensor<2x8x64xbf16>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xbf16>
-  return
-}
-
-// -----
-
-func.func @experts_result(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>,
-                          %g: tensor<8x96x64xf32>, %d: tensor<8x64x96xf32>) {
-  // expected-error @+1 {{'mt.expert_ffn' op expects result type 'tensor<2x8x64xf32>', got 'tensor<16x64xf32>'}}
-  %0 = mt.expert_ffn %x, %w, %i, %g, %g, %d
-      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<16x64xf32>
-  return
-}
-
-// -----
-
 func.func @ce_labels(%l: tensor<2x8x256xf32>, %y: tensor<2x7xi32>, %m: tensor<2x8xf32>) {
   // expected-error @+1 {{'mt.cross_entropy' op expects labels of shape [2, 8], got [2, 7]}}
   %0 = mt.cross_entropy %l, %y, %m : (tensor<2x8x256xf32>, tensor<2x7xi32>, tensor<2x8xf32>) -> tensor<f32>
@@ -207,5 +137,53 @@ func.func @cross_entropy_loss_mask_rank(%r: tensor<2x8xf32>, %mask: tensor<16xf3
 func.func @cross_entropy_loss_rows(%r: tensor<2x8xf32>, %s: tensor<2x4xf32>) {
   // expected-error @+1 {{'mt.cross_entropy_loss' op expects sum_exp_logits of shape [2, 8], got [2, 4]}}
   %0 = mt.cross_entropy_loss %r, %r, %s, %r : (tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x4xf32>, tensor<2x8xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_logit(%g: tensor<2x8x2xf32>, %x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate' op expects gate of shape [2, 8, 1], got [2, 8, 2]}}
+  %y = mt.sigmoid_gate %g, %x : (tensor<2x8x2xf32>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_type(%g: tensor<2x8x1xbf16>, %x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate' op expects gate and input to have one element type, got 'bf16' and 'f32'}}
+  %y = mt.sigmoid_gate %g, %x : (tensor<2x8x1xbf16>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_result(%g: tensor<2x8x1xf32>, %x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate' op expects result type 'tensor<2x8x64xf32>', got 'tensor<2x8x32xf32>'}}
+  %y = mt.sigmoid_gate %g, %x : (tensor<2x8x1xf32>, tensor<2x8x64xf32>) -> tensor<2x8x32xf32>
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_rank0(%g: tensor<f32>, %x: tensor<f32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate' op expects input of rank >= 1, got []}}
+  %y = mt.sigmoid_gate %g, %x : (tensor<f32>, tensor<f32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_grad_dgate(%g: tensor<2x8x1xf32>, %x: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate_grad' op expects dgate of type 'tensor<2x8x1xf32>', got 'tensor<2x8x64xf32>'}}
+  %0:2 = mt.sigmoid_gate_grad %g, %x, %x : (tensor<2x8x1xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>)
+  return
+}
+
+// -----
+
+func.func @sigmoid_gate_grad_dy(%g: tensor<2x8x1xf32>, %x: tensor<2x8x64xf32>, %dy: tensor<2x8x32xf32>) {
+  // expected-error @+1 {{'mt.sigmoid_gate_grad' op expects dy of type 'tensor<2x8x64xf32>', got 'tensor<2x8x32xf32>'}}
+  %0:2 = mt.sigmoid_gate_grad %g, %x, %dy : (tensor<2x8x1xf32>, tensor<2x8x64xf32>, tensor<2x8x32xf32>) -> (tensor<2x8x1xf32>, tensor<2x8x64xf32>)
   return
 }

@@ -65,8 +65,24 @@ func.func @bad_layer(%x: tensor<4xf32>) -> tensor<4xf32> {
 
 // -----
 
+func.func @bad_virtual_stage(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{expects 'mt.virtual_stage' to be a non-negative integer, got "one"}}
+  %0 = mt.add %x, %x {mt.virtual_stage = "one"} : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @bad_transfer(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{'mt.stage_transfer' op expects adjacent virtual stages (to = from + 1 or from - 1, both >= 0), got from 0 and to 2}}
+  %0 = mt.stage_transfer %x {from = 0 : i64, to = 2 : i64} : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
 func.func @unknown_attr(%x: tensor<4xf32>) -> tensor<4xf32> {
-  // expected-error @+1 {{unknown attribute 'mt.stage' of the mt dialect (known: 'mt.layer', 'mt.backward', 'mt.hf_config', 'mt.axes')}}
+  // expected-error @+1 {{unknown attribute 'mt.stage' of the mt dialect (known: 'mt.layer', 'mt.backward', 'mt.recompute', 'mt.hf_config', 'mt.axes', 'mt.buckets', 'mt.virtual_stage', 'mt.pipeline_stage', 'mt.tied_stage')}}
   %0 = mt.add %x, %x {mt.stage = 1 : i64} : tensor<4xf32>
   return %0 : tensor<4xf32>
 }

@@ -75,16 +75,53 @@ func.func @attention(%x: tensor<2x8x64xf32>, %kv: tensor<2x8x32xf32>) -> tensor<
   return %r : tensor<2x8x64xf32>
 }
 
+// Documents packed in a row: position ids restart rotary and bound attention.
+// CHECK-LABEL: func.func @packed_attention
+func.func @packed_attention(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %pos: tensor<2x8xi32>) -> tensor<2x8x4x16xf32> {
+  // CHECK: mt.rotary %{{.*}} positions %{{.*}} : tensor<2x8xi32> {theta = 1.000000e+04 : f64} : tensor<2x8x4x16xf32>
+  %qr = mt.rotary %q positions %pos : tensor<2x8xi32> {theta = 1.0e+04 : f64} : tensor<2x8x4x16xf32>
+  // CHECK: mt.attention %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {{.*}} : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8xi32>) -> tensor<2x8x4x16xf32>
+  %o = mt.attention %qr, %k, %k, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8xi32>) -> tensor<2x8x4x16xf32>
+  return %o : tensor<2x8x4x16xf32>
+}
+
 // CHECK-LABEL: func.func @moe
 func.func @moe(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %gate: tensor<8x96x64xf32>,
                %up: tensor<8x96x64xf32>, %down: tensor<8x64x96xf32>) -> (tensor<2x8x64xf32>, tensor<f32>) {
   // CHECK: mt.moe_router %{{.*}}, %{{.*}} {aux_loss_coeff = 1.000000e-02 : f64, norm_topk_prob, top_k = 2 : i64} : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>)
   %w, %i, %aux = mt.moe_router %x, %wr {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
       : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>)
-  // CHECK: mt.expert_ffn %{{.*}} : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xf32>
-  %y = mt.expert_ffn %x, %w, %i, %gate, %up, %down
-      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<2x8x64xf32>
-  return %y, %aux : tensor<2x8x64xf32>, tensor<f32>
+  // CHECK: mt.moe_router {{.*}} {aux_loss_coeff = 1.000000e-02 : f64, load_balancing_type = "seq_aux_loss", top_k = 2 : i64, z_loss_coeff = 1.000000e-03 : f64}
+  %w2, %i2, %aux2 = mt.moe_router %x, %wr {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64, load_balancing_type = "seq_aux_loss", z_loss_coeff = 1.0e-03 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>)
+  // Megatron-Core's decomposition: permute, grouped experts, unpermute.
+  // CHECK: mt.moe_permute {{.*}} -> (tensor<32x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
+  %p, %c, %r = mt.moe_permute %x, %w, %i
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>) -> (tensor<32x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
+  // CHECK: mt.moe_grouped_mlp {{.*}} -> tensor<32x64xf32>
+  %o = mt.moe_grouped_mlp %p, %c, %gate, %up, %down
+      : (tensor<32x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<32x64xf32>
+  // CHECK: mt.moe_unpermute {{.*}} -> tensor<2x8x64xf32>
+  %y2 = mt.moe_unpermute %o, %w, %r : (tensor<32x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>) -> tensor<2x8x64xf32>
+  // With a capacity of 3 per expert, padded: 8 x 3 rows.
+  // CHECK: mt.moe_permute {{.*}} {capacity = 3 : i64, drop_policy = "position", pad_to_capacity} {{.*}} -> (tensor<24x64xf32>
+  %p3, %c3, %r3 = mt.moe_permute %x, %w, %i {capacity = 3 : i64, drop_policy = "position", pad_to_capacity}
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>) -> (tensor<24x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
+  // Without padding: min(2·8·2, 8·5) rows.
+  // CHECK: mt.moe_permute {{.*}} {capacity = 5 : i64} {{.*}} -> (tensor<32x64xf32>
+  %p5, %c5, %r5 = mt.moe_permute %x, %w, %i {capacity = 5 : i64}
+      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>) -> (tensor<32x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
+  return %y2, %aux : tensor<2x8x64xf32>, tensor<f32>
+}
+
+// CHECK-LABEL: func.func @shared_expert_gate
+func.func @shared_expert_gate(%logit: tensor<2x8x1xf32>, %x: tensor<2x8x64xf32>) -> tensor<2x8x64xf32> {
+  // CHECK: mt.sigmoid_gate %{{.*}}, %{{.*}} : (tensor<2x8x1xf32>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
+  %y = mt.sigmoid_gate %logit, %x : (tensor<2x8x1xf32>, tensor<2x8x64xf32>) -> tensor<2x8x64xf32>
+  // CHECK: mt.sigmoid_gate_grad %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x8x1xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x1xf32>, tensor<2x8x64xf32>)
+  %dg, %dx = mt.sigmoid_gate_grad %logit, %x, %y : (tensor<2x8x1xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x1xf32>, tensor<2x8x64xf32>)
+  return %dx : tensor<2x8x64xf32>
 }
 
 // CHECK-LABEL: func.func @loss
@@ -151,10 +188,21 @@ func.func @moe_grads(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %w: tensor<2
   // CHECK: mt.moe_router_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {aux_loss_coeff = 1.000000e-02 : f64, norm_topk_prob, top_k = 2 : i64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>) -> (tensor<2x8x64xf32>, tensor<8x64xf32>)
   %dx, %dwr = mt.moe_router_grad %x, %wr, %w, %daux {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
       : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>) -> (tensor<2x8x64xf32>, tensor<8x64xf32>)
-  // CHECK: mt.expert_ffn_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
-  %ex, %ew, %eg, %eu, %ed = mt.expert_ffn_grad %x, %w, %i, %gate, %up, %down, %x
-      : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x8x64xf32>)
-        -> (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+  return
+}
+
+// CHECK-LABEL: func.func @moe_permute_grads
+func.func @moe_permute_grads(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %r: tensor<2x8x2xi32>, %c: tensor<8xi32>,
+                             %rows: tensor<32x64xf32>, %gate: tensor<8x96x64xf32>, %up: tensor<8x96x64xf32>, %down: tensor<8x64x96xf32>) {
+  // CHECK: mt.moe_unpermute_grad {{.*}} -> (tensor<32x64xf32>, tensor<2x8x2xf32>)
+  %do, %dw = mt.moe_unpermute_grad %rows, %w, %r, %x
+      : (tensor<32x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<2x8x64xf32>) -> (tensor<32x64xf32>, tensor<2x8x2xf32>)
+  // CHECK: mt.moe_grouped_mlp_grad {{.*}} -> (tensor<32x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+  %dp, %dg, %du, %dd = mt.moe_grouped_mlp_grad %rows, %c, %gate, %up, %down, %do
+      : (tensor<32x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<32x64xf32>)
+        -> (tensor<32x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+  // CHECK: mt.moe_permute_grad {{.*}} -> tensor<2x8x64xf32>
+  %dx = mt.moe_permute_grad %dp, %r : (tensor<32x64xf32>, tensor<2x8x2xi32>) -> tensor<2x8x64xf32>
   return
 }
 
@@ -181,7 +229,7 @@ func.func @vocab_parallel_cross_entropy(%logits: tensor<2x8x128xf32>, %labels: t
 }
 
 // CHECK-LABEL: func.func @collectives
-func.func @collectives(%x: tensor<2x8x64xf32>, %h: tensor<2x4x64xbf16>) {
+func.func @collectives(%x: tensor<2x8x64xf32>, %h: tensor<2x4x64xbf16>, %flat: tensor<16xf32>) {
   // CHECK: mt.all_reduce %{{.*}} {axis = "tp"} : tensor<2x8x64xf32>
   %r = mt.all_reduce %x {axis = "tp"} : tensor<2x8x64xf32>
   // CHECK: mt.all_reduce %{{.*}} {axis = "dp", reduce = "mean"} : tensor<2x8x64xf32>
@@ -194,6 +242,36 @@ func.func @collectives(%x: tensor<2x8x64xf32>, %h: tensor<2x4x64xbf16>) {
   %g = mt.all_gather %h {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xbf16>) -> tensor<2x8x64xbf16>
   // CHECK: mt.reduce_scatter %{{.*}} {axis = "tp", dim = 1 : i64} : (tensor<2x8x64xbf16>) -> tensor<2x4x64xbf16>
   %s = mt.reduce_scatter %g {axis = "tp", dim = 1 : i64} : (tensor<2x8x64xbf16>) -> tensor<2x4x64xbf16>
+  // CHECK: mt.reduce_scatter %{{.*}} {axis = "dp", dim = 0 : i64, reduce = "mean"} : (tensor<16xf32>) -> tensor<8xf32>
+  %sm = mt.reduce_scatter %flat {axis = "dp", dim = 0 : i64, reduce = "mean"} : (tensor<16xf32>) -> tensor<8xf32>
+  // CHECK: mt.all_slice %{{.*}} {axis = "dp", dim = 0 : i64} : (tensor<16xf32>) -> tensor<8xf32>
+  %sl = mt.all_slice %flat {axis = "dp", dim = 0 : i64} : (tensor<16xf32>) -> tensor<8xf32>
+  return
+}
+
+// CHECK-LABEL: func.func @stage_transfer
+func.func @stage_transfer(%x: tensor<2x16x64xf32>) -> tensor<2x16x64xf32> {
+  // CHECK: mt.stage_transfer %{{.*}} {from = 0 : i64, to = 1 : i64} : tensor<2x16x64xf32>
+  %y = mt.stage_transfer %x {from = 0 : i64, to = 1 : i64} : tensor<2x16x64xf32>
+  return %y : tensor<2x16x64xf32>
+}
+
+// CHECK-LABEL: func.func @all_to_all_v
+func.func @all_to_all_v(%rows: tensor<32x64xf32>, %send: tensor<2xi32>, %recv: tensor<2xi32>) -> tensor<64x64xf32> {
+  // CHECK: mt.all_to_all_v %{{.*}}, %{{.*}}, %{{.*}} {axis = "ep"} : (tensor<32x64xf32>, tensor<2xi32>, tensor<2xi32>) -> tensor<64x64xf32>
+  %r = mt.all_to_all_v %rows, %send, %recv {axis = "ep"} : (tensor<32x64xf32>, tensor<2xi32>, tensor<2xi32>) -> tensor<64x64xf32>
+  return %r : tensor<64x64xf32>
+}
+
+// CHECK-LABEL: func.func @expert_dispatch
+func.func @expert_dispatch(%counts: tensor<8xi32>, %rows: tensor<64x64xf32>) {
+  // CHECK: mt.moe_exchange_counts %{{.*}} {axis = "ep"} : (tensor<8xi32>) -> (tensor<2xi32>, tensor<2xi32>, tensor<2x4xi32>, tensor<4xi32>)
+  %s, %r, %g, %l = mt.moe_exchange_counts %counts {axis = "ep"}
+      : (tensor<8xi32>) -> (tensor<2xi32>, tensor<2xi32>, tensor<2x4xi32>, tensor<4xi32>)
+  // CHECK: mt.moe_sort_chunks %{{.*}}, %{{.*}} : (tensor<64x64xf32>, tensor<2x4xi32>) -> tensor<64x64xf32>
+  %sorted = mt.moe_sort_chunks %rows, %g : (tensor<64x64xf32>, tensor<2x4xi32>) -> tensor<64x64xf32>
+  // CHECK: mt.moe_sort_chunks %{{.*}}, %{{.*}} {inverse} : (tensor<64x64xf32>, tensor<2x4xi32>) -> tensor<64x64xf32>
+  %back = mt.moe_sort_chunks %sorted, %g {inverse} : (tensor<64x64xf32>, tensor<2x4xi32>) -> tensor<64x64xf32>
   return
 }
 
@@ -203,6 +281,8 @@ func.func @optimizer(%p: tensor<64x64xf32>, %g: tensor<64x64xf32>, %b: tensor<64
   %n = mt.global_norm %g, %b : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   // CHECK: mt.global_norm %{{.*}}, %{{.*}} {replicated = array<i1: false, true>, sharded_axis = "tp"} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   %ns = mt.global_norm %g, %b {sharded_axis = "tp", replicated = array<i1: false, true>} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
+  // CHECK: mt.global_norm %{{.*}} {partial_axis = "dp"} : (tensor<64xf32>) -> tensor<f32>
+  %np = mt.global_norm %b {partial_axis = "dp"} : (tensor<64xf32>) -> tensor<f32>
   // CHECK: mt.sum_squares %{{.*}}, %{{.*}} {replicas = 2 : i64, replicated = array<i1: false, true>} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   %sq = mt.sum_squares %g, %b {replicated = array<i1: false, true>, replicas = 2 : i64} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   // CHECK: mt.sqrt %{{.*}} : tensor<f32>

@@ -104,9 +104,31 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 
 // -----
 
-// expected-error @+1 {{mt-autodiff expects 'func.func @forward(input_ids, labels, loss_mask) -> loss'}}
+// expected-error @+1 {{mt-autodiff expects 'func.func @forward(input_ids, labels, loss_mask[, position_ids]) -> loss'}}
 module {
   func.func @main() {
     return
   }
 }
+
+// -----
+
+// Packed documents: position_ids is the fourth input, loss_scale comes after
+// it, and the rotary and attention gradients take the forward's position ids.
+mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
+func.func @forward(%ids: tensor<1x4xi32>, %labels: tensor<1x4xi32>, %mask: tensor<1x4xf32>, %pos: tensor<1x4xi32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<16x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<1x4xi32>, tensor<16x8xf32>) -> tensor<1x4x8xf32>
+  %q = mt.reshape %x : tensor<1x4x8xf32> -> tensor<1x4x2x4xf32>
+  %r = mt.rotary %q positions %pos : tensor<1x4xi32> {theta = 1.0e+04 : f64} : tensor<1x4x2x4xf32>
+  %a = mt.attention %r, %r, %q, %pos {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64, scale = 0.5 : f64}
+      : (tensor<1x4x2x4xf32>, tensor<1x4x2x4xf32>, tensor<1x4x2x4xf32>, tensor<1x4xi32>) -> tensor<1x4x2x4xf32>
+  %y = mt.reshape %a : tensor<1x4x2x4xf32> -> tensor<1x4x8xf32>
+  %l = mt.linear %y, %e : (tensor<1x4x8xf32>, tensor<16x8xf32>) -> tensor<1x4x16xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<1x4x16xf32>, tensor<1x4xi32>, tensor<1x4xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+// CHECK-LABEL: func.func @forward_backward(
+// CHECK-SAME: {mt.input = "loss_mask"}, %[[POS:[^:]*]]: tensor<1x4xi32> {mt.input = "position_ids"}, %{{[^:]*}}: tensor<f32> {mt.input = "loss_scale"}
+// CHECK: mt.attention_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[POS]] {
+// CHECK: mt.rotary_grad %{{.*}}, %[[POS]] {

@@ -82,6 +82,34 @@ func.func @replicated_norm(%w: tensor<4x4xf32>, %n: tensor<4xf32>) -> tensor<f32
 
 // -----
 
+// The distributed optimizer's gradient shards: the sums also add over dp,
+// after tp and before pp.
+// CHECK-LABEL: func.func @sharded_norm(
+// CHECK: %[[SQ:.*]] = mt.sum_squares %{{.*}}, %{{.*}} {replicas = 2 : i64, replicated = array<i1: false, true>}
+// CHECK-NEXT: %[[TP:.*]] = mt.all_reduce %[[SQ]] {axis = "tp"} : tensor<f32>
+// CHECK-NEXT: %[[DP:.*]] = mt.all_reduce %[[TP]] {axis = "dp"} : tensor<f32>
+// CHECK-NEXT: %[[PP:.*]] = mt.all_reduce %[[DP]] {axis = "pp"} : tensor<f32>
+// CHECK-NEXT: mt.sqrt %[[PP]]
+// PP1-LABEL: func.func @sharded_norm(
+// PP1: %[[DP:.*]] = mt.all_reduce %{{.*}} {axis = "dp"} : tensor<f32>
+// PP1-NEXT: mt.sqrt %[[DP]]
+shard.grid @mesh(shape = @PP@x2x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
+func.func @sharded_norm(%w: tensor<16xf32>, %n: tensor<16xf32>) -> tensor<f32> {
+  %norm = mt.global_norm %w, %n {partial_axis = "dp", replicated = array<i1: false, true>, sharded_axis = "tp"} : (tensor<16xf32>, tensor<16xf32>) -> tensor<f32>
+  return %norm : tensor<f32>
+}
+
+// -----
+
+shard.grid @mesh(shape = @PP@x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
+func.func @norm_partial_over_ep(%w: tensor<4x4xf32>) -> tensor<f32> {
+  // expected-error @+1 {{'mt.global_norm' op is partial over 'ep', which is not an axis of @mesh (pp, dp, cp, tp)}}
+  %norm = mt.global_norm %w {partial_axis = "ep"} : (tensor<4x4xf32>) -> tensor<f32>
+  return %norm : tensor<f32>
+}
+
+// -----
+
 shard.grid @mesh(shape = @PP@x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
 func.func @grad_without_forward(%logits: tensor<2x4x16xf32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>, %dloss: tensor<f32>) -> tensor<2x4x16xf32> {
   // expected-error @+1 {{'mt.cross_entropy_grad' op is vocab-parallel over 'tp' but no vocab-parallel mt.cross_entropy of its logits precedes it in the function}}

@@ -194,22 +194,6 @@ func.func @forward(%x: tensor<2x4x8xf32>) -> tensor<f32> {
 
 // -----
 
-shard.grid @mesh(shape = 1x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
-mt.param @"e.*.gate" : tensor<4x6x8xf32> init(normal, std = 0.02) {grouped_experts}
-mt.param @"e.*.up" : tensor<4x6x8xf32> init(normal, std = 0.02) {grouped_experts}
-mt.param @"e.*.down" : tensor<4x8x6xf32> init(normal, std = 0.02) {grouped_experts}
-func.func @forward(%x: tensor<2x4x8xf32>, %w: tensor<2x4x2xf32>, %i: tensor<2x4x2xi32>) -> tensor<2x4x8xf32> {
-  %g = mt.weight @"e.*.gate" : tensor<4x6x8xf32>
-  %u = mt.weight @"e.*.up" : tensor<4x6x8xf32>
-  %d = mt.weight @"e.*.down" : tensor<4x8x6xf32>
-  // expected-error @+1 {{'mt.expert_ffn' op is a mixture-of-experts op: tensor parallelism of experts is not supported yet}}
-  %y = mt.expert_ffn %x, %w, %i, %g, %u, %d
-      : (tensor<2x4x8xf32>, tensor<2x4x2xf32>, tensor<2x4x2xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<2x4x8xf32>
-  return %y : tensor<2x4x8xf32>
-}
-
-// -----
-
 // expected-error @+1 {{mt-partition-tp expects a mesh 'shard.grid @mesh' with axis 'tp' in 'mt.axes'}}
 module {
   mt.param @w : tensor<8x8xf32> init(normal, std = 0.02)

@@ -128,5 +128,102 @@ TEST_F(SftFileTest, FingerprintSeesLabels) {
             sampledFingerprint(*openSftFile(path("b.bin"))));
 }
 
+/// One row of S = 6 under neat_packing: samples [1 2 3] and [4 5], padding.
+SftRows neatRows() {
+  SftRows r;
+  r.vocabSize = 10;
+  r.seqLen = 6;
+  r.padId = 0;
+  r.inputIds = {1, 2, 3, 4, 5, 0, 0};
+  r.labels = {kIgnoreIndex, 2, 3, 4, 5, kIgnoreIndex, kIgnoreIndex};
+  r.positionIds = {0, 1, 2, 0, 1, 0, 0};
+  return r;
+}
+
+// Position ids round-trip, and the trainer's rows get them with the loss
+// mask 0 at the last token of each document (it would predict the next
+// document's first token: here label 4, which LLaMA-Factory's prompt
+// masking leaves -100 unless train_on_prompt).
+TEST_F(SftFileTest, PositionIdsRoundTripAndMaskDocumentEnds) {
+  ASSERT_TRUE(writeSftFile(path("n.bin"), neatRows()));
+  EXPECT_EQ(fs::file_size(path("n.bin")), 64u + 7 * 12);
+  auto f = openSftFile(path("n.bin"));
+  ASSERT_TRUE(f) << f.message();
+  ASSERT_TRUE(f->hasPositionIds());
+  EXPECT_EQ(std::vector<uint32_t>(f->positionIds(0).begin(), f->positionIds(0).end()),
+            (std::vector<uint32_t>{0, 1, 2, 0, 1, 0, 0}));
+  DatasetOptions o;
+  o.seqLen = 6;
+  o.shuffle = false;
+  auto d = Dataset::open(path("n.bin"), o);
+  ASSERT_TRUE(d) << d.message();
+  EXPECT_TRUE(d->hasPositionIds());
+  std::vector<int32_t> in(6), lab(6), pos(6);
+  std::vector<float> mask(6);
+  d->fillSample(0, in, lab, mask, pos);
+  EXPECT_EQ(in, (std::vector<int32_t>{1, 2, 3, 4, 5, 0}));
+  EXPECT_EQ(lab, (std::vector<int32_t>{2, 3, 4, 5, 0, 0}));
+  EXPECT_EQ(pos, (std::vector<int32_t>{0, 1, 2, 0, 1, 0}));
+  EXPECT_EQ(mask, (std::vector<float>{1, 1, 0, 1, 0, 0}));
+  // The batch needs (and gets) the position ids buffer; plain data refuses one.
+  BatchLayout layout{1, 1, 1};
+  Status s = d->fillBatch(layout, {}, in, lab, mask);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("no position_ids buffer"), std::string::npos) << s.message();
+  ASSERT_TRUE(writeSftFile(path("a.bin"), rows()));
+  o.seqLen = 4;
+  auto plain = Dataset::open(path("a.bin"), o);
+  ASSERT_TRUE(plain) << plain.message();
+  EXPECT_FALSE(plain->hasPositionIds());
+  std::vector<int32_t> in4(4), lab4(4), pos4(4);
+  std::vector<float> mask4(4);
+  s = plain->fillBatch(layout, {}, in4, lab4, mask4, pos4);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("prepare it with neat_packing"), std::string::npos) << s.message();
+}
+
+TEST_F(SftFileTest, RefusesPositionIdsThatDoNotCount) {
+  SftRows r = neatRows();
+  r.positionIds[4] = 2; // after 0 comes 0 or 1
+  Status s = writeSftFile(path("bad.bin"), r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("row 0 position 4: position id 2 is neither 0"), std::string::npos)
+      << s.message();
+  EXPECT_FALSE(fs::exists(path("bad.bin")));
+  r = neatRows();
+  r.positionIds.pop_back();
+  EXPECT_FALSE(writeSftFile(path("bad.bin"), r));
+  // On open: a row must start at 0 (written over row 0 position 0).
+  ASSERT_TRUE(writeSftFile(path("n.bin"), neatRows()));
+  {
+    std::fstream out(path("n.bin"), std::ios::in | std::ios::out | std::ios::binary);
+    out.seekp(64 + 2 * 7 * 4);
+    uint32_t one = 1;
+    out.write(reinterpret_cast<const char *>(&one), 4);
+  }
+  auto f = openSftFile(path("n.bin"));
+  ASSERT_FALSE(f);
+  EXPECT_NE(f.message().find("row 0 position 0: position id 1 is neither 0"), std::string::npos)
+      << f.message();
+}
+
+// A file of the previous format (version 1, before position ids) is refused
+// with the advice to prepare it again.
+TEST_F(SftFileTest, RefusesVersion1WithAdvice) {
+  ASSERT_TRUE(writeSftFile(path("a.bin"), rows()));
+  {
+    std::fstream out(path("a.bin"), std::ios::in | std::ios::out | std::ios::binary);
+    out.seekp(8);
+    uint32_t one = 1;
+    out.write(reinterpret_cast<const char *>(&one), 4);
+  }
+  auto f = openSftFile(path("a.bin"));
+  ASSERT_FALSE(f);
+  EXPECT_NE(f.message().find("unsupported prepared SFT version 1 (this reader supports 2): it "
+                             "was written by an older mt-prepare-sft; prepare the data again"),
+            std::string::npos)
+      << f.message();
+}
+
 } // namespace
 } // namespace mt::io

@@ -133,13 +133,27 @@ TEST_F(Fixture, PackingIsGreedyKnapsack) {
   EXPECT_EQ(buildRows(samples, o, 0, 256).rows(), 4);
 }
 
-TEST(Supervised, NeatPackingRefusedByName) {
+// neat_packing packs as packing does (it implies it, as LLaMA-Factory's
+// DataArguments) and writes LLaMA-Factory's position ids: 0.. per sample,
+// 0 on padding.
+TEST_F(Fixture, NeatPackingAddsPositionIds) {
+  std::vector<EncodedSample> samples;
+  for (int n : {5, 3, 8, 2})
+    samples.push_back({std::vector<uint32_t>(size_t(n), uint32_t(n)),
+                       std::vector<int32_t>(size_t(n), n)});
   SftOptions o;
+  o.cutoffLen = 10;
   o.neatPacking = true;
-  Status s = checkSftOptions(o, **findTemplate("qwen3"));
-  ASSERT_FALSE(s);
-  EXPECT_NE(s.message().find("neat_packing is not supported yet"), std::string::npos);
-  EXPECT_NE(s.message().find("variable-length attention"), std::string::npos);
+  ASSERT_TRUE(checkSftOptions(o, **findTemplate("qwen3")));
+  io::SftRows rows = buildRows(samples, o, 0, 256);
+  ASSERT_EQ(rows.rows(), 2);
+  EXPECT_EQ(std::vector<uint32_t>(rows.inputIds.begin(), rows.inputIds.begin() + 11),
+            (std::vector<uint32_t>{8, 8, 8, 8, 8, 8, 8, 8, 2, 2, 0}));
+  EXPECT_EQ(rows.positionIds, (std::vector<uint32_t>{0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 0,
+                                                      0, 1, 2, 3, 4, 0, 1, 2, 0, 0, 0}));
+  o.neatPacking = false;
+  o.packing = true;
+  EXPECT_TRUE(buildRows(samples, o, 0, 256).positionIds.empty());
 }
 
 /// The demo datasets prepared, written, and read back through io::Dataset

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <numeric>
 #include <thread>
 
 using namespace mt::comm;
@@ -392,7 +393,8 @@ TEST(Communicator, ConnectRejectsBadArguments) {
   }
   auto noDir = World::connect(info, 1s);
   ASSERT_FALSE(noDir.isOk());
-  EXPECT_NE(noDir.message().find("[rank 1/2] no rendezvous directory (MT_RENDEZVOUS)"),
+  EXPECT_NE(noDir.message().find("[rank 1/2] no place to meet the other ranks: set MASTER_ADDR "
+                                 "and MASTER_PORT"),
             std::string::npos)
       << noDir.message();
   info.rendezvous = "/nonexistent/mt-rendezvous";
@@ -414,8 +416,9 @@ TEST(Communicator, RendezvousWithoutPeersTimesOut) {
   auto world = World::connect(info, 500ms);
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   ASSERT_FALSE(world.isOk());
-  EXPECT_NE(world.message().find("[rank 0/2] group 'world' (ranks 0,1): no answer from a peer "
-                                 "within 500 ms (are all 2 ranks running"),
+  EXPECT_NE(world.message().find("[rank 0/2] not every rank joined (are all 2 ranks running, "
+                                 "with the same settings?): no rendezvous key 'join/1' in '" +
+                                 dir.path + "' within 500 ms"),
             std::string::npos)
       << world.message();
   EXPECT_LT(seconds, 3.0);
@@ -523,4 +526,47 @@ TEST(Communicator, HostCallsOfAHostCommunicator) {
     ASSERT_TRUE(comm.broadcastHost(&mine, 1, 1).isOk());
     EXPECT_EQ(mine, 10.0f);
   });
+}
+
+// Rank r sends (r + 2p) % 4 elements to rank p (zero counts included);
+// element i of that block is 1000 r + 100 p + i.
+TEST(Communicator, AllToAllVDeliversEachBlockToItsPeer) {
+  REQUIRE_GLOO();
+  const int n = 3;
+  auto count = [](int from, int to) { return size_t((from + 2 * to) % 4); };
+  auto element = [](int from, int to, size_t i) { return float(1000 * from + 100 * to + int(i)); };
+  runRanks(n, 20s, [&](int r, World &world) {
+    std::vector<size_t> send(n), recv(n);
+    std::vector<float> in, out;
+    for (int p = 0; p < n; ++p) {
+      send[size_t(p)] = count(r, p);
+      recv[size_t(p)] = count(p, r);
+      for (size_t i = 0; i < count(r, p); ++i)
+        in.push_back(element(r, p, i));
+    }
+    out.assign(size_t(std::accumulate(recv.begin(), recv.end(), size_t(0))), -1.0f);
+    Status s = world.world().allToAllV(in.data(), send, out.data(), recv, DType::F32);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    size_t at = 0;
+    for (int from = 0; from < n; ++from)
+      for (size_t i = 0; i < count(from, r); ++i, ++at)
+        ASSERT_EQ(out[at], element(from, r, i)) << "rank " << r << " from " << from << " i " << i;
+  });
+}
+
+// Rank 1 expects one element too many from rank 0: every rank fails, naming
+// the pair, and nobody waits for a timeout.
+TEST(Communicator, AllToAllVCountsThatDoNotPairUpFailEverywhere) {
+  REQUIRE_GLOO();
+  auto start = Clock::now();
+  runRanks(2, 20s, [&](int r, World &world) {
+    std::vector<size_t> send = {1, 1}, recv = {r == 1 ? size_t(2) : size_t(1), 1};
+    std::vector<float> in(2, 1.0f), out(3);
+    Status s = world.world().allToAllV(in.data(), send, out.data(), recv, DType::F32);
+    ASSERT_FALSE(s.isOk());
+    EXPECT_NE(s.message().find("group rank 0 sends 1 elements to group rank 1, which expects 2"),
+              std::string::npos)
+        << s.message();
+  });
+  EXPECT_LT(Clock::now() - start, 10s);
 }

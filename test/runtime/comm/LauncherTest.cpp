@@ -13,6 +13,8 @@
 #include <sstream>
 #include <thread>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 using namespace mt::comm;
@@ -230,17 +232,23 @@ TEST(Launcher, CurrentExecutableIsThisTest) {
   EXPECT_EQ(fs::path(*exe).filename(), "MtCommTests");
 }
 
-// One rank of the job that MultiProcessJob launches; skipped otherwise, even
-// where MT_RANK is set around the test binary (inside another job).
-TEST(Launcher, RankOfMultiProcessJob) {
+namespace {
+
+/// Set by Launcher.MultiProcessJobOverTcp: the port where its rank 0 serves
+/// the rendezvous store.
+constexpr const char *kTcpPort = "MT_LAUNCHER_TEST_TCP_PORT";
+
+bool isRankOfThisTestsJob() {
   const char *parent = std::getenv(kJobParent);
-  if (!parent || std::to_string(getppid()) != parent)
-    GTEST_SKIP() << "runs as a rank of Launcher.MultiProcessJob";
-  auto info = rankFromEnvironment();
-  ASSERT_TRUE(info.isOk()) << info.message();
-  auto world = World::connect(*info, 20s);
+  return parent && std::to_string(getppid()) == parent;
+}
+
+// A rank's part of the multi-process jobs: connect, all-reduce over the
+// world, make and use a group.
+void connectAndReduce(const RankInfo &info) {
+  auto world = World::connect(info, 20s);
   ASSERT_TRUE(world.isOk()) << world.message();
-  const int n = info->worldSize, r = info->rank;
+  const int n = info.worldSize, r = info.rank;
   std::vector<float> data = {float(r + 1), 0.1f * float(r), -float(r)};
   ASSERT_TRUE((*world)->world().allReduce(data.data(), 3, DType::F32, ReduceOp::Sum).isOk());
   float second = 0.0f;
@@ -253,6 +261,18 @@ TEST(Launcher, RankOfMultiProcessJob) {
   ASSERT_TRUE((*pair)->barrier().isOk());
 }
 
+} // namespace
+
+// One rank of the job that MultiProcessJob launches; skipped otherwise, even
+// where MT_RANK is set around the test binary (inside another job).
+TEST(Launcher, RankOfMultiProcessJob) {
+  if (!isRankOfThisTestsJob() || std::getenv(kTcpPort))
+    GTEST_SKIP() << "runs as a rank of Launcher.MultiProcessJob";
+  auto info = rankFromEnvironment();
+  ASSERT_TRUE(info.isOk()) << info.message();
+  connectAndReduce(*info);
+}
+
 TEST(Launcher, MultiProcessJob) {
   if (!World::multiRankSupported())
     GTEST_SKIP() << "built without Gloo (-DMT_REQUIRE_GLOO=OFF)";
@@ -261,6 +281,51 @@ TEST(Launcher, MultiProcessJob) {
   std::ostringstream log;
   ScopedEnv job(kJobParent, std::to_string(getpid()));
   auto code = launchLocal(4, {*exe, "--gtest_filter=Launcher.RankOfMultiProcessJob"}, 60s, log);
+  ASSERT_TRUE(code.isOk()) << code.message();
+  EXPECT_EQ(*code, 0) << log.str();
+}
+
+// A rank of MultiProcessJobOverTcp: it turns the launcher's variables into
+// torchrun's (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and
+// drops the rendezvous directory, so the ranks meet over TCP alone.
+TEST(Launcher, RankOfMultiProcessJobOverTcp) {
+  const char *port = std::getenv(kTcpPort);
+  if (!isRankOfThisTestsJob() || !port)
+    GTEST_SKIP() << "runs as a rank of Launcher.MultiProcessJobOverTcp";
+  for (auto [from, to] : {std::pair{"MT_RANK", "RANK"}, std::pair{"MT_WORLD_SIZE", "WORLD_SIZE"},
+                          std::pair{"MT_LOCAL_RANK", "LOCAL_RANK"}}) {
+    setenv(to, std::getenv(from), 1);
+    unsetenv(from);
+  }
+  unsetenv("MT_RENDEZVOUS");
+  setenv("MASTER_ADDR", "127.0.0.1", 1);
+  setenv("MASTER_PORT", port, 1);
+  auto info = rankFromEnvironment();
+  ASSERT_TRUE(info.isOk()) << info.message();
+  ASSERT_EQ(info->source, "torchrun");
+  ASSERT_TRUE(info->rendezvous.empty());
+  connectAndReduce(*info);
+}
+
+TEST(Launcher, MultiProcessJobOverTcp) {
+  if (!World::multiRankSupported())
+    GTEST_SKIP() << "built without Gloo (-DMT_REQUIRE_GLOO=OFF)";
+  auto exe = currentExecutable();
+  ASSERT_TRUE(exe.isOk()) << exe.message();
+  // A port free now; rank 0 listens on it.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
+  ::close(fd);
+  std::ostringstream log;
+  ScopedEnv job(kJobParent, std::to_string(getpid()));
+  ScopedEnv port(kTcpPort, std::to_string(ntohs(a.sin_port)));
+  auto code =
+      launchLocal(4, {*exe, "--gtest_filter=Launcher.RankOfMultiProcessJobOverTcp"}, 60s, log);
   ASSERT_TRUE(code.isOk()) << code.message();
   EXPECT_EQ(*code, 0) << log.str();
 }

@@ -16,7 +16,8 @@ const char *const kVariables[] = {
     "MT_RANK",      "MT_WORLD_SIZE",        "MT_LOCAL_RANK",        "MT_RENDEZVOUS",
     "MT_COMM_HOST", "RANK",                 "WORLD_SIZE",           "LOCAL_RANK",
     "MASTER_ADDR",  "MASTER_PORT",          "SLURM_PROCID",         "SLURM_NTASKS",
-    "SLURM_LOCALID", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"};
+    "SLURM_LOCALID", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+    "SLURM_JOB_NODELIST", "SLURM_JOB_ID", "MT_STORE_PORT", "TORCHELASTIC_USE_AGENT_STORE"};
 
 // Starts every test from none of the variables; puts the originals back.
 class RankEnvironment : public ::testing::Test {
@@ -95,18 +96,43 @@ TEST_F(RankEnvironment, TorchrunVariablesRecordTheMaster) {
   EXPECT_EQ(info->rank, 3);
   EXPECT_EQ(info->worldSize, 8);
   EXPECT_EQ(info->localRank, 1);
-  EXPECT_EQ(info->masterAddr, "node0");
-  EXPECT_EQ(info->masterPort, 29500);
+  EXPECT_EQ(info->storeAddr, "node0");
+  EXPECT_EQ(info->storePort, 29500);
+  EXPECT_EQ(info->storeSource, "MASTER_ADDR:MASTER_PORT");
   EXPECT_EQ(info->rendezvous, "/shared/job-17");
 }
 
-TEST_F(RankEnvironment, TorchrunWithoutRendezvousSaysWhy) {
+TEST_F(RankEnvironment, TorchrunMeetsAtTheMasterWithoutADirectory) {
   set({{"RANK", "0"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "0"}, {"MASTER_ADDR", "node0"},
        {"MASTER_PORT", "29500"}});
-  std::string message = error();
-  EXPECT_NE(message.find("WORLD_SIZE=8 needs MT_RENDEZVOUS"), std::string::npos) << message;
-  EXPECT_NE(message.find("no TCP store"), std::string::npos) << message;
-  EXPECT_NE(message.find("(node0:29500)"), std::string::npos) << message;
+  auto info = rankFromEnvironment();
+  ASSERT_TRUE(info.isOk()) << info.message();
+  EXPECT_TRUE(info->rendezvous.empty());
+  EXPECT_EQ(info->storeAddr, "node0");
+  EXPECT_EQ(info->storePort, 29500);
+}
+
+TEST_F(RankEnvironment, TorchrunsAgentStoreKeepsItsPort) {
+  set({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node0"},
+       {"MASTER_PORT", "29500"}, {"TORCHELASTIC_USE_AGENT_STORE", "True"}});
+  auto info = rankFromEnvironment();
+  ASSERT_TRUE(info.isOk()) << info.message();
+  EXPECT_EQ(info->storePort, 29501);
+  EXPECT_EQ(info->storeSource, "MASTER_ADDR:MASTER_PORT+1");
+  set({{"MT_STORE_PORT", "40000"}});
+  info = rankFromEnvironment();
+  ASSERT_TRUE(info.isOk()) << info.message();
+  EXPECT_EQ(info->storePort, 40000);
+  EXPECT_EQ(info->storeSource, "MASTER_ADDR:MT_STORE_PORT");
+  set({{"MT_STORE_PORT", "70000"}});
+  EXPECT_EQ(error(), "MT_STORE_PORT=70000 is not a TCP port (1..65535)");
+}
+
+TEST_F(RankEnvironment, TorchrunWithoutAMeetingPlaceSaysWhatIsMissing) {
+  set({{"RANK", "0"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "0"}, {"MASTER_ADDR", "node0"}});
+  EXPECT_EQ(error(), "WORLD_SIZE=8 needs a place where the ranks meet: MASTER_PORT (rank 0 "
+                     "serves the rendezvous store there, over TCP), or MT_RENDEZVOUS (a fresh "
+                     "directory on a file system every rank reaches)");
 }
 
 TEST_F(RankEnvironment, OneRankNeedsNoRendezvous) {
@@ -140,9 +166,53 @@ TEST_F(RankEnvironment, OpenMpiVariables) {
   EXPECT_EQ(info->localRank, 3);
 }
 
-TEST_F(RankEnvironment, SlurmWithoutRendezvousIsAnError) {
+TEST_F(RankEnvironment, OpenMpiMeetsAtTheMaster) {
+  set({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+       {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}, {"MASTER_ADDR", "10.1.2.3"}, {"MASTER_PORT", "29500"}});
+  auto info = rankFromEnvironment();
+  ASSERT_TRUE(info.isOk()) << info.message();
+  EXPECT_EQ(info->source, "openmpi");
+  EXPECT_TRUE(info->rendezvous.empty());
+  EXPECT_EQ(info->storeAddr, "10.1.2.3");
+  EXPECT_EQ(info->storePort, 29500);
+  unsetenv("MASTER_PORT");
+  EXPECT_EQ(error(), "OMPI_COMM_WORLD_SIZE=4 needs a place where the ranks meet: MASTER_PORT "
+                     "(rank 0 serves the rendezvous store there, over TCP), or MT_RENDEZVOUS (a "
+                     "fresh directory on a file system every rank reaches)");
+}
+
+TEST_F(RankEnvironment, SlurmWithoutAMeetingPlaceIsAnError) {
   set({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"}});
-  EXPECT_NE(error().find("SLURM_NTASKS=2 needs MT_RENDEZVOUS"), std::string::npos);
+  EXPECT_EQ(error(), "SLURM_NTASKS=2 needs a place where the ranks meet: MASTER_ADDR (or "
+                     "SLURM_JOB_NODELIST) and MASTER_PORT (or SLURM_JOB_ID) (rank 0 serves "
+                     "the rendezvous store there, over TCP), or MT_RENDEZVOUS (a fresh "
+                     "directory on a file system every rank reaches)");
+}
+
+TEST_F(RankEnvironment, SlurmMeetsOnTheFirstNodeOfTheJob) {
+  set({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "3"},
+       {"SLURM_JOB_NODELIST", "gpu-[07-09,12],cpu1"}, {"SLURM_JOB_ID", "4812345"}});
+  auto info = rankFromEnvironment();
+  ASSERT_TRUE(info.isOk()) << info.message();
+  EXPECT_EQ(info->storeAddr, "gpu-07");
+  EXPECT_EQ(info->storePort, 15000 + 2345);
+  EXPECT_EQ(info->storeSource, "SLURM_JOB_NODELIST:SLURM_JOB_ID");
+  set({{"MASTER_ADDR", "head"}, {"MASTER_PORT", "29400"}}); // given: they win
+  info = rankFromEnvironment();
+  ASSERT_TRUE(info.isOk()) << info.message();
+  EXPECT_EQ(info->storeAddr, "head");
+  EXPECT_EQ(info->storePort, 29400);
+}
+
+TEST(SlurmNodeList, FirstHost) {
+  EXPECT_EQ(firstSlurmHost("node1"), "node1");
+  EXPECT_EQ(firstSlurmHost("node1,node2"), "node1");
+  EXPECT_EQ(firstSlurmHost("gpu-[07-09,12],cpu1"), "gpu-07");
+  EXPECT_EQ(firstSlurmHost("n[3,5]"), "n3");
+  EXPECT_EQ(firstSlurmHost("a1,b[2-3]"), "a1");
+  EXPECT_EQ(firstSlurmHost("rack[1-2]-ib"), "rack1-ib");
+  EXPECT_EQ(firstSlurmHost("bad[1-2"), "");
+  EXPECT_EQ(firstSlurmHost(""), "");
 }
 
 TEST_F(RankEnvironment, RankNotBelowSizeIsAnError) {

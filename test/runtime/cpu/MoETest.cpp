@@ -1,11 +1,11 @@
-// Tests of the MoE router and expert kernels against a plain fp64 reference
-// and its central finite differences, at shapes and edge cases the
-// transformers fixtures do not reach (top-k 1 and E, ties, non-finite
-// router inputs, accumulation, thread counts). That the reference's
+// Tests of the MoE router kernel against a plain fp64 reference and its
+// central finite differences, at shapes and edge cases the transformers
+// fixtures do not reach (top-k 1 and E, ties, non-finite router inputs,
+// seq_aux_loss, z-loss, accumulation, thread counts). That the reference's
 // semantics are transformers' (softmax top-k, norm_topk_prob, the per-layer
-// load_balancing_loss_func, the SwiGLU experts) is tested against
-// transformers itself by the Qwen3-MoE and Mixtral fixtures of test/hf
-// (HfFidelityTest, made by test/hf/make_fixtures.py).
+// load_balancing_loss_func) is tested against transformers itself by the
+// Qwen3-MoE and Mixtral fixtures of test/hf (HfFidelityTest). The experts:
+// MoEPermuteTest.cpp.
 #include "runtime/cpu/MoE.h"
 
 #include "test/Tolerances.h"
@@ -32,7 +32,7 @@ using Vec = std::vector<float>;
 using DVec = std::vector<double>;
 using IVec = std::vector<int32_t>;
 
-constexpr int64_t kTokens = 7, kHidden = 5, kFfn = 3, kExperts = 4;
+constexpr int64_t kTokens = 7, kHidden = 5, kExperts = 4;
 // Perturbing one input of magnitude <= 1 by the step moves a logit gap by at
 // most 2 steps; a 20-step margin keeps the top-k choice fixed.
 constexpr double kMinLogitGap = 20 * tol::kFiniteDifferenceStep;
@@ -46,9 +46,13 @@ struct RefRoute {
 };
 
 /// fp64 router: softmax, top-k (stable sort keeps the lower index first on
-/// ties), renormalise, and the aux loss coeff * E * sum_e f_e P_e of one
-/// layer (transformers' load_balancing_loss_func on that layer's logits; the
-/// test/hf MoE fixtures check the kernel against transformers' own call).
+/// ties), renormalise, and the aux loss as Megatron-Core writes it: per
+/// group of tokens (the micro-batch, or each sequence with seq_aux_loss)
+/// coeff · E / topK · Σ_e f_e P_e with f_e the fraction of the group's
+/// tokens routed to e and P_e the mean probability of e, averaged over the
+/// groups, plus zcoeff · mean_t logsumexp_t². (The test/hf MoE fixtures
+/// check the kernel against transformers' own loss, topK times this for one
+/// coefficient.)
 RefRoute refRouter(const DVec &x, const DVec &w, const RouterShape &s) {
   int64_t T = s.tokens, E = s.experts, K = s.topK;
   DVec probs(T * E);
@@ -63,6 +67,8 @@ RefRoute refRouter(const DVec &x, const DVec &w, const RouterShape &s) {
       sum += std::exp(logit[e] - mx);
     for (int64_t e = 0; e < E; ++e)
       probs[t * E + e] = std::exp(logit[e] - mx) / sum;
+    double lse = mx + std::log(sum);
+    r.aux += s.zLossCoeff * lse * lse / T;
     std::vector<int32_t> order(E);
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
@@ -77,42 +83,21 @@ RefRoute refRouter(const DVec &x, const DVec &w, const RouterShape &s) {
           probs[t * E + order[k]] / (s.normTopkProb ? chosen : 1.0);
     }
   }
-  DVec tokensPerExpert(K * E), probPerExpert(E);
-  for (int64_t t = 0; t < T; ++t) {
-    for (int64_t k = 0; k < K; ++k)
-      tokensPerExpert[k * E + r.indices[t * K + k]] += 1.0 / T;
-    for (int64_t e = 0; e < E; ++e)
-      probPerExpert[e] += probs[t * E + e] / T;
-  }
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t e = 0; e < E; ++e)
-      r.aux += tokensPerExpert[k * E + e] * probPerExpert[e];
-  r.aux *= E * static_cast<double>(s.auxLossCoeff);
-  return r;
-}
-
-/// fp64 y[t] = sum_k weights[t, k] * down[e] (silu(gate[e] x) * up[e] x).
-DVec refExperts(const DVec &x, const DVec &weights, const IVec &indices,
-                const DVec &gate, const DVec &up, const DVec &down,
-                const ExpertShape &s) {
-  int64_t H = s.hidden, F = s.ffn;
-  DVec y(s.tokens * H);
-  for (int64_t t = 0; t < s.tokens; ++t)
-    for (int64_t k = 0; k < s.topK; ++k) {
-      int64_t e = indices[t * s.topK + k];
-      for (int64_t f = 0; f < F; ++f) {
-        double g = 0.0, u = 0.0;
-        for (int64_t i = 0; i < H; ++i) {
-          g += gate[(e * F + f) * H + i] * x[t * H + i];
-          u += up[(e * F + f) * H + i] * x[t * H + i];
-        }
-        double act = g / (1.0 + std::exp(-g)) * u;
-        for (int64_t i = 0; i < H; ++i)
-          y[t * H + i] +=
-              weights[t * s.topK + k] * down[(e * H + i) * F + f] * act;
-      }
+  if (s.loadBalancing == LoadBalancing::none)
+    return r;
+  int64_t G = s.loadBalancing == LoadBalancing::seqAuxLoss ? T / s.seq : 1, Tg = T / G;
+  for (int64_t g = 0; g < G; ++g) {
+    DVec fraction(E), meanProb(E);
+    for (int64_t t = g * Tg; t < (g + 1) * Tg; ++t) {
+      for (int64_t k = 0; k < K; ++k)
+        fraction[r.indices[t * K + k]] += 1.0 / (double(Tg) * K);
+      for (int64_t e = 0; e < E; ++e)
+        meanProb[e] += probs[t * E + e] / Tg;
     }
-  return y;
+    for (int64_t e = 0; e < E; ++e)
+      r.aux += double(s.auxLossCoeff) * E * fraction[e] * meanProb[e] / G;
+  }
+  return r;
 }
 
 // ------------------------------------------------------------------- inputs
@@ -151,47 +136,25 @@ RouterInputs routerInputs(std::mt19937 &rng, int64_t tokens, int64_t hidden,
   return {};
 }
 
-/// Distinct random experts per token, as a top-k choice makes them.
-IVec randomIndices(std::mt19937 &rng, int64_t tokens, int64_t experts,
-                   int64_t topK) {
-  IVec indices;
-  std::vector<int32_t> perm(experts);
-  for (int64_t t = 0; t < tokens; ++t) {
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    indices.insert(indices.end(), perm.begin(), perm.begin() + topK);
-  }
-  return indices;
-}
-
-struct ExpertInputs {
-  Vec x, weights, gate, up, down;
-  IVec indices;
-};
-
-ExpertInputs expertInputs(std::mt19937 &rng, const ExpertShape &s) {
-  ExpertInputs in;
-  in.x = randomVector(rng, s.tokens * s.hidden);
-  in.weights = randomVector(rng, s.tokens * s.topK, 0.1f, 1.0f);
-  in.gate = randomVector(rng, s.experts * s.ffn * s.hidden);
-  in.up = randomVector(rng, s.experts * s.ffn * s.hidden);
-  in.down = randomVector(rng, s.experts * s.hidden * s.ffn);
-  in.indices = randomIndices(rng, s.tokens, s.experts, s.topK);
-  return in;
-}
-
 // ------------------------------------------------------------- router tests
 
+/// Top-k, norm_topk_prob, and the auxiliary losses: the micro-batch's
+/// balancing loss, the per-sequence one (2 sequences of 4 tokens) with a
+/// z-loss, or only a z-loss.
 class MoERouterTest
-    : public ::testing::TestWithParam<std::tuple<int64_t, bool>> {
+    : public ::testing::TestWithParam<std::tuple<int64_t, bool, LoadBalancing>> {
 protected:
   RouterShape shape() const {
-    return {kTokens,
+    LoadBalancing balancing = std::get<2>(GetParam());
+    return {8,
             kHidden,
             kExperts,
             std::get<0>(GetParam()),
             std::get<1>(GetParam()),
-            0.7f};
+            0.7f,
+            balancing,
+            4,
+            balancing == LoadBalancing::auxLoss ? 0.0f : 0.3f};
   }
 };
 
@@ -281,8 +244,10 @@ TEST_P(MoERouterTest, BackwardAccumulates) {
 }
 
 // Zero router weights: every probability is 1/E, every tie goes to the lower
-// index, and HF's loss of balanced routing is coeff * topK.
-TEST_P(MoERouterTest, UniformRoutingPicksLowestIndicesAndAuxIsCoeffTopK) {
+// index. Every token then picks experts 0..topK-1: Megatron-Core's
+// balancing loss is coeff (transformers' is coeff · topK), the z-loss
+// zcoeff · log(E)² (every logit 0).
+TEST_P(MoERouterTest, UniformRoutingPicksLowestIndicesAndAuxIsCoeff) {
   RouterShape s = shape();
   std::mt19937 rng(3);
   Vec x = randomVector(rng, s.tokens * s.hidden), w(s.experts * s.hidden, 0.0f);
@@ -296,17 +261,23 @@ TEST_P(MoERouterTest, UniformRoutingPicksLowestIndicesAndAuxIsCoeffTopK) {
       EXPECT_EQ(indices[t * s.topK + k], k) << "token " << t;
       EXPECT_NEAR(weights[t * s.topK + k], want, tol::kFp32KernelAbs);
     }
-  EXPECT_NEAR(aux, s.auxLossCoeff * s.topK,
-              tol::kFp32KernelRel * s.auxLossCoeff * s.topK);
+  double logE = std::log(double(s.experts));
+  double wantAux = (s.loadBalancing == LoadBalancing::none ? 0.0 : s.auxLossCoeff) +
+                   s.zLossCoeff * logE * logE;
+  EXPECT_NEAR(aux, wantAux, tol::kFp32KernelRel * wantAux);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, MoERouterTest,
     ::testing::Combine(::testing::Values<int64_t>(1, 2, kExperts),
-                       ::testing::Bool()),
+                       ::testing::Bool(),
+                       ::testing::Values(LoadBalancing::auxLoss, LoadBalancing::seqAuxLoss,
+                                         LoadBalancing::none)),
     [](const auto &info) {
+      LoadBalancing b = std::get<2>(info.param);
       return "topK" + std::to_string(std::get<0>(info.param)) +
-             (std::get<1>(info.param) ? "Norm" : "NoNorm");
+             (std::get<1>(info.param) ? "Norm" : "NoNorm") +
+             (b == LoadBalancing::auxLoss ? "Aux" : b == LoadBalancing::seqAuxLoss ? "SeqAuxZ" : "OnlyZ");
     });
 
 // Rows 1 and 3 of w are equal and largest: equal probabilities, and the
@@ -345,141 +316,61 @@ TEST(MoERouterNonFinite, PicksValidDistinctExperts) {
   }
 }
 
-// ------------------------------------------------------------- expert tests
-
-class MoEExpertTest : public ::testing::TestWithParam<int64_t> {
-protected:
-  ExpertShape shape() const {
-    return {kTokens, kHidden, kFfn, kExperts, GetParam()};
-  }
-};
-
-TEST_P(MoEExpertTest, ForwardMatchesReference) {
-  ExpertShape s = shape();
-  std::mt19937 rng(31);
-  ExpertInputs in = expertInputs(rng, s);
-  Vec y(s.tokens * s.hidden, std::nanf(""));
-  expertFfnForward(in.x.data(), in.weights.data(), in.indices.data(),
-                   in.gate.data(), in.up.data(), in.down.data(), y.data(), s);
-  DVec ref =
-      refExperts(toDouble(in.x), toDouble(in.weights), in.indices,
-                 toDouble(in.gate), toDouble(in.up), toDouble(in.down), s);
-  expectClose(y, ref, tol::kFp32KernelRel, tol::kFp32KernelAbs, "y");
-}
-
-struct ExpertGrads {
-  Vec dx, dweights, dgate, dup, ddown;
-};
-
-/// The gradients by name, in the order of their inputs in ExpertInputs.
-const std::pair<const char *, Vec ExpertGrads::*> kExpertGrads[] = {
-    {"dx", &ExpertGrads::dx},
-    {"dweights", &ExpertGrads::dweights},
-    {"dgate", &ExpertGrads::dgate},
-    {"dup", &ExpertGrads::dup},
-    {"ddown", &ExpertGrads::ddown}};
-
-ExpertGrads runExpertBackward(const ExpertInputs &in, const Vec &dy,
-                              const ExpertShape &s, ExpertGrads g) {
-  expertFfnBackward(in.x.data(), in.weights.data(), in.indices.data(),
-                    in.gate.data(), in.up.data(), in.down.data(), dy.data(),
-                    g.dx.data(), g.dweights.data(), g.dgate.data(),
-                    g.dup.data(), g.ddown.data(), s);
-  return g;
-}
-
-ExpertGrads zeroGrads(const ExpertInputs &in) {
-  return {Vec(in.x.size()), Vec(in.weights.size()), Vec(in.gate.size()),
-          Vec(in.up.size()), Vec(in.down.size())};
-}
-
-TEST_P(MoEExpertTest, BackwardMatchesFiniteDifferences) {
-  ExpertShape s = shape();
-  std::mt19937 rng(41);
-  ExpertInputs in = expertInputs(rng, s);
-  Vec dy = randomVector(rng, s.tokens * s.hidden);
-  ExpertGrads g = runExpertBackward(in, dy, s, zeroGrads(in));
-
-  DVec x = toDouble(in.x), weights = toDouble(in.weights),
-       gate = toDouble(in.gate), up = toDouble(in.up), down = toDouble(in.down);
-  const DVec dyd = toDouble(dy);
-  auto loss = [&] {
-    return sumProduct(dyd,
-                      refExperts(x, weights, in.indices, gate, up, down, s));
-  };
-  DVec *inputs[] = {&x, &weights, &gate, &up, &down};
-  for (size_t i = 0; i < std::size(kExpertGrads); ++i) {
-    const auto [name, grad] = kExpertGrads[i];
-    expectClose(g.*grad, finiteDifference(*inputs[i], loss), tol::kGradientRel,
-                tol::kGradientAbs, name);
-  }
-}
-
-TEST_P(MoEExpertTest, BackwardAccumulates) {
-  ExpertShape s = shape();
-  std::mt19937 rng(43);
-  ExpertInputs in = expertInputs(rng, s);
-  Vec dy = randomVector(rng, s.tokens * s.hidden);
-  ExpertGrads fresh = runExpertBackward(in, dy, s, zeroGrads(in));
-  ExpertGrads start{
-      randomVector(rng, in.x.size()), randomVector(rng, in.weights.size()),
-      randomVector(rng, in.gate.size()), randomVector(rng, in.up.size()),
-      randomVector(rng, in.down.size())};
-  ExpertGrads acc = runExpertBackward(in, dy, s, start);
-  for (const auto &[name, grad] : kExpertGrads)
-    expectAccumulated(acc.*grad, start.*grad, fresh.*grad, tol::kFp32KernelRel,
-                      tol::kFp32KernelAbs, name);
-}
-
-INSTANTIATE_TEST_SUITE_P(Shapes, MoEExpertTest,
-                         ::testing::Values<int64_t>(1, 2, kExperts),
-                         [](const auto &info) {
-                           return "topK" + std::to_string(info.param);
-                         });
-
 // ------------------------------------------------------------ determinism
 
-/// Every output of the four kernels, bit for bit.
 struct AllOutputs {
-  Vec weights, routerDx, routerDw, y;
+  Vec weights, routerDx, routerDw;
   IVec indices;
   float aux = 0.0f;
-  ExpertGrads expert;
-  auto all() const {
-    return std::tie(weights, routerDx, routerDw, y, indices, aux, expert.dx,
-                    expert.dweights, expert.dgate, expert.dup, expert.ddown);
-  }
+  auto all() const { return std::tie(weights, routerDx, routerDw, indices, aux); }
 };
 
 AllOutputs runAll(int threads, bool norm) {
   const ThreadCount limit(threads);
-  RouterShape rs{37, 16, 6, 2, norm, 0.01f};
-  ExpertShape es{rs.tokens, rs.hidden, 12, rs.experts, rs.topK};
+  RouterShape rs{36, 16, 6, 2, norm, 0.01f, LoadBalancing::seqAuxLoss, 12, 0.1f};
   std::mt19937 rng(97);
   Vec x = randomVector(rng, rs.tokens * rs.hidden);
   Vec w = randomVector(rng, rs.experts * rs.hidden);
   Vec seed = randomVector(rng, rs.tokens * rs.topK);
-  AllOutputs o{Vec(rs.tokens * rs.topK),
-               Vec(x.size()),
-               Vec(w.size()),
-               Vec(x.size()),
-               IVec(rs.tokens * rs.topK),
-               0.0f,
-               {}};
+  AllOutputs o{Vec(rs.tokens * rs.topK), Vec(x.size()), Vec(w.size()),
+               IVec(rs.tokens * rs.topK), 0.0f};
   o.aux = moeRouterForward(x.data(), w.data(), o.weights.data(),
                            o.indices.data(), rs);
   moeRouterBackward(x.data(), w.data(), seed.data(), 1.0f, o.routerDx.data(),
                     o.routerDw.data(), rs);
-  ExpertInputs in = expertInputs(rng, es);
-  in.x = x;
-  in.weights = o.weights;
-  in.indices = o.indices;
-  Vec dy = randomVector(rng, x.size());
-  expertFfnForward(in.x.data(), in.weights.data(), in.indices.data(),
-                   in.gate.data(), in.up.data(), in.down.data(), o.y.data(),
-                   es);
-  o.expert = runExpertBackward(in, dy, es, zeroGrads(in));
   return o;
+}
+
+// ---------------------------------------------------------------- shared-expert gate
+
+/// fp64 y[r] = sigmoid(gate[r]) x[r].
+DVec refSigmoidGate(const DVec &gate, const DVec &x, int64_t rows, int64_t dim) {
+  DVec y(rows * dim);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t h = 0; h < dim; ++h)
+      y[r * dim + h] = x[r * dim + h] / (1.0 + std::exp(-gate[r]));
+  return y;
+}
+
+TEST(SigmoidGate, ForwardAndBackwardMatchReferenceAndAccumulate) {
+  const int64_t rows = 6, dim = 5;
+  std::mt19937 rng(51);
+  Vec gate = randomVector(rng, rows), x = randomVector(rng, rows * dim),
+      dy = randomVector(rng, rows * dim);
+  for (float &g : gate)
+    g *= 4.0f; // well into both tails of the sigmoid
+  Vec y(rows * dim);
+  sigmoidGateForward(gate.data(), x.data(), y.data(), rows, dim);
+  DVec gd = toDouble(gate), xd = toDouble(x);
+  const DVec dyd = toDouble(dy);
+  expectClose(y, refSigmoidGate(gd, xd, rows, dim), tol::kFp32KernelRel, tol::kFp32KernelAbs,
+              "sigmoid_gate");
+  Vec dgate0 = randomVector(rng, rows), dx0 = randomVector(rng, rows * dim);
+  Vec dgate = dgate0, dx = dx0;
+  sigmoidGateBackward(gate.data(), x.data(), dy.data(), dgate.data(), dx.data(), rows, dim);
+  auto loss = [&] { return sumProduct(dyd, refSigmoidGate(gd, xd, rows, dim)); };
+  expectGradient(dgate, dgate0, finiteDifference(gd, loss), "dgate");
+  expectGradient(dx, dx0, finiteDifference(xd, loss), "dx");
 }
 
 TEST(MoEDeterminism, ResultsIndependentOfThreadCount) {

@@ -74,6 +74,9 @@ protected:
       for (int64_t i = 0; i < memory_->elements(ids); ++i)
         memory_->i32(ids)[i] = int32_t(rng() % uint32_t(vocab));
     std::fill_n(memory_->f32(bind.loss_mask()), memory_->elements(bind.loss_mask()), 1.0f);
+    if (bind.has_position_ids()) // documents of 5 tokens (neat_packing plans)
+      for (int64_t i = 0; i < memory_->elements(bind.position_ids()); ++i)
+        memory_->i32(bind.position_ids())[i] = int32_t(i % 5);
     *memory_->f32(bind.loss_scale()) = 0.5f;
     *memory_->i64(bind.step()) = 1;
   }
@@ -182,7 +185,8 @@ TEST_P(WriteOrAdd, EveryInstructionWritesOrAddsAsItsOpSays) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Plans, WriteOrAdd,
-                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-moe"),
+                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-moe",
+                                           "tiny-qwen3-neat", "tiny-qwen2-moe"),
                          [](const auto &info) {
                            std::string name = info.param;
                            for (char &c : name)

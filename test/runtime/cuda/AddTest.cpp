@@ -181,11 +181,29 @@ INSTANTIATE_TEST_SUITE_P(
       return joined("r", info.param.rows, "_d", info.param.dim);
     });
 
+// fp32 add (the loss plus the MoE aux losses): the CPU's own additions.
+TEST(AddFp32Test, MatchesCpuBitForBit) {
+  for (int64_t n : {int64_t(1), int64_t(7), int64_t(4099)}) {
+    std::mt19937 rng{uint32_t(n)};
+    std::uniform_real_distribution<float> dist(-4, 4);
+    std::vector<float> a(n), b(n), want(n);
+    for (int64_t i = 0; i < n; ++i)
+      a[i] = dist(rng), b[i] = dist(rng);
+    cpu::addForward(a.data(), b.data(), want.data(), n);
+    DeviceBuffer<float> dA(n), dB(n), dY(n);
+    dA.upload(a.data());
+    dB.upload(b.data());
+    MT_ASSERT_OK(cuda::add(dA.get(), dB.get(), dY.get(), n, nullptr));
+    expectClose("add(fp32)", shapeText({n}), download(dY), want, tol::kBitExact);
+  }
+}
+
 TEST(AddEmptyTest, ZeroSizesAreNoOps) {
   DeviceBuffer<float> dbias(3);
   const std::vector<float> old = {1.0f, -2.0f, 3.0f};
   dbias.upload(old.data());
-  MT_ASSERT_OK(cuda::add(nullptr, nullptr, nullptr, 0, nullptr));
+  MT_ASSERT_OK(cuda::add(static_cast<const bf16 *>(nullptr), nullptr, nullptr, 0, nullptr));
+  MT_ASSERT_OK(cuda::add(static_cast<const float *>(nullptr), nullptr, nullptr, 0, nullptr));
   MT_ASSERT_OK(cuda::accumulate(static_cast<const bf16 *>(nullptr), nullptr, 0,
                                 nullptr));
   MT_ASSERT_OK(cuda::accumulate(static_cast<const float *>(nullptr), nullptr, 0,

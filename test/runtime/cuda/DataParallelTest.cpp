@@ -4,7 +4,8 @@
 // against the one-GPU run of the same global batch: the demo model's dp2
 // plan (gradients averaged over dp by NCCL, the all-reduce in the optimizer
 // and overlapped with backward), and the tp2 and tp2+sp plans of the demo
-// model and a tiny Qwen3. The plans are compiled on a machine with the
+// model and a tiny Qwen3, and the demo model's dp2 plan with the
+// distributed optimizer. The plans are compiled on a machine with the
 // compiler (bench/gpu-dp.sh --prepare) into $MT_GPU_DATA/plans, the tokens
 // in $MT_GPU_DATA/corpus.bin.
 #include "runtime/cuda/CudaExecutor.h"
@@ -39,6 +40,36 @@ TEST(DataParallel, LossesMatchOneGpu) {
   expectSameTraining("dp2", reduced, single);
   expectSameTraining("dp2 overlapped", overlapped, single);
   // The same sums, only earlier: the same bits.
+  EXPECT_EQ(overlapped.loss, reduced.loss);
+  EXPECT_EQ(overlapped.gradNorm, reduced.gradNorm);
+}
+
+// --backend auto runs a multi-rank plan on the GPUs: the same bits as
+// --backend cuda (the CPU backend's fp32 would differ).
+TEST(DataParallel, AutoBackendRunsTwoRankPlansOnGpus) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-dp2-backend";
+  const auto cuda = trainOnTwoGpus(tmp + "-cuda.jsonl", {});
+  const auto automatic = trainOnTwoGpus(tmp + "-auto.jsonl", {{"MT_TEST_BACKEND", "auto"}});
+  ASSERT_EQ(cuda.loss.size(), size_t(kSteps));
+  EXPECT_EQ(automatic, cuda);
+}
+
+// Megatron's distributed optimizer (demo-dp2-do): gradient buckets
+// reduce-scattered over the two GPUs, each updating its half of the
+// weights and AdamW state, the weights all-gathered; with the
+// reduce-scatters at the start of the optimizer (MT_CUDA_OVERLAP=0) and
+// overlapped with backward.
+TEST(DistributedOptimizer, LossesMatchOneGpu) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/demo-dp2-do/plan.pb"));
+  const std::string tmp = ::testing::TempDir() + "/mt-dp2-do";
+  const auto reduced = trainOnTwoGpus(tmp + "-reduce.jsonl",
+                                      {{"MT_TEST_PLAN", "demo-dp2-do"}, {"MT_CUDA_OVERLAP", "0"}});
+  const auto overlapped = trainOnTwoGpus(tmp + "-overlap.jsonl", {{"MT_TEST_PLAN", "demo-dp2-do"}});
+  const auto single = trainOnOneGpu("demo", tmp + "-one.jsonl");
+  expectSameTraining("dp2 distributed optimizer", reduced, single);
+  expectSameTraining("dp2 distributed optimizer overlapped", overlapped, single);
   EXPECT_EQ(overlapped.loss, reduced.loss);
   EXPECT_EQ(overlapped.gradNorm, reduced.gradNorm);
 }

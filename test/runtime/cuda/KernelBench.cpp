@@ -109,6 +109,24 @@ void addAttentionBenches(std::vector<Bench> &benches,
                        return cuda::attentionBackward(q, k, v, out, lse, dOut, dq,
                                                       dk, dv, ws, shape, s);
                      }});
+  // Packed documents (neat_packing) of kDocument tokens: the causal FLOPs of
+  // each document only, the skipped tiles not counted.
+  constexpr int64_t kDocument = 512;
+  std::vector<int32_t> host(size_t(kBatch * kSeq));
+  for (size_t i = 0; i < host.size(); ++i)
+    host[i] = int32_t(int64_t(i) % kSeq % kDocument);
+  int32_t *pos = alloc<int32_t>(keep, kBatch * kSeq);
+  check(cudaMemcpy(pos, host.data(), host.size() * sizeof(int32_t), cudaMemcpyHostToDevice),
+        "positions");
+  const double packed = fwd * double(kDocument) / double(kSeq);
+  const std::string docs = text + " docs " + std::to_string(kDocument);
+  benches.push_back({"attention_fwd", docs, packed, 0, [=] {
+                       return cuda::attentionForward(q, k, v, out, lse, shape, s, pos);
+                     }});
+  benches.push_back({"attention_bwd", docs, 2.5 * packed, 0, [=] {
+                       return cuda::attentionBackward(q, k, v, out, lse, dOut, dq,
+                                                      dk, dv, ws, shape, s, pos);
+                     }});
 }
 
 int run() {

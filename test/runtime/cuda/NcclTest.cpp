@@ -1,6 +1,6 @@
 // The NCCL Communicator on two GPUs (label gpu2): every call of the
 // interface, with one thread per rank, each on its own GPU, connected
-// through a rendezvous directory as mtrun's ranks are. As in nccl-tests,
+// through a rendezvous directory as mtrun's ranks are (and once over TCP). As in nccl-tests,
 // rank r's data is a function of (r, index), so each rank checks the whole
 // result; with two ranks a sum does not depend on the order of its terms,
 // so results are compared bit for bit.
@@ -10,6 +10,10 @@
 #include <filesystem>
 #include <functional>
 #include <thread>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace mt {
 namespace {
@@ -31,8 +35,9 @@ struct TempDir {
   ~TempDir() { std::filesystem::remove_all(path); }
 };
 
-/// Runs body(rank, world) on two threads, rank r on GPU r.
-void runTwoRanks(const std::function<void(int, NcclCommunicator &)> &body) {
+/// Runs body(rank, world) on two threads, rank r on GPU r; they meet in a
+/// rendezvous directory, or over TCP at 127.0.0.1:`port` when it is set.
+void runTwoRanks(const std::function<void(int, NcclCommunicator &)> &body, int port = 0) {
   int gpus = 0;
   ASSERT_EQ(cudaGetDeviceCount(&gpus), cudaSuccess);
   ASSERT_GE(gpus, 2) << "the gpu2 tests need two GPUs";
@@ -44,7 +49,13 @@ void runTwoRanks(const std::function<void(int, NcclCommunicator &)> &body) {
       info.rank = r;
       info.worldSize = 2;
       info.localRank = r;
-      info.rendezvous = dir.path;
+      if (port > 0) {
+        info.storeAddr = "127.0.0.1";
+        info.storePort = port;
+        info.storeSource = "MASTER_ADDR:MASTER_PORT";
+      } else {
+        info.rendezvous = dir.path;
+      }
       auto groups = cuda::connectNccl(info, 60s);
       ASSERT_TRUE(groups.isOk()) << groups.message();
       int device = -1;
@@ -111,6 +122,28 @@ TEST(NcclCommunicator, ReductionsMatchTheTwoRankSum) {
       ASSERT_EQ(got[i], bf16Bits(roundBf16(value(0, i)) + roundBf16(value(1, i))))
           << "rank " << r << " bf16 element " << i;
   });
+}
+
+// The unique id reaches rank 1 over TCP from rank 0's store (no directory).
+TEST(NcclCommunicator, RanksMeetOverTcp) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
+  ::close(fd);
+  const size_t count = 257;
+  runTwoRanks(
+      [&](int r, NcclCommunicator &c) {
+        auto d = onDevice(rankData(r, count));
+        MT_ASSERT_OK(c.allReduce(d->get(), count, DType::F32, ReduceOp::Sum));
+        auto got = cudatest::download(*d);
+        for (size_t i = 0; i < count; ++i)
+          ASSERT_EQ(got[i], value(0, i) + value(1, i)) << "rank " << r << " element " << i;
+      },
+      ntohs(a.sin_port));
 }
 
 TEST(NcclCommunicator, GatherScatterBroadcastAndMessages) {

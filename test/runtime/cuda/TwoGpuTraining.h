@@ -33,13 +33,14 @@ inline std::string gpuData() {
 }
 
 /// A 20-step CUDA run of plans/`plan` on the demo corpus, its metrics to
-/// `metrics` (none when empty).
+/// `metrics` (none when empty); --backend MT_TEST_BACKEND where set.
 inline exec::TrainOptions options(const std::string &plan, const std::string &metrics) {
   exec::TrainOptions o;
   o.planDir = gpuData() + "/plans/" + plan;
   o.dataPath = gpuData() + "/corpus.bin";
   o.steps = kSteps;
-  o.backend = "cuda";
+  const char *backend = std::getenv("MT_TEST_BACKEND");
+  o.backend = backend ? backend : "cuda";
   o.metricsPath = metrics;
   o.commTimeout = 120s;
   return o;
@@ -63,7 +64,8 @@ inline Curves curves(const std::string &metrics) {
 }
 
 /// The body of a rank test: trains plans/MT_TEST_PLAN (`defaultPlan` when
-/// unset) as this rank, its metrics to MT_TEST_METRICS, on LOCAL_RANK's GPU.
+/// unset) as this rank, its metrics to MT_TEST_METRICS, on LOCAL_RANK's GPU;
+/// where set, for MT_TEST_STEPS steps and with --save MT_TEST_SAVE.
 /// Skipped when the test runs alone (no MT_RANK).
 inline void trainAsRank(const char *defaultPlan) {
   if (!std::getenv("MT_RANK"))
@@ -72,8 +74,13 @@ inline void trainAsRank(const char *defaultPlan) {
   if (!plan)
     plan = defaultPlan;
   ASSERT_TRUE(plan && metrics) << "MT_TEST_PLAN and MT_TEST_METRICS are set by the test";
+  exec::TrainOptions o = options(plan, metrics);
+  if (const char *steps = std::getenv("MT_TEST_STEPS"))
+    o.steps = std::atoll(steps);
+  if (const char *save = std::getenv("MT_TEST_SAVE"))
+    o.saveDir = save;
   std::ostringstream log;
-  auto summary = exec::train(options(plan, metrics), log);
+  auto summary = exec::train(o, log);
   ASSERT_TRUE(summary.isOk()) << summary.message() << "\n" << log.str();
   int device = -1;
   ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);

@@ -29,7 +29,8 @@ with open(sft_path, "rb") as f:
 seq, rows = struct.unpack("<QQ", sft[24:40])
 width = seq + 1
 ids = struct.unpack("<%dI" % (rows * width), sft[64:64 + rows * width * 4])
-labels = struct.unpack("<%di" % (rows * width), sft[64 + rows * width * 4:])
+# Labels are the second array; version 2 files may carry position ids after.
+labels = struct.unpack("<%di" % (rows * width), sft[64 + rows * width * 4:64 + 2 * rows * width * 4])
 
 total, count = 0.0, 0
 for b in range(B):

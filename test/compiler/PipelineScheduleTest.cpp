@@ -1,6 +1,6 @@
 // Pipeline schedules: every forward and backward exactly once per stage and
 // chunk, dependencies respected, and the bubble of the textbook formulas.
-#include "runtime/plan/PipelineSchedule.h"
+#include "compiler/plan/PipelineSchedule.h"
 
 #include <gtest/gtest.h>
 

@@ -3,6 +3,8 @@
 // (runtime/exec/PipelineTimeline.h).
 #include "runtime/exec/PipelineTimeline.h"
 
+#include "compiler/plan/PipelineSchedule.h"
+
 #include <gtest/gtest.h>
 
 namespace mt::exec {

@@ -1,12 +1,16 @@
-// Pipeline schedules: the order in which each stage runs the forward and
-// backward passes of micro-batches (1F1B, and Megatron's interleaved 1F1B
-// with virtual chunks), their timeline under unit costs, and its picture.
-#ifndef MT_RUNTIME_PLAN_PIPELINESCHEDULE_H
-#define MT_RUNTIME_PLAN_PIPELINESCHEDULE_H
+// Reading the schedule a plan carries (Plan.schedule): the forward and
+// backward actions of each stage, the messages between stages in the order
+// the schedule makes them, and the timeline of a given schedule under unit
+// costs, its bubble and its picture. Nothing here orders actions: the
+// compiler does (compiler/plan/PipelineSchedule.h).
+#ifndef MT_RUNTIME_PLAN_PLANSCHEDULE_H
+#define MT_RUNTIME_PLAN_PLANSCHEDULE_H
 
+#include "runtime/plan/plan.pb.h"
 #include "runtime/support/Status.h"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,11 +25,24 @@ struct PipelineAction {
   double start = 0, end = 0;
 };
 
-/// One list of actions per stage, in execution order. With vpp == 1 this is
-/// 1F1B (warm-up forwards, steady one-forward-one-backward, cool-down); with
-/// vpp > 1 Megatron-Core's interleaved 1F1B (microBatches % pp == 0).
-std::vector<std::vector<PipelineAction>> pipelineSchedule(int64_t pp, int64_t vpp,
-                                                          int64_t microBatches);
+/// The forward and backward actions of each stage of `plan`, in the order
+/// of its schedule (Plan.schedule; chunk = virtual stage / pp; a plan
+/// without pp: one stage, each forward_backward a forward then a backward).
+/// Errors when the plan has not one schedule per stage.
+Expected<std::vector<std::vector<PipelineAction>>> pipelineActions(const plan::Plan &plan);
+
+/// One pipeline transfer of a step: the micro-batch and the buffer it
+/// carries (the send's input, the recv's output: one id on both stages).
+using PipelineMessage = std::pair<int64_t, uint32_t>;
+
+/// Per peer stage, the messages stage `stage` sends to it (`sends`) or
+/// receives from it in one step, in the order the stage's schedule runs
+/// their send or recv instructions (a program's instructions in order,
+/// keyed by the action's micro-batch). Channels that match messages by
+/// order (NCCL) need each stage's sends to a peer in the order the peer
+/// receives them; emitSchedule checks it for every plan.
+std::map<int64_t, std::vector<PipelineMessage>> pipelineMessages(const plan::Plan &plan,
+                                                                 int64_t stage, bool sends);
 
 /// Times every action: a forward costs 1, a backward `backwardCost`, both
 /// scaled by the virtual stage's weight in `chunkCost` (its share of the
@@ -44,14 +61,6 @@ Expected<double> simulate(std::vector<std::vector<PipelineAction>> &schedule, in
 double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,
                       double makespan);
 
-/// The activation slot of each micro-batch on one stage: micro-batch m
-/// holds a slot from its first action on the stage to its last (all its
-/// virtual chunks share it), and a freed slot goes to the next micro-batch
-/// that starts. Returns slot[m]; `count` receives the slots needed (1F1B:
-/// pp - stage of them, not one per micro-batch).
-std::vector<int64_t> activationSlots(const std::vector<PipelineAction> &stage,
-                                     int64_t microBatches, int64_t &count);
-
 /// An SVG of the timeline: one row per stage, forward and backward boxes
 /// labelled with their micro-batch (and chunk), idle time left blank.
 /// `legend` replaces the default's line on units (a measured timeline's);
@@ -64,4 +73,4 @@ std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule
 
 } // namespace mt
 
-#endif // MT_RUNTIME_PLAN_PIPELINESCHEDULE_H
+#endif // MT_RUNTIME_PLAN_PLANSCHEDULE_H

@@ -1,47 +1,62 @@
-// 1F1B and interleaved 1F1B schedules, their simulation and SVG.
-#include "runtime/plan/PipelineSchedule.h"
+// Timing and drawing a given pipeline schedule.
+#include "runtime/plan/PlanSchedule.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <map>
 #include <sstream>
 #include <string>
 #include <tuple>
 
 namespace mt {
-namespace {
 
-/// Megatron-Core's interleaved order: the k-th forward (or backward) of a
-/// stage runs chunk (k / pp) % vpp (reversed for backward) of micro-batch
-/// (k / (pp·vpp))·pp + k % pp.
-PipelineAction virtualAction(int64_t k, bool forward, int64_t pp, int64_t vpp) {
-  int64_t chunk = (k / pp) % vpp;
-  if (!forward)
-    chunk = vpp - 1 - chunk;
-  return {forward, (k / (pp * vpp)) * pp + k % pp, chunk};
-}
-
-} // namespace
-
-std::vector<std::vector<PipelineAction>> pipelineSchedule(int64_t pp, int64_t vpp,
-                                                          int64_t microBatches) {
-  std::vector<std::vector<PipelineAction>> stages(pp);
-  int64_t total = microBatches * vpp;
-  for (int64_t s = 0; s < pp; ++s) {
-    int64_t warmup = vpp == 1 ? pp - s - 1 : (pp - s - 1) * 2 + (vpp - 1) * pp;
-    warmup = std::min(warmup, total);
-    auto &out = stages[s];
-    int64_t f = 0, b = 0;
-    for (; f < warmup; ++f)
-      out.push_back(virtualAction(f, true, pp, vpp));
-    while (f < total) { // steady state: one forward, one backward
-      out.push_back(virtualAction(f++, true, pp, vpp));
-      out.push_back(virtualAction(b++, false, pp, vpp));
+Expected<std::vector<std::vector<PipelineAction>>> pipelineActions(const plan::Plan &plan) {
+  const int64_t pp = std::max<int64_t>(plan.mesh().pp(), 1);
+  if (plan.schedule_size() != pp)
+    return Status::error("the plan has " + std::to_string(plan.schedule_size()) +
+                         " stage schedules for " + std::to_string(pp) + " pipeline stages");
+  std::vector<std::vector<PipelineAction>> stages(static_cast<size_t>(pp));
+  for (const plan::StageSchedule &stage : plan.schedule()) {
+    if (stage.stage() < 0 || stage.stage() >= pp)
+      return Status::error("a stage schedule names stage " + std::to_string(stage.stage()) +
+                           " of " + std::to_string(pp));
+    auto &out = stages[size_t(stage.stage())];
+    for (const plan::Action &a : stage.actions()) {
+      const int64_t chunk = a.virtual_stage() < 0 ? 0 : a.virtual_stage() / pp;
+      const plan::Action::Kind kind = a.kind();
+      if (kind == plan::Action::FORWARD || kind == plan::Action::FORWARD_BACKWARD)
+        out.push_back({true, a.micro_batch(), chunk});
+      if (kind == plan::Action::BACKWARD || kind == plan::Action::FORWARD_BACKWARD)
+        out.push_back({false, a.micro_batch(), chunk});
     }
-    while (b < total)
-      out.push_back(virtualAction(b++, false, pp, vpp));
   }
   return stages;
+}
+
+std::map<int64_t, std::vector<PipelineMessage>> pipelineMessages(const plan::Plan &plan,
+                                                                 int64_t stage, bool sends) {
+  const int64_t pp = std::max<int64_t>(plan.mesh().pp(), 1);
+  const char *op = sends ? "send" : "recv";
+  // Each program's transfers once: (peer stage, buffer) in program order.
+  std::map<uint32_t, std::vector<std::pair<int64_t, uint32_t>>> transfers;
+  std::map<int64_t, std::vector<PipelineMessage>> out;
+  if (stage < 0 || stage >= plan.schedule_size())
+    return out;
+  for (const plan::Action &a : plan.schedule(int(stage)).actions()) {
+    auto [it, fresh] = transfers.try_emplace(a.program());
+    if (fresh)
+      for (const plan::Instruction &in : plan.programs(int(a.program())).instructions()) {
+        if (in.op() != op)
+          continue;
+        int64_t peer = -1;
+        for (const plan::Attribute &attr : in.attributes())
+          if (attr.name() == "peer_virtual_stage")
+            peer = attr.i() % pp;
+        it->second.push_back({peer, sends ? in.inputs(0) : in.outputs(0)});
+      }
+    for (const auto &[peer, buffer] : it->second)
+      out[peer].push_back({a.micro_batch(), buffer});
+  }
+  return out;
 }
 
 namespace {
@@ -136,36 +151,6 @@ double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,
       busy += a.end - a.start;
   double total = makespan * double(schedule.size());
   return total > 0 ? 1.0 - busy / total : 0.0;
-}
-
-std::vector<int64_t> activationSlots(const std::vector<PipelineAction> &stage,
-                                     int64_t microBatches, int64_t &count) {
-  std::vector<int64_t> first(microBatches, -1), last(microBatches, -1);
-  for (size_t i = 0; i < stage.size(); ++i) {
-    int64_t m = stage[i].microBatch;
-    if (first[m] < 0)
-      first[m] = int64_t(i);
-    last[m] = int64_t(i);
-  }
-  std::vector<int64_t> slot(microBatches, 0);
-  std::vector<bool> busy;
-  count = 0;
-  for (size_t i = 0; i < stage.size(); ++i) {
-    int64_t m = stage[i].microBatch;
-    if (first[m] == int64_t(i)) { // the lowest free slot
-      int64_t s = 0;
-      while (s < int64_t(busy.size()) && busy[s])
-        ++s;
-      if (s == int64_t(busy.size()))
-        busy.push_back(false);
-      busy[s] = true;
-      slot[m] = s;
-      count = std::max(count, int64_t(busy.size()));
-    }
-    if (last[m] == int64_t(i))
-      busy[slot[m]] = false;
-  }
-  return slot;
 }
 
 std::string scheduleSvg(const std::vector<std::vector<PipelineAction>> &schedule,

@@ -1,0 +1,421 @@
+// The routed SwiGLU experts: the (token, slot) pairs permuted stably by
+// expert, each expert's rows through grouped GEMMs (one launch per GEMM for
+// all experts, the row ranges read on the device: no host sync, so CUDA
+// graphs can capture it), and the outputs un-permuted in slot order.
+// Simplest correct version: a shared-memory tiled GEMM with fp32
+// accumulation; a cuBLAS grouped GEMM can replace groupedGemm() alone.
+#include "runtime/cuda/MoE.h"
+
+#include "runtime/cuda/Check.h"
+
+namespace mt::cuda {
+namespace {
+
+size_t roundUp(size_t n) { return (n + 255) / 256 * 256; }
+
+constexpr int kScanThreads = 256;
+
+/// One block per expert: counts[e], the slots routed to e.
+__global__ void countKernel(const int32_t *indices, int64_t slots, int32_t *counts) {
+  __shared__ int part[kScanThreads];
+  const int e = blockIdx.x;
+  int c = 0;
+  for (int64_t i = threadIdx.x; i < slots; i += blockDim.x)
+    c += indices[i] == e;
+  part[threadIdx.x] = c;
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half)
+      part[threadIdx.x] += part[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0)
+    counts[e] = part[0];
+}
+
+__global__ void offsetsKernel(const int32_t *counts, int32_t *offsets, int64_t experts) {
+  int32_t sum = 0;
+  for (int64_t e = 0; e < experts; ++e) {
+    offsets[e] = sum;
+    sum += counts[e];
+  }
+  offsets[experts] = sum;
+}
+
+/// One block per expert: its slots in slot order get the rows
+/// offsets[e], offsets[e] + 1, ... (a stable counting sort), chunk by chunk
+/// with a block-wide exclusive scan of the match flags.
+__global__ void permuteKernel(const int32_t *indices, int64_t slots, const int32_t *offsets,
+                              int32_t *perm, int32_t *rowOf) {
+  __shared__ int warpTotals[kScanThreads / 32];
+  __shared__ int chunkBase;
+  const int e = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (threadIdx.x == 0)
+    chunkBase = offsets[e];
+  __syncthreads();
+  for (int64_t start = 0; start < slots; start += blockDim.x) {
+    const int64_t i = start + threadIdx.x;
+    const bool match = i < slots && indices[i] == e;
+    const unsigned ballot = __ballot_sync(0xffffffffu, match);
+    if (lane == 0)
+      warpTotals[warp] = __popc(ballot);
+    __syncthreads();
+    int before = chunkBase;
+    for (int w = 0; w < warp; ++w)
+      before += warpTotals[w];
+    before += __popc(ballot & ((1u << lane) - 1u));
+    if (match) {
+      perm[before] = int32_t(i);
+      rowOf[i] = before;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0)
+      for (int w = 0; w < int(blockDim.x / 32); ++w)
+        chunkBase += warpTotals[w];
+    __syncthreads();
+  }
+}
+
+__device__ float toFloat(float v) { return v; }
+__device__ float toFloat(bf16 v) { return __bfloat162float(v); }
+
+/// xp[p] = x[token of slot perm[p]].
+__global__ void gatherKernel(const bf16 *x, const int32_t *perm, bf16 *xp, int64_t rows,
+                             int64_t hidden, int64_t topK) {
+  const int64_t n = rows * hidden;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t p = i / hidden, h = i % hidden;
+    xp[i] = x[(perm[p] / topK) * hidden + h];
+  }
+}
+
+__device__ float sigmoidf(float a) { return 1.0f / (1.0f + expf(-a)); }
+
+__global__ void swigluKernel(const float *gatePre, const float *upPre, float *act, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float a = gatePre[i];
+    act[i] = a * sigmoidf(a) * upPre[i];
+  }
+}
+
+/// y[t] = sum_k weights[t, k] yp[rowOf[t, k]], slots in order (a row of
+/// -1, a dropped slot, adds nothing).
+__global__ void combineKernel(const bf16 *yp, const int32_t *rowOf, const float *weights, bf16 *y,
+                              int64_t tokens, int64_t hidden, int64_t topK) {
+  const int64_t n = tokens * hidden;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / hidden, h = i % hidden;
+    float acc = 0;
+    for (int64_t k = 0; k < topK; ++k) {
+      const int32_t row = rowOf[t * topK + k];
+      if (row >= 0)
+        acc += weights[t * topK + k] * __bfloat162float(yp[int64_t(row) * hidden + h]);
+    }
+    y[i] = __float2bfloat16(acc);
+  }
+}
+
+/// In place: gatePre <- d gatePre, upPre <- d upPre, from dact.
+__global__ void swigluGradKernel(float *gatePre, float *upPre, const float *dact, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float a = gatePre[i], u = upPre[i], sig = sigmoidf(a), d = dact[i];
+    gatePre[i] = d * u * sig * (1.0f + a * (1.0f - sig));
+    upPre[i] = d * a * sig;
+  }
+}
+
+/// dx[t] (=|+=) sum_k dxp[rowOf[t, k]], slots in order, dropped ones (-1)
+/// skipped.
+__global__ void scatterGradKernel(const bf16 *dxp, const int32_t *rowOf, bf16 *dx, bool add,
+                                  int64_t tokens, int64_t hidden, int64_t topK) {
+  const int64_t n = tokens * hidden;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / hidden, h = i % hidden;
+    float acc = add ? __bfloat162float(dx[i]) : 0.0f;
+    for (int64_t k = 0; k < topK; ++k) {
+      const int32_t row = rowOf[t * topK + k];
+      if (row >= 0)
+        acc += __bfloat162float(dxp[int64_t(row) * hidden + h]);
+    }
+    dx[i] = __float2bfloat16(acc);
+  }
+}
+
+/// out (=|+=) src as bf16, rows [rows, hidden]; rows at or past
+/// offsets[experts] (no expert's) are zero when written.
+__global__ void toBf16Kernel(const float *src, bf16 *out, bool add, const int32_t *offsets,
+                             int64_t experts, int64_t rows, int64_t hidden) {
+  const int64_t n = rows * hidden, used = int64_t(offsets[experts]) * hidden;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = i < used ? src[i] : 0.0f;
+    out[i] = __float2bfloat16(add ? __bfloat162float(out[i]) + v : v);
+  }
+}
+
+/// Per slot (one warp): dExpertOut[row] (=|+=) probs[slot] dy[token] and
+/// dProbs[slot] += dot(expertOut[row], dy[token]); dropped slots skipped.
+__global__ void unpermuteGradKernel(const bf16 *expertOut, const float *probs,
+                                    const int32_t *slotRows, const bf16 *dy, bf16 *dExpertOut,
+                                    bool add, float *dProbs, int64_t slots, int64_t hidden,
+                                    int64_t topK) {
+  const int64_t slot = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (slot >= slots || slotRows[slot] < 0)
+    return;
+  const int64_t row = slotRows[slot], t = slot / topK;
+  const float p = probs[slot];
+  float acc = 0;
+  for (int64_t h = lane; h < hidden; h += 32) {
+    const float g = __bfloat162float(dy[t * hidden + h]);
+    acc += g * __bfloat162float(expertOut[row * hidden + h]);
+    bf16 *out = dExpertOut + row * hidden + h;
+    *out = __float2bfloat16(add ? __bfloat162float(*out) + p * g : p * g);
+  }
+  for (int o = 16; o > 0; o >>= 1)
+    acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0)
+    dProbs[slot] += acc;
+}
+
+/// One GEMM per expert in one launch. C(m, n) (+)= sum_k A(m, k) B_e(k, n)
+/// with A(m, k) = a[m * am + k * ak], B_e(k, n) = b[e * be + k * bk + n * bn]
+/// and C(m, n) = c[e * ce + m * cm + n]. Grouped by rows (`byRows`): expert
+/// e computes rows m in [offsets[e], offsets[e + 1]) for every k < K, into
+/// one C (ce = 0). Grouped by the reduction (weight gradients): expert e
+/// sums over k in [offsets[e], offsets[e + 1]) for every m < M into its
+/// own C_e. Tiles of 32 x 32, 256 threads of 4 outputs each, fp32
+/// accumulation in k order: deterministic.
+struct GemmOperands {
+  int64_t am, ak, be, bk, bn, ce, cm;
+  int64_t M, N, K; // M (by rows: ignored) and K (by reduction: ignored)
+  bool byRows, accumulate;
+};
+
+constexpr int kTile = 32;
+
+template <typename TA, typename TB>
+__global__ void groupedGemmKernel(const TA *a, const TB *b, float *c, const int32_t *offsets,
+                                  GemmOperands g) {
+  __shared__ float as[kTile][kTile + 1], bs[kTile][kTile + 1];
+  const int64_t e = blockIdx.z;
+  int64_t mBegin = 0, mEnd = g.M, kBegin = 0, kEnd = g.K;
+  if (g.byRows)
+    mBegin = offsets[e], mEnd = offsets[e + 1];
+  else
+    kBegin = offsets[e], kEnd = offsets[e + 1];
+  const int64_t m0 = mBegin + int64_t(blockIdx.y) * kTile, n0 = int64_t(blockIdx.x) * kTile;
+  if (m0 >= mEnd || n0 >= g.N)
+    return;
+  const int tx = threadIdx.x % kTile, ty = threadIdx.x / kTile; // ty < 8
+  const TB *be = b + e * g.be;
+  float acc[4] = {0, 0, 0, 0};
+  for (int64_t k0 = kBegin; k0 < kEnd; k0 += kTile) {
+    for (int r = ty; r < kTile; r += 8) {
+      const int64_t m = m0 + r, k = k0 + tx;
+      as[r][tx] = m < mEnd && k < kEnd ? toFloat(a[m * g.am + k * g.ak]) : 0.0f;
+      const int64_t kb = k0 + r, n = n0 + tx;
+      bs[r][tx] = kb < kEnd && n < g.N ? toFloat(be[kb * g.bk + n * g.bn]) : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int kk = 0; kk < kTile; ++kk)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        acc[i] += as[ty + 8 * i][kk] * bs[kk][tx];
+    __syncthreads();
+  }
+  float *ce = c + e * g.ce;
+  for (int i = 0; i < 4; ++i) {
+    const int64_t m = m0 + ty + 8 * i, n = n0 + tx;
+    if (m < mEnd && n < g.N) {
+      float *out = ce + m * g.cm + n;
+      *out = g.accumulate ? *out + acc[i] : acc[i];
+    }
+  }
+}
+
+/// `maxRows`: an upper bound of any expert's rows (by rows) or M.
+template <typename TA, typename TB>
+Status groupedGemm(const TA *a, const TB *b, float *c, const int32_t *offsets,
+                   int64_t experts, int64_t maxRows, const GemmOperands &g,
+                   cudaStream_t stream) {
+  if (maxRows == 0 || g.N == 0)
+    return Status::ok();
+  dim3 grid(unsigned((g.N + kTile - 1) / kTile), unsigned((maxRows + kTile - 1) / kTile),
+            unsigned(experts));
+  groupedGemmKernel<TA, TB><<<grid, kTile * 8, 0, stream>>>(a, b, c, offsets, g);
+  MT_CUDA_CHECK_LAUNCH("moe_grouped_gemm");
+  return Status::ok();
+}
+
+unsigned blocksFor(int64_t n) {
+  return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, 65536)));
+}
+
+/// moe_permute's scratch: expert offsets [experts + 1] and perm [rows].
+struct PermuteScratch {
+  int32_t *offsets, *perm;
+  PermuteScratch(void *workspace, const PermuteShape &s) {
+    offsets = static_cast<int32_t *>(workspace);
+    perm = reinterpret_cast<int32_t *>(static_cast<char *>(workspace) +
+                                       roundUp(4 * (size_t(s.experts) + 1)));
+  }
+  static size_t bytes(const PermuteShape &s) {
+    return roundUp(4 * (size_t(s.experts) + 1)) + roundUp(4 * size_t(s.tokens * s.topK));
+  }
+};
+
+/// moe_grouped_mlp's scratch (fp32 rows): offsets, gate/up pre-activations,
+/// act, the output or dxp, and dact in the backward.
+struct GroupedScratch {
+  int32_t *offsets;
+  float *gatePre, *upPre, *act, *out, *dact;
+  GroupedScratch(void *workspace, const GroupedMlpShape &s, bool backward) {
+    auto *p = static_cast<char *>(workspace);
+    auto take = [&](size_t bytes) {
+      char *at = p;
+      p += roundUp(bytes);
+      return at;
+    };
+    const size_t N = size_t(s.rows), H = size_t(s.hidden), F = size_t(s.ffn);
+    offsets = reinterpret_cast<int32_t *>(take(4 * (size_t(s.experts) + 1)));
+    gatePre = reinterpret_cast<float *>(take(4 * N * F));
+    upPre = reinterpret_cast<float *>(take(4 * N * F));
+    act = reinterpret_cast<float *>(take(4 * N * F));
+    out = reinterpret_cast<float *>(take(4 * N * H));
+    dact = backward ? reinterpret_cast<float *>(take(4 * N * F)) : nullptr;
+  }
+  static size_t bytes(const GroupedMlpShape &s, bool backward) {
+    const size_t N = size_t(s.rows), H = size_t(s.hidden), F = size_t(s.ffn);
+    return roundUp(4 * (size_t(s.experts) + 1)) + (backward ? 4 : 3) * roundUp(4 * N * F) +
+           roundUp(4 * N * H);
+  }
+};
+
+/// The gate/up pre-activations and act of every row of the groups.
+Status groupedHidden(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                     const bf16 *up, GroupedScratch &w, const GroupedMlpShape &s,
+                     cudaStream_t stream) {
+  const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
+  offsetsKernel<<<1, 1, 0, stream>>>(tokensPerExpert, w.offsets, E);
+  MT_CUDA_CHECK_LAUNCH("moe_offsets");
+  GemmOperands proj{H, 1, F * H, 1, H, 0, F, 0, F, H, true, false};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(x, gate, w.gatePre, w.offsets, E, N, proj, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(x, up, w.upPre, w.offsets, E, N, proj, stream));
+  swigluKernel<<<blocksFor(N * F), 256, 0, stream>>>(w.gatePre, w.upPre, w.act, N * F);
+  MT_CUDA_CHECK_LAUNCH("moe_swiglu");
+  return Status::ok();
+}
+
+} // namespace
+
+size_t moePermuteWorkspaceBytes(const PermuteShape &shape) {
+  return PermuteScratch::bytes(shape);
+}
+
+Status moePermuteForward(const bf16 *x, const int32_t *indices, bf16 *permuted,
+                         int32_t *tokensPerExpert, int32_t *slotRows, void *workspace,
+                         const PermuteShape &s, cudaStream_t stream) {
+  const int64_t slots = s.tokens * s.topK;
+  PermuteScratch w(workspace, s);
+  countKernel<<<s.experts, kScanThreads, 0, stream>>>(indices, slots, tokensPerExpert);
+  MT_CUDA_CHECK_LAUNCH("moe_count");
+  offsetsKernel<<<1, 1, 0, stream>>>(tokensPerExpert, w.offsets, s.experts);
+  MT_CUDA_CHECK_LAUNCH("moe_offsets");
+  if (slots == 0)
+    return Status::ok();
+  permuteKernel<<<s.experts, kScanThreads, 0, stream>>>(indices, slots, w.offsets, w.perm,
+                                                        slotRows);
+  MT_CUDA_CHECK_LAUNCH("moe_permute");
+  gatherKernel<<<blocksFor(slots * s.hidden), 256, 0, stream>>>(x, w.perm, permuted, slots,
+                                                                      s.hidden, s.topK);
+  MT_CUDA_CHECK_LAUNCH("moe_gather");
+  return Status::ok();
+}
+
+Status moePermuteBackward(const bf16 *dPermuted, const int32_t *slotRows, bf16 *dx, bool addDx,
+                          const PermuteShape &s, cudaStream_t stream) {
+  if (s.tokens * s.hidden == 0)
+    return Status::ok();
+  scatterGradKernel<<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
+      dPermuted, slotRows, dx, addDx, s.tokens, s.hidden, s.topK);
+  MT_CUDA_CHECK_LAUNCH("moe_permute_bwd");
+  return Status::ok();
+}
+
+Status moeUnpermuteForward(const bf16 *expertOut, const float *probs, const int32_t *slotRows,
+                           bf16 *y, const PermuteShape &s, cudaStream_t stream) {
+  if (s.tokens * s.hidden == 0)
+    return Status::ok();
+  combineKernel<<<blocksFor(s.tokens * s.hidden), 256, 0, stream>>>(
+      expertOut, slotRows, probs, y, s.tokens, s.hidden, s.topK);
+  MT_CUDA_CHECK_LAUNCH("moe_unpermute");
+  return Status::ok();
+}
+
+Status moeUnpermuteBackward(const bf16 *expertOut, const float *probs, const int32_t *slotRows,
+                            const bf16 *dy, bf16 *dExpertOut, bool addDExpertOut, float *dProbs,
+                            const PermuteShape &s, cudaStream_t stream) {
+  const int64_t slots = s.tokens * s.topK;
+  if (slots == 0)
+    return Status::ok();
+  unpermuteGradKernel<<<(slots + 7) / 8, 256, 0, stream>>>(expertOut, probs, slotRows, dy,
+                                                           dExpertOut, addDExpertOut, dProbs,
+                                                           slots, s.hidden, s.topK);
+  MT_CUDA_CHECK_LAUNCH("moe_unpermute_bwd");
+  return Status::ok();
+}
+
+size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward) {
+  return GroupedScratch::bytes(shape, backward);
+}
+
+Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                         const bf16 *up, const bf16 *down, bf16 *y, void *workspace,
+                         const GroupedMlpShape &s, cudaStream_t stream) {
+  const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
+  if (N * H == 0)
+    return Status::ok();
+  GroupedScratch w(workspace, s, false);
+  MT_CUDA_RETURN_IF_ERROR(groupedHidden(x, tokensPerExpert, gate, up, w, s, stream));
+  GemmOperands out{F, 1, H * F, 1, F, 0, H, 0, H, F, true, false};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.act, down, w.out, w.offsets, E, N, out, stream));
+  toBf16Kernel<<<blocksFor(N * H), 256, 0, stream>>>(w.out, y, false, w.offsets, E, N, H);
+  MT_CUDA_CHECK_LAUNCH("moe_grouped_out");
+  return Status::ok();
+}
+
+Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                          const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
+                          float *dgate, float *dup, float *ddown, void *workspace,
+                          const GroupedMlpShape &s, cudaStream_t stream) {
+  const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
+  if (N * H == 0)
+    return Status::ok();
+  GroupedScratch w(workspace, s, true);
+  MT_CUDA_RETURN_IF_ERROR(groupedHidden(x, tokensPerExpert, gate, up, w, s, stream));
+  GemmOperands dAct{H, 1, H * F, F, 1, 0, F, 0, F, H, true, false};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(dy, down, w.dact, w.offsets, E, N, dAct, stream));
+  GemmOperands dDown{1, H, 0, F, 1, H * F, F, H, F, 0, false, true};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(dy, w.act, ddown, w.offsets, E, H, dDown, stream));
+  swigluGradKernel<<<blocksFor(N * F), 256, 0, stream>>>(w.gatePre, w.upPre, w.dact, N * F);
+  MT_CUDA_CHECK_LAUNCH("moe_swiglu_bwd");
+  GemmOperands dIn{F, 1, F * H, H, 1, 0, H, 0, H, F, true, false};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.gatePre, gate, w.out, w.offsets, E, N, dIn, stream));
+  dIn.accumulate = true;
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.upPre, up, w.out, w.offsets, E, N, dIn, stream));
+  GemmOperands dW{1, F, 0, H, 1, F * H, H, F, H, 0, false, true};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.gatePre, x, dgate, w.offsets, E, F, dW, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.upPre, x, dup, w.offsets, E, F, dW, stream));
+  toBf16Kernel<<<blocksFor(N * H), 256, 0, stream>>>(w.out, dx, addDx, w.offsets, E, N, H);
+  MT_CUDA_CHECK_LAUNCH("moe_grouped_dx");
+  return Status::ok();
+}
+
+} // namespace mt::cuda
