@@ -31,9 +31,11 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     step checks the global gradient norm is finite (else the step is
     skipped), clips it to `clip-grad`, computes the learning rate of the
     schedule and applies AdamW; as Megatron, weight decay is not applied to
-    rank-1 parameters (norms, biases). With dp > 1 each gradient is first
-    averaged over the dp axis; parameters split over tp (`sharding`)
-    count once in the global norm, which is reduced over tp.
+    rank-1 parameters (norms, biases). When the dp axis of the module's
+    `shard.grid @mesh` is larger than 1, each gradient is first averaged
+    over it (a module without a mesh runs on one rank); parameters split
+    over tp (`sharding`) count once in the global norm, which is reduced
+    over tp.
 
     With `distributed-optimizer` (Megatron-Core's use_distributed_optimizer),
     the trainable parameters are laid out in buckets (`mt.buckets` on the
@@ -60,7 +62,6 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     Option<"beta2", "beta2", "double", "0.999", "AdamW beta2">,
     Option<"eps", "eps", "double", "1.0e-8", "AdamW epsilon">,
     Option<"clipGrad", "clip-grad", "double", "1.0", "max global gradient norm (0: off)">,
-    Option<"dp", "dp", "int64_t", "1", "data-parallel size: gradients are averaged over dp">,
     Option<"distributedOptimizer", "distributed-optimizer", "bool", "false",
            "shard the AdamW state over dp in gradient buckets (Megatron's distributed optimizer)">,
     Option<"bucketElements", "bucket-elements", "int64_t", "40000000",

@@ -176,7 +176,6 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   opt.beta2 = o.beta2;
   opt.eps = o.eps;
   opt.clipGrad = o.clipGrad;
-  opt.dp = parallel.dp;
   // With one data-parallel rank there is nothing to shard: the plain step.
   opt.distributedOptimizer = parallel.distributedOptimizer && parallel.dp > 1;
   PartitionTensorParallelOptions tpOptions;

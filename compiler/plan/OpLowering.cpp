@@ -1,8 +1,10 @@
-// Per-op attributes of plan instructions; the runtime's kernel registry
-// checks the same names.
+// Per-op attributes of plan instructions. The instruction's name and the
+// attributes it may carry are its ODS `instruction` record (OpTable.inc);
+// the plan loader refuses an attribute written here that it does not declare.
 #include "compiler/plan/OpLowering.h"
 
 #include "dialects/mt/MtDialect.h"
+#include "runtime/plan/OpRegistry.h"
 
 #include "llvm/ADT/TypeSwitch.h"
 
@@ -95,8 +97,11 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
   if (isa<GlobalNormOp>(op))
     return op->emitOpError() << "reduces over ranks: mt-expose-collectives splits it into "
                                 "sum_squares, all-reduces and sqrt before plan emission";
-  std::string name = op->getName().stripDialect().str();
-  instr.set_op(name == "zeros" ? "fill_zero" : name);
+  const plan::OpSignature *signature = plan::findOpLoweredFrom(op->getName().getStringRef().str());
+  if (!signature)
+    return op->emitOpError() << "has no plan instruction (no `instruction` in its ODS "
+                                "definition, dialects/mt/MtInstructions.td)";
+  instr.set_op(signature->name);
   AttrWriter w(instr);
   bool known = llvm::TypeSwitch<Operation *, bool>(op)
       .Case([&](EmbeddingOp e) {
@@ -262,6 +267,9 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       .Default([](Operation *) { return false; });
   if (!known)
     return op->emitOpError() << "has no lowering to a plan instruction";
+  if (std::string bad = plan::checkAttributes(*signature, instr); !bad.empty())
+    return op->emitOpError() << "lowers to a '" << signature->name
+                             << "' instruction that its ODS record refuses: " << bad;
   return success();
 }
 

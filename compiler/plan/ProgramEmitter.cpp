@@ -3,17 +3,15 @@
 
 #include "compiler/plan/OpLowering.h"
 #include "dialects/mt/MtDialect.h"
+#include "runtime/plan/OpRegistry.h"
 
 using namespace mlir;
 
 namespace mt {
 
 bool isAccumulatingOp(Operation *op) {
-  return isa<EmbeddingGradOp, LinearGradInputOp, LinearGradWeightOp, BiasGradOp,
-             RMSNormGradOp, LayerNormGradOp, RotaryGradOp, AttentionGradOp,
-             SwiGLUGradOp, GELUGradOp, MoERouterGradOp,
-             MoEPermuteGradOp, MoEUnpermuteGradOp, MoEGroupedMLPGradOp, SigmoidGateGradOp,
-             CrossEntropyGradOp, VocabParallelCrossEntropyGradOp>(op);
+  const plan::OpSignature *instr = plan::findOpLoweredFrom(op->getName().getStringRef().str());
+  return instr && instr->addsIntoOutputs;
 }
 
 void ProgramEmitter::groupValues() {
@@ -129,7 +127,8 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
   instr.set_location(loc);
 
   // attention_grad reads the forward's log-sum-exp after its five tensors,
-  // before the optional position ids (OpRegistry's input order).
+  // before the optional position ids (the order of its instruction record,
+  // dialects/mt/MtGradOps.td).
   auto attentionGrad = dyn_cast<AttentionGradOp>(op);
   for (auto [i, operand] : llvm::enumerate(op->getOperands())) {
     if (attentionGrad && i == 5)

@@ -39,6 +39,7 @@ def Mt_AllReduceOp : Mt_Op<"all_reduce",
   ];
   let assemblyFormat = "$input attr-dict `:` type($result)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective", "n axis:s? reduce=sum|max|mean", "n; n">;
 }
 
 def Mt_TPCopyOp : Mt_Op<"tp_copy",
@@ -78,6 +79,7 @@ def Mt_AllGatherOp : Mt_Op<"all_gather",
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts", "outer*run; outer*run*parts">;
 }
 
 def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",
@@ -101,6 +103,8 @@ def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts reduce=sum|mean",
+      "outer*run*parts; outer*run">;
 }
 
 def Mt_AllSliceOp : Mt_Op<"all_slice", [Pure]> {
@@ -120,6 +124,7 @@ def Mt_AllSliceOp : Mt_Op<"all_slice", [Pure]> {
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts", "outer*run*parts; outer*run">;
 }
 
 def Mt_AllToAllVOp : Mt_Op<"all_to_all_v",
@@ -148,6 +153,8 @@ def Mt_AllToAllVOp : Mt_Op<"all_to_all_v",
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective", "axis:s? rows_in rows_out row parts",
+      "rows_in*row; parts; parts; rows_out*row">;
 }
 
 def Mt_StageTransferOp : Mt_Op<"stage_transfer", [Pure, SameOperandsAndResultType]> {

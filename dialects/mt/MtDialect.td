@@ -62,8 +62,17 @@ def Mt_InitKind : I32EnumAttr<"InitKind", "parameter initialization rule", [
   let cppNamespace = "::mt";
 }
 
+include "dialects/mt/MtInstructions.td"
+
 class Mt_Op<string mnemonic, list<Trait> traits = []>
-    : Op<Mt_Dialect, mnemonic, traits>;
+    : Op<Mt_Dialect, mnemonic, traits> {
+  /// The plan instruction the op lowers to; unset: the op is no instruction
+  /// (an alias, a symbol, or split into others before plan emission).
+  Mt_Instruction instruction = ?;
+  /// Whether the instruction adds into its outputs (+=) instead of writing
+  /// them: set for the backward ops (runtime/cpu/Kernels.md).
+  bit addsIntoResults = 0;
+}
 
 def Mt_FloatTensor : RankedTensorOf<[F32, BF16]>;
 def Mt_IdTensor : RankedTensorOf<[I32, I64]>;

@@ -8,6 +8,7 @@ class Mt_GradOp<string mnemonic, list<Trait> traits = []>
     : Mt_Op<mnemonic, !listconcat([Pure], traits)> {
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let addsIntoResults = 1; // gradients are summed over the uses of a value
 }
 
 def Mt_EmbeddingGradOp : Mt_GradOp<"embedding_grad"> {
@@ -23,6 +24,8 @@ def Mt_EmbeddingGradOp : Mt_GradOp<"embedding_grad"> {
   let arguments = (ins Mt_IdTensor:$ids, Mt_FloatTensor:$dy,
                        OptionalAttr<StrAttr>:$vocab_parallel_axis);
   let results = (outs Mt_FloatTensor:$dtable);
+  let instruction = Mt_Instruction<"Elementwise", "tokens vocab hidden vocab_parallel_axis:s?",
+      "tokens; tokens*hidden; vocab*hidden">;
 }
 
 def Mt_LinearGradInputOp : Mt_GradOp<"linear_grad_input"> {
@@ -36,6 +39,7 @@ def Mt_LinearGradInputOp : Mt_GradOp<"linear_grad_input"> {
   }];
   let arguments = (ins Mt_FloatTensor:$dy, Mt_FloatTensor:$weight);
   let results = (outs Mt_FloatTensor:$dx);
+  let instruction = Mt_Instruction<"Gemm", "tokens in out", "tokens*out; out*in; tokens*in">;
 }
 
 def Mt_LinearGradWeightOp : Mt_GradOp<"linear_grad_weight"> {
@@ -49,6 +53,7 @@ def Mt_LinearGradWeightOp : Mt_GradOp<"linear_grad_weight"> {
   }];
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$dy);
   let results = (outs Mt_FloatTensor:$dweight);
+  let instruction = Mt_Instruction<"Gemm", "tokens in out", "tokens*in; tokens*out; out*in">;
 }
 
 def Mt_BiasGradOp : Mt_GradOp<"bias_grad"> {
@@ -60,6 +65,7 @@ def Mt_BiasGradOp : Mt_GradOp<"bias_grad"> {
   }];
   let arguments = (ins Mt_FloatTensor:$dy);
   let results = (outs Mt_FloatTensor:$dbias);
+  let instruction = Mt_Instruction<"Elementwise", "tokens out", "tokens*out; out">;
 }
 
 def Mt_RMSNormGradOp : Mt_GradOp<"rmsnorm_grad"> {
@@ -73,6 +79,7 @@ def Mt_RMSNormGradOp : Mt_GradOp<"rmsnorm_grad"> {
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
                        Mt_FloatTensor:$dy, F64Attr:$eps);
   let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight);
+  let instruction = Mt_Instruction<"Norm", "rows dim eps:f", "rows*dim; dim; rows*dim; rows*dim; dim">;
 }
 
 def Mt_LayerNormGradOp : Mt_GradOp<"layernorm_grad"> {
@@ -87,6 +94,8 @@ def Mt_LayerNormGradOp : Mt_GradOp<"layernorm_grad"> {
                        Mt_FloatTensor:$dy, F64Attr:$eps);
   let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight,
                       Mt_FloatTensor:$dbias);
+  let instruction = Mt_Instruction<"Norm", "rows dim eps:f",
+      "rows*dim; dim; rows*dim; rows*dim; dim; dim">;
 }
 
 def Mt_RotaryGradOp : Mt_GradOp<"rotary_grad"> {
@@ -105,6 +114,9 @@ def Mt_RotaryGradOp : Mt_GradOp<"rotary_grad"> {
                        OptionalAttr<F64Attr>:$high_freq_factor,
                        OptionalAttr<I64Attr>:$original_max_position);
   let results = (outs Mt_FloatTensor:$dx);
+  let instruction = Mt_Instruction<"Elementwise",
+      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids?",
+      "batch*seq*heads*head_dim; position_ids?batch*seq; batch*seq*heads*head_dim">;
 }
 
 def Mt_AttentionGradOp : Mt_GradOp<"attention_grad"> {
@@ -127,6 +139,9 @@ def Mt_AttentionGradOp : Mt_GradOp<"attention_grad"> {
                        I64Attr:$head_dim, F64Attr:$scale);
   let results = (outs Mt_FloatTensor:$dquery, Mt_FloatTensor:$dkey,
                       Mt_FloatTensor:$dvalue);
+  let instruction = Mt_Instruction<"Attention", "batch seq heads kv_heads head_dim scale:f position_ids?",
+      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*heads*head_dim; batch*seq*heads*head_dim; batch*heads*seq; position_ids?batch*seq; " #
+      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim", 1>;
 }
 
 def Mt_SwiGLUGradOp : Mt_GradOp<"swiglu_grad"> {
@@ -138,6 +153,7 @@ def Mt_SwiGLUGradOp : Mt_GradOp<"swiglu_grad"> {
   }];
   let arguments = (ins Mt_FloatTensor:$gate, Mt_FloatTensor:$up, Mt_FloatTensor:$dy);
   let results = (outs Mt_FloatTensor:$dgate, Mt_FloatTensor:$dup);
+  let instruction = Mt_Instruction<"Elementwise", "n", "n; n; n; n; n">;
 }
 
 def Mt_GELUGradOp : Mt_GradOp<"gelu_grad"> {
@@ -150,6 +166,7 @@ def Mt_GELUGradOp : Mt_GradOp<"gelu_grad"> {
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$dy,
                        UnitAttr:$approximate_tanh);
   let results = (outs Mt_FloatTensor:$dx);
+  let instruction = Mt_Instruction<"Elementwise", "n approximate_tanh?", "n; n; n">;
 }
 
 def Mt_MoERouterGradOp : Mt_GradOp<"moe_router_grad"> {
@@ -171,6 +188,8 @@ def Mt_MoERouterGradOp : Mt_GradOp<"moe_router_grad"> {
                        OptionalAttr<StrAttr>:$load_balancing_type,
                        OptionalAttr<F64Attr>:$z_loss_coeff);
   let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight);
+  let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f seq? load_balancing_type=aux_loss|seq_aux_loss|none z_loss_coeff:f?",
+      "tokens*hidden; experts*hidden; tokens*top_k; 1; tokens*hidden; experts*hidden">;
 }
 
 def Mt_SigmoidGateGradOp : Mt_GradOp<"sigmoid_gate_grad"> {
@@ -186,6 +205,8 @@ def Mt_SigmoidGateGradOp : Mt_GradOp<"sigmoid_gate_grad"> {
   }];
   let arguments = (ins Mt_FloatTensor:$gate, Mt_FloatTensor:$input, Mt_FloatTensor:$dy);
   let results = (outs Mt_FloatTensor:$dgate, Mt_FloatTensor:$dinput);
+  let instruction = Mt_Instruction<"MoE", "rows dim",
+      "rows; rows*dim; rows*dim; rows; rows*dim">;
 }
 
 def Mt_CrossEntropyGradOp : Mt_GradOp<"cross_entropy_grad"> {
@@ -203,6 +224,7 @@ def Mt_CrossEntropyGradOp : Mt_GradOp<"cross_entropy_grad"> {
                        OptionalAttr<StrAttr>:$vocab_parallel_axis,
                        OptionalAttr<I64Attr>:$valid_vocab);
   let results = (outs Mt_FloatTensor:$dlogits);
+  let instruction = Mt_Instruction<"Loss", "tokens vocab", "tokens*vocab; tokens; tokens; 1; tokens*vocab">;
 }
 
 def Mt_VocabParallelCrossEntropyGradOp : Mt_GradOp<"vocab_parallel_cross_entropy_grad"> {
@@ -226,6 +248,8 @@ def Mt_VocabParallelCrossEntropyGradOp : Mt_GradOp<"vocab_parallel_cross_entropy
                        RankedTensorOf<[F32]>:$sum_exp_logits, Mt_F32Scalar:$dloss,
                        StrAttr:$axis, OptionalAttr<I64Attr>:$valid_vocab);
   let results = (outs Mt_FloatTensor:$dlogits);
+  let instruction = Mt_Instruction<"Loss", "tokens vocab axis:s valid_vocab?",
+      "tokens*vocab; tokens; tokens; tokens; tokens; 1; tokens*vocab">;
 }
 
 #endif // MT_GRAD_OPS_TD

@@ -44,6 +44,9 @@ def Mt_MoEPermuteOp : Mt_Op<"moe_permute", [Pure, DeclareOpInterfaceMethods<Mt_D
                       RankedTensorOf<[I32]>:$slot_rows);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"MoE",
+      "tokens hidden experts top_k rows capacity pad_to_capacity drop_policy=probs|position",
+      "tokens*hidden; tokens*top_k; tokens*top_k; rows*hidden; experts; tokens*top_k">;
 }
 
 def Mt_MoEGroupedMLPOp : Mt_Op<"moe_grouped_mlp", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
@@ -68,6 +71,8 @@ def Mt_MoEGroupedMLPOp : Mt_Op<"moe_grouped_mlp", [Pure, DeclareOpInterfaceMetho
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"MoE", "rows hidden ffn experts",
+      "rows*hidden; experts; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden; rows*hidden">;
 }
 
 def Mt_MoEUnpermuteOp : Mt_Op<"moe_unpermute", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
@@ -89,6 +94,8 @@ def Mt_MoEUnpermuteOp : Mt_Op<"moe_unpermute", [Pure, DeclareOpInterfaceMethods<
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"MoE", "tokens hidden top_k rows",
+      "rows*hidden; tokens*top_k; tokens*top_k; tokens*hidden">;
 }
 
 def Mt_MoEPermuteGradOp : Mt_GradOp<"moe_permute_grad"> {
@@ -103,6 +110,8 @@ def Mt_MoEPermuteGradOp : Mt_GradOp<"moe_permute_grad"> {
   }];
   let arguments = (ins Mt_FloatTensor:$dpermuted, RankedTensorOf<[I32]>:$slot_rows);
   let results = (outs Mt_FloatTensor:$dx);
+  let instruction = Mt_Instruction<"MoE", "tokens hidden top_k rows",
+      "rows*hidden; tokens*top_k; tokens*hidden">;
 }
 
 def Mt_MoEGroupedMLPGradOp : Mt_GradOp<"moe_grouped_mlp_grad"> {
@@ -123,6 +132,9 @@ def Mt_MoEGroupedMLPGradOp : Mt_GradOp<"moe_grouped_mlp_grad"> {
                        Mt_FloatTensor:$down, Mt_FloatTensor:$dy);
   let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dgate,
                       Mt_FloatTensor:$dup, Mt_FloatTensor:$ddown);
+  let instruction = Mt_Instruction<"MoE", "rows hidden ffn experts",
+      "rows*hidden; experts; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden; rows*hidden; " #
+      "rows*hidden; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden">;
 }
 
 def Mt_MoEUnpermuteGradOp : Mt_GradOp<"moe_unpermute_grad"> {
@@ -141,6 +153,8 @@ def Mt_MoEUnpermuteGradOp : Mt_GradOp<"moe_unpermute_grad"> {
   let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[F32]>:$probs,
                        RankedTensorOf<[I32]>:$slot_rows, Mt_FloatTensor:$dy);
   let results = (outs Mt_FloatTensor:$dinput, RankedTensorOf<[F32]>:$dprobs);
+  let instruction = Mt_Instruction<"MoE", "tokens hidden top_k rows",
+      "rows*hidden; tokens*top_k; tokens*top_k; tokens*hidden; rows*hidden; tokens*top_k">;
 }
 
 //===----------------------------------------------------------------------===//
@@ -173,6 +187,8 @@ def Mt_MoEExchangeCountsOp : Mt_Op<"moe_exchange_counts", [Pure]> {
                       RankedTensorOf<[I32]>:$tokens_per_local_expert);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"MoE", "axis:s? experts parts",
+      "experts; parts; parts; experts; experts/parts">;
 }
 
 def Mt_MoESortChunksOp : Mt_Op<"moe_sort_chunks", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
@@ -195,6 +211,8 @@ def Mt_MoESortChunksOp : Mt_Op<"moe_sort_chunks", [Pure, DeclareOpInterfaceMetho
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"MoE", "rows hidden parts groups inverse",
+      "rows*hidden; parts*groups; rows*hidden">;
 }
 
 #endif // MT_MOE_OPS_TD

@@ -94,6 +94,8 @@ def Mt_EmbeddingOp : Mt_Op<"embedding", [Pure, DeclareOpInterfaceMethods<Mt_Diff
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Elementwise", "tokens vocab hidden vocab_parallel_axis:s?",
+      "tokens; vocab*hidden; tokens*hidden">;
 }
 
 def Mt_LinearOp : Mt_Op<"linear", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
@@ -115,6 +117,8 @@ def Mt_LinearOp : Mt_Op<"linear", [Pure, DeclareOpInterfaceMethods<Mt_Differenti
     $input `,` $weight (`,` $bias^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Gemm", "tokens in out has_bias?",
+      "tokens*in; out*in; has_bias?out; tokens*out">;
 }
 
 def Mt_BiasAddOp : Mt_Op<"bias_add", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
@@ -132,6 +136,7 @@ def Mt_BiasAddOp : Mt_Op<"bias_add", [Pure, DeclareOpInterfaceMethods<Mt_Differe
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Elementwise", "rows dim", "rows*dim; dim; rows*dim">;
 }
 
 def Mt_ReshapeOp : Mt_Op<"reshape", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
@@ -160,6 +165,7 @@ def Mt_ZerosOp : Mt_Op<"zeros", [Pure]> {
   }];
   let results = (outs AnyRankedTensor:$result);
   let assemblyFormat = "attr-dict `:` type($result)";
+  let instruction = Mt_Instruction<"Fill", "n", "n", 0, 0, "fill_zero">;
 }
 
 def Mt_AddOp : Mt_Op<"add", [Pure, SameOperandsAndResultType,
@@ -174,6 +180,7 @@ def Mt_AddOp : Mt_Op<"add", [Pure, SameOperandsAndResultType,
   let arguments = (ins Mt_FloatTensor:$lhs, Mt_FloatTensor:$rhs);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+  let instruction = Mt_Instruction<"Elementwise", "n", "n; n; n">;
 }
 
 //===----------------------------------------------------------------------===//
@@ -197,6 +204,7 @@ def Mt_RMSNormOp : Mt_Op<"rmsnorm", [Pure, DeclareOpInterfaceMethods<Mt_Differen
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Norm", "rows dim eps:f", "rows*dim; dim; rows*dim">;
 }
 
 def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
@@ -215,6 +223,7 @@ def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure, DeclareOpInterfaceMethods<Mt_Diff
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Norm", "rows dim eps:f", "rows*dim; dim; dim; rows*dim">;
 }
 
 //===----------------------------------------------------------------------===//
@@ -254,6 +263,9 @@ def Mt_RotaryOp : Mt_Op<"rotary", [Pure, AllTypesMatch<["input", "result"]>,
     $input (`positions` $position_ids^ `:` type($position_ids))? attr-dict `:` type($result)
   }];
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Elementwise",
+      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids?",
+      "batch*seq*heads*head_dim; position_ids?batch*seq; batch*seq*heads*head_dim">;
 }
 
 def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
@@ -285,6 +297,9 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_Diff
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Attention", "batch seq heads kv_heads head_dim scale:f position_ids?",
+      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; position_ids?batch*seq; " #
+      "batch*seq*heads*head_dim; batch*heads*seq", 0, 1>;
 }
 
 //===----------------------------------------------------------------------===//
@@ -303,6 +318,7 @@ def Mt_SwiGLUOp : Mt_Op<"swiglu", [Pure, SameOperandsAndResultType,
   let arguments = (ins Mt_FloatTensor:$gate, Mt_FloatTensor:$up);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "$gate `,` $up attr-dict `:` type($result)";
+  let instruction = Mt_Instruction<"Elementwise", "n", "n; n; n">;
 }
 
 def Mt_GELUOp : Mt_Op<"gelu", [Pure, SameOperandsAndResultType,
@@ -318,6 +334,7 @@ def Mt_GELUOp : Mt_Op<"gelu", [Pure, SameOperandsAndResultType,
   let arguments = (ins Mt_FloatTensor:$input, UnitAttr:$approximate_tanh);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "$input attr-dict `:` type($result)";
+  let instruction = Mt_Instruction<"Elementwise", "n approximate_tanh?", "n; n">;
 }
 
 //===----------------------------------------------------------------------===//
@@ -358,6 +375,8 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_Dif
                       RankedTensorOf<[I32]>:$indices, Mt_F32Scalar:$aux_loss);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f seq? load_balancing_type=aux_loss|seq_aux_loss|none z_loss_coeff:f?",
+      "tokens*hidden; experts*hidden; tokens*top_k; tokens*top_k; 1">;
 }
 
 def Mt_SigmoidGateOp : Mt_Op<"sigmoid_gate", [Pure,
@@ -380,6 +399,7 @@ def Mt_SigmoidGateOp : Mt_Op<"sigmoid_gate", [Pure,
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"MoE", "rows dim", "rows; rows*dim; rows*dim">;
 }
 
 //===----------------------------------------------------------------------===//
@@ -410,6 +430,7 @@ def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<
   let results = (outs Mt_F32Scalar:$loss);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Loss", "tokens vocab", "tokens*vocab; tokens; tokens; 1">;
 }
 
 //===----------------------------------------------------------------------===//
@@ -441,6 +462,7 @@ def Mt_VocabParallelLogitsMaxOp : Mt_Op<"vocab_parallel_logits_max", [Pure]> {
   let results = (outs RankedTensorOf<[F32]>:$row_max);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Loss", "tokens vocab axis:s valid_vocab?", "tokens*vocab; tokens">;
 }
 
 def Mt_VocabParallelPredictedLogitsOp : Mt_Op<"vocab_parallel_predicted_logits", [Pure]> {
@@ -466,6 +488,8 @@ def Mt_VocabParallelPredictedLogitsOp : Mt_Op<"vocab_parallel_predicted_logits",
                       RankedTensorOf<[F32]>:$sum_exp_logits);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Loss", "tokens vocab axis:s valid_vocab?",
+      "tokens*vocab; tokens; tokens; tokens; tokens">;
 }
 
 def Mt_CrossEntropyLossOp : Mt_Op<"cross_entropy_loss", [Pure]> {
@@ -489,6 +513,7 @@ def Mt_CrossEntropyLossOp : Mt_Op<"cross_entropy_loss", [Pure]> {
   let results = (outs Mt_F32Scalar:$loss);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Loss", "tokens", "tokens; tokens; tokens; tokens; 1">;
 }
 
 include "dialects/mt/MtGradOps.td"

@@ -49,6 +49,7 @@ def Mt_SumSquaresOp : Mt_Op<"sum_squares", [Pure]> {
   let results = (outs Mt_F32Scalar:$sum);
   let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Optimizer", "replicas replicated:s?", "">;
 }
 
 def Mt_SqrtOp : Mt_Op<"sqrt", [Pure, SameOperandsAndResultType]> {
@@ -64,6 +65,7 @@ def Mt_SqrtOp : Mt_Op<"sqrt", [Pure, SameOperandsAndResultType]> {
   let arguments = (ins Mt_F32Scalar:$input);
   let results = (outs Mt_F32Scalar:$result);
   let assemblyFormat = "$input attr-dict `:` type($result)";
+  let instruction = Mt_Instruction<"Optimizer", "", "1; 1">;
 }
 
 def Mt_CheckFiniteOp : Mt_Op<"check_finite"> {
@@ -80,6 +82,7 @@ def Mt_CheckFiniteOp : Mt_Op<"check_finite"> {
   }];
   let arguments = (ins Mt_F32Scalar:$value);
   let assemblyFormat = "$value attr-dict `:` type($value)";
+  let instruction = Mt_Instruction<"Optimizer", "", "1">;
 }
 
 def Mt_ClipCoefficientOp : Mt_Op<"clip_coefficient", [Pure]> {
@@ -95,6 +98,7 @@ def Mt_ClipCoefficientOp : Mt_Op<"clip_coefficient", [Pure]> {
   let arguments = (ins Mt_F32Scalar:$norm, F64Attr:$max_norm);
   let results = (outs Mt_F32Scalar:$coefficient);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let instruction = Mt_Instruction<"Optimizer", "max_norm:f", "1; 1">;
 }
 
 def Mt_LRScheduleOp : Mt_Op<"lr_schedule", [Pure]> {
@@ -121,6 +125,7 @@ def Mt_LRScheduleOp : Mt_Op<"lr_schedule", [Pure]> {
   let results = (outs Mt_F32Scalar:$lr);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Optimizer", "max_lr:f min_lr:f warmup_steps decay_steps style:s?", "1; 1">;
 }
 
 def Mt_AdamWOp : Mt_Op<"adamw", [Pure]> {
@@ -148,6 +153,8 @@ def Mt_AdamWOp : Mt_Op<"adamw", [Pure]> {
                       Mt_FloatTensor:$new_exp_avg_sq);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Optimizer", "n beta1:f beta2:f eps:f weight_decay:f",
+      "n; n; n; n; 1; 1; 1; n; n; n">;
 }
 
 #endif // MT_OPTIMIZER_OPS_TD

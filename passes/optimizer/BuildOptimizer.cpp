@@ -113,6 +113,10 @@ struct BuildOptimizerPass
   using BuildOptimizerBase::BuildOptimizerBase;
   void runOnOperation() override;
 
+  /// The data-parallel size: the dp axis of the module's `shard.grid @mesh`
+  /// (1 without a mesh), read by runOnOperation.
+  int64_t dp = 1;
+
   /// The arguments and results of @optimizer_step after `step`.
   struct Signature {
     SmallVector<Type> args, results;
@@ -323,6 +327,18 @@ void BuildOptimizerPass::runOnOperation() {
     module.emitError() << "mt-build-optimizer: bucket-elements must be >= 1, got "
                        << bucketElements;
     return signalPassFailure();
+  }
+  // The data-parallel size is the dp axis of the module's mesh; a module
+  // without a mesh runs on one rank.
+  dp = 1;
+  if (auto mesh = module.lookupSymbol<shard::GridOp>(kMeshName)) {
+    std::optional<int64_t> size = axisSize(mesh, "dp");
+    if (!size) {
+      mesh.emitError() << "mt-build-optimizer: @" << kMeshName << " has no axis 'dp' (its axes: "
+                       << axisList(mesh) << ")";
+      return signalPassFailure();
+    }
+    dp = *size;
   }
   SmallVector<ParamOp> params;
   for (auto param : module.getOps<ParamOp>())

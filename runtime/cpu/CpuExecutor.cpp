@@ -1,4 +1,5 @@
-// Kernel table of the CPU backend: plan op name -> reference kernel call.
+// Kernel table of the CPU backend: plan instruction (runtime/plan/OpTable.inc)
+// -> reference kernel call.
 #include "runtime/cpu/CpuExecutor.h"
 
 #include "runtime/cpu/Attention.h"
@@ -12,7 +13,6 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
-#include <unordered_map>
 #include <vector>
 
 namespace mt::cpu {
@@ -60,7 +60,8 @@ GroupedMlpShape groupedOf(const Attrs &a) {
   return {a.i("rows"), a.i("hidden"), a.i("ffn"), a.i("experts")};
 }
 
-using Table = std::unordered_map<std::string, CpuExecutor::Kernel>;
+using plan::Op;
+using Table = plan::PerOp<CpuExecutor::Kernel>;
 
 /// A kernel that cannot fail and needs no rank context.
 template <typename F> CpuExecutor::Kernel plain(F f) {
@@ -71,92 +72,92 @@ template <typename F> CpuExecutor::Kernel plain(F f) {
 }
 
 void addDenseKernels(Table &t) {
-  t["linear"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::linear] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     linearForward(io.f(0), io.f(1), a.i("has_bias") ? io.f(2) : nullptr, io.out(0),
                   a.i("tokens"), a.i("in"), a.i("out"));
   });
-  t["linear_grad_input"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::linear_grad_input] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     linearBackwardInput(io.f(0), io.f(1), io.out(0), a.i("tokens"), a.i("in"), a.i("out"));
   });
-  t["linear_grad_weight"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::linear_grad_weight] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     linearBackwardWeight(io.f(0), io.f(1), io.out(0), a.i("tokens"), a.i("in"), a.i("out"));
   });
-  t["bias_add"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::bias_add] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     biasAddForward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"));
   });
-  t["bias_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::bias_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     biasBackward(io.f(0), io.out(0), a.i("tokens"), a.i("out"));
   });
-  t["swiglu"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::swiglu] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     swigluForward(io.f(0), io.f(1), io.out(0), a.i("n"));
   });
-  t["swiglu_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::swiglu_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     swigluBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("n"));
   });
-  t["gelu"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::gelu] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     geluForward(io.f(0), io.out(0), a.i("n"), a.i("approximate_tanh") != 0);
   });
-  t["gelu_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::gelu_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     geluBackward(io.f(0), io.f(1), io.out(0), a.i("n"), a.i("approximate_tanh") != 0);
   });
-  t["add"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::add] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     addForward(io.f(0), io.f(1), io.out(0), a.i("n"));
   });
-  t["accumulate"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::accumulate] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     accumulate(io.f(0), io.out(0), a.i("n"));
   });
-  t["fill_zero"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::fill_zero] = plain([](auto &in, auto &a, auto &m) {
     std::memset(m.data(in.outputs(0)), 0, size_t(a.i("n")) * sizeof(float));
   });
 }
 
 void addNormAndAttentionKernels(Table &t) {
-  t["rmsnorm"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::rmsnorm] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rmsnormForward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"), float(a.f("eps")));
   });
-  t["rmsnorm_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::rmsnorm_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rmsnormBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("rows"),
                     a.i("dim"), float(a.f("eps")));
   });
-  t["layernorm"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::layernorm] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     layernormForward(io.f(0), io.f(1), io.f(2), io.out(0), a.i("rows"), a.i("dim"),
                      float(a.f("eps")));
   });
-  t["layernorm_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::layernorm_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     layernormBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), io.out(2),
                       a.i("rows"), a.i("dim"), float(a.f("eps")));
   });
-  t["rotary"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::rotary] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryForward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
                   a.i("head_dim"), kernels::rotaryParamsOf(a), io.positions(1));
   });
-  t["rotary_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::rotary_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     rotaryBackward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
                    a.i("head_dim"), kernels::rotaryParamsOf(a), io.positions(1));
   });
-  t["attention"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::attention] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     attentionForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), attentionOf(a),
                      io.positions(3));
   });
-  t["attention_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::attention_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     attentionBackward(io.f(0), io.f(1), io.f(2), io.f(3), io.f(5), io.f(4), io.out(0),
                       io.out(1), io.out(2), attentionOf(a), io.positions(6));
@@ -164,19 +165,19 @@ void addNormAndAttentionKernels(Table &t) {
 }
 
 void addMoEAndLossKernels(Table &t) {
-  t["moe_router"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_router] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     *io.out(2) = moeRouterForward(io.f(0), io.f(1), io.out(0), m.i32(in.outputs(1)), routerOf(a));
   });
-  t["moe_router_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_router_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     moeRouterBackward(io.f(0), io.f(1), io.f(2), *io.f(3), io.out(0), io.out(1), routerOf(a));
   });
-  t["sigmoid_gate"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::sigmoid_gate] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     sigmoidGateForward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"));
   });
-  t["sigmoid_gate_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::sigmoid_gate_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     sigmoidGateBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("rows"),
                         a.i("dim"));
@@ -184,33 +185,33 @@ void addMoEAndLossKernels(Table &t) {
 }
 
 void addMoEPermuteKernels(Table &t) {
-  t["moe_permute"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_permute] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     moePermuteForward(io.f(0), io.f(1), io.ids(2), io.out(0), m.i32(in.outputs(1)),
                       m.i32(in.outputs(2)), permuteOf(a));
   });
-  t["moe_permute_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_permute_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     moePermuteBackward(io.f(0), io.ids(1), io.out(0), permuteOf(a));
   });
-  t["moe_unpermute"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_unpermute] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     moeUnpermuteForward(io.f(0), io.f(1), io.ids(2), io.out(0), permuteOf(a));
   });
-  t["moe_unpermute_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_unpermute_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     moeUnpermuteBackward(io.f(0), io.f(1), io.ids(2), io.f(3), io.out(0), io.out(1), permuteOf(a));
   });
-  t["moe_sort_chunks"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_sort_chunks] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     moeSortChunks(io.f(0), io.ids(1), io.out(0), a.i("parts"), a.i("groups"), a.i("rows"),
                   a.i("hidden"), a.i("inverse") != 0);
   });
-  t["moe_grouped_mlp"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_grouped_mlp] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     groupedMlpForward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.out(0), groupedOf(a));
   });
-  t["moe_grouped_mlp_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_grouped_mlp_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     groupedMlpBackward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.f(5), io.out(0),
                        io.out(1), io.out(2), io.out(3), groupedOf(a));
@@ -232,36 +233,36 @@ struct WholeRows {
 };
 
 void addLossKernels(Table &t) {
-  t["cross_entropy"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::cross_entropy] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     WholeRows r(io.f(0), io.ids(1), a.i("tokens"), a.i("vocab"));
     *io.out(0) = crossEntropyLoss(r.rowMax.data(), r.predicted.data(), r.sumExp.data(),
                                   io.f(2), a.i("tokens"));
   });
-  t["cross_entropy_grad"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::cross_entropy_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     WholeRows r(io.f(0), io.ids(1), a.i("tokens"), a.i("vocab"));
     vocabParallelCrossEntropyBackward(io.f(0), io.ids(1), io.f(2), r.rowMax.data(),
                                       r.sumExp.data(), *io.f(3), io.out(0), r.shard);
   });
-  t["cross_entropy_loss"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::cross_entropy_loss] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     *io.out(0) = crossEntropyLoss(io.f(0), io.f(1), io.f(2), io.f(3), a.i("tokens"));
   });
 }
 
 void addOptimizerKernels(Table &t) {
-  t["sqrt"] = plain([](auto &in, auto &, auto &m) {
+  t[Op::sqrt] = plain([](auto &in, auto &, auto &m) {
     *m.f32(in.outputs(0)) = std::sqrt(std::max(*m.f32(in.inputs(0)), 0.0f));
   });
-  t["check_finite"] = plain([](auto &, auto &, auto &) {}); // interpreted by run()
-  t["clip_coefficient"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::check_finite] = plain([](auto &, auto &, auto &) {}); // interpreted by run()
+  t[Op::clip_coefficient] = plain([](auto &in, auto &a, auto &m) {
     *m.f32(in.outputs(0)) = kernels::clipCoefficient(a.f("max_norm"), *m.f32(in.inputs(0)));
   });
-  t["lr_schedule"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::lr_schedule] = plain([](auto &in, auto &a, auto &m) {
     *m.f32(in.outputs(0)) = float(kernels::scheduledLearningRate(a, *m.i64(in.inputs(0))));
   });
-  t["adamw"] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::adamw] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     AdamWParams p{*io.f(4),     a.f("beta1"), a.f("beta2"), a.f("eps"),
                   a.f("weight_decay"), *m.i64(in.inputs(5)), *io.f(6)};
@@ -437,9 +438,9 @@ public:
   /// This rank's slice of the logits of a vocab-parallel cross-entropy step;
   /// columns at or past valid_vocab (the real vocabulary) are padding.
   static VocabShard shardOf(const Attrs &a, Rank rank) {
-    int64_t local = a.i("vocab"), start = vocabStart(a, rank, "axis");
-    int64_t full = local * (rank ? rank->axisSize(a.s("axis")) : 1);
-    return {a.i("tokens"), local, start, validColumns(local, start, a.i("valid_vocab", full))};
+    std::string axis = a.s("axis");
+    return kernels::vocabSliceOf(a, rank ? rank->coordinate(axis) : 0,
+                                 rank ? rank->axisSize(axis) : 1);
   }
 
   /// Replicated gradients are held whole by `replicas` ranks whose sums an
@@ -461,51 +462,51 @@ public:
   }
 
   static void add(Table &t) {
-    t["all_reduce"] = allReduce;
-    t["send"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+    t[Op::all_reduce] = allReduce;
+    t[Op::send] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
       if (!k.pipeline || !k.rank)
         return Status::error("send outside a pipeline");
       int64_t to = a.i("peer_virtual_stage") % k.rank->axisSize("pp");
       return k.pipeline->send(to, k.microBatch, in.inputs(0), m.f32(in.inputs(0)), a.i("n"));
     };
-    t["recv"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+    t[Op::recv] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
       if (!k.pipeline || !k.rank)
         return Status::error("recv outside a pipeline");
       int64_t from = a.i("peer_virtual_stage") % k.rank->axisSize("pp");
       return k.pipeline->receive(from, k.microBatch, in.outputs(0), m.f32(in.outputs(0)),
                                  a.i("n"));
     };
-    t["all_gather"] = allGather;
-    t["all_to_all_v"] = allToAllV;
-    t["moe_exchange_counts"] = exchangeCounts;
-    t["reduce_scatter"] = reduceScatter;
-    t["all_slice"] = allSlice;
-    t["sum_squares"] = sumSquares;
-    t["embedding"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+    t[Op::all_gather] = allGather;
+    t[Op::all_to_all_v] = allToAllV;
+    t[Op::moe_exchange_counts] = exchangeCounts;
+    t[Op::reduce_scatter] = reduceScatter;
+    t[Op::all_slice] = allSlice;
+    t[Op::sum_squares] = sumSquares;
+    t[Op::embedding] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
       Io io{in, m};
       embeddingForwardShard(io.ids(0), io.f(1), io.out(0), a.i("tokens"), a.i("hidden"),
                             vocabStart(a, k.rank, "vocab_parallel_axis"), a.i("vocab"));
       return Status::ok();
     };
-    t["embedding_grad"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+    t[Op::embedding_grad] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
       Io io{in, m};
       embeddingBackwardShard(io.ids(0), io.f(1), io.out(0), a.i("tokens"), a.i("hidden"),
                              vocabStart(a, k.rank, "vocab_parallel_axis"), a.i("vocab"));
       return Status::ok();
     };
-    t["vocab_parallel_logits_max"] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+    t[Op::vocab_parallel_logits_max] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
       Io io{in, m};
       vocabParallelLogitsMax(io.f(0), io.out(0), shardOf(a, k.rank));
       return Status::ok();
     };
-    t["vocab_parallel_predicted_logits"] = [](auto &in, auto &a, auto &m,
+    t[Op::vocab_parallel_predicted_logits] = [](auto &in, auto &a, auto &m,
                                                const KernelContext &k) {
       Io io{in, m};
       vocabParallelPredictedLogits(io.f(0), io.f(1), io.ids(2), io.out(0), io.out(1),
                                    shardOf(a, k.rank));
       return Status::ok();
     };
-    t["vocab_parallel_cross_entropy_grad"] = [](auto &in, auto &a, auto &m,
+    t[Op::vocab_parallel_cross_entropy_grad] = [](auto &in, auto &a, auto &m,
                                                  const KernelContext &k) {
       Io io{in, m};
       vocabParallelCrossEntropyBackward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), *io.f(5),
@@ -549,20 +550,19 @@ Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemo
                                           const exec::RankContext *rank) {
   CpuExecutor executor(plan, memory, rank);
   for (const plan::Program &program : plan.programs()) {
-    auto &resolved = executor.kernels_[program.name()];
-    for (const plan::Instruction &instr : program.instructions()) {
-      auto it = kernelTable().find(instr.op());
-      if (it == kernelTable().end())
-        return Status::error("program '" + program.name() + "': op '" + instr.op() +
-                             "' has no CPU kernel");
+    auto resolved = plan::resolveKernels(program, kernelTable(), "CPU");
+    if (!resolved)
+      return resolved.status();
+    for (const plan::Instruction &instr : program.instructions())
       if (Status s = checkBlasDims(instr); !s)
         return Status::error("program '" + program.name() + "': op '" + instr.op() + "': " +
                              s.message());
-      resolved.push_back(&it->second);
-    }
+    executor.kernels_[program.name()] = std::move(*resolved);
   }
   return executor;
 }
+
+bool CpuExecutor::hasKernel(plan::Op op) { return bool(kernelTable()[op]); }
 
 Expected<std::unique_ptr<exec::PipelineChannels>> CpuExecutor::openPipeline() {
   if (!context_.rank)

@@ -34,6 +34,9 @@ public:
   static Expected<CpuExecutor> create(const plan::Plan &plan, exec::HostMemory &memory,
                                       const exec::RankContext *rank = nullptr);
 
+  /// Whether the CPU backend has a kernel for the instruction `op`.
+  static bool hasKernel(plan::Op op);
+
   /// Runs `program`; `afterEach(i)`, when given, is called after instruction
   /// i (to inspect a temporary before its memory is reused, or to time).
   Expected<ProgramResult> run(const std::string &program,

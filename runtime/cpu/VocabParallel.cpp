@@ -40,10 +40,6 @@ void embeddingBackwardShard(const int32_t *ids, const float *dy, float *dtable,
         dtable[(ids[t] - vocabStart) * hidden + h] += dy[t * hidden + h];
 }
 
-int64_t validColumns(int64_t localVocab, int64_t vocabStart, int64_t validVocab) {
-  return std::clamp<int64_t>(validVocab - vocabStart, 0, localVocab);
-}
-
 void vocabParallelLogitsMax(const float *logits, float *rowMax, const VocabShard &s) {
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < s.tokens; ++t) {

@@ -7,6 +7,8 @@
 #ifndef MT_RUNTIME_CPU_VOCABPARALLEL_H
 #define MT_RUNTIME_CPU_VOCABPARALLEL_H
 
+#include "runtime/kernels/VocabParallel.h"
+
 #include <cstdint>
 
 namespace mt::cpu {
@@ -20,15 +22,9 @@ void embeddingBackwardShard(const int32_t *ids, const float *dy, float *dtable,
                             int64_t tokens, int64_t hidden, int64_t vocabStart,
                             int64_t localVocab);
 
-/// This rank's slice of the logits, [tokens, localVocab], of which the first
-/// `columns` are real vocabulary (the rest is padding and takes no part).
-struct VocabShard {
-  int64_t tokens, localVocab, vocabStart, columns;
-};
-
-/// The columns of the slice starting at `vocabStart` that lie below
-/// `validVocab` (the vocabulary before padding), clamped to [0, localVocab].
-int64_t validColumns(int64_t localVocab, int64_t vocabStart, int64_t validVocab);
+/// This rank's slice of the logits (runtime/kernels/VocabParallel.h).
+using VocabShard = kernels::VocabSlice;
+using kernels::validColumns;
 
 /// rowMax[t] = max over the slice's columns of logits[t] (-inf when none):
 /// Megatron's calculate_logits_max, before its all-reduce(max).

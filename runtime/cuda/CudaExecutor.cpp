@@ -61,27 +61,31 @@ Status checkMeshSupported(const plan::Mesh &mesh) {
 
 namespace {
 
-/// The instruction classes of the profile, by op.
-std::string opClass(const std::string &op) {
-  if (op.rfind("linear", 0) == 0)
+/// The instruction classes of the profile, by the op's family.
+const char *opClass(const std::string &op) {
+  const plan::OpSignature *signature = plan::findOp(op);
+  switch (signature ? signature->family : plan::OpFamily::Elementwise) {
+  case plan::OpFamily::Gemm:
     return "GEMM (linear)";
-  if (op.rfind("attention", 0) == 0)
+  case plan::OpFamily::Attention:
     return "attention";
-  if (op.rfind("rmsnorm", 0) == 0 || op.rfind("layernorm", 0) == 0)
+  case plan::OpFamily::Norm:
     return "norms";
-  if (op.rfind("moe_", 0) == 0 || op.rfind("sigmoid_gate", 0) == 0)
+  case plan::OpFamily::MoE:
     return "mixture of experts (router, permute, experts, shared-expert gate)";
-  if (op.rfind("cross_entropy", 0) == 0)
+  case plan::OpFamily::Loss:
     return "loss (cross-entropy)";
-  if (op == "sum_squares" || op == "sqrt" || op == "adamw" || op == "clip_coefficient" ||
-      op == "lr_schedule" || op == "check_finite")
+  case plan::OpFamily::Optimizer:
     return "optimizer";
-  if (op == "fill_zero")
+  case plan::OpFamily::Fill:
     return "zero-fills";
-  if (op == "all_reduce" || op == "all_gather" || op == "reduce_scatter" || op == "all_slice")
+  case plan::OpFamily::Collective:
     return "communication (NCCL)";
-  if (op == "send" || op == "recv")
+  case plan::OpFamily::Pipeline:
     return "pipeline transfers (NCCL; recv includes the wait)";
+  case plan::OpFamily::Elementwise:
+    break;
+  }
   return "element-wise (rotary, swiglu, add, embedding)";
 }
 

@@ -230,16 +230,12 @@ void allSlice(Lowerer &L, const Attrs &a) {
 
 } // namespace
 
-bool lowerCollectiveOp(Lowerer &L, const std::string &op, const Attrs &a) {
-  if (op == "all_reduce")
-    allReduce(L, a);
-  else if (op == "all_gather" || op == "reduce_scatter")
-    gatherOrScatter(L, a, op == "all_gather");
-  else if (op == "all_slice")
-    allSlice(L, a);
-  else
-    return false;
-  return true;
+void addCollectiveLowerings(LoweringTable &t) {
+  using plan::Op;
+  t[Op::all_reduce] = allReduce;
+  t[Op::all_gather] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, true); };
+  t[Op::reduce_scatter] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, false); };
+  t[Op::all_slice] = allSlice;
 }
 
 } // namespace mt::cuda

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <string>
-#include <unordered_map>
 
 namespace mt::cuda {
 namespace {
@@ -198,19 +197,18 @@ void sigmoidGateGrad(Lowerer &L, const Attrs &a) {
 
 } // namespace
 
-bool lowerMoEOp(Lowerer &L, const std::string &op, const Attrs &attrs) {
-  static const std::unordered_map<std::string, void (*)(Lowerer &, const Attrs &)> table = {
-      {"moe_router", moeRouter},       {"moe_router_grad", moeRouterGrad},
-      {"sigmoid_gate", sigmoidGate},   {"sigmoid_gate_grad", sigmoidGateGrad},
-      {"moe_permute", moePermute},     {"moe_permute_grad", moePermuteGrad},
-      {"moe_unpermute", moeUnpermute}, {"moe_unpermute_grad", moeUnpermuteGrad},
-      {"moe_grouped_mlp", groupedMlp}, {"moe_grouped_mlp_grad", groupedMlpGrad},
-  };
-  auto it = table.find(op);
-  if (it == table.end())
-    return false;
-  it->second(L, attrs);
-  return true;
+void addMoELowerings(LoweringTable &t) {
+  using plan::Op;
+  t[Op::moe_router] = moeRouter;
+  t[Op::moe_router_grad] = moeRouterGrad;
+  t[Op::sigmoid_gate] = sigmoidGate;
+  t[Op::sigmoid_gate_grad] = sigmoidGateGrad;
+  t[Op::moe_permute] = moePermute;
+  t[Op::moe_permute_grad] = moePermuteGrad;
+  t[Op::moe_unpermute] = moeUnpermute;
+  t[Op::moe_unpermute_grad] = moeUnpermuteGrad;
+  t[Op::moe_grouped_mlp] = groupedMlp;
+  t[Op::moe_grouped_mlp_grad] = groupedMlpGrad;
 }
 
 } // namespace mt::cuda

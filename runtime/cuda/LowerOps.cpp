@@ -1,6 +1,7 @@
-// The CUDA kernel of each plan op: operand views resolved once, launched
-// with the attributes the plan gives (runtime/plan/OpRegistry.cpp lists
-// them; the plan loader has checked every operand's size).
+// The CUDA kernel of each dense, norm, attention and loss instruction:
+// operand views resolved once, launched with the attributes the plan gives
+// (runtime/plan/OpTable.inc declares them; the plan loader has checked every
+// operand's size).
 #include "runtime/cuda/Add.h"
 #include "runtime/cuda/AdamW.h"
 #include "runtime/cuda/Attention.h"
@@ -11,14 +12,11 @@
 #include "runtime/kernels/Rotary.h"
 
 #include <cmath>
-#include <unordered_map>
 
 namespace mt::cuda {
 namespace {
 
 using plan::Attrs;
-using Lowering = void (*)(Lowerer &, const Attrs &);
-
 void linear(Lowerer &L, const Attrs &a) {
   const bf16 *x = L.bfIn(0), *w = L.bfIn(1);
   const bf16 *bias = a.i("has_bias") ? L.bfIn(2) : nullptr;
@@ -256,35 +254,27 @@ void crossEntropyGrad(Lowerer &L, const Attrs &a) {
 
 } // namespace
 
-bool lowerOp(Lowerer &L, const std::string &op, const Attrs &attrs) {
-  static const std::unordered_map<std::string, Lowering> table = {
-      {"linear", linear},
-      {"linear_grad_input", linearGradInput},
-      {"linear_grad_weight", linearGradWeight},
-      {"bias_add", biasAddOp},
-      {"bias_grad", biasGradOp},
-      {"swiglu", swiglu},
-      {"swiglu_grad", swigluGrad},
-      {"add", addOp},
-      {"accumulate", accumulateOp},
-      {"rmsnorm", rmsnorm},
-      {"rmsnorm_grad", rmsnormGrad},
-      {"rotary", rotary<false>},
-      {"rotary_grad", rotary<true>},
-      {"attention", attention},
-      {"attention_grad", attentionGrad},
-      {"embedding", embedding},
-      {"embedding_grad", embeddingGrad},
-      {"cross_entropy", crossEntropy},
-      {"cross_entropy_grad", crossEntropyGrad},
-  };
-  if (auto it = table.find(op); it != table.end()) {
-    it->second(L, attrs);
-    return true;
-  }
-  return lowerOptimizerOp(L, op, attrs) || lowerMoEOp(L, op, attrs) ||
-         lowerVocabParallelOp(L, op, attrs) ||
-         lowerCollectiveOp(L, op, attrs) || lowerPipelineOp(L, op, attrs);
+void addDenseLowerings(LoweringTable &t) {
+  using plan::Op;
+  t[Op::linear] = linear;
+  t[Op::linear_grad_input] = linearGradInput;
+  t[Op::linear_grad_weight] = linearGradWeight;
+  t[Op::bias_add] = biasAddOp;
+  t[Op::bias_grad] = biasGradOp;
+  t[Op::swiglu] = swiglu;
+  t[Op::swiglu_grad] = swigluGrad;
+  t[Op::add] = addOp;
+  t[Op::accumulate] = accumulateOp;
+  t[Op::rmsnorm] = rmsnorm;
+  t[Op::rmsnorm_grad] = rmsnormGrad;
+  t[Op::rotary] = rotary<false>;
+  t[Op::rotary_grad] = rotary<true>;
+  t[Op::attention] = attention;
+  t[Op::attention_grad] = attentionGrad;
+  t[Op::embedding] = embedding;
+  t[Op::embedding_grad] = embeddingGrad;
+  t[Op::cross_entropy] = crossEntropy;
+  t[Op::cross_entropy_grad] = crossEntropyGrad;
 }
 
 } // namespace mt::cuda

@@ -122,22 +122,14 @@ void adamw(Lowerer &L, const Attrs &a) {
 
 } // namespace
 
-bool lowerOptimizerOp(Lowerer &L, const std::string &op, const Attrs &a) {
-  if (op == "sum_squares")
-    sumSquares(L, a);
-  else if (op == "sqrt")
-    sqrtOp(L, a);
-  else if (op == "check_finite")
-    L.emitCheck(L.hostIn(0));
-  else if (op == "clip_coefficient")
-    clipCoefficient(L, a);
-  else if (op == "lr_schedule")
-    lrSchedule(L, a);
-  else if (op == "adamw")
-    adamw(L, a);
-  else
-    return false;
-  return true;
+void addOptimizerLowerings(LoweringTable &t) {
+  using plan::Op;
+  t[Op::sum_squares] = sumSquares;
+  t[Op::sqrt] = sqrtOp;
+  t[Op::check_finite] = [](Lowerer &L, const Attrs &) { L.emitCheck(L.hostIn(0)); };
+  t[Op::clip_coefficient] = clipCoefficient;
+  t[Op::lr_schedule] = lrSchedule;
+  t[Op::adamw] = adamw;
 }
 
 } // namespace mt::cuda

@@ -2,8 +2,7 @@
 // all_reduce instructions between them are lowered in LowerCollectives.cpp.
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/VocabParallel.h"
-
-#include <algorithm>
+#include "runtime/kernels/VocabParallel.h"
 
 namespace mt::cuda {
 namespace {
@@ -15,11 +14,8 @@ using plan::Attrs;
 VocabSlice sliceOf(Lowerer &L, const Attrs &a) {
   const exec::RankContext *rank = L.resources().rank;
   const std::string axis = a.s("axis");
-  const int64_t local = a.i("vocab");
-  const int64_t start = rank ? rank->coordinate(axis) * local : 0;
-  const int64_t full = local * (rank ? rank->axisSize(axis) : 1);
-  const int64_t columns = std::clamp<int64_t>(a.i("valid_vocab", full) - start, 0, local);
-  return {a.i("tokens"), local, start, columns};
+  return kernels::vocabSliceOf(a, rank ? rank->coordinate(axis) : 0,
+                               rank ? rank->axisSize(axis) : 1);
 }
 
 void logitsMax(Lowerer &L, const Attrs &a) {
@@ -69,18 +65,12 @@ void grad(Lowerer &L, const Attrs &a) {
 
 } // namespace
 
-bool lowerVocabParallelOp(Lowerer &L, const std::string &op, const Attrs &a) {
-  if (op == "vocab_parallel_logits_max")
-    logitsMax(L, a);
-  else if (op == "vocab_parallel_predicted_logits")
-    predictedLogits(L, a);
-  else if (op == "cross_entropy_loss")
-    loss(L, a);
-  else if (op == "vocab_parallel_cross_entropy_grad")
-    grad(L, a);
-  else
-    return false;
-  return true;
+void addVocabParallelLowerings(LoweringTable &t) {
+  using plan::Op;
+  t[Op::vocab_parallel_logits_max] = logitsMax;
+  t[Op::vocab_parallel_predicted_logits] = predictedLogits;
+  t[Op::cross_entropy_loss] = loss;
+  t[Op::vocab_parallel_cross_entropy_grad] = grad;
 }
 
 } // namespace mt::cuda

@@ -117,35 +117,52 @@ float *Lowerer::hostScalar(uint32_t id) {
   return &res_.hostScalars[id];
 }
 
+void Lowerer::fillZero() {
+  uint32_t id = instr_->outputs(0);
+  bool bf16Activation = res_.arenas->storage(id) == DeviceArenas::Storage::Bf16Activation;
+  void *p = bf16Activation ? static_cast<void *>(res_.arenas->bf16Data(id))
+                           : static_cast<void *>(res_.arenas->data(id));
+  size_t bytes = size_t(plan::elementsOf(plan_.buffers(id))) * (bf16Activation ? 2 : 4);
+  emit([p, bytes](cudaStream_t s) -> Status {
+    MT_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, s));
+    return Status::ok();
+  });
+  if (bf16Activation)
+    pendingZero_[id] = steps_.size() - 1;
+}
+
+namespace {
+const LoweringTable &loweringTable() {
+  static const LoweringTable table = [] {
+    LoweringTable t;
+    t[plan::Op::fill_zero] = [](Lowerer &L, const plan::Attrs &) { L.fillZero(); };
+    addDenseLowerings(t);
+    addOptimizerLowerings(t);
+    addVocabParallelLowerings(t);
+    addMoELowerings(t);
+    addCollectiveLowerings(t);
+    addPipelineLowerings(t);
+    return t;
+  }();
+  return table;
+}
+} // namespace
+
 Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
+  auto lowerings = plan::resolveKernels(program, loweringTable(), "CUDA");
+  if (!lowerings)
+    return Status::error(lowerings.message() + " (the CUDA backend runs Llama, Qwen and "
+                                               "mixture-of-experts plans; use --backend cpu)");
   steps_.clear();
   pendingZero_.clear();
   for (int i = 0; i < program.instructions_size(); ++i) {
     instr_ = &program.instructions(i);
     index_ = i;
     error_.clear();
-    const plan::Attrs attrs(*instr_);
-    const std::string &op = instr_->op();
-    if (op == "fill_zero") {
-      uint32_t id = instr_->outputs(0);
-      bool bf16Activation =
-          res_.arenas->storage(id) == DeviceArenas::Storage::Bf16Activation;
-      void *p = bf16Activation ? static_cast<void *>(res_.arenas->bf16Data(id))
-                               : static_cast<void *>(res_.arenas->data(id));
-      size_t bytes = size_t(plan::elementsOf(plan_.buffers(id))) * (bf16Activation ? 2 : 4);
-      emit([p, bytes](cudaStream_t s) -> Status {
-        MT_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, s));
-        return Status::ok();
-      });
-      if (bf16Activation)
-        pendingZero_[id] = steps_.size() - 1;
-    } else if (!lowerOp(*this, op, attrs)) {
-      fail("op '" + op + "' has no CUDA kernel (the CUDA backend runs Llama, Qwen and "
-           "mixture-of-experts plans; use --backend cpu)");
-    }
+    (*(*lowerings)[size_t(i)])(*this, plan::Attrs(*instr_));
     if (!error_.empty())
       return Status::error("program '" + program.name() + "' instruction " +
-                           std::to_string(i) + " (" + op +
+                           std::to_string(i) + " (" + instr_->op() +
                            (instr_->location().empty() ? "" : ", " + instr_->location()) +
                            "): " + error_);
   }

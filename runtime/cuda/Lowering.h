@@ -136,6 +136,8 @@ public:
   }
   /// Output i for a kernel that adds into it (bf16 or fp32 by its storage).
   void *sumOut(int i, bool &isBf16);
+  /// fill_zero of output 0: dropped again when a writer replaces it.
+  void fillZero();
   void emitCheck(const float *hostValue) {
     steps_.push_back({nullptr, index_, false, false, hostValue});
     lastStep_.reset();
@@ -170,18 +172,24 @@ private:
   } lastStep_;
 };
 
-/// The lowering of one op; returns false when the op has no CUDA kernel.
-bool lowerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
-/// Same for the optimizer's ops (runtime/cuda/LowerOptimizer.cpp).
-bool lowerOptimizerOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
-/// Same for the vocab-parallel cross-entropy (runtime/cuda/LowerVocabParallel.cpp).
-bool lowerVocabParallelOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
-/// Same for the mixture-of-experts ops (runtime/cuda/LowerMoE.cpp).
-bool lowerMoEOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
-/// Same for the collectives (runtime/cuda/LowerCollectives.cpp).
-bool lowerCollectiveOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
-/// Same for the pipeline transfers send and recv (runtime/cuda/NcclPipeline.cpp).
-bool lowerPipelineOp(Lowerer &lowerer, const std::string &op, const plan::Attrs &attrs);
+/// The lowering of one instruction: emits its steps through the Lowerer,
+/// or records why it cannot (Lowerer::fail).
+using Lowering = void (*)(Lowerer &, const plan::Attrs &);
+/// The CUDA kernel of each plan instruction; an empty entry: none.
+using LoweringTable = plan::PerOp<Lowering>;
+
+/// The lowerings of each op family, one function per file: dense layers,
+/// norms, attention and the loss (LowerOps.cpp), the optimizer
+/// (LowerOptimizer.cpp), the vocab-parallel cross-entropy
+/// (LowerVocabParallel.cpp), the mixture-of-experts ops (LowerMoE.cpp), the
+/// collectives (LowerCollectives.cpp), the pipeline transfers send and recv
+/// (NcclPipeline.cpp).
+void addDenseLowerings(LoweringTable &table);
+void addOptimizerLowerings(LoweringTable &table);
+void addVocabParallelLowerings(LoweringTable &table);
+void addMoELowerings(LoweringTable &table);
+void addCollectiveLowerings(LoweringTable &table);
+void addPipelineLowerings(LoweringTable &table);
 
 } // namespace mt::cuda
 

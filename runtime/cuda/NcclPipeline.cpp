@@ -182,17 +182,19 @@ Status NcclPipelineChannels::flush() {
   return Status::ok();
 }
 
-bool lowerPipelineOp(Lowerer &L, const std::string &op, const plan::Attrs &a) {
-  if (op != "send" && op != "recv")
-    return false;
+namespace {
+/// A send (or recv) of the pipeline: enqueued on the transfer channels when
+/// its step runs, for the micro-batch the executor is at.
+void transfer(Lowerer &L, const plan::Attrs &a, bool send) {
+  const std::string op = send ? "send" : "recv";
   Resources *r = &L.resources();
   if (!r->rank || r->rank->axisSize("pp") < 2) {
     L.fail(op + " needs the ranks of a pipeline (a plan with pp > 1)");
-    return true;
+    return;
   }
   const int64_t peer = a.i("peer_virtual_stage") % r->rank->axisSize("pp"), n = a.i("n");
   const plan::Instruction &in = L.instruction();
-  if (op == "send") {
+  if (send) {
     const bf16 *data = L.bfIn(0);
     const uint32_t tag = in.inputs(0);
     L.emitCollective([=](cudaStream_t) -> Status {
@@ -209,7 +211,12 @@ bool lowerPipelineOp(Lowerer &L, const std::string &op, const plan::Attrs &a) {
       return r->pipeline->receive(peer, r->microBatch, tag, out, n);
     });
   }
-  return true;
+}
+} // namespace
+
+void addPipelineLowerings(LoweringTable &t) {
+  t[plan::Op::send] = [](Lowerer &L, const plan::Attrs &a) { transfer(L, a, true); };
+  t[plan::Op::recv] = [](Lowerer &L, const plan::Attrs &a) { transfer(L, a, false); };
 }
 
 } // namespace mt::cuda

@@ -4,6 +4,7 @@
 #ifndef MT_RUNTIME_CUDA_VOCABPARALLEL_H
 #define MT_RUNTIME_CUDA_VOCABPARALLEL_H
 
+#include "runtime/kernels/VocabParallel.h"
 #include "runtime/support/Status.h"
 
 #include <cuda_bf16.h>
@@ -15,12 +16,8 @@ namespace mt::cuda {
 
 using bf16 = __nv_bfloat16;
 
-/// This rank's slice: logits [tokens, localVocab], columns
-/// [vocabStart, vocabStart + localVocab) of the vocabulary, of which the
-/// first `columns` are real (the rest is padding and takes no part).
-struct VocabSlice {
-  int64_t tokens, localVocab, vocabStart, columns;
-};
+/// This rank's slice of the logits (runtime/kernels/VocabParallel.h).
+using VocabSlice = kernels::VocabSlice;
 
 /// rowMax[t] = max over the slice's columns of logits[t] (-inf when none).
 Status vocabParallelLogitsMax(const bf16 *logits, float *rowMax, const VocabSlice &s,

@@ -1,13 +1,17 @@
 // The instructions a plan may contain: for each op, its operands, results
-// and attributes, and the element count every buffer must have. The plan
-// loader checks every instruction against this table before anything runs.
+// and attributes, and the element count every buffer must have, read from
+// OpTable.inc (generated from the ODS of the mt dialect). The plan loader
+// checks every instruction against this table before anything runs, and the
+// backends' kernel tables are indexed by it (PerOp).
 #ifndef MT_RUNTIME_PLAN_OPREGISTRY_H
 #define MT_RUNTIME_PLAN_OPREGISTRY_H
 
+#include "runtime/plan/OpSpec.h"
 #include "runtime/plan/plan.pb.h"
 #include "runtime/support/Status.h"
 
-#include <functional>
+#include <array>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -26,19 +30,87 @@ private:
   const Instruction &instr_;
 };
 
+/// The profile's class of an instruction (the CUDA backend's step profile).
+enum class OpFamily { Gemm, Attention, Norm, Loss, Elementwise, MoE, Fill, Optimizer, Collective, Pipeline };
+
+/// The plan instructions: one per line of OpTable.inc, which tools/mt-tblgen
+/// writes from the op definitions (dialects/mt/MtInstructions.td).
+enum class Op : uint16_t {
+#define MT_OP(name, ...) name,
+#include "runtime/plan/OpTable.inc"
+#undef MT_OP
+};
+inline constexpr size_t kOpCount = 0
+#define MT_OP(...) +1
+#include "runtime/plan/OpTable.inc"
+#undef MT_OP
+    ;
+
+/// One instruction of the plan format, from its ODS definition.
 struct OpSignature {
+  Op id;
   std::string name;
+  std::string mlirOp; // "mt.linear"; empty when no op lowers to it ("accumulate")
+  OpFamily family;
   int minInputs, maxInputs; // maxInputs < 0: variadic
   int outputs;
-  std::vector<std::string> intAttrs, floatAttrs;
-  /// Expected element counts of inputs then outputs (-1: not checked).
-  std::function<std::vector<int64_t>(const Attrs &)> counts;
-  /// String attributes and their valid values (an absent one takes the first).
-  std::vector<std::pair<std::string, std::vector<std::string>>> choices = {};
+  /// Whether instructions add into their outputs (+=) rather than write them
+  /// (the backward ops and "accumulate"; runtime/cpu/Kernels.md). The plan
+  /// zero-fills (fill_zero) an accumulated buffer before its first adder,
+  /// except the main gradients, which the runtime zeroes at each step.
+  bool addsIntoOutputs;
+  std::vector<AttrSpec> attributes;
+  /// Expected element counts of inputs then outputs; empty: not checked.
+  std::vector<ElementCount> elements;
+
+  const AttrSpec *attribute(const std::string &attr) const;
+  /// The element counts `elements` gives for `attrs` (-1: not checked).
+  std::vector<int64_t> counts(const Attrs &attrs) const;
 };
 
 const OpSignature *findOp(const std::string &name);
+const OpSignature &signature(Op op);
+/// The instruction the op named `mlirOp` ("mt.zeros") lowers to; null: none.
+const OpSignature *findOpLoweredFrom(const std::string &mlirOp);
 const std::vector<OpSignature> &allOps();
+
+/// A value per instruction (a backend's kernel table), indexed by Op; an
+/// entry left empty is an instruction the backend has no kernel for.
+template <typename T> class PerOp {
+public:
+  T &operator[](Op op) { return items_[size_t(op)]; }
+  const T &operator[](Op op) const { return items_[size_t(op)]; }
+
+private:
+  std::array<T, kOpCount> items_{};
+};
+
+/// The entry of `table` for each instruction of `program`, in order; an
+/// instruction whose entry is empty is an error that names the op, the
+/// instruction and `backend`. The plan loader has checked every op name.
+template <typename T>
+Expected<std::vector<const T *>> resolveKernels(const Program &program, const PerOp<T> &table,
+                                                const std::string &backend) {
+  std::vector<const T *> resolved;
+  for (int i = 0; i < program.instructions_size(); ++i) {
+    const Instruction &instr = program.instructions(i);
+    const OpSignature *op = findOp(instr.op());
+    if (!op)
+      return Status::error("program '" + program.name() + "' instruction " +
+                           std::to_string(i) + ": unknown op '" + instr.op() + "'");
+    if (!table[op->id])
+      return Status::error("program '" + program.name() + "' instruction " +
+                           std::to_string(i) + ": op '" + instr.op() + "' has no " + backend +
+                           " kernel");
+    resolved.push_back(&table[op->id]);
+  }
+  return resolved;
+}
+
+/// The attributes of `instr` against those `op` declares: each required one
+/// present, each present one declared and of its kind; "" when they hold,
+/// else what is wrong (naming the attribute and the valid ones).
+std::string checkAttributes(const OpSignature &op, const Instruction &instr);
 
 /// Checks one instruction against its signature and the buffer table.
 Status checkInstruction(const Plan &plan, const Program &program, int index);
@@ -47,11 +119,7 @@ Status checkInstruction(const Plan &plan, const Program &program, int index);
 /// int64_t (validatePlan refuses such buffers).
 int64_t elementsOf(const Buffer &buffer);
 
-/// Whether instructions of `op` add into their outputs (+=) rather than
-/// write them: the backward ops ("*_grad") and "accumulate" add, every other
-/// op writes (runtime/cpu/Kernels.md). The plan zero-fills (fill_zero) an
-/// accumulated buffer before its first adder, except the main gradients,
-/// which the runtime zeroes at the start of each step.
+/// OpSignature::addsIntoOutputs of the op named `op` (false when unknown).
 bool addsIntoOutputs(const std::string &op);
 
 /// What a backend kernel can do with one of its outputs.

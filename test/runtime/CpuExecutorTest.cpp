@@ -37,3 +37,17 @@ TEST(CpuExecutor, RefusesGemmDimensionsPastBlasInts) {
 
 } // namespace
 } // namespace mt::cpu
+
+namespace mt::cpu {
+namespace {
+
+// The CPU backend is the reference: every instruction of the table
+// generated from ODS has a kernel there (an op added to ODS without one
+// fails here, before any plan uses it).
+TEST(CpuExecutor, HasAKernelForEveryInstruction) {
+  for (const plan::OpSignature &op : plan::allOps())
+    EXPECT_TRUE(CpuExecutor::hasKernel(op.id)) << op.name << " has no CPU kernel";
+}
+
+} // namespace
+} // namespace mt::cpu

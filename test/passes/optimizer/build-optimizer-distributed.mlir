@@ -1,5 +1,5 @@
-// RUN: mtc-opt %s -split-input-file -mt-build-optimizer="dp=2 distributed-optimizer weight-decay=0.1" | FileCheck %s
-// RUN: mtc-opt %s -split-input-file -mt-build-optimizer="dp=2 distributed-optimizer bucket-elements=16" | FileCheck %s --check-prefix=SMALL
+// RUN: mtc-opt %s -split-input-file -mt-build-optimizer="distributed-optimizer weight-decay=0.1" | FileCheck %s
+// RUN: mtc-opt %s -split-input-file -mt-build-optimizer="distributed-optimizer bucket-elements=16" | FileCheck %s --check-prefix=SMALL
 
 // Megatron's distributed optimizer: parameters in buckets (reverse order,
 // never across layers, weight decay or tp replication), each padded to a
