@@ -540,44 +540,6 @@ __global__ void __launch_bounds__(kThreads)
                p.scale);
 }
 
-Status invalid(const char *who, const std::string &what) {
-  return Status::error(errorContext() + who + ": " + what);
-}
-
-bool aligned16(const void *ptr) {
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
-}
-
-/// Shape rules and alignment, with the offending values in the message.
-Status validate(const char *who, const AttentionShape &s,
-                std::initializer_list<const void *> pointers) {
-  if (s.batch < 0 || s.seq < 0 || s.heads <= 0 || s.kvHeads <= 0)
-    return invalid(who, "expects batch, seq >= 0 and heads, kvHeads > 0, got " +
-                            std::to_string(s.batch) + ", " +
-                            std::to_string(s.seq) + ", " +
-                            std::to_string(s.heads) + ", " +
-                            std::to_string(s.kvHeads));
-  if (s.heads % s.kvHeads != 0)
-    return invalid(who, "expects heads (" + std::to_string(s.heads) +
-                            ") divisible by kvHeads (" +
-                            std::to_string(s.kvHeads) + ")");
-  if (s.headDim != 64 && s.headDim != 128)
-    return invalid(who, "expects headDim 64 or 128, got " +
-                            std::to_string(s.headDim));
-  // The softmax takes row maxima of raw scores: the scale must be positive.
-  if (!(s.scale > 0.0f) || !std::isfinite(s.scale))
-    return invalid(who, "expects a positive finite scale, got " +
-                            std::to_string(s.scale));
-  if (s.seq > int64_t(kBlock) * 65535 || s.batch * s.heads > INT32_MAX)
-    return invalid(who, "shape too large: batch " + std::to_string(s.batch) +
-                            ", seq " + std::to_string(s.seq) + ", heads " +
-                            std::to_string(s.heads));
-  for (const void *ptr : pointers)
-    if (!aligned16(ptr))
-      return invalid(who, "expects 16-byte aligned bf16 tensors");
-  return Status::ok();
-}
-
 /// The shape fields of the kernels' arguments.
 Args withShape(Args a, const AttentionShape &s) {
   a.seq = int(s.seq);
@@ -646,11 +608,53 @@ Status backwardFor(const Args &args, const int32_t *pos, const AttentionShape &s
 
 } // namespace
 
-Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
-                        bf16 *out, float *lse, const AttentionShape &shape,
-                        cudaStream_t stream, const int32_t *positionIds) {
+namespace {
+
+Status invalid(const char *who, const std::string &what) {
+  return Status::error(errorContext() + who + ": " + what);
+}
+
+bool aligned16(const void *ptr) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+}
+
+} // namespace
+
+Status validateAttention(const char *who, const AttentionShape &s,
+                std::initializer_list<const void *> pointers) {
+  if (s.batch < 0 || s.seq < 0 || s.heads <= 0 || s.kvHeads <= 0)
+    return invalid(who, "expects batch, seq >= 0 and heads, kvHeads > 0, got " +
+                            std::to_string(s.batch) + ", " +
+                            std::to_string(s.seq) + ", " +
+                            std::to_string(s.heads) + ", " +
+                            std::to_string(s.kvHeads));
+  if (s.heads % s.kvHeads != 0)
+    return invalid(who, "expects heads (" + std::to_string(s.heads) +
+                            ") divisible by kvHeads (" +
+                            std::to_string(s.kvHeads) + ")");
+  if (s.headDim != 64 && s.headDim != 128)
+    return invalid(who, "expects headDim 64 or 128, got " +
+                            std::to_string(s.headDim));
+  // The softmax takes row maxima of raw scores: the scale must be positive.
+  if (!(s.scale > 0.0f) || !std::isfinite(s.scale))
+    return invalid(who, "expects a positive finite scale, got " +
+                            std::to_string(s.scale));
+  if (s.seq > int64_t(kBlock) * 65535 || s.batch * s.heads > INT32_MAX)
+    return invalid(who, "shape too large: batch " + std::to_string(s.batch) +
+                            ", seq " + std::to_string(s.seq) + ", heads " +
+                            std::to_string(s.heads));
+  for (const void *ptr : pointers)
+    if (!aligned16(ptr))
+      return invalid(who, "expects 16-byte aligned bf16 tensors");
+  return Status::ok();
+}
+
+
+Status mtcAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *out, float *lse,
+                           const AttentionShape &shape, cudaStream_t stream,
+                           const int32_t *positionIds) {
   MT_CUDA_RETURN_IF_ERROR(
-      validate("attentionForward", shape, {q, k, v, out}));
+      validateAttention("attentionForward", shape, {q, k, v, out}));
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();
   const Args args =
@@ -663,12 +667,11 @@ size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape) {
   return size_t(shape.batch * shape.heads * shape.seq) * sizeof(float);
 }
 
-Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
-                         const bf16 *out, const float *lse, const bf16 *dout,
-                         bf16 *dq, bf16 *dk, bf16 *dv, void *workspace,
-                         const AttentionShape &shape, cudaStream_t stream,
-                         const int32_t *positionIds) {
-  MT_CUDA_RETURN_IF_ERROR(validate("attentionBackward", shape,
+Status mtcAttentionBackward(const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *out,
+                            const float *lse, const bf16 *dout, bf16 *dq, bf16 *dk, bf16 *dv,
+                            void *workspace, const AttentionShape &shape, cudaStream_t stream,
+                            const int32_t *positionIds) {
+  MT_CUDA_RETURN_IF_ERROR(validateAttention("attentionBackward", shape,
                                    {q, k, v, out, dout, dq, dk, dv}));
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();

@@ -16,6 +16,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <string_view>
 
 namespace mt::cuda {
 
@@ -28,32 +30,76 @@ struct AttentionShape {
   float scale;
 };
 
+/// Which implementation runs attention: the mma.sync kernels below (mtc),
+/// cuDNN's fused flash attention (cudnn, runtime/cuda/CudnnAttention.h), or
+/// auto: cuDNN where it builds a deterministic plan for the shape and no
+/// position ids are given, else mtc (with one log line saying why).
+enum class AttentionBackend { Auto, Cudnn, Mtc };
+
+/// "auto", "cudnn" or "mtc"; an error names `option` and the valid values.
+Expected<AttentionBackend> parseAttentionBackend(std::string_view text, std::string_view option);
+const char *attentionBackendName(AttentionBackend backend);
+
+/// What attention runs on for one shape: a resolved backend (never Auto)
+/// and the workspace bytes its forward and backward need (the larger).
+struct AttentionPlan {
+  AttentionBackend backend = AttentionBackend::Mtc;
+  size_t workspaceBytes = 0;
+};
+
+/// Resolves `requested` for `shape` (documents: position ids are given),
+/// building cuDNN's plans when they may be used; call outside CUDA graph
+/// capture. Errors: cudnn requested with documents, or cudnn requested and
+/// no plan builds (the cuDNN call and status named).
+Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool documents,
+                                     AttentionBackend requested);
+
 /// q, out [batch, seq, heads, headDim]; k, v [batch, seq, kvHeads,
 /// headDim]; all 16-byte aligned. Query head h uses kv head
 /// h / (heads / kvHeads); position i attends to j <= i, and with
 /// positionIds ([batch, seq] i32, device; documents packed in a row) to
 /// j >= i - positionIds[i] as well (cpu::documentStart). lse [batch, heads,
 /// seq] (fp32) receives the natural log-sum-exp of each query's scaled
-/// scores, for the backward.
+/// scores, for the backward. `backend` as planAttention resolves it; with
+/// cudnn, `workspace` holds planAttention(...).workspaceBytes.
 Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
                         bf16 *out, float *lse, const AttentionShape &shape,
-                        cudaStream_t stream, const int32_t *positionIds = nullptr);
+                        cudaStream_t stream, const int32_t *positionIds = nullptr,
+                        AttentionBackend backend = AttentionBackend::Mtc,
+                        void *workspace = nullptr);
 
-/// Bytes of the workspace attentionBackward needs: fp32 rowsum(dout * out)
-/// of every query, [batch, heads, seq].
+/// Bytes of the workspace the mtc attentionBackward needs: fp32
+/// rowsum(dout * out) of every query, [batch, heads, seq].
 size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape);
 
 /// dq [batch, seq, heads, headDim], dk, dv [batch, seq, kvHeads, headDim]
 /// are WRITTEN with the gradients of sum(dout * out), given the forward's
-/// out and lse (and positionIds as the forward's). Two passes besides a
-/// small row-dot kernel: one owns a key block of a kv head (dk, dv summed
-/// over the group's query heads), the other a query block of a head (dq),
-/// so no output is shared by blocks.
+/// out and lse (and positionIds as the forward's); `workspace` holds
+/// attentionBackwardWorkspaceBytes (mtc) or planAttention's bytes (cudnn).
+/// mtc: two passes besides a small row-dot kernel: one owns a key block of
+/// a kv head (dk, dv summed over the group's query heads), the other a query
+/// block of a head (dq), so no output is shared by blocks.
 Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
                          const bf16 *out, const float *lse, const bf16 *dout,
                          bf16 *dq, bf16 *dk, bf16 *dv, void *workspace,
                          const AttentionShape &shape, cudaStream_t stream,
-                         const int32_t *positionIds = nullptr);
+                         const int32_t *positionIds = nullptr,
+                         AttentionBackend backend = AttentionBackend::Mtc);
+
+/// Shape rules (heads a multiple of kvHeads, headDim 64 or 128, a positive
+/// finite scale, sizes within the grid) and 16-byte alignment of
+/// `pointers`; the error names `who` and the offending values.
+Status validateAttention(const char *who, const AttentionShape &shape,
+                         std::initializer_list<const void *> pointers);
+
+/// The mtc kernels alone (attentionForward/Backward with backend mtc).
+Status mtcAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *out, float *lse,
+                           const AttentionShape &shape, cudaStream_t stream,
+                           const int32_t *positionIds);
+Status mtcAttentionBackward(const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *out,
+                            const float *lse, const bf16 *dout, bf16 *dq, bf16 *dk, bf16 *dv,
+                            void *workspace, const AttentionShape &shape, cudaStream_t stream,
+                            const int32_t *positionIds);
 
 } // namespace mt::cuda
 

@@ -43,6 +43,12 @@ Expected<CudaOptions> optionsFromEnvironment() {
                            "' is not a positive integer (gradient elements per bucket)");
     o.bucketElements = size_t(n);
   }
+  if (const char *backend = std::getenv("MT_ATTENTION_BACKEND")) {
+    auto parsed = parseAttentionBackend(backend, "MT_ATTENTION_BACKEND");
+    if (!parsed)
+      return parsed.status();
+    o.attentionBackend = *parsed;
+  }
   return o;
 }
 
@@ -187,6 +193,7 @@ Status CudaExecutor::initialize() {
   resources_.arenas = arenas_.get();
   resources_.host = &host_;
   resources_.rank = rank_;
+  resources_.attentionBackend = options_.attentionBackend;
   auto gemm = GemmRunner::create();
   if (!gemm)
     return gemm.status();
