@@ -13,7 +13,10 @@
 #                                  ./build-gtest-src, made by
 #                                  tools/gpu-check.sh --prepare) is built
 #                                  where the machine has no GoogleTest
-# MT_ATTN_TESTS=0 skips the tests (and their build).
+# MT_ATTN_TESTS=0 skips the tests (and their build). With MT_GPU_DATA (the
+# carried build-gpu-data of tools/gpu-check.sh --prepare), the gpu1 training
+# comparisons (MtCudaTrainingTests, attention on its default backend, auto)
+# run after the benchmark.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib-gpu.sh
@@ -28,6 +31,7 @@ gpu_start /tmp/mt-gpu-build 600
 tests=${MT_ATTN_TESTS:-1}
 targets=(MtAttentionBench mtrun)
 (( tests )) && targets+=(MtCudaKernelTests)
+[[ -n "${MT_GPU_DATA:-}" ]] && targets+=(MtCudaTrainingTests)
 gpu_build "${targets[@]}" || exit 1
 grep "cuDNN:" "$log" | tail -1
 
@@ -85,4 +89,8 @@ print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
 EOF
 echo "== sorted by shape =="
 grep -E "^(mtc|sdpa)-" "$out/attention-bench.txt" | sort -s -b -k2,4
+if [[ -n "${MT_GPU_DATA:-}" ]]; then
+  "$build/bin/MtCudaTrainingTests" > "$out/training-tests.log" 2>&1 || status=1
+  grep -E "^\[  (PASSED|FAILED) |tests ran|^mtc: " "$out/training-tests.log" | sort -u | head -30
+fi
 exit $status
