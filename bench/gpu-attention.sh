@@ -3,8 +3,8 @@
 # tree (MtAttentionBench, the gpu1 kernel tests and mtrun), runs the gpu1
 # attention tests of both backends (MtCudaKernelTests '*Attention*', against
 # the CPU reference), then times causal GQA attention (bf16) at issue 17's
-# four shapes: ours on the mtc kernels and ours through cuDNN
-# (MtAttentionBench), and PyTorch's SDPA on its flash and cuDNN backends
+# four shapes: ours on the mtc kernels and ours through cuDNN, with its
+# deterministic backward and with its atomic dQ (MtAttentionBench), and PyTorch's SDPA on its flash and cuDNN backends
 # (torch.nn.attention.sdpa_kernel), all median of 20 after 3 warm-ups with
 # CUDA events, ms and TFLOP/s of the causal FLOPs (forward 4*b*h*s^2*d/2,
 # backward 2.5 times that).
@@ -80,9 +80,9 @@ for b, s, h, kv, d in ((4, 2048, 32, 8, 64), (4, 2048, 16, 8, 128), (1, 8192, 32
                 bwd = median_ms(lambda: torch.autograd.grad(out, (q, k, v), dout,
                                                             retain_graph=True))
         except RuntimeError as e:
-            print(f"sdpa-{name:6s} {shape:22s} cannot run: {str(e).splitlines()[0]}")
+            print(f"sdpa-{name:15s} {shape:22s} cannot run: {str(e).splitlines()[0]}")
             continue
-        print(f"sdpa-{name:6s} {shape:22s} fwd {fwd:8.3f} ms ({flops / fwd / 1e9:4.0f} TFLOP/s)"
+        print(f"sdpa-{name:15s} {shape:22s} fwd {fwd:8.3f} ms ({flops / fwd / 1e9:4.0f} TFLOP/s)"
               f"  bwd {bwd:8.3f} ms ({2.5 * flops / bwd / 1e9:4.0f} TFLOP/s)")
 print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
       f"{torch.cuda.get_device_name()}")

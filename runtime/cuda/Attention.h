@@ -40,6 +40,18 @@ enum class AttentionBackend { Auto, Cudnn, Mtc };
 Expected<AttentionBackend> parseAttentionBackend(std::string_view text, std::string_view option);
 const char *attentionBackendName(AttentionBackend backend);
 
+/// How attention is chosen and run.
+struct AttentionOptions {
+  AttentionBackend backend = AttentionBackend::Mtc;
+  /// Backward summed in one fixed order. cuDNN's deterministic backward
+  /// keeps dP in its workspace (2 bytes per query-key pair: 1 GiB at
+  /// 4 x 2048 with 32 heads), so auto takes it only while that workspace is
+  /// at most 1/16 of the device's memory; false lets cuDNN accumulate dQ
+  /// with fp32 atomics instead (faster, small workspace, run-to-run bits
+  /// may differ). The mtc kernels are deterministic either way.
+  bool deterministic = true;
+};
+
 /// What attention runs on for one shape: a resolved backend (never Auto)
 /// and the workspace bytes its forward and backward need (the larger).
 struct AttentionPlan {
@@ -47,12 +59,12 @@ struct AttentionPlan {
   size_t workspaceBytes = 0;
 };
 
-/// Resolves `requested` for `shape` (documents: position ids are given),
-/// building cuDNN's plans when they may be used; call outside CUDA graph
-/// capture. Errors: cudnn requested with documents, or cudnn requested and
-/// no plan builds (the cuDNN call and status named).
+/// Resolves options.backend for `shape` (documents: position ids are
+/// given), building cuDNN's plans when they may be used; call outside CUDA
+/// graph capture. Errors: cudnn requested with documents, or cudnn
+/// requested and no plan builds (the cuDNN call and status named).
 Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool documents,
-                                     AttentionBackend requested);
+                                      const AttentionOptions &options);
 
 /// q, out [batch, seq, heads, headDim]; k, v [batch, seq, kvHeads,
 /// headDim]; all 16-byte aligned. Query head h uses kv head
@@ -60,13 +72,12 @@ Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool document
 /// positionIds ([batch, seq] i32, device; documents packed in a row) to
 /// j >= i - positionIds[i] as well (cpu::documentStart). lse [batch, heads,
 /// seq] (fp32) receives the natural log-sum-exp of each query's scaled
-/// scores, for the backward. `backend` as planAttention resolves it; with
+/// scores, for the backward. `options` as planAttention resolves them; with
 /// cudnn, `workspace` holds planAttention(...).workspaceBytes.
 Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
                         bf16 *out, float *lse, const AttentionShape &shape,
                         cudaStream_t stream, const int32_t *positionIds = nullptr,
-                        AttentionBackend backend = AttentionBackend::Mtc,
-                        void *workspace = nullptr);
+                        const AttentionOptions &options = {}, void *workspace = nullptr);
 
 /// Bytes of the workspace the mtc attentionBackward needs: fp32
 /// rowsum(dout * out) of every query, [batch, heads, seq].
@@ -84,7 +95,7 @@ Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
                          bf16 *dq, bf16 *dk, bf16 *dv, void *workspace,
                          const AttentionShape &shape, cudaStream_t stream,
                          const int32_t *positionIds = nullptr,
-                         AttentionBackend backend = AttentionBackend::Mtc);
+                         const AttentionOptions &options = {});
 
 /// Shape rules (heads a multiple of kvHeads, headDim 64 or 128, a positive
 /// finite scale, sizes within the grid) and 16-byte alignment of

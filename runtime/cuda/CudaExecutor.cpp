@@ -47,7 +47,14 @@ Expected<CudaOptions> optionsFromEnvironment() {
     auto parsed = parseAttentionBackend(backend, "MT_ATTENTION_BACKEND");
     if (!parsed)
       return parsed.status();
-    o.attentionBackend = *parsed;
+    o.attention.backend = *parsed;
+  }
+  if (const char *deterministic = std::getenv("MT_ATTENTION_DETERMINISTIC")) {
+    const std::string v = deterministic;
+    if (v != "0" && v != "1")
+      return Status::error("MT_ATTENTION_DETERMINISTIC='" + v + "' is not 0 or 1 (1: the "
+                           "attention backward sums in a fixed order)");
+    o.attention.deterministic = v == "1";
   }
   return o;
 }
@@ -193,7 +200,7 @@ Status CudaExecutor::initialize() {
   resources_.arenas = arenas_.get();
   resources_.host = &host_;
   resources_.rank = rank_;
-  resources_.attentionBackend = options_.attentionBackend;
+  resources_.attention = options_.attention;
   auto gemm = GemmRunner::create();
   if (!gemm)
     return gemm.status();

@@ -33,13 +33,15 @@ struct CudaOptions {
   size_t bucketElements = 40'000'000;
   /// Attention's implementation: auto (cuDNN's fused flash attention where
   /// it runs the shape, else the mtc kernels), cudnn or mtc
-  /// (MT_ATTENTION_BACKEND).
-  AttentionBackend attentionBackend = AttentionBackend::Auto;
+  /// (MT_ATTENTION_BACKEND), and whether its backward must be deterministic
+  /// (MT_ATTENTION_DETERMINISTIC=0 allows cuDNN's atomic dQ).
+  AttentionOptions attention{AttentionBackend::Auto, true};
 };
 
 /// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,
 /// MT_CUDA_OVERLAP=0, MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
-/// is not a positive integer), MT_ATTENTION_BACKEND=auto|cudnn|mtc.
+/// is not a positive integer), MT_ATTENTION_BACKEND=auto|cudnn|mtc,
+/// MT_ATTENTION_DETERMINISTIC=0|1.
 Expected<CudaOptions> optionsFromEnvironment();
 
 /// GPUs visible to this process (0 without a driver).

@@ -3,8 +3,8 @@
 // (the node order cudnn-frontend's CompositeSDPANode and
 // CompositeSDPABackwardNode lower to: matmul, scale, causal mask by
 // generated indices, softmax with stats, matmul), built once per shape.
-// The backward is the "dP workspace" form, dQ written by its own matmul
-// rather than accumulated in fp32 with atomics: deterministic.
+// The deterministic backward is the "dP workspace" form, dQ written by its
+// own matmul; the other accumulates dQ in fp32 with atomics.
 #include "runtime/cuda/CudnnAttention.h"
 
 #include "runtime/cuda/Check.h"
@@ -178,9 +178,10 @@ public:
     return y;
   }
 
-  /// The operation graph of the ops added so far, and its fastest
-  /// deterministic plan (heuristics mode A, then B); its workspace bytes.
-  Desc plan(int64_t &workspaceBytes);
+  /// The operation graph of the ops added so far, and its fastest plan
+  /// (heuristics mode A, then B; deterministic engines only when asked);
+  /// its workspace bytes.
+  Desc plan(bool deterministicOnly, int64_t &workspaceBytes);
 
 private:
   cudnnHandle_t handle_;
@@ -210,7 +211,7 @@ bool deterministic(Builder &bld, Desc config) {
   return bld.ok();
 }
 
-Desc Builder::plan(int64_t &workspaceBytes) {
+Desc Builder::plan(bool deterministicOnly, int64_t &workspaceBytes) {
   Desc graph = make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, "operation graph");
   set(graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, int64_t(ops_.size()),
       ops_.data(), "graph ops");
@@ -238,7 +239,7 @@ Desc Builder::plan(int64_t &workspaceBytes) {
             "get heuristics results");
     // Results come fastest first: the first deterministic one that builds.
     for (int64_t i = 0; i < count && ok(); ++i) {
-      if (!deterministic(*this, configs[size_t(i)])) {
+      if (deterministicOnly && !deterministic(*this, configs[size_t(i)])) {
         tried += " nondeterministic";
         continue;
       }
@@ -261,15 +262,16 @@ Desc Builder::plan(int64_t &workspaceBytes) {
     }
   }
   if (ok())
-    status_ = Status::error(errorContext() + "cuDNN attention: no deterministic engine "
-                            "builds a plan for this graph (engine configs tried:" +
+    status_ = Status::error(errorContext() + "cuDNN attention: no engine" +
+                            (deterministicOnly ? " without the nondeterministic note" : "") +
+                            " builds a plan for this graph (engine configs tried:" +
                             (tried.empty() ? std::string(" none") : tried) + ")");
   return nullptr;
 }
 
 // Unique ids of the tensors the caller passes (the variant pack).
 enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kDo, kDq, kDk, kDv, kScale, kNegInf, kOne,
-                     kSoftmaxSum };
+                     kSoftmaxSum, kDqAccum };
 
 /// The [b, h, s, d] view of a [batch, seq, heads, headDim] tensor, and its
 /// transpose [b, h, d, s].
@@ -307,7 +309,7 @@ Desc buildForward(Builder &g, const AttentionShape &sh, int64_t &workspace) {
   g.pointwise(CUDNN_POINTWISE_ADD, max, logSum, nullptr, stats);
   g.pointwise(CUDNN_POINTWISE_DIV, e, sum, nullptr, p);
   g.matmul(p, v, o);
-  return g.plan(workspace);
+  return g.plan(true, workspace);
 }
 
 /// dK or dV of a kv head: transposed scores times a [b, h, s, d] operand,
@@ -323,7 +325,8 @@ void keyGradient(Builder &g, Desc scoresT, Desc operand, Desc grad, const Attent
   g.reduction(CUDNN_REDUCE_TENSOR_ADD, full, grad);
 }
 
-Desc buildBackward(Builder &g, const AttentionShape &sh, int64_t &workspace) {
+Desc buildBackward(Builder &g, const AttentionShape &sh, bool deterministic,
+                   int64_t &workspace) {
   const int64_t b = sh.batch, s = sh.seq, h = sh.heads, hk = sh.kvHeads, d = sh.headDim;
   const Bshd qv(b, s, h, d), kv(b, s, hk, d);
   auto bf16Tensor = [&](const std::vector<int64_t> &dims, const std::vector<int64_t> &strides,
@@ -366,13 +369,23 @@ Desc buildBackward(Builder &g, const AttentionShape &sh, int64_t &workspace) {
   keyGradient(g, dST, q, dK, sh);
   Desc k = g.tensor(kv.dims, kv.strides, CUDNN_DATA_BFLOAT16);
   g.reshape(kT, k);
-  g.matmul(dSs, k, dQ);
-  return g.plan(workspace);
+  if (deterministic) {
+    g.matmul(dSs, k, dQ);
+  } else {
+    Desc dQAccum = g.tensor({b, h, s, d}, {h * s * d, s * d, d, 1}, CUDNN_DATA_FLOAT, kDqAccum);
+    g.matmul(dSs, k, dQAccum);
+    g.pointwise(CUDNN_POINTWISE_IDENTITY, dQAccum, nullptr, nullptr, dQ);
+  }
+  return g.plan(deterministic, workspace);
 }
 
-/// Bytes of the backward's fp32 rowsum, placed first in the workspace.
+/// Bytes of the backward's fp32 rowsum, placed first in the workspace, and
+/// of its fp32 dQ accumulator (the nondeterministic form), placed next.
 size_t softmaxSumBytes(const AttentionShape &s) {
   return (size_t(s.batch * s.heads * s.seq) * sizeof(float) + 255) / 256 * 256;
+}
+size_t dqAccumBytes(const AttentionShape &s, bool deterministic) {
+  return deterministic ? 0 : size_t(s.batch * s.heads * s.seq * s.headDim) * sizeof(float);
 }
 
 struct CachedPlan {
@@ -385,7 +398,7 @@ struct CachedPlan {
 struct Cache {
   std::mutex mutex;
   std::map<int, cudnnHandle_t> handles;
-  std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t, bool>,
+  std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t, int>,
            Expected<CachedPlan>>
       plans;
 };
@@ -395,9 +408,12 @@ Cache &cache() {
   return *c;
 }
 
-/// The handle of the current device and the plan of (shape, direction),
-/// built on first use; call with the cache locked.
-Expected<std::pair<cudnnHandle_t, CachedPlan>> lookup(const AttentionShape &sh, bool backward) {
+/// Which graph: the forward, or the backward in either form.
+enum class Pass { Forward, Backward, BackwardAtomicDq };
+
+/// The handle of the current device and the plan of (shape, pass), built
+/// on first use; call with the cache locked.
+Expected<std::pair<cudnnHandle_t, CachedPlan>> lookup(const AttentionShape &sh, Pass pass) {
   if (cudnnGetVersion() < 90000)
     return Status::error("cuDNN attention needs cuDNN >= 9.0, found " +
                          std::to_string(cudnnGetVersion()));
@@ -416,13 +432,14 @@ Expected<std::pair<cudnnHandle_t, CachedPlan>> lookup(const AttentionShape &sh, 
   uint32_t scaleBits = 0;
   std::memcpy(&scaleBits, &sh.scale, sizeof scaleBits);
   const auto key = std::make_tuple(device, sh.batch, sh.seq, sh.heads, sh.kvHeads, sh.headDim,
-                                   scaleBits, backward);
+                                   scaleBits, int(pass));
   auto found = c.plans.find(key);
   if (found == c.plans.end()) {
     Builder g(handle);
     CachedPlan built;
-    built.plan = backward ? buildBackward(g, sh, built.workspace)
-                          : buildForward(g, sh, built.workspace);
+    built.plan = pass == Pass::Forward
+                     ? buildForward(g, sh, built.workspace)
+                     : buildBackward(g, sh, pass == Pass::Backward, built.workspace);
     found = c.plans
                 .emplace(key, g.ok() ? Expected<CachedPlan>(built)
                                      : Expected<CachedPlan>(g.status()))
@@ -433,11 +450,15 @@ Expected<std::pair<cudnnHandle_t, CachedPlan>> lookup(const AttentionShape &sh, 
   return std::make_pair(handle, *found->second);
 }
 
-Status execute(const AttentionShape &sh, bool backward, const std::vector<int64_t> &uids,
+Pass backwardPass(bool deterministic) {
+  return deterministic ? Pass::Backward : Pass::BackwardAtomicDq;
+}
+
+Status execute(const AttentionShape &sh, Pass pass, const std::vector<int64_t> &uids,
                std::vector<void *> pointers, void *workspace, cudaStream_t stream) {
   Cache &c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
-  auto found = lookup(sh, backward);
+  auto found = lookup(sh, pass);
   if (!found)
     return found.status();
   auto [handle, plan] = *found;
@@ -445,11 +466,16 @@ Status execute(const AttentionShape &sh, bool backward, const std::vector<int64_
   std::vector<int64_t> ids = uids;
   ids.insert(ids.end(), {kScale, kNegInf});
   pointers.insert(pointers.end(), {const_cast<float *>(&scale), const_cast<float *>(&negInf)});
-  void *planWorkspace = workspace;
-  if (backward) {
+  char *planWorkspace = static_cast<char *>(workspace);
+  if (pass != Pass::Forward) {
     ids.insert(ids.end(), {kOne, kSoftmaxSum});
     pointers.insert(pointers.end(), {const_cast<float *>(&one), workspace});
-    planWorkspace = static_cast<char *>(workspace) + softmaxSumBytes(sh);
+    planWorkspace += softmaxSumBytes(sh);
+    if (pass == Pass::BackwardAtomicDq) {
+      ids.push_back(kDqAccum);
+      pointers.push_back(planWorkspace);
+      planWorkspace += dqAccumBytes(sh, false);
+    }
   }
   Builder g(handle);
   Desc pack = g.make(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, "variant pack");
@@ -464,43 +490,44 @@ Status execute(const AttentionShape &sh, bool backward, const std::vector<int64_
     g.check(cudnnSetStream(handle, stream), "cudnnSetStream");
   if (g.ok())
     g.check(cudnnBackendExecute(handle, plan.plan, pack),
-            backward ? "execute backward" : "execute forward");
+            pass == Pass::Forward ? "execute forward" : "execute backward");
   return g.status();
 }
 
 } // namespace
 
-Expected<size_t> cudnnAttentionPrepare(const AttentionShape &shape) {
+Expected<size_t> cudnnAttentionPrepare(const AttentionShape &shape, bool deterministic) {
   Cache &c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
-  auto fwd = lookup(shape, false);
+  auto fwd = lookup(shape, Pass::Forward);
   if (!fwd)
     return fwd.status();
-  auto bwd = lookup(shape, true);
+  auto bwd = lookup(shape, backwardPass(deterministic));
   if (!bwd)
     return bwd.status();
-  return std::max(size_t(fwd->second.workspace),
-                  softmaxSumBytes(shape) + size_t(bwd->second.workspace));
+  return std::max(size_t(fwd->second.workspace), softmaxSumBytes(shape) +
+                                                     dqAccumBytes(shape, deterministic) +
+                                                     size_t(bwd->second.workspace));
 }
 
 Status cudnnAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *out,
                              float *lse, void *workspace, const AttentionShape &shape,
                              cudaStream_t stream) {
   auto *cq = const_cast<bf16 *>(q), *ck = const_cast<bf16 *>(k), *cv = const_cast<bf16 *>(v);
-  return execute(shape, false, {kQ, kK, kV, kO, kStats}, {cq, ck, cv, out, lse}, workspace,
+  return execute(shape, Pass::Forward, {kQ, kK, kV, kO, kStats}, {cq, ck, cv, out, lse}, workspace,
                  stream);
 }
 
 Status cudnnAttentionBackward(const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *out,
                               const float *lse, const bf16 *dout, bf16 *dq, bf16 *dk,
                               bf16 *dv, void *workspace, const AttentionShape &shape,
-                              cudaStream_t stream) {
+                              cudaStream_t stream, bool deterministic) {
   std::vector<void *> pointers{const_cast<bf16 *>(q),   const_cast<bf16 *>(k),
                                const_cast<bf16 *>(v),   const_cast<bf16 *>(out),
                                const_cast<float *>(lse), const_cast<bf16 *>(dout),
                                dq, dk, dv};
-  return execute(shape, true, {kQ, kK, kV, kO, kStats, kDo, kDq, kDk, kDv}, std::move(pointers),
-                 workspace, stream);
+  return execute(shape, backwardPass(deterministic), {kQ, kK, kV, kO, kStats, kDo, kDq, kDk, kDv},
+                 std::move(pointers), workspace, stream);
 }
 
 } // namespace mt::cuda

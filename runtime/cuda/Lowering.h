@@ -69,8 +69,8 @@ struct Resources {
   /// (Executor::setPipeline); read when a send or recv launches.
   exec::PipelineChannels *pipeline = nullptr;
   int64_t microBatch = 0;
-  /// Attention's implementation (MT_ATTENTION_BACKEND; resolved per shape).
-  AttentionBackend attentionBackend = AttentionBackend::Auto;
+  /// Attention's implementation (CudaOptions::attention; resolved per shape).
+  AttentionOptions attention{AttentionBackend::Auto, true};
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor

@@ -3,8 +3,9 @@
 // issue 17's four shapes: median of 20 launches timed with CUDA events after
 // 3 warm-ups, forward and backward, with TFLOP/s of the causal FLOPs
 // (forward 4*b*h*s^2*d / 2, backward 2.5 times that, FlashAttention's count).
-// One row per backend and shape; a backend that cannot run a shape prints
-// why. Not a test: bench/gpu-attention.sh runs it beside PyTorch's SDPA.
+// One row per backend and shape (cuDNN with its deterministic backward and
+// with its atomic dQ); a backend that cannot run a shape prints why.
+// Not a test: bench/gpu-attention.sh runs it beside PyTorch's SDPA.
 #include "runtime/cuda/Attention.h"
 
 #include <algorithm>
@@ -92,30 +93,37 @@ void benchShape(const cuda::AttentionShape &sh, cudaStream_t stream) {
   std::snprintf(shape, sizeof shape, "%lldx%lld %lld/%lld d%lld", (long long)sh.batch,
                 (long long)sh.seq, (long long)sh.heads, (long long)sh.kvHeads,
                 (long long)sh.headDim);
-  for (cuda::AttentionBackend backend : {cuda::AttentionBackend::Mtc,
-                                         cuda::AttentionBackend::Cudnn}) {
-    const char *name = cuda::attentionBackendName(backend);
+  struct Variant {
+    const char *name;
+    cuda::AttentionOptions options;
+  };
+  for (const Variant &variant :
+       {Variant{"mtc", {cuda::AttentionBackend::Mtc, true}},
+        Variant{"cudnn", {cuda::AttentionBackend::Cudnn, true}},
+        Variant{"cudnn-atomic-dq", {cuda::AttentionBackend::Cudnn, false}}}) {
+    const char *name = variant.name;
+    const cuda::AttentionOptions &options = variant.options;
     const auto t0 = std::chrono::steady_clock::now();
-    auto plan = cuda::planAttention(sh, false, backend);
+    auto plan = cuda::planAttention(sh, false, options);
     const double planMs =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (!plan) {
-      std::printf("mtc-%-6s %-22s cannot run: %s\n", name, shape, plan.message().c_str());
+      std::printf("mtc-%-15s %-22s cannot run: %s\n", name, shape, plan.message().c_str());
       continue;
     }
     Buffer ws(plan->workspaceBytes);
     auto fwd = [&] {
       return cuda::attentionForward(q.as<bf16>(), k.as<bf16>(), v.as<bf16>(), out.as<bf16>(),
-                                    lse.as<float>(), sh, stream, nullptr, backend, ws.ptr);
+                                    lse.as<float>(), sh, stream, nullptr, options, ws.ptr);
     };
     auto bwd = [&] {
       return cuda::attentionBackward(q.as<bf16>(), k.as<bf16>(), v.as<bf16>(), out.as<bf16>(),
                                      lse.as<float>(), dout.as<bf16>(), dq.as<bf16>(),
                                      dk.as<bf16>(), dv.as<bf16>(), ws.ptr, sh, stream, nullptr,
-                                     backend);
+                                     options);
     };
     const double fwdMs = medianMs(fwd, stream), bwdMs = medianMs(bwd, stream);
-    std::printf("mtc-%-6s %-22s fwd %8.3f ms (%4.0f TFLOP/s)  bwd %8.3f ms (%4.0f TFLOP/s)"
+    std::printf("mtc-%-15s %-22s fwd %8.3f ms (%4.0f TFLOP/s)  bwd %8.3f ms (%4.0f TFLOP/s)"
                 "  plan %.0f ms, workspace %.1f MiB\n",
                 name, shape, fwdMs, fwdFlops / fwdMs / 1e9, bwdMs, 2.5 * fwdFlops / bwdMs / 1e9,
                 planMs, double(plan->workspaceBytes) / double(1 << 20));
