@@ -6,6 +6,8 @@
 // With position ids (kDocs), rows pack documents: query i sees keys
 // [i - pos[i], i]; tiles before a query block's first document and query
 // blocks past a key block's last document are skipped, not masked.
+// attentionForward/Backward (the choice of backend) live in
+// runtime/cuda/AttentionBackend.cpp; these are mtcAttentionForward/Backward.
 #include "runtime/cuda/Attention.h"
 
 #include "runtime/cuda/Check.h"
@@ -540,6 +542,47 @@ __global__ void __launch_bounds__(kThreads)
                p.scale);
 }
 
+Status invalid(const char *who, const std::string &what) {
+  return Status::error(errorContext() + who + ": " + what);
+}
+
+bool aligned16(const void *ptr) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+}
+
+} // namespace
+
+Status validateAttention(const char *who, const AttentionShape &s,
+                         std::initializer_list<const void *> pointers) {
+  if (s.batch < 0 || s.seq < 0 || s.heads <= 0 || s.kvHeads <= 0)
+    return invalid(who, "expects batch, seq >= 0 and heads, kvHeads > 0, got " +
+                            std::to_string(s.batch) + ", " +
+                            std::to_string(s.seq) + ", " +
+                            std::to_string(s.heads) + ", " +
+                            std::to_string(s.kvHeads));
+  if (s.heads % s.kvHeads != 0)
+    return invalid(who, "expects heads (" + std::to_string(s.heads) +
+                            ") divisible by kvHeads (" +
+                            std::to_string(s.kvHeads) + ")");
+  if (s.headDim != 64 && s.headDim != 128)
+    return invalid(who, "expects headDim 64 or 128, got " +
+                            std::to_string(s.headDim));
+  // The softmax takes row maxima of raw scores: the scale must be positive.
+  if (!(s.scale > 0.0f) || !std::isfinite(s.scale))
+    return invalid(who, "expects a positive finite scale, got " +
+                            std::to_string(s.scale));
+  if (s.seq > int64_t(kBlock) * 65535 || s.batch * s.heads > INT32_MAX)
+    return invalid(who, "shape too large: batch " + std::to_string(s.batch) +
+                            ", seq " + std::to_string(s.seq) + ", heads " +
+                            std::to_string(s.heads));
+  for (const void *ptr : pointers)
+    if (!aligned16(ptr))
+      return invalid(who, "expects 16-byte aligned bf16 tensors");
+  return Status::ok();
+}
+
+namespace {
+
 /// The shape fields of the kernels' arguments.
 Args withShape(Args a, const AttentionShape &s) {
   a.seq = int(s.seq);
@@ -607,48 +650,6 @@ Status backwardFor(const Args &args, const int32_t *pos, const AttentionShape &s
 }
 
 } // namespace
-
-namespace {
-
-Status invalid(const char *who, const std::string &what) {
-  return Status::error(errorContext() + who + ": " + what);
-}
-
-bool aligned16(const void *ptr) {
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
-}
-
-} // namespace
-
-Status validateAttention(const char *who, const AttentionShape &s,
-                std::initializer_list<const void *> pointers) {
-  if (s.batch < 0 || s.seq < 0 || s.heads <= 0 || s.kvHeads <= 0)
-    return invalid(who, "expects batch, seq >= 0 and heads, kvHeads > 0, got " +
-                            std::to_string(s.batch) + ", " +
-                            std::to_string(s.seq) + ", " +
-                            std::to_string(s.heads) + ", " +
-                            std::to_string(s.kvHeads));
-  if (s.heads % s.kvHeads != 0)
-    return invalid(who, "expects heads (" + std::to_string(s.heads) +
-                            ") divisible by kvHeads (" +
-                            std::to_string(s.kvHeads) + ")");
-  if (s.headDim != 64 && s.headDim != 128)
-    return invalid(who, "expects headDim 64 or 128, got " +
-                            std::to_string(s.headDim));
-  // The softmax takes row maxima of raw scores: the scale must be positive.
-  if (!(s.scale > 0.0f) || !std::isfinite(s.scale))
-    return invalid(who, "expects a positive finite scale, got " +
-                            std::to_string(s.scale));
-  if (s.seq > int64_t(kBlock) * 65535 || s.batch * s.heads > INT32_MAX)
-    return invalid(who, "shape too large: batch " + std::to_string(s.batch) +
-                            ", seq " + std::to_string(s.seq) + ", heads " +
-                            std::to_string(s.heads));
-  for (const void *ptr : pointers)
-    if (!aligned16(ptr))
-      return invalid(who, "expects 16-byte aligned bf16 tensors");
-  return Status::ok();
-}
-
 
 Status mtcAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *out, float *lse,
                            const AttentionShape &shape, cudaStream_t stream,

@@ -1,5 +1,6 @@
 // Causal grouped-query flash attention on bf16 activations (fp32 softmax
-// and accumulation, tensor cores through mma.sync). CPU reference:
+// and accumulation, tensor cores through mma.sync), or through cuDNN's
+// fused attention where chosen (AttentionBackend). CPU reference:
 // runtime/cpu/Attention.h (attentionForward, attentionBackward).
 //
 // Gradients dq, dk, dv are WRITTEN in bf16 (the runtime's convention for
@@ -32,8 +33,9 @@ struct AttentionShape {
 
 /// Which implementation runs attention: the mma.sync kernels below (mtc),
 /// cuDNN's fused flash attention (cudnn, runtime/cuda/CudnnAttention.h), or
-/// auto: cuDNN where it builds a deterministic plan for the shape and no
-/// position ids are given, else mtc (with one log line saying why).
+/// auto: cuDNN where no position ids are given, it builds a plan for the
+/// shape and that plan's workspace fits (AttentionOptions::deterministic),
+/// else mtc; one log line per shape says which runs and why.
 enum class AttentionBackend { Auto, Cudnn, Mtc };
 
 /// "auto", "cudnn" or "mtc"; an error names `option` and the valid values.
