@@ -11,7 +11,7 @@
 
 #include <cudnn.h>
 
-#include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <map>
