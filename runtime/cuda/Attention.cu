@@ -6,6 +6,8 @@
 // With position ids (kDocs), rows pack documents: query i sees keys
 // [i - pos[i], i]; tiles before a query block's first document and query
 // blocks past a key block's last document are skipped, not masked.
+// attentionForward/Backward (the choice of backend) live in
+// runtime/cuda/AttentionBackend.cpp; these are mtcAttentionForward/Backward.
 #include "runtime/cuda/Attention.h"
 
 #include "runtime/cuda/Check.h"
@@ -548,9 +550,10 @@ bool aligned16(const void *ptr) {
   return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
 }
 
-/// Shape rules and alignment, with the offending values in the message.
-Status validate(const char *who, const AttentionShape &s,
-                std::initializer_list<const void *> pointers) {
+} // namespace
+
+Status validateAttention(const char *who, const AttentionShape &s,
+                         std::initializer_list<const void *> pointers) {
   if (s.batch < 0 || s.seq < 0 || s.heads <= 0 || s.kvHeads <= 0)
     return invalid(who, "expects batch, seq >= 0 and heads, kvHeads > 0, got " +
                             std::to_string(s.batch) + ", " +
@@ -577,6 +580,8 @@ Status validate(const char *who, const AttentionShape &s,
       return invalid(who, "expects 16-byte aligned bf16 tensors");
   return Status::ok();
 }
+
+namespace {
 
 /// The shape fields of the kernels' arguments.
 Args withShape(Args a, const AttentionShape &s) {
@@ -646,11 +651,11 @@ Status backwardFor(const Args &args, const int32_t *pos, const AttentionShape &s
 
 } // namespace
 
-Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
-                        bf16 *out, float *lse, const AttentionShape &shape,
-                        cudaStream_t stream, const int32_t *positionIds) {
+Status mtcAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *out, float *lse,
+                           const AttentionShape &shape, cudaStream_t stream,
+                           const int32_t *positionIds) {
   MT_CUDA_RETURN_IF_ERROR(
-      validate("attentionForward", shape, {q, k, v, out}));
+      validateAttention("attentionForward", shape, {q, k, v, out}));
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();
   const Args args =
@@ -663,12 +668,11 @@ size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape) {
   return size_t(shape.batch * shape.heads * shape.seq) * sizeof(float);
 }
 
-Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
-                         const bf16 *out, const float *lse, const bf16 *dout,
-                         bf16 *dq, bf16 *dk, bf16 *dv, void *workspace,
-                         const AttentionShape &shape, cudaStream_t stream,
-                         const int32_t *positionIds) {
-  MT_CUDA_RETURN_IF_ERROR(validate("attentionBackward", shape,
+Status mtcAttentionBackward(const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *out,
+                            const float *lse, const bf16 *dout, bf16 *dq, bf16 *dk, bf16 *dv,
+                            void *workspace, const AttentionShape &shape, cudaStream_t stream,
+                            const int32_t *positionIds) {
+  MT_CUDA_RETURN_IF_ERROR(validateAttention("attentionBackward", shape,
                                    {q, k, v, out, dout, dq, dk, dv}));
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();

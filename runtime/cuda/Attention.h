@@ -1,5 +1,6 @@
 // Causal grouped-query flash attention on bf16 activations (fp32 softmax
-// and accumulation, tensor cores through mma.sync). CPU reference:
+// and accumulation, tensor cores through mma.sync), or through cuDNN's
+// fused attention where chosen (AttentionBackend). CPU reference:
 // runtime/cpu/Attention.h (attentionForward, attentionBackward).
 //
 // Gradients dq, dk, dv are WRITTEN in bf16 (the runtime's convention for
@@ -16,6 +17,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <string_view>
 
 namespace mt::cuda {
 
@@ -28,32 +31,88 @@ struct AttentionShape {
   float scale;
 };
 
+/// Which implementation runs attention: the mma.sync kernels below (mtc),
+/// cuDNN's fused flash attention (cudnn, runtime/cuda/CudnnAttention.h), or
+/// auto: cuDNN where no position ids are given, it builds a plan for the
+/// shape and that plan's workspace fits (AttentionOptions::deterministic),
+/// else mtc; one log line per shape says which runs and why.
+enum class AttentionBackend { Auto, Cudnn, Mtc };
+
+/// "auto", "cudnn" or "mtc"; an error names `option` and the valid values.
+Expected<AttentionBackend> parseAttentionBackend(std::string_view text, std::string_view option);
+const char *attentionBackendName(AttentionBackend backend);
+
+/// How attention is chosen and run.
+struct AttentionOptions {
+  AttentionBackend backend = AttentionBackend::Mtc;
+  /// Backward summed in one fixed order. cuDNN's deterministic backward
+  /// keeps dP in its workspace (2 bytes per query-key pair: 1 GiB at
+  /// 4 x 2048 with 32 heads), so auto takes it only while that workspace is
+  /// at most 1/16 of the device's memory; false lets cuDNN accumulate dQ
+  /// with fp32 atomics instead (faster, small workspace, run-to-run bits
+  /// may differ). The mtc kernels are deterministic either way.
+  bool deterministic = true;
+};
+
+/// What attention runs on for one shape: a resolved backend (never Auto)
+/// and the workspace bytes its forward and backward need (the larger).
+struct AttentionPlan {
+  AttentionBackend backend = AttentionBackend::Mtc;
+  size_t workspaceBytes = 0;
+};
+
+/// Resolves options.backend for `shape` (documents: position ids are
+/// given), building cuDNN's plans when they may be used; call outside CUDA
+/// graph capture. Errors: cudnn requested with documents, or cudnn
+/// requested and no plan builds (the cuDNN call and status named).
+Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool documents,
+                                      const AttentionOptions &options);
+
 /// q, out [batch, seq, heads, headDim]; k, v [batch, seq, kvHeads,
 /// headDim]; all 16-byte aligned. Query head h uses kv head
 /// h / (heads / kvHeads); position i attends to j <= i, and with
 /// positionIds ([batch, seq] i32, device; documents packed in a row) to
 /// j >= i - positionIds[i] as well (cpu::documentStart). lse [batch, heads,
 /// seq] (fp32) receives the natural log-sum-exp of each query's scaled
-/// scores, for the backward.
+/// scores, for the backward. `options` as planAttention resolves them; with
+/// cudnn, `workspace` holds planAttention(...).workspaceBytes.
 Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
                         bf16 *out, float *lse, const AttentionShape &shape,
-                        cudaStream_t stream, const int32_t *positionIds = nullptr);
+                        cudaStream_t stream, const int32_t *positionIds = nullptr,
+                        const AttentionOptions &options = {}, void *workspace = nullptr);
 
-/// Bytes of the workspace attentionBackward needs: fp32 rowsum(dout * out)
-/// of every query, [batch, heads, seq].
+/// Bytes of the workspace the mtc attentionBackward needs: fp32
+/// rowsum(dout * out) of every query, [batch, heads, seq].
 size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape);
 
 /// dq [batch, seq, heads, headDim], dk, dv [batch, seq, kvHeads, headDim]
 /// are WRITTEN with the gradients of sum(dout * out), given the forward's
-/// out and lse (and positionIds as the forward's). Two passes besides a
-/// small row-dot kernel: one owns a key block of a kv head (dk, dv summed
-/// over the group's query heads), the other a query block of a head (dq),
-/// so no output is shared by blocks.
+/// out and lse (and positionIds as the forward's); `workspace` holds
+/// attentionBackwardWorkspaceBytes (mtc) or planAttention's bytes (cudnn).
+/// mtc: two passes besides a small row-dot kernel: one owns a key block of
+/// a kv head (dk, dv summed over the group's query heads), the other a query
+/// block of a head (dq), so no output is shared by blocks.
 Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
                          const bf16 *out, const float *lse, const bf16 *dout,
                          bf16 *dq, bf16 *dk, bf16 *dv, void *workspace,
                          const AttentionShape &shape, cudaStream_t stream,
-                         const int32_t *positionIds = nullptr);
+                         const int32_t *positionIds = nullptr,
+                         const AttentionOptions &options = {});
+
+/// Shape rules (heads a multiple of kvHeads, headDim 64 or 128, a positive
+/// finite scale, sizes within the grid) and 16-byte alignment of
+/// `pointers`; the error names `who` and the offending values.
+Status validateAttention(const char *who, const AttentionShape &shape,
+                         std::initializer_list<const void *> pointers);
+
+/// The mtc kernels alone (attentionForward/Backward with backend mtc).
+Status mtcAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *out, float *lse,
+                           const AttentionShape &shape, cudaStream_t stream,
+                           const int32_t *positionIds);
+Status mtcAttentionBackward(const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *out,
+                            const float *lse, const bf16 *dout, bf16 *dq, bf16 *dk, bf16 *dv,
+                            void *workspace, const AttentionShape &shape, cudaStream_t stream,
+                            const int32_t *positionIds);
 
 } // namespace mt::cuda
 

@@ -43,6 +43,19 @@ Expected<CudaOptions> optionsFromEnvironment() {
                            "' is not a positive integer (gradient elements per bucket)");
     o.bucketElements = size_t(n);
   }
+  if (const char *backend = std::getenv("MT_ATTENTION_BACKEND")) {
+    auto parsed = parseAttentionBackend(backend, "MT_ATTENTION_BACKEND");
+    if (!parsed)
+      return parsed.status();
+    o.attention.backend = *parsed;
+  }
+  if (const char *deterministic = std::getenv("MT_ATTENTION_DETERMINISTIC")) {
+    const std::string v = deterministic;
+    if (v != "0" && v != "1")
+      return Status::error("MT_ATTENTION_DETERMINISTIC='" + v + "' is not 0 or 1 (1: the "
+                           "attention backward sums in a fixed order)");
+    o.attention.deterministic = v == "1";
+  }
   return o;
 }
 
@@ -187,6 +200,7 @@ Status CudaExecutor::initialize() {
   resources_.arenas = arenas_.get();
   resources_.host = &host_;
   resources_.rank = rank_;
+  resources_.attention = options_.attention;
   auto gemm = GemmRunner::create();
   if (!gemm)
     return gemm.status();

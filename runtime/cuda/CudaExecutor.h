@@ -6,6 +6,7 @@
 #ifndef MT_RUNTIME_CUDA_CUDAEXECUTOR_H
 #define MT_RUNTIME_CUDA_CUDAEXECUTOR_H
 
+#include "runtime/cuda/Attention.h"
 #include "runtime/exec/Executor.h"
 #include "runtime/exec/Memory.h"
 #include "runtime/exec/RankContext.h"
@@ -30,11 +31,17 @@ struct CudaOptions {
   /// Gradient elements per bucket (Megatron's bucket_size default;
   /// MT_CUDA_BUCKET_ELEMENTS).
   size_t bucketElements = 40'000'000;
+  /// Attention's implementation: auto (cuDNN's fused flash attention where
+  /// it runs the shape, else the mtc kernels), cudnn or mtc
+  /// (MT_ATTENTION_BACKEND), and whether its backward must be deterministic
+  /// (MT_ATTENTION_DETERMINISTIC=0 allows cuDNN's atomic dQ).
+  AttentionOptions attention{AttentionBackend::Auto, true};
 };
 
 /// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,
 /// MT_CUDA_OVERLAP=0, MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
-/// is not a positive integer).
+/// is not a positive integer), MT_ATTENTION_BACKEND=auto|cudnn|mtc,
+/// MT_ATTENTION_DETERMINISTIC=0|1.
 Expected<CudaOptions> optionsFromEnvironment();
 
 /// GPUs visible to this process (0 without a driver).

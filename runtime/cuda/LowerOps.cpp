@@ -168,13 +168,32 @@ AttentionShape attentionShape(Lowerer &L, const Attrs &a) {
   return shape;
 }
 
+/// The backend of an attention instruction (Resources::attention resolved
+/// for its shape; cuDNN's plans built here, outside graph capture) and its
+/// share of the kernel workspace.
+AttentionOptions attentionOptions(Lowerer &L, const AttentionShape &shape, bool documents) {
+  AttentionOptions options = L.resources().attention;
+  auto plan = planAttention(shape, documents, options);
+  if (!plan) {
+    L.fail(plan.message());
+    return {};
+  }
+  L.needWorkspace(plan->workspaceBytes);
+  options.backend = plan->backend;
+  return options;
+}
+
 void attention(Lowerer &L, const Attrs &a) {
   const bf16 *q = L.bfIn(0), *k = L.bfIn(1), *v = L.bfIn(2);
   bf16 *out = L.bfOut(0);
   float *lse = L.f32Out(1);
   const int32_t *pos = positionIds(L, 3);
   AttentionShape shape = attentionShape(L, a);
-  L.emit([=](cudaStream_t s) { return attentionForward(q, k, v, out, lse, shape, s, pos); });
+  const AttentionOptions options = attentionOptions(L, shape, pos != nullptr);
+  Resources *r = &L.resources();
+  L.emit([=](cudaStream_t s) {
+    return attentionForward(q, k, v, out, lse, shape, s, pos, options, r->workspace);
+  });
 }
 
 void attentionGrad(Lowerer &L, const Attrs &a) {
@@ -184,11 +203,11 @@ void attentionGrad(Lowerer &L, const Attrs &a) {
   const int32_t *pos = positionIds(L, 6);
   bf16 *dq = L.bfOut(0), *dk = L.bfOut(1), *dv = L.bfOut(2);
   AttentionShape shape = attentionShape(L, a);
-  L.needWorkspace(attentionBackwardWorkspaceBytes(shape));
+  const AttentionOptions options = attentionOptions(L, shape, pos != nullptr);
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t s) {
     return attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, r->workspace, shape, s,
-                             pos);
+                             pos, options);
   });
 }
 

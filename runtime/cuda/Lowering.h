@@ -11,6 +11,7 @@
 #ifndef MT_RUNTIME_CUDA_LOWERING_H
 #define MT_RUNTIME_CUDA_LOWERING_H
 
+#include "runtime/cuda/Attention.h"
 #include "runtime/cuda/DeviceArenas.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Gemm.h"
@@ -68,6 +69,8 @@ struct Resources {
   /// (Executor::setPipeline); read when a send or recv launches.
   exec::PipelineChannels *pipeline = nullptr;
   int64_t microBatch = 0;
+  /// Attention's implementation (CudaOptions::attention; resolved per shape).
+  AttentionOptions attention{AttentionBackend::Auto, true};
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor

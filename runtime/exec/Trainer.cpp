@@ -100,17 +100,28 @@ RankContext::Connect connectFor(const std::string &backend) {
 
 Expected<std::unique_ptr<Executor>> createExecutor(const std::string &backend,
                                                    const plan::Plan &plan, HostMemory &memory,
-                                                   const RankContext *rank, bool profile) {
+                                                   const RankContext *rank,
+                                                   const TrainOptions &o) {
 #ifdef MT_WITH_CUDA
   if (backend == "cuda") {
     auto options = cuda::optionsFromEnvironment();
     if (!options)
       return options.status();
-    options->profile = profile;
+    options->profile = o.profile;
+    if (!o.attentionBackend.empty()) {
+      auto attention = cuda::parseAttentionBackend(o.attentionBackend, "--attention-backend");
+      if (!attention)
+        return attention.status();
+      options->attention.backend = *attention;
+    }
     return cuda::createCudaExecutor(plan, memory, rank, *options);
   }
 #endif
-  (void)backend, (void)profile;
+  (void)backend;
+  if (!o.attentionBackend.empty() && o.attentionBackend != "auto")
+    return Status::error("--attention-backend " + o.attentionBackend +
+                         " chooses the CUDA backend's attention kernels; this run is on the "
+                         "cpu backend");
   auto executor = cpu::CpuExecutor::create(plan, memory, rank);
   if (!executor)
     return executor.status();
@@ -303,7 +314,7 @@ Status TrainingRun::prepare() {
   if (!memory)
     return memory.status();
   memory_ = std::move(*memory);
-  auto executor = createExecutor(*backend, plan_, *memory_, rank_.get(), o_.profile);
+  auto executor = createExecutor(*backend, plan_, *memory_, rank_.get(), o_);
   if (!executor)
     return executor.status();
   executor_ = std::move(*executor);

@@ -42,6 +42,9 @@ struct TrainOptions {
   /// a GPU is visible and the plan has one rank; else cpu.
   std::string backend = "auto";
   bool profile = false;           // CUDA: time each instruction class
+  /// CUDA: attention's implementation, "auto", "cudnn" or "mtc"
+  /// (cuda::AttentionBackend); empty: MT_ATTENTION_BACKEND, else auto.
+  std::string attentionBackend;
   std::string timelinePath;       // pipelines: SVG of the last step's measured timeline
   /// Outputs may also replace an mtc output of another kind, or a file mtc
   /// did not write (never an input): io::checkOutputs.

@@ -161,6 +161,13 @@ int main(int argc, char **argv) {
   app.footer(mt::io::kOutputRulesHelp);
   app.add_flag("--profile", o.profile,
                "CUDA: time every instruction with events and print where a step's time goes");
+  app.add_option("--attention-backend", o.attentionBackend,
+                 "CUDA: attention on cudnn (cuDNN's fused flash attention), mtc (our "
+                 "kernels; the only one for documents packed in a row), or auto: cudnn where "
+                 "it runs the shape and its workspace fits, else mtc (default: "
+                 "MT_ATTENTION_BACKEND, else auto; MT_ATTENTION_DETERMINISTIC=0 allows "
+                 "cuDNN's faster atomic dQ)")
+      ->check(CLI::IsMember({"auto", "cudnn", "mtc"}));
   mt::tools::addVersionFlag(app, "mtrun");
   if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
     return *exitCode;

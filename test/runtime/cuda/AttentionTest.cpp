@@ -1,7 +1,9 @@
-// The CUDA flash attention (runtime/cuda/Attention.h) against
+// The CUDA flash attention (runtime/cuda/Attention.h), on both backends (the
+// mtc kernels and cuDNN's fused attention), against
 // cpu::attentionForward/Backward on the same bf16-exact data: odd lengths
-// (partial tiles), grouped and plain multi-head, both head sizes, large
-// scores; plus determinism and the shape checks.
+// (partial tiles), grouped (ratios 2, 4, 6, 8) and plain multi-head, both
+// head sizes, large scores; plus determinism, the shape checks and the
+// backend choice.
 #include "runtime/cuda/Attention.h"
 
 #include "runtime/cpu/Attention.h"
@@ -10,8 +12,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -30,13 +34,28 @@ void PrintTo(const AttnCase &c, std::ostream *os) {
       << c.qkRange;
 }
 
-class AttentionTest : public ::testing::TestWithParam<AttnCase> {};
+/// A backend as the tests force it: the mtc kernels, cuDNN deterministic,
+/// and cuDNN with its atomic dQ (same numbers, bits may vary by run).
+enum class Backend { Mtc, Cudnn, CudnnAtomicDq };
+
+const char *backendName(Backend b) {
+  return b == Backend::Mtc ? "mtc" : b == Backend::Cudnn ? "cudnn" : "cudnn_atomic_dq";
+}
+
+class AttentionTest : public ::testing::TestWithParam<std::tuple<AttnCase, Backend>> {};
 
 TEST_P(AttentionTest, MatchesCpu) {
-  const AttnCase c = GetParam();
+  const auto [c, which] = GetParam();
+  const cuda::AttentionOptions options{
+      which == Backend::Mtc ? cuda::AttentionBackend::Mtc : cuda::AttentionBackend::Cudnn,
+      which != Backend::CudnnAtomicDq};
   const std::string shape =
       shapeText({c.batch, c.seq, c.heads, c.kvHeads, c.headDim}) +
       (c.qkRange > 1 ? " large" : "");
+  // The mtc rows keep their historical names in the GPU report.
+  const std::string prefix =
+      which == Backend::Mtc ? "attention" : std::string("attention_") + backendName(which);
+  const std::string fwd = prefix + "_fwd", bwd = prefix + "_bwd";
   const float scale = 1.0f / std::sqrt(float(c.headDim));
   const cpu::AttentionShape cpuShape{c.batch, c.seq, c.heads, c.kvHeads,
                                      c.headDim, scale};
@@ -58,24 +77,30 @@ TEST_P(AttentionTest, MatchesCpu) {
   DeviceBuffer<bf16> dQ(nQ), dK(nKv), dV(nKv), dOut(nQ), dDout(nQ);
   DeviceBuffer<bf16> dDq(nQ), dDk(nKv), dDv(nKv);
   DeviceBuffer<float> dLse(nLse);
-  DeviceBuffer<uint8_t> workspace(cuda::attentionBackwardWorkspaceBytes(gpuShape));
+  // Forcing a backend: a cuDNN plan that does not build fails the test.
+  auto plan = cuda::planAttention(gpuShape, false, options);
+  ASSERT_TRUE(plan.isOk()) << plan.message();
+  ASSERT_EQ(plan->backend, options.backend);
+  DeviceBuffer<uint8_t> workspace(std::max<size_t>(plan->workspaceBytes, 1));
   uploadBf16(dQ, q);
   uploadBf16(dK, k);
   uploadBf16(dV, v);
   uploadBf16(dDout, dout);
 
   MT_ASSERT_OK(cuda::attentionForward(dQ.get(), dK.get(), dV.get(), dOut.get(),
-                                      dLse.get(), gpuShape, nullptr));
+                                      dLse.get(), gpuShape, nullptr, nullptr, options,
+                                      workspace.get()));
   const auto gotOut = downloadBf16(dOut);
   const auto gotLse = download(dLse);
-  expectClose("attention_fwd.out", shape, gotOut, wantOut,
+  expectClose(fwd + ".out", shape, gotOut, wantOut,
               tol::kBf16AttentionRel);
-  expectClose("attention_fwd.lse", shape, gotLse, wantLse, tol::kFp32AccumRel);
+  expectClose(fwd + ".lse", shape, gotLse, wantLse, tol::kFp32AccumRel);
   // Deterministic: a second run (poisoned outputs) gives the same bits.
   dOut.poison();
   dLse.poison();
   MT_ASSERT_OK(cuda::attentionForward(dQ.get(), dK.get(), dV.get(), dOut.get(),
-                                      dLse.get(), gpuShape, nullptr));
+                                      dLse.get(), gpuShape, nullptr, nullptr, options,
+                                      workspace.get()));
   EXPECT_EQ(downloadBf16(dOut), gotOut);
   EXPECT_EQ(download(dLse), gotLse);
 
@@ -93,38 +118,73 @@ TEST_P(AttentionTest, MatchesCpu) {
                          wantDk.data(), wantDv.data(), cpuShape);
   MT_ASSERT_OK(cuda::attentionBackward(
       dQ.get(), dK.get(), dV.get(), dOut.get(), dLse.get(), dDout.get(),
-      dDq.get(), dDk.get(), dDv.get(), workspace.get(), gpuShape, nullptr));
+      dDq.get(), dDk.get(), dDv.get(), workspace.get(), gpuShape, nullptr, nullptr,
+      options));
   const auto gotDq = downloadBf16(dDq), gotDk = downloadBf16(dDk),
              gotDv = downloadBf16(dDv);
-  expectClose("attention_bwd.dq", shape, gotDq, wantDq, tol::kBf16AttentionRel);
-  expectClose("attention_bwd.dk", shape, gotDk, wantDk, tol::kBf16AttentionRel);
-  expectClose("attention_bwd.dv", shape, gotDv, wantDv, tol::kBf16AttentionRel);
+  expectClose(bwd + ".dq", shape, gotDq, wantDq, tol::kBf16AttentionRel);
+  expectClose(bwd + ".dk", shape, gotDk, wantDk, tol::kBf16AttentionRel);
+  expectClose(bwd + ".dv", shape, gotDv, wantDv, tol::kBf16AttentionRel);
 
   dDq.poison();
   dDk.poison();
   dDv.poison();
   MT_ASSERT_OK(cuda::attentionBackward(
       dQ.get(), dK.get(), dV.get(), dOut.get(), dLse.get(), dDout.get(),
-      dDq.get(), dDk.get(), dDv.get(), workspace.get(), gpuShape, nullptr));
-  EXPECT_EQ(downloadBf16(dDq), gotDq);
+      dDq.get(), dDk.get(), dDv.get(), workspace.get(), gpuShape, nullptr, nullptr,
+      options));
+  if (options.deterministic)
+    EXPECT_EQ(downloadBf16(dDq), gotDq);
+  else
+    expectClose(bwd + ".dq_again", shape, downloadBf16(dDq), wantDq, tol::kBf16AttentionRel);
   EXPECT_EQ(downloadBf16(dDk), gotDk);
   EXPECT_EQ(downloadBf16(dDv), gotDv);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, AttentionTest,
-    ::testing::Values(
-        AttnCase{1, 1, 4, 2, 64, 1}, AttnCase{2, 7, 4, 2, 64, 1},
-        AttnCase{1, 7, 6, 1, 128, 1}, AttnCase{2, 129, 4, 2, 64, 1},
-        AttnCase{1, 129, 6, 1, 128, 1}, AttnCase{2, 257, 4, 4, 64, 1},
-        AttnCase{1, 257, 6, 1, 64, 1}, AttnCase{2, 257, 4, 2, 128, 1},
-        AttnCase{1, 128, 4, 4, 128, 1}, AttnCase{1, 129, 4, 2, 64, 16},
-        AttnCase{2, 65, 6, 1, 128, 16}),
+    ::testing::Combine(
+        ::testing::Values(
+            AttnCase{1, 1, 4, 2, 64, 1}, AttnCase{2, 7, 4, 2, 64, 1},
+            AttnCase{1, 7, 6, 1, 128, 1}, AttnCase{2, 129, 4, 2, 64, 1},
+            AttnCase{1, 129, 6, 1, 128, 1}, AttnCase{2, 257, 4, 4, 64, 1},
+            AttnCase{1, 257, 6, 1, 64, 1}, AttnCase{2, 257, 4, 2, 128, 1},
+            AttnCase{1, 128, 4, 4, 128, 1}, AttnCase{1, 129, 4, 2, 64, 16},
+            AttnCase{2, 65, 6, 1, 128, 16}, AttnCase{1, 131, 8, 2, 64, 1},
+            AttnCase{2, 77, 8, 2, 128, 1}, AttnCase{1, 131, 8, 1, 64, 1},
+            AttnCase{2, 77, 8, 1, 128, 1}),
+        ::testing::Values(Backend::Mtc, Backend::Cudnn, Backend::CudnnAtomicDq)),
     [](const auto &info) {
-      const AttnCase &c = info.param;
+      const AttnCase &c = std::get<0>(info.param);
       return joined("b", c.batch, "_s", c.seq, "_h", c.heads, "_kv", c.kvHeads,
-                    "_d", c.headDim, c.qkRange > 1 ? "_large" : "");
+                    "_d", c.headDim, c.qkRange > 1 ? "_large" : "", "_",
+                    backendName(std::get<1>(info.param)));
     });
+
+TEST(AttentionBackendTest, ParsesAndResolves) {
+  auto parsed = cuda::parseAttentionBackend("cudnn", "--attention-backend");
+  ASSERT_TRUE(parsed.isOk());
+  EXPECT_EQ(*parsed, cuda::AttentionBackend::Cudnn);
+  auto bad = cuda::parseAttentionBackend("flash", "MT_ATTENTION_BACKEND");
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_NE(bad.message().find("MT_ATTENTION_BACKEND='flash' is not an attention backend: "
+                               "use auto, cudnn or mtc"),
+            std::string::npos)
+      << bad.message();
+  const cuda::AttentionShape shape{1, 64, 4, 2, 64, 0.125f};
+  // Documents packed in a row: auto keeps the mtc kernels, forced cudnn fails.
+  auto packed = cuda::planAttention(shape, true, {cuda::AttentionBackend::Auto});
+  ASSERT_TRUE(packed.isOk()) << packed.message();
+  EXPECT_EQ(packed->backend, cuda::AttentionBackend::Mtc);
+  auto forced = cuda::planAttention(shape, true, {cuda::AttentionBackend::Cudnn});
+  ASSERT_FALSE(forced.isOk());
+  EXPECT_NE(forced.message().find("cannot mask documents"), std::string::npos)
+      << forced.message();
+  auto mtc = cuda::planAttention(shape, false, {cuda::AttentionBackend::Mtc});
+  ASSERT_TRUE(mtc.isOk());
+  EXPECT_EQ(mtc->backend, cuda::AttentionBackend::Mtc);
+  EXPECT_EQ(mtc->workspaceBytes, cuda::attentionBackwardWorkspaceBytes(shape));
+}
 
 TEST(AttentionShapeTest, RejectsInvalidShapes) {
   DeviceBuffer<bf16> t(4 * 128);

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Attention on one GPU, in one device call: builds the runtime-only CUDA
+# tree (MtAttentionBench, the gpu1 kernel tests and mtrun), runs the gpu1
+# attention tests of both backends (MtCudaKernelTests '*Attention*', against
+# the CPU reference), then times causal GQA attention (bf16) at issue 17's
+# four shapes: ours on the mtc kernels and ours through cuDNN, with its
+# deterministic backward and with its atomic dQ (MtAttentionBench), and PyTorch's SDPA on its flash and cuDNN backends
+# (torch.nn.attention.sdpa_kernel), all median of 20 after 3 warm-ups with
+# CUDA events, ms and TFLOP/s of the causal FLOPs (forward 4*b*h*s^2*d/2,
+# backward 2.5 times that).
+#
+#   bench/gpu-attention.sh [DIR]   GPU machine; DIR/googletest (or
+#                                  ./build-gtest-src, made by
+#                                  tools/gpu-check.sh --prepare) is built
+#                                  where the machine has no GoogleTest
+# MT_ATTN_TESTS=0 skips the tests (and their build). With MT_GPU_DATA (the
+# carried build-gpu-data of tools/gpu-check.sh --prepare), the gpu1 training
+# comparisons (MtCudaTrainingTests, attention on its default backend, auto)
+# run after the benchmark.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib-gpu.sh
+source bench/lib-gpu.sh
+
+dir=${1:-}
+if [[ -z "$dir" ]]; then
+  dir=$(mktemp -d)
+  [[ -d build-gtest-src ]] && ln -s "$PWD/build-gtest-src" "$dir/googletest"
+fi
+gpu_start /tmp/mt-gpu-build 600
+tests=${MT_ATTN_TESTS:-1}
+targets=(MtAttentionBench mtrun)
+(( tests )) && targets+=(MtCudaKernelTests)
+[[ -n "${MT_GPU_DATA:-}" ]] && targets+=(MtCudaTrainingTests)
+gpu_build "${targets[@]}" || exit 1
+grep "cuDNN:" "$log" | tail -1
+
+status=0
+if (( tests )); then
+  "$build/bin/MtCudaKernelTests" --gtest_filter='*Attention*' > "$out/attention-tests.log" 2>&1 ||
+    status=1
+  grep -E "^\[  (PASSED|FAILED) |tests ran|^mtc: " "$out/attention-tests.log" | sort -u | head -40
+fi
+
+echo "== causal GQA attention, bf16 (ms, TFLOP/s of causal FLOPs) =="
+"$build/bin/MtAttentionBench" 2>&1 | tee "$out/attention-bench.txt" || status=1
+PYTHONUNBUFFERED=1 python3 - <<'EOF' 2>&1 | tee -a "$out/attention-bench.txt"
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+def median_ms(fn):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(20):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record(); fn(); stop.record(); stop.synchronize()
+        times.append(start.elapsed_time(stop))
+    times.sort()
+    return 0.5 * (times[9] + times[10])
+
+for b, s, h, kv, d in ((4, 2048, 32, 8, 64), (4, 2048, 16, 8, 128), (1, 8192, 32, 8, 64),
+                       (1, 32768, 16, 8, 128)):
+    def rand(heads):
+        return (torch.rand(b, heads, s, d, device="cuda") * 2 - 1).bfloat16()
+    q, k, v = (rand(n).requires_grad_() for n in (h, kv, kv))
+    dout = rand(h)
+    flops = 4 * b * h * s * s * d / 2
+    shape = f"{b}x{s} {h}/{kv} d{d}"
+    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION),
+                          ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+        try:
+            with sdpa_kernel([backend]):
+                attn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                              enable_gqa=True)
+                fwd = median_ms(attn)
+                out = attn()
+                bwd = median_ms(lambda: torch.autograd.grad(out, (q, k, v), dout,
+                                                            retain_graph=True))
+        except RuntimeError as e:
+            print(f"sdpa-{name:15s} {shape:22s} cannot run: {str(e).splitlines()[0]}")
+            continue
+        print(f"sdpa-{name:15s} {shape:22s} fwd {fwd:8.3f} ms ({flops / fwd / 1e9:4.0f} TFLOP/s)"
+              f"  bwd {bwd:8.3f} ms ({2.5 * flops / bwd / 1e9:4.0f} TFLOP/s)")
+print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
+      f"{torch.cuda.get_device_name()}")
+EOF
+echo "== sorted by shape =="
+grep -E "^(mtc|sdpa)-" "$out/attention-bench.txt" | sort -s -b -k2,4
+if [[ -n "${MT_GPU_DATA:-}" ]]; then
+  "$build/bin/MtCudaTrainingTests" > "$out/training-tests.log" 2>&1 || status=1
+  grep -E "^\[  (PASSED|FAILED) |tests ran|^mtc: " "$out/training-tests.log" | sort -u | head -30
+fi
+exit $status
