@@ -249,6 +249,26 @@ ParallelConfig TrainConfig::layout() const {
   return p;
 }
 
+int64_t TrainConfig::stepsPerEpoch(int64_t datasetSamples) const {
+  const int64_t batch = globalBatchSize();
+  return std::max<int64_t>(1, (datasetSamples + batch - 1) / batch);
+}
+
+Expected<int64_t> TrainConfig::trainSteps(std::optional<int64_t> datasetSamples) const {
+  if (maxSteps > 0)
+    return maxSteps;
+  if (!datasetSamples)
+    return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
+                         ") needs the dataset's size, known once the data is prepared: "
+                         "`mtc train` computes it; give max_steps to compile a plan alone");
+  const int64_t steps =
+      int64_t(std::ceil(numTrainEpochs * double(stepsPerEpoch(*datasetSamples))));
+  if (steps < 1)
+    return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
+                         ") gives no optimizer step; give more epochs or max_steps");
+  return steps;
+}
+
 Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetSamples) const {
   OptimizerConfig o;
   o.lr = learningRate;
@@ -257,19 +277,10 @@ Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetS
   o.beta2 = adamBeta2;
   o.eps = adamEpsilon;
   o.clipGrad = maxGradNorm;
-  if (maxSteps > 0) {
-    o.trainSteps = maxSteps;
-  } else {
-    if (!datasetSamples)
-      return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
-                           ") needs the dataset's size, known once the data is prepared: "
-                           "`mtc train` computes it; give max_steps to compile a plan alone");
-    int64_t perEpoch = std::max<int64_t>(1, *datasetSamples / globalBatchSize());
-    o.trainSteps = int64_t(std::ceil(numTrainEpochs * double(perEpoch)));
-    if (o.trainSteps < 1)
-      return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
-                           ") gives no optimizer step; give more epochs or max_steps");
-  }
+  auto steps = trainSteps(datasetSamples);
+  if (!steps)
+    return steps.status();
+  o.trainSteps = *steps;
   o.warmupSteps = warmupSteps > 0 ? warmupSteps
                                   : int64_t(std::ceil(warmupRatio * double(o.trainSteps)));
   o.decaySteps = o.trainSteps;
@@ -306,9 +317,12 @@ std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
      << "\n";
   if (maxSteps > 0)
     os << "steps: max_steps = " << maxSteps << "\n";
+  else if (auto steps = trainSteps(datasetSamples))
+    os << "steps: num_train_epochs " << numTrainEpochs << " x ceil(" << *datasetSamples
+       << " samples / global batch " << globalBatchSize() << ") = " << numTrainEpochs << " x "
+       << stepsPerEpoch(*datasetSamples) << " steps per epoch = " << *steps << " steps\n";
   else if (datasetSamples)
-    os << "steps: num_train_epochs " << numTrainEpochs << " x " << *datasetSamples
-       << " samples / global batch\n";
+    os << "steps: num_train_epochs " << numTrainEpochs << " gives no optimizer step\n";
   else
     os << "steps: num_train_epochs " << numTrainEpochs
        << " (the step count needs the prepared data: `mtc train` computes it)\n";

@@ -140,43 +140,51 @@ Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
   auto file = datasetFile(r.dataset, r.datasetDir);
   if (!file)
     return file.status();
+  std::string summary = r.outputPath + ".summary";
+  llvm::SmallVector<llvm::StringRef> argv = {r.tokenizeTool};
+  Status ran = Status::ok();
   if (isTokenFile(*file)) {
+    if (r.maxSamples > 0)
+      return fail("max_samples (" + std::to_string(r.maxSamples) + "): keeps the first "
+                  "examples (lines) of a text dataset, and " + *file + " is a token file: give "
+                  "max_steps, or num_train_epochs below 1, instead");
     std::error_code ec;
     fs::copy_file(*file, r.outputPath, fs::copy_options::overwrite_existing, ec);
     if (ec)
       return fail(r.outputPath + ": cannot write: " + ec.message());
-    // The token count sits in runtime/io's header, which the compiler does
-    // not read: epochs over a token file need max_steps for now.
-    return PreparedData{r.outputPath, std::nullopt};
+    argv.append({"--count", r.outputPath}); // checks it too
+    ran = runTool(argv, summary, "reading the token file " + *file);
+  } else {
+    // Text: tokenized by mt-tokenize with the model's tokenizer.json where
+    // the model directory has one, else byte-level (one token per byte). As
+    // in LLaMA-Factory, max_samples keeps the first max_samples lines
+    // (examples).
+    std::ifstream in(*file, std::ios::binary);
+    std::string text, line;
+    for (int64_t lines = 0; std::getline(in, line); ++lines) {
+      if (r.maxSamples > 0 && lines == r.maxSamples)
+        break;
+      text += line + "\n";
+    }
+    std::string textCopy = r.outputPath + ".txt";
+    if (!(std::ofstream(textCopy, std::ios::binary) << text))
+      return fail(textCopy + ": cannot write");
+    argv.append({textCopy, "-o", r.outputPath, "--overwrite"});
+    if (fs::exists(fs::path(r.modelDir) / "tokenizer.json"))
+      argv.append({"--tokenizer", r.modelDir});
+    ran = runTool(argv, summary, "tokenizing " + *file);
+    fs::remove(textCopy);
   }
-  // Text: tokenized by mt-tokenize with the model's tokenizer.json where the
-  // model directory has one, else byte-level (one token per byte). As in
-  // LLaMA-Factory, max_samples keeps the first max_samples lines (examples).
-  std::ifstream in(*file, std::ios::binary);
-  std::string text, line;
-  for (int64_t lines = 0; std::getline(in, line); ++lines) {
-    if (r.maxSamples > 0 && lines == r.maxSamples)
-      break;
-    text += line + "\n";
-  }
-  std::string textCopy = r.outputPath + ".txt", summary = r.outputPath + ".summary";
-  if (!(std::ofstream(textCopy, std::ios::binary) << text))
-    return fail(textCopy + ": cannot write");
-  llvm::SmallVector<llvm::StringRef> argv = {r.tokenizeTool, textCopy, "-o", r.outputPath,
-                                             "--overwrite"};
-  const bool modelTokenizer = fs::exists(fs::path(r.modelDir) / "tokenizer.json");
-  if (modelTokenizer)
-    argv.append({"--tokenizer", r.modelDir});
-  Status ran = runTool(argv, summary, "tokenizing " + *file);
-  fs::remove(textCopy);
-  std::ifstream printed(summary);
-  std::getline(printed, line);
+  std::string line;
+  std::getline(std::ifstream(summary), line);
   fs::remove(summary);
   if (!ran)
     return ran;
-  // "PATH: N tokens (...)" (tools/mt-tokenize); samples as io::Dataset packs them.
-  size_t colon = line.rfind(": ");
-  const int64_t tokens = colon == std::string::npos ? 0 : std::atoll(line.c_str() + colon + 2);
+  // "PATH: N tokens (...)" (tools/mt-tokenize); samples as io::Dataset packs
+  // them: each takes cutoff_len + 1 tokens, consecutive ones share one.
+  const std::string prefix = r.outputPath + ": ";
+  const int64_t tokens =
+      line.rfind(prefix, 0) == 0 ? std::atoll(line.c_str() + prefix.size()) : 0;
   const int64_t samples = (tokens - 1) / r.cutoffLen;
   if (samples < 1)
     return fail(*file + ": " + std::to_string(tokens) + " tokens make no sample of cutoff_len " +

@@ -176,14 +176,28 @@ TEST(TrainConfig, StepsFromEpochsNeedTheDatasetSize) {
   auto none = c.optimizer(std::nullopt);
   ASSERT_FALSE(none);
   EXPECT_NE(none.message().find("num_train_epochs (2"), std::string::npos);
-  // 100 samples / 8 = 12 steps per epoch (a partial batch dropped), x 2;
-  // warm-up ceil(0.1 x 24) = 3 (TrainingArguments.get_warmup_steps).
+  // transformers' Trainer: ceil(100 / 8) = 13 steps per epoch (the last
+  // one partial there), x 2; warm-up ceil(0.1 x 26) = 3
+  // (TrainingArguments.get_warmup_steps).
+  EXPECT_EQ(c.stepsPerEpoch(100), 13);
+  EXPECT_EQ(c.stepsPerEpoch(96), 12);
+  EXPECT_EQ(c.stepsPerEpoch(3), 1);
   auto o = c.optimizer(100);
   ASSERT_TRUE(o) << o.message();
-  EXPECT_EQ(o->trainSteps, 24);
-  EXPECT_EQ(o->decaySteps, 24);
+  EXPECT_EQ(o->trainSteps, 26);
+  EXPECT_EQ(o->decaySteps, 26);
   EXPECT_EQ(o->warmupSteps, 3);
   EXPECT_EQ(o->decayStyle, "hf_cosine");
+  EXPECT_NE(c.explain(100).find("steps: num_train_epochs 2 x ceil(100 samples / global batch "
+                                "8) = 2 x 13 steps per epoch = 26 steps"),
+            std::string::npos)
+      << c.explain(100);
+  // A fraction of an epoch rounds up: ceil(0.5 x 13) = 7.
+  c.numTrainEpochs = 0.5;
+  EXPECT_EQ(*c.trainSteps(100), 7);
+  c.numTrainEpochs = 0;
+  EXPECT_FALSE(c.trainSteps(100));
+  c.numTrainEpochs = 2;
   c.maxSteps = 5, c.warmupSteps = 2;
   o = c.optimizer(std::nullopt);
   ASSERT_TRUE(o) << o.message();
