@@ -287,15 +287,42 @@ std::vector<std::string> mtrunCommand(const TrainConfig &c, const TrainCommandOp
   return cmd;
 }
 
+/// Trinity's use_dist_checkpointing: dist_checkpointing_path is mtc's own
+/// checkpoint (trainer.json), or a new or empty directory for it. Trinity's
+/// guide also points it at a Megatron-Core checkpoint converted from
+/// Hugging Face weights (verl's converter_hf_to_mcore.py): mtc reads those
+/// weights itself, so such a directory is refused, by name, before any work.
+Status checkDistCheckpoint(const TrainConfig &c) {
+  if (!c.useDistCheckpointing)
+    return Status::ok();
+  const fs::path dir = c.distCheckpointingPath;
+  if (dir.empty())
+    return fail("use_dist_checkpointing: true needs dist_checkpointing_path (the directory of "
+                "mtc's own checkpoint)");
+  std::error_code ec;
+  if (!fs::exists(dir, ec) || fs::exists(dir / "trainer.json", ec) ||
+      (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)))
+    return Status::ok();
+  bool megatron = false; // Megatron-Core's dist_checkpointing layout (torch_dist)
+  for (const char *name : {"metadata.json", ".metadata", "common.pt",
+                           "latest_checkpointed_iteration.txt"})
+    megatron |= fs::exists(dir / name, ec);
+  return fail("dist_checkpointing_path: " + dir.string() + " is not a checkpoint of mtc (no "
+              "trainer.json)" +
+              (megatron ? "; it holds a Megatron-Core dist checkpoint, which mtc does not read"
+                        : std::string()) +
+              ". mtc reads the Hugging Face weights of model_name_or_path itself (what "
+              "use_mbridge does; no conversion): give dist_checkpointing_path a new or empty "
+              "directory, where mtc keeps its own reshardable checkpoint");
+}
+
 Status checkConfig(const TrainConfig &c) {
   if (c.modelNameOrPath.empty())
     return fail("model_name_or_path: not given; a local Hugging Face model directory");
   if (!fs::is_regular_file(fs::path(c.modelNameOrPath) / "config.json"))
     return fail("model_name_or_path: " + c.modelNameOrPath + " has no config.json (mtc reads "
                 "local model directories; hub names are not downloaded)");
-  if (c.useDistCheckpointing && c.distCheckpointingPath.empty())
-    return fail("use_dist_checkpointing: true needs dist_checkpointing_path");
-  return Status::ok();
+  return checkDistCheckpoint(c);
 }
 
 std::string quoted(const std::vector<std::string> &cmd) {
