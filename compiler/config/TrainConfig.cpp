@@ -65,8 +65,11 @@ struct Reader {
     if (!k)
       return unknown(keyWhere, key);
     config.givenAt.push_back({key, given.where.substr(0, given.where.size() - 2)});
+    const std::string value = trainkeys::canonical(given.node);
     switch (k->kind) {
     case Kind::Honoured:
+      if (std::count(k->refusedValues.begin(), k->refusedValues.end(), value))
+        return refuse(given, key, value, k->refusedWhy);
       return k->set(config, given);
     case Kind::AlwaysDone:
       config.alwaysDone.push_back(key + ": " + k->meaning);
@@ -74,7 +77,6 @@ struct Reader {
     case Kind::Refused:
       break;
     }
-    std::string value = trainkeys::canonical(given.node);
     for (const std::string &ok : k->accepted)
       if (value == ok) {
         config.alwaysDone.push_back(key + ": " + value + " is what mtc does");
@@ -83,9 +85,16 @@ struct Reader {
     std::string accepted;
     for (const std::string &ok : k->accepted)
       accepted += (accepted.empty() ? "" : " or ") + ok;
-    refusals.push_back(given.where + key + ": " + value + " is not supported: " + k->meaning +
-                       (accepted.empty() ? "; remove the key" : "; only " + accepted + " is") +
-                       (*k->issue ? std::string(" (") + k->issue + " brings it)" : ""));
+    return refuse(given, key, value,
+                  k->meaning +
+                      (accepted.empty() ? "; remove the key" : "; only " + accepted + " is") +
+                      (*k->issue ? std::string(" (") + k->issue + " brings it)" : ""));
+  }
+
+  /// Collects the refusal of `key: value` (reported by finish()).
+  Status refuse(const Given &given, const std::string &key, const std::string &value,
+                const std::string &why) {
+    refusals.push_back(given.where + key + ": " + value + " is not supported: " + why);
     return Status::ok();
   }
 
@@ -250,8 +259,7 @@ ParallelConfig TrainConfig::layout() const {
 }
 
 int64_t TrainConfig::stepsPerEpoch(int64_t datasetSamples) const {
-  const int64_t batch = globalBatchSize();
-  return std::max<int64_t>(1, (datasetSamples + batch - 1) / batch);
+  return std::max<int64_t>(1, datasetSamples / globalBatchSize());
 }
 
 Expected<int64_t> TrainConfig::trainSteps(std::optional<int64_t> datasetSamples) const {
@@ -318,9 +326,9 @@ std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
   if (maxSteps > 0)
     os << "steps: max_steps = " << maxSteps << "\n";
   else if (auto steps = trainSteps(datasetSamples))
-    os << "steps: num_train_epochs " << numTrainEpochs << " x ceil(" << *datasetSamples
-       << " samples / global batch " << globalBatchSize() << ") = " << numTrainEpochs << " x "
-       << stepsPerEpoch(*datasetSamples) << " steps per epoch = " << *steps << " steps\n";
+    os << "steps: num_train_epochs " << numTrainEpochs << " x "
+       << countOf(stepsPerEpoch(*datasetSamples), "step") << " per epoch (" << *datasetSamples << " samples / global batch "
+       << globalBatchSize() << ", a last partial batch dropped) = " << *steps << " steps\n";
   else if (datasetSamples)
     os << "steps: num_train_epochs " << numTrainEpochs << " gives no optimizer step\n";
   else

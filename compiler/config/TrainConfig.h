@@ -78,16 +78,17 @@ struct TrainConfig {
 
   /// Optimizer steps per pass over `datasetSamples` samples (rows of
   /// prepared sft data, or cutoff_len chunks of a token stream):
-  /// ceil(samples / global batch), at least 1. transformers' Trainer
-  /// (set_initial_training_values, dataloader_drop_last false):
-  /// ceil(ceil(samples / (per_device x dp)) / gradient_accumulation_steps),
-  /// the same number. mtrun reads full batches only: the step that passes
-  /// an epoch's end continues with the next epoch's first samples.
+  /// max(1, floor(samples / global batch)). This is the trainer the seeds
+  /// run (USE_MCA=1: MCoreAdapter's McaTrainer._prepare_train_loop, whose
+  /// data loader has drop_last=True: floor(floor(samples / (per_device x
+  /// dp)) / gradient_accumulation_steps), the same number), and what mtrun
+  /// reads: full global batches only. transformers' own Trainer counts a
+  /// last partial batch as a step (ceil) instead.
   int64_t stepsPerEpoch(int64_t datasetSamples) const;
 
   /// The run's optimizer steps: max_steps when > 0, else
-  /// ceil(num_train_epochs x stepsPerEpoch) (transformers' max_steps for
-  /// epoch-based training). Errors: epochs without `datasetSamples`, or
+  /// ceil(num_train_epochs x stepsPerEpoch) (McaTrainer's and transformers'
+  /// max_steps for epoch-based training). Errors: epochs without `datasetSamples`, or
   /// epochs that give no step.
   Expected<int64_t> trainSteps(std::optional<int64_t> datasetSamples) const;
 
