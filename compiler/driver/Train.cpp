@@ -411,19 +411,12 @@ Status runCommand(const std::vector<std::string> &cmd, const std::string &what) 
 /// else one model replica (tp x pp).
 Expected<int64_t> worldSize(const TrainConfig &c, const Launch &launch) {
   const int64_t modelParallel = c.parallel.tp * c.parallel.pp;
-  int64_t world = launch.by.empty() ? modelParallel : launch.worldSize;
-  std::string from = launch.by.empty() ? "tp x pp" : launch.by + "'s WORLD_SIZE";
-  if (const char *n = std::getenv("NPROC_PER_NODE"); n && launch.by.empty()) {
-    char *end = nullptr;
-    world = std::strtoll(n, &end, 10);
-    if (*end != '\0' || world < 1)
-      return fail("NPROC_PER_NODE='" + std::string(n) + "': expected a positive integer");
-    from = "NPROC_PER_NODE";
-  }
-  if (const char *nodes = std::getenv("NNODES"); nodes && launch.by.empty() &&
-                                                  std::string(nodes) != "1")
-    return fail("NNODES=" + std::string(nodes) + ": several nodes need a launcher; run "
-                "`torchrun --nnodes ... $(which mtc) train CONFIG` (or srun, mpirun) on each");
+  int64_t world = !launch.by.empty()       ? launch.worldSize
+                  : launch.nprocPerNode > 0 ? launch.nprocPerNode
+                                            : modelParallel;
+  std::string from = !launch.by.empty()       ? launch.by + "'s WORLD_SIZE"
+                     : launch.nprocPerNode > 0 ? "NPROC_PER_NODE"
+                                               : "tp x pp";
   if (world % modelParallel != 0)
     return fail("world size " + std::to_string(world) + " (" + from + ") is not a multiple of "
                 "tensor_model_parallel_size x pipeline_model_parallel_size (" +
