@@ -380,11 +380,14 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   compile.configExplain = c.explain(prepared->samples);
   if (!compileModel(compile))
     return fail("compiling the plan failed (its error is above)");
-  // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher.
+  // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;
+  // there $MTRUN names that machine's mtrun (one built without the compiler).
   std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, *resume, nproc);
   Status written = io::writeFileAtomically(runDir + "/train.sh", [&](std::ostream &script) {
-    script << "#!/bin/sh\n# written by mtc train: the run of " << o.configPath << "\nexec "
-           << quoted(cmd) << " \"$@\"\n";
+    script << "#!/bin/sh\n# written by mtc train: the run of " << o.configPath
+           << "\n# MTRUN: the mtrun to run (default: the one beside the mtc that wrote this)\n"
+           << "MTRUN=${MTRUN:-" << quoted({cmd[0]}) << "}\nexec \"$MTRUN\" "
+           << quoted({cmd.begin() + 1, cmd.end()}) << " \"$@\"\n";
     return Status::ok();
   });
   if (!written)
