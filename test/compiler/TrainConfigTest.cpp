@@ -212,6 +212,28 @@ TEST(TrainConfig, StepsFromEpochsNeedTheDatasetSize) {
   EXPECT_EQ(o->warmupSteps, 2);
 }
 
+// transformers' AdamW and clipping keys reach the plan's optimizer as given.
+TEST(TrainConfig, OptimizerKeysReachTheOptimizer) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("adam.yaml", "learning_rate: 2e-5\nweight_decay: 0.1\n"
+                                                     "adam_beta1: 0.8\nadam_beta2: 0.95\n"
+                                                     "adam_epsilon: 1e-6\nmax_grad_norm: 0.5\n"
+                                                     "max_steps: 9\nwarmup_ratio: 0.2\n"
+                                                     "lr_scheduler_type: linear\n"),
+                              {}, c));
+  auto o = c.optimizer(std::nullopt);
+  ASSERT_TRUE(o) << o.message();
+  EXPECT_DOUBLE_EQ(o->lr, 2e-5);
+  EXPECT_DOUBLE_EQ(o->weightDecay, 0.1);
+  EXPECT_DOUBLE_EQ(o->beta1, 0.8);
+  EXPECT_DOUBLE_EQ(o->beta2, 0.95);
+  EXPECT_DOUBLE_EQ(o->eps, 1e-6);
+  EXPECT_DOUBLE_EQ(o->clipGrad, 0.5);
+  EXPECT_EQ(o->trainSteps, 9);
+  EXPECT_EQ(o->warmupSteps, 2); // ceil(0.2 x 9)
+  EXPECT_EQ(o->decayStyle, "hf_linear");
+}
+
 TEST(TrainConfig, CosineWithMinLrTakesItsKwargs) {
   TrainConfig c;
   c.maxSteps = 10, c.learningRate = 1e-3, c.lrSchedulerType = "cosine_with_min_lr";
