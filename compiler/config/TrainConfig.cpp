@@ -327,8 +327,9 @@ std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
     os << "steps: max_steps = " << maxSteps << "\n";
   else if (auto steps = trainSteps(datasetSamples))
     os << "steps: num_train_epochs " << numTrainEpochs << " x "
-       << countOf(stepsPerEpoch(*datasetSamples), "step") << " per epoch (" << *datasetSamples << " samples / global batch "
-       << globalBatchSize() << ", a last partial batch dropped) = " << *steps << " steps\n";
+       << countOf(stepsPerEpoch(*datasetSamples), "step") << " per epoch (" << *datasetSamples
+       << " samples / global batch " << globalBatchSize() << ", a last partial batch dropped) = "
+       << *steps << " steps\n";
   else if (datasetSamples)
     os << "steps: num_train_epochs " << numTrainEpochs << " gives no optimizer step\n";
   else

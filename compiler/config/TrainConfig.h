@@ -88,8 +88,8 @@ struct TrainConfig {
 
   /// The run's optimizer steps: max_steps when > 0, else
   /// ceil(num_train_epochs x stepsPerEpoch) (McaTrainer's and transformers'
-  /// max_steps for epoch-based training). Errors: epochs without `datasetSamples`, or
-  /// epochs that give no step.
+  /// max_steps for epoch-based training). Errors: epochs without
+  /// `datasetSamples`, or epochs that give no step.
   Expected<int64_t> trainSteps(std::optional<int64_t> datasetSamples) const;
 
   /// The optimizer and schedule of transformers' Trainer: train_steps as
@@ -99,7 +99,8 @@ struct TrainConfig {
   Expected<OptimizerConfig> optimizer(std::optional<int64_t> datasetSamples) const;
 
   /// Lines for `--explain`: the global batch with the dp used, the steps
-  /// (and how epochs over `datasetSamples` give them), and the keys that name what mtc always does.
+  /// (and how epochs over `datasetSamples` give them), and the keys that
+  /// name what mtc always does.
   std::string explain(std::optional<int64_t> datasetSamples) const;
 };
 

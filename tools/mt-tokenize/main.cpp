@@ -81,7 +81,9 @@ int main(int argc, char **argv) {
                "token), or with --tokenizer a model's tokenizer.json (byte-level BPE as Qwen2/3 "
                "and Llama 3 use; no special tokens added)."};
   std::string input, output, modelDir;
-  app.add_option("text", input, "UTF-8 text file (with --count: a token file)")->required()->check(CLI::ExistingFile);
+  app.add_option("text", input, "UTF-8 text file (with --count: a token file)")
+      ->required()
+      ->check(CLI::ExistingFile);
   auto *outputOption =
       app.add_option("-o,--output", output, "token file to write (replaces a token file atomically)");
   app.add_option("--tokenizer", modelDir,
