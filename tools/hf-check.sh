@@ -8,6 +8,10 @@
 #     computed from it. For tiny-qwen3 the export is the checkpoint-5/
 #     folder that --hf-output (mtc train's outputs) writes: sharded
 #     safetensors with their index, loaded with no merge step.
+#  4. where .hfrun/ was carried (tools/hf-prepare-run.sh wrote it here), runs
+#     that `mtc train --prepare-only` run with this machine's mtrun and
+#     checks that transformers loads its last checkpoint-N (and its
+#     tokenizer) and computes the logits mtrun computes from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/hf-check}
@@ -33,3 +37,12 @@ for m in "${models[@]}"; do
     --steps 1 --metrics "$ex/$m.jsonl" --dump-logits "$ex/$m.logits.safetensors" > /dev/null
 done
 python3 test/hf/check_export.py "$fx" "$ex" "${models[@]}" | tee "$out/check_export.txt"
+if [[ -d .hfrun/run ]]; then
+  rm -rf .hfrun/out
+  MTRUN=/tmp/mt-build/bin/mtrun sh .hfrun/run/train.sh > "$out/hfrun-train.log"
+  tail -1 "$out/hfrun-train.log"
+  last=$(ls -d .hfrun/out/checkpoint-* | sort -t- -k2 -n | tail -1)
+  /tmp/mt-build/bin/mtrun .hfrun/run/plan --load "$last" --data .hfrun/run/data.sft --steps 1 \
+    --backend cpu --dump-logits "$ex/hfrun.logits.safetensors" > /dev/null
+  python3 test/hf/check_run.py "$last" "$ex/hfrun.logits.safetensors" | tee -a "$out/check_export.txt"
+fi

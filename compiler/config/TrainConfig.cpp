@@ -65,8 +65,11 @@ struct Reader {
     if (!k)
       return unknown(keyWhere, key);
     config.givenAt.push_back({key, given.where.substr(0, given.where.size() - 2)});
+    const std::string value = trainkeys::canonical(given.node);
     switch (k->kind) {
     case Kind::Honoured:
+      if (std::count(k->refusedValues.begin(), k->refusedValues.end(), value))
+        return refuse(given, key, value, k->refusedWhy);
       return k->set(config, given);
     case Kind::AlwaysDone:
       config.alwaysDone.push_back(key + ": " + k->meaning);
@@ -74,7 +77,6 @@ struct Reader {
     case Kind::Refused:
       break;
     }
-    std::string value = trainkeys::canonical(given.node);
     for (const std::string &ok : k->accepted)
       if (value == ok) {
         config.alwaysDone.push_back(key + ": " + value + " is what mtc does");
@@ -83,9 +85,16 @@ struct Reader {
     std::string accepted;
     for (const std::string &ok : k->accepted)
       accepted += (accepted.empty() ? "" : " or ") + ok;
-    refusals.push_back(given.where + key + ": " + value + " is not supported: " + k->meaning +
-                       (accepted.empty() ? "; remove the key" : "; only " + accepted + " is") +
-                       (*k->issue ? std::string(" (") + k->issue + " brings it)" : ""));
+    return refuse(given, key, value,
+                  k->meaning +
+                      (accepted.empty() ? "; remove the key" : "; only " + accepted + " is") +
+                      (*k->issue ? std::string(" (") + k->issue + " brings it)" : ""));
+  }
+
+  /// Collects the refusal of `key: value` (reported by finish()).
+  Status refuse(const Given &given, const std::string &key, const std::string &value,
+                const std::string &why) {
+    refusals.push_back(given.where + key + ": " + value + " is not supported: " + why);
     return Status::ok();
   }
 
@@ -249,6 +258,25 @@ ParallelConfig TrainConfig::layout() const {
   return p;
 }
 
+int64_t TrainConfig::stepsPerEpoch(int64_t datasetSamples) const {
+  return std::max<int64_t>(1, datasetSamples / globalBatchSize());
+}
+
+Expected<int64_t> TrainConfig::trainSteps(std::optional<int64_t> datasetSamples) const {
+  if (maxSteps > 0)
+    return maxSteps;
+  if (!datasetSamples)
+    return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
+                         ") needs the dataset's size, known once the data is prepared: "
+                         "`mtc train` computes it; give max_steps to compile a plan alone");
+  const int64_t steps =
+      int64_t(std::ceil(numTrainEpochs * double(stepsPerEpoch(*datasetSamples))));
+  if (steps < 1)
+    return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
+                         ") gives no optimizer step; give more epochs or max_steps");
+  return steps;
+}
+
 Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetSamples) const {
   OptimizerConfig o;
   o.lr = learningRate;
@@ -257,19 +285,10 @@ Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetS
   o.beta2 = adamBeta2;
   o.eps = adamEpsilon;
   o.clipGrad = maxGradNorm;
-  if (maxSteps > 0) {
-    o.trainSteps = maxSteps;
-  } else {
-    if (!datasetSamples)
-      return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
-                           ") needs the dataset's size, known once the data is prepared: "
-                           "`mtc train` computes it; give max_steps to compile a plan alone");
-    int64_t perEpoch = std::max<int64_t>(1, *datasetSamples / globalBatchSize());
-    o.trainSteps = int64_t(std::ceil(numTrainEpochs * double(perEpoch)));
-    if (o.trainSteps < 1)
-      return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
-                           ") gives no optimizer step; give more epochs or max_steps");
-  }
+  auto steps = trainSteps(datasetSamples);
+  if (!steps)
+    return steps.status();
+  o.trainSteps = *steps;
   o.warmupSteps = warmupSteps > 0 ? warmupSteps
                                   : int64_t(std::ceil(warmupRatio * double(o.trainSteps)));
   o.decaySteps = o.trainSteps;
@@ -306,9 +325,13 @@ std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
      << "\n";
   if (maxSteps > 0)
     os << "steps: max_steps = " << maxSteps << "\n";
+  else if (auto steps = trainSteps(datasetSamples))
+    os << "steps: num_train_epochs " << numTrainEpochs << " x "
+       << countOf(stepsPerEpoch(*datasetSamples), "step") << " per epoch (" << *datasetSamples
+       << " samples / global batch " << globalBatchSize() << ", a last partial batch dropped) = "
+       << *steps << " steps\n";
   else if (datasetSamples)
-    os << "steps: num_train_epochs " << numTrainEpochs << " x " << *datasetSamples
-       << " samples / global batch\n";
+    os << "steps: num_train_epochs " << numTrainEpochs << " gives no optimizer step\n";
   else
     os << "steps: num_train_epochs " << numTrainEpochs
        << " (the step count needs the prepared data: `mtc train` computes it)\n";

@@ -76,18 +76,31 @@ struct TrainConfig {
   /// batch above.
   ParallelConfig layout() const;
 
-  /// The optimizer and schedule of transformers' Trainer: train_steps =
-  /// max_steps, or ceil(num_train_epochs x max(1, samples / global batch))
-  /// (transformers' Trainer: num_update_steps_per_epoch; mtc drops a last
-  /// partial batch); warmup = warmup_steps, or ceil(warmup_ratio x steps)
+  /// Optimizer steps per pass over `datasetSamples` samples (rows of
+  /// prepared sft data, or cutoff_len chunks of a token stream):
+  /// max(1, floor(samples / global batch)). This is the trainer the seeds
+  /// run (USE_MCA=1: MCoreAdapter's McaTrainer._prepare_train_loop, whose
+  /// data loader has drop_last=True: floor(floor(samples / (per_device x
+  /// dp)) / gradient_accumulation_steps), the same number), and what mtrun
+  /// reads: full global batches only. transformers' own Trainer counts a
+  /// last partial batch as a step (ceil) instead.
+  int64_t stepsPerEpoch(int64_t datasetSamples) const;
+
+  /// The run's optimizer steps: max_steps when > 0, else
+  /// ceil(num_train_epochs x stepsPerEpoch) (McaTrainer's and transformers'
+  /// max_steps for epoch-based training). Errors: epochs without
+  /// `datasetSamples`, or epochs that give no step.
+  Expected<int64_t> trainSteps(std::optional<int64_t> datasetSamples) const;
+
+  /// The optimizer and schedule of transformers' Trainer: train_steps as
+  /// trainSteps(); warmup = warmup_steps, or ceil(warmup_ratio x steps)
   /// (TrainingArguments.get_warmup_steps); lr_scheduler_type becomes
-  /// the "hf_"-prefixed style of mt.lr_schedule. `datasetSamples` is the
-  /// prepared data's sample count; without it, epochs are an error that
-  /// says so.
+  /// the "hf_"-prefixed style of mt.lr_schedule.
   Expected<OptimizerConfig> optimizer(std::optional<int64_t> datasetSamples) const;
 
-  /// Lines for `--explain`: the global batch with the dp used, the steps,
-  /// and the keys that name what mtc always does.
+  /// Lines for `--explain`: the global batch with the dp used, the steps
+  /// (and how epochs over `datasetSamples` give them), and the keys that
+  /// name what mtc always does.
   std::string explain(std::optional<int64_t> datasetSamples) const;
 };
 

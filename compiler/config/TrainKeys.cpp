@@ -186,6 +186,14 @@ Status microBatch(TrainConfig &c, const Given &g) {
 
 const char *kMultimodal = "multimodal models (Qwen2-VL and others) are not supported by mtc";
 
+/// LLaMA-Factory's templates of vision and audio models (an mm_plugin that
+/// places image, video or audio tokens): refused as the multimodal keys are.
+std::vector<std::string> multimodalTemplates() {
+  return {"glm4v",      "intern_vl", "kimi_vl",  "llava",       "llava_next", "llava_next_video",
+          "minicpm_v",  "mllama",    "paligemma", "pixtral",    "qwen2_audio", "qwen2_omni",
+          "qwen2_vl",   "qwen3_vl",  "video_llava", "yi_vl"};
+}
+
 // Each table's entries: {name, kind, origin, meaning, accepted values,
 // issue, setter}.
 #define MT_KEY_TABLE_PROLOGUE                                                                      \
@@ -212,7 +220,9 @@ std::vector<Key> llamaFactoryDataKeys() {
       {"dataset_dir", Honoured, LlamaFactory, "where dataset_info.json and the data are", {}, "",
        text("dataset_dir", &T::datasetDir)},
       {"template", Honoured, LlamaFactory, "the chat template of sft data", {}, "",
-       text("template", &T::chatTemplate)},
+       text("template", &T::chatTemplate), multimodalTemplates(),
+       "multimodal models (Qwen2-VL and others) are not supported by mtc, and this is a "
+       "multimodal model's template; give a text model's (qwen for qwen2_vl's text)"},
       {"cutoff_len", Honoured, LlamaFactory, "tokens per sample: the plan's seq_length", {}, "",
        integer("cutoff_len", &T::cutoffLen, 1)},
       {"max_samples", Honoured, LlamaFactory, "at most this many samples per dataset", {}, "",

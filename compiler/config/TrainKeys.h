@@ -46,6 +46,10 @@ struct Key {
   const char *issue = "";
   /// Honoured: reads and stores the value; errors name the key and where.
   std::function<Status(TrainConfig &, const Given &)> set = nullptr;
+  /// Honoured: values (canonical text) refused all the same, and why: what
+  /// mtc cannot do yet, as a Refused key's other values are.
+  std::vector<std::string> refusedValues = {};
+  const char *refusedWhy = "";
 };
 
 /// Every key, in the order `mtc train --help-keys` would list them.

@@ -24,8 +24,10 @@ std::string env(const char *name) {
   return value ? value : "";
 }
 
-/// A launcher variable that must hold an integer >= `least`; `fallback` when unset.
-Expected<int64_t> integerVariable(const char *name, int64_t least, int64_t fallback) {
+/// A variable that must hold an integer >= `least`; `fallback` when unset.
+/// `setBy` says who sets it, for the error.
+Expected<int64_t> integerVariable(const char *name, int64_t least, int64_t fallback,
+                                  const char *setBy = "set by the launcher") {
   std::string text = env(name);
   if (text.empty())
     return fallback;
@@ -33,8 +35,23 @@ Expected<int64_t> integerVariable(const char *name, int64_t least, int64_t fallb
   long long value = std::strtoll(text.c_str(), &end, 10);
   if (*end != '\0' || value < least)
     return Status::error(std::string(name) + "='" + text + "': expected an integer >= " +
-                         std::to_string(least) + " (set by the launcher)");
+                         std::to_string(least) + " (" + setBy + ")");
   return int64_t(value);
+}
+
+/// Not launched: llamafactory-cli's variables, NPROC_PER_NODE local ranks
+/// on NNODES nodes (one: several need a launcher on each).
+Expected<Launch> unlaunched() {
+  Launch launch;
+  auto nproc = integerVariable("NPROC_PER_NODE", 1, 0, "LLaMA-Factory's variable: the local "
+                                                        "ranks to start");
+  if (!nproc)
+    return nproc.status();
+  launch.nprocPerNode = *nproc;
+  if (std::string nodes = env("NNODES"); !nodes.empty() && nodes != "1")
+    return Status::error("NNODES=" + nodes + ": several nodes need a launcher; run `torchrun "
+                         "--nnodes ... $(which mtc) train CONFIG` (or srun, mpirun) on each");
+  return launch;
 }
 
 std::string hostName() {
@@ -68,9 +85,9 @@ Expected<Launch> launchFromEnvironment() {
   for (const Spelling *candidate : {&kTorchrun, &kSlurm, &kOpenMpi})
     if (!env(candidate->world).empty() && !s)
       s = candidate;
-  Launch launch;
   if (!s)
-    return launch;
+    return unlaunched();
+  Launch launch;
   launch.by = s->by;
   auto world = integerVariable(s->world, 1, 1);
   auto localRank = integerVariable(s->localRank, 0, 0);

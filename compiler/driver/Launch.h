@@ -31,6 +31,9 @@ struct Launch {
   /// a preparation marked with them, and written after this process
   /// started, is this job's.
   std::string job;
+  /// Not launched: LLaMA-Factory's NPROC_PER_NODE, the local ranks that
+  /// mtrun --nproc starts (0: unset). NNODES above 1 needs a launcher.
+  int64_t nprocPerNode = 0;
 };
 
 /// The launch, or an error naming a variable with an unusable value.

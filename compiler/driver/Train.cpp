@@ -140,43 +140,51 @@ Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
   auto file = datasetFile(r.dataset, r.datasetDir);
   if (!file)
     return file.status();
+  std::string summary = r.outputPath + ".summary";
+  llvm::SmallVector<llvm::StringRef> argv = {r.tokenizeTool};
+  Status ran = Status::ok();
   if (isTokenFile(*file)) {
+    if (r.maxSamples > 0)
+      return fail("max_samples (" + std::to_string(r.maxSamples) + "): keeps the first "
+                  "examples (lines) of a text dataset, and " + *file + " is a token file: give "
+                  "max_steps, or num_train_epochs below 1, instead");
     std::error_code ec;
     fs::copy_file(*file, r.outputPath, fs::copy_options::overwrite_existing, ec);
     if (ec)
       return fail(r.outputPath + ": cannot write: " + ec.message());
-    // The token count sits in runtime/io's header, which the compiler does
-    // not read: epochs over a token file need max_steps for now.
-    return PreparedData{r.outputPath, std::nullopt};
+    argv.append({"--count", r.outputPath}); // checks it too
+    ran = runTool(argv, summary, "reading the token file " + *file);
+  } else {
+    // Text: tokenized by mt-tokenize with the model's tokenizer.json where
+    // the model directory has one, else byte-level (one token per byte). As
+    // in LLaMA-Factory, max_samples keeps the first max_samples lines
+    // (examples).
+    std::ifstream in(*file, std::ios::binary);
+    std::string text, line;
+    for (int64_t lines = 0; std::getline(in, line); ++lines) {
+      if (r.maxSamples > 0 && lines == r.maxSamples)
+        break;
+      text += line + "\n";
+    }
+    std::string textCopy = r.outputPath + ".txt";
+    if (!(std::ofstream(textCopy, std::ios::binary) << text))
+      return fail(textCopy + ": cannot write");
+    argv.append({textCopy, "-o", r.outputPath, "--overwrite"});
+    if (fs::exists(fs::path(r.modelDir) / "tokenizer.json"))
+      argv.append({"--tokenizer", r.modelDir});
+    ran = runTool(argv, summary, "tokenizing " + *file);
+    fs::remove(textCopy);
   }
-  // Text: tokenized by mt-tokenize with the model's tokenizer.json where the
-  // model directory has one, else byte-level (one token per byte). As in
-  // LLaMA-Factory, max_samples keeps the first max_samples lines (examples).
-  std::ifstream in(*file, std::ios::binary);
-  std::string text, line;
-  for (int64_t lines = 0; std::getline(in, line); ++lines) {
-    if (r.maxSamples > 0 && lines == r.maxSamples)
-      break;
-    text += line + "\n";
-  }
-  std::string textCopy = r.outputPath + ".txt", summary = r.outputPath + ".summary";
-  if (!(std::ofstream(textCopy, std::ios::binary) << text))
-    return fail(textCopy + ": cannot write");
-  llvm::SmallVector<llvm::StringRef> argv = {r.tokenizeTool, textCopy, "-o", r.outputPath,
-                                             "--overwrite"};
-  const bool modelTokenizer = fs::exists(fs::path(r.modelDir) / "tokenizer.json");
-  if (modelTokenizer)
-    argv.append({"--tokenizer", r.modelDir});
-  Status ran = runTool(argv, summary, "tokenizing " + *file);
-  fs::remove(textCopy);
-  std::ifstream printed(summary);
-  std::getline(printed, line);
+  std::string line;
+  std::getline(std::ifstream(summary), line);
   fs::remove(summary);
   if (!ran)
     return ran;
-  // "PATH: N tokens (...)" (tools/mt-tokenize); samples as io::Dataset packs them.
-  size_t colon = line.rfind(": ");
-  const int64_t tokens = colon == std::string::npos ? 0 : std::atoll(line.c_str() + colon + 2);
+  // "PATH: N tokens (...)" (tools/mt-tokenize); samples as io::Dataset packs
+  // them: each takes cutoff_len + 1 tokens, consecutive ones share one.
+  const std::string prefix = r.outputPath + ": ";
+  const int64_t tokens =
+      line.rfind(prefix, 0) == 0 ? std::atoll(line.c_str() + prefix.size()) : 0;
   const int64_t samples = (tokens - 1) / r.cutoffLen;
   if (samples < 1)
     return fail(*file + ": " + std::to_string(tokens) + " tokens make no sample of cutoff_len " +
@@ -279,15 +287,42 @@ std::vector<std::string> mtrunCommand(const TrainConfig &c, const TrainCommandOp
   return cmd;
 }
 
+/// Trinity's use_dist_checkpointing: dist_checkpointing_path is mtc's own
+/// checkpoint (trainer.json), or a new or empty directory for it. Trinity's
+/// guide also points it at a Megatron-Core checkpoint converted from
+/// Hugging Face weights (verl's converter_hf_to_mcore.py): mtc reads those
+/// weights itself, so such a directory is refused, by name, before any work.
+Status checkDistCheckpoint(const TrainConfig &c) {
+  if (!c.useDistCheckpointing)
+    return Status::ok();
+  const fs::path dir = c.distCheckpointingPath;
+  if (dir.empty())
+    return fail("use_dist_checkpointing: true needs dist_checkpointing_path (the directory of "
+                "mtc's own checkpoint)");
+  std::error_code ec;
+  if (!fs::exists(dir, ec) || fs::exists(dir / "trainer.json", ec) ||
+      (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)))
+    return Status::ok();
+  bool megatron = false; // Megatron-Core's dist_checkpointing layout (torch_dist)
+  for (const char *name : {"metadata.json", ".metadata", "common.pt",
+                           "latest_checkpointed_iteration.txt"})
+    megatron |= fs::exists(dir / name, ec);
+  return fail("dist_checkpointing_path: " + dir.string() + " is not a checkpoint of mtc (no "
+              "trainer.json)" +
+              (megatron ? "; it holds a Megatron-Core dist checkpoint, which mtc does not read"
+                        : std::string()) +
+              ". mtc reads the Hugging Face weights of model_name_or_path itself (what "
+              "use_mbridge does; no conversion): give dist_checkpointing_path a new or empty "
+              "directory, where mtc keeps its own reshardable checkpoint");
+}
+
 Status checkConfig(const TrainConfig &c) {
   if (c.modelNameOrPath.empty())
     return fail("model_name_or_path: not given; a local Hugging Face model directory");
   if (!fs::is_regular_file(fs::path(c.modelNameOrPath) / "config.json"))
     return fail("model_name_or_path: " + c.modelNameOrPath + " has no config.json (mtc reads "
                 "local model directories; hub names are not downloaded)");
-  if (c.useDistCheckpointing && c.distCheckpointingPath.empty())
-    return fail("use_dist_checkpointing: true needs dist_checkpointing_path");
-  return Status::ok();
+  return checkDistCheckpoint(c);
 }
 
 std::string quoted(const std::vector<std::string> &cmd) {
@@ -345,11 +380,14 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   compile.configExplain = c.explain(prepared->samples);
   if (!compileModel(compile))
     return fail("compiling the plan failed (its error is above)");
-  // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher.
+  // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;
+  // there $MTRUN names that machine's mtrun (one built without the compiler).
   std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, *resume, nproc);
   Status written = io::writeFileAtomically(runDir + "/train.sh", [&](std::ostream &script) {
-    script << "#!/bin/sh\n# written by mtc train: the run of " << o.configPath << "\nexec "
-           << quoted(cmd) << " \"$@\"\n";
+    script << "#!/bin/sh\n# written by mtc train: the run of " << o.configPath
+           << "\n# MTRUN: the mtrun to run (default: the one beside the mtc that wrote this)\n"
+           << "MTRUN=${MTRUN:-" << quoted({cmd[0]}) << "}\nexec \"$MTRUN\" "
+           << quoted({cmd.begin() + 1, cmd.end()}) << " \"$@\"\n";
     return Status::ok();
   });
   if (!written)
@@ -376,19 +414,12 @@ Status runCommand(const std::vector<std::string> &cmd, const std::string &what) 
 /// else one model replica (tp x pp).
 Expected<int64_t> worldSize(const TrainConfig &c, const Launch &launch) {
   const int64_t modelParallel = c.parallel.tp * c.parallel.pp;
-  int64_t world = launch.by.empty() ? modelParallel : launch.worldSize;
-  std::string from = launch.by.empty() ? "tp x pp" : launch.by + "'s WORLD_SIZE";
-  if (const char *n = std::getenv("NPROC_PER_NODE"); n && launch.by.empty()) {
-    char *end = nullptr;
-    world = std::strtoll(n, &end, 10);
-    if (*end != '\0' || world < 1)
-      return fail("NPROC_PER_NODE='" + std::string(n) + "': expected a positive integer");
-    from = "NPROC_PER_NODE";
-  }
-  if (const char *nodes = std::getenv("NNODES"); nodes && launch.by.empty() &&
-                                                  std::string(nodes) != "1")
-    return fail("NNODES=" + std::string(nodes) + ": several nodes need a launcher; run "
-                "`torchrun --nnodes ... $(which mtc) train CONFIG` (or srun, mpirun) on each");
+  int64_t world = !launch.by.empty()       ? launch.worldSize
+                  : launch.nprocPerNode > 0 ? launch.nprocPerNode
+                                            : modelParallel;
+  std::string from = !launch.by.empty()       ? launch.by + "'s WORLD_SIZE"
+                     : launch.nprocPerNode > 0 ? "NPROC_PER_NODE"
+                                               : "tp x pp";
   if (world % modelParallel != 0)
     return fail("world size " + std::to_string(world) + " (" + from + ") is not a multiple of "
                 "tensor_model_parallel_size x pipeline_model_parallel_size (" +

@@ -8,7 +8,6 @@
 #include "runtime/support/Status.h"
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,17 +55,18 @@ struct DataRequest {
   std::string prepareSftTool; // mt-prepare-sft's path
 };
 
-/// The prepared data: a token file for mtrun --data, and the number of
-/// samples one epoch has (nullopt when not known: then num_train_epochs
-/// cannot set the step count and max_steps is needed).
+/// The prepared data: a token file (or prepared sft file) for mtrun
+/// --data, and the number of samples one epoch has, from which
+/// num_train_epochs sets the step count.
 struct PreparedData {
   std::string path;
-  std::optional<int64_t> samples;
+  int64_t samples = 0;
 };
 
 /// stage pt: the one dataset (a name of dataset_dir/dataset_info.json whose
 /// file_name is used, or a file in dataset_dir, or a path) is either a
-/// token file (passed on as is) or text, tokenized by mt-tokenize with the
+/// token file (passed on as is; max_samples is refused, a token file has no
+/// examples) or text, tokenized by mt-tokenize with the
 /// model's tokenizer.json (byte-level where the model directory has none;
 /// max_samples keeps the first max_samples lines, LLaMA-Factory's examples);
 /// samples = floor((tokens - 1) / cutoff_len), as runtime/io's Dataset

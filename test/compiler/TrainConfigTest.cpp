@@ -79,8 +79,10 @@ TEST(TrainConfig, NeatPackingIsHonoured) {
 
 TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
   std::string e = errorOf("overlap_param_gather: true\nparam_offload: true\n"
-                          "fp16: true\nimage_max_pixels: 262144\n");
-  EXPECT_NE(e.find("4 keys ask for"), e.npos) << e;
+                          "fp16: true\nimage_max_pixels: 262144\n",
+                          {{"template", "qwen2_vl"}});
+  EXPECT_NE(e.find("5 keys ask for"), e.npos) << e;
+  EXPECT_NE(e.find("command line: template: qwen2_vl is not supported: multimodal"), e.npos) << e;
   EXPECT_NE(e.find(":1:23: overlap_param_gather: true is not supported: the distributed "
                    "optimizer's parameter all-gather runs at the end of the step, not behind the "
                    "next forward; only false is (issue 16 brings it)"),
@@ -96,6 +98,9 @@ TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
                               {}, c));
   ASSERT_EQ(c.alwaysDone.size(), 2u);
   EXPECT_EQ(c.alwaysDone[0], "param_offload: false is what mtc does");
+  // A text model's template is honoured.
+  ASSERT_TRUE(loadTrainConfig("", {{"template", "qwen"}}, c));
+  EXPECT_EQ(c.chatTemplate, "qwen");
   EXPECT_NE(c.alwaysDone[1].find("apply_rope_fusion: a speed choice"), std::string::npos);
 }
 
@@ -176,19 +181,57 @@ TEST(TrainConfig, StepsFromEpochsNeedTheDatasetSize) {
   auto none = c.optimizer(std::nullopt);
   ASSERT_FALSE(none);
   EXPECT_NE(none.message().find("num_train_epochs (2"), std::string::npos);
-  // 100 samples / 8 = 12 steps per epoch (a partial batch dropped), x 2;
-  // warm-up ceil(0.1 x 24) = 3 (TrainingArguments.get_warmup_steps).
+  // MCoreAdapter's trainer (drop_last): 100 / 8 = 12 steps per epoch (a
+  // partial batch dropped), x 2; warm-up ceil(0.1 x 24) = 3
+  // (TrainingArguments.get_warmup_steps).
+  EXPECT_EQ(c.stepsPerEpoch(100), 12);
+  EXPECT_EQ(c.stepsPerEpoch(104), 13);
+  EXPECT_EQ(c.stepsPerEpoch(3), 1);
   auto o = c.optimizer(100);
   ASSERT_TRUE(o) << o.message();
   EXPECT_EQ(o->trainSteps, 24);
   EXPECT_EQ(o->decaySteps, 24);
   EXPECT_EQ(o->warmupSteps, 3);
   EXPECT_EQ(o->decayStyle, "hf_cosine");
+  EXPECT_NE(c.explain(100).find("steps: num_train_epochs 2 x 12 steps per epoch (100 samples / "
+                                "global batch 8, a last partial batch dropped) = 24 steps"),
+            std::string::npos)
+      << c.explain(100);
+  // A fraction of an epoch rounds up: ceil(0.25 x 12) = 3, ceil(0.3 x 12) = 4.
+  c.numTrainEpochs = 0.25;
+  EXPECT_EQ(*c.trainSteps(100), 3);
+  c.numTrainEpochs = 0.3;
+  EXPECT_EQ(*c.trainSteps(100), 4);
+  c.numTrainEpochs = 0;
+  EXPECT_FALSE(c.trainSteps(100));
+  c.numTrainEpochs = 2;
   c.maxSteps = 5, c.warmupSteps = 2;
   o = c.optimizer(std::nullopt);
   ASSERT_TRUE(o) << o.message();
   EXPECT_EQ(o->trainSteps, 5);
   EXPECT_EQ(o->warmupSteps, 2);
+}
+
+// transformers' AdamW and clipping keys reach the plan's optimizer as given.
+TEST(TrainConfig, OptimizerKeysReachTheOptimizer) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("adam.yaml", "learning_rate: 2e-5\nweight_decay: 0.1\n"
+                                                     "adam_beta1: 0.8\nadam_beta2: 0.95\n"
+                                                     "adam_epsilon: 1e-6\nmax_grad_norm: 0.5\n"
+                                                     "max_steps: 9\nwarmup_ratio: 0.2\n"
+                                                     "lr_scheduler_type: linear\n"),
+                              {}, c));
+  auto o = c.optimizer(std::nullopt);
+  ASSERT_TRUE(o) << o.message();
+  EXPECT_DOUBLE_EQ(o->lr, 2e-5);
+  EXPECT_DOUBLE_EQ(o->weightDecay, 0.1);
+  EXPECT_DOUBLE_EQ(o->beta1, 0.8);
+  EXPECT_DOUBLE_EQ(o->beta2, 0.95);
+  EXPECT_DOUBLE_EQ(o->eps, 1e-6);
+  EXPECT_DOUBLE_EQ(o->clipGrad, 0.5);
+  EXPECT_EQ(o->trainSteps, 9);
+  EXPECT_EQ(o->warmupSteps, 2); // ceil(0.2 x 9)
+  EXPECT_EQ(o->decayStyle, "hf_linear");
 }
 
 TEST(TrainConfig, CosineWithMinLrTakesItsKwargs) {

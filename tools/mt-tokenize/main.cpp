@@ -1,5 +1,6 @@
 // mt-tokenize: turns text into a token file for mtrun --data, byte-level or
-// with a model's tokenizer.json; --ids prints the ids of each line.
+// with a model's tokenizer.json; --ids prints the ids of each line, --count
+// a token file's size.
 #include "runtime/support/OutputPath.h"
 #include "runtime/io/TokenFile.h"
 #include "runtime/support/Wording.h"
@@ -62,6 +63,16 @@ int printIds(const std::optional<mt::text::Tokenizer> &tokenizer, const std::str
   return std::cout ? 0 : fail("cannot write the ids to standard output");
 }
 
+// --count: a token file's size, in -o's summary form.
+int printCount(const std::string &path) {
+  auto file = mt::io::openTokenFile(path);
+  if (!file)
+    return fail(file.message());
+  std::cout << path << ": " << mt::countOf(int64_t(file->size()), "token")
+            << " (token file, vocab size " << file->vocabSize() << ")\n";
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -70,7 +81,9 @@ int main(int argc, char **argv) {
                "token), or with --tokenizer a model's tokenizer.json (byte-level BPE as Qwen2/3 "
                "and Llama 3 use; no special tokens added)."};
   std::string input, output, modelDir;
-  app.add_option("text", input, "UTF-8 text file")->required()->check(CLI::ExistingFile);
+  app.add_option("text", input, "UTF-8 text file (with --count: a token file)")
+      ->required()
+      ->check(CLI::ExistingFile);
   auto *outputOption =
       app.add_option("-o,--output", output, "token file to write (replaces a token file atomically)");
   app.add_option("--tokenizer", modelDir,
@@ -81,6 +94,11 @@ int main(int argc, char **argv) {
                                "print each line's ids (space-separated, one line per input line, "
                                "no special tokens) instead of writing a token file");
   outputOption->excludes(idsFlag);
+  bool count = false;
+  auto *countFlag = app.add_flag("--count", count,
+                                 "the input is a token file: check it and print its token count "
+                                 "(as -o does: PATH: N tokens (...))");
+  countFlag->excludes(outputOption)->excludes(idsFlag);
   bool overwrite = false;
   app.add_flag("--overwrite", overwrite,
                "-o may replace an mtc output of another kind or a file mtc did not write "
@@ -89,8 +107,11 @@ int main(int argc, char **argv) {
   mt::tools::addVersionFlag(app, "mt-tokenize");
   if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
     return *exitCode;
+  if (count)
+    return printCount(input);
   if (!ids && output.empty())
-    return fail("give -o FILE (a token file to write) or --ids (print each line's ids)");
+    return fail("give -o FILE (a token file to write), --ids (print each line's ids) or --count "
+                "(a token file's size)");
   if (!ids)
     if (mt::Status s = mt::io::checkOutputs({{"-o", output, mt::io::OutputKind::TokenFile}},
                                             {{"the text", input}}, overwrite);

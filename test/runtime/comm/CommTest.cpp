@@ -3,6 +3,7 @@
 // nccl-tests, each rank's data is a function of (rank, index), so any rank
 // can compute the expected result of any collective.
 #include "runtime/comm/Gloo.h"
+#include "test/runtime/comm/CommTestSupport.h"
 
 #include <gtest/gtest.h>
 
@@ -23,14 +24,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mtcomm-XXXXXX").string();
-    path = mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using mt::commtest::TempDir;
 
 // Only a build configured with -DMT_REQUIRE_GLOO=OFF lacks Gloo (the full
 // build refuses to configure without it); ctest lists these as skipped.

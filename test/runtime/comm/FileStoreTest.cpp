@@ -1,5 +1,6 @@
 // The rendezvous key-value store that bootstraps NCCL groups.
 #include "runtime/comm/FileStore.h"
+#include "test/runtime/comm/CommTestSupport.h"
 
 #include <gtest/gtest.h>
 
@@ -12,14 +13,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mtstore-XXXXXX").string();
-    path = mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using mt::commtest::TempDir;
 
 TEST(FileStore, AValueSetByOneRankReachesAWaitingOne) {
   TempDir dir;

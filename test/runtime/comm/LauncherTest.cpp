@@ -3,6 +3,7 @@
 // real multi-process job (this test binary as the ranks).
 #include "runtime/comm/Gloo.h"
 #include "runtime/comm/Launcher.h"
+#include "test/runtime/comm/CommTestSupport.h"
 
 #include <gtest/gtest.h>
 
@@ -13,8 +14,6 @@
 #include <sstream>
 #include <thread>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 using namespace mt::comm;
@@ -24,14 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "mtlaunch-XXXXXX").string();
-    path = mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using mt::commtest::TempDir;
 
 // `sh -c script sh arg`: the script sees `arg` as $1.
 std::vector<std::string> shell(const std::string &script, const std::string &arg = "") {
@@ -313,17 +305,11 @@ TEST(Launcher, MultiProcessJobOverTcp) {
   auto exe = currentExecutable();
   ASSERT_TRUE(exe.isOk()) << exe.message();
   // A port free now; rank 0 listens on it.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
-  ::close(fd);
+  const int free = mt::commtest::freeLoopbackPort();
+  ASSERT_NE(free, 0);
   std::ostringstream log;
   ScopedEnv job(kJobParent, std::to_string(getpid()));
-  ScopedEnv port(kTcpPort, std::to_string(ntohs(a.sin_port)));
+  ScopedEnv port(kTcpPort, std::to_string(free));
   auto code =
       launchLocal(4, {*exe, "--gtest_filter=Launcher.RankOfMultiProcessJobOverTcp"}, 60s, log);
   ASSERT_TRUE(code.isOk()) << code.message();

@@ -3,6 +3,7 @@
 // missing rank, a wrong world size and rank 0 going away come within the
 // timeout and name the rank and the store's address.
 #include "runtime/comm/TcpStore.h"
+#include "test/runtime/comm/CommTestSupport.h"
 
 #include <gtest/gtest.h>
 
@@ -15,23 +16,11 @@
 #include <unistd.h>
 
 using namespace mt::comm;
+using mt::commtest::freeLoopbackPort;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// A port nobody listens on right now (the kernel's pick of a free one).
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 RankInfo rankAt(int rank, int worldSize, int port) {
   RankInfo info;
@@ -65,7 +54,7 @@ void onThreads(int n, const std::function<void(int)> &body) {
 } // namespace
 
 TEST(TcpStore, RanksMeetAndExchangeValues) {
-  const int port = freePort(), n = 3;
+  const int port = freeLoopbackPort(), n = 3;
   std::latch done(n);
   onThreads(n, [&](int r) {
     auto store = openStore(rankAt(r, n, port), 20s);
@@ -92,7 +81,7 @@ TEST(TcpStore, RanksMeetAndExchangeValues) {
 }
 
 TEST(TcpStore, NobodyListeningIsAnErrorWithinTheTimeout) {
-  const int port = freePort();
+  const int port = freeLoopbackPort();
   auto start = Clock::now();
   auto store = openStore(rankAt(1, 2, port), 500ms);
   ASSERT_FALSE(store.isOk());
@@ -104,7 +93,7 @@ TEST(TcpStore, NobodyListeningIsAnErrorWithinTheTimeout) {
 }
 
 TEST(TcpStore, AMissingRankIsNamedAtTheTimeout) {
-  const int port = freePort();
+  const int port = freeLoopbackPort();
   auto start = Clock::now();
   auto store = openStore(rankAt(0, 3, port), 700ms);
   ASSERT_FALSE(store.isOk());
@@ -115,7 +104,7 @@ TEST(TcpStore, AMissingRankIsNamedAtTheTimeout) {
 }
 
 TEST(TcpStore, AWrongWorldSizeFailsEveryRankAtOnce) {
-  const int port = freePort();
+  const int port = freeLoopbackPort();
   std::vector<std::string> errors(2);
   auto start = Clock::now();
   onThreads(2, [&](int r) {
@@ -134,7 +123,7 @@ TEST(TcpStore, AWrongWorldSizeFailsEveryRankAtOnce) {
 }
 
 TEST(TcpStore, ARankStartedTwiceFailsTheStore) {
-  const int port = freePort();
+  const int port = freeLoopbackPort();
   std::vector<std::string> errors(3);
   std::latch done(3);
   onThreads(3, [&](int t) {
@@ -149,7 +138,7 @@ TEST(TcpStore, ARankStartedTwiceFailsTheStore) {
 }
 
 TEST(TcpStore, RankZeroGoingAwayEndsAWait) {
-  const int port = freePort();
+  const int port = freeLoopbackPort();
   std::string error;
   auto start = Clock::now();
   onThreads(2, [&](int r) {
@@ -171,7 +160,7 @@ TEST(TcpStore, RankZeroGoingAwayEndsAWait) {
 }
 
 TEST(TcpStore, APortInUseIsNamed) {
-  const int port = freePort();
+  const int port = freeLoopbackPort();
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;

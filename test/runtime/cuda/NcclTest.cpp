@@ -5,18 +5,19 @@
 // result; with two ranks a sum does not depend on the order of its terms,
 // so results are compared bit for bit.
 #include "runtime/cuda/NcclCommunicator.h"
+#include "test/runtime/comm/CommTestSupport.h"
 #include "test/runtime/cuda/CudaTestSupport.h"
 
 #include <filesystem>
 #include <functional>
 #include <thread>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 namespace mt {
 namespace {
+
+using mt::commtest::TempDir;
 
 using namespace std::chrono_literals;
 using comm::DType;
@@ -25,15 +26,6 @@ using comm::ReduceOp;
 using cudatest::bf16Bits;
 using cudatest::DeviceBuffer;
 using cudatest::roundBf16;
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mtnccl-XXXXXX").string();
-    path = mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 /// Runs body(rank, world) on two threads, rank r on GPU r; they meet in a
 /// rendezvous directory, or over TCP at 127.0.0.1:`port` when it is set.
@@ -126,14 +118,8 @@ TEST(NcclCommunicator, ReductionsMatchTheTwoRankSum) {
 
 // The unique id reaches rank 1 over TCP from rank 0's store (no directory).
 TEST(NcclCommunicator, RanksMeetOverTcp) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
-  ::close(fd);
+  const int port = commtest::freeLoopbackPort();
+  ASSERT_NE(port, 0);
   const size_t count = 257;
   runTwoRanks(
       [&](int r, NcclCommunicator &c) {
@@ -143,7 +129,7 @@ TEST(NcclCommunicator, RanksMeetOverTcp) {
         for (size_t i = 0; i < count; ++i)
           ASSERT_EQ(got[i], value(0, i) + value(1, i)) << "rank " << r << " element " << i;
       },
-      ntohs(a.sin_port));
+      port);
 }
 
 TEST(NcclCommunicator, GatherScatterBroadcastAndMessages) {

@@ -54,6 +54,13 @@ def main():
         failures.append(f"-o: first mismatch at token {first}: mtc {ids[first:first + 8]}, "
                         f"tokenizers {ref['whole'][first:first + 8]}")
 
+    # --count: the token file's size, in -o's summary form (mtc train reads it).
+    out = run([tool, token_file, "--count"])
+    want = f"{token_file}: {count} tokens (token file, vocab size {vocab_size})"
+    if out.returncode != 0 or out.stdout.decode().strip() != want:
+        failures.append(f"--count: expected {want!r}, got exit {out.returncode}: "
+                        f"{out.stdout.decode()}{out.stderr.decode()}")
+
     bad = os.path.join(work, "bad.txt")
     open(bad, "wb").write(b"fine\nalso fine\nbad \xff byte\n")
     for args, message in [
@@ -61,6 +68,8 @@ def main():
         ([bad, "-o", os.path.join(work, "bad.bin")], f"error: {bad}:3: not valid UTF-8 at byte 4"),
         ([corpus, "--ids", "-o", os.path.join(work, "x.bin")], "excludes"),
         ([corpus], "give -o FILE"),
+        ([corpus, "--count"], 'bad magic'),
+        ([corpus, "--count", "-o", os.path.join(work, "x.bin")], "excludes"),
     ]:
         out = run([tool, "--tokenizer", model_dir] + args)
         if out.returncode == 0 or message not in out.stderr.decode():
