@@ -23,6 +23,10 @@ struct CudaOptions {
   /// Times every instruction with CUDA events (no graphs) for
   /// profileReport().
   bool profile = false;
+  /// Times the communication with CUDA events on the streams, graphs
+  /// replaying as without it, for profileReport() (runtime/cuda/
+  /// CommProfile.h; mtrun --profile-comm).
+  bool profileComm = false;
   /// Starts the dp gradient all-reduce in buckets during the last
   /// micro-batch's backward (Megatron's overlap_grad_reduce;
   /// runtime/cuda/NcclOverlap.h); MT_CUDA_OVERLAP=0 turns it off.

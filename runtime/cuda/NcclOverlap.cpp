@@ -11,6 +11,13 @@
 
 namespace mt::cuda {
 
+/// A timing event recorded on `stream`; inside a capture, as a graph node
+/// (cudaEventRecordExternal), so that replays record it too.
+static Status recordTiming(cudaEvent_t event, cudaStream_t stream) {
+  MT_CUDA_CHECK(cudaEventRecordWithFlags(event, stream, cudaEventRecordExternal));
+  return Status::ok();
+}
+
 struct GradientReduceOverlap::State {
   struct Span {
     float *data;
@@ -28,6 +35,7 @@ struct GradientReduceOverlap::State {
     std::vector<Span> spans;
     std::vector<Scatter> scatters;
     cudaEvent_t ready = nullptr;
+    cudaEvent_t started = nullptr, reduced = nullptr; // --profile-comm's timing events
   };
   NcclCommunicator *comm = nullptr;
   comm::ReduceOp op = comm::ReduceOp::Sum;
@@ -35,13 +43,18 @@ struct GradientReduceOverlap::State {
   int reductions = 0; // the optimizer's leading all_reduce instructions
   cudaStream_t stream = nullptr;
   cudaEvent_t done = nullptr;
+  /// --profile-comm: the compute stream before and after its wait for the
+  /// last bucket; null when off.
+  cudaEvent_t backwardEnd = nullptr, waited = nullptr;
 
   ~State() {
     for (Bucket &b : buckets)
-      if (b.ready)
-        (void)cudaEventDestroy(b.ready);
-    if (done)
-      (void)cudaEventDestroy(done);
+      for (cudaEvent_t e : {b.ready, b.started, b.reduced})
+        if (e)
+          (void)cudaEventDestroy(e);
+    for (cudaEvent_t e : {done, backwardEnd, waited})
+      if (e)
+        (void)cudaEventDestroy(e);
     if (stream)
       (void)cudaStreamDestroy(stream);
   }
@@ -51,6 +64,8 @@ struct GradientReduceOverlap::State {
     Bucket &bucket = buckets[b];
     MT_CUDA_CHECK(cudaEventRecord(bucket.ready, compute));
     MT_CUDA_CHECK(cudaStreamWaitEvent(stream, bucket.ready, 0));
+    if (bucket.started)
+      MT_CUDA_RETURN_IF_ERROR(recordTiming(bucket.started, stream));
     comm->setStream(stream);
     Status s = comm->grouped([&]() -> Status {
       for (const Span &span : bucket.spans)
@@ -64,6 +79,8 @@ struct GradientReduceOverlap::State {
     });
     if (!s)
       return s;
+    if (bucket.reduced)
+      MT_CUDA_RETURN_IF_ERROR(recordTiming(bucket.reduced, stream));
     if (b + 1 == buckets.size())
       MT_CUDA_CHECK(cudaEventRecord(done, stream));
     return Status::ok();
@@ -241,11 +258,51 @@ std::vector<Step> GradientReduceOverlap::withReductions(const std::vector<Step> 
   // back (as CUDA graphs require) before it ends.
   std::shared_ptr<State> state = state_;
   out.push_back({[state](cudaStream_t s) -> Status {
+                   if (state->backwardEnd)
+                     MT_CUDA_RETURN_IF_ERROR(recordTiming(state->backwardEnd, s));
                    MT_CUDA_CHECK(cudaStreamWaitEvent(s, state->done, 0));
+                   if (state->waited)
+                     MT_CUDA_RETURN_IF_ERROR(recordTiming(state->waited, s));
                    return Status::ok();
                  },
                  state_->buckets.back().lastWriter, false, false, nullptr, kCommunication});
   return out;
+}
+
+Status GradientReduceOverlap::enableProfile() {
+  ScopedErrorContext context("--profile-comm, the overlapped gradient reduction: ");
+  for (State::Bucket &bucket : state_->buckets)
+    for (cudaEvent_t *e : {&bucket.started, &bucket.reduced})
+      if (!*e)
+        MT_CUDA_CHECK(cudaEventCreate(e));
+  for (cudaEvent_t *e : {&state_->backwardEnd, &state_->waited})
+    if (!*e)
+      MT_CUDA_CHECK(cudaEventCreate(e));
+  return Status::ok();
+}
+
+Expected<OverlapTimes> GradientReduceOverlap::measured() const {
+  if (!state_->waited)
+    return Status::error("the overlapped gradient reduction is not profiled (enableProfile)");
+  auto ms = [](cudaEvent_t from, cudaEvent_t to) -> Expected<double> {
+    float t = 0;
+    MT_CUDA_CHECK(cudaEventElapsedTime(&t, from, to));
+    return double(t);
+  };
+  OverlapTimes times;
+  for (const State::Bucket &bucket : state_->buckets) {
+    auto t = ms(bucket.started, bucket.reduced);
+    if (!t)
+      return t.status();
+    times.reducing += *t;
+  }
+  auto tail = ms(state_->backwardEnd, state_->buckets.back().reduced);
+  auto wait = ms(state_->backwardEnd, state_->waited);
+  if (!tail || !wait)
+    return tail ? wait.status() : tail.status();
+  times.tail = std::max(0.0, *tail); // negative: reduced before backward ended
+  times.optimizerWait = *wait;
+  return times;
 }
 
 std::vector<Step> GradientReduceOverlap::withoutReductions(const std::vector<Step> &steps) const {

@@ -7,6 +7,7 @@
 #ifndef MT_RUNTIME_CUDA_NCCLOVERLAP_H
 #define MT_RUNTIME_CUDA_NCCLOVERLAP_H
 
+#include "runtime/cuda/CommProfile.h"
 #include "runtime/cuda/Lowering.h"
 
 #include <memory>
@@ -43,6 +44,14 @@ public:
   /// The optimizer's steps without its all-reduce steps.
   std::vector<Step> withoutReductions(const std::vector<Step> &optimizer) const;
   size_t bucketCount() const;
+  /// --profile-comm: timing events around each bucket's NCCL calls on the
+  /// communication stream and around the compute stream's wait for the
+  /// last bucket, recorded from the next run (or capture) of
+  /// withReductions' steps on.
+  Status enableProfile();
+  /// The times of the last run of withReductions' steps, once the compute
+  /// stream has passed them; an error without enableProfile().
+  Expected<OverlapTimes> measured() const;
 
   struct State; // the communication stream, events and buckets
 

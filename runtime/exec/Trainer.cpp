@@ -100,17 +100,19 @@ RankContext::Connect connectFor(const std::string &backend) {
 
 Expected<std::unique_ptr<Executor>> createExecutor(const std::string &backend,
                                                    const plan::Plan &plan, HostMemory &memory,
-                                                   const RankContext *rank, bool profile) {
+                                                   const RankContext *rank, bool profile,
+                                                   bool profileComm) {
 #ifdef MT_WITH_CUDA
   if (backend == "cuda") {
     auto options = cuda::optionsFromEnvironment();
     if (!options)
       return options.status();
     options->profile = profile;
+    options->profileComm = profileComm;
     return cuda::createCudaExecutor(plan, memory, rank, *options);
   }
 #endif
-  (void)backend, (void)profile;
+  (void)backend, (void)profile, (void)profileComm;
   auto executor = cpu::CpuExecutor::create(plan, memory, rank);
   if (!executor)
     return executor.status();
@@ -303,7 +305,14 @@ Status TrainingRun::prepare() {
   if (!memory)
     return memory.status();
   memory_ = std::move(*memory);
-  auto executor = createExecutor(*backend, plan_, *memory_, rank_.get(), o_.profile);
+  if (o_.profileComm && o_.profile)
+    return Status::error("--profile and --profile-comm: give one (--profile waits for every "
+                         "instruction, which hides no communication)");
+  if (o_.profileComm && *backend != "cuda")
+    return Status::error("--profile-comm times the CUDA backend's streams; this run uses "
+                         "--backend " + *backend + " (give --backend cuda)");
+  auto executor =
+      createExecutor(*backend, plan_, *memory_, rank_.get(), o_.profile, o_.profileComm);
   if (!executor)
     return executor.status();
   executor_ = std::move(*executor);

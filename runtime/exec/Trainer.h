@@ -42,6 +42,7 @@ struct TrainOptions {
   /// a GPU is visible and the plan has one rank; else cpu.
   std::string backend = "auto";
   bool profile = false;           // CUDA: time each instruction class
+  bool profileComm = false;       // CUDA: exposed communication per step (CommProfile.h)
   std::string timelinePath;       // pipelines: SVG of the last step's measured timeline
   /// Outputs may also replace an mtc output of another kind, or a file mtc
   /// did not write (never an input): io::checkOutputs.

@@ -161,6 +161,12 @@ int main(int argc, char **argv) {
   app.footer(mt::io::kOutputRulesHelp);
   app.add_flag("--profile", o.profile,
                "CUDA: time every instruction with events and print where a step's time goes");
+  app.add_flag("--profile-comm", o.profileComm,
+               "CUDA: time the communication with events on the streams (graphs still "
+               "replay) and print, per step, what compute did not hide: the collectives on "
+               "the compute stream, the dp reduction's tail after backward and the "
+               "optimizer's wait, pipelines' transfers and measured bubble beside the "
+               "schedule's");
   mt::tools::addVersionFlag(app, "mtrun");
   if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
     return *exitCode;
