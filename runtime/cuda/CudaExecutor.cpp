@@ -8,6 +8,7 @@
 #include "runtime/cuda/NcclCommunicator.h"
 #include "runtime/cuda/NcclOverlap.h"
 #include "runtime/cuda/NcclPipeline.h"
+#include "runtime/plan/GradientBuckets.h"
 #include "runtime/plan/PlanSchedule.h"
 
 #include <algorithm>
@@ -276,7 +277,9 @@ Status CudaExecutor::planOverlap() {
     return Status::ok();
   auto overlap = GradientReduceOverlap::plan(plan_, *fb->second.plan, *opt->second.plan,
                                              opt->second.steps, *rank_, *arenas_,
-                                             options_.bucketElements);
+                                             options_.bucketElements
+                                                 ? options_.bucketElements
+                                                 : defaultBucketElements(plan_.mesh().dp()));
   if (!overlap)
     return overlap.status();
   if (!*overlap)

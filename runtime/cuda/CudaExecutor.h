@@ -31,9 +31,9 @@ struct CudaOptions {
   /// micro-batch's backward (Megatron's overlap_grad_reduce;
   /// runtime/cuda/NcclOverlap.h); MT_CUDA_OVERLAP=0 turns it off.
   bool overlapGradReduce = true;
-  /// Gradient elements per bucket (Megatron's bucket_size default;
-  /// MT_CUDA_BUCKET_ELEMENTS).
-  size_t bucketElements = 40'000'000;
+  /// Gradient elements per bucket (MT_CUDA_BUCKET_ELEMENTS); 0: Megatron's
+  /// bucket_size default for the plan's dp (defaultBucketElements).
+  size_t bucketElements = 0;
 };
 
 /// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,

@@ -5,6 +5,7 @@
 
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/NcclCommunicator.h"
+#include "runtime/plan/GradientBuckets.h"
 
 #include <algorithm>
 #include <map>
@@ -183,47 +184,39 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
         written[it->second] = i;
   for (auto [id, i] : written)
     lastWriter[id] = i;
-  std::vector<uint32_t> order = reduced;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return lastWriter[a] < lastWriter[b]; });
-
   auto state = std::make_shared<State>();
   state->comm = comm;
   state->op = *op;
   state->reductions = int(reduced.size());
-  std::map<uint32_t, uint32_t> shardOf;
-  for (size_t i = 0; i < reductions.shards.size(); ++i)
-    shardOf[reduced[i]] = reductions.shards[i];
-  size_t inBucket = 0;
-  for (uint32_t id : order) {
-    if (auto shard = shardOf.find(id); shard != shardOf.end()) {
-      // The plan's buckets are the distributed optimizer's: one each.
-      state->buckets.emplace_back();
-      state->buckets.back().lastWriter = lastWriter[id];
-      state->buckets.back().scatters.push_back(
-          {reinterpret_cast<const float *>(arenas.data(id)),
-           reinterpret_cast<float *>(arenas.data(shard->second)),
-           size_t(plan::elementsOf(plan.buffers(shard->second)))});
-      continue;
+  std::vector<GradientToReduce> gradients;
+  for (uint32_t id : reduced)
+    gradients.push_back({size_t(plan::elementsOf(plan.buffers(id))), lastWriter[id]});
+  // The distributed optimizer's buckets are the plan's: one each.
+  const bool scatter = !reductions.shards.empty();
+  for (const std::vector<size_t> &members :
+       formGradientBuckets(gradients, scatter ? 1 : bucketElements)) {
+    State::Bucket &bucket = state->buckets.emplace_back();
+    for (size_t k : members) {
+      bucket.lastWriter = std::max(bucket.lastWriter, gradients[k].lastWriter);
+      if (scatter) {
+        const uint32_t shard = reductions.shards[k];
+        bucket.scatters.push_back({reinterpret_cast<const float *>(arenas.data(reduced[k])),
+                                   reinterpret_cast<float *>(arenas.data(shard)),
+                                   size_t(plan::elementsOf(plan.buffers(shard)))});
+        continue;
+      }
+      float *data = reinterpret_cast<float *>(arenas.data(reduced[k]));
+      const size_t count = gradients[k].elements;
+      State::Span *last = bucket.spans.empty() ? nullptr : &bucket.spans.back();
+      if (last && last->data + last->count == data) { // neighbours in memory: one call
+        last->count += count;
+      } else if (last && data + count == last->data) { // backward meets them in reverse
+        last->data = data;
+        last->count += count;
+      } else {
+        bucket.spans.push_back({data, count});
+      }
     }
-    if (state->buckets.empty() || inBucket >= bucketElements) {
-      state->buckets.emplace_back();
-      inBucket = 0;
-    }
-    State::Bucket &bucket = state->buckets.back();
-    float *data = reinterpret_cast<float *>(arenas.data(id));
-    const size_t count = size_t(plan::elementsOf(plan.buffers(id)));
-    State::Span *last = bucket.spans.empty() ? nullptr : &bucket.spans.back();
-    if (last && last->data + last->count == data) { // neighbours in memory: one call
-      last->count += count;
-    } else if (last && data + count == last->data) { // backward meets them in reverse
-      last->data = data;
-      last->count += count;
-    } else {
-      bucket.spans.push_back({data, count});
-    }
-    bucket.lastWriter = std::max(bucket.lastWriter, lastWriter[id]);
-    inBucket += count;
   }
   ScopedErrorContext context("planning the overlap of the gradient all-reduce: ");
   MT_CUDA_CHECK(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));

@@ -22,8 +22,9 @@ public:
   /// The buckets of `optimizer`'s leading all_reduce instructions, when
   /// they all reduce fp32 gradients in place over one NCCL group with one
   /// operation (Megatron: grad_reduce_in_fp32): in the order
-  /// `forwardBackward` finishes their gradients, about `bucketElements`
-  /// each (Megatron's bucket_size, 40M by default). Leading reduce_scatter
+  /// `forwardBackward` finishes their gradients, of about `bucketElements`
+  /// each (Megatron's bucket_size; formGradientBuckets in
+  /// runtime/plan/GradientBuckets.h has the rule). Leading reduce_scatter
   /// instructions of the plan's gradient buckets (the distributed
   /// optimizer) are one bucket each, started after the last write of any
   /// of their members. Null when the programs have another shape (no
