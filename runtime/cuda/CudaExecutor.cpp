@@ -272,9 +272,20 @@ Expected<std::unique_ptr<exec::PipelineChannels>> CudaExecutor::openPipeline() {
 static constexpr const char *kOverlapped = "+overlap";
 
 Status CudaExecutor::planOverlap() {
+  const bool inBf16 = plan_.training().grad_reduce_in_bf16() && plan_.mesh().dp() > 1;
+  auto refuseBf16 = [](const std::string &why) {
+    return Status::error("the plan reduces the dp gradients in bf16 (grad_reduce_in_fp32: "
+                         "false), which the CUDA backend does only in the reduction it overlaps "
+                         "with backward, and " + why + ": compile the plan without "
+                         "--grad-reduce-in-bf16");
+  };
+  const char *shape = "this plan's reduction does not overlap (pipelines and other shapes "
+                      "reduce in the optimizer program)";
   auto fb = programs_.find("forward_backward"), opt = programs_.find("optimizer_step");
-  if (!options_.overlapGradReduce || !rank_ || fb == programs_.end() || opt == programs_.end())
-    return Status::ok();
+  if (!options_.overlapGradReduce)
+    return inBf16 ? refuseBf16("MT_CUDA_OVERLAP=0 turns that off") : Status::ok();
+  if (!rank_ || fb == programs_.end() || opt == programs_.end())
+    return inBf16 ? refuseBf16(shape) : Status::ok();
   auto overlap = GradientReduceOverlap::plan(plan_, *fb->second.plan, *opt->second.plan,
                                              opt->second.steps, *rank_, *arenas_,
                                              options_.bucketElements
@@ -283,7 +294,7 @@ Status CudaExecutor::planOverlap() {
   if (!overlap)
     return overlap.status();
   if (!*overlap)
-    return Status::ok();
+    return inBf16 ? refuseBf16(shape) : Status::ok();
   overlap_ = std::move(*overlap);
   LoweredProgram reducing = fb->second, reduced = opt->second;
   reducing.steps = overlap_->withReductions(fb->second.steps);

@@ -4,6 +4,7 @@
 #include "runtime/cuda/NcclOverlap.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/NcclCommunicator.h"
 #include "runtime/plan/GradientBuckets.h"
 
@@ -47,8 +48,13 @@ struct GradientReduceOverlap::State {
   /// --profile-comm: the compute stream before and after its wait for the
   /// last bucket; null when off.
   cudaEvent_t backwardEnd = nullptr, waited = nullptr;
+  /// grad_reduce_in_bf16: room for the largest bucket rounded to bf16
+  /// (bf16Elements); null: the reduction sums fp32.
+  bf16 *scratch = nullptr;
 
   ~State() {
+    if (scratch)
+      (void)cudaFree(scratch);
     for (Bucket &b : buckets)
       for (cudaEvent_t e : {b.ready, b.started, b.reduced})
         if (e)
@@ -60,6 +66,63 @@ struct GradientReduceOverlap::State {
       (void)cudaStreamDestroy(stream);
   }
 
+  /// The bf16 elements reduceInBf16 needs for `bucket`: each span, and
+  /// each scatter's input and shard.
+  size_t bf16Elements(const Bucket &bucket) const {
+    size_t n = 0;
+    for (const Span &span : bucket.spans)
+      n += span.count;
+    for (const Scatter &sc : bucket.scatters)
+      n += sc.countPerRank * size_t(comm->size() + 1);
+    return n;
+  }
+
+  /// grad_reduce_in_bf16 (Megatron's grad_reduce_in_fp32 = false): the
+  /// bucket's fp32 gradients rounded to bf16 in `scratch`, reduced there in
+  /// one NCCL group, and widened back into the fp32 gradients (or shards).
+  /// The gradients stay fp32 in backward, unlike Megatron's bf16 buffers:
+  /// the two casts cost memory traffic the halved NCCL bytes must repay.
+  Status reduceInBf16(const Bucket &bucket) {
+    const size_t parts = size_t(comm->size());
+    std::vector<bf16 *> at; // per span, then per scatter: its bf16 input
+    bf16 *next = scratch;
+    for (const Span &span : bucket.spans) {
+      MT_CUDA_RETURN_IF_ERROR(castFloatToBf16(span.data, next, int64_t(span.count), stream));
+      at.push_back(next);
+      next += span.count;
+    }
+    for (const Scatter &sc : bucket.scatters) {
+      MT_CUDA_RETURN_IF_ERROR(
+          castFloatToBf16(sc.in, next, int64_t(sc.countPerRank * parts), stream));
+      at.push_back(next);
+      next += sc.countPerRank * (parts + 1); // the shard follows the input
+    }
+    Status s = comm->grouped([&]() -> Status {
+      size_t i = 0;
+      for (const Span &span : bucket.spans)
+        if (Status st = comm->allReduce(at[i++], span.count, comm::DType::BF16, op); !st)
+          return st;
+      for (const Scatter &sc : bucket.scatters) {
+        bf16 *in = at[i++];
+        if (Status st = comm->reduceScatter(in, in + sc.countPerRank * parts, sc.countPerRank,
+                                            comm::DType::BF16, op);
+            !st)
+          return st;
+      }
+      return Status::ok();
+    });
+    if (!s)
+      return s;
+    size_t i = 0;
+    for (const Span &span : bucket.spans)
+      MT_CUDA_RETURN_IF_ERROR(castBf16ToFloat(at[i++], span.data, int64_t(span.count), stream));
+    for (const Scatter &sc : bucket.scatters) {
+      const bf16 *shard = at[i++] + sc.countPerRank * parts;
+      MT_CUDA_RETURN_IF_ERROR(castBf16ToFloat(shard, sc.out, int64_t(sc.countPerRank), stream));
+    }
+    return Status::ok();
+  }
+
   /// Enqueued on the compute stream after bucket b's last gradient write.
   Status launch(size_t b, cudaStream_t compute) {
     Bucket &bucket = buckets[b];
@@ -68,7 +131,7 @@ struct GradientReduceOverlap::State {
     if (bucket.started)
       MT_CUDA_RETURN_IF_ERROR(recordTiming(bucket.started, stream));
     comm->setStream(stream);
-    Status s = comm->grouped([&]() -> Status {
+    Status s = scratch ? reduceInBf16(bucket) : comm->grouped([&]() -> Status {
       for (const Span &span : bucket.spans)
         if (Status st = comm->allReduce(span.data, span.count, comm::DType::F32, op); !st)
           return st;
@@ -223,6 +286,12 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
   for (State::Bucket &bucket : state->buckets)
     MT_CUDA_CHECK(cudaEventCreateWithFlags(&bucket.ready, cudaEventDisableTiming));
   MT_CUDA_CHECK(cudaEventCreateWithFlags(&state->done, cudaEventDisableTiming));
+  if (plan.training().grad_reduce_in_bf16()) {
+    size_t largest = 0;
+    for (const State::Bucket &bucket : state->buckets)
+      largest = std::max(largest, state->bf16Elements(bucket));
+    MT_CUDA_CHECK(cudaMalloc(reinterpret_cast<void **>(&state->scratch), largest * sizeof(bf16)));
+  }
   return std::unique_ptr<GradientReduceOverlap>(new GradientReduceOverlap(std::move(state)));
 }
 

@@ -21,7 +21,8 @@ class GradientReduceOverlap {
 public:
   /// The buckets of `optimizer`'s leading all_reduce instructions, when
   /// they all reduce fp32 gradients in place over one NCCL group with one
-  /// operation (Megatron: grad_reduce_in_fp32): in the order
+  /// operation, in fp32 or, where the plan says so (grad_reduce_in_bf16),
+  /// rounded to bf16 in a scratch buffer of the largest bucket: in the order
   /// `forwardBackward` finishes their gradients, of about `bucketElements`
   /// each (Megatron's bucket_size; formGradientBuckets in
   /// runtime/plan/GradientBuckets.h has the rule). Leading reduce_scatter
