@@ -158,7 +158,8 @@ TEST(TrainConfig, GradReduceInFp32ReachesTheLayout) {
   TrainConfig c;
   ASSERT_TRUE(loadTrainConfig(writeYaml("g.yaml", "stage: pt\n"), {}, c));
   EXPECT_TRUE(c.layout().gradReduceInFp32);
-  for (const char *text : {"grad_reduce_in_fp32: false\n", "megatron:\n  grad_reduce_in_fp32: no\n"}) {
+  for (const char *text :
+       {"grad_reduce_in_fp32: false\n", "megatron:\n  grad_reduce_in_fp32: no\n"}) {
     TrainConfig off;
     ASSERT_TRUE(loadTrainConfig(writeYaml("g.yaml", text), {}, off)) << text;
     EXPECT_FALSE(off.layout().gradReduceInFp32) << text;
