@@ -81,6 +81,8 @@ Status CommProfile::endStep(cudaStream_t stream, const OverlapTimes *overlap) {
     overlap_.reducing += overlap->reducing;
     overlap_.tail += overlap->tail;
     overlap_.optimizerWait += overlap->optimizerWait;
+    overlap_.lastBucket += overlap->lastBucket;
+    overlap_.lastBucketElements = overlap->lastBucketElements;
   }
   ++counted_;
   return Status::ok();
@@ -117,6 +119,10 @@ std::string CommProfile::report(double predictedBubble) const {
   if (overlapped_) {
     line("dp gradient reduction on its stream (all buckets)", overlap_.reducing / n);
     line("dp reduction tail: end of backward -> last bucket reduced", overlap_.tail / n);
+    std::ostringstream last;
+    last << "  of which the last bucket (" << std::fixed << std::setprecision(1)
+         << double(overlap_.lastBucketElements) / 1e6 << "M gradients) reducing";
+    line(last.str(), overlap_.lastBucket / n);
     line("optimizer's wait for the last bucket (compute stream)", overlap_.optimizerWait / n);
     exposed += overlap_.optimizerWait / n;
   }

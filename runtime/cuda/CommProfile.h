@@ -30,6 +30,8 @@ struct OverlapTimes {
   double reducing = 0;      // sum over buckets of their NCCL calls (communication stream)
   double tail = 0;          // end of backward -> last bucket reduced (0 when it was first)
   double optimizerWait = 0; // the compute stream's wait for the last bucket
+  double lastBucket = 0;    // the last bucket's NCCL calls (the tail's floor)
+  size_t lastBucketElements = 0;
 };
 
 class CommProfile {

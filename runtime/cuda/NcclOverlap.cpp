@@ -357,7 +357,13 @@ Expected<OverlapTimes> GradientReduceOverlap::measured() const {
     if (!t)
       return t.status();
     times.reducing += *t;
+    times.lastBucket = *t;
   }
+  const State::Bucket &last = state_->buckets.back();
+  for (const State::Span &span : last.spans)
+    times.lastBucketElements += span.count;
+  for (const State::Scatter &sc : last.scatters)
+    times.lastBucketElements += sc.countPerRank * size_t(state_->comm->size());
   auto tail = ms(state_->backwardEnd, state_->buckets.back().reduced);
   auto wait = ms(state_->backwardEnd, state_->waited);
   if (!tail || !wait)
