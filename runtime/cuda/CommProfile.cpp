@@ -97,13 +97,13 @@ std::string CommProfile::report(double predictedBubble) const {
   }
   const double n = double(counted_), step = stepMs_ / n;
   auto line = [&](const std::string &what, double ms) {
-    out << "  " << std::left << std::setw(60) << what << std::right << std::setw(9) << ms
+    out << "  " << std::left << std::setw(70) << what << std::right << std::setw(9) << ms
         << std::setw(7) << std::setprecision(1) << 100.0 * ms / step << "%\n"
         << std::setprecision(2);
   };
   out << "communication profile (CUDA events on the streams, mean over " << counted_
       << " steps after the first):\n";
-  out << "  " << std::left << std::setw(60) << "" << std::right << std::setw(9) << "ms/step"
+  out << "  " << std::left << std::setw(70) << "" << std::right << std::setw(9) << "ms/step"
       << std::setw(8) << "share" << "\n";
   line("GPU step (compute stream: zero-fill to optimizer end)", step);
   const double idle = std::max(0.0, step - inProgramsMs_ / n);
