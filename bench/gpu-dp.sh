@@ -7,8 +7,10 @@
 # llama3.2-1b step (micro-batch 4 x 2048) on one GPU, dp2, tp2+sp and pp2
 # (8 micro-batches), beside PyTorch DDP (torchrun --nproc_per_node 2, eager
 # and compile), prints tokens/s per GPU and each layout's efficiency against
-# our one-GPU figure, and profiles each layout on rank 0 (the communication
-# and pipeline waits compute did not hide).
+# our one-GPU figure (dp2 also with grad_reduce_in_fp32 = false), and
+# profiles each layout on rank 0 with mtrun --profile-comm: the exposed
+# communication per step and, for pp2, the measured bubble beside the
+# schedule's prediction.
 #
 #   bench/gpu-dp.sh --prepare DIR   development machine: compiles the plans
 #                                   (no MLIR on the GPU machine), writes the
@@ -32,7 +34,9 @@ if [[ "${1:-}" == "--prepare" ]]; then
   # batches of 4) and dp2 (1 of 4 per rank): the same global batch of 8.
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$dir/mlir/demo.mlir"
   for layout in "demo:" "demo-dp2:--dp 2" "demo-tp2:--tp 2" "demo-tp2-sp:--tp 2 --sp" \
-                "demo-pp2:--pp 2" "demo-dp2-do:--dp 2 --use-distributed-optimizer"; do
+                "demo-pp2:--pp 2" "demo-dp2-do:--dp 2 --use-distributed-optimizer" \
+                "demo-dp2-bf16:--dp 2 --grad-reduce-in-bf16" \
+                "demo-dp2-do-bf16:--dp 2 --use-distributed-optimizer --grad-reduce-in-bf16"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/demo.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
@@ -67,6 +71,9 @@ if [[ "${1:-}" == "--prepare" ]]; then
     -o "$dir/plans/llama-1gpu"
   "$bin/mtc" compile "$dir/mlir/llama.mlir" --dp 2 --global-batch 8 --lr 1e-4 \
     --train-steps 100 -o "$dir/plans/llama-dp2"
+  # Megatron's grad_reduce_in_fp32 = false: the dp reduction in bf16.
+  "$bin/mtc" compile "$dir/mlir/llama.mlir" --dp 2 --global-batch 8 --lr 1e-4 \
+    --grad-reduce-in-bf16 --train-steps 100 -o "$dir/plans/llama-dp2-bf16"
   # tp2 with sequence parallelism: one micro-batch of 4 x 2048 over both
   # GPUs; pp2 (1F1B): 8 micro-batches of 4 per step, a bubble of 1/9 by the
   # schedule ((pp - 1) / (m + pp - 1)).
@@ -107,7 +114,7 @@ fi
 if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
   # Runs: MT_DP_RUNS="name:plan:gpus:VAR=value,VAR=value;..." (e.g.
   # NCCL_MAX_CTAS=8 or MT_CUDA_BUCKET_ELEMENTS=10000000 as variants).
-  runs="mtc:llama-1gpu:1:;mtc-dp2:llama-dp2:2:;mtc-dp2-no-overlap:llama-dp2:2:MT_CUDA_OVERLAP=0"
+  runs="mtc:llama-1gpu:1:;mtc-dp2:llama-dp2:2:;mtc-dp2-bf16:llama-dp2-bf16:2:"
   runs+=";mtc-tp2-sp:llama-tp2-sp:2:;mtc-pp2:llama-pp2:2:"
   IFS=';' read -ra runs <<< "${MT_DP_RUNS:-$runs}"
   for run in "${runs[@]}"; do
@@ -115,16 +122,23 @@ if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
     IFS=, read -ra vars <<< "$vars"
     fits 70 "$name" && mtc_row "$plan" "$gpus" "$name" "${vars[@]}"
   done
-  # Where a step goes on rank 0 (CUDA events per instruction class):
-  # MT_DP_PROFILES="plan:gpus:VAR=value,...;..." (default: dp2 overlapped;
-  # empty: none). Profiling times each instruction, so it never replays graphs.
-  IFS=';' read -ra profiles <<< "${MT_DP_PROFILES-llama-dp2:2:;llama-tp2-sp:2:;llama-pp2:2:}"
+  # The communication compute did not hide, on rank 0 (mtrun --profile-comm:
+  # CUDA events on the streams, graphs replaying as in the rows above):
+  # MT_DP_PROFILES="plan:gpus:VAR=value,...;..." (empty: none). With
+  # MT_DP_PROFILE_FLAG=--profile, where each instruction class's time goes
+  # instead (no graphs).
+  IFS=';' read -ra profiles <<< \
+    "${MT_DP_PROFILES-llama-dp2:2:;llama-dp2-bf16:2:;llama-tp2-sp:2:;llama-pp2:2:}"
   for profile in "${profiles[@]}"; do
     IFS=: read -r plan gpus vars <<< "$profile"
     IFS=, read -ra vars <<< "$vars"
     fits 60 "profile $profile" || continue
     echo "== profile: $profile"
-    gpu_profile "$plan" "$gpus" "$work/profile-$plan.log" "${vars[@]}"
+    if [[ "${MT_DP_PROFILE_FLAG:---profile-comm}" == --profile ]]; then
+      gpu_profile "$plan" "$gpus" "$work/profile-$plan.log" "${vars[@]}"
+    else
+      gpu_profile_comm "$plan" "$gpus" "$work/profile-comm-$plan.log" "${vars[@]}"
+    fi
   done
 fi
 if [[ "${MT_DP_TESTS:-1}" == 1 ]] && fits 60 "gpu1 demo regression"; then
@@ -159,5 +173,12 @@ for r in rows:
     print(f"{r['peer']:30} {g:>4} {t:>12,.0f} {t * g:>12,.0f} {eff:>11} {ratio:>14} "
           f"{str(r.get('peak_mem_gib', '-')):>8}")
 PY
+# Rank 0's exposed communication per step (and pp's bubble), by plan.
+for profileLog in "$work"/profile-comm-*.log; do
+  [[ -f "$profileLog" ]] || continue
+  plan=$(basename "$profileLog" .log)
+  grep -E '^(exposed communication per step|pipeline bubble)' "$profileLog" |
+    sed "s/^/${plan#profile-comm-}: /"
+done
 echo "gpu2 tests exit $gpu2, gpu1 demo tests exit $gpu1; $SECONDS s"
 (( gpu2 == 0 && gpu1 == 0 ))

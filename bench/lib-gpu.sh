@@ -73,6 +73,29 @@ print(json.dumps(dict(peer=sys.argv[4], gpus=gpus, tokens_per_s=rates[len(rates)
 PY
 }
 
+# gpu_profile_comm PLAN GPUS LOG [VAR=value...]: 6 steps under --profile-comm
+# (CUDA events on the streams, graphs replaying), the whole output kept in
+# LOG; prints the table, "exposed communication per step" and, for
+# pipelines, the measured bubble beside the schedule's prediction. Where the
+# run fails, it says so and tries again without graphs (MT_CUDA_GRAPHS=0).
+gpu_profile_comm() {
+  local plan=$1 gpus=$2 profileLog=$3
+  shift 3
+  local attempt
+  for attempt in "" MT_CUDA_GRAPHS=0; do
+    if env "$@" $attempt timeout "${MT_RUN_TIMEOUT:-100}" "$build/bin/mtrun" "$dir/plans/$plan" \
+         --nproc "$gpus" --backend cuda --data "$dir/tokens.bin" --steps 6 --profile-comm \
+         > "$profileLog" 2>&1; then
+      [[ -n "$attempt" ]] && echo "(measured with $attempt)"
+      sed -n '/^communication profile/,/^exposed communication per step/p' "$profileLog"
+      grep '^pipeline bubble' "$profileLog"
+      return 0
+    fi
+    echo "--profile-comm ${attempt:+with $attempt }failed:"
+    tail -5 "$profileLog"
+  done
+}
+
 # gpu_profile PLAN GPUS LOG [VAR=value...]: 3 steps under --profile (CUDA
 # events per instruction class on rank 0; profiling never replays graphs),
 # the whole output kept in LOG, the profile table printed.

@@ -467,6 +467,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"world_size", integer(config.worldSize)},
       {"sequence_parallel", typedSetter(config.sequenceParallel, "true or false")},
       {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
+      {"grad_reduce_in_fp32", typedSetter(config.gradReduceInFp32, "true or false")},
       {"micro_batch_size", integer(config.microBatch)},
       {"global_batch_size", integer(config.globalBatch)},
       {"seq_length", integer(config.seq)},

@@ -57,6 +57,11 @@ struct ParallelConfig {
   /// in buckets over dp, each rank updating 1/dp of the weights and AdamW
   /// state (mt-build-optimizer).
   bool distributedOptimizer = false;
+  /// Megatron-Core's grad_reduce_in_fp32: the dp gradient reduction sums
+  /// fp32 gradients; false sums them rounded to bf16 (half the bytes on the
+  /// wire; the CUDA backend only). Carried by the plan
+  /// (Training.grad_reduce_in_bf16).
+  bool gradReduceInFp32 = true;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
   /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of
   /// the first and last stage with the rest split evenly (Megatron's

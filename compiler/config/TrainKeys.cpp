@@ -392,6 +392,11 @@ std::vector<Key> megatronKeys() {
          return read(g, "use_distributed_optimizer", "true or false",
                      c.parallel.distributedOptimizer);
        }},
+      {"grad_reduce_in_fp32", Honoured, Megatron, "the dp gradient reduction in fp32 (true, the "
+       "default) or in bf16 (false: half the bytes; the CUDA backend, where the reduction "
+       "overlaps backward)", {}, "", [](TrainConfig &c, const Given &g) {
+         return read(g, "grad_reduce_in_fp32", "true or false", c.parallel.gradReduceInFp32);
+       }},
       {"overlap_grad_reduce", AlwaysDone, Megatron, "a speed choice: the CUDA backend starts the "
        "dp gradient reduction (all-reduce, or the distributed optimizer's bucket reduce-scatters) "
        "behind the last backward"},

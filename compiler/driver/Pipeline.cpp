@@ -220,7 +220,10 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   // The emitter makes each virtual stage of mt-pipeline-split one forward
   // and one backward program, and each mt.stage_transfer a send/recv pair.
   FailureOr<plan::Plan> plan = emitPlan(module, parallel, TrainingOptions{o.trainSteps});
-  if (failed(plan) || !dumps.plan(*plan))
+  if (failed(plan))
+    return failure();
+  plan->mutable_training()->set_grad_reduce_in_bf16(!parallel.gradReduceInFp32);
+  if (!dumps.plan(*plan))
     return failure();
   auto fb = module.lookupSymbol<func::FuncOp>("forward_backward");
   if (withoutRecompute && failed(measureRecompute(*withoutRecompute, fb, parallel, *recompute)))

@@ -3,10 +3,13 @@
 #include "runtime/cuda/CudaExecutor.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/CommProfile.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/NcclCommunicator.h"
 #include "runtime/cuda/NcclOverlap.h"
 #include "runtime/cuda/NcclPipeline.h"
+#include "runtime/plan/GradientBuckets.h"
+#include "runtime/plan/PlanSchedule.h"
 
 #include <algorithm>
 #include <chrono>
@@ -144,10 +147,18 @@ private:
   /// The lowered program of `name` for the pipeline slot the host uses now.
   std::string inSlot(const std::string &name) const;
   Status planOverlap();
+  /// --profile-comm: every collective step timed, the overlap's events.
+  Status planCommProfile();
+  /// The bubble the plan's schedule predicts (backward = 2 x forward);
+  /// negative without pipeline parallelism.
+  double predictedBubble() const;
   /// The lowered program that runs for `name` now: with overlap, the last
   /// micro-batch's forward_backward and the optimizer after it differ.
   std::string variantOf(const std::string &name);
   Status launchEagerly(LoweredProgram &program, exec::ProgramResult &result);
+  /// --profile-comm after a program's launch; after the optimizer (its
+  /// overlapped variant when `overlapped`), the step's times.
+  Status endProfiledProgram(const std::string &name, bool overlapped);
   Status capture(LoweredProgram &program);
   Status copyArena(plan::ArenaKind kind, cudaMemcpyKind direction);
   Status refreshShadows(cudaStream_t stream);
@@ -162,6 +173,7 @@ private:
   Resources resources_;
   std::map<std::string, LoweredProgram> programs_;
   std::unique_ptr<GradientReduceOverlap> overlap_; // null: the optimizer reduces
+  std::unique_ptr<CommProfile> commProfile_;       // null: no --profile-comm
   int64_t microBatchesRun_ = 0;                    // forward_backward runs this step
   bool reducedEarly_ = false; // this step's gradients were reduced during backward
   std::map<std::string, ProfileEntry> profile_;
@@ -208,6 +220,8 @@ Status CudaExecutor::initialize() {
   if (Status s = lowerAll(); !s)
     return s;
   if (Status s = planOverlap(); !s)
+    return s;
+  if (Status s = planCommProfile(); !s)
     return s;
   if (resources_.workspaceBytes > 0) {
     auto workspace = resources_.allocate(resources_.workspaceBytes);
@@ -272,16 +286,29 @@ Expected<std::unique_ptr<exec::PipelineChannels>> CudaExecutor::openPipeline() {
 static constexpr const char *kOverlapped = "+overlap";
 
 Status CudaExecutor::planOverlap() {
+  const bool inBf16 = plan_.training().grad_reduce_in_bf16() && plan_.mesh().dp() > 1;
+  auto refuseBf16 = [](const std::string &why) {
+    return Status::error("the plan reduces the dp gradients in bf16 (grad_reduce_in_fp32: "
+                         "false), which the CUDA backend does only in the reduction it overlaps "
+                         "with backward, and " + why + ": compile the plan without "
+                         "--grad-reduce-in-bf16");
+  };
+  const char *shape = "this plan's reduction does not overlap (pipelines and other shapes "
+                      "reduce in the optimizer program)";
   auto fb = programs_.find("forward_backward"), opt = programs_.find("optimizer_step");
-  if (!options_.overlapGradReduce || !rank_ || fb == programs_.end() || opt == programs_.end())
-    return Status::ok();
+  if (!options_.overlapGradReduce)
+    return inBf16 ? refuseBf16("MT_CUDA_OVERLAP=0 turns that off") : Status::ok();
+  if (!rank_ || fb == programs_.end() || opt == programs_.end())
+    return inBf16 ? refuseBf16(shape) : Status::ok();
   auto overlap = GradientReduceOverlap::plan(plan_, *fb->second.plan, *opt->second.plan,
                                              opt->second.steps, *rank_, *arenas_,
-                                             options_.bucketElements);
+                                             options_.bucketElements
+                                                 ? options_.bucketElements
+                                                 : defaultBucketElements(plan_.mesh().dp()));
   if (!overlap)
     return overlap.status();
   if (!*overlap)
-    return Status::ok();
+    return inBf16 ? refuseBf16(shape) : Status::ok();
   overlap_ = std::move(*overlap);
   LoweredProgram reducing = fb->second, reduced = opt->second;
   reducing.steps = overlap_->withReductions(fb->second.steps);
@@ -289,6 +316,30 @@ Status CudaExecutor::planOverlap() {
   programs_[fb->first + kOverlapped] = std::move(reducing);
   programs_[opt->first + kOverlapped] = std::move(reduced);
   return Status::ok();
+}
+
+Status CudaExecutor::planCommProfile() {
+  if (!options_.profileComm)
+    return Status::ok();
+  commProfile_ = std::make_unique<CommProfile>();
+  for (auto &[name, program] : programs_)
+    for (Step &step : program.steps)
+      if (step.collective && step.launch) // never captured: collectives run eagerly
+        step.launch = commProfile_->timed(
+            std::move(step.launch), opClass(program.plan->instructions(step.instruction).op()));
+  return overlap_ ? overlap_->enableProfile() : Status::ok();
+}
+
+double CudaExecutor::predictedBubble() const {
+  const int64_t pp = plan_.mesh().pp();
+  if (pp < 2)
+    return -1;
+  auto actions = pipelineActions(plan_);
+  if (!actions)
+    return -1;
+  const int64_t vpp = std::max<int64_t>(1, plan_.training().virtual_stages() / pp);
+  Expected<double> span = simulate(*actions, pp, vpp, 2.0);
+  return span ? bubbleFraction(*actions, *span) : -1;
 }
 
 std::string CudaExecutor::variantOf(const std::string &name) {
@@ -386,6 +437,8 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   if (replay && !program.graph)
     if (Status s = capture(program); !s)
       return s;
+  if (commProfile_)
+    MT_CUDA_RETURN_IF_ERROR(commProfile_->beginProgram(stream_));
   if (replay) {
     ScopedErrorContext context("program '" + name + "' (CUDA graph; MT_CUDA_SYNC=1 names "
                                "the failing instruction): ");
@@ -393,6 +446,9 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   } else if (Status s = launchEagerly(program, result); !s) {
     return s;
   }
+  if (commProfile_)
+    if (Status s = endProfiledProgram(name, it->first == name + kOverlapped); !s)
+      return s;
   if (!program.deviceOutputs.empty() || options_.profile) {
     ScopedErrorContext context("program '" + name + "' (reading its outputs): ");
     arenas_->setSlot(program.slot);
@@ -412,9 +468,27 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   return result;
 }
 
+Status CudaExecutor::endProfiledProgram(const std::string &name, bool overlapped) {
+  ScopedErrorContext context("--profile-comm, program '" + name + "': ");
+  MT_CUDA_RETURN_IF_ERROR(commProfile_->endProgram(stream_));
+  if (name != "optimizer_step")
+    return Status::ok();
+  // After the optimizer, the compute stream has passed this step's events.
+  Expected<OverlapTimes> times = OverlapTimes{};
+  if (overlapped) {
+    MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    times = overlap_->measured();
+    if (!times)
+      return times.status();
+  }
+  return commProfile_->endStep(stream_, overlapped ? &*times : nullptr);
+}
+
 Status CudaExecutor::clearGradients() {
   microBatchesRun_ = 0;
   reducedEarly_ = false;
+  if (commProfile_)
+    MT_CUDA_RETURN_IF_ERROR(commProfile_->beginStep(stream_));
   ScopedErrorContext context("clearing the gradients: ");
   if (std::byte *g = arenas_->arena(plan::GRADIENTS))
     MT_CUDA_CHECK(cudaMemsetAsync(g, 0, arenas_->arenaBytes(plan::GRADIENTS), stream_));
@@ -469,6 +543,8 @@ std::string CudaExecutor::profileReport() const {
       << double(arenas_->totalBytes()) / double(1ull << 30) << " GiB, workspaces "
       << double(resources_.workspaceBytes) / double(1ull << 30) << " GiB; device in use "
       << double(total - free) / double(1ull << 30) << " GiB\n";
+  if (commProfile_)
+    out << commProfile_->report(predictedBubble());
   if (profile_.empty())
     return out.str();
   double wall = 0, busy = 0;

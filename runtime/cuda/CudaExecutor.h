@@ -24,13 +24,17 @@ struct CudaOptions {
   /// Times every instruction with CUDA events (no graphs) for
   /// profileReport().
   bool profile = false;
+  /// Times the communication with CUDA events on the streams, graphs
+  /// replaying as without it, for profileReport() (runtime/cuda/
+  /// CommProfile.h; mtrun --profile-comm).
+  bool profileComm = false;
   /// Starts the dp gradient all-reduce in buckets during the last
   /// micro-batch's backward (Megatron's overlap_grad_reduce;
   /// runtime/cuda/NcclOverlap.h); MT_CUDA_OVERLAP=0 turns it off.
   bool overlapGradReduce = true;
-  /// Gradient elements per bucket (Megatron's bucket_size default;
-  /// MT_CUDA_BUCKET_ELEMENTS).
-  size_t bucketElements = 40'000'000;
+  /// Gradient elements per bucket (MT_CUDA_BUCKET_ELEMENTS); 0: Megatron's
+  /// bucket_size default for the plan's dp (defaultBucketElements).
+  size_t bucketElements = 0;
   /// Attention's implementation: auto (cuDNN's fused flash attention where
   /// it runs the shape, else the mtc kernels), cudnn or mtc
   /// (MT_ATTENTION_BACKEND), and whether its backward must be deterministic

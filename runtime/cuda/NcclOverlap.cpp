@@ -4,12 +4,21 @@
 #include "runtime/cuda/NcclOverlap.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/NcclCommunicator.h"
+#include "runtime/plan/GradientBuckets.h"
 
 #include <algorithm>
 #include <map>
 
 namespace mt::cuda {
+
+/// A timing event recorded on `stream`; inside a capture, as a graph node
+/// (cudaEventRecordExternal), so that replays record it too.
+static Status recordTiming(cudaEvent_t event, cudaStream_t stream) {
+  MT_CUDA_CHECK(cudaEventRecordWithFlags(event, stream, cudaEventRecordExternal));
+  return Status::ok();
+}
 
 struct GradientReduceOverlap::State {
   struct Span {
@@ -28,6 +37,7 @@ struct GradientReduceOverlap::State {
     std::vector<Span> spans;
     std::vector<Scatter> scatters;
     cudaEvent_t ready = nullptr;
+    cudaEvent_t started = nullptr, reduced = nullptr; // --profile-comm's timing events
   };
   NcclCommunicator *comm = nullptr;
   comm::ReduceOp op = comm::ReduceOp::Sum;
@@ -35,15 +45,82 @@ struct GradientReduceOverlap::State {
   int reductions = 0; // the optimizer's leading all_reduce instructions
   cudaStream_t stream = nullptr;
   cudaEvent_t done = nullptr;
+  /// --profile-comm: the compute stream before and after its wait for the
+  /// last bucket; null when off.
+  cudaEvent_t backwardEnd = nullptr, waited = nullptr;
+  /// grad_reduce_in_bf16: room for the largest bucket rounded to bf16
+  /// (bf16Elements); null: the reduction sums fp32.
+  bf16 *scratch = nullptr;
 
   ~State() {
+    if (scratch)
+      (void)cudaFree(scratch);
     for (Bucket &b : buckets)
-      if (b.ready)
-        (void)cudaEventDestroy(b.ready);
-    if (done)
-      (void)cudaEventDestroy(done);
+      for (cudaEvent_t e : {b.ready, b.started, b.reduced})
+        if (e)
+          (void)cudaEventDestroy(e);
+    for (cudaEvent_t e : {done, backwardEnd, waited})
+      if (e)
+        (void)cudaEventDestroy(e);
     if (stream)
       (void)cudaStreamDestroy(stream);
+  }
+
+  /// The bf16 elements reduceInBf16 needs for `bucket`: each span, and
+  /// each scatter's input and shard.
+  size_t bf16Elements(const Bucket &bucket) const {
+    size_t n = 0;
+    for (const Span &span : bucket.spans)
+      n += span.count;
+    for (const Scatter &sc : bucket.scatters)
+      n += sc.countPerRank * size_t(comm->size() + 1);
+    return n;
+  }
+
+  /// grad_reduce_in_bf16 (Megatron's grad_reduce_in_fp32 = false): the
+  /// bucket's fp32 gradients rounded to bf16 in `scratch`, reduced there in
+  /// one NCCL group, and widened back into the fp32 gradients (or shards).
+  /// The gradients stay fp32 in backward, unlike Megatron's bf16 buffers:
+  /// the two casts cost memory traffic the halved NCCL bytes must repay.
+  Status reduceInBf16(const Bucket &bucket) {
+    const size_t parts = size_t(comm->size());
+    std::vector<bf16 *> at; // per span, then per scatter: its bf16 input
+    bf16 *next = scratch;
+    for (const Span &span : bucket.spans) {
+      MT_CUDA_RETURN_IF_ERROR(castFloatToBf16(span.data, next, int64_t(span.count), stream));
+      at.push_back(next);
+      next += span.count;
+    }
+    for (const Scatter &sc : bucket.scatters) {
+      MT_CUDA_RETURN_IF_ERROR(
+          castFloatToBf16(sc.in, next, int64_t(sc.countPerRank * parts), stream));
+      at.push_back(next);
+      next += sc.countPerRank * (parts + 1); // the shard follows the input
+    }
+    Status s = comm->grouped([&]() -> Status {
+      size_t i = 0;
+      for (const Span &span : bucket.spans)
+        if (Status st = comm->allReduce(at[i++], span.count, comm::DType::BF16, op); !st)
+          return st;
+      for (const Scatter &sc : bucket.scatters) {
+        bf16 *in = at[i++];
+        if (Status st = comm->reduceScatter(in, in + sc.countPerRank * parts, sc.countPerRank,
+                                            comm::DType::BF16, op);
+            !st)
+          return st;
+      }
+      return Status::ok();
+    });
+    if (!s)
+      return s;
+    size_t i = 0;
+    for (const Span &span : bucket.spans)
+      MT_CUDA_RETURN_IF_ERROR(castBf16ToFloat(at[i++], span.data, int64_t(span.count), stream));
+    for (const Scatter &sc : bucket.scatters) {
+      const bf16 *shard = at[i++] + sc.countPerRank * parts;
+      MT_CUDA_RETURN_IF_ERROR(castBf16ToFloat(shard, sc.out, int64_t(sc.countPerRank), stream));
+    }
+    return Status::ok();
   }
 
   /// Enqueued on the compute stream after bucket b's last gradient write.
@@ -51,8 +128,10 @@ struct GradientReduceOverlap::State {
     Bucket &bucket = buckets[b];
     MT_CUDA_CHECK(cudaEventRecord(bucket.ready, compute));
     MT_CUDA_CHECK(cudaStreamWaitEvent(stream, bucket.ready, 0));
+    if (bucket.started)
+      MT_CUDA_RETURN_IF_ERROR(recordTiming(bucket.started, stream));
     comm->setStream(stream);
-    Status s = comm->grouped([&]() -> Status {
+    Status s = scratch ? reduceInBf16(bucket) : comm->grouped([&]() -> Status {
       for (const Span &span : bucket.spans)
         if (Status st = comm->allReduce(span.data, span.count, comm::DType::F32, op); !st)
           return st;
@@ -64,6 +143,8 @@ struct GradientReduceOverlap::State {
     });
     if (!s)
       return s;
+    if (bucket.reduced)
+      MT_CUDA_RETURN_IF_ERROR(recordTiming(bucket.reduced, stream));
     if (b + 1 == buckets.size())
       MT_CUDA_CHECK(cudaEventRecord(done, stream));
     return Status::ok();
@@ -166,53 +247,51 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
         written[it->second] = i;
   for (auto [id, i] : written)
     lastWriter[id] = i;
-  std::vector<uint32_t> order = reduced;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return lastWriter[a] < lastWriter[b]; });
-
   auto state = std::make_shared<State>();
   state->comm = comm;
   state->op = *op;
   state->reductions = int(reduced.size());
-  std::map<uint32_t, uint32_t> shardOf;
-  for (size_t i = 0; i < reductions.shards.size(); ++i)
-    shardOf[reduced[i]] = reductions.shards[i];
-  size_t inBucket = 0;
-  for (uint32_t id : order) {
-    if (auto shard = shardOf.find(id); shard != shardOf.end()) {
-      // The plan's buckets are the distributed optimizer's: one each.
-      state->buckets.emplace_back();
-      state->buckets.back().lastWriter = lastWriter[id];
-      state->buckets.back().scatters.push_back(
-          {reinterpret_cast<const float *>(arenas.data(id)),
-           reinterpret_cast<float *>(arenas.data(shard->second)),
-           size_t(plan::elementsOf(plan.buffers(shard->second)))});
-      continue;
+  std::vector<GradientToReduce> gradients;
+  for (uint32_t id : reduced)
+    gradients.push_back({size_t(plan::elementsOf(plan.buffers(id))), lastWriter[id]});
+  // The distributed optimizer's buckets are the plan's: one each.
+  const bool scatter = !reductions.shards.empty();
+  for (const std::vector<size_t> &members :
+       formGradientBuckets(gradients, scatter ? 1 : bucketElements)) {
+    State::Bucket &bucket = state->buckets.emplace_back();
+    for (size_t k : members) {
+      bucket.lastWriter = std::max(bucket.lastWriter, gradients[k].lastWriter);
+      if (scatter) {
+        const uint32_t shard = reductions.shards[k];
+        bucket.scatters.push_back({reinterpret_cast<const float *>(arenas.data(reduced[k])),
+                                   reinterpret_cast<float *>(arenas.data(shard)),
+                                   size_t(plan::elementsOf(plan.buffers(shard)))});
+        continue;
+      }
+      float *data = reinterpret_cast<float *>(arenas.data(reduced[k]));
+      const size_t count = gradients[k].elements;
+      State::Span *last = bucket.spans.empty() ? nullptr : &bucket.spans.back();
+      if (last && last->data + last->count == data) { // neighbours in memory: one call
+        last->count += count;
+      } else if (last && data + count == last->data) { // backward meets them in reverse
+        last->data = data;
+        last->count += count;
+      } else {
+        bucket.spans.push_back({data, count});
+      }
     }
-    if (state->buckets.empty() || inBucket >= bucketElements) {
-      state->buckets.emplace_back();
-      inBucket = 0;
-    }
-    State::Bucket &bucket = state->buckets.back();
-    float *data = reinterpret_cast<float *>(arenas.data(id));
-    const size_t count = size_t(plan::elementsOf(plan.buffers(id)));
-    State::Span *last = bucket.spans.empty() ? nullptr : &bucket.spans.back();
-    if (last && last->data + last->count == data) { // neighbours in memory: one call
-      last->count += count;
-    } else if (last && data + count == last->data) { // backward meets them in reverse
-      last->data = data;
-      last->count += count;
-    } else {
-      bucket.spans.push_back({data, count});
-    }
-    bucket.lastWriter = std::max(bucket.lastWriter, lastWriter[id]);
-    inBucket += count;
   }
   ScopedErrorContext context("planning the overlap of the gradient all-reduce: ");
   MT_CUDA_CHECK(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));
   for (State::Bucket &bucket : state->buckets)
     MT_CUDA_CHECK(cudaEventCreateWithFlags(&bucket.ready, cudaEventDisableTiming));
   MT_CUDA_CHECK(cudaEventCreateWithFlags(&state->done, cudaEventDisableTiming));
+  if (plan.training().grad_reduce_in_bf16()) {
+    size_t largest = 0;
+    for (const State::Bucket &bucket : state->buckets)
+      largest = std::max(largest, state->bf16Elements(bucket));
+    MT_CUDA_CHECK(cudaMalloc(reinterpret_cast<void **>(&state->scratch), largest * sizeof(bf16)));
+  }
   return std::unique_ptr<GradientReduceOverlap>(new GradientReduceOverlap(std::move(state)));
 }
 
@@ -241,11 +320,57 @@ std::vector<Step> GradientReduceOverlap::withReductions(const std::vector<Step> 
   // back (as CUDA graphs require) before it ends.
   std::shared_ptr<State> state = state_;
   out.push_back({[state](cudaStream_t s) -> Status {
+                   if (state->backwardEnd)
+                     MT_CUDA_RETURN_IF_ERROR(recordTiming(state->backwardEnd, s));
                    MT_CUDA_CHECK(cudaStreamWaitEvent(s, state->done, 0));
+                   if (state->waited)
+                     MT_CUDA_RETURN_IF_ERROR(recordTiming(state->waited, s));
                    return Status::ok();
                  },
                  state_->buckets.back().lastWriter, false, false, nullptr, kCommunication});
   return out;
+}
+
+Status GradientReduceOverlap::enableProfile() {
+  ScopedErrorContext context("--profile-comm, the overlapped gradient reduction: ");
+  for (State::Bucket &bucket : state_->buckets)
+    for (cudaEvent_t *e : {&bucket.started, &bucket.reduced})
+      if (!*e)
+        MT_CUDA_CHECK(cudaEventCreate(e));
+  for (cudaEvent_t *e : {&state_->backwardEnd, &state_->waited})
+    if (!*e)
+      MT_CUDA_CHECK(cudaEventCreate(e));
+  return Status::ok();
+}
+
+Expected<OverlapTimes> GradientReduceOverlap::measured() const {
+  if (!state_->waited)
+    return Status::error("the overlapped gradient reduction is not profiled (enableProfile)");
+  auto ms = [](cudaEvent_t from, cudaEvent_t to) -> Expected<double> {
+    float t = 0;
+    MT_CUDA_CHECK(cudaEventElapsedTime(&t, from, to));
+    return double(t);
+  };
+  OverlapTimes times;
+  for (const State::Bucket &bucket : state_->buckets) {
+    auto t = ms(bucket.started, bucket.reduced);
+    if (!t)
+      return t.status();
+    times.reducing += *t;
+    times.lastBucket = *t;
+  }
+  const State::Bucket &last = state_->buckets.back();
+  for (const State::Span &span : last.spans)
+    times.lastBucketElements += span.count;
+  for (const State::Scatter &sc : last.scatters)
+    times.lastBucketElements += sc.countPerRank * size_t(state_->comm->size());
+  auto tail = ms(state_->backwardEnd, state_->buckets.back().reduced);
+  auto wait = ms(state_->backwardEnd, state_->waited);
+  if (!tail || !wait)
+    return tail ? wait.status() : tail.status();
+  times.tail = std::max(0.0, *tail); // negative: reduced before backward ended
+  times.optimizerWait = *wait;
+  return times;
 }
 
 std::vector<Step> GradientReduceOverlap::withoutReductions(const std::vector<Step> &steps) const {

@@ -4,9 +4,12 @@
 // during the last micro-batch's backward, each on a communication stream as
 // soon as the compute stream has enqueued the last write of its gradients;
 // the compute stream waits for the last bucket at the end of that backward.
+// Buckets follow runtime/plan/GradientBuckets.h; a plan with
+// grad_reduce_in_bf16 has them summed in bf16; --profile-comm times them.
 #ifndef MT_RUNTIME_CUDA_NCCLOVERLAP_H
 #define MT_RUNTIME_CUDA_NCCLOVERLAP_H
 
+#include "runtime/cuda/CommProfile.h"
 #include "runtime/cuda/Lowering.h"
 
 #include <memory>
@@ -20,9 +23,11 @@ class GradientReduceOverlap {
 public:
   /// The buckets of `optimizer`'s leading all_reduce instructions, when
   /// they all reduce fp32 gradients in place over one NCCL group with one
-  /// operation (Megatron: grad_reduce_in_fp32): in the order
-  /// `forwardBackward` finishes their gradients, about `bucketElements`
-  /// each (Megatron's bucket_size, 40M by default). Leading reduce_scatter
+  /// operation, in fp32 or, where the plan says so (grad_reduce_in_bf16),
+  /// rounded to bf16 in a scratch buffer of the largest bucket: in the order
+  /// `forwardBackward` finishes their gradients, of about `bucketElements`
+  /// each (Megatron's bucket_size; formGradientBuckets in
+  /// runtime/plan/GradientBuckets.h has the rule). Leading reduce_scatter
   /// instructions of the plan's gradient buckets (the distributed
   /// optimizer) are one bucket each, started after the last write of any
   /// of their members. Null when the programs have another shape (no
@@ -43,6 +48,14 @@ public:
   /// The optimizer's steps without its all-reduce steps.
   std::vector<Step> withoutReductions(const std::vector<Step> &optimizer) const;
   size_t bucketCount() const;
+  /// --profile-comm: timing events around each bucket's NCCL calls on the
+  /// communication stream and around the compute stream's wait for the
+  /// last bucket, recorded from the next run (or capture) of
+  /// withReductions' steps on.
+  Status enableProfile();
+  /// The times of the last run of withReductions' steps, once the compute
+  /// stream has passed them; an error without enableProfile().
+  Expected<OverlapTimes> measured() const;
 
   struct State; // the communication stream, events and buckets
 

@@ -108,6 +108,7 @@ Expected<std::unique_ptr<Executor>> createExecutor(const std::string &backend,
     if (!options)
       return options.status();
     options->profile = o.profile;
+    options->profileComm = o.profileComm;
     if (!o.attentionBackend.empty()) {
       auto attention = cuda::parseAttentionBackend(o.attentionBackend, "--attention-backend");
       if (!attention)
@@ -298,6 +299,10 @@ Status TrainingRun::prepare() {
     return Status::error("--dump-logits needs a plan without pipeline parallelism");
   if (!pipelined && !o_.timelinePath.empty())
     return Status::error("--timeline needs a pipeline-parallel plan (compile with --pp)");
+  if (*backend == "cpu" && plan_.training().grad_reduce_in_bf16() && plan_.mesh().dp() > 1)
+    return Status::error("the plan reduces the dp gradients in bf16 (grad_reduce_in_fp32: "
+                         "false, mtc's --grad-reduce-in-bf16), which the CPU backend does not: "
+                         "use --backend cuda, or compile the plan without it");
   if (*backend == "cuda" && !o_.dumpLogits.empty())
     return Status::error("--dump-logits reads the logits in host memory: use --backend cpu");
   if (*backend == "cuda" && !o_.timelinePath.empty())
@@ -314,6 +319,12 @@ Status TrainingRun::prepare() {
   if (!memory)
     return memory.status();
   memory_ = std::move(*memory);
+  if (o_.profileComm && o_.profile)
+    return Status::error("--profile and --profile-comm: give one (--profile waits for every "
+                         "instruction, which hides no communication)");
+  if (o_.profileComm && *backend != "cuda")
+    return Status::error("--profile-comm times the CUDA backend's streams; this run uses "
+                         "--backend " + *backend + " (give --backend cuda)");
   auto executor = createExecutor(*backend, plan_, *memory_, rank_.get(), o_);
   if (!executor)
     return executor.status();

@@ -45,6 +45,7 @@ struct TrainOptions {
   /// CUDA: attention's implementation, "auto", "cudnn" or "mtc"
   /// (cuda::AttentionBackend); empty: MT_ATTENTION_BACKEND, else auto.
   std::string attentionBackend;
+  bool profileComm = false;       // CUDA: exposed communication per step (CommProfile.h)
   std::string timelinePath;       // pipelines: SVG of the last step's measured timeline
   /// Outputs may also replace an mtc output of another kind, or a file mtc
   /// did not write (never an input): io::checkOutputs.

@@ -51,7 +51,10 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
   os << "batch: micro-batch " << t.micro_batch() << " x seq " << t.seq() << ", "
      << countOf(t.micro_batches_per_step(), "micro-batch", "micro-batches")
      << " per step, global batch "
-     << t.global_batch() << ", vocabulary " << t.vocab_size() << "\n\narenas:\n";
+     << t.global_batch() << ", vocabulary " << t.vocab_size() << "\n";
+  if (t.grad_reduce_in_bf16())
+    os << "dp gradient reduction in bf16 (grad_reduce_in_fp32: false)\n";
+  os << "\narenas:\n";
   for (const Arena &a : plan.arenas())
     os << "  " << std::setw(12) << ArenaKind_Name(a.kind()) << " " << std::setw(14)
        << a.size_bytes() << " bytes\n";

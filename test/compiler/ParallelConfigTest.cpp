@@ -358,6 +358,18 @@ TEST_F(YamlTypedValues, DistributedOptimizerIsABoolean) {
             std::string::npos);
 }
 
+TEST_F(YamlTypedValues, GradReduceInFp32IsABooleanTrueByDefault) {
+  EXPECT_TRUE(ParallelConfig().gradReduceInFp32); // Megatron-Core's default
+  for (const std::vector<std::string> *spellings : {&kTrue, &kFalse})
+    for (const std::string &spelling : *spellings) {
+      ASSERT_EQ(load("grad_reduce_in_fp32", spelling), "") << spelling;
+      EXPECT_EQ(config.gradReduceInFp32, spellings == &kTrue) << spelling;
+      EXPECT_EQ(resolveError(), "") << spelling;
+    }
+  EXPECT_NE(load("grad_reduce_in_fp32", "maybe").find(":1:22: expected true or false, got 'maybe'"),
+            std::string::npos);
+}
+
 TEST_F(YamlTypedValues, HintsAreBooleans) {
   for (const char *key : {"bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm",
                           "overlap_grad_reduce", "bf16"}) {

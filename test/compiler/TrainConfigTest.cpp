@@ -159,6 +159,22 @@ TEST(TrainConfig, TrinityMegatronBlockAndItsNesting) {
   EXPECT_NE(e.find("key 'megatron.tensor_model_parallel_size' is given twice"), e.npos) << e;
 }
 
+TEST(TrainConfig, GradReduceInFp32ReachesTheLayout) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("g.yaml", "stage: pt\n"), {}, c));
+  EXPECT_TRUE(c.layout().gradReduceInFp32);
+  for (const char *text :
+       {"grad_reduce_in_fp32: false\n", "megatron:\n  grad_reduce_in_fp32: no\n"}) {
+    TrainConfig off;
+    ASSERT_TRUE(loadTrainConfig(writeYaml("g.yaml", text), {}, off)) << text;
+    EXPECT_FALSE(off.layout().gradReduceInFp32) << text;
+  }
+  std::string e = errorOf("grad_reduce_in_fp32: half\n");
+  EXPECT_NE(e.find("error.yaml:1:22: grad_reduce_in_fp32: expected true or false, got 'half'"),
+            e.npos)
+      << e;
+}
+
 TEST(TrainConfig, GlobalBatchIsMicroTimesAccumulationTimesDp) {
   TrainConfig c;
   c.perDeviceTrainBatchSize = 4, c.gradientAccumulationSteps = 2;

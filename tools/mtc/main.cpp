@@ -17,6 +17,7 @@ struct ParallelFlags {
   std::string yaml;
   mt::ParallelConfig layout;
   mt::OptimizerConfig optimizer;
+  bool gradReduceInBf16 = false;
   /// Each flag with what it sets in the resolved configuration when given.
   std::vector<std::pair<CLI::Option *,
                         std::function<void(mt::ParallelConfig &, mt::OptimizerConfig &)>>>
@@ -68,6 +69,14 @@ struct ParallelFlags {
     layoutFlag(cmd.add_flag("--use-distributed-optimizer", v.distributedOptimizer,
                             "shard the AdamW state over dp (Megatron's distributed optimizer)"),
                &P::distributedOptimizer);
+    // Megatron-LM's --grad-reduce-in-bf16 (grad_reduce_in_fp32 = false).
+    auto *bf16Reduce = cmd.add_flag("--grad-reduce-in-bf16", gradReduceInBf16,
+                                    "reduce the dp gradients in bf16 (grad_reduce_in_fp32: "
+                                    "false; CUDA backend)");
+    bf16Reduce->group("Parallel layout (override --config)");
+    flags.push_back({bf16Reduce, [this](mt::ParallelConfig &out, mt::OptimizerConfig &) {
+                       out.gradReduceInFp32 = !gradReduceInBf16;
+                     }});
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,

@@ -168,6 +168,12 @@ int main(int argc, char **argv) {
                  "MT_ATTENTION_BACKEND, else auto; MT_ATTENTION_DETERMINISTIC=0 allows "
                  "cuDNN's faster atomic dQ)")
       ->check(CLI::IsMember({"auto", "cudnn", "mtc"}));
+  app.add_flag("--profile-comm", o.profileComm,
+               "CUDA: time the communication with events on the streams (graphs still "
+               "replay) and print, per step, what compute did not hide: the collectives on "
+               "the compute stream, the dp reduction's tail after backward and the "
+               "optimizer's wait, pipelines' transfers and measured bubble beside the "
+               "schedule's");
   mt::tools::addVersionFlag(app, "mtrun");
   if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
     return *exitCode;

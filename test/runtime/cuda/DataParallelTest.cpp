@@ -44,6 +44,37 @@ TEST(DataParallel, LossesMatchOneGpu) {
   EXPECT_EQ(overlapped.gradNorm, reduced.gradNorm);
 }
 
+// Megatron's grad_reduce_in_fp32 = false (plans compiled with
+// --grad-reduce-in-bf16): each bucket's gradients rounded to bf16 and summed
+// in bf16 by NCCL, with the plain optimizer and the distributed one; both
+// still train as one GPU within the bf16 tolerances.
+TEST(DataParallel, Bf16GradientReductionMatchesOneGpu) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-dp2-bf16";
+  const auto single = trainOnOneGpu("demo", tmp + "-one.jsonl");
+  for (const std::string plan : {"demo-dp2-bf16", "demo-dp2-do-bf16"}) {
+    ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
+    expectSameTraining(plan, trainOnTwoGpus(tmp + "-" + plan + ".jsonl", {{"MT_TEST_PLAN", plan}}),
+                       single);
+  }
+}
+
+// --profile-comm records timing events inside the replayed graph of the
+// overlapped reduction and around every collective: the same bits as
+// without it, and rank 0 reports the exposed communication (trainAsRank
+// checks its log); dp2 and tp2 with sequence parallelism.
+TEST(DataParallel, CommProfileLeavesTheSameBits) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-profile-comm";
+  for (const std::string plan : {"demo-dp2", "demo-tp2-sp"}) {
+    const auto plain = trainOnTwoGpus(tmp + "-" + plan + ".jsonl", {{"MT_TEST_PLAN", plan}});
+    const auto profiled = trainOnTwoGpus(tmp + "-" + plan + "-profiled.jsonl",
+                                         {{"MT_TEST_PLAN", plan}, {"MT_TEST_PROFILE_COMM", "1"}});
+    ASSERT_EQ(plain.loss.size(), size_t(kSteps)) << plan;
+    EXPECT_EQ(profiled, plain) << plan;
+  }
+}
+
 // --backend auto runs a multi-rank plan on the GPUs: the same bits as
 // --backend cuda (the CPU backend's fp32 would differ).
 TEST(DataParallel, AutoBackendRunsTwoRankPlansOnGpus) {

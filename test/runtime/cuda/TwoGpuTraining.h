@@ -65,7 +65,8 @@ inline Curves curves(const std::string &metrics) {
 
 /// The body of a rank test: trains plans/MT_TEST_PLAN (`defaultPlan` when
 /// unset) as this rank, its metrics to MT_TEST_METRICS, on LOCAL_RANK's GPU;
-/// where set, for MT_TEST_STEPS steps and with --save MT_TEST_SAVE.
+/// where set, for MT_TEST_STEPS steps, with --save MT_TEST_SAVE and, with
+/// MT_TEST_PROFILE_COMM=1, --profile-comm.
 /// Skipped when the test runs alone (no MT_RANK).
 inline void trainAsRank(const char *defaultPlan) {
   if (!std::getenv("MT_RANK"))
@@ -79,9 +80,14 @@ inline void trainAsRank(const char *defaultPlan) {
     o.steps = std::atoll(steps);
   if (const char *save = std::getenv("MT_TEST_SAVE"))
     o.saveDir = save;
+  const char *profileComm = std::getenv("MT_TEST_PROFILE_COMM");
+  o.profileComm = profileComm && std::string(profileComm) == "1";
   std::ostringstream log;
   auto summary = exec::train(o, log);
   ASSERT_TRUE(summary.isOk()) << summary.message() << "\n" << log.str();
+  if (o.profileComm && std::atoi(std::getenv("MT_RANK")) == 0) // rank 0 reports
+    EXPECT_NE(log.str().find("exposed communication per step: "), std::string::npos)
+        << log.str();
   int device = -1;
   ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
   EXPECT_EQ(device, std::atoi(std::getenv("MT_LOCAL_RANK"))) << "each rank uses its own GPU";
