@@ -199,7 +199,12 @@ def PipelineSplit : Pass<"mt-pipeline-split", "::mlir::ModuleOp"> {
       crossing is an error;
     - every `mt.param` gets `mt.pipeline_stage`, the stage whose ops read
       it, and one read by the first and the last stage (tied embeddings)
-      `mt.tied_stage` (the last; only those two may share a parameter).
+      `mt.tied_stage` (the last; only those two may share a parameter);
+    - in @optimizer_step (when present), each tied parameter's gradient
+      argument (or its distributed optimizer's bucket, which then holds
+      only tied parameters) is first summed over the embedding group:
+      `mt.all_reduce {axis = "pp_tied"}` (Megatron-Core's
+      _allreduce_embedding_grads), which every other use then reads.
     The plan emitter makes one forward and one backward program per
     virtual stage from this, and each transfer a send/recv pair. Runs last:
     after mt-expose-collectives and the canonicalizer. With pp = 1 it does

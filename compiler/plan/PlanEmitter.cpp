@@ -282,11 +282,14 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
   llvm::StringMap<const plan::Parameter *> parameters;
   for (const auto &p : out.parameters())
     parameters[p.name()] = &p;
-  // The parameter (a bucket's first) an argument, or a distributed
-  // optimizer's slice and update of it, belongs to.
+  // The parameter (a bucket's first) an argument, its gradient's sums
+  // (pp_tied, dp), or a distributed optimizer's slice and update of it,
+  // belongs to.
   std::function<StringRef(Value)> paramOf = [&](Value v) -> StringRef {
     if (Operation *def = v.getDefiningOp())
-      return isa<AllSliceOp, AdamWOp>(def) ? paramOf(def->getOperand(0)) : StringRef();
+      return isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp>(def)
+                 ? paramOf(def->getOperand(0))
+                 : StringRef();
     auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(cast<BlockArgument>(v).getArgNumber(),
                                                          "mt.param");
     return param ? param.getValue() : StringRef();
@@ -316,23 +319,6 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
         norm = n;
       ops.push_back(&op);
     }
-    // The two halves of a tied parameter's gradient are summed first.
-    for (const auto &p : out.parameters())
-      if (p.tied_stage() >= 0 && plan::stageHolds(p, stage)) {
-        plan::Instruction &sum = emitter.append();
-        sum.set_op("all_reduce");
-        sum.add_inputs(p.grad_buffer());
-        sum.add_outputs(p.grad_buffer());
-        auto *n = sum.add_attributes();
-        n->set_name("n");
-        n->set_i(plan::elementsOf(out.buffers(p.grad_buffer())));
-        for (auto [name, value] : {std::pair{"axis", "pp_tied"}, std::pair{"reduce", "sum"}}) {
-          auto *a = sum.add_attributes();
-          a->set_name(name);
-          a->set_s(value);
-        }
-        sum.set_location("tied parameter " + p.name());
-      }
     if (failed(emitter.emitOps(ops)))
       return failure();
     // The norm's sum of squares covers this stage's gradients; its
@@ -344,8 +330,7 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
       std::string flags;
       instr.clear_inputs();
       for (auto [i, grad] : llvm::enumerate(norm.getGrads())) {
-        Value source = grad.getDefiningOp() ? grad.getDefiningOp()->getOperand(0) : grad;
-        if (ownerOfArg(source) != stage)
+        if (ownerOfArg(grad) != stage)
           continue;
         instr.add_inputs(emitter.bufferOf(grad));
         flags += i < replicated.size() && replicated[i] ? '1' : '0';

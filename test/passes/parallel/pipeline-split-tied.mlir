@@ -1,0 +1,67 @@
+// RUN: mtc-opt %s -split-input-file -mt-autodiff -mt-build-optimizer -mt-pipeline-split="chunk-layers=1,1" -verify-diagnostics | FileCheck %s
+// RUN: mtc-opt %s -split-input-file -mt-autodiff -mt-build-optimizer=distributed-optimizer=true -mt-pipeline-split="chunk-layers=1,1" -verify-diagnostics | FileCheck %s --check-prefix=BUCKET
+
+// Tied embeddings on pp = 2, dp = 2: the first and the last stage each hold
+// one term of @emb's gradient, and @optimizer_step sums the two over the
+// embedding group (pp_tied) before anything reads it: the dp mean (or, with
+// the distributed optimizer, the bucket's reduce-scatter) then reduces the
+// sum. No other gradient is summed over pp_tied.
+shard.grid @mesh(shape = 2x2x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
+mt.param @w0 : tensor<8x8xf32> init(normal, std = 0.02)
+mt.param @w1 : tensor<8x8xf32> init(normal, std = 0.02)
+func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<16x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<16x8xf32>) -> tensor<2x4x8xf32>
+  %a = mt.weight @w0 : tensor<8x8xf32>
+  %y0 = mt.linear %x, %a {mt.layer = 0 : i64} : (tensor<2x4x8xf32>, tensor<8x8xf32>) -> tensor<2x4x8xf32>
+  %b = mt.weight @w1 : tensor<8x8xf32>
+  %y1 = mt.linear %y0, %b {mt.layer = 1 : i64} : (tensor<2x4x8xf32>, tensor<8x8xf32>) -> tensor<2x4x8xf32>
+  %l = mt.linear %y1, %e : (tensor<2x4x8xf32>, tensor<16x8xf32>) -> tensor<2x4x16xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+// CHECK-LABEL: func.func @optimizer_step(
+// CHECK-SAME: %[[EG:arg[0-9]+]]: tensor<16x8xf32> {mt.param = @emb, mt.role = "grad"}
+// CHECK-NEXT: %[[SUM:.*]] = mt.all_reduce %[[EG]] {axis = "pp_tied"} : tensor<16x8xf32>
+// CHECK-NOT: pp_tied
+// CHECK: %[[MEAN:.*]] = mt.all_reduce %[[SUM]] {axis = "dp", reduce = "mean"}
+// CHECK-NOT: pp_tied
+// CHECK: mt.adamw %{{.*}}, %[[MEAN]],
+// CHECK-NOT: pp_tied
+// CHECK: return
+
+// BUCKET-LABEL: func.func @optimizer_step(
+// BUCKET-SAME: %[[EG:arg[0-9]+]]: tensor<128xf32> {mt.bucket = 2 : i64, mt.param = @emb, mt.role = "grad"}
+// BUCKET-NEXT: %[[SUM:.*]] = mt.all_reduce %[[EG]] {axis = "pp_tied"} : tensor<128xf32>
+// BUCKET-NOT: pp_tied
+// BUCKET: mt.reduce_scatter %[[SUM]] {axis = "dp", dim = 0 : i64, reduce = "mean"}
+// BUCKET-NOT: pp_tied
+// BUCKET: return
+
+// -----
+
+// Untied: nothing is summed over pp_tied.
+shard.grid @mesh(shape = 2x1x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
+mt.param @w0 : tensor<8x8xf32> init(normal, std = 0.02)
+mt.param @w1 : tensor<8x8xf32> init(normal, std = 0.02)
+mt.param @head : tensor<16x8xf32> init(normal, std = 0.02)
+func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tensor<2x4xf32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<16x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<16x8xf32>) -> tensor<2x4x8xf32>
+  %a = mt.weight @w0 : tensor<8x8xf32>
+  %y0 = mt.linear %x, %a {mt.layer = 0 : i64} : (tensor<2x4x8xf32>, tensor<8x8xf32>) -> tensor<2x4x8xf32>
+  %b = mt.weight @w1 : tensor<8x8xf32>
+  %y1 = mt.linear %y0, %b {mt.layer = 1 : i64} : (tensor<2x4x8xf32>, tensor<8x8xf32>) -> tensor<2x4x8xf32>
+  %h = mt.weight @head : tensor<16x8xf32>
+  %l = mt.linear %y1, %h : (tensor<2x4x8xf32>, tensor<16x8xf32>) -> tensor<2x4x16xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<2x4x16xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+// CHECK-LABEL: func.func @optimizer_step(
+// CHECK-NOT: pp_tied
+// CHECK: return
+// BUCKET-LABEL: func.func @optimizer_step(
+// BUCKET-NOT: pp_tied
+// BUCKET: return
