@@ -222,12 +222,12 @@ LogicalResult planTransfers(func::FuncOp fn, ArrayRef<StagedOp> staged, int64_t 
   return success();
 }
 
-/// A send or receive of `value`'s buffer with the virtual stage `peer`.
-void appendTransfer(ProgramEmitter &emitter, const char *op, Value value, int64_t peer) {
+/// A send or receive (`op`) of `value`'s buffer with the virtual stage `peer`.
+void appendTransfer(ProgramEmitter &emitter, plan::Op op, Value value, int64_t peer) {
   plan::Instruction &instr = emitter.append();
-  instr.set_op(op);
+  instr.set_op(plan::signature(op).name);
   uint32_t buffer = emitter.bufferOf(value);
-  if (std::string(op) == "send")
+  if (op == plan::Op::send)
     instr.add_inputs(buffer);
   else
     instr.add_outputs(buffer);
@@ -261,7 +261,7 @@ LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
       emitter.setProgram(program);
       const Transfers &t = back ? backward[v] : forward[v];
       for (Value value : t.receive)
-        appendTransfer(emitter, "recv", value, back ? v + 1 : v - 1);
+        appendTransfer(emitter, plan::Op::recv, value, back ? v + 1 : v - 1);
       SmallVector<Operation *> ops;
       for (const StagedOp &s : staged)
         if (s.virtualStage == v && s.backward == back)
@@ -269,7 +269,7 @@ LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
       if (failed(emitter.emitOps(ops)))
         return failure();
       for (Value value : t.send)
-        appendTransfer(emitter, "send", value, back ? v - 1 : v + 1);
+        appendTransfer(emitter, plan::Op::send, value, back ? v - 1 : v + 1);
       emitter.finishProgram();
     }
   return success();
@@ -324,7 +324,7 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     // The norm's sum of squares covers this stage's gradients; its
     // all-reduce over pp (mt-expose-collectives) adds the other stages'.
     for (auto &instr : *program.mutable_instructions()) {
-      if (instr.op() != "sum_squares")
+      if (!plan::isOp(instr, plan::Op::sum_squares))
         continue;
       ArrayRef<bool> replicated = norm.getReplicated().value_or(ArrayRef<bool>());
       std::string flags;
@@ -423,7 +423,7 @@ void emitStepRules(plan::Plan &out, const ParallelConfig &parallel) {
   for (int p = 0; p < out.programs_size(); ++p)
     for (int i = 0; i < out.programs(p).instructions_size(); ++i) {
       const plan::Instruction &instr = out.programs(p).instructions(i);
-      if (instr.op() != "lr_schedule")
+      if (!plan::isOp(instr, plan::Op::lr_schedule))
         continue;
       const plan::Attrs attrs(instr);
       const double peak = attrs.f("max_lr");
