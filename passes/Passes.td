@@ -204,7 +204,10 @@ def PipelineSplit : Pass<"mt-pipeline-split", "::mlir::ModuleOp"> {
       argument (or its distributed optimizer's bucket, which then holds
       only tied parameters) is first summed over the embedding group:
       `mt.all_reduce {axis = "pp_tied"}` (Megatron-Core's
-      _allreduce_embedding_grads), which every other use then reads.
+      _allreduce_embedding_grads), which every other use then reads;
+    - each `mt.sum_squares` of @optimizer_step gets `stages`: the stage
+      that owns each operand's parameter, so that each stage sums its own
+      gradients once before the norm's all-reduce over pp.
     The plan emitter makes one forward and one backward program per
     virtual stage from this, and each transfer a send/recv pair. Runs last:
     after mt-expose-collectives and the canonicalizer. With pp = 1 it does

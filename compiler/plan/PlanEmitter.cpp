@@ -275,8 +275,8 @@ LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
   return success();
 }
 
-/// One optimizer program per stage, over the parameters the stage owns; the
-/// gradient norm is also reduced over pp.
+/// One optimizer program per stage, over the parameters the stage holds;
+/// its sum of squares over the gradients mt-pipeline-split gave the stage.
 LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
                                   int64_t pp, plan::Plan &out) {
   llvm::StringMap<const plan::Parameter *> parameters;
@@ -293,10 +293,6 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(cast<BlockArgument>(v).getArgNumber(),
                                                          "mt.param");
     return param ? param.getValue() : StringRef();
-  };
-  auto ownerOfArg = [&](Value v) -> int64_t {
-    StringRef name = paramOf(v);
-    return name.empty() ? -1 : parameters.lookup(name)->stage();
   };
   auto holds = [&](Value v, int64_t stage) {
     StringRef name = paramOf(v);
@@ -321,16 +317,21 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     }
     if (failed(emitter.emitOps(ops)))
       return failure();
-    // The norm's sum of squares covers this stage's gradients; its
-    // all-reduce over pp (mt-expose-collectives) adds the other stages'.
+    // The norm's sum of squares covers the gradients mt-pipeline-split
+    // gave this stage; its all-reduce over pp (mt-expose-collectives) adds
+    // the other stages'.
     for (auto &instr : *program.mutable_instructions()) {
       if (!plan::isOp(instr, plan::Op::sum_squares))
         continue;
+      std::optional<ArrayRef<int64_t>> owners = norm.getStages();
+      if (!owners)
+        return norm.emitOpError() << "has no 'stages' (a pipeline plan needs "
+                                     "mt-pipeline-split first)";
       ArrayRef<bool> replicated = norm.getReplicated().value_or(ArrayRef<bool>());
       std::string flags;
       instr.clear_inputs();
       for (auto [i, grad] : llvm::enumerate(norm.getGrads())) {
-        if (ownerOfArg(grad) != stage)
+        if ((*owners)[i] != stage)
           continue;
         instr.add_inputs(emitter.bufferOf(grad));
         flags += i < replicated.size() && replicated[i] ? '1' : '0';

@@ -1,8 +1,9 @@
 // mt-pipeline-split: the pipeline stages of the training step as IR. Every
 // op of @forward_backward gets the virtual stage that runs it, a value used
 // on another virtual stage passes through mt.stage_transfer (the plan's
-// send/recv pair), every parameter the stage that holds it, and a tied
-// parameter's gradient its sum over the first and last stage.
+// send/recv pair), every parameter the stage that holds it, a tied
+// parameter's gradient its sum over the first and last stage, and each
+// stage its share of the gradient norm.
 #include "passes/Passes.h"
 #include "dialects/mt/MtMesh.h"
 #include "runtime/plan/MeshAxes.h"
@@ -227,6 +228,55 @@ LogicalResult sumTiedGradients(ModuleOp module) {
   return success();
 }
 
+/// The stage that owns the parameter whose gradient `grad` of @optimizer_step
+/// is (the argument itself, or its sums over pp_tied and dp).
+FailureOr<int64_t> ownerOfGradient(func::FuncOp opt, Value grad,
+                                   const llvm::StringMap<int64_t> &owners) {
+  Value v = grad;
+  while (Operation *def = v.getDefiningOp()) {
+    if (!isa<AllReduceOp, ReduceScatterOp>(def))
+      return failure();
+    v = def->getOperand(0);
+  }
+  auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(cast<BlockArgument>(v).getArgNumber(),
+                                                       "mt.param");
+  auto it = param ? owners.find(param.getValue()) : owners.end();
+  if (it == owners.end())
+    return failure();
+  return it->second;
+}
+
+/// Each stage's share of the gradient norm: every mt.sum_squares of
+/// @optimizer_step gets `stages`, the owner of each operand's parameter, so
+/// that each stage sums its own gradients once (the all-reduce over pp
+/// after it adds the stages' sums).
+LogicalResult assignNormStages(ModuleOp module) {
+  auto opt = module.lookupSymbol<func::FuncOp>("optimizer_step");
+  if (!opt)
+    return success();
+  llvm::StringMap<int64_t> owners;
+  for (ParamOp param : module.getOps<ParamOp>())
+    owners[param.getSymName()] =
+        param->getAttrOfType<IntegerAttr>(MtDialect::kPipelineStageAttrName).getInt();
+  WalkResult walk = opt.walk([&](SumSquaresOp norm) -> WalkResult {
+    SmallVector<int64_t> stages;
+    for (auto [i, grad] : llvm::enumerate(norm.getGrads())) {
+      FailureOr<int64_t> owner = ownerOfGradient(opt, grad, owners);
+      if (failed(owner)) {
+        norm.emitOpError() << "operand " << i
+                           << " is not a parameter's gradient (an argument of @optimizer_step "
+                              "with 'mt.param', or its mt.all_reduce or mt.reduce_scatter), so "
+                              "no pipeline stage owns it";
+        return WalkResult::interrupt();
+      }
+      stages.push_back(*owner);
+    }
+    norm.setStages(stages);
+    return WalkResult::advance();
+  });
+  return failure(walk.wasInterrupted());
+}
+
 struct PipelineSplitPass : public mt::impl::PipelineSplitBase<PipelineSplitPass> {
   using PipelineSplitBase::PipelineSplitBase;
   void runOnOperation() override;
@@ -255,7 +305,8 @@ void PipelineSplitPass::runOnOperation() {
     return signalPassFailure();
   }
   if (failed(assignVirtualStages(fn, layers)) || failed(insertTransfers(fn)) ||
-      failed(assignParameterStages(module, fn, *pp)) || failed(sumTiedGradients(module)))
+      failed(assignParameterStages(module, fn, *pp)) || failed(sumTiedGradients(module)) ||
+      failed(assignNormStages(module)))
     return signalPassFailure();
 }
 

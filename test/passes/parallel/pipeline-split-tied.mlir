@@ -1,11 +1,13 @@
-// RUN: mtc-opt %s -split-input-file -mt-autodiff -mt-build-optimizer -mt-pipeline-split="chunk-layers=1,1" -verify-diagnostics | FileCheck %s
-// RUN: mtc-opt %s -split-input-file -mt-autodiff -mt-build-optimizer=distributed-optimizer=true -mt-pipeline-split="chunk-layers=1,1" -verify-diagnostics | FileCheck %s --check-prefix=BUCKET
+// RUN: mtc-opt %s -split-input-file -mt-autodiff -mt-build-optimizer -mt-expose-collectives -mt-pipeline-split="chunk-layers=1,1" -verify-diagnostics | FileCheck %s
+// RUN: mtc-opt %s -split-input-file -mt-autodiff -mt-build-optimizer=distributed-optimizer=true -mt-expose-collectives -mt-pipeline-split="chunk-layers=1,1" -verify-diagnostics | FileCheck %s --check-prefix=BUCKET
 
 // Tied embeddings on pp = 2, dp = 2: the first and the last stage each hold
 // one term of @emb's gradient, and @optimizer_step sums the two over the
 // embedding group (pp_tied) before anything reads it: the dp mean (or, with
 // the distributed optimizer, the bucket's reduce-scatter) then reduces the
-// sum. No other gradient is summed over pp_tied.
+// sum. No other gradient is summed over pp_tied. Each stage's share of the
+// gradient norm (mt.sum_squares `stages`) is the gradients of the
+// parameters it owns: the tied @emb counts once, on stage 0.
 shard.grid @mesh(shape = 2x2x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
 mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
 mt.param @w0 : tensor<8x8xf32> init(normal, std = 0.02)
@@ -27,6 +29,9 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 // CHECK-NOT: pp_tied
 // CHECK: %[[MEAN:.*]] = mt.all_reduce %[[SUM]] {axis = "dp", reduce = "mean"}
 // CHECK-NOT: pp_tied
+// CHECK: mt.sum_squares %[[MEAN]], %{{.*}}, %{{.*}} {stages = array<i64: 0, 0, 1>}
+// CHECK-NEXT: mt.all_reduce %{{.*}} {axis = "pp"} : tensor<f32>
+// CHECK-NOT: pp_tied
 // CHECK: mt.adamw %{{.*}}, %[[MEAN]],
 // CHECK-NOT: pp_tied
 // CHECK: return
@@ -35,13 +40,15 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 // BUCKET-SAME: %[[EG:arg[0-9]+]]: tensor<128xf32> {mt.bucket = 2 : i64, mt.param = @emb, mt.role = "grad"}
 // BUCKET-NEXT: %[[SUM:.*]] = mt.all_reduce %[[EG]] {axis = "pp_tied"} : tensor<128xf32>
 // BUCKET-NOT: pp_tied
-// BUCKET: mt.reduce_scatter %[[SUM]] {axis = "dp", dim = 0 : i64, reduce = "mean"}
+// BUCKET: %[[SHARD:.*]] = mt.reduce_scatter %[[SUM]] {axis = "dp", dim = 0 : i64, reduce = "mean"}
+// BUCKET-NOT: pp_tied
+// BUCKET: mt.sum_squares %{{.*}}, %{{.*}}, %[[SHARD]] {stages = array<i64: 1, 0, 0>}
 // BUCKET-NOT: pp_tied
 // BUCKET: return
 
 // -----
 
-// Untied: nothing is summed over pp_tied.
+// Untied: nothing is summed over pp_tied; stage 1 owns @w1 and @head.
 shard.grid @mesh(shape = 2x1x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
 mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
 mt.param @w0 : tensor<8x8xf32> init(normal, std = 0.02)
@@ -60,6 +67,8 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
   return %loss : tensor<f32>
 }
 // CHECK-LABEL: func.func @optimizer_step(
+// CHECK-NOT: pp_tied
+// CHECK: mt.sum_squares {{.*}} {stages = array<i64: 0, 0, 1, 1>}
 // CHECK-NOT: pp_tied
 // CHECK: return
 // BUCKET-LABEL: func.func @optimizer_step(
