@@ -205,11 +205,16 @@ def PipelineSplit : Pass<"mt-pipeline-split", "::mlir::ModuleOp"> {
       only tied parameters) is first summed over the embedding group:
       `mt.all_reduce {axis = "pp_tied"}` (Megatron-Core's
       _allreduce_embedding_grads), which every other use then reads;
-    - each `mt.sum_squares` of @optimizer_step gets `stages`: the stage
-      that owns each operand's parameter, so that each stage sums its own
-      gradients once before the norm's all-reduce over pp.
+    - each per-parameter op of @optimizer_step (its gradient's
+      reductions, the distributed optimizer's slice and all-gather, AdamW)
+      gets the parameter's `mt.pipeline_stage` and `mt.tied_stage` and runs
+      on those stages only; the others (norm, clipping, schedule) run on
+      every stage; each `mt.sum_squares` gets `stages`: the stage that owns
+      each operand's parameter, so that each stage sums its own gradients
+      once before the norm's all-reduce over pp.
     The plan emitter makes one forward and one backward program per
-    virtual stage from this, and each transfer a send/recv pair. Runs last:
+    virtual stage from this, each transfer a send/recv pair, and one
+    optimizer program per stage. Runs last:
     after mt-expose-collectives and the canonicalizer. With pp = 1 it does
     nothing.
   }];

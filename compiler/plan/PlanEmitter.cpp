@@ -12,12 +12,8 @@
 #include "dialects/mt/MtDialect.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanVersion.h"
-#include "runtime/plan/Stages.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
-
-#include <functional>
-#include <set>
 
 using namespace mlir;
 
@@ -275,28 +271,16 @@ LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
   return success();
 }
 
-/// One optimizer program per stage, over the parameters the stage holds;
-/// its sum of squares over the gradients mt-pipeline-split gave the stage.
+/// One optimizer program per stage, of the ops mt-pipeline-split gave the
+/// stage (or none); its sum of squares over the gradients it gave the stage.
 LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
                                   int64_t pp, plan::Plan &out) {
-  llvm::StringMap<const plan::Parameter *> parameters;
-  for (const auto &p : out.parameters())
-    parameters[p.name()] = &p;
-  // The parameter (a bucket's first) an argument, its gradient's sums
-  // (pp_tied, dp), or a distributed optimizer's slice and update of it,
-  // belongs to.
-  std::function<StringRef(Value)> paramOf = [&](Value v) -> StringRef {
-    if (Operation *def = v.getDefiningOp())
-      return isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp>(def)
-                 ? paramOf(def->getOperand(0))
-                 : StringRef();
-    auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(cast<BlockArgument>(v).getArgNumber(),
-                                                         "mt.param");
-    return param ? param.getValue() : StringRef();
-  };
-  auto holds = [&](Value v, int64_t stage) {
-    StringRef name = paramOf(v);
-    return !name.empty() && plan::stageHolds(*parameters.lookup(name), stage);
+  // An op mt-pipeline-split gave a stage (a parameter's reductions and
+  // update) runs on it and on its tied stage; any other on every stage.
+  auto runsOn = [](Operation &op, int64_t stage) {
+    auto owner = op.getAttrOfType<IntegerAttr>(MtDialect::kPipelineStageAttrName);
+    auto tied = op.getAttrOfType<IntegerAttr>(MtDialect::kTiedStageAttrName);
+    return !owner || owner.getInt() == stage || (tied && tied.getInt() == stage);
   };
   for (int64_t stage = 0; stage < pp; ++stage) {
     plan::Program &program = *out.add_programs();
@@ -307,9 +291,7 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     SmallVector<Operation *> ops;
     SumSquaresOp norm;
     for (Operation &op : opt.getBody().front().without_terminator()) {
-      // A parameter's (or bucket's) dp reduction and update run where it is held.
-      if (isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, AllGatherOp>(op) &&
-          !paramOf(op.getOperand(0)).empty() && !holds(op.getOperand(0), stage))
+      if (!runsOn(op, stage))
         continue;
       if (auto n = dyn_cast<SumSquaresOp>(op))
         norm = n;

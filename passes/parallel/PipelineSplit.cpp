@@ -1,9 +1,9 @@
 // mt-pipeline-split: the pipeline stages of the training step as IR. Every
 // op of @forward_backward gets the virtual stage that runs it, a value used
 // on another virtual stage passes through mt.stage_transfer (the plan's
-// send/recv pair), every parameter the stage that holds it, a tied
-// parameter's gradient its sum over the first and last stage, and each
-// stage its share of the gradient norm.
+// send/recv pair), every parameter and its optimizer ops the stage that
+// holds it, a tied parameter's gradient its sum over the first and last
+// stage, and each stage its share of the gradient norm.
 #include "passes/Passes.h"
 #include "dialects/mt/MtMesh.h"
 #include "runtime/plan/MeshAxes.h"
@@ -228,53 +228,60 @@ LogicalResult sumTiedGradients(ModuleOp module) {
   return success();
 }
 
-/// The stage that owns the parameter whose gradient `grad` of @optimizer_step
-/// is (the argument itself, or its sums over pp_tied and dp).
-FailureOr<int64_t> ownerOfGradient(func::FuncOp opt, Value grad,
-                                   const llvm::StringMap<int64_t> &owners) {
-  Value v = grad;
+/// The parameter (a bucket's first) whose state `v` of @optimizer_step is:
+/// an argument with `mt.param`, its gradient's sums (pp_tied, dp), or a
+/// distributed optimizer's slice and update of it; null for anything else
+/// (the norm, the clipping, the schedule).
+ParamOp parameterOf(ModuleOp module, func::FuncOp opt, Value v) {
   while (Operation *def = v.getDefiningOp()) {
-    if (!isa<AllReduceOp, ReduceScatterOp>(def))
-      return failure();
+    if (!isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp>(def))
+      return ParamOp();
     v = def->getOperand(0);
   }
   auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(cast<BlockArgument>(v).getArgNumber(),
                                                        "mt.param");
-  auto it = param ? owners.find(param.getValue()) : owners.end();
-  if (it == owners.end())
-    return failure();
-  return it->second;
+  return param ? module.lookupSymbol<ParamOp>(param) : ParamOp();
 }
 
-/// Each stage's share of the gradient norm: every mt.sum_squares of
-/// @optimizer_step gets `stages`, the owner of each operand's parameter, so
-/// that each stage sums its own gradients once (the all-reduce over pp
-/// after it adds the stages' sums).
-LogicalResult assignNormStages(ModuleOp module) {
+/// Where @optimizer_step runs on a pipeline: each per-parameter op (the
+/// gradient's reductions, the distributed optimizer's slice, AdamW, the
+/// all-gather of updated shards) gets its parameter's mt.pipeline_stage and
+/// mt.tied_stage, and runs on those stages only; the other ops (norm,
+/// clipping, schedule) run on every stage. Each mt.sum_squares gets
+/// `stages`, the owner of each operand's parameter, so that each stage sums
+/// its own gradients once (the all-reduce over pp after it adds the
+/// stages' sums).
+LogicalResult assignOptimizerStages(ModuleOp module) {
   auto opt = module.lookupSymbol<func::FuncOp>("optimizer_step");
   if (!opt)
     return success();
-  llvm::StringMap<int64_t> owners;
-  for (ParamOp param : module.getOps<ParamOp>())
-    owners[param.getSymName()] =
-        param->getAttrOfType<IntegerAttr>(MtDialect::kPipelineStageAttrName).getInt();
-  WalkResult walk = opt.walk([&](SumSquaresOp norm) -> WalkResult {
-    SmallVector<int64_t> stages;
-    for (auto [i, grad] : llvm::enumerate(norm.getGrads())) {
-      FailureOr<int64_t> owner = ownerOfGradient(opt, grad, owners);
-      if (failed(owner)) {
-        norm.emitOpError() << "operand " << i
-                           << " is not a parameter's gradient (an argument of @optimizer_step "
-                              "with 'mt.param', or its mt.all_reduce or mt.reduce_scatter), so "
-                              "no pipeline stage owns it";
-        return WalkResult::interrupt();
+  auto ownerOf = [](ParamOp param) {
+    return param->getAttrOfType<IntegerAttr>(MtDialect::kPipelineStageAttrName).getInt();
+  };
+  for (Operation &op : opt.getBody().front().without_terminator()) {
+    if (auto norm = dyn_cast<SumSquaresOp>(op)) {
+      SmallVector<int64_t> stages;
+      for (auto [i, grad] : llvm::enumerate(norm.getGrads())) {
+        ParamOp param = parameterOf(module, opt, grad);
+        if (!param)
+          return norm.emitOpError()
+                 << "operand " << i
+                 << " is not a parameter's gradient (an argument of @optimizer_step with "
+                    "'mt.param', or its mt.all_reduce or mt.reduce_scatter), so no pipeline "
+                    "stage owns it";
+        stages.push_back(ownerOf(param));
       }
-      stages.push_back(*owner);
+      norm.setStages(stages);
+      continue;
     }
-    norm.setStages(stages);
-    return WalkResult::advance();
-  });
-  return failure(walk.wasInterrupted());
+    if (!isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, AllGatherOp>(op))
+      continue;
+    if (ParamOp param = parameterOf(module, opt, op.getOperand(0)))
+      for (StringRef name : {MtDialect::kPipelineStageAttrName, MtDialect::kTiedStageAttrName})
+        if (Attribute stage = param->getAttr(name))
+          op.setAttr(name, stage);
+  }
+  return success();
 }
 
 struct PipelineSplitPass : public mt::impl::PipelineSplitBase<PipelineSplitPass> {
@@ -306,7 +313,7 @@ void PipelineSplitPass::runOnOperation() {
   }
   if (failed(assignVirtualStages(fn, layers)) || failed(insertTransfers(fn)) ||
       failed(assignParameterStages(module, fn, *pp)) || failed(sumTiedGradients(module)) ||
-      failed(assignNormStages(module)))
+      failed(assignOptimizerStages(module)))
     return signalPassFailure();
 }
 

@@ -5,9 +5,12 @@
 // one term of @emb's gradient, and @optimizer_step sums the two over the
 // embedding group (pp_tied) before anything reads it: the dp mean (or, with
 // the distributed optimizer, the bucket's reduce-scatter) then reduces the
-// sum. No other gradient is summed over pp_tied. Each stage's share of the
-// gradient norm (mt.sum_squares `stages`) is the gradients of the
-// parameters it owns: the tied @emb counts once, on stage 0.
+// sum. No other gradient is summed over pp_tied. Each per-parameter op
+// runs where its parameter is held (mt.pipeline_stage, and mt.tied_stage
+// for @emb's); the norm, clipping and schedule on every stage. Each
+// stage's share of the gradient norm (mt.sum_squares `stages`) is the
+// gradients of the parameters it owns: the tied @emb counts once, on
+// stage 0.
 shard.grid @mesh(shape = 2x2x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
 mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
 mt.param @w0 : tensor<8x8xf32> init(normal, std = 0.02)
@@ -25,25 +28,29 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 }
 // CHECK-LABEL: func.func @optimizer_step(
 // CHECK-SAME: %[[EG:arg[0-9]+]]: tensor<16x8xf32> {mt.param = @emb, mt.role = "grad"}
-// CHECK-NEXT: %[[SUM:.*]] = mt.all_reduce %[[EG]] {axis = "pp_tied"} : tensor<16x8xf32>
+// CHECK-NEXT: %[[SUM:.*]] = mt.all_reduce %[[EG]] {axis = "pp_tied", mt.pipeline_stage = 0 : i64, mt.tied_stage = 1 : i64} : tensor<16x8xf32>
 // CHECK-NOT: pp_tied
-// CHECK: %[[MEAN:.*]] = mt.all_reduce %[[SUM]] {axis = "dp", reduce = "mean"}
+// CHECK: %[[MEAN:.*]] = mt.all_reduce %[[SUM]] {axis = "dp", mt.pipeline_stage = 0 : i64, mt.tied_stage = 1 : i64, reduce = "mean"}
 // CHECK-NOT: pp_tied
+// CHECK: mt.all_reduce %{{.*}} {axis = "dp", mt.pipeline_stage = 1 : i64, reduce = "mean"} : tensor<8x8xf32>
 // CHECK: mt.sum_squares %[[MEAN]], %{{.*}}, %{{.*}} {stages = array<i64: 0, 0, 1>}
 // CHECK-NEXT: mt.all_reduce %{{.*}} {axis = "pp"} : tensor<f32>
+// CHECK-NEXT: mt.sqrt %{{[0-9]+}} : tensor<f32>
 // CHECK-NOT: pp_tied
-// CHECK: mt.adamw %{{.*}}, %[[MEAN]],
+// CHECK: mt.adamw %{{.*}}, %[[MEAN]], {{.*}}mt.pipeline_stage = 0 : i64, mt.tied_stage = 1 : i64, weight_decay
 // CHECK-NOT: pp_tied
 // CHECK: return
 
 // BUCKET-LABEL: func.func @optimizer_step(
 // BUCKET-SAME: %[[EG:arg[0-9]+]]: tensor<128xf32> {mt.bucket = 2 : i64, mt.param = @emb, mt.role = "grad"}
-// BUCKET-NEXT: %[[SUM:.*]] = mt.all_reduce %[[EG]] {axis = "pp_tied"} : tensor<128xf32>
+// BUCKET-NEXT: %[[SUM:.*]] = mt.all_reduce %[[EG]] {axis = "pp_tied", mt.pipeline_stage = 0 : i64, mt.tied_stage = 1 : i64} : tensor<128xf32>
 // BUCKET-NOT: pp_tied
-// BUCKET: %[[SHARD:.*]] = mt.reduce_scatter %[[SUM]] {axis = "dp", dim = 0 : i64, reduce = "mean"}
+// BUCKET: %[[SHARD:.*]] = mt.reduce_scatter %[[SUM]] {axis = "dp", dim = 0 : i64, mt.pipeline_stage = 0 : i64, mt.tied_stage = 1 : i64, reduce = "mean"}
 // BUCKET-NOT: pp_tied
 // BUCKET: mt.sum_squares %{{.*}}, %{{.*}}, %[[SHARD]] {stages = array<i64: 1, 0, 0>}
 // BUCKET-NOT: pp_tied
+// BUCKET: mt.all_slice %{{.*}} {axis = "dp", dim = 0 : i64, mt.pipeline_stage = 1 : i64}
+// BUCKET: mt.all_gather %{{.*}} {axis = "dp", dim = 0 : i64, mt.pipeline_stage = 0 : i64, mt.tied_stage = 1 : i64}
 // BUCKET: return
 
 // -----
