@@ -374,7 +374,10 @@ struct Collective {
 std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instruction &instr) {
   plan::Attrs attrs(instr);
   auto size = [&](uint32_t id) { return plan.buffers(id).size_bytes(); };
-  switch (plan::opOf(instr).value_or(plan::Op::add)) {
+  const std::optional<plan::Op> op = plan::opOf(instr);
+  if (!op)
+    return {};
+  switch (*op) {
   case plan::Op::all_reduce:
     return {{attrs.s("axis"), size(instr.inputs(0)), true}};
   case plan::Op::reduce_scatter:
@@ -414,7 +417,8 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
         // A ring all-gather or reduce-scatter sends (n - 1)/n of the full
         // tensor from each rank, an all-reduce twice that; a send all of it.
         double n = double(groupSize(plan.mesh(), c.axis));
-        double share = plan::isOp(instr, plan::Op::send) ? 1.0 : (c.allReduce ? 2.0 : 1.0) * (n - 1) / n;
+        double share = plan::isOp(instr, plan::Op::send) ? 1.0
+                                                         : (c.allReduce ? 2.0 : 1.0) * (n - 1) / n;
         Total &t = totals[{instr.op(), c.axis}];
         t.runs += runs;
         t.bytes += double(runs) * double(c.bytes);

@@ -531,8 +531,8 @@ const Table &kernelTable() {
   return table;
 }
 
-/// The GEMM dimensions of a linear op (the Gemm family) must fit OpenBLAS's 32-bit ints (a
-/// larger one would be truncated, not refused, by cblas_sgemm).
+/// The GEMM dimensions of a linear op (the Gemm family) must fit OpenBLAS's
+/// 32-bit ints (a larger one would be truncated, not refused, by cblas_sgemm).
 Status checkBlasDims(const Instruction &instr) {
   const plan::OpSignature *op = plan::findOp(instr.op());
   if (!op || op->family != plan::OpFamily::Gemm)

@@ -11,7 +11,10 @@ uint64_t roundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
 /// The first output of `op` that is kept 32-bit where it is an activation
 /// (the outputs after it too); outputs_size when none.
 int firstWideOutput(const Instruction &instr) {
-  switch (opOf(instr).value_or(Op::add)) { // an unknown op: validatePlan's error
+  const std::optional<Op> op = opOf(instr); // none: validatePlan refuses the plan
+  if (!op)
+    return instr.outputs_size();
+  switch (*op) {
   case Op::attention: // the log-sum-exp its backward reads
     return 1;
   case Op::vocab_parallel_logits_max:
