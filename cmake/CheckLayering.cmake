@@ -8,8 +8,10 @@
 cmake_minimum_required(VERSION 3.25)
 
 if(NOT MT_SOURCE_DIR)
-  get_filename_component(MT_SOURCE_DIR "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
+  set(MT_SOURCE_DIR "${CMAKE_CURRENT_LIST_DIR}/..")
 endif()
+# A relative directory is the caller's (file(GLOB RELATIVE) needs it whole).
+get_filename_component(MT_SOURCE_DIR "${MT_SOURCE_DIR}" ABSOLUTE)
 
 # Directory = the runtime/ directories its files may include ("*": any).
 set(rules
@@ -59,6 +61,11 @@ foreach(rule ${rules})
   endforeach()
 endforeach()
 
+# A tree with none of the directories is a wrong MT_SOURCE_DIR, not a pass.
+if(checked EQUAL 0)
+  message(FATAL_ERROR "layering: no source file under ${MT_SOURCE_DIR} (MT_SOURCE_DIR must "
+                      "be a checkout with runtime/, compiler/, passes/, dialects/ or tools/)")
+endif()
 if(violations)
   list(LENGTH violations count)
   string(REPLACE ";" "\n  " text "${violations}")

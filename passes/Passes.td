@@ -199,9 +199,22 @@ def PipelineSplit : Pass<"mt-pipeline-split", "::mlir::ModuleOp"> {
       crossing is an error;
     - every `mt.param` gets `mt.pipeline_stage`, the stage whose ops read
       it, and one read by the first and the last stage (tied embeddings)
-      `mt.tied_stage` (the last; only those two may share a parameter).
+      `mt.tied_stage` (the last; only those two may share a parameter);
+    - in @optimizer_step (when present), each tied parameter's gradient
+      argument (or its distributed optimizer's bucket, which then holds
+      only tied parameters) is first summed over the embedding group:
+      `mt.all_reduce {axis = "pp_tied"}` (Megatron-Core's
+      _allreduce_embedding_grads), which every other use then reads;
+    - each per-parameter op of @optimizer_step (its gradient's
+      reductions, the distributed optimizer's slice and all-gather, AdamW)
+      gets the parameter's `mt.pipeline_stage` and `mt.tied_stage` and runs
+      on those stages only; the others (norm, clipping, schedule) run on
+      every stage; each `mt.sum_squares` gets `stages`: the stage that owns
+      each operand's parameter, so that each stage sums its own gradients
+      once before the norm's all-reduce over pp.
     The plan emitter makes one forward and one backward program per
-    virtual stage from this, and each transfer a send/recv pair. Runs last:
+    virtual stage from this, each transfer a send/recv pair, and one
+    optimizer program per stage. Runs last:
     after mt-expose-collectives and the canonicalizer. With pp = 1 it does
     nothing.
   }];

@@ -4,6 +4,7 @@
 #include "compiler/driver/Explain.h"
 
 #include "runtime/plan/DeviceFootprint.h"
+#include "runtime/plan/MeshAxes.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/Stages.h"
 #include "runtime/support/Wording.h"
@@ -372,17 +373,22 @@ struct Collective {
 
 std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instruction &instr) {
   plan::Attrs attrs(instr);
-  const std::string &op = instr.op();
   auto size = [&](uint32_t id) { return plan.buffers(id).size_bytes(); };
-  if (op == "all_reduce")
+  const std::optional<plan::Op> op = plan::opOf(instr);
+  if (!op)
+    return {};
+  switch (*op) {
+  case plan::Op::all_reduce:
     return {{attrs.s("axis"), size(instr.inputs(0)), true}};
-  if (op == "reduce_scatter")
+  case plan::Op::reduce_scatter:
     return {{attrs.s("axis"), size(instr.inputs(0)), false}};
-  if (op == "all_gather")
+  case plan::Op::all_gather:
     return {{attrs.s("axis"), size(instr.outputs(0)), false}};
-  if (op == "send")
+  case plan::Op::send:
     return {{"pp", size(instr.inputs(0)), false}};
-  return {};
+  default:
+    return {};
+  }
 }
 
 /// Ranks in the group of `axis`: a mesh axis, or the first and last stage
@@ -390,7 +396,7 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
 int64_t groupSize(const plan::Mesh &m, const std::string &axis) {
   const std::map<std::string, int64_t> sizes = {
       {"pp", m.pp()}, {"dp", m.dp()}, {"cp", m.cp()}, {"ep", m.ep()}, {"tp", m.tp()},
-      {"pp_tied", 2}};
+      {std::string(plan::kTiedEmbeddingGroup), 2}};
   auto it = sizes.find(axis);
   return it == sizes.end() ? 1 : it->second;
 }
@@ -411,7 +417,8 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
         // A ring all-gather or reduce-scatter sends (n - 1)/n of the full
         // tensor from each rank, an all-reduce twice that; a send all of it.
         double n = double(groupSize(plan.mesh(), c.axis));
-        double share = instr.op() == "send" ? 1.0 : (c.allReduce ? 2.0 : 1.0) * (n - 1) / n;
+        double share = plan::isOp(instr, plan::Op::send) ? 1.0
+                                                         : (c.allReduce ? 2.0 : 1.0) * (n - 1) / n;
         Total &t = totals[{instr.op(), c.axis}];
         t.runs += runs;
         t.bytes += double(runs) * double(c.bytes);

@@ -12,12 +12,8 @@
 #include "dialects/mt/MtDialect.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanVersion.h"
-#include "runtime/plan/Stages.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
-
-#include <functional>
-#include <set>
 
 using namespace mlir;
 
@@ -222,12 +218,12 @@ LogicalResult planTransfers(func::FuncOp fn, ArrayRef<StagedOp> staged, int64_t 
   return success();
 }
 
-/// A send or receive of `value`'s buffer with the virtual stage `peer`.
-void appendTransfer(ProgramEmitter &emitter, const char *op, Value value, int64_t peer) {
+/// A send or receive (`op`) of `value`'s buffer with the virtual stage `peer`.
+void appendTransfer(ProgramEmitter &emitter, plan::Op op, Value value, int64_t peer) {
   plan::Instruction &instr = emitter.append();
-  instr.set_op(op);
+  instr.set_op(plan::signature(op).name);
   uint32_t buffer = emitter.bufferOf(value);
-  if (std::string(op) == "send")
+  if (op == plan::Op::send)
     instr.add_inputs(buffer);
   else
     instr.add_outputs(buffer);
@@ -261,7 +257,7 @@ LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
       emitter.setProgram(program);
       const Transfers &t = back ? backward[v] : forward[v];
       for (Value value : t.receive)
-        appendTransfer(emitter, "recv", value, back ? v + 1 : v - 1);
+        appendTransfer(emitter, plan::Op::recv, value, back ? v + 1 : v - 1);
       SmallVector<Operation *> ops;
       for (const StagedOp &s : staged)
         if (s.virtualStage == v && s.backward == back)
@@ -269,35 +265,22 @@ LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
       if (failed(emitter.emitOps(ops)))
         return failure();
       for (Value value : t.send)
-        appendTransfer(emitter, "send", value, back ? v - 1 : v + 1);
+        appendTransfer(emitter, plan::Op::send, value, back ? v - 1 : v + 1);
       emitter.finishProgram();
     }
   return success();
 }
 
-/// One optimizer program per stage, over the parameters the stage owns; the
-/// gradient norm is also reduced over pp.
+/// One optimizer program per stage, of the ops mt-pipeline-split gave the
+/// stage (or none); its sum of squares over the gradients it gave the stage.
 LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
                                   int64_t pp, plan::Plan &out) {
-  llvm::StringMap<const plan::Parameter *> parameters;
-  for (const auto &p : out.parameters())
-    parameters[p.name()] = &p;
-  // The parameter (a bucket's first) an argument, or a distributed
-  // optimizer's slice and update of it, belongs to.
-  std::function<StringRef(Value)> paramOf = [&](Value v) -> StringRef {
-    if (Operation *def = v.getDefiningOp())
-      return isa<AllSliceOp, AdamWOp>(def) ? paramOf(def->getOperand(0)) : StringRef();
-    auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(cast<BlockArgument>(v).getArgNumber(),
-                                                         "mt.param");
-    return param ? param.getValue() : StringRef();
-  };
-  auto ownerOfArg = [&](Value v) -> int64_t {
-    StringRef name = paramOf(v);
-    return name.empty() ? -1 : parameters.lookup(name)->stage();
-  };
-  auto holds = [&](Value v, int64_t stage) {
-    StringRef name = paramOf(v);
-    return !name.empty() && plan::stageHolds(*parameters.lookup(name), stage);
+  // An op mt-pipeline-split gave a stage (a parameter's reductions and
+  // update) runs on it and on its tied stage; any other on every stage.
+  auto runsOn = [](Operation &op, int64_t stage) {
+    auto owner = op.getAttrOfType<IntegerAttr>(MtDialect::kPipelineStageAttrName);
+    auto tied = op.getAttrOfType<IntegerAttr>(MtDialect::kTiedStageAttrName);
+    return !owner || owner.getInt() == stage || (tied && tied.getInt() == stage);
   };
   for (int64_t stage = 0; stage < pp; ++stage) {
     plan::Program &program = *out.add_programs();
@@ -308,44 +291,29 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     SmallVector<Operation *> ops;
     SumSquaresOp norm;
     for (Operation &op : opt.getBody().front().without_terminator()) {
-      // A parameter's (or bucket's) dp reduction and update run where it is held.
-      if (isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, AllGatherOp>(op) &&
-          !paramOf(op.getOperand(0)).empty() && !holds(op.getOperand(0), stage))
+      if (!runsOn(op, stage))
         continue;
       if (auto n = dyn_cast<SumSquaresOp>(op))
         norm = n;
       ops.push_back(&op);
     }
-    // The two halves of a tied parameter's gradient are summed first.
-    for (const auto &p : out.parameters())
-      if (p.tied_stage() >= 0 && plan::stageHolds(p, stage)) {
-        plan::Instruction &sum = emitter.append();
-        sum.set_op("all_reduce");
-        sum.add_inputs(p.grad_buffer());
-        sum.add_outputs(p.grad_buffer());
-        auto *n = sum.add_attributes();
-        n->set_name("n");
-        n->set_i(plan::elementsOf(out.buffers(p.grad_buffer())));
-        for (auto [name, value] : {std::pair{"axis", "pp_tied"}, std::pair{"reduce", "sum"}}) {
-          auto *a = sum.add_attributes();
-          a->set_name(name);
-          a->set_s(value);
-        }
-        sum.set_location("tied parameter " + p.name());
-      }
     if (failed(emitter.emitOps(ops)))
       return failure();
-    // The norm's sum of squares covers this stage's gradients; its
-    // all-reduce over pp (mt-expose-collectives) adds the other stages'.
+    // The norm's sum of squares covers the gradients mt-pipeline-split
+    // gave this stage; its all-reduce over pp (mt-expose-collectives) adds
+    // the other stages'.
     for (auto &instr : *program.mutable_instructions()) {
-      if (instr.op() != "sum_squares")
+      if (!plan::isOp(instr, plan::Op::sum_squares))
         continue;
+      std::optional<ArrayRef<int64_t>> owners = norm.getStages();
+      if (!owners)
+        return norm.emitOpError() << "has no 'stages' (a pipeline plan needs "
+                                     "mt-pipeline-split first)";
       ArrayRef<bool> replicated = norm.getReplicated().value_or(ArrayRef<bool>());
       std::string flags;
       instr.clear_inputs();
       for (auto [i, grad] : llvm::enumerate(norm.getGrads())) {
-        Value source = grad.getDefiningOp() ? grad.getDefiningOp()->getOperand(0) : grad;
-        if (ownerOfArg(source) != stage)
+        if ((*owners)[i] != stage)
           continue;
         instr.add_inputs(emitter.bufferOf(grad));
         flags += i < replicated.size() && replicated[i] ? '1' : '0';
@@ -438,7 +406,7 @@ void emitStepRules(plan::Plan &out, const ParallelConfig &parallel) {
   for (int p = 0; p < out.programs_size(); ++p)
     for (int i = 0; i < out.programs(p).instructions_size(); ++i) {
       const plan::Instruction &instr = out.programs(p).instructions(i);
-      if (instr.op() != "lr_schedule")
+      if (!plan::isOp(instr, plan::Op::lr_schedule))
         continue;
       const plan::Attrs attrs(instr);
       const double peak = attrs.f("max_lr");

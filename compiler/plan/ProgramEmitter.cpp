@@ -67,7 +67,7 @@ LogicalResult ProgramEmitter::emitOps(ArrayRef<Operation *> ops) {
     if (!here.contains(value.getDefiningOp()))
       continue;
     auto *instr = program_->add_instructions();
-    instr->set_op("accumulate");
+    instr->set_op(plan::signature(plan::Op::accumulate).name);
     instr->add_inputs(bufferOf(value));
     instr->add_outputs(target);
     auto *n = instr->add_attributes();
@@ -145,7 +145,7 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
     if (isAccumulatingOp(op) && planner_.arenaOf(id) == plan::ACTIVATIONS &&
         zeroed_.insert(leader(result)).second) {
       auto *zero = program_->add_instructions();
-      zero->set_op("fill_zero");
+      zero->set_op(plan::signature(plan::Op::fill_zero).name);
       zero->add_outputs(id);
       auto *n = zero->add_attributes();
       n->set_name("n");

@@ -63,6 +63,14 @@ LogicalResult AllReduceOp::verify() {
   StringRef reduce = getReduce();
   if (reduce != "sum" && reduce != "max" && reduce != "mean")
     return emitOpError() << "expects reduce sum, max or mean, got '" << reduce << "'";
+  // The embedding group is pp's first and last stage: a sum of a tied
+  // parameter's two gradient terms (mt-pipeline-split's).
+  if (getAxis() == StringRef(plan::kTiedEmbeddingGroup)) {
+    if (reduce != "sum")
+      return emitOpError() << "over '" << getAxis() << "' expects reduce sum, got '" << reduce
+                           << "'";
+    return expectMeshAxis(*this, "pp");
+  }
   return expectMeshAxis(*this, getAxis());
 }
 

@@ -59,5 +59,13 @@ LogicalResult SumSquaresOp::verify() {
   if (auto flags = getReplicated(); flags && flags->size() != getGrads().size())
     return emitOpError() << "expects one replicated flag per operand (" << getGrads().size()
                          << "), got " << flags->size();
+  if (auto stages = getStages()) {
+    if (stages->size() != getGrads().size())
+      return emitOpError() << "expects one stage per operand (" << getGrads().size() << "), got "
+                           << stages->size();
+    for (int64_t s : *stages)
+      if (s < 0)
+        return emitOpError() << "expects non-negative stages, got " << s;
+  }
   return success();
 }

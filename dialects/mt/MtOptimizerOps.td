@@ -37,15 +37,23 @@ def Mt_SumSquaresOp : Mt_Op<"sum_squares", [Pure]> {
     rounded to f32 (the local part of the global gradient norm). Operands
     flagged in `replicated` count 1 / `replicas` each: they are held whole
     by the `replicas` ranks whose sums an all-reduce adds, and so count once.
+    In a pipeline, `stages` (mt-pipeline-split) names the stage that counts
+    each operand, the one that owns its parameter: each stage sums only its
+    own operands (a tied parameter's gradient, held by the first and the
+    last stage, counts on the first), and the all-reduce over pp that
+    follows adds the stages' sums.
 
     ```mlir
     %sq = mt.sum_squares %g0, %g1 {replicated = array<i1: false, true>, replicas = 2 : i64}
+        : (tensor<32x64xf32>, tensor<64xf32>) -> tensor<f32>
+    %sq = mt.sum_squares %g0, %g1 {stages = array<i64: 0, 1>}
         : (tensor<32x64xf32>, tensor<64xf32>) -> tensor<f32>
     ```
   }];
   let arguments = (ins Variadic<Mt_FloatTensor>:$grads,
                        OptionalAttr<DenseBoolArrayAttr>:$replicated,
-                       DefaultValuedAttr<I64Attr, "1">:$replicas);
+                       DefaultValuedAttr<I64Attr, "1">:$replicas,
+                       OptionalAttr<DenseI64ArrayAttr>:$stages);
   let results = (outs Mt_F32Scalar:$sum);
   let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;

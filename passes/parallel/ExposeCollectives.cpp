@@ -114,7 +114,8 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
     Value sum = inheriting(SumSquaresOp::create(b, loc, norm.getType(), norm.getGrads(),
                                                 axis ? norm.getReplicatedAttr()
                                                      : DenseBoolArrayAttr(),
-                                                b.getI64IntegerAttr(*replicas)),
+                                                b.getI64IntegerAttr(*replicas),
+                                                /*stages=*/DenseI64ArrayAttr()),
                            norm);
     if (axis)
       sum = inheriting(AllReduceOp::create(b, loc, sum, norm.getShardedAxisAttr(),

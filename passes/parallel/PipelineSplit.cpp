@@ -1,11 +1,16 @@
 // mt-pipeline-split: the pipeline stages of the training step as IR. Every
 // op of @forward_backward gets the virtual stage that runs it, a value used
 // on another virtual stage passes through mt.stage_transfer (the plan's
-// send/recv pair), and every parameter the stage that holds it.
+// send/recv pair), every parameter and its optimizer ops the stage that
+// holds it, a tied parameter's gradient its sum over the first and last
+// stage, and each stage its share of the gradient norm.
 #include "passes/Passes.h"
 #include "dialects/mt/MtMesh.h"
+#include "runtime/plan/MeshAxes.h"
 
 #include "mlir/IR/Builders.h"
+
+#include "llvm/ADT/StringSet.h"
 
 #include <map>
 #include <set>
@@ -36,7 +41,8 @@ bool isStaged(Operation *op) {
 /// The sum of a parameter's gradient terms (a tied parameter, read on the
 /// first and the last stage): each stage adds its own term into the
 /// parameter's gradient buffer in place, and the two stages' sums are added
-/// over pp_tied before the optimizer; no term crosses a stage.
+/// over pp_tied before the optimizer (sumTiedGradients); no term crosses a
+/// stage.
 bool isGradientSum(Operation *op) {
   return isa<AddOp>(op) && llvm::all_of(op->getUsers(), [](Operation *user) {
            return user->hasTrait<OpTrait::IsTerminator>();
@@ -159,6 +165,125 @@ LogicalResult assignParameterStages(ModuleOp module, func::FuncOp fn, int64_t pp
   return success();
 }
 
+/// Whether @optimizer_step's argument `arg` is the gradient of a tied
+/// parameter (mt.tied_stage), or of a distributed optimizer's bucket of
+/// them; a bucket mixing tied and untied parameters is an error (the sum
+/// over pp_tied would add the last stage's unrelated values).
+FailureOr<bool> isTiedGradient(func::FuncOp opt, BlockArgument arg,
+                               const llvm::StringSet<> &tied) {
+  const unsigned i = arg.getArgNumber();
+  auto role = opt.getArgAttrOfType<StringAttr>(i, "mt.role");
+  auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(i, "mt.param");
+  if (!role || role.getValue() != "grad" || !param)
+    return false;
+  auto bucket = opt.getArgAttrOfType<IntegerAttr>(i, "mt.bucket");
+  auto buckets = opt->getAttrOfType<ArrayAttr>(MtDialect::kBucketsAttrName);
+  if (!bucket)
+    return tied.contains(param.getValue());
+  auto entry = buckets && bucket.getInt() < int64_t(buckets.size())
+                   ? dyn_cast<DictionaryAttr>(buckets[bucket.getInt()])
+                   : DictionaryAttr();
+  auto members = entry ? entry.getAs<ArrayAttr>("params") : ArrayAttr();
+  if (!members)
+    return opt.emitOpError() << "argument " << i << " names bucket " << bucket.getInt()
+                             << ", which its '" << MtDialect::kBucketsAttrName
+                             << "' does not describe";
+  int64_t count = 0;
+  for (Attribute m : members)
+    count += tied.contains(cast<FlatSymbolRefAttr>(m).getValue());
+  if (count != 0 && count != int64_t(members.size()))
+    return opt.emitOpError() << "bucket " << bucket.getInt()
+                             << " mixes tied and untied parameters; a tied parameter's "
+                                "gradient is summed over "
+                             << plan::kTiedEmbeddingGroup << " alone";
+  return count != 0;
+}
+
+/// Megatron-Core's embedding-group all-reduce: the first and the last stage
+/// each hold one term of a tied parameter's gradient (their own reads),
+/// and both need the sum before the optimizer reads it. Inserts
+/// mt.all_reduce {axis = "pp_tied"} at the start of @optimizer_step on each
+/// such gradient argument (a module without @optimizer_step has none).
+LogicalResult sumTiedGradients(ModuleOp module) {
+  auto opt = module.lookupSymbol<func::FuncOp>("optimizer_step");
+  if (!opt)
+    return success();
+  llvm::StringSet<> tied;
+  for (ParamOp param : module.getOps<ParamOp>())
+    if (param->hasAttr(MtDialect::kTiedStageAttrName))
+      tied.insert(param.getSymName());
+  OpBuilder b(opt.getContext());
+  b.setInsertionPointToStart(&opt.getBody().front());
+  for (BlockArgument arg : opt.getArguments()) {
+    FailureOr<bool> isTied = isTiedGradient(opt, arg, tied);
+    if (failed(isTied))
+      return failure();
+    if (!*isTied)
+      continue;
+    auto sum = AllReduceOp::create(b, arg.getLoc(), arg,
+                                   b.getStringAttr(plan::kTiedEmbeddingGroup),
+                                   b.getStringAttr("sum"));
+    arg.replaceAllUsesExcept(sum.getResult(), sum);
+  }
+  return success();
+}
+
+/// The parameter (a bucket's first) whose state `v` of @optimizer_step is:
+/// an argument with `mt.param`, its gradient's sums (pp_tied, dp), or a
+/// distributed optimizer's slice and update of it; null for anything else
+/// (the norm, the clipping, the schedule).
+ParamOp parameterOf(ModuleOp module, func::FuncOp opt, Value v) {
+  while (Operation *def = v.getDefiningOp()) {
+    if (!isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp>(def))
+      return ParamOp();
+    v = def->getOperand(0);
+  }
+  auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(cast<BlockArgument>(v).getArgNumber(),
+                                                       "mt.param");
+  return param ? module.lookupSymbol<ParamOp>(param) : ParamOp();
+}
+
+/// Where @optimizer_step runs on a pipeline: each per-parameter op (the
+/// gradient's reductions, the distributed optimizer's slice, AdamW, the
+/// all-gather of updated shards) gets its parameter's mt.pipeline_stage and
+/// mt.tied_stage, and runs on those stages only; the other ops (norm,
+/// clipping, schedule) run on every stage. Each mt.sum_squares gets
+/// `stages`, the owner of each operand's parameter, so that each stage sums
+/// its own gradients once (the all-reduce over pp after it adds the
+/// stages' sums).
+LogicalResult assignOptimizerStages(ModuleOp module) {
+  auto opt = module.lookupSymbol<func::FuncOp>("optimizer_step");
+  if (!opt)
+    return success();
+  auto ownerOf = [](ParamOp param) {
+    return param->getAttrOfType<IntegerAttr>(MtDialect::kPipelineStageAttrName).getInt();
+  };
+  for (Operation &op : opt.getBody().front().without_terminator()) {
+    if (auto norm = dyn_cast<SumSquaresOp>(op)) {
+      SmallVector<int64_t> stages;
+      for (auto [i, grad] : llvm::enumerate(norm.getGrads())) {
+        ParamOp param = parameterOf(module, opt, grad);
+        if (!param)
+          return norm.emitOpError()
+                 << "operand " << i
+                 << " is not a parameter's gradient (an argument of @optimizer_step with "
+                    "'mt.param', or its mt.all_reduce or mt.reduce_scatter), so no pipeline "
+                    "stage owns it";
+        stages.push_back(ownerOf(param));
+      }
+      norm.setStages(stages);
+      continue;
+    }
+    if (!isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, AllGatherOp>(op))
+      continue;
+    if (ParamOp param = parameterOf(module, opt, op.getOperand(0)))
+      for (StringRef name : {MtDialect::kPipelineStageAttrName, MtDialect::kTiedStageAttrName})
+        if (Attribute stage = param->getAttr(name))
+          op.setAttr(name, stage);
+  }
+  return success();
+}
+
 struct PipelineSplitPass : public mt::impl::PipelineSplitBase<PipelineSplitPass> {
   using PipelineSplitBase::PipelineSplitBase;
   void runOnOperation() override;
@@ -187,7 +312,8 @@ void PipelineSplitPass::runOnOperation() {
     return signalPassFailure();
   }
   if (failed(assignVirtualStages(fn, layers)) || failed(insertTransfers(fn)) ||
-      failed(assignParameterStages(module, fn, *pp)))
+      failed(assignParameterStages(module, fn, *pp)) || failed(sumTiedGradients(module)) ||
+      failed(assignOptimizerStages(module)))
     return signalPassFailure();
 }
 

@@ -531,10 +531,11 @@ const Table &kernelTable() {
   return table;
 }
 
-/// The GEMM dimensions of a linear op must fit OpenBLAS's 32-bit ints (a
-/// larger one would be truncated, not refused, by cblas_sgemm).
+/// The GEMM dimensions of a linear op (the Gemm family) must fit OpenBLAS's
+/// 32-bit ints (a larger one would be truncated, not refused, by cblas_sgemm).
 Status checkBlasDims(const Instruction &instr) {
-  if (instr.op().rfind("linear", 0) != 0)
+  const plan::OpSignature *op = plan::findOp(instr.op());
+  if (!op || op->family != plan::OpFamily::Gemm)
     return Status::ok();
   for (const char *name : {"tokens", "in", "out"})
     if (int64_t v = Attrs(instr).i(name); v > INT32_MAX)
@@ -582,7 +583,7 @@ Expected<ProgramResult> CpuExecutor::run(const std::string &name,
   const auto &kernels = kernels_.at(name);
   for (int i = 0; i < program->instructions_size(); ++i) {
     const plan::Instruction &instr = program->instructions(i);
-    if (instr.op() == "check_finite") {
+    if (plan::isOp(instr, plan::Op::check_finite)) {
       float value = *memory_->f32(instr.inputs(0));
       if (!std::isfinite(value))
         return ProgramResult{true, "'" + plan_->buffers(instr.inputs(0)).name() + "' is " +

@@ -256,8 +256,8 @@ Status CudaExecutor::lowerAll() {
       program.steps = std::move(*steps);
       for (const plan::Instruction &instr : p.instructions()) {
         for (uint32_t out : instr.outputs())
-          if (plan_.buffers(out).arena() == plan::OUTPUTS && instr.op() != "sqrt" &&
-              instr.op() != "lr_schedule")
+          if (plan_.buffers(out).arena() == plan::OUTPUTS &&
+              !plan::isOp(instr, plan::Op::sqrt) && !plan::isOp(instr, plan::Op::lr_schedule))
             program.deviceOutputs.push_back(out);
       }
       for (const Step &step : program.steps)

@@ -77,8 +77,8 @@ void moeRouterGrad(Lowerer &L, const Attrs &a) {
 
 /// Dropless only: capacity and padding have no CUDA kernel yet.
 bool droplessPermute(Lowerer &L, const Attrs &a, PermuteShape &s) {
-  s = {a.i("tokens"), a.i("hidden"), L.instruction().op() == "moe_permute" ? a.i("experts") : 0,
-       a.i("top_k")};
+  const bool forward = plan::isOp(L.instruction(), Op::moe_permute);
+  s = {a.i("tokens"), a.i("hidden"), forward ? a.i("experts") : 0, a.i("top_k")};
   if (a.i("rows") != s.tokens * s.topK) {
     L.fail("rows " + std::to_string(a.i("rows")) + " != tokens x top_k (" +
            std::to_string(s.tokens * s.topK) + "): an expert capacity "

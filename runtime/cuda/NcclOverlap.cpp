@@ -7,9 +7,11 @@
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/NcclCommunicator.h"
 #include "runtime/plan/GradientBuckets.h"
+#include "runtime/plan/OpRegistry.h"
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 namespace mt::cuda {
 
@@ -170,12 +172,12 @@ struct Reductions {
 Reductions leadingReductions(const plan::Plan &plan, const plan::Program &optimizer,
                              DeviceArenas &arenas) {
   Reductions r;
-  const std::string first =
-      optimizer.instructions_size() ? optimizer.instructions(0).op() : std::string();
-  if (first != "all_reduce" && first != "reduce_scatter")
+  const std::optional<plan::Op> first =
+      optimizer.instructions_size() ? plan::opOf(optimizer.instructions(0)) : std::nullopt;
+  if (first != plan::Op::all_reduce && first != plan::Op::reduce_scatter)
     return r;
   for (const plan::Instruction &in : optimizer.instructions()) {
-    if (in.op() != first)
+    if (plan::opOf(in) != first)
       break;
     const plan::Attrs a(in);
     if (r.buffers.empty()) {
@@ -183,7 +185,7 @@ Reductions leadingReductions(const plan::Plan &plan, const plan::Program &optimi
       r.reduce = a.s("reduce");
     }
     const uint32_t id = in.inputs(0), out = in.outputs(0);
-    const bool scatter = first == "reduce_scatter";
+    const bool scatter = first == plan::Op::reduce_scatter;
     const bool shaped = scatter ? a.i("outer") == 1 &&
                                       arenas.storage(out) == DeviceArenas::Storage::Wide
                                 : out == id;

@@ -23,10 +23,10 @@ bool isMetadata(const std::string &key) {
 
 /// The optimizer hyperparameters that decide the rest of a run, by op; the
 /// per-parameter sizes (adamw's `n`) depend on the layout and are left out.
-const std::map<std::string, std::vector<std::string>> kOptimizerAttributes = {
-    {"lr_schedule", {"max_lr", "min_lr", "warmup_steps", "decay_steps", "style"}},
-    {"clip_coefficient", {"max_norm"}},
-    {"adamw", {"beta1", "beta2", "eps", "weight_decay"}},
+const std::map<plan::Op, std::vector<std::string>> kOptimizerAttributes = {
+    {plan::Op::lr_schedule, {"max_lr", "min_lr", "warmup_steps", "decay_steps", "style"}},
+    {plan::Op::clip_coefficient, {"max_norm"}},
+    {plan::Op::adamw, {"beta1", "beta2", "eps", "weight_decay"}},
 };
 
 json attributeValue(const plan::Attribute &a) {
@@ -133,7 +133,8 @@ RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t da
   std::map<std::string, std::set<json>> values;
   for (const plan::Program &program : plan.programs())
     for (const plan::Instruction &instr : program.instructions()) {
-      auto names = kOptimizerAttributes.find(instr.op());
+      std::optional<plan::Op> op = plan::opOf(instr);
+      auto names = op ? kOptimizerAttributes.find(*op) : kOptimizerAttributes.end();
       if (names == kOptimizerAttributes.end())
         continue;
       plan::Attrs attrs(instr);

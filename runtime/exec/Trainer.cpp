@@ -471,7 +471,7 @@ std::function<void(int)> TrainingRun::logitsDumper() {
   const plan::Program &program = plan_.programs(0);
   return [this, &program](int i) {
     const plan::Instruction &instr = program.instructions(i);
-    if (instr.op() != "cross_entropy")
+    if (!plan::isOp(instr, plan::Op::cross_entropy))
       return;
     uint32_t id = instr.inputs(0);
     const float *data = memory_->f32(id);

@@ -11,26 +11,33 @@ uint64_t roundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
 /// The first output of `op` that is kept 32-bit where it is an activation
 /// (the outputs after it too); outputs_size when none.
 int firstWideOutput(const Instruction &instr) {
-  const std::string &op = instr.op();
-  if (op == "attention") // the log-sum-exp its backward reads
+  const std::optional<Op> op = opOf(instr); // none: validatePlan refuses the plan
+  if (!op)
+    return instr.outputs_size();
+  switch (*op) {
+  case Op::attention: // the log-sum-exp its backward reads
     return 1;
-  if (op == "vocab_parallel_logits_max" || op == "vocab_parallel_predicted_logits")
+  case Op::vocab_parallel_logits_max:
+  case Op::vocab_parallel_predicted_logits:
     return 0; // row statistics
-  if (op == "rmsnorm_grad" || op == "layernorm_grad")
+  case Op::rmsnorm_grad:
+  case Op::layernorm_grad:
     return 1; // a norm weight's gradient, summed over tp before it is accumulated
-  if (op == "moe_router")
+  case Op::moe_router:
     return 0; // the fp32 routing weights, the expert indices and the aux loss
-  if (op == "moe_unpermute_grad")
+  case Op::moe_unpermute_grad:
     return 1; // the routing weights' gradient, read by the router's backward
-  if (op == "all_slice")
+  case Op::all_slice:
     return 0; // the distributed optimizer's fp32 weight shard AdamW updates
-  return instr.outputs_size();
+  default:
+    return instr.outputs_size();
+  }
 }
 
 /// The distributed optimizer's gradient shards: reduce-scatters of a
 /// gradient bucket, read by AdamW in fp32.
 bool scattersGradients(const Plan &plan, const Instruction &instr) {
-  return instr.op() == "reduce_scatter" && plan.buffers(instr.inputs(0)).arena() == GRADIENTS;
+  return isOp(instr, Op::reduce_scatter) && plan.buffers(instr.inputs(0)).arena() == GRADIENTS;
 }
 } // namespace
 

@@ -18,6 +18,12 @@ inline constexpr std::array<std::string_view, 4> kDenseAxes = {"pp", "dp", "cp",
 /// ep · etp · edp = tp · cp · dp, pp shared with the dense axes.
 inline constexpr std::array<std::string_view, 4> kExpertAxes = {"pp", "edp", "ep", "etp"};
 
+/// Megatron-Core's embedding group, derived from pp: for each coordinate of
+/// the other axes, the first and the last pipeline stage, which sum the two
+/// terms of a tied embedding's gradient (an mt.all_reduce's only non-axis
+/// group).
+inline constexpr std::string_view kTiedEmbeddingGroup = "pp_tied";
+
 } // namespace mt::plan
 
 #endif // MT_RUNTIME_PLAN_MESHAXES_H

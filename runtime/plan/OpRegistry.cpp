@@ -87,6 +87,11 @@ const OpSignature *findOp(const std::string &name) {
   return lookup(byName, name);
 }
 
+std::optional<Op> opOf(const Instruction &instr) {
+  const OpSignature *op = findOp(instr.op());
+  return op ? std::optional(op->id) : std::nullopt;
+}
+
 const OpSignature *findOpLoweredFrom(const std::string &mlirOp) {
   static const Index byOp = indexBy(&OpSignature::mlirOp);
   return lookup(byOp, mlirOp);

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,13 @@ struct OpSignature {
 
 const OpSignature *findOp(const std::string &name);
 const OpSignature &signature(Op op);
+/// The Op of `instr`; nullopt for a name the table lacks (validatePlan
+/// refuses those before anything runs).
+std::optional<Op> opOf(const Instruction &instr);
+/// Whether `instr` is an `op` instruction. Rules about one op name it by
+/// its enum, so that a renamed or removed op fails to compile instead of
+/// silently never matching.
+inline bool isOp(const Instruction &instr, Op op) { return instr.op() == signature(op).name; }
 /// The instruction the op named `mlirOp` ("mt.zeros") lowers to; null: none.
 const OpSignature *findOpLoweredFrom(const std::string &mlirOp);
 const std::vector<OpSignature> &allOps();

@@ -295,7 +295,7 @@ Status validateStepRules(const Plan &plan) {
     bool found = false;
     for (const Attribute &a : in.attributes())
       found |= a.name() == t.attribute() && a.has_f();
-    if (in.op() != "lr_schedule" || !found)
+    if (!isOp(in, Op::lr_schedule) || !found)
       return Status::error(where + " names '" + t.attribute() + "' of a '" + in.op() +
                            "', expected a floating-point attribute of an lr_schedule");
   }

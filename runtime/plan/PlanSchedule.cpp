@@ -1,6 +1,8 @@
 // Timing and drawing a given pipeline schedule.
 #include "runtime/plan/PlanSchedule.h"
 
+#include "runtime/plan/OpRegistry.h"
+
 #include <algorithm>
 #include <map>
 #include <sstream>
@@ -35,7 +37,7 @@ Expected<std::vector<std::vector<PipelineAction>>> pipelineActions(const plan::P
 std::map<int64_t, std::vector<PipelineMessage>> pipelineMessages(const plan::Plan &plan,
                                                                  int64_t stage, bool sends) {
   const int64_t pp = std::max<int64_t>(plan.mesh().pp(), 1);
-  const char *op = sends ? "send" : "recv";
+  const plan::Op op = sends ? plan::Op::send : plan::Op::recv;
   // Each program's transfers once: (peer stage, buffer) in program order.
   std::map<uint32_t, std::vector<std::pair<int64_t, uint32_t>>> transfers;
   std::map<int64_t, std::vector<PipelineMessage>> out;
@@ -45,7 +47,7 @@ std::map<int64_t, std::vector<PipelineMessage>> pipelineMessages(const plan::Pla
     auto [it, fresh] = transfers.try_emplace(a.program());
     if (fresh)
       for (const plan::Instruction &in : plan.programs(int(a.program())).instructions()) {
-        if (in.op() != op)
+        if (!plan::isOp(in, op))
           continue;
         int64_t peer = -1;
         for (const plan::Attribute &attr : in.attributes())

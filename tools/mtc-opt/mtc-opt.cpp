@@ -7,7 +7,9 @@
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/Config/llvm-config.h"
+#include "llvm/Support/CommandLine.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
@@ -15,6 +17,28 @@
 #include <vector>
 
 namespace {
+
+/// The registered passes, read back from the command line the registry
+/// makes of them (one option name per pass): mtc's (the `mt-` flags) and
+/// the upstream ones, each sorted by flag.
+struct RegisteredPasses {
+  std::vector<const mlir::PassInfo *> mt, upstream;
+};
+
+RegisteredPasses registeredPasses() {
+  // Registers one cl option name per registered pass, as MlirOptMain does.
+  static mlir::PassPipelineCLParser parser("", "the passes to run");
+  RegisteredPasses passes;
+  for (const auto &entry : llvm::cl::getRegisteredOptions())
+    if (const mlir::PassInfo *info = mlir::PassInfo::lookup(entry.first))
+      (info->getPassArgument().starts_with("mt-") ? passes.mt : passes.upstream)
+          .push_back(info);
+  for (auto *list : {&passes.mt, &passes.upstream})
+    llvm::sort(*list, [](const mlir::PassInfo *a, const mlir::PassInfo *b) {
+      return a->getPassArgument() < b->getPassArgument();
+    });
+  return passes;
+}
 
 /// The short help: our passes (with their options) first, the upstream
 /// passes we register, the flags lit uses, and where the full list is.
@@ -24,19 +48,17 @@ void printShortHelp() {
         "debugging)\n\n"
         "USAGE: mtc-opt [options] [input.mlir]   (stdin without a file; stdout unless -o)\n\n"
         "mt passes:\n";
-  std::vector<const mlir::PassInfo *> passes;
-  for (const auto &pass :
-       {mt::createPartitionTensorParallel(), mt::createPartitionExpertParallel(),
-        mt::createAutodiff(), mt::createBuildOptimizer(), mt::createExposeCollectives(),
-        mt::createRecompute(), mt::createPipelineSplit()})
-    passes.push_back(mlir::PassInfo::lookup(pass->getArgument()));
+  const RegisteredPasses passes = registeredPasses();
   // The description column, as mlir-opt's own help computes it.
   size_t width = 0;
-  for (const mlir::PassInfo *info : passes)
+  for (const mlir::PassInfo *info : passes.mt)
     width = std::max(width, info->getOptionWidth() + 4);
-  for (const mlir::PassInfo *info : passes)
+  for (const mlir::PassInfo *info : passes.mt)
     info->printHelpStr(/*indent=*/2, width);
-  os << "\nupstream passes: --canonicalize, --cse, --symbol-dce\n\n"
+  os << "\nupstream passes:";
+  for (auto [i, info] : llvm::enumerate(passes.upstream))
+    os << (i ? ", --" : " --") << info->getPassArgument();
+  os << "\n\n"
         "common options:\n"
         "  -o <file>                 write the result here\n"
         "  --pass-pipeline=<text>    e.g. 'builtin.module(mt-partition-tp{sequence-parallel})'\n"

@@ -75,6 +75,15 @@ func.func @all_gather_not_multiple(%x: tensor<2x4x64xf32>) {
 
 // -----
 
+// The embedding group only sums (a tied parameter's two gradient terms).
+func.func @all_reduce_tied_kind(%x: tensor<16xf32>) {
+  // expected-error @+1 {{'mt.all_reduce' op over 'pp_tied' expects reduce sum, got 'mean'}}
+  %0 = mt.all_reduce %x {axis = "pp_tied", reduce = "mean"} : tensor<16xf32>
+  return
+}
+
+// -----
+
 func.func @reduce_scatter_axis(%x: tensor<2x8x64xf32>) {
   // expected-error @+1 {{'mt.reduce_scatter' op expects a mesh axis (pp, dp, cp, tp, edp, ep, etp), got 'pp_tied'}}
   %0 = mt.reduce_scatter %x {axis = "pp_tied", dim = 1 : i64} : (tensor<2x8x64xf32>) -> tensor<2x4x64xf32>

@@ -142,3 +142,19 @@ func.func @sum_squares_flags(%g: tensor<4xf32>, %h: tensor<2xf32>) {
   %0 = mt.sum_squares %g, %h {replicated = array<i1: true>} : (tensor<4xf32>, tensor<2xf32>) -> tensor<f32>
   return
 }
+
+// -----
+
+func.func @sum_squares_stages(%g: tensor<4xf32>, %h: tensor<2xf32>) {
+  // expected-error @+1 {{'mt.sum_squares' op expects one stage per operand (2), got 3}}
+  %0 = mt.sum_squares %g, %h {stages = array<i64: 0, 1, 1>} : (tensor<4xf32>, tensor<2xf32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @sum_squares_negative_stage(%g: tensor<4xf32>, %h: tensor<2xf32>) {
+  // expected-error @+1 {{'mt.sum_squares' op expects non-negative stages, got -1}}
+  %0 = mt.sum_squares %g, %h {stages = array<i64: 0, -1>} : (tensor<4xf32>, tensor<2xf32>) -> tensor<f32>
+  return
+}

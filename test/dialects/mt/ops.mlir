@@ -236,6 +236,9 @@ func.func @collectives(%x: tensor<2x8x64xf32>, %h: tensor<2x4x64xbf16>, %flat: t
   %a = mt.all_reduce %x {axis = "dp", reduce = "mean"} : tensor<2x8x64xf32>
   // CHECK: mt.all_reduce %{{.*}} {axis = "tp", reduce = "max"} : tensor<2x8x64xf32>
   %mx = mt.all_reduce %x {axis = "tp", reduce = "max"} : tensor<2x8x64xf32>
+  // The embedding group (pp's first and last stage) of a tied parameter.
+  // CHECK: mt.all_reduce %{{.*}} {axis = "pp_tied"} : tensor<2x8x64xf32>
+  %t = mt.all_reduce %x {axis = "pp_tied"} : tensor<2x8x64xf32>
   // CHECK: mt.tp_copy %{{.*}} {axis = "tp"} : tensor<2x8x64xf32>
   %c = mt.tp_copy %x {axis = "tp"} : tensor<2x8x64xf32>
   // CHECK: mt.all_gather %{{.*}} {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xbf16>) -> tensor<2x8x64xbf16>

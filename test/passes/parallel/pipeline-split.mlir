@@ -51,7 +51,8 @@ func.func @forward(%ids: tensor<2x4xi32>, %labels: tensor<2x4xi32>, %mask: tenso
 // Tied embeddings: the head reads the embedding on the last stage, so the
 // first stage owns it and the last keeps a copy. The two gradient terms
 // are not moved between stages: each stage adds its own into the
-// parameter's gradient buffer, and the plan sums the two over pp_tied.
+// parameter's gradient buffer, and @optimizer_step sums the two over
+// pp_tied (pipeline-split-tied.mlir).
 shard.grid @mesh(shape = 2x1x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
 // CHECK: mt.param @emb {{.*}} {mt.pipeline_stage = 0 : i64, mt.tied_stage = 1 : i64}
 // CHECK: %[[HEAD:.*]] = mt.linear_grad_weight {{.*}}mt.virtual_stage = 1 : i64
