@@ -358,6 +358,11 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
      << " held whole (the backends compute from them); updated per rank: with it "
      << bytesText(double(weights) / double(dp)) << ", without it " << bytesText(double(weights))
      << "\n";
+  if (on)
+    os << "  gradient and weight shards: "
+       << bytesText(double(plan::deviceFootprint(plan).shardsInPlace))
+       << " that CUDA keeps in place, in the rank's slice of each bucket (the CPU backend "
+          "copies them into its activations)\n";
 }
 
 /// One collective of an instruction: its group's axis, the bytes of its

@@ -179,8 +179,11 @@ Status CudaExecutor::initialize() {
   MT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MT_CUDA_CHECK(cudaEventCreate(&start_));
   MT_CUDA_CHECK(cudaEventCreate(&stop_));
-  auto arenas =
-      DeviceArenas::create(plan_, rank_ ? rank_->describe() : std::string(), host_.slots());
+  DeviceArenas::Coordinate coordinate;
+  if (rank_)
+    coordinate = [rank = rank_](const std::string &axis) { return rank->coordinate(axis); };
+  auto arenas = DeviceArenas::create(plan_, rank_ ? rank_->describe() : std::string(),
+                                     host_.slots(), coordinate);
   if (!arenas)
     return arenas.status();
   arenas_ = std::move(*arenas);

@@ -23,18 +23,42 @@ int firstWideOutput(const Instruction &instr) {
   if (op == "moe_unpermute_grad")
     return 1; // the routing weights' gradient, read by the router's backward
   if (op == "all_slice")
-    return 0; // the distributed optimizer's fp32 weight shard AdamW updates
+    return 0; // a weight shard AdamW updates (when not a shard view)
   return instr.outputs_size();
 }
 
-/// The distributed optimizer's gradient shards: reduce-scatters of a
-/// gradient bucket, read by AdamW in fp32.
+/// Gradient shards that are not shard views: reduce-scatters of a
+/// gradient buffer, read by AdamW in fp32.
 bool scattersGradients(const Plan &plan, const Instruction &instr) {
   return instr.op() == "reduce_scatter" && plan.buffers(instr.inputs(0)).arena() == GRADIENTS;
 }
 } // namespace
 
+std::map<uint32_t, ShardView> shardViews(const Plan &plan) {
+  std::map<uint32_t, const Bucket *> ofBuffer; // a bucket's weight or gradient buffer
+  for (const Bucket &b : plan.buckets()) {
+    ofBuffer[b.param_buffer()] = &b;
+    ofBuffer[b.grad_buffer()] = &b;
+  }
+  std::map<uint32_t, ShardView> views;
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions()) {
+      if ((instr.op() != "reduce_scatter" && instr.op() != "all_slice") ||
+          instr.inputs_size() != 1 || instr.outputs_size() != 1 || Attrs(instr).i("outer") != 1)
+        continue;
+      auto it = ofBuffer.find(instr.inputs(0));
+      const Buffer &out = plan.buffers(instr.outputs(0));
+      if (it == ofBuffer.end() || out.arena() != ACTIVATIONS || out.dtype() != F32 ||
+          it->second->parts() < 1 ||
+          elementsOf(out) * it->second->parts() != elementsOf(plan.buffers(instr.inputs(0))))
+        continue;
+      views[out.id()] = {instr.inputs(0), it->second->axis(), it->second->parts()};
+    }
+  return views;
+}
+
 std::set<uint32_t> wideActivations(const Plan &plan) {
+  const std::map<uint32_t, ShardView> views = shardViews(plan);
   std::set<uint32_t> wide;
   for (const Buffer &b : plan.buffers())
     if (b.arena() == ACTIVATIONS && (b.dtype() != F32 || elementsOf(b) == 1))
@@ -43,13 +67,17 @@ std::set<uint32_t> wideActivations(const Plan &plan) {
     for (const Instruction &instr : program.instructions())
       for (int i = scattersGradients(plan, instr) ? 0 : firstWideOutput(instr);
            i < instr.outputs_size(); ++i)
-        if (plan.buffers(instr.outputs(i)).arena() == ACTIVATIONS)
+        if (plan.buffers(instr.outputs(i)).arena() == ACTIVATIONS &&
+            !views.count(instr.outputs(i)))
           wide.insert(instr.outputs(i));
   return wide;
 }
 
 DeviceFootprint deviceFootprint(const Plan &plan) {
   DeviceFootprint f;
+  f.shardViews = shardViews(plan);
+  for (const auto &[id, view] : f.shardViews)
+    f.shardsInPlace += plan.buffers(id).size_bytes();
   for (uint32_t id : wideActivations(plan)) {
     f.wideOffsets[id] = f.wideActivations;
     f.wideActivations += roundUp(plan.buffers(id).size_bytes(), kWideAlignment);
