@@ -290,31 +290,37 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   // A pipeline stage keeps each micro-batch in flight in an activation slot
   // of its own: the rank of the stage with the most in flight needs most.
   const uint64_t slots = mostActivationSlots(plan);
-  struct Row { const char *what; uint64_t cpu, gpu; };
+  const CudaHostBytes host = cudaHostBytes(plan);
+  // The CPU backend computes in host memory; the CUDA backend on the device
+  // (CUDA) and keeps in host memory what saves, exports and inputs use.
+  struct Row { const char *what; uint64_t cpu, gpu, host; };
   const Row rows[] = {
-      {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights},
-      {"weights (bf16 copy the GPU reads)", 0, gpu.shadows},
-      {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients},
-      {"AdamW state (fp32)", arenas[plan::OPTIMIZER], gpu.optimizer},
+      {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights, host.weights},
+      {"weights (bf16 copy the GPU reads)", 0, gpu.shadows, 0},
+      {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients, 0},
+      {"AdamW state (fp32)", arenas[plan::OPTIMIZER], gpu.optimizer, host.optimizer},
       {pipelined ? "activations (micro-batches in flight)"
                  : "activations (peak, liveness-planned)",
-       arenas[plan::ACTIVATIONS] * slots, gpu.activations * slots},
-      {"activations kept 32-bit (lse, scalars)", 0, gpu.wideActivations * slots},
-      {"inputs", arenas[plan::INPUTS] * slots, (gpu.inputs + gpu.outputs) * slots}};
+       arenas[plan::ACTIVATIONS] * slots, gpu.activations * slots, 0},
+      {"activations kept 32-bit (lse, scalars)", 0, gpu.wideActivations * slots, 0},
+      {"inputs", arenas[plan::INPUTS] * slots, (gpu.inputs + gpu.outputs) * slots,
+       host.inputs}};
+  auto cell = [](uint64_t bytes) { return bytes ? bytesText(double(bytes)) : std::string("-"); };
   os << "memory per rank:\n";
-  os << llvm::format("  %-38s %12s %12s\n", "", "CPU (fp32)", "CUDA (bf16)");
+  os << llvm::format("  %-38s %12s %12s %12s\n", "", "CPU (fp32)", "CUDA (bf16)", "CUDA host");
   uint64_t cpuTotal = 0, gpuTotal = 0;
   for (const Row &r : rows) {
-    os << llvm::format("  %-38s %12s %12s\n", r.what,
-                       r.cpu ? bytesText(double(r.cpu)).c_str() : "-",
-                       bytesText(double(r.gpu)).c_str());
+    os << llvm::format("  %-38s %12s %12s %12s\n", r.what, cell(r.cpu).c_str(),
+                       bytesText(double(r.gpu)).c_str(), cell(r.host).c_str());
     cpuTotal += r.cpu;
     gpuTotal += r.gpu;
   }
-  os << llvm::format("  %-38s %12s %12s\n", "total (plan arenas)",
-                     bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str());
+  os << llvm::format("  %-38s %12s %12s %12s\n", "total (plan arenas)",
+                     bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str(),
+                     bytesText(double(host.total())).c_str());
   os << "  (the GPU also holds its CUDA context and library workspaces, about "
-     << bytesText(double(kCudaContextBytes)) << ")\n";
+     << bytesText(double(kCudaContextBytes)) << "; the arenas are static: the peak is the "
+     << "total)\n";
   if (pipelined)
     os << "  (every rank's weight, gradient and AdamW arenas fit the stage that holds the most; "
           "activations: "
@@ -358,6 +364,16 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
      << " held whole (the backends compute from them); updated per rank: with it "
      << bytesText(double(weights) / double(dp)) << ", without it " << bytesText(double(weights))
      << "\n";
+  int64_t deferred = 0;
+  for (const plan::Program &program : plan.programs())
+    for (const plan::Instruction &instr : program.instructions())
+      deferred += plan::Attrs(instr).i("deferred") == 1;
+  if (on && deferred)
+    os << "  weight all-gathers: " << countOf(deferred, "bucket")
+       << " behind the next step's forward, each waited for before its first use "
+          "(overlap_param_gather: on)\n";
+  else if (on)
+    os << "  weight all-gathers: at the end of the optimizer step (overlap_param_gather: off)\n";
   if (on)
     os << "  gradient and weight shards: "
        << bytesText(double(plan::deviceFootprint(plan).shardsInPlace))
@@ -445,6 +461,23 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
 }
 
 } // namespace
+
+CudaHostBytes cudaHostBytes(const plan::Plan &plan) {
+  // exec::HostMemory::create with Arenas::HostSide: 64-byte multiples, the
+  // per-micro-batch arenas once per slot.
+  const uint64_t slots = mostActivationSlots(plan);
+  auto padded = [](uint64_t n) { return (n + 63) / 64 * 64; };
+  CudaHostBytes host;
+  for (const plan::Arena &a : plan.arenas()) {
+    if (a.kind() == plan::PARAMETERS)
+      host.weights = padded(a.size_bytes());
+    else if (a.kind() == plan::OPTIMIZER)
+      host.optimizer = padded(a.size_bytes());
+    else if (a.kind() == plan::INPUTS || a.kind() == plan::OUTPUTS)
+      host.inputs += padded(a.size_bytes()) * slots;
+  }
+  return host;
+}
 
 uint64_t gpuPlanBytes(const plan::Plan &plan) {
   const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);

@@ -33,6 +33,15 @@ ActivationBytes activationBytes(const plan::Plan &plan);
 /// each activation slot's activations, 32-bit activations and inputs.
 uint64_t gpuPlanBytes(const plan::Plan &plan);
 
+/// Host memory of one rank of the CUDA backend (exec::HostMemory's
+/// host-side arenas): the fp32 weights and AdamW state that saves and
+/// exports read and loads write, and every slot's inputs and outputs.
+struct CudaHostBytes {
+  uint64_t weights = 0, optimizer = 0, inputs = 0;
+  uint64_t total() const { return weights + optimizer + inputs; }
+};
+CudaHostBytes cudaHostBytes(const plan::Plan &plan);
+
 /// What the GPU holds besides the plan's arenas: its CUDA context and the
 /// libraries' workspaces (measured, about).
 inline constexpr uint64_t kCudaContextBytes = uint64_t(512) << 20;

@@ -68,6 +68,10 @@ struct ParallelFlags {
     layoutFlag(cmd.add_flag("--use-distributed-optimizer", v.distributedOptimizer,
                             "shard the AdamW state over dp (Megatron's distributed optimizer)"),
                &P::distributedOptimizer);
+    layoutFlag(cmd.add_flag("--overlap-param-gather", v.overlapParamGather,
+                            "all-gather the distributed optimizer's updated weights behind the "
+                            "next forward (Megatron's overlap_param_gather)"),
+               &P::overlapParamGather);
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,
