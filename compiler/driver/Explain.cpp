@@ -291,6 +291,16 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   // of its own: the rank of the stage with the most in flight needs most.
   const uint64_t slots = mostActivationSlots(plan);
   const CudaHostBytes host = cudaHostBytes(plan);
+  // The CPU backend's collectives gather or reduce the full fp32 tensor in a
+  // temporary of its own (runtime/cpu/CpuExecutor.cpp): the largest.
+  uint64_t cpuStaging = 0;
+  for (const plan::Program &program : plan.programs())
+    for (const plan::Instruction &instr : program.instructions())
+      if (instr.op() == "all_gather" || instr.op() == "reduce_scatter")
+        cpuStaging = std::max(cpuStaging, plan.buffers(instr.op() == "all_gather"
+                                                           ? instr.outputs(0)
+                                                           : instr.inputs(0))
+                                              .size_bytes());
   // The CPU backend computes in host memory; the CUDA backend on the device
   // (CUDA) and keeps in host memory what saves, exports and inputs use.
   struct Row { const char *what; uint64_t cpu, gpu, host; };
@@ -303,6 +313,7 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
                  : "activations (peak, liveness-planned)",
        arenas[plan::ACTIVATIONS] * slots, gpu.activations * slots, 0},
       {"activations kept 32-bit (lse, scalars)", 0, gpu.wideActivations * slots, 0},
+      {"communication buffers (staging)", cpuStaging, gpu.collectiveStaging, 0},
       {"inputs", arenas[plan::INPUTS] * slots, (gpu.inputs + gpu.outputs) * slots,
        host.inputs}};
   auto cell = [](uint64_t bytes) { return bytes ? bytesText(double(bytes)) : std::string("-"); };
@@ -315,12 +326,12 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
     cpuTotal += r.cpu;
     gpuTotal += r.gpu;
   }
-  os << llvm::format("  %-38s %12s %12s %12s\n", "total (plan arenas)",
+  os << llvm::format("  %-38s %12s %12s %12s\n", "total (the peak)",
                      bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str(),
                      bytesText(double(host.total())).c_str());
   os << "  (the GPU also holds its CUDA context and library workspaces, about "
-     << bytesText(double(kCudaContextBytes)) << "; the arenas are static: the peak is the "
-     << "total)\n";
+     << bytesText(double(kCudaContextBytes)) << "; everything above is allocated once, before "
+     << "the first step)\n";
   if (pipelined)
     os << "  (every rank's weight, gradient and AdamW arenas fit the stage that holds the most; "
           "activations: "
@@ -481,7 +492,7 @@ CudaHostBytes cudaHostBytes(const plan::Plan &plan) {
 
 uint64_t gpuPlanBytes(const plan::Plan &plan) {
   const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
-  return gpu.weights + gpu.shadows + gpu.gradients + gpu.optimizer +
+  return gpu.weights + gpu.shadows + gpu.gradients + gpu.optimizer + gpu.collectiveStaging +
          (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
              mostActivationSlots(plan);
 }

@@ -28,7 +28,7 @@ struct ActivationBytes {
 };
 ActivationBytes activationBytes(const plan::Plan &plan);
 
-/// Bytes of one rank's CUDA arenas (the "total (plan arenas)" that
+/// Bytes of one rank's CUDA arenas and staging (the "total (the peak)" that
 /// --explain prints): weights, their bf16 copy, gradients, AdamW state, and
 /// each activation slot's activations, 32-bit activations and inputs.
 uint64_t gpuPlanBytes(const plan::Plan &plan);

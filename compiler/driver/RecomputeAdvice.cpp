@@ -119,8 +119,8 @@ LogicalResult adviseRecompute(ModuleOp module, const ModelDims &dims,
   }
   const OffloadEffect &o = best->offload;
   os << llvm::format("  none fits; with optimizer_offload (not in this version yet, issue 16) "
-                     "%s would (%+.1f%% FLOPs): %s on the GPU, %s more host memory, %s copied "
-                     "per step (about %.1f ms at %.0f GB/s)\n",
+                     "the cheapest that would is '%s' (%+.1f%% FLOPs): %s on the GPU, %s more "
+                     "host memory, %s copied per step (about %.1f ms at %.0f GB/s)\n",
                      best->what.c_str(), best->extraPercent,
                      bytesText(double(best->bytes - o.deviceFreed)).c_str(),
                      bytesText(double(o.hostAdded)).c_str(),

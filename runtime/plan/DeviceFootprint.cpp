@@ -3,6 +3,8 @@
 
 #include "runtime/plan/OpRegistry.h"
 
+#include <algorithm>
+
 namespace mt::plan {
 
 namespace {
@@ -78,10 +80,22 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
   f.shardViews = shardViews(plan);
   for (const auto &[id, view] : f.shardViews)
     f.shardsInPlace += plan.buffers(id).size_bytes();
-  for (uint32_t id : wideActivations(plan)) {
+  const std::set<uint32_t> wide = wideActivations(plan);
+  for (uint32_t id : wide) {
     f.wideOffsets[id] = f.wideActivations;
     f.wideActivations += roundUp(plan.buffers(id).size_bytes(), kWideAlignment);
   }
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions()) {
+      const bool gather = instr.op() == "all_gather";
+      if ((!gather && instr.op() != "reduce_scatter") || Attrs(instr).i("outer") <= 1)
+        continue;
+      // The full tensor: an all-gather's output, a reduce-scatter's input.
+      const Buffer &full = plan.buffers(gather ? instr.outputs(0) : instr.inputs(0));
+      const bool bf16 = full.arena() == ACTIVATIONS && !wide.count(full.id());
+      f.collectiveStaging = std::max<uint64_t>(
+          f.collectiveStaging, uint64_t(elementsOf(full)) * (bf16 ? 2 : 4));
+    }
   for (const Arena &a : plan.arenas()) {
     switch (a.kind()) {
     case PARAMETERS:

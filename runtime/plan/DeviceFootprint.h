@@ -55,9 +55,15 @@ struct DeviceFootprint {
   /// Bytes the shard views would take apart from their buckets (not
   /// allocated: not in total()).
   uint64_t shardsInPlace = 0;
+  /// Communication buffers: the rank-major blocks the largest all_gather or
+  /// reduce_scatter along a middle dimension (outer > 1: sequence
+  /// parallelism's) stages in the kernel workspace, in the dtype the GPU
+  /// keeps its operand in (runtime/cuda/LowerCollectives.cpp). The
+  /// workspace is shared with kernels: the runtime allocates at least this.
+  uint64_t collectiveStaging = 0;
   uint64_t total() const {
     return weights + shadows + gradients + optimizer + activations + wideActivations +
-           inputs + outputs;
+           inputs + outputs + collectiveStaging;
   }
 };
 DeviceFootprint deviceFootprint(const Plan &plan);

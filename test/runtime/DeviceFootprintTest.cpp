@@ -131,5 +131,36 @@ TEST(DeviceFootprint, KeepsTheDistributedOptimizerShardsInTheirBuckets) {
   EXPECT_EQ(f.total(), 256u + 128 + 256 + 256 + 128 + 256);
 }
 
+TEST(DeviceFootprint, CountsTheStagingOfCollectivesAlongAMiddleDimension) {
+  // Sequence parallelism's all-gather of [2, 8, 4] sequence halves into
+  // [2, 16, 4] (outer 2) stages rank-major blocks: 128 bf16 elements; the
+  // distributed optimizer's along the first dimension (outer 1) none, and a
+  // reduce-scatter of an fp32 gradient (not an activation) in fp32.
+  Plan p;
+  addBuffer(p, "half", F32, {2, 8, 4}, ACTIVATIONS, 0);      // 0
+  addBuffer(p, "full", F32, {2, 16, 4}, ACTIVATIONS, 256);   // 1
+  addBuffer(p, "shard", F32, {64}, ACTIVATIONS, 768);        // 2
+  addBuffer(p, "bucket", F32, {128}, PARAMETERS, 0);         // 3
+  addBuffer(p, "grad", F32, {4, 20}, GRADIENTS, 0);          // 4
+  addBuffer(p, "grad_half", F32, {4, 10}, ACTIVATIONS, 1024); // 5
+  auto *program = p.add_programs();
+  auto add = [&](const char *op, uint32_t in, uint32_t out, int64_t outer) {
+    auto *instr = program->add_instructions();
+    instr->set_op(op);
+    instr->add_inputs(in);
+    instr->add_outputs(out);
+    auto *a = instr->add_attributes();
+    a->set_name("outer");
+    a->set_i(outer);
+  };
+  add("all_gather", 0, 1, 2);
+  add("all_gather", 2, 3, 1);
+  EXPECT_EQ(deviceFootprint(p).collectiveStaging, 128u * 2);
+  add("reduce_scatter", 4, 5, 4); // 80 fp32 elements
+  EXPECT_EQ(deviceFootprint(p).collectiveStaging, 80u * 4);
+  // The plan has no arenas; the gradient shard is a 32-bit activation (256).
+  EXPECT_EQ(deviceFootprint(p).total(), 80u * 4 + 256);
+}
+
 } // namespace
 } // namespace mt::plan
