@@ -330,8 +330,8 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
                      bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str(),
                      bytesText(double(host.total())).c_str());
   os << "  (the GPU also holds its CUDA context and library workspaces, about "
-     << bytesText(double(kCudaContextBytes)) << "; everything above is allocated once, before "
-     << "the first step)\n";
+     << bytesText(double(kCudaContextBytes)) << "; the arenas are allocated once, before the "
+     << "first step)\n";
   if (pipelined)
     os << "  (every rank's weight, gradient and AdamW arenas fit the stage that holds the most; "
           "activations: "
