@@ -143,7 +143,8 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   }
   if (p.distributedOptimizer && p.dp == 1)
     os << "use_distributed_optimizer: with dp 1 there is nothing to shard; the plan has the "
-          "plain optimizer\n";
+          "plain optimizer"
+       << (p.overlapParamGather ? " (and overlap_param_gather nothing to gather)" : "") << "\n";
   // Memory figures come from a plan alone (explainPlan), so that they are
   // the ones mtrun allocates.
   if (p.cp != 1 || p.ep != 1)
