@@ -380,15 +380,19 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   for (const plan::Program &program : plan.programs())
     for (const plan::Instruction &instr : program.instructions())
       deferred += plan::Attrs(instr).i("deferred") == 1;
+  const bool pipelined = plan.mesh().pp() > 1;
   if (on && deferred)
     os << "  weight all-gathers: " << countOf(deferred, "bucket")
        << " behind the next step's forward, each waited for before its first use "
-          "(overlap_param_gather: on)\n";
+          "(overlap_param_gather: on"
+       << (pipelined ? "; with pipelines the CUDA backend gathers at the end of the step" : "")
+       << ")\n";
   else if (on)
     os << "  weight all-gathers: at the end of the optimizer step (overlap_param_gather: off)\n";
   if (on)
     os << "  gradient and weight shards: "
        << bytesText(double(plan::deviceFootprint(plan).shardsInPlace))
+       << (pipelined ? " (all stages)" : "")
        << " that CUDA keeps in place, in the rank's slice of each bucket (the CPU backend "
           "copies them into its activations)\n";
 }
