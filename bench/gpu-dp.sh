@@ -36,7 +36,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
   for layout in "demo:" "demo-dp2:--dp 2" "demo-tp2:--tp 2" "demo-tp2-sp:--tp 2 --sp" \
                 "demo-pp2:--pp 2" "demo-dp2-do:--dp 2 --use-distributed-optimizer" \
                 "demo-dp2-bf16:--dp 2 --grad-reduce-in-bf16" \
-                "demo-dp2-do-bf16:--dp 2 --use-distributed-optimizer --grad-reduce-in-bf16"; do
+                "demo-dp2-do-bf16:--dp 2 --use-distributed-optimizer --grad-reduce-in-bf16" \
+                "demo-dp2-do-opg:--dp 2 --use-distributed-optimizer --overlap-param-gather"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/demo.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"

@@ -48,7 +48,12 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     shard (`mt.sharding` on dp). Each grad bucket is reduce-scattered
     (mean) over dp, the global norm sums the shards (`partial_axis` dp),
     each rank takes its slice of the param bucket (`mt.all_slice`), updates
-    it, and the updated slices are all-gathered into the param bucket.
+    it, and the updated slices are all-gathered into the param bucket;
+    with `overlap-param-gather` those all-gathers carry the unit attribute
+    `mt.deferred` (the plan instruction's `deferred`): the backends may run
+    them behind the next step's forward, as long as everything that reads
+    the weights (the next forward, a checkpoint) waits for them; the values
+    are the same.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
@@ -66,6 +71,8 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
            "shard the AdamW state over dp in gradient buckets (Megatron's distributed optimizer)">,
     Option<"bucketElements", "bucket-elements", "int64_t", "40000000",
            "elements after which a gradient bucket is closed (Megatron's bucket_size)">,
+    Option<"overlapParamGather", "overlap-param-gather", "bool", "false",
+           "mark the buckets' all-gathers `deferred`: behind the next forward (Megatron's overlap_param_gather)">,
   ];
 }
 

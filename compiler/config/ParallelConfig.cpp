@@ -36,7 +36,6 @@ struct PendingOption {
 const std::map<std::string, PendingOption> &pendingOptions() {
   using enum PendingKind;
   static const std::map<std::string, PendingOption> options = {
-      {"overlap_param_gather", {Bool, "false"}}, // the all-gather runs after the update
       {"param_offload", {Bool, "false"}},
       {"grad_offload", {Bool, "false"}},
       {"optimizer_offload", {Bool, "false"}},
@@ -277,6 +276,9 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (sequenceParallel && tp == 1)
     return fail("sequence_parallel (--sp) needs tensor_model_parallel_size "
                 "(--tp) > 1, got --tp 1");
+  if (overlapParamGather && !distributedOptimizer)
+    return fail("overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
+                "(--use-distributed-optimizer): without it there is no parameter all-gather");
   if (vpp != 0 && pp == 1)
     return fail("virtual_pipeline_model_parallel_size (--vpp ", vpp, ") needs "
                 "pipeline_model_parallel_size (--pp) > 1, got --pp 1");
@@ -468,6 +470,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"sequence_parallel", typedSetter(config.sequenceParallel, "true or false")},
       {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
       {"grad_reduce_in_fp32", typedSetter(config.gradReduceInFp32, "true or false")},
+      {"overlap_param_gather", typedSetter(config.overlapParamGather, "true or false")},
       {"micro_batch_size", integer(config.microBatch)},
       {"global_batch_size", integer(config.globalBatch)},
       {"seq_length", integer(config.seq)},

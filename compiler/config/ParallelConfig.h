@@ -62,6 +62,10 @@ struct ParallelConfig {
   /// wire; the CUDA backend only). Carried by the plan
   /// (Training.grad_reduce_in_bf16).
   bool gradReduceInFp32 = true;
+  /// Megatron-Core's overlap_param_gather (needs distributedOptimizer): the
+  /// all-gather of each bucket's updated weights runs behind the next
+  /// step's forward, which waits for it before the bucket's first use.
+  bool overlapParamGather = false;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
   /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of
   /// the first and last stage with the rest split evenly (Megatron's

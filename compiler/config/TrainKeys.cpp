@@ -400,8 +400,11 @@ std::vector<Key> megatronKeys() {
       {"overlap_grad_reduce", AlwaysDone, Megatron, "a speed choice: the CUDA backend starts the "
        "dp gradient reduction (all-reduce, or the distributed optimizer's bucket reduce-scatters) "
        "behind the last backward"},
-      {"overlap_param_gather", Refused, Megatron, "the distributed optimizer's parameter "
-       "all-gather runs at the end of the step, not behind the next forward", {off}, "issue 16"},
+      {"overlap_param_gather", Honoured, Megatron, "the distributed optimizer's parameter "
+       "all-gather of each bucket runs behind the next step's forward", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "overlap_param_gather", "true or false", c.parallel.overlapParamGather);
+       }},
       {"bias_activation_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they "
        "see fit, with the same result"},
       {"apply_rope_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they see "

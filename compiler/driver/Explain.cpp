@@ -144,7 +144,8 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   }
   if (p.distributedOptimizer && p.dp == 1)
     os << "use_distributed_optimizer: with dp 1 there is nothing to shard; the plan has the "
-          "plain optimizer\n";
+          "plain optimizer"
+       << (p.overlapParamGather ? " (and overlap_param_gather nothing to gather)" : "") << "\n";
   // Memory figures come from a plan alone (explainPlan), so that they are
   // the ones mtrun allocates.
   if (p.cp != 1 || p.ep != 1)
@@ -291,31 +292,49 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   // A pipeline stage keeps each micro-batch in flight in an activation slot
   // of its own: the rank of the stage with the most in flight needs most.
   const uint64_t slots = mostActivationSlots(plan);
-  struct Row { const char *what; uint64_t cpu, gpu; };
+  const CudaHostBytes host = cudaHostBytes(plan);
+  // The CPU backend's collectives gather or reduce the full fp32 tensor in a
+  // temporary of its own (runtime/cpu/CpuExecutor.cpp): the largest.
+  uint64_t cpuStaging = 0;
+  for (const plan::Program &program : plan.programs())
+    for (const plan::Instruction &instr : program.instructions()) {
+      const bool gather = plan::isOp(instr, plan::Op::all_gather);
+      if (gather || plan::isOp(instr, plan::Op::reduce_scatter))
+        cpuStaging = std::max(
+            cpuStaging,
+            plan.buffers(gather ? instr.outputs(0) : instr.inputs(0)).size_bytes());
+    }
+  // The CPU backend computes in host memory; the CUDA backend on the device
+  // (CUDA) and keeps in host memory what saves, exports and inputs use.
+  struct Row { const char *what; uint64_t cpu, gpu, host; };
   const Row rows[] = {
-      {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights},
-      {"weights (bf16 copy the GPU reads)", 0, gpu.shadows},
-      {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients},
-      {"AdamW state (fp32)", arenas[plan::OPTIMIZER], gpu.optimizer},
+      {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights, host.weights},
+      {"weights (bf16 copy the GPU reads)", 0, gpu.shadows, 0},
+      {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients, 0},
+      {"AdamW state (fp32)", arenas[plan::OPTIMIZER], gpu.optimizer, host.optimizer},
       {pipelined ? "activations (micro-batches in flight)"
                  : "activations (peak, liveness-planned)",
-       arenas[plan::ACTIVATIONS] * slots, gpu.activations * slots},
-      {"activations kept 32-bit (lse, scalars)", 0, gpu.wideActivations * slots},
-      {"inputs", arenas[plan::INPUTS] * slots, (gpu.inputs + gpu.outputs) * slots}};
+       arenas[plan::ACTIVATIONS] * slots, gpu.activations * slots, 0},
+      {"activations kept 32-bit (lse, scalars)", 0, gpu.wideActivations * slots, 0},
+      {"communication buffers (staging)", cpuStaging, gpu.collectiveStaging, 0},
+      {"inputs", arenas[plan::INPUTS] * slots, (gpu.inputs + gpu.outputs) * slots,
+       host.inputs}};
+  auto cell = [](uint64_t bytes) { return bytes ? bytesText(double(bytes)) : std::string("-"); };
   os << "memory per rank:\n";
-  os << llvm::format("  %-38s %12s %12s\n", "", "CPU (fp32)", "CUDA (bf16)");
+  os << llvm::format("  %-38s %12s %12s %12s\n", "", "CPU (fp32)", "CUDA (bf16)", "CUDA host");
   uint64_t cpuTotal = 0, gpuTotal = 0;
   for (const Row &r : rows) {
-    os << llvm::format("  %-38s %12s %12s\n", r.what,
-                       r.cpu ? bytesText(double(r.cpu)).c_str() : "-",
-                       bytesText(double(r.gpu)).c_str());
+    os << llvm::format("  %-38s %12s %12s %12s\n", r.what, cell(r.cpu).c_str(),
+                       bytesText(double(r.gpu)).c_str(), cell(r.host).c_str());
     cpuTotal += r.cpu;
     gpuTotal += r.gpu;
   }
-  os << llvm::format("  %-38s %12s %12s\n", "total (plan arenas)",
-                     bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str());
+  os << llvm::format("  %-38s %12s %12s %12s\n", "total (the peak)",
+                     bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str(),
+                     bytesText(double(host.total())).c_str());
   os << "  (the GPU also holds its CUDA context and library workspaces, about "
-     << bytesText(double(kCudaContextBytes)) << ")\n";
+     << bytesText(double(kCudaContextBytes)) << "; the arenas are allocated once, before the "
+     << "first step)\n";
   if (pipelined)
     os << "  (every rank's weight, gradient and AdamW arenas fit the stage that holds the most; "
           "activations: "
@@ -359,6 +378,25 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
      << " held whole (the backends compute from them); updated per rank: with it "
      << bytesText(double(weights) / double(dp)) << ", without it " << bytesText(double(weights))
      << "\n";
+  int64_t deferred = 0;
+  for (const plan::Program &program : plan.programs())
+    for (const plan::Instruction &instr : program.instructions())
+      deferred += plan::Attrs(instr).i("deferred") == 1;
+  const bool pipelined = plan.mesh().pp() > 1;
+  if (on && deferred)
+    os << "  weight all-gathers: " << countOf(deferred, "bucket")
+       << " behind the next step's forward, each waited for before its first use "
+          "(overlap_param_gather: on"
+       << (pipelined ? "; with pipelines the CUDA backend gathers at the end of the step" : "")
+       << ")\n";
+  else if (on)
+    os << "  weight all-gathers: at the end of the optimizer step (overlap_param_gather: off)\n";
+  if (on)
+    os << "  gradient and weight shards: "
+       << bytesText(double(plan::deviceFootprint(plan).shardsInPlace))
+       << (pipelined ? " (all stages)" : "")
+       << " that CUDA keeps in place, in the rank's slice of each bucket (the CPU backend "
+          "copies them into its activations)\n";
 }
 
 /// One collective of an instruction: its group's axis, the bytes of its
@@ -448,9 +486,26 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
 
 } // namespace
 
+CudaHostBytes cudaHostBytes(const plan::Plan &plan) {
+  // exec::HostMemory::create with Arenas::HostSide: 64-byte multiples, the
+  // per-micro-batch arenas once per slot.
+  const uint64_t slots = mostActivationSlots(plan);
+  auto padded = [](uint64_t n) { return (n + 63) / 64 * 64; };
+  CudaHostBytes host;
+  for (const plan::Arena &a : plan.arenas()) {
+    if (a.kind() == plan::PARAMETERS)
+      host.weights = padded(a.size_bytes());
+    else if (a.kind() == plan::OPTIMIZER)
+      host.optimizer = padded(a.size_bytes());
+    else if (a.kind() == plan::INPUTS || a.kind() == plan::OUTPUTS)
+      host.inputs += padded(a.size_bytes()) * slots;
+  }
+  return host;
+}
+
 uint64_t gpuPlanBytes(const plan::Plan &plan) {
   const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
-  return gpu.weights + gpu.shadows + gpu.gradients + gpu.optimizer +
+  return gpu.weights + gpu.shadows + gpu.gradients + gpu.optimizer + gpu.collectiveStaging +
          (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
              mostActivationSlots(plan);
 }

@@ -28,10 +28,19 @@ struct ActivationBytes {
 };
 ActivationBytes activationBytes(const plan::Plan &plan);
 
-/// Bytes of one rank's CUDA arenas (the "total (plan arenas)" that
+/// Bytes of one rank's CUDA arenas and staging (the "total (the peak)" that
 /// --explain prints): weights, their bf16 copy, gradients, AdamW state, and
 /// each activation slot's activations, 32-bit activations and inputs.
 uint64_t gpuPlanBytes(const plan::Plan &plan);
+
+/// Host memory of one rank of the CUDA backend (exec::HostMemory's
+/// host-side arenas): the fp32 weights and AdamW state that saves and
+/// exports read and loads write, and every slot's inputs and outputs.
+struct CudaHostBytes {
+  uint64_t weights = 0, optimizer = 0, inputs = 0;
+  uint64_t total() const { return weights + optimizer + inputs; }
+};
+CudaHostBytes cudaHostBytes(const plan::Plan &plan);
 
 /// What the GPU holds besides the plan's arenas: its CUDA context and the
 /// libraries' workspaces (measured, about).

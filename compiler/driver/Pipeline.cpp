@@ -178,6 +178,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   opt.clipGrad = o.clipGrad;
   // With one data-parallel rank there is nothing to shard: the plain step.
   opt.distributedOptimizer = parallel.distributedOptimizer && parallel.dp > 1;
+  opt.overlapParamGather = opt.distributedOptimizer && parallel.overlapParamGather;
   PartitionTensorParallelOptions tpOptions;
   tpOptions.sequenceParallel = parallel.sequenceParallel;
   PhaseDumps dumps(options.dumpDir);

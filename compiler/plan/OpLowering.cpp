@@ -148,6 +148,9 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
             .i("parts", big.getDimSize(d) / small.getDimSize(d));
         if (auto scatter = dyn_cast<ReduceScatterOp>(g.getOperation()))
           w.s("reduce", scatter.getReduce());
+        // overlap_param_gather (mt.all_gather's description).
+        if (isa<AllGatherOp>(g.getOperation()) && g->hasAttr("mt.deferred"))
+          w.i("deferred", 1);
         return true;
       })
       .Case([&](AllReduceOp a) {

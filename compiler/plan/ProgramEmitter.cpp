@@ -88,11 +88,14 @@ void ProgramEmitter::bindWeights() {
 }
 
 void ProgramEmitter::finishProgram() {
-  // Liveness: a buffer lives from its first to its last instruction.
+  // Liveness: a buffer lives from its first to its last instruction; the
+  // inputs of a deferred one (overlap_param_gather) to the end of the
+  // program, before whose next program the backend may run it.
   for (int i = 0, e = program_->instructions_size(); i < e; ++i) {
     const auto &instr = program_->instructions(i);
+    const bool deferred = plan::Attrs(instr).i("deferred") == 1;
     for (uint32_t id : instr.inputs())
-      planner_.touch(id, i);
+      planner_.touch(id, deferred ? e : i);
     for (uint32_t id : instr.outputs())
       planner_.touch(id, i);
   }

@@ -79,7 +79,7 @@ def Mt_AllGatherOp : Mt_Op<"all_gather",
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts", "outer*run; outer*run*parts">;
+  let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts deferred?", "outer*run; outer*run*parts">;
 }
 
 def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",

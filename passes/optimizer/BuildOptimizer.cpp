@@ -30,6 +30,10 @@ constexpr int64_t kMemberAlignment = 16;
 /// exists; with ep = cp = 1 it holds the same ranks as `dp`.
 constexpr StringLiteral kDataParallelAxis = "dp";
 
+/// On an all-gather of updated weights: it may run behind the next forward
+/// (overlap_param_gather; mt.all_gather's description).
+constexpr StringLiteral kDeferredAttrName = "mt.deferred";
+
 /// Megatron: no weight decay on norms and biases (rank-1 parameters).
 double weightDecayOf(ParamOp p, double weightDecay) {
   return p.getTensorType().getRank() == 1 ? 0.0 : weightDecay;
@@ -309,8 +313,10 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
         b, loc, shard, shard, shard, mine, shards[k], argOf(k, 2), argOf(k, 3), sc.lr,
         body->getArgument(0), sc.scale, b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2),
         b.getF64FloatAttr(eps), b.getF64FloatAttr(bucket.weightDecay));
-    Value gathered = AllGatherOp::create(b, loc, argOf(k, 0).getType(), update.getNewParam(),
-                                         axis, dim0);
+    auto gathered = AllGatherOp::create(b, loc, argOf(k, 0).getType(), update.getNewParam(),
+                                        axis, dim0);
+    if (overlapParamGather)
+      gathered->setAttr(kDeferredAttrName, b.getUnitAttr());
     results.append({gathered, update.getNewExpAvg(), update.getNewExpAvgSq()});
   }
   func::ReturnOp::create(b, loc, results);

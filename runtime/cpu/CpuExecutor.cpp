@@ -580,7 +580,10 @@ Expected<ProgramResult> CpuExecutor::run(const std::string &name,
       program = &p;
   if (!program)
     return Status::error("the plan has no program '" + name + "'");
-  const auto &kernels = kernels_.at(name);
+  // Before anything of this program reuses the activation memory that holds
+  // the deferred gathers' inputs.
+  if (Status s = runDeferred(); !s)
+    return s;
   for (int i = 0; i < program->instructions_size(); ++i) {
     const plan::Instruction &instr = program->instructions(i);
     if (plan::isOp(instr, plan::Op::check_finite)) {
@@ -590,15 +593,41 @@ Expected<ProgramResult> CpuExecutor::run(const std::string &name,
                                        std::to_string(value)};
       continue;
     }
-    if (Status s = (*kernels[i])(instr, plan::Attrs(instr), *memory_, context_); !s)
-      return Status::error((context_.rank ? context_.rank->describe() + " " : std::string()) + "program '" +
-                           name + "' instruction " + std::to_string(i) + " (" + instr.op() +
-                           (instr.location().empty() ? "" : ", " + instr.location()) +
-                           "): " + s.message());
+    if (plan::Attrs(instr).i("deferred") == 1) {
+      deferred_.push_back({&instr, name, i, memory_->slot()});
+      continue;
+    }
+    if (Status s = runInstruction(instr, name, i); !s)
+      return s;
     if (afterEach)
       afterEach(i);
   }
   return ProgramResult{};
+}
+
+Status CpuExecutor::runInstruction(const plan::Instruction &instr, const std::string &name,
+                                   int i) {
+  if (Status s = (*kernels_.at(name)[size_t(i)])(instr, plan::Attrs(instr), *memory_, context_);
+      !s)
+    return Status::error((context_.rank ? context_.rank->describe() + " " : std::string()) +
+                         "program '" + name + "' instruction " + std::to_string(i) + " (" +
+                         instr.op() + (instr.location().empty() ? "" : ", " + instr.location()) +
+                         "): " + s.message());
+  return Status::ok();
+}
+
+Status CpuExecutor::runDeferred() {
+  const int64_t slot = memory_->slot();
+  std::vector<Deferred> deferred;
+  deferred.swap(deferred_);
+  for (const Deferred &d : deferred) {
+    memory_->setSlot(d.slot);
+    Status s = runInstruction(*d.instruction, d.program, d.index);
+    memory_->setSlot(slot);
+    if (!s)
+      return s;
+  }
+  return Status::ok();
 }
 
 } // namespace mt::cpu

@@ -39,6 +39,10 @@ public:
 
   /// Runs `program`; `afterEach(i)`, when given, is called after instruction
   /// i (to inspect a temporary before its memory is reused, or to time).
+  /// Instructions marked `deferred` (the distributed optimizer's all-gathers
+  /// under overlap_param_gather) run at the start of the next program, or
+  /// when the host reads the state: the same values at the same points of
+  /// use as the CUDA backend's overlapped gathers.
   Expected<ProgramResult> run(const std::string &program,
                               const std::function<void(int)> &afterEach = nullptr) override;
 
@@ -52,6 +56,13 @@ public:
     memory_->clear(plan::GRADIENTS);
     return Status::ok();
   }
+  /// Runs the deferred all-gathers: the host reads whole weights.
+  Status readState() override { return runDeferred(); }
+  /// The host wrote the weights: gathers still deferred would overwrite them.
+  Status stateWritten() override {
+    deferred_.clear();
+    return Status::ok();
+  }
 
   using Kernel = std::function<Status(const plan::Instruction &, const plan::Attrs &,
                                       exec::HostMemory &, const KernelContext &)>;
@@ -62,10 +73,24 @@ private:
       : plan_(&plan), memory_(&memory) {
     context_.rank = rank;
   }
+  /// Runs instruction `index` of `program`; errors name the rank, program,
+  /// instruction and its source location.
+  Status runInstruction(const plan::Instruction &instr, const std::string &program, int index);
+  /// Runs the deferred instructions in order, each on the activation slot
+  /// it was deferred on (its input is there), then forgets them.
+  Status runDeferred();
+
+  struct Deferred {
+    const plan::Instruction *instruction;
+    std::string program;
+    int index;
+    int64_t slot;
+  };
   const plan::Plan *plan_;
   exec::HostMemory *memory_;
   KernelContext context_;
   std::map<std::string, std::vector<const Kernel *>> kernels_;
+  std::vector<Deferred> deferred_;
 };
 
 } // namespace mt::cpu

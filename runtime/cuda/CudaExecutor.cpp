@@ -7,6 +7,7 @@
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/NcclCommunicator.h"
 #include "runtime/cuda/NcclOverlap.h"
+#include "runtime/cuda/ParamGatherOverlap.h"
 #include "runtime/cuda/NcclPipeline.h"
 #include "runtime/plan/GradientBuckets.h"
 #include "runtime/plan/PlanSchedule.h"
@@ -152,6 +153,9 @@ private:
   /// The bubble the plan's schedule predicts (backward = 2 x forward);
   /// negative without pipeline parallelism.
   double predictedBubble() const;
+  /// overlap_param_gather: the optimizer's deferred gathers move to the
+  /// start of the next forward_backward (ParamGatherOverlap).
+  Status planParamGather();
   /// The lowered program that runs for `name` now: with overlap, the last
   /// micro-batch's forward_backward and the optimizer after it differ.
   std::string variantOf(const std::string &name);
@@ -174,6 +178,8 @@ private:
   std::map<std::string, LoweredProgram> programs_;
   std::unique_ptr<GradientReduceOverlap> overlap_; // null: the optimizer reduces
   std::unique_ptr<CommProfile> commProfile_;       // null: no --profile-comm
+  std::unique_ptr<ParamGatherOverlap> gathers_;    // null: the optimizer gathers
+  bool gathersPending_ = false; // an optimizer step ran without its gathers
   int64_t microBatchesRun_ = 0;                    // forward_backward runs this step
   bool reducedEarly_ = false; // this step's gradients were reduced during backward
   std::map<std::string, ProfileEntry> profile_;
@@ -204,8 +210,11 @@ Status CudaExecutor::initialize() {
   MT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MT_CUDA_CHECK(cudaEventCreate(&start_));
   MT_CUDA_CHECK(cudaEventCreate(&stop_));
-  auto arenas =
-      DeviceArenas::create(plan_, rank_ ? rank_->describe() : std::string(), host_.slots());
+  DeviceArenas::Coordinate coordinate;
+  if (rank_)
+    coordinate = [rank = rank_](const std::string &axis) { return rank->coordinate(axis); };
+  auto arenas = DeviceArenas::create(plan_, rank_ ? rank_->describe() : std::string(),
+                                     host_.slots(), coordinate);
   if (!arenas)
     return arenas.status();
   arenas_ = std::move(*arenas);
@@ -221,7 +230,9 @@ Status CudaExecutor::initialize() {
     return s;
   if (Status s = planOverlap(); !s)
     return s;
-  if (Status s = planCommProfile(); !s)
+  if (Status s = planParamGather(); !s)
+    return s;
+  if (Status s = planCommProfile(); !s) // after every program variant exists
     return s;
   if (resources_.workspaceBytes > 0) {
     auto workspace = resources_.allocate(resources_.workspaceBytes);
@@ -342,19 +353,53 @@ double CudaExecutor::predictedBubble() const {
   return span ? bubbleFraction(*actions, *span) : -1;
 }
 
+static constexpr const char *kGathering = "+gather";
+
+Status CudaExecutor::planParamGather() {
+  auto fb = programs_.find("forward_backward"), opt = programs_.find("optimizer_step");
+  if (fb == programs_.end() || opt == programs_.end())
+    return Status::ok(); // pipelines: the optimizer gathers
+  auto gathers = ParamGatherOverlap::plan(plan_, *fb->second.plan, *opt->second.plan,
+                                          opt->second.steps, *arenas_);
+  if (!gathers)
+    return gathers.status();
+  if (!*gathers)
+    return Status::ok();
+  gathers_ = std::move(*gathers);
+  // Every optimizer variant leaves its gathers to the next forward, whose
+  // variants (the last micro-batch's too, with overlap) start with them.
+  for (const std::string &variant : {std::string(), std::string(kOverlapped)}) {
+    if (auto o = programs_.find(opt->first + variant); o != programs_.end()) {
+      o->second.steps = gathers_->withoutGathers(o->second.steps);
+      o->second.capturable = false;
+    }
+    if (auto f = programs_.find(fb->first + variant); f != programs_.end()) {
+      LoweredProgram gathering = f->second;
+      gathering.steps = gathers_->withGathers(f->second.steps);
+      gathering.capturable = false;
+      programs_[f->first + kGathering] = std::move(gathering);
+    }
+  }
+  return Status::ok();
+}
+
 std::string CudaExecutor::variantOf(const std::string &name) {
-  if (!overlap_)
-    return name;
-  if (name == "forward_backward" &&
+  std::string variant = name;
+  if (overlap_ && name == "forward_backward" &&
       ++microBatchesRun_ == plan_.training().micro_batches_per_step()) {
     reducedEarly_ = true;
-    return name + kOverlapped;
-  }
-  if (name == "optimizer_step" && reducedEarly_) {
+    variant += kOverlapped;
+  } else if (overlap_ && name == "optimizer_step" && reducedEarly_) {
     reducedEarly_ = false;
-    return name + kOverlapped;
+    variant += kOverlapped;
   }
-  return name;
+  if (gathers_ && name == "forward_backward" && gathersPending_) {
+    gathersPending_ = false;
+    variant += kGathering;
+  } else if (gathers_ && name == "optimizer_step") {
+    gathersPending_ = true;
+  }
+  return variant;
 }
 
 std::string CudaExecutor::where(const LoweredProgram &program, const Step &step) const {
@@ -519,6 +564,7 @@ Status CudaExecutor::refreshShadows(cudaStream_t stream) {
 }
 
 Status CudaExecutor::stateWritten() {
+  gathersPending_ = false; // the host's weights replace them
   ScopedErrorContext context("copying the weights to the GPU: ");
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::PARAMETERS, cudaMemcpyHostToDevice));
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::OPTIMIZER, cudaMemcpyHostToDevice));
@@ -528,6 +574,11 @@ Status CudaExecutor::stateWritten() {
 }
 
 Status CudaExecutor::readState() {
+  if (gathersPending_) {
+    ScopedErrorContext context("gathering the updated weights: ");
+    MT_CUDA_RETURN_IF_ERROR(gathers_->gatherNow(stream_));
+    gathersPending_ = false;
+  }
   ScopedErrorContext context("copying the weights from the GPU: ");
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::PARAMETERS, cudaMemcpyDeviceToHost));
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::OPTIMIZER, cudaMemcpyDeviceToHost));

@@ -3,6 +3,7 @@
 
 #include "runtime/cuda/Check.h"
 #include "runtime/plan/DeviceFootprint.h"
+#include "runtime/plan/OpRegistry.h"
 
 #include <cuda_runtime_api.h>
 
@@ -33,9 +34,19 @@ Status DeviceArenas::allocate(void **where, uint64_t bytes, const char *what) {
 
 Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &plan,
                                                              const std::string &rank,
-                                                             int64_t slots) {
+                                                             int64_t slots,
+                                                             const Coordinate &coordinate) {
   std::unique_ptr<DeviceArenas> d(new DeviceArenas(plan, rank, std::max<int64_t>(slots, 1)));
   const plan::DeviceFootprint footprint = plan::deviceFootprint(plan);
+  for (const auto &[id, view] : footprint.shardViews) {
+    const int64_t index = coordinate ? coordinate(view.axis) : 0;
+    if (index < 0 || index >= view.parts)
+      return Status::error((rank.empty() ? "" : rank + " ") + "the shard '" +
+                           plan.buffers(id).name() + "' is one of " +
+                           std::to_string(view.parts) + " over '" + view.axis +
+                           "', but this rank's coordinate on it is " + std::to_string(index));
+    d->views_[id] = {view.bucket, index};
+  }
   const auto copies = uint64_t(d->slots_);
   d->wideOffsets_ = footprint.wideOffsets;
   d->activationBytes_ = footprint.activations;
@@ -81,6 +92,8 @@ DeviceArenas::~DeviceArenas() {
 }
 
 DeviceArenas::Storage DeviceArenas::storage(uint32_t id) const {
+  if (views_.count(id))
+    return Storage::ShardView;
   switch (plan_.buffers(id).arena()) {
   case plan::ACTIVATIONS:
     return wideOffsets_.count(id) ? Storage::Wide : Storage::Bf16Activation;
@@ -98,6 +111,10 @@ std::byte *DeviceArenas::data(uint32_t id) const {
     return activations_ + slotOffset(activationBytes_) + b.offset_bytes() / 2;
   case Storage::Wide:
     return wideArena_ + slotOffset(wideBytes_) + wideOffsets_.at(id);
+  case Storage::ShardView: {
+    const auto &[bucket, index] = views_.at(id);
+    return data(bucket) + uint64_t(index) * b.size_bytes();
+  }
   default:
     return arena(b.arena()) + b.offset_bytes();
   }
@@ -110,6 +127,11 @@ bf16 *DeviceArenas::bf16Data(uint32_t id) const {
     return reinterpret_cast<bf16 *>(data(id));
   case Storage::Parameter:
     return shadows_ + b.offset_bytes() / 4;
+  case Storage::ShardView: { // a weight shard's slice of its bucket's shadow
+    const auto &[bucket, index] = views_.at(id);
+    bf16 *shadow = bf16Data(bucket);
+    return shadow ? shadow + index * plan::elementsOf(b) : nullptr;
+  }
   default:
     return nullptr;
   }

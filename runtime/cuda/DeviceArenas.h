@@ -12,7 +12,9 @@
 // same halved way, so one cast refreshes every shadow after an update.
 // Pipelines keep each micro-batch in flight in a slot of its own: the
 // per-micro-batch arenas (activations, inputs, outputs) then have one copy
-// per slot, as in exec::HostMemory.
+// per slot, as in exec::HostMemory. The distributed optimizer's gradient and
+// weight shards are views of the rank's slice of their bucket
+// (plan::ShardView): NCCL reduce-scatters and all-gathers them in place.
 #ifndef MT_RUNTIME_CUDA_DEVICEARENAS_H
 #define MT_RUNTIME_CUDA_DEVICEARENAS_H
 
@@ -23,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,15 +43,22 @@ public:
     Wide,           // ACTIVATIONS kept in the plan's dtype, not reused
     Parameter,      // fp32 master, plus a bf16 shadow
     AsPlanned,      // GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the host layout
+    ShardView,      // fp32, the rank's slice of a distributed-optimizer bucket
   };
+
+  /// The rank's coordinate on a mesh axis (the shard views' index).
+  using Coordinate = std::function<int64_t(const std::string &axis)>;
 
   /// Allocates the arenas plan::deviceFootprint sizes. A failed cudaMalloc
   /// is an error that starts with `rank` (RankContext::describe()) and
   /// names the arena, its size and the device memory free. `slots`: copies
   /// of the per-micro-batch arenas (exec::HostMemory::slots()).
+  /// `coordinate` places the shard views (all at slice 0 when empty); a
+  /// coordinate outside [0, parts) is an error.
   static Expected<std::unique_ptr<DeviceArenas>> create(const plan::Plan &plan,
                                                         const std::string &rank = "",
-                                                        int64_t slots = 1);
+                                                        int64_t slots = 1,
+                                                        const Coordinate &coordinate = {});
   ~DeviceArenas();
   DeviceArenas(const DeviceArenas &) = delete;
   DeviceArenas &operator=(const DeviceArenas &) = delete;
@@ -92,6 +102,8 @@ private:
   std::byte *activations_ = nullptr, *wideArena_ = nullptr;
   bf16 *shadows_ = nullptr;
   std::map<uint32_t, uint64_t> wideOffsets_;
+  /// Shard view -> (its bucket, its slice's index).
+  std::map<uint32_t, std::pair<uint32_t, int64_t>> views_;
   std::vector<void *> allocations_;
   uint64_t total_ = 0;
 };

@@ -158,7 +158,7 @@ Status permuteBlocks(std::byte *full, std::byte *blocks, int64_t outer, int64_t 
 /// weight shards) and reduce_scatter (its gradient, the row-parallel
 /// outputs; the distributed optimizer's gradient buckets, summed or
 /// averaged): along the first dimension (outer 1) NCCL reads and writes the
-/// operands directly; along a middle one through the rank-major blocks in
+/// operands directly (in place for the shard views of the buckets); along a middle one through the rank-major blocks in
 /// the workspace.
 void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
   const int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
@@ -210,7 +210,8 @@ void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
 
 /// all_slice: this rank's column block of a replicated fp32 [outer,
 /// parts·run] tensor (the distributed optimizer's shard of a weight bucket),
-/// a device copy; the rank's coordinate is its place in the axis' group.
+/// a device copy, or nothing when the output is that block (a shard view);
+/// the rank's coordinate is its place in the axis' group.
 void allSlice(Lowerer &L, const Attrs &a) {
   const int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
   NcclCommunicator *nccl = groupOf(L, a, parts);
@@ -221,6 +222,8 @@ void allSlice(Lowerer &L, const Attrs &a) {
     return L.fail("all_slice: expects fp32 operands (a weight bucket and a 32-bit activation)");
   const size_t row = size_t(run) * sizeof(float);
   const auto *column = static_cast<const std::byte *>(in.data) + size_t(nccl->rank()) * row;
+  if (outer == 1 && out.data == column)
+    return; // in place: AdamW updates the bucket's slice itself
   L.emit([=](cudaStream_t s) -> Status {
     MT_CUDA_CHECK(cudaMemcpy2DAsync(out.data, row, column, size_t(parts) * row, row,
                                     size_t(outer), cudaMemcpyDeviceToDevice, s));

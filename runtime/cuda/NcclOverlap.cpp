@@ -162,7 +162,7 @@ constexpr const char *kCommunication = "communication (NCCL)";
 /// The optimizer's leading reductions of fp32 gradients over one axis with
 /// one operation: in-place all-reduces of gradient buffers, or (the
 /// distributed optimizer) reduce-scatters of whole gradient buckets into
-/// 32-bit shards. Empty when they have another shape.
+/// 32-bit shards (in place: the shard views of their buckets). Empty when they have another shape.
 struct Reductions {
   std::vector<uint32_t> buffers; // the reduced gradient buffers (the buckets)
   std::vector<uint32_t> shards;  // reduce-scatters: each bucket's output
@@ -187,7 +187,7 @@ Reductions leadingReductions(const plan::Plan &plan, const plan::Program &optimi
     const uint32_t id = in.inputs(0), out = in.outputs(0);
     const bool scatter = first == plan::Op::reduce_scatter;
     const bool shaped = scatter ? a.i("outer") == 1 &&
-                                      arenas.storage(out) == DeviceArenas::Storage::Wide
+                                      arenas.storage(out) != DeviceArenas::Storage::Bf16Activation
                                 : out == id;
     if (!shaped || a.s("axis") != r.axis || a.s("reduce") != r.reduce ||
         plan.buffers(id).arena() != plan::GRADIENTS || plan.buffers(id).dtype() != plan::F32 ||

@@ -3,6 +3,8 @@
 
 #include "runtime/plan/OpRegistry.h"
 
+#include <algorithm>
+
 namespace mt::plan {
 
 namespace {
@@ -28,20 +30,44 @@ int firstWideOutput(const Instruction &instr) {
   case Op::moe_unpermute_grad:
     return 1; // the routing weights' gradient, read by the router's backward
   case Op::all_slice:
-    return 0; // the distributed optimizer's fp32 weight shard AdamW updates
+    return 0; // a weight shard AdamW updates (when not a shard view)
   default:
     return instr.outputs_size();
   }
 }
 
-/// The distributed optimizer's gradient shards: reduce-scatters of a
-/// gradient bucket, read by AdamW in fp32.
+/// Gradient shards that are not shard views: reduce-scatters of a
+/// gradient buffer, read by AdamW in fp32.
 bool scattersGradients(const Plan &plan, const Instruction &instr) {
   return isOp(instr, Op::reduce_scatter) && plan.buffers(instr.inputs(0)).arena() == GRADIENTS;
 }
 } // namespace
 
+std::map<uint32_t, ShardView> shardViews(const Plan &plan) {
+  std::map<uint32_t, const Bucket *> ofBuffer; // a bucket's weight or gradient buffer
+  for (const Bucket &b : plan.buckets()) {
+    ofBuffer[b.param_buffer()] = &b;
+    ofBuffer[b.grad_buffer()] = &b;
+  }
+  std::map<uint32_t, ShardView> views;
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions()) {
+      if ((!isOp(instr, Op::reduce_scatter) && !isOp(instr, Op::all_slice)) ||
+          instr.inputs_size() != 1 || instr.outputs_size() != 1 || Attrs(instr).i("outer") != 1)
+        continue;
+      auto it = ofBuffer.find(instr.inputs(0));
+      const Buffer &out = plan.buffers(instr.outputs(0));
+      if (it == ofBuffer.end() || out.arena() != ACTIVATIONS || out.dtype() != F32 ||
+          it->second->parts() < 1 ||
+          elementsOf(out) * it->second->parts() != elementsOf(plan.buffers(instr.inputs(0))))
+        continue;
+      views[out.id()] = {instr.inputs(0), it->second->axis(), it->second->parts()};
+    }
+  return views;
+}
+
 std::set<uint32_t> wideActivations(const Plan &plan) {
+  const std::map<uint32_t, ShardView> views = shardViews(plan);
   std::set<uint32_t> wide;
   for (const Buffer &b : plan.buffers())
     if (b.arena() == ACTIVATIONS && (b.dtype() != F32 || elementsOf(b) == 1))
@@ -50,17 +76,33 @@ std::set<uint32_t> wideActivations(const Plan &plan) {
     for (const Instruction &instr : program.instructions())
       for (int i = scattersGradients(plan, instr) ? 0 : firstWideOutput(instr);
            i < instr.outputs_size(); ++i)
-        if (plan.buffers(instr.outputs(i)).arena() == ACTIVATIONS)
+        if (plan.buffers(instr.outputs(i)).arena() == ACTIVATIONS &&
+            !views.count(instr.outputs(i)))
           wide.insert(instr.outputs(i));
   return wide;
 }
 
 DeviceFootprint deviceFootprint(const Plan &plan) {
   DeviceFootprint f;
-  for (uint32_t id : wideActivations(plan)) {
+  f.shardViews = shardViews(plan);
+  for (const auto &[id, view] : f.shardViews)
+    f.shardsInPlace += plan.buffers(id).size_bytes();
+  const std::set<uint32_t> wide = wideActivations(plan);
+  for (uint32_t id : wide) {
     f.wideOffsets[id] = f.wideActivations;
     f.wideActivations += roundUp(plan.buffers(id).size_bytes(), kWideAlignment);
   }
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions()) {
+      const bool gather = isOp(instr, Op::all_gather);
+      if ((!gather && !isOp(instr, Op::reduce_scatter)) || Attrs(instr).i("outer") <= 1)
+        continue;
+      // The full tensor: an all-gather's output, a reduce-scatter's input.
+      const Buffer &full = plan.buffers(gather ? instr.outputs(0) : instr.inputs(0));
+      const bool bf16 = full.arena() == ACTIVATIONS && !wide.count(full.id());
+      f.collectiveStaging = std::max<uint64_t>(
+          f.collectiveStaging, uint64_t(elementsOf(full)) * (bf16 ? 2 : 4));
+    }
   for (const Arena &a : plan.arenas()) {
     switch (a.kind()) {
     case PARAMETERS:

@@ -2,7 +2,8 @@
 // compiler can print (`mtc compile --explain`) and the runtime allocates
 // (runtime/cuda/DeviceArenas.h): bf16 activations at half their planned
 // offsets, the activations that stay 32-bit in an arena of their own, and a
-// bf16 shadow of every fp32 parameter.
+// bf16 shadow of every fp32 parameter. The distributed optimizer's shards
+// live in place, in the rank's slice of their bucket, as Megatron-Core's do.
 #ifndef MT_RUNTIME_PLAN_DEVICEFOOTPRINT_H
 #define MT_RUNTIME_PLAN_DEVICEFOOTPRINT_H
 
@@ -11,18 +12,37 @@
 #include <cstdint>
 #include <map>
 #include <set>
+#include <string>
 
 namespace mt::plan {
 
 /// Alignment of each buffer in the 32-bit activation arena.
 inline constexpr uint64_t kWideAlignment = 256;
 
+/// A buffer of the distributed optimizer that is rank r's shard of a bucket
+/// (the reduce-scatter of its gradients, the all-slice of its weights): the
+/// CUDA backend stores it at element r·n of `bucket` (n: the shard's
+/// elements, r: the rank's coordinate on `axis`), where NCCL reduces and
+/// gathers in place, instead of in an arena of its own. The CPU backend
+/// keeps the plan's copy in its activation arena.
+struct ShardView {
+  uint32_t bucket = 0; // the bucket's param_buffer or grad_buffer
+  std::string axis;
+  int64_t parts = 1;
+};
+
+/// The shard views of `plan`'s buckets: the outputs of reduce_scatter and
+/// all_slice instructions along the first dimension (outer 1) whose input
+/// is a bucket's gradient or weight buffer, by buffer id.
+std::map<uint32_t, ShardView> shardViews(const Plan &plan);
+
 /// The ACTIVATIONS buffers kept in their planned dtype rather than bf16:
 /// non-fp32 ones (indices), one-element ones (the optimizer's scalars), the
 /// attention's log-sum-exp (read by its backward), the row statistics of
 /// the vocab-parallel cross-entropy (row maxima, label logits, sums of exp)
 /// and norm weight gradients held as activations (tensor parallelism sums
-/// them over tp before they reach the fp32 main gradient).
+/// them over tp before they reach the fp32 main gradient); shard views
+/// are not among them.
 std::set<uint32_t> wideActivations(const Plan &plan);
 
 /// Bytes the CUDA backend allocates for one rank's arenas.
@@ -31,9 +51,19 @@ struct DeviceFootprint {
            wideActivations = 0, inputs = 0, outputs = 0;
   /// Offset of each wide activation in its arena.
   std::map<uint32_t, uint64_t> wideOffsets;
+  std::map<uint32_t, ShardView> shardViews;
+  /// Bytes the shard views would take apart from their buckets (not
+  /// allocated: not in total()).
+  uint64_t shardsInPlace = 0;
+  /// Communication buffers: the rank-major blocks the largest all_gather or
+  /// reduce_scatter along a middle dimension (outer > 1: sequence
+  /// parallelism's) stages in the kernel workspace, in the dtype the GPU
+  /// keeps its operand in (runtime/cuda/LowerCollectives.cpp). The
+  /// workspace is shared with kernels: the runtime allocates at least this.
+  uint64_t collectiveStaging = 0;
   uint64_t total() const {
     return weights + shadows + gradients + optimizer + activations + wideActivations +
-           inputs + outputs;
+           inputs + outputs + collectiveStaging;
   }
 };
 DeviceFootprint deviceFootprint(const Plan &plan);

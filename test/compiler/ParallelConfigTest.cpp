@@ -102,6 +102,9 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
        "seq_length (--seq) is 128 but the model's inputs have sequence length 64"},
       {"micro-batch differs from model", [](auto &c, auto &) { c.microBatch = 4; },
        "micro_batch_size (--micro-batch) is 4 but the model's inputs have micro-batch 2"},
+      {"overlap_param_gather alone", [](auto &c, auto &) { c.overlapParamGather = true; },
+       "overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
+       "(--use-distributed-optimizer): without it there is no parameter all-gather"},
       {"unsupported option value", [](auto &c, auto &) { c.pending["param_offload"] = "true"; },
        "param_offload: true is not supported by this version of mtc yet"},
       {"recompute granularity", [](auto &c, auto &) { c.recompute.granularity = "partial"; },

@@ -77,15 +77,24 @@ TEST(TrainConfig, NeatPackingIsHonoured) {
   EXPECT_TRUE(c.neatPacking);
 }
 
+TEST(TrainConfig, OverlapParamGatherIsHonoured) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("opg.yaml", "use_distributed_optimizer: true\n"
+                                                    "overlap_param_gather: true\n"),
+                              {}, c));
+  EXPECT_TRUE(c.parallel.overlapParamGather);
+  EXPECT_NE(errorOf("overlap_param_gather: maybe\n").find("overlap_param_gather"),
+            std::string::npos);
+}
+
 TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
-  std::string e = errorOf("overlap_param_gather: true\nparam_offload: true\n"
+  std::string e = errorOf("grad_offload: true\nparam_offload: true\n"
                           "fp16: true\nimage_max_pixels: 262144\n",
                           {{"template", "qwen2_vl"}});
   EXPECT_NE(e.find("5 keys ask for"), e.npos) << e;
   EXPECT_NE(e.find("command line: template: qwen2_vl is not supported: multimodal"), e.npos) << e;
-  EXPECT_NE(e.find(":1:23: overlap_param_gather: true is not supported: the distributed "
-                   "optimizer's parameter all-gather runs at the end of the step, not behind the "
-                   "next forward; only false is (issue 16 brings it)"),
+  EXPECT_NE(e.find(":1:15: grad_offload: true is not supported: offload is not planned yet; "
+                   "only false is (issue 16 brings it)"),
             e.npos)
       << e;
   EXPECT_NE(e.find("param_offload: true is not supported"), e.npos) << e;

@@ -82,5 +82,85 @@ TEST(DeviceFootprint, KeepsTheVocabParallelRowStatisticsInFp32) {
   EXPECT_EQ(wideActivations(p), (std::set<uint32_t>{1, 2, 3}));
 }
 
+TEST(DeviceFootprint, KeepsTheDistributedOptimizerShardsInTheirBuckets) {
+  // One bucket of 64 fp32 elements over dp 2: the reduce-scattered
+  // gradient shard and the sliced weight shard are views of the rank's half
+  // of the bucket on the GPU, not 32-bit activations of their own (which
+  // would cost as much as the AdamW state the sharding saves).
+  Plan p;
+  for (auto [kind, bytes] : {std::pair{PARAMETERS, 256}, {GRADIENTS, 256}, {OPTIMIZER, 256},
+                             {ACTIVATIONS, 256}}) {
+    auto *a = p.add_arenas();
+    a->set_kind(kind);
+    a->set_size_bytes(uint64_t(bytes));
+  }
+  addBuffer(p, "bucket.param", F32, {64}, PARAMETERS, 0);  // 0
+  addBuffer(p, "bucket.grad", F32, {64}, GRADIENTS, 0);    // 1
+  addBuffer(p, "grad_shard", F32, {32}, ACTIVATIONS, 0);   // 2
+  addBuffer(p, "param_shard", F32, {32}, ACTIVATIONS, 128); // 3
+  addBuffer(p, "other", F32, {32}, ACTIVATIONS, 128);      // 4: a gradient, not a bucket
+  auto *bucket = p.add_buckets();
+  bucket->set_axis("dp");
+  bucket->set_parts(2);
+  bucket->set_param_buffer(0);
+  bucket->set_grad_buffer(1);
+  auto *program = p.add_programs();
+  auto add = [&](const char *op, uint32_t in, uint32_t out) {
+    auto *instr = program->add_instructions();
+    instr->set_op(op);
+    instr->add_inputs(in);
+    instr->add_outputs(out);
+    auto *outer = instr->add_attributes();
+    outer->set_name("outer");
+    outer->set_i(1);
+  };
+  add("reduce_scatter", 1, 2);
+  add("all_slice", 0, 3);
+  add("all_slice", 2, 4); // the input is no bucket: a 32-bit activation as before
+
+  const std::map<uint32_t, ShardView> views = shardViews(p);
+  ASSERT_EQ(views.size(), 2u);
+  EXPECT_EQ(views.at(2).bucket, 1u);
+  EXPECT_EQ(views.at(3).bucket, 0u);
+  EXPECT_EQ(views.at(3).axis, "dp");
+  EXPECT_EQ(views.at(3).parts, 2);
+  EXPECT_EQ(wideActivations(p), (std::set<uint32_t>{4}));
+  const DeviceFootprint f = deviceFootprint(p);
+  EXPECT_EQ(f.wideActivations, 256u); // only "other"
+  EXPECT_EQ(f.shardsInPlace, 256u);   // two shards of 128 bytes
+  EXPECT_EQ(f.total(), 256u + 128 + 256 + 256 + 128 + 256);
+}
+
+TEST(DeviceFootprint, CountsTheStagingOfCollectivesAlongAMiddleDimension) {
+  // Sequence parallelism's all-gather of [2, 8, 4] sequence halves into
+  // [2, 16, 4] (outer 2) stages rank-major blocks: 128 bf16 elements; the
+  // distributed optimizer's along the first dimension (outer 1) none, and a
+  // reduce-scatter of an fp32 gradient (not an activation) in fp32.
+  Plan p;
+  addBuffer(p, "half", F32, {2, 8, 4}, ACTIVATIONS, 0);      // 0
+  addBuffer(p, "full", F32, {2, 16, 4}, ACTIVATIONS, 256);   // 1
+  addBuffer(p, "shard", F32, {64}, ACTIVATIONS, 768);        // 2
+  addBuffer(p, "bucket", F32, {128}, PARAMETERS, 0);         // 3
+  addBuffer(p, "grad", F32, {4, 20}, GRADIENTS, 0);          // 4
+  addBuffer(p, "grad_half", F32, {4, 10}, ACTIVATIONS, 1024); // 5
+  auto *program = p.add_programs();
+  auto add = [&](const char *op, uint32_t in, uint32_t out, int64_t outer) {
+    auto *instr = program->add_instructions();
+    instr->set_op(op);
+    instr->add_inputs(in);
+    instr->add_outputs(out);
+    auto *a = instr->add_attributes();
+    a->set_name("outer");
+    a->set_i(outer);
+  };
+  add("all_gather", 0, 1, 2);
+  add("all_gather", 2, 3, 1);
+  EXPECT_EQ(deviceFootprint(p).collectiveStaging, 128u * 2);
+  add("reduce_scatter", 4, 5, 4); // 80 fp32 elements
+  EXPECT_EQ(deviceFootprint(p).collectiveStaging, 80u * 4);
+  // The plan has no arenas; the gradient shard is a 32-bit activation (256).
+  EXPECT_EQ(deviceFootprint(p).total(), 80u * 4 + 256);
+}
+
 } // namespace
 } // namespace mt::plan

@@ -77,6 +77,10 @@ struct ParallelFlags {
     flags.push_back({bf16Reduce, [this](mt::ParallelConfig &out, mt::OptimizerConfig &) {
                        out.gradReduceInFp32 = !gradReduceInBf16;
                      }});
+    layoutFlag(cmd.add_flag("--overlap-param-gather", v.overlapParamGather,
+                            "all-gather the distributed optimizer's updated weights behind the "
+                            "next forward (Megatron's overlap_param_gather)"),
+               &P::overlapParamGather);
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,

@@ -1,5 +1,6 @@
 // RUN: mtc-opt %s -split-input-file -mt-build-optimizer="distributed-optimizer weight-decay=0.1" | FileCheck %s
 // RUN: mtc-opt %s -split-input-file -mt-build-optimizer="distributed-optimizer bucket-elements=16" | FileCheck %s --check-prefix=SMALL
+// RUN: mtc-opt %s -split-input-file -mt-build-optimizer="distributed-optimizer overlap-param-gather" | FileCheck %s --check-prefix=OVERLAP
 
 // Megatron's distributed optimizer: parameters in buckets (reverse order,
 // never across layers, weight decay or tp replication), each padded to a
@@ -33,8 +34,14 @@ func.func @forward_backward() -> (tensor<6x4xf32>, tensor<4x4xf32>, tensor<4xf32
 // CHECK: %[[MINE:.*]] = mt.all_slice %[[P0]] {axis = "dp", dim = 0 : i64} : (tensor<32xf32>) -> tensor<16xf32>
 // CHECK: %[[NEW:[^,]*]], %[[NEWM:[^,]*]], %[[NEWV:[^ ]*]] = mt.adamw %[[MINE]], %[[S0]], %[[M0]], {{.*}}weight_decay = 1.000000e-01
 // CHECK: %[[ALL:.*]] = mt.all_gather %[[NEW]] {axis = "dp", dim = 0 : i64} : (tensor<16xf32>) -> tensor<32xf32>
+// CHECK-NOT: deferred
 // CHECK: mt.adamw {{.*}}weight_decay = 0.000000e+00
 // CHECK: return %[[ALL]], %[[NEWM]], %[[NEWV]],
+
+// overlap_param_gather: every bucket's all-gather is deferred (behind the
+// next forward), nothing else changes.
+// OVERLAP-COUNT-3: mt.all_gather {{.*}} {axis = "dp", dim = 0 : i64, mt.deferred} : (tensor<{{[0-9]+}}xf32>) -> tensor<32xf32>
+// OVERLAP-NOT: mt.all_gather
 
 // A bucket closes once it holds bucket-elements.
 // SMALL: mt.buckets = [{axis = "dp", offsets = array<i64: 0>, params = [@w2]}, {axis = "dp", offsets = array<i64: 0>, params = [@norm]}, {axis = "dp", offsets = array<i64: 0>, params = [@w]}, {axis = "dp", offsets = array<i64: 0>, params = [@e]}]

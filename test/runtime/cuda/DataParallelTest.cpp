@@ -105,6 +105,24 @@ TEST(DistributedOptimizer, LossesMatchOneGpu) {
   EXPECT_EQ(overlapped.gradNorm, reduced.gradNorm);
 }
 
+// overlap_param_gather (demo-dp2-do-opg): each bucket's weight all-gather
+// runs on the communication stream behind the next forward, which waits
+// for it before the bucket's first use; the values are those of
+// demo-dp2-do, with the reduce-scatters overlapped too and without.
+TEST(DistributedOptimizer, OverlappedParamGatherChangesNoValue) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/demo-dp2-do-opg/plan.pb"));
+  const std::string tmp = ::testing::TempDir() + "/mt-dp2-do-opg";
+  const auto plain = trainOnTwoGpus(tmp + "-plain.jsonl", {{"MT_TEST_PLAN", "demo-dp2-do"}});
+  const auto gathered =
+      trainOnTwoGpus(tmp + "-opg.jsonl", {{"MT_TEST_PLAN", "demo-dp2-do-opg"}});
+  const auto gatheredOnly = trainOnTwoGpus(
+      tmp + "-opg-reduce.jsonl", {{"MT_TEST_PLAN", "demo-dp2-do-opg"}, {"MT_CUDA_OVERLAP", "0"}});
+  ASSERT_EQ(plain.loss.size(), size_t(kSteps));
+  EXPECT_EQ(gathered, plain);
+  EXPECT_EQ(gatheredOnly, plain);
+}
+
 // Tensor parallelism (with and without sequence parallelism) on two GPUs
 // against one GPU, from the same weights and data: the demo model and a
 // tiny Qwen3 (tied embeddings; its per-head q/k norms see local heads).
