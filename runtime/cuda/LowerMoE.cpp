@@ -77,7 +77,7 @@ void moeRouterGrad(Lowerer &L, const Attrs &a) {
 
 /// Dropless only: capacity and padding have no CUDA kernel yet.
 bool droplessPermute(Lowerer &L, const Attrs &a, PermuteShape &s) {
-  const bool forward = plan::isOp(L.instruction(), Op::moe_permute);
+  const bool forward = plan::isOp(L.instruction(), plan::Op::moe_permute);
   s = {a.i("tokens"), a.i("hidden"), forward ? a.i("experts") : 0, a.i("top_k")};
   if (a.i("rows") != s.tokens * s.topK) {
     L.fail("rows " + std::to_string(a.i("rows")) + " != tokens x top_k (" +
