@@ -16,7 +16,7 @@ int firstWideOutput(const Instruction &instr) {
     return 1;
   if (op == "vocab_parallel_logits_max" || op == "vocab_parallel_predicted_logits")
     return 0; // row statistics
-  if (op == "rmsnorm_grad" || op == "layernorm_grad")
+  if (op == "rmsnorm_grad" || op == "add_rmsnorm_grad" || op == "layernorm_grad")
     return 1; // a norm weight's gradient, summed over tp before it is accumulated
   if (op == "moe_router")
     return 0; // the fp32 routing weights, the expert indices and the aux loss
