@@ -18,7 +18,8 @@
 # "model", "micro_batch", "seq", "tokens_per_s" and "peak_mem_gib" (or
 # "error"); the project's peer is torch_llama.py of the benchmark workspace.
 # MT_BENCH_PEERS=0 skips the PyTorch runs (then no PEER is needed);
-# MT_BENCH_SHAPES narrows the shapes (e.g. "llama3.2-1b:4:2048").
+# MT_BENCH_SHAPES narrows the shapes (e.g. "llama3.2-1b:4:2048");
+# MT_COMPILE_FLAGS adds flags to --prepare's mtc compile (e.g. "--no-fuse all").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shapes=${MT_BENCH_SHAPES:-"llama3.2-1b:4:2048 qwen3-0.6b:4:2048 llama3.2-1b:1:8192"}
@@ -31,12 +32,13 @@ if [[ "${1:-}" == "--prepare" ]]; then
     exit 1
   fi
   mkdir -p "$dir/plans" "$dir/mlir" "$dir/peer"
+  read -r -a extra <<< "${MT_COMPILE_FLAGS:-}"
   for shape in $shapes; do
     IFS=: read -r model batch seq <<< "$shape"
     name=bench-$model-${batch}x$seq
     "$bin/mtc" import-hf "models/hf/$model.json" --seq "$seq" --micro-batch "$batch" \
       -o "$dir/mlir/$name.mlir"
-    "$bin/mtc" compile "$dir/mlir/$name.mlir" --global-batch "$batch" --lr 1e-4 \
+    "$bin/mtc" compile "$dir/mlir/$name.mlir" "${extra[@]}" --global-batch "$batch" --lr 1e-4 \
       --train-steps 100 -o "$dir/plans/$name"
   done
   # Uniform random ids below the smaller vocabulary (128256), as the peer

@@ -75,13 +75,20 @@ std::string phaseName(const Pass &pass) {
   return name.str();
 }
 
+/// An error about a command-line option, without a location: at the
+/// module's, the diagnostic would quote the model file's first line (the
+/// whole module header, HF config included).
+InFlightDiagnostic optionError(ModuleOp module) {
+  return emitError(UnknownLoc::get(module.getContext()));
+}
+
 /// Marks the parameters whose names match `pattern` frozen.
 LogicalResult freezeParameters(ModuleOp module, const std::string &pattern) {
   std::regex regex;
   try {
     regex = std::regex(pattern);
   } catch (const std::regex_error &e) {
-    return module.emitError() << "--freeze '" << pattern
+    return optionError(module) << "--freeze '" << pattern
                               << "' is not a valid regular expression: " << e.what();
   }
   int frozen = 0;
@@ -91,7 +98,7 @@ LogicalResult freezeParameters(ModuleOp module, const std::string &pattern) {
       ++frozen;
     }
   if (frozen == 0)
-    return module.emitError() << "--freeze '" << pattern << "' matches no parameter of the model";
+    return optionError(module) << "--freeze '" << pattern << "' matches no parameter of the model";
   return success();
 }
 
@@ -131,8 +138,8 @@ FailureOr<std::unique_ptr<Pass>> fusePass(ModuleOp module, const std::vector<std
     else if (name == "add-rmsnorm-grad")
       options.addRMSNormGrad = false;
     else
-      return module.emitError() << "--no-fuse '" << name
-                                << "' is not a fusion: all, add-rmsnorm or add-rmsnorm-grad";
+      return optionError(module) << "--no-fuse '" << name
+                                 << "' is not a fusion: all, add-rmsnorm or add-rmsnorm-grad";
   }
   return createFuse(options);
 }
