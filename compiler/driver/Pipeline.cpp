@@ -256,6 +256,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   if (failed(plan) || !dumps.plan(*plan))
     return failure();
   auto fb = module.lookupSymbol<func::FuncOp>("forward_backward");
+  // (A second mt-fuse for the step without recompute; its names were checked above.)
   if (withoutRecompute &&
       failed(measureRecompute(*withoutRecompute, fb, parallel, *fusePass(module, options.noFuse),
                               *recompute)))

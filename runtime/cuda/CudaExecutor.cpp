@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <iomanip>
+#include <set>
 #include <sstream>
 
 namespace mt::cuda {
@@ -257,7 +258,17 @@ Status CudaExecutor::lowerAll() {
       }
       for (const Step &step : program.steps)
         program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
-      for (const plan::Instruction &instr : p.instructions()) {
+      // The roofline's work of each instruction, but of a zero-fill that a
+      // writer made unnecessary (no step launches it; an AdamW instruction
+      // that joined an earlier one's launch still counts).
+      std::set<int> launched;
+      for (const Step &step : program.steps)
+        if (step.launch)
+          launched.insert(step.instruction);
+      for (int i = 0; i < p.instructions_size(); ++i) {
+        const plan::Instruction &instr = p.instructions(i);
+        if (instr.op() == "fill_zero" && !launched.count(i))
+          continue;
         const plan::OpSignature *op = plan::findOp(instr.op());
         const plan::OpFamily family = op ? op->family : plan::OpFamily::Elementwise;
         plan::InstructionWork w = plan::instructionWork(instr, [&](uint32_t id, bool out) {

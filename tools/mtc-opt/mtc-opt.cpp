@@ -28,7 +28,7 @@ void printShortHelp() {
   for (const auto &pass :
        {mt::createPartitionTensorParallel(), mt::createPartitionExpertParallel(),
         mt::createAutodiff(), mt::createBuildOptimizer(), mt::createExposeCollectives(),
-        mt::createRecompute(), mt::createPipelineSplit()})
+        mt::createRecompute(), mt::createPipelineSplit(), mt::createFuse()})
     passes.push_back(mlir::PassInfo::lookup(pass->getArgument()));
   // The description column, as mlir-opt's own help computes it.
   size_t width = 0;
