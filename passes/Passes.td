@@ -191,13 +191,13 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
     value (the fused op computes what the ops it replaces computed):
     - `add-rmsnorm`: `%h = mt.add %x, %r` whose result an `mt.rmsnorm`
       normalizes becomes `%h, %y = mt.add_rmsnorm %x, %r, %w` at the
-      norm (the residual add + norm of every layer: each row read once,
-      written twice, instead of read three times and written twice);
+      norm (the residual add + norm of every layer: a row is read twice
+      and written twice, instead of read three times and written twice);
     - `add-rmsnorm-grad`: `mt.add %g, %dx` where `%dx` is the input
       gradient of an `mt.rmsnorm_grad` used nowhere else becomes
       `mt.add_rmsnorm_grad %x, %w, %dy, %g` (the norm's dx never goes
-      to memory). Skipped when `%g` has no other use: the plan then already
-      accumulates the norm's dx into `%g`'s buffer in place.
+      to memory). Skipped when `%g` has no other use: the plan then
+      already accumulates a gradient's terms in one buffer in place.
     Both ops of a pattern must be in the same block, on the same virtual
     stage and equally marked backward or recomputed; no other reader of
     the add's result may sit between it and the norm. The fused op takes
