@@ -373,12 +373,12 @@ Status CudaExecutor::launchEagerly(LoweredProgram &program, exec::ProgramResult 
     if (options_.syncEachInstruction)
       MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
-  if (profile)
-    for (const auto &[name, w] : program.work) {
-      ProfileEntry &entry = profile_[name];
-      entry.flops += w.flops;
-      entry.bytes += w.bytes;
-    }
+  if (profile) // only to the classes that launched something
+    for (const auto &[name, w] : program.work)
+      if (auto entry = profile_.find(name); entry != profile_.end()) {
+        entry->second.flops += w.flops;
+        entry->second.bytes += w.bytes;
+      }
   return Status::ok();
 }
 
