@@ -4,7 +4,8 @@
 # (micro-batch 4 x seq 2048, and llama3.2-1b at 1 x 8192), beside a PyTorch
 # peer (eager and torch.compile) in the same call, in one table: tokens/s,
 # TFLOP/s and MFU with the FLOPs of docs/FLOPS.md, GPU memory, and our ratio
-# to each peer; then where one step's time goes (mtrun --profile).
+# to each peer; then where one step's time goes (mtrun --profile) and a
+# roofline line per kernel class (achieved rate against the H200's peak).
 #
 #   bench/gpu-train.sh --prepare DIR [PEER]   development machine: compiles
 #                                      the plans, writes random tokens, copies
@@ -17,7 +18,8 @@
 # "model", "micro_batch", "seq", "tokens_per_s" and "peak_mem_gib" (or
 # "error"); the project's peer is torch_llama.py of the benchmark workspace.
 # MT_BENCH_PEERS=0 skips the PyTorch runs (then no PEER is needed);
-# MT_BENCH_SHAPES narrows the shapes (e.g. "llama3.2-1b:4:2048").
+# MT_BENCH_SHAPES narrows the shapes (e.g. "llama3.2-1b:4:2048");
+# MT_COMPILE_FLAGS adds flags to --prepare's mtc compile (e.g. "--no-fuse all").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shapes=${MT_BENCH_SHAPES:-"llama3.2-1b:4:2048 qwen3-0.6b:4:2048 llama3.2-1b:1:8192"}
@@ -30,12 +32,13 @@ if [[ "${1:-}" == "--prepare" ]]; then
     exit 1
   fi
   mkdir -p "$dir/plans" "$dir/mlir" "$dir/peer"
+  read -r -a extra <<< "${MT_COMPILE_FLAGS:-}"
   for shape in $shapes; do
     IFS=: read -r model batch seq <<< "$shape"
     name=bench-$model-${batch}x$seq
     "$bin/mtc" import-hf "models/hf/$model.json" --seq "$seq" --micro-batch "$batch" \
       -o "$dir/mlir/$name.mlir"
-    "$bin/mtc" compile "$dir/mlir/$name.mlir" --global-batch "$batch" --lr 1e-4 \
+    "$bin/mtc" compile "$dir/mlir/$name.mlir" "${extra[@]}" --global-batch "$batch" --lr 1e-4 \
       --train-steps 100 -o "$dir/plans/$name"
   done
   # Uniform random ids below the smaller vocabulary (128256), as the peer
@@ -112,10 +115,37 @@ print("GPU GiB: mtc = device memory in use (cudaMemGetInfo, CUDA context include
       "PyTorch = torch.cuda.max_memory_allocated")
 PY
 
+# The profile, then a roofline line per kernel class: the achieved rate of
+# the profile (model FLOPs, or the bytes each instruction moves at least;
+# runtime/plan/Roofline.h) against the GPU's peak, and the time the class
+# would take at that peak. Peaks of the H200 (dense bf16, HBM3e) unless
+# MT_PEAK_TFLOPS / MT_PEAK_GBPS say otherwise.
 for shape in ${MT_BENCH_PROFILE_SHAPES:-llama3.2-1b:4:2048 qwen3-0.6b:4:2048}; do
   IFS=: read -r model batch seq <<< "$shape"
   name=bench-$model-${batch}x$seq
+  profile=$out/$name.profile
   echo "== profile: $name"
-  "$mtrun" "$dir/plans/$name" --backend cuda --data "$dir/bench-tokens.bin" --steps 3 \
-    --profile 2>&1 | sed -n '/^GPU memory/,$p'
+  if ! "$mtrun" "$dir/plans/$name" --backend cuda --data "$dir/bench-tokens.bin" --steps 3 \
+       --profile > "$profile" 2>&1; then
+    echo "mtrun --profile failed at $shape:"; tail -5 "$profile"; continue
+  fi
+  sed -n '/^GPU memory/,$p' "$profile"
+  python3 - "$profile" "${MT_PEAK_TFLOPS:-989.4}" "${MT_PEAK_GBPS:-4800}" <<'PY'
+import re, sys
+peak_tf, peak_gbs = float(sys.argv[2]), float(sys.argv[3])
+row = re.compile(r"^  (.+?)\s{2,}([0-9.]+)\s+[0-9.]+%\s+\d+\s+([0-9.]+)\s+([0-9.]+)$")
+print(f"roofline against {peak_tf:g} TFLOP/s and {peak_gbs:g} GB/s "
+      "(matrix classes by FLOPs, the others by bytes moved at least):")
+for line in open(sys.argv[1]):
+    m = row.match(line.rstrip("\n"))
+    if not m:
+        continue
+    name, ms, tflops, gbs = m.group(1), float(m.group(2)), float(m.group(3)), float(m.group(4))
+    if tflops > 0:
+        rate, share = f"{tflops:7.1f} TFLOP/s", tflops / peak_tf
+    else:
+        rate, share = f"{gbs:7.0f} GB/s   ", gbs / peak_gbs
+    print(f"  {name[:46]:46} {rate} {share:6.1%} of peak  {ms:7.2f} ms/step,"
+          f" {ms * share:7.2f} at peak")
+PY
 done

@@ -190,6 +190,35 @@ def Recompute : Pass<"mt-recompute", "::mlir::ModuleOp"> {
   ];
 }
 
+def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
+  let summary = "Rewrites op patterns into fused ops: fewer passes over memory, fewer launches";
+  let description = [{
+    Runs after mt-autodiff, mt-recompute and mt-pipeline-split, on every
+    function; each pattern is an option, on by default, and changes no
+    value (the fused op computes what the ops it replaces computed):
+    - `add-rmsnorm`: `%h = mt.add %x, %r` whose result an `mt.rmsnorm`
+      normalizes becomes `%h, %y = mt.add_rmsnorm %x, %r, %w` at the
+      norm (the residual add + norm of every layer: a row is read twice
+      and written twice, instead of read three times and written twice);
+    - `add-rmsnorm-grad`: `mt.add %g, %dx` where `%dx` is the input
+      gradient of an `mt.rmsnorm_grad` used nowhere else becomes
+      `mt.add_rmsnorm_grad %x, %w, %dy, %g` (the norm's dx never goes
+      to memory). Skipped when `%g` has no other use: the plan then
+      already accumulates a gradient's terms in one buffer in place.
+    Both ops of a pattern must be in the same block, on the same virtual
+    stage and equally marked backward or recomputed; no other reader of
+    the add's result may sit between it and the norm. The fused op takes
+    the attributes (`mt.layer`, ...) of the norm or norm gradient.
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"addRMSNorm", "add-rmsnorm", "bool", "true",
+           "fuse a residual add with the RMSNorm of its sum">,
+    Option<"addRMSNormGrad", "add-rmsnorm-grad", "bool", "true",
+           "fuse an RMSNorm's input gradient with the residual gradient it is added to">,
+  ];
+}
+
 def PipelineSplit : Pass<"mt-pipeline-split", "::mlir::ModuleOp"> {
   let summary = "Splits the training step into pipeline (virtual) stages";
   let description = [{

@@ -14,7 +14,8 @@
 # benchmark into build-gpu-data/ (the GPU machine has no MLIR); both are
 # ignored by git and carried:
 #   run(command="tools/gpu-check.sh", carry=["build-gtest-src", "build-gpu-data"]).
-# MT_GPU_BENCH=1 runs bench/gpu-train.sh after the tests.
+# MT_GPU_BENCH=1 runs bench/gpu-train.sh after the tests. MT_COMPILE_FLAGS
+# adds flags to every mtc compile of --prepare (e.g. "--no-fuse all").
 # MT_GPU_SANITIZE=1 also runs the small cases under compute-sanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,10 +26,11 @@ if [[ "${1:-}" == "--prepare" ]]; then
   cp -r /usr/src/googletest build-gtest-src
   # Plans compiled here (the GPU machine has no MLIR) and their data.
   data=build-gpu-data
+  read -r -a extra <<< "${MT_COMPILE_FLAGS:-}"
   mkdir -p "$data/plans" "$data/mlir"
   "$bin/mt-tokenize" models/data/demo-corpus.txt -o "$data/corpus.bin" > /dev/null
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$data/mlir/demo.mlir"
-  "$bin/mtc" compile "$data/mlir/demo.mlir" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
+  "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
     --train-steps 20 -o "$data/plans/demo"
   for config in test/runtime/cuda/configs/*.json; do
     name=$(basename "$config" .json)
@@ -40,7 +42,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
     lr=1e-3
     [[ "$name" == *-moe-* ]] && lr=3e-4
     "$bin/mtc" import-hf "$config" --seq 64 --micro-batch 2 -o "$data/mlir/$name.mlir"
-    "$bin/mtc" compile "$data/mlir/$name.mlir" --global-batch 4 --lr "$lr" --warmup-steps 5 \
+    "$bin/mtc" compile "$data/mlir/$name.mlir" "${extra[@]}" --global-batch 4 --lr "$lr" --warmup-steps 5 \
       --train-steps 20 -o "$data/plans/$name"
   done
   # neat_packing: documents packed in rows with position ids (the byte-level
@@ -49,7 +51,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
     --template qwen3_nothink --cutoff-len 128 --neat-packing -o "$data/neat.sft" > /dev/null
   "$bin/mtc" import-hf test/runtime/cuda/Inputs/tiny-qwen3-hd64-vocab320.json --seq 128 \
     --micro-batch 2 --neat-packing -o "$data/mlir/tiny-qwen3-hd64-neat.mlir"
-  "$bin/mtc" compile "$data/mlir/tiny-qwen3-hd64-neat.mlir" --global-batch 4 --lr 1e-3 \
+  "$bin/mtc" compile "$data/mlir/tiny-qwen3-hd64-neat.mlir" "${extra[@]}" --global-batch 4 --lr 1e-3 \
     --warmup-steps 5 --train-steps 20 -o "$data/plans/tiny-qwen3-hd64-neat"
   bench/gpu-train.sh --prepare "$data"
   echo "gpu-check: build-gtest-src/ and build-gpu-data/ ready; carry both to the GPU machine"

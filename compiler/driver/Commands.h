@@ -6,6 +6,7 @@
 #include "compiler/hf/ModelBuilder.h"
 
 #include <string>
+#include <vector>
 
 namespace mt {
 
@@ -28,6 +29,9 @@ struct CompileOptions {
   std::string configExplain; // --explain lines of a training config (TrainConfig::explain)
   bool overwrite = false;  // outputs may replace what io::checkOutputs allows with it
   uint64_t gpuMemory = 0;  // --explain: the cheapest recompute that fits (0: none asked)
+  /// --no-fuse: mt-fuse patterns left out (add-rmsnorm, add-rmsnorm-grad;
+  /// all: the pass does not run).
+  std::vector<std::string> noFuse;
 };
 
 /// Each prints its diagnostics to stderr and returns false on failure. The

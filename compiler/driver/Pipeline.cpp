@@ -1,6 +1,6 @@
 // The compilation pipeline of a training step: freeze, partition, autodiff,
-// optimizer, explicit collectives, cleanup, plan emission (numbered IR dumps
-// on request).
+// optimizer, explicit collectives, cleanup, recompute, pipeline split,
+// fusion, plan emission (numbered IR dumps on request).
 #include "compiler/driver/Pipeline.h"
 
 #include "compiler/analysis/ModelInfo.h"
@@ -75,13 +75,20 @@ std::string phaseName(const Pass &pass) {
   return name.str();
 }
 
+/// An error about a command-line option, without a location: at the
+/// module's, the diagnostic would quote the model file's first line (the
+/// whole module header, HF config included).
+InFlightDiagnostic optionError(ModuleOp module) {
+  return emitError(UnknownLoc::get(module.getContext()));
+}
+
 /// Marks the parameters whose names match `pattern` frozen.
 LogicalResult freezeParameters(ModuleOp module, const std::string &pattern) {
   std::regex regex;
   try {
     regex = std::regex(pattern);
   } catch (const std::regex_error &e) {
-    return module.emitError() << "--freeze '" << pattern
+    return optionError(module) << "--freeze '" << pattern
                               << "' is not a valid regular expression: " << e.what();
   }
   int frozen = 0;
@@ -91,7 +98,7 @@ LogicalResult freezeParameters(ModuleOp module, const std::string &pattern) {
       ++frozen;
     }
   if (frozen == 0)
-    return module.emitError() << "--freeze '" << pattern << "' matches no parameter of the model";
+    return optionError(module) << "--freeze '" << pattern << "' matches no parameter of the model";
   return success();
 }
 
@@ -119,17 +126,37 @@ std::unique_ptr<Pass> pipelineSplitPass(const ParallelConfig &parallel) {
   return createPipelineSplit(split);
 }
 
+/// mt-fuse without the patterns `noFuse` names (null: all of them, or
+/// `all`); an unknown name is an error naming the valid ones.
+FailureOr<std::unique_ptr<Pass>> fusePass(ModuleOp module, const std::vector<std::string> &noFuse) {
+  FuseOptions options;
+  for (const std::string &name : noFuse) {
+    if (name == "all")
+      return std::unique_ptr<Pass>();
+    if (name == "add-rmsnorm")
+      options.addRMSNorm = false;
+    else if (name == "add-rmsnorm-grad")
+      options.addRMSNormGrad = false;
+    else
+      return optionError(module) << "--no-fuse '" << name
+                                 << "' is not a fusion: all, add-rmsnorm or add-rmsnorm-grad";
+  }
+  return createFuse(options);
+}
+
 /// The plan of the step without recompute (`withoutRecompute`: the module
 /// before the rewrite, split into stages here as the step is) and the FLOPs
 /// the rewrite adds to each pipeline stage (`fb`: @forward_backward after it).
 LogicalResult measureRecompute(ModuleOp withoutRecompute, func::FuncOp fb,
-                               const ParallelConfig &parallel, RecomputeEffect &effect) {
-  if (std::unique_ptr<Pass> split = pipelineSplitPass(parallel)) {
-    PassManager pm(withoutRecompute.getContext());
+                               const ParallelConfig &parallel, std::unique_ptr<Pass> fuse,
+                               RecomputeEffect &effect) {
+  PassManager pm(withoutRecompute.getContext());
+  if (std::unique_ptr<Pass> split = pipelineSplitPass(parallel))
     pm.addPass(std::move(split));
-    if (failed(pm.run(withoutRecompute)))
-      return failure();
-  }
+  if (fuse)
+    pm.addPass(std::move(fuse));
+  if (failed(pm.run(withoutRecompute)))
+    return failure();
   FailureOr<plan::Plan> without = emitPlan(withoutRecompute, parallel, TrainingOptions{1});
   if (failed(without))
     return failure();
@@ -208,6 +235,12 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
     pipeline.push_back(recomputePass(parallel));
   if (std::unique_ptr<Pass> split = pipelineSplitPass(parallel))
     pipeline.push_back(std::move(split));
+  // Last: the fused ops are neither differentiated, recomputed nor split.
+  FailureOr<std::unique_ptr<Pass>> fuse = fusePass(module, options.noFuse);
+  if (failed(fuse))
+    return failure();
+  if (*fuse)
+    pipeline.push_back(std::move(*fuse));
   OwningOpRef<ModuleOp> withoutRecompute;
   for (std::unique_ptr<Pass> &pass : pipeline) {
     std::string phase = phaseName(*pass);
@@ -227,7 +260,10 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   if (!dumps.plan(*plan))
     return failure();
   auto fb = module.lookupSymbol<func::FuncOp>("forward_backward");
-  if (withoutRecompute && failed(measureRecompute(*withoutRecompute, fb, parallel, *recompute)))
+  // (A second mt-fuse for the step without recompute; its names were checked above.)
+  if (withoutRecompute &&
+      failed(measureRecompute(*withoutRecompute, fb, parallel, *fusePass(module, options.noFuse),
+                              *recompute)))
     return failure();
   return plan;
 }

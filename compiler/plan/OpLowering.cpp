@@ -168,7 +168,8 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.i("tokens", numel(b.getDy()) / dim(b.getDy(), -1)).i("out", dim(b.getDy(), -1));
         return true;
       })
-      .Case<RMSNormOp, RMSNormGradOp, LayerNormOp, LayerNormGradOp>([&](auto n) {
+      .Case<RMSNormOp, RMSNormGradOp, LayerNormOp, LayerNormGradOp, AddRMSNormOp,
+            AddRMSNormGradOp>([&](auto n) {
         Value x = n.getInput();
         w.i("rows", numel(x) / dim(x, -1)).i("dim", dim(x, -1))
             .f("eps", n.getEps().convertToDouble());

@@ -56,6 +56,17 @@ LogicalResult RMSNormGradOp::verify() {
   return verifyNormWeight(*this, "weight", tensorOf(getInput()), tensorOf(getWeight()));
 }
 
+LogicalResult AddRMSNormGradOp::verify() {
+  if (failed(expectType(*this, "dy", getDy(), getInput().getType())) ||
+      failed(expectType(*this, "dresidual", getDresidual(), getInput().getType())) ||
+      failed(expectType(*this, "dx", getDx(), getInput().getType())) ||
+      failed(expectType(*this, "dweight", getDweight(), getWeight().getType())))
+    return failure();
+  if (!(getEps().convertToDouble() > 0.0))
+    return emitOpError() << "expects eps > 0, got " << getEps().convertToDouble();
+  return verifyNormWeight(*this, "weight", tensorOf(getInput()), tensorOf(getWeight()));
+}
+
 LogicalResult LayerNormGradOp::verify() {
   if (failed(expectType(*this, "dy", getDy(), getInput().getType())) ||
       failed(expectType(*this, "dx", getDx(), getInput().getType())) ||

@@ -82,6 +82,29 @@ def Mt_RMSNormGradOp : Mt_GradOp<"rmsnorm_grad"> {
   let instruction = Mt_Instruction<"Norm", "rows dim eps:f", "rows*dim; dim; rows*dim; rows*dim; dim">;
 }
 
+def Mt_AddRMSNormGradOp : Mt_GradOp<"add_rmsnorm_grad"> {
+  let summary = "RMSNorm's input gradient added to the residual stream's (mt-fuse)";
+  let description = [{
+    dx = dresidual + (dx of `mt.rmsnorm_grad` %input, %weight, %dy), and
+    dweight as `mt.rmsnorm_grad`'s: the values of `mt.rmsnorm_grad`
+    followed by the `mt.add` that sums its dx with the gradient `dresidual`
+    reaching the norm's input through the residual stream, in one pass (the
+    backward of a fused add + norm; Megatron/Transformer Engine). Made by
+    mt-fuse. `input` is the norm's input (the residual stream's sum);
+    `dy`, `dresidual` and `dx` have its type.
+
+    ```mlir
+    %dh, %dw = mt.add_rmsnorm_grad %h, %w, %dy, %dres {eps = 1.0e-05 : f64}
+        : (tensor<4x128x64xf32>, tensor<64xf32>, tensor<4x128x64xf32>, tensor<4x128x64xf32>) -> (tensor<4x128x64xf32>, tensor<64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
+                       Mt_FloatTensor:$dy, Mt_FloatTensor:$dresidual, F64Attr:$eps);
+  let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight);
+  let instruction = Mt_Instruction<"Norm", "rows dim eps:f",
+      "rows*dim; dim; rows*dim; rows*dim; rows*dim; dim">;
+}
+
 def Mt_LayerNormGradOp : Mt_GradOp<"layernorm_grad"> {
   let summary = "Gradients of LayerNorm with respect to input, weight and bias";
   let description = [{

@@ -152,6 +152,14 @@ LogicalResult RMSNormOp::verify() {
                     getEps().convertToDouble());
 }
 
+LogicalResult AddRMSNormOp::verify() {
+  if (failed(verifyNorm(*this, getInput(), getWeight(), getResult(),
+                        getEps().convertToDouble())) ||
+      failed(expectType(*this, "residual", getResidual(), getInput().getType())))
+    return failure();
+  return expectType(*this, "sum", getSum(), getInput().getType());
+}
+
 LogicalResult LayerNormOp::verify() {
   if (failed(verifyNorm(*this, getInput(), getWeight(), getResult(),
                         getEps().convertToDouble())))

@@ -207,6 +207,32 @@ def Mt_RMSNormOp : Mt_Op<"rmsnorm", [Pure, DeclareOpInterfaceMethods<Mt_Differen
   let instruction = Mt_Instruction<"Norm", "rows dim eps:f", "rows*dim; dim; rows*dim">;
 }
 
+def Mt_AddRMSNormOp : Mt_Op<"add_rmsnorm", [Pure]> {
+  let summary = "Residual add fused with the RMSNorm of the sum (mt-fuse)";
+  let description = [{
+    sum = input + residual; result = rmsnorm(sum, weight, eps): the values of
+    `mt.add` followed by `mt.rmsnorm` of its result, in one pass over the
+    rows (Megatron/Transformer Engine's fused add + norm): each row is read
+    once and both the residual stream `sum` and the normalized `result` are
+    written. `input`, `residual`, `sum` and `result` share one type;
+    `weight` has the size of the last axis. Made by mt-fuse after
+    mt-autodiff, so it is never differentiated itself: its backward is the
+    `mt.rmsnorm_grad` (or `mt.add_rmsnorm_grad`) already built.
+
+    ```mlir
+    %h, %y = mt.add_rmsnorm %x, %attn, %w {eps = 1.0e-05 : f64}
+        : (tensor<4x128x64xf32>, tensor<4x128x64xf32>, tensor<64xf32>) -> (tensor<4x128x64xf32>, tensor<4x128x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$residual,
+                       Mt_FloatTensor:$weight, F64Attr:$eps);
+  let results = (outs Mt_FloatTensor:$sum, Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Norm", "rows dim eps:f",
+      "rows*dim; rows*dim; dim; rows*dim; rows*dim">;
+}
+
 def Mt_LayerNormOp : Mt_Op<"layernorm", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
     DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Layer normalization over the last axis, with scale and shift";

@@ -132,6 +132,16 @@ void addNormAndAttentionKernels(Table &t) {
     rmsnormBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("rows"),
                     a.i("dim"), float(a.f("eps")));
   });
+  t[Op::add_rmsnorm] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    addRmsnormForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("rows"),
+                      a.i("dim"), float(a.f("eps")));
+  });
+  t[Op::add_rmsnorm_grad] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    addRmsnormBackward(io.f(0), io.f(1), io.f(2), io.f(3), io.out(0), io.out(1), a.i("rows"),
+                       a.i("dim"), float(a.f("eps")));
+  });
   t[Op::layernorm] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     layernormForward(io.f(0), io.f(1), io.f(2), io.out(0), a.i("rows"), a.i("dim"),

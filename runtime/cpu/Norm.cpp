@@ -113,6 +113,27 @@ void rmsnormBackward(const float *x, const float *w, const float *dy, float *dx,
   });
 }
 
+void addRmsnormForward(const float *x, const float *residual, const float *w,
+                       float *sum, float *y, int64_t rows, int64_t dim, float eps) {
+  const int64_t n = rows * dim;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i)
+    sum[i] = x[i] + residual[i];
+  rmsnormForward(sum, w, y, rows, dim, eps);
+}
+
+void addRmsnormBackward(const float *x, const float *w, const float *dy,
+                        const float *dresidual, float *dx, float *dw, int64_t rows,
+                        int64_t dim, float eps) {
+  // dresidual first: into a zeroed dx, 0 + dresidual + grad rounds as the
+  // unfused add(dresidual, grad) does (one rounding of the same two terms).
+  const int64_t n = rows * dim;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i)
+    dx[i] += dresidual[i];
+  rmsnormBackward(x, w, dy, dx, dw, rows, dim, eps);
+}
+
 void layernormForward(const float *x, const float *w, const float *b, float *y,
                       int64_t rows, int64_t dim, float eps) {
 #pragma omp parallel for schedule(static) if (rows * dim >= kParallelMin)

@@ -14,6 +14,18 @@ void rmsnormForward(const float *x, const float *w, float *y, int64_t rows,
 void rmsnormBackward(const float *x, const float *w, const float *dy, float *dx,
                      float *dw, int64_t rows, int64_t dim, float eps);
 
+/// The fused residual add + RMSNorm (mt.add_rmsnorm): sum = x + residual,
+/// y = rmsnorm(sum); every array [rows, dim] but w [dim]. The same fp32
+/// operations as an add followed by rmsnormForward (bit-identical).
+void addRmsnormForward(const float *x, const float *residual, const float *w,
+                       float *sum, float *y, int64_t rows, int64_t dim, float eps);
+/// Its backward (mt.add_rmsnorm_grad): dx += dresidual + d/dx sum(dy * y)
+/// of rmsnorm(x), dw += d/dw; bit-identical to rmsnormBackward into a zeroed
+/// buffer followed by the add of dresidual when dx starts at zero.
+void addRmsnormBackward(const float *x, const float *w, const float *dy,
+                        const float *dresidual, float *dx, float *dw, int64_t rows,
+                        int64_t dim, float eps);
+
 /// y = (x - mean) / sqrt(var + eps) * w + b (biased variance, as PyTorch).
 void layernormForward(const float *x, const float *w, const float *b, float *y,
                       int64_t rows, int64_t dim, float eps);

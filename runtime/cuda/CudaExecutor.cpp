@@ -11,12 +11,14 @@
 #include "runtime/cuda/NcclPipeline.h"
 #include "runtime/plan/GradientBuckets.h"
 #include "runtime/plan/PlanSchedule.h"
+#include "runtime/plan/Roofline.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <iomanip>
+#include <set>
 #include <sstream>
 
 namespace mt::cuda {
@@ -106,6 +108,25 @@ const char *opClass(const std::string &op) {
   return "element-wise (rotary, swiglu, add, embedding)";
 }
 
+/// The bytes an instruction of `family` moves of buffer `id` on the GPU:
+/// half the planned size of a bf16 activation; of a parameter, the bf16
+/// shadow the layers read, or the fp32 master the optimizer reads and
+/// writes with the shadow it also writes.
+double deviceBytes(const plan::Plan &plan, const DeviceArenas &arenas, uint32_t id,
+                   bool isOutput, plan::OpFamily family) {
+  const double planned = double(plan.buffers(id).size_bytes());
+  switch (arenas.storage(id)) {
+  case DeviceArenas::Storage::Bf16Activation:
+    return planned / 2;
+  case DeviceArenas::Storage::Parameter:
+    if (family != plan::OpFamily::Optimizer)
+      return planned / 2;
+    return isOutput ? planned * 1.5 : planned;
+  default:
+    return planned;
+  }
+}
+
 struct LoweredProgram {
   const plan::Program *plan = nullptr;
   int64_t slot = 0; // the pipeline slot whose per-micro-batch buffers it uses
@@ -115,11 +136,14 @@ struct LoweredProgram {
   bool capturable = true;
   int64_t runs = 0;
   cudaGraphExec_t graph = nullptr;
+  /// The FLOPs and bytes of one run per profile class (plan/Roofline.h).
+  std::map<std::string, plan::InstructionWork> work;
 };
 
 struct ProfileEntry {
   double ms = 0;
   int64_t launches = 0;
+  double flops = 0, bytes = 0;
 };
 
 class CudaExecutor final : public exec::Executor {
@@ -273,6 +297,26 @@ Status CudaExecutor::lowerAll() {
       }
       for (const Step &step : program.steps)
         program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
+      // The roofline's work of each instruction, but of a zero-fill that a
+      // writer made unnecessary (no step launches it; an AdamW instruction
+      // that joined an earlier one's launch still counts).
+      std::set<int> launched;
+      for (const Step &step : program.steps)
+        if (step.launch)
+          launched.insert(step.instruction);
+      for (int i = 0; i < p.instructions_size(); ++i) {
+        const plan::Instruction &instr = p.instructions(i);
+        if (instr.op() == "fill_zero" && !launched.count(i))
+          continue;
+        const plan::OpSignature *op = plan::findOp(instr.op());
+        const plan::OpFamily family = op ? op->family : plan::OpFamily::Elementwise;
+        plan::InstructionWork w = plan::instructionWork(instr, [&](uint32_t id, bool out) {
+          return deviceBytes(plan_, *arenas_, id, out, family);
+        });
+        plan::InstructionWork &sum = program.work[opClass(instr.op())];
+        sum.flops += w.flops;
+        sum.bytes += w.bytes;
+      }
     }
   }
   arenas_->setSlot(0);
@@ -439,6 +483,12 @@ Status CudaExecutor::launchEagerly(LoweredProgram &program, exec::ProgramResult 
     if (options_.syncEachInstruction)
       MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+  if (profile) // only to the classes that launched something
+    for (const auto &[name, w] : program.work)
+      if (auto entry = profile_.find(name); entry != profile_.end()) {
+        entry->second.flops += w.flops;
+        entry->second.bytes += w.bytes;
+      }
   return Status::ok();
 }
 
@@ -611,17 +661,23 @@ std::string CudaExecutor::profileReport() const {
     busy += row.second.ms;
   out << "profile (CUDA events per instruction, mean over " << steps
       << " steps after the first):\n";
-  out << "  class                                           ms/step   share  launches/step\n";
-  auto line = [&](const std::string &name, double ms, int64_t launches) {
+  // The achieved rates of the roofline (plan/Roofline.h): model FLOPs and
+  // the bytes each instruction moves at least, over the class's time.
+  out << "  class                                           ms/step   share  launches/step"
+         "   TFLOP/s      GB/s\n";
+  auto line = [&](const std::string &name, const ProfileEntry &e) {
     out << "  " << std::left << std::setw(46) << name << std::right << std::setw(9)
-        << std::setprecision(2) << ms / double(steps) << std::setw(7) << std::setprecision(1)
-        << 100.0 * ms / wall << "%" << std::setw(10) << launches / std::max<int64_t>(steps, 1)
-        << "\n";
+        << std::setprecision(2) << e.ms / double(steps) << std::setw(7) << std::setprecision(1)
+        << 100.0 * e.ms / wall << "%" << std::setw(10) << e.launches / std::max<int64_t>(steps, 1);
+    if (e.ms > 0 && e.bytes > 0)
+      out << std::setw(15) << std::setprecision(1) << e.flops / e.ms / 1e9 << std::setw(10)
+          << std::setprecision(0) << e.bytes / e.ms / 1e6;
+    out << "\n";
   };
   for (const auto &[name, entry] : rows)
-    line(name, entry.ms, entry.launches);
-  line("host, launches and idle (wall - kernels)", std::max(0.0, wall - busy), 0);
-  line("wall (programs)", wall, 0);
+    line(name, entry);
+  line("host, launches and idle (wall - kernels)", {std::max(0.0, wall - busy), 0});
+  line("wall (programs)", {wall, 0});
   return out.str();
 }
 

@@ -123,6 +123,33 @@ void rmsnormGrad(Lowerer &L, const Attrs &a) {
   });
 }
 
+/// mt.add_rmsnorm: the norm kernel's fused residual add (one read of each
+/// row, both the sum and the normalized row written).
+void addRmsnorm(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0), *residual = L.bfIn(1), *w = L.bfIn(2);
+  bf16 *sum = L.bfOut(0), *y = L.bfOut(1);
+  int64_t rows = a.i("rows"), dim = a.i("dim");
+  float eps = float(a.f("eps"));
+  L.emit([=](cudaStream_t s) {
+    return rmsnormForward(x, residual, sum, w, y, rows, dim, eps, s);
+  });
+}
+
+/// mt.add_rmsnorm_grad: the norm backward adds dresidual in fp32 before its
+/// one rounding of dx.
+void addRmsnormGrad(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0), *w = L.bfIn(1), *dy = L.bfIn(2), *dresidual = L.bfIn(3);
+  bf16 *dx = L.bfOut(0);
+  float *dw = L.f32Sum(1);
+  int64_t rows = a.i("rows"), dim = a.i("dim");
+  float eps = float(a.f("eps"));
+  L.needWorkspace(rmsnormBackwardWorkspaceBytes(rows, dim));
+  Resources *r = &L.resources();
+  L.emit([=](cudaStream_t s) {
+    return rmsnormBackward(x, w, dy, dresidual, dx, dw, r->workspace, rows, dim, eps, s);
+  });
+}
+
 /// The device cos/sin table of a rotary instruction, shared by equal ones.
 const RotaryTable *rotaryTable(Lowerer &L, const Attrs &a) {
   kernels::RotaryParams p = kernels::rotaryParamsOf(a);
@@ -286,6 +313,8 @@ void addDenseLowerings(LoweringTable &t) {
   t[Op::accumulate] = accumulateOp;
   t[Op::rmsnorm] = rmsnorm;
   t[Op::rmsnorm_grad] = rmsnormGrad;
+  t[Op::add_rmsnorm] = addRmsnorm;
+  t[Op::add_rmsnorm_grad] = addRmsnormGrad;
   t[Op::rotary] = rotary<false>;
   t[Op::rotary_grad] = rotary<true>;
   t[Op::attention] = attention;

@@ -23,6 +23,7 @@ int firstWideOutput(const Instruction &instr) {
   case Op::vocab_parallel_predicted_logits:
     return 0; // row statistics
   case Op::rmsnorm_grad:
+  case Op::add_rmsnorm_grad:
   case Op::layernorm_grad:
     return 1; // a norm weight's gradient, summed over tp before it is accumulated
   case Op::moe_router:

@@ -265,6 +265,10 @@ int main(int argc, char **argv) {
       ->transform(CLI::AsSizeValue(true));
   compileCmd->add_option("--freeze", compile.freeze,
                          "regular expression: matching parameters are not trained");
+  compileCmd->add_option("--no-fuse", compile.noFuse,
+                         "leave out fusions of mt-fuse (comma-separated): add-rmsnorm, "
+                         "add-rmsnorm-grad, or all")
+      ->delimiter(',');
   parallelFlags.add(*compileCmd);
 
   mt::TrainCommandOptions train;

@@ -375,3 +375,51 @@ func.func @vocab_parallel_cross_entropy_grad_axis(%l: tensor<2x8x128xf32>, %t: t
   %0 = mt.vocab_parallel_cross_entropy_grad %l, %t, %m, %m, %m, %s {axis = ""} : (tensor<2x8x128xf32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<f32>) -> tensor<2x8x128xf32>
   return
 }
+
+// -----
+
+func.func @add_rmsnorm_grad_dy(%x: tensor<2x8x64xf32>, %w: tensor<64xf32>, %dy: tensor<2x8x64xbf16>, %g: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm_grad' op expects dy of type 'tensor<2x8x64xf32>', got 'tensor<2x8x64xbf16>'}}
+  %0:2 = mt.add_rmsnorm_grad %x, %w, %dy, %g {eps = 1.0e-05 : f64} : (tensor<2x8x64xf32>, tensor<64xf32>, tensor<2x8x64xbf16>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<64xf32>)
+  return
+}
+
+// -----
+
+func.func @add_rmsnorm_grad_dresidual(%x: tensor<2x8x64xf32>, %w: tensor<64xf32>, %dy: tensor<2x8x64xf32>, %g: tensor<16x64xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm_grad' op expects dresidual of type 'tensor<2x8x64xf32>', got 'tensor<16x64xf32>'}}
+  %0:2 = mt.add_rmsnorm_grad %x, %w, %dy, %g {eps = 1.0e-05 : f64} : (tensor<2x8x64xf32>, tensor<64xf32>, tensor<2x8x64xf32>, tensor<16x64xf32>) -> (tensor<2x8x64xf32>, tensor<64xf32>)
+  return
+}
+
+// -----
+
+func.func @add_rmsnorm_grad_dx(%x: tensor<2x8x64xf32>, %w: tensor<64xf32>, %dy: tensor<2x8x64xf32>, %g: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm_grad' op expects dx of type 'tensor<2x8x64xf32>', got 'tensor<16x64xf32>'}}
+  %0:2 = mt.add_rmsnorm_grad %x, %w, %dy, %g {eps = 1.0e-05 : f64} : (tensor<2x8x64xf32>, tensor<64xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<16x64xf32>, tensor<64xf32>)
+  return
+}
+
+// -----
+
+func.func @add_rmsnorm_grad_dweight(%x: tensor<2x8x64xf32>, %w: tensor<64xf32>, %dy: tensor<2x8x64xf32>, %g: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm_grad' op expects dweight of type 'tensor<64xf32>', got 'tensor<64xbf16>'}}
+  %0:2 = mt.add_rmsnorm_grad %x, %w, %dy, %g {eps = 1.0e-05 : f64} : (tensor<2x8x64xf32>, tensor<64xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<64xbf16>)
+  return
+}
+
+// -----
+
+func.func @add_rmsnorm_grad_eps(%x: tensor<2x8x64xf32>, %w: tensor<64xf32>, %dy: tensor<2x8x64xf32>, %g: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm_grad' op expects eps > 0, got 0.000000e+00}}
+  %0:2 = mt.add_rmsnorm_grad %x, %w, %dy, %g {eps = 0.0 : f64} : (tensor<2x8x64xf32>, tensor<64xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<64xf32>)
+  return
+}
+
+// -----
+
+func.func @add_rmsnorm_grad_weight_size(%x: tensor<2x8x64xf32>, %w: tensor<32xf32>, %dy: tensor<2x8x64xf32>, %g: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm_grad' op expects weight of size 64 (the last axis of input [2, 8, 64]), got [32]}}
+  %0:2 = mt.add_rmsnorm_grad %x, %w, %dy, %g {eps = 1.0e-05 : f64} : (tensor<2x8x64xf32>, tensor<32xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<32xf32>)
+  return
+}

@@ -61,3 +61,43 @@ func.func @layernorm_weight(%x: tensor<2x8x64xf32>, %w: tensor<65xf32>, %b: tens
   %0 = mt.layernorm %x, %w, %b {eps = 1.0e-5 : f64} : (tensor<2x8x64xf32>, tensor<65xf32>, tensor<64xf32>) -> tensor<2x8x64xf32>
   return
 }
+
+// -----
+
+func.func @add_rms_weight(%x: tensor<2x8x64xf32>, %r: tensor<2x8x64xf32>, %w: tensor<32xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm' op expects weight of size 64 (the last axis of input [2, 8, 64]), got [32]}}
+  %0:2 = mt.add_rmsnorm %x, %r, %w {eps = 1.0e-5 : f64} : (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<32xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>)
+  return
+}
+
+// -----
+
+func.func @add_rms_residual(%x: tensor<2x8x64xf32>, %r: tensor<16x64xf32>, %w: tensor<64xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm' op expects residual of type 'tensor<2x8x64xf32>', got 'tensor<16x64xf32>'}}
+  %0:2 = mt.add_rmsnorm %x, %r, %w {eps = 1.0e-5 : f64} : (tensor<2x8x64xf32>, tensor<16x64xf32>, tensor<64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>)
+  return
+}
+
+// -----
+
+func.func @add_rms_sum(%x: tensor<2x8x64xf32>, %r: tensor<2x8x64xf32>, %w: tensor<64xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm' op expects sum of type 'tensor<2x8x64xf32>', got 'tensor<2x8x64xbf16>'}}
+  %0:2 = mt.add_rmsnorm %x, %r, %w {eps = 1.0e-5 : f64} : (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<64xf32>) -> (tensor<2x8x64xbf16>, tensor<2x8x64xf32>)
+  return
+}
+
+// -----
+
+func.func @add_rms_result(%x: tensor<2x8x64xf32>, %r: tensor<2x8x64xf32>, %w: tensor<64xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm' op expects result type 'tensor<2x8x64xf32>', got 'tensor<2x8x32xf32>'}}
+  %0:2 = mt.add_rmsnorm %x, %r, %w {eps = 1.0e-5 : f64} : (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x32xf32>)
+  return
+}
+
+// -----
+
+func.func @add_rms_eps(%x: tensor<2x8x64xf32>, %r: tensor<2x8x64xf32>, %w: tensor<64xf32>) {
+  // expected-error @+1 {{'mt.add_rmsnorm' op expects eps > 0, got 0.000000e+00}}
+  %0:2 = mt.add_rmsnorm %x, %r, %w {eps = 0.0 : f64} : (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>)
+  return
+}

@@ -58,6 +58,16 @@ func.func @norms(%x: tensor<2x8x64xbf16>, %w: tensor<64xbf16>, %b: tensor<64xbf1
   return %l, %qn : tensor<2x8x64xbf16>, tensor<2x8x4x16xf32>
 }
 
+// CHECK-LABEL: func.func @fused_norms
+func.func @fused_norms(%x: tensor<2x8x64xf32>, %r: tensor<2x8x64xf32>, %w: tensor<64xf32>,
+                       %dy: tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<64xf32>) {
+  // CHECK: mt.add_rmsnorm %{{.*}}, %{{.*}}, %{{.*}} {eps = 1.000000e-05 : f64} : (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>)
+  %h, %y = mt.add_rmsnorm %x, %r, %w {eps = 1.0e-05 : f64} : (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>)
+  // CHECK: mt.add_rmsnorm_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {eps = 1.000000e-05 : f64} : (tensor<2x8x64xf32>, tensor<64xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<64xf32>)
+  %dx, %dw = mt.add_rmsnorm_grad %h, %w, %dy, %y {eps = 1.0e-05 : f64} : (tensor<2x8x64xf32>, tensor<64xf32>, tensor<2x8x64xf32>, tensor<2x8x64xf32>) -> (tensor<2x8x64xf32>, tensor<64xf32>)
+  return %dx, %dw : tensor<2x8x64xf32>, tensor<64xf32>
+}
+
 // CHECK-LABEL: func.func @attention
 func.func @attention(%x: tensor<2x8x64xf32>, %kv: tensor<2x8x32xf32>) -> tensor<2x8x64xf32> {
   // CHECK: mt.reshape %{{.*}} : tensor<2x8x64xf32> -> tensor<2x8x4x16xf32>

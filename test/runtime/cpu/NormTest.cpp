@@ -96,6 +96,60 @@ TEST(NormTest, RmsnormBackwardMatchesFiniteDifferences) {
   expectGradient(dw, dw0, finiteDifference(wd, loss), "dw");
 }
 
+// The fused residual add + norm (mt.add_rmsnorm): the sum, the reference
+// norm of the sum, and bit for bit the unfused add then rmsnormForward.
+TEST(NormTest, AddRmsnormForwardMatchesReferenceAndUnfused) {
+  std::mt19937 rng(16);
+  auto x = edgeRows(rng);
+  auto r = randomVector(rng, x.size(), -1, 1);
+  auto w = randomVector(rng, kDim, 0.5, 1.5);
+  const float eps = 1e-6f;
+  std::vector<float> sum(x.size(), 123.0f), y(x.size(), 123.0f);
+  cpu::addRmsnormForward(x.data(), r.data(), w.data(), sum.data(), y.data(), kRows, kDim, eps);
+  std::vector<float> h(x.size()), unfused(x.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    h[i] = x[i] + r[i];
+  cpu::rmsnormForward(h.data(), w.data(), unfused.data(), kRows, kDim, eps);
+  EXPECT_EQ(sum, h);
+  EXPECT_EQ(y, unfused);
+  expectClose(y, rmsnormRef(toDouble(h), toDouble(w), kRows, kDim, eps), tol::kFp32KernelRel,
+              tol::kFp32KernelAbs, "y");
+}
+
+// Its backward (mt.add_rmsnorm_grad): dx += dresidual + the norm's input
+// gradient, by finite differences of sum(dy * rmsnorm(h)) + sum(dres * h);
+// from a zeroed dx, bit for bit rmsnormBackward followed by the add.
+TEST(NormTest, AddRmsnormBackwardMatchesFiniteDifferencesAndUnfused) {
+  std::mt19937 rng(17);
+  auto h = randomVector(rng, kRows * kDim, -2, 2);
+  auto w = randomVector(rng, kDim, 0.5, 1.5);
+  auto dy = randomVector(rng, h.size(), -1, 1);
+  auto dres = randomVector(rng, h.size(), -1, 1);
+  auto dx0 = randomVector(rng, h.size(), -1, 1);
+  auto dw0 = randomVector(rng, w.size(), -1, 1);
+  auto dx = dx0, dw = dw0;
+  const float eps = 1e-6f;
+  cpu::addRmsnormBackward(h.data(), w.data(), dy.data(), dres.data(), dx.data(), dw.data(),
+                          kRows, kDim, eps);
+  auto hd = toDouble(h), wd = toDouble(w), dyd = toDouble(dy), dresd = toDouble(dres);
+  auto loss = [&] {
+    return sumProduct(dyd, rmsnormRef(hd, wd, kRows, kDim, eps)) + sumProduct(dresd, hd);
+  };
+  expectGradient(dx, dx0, finiteDifference(hd, loss), "dx");
+  expectGradient(dw, dw0, finiteDifference(wd, loss), "dw");
+
+  std::vector<float> fused(h.size(), 0.0f), fusedDw(kDim, 0.0f);
+  cpu::addRmsnormBackward(h.data(), w.data(), dy.data(), dres.data(), fused.data(),
+                          fusedDw.data(), kRows, kDim, eps);
+  std::vector<float> normDx(h.size(), 0.0f), unfusedDw(kDim, 0.0f), unfused(h.size());
+  cpu::rmsnormBackward(h.data(), w.data(), dy.data(), normDx.data(), unfusedDw.data(), kRows,
+                       kDim, eps);
+  for (size_t i = 0; i < h.size(); ++i)
+    unfused[i] = dres[i] + normDx[i];
+  EXPECT_EQ(fused, unfused);
+  EXPECT_EQ(fusedDw, unfusedDw);
+}
+
 TEST(NormTest, LayernormForwardMatchesReference) {
   std::mt19937 rng(13);
   auto x = edgeRows(rng);

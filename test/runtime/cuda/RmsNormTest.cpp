@@ -1,5 +1,7 @@
 // The CUDA RMSNorm (runtime/cuda/Norm.h), plain and fused with the residual
-// add, against cpu::rmsnormForward/Backward on the same bf16-exact data.
+// add, against the CPU kernels of mt.rmsnorm / mt.rmsnorm_grad and of
+// mt.add_rmsnorm / mt.add_rmsnorm_grad (runtime/cpu/Norm.h) on the same
+// bf16-exact data.
 #include "runtime/cuda/Norm.h"
 
 #include "runtime/cpu/Norm.h"
@@ -66,15 +68,18 @@ TEST_P(RmsNormTest, MatchesCpu) {
   MT_ASSERT_OK(cuda::rmsnormForward(dX.get(), fused ? dRes.get() : nullptr,
                                     fused ? dResOut.get() : nullptr, dW.get(),
                                     dY.get(), rows, dim, eps, nullptr));
-  // The normalized input: x, or x + residual rounded to bf16.
-  std::vector<float> in = x;
+  // The normalized input: x, or the sum of mt.add_rmsnorm's CPU kernel
+  // rounded to bf16: the GPU stores the residual stream in bf16 and
+  // normalizes the stored value, so the reference norm is taken again of
+  // the rounded sum (the fp32 sum's norm differs by one more rounding).
+  std::vector<float> in = x, want(x.size());
   if (fused) {
-    for (size_t i = 0; i < in.size(); ++i)
-      in[i] = roundBf16(x[i] + res[i]);
-    expectClose("rmsnorm_fwd.residual_out", shape, downloadBf16(dResOut), in,
-                tol::kBitExact);
+    cpu::addRmsnormForward(x.data(), res.data(), w.data(), in.data(), want.data(), rows, dim,
+                           eps);
+    for (float &v : in)
+      v = roundBf16(v);
+    expectClose("add_rmsnorm.sum", shape, downloadBf16(dResOut), in, tol::kBitExact);
   }
-  std::vector<float> want(x.size());
   cpu::rmsnormForward(in.data(), w.data(), want.data(), rows, dim, eps);
   expectCloseRows("rmsnorm_fwd", shape, downloadBf16(dY), want, dim,
                   tol::kBf16Rel);
@@ -86,10 +91,15 @@ TEST_P(RmsNormTest, MatchesCpu) {
                                      fused ? dDres.get() : nullptr, dDx.get(),
                                      dDw.get(), workspace.get(), rows, dim, eps,
                                      nullptr));
-  std::vector<float> wantDx = fused ? dres : std::vector<float>(x.size());
-  std::vector<float> wantDw = dwOld;
-  cpu::rmsnormBackward(in.data(), w.data(), dy.data(), wantDx.data(),
-                       wantDw.data(), rows, dim, eps);
+  // The CPU kernel of mt.add_rmsnorm_grad when fused, of mt.rmsnorm_grad
+  // when not.
+  std::vector<float> wantDx(x.size()), wantDw = dwOld;
+  if (fused)
+    cpu::addRmsnormBackward(in.data(), w.data(), dy.data(), dres.data(), wantDx.data(),
+                            wantDw.data(), rows, dim, eps);
+  else
+    cpu::rmsnormBackward(in.data(), w.data(), dy.data(), wantDx.data(), wantDw.data(), rows,
+                         dim, eps);
   expectCloseRows("rmsnorm_bwd.dx", shape, downloadBf16(dDx), wantDx, dim,
                   tol::kBf16Rel);
   const std::vector<float> dwFirst = download(dDw);

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Trains a dense Llama and a Qwen3 (per-head q/k norms) for 3 steps on the
+# CPU backend on four layouts, with mt-fuse's fusions (the default) and
+# with `--no-fuse all`, same seed and global batch:
+# OUT/<model>/<layout>.<fused|unfused>.{jsonl,hf/,plan/}. The two runs of a
+# layout must be bit-identical (FusionEquivalenceTest.cpp).
+# Usage: run-fusion.sh BIN_DIR OUT_DIR
+set -euo pipefail
+bin=$1 out=$2
+here=$(cd "$(dirname "$0")" && pwd)
+rm -rf "$out" && mkdir -p "$out"
+python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 95 4000
+
+# train MODEL LAYOUT_NAME "LAYOUT_FLAGS" RANKS
+train() {
+  local model=$1 layout=$2 flags=$3 ranks=$4
+  for variant in fused unfused; do
+    local run="$out/$model/$layout.$variant" nofuse=()
+    [[ $variant == unfused ]] && nofuse=(--no-fuse all)
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$out/$model/model.mlir" $flags "${nofuse[@]}" --global-batch 8 \
+      --lr 1e-3 --warmup-steps 1 --train-steps 3 --weight-decay 0.1 -o "$run.plan"
+    "$bin/mtrun" "$run.plan" --nproc "$ranks" --data "$out/tokens.bin" --steps 3 \
+      --comm-timeout 60 --metrics "$run.jsonl" --export-hf "$run.hf" > /dev/null
+  done
+}
+
+for model in llama qwen3; do
+  mkdir -p "$out/$model"
+  config=$here/configs/llama-4l-tied.json
+  [[ $model == qwen3 ]] && config=$here/configs/qwen3-4l-vocab95.json
+  "$bin/mtc" import-hf "$config" --seq 16 --micro-batch 2 -o "$out/$model/model.mlir"
+  train "$model" single "" 1
+  # Stage boundaries between a layer's residual add and the next layer's norm.
+  train "$model" pp2_vpp2 "--pp 2 --vpp 2" 2
+  # Norms on sequence-split activations.
+  train "$model" tp2_sp "--tp 2 --sp" 2
+  # Recomputed norms: their clones read the forward's residual sums.
+  train "$model" recompute_norms \
+    "--recompute-granularity selective --recompute-modules layernorm,mlp" 1
+done
