@@ -5,6 +5,7 @@
 
 #include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/OpRegistry.h"
+#include "runtime/plan/PlanIO.h"
 #include "runtime/plan/Stages.h"
 #include "runtime/support/Wording.h"
 
@@ -20,7 +21,6 @@
 namespace mt {
 namespace {
 
-constexpr std::array<const char *, 5> kAxisNames = {"pp", "dp", "cp", "ep", "tp"};
 
 /// "layer 0", "layers 0-3", "layers 0-1, 4-5": runs of consecutive layers.
 std::string layersText(const std::set<int64_t> &numbers) {
@@ -56,13 +56,11 @@ namespace {
 /// (combine), in the forward and again in the backward; with uniform
 /// routing (ep - 1)/ep of them cross to another rank.
 void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
-  std::array<int64_t, 4> dense = p.denseMesh(), expert = p.expertMesh();
-  os << "dense layers: mesh (pp, dp, cp, tp) = (" << dense[0] << ", " << dense[1] << ", "
-     << dense[2] << ", " << dense[3] << "), data-parallel size " << p.denseDataParallel()
-     << ", gradients averaged over dp x cp\n";
+  std::array<int64_t, 4> expert = p.expertMesh();
   os << "expert layers (MoE parallel folding, the same ranks): mesh (pp, edp, ep, etp) = ("
-     << expert[0] << ", " << expert[1] << ", " << expert[2] << ", " << expert[3] << "), "
-     << countOf(dims.numExperts / p.ep, "expert") << " per rank, gradients reduced over edp\n";
+     << expert[0] << ", " << expert[1] << ", " << expert[2] << ", " << expert[3] << "), etp "
+     << "fastest-varying; " << countOf(dims.numExperts / p.ep, "expert") << " per rank, "
+     << "gradients summed over edp and scaled by 1 / (dp x cp)\n";
   if (p.ep == 1 || !dims.moeLayers)
     return;
   double rows = double(p.microBatch) * double(p.seq) * double(dims.topK);
@@ -80,7 +78,6 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
 } // namespace
 
 void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
-  std::array<int64_t, 5> sizes = {p.pp, p.dp, p.cp, p.ep, p.tp};
   int64_t vpp = p.vpp ? p.vpp : 1;
   os << "model: " << countOf(dims.numLayers, "layer") << ", " << countOf(dims.numHeads, "query head")
      << ", " << countOf(dims.numKvHeads, "kv head") << ", vocabulary " << dims.vocabSize;
@@ -89,26 +86,36 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   os << "\n";
   os << "batch: micro-batch " << p.microBatch << " x seq " << p.seq
      << "; global batch " << p.globalBatch << " = " << p.microBatch << " x "
-     << countOf(p.numMicroBatches(), "micro-batch", "micro-batches") << " x dp "
-     << p.denseDataParallel();
+     << countOf(p.numMicroBatches(), "micro-batch", "micro-batches") << " x dp " << p.dp;
   if (p.ep > 1)
-    os << " (dp " << p.dp << " x ep " << p.ep << ": Megatron-Core's data-parallel size, "
-       << "world / (tp x pp x cp); MCoreAdapter's count divides by ep too)";
+    os << " (Megatron-Core's data-parallel size, world / (tp x pp x cp): the ranks of an ep "
+          "group read different data; MCoreAdapter's count divides by ep too, which gives "
+       << p.globalBatch / p.ep << ")";
   os << "\n";
-  os << "mesh (pp, dp, cp, ep, tp) = (" << p.pp << ", " << p.dp << ", " << p.cp
-     << ", " << p.ep << ", " << p.tp << "): " << countOf(p.worldSize, "rank") << ", tp "
-     << "fastest-varying\n";
-  int64_t listed = std::min<int64_t>(p.worldSize, 16);
-  for (int64_t rank = 0; rank < listed; ++rank) {
-    std::array<int64_t, 5> coord;
+  std::array<int64_t, 4> dense = p.denseMesh(), expert = p.expertMesh();
+  os << "mesh (pp, dp, cp, tp) = (" << dense[0] << ", " << dense[1] << ", " << dense[2] << ", "
+     << dense[3] << "): " << countOf(p.worldSize, "rank") << ", tp fastest-varying\n";
+  // A rank's coordinates on a mesh of `sizes` (last fastest), from axis
+  // `first` on (the expert mesh shares pp).
+  auto listCoordinates = [&](int64_t rank, const std::array<int64_t, 4> &sizes,
+                             std::array<const char *, 4> names, int first) {
     int64_t rest = rank;
-    for (int axis = 4; axis >= 0; --axis) {
+    std::array<int64_t, 4> coord;
+    for (int axis = 3; axis >= 0; --axis) {
       coord[axis] = rest % sizes[axis];
       rest /= sizes[axis];
     }
+    for (int axis = first; axis < 4; ++axis)
+      os << " " << names[axis] << "=" << coord[axis];
+  };
+  int64_t listed = std::min<int64_t>(p.worldSize, 16);
+  for (int64_t rank = 0; rank < listed; ++rank) {
     os << "  rank " << rank << " ->";
-    for (int axis = 0; axis < 5; ++axis)
-      os << " " << kAxisNames[axis] << "=" << coord[axis];
+    listCoordinates(rank, dense, {"pp", "dp", "cp", "tp"}, 0);
+    if (p.ep > 1) {
+      os << ";";
+      listCoordinates(rank, expert, {"pp", "edp", "ep", "etp"}, 1);
+    }
     os << "\n";
   }
   if (listed < p.worldSize)
@@ -146,9 +153,9 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
           "plain optimizer\n";
   // Memory figures come from a plan alone (explainPlan), so that they are
   // the ones mtrun allocates.
-  if (p.cp != 1 || p.ep != 1)
+  if (p.cp != 1)
     os << "(parameters and memory per rank come from the plan, and plans do not cover --cp "
-          "and --ep yet)\n";
+          "yet)\n";
 }
 
 std::string bytesText(double bytes) {
@@ -388,9 +395,11 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
 /// Ranks in the group of `axis`: a mesh axis, or the first and last stage
 /// that share a tied parameter.
 int64_t groupSize(const plan::Mesh &m, const std::string &axis) {
+  const int64_t ep = std::max<int64_t>(m.ep(), 1), etp = std::max<int64_t>(m.etp(), 1);
   const std::map<std::string, int64_t> sizes = {
-      {"pp", m.pp()}, {"dp", m.dp()}, {"cp", m.cp()}, {"ep", m.ep()}, {"tp", m.tp()},
-      {"pp_tied", 2}};
+      {"pp", m.pp()}, {"dp", m.dp()}, {"cp", m.cp()}, {"tp", m.tp()},
+      {"edp", m.dp() * std::max<int64_t>(m.cp(), 1) * std::max<int64_t>(m.tp(), 1) / (ep * etp)},
+      {"ep", ep}, {"etp", etp}, {"pp_tied", 2}};
   auto it = sizes.find(axis);
   return it == sizes.end() ? 1 : it->second;
 }
@@ -461,7 +470,7 @@ ActivationBytes activationBytes(const plan::Plan &plan) {
 void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
                  const RecomputeEffect *recompute) {
   const plan::Mesh &m = plan.mesh();
-  int64_t ranks = m.pp() * m.dp() * m.cp() * m.ep() * m.tp();
+  int64_t ranks = plan::worldSize(m);
   bool pipelined = plan.training().virtual_stages() > 1;
   os << "plan: " << countOf(plan.programs_size(), "program") << " for " << countOf(ranks, "rank")
      << " ("

@@ -25,10 +25,12 @@ namespace {
 /// buffer alignment in fp32.
 constexpr int64_t kMemberAlignment = 16;
 
-/// The data-parallel axis the distributed optimizer shards over. Expert
-/// parameters will shard over `edp` of @expert_mesh once expert parallelism
-/// exists; with ep = cp = 1 it holds the same ranks as `dp`.
+/// The data-parallel axis dense gradients are averaged over and the
+/// distributed optimizer shards over.
 constexpr StringLiteral kDataParallelAxis = "dp";
+/// The data-parallel axis of expert layers under expert parallelism
+/// (@expert_mesh): the ranks that hold the same experts.
+constexpr StringLiteral kExpertDataParallelAxis = "edp";
 
 /// Megatron: no weight decay on norms and biases (rank-1 parameters).
 double weightDecayOf(ParamOp p, double weightDecay) {
@@ -38,6 +40,12 @@ double weightDecayOf(ParamOp p, double weightDecay) {
 bool isReplicated(ParamOp p) {
   ShardingAttr sharding = p.getShardingAttr();
   return !sharding || !sharding.isSplit();
+}
+
+/// Whether `p` is laid out on @expert_mesh (mt-partition-ep's experts).
+bool onExpertMesh(ParamOp p) {
+  ShardingAttr sharding = p.getShardingAttr();
+  return sharding && sharding.getGrid().getValue() == kExpertMeshName;
 }
 
 /// One of Megatron-Core's gradient buckets (param_and_grad_buffer.py): the
@@ -114,8 +122,16 @@ struct BuildOptimizerPass
   void runOnOperation() override;
 
   /// The data-parallel size: the dp axis of the module's `shard.grid @mesh`
-  /// (1 without a mesh), read by runOnOperation.
-  int64_t dp = 1;
+  /// (1 without a mesh), read by runOnOperation; cp its context-parallel
+  /// size and edp the expert data-parallel size of `@expert_mesh` (1
+  /// without one).
+  int64_t dp = 1, cp = 1, edp = 1;
+
+  /// A parameter's gradient averaged over the ranks that hold replicas of
+  /// it: a dense one over dp; an expert one (on @expert_mesh, whose
+  /// gradient sums the tokens of its ep group) summed over edp and scaled by
+  /// 1 / (dp·cp), Megatron-Core's expert_gradient_scaling_factor.
+  Value reduceGradient(OpBuilder &b, ParamOp p, Value g);
 
   /// The arguments and results of @optimizer_step after `step`.
   struct Signature {
@@ -205,6 +221,19 @@ DictionaryAttr roleAttrs(OpBuilder &b, ParamOp p, StringRef role,
   return b.getDictionaryAttr(attrs);
 }
 
+Value BuildOptimizerPass::reduceGradient(OpBuilder &b, ParamOp p, Value g) {
+  if (!onExpertMesh(p))
+    return dp > 1 ? AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kDataParallelAxis),
+                                        b.getStringAttr("mean"))
+                  : g;
+  if (edp > 1)
+    g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kExpertDataParallelAxis),
+                            b.getStringAttr("sum"));
+  if (dp * cp > 1)
+    g = ScaleOp::create(b, p.getLoc(), g, b.getF64FloatAttr(1.0 / double(dp * cp)));
+  return g;
+}
+
 LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params,
                                                   StringAttr normAxis) {
   // Arguments: step, then (param, grad, exp_avg, exp_avg_sq) per parameter.
@@ -229,11 +258,7 @@ LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp
   SmallVector<bool> replicated;
   for (auto [i, constParam] : llvm::enumerate(params)) {
     ParamOp p = constParam;
-    Value g = argOf(i, 1);
-    if (dp > 1)
-      g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kDataParallelAxis),
-                              b.getStringAttr("mean"));
-    grads.push_back(g);
+    grads.push_back(reduceGradient(b, p, argOf(i, 1)));
     replicated.push_back(isReplicated(p));
   }
   Scaling sc = normAndSchedule(b, fn.getLoc(), body->getArgument(0), grads, replicated, normAxis,
@@ -255,6 +280,11 @@ LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp
 LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamOp> params,
                                                    StringAttr normAxis) {
   ModuleOp module = getOperation();
+  for (ParamOp p : params)
+    if (onExpertMesh(p))
+      return p.emitOpError() << "is split over @" << kExpertMeshName
+                             << ": the distributed optimizer does not shard expert parameters "
+                                "over edp yet";
   SmallVector<Bucket> buckets = formBuckets(module, params, dp, bucketElements, weightDecay);
   // Arguments: step, then (param bucket, grad bucket, exp_avg shard,
   // exp_avg_sq shard) per bucket; the state is sharded over dp.
@@ -339,7 +369,11 @@ void BuildOptimizerPass::runOnOperation() {
       return signalPassFailure();
     }
     dp = *size;
+    cp = axisSize(mesh, "cp").value_or(1);
   }
+  edp = 1;
+  if (auto experts = module.lookupSymbol<shard::GridOp>(kExpertMeshName))
+    edp = axisSize(experts, kExpertDataParallelAxis).value_or(1);
   SmallVector<ParamOp> params;
   for (auto param : module.getOps<ParamOp>())
     if (!param.getFrozen())
