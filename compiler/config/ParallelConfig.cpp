@@ -264,6 +264,10 @@ Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
                 ") must be 1 with expert_model_parallel_size (--ep ", c.ep,
                 "): this version of mtc does not split experts over tensor-parallel ranks; "
                 "give --etp 1");
+  if (c.ep > 1 && c.distributedOptimizer)
+    return fail("use_distributed_optimizer (--use-distributed-optimizer) with "
+                "expert_model_parallel_size (--ep ", c.ep, "): this version of mtc does not "
+                "shard expert parameters over edp yet; leave one of them out");
   return Status::ok();
 }
 
@@ -341,8 +345,8 @@ Status ParallelConfig::resolve(const ModelDims &model) {
     globalBatch = microBatch * dp;
   if (globalBatch % (microBatch * dp) != 0)
     return fail("global_batch_size (", globalBatch, ") must be divisible by "
-                "micro_batch_size (", microBatch, ") x data parallel size (", dp,
-                " = world / (tp x pp x cp)) = ", microBatch * dp);
+                "micro_batch_size (", microBatch, ") x data parallel size (", dp, ") = ",
+                microBatch * dp);
   if (vpp != 0 && numMicroBatches() % pp != 0)
     return fail("with virtual pipeline stages, the number of micro-batches (",
                 numMicroBatches(), " = global_batch_size ", globalBatch,

@@ -302,6 +302,10 @@ std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
      << ") x gradient_accumulation_steps (" << gradientAccumulationSteps << ") x dp (" << dp
      << ") = " << countOf(globalBatchSize(), "sample") << " of cutoff_len " << cutoffLen
      << " tokens\n";
+  if (parallel.ep > 1 && dp % parallel.ep == 0)
+    os << "(MCoreAdapter's comment counts dp as world / (tp x pp x cp x ep) = " << dp / parallel.ep
+       << ", which gives " << countOf(globalBatchSize() / parallel.ep, "sample")
+       << "; mtc follows Megatron-Core: the ranks of an ep group read different data)\n";
   os << "dp: " << dp;
   if (parallel.dp > 0)
     os << " (given)";

@@ -63,16 +63,19 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
      << "gradients summed over edp and scaled by 1 / (dp x cp)\n";
   if (p.ep == 1 || !dims.moeLayers)
     return;
+  // A rank runs the MoE layers of its pipeline stage: about 1/pp of them.
+  int64_t layers = (dims.moeLayers + p.pp - 1) / p.pp;
   double rows = double(p.microBatch) * double(p.seq) * double(dims.topK);
-  double elements = rows * double(dims.hidden) * 4.0 * double(dims.moeLayers) *
+  double elements = rows * double(dims.hidden) * 4.0 * double(layers) *
                     double(p.numMicroBatches());
   double offRank = elements * double(p.ep - 1) / double(p.ep);
   os << llvm::format("all-to-all per step and rank (alltoall dispatcher, dropless): %.0f "
-                     "values (%d MoE layers x %d micro-batches x 4 exchanges of %.0f rows x "
+                     "values (%d MoE layers%s x %d micro-batches x 4 exchanges of %.0f rows x "
                      "%d), %.0f of them to other ranks with uniform routing: %.1f MiB in "
                      "bf16\n",
-                     elements, int(dims.moeLayers), int(p.numMicroBatches()), rows,
-                     int(dims.hidden), offRank, offRank * 2.0 / (1024.0 * 1024.0));
+                     elements, int(layers), p.pp > 1 ? " of a stage" : "",
+                     int(p.numMicroBatches()), rows, int(dims.hidden), offRank,
+                     offRank * 2.0 / (1024.0 * 1024.0));
 }
 
 } // namespace
@@ -383,6 +386,11 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
   auto size = [&](uint32_t id) { return plan.buffers(id).size_bytes(); };
   if (op == "all_reduce")
     return {{attrs.s("axis"), size(instr.inputs(0)), true}};
+  // The alltoall dispatcher's rows, out (dispatch) or back (combine): the
+  // smaller side is one rank's routed rows (the other holds the worst case
+  // of receiving every peer's), of which uniform routing keeps 1/ep.
+  if (op == "all_to_all_v")
+    return {{attrs.s("axis"), std::min(size(instr.inputs(0)), size(instr.outputs(0))), false}};
   if (op == "reduce_scatter")
     return {{attrs.s("axis"), size(instr.inputs(0)), false}};
   if (op == "all_gather")
