@@ -264,10 +264,6 @@ Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
                 ") must be 1 with expert_model_parallel_size (--ep ", c.ep,
                 "): this version of mtc does not split experts over tensor-parallel ranks; "
                 "give --etp 1");
-  if (c.ep > 1 && c.distributedOptimizer)
-    return fail("use_distributed_optimizer (--use-distributed-optimizer) with "
-                "expert_model_parallel_size (--ep ", c.ep, "): this version of mtc does not "
-                "shard expert parameters over edp yet; leave one of them out");
   return Status::ok();
 }
 

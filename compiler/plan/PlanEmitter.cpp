@@ -282,11 +282,13 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
   llvm::StringMap<const plan::Parameter *> parameters;
   for (const auto &p : out.parameters())
     parameters[p.name()] = &p;
-  // The parameter (a bucket's first) an argument, or a distributed
-  // optimizer's slice and update of it, belongs to.
+  // The parameter (a bucket's first) an argument, its reduced or scaled
+  // gradient, or a distributed optimizer's slice and update of it, belongs to.
   std::function<StringRef(Value)> paramOf = [&](Value v) -> StringRef {
     if (Operation *def = v.getDefiningOp())
-      return isa<AllSliceOp, AdamWOp>(def) ? paramOf(def->getOperand(0)) : StringRef();
+      return isa<AllSliceOp, AdamWOp, AllReduceOp, ReduceScatterOp, ScaleOp>(def)
+                 ? paramOf(def->getOperand(0))
+                 : StringRef();
     auto param = opt.getArgAttrOfType<FlatSymbolRefAttr>(cast<BlockArgument>(v).getArgNumber(),
                                                          "mt.param");
     return param ? param.getValue() : StringRef();
@@ -309,7 +311,7 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     SumSquaresOp norm;
     for (Operation &op : opt.getBody().front().without_terminator()) {
       // A parameter's (or bucket's) dp reduction and update run where it is held.
-      if (isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, AllGatherOp>(op) &&
+      if (isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, AllGatherOp, ScaleOp>(op) &&
           !paramOf(op.getOperand(0)).empty() && !holds(op.getOperand(0), stage))
         continue;
       if (auto n = dyn_cast<SumSquaresOp>(op))

@@ -108,10 +108,6 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"etp under ep", [](auto &c, auto &m) { m.numExperts = 8; c.ep = 2, c.tp = 2; },
        "expert_tensor_parallel_size (--etp 2, its default tp) must be 1 with "
        "expert_model_parallel_size (--ep 2)"},
-      {"distributed optimizer under ep", [](auto &c, auto &m) {
-         m.numExperts = 8; c.ep = 2, c.distributedOptimizer = true; },
-       "use_distributed_optimizer (--use-distributed-optimizer) with expert_model_parallel_size "
-       "(--ep 2): this version of mtc does not shard expert parameters over edp yet"},
       {"world != product", [](auto &c, auto &) { c.tp = 2, c.dp = 2, c.worldSize = 8; },
        "world size (8) must equal tp (2) x pp (1) x cp (1) x dp (2) = 4"},
       {"global % micro*dp", [](auto &c, auto &) { c.dp = 4, c.globalBatch = 12; },

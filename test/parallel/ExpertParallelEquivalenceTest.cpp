@@ -27,8 +27,9 @@ TEST_P(ExpertParallelEquivalence, MatchesTheSingleRank) {
 std::vector<Case> cases() {
   std::vector<Case> all;
   for (const char *model : {"tiny-qwen3-moe", "tiny-mixtral", "tiny-qwen2-moe"})
-    for (const char *layout : {"ep2", "ep4", "ep2_dp4", "ep2_pp2", "resumed_ep2_as_single",
-                               "resumed_single_as_ep4"})
+    for (const char *layout : {"ep2", "ep4", "ep2_dp4", "ep2_pp2", "ep2_dp4_pp2", "ep2_do",
+                               "ep2_dp4_do", "resumed_ep2_as_single", "resumed_single_as_ep4",
+                               "resumed_ep2_dp4_do_as_single", "resumed_single_as_ep2_dp4_do"})
       all.push_back({model, layout});
   return all;
 }

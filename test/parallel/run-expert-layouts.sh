@@ -11,7 +11,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 # name:ranks:flags. With ep the world is still pp x dp x cp x tp (MoE
 # parallel folding): ep2 is 2 data-parallel ranks that hold 2 experts each.
 layouts=("single:1:" "ep2:2:--ep 2" "ep4:4:--ep 4" "ep2_dp4:4:--ep 2 --dp 4"
-         "ep2_pp2:4:--ep 2 --pp 2")
+         "ep2_pp2:4:--ep 2 --pp 2" "ep2_dp4_pp2:8:--ep 2 --dp 4 --pp 2"
+         "ep2_do:2:--ep 2 --use-distributed-optimizer"
+         "ep2_dp4_do:4:--ep 2 --dp 4 --use-distributed-optimizer")
 rm -rf "$out" && mkdir -p "$out"
 # Ids below every model's vocabulary (96).
 python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 96 4000
@@ -38,7 +40,7 @@ for model in tiny-qwen3-moe tiny-mixtral tiny-qwen2-moe; do
   done
   # Checkpoints hold whole experts: 2 steps on one layout, saved, the 3rd
   # resumed on another; OUT/<model>/resumed_<from>_as_<to>.jsonl holds all 3.
-  for entry in "ep2:2:single:1" "single:1:ep4:4"; do
+  for entry in "ep2:2:single:1" "single:1:ep4:4" "ep2_dp4_do:4:single:1" "single:1:ep2_dp4_do:4"; do
     IFS=: read -r from fromRanks to toRanks <<< "$entry"
     name=resumed_${from}_as_${to}
     "$bin/mtrun" "$out/$model/$from.plan" --nproc "$fromRanks" --data "$out/tokens.bin" \
