@@ -335,9 +335,19 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
 
 /// The AdamW state and the fp32 master weights one rank updates, with and
 /// without Megatron-Core's distributed optimizer (on the stage that holds
-/// most): with it, each of the dp ranks keeps and updates 1/dp of them.
+/// most): with it, each of the dp ranks keeps and updates 1/dp of them (of
+/// experts split over ep, 1/edp).
 void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
-  const int64_t dp = std::max<int64_t>(plan.mesh().dp(), 1);
+  const plan::Mesh &m = plan.mesh();
+  const int64_t dp = std::max<int64_t>(m.dp(), 1);
+  const int64_t edp = dp * std::max<int64_t>(m.cp(), 1) * std::max<int64_t>(m.tp(), 1) /
+                      (std::max<int64_t>(m.ep(), 1) * std::max<int64_t>(m.etp(), 1));
+  auto partsOf = [&](const plan::Parameter &p) {
+    for (const plan::Split &split : p.splits())
+      if (split.axis() == "ep")
+        return edp;
+    return dp;
+  };
   uint64_t whole = 0, sharded = 0; // AdamW bytes, the largest stage's
   for (int64_t s = 0; s < std::max<int64_t>(plan.mesh().pp(), 1); ++s) {
     uint64_t w = 0, sh = 0;
@@ -345,7 +355,8 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
       if (p.trainable() && plan::stageHolds(p, s)) {
         uint64_t elements = uint64_t(plan::elementsOf(plan.buffers(p.param_buffer())));
         w += 8 * elements;
-        sh += 8 * ((elements + uint64_t(dp) - 1) / uint64_t(dp));
+        const uint64_t parts = uint64_t(partsOf(p));
+        sh += 8 * ((elements + parts - 1) / parts);
       }
     whole = std::max(whole, w), sharded = std::max(sharded, sh);
   }
@@ -360,13 +371,15 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   os << "distributed optimizer (use_distributed_optimizer): " << (on ? "on" : "off");
   if (on)
     os << ", " << countOf(plan.buckets_size(), "gradient bucket")
-       << " reduce-scattered and all-gathered over dp (" << dp << ")";
+       << " reduce-scattered and all-gathered over dp (" << dp << ")"
+       << (m.ep() > 1 ? ", the experts' over edp (" + std::to_string(edp) + ")" : "");
   os << "\n  AdamW state (fp32 exp_avg, exp_avg_sq) per rank: with it "
      << bytesText(double(on ? optimizer : sharded)) << ", without it "
      << bytesText(double(on ? whole : optimizer)) << "\n";
   os << "  fp32 master weights per rank: " << bytesText(double(weights))
      << " held whole (the backends compute from them); updated per rank: with it "
-     << bytesText(double(weights) / double(dp)) << ", without it " << bytesText(double(weights))
+     << bytesText(double(on ? optimizer : sharded) / 2) << ", without it "
+     << bytesText(double(weights))
      << "\n";
 }
 
