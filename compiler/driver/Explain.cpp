@@ -340,8 +340,7 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
 void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   const plan::Mesh &m = plan.mesh();
   const int64_t dp = std::max<int64_t>(m.dp(), 1);
-  const int64_t edp = dp * std::max<int64_t>(m.cp(), 1) * std::max<int64_t>(m.tp(), 1) /
-                      (std::max<int64_t>(m.ep(), 1) * std::max<int64_t>(m.etp(), 1));
+  const int64_t edp = plan::expertDataParallelSize(m);
   auto partsOf = [&](const plan::Parameter &p) {
     for (const plan::Split &split : p.splits())
       if (split.axis() == "ep")
@@ -416,11 +415,10 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
 /// Ranks in the group of `axis`: a mesh axis, or the first and last stage
 /// that share a tied parameter.
 int64_t groupSize(const plan::Mesh &m, const std::string &axis) {
-  const int64_t ep = std::max<int64_t>(m.ep(), 1), etp = std::max<int64_t>(m.etp(), 1);
   const std::map<std::string, int64_t> sizes = {
       {"pp", m.pp()}, {"dp", m.dp()}, {"cp", m.cp()}, {"tp", m.tp()},
-      {"edp", m.dp() * std::max<int64_t>(m.cp(), 1) * std::max<int64_t>(m.tp(), 1) / (ep * etp)},
-      {"ep", ep}, {"etp", etp}, {"pp_tied", 2}};
+      {"edp", plan::expertDataParallelSize(m)}, {"ep", m.ep()}, {"etp", m.etp()},
+      {"pp_tied", 2}};
   auto it = sizes.find(axis);
   return it == sizes.end() ? 1 : it->second;
 }

@@ -369,6 +369,11 @@ int64_t worldSize(const Mesh &mesh) {
   return ranks;
 }
 
+int64_t expertDataParallelSize(const Mesh &mesh) {
+  auto one = [](int64_t size) { return std::max<int64_t>(size, 1); };
+  return one(mesh.dp()) * one(mesh.cp()) * one(mesh.tp()) / (one(mesh.ep()) * one(mesh.etp()));
+}
+
 Expected<Plan> readPlanDirectory(const std::string &dir) {
   std::string path = (std::filesystem::path(dir) / kPlanFile).string();
   if (!std::filesystem::exists(dir))

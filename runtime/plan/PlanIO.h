@@ -38,6 +38,10 @@ Status validatePlan(const Plan &plan);
 /// counts as 1; ep and etp fold over the same ranks).
 int64_t worldSize(const Mesh &mesh);
 
+/// The expert data-parallel size of a plan: dp x cp x tp / (ep x etp) of
+/// its mesh (sizes left at 0 count as 1).
+int64_t expertDataParallelSize(const Mesh &mesh);
+
 /// plan.txt: mesh, batch, arenas, parameters and the programs, one
 /// instruction per line.
 void writePlanSummary(const Plan &plan, std::ostream &os);
