@@ -119,9 +119,9 @@ def PartitionExpertParallel : Pass<"mt-partition-ep", "::mlir::ModuleOp"> {
     The router, `mt.moe_permute` and `mt.moe_unpermute` stay local (each
     rank routes its own tokens). Received buffers have the static bound
     ep x (the permuted rows). Run before mt-autodiff: the gradients of the
-    exchanges are the exchanges backwards. Not yet in mtc compile's
-    pipeline (issue 14): the runtime's data-parallel groups and gradient
-    reductions do not fold ep yet.
+    exchanges are the exchanges backwards. mtc compile runs it with
+    --ep > 1, after mt-partition-tp; mt-build-optimizer then reduces the
+    experts' gradients over `edp` (MoE parallel folding).
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
 }

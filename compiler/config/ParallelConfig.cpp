@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <numeric>
 #include <set>
 #include <sstream>
 
@@ -82,6 +83,7 @@ Status checkRanges(const ParallelConfig &c) {
       return s;
   for (Named n : {Named{"virtual_pipeline_model_parallel_size (--vpp)", c.vpp},
                   Named{"data parallel size (--dp)", c.dp},
+                  Named{"expert_tensor_parallel_size (--etp)", c.etp},
                   Named{"world size (--world-size)", c.worldSize},
                   Named{"micro_batch_size (--micro-batch)", c.microBatch},
                   Named{"global_batch_size (--global-batch)", c.globalBatch},
@@ -243,15 +245,37 @@ std::string RecomputeConfig::describe() const {
   return out;
 }
 
+/// Expert parallelism against the model: ep needs experts and divides
+/// them; etp defaults to tp (Megatron-Core's expert_tensor_parallel_size)
+/// and must be 1 under ep (experts are not split over tensor-parallel ranks
+/// yet).
+Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
+  if (model.numExperts == 0 && c.ep != 1)
+    return fail("expert_model_parallel_size (--ep ", c.ep, ") needs a "
+                "mixture-of-experts model; this model is dense");
+  if (model.numExperts != 0 && model.numExperts % c.ep != 0)
+    return fail("num_experts (", model.numExperts, ") must be divisible by "
+                "expert_model_parallel_size (--ep ", c.ep, ")");
+  if (c.etp == 0)
+    c.etp = c.tp;
+  if (c.ep > 1 && c.etp != 1)
+    return fail("expert_tensor_parallel_size (--etp ", c.etp, c.etp == c.tp ? ", its default tp" : "",
+                ") must be 1 with expert_model_parallel_size (--ep ", c.ep,
+                "): this version of mtc does not split experts over tensor-parallel ranks; "
+                "give --etp 1");
+  return Status::ok();
+}
+
 Status ParallelConfig::resolve(const ModelDims &model) {
   if (Status s = checkRanges(*this); !s)
     return s;
   // Every product formed below is a sub-product of this one (all factors
   // are >= 1), so none overflows once it fits.
-  if (!checkedProduct({tp, pp, std::max<int64_t>(vpp, 1), cp, ep, std::max<int64_t>(dp, 1),
+  if (!checkedProduct({tp, pp, std::max<int64_t>(vpp, 1), cp, ep, std::max<int64_t>(etp, 1),
+                       std::max<int64_t>(dp, 1),
                        std::max<int64_t>(worldSize, 1), std::max<int64_t>(microBatch, 1), 2}))
     return fail("tp (", tp, ") x pp (", pp, ") x vpp (", vpp, ") x cp (", cp, ") x ep (", ep,
-                ") x dp (", dp, ") x world size (", worldSize, ") x micro_batch_size (",
+                ") x etp (", etp, ") x dp (", dp, ") x world size (", worldSize, ") x micro_batch_size (",
                 microBatch, ") overflows 64-bit integers: no layout has that many ranks");
   // Shapes are static in the model: batch and sequence come from it.
   if (microBatch == 0)
@@ -286,44 +310,45 @@ Status ParallelConfig::resolve(const ModelDims &model) {
     return s;
   if (Status s = resolveRecompute(*this, model); !s)
     return s;
-  if (model.numExperts == 0 && ep != 1)
-    return fail("expert_model_parallel_size (--ep ", ep, ") needs a "
-                "mixture-of-experts model; this model is dense");
-  if (model.numExperts != 0 && model.numExperts % ep != 0)
-    return fail("num_experts (", model.numExperts, ") must be divisible by "
-                "expert_model_parallel_size (--ep ", ep, ")");
   if (cp > 1 && seq % (2 * cp) != 0)
     return fail("seq_length (", seq, ") must be divisible by 2 x "
                 "context_parallel_size (2 x ", cp, " = ", 2 * cp, ")");
 
-  // world = pp * dp * cp * ep * tp (mesh order of Megatron; ep is an axis).
-  int64_t modelParallel = tp * pp * cp * ep;
+  if (Status s = resolveExpertLayout(*this, model); !s)
+    return s;
+
+  // MoE parallel folding: world = pp * dp * cp * tp; ep and etp divide the
+  // same ranks differently in expert layers.
+  int64_t modelParallel = tp * pp * cp;
   if (worldSize != 0 && worldSize % modelParallel != 0)
     return fail("world size (", worldSize, ") must be divisible by tp (", tp,
-                ") x pp (", pp, ") x cp (", cp, ") x ep (", ep, ") = ",
-                modelParallel);
-  if (dp == 0)
-    dp = worldSize ? worldSize / modelParallel : 1;
+                ") x pp (", pp, ") x cp (", cp, ") = ", modelParallel);
+  if (dp == 0 && worldSize != 0)
+    dp = worldSize / modelParallel;
+  else if (dp == 0) // the fewest ranks that hold ep x etp
+    dp = ep * etp / std::gcd(ep * etp, tp * cp);
   if (worldSize == 0)
     worldSize = dp * modelParallel;
   else if (worldSize != dp * modelParallel)
     return fail("world size (", worldSize, ") must equal tp (", tp, ") x pp (",
-                pp, ") x cp (", cp, ") x ep (", ep, ") x dp (", dp, ") = ",
-                dp * modelParallel);
+                pp, ") x cp (", cp, ") x dp (", dp, ") = ", dp * modelParallel);
+  if ((dp * cp * tp) % (ep * etp) != 0)
+    return fail("expert_model_parallel_size (--ep ", ep, ") x expert_tensor_parallel_size (--etp ",
+                etp, ") = ", ep * etp, " must divide tp (", tp, ") x cp (", cp, ") x dp (", dp,
+                ") = ", dp * cp * tp, ": expert layers fold over the ranks of a pipeline stage");
 
-  // Megatron-Core folds ep into the dense layers' data parallelism: every
-  // one of the dp x ep ranks of a model replica reads its own micro-batches.
-  int64_t denseDp = denseDataParallel();
+  // Every one of the dp ranks of a model replica reads its own micro-batches
+  // (with ep too: the ranks of an ep group read different data).
   if (globalBatch == 0)
-    globalBatch = microBatch * denseDp;
-  if (globalBatch % (microBatch * denseDp) != 0)
+    globalBatch = microBatch * dp;
+  if (globalBatch % (microBatch * dp) != 0)
     return fail("global_batch_size (", globalBatch, ") must be divisible by "
-                "micro_batch_size (", microBatch, ") x data parallel size (",
-                denseDp, ep > 1 ? " = dp x ep" : "", ") = ", microBatch * denseDp);
+                "micro_batch_size (", microBatch, ") x data parallel size (", dp, ") = ",
+                microBatch * dp);
   if (vpp != 0 && numMicroBatches() % pp != 0)
     return fail("with virtual pipeline stages, the number of micro-batches (",
                 numMicroBatches(), " = global_batch_size ", globalBatch,
-                " / (micro_batch_size ", microBatch, " x dp ", denseDp,
+                " / (micro_batch_size ", microBatch, " x dp ", dp,
                 ")) must be a multiple of pp (", pp, ")");
   return Status::ok();
 }
@@ -464,6 +489,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"pipeline_model_parallel_size", integer(config.pp)},
       {"virtual_pipeline_model_parallel_size", integer(config.vpp, true)},
       {"expert_model_parallel_size", integer(config.ep)},
+      {"expert_tensor_parallel_size", integer(config.etp, true)},
       {"context_parallel_size", integer(config.cp)},
       {"data_parallel_size", integer(config.dp)},
       {"world_size", integer(config.worldSize)},

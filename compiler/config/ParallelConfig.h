@@ -47,11 +47,15 @@ struct RecomputeConfig {
 /// one comma-separated string (MCoreAdapter's spelling, and the flag's).
 std::vector<std::string> splitModuleList(const std::string &text);
 
-/// Sizes of the mesh (pp, dp, cp, ep, tp) and of the batch. A value of 0
-/// means "not given": derived from the others (dp, world size, global batch)
-/// or taken from the model (micro-batch, seq).
+/// Sizes of the mesh and of the batch, with Megatron-Core's MoE parallel
+/// folding: attention and dense layers use tp·cp·dp·pp, expert layers
+/// etp·ep·edp·pp over the same ranks, so world = pp·dp·cp·tp and
+/// dp = world / (tp·pp·cp) (ep does not divide the world: the ranks of an
+/// ep group read different data). A value of 0 means "not given": derived
+/// from the others (dp, world size, global batch, etp = tp) or taken from
+/// the model (micro-batch, seq).
 struct ParallelConfig {
-  int64_t tp = 1, pp = 1, vpp = 0, ep = 1, cp = 1, dp = 0, worldSize = 0;
+  int64_t tp = 1, pp = 1, vpp = 0, ep = 1, etp = 0, cp = 1, dp = 0, worldSize = 0;
   bool sequenceParallel = false;
   /// Megatron-Core's use_distributed_optimizer: gradients reduce-scattered
   /// in buckets over dp, each rank updating 1/dp of the weights and AdamW
@@ -85,21 +89,18 @@ struct ParallelConfig {
   /// a change.
   std::map<std::string, std::string> pending;
 
-  /// The data-parallel size of attention and dense layers: dp · ep
-  /// (Megatron-Core's MoE parallel folding: world / (tp · pp · cp)).
-  int64_t denseDataParallel() const { return dp * ep; }
-  int64_t numMicroBatches() const { return globalBatch / (microBatch * denseDataParallel()); }
+  int64_t numMicroBatches() const { return globalBatch / (microBatch * dp); }
+  /// The expert layers' data-parallel size: edp = dp·cp·tp / (ep·etp)
+  /// (Megatron-Core's expert_data_parallel_size). Resolved configurations only.
+  int64_t edp() const { return dp * cp * tp / (ep * etp); }
 
   /// Sizes of the mesh of attention and dense layers, in the order of
-  /// runtime/plan/MeshAxes.h's kDenseAxes (pp, dp, cp, tp). Here ep is a
-  /// factor of the world of its own (world = pp·dp·cp·ep·tp), so the dense
-  /// layers' data-parallel size is dp·ep (Megatron-Core's MoE parallel
-  /// folding: dp = world / (tp·pp·cp)). Resolved configurations only.
-  std::array<int64_t, 4> denseMesh() const { return {pp, dp * ep, cp, tp}; }
+  /// runtime/plan/MeshAxes.h's kDenseAxes (pp, dp, cp, tp). Resolved
+  /// configurations only.
+  std::array<int64_t, 4> denseMesh() const { return {pp, dp, cp, tp}; }
   /// Sizes of the mesh of expert layers over the same ranks, in the order of
-  /// kExpertAxes (pp, edp, ep, etp), with etp = tp (Megatron-Core's default):
-  /// edp · ep · etp = dp·ep · cp · tp.
-  std::array<int64_t, 4> expertMesh() const { return {pp, dp * cp, ep, tp}; }
+  /// kExpertAxes (pp, edp, ep, etp): edp · ep · etp = dp · cp · tp.
+  std::array<int64_t, 4> expertMesh() const { return {pp, edp(), ep, etp}; }
 
   /// Fills derived sizes and checks every rule against `model`; the message
   /// names the option, its value, and the rule.

@@ -12,6 +12,7 @@
 #include <cctype>
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 namespace mt {
@@ -244,10 +245,12 @@ int64_t TrainConfig::dataParallelSize() const {
   const ParallelConfig &p = parallel;
   if (p.dp > 0)
     return p.dp;
-  int64_t modelParallel = p.tp * p.pp * p.cp * p.ep;
+  int64_t modelParallel = p.tp * p.pp * p.cp;
   if (p.worldSize > 0 && modelParallel > 0 && p.worldSize % modelParallel == 0)
     return p.worldSize / modelParallel;
-  return 1;
+  // ParallelConfig::resolve's default: the fewest ranks that hold ep x etp.
+  int64_t experts = p.ep * (p.etp > 0 ? p.etp : p.tp), stage = p.tp * p.cp;
+  return experts > 0 && stage > 0 ? experts / std::gcd(experts, stage) : 1;
 }
 
 ParallelConfig TrainConfig::layout() const {
@@ -318,11 +321,21 @@ std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
      << ") x gradient_accumulation_steps (" << gradientAccumulationSteps << ") x dp (" << dp
      << ") = " << countOf(globalBatchSize(), "sample") << " of cutoff_len " << cutoffLen
      << " tokens\n";
-  os << "dp: " << dp
-     << (parallel.dp > 0          ? " (given)"
-         : parallel.worldSize > 0 ? " (world size / (tp x pp x cp x ep))"
-                                  : " (one model replica: no world size given)")
-     << "\n";
+  if (parallel.ep > 1 && dp % parallel.ep == 0)
+    os << "(MCoreAdapter's comment counts dp as world / (tp x pp x cp x ep) = " << dp / parallel.ep
+       << ", which gives " << countOf(globalBatchSize() / parallel.ep, "sample")
+       << "; mtc follows Megatron-Core: the ranks of an ep group read different data)\n";
+  os << "dp: " << dp;
+  if (parallel.dp > 0)
+    os << " (given)";
+  else if (parallel.worldSize > 0)
+    os << " (world size / (tp x pp x cp), Megatron-Core's; expert parallelism folds over the "
+          "same ranks)";
+  else if (dp > 1)
+    os << " (no world size given: the fewest ranks that hold ep x etp)";
+  else
+    os << " (one model replica: no world size given)";
+  os << "\n";
   if (maxSteps > 0)
     os << "steps: max_steps = " << maxSteps << "\n";
   else if (auto steps = trainSteps(datasetSamples))

@@ -62,13 +62,13 @@ struct TrainConfig {
   std::vector<std::pair<std::string, std::string>> givenAt;
 
   /// The data-parallel size the run will have: parallel.dp if given, else
-  /// world size / (tp x pp x cp x ep), else 1.
+  /// Megatron-Core's world size / (tp x pp x cp) (expert parallelism folds
+  /// over the same ranks and does not divide the data), else the fewest
+  /// ranks that hold ep x etp.
   int64_t dataParallelSize() const;
-  /// per_device_train_batch_size x gradient_accumulation_steps x dp x ep
-  /// (Megatron-Core's data-parallel size, world / (tp x pp x cp): expert
-  /// parallelism folds into data parallelism).
+  /// per_device_train_batch_size x gradient_accumulation_steps x dp.
   int64_t globalBatchSize() const {
-    return perDeviceTrainBatchSize * gradientAccumulationSteps * dataParallelSize() * parallel.ep;
+    return perDeviceTrainBatchSize * gradientAccumulationSteps * dataParallelSize();
   }
 
   /// The parallel layout to compile: `parallel` with micro_batch_size =

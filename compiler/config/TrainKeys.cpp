@@ -327,10 +327,11 @@ std::vector<Key> megatronKeys() {
          return read(g, "sequence_parallel", "true or false", c.parallel.sequenceParallel);
        }},
       {"micro_batch_size", Honoured, Megatron, "per_device_train_batch_size", {}, "", microBatch},
-      {"expert_model_parallel_size", Refused, Megatron, "expert parallelism is not planned yet",
-       {"1"}, "issue 14"},
-      {"expert_tensor_parallel_size", Refused, Megatron, "expert tensor parallelism is not planned "
-       "yet", {"1", "null"}, "issue 14"},
+      {"expert_model_parallel_size", Honoured, Megatron, "ep (experts split over the ranks of "
+       "an ep group, MoE parallel folding)", {}, "",
+       layout("expert_model_parallel_size", &P::ep, 1)},
+      {"expert_tensor_parallel_size", Honoured, Megatron, "etp (null: tp; 1 with ep)", {}, "",
+       layout("expert_tensor_parallel_size", &P::etp, 1, true)},
       {"context_parallel_size", Refused, Megatron, "context parallelism is not planned yet", {"1"},
        "issue 18"},
       {"moe_token_dispatcher_type", Refused, Megatron, "one rank holds every expert: no dispatch "

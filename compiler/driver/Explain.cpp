@@ -6,6 +6,7 @@
 #include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/MeshAxes.h"
 #include "runtime/plan/OpRegistry.h"
+#include "runtime/plan/PlanIO.h"
 #include "runtime/plan/Stages.h"
 #include "runtime/support/Wording.h"
 
@@ -21,7 +22,6 @@
 namespace mt {
 namespace {
 
-constexpr std::array<const char *, 5> kAxisNames = {"pp", "dp", "cp", "ep", "tp"};
 
 /// "layer 0", "layers 0-3", "layers 0-1, 4-5": runs of consecutive layers.
 std::string layersText(const std::set<int64_t> &numbers) {
@@ -57,31 +57,31 @@ namespace {
 /// (combine), in the forward and again in the backward; with uniform
 /// routing (ep - 1)/ep of them cross to another rank.
 void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
-  std::array<int64_t, 4> dense = p.denseMesh(), expert = p.expertMesh();
-  os << "dense layers: mesh (pp, dp, cp, tp) = (" << dense[0] << ", " << dense[1] << ", "
-     << dense[2] << ", " << dense[3] << "), data-parallel size " << p.denseDataParallel()
-     << ", gradients averaged over dp x cp\n";
+  std::array<int64_t, 4> expert = p.expertMesh();
   os << "expert layers (MoE parallel folding, the same ranks): mesh (pp, edp, ep, etp) = ("
-     << expert[0] << ", " << expert[1] << ", " << expert[2] << ", " << expert[3] << "), "
-     << countOf(dims.numExperts / p.ep, "expert") << " per rank, gradients reduced over edp\n";
+     << expert[0] << ", " << expert[1] << ", " << expert[2] << ", " << expert[3] << "), etp "
+     << "fastest-varying; " << countOf(dims.numExperts / p.ep, "expert") << " per rank, "
+     << "gradients summed over edp and scaled by 1 / (dp x cp)\n";
   if (p.ep == 1 || !dims.moeLayers)
     return;
+  // A rank runs the MoE layers of its pipeline stage: about 1/pp of them.
+  int64_t layers = (dims.moeLayers + p.pp - 1) / p.pp;
   double rows = double(p.microBatch) * double(p.seq) * double(dims.topK);
-  double elements = rows * double(dims.hidden) * 4.0 * double(dims.moeLayers) *
+  double elements = rows * double(dims.hidden) * 4.0 * double(layers) *
                     double(p.numMicroBatches());
   double offRank = elements * double(p.ep - 1) / double(p.ep);
   os << llvm::format("all-to-all per step and rank (alltoall dispatcher, dropless): %.0f "
-                     "values (%d MoE layers x %d micro-batches x 4 exchanges of %.0f rows x "
+                     "values (%d MoE layers%s x %d micro-batches x 4 exchanges of %.0f rows x "
                      "%d), %.0f of them to other ranks with uniform routing: %.1f MiB in "
                      "bf16\n",
-                     elements, int(dims.moeLayers), int(p.numMicroBatches()), rows,
-                     int(dims.hidden), offRank, offRank * 2.0 / (1024.0 * 1024.0));
+                     elements, int(layers), p.pp > 1 ? " of a stage" : "",
+                     int(p.numMicroBatches()), rows, int(dims.hidden), offRank,
+                     offRank * 2.0 / (1024.0 * 1024.0));
 }
 
 } // namespace
 
 void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
-  std::array<int64_t, 5> sizes = {p.pp, p.dp, p.cp, p.ep, p.tp};
   int64_t vpp = p.vpp ? p.vpp : 1;
   os << "model: " << countOf(dims.numLayers, "layer") << ", " << countOf(dims.numHeads, "query head")
      << ", " << countOf(dims.numKvHeads, "kv head") << ", vocabulary " << dims.vocabSize;
@@ -90,26 +90,36 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   os << "\n";
   os << "batch: micro-batch " << p.microBatch << " x seq " << p.seq
      << "; global batch " << p.globalBatch << " = " << p.microBatch << " x "
-     << countOf(p.numMicroBatches(), "micro-batch", "micro-batches") << " x dp "
-     << p.denseDataParallel();
+     << countOf(p.numMicroBatches(), "micro-batch", "micro-batches") << " x dp " << p.dp;
   if (p.ep > 1)
-    os << " (dp " << p.dp << " x ep " << p.ep << ": Megatron-Core's data-parallel size, "
-       << "world / (tp x pp x cp); MCoreAdapter's count divides by ep too)";
+    os << " (Megatron-Core's data-parallel size, world / (tp x pp x cp): the ranks of an ep "
+          "group read different data; MCoreAdapter's count divides by ep too, which gives "
+       << p.globalBatch / p.ep << ")";
   os << "\n";
-  os << "mesh (pp, dp, cp, ep, tp) = (" << p.pp << ", " << p.dp << ", " << p.cp
-     << ", " << p.ep << ", " << p.tp << "): " << countOf(p.worldSize, "rank") << ", tp "
-     << "fastest-varying\n";
-  int64_t listed = std::min<int64_t>(p.worldSize, 16);
-  for (int64_t rank = 0; rank < listed; ++rank) {
-    std::array<int64_t, 5> coord;
+  std::array<int64_t, 4> dense = p.denseMesh(), expert = p.expertMesh();
+  os << "mesh (pp, dp, cp, tp) = (" << dense[0] << ", " << dense[1] << ", " << dense[2] << ", "
+     << dense[3] << "): " << countOf(p.worldSize, "rank") << ", tp fastest-varying\n";
+  // A rank's coordinates on a mesh of `sizes` (last fastest), from axis
+  // `first` on (the expert mesh shares pp).
+  auto listCoordinates = [&](int64_t rank, const std::array<int64_t, 4> &sizes,
+                             std::array<const char *, 4> names, int first) {
     int64_t rest = rank;
-    for (int axis = 4; axis >= 0; --axis) {
+    std::array<int64_t, 4> coord;
+    for (int axis = 3; axis >= 0; --axis) {
       coord[axis] = rest % sizes[axis];
       rest /= sizes[axis];
     }
+    for (int axis = first; axis < 4; ++axis)
+      os << " " << names[axis] << "=" << coord[axis];
+  };
+  int64_t listed = std::min<int64_t>(p.worldSize, 16);
+  for (int64_t rank = 0; rank < listed; ++rank) {
     os << "  rank " << rank << " ->";
-    for (int axis = 0; axis < 5; ++axis)
-      os << " " << kAxisNames[axis] << "=" << coord[axis];
+    listCoordinates(rank, dense, {"pp", "dp", "cp", "tp"}, 0);
+    if (p.ep > 1) {
+      os << ";";
+      listCoordinates(rank, expert, {"pp", "edp", "ep", "etp"}, 1);
+    }
     os << "\n";
   }
   if (listed < p.worldSize)
@@ -148,9 +158,9 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
        << (p.overlapParamGather ? " (and overlap_param_gather nothing to gather)" : "") << "\n";
   // Memory figures come from a plan alone (explainPlan), so that they are
   // the ones mtrun allocates.
-  if (p.cp != 1 || p.ep != 1)
+  if (p.cp != 1)
     os << "(parameters and memory per rank come from the plan, and plans do not cover --cp "
-          "and --ep yet)\n";
+          "yet)\n";
 }
 
 std::string bytesText(double bytes) {
@@ -345,9 +355,18 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
 
 /// The AdamW state and the fp32 master weights one rank updates, with and
 /// without Megatron-Core's distributed optimizer (on the stage that holds
-/// most): with it, each of the dp ranks keeps and updates 1/dp of them.
+/// most): with it, each of the dp ranks keeps and updates 1/dp of them (of
+/// experts split over ep, 1/edp).
 void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
-  const int64_t dp = std::max<int64_t>(plan.mesh().dp(), 1);
+  const plan::Mesh &m = plan.mesh();
+  const int64_t dp = std::max<int64_t>(m.dp(), 1);
+  const int64_t edp = plan::expertDataParallelSize(m);
+  auto partsOf = [&](const plan::Parameter &p) {
+    for (const plan::Split &split : p.splits())
+      if (split.axis() == "ep")
+        return edp;
+    return dp;
+  };
   uint64_t whole = 0, sharded = 0; // AdamW bytes, the largest stage's
   for (int64_t s = 0; s < std::max<int64_t>(plan.mesh().pp(), 1); ++s) {
     uint64_t w = 0, sh = 0;
@@ -355,7 +374,8 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
       if (p.trainable() && plan::stageHolds(p, s)) {
         uint64_t elements = uint64_t(plan::elementsOf(plan.buffers(p.param_buffer())));
         w += 8 * elements;
-        sh += 8 * ((elements + uint64_t(dp) - 1) / uint64_t(dp));
+        const uint64_t parts = uint64_t(partsOf(p));
+        sh += 8 * ((elements + parts - 1) / parts);
       }
     whole = std::max(whole, w), sharded = std::max(sharded, sh);
   }
@@ -370,13 +390,15 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   os << "distributed optimizer (use_distributed_optimizer): " << (on ? "on" : "off");
   if (on)
     os << ", " << countOf(plan.buckets_size(), "gradient bucket")
-       << " reduce-scattered and all-gathered over dp (" << dp << ")";
+       << " reduce-scattered and all-gathered over dp (" << dp << ")"
+       << (m.ep() > 1 ? ", the experts' over edp (" + std::to_string(edp) + ")" : "");
   os << "\n  AdamW state (fp32 exp_avg, exp_avg_sq) per rank: with it "
      << bytesText(double(on ? optimizer : sharded)) << ", without it "
      << bytesText(double(on ? whole : optimizer)) << "\n";
   os << "  fp32 master weights per rank: " << bytesText(double(weights))
      << " held whole (the backends compute from them); updated per rank: with it "
-     << bytesText(double(weights) / double(dp)) << ", without it " << bytesText(double(weights))
+     << bytesText(double(on ? optimizer : sharded) / 2) << ", without it "
+     << bytesText(double(weights))
      << "\n";
   int64_t deferred = 0;
   for (const plan::Program &program : plan.programs())
@@ -418,6 +440,11 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
   switch (*op) {
   case plan::Op::all_reduce:
     return {{attrs.s("axis"), size(instr.inputs(0)), true}};
+  // The alltoall dispatcher's rows, out (dispatch) or back (combine): the
+  // smaller side is one rank's routed rows (the other holds the worst case
+  // of receiving every peer's), of which uniform routing keeps 1/ep.
+  case plan::Op::all_to_all_v:
+    return {{attrs.s("axis"), std::min(size(instr.inputs(0)), size(instr.outputs(0))), false}};
   case plan::Op::reduce_scatter:
     return {{attrs.s("axis"), size(instr.inputs(0)), false}};
   case plan::Op::all_gather:
@@ -433,7 +460,8 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
 /// that share a tied parameter.
 int64_t groupSize(const plan::Mesh &m, const std::string &axis) {
   const std::map<std::string, int64_t> sizes = {
-      {"pp", m.pp()}, {"dp", m.dp()}, {"cp", m.cp()}, {"ep", m.ep()}, {"tp", m.tp()},
+      {"pp", m.pp()}, {"dp", m.dp()}, {"cp", m.cp()}, {"tp", m.tp()},
+      {"edp", plan::expertDataParallelSize(m)}, {"ep", m.ep()}, {"etp", m.etp()},
       {std::string(plan::kTiedEmbeddingGroup), 2}};
   auto it = sizes.find(axis);
   return it == sizes.end() ? 1 : it->second;
@@ -523,7 +551,7 @@ ActivationBytes activationBytes(const plan::Plan &plan) {
 void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
                  const RecomputeEffect *recompute) {
   const plan::Mesh &m = plan.mesh();
-  int64_t ranks = m.pp() * m.dp() * m.cp() * m.ep() * m.tp();
+  int64_t ranks = plan::worldSize(m);
   bool pipelined = plan.training().virtual_stages() > 1;
   os << "plan: " << countOf(plan.programs_size(), "program") << " for " << countOf(ranks, "rank")
      << " ("

@@ -226,6 +226,8 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   std::vector<std::unique_ptr<Pass>> pipeline;
   if (parallel.tp > 1)
     pipeline.push_back(createPartitionTensorParallel(tpOptions));
+  if (parallel.ep > 1)
+    pipeline.push_back(createPartitionExpertParallel());
   pipeline.push_back(createAutodiff());
   pipeline.push_back(createBuildOptimizer(opt));
   pipeline.push_back(createExposeCollectives());

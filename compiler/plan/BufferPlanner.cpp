@@ -116,7 +116,8 @@ LogicalResult BufferPlanner::addParameters(ModuleOp module,
 
 LogicalResult BufferPlanner::addBuckets(ModuleOp module, ArrayAttr buckets) {
   auto optimizer = module.lookupSymbol<func::FuncOp>("optimizer_step");
-  shard::GridOp mesh = module.lookupSymbol<shard::GridOp>(kMeshName);
+  shard::GridOp mesh = module.lookupSymbol<shard::GridOp>(kMeshName),
+                expertMesh = module.lookupSymbol<shard::GridOp>(kExpertMeshName);
   llvm::StringMap<plan::Parameter *> byName;
   for (plan::Parameter &p : *plan_.mutable_parameters())
     byName[p.name()] = &p;
@@ -125,13 +126,17 @@ LogicalResult BufferPlanner::addBuckets(ModuleOp module, ArrayAttr buckets) {
     auto axis = bucket ? bucket.getAs<StringAttr>("axis") : StringAttr();
     auto members = bucket ? bucket.getAs<ArrayAttr>("params") : ArrayAttr();
     auto offsets = bucket ? bucket.getAs<DenseI64ArrayAttr>("offsets") : DenseI64ArrayAttr();
+    // dp of @mesh, or edp of @expert_mesh for experts.
     std::optional<int64_t> parts = mesh && axis ? axisSize(mesh, axis) : std::nullopt;
+    if (!parts && expertMesh && axis)
+      parts = axisSize(expertMesh, axis);
     // @optimizer_step's arguments: step, then 4 per bucket (mt-build-optimizer).
     unsigned gradArg = 2 + 4 * unsigned(k);
     if (!members || !offsets || members.size() != offsets.size() || members.empty() || !parts ||
         gradArg >= optimizer.getNumArguments())
       return optimizer.emitOpError() << "has a malformed mt.buckets entry " << k
-                                     << " (expects axis of @" << kMeshName
+                                     << " (expects axis of @" << kMeshName << " or @"
+                                     << kExpertMeshName
                                      << ", params and one offset per param)";
     auto full = cast<RankedTensorType>(optimizer.getArgument(gradArg).getType());
     auto shard = RankedTensorType::get({full.getDimSize(0) / *parts}, full.getElementType());

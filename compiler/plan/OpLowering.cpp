@@ -157,6 +157,10 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.i("n", numel(a.getInput())).s("axis", a.getAxis()).s("reduce", a.getReduce());
         return true;
       })
+      .Case([&](ScaleOp s) {
+        w.i("n", numel(s.getInput())).f("factor", s.getFactor().convertToDouble());
+        return true;
+      })
       .Case([&](LinearOp l) {
         linearDims(w, l.getWeight(), l.getInput());
         w.i("has_bias", l.getBias() ? 1 : 0);

@@ -444,7 +444,7 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   }
   auto *mesh = out.mutable_mesh();
   mesh->set_pp(parallel.pp), mesh->set_dp(parallel.dp), mesh->set_cp(parallel.cp);
-  mesh->set_ep(parallel.ep), mesh->set_tp(parallel.tp);
+  mesh->set_ep(parallel.ep), mesh->set_tp(parallel.tp), mesh->set_etp(parallel.etp);
   auto *t = out.mutable_training();
   t->set_micro_batch(parallel.microBatch);
   t->set_seq(parallel.seq);

@@ -76,6 +76,25 @@ def Mt_SqrtOp : Mt_Op<"sqrt", [Pure, SameOperandsAndResultType]> {
   let instruction = Mt_Instruction<"Optimizer", "", "1; 1">;
 }
 
+def Mt_ScaleOp : Mt_Op<"scale", [Pure, SameOperandsAndResultType]> {
+  let summary = "Every element multiplied by a constant factor";
+  let description = [{
+    `input * factor`, element-wise. mt-build-optimizer scales expert
+    gradients with it: they are summed over the expert data-parallel ranks
+    (edp) and then scaled by 1 / (dp · cp), Megatron-Core's
+    expert_gradient_scaling_factor (distributed_data_parallel.py), because
+    each expert's gradient already sums the tokens of its ep group's ranks.
+
+    ```mlir
+    %g = mt.scale %sum {factor = 5.000000e-01 : f64} : tensor<4x64x32xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, F64Attr:$factor);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let instruction = Mt_Instruction<"Optimizer", "n factor:f", "n; n">;
+}
+
 def Mt_CheckFiniteOp : Mt_Op<"check_finite"> {
   let summary = "Skips the rest of the step when a value is NaN or infinite";
   let description = [{

@@ -25,10 +25,12 @@ namespace {
 /// buffer alignment in fp32.
 constexpr int64_t kMemberAlignment = 16;
 
-/// The data-parallel axis the distributed optimizer shards over. Expert
-/// parameters will shard over `edp` of @expert_mesh once expert parallelism
-/// exists; with ep = cp = 1 it holds the same ranks as `dp`.
+/// The data-parallel axis dense gradients are averaged over and the
+/// distributed optimizer shards over.
 constexpr StringLiteral kDataParallelAxis = "dp";
+/// The data-parallel axis of expert layers under expert parallelism
+/// (@expert_mesh): the ranks that hold the same experts.
+constexpr StringLiteral kExpertDataParallelAxis = "edp";
 
 /// On an all-gather of updated weights: it may run behind the next forward
 /// (overlap_param_gather; mt.all_gather's description).
@@ -44,17 +46,25 @@ bool isReplicated(ParamOp p) {
   return !sharding || !sharding.isSplit();
 }
 
+/// Whether `p` is laid out on @expert_mesh (mt-partition-ep's experts).
+bool onExpertMesh(ParamOp p) {
+  ShardingAttr sharding = p.getShardingAttr();
+  return sharding && sharding.getGrid().getValue() == kExpertMeshName;
+}
+
 /// One of Megatron-Core's gradient buckets (param_and_grad_buffer.py): the
 /// local gradients (and parameters) of `params` laid out contiguously, each
-/// from `offsets[i]`, padded to `elements`, a multiple of dp, so that rank r
-/// owns elements [r·elements/dp, (r+1)·elements/dp) and one reduce-scatter
-/// reduces the whole bucket.
+/// from `offsets[i]`, padded to `elements`, a multiple of its data-parallel
+/// size P (dp, or edp for experts on @expert_mesh), so that rank r owns
+/// elements [r·elements/P, (r+1)·elements/P) and one reduce-scatter reduces
+/// the whole bucket.
 struct Bucket {
   SmallVector<ParamOp> params;
   SmallVector<int64_t> offsets;
   int64_t elements = 0;
   double weightDecay = 0;
   bool replicated = true;
+  bool experts = false; // on @expert_mesh: sharded over edp
 };
 
 /// The layer every read of each parameter in @forward_backward belongs to,
@@ -84,7 +94,7 @@ llvm::StringMap<std::optional<int64_t>> layersOf(ModuleOp module) {
 /// weight decay or tp replication: its shard is then one AdamW update and
 /// one term of the norm.
 SmallVector<Bucket> formBuckets(ModuleOp module, ArrayRef<ParamOp> params, int64_t dp,
-                                int64_t bucketElements, double weightDecay) {
+                                int64_t edp, int64_t bucketElements, double weightDecay) {
   llvm::StringMap<std::optional<int64_t>> layers = layersOf(module);
   // (layer, or -1 - index for a parameter outside the layers; decay;
   // replicated; experts) -> bucket under construction.
@@ -98,7 +108,7 @@ SmallVector<Bucket> formBuckets(ModuleOp module, ArrayRef<ParamOp> params, int64
             p.getGroupedExperts()};
     auto it = open.find(key);
     if (it == open.end() || buckets[it->second].elements >= bucketElements) {
-      buckets.push_back({{}, {}, 0, std::get<1>(key), std::get<2>(key)});
+      buckets.push_back({{}, {}, 0, std::get<1>(key), std::get<2>(key), onExpertMesh(p)});
       it = open.insert_or_assign(key, buckets.size() - 1).first;
     }
     Bucket &b = buckets[it->second];
@@ -108,7 +118,7 @@ SmallVector<Bucket> formBuckets(ModuleOp module, ArrayRef<ParamOp> params, int64
     b.elements += p.getLocalType().getNumElements();
   }
   for (Bucket &b : buckets)
-    b.elements = llvm::alignTo(b.elements, kMemberAlignment * dp);
+    b.elements = llvm::alignTo(b.elements, kMemberAlignment * (b.experts ? edp : dp));
   return buckets;
 }
 
@@ -118,8 +128,16 @@ struct BuildOptimizerPass
   void runOnOperation() override;
 
   /// The data-parallel size: the dp axis of the module's `shard.grid @mesh`
-  /// (1 without a mesh), read by runOnOperation.
-  int64_t dp = 1;
+  /// (1 without a mesh), read by runOnOperation; cp its context-parallel
+  /// size and edp the expert data-parallel size of `@expert_mesh` (1
+  /// without one).
+  int64_t dp = 1, cp = 1, edp = 1;
+
+  /// A parameter's gradient averaged over the ranks that hold replicas of
+  /// it: a dense one over dp; an expert one (on @expert_mesh, whose
+  /// gradient sums the tokens of its ep group) summed over edp and scaled by
+  /// 1 / (dp·cp), Megatron-Core's expert_gradient_scaling_factor.
+  Value reduceGradient(OpBuilder &b, ParamOp p, Value g);
 
   /// The arguments and results of @optimizer_step after `step`.
   struct Signature {
@@ -209,6 +227,19 @@ DictionaryAttr roleAttrs(OpBuilder &b, ParamOp p, StringRef role,
   return b.getDictionaryAttr(attrs);
 }
 
+Value BuildOptimizerPass::reduceGradient(OpBuilder &b, ParamOp p, Value g) {
+  if (!onExpertMesh(p))
+    return dp > 1 ? AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kDataParallelAxis),
+                                        b.getStringAttr("mean"))
+                  : g;
+  if (edp > 1)
+    g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kExpertDataParallelAxis),
+                            b.getStringAttr("sum"));
+  if (dp * cp > 1)
+    g = ScaleOp::create(b, p.getLoc(), g, b.getF64FloatAttr(1.0 / double(dp * cp)));
+  return g;
+}
+
 LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params,
                                                   StringAttr normAxis) {
   // Arguments: step, then (param, grad, exp_avg, exp_avg_sq) per parameter.
@@ -233,11 +264,7 @@ LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp
   SmallVector<bool> replicated;
   for (auto [i, constParam] : llvm::enumerate(params)) {
     ParamOp p = constParam;
-    Value g = argOf(i, 1);
-    if (dp > 1)
-      g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kDataParallelAxis),
-                              b.getStringAttr("mean"));
-    grads.push_back(g);
+    grads.push_back(reduceGradient(b, p, argOf(i, 1)));
     replicated.push_back(isReplicated(p));
   }
   Scaling sc = normAndSchedule(b, fn.getLoc(), body->getArgument(0), grads, replicated, normAxis,
@@ -259,30 +286,40 @@ LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp
 LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamOp> params,
                                                    StringAttr normAxis) {
   ModuleOp module = getOperation();
-  SmallVector<Bucket> buckets = formBuckets(module, params, dp, bucketElements, weightDecay);
+  if (normAxis && normAxis.getValue() == "ep" && cp > 1)
+    return module.emitError() << "mt-build-optimizer: the distributed optimizer with experts "
+                                 "split over ep needs cp = 1, got cp = " << cp;
+  SmallVector<Bucket> buckets =
+      formBuckets(module, params, dp, edp, bucketElements, weightDecay);
   // Arguments: step, then (param bucket, grad bucket, exp_avg shard,
-  // exp_avg_sq shard) per bucket; the state is sharded over dp.
+  // exp_avg_sq shard) per bucket; the state is sharded over dp (edp for
+  // experts).
   MLIRContext *ctx = module.getContext();
-  ShardingAttr onDp = ShardingAttr::split(ctx, kMeshName, 1, 0, kDataParallelAxis);
+  auto partsOf = [&](const Bucket &bucket) { return bucket.experts ? edp : dp; };
+  auto axisOf = [&](const Bucket &bucket) {
+    return b.getStringAttr(bucket.experts ? kExpertDataParallelAxis : kDataParallelAxis);
+  };
   Signature s;
   SmallVector<Attribute> layout;
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
     auto full = RankedTensorType::get({bucket.elements}, b.getF32Type());
-    auto shard = RankedTensorType::get({bucket.elements / dp}, b.getF32Type());
+    auto shard = RankedTensorType::get({bucket.elements / partsOf(bucket)}, b.getF32Type());
+    ShardingAttr onAxis = ShardingAttr::split(
+        ctx, bucket.experts ? kExpertMeshName : kMeshName, 1, 0, axisOf(bucket).getValue());
     ParamOp first = bucket.params.front();
     s.args.append({full, full, shard, shard});
     s.argAttrs.append({roleAttrs(b, first, "param", k), roleAttrs(b, first, "grad", k),
-                       roleAttrs(b, first, "exp_avg", k, onDp),
-                       roleAttrs(b, first, "exp_avg_sq", k, onDp)});
+                       roleAttrs(b, first, "exp_avg", k, onAxis),
+                       roleAttrs(b, first, "exp_avg_sq", k, onAxis)});
     s.results.append({full, shard, shard});
     s.resultAttrs.append({roleAttrs(b, first, "param", k),
-                          roleAttrs(b, first, "exp_avg", k, onDp),
-                          roleAttrs(b, first, "exp_avg_sq", k, onDp)});
+                          roleAttrs(b, first, "exp_avg", k, onAxis),
+                          roleAttrs(b, first, "exp_avg_sq", k, onAxis)});
     SmallVector<Attribute> members;
     for (ParamOp p : bucket.params)
       members.push_back(FlatSymbolRefAttr::get(p.getSymNameAttr()));
     layout.push_back(b.getDictionaryAttr(
-        {b.getNamedAttr("axis", b.getStringAttr(kDataParallelAxis)),
+        {b.getNamedAttr("axis", axisOf(bucket)),
          b.getNamedAttr("params", b.getArrayAttr(members)),
          b.getNamedAttr("offsets", b.getDenseI64ArrayAttr(bucket.offsets))}));
   }
@@ -292,31 +329,53 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   auto argOf = [&](size_t bucket, size_t role) {
     return body->getArgument(1 + 4 * bucket + role);
   };
-  StringAttr axis = b.getStringAttr(kDataParallelAxis);
+  StringAttr dpAxis = b.getStringAttr(kDataParallelAxis);
   IntegerAttr dim0 = b.getI64IntegerAttr(0);
   Location loc = fn.getLoc();
   // Every bucket's reduce-scatter first: the backends may start them while
-  // backward still runs (overlap_grad_reduce).
+  // backward still runs (overlap_grad_reduce). Expert buckets are summed
+  // over edp and scaled as reduceGradient's (none to scatter when edp = 1).
   SmallVector<Value> shards;
   SmallVector<bool> replicated;
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
-    shards.push_back(ReduceScatterOp::create(b, loc, argOf(k, 2).getType(), argOf(k, 1), axis,
-                                             dim0, b.getStringAttr("mean")));
+    Type shard = argOf(k, 2).getType();
+    if (!bucket.experts) {
+      shards.push_back(ReduceScatterOp::create(b, loc, shard, argOf(k, 1), dpAxis, dim0,
+                                               b.getStringAttr("mean")));
+    } else {
+      Value g = argOf(k, 1);
+      if (edp > 1)
+        g = ReduceScatterOp::create(b, loc, shard, g, axisOf(bucket), dim0,
+                                    b.getStringAttr("sum"));
+      shards.push_back(ScaleOp::create(b, loc, g, b.getF64FloatAttr(1.0 / double(dp * cp))));
+    }
     replicated.push_back(bucket.replicated);
   }
-  Scaling sc = normAndSchedule(b, loc, body->getArgument(0), shards, replicated, normAxis, axis);
+  // With cp = tp = 1 the dp ranks are edp x ep: the expert shards (1/edp of
+  // each rank's experts) are partial over dp as the dense ones are, so the
+  // norm sums them over dp alone, not again over ep.
+  StringAttr shardedAxis = normAxis && normAxis.getValue() == "ep" ? StringAttr() : normAxis;
+  Scaling sc =
+      normAndSchedule(b, loc, body->getArgument(0), shards, replicated, shardedAxis, dpAxis);
   SmallVector<Value> results;
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
     Type shard = argOf(k, 2).getType();
-    Value mine = AllSliceOp::create(b, loc, shard, argOf(k, 0), axis, dim0);
+    StringAttr axis = axisOf(bucket);
+    const bool split = partsOf(bucket) > 1;
+    Value mine = argOf(k, 0);
+    if (split)
+      mine = AllSliceOp::create(b, loc, shard, mine, axis, dim0);
     auto update = AdamWOp::create(
         b, loc, shard, shard, shard, mine, shards[k], argOf(k, 2), argOf(k, 3), sc.lr,
         body->getArgument(0), sc.scale, b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2),
         b.getF64FloatAttr(eps), b.getF64FloatAttr(bucket.weightDecay));
-    auto gathered = AllGatherOp::create(b, loc, argOf(k, 0).getType(), update.getNewParam(),
-                                        axis, dim0);
-    if (overlapParamGather)
-      gathered->setAttr(kDeferredAttrName, b.getUnitAttr());
+    Value gathered = update.getNewParam();
+    if (split) {
+      auto gather = AllGatherOp::create(b, loc, argOf(k, 0).getType(), gathered, axis, dim0);
+      if (overlapParamGather)
+        gather->setAttr(kDeferredAttrName, b.getUnitAttr());
+      gathered = gather;
+    }
     results.append({gathered, update.getNewExpAvg(), update.getNewExpAvgSq()});
   }
   func::ReturnOp::create(b, loc, results);
@@ -345,7 +404,11 @@ void BuildOptimizerPass::runOnOperation() {
       return signalPassFailure();
     }
     dp = *size;
+    cp = axisSize(mesh, "cp").value_or(1);
   }
+  edp = 1;
+  if (auto experts = module.lookupSymbol<shard::GridOp>(kExpertMeshName))
+    edp = axisSize(experts, kExpertDataParallelAxis).value_or(1);
   SmallVector<ParamOp> params;
   for (auto param : module.getOps<ParamOp>())
     if (!param.getFrozen())

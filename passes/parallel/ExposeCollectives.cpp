@@ -99,18 +99,28 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
   using ExposeCollectivesBase::ExposeCollectivesBase;
   void runOnOperation() override;
 
-  /// The axis sizes, from the module's `shard.grid @mesh`.
-  shard::GridOp mesh;
+  /// The axis sizes, from the module's `shard.grid @mesh` and, for the
+  /// experts' axes, `@expert_mesh` (null without one).
+  shard::GridOp mesh, expertMesh;
+
+  /// The size of `axis` in @mesh, else in @expert_mesh.
+  std::optional<int64_t> sizeOf(StringRef axis) {
+    std::optional<int64_t> size = axisSize(mesh, axis);
+    return size || !expertMesh ? size : axisSize(expertMesh, axis);
+  }
 
   /// sum_squares -> all_reduce(sum) over the split axis and over pp -> sqrt.
   LogicalResult splitGlobalNorm(GlobalNormOp norm) {
     OpBuilder b(norm);
     Location loc = norm.getLoc();
     std::optional<StringRef> axis = norm.getShardedAxis();
-    std::optional<int64_t> replicas = axis ? axisSize(mesh, *axis) : std::optional<int64_t>(1);
+    std::optional<int64_t> replicas = axis ? sizeOf(*axis) : std::optional<int64_t>(1);
     if (!replicas)
       return norm.emitOpError() << "is sharded over '" << *axis << "', which is not an axis of @"
-                                << kMeshName << " (" << axisList(mesh) << ")";
+                                << kMeshName << " (" << axisList(mesh) << ")"
+                                << (expertMesh ? " nor of @" + kExpertMeshName.str() + " (" +
+                                                     axisList(expertMesh) + ")"
+                                               : std::string());
     Value sum = inheriting(SumSquaresOp::create(b, loc, norm.getType(), norm.getGrads(),
                                                 axis ? norm.getReplicatedAttr()
                                                      : DenseBoolArrayAttr(),
@@ -146,6 +156,7 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
 void ExposeCollectivesPass::runOnOperation() {
   ModuleOp module = getOperation();
   mesh = module.lookupSymbol<shard::GridOp>(kMeshName);
+  expertMesh = module.lookupSymbol<shard::GridOp>(kExpertMeshName);
   if (!mesh || !axisSize(mesh, "pp")) {
     module.emitError() << "mt-expose-collectives expects a mesh 'shard.grid @" << kMeshName
                        << "' with axis 'pp' in '" << MtDialect::kAxesAttrName << "'";

@@ -265,6 +265,13 @@ void addOptimizerKernels(Table &t) {
   t[Op::sqrt] = plain([](auto &in, auto &, auto &m) {
     *m.f32(in.outputs(0)) = std::sqrt(std::max(*m.f32(in.inputs(0)), 0.0f));
   });
+  t[Op::scale] = plain([](auto &in, auto &a, auto &m) {
+    const float *x = m.f32(in.inputs(0));
+    float *y = m.f32(in.outputs(0));
+    const float factor = float(a.f("factor"));
+    for (int64_t i = 0; i < a.i("n"); ++i)
+      y[i] = x[i] * factor;
+  });
   t[Op::check_finite] = plain([](auto &, auto &, auto &) {}); // interpreted by run()
   t[Op::clip_coefficient] = plain([](auto &in, auto &a, auto &m) {
     *m.f32(in.outputs(0)) = kernels::clipCoefficient(a.f("max_norm"), *m.f32(in.inputs(0)));

@@ -4,10 +4,16 @@
 #include "runtime/comm/Gloo.h"
 #include "runtime/support/Wording.h"
 
+#include <algorithm>
 #include <sstream>
 
 namespace mt::exec {
 namespace {
+
+constexpr size_t kPp = 0, kDp = 1, kCp = 2, kTp = 3, kEdp = 4, kEp = 5, kEtp = 6;
+/// The axes of each mesh, outermost first: dense, then expert (pp shared).
+constexpr std::array<size_t, 4> kDenseGrid = {kPp, kDp, kCp, kTp};
+constexpr std::array<size_t, 4> kExpertGrid = {kPp, kEdp, kEp, kEtp};
 
 int axisIndex(const std::string &axis) {
   for (size_t i = 0; i < RankContext::kAxes.size(); ++i)
@@ -16,42 +22,55 @@ int axisIndex(const std::string &axis) {
   return -1;
 }
 
-/// The coordinate of `rank` on the mesh (tp fastest-varying).
-std::array<int64_t, 5> coordinatesOf(const std::array<int64_t, 5> &sizes, int64_t rank) {
-  std::array<int64_t, 5> coord{};
-  for (int axis = 4; axis >= 0; --axis) {
-    coord[axis] = rank % sizes[axis];
-    rank /= sizes[axis];
-  }
-  return coord;
+std::array<int64_t, 7> sizesOf(const MeshShape &m) {
+  return {m.pp, m.dp, m.cp, m.tp, m.edp(), m.ep, m.etp};
+}
+
+/// The coordinates of `rank` on both meshes: tp fastest on the dense one,
+/// etp fastest on the expert one, over the same ranks of a stage.
+std::array<int64_t, 7> coordinatesOf(const MeshShape &m, int64_t rank) {
+  const int64_t stageRanks = m.dp * m.cp * m.tp, local = rank % stageRanks;
+  return {rank / stageRanks,       local / (m.cp * m.tp), local / m.tp % m.cp, local % m.tp,
+          local / (m.ep * m.etp), local / m.etp % m.ep,  local % m.etp};
 }
 
 } // namespace
 
-std::vector<GroupSpec> meshGroups(const std::array<int64_t, 5> &sizes, int rank) {
-  int64_t world = 1;
-  for (int64_t s : sizes)
-    world *= s;
-  const auto self = coordinatesOf(sizes, rank);
+MeshShape MeshShape::of(const plan::Mesh &mesh) {
+  auto one = [](int64_t size) { return std::max<int64_t>(size, 1); };
+  return {one(mesh.pp()), one(mesh.dp()), one(mesh.cp()),
+          one(mesh.tp()), one(mesh.ep()), one(mesh.etp())};
+}
+
+std::vector<GroupSpec> meshGroups(const MeshShape &mesh, int rank) {
+  const int64_t world = mesh.world();
+  const auto sizes = sizesOf(mesh), self = coordinatesOf(mesh, rank);
   std::vector<GroupSpec> groups;
-  for (int axis = 0; axis < 5; ++axis) {
-    if (sizes[axis] == 1)
-      continue;
-    GroupSpec g{RankContext::kAxes[axis], RankContext::kAxes[axis], {}};
-    for (int r = 0; r < world; ++r) {
-      auto c = coordinatesOf(sizes, r);
-      c[axis] = self[axis];
-      if (c == self)
-        g.members.push_back(r);
+  // One group per axis: the ranks that share every other coordinate of the
+  // axis' mesh.
+  auto addGroups = [&](const std::array<size_t, 4> &grid) {
+    for (size_t axis : grid) {
+      if (sizes[axis] == 1 || (axis == kPp && &grid == &kExpertGrid))
+        continue;
+      GroupSpec g{RankContext::kAxes[axis], RankContext::kAxes[axis], {}};
+      for (int r = 0; r < world; ++r) {
+        auto c = coordinatesOf(mesh, r);
+        if (std::all_of(grid.begin(), grid.end(),
+                        [&](size_t a) { return a == axis || c[a] == self[a]; }))
+          g.members.push_back(r);
+      }
+      for (size_t a : grid)
+        if (a != axis)
+          g.name.append(".").append(std::to_string(self[a]));
+      groups.push_back(std::move(g));
     }
-    for (int a = 0; a < 5; ++a)
-      if (a != axis)
-        g.name.append(".").append(std::to_string(self[a]));
-    groups.push_back(std::move(g));
-  }
+  };
+  addGroups(kDenseGrid);
+  if (mesh.ep > 1)
+    addGroups(kExpertGrid);
   // Pipeline messages: one group per ordered pair of stages; pp is the
   // slowest axis, so stage s's rank is base + s * stride.
-  const int64_t stages = sizes[0], stage = self[0];
+  const int64_t stages = mesh.pp, stage = self[kPp];
   const int64_t stride = world / stages, base = rank - stage * stride;
   for (int64_t from = 0; from < stages; ++from)
     for (int64_t to = 0; to < stages; ++to) {
@@ -82,25 +101,27 @@ Expected<std::unique_ptr<RankContext>> RankContext::create(const plan::Mesh &mes
                                                            const Connect &connect) {
   auto ctx = std::unique_ptr<RankContext>(new RankContext());
   ctx->info_ = info;
-  ctx->sizes_ = {std::max<int64_t>(mesh.pp(), 1), std::max<int64_t>(mesh.dp(), 1),
-                 std::max<int64_t>(mesh.cp(), 1), std::max<int64_t>(mesh.ep(), 1),
-                 std::max<int64_t>(mesh.tp(), 1)};
-  int64_t planRanks = 1;
-  for (int64_t s : ctx->sizes_)
-    planRanks *= s;
+  ctx->shape_ = MeshShape::of(mesh);
+  const MeshShape &m = ctx->shape_;
+  if ((m.dp * m.cp * m.tp) % (m.ep * m.etp) != 0)
+    return Status::error("the plan's mesh does not fold: ep (" + std::to_string(m.ep) +
+                         ") x etp (" + std::to_string(m.etp) + ") must divide dp (" +
+                         std::to_string(m.dp) + ") x cp (" + std::to_string(m.cp) +
+                         ") x tp (" + std::to_string(m.tp) + "); recompile the plan");
+  int64_t planRanks = m.world();
   if (planRanks != info.worldSize)
     return Status::error("the plan was compiled for " + countOf(planRanks, "rank") +
-                         " (pp x dp x cp x ep x tp), but the job has " +
+                         " (pp x dp x cp x tp), but the job has " +
                          std::to_string(info.worldSize) + " (run `mtrun --nproc " +
                          std::to_string(planRanks) + "` or recompile the plan)");
-  ctx->coord_ = coordinatesOf(ctx->sizes_, info.rank);
+  ctx->coord_ = coordinatesOf(m, info.rank);
   if (info.worldSize == 1)
     return ctx;
   auto factory = connect(info, timeout);
   if (!factory)
     return factory.status();
   ctx->factory_ = std::move(*factory);
-  for (const GroupSpec &g : meshGroups(ctx->sizes_, info.rank)) {
+  for (const GroupSpec &g : meshGroups(m, info.rank)) {
     auto group = ctx->factory_->group(g.name, g.members);
     if (!group)
       return group.status();
@@ -120,7 +141,7 @@ int64_t RankContext::coordinate(const std::string &axis) const {
 
 int64_t RankContext::axisSize(const std::string &axis) const {
   int i = axisIndex(axis);
-  return i < 0 ? 1 : sizes_[i];
+  return i < 0 ? 1 : sizesOf(shape_)[size_t(i)];
 }
 
 comm::Communicator *RankContext::group(const std::string &axis) const {
@@ -135,7 +156,7 @@ comm::Communicator *RankContext::world() const {
 std::string RankContext::describe() const {
   std::ostringstream os;
   os << "[rank " << info_.rank << "/" << info_.worldSize << " (";
-  for (int a = 0; a < 5; ++a)
+  for (size_t a = 0; a < (shape_.ep > 1 ? kAxes.size() : kDenseGrid.size()); ++a)
     os << (a ? " " : "") << kAxes[a] << "=" << coord_[a];
   os << ")]";
   return os.str();

@@ -1,7 +1,8 @@
-// Where this process stands in the job: its rank, its coordinate on the mesh
-// (pp, dp, cp, ep, tp; tp fastest-varying, Megatron's order) and one
-// communicator per mesh axis of size > 1, made by the backend's
-// GroupFactory (Gloo on the CPU, NCCL on the GPU) from the same member lists.
+// Where this process stands in the job: its rank, its coordinates on the
+// mesh of dense layers (pp, dp, cp, tp; tp fastest-varying, Megatron's
+// order) and of expert layers (pp, edp, ep, etp; MoE parallel folding) and
+// one communicator per axis of size > 1, made by the backend's GroupFactory
+// (Gloo on the CPU, NCCL on the GPU) from the same member lists.
 #ifndef MT_RUNTIME_EXEC_RANKCONTEXT_H
 #define MT_RUNTIME_EXEC_RANKCONTEXT_H
 
@@ -27,15 +28,31 @@ struct GroupSpec {
   std::vector<int> members;
 };
 
-/// The groups of `rank` on a mesh of `sizes` (pp, dp, cp, ep, tp), in the
-/// order every rank creates them: one per axis of size > 1, then with
-/// pipelining one per ordered pair of stages that `rank` is in, and the
-/// tied-embedding group of the first and last stage.
-std::vector<GroupSpec> meshGroups(const std::array<int64_t, 5> &sizes, int rank);
+/// The sizes of a plan's mesh (sizes left at 0 count as 1): world =
+/// pp·dp·cp·tp, and expert layers divide each stage's dp·cp·tp ranks into
+/// edp·ep·etp (Megatron-Core's MoE parallel folding).
+struct MeshShape {
+  int64_t pp = 1, dp = 1, cp = 1, tp = 1, ep = 1, etp = 1;
+
+  static MeshShape of(const plan::Mesh &mesh);
+  int64_t world() const { return pp * dp * cp * tp; }
+  /// Expert data parallelism: dp·cp·tp / (ep·etp).
+  int64_t edp() const { return dp * cp * tp / (ep * etp); }
+};
+
+/// The groups of `rank` on `mesh`, in the order every rank creates them:
+/// one per dense axis (pp, dp, cp, tp) of size > 1, with ep > 1 one per
+/// expert axis (edp, ep, etp) of size > 1, then with pipelining one per
+/// ordered pair of stages that `rank` is in, and the tied-embedding group
+/// of the first and last stage. `mesh` must fold (ep·etp divides dp·cp·tp).
+std::vector<GroupSpec> meshGroups(const MeshShape &mesh, int rank);
 
 class RankContext {
 public:
-  static constexpr std::array<const char *, 5> kAxes = {"pp", "dp", "cp", "ep", "tp"};
+  /// The axes of both meshes: dense (pp, dp, cp, tp), then expert (edp,
+  /// ep, etp; pp is shared).
+  static constexpr std::array<const char *, 7> kAxes = {"pp", "dp", "cp", "tp",
+                                                        "edp", "ep", "etp"};
 
   /// How a backend meets the other ranks: a factory of its communicators.
   using Connect = std::function<Expected<std::unique_ptr<comm::GroupFactory>>(
@@ -64,12 +81,14 @@ public:
   comm::Communicator *p2p(int64_t from, int64_t to) const;
   /// The world group (null for a single rank).
   comm::Communicator *world() const;
-  /// "[rank 3/8 (pp=0 dp=1 cp=0 ep=0 tp=1)]", to prefix messages.
+  /// "[rank 3/8 (pp=0 dp=1 cp=0 tp=1)]" (with ep: "... edp=0 ep=1 etp=0"),
+  /// to prefix messages.
   std::string describe() const;
 
 private:
   comm::RankInfo info_;
-  std::array<int64_t, 5> sizes_{}, coord_{};
+  MeshShape shape_;
+  std::array<int64_t, 7> coord_{};
   std::unique_ptr<comm::GroupFactory> factory_;
   std::map<std::string, std::unique_ptr<comm::Communicator>> groups_;
 };

@@ -309,14 +309,18 @@ Status gatherRoles(const plan::Plan &plan, const HostMemory &memory, const RankC
         if (first) {
           const plan::Bucket &b = *slot->second.bucket;
           comm::Communicator *group = rank ? rank->group(b.axis()) : nullptr;
-          if (!group || group->size() != b.parts())
+          if (b.parts() == 1) { // experts with edp 1: the shard is the bucket
+            whole->second.assign(local, local + localCount);
+          } else if (!group || group->size() != b.parts()) {
             return Status::error("the optimizer state of '" + p.name() + "' is sharded " +
                                  std::to_string(b.parts()) + " ways over mesh axis '" +
                                  b.axis() + "', which this job has " +
                                  std::to_string(group ? group->size() : 1) + " ranks on");
-          whole->second.resize(localCount * uint64_t(b.parts()));
-          if (Status s = group->allGatherHost(local, whole->second.data(), localCount); !s)
-            return s;
+          } else {
+            whole->second.resize(localCount * uint64_t(b.parts()));
+            if (Status s = group->allGatherHost(local, whole->second.data(), localCount); !s)
+              return s;
+          }
         }
         local = whole->second.data() + slot->second.offset;
         localCount = uint64_t(memory.elements(p.param_buffer()));

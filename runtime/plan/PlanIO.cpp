@@ -278,11 +278,10 @@ Status validateStepRules(const Plan &plan) {
                          std::to_string(loss.micro_batch_weight()) + " and loss_scale " +
                          std::to_string(loss.loss_scale()) + "; both must be > 0");
   for (const StepLoss::Reduction &r : loss.reductions())
-    if ((r.axis() != "pp" && r.axis() != "dp" && r.axis() != "cp" && r.axis() != "ep" &&
-         r.axis() != "tp") ||
+    if ((r.axis() != "pp" && r.axis() != "dp" && r.axis() != "cp" && r.axis() != "tp") ||
         (r.reduce() != "sum" && r.reduce() != "mean"))
       return Status::error("the plan's step_loss reduces over '" + r.axis() + "' by '" +
-                           r.reduce() + "'; expected a mesh axis (pp, dp, cp, ep, tp) and sum "
+                           r.reduce() + "'; expected a mesh axis (pp, dp, cp, tp) and sum "
                            "or mean");
   for (const PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
     const std::string where = "peak_learning_rate target (program " +
@@ -365,9 +364,14 @@ Status writePlanDirectory(const std::string &dir, const Plan &plan) {
 
 int64_t worldSize(const Mesh &mesh) {
   int64_t ranks = 1;
-  for (int64_t size : {mesh.pp(), mesh.dp(), mesh.cp(), mesh.ep(), mesh.tp()})
+  for (int64_t size : {mesh.pp(), mesh.dp(), mesh.cp(), mesh.tp()})
     ranks *= std::max<int64_t>(size, 1);
   return ranks;
+}
+
+int64_t expertDataParallelSize(const Mesh &mesh) {
+  auto one = [](int64_t size) { return std::max<int64_t>(size, 1); };
+  return one(mesh.dp()) * one(mesh.cp()) * one(mesh.tp()) / (one(mesh.ep()) * one(mesh.etp()));
 }
 
 Expected<Plan> readPlanDirectory(const std::string &dir) {

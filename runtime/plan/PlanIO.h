@@ -34,9 +34,13 @@ Expected<Plan> readPlanDirectory(const std::string &dir);
 /// The checks of readPlanDirectory on a plan in memory.
 Status validatePlan(const Plan &plan);
 
-/// The ranks of a plan: pp x dp x cp x ep x tp of its mesh (a size left
-/// at 0 counts as 1).
+/// The ranks of a plan: pp x dp x cp x tp of its mesh (a size left at 0
+/// counts as 1; ep and etp fold over the same ranks).
 int64_t worldSize(const Mesh &mesh);
+
+/// The expert data-parallel size of a plan: dp x cp x tp / (ep x etp) of
+/// its mesh (sizes left at 0 count as 1).
+int64_t expertDataParallelSize(const Mesh &mesh);
 
 /// plan.txt: mesh, batch, arenas, parameters and the programs, one
 /// instruction per line.

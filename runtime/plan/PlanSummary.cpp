@@ -46,8 +46,12 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
   const Mesh &m = plan.mesh();
   const Training &t = plan.training();
   os << "mtc plan, version " << plan.version() << "\n";
-  os << "mesh (pp, dp, cp, ep, tp) = (" << m.pp() << ", " << m.dp() << ", "
-     << m.cp() << ", " << m.ep() << ", " << m.tp() << ")\n";
+  os << "mesh (pp, dp, cp, tp) = (" << m.pp() << ", " << m.dp() << ", " << m.cp() << ", "
+     << m.tp() << ")";
+  if (m.ep() > 1)
+    os << ", expert layers (ep, etp) = (" << m.ep() << ", " << std::max<int64_t>(m.etp(), 1)
+       << ")";
+  os << "\n";
   os << "batch: micro-batch " << t.micro_batch() << " x seq " << t.seq() << ", "
      << countOf(t.micro_batches_per_step(), "micro-batch", "micro-batches")
      << " per step, global batch "

@@ -37,15 +37,31 @@ TEST(ParallelConfig, MeshesFoldExpertLayersOverTheSameRanks) {
   ParallelConfig c;
   ModelDims m = smallModel();
   m.numExperts = 4;
-  c.tp = 2, c.pp = 2, c.ep = 2, c.worldSize = 16;
+  c.tp = 2, c.pp = 2, c.ep = 2, c.etp = 1, c.worldSize = 16;
   ASSERT_TRUE(c.resolve(m));
-  ASSERT_EQ(c.dp, 2);
-  // Dense layers: dp = world / (tp·pp·cp) = 4; experts: edp = 2, etp = tp.
+  // Dense layers: dp = world / (tp·pp·cp) = 4; experts: edp = dp·tp / ep = 4.
+  ASSERT_EQ(c.dp, 4);
+  EXPECT_EQ(c.edp(), 4);
   EXPECT_EQ(c.denseMesh(), (std::array<int64_t, 4>{2, 4, 1, 2}));
-  EXPECT_EQ(c.expertMesh(), (std::array<int64_t, 4>{2, 2, 2, 2}));
+  EXPECT_EQ(c.expertMesh(), (std::array<int64_t, 4>{2, 4, 2, 1}));
   auto product = [](const std::array<int64_t, 4> &a) { return a[0] * a[1] * a[2] * a[3]; };
   EXPECT_EQ(product(c.denseMesh()), c.worldSize);
   EXPECT_EQ(product(c.expertMesh()), c.worldSize);
+  // ep does not divide the data: the global batch is micro-batch x dp.
+  EXPECT_EQ(c.globalBatch, 2 * 4);
+}
+
+TEST(ParallelConfig, ExpertParallelismAloneTakesTheFewestRanks) {
+  ParallelConfig c;
+  ModelDims m = smallModel();
+  m.numExperts = 8;
+  c.ep = 4;
+  ASSERT_TRUE(c.resolve(m));
+  EXPECT_EQ(c.dp, 4);
+  EXPECT_EQ(c.worldSize, 4);
+  EXPECT_EQ(c.etp, 1); // Megatron-Core's default, tp
+  EXPECT_EQ(c.edp(), 1);
+  EXPECT_EQ(c.numMicroBatches(), 1);
 }
 
 TEST(ParallelConfig, DefaultsToOneRankAndOneMicroBatch) {
@@ -84,17 +100,22 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"seq % 2cp", [](auto &c, auto &m) { c.cp = 3; m.seq = 64; },
        "seq_length (64) must be divisible by 2 x context_parallel_size (2 x 3 = 6)"},
       {"world % model parallel", [](auto &c, auto &) { c.tp = 2, c.pp = 2, c.worldSize = 6; },
-       "world size (6) must be divisible by tp (2) x pp (2) x cp (1) x ep (1) = 4"},
-      {"world % ep multiplies", [](auto &c, auto &m) { m.numExperts = 8; c.ep = 4, c.tp = 2, c.worldSize = 4; },
-       "world size (4) must be divisible by tp (2) x pp (1) x cp (1) x ep (4) = 8"},
+       "world size (6) must be divisible by tp (2) x pp (2) x cp (1) = 4"},
+      {"ep x etp divides a stage", [](auto &c, auto &m) {
+         m.numExperts = 8; c.ep = 4, c.etp = 1, c.tp = 2, c.worldSize = 2; },
+       "expert_model_parallel_size (--ep 4) x expert_tensor_parallel_size (--etp 1) = 4 must "
+       "divide tp (2) x cp (1) x dp (1) = 2"},
+      {"etp under ep", [](auto &c, auto &m) { m.numExperts = 8; c.ep = 2, c.tp = 2; },
+       "expert_tensor_parallel_size (--etp 2, its default tp) must be 1 with "
+       "expert_model_parallel_size (--ep 2)"},
       {"world != product", [](auto &c, auto &) { c.tp = 2, c.dp = 2, c.worldSize = 8; },
-       "world size (8) must equal tp (2) x pp (1) x cp (1) x ep (1) x dp (2) = 4"},
+       "world size (8) must equal tp (2) x pp (1) x cp (1) x dp (2) = 4"},
       {"global % micro*dp", [](auto &c, auto &) { c.dp = 4, c.globalBatch = 12; },
        "global_batch_size (12) must be divisible by micro_batch_size (2) x data parallel size (4) = 8"},
       {"vpp micro-batches % pp", [](auto &c, auto &) { c.pp = 2, c.vpp = 2, c.globalBatch = 6; },
        "the number of micro-batches (3 = global_batch_size 6 / (micro_batch_size 2 x dp 1)) must be a multiple of pp (2)"},
       {"sizes overflow", [](auto &c, auto &) { c.pp = 4, c.vpp = int64_t(1) << 62; },
-       "tp (1) x pp (4) x vpp (4611686018427387904) x cp (1) x ep (1) x dp (0) x world size (0) "
+       "tp (1) x pp (4) x vpp (4611686018427387904) x cp (1) x ep (1) x etp (0) x dp (0) x world size (0) "
        "x micro_batch_size (0) overflows 64-bit integers"},
       {"tp < 1", [](auto &c, auto &) { c.tp = 0; },
        "tensor_model_parallel_size (--tp) must be >= 1, got 0"},

@@ -113,7 +113,7 @@ TEST(PlanValidation, RejectsStepRulesMtrunCannotApply) {
   r->set_axis("dp");
   r->set_reduce("max");
   EXPECT_EQ(errorOf(p), "the plan's step_loss reduces over 'dp' by 'max'; expected a mesh axis "
-                        "(pp, dp, cp, ep, tp) and sum or mean");
+                        "(pp, dp, cp, tp) and sum or mean");
 
   p = smallPlan();
   auto *t = p.mutable_peak_learning_rate()->add_targets();

@@ -59,10 +59,12 @@ struct ParallelFlags {
     layoutFlag(cmd.add_option("--pp", v.pp, "pipeline-parallel size"), &P::pp);
     layoutFlag(cmd.add_option("--vpp", v.vpp, "virtual pipeline chunks per stage"), &P::vpp);
     layoutFlag(cmd.add_option("--ep", v.ep, "expert-parallel size"), &P::ep);
+    layoutFlag(cmd.add_option("--etp", v.etp, "expert tensor-parallel size (default: tp)"),
+               &P::etp);
     layoutFlag(cmd.add_option("--cp", v.cp, "context-parallel size"), &P::cp);
     layoutFlag(cmd.add_option("--dp", v.dp, "data-parallel size (default: derived)"), &P::dp);
     layoutFlag(cmd.add_option("--world-size", v.worldSize,
-                              "number of ranks (default: tp*pp*cp*ep*dp)"),
+                              "number of ranks (default: tp*pp*cp*dp)"),
                &P::worldSize);
     layoutFlag(cmd.add_flag("--sp", v.sequenceParallel, "sequence parallelism (needs --tp > 1)"),
                &P::sequenceParallel);

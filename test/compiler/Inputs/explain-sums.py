@@ -36,7 +36,7 @@ arena = {kind: int(size) for kind, size in re.findall(
 listing = plan_txt.split("\nparameters (")[1].split("\n\n")[0]
 shapes = {name: math.prod(int(d) for d in shape.split("x")) if shape else 1
           for name, shape in re.findall(r"^  (\S+) \[([\dx]*)\]", listing, re.M)}
-tp = int(re.search(r"^mesh \(pp, dp, cp, ep, tp\) = \((?:\d+, ){4}(\d+)\)$",
+tp = int(re.search(r"^mesh \(pp, dp, cp, tp\) = \((?:\d+, ){3}(\d+)\)",
                    plan_txt, re.M).group(1))
 model = int(re.search(r"^parameters:\s+([\d,]+)$", stats, re.M).group(1).replace(",", ""))
 

@@ -300,6 +300,8 @@ func.func @optimizer(%p: tensor<64x64xf32>, %g: tensor<64x64xf32>, %b: tensor<64
   %sq = mt.sum_squares %g, %b {replicated = array<i1: false, true>, replicas = 2 : i64} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
   // CHECK: mt.sqrt %{{.*}} : tensor<f32>
   %rt = mt.sqrt %sq : tensor<f32>
+  // CHECK: mt.scale %{{.*}} {factor = 5.000000e-01 : f64} : tensor<64x64xf32>
+  %sc = mt.scale %g {factor = 5.000000e-01 : f64} : tensor<64x64xf32>
   // CHECK: mt.check_finite %{{.*}} : tensor<f32>
   mt.check_finite %n : tensor<f32>
   // CHECK: mt.clip_coefficient %{{.*}} {max_norm = 1.000000e+00 : f64} : (tensor<f32>) -> tensor<f32>

@@ -43,3 +43,22 @@ mt.param @w : tensor<8x4xf32> init(normal, std = 0.02)
 // expected-error @+1 {{mt-build-optimizer: @mesh has no axis 'dp' (its axes: pp, edp, ep, etp)}}
 shard.grid @mesh(shape = 1x2x1x1) {mt.axes = ["pp", "edp", "ep", "etp"]}
 mt.param @w : tensor<8x4xf32> init(normal, std = 0.02)
+
+// -----
+
+// Expert parallelism (MoE parallel folding, dp 4 = edp 2 x ep 2): an
+// expert's gradient already sums the tokens of its ep group, so it is
+// summed over edp and scaled by 1 / (dp·cp) (Megatron-Core's
+// expert_gradient_scaling_factor); dense gradients are averaged over dp.
+// Experts split over ep count their shards once in the norm.
+shard.grid @mesh(shape = 1x4x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = 1x2x2x1) {mt.axes = ["pp", "edp", "ep", "etp"]}
+mt.param @"e.*.up" : tensor<4x8x4xf32> init(normal, std = 0.02) {grouped_experts, sharding = #mt.sharding<@expert_mesh, [["ep"], [], []]>}
+mt.param @norm : tensor<4xf32> init(ones)
+
+// CHECK-LABEL: func.func @optimizer_step(
+// CHECK-SAME: %[[GE:[^:]*]]: tensor<2x8x4xf32> {mt.param = @"e.*.up", mt.role = "grad"}
+// CHECK: %[[SE:.*]] = mt.all_reduce %[[GE]] {axis = "edp"} : tensor<2x8x4xf32>
+// CHECK-NEXT: %[[E:.*]] = mt.scale %[[SE]] {factor = 2.500000e-01 : f64} : tensor<2x8x4xf32>
+// CHECK-NEXT: %[[N:.*]] = mt.all_reduce %{{.*}} {axis = "dp", reduce = "mean"} : tensor<4xf32>
+// CHECK: mt.global_norm %[[E]], %[[N]] {replicated = array<i1: false, true>, sharded_axis = "ep"}

@@ -127,6 +127,20 @@ func.func @norm_over_ep(%w: tensor<4x4xf32>) -> tensor<f32> {
   return %norm : tensor<f32>
 }
 
+// -----
+
+// Experts split over ep of @expert_mesh: the norm's sum of squares (the
+// dense gradient counted 1/ep on each rank) is summed over ep.
+// CHECK-LABEL: func.func @norm_over_experts(
+// CHECK: %[[SQ:.*]] = mt.sum_squares %{{.*}}, %{{.*}} {replicas = 2 : i64, replicated = array<i1: false, true>}
+// CHECK-NEXT: mt.all_reduce %[[SQ]] {axis = "ep"} : tensor<f32>
+shard.grid @mesh(shape = @PP@x2x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = @PP@x1x2x1) {mt.axes = ["pp", "edp", "ep", "etp"]}
+func.func @norm_over_experts(%e: tensor<2x4x4xf32>, %n: tensor<4xf32>) -> tensor<f32> {
+  %norm = mt.global_norm %e, %n {replicated = array<i1: false, true>, sharded_axis = "ep"} : (tensor<2x4x4xf32>, tensor<4xf32>) -> tensor<f32>
+  return %norm : tensor<f32>
+}
+
 // Without a mesh the pass cannot know the axis sizes: refused before
 // anything is rewritten.
 // RUN: echo 'func.func @no_mesh() { return }' | not mtc-opt -mt-expose-collectives 2>&1 | FileCheck %s --check-prefix=MESH

@@ -30,7 +30,7 @@ plan::Plan onePlan(const std::string &op, const std::vector<BufferSpec> &inputs,
                    const std::vector<std::pair<const char *, int64_t>> &attrs) {
   plan::Plan p;
   plan::Mesh *mesh = p.mutable_mesh();
-  mesh->set_pp(1), mesh->set_dp(1), mesh->set_cp(1), mesh->set_ep(2), mesh->set_tp(1);
+  mesh->set_pp(1), mesh->set_dp(2), mesh->set_cp(1), mesh->set_ep(2), mesh->set_tp(1);
   plan::Program *program = p.add_programs();
   program->set_name("p");
   plan::Instruction *instr = program->add_instructions();

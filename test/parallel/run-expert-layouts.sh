@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Trains the tiny MoE models of test/hf/fixtures (Qwen3-MoE, Mixtral,
+# Qwen2-MoE with a shared expert) for 3 steps on each expert-parallel layout
+# (the single rank first), with the same seed and global batch, writing each
+# run's metrics and gathered HF export: OUT/<model>/<layout>.jsonl and
+# OUT/<model>/<layout>.hf/, and runs resumed on another layout than the one
+# that saved them. Usage: run-expert-layouts.sh BIN_DIR OUT_DIR
+set -euo pipefail
+bin=$1 out=$2
+here=$(cd "$(dirname "$0")" && pwd)
+# name:ranks:flags. With ep the world is still pp x dp x cp x tp (MoE
+# parallel folding): ep2 is 2 data-parallel ranks that hold 2 experts each.
+layouts=("single:1:" "ep2:2:--ep 2" "ep4:4:--ep 4" "ep2_dp4:4:--ep 2 --dp 4"
+         "ep2_pp2:4:--ep 2 --pp 2" "ep2_dp4_pp2:8:--ep 2 --dp 4 --pp 2"
+         "ep2_do:2:--ep 2 --use-distributed-optimizer"
+         "ep2_dp4_do:4:--ep 2 --dp 4 --use-distributed-optimizer")
+rm -rf "$out" && mkdir -p "$out"
+# Ids below every model's vocabulary (96).
+python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 96 4000
+for model in tiny-qwen3-moe tiny-mixtral tiny-qwen2-moe; do
+  mkdir -p "$out/$model"
+  "$bin/mtc" import-hf "$here/../hf/fixtures/$model/config.json" --seq 16 --micro-batch 2 \
+    -o "$out/$model/model.mlir"
+  layers=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['num_hidden_layers'])" \
+    "$here/../hf/fixtures/$model/config.json")
+  for entry in "${layouts[@]}"; do
+    IFS=: read -r name ranks flags <<< "$entry"
+    # Odd layer counts: the first stage takes the extra layer.
+    [[ $flags == *"--pp 2"* && $((layers % 2)) == 1 ]] &&
+      flags="$flags --pp-layout $((layers / 2 + 1)),$((layers / 2))"
+    # --adam-eps 1e-4: as run-layouts.sh (AdamW's update is continuous in
+    # the gradient above eps, so fp32 summation order stays within tolerance).
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$out/$model/model.mlir" $flags --global-batch 8 --lr 1e-3 \
+      --warmup-steps 1 --train-steps 3 --weight-decay 0.1 --adam-eps 1e-4 \
+      -o "$out/$model/$name.plan"
+    "$bin/mtrun" "$out/$model/$name.plan" --nproc "$ranks" --data "$out/tokens.bin" \
+      --steps 3 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
+      --export-hf "$out/$model/$name.hf" > /dev/null
+  done
+  # Checkpoints hold whole experts: 2 steps on one layout, saved, the 3rd
+  # resumed on another; OUT/<model>/resumed_<from>_as_<to>.jsonl holds all 3.
+  for entry in "ep2:2:single:1" "single:1:ep4:4" "ep2_dp4_do:4:single:1" "single:1:ep2_dp4_do:4"; do
+    IFS=: read -r from fromRanks to toRanks <<< "$entry"
+    name=resumed_${from}_as_${to}
+    "$bin/mtrun" "$out/$model/$from.plan" --nproc "$fromRanks" --data "$out/tokens.bin" \
+      --steps 2 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
+      --save "$out/$model/$name.ckpt" > /dev/null
+    "$bin/mtrun" "$out/$model/$to.plan" --nproc "$toRanks" --data "$out/tokens.bin" \
+      --resume "$out/$model/$name.ckpt" --steps 3 --comm-timeout 60 \
+      --metrics "$out/$model/$name.3.jsonl" --export-hf "$out/$model/$name.hf" > /dev/null
+    cat "$out/$model/$name.3.jsonl" >> "$out/$model/$name.jsonl"
+  done
+done
