@@ -306,7 +306,7 @@ Status CudaExecutor::lowerAll() {
           launched.insert(step.instruction);
       for (int i = 0; i < p.instructions_size(); ++i) {
         const plan::Instruction &instr = p.instructions(i);
-        if (instr.op() == "fill_zero" && !launched.count(i))
+        if (plan::isOp(instr, plan::Op::fill_zero) && !launched.count(i))
           continue;
         const plan::OpSignature *op = plan::findOp(instr.op());
         const plan::OpFamily family = op ? op->family : plan::OpFamily::Elementwise;
