@@ -293,6 +293,12 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (cp > 1 && seq % (2 * cp) != 0)
     return fail("seq_length (", seq, ") must be divisible by 2 x "
                 "context_parallel_size (2 x ", cp, " = ", 2 * cp, ")");
+  if (cpCommType != "all_gather")
+    return fail("cp_comm_type (--cp-comm-type) '", cpCommType, "': ",
+                cpCommType == "p2p" || cpCommType == "a2a"
+                    ? "not built in this version of mtc; use all_gather"
+                    : "expected one of Megatron-Core's p2p, all_gather, a2a (this version "
+                      "builds all_gather)");
 
   // world = pp * dp * cp * ep * tp (mesh order of Megatron; ep is an axis).
   int64_t modelParallel = tp * pp * cp * ep;
@@ -466,6 +472,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"data_parallel_size", integer(config.dp)},
       {"world_size", integer(config.worldSize)},
       {"sequence_parallel", typedSetter(config.sequenceParallel, "true or false")},
+      {"cp_comm_type", typedSetter(config.cpCommType, "a string")},
       {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
       {"micro_batch_size", integer(config.microBatch)},
       {"global_batch_size", integer(config.globalBatch)},

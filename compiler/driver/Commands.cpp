@@ -244,15 +244,13 @@ static Status checkSomethingToDo(const CompileOptions &o) {
 }
 
 /// Why this version cannot write a plan for the layout ("" when it can):
-/// context and expert parallelism and tensor-parallel MoE layers are
-/// validated and explained, not partitioned yet.
+/// expert parallelism and tensor-parallel MoE layers are validated and
+/// explained, not partitioned yet.
 static std::string notPlannedYet(const ParallelConfig &p, const ModelDims &dims) {
-  for (auto [name, size] : {std::pair{"context_parallel_size (--cp)", p.cp},
-                            std::pair{"expert_model_parallel_size (--ep)", p.ep}})
-    if (size != 1)
-      return std::string(name) + " = " + std::to_string(size) +
-             ": this version of mtc writes plans for tensor, sequence, pipeline and data "
-             "parallelism only (--tp, --sp, --pp, --vpp, --dp)";
+  if (p.ep != 1)
+    return "expert_model_parallel_size (--ep) = " + std::to_string(p.ep) +
+           ": this version of mtc writes plans for tensor, sequence, context, pipeline and "
+           "data parallelism only (--tp, --sp, --cp, --pp, --vpp, --dp)";
   if (dims.numExperts != 0 && p.tp > 1)
     return "tensor_model_parallel_size (--tp " + std::to_string(p.tp) +
            ") on a mixture-of-experts model: this version of mtc does not partition expert "

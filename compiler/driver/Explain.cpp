@@ -146,9 +146,9 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
           "plain optimizer\n";
   // Memory figures come from a plan alone (explainPlan), so that they are
   // the ones mtrun allocates.
-  if (p.cp != 1 || p.ep != 1)
-    os << "(parameters and memory per rank come from the plan, and plans do not cover --cp "
-          "and --ep yet)\n";
+  if (p.ep != 1)
+    os << "(parameters and memory per rank come from the plan, and plans do not cover --ep "
+          "yet)\n";
 }
 
 std::string bytesText(double bytes) {
@@ -395,11 +395,18 @@ int64_t groupSize(const plan::Mesh &m, const std::string &axis) {
   return it == sizes.end() ? 1 : it->second;
 }
 
-void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
+/// A step's runs of one collective instruction over one axis: the full
+/// tensors' bytes and what one rank sends of them.
+struct CollectiveTotal {
+  int64_t runs = 0;
+  double bytes = 0, sent = 0;
+};
+using CollectiveTotals = std::map<std::pair<std::string, std::string>, CollectiveTotal>;
+
+/// Every collective of a step by (instruction, axis), summed over stages.
+CollectiveTotals collectiveTotals(const plan::Plan &plan) {
   const int64_t microBatches = plan.training().micro_batches_per_step();
-  const bool pipelined = plan.training().virtual_stages() > 1;
-  struct Total { int64_t runs = 0; double bytes = 0, sent = 0; };
-  std::map<std::pair<std::string, std::string>, Total> totals;
+  CollectiveTotals totals;
   for (const plan::Program &program : plan.programs()) {
     // Forward and backward programs run once per micro-batch.
     bool perMicroBatch = program.name() == "forward_backward" ||
@@ -412,12 +419,42 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
         // tensor from each rank, an all-reduce twice that; a send all of it.
         double n = double(groupSize(plan.mesh(), c.axis));
         double share = instr.op() == "send" ? 1.0 : (c.allReduce ? 2.0 : 1.0) * (n - 1) / n;
-        Total &t = totals[{instr.op(), c.axis}];
+        CollectiveTotal &t = totals[{instr.op(), c.axis}];
         t.runs += runs;
         t.bytes += double(runs) * double(c.bytes);
         t.sent += double(runs) * double(c.bytes) * share;
       }
   }
+  return totals;
+}
+
+/// Context parallelism's share of the sequence per rank and its key/value
+/// exchange per step (cp_comm_type all_gather: keys and values gathered
+/// over cp in forward, their gradients reduce-scattered in backward).
+void printContextParallel(const plan::Plan &plan, const CollectiveTotals &totals,
+                          llvm::raw_ostream &os) {
+  const int64_t cp = plan.mesh().cp(), seq = plan.training().seq();
+  if (cp <= 1)
+    return;
+  os << "context parallelism: cp " << cp << ", each rank holds chunks r and " << 2 * cp
+     << "-1-r of " << 2 * cp << " chunks of " << seq / (2 * cp) << " tokens: "
+     << seq / cp << " of the " << seq
+     << " tokens of a sequence, the activations of memory per rank above\n";
+  for (const char *op : {"all_gather", "reduce_scatter"}) {
+    auto it = totals.find({op, "cp"});
+    if (it == totals.end())
+      continue;
+    os << llvm::format("  key/value %-28s %5lld runs, %12s sent per rank per step\n",
+                       std::string(op) == "all_gather" ? "all-gather (forward)"
+                                                        : "gradient reduce-scatter (backward)",
+                       (long long)it->second.runs, bytesText(it->second.sent).c_str());
+  }
+}
+
+void printCollectives(const plan::Plan &plan, const CollectiveTotals &totals,
+                      llvm::raw_ostream &os) {
+  const int64_t microBatches = plan.training().micro_batches_per_step();
+  const bool pipelined = plan.training().virtual_stages() > 1;
   os << "collectives per step (" << countOf(microBatches, "micro-batch", "micro-batches")
      << (pipelined ? ", summed over stages" : "")
      << "; fp32 bytes, as the CPU backend moves them):\n";
@@ -472,7 +509,9 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
   if (recompute)
     printRecompute(plan, *recompute, mostActivationSlots(plan), os);
   printDistributedOptimizer(plan, os);
-  printCollectives(plan, os);
+  const CollectiveTotals totals = collectiveTotals(plan);
+  printContextParallel(plan, totals, os);
+  printCollectives(plan, totals, os);
 }
 
 } // namespace mt

@@ -55,6 +55,8 @@ template <typename RotaryLike> void rotaryAttrs(AttrWriter &w, RotaryLike op, Va
       .i("head_dim", dim(x, 3)).f("theta", op.getTheta().convertToDouble());
   if (op.getPositionIds())
     w.i("position_ids", 1);
+  if (auto axis = op.getContextParallelAxis())
+    w.s("context_parallel_axis", *axis);
   if (op.getScalingFactor())
     w.f("scaling_factor", op.getScalingFactor()->convertToDouble())
         .f("low_freq_factor", op.getLowFreqFactor()->convertToDouble())
@@ -64,11 +66,13 @@ template <typename RotaryLike> void rotaryAttrs(AttrWriter &w, RotaryLike op, Va
 
 template <typename AttentionLike>
 void attentionAttrs(AttrWriter &w, AttentionLike op, Value q) {
-  w.i("batch", dim(q, 0)).i("seq", dim(q, 1)).i("heads", op.getNumHeads())
-      .i("kv_heads", op.getNumKvHeads()).i("head_dim", op.getHeadDim())
-      .f("scale", op.getScale().convertToDouble());
+  w.i("batch", dim(q, 0)).i("seq", dim(q, 1)).i("kv_seq", dim(op.getKey(), 1))
+      .i("heads", op.getNumHeads()).i("kv_heads", op.getNumKvHeads())
+      .i("head_dim", op.getHeadDim()).f("scale", op.getScale().convertToDouble());
   if (op.getPositionIds())
     w.i("position_ids", 1);
+  if (auto axis = op.getContextParallelAxis())
+    w.s("context_parallel_axis", *axis);
 }
 
 template <typename RouterLike> void routerAttrs(AttrWriter &w, RouterLike op) {

@@ -113,7 +113,7 @@ LogicalResult RotaryOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
         b, getLoc(), getType(), dys[0], getPositionIds(), getThetaAttr(),
         getScalingFactorAttr(),
         getLowFreqFactorAttr(), getHighFreqFactorAttr(),
-        getOriginalMaxPositionAttr());
+        getOriginalMaxPositionAttr(), getContextParallelAxisAttr());
   return success();
 }
 
@@ -125,7 +125,7 @@ LogicalResult AttentionOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
       b, getLoc(), getQuery().getType(), getKey().getType(),
       getValue().getType(), getQuery(), getKey(), getValue(), getResult(),
       dys[0], getPositionIds(), getNumHeadsAttr(), getNumKvHeadsAttr(), getHeadDimAttr(),
-      getScaleAttr());
+      getScaleAttr(), getContextParallelAxisAttr());
   Value results[] = {g.getDquery(), g.getDkey(), g.getDvalue()};
   for (int i = 0; i < 3; ++i)
     if (needed[i])

@@ -171,6 +171,10 @@ LogicalResult RotaryOp::verify() {
   int64_t headDim = in.getDimSize(3);
   if (failed(expectPositionIds(*this, getPositionIds(), getInput())))
     return failure();
+  if (getContextParallelAxis() && (getPositionIds() || in.getDimSize(1) % 2 != 0))
+    return emitOpError() << "expects an even sequence (" << in.getDimSize(1)
+                         << ", two chunks) and no position_ids with context_parallel_axis '"
+                         << *getContextParallelAxis() << "'";
   if (headDim % 2 != 0)
     return emitOpError() << "expects an even head_dim, got " << headDim;
   if (!(getTheta().convertToDouble() > 0.0))
@@ -207,9 +211,24 @@ LogicalResult AttentionOp::verify() {
   if (failed(expectRank(*this, "query", q, 4)))
     return failure();
   int64_t b = q.getDimSize(0), s = q.getDimSize(1);
+  // Under context parallelism the keys and values are the gathered sequence.
+  int64_t kvSeq = k.getRank() == 4 ? k.getDimSize(1) : s;
+  if (getContextParallelAxis()) {
+    if (getPositionIds())
+      return emitOpError() << "expects no position_ids with context_parallel_axis '"
+                           << *getContextParallelAxis()
+                           << "' (packed sequences are not split over context parallelism)";
+    if (s % 2 != 0 || kvSeq % s != 0)
+      return emitOpError() << "expects the key sequence (" << kvSeq
+                           << ") to be a multiple of the query sequence (" << s
+                           << "), which is even (two chunks) under context_parallel_axis '"
+                           << *getContextParallelAxis() << "'";
+  } else {
+    kvSeq = s;
+  }
   if (failed(expectShape(*this, "query", q, {b, s, heads, dim})) ||
-      failed(expectShape(*this, "key", k, {b, s, kvHeads, dim})) ||
-      failed(expectShape(*this, "value", v, {b, s, kvHeads, dim})) ||
+      failed(expectShape(*this, "key", k, {b, kvSeq, kvHeads, dim})) ||
+      failed(expectShape(*this, "value", v, {b, kvSeq, kvHeads, dim})) ||
       failed(expectSameElementType(*this, "query", q, "key", k)) ||
       failed(expectSameElementType(*this, "query", q, "value", v)) ||
       failed(expectPositionIds(*this, getPositionIds(), getQuery())))

@@ -244,6 +244,12 @@ def Mt_RotaryOp : Mt_Op<"rotary", [Pure, AllTypesMatch<["input", "result"]>,
     `low_freq_factor`, `high_freq_factor` and `original_max_position` are
     then required.
 
+    With `context_parallel_axis` (mt-partition-cp), the sequence is split
+    over that axis with Megatron-Core's load balancing: of 2·cp chunks of
+    S / (2·cp) tokens, the rank at coordinate r holds chunks r and
+    2·cp-1-r, and token s of its [B, S/cp] slice takes the position of its
+    place in the whole sequence (runtime/kernels/ContextParallel.h).
+
     ```mlir
     %q = mt.rotary %q0 {theta = 5.0e+05 : f64} : tensor<4x128x4x16xf32>
     %k = mt.rotary %k0 {theta = 5.0e+05 : f64, scaling_factor = 3.2e+01 : f64,
@@ -257,14 +263,15 @@ def Mt_RotaryOp : Mt_Op<"rotary", [Pure, AllTypesMatch<["input", "result"]>,
                        OptionalAttr<F64Attr>:$scaling_factor,
                        OptionalAttr<F64Attr>:$low_freq_factor,
                        OptionalAttr<F64Attr>:$high_freq_factor,
-                       OptionalAttr<I64Attr>:$original_max_position);
+                       OptionalAttr<I64Attr>:$original_max_position,
+                       OptionalAttr<StrAttr>:$context_parallel_axis);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = [{
     $input (`positions` $position_ids^ `:` type($position_ids))? attr-dict `:` type($result)
   }];
   let hasVerifier = 1;
   let instruction = Mt_Instruction<"Elementwise",
-      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids?",
+      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids? context_parallel_axis:s?",
       "batch*seq*heads*head_dim; position_ids?batch*seq; batch*seq*heads*head_dim">;
 }
 
@@ -283,6 +290,13 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_Diff
     causal part of its own document (FlashAttention's varlen attention with
     cu_seqlens, Hugging Face's packed `position_ids`).
 
+    With `context_parallel_axis` (Megatron-Core's cp_comm_type all_gather),
+    `query` is this rank's [B, S/cp] slice of the sequence in the
+    load-balanced layout of `mt.rotary` (chunks r and 2·cp-1-r of 2·cp) and
+    `key`, `value` are the all-gather over that axis of every rank's slice,
+    [B, S, ...] in rank order; the causal mask compares the tokens' places
+    in the whole sequence (runtime/kernels/ContextParallel.h).
+
     ```mlir
     %o = mt.attention %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
         : (tensor<4x128x4x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128x2x16xf32>) -> tensor<4x128x4x16xf32>
@@ -293,12 +307,13 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_Diff
   let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key,
                        Mt_FloatTensor:$value, Optional<RankedTensorOf<[I32]>>:$position_ids,
                        I64Attr:$num_heads,
-                       I64Attr:$num_kv_heads, I64Attr:$head_dim, F64Attr:$scale);
+                       I64Attr:$num_kv_heads, I64Attr:$head_dim, F64Attr:$scale,
+                       OptionalAttr<StrAttr>:$context_parallel_axis);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"Attention", "batch seq heads kv_heads head_dim scale:f position_ids?",
-      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; position_ids?batch*seq; " #
+  let instruction = Mt_Instruction<"Attention", "batch seq kv_seq heads kv_heads head_dim scale:f position_ids? context_parallel_axis:s?",
+      "batch*seq*heads*head_dim; batch*kv_seq*kv_heads*head_dim; batch*kv_seq*kv_heads*head_dim; position_ids?batch*seq; " #
       "batch*seq*heads*head_dim; batch*heads*seq", 0, 1>;
 }
 

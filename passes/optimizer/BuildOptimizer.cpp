@@ -116,6 +116,18 @@ struct BuildOptimizerPass
   /// The data-parallel size: the dp axis of the module's `shard.grid @mesh`
   /// (1 without a mesh), read by runOnOperation.
   int64_t dp = 1;
+  /// The context-parallel size (axis cp of the mesh, 1 without one): each
+  /// cp rank's gradients are its tokens' share of the sequence's, summed
+  /// over cp before the dp average (Megatron-Core reduces over dp x cp).
+  int64_t cp = 1;
+
+  /// `grad` summed over the cp ranks (unchanged without cp).
+  Value sumOverContextParallel(OpBuilder &b, Location loc, Value grad) const {
+    if (cp == 1)
+      return grad;
+    return AllReduceOp::create(b, loc, grad, b.getStringAttr(kContextParallelAxis),
+                               b.getStringAttr("sum"));
+  }
 
   /// The arguments and results of @optimizer_step after `step`.
   struct Signature {
@@ -229,7 +241,7 @@ LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp
   SmallVector<bool> replicated;
   for (auto [i, constParam] : llvm::enumerate(params)) {
     ParamOp p = constParam;
-    Value g = argOf(i, 1);
+    Value g = sumOverContextParallel(b, p.getLoc(), argOf(i, 1));
     if (dp > 1)
       g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kDataParallelAxis),
                               b.getStringAttr("mean"));
@@ -296,7 +308,8 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   SmallVector<Value> shards;
   SmallVector<bool> replicated;
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
-    shards.push_back(ReduceScatterOp::create(b, loc, argOf(k, 2).getType(), argOf(k, 1), axis,
+    shards.push_back(ReduceScatterOp::create(b, loc, argOf(k, 2).getType(),
+                                             sumOverContextParallel(b, loc, argOf(k, 1)), axis,
                                              dim0, b.getStringAttr("mean")));
     replicated.push_back(bucket.replicated);
   }
@@ -339,6 +352,7 @@ void BuildOptimizerPass::runOnOperation() {
       return signalPassFailure();
     }
     dp = *size;
+    cp = axisSize(mesh, kContextParallelAxis).value_or(1);
   }
   SmallVector<ParamOp> params;
   for (auto param : module.getOps<ParamOp>())

@@ -4,64 +4,25 @@
 // HF tensors by --export-hf), within the fp32 tolerances of test/Tolerances.h;
 // so does a run resumed on another layout than the one that saved it. The
 // runs are made by run-layouts.sh (a ctest fixture).
-#include "runtime/io/Safetensors.h"
-#include "test/Tolerances.h"
-
-#include "test/parallel/Metrics.h"
+#include "test/parallel/Equivalence.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
-#include <cmath>
-#include <fstream>
 
 namespace mt {
 namespace {
 
-using test::readMetrics;
-using test::Step;
-
 using Case = std::tuple<std::string, std::string, std::string>; // model, layout, reference
 
 // What run-layouts.sh trains: steps and peak learning rate.
-constexpr double kSteps = 3, kLr = 1e-3;
+constexpr int kSteps = 3;
+constexpr double kLr = 1e-3;
 
 class ParallelEquivalence : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ParallelEquivalence, MatchesTheSingleRank) {
   auto [model, layout, reference] = GetParam();
-  std::string dir = std::string(MT_PARALLEL_RUNS_DIR) + "/" + model + "/";
-  std::vector<Step> ref = readMetrics(dir + reference + ".jsonl"),
-                    got = readMetrics(dir + layout + ".jsonl");
-  ASSERT_EQ(ref.size(), 3u);
-  ASSERT_EQ(got.size(), ref.size());
-  for (size_t i = 0; i < ref.size(); ++i) {
-    EXPECT_NEAR(got[i].loss, ref[i].loss, tolerance::kParallelRel * ref[i].loss) << "step " << i + 1;
-    EXPECT_NEAR(got[i].gradNorm, ref[i].gradNorm, tolerance::kParallelRel * ref[i].gradNorm)
-        << "step " << i + 1;
-  }
-  auto a = io::openSafetensors(dir + reference + ".hf/model.safetensors");
-  auto b = io::openSafetensors(dir + layout + ".hf/model.safetensors");
-  ASSERT_TRUE(a) << a.message();
-  ASSERT_TRUE(b) << b.message();
-  ASSERT_EQ(a->tensors().size(), b->tensors().size());
-  for (const io::TensorInfo &t : a->tensors()) {
-    const io::TensorInfo *other = b->find(t.name);
-    ASSERT_NE(other, nullptr) << t.name;
-    ASSERT_EQ(other->shape, t.shape) << t.name;
-    std::vector<float> x(t.numElements()), y(t.numElements());
-    ASSERT_TRUE(a->readAsFloat32(t.name, x.data(), x.size()));
-    ASSERT_TRUE(b->readAsFloat32(t.name, y.data(), y.size()));
-    // The scale of a weight is its largest magnitude, or for a parameter that
-    // starts at zero (biases) the largest total update of the run,
-    // kSteps x kLr: its relative error is that of its gradients.
-    double worst = 0, scale = kSteps * kLr;
-    for (size_t i = 0; i < x.size(); ++i) {
-      worst = std::max(worst, double(std::fabs(x[i] - y[i])));
-      scale = std::max(scale, double(std::fabs(x[i])));
-    }
-    EXPECT_LE(worst, tolerance::kParallelWeightRel * scale) << t.name;
-  }
+  test::expectSameTraining(std::string(MT_PARALLEL_RUNS_DIR) + "/" + model + "/", layout,
+                           reference, kSteps, kLr);
 }
 
 std::vector<Case> cases() {

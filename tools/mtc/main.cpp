@@ -59,6 +59,10 @@ struct ParallelFlags {
     layoutFlag(cmd.add_option("--vpp", v.vpp, "virtual pipeline chunks per stage"), &P::vpp);
     layoutFlag(cmd.add_option("--ep", v.ep, "expert-parallel size"), &P::ep);
     layoutFlag(cmd.add_option("--cp", v.cp, "context-parallel size"), &P::cp);
+    layoutFlag(cmd.add_option("--cp-comm-type", v.cpCommType,
+                              "context parallelism's key/value exchange: all_gather (p2p and "
+                              "a2a are not built yet)"),
+               &P::cpCommType);
     layoutFlag(cmd.add_option("--dp", v.dp, "data-parallel size (default: derived)"), &P::dp);
     layoutFlag(cmd.add_option("--world-size", v.worldSize,
                               "number of ranks (default: tp*pp*cp*ep*dp)"),
