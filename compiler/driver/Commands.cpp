@@ -251,6 +251,10 @@ static std::string notPlannedYet(const ParallelConfig &p, const ModelDims &dims)
     return "expert_model_parallel_size (--ep) = " + std::to_string(p.ep) +
            ": this version of mtc writes plans for tensor, sequence, context, pipeline and "
            "data parallelism only (--tp, --sp, --cp, --pp, --vpp, --dp)";
+  if (dims.numExperts != 0 && p.cp > 1)
+    return "context_parallel_size (--cp " + std::to_string(p.cp) +
+           ") on a mixture-of-experts model: this version of mtc does not split expert "
+           "layers' sequences yet; use --cp 1";
   if (dims.numExperts != 0 && p.tp > 1)
     return "tensor_model_parallel_size (--tp " + std::to_string(p.tp) +
            ") on a mixture-of-experts model: this version of mtc does not partition expert "

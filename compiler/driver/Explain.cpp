@@ -436,17 +436,18 @@ void printContextParallel(const plan::Plan &plan, const CollectiveTotals &totals
   const int64_t cp = plan.mesh().cp(), seq = plan.training().seq();
   if (cp <= 1)
     return;
-  os << "context parallelism: cp " << cp << ", each rank holds chunks r and " << 2 * cp
-     << "-1-r of " << 2 * cp << " chunks of " << seq / (2 * cp) << " tokens: "
-     << seq / cp << " of the " << seq
-     << " tokens of a sequence, the activations of memory per rank above\n";
+  os << "context parallelism: cp " << cp << " (cp_comm_type all_gather): each rank holds "
+     << seq / cp << " of a sequence's " << seq << " tokens (chunks r and " << 2 * cp - 1
+     << "-r of " << 2 * cp << " chunks of " << seq / (2 * cp)
+     << "); the activations above are those of its tokens\n";
   for (const char *op : {"all_gather", "reduce_scatter"}) {
     auto it = totals.find({op, "cp"});
     if (it == totals.end())
       continue;
-    os << llvm::format("  key/value %-28s %5lld runs, %12s sent per rank per step\n",
-                       std::string(op) == "all_gather" ? "all-gather (forward)"
-                                                        : "gradient reduce-scatter (backward)",
+    os << llvm::format("  %-44s %5lld runs, %10s sent per rank per step\n",
+                       std::string(op) == "all_gather"
+                           ? "keys and values all-gathered (forward)"
+                           : "their gradients reduce-scattered (backward)",
                        (long long)it->second.runs, bytesText(it->second.sent).c_str());
   }
 }
