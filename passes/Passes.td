@@ -109,19 +109,22 @@ def PartitionContextParallel : Pass<"mt-partition-cp", "::mlir::ModuleOp"> {
     in the sequence (`context_parallel_axis`); with `comm-type` all_gather
     each `mt.attention` reads keys and values `mt.all_gather`ed over cp
     (their gradients are reduce-scattered by autodiff) and masks causally
-    by the chunks' places. The loss of each rank is the mean over its
+    by the chunks' places; with p2p (Megatron-Core's ring) it becomes cp
+    `mt.attention_block`s, step t on the keys and values of the rank t
+    places back that `mt.ring_shift` passes on, merged by their
+    log-sum-exp (`mt.attention_merge`). The loss of each rank is the mean over its
     tokens, which the runtime weights by its share of the micro-batch's
     tokens; mt-build-optimizer sums gradients over cp. Run after
     mt-partition-tp (with sequence parallelism the tp shards of the
     sequence are split again: tp shards the rank's S/cp tokens) and before
     mt-autodiff. Refused, by name: a sequence not
     divisible by 2·cp, packed documents (position_ids), mixture-of-experts
-    models, and comm-type p2p and a2a (not built yet).
+    models, and comm-type a2a (not built yet).
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
     Option<"commType", "comm-type", "std::string", "\"all_gather\"",
-           "how attention sees other ranks' keys and values: all_gather (p2p, a2a: not built)">,
+           "how attention sees other ranks' keys and values: p2p or all_gather (a2a: not built)">,
   ];
 }
 

@@ -293,12 +293,12 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (cp > 1 && seq % (2 * cp) != 0)
     return fail("seq_length (", seq, ") must be divisible by 2 x "
                 "context_parallel_size (2 x ", cp, " = ", 2 * cp, ")");
-  if (cpCommType != "all_gather")
+  if (cpCommType != "p2p" && cpCommType != "all_gather")
     return fail("cp_comm_type (--cp-comm-type) '", cpCommType, "': ",
-                cpCommType == "p2p" || cpCommType == "a2a"
-                    ? "not built in this version of mtc; use all_gather"
+                cpCommType == "a2a"
+                    ? "not built in this version of mtc; use p2p or all_gather"
                     : "expected one of Megatron-Core's p2p, all_gather, a2a (this version "
-                      "builds all_gather)");
+                      "builds p2p and all_gather)");
 
   // world = pp * dp * cp * ep * tp (mesh order of Megatron; ep is an axis).
   int64_t modelParallel = tp * pp * cp * ep;

@@ -325,7 +325,7 @@ std::vector<Key> megatronKeys() {
        "(Megatron-Core's load balancing)", {}, "",
        layout("context_parallel_size", &P::cp, 1)},
       {"cp_comm_type", Honoured, Megatron, "how attention exchanges keys and values under cp: "
-       "all_gather (p2p, a2a: not built yet)", {}, "",
+       "p2p (ring) or all_gather (a2a: not built yet)", {}, "",
        [](TrainConfig &c, const Given &g) {
          return read(g, "cp_comm_type", "a string", c.parallel.cpCommType);
        }},

@@ -382,6 +382,8 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
     return {{attrs.s("axis"), size(instr.outputs(0)), false}};
   if (op == "send")
     return {{"pp", size(instr.inputs(0)), false}};
+  if (op == "ring_shift")
+    return {{attrs.s("axis"), size(instr.inputs(0)), false}};
   return {};
 }
 
@@ -416,9 +418,11 @@ CollectiveTotals collectiveTotals(const plan::Plan &plan) {
     for (const plan::Instruction &instr : program.instructions())
       for (const Collective &c : collectivesOf(plan, instr)) {
         // A ring all-gather or reduce-scatter sends (n - 1)/n of the full
-        // tensor from each rank, an all-reduce twice that; a send all of it.
+        // tensor from each rank, an all-reduce twice that; a send or a ring
+        // shift all of it.
         double n = double(groupSize(plan.mesh(), c.axis));
-        double share = instr.op() == "send" ? 1.0 : (c.allReduce ? 2.0 : 1.0) * (n - 1) / n;
+        bool whole = instr.op() == "send" || instr.op() == "ring_shift";
+        double share = whole ? 1.0 : (c.allReduce ? 2.0 : 1.0) * (n - 1) / n;
         CollectiveTotal &t = totals[{instr.op(), c.axis}];
         t.runs += runs;
         t.bytes += double(runs) * double(c.bytes);
@@ -429,26 +433,28 @@ CollectiveTotals collectiveTotals(const plan::Plan &plan) {
 }
 
 /// Context parallelism's share of the sequence per rank and its key/value
-/// exchange per step (cp_comm_type all_gather: keys and values gathered
-/// over cp in forward, their gradients reduce-scattered in backward).
+/// exchange per step: with cp_comm_type p2p the ring's shifts (keys and
+/// values forward, their gradients back); with all_gather the gathers in
+/// forward and the gradients' reduce-scatters in backward.
 void printContextParallel(const plan::Plan &plan, const CollectiveTotals &totals,
                           llvm::raw_ostream &os) {
   const int64_t cp = plan.mesh().cp(), seq = plan.training().seq();
   if (cp <= 1)
     return;
-  os << "context parallelism: cp " << cp << " (cp_comm_type all_gather): each rank holds "
-     << seq / cp << " of a sequence's " << seq << " tokens (chunks r and " << 2 * cp - 1
-     << "-r of " << 2 * cp << " chunks of " << seq / (2 * cp)
-     << "); the activations above are those of its tokens\n";
-  for (const char *op : {"all_gather", "reduce_scatter"}) {
+  const bool ring = totals.count({"ring_shift", "cp"}) != 0;
+  os << "context parallelism: cp " << cp << " (cp_comm_type " << (ring ? "p2p" : "all_gather")
+     << "): each rank holds " << seq / cp << " of a sequence's " << seq
+     << " tokens (chunks r and " << 2 * cp - 1 << "-r of " << 2 * cp << " chunks of "
+     << seq / (2 * cp) << "); the activations above are those of its tokens\n";
+  const std::pair<const char *, const char *> lines[] = {
+      {"ring_shift", "keys and values around the ring, gradients back"},
+      {"all_gather", "keys and values all-gathered (forward)"},
+      {"reduce_scatter", "their gradients reduce-scattered (backward)"}};
+  for (auto [op, what] : lines) {
     auto it = totals.find({op, "cp"});
-    if (it == totals.end())
-      continue;
-    os << llvm::format("  %-44s %5lld runs, %10s sent per rank per step\n",
-                       std::string(op) == "all_gather"
-                           ? "keys and values all-gathered (forward)"
-                           : "their gradients reduce-scattered (backward)",
-                       (long long)it->second.runs, bytesText(it->second.sent).c_str());
+    if (it != totals.end())
+      os << llvm::format("  %-48s %5lld runs, %10s sent per rank per step\n", what,
+                         (long long)it->second.runs, bytesText(it->second.sent).c_str());
   }
 }
 

@@ -332,3 +332,43 @@ LogicalResult CrossEntropyLossOp::verify() {
 
 #define GET_OP_CLASSES
 #include "dialects/mt/MtOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// Ring attention (context parallelism, cp_comm_type p2p)
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionBlockOp::verify() {
+  int64_t heads = getNumHeads(), kvHeads = getNumKvHeads(), dim = getHeadDim();
+  if (heads <= 0 || kvHeads <= 0 || dim <= 0 || heads % kvHeads != 0)
+    return emitOpError() << "expects positive num_heads (" << heads << "), num_kv_heads ("
+                         << kvHeads << ") and head_dim (" << dim
+                         << "), num_heads divisible by num_kv_heads";
+  auto q = tensorOf(getQuery());
+  if (failed(expectRank(*this, "query", q, 4)))
+    return failure();
+  int64_t b = q.getDimSize(0), s = q.getDimSize(1);
+  if (failed(expectShape(*this, "query", q, {b, s, heads, dim})) ||
+      failed(expectShape(*this, "key", tensorOf(getKey()), {b, s, kvHeads, dim})) ||
+      failed(expectShape(*this, "value", tensorOf(getValue()), {b, s, kvHeads, dim})) ||
+      failed(expectType(*this, "result", getResult(), getQuery().getType())) ||
+      failed(expectShape(*this, "lse", tensorOf(getLse()), {b, heads, s})))
+    return failure();
+  if (s % 2 != 0 || int64_t(getStep()) < 0)
+    return emitOpError() << "expects an even sequence (" << s
+                         << ", two chunks) and a step >= 0, got " << getStep();
+  return success();
+}
+
+LogicalResult AttentionMergeOp::verify() {
+  auto o = tensorOf(getOutA());
+  if (failed(expectRank(*this, "out_a", o, 4)))
+    return failure();
+  Type lse = RankedTensorType::get({o.getDimSize(0), o.getDimSize(2), o.getDimSize(1)},
+                                   Float32Type::get(getContext()));
+  if (failed(expectType(*this, "out_b", getOutB(), o)) ||
+      failed(expectType(*this, "result", getResult(), o)) ||
+      failed(expectType(*this, "lse_a", getLseA(), lse)) ||
+      failed(expectType(*this, "lse_b", getLseB(), lse)))
+    return failure();
+  return expectType(*this, "lse", getLse(), lse);
+}

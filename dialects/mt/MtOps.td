@@ -317,6 +317,66 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_Diff
       "batch*seq*heads*head_dim; batch*heads*seq", 0, 1>;
 }
 
+// Ring attention (Megatron-Core's cp_comm_type p2p): mt-partition-cp turns
+// an mt.attention into cp blocks, step t attending to the keys and values of
+// the rank t places back on the ring (passed on by mt.ring_shift), merged by
+// their log-sum-exp.
+
+def Mt_AttentionBlockOp : Mt_Op<"attention_block", [Pure,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Causal attention of this rank's queries to one cp rank's keys, with its log-sum-exp";
+  let description = [{
+    `query` [B, S, num_heads, head_dim] is this rank's slice of the
+    sequence under context parallelism over `context_parallel_axis` (the
+    load-balanced layout of `mt.rotary`); `key`, `value` [B, S, num_kv_heads,
+    head_dim] are the slice of the rank at coordinate (r - `step`) mod cp.
+    Query i sees key j when j's place in the sequence is at most i's.
+    Results: the softmax-weighted values over the visible keys (0 for a
+    query that sees none) and `lse` [B, num_heads, S] f32, their
+    log-sum-exp (-inf for a query that sees none).
+
+    ```mlir
+    %o, %lse = mt.attention_block %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64, context_parallel_axis = "cp", step = 1 : i64}
+        : (tensor<4x64x4x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64x2x16xf32>) -> (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key, Mt_FloatTensor:$value,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads, I64Attr:$head_dim,
+                       F64Attr:$scale, StrAttr:$context_parallel_axis, I64Attr:$step);
+  let results = (outs Mt_FloatTensor:$result, RankedTensorOf<[F32]>:$lse);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Attention",
+      "batch seq heads kv_heads head_dim scale:f context_parallel_axis:s step",
+      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; " #
+      "batch*seq*heads*head_dim; batch*heads*seq">;
+}
+
+def Mt_AttentionMergeOp : Mt_Op<"attention_merge", [Pure,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Two partial attentions over disjoint keys merged by their log-sum-exp";
+  let description = [{
+    `out_a`, `out_b` [B, S, H, D] with `lse_a`, `lse_b` [B, H, S] f32: the
+    attention of the same queries over two disjoint key sets. Result: the
+    attention over their union, lse = log(exp(lse_a) + exp(lse_b)) and
+    out = exp(lse_a - lse) out_a + exp(lse_b - lse) out_b (0 and -inf where
+    both are empty), as Megatron-Core's ring attention merges its steps.
+
+    ```mlir
+    %o, %lse = mt.attention_merge %oa, %la, %ob, %lb
+        : (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>, tensor<4x64x4x16xf32>, tensor<4x4x64xf32>) -> (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$out_a, RankedTensorOf<[F32]>:$lse_a,
+                       Mt_FloatTensor:$out_b, RankedTensorOf<[F32]>:$lse_b);
+  let results = (outs Mt_FloatTensor:$result, RankedTensorOf<[F32]>:$lse);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Attention", "batch seq heads head_dim",
+      "batch*seq*heads*head_dim; batch*heads*seq; batch*seq*heads*head_dim; batch*heads*seq; " #
+      "batch*seq*heads*head_dim; batch*heads*seq">;
+}
+
 //===----------------------------------------------------------------------===//
 // Feed-forward activations
 //===----------------------------------------------------------------------===//

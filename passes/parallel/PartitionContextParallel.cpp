@@ -48,16 +48,21 @@ struct PartitionContextParallelPass
   /// Gives `fn`'s sequence values their local types and the ops that need
   /// the whole sequence their context-parallel form.
   LogicalResult partition(func::FuncOp fn, const SequenceShape &shape) const;
+  /// all_gather: `attention` reads keys and values gathered over cp.
+  void gatherKeysAndValues(OpBuilder &b, AttentionOp attention) const;
+  /// p2p: `attention` (on local query, key, value) becomes ring attention,
+  /// which takes its uses; returns the ring's output.
+  Value ringAttention(OpBuilder &b, AttentionOp attention) const;
 
   int64_t cp = 1;
 };
 
 LogicalResult PartitionContextParallelPass::checkSupported(ModuleOp module, func::FuncOp fn,
                                                            SequenceShape &shape) const {
-  if (commType != "all_gather")
+  if (commType != "all_gather" && commType != "p2p")
     return module.emitError() << "mt-partition-cp: cp_comm_type '" << commType
-                              << "' is not built in this version of mtc; use all_gather"
-                              << (commType == "p2p" || commType == "a2a"
+                              << "' is not built in this version of mtc; use p2p or all_gather"
+                              << (commType == "a2a"
                                       ? ""
                                       : " (Megatron-Core's values: p2p, all_gather, a2a)");
   for (auto param : module.getOps<ParamOp>())
@@ -98,8 +103,6 @@ LogicalResult PartitionContextParallelPass::partition(func::FuncOp fn,
     if (shape.holds(arg.getType()) && cast<RankedTensorType>(arg.getType()).getDimSize(1) ==
                                           shape.seq)
       localize(arg);
-  fn.setType(FunctionType::get(fn.getContext(), fn.getBody().getArgumentTypes(),
-                               fn.getResultTypes()));
   OpBuilder b(fn.getContext());
   StringAttr axis = b.getStringAttr(kContextParallelAxis);
   WalkResult walked = fn.walk([&](Operation *op) {
@@ -114,28 +117,83 @@ LogicalResult PartitionContextParallelPass::partition(func::FuncOp fn,
       }
     if (auto rotary = dyn_cast<RotaryOp>(op))
       rotary.setContextParallelAxisAttr(axis);
-    if (auto attention = dyn_cast<AttentionOp>(op)) {
-      // all_gather: every rank's keys and values, rank-major along the
-      // sequence; autodiff reduce-scatters their gradients back.
-      b.setInsertionPoint(attention);
-      for (OpOperand *kv : {&attention->getOpOperand(1), &attention->getOpOperand(2)}) {
-        auto local = cast<RankedTensorType>(kv->get().getType());
-        SmallVector<int64_t> full(local.getShape());
-        full[1] *= cp;
-        auto gather = AllGatherOp::create(b, attention.getLoc(),
-                                          RankedTensorType::get(full, local.getElementType()),
-                                          kv->get(), axis, b.getI64IntegerAttr(1));
-        gather->setDiscardableAttrs(attention->getDiscardableAttrDictionary());
-        kv->set(gather);
-      }
-      attention.setContextParallelAxisAttr(axis);
+    if (auto attention = dyn_cast<AttentionOp>(op); attention && commType == "p2p") {
+      split.insert(ringAttention(b, attention));
+      attention.erase();
+      return WalkResult::advance();
     }
+    if (auto attention = dyn_cast<AttentionOp>(op))
+      gatherKeysAndValues(b, attention);
     for (Value result : op->getResults())
       if (shape.holds(result.getType()))
         localize(result);
     return WalkResult::advance();
   });
-  return failure(walked.wasInterrupted());
+  if (walked.wasInterrupted())
+    return failure();
+  auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+  fn.setType(FunctionType::get(fn.getContext(), fn.getBody().getArgumentTypes(),
+                               ret.getOperandTypes()));
+  return success();
+}
+
+// all_gather: every rank's keys and values, rank-major along the sequence;
+// autodiff reduce-scatters their gradients back.
+void PartitionContextParallelPass::gatherKeysAndValues(OpBuilder &b,
+                                                       AttentionOp attention) const {
+  b.setInsertionPoint(attention);
+  StringAttr axis = b.getStringAttr(kContextParallelAxis);
+  for (OpOperand *kv : {&attention->getOpOperand(1), &attention->getOpOperand(2)}) {
+    auto local = cast<RankedTensorType>(kv->get().getType());
+    SmallVector<int64_t> full(local.getShape());
+    full[1] *= cp;
+    auto gather = AllGatherOp::create(b, attention.getLoc(),
+                                      RankedTensorType::get(full, local.getElementType()),
+                                      kv->get(), axis, b.getI64IntegerAttr(1));
+    gather->setDiscardableAttrs(attention->getDiscardableAttrDictionary());
+    kv->set(gather);
+  }
+  attention.setContextParallelAxisAttr(axis);
+}
+
+// Megatron-Core's ring attention (AttnFuncWithCPAndKVP2P): at step t the
+// queries attend to the keys and values of the rank t places back on the
+// ring, which mt.ring_shift passes on; the steps' partial attentions merge
+// by their log-sum-exp. Autodiff's gradient of each shift is the shift the
+// other way: the key and value gradients travel the ring backwards.
+Value PartitionContextParallelPass::ringAttention(OpBuilder &b, AttentionOp attention) const {
+  b.setInsertionPoint(attention);
+  Location loc = attention.getLoc();
+  DictionaryAttr marks = attention->getDiscardableAttrDictionary();
+  auto q = cast<RankedTensorType>(attention.getQuery().getType());
+  auto lseType = RankedTensorType::get({q.getDimSize(0), attention.getNumHeads(),
+                                        q.getDimSize(1)},
+                                       b.getF32Type());
+  StringAttr axis = b.getStringAttr(kContextParallelAxis);
+  Value key = attention.getKey(), value = attention.getValue(), out, lse;
+  for (int64_t step = 0; step < cp; ++step) {
+    if (step > 0) {
+      key = RingShiftOp::create(b, loc, key, axis, UnitAttr());
+      value = RingShiftOp::create(b, loc, value, axis, UnitAttr());
+      key.getDefiningOp()->setDiscardableAttrs(marks);
+      value.getDefiningOp()->setDiscardableAttrs(marks);
+    }
+    auto block = AttentionBlockOp::create(
+        b, loc, q, lseType, attention.getQuery(), key, value, attention.getNumHeadsAttr(),
+        attention.getNumKvHeadsAttr(), attention.getHeadDimAttr(), attention.getScaleAttr(),
+        axis, b.getI64IntegerAttr(step));
+    block->setDiscardableAttrs(marks);
+    if (step == 0) {
+      out = block.getResult(), lse = block.getLse();
+      continue;
+    }
+    auto merge = AttentionMergeOp::create(b, loc, q, lseType, out, lse, block.getResult(),
+                                          block.getLse());
+    merge->setDiscardableAttrs(marks);
+    out = merge.getResult(), lse = merge.getLse();
+  }
+  attention.getResult().replaceAllUsesWith(out);
+  return out;
 }
 
 void PartitionContextParallelPass::runOnOperation() {

@@ -1,4 +1,4 @@
-// Context parallelism (cp_comm_type all_gather) computes the single rank's
+// Context parallelism (cp_comm_type p2p and all_gather) computes the single rank's
 // training step: each of 3 steps' loss and gradient norm, and every updated
 // weight, within the fp32 tolerances of test/Tolerances.h, at cp 2 and 4
 // and with tp + sp, pp, dp and the distributed optimizer. The runs are made
@@ -25,7 +25,8 @@ std::vector<Case> cases() {
   std::vector<Case> all;
   for (const char *model : {"llama-4l-tied", "qwen2-4l-untied", "qwen3-4l-vocab95"})
     for (const char *layout : {"cp2", "cp4", "cp2_tp2_sp", "cp2_pp2", "cp2_dp2", "cp2_dp2_do"})
-      all.push_back({model, layout});
+      for (const char *type : {"_p2p", "_all_gather"})
+        all.push_back({model, std::string(layout) + type});
   return all;
 }
 

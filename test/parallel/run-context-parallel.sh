@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Trains each model of test/parallel/configs for 3 steps with context
-# parallelism (cp_comm_type all_gather) on several layouts and on the single
-# rank, with the same seed and global batch, writing OUT/<model>/<layout>.jsonl
-# and OUT/<model>/<layout>.hf/. Sequences of 24 tokens: chunks of 6 tokens
+# parallelism on several layouts, each with cp_comm_type p2p and all_gather
+# (OUT/<model>/<layout>_<type>), and on the single rank, with the same seed
+# and global batch, writing OUT/<model>/<name>.jsonl and OUT/<model>/<name>.hf/. Sequences of 24 tokens: chunks of 6 tokens
 # at cp 2 and of 3 at cp 4, no multiple of any attention block size.
 # Usage: run-context-parallel.sh BIN_DIR OUT_DIR
 set -euo pipefail
@@ -19,14 +19,19 @@ for config in "$here"/configs/*.json; do
   mkdir -p "$out/$model"
   "$bin/mtc" import-hf "$config" --seq 24 --micro-batch 2 -o "$out/$model/model.mlir"
   for entry in "${layouts[@]}"; do
-    IFS=: read -r name ranks flags <<< "$entry"
-    # Flags as in run-layouts.sh (--adam-eps 1e-4: see there).
-    # shellcheck disable=SC2086
-    "$bin/mtc" compile "$out/$model/model.mlir" $flags --cp-comm-type all_gather \
-      --global-batch 8 --lr 1e-3 --warmup-steps 1 --train-steps 3 --weight-decay 0.1 \
-      --adam-eps 1e-4 -o "$out/$model/$name.plan"
-    "$bin/mtrun" "$out/$model/$name.plan" --nproc "$ranks" --data "$out/tokens.bin" \
-      --steps 3 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
-      --export-hf "$out/$model/$name.hf" > /dev/null
+    IFS=: read -r layout ranks flags <<< "$entry"
+    for type in p2p all_gather; do
+      name=${layout}_$type
+      [[ $layout == single ]] && name=single
+      # Flags as in run-layouts.sh (--adam-eps 1e-4: see there).
+      # shellcheck disable=SC2086
+      "$bin/mtc" compile "$out/$model/model.mlir" $flags --cp-comm-type $type \
+        --global-batch 8 --lr 1e-3 --warmup-steps 1 --train-steps 3 --weight-decay 0.1 \
+        --adam-eps 1e-4 -o "$out/$model/$name.plan"
+      "$bin/mtrun" "$out/$model/$name.plan" --nproc "$ranks" --data "$out/tokens.bin" \
+        --steps 3 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
+        --export-hf "$out/$model/$name.hf" > /dev/null
+      [[ $layout == single ]] && break
+    done
   done
 done

@@ -60,8 +60,8 @@ struct ParallelFlags {
     layoutFlag(cmd.add_option("--ep", v.ep, "expert-parallel size"), &P::ep);
     layoutFlag(cmd.add_option("--cp", v.cp, "context-parallel size"), &P::cp);
     layoutFlag(cmd.add_option("--cp-comm-type", v.cpCommType,
-                              "context parallelism's key/value exchange: all_gather (p2p and "
-                              "a2a are not built yet)"),
+                              "context parallelism's key/value exchange: p2p (ring, the "
+                              "default) or all_gather (a2a is not built yet)"),
                &P::cpCommType);
     layoutFlag(cmd.add_option("--dp", v.dp, "data-parallel size (default: derived)"), &P::dp);
     layoutFlag(cmd.add_option("--world-size", v.worldSize,

@@ -1,9 +1,11 @@
-// The CPU attention kernel under context parallelism (cp_comm_type
-// all_gather): each rank's queries in Megatron-Core's load-balanced layout
-// against every rank's gathered keys and values give the single rank's
-// output, log-sum-exp and, summed over ranks, gradients, at the tokens'
-// places in the sequence. Chunks of 3 and 5 tokens: no block size divides them.
+// The CPU attention kernels under context parallelism: each rank's queries
+// in Megatron-Core's load-balanced layout against every rank's gathered keys
+// and values (cp_comm_type all_gather), or against each rank's in turn with
+// log-sum-exp merges (p2p, the ring), give the single rank's output,
+// log-sum-exp and, summed over ranks, gradients, at the tokens' places in the
+// sequence. Chunks of 3 and 5 tokens: no block size divides them.
 #include "runtime/cpu/Attention.h"
+#include "runtime/cpu/RingAttention.h"
 #include "runtime/kernels/ContextParallel.h"
 #include "test/Tolerances.h"
 #include "test/runtime/cpu/KernelCheck.h"
@@ -105,6 +107,83 @@ TEST_P(ContextParallelAttention, MatchesTheWholeSequence) {
   }
   expectClose(dkSum, gathered(dk, batch, seq, kw, cp), "dk summed over cp");
   expectClose(dvSum, gathered(dv, batch, seq, kw, cp), "dv summed over cp");
+}
+
+// The ring on one process: rank r's step t reads the slice of rank
+// (r - t) mod cp; the backward runs autodiff's chain in reverse (merges,
+// then blocks) and hands each step's key/value gradients to their owner.
+TEST_P(ContextParallelAttention, RingMatchesTheWholeSequence) {
+  const auto [cp, seq] = GetParam();
+  const int64_t batch = 2, heads = 4, kvHeads = 2, dim = 8, local = seq / cp;
+  const int64_t qw = heads * dim, kw = kvHeads * dim;
+  std::mt19937 rng(11);
+  Floats q = check::randomVector(rng, size_t(batch * seq * qw), -1, 1);
+  Floats k = check::randomVector(rng, size_t(batch * seq * kw), -1, 1);
+  Floats v = check::randomVector(rng, size_t(batch * seq * kw), -1, 1);
+  Floats dout = check::randomVector(rng, q.size(), -1, 1);
+  const AttentionShape whole{batch, seq, heads, kvHeads, dim, 0.35f};
+  Floats out(q.size()), lse(size_t(batch * heads * seq));
+  attentionForward(q.data(), k.data(), v.data(), out.data(), lse.data(), whole);
+  Floats dq(q.size()), dk(k.size()), dv(v.size());
+  attentionBackward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(),
+                    dk.data(), dv.data(), whole);
+
+  std::vector<Floats> ks, vs, dks(static_cast<size_t>(cp)), dvs(dks);
+  for (int64_t r = 0; r < cp; ++r) {
+    ks.push_back(slice(k, batch, seq, kw, r, cp));
+    vs.push_back(slice(v, batch, seq, kw, r, cp));
+    dks[size_t(r)].assign(ks.back().size(), 0.0f);
+    dvs[size_t(r)].assign(vs.back().size(), 0.0f);
+  }
+  const size_t outSize = size_t(batch * local * qw), lseSize = size_t(batch * heads * local);
+  for (int64_t r = 0; r < cp; ++r) {
+    AttentionShape shape{batch, local, heads, kvHeads, dim, 0.35f};
+    shape.cpRank = r;
+    shape.cpSize = cp;
+    Floats qr = slice(q, batch, seq, qw, r, cp);
+    // Forward: blocks o[t], l[t]; merged m[t], ml[t] (m[0] = o[0]).
+    std::vector<Floats> o(static_cast<size_t>(cp), Floats(outSize));
+    std::vector<Floats> l(static_cast<size_t>(cp), Floats(lseSize));
+    std::vector<Floats> m(o), ml(l);
+    for (int64_t t = 0; t < cp; ++t) {
+      const int64_t src = (r - t + cp) % cp;
+      attentionBlockForward(qr.data(), ks[size_t(src)].data(), vs[size_t(src)].data(),
+                            o[size_t(t)].data(), l[size_t(t)].data(), shape, t);
+      if (t == 0)
+        m[0] = o[0], ml[0] = l[0];
+      else
+        attentionMergeForward(m[size_t(t - 1)].data(), ml[size_t(t - 1)].data(),
+                              o[size_t(t)].data(), l[size_t(t)].data(), m[size_t(t)].data(),
+                              ml[size_t(t)].data(), batch, local, heads, dim);
+    }
+    expectClose(m.back(), slice(out, batch, seq, qw, r, cp), "ring out");
+    expectClose(ml.back(), slice(lse, batch * heads, seq, 1, r, cp), "ring lse");
+    // Backward: dm, dml of the last merge; then each merge's and block's.
+    Floats dm = slice(dout, batch, seq, qw, r, cp), dml(lseSize, 0.0f), dqR(qr.size());
+    for (int64_t t = cp - 1; t >= 0; --t) {
+      Floats dO(outSize), dL(lseSize);
+      if (t == 0) {
+        dO = dm, dL = dml;
+      } else {
+        Floats dPrev(outSize), dPrevL(lseSize);
+        attentionMergeBackward(m[size_t(t - 1)].data(), ml[size_t(t - 1)].data(),
+                               o[size_t(t)].data(), l[size_t(t)].data(), m[size_t(t)].data(),
+                               ml[size_t(t)].data(), dm.data(), dml.data(), dPrev.data(),
+                               dPrevL.data(), dO.data(), dL.data(), batch, local, heads, dim);
+        dm = dPrev, dml = dPrevL;
+      }
+      const int64_t src = (r - t + cp) % cp;
+      attentionBlockBackward(qr.data(), ks[size_t(src)].data(), vs[size_t(src)].data(),
+                             o[size_t(t)].data(), l[size_t(t)].data(), dO.data(), dL.data(),
+                             dqR.data(), dks[size_t(src)].data(), dvs[size_t(src)].data(),
+                             shape, t);
+    }
+    expectClose(dqR, slice(dq, batch, seq, qw, r, cp), "ring dq");
+  }
+  for (int64_t r = 0; r < cp; ++r) {
+    expectClose(dks[size_t(r)], slice(dk, batch, seq, kw, r, cp), "ring dk");
+    expectClose(dvs[size_t(r)], slice(dv, batch, seq, kw, r, cp), "ring dv");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, ContextParallelAttention,
