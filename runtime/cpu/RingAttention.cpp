@@ -53,7 +53,8 @@ void attentionBlockForward(const float *q, const float *k, const float *v, float
       double maxScore = kNoKeys;
       for (int64_t j = 0; j < seq; ++j)
         if (mask.visible(i, j)) {
-          scores[size_t(j)] = shape.scale * dot(qRow, k + ((b * seq + j) * kvHeads + g) * dim, dim);
+          const float *kRow = k + ((b * seq + j) * kvHeads + g) * dim;
+          scores[size_t(j)] = shape.scale * dot(qRow, kRow, dim);
           maxScore = std::max(maxScore, scores[size_t(j)]);
         }
       float *outRow = out + ((b * seq + i) * heads + h) * dim;
@@ -92,7 +93,8 @@ void attentionBlockBackward(const float *q, const float *k, const float *v, cons
   const int64_t tasks = shape.batch * kvHeads;
 #pragma omp parallel
   {
-    std::vector<double> dkAcc(static_cast<size_t>(seq * dim)), dvAcc(dkAcc), dqAcc(static_cast<size_t>(dim));
+    std::vector<double> dkAcc(static_cast<size_t>(seq * dim)), dvAcc(dkAcc);
+    std::vector<double> dqAcc(static_cast<size_t>(dim));
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t b = task / kvHeads, g = task % kvHeads;

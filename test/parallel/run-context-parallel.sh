@@ -22,7 +22,7 @@ for config in "$here"/configs/*.json; do
     IFS=: read -r layout ranks flags <<< "$entry"
     for type in p2p all_gather; do
       name=${layout}_$type
-      [[ $layout == single ]] && name=single
+      if [[ $layout == single ]]; then name=single; fi
       # Flags as in run-layouts.sh (--adam-eps 1e-4: see there).
       # shellcheck disable=SC2086
       "$bin/mtc" compile "$out/$model/model.mlir" $flags --cp-comm-type $type \
@@ -31,7 +31,7 @@ for config in "$here"/configs/*.json; do
       "$bin/mtrun" "$out/$model/$name.plan" --nproc "$ranks" --data "$out/tokens.bin" \
         --steps 3 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
         --export-hf "$out/$model/$name.hf" > /dev/null
-      [[ $layout == single ]] && break
+      if [[ $layout == single ]]; then break; fi
     done
   done
 done
