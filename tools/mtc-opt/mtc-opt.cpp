@@ -26,7 +26,8 @@ void printShortHelp() {
         "mt passes:\n";
   std::vector<const mlir::PassInfo *> passes;
   for (const auto &pass :
-       {mt::createPartitionTensorParallel(), mt::createPartitionExpertParallel(),
+       {mt::createPartitionTensorParallel(), mt::createPartitionContextParallel(),
+        mt::createPartitionExpertParallel(),
         mt::createAutodiff(), mt::createBuildOptimizer(), mt::createExposeCollectives(),
         mt::createRecompute(), mt::createPipelineSplit()})
     passes.push_back(mlir::PassInfo::lookup(pass->getArgument()));
