@@ -104,6 +104,37 @@ def PartitionTensorParallel : Pass<"mt-partition-tp", "::mlir::ModuleOp"> {
   ];
 }
 
+def PartitionContextParallel : Pass<"mt-partition-cp", "::mlir::ModuleOp"> {
+  let summary = "Splits @forward's sequence over the cp mesh axis with Megatron-Core's load balancing";
+  let description = [{
+    Context parallelism (Megatron-Core's context_parallel_size): the
+    sequence of S tokens is cut into 2·cp chunks and the rank at coordinate
+    r of axis `cp` of `shard.grid @mesh` holds chunks r and 2·cp-1-r, so
+    that every rank has the same causal attention work. @forward's inputs
+    ([B, S] input_ids, labels, loss_mask) and every activation computed from
+    them get the local sequence S/cp; `mt.rotary` takes the chunks' places
+    in the sequence (`context_parallel_axis`); with `comm-type` all_gather
+    each `mt.attention` reads keys and values `mt.all_gather`ed over cp
+    (their gradients are reduce-scattered by autodiff) and masks causally
+    by the chunks' places; with p2p (Megatron-Core's ring) it becomes cp
+    `mt.attention_block`s, step t on the keys and values of the rank t
+    places back that `mt.ring_shift` passes on, merged by their
+    log-sum-exp (`mt.attention_merge`). The loss of each rank is the mean over its
+    tokens, which the runtime weights by its share of the micro-batch's
+    tokens; mt-build-optimizer sums gradients over cp. Run after
+    mt-partition-tp (with sequence parallelism the tp shards of the
+    sequence are split again: tp shards the rank's S/cp tokens) and before
+    mt-autodiff. Refused, by name: a sequence not
+    divisible by 2·cp, packed documents (position_ids), mixture-of-experts
+    models, and comm-type a2a (not built yet).
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"commType", "comm-type", "std::string", "\"all_gather\"",
+           "how attention sees other ranks' keys and values: p2p or all_gather (a2a: not built)">,
+  ];
+}
+
 def PartitionExpertParallel : Pass<"mt-partition-ep", "::mlir::ModuleOp"> {
   let summary = "Splits @forward's mixture-of-experts layers over the ep axis (alltoall dispatcher)";
   let description = [{

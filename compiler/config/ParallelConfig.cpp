@@ -313,6 +313,12 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (cp > 1 && seq % (2 * cp) != 0)
     return fail("seq_length (", seq, ") must be divisible by 2 x "
                 "context_parallel_size (2 x ", cp, " = ", 2 * cp, ")");
+  if (cpCommType != "p2p" && cpCommType != "all_gather")
+    return fail("cp_comm_type (--cp-comm-type) '", cpCommType, "': ",
+                cpCommType == "a2a"
+                    ? "not built in this version of mtc; use p2p or all_gather"
+                    : "expected one of Megatron-Core's p2p, all_gather, a2a (this version "
+                      "builds p2p and all_gather)");
 
   if (Status s = resolveExpertLayout(*this, model); !s)
     return s;
@@ -494,6 +500,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"data_parallel_size", integer(config.dp)},
       {"world_size", integer(config.worldSize)},
       {"sequence_parallel", typedSetter(config.sequenceParallel, "true or false")},
+      {"cp_comm_type", typedSetter(config.cpCommType, "a string")},
       {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
       {"grad_reduce_in_fp32", typedSetter(config.gradReduceInFp32, "true or false")},
       {"overlap_param_gather", typedSetter(config.overlapParamGather, "true or false")},

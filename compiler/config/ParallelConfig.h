@@ -57,6 +57,10 @@ std::vector<std::string> splitModuleList(const std::string &text);
 struct ParallelConfig {
   int64_t tp = 1, pp = 1, vpp = 0, ep = 1, etp = 0, cp = 1, dp = 0, worldSize = 0;
   bool sequenceParallel = false;
+  /// Megatron-Core's cp_comm_type: how attention under context parallelism
+  /// sees the other cp ranks' keys and values: p2p (the ring, Megatron-Core's
+  /// default) or all_gather; a2a is refused by name.
+  std::string cpCommType = "p2p";
   /// Megatron-Core's use_distributed_optimizer: gradients reduce-scattered
   /// in buckets over dp, each rank updating 1/dp of the weights and AdamW
   /// state (mt-build-optimizer).

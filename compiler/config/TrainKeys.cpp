@@ -332,8 +332,14 @@ std::vector<Key> megatronKeys() {
        layout("expert_model_parallel_size", &P::ep, 1)},
       {"expert_tensor_parallel_size", Honoured, Megatron, "etp (null: tp; 1 with ep)", {}, "",
        layout("expert_tensor_parallel_size", &P::etp, 1, true)},
-      {"context_parallel_size", Refused, Megatron, "context parallelism is not planned yet", {"1"},
-       "issue 18"},
+      {"context_parallel_size", Honoured, Megatron, "cp: the sequence split over cp ranks "
+       "(Megatron-Core's load balancing)", {}, "",
+       layout("context_parallel_size", &P::cp, 1)},
+      {"cp_comm_type", Honoured, Megatron, "how attention exchanges keys and values under cp: "
+       "p2p (ring) or all_gather (a2a: not built yet)", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "cp_comm_type", "a string", c.parallel.cpCommType);
+       }},
       {"moe_token_dispatcher_type", Refused, Megatron, "one rank holds every expert: no dispatch "
        "until expert parallelism", {"alltoall"}, "issue 14"},
       {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one mt.moe_grouped_mlp op"},

@@ -156,11 +156,6 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
     os << "use_distributed_optimizer: with dp 1 there is nothing to shard; the plan has the "
           "plain optimizer"
        << (p.overlapParamGather ? " (and overlap_param_gather nothing to gather)" : "") << "\n";
-  // Memory figures come from a plan alone (explainPlan), so that they are
-  // the ones mtrun allocates.
-  if (p.cp != 1)
-    os << "(parameters and memory per rank come from the plan, and plans do not cover --cp "
-          "yet)\n";
 }
 
 std::string bytesText(double bytes) {
@@ -451,6 +446,8 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
     return {{attrs.s("axis"), size(instr.outputs(0)), false}};
   case plan::Op::send:
     return {{"pp", size(instr.inputs(0)), false}};
+  case plan::Op::ring_shift:
+    return {{attrs.s("axis"), size(instr.inputs(0)), false}};
   default:
     return {};
   }
@@ -467,11 +464,18 @@ int64_t groupSize(const plan::Mesh &m, const std::string &axis) {
   return it == sizes.end() ? 1 : it->second;
 }
 
-void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
+/// A step's runs of one collective instruction over one axis: the full
+/// tensors' bytes and what one rank sends of them.
+struct CollectiveTotal {
+  int64_t runs = 0;
+  double bytes = 0, sent = 0;
+};
+using CollectiveTotals = std::map<std::pair<std::string, std::string>, CollectiveTotal>;
+
+/// Every collective of a step by (instruction, axis), summed over stages.
+CollectiveTotals collectiveTotals(const plan::Plan &plan) {
   const int64_t microBatches = plan.training().micro_batches_per_step();
-  const bool pipelined = plan.training().virtual_stages() > 1;
-  struct Total { int64_t runs = 0; double bytes = 0, sent = 0; };
-  std::map<std::pair<std::string, std::string>, Total> totals;
+  CollectiveTotals totals;
   for (const plan::Program &program : plan.programs()) {
     // Forward and backward programs run once per micro-batch.
     bool perMicroBatch = program.name() == "forward_backward" ||
@@ -481,16 +485,51 @@ void printCollectives(const plan::Plan &plan, llvm::raw_ostream &os) {
     for (const plan::Instruction &instr : program.instructions())
       for (const Collective &c : collectivesOf(plan, instr)) {
         // A ring all-gather or reduce-scatter sends (n - 1)/n of the full
-        // tensor from each rank, an all-reduce twice that; a send all of it.
+        // tensor from each rank, an all-reduce twice that; a send or a ring
+        // shift all of it.
         double n = double(groupSize(plan.mesh(), c.axis));
-        double share = plan::isOp(instr, plan::Op::send) ? 1.0
-                                                         : (c.allReduce ? 2.0 : 1.0) * (n - 1) / n;
-        Total &t = totals[{instr.op(), c.axis}];
+        const bool whole =
+            plan::isOp(instr, plan::Op::send) || plan::isOp(instr, plan::Op::ring_shift);
+        double share = whole ? 1.0 : (c.allReduce ? 2.0 : 1.0) * (n - 1) / n;
+        CollectiveTotal &t = totals[{instr.op(), c.axis}];
         t.runs += runs;
         t.bytes += double(runs) * double(c.bytes);
         t.sent += double(runs) * double(c.bytes) * share;
       }
   }
+  return totals;
+}
+
+/// Context parallelism's share of the sequence per rank and its key/value
+/// exchange per step: with cp_comm_type p2p the ring's shifts (keys and
+/// values forward, their gradients back); with all_gather the gathers in
+/// forward and the gradients' reduce-scatters in backward.
+void printContextParallel(const plan::Plan &plan, const CollectiveTotals &totals,
+                          llvm::raw_ostream &os) {
+  const int64_t cp = plan.mesh().cp(), seq = plan.training().seq();
+  if (cp <= 1)
+    return;
+  const bool ring = totals.count({"ring_shift", "cp"}) != 0;
+  os << "context parallelism: cp " << cp << " (cp_comm_type " << (ring ? "p2p" : "all_gather")
+     << "): each rank holds " << seq / cp << " of a sequence's " << seq
+     << " tokens (chunks r and " << 2 * cp - 1 << "-r of " << 2 * cp << " chunks of "
+     << seq / (2 * cp) << "); the activations above are those of its tokens\n";
+  const std::pair<const char *, const char *> lines[] = {
+      {"ring_shift", "keys and values around the ring, gradients back"},
+      {"all_gather", "keys and values all-gathered (forward)"},
+      {"reduce_scatter", "their gradients reduce-scattered (backward)"}};
+  for (auto [op, what] : lines) {
+    auto it = totals.find({op, "cp"});
+    if (it != totals.end())
+      os << llvm::format("  %-48s %5lld runs, %10s sent per rank per step\n", what,
+                         (long long)it->second.runs, bytesText(it->second.sent).c_str());
+  }
+}
+
+void printCollectives(const plan::Plan &plan, const CollectiveTotals &totals,
+                      llvm::raw_ostream &os) {
+  const int64_t microBatches = plan.training().micro_batches_per_step();
+  const bool pipelined = plan.training().virtual_stages() > 1;
   os << "collectives per step (" << countOf(microBatches, "micro-batch", "micro-batches")
      << (pipelined ? ", summed over stages" : "")
      << "; fp32 bytes, as the CPU backend moves them):\n";
@@ -562,7 +601,9 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
   if (recompute)
     printRecompute(plan, *recompute, mostActivationSlots(plan), os);
   printDistributedOptimizer(plan, os);
-  printCollectives(plan, os);
+  const CollectiveTotals totals = collectiveTotals(plan);
+  printContextParallel(plan, totals, os);
+  printCollectives(plan, totals, os);
 }
 
 } // namespace mt

@@ -226,6 +226,12 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   std::vector<std::unique_ptr<Pass>> pipeline;
   if (parallel.tp > 1)
     pipeline.push_back(createPartitionTensorParallel(tpOptions));
+  // After tp: its gathers over cp then meet no tp rule.
+  if (parallel.cp > 1) {
+    PartitionContextParallelOptions cpOptions;
+    cpOptions.commType = parallel.cpCommType;
+    pipeline.push_back(createPartitionContextParallel(cpOptions));
+  }
   if (parallel.ep > 1)
     pipeline.push_back(createPartitionExpertParallel());
   pipeline.push_back(createAutodiff());

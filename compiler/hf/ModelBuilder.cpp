@@ -113,7 +113,7 @@ Value Builder::attention(Value x, const std::string &p) {
   auto rotary = [&](Value t) {
     auto op = RotaryOp::create(b_, loc_, t.getType(), t, positionIds_,
                                b_.getF64FloatAttr(spec_.ropeTheta), FloatAttr(),
-                               FloatAttr(), FloatAttr(), IntegerAttr());
+                               FloatAttr(), FloatAttr(), IntegerAttr(), StringAttr());
     if (const auto &s = spec_.ropeScaling) {
       op.setScalingFactorAttr(b_.getF64FloatAttr(s->factor));
       op.setLowFreqFactorAttr(b_.getF64FloatAttr(s->lowFreqFactor));
@@ -127,7 +127,7 @@ Value Builder::attention(Value x, const std::string &p) {
   Value o = AttentionOp::create(b_, loc_, q.getType(), q, k, v, positionIds_,
                                 b_.getI64IntegerAttr(nq), b_.getI64IntegerAttr(nkv),
                                 b_.getI64IntegerAttr(d),
-                                b_.getF64FloatAttr(1.0 / std::sqrt(double(d))));
+                                b_.getF64FloatAttr(1.0 / std::sqrt(double(d))), StringAttr());
   return linear(reshape(o, {B, S, nq * d}), p + "o_proj", H, nq * d,
                 spec_.outputBias);
 }

@@ -55,6 +55,8 @@ template <typename RotaryLike> void rotaryAttrs(AttrWriter &w, RotaryLike op, Va
       .i("head_dim", dim(x, 3)).f("theta", op.getTheta().convertToDouble());
   if (op.getPositionIds())
     w.i("position_ids", 1);
+  if (auto axis = op.getContextParallelAxis())
+    w.s("context_parallel_axis", *axis);
   if (op.getScalingFactor())
     w.f("scaling_factor", op.getScalingFactor()->convertToDouble())
         .f("low_freq_factor", op.getLowFreqFactor()->convertToDouble())
@@ -64,11 +66,27 @@ template <typename RotaryLike> void rotaryAttrs(AttrWriter &w, RotaryLike op, Va
 
 template <typename AttentionLike>
 void attentionAttrs(AttrWriter &w, AttentionLike op, Value q) {
-  w.i("batch", dim(q, 0)).i("seq", dim(q, 1)).i("heads", op.getNumHeads())
-      .i("kv_heads", op.getNumKvHeads()).i("head_dim", op.getHeadDim())
-      .f("scale", op.getScale().convertToDouble());
+  w.i("batch", dim(q, 0)).i("seq", dim(q, 1)).i("kv_seq", dim(op.getKey(), 1))
+      .i("heads", op.getNumHeads()).i("kv_heads", op.getNumKvHeads())
+      .i("head_dim", op.getHeadDim()).f("scale", op.getScale().convertToDouble());
   if (op.getPositionIds())
     w.i("position_ids", 1);
+  if (auto axis = op.getContextParallelAxis())
+    w.s("context_parallel_axis", *axis);
+}
+
+template <typename BlockLike> void attentionBlockAttrs(AttrWriter &w, BlockLike op) {
+  Value q = op.getQuery();
+  w.i("batch", dim(q, 0)).i("seq", dim(q, 1)).i("heads", op.getNumHeads())
+      .i("kv_heads", op.getNumKvHeads()).i("head_dim", op.getHeadDim())
+      .f("scale", op.getScale().convertToDouble())
+      .s("context_parallel_axis", op.getContextParallelAxis()).i("step", op.getStep());
+}
+
+/// batch, seq, heads, head_dim of a merge's [B, S, H, D] partial outputs.
+void attentionMergeAttrs(AttrWriter &w, Value out) {
+  w.i("batch", dim(out, 0)).i("seq", dim(out, 1)).i("heads", dim(out, 2))
+      .i("head_dim", dim(out, 3));
 }
 
 template <typename RouterLike> void routerAttrs(AttrWriter &w, RouterLike op) {
@@ -183,6 +201,16 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       .Case([&](RotaryGradOp r) { rotaryAttrs(w, r, r.getDy()); return true; })
       .Case([&](AttentionOp a) { attentionAttrs(w, a, a.getQuery()); return true; })
       .Case([&](AttentionGradOp a) { attentionAttrs(w, a, a.getQuery()); return true; })
+      .Case([&](AttentionBlockOp a) { attentionBlockAttrs(w, a); return true; })
+      .Case([&](AttentionBlockGradOp a) { attentionBlockAttrs(w, a); return true; })
+      .Case([&](AttentionMergeOp m) { attentionMergeAttrs(w, m.getOutA()); return true; })
+      .Case([&](AttentionMergeGradOp m) { attentionMergeAttrs(w, m.getOutA()); return true; })
+      .Case([&](RingShiftOp r) {
+        w.i("n", numel(r.getInput())).s("axis", r.getAxis());
+        if (r.getReverse())
+          w.i("reverse", 1);
+        return true;
+      })
       .Case([&](BiasAddOp a) {
         w.i("rows", numel(a.getInput()) / dim(a.getInput(), -1)).i("dim", dim(a.getInput(), -1));
         return true;

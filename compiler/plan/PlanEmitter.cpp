@@ -401,6 +401,9 @@ void emitStepRules(plan::Plan &out, const ParallelConfig &parallel) {
   };
   if (parallel.pp > 1)
     reduce("pp", "sum");
+  // Each cp rank's loss is its tokens' share of the micro-batch's mean.
+  if (parallel.cp > 1)
+    reduce("cp", "sum");
   if (parallel.dp > 1)
     reduce("dp", "mean");
   for (int p = 0; p < out.programs_size(); ++p)

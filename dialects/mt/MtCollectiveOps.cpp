@@ -109,6 +109,16 @@ LogicalResult AllGatherOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   return success();
 }
 
+LogicalResult RingShiftOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                          ArrayRef<bool> needed,
+                                          SmallVectorImpl<Value> &grads) {
+  grads.assign(1, Value());
+  if (needed[0])
+    grads[0] = RingShiftOp::create(b, getLoc(), dys[0], getAxisAttr(),
+                                   getReverse() ? UnitAttr() : b.getUnitAttr());
+  return success();
+}
+
 LogicalResult ReduceScatterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                               ArrayRef<bool> needed,
                                               SmallVectorImpl<Value> &grads) {

@@ -107,6 +107,27 @@ def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",
       "outer*run*parts; outer*run">;
 }
 
+def Mt_RingShiftOp : Mt_Op<"ring_shift",
+    [Pure, SameOperandsAndResultType,
+     DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Each rank's value passed to the next rank of a mesh axis's ring";
+  let description = [{
+    The rank at coordinate r of `axis` (n ranks) sends `input` to the rank
+    at r + 1 mod n and gets, as its result, the input of the rank at
+    r - 1 mod n; with `reverse`, the other way round. Ring attention passes
+    keys and values on with it (Megatron-Core's cp_comm_type p2p). Its
+    gradient is the shift the other way.
+
+    ```mlir
+    %k1 = mt.ring_shift %k0 {axis = "cp"} : tensor<4x64x2x16xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, UnitAttr:$reverse);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let instruction = Mt_Instruction<"Collective", "n axis:s reverse?", "n; n">;
+}
+
 def Mt_AllSliceOp : Mt_Op<"all_slice", [Pure]> {
   let summary = "This rank's slice along one dimension of a value replicated over a mesh axis";
   let description = [{

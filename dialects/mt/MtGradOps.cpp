@@ -3,6 +3,8 @@
 #include "dialects/mt/MtDialect.h"
 #include "dialects/mt/MtVerify.h"
 
+#include <tuple>
+
 using namespace mlir;
 using namespace mt;
 using namespace mt::verify;
@@ -149,4 +151,27 @@ LogicalResult CrossEntropyGradOp::verify() {
   if (failed(expectShape(*this, "labels", tensorOf(getLabels()), tokens)))
     return failure();
   return expectShape(*this, "mask", tensorOf(getMask()), tokens);
+}
+
+LogicalResult AttentionBlockGradOp::verify() {
+  if (failed(expectType(*this, "out", getOut(), getQuery().getType())) ||
+      failed(expectType(*this, "dout", getDout(), getQuery().getType())) ||
+      failed(expectType(*this, "dlse", getDlse(), getLse().getType())) ||
+      failed(expectType(*this, "dquery", getDquery(), getQuery().getType())) ||
+      failed(expectType(*this, "dkey", getDkey(), getKey().getType())))
+    return failure();
+  return expectType(*this, "dvalue", getDvalue(), getValue().getType());
+}
+
+LogicalResult AttentionMergeGradOp::verify() {
+  Type o = getOutA().getType(), l = getLseA().getType();
+  const std::tuple<const char *, Value, Type> checks[] = {
+      {"out_b", getOutB(), o},   {"out", getOut(), o},       {"dout", getDout(), o},
+      {"dout_a", getDoutA(), o}, {"dout_b", getDoutB(), o},  {"lse_b", getLseB(), l},
+      {"lse", getLse(), l},      {"dlse", getDlse(), l},     {"dlse_a", getDlseA(), l},
+      {"dlse_b", getDlseB(), l}};
+  for (auto [name, v, t] : checks)
+    if (failed(expectType(*this, name, v, t)))
+      return failure();
+  return success();
 }

@@ -124,7 +124,8 @@ def Mt_LayerNormGradOp : Mt_GradOp<"layernorm_grad"> {
 def Mt_RotaryGradOp : Mt_GradOp<"rotary_grad"> {
   let summary = "Gradient of rotary embedding: dy rotated by the opposite angle";
   let description = [{
-    Same attributes and `position_ids` as the forward `mt.rotary`.
+    Same attributes, `position_ids` and `context_parallel_axis` as the
+    forward `mt.rotary`.
 
     ```mlir
     %dx = mt.rotary_grad %dy {theta = 1.0e+04 : f64} : (tensor<4x128x4x16xf32>) -> tensor<4x128x4x16xf32>
@@ -135,10 +136,11 @@ def Mt_RotaryGradOp : Mt_GradOp<"rotary_grad"> {
                        OptionalAttr<F64Attr>:$scaling_factor,
                        OptionalAttr<F64Attr>:$low_freq_factor,
                        OptionalAttr<F64Attr>:$high_freq_factor,
-                       OptionalAttr<I64Attr>:$original_max_position);
+                       OptionalAttr<I64Attr>:$original_max_position,
+                       OptionalAttr<StrAttr>:$context_parallel_axis);
   let results = (outs Mt_FloatTensor:$dx);
   let instruction = Mt_Instruction<"Elementwise",
-      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids?",
+      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids? context_parallel_axis:s?",
       "batch*seq*heads*head_dim; position_ids?batch*seq; batch*seq*heads*head_dim">;
 }
 
@@ -146,8 +148,9 @@ def Mt_AttentionGradOp : Mt_GradOp<"attention_grad"> {
   let summary = "Gradients of causal grouped-query attention";
   let description = [{
     `out` is the result of the forward `mt.attention` (whose log-sum-exp the
-    backend keeps beside it); `position_ids` are the forward's, if any;
-    results are dq, dk, dv.
+    backend keeps beside it); `position_ids` and `context_parallel_axis`
+    are the forward's, if any; results are dq, dk, dv (dk, dv of the
+    gathered keys and values under context parallelism).
 
     ```mlir
     %dq, %dk, %dv = mt.attention_grad %q, %k, %v, %o, %do {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
@@ -159,12 +162,63 @@ def Mt_AttentionGradOp : Mt_GradOp<"attention_grad"> {
                        Mt_FloatTensor:$value, Mt_FloatTensor:$out,
                        Mt_FloatTensor:$dout, Optional<RankedTensorOf<[I32]>>:$position_ids,
                        I64Attr:$num_heads, I64Attr:$num_kv_heads,
-                       I64Attr:$head_dim, F64Attr:$scale);
+                       I64Attr:$head_dim, F64Attr:$scale,
+                       OptionalAttr<StrAttr>:$context_parallel_axis);
   let results = (outs Mt_FloatTensor:$dquery, Mt_FloatTensor:$dkey,
                       Mt_FloatTensor:$dvalue);
-  let instruction = Mt_Instruction<"Attention", "batch seq heads kv_heads head_dim scale:f position_ids?",
-      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*heads*head_dim; batch*seq*heads*head_dim; batch*heads*seq; position_ids?batch*seq; " #
-      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim", 1>;
+  let instruction = Mt_Instruction<"Attention", "batch seq kv_seq heads kv_heads head_dim scale:f position_ids? context_parallel_axis:s?",
+      "batch*seq*heads*head_dim; batch*kv_seq*kv_heads*head_dim; batch*kv_seq*kv_heads*head_dim; batch*seq*heads*head_dim; batch*seq*heads*head_dim; batch*heads*seq; position_ids?batch*seq; " #
+      "batch*seq*heads*head_dim; batch*kv_seq*kv_heads*head_dim; batch*kv_seq*kv_heads*head_dim", 1>;
+}
+
+def Mt_AttentionBlockGradOp : Mt_GradOp<"attention_block_grad"> {
+  let summary = "Gradients of one block of ring attention, from its output's and log-sum-exp's";
+  let description = [{
+    Operands: the forward's query, key, value, result `out` and `lse`, and
+    the gradients `dout` and `dlse` of both; results dq, dk, dv. Same
+    attributes as `mt.attention_block`.
+
+    ```mlir
+    %dq, %dk, %dv = mt.attention_block_grad %q, %k, %v, %o, %lse, %do, %dlse {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64, context_parallel_axis = "cp", step = 1 : i64}
+        : (tensor<4x64x4x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64x4x16xf32>, tensor<4x4x64xf32>, tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
+          -> (tensor<4x64x4x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64x2x16xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key, Mt_FloatTensor:$value,
+                       Mt_FloatTensor:$out, RankedTensorOf<[F32]>:$lse, Mt_FloatTensor:$dout,
+                       RankedTensorOf<[F32]>:$dlse, I64Attr:$num_heads, I64Attr:$num_kv_heads,
+                       I64Attr:$head_dim, F64Attr:$scale, StrAttr:$context_parallel_axis,
+                       I64Attr:$step);
+  let results = (outs Mt_FloatTensor:$dquery, Mt_FloatTensor:$dkey, Mt_FloatTensor:$dvalue);
+  let instruction = Mt_Instruction<"Attention",
+      "batch seq heads kv_heads head_dim scale:f context_parallel_axis:s step",
+      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; " #
+      "batch*seq*heads*head_dim; batch*heads*seq; batch*seq*heads*head_dim; batch*heads*seq; " #
+      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim">;
+}
+
+def Mt_AttentionMergeGradOp : Mt_GradOp<"attention_merge_grad"> {
+  let summary = "Gradients of a log-sum-exp merge of two partial attentions";
+  let description = [{
+    Operands: the forward's four operands, its results `out` and `lse`, and
+    their gradients; results the gradients of out_a, lse_a, out_b, lse_b.
+
+    ```mlir
+    %doa, %dla, %dob, %dlb = mt.attention_merge_grad %oa, %la, %ob, %lb, %o, %l, %do, %dl
+        : (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>, tensor<4x64x4x16xf32>, tensor<4x4x64xf32>, tensor<4x64x4x16xf32>, tensor<4x4x64xf32>, tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
+          -> (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>, tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$out_a, RankedTensorOf<[F32]>:$lse_a,
+                       Mt_FloatTensor:$out_b, RankedTensorOf<[F32]>:$lse_b,
+                       Mt_FloatTensor:$out, RankedTensorOf<[F32]>:$lse,
+                       Mt_FloatTensor:$dout, RankedTensorOf<[F32]>:$dlse);
+  let results = (outs Mt_FloatTensor:$dout_a, RankedTensorOf<[F32]>:$dlse_a,
+                      Mt_FloatTensor:$dout_b, RankedTensorOf<[F32]>:$dlse_b);
+  let instruction = Mt_Instruction<"Attention", "batch seq heads head_dim",
+      "batch*seq*heads*head_dim; batch*heads*seq; batch*seq*heads*head_dim; batch*heads*seq; " #
+      "batch*seq*heads*head_dim; batch*heads*seq; batch*seq*heads*head_dim; batch*heads*seq; " #
+      "batch*seq*heads*head_dim; batch*heads*seq; batch*seq*heads*head_dim; batch*heads*seq">;
 }
 
 def Mt_SwiGLUGradOp : Mt_GradOp<"swiglu_grad"> {

@@ -113,7 +113,7 @@ LogicalResult RotaryOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
         b, getLoc(), getType(), dys[0], getPositionIds(), getThetaAttr(),
         getScalingFactorAttr(),
         getLowFreqFactorAttr(), getHighFreqFactorAttr(),
-        getOriginalMaxPositionAttr());
+        getOriginalMaxPositionAttr(), getContextParallelAxisAttr());
   return success();
 }
 
@@ -125,7 +125,7 @@ LogicalResult AttentionOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
       b, getLoc(), getQuery().getType(), getKey().getType(),
       getValue().getType(), getQuery(), getKey(), getValue(), getResult(),
       dys[0], getPositionIds(), getNumHeadsAttr(), getNumKvHeadsAttr(), getHeadDimAttr(),
-      getScaleAttr());
+      getScaleAttr(), getContextParallelAxisAttr());
   Value results[] = {g.getDquery(), g.getDkey(), g.getDvalue()};
   for (int i = 0; i < 3; ++i)
     if (needed[i])
@@ -196,5 +196,38 @@ LogicalResult CrossEntropyOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                           getLogits(), getLabels(), getMask(),
                                           dys[0], getVocabParallelAxisAttr(),
                                           getValidVocabAttr());
+  return success();
+}
+
+LogicalResult AttentionBlockOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                               ArrayRef<bool> needed,
+                                               SmallVectorImpl<Value> &grads) {
+  resize(grads, *this);
+  Location loc = getLoc();
+  auto g = AttentionBlockGradOp::create(
+      b, loc, getQuery().getType(), getKey().getType(), getValue().getType(), getQuery(),
+      getKey(), getValue(), getResult(), getLse(), gradOrZeros(b, loc, getResult(), dys[0]),
+      gradOrZeros(b, loc, getLse(), dys[1]), getNumHeadsAttr(), getNumKvHeadsAttr(),
+      getHeadDimAttr(), getScaleAttr(), getContextParallelAxisAttr(), getStepAttr());
+  Value results[] = {g.getDquery(), g.getDkey(), g.getDvalue()};
+  for (int i = 0; i < 3; ++i)
+    if (needed[i])
+      grads[i] = results[i];
+  return success();
+}
+
+LogicalResult AttentionMergeOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                               ArrayRef<bool> needed,
+                                               SmallVectorImpl<Value> &grads) {
+  resize(grads, *this);
+  Location loc = getLoc();
+  auto g = AttentionMergeGradOp::create(
+      b, loc, getOutA().getType(), getLseA().getType(), getOutB().getType(),
+      getLseB().getType(), getOutA(), getLseA(), getOutB(), getLseB(), getResult(), getLse(),
+      gradOrZeros(b, loc, getResult(), dys[0]), gradOrZeros(b, loc, getLse(), dys[1]));
+  Value results[] = {g.getDoutA(), g.getDlseA(), g.getDoutB(), g.getDlseB()};
+  for (int i = 0; i < 4; ++i)
+    if (needed[i])
+      grads[i] = results[i];
   return success();
 }

@@ -18,6 +18,8 @@ inline constexpr llvm::StringLiteral kExpertMeshName = "expert_mesh";
 
 /// The axis of @mesh that tensor (and sequence) parallelism splits over.
 inline constexpr llvm::StringLiteral kTensorParallelAxis = "tp";
+/// The axis of @mesh that context parallelism splits the sequence over.
+inline constexpr llvm::StringLiteral kContextParallelAxis = "cp";
 
 /// The `shard.grid` that `name` refers to from `from`, or null. Pass
 /// `symbols` in loops: lookups are then cached.

@@ -179,6 +179,10 @@ LogicalResult RotaryOp::verify() {
   int64_t headDim = in.getDimSize(3);
   if (failed(expectPositionIds(*this, getPositionIds(), getInput())))
     return failure();
+  if (getContextParallelAxis() && (getPositionIds() || in.getDimSize(1) % 2 != 0))
+    return emitOpError() << "expects an even sequence (" << in.getDimSize(1)
+                         << ", two chunks) and no position_ids with context_parallel_axis '"
+                         << *getContextParallelAxis() << "'";
   if (headDim % 2 != 0)
     return emitOpError() << "expects an even head_dim, got " << headDim;
   if (!(getTheta().convertToDouble() > 0.0))
@@ -215,9 +219,24 @@ LogicalResult AttentionOp::verify() {
   if (failed(expectRank(*this, "query", q, 4)))
     return failure();
   int64_t b = q.getDimSize(0), s = q.getDimSize(1);
+  // Under context parallelism the keys and values are the gathered sequence.
+  int64_t kvSeq = k.getRank() == 4 ? k.getDimSize(1) : s;
+  if (getContextParallelAxis()) {
+    if (getPositionIds())
+      return emitOpError() << "expects no position_ids with context_parallel_axis '"
+                           << *getContextParallelAxis()
+                           << "' (packed sequences are not split over context parallelism)";
+    if (s % 2 != 0 || kvSeq % s != 0)
+      return emitOpError() << "expects the key sequence (" << kvSeq
+                           << ") to be a multiple of the query sequence (" << s
+                           << "), which is even (two chunks) under context_parallel_axis '"
+                           << *getContextParallelAxis() << "'";
+  } else {
+    kvSeq = s;
+  }
   if (failed(expectShape(*this, "query", q, {b, s, heads, dim})) ||
-      failed(expectShape(*this, "key", k, {b, s, kvHeads, dim})) ||
-      failed(expectShape(*this, "value", v, {b, s, kvHeads, dim})) ||
+      failed(expectShape(*this, "key", k, {b, kvSeq, kvHeads, dim})) ||
+      failed(expectShape(*this, "value", v, {b, kvSeq, kvHeads, dim})) ||
       failed(expectSameElementType(*this, "query", q, "key", k)) ||
       failed(expectSameElementType(*this, "query", q, "value", v)) ||
       failed(expectPositionIds(*this, getPositionIds(), getQuery())))
@@ -321,3 +340,43 @@ LogicalResult CrossEntropyLossOp::verify() {
 
 #define GET_OP_CLASSES
 #include "dialects/mt/MtOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// Ring attention (context parallelism, cp_comm_type p2p)
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionBlockOp::verify() {
+  int64_t heads = getNumHeads(), kvHeads = getNumKvHeads(), dim = getHeadDim();
+  if (heads <= 0 || kvHeads <= 0 || dim <= 0 || heads % kvHeads != 0)
+    return emitOpError() << "expects positive num_heads (" << heads << "), num_kv_heads ("
+                         << kvHeads << ") and head_dim (" << dim
+                         << "), num_heads divisible by num_kv_heads";
+  auto q = tensorOf(getQuery());
+  if (failed(expectRank(*this, "query", q, 4)))
+    return failure();
+  int64_t b = q.getDimSize(0), s = q.getDimSize(1);
+  if (failed(expectShape(*this, "query", q, {b, s, heads, dim})) ||
+      failed(expectShape(*this, "key", tensorOf(getKey()), {b, s, kvHeads, dim})) ||
+      failed(expectShape(*this, "value", tensorOf(getValue()), {b, s, kvHeads, dim})) ||
+      failed(expectType(*this, "result", getResult(), getQuery().getType())) ||
+      failed(expectShape(*this, "lse", tensorOf(getLse()), {b, heads, s})))
+    return failure();
+  if (s % 2 != 0 || int64_t(getStep()) < 0)
+    return emitOpError() << "expects an even sequence (" << s
+                         << ", two chunks) and a step >= 0, got " << getStep();
+  return success();
+}
+
+LogicalResult AttentionMergeOp::verify() {
+  auto o = tensorOf(getOutA());
+  if (failed(expectRank(*this, "out_a", o, 4)))
+    return failure();
+  Type lse = RankedTensorType::get({o.getDimSize(0), o.getDimSize(2), o.getDimSize(1)},
+                                   Float32Type::get(getContext()));
+  if (failed(expectType(*this, "out_b", getOutB(), o)) ||
+      failed(expectType(*this, "result", getResult(), o)) ||
+      failed(expectType(*this, "lse_a", getLseA(), lse)) ||
+      failed(expectType(*this, "lse_b", getLseB(), lse)))
+    return failure();
+  return expectType(*this, "lse", getLse(), lse);
+}

@@ -270,6 +270,12 @@ def Mt_RotaryOp : Mt_Op<"rotary", [Pure, AllTypesMatch<["input", "result"]>,
     `low_freq_factor`, `high_freq_factor` and `original_max_position` are
     then required.
 
+    With `context_parallel_axis` (mt-partition-cp), the sequence is split
+    over that axis with Megatron-Core's load balancing: of 2·cp chunks of
+    S / (2·cp) tokens, the rank at coordinate r holds chunks r and
+    2·cp-1-r, and token s of its [B, S/cp] slice takes the position of its
+    place in the whole sequence (runtime/kernels/ContextParallel.h).
+
     ```mlir
     %q = mt.rotary %q0 {theta = 5.0e+05 : f64} : tensor<4x128x4x16xf32>
     %k = mt.rotary %k0 {theta = 5.0e+05 : f64, scaling_factor = 3.2e+01 : f64,
@@ -283,14 +289,15 @@ def Mt_RotaryOp : Mt_Op<"rotary", [Pure, AllTypesMatch<["input", "result"]>,
                        OptionalAttr<F64Attr>:$scaling_factor,
                        OptionalAttr<F64Attr>:$low_freq_factor,
                        OptionalAttr<F64Attr>:$high_freq_factor,
-                       OptionalAttr<I64Attr>:$original_max_position);
+                       OptionalAttr<I64Attr>:$original_max_position,
+                       OptionalAttr<StrAttr>:$context_parallel_axis);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = [{
     $input (`positions` $position_ids^ `:` type($position_ids))? attr-dict `:` type($result)
   }];
   let hasVerifier = 1;
   let instruction = Mt_Instruction<"Elementwise",
-      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids?",
+      "batch seq heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids? context_parallel_axis:s?",
       "batch*seq*heads*head_dim; position_ids?batch*seq; batch*seq*heads*head_dim">;
 }
 
@@ -309,6 +316,13 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_Diff
     causal part of its own document (FlashAttention's varlen attention with
     cu_seqlens, Hugging Face's packed `position_ids`).
 
+    With `context_parallel_axis` (Megatron-Core's cp_comm_type all_gather),
+    `query` is this rank's [B, S/cp] slice of the sequence in the
+    load-balanced layout of `mt.rotary` (chunks r and 2·cp-1-r of 2·cp) and
+    `key`, `value` are the all-gather over that axis of every rank's slice,
+    [B, S, ...] in rank order; the causal mask compares the tokens' places
+    in the whole sequence (runtime/kernels/ContextParallel.h).
+
     ```mlir
     %o = mt.attention %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}
         : (tensor<4x128x4x16xf32>, tensor<4x128x2x16xf32>, tensor<4x128x2x16xf32>) -> tensor<4x128x4x16xf32>
@@ -319,13 +333,74 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_Diff
   let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key,
                        Mt_FloatTensor:$value, Optional<RankedTensorOf<[I32]>>:$position_ids,
                        I64Attr:$num_heads,
-                       I64Attr:$num_kv_heads, I64Attr:$head_dim, F64Attr:$scale);
+                       I64Attr:$num_kv_heads, I64Attr:$head_dim, F64Attr:$scale,
+                       OptionalAttr<StrAttr>:$context_parallel_axis);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"Attention", "batch seq heads kv_heads head_dim scale:f position_ids?",
-      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; position_ids?batch*seq; " #
+  let instruction = Mt_Instruction<"Attention", "batch seq kv_seq heads kv_heads head_dim scale:f position_ids? context_parallel_axis:s?",
+      "batch*seq*heads*head_dim; batch*kv_seq*kv_heads*head_dim; batch*kv_seq*kv_heads*head_dim; position_ids?batch*seq; " #
       "batch*seq*heads*head_dim; batch*heads*seq", 0, 1>;
+}
+
+// Ring attention (Megatron-Core's cp_comm_type p2p): mt-partition-cp turns
+// an mt.attention into cp blocks, step t attending to the keys and values of
+// the rank t places back on the ring (passed on by mt.ring_shift), merged by
+// their log-sum-exp.
+
+def Mt_AttentionBlockOp : Mt_Op<"attention_block", [Pure,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Causal attention of this rank's queries to one cp rank's keys, with its log-sum-exp";
+  let description = [{
+    `query` [B, S, num_heads, head_dim] is this rank's slice of the
+    sequence under context parallelism over `context_parallel_axis` (the
+    load-balanced layout of `mt.rotary`); `key`, `value` [B, S, num_kv_heads,
+    head_dim] are the slice of the rank at coordinate (r - `step`) mod cp.
+    Query i sees key j when j's place in the sequence is at most i's.
+    Results: the softmax-weighted values over the visible keys (0 for a
+    query that sees none) and `lse` [B, num_heads, S] f32, their
+    log-sum-exp (-inf for a query that sees none).
+
+    ```mlir
+    %o, %lse = mt.attention_block %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64, context_parallel_axis = "cp", step = 1 : i64}
+        : (tensor<4x64x4x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64x2x16xf32>) -> (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key, Mt_FloatTensor:$value,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads, I64Attr:$head_dim,
+                       F64Attr:$scale, StrAttr:$context_parallel_axis, I64Attr:$step);
+  let results = (outs Mt_FloatTensor:$result, RankedTensorOf<[F32]>:$lse);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Attention",
+      "batch seq heads kv_heads head_dim scale:f context_parallel_axis:s step",
+      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; " #
+      "batch*seq*heads*head_dim; batch*heads*seq">;
+}
+
+def Mt_AttentionMergeOp : Mt_Op<"attention_merge", [Pure,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Two partial attentions over disjoint keys merged by their log-sum-exp";
+  let description = [{
+    `out_a`, `out_b` [B, S, H, D] with `lse_a`, `lse_b` [B, H, S] f32: the
+    attention of the same queries over two disjoint key sets. Result: the
+    attention over their union, lse = log(exp(lse_a) + exp(lse_b)) and
+    out = exp(lse_a - lse) out_a + exp(lse_b - lse) out_b (0 and -inf where
+    both are empty), as Megatron-Core's ring attention merges its steps.
+
+    ```mlir
+    %o, %lse = mt.attention_merge %oa, %la, %ob, %lb
+        : (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>, tensor<4x64x4x16xf32>, tensor<4x4x64xf32>) -> (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$out_a, RankedTensorOf<[F32]>:$lse_a,
+                       Mt_FloatTensor:$out_b, RankedTensorOf<[F32]>:$lse_b);
+  let results = (outs Mt_FloatTensor:$result, RankedTensorOf<[F32]>:$lse);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Attention", "batch seq heads head_dim",
+      "batch*seq*heads*head_dim; batch*heads*seq; batch*seq*heads*head_dim; batch*heads*seq; " #
+      "batch*seq*heads*head_dim; batch*heads*seq">;
 }
 
 //===----------------------------------------------------------------------===//

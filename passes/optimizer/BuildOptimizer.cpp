@@ -134,10 +134,21 @@ struct BuildOptimizerPass
   int64_t dp = 1, cp = 1, edp = 1;
 
   /// A parameter's gradient averaged over the ranks that hold replicas of
-  /// it: a dense one over dp; an expert one (on @expert_mesh, whose
-  /// gradient sums the tokens of its ep group) summed over edp and scaled by
-  /// 1 / (dp·cp), Megatron-Core's expert_gradient_scaling_factor.
+  /// it: a dense one summed over cp and averaged over dp; an expert one (on
+  /// @expert_mesh, whose gradient sums the tokens of its ep group) summed
+  /// over edp and scaled by 1 / (dp·cp), Megatron-Core's
+  /// expert_gradient_scaling_factor.
   Value reduceGradient(OpBuilder &b, ParamOp p, Value g);
+
+  /// `grad` summed over the cp ranks (unchanged without cp): each cp rank's
+  /// gradients are its tokens' share of the sequence's (Megatron-Core
+  /// reduces dense gradients over dp x cp).
+  Value sumOverContextParallel(OpBuilder &b, Location loc, Value grad) const {
+    if (cp == 1)
+      return grad;
+    return AllReduceOp::create(b, loc, grad, b.getStringAttr(kContextParallelAxis),
+                               b.getStringAttr("sum"));
+  }
 
   /// The arguments and results of @optimizer_step after `step`.
   struct Signature {
@@ -228,10 +239,12 @@ DictionaryAttr roleAttrs(OpBuilder &b, ParamOp p, StringRef role,
 }
 
 Value BuildOptimizerPass::reduceGradient(OpBuilder &b, ParamOp p, Value g) {
-  if (!onExpertMesh(p))
+  if (!onExpertMesh(p)) {
+    g = sumOverContextParallel(b, p.getLoc(), g);
     return dp > 1 ? AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kDataParallelAxis),
                                         b.getStringAttr("mean"))
                   : g;
+  }
   if (edp > 1)
     g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kExpertDataParallelAxis),
                             b.getStringAttr("sum"));
@@ -340,8 +353,9 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
     Type shard = argOf(k, 2).getType();
     if (!bucket.experts) {
-      shards.push_back(ReduceScatterOp::create(b, loc, shard, argOf(k, 1), dpAxis, dim0,
-                                               b.getStringAttr("mean")));
+      shards.push_back(ReduceScatterOp::create(b, loc, shard,
+                                               sumOverContextParallel(b, loc, argOf(k, 1)),
+                                               dpAxis, dim0, b.getStringAttr("mean")));
     } else {
       Value g = argOf(k, 1);
       if (edp > 1)
@@ -404,7 +418,7 @@ void BuildOptimizerPass::runOnOperation() {
       return signalPassFailure();
     }
     dp = *size;
-    cp = axisSize(mesh, "cp").value_or(1);
+    cp = axisSize(mesh, kContextParallelAxis).value_or(1);
   }
   edp = 1;
   if (auto experts = module.lookupSymbol<shard::GridOp>(kExpertMeshName))

@@ -3,6 +3,8 @@
 // accumulation), over whole rows or over the documents packed in them.
 #include "runtime/cpu/Attention.h"
 
+#include "runtime/kernels/ContextParallel.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -53,6 +55,25 @@ double dot(const float *a, const float *b, int64_t n) {
   return sum;
 }
 
+/// The keys [first, last] that query i of a row may see, and under
+/// context parallelism which of them: those whose place in the whole
+/// sequence is not after the query's.
+struct KeyRange {
+  const AttentionShape &shape;
+  const int32_t *rowPositions;
+
+  int64_t first(int64_t i) const {
+    return shape.cpSize > 1 ? 0 : documentStart(rowPositions, i);
+  }
+  int64_t last(int64_t i) const { return shape.cpSize > 1 ? shape.kvSeq() - 1 : i; }
+  bool visible(int64_t i, int64_t j) const {
+    if (shape.cpSize == 1)
+      return true;
+    return kernels::contextParallelGatheredPosition(j, shape.seq, shape.cpSize) <=
+           kernels::contextParallelPosition(i, shape.seq, shape.cpRank, shape.cpSize);
+  }
+};
+
 } // namespace
 
 void rotaryForward(const float *x, float *y, int64_t batch, int64_t seq,
@@ -75,27 +96,33 @@ void attentionForward(const float *q, const float *k, const float *v,
   const int64_t seq = shape.seq, heads = shape.heads, dim = shape.headDim;
   const int64_t kvHeads = shape.kvHeads, group = heads / kvHeads;
   const double scale = shape.scale;
+  const int64_t kvSeq = shape.kvSeq();
   const int64_t tasks = shape.batch * heads * seq;
 #pragma omp parallel
   {
-    std::vector<double> scores(static_cast<size_t>(seq));
+    std::vector<double> scores(static_cast<size_t>(kvSeq));
     std::vector<double> acc(static_cast<size_t>(dim));
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t i = task % seq, h = (task / seq) % heads;
       const int64_t b = task / (seq * heads), g = h / group;
       const float *qRow = q + ((b * seq + i) * heads + h) * dim;
-      const int64_t first = documentStart(positionIds ? positionIds + b * seq : nullptr, i);
+      const KeyRange keys{shape, positionIds ? positionIds + b * seq : nullptr};
+      const int64_t first = keys.first(i), last = keys.last(i);
       double maxScore = -std::numeric_limits<double>::infinity();
-      for (int64_t j = first; j <= i; ++j) {
-        const float *kRow = k + ((b * seq + j) * kvHeads + g) * dim;
+      for (int64_t j = first; j <= last; ++j) {
+        if (!keys.visible(i, j))
+          continue;
+        const float *kRow = k + ((b * kvSeq + j) * kvHeads + g) * dim;
         scores[j] = scale * dot(qRow, kRow, dim);
         maxScore = std::max(maxScore, scores[j]);
       }
       double sum = 0;
       std::fill(acc.begin(), acc.end(), 0.0);
-      for (int64_t j = first; j <= i; ++j) {
-        const float *vRow = v + ((b * seq + j) * kvHeads + g) * dim;
+      for (int64_t j = first; j <= last; ++j) {
+        if (!keys.visible(i, j))
+          continue;
+        const float *vRow = v + ((b * kvSeq + j) * kvHeads + g) * dim;
         const double weight = std::exp(scores[j] - maxScore);
         sum += weight;
         for (int64_t d = 0; d < dim; ++d)
@@ -121,16 +148,17 @@ void attentionBackward(const float *q, const float *k, const float *v,
   const int64_t seq = shape.seq, heads = shape.heads, dim = shape.headDim;
   const int64_t kvHeads = shape.kvHeads, group = heads / kvHeads;
   const double scale = shape.scale;
+  const int64_t kvSeq = shape.kvSeq();
   const int64_t tasks = shape.batch * kvHeads;
 #pragma omp parallel
   {
-    std::vector<double> dkAcc(static_cast<size_t>(seq * dim));
-    std::vector<double> dvAcc(static_cast<size_t>(seq * dim));
+    std::vector<double> dkAcc(static_cast<size_t>(kvSeq * dim));
+    std::vector<double> dvAcc(static_cast<size_t>(kvSeq * dim));
     std::vector<double> dqAcc(static_cast<size_t>(dim));
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t b = task / kvHeads, g = task % kvHeads;
-      const int32_t *rowPositions = positionIds ? positionIds + b * seq : nullptr;
+      const KeyRange keys{shape, positionIds ? positionIds + b * seq : nullptr};
       std::fill(dkAcc.begin(), dkAcc.end(), 0.0);
       std::fill(dvAcc.begin(), dvAcc.end(), 0.0);
       for (int64_t h = g * group; h < (g + 1) * group; ++h) {
@@ -140,8 +168,10 @@ void attentionBackward(const float *q, const float *k, const float *v,
           const double rowLse = lse[(b * heads + h) * seq + i];
           const double delta = dot(doRow, out + qAt, dim);
           std::fill(dqAcc.begin(), dqAcc.end(), 0.0);
-          for (int64_t j = documentStart(rowPositions, i); j <= i; ++j) {
-            const int64_t kvAt = ((b * seq + j) * kvHeads + g) * dim;
+          for (int64_t j = keys.first(i); j <= keys.last(i); ++j) {
+            if (!keys.visible(i, j))
+              continue;
+            const int64_t kvAt = ((b * kvSeq + j) * kvHeads + g) * dim;
             const float *kRow = k + kvAt, *vRow = v + kvAt;
             const double prob = std::exp(scale * dot(qRow, kRow, dim) - rowLse);
             const double dScore = prob * (dot(doRow, vRow, dim) - delta);
@@ -157,8 +187,8 @@ void attentionBackward(const float *q, const float *k, const float *v,
             dq[qAt + d] += static_cast<float>(scale * dqAcc[d]);
         }
       }
-      for (int64_t j = 0; j < seq; ++j) {
-        const int64_t kvAt = ((b * seq + j) * kvHeads + g) * dim;
+      for (int64_t j = 0; j < kvSeq; ++j) {
+        const int64_t kvAt = ((b * kvSeq + j) * kvHeads + g) * dim;
         for (int64_t d = 0; d < dim; ++d) {
           dk[kvAt + d] += static_cast<float>(scale * dkAcc[j * dim + d]);
           dv[kvAt + d] += static_cast<float>(dvAcc[j * dim + d]);

@@ -28,6 +28,13 @@ void rotaryBackward(const float *dy, float *dx, int64_t batch, int64_t seq,
 struct AttentionShape {
   int64_t batch, seq, heads, kvHeads, headDim;
   float scale;
+  /// Context parallelism (cp_comm_type all_gather): with cpSize > 1 the
+  /// queries are the [seq] slice of the rank at coordinate cpRank and the
+  /// keys and values the all-gather of every rank's slice, [seq · cpSize]
+  /// rank-major; query i sees key j where j's place in the whole sequence
+  /// is at most i's (runtime/kernels/ContextParallel.h).
+  int64_t cpRank = 0, cpSize = 1;
+  int64_t kvSeq() const { return seq * cpSize; }
 };
 
 /// The first key query i of a row sees: 0, or with packed documents the
@@ -41,7 +48,7 @@ inline int64_t documentStart(const int32_t *rowPositions, int64_t i) {
   return start < 0 ? 0 : (start > i ? i : start);
 }
 
-/// q, out [batch, seq, heads, headDim]; k, v [batch, seq, kvHeads, headDim];
+/// q, out [batch, seq, heads, headDim]; k, v [batch, kvSeq, kvHeads, headDim];
 /// positionIds [batch, seq] or null. Query head h uses kv head
 /// h / (heads / kvHeads); position i attends to j in [documentStart(i), i].
 /// lse [batch, heads, seq] receives the log-sum-exp of the scaled scores of

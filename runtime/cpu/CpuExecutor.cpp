@@ -8,7 +8,9 @@
 #include "runtime/cpu/MoEPermute.h"
 #include "runtime/cpu/Norm.h"
 #include "runtime/cpu/Optimizer.h"
+#include "runtime/cpu/RingAttention.h"
 #include "runtime/cpu/VocabParallel.h"
+#include "runtime/kernels/ContextParallel.h"
 
 #include <climits>
 #include <cmath>
@@ -32,9 +34,42 @@ struct Io {
   float *out(int i) const { return m.f32(in.outputs(i)); }
 };
 
-AttentionShape attentionOf(const Attrs &a) {
-  return {a.i("batch"), a.i("seq"), a.i("heads"), a.i("kv_heads"), a.i("head_dim"),
-          float(a.f("scale"))};
+/// The rank's coordinate and the size of the instruction's
+/// context_parallel_axis ({0, 1} without one or on a single rank).
+std::pair<int64_t, int64_t> contextParallelOf(const Attrs &a, const exec::RankContext *rank) {
+  std::string axis = a.s("context_parallel_axis");
+  if (axis.empty() || !rank)
+    return {0, 1};
+  return {rank->coordinate(axis), rank->axisSize(axis)};
+}
+
+/// The attention's shape; an error when its keys are not the gather of the
+/// rank's context-parallel group.
+Expected<AttentionShape> attentionOf(const Attrs &a, const exec::RankContext *rank) {
+  AttentionShape shape{a.i("batch"), a.i("seq"), a.i("heads"), a.i("kv_heads"),
+                       a.i("head_dim"), float(a.f("scale"))};
+  std::tie(shape.cpRank, shape.cpSize) = contextParallelOf(a, rank);
+  if (a.i("kv_seq") != shape.kvSeq())
+    return Status::error("attention: kv_seq (" + std::to_string(a.i("kv_seq")) +
+                         ") is not seq (" + std::to_string(shape.seq) + ") x the " +
+                         std::to_string(shape.cpSize) + " ranks of context_parallel_axis '" +
+                         a.s("context_parallel_axis") + "'");
+  return shape;
+}
+
+/// The place of each token of a rotary's [batch, seq] slice in the whole
+/// sequence under context parallelism (empty: none; positions are s).
+std::vector<int32_t> contextParallelPositions(const Attrs &a, const exec::RankContext *rank) {
+  auto [cpRank, cpSize] = contextParallelOf(a, rank);
+  if (cpSize == 1)
+    return {};
+  int64_t batch = a.i("batch"), seq = a.i("seq");
+  std::vector<int32_t> positions(size_t(batch * seq));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t s = 0; s < seq; ++s)
+      positions[size_t(b * seq + s)] =
+          int32_t(kernels::contextParallelPosition(s, seq, cpRank, cpSize));
+  return positions;
 }
 
 RouterShape routerOf(const Attrs &a) {
@@ -152,25 +187,73 @@ void addNormAndAttentionKernels(Table &t) {
     layernormBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), io.out(2),
                       a.i("rows"), a.i("dim"), float(a.f("eps")));
   });
-  t[Op::rotary] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::rotary] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
     Io io{in, m};
+    std::vector<int32_t> cp = contextParallelPositions(a, k.rank);
     rotaryForward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
-                  a.i("head_dim"), kernels::rotaryParamsOf(a), io.positions(1));
-  });
-  t[Op::rotary_grad] = plain([](auto &in, auto &a, auto &m) {
+                  a.i("head_dim"), kernels::rotaryParamsOf(a),
+                  cp.empty() ? io.positions(1) : cp.data());
+    return Status::ok();
+  };
+  t[Op::rotary_grad] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
     Io io{in, m};
+    std::vector<int32_t> cp = contextParallelPositions(a, k.rank);
     rotaryBackward(io.f(0), io.out(0), a.i("batch"), a.i("seq"), a.i("heads"),
-                   a.i("head_dim"), kernels::rotaryParamsOf(a), io.positions(1));
-  });
-  t[Op::attention] = plain([](auto &in, auto &a, auto &m) {
+                   a.i("head_dim"), kernels::rotaryParamsOf(a),
+                   cp.empty() ? io.positions(1) : cp.data());
+    return Status::ok();
+  };
+  t[Op::attention] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
     Io io{in, m};
-    attentionForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), attentionOf(a),
-                     io.positions(3));
-  });
-  t[Op::attention_grad] = plain([](auto &in, auto &a, auto &m) {
+    Expected<AttentionShape> shape = attentionOf(a, k.rank);
+    if (!shape)
+      return shape.status();
+    attentionForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), *shape, io.positions(3));
+    return Status::ok();
+  };
+  t[Op::attention_grad] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
     Io io{in, m};
+    Expected<AttentionShape> shape = attentionOf(a, k.rank);
+    if (!shape)
+      return shape.status();
     attentionBackward(io.f(0), io.f(1), io.f(2), io.f(3), io.f(5), io.f(4), io.out(0),
-                      io.out(1), io.out(2), attentionOf(a), io.positions(6));
+                      io.out(1), io.out(2), *shape, io.positions(6));
+    return Status::ok();
+  };
+}
+
+/// A ring-attention block's shape: the rank's coordinate on its cp axis.
+AttentionShape attentionBlockOf(const Attrs &a, const exec::RankContext *rank) {
+  AttentionShape shape{a.i("batch"), a.i("seq"), a.i("heads"), a.i("kv_heads"),
+                       a.i("head_dim"), float(a.f("scale"))};
+  std::tie(shape.cpRank, shape.cpSize) = contextParallelOf(a, rank);
+  return shape;
+}
+
+void addRingAttentionKernels(Table &t) {
+  t[Op::attention_block] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+    Io io{in, m};
+    attentionBlockForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1),
+                          attentionBlockOf(a, k.rank), a.i("step"));
+    return Status::ok();
+  };
+  t[Op::attention_block_grad] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
+    Io io{in, m};
+    attentionBlockBackward(io.f(0), io.f(1), io.f(2), io.f(3), io.f(4), io.f(5), io.f(6),
+                           io.out(0), io.out(1), io.out(2), attentionBlockOf(a, k.rank),
+                           a.i("step"));
+    return Status::ok();
+  };
+  t[Op::attention_merge] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    attentionMergeForward(io.f(0), io.f(1), io.f(2), io.f(3), io.out(0), io.out(1),
+                          a.i("batch"), a.i("seq"), a.i("heads"), a.i("head_dim"));
+  });
+  t[Op::attention_merge_grad] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    attentionMergeBackward(io.f(0), io.f(1), io.f(2), io.f(3), io.f(4), io.f(5), io.f(6),
+                           io.f(7), io.out(0), io.out(1), io.out(2), io.out(3), a.i("batch"),
+                           a.i("seq"), a.i("heads"), a.i("head_dim"));
   });
 }
 
@@ -411,6 +494,27 @@ public:
     return group->allToAllV(m.f32(in.inputs(0)), sendCounts, out, recvCounts, comm::DType::F32);
   }
 
+  /// The input to the next rank of the axis's ring (the previous one with
+  /// `reverse`), the previous one's into the output: an all-to-all-v with
+  /// one non-empty block each way, which cannot deadlock as paired
+  /// blocking sends and receives around an odd ring could.
+  static Status ringShift(const Instruction &in, const Attrs &a, HostMemory &m,
+                          const KernelContext &k) {
+    const size_t n = size_t(a.i("n"));
+    comm::Communicator *group = k.rank ? k.rank->group(a.s("axis")) : nullptr;
+    if (!group) { // one rank on the axis: its value comes back to it
+      std::memmove(m.f32(in.outputs(0)), m.f32(in.inputs(0)), n * sizeof(float));
+      return Status::ok();
+    }
+    const int64_t size = group->size(), r = k.rank->coordinate(a.s("axis"));
+    const int64_t shift = a.i("reverse", 0) ? size - 1 : 1;
+    std::vector<size_t> sendCounts(static_cast<size_t>(size)), recvCounts(sendCounts);
+    sendCounts[size_t((r + shift) % size)] = n;
+    recvCounts[size_t((r + size - shift) % size)] = n;
+    return group->allToAllV(m.f32(in.inputs(0)), sendCounts, m.f32(in.outputs(0)), recvCounts,
+                            comm::DType::F32);
+  }
+
   /// Megatron-Core's alltoall-dispatcher preprocess: this rank's counts per
   /// expert exchanged over `axis` (E/P each way), and their sums. The i32
   /// counts travel as 4-byte words (the exchange moves bytes only).
@@ -495,6 +599,7 @@ public:
     };
     t[Op::all_gather] = allGather;
     t[Op::all_to_all_v] = allToAllV;
+    t[Op::ring_shift] = ringShift;
     t[Op::moe_exchange_counts] = exchangeCounts;
     t[Op::reduce_scatter] = reduceScatter;
     t[Op::all_slice] = allSlice;
@@ -538,6 +643,7 @@ const Table &kernelTable() {
     Table t;
     addDenseKernels(t);
     addNormAndAttentionKernels(t);
+    addRingAttentionKernels(t);
     addMoEAndLossKernels(t);
     addMoEPermuteKernels(t);
     addLossKernels(t);

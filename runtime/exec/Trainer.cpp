@@ -2,6 +2,8 @@
 // come from the backend).
 #include "runtime/exec/Trainer.h"
 
+#include "runtime/exec/ContextParallelBatch.h"
+
 #include "runtime/cpu/CpuExecutor.h"
 #include "runtime/exec/Initialization.h"
 #include "runtime/exec/PipelineChannels.h"
@@ -246,6 +248,9 @@ private:
   Status writeLogits();
   std::vector<float> logits_;
   std::vector<int64_t> logitsShape_;
+  /// Each micro-batch's share of its loss on this rank: 1, or under context
+  /// parallelism the share of its tokens (fillContextParallelBatch).
+  std::vector<double> lossShare_;
 
   const TrainOptions &o_;
   std::ostream &rankZeroLog_;
@@ -287,6 +292,7 @@ Status TrainingRun::prepare() {
   if (!rank)
     return rank.status();
   rank_ = std::move(*rank);
+  lossShare_.assign(size_t(plan_.training().micro_batches_per_step()), 1.0);
   std::optional<RunState> checkpoint;
   if (Status s = chooseSettings(checkpoint); !s)
     return s;
@@ -485,6 +491,9 @@ Status TrainingRun::writeLogits() {
   if (rank_->axisSize("tp") > 1)
     return Status::error("--dump-logits needs a plan without tensor parallelism (each tp "
                          "rank holds a slice of the vocabulary)");
+  if (rank_->axisSize("cp") > 1)
+    return Status::error("--dump-logits needs a plan without context parallelism (each cp "
+                         "rank holds two chunks of the sequence)");
   if (rank_->rank() != 0)
     return Status::ok();
   const plan::Bindings &b = plan_.bindings();
@@ -507,6 +516,20 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
   io::BatchLayout layout{t.micro_batch(), t.micro_batches_per_step(), rank_->axisSize("dp")};
   io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
   *m.f32(b.loss_scale()) = float(plan_.step_loss().loss_scale());
+  if (rank_->axisSize("cp") > 1) {
+    // The rank's chunks of the sequence; its loss and gradients count as its
+    // share of the micro-batch's tokens (summed over cp by the plan).
+    size_t local = size_t(t.micro_batch() * t.seq() / rank_->axisSize("cp"));
+    auto share = fillContextParallelBatch(
+        *dataset_, layout, coord, t.seq(), {rank_->coordinate("cp"), rank_->axisSize("cp")},
+        {m.i32(b.input_ids()), local}, {m.i32(b.labels()), local},
+        {m.f32(b.loss_mask()), local});
+    if (!share)
+      return share.status();
+    lossShare_[size_t(micro)] = *share;
+    *m.f32(b.loss_scale()) *= float(*share);
+    return executor_->inputsWritten();
+  }
   std::span<int32_t> positions;
   if (b.has_position_ids())
     positions = {m.i32(b.position_ids()), rows};
@@ -541,7 +564,8 @@ Expected<double> TrainingRun::microBatchPasses(int64_t step) {
       if (Status s = writeLogits(); !s)
         return s;
     if (a.adds_loss())
-      loss += *memory_->f32(plan_.bindings().loss()) * plan_.step_loss().micro_batch_weight();
+      loss += *memory_->f32(plan_.bindings().loss()) * plan_.step_loss().micro_batch_weight() *
+              lossShare_[size_t(a.micro_batch())];
   }
   if (pipeline_)
     if (Status s = pipeline_->flush(); !s)

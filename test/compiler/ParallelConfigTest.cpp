@@ -99,6 +99,12 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
        "expert_model_parallel_size (--ep 2) needs a mixture-of-experts model"},
       {"seq % 2cp", [](auto &c, auto &m) { c.cp = 3; m.seq = 64; },
        "seq_length (64) must be divisible by 2 x context_parallel_size (2 x 3 = 6)"},
+      {"cp_comm_type not built", [](auto &c, auto &) { c.cp = 2, c.cpCommType = "a2a"; },
+       "cp_comm_type (--cp-comm-type) 'a2a': not built in this version of mtc; use p2p or "
+       "all_gather"},
+      {"cp_comm_type unknown", [](auto &c, auto &) { c.cp = 2, c.cpCommType = "ring"; },
+       "cp_comm_type (--cp-comm-type) 'ring': expected one of Megatron-Core's p2p, all_gather, "
+       "a2a (this version builds p2p and all_gather)"},
       {"world % model parallel", [](auto &c, auto &) { c.tp = 2, c.pp = 2, c.worldSize = 6; },
        "world size (6) must be divisible by tp (2) x pp (2) x cp (1) = 4"},
       {"ep x etp divides a stage", [](auto &c, auto &m) {

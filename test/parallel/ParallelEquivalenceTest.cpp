@@ -14,7 +14,8 @@ namespace {
 using Case = std::tuple<std::string, std::string, std::string>; // model, layout, reference
 
 // What run-layouts.sh trains: steps and peak learning rate.
-constexpr double kSteps = 3, kLr = 1e-3;
+constexpr int kSteps = 3;
+constexpr double kLr = 1e-3;
 
 class ParallelEquivalence : public ::testing::TestWithParam<Case> {};
 

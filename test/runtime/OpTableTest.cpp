@@ -63,8 +63,8 @@ Instruction withInts(const char *op, std::initializer_list<std::pair<const char 
 TEST(OpTable, OptionalPositionIdsComeAfterTheInputs) {
   // varlen: attention's [batch, seq] position ids follow q, k, v (and the
   // backward's log-sum-exp), before the outputs.
-  Instruction instr = withInts("attention", {{"batch", 2}, {"seq", 3}, {"heads", 1},
-                                             {"kv_heads", 1}, {"head_dim", 4}});
+  Instruction instr = withInts("attention", {{"batch", 2}, {"seq", 3}, {"kv_seq", 3},
+                                             {"heads", 1}, {"kv_heads", 1}, {"head_dim", 4}});
   const OpSignature &attention = signature(Op::attention);
   EXPECT_EQ(attention.counts(Attrs(instr)), (std::vector<int64_t>{24, 24, 24, 24, 6}));
   auto *positions = instr.add_attributes();

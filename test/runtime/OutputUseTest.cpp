@@ -19,6 +19,7 @@ TEST(OutputUse, BackwardOpsAndAccumulateAddEveryOtherOpWrites) {
   const std::set<std::string> adders = {
       "embedding_grad", "linear_grad_input", "linear_grad_weight", "bias_grad",
       "rmsnorm_grad", "add_rmsnorm_grad", "layernorm_grad", "rotary_grad", "attention_grad",
+      "attention_block_grad", "attention_merge_grad",
       "swiglu_grad", "gelu_grad", "moe_router_grad", "moe_permute_grad",
       "moe_unpermute_grad", "moe_grouped_mlp_grad", "sigmoid_gate_grad",
       "cross_entropy_grad", "vocab_parallel_cross_entropy_grad", "accumulate"};

@@ -154,3 +154,65 @@ func.func @attention_positions_type(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x1
       : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8xi64>) -> tensor<2x8x4x16xf32>
   return
 }
+
+// -----
+
+func.func @attention_cp_key_sequence(%q: tensor<2x8x4x16xf32>, %k: tensor<2x12x2x16xf32>) {
+  // expected-error @+1 {{'mt.attention' op expects the key sequence (12) to be a multiple of the query sequence (8), which is even (two chunks) under context_parallel_axis 'cp'}}
+  %o = mt.attention %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp"}
+      : (tensor<2x8x4x16xf32>, tensor<2x12x2x16xf32>, tensor<2x12x2x16xf32>) -> tensor<2x8x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @attention_cp_positions(%q: tensor<2x8x4x16xf32>, %k: tensor<2x16x2x16xf32>, %pos: tensor<2x8xi32>) {
+  // expected-error @+1 {{'mt.attention' op expects no position_ids with context_parallel_axis 'cp' (packed sequences are not split over context parallelism)}}
+  %o = mt.attention %q, %k, %k, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp"}
+      : (tensor<2x8x4x16xf32>, tensor<2x16x2x16xf32>, tensor<2x16x2x16xf32>, tensor<2x8xi32>) -> tensor<2x8x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @attention_key_sequence_without_cp(%q: tensor<2x8x4x16xf32>, %k: tensor<2x16x2x16xf32>) {
+  // expected-error @+1 {{'mt.attention' op expects key of shape [2, 8, 2, 16], got [2, 16, 2, 16]}}
+  %o = mt.attention %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64}
+      : (tensor<2x8x4x16xf32>, tensor<2x16x2x16xf32>, tensor<2x16x2x16xf32>) -> tensor<2x8x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @rotary_cp_odd_sequence(%x: tensor<2x7x4x16xf32>) {
+  // expected-error @+1 {{'mt.rotary' op expects an even sequence (7, two chunks) and no position_ids with context_parallel_axis 'cp'}}
+  %0 = mt.rotary %x {theta = 1.0e4 : f64, context_parallel_axis = "cp"} : tensor<2x7x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @attention_block_lse_shape(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>) {
+  // expected-error @+1 {{'mt.attention_block' op expects lse of shape [2, 4, 8], got [2, 8, 4]}}
+  %o, %l = mt.attention_block %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp", step = 0 : i64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>) -> (tensor<2x8x4x16xf32>, tensor<2x8x4xf32>)
+  return
+}
+
+// -----
+
+func.func @attention_block_odd_sequence(%q: tensor<2x7x4x16xf32>, %k: tensor<2x7x2x16xf32>) {
+  // expected-error @+1 {{'mt.attention_block' op expects an even sequence (7, two chunks) and a step >= 0, got 0}}
+  %o, %l = mt.attention_block %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp", step = 0 : i64}
+      : (tensor<2x7x4x16xf32>, tensor<2x7x2x16xf32>, tensor<2x7x2x16xf32>) -> (tensor<2x7x4x16xf32>, tensor<2x4x7xf32>)
+  return
+}
+
+// -----
+
+func.func @attention_merge_lse(%o: tensor<2x8x4x16xf32>, %l: tensor<2x4x8xf32>, %bad: tensor<2x8x4xf32>) {
+  // expected-error @+1 {{'mt.attention_merge' op expects lse_b of type 'tensor<2x4x8xf32>', got 'tensor<2x8x4xf32>'}}
+  %m, %ml = mt.attention_merge %o, %l, %o, %bad
+      : (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>, tensor<2x8x4x16xf32>, tensor<2x8x4xf32>) -> (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)
+  return
+}

@@ -96,6 +96,37 @@ func.func @packed_attention(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, 
   return %o : tensor<2x8x4x16xf32>
 }
 
+// Context parallelism: attention over keys gathered over cp, and ring
+// attention's blocks, merges and shifts (cp_comm_type p2p).
+// CHECK-LABEL: func.func @context_parallel_attention
+func.func @context_parallel_attention(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %kall: tensor<2x16x2x16xf32>)
+    -> (tensor<2x8x4x16xf32>, tensor<2x8x4x16xf32>) {
+  // CHECK: mt.attention {{.*}}context_parallel_axis = "cp"{{.*}} -> tensor<2x8x4x16xf32>
+  %g = mt.attention %q, %kall, %kall {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp"}
+      : (tensor<2x8x4x16xf32>, tensor<2x16x2x16xf32>, tensor<2x16x2x16xf32>) -> tensor<2x8x4x16xf32>
+  // CHECK: mt.ring_shift %{{.*}} {axis = "cp"} : tensor<2x8x2x16xf32>
+  %k1 = mt.ring_shift %k {axis = "cp"} : tensor<2x8x2x16xf32>
+  // CHECK: mt.ring_shift %{{.*}} {axis = "cp", reverse} : tensor<2x8x2x16xf32>
+  %k0 = mt.ring_shift %k1 {axis = "cp", reverse} : tensor<2x8x2x16xf32>
+  // CHECK: mt.attention_block {{.*}}step = 0 : i64{{.*}} -> (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)
+  %o0, %l0 = mt.attention_block %q, %k0, %k0 {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp", step = 0 : i64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>) -> (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)
+  %o1, %l1 = mt.attention_block %q, %k1, %k1 {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp", step = 1 : i64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>) -> (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)
+  // CHECK: mt.attention_merge
+  %o, %l = mt.attention_merge %o0, %l0, %o1, %l1
+      : (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>, tensor<2x8x4x16xf32>, tensor<2x4x8xf32>) -> (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)
+  // CHECK: mt.attention_merge_grad
+  %da, %dla, %db, %dlb = mt.attention_merge_grad %o0, %l0, %o1, %l1, %o, %l, %o, %l
+      : (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>, tensor<2x8x4x16xf32>, tensor<2x4x8xf32>, tensor<2x8x4x16xf32>, tensor<2x4x8xf32>, tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)
+        -> (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>, tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)
+  // CHECK: mt.attention_block_grad
+  %dq, %dk, %dv = mt.attention_block_grad %q, %k1, %k1, %o1, %l1, %db, %dlb {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp", step = 1 : i64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x4x16xf32>, tensor<2x4x8xf32>, tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)
+        -> (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>)
+  return %g, %o : tensor<2x8x4x16xf32>, tensor<2x8x4x16xf32>
+}
+
 // CHECK-LABEL: func.func @moe
 func.func @moe(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %gate: tensor<8x96x64xf32>,
                %up: tensor<8x96x64xf32>, %down: tensor<8x64x96xf32>) -> (tensor<2x8x64xf32>, tensor<f32>) {

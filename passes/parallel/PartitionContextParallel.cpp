@@ -1,0 +1,224 @@
+// mt-partition-cp: context parallelism, @forward's sequence split over the
+// cp mesh axis in Megatron-Core's load-balanced layout.
+#include "passes/Passes.h"
+
+#include "dialects/mt/MtMesh.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Verifier.h"
+#include "llvm/ADT/DenseSet.h"
+
+namespace mt {
+#define GEN_PASS_DEF_PARTITIONCONTEXTPARALLEL
+#include "passes/Passes.h.inc"
+} // namespace mt
+
+using namespace mlir;
+using namespace mt;
+
+namespace {
+
+/// @forward's [B, S] token inputs and the batch and sequence they give.
+struct SequenceShape {
+  int64_t batch = 0, seq = 0;
+  /// Whether `type` is a [B, S', ...] value of the sequence or, with
+  /// sequence parallelism, of its tp shard S' = S / tp (for values computed
+  /// from the sequence: weights never are).
+  bool holds(Type type) const {
+    auto t = dyn_cast<RankedTensorType>(type);
+    return t && t.getRank() >= 2 && t.getDimSize(0) == batch;
+  }
+};
+
+/// `type` with its sequence dimension (1) divided by `cp`.
+RankedTensorType localType(Type type, int64_t cp) {
+  auto t = cast<RankedTensorType>(type);
+  SmallVector<int64_t> shape(t.getShape());
+  shape[1] /= cp;
+  return RankedTensorType::get(shape, t.getElementType());
+}
+
+struct PartitionContextParallelPass
+    : public mt::impl::PartitionContextParallelBase<PartitionContextParallelPass> {
+  using PartitionContextParallelBase::PartitionContextParallelBase;
+  void runOnOperation() override;
+
+  /// Checks what this version of the pass can split; the error names it.
+  LogicalResult checkSupported(ModuleOp module, func::FuncOp fn, SequenceShape &shape) const;
+  /// Gives `fn`'s sequence values their local types and the ops that need
+  /// the whole sequence their context-parallel form.
+  LogicalResult partition(func::FuncOp fn, const SequenceShape &shape) const;
+  /// all_gather: `attention` reads keys and values gathered over cp.
+  void gatherKeysAndValues(OpBuilder &b, AttentionOp attention) const;
+  /// p2p: `attention` (on local query, key, value) becomes ring attention,
+  /// which takes its uses; returns the ring's output.
+  Value ringAttention(OpBuilder &b, AttentionOp attention) const;
+
+  int64_t cp = 1;
+};
+
+LogicalResult PartitionContextParallelPass::checkSupported(ModuleOp module, func::FuncOp fn,
+                                                           SequenceShape &shape) const {
+  if (commType != "all_gather" && commType != "p2p")
+    return module.emitError() << "mt-partition-cp: cp_comm_type '" << commType
+                              << "' is not built in this version of mtc; use p2p or all_gather"
+                              << (commType == "a2a"
+                                      ? ""
+                                      : " (Megatron-Core's values: p2p, all_gather, a2a)");
+  for (auto param : module.getOps<ParamOp>())
+    if (param.getGroupedExperts())
+      return param.emitError() << "mt-partition-cp: context parallelism (cp " << cp
+                               << ") on a mixture-of-experts model is not built yet; use "
+                                  "context_parallel_size 1";
+  for (auto [i, arg] : llvm::enumerate(fn.getArguments())) {
+    auto role = fn.getArgAttrOfType<StringAttr>(i, "mt.input");
+    if (role && role.getValue() == "position_ids")
+      return fn.emitError() << "mt-partition-cp: packed sequences (position_ids, "
+                               "neat_packing) are not split over context parallelism (cp "
+                            << cp << "); train without neat_packing or with "
+                               "context_parallel_size 1";
+    if (role && role.getValue() == "input_ids") {
+      auto t = cast<RankedTensorType>(arg.getType());
+      shape = {t.getDimSize(0), t.getDimSize(1)};
+    }
+  }
+  if (shape.seq == 0)
+    return fn.emitError() << "mt-partition-cp expects an argument {mt.input = \"input_ids\"} "
+                             "[B, S] of @forward";
+  if (shape.seq % (2 * cp) != 0)
+    return fn.emitError() << "mt-partition-cp: the sequence length (" << shape.seq
+                          << ") must be divisible by 2 x context_parallel_size (2 x " << cp
+                          << " = " << 2 * cp << "): each rank holds 2 of 2 x cp chunks";
+  return success();
+}
+
+LogicalResult PartitionContextParallelPass::partition(func::FuncOp fn,
+                                                     const SequenceShape &shape) const {
+  llvm::DenseSet<Value> split;
+  auto localize = [&](Value v) {
+    v.setType(localType(v.getType(), cp));
+    split.insert(v);
+  };
+  for (BlockArgument arg : fn.getArguments())
+    if (shape.holds(arg.getType()) && cast<RankedTensorType>(arg.getType()).getDimSize(1) ==
+                                          shape.seq)
+      localize(arg);
+  OpBuilder b(fn.getContext());
+  StringAttr axis = b.getStringAttr(kContextParallelAxis);
+  WalkResult walked = fn.walk([&](Operation *op) {
+    if (llvm::none_of(op->getOperands(), [&](Value v) { return split.contains(v); }))
+      return WalkResult::advance();
+    for (Value result : op->getResults())
+      if (shape.holds(result.getType()) &&
+          cast<RankedTensorType>(result.getType()).getDimSize(1) % cp != 0) {
+        op->emitOpError() << "cannot split the sequence dimension (1) of "
+                          << result.getType() << " over context_parallel_size " << cp;
+        return WalkResult::interrupt();
+      }
+    if (auto rotary = dyn_cast<RotaryOp>(op))
+      rotary.setContextParallelAxisAttr(axis);
+    if (auto attention = dyn_cast<AttentionOp>(op); attention && commType == "p2p") {
+      split.insert(ringAttention(b, attention));
+      attention.erase();
+      return WalkResult::advance();
+    }
+    if (auto attention = dyn_cast<AttentionOp>(op))
+      gatherKeysAndValues(b, attention);
+    for (Value result : op->getResults())
+      if (shape.holds(result.getType()))
+        localize(result);
+    return WalkResult::advance();
+  });
+  if (walked.wasInterrupted())
+    return failure();
+  auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+  fn.setType(FunctionType::get(fn.getContext(), fn.getBody().getArgumentTypes(),
+                               ret.getOperandTypes()));
+  return success();
+}
+
+// all_gather: every rank's keys and values, rank-major along the sequence;
+// autodiff reduce-scatters their gradients back.
+void PartitionContextParallelPass::gatherKeysAndValues(OpBuilder &b,
+                                                       AttentionOp attention) const {
+  b.setInsertionPoint(attention);
+  StringAttr axis = b.getStringAttr(kContextParallelAxis);
+  for (OpOperand *kv : {&attention->getOpOperand(1), &attention->getOpOperand(2)}) {
+    auto local = cast<RankedTensorType>(kv->get().getType());
+    SmallVector<int64_t> full(local.getShape());
+    full[1] *= cp;
+    auto gather = AllGatherOp::create(b, attention.getLoc(),
+                                      RankedTensorType::get(full, local.getElementType()),
+                                      kv->get(), axis, b.getI64IntegerAttr(1));
+    gather->setDiscardableAttrs(attention->getDiscardableAttrDictionary());
+    kv->set(gather);
+  }
+  attention.setContextParallelAxisAttr(axis);
+}
+
+// Megatron-Core's ring attention (AttnFuncWithCPAndKVP2P): at step t the
+// queries attend to the keys and values of the rank t places back on the
+// ring, which mt.ring_shift passes on; the steps' partial attentions merge
+// by their log-sum-exp. Autodiff's gradient of each shift is the shift the
+// other way: the key and value gradients travel the ring backwards.
+Value PartitionContextParallelPass::ringAttention(OpBuilder &b, AttentionOp attention) const {
+  b.setInsertionPoint(attention);
+  Location loc = attention.getLoc();
+  DictionaryAttr marks = attention->getDiscardableAttrDictionary();
+  auto q = cast<RankedTensorType>(attention.getQuery().getType());
+  auto lseType = RankedTensorType::get({q.getDimSize(0), attention.getNumHeads(),
+                                        q.getDimSize(1)},
+                                       b.getF32Type());
+  StringAttr axis = b.getStringAttr(kContextParallelAxis);
+  Value key = attention.getKey(), value = attention.getValue(), out, lse;
+  for (int64_t step = 0; step < cp; ++step) {
+    if (step > 0) {
+      key = RingShiftOp::create(b, loc, key, axis, UnitAttr());
+      value = RingShiftOp::create(b, loc, value, axis, UnitAttr());
+      key.getDefiningOp()->setDiscardableAttrs(marks);
+      value.getDefiningOp()->setDiscardableAttrs(marks);
+    }
+    auto block = AttentionBlockOp::create(
+        b, loc, q, lseType, attention.getQuery(), key, value, attention.getNumHeadsAttr(),
+        attention.getNumKvHeadsAttr(), attention.getHeadDimAttr(), attention.getScaleAttr(),
+        axis, b.getI64IntegerAttr(step));
+    block->setDiscardableAttrs(marks);
+    if (step == 0) {
+      out = block.getResult(), lse = block.getLse();
+      continue;
+    }
+    auto merge = AttentionMergeOp::create(b, loc, q, lseType, out, lse, block.getResult(),
+                                          block.getLse());
+    merge->setDiscardableAttrs(marks);
+    out = merge.getResult(), lse = merge.getLse();
+  }
+  attention.getResult().replaceAllUsesWith(out);
+  return out;
+}
+
+void PartitionContextParallelPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  auto mesh = module.lookupSymbol<shard::GridOp>(kMeshName);
+  std::optional<int64_t> size = mesh ? axisSize(mesh, kContextParallelAxis) : std::nullopt;
+  if (!size) {
+    module.emitError() << "mt-partition-cp expects a mesh 'shard.grid @" << kMeshName
+                       << "' with axis '" << kContextParallelAxis << "' in '"
+                       << MtDialect::kAxesAttrName << "'";
+    return signalPassFailure();
+  }
+  cp = *size;
+  if (cp == 1)
+    return;
+  auto fn = module.lookupSymbol<func::FuncOp>("forward");
+  if (!fn) {
+    module.emitError() << "mt-partition-cp expects 'func.func @forward'";
+    return signalPassFailure();
+  }
+  SequenceShape shape;
+  if (failed(checkSupported(module, fn, shape)))
+    return signalPassFailure();
+  if (failed(partition(fn, shape)) || failed(mlir::verify(fn)))
+    return signalPassFailure();
+}
+
+} // namespace

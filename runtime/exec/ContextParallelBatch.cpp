@@ -1,0 +1,53 @@
+// A context-parallel rank's tokens of a micro-batch and its loss share.
+#include "runtime/exec/ContextParallelBatch.h"
+
+#include "runtime/kernels/ContextParallel.h"
+
+#include <string>
+#include <vector>
+
+namespace mt::exec {
+
+Expected<double> fillContextParallelBatch(const io::Dataset &dataset,
+                                          const io::BatchLayout &layout,
+                                          const io::BatchCoord &coord, int64_t seq,
+                                          ContextParallelRank cp, std::span<int32_t> inputIds,
+                                          std::span<int32_t> labels,
+                                          std::span<float> lossMask) {
+  if (cp.size < 1 || seq % (2 * cp.size) != 0)
+    return Status::error("context parallelism over " + std::to_string(cp.size) +
+                         " ranks needs a sequence length divisible by 2 x " +
+                         std::to_string(cp.size) + ", got " + std::to_string(seq));
+  if (dataset.hasPositionIds())
+    return Status::error("the data packs documents with position ids (neat_packing), which "
+                         "context parallelism does not split: train without neat_packing or "
+                         "with context_parallel_size 1");
+  const size_t rows = size_t(layout.microBatch), whole = rows * size_t(seq);
+  std::vector<int32_t> ids(whole), lab(whole);
+  std::vector<float> mask(whole);
+  if (Status s = dataset.fillBatch(layout, coord, ids, lab, mask); !s)
+    return s;
+  const int64_t local = seq / cp.size;
+  if (inputIds.size() != rows * size_t(local) || labels.size() != inputIds.size() ||
+      lossMask.size() != inputIds.size())
+    return Status::error("context-parallel batch buffers hold " +
+                         std::to_string(inputIds.size()) + " elements, expected " +
+                         std::to_string(rows * size_t(local)) + " = micro batch x " +
+                         std::to_string(seq) + " / cp " + std::to_string(cp.size));
+  double mine = 0, all = 0;
+  for (float m : mask)
+    all += m;
+  for (size_t row = 0; row < rows; ++row)
+    for (int64_t s = 0; s < local; ++s) {
+      size_t from = row * size_t(seq) +
+                    size_t(kernels::contextParallelPosition(s, local, cp.rank, cp.size));
+      size_t to = row * size_t(local) + size_t(s);
+      inputIds[to] = ids[from];
+      labels[to] = lab[from];
+      lossMask[to] = mask[from];
+      mine += mask[from];
+    }
+  return all > 0 ? mine / all : 0.0;
+}
+
+} // namespace mt::exec

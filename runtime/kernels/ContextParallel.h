@@ -1,0 +1,32 @@
+// Context parallelism's load-balanced sequence layout, as both backends and
+// the data loader place tokens: Megatron-Core's get_batch_on_this_cp_rank.
+#ifndef MT_RUNTIME_KERNELS_CONTEXTPARALLEL_H
+#define MT_RUNTIME_KERNELS_CONTEXTPARALLEL_H
+
+#include <cstdint>
+
+namespace mt::kernels {
+
+/// The place in the whole sequence of token `local` of the slice that the
+/// rank at coordinate `rank` of `size` cp ranks holds. The sequence of
+/// S = localSeq · size tokens is cut into 2·size chunks of localSeq / 2;
+/// rank r holds chunks r and 2·size-1-r, in that order, so that every rank
+/// has the same causal attention work (Megatron-Core,
+/// megatron/core/utils.py, get_batch_on_this_cp_rank). `localSeq` is even.
+inline int64_t contextParallelPosition(int64_t local, int64_t localSeq, int64_t rank,
+                                       int64_t size) {
+  const int64_t chunk = localSeq / 2;
+  const int64_t index = local < chunk ? rank : 2 * size - 1 - rank;
+  return index * chunk + local % chunk;
+}
+
+/// The place in the whole sequence of token `gathered` of the all-gather
+/// over the cp ranks of their slices ([size · localSeq], rank-major).
+inline int64_t contextParallelGatheredPosition(int64_t gathered, int64_t localSeq,
+                                               int64_t size) {
+  return contextParallelPosition(gathered % localSeq, localSeq, gathered / localSeq, size);
+}
+
+} // namespace mt::kernels
+
+#endif // MT_RUNTIME_KERNELS_CONTEXTPARALLEL_H
