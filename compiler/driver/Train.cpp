@@ -411,19 +411,20 @@ Status runCommand(const std::vector<std::string> &cmd, const std::string &what) 
 
 /// The number of ranks: the launcher's processes; without a launcher,
 /// LLaMA-Factory's NPROC_PER_NODE (local ranks that mtrun --nproc starts),
-/// else one model replica (tp x pp).
+/// else the fewest that hold the layout (tp x pp x cp, times the dp that ep x
+/// etp needs).
 Expected<int64_t> worldSize(const TrainConfig &c, const Launch &launch) {
-  const int64_t modelParallel = c.parallel.tp * c.parallel.pp;
+  const int64_t modelParallel = c.parallel.tp * c.parallel.pp * c.parallel.cp;
   int64_t world = !launch.by.empty()       ? launch.worldSize
                   : launch.nprocPerNode > 0 ? launch.nprocPerNode
-                                            : modelParallel;
+                                            : modelParallel * c.dataParallelSize();
   std::string from = !launch.by.empty()       ? launch.by + "'s WORLD_SIZE"
                      : launch.nprocPerNode > 0 ? "NPROC_PER_NODE"
-                                               : "tp x pp";
+                                               : "the fewest ranks of the layout";
   if (world % modelParallel != 0)
     return fail("world size " + std::to_string(world) + " (" + from + ") is not a multiple of "
-                "tensor_model_parallel_size x pipeline_model_parallel_size (" +
-                std::to_string(modelParallel) + ")");
+                "tensor_model_parallel_size x pipeline_model_parallel_size x "
+                "context_parallel_size (" + std::to_string(modelParallel) + ")");
   return world;
 }
 
