@@ -14,8 +14,9 @@ namespace {
 
 using plan::Attrs;
 
-/// The router's attributes (as runtime/cpu's routerOf); false after
-/// L.fail on an attribute the kernels cannot take.
+/// The router's attributes (as runtime/cpu's routerOf), with the workspace
+/// its kernels need requested; false after L.fail on an attribute the
+/// kernels cannot take.
 bool routerOf(Lowerer &L, const Attrs &a, RouterShape &s) {
   const std::string type = a.s("load_balancing_type");
   // Plans without the attribute (before seq_aux_loss) balance over the micro-batch.
@@ -41,6 +42,7 @@ bool routerOf(Lowerer &L, const Attrs &a, RouterShape &s) {
            std::to_string(s.seq) + " (seq_aux_loss balances each sequence)");
     return false;
   }
+  L.needWorkspace(moeRouterWorkspaceBytes(s));
   return true;
 }
 
@@ -52,7 +54,6 @@ void moeRouter(Lowerer &L, const Attrs &a) {
   RouterShape s;
   if (!routerOf(L, a, s))
     return;
-  L.needWorkspace(moeRouterWorkspaceBytes(s));
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t st) {
     return moeRouterForward(x, w, weights, indices, aux, r->workspace, s, st);
@@ -68,7 +69,6 @@ void moeRouterGrad(Lowerer &L, const Attrs &a) {
   RouterShape s;
   if (!routerOf(L, a, s))
     return;
-  L.needWorkspace(moeRouterWorkspaceBytes(s));
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t st) {
     return moeRouterBackward(x, w, dweights, daux, dx, addDx, dw, r->workspace, s, st);

@@ -100,34 +100,13 @@ void accumulateOp(Lowerer &L, const Attrs &a) {
   }
 }
 
+/// rmsnorm, and mt.add_rmsnorm: the norm kernel's fused residual add (one
+/// read of each row, both the sum and the normalized row written).
 void rmsnorm(Lowerer &L, const Attrs &a) {
-  const bf16 *x = L.bfIn(0), *w = L.bfIn(1);
-  bf16 *y = L.bfOut(0);
-  int64_t rows = a.i("rows"), dim = a.i("dim");
-  float eps = float(a.f("eps"));
-  L.emit([=](cudaStream_t s) {
-    return rmsnormForward(x, nullptr, nullptr, w, y, rows, dim, eps, s);
-  });
-}
-
-void rmsnormGrad(Lowerer &L, const Attrs &a) {
-  const bf16 *x = L.bfIn(0), *w = L.bfIn(1), *dy = L.bfIn(2);
-  bf16 *dx = L.bfOut(0);
-  float *dw = L.f32Sum(1);
-  int64_t rows = a.i("rows"), dim = a.i("dim");
-  float eps = float(a.f("eps"));
-  L.needWorkspace(rmsnormBackwardWorkspaceBytes(rows, dim));
-  Resources *r = &L.resources();
-  L.emit([=](cudaStream_t s) {
-    return rmsnormBackward(x, w, dy, nullptr, dx, dw, r->workspace, rows, dim, eps, s);
-  });
-}
-
-/// mt.add_rmsnorm: the norm kernel's fused residual add (one read of each
-/// row, both the sum and the normalized row written).
-void addRmsnorm(Lowerer &L, const Attrs &a) {
-  const bf16 *x = L.bfIn(0), *residual = L.bfIn(1), *w = L.bfIn(2);
-  bf16 *sum = L.bfOut(0), *y = L.bfOut(1);
+  const bool fused = plan::isOp(L.instruction(), plan::Op::add_rmsnorm);
+  const bf16 *x = L.bfIn(0), *residual = fused ? L.bfIn(1) : nullptr;
+  const bf16 *w = L.bfIn(fused ? 2 : 1);
+  bf16 *sum = fused ? L.bfOut(0) : nullptr, *y = L.bfOut(fused ? 1 : 0);
   int64_t rows = a.i("rows"), dim = a.i("dim");
   float eps = float(a.f("eps"));
   L.emit([=](cudaStream_t s) {
@@ -135,10 +114,12 @@ void addRmsnorm(Lowerer &L, const Attrs &a) {
   });
 }
 
-/// mt.add_rmsnorm_grad: the norm backward adds dresidual in fp32 before its
-/// one rounding of dx.
-void addRmsnormGrad(Lowerer &L, const Attrs &a) {
-  const bf16 *x = L.bfIn(0), *w = L.bfIn(1), *dy = L.bfIn(2), *dresidual = L.bfIn(3);
+/// rmsnorm_grad, and mt.add_rmsnorm_grad: the norm backward adds its
+/// dresidual (input 3) in fp32 before its one rounding of dx.
+void rmsnormGrad(Lowerer &L, const Attrs &a) {
+  const bool fused = plan::isOp(L.instruction(), plan::Op::add_rmsnorm_grad);
+  const bf16 *x = L.bfIn(0), *w = L.bfIn(1), *dy = L.bfIn(2);
+  const bf16 *dresidual = fused ? L.bfIn(3) : nullptr;
   bf16 *dx = L.bfOut(0);
   float *dw = L.f32Sum(1);
   int64_t rows = a.i("rows"), dim = a.i("dim");
@@ -313,8 +294,8 @@ void addDenseLowerings(LoweringTable &t) {
   t[Op::accumulate] = accumulateOp;
   t[Op::rmsnorm] = rmsnorm;
   t[Op::rmsnorm_grad] = rmsnormGrad;
-  t[Op::add_rmsnorm] = addRmsnorm;
-  t[Op::add_rmsnorm_grad] = addRmsnormGrad;
+  t[Op::add_rmsnorm] = rmsnorm;
+  t[Op::add_rmsnorm_grad] = rmsnormGrad;
   t[Op::rotary] = rotary<false>;
   t[Op::rotary_grad] = rotary<true>;
   t[Op::attention] = attention;
