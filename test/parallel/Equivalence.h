@@ -1,5 +1,6 @@
-// The comparison every parallel equivalence test makes between a layout's
-// run and the reference run of the same model, seed and global batch.
+// The comparisons the equivalence tests make between a run and its
+// reference: within the parallel tolerances (a layout against the single
+// rank) or bit for bit (options that move work, not values).
 #ifndef MT_TEST_PARALLEL_EQUIVALENCE_H
 #define MT_TEST_PARALLEL_EQUIVALENCE_H
 
@@ -11,49 +12,91 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace mt::test {
 
-/// Expects DIR/<layout>.jsonl to hold `steps` steps whose loss and gradient
-/// norm match DIR/<reference>.jsonl's, and every tensor of
-/// DIR/<layout>.hf/model.safetensors (the gathered --export-hf) to match the
-/// reference's, within test/Tolerances.h's parallel tolerances; `lr` is the
-/// run's peak learning rate.
-inline void expectSameTraining(const std::string &dir, const std::string &reference,
-                               const std::string &layout, double steps, double lr) {
-  std::vector<Step> ref = readMetrics(dir + reference + ".jsonl"),
-                    got = readMetrics(dir + layout + ".jsonl");
-  ASSERT_EQ(ref.size(), size_t(steps));
-  ASSERT_EQ(got.size(), ref.size());
-  for (size_t i = 0; i < ref.size(); ++i) {
-    EXPECT_NEAR(got[i].loss, ref[i].loss, tolerance::kParallelRel * ref[i].loss) << "step " << i + 1;
-    EXPECT_NEAR(got[i].gradNorm, ref[i].gradNorm, tolerance::kParallelRel * ref[i].gradNorm)
-        << "step " << i + 1;
-  }
-  auto a = io::openSafetensors(dir + reference + ".hf/model.safetensors");
-  auto b = io::openSafetensors(dir + layout + ".hf/model.safetensors");
-  ASSERT_TRUE(a) << a.message();
-  ASSERT_TRUE(b) << b.message();
-  ASSERT_EQ(a->tensors().size(), b->tensors().size());
-  for (const io::TensorInfo &t : a->tensors()) {
-    const io::TensorInfo *other = b->find(t.name);
+/// Reads the runs REF and GOT (paths without extension): expects `steps`
+/// steps in each's .jsonl metrics and the same tensors, of the same shapes,
+/// in each's .hf/model.safetensors (the gathered --export-hf), and passes
+/// each pair of steps (with its index) and of tensors (with its name) to the
+/// comparisons.
+inline void compareRuns(
+    const std::string &ref, const std::string &got, size_t steps,
+    const std::function<void(const Step &, const Step &, size_t)> &compareStep,
+    const std::function<void(const std::string &, const std::vector<float> &,
+                             const std::vector<float> &)> &compareTensor) {
+  std::vector<Step> a = readMetrics(ref + ".jsonl"), b = readMetrics(got + ".jsonl");
+  ASSERT_EQ(a.size(), steps);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    compareStep(a[i], b[i], i);
+  auto x = io::openSafetensors(ref + ".hf/model.safetensors");
+  auto y = io::openSafetensors(got + ".hf/model.safetensors");
+  ASSERT_TRUE(x) << x.message();
+  ASSERT_TRUE(y) << y.message();
+  ASSERT_EQ(x->tensors().size(), y->tensors().size());
+  for (const io::TensorInfo &t : x->tensors()) {
+    const io::TensorInfo *other = y->find(t.name);
     ASSERT_NE(other, nullptr) << t.name;
     ASSERT_EQ(other->shape, t.shape) << t.name;
-    std::vector<float> x(t.numElements()), y(t.numElements());
-    ASSERT_TRUE(a->readAsFloat32(t.name, x.data(), x.size()));
-    ASSERT_TRUE(b->readAsFloat32(t.name, y.data(), y.size()));
-    // The scale of a weight is its largest magnitude, or for a parameter that
-    // starts at zero (biases) the largest total update of the run,
-    // steps x lr: its relative error is that of its gradients.
-    double worst = 0, scale = steps * lr;
-    for (size_t i = 0; i < x.size(); ++i) {
-      worst = std::max(worst, double(std::fabs(x[i] - y[i])));
-      scale = std::max(scale, double(std::fabs(x[i])));
-    }
-    EXPECT_LE(worst, tolerance::kParallelWeightRel * scale) << t.name;
+    std::vector<float> u(t.numElements()), v(t.numElements());
+    ASSERT_TRUE(x->readAsFloat32(t.name, u.data(), u.size()));
+    ASSERT_TRUE(y->readAsFloat32(t.name, v.data(), v.size()));
+    compareTensor(t.name, u, v);
   }
+}
+
+/// Expects DIR/<layout>'s run to match DIR/<reference>'s (compareRuns):
+/// each step's loss and gradient norm, and every updated weight, within
+/// test/Tolerances.h's parallel tolerances; `lr` is the run's peak learning
+/// rate.
+inline void expectSameTraining(const std::string &dir, const std::string &reference,
+                               const std::string &layout, double steps, double lr) {
+  compareRuns(
+      dir + reference, dir + layout, size_t(steps),
+      [](const Step &ref, const Step &got, size_t i) {
+        EXPECT_NEAR(got.loss, ref.loss, tolerance::kParallelRel * ref.loss) << "step " << i + 1;
+        EXPECT_NEAR(got.gradNorm, ref.gradNorm, tolerance::kParallelRel * ref.gradNorm)
+            << "step " << i + 1;
+      },
+      [&](const std::string &name, const std::vector<float> &x, const std::vector<float> &y) {
+        // The scale of a weight is its largest magnitude, or for a parameter
+        // that starts at zero (biases) the largest total update of the run,
+        // steps x lr: its relative error is that of its gradients.
+        double worst = 0, scale = steps * lr;
+        for (size_t i = 0; i < x.size(); ++i) {
+          worst = std::max(worst, double(std::fabs(x[i] - y[i])));
+          scale = std::max(scale, double(std::fabs(x[i])));
+        }
+        EXPECT_LE(worst, tolerance::kParallelWeightRel * scale) << name;
+      });
+}
+
+/// Expects the run GOT to be bit-identical to REF (compareRuns): every
+/// step's loss and gradient norm, and every byte of every updated weight.
+inline void expectIdenticalTraining(const std::string &ref, const std::string &got,
+                                    size_t steps) {
+  compareRuns(
+      ref, got, steps,
+      [](const Step &a, const Step &b, size_t i) {
+        EXPECT_EQ(b.loss, a.loss) << "step " << i + 1;
+        EXPECT_EQ(b.gradNorm, a.gradNorm) << "step " << i + 1;
+      },
+      [](const std::string &name, const std::vector<float> &x, const std::vector<float> &y) {
+        EXPECT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(float))) << name;
+      });
+}
+
+/// A test case's name for MODEL on LAYOUT: "<model>_<layout>" with the
+/// hyphens of model names made underscores (GoogleTest's name rule).
+inline std::string caseName(const std::string &model, const std::string &layout) {
+  std::string name = model + "_" + layout;
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
 }
 
 } // namespace mt::test

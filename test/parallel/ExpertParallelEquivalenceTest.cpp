@@ -36,11 +36,7 @@ std::vector<Case> cases() {
 
 INSTANTIATE_TEST_SUITE_P(Layouts, ExpertParallelEquivalence, ::testing::ValuesIn(cases()),
                          [](const auto &info) {
-                           std::string name = info.param.first + "_" + info.param.second;
-                           for (char &c : name)
-                             if (c == '-')
-                               c = '_';
-                           return name;
+                           return test::caseName(info.param.first, info.param.second);
                          });
 
 } // namespace

@@ -7,17 +7,14 @@
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/PlanIO.h"
 
-#include "test/parallel/Metrics.h"
+#include "test/parallel/Equivalence.h"
 
 #include <gtest/gtest.h>
 
-#include <cstring>
 
 namespace mt {
 namespace {
 
-using test::readMetrics;
-using test::Step;
 
 /// Instructions of `op` over every program of the plan in `planDir`.
 int countOps(const std::string &planDir, const std::string &op) {
@@ -42,27 +39,7 @@ protected:
 };
 
 TEST_P(FusionEquivalence, IsBitIdenticalToTheUnfusedStep) {
-  std::vector<Step> ref = readMetrics(run("unfused") + ".jsonl");
-  std::vector<Step> got = readMetrics(run("fused") + ".jsonl");
-  ASSERT_EQ(ref.size(), 3u);
-  ASSERT_EQ(got.size(), ref.size());
-  for (size_t i = 0; i < ref.size(); ++i) {
-    EXPECT_EQ(got[i].loss, ref[i].loss) << "step " << i + 1;
-    EXPECT_EQ(got[i].gradNorm, ref[i].gradNorm) << "step " << i + 1;
-  }
-  auto a = io::openSafetensors(run("unfused") + ".hf/model.safetensors");
-  auto b = io::openSafetensors(run("fused") + ".hf/model.safetensors");
-  ASSERT_TRUE(a) << a.message();
-  ASSERT_TRUE(b) << b.message();
-  ASSERT_EQ(a->tensors().size(), b->tensors().size());
-  for (const io::TensorInfo &t : a->tensors()) {
-    const io::TensorInfo *other = b->find(t.name);
-    ASSERT_NE(other, nullptr) << t.name;
-    std::vector<float> x(t.numElements()), y(t.numElements());
-    ASSERT_TRUE(a->readAsFloat32(t.name, x.data(), x.size()));
-    ASSERT_TRUE(b->readAsFloat32(t.name, y.data(), y.size()));
-    EXPECT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(float))) << t.name;
-  }
+  test::expectIdenticalTraining(run("unfused"), run("fused"), 3);
 }
 
 TEST_P(FusionEquivalence, FusedPlanHasTheFusedInstructions) {

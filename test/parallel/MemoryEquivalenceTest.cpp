@@ -7,17 +7,14 @@
 // ctest fixture).
 #include "runtime/io/Safetensors.h"
 
-#include "test/parallel/Metrics.h"
+#include "test/parallel/Equivalence.h"
 
 #include <gtest/gtest.h>
 
-#include <cstring>
 
 namespace mt {
 namespace {
 
-using test::readMetrics;
-using test::Step;
 
 using Case = std::tuple<std::string, std::string>; // layout, option run
 
@@ -30,28 +27,7 @@ protected:
 
 TEST_P(MemoryEquivalence, IsBitIdenticalToTheRunWithoutIt) {
   auto [layout, option] = GetParam();
-  const std::string ref = run(layout, "none"), got = run(layout, option);
-  std::vector<Step> a = readMetrics(ref + ".jsonl"), b = readMetrics(got + ".jsonl");
-  ASSERT_EQ(a.size(), 3u);
-  ASSERT_EQ(b.size(), a.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(b[i].loss, a[i].loss) << "step " << i + 1;
-    EXPECT_EQ(b[i].gradNorm, a[i].gradNorm) << "step " << i + 1;
-  }
-  auto x = io::openSafetensors(ref + ".hf/model.safetensors");
-  auto y = io::openSafetensors(got + ".hf/model.safetensors");
-  ASSERT_TRUE(x) << x.message();
-  ASSERT_TRUE(y) << y.message();
-  ASSERT_EQ(x->tensors().size(), y->tensors().size());
-  for (const io::TensorInfo &t : x->tensors()) {
-    const io::TensorInfo *other = y->find(t.name);
-    ASSERT_NE(other, nullptr) << t.name;
-    ASSERT_EQ(other->shape, t.shape) << t.name;
-    std::vector<float> u(t.numElements()), v(t.numElements());
-    ASSERT_TRUE(x->readAsFloat32(t.name, u.data(), u.size()));
-    ASSERT_TRUE(y->readAsFloat32(t.name, v.data(), v.size()));
-    EXPECT_EQ(0, std::memcmp(u.data(), v.data(), u.size() * sizeof(float))) << t.name;
-  }
+  test::expectIdenticalTraining(run(layout, "none"), run(layout, option), 3);
 }
 
 std::vector<Case> cases() {

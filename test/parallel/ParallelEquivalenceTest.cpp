@@ -51,12 +51,7 @@ std::vector<Case> cases() {
 
 INSTANTIATE_TEST_SUITE_P(Layouts, ParallelEquivalence, ::testing::ValuesIn(cases()),
                          [](const auto &info) {
-                           std::string name =
-                               std::get<0>(info.param) + "_" + std::get<1>(info.param);
-                           for (char &c : name)
-                             if (c == '-')
-                               c = '_';
-                           return name;
+                           return test::caseName(std::get<0>(info.param), std::get<1>(info.param));
                          });
 
 } // namespace

@@ -7,19 +7,16 @@
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/PlanIO.h"
 
-#include "test/parallel/Metrics.h"
+#include "test/parallel/Equivalence.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <cstring>
 #include <fstream>
 
 namespace mt {
 namespace {
 
-using test::readMetrics;
-using test::Step;
 
 uint64_t activationArena(const std::string &planDir) {
   auto plan = plan::readPlanDirectory(planDir);
@@ -43,29 +40,7 @@ protected:
 };
 
 TEST_P(RecomputeEquivalence, IsBitIdenticalToNoRecompute) {
-  const std::string option = std::get<2>(GetParam());
-  std::vector<Step> ref = readMetrics(run("none") + ".jsonl");
-  std::vector<Step> got = readMetrics(run(option) + ".jsonl");
-  ASSERT_EQ(ref.size(), 3u);
-  ASSERT_EQ(got.size(), ref.size());
-  for (size_t i = 0; i < ref.size(); ++i) {
-    EXPECT_EQ(got[i].loss, ref[i].loss) << "step " << i + 1;
-    EXPECT_EQ(got[i].gradNorm, ref[i].gradNorm) << "step " << i + 1;
-  }
-  auto a = io::openSafetensors(run("none") + ".hf/model.safetensors");
-  auto b = io::openSafetensors(run(option) + ".hf/model.safetensors");
-  ASSERT_TRUE(a) << a.message();
-  ASSERT_TRUE(b) << b.message();
-  ASSERT_EQ(a->tensors().size(), b->tensors().size());
-  for (const io::TensorInfo &t : a->tensors()) {
-    const io::TensorInfo *other = b->find(t.name);
-    ASSERT_NE(other, nullptr) << t.name;
-    ASSERT_EQ(other->shape, t.shape) << t.name;
-    std::vector<float> x(t.numElements()), y(t.numElements());
-    ASSERT_TRUE(a->readAsFloat32(t.name, x.data(), x.size()));
-    ASSERT_TRUE(b->readAsFloat32(t.name, y.data(), y.size()));
-    EXPECT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(float))) << t.name;
-  }
+  test::expectIdenticalTraining(run("none"), run(std::get<2>(GetParam())), 3);
 }
 
 TEST_P(RecomputeEquivalence, PlansFewerActivationBytes) {
