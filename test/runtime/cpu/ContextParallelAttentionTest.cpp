@@ -69,21 +69,35 @@ void expectClose(const Floats &got, const Floats &want, const char *what) {
         << what << " at " << i;
 }
 
+/// Random queries, keys, values and output gradient of a whole sequence
+/// (seeded), and the single rank's attention of them: the reference.
+struct WholeSequence {
+  static constexpr int64_t batch = 2, heads = 4, kvHeads = 2, dim = 8;
+  static constexpr int64_t qw = heads * dim, kw = kvHeads * dim;
+  Floats q, k, v, dout, out, lse, dq, dk, dv;
+
+  WholeSequence(int64_t seq, unsigned seed) {
+    std::mt19937 rng(seed);
+    q = check::randomVector(rng, size_t(batch * seq * qw), -1, 1);
+    k = check::randomVector(rng, size_t(batch * seq * kw), -1, 1);
+    v = check::randomVector(rng, size_t(batch * seq * kw), -1, 1);
+    dout = check::randomVector(rng, q.size(), -1, 1);
+    const AttentionShape whole{batch, seq, heads, kvHeads, dim, 0.35f};
+    out.resize(q.size()), lse.resize(size_t(batch * heads * seq));
+    attentionForward(q.data(), k.data(), v.data(), out.data(), lse.data(), whole);
+    dq.resize(q.size()), dk.resize(k.size()), dv.resize(v.size());
+    attentionBackward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(),
+                      dq.data(), dk.data(), dv.data(), whole);
+  }
+};
+
 TEST_P(ContextParallelAttention, MatchesTheWholeSequence) {
   const auto [cp, seq] = GetParam();
-  const int64_t batch = 2, heads = 4, kvHeads = 2, dim = 8, local = seq / cp;
-  const int64_t qw = heads * dim, kw = kvHeads * dim;
-  std::mt19937 rng(7);
-  Floats q = check::randomVector(rng, size_t(batch * seq * qw), -1, 1);
-  Floats k = check::randomVector(rng, size_t(batch * seq * kw), -1, 1);
-  Floats v = check::randomVector(rng, size_t(batch * seq * kw), -1, 1);
-  Floats dout = check::randomVector(rng, q.size(), -1, 1);
-  const AttentionShape whole{batch, seq, heads, kvHeads, dim, 0.35f};
-  Floats out(q.size()), lse(size_t(batch * heads * seq));
-  attentionForward(q.data(), k.data(), v.data(), out.data(), lse.data(), whole);
-  Floats dq(q.size()), dk(k.size()), dv(v.size());
-  attentionBackward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(),
-                    dk.data(), dv.data(), whole);
+  const WholeSequence w(seq, 7);
+  const int64_t batch = w.batch, heads = w.heads, kvHeads = w.kvHeads, dim = w.dim;
+  const int64_t local = seq / cp, qw = w.qw, kw = w.kw;
+  const Floats &q = w.q, &k = w.k, &v = w.v, &dout = w.dout, &out = w.out, &lse = w.lse;
+  const Floats &dq = w.dq, &dk = w.dk, &dv = w.dv;
 
   const Floats kAll = gathered(k, batch, seq, kw, cp), vAll = gathered(v, batch, seq, kw, cp);
   Floats dkSum(k.size()), dvSum(v.size()); // over ranks, in gathered order
@@ -114,19 +128,11 @@ TEST_P(ContextParallelAttention, MatchesTheWholeSequence) {
 // then blocks) and hands each step's key/value gradients to their owner.
 TEST_P(ContextParallelAttention, RingMatchesTheWholeSequence) {
   const auto [cp, seq] = GetParam();
-  const int64_t batch = 2, heads = 4, kvHeads = 2, dim = 8, local = seq / cp;
-  const int64_t qw = heads * dim, kw = kvHeads * dim;
-  std::mt19937 rng(11);
-  Floats q = check::randomVector(rng, size_t(batch * seq * qw), -1, 1);
-  Floats k = check::randomVector(rng, size_t(batch * seq * kw), -1, 1);
-  Floats v = check::randomVector(rng, size_t(batch * seq * kw), -1, 1);
-  Floats dout = check::randomVector(rng, q.size(), -1, 1);
-  const AttentionShape whole{batch, seq, heads, kvHeads, dim, 0.35f};
-  Floats out(q.size()), lse(size_t(batch * heads * seq));
-  attentionForward(q.data(), k.data(), v.data(), out.data(), lse.data(), whole);
-  Floats dq(q.size()), dk(k.size()), dv(v.size());
-  attentionBackward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(),
-                    dk.data(), dv.data(), whole);
+  const WholeSequence w(seq, 11);
+  const int64_t batch = w.batch, heads = w.heads, kvHeads = w.kvHeads, dim = w.dim;
+  const int64_t local = seq / cp, qw = w.qw, kw = w.kw;
+  const Floats &q = w.q, &k = w.k, &v = w.v, &dout = w.dout, &out = w.out, &lse = w.lse;
+  const Floats &dq = w.dq, &dk = w.dk, &dv = w.dv;
 
   std::vector<Floats> ks, vs, dks(static_cast<size_t>(cp)), dvs(dks);
   for (int64_t r = 0; r < cp; ++r) {
