@@ -44,49 +44,8 @@ fi
 
 echo "== causal GQA attention, bf16 (ms, TFLOP/s of causal FLOPs) =="
 "$build/bin/MtAttentionBench" 2>&1 | tee "$out/attention-bench.txt" || status=1
-PYTHONUNBUFFERED=1 python3 - <<'EOF' 2>&1 | tee -a "$out/attention-bench.txt"
-import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
-
-def median_ms(fn):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(20):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record(); fn(); stop.record(); stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    times.sort()
-    return 0.5 * (times[9] + times[10])
-
-for b, s, h, kv, d in ((4, 2048, 32, 8, 64), (4, 2048, 16, 8, 128), (1, 8192, 32, 8, 64),
-                       (1, 32768, 16, 8, 128)):
-    def rand(heads):
-        return (torch.rand(b, heads, s, d, device="cuda") * 2 - 1).bfloat16()
-    q, k, v = (rand(n).requires_grad_() for n in (h, kv, kv))
-    dout = rand(h)
-    flops = 4 * b * h * s * s * d / 2
-    shape = f"{b}x{s} {h}/{kv} d{d}"
-    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION),
-                          ("cudnn", SDPBackend.CUDNN_ATTENTION)):
-        try:
-            with sdpa_kernel([backend]):
-                attn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                              enable_gqa=True)
-                fwd = median_ms(attn)
-                out = attn()
-                bwd = median_ms(lambda: torch.autograd.grad(out, (q, k, v), dout,
-                                                            retain_graph=True))
-        except RuntimeError as e:
-            print(f"sdpa-{name:15s} {shape:22s} cannot run: {str(e).splitlines()[0]}")
-            continue
-        print(f"sdpa-{name:15s} {shape:22s} fwd {fwd:8.3f} ms ({flops / fwd / 1e9:4.0f} TFLOP/s)"
-              f"  bwd {bwd:8.3f} ms ({2.5 * flops / bwd / 1e9:4.0f} TFLOP/s)")
-print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
-      f"{torch.cuda.get_device_name()}")
-EOF
+python3 bench/sdpa-peer.py 4x2048x32x8x64 4x2048x16x8x128 1x8192x32x8x64 1x32768x16x8x128 \
+  2>&1 | tee -a "$out/attention-bench.txt"
 echo "== sorted by shape =="
 grep -E "^(mtc|sdpa)-" "$out/attention-bench.txt" | sort -s -b -k2,4
 if [[ -n "${MT_GPU_DATA:-}" ]]; then

@@ -109,56 +109,13 @@ grep -E "Failed|Exception|\*\*\*|tests passed" "$out/ctest.log" | tail -40
 bench_status=0
 "$build/bin/MtCudaKernelBench" > "$out/bench.log" 2>&1 || bench_status=$?
 (( bench_status )) && cat "$out/bench.log"
-# The peer for the attention rows: PyTorch's SDPA (flash backend, else its
-# default) at the same shapes, timed as the benchmark times (median of 20
-# after 3 warm-ups, CUDA events), same FLOP counts. Informational: a machine
-# without torch prints a note and does not fail the check.
+# The peer for the attention rows: PyTorch's SDPA, flash and cuDNN backends
+# (bench/sdpa-peer.py), at the same shapes and timed as the benchmark times.
+# Informational: a machine without torch prints a note and does not fail the
+# check.
 sdpa_status=0
-python3 - "$report" > "$out/sdpa.log" 2>&1 <<'EOF' || sdpa_status=$?
-import contextlib, sys
-import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
-
-def median_ms(fn):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(20):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record(); fn(); stop.record(); stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    times.sort()
-    return 0.5 * (times[9] + times[10])
-
-b, s = 4, 2048
-for h, kv, d in ((32, 8, 64), (16, 8, 128)):
-    def rand(heads):
-        return (torch.rand(b, heads, s, d, device="cuda") * 2 - 1).bfloat16()
-    q, k, v = (rand(n).requires_grad_() for n in (h, kv, kv))
-    dout = rand(h)
-    flops = 4 * b * h * s * s * d / 2
-    shape = f"{b}x{s}x{h}x{kv}x{d}"
-    for name, ctx in (("flash", lambda: sdpa_kernel([SDPBackend.FLASH_ATTENTION])),
-                      ("default", contextlib.nullcontext)):
-        try:
-            with ctx():
-                attn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-                fwd = median_ms(attn)
-                out = attn()
-                bwd = median_ms(lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True))
-        except RuntimeError as e:
-            print(f"sdpa {name} at {shape}: {e}")
-            continue
-        with open(sys.argv[1], "a") as f:
-            for kind, ms, work in (("fwd", fwd, flops), ("bwd", bwd, 2.5 * flops)):
-                row = f"torch_sdpa_{name}_{kind}\t{shape} (bench)\t-\t-\tran\t{ms:.4f}\t{work / ms / 1e9:.0f} TFLOP/s"
-                print(row)
-                f.write(row + "\n")
-        break
-print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
-EOF
+python3 bench/sdpa-peer.py --report "$report" 4x2048x32x8x64 4x2048x16x8x128 > "$out/sdpa.log" 2>&1 ||
+  sdpa_status=$?
 (( sdpa_status )) && { echo "gpu-check: PyTorch SDPA rows skipped:"; tail -5 "$out/sdpa.log"; }
 sanitize_status=0
 if [[ "${MT_GPU_SANITIZE:-0}" == 1 ]]; then
