@@ -3,6 +3,7 @@
 
 #include "runtime/support/AtomicFile.h"
 #include "runtime/support/CheckedMath.h"
+#include "runtime/support/Fnv1a.h"
 
 #include <algorithm>
 #include <bit>
@@ -191,13 +192,8 @@ Expected<SftFile> openSftFile(const std::string &path) {
 }
 
 uint64_t sampledFingerprint(const SftFile &file) {
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  auto add = [&hash](uint64_t value, int bytes) {
-    for (int b = 0; b < bytes; ++b) {
-      hash ^= (value >> (8 * b)) & 0xff;
-      hash *= 0x100000001b3ULL;
-    }
-  };
+  Fnv1a hash;
+  auto add = [&hash](uint64_t value, int bytes) { hash.add(value, bytes); };
   add(file.vocabSize(), 8);
   add(uint64_t(file.seqLen()), 8);
   add(uint64_t(file.rows()), 8);
@@ -210,7 +206,7 @@ uint64_t sampledFingerprint(const SftFile &file) {
     if (file.hasPositionIds())
       add(file.positionIds(int64_t(at / row))[at % row], 4);
   }
-  return hash;
+  return hash.value();
 }
 
 } // namespace mt::io

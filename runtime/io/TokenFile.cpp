@@ -4,6 +4,7 @@
 
 #include "runtime/support/AtomicFile.h"
 #include "runtime/support/CheckedMath.h"
+#include "runtime/support/Fnv1a.h"
 
 #include <algorithm>
 #include <bit>
@@ -220,13 +221,8 @@ Status checkTokenIds(const TokenFile &file, uint64_t modelVocab) {
 }
 
 uint64_t sampledFingerprint(const TokenFile &file) {
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  auto add = [&hash](uint64_t value, int bytes) {
-    for (int b = 0; b < bytes; ++b) {
-      hash ^= (value >> (8 * b)) & 0xff;
-      hash *= 0x100000001b3ULL;
-    }
-  };
+  Fnv1a hash;
+  auto add = [&hash](uint64_t value, int bytes) { hash.add(value, bytes); };
   add(file.vocabSize(), 8);
   add(file.size(), 8);
   constexpr uint64_t kSamples = 4096;
@@ -234,7 +230,7 @@ uint64_t sampledFingerprint(const TokenFile &file) {
   for (uint64_t i = 0; i < std::min(n, kSamples); ++i)
     // i * n cannot overflow: that would take a file of 2^52 tokens.
     add(file.at(n <= kSamples ? i : i * n / kSamples), 4);
-  return hash;
+  return hash.value();
 }
 
 std::vector<uint32_t> byteTokens(std::string_view text) {
