@@ -16,9 +16,15 @@
 namespace mt::cuda {
 
 /// A timing event recorded on `stream`; inside a capture, as a graph node
-/// (cudaEventRecordExternal), so that replays record it too.
+/// (cudaEventRecordExternal), so that replays record it too. Outside one
+/// (the first, eager run of a program) a plain record: the external flag is
+/// an error there (cudaErrorIllegalState).
 static Status recordTiming(cudaEvent_t event, cudaStream_t stream) {
-  MT_CUDA_CHECK(cudaEventRecordWithFlags(event, stream, cudaEventRecordExternal));
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  MT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  MT_CUDA_CHECK(capture == cudaStreamCaptureStatusActive
+                    ? cudaEventRecordWithFlags(event, stream, cudaEventRecordExternal)
+                    : cudaEventRecord(event, stream));
   return Status::ok();
 }
 
