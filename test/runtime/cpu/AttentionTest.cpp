@@ -2,6 +2,7 @@
 // kernels against plain fp64 references and central finite differences.
 #include "runtime/cpu/Attention.h"
 #include "test/Tolerances.h"
+#include "test/runtime/cpu/AttentionReference.h"
 #include "test/runtime/cpu/KernelCheck.h"
 
 #include <gtest/gtest.h>
@@ -255,37 +256,6 @@ size_t qSize(const AttentionShape &s) {
 }
 size_t kvSize(const AttentionShape &s) {
   return s.batch * s.seq * s.kvHeads * s.headDim;
-}
-
-/// Causal GQA softmax attention written plainly, in fp64.
-void refAttention(const Doubles &q, const Doubles &k, const Doubles &v,
-                  const AttentionShape &s, Doubles &out, Doubles &lse) {
-  const int64_t S = s.seq, H = s.heads, G = s.kvHeads, D = s.headDim;
-  out.assign(qSize(s), 0.0);
-  lse.assign(s.batch * H * S, 0.0);
-  Doubles scores(S);
-  for (int64_t b = 0; b < s.batch; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < S; ++i) {
-        const int64_t g = h / (H / G), qAt = ((b * S + i) * H + h) * D;
-        double m = -INFINITY, sum = 0;
-        for (int64_t j = 0; j <= i; ++j) {
-          double dotQK = 0;
-          for (int64_t d = 0; d < D; ++d)
-            dotQK += q[qAt + d] * k[((b * S + j) * G + g) * D + d];
-          scores[j] = s.scale * dotQK;
-          m = std::max(m, scores[j]);
-        }
-        for (int64_t j = 0; j <= i; ++j) {
-          const double p = std::exp(scores[j] - m);
-          sum += p;
-          for (int64_t d = 0; d < D; ++d)
-            out[qAt + d] += p * v[((b * S + j) * G + g) * D + d];
-        }
-        for (int64_t d = 0; d < D; ++d)
-          out[qAt + d] /= sum;
-        lse[(b * H + h) * S + i] = m + std::log(sum);
-      }
 }
 
 struct AttentionData {

@@ -4,6 +4,7 @@
 // each document alone.
 #include "runtime/cpu/Attention.h"
 #include "test/Tolerances.h"
+#include "test/runtime/cpu/AttentionReference.h"
 #include "test/runtime/cpu/KernelCheck.h"
 
 #include <gtest/gtest.h>
@@ -38,54 +39,6 @@ Ids positionsOf(const std::vector<std::vector<int32_t>> &rows) {
   return ids;
 }
 
-/// Document index of every token of a row: a new document where the
-/// position id is 0 (Hugging Face's rule for packed position_ids).
-std::vector<int64_t> documentIds(const int32_t *row, int64_t seq) {
-  std::vector<int64_t> doc(seq);
-  for (int64_t i = 0, d = -1; i < seq; ++i)
-    doc[i] = row[i] == 0 ? ++d : d;
-  return doc;
-}
-
-/// GQA softmax attention where query i sees key j iff j <= i and both are
-/// in one document (LLaMA-Factory's prepare_4d_attention_mask), in fp64.
-void refPackedAttention(const Doubles &q, const Doubles &k, const Doubles &v,
-                        const Ids &positions, const AttentionShape &s, Doubles &out,
-                        Doubles &lse) {
-  const int64_t S = s.seq, H = s.heads, G = s.kvHeads, D = s.headDim;
-  out.assign(s.batch * S * H * D, 0.0);
-  lse.assign(s.batch * H * S, 0.0);
-  for (int64_t b = 0; b < s.batch; ++b) {
-    const std::vector<int64_t> doc = documentIds(positions.data() + b * S, S);
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < S; ++i) {
-        const int64_t g = h / (H / G), qAt = ((b * S + i) * H + h) * D;
-        Doubles scores(S, -INFINITY);
-        double m = -INFINITY, sum = 0;
-        for (int64_t j = 0; j <= i; ++j) {
-          if (doc[j] != doc[i])
-            continue;
-          double dotQK = 0;
-          for (int64_t d = 0; d < D; ++d)
-            dotQK += q[qAt + d] * k[((b * S + j) * G + g) * D + d];
-          scores[j] = s.scale * dotQK;
-          m = std::max(m, scores[j]);
-        }
-        for (int64_t j = 0; j <= i; ++j) {
-          if (doc[j] != doc[i])
-            continue;
-          const double p = std::exp(scores[j] - m);
-          sum += p;
-          for (int64_t d = 0; d < D; ++d)
-            out[qAt + d] += p * v[((b * S + j) * G + g) * D + d];
-        }
-        for (int64_t d = 0; d < D; ++d)
-          out[qAt + d] /= sum;
-        lse[(b * H + h) * S + i] = m + std::log(sum);
-      }
-  }
-}
-
 /// Two rows of 13 tokens: documents 5, 1, 7 and 13 (one document).
 struct Packed {
   AttentionShape shape;
@@ -108,8 +61,8 @@ TEST(PackedAttention, ForwardMatchesBlockDiagonalReference) {
     attentionForward(p.q.data(), p.k.data(), p.v.data(), out.data(), lse.data(), p.shape,
                      p.positions.data());
     Doubles refOut, refLse;
-    refPackedAttention(toDouble(p.q), toDouble(p.k), toDouble(p.v), p.positions, p.shape,
-                       refOut, refLse);
+    refAttention(toDouble(p.q), toDouble(p.k), toDouble(p.v), p.shape, refOut, refLse,
+                 &p.positions);
     const std::string what = "heads " + std::to_string(heads) + "/" + std::to_string(kvHeads);
     expectClose(out, refOut, tol::kFp32KernelRel, tol::kFp32KernelAbs, "out " + what);
     expectClose(lse, refLse, tol::kFp32KernelRel, tol::kFp32KernelAbs, "lse " + what);
@@ -129,7 +82,7 @@ TEST(PackedAttention, BackwardMatchesFiniteDifferences) {
   const Doubles dout = toDouble(p.dout);
   const auto loss = [&] {
     Doubles o, l;
-    refPackedAttention(q, k, v, p.positions, p.shape, o, l);
+    refAttention(q, k, v, p.shape, o, l, &p.positions);
     return sumProduct(dout, o);
   };
   expectClose(dq, finiteDifference(q, loss), tol::kGradientRel, tol::kGradientAbs, "dq");
