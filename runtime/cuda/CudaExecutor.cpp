@@ -67,15 +67,14 @@ Expected<CudaOptions> optionsFromEnvironment() {
 
 Status checkMeshSupported(const plan::Mesh &mesh) {
   std::string others;
-  for (auto [axis, size] : {std::pair<const char *, int64_t>{"cp", mesh.cp()},
-                            {"ep", mesh.ep()}})
+  for (auto [axis, size] : {std::pair<const char *, int64_t>{"ep", mesh.ep()}})
     if (size > 1)
       others += (others.empty() ? "" : ", ") + std::string(axis) + "=" + std::to_string(size);
   if (others.empty())
     return Status::ok();
-  return Status::error("the CUDA backend runs data-, tensor- and pipeline-parallel plans (dp, "
-                       "tp, pp) only for now; this plan has " + others + " (context and expert "
-                       "parallelism have no CUDA lowering yet): use --backend cpu");
+  return Status::error("the CUDA backend runs data-, tensor-, pipeline- and context-parallel "
+                       "plans (dp, tp, pp, cp) only for now; this plan has " + others +
+                       " (expert parallelism has no CUDA lowering yet): use --backend cpu");
 }
 
 namespace {

@@ -137,6 +137,7 @@ const LoweringTable &loweringTable() {
     LoweringTable t;
     t[plan::Op::fill_zero] = [](Lowerer &L, const plan::Attrs &) { L.fillZero(); };
     addDenseLowerings(t);
+    addAttentionLowerings(t);
     addOptimizerLowerings(t);
     addVocabParallelLowerings(t);
     addMoELowerings(t);

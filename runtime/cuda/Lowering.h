@@ -29,6 +29,7 @@
 #include <string>
 #include <tuple>
 #include <typeindex>
+#include <utility>
 #include <vector>
 
 namespace mt::cuda {
@@ -58,6 +59,10 @@ struct Resources {
   std::unique_ptr<GemmRunner> gemm;
   std::map<std::tuple<double, double, double, double, int64_t, int64_t, int64_t>,
            RotaryTable> rotaryTables;
+  /// Per (batch, seq, cp rank, cp size): the device places in the whole
+  /// sequence of a context-parallel slice's tokens, read by rotary.
+  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, const int32_t *>
+      contextParallelPlaces;
   /// Host copies of the optimizer's scalars that live in device-only
   /// buffers (the clipping factor).
   std::map<uint32_t, float> hostScalars;
@@ -181,13 +186,23 @@ using Lowering = void (*)(Lowerer &, const plan::Attrs &);
 /// The CUDA kernel of each plan instruction; an empty entry: none.
 using LoweringTable = plan::PerOp<Lowering>;
 
+/// The optional input `i` of rotary and attention: device position ids
+/// (documents packed in a row), null when absent.
+const int32_t *positionIds(Lowerer &L, int i);
+/// The rank's coordinate on the instruction's context_parallel_axis and the
+/// axis' size ({0, 1} without one or on a single rank), as the CPU backend
+/// reads them (LowerAttention.cpp).
+std::pair<int64_t, int64_t> contextParallelOf(Lowerer &L, const plan::Attrs &a);
+
 /// The lowerings of each op family, one function per file: dense layers,
-/// norms, attention and the loss (LowerOps.cpp), the optimizer
+/// norms, rotary and the loss (LowerOps.cpp), attention and ring attention
+/// (LowerAttention.cpp), the optimizer
 /// (LowerOptimizer.cpp), the vocab-parallel cross-entropy
 /// (LowerVocabParallel.cpp), the mixture-of-experts ops (LowerMoE.cpp), the
 /// collectives (LowerCollectives.cpp), the pipeline transfers send and recv
 /// (NcclPipeline.cpp).
 void addDenseLowerings(LoweringTable &table);
+void addAttentionLowerings(LoweringTable &table);
 void addOptimizerLowerings(LoweringTable &table);
 void addVocabParallelLowerings(LoweringTable &table);
 void addMoELowerings(LoweringTable &table);
