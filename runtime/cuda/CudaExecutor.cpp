@@ -41,6 +41,7 @@ Expected<CudaOptions> optionsFromEnvironment() {
   o.syncEachInstruction = is("MT_CUDA_SYNC", "1");
   o.graphs = !is("MT_CUDA_GRAPHS", "0");
   o.overlapGradReduce = !is("MT_CUDA_OVERLAP", "0");
+  o.overlapRingTransfers = !is("MT_CUDA_OVERLAP_CP", "0");
   if (const char *bucket = std::getenv("MT_CUDA_BUCKET_ELEMENTS")) {
     char *end = nullptr;
     const unsigned long long n = std::strtoull(bucket, &end, 10);
@@ -245,6 +246,7 @@ Status CudaExecutor::initialize() {
   resources_.host = &host_;
   resources_.rank = rank_;
   resources_.attention = options_.attention;
+  resources_.overlapTransfers = options_.overlapRingTransfers;
   auto gemm = GemmRunner::create();
   if (!gemm)
     return gemm.status();

@@ -234,8 +234,10 @@ void allSlice(Lowerer &L, const Attrs &a) {
 /// ring_shift (ring attention's keys and values, and their gradients the
 /// other way): this rank's block to the next rank on the axis' ring (the
 /// previous one with `reverse`), the previous one's into the output, as
-/// one grouped ncclSend/ncclRecv pair on the compute stream (so that an odd
-/// ring cannot deadlock; cpu: ringShift).
+/// one grouped ncclSend/ncclRecv pair (so that an odd ring cannot deadlock;
+/// cpu: ringShift) on the transfer stream, overlapping the instructions
+/// after it up to the first that touches its operands (on the compute
+/// stream with Resources::overlapTransfers off).
 void ringShift(Lowerer &L, const Attrs &a) {
   const CollectiveOperand in = operandOf(L, true, 0), out = operandOf(L, false, 0);
   if (in.type != out.type)
@@ -259,13 +261,18 @@ void ringShift(Lowerer &L, const Attrs &a) {
     return L.fail("the group of axis '" + a.s("axis") + "' is not an NCCL communicator");
   const int size = nccl->size(), shift = a.i("reverse", 0) ? size - 1 : 1;
   const int to = (nccl->rank() + shift) % size, from = (nccl->rank() + size - shift) % size;
-  L.emitCollective([=](cudaStream_t s) -> Status {
+  Launch transfer = [=](cudaStream_t s) -> Status {
     nccl->setStream(s);
     return nccl->grouped([&]() -> Status {
       MT_CUDA_RETURN_IF_ERROR(nccl->send(in.data, n, in.type, to));
       return nccl->recv(out.data, n, out.type, from);
     });
-  });
+  };
+  if (L.resources().overlapTransfers)
+    L.emitOverlappedCollective(std::move(transfer),
+                               {L.instruction().inputs(0), L.instruction().outputs(0)});
+  else
+    L.emitCollective(std::move(transfer));
 }
 
 } // namespace

@@ -76,6 +76,11 @@ struct Resources {
   int64_t microBatch = 0;
   /// Attention's implementation (CudaOptions::attention; resolved per shape).
   AttentionOptions attention{AttentionBackend::Auto, true};
+  /// Ring attention's transfers on the transfer stream, overlapping the
+  /// compute stream's work (CudaOptions::overlapRingTransfers).
+  bool overlapTransfers = true;
+  cudaStream_t transferStream = nullptr; // made on first use
+  std::vector<cudaEvent_t> events;       // destroyed with the resources
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor
@@ -83,6 +88,8 @@ struct Resources {
   ~Resources();
   /// A zeroed device allocation owned by these resources.
   Expected<void *> allocate(size_t bytes);
+  /// An event (no timing) owned by these resources.
+  Expected<cudaEvent_t> event();
 };
 
 /// Lowers the programs of one plan.
@@ -132,6 +139,12 @@ public:
     steps_.push_back({std::move(launch), index_, false, true, nullptr});
     lastStep_.reset();
   }
+  /// A step of NCCL calls enqueued on the transfer stream once the compute
+  /// stream's work so far is done, so that the instructions after it run
+  /// meanwhile; the first later instruction that reads or writes the
+  /// device memory of `buffers` (the transfer's operands), any later
+  /// collective, and the program's end make the compute stream wait for it.
+  void emitOverlappedCollective(Launch launch, const std::vector<uint32_t> &buffers);
   /// What the lowering that emitted the last step left for the next
   /// instruction (a multi-tensor group it may join), when it is a T; any
   /// emit clears it.
@@ -173,6 +186,18 @@ private:
   std::string error_;
   /// Buffers zero-filled and not written since: the step index of the fill.
   std::map<uint32_t, size_t> pendingZero_;
+  /// Overlapped transfers not yet waited for: the device bytes they touch
+  /// and the event recorded on the transfer stream after them.
+  struct InFlight {
+    std::vector<std::pair<const std::byte *, const std::byte *>> ranges;
+    cudaEvent_t done;
+  };
+  std::vector<InFlight> inFlight_;
+  /// [begin, end) of `buffer`'s device storage.
+  std::pair<const std::byte *, const std::byte *> deviceRange(uint32_t buffer) const;
+  /// Makes the compute stream wait for the in-flight transfers that the
+  /// instruction `instr` must follow (all of them with `all`).
+  void waitForTransfers(const plan::Instruction &instr, bool all);
   struct LastStep {
     std::shared_ptr<void> state;
     std::type_index type = typeid(void);
