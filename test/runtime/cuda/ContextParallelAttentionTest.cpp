@@ -131,13 +131,17 @@ TEST_P(ContextParallelAttentionTest, RingBlockMatchesCpu) {
       std::vector<float> wantOut(p.nQ), wantLse(p.nLse);
       cpu::attentionBlockForward(p.q.data(), p.k.data(), p.v.data(), wantOut.data(),
                                  wantLse.data(), cpuShape, step);
+      auto cpuBackward = [&](auto &out, auto &lse, auto &dq, auto &dk, auto &dv) {
+        cpu::attentionBlockBackward(p.q.data(), p.k.data(), p.v.data(), out.data(), lse.data(),
+                                    p.dout.data(), p.dlse.data(), dq.data(), dk.data(),
+                                    dv.data(), cpuShape, step);
+      };
       checkBothWays(p, gpuShape, caseText(c, rank, source), wantOut, wantLse, true,
-                    [&](auto &out, auto &lse, auto &dq, auto &dk, auto &dv) {
-                      cpu::attentionBlockBackward(p.q.data(), p.k.data(), p.v.data(),
-                                                  out.data(), lse.data(), p.dout.data(),
-                                                  p.dlse.data(), dq.data(), dk.data(),
-                                                  dv.data(), cpuShape, step);
-                    });
+                    cpuBackward);
+      if (step == 0) // the rank's own keys: plain causal attention, as the lowering runs it
+        checkBothWays(p, {c.batch, c.seq, c.heads, c.kvHeads, c.headDim, scale},
+                      caseText(c, rank, source) + " causal", wantOut, wantLse, true,
+                      cpuBackward);
     }
 }
 
