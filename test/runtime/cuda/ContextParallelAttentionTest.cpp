@@ -4,14 +4,17 @@
 // lse gradient, written and added), the gathered keys of cp_comm_type
 // all_gather (cpu::attentionForward/Backward with a cp shape), and the
 // log-sum-exp merge (cpu::attentionMergeForward/Backward), including rows
-// that see no key. Local lengths whose chunks are not multiples of the
-// 64-row tile, grouped queries, head_dim 64 and 128.
+// that see no key; and rotary at a slice's places in the whole sequence.
+// Local lengths whose chunks are not multiples of the 64-row tile, grouped
+// queries, head_dim 64 and 128.
 #include "runtime/cuda/Attention.h"
+#include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/RingAttention.h"
 
 #include "runtime/cpu/Attention.h"
 #include "runtime/cpu/RingAttention.h"
 #include "test/Tolerances.h"
+#include "runtime/kernels/ContextParallel.h"
 #include "test/runtime/cuda/CudaTestSupport.h"
 
 #include <gtest/gtest.h>
@@ -202,6 +205,40 @@ TEST(ContextParallelAttentionBackendTest, ResolvesToTheMtcKernels) {
   ASSERT_FALSE(odd.isOk());
   EXPECT_NE(odd.message().find("context parallelism expects an even seq"), std::string::npos)
       << odd.message();
+}
+
+// A cp rank's tokens sit at places up to cp x seq - 1 of the whole sequence:
+// the rotary table has that many rows and position ids past the slice's
+// length are looked up, not clamped to it (the lowering's positions).
+TEST(ContextParallelRotaryTest, RotatesAtTheSlicesPlaces) {
+  const int64_t batch = 2, seq = 74, heads = 3, headDim = 64, cpSize = 2, cpRank = 1;
+  const kernels::RotaryParams params{500000.0, 32.0, 1.0, 4.0, 64};
+  const size_t n = size_t(batch * seq * heads * headDim);
+  std::mt19937 rng(7);
+  const auto x = randomBf16(rng, n, -3, 3);
+  std::vector<int32_t> places(size_t(batch * seq));
+  for (int64_t i = 0; i < batch * seq; ++i)
+    places[size_t(i)] = int32_t(kernels::contextParallelPosition(i % seq, seq, cpRank, cpSize));
+  DeviceBuffer<bf16> dX(n), dY(n);
+  DeviceBuffer<int32_t> dPlaces(places.size());
+  uploadBf16(dX, x);
+  dPlaces.upload(places.data());
+  auto table = cuda::RotaryTable::create(params, seq * cpSize, headDim);
+  ASSERT_TRUE(table) << table.message();
+  std::vector<float> want(n), wantGrad(n, 0.0f);
+  cpu::rotaryForward(x.data(), want.data(), batch, seq, heads, headDim, params, places.data());
+  cpu::rotaryBackward(x.data(), wantGrad.data(), batch, seq, heads, headDim, params,
+                      places.data());
+  for (auto *v : {&want, &wantGrad})
+    for (float &f : *v)
+      f = roundBf16(f);
+  const std::string what = shapeText({batch, seq, heads, headDim}) + " cp rank 1 of 2";
+  MT_ASSERT_OK(cuda::rotaryForward(dX.get(), dY.get(), batch, seq, heads, *table, nullptr,
+                                   dPlaces.get()));
+  expectClose("rotary_fwd_cp", what, downloadBf16(dY), want, tol::kBitExact);
+  MT_ASSERT_OK(cuda::rotaryBackward(dX.get(), dY.get(), batch, seq, heads, *table, nullptr,
+                                    dPlaces.get()));
+  expectClose("rotary_bwd_cp", what, downloadBf16(dY), wantGrad, tol::kBitExact);
 }
 
 struct MergeCase {
