@@ -159,8 +159,11 @@ void PartitionContextParallelPass::gatherKeysAndValues(OpBuilder &b,
 // Megatron-Core's ring attention (AttnFuncWithCPAndKVP2P): at step t the
 // queries attend to the keys and values of the rank t places back on the
 // ring, which mt.ring_shift passes on; the steps' partial attentions merge
-// by their log-sum-exp. Autodiff's gradient of each shift is the shift the
-// other way: the key and value gradients travel the ring backwards.
+// by their log-sum-exp. Each step's shifts come before the block of the step
+// before, whose keys they pass on, so that a backend can run the transfer
+// during that block (Megatron sends the next block's keys and values before
+// computing the current one). Autodiff's gradient of each shift is the shift
+// the other way: the key and value gradients travel the ring backwards.
 Value PartitionContextParallelPass::ringAttention(OpBuilder &b, AttentionOp attention) const {
   b.setInsertionPoint(attention);
   Location loc = attention.getLoc();
@@ -172,11 +175,12 @@ Value PartitionContextParallelPass::ringAttention(OpBuilder &b, AttentionOp atte
   StringAttr axis = b.getStringAttr(kContextParallelAxis);
   Value key = attention.getKey(), value = attention.getValue(), out, lse;
   for (int64_t step = 0; step < cp; ++step) {
-    if (step > 0) {
-      key = RingShiftOp::create(b, loc, key, axis, UnitAttr());
-      value = RingShiftOp::create(b, loc, value, axis, UnitAttr());
-      key.getDefiningOp()->setDiscardableAttrs(marks);
-      value.getDefiningOp()->setDiscardableAttrs(marks);
+    Value nextKey, nextValue; // the keys and values of step + 1
+    if (step + 1 < cp) {
+      nextKey = RingShiftOp::create(b, loc, key, axis, UnitAttr());
+      nextValue = RingShiftOp::create(b, loc, value, axis, UnitAttr());
+      nextKey.getDefiningOp()->setDiscardableAttrs(marks);
+      nextValue.getDefiningOp()->setDiscardableAttrs(marks);
     }
     auto block = AttentionBlockOp::create(
         b, loc, q, lseType, attention.getQuery(), key, value, attention.getNumHeadsAttr(),
@@ -185,12 +189,13 @@ Value PartitionContextParallelPass::ringAttention(OpBuilder &b, AttentionOp atte
     block->setDiscardableAttrs(marks);
     if (step == 0) {
       out = block.getResult(), lse = block.getLse();
-      continue;
+    } else {
+      auto merge = AttentionMergeOp::create(b, loc, q, lseType, out, lse, block.getResult(),
+                                            block.getLse());
+      merge->setDiscardableAttrs(marks);
+      out = merge.getResult(), lse = merge.getLse();
     }
-    auto merge = AttentionMergeOp::create(b, loc, q, lseType, out, lse, block.getResult(),
-                                          block.getLse());
-    merge->setDiscardableAttrs(marks);
-    out = merge.getResult(), lse = merge.getLse();
+    key = nextKey, value = nextValue;
   }
   attention.getResult().replaceAllUsesWith(out);
   return out;

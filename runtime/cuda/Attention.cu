@@ -1,16 +1,23 @@
 // Flash attention kernels (FlashAttention-2 algorithm): a forward with an
 // online softmax over 64-key tiles, and a backward of three kernels (row
 // dots of dout and out, then dk/dv per key block, then dq per query block).
-// Warp-level bf16 mma.sync m16n8k16 with fp32 accumulators; K/V (or Q/dO)
+// Warp-level bf16 mma.sync m16n8k16 with fp32 accumulators (the tile
+// pieces: runtime/cuda/FlashTiles.cuh); K/V (or Q/dO)
 // tiles stream through two shared-memory buffers filled by cp.async.
 // With position ids (kDocs), rows pack documents: query i sees keys
 // [i - pos[i], i]; tiles before a query block's first document and query
-// blocks past a key block's last document are skipped, not masked.
+// blocks past a key block's last document are skipped, not masked. Under
+// context parallelism (kCp) a key is visible by its place in the whole
+// sequence: every tile is visited, a block-wide vote skips the tiles no
+// query of the block sees and masks element-wise only the tiles that some
+// of its queries see in part.
 // attentionForward/Backward (the choice of backend) live in
 // runtime/cuda/AttentionBackend.cpp; these are mtcAttentionForward/Backward.
 #include "runtime/cuda/Attention.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/FlashTiles.cuh"
+#include "runtime/kernels/ContextParallel.h"
 
 #include <cmath>
 #include <cstdint>
@@ -21,16 +28,7 @@ namespace mt::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = 32 * kWarps;
-/// Query and key rows per tile; each warp owns 16 rows of its block's tile.
-constexpr int kBlock = 16 * kWarps;
-constexpr float kLog2e = 1.4426950408889634f;
-
-/// Shared-memory row stride in elements: 16 bytes of padding shift each row
-/// by four banks, so the eight rows an ldmatrix phase reads hit all banks.
-template <int D> constexpr int kSmemStride = D + 8;
-template <int D> constexpr int kTileElems = kBlock * kSmemStride<D>;
+using namespace flash;
 
 /// Every kernel's arguments; each kernel reads the fields it needs.
 struct Args {
@@ -41,53 +39,46 @@ struct Args {
   float *lseW = nullptr, *deltaW = nullptr;
   int seq = 0, heads = 0, kvHeads = 0, group = 0;
   float scale = 0, scaleLog2 = 0;
+  int kvSeq = 0, qBlocks = 0; // key rows per batch; query tiles
+  // Context parallelism (AttentionShape): cp rank, size, key source.
+  int cpRank = 0, cpSize = 1, kvSource = -1;
+  const float *dlse = nullptr; // AttentionGradExtras
+  bool addDq = false, addDk = false, addDv = false;
 };
 
-__device__ __forceinline__ uint32_t smemAddr(const void *p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+/// The kernels' masks: causal, causal within packed documents, or by the
+/// place in the whole sequence under context parallelism.
+enum Mask { kCausal, kDocuments, kContextParallel };
+
+/// Places in the whole sequence (runtime/kernels/ContextParallel.h) of
+/// query row i and key row j; rows past the slice are clamped into it.
+__device__ __forceinline__ int queryPlace(const Args &p, int i) {
+  return int(kernels::contextParallelPosition(min(i, p.seq - 1), p.seq, p.cpRank, p.cpSize));
+}
+__device__ __forceinline__ int keyPlace(const Args &p, int j) {
+  j = min(j, p.kvSeq - 1);
+  return p.kvSource >= 0
+             ? int(kernels::contextParallelPosition(j, p.seq, p.kvSource, p.cpSize))
+             : int(kernels::contextParallelGatheredPosition(j, p.seq, p.cpSize));
 }
 
-/// 16 bytes global -> shared; zero-filled when !valid (rows past seq), so
-/// padded K/V rows hold zeros rather than stale NaNs.
-__device__ __forceinline__ void cpAsync16(void *dst, const void *src,
-                                          bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-                   smemAddr(dst)),
-               "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cpAsyncCommit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
-template <int N> __device__ __forceinline__ void cpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const bf16 *p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smemAddr(p)));
-}
-__device__ __forceinline__ void ldsm4t(uint32_t (&r)[4], const bf16 *p) {
-  asm volatile(
-      "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-      : "r"(smemAddr(p)));
+/// Under context parallelism, how the query rows [q0, q0 + kBlock) (places
+/// increasing along the slice) see key tile kb: at all (some query sees a
+/// key), and whole (every query sees every key of a full tile). A vote of
+/// the whole block: every thread calls it.
+struct TileView {
+  bool seen, whole;
+};
+__device__ __forceinline__ TileView keyTileView(const Args &p, int q0, int kb) {
+  const int key = kb * kBlock + int(threadIdx.x);
+  const bool mine = int(threadIdx.x) < kBlock && key < p.kvSeq;
+  const int place = mine ? keyPlace(p, key) : 0;
+  const bool seen = __syncthreads_or(mine && place <= queryPlace(p, q0 + kBlock - 1));
+  const bool whole =
+      __syncthreads_and(int(threadIdx.x) >= kBlock || (mine && place <= queryPlace(p, q0)));
+  return {seen, whole};
 }
 
-/// c += a (16x16, row) * b (16x8, col), bf16 in, fp32 accumulate.
-__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4],
-                                    uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-               "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0),
-                 "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t *>(&v);
-}
 
 /// The first key query `row` of batch b sees: the start of its document,
 /// row - pos[row] clamped to [0, row] (cpu::documentStart), with pos the
@@ -113,122 +104,15 @@ __device__ __forceinline__ int queryBlocksSeeing(const int32_t *pos, int seq, in
   return n;
 }
 
-/// Rows [row0, row0 + kBlock) of a [seq, rowStride] slice into a padded
-/// shared tile, rows >= seq zero-filled. Not committed here.
-template <int D>
-__device__ __forceinline__ void loadTile(bf16 *tile, const bf16 *g,
-                                         int64_t rowStride, int row0,
-                                         int seq) {
-  constexpr int kChunks = D / 8; // 16-byte chunks per row
-  for (int c = threadIdx.x; c < kBlock * kChunks; c += kThreads) {
-    const int r = c / kChunks, col = (c % kChunks) * 8;
-    const bool valid = row0 + r < seq;
-    const bf16 *src = valid ? g + (row0 + r) * rowStride + col : g;
-    cpAsync16(tile + r * kSmemStride<D> + col, src, valid);
-  }
-}
-
-/// acc[16 x 8*NT] += A[16 x 16*KS] * B^T, A rows at `a` (row-major, padded
-/// stride), B stored [n][k] at `b` (row-major): both through ldmatrix.
-template <int NT, int KS, int Stride>
-__device__ __forceinline__ void gemmNT(float (&acc)[NT][4], const bf16 *a,
-                                       const bf16 *b) {
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int ks = 0; ks < KS; ++ks) {
-    uint32_t af[4];
-    ldsm4(af, a + (lane % 16) * Stride + ks * 16 + (lane / 16) * 8);
-#pragma unroll
-    for (int np = 0; np < NT / 2; ++np) {
-      uint32_t bf[4];
-      ldsm4(bf, b + (np * 16 + lane % 8 + (lane / 16) * 8) * Stride +
-                    ks * 16 + ((lane / 8) % 2) * 8);
-      mma(acc[2 * np], af, bf[0], bf[1]);
-      mma(acc[2 * np + 1], af, bf[2], bf[3]);
-    }
-  }
-}
-
-/// gemmNT with A already in registers (ldmatrix fragments, one per k step).
-template <int NT, int KS, int Stride>
-__device__ __forceinline__ void gemmRegNT(float (&acc)[NT][4],
-                                          const uint32_t (&af)[KS][4],
-                                          const bf16 *b) {
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int ks = 0; ks < KS; ++ks)
-#pragma unroll
-    for (int np = 0; np < NT / 2; ++np) {
-      uint32_t bf[4];
-      ldsm4(bf, b + (np * 16 + lane % 8 + (lane / 16) * 8) * Stride +
-                    ks * 16 + ((lane / 8) % 2) * 8);
-      mma(acc[2 * np], af[ks], bf[0], bf[1]);
-      mma(acc[2 * np + 1], af[ks], bf[2], bf[3]);
-    }
-}
-
-/// 2^x in one instruction (ex2(-inf) = 0); subnormal results flush to 0,
-/// far below what a bf16 probability or an fp32 row sum can register.
-__device__ __forceinline__ float fastExp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-/// acc[16 x 8*NT] += P[16 x 16*KS] * B with P the bf16 rounding of an fp32
-/// accumulator tile (an m16n8 C fragment pair is an m16k16 A fragment) and
-/// B stored [k][n] at `b` (row-major), read transposed by ldmatrix.
-template <int NT, int KS, int Stride>
-__device__ __forceinline__ void gemmPN(float (&acc)[NT][4],
-                                       const float (&p)[2 * KS][4],
-                                       const bf16 *b) {
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int ks = 0; ks < KS; ++ks) {
-    const uint32_t af[4] = {pack(p[2 * ks][0], p[2 * ks][1]),
-                            pack(p[2 * ks][2], p[2 * ks][3]),
-                            pack(p[2 * ks + 1][0], p[2 * ks + 1][1]),
-                            pack(p[2 * ks + 1][2], p[2 * ks + 1][3])};
-#pragma unroll
-    for (int np = 0; np < NT / 2; ++np) {
-      uint32_t bf[4];
-      ldsm4t(bf, b + (ks * 16 + lane % 8 + ((lane / 8) % 2) * 8) * Stride +
-                     np * 16 + (lane / 16) * 8);
-      mma(acc[2 * np], af, bf[0], bf[1]);
-      mma(acc[2 * np + 1], af, bf[2], bf[3]);
-    }
-  }
-}
-
-/// Stores a warp's 16 x D fp32 tile times `mul` as bf16 rows row0 + (0..15)
-/// of a [seq, rowStride] slice, rows >= seq skipped.
-template <int D>
-__device__ __forceinline__ void storeRows(bf16 *g, int64_t rowStride,
-                                          int row0, int seq,
-                                          const float (&acc)[D / 8][4],
-                                          float mulLo, float mulHi) {
-  const int lane = threadIdx.x % 32, r = lane / 4, c = 2 * (lane % 4);
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int row = row0 + r + 8 * half;
-    if (row >= seq)
-      continue;
-    const float mul = half ? mulHi : mulLo;
-    bf16 *dst = g + row * rowStride + c;
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n)
-      *reinterpret_cast<__nv_bfloat162 *>(dst + n * 8) = __floats2bfloat162_rn(
-          acc[n][2 * half] * mul, acc[n][2 * half + 1] * mul);
-  }
-}
 
 /// One block per (query block, batch x head): 64 queries against key tiles
-/// 0 (or the block's first document's) ..diagonal with an online softmax in
-/// the log2 domain. Longer than ~80 lines: the pipeline, softmax and
-/// epilogue share registers.
-template <int D, bool kDocs>
+/// 0 (or the block's first document's) ..diagonal (every tile under context
+/// parallelism) with an online softmax in the log2 domain. Longer than ~80
+/// lines: the pipeline, softmax and epilogue share registers.
+template <int D, int M>
 __global__ void __launch_bounds__(kThreads)
     attentionForwardKernel(Args p, const int32_t *pos) {
+  constexpr bool kDocs = M == kDocuments, kCp = M == kContextParallel;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *sQ = reinterpret_cast<bf16 *>(smem);
   bf16 *sK = sQ + kTileElems<D>; // two buffers each
@@ -239,16 +123,17 @@ __global__ void __launch_bounds__(kThreads)
   const int qBlock = gridDim.y - 1 - blockIdx.y, q0 = qBlock * kBlock;
   const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
   const bf16 *qBase = p.q + (int64_t(b) * p.seq * p.heads + h) * D;
-  const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + h / p.group) * D;
+  const int64_t kvOff = (int64_t(b) * p.kvSeq * p.kvHeads + h / p.group) * D;
   const bf16 *kBase = p.k + kvOff, *vBase = p.v + kvOff;
+  const int kbLast = kCp ? (p.kvSeq - 1) / kBlock : qBlock;
   // Document starts are non-decreasing along the row: the block's first
   // query has the smallest, its last valid query the largest.
   const int kbFirst = kDocs ? documentStart(pos, p.seq, b, q0) / kBlock : 0;
   const int lastStart = kDocs ? documentStart(pos, p.seq, b, min(q0 + kBlock, p.seq) - 1) : 0;
 
   loadTile<D>(sQ, qBase, qStride, q0, p.seq);
-  loadTile<D>(sK, kBase, kvStride, kbFirst * kBlock, p.seq);
-  loadTile<D>(sV, vBase, kvStride, kbFirst * kBlock, p.seq);
+  loadTile<D>(sK, kBase, kvStride, kbFirst * kBlock, p.kvSeq);
+  loadTile<D>(sV, vBase, kvStride, kbFirst * kBlock, p.kvSeq);
   cpAsyncCommit();
 
   float o[D / 8][4] = {};
@@ -257,49 +142,62 @@ __global__ void __launch_bounds__(kThreads)
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const float c = p.scaleLog2;
   const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
+  // The first key each row sees (documents), or each row's place (cp).
   int start[2] = {0, 0};
-  if constexpr (kDocs)
+  if constexpr (kDocs || kCp)
     for (int r = 0; r < 2; ++r)
-      start[r] = documentStart(pos, p.seq, b, rowLo + 8 * r);
+      start[r] = kDocs ? documentStart(pos, p.seq, b, rowLo + 8 * r) : queryPlace(p, rowLo + 8 * r);
   // This warp's 16 query rows as fragments, loaded once, at D = 64; at
   // D = 128 the extra registers cost more than the shared-memory re-reads.
   constexpr bool kQInRegisters = D == 64;
   uint32_t qf[kQInRegisters ? D / 16 : 1][4];
-  for (int kb = kbFirst; kb <= qBlock; ++kb) {
+  bool qLoaded = false;
+  for (int kb = kbFirst; kb <= kbLast; ++kb) {
     const int buf = (kb - kbFirst) % 2;
-    if (kb < qBlock) { // prefetch the next tile into the other buffer
+    if (kb < kbLast) { // prefetch the next tile into the other buffer
       loadTile<D>(sK + (1 - buf) * kTileElems<D>, kBase, kvStride,
-                  (kb + 1) * kBlock, p.seq);
+                  (kb + 1) * kBlock, p.kvSeq);
       loadTile<D>(sV + (1 - buf) * kTileElems<D>, vBase, kvStride,
-                  (kb + 1) * kBlock, p.seq);
+                  (kb + 1) * kBlock, p.kvSeq);
       cpAsyncCommit();
       cpAsyncWait<1>();
     } else {
       cpAsyncWait<0>();
     }
     __syncthreads();
+    // The diagonal tile: keys after the query are masked; with documents,
+    // so are keys before its document's start; under cp, keys placed after.
+    bool masked = kb == qBlock || (kDocs && kb * kBlock < lastStart);
+    if constexpr (kCp) {
+      const TileView view = keyTileView(p, q0, kb);
+      if (!view.seen)
+        continue; // past the vote's barrier no thread reads this buffer
+      masked = !view.whole;
+    }
     float s[8][4] = {};
     if constexpr (kQInRegisters) {
-      if (kb == kbFirst)
+      if (!qLoaded)
 #pragma unroll
         for (int ks = 0; ks < D / 16; ++ks)
           ldsm4(qf[ks], sQ + (warp * 16 + lane % 16) * kSmemStride<D> +
                             ks * 16 + (lane / 16) * 8);
+      qLoaded = true;
       gemmRegNT<8, D / 16, kSmemStride<D>>(s, qf, sK + buf * kTileElems<D>);
     } else {
       gemmNT<8, D / 16, kSmemStride<D>>(s, sQ + warp * 16 * kSmemStride<D>,
                                         sK + buf * kTileElems<D>);
     }
     float rowMax[2] = {-INFINITY, -INFINITY};
-    // The diagonal tile: keys after the query are masked; with documents,
-    // so are keys before its document's start.
-    if (kb == qBlock || (kDocs && kb * kBlock < lastStart))
+    if (masked)
 #pragma unroll
       for (int n = 0; n < 8; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
-          if (key > rowLo + 8 * (e / 2) || (kDocs && key < start[e / 2]))
+          const bool hidden =
+              kCp ? key >= p.kvSeq || keyPlace(p, key) > start[e / 2]
+                  : key > rowLo + 8 * (e / 2) || (kDocs && key < start[e / 2]);
+          if (hidden)
             s[n][e] = -INFINITY;
         }
 #pragma unroll
@@ -337,7 +235,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < 2; ++r) {
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    inv[r] = 1.0f / l[r];
+    inv[r] = l[r] > 0.0f ? 1.0f / l[r] : 0.0f; // no key seen (cp): out 0, lse -inf
     const int row = rowLo + 8 * r;
     if (lane % 4 == 0 && row < p.seq)
       p.lseW[(int64_t(b) * p.heads + h) * p.seq + row] =
@@ -347,7 +245,8 @@ __global__ void __launch_bounds__(kThreads)
                q0 + warp * 16, p.seq, o, inv[0], inv[1]);
 }
 
-/// delta[b, h, i] = sum_d dout * out (fp32), one warp per query row.
+/// delta[b, h, i] = sum_d dout * out - dlse[b, h, i] (fp32; dlse where
+/// given: ring attention's block), one warp per query row.
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attentionDeltaKernel(Args p, int64_t rows) {
@@ -369,30 +268,41 @@ __global__ void __launch_bounds__(kThreads)
   if (lane == 0) { // rows are [b, s, h]; delta is [b, h, s]
     const int64_t h = row % p.heads, bs = row / p.heads;
     const int64_t i = bs % p.seq, b = bs / p.seq;
-    p.deltaW[(b * p.heads + h) * p.seq + i] = sum;
+    const int64_t at = (b * p.heads + h) * p.seq + i;
+    p.deltaW[at] = p.dlse ? sum - p.dlse[at] : sum;
   }
 }
 
-/// lse (in log2 units) and delta of 64 queries into shared memory; padded
-/// queries get lse = +inf so their probabilities are exactly 0.
+/// A query's lse in log2 units for the backward: +inf for a padded query or
+/// one that saw no key (lse -inf, context parallelism), so that its
+/// probabilities are exactly 0.
+__device__ __forceinline__ float backwardLse(const float *lse, int64_t at, bool valid) {
+  const float value = valid ? lse[at] : INFINITY;
+  return value == -INFINITY ? INFINITY : value * kLog2e;
+}
+
+/// lse (backwardLse) and delta of 64 queries into shared memory.
 __device__ __forceinline__ void loadRowStats(float *sLse, float *sDelta,
                                              const Args &p, int64_t off,
                                              int q0) {
   for (int i = threadIdx.x; i < kBlock; i += kThreads) {
     const bool valid = q0 + i < p.seq;
-    sLse[i] = valid ? p.lse[off + q0 + i] * kLog2e : INFINITY;
+    sLse[i] = backwardLse(p.lse, off + q0 + i, valid);
     sDelta[i] = valid ? p.delta[off + q0 + i] : 0.0f;
   }
 }
 
 /// One block per (key block, batch x kv head): dk, dv of 64 keys summed over
 /// the group's heads and every query block from the diagonal on (to the
-/// last block whose first query's document holds one of the keys), working
-/// on transposed tiles (rows = keys) so each warp owns 16 keys'
-/// accumulators. Longer than ~80 lines for the same reason as the forward.
-template <int D, bool kDocs>
+/// last block whose first query's document holds one of the keys; every
+/// block that sees one of the keys under cp), working on transposed tiles
+/// (rows = keys) so each warp owns 16 keys' accumulators. Longer than ~80
+/// lines for the same reason as the forward.
+template <int D, int M>
 __global__ void __launch_bounds__(kThreads)
     attentionDkDvKernel(Args p, const int32_t *pos) {
+  constexpr bool kDocs = M == kDocuments, kCp = M == kContextParallel;
+  __shared__ int sKeyPlaces[2]; // cp: the least and greatest place of the tile's keys
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *sK = reinterpret_cast<bf16 *>(smem);
   bf16 *sV = sK + kTileElems<D>;
@@ -404,14 +314,31 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int b = blockIdx.x / p.kvHeads, g = blockIdx.x % p.kvHeads;
   const int kBlockIdx = blockIdx.y, k0 = kBlockIdx * kBlock;
-  const int nQ = kDocs ? queryBlocksSeeing(pos, p.seq, b, kBlockIdx) : gridDim.y - kBlockIdx,
+  const int qFirst = kCp ? 0 : kBlockIdx;
+  const int nQ = kCp     ? p.qBlocks
+                 : kDocs ? queryBlocksSeeing(pos, p.seq, b, kBlockIdx)
+                         : p.qBlocks - kBlockIdx,
             items = p.group * nQ;
   const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
-  const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + g) * D;
+  const int64_t kvOff = (int64_t(b) * p.kvSeq * p.kvHeads + g) * D;
   const int64_t qBatch = int64_t(b) * p.seq * p.heads * D;
-  // Work item w: head g * group + w / nQ, query block kBlockIdx + w % nQ.
+  int keyPlaces[2] = {0, 0}; // cp: keyLo's and keyLo + 8's places
+  if constexpr (kCp) {
+    if (threadIdx.x == 0)
+      sKeyPlaces[0] = INT_MAX, sKeyPlaces[1] = INT_MIN;
+    __syncthreads();
+    if (int(threadIdx.x) < kBlock && k0 + int(threadIdx.x) < p.kvSeq) {
+      const int place = keyPlace(p, k0 + threadIdx.x);
+      atomicMin(&sKeyPlaces[0], place);
+      atomicMax(&sKeyPlaces[1], place);
+    }
+    for (int r = 0; r < 2; ++r)
+      keyPlaces[r] = keyPlace(p, k0 + warp * 16 + lane / 4 + 8 * r);
+    __syncthreads();
+  }
+  // Work item w: head g * group + w / nQ, query block qFirst + w % nQ.
   auto loadItem = [&](int w, int buf) {
-    const int h = g * p.group + w / nQ, q0 = (kBlockIdx + w % nQ) * kBlock;
+    const int h = g * p.group + w / nQ, q0 = (qFirst + w % nQ) * kBlock;
     loadTile<D>(sQ + buf * kTileElems<D>, p.q + qBatch + h * D, qStride, q0, p.seq);
     loadTile<D>(sDo + buf * kTileElems<D>, p.dout + qBatch + h * D, qStride, q0,
                 p.seq);
@@ -421,8 +348,8 @@ __global__ void __launch_bounds__(kThreads)
       for (int i = threadIdx.x; i < kBlock; i += kThreads)
         sStart[buf * kBlock + i] = documentStart(pos, p.seq, b, q0 + i);
   };
-  loadTile<D>(sK, p.k + kvOff, kvStride, k0, p.seq);
-  loadTile<D>(sV, p.v + kvOff, kvStride, k0, p.seq);
+  loadTile<D>(sK, p.k + kvOff, kvStride, k0, p.kvSeq);
+  loadTile<D>(sV, p.v + kvOff, kvStride, k0, p.kvSeq);
   loadItem(0, 0);
   cpAsyncCommit();
 
@@ -441,8 +368,16 @@ __global__ void __launch_bounds__(kThreads)
     const bf16 *q = sQ + buf * kTileElems<D>, *dO = sDo + buf * kTileElems<D>;
     const float *lse = sLse + buf * kBlock, *delta = sDelta + buf * kBlock;
     const int *start = kDocs ? sStart + buf * kBlock : nullptr;
-    const bool diagonal = w % nQ == 0;
-    const int q0 = (kBlockIdx + w % nQ) * kBlock;
+    const int q0 = (qFirst + w % nQ) * kBlock;
+    // Causal: the diagonal block is masked. Under cp, blocks whose last
+    // query is placed before every key are skipped, and those whose first
+    // query is placed after every key need no mask (queries' places rise).
+    bool masked = w % nQ == 0;
+    if constexpr (kCp) {
+      if (queryPlace(p, q0 + kBlock - 1) < sKeyPlaces[0])
+        continue; // uniform over the block; the next load waits on the barrier above
+      masked = queryPlace(p, q0) < sKeyPlaces[1];
+    }
     float st[8][4] = {}, dpt[8][4] = {}; // S^T and dP^T: rows keys, cols queries
     gemmNT<8, D / 16, kSmemStride<D>>(st, sK + warp * 16 * kSmemStride<D>, q);
     gemmNT<8, D / 16, kSmemStride<D>>(dpt, sV + warp * 16 * kSmemStride<D>, dO);
@@ -451,11 +386,14 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = n * 8 + 2 * (lane % 4) + (e & 1);
-        bool masked = diagonal && keyLo + 8 * (e / 2) > q0 + col;
-        if constexpr (kDocs)
-          masked = masked || keyLo + 8 * (e / 2) < start[col];
+        bool hidden;
+        if constexpr (kCp)
+          hidden = masked && keyPlaces[e / 2] > queryPlace(p, q0 + col);
+        else
+          hidden = (masked && keyLo + 8 * (e / 2) > q0 + col) ||
+                   (kDocs && keyLo + 8 * (e / 2) < start[col]);
         const float prob =
-            masked ? 0.0f : fastExp2(fmaf(st[n][e], p.scaleLog2, -lse[col]));
+            hidden ? 0.0f : fastExp2(fmaf(st[n][e], p.scaleLog2, -lse[col]));
         st[n][e] = prob;
         dpt[n][e] = prob * (dpt[n][e] - delta[col]); // dS^T
       }
@@ -463,17 +401,18 @@ __global__ void __launch_bounds__(kThreads)
     gemmPN<D / 8, 4, kSmemStride<D>>(dk, dpt, q);
     __syncthreads(); // the buffer is refilled by the next iteration
   }
-  storeRows<D>(p.dk + kvOff, kvStride, k0 + warp * 16, p.seq, dk, p.scale,
-               p.scale);
-  storeRows<D>(p.dv + kvOff, kvStride, k0 + warp * 16, p.seq, dv, 1.0f, 1.0f);
+  storeRows<D>(p.dk + kvOff, kvStride, k0 + warp * 16, p.kvSeq, dk, p.scale,
+               p.scale, p.addDk);
+  storeRows<D>(p.dv + kvOff, kvStride, k0 + warp * 16, p.kvSeq, dv, 1.0f, 1.0f, p.addDv);
 }
 
 /// One block per (query block, batch x head): dq of 64 queries over key
-/// tiles 0 (or the block's first document's) ..diagonal, recomputing P and
-/// dP (no atomics: deterministic).
-template <int D, bool kDocs>
+/// tiles 0 (or the block's first document's) ..diagonal (the tiles it sees
+/// under cp), recomputing P and dP (no atomics: deterministic).
+template <int D, int M>
 __global__ void __launch_bounds__(kThreads)
     attentionDqKernel(Args p, const int32_t *pos) {
+  constexpr bool kDocs = M == kDocuments, kCp = M == kContextParallel;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16 *sQ = reinterpret_cast<bf16 *>(smem);
   bf16 *sDo = sQ + kTileElems<D>;
@@ -484,13 +423,14 @@ __global__ void __launch_bounds__(kThreads)
   const int qBlock = gridDim.y - 1 - blockIdx.y, q0 = qBlock * kBlock;
   const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
   const int64_t qOff = (int64_t(b) * p.seq * p.heads + h) * D;
-  const int64_t kvOff = (int64_t(b) * p.seq * p.kvHeads + h / p.group) * D;
+  const int64_t kvOff = (int64_t(b) * p.kvSeq * p.kvHeads + h / p.group) * D;
   const int kbFirst = kDocs ? documentStart(pos, p.seq, b, q0) / kBlock : 0;
+  const int kbLast = kCp ? (p.kvSeq - 1) / kBlock : qBlock;
   const int lastStart = kDocs ? documentStart(pos, p.seq, b, min(q0 + kBlock, p.seq) - 1) : 0;
   loadTile<D>(sQ, p.q + qOff, qStride, q0, p.seq);
   loadTile<D>(sDo, p.dout + qOff, qStride, q0, p.seq);
-  loadTile<D>(sK, p.k + kvOff, kvStride, kbFirst * kBlock, p.seq);
-  loadTile<D>(sV, p.v + kvOff, kvStride, kbFirst * kBlock, p.seq);
+  loadTile<D>(sK, p.k + kvOff, kvStride, kbFirst * kBlock, p.kvSeq);
+  loadTile<D>(sV, p.v + kvOff, kvStride, kbFirst * kBlock, p.kvSeq);
   cpAsyncCommit();
 
   const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
@@ -500,25 +440,32 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < 2; ++r) {
     const int row = rowLo + 8 * r;
     const int64_t at = (int64_t(b) * p.heads + h) * p.seq + row;
-    lse[r] = row < p.seq ? p.lse[at] * kLog2e : INFINITY;
+    lse[r] = backwardLse(p.lse, at, row < p.seq);
     delta[r] = row < p.seq ? p.delta[at] : 0.0f;
-    if constexpr (kDocs)
-      start[r] = documentStart(pos, p.seq, b, row);
+    if constexpr (kDocs || kCp) // the first key seen (documents), the place (cp)
+      start[r] = kDocs ? documentStart(pos, p.seq, b, row) : queryPlace(p, row);
   }
   float dq[D / 8][4] = {};
-  for (int kb = kbFirst; kb <= qBlock; ++kb) {
+  for (int kb = kbFirst; kb <= kbLast; ++kb) {
     const int buf = (kb - kbFirst) % 2;
-    if (kb < qBlock) {
+    if (kb < kbLast) {
       loadTile<D>(sK + (1 - buf) * kTileElems<D>, p.k + kvOff, kvStride,
-                  (kb + 1) * kBlock, p.seq);
+                  (kb + 1) * kBlock, p.kvSeq);
       loadTile<D>(sV + (1 - buf) * kTileElems<D>, p.v + kvOff, kvStride,
-                  (kb + 1) * kBlock, p.seq);
+                  (kb + 1) * kBlock, p.kvSeq);
       cpAsyncCommit();
       cpAsyncWait<1>();
     } else {
       cpAsyncWait<0>();
     }
     __syncthreads();
+    bool masked = kb == qBlock;
+    if constexpr (kCp) { // as the forward
+      const TileView view = keyTileView(p, q0, kb);
+      if (!view.seen)
+        continue;
+      masked = !view.whole;
+    }
     const bf16 *kT = sK + buf * kTileElems<D>, *vT = sV + buf * kTileElems<D>;
     float s[8][4] = {}, dp[8][4] = {};
     gemmNT<8, D / 16, kSmemStride<D>>(s, sQ + warp * 16 * kSmemStride<D>, kT);
@@ -528,18 +475,21 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
-        bool masked = kb == qBlock && key > rowLo + 8 * (e / 2);
-        if constexpr (kDocs)
-          masked = masked || (kb * kBlock < lastStart && key < start[e / 2]);
+        bool hidden;
+        if constexpr (kCp)
+          hidden = masked && (key >= p.kvSeq || keyPlace(p, key) > start[e / 2]);
+        else
+          hidden = (masked && key > rowLo + 8 * (e / 2)) ||
+                   (kDocs && kb * kBlock < lastStart && key < start[e / 2]);
         const float prob =
-            masked ? 0.0f : fastExp2(fmaf(s[n][e], p.scaleLog2, -lse[e / 2]));
+            hidden ? 0.0f : fastExp2(fmaf(s[n][e], p.scaleLog2, -lse[e / 2]));
         s[n][e] = prob * (dp[n][e] - delta[e / 2]); // dS
       }
     gemmPN<D / 8, 4, kSmemStride<D>>(dq, s, kT);
     __syncthreads();
   }
   storeRows<D>(p.dq + qOff, qStride, q0 + warp * 16, p.seq, dq, p.scale,
-               p.scale);
+               p.scale, p.addDq);
 }
 
 Status invalid(const char *who, const std::string &what) {
@@ -571,7 +521,13 @@ Status validateAttention(const char *who, const AttentionShape &s,
   if (!(s.scale > 0.0f) || !std::isfinite(s.scale))
     return invalid(who, "expects a positive finite scale, got " +
                             std::to_string(s.scale));
-  if (s.seq > int64_t(kBlock) * 65535 || s.batch * s.heads > INT32_MAX)
+  if (s.contextParallel() &&
+      (s.seq % 2 != 0 || s.cpRank < 0 || s.cpRank >= s.cpSize || s.kvSource >= s.cpSize))
+    return invalid(who, "context parallelism expects an even seq, cpRank and kvSource (or -1) "
+                        "in [0, cpSize), got seq " + std::to_string(s.seq) + ", cpRank " +
+                        std::to_string(s.cpRank) + ", kvSource " + std::to_string(s.kvSource) +
+                        ", cpSize " + std::to_string(s.cpSize));
+  if (s.kvSeq() > int64_t(kBlock) * 65535 || s.batch * s.heads > INT32_MAX)
     return invalid(who, "shape too large: batch " + std::to_string(s.batch) +
                             ", seq " + std::to_string(s.seq) + ", heads " +
                             std::to_string(s.heads));
@@ -591,15 +547,23 @@ Args withShape(Args a, const AttentionShape &s) {
   a.group = int(s.heads / s.kvHeads);
   a.scale = s.scale;
   a.scaleLog2 = s.scale * kLog2e;
+  a.kvSeq = int(s.kvSeq());
+  a.qBlocks = int((s.seq + kBlock - 1) / kBlock);
+  a.cpRank = int(s.cpRank);
+  a.cpSize = int(s.cpSize);
+  a.kvSource = int(s.kvSource);
   return a;
 }
 
 /// Raises a kernel's dynamic shared-memory limit (above 48 KB) and launches
-/// it on (args, pos): the instance with documents when pos is not null.
-template <template <int, bool> class KernelOf, int D>
+/// it on (args, pos): the instance with documents when pos is not null, the
+/// context-parallel one when args say so.
+template <template <int, int> class KernelOf, int D>
 Status launch(dim3 grid, size_t smemBytes, const Args &args, const int32_t *pos,
               cudaStream_t stream) {
-  auto kernel = pos ? KernelOf<D, true>::kernel : KernelOf<D, false>::kernel;
+  auto kernel = args.cpSize > 1 ? KernelOf<D, kContextParallel>::kernel
+                : pos           ? KernelOf<D, kDocuments>::kernel
+                                : KernelOf<D, kCausal>::kernel;
   MT_CUDA_CHECK(cudaFuncSetAttribute(
       kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smemBytes)));
   kernel<<<grid, kThreads, smemBytes, stream>>>(args, pos);
@@ -607,14 +571,14 @@ Status launch(dim3 grid, size_t smemBytes, const Args &args, const int32_t *pos,
 }
 
 // The kernel templates as template-template arguments of launch.
-template <int D, bool kDocs> struct ForwardKernel {
-  static constexpr auto kernel = attentionForwardKernel<D, kDocs>;
+template <int D, int M> struct ForwardKernel {
+  static constexpr auto kernel = attentionForwardKernel<D, M>;
 };
-template <int D, bool kDocs> struct DkDvKernel {
-  static constexpr auto kernel = attentionDkDvKernel<D, kDocs>;
+template <int D, int M> struct DkDvKernel {
+  static constexpr auto kernel = attentionDkDvKernel<D, M>;
 };
-template <int D, bool kDocs> struct DqKernel {
-  static constexpr auto kernel = attentionDqKernel<D, kDocs>;
+template <int D, int M> struct DqKernel {
+  static constexpr auto kernel = attentionDqKernel<D, M>;
 };
 
 template <int D> constexpr size_t kTileBytes = kTileElems<D> * sizeof(bf16);
@@ -637,10 +601,11 @@ Status backwardFor(const Args &args, const int32_t *pos, const AttentionShape &s
                             0, stream>>>(args, rows);
   MT_CUDA_CHECK_LAUNCH("attentionDeltaKernel");
   const unsigned blocks = unsigned((s.seq + kBlock - 1) / kBlock);
+  const unsigned keyBlocks = unsigned((s.kvSeq() + kBlock - 1) / kBlock);
   // Two buffers of lse and delta, and of document starts with documents.
   const size_t dkdvBytes = 6 * kTileBytes<D> + 4 * kBlock * sizeof(float) +
                            (pos ? 2 * kBlock * sizeof(int) : 0);
-  MT_CUDA_RETURN_IF_ERROR((launch<DkDvKernel, D>(dim3(unsigned(s.batch * s.kvHeads), blocks),
+  MT_CUDA_RETURN_IF_ERROR((launch<DkDvKernel, D>(dim3(unsigned(s.batch * s.kvHeads), keyBlocks),
                                                  dkdvBytes, args, pos, stream)));
   MT_CUDA_CHECK_LAUNCH("attentionDkDvKernel");
   MT_CUDA_RETURN_IF_ERROR((launch<DqKernel, D>(dim3(unsigned(s.batch * s.heads), blocks),
@@ -656,6 +621,9 @@ Status mtcAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *ou
                            const int32_t *positionIds) {
   MT_CUDA_RETURN_IF_ERROR(
       validateAttention("attentionForward", shape, {q, k, v, out}));
+  if (shape.contextParallel() && positionIds)
+    return invalid("attentionForward", "documents packed in a row (position ids) are not "
+                                       "supported under context parallelism");
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();
   const Args args =
@@ -671,15 +639,20 @@ size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape) {
 Status mtcAttentionBackward(const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *out,
                             const float *lse, const bf16 *dout, bf16 *dq, bf16 *dk, bf16 *dv,
                             void *workspace, const AttentionShape &shape, cudaStream_t stream,
-                            const int32_t *positionIds) {
+                            const int32_t *positionIds, const AttentionGradExtras &extras) {
   MT_CUDA_RETURN_IF_ERROR(validateAttention("attentionBackward", shape,
                                    {q, k, v, out, dout, dq, dk, dv}));
+  if (shape.contextParallel() && positionIds)
+    return invalid("attentionBackward", "documents packed in a row (position ids) are not "
+                                        "supported under context parallelism");
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();
   auto *delta = static_cast<float *>(workspace);
   const Args args = withShape({.q = q, .k = k, .v = v, .out = out,
                                .dout = dout, .lse = lse, .delta = delta,
-                               .dq = dq, .dk = dk, .dv = dv, .deltaW = delta},
+                               .dq = dq, .dk = dk, .dv = dv, .deltaW = delta,
+                               .dlse = extras.dlse, .addDq = extras.addDq,
+                               .addDk = extras.addDk, .addDv = extras.addDv},
                               shape);
   return shape.headDim == 64 ? backwardFor<64>(args, positionIds, shape, stream)
                              : backwardFor<128>(args, positionIds, shape, stream);

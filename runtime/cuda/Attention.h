@@ -29,6 +29,28 @@ using bf16 = __nv_bfloat16;
 struct AttentionShape {
   int64_t batch, seq, heads, kvHeads, headDim;
   float scale;
+  /// Context parallelism, with cpSize > 1 (the mtc kernels alone): the
+  /// queries are the [seq] slice (seq even) of the cp rank cpRank in the
+  /// load-balanced layout (runtime/kernels/ContextParallel.h); the keys and
+  /// values the all-gather of every rank's slice, [seq · cpSize] rank-major
+  /// (kvSource < 0: cp_comm_type all_gather, cpu::attentionForward), or the
+  /// slice of the rank kvSource (one block of ring attention, p2p:
+  /// cpu::attentionBlockForward). Query i sees key j when j's place in the
+  /// whole sequence is at most i's; a query that sees no key gets out 0 and
+  /// lse -inf.
+  int64_t cpRank = 0, cpSize = 1, kvSource = -1;
+  bool contextParallel() const { return cpSize > 1; }
+  /// Key and value rows per batch.
+  int64_t kvSeq() const { return contextParallel() && kvSource < 0 ? seq * cpSize : seq; }
+};
+
+/// What ring attention's block backward (cpu::attentionBlockBackward) adds
+/// to the plain backward: the gradient of the block's lse ([batch, heads,
+/// seq] fp32; null: zero), and which gradients are added into (the plan sums
+/// a query's gradient over the ring's steps) rather than written.
+struct AttentionGradExtras {
+  const float *dlse = nullptr;
+  bool addDq = false, addDk = false, addDv = false;
 };
 
 /// Which implementation runs attention: the mma.sync kernels below (mtc),
@@ -68,7 +90,7 @@ struct AttentionPlan {
 Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool documents,
                                       const AttentionOptions &options);
 
-/// q, out [batch, seq, heads, headDim]; k, v [batch, seq, kvHeads,
+/// q, out [batch, seq, heads, headDim]; k, v [batch, kvSeq, kvHeads,
 /// headDim]; all 16-byte aligned. Query head h uses kv head
 /// h / (heads / kvHeads); position i attends to j <= i, and with
 /// positionIds ([batch, seq] i32, device; documents packed in a row) to
@@ -105,14 +127,15 @@ Status attentionBackward(const bf16 *q, const bf16 *k, const bf16 *v,
 Status validateAttention(const char *who, const AttentionShape &shape,
                          std::initializer_list<const void *> pointers);
 
-/// The mtc kernels alone (attentionForward/Backward with backend mtc).
+/// The mtc kernels alone (attentionForward/Backward with backend mtc); the
+/// backward with `extras` as AttentionGradExtras says.
 Status mtcAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *out, float *lse,
                            const AttentionShape &shape, cudaStream_t stream,
                            const int32_t *positionIds);
 Status mtcAttentionBackward(const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *out,
                             const float *lse, const bf16 *dout, bf16 *dq, bf16 *dk, bf16 *dv,
                             void *workspace, const AttentionShape &shape, cudaStream_t stream,
-                            const int32_t *positionIds);
+                            const int32_t *positionIds, const AttentionGradExtras &extras = {});
 
 } // namespace mt::cuda
 

@@ -41,6 +41,11 @@ Status documentsError() {
                        "packed in a row (position ids): use auto or mtc");
 }
 
+Status contextParallelError() {
+  return Status::error(errorContext() + "attention backend cudnn cannot mask a context-"
+                       "parallel slice (cp > 1): use auto or mtc");
+}
+
 /// The backend a launch runs: Auto resolved by planAttention (plans built
 /// on first use); a forced backend as it is, so a launch inside CUDA graph
 /// capture queries nothing beyond cuDNN's plan cache.
@@ -50,6 +55,8 @@ Expected<AttentionBackend> resolve(const AttentionShape &shape, const int32_t *p
     return AttentionBackend::Mtc; // nothing to compute: the mtc launchers return at once
   if (options.backend == AttentionBackend::Cudnn && positionIds)
     return documentsError();
+  if (options.backend == AttentionBackend::Cudnn && shape.contextParallel())
+    return contextParallelError();
   if (options.backend != AttentionBackend::Auto)
     return options.backend;
   auto plan = planAttention(shape, positionIds != nullptr, options);
@@ -94,6 +101,11 @@ Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool document
     if (requested == AttentionBackend::Cudnn)
       return documentsError();
     return mtc; // the packed form is the mtc kernels' alone, by design: no log
+  }
+  if (shape.contextParallel()) { // so is the load-balanced cp layout's mask
+    if (requested == AttentionBackend::Cudnn)
+      return contextParallelError();
+    return mtc;
   }
   auto bytes = cudnnAttentionPrepare(shape, options.deterministic);
   if (!bytes) {

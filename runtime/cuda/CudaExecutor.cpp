@@ -41,6 +41,7 @@ Expected<CudaOptions> optionsFromEnvironment() {
   o.syncEachInstruction = is("MT_CUDA_SYNC", "1");
   o.graphs = !is("MT_CUDA_GRAPHS", "0");
   o.overlapGradReduce = !is("MT_CUDA_OVERLAP", "0");
+  o.overlapRingTransfers = !is("MT_CUDA_OVERLAP_CP", "0");
   if (const char *bucket = std::getenv("MT_CUDA_BUCKET_ELEMENTS")) {
     char *end = nullptr;
     const unsigned long long n = std::strtoull(bucket, &end, 10);
@@ -67,15 +68,14 @@ Expected<CudaOptions> optionsFromEnvironment() {
 
 Status checkMeshSupported(const plan::Mesh &mesh) {
   std::string others;
-  for (auto [axis, size] : {std::pair<const char *, int64_t>{"cp", mesh.cp()},
-                            {"ep", mesh.ep()}})
+  for (auto [axis, size] : {std::pair<const char *, int64_t>{"ep", mesh.ep()}})
     if (size > 1)
       others += (others.empty() ? "" : ", ") + std::string(axis) + "=" + std::to_string(size);
   if (others.empty())
     return Status::ok();
-  return Status::error("the CUDA backend runs data-, tensor- and pipeline-parallel plans (dp, "
-                       "tp, pp) only for now; this plan has " + others + " (context and expert "
-                       "parallelism have no CUDA lowering yet): use --backend cpu");
+  return Status::error("the CUDA backend runs data-, tensor-, pipeline- and context-parallel "
+                       "plans (dp, tp, pp, cp) only for now; this plan has " + others +
+                       " (expert parallelism has no CUDA lowering yet): use --backend cpu");
 }
 
 namespace {
@@ -246,6 +246,7 @@ Status CudaExecutor::initialize() {
   resources_.host = &host_;
   resources_.rank = rank_;
   resources_.attention = options_.attention;
+  resources_.overlapTransfers = options_.overlapRingTransfers;
   auto gemm = GemmRunner::create();
   if (!gemm)
     return gemm.status();

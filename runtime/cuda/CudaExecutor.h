@@ -40,10 +40,14 @@ struct CudaOptions {
   /// (MT_ATTENTION_BACKEND), and whether its backward must be deterministic
   /// (MT_ATTENTION_DETERMINISTIC=0 allows cuDNN's atomic dQ).
   AttentionOptions attention{AttentionBackend::Auto, true};
+  /// Ring attention's key/value transfers (ring_shift) on a stream of their
+  /// own, overlapping the attention blocks that do not need them
+  /// (MT_CUDA_OVERLAP_CP=0 keeps them on the compute stream).
+  bool overlapRingTransfers = true;
 };
 
 /// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,
-/// MT_CUDA_OVERLAP=0, MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
+/// MT_CUDA_OVERLAP=0, MT_CUDA_OVERLAP_CP=0, MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
 /// is not a positive integer), MT_ATTENTION_BACKEND=auto|cudnn|mtc,
 /// MT_ATTENTION_DETERMINISTIC=0|1.
 Expected<CudaOptions> optionsFromEnvironment();

@@ -76,15 +76,16 @@ __device__ __forceinline__ float2 rotate(float x1, float x2, float c, float sn) 
 template <int P, bool kPositions>
 __global__ void rotaryKernel(const bf16 *x, bf16 *y, const float2 *cosSin,
                              int64_t groups, int64_t seq, int64_t heads, int64_t half,
-                             float sign, const int32_t *positions) {
+                             float sign, const int32_t *positions, int64_t tableRows) {
   const int64_t perHead = half / P;
   for (int64_t g = groupStart<1>(); g < groups; g += groupStride<1>()) {
     const int64_t i = (g % perHead) * P;
     const int64_t rowHead = g / perHead; // (row, head) flattened
-    // Packed documents: the token's position id, kept inside the table.
+    // Packed documents or a context-parallel slice: the token's position
+    // id, kept inside the table.
     int64_t s = (rowHead / heads) % seq;
     if constexpr (kPositions)
-      s = min(max(int64_t(positions[rowHead / heads]), int64_t(0)), seq - 1);
+      s = min(max(int64_t(positions[rowHead / heads]), int64_t(0)), tableRows - 1);
     const int64_t at = rowHead * 2 * half + i;
     if constexpr (P == 2) {
       const float4 cs = *reinterpret_cast<const float4 *>(cosSin + s * half + i);
@@ -337,7 +338,7 @@ static Status rotaryApply(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
   auto kernel = pairwise ? (positions ? rotaryKernel<2, true> : rotaryKernel<2, false>)
                          : (positions ? rotaryKernel<1, true> : rotaryKernel<1, false>);
   kernel<<<gridFor(groups), kThreads, 0, stream>>>(x, y, table.cosSin(), groups, seq, heads,
-                                                   half, sign, positions);
+                                                   half, sign, positions, table.maxSeq());
   MT_CUDA_CHECK_LAUNCH("rotaryKernel");
   return Status::ok();
 }

@@ -57,8 +57,9 @@ private:
 
 /// x, y [batch, seq, heads, headDim] (headDim of the table, seq <= its
 /// maxSeq); position of (b, s) is s, or positionIds[b * seq + s] when given
-/// ([batch, seq] i32 on the device, documents packed in a row; clamped to
-/// [0, seq)). Rotate-half, as cpu::rotaryForward. y may alias x.
+/// ([batch, seq] i32 on the device: documents packed in a row, or the
+/// places of a context-parallel slice; clamped to [0, maxSeq)).
+/// Rotate-half, as cpu::rotaryForward. y may alias x.
 Status rotaryForward(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
                      int64_t heads, const RotaryTable &table,
                      cudaStream_t stream, const int32_t *positionIds = nullptr);

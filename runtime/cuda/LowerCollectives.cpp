@@ -231,6 +231,50 @@ void allSlice(Lowerer &L, const Attrs &a) {
   });
 }
 
+/// ring_shift (ring attention's keys and values, and their gradients the
+/// other way): this rank's block to the next rank on the axis' ring (the
+/// previous one with `reverse`), the previous one's into the output, as
+/// one grouped ncclSend/ncclRecv pair (so that an odd ring cannot deadlock;
+/// cpu: ringShift) on the transfer stream, overlapping the instructions
+/// after it up to the first that touches its operands (on the compute
+/// stream with Resources::overlapTransfers off).
+void ringShift(Lowerer &L, const Attrs &a) {
+  const CollectiveOperand in = operandOf(L, true, 0), out = operandOf(L, false, 0);
+  if (in.type != out.type)
+    return L.fail("ring_shift: input and output differ in their device dtype");
+  if (in.data == out.data)
+    return L.fail("ring_shift: expects distinct input and output buffers (a transfer in "
+                  "place would overwrite the block it sends)");
+  const size_t n = size_t(a.i("n"));
+  const exec::RankContext *rank = L.resources().rank;
+  comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
+  if (!group) { // one rank on the axis: its block comes back to it
+    L.emit([=](cudaStream_t s) -> Status {
+      MT_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, n * comm::sizeOf(in.type),
+                                    cudaMemcpyDeviceToDevice, s));
+      return Status::ok();
+    });
+    return;
+  }
+  auto *nccl = dynamic_cast<NcclCommunicator *>(group);
+  if (!nccl)
+    return L.fail("the group of axis '" + a.s("axis") + "' is not an NCCL communicator");
+  const int size = nccl->size(), shift = a.i("reverse", 0) ? size - 1 : 1;
+  const int to = (nccl->rank() + shift) % size, from = (nccl->rank() + size - shift) % size;
+  Launch transfer = [=](cudaStream_t s) -> Status {
+    nccl->setStream(s);
+    return nccl->grouped([&]() -> Status {
+      MT_CUDA_RETURN_IF_ERROR(nccl->send(in.data, n, in.type, to));
+      return nccl->recv(out.data, n, out.type, from);
+    });
+  };
+  if (L.resources().overlapTransfers)
+    L.emitOverlappedCollective(std::move(transfer),
+                               {L.instruction().inputs(0), L.instruction().outputs(0)});
+  else
+    L.emitCollective(std::move(transfer));
+}
+
 } // namespace
 
 void addCollectiveLowerings(LoweringTable &t) {
@@ -239,6 +283,7 @@ void addCollectiveLowerings(LoweringTable &t) {
   t[Op::all_gather] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, true); };
   t[Op::reduce_scatter] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, false); };
   t[Op::all_slice] = allSlice;
+  t[Op::ring_shift] = ringShift;
 }
 
 } // namespace mt::cuda

@@ -1,17 +1,18 @@
-// The CUDA kernel of each dense, norm, attention and loss instruction:
+// The CUDA kernel of each dense, norm, rotary and loss instruction:
 // operand views resolved once, launched with the attributes the plan gives
 // (runtime/plan/OpTable.inc declares them; the plan loader has checked every
 // operand's size).
 #include "runtime/cuda/Add.h"
 #include "runtime/cuda/AdamW.h"
-#include "runtime/cuda/Attention.h"
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/CrossEntropy.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/Norm.h"
+#include "runtime/kernels/ContextParallel.h"
 #include "runtime/kernels/Rotary.h"
 
 #include <cmath>
+#include <vector>
 
 namespace mt::cuda {
 namespace {
@@ -131,15 +132,16 @@ void rmsnormGrad(Lowerer &L, const Attrs &a) {
   });
 }
 
-/// The device cos/sin table of a rotary instruction, shared by equal ones.
-const RotaryTable *rotaryTable(Lowerer &L, const Attrs &a) {
+/// The device cos/sin table of a rotary instruction for positions below
+/// maxSeq, shared by equal ones.
+const RotaryTable *rotaryTable(Lowerer &L, const Attrs &a, int64_t maxSeq) {
   kernels::RotaryParams p = kernels::rotaryParamsOf(a);
   auto key = std::make_tuple(p.theta, p.scalingFactor, p.lowFreqFactor, p.highFreqFactor,
-                             p.originalMaxPosition, a.i("seq"), a.i("head_dim"));
+                             p.originalMaxPosition, maxSeq, a.i("head_dim"));
   auto &tables = L.resources().rotaryTables;
   if (auto it = tables.find(key); it != tables.end())
     return &it->second;
-  auto table = RotaryTable::create(p, a.i("seq"), a.i("head_dim"));
+  auto table = RotaryTable::create(p, maxSeq, a.i("head_dim"));
   if (!table) {
     L.fail(table.message());
     return nullptr;
@@ -147,75 +149,53 @@ const RotaryTable *rotaryTable(Lowerer &L, const Attrs &a) {
   return &tables.emplace(key, std::move(*table)).first->second;
 }
 
-/// The optional last input `i` of rotary and attention: position ids.
-const int32_t *positionIds(Lowerer &L, int i) {
-  return L.instruction().inputs_size() > i ? L.i32In(i) : nullptr;
+/// The places in the whole sequence of a context-parallel [batch, seq]
+/// slice (runtime/kernels/ContextParallel.h) as device position ids, made
+/// once per shape and rank (cpu: contextParallelPositions).
+const int32_t *contextParallelPlaces(Lowerer &L, int64_t batch, int64_t seq, int64_t cpRank,
+                                     int64_t cpSize) {
+  auto &made = L.resources().contextParallelPlaces;
+  const auto key = std::make_tuple(batch, seq, cpRank, cpSize);
+  if (auto it = made.find(key); it != made.end())
+    return it->second;
+  std::vector<int32_t> places(size_t(batch * seq));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t s = 0; s < seq; ++s)
+      places[size_t(b * seq + s)] =
+          int32_t(kernels::contextParallelPosition(s, seq, cpRank, cpSize));
+  auto device = L.resources().allocate(places.size() * sizeof(int32_t));
+  if (!device) {
+    L.fail(device.message());
+    return nullptr;
+  }
+  if (cudaError_t e = cudaMemcpy(*device, places.data(), places.size() * sizeof(int32_t),
+                                 cudaMemcpyHostToDevice);
+      e != cudaSuccess) {
+    L.fail(std::string("copying the context-parallel positions: ") + cudaGetErrorString(e));
+    return nullptr;
+  }
+  return made[key] = static_cast<const int32_t *>(*device);
 }
 
+/// Rotary embeddings; under context parallelism at each token's place in
+/// the whole sequence.
 template <bool kBackward> void rotary(Lowerer &L, const Attrs &a) {
   const bf16 *x = L.bfIn(0);
   const int32_t *pos = positionIds(L, 1);
   bf16 *y = L.bfOut(0);
-  const RotaryTable *table = rotaryTable(L, a);
   int64_t batch = a.i("batch"), seq = a.i("seq"), heads = a.i("heads");
+  const auto [cpRank, cpSize] = contextParallelOf(L, a);
+  if (cpSize > 1) {
+    if (pos)
+      return L.fail("rotary: position ids (documents packed in a row) under context "
+                    "parallelism are not supported");
+    if (!(pos = contextParallelPlaces(L, batch, seq, cpRank, cpSize)))
+      return;
+  }
+  const RotaryTable *table = rotaryTable(L, a, seq * cpSize);
   L.emit([=](cudaStream_t s) {
     return kBackward ? rotaryBackward(x, y, batch, seq, heads, *table, s, pos)
                      : rotaryForward(x, y, batch, seq, heads, *table, s, pos);
-  });
-}
-
-AttentionShape attentionShape(Lowerer &L, const Attrs &a) {
-  AttentionShape shape{a.i("batch"), a.i("seq"),      a.i("heads"),
-                       a.i("kv_heads"), a.i("head_dim"), float(a.f("scale"))};
-  if (shape.headDim != 64 && shape.headDim != 128)
-    L.fail("head_dim " + std::to_string(shape.headDim) +
-           ": the CUDA attention kernels take 64 or 128");
-  if (shape.kvHeads < 1 || shape.heads % shape.kvHeads != 0)
-    L.fail("heads (" + std::to_string(shape.heads) + ") must be a multiple of kv_heads (" +
-           std::to_string(shape.kvHeads) + ")");
-  return shape;
-}
-
-/// The backend of an attention instruction (Resources::attention resolved
-/// for its shape; cuDNN's plans built here, outside graph capture) and its
-/// share of the kernel workspace.
-AttentionOptions attentionOptions(Lowerer &L, const AttentionShape &shape, bool documents) {
-  AttentionOptions options = L.resources().attention;
-  auto plan = planAttention(shape, documents, options);
-  if (!plan) {
-    L.fail(plan.message());
-    return {};
-  }
-  L.needWorkspace(plan->workspaceBytes);
-  options.backend = plan->backend;
-  return options;
-}
-
-void attention(Lowerer &L, const Attrs &a) {
-  const bf16 *q = L.bfIn(0), *k = L.bfIn(1), *v = L.bfIn(2);
-  bf16 *out = L.bfOut(0);
-  float *lse = L.f32Out(1);
-  const int32_t *pos = positionIds(L, 3);
-  AttentionShape shape = attentionShape(L, a);
-  const AttentionOptions options = attentionOptions(L, shape, pos != nullptr);
-  Resources *r = &L.resources();
-  L.emit([=](cudaStream_t s) {
-    return attentionForward(q, k, v, out, lse, shape, s, pos, options, r->workspace);
-  });
-}
-
-void attentionGrad(Lowerer &L, const Attrs &a) {
-  const bf16 *q = L.bfIn(0), *k = L.bfIn(1), *v = L.bfIn(2), *out = L.bfIn(3),
-             *dout = L.bfIn(4);
-  const float *lse = L.f32In(5);
-  const int32_t *pos = positionIds(L, 6);
-  bf16 *dq = L.bfOut(0), *dk = L.bfOut(1), *dv = L.bfOut(2);
-  AttentionShape shape = attentionShape(L, a);
-  const AttentionOptions options = attentionOptions(L, shape, pos != nullptr);
-  Resources *r = &L.resources();
-  L.emit([=](cudaStream_t s) {
-    return attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, r->workspace, shape, s,
-                             pos, options);
   });
 }
 
@@ -298,8 +278,6 @@ void addDenseLowerings(LoweringTable &t) {
   t[Op::add_rmsnorm_grad] = rmsnormGrad;
   t[Op::rotary] = rotary<false>;
   t[Op::rotary_grad] = rotary<true>;
-  t[Op::attention] = attention;
-  t[Op::attention_grad] = attentionGrad;
   t[Op::embedding] = embedding;
   t[Op::embedding_grad] = embeddingGrad;
   t[Op::cross_entropy] = crossEntropy;

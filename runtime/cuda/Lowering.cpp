@@ -8,6 +8,17 @@ namespace mt::cuda {
 Resources::~Resources() {
   for (void *p : owned)
     (void)cudaFree(p);
+  for (cudaEvent_t e : events)
+    (void)cudaEventDestroy(e);
+  if (transferStream)
+    (void)cudaStreamDestroy(transferStream);
+}
+
+Expected<cudaEvent_t> Resources::event() {
+  cudaEvent_t e = nullptr;
+  MT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  events.push_back(e);
+  return e;
 }
 
 Expected<void *> Resources::allocate(size_t bytes) {
@@ -137,6 +148,7 @@ const LoweringTable &loweringTable() {
     LoweringTable t;
     t[plan::Op::fill_zero] = [](Lowerer &L, const plan::Attrs &) { L.fillZero(); };
     addDenseLowerings(t);
+    addAttentionLowerings(t);
     addOptimizerLowerings(t);
     addVocabParallelLowerings(t);
     addMoELowerings(t);
@@ -148,6 +160,68 @@ const LoweringTable &loweringTable() {
 }
 } // namespace
 
+std::pair<const std::byte *, const std::byte *> Lowerer::deviceRange(uint32_t id) const {
+  const bool half = res_.arenas->storage(id) == DeviceArenas::Storage::Bf16Activation;
+  const auto *begin = half ? reinterpret_cast<const std::byte *>(res_.arenas->bf16Data(id))
+                           : res_.arenas->data(id);
+  return {begin, begin + size_t(plan::elementsOf(plan_.buffers(id))) * (half ? 2 : 4)};
+}
+
+void Lowerer::emitOverlappedCollective(Launch launch, const std::vector<uint32_t> &buffers) {
+  if (!res_.transferStream) {
+    if (cudaError_t e = cudaStreamCreateWithFlags(&res_.transferStream, cudaStreamNonBlocking);
+        e != cudaSuccess)
+      return fail(std::string("creating the transfer stream: ") + cudaGetErrorString(e));
+  }
+  auto fork = res_.event(), done = res_.event();
+  if (!fork || !done)
+    return fail(fork ? done.message() : fork.message());
+  cudaStream_t transfer = res_.transferStream;
+  emitCollective([launch = std::move(launch), transfer, fork = *fork,
+                  done = *done](cudaStream_t s) -> Status {
+    MT_CUDA_CHECK(cudaEventRecord(fork, s));
+    MT_CUDA_CHECK(cudaStreamWaitEvent(transfer, fork, 0));
+    MT_CUDA_RETURN_IF_ERROR(launch(transfer));
+    MT_CUDA_CHECK(cudaEventRecord(done, transfer));
+    return Status::ok();
+  });
+  InFlight flight{{}, *done};
+  for (uint32_t id : buffers)
+    flight.ranges.push_back(deviceRange(id));
+  inFlight_.push_back(std::move(flight));
+}
+
+void Lowerer::waitForTransfers(const plan::Instruction &instr, bool all) {
+  auto touches = [&](const InFlight &flight) {
+    if (all)
+      return true;
+    for (const auto *ids : {&instr.inputs(), &instr.outputs()})
+      for (uint32_t id : *ids) {
+        const auto [begin, end] = deviceRange(id);
+        for (const auto &[b, e] : flight.ranges)
+          if (begin < e && b < end)
+            return true;
+      }
+    return false;
+  };
+  // Transfers finish in their stream's order: waiting for the last one that
+  // must be waited for covers those before it.
+  size_t waited = 0;
+  for (size_t i = 0; i < inFlight_.size(); ++i)
+    if (touches(inFlight_[i]))
+      waited = i + 1;
+  if (waited == 0)
+    return;
+  const cudaEvent_t done = inFlight_[waited - 1].done;
+  lastStep_.reset(); // no later instruction joins a step from before the wait
+  steps_.push_back({[done](cudaStream_t s) -> Status {
+                      MT_CUDA_CHECK(cudaStreamWaitEvent(s, done, 0));
+                      return Status::ok();
+                    },
+                    index_, false, false, nullptr});
+  inFlight_.erase(inFlight_.begin(), inFlight_.begin() + std::ptrdiff_t(waited));
+}
+
 Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
   auto lowerings = plan::resolveKernels(program, loweringTable(), "CUDA");
   if (!lowerings)
@@ -155,10 +229,19 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
                                                "mixture-of-experts plans; use --backend cpu)");
   steps_.clear();
   pendingZero_.clear();
+  inFlight_.clear();
   for (int i = 0; i < program.instructions_size(); ++i) {
     instr_ = &program.instructions(i);
     index_ = i;
     error_.clear();
+    // A collective on the compute stream follows every transfer (one NCCL
+    // communicator is never driven from two streams at once), except ring
+    // shifts that themselves go to the transfer stream, in its order.
+    const plan::OpSignature *op = plan::findOp(instr_->op());
+    const bool collective = op && (op->family == plan::OpFamily::Collective ||
+                                   op->family == plan::OpFamily::Pipeline);
+    waitForTransfers(*instr_, collective && !(plan::isOp(*instr_, plan::Op::ring_shift) &&
+                                              res_.overlapTransfers));
     (*(*lowerings)[size_t(i)])(*this, plan::Attrs(*instr_));
     if (!error_.empty())
       return Status::error("program '" + program.name() + "' instruction " +
@@ -166,6 +249,8 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
                            (instr_->location().empty() ? "" : ", " + instr_->location()) +
                            "): " + error_);
   }
+  if (instr_)
+    waitForTransfers(*instr_, true); // the program ends on the compute stream
   return std::move(steps_);
 }
 

@@ -29,6 +29,7 @@
 #include <string>
 #include <tuple>
 #include <typeindex>
+#include <utility>
 #include <vector>
 
 namespace mt::cuda {
@@ -58,6 +59,10 @@ struct Resources {
   std::unique_ptr<GemmRunner> gemm;
   std::map<std::tuple<double, double, double, double, int64_t, int64_t, int64_t>,
            RotaryTable> rotaryTables;
+  /// Per (batch, seq, cp rank, cp size): the device places in the whole
+  /// sequence of a context-parallel slice's tokens, read by rotary.
+  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, const int32_t *>
+      contextParallelPlaces;
   /// Host copies of the optimizer's scalars that live in device-only
   /// buffers (the clipping factor).
   std::map<uint32_t, float> hostScalars;
@@ -71,6 +76,11 @@ struct Resources {
   int64_t microBatch = 0;
   /// Attention's implementation (CudaOptions::attention; resolved per shape).
   AttentionOptions attention{AttentionBackend::Auto, true};
+  /// Ring attention's transfers on the transfer stream, overlapping the
+  /// compute stream's work (CudaOptions::overlapRingTransfers).
+  bool overlapTransfers = true;
+  cudaStream_t transferStream = nullptr; // made on first use
+  std::vector<cudaEvent_t> events;       // destroyed with the resources
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor
@@ -78,6 +88,8 @@ struct Resources {
   ~Resources();
   /// A zeroed device allocation owned by these resources.
   Expected<void *> allocate(size_t bytes);
+  /// An event (no timing) owned by these resources.
+  Expected<cudaEvent_t> event();
 };
 
 /// Lowers the programs of one plan.
@@ -127,6 +139,12 @@ public:
     steps_.push_back({std::move(launch), index_, false, true, nullptr});
     lastStep_.reset();
   }
+  /// A step of NCCL calls enqueued on the transfer stream once the compute
+  /// stream's work so far is done, so that the instructions after it run
+  /// meanwhile; the first later instruction that reads or writes the
+  /// device memory of `buffers` (the transfer's operands), any later
+  /// collective, and the program's end make the compute stream wait for it.
+  void emitOverlappedCollective(Launch launch, const std::vector<uint32_t> &buffers);
   /// What the lowering that emitted the last step left for the next
   /// instruction (a multi-tensor group it may join), when it is a T; any
   /// emit clears it.
@@ -168,6 +186,18 @@ private:
   std::string error_;
   /// Buffers zero-filled and not written since: the step index of the fill.
   std::map<uint32_t, size_t> pendingZero_;
+  /// Overlapped transfers not yet waited for: the device bytes they touch
+  /// and the event recorded on the transfer stream after them.
+  struct InFlight {
+    std::vector<std::pair<const std::byte *, const std::byte *>> ranges;
+    cudaEvent_t done;
+  };
+  std::vector<InFlight> inFlight_;
+  /// [begin, end) of `buffer`'s device storage.
+  std::pair<const std::byte *, const std::byte *> deviceRange(uint32_t buffer) const;
+  /// Makes the compute stream wait for the in-flight transfers that the
+  /// instruction `instr` must follow (all of them with `all`).
+  void waitForTransfers(const plan::Instruction &instr, bool all);
   struct LastStep {
     std::shared_ptr<void> state;
     std::type_index type = typeid(void);
@@ -181,13 +211,23 @@ using Lowering = void (*)(Lowerer &, const plan::Attrs &);
 /// The CUDA kernel of each plan instruction; an empty entry: none.
 using LoweringTable = plan::PerOp<Lowering>;
 
+/// The optional input `i` of rotary and attention: device position ids
+/// (documents packed in a row), null when absent.
+const int32_t *positionIds(Lowerer &L, int i);
+/// The rank's coordinate on the instruction's context_parallel_axis and the
+/// axis' size ({0, 1} without one or on a single rank), as the CPU backend
+/// reads them (LowerAttention.cpp).
+std::pair<int64_t, int64_t> contextParallelOf(Lowerer &L, const plan::Attrs &a);
+
 /// The lowerings of each op family, one function per file: dense layers,
-/// norms, attention and the loss (LowerOps.cpp), the optimizer
+/// norms, rotary and the loss (LowerOps.cpp), attention and ring attention
+/// (LowerAttention.cpp), the optimizer
 /// (LowerOptimizer.cpp), the vocab-parallel cross-entropy
 /// (LowerVocabParallel.cpp), the mixture-of-experts ops (LowerMoE.cpp), the
 /// collectives (LowerCollectives.cpp), the pipeline transfers send and recv
 /// (NcclPipeline.cpp).
 void addDenseLowerings(LoweringTable &table);
+void addAttentionLowerings(LoweringTable &table);
 void addOptimizerLowerings(LoweringTable &table);
 void addVocabParallelLowerings(LoweringTable &table);
 void addMoELowerings(LoweringTable &table);

@@ -5,6 +5,13 @@
 
 #include <cstdint>
 
+// The CUDA attention kernels mask by these places too (runtime/cuda/Attention.cu).
+#ifdef __CUDACC__
+#define MT_HOST_DEVICE __host__ __device__
+#else
+#define MT_HOST_DEVICE
+#endif
+
 namespace mt::kernels {
 
 /// The place in the whole sequence of token `local` of the slice that the
@@ -13,7 +20,7 @@ namespace mt::kernels {
 /// rank r holds chunks r and 2·size-1-r, in that order, so that every rank
 /// has the same causal attention work (Megatron-Core,
 /// megatron/core/utils.py, get_batch_on_this_cp_rank). `localSeq` is even.
-inline int64_t contextParallelPosition(int64_t local, int64_t localSeq, int64_t rank,
+MT_HOST_DEVICE inline int64_t contextParallelPosition(int64_t local, int64_t localSeq, int64_t rank,
                                        int64_t size) {
   const int64_t chunk = localSeq / 2;
   const int64_t index = local < chunk ? rank : 2 * size - 1 - rank;
@@ -22,7 +29,7 @@ inline int64_t contextParallelPosition(int64_t local, int64_t localSeq, int64_t 
 
 /// The place in the whole sequence of token `gathered` of the all-gather
 /// over the cp ranks of their slices ([size · localSeq], rank-major).
-inline int64_t contextParallelGatheredPosition(int64_t gathered, int64_t localSeq,
+MT_HOST_DEVICE inline int64_t contextParallelGatheredPosition(int64_t gathered, int64_t localSeq,
                                                int64_t size) {
   return contextParallelPosition(gathered % localSeq, localSeq, gathered / localSeq, size);
 }

@@ -18,6 +18,8 @@ int firstWideOutput(const Instruction &instr) {
     return instr.outputs_size();
   switch (*op) {
   case Op::attention: // the log-sum-exp its backward reads
+  case Op::attention_block: // ring attention's: merged by it
+  case Op::attention_merge:
     return 1;
   case Op::vocab_parallel_logits_max:
   case Op::vocab_parallel_predicted_logits:
@@ -30,11 +32,29 @@ int firstWideOutput(const Instruction &instr) {
     return 0; // the fp32 routing weights, the expert indices and the aux loss
   case Op::moe_unpermute_grad:
     return 1; // the routing weights' gradient, read by the router's backward
+  case Op::attention_merge_grad:
+    return 1; // the lse gradients (not the outputs': isActivationGradient)
   case Op::all_slice:
     return 0; // a weight shard AdamW updates (when not a shard view)
   default:
     return instr.outputs_size();
   }
+}
+
+/// Outputs after an op's first wide one that are bf16 all the same: the
+/// merge's gradients of its two partial outputs (d out_a, d lse_a, d out_b,
+/// d lse_b: the lse gradients are 32-bit).
+bool isActivationGradient(const Instruction &instr, int i) {
+  return isOp(instr, Op::attention_merge_grad) && i % 2 == 0;
+}
+
+/// Inputs read as 32-bit whatever wrote them: the log-sum-exps of ring
+/// attention and their gradients, which may be a fill_zero's buffer (the
+/// last merge's lse is not used: its gradient is zeros).
+bool isWideInput(const Instruction &instr, int i) {
+  if (isOp(instr, Op::attention_merge) || isOp(instr, Op::attention_merge_grad))
+    return i % 2 == 1; // lse_a, lse_b (, lse, d lse)
+  return isOp(instr, Op::attention_block_grad) && (i == 4 || i == 6); // lse, d lse
 }
 
 /// Gradient shards that are not shard views: reduce-scatters of a
@@ -78,8 +98,13 @@ std::set<uint32_t> wideActivations(const Plan &plan) {
       for (int i = scattersGradients(plan, instr) ? 0 : firstWideOutput(instr);
            i < instr.outputs_size(); ++i)
         if (plan.buffers(instr.outputs(i)).arena() == ACTIVATIONS &&
-            !views.count(instr.outputs(i)))
+            !views.count(instr.outputs(i)) && !isActivationGradient(instr, i))
           wide.insert(instr.outputs(i));
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions())
+      for (int i = 0; i < instr.inputs_size(); ++i)
+        if (isWideInput(instr, i) && plan.buffers(instr.inputs(i)).arena() == ACTIVATIONS)
+          wide.insert(instr.inputs(i));
   return wide;
 }
 

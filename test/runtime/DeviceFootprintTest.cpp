@@ -82,6 +82,32 @@ TEST(DeviceFootprint, KeepsTheVocabParallelRowStatisticsInFp32) {
   EXPECT_EQ(wideActivations(p), (std::set<uint32_t>{1, 2, 3}));
 }
 
+TEST(DeviceFootprint, KeepsRingAttentionLogSumExpsAndTheirGradientsInFp32) {
+  // Ring attention (cp_comm_type p2p): each block's and merge's lse, and
+  // the merge gradient's d lse outputs (1 and 3), are 32-bit; the blocks'
+  // outputs and the merge gradient's d out outputs (0 and 2) bf16. The
+  // zeros the last merge's gradient reads as its d lse (10) are 32-bit too.
+  Plan p;
+  for (int i = 0; i < 12; ++i)
+    addBuffer(p, "b" + std::to_string(i), F32, {4, 8}, ACTIVATIONS, uint64_t(i) * 128);
+  auto *program = p.add_programs();
+  auto add = [&](const char *op, std::vector<uint32_t> inputs, std::vector<uint32_t> outputs) {
+    auto *instr = program->add_instructions();
+    instr->set_op(op);
+    for (uint32_t in : inputs)
+      instr->add_inputs(in);
+    for (uint32_t out : outputs)
+      instr->add_outputs(out);
+  };
+  add("attention_block", {}, {0, 1});
+  add("attention_merge", {}, {2, 3});
+  add("fill_zero", {}, {10});
+  add("fill_zero", {}, {11});
+  add("attention_merge_grad", {0, 1, 0, 1, 2, 3, 11, 10}, {4, 5, 6, 7});
+  add("attention_block_grad", {}, {8, 9});
+  EXPECT_EQ(wideActivations(p), (std::set<uint32_t>{1, 3, 5, 7, 10}));
+}
+
 TEST(DeviceFootprint, KeepsTheDistributedOptimizerShardsInTheirBuckets) {
   // One bucket of 64 fp32 elements over dp 2: the reduce-scattered
   // gradient shard and the sliced weight shard are views of the rank's half
