@@ -91,7 +91,9 @@ struct GroupedMlpShape {
 /// accumulation, bf16 gate/up/act between the GEMMs). grouped: the same,
 /// but the products with bf16 results (gate, up, down and the input
 /// gradients) each in one cublasGemmGroupedBatchedEx launch over all
-/// experts; the weight gradients stay per expert on cuBLASLt, which adds
+/// experts (hidden and ffn multiples of 8, as its alignment rule needs;
+/// other shapes run per expert); the weight gradients stay per expert on
+/// cuBLASLt, since the grouped GEMM has no bf16 x bf16 -> fp32 output to add
 /// into the fp32 main gradients. Both copy tokensPerExpert to the host once
 /// per call and wait for the stream, so a program with them is not captured
 /// as a CUDA graph. tiled: the 32 x 32 shared-memory kernel (fp32 math and

@@ -527,7 +527,16 @@ class ExpertCalls {
 public:
   ExpertCalls(std::vector<ExpertProduct> calls, const std::vector<ExpertRows> &groups,
               const ExpertGemmLibs &libs, void **pointers)
-      : calls_(std::move(calls)), groups_(groups), libs_(libs), pointers_(pointers) {}
+      : calls_(std::move(calls)), groups_(groups), libs_(libs), pointers_(pointers) {
+    // cuBLAS's grouped GEMM wants every operand address 16-byte aligned
+    // when a row of k bf16 is (its documented rule): rows of multiples of 8
+    // elements from 16-byte aligned bases keep every expert's aligned;
+    // other shapes run per expert.
+    for (const ExpertProduct &p : calls_)
+      if (p.in % 8 != 0 || p.out % 8 != 0 || !aligned16(p.a) || !aligned16(p.w) ||
+          !aligned16(p.y))
+        libs_.grouped = nullptr;
+  }
 
   Status stage(cudaStream_t stream) {
     if (!libs_.grouped || groups_.empty())
@@ -564,6 +573,8 @@ public:
   }
 
 private:
+  static bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
   std::vector<GroupedProduct> productsOf(const ExpertProduct &p) const {
     const int64_t aWidth = p.forward ? p.in : p.out, yWidth = p.forward ? p.out : p.in;
     std::vector<GroupedProduct> products;
