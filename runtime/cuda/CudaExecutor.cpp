@@ -63,6 +63,12 @@ Expected<CudaOptions> optionsFromEnvironment() {
                            "attention backward sums in a fixed order)");
     o.attention.deterministic = v == "1";
   }
+  if (const char *moeGemm = std::getenv("MT_MOE_GEMM")) {
+    auto parsed = parseExpertGemm(moeGemm, "MT_MOE_GEMM");
+    if (!parsed)
+      return parsed.status();
+    o.moeGemm = *parsed;
+  }
   return o;
 }
 
@@ -247,6 +253,7 @@ Status CudaExecutor::initialize() {
   resources_.rank = rank_;
   resources_.attention = options_.attention;
   resources_.overlapTransfers = options_.overlapRingTransfers;
+  resources_.moeGemm = options_.moeGemm;
   auto gemm = GemmRunner::create();
   if (!gemm)
     return gemm.status();

@@ -2,7 +2,10 @@
 // router, the routed experts (moe_permute -> moe_grouped_mlp ->
 // moe_unpermute) with their gradients, and the shared
 // expert's sigmoid gate. The router reads the fp32 master of its weight;
-// the experts read the bf16 shadows, as the dense linears do.
+// the experts read the bf16 shadows, as the dense linears do. With the
+// experts' GEMMs on the libraries (MT_MOE_GEMM cublaslt, the default, or
+// grouped) a program with MoE layers runs eagerly, not as a CUDA graph:
+// each moe_grouped_mlp(_grad) copies the experts' row counts to the host.
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/MoE.h"
 
@@ -150,16 +153,40 @@ GroupedMlpShape groupedOf(const Attrs &a) {
   return {a.i("rows"), a.i("hidden"), a.i("ffn"), a.i("experts")};
 }
 
+/// The libraries of the experts' GEMMs (Resources::moeGemm), the grouped
+/// GEMM's handle made on first use; false after L.fail when it cannot be.
+bool expertLibs(Lowerer &L, ExpertGemmLibs &libs) {
+  Resources &r = L.resources();
+  if (r.moeGemm == ExpertGemm::Tiled)
+    return true;
+  libs.runner = r.gemm.get();
+  if (r.moeGemm == ExpertGemm::Grouped && !r.groupedGemm) {
+    auto made = GroupedGemm::create();
+    if (!made) {
+      L.fail("MT_MOE_GEMM=grouped: " + made.message());
+      return false;
+    }
+    r.groupedGemm = std::move(*made);
+  }
+  libs.grouped = r.groupedGemm.get();
+  return true;
+}
+
 void groupedMlp(Lowerer &L, const Attrs &a) {
   const bf16 *x = L.bfIn(0), *gate = L.bfIn(2), *up = L.bfIn(3), *down = L.bfIn(4);
   const int32_t *counts = L.i32In(1);
   bf16 *y = L.bfOut(0);
   GroupedMlpShape s = groupedOf(a);
-  L.needWorkspace(groupedMlpWorkspaceBytes(s, false));
   Resources *r = &L.resources();
-  L.emit([=](cudaStream_t st) {
-    return groupedMlpForward(x, counts, gate, up, down, y, r->workspace, s, st);
-  });
+  ExpertGemmLibs libs;
+  if (!expertLibs(L, libs))
+    return;
+  L.needWorkspace(groupedMlpWorkspaceBytes(s, false, r->moeGemm));
+  L.emit(
+      [=](cudaStream_t st) {
+        return groupedMlpForward(x, counts, gate, up, down, y, libs, r->workspace, s, st);
+      },
+      /*onHost=*/libs.runner != nullptr);
 }
 
 void groupedMlpGrad(Lowerer &L, const Attrs &a) {
@@ -170,12 +197,17 @@ void groupedMlpGrad(Lowerer &L, const Attrs &a) {
   bf16 *dx = L.bfOutOrSum(0, addDx);
   float *dgate = L.f32Sum(1), *dup = L.f32Sum(2), *ddown = L.f32Sum(3);
   GroupedMlpShape s = groupedOf(a);
-  L.needWorkspace(groupedMlpWorkspaceBytes(s, true));
   Resources *r = &L.resources();
-  L.emit([=](cudaStream_t st) {
-    return groupedMlpBackward(x, counts, gate, up, down, dy, dx, addDx, dgate, dup, ddown,
-                              r->workspace, s, st);
-  });
+  ExpertGemmLibs libs;
+  if (!expertLibs(L, libs))
+    return;
+  L.needWorkspace(groupedMlpWorkspaceBytes(s, true, r->moeGemm));
+  L.emit(
+      [=](cudaStream_t st) {
+        return groupedMlpBackward(x, counts, gate, up, down, dy, dx, addDx, dgate, dup, ddown,
+                                  libs, r->workspace, s, st);
+      },
+      /*onHost=*/libs.runner != nullptr);
 }
 
 void sigmoidGate(Lowerer &L, const Attrs &a) {

@@ -15,6 +15,7 @@
 #include "runtime/cuda/DeviceArenas.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Gemm.h"
+#include "runtime/cuda/MoE.h"
 #include "runtime/exec/Memory.h"
 #include "runtime/exec/PipelineChannels.h"
 #include "runtime/exec/RankContext.h"
@@ -81,6 +82,10 @@ struct Resources {
   bool overlapTransfers = true;
   cudaStream_t transferStream = nullptr; // made on first use
   std::vector<cudaEvent_t> events;       // destroyed with the resources
+  /// The MoE experts' GEMMs (CudaOptions::moeGemm) and, for
+  /// ExpertGemm::Grouped, cuBLAS's handle (made by the first lowering).
+  ExpertGemm moeGemm = ExpertGemm::Cublaslt;
+  std::unique_ptr<GroupedGemm> groupedGemm;
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor

@@ -7,6 +7,8 @@
 #ifndef MT_RUNTIME_CUDA_MOE_H
 #define MT_RUNTIME_CUDA_MOE_H
 
+#include "runtime/cuda/Gemm.h"
+#include "runtime/cuda/GroupedGemm.h"
 #include "runtime/support/Status.h"
 
 #include <cuda_bf16.h>
@@ -14,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 namespace mt::cuda {
 
@@ -83,18 +86,49 @@ struct GroupedMlpShape {
   int64_t rows, hidden, ffn, experts;
 };
 
-size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward);
-/// x, y [rows, hidden] bf16; tokensPerExpert [experts] on the device (read
-/// there: no host sync). Expert e's rows y[r] = down[e] (silu(gate[e] x[r])
-/// * up[e] x[r]); rows past the groups are zero (cpu::groupedMlpForward).
+/// How the experts' GEMMs run (MT_MOE_GEMM). cublaslt: one cuBLASLt
+/// product per expert that has rows (tensor cores, bf16 operands, fp32
+/// accumulation, bf16 gate/up/act between the GEMMs). grouped: the same,
+/// but the products with bf16 results (gate, up, down and the input
+/// gradients) each in one cublasGemmGroupedBatchedEx launch over all
+/// experts (hidden and ffn multiples of 8, as its alignment rule needs;
+/// other shapes run per expert); the weight gradients stay per expert on
+/// cuBLASLt, since the grouped GEMM has no bf16 x bf16 -> fp32 output to add
+/// into the fp32 main gradients. Both copy tokensPerExpert to the host once
+/// per call and wait for the stream, so a program with them is not captured
+/// as a CUDA graph. tiled: the 32 x 32 shared-memory kernel (fp32 math and
+/// intermediates) that reads the counts on the device (capturable, about
+/// 6 TFLOP/s on an H200), kept to time the others against.
+enum class ExpertGemm { Cublaslt, Grouped, Tiled };
+
+/// "cublaslt", "grouped" or "tiled"; an error names `option` and the valid
+/// values.
+Expected<ExpertGemm> parseExpertGemm(std::string_view text, std::string_view option);
+
+/// The libraries the experts' GEMMs run on: no runner, the tiled kernel; a
+/// runner, cuBLASLt per expert; a runner and `grouped`, the grouped path.
+struct ExpertGemmLibs {
+  GemmRunner *runner = nullptr;
+  GroupedGemm *grouped = nullptr;
+};
+
+size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, ExpertGemm gemm);
+/// x, y [rows, hidden] bf16; tokensPerExpert [experts] on the device. Expert
+/// e's rows y[r] = down[e] (silu(gate[e] x[r]) * up[e] x[r]); rows past the
+/// groups are zero (cpu::groupedMlpForward). On the library paths an error
+/// names an expert whose count is negative or takes the sum past rows. The
+/// workspace holds groupedMlpWorkspaceBytes(shape, false, the path).
 Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                         const bf16 *up, const bf16 *down, bf16 *y, void *workspace,
-                         const GroupedMlpShape &shape, cudaStream_t stream);
-/// Writes dx (adds when `addDx`) and adds dgate, dup, ddown (fp32).
+                         const bf16 *up, const bf16 *down, bf16 *y, const ExpertGemmLibs &libs,
+                         void *workspace, const GroupedMlpShape &shape, cudaStream_t stream);
+/// Writes dx (adds when `addDx`) and adds dgate, dup, ddown (fp32, no
+/// atomics: the same bits every run); `libs` and the workspace as the
+/// forward's (backward = true). On the library paths dx adds the up
+/// product to the gate product's bf16 (two roundings, as the dense MLP's).
 Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
                           const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
-                          float *dgate, float *dup, float *ddown, void *workspace,
-                          const GroupedMlpShape &shape, cudaStream_t stream);
+                          float *dgate, float *dup, float *ddown, const ExpertGemmLibs &libs,
+                          void *workspace, const GroupedMlpShape &shape, cudaStream_t stream);
 
 /// y[r] = sigmoid(gate[r]) x[r]; gate [rows], x, y [rows, dim] (bf16).
 Status sigmoidGateForward(const bf16 *gate, const bf16 *x, bf16 *y, int64_t rows,

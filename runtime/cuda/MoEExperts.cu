@@ -1,12 +1,15 @@
 // The routed SwiGLU experts: the (token, slot) pairs permuted stably by
-// expert, each expert's rows through grouped GEMMs (one launch per GEMM for
-// all experts, the row ranges read on the device: no host sync, so CUDA
-// graphs can capture it), and the outputs un-permuted in slot order.
-// Simplest correct version: a shared-memory tiled GEMM with fp32
-// accumulation; a cuBLAS grouped GEMM can replace groupedGemm() alone.
+// expert, each expert's rows through its GEMMs, and the outputs un-permuted
+// in slot order. The GEMMs run on the libraries (cuBLASLt per expert, or
+// cuBLAS's grouped GEMM for the bf16 products: ExpertGemm), after one copy
+// of the row counts to the host, or on a shared-memory tiled kernel that
+// reads the row ranges on the device (ExpertGemm::Tiled).
 #include "runtime/cuda/MoE.h"
 
 #include "runtime/cuda/Check.h"
+
+#include <string>
+#include <vector>
 
 namespace mt::cuda {
 namespace {
@@ -372,16 +375,12 @@ Status moeUnpermuteBackward(const bf16 *expertOut, const float *probs, const int
   return Status::ok();
 }
 
-size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward) {
-  return GroupedScratch::bytes(shape, backward);
-}
+namespace {
 
-Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                         const bf16 *up, const bf16 *down, bf16 *y, void *workspace,
-                         const GroupedMlpShape &s, cudaStream_t stream) {
+Status tiledForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                    const bf16 *up, const bf16 *down, bf16 *y, void *workspace,
+                    const GroupedMlpShape &s, cudaStream_t stream) {
   const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
-  if (N * H == 0)
-    return Status::ok();
   GroupedScratch w(workspace, s, false);
   MT_CUDA_RETURN_IF_ERROR(groupedHidden(x, tokensPerExpert, gate, up, w, s, stream));
   GemmOperands out{F, 1, H * F, 1, F, 0, H, 0, H, F, true, false};
@@ -391,13 +390,11 @@ Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf
   return Status::ok();
 }
 
-Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                          const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
-                          float *dgate, float *dup, float *ddown, void *workspace,
-                          const GroupedMlpShape &s, cudaStream_t stream) {
+Status tiledBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                     const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
+                     float *dgate, float *dup, float *ddown, void *workspace,
+                     const GroupedMlpShape &s, cudaStream_t stream) {
   const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
-  if (N * H == 0)
-    return Status::ok();
   GroupedScratch w(workspace, s, true);
   MT_CUDA_RETURN_IF_ERROR(groupedHidden(x, tokensPerExpert, gate, up, w, s, stream));
   GemmOperands dAct{H, 1, H * F, F, 1, 0, F, 0, F, H, true, false};
@@ -416,6 +413,298 @@ Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const b
   toBf16Kernel<<<blocksFor(N * H), 256, 0, stream>>>(w.out, dx, addDx, w.offsets, E, N, H);
   MT_CUDA_CHECK_LAUNCH("moe_grouped_dx");
   return Status::ok();
+}
+
+// --- The libraries' path: cuBLASLt per expert, or cuBLAS's grouped GEMM ---
+
+/// In place: gate <- silu(gate) * up, from the bf16 pre-activations (fp32
+/// math, one rounding).
+__global__ void swigluBf16Kernel(bf16 *gate, const bf16 *up, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float a = __bfloat162float(gate[i]);
+    gate[i] = __float2bfloat16(a * sigmoidf(a) * __bfloat162float(up[i]));
+  }
+}
+
+/// From the bf16 pre-activations and dact: act = silu(gate) * up, and in
+/// place gate <- dact * up * silu'(gate), up <- dact * silu(gate).
+__global__ void swigluGradBf16Kernel(bf16 *gate, bf16 *up, const bf16 *dact, bf16 *act,
+                                     int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float a = __bfloat162float(gate[i]), u = __bfloat162float(up[i]);
+    const float d = __bfloat162float(dact[i]), sig = sigmoidf(a);
+    act[i] = __float2bfloat16(a * sig * u);
+    gate[i] = __float2bfloat16(d * u * sig * (1.0f + a * (1.0f - sig)));
+    up[i] = __float2bfloat16(d * a * sig);
+  }
+}
+
+/// The library paths' scratch: bf16 [rows, ffn] each the gate and up
+/// pre-activations (the act, then d gate and d up, in place), and in the
+/// backward dact and act; then the grouped GEMM's pointer arrays.
+struct ExpertScratch {
+  bf16 *gatePre, *upPre, *dact = nullptr, *act = nullptr;
+  void **pointers;
+  ExpertScratch(void *workspace, const GroupedMlpShape &s, bool backward) {
+    const size_t part = roundUp(2 * size_t(s.rows) * size_t(s.ffn));
+    auto *p = static_cast<char *>(workspace);
+    gatePre = reinterpret_cast<bf16 *>(p);
+    upPre = reinterpret_cast<bf16 *>(p + part);
+    if (backward) {
+      dact = reinterpret_cast<bf16 *>(p + 2 * part);
+      act = reinterpret_cast<bf16 *>(p + 3 * part);
+    }
+    pointers = reinterpret_cast<void **>(p + (backward ? 4 : 2) * part);
+  }
+  /// `calls`: the grouped GEMM calls whose addresses it holds.
+  static size_t bytes(const GroupedMlpShape &s, bool backward, int64_t calls) {
+    return (backward ? 4 : 2) * roundUp(2 * size_t(s.rows) * size_t(s.ffn)) +
+           GroupedGemm::pointerBytes(calls * s.experts);
+  }
+};
+
+/// Expert `expert`'s rows [begin, begin + rows) of the permuted buffer.
+struct ExpertRows {
+  int64_t expert, begin, rows;
+};
+
+/// The experts that have rows, read from tokensPerExpert on the device (one
+/// copy to pageable memory, which returns once the stream has reached it),
+/// and in `used` the rows of all groups; an error names a count that is
+/// negative or takes the sum past the rows.
+Expected<std::vector<ExpertRows>> expertRows(const int32_t *tokensPerExpert,
+                                             const GroupedMlpShape &s, cudaStream_t stream,
+                                             int64_t &used) {
+  std::vector<int32_t> counts(size_t(s.experts));
+  MT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), tokensPerExpert, 4 * counts.size(),
+                                cudaMemcpyDeviceToHost, stream));
+  MT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<ExpertRows> groups;
+  used = 0;
+  for (int64_t e = 0; e < s.experts; ++e) {
+    const int64_t c = counts[size_t(e)];
+    if (c < 0 || used + c > s.rows)
+      return Status::error(errorContext() + "moe_grouped_mlp: tokens_per_expert[" +
+                           std::to_string(e) + "] = " + std::to_string(c) + " after " +
+                           std::to_string(used) + " rows: the groups must fit the " +
+                           std::to_string(s.rows) + " rows");
+    if (c > 0)
+      groups.push_back({e, used, c});
+    used += c;
+  }
+  return groups;
+}
+
+/// Rows [used, rows) of `out` [rows, width] (no expert's) are zero.
+Status zeroTail(bf16 *out, int64_t used, const GroupedMlpShape &s, int64_t width,
+                cudaStream_t stream) {
+  if (used < s.rows)
+    MT_CUDA_CHECK(cudaMemsetAsync(out + used * width, 0,
+                                  sizeof(bf16) * size_t((s.rows - used) * width), stream));
+  return Status::ok();
+}
+
+/// One bf16 product of every expert with rows: a [rows, aWidth] at row
+/// `begin` of `a`, expert e's weight w + e * in * out, the result [rows,
+/// yWidth] at row `begin` of `y`. Forward: y = a wᵀ (w [out, in]); else
+/// y (=|+=) a w.
+struct ExpertProduct {
+  const bf16 *a, *w;
+  bf16 *y;
+  int64_t in, out;
+  bool forward, accumulate = false;
+};
+
+/// The bf16 products of one forward or backward on the libraries' path. On
+/// the grouped one every call's operand addresses go to the device in one
+/// copy before the first launch (right after the counts' copy the stream is
+/// idle, so that a copy from pageable memory waits for it costs nothing),
+/// then each call is one launch; else each call is one cuBLASLt product per
+/// expert.
+class ExpertCalls {
+public:
+  ExpertCalls(std::vector<ExpertProduct> calls, const std::vector<ExpertRows> &groups,
+              const ExpertGemmLibs &libs, void **pointers)
+      : calls_(std::move(calls)), groups_(groups), libs_(libs), pointers_(pointers) {
+    // cuBLAS's grouped GEMM wants every operand address 16-byte aligned
+    // when a row of k bf16 is (its documented rule): rows of multiples of 8
+    // elements from 16-byte aligned bases keep every expert's aligned;
+    // other shapes run per expert.
+    for (const ExpertProduct &p : calls_)
+      if (p.in % 8 != 0 || p.out % 8 != 0 || !aligned16(p.a) || !aligned16(p.w) ||
+          !aligned16(p.y))
+        libs_.grouped = nullptr;
+  }
+
+  Status stage(cudaStream_t stream) {
+    if (!libs_.grouped || groups_.empty())
+      return Status::ok();
+    std::vector<const void *> addresses;
+    for (const ExpertProduct &p : calls_) {
+      products_.push_back(productsOf(p));
+      GroupedGemm::appendAddresses(products_.back(), addresses);
+    }
+    MT_CUDA_CHECK(cudaMemcpyAsync(pointers_, addresses.data(),
+                                  sizeof(void *) * addresses.size(), cudaMemcpyHostToDevice,
+                                  stream));
+    return Status::ok();
+  }
+
+  Status run(size_t call, cudaStream_t stream) const {
+    const ExpertProduct &p = calls_[call];
+    if (libs_.grouped) {
+      if (groups_.empty())
+        return Status::ok();
+      void *const *addresses = pointers_ + 3 * groups_.size() * call;
+      return p.forward ? libs_.grouped->linearForward(products_[call], p.in, p.out, addresses,
+                                                      stream)
+                       : libs_.grouped->linearBackwardInput(products_[call], p.in, p.out,
+                                                            p.accumulate, addresses, stream);
+    }
+    for (const GroupedProduct &g : productsOf(p))
+      MT_CUDA_RETURN_IF_ERROR(
+          p.forward
+              ? libs_.runner->linearForward(g.a, g.w, nullptr, g.y, g.rows, p.in, p.out, stream)
+              : libs_.runner->linearBackwardInput(g.a, g.w, g.y, g.rows, p.in, p.out, stream,
+                                                  p.accumulate));
+    return Status::ok();
+  }
+
+private:
+  static bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+  std::vector<GroupedProduct> productsOf(const ExpertProduct &p) const {
+    const int64_t aWidth = p.forward ? p.in : p.out, yWidth = p.forward ? p.out : p.in;
+    std::vector<GroupedProduct> products;
+    products.reserve(groups_.size());
+    for (const ExpertRows &g : groups_)
+      products.push_back({p.a + g.begin * aWidth, p.w + g.expert * p.in * p.out,
+                          p.y + g.begin * yWidth, g.rows});
+    return products;
+  }
+
+  std::vector<ExpertProduct> calls_;
+  const std::vector<ExpertRows> &groups_;
+  ExpertGemmLibs libs_;
+  void **pointers_;
+  std::vector<std::vector<GroupedProduct>> products_;
+};
+
+/// The forward's and the backward's products: gate and up (recomputed in
+/// the backward), then down, or dact, dx from d gate, dx from d up.
+constexpr int64_t kForwardCalls = 3, kBackwardCalls = 5;
+
+Status libraryForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                      const bf16 *up, const bf16 *down, bf16 *y, const ExpertGemmLibs &libs,
+                      void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
+  const int64_t H = s.hidden, F = s.ffn;
+  int64_t used = 0;
+  auto groups = expertRows(tokensPerExpert, s, stream, used);
+  if (!groups)
+    return groups.status();
+  ExpertScratch w(workspace, s, false);
+  ExpertCalls calls({{x, gate, w.gatePre, H, F, true},
+                     {x, up, w.upPre, H, F, true},
+                     {w.gatePre, down, y, F, H, true}},
+                    *groups, libs, w.pointers);
+  MT_CUDA_RETURN_IF_ERROR(calls.stage(stream));
+  MT_CUDA_RETURN_IF_ERROR(calls.run(0, stream));
+  MT_CUDA_RETURN_IF_ERROR(calls.run(1, stream));
+  if (used * F > 0) {
+    swigluBf16Kernel<<<blocksFor(used * F), 256, 0, stream>>>(w.gatePre, w.upPre, used * F);
+    MT_CUDA_CHECK_LAUNCH("moe_swiglu");
+  }
+  MT_CUDA_RETURN_IF_ERROR(calls.run(2, stream));
+  return zeroTail(y, used, s, H, stream);
+}
+
+/// gate and up recomputed, dact = dy down, the SwiGLU's gradient, per
+/// expert ddown += dyᵀ act, dgate += dGᵀ x, dup += dUᵀ x (cuBLASLt, into
+/// the fp32 gradients), and dx (=|+=) dG gate + dU up.
+Status libraryBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                       const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
+                       float *dgate, float *dup, float *ddown, const ExpertGemmLibs &libs,
+                       void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
+  const int64_t H = s.hidden, F = s.ffn;
+  int64_t used = 0;
+  auto groups = expertRows(tokensPerExpert, s, stream, used);
+  if (!groups)
+    return groups.status();
+  ExpertScratch w(workspace, s, true);
+  ExpertCalls calls({{x, gate, w.gatePre, H, F, true},
+                     {x, up, w.upPre, H, F, true},
+                     {dy, down, w.dact, F, H, false},
+                     {w.gatePre, gate, dx, H, F, false, addDx},
+                     {w.upPre, up, dx, H, F, false, true}},
+                    *groups, libs, w.pointers);
+  MT_CUDA_RETURN_IF_ERROR(calls.stage(stream));
+  for (size_t call = 0; call < 3; ++call)
+    MT_CUDA_RETURN_IF_ERROR(calls.run(call, stream));
+  if (used * F > 0) {
+    swigluGradBf16Kernel<<<blocksFor(used * F), 256, 0, stream>>>(w.gatePre, w.upPre, w.dact,
+                                                                  w.act, used * F);
+    MT_CUDA_CHECK_LAUNCH("moe_swiglu_bwd");
+  }
+  for (const ExpertRows &g : *groups) {
+    const int64_t weight = g.expert * F * H;
+    const bf16 *xe = x + g.begin * H;
+    MT_CUDA_RETURN_IF_ERROR(libs.runner->linearBackwardWeight(
+        w.act + g.begin * F, dy + g.begin * H, ddown + weight, g.rows, F, H, stream));
+    MT_CUDA_RETURN_IF_ERROR(libs.runner->linearBackwardWeight(xe, w.gatePre + g.begin * F,
+                                                              dgate + weight, g.rows, H, F,
+                                                              stream));
+    MT_CUDA_RETURN_IF_ERROR(libs.runner->linearBackwardWeight(xe, w.upPre + g.begin * F,
+                                                              dup + weight, g.rows, H, F,
+                                                              stream));
+  }
+  MT_CUDA_RETURN_IF_ERROR(calls.run(3, stream));
+  MT_CUDA_RETURN_IF_ERROR(calls.run(4, stream));
+  return addDx ? Status::ok() : zeroTail(dx, used, s, H, stream);
+}
+
+} // namespace
+
+Expected<ExpertGemm> parseExpertGemm(std::string_view text, std::string_view option) {
+  if (text == "cublaslt")
+    return ExpertGemm::Cublaslt;
+  if (text == "grouped")
+    return ExpertGemm::Grouped;
+  if (text == "tiled")
+    return ExpertGemm::Tiled;
+  return Status::error(std::string(option) + "='" + std::string(text) +
+                       "' is not a way to run the experts' GEMMs: use cublaslt, grouped or "
+                       "tiled");
+}
+
+size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, ExpertGemm gemm) {
+  return gemm == ExpertGemm::Tiled
+             ? GroupedScratch::bytes(shape, backward)
+             : ExpertScratch::bytes(shape, backward, backward ? kBackwardCalls : kForwardCalls);
+}
+
+Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                         const bf16 *up, const bf16 *down, bf16 *y, const ExpertGemmLibs &libs,
+                         void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
+  if (s.rows * s.hidden == 0)
+    return Status::ok();
+  return libs.runner ? libraryForward(x, tokensPerExpert, gate, up, down, y, libs, workspace, s,
+                                      stream)
+                     : tiledForward(x, tokensPerExpert, gate, up, down, y, workspace, s, stream);
+}
+
+Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                          const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
+                          float *dgate, float *dup, float *ddown, const ExpertGemmLibs &libs,
+                          void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
+  if (s.rows * s.hidden == 0)
+    return Status::ok();
+  if (libs.runner)
+    return libraryBackward(x, tokensPerExpert, gate, up, down, dy, dx, addDx, dgate, dup, ddown,
+                           libs, workspace, s, stream);
+  return tiledBackward(x, tokensPerExpert, gate, up, down, dy, dx, addDx, dgate, dup, ddown,
+                       workspace, s, stream);
 }
 
 } // namespace mt::cuda

@@ -1,7 +1,8 @@
 // Micro-benchmark of every CUDA kernel family at a Llama-3.2-1B-like shape
 // (tokens 8192 = 4 x 2048, hidden 2048, ffn 8192, 32 heads of 64, vocab
 // 128256, 1.24B parameters; attention also at Qwen3-0.6B's 16 heads of 128
-// over 8 kv heads): median of 20 launches timed with CUDA events
+// over 8 kv heads; the MoE experts at Qwen3-30B-A3B's and Mixtral-8x7B's
+// shapes): median of 20 launches timed with CUDA events
 // after 3 warm-ups, with the achieved TFLOP/s or GB/s (bytes each kernel
 // must read and write at least). Rows go to stdout and $MT_GPU_REPORT.
 // Not a test: tools/gpu-check.sh runs it after the gpu1 tests.
@@ -10,6 +11,7 @@
 #include "runtime/cuda/CrossEntropy.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Gemm.h"
+#include "runtime/cuda/MoE.h"
 #include "runtime/cuda/Norm.h"
 #include "test/runtime/cuda/CudaTestSupport.h"
 
@@ -127,6 +129,66 @@ void addAttentionBenches(std::vector<Bench> &benches,
                        return cuda::attentionBackward(q, k, v, out, lse, dOut, dq,
                                                       dk, dv, ws, shape, s, pos);
                      }});
+}
+
+/// The routed experts' SwiGLU (moe_grouped_mlp and its gradient) at
+/// bench/gpu-moe.sh's shapes (micro-batch 1 x 4096), experts evenly loaded,
+/// on each ExpertGemm path; the tiled kernel at the Qwen3 shape only
+/// (Mixtral's takes about a second a launch). FLOPs as plan/Roofline.cpp
+/// counts them: forward 6 rows hidden ffn, backward 12 (the recomputed gate
+/// and up not counted).
+template <typename Fill>
+void addMoEBenches(std::vector<Bench> &benches, std::vector<std::shared_ptr<void>> &keep,
+                   Fill &fill, cuda::GemmRunner &runner, cuda::GroupedGemm &grouped,
+                   cudaStream_t s) {
+  struct Model {
+    const char *name;
+    int64_t experts, topK, hidden, ffn;
+  };
+  for (const Model &m : {Model{"qwen3-30b-a3b", 128, 8, 2048, 768},
+                         Model{"mixtral-8x7b", 8, 2, 4096, 14336}}) {
+    const int64_t rows = 4096 * m.topK, E = m.experts, h = m.hidden, f = m.ffn;
+    const cuda::GroupedMlpShape g{rows, h, f, E};
+    bf16 *x = fill(alloc<bf16>(keep, rows * h), rows * h, -1, 1);
+    bf16 *dy = fill(alloc<bf16>(keep, rows * h), rows * h, -1, 1);
+    bf16 *gate = fill(alloc<bf16>(keep, E * f * h), E * f * h, -0.02f, 0.02f);
+    bf16 *up = fill(alloc<bf16>(keep, E * f * h), E * f * h, -0.02f, 0.02f);
+    bf16 *down = fill(alloc<bf16>(keep, E * h * f), E * h * f, -0.02f, 0.02f);
+    bf16 *y = alloc<bf16>(keep, rows * h), *dx = alloc<bf16>(keep, rows * h);
+    float *dgate = fill(alloc<float>(keep, E * f * h), E * f * h, 0, 0);
+    float *dup = fill(alloc<float>(keep, E * f * h), E * f * h, 0, 0);
+    float *ddown = fill(alloc<float>(keep, E * h * f), E * h * f, 0, 0);
+    int32_t *counts = alloc<int32_t>(keep, E);
+    const std::vector<int32_t> even(size_t(E), int32_t(rows / E));
+    check(cudaMemcpy(counts, even.data(), 4 * even.size(), cudaMemcpyHostToDevice), "counts");
+    struct Path {
+      const char *name;
+      cuda::ExpertGemm gemm;
+      cuda::ExpertGemmLibs libs;
+    };
+    std::vector<Path> paths = {{"cublaslt", cuda::ExpertGemm::Cublaslt, {&runner, nullptr}},
+                               {"grouped", cuda::ExpertGemm::Grouped, {&runner, &grouped}}};
+    if (E > 8)
+      paths.push_back({"tiled", cuda::ExpertGemm::Tiled, {}});
+    size_t wsBytes = 0;
+    for (const Path &p : paths)
+      wsBytes = std::max(wsBytes, cuda::groupedMlpWorkspaceBytes(g, true, p.gemm));
+    void *ws = alloc<uint8_t>(keep, int64_t(wsBytes));
+    const double flops = 6.0 * double(rows) * double(h) * double(f);
+    for (const Path &p : paths) {
+      const std::string text = shapeText({rows, h, f, E}) + " " + m.name + " " + p.name;
+      const cuda::ExpertGemmLibs libs = p.libs;
+      benches.push_back({"moe_grouped_mlp", text, flops, 0, [=] {
+                           return cuda::groupedMlpForward(x, counts, gate, up, down, y, libs, ws,
+                                                          g, s);
+                         }});
+      benches.push_back({"moe_grouped_mlp_bwd", text, 2 * flops, 0, [=] {
+                           return cuda::groupedMlpBackward(x, counts, gate, up, down, dy, dx,
+                                                           false, dgate, dup, ddown, libs, ws, g,
+                                                           s);
+                         }});
+    }
+  }
 }
 
 int run() {
@@ -266,6 +328,10 @@ int run() {
   // Llama-3.2-1B (32 heads, 8 kv, 64) and Qwen3-0.6B (16 heads, 8 kv, 128).
   addAttentionBenches(benches, keep, fill, kHeads, 8, kHeadDim, s);
   addAttentionBenches(benches, keep, fill, 16, 8, 128, s);
+  auto grouped = cuda::GroupedGemm::create();
+  if (!grouped)
+    throwIfError(grouped.status(), "GroupedGemm");
+  addMoEBenches(benches, keep, fill, *gemm, **grouped, s);
   check(cudaStreamSynchronize(s), "attention setup");
   std::printf("%-20s %-28s %10s %14s\n", "kernel", "shape", "median ms", "rate");
   for (const Bench &b : benches) {

@@ -2,9 +2,11 @@
 // references of runtime/cpu/MoE.h and MoEPermute.h on the same bf16-exact
 // data: the router (indices exactly, weights, aux loss, dx, dw; aux_loss,
 // seq_aux_loss and none, with and without a z-loss), the routed experts as
-// permute -> grouped MLP -> unpermute, and the shared expert's sigmoid gate, on
-// odd shapes, with and without renormalised top-k, writing and adding, and
-// twice on the same input to show the results are deterministic.
+// permute -> grouped MLP -> unpermute (the grouped MLP on each ExpertGemm
+// path, with even and skewed expert loads, and at Qwen3-30B-A3B's and
+// Mixtral-8x7B's expert shapes scaled down), and the shared expert's sigmoid
+// gate, on odd shapes, with and without renormalised top-k, writing and
+// adding, and twice on the same input to show the results are deterministic.
 #include "runtime/cuda/MoE.h"
 
 #include "runtime/cpu/MoE.h"
@@ -24,14 +26,21 @@ using namespace mt;
 using namespace mt::cudatest;
 namespace tol = mt::tolerance;
 
+/// How the routed experts' test routes its slots: spread over every expert
+/// but the last (which gets no rows), or skewed: slot k of a token on
+/// expert 1 + k (every eighth token's shifted by up to 2), so that with
+/// top 1 expert 1 takes most rows and most experts take none.
+enum class Load { spread, skewed };
+
 struct Case {
   int64_t tokens, hidden, ffn, experts, topK;
   bool normTopkProb;
+  Load load = Load::spread;
 };
 
 std::string caseText(const Case &c) {
   return shapeText({c.tokens, c.hidden, c.ffn, c.experts, c.topK}) +
-         (c.normTopkProb ? " norm" : "");
+         (c.normTopkProb ? " norm" : "") + (c.load == Load::skewed ? " skewed" : "");
 }
 
 class MoETest : public ::testing::TestWithParam<Case> {};
@@ -164,8 +173,123 @@ DecomposedReference decomposedReference(const Case &c, const std::vector<float> 
   return r;
 }
 
+/// Slot k of token t goes to a distinct expert per token (Load).
+std::vector<int32_t> routedIndices(const Case &c) {
+  const int64_t T = c.tokens, E = c.experts, K = c.topK;
+  std::vector<int32_t> indices(T * K);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t k = 0; k < K; ++k)
+      indices[t * K + k] =
+          c.load == Load::spread
+              ? int32_t((t % 3 == 0 ? k : (t * 5 + k * 3)) % (E - 1))
+              : int32_t((1 + k + (t % 8 == 0 ? (t / 8) % 3 : 0)) % E);
+  return indices;
+}
+
+/// The grouped MLP's bounds by path: the tiled kernel keeps its
+/// intermediates in fp32, so each bf16 output is rounded once and the fp32
+/// weight gradients only reorder sums; on the libraries the pre-activations,
+/// the activation and their gradients enter the tensor cores as bf16
+/// operands.
+struct GroupedTolerances {
+  double out, dx, dw;
+};
+GroupedTolerances tolerancesOf(cuda::ExpertGemm gemm) {
+  if (gemm == cuda::ExpertGemm::Tiled)
+    return {tol::kBf16Rel, tol::kBf16Rel, tol::kFp32AccumRel};
+  return {tol::kBf16OperandsRel, tol::kBf16OperandsRel, tol::kBf16OperandsRel};
+}
+
+/// `v` followed by `pad` rows of `width` values `fill`.
+std::vector<float> padded(const std::vector<float> &v, int64_t pad, int64_t width, float fill) {
+  std::vector<float> out(v);
+  out.resize(v.size() + size_t(pad * width), fill);
+  return out;
+}
+
+/// moe_grouped_mlp and its gradient on `gemm`'s path against the reference,
+/// over a buffer of 5 rows more than the groups (which must come out zero),
+/// then dx added to an old value; all twice: the second run must give the
+/// same bits.
+void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedReference &r,
+                     const std::vector<float> &gate, const std::vector<float> &up,
+                     const std::vector<float> &down) {
+  const bool lt = gemm != cuda::ExpertGemm::Tiled;
+  const std::string shape = caseText(c) + (gemm == cuda::ExpertGemm::Cublaslt ? " cublaslt"
+                                           : lt                             ? " grouped"
+                                                                            : " tiled");
+  const int64_t H = c.hidden, F = c.ffn, E = c.experts, pad = 5, N = c.tokens * c.topK + pad;
+  const GroupedTolerances bound = tolerancesOf(gemm);
+  std::mt19937 rng{uint32_t(N * 3 + H)};
+  const auto tailIn = randomBf16(rng, pad * H, -1, 1), dxOld = randomBf16(rng, N * H, -1, 1);
+  std::vector<float> x(r.permuted), dOut(r.dOutBf16);
+  x.insert(x.end(), tailIn.begin(), tailIn.end());
+  dOut.insert(dOut.end(), tailIn.begin(), tailIn.end());
+  const auto wantOut = padded(r.out, pad, H, 0.0f), wantDx = padded(r.dPermuted, pad, H, 0.0f);
+  std::vector<float> wantDxAdded(dxOld);
+  for (size_t i = 0; i < wantDx.size(); ++i)
+    wantDxAdded[i] += wantDx[i];
+  cuda::GroupedMlpShape g{N, H, F, E};
+  auto runner = cuda::GemmRunner::create();
+  ASSERT_TRUE(runner) << runner.message();
+  auto grouped = cuda::GroupedGemm::create();
+  ASSERT_TRUE(grouped) << grouped.message();
+  cuda::ExpertGemmLibs lib;
+  if (lt)
+    lib.runner = &*runner;
+  if (gemm == cuda::ExpertGemm::Grouped)
+    lib.grouped = grouped->get();
+  DeviceBuffer<bf16> dX(N * H), dGate(E * F * H), dUp(E * F * H), dDown(E * H * F), dOutD(N * H),
+      dDOut(N * H), dDx(N * H);
+  DeviceBuffer<float> dDgate(E * F * H), dDup(E * F * H), dDdown(E * H * F);
+  DeviceBuffer<int32_t> dCounts(E);
+  DeviceBuffer<char> work(cuda::groupedMlpWorkspaceBytes(g, true, gemm));
+  uploadBf16(dX, x);
+  uploadBf16(dGate, gate);
+  uploadBf16(dUp, up);
+  uploadBf16(dDown, down);
+  uploadBf16(dDOut, dOut);
+  dCounts.upload(r.counts.data());
+  const std::vector<float> zerosW(E * F * H, 0.0f);
+  std::vector<std::vector<float>> first;
+  for (int run = 0; run < 2; ++run) {
+    dOutD.poison();
+    dDx.poison();
+    dDgate.upload(zerosW.data());
+    dDup.upload(zerosW.data());
+    dDdown.upload(zerosW.data());
+    MT_ASSERT_OK(cuda::groupedMlpForward(dX.get(), dCounts.get(), dGate.get(), dUp.get(),
+                                         dDown.get(), dOutD.get(), lib, work.get(), g, nullptr));
+    MT_ASSERT_OK(cuda::groupedMlpBackward(dX.get(), dCounts.get(), dGate.get(), dUp.get(),
+                                          dDown.get(), dDOut.get(), dDx.get(), false,
+                                          dDgate.get(), dDup.get(), dDdown.get(), lib,
+                                          work.get(), g, nullptr));
+    std::vector<std::vector<float>> got{downloadBf16(dOutD), downloadBf16(dDx), download(dDgate),
+                                        download(dDup), download(dDdown)};
+    uploadBf16(dDx, dxOld);
+    MT_ASSERT_OK(cuda::groupedMlpBackward(dX.get(), dCounts.get(), dGate.get(), dUp.get(),
+                                          dDown.get(), dDOut.get(), dDx.get(), true,
+                                          dDgate.get(), dDup.get(), dDdown.get(), lib,
+                                          work.get(), g, nullptr));
+    got.push_back(downloadBf16(dDx));
+    if (run == 1) {
+      for (size_t i = 0; i < got.size(); ++i)
+        EXPECT_EQ(got[i], first[i]) << "result " << i << " differs between runs " << shape;
+      break;
+    }
+    expectClose("moe_grouped_mlp", shape, got[0], wantOut, bound.out);
+    expectClose("moe_grouped_mlp_bwd dx", shape, got[1], wantDx, bound.dx);
+    expectClose("moe_grouped_mlp_bwd dgate", shape, got[2], r.dgate, bound.dw);
+    expectClose("moe_grouped_mlp_bwd dup", shape, got[3], r.dup, bound.dw);
+    expectClose("moe_grouped_mlp_bwd ddown", shape, got[4], r.ddown, bound.dw);
+    expectClose("moe_grouped_mlp_bwd dx (add)", shape, got[5], wantDxAdded,
+                lt ? tol::kBf16OperandsRel : tol::kBf16Rel);
+    first = std::move(got);
+  }
+}
+
 /// moe_permute -> moe_grouped_mlp -> moe_unpermute (dropless) and their
-/// gradients against runtime/cpu/MoEPermute.h.
+/// gradients against runtime/cpu/MoEPermute.h, the grouped MLP on each path.
 TEST_P(MoETest, PermuteGroupedMlpUnpermuteMatchCpu) {
   const Case c = GetParam();
   const std::string shape = caseText(c);
@@ -177,24 +301,15 @@ TEST_P(MoETest, PermuteGroupedMlpUnpermuteMatchCpu) {
   const auto down = randomBf16(rng, E * H * F, -0.3f, 0.3f);
   const auto dy = randomBf16(rng, T * H, -1, 1);
   const auto probs = randomFloat(rng, T * K, 0, 1);
-  std::vector<int32_t> indices(T * K);
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t k = 0; k < K; ++k)
-      indices[t * K + k] = int32_t((t % 3 == 0 ? k : (t * 5 + k * 3)) % (E - 1));
+  const std::vector<int32_t> indices = routedIndices(c);
   const DecomposedReference r = decomposedReference(c, x, probs, indices, gate, up, down, dy);
   cuda::PermuteShape s{T, H, E, K};
-  cuda::GroupedMlpShape g{N, H, F, E};
-  DeviceBuffer<bf16> dX(T * H), dGate(E * F * H), dUp(E * F * H), dDown(E * H * F), dPerm(N * H),
-      dOutD(N * H), dY(T * H), dDy(T * H), dDOut(N * H), dDPerm(N * H), dDx(T * H);
-  DeviceBuffer<float> dProbsIn(T * K), dDProbs(T * K), dDgate(E * F * H), dDup(E * F * H),
-      dDdown(E * H * F);
+  DeviceBuffer<bf16> dX(T * H), dPerm(N * H), dOutD(N * H), dY(T * H), dDy(T * H),
+      dDOut(N * H), dDPerm(N * H), dDx(T * H);
+  DeviceBuffer<float> dProbsIn(T * K), dDProbs(T * K);
   DeviceBuffer<int32_t> dIndices(T * K), dCounts(E), dSlotRows(T * K);
-  DeviceBuffer<char> work(std::max(cuda::moePermuteWorkspaceBytes(s),
-                                   cuda::groupedMlpWorkspaceBytes(g, true)));
+  DeviceBuffer<char> work(cuda::moePermuteWorkspaceBytes(s));
   uploadBf16(dX, x);
-  uploadBf16(dGate, gate);
-  uploadBf16(dUp, up);
-  uploadBf16(dDown, down);
   uploadBf16(dDy, dy);
   dProbsIn.upload(probs.data());
   dIndices.upload(indices.data());
@@ -203,36 +318,59 @@ TEST_P(MoETest, PermuteGroupedMlpUnpermuteMatchCpu) {
   EXPECT_EQ(download(dCounts), r.counts) << "tokens per expert " << shape;
   EXPECT_EQ(download(dSlotRows), r.slotRows) << "slot rows " << shape;
   expectClose("moe_permute", shape, downloadBf16(dPerm), r.permuted, tol::kBitExact);
-  MT_ASSERT_OK(cuda::groupedMlpForward(dPerm.get(), dCounts.get(), dGate.get(), dUp.get(),
-                                       dDown.get(), dOutD.get(), work.get(), g, nullptr));
-  expectClose("moe_grouped_mlp", shape, downloadBf16(dOutD), r.out, tol::kBf16Rel);
+  for (cuda::ExpertGemm gemm :
+       {cuda::ExpertGemm::Cublaslt, cuda::ExpertGemm::Grouped, cuda::ExpertGemm::Tiled})
+    checkGroupedMlp(c, gemm, r, gate, up, down);
   uploadBf16(dOutD, r.outBf16);
   MT_ASSERT_OK(cuda::moeUnpermuteForward(dOutD.get(), dProbsIn.get(), dSlotRows.get(), dY.get(),
                                          s, nullptr));
   expectClose("moe_unpermute", shape, downloadBf16(dY), r.y, tol::kBf16Rel);
-  std::vector<float> zerosTk(T * K, 0.0f), zerosW(E * F * H, 0.0f);
+  std::vector<float> zerosTk(T * K, 0.0f);
   dDProbs.upload(zerosTk.data());
   MT_ASSERT_OK(cuda::moeUnpermuteBackward(dOutD.get(), dProbsIn.get(), dSlotRows.get(),
                                           dDy.get(), dDOut.get(), false, dDProbs.get(), s,
                                           nullptr));
   expectClose("moe_unpermute_bwd dexpert_out", shape, downloadBf16(dDOut), r.dOut, tol::kBf16Rel);
   expectClose("moe_unpermute_bwd dprobs", shape, download(dDProbs), r.dProbs, tol::kFp32AccumRel);
-  uploadBf16(dDOut, r.dOutBf16);
-  dDgate.upload(zerosW.data());
-  dDup.upload(zerosW.data());
-  dDdown.upload(zerosW.data());
-  MT_ASSERT_OK(cuda::groupedMlpBackward(dPerm.get(), dCounts.get(), dGate.get(), dUp.get(),
-                                        dDown.get(), dDOut.get(), dDPerm.get(), false,
-                                        dDgate.get(), dDup.get(), dDdown.get(), work.get(), g,
-                                        nullptr));
-  expectClose("moe_grouped_mlp_bwd dx", shape, downloadBf16(dDPerm), r.dPermuted, tol::kBf16Rel);
-  expectClose("moe_grouped_mlp_bwd dgate", shape, download(dDgate), r.dgate, tol::kFp32AccumRel);
-  expectClose("moe_grouped_mlp_bwd dup", shape, download(dDup), r.dup, tol::kFp32AccumRel);
-  expectClose("moe_grouped_mlp_bwd ddown", shape, download(dDdown), r.ddown, tol::kFp32AccumRel);
   uploadBf16(dDPerm, r.dPermutedBf16);
   MT_ASSERT_OK(cuda::moePermuteBackward(dDPerm.get(), dSlotRows.get(), dDx.get(), false, s,
                                         nullptr));
   expectClose("moe_permute_bwd", shape, downloadBf16(dDx), r.dx, tol::kBf16Rel);
+}
+
+/// The library paths read the counts on the host: one that is negative or
+/// takes the groups past the rows is an error naming it, not a read past
+/// the buffers.
+TEST(GroupedMlpTest, CountsThatDoNotFitTheRowsAreAnError) {
+  const cuda::GroupedMlpShape g{5, 8, 4, 2};
+  auto runner = cuda::GemmRunner::create();
+  ASSERT_TRUE(runner) << runner.message();
+  DeviceBuffer<bf16> dX(5 * 8), dGate(2 * 4 * 8), dUp(2 * 4 * 8), dDown(2 * 8 * 4), dY(5 * 8);
+  DeviceBuffer<int32_t> dCounts(2);
+  DeviceBuffer<char> work(cuda::groupedMlpWorkspaceBytes(g, false, cuda::ExpertGemm::Cublaslt));
+  const std::pair<std::vector<int32_t>, std::string> cases[] = {
+      {{3, 4}, "tokens_per_expert[1] = 4 after 3 rows: the groups must fit the 5 rows"},
+      {{-1, 2}, "tokens_per_expert[0] = -1 after 0 rows"}};
+  for (const auto &[counts, message] : cases) {
+    dCounts.upload(counts.data());
+    Status s = cuda::groupedMlpForward(dX.get(), dCounts.get(), dGate.get(), dUp.get(),
+                                       dDown.get(), dY.get(), {&*runner, nullptr}, work.get(), g,
+                                       nullptr);
+    ASSERT_FALSE(s.isOk()) << message;
+    EXPECT_NE(s.message().find(message), std::string::npos) << s.message();
+  }
+}
+
+TEST(GroupedMlpTest, ParsesMtMoeGemm) {
+  EXPECT_EQ(*cuda::parseExpertGemm("cublaslt", "MT_MOE_GEMM"), cuda::ExpertGemm::Cublaslt);
+  EXPECT_EQ(*cuda::parseExpertGemm("grouped", "MT_MOE_GEMM"), cuda::ExpertGemm::Grouped);
+  EXPECT_EQ(*cuda::parseExpertGemm("tiled", "MT_MOE_GEMM"), cuda::ExpertGemm::Tiled);
+  auto bad = cuda::parseExpertGemm("cublas", "MT_MOE_GEMM");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.message().find("MT_MOE_GEMM='cublas' is not a way to run the experts' GEMMs: "
+                               "use cublaslt, grouped or tiled"),
+            std::string::npos)
+      << bad.message();
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MoETest,
@@ -240,7 +378,16 @@ INSTANTIATE_TEST_SUITE_P(Shapes, MoETest,
                                            Case{37, 40, 24, 6, 2, false},
                                            Case{1, 8, 4, 3, 1, true},
                                            Case{300, 128, 96, 8, 3, true},
-                                           Case{64, 2048, 64, 128, 8, true}));
+                                           Case{64, 2048, 64, 128, 8, true},
+                                           Case{300, 128, 96, 8, 1, true, Load::skewed},
+                                           Case{300, 128, 96, 8, 2, true, Load::skewed},
+                                           // Qwen3-30B-A3B (128 experts, top 8,
+                                           // hidden 2048, expert ffn 768) / 8
+                                           Case{64, 256, 96, 128, 8, true},
+                                           Case{64, 256, 96, 128, 8, true, Load::skewed},
+                                           // Mixtral-8x7B (8 experts, top 2,
+                                           // hidden 4096, ffn 14336) / 8
+                                           Case{256, 512, 1792, 8, 2, false}));
 
 TEST(SigmoidGateTest, MatchesCpuWritingAndAdding) {
   for (auto [rows, dim] : {std::pair<int64_t, int64_t>{37, 40}, {1, 1}, {256, 2048}}) {
