@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Two GPUs, in one device call on nvidia-h200-x2: builds
 # mtrun and the gpu2 tests (runtime-only CUDA build), runs the gpu2 tests
-# (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, and tied-embedding
-# tiny-llama pp2 vs one GPU, 20 steps) and the one-GPU demo training test
+# (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, tied-embedding
+# tiny-llama pp2, and the tiny Qwen3-MoE and Mixtral ep2 vs one GPU, 20
+# steps) and the one-GPU demo training test
 # (gpu1, a regression check), then measures our
 # llama3.2-1b step (micro-batch 4 x 2048) on one GPU, dp2, tp2+sp and pp2
 # (8 micro-batches), beside PyTorch DDP (torchrun --nproc_per_node 2, eager
@@ -66,6 +67,21 @@ if [[ "${1:-}" == "--prepare" ]]; then
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-qwen3-hd64.mlir" ${layout#*:} --global-batch 4 --lr 1e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+  done
+  # Expert parallelism (test/runtime/cuda/ExpertParallelTest.cpp): the tiny
+  # Qwen3-MoE and Mixtral on one GPU (2 micro-batches of 2 per step) and ep2
+  # (dp 2 for the dense layers, 1 micro-batch per rank), also with the
+  # distributed optimizer; lr as tools/gpu-check.sh (the tiny Qwen3-MoE's
+  # gradient norm spikes at 1e-3).
+  for entry in tiny-moe-hd64:3e-4 tiny-mixtral-hd64:1e-3; do
+    IFS=: read -r model lr <<< "$entry"
+    "$bin/mtc" import-hf "test/runtime/cuda/configs/$model.json" --seq 64 --micro-batch 2 \
+      -o "$dir/mlir/$model.mlir"
+    for layout in ":" "-ep2:--ep 2" "-ep2-do:--ep 2 --use-distributed-optimizer"; do
+      # shellcheck disable=SC2086
+      "$bin/mtc" compile "$dir/mlir/$model.mlir" ${layout#*:} --global-batch 4 --lr "$lr" \
+        --warmup-steps 5 --train-steps 20 -o "$dir/plans/$model${layout%%:*}"
+    done
   done
   "$bin/mtc" import-hf models/hf/llama3.2-1b.json --seq 2048 --micro-batch 4 -o "$dir/mlir/llama.mlir"
   "$bin/mtc" compile "$dir/mlir/llama.mlir" --global-batch 4 --lr 1e-4 --train-steps 100 \

@@ -51,8 +51,8 @@ Expected<CudaOptions> optionsFromEnvironment();
 /// GPUs visible to this process (0 without a driver).
 int deviceCount();
 
-/// Whether the CUDA backend runs plans of this mesh: dp only for now (an
-/// error names the other axes and points to --backend cpu).
+/// Whether the CUDA backend runs plans of this mesh: dp, tp, pp and ep, not
+/// cp yet (an error names it and points to --backend cpu).
 Status checkMeshSupported(const plan::Mesh &mesh);
 
 /// Lowers every program of `plan` for the GPU; `host` is the host side of
