@@ -54,6 +54,18 @@ bool exchangedCounts(const plan::Plan &plan, uint32_t buffer) {
   return false;
 }
 
+/// The NCCL group of the instruction's axis in `nccl`; null for one rank
+/// and no group (the data stays on the rank). False, after L.fail, when
+/// the axis has no NCCL group of `parts` ranks.
+bool axisGroup(Lowerer &L, const Attrs &a, int64_t parts, NcclCommunicator *&nccl) {
+  const exec::RankContext *rank = L.resources().rank;
+  nccl = nullptr;
+  if (parts == 1 && !(rank && rank->group(a.s("axis"))))
+    return true;
+  nccl = ncclGroupOf(L, a, parts);
+  return nccl != nullptr;
+}
+
 /// moe_exchange_counts: this rank's counts per expert exchanged over the
 /// axis (E/P each way, i32 moved as 4-byte words), their sums on the
 /// device, and the split sizes copied to the host once.
@@ -65,10 +77,8 @@ void exchangeCounts(Lowerer &L, const Attrs &a) {
   const int64_t groups = experts / parts;
   const int32_t *mine = L.i32In(0);
   int32_t *send = L.i32Out(0), *recv = L.i32Out(1), *global = L.i32Out(2), *local = L.i32Out(3);
-  const exec::RankContext *rank = L.resources().rank;
-  const bool grouped = parts > 1 || (rank && rank->group(a.s("axis")));
-  NcclCommunicator *nccl = grouped ? ncclGroupOf(L, a, parts) : nullptr;
-  if (!mine || !send || !recv || !global || !local || (grouped && !nccl))
+  NcclCommunicator *nccl = nullptr;
+  if (!axisGroup(L, a, parts, nccl) || !mine || !send || !recv || !global || !local)
     return; // the reason is recorded
   auto staging = L.resources().allocate(size_t(2 * parts) * sizeof(int32_t));
   if (!staging)
@@ -121,12 +131,12 @@ const HostCounts *hostCountsOf(Lowerer &L, int i) {
 void allToAllV(Lowerer &L, const Attrs &a) {
   const int64_t row = a.i("row"), parts = a.i("parts"), rowsIn = a.i("rows_in"),
                 rowsOut = a.i("rows_out");
+  if (parts < 1)
+    return L.fail("parts " + std::to_string(parts) + ": expected at least 1 rank");
   const CollectiveOperand in = collectiveOperand(L, true, 0), out = collectiveOperand(L, false, 0);
   const HostCounts *sendHost = hostCountsOf(L, 1), *recvHost = hostCountsOf(L, 2);
-  const exec::RankContext *rank = L.resources().rank;
-  const bool grouped = parts > 1 || (rank && rank->group(a.s("axis")));
-  NcclCommunicator *nccl = grouped ? ncclGroupOf(L, a, parts) : nullptr;
-  if (!in.data || !out.data || !sendHost || !recvHost || (grouped && !nccl))
+  NcclCommunicator *nccl = nullptr;
+  if (!axisGroup(L, a, parts, nccl) || !in.data || !out.data || !sendHost || !recvHost)
     return; // the reason is recorded
   if (in.type != out.type)
     return L.fail("input and output differ in their device dtype");
