@@ -20,7 +20,9 @@
 #                                   (MT_SHARED_DIR: the shared folder, default ../shared)
 #   bench/gpu-dp.sh DIR             GPU machine (DIR carried)
 # MT_DP_BUILD=0 / MT_DP_TESTS=0 / MT_DP_BENCH=0 / MT_DP_PEERS=0 skip a stage;
-# MT_DP_BUDGET (s, default 570) skips the later stages that would not fit.
+# MT_DP_TESTS_REGEX runs only the gpu2 tests it matches (ctest -R, e.g.
+# ExpertParallel); MT_DP_BUDGET (s, default 570) skips the later stages that
+# would not fit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib-gpu.sh
@@ -120,8 +122,8 @@ fi
 export MT_GPU_DATA=$dir
 gpu2=0 gpu1=0
 if [[ "${MT_DP_TESTS:-1}" == 1 ]]; then
-  timeout 300 ctest --test-dir "$build" -L gpu2 --timeout 280 --output-on-failure -V \
-    > "$out/gpu2.log" 2>&1
+  timeout 300 ctest --test-dir "$build" -L gpu2 ${MT_DP_TESTS_REGEX:+-R "$MT_DP_TESTS_REGEX"} \
+    --timeout 280 --output-on-failure -V > "$out/gpu2.log" 2>&1
   gpu2=$?
   grep -E "^[0-9]+: \[ +(OK|FAILED|SKIPPED) +\]|worst relative|tests passed|Failure|Expected|Which is|actual|error:" \
     "$out/gpu2.log" | head -40
