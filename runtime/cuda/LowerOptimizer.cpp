@@ -43,8 +43,9 @@ void sumSquares(Lowerer &L, const Attrs &a) {
   });
 }
 
-/// scale: an fp32 gradient (or its shard) times the constant factor, into
-/// an fp32 buffer (plan::wideActivations keeps it 32-bit).
+/// scale: an fp32 gradient (or its shard) times the constant factor, in
+/// place as plans emit it, or into an activation plan::wideActivations
+/// keeps in fp32.
 void scaleOp(Lowerer &L, const Attrs &a) {
   const float *x = L.f32In(0);
   float *y = L.f32Out(0);

@@ -84,7 +84,8 @@ TEST(DeviceFootprint, KeepsTheVocabParallelRowStatisticsInFp32) {
 
 TEST(DeviceFootprint, KeepsScaledExpertGradientsInFp32) {
   // Expert parallelism: an expert's gradient scaled by 1 / (dp·cp) into an
-  // activation that AdamW reads as its fp32 gradient.
+  // activation (plans scale in place where nothing else reads the input)
+  // that AdamW reads as its fp32 gradient.
   Plan p;
   addBuffer(p, "grad:experts", F32, {3, 8, 4}, GRADIENTS, 0); // 0
   addBuffer(p, "scaled", F32, {3, 8, 4}, ACTIVATIONS, 0);     // 1: 32-bit
