@@ -2,7 +2,8 @@
 # Two GPUs, in one device call on nvidia-h200-x2: builds
 # mtrun and the gpu2 tests (runtime-only CUDA build), runs the gpu2 tests
 # (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, tied-embedding
-# tiny-llama pp2, and tiny-llama cp2 (p2p and all_gather) vs one GPU, 20
+# tiny-llama pp2, tiny-llama cp2 (p2p and all_gather), and the tiny Qwen3-MoE
+# and Mixtral ep2 vs one GPU, 20
 # steps) and the one-GPU demo training test
 # (gpu1, a regression check), then measures our
 # llama3.2-1b step (micro-batch 4 x 2048) on one GPU, dp2, tp2+sp and pp2
@@ -20,7 +21,9 @@
 #                                   (MT_SHARED_DIR: the shared folder, default ../shared)
 #   bench/gpu-dp.sh DIR             GPU machine (DIR carried)
 # MT_DP_BUILD=0 / MT_DP_TESTS=0 / MT_DP_BENCH=0 / MT_DP_PEERS=0 skip a stage;
-# MT_DP_BUDGET (s, default 570) skips the later stages that would not fit.
+# MT_DP_TESTS_REGEX runs only the gpu2 tests it matches (ctest -R, e.g.
+# ExpertParallel); MT_DP_BUDGET (s, default 570) skips the later stages that
+# would not fit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib-gpu.sh
@@ -79,6 +82,21 @@ if [[ "${1:-}" == "--prepare" ]]; then
     "$bin/mtc" compile "$dir/mlir/tiny-qwen3-hd64.mlir" ${layout#*:} --global-batch 4 --lr 1e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
   done
+  # Expert parallelism (test/runtime/cuda/ExpertParallelTest.cpp): the tiny
+  # Qwen3-MoE and Mixtral on one GPU (2 micro-batches of 2 per step) and ep2
+  # (dp 2 for the dense layers, 1 micro-batch per rank), also with the
+  # distributed optimizer; lr as tools/gpu-check.sh (the tiny Qwen3-MoE's
+  # gradient norm spikes at 1e-3).
+  for entry in tiny-moe-hd64:3e-4 tiny-mixtral-hd64:1e-3; do
+    IFS=: read -r model lr <<< "$entry"
+    "$bin/mtc" import-hf "test/runtime/cuda/configs/$model.json" --seq 64 --micro-batch 2 \
+      -o "$dir/mlir/$model.mlir"
+    for layout in ":" "-ep2:--ep 2" "-ep2-do:--ep 2 --use-distributed-optimizer"; do
+      # shellcheck disable=SC2086
+      "$bin/mtc" compile "$dir/mlir/$model.mlir" ${layout#*:} --global-batch 4 --lr "$lr" \
+        --warmup-steps 5 --train-steps 20 -o "$dir/plans/$model${layout%%:*}"
+    done
+  done
   "$bin/mtc" import-hf models/hf/llama3.2-1b.json --seq 2048 --micro-batch 4 -o "$dir/mlir/llama.mlir"
   "$bin/mtc" compile "$dir/mlir/llama.mlir" --global-batch 4 --lr 1e-4 --train-steps 100 \
     -o "$dir/plans/llama-1gpu"
@@ -116,8 +134,8 @@ fi
 export MT_GPU_DATA=$dir
 gpu2=0 gpu1=0
 if [[ "${MT_DP_TESTS:-1}" == 1 ]]; then
-  timeout 300 ctest --test-dir "$build" -L gpu2 --timeout 280 --output-on-failure -V \
-    > "$out/gpu2.log" 2>&1
+  timeout 300 ctest --test-dir "$build" -L gpu2 ${MT_DP_TESTS_REGEX:+-R "$MT_DP_TESTS_REGEX"} \
+    --timeout 280 --output-on-failure -V > "$out/gpu2.log" 2>&1
   gpu2=$?
   grep -E "^[0-9]+: \[ +(OK|FAILED|SKIPPED) +\]|worst relative|tests passed|Failure|Expected|Which is|actual|error:" \
     "$out/gpu2.log" | head -40

@@ -114,9 +114,11 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
   if (isa<ReshapeOp, TPCopyOp, StageTransferOp>(op))
     return success(); // an alias: no instruction (a transfer's send and recv come with
                       // its programs: PlanEmitter)
-  // An all-reduce of a value used nowhere else reduces in place.
-  if (auto reduce = dyn_cast<AllReduceOp>(op); reduce && reduce.getInput().hasOneUse())
-    bind(reduce.getResult(), bufferOf(reduce.getInput()));
+  // An all-reduce or a scale of a value used nowhere else works in place:
+  // the expert gradients' 1 / (dp·cp) costs no second copy of them (which
+  // the CUDA backend would keep in fp32, apart from the reused activations).
+  if (isa<AllReduceOp, ScaleOp>(op) && op->getOperand(0).hasOneUse())
+    bind(op->getResult(0), bufferOf(op->getOperand(0)));
   if (isElided(op))
     return success(); // both terms already accumulated into one buffer
   plan::Instruction instr;

@@ -50,6 +50,18 @@ __global__ void accumulateKernel(const float *x, float *y, int64_t n) {
   }
 }
 
+template <int V>
+__global__ void scaleKernel(const float *x, float *y, int64_t n, float factor) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    float v[V];
+    load<V>(x + i, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      v[k] *= factor;
+    store<V>(y + i, v);
+  }
+}
+
 /// V = 8 only when dim % 8 == 0: a group never straddles two rows.
 template <int V>
 __global__ void biasAddKernel(const bf16 *x, const bf16 *bias, bf16 *y,
@@ -127,6 +139,11 @@ Status accumulate(const float *x, float *y, int64_t n, cudaStream_t stream) {
   return launchVectorized<4>(aligned16(x) && aligned16(y), n,
                              accumulateKernel<4>, accumulateKernel<1>, stream,
                              x, y, n);
+}
+
+Status scale(const float *x, float *y, int64_t n, float factor, cudaStream_t stream) {
+  return launchVectorized<4>(aligned16(x) && aligned16(y), n, scaleKernel<4>, scaleKernel<1>,
+                             stream, x, y, n, factor);
 }
 
 Status biasAdd(const bf16 *x, const bf16 *bias, bf16 *y, int64_t rows,

@@ -1,6 +1,7 @@
 // Addition kernels on bf16 activations and fp32 gradients: the residual add,
-// gradient accumulation, and the bias add with its gradient (bf16 storage,
-// fp32 math). CPU references: runtime/cpu/Dense.h.
+// gradient accumulation, the bias add with its gradient (bf16 storage,
+// fp32 math), and the scaling of fp32 gradients. CPU references:
+// runtime/cpu/Dense.h, and the scale kernel of runtime/cpu/CpuExecutor.cpp.
 #ifndef MT_RUNTIME_CUDA_ADD_H
 #define MT_RUNTIME_CUDA_ADD_H
 
@@ -26,6 +27,12 @@ Status add(const float *a, const float *b, float *y, int64_t n, cudaStream_t str
 /// (the same bits as the CPU). As cpu::accumulate.
 Status accumulate(const bf16 *x, bf16 *y, int64_t n, cudaStream_t stream);
 Status accumulate(const float *x, float *y, int64_t n, cudaStream_t stream);
+
+/// y = x * factor over n fp32 elements, one fp32 multiply each (the same
+/// bits as the CPU); y may alias x. The plan's mt.scale: expert gradients
+/// summed over edp, scaled by 1 / (dp·cp) (Megatron-Core's
+/// expert_gradient_scaling_factor).
+Status scale(const float *x, float *y, int64_t n, float factor, cudaStream_t stream);
 
 /// y[r, d] = x[r, d] + bias[d]; x, y [rows, dim], bias [dim]; y may alias
 /// x. As cpu::biasAddForward.

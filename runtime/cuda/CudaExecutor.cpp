@@ -72,18 +72,6 @@ Expected<CudaOptions> optionsFromEnvironment() {
   return o;
 }
 
-Status checkMeshSupported(const plan::Mesh &mesh) {
-  std::string others;
-  for (auto [axis, size] : {std::pair<const char *, int64_t>{"ep", mesh.ep()}})
-    if (size > 1)
-      others += (others.empty() ? "" : ", ") + std::string(axis) + "=" + std::to_string(size);
-  if (others.empty())
-    return Status::ok();
-  return Status::error("the CUDA backend runs data-, tensor-, pipeline- and context-parallel "
-                       "plans (dp, tp, pp, cp) only for now; this plan has " + others +
-                       " (expert parallelism has no CUDA lowering yet): use --backend cpu");
-}
-
 namespace {
 
 /// The instruction classes of the profile, by the op's family.
@@ -230,8 +218,6 @@ CudaExecutor::~CudaExecutor() {
 }
 
 Status CudaExecutor::initialize() {
-  if (Status s = checkMeshSupported(plan_.mesh()); !s)
-    return s;
   if (deviceCount() == 0)
     return Status::error("--backend cuda: no CUDA device is visible to this process");
   if (rank_)

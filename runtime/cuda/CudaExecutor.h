@@ -58,10 +58,6 @@ Expected<CudaOptions> optionsFromEnvironment();
 /// GPUs visible to this process (0 without a driver).
 int deviceCount();
 
-/// Whether the CUDA backend runs plans of this mesh: dp only for now (an
-/// error names the other axes and points to --backend cpu).
-Status checkMeshSupported(const plan::Mesh &mesh);
-
 /// Lowers every program of `plan` for the GPU; `host` is the host side of
 /// the state (HostMemory::Arenas::HostSide is enough). An op without a CUDA
 /// kernel is an error that names its instruction.

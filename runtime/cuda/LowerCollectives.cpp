@@ -12,6 +12,24 @@
 #include "runtime/cuda/NcclCommunicator.h"
 
 namespace mt::cuda {
+
+CollectiveOperand collectiveOperand(Lowerer &L, bool isInput, int i) {
+  const uint32_t id = isInput ? L.instruction().inputs(i) : L.instruction().outputs(i);
+  if (L.resources().arenas->storage(id) == DeviceArenas::Storage::Bf16Activation)
+    return {isInput ? const_cast<bf16 *>(L.bfIn(i)) : L.bfOut(i), comm::DType::BF16};
+  return {isInput ? const_cast<float *>(L.f32In(i)) : L.f32Out(i), comm::DType::F32};
+}
+
+NcclCommunicator *ncclGroupOf(Lowerer &L, const plan::Attrs &a, int64_t parts) {
+  const exec::RankContext *rank = L.resources().rank;
+  comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
+  auto *nccl = dynamic_cast<NcclCommunicator *>(group);
+  if (!nccl || nccl->size() != parts)
+    L.fail(L.instruction().op() + " over '" + a.s("axis") + "' expects an NCCL group of " +
+           std::to_string(parts) + " ranks");
+  return nccl && nccl->size() == parts ? nccl : nullptr;
+}
+
 namespace {
 
 using plan::Attrs;
@@ -89,35 +107,9 @@ void allReduce(Lowerer &L, const Attrs &a) {
   L.setLastStepState(pending);
 }
 
-/// A device view of operand `id` for a collective: bf16 activations in
-/// bf16, everything else in fp32.
-struct CollectiveOperand {
-  void *data;
-  comm::DType type;
-};
-
-CollectiveOperand operandOf(Lowerer &L, bool isInput, int i) {
-  const uint32_t id = isInput ? L.instruction().inputs(i) : L.instruction().outputs(i);
-  if (L.resources().arenas->storage(id) == DeviceArenas::Storage::Bf16Activation)
-    return {isInput ? const_cast<bf16 *>(L.bfIn(i)) : L.bfOut(i), comm::DType::BF16};
-  return {isInput ? const_cast<float *>(L.f32In(i)) : L.f32Out(i), comm::DType::F32};
-}
-
-/// The NCCL communicator of the instruction's axis with `parts` members;
-/// null (after recording why) when there is none.
-NcclCommunicator *groupOf(Lowerer &L, const Attrs &a, int64_t parts) {
-  const exec::RankContext *rank = L.resources().rank;
-  comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
-  auto *nccl = dynamic_cast<NcclCommunicator *>(group);
-  if (!nccl || nccl->size() != parts)
-    L.fail(L.instruction().op() + " over '" + a.s("axis") + "' expects an NCCL group of " +
-           std::to_string(parts) + " ranks");
-  return nccl && nccl->size() == parts ? nccl : nullptr;
-}
-
 /// An all_reduce of a bf16 activation (the tensor-parallel sums), in place.
 void allReduceBf16(Lowerer &L, const Attrs &a, comm::ReduceOp op) {
-  const CollectiveOperand in = operandOf(L, true, 0), out = operandOf(L, false, 0);
+  const CollectiveOperand in = collectiveOperand(L, true, 0), out = collectiveOperand(L, false, 0);
   if (out.type != comm::DType::BF16)
     return L.fail("all_reduce: a bf16 input needs a bf16 output");
   const size_t n = size_t(a.i("n"));
@@ -162,8 +154,8 @@ Status permuteBlocks(std::byte *full, std::byte *blocks, int64_t outer, int64_t 
 /// the workspace.
 void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
   const int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
-  NcclCommunicator *nccl = groupOf(L, a, parts);
-  const CollectiveOperand in = operandOf(L, true, 0), out = operandOf(L, false, 0);
+  NcclCommunicator *nccl = ncclGroupOf(L, a, parts);
+  const CollectiveOperand in = collectiveOperand(L, true, 0), out = collectiveOperand(L, false, 0);
   if (!nccl)
     return;
   if (in.type != out.type)
@@ -214,8 +206,8 @@ void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
 /// the rank's coordinate is its place in the axis' group.
 void allSlice(Lowerer &L, const Attrs &a) {
   const int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
-  NcclCommunicator *nccl = groupOf(L, a, parts);
-  const CollectiveOperand in = operandOf(L, true, 0), out = operandOf(L, false, 0);
+  NcclCommunicator *nccl = ncclGroupOf(L, a, parts);
+  const CollectiveOperand in = collectiveOperand(L, true, 0), out = collectiveOperand(L, false, 0);
   if (!nccl)
     return;
   if (in.type != comm::DType::F32 || out.type != comm::DType::F32)

@@ -2,8 +2,10 @@
 // device (reduced there by the plan's all-reduces), its root read back once
 // per step (the NaN/Inf check and the clipping factor are decided on the
 // host, as the plan's check_finite asks), then multi-tensor AdamW with host scalars, writing every parameter's bf16
-// shadow as it updates the fp32 master.
+// shadow as it updates the fp32 master. Expert gradients are scaled by
+// 1 / (dp·cp) on the device first (mt.scale).
 #include "runtime/cuda/AdamW.h"
+#include "runtime/cuda/Add.h"
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/kernels/Optimizer.h"
@@ -39,6 +41,17 @@ void sumSquares(Lowerer &L, const Attrs &a) {
   L.emit([=](cudaStream_t s) {
     return weightedSumOfSquares(whole, shared, share, deviceSums, out, r->workspace, s);
   });
+}
+
+/// scale: an fp32 gradient (or its shard) times the constant factor, in
+/// place as plans emit it, or into an activation plan::wideActivations
+/// keeps in fp32.
+void scaleOp(Lowerer &L, const Attrs &a) {
+  const float *x = L.f32In(0);
+  float *y = L.f32Out(0);
+  const int64_t n = a.i("n");
+  const float factor = float(a.f("factor"));
+  L.emit([=](cudaStream_t s) { return scale(x, y, n, factor, s); });
 }
 
 /// The norm read back once per step: check_finite and the clipping factor
@@ -125,6 +138,7 @@ void adamw(Lowerer &L, const Attrs &a) {
 void addOptimizerLowerings(LoweringTable &t) {
   using plan::Op;
   t[Op::sum_squares] = sumSquares;
+  t[Op::scale] = scaleOp;
   t[Op::sqrt] = sqrtOp;
   t[Op::check_finite] = [](Lowerer &L, const Attrs &) { L.emitCheck(L.hostIn(0)); };
   t[Op::clip_coefficient] = clipCoefficient;

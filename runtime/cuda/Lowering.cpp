@@ -152,6 +152,7 @@ const LoweringTable &loweringTable() {
     addOptimizerLowerings(t);
     addVocabParallelLowerings(t);
     addMoELowerings(t);
+    addExpertParallelLowerings(t);
     addCollectiveLowerings(t);
     addPipelineLowerings(t);
     return t;

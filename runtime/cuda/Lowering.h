@@ -11,6 +11,7 @@
 #ifndef MT_RUNTIME_CUDA_LOWERING_H
 #define MT_RUNTIME_CUDA_LOWERING_H
 
+#include "runtime/comm/Communicator.h"
 #include "runtime/cuda/Attention.h"
 #include "runtime/cuda/DeviceArenas.h"
 #include "runtime/cuda/Elementwise.h"
@@ -50,6 +51,15 @@ struct Step {
   const char *profileClass = nullptr;
 };
 
+/// A device buffer of i32 counts as the host reads it: a pinned copy that
+/// is valid once `copied` has completed (runtime/cuda/LowerExpertParallel.cpp:
+/// moe_exchange_counts copies the all-to-all-v's split sizes there).
+struct HostCounts {
+  const int32_t *values = nullptr; // null until the lowering of its producer
+  cudaEvent_t copied = nullptr;
+  std::shared_ptr<void> owner; // the pinned memory and the event
+};
+
 /// What every lowered instruction of one executor shares. Instructions run
 /// in order on one stream, so they share one kernel workspace.
 struct Resources {
@@ -75,6 +85,9 @@ struct Resources {
   /// (Executor::setPipeline); read when a send or recv launches.
   exec::PipelineChannels *pipeline = nullptr;
   int64_t microBatch = 0;
+  /// The host copies of count buffers (by device address: one per pipeline
+  /// slot), made by their producer and read by the all-to-all-v.
+  std::map<const void *, HostCounts> hostCounts;
   /// Attention's implementation (CudaOptions::attention; resolved per shape).
   AttentionOptions attention{AttentionBackend::Auto, true};
   /// Ring attention's transfers on the transfer stream, overlapping the
@@ -228,7 +241,8 @@ std::pair<int64_t, int64_t> contextParallelOf(Lowerer &L, const plan::Attrs &a);
 /// norms, rotary and the loss (LowerOps.cpp), attention and ring attention
 /// (LowerAttention.cpp), the optimizer
 /// (LowerOptimizer.cpp), the vocab-parallel cross-entropy
-/// (LowerVocabParallel.cpp), the mixture-of-experts ops (LowerMoE.cpp), the
+/// (LowerVocabParallel.cpp), the mixture-of-experts ops (LowerMoE.cpp),
+/// expert parallelism's alltoall dispatcher (LowerExpertParallel.cpp), the
 /// collectives (LowerCollectives.cpp), the pipeline transfers send and recv
 /// (NcclPipeline.cpp).
 void addDenseLowerings(LoweringTable &table);
@@ -236,8 +250,24 @@ void addAttentionLowerings(LoweringTable &table);
 void addOptimizerLowerings(LoweringTable &table);
 void addVocabParallelLowerings(LoweringTable &table);
 void addMoELowerings(LoweringTable &table);
+void addExpertParallelLowerings(LoweringTable &table);
 void addCollectiveLowerings(LoweringTable &table);
 void addPipelineLowerings(LoweringTable &table);
+
+class NcclCommunicator;
+
+/// A device view of operand i (an input or an output) of the current
+/// instruction for a collective: bf16 activations in bf16, everything else
+/// in fp32 (LowerCollectives.cpp).
+struct CollectiveOperand {
+  void *data;
+  comm::DType type;
+};
+CollectiveOperand collectiveOperand(Lowerer &L, bool isInput, int i);
+
+/// The NCCL communicator of the instruction's axis (attribute `axis`) with
+/// `parts` members; null, after Lowerer::fail saying why, when there is none.
+NcclCommunicator *ncclGroupOf(Lowerer &L, const plan::Attrs &a, int64_t parts);
 
 } // namespace mt::cuda
 

@@ -61,8 +61,7 @@ void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t s
 }
 
 /// The backend `requested` resolves to for this plan and machine: `auto` is
-/// the CUDA backend where a GPU is visible and it runs the plan's mesh,
-/// unless the run reads temporaries on the host (--dump-logits). The
+/// the CUDA backend where a GPU is visible, unless the run reads temporaries on the host (--dump-logits). The
 /// choice depends only on the plan and the machine, so that every rank of
 /// a job on like machines makes the same one; a rank without a GPU of its
 /// own then stops with the CUDA backend's error rather than differ.
@@ -72,13 +71,8 @@ Expected<std::string> chooseBackend(const std::string &requested, const plan::Pl
     return Status::error("--backend must be cpu, cuda or auto, got '" + requested + "'");
 #ifdef MT_WITH_CUDA
   if (requested == "auto")
-    return std::string(cuda::deviceCount() > 0 && !readsTemporaries &&
-                               cuda::checkMeshSupported(plan.mesh())
-                           ? "cuda"
-                           : "cpu");
-  if (requested == "cuda") // before the ranks connect
-    if (Status s = cuda::checkMeshSupported(plan.mesh()); !s)
-      return s;
+    return std::string(cuda::deviceCount() > 0 && !readsTemporaries ? "cuda" : "cpu");
+  (void)plan;
 #else
   (void)plan, (void)readsTemporaries;
   if (requested == "cuda")

@@ -36,6 +36,8 @@ int firstWideOutput(const Instruction &instr) {
     return 1; // the lse gradients (not the outputs': isActivationGradient)
   case Op::all_slice:
     return 0; // a weight shard AdamW updates (when not a shard view)
+  case Op::scale:
+    return 0; // an expert gradient scaled for AdamW
   default:
     return instr.outputs_size();
   }

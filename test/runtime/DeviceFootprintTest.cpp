@@ -108,6 +108,20 @@ TEST(DeviceFootprint, KeepsRingAttentionLogSumExpsAndTheirGradientsInFp32) {
   EXPECT_EQ(wideActivations(p), (std::set<uint32_t>{1, 3, 5, 7, 10}));
 }
 
+TEST(DeviceFootprint, KeepsScaledExpertGradientsInFp32) {
+  // Expert parallelism: an expert's gradient scaled by 1 / (dp·cp) into an
+  // activation (plans scale in place where nothing else reads the input)
+  // that AdamW reads as its fp32 gradient.
+  Plan p;
+  addBuffer(p, "grad:experts", F32, {3, 8, 4}, GRADIENTS, 0); // 0
+  addBuffer(p, "scaled", F32, {3, 8, 4}, ACTIVATIONS, 0);     // 1: 32-bit
+  auto *scale = p.add_programs()->add_instructions();
+  scale->set_op("scale");
+  scale->add_inputs(0);
+  scale->add_outputs(1);
+  EXPECT_EQ(wideActivations(p), (std::set<uint32_t>{1}));
+}
+
 TEST(DeviceFootprint, KeepsTheDistributedOptimizerShardsInTheirBuckets) {
   // One bucket of 64 fp32 elements over dp 2: the reduce-scattered
   // gradient shard and the sliced weight shard are views of the rank's half

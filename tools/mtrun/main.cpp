@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
                  "and instruction (CPU: Gloo's timeouts; CUDA: a watchdog aborts NCCL)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--backend", o.backend,
-                 "cuda (bf16, one GPU per rank, NCCL; plans with dp, tp, sp and pp), cpu "
+                 "cuda (bf16, one GPU per rank, NCCL; plans with dp, tp, sp, pp and ep), cpu "
                  "(fp32 reference), or auto: cuda where a GPU is visible and the CUDA "
                  "backend runs the plan's mesh")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();

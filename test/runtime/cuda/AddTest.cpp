@@ -1,7 +1,8 @@
 // The CUDA addition kernels (runtime/cuda/Add.h) against the CPU references
 // of runtime/cpu/Dense.h on the same bf16-exact data: add, accumulate (bf16
 // and fp32), bias add and the bias gradient, at 16-byte-aligned pointers and
-// one element off, in place, and accumulating into non-zero values.
+// one element off, in place, and accumulating into non-zero values; and the
+// fp32 scale of expert gradients against the CPU backend's expression.
 #include "runtime/cuda/Add.h"
 
 #include "runtime/cpu/Dense.h"
@@ -105,10 +106,38 @@ TEST_P(AccumulateTest, Fp32BitExactWithCpu) {
   }
 }
 
+class ScaleTest : public ::testing::TestWithParam<int64_t> {};
+
+// mt.scale: y = x * float(factor), the CPU backend's kernel (CpuExecutor.cpp)
+// one multiply per element; 1/3 rounds, so the product rounds too.
+TEST_P(ScaleTest, Fp32BitExactWithCpu) {
+  const int64_t n = GetParam();
+  std::mt19937 rng{uint32_t(n + 3)};
+  std::uniform_real_distribution<float> dist(-4, 4);
+  std::vector<float> x(n), want(n);
+  for (float &v : x)
+    v = dist(rng);
+  for (double factor : {0.5, 1.0 / 3.0}) {
+    for (int64_t i = 0; i < n; ++i)
+      want[i] = x[i] * float(factor);
+    for (int64_t off : kOffsets) {
+      const std::string shape = caseText({n}, off) + (factor == 0.5 ? " x0.5" : " x1/3");
+      DeviceBuffer<float> dX(n + off), dY(n + off);
+      dX.upload(padded(x, off).data());
+      MT_ASSERT_OK(cuda::scale(dX.get() + off, dY.get() + off, n, float(factor), nullptr));
+      expectClose("scale_f32", shape, unpadded(download(dY), off), want, tol::kBitExact);
+      // In place: y aliases x.
+      MT_ASSERT_OK(cuda::scale(dX.get() + off, dX.get() + off, n, float(factor), nullptr));
+      expectClose("scale_f32(y=x)", shape, unpadded(download(dX), off), want, tol::kBitExact);
+    }
+  }
+}
+
 const auto kSizes = ::testing::Values(int64_t{1}, int64_t{7}, int64_t{4096},
                                       int64_t{1 << 20}, int64_t{1000003});
 INSTANTIATE_TEST_SUITE_P(Sizes, AddTest, kSizes);
 INSTANTIATE_TEST_SUITE_P(Sizes, AccumulateTest, kSizes);
+INSTANTIATE_TEST_SUITE_P(Sizes, ScaleTest, kSizes);
 
 struct BiasCase {
   int64_t rows, dim;
@@ -208,6 +237,7 @@ TEST(AddEmptyTest, ZeroSizesAreNoOps) {
                                 nullptr));
   MT_ASSERT_OK(cuda::accumulate(static_cast<const float *>(nullptr), nullptr, 0,
                                 nullptr));
+  MT_ASSERT_OK(cuda::scale(nullptr, nullptr, 0, 0.5f, nullptr));
   MT_ASSERT_OK(cuda::biasAdd(nullptr, nullptr, nullptr, 0, 3, nullptr));
   MT_ASSERT_OK(cuda::biasGrad(nullptr, dbias.get(), 0, 3, nullptr));
   EXPECT_EQ(download(dbias), old); // no tokens: dbias untouched

@@ -140,22 +140,5 @@ TEST(TensorParallel, LossesMatchOneGpu) {
   }
 }
 
-// Expert parallelism has no CUDA lowering yet: refused before any rank
-// connects, naming the axis; context parallelism is run.
-TEST(DataParallel, ExpertParallelPlansAreRefused) {
-  plan::Mesh mesh;
-  mesh.set_tp(2);
-  mesh.set_pp(2);
-  mesh.set_cp(2);
-  EXPECT_TRUE(cuda::checkMeshSupported(mesh).isOk());
-  mesh.set_ep(2);
-  Status s = cuda::checkMeshSupported(mesh);
-  ASSERT_FALSE(s.isOk());
-  EXPECT_NE(s.message().find("the CUDA backend runs data-, tensor-, pipeline- and context-"
-                             "parallel plans (dp, tp, pp, cp) only for now; this plan has ep=2"),
-            std::string::npos)
-      << s.message();
-}
-
 } // namespace
 } // namespace mt

@@ -1,0 +1,56 @@
+// Expert parallelism on two GPUs (label gpu2): Megatron-Core's MoE parallel
+// folding with the alltoall dispatcher, as `mtrun --backend cuda` ranks, one
+// per GPU. ep2 on two GPUs is dp 2 for attention and the dense layers and
+// half of the experts per GPU, the tokens exchanged by NCCL all-to-all-v
+// after their counts; 20 steps of the tiny Qwen3-MoE and Mixtral models
+// train as on one GPU from the same weights and global batch (every step's
+// loss and gradient norm within the bf16 tolerances of test/Tolerances.h),
+// with the plain optimizer and the distributed one. The plans come from
+// bench/gpu-dp.sh --prepare ($MT_GPU_DATA/plans).
+#include "test/runtime/cuda/TwoGpuTraining.h"
+
+namespace mt {
+namespace {
+
+using namespace twogpu;
+
+// One rank of the jobs the tests below start (plan MT_TEST_PLAN, default
+// tiny-moe-hd64-ep2); skipped when run alone.
+TEST(ExpertParallel, RankOfTwoGpuJob) { trainAsRank("tiny-moe-hd64-ep2"); }
+
+Curves trainOnTwoGpus(const std::string &metrics,
+                      const std::vector<std::pair<std::string, std::string>> &environment) {
+  return twogpu::trainOnTwoGpus("ExpertParallel.RankOfTwoGpuJob", metrics, environment);
+}
+
+TEST(ExpertParallel, LossesMatchOneGpu) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-ep2";
+  for (const std::string model : {"tiny-moe-hd64", "tiny-mixtral-hd64"}) {
+    const auto single = trainOnOneGpu(model, tmp + "-" + model + "-one.jsonl");
+    for (const char *layout : {"-ep2", "-ep2-do"}) {
+      const std::string plan = model + layout;
+      ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
+      expectSameTraining(plan, trainOnTwoGpus(tmp + "-" + plan + ".jsonl", {{"MT_TEST_PLAN", plan}}),
+                         single);
+    }
+  }
+}
+
+// The dense gradients' all-reduce over dp in the optimizer
+// (MT_CUDA_OVERLAP=0) and overlapped with backward, where it runs on its
+// own stream beside the all-to-alls of the experts: the same sums, the same
+// bits. And --backend auto now runs an ep plan on the GPUs: the same bits.
+TEST(ExpertParallel, OverlapAndAutoBackendLeaveTheSameBits) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-ep2-bits";
+  const auto overlapped = trainOnTwoGpus(tmp + "-overlap.jsonl", {});
+  const auto reduced = trainOnTwoGpus(tmp + "-reduce.jsonl", {{"MT_CUDA_OVERLAP", "0"}});
+  const auto automatic = trainOnTwoGpus(tmp + "-auto.jsonl", {{"MT_TEST_BACKEND", "auto"}});
+  ASSERT_EQ(overlapped.loss.size(), size_t(kSteps));
+  EXPECT_EQ(reduced, overlapped);
+  EXPECT_EQ(automatic, overlapped);
+}
+
+} // namespace
+} // namespace mt
