@@ -152,7 +152,9 @@ def Mt_LRScheduleOp : Mt_Op<"lr_schedule", [Pure]> {
   let results = (outs Mt_F32Scalar:$lr);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"Optimizer", "max_lr:f min_lr:f warmup_steps decay_steps style:s?", "1; 1">;
+  let instruction = Mt_Instruction<"Optimizer", "max_lr:f min_lr:f warmup_steps decay_steps "
+      "style=cosine|linear|constant|hf_constant|hf_constant_with_warmup|hf_linear|hf_cosine|"
+      "hf_cosine_with_min_lr", "1; 1">;
 }
 
 def Mt_AdamWOp : Mt_Op<"adamw", [Pure]> {
