@@ -232,7 +232,8 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
     cpOptions.commType = parallel.cpCommType;
     pipeline.push_back(createPartitionContextParallel(cpOptions));
   }
-  if (parallel.ep > 1)
+  // With tp but ep 1, it only lays the experts on @expert_mesh (edp holds tp).
+  if (parallel.ep > 1 || (parallel.tp > 1 && experts))
     pipeline.push_back(createPartitionExpertParallel());
   pipeline.push_back(createAutodiff());
   pipeline.push_back(createBuildOptimizer(opt));

@@ -165,14 +165,62 @@ LogicalResult GELUOp::partition(Partitioner &p) {
 // Mixture of experts
 //===----------------------------------------------------------------------===//
 
-LogicalResult MoERouterOp::partition(Partitioner &) {
-  return emitOpError() << "is a mixture-of-experts op: tensor "
-                          "parallelism of experts is not supported yet";
+// MoE parallel folding with expert_tensor_parallel_size 1: the experts are
+// not split over tp; each tp rank dispatches its own share of the tokens
+// (the sequence split over tp, as with sequence parallelism), so the ranks
+// of a tp group hold disjoint tokens like those of dp, and the expert
+// gradients are summed over edp, which holds them (mt-build-optimizer).
+// The router sees every token (its top-k, load-balancing loss and gradient
+// are the single rank's, replicated); permute, experts and un-permute see
+// this rank's.
+
+/// On the whole tokens: gathered along the sequence when split.
+LogicalResult MoERouterOp::partition(Partitioner &p) {
+  if (failed(p.shardWeight(*this, getWeight(), std::nullopt)))
+    return failure();
+  getInputMutable().assign(p.wholeTokens(*this, getInput()));
+  return success();
 }
 
+/// On this rank's tokens and their routing; the permuted rows are split.
+LogicalResult MoEPermuteOp::partition(Partitioner &p) {
+  // Megatron-Core sizes the capacity by each rank's tokens: drops would
+  // differ from the single rank's, and that layout is not built.
+  if (getCapacity())
+    return emitOpError() << "has an expert capacity (moe_expert_capacity_factor): not "
+                            "supported with tensor parallelism yet";
+  int64_t seq = cast<RankedTensorType>(getProbs().getType()).getDimSize(1);
+  if (p.of(getProbs()).kind == Sharding::Replicated && seq % p.tp() != 0)
+    return emitOpError() << "cannot split the sequence (" << seq << ") over tp = " << p.tp();
+  for (OpOperand &operand : (*this)->getOpOperands())
+    operand.set(p.localTokens(*this, operand.get()));
+  return failure(failed(p.splitValue(*this, getPermuted(), 0)) ||
+                 failed(p.splitValue(*this, getSlotRows(), 1)));
+}
+
+/// Whole experts (etp 1) on this rank's rows.
+LogicalResult MoEGroupedMLPOp::partition(Partitioner &p) {
+  if (p.of(getInput()).kind != Sharding::Split)
+    return emitOpError() << "expects the rows of this rank's tokens (mt.moe_permute's)";
+  return p.splitValue(*this, getResult(), 0);
+}
+
+/// This rank's tokens back; whole on every rank again without sequence
+/// parallelism.
+LogicalResult MoEUnpermuteOp::partition(Partitioner &p) {
+  if (p.of(getInput()).kind != Sharding::Split || p.of(getSlotRows()).kind != Sharding::Split)
+    return emitOpError() << "expects the rows and slots of this rank's tokens (mt.moe_permute's)";
+  getProbsMutable().assign(p.localTokens(*this, getProbs()));
+  if (failed(p.splitValue(*this, getResult(), 1)))
+    return failure();
+  return p.leaveLocalTokens(*this, getResult());
+}
+
+/// The shared expert's gate (Qwen2-MoE): its one-row gate projection has
+/// no tensor-parallel layout yet (Megatron-Core keeps it replicated).
 LogicalResult SigmoidGateOp::partition(Partitioner &) {
   return emitOpError() << "is the shared expert's gate of a mixture-of-experts "
-                          "layer: tensor parallelism of MoE layers is not supported yet";
+                          "layer: tensor parallelism of shared experts is not supported yet";
 }
 
 //===----------------------------------------------------------------------===//
