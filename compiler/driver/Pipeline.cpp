@@ -232,8 +232,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
     cpOptions.commType = parallel.cpCommType;
     pipeline.push_back(createPartitionContextParallel(cpOptions));
   }
-  // With tp but ep 1, it only lays the experts on @expert_mesh (edp holds tp).
-  if (parallel.ep > 1 || (parallel.tp > 1 && experts))
+  if (parallel.ep > 1)
     pipeline.push_back(createPartitionExpertParallel());
   pipeline.push_back(createAutodiff());
   pipeline.push_back(createBuildOptimizer(opt));

@@ -41,6 +41,7 @@ public:
   /// The mesh axis name ("tp"), for collectives and vocab-parallel ops.
   mlir::StringAttr axis() const { return axis_; }
   mlir::OpBuilder &builder() { return b_; }
+  mlir::ModuleOp module() const { return module_; }
   /// The vocabulary before padding (0 when not padded).
   int64_t validVocab() const { return validVocab_; }
 

@@ -1,6 +1,7 @@
 // Partition rules of the mt ops (PartitionableOpInterface): Megatron-Core's
 // tensor- and sequence-parallel layouts, one rule per op.
 #include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtMesh.h"
 #include "dialects/mt/MtPartition.h"
 
 using namespace mlir;
@@ -198,10 +199,26 @@ LogicalResult MoEPermuteOp::partition(Partitioner &p) {
                  failed(p.splitValue(*this, getSlotRows(), 1)));
 }
 
-/// Whole experts (etp 1) on this rank's rows.
+/// Whole experts (etp 1) on this rank's rows. With ep, mt-partition-ep
+/// lays them on @expert_mesh, whose edp holds the tp ranks; without, they
+/// are replicated over tp like a sequence-parallel norm's weight: each
+/// rank's gradient is its tokens' share, summed over tp (mt.tp_copy).
 LogicalResult MoEGroupedMLPOp::partition(Partitioner &p) {
   if (p.of(getInput()).kind != Sharding::Split)
     return emitOpError() << "expects the rows of this rank's tokens (mt.moe_permute's)";
+  auto grid = p.module().lookupSymbol<shard::GridOp>(kExpertMeshName);
+  std::optional<int64_t> ep = grid ? axisSize(grid, "ep") : std::nullopt;
+  if (!ep || *ep == 1) {
+    OpBuilder &b = p.builder();
+    b.setInsertionPoint(*this);
+    for (OpOperand *w : {&getGateMutable(), &getUpMutable(), &getDownMutable()}) {
+      if (failed(p.shardWeight(*this, w->get(), std::nullopt)))
+        return failure();
+      auto copy = TPCopyOp::create(b, getLoc(), w->get(), p.axis());
+      copyLayer(*this, copy);
+      w->set(copy);
+    }
+  }
   return p.splitValue(*this, getResult(), 0);
 }
 

@@ -47,16 +47,6 @@ LogicalResult shardExperts(ModuleOp module, Operation *user, Value value, int64_
   return success();
 }
 
-/// With ep 1 (tp > 1: MoE parallel folding): the experts whole on every
-/// rank, but on @expert_mesh, so that their gradients, each tp rank's
-/// tokens' share, are summed over edp (mt-build-optimizer). No dispatch.
-LogicalResult onExpertMesh(ModuleOp module, MoEGroupedMLPOp experts) {
-  for (Value w : {experts.getGate(), experts.getUp(), experts.getDown()})
-    if (failed(shardExperts(module, experts, w, 1)))
-      return failure();
-  return success();
-}
-
 /// The alltoall dispatcher around one layer's experts (Megatron-Core's
 /// MoEAlltoAllTokenDispatcher, dropless or with capacity): the permuted rows
 /// [N, H] go to the ranks that hold their experts, are sorted by local
@@ -114,6 +104,8 @@ struct PartitionExpertParallel
                          << "' with axis '" << kExpertAxis << "' in 'mt.axes'";
       return signalPassFailure();
     }
+    if (*ep == 1)
+      return;
     auto fn = module.lookupSymbol<func::FuncOp>("forward");
     if (!fn) {
       module.emitError() << "mt-partition-ep expects a function @forward";
@@ -122,7 +114,7 @@ struct PartitionExpertParallel
     SmallVector<MoEGroupedMLPOp> layers;
     fn.walk([&](MoEGroupedMLPOp op) { layers.push_back(op); });
     for (MoEGroupedMLPOp op : layers)
-      if (failed(*ep == 1 ? onExpertMesh(module, op) : dispatch(module, op, *ep)))
+      if (failed(dispatch(module, op, *ep)))
         return signalPassFailure();
   }
 };

@@ -40,6 +40,9 @@ func.func @forward(%ids: tensor<2x4xi32>) -> tensor<f32> {
 // CHECK-DAG: %[[WL:.*]] = mt.all_slice %[[W]] {axis = "tp", dim = 1 : i64} : (tensor<2x4x2xf32>) -> tensor<2x2x2xf32>
 // CHECK-DAG: %[[IL:.*]] = mt.all_slice %[[I]] {axis = "tp", dim = 1 : i64} : (tensor<2x4x2xi32>) -> tensor<2x2x2xi32>
 // CHECK: %[[P:.*]], %[[C:.*]], %[[R:.*]] = mt.moe_permute %[[XL]], %[[WL]], %[[IL]] : (tensor<2x2x8xf32>, tensor<2x2x2xf32>, tensor<2x2x2xi32>) -> (tensor<8x8xf32>, tensor<4xi32>, tensor<2x2x2xi32>)
+// Without ep the whole experts' gradients (each rank's tokens' share) are
+// summed over tp.
+// CHECK-COUNT-3: mt.tp_copy %{{.*}} {axis = "tp"} : tensor<4x
 // CHECK: %[[O:.*]] = mt.moe_grouped_mlp %[[P]], %[[C]], {{.*}} : (tensor<8x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<8x8xf32>
 // CHECK: %[[Y:.*]] = mt.moe_unpermute %[[O]], %[[WL]], %[[R]] : (tensor<8x8xf32>, tensor<2x2x2xf32>, tensor<2x2x2xi32>) -> tensor<2x2x8xf32>
 // CHECK-NEXT: %[[YW:.*]] = mt.all_gather %[[Y]] {axis = "tp", dim = 1 : i64, slice_grad} : (tensor<2x2x8xf32>) -> tensor<2x4x8xf32>
@@ -55,6 +58,27 @@ func.func @forward(%ids: tensor<2x4xi32>) -> tensor<f32> {
 // SP: mt.moe_permute %[[X]], %[[WL]], %[[IL]] : (tensor<2x2x8xf32>, tensor<2x2x2xf32>, tensor<2x2x2xi32>) -> (tensor<8x8xf32>, tensor<4xi32>, tensor<2x2x2xi32>)
 // SP: %[[Y:.*]] = mt.moe_unpermute {{.*}} -> tensor<2x2x8xf32>
 // SP-NEXT: mt.add %[[X]], %[[Y]] : tensor<2x2x8xf32>
+
+// -----
+
+// With ep (@expert_mesh, ep = 2) the experts are left to mt-partition-ep:
+// their gradients are summed over edp, which holds the tp ranks.
+shard.grid @mesh(shape = 1x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = 1x1x2x1) {mt.axes = ["pp", "edp", "ep", "etp"]}
+mt.param @"e.*.gate" : tensor<4x6x8xf32> init(normal, std = 0.02) {grouped_experts}
+mt.param @"e.*.down" : tensor<4x8x6xf32> init(normal, std = 0.02) {grouped_experts}
+func.func @forward(%x: tensor<2x4x8xf32>, %w: tensor<2x4x2xf32>, %i: tensor<2x4x2xi32>) -> tensor<4xi32> {
+  %g = mt.weight @"e.*.gate" : tensor<4x6x8xf32>
+  %d = mt.weight @"e.*.down" : tensor<4x8x6xf32>
+  %p, %c, %r = mt.moe_permute %x, %w, %i
+      : (tensor<2x4x8xf32>, tensor<2x4x2xf32>, tensor<2x4x2xi32>) -> (tensor<16x8xf32>, tensor<4xi32>, tensor<2x4x2xi32>)
+  %o = mt.moe_grouped_mlp %p, %c, %g, %g, %d
+      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<16x8xf32>
+  return %c : tensor<4xi32>
+}
+// CHECK-LABEL: func.func @forward
+// CHECK-NOT: mt.tp_copy
+// CHECK: mt.moe_grouped_mlp {{.*}} : (tensor<8x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<8x8xf32>
 
 // -----
 
