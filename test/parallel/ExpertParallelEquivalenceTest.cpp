@@ -34,7 +34,8 @@ std::vector<Case> cases() {
       all.push_back({model, layout});
   // Tensor parallelism of MoE layers (etp 1); not Qwen2-MoE's shared expert.
   for (const char *model : {"tiny-qwen3-moe", "tiny-mixtral"})
-    for (const char *layout : {"ep2_tp2", "ep2_tp2_sp", "tp2_sp", "ep2_tp2_dp2_sp"})
+    for (const char *layout :
+         {"ep2_tp2", "ep2_tp2_sp", "tp2_sp", "ep2_tp2_dp2_sp", "tp2_sp_dp2_do"})
       all.push_back({model, layout});
   return all;
 }

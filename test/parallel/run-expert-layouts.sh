@@ -17,7 +17,8 @@ layouts=("single:1:" "ep2:2:--ep 2" "ep4:4:--ep 4" "ep2_dp4:4:--ep 2 --dp 4"
          "ep2_do:2:--ep 2 --use-distributed-optimizer"
          "ep2_dp4_do:4:--ep 2 --dp 4 --use-distributed-optimizer"
          "ep2_tp2:2:--ep 2 --tp 2 --etp 1" "ep2_tp2_sp:2:--ep 2 --tp 2 --etp 1 --sp"
-         "tp2_sp:2:--tp 2 --etp 1 --sp" "ep2_tp2_dp2_sp:4:--ep 2 --tp 2 --etp 1 --dp 2 --sp")
+         "tp2_sp:2:--tp 2 --etp 1 --sp" "ep2_tp2_dp2_sp:4:--ep 2 --tp 2 --etp 1 --dp 2 --sp"
+         "tp2_sp_dp2_do:4:--tp 2 --etp 1 --sp --dp 2 --use-distributed-optimizer")
 rm -rf "$out" && mkdir -p "$out"
 # Ids below every model's vocabulary (96).
 python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 96 4000
