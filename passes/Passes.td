@@ -88,7 +88,9 @@ def PartitionTensorParallel : Pass<"mt-partition-tp", "::mlir::ModuleOp"> {
     output summed by `mt.all_reduce`); reshapes carry a split from features
     to heads and back; attention and rotary run on local heads; norms over
     an unsplit dimension stay local; the embedding and the cross-entropy are
-    vocab-parallel. With `sequence-parallel`, activations between those
+    vocab-parallel; a MoE layer's router sees every token while its permute,
+    experts (whole: etp 1) and un-permute take this rank's share of the
+    sequence. With `sequence-parallel`, activations between those
     regions (norms, residuals) stay split along the sequence: the
     embedding's and row-parallel outputs are reduce-scattered,
     column-parallel inputs all-gathered. The tp size is that of axis `tp` of

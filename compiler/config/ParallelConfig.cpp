@@ -247,8 +247,8 @@ std::string RecomputeConfig::describe() const {
 
 /// Expert parallelism against the model: ep needs experts and divides
 /// them; etp defaults to tp (Megatron-Core's expert_tensor_parallel_size)
-/// and must be 1 under ep (experts are not split over tensor-parallel ranks
-/// yet).
+/// and must be 1 under ep or tp (experts are not split over tensor-parallel
+/// ranks yet).
 Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
   if (model.numExperts == 0 && c.ep != 1)
     return fail("expert_model_parallel_size (--ep ", c.ep, ") needs a "
@@ -258,9 +258,10 @@ Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
                 "expert_model_parallel_size (--ep ", c.ep, ")");
   if (c.etp == 0)
     c.etp = c.tp;
-  if (c.ep > 1 && c.etp != 1)
+  if (model.numExperts != 0 && (c.ep > 1 || c.tp > 1) && c.etp != 1)
     return fail("expert_tensor_parallel_size (--etp ", c.etp, c.etp == c.tp ? ", its default tp" : "",
                 ") must be 1 with expert_model_parallel_size (--ep ", c.ep,
+                ") and tensor_model_parallel_size (--tp ", c.tp,
                 "): this version of mtc does not split experts over tensor-parallel ranks; "
                 "give --etp 1");
   return Status::ok();

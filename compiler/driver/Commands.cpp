@@ -244,17 +244,13 @@ static Status checkSomethingToDo(const CompileOptions &o) {
 }
 
 /// Why this version cannot write a plan for the layout ("" when it can):
-/// context parallelism on MoE models and tensor-parallel MoE layers are
-/// validated and explained, not partitioned yet.
+/// context parallelism on MoE models is validated and explained, not
+/// partitioned yet.
 static std::string notPlannedYet(const ParallelConfig &p, const ModelDims &dims) {
   if (dims.numExperts != 0 && p.cp > 1)
     return "context_parallel_size (--cp " + std::to_string(p.cp) +
            ") on a mixture-of-experts model: this version of mtc does not split expert "
            "layers' sequences yet; use --cp 1";
-  if (dims.numExperts != 0 && p.tp > 1)
-    return "tensor_model_parallel_size (--tp " + std::to_string(p.tp) +
-           ") on a mixture-of-experts model: this version of mtc does not partition expert "
-           "layers yet; use --tp 1 (with --pp, --ep and --dp as needed)";
   return "";
 }
 

@@ -91,10 +91,13 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   os << "batch: micro-batch " << p.microBatch << " x seq " << p.seq
      << "; global batch " << p.globalBatch << " = " << p.microBatch << " x "
      << countOf(p.numMicroBatches(), "micro-batch", "micro-batches") << " x dp " << p.dp;
+  // Under tp or cp an ep group may hold ranks of one model replica.
   if (p.ep > 1)
     os << " (Megatron-Core's data-parallel size, world / (tp x pp x cp): the ranks of an ep "
-          "group read different data; MCoreAdapter's count divides by ep too, which gives "
-       << p.globalBatch / p.ep << ")";
+          "group read different data"
+       << (p.tp * p.cp > 1 ? " unless they share a tp x cp group" : "")
+       << "; MCoreAdapter's count divides by ep too, which gives " << p.globalBatch / p.ep
+       << ")";
   os << "\n";
   std::array<int64_t, 4> dense = p.denseMesh(), expert = p.expertMesh();
   os << "mesh (pp, dp, cp, tp) = (" << dense[0] << ", " << dense[1] << ", " << dense[2] << ", "

@@ -103,9 +103,24 @@ LogicalResult AllGatherOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                           ArrayRef<bool> needed,
                                           SmallVectorImpl<Value> &grads) {
   grads.assign(1, Value());
-  if (needed[0])
+  if (!needed[0])
+    return success();
+  if (getSliceGrad())
+    grads[0] = AllSliceOp::create(b, getLoc(), getInput().getType(), dys[0], getAxisAttr(),
+                                  getDimAttr());
+  else
     grads[0] = ReduceScatterOp::create(b, getLoc(), getInput().getType(), dys[0],
                                        getAxisAttr(), getDimAttr());
+  return success();
+}
+
+LogicalResult AllSliceOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                         ArrayRef<bool> needed,
+                                         SmallVectorImpl<Value> &grads) {
+  grads.assign(1, Value());
+  if (needed[0])
+    grads[0] = AllGatherOp::create(b, getLoc(), getInput().getType(), dys[0], getAxisAttr(),
+                                   getDimAttr(), b.getUnitAttr());
   return success();
 }
 

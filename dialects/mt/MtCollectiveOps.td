@@ -69,13 +69,18 @@ def Mt_AllGatherOp : Mt_Op<"all_gather",
     Every rank of the group along `axis` gets the group's `input`s
     concatenated along dimension `dim` in rank order (sequence parallelism:
     the sequence shards before a column-parallel linear). Its gradient is
-    the reduce-scatter of the result's gradient.
+    the reduce-scatter of the result's gradient (Megatron-Core's
+    gather_from_sequence_parallel_region); with `slice_grad`, where every
+    rank computes the whole result's gradient (a replicated region, as the
+    MoE router's tokens under tp), this rank's slice of it, mt.all_slice
+    (gather_from_tensor_model_parallel_region).
 
     ```mlir
     %full = mt.all_gather %x {axis = "tp", dim = 1 : i64} : (tensor<4x64x64xf32>) -> tensor<4x128x64xf32>
+    %tokens = mt.all_gather %y {axis = "tp", dim = 1 : i64, slice_grad} : (tensor<4x64x64xf32>) -> tensor<4x128x64xf32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim);
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim, UnitAttr:$slice_grad);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
@@ -128,21 +133,26 @@ def Mt_RingShiftOp : Mt_Op<"ring_shift",
   let instruction = Mt_Instruction<"Collective", "n axis:s reverse?", "n; n">;
 }
 
-def Mt_AllSliceOp : Mt_Op<"all_slice", [Pure]> {
+def Mt_AllSliceOp : Mt_Op<"all_slice",
+    [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "This rank's slice along one dimension of a value replicated over a mesh axis";
   let description = [{
     The inverse of `mt.all_gather`, without communication (upstream
     `shard.all_slice`): `input` is replicated over the ranks of `axis`, and
     rank r keeps its r-th of the equal slices along `dim`. The distributed
-    optimizer takes the slice of a parameter bucket that the rank updates.
-    Never differentiated (it only appears in @optimizer_step).
+    optimizer takes the slice of a parameter bucket that the rank updates;
+    tensor parallelism takes each rank's tokens of a replicated MoE layer
+    input and of its routing (i32 expert indices too: integers have no
+    gradient). The gradient is the all-gather of the slices' gradients
+    (Megatron-Core's scatter_to_tensor_model_parallel_region), replicated.
 
     ```mlir
     %mine = mt.all_slice %params {axis = "dp", dim = 0 : i64} : (tensor<8192xf32>) -> tensor<4096xf32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim);
-  let results = (outs Mt_FloatTensor:$result);
+  let arguments = (ins AnyTypeOf<[Mt_FloatTensor, RankedTensorOf<[I32]>]>:$input, StrAttr:$axis,
+                       I64Attr:$dim);
+  let results = (outs AnyTypeOf<[Mt_FloatTensor, RankedTensorOf<[I32]>]>:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
   let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts", "outer*run*parts; outer*run">;

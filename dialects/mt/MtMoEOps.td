@@ -7,7 +7,8 @@
 #ifndef MT_MOE_OPS_TD
 #define MT_MOE_OPS_TD
 
-def Mt_MoEPermuteOp : Mt_Op<"moe_permute", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_MoEPermuteOp : Mt_Op<"moe_permute", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Sorts the routed tokens by expert, with capacity and token dropping";
   let description = [{
     `input` [B, S, H]; `probs`, `indices` [B, S, K] (the router's top-k
@@ -49,7 +50,8 @@ def Mt_MoEPermuteOp : Mt_Op<"moe_permute", [Pure, DeclareOpInterfaceMethods<Mt_D
       "tokens*hidden; tokens*top_k; tokens*top_k; rows*hidden; experts; tokens*top_k">;
 }
 
-def Mt_MoEGroupedMLPOp : Mt_Op<"moe_grouped_mlp", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_MoEGroupedMLPOp : Mt_Op<"moe_grouped_mlp", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "The experts' SwiGLU over expert-sorted rows, one GEMM group per expert";
   let description = [{
     `input` [N, H] rows grouped by expert; `tokens_per_expert` [E] (i32) the
@@ -75,7 +77,8 @@ def Mt_MoEGroupedMLPOp : Mt_Op<"moe_grouped_mlp", [Pure, DeclareOpInterfaceMetho
       "rows*hidden; experts; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden; rows*hidden">;
 }
 
-def Mt_MoEUnpermuteOp : Mt_Op<"moe_unpermute", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+def Mt_MoEUnpermuteOp : Mt_Op<"moe_unpermute", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
+    DeclareOpInterfaceMethods<Mt_PartitionableOpInterface>]> {
   let summary = "Combines the experts' rows back into tokens, weighted by the router";
   let description = [{
     `input` [N, H] (the experts' outputs in the order of `mt.moe_permute`);

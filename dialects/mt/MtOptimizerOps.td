@@ -14,8 +14,12 @@ def Mt_GlobalNormOp : Mt_Op<"global_norm", [Pure]> {
     With `partial_axis`, every operand is this rank's disjoint part of
     gradients partitioned over that axis as well (the distributed
     optimizer's shards of the gradient buckets over dp): the sum is also
-    reduced over it. mt-expose-collectives rewrites it into mt.sum_squares,
-    mt.all_reduce over the axes and mt.sqrt; plans never hold it.
+    reduced over it. With `expert_axis`, the operands flagged in `experts`
+    are expert shards on @expert_mesh split over that axis (MoE parallel
+    folding with tp: the dense ones split over `sharded_axis`, tp): their
+    sum is reduced over `expert_axis` apart and added. mt-expose-collectives
+    rewrites it into mt.sum_squares, mt.all_reduce over the axes (mt.add of
+    the two sums) and mt.sqrt; plans never hold it.
 
     ```mlir
     %norm = mt.global_norm %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
@@ -25,7 +29,9 @@ def Mt_GlobalNormOp : Mt_Op<"global_norm", [Pure]> {
   let arguments = (ins Variadic<Mt_FloatTensor>:$grads,
                        OptionalAttr<StrAttr>:$sharded_axis,
                        OptionalAttr<DenseBoolArrayAttr>:$replicated,
-                       OptionalAttr<StrAttr>:$partial_axis);
+                       OptionalAttr<StrAttr>:$partial_axis,
+                       OptionalAttr<StrAttr>:$expert_axis,
+                       OptionalAttr<DenseBoolArrayAttr>:$experts);
   let results = (outs Mt_F32Scalar:$norm);
   let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";
 }
@@ -152,7 +158,9 @@ def Mt_LRScheduleOp : Mt_Op<"lr_schedule", [Pure]> {
   let results = (outs Mt_F32Scalar:$lr);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"Optimizer", "max_lr:f min_lr:f warmup_steps decay_steps style:s?", "1; 1">;
+  let instruction = Mt_Instruction<"Optimizer", "max_lr:f min_lr:f warmup_steps decay_steps "
+      "style=cosine|linear|constant|hf_constant|hf_constant_with_warmup|hf_linear|hf_cosine|"
+      "hf_cosine_with_min_lr", "1; 1">;
 }
 
 def Mt_AdamWOp : Mt_Op<"adamw", [Pure]> {

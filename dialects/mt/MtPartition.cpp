@@ -143,6 +143,56 @@ Value Partitioner::columnInput(Operation *user, Value input) {
   return cached;
 }
 
+namespace {
+
+/// `t` with dimension `dim` multiplied by `factor` (divided when negative).
+RankedTensorType resized(Value v, int64_t dim, int64_t factor) {
+  auto t = cast<RankedTensorType>(v.getType());
+  SmallVector<int64_t> shape(t.getShape());
+  shape[dim] = factor > 0 ? shape[dim] * factor : shape[dim] / -factor;
+  return RankedTensorType::get(shape, t.getElementType());
+}
+
+} // namespace
+
+Value Partitioner::wholeTokens(Operation *user, Value v) {
+  if (of(v).kind == Sharding::Replicated)
+    return v;
+  Value &cached = wholeTokens_[v];
+  if (!cached) {
+    b_.setInsertionPointAfterValue(v);
+    cached = AllGatherOp::create(b_, user->getLoc(), resized(v, 1, tp_), v, axis_,
+                                 b_.getI64IntegerAttr(1), b_.getUnitAttr());
+    copyLayer(user, cached.getDefiningOp());
+  }
+  return cached;
+}
+
+Value Partitioner::localTokens(Operation *user, Value v) {
+  if (of(v).kind == Sharding::Split)
+    return v;
+  Value &cached = localTokens_[v];
+  if (!cached) {
+    b_.setInsertionPointAfterValue(v);
+    cached = AllSliceOp::create(b_, user->getLoc(), resized(v, 1, -tp_), v, axis_,
+                                b_.getI64IntegerAttr(1));
+    copyLayer(user, cached.getDefiningOp());
+    shardings_[cached] = Sharding::split(1);
+  }
+  return cached;
+}
+
+LogicalResult Partitioner::leaveLocalTokens(Operation *op, Value local) {
+  if (sp_)
+    return success();
+  b_.setInsertionPointAfter(op);
+  auto gather = AllGatherOp::create(b_, op->getLoc(), resized(local, 1, tp_), local, axis_,
+                                    b_.getI64IntegerAttr(1), b_.getUnitAttr());
+  copyLayer(op, gather);
+  local.replaceAllUsesExcept(gather.getResult(), gather);
+  return success();
+}
+
 LogicalResult Partitioner::partitionLocal(Operation *op, ValueRange operands, bool overLastDim) {
   Sharding s = of(operands.front());
   for (Value v : operands.drop_front())

@@ -41,6 +41,7 @@ public:
   /// The mesh axis name ("tp"), for collectives and vocab-parallel ops.
   mlir::StringAttr axis() const { return axis_; }
   mlir::OpBuilder &builder() { return b_; }
+  mlir::ModuleOp module() const { return module_; }
   /// The vocabulary before padding (0 when not padded).
   int64_t validVocab() const { return validVocab_; }
 
@@ -61,6 +62,19 @@ public:
   /// What a column-parallel linear reads of `input`: one mt.tp_copy of it
   /// (replicated) or its all-gather (split along the sequence), per value.
   mlir::Value columnInput(mlir::Operation *user, mlir::Value input);
+  /// A mixture-of-experts layer's tokens `v` ([batch, seq, ...]) whole on
+  /// every rank, for the router: gathered along the sequence when split
+  /// (mt.all_gather {slice_grad}: every rank routes all tokens, so each
+  /// keeps its slice of their gradient), else `v`. One per value.
+  mlir::Value wholeTokens(mlir::Operation *user, mlir::Value v);
+  /// This rank's tokens of `v` ([batch, seq, ...]), the ones its experts'
+  /// dispatch takes: `v` when split along the sequence, else its
+  /// mt.all_slice along dimension 1 (recorded as split). One per value.
+  mlir::Value localTokens(mlir::Operation *user, mlir::Value v);
+  /// Makes `local` (a result of `op`, split along the sequence) whole on
+  /// every rank without sequence parallelism (mt.all_gather {slice_grad}),
+  /// as the residual stream it joins.
+  mlir::LogicalResult leaveLocalTokens(mlir::Operation *op, mlir::Value local);
   /// The rule of element-wise ops and of norms over the last dimension
   /// (`overLastDim`): operands laid out alike, results laid out as they are.
   mlir::LogicalResult partitionLocal(mlir::Operation *op, mlir::ValueRange operands,
@@ -76,6 +90,7 @@ private:
   mlir::StringAttr axis_;
   llvm::DenseMap<mlir::Value, Sharding> shardings_;
   llvm::DenseMap<mlir::Value, mlir::Value> copies_; // value -> its tp_copy / all_gather
+  llvm::DenseMap<mlir::Value, mlir::Value> wholeTokens_, localTokens_;
   int64_t validVocab_ = 0;
   llvm::DenseMap<mlir::Operation *, std::optional<int64_t>> paramShards_;
 };

@@ -1,6 +1,7 @@
 // Partition rules of the mt ops (PartitionableOpInterface): Megatron-Core's
 // tensor- and sequence-parallel layouts, one rule per op.
 #include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtMesh.h"
 #include "dialects/mt/MtPartition.h"
 
 using namespace mlir;
@@ -165,14 +166,78 @@ LogicalResult GELUOp::partition(Partitioner &p) {
 // Mixture of experts
 //===----------------------------------------------------------------------===//
 
-LogicalResult MoERouterOp::partition(Partitioner &) {
-  return emitOpError() << "is a mixture-of-experts op: tensor "
-                          "parallelism of experts is not supported yet";
+// MoE parallel folding with expert_tensor_parallel_size 1: the experts are
+// not split over tp; each tp rank dispatches its own share of the tokens
+// (the sequence split over tp, as with sequence parallelism), so the ranks
+// of a tp group hold disjoint tokens like those of dp, and the expert
+// gradients are summed over edp, which holds them (mt-build-optimizer).
+// The router sees every token (its top-k, load-balancing loss and gradient
+// are the single rank's, replicated); permute, experts and un-permute see
+// this rank's.
+
+/// On the whole tokens: gathered along the sequence when split.
+LogicalResult MoERouterOp::partition(Partitioner &p) {
+  if (failed(p.shardWeight(*this, getWeight(), std::nullopt)))
+    return failure();
+  getInputMutable().assign(p.wholeTokens(*this, getInput()));
+  return success();
 }
 
+/// On this rank's tokens and their routing; the permuted rows are split.
+LogicalResult MoEPermuteOp::partition(Partitioner &p) {
+  // Megatron-Core sizes the capacity by each rank's tokens: drops would
+  // differ from the single rank's, and that layout is not built.
+  if (getCapacity())
+    return emitOpError() << "has an expert capacity (moe_expert_capacity_factor): not "
+                            "supported with tensor parallelism yet";
+  int64_t seq = cast<RankedTensorType>(getProbs().getType()).getDimSize(1);
+  if (p.of(getProbs()).kind == Sharding::Replicated && seq % p.tp() != 0)
+    return emitOpError() << "cannot split the sequence (" << seq << ") over tp = " << p.tp();
+  for (OpOperand &operand : (*this)->getOpOperands())
+    operand.set(p.localTokens(*this, operand.get()));
+  return failure(failed(p.splitValue(*this, getPermuted(), 0)) ||
+                 failed(p.splitValue(*this, getSlotRows(), 1)));
+}
+
+/// Whole experts (etp 1) on this rank's rows. With ep, mt-partition-ep
+/// lays them on @expert_mesh, whose edp holds the tp ranks; without, they
+/// are replicated over tp like a sequence-parallel norm's weight: each
+/// rank's gradient is its tokens' share, summed over tp (mt.tp_copy).
+LogicalResult MoEGroupedMLPOp::partition(Partitioner &p) {
+  if (p.of(getInput()).kind != Sharding::Split)
+    return emitOpError() << "expects the rows of this rank's tokens (mt.moe_permute's)";
+  auto grid = p.module().lookupSymbol<shard::GridOp>(kExpertMeshName);
+  std::optional<int64_t> ep = grid ? axisSize(grid, "ep") : std::nullopt;
+  if (!ep || *ep == 1) {
+    OpBuilder &b = p.builder();
+    b.setInsertionPoint(*this);
+    for (OpOperand *w : {&getGateMutable(), &getUpMutable(), &getDownMutable()}) {
+      if (failed(p.shardWeight(*this, w->get(), std::nullopt)))
+        return failure();
+      auto copy = TPCopyOp::create(b, getLoc(), w->get(), p.axis());
+      copyLayer(*this, copy);
+      w->set(copy);
+    }
+  }
+  return p.splitValue(*this, getResult(), 0);
+}
+
+/// This rank's tokens back; whole on every rank again without sequence
+/// parallelism.
+LogicalResult MoEUnpermuteOp::partition(Partitioner &p) {
+  if (p.of(getInput()).kind != Sharding::Split || p.of(getSlotRows()).kind != Sharding::Split)
+    return emitOpError() << "expects the rows and slots of this rank's tokens (mt.moe_permute's)";
+  getProbsMutable().assign(p.localTokens(*this, getProbs()));
+  if (failed(p.splitValue(*this, getResult(), 1)))
+    return failure();
+  return p.leaveLocalTokens(*this, getResult());
+}
+
+/// The shared expert's gate (Qwen2-MoE): its one-row gate projection has
+/// no tensor-parallel layout yet (Megatron-Core keeps it replicated).
 LogicalResult SigmoidGateOp::partition(Partitioner &) {
   return emitOpError() << "is the shared expert's gate of a mixture-of-experts "
-                          "layer: tensor parallelism of MoE layers is not supported yet";
+                          "layer: tensor parallelism of shared experts is not supported yet";
 }
 
 //===----------------------------------------------------------------------===//

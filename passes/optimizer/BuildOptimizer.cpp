@@ -160,23 +160,34 @@ struct BuildOptimizerPass
     Value scale, lr;
   };
 
-  /// The mesh axis tp-split parameters are split over (null: none); fails,
-  /// with a diagnostic, when parameters are split over two axes.
-  FailureOr<StringAttr> normAxisOf(ArrayRef<ParamOp> params, OpBuilder &b);
-  /// The global norm (partial over `partialAxis` when set), the NaN/Inf
+  /// The mesh axes that parameters are split over (null: none): the dense
+  /// ones' on @mesh (tp) and the experts' on @expert_mesh (ep).
+  struct NormAxes {
+    StringAttr dense, experts;
+    /// The one axis when only one kind of parameter is split.
+    StringAttr single() const { return dense && experts ? StringAttr() : dense ? dense : experts; }
+  };
+  /// Fails, with a diagnostic, when the parameters of one mesh are split
+  /// over two axes.
+  FailureOr<NormAxes> normAxesOf(ArrayRef<ParamOp> params, OpBuilder &b);
+  /// The global norm (partial over `partialAxis` when set; the operands
+  /// flagged in `experts` apart over `expertAxis` when set), the NaN/Inf
   /// check, the clip coefficient and the learning rate.
   Scaling normAndSchedule(OpBuilder &b, Location loc, Value step, ValueRange grads,
                           ArrayRef<bool> replicated, StringAttr normAxis,
-                          StringAttr partialAxis);
-  LogicalResult buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params, StringAttr normAxis);
+                          StringAttr partialAxis, StringAttr expertAxis = {},
+                          ArrayRef<bool> experts = {});
+  LogicalResult buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params, NormAxes axes);
   LogicalResult buildDistributed(OpBuilder &b, ArrayRef<ParamOp> params, StringAttr normAxis);
   func::FuncOp createFunction(OpBuilder &b, const Signature &signature);
 };
 
-FailureOr<StringAttr> BuildOptimizerPass::normAxisOf(ArrayRef<ParamOp> params, OpBuilder &b) {
-  StringAttr normAxis;
+FailureOr<BuildOptimizerPass::NormAxes>
+BuildOptimizerPass::normAxesOf(ArrayRef<ParamOp> params, OpBuilder &b) {
+  NormAxes axes;
   for (ParamOp p : params) {
     ShardingAttr sharding = p.getShardingAttr();
+    StringAttr &normAxis = onExpertMesh(p) ? axes.experts : axes.dense;
     for (unsigned d = 0; sharding && d < sharding.getSplitAxes().size(); ++d)
       for (StringRef axis : sharding.getAxes(d)) {
         if (normAxis && normAxis.getValue() != axis)
@@ -186,7 +197,7 @@ FailureOr<StringAttr> BuildOptimizerPass::normAxisOf(ArrayRef<ParamOp> params, O
         normAxis = b.getStringAttr(axis);
       }
   }
-  return normAxis;
+  return axes;
 }
 
 func::FuncOp BuildOptimizerPass::createFunction(OpBuilder &b, const Signature &s) {
@@ -207,13 +218,15 @@ func::FuncOp BuildOptimizerPass::createFunction(OpBuilder &b, const Signature &s
 BuildOptimizerPass::Scaling
 BuildOptimizerPass::normAndSchedule(OpBuilder &b, Location loc, Value step, ValueRange grads,
                                     ArrayRef<bool> replicated, StringAttr normAxis,
-                                    StringAttr partialAxis) {
+                                    StringAttr partialAxis, StringAttr expertAxis,
+                                    ArrayRef<bool> experts) {
   auto scalar = RankedTensorType::get({}, b.getF32Type());
   // Shards of one parameter sum over the axis they are split on; replicated
   // parameters count once.
   auto norm = GlobalNormOp::create(
       b, loc, scalar, grads, normAxis,
-      normAxis ? b.getDenseBoolArrayAttr(replicated) : DenseBoolArrayAttr(), partialAxis);
+      normAxis ? b.getDenseBoolArrayAttr(replicated) : DenseBoolArrayAttr(), partialAxis,
+      expertAxis, expertAxis ? b.getDenseBoolArrayAttr(experts) : DenseBoolArrayAttr());
   CheckFiniteOp::create(b, loc, norm);
   Value scale = ClipCoefficientOp::create(b, loc, scalar, norm, b.getF64FloatAttr(clipGrad));
   Value lrValue = LRScheduleOp::create(
@@ -254,7 +267,7 @@ Value BuildOptimizerPass::reduceGradient(OpBuilder &b, ParamOp p, Value g) {
 }
 
 LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params,
-                                                  StringAttr normAxis) {
+                                                  NormAxes axes) {
   // Arguments: step, then (param, grad, exp_avg, exp_avg_sq) per parameter.
   static constexpr StringLiteral kRoles[] = {"param", "grad", "exp_avg", "exp_avg_sq"};
   Signature s;
@@ -274,14 +287,18 @@ LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp
   };
   // Data parallelism: every rank's gradients are averaged over dp first.
   SmallVector<Value> grads;
-  SmallVector<bool> replicated;
+  SmallVector<bool> replicated, experts;
   for (auto [i, constParam] : llvm::enumerate(params)) {
     ParamOp p = constParam;
     grads.push_back(reduceGradient(b, p, argOf(i, 1)));
     replicated.push_back(isReplicated(p));
+    experts.push_back(onExpertMesh(p));
   }
-  Scaling sc = normAndSchedule(b, fn.getLoc(), body->getArgument(0), grads, replicated, normAxis,
-                               StringAttr());
+  // MoE layers under tp: dense parameters split over tp, experts over ep.
+  const bool both = axes.dense && axes.experts;
+  Scaling sc = normAndSchedule(b, fn.getLoc(), body->getArgument(0), grads, replicated,
+                               both ? axes.dense : axes.single(), StringAttr(),
+                               both ? axes.experts : StringAttr(), experts);
   SmallVector<Value> results;
   for (auto [i, constParam] : llvm::enumerate(params)) {
     ParamOp p = constParam;
@@ -429,10 +446,18 @@ void BuildOptimizerPass::runOnOperation() {
       params.push_back(param);
   OpBuilder b(module.getContext());
   b.setInsertionPointToEnd(module.getBody());
-  FailureOr<StringAttr> normAxis = normAxisOf(params, b);
-  if (failed(normAxis) ||
-      failed(distributedOptimizer ? buildDistributed(b, params, *normAxis)
-                                  : buildReplicated(b, params, *normAxis)))
+  FailureOr<NormAxes> axes = normAxesOf(params, b);
+  if (failed(axes))
+    return signalPassFailure();
+  if (distributedOptimizer && axes->dense && axes->experts) {
+    module.emitError() << "mt-build-optimizer: the distributed optimizer with experts split "
+                          "over '" << axes->experts.getValue() << "' and dense parameters over '"
+                       << axes->dense.getValue() << "' (MoE layers under tensor parallelism) "
+                          "is not supported yet";
+    return signalPassFailure();
+  }
+  if (failed(distributedOptimizer ? buildDistributed(b, params, axes->single())
+                                  : buildReplicated(b, params, *axes)))
     return signalPassFailure();
 }
 

@@ -109,28 +109,60 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
     return size || !expertMesh ? size : axisSize(expertMesh, axis);
   }
 
-  /// sum_squares -> all_reduce(sum) over the split axis and over pp -> sqrt.
-  LogicalResult splitGlobalNorm(GlobalNormOp norm) {
-    OpBuilder b(norm);
-    Location loc = norm.getLoc();
-    std::optional<StringRef> axis = norm.getShardedAxis();
-    std::optional<int64_t> replicas = axis ? sizeOf(*axis) : std::optional<int64_t>(1);
+  /// The sum of squares of `grads` (flags `replicated`: held whole by the
+  /// ranks of `axis`, counted once) reduced over `axis` when set.
+  FailureOr<Value> sumOverAxis(OpBuilder &b, GlobalNormOp norm, ValueRange grads,
+                               DenseBoolArrayAttr replicated, StringAttr axis) {
+    std::optional<int64_t> replicas = axis ? sizeOf(axis.getValue()) : std::optional<int64_t>(1);
     if (!replicas)
-      return norm.emitOpError() << "is sharded over '" << *axis << "', which is not an axis of @"
-                                << kMeshName << " (" << axisList(mesh) << ")"
+      return norm.emitOpError() << "is sharded over '" << axis.getValue()
+                                << "', which is not an axis of @" << kMeshName << " ("
+                                << axisList(mesh) << ")"
                                 << (expertMesh ? " nor of @" + kExpertMeshName.str() + " (" +
                                                      axisList(expertMesh) + ")"
                                                : std::string());
-    Value sum = inheriting(SumSquaresOp::create(b, loc, norm.getType(), norm.getGrads(),
-                                                axis ? norm.getReplicatedAttr()
-                                                     : DenseBoolArrayAttr(),
+    Location loc = norm.getLoc();
+    Value sum = inheriting(SumSquaresOp::create(b, loc, norm.getType(), grads,
+                                                axis ? replicated : DenseBoolArrayAttr(),
                                                 b.getI64IntegerAttr(*replicas),
                                                 /*stages=*/DenseI64ArrayAttr()),
                            norm);
     if (axis)
-      sum = inheriting(AllReduceOp::create(b, loc, sum, norm.getShardedAxisAttr(),
-                                           b.getStringAttr("sum")),
-                       norm);
+      sum = inheriting(AllReduceOp::create(b, loc, sum, axis, b.getStringAttr("sum")), norm);
+    return sum;
+  }
+
+  /// sum_squares -> all_reduce(sum) over the split axis (the dense and the
+  /// expert operands apart, added, when both are split) and over pp -> sqrt.
+  LogicalResult splitGlobalNorm(GlobalNormOp norm) {
+    OpBuilder b(norm);
+    Location loc = norm.getLoc();
+    SmallVector<Value> dense, experts;
+    SmallVector<bool> denseReplicated;
+    std::optional<ArrayRef<bool>> expertFlags = norm.getExperts();
+    std::optional<ArrayRef<bool>> replicatedFlags = norm.getReplicated();
+    for (auto [i, g] : llvm::enumerate(norm.getGrads())) {
+      if (expertFlags && (*expertFlags)[i]) {
+        experts.push_back(g);
+        continue;
+      }
+      dense.push_back(g);
+      denseReplicated.push_back(replicatedFlags && (*replicatedFlags)[i]);
+    }
+    FailureOr<Value> sum =
+        sumOverAxis(b, norm, dense,
+                    replicatedFlags ? b.getDenseBoolArrayAttr(denseReplicated)
+                                    : DenseBoolArrayAttr(),
+                    norm.getShardedAxisAttr());
+    if (failed(sum))
+      return failure();
+    if (!experts.empty()) {
+      FailureOr<Value> expertSum =
+          sumOverAxis(b, norm, experts, DenseBoolArrayAttr(), norm.getExpertAxisAttr());
+      if (failed(expertSum))
+        return failure();
+      *sum = inheriting(AddOp::create(b, loc, *sum, *expertSum), norm);
+    }
     // The distributed optimizer's gradient shards: each rank holds a
     // disjoint part over the axis.
     if (std::optional<StringRef> partial = norm.getPartialAxis()) {
@@ -138,16 +170,16 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
         return norm.emitOpError() << "is partial over '" << *partial
                                   << "', which is not an axis of @" << kMeshName << " ("
                                   << axisList(mesh) << ")";
-      sum = inheriting(AllReduceOp::create(b, loc, sum, norm.getPartialAxisAttr(),
-                                           b.getStringAttr("sum")),
-                       norm);
+      *sum = inheriting(AllReduceOp::create(b, loc, *sum, norm.getPartialAxisAttr(),
+                                            b.getStringAttr("sum")),
+                        norm);
     }
     // Pipeline stages hold disjoint parameters: their sums add up.
     if (*axisSize(mesh, "pp") > 1)
-      sum = inheriting(AllReduceOp::create(b, loc, sum, b.getStringAttr("pp"),
-                                           b.getStringAttr("sum")),
-                       norm);
-    norm.replaceAllUsesWith(inheriting(SqrtOp::create(b, loc, sum), norm).getResult());
+      *sum = inheriting(AllReduceOp::create(b, loc, *sum, b.getStringAttr("pp"),
+                                            b.getStringAttr("sum")),
+                        norm);
+    norm.replaceAllUsesWith(inheriting(SqrtOp::create(b, loc, *sum), norm).getResult());
     norm.erase();
     return success();
   }

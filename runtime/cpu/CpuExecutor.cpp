@@ -11,6 +11,7 @@
 #include "runtime/cpu/RingAttention.h"
 #include "runtime/cpu/VocabParallel.h"
 #include "runtime/kernels/ContextParallel.h"
+#include "runtime/kernels/MoE.h"
 
 #include <climits>
 #include <cmath>
@@ -72,23 +73,13 @@ std::vector<int32_t> contextParallelPositions(const Attrs &a, const exec::RankCo
   return positions;
 }
 
-RouterShape routerOf(const Attrs &a) {
-  std::string type = a.s("load_balancing_type");
-  LoadBalancing balancing = type == "seq_aux_loss" ? LoadBalancing::seqAuxLoss
-                            : type == "none"       ? LoadBalancing::none
-                                                   : LoadBalancing::auxLoss;
-  // Plans without "seq" (before seq_aux_loss) balance over the micro-batch.
-  return {a.i("tokens"), a.i("hidden"), a.i("experts"), a.i("top_k"),
-          a.i("norm_topk_prob") != 0, float(a.f("aux_loss_coeff")), balancing,
-          std::max<int64_t>(1, a.i("seq", a.i("tokens"))), float(a.f("z_loss_coeff", 0.0))};
-}
-
-PermuteShape permuteOf(const Attrs &a) {
-  return {a.i("tokens"),   a.i("hidden"),
-          a.i("experts"),  a.i("top_k"),
-          a.i("rows"),     a.i("capacity"),
-          a.s("drop_policy") == "position" ? DropPolicy::position : DropPolicy::probs,
-          a.i("pad_to_capacity") != 0};
+/// The permutation's shape; an error on an unknown drop_policy.
+Expected<PermuteShape> permuteOf(const Attrs &a) {
+  Expected<kernels::DropPolicy> policy = kernels::dropPolicyOf(a);
+  if (!policy)
+    return policy.status();
+  return PermuteShape{a.i("tokens"), a.i("hidden"), a.i("experts"), a.i("top_k"),
+                      a.i("rows"),   a.i("capacity"), *policy,     a.i("pad_to_capacity") != 0};
 }
 
 GroupedMlpShape groupedOf(const Attrs &a) {
@@ -258,14 +249,22 @@ void addRingAttentionKernels(Table &t) {
 }
 
 void addMoEAndLossKernels(Table &t) {
-  t[Op::moe_router] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_router] = [](auto &in, auto &a, auto &m, const KernelContext &) {
+    Expected<RouterShape> shape = kernels::routerShapeOf(a);
+    if (!shape)
+      return shape.status();
     Io io{in, m};
-    *io.out(2) = moeRouterForward(io.f(0), io.f(1), io.out(0), m.i32(in.outputs(1)), routerOf(a));
-  });
-  t[Op::moe_router_grad] = plain([](auto &in, auto &a, auto &m) {
+    *io.out(2) = moeRouterForward(io.f(0), io.f(1), io.out(0), m.i32(in.outputs(1)), *shape);
+    return Status::ok();
+  };
+  t[Op::moe_router_grad] = [](auto &in, auto &a, auto &m, const KernelContext &) {
+    Expected<RouterShape> shape = kernels::routerShapeOf(a);
+    if (!shape)
+      return shape.status();
     Io io{in, m};
-    moeRouterBackward(io.f(0), io.f(1), io.f(2), *io.f(3), io.out(0), io.out(1), routerOf(a));
-  });
+    moeRouterBackward(io.f(0), io.f(1), io.f(2), *io.f(3), io.out(0), io.out(1), *shape);
+    return Status::ok();
+  };
   t[Op::sigmoid_gate] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     sigmoidGateForward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"));
@@ -277,23 +276,30 @@ void addMoEAndLossKernels(Table &t) {
   });
 }
 
+/// A kernel over the permuted rows: `f(io, m, shape)` once the shape decodes.
+template <typename F> CpuExecutor::Kernel permuting(F f) {
+  return [f](const Instruction &in, const Attrs &a, HostMemory &m, const KernelContext &) {
+    Expected<PermuteShape> shape = permuteOf(a);
+    if (!shape)
+      return shape.status();
+    f(Io{in, m}, m, *shape);
+    return Status::ok();
+  };
+}
+
 void addMoEPermuteKernels(Table &t) {
-  t[Op::moe_permute] = plain([](auto &in, auto &a, auto &m) {
-    Io io{in, m};
-    moePermuteForward(io.f(0), io.f(1), io.ids(2), io.out(0), m.i32(in.outputs(1)),
-                      m.i32(in.outputs(2)), permuteOf(a));
+  t[Op::moe_permute] = permuting([](const Io &io, HostMemory &m, const PermuteShape &s) {
+    moePermuteForward(io.f(0), io.f(1), io.ids(2), io.out(0), m.i32(io.in.outputs(1)),
+                      m.i32(io.in.outputs(2)), s);
   });
-  t[Op::moe_permute_grad] = plain([](auto &in, auto &a, auto &m) {
-    Io io{in, m};
-    moePermuteBackward(io.f(0), io.ids(1), io.out(0), permuteOf(a));
+  t[Op::moe_permute_grad] = permuting([](const Io &io, HostMemory &, const PermuteShape &s) {
+    moePermuteBackward(io.f(0), io.ids(1), io.out(0), s);
   });
-  t[Op::moe_unpermute] = plain([](auto &in, auto &a, auto &m) {
-    Io io{in, m};
-    moeUnpermuteForward(io.f(0), io.f(1), io.ids(2), io.out(0), permuteOf(a));
+  t[Op::moe_unpermute] = permuting([](const Io &io, HostMemory &, const PermuteShape &s) {
+    moeUnpermuteForward(io.f(0), io.f(1), io.ids(2), io.out(0), s);
   });
-  t[Op::moe_unpermute_grad] = plain([](auto &in, auto &a, auto &m) {
-    Io io{in, m};
-    moeUnpermuteBackward(io.f(0), io.f(1), io.ids(2), io.f(3), io.out(0), io.out(1), permuteOf(a));
+  t[Op::moe_unpermute_grad] = permuting([](const Io &io, HostMemory &, const PermuteShape &s) {
+    moeUnpermuteBackward(io.f(0), io.f(1), io.ids(2), io.f(3), io.out(0), io.out(1), s);
   });
   t[Op::moe_sort_chunks] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};

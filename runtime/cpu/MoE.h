@@ -4,23 +4,16 @@
 #ifndef MT_RUNTIME_CPU_MOE_H
 #define MT_RUNTIME_CPU_MOE_H
 
+#include "runtime/kernels/MoE.h"
+
 #include <cstdint>
 
 namespace mt::cpu {
 
-/// Megatron-Core's moe_router_load_balancing_type: the balancing loss over
-/// the micro-batch, over each sequence, or none.
-enum class LoadBalancing { auxLoss, seqAuxLoss, none };
-
-struct RouterShape {
-  int64_t tokens, hidden, experts, topK;
-  bool normTopkProb;
-  float auxLossCoeff;
-  LoadBalancing loadBalancing = LoadBalancing::auxLoss;
-  /// Tokens per sequence (seqAuxLoss groups the tokens by it).
-  int64_t seq = 1;
-  float zLossCoeff = 0.0f;
-};
+/// The router's attributes, decoded from an instruction by
+/// kernels::routerShapeOf (shared with the CUDA backend).
+using kernels::LoadBalancing;
+using kernels::RouterShape;
 
 /// x [tokens, hidden], w [experts, hidden]. probs = softmax(x w^T) per token
 /// (fp32, max-subtracted). Top-k by probability, ties to the lower expert

@@ -5,13 +5,13 @@
 #ifndef MT_RUNTIME_CPU_MOEPERMUTE_H
 #define MT_RUNTIME_CPU_MOEPERMUTE_H
 
+#include "runtime/kernels/MoE.h"
+
 #include <cstdint>
 
 namespace mt::cpu {
 
-/// Which routed (token, slot) pairs an expert over capacity keeps
-/// (Megatron-Core's moe_token_drop_policy).
-enum class DropPolicy { probs, position };
+using kernels::DropPolicy;
 
 struct PermuteShape {
   int64_t tokens, hidden, experts, topK;

@@ -9,6 +9,7 @@
 
 #include "runtime/cuda/Gemm.h"
 #include "runtime/cuda/GroupedGemm.h"
+#include "runtime/kernels/MoE.h"
 #include "runtime/support/Status.h"
 
 #include <cuda_bf16.h>
@@ -22,20 +23,10 @@ namespace mt::cuda {
 
 using bf16 = __nv_bfloat16;
 
-/// Megatron-Core's moe_router_load_balancing_type (cpu::LoadBalancing): the
-/// balancing loss over the micro-batch, over each sequence, or none.
-enum class LoadBalancing { auxLoss, seqAuxLoss, none };
-
-/// The router's attributes, as cpu::RouterShape.
-struct RouterShape {
-  int64_t tokens, hidden, experts, topK;
-  bool normTopkProb;
-  float auxLossCoeff;
-  LoadBalancing loadBalancing = LoadBalancing::auxLoss;
-  /// Tokens per sequence (seqAuxLoss groups the tokens by it; divides tokens).
-  int64_t seq = 1;
-  float zLossCoeff = 0.0f;
-};
+/// The router's attributes, decoded from an instruction by
+/// kernels::routerShapeOf (shared with the CPU backend).
+using kernels::LoadBalancing;
+using kernels::RouterShape;
 
 /// Device scratch the router's forward and backward need.
 size_t moeRouterWorkspaceBytes(const RouterShape &shape);

@@ -1,5 +1,6 @@
 // Expert parallelism (Megatron-Core's MoE parallel folding, alltoall
-// dispatcher) computes the single rank's training step of the tiny MoE
+// dispatcher), with tensor parallelism too (expert_tensor_parallel_size 1),
+// computes the single rank's training step of the tiny MoE
 // models: each of 3 steps' loss and gradient norm, and every updated weight
 // (whole experts gathered by --export-hf), within the fp32 tolerances of
 // test/Tolerances.h; so do runs resumed from a checkpoint saved on another
@@ -30,6 +31,11 @@ std::vector<Case> cases() {
     for (const char *layout : {"ep2", "ep4", "ep2_dp4", "ep2_pp2", "ep2_dp4_pp2", "ep2_do",
                                "ep2_dp4_do", "resumed_ep2_as_single", "resumed_single_as_ep4",
                                "resumed_ep2_dp4_do_as_single", "resumed_single_as_ep2_dp4_do"})
+      all.push_back({model, layout});
+  // Tensor parallelism of MoE layers (etp 1); not Qwen2-MoE's shared expert.
+  for (const char *model : {"tiny-qwen3-moe", "tiny-mixtral"})
+    for (const char *layout :
+         {"ep2_tp2", "ep2_tp2_sp", "tp2_sp", "ep2_tp2_dp2_sp", "tp2_sp_dp2_do"})
       all.push_back({model, layout});
   return all;
 }

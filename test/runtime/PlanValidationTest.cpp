@@ -163,6 +163,47 @@ TEST(PlanValidation, RejectsAMissingAttribute) {
   EXPECT_NE(errorOf(p).find("missing or negative integer attribute 'n'"), std::string::npos);
 }
 
+/// A string attribute outside its op's values is refused, whichever op:
+/// lr_schedule's style would otherwise run as cosine.
+TEST(PlanValidation, RejectsAnUnknownLearningRateSchedule) {
+  auto withStyle = [](const std::string &style) {
+    Plan p = smallPlan();
+    p.mutable_arenas(0)->set_size_bytes(5 * 64);
+    for (uint32_t i : {3u, 4u}) {
+      auto *b = p.add_buffers();
+      b->set_id(i);
+      b->set_name(i == 3 ? "step" : "lr");
+      b->set_dtype(i == 3 ? I64 : F32);
+      b->set_arena(ACTIVATIONS);
+      b->set_offset_bytes(64 * i);
+      b->set_size_bytes(i == 3 ? 8 : 4);
+    }
+    auto *lr = p.mutable_programs(1)->add_instructions();
+    lr->set_op("lr_schedule");
+    lr->add_inputs(3);
+    lr->add_outputs(4);
+    for (const char *name : {"max_lr", "min_lr"}) {
+      auto *a = lr->add_attributes();
+      a->set_name(name);
+      a->set_f(1e-3);
+    }
+    for (const char *name : {"warmup_steps", "decay_steps"}) {
+      auto *a = lr->add_attributes();
+      a->set_name(name);
+      a->set_i(10);
+    }
+    auto *a = lr->add_attributes();
+    a->set_name("style");
+    a->set_s(style);
+    return errorOf(p);
+  };
+  EXPECT_EQ(withStyle("hf_cosine_with_min_lr"), "");
+  EXPECT_EQ(withStyle("cosin"),
+            "program 'optimizer_step' instruction 0 (lr_schedule): attribute 'style' must be one "
+            "of cosine, linear, constant, hf_constant, hf_constant_with_warmup, hf_linear, "
+            "hf_cosine, hf_cosine_with_min_lr, got 'cosin'");
+}
+
 TEST(PlanValidation, RejectsWrongArity) {
   Plan p = smallPlan();
   p.mutable_programs(0)->mutable_instructions(0)->add_outputs(1);

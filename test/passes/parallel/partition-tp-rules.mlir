@@ -182,18 +182,6 @@ func.func @forward(%x: tensor<2x4x8xf32>) -> tensor<2x4x8xf32> {
 
 // -----
 
-shard.grid @mesh(shape = 1x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
-mt.param @r : tensor<4x8xf32> init(normal, std = 0.02)
-func.func @forward(%x: tensor<2x4x8xf32>) -> tensor<f32> {
-  %wr = mt.weight @r : tensor<4x8xf32>
-  // expected-error @+1 {{'mt.moe_router' op is a mixture-of-experts op: tensor parallelism of experts is not supported yet}}
-  %w, %i, %aux = mt.moe_router %x, %wr {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64}
-      : (tensor<2x4x8xf32>, tensor<4x8xf32>) -> (tensor<2x4x2xf32>, tensor<2x4x2xi32>, tensor<f32>)
-  return %aux : tensor<f32>
-}
-
-// -----
-
 // expected-error @+1 {{mt-partition-tp expects a mesh 'shard.grid @mesh' with axis 'tp' in 'mt.axes'}}
 module {
   mt.param @w : tensor<8x8xf32> init(normal, std = 0.02)
