@@ -238,10 +238,26 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
       `mt.add_rmsnorm_grad %x, %w, %dy, %g` (the norm's dx never goes
       to memory). Skipped when `%g` has no other use: the plan then
       already accumulates a gradient's terms in one buffer in place.
-    Both ops of a pattern must be in the same block, on the same virtual
+    - `linear-fc1`: the gate and up projections of a SwiGLU MLP,
+      `mt.linear %x, %wg` and `mt.linear %x, %wu` (with or without biases)
+      read only by `mt.swiglu` and `mt.swiglu_grad`, become one
+      `mt.linear %x, (mt.concat_rows %wg, %wu)` with the packed
+      [..., 2F] output that `mt.chunked_swiglu` reads (Megatron-Core's
+      `linear_fc1`); backward, `mt.chunked_swiglu_grad` writes the packed
+      gradient and one `mt.linear_grad_input`, one `mt.linear_grad_weight`
+      (and one `mt.bias_grad`) over it replace two each, their weight
+      gradients cut by `mt.split_rows`. The parameters stay the Hugging
+      Face ones: the plan places each pair's weights (and gradients) back
+      to back and views them as one matrix. Each backward must be exactly
+      the two projections' gradients and the add of their input
+      gradients, or the pair stays as it is; skipped under the
+      distributed optimizer, whose buckets order the parameters their
+      own way.
+    The ops of a pattern must be in the same block, on the same virtual
     stage and equally marked backward or recomputed; no other reader of
     the add's result may sit between it and the norm. The fused op takes
-    the attributes (`mt.layer`, ...) of the norm or norm gradient.
+    the attributes (`mt.layer`, ...) of the norm or norm gradient (of the
+    later projection).
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
@@ -249,6 +265,8 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
            "fuse a residual add with the RMSNorm of its sum">,
     Option<"addRMSNormGrad", "add-rmsnorm-grad", "bool", "true",
            "fuse an RMSNorm's input gradient with the residual gradient it is added to">,
+    Option<"linearFc1", "linear-fc1", "bool", "true",
+           "one GEMM for the gate and up projections of a SwiGLU MLP, forward and backward">,
   ];
 }
 

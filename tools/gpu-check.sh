@@ -44,6 +44,11 @@ if [[ "${1:-}" == "--prepare" ]]; then
     "$bin/mtc" import-hf "$config" --seq 64 --micro-batch 2 -o "$data/mlir/$name.mlir"
     "$bin/mtc" compile "$data/mlir/$name.mlir" "${extra[@]}" --global-batch 4 --lr "$lr" --warmup-steps 5 \
       --train-steps 20 -o "$data/plans/$name"
+    # The reference of FusedMlpTest: the same step with two GEMMs for gate and up.
+    if [[ "$name" == tiny-llama-hd64 || "$name" == tiny-qwen3-hd64 ]]; then
+      "$bin/mtc" compile "$data/mlir/$name.mlir" "${extra[@]}" --no-fuse linear-fc1 --global-batch 4 \
+        --lr "$lr" --warmup-steps 5 --train-steps 20 -o "$data/plans/$name-no-fc1"
+    fi
   done
   # neat_packing: documents packed in rows with position ids (the byte-level
   # stand-in tokenizer, vocab 320 to hold it), and a plan that takes them.

@@ -29,7 +29,8 @@ struct CompileOptions {
   std::string configExplain; // --explain lines of a training config (TrainConfig::explain)
   bool overwrite = false;  // outputs may replace what io::checkOutputs allows with it
   uint64_t gpuMemory = 0;  // --explain: the cheapest recompute that fits (0: none asked)
-  /// --no-fuse: mt-fuse patterns left out (add-rmsnorm, add-rmsnorm-grad;
+  /// --no-fuse: mt-fuse patterns left out (add-rmsnorm, add-rmsnorm-grad,
+  /// linear-fc1;
   /// all: the pass does not run).
   std::vector<std::string> noFuse;
 };

@@ -137,9 +137,12 @@ FailureOr<std::unique_ptr<Pass>> fusePass(ModuleOp module, const std::vector<std
       options.addRMSNorm = false;
     else if (name == "add-rmsnorm-grad")
       options.addRMSNormGrad = false;
+    else if (name == "linear-fc1")
+      options.linearFc1 = false;
     else
       return optionError(module) << "--no-fuse '" << name
-                                 << "' is not a fusion: all, add-rmsnorm or add-rmsnorm-grad";
+                                 << "' is not a fusion: all, add-rmsnorm, add-rmsnorm-grad or "
+                                    "linear-fc1";
   }
   return createFuse(options);
 }

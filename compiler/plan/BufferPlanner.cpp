@@ -178,6 +178,56 @@ void BufferPlanner::placeBucketMembers() {
                                                   where.second);
 }
 
+Expected<uint32_t> BufferPlanner::addPackedView(const std::string &name, RankedTensorType type,
+                                                ArrayRef<uint32_t> members) {
+  uint64_t bytes = 0;
+  for (uint32_t id : members) {
+    const plan::Buffer &b = plan_.buffers(id);
+    if (b.arena() != plan::PARAMETERS && b.arena() != plan::GRADIENTS)
+      return Status::error("'" + name + "' cannot view buffer '" + b.name() + "' of the " +
+                           plan::ArenaKind_Name(b.arena()) +
+                           " arena: only parameters and gradients are placed back to back");
+    if (b.arena() != plan_.buffers(members.front()).arena() || views_.count(id))
+      return Status::error("'" + name + "' cannot view buffer '" + b.name() +
+                           "': it is a view, or in another arena than '" +
+                           plan_.buffers(members.front()).name() + "'");
+    bytes += b.size_bytes();
+  }
+  auto run = runOf_.find(members.front());
+  bool same = run != runOf_.end() && ArrayRef<uint32_t>(runs_[run->second]) == members;
+  if (!same) {
+    for (uint32_t id : members)
+      if (runOf_.count(id))
+        return Status::error("'" + name + "' views buffer '" + plan_.buffers(id).name() +
+                             "', which is placed back to back with other buffers already");
+    for (uint32_t id : members)
+      runOf_[id] = runs_.size();
+    runs_.emplace_back(members.begin(), members.end());
+  }
+  uint32_t view = addBuffer(name, type, plan_.buffers(members.front()).arena());
+  if (plan_.buffers(view).size_bytes() != bytes)
+    return Status::error("'" + name + "' has " + std::to_string(plan_.buffers(view).size_bytes()) +
+                         " bytes but views " + std::to_string(bytes));
+  views_[view] = {members.front(), 0};
+  for (uint32_t id : members)
+    plan_.mutable_buffers(view)->add_parts(id);
+  return view;
+}
+
+Status BufferPlanner::placeRun(plan::Buffer &b, uint64_t offset, uint64_t &end) {
+  auto run = runOf_.find(b.id());
+  if (run == runOf_.end())
+    return place(b, offset, end);
+  // Unaligned inside the run: each member starts where the last ends.
+  for (uint32_t id : runs_[run->second]) {
+    plan::Buffer &m = *plan_.mutable_buffers(id);
+    if (Status s = place(m, offset, end); !s)
+      return s;
+    offset += m.size_bytes();
+  }
+  return Status::ok();
+}
+
 void BufferPlanner::touch(uint32_t id, int64_t index) {
   Interval &i = live_[id];
   int64_t t = programBase_ + index;
@@ -229,12 +279,21 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
   // Shared buffers first, at the same offsets on every stage; then each
   // stage's from where they end.
   // Views into buckets are placed with their bucket.
+  // So are the members of a packed run after its first (placeRun).
+  for (const std::vector<uint32_t> &run : runs_)
+    for (uint32_t id : run)
+      if (stage(id) != stage(run.front()))
+        return Status::error("buffers '" + plan_.buffers(run.front()).name() + "' and '" +
+                             plan_.buffers(id).name() +
+                             "' are viewed as one but held by different pipeline stages");
   auto placedAlone = [&](const plan::Buffer &b) {
-    return b.arena() != plan::ACTIVATIONS && !views_.count(b.id());
+    auto run = runOf_.find(b.id());
+    return b.arena() != plan::ACTIVATIONS && !views_.count(b.id()) &&
+           (run == runOf_.end() || runs_[run->second].front() == b.id());
   };
   for (auto &b : *plan_.mutable_buffers())
     if (placedAlone(b) && stage(b.id()) < 0)
-      if (Status s = place(b, sizes[b.arena()], sizes[b.arena()]); !s)
+      if (Status s = placeRun(b, sizes[b.arena()], sizes[b.arena()]); !s)
         return s;
   std::map<std::pair<plan::ArenaKind, int32_t>, uint64_t> used;
   std::map<plan::ArenaKind, uint64_t> end;
@@ -244,7 +303,7 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
     uint64_t &next = used[{b.arena(), stage(b.id())}];
     if (next == 0)
       next = sizes[b.arena()];
-    if (Status s = place(b, next, next); !s)
+    if (Status s = placeRun(b, next, next); !s)
       return s;
     end[b.arena()] = std::max(end[b.arena()], next);
   }

@@ -30,6 +30,7 @@ public:
     plan_.mutable_buffers(id)->set_name(name);
   }
   plan::ArenaKind arenaOf(uint32_t id) const { return plan_.buffers(id).arena(); }
+  const std::string &bufferName(uint32_t id) const { return plan_.buffers(id).name(); }
 
   /// One Parameter entry and its buffers per mt.param (grad and AdamW state
   /// for trainable ones); `gradBuffers` maps names to gradient buffers.
@@ -42,6 +43,16 @@ public:
   /// of @optimizer_step; addParameters makes them): the whole weight and
   /// gradient buckets and this rank's AdamW state shard.
   const ParameterBuffers &bucketBuffers(int64_t k) const { return buckets_[size_t(k)]; }
+
+  /// A buffer of `type` that views `members` (parameter or gradient buffers
+  /// of one arena) as one: the offsets place them back to back, in this
+  /// order, and the view where the first starts (the sibling weights of a
+  /// fused linear: mt.concat_rows, mt.split_rows). A buffer joins at most
+  /// one such run; viewing the same run again is allowed. Fails, naming the
+  /// buffer, for a member of another run, a view, an activation, or sizes
+  /// that do not add up to `type`'s.
+  Expected<uint32_t> addPackedView(const std::string &name, mlir::RankedTensorType type,
+                                   llvm::ArrayRef<uint32_t> members);
 
   /// Records that instruction `index` of the current program uses `id`.
   void touch(uint32_t id, int64_t index);
@@ -63,6 +74,9 @@ private:
   /// Puts `b` at `offset`; `end` becomes the aligned end, which must stay
   /// within plan::kMaxRankBytes.
   static Status place(plan::Buffer &b, uint64_t offset, uint64_t &end);
+  /// Places `b` at `offset`, or with a packed run's first member the whole
+  /// run back to back from there (addPackedView); `end` as place().
+  Status placeRun(plan::Buffer &b, uint64_t offset, uint64_t &end);
 
   struct Interval {
     int64_t first = -1, last = -1;
@@ -77,8 +91,13 @@ private:
   plan::Plan &plan_;
   llvm::StringMap<ParameterBuffers> parameters_;
   std::vector<ParameterBuffers> buckets_;
-  /// Member view -> (its bucket's buffer, bytes into it).
+  /// Member view -> (its bucket's buffer, bytes into it); packed view ->
+  /// (its run's first member, 0).
   std::map<uint32_t, std::pair<uint32_t, uint64_t>> views_;
+  /// Runs of buffers placed back to back (addPackedView), and the run of
+  /// each member.
+  std::vector<std::vector<uint32_t>> runs_;
+  std::map<uint32_t, size_t> runOf_;
   llvm::DenseMap<uint32_t, Interval> live_;
   int64_t programBase_ = 0, programLength_ = 0;
   Status overflow_; // the first buffer whose size overflowed

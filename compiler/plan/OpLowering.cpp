@@ -219,6 +219,11 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.i("n", numel(o->getResult(0)));
         return true;
       })
+      .Case<ChunkedSwiGLUOp, ChunkedSwiGLUGradOp>([&](auto o) {
+        Value x = o.getInput(); // [..., 2 dim]
+        w.i("rows", numel(x) / dim(x, -1)).i("dim", dim(x, -1) / 2);
+        return true;
+      })
       .Case([&](GELUOp g) {
         w.i("n", numel(g.getInput())).i("approximate_tanh", g.getApproximateTanh());
         return true;

@@ -56,7 +56,7 @@ LogicalResult bindForwardBackward(func::FuncOp fn, ProgramEmitter &emitter,
   Value loss = ret.getOperand(0);
   bindings->set_loss(emitter.bufferOf(loss, plan::OUTPUTS));
   planner.rename(bindings->loss(), "loss");
-  return success();
+  return emitter.bindPackedViews(); // after the gradients' buffers are bound
 }
 
 LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,

@@ -26,6 +26,10 @@ void ProgramEmitter::groupValues() {
       if (acc)
         accumulating_.insert(leader(out));
     }
+    // The parts of a gradient written with += are too (bindPackedViews).
+    if (auto split = dyn_cast<SplitRowsOp>(op); split && isAccumulating(split.getInput()))
+      for (Value r : split.getResults())
+        accumulating_.insert(leader(r));
     if (auto add = dyn_cast<AddOp>(op)) {
       Value a = add.getLhs(), b = add.getRhs();
       if (a != b && a.hasOneUse() && b.hasOneUse() && isAccumulating(a) &&
@@ -106,11 +110,53 @@ void ProgramEmitter::bindWeight(WeightOp weight) {
   bind(weight.getResult(), planner_.parameterBuffers(weight.getParam()).param);
 }
 
+LogicalResult ProgramEmitter::bindPackedViews() {
+  auto view = [&](Operation *op, Value whole, ArrayRef<uint32_t> members) -> LogicalResult {
+    std::string name = op->getName().stripDialect().str() + ":" +
+                       planner_.bufferName(members.front());
+    Expected<uint32_t> id =
+        planner_.addPackedView(name, cast<RankedTensorType>(whole.getType()), members);
+    if (!id)
+      return op->emitOpError() << id.message();
+    bind(whole, *id);
+    return success();
+  };
+  WalkResult walk = fn_.walk([&](Operation *op) {
+    SmallVector<uint32_t> members;
+    if (auto concat = dyn_cast<ConcatRowsOp>(op)) {
+      for (auto [i, input] : llvm::enumerate(concat.getInputs())) {
+        auto weight = input.getDefiningOp<WeightOp>();
+        if (!weight)
+          return WalkResult(op->emitOpError()
+                            << "input #" << i << " is no mt.weight: the plan views "
+                               "parameters' buffers only");
+        members.push_back(planner_.parameterBuffers(weight.getParam()).param);
+      }
+      return WalkResult(view(op, concat.getResult(), members));
+    }
+    if (auto split = dyn_cast<SplitRowsOp>(op)) {
+      for (auto [i, result] : llvm::enumerate(split.getResults())) {
+        auto it = bound_.find(leader(result));
+        if (it == bound_.end() || planner_.arenaOf(it->second) != plan::GRADIENTS)
+          return WalkResult(op->emitOpError()
+                            << "result #" << i << " is no parameter's gradient: the plan "
+                               "views gradient buffers only");
+        members.push_back(it->second);
+      }
+      return WalkResult(view(op, split.getInput(), members));
+    }
+    return WalkResult::advance();
+  });
+  return failure(walk.wasInterrupted());
+}
+
 LogicalResult ProgramEmitter::emitOp(Operation *op) {
   if (auto weight = dyn_cast<WeightOp>(op)) {
     bindWeight(weight);
     return success();
   }
+  if (isa<ConcatRowsOp, SplitRowsOp>(op))
+    return success(); // views (bindPackedViews)
   if (isa<ReshapeOp, TPCopyOp, StageTransferOp>(op))
     return success(); // an alias: no instruction (a transfer's send and recv come with
                       // its programs: PlanEmitter)

@@ -41,6 +41,11 @@ public:
   /// (emitting an mt.weight does it too; pipelines emit no mt.weight).
   void bindWeights();
   void bindWeight(WeightOp weight);
+  /// Binds each mt.concat_rows result to a view over its weights' buffers
+  /// and each mt.split_rows input to a view over its results' (gradient
+  /// buffers, bound before), which the planner places back to back. Fails
+  /// when an operand is no parameter or a result no gradient buffer.
+  mlir::LogicalResult bindPackedViews();
   /// Records the liveness of the current program's buffers; the next
   /// program's instructions come after it.
   void finishProgram();

@@ -621,5 +621,6 @@ include "dialects/mt/MtGradOps.td"
 include "dialects/mt/MtCollectiveOps.td"
 include "dialects/mt/MtOptimizerOps.td"
 include "dialects/mt/MtMoEOps.td"
+include "dialects/mt/MtFusedOps.td"
 
 #endif // MT_OPS_TD

@@ -127,6 +127,14 @@ void addDenseKernels(Table &t) {
     Io io{in, m};
     swigluBackward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1), a.i("n"));
   });
+  t[Op::chunked_swiglu] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    chunkedSwigluForward(io.f(0), io.out(0), a.i("rows"), a.i("dim"));
+  });
+  t[Op::chunked_swiglu_grad] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    chunkedSwigluBackward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"));
+  });
   t[Op::gelu] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     geluForward(io.f(0), io.out(0), a.i("n"), a.i("approximate_tanh") != 0);

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
+#include <utility>
 
 namespace mt::cpu {
 
@@ -103,24 +105,54 @@ void embeddingBackward(const int32_t *ids, const float *dy, float *dtable,
   }
 }
 
+namespace {
+
+/// silu(g) * u, silu as PyTorch writes it: g / (1 + exp(-g)); -inf-safe for
+/// large -g.
+inline float swiglu(float g, float u) { return g / (1.0f + std::exp(-g)) * u; }
+
+/// The gradients of swiglu(g, u) for dy: (dgate, dup).
+inline std::pair<float, float> swigluGrad(float g, float u, float dy) {
+  const float s = sigmoid(g);
+  // d silu / dg = s * (1 + g * (1 - s))
+  return {dy * u * (s * (1.0f + g * (1.0f - s))), dy * (g * s)};
+}
+
+} // namespace
+
 void swigluForward(const float *gate, const float *up, float *y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    // silu as PyTorch writes it: x / (1 + exp(-x)); -inf-safe for large -x.
-    const float g = gate[i];
-    y[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = swiglu(gate[i], up[i]);
 }
 
 void swigluBackward(const float *gate, const float *up, const float *dy,
                     float *dgate, float *dup, int64_t n) {
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    const float s = sigmoid(g);
-    // d silu / dg = s * (1 + g * (1 - s))
-    dgate[i] += dy[i] * up[i] * (s * (1.0f + g * (1.0f - s)));
-    dup[i] += dy[i] * (g * s);
+    auto [dg, du] = swigluGrad(gate[i], up[i], dy[i]);
+    dgate[i] += dg;
+    dup[i] += du;
+  }
+}
+
+void chunkedSwigluForward(const float *x, float *y, int64_t rows, int64_t dim) {
+#pragma omp parallel for schedule(static) if (rows * dim >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *gate = x + r * 2 * dim, *up = gate + dim;
+    for (int64_t i = 0; i < dim; ++i)
+      y[r * dim + i] = swiglu(gate[i], up[i]);
+  }
+}
+
+void chunkedSwigluBackward(const float *x, const float *dy, float *dx, int64_t rows,
+                           int64_t dim) {
+#pragma omp parallel for schedule(static) if (rows * dim >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *gate = x + r * 2 * dim, *up = gate + dim;
+    float *dgate = dx + r * 2 * dim, *dup = dgate + dim;
+    for (int64_t i = 0; i < dim; ++i)
+      std::tie(dgate[i], dup[i]) = swigluGrad(gate[i], up[i], dy[r * dim + i]);
   }
 }
 

@@ -33,6 +33,13 @@ void embeddingBackward(const int32_t *ids, const float *dy, float *dtable,
 void swigluForward(const float *gate, const float *up, float *y, int64_t n);
 void swigluBackward(const float *gate, const float *up, const float *dy,
                     float *dgate, float *dup, int64_t n);
+/// The same over a packed [rows, 2 dim] x holding gate in the first dim
+/// columns of each row and up in the last (Megatron-Core's swiglu of the
+/// linear_fc1 output): y [rows, dim]; backward writes dx [rows, 2 dim]
+/// (dgate | dup), each element computed as swigluForward/Backward do.
+void chunkedSwigluForward(const float *x, float *y, int64_t rows, int64_t dim);
+void chunkedSwigluBackward(const float *x, const float *dy, float *dx, int64_t rows,
+                           int64_t dim);
 
 /// Exact GELU (erf) or the tanh approximation.
 void geluForward(const float *x, float *y, int64_t n, bool approximateTanh);

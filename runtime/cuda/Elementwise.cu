@@ -28,37 +28,72 @@ using grid::groupStride;
 using grid::kThreads;
 using grid::launchVectorized;
 
+/// Where element i of a [rows, dim] SwiGLU output finds its gate in a
+/// packed [rows, 2 dim] gate | up tensor (up is `dim` later).
+__device__ __forceinline__ int64_t packedGateIndex(int64_t i, int64_t dim) {
+  return i + i / dim * dim;
+}
+
+/// y = silu(gate) * up for V consecutive elements.
+template <int V>
+__device__ __forceinline__ void swigluGroup(const bf16 *gate, const bf16 *up, bf16 *y) {
+  float g[V], u[V];
+  load<V>(gate, g);
+  load<V>(up, u);
+#pragma unroll
+  for (int k = 0; k < V; ++k)
+    g[k] = g[k] / (1.0f + expf(-g[k])) * u[k]; // PyTorch's silu form
+  store<V>(y, g);
+}
+
+/// dgate, dup of V consecutive elements.
+template <int V>
+__device__ __forceinline__ void swigluGradGroup(const bf16 *gate, const bf16 *up,
+                                                const bf16 *dy, bf16 *dgate, bf16 *dup) {
+  float g[V], u[V], d[V], dg[V], du[V];
+  load<V>(gate, g);
+  load<V>(up, u);
+  load<V>(dy, d);
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    const float s = 1.0f / (1.0f + expf(-g[k]));
+    dg[k] = d[k] * u[k] * (s * (1.0f + g[k] * (1.0f - s)));
+    du[k] = d[k] * (g[k] * s);
+  }
+  store<V>(dgate, dg);
+  store<V>(dup, du);
+}
+
 template <int V>
 __global__ void swigluForwardKernel(const bf16 *gate, const bf16 *up, bf16 *y,
                                     int64_t n) {
-  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
-    float g[V], u[V];
-    load<V>(gate + i, g);
-    load<V>(up + i, u);
-#pragma unroll
-    for (int k = 0; k < V; ++k)
-      g[k] = g[k] / (1.0f + expf(-g[k])) * u[k]; // PyTorch's silu form
-    store<V>(y + i, g);
-  }
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>())
+    swigluGroup<V>(gate + i, up + i, y + i);
 }
 
 template <int V>
 __global__ void swigluBackwardKernel(const bf16 *gate, const bf16 *up,
                                      const bf16 *dy, bf16 *dgate, bf16 *dup,
                                      int64_t n) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>())
+    swigluGradGroup<V>(gate + i, up + i, dy + i, dgate + i, dup + i);
+}
+
+/// Packed [rows, 2 dim] gate | up; V divides dim, so a group stays in a row.
+template <int V>
+__global__ void chunkedSwigluForwardKernel(const bf16 *x, bf16 *y, int64_t n, int64_t dim) {
   for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
-    float g[V], u[V], d[V], dg[V], du[V];
-    load<V>(gate + i, g);
-    load<V>(up + i, u);
-    load<V>(dy + i, d);
-#pragma unroll
-    for (int k = 0; k < V; ++k) {
-      const float s = 1.0f / (1.0f + expf(-g[k]));
-      dg[k] = d[k] * u[k] * (s * (1.0f + g[k] * (1.0f - s)));
-      du[k] = d[k] * (g[k] * s);
-    }
-    store<V>(dgate + i, dg);
-    store<V>(dup + i, du);
+    const bf16 *gate = x + packedGateIndex(i, dim);
+    swigluGroup<V>(gate, gate + dim, y + i);
+  }
+}
+
+template <int V>
+__global__ void chunkedSwigluBackwardKernel(const bf16 *x, const bf16 *dy, bf16 *dx,
+                                            int64_t n, int64_t dim) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    const int64_t g = packedGateIndex(i, dim);
+    swigluGradGroup<V>(x + g, x + g + dim, dy + i, dx + g, dx + g + dim);
   }
 }
 
@@ -274,6 +309,21 @@ Status swigluBackward(const bf16 *gate, const bf16 *up, const bf16 *dy,
   return launchVectorized<8>(aligned, n, swigluBackwardKernel<8>,
                           swigluBackwardKernel<1>, stream, gate, up, dy, dgate,
                           dup, n);
+}
+
+Status chunkedSwigluForward(const bf16 *x, bf16 *y, int64_t rows, int64_t dim,
+                            cudaStream_t stream) {
+  const bool aligned = aligned16(x) && aligned16(y) && dim % 8 == 0;
+  return launchVectorized<8>(aligned, rows * dim, chunkedSwigluForwardKernel<8>,
+                             chunkedSwigluForwardKernel<1>, stream, x, y, rows * dim, dim);
+}
+
+Status chunkedSwigluBackward(const bf16 *x, const bf16 *dy, bf16 *dx, int64_t rows,
+                             int64_t dim, cudaStream_t stream) {
+  const bool aligned = aligned16(x) && aligned16(dy) && aligned16(dx) && dim % 8 == 0;
+  return launchVectorized<8>(aligned, rows * dim, chunkedSwigluBackwardKernel<8>,
+                             chunkedSwigluBackwardKernel<1>, stream, x, dy, dx, rows * dim,
+                             dim);
 }
 
 Expected<RotaryTable> RotaryTable::create(const kernels::RotaryParams &params,

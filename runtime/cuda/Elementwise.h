@@ -28,6 +28,13 @@ Status swigluForward(const bf16 *gate, const bf16 *up, bf16 *y, int64_t n,
 /// dgate = dy * up * silu'(gate), dup = dy * silu(gate) (written).
 Status swigluBackward(const bf16 *gate, const bf16 *up, const bf16 *dy,
                       bf16 *dgate, bf16 *dup, int64_t n, cudaStream_t stream);
+/// The same over a packed x [rows, 2 dim], gate in the first dim columns of
+/// each row and up in the last (the fused linear_fc1's output): y [rows,
+/// dim]; backward writes dx [rows, 2 dim] = (dgate | dup).
+Status chunkedSwigluForward(const bf16 *x, bf16 *y, int64_t rows, int64_t dim,
+                            cudaStream_t stream);
+Status chunkedSwigluBackward(const bf16 *x, const bf16 *dy, bf16 *dx, int64_t rows,
+                             int64_t dim, cudaStream_t stream);
 
 /// cos and sin of every (position, frequency) pair for positions
 /// [0, maxSeq), computed on the host exactly as runtime/cpu/Attention.cpp

@@ -74,6 +74,20 @@ void swigluGrad(Lowerer &L, const Attrs &a) {
   L.emit([=](cudaStream_t s) { return swigluBackward(gate, up, dy, dgate, dup, n, s); });
 }
 
+void chunkedSwiglu(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0);
+  bf16 *y = L.bfOut(0);
+  int64_t rows = a.i("rows"), dim = a.i("dim");
+  L.emit([=](cudaStream_t s) { return chunkedSwigluForward(x, y, rows, dim, s); });
+}
+
+void chunkedSwigluGrad(Lowerer &L, const Attrs &a) {
+  const bf16 *x = L.bfIn(0), *dy = L.bfIn(1);
+  bf16 *dx = L.bfOut(0);
+  int64_t rows = a.i("rows"), dim = a.i("dim");
+  L.emit([=](cudaStream_t s) { return chunkedSwigluBackward(x, dy, dx, rows, dim, s); });
+}
+
 /// bf16 activations, or fp32 scalars (the loss plus the MoE aux losses).
 void addOp(Lowerer &L, const Attrs &a) {
   int64_t n = a.i("n");
@@ -270,6 +284,8 @@ void addDenseLowerings(LoweringTable &t) {
   t[Op::bias_grad] = biasGradOp;
   t[Op::swiglu] = swiglu;
   t[Op::swiglu_grad] = swigluGrad;
+  t[Op::chunked_swiglu] = chunkedSwiglu;
+  t[Op::chunked_swiglu_grad] = chunkedSwigluGrad;
   t[Op::add] = addOp;
   t[Op::accumulate] = accumulateOp;
   t[Op::rmsnorm] = rmsnorm;

@@ -250,9 +250,16 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
   }
   std::map<uint32_t, int> written;
   for (int i = 0; i < forwardBackward.instructions_size(); ++i)
-    for (uint32_t out : forwardBackward.instructions(i).outputs())
-      if (auto it = reducedAs.find(out); it != reducedAs.end())
-        written[it->second] = i;
+    for (uint32_t out : forwardBackward.instructions(i).outputs()) {
+      // A view over parts (one GEMM's gradients of sibling weights) writes each.
+      const auto &parts = plan.buffers(out).parts();
+      std::vector<uint32_t> wrote(parts.begin(), parts.end());
+      if (wrote.empty())
+        wrote.push_back(out);
+      for (uint32_t part : wrote)
+        if (auto it = reducedAs.find(part); it != reducedAs.end())
+          written[it->second] = i;
+    }
   for (auto [id, i] : written)
     lastWriter[id] = i;
   auto state = std::make_shared<State>();

@@ -102,7 +102,10 @@ Status validateVocabulary(const Plan &plan) {
 /// so a plan that placed two of one stage's buffers together would have
 /// them overwrite each other.
 Status validateStageLayout(const Plan &plan) {
-  std::set<uint32_t> views; // inside a bucket (validateBuckets)
+  std::set<uint32_t> views; // inside a bucket (validateBuckets) or over parts
+  for (const Buffer &b : plan.buffers())
+    if (b.parts_size() > 0)
+      views.insert(b.id());
   std::map<std::string, const Parameter *> byName;
   for (const Parameter &p : plan.parameters())
     byName[p.name()] = &p;
@@ -142,6 +145,36 @@ Status validateStageLayout(const Plan &plan) {
                                std::to_string(stage) + ", overlap in the " +
                                ArenaKind_Name(arena) + " arena");
     }
+  }
+  return Status::ok();
+}
+
+/// Each view over parts (Buffer.parts): two or more buffers of its arena and
+/// element type, no views themselves, back to back from its offset and as
+/// large as they are together.
+Status validatePackedViews(const Plan &plan) {
+  for (const Buffer &v : plan.buffers()) {
+    if (v.parts_size() == 0)
+      continue;
+    if (v.parts_size() < 2)
+      return Status::error("buffer '" + v.name() + "' views one part: a view has two or more");
+    uint64_t next = v.offset_bytes();
+    for (uint32_t id : v.parts()) {
+      if (id >= uint32_t(plan.buffers_size()))
+        return Status::error("buffer '" + v.name() + "' views buffer " + std::to_string(id) +
+                             ", which does not exist");
+      const Buffer &part = plan.buffers(id);
+      if (part.parts_size() > 0 || part.arena() != v.arena() || part.dtype() != v.dtype() ||
+          part.offset_bytes() != next)
+        return Status::error("buffer '" + v.name() + "' views '" + part.name() +
+                             "', which is a view, of another arena or element type, or not "
+                             "where the previous part ends (byte " + std::to_string(next) +
+                             ")");
+      next += part.size_bytes();
+    }
+    if (next - v.offset_bytes() != v.size_bytes())
+      return Status::error("buffer '" + v.name() + "' has " + std::to_string(v.size_bytes()) +
+                           " bytes but its parts " + std::to_string(next - v.offset_bytes()));
   }
   return Status::ok();
 }
@@ -316,6 +349,8 @@ Status validatePlan(const Plan &plan) {
   if (Status s = validateParameters(plan); !s)
     return s;
   if (Status s = validateBuckets(plan); !s)
+    return s;
+  if (Status s = validatePackedViews(plan); !s)
     return s;
   if (Status s = validateStageLayout(plan); !s)
     return s;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Trains a dense Llama and a Qwen3 (per-head q/k norms) for 3 steps on the
-# CPU backend on four layouts, with mt-fuse's fusions (the default) and
-# with `--no-fuse all`, same seed and global batch:
-# OUT/<model>/<layout>.<fused|unfused>.{jsonl,hf/,plan/}. The two runs of a
-# layout must be bit-identical (FusionEquivalenceTest.cpp).
+# CPU backend on four layouts, with mt-fuse's fusions (the default), with
+# its norm fusions only (`--no-fuse linear-fc1`) and with `--no-fuse all`,
+# same seed and global batch:
+# OUT/<model>/<layout>.<fused|norms|unfused>.{jsonl,hf/,plan/}. The norms
+# and unfused runs of a layout must be bit-identical, the fused one equal
+# within tolerances (FusionEquivalenceTest.cpp).
 # Usage: run-fusion.sh BIN_DIR OUT_DIR
 set -euo pipefail
 bin=$1 out=$2
@@ -14,12 +16,17 @@ python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 95 4000
 # train MODEL LAYOUT_NAME "LAYOUT_FLAGS" RANKS
 train() {
   local model=$1 layout=$2 flags=$3 ranks=$4
-  for variant in fused unfused; do
+  for variant in fused norms unfused; do
     local run="$out/$model/$layout.$variant" nofuse=()
+    [[ $variant == norms ]] && nofuse=(--no-fuse linear-fc1)
     [[ $variant == unfused ]] && nofuse=(--no-fuse all)
+    # --adam-eps 1e-4 as run-layouts.sh: the fused run sums in another order,
+    # and AdamW's default eps would turn a gradient of fp32 noise (the k_proj
+    # bias's) into updates of lr with random signs.
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$out/$model/model.mlir" $flags "${nofuse[@]}" --global-batch 8 \
-      --lr 1e-3 --warmup-steps 1 --train-steps 3 --weight-decay 0.1 -o "$run.plan"
+      --lr 1e-3 --warmup-steps 1 --train-steps 3 --weight-decay 0.1 --adam-eps 1e-4 \
+      -o "$run.plan"
     "$bin/mtrun" "$run.plan" --nproc "$ranks" --data "$out/tokens.bin" --steps 3 \
       --comm-timeout 60 --metrics "$run.jsonl" --export-hf "$run.hf" > /dev/null
   done
@@ -35,7 +42,8 @@ for model in llama qwen3; do
   train "$model" pp2_vpp2 "--pp 2 --vpp 2" 2
   # Norms on sequence-split activations.
   train "$model" tp2_sp "--tp 2 --sp" 2
-  # Recomputed norms: their clones read the forward's residual sums.
+  # Recomputed norms: their clones read the forward's residual sums; the
+  # MLP's clones are fused apart from its forward.
   train "$model" recompute_norms \
     "--recompute-granularity selective --recompute-modules layernorm,mlp" 1
 done

@@ -410,6 +410,52 @@ TEST(PlanValidation, RejectsBucketMembersOutOfPlace) {
   EXPECT_NE(errorOf(state).find("its AdamW state 1/parts of it"), std::string::npos);
 }
 
+/// smallPlan with two frozen 4-element parameters w0, w1 back to back and
+/// a view of both (Buffer.parts), as mt.concat_rows makes.
+Plan packedPlan() {
+  Plan p = smallPlan();
+  auto *arena = p.add_arenas();
+  arena->set_kind(PARAMETERS);
+  arena->set_size_bytes(64);
+  auto buffer = [&](const std::string &name, int64_t n, uint64_t offset) {
+    auto *b = p.add_buffers();
+    b->set_id(uint32_t(p.buffers_size() - 1));
+    b->set_name(name), b->set_dtype(F32), b->add_shape(n), b->set_arena(PARAMETERS);
+    b->set_offset_bytes(offset), b->set_size_bytes(uint64_t(n) * 4);
+    return b;
+  };
+  for (int i = 0; i < 2; ++i) {
+    Parameter &param = *p.add_parameters();
+    param.set_name("w" + std::to_string(i)), param.add_shape(4), param.set_tied_stage(-1);
+    param.set_param_buffer(buffer(param.name(), 4, 16 * i)->id());
+  }
+  auto *view = buffer("concat_rows:w0", 8, 0);
+  view->add_parts(p.parameters(0).param_buffer());
+  view->add_parts(p.parameters(1).param_buffer());
+  return p;
+}
+
+TEST(PlanValidation, AcceptsAViewOfPartsBackToBack) { EXPECT_EQ(errorOf(packedPlan()), ""); }
+
+TEST(PlanValidation, RejectsAViewOfPartsApart) {
+  Plan apart = packedPlan();
+  apart.mutable_buffers(apart.parameters(1).param_buffer())->set_offset_bytes(32);
+  EXPECT_EQ(errorOf(apart), "buffer 'concat_rows:w0' views 'w1', which is a view, of another "
+                            "arena or element type, or not where the previous part ends (byte "
+                            "16)");
+  Plan one = packedPlan();
+  one.mutable_buffers(5)->mutable_parts()->RemoveLast();
+  EXPECT_EQ(errorOf(one), "buffer 'concat_rows:w0' views one part: a view has two or more");
+  Plan large = packedPlan();
+  large.mutable_buffers(5)->set_size_bytes(36);
+  large.mutable_buffers(5)->set_shape(0, 9);
+  EXPECT_EQ(errorOf(large), "buffer 'concat_rows:w0' has 36 bytes but its parts 32");
+  // Without its parts, the view overlaps the parameters it views.
+  Plan plain = packedPlan();
+  plain.mutable_buffers(5)->clear_parts();
+  EXPECT_NE(errorOf(plain).find("overlap"), std::string::npos);
+}
+
 // Validation against a derived size: token ids are checked against
 // training.vocab_size, so it must be the model's vocabulary, not the rows
 // tensor parallelism pads the embedding to (331 padded to 332 for tp 2).

@@ -344,3 +344,20 @@ func.func @optimizer(%p: tensor<64x64xf32>, %g: tensor<64x64xf32>, %b: tensor<64
       : (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>)
   return
 }
+
+// CHECK-LABEL: func.func @fused_fc1
+func.func @fused_fc1(%wg: tensor<96x64xf32>, %wu: tensor<96x64xf32>, %x: tensor<2x8x64xf32>,
+                     %da: tensor<2x8x96xf32>)
+    -> (tensor<2x8x96xf32>, tensor<96x64xf32>, tensor<96x64xf32>) {
+  // CHECK: mt.concat_rows %{{.*}}, %{{.*}} : (tensor<96x64xf32>, tensor<96x64xf32>) -> tensor<192x64xf32>
+  %w = mt.concat_rows %wg, %wu : (tensor<96x64xf32>, tensor<96x64xf32>) -> tensor<192x64xf32>
+  %gu = mt.linear %x, %w : (tensor<2x8x64xf32>, tensor<192x64xf32>) -> tensor<2x8x192xf32>
+  // CHECK: mt.chunked_swiglu %{{.*}} : (tensor<2x8x192xf32>) -> tensor<2x8x96xf32>
+  %a = mt.chunked_swiglu %gu : (tensor<2x8x192xf32>) -> tensor<2x8x96xf32>
+  // CHECK: mt.chunked_swiglu_grad %{{.*}}, %{{.*}} : (tensor<2x8x192xf32>, tensor<2x8x96xf32>) -> tensor<2x8x192xf32>
+  %dgu = mt.chunked_swiglu_grad %gu, %da : (tensor<2x8x192xf32>, tensor<2x8x96xf32>) -> tensor<2x8x192xf32>
+  %dw = mt.linear_grad_weight %x, %dgu : (tensor<2x8x64xf32>, tensor<2x8x192xf32>) -> tensor<192x64xf32>
+  // CHECK: mt.split_rows %{{.*}} : (tensor<192x64xf32>) -> (tensor<96x64xf32>, tensor<96x64xf32>)
+  %dwg, %dwu = mt.split_rows %dw : (tensor<192x64xf32>) -> (tensor<96x64xf32>, tensor<96x64xf32>)
+  return %a, %dwg, %dwu : tensor<2x8x96xf32>, tensor<96x64xf32>, tensor<96x64xf32>
+}

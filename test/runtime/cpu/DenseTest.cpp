@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <numbers>
 #include <random>
@@ -248,6 +249,36 @@ TEST(DenseTest, SwigluForwardAndBackward) {
   };
   expectGradient(dgate, dgate0, finiteDifference(gd, loss), "dgate");
   expectGradient(dup, dup0, finiteDifference(ud, loss), "dup");
+}
+
+// The packed SwiGLU of a fused linear_fc1 computes each element as the
+// plain one does (gate: the first `dim` columns of each row, up: the last):
+// bit for bit, and its backward writes where the plain one adds to zero.
+TEST(DenseTest, ChunkedSwigluIsSwigluOfTheRowHalves) {
+  const int64_t rows = 5, dim = 37, n = rows * dim;
+  std::mt19937 rng(11);
+  auto x = randomVector(rng, 2 * n, -8, 8);
+  x[3] = -100.0f, x[dim + 4] = 100.0f;
+  auto dy = randomVector(rng, n, -1, 1);
+  std::vector<float> gate(n), up(n);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < dim; ++i) {
+      gate[r * dim + i] = x[r * 2 * dim + i];
+      up[r * dim + i] = x[r * 2 * dim + dim + i];
+    }
+  std::vector<float> want(n), got(n, 123.0f);
+  cpu::swigluForward(gate.data(), up.data(), want.data(), n);
+  cpu::chunkedSwigluForward(x.data(), got.data(), rows, dim);
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), n * sizeof(float)));
+
+  std::vector<float> dgate(n, 0.0f), dup(n, 0.0f), dx(2 * n, 123.0f);
+  cpu::swigluBackward(gate.data(), up.data(), dy.data(), dgate.data(), dup.data(), n);
+  cpu::chunkedSwigluBackward(x.data(), dy.data(), dx.data(), rows, dim);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < dim; ++i) {
+      EXPECT_EQ(dx[r * 2 * dim + i], dgate[r * dim + i]) << r << ", " << i;
+      EXPECT_EQ(dx[r * 2 * dim + dim + i], dup[r * dim + i]) << r << ", " << i;
+    }
 }
 
 TEST(DenseTest, AddAndAccumulate) {

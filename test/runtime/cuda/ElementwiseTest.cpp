@@ -1,5 +1,6 @@
 // The CUDA element-wise kernels (runtime/cuda/Elementwise.h) against the
-// CPU references: SwiGLU (cpu::swiglu*), rotary (cpu::rotary*, bit-exact
+// CPU references: SwiGLU (cpu::swiglu*, cpu::chunkedSwiglu* of a packed
+// gate | up), rotary (cpu::rotary*, bit-exact
 // through the shared cos/sin table), embedding (cpu::embedding*, bit-exact),
 // casts (every bf16 pattern; fp32 rounding edge cases) and the fill.
 #include "runtime/cuda/Elementwise.h"
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -57,6 +59,40 @@ TEST_P(SwigluTest, MatchesCpu) {
 INSTANTIATE_TEST_SUITE_P(Sizes, SwigluTest,
                          ::testing::Values(int64_t{1000}, int64_t{4104},
                                            int64_t{129 * 8192}));
+
+// The packed [rows, 2 dim] SwiGLU of a fused linear_fc1: odd widths (the
+// one-element kernel), widths of whole 16-byte groups, one row.
+class ChunkedSwigluTest : public ::testing::TestWithParam<std::pair<int64_t, int64_t>> {};
+
+TEST_P(ChunkedSwigluTest, MatchesCpu) {
+  const auto [rows, dim] = GetParam();
+  const int64_t n = rows * dim;
+  const std::string shape = shapeText({rows, 2 * dim});
+  std::mt19937 rng{uint32_t(n)};
+  auto x = randomBf16(rng, 2 * n, -8, 8);
+  for (float e : {-100.0f, 0.0f, 100.0f})
+    x[rng() % (2 * n)] = e;
+  const auto dy = randomBf16(rng, n, -1, 1);
+  DeviceBuffer<bf16> dX(2 * n), dY(n), dDy(n), dDx(2 * n);
+  uploadBf16(dX, x);
+  uploadBf16(dDy, dy);
+
+  MT_ASSERT_OK(cuda::chunkedSwigluForward(dX.get(), dY.get(), rows, dim, nullptr));
+  std::vector<float> want(n);
+  cpu::chunkedSwigluForward(x.data(), want.data(), rows, dim);
+  expectClose("chunked_swiglu_fwd", shape, downloadBf16(dY), want, tol::kBf16Rel);
+
+  MT_ASSERT_OK(cuda::chunkedSwigluBackward(dX.get(), dDy.get(), dDx.get(), rows, dim, nullptr));
+  std::vector<float> wantDx(2 * n);
+  cpu::chunkedSwigluBackward(x.data(), dy.data(), wantDx.data(), rows, dim);
+  expectClose("chunked_swiglu_bwd", shape, downloadBf16(dDx), wantDx, tol::kBf16Rel);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ChunkedSwigluTest,
+                         ::testing::Values(std::pair<int64_t, int64_t>{7, 13},
+                                           std::pair<int64_t, int64_t>{33, 64},
+                                           std::pair<int64_t, int64_t>{1, 8192},
+                                           std::pair<int64_t, int64_t>{4096, 2816}));
 
 struct RotaryCase {
   int64_t batch, seq, heads, headDim;

@@ -93,9 +93,11 @@ protected:
   std::string model_, plan_, data_, tmp_;
 };
 
-TEST_P(TrainingStepTest, LossesAndGradientNormsMatchTheCpuBackend) {
-  const auto cpu = train(plan_, data_, "cpu", tmp_ + "-cpu.jsonl");
-  const auto gpu = train(plan_, data_, "cuda", tmp_ + "-cuda.jsonl");
+/// Expects the run `gpu` to follow the reference run `cpu` (named `ref` in
+/// messages) within the bf16 training bounds of test/Tolerances.h, rows of
+/// the report named after `model`.
+void expectSameSteps(const std::vector<Step> &gpu, const std::vector<Step> &cpu,
+                     const std::string &model, const char *ref) {
   ASSERT_EQ(cpu.size(), size_t(kSteps));
   ASSERT_EQ(gpu.size(), size_t(kSteps));
 
@@ -103,33 +105,67 @@ TEST_P(TrainingStepTest, LossesAndGradientNormsMatchTheCpuBackend) {
   const double firstNorm = std::fabs(gpu[0].gradNorm - cpu[0].gradNorm) / cpu[0].gradNorm;
   const Worst loss = worstRelative(gpu, cpu, &Step::loss);
   const Worst norm = worstRelative(gpu, cpu, &Step::gradNorm);
-  reportRow("train_step_loss", model_ + " first step", firstLoss, tol::kBf16FirstStepLossRel,
+  reportRow("train_step_loss", model + " first step", firstLoss, tol::kBf16FirstStepLossRel,
             firstLoss <= tol::kBf16FirstStepLossRel);
-  reportRow("train_step_grad_norm", model_ + " first step", firstNorm, tol::kBf16GradNormRel,
+  reportRow("train_step_grad_norm", model + " first step", firstNorm, tol::kBf16GradNormRel,
             firstNorm <= tol::kBf16GradNormRel);
-  reportRow("train_step_loss", model_ + " 20 steps", loss.err, tol::kBf16TrainingLossRel,
+  reportRow("train_step_loss", model + " 20 steps", loss.err, tol::kBf16TrainingLossRel,
             loss.err <= tol::kBf16TrainingLossRel);
-  reportRow("train_step_grad_norm", model_ + " 20 steps", norm.err,
+  reportRow("train_step_grad_norm", model + " 20 steps", norm.err,
             tol::kBf16TrainingGradNormRel, norm.err <= tol::kBf16TrainingGradNormRel);
   EXPECT_LE(firstLoss, tol::kBf16FirstStepLossRel)
-      << "step 1: cuda " << gpu[0].loss << ", cpu " << cpu[0].loss;
+      << "step 1: cuda " << gpu[0].loss << ", " << ref << " " << cpu[0].loss;
   EXPECT_LE(firstNorm, tol::kBf16GradNormRel)
-      << "step 1 grad norm: cuda " << gpu[0].gradNorm << ", cpu " << cpu[0].gradNorm;
+      << "step 1 grad norm: cuda " << gpu[0].gradNorm << ", " << ref << " " << cpu[0].gradNorm;
   EXPECT_LE(loss.err, tol::kBf16TrainingLossRel)
-      << "step " << loss.step + 1 << ": cuda " << gpu[loss.step].loss << ", cpu "
+      << "step " << loss.step + 1 << ": cuda " << gpu[loss.step].loss << ", " << ref << " "
       << cpu[loss.step].loss;
   EXPECT_LE(norm.err, tol::kBf16TrainingGradNormRel)
-      << "step " << norm.step + 1 << " grad norm: cuda " << gpu[norm.step].gradNorm
-      << ", cpu " << cpu[norm.step].gradNorm;
+      << "step " << norm.step + 1 << " grad norm: cuda " << gpu[norm.step].gradNorm << ", "
+      << ref << " " << cpu[norm.step].gradNorm;
   for (size_t s = 0; s < cpu.size(); ++s)
     EXPECT_EQ(gpu[s].lr, cpu[s].lr) << "step " << s + 1; // one schedule, on the host
   // Training moves: the last loss is below the first on both backends.
   EXPECT_LT(gpu.back().loss, gpu.front().loss);
   EXPECT_LT(cpu.back().loss, cpu.front().loss);
-  std::printf("%s: cuda loss %.5f -> %.5f, cpu %.5f -> %.5f; worst loss %.2e (step %zu), "
+  std::printf("%s: cuda loss %.5f -> %.5f, %s %.5f -> %.5f; worst loss %.2e (step %zu), "
               "grad norm %.2e (step %zu)\n",
-              model_.c_str(), gpu.front().loss, gpu.back().loss, cpu.front().loss,
+              model.c_str(), gpu.front().loss, gpu.back().loss, ref, cpu.front().loss,
               cpu.back().loss, loss.err, loss.step + 1, norm.err, norm.step + 1);
+}
+
+TEST_P(TrainingStepTest, LossesAndGradientNormsMatchTheCpuBackend) {
+  const auto cpu = train(plan_, data_, "cpu", tmp_ + "-cpu.jsonl");
+  const auto gpu = train(plan_, data_, "cuda", tmp_ + "-cuda.jsonl");
+  expectSameSteps(gpu, cpu, model_, "cpu");
+}
+
+/// Instructions named `op` over every program of the plan in `planDir`.
+int countOps(const std::string &planDir, const std::string &op) {
+  auto plan = plan::readPlanDirectory(planDir);
+  EXPECT_TRUE(plan.isOk()) << plan.message();
+  int n = 0;
+  if (plan.isOk())
+    for (const plan::Program &p : plan->programs())
+      for (const plan::Instruction &i : p.instructions())
+        n += i.op() == op;
+  return n;
+}
+
+// mt-fuse's linear-fc1 on the GPU: one cuBLASLt GEMM over the gate and up
+// weights placed back to back (and one per gradient) trains as the two
+// GEMMs of the plan compiled with --no-fuse linear-fc1 (<model>-no-fc1,
+// from tools/gpu-check.sh --prepare) do, over 20 steps.
+class FusedMlpTest : public TrainingStepTest {};
+
+TEST_P(FusedMlpTest, TrainsAsTheUnfusedMlp) {
+  const std::string unfused = plan_ + "-no-fc1";
+  ASSERT_TRUE(std::filesystem::exists(unfused + "/plan.pb")) << unfused;
+  ASSERT_GT(countOps(plan_, "chunked_swiglu"), 0) << plan_;
+  ASSERT_EQ(countOps(unfused, "chunked_swiglu"), 0) << unfused;
+  const auto ref = train(unfused, data_, "cuda", tmp_ + "-no-fc1.jsonl");
+  const auto gpu = train(plan_, data_, "cuda", tmp_ + "-fc1.jsonl");
+  expectSameSteps(gpu, ref, model_ + " linear-fc1", "cuda --no-fuse linear-fc1");
 }
 
 /// A tensor of an exported checkpoint, as floats.
@@ -245,18 +281,25 @@ TEST(CudaBackendTest, ResumeContinuesTheSameRun) {
   EXPECT_LE(worst, tol::kBitExact);
 }
 
+/// A model's name as a test name (GoogleTest's rule: alphanumerics and '_').
+std::string caseName(const ::testing::TestParamInfo<std::string> &info) {
+  std::string name = info.param;
+  for (char &c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)))
+      c = '_';
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, FusedMlpTest,
+                         ::testing::Values("tiny-llama-hd64", "tiny-qwen3-hd64"),
+                         caseName);
+
 INSTANTIATE_TEST_SUITE_P(Models, TrainingStepTest,
                          ::testing::Values("demo", "tiny-llama-hd64", "tiny-qwen2-hd64",
                                            "tiny-qwen3-hd64", "tiny-qwen3-hd64-neat",
                                            "tiny-moe-hd64", "tiny-mixtral-hd64",
                                            "tiny-qwen2-moe-hd64"),
-                         [](const auto &info) {
-                           std::string name = info.param;
-                           for (char &c : name)
-                             if (!std::isalnum(static_cast<unsigned char>(c)))
-                               c = '_';
-                           return name;
-                         });
+                         caseName);
 
 } // namespace
 } // namespace mt

@@ -1,0 +1,77 @@
+// Verifiers of the ops mt-fuse makes (MtFusedOps.td).
+#include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtVerify.h"
+
+using namespace mlir;
+using namespace mt;
+using namespace mt::verify;
+
+namespace {
+
+/// `whole` is `parts` joined along the first axis: two or more parts of
+/// whole's element type and rank, equal to it but for the first axis,
+/// whose sizes sum to whole's. `partsName` names the parts in messages.
+LogicalResult verifyRowParts(Operation *op, RankedTensorType whole, ValueRange parts,
+                             StringRef wholeName, StringRef partsName) {
+  if (parts.size() < 2)
+    return op->emitOpError() << "expects two or more " << partsName << ", got "
+                             << parts.size();
+  if (whole.getRank() < 1)
+    return op->emitOpError() << "expects " << wholeName << " of rank >= 1";
+  int64_t rows = 0;
+  for (auto [i, part] : llvm::enumerate(parts)) {
+    auto t = tensorOf(part);
+    if (t.getElementType() != whole.getElementType() || t.getRank() != whole.getRank() ||
+        t.getShape().drop_front() != whole.getShape().drop_front())
+    {
+      std::string shape = "[N";
+      for (int64_t d : whole.getShape().drop_front())
+        shape += ", " + std::to_string(d);
+      return op->emitOpError() << "expects " << partsName << " #" << i << " of shape "
+                               << shape << "] and element type " << whole.getElementType()
+                               << " (as " << wholeName << " " << shapeStr(whole)
+                               << " but for the first axis), got " << shapeStr(t) << " "
+                               << t.getElementType();
+    }
+    rows += t.getDimSize(0);
+  }
+  if (rows != whole.getDimSize(0))
+    return op->emitOpError() << "expects " << wholeName << " with " << rows
+                             << " rows (the sum of the " << partsName << "'), got "
+                             << shapeStr(whole);
+  return success();
+}
+
+/// `packed` [..., 2F] and `half` [..., F] with the same leading axes and
+/// element type.
+LogicalResult verifyChunks(Operation *op, StringRef packedName, RankedTensorType packed,
+                           StringRef halfName, RankedTensorType half) {
+  if (packed.getRank() < 1 || packed.getShape().back() % 2 != 0)
+    return op->emitOpError() << "expects " << packedName
+                             << " [..., 2F] with an even last axis, got " << shapeStr(packed);
+  SmallVector<int64_t> shape(packed.getShape());
+  shape.back() /= 2;
+  if (failed(expectSameElementType(op, packedName, packed, halfName, half)))
+    return failure();
+  return expectShape(op, halfName, half, shape);
+}
+
+} // namespace
+
+LogicalResult ConcatRowsOp::verify() {
+  return verifyRowParts(*this, tensorOf(getResult()), getInputs(), "result", "inputs");
+}
+
+LogicalResult SplitRowsOp::verify() {
+  return verifyRowParts(*this, tensorOf(getInput()), getResults(), "input", "results");
+}
+
+LogicalResult ChunkedSwiGLUOp::verify() {
+  return verifyChunks(*this, "input", tensorOf(getInput()), "result", tensorOf(getResult()));
+}
+
+LogicalResult ChunkedSwiGLUGradOp::verify() {
+  if (failed(verifyChunks(*this, "input", tensorOf(getInput()), "dy", tensorOf(getDy()))))
+    return failure();
+  return expectType(*this, "dx", getDx(), getInput().getType());
+}

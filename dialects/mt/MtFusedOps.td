@@ -1,0 +1,93 @@
+// Ops that only mt-fuse makes, after mt-autodiff: sibling weights read as
+// one matrix (Megatron-Core's `linear_fc1`, the gate and up projections in
+// one GEMM) and the SwiGLU that reads that GEMM's packed output. They are
+// never differentiated: their gradients are built from the ops they replace.
+// Verifiers in MtFusedOps.cpp.
+#ifndef MT_FUSED_OPS_TD
+#define MT_FUSED_OPS_TD
+
+def Mt_ConcatRowsOp : Mt_Op<"concat_rows", [Pure]> {
+  let summary = "Sibling parameters read as one tensor, concatenated along their first axis";
+  let description = [{
+    `inputs`: two or more tensors of one element type and rank, equal but
+    for the first axis; result: their concatenation along it, [ΣN_i, ...].
+    mt-fuse reads the weights (and biases) of sibling linears through it,
+    so that one `mt.linear` computes all of their outputs, as
+    Megatron-Core's single `linear_fc1` matrix does, while the parameters
+    stay the Hugging Face ones (`gate_proj`, `up_proj`: checkpoints, export
+    and tp sharding are theirs). The plan emits no instruction: it places
+    the inputs' buffers back to back and the result is a view over them,
+    so the inputs must be `mt.weight` values.
+
+    ```mlir
+    %w = mt.concat_rows %wg, %wu : (tensor<128x64xf32>, tensor<128x64xf32>) -> tensor<256x64xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<Mt_FloatTensor>:$inputs);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "$inputs attr-dict `:` functional-type($inputs, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_SplitRowsOp : Mt_Op<"split_rows", [Pure]> {
+  let summary = "A tensor cut along its first axis into consecutive parts";
+  let description = [{
+    The inverse of `mt.concat_rows`: `results` are the consecutive slices
+    of `input` along its first axis, in order; their first-axis sizes sum to
+    the input's and the other axes are the input's. mt-fuse splits the
+    weight gradient of a fused linear, [ΣN_i, in], into each parameter's
+    gradient with it. The plan emits no instruction: the results' buffers
+    (the parameters' gradient buffers) are placed back to back and the
+    input is a view over them, so the GEMM writes every gradient at once.
+
+    ```mlir
+    %dwg, %dwu = mt.split_rows %dw : (tensor<256x64xf32>) -> (tensor<128x64xf32>, tensor<128x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input);
+  let results = (outs Variadic<Mt_FloatTensor>:$results);
+  let assemblyFormat = "$input attr-dict `:` functional-type($input, results)";
+  let hasVerifier = 1;
+}
+
+def Mt_ChunkedSwiGLUOp : Mt_Op<"chunked_swiglu", [Pure]> {
+  let summary = "SwiGLU of a packed [gate | up] tensor: silu(x[..., :F]) * x[..., F:]";
+  let description = [{
+    `input` [..., 2F] holds the gate projection in its first F columns and
+    the up projection in its last F (the output of a fused `linear_fc1`);
+    result [..., F] = silu(gate) * up, the values of `mt.swiglu %gate, %up`
+    (Megatron-Core's `swiglu`, which chunks its input in two the same way).
+
+    ```mlir
+    %a = mt.chunked_swiglu %gu : (tensor<4x128x256xf32>) -> tensor<4x128x128xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Elementwise", "rows dim", "rows*dim*2; rows*dim">;
+}
+
+def Mt_ChunkedSwiGLUGradOp : Mt_Op<"chunked_swiglu_grad", [Pure]> {
+  let summary = "Gradient of mt.chunked_swiglu: [dgate | dup] in one packed tensor";
+  let description = [{
+    `input` [..., 2F] as `mt.chunked_swiglu`'s, `dy` [..., F]; result
+    [..., 2F]: the `dgate` of `mt.swiglu_grad` in the first F columns and
+    its `dup` in the last F, written (not added), so that one
+    `mt.linear_grad_input` and one `mt.linear_grad_weight` over the fused
+    weight take it as their dy.
+
+    ```mlir
+    %dgu = mt.chunked_swiglu_grad %gu, %da : (tensor<4x128x256xf32>, tensor<4x128x128xf32>) -> tensor<4x128x256xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$dy);
+  let results = (outs Mt_FloatTensor:$dx);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Elementwise", "rows dim",
+      "rows*dim*2; rows*dim; rows*dim*2">;
+}
+
+#endif // MT_FUSED_OPS_TD

@@ -1,0 +1,79 @@
+// RUN: mtc-opt %s -split-input-file -verify-diagnostics
+
+func.func @concat_one(%a: tensor<4x8xf32>) {
+  // expected-error @+1 {{'mt.concat_rows' op expects two or more inputs, got 1}}
+  %0 = mt.concat_rows %a : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @concat_columns(%a: tensor<4x8xf32>, %b: tensor<2x6xf32>) {
+  // expected-error @+1 {{'mt.concat_rows' op expects inputs #1 of shape [N, 8] and element type 'f32' (as result [6, 8] but for the first axis), got [2, 6] 'f32'}}
+  %0 = mt.concat_rows %a, %b : (tensor<4x8xf32>, tensor<2x6xf32>) -> tensor<6x8xf32>
+  return
+}
+
+// -----
+
+func.func @concat_rows(%a: tensor<4x8xf32>, %b: tensor<2x8xf32>) {
+  // expected-error @+1 {{'mt.concat_rows' op expects result with 6 rows (the sum of the inputs'), got [7, 8]}}
+  %0 = mt.concat_rows %a, %b : (tensor<4x8xf32>, tensor<2x8xf32>) -> tensor<7x8xf32>
+  return
+}
+
+// -----
+
+func.func @split_rows(%a: tensor<6x8xf32>) {
+  // expected-error @+1 {{'mt.split_rows' op expects input with 5 rows (the sum of the results'), got [6, 8]}}
+  %0:2 = mt.split_rows %a : (tensor<6x8xf32>) -> (tensor<4x8xf32>, tensor<1x8xf32>)
+  return
+}
+
+// -----
+
+func.func @split_scalar(%a: tensor<f32>) {
+  // expected-error @+1 {{'mt.split_rows' op expects input of rank >= 1}}
+  %0:2 = mt.split_rows %a : (tensor<f32>) -> (tensor<f32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @swiglu_odd(%x: tensor<2x4x7xf32>) {
+  // expected-error @+1 {{'mt.chunked_swiglu' op expects input [..., 2F] with an even last axis, got [2, 4, 7]}}
+  %0 = mt.chunked_swiglu %x : (tensor<2x4x7xf32>) -> tensor<2x4x3xf32>
+  return
+}
+
+// -----
+
+func.func @swiglu_half(%x: tensor<2x4x8xf32>) {
+  // expected-error @+1 {{'mt.chunked_swiglu' op expects result of shape [2, 4, 4], got [2, 4, 8]}}
+  %0 = mt.chunked_swiglu %x : (tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @swiglu_type(%x: tensor<2x4x8xf32>) {
+  // expected-error @+1 {{'mt.chunked_swiglu' op expects input and result to have one element type, got 'f32' and 'bf16'}}
+  %0 = mt.chunked_swiglu %x : (tensor<2x4x8xf32>) -> tensor<2x4x4xbf16>
+  return
+}
+
+// -----
+
+func.func @swiglu_grad_dy(%x: tensor<2x4x8xf32>, %dy: tensor<2x4x8xf32>) {
+  // expected-error @+1 {{'mt.chunked_swiglu_grad' op expects dy of shape [2, 4, 4], got [2, 4, 8]}}
+  %0 = mt.chunked_swiglu_grad %x, %dy : (tensor<2x4x8xf32>, tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @swiglu_grad_dx(%x: tensor<2x4x8xf32>, %dy: tensor<2x4x4xf32>) {
+  // expected-error @+1 {{'mt.chunked_swiglu_grad' op expects dx of type 'tensor<2x4x8xf32>', got 'tensor<2x4x4xf32>'}}
+  %0 = mt.chunked_swiglu_grad %x, %dy : (tensor<2x4x8xf32>, tensor<2x4x4xf32>) -> tensor<2x4x4xf32>
+  return
+}
