@@ -117,6 +117,16 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
   // An all-reduce of a value used nowhere else reduces in place.
   if (auto reduce = dyn_cast<AllReduceOp>(op); reduce && reduce.getInput().hasOneUse())
     bind(reduce.getResult(), bufferOf(reduce.getInput()));
+  // So does a scaling of a temporary or a gradient (per-token loss: each
+  // gradient divided by the step's tokens), unless its result has a buffer
+  // of its own already (the loss).
+  if (auto scale = dyn_cast<ScaleByOp>(op);
+      scale && scale.getInput().hasOneUse() && !bound_.count(leader(scale.getResult()))) {
+    uint32_t in = bufferOf(scale.getInput());
+    plan::ArenaKind arena = planner_.arenaOf(in);
+    if (arena == plan::ACTIVATIONS || arena == plan::GRADIENTS)
+      bind(scale.getResult(), in);
+  }
   if (isElided(op))
     return success(); // both terms already accumulated into one buffer
   plan::Instruction instr;
