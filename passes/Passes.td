@@ -22,6 +22,53 @@ def Autodiff : Pass<"mt-autodiff", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
 }
 
+def PerTokenLoss : Pass<"mt-per-token-loss", "::mlir::ModuleOp"> {
+  let summary = "Makes @forward's loss the sum of its token losses (calculate_per_token_loss)";
+  let description = [{
+    Megatron-Core's calculate_per_token_loss: the loss function returns the
+    sum of the micro-batch's token losses, and gradients are normalized by
+    the step's token count later (mt-build-optimizer's `per-token-loss`).
+    @forward must return an `mt.cross_entropy` (the masked mean); it
+    returns instead `mt.scale_by` of it by `mt.num_tokens` of its loss mask
+    (the micro-batch's loss tokens on this rank), which mt-autodiff
+    differentiates as any op. Run after the partitioning passes (the mask
+    has its local shape) and before mt-autodiff. Refused, by name: a model
+    whose loss is not the cross-entropy alone (a mixture-of-experts router's
+    auxiliary loss).
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+}
+
+def BuildStepLoss : Pass<"mt-build-step-loss", "::mlir::ModuleOp"> {
+  let summary = "Adds @step_loss: how a step's reported loss is formed from its micro-batches'";
+  let description = [{
+    Creates `func.func @step_loss(%loss {mt.role = "loss"}) -> tensor<f32>`
+    (per token also `%tokens {mt.role = "num_tokens"}`), whose arguments are
+    the sums of the losses (and num_tokens) @forward_backward returned for
+    this rank's micro-batches (the last pipeline stage's; 0 on the others),
+    and whose result is the step's loss as Megatron-Core reports it;
+    `mt.loss_scale` on the function
+    is the gradient seed each micro-batch's backward starts from. The plan's
+    StepLoss is read from it (compiler/plan/PlanEmitter.cpp): the runtime
+    forms the value on the host after the micro-batches.
+      - default: `mt.scale` by 1 / `micro-batches` (the mean of the
+        micro-batches' means; under cp each rank's mean is weighted by its
+        share of the micro-batch's tokens, as the runtime fills the
+        batch), `mt.all_reduce` sum over pp (only the last stage holds
+        the loss), sum over cp, mean over dp; loss_scale 1 / micro-batches.
+      - `per-token-loss`: the loss and %tokens summed over pp, cp and dp,
+        then the loss `mt.scale_by {inverse}` the tokens; loss_scale 1.
+    Axes of size 1 (read from `shard.grid @mesh`) take no reduction.
+  }];
+  let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"microBatches", "micro-batches", "int64_t", "1",
+           "micro-batches per step and data-parallel rank">,
+    Option<"perTokenLoss", "per-token-loss", "bool", "false",
+           "normalize by the step's loss tokens (Megatron's calculate_per_token_loss)">,
+  ];
+}
+
 def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
   let summary = "Adds @optimizer_step: global norm, NaN check, clipping, schedule, AdamW";
   let description = [{
@@ -54,6 +101,15 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     them behind the next step's forward, as long as everything that reads
     the weights (the next forward, a checkpoint) waits for them; the values
     are the same.
+
+    With `per-token-loss` (Megatron-Core's calculate_per_token_loss, after
+    mt-per-token-loss): @forward_backward also returns its `mt.num_tokens`
+    (`mt.role = "num_tokens"`, summed over the step's micro-batches as the
+    gradients are), @optimizer_step takes it as its last argument, sums it
+    over pp, cp and dp (`mt.all_reduce`), sums the gradients over dp (and
+    cp) instead of averaging them, and divides each by that count
+    (`mt.scale_by {inverse}`) before the norm, clipping and AdamW, as
+    Megatron-Core's finalize_model_grads. Experts are refused with it.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
@@ -73,6 +129,8 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
            "elements after which a gradient bucket is closed (Megatron's bucket_size)">,
     Option<"overlapParamGather", "overlap-param-gather", "bool", "false",
            "mark the buckets' all-gathers `deferred`: behind the next forward (Megatron's overlap_param_gather)">,
+    Option<"perTokenLoss", "per-token-loss", "bool", "false",
+           "sum gradients over dp and divide them by the step's loss tokens (Megatron's calculate_per_token_loss; needs mt-per-token-loss)">,
   ];
 }
 

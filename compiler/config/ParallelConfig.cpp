@@ -505,6 +505,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
       {"grad_reduce_in_fp32", typedSetter(config.gradReduceInFp32, "true or false")},
       {"overlap_param_gather", typedSetter(config.overlapParamGather, "true or false")},
+      {"calculate_per_token_loss", typedSetter(config.perTokenLoss, "true or false")},
       {"micro_batch_size", integer(config.microBatch)},
       {"global_batch_size", integer(config.globalBatch)},
       {"seq_length", integer(config.seq)},

@@ -74,6 +74,13 @@ struct ParallelConfig {
   /// all-gather of each bucket's updated weights runs behind the next
   /// step's forward, which waits for it before the bucket's first use.
   bool overlapParamGather = false;
+  /// Megatron-Core's calculate_per_token_loss: each micro-batch's loss is
+  /// the sum of its token losses, the gradients are summed over dp and cp
+  /// and divided by the step's loss tokens (every micro-batch, dp and cp
+  /// rank), and the reported loss is the step's loss sum over those tokens
+  /// (mt-per-token-loss, mt-build-optimizer, mt-build-step-loss). False:
+  /// the mean of each micro-batch's token mean, averaged over dp.
+  bool perTokenLoss = false;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
   /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of
   /// the first and last stage with the rest split evenly (Megatron's

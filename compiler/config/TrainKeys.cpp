@@ -416,9 +416,11 @@ std::vector<Key> megatronKeys() {
        "see fit, with the same result"},
       {"apply_rope_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they see "
        "fit, with the same result"},
-      {"calculate_per_token_loss", Refused, Megatron, "the loss is the mean of each micro-batch's "
-       "token mean (Megatron's default); a per-token mean over the step is not implemented",
-       {off}, "issue 15"},
+      {"calculate_per_token_loss", Honoured, Megatron, "the loss is normalized by the step's "
+       "loss tokens (over every micro-batch, dp and cp rank) instead of averaging each "
+       "micro-batch's token mean", {}, "", [](TrainConfig &c, const Given &g) {
+         return read(g, "calculate_per_token_loss", "true or false", c.parallel.perTokenLoss);
+       }},
       // Trinity-RFT's megatron: block.
       {"param_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},
       {"grad_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},

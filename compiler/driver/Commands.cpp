@@ -104,12 +104,19 @@ static bool explainSchedule(const ParallelConfig &p, const plan::Plan *plan,
     llvm::errs() << "error: " << schedule.message() << "\n";
     return false;
   }
-  // Actions cost in proportion to their virtual stage's layers.
+  // Actions cost in proportion to their virtual stage's layers (the plan's,
+  // or without one the layout's).
+  std::vector<int64_t> chunkLayers = p.chunkLayers;
+  if (plan) {
+    chunkLayers.clear();
+    for (const std::set<int64_t> &layers : layersOfVirtualStages(*plan))
+      chunkLayers.push_back(int64_t(layers.size()));
+  }
   std::vector<double> cost;
   double mean = 0;
-  for (int64_t n : p.chunkLayers)
-    mean += double(n) / double(p.chunkLayers.size());
-  for (int64_t n : p.chunkLayers)
+  for (int64_t n : chunkLayers)
+    mean += double(n) / double(chunkLayers.size());
+  for (int64_t n : chunkLayers)
     cost.push_back(double(n) / mean);
   Expected<double> makespan = simulate(*schedule, p.pp, vpp, 2.0, cost);
   if (!makespan) {
@@ -311,6 +318,8 @@ bool compileModel(const CompileOptions &options) {
     if (failed(plan))
       return false;
   }
+  if (options.explain)
+    explainPipelineStages(parallel, succeeded(plan) ? &*plan : nullptr, llvm::outs());
   if (scheduleWanted && !explainSchedule(parallel, succeeded(plan) ? &*plan : nullptr,
                                          options.scheduleSvg, llvm::outs(), options.explain))
     return false;

@@ -82,7 +82,6 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
 } // namespace
 
 void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
-  int64_t vpp = p.vpp ? p.vpp : 1;
   os << "model: " << countOf(dims.numLayers, "layer") << ", " << countOf(dims.numHeads, "query head")
      << ", " << countOf(dims.numKvHeads, "kv head") << ", vocabulary " << dims.vocabSize;
   if (dims.numExperts)
@@ -105,7 +104,7 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   // A rank's coordinates on a mesh of `sizes` (last fastest), from axis
   // `first` on (the expert mesh shares pp).
   auto listCoordinates = [&](int64_t rank, const std::array<int64_t, 4> &sizes,
-                             std::array<const char *, 4> names, int first) {
+                             const std::array<std::string_view, 4> &names, int first) {
     int64_t rest = rank;
     std::array<int64_t, 4> coord;
     for (int axis = 3; axis >= 0; --axis) {
@@ -118,10 +117,10 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
   int64_t listed = std::min<int64_t>(p.worldSize, 16);
   for (int64_t rank = 0; rank < listed; ++rank) {
     os << "  rank " << rank << " ->";
-    listCoordinates(rank, dense, {"pp", "dp", "cp", "tp"}, 0);
+    listCoordinates(rank, dense, plan::kDenseAxes, 0);
     if (p.ep > 1) {
       os << ";";
-      listCoordinates(rank, expert, {"pp", "edp", "ep", "etp"}, 1);
+      listCoordinates(rank, expert, plan::kExpertAxes, 1);
     }
     os << "\n";
   }
@@ -133,32 +132,64 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
      << countOf(dims.numKvHeads / p.tp, "kv head") << " per rank)"
      << (p.sequenceParallel ? ", sequence parallel" : "") << "\n";
 
-  // Virtual stage v holds the v-th run of layers; chunk c of stage s is
-  // virtual stage c * pp + s.
-  std::vector<int64_t> firstLayer = {0};
-  for (int64_t n : p.chunkLayers)
-    firstLayer.push_back(firstLayer.back() + n);
-  bool even = std::all_of(p.chunkLayers.begin(), p.chunkLayers.end(),
-                          [&](int64_t n) { return n == p.chunkLayers.front(); });
-  os << "pipeline: " << countOf(p.pp, "stage") << " x " << countOf(vpp, "virtual chunk") << ", ";
-  if (even)
-    os << countOf(p.chunkLayers.front(), "layer") << " per chunk";
-  else
-    os << "uneven layout";
-  os << ", schedule " << (p.pp == 1 ? "none" : (vpp > 1 ? "interleaved 1F1B" : "1F1B")) << "\n";
-  for (int64_t stage = 0; stage < p.pp; ++stage) {
-    std::set<int64_t> layers;
-    for (int64_t chunk = 0; chunk < vpp; ++chunk) {
-      int64_t v = chunk * p.pp + stage;
-      for (int64_t l = firstLayer[v]; l < firstLayer[v + 1]; ++l)
-        layers.insert(l);
-    }
-    os << "  stage " << stage << ": " << layersText(layers) << "\n";
-  }
   if (p.distributedOptimizer && p.dp == 1)
     os << "use_distributed_optimizer: with dp 1 there is nothing to shard; the plan has the "
           "plain optimizer"
        << (p.overlapParamGather ? " (and overlap_param_gather nothing to gather)" : "") << "\n";
+}
+
+std::vector<std::set<int64_t>> layersOfVirtualStages(const plan::Plan &plan) {
+  std::vector<std::set<int64_t>> layers(
+      size_t(std::max<int64_t>(plan.training().virtual_stages(), 1)));
+  for (const plan::Program &program : plan.programs()) {
+    // The forward programs of a pipeline, or the one forward_backward.
+    const bool forward =
+        program.name().rfind("forward.", 0) == 0 || program.name() == "forward_backward";
+    if (!forward || size_t(std::max(program.virtual_stage(), 0)) >= layers.size())
+      continue;
+    std::set<int64_t> &into = layers[size_t(std::max(program.virtual_stage(), 0))];
+    for (const plan::Instruction &instr : program.instructions()) {
+      // ProgramEmitter's location of an op of a layer: "mt.linear (layer 3)".
+      const size_t at = instr.location().find("(layer ");
+      if (at != std::string::npos)
+        into.insert(std::stoll(instr.location().substr(at + 7)));
+    }
+  }
+  return layers;
+}
+
+void explainPipelineStages(const ParallelConfig &p, const plan::Plan *plan,
+                           llvm::raw_ostream &os) {
+  // Chunk c of stage s is virtual stage c * pp + s; without a plan, the
+  // layers the layout gives each (the v-th run of chunkLayers[v] layers).
+  std::vector<std::set<int64_t>> chunks;
+  if (plan) {
+    chunks = layersOfVirtualStages(*plan);
+  } else {
+    int64_t next = 0;
+    for (int64_t n : p.chunkLayers) {
+      chunks.emplace_back();
+      for (int64_t l = 0; l < n; ++l)
+        chunks.back().insert(next++);
+    }
+  }
+  const int64_t pp = std::max<int64_t>(p.pp, 1), vpp = int64_t(chunks.size()) / pp;
+  bool even = std::all_of(chunks.begin(), chunks.end(), [&](const std::set<int64_t> &c) {
+    return c.size() == chunks.front().size();
+  });
+  os << "pipeline: " << countOf(pp, "stage") << " x " << countOf(vpp, "virtual chunk") << ", ";
+  if (even)
+    os << countOf(int64_t(chunks.front().size()), "layer") << " per chunk";
+  else
+    os << "uneven layout";
+  os << ", schedule " << (pp == 1 ? "none" : (vpp > 1 ? "interleaved 1F1B" : "1F1B")) << "\n";
+  for (int64_t stage = 0; stage < pp; ++stage) {
+    std::set<int64_t> layers;
+    for (int64_t chunk = 0; chunk < vpp; ++chunk)
+      layers.insert(chunks[size_t(chunk * pp + stage)].begin(),
+                    chunks[size_t(chunk * pp + stage)].end());
+    os << "  stage " << stage << ": " << layersText(layers) << "\n";
+  }
 }
 
 std::string bytesText(double bytes) {
@@ -459,10 +490,13 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
 /// Ranks in the group of `axis`: a mesh axis, or the first and last stage
 /// that share a tied parameter.
 int64_t groupSize(const plan::Mesh &m, const std::string &axis) {
-  const std::map<std::string, int64_t> sizes = {
-      {"pp", m.pp()}, {"dp", m.dp()}, {"cp", m.cp()}, {"tp", m.tp()},
-      {"edp", plan::expertDataParallelSize(m)}, {"ep", m.ep()}, {"etp", m.etp()},
-      {std::string(plan::kTiedEmbeddingGroup), 2}};
+  using plan::kDenseAxes, plan::kExpertAxes;
+  const std::map<std::string_view, int64_t> sizes = {
+      {kDenseAxes[0], m.pp()},  {kDenseAxes[1], m.dp()},
+      {kDenseAxes[2], m.cp()},  {kDenseAxes[3], m.tp()},
+      {kExpertAxes[1], plan::expertDataParallelSize(m)},
+      {kExpertAxes[2], m.ep()}, {kExpertAxes[3], m.etp()},
+      {plan::kTiedEmbeddingGroup, 2}};
   auto it = sizes.find(axis);
   return it == sizes.end() ? 1 : it->second;
 }
@@ -590,6 +624,34 @@ ActivationBytes activationBytes(const plan::Plan &plan) {
   return bytes;
 }
 
+namespace {
+
+/// The loss normalization, from the plan's StepLoss (mt-build-step-loss's
+/// @step_loss): Megatron-Core's default or calculate_per_token_loss.
+void printLossNormalization(const plan::Plan &plan, llvm::raw_ostream &os) {
+  const plan::StepLoss &loss = plan.step_loss();
+  std::string reductions;
+  for (const plan::StepLoss::Reduction &r : loss.reductions())
+    reductions += (reductions.empty() ? "" : ", ") +
+                  std::string(r.reduce() == "mean" ? "averaged" : "summed") + " over " + r.axis();
+  if (reductions.empty())
+    reductions = "on one rank";
+  if (loss.per_token_loss()) {
+    os << "loss: per token (calculate_per_token_loss): each micro-batch's loss is the sum of "
+          "its token losses; the step's loss and gradients are divided by the step's loss "
+          "tokens (every micro-batch, "
+       << reductions << "); gradient seed " << llvm::format("%g", loss.loss_scale()) << "\n";
+    return;
+  }
+  os << "loss: per micro-batch (Megatron-Core's default): each micro-batch's loss is the mean "
+        "over its loss tokens; the step's loss is their mean (x "
+     << llvm::format("%g", loss.micro_batch_weight()) << " each), " << reductions
+     << "; gradient seed " << llvm::format("%g", loss.loss_scale())
+     << "; micro-batches with fewer loss tokens weigh each token more\n";
+}
+
+} // namespace
+
 void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
                  const RecomputeEffect *recompute) {
   const plan::Mesh &m = plan.mesh();
@@ -599,6 +661,7 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
      << " ("
      << (pipelined ? "each stage runs its own; " : "all run the same; ")
      << "ranks differ in their communicator groups, slices and data)\n";
+  printLossNormalization(plan, os);
   printStageParameters(plan, os);
   printMemory(plan, os);
   if (recompute)

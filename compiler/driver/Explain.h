@@ -10,15 +10,25 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace mt {
 
-/// The mesh, each rank's coordinates, and the layers of each pipeline stage
-/// (and virtual chunk) of a resolved layout; no figures of memory (those
-/// come with the plan: explainPlan).
+/// The model, the batch, the mesh and each rank's coordinates of a resolved
+/// layout; no figures of memory (those come with the plan: explainPlan).
 void explainLayout(const ModelDims &dims, const ParallelConfig &parallel, llvm::raw_ostream &os);
+
+/// The layers of each virtual stage of `plan` (chunk c of stage s is
+/// virtual stage c x pp + s; one entry without pipelining), from the layers
+/// its forward programs' instructions belong to.
+std::vector<std::set<int64_t>> layersOfVirtualStages(const plan::Plan &plan);
+
+/// The pipeline stages and the layers each holds: those of `plan`, or
+/// without a plan (a layout plans do not cover yet) those the layout gives.
+void explainPipelineStages(const ParallelConfig &parallel, const plan::Plan *plan,
+                           llvm::raw_ostream &os);
 
 /// One micro-batch slot's activations in a plan: its activation arena as
 /// planned (fp32, the CPU backend) and as the CUDA backend lays it out

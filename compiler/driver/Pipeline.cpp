@@ -1,6 +1,7 @@
-// The compilation pipeline of a training step: freeze, partition, autodiff,
-// optimizer, explicit collectives, cleanup, recompute, pipeline split,
-// fusion, plan emission (numbered IR dumps on request).
+// The compilation pipeline of a training step: freeze, partition, loss
+// normalization, autodiff, optimizer, step loss, explicit collectives,
+// cleanup, recompute, pipeline split, fusion, plan emission (numbered IR
+// dumps on request).
 #include "compiler/driver/Pipeline.h"
 
 #include "compiler/analysis/ModelInfo.h"
@@ -209,6 +210,10 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   // With one data-parallel rank there is nothing to shard: the plain step.
   opt.distributedOptimizer = parallel.distributedOptimizer && parallel.dp > 1;
   opt.overlapParamGather = opt.distributedOptimizer && parallel.overlapParamGather;
+  opt.perTokenLoss = parallel.perTokenLoss;
+  BuildStepLossOptions stepLoss;
+  stepLoss.microBatches = parallel.numMicroBatches();
+  stepLoss.perTokenLoss = parallel.perTokenLoss;
   PartitionTensorParallelOptions tpOptions;
   tpOptions.sequenceParallel = parallel.sequenceParallel;
   PhaseDumps dumps(options.dumpDir);
@@ -237,8 +242,12 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   }
   if (parallel.ep > 1)
     pipeline.push_back(createPartitionExpertParallel());
+  // After the partitions: the loss mask has its local shape.
+  if (parallel.perTokenLoss)
+    pipeline.push_back(createPerTokenLoss());
   pipeline.push_back(createAutodiff());
   pipeline.push_back(createBuildOptimizer(opt));
+  pipeline.push_back(createBuildStepLoss(stepLoss));
   pipeline.push_back(createExposeCollectives());
   pipeline.push_back(createCanonicalizerPass());
   // Last: no later pass may fold a clone back into its original.

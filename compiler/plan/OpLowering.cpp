@@ -179,6 +179,16 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.i("n", numel(s.getInput())).f("factor", s.getFactor().convertToDouble());
         return true;
       })
+      .Case([&](ScaleByOp s) {
+        w.i("n", numel(s.getInput()));
+        if (s.getInverse())
+          w.i("inverse", 1);
+        return true;
+      })
+      .Case([&](NumTokensOp t) {
+        w.i("n", numel(t.getMask()));
+        return true;
+      })
       .Case([&](LinearOp l) {
         linearDims(w, l.getWeight(), l.getInput());
         w.i("has_bias", l.getBias() ? 1 : 0);

@@ -20,9 +20,30 @@ using namespace mlir;
 namespace mt {
 namespace {
 
+/// The persistent buffers of a step that are not a parameter's: the sum of
+/// the micro-batches' loss tokens under calculate_per_token_loss (summed as
+/// gradients are, zeroed with them), read by @optimizer_step.
+struct StepBuffers {
+  std::optional<uint32_t> numTokens;
+};
+
+/// A micro-batch's mt.num_tokens (mt-build-optimizer's `per-token-loss`):
+/// written into an OUTPUTS scalar the runtime reads beside the loss, and
+/// added into the step's count.
+void bindTokenCount(Value count, ProgramEmitter &emitter, BufferPlanner &planner,
+                    plan::Plan &out, StepBuffers &step) {
+  auto *bindings = out.mutable_bindings();
+  bindings->set_num_tokens(emitter.bufferOf(count, plan::OUTPUTS));
+  planner.rename(bindings->num_tokens(), "num_tokens");
+  step.numTokens = planner.addBuffer("step_num_tokens", cast<RankedTensorType>(count.getType()),
+                                     plan::GRADIENTS);
+  emitter.accumulateAtEnd(count, *step.numTokens);
+}
+
 LogicalResult bindForwardBackward(func::FuncOp fn, ProgramEmitter &emitter,
                                   BufferPlanner &planner, plan::Plan &out,
-                                  const DenseMap<StringRef, uint32_t> &gradBuffers) {
+                                  const DenseMap<StringRef, uint32_t> &gradBuffers,
+                                  StepBuffers &step) {
   auto *bindings = out.mutable_bindings();
   for (BlockArgument arg : fn.getArguments()) {
     auto role = fn.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "mt.input");
@@ -40,9 +61,15 @@ LogicalResult bindForwardBackward(func::FuncOp fn, ProgramEmitter &emitter,
   }
   auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
   for (unsigned i = 1; i < ret.getNumOperands(); ++i) {
+    auto role = fn.getResultAttrOfType<StringAttr>(i, "mt.role");
+    if (role && role.getValue() == "num_tokens") {
+      bindTokenCount(ret.getOperand(i), emitter, planner, out, step);
+      continue;
+    }
     auto param = fn.getResultAttrOfType<FlatSymbolRefAttr>(i, "mt.grad_of");
     if (!param)
-      return fn.emitOpError() << "result " << i << " has no 'mt.grad_of'";
+      return fn.emitOpError() << "result " << i
+                              << " has no 'mt.grad_of' (nor 'mt.role' num_tokens)";
     Value grad = ret.getOperand(i);
     if (isa_and_nonnull<ZerosOp>(grad.getDefiningOp()))
       continue; // the gradient buffer is zero already
@@ -60,11 +87,18 @@ LogicalResult bindForwardBackward(func::FuncOp fn, ProgramEmitter &emitter,
 }
 
 LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
-                                BufferPlanner &planner, plan::Plan &out) {
+                                BufferPlanner &planner, plan::Plan &out,
+                                const StepBuffers &step) {
   auto bufferOfRole = [&](unsigned arg) -> FailureOr<uint32_t> {
     auto role = fn.getArgAttrOfType<StringAttr>(arg, "mt.role");
     if (role && role.getValue() == "step")
       return emitter.bufferOf(fn.getArgument(arg), plan::INPUTS);
+    if (role && role.getValue() == "num_tokens") {
+      if (!step.numTokens)
+        return fn.emitOpError() << "argument " << arg << " takes the step's num_tokens, "
+                                   "which @forward_backward does not return";
+      return *step.numTokens;
+    }
     auto param = fn.getArgAttrOfType<FlatSymbolRefAttr>(arg, "mt.param");
     if (!role || !param)
       return fn.emitOpError() << "argument " << arg << " has no 'mt.role'/'mt.param'";
@@ -338,14 +372,15 @@ LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt
   ProgramEmitter fbEmitter(planner, *out.add_programs(), fb);
   out.mutable_programs(0)->set_name("forward_backward");
   fbEmitter.groupValues();
-  if (failed(bindForwardBackward(fb, fbEmitter, planner, out, gradBuffers)) ||
+  StepBuffers step;
+  if (failed(bindForwardBackward(fb, fbEmitter, planner, out, gradBuffers, step)) ||
       failed(fbEmitter.emitOps()))
     return failure();
   fbEmitter.finishProgram();
 
   ProgramEmitter optEmitter(planner, *out.add_programs(), opt);
   out.mutable_programs(1)->set_name("optimizer_step");
-  if (failed(bindOptimizerStep(opt, optEmitter, planner, out)) ||
+  if (failed(bindOptimizerStep(opt, optEmitter, planner, out, step)) ||
       failed(optEmitter.emitOps()))
     return failure();
   optEmitter.finishProgram();
@@ -369,11 +404,12 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
   auto staged = stagedOps(fb, emitter);
   if (failed(staged) || failed(assignOwners(module, out)))
     return failure();
-  if (failed(bindForwardBackward(fb, emitter, planner, out, gradBuffers)) ||
+  StepBuffers step;
+  if (failed(bindForwardBackward(fb, emitter, planner, out, gradBuffers, step)) ||
       failed(emitStagePrograms(fb, emitter, *staged, parallel.pp, out)))
     return failure();
   ProgramEmitter optEmitter(planner, scratch, opt);
-  if (failed(bindOptimizerStep(opt, optEmitter, planner, out)) ||
+  if (failed(bindOptimizerStep(opt, optEmitter, planner, out, step)) ||
       failed(emitStageOptimizers(opt, optEmitter, parallel.pp, out)))
     return failure();
   if (Status s = planner.assignOffsets(); !s)
@@ -382,30 +418,78 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
   return out;
 }
 
-/// What mtrun does around the programs. The reported loss: the mean of the
-/// micro-batches' losses (micro_batch_weight), held by the last stage only
-/// (summed over pp so that every stage reports it), averaged over dp, as
-/// Megatron-Core reports it; the gradient seed 1 / micro-batches makes the
-/// gradients the mean over the step's micro-batches (the dp all-reduces of
-/// mt-build-optimizer average over dp). `mtrun --lr X` sets each
-/// lr_schedule's max_lr to X and its min_lr to X times its ratio to max_lr.
-void emitStepRules(plan::Plan &out, const ParallelConfig &parallel) {
-  const double micro = double(parallel.numMicroBatches());
+/// The plan's StepLoss from @step_loss (mt-build-step-loss): its
+/// mt.loss_scale is the gradient seed; on the loss argument, an mt.scale is
+/// the micro-batch weight and each mt.all_reduce a reduction; per token,
+/// the num_tokens argument takes the same reductions and the loss ends
+/// divided by it (mt.scale_by {inverse}). Any other op is an error: the
+/// runtime could not do it.
+LogicalResult emitStepLoss(ModuleOp module, plan::Plan &out) {
+  auto fn = module.lookupSymbol<func::FuncOp>(MtDialect::kStepLossFunctionName);
+  if (!fn)
+    return module.emitError() << "plan emission expects @" << MtDialect::kStepLossFunctionName
+                              << " (run mt-build-step-loss)";
+  auto seed = fn->getAttrOfType<FloatAttr>(MtDialect::kLossScaleAttrName);
+  if (!seed)
+    return fn.emitOpError() << "has no '" << MtDialect::kLossScaleAttrName << "'";
   plan::StepLoss &loss = *out.mutable_step_loss();
-  loss.set_micro_batch_weight(1.0 / micro);
-  loss.set_loss_scale(1.0 / micro);
-  auto reduce = [&](const char *axis, const char *op) {
-    plan::StepLoss::Reduction &r = *loss.add_reductions();
-    r.set_axis(axis);
-    r.set_reduce(op);
-  };
-  if (parallel.pp > 1)
-    reduce("pp", "sum");
-  // Each cp rank's loss is its tokens' share of the micro-batch's mean.
-  if (parallel.cp > 1)
-    reduce("cp", "sum");
-  if (parallel.dp > 1)
-    reduce("dp", "mean");
+  loss.set_loss_scale(seed.getValueAsDouble());
+  loss.set_micro_batch_weight(1.0);
+  Value lossValue, tokens;
+  for (BlockArgument arg : fn.getArguments()) {
+    auto role = fn.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "mt.role");
+    (role && role.getValue() == "loss" ? lossValue : tokens) = arg;
+  }
+  if (!lossValue)
+    return fn.emitOpError() << "has no argument with 'mt.role' loss";
+  std::vector<std::pair<std::string, std::string>> tokenReductions;
+  for (Operation &op : fn.getBody().front().without_terminator()) {
+    Value in = op.getNumOperands() ? op.getOperand(0) : Value();
+    auto reduce = dyn_cast<AllReduceOp>(op);
+    auto byTokens = dyn_cast<ScaleByOp>(op);
+    if (in && in == tokens && reduce) {
+      tokenReductions.push_back({reduce.getAxis().str(), reduce.getReduce().str()});
+      tokens = reduce.getResult();
+      continue;
+    }
+    if (!in || in != lossValue || loss.per_token_loss())
+      return op.emitOpError() << "is not a step that mtrun forms the loss by (the micro-batch "
+                                 "weight, reductions over mesh axes, then the division by the "
+                                 "step's tokens)";
+    if (auto scale = dyn_cast<ScaleOp>(op); scale && loss.reductions_size() == 0) {
+      loss.set_micro_batch_weight(loss.micro_batch_weight() * scale.getFactor().convertToDouble());
+    } else if (reduce) {
+      plan::StepLoss::Reduction &r = *loss.add_reductions();
+      r.set_axis(reduce.getAxis().str());
+      r.set_reduce(reduce.getReduce().str());
+    } else if (byTokens && byTokens.getInverse() && byTokens.getFactor() == tokens) {
+      loss.set_per_token_loss(true);
+    } else {
+      return op.emitOpError() << "is not a step that mtrun forms the loss by (the micro-batch "
+                                 "weight, reductions over mesh axes, then the division by the "
+                                 "step's tokens)";
+    }
+    lossValue = op.getResult(0);
+  }
+  if (cast<func::ReturnOp>(fn.getBody().front().getTerminator()).getOperand(0) != lossValue)
+    return fn.emitOpError() << "does not return the end of its chain";
+  if (loss.per_token_loss()) {
+    std::vector<std::pair<std::string, std::string>> lossReductions;
+    for (const plan::StepLoss::Reduction &r : loss.reductions())
+      lossReductions.push_back({r.axis(), r.reduce()});
+    if (lossReductions != tokenReductions || loss.micro_batch_weight() != 1.0)
+      return fn.emitOpError() << "reduces the loss and its tokens differently: mtrun adds and "
+                                 "reduces both alike";
+    if (!out.bindings().has_num_tokens())
+      return fn.emitOpError() << "divides by the step's tokens, but @forward_backward returns "
+                                 "no num_tokens (mt-build-optimizer's per-token-loss)";
+  }
+  return success();
+}
+
+/// `mtrun --lr X` sets each lr_schedule's max_lr to X and its min_lr to X
+/// times its ratio to max_lr.
+void emitPeakLearningRate(plan::Plan &out) {
   for (int p = 0; p < out.programs_size(); ++p)
     for (int i = 0; i < out.programs(p).instructions_size(); ++i) {
       const plan::Instruction &instr = out.programs(p).instructions(i);
@@ -470,7 +554,9 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   const int64_t vpp = parallel.pp > 1 ? int64_t(parallel.chunkLayers.size()) / pp : 1;
   if (Status s = emitSchedule(out, pp, vpp, parallel.numMicroBatches()); !s)
     return module.emitError() << s.message();
-  emitStepRules(out, parallel);
+  if (failed(emitStepLoss(module, out)))
+    return failure();
+  emitPeakLearningRate(out);
   return out;
 }
 

@@ -165,6 +165,16 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
   // the CUDA backend would keep in fp32, apart from the reused activations).
   if (isa<AllReduceOp, ScaleOp>(op) && op->getOperand(0).hasOneUse())
     bind(op->getResult(0), bufferOf(op->getOperand(0)));
+  // So does a scaling by a runtime scalar of a temporary or a gradient
+  // (per-token loss: each gradient divided by the step's tokens), unless its
+  // result has a buffer of its own already (the loss).
+  if (auto scale = dyn_cast<ScaleByOp>(op);
+      scale && scale.getInput().hasOneUse() && !bound_.count(leader(scale.getResult()))) {
+    uint32_t in = bufferOf(scale.getInput());
+    plan::ArenaKind arena = planner_.arenaOf(in);
+    if (arena == plan::ACTIVATIONS || arena == plan::GRADIENTS)
+      bind(scale.getResult(), in);
+  }
   if (isElided(op))
     return success(); // both terms already accumulated into one buffer
   plan::Instruction instr;

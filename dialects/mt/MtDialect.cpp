@@ -81,6 +81,15 @@ LogicalResult mt::MtDialect::verifyOperationAttribute(Operation *op,
                              << "' to be a string on a module";
     return success();
   }
+  if (attr.getName() == kLossScaleAttrName) {
+    auto fn = dyn_cast<SymbolOpInterface>(op);
+    auto scale = dyn_cast<FloatAttr>(attr.getValue());
+    if (!fn || fn.getName() != kStepLossFunctionName || !scale ||
+        !(scale.getValueAsDouble() > 0))
+      return op->emitError() << "expects '" << kLossScaleAttrName << "' to be a positive float "
+                             << "on @" << kStepLossFunctionName;
+    return success();
+  }
   if (attr.getName() == kAxesAttrName)
     return verifyMeshAxesAttr(op, attr.getValue());
   if (attr.getName() == kBucketsAttrName)

@@ -51,6 +51,11 @@ def Mt_Dialect : Dialect {
     /// Attribute of @optimizer_step under the distributed optimizer: its
     /// gradient buckets (axis, params, offsets; mt-build-optimizer).
     static constexpr ::llvm::StringLiteral kBucketsAttrName = "mt.buckets";
+    /// The function mt-build-step-loss adds: how a step's reported loss is
+    /// formed (the plan's StepLoss), and its attribute: the f64 gradient
+    /// seed of each micro-batch's backward.
+    static constexpr ::llvm::StringLiteral kStepLossFunctionName = "step_loss";
+    static constexpr ::llvm::StringLiteral kLossScaleAttrName = "mt.loss_scale";
   }];
 }
 

@@ -231,3 +231,16 @@ LogicalResult AttentionMergeOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys
       grads[i] = results[i];
   return success();
 }
+
+LogicalResult ScaleByOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                        ArrayRef<bool> needed,
+                                        SmallVectorImpl<Value> &grads) {
+  resize(grads, *this);
+  if (needed[1])
+    return emitOpError() << "is differentiable in its input only, but its factor is on the "
+                            "path from a parameter to the loss";
+  if (needed[0])
+    grads[0] = ScaleByOp::create(b, getLoc(), getInput().getType(), dys[0], getFactor(),
+                                 getInverseAttr());
+  return success();
+}

@@ -534,6 +534,26 @@ def Mt_CrossEntropyOp : Mt_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<
   let instruction = Mt_Instruction<"Loss", "tokens vocab", "tokens*vocab; tokens; tokens; 1">;
 }
 
+def Mt_NumTokensOp : Mt_Op<"num_tokens", [Pure]> {
+  let summary = "Number of loss tokens of a micro-batch: the sum of its loss mask";
+  let description = [{
+    `mask`: [B, S] f32 (mt.cross_entropy's loss mask). Result (f32 scalar):
+    Σ mask, accumulated in fp64: Megatron-Core's num_tokens, which its loss
+    function returns beside the summed token losses. mt-per-token-loss
+    multiplies the micro-batch's mean loss by it (the sum of its token
+    losses), and with calculate_per_token_loss the optimizer divides the
+    gradients by its sum over the step's micro-batches and ranks.
+
+    ```mlir
+    %n = mt.num_tokens %mask : (tensor<4x128xf32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32]>:$mask);
+  let results = (outs Mt_F32Scalar:$count);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let instruction = Mt_Instruction<"Loss", "n", "n; 1">;
+}
+
 //===----------------------------------------------------------------------===//
 // Vocab-parallel cross-entropy: the local parts between its all-reduces
 //===----------------------------------------------------------------------===//

@@ -101,6 +101,31 @@ def Mt_ScaleOp : Mt_Op<"scale", [Pure, SameOperandsAndResultType]> {
   let instruction = Mt_Instruction<"Optimizer", "n factor:f", "n; n">;
 }
 
+def Mt_ScaleByOp : Mt_Op<"scale_by", [Pure, AllTypesMatch<["input", "result"]>,
+    DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Every element multiplied (or divided) by a scalar computed at run time";
+  let description = [{
+    `input` (any f32 shape) times the f32 scalar `factor`, or with `inverse`
+    divided by it (0 where `factor` is 0: a step without loss tokens has no
+    gradient). With calculate_per_token_loss, mt-per-token-loss makes each
+    micro-batch's loss the sum of its token losses (its mean times
+    mt.num_tokens), and mt-build-optimizer divides every gradient by the
+    step's token count before the norm and clipping, as Megatron-Core's
+    finalize_model_grads (scale_gradients(1 / num_tokens)). Differentiable
+    in `input` only.
+
+    ```mlir
+    %sum = mt.scale_by %mean, %n : tensor<f32>, tensor<f32>
+    %g1 = mt.scale_by %g, %tokens {inverse} : tensor<64x64xf32>, tensor<f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32]>:$input, Mt_F32Scalar:$factor,
+                       UnitAttr:$inverse);
+  let results = (outs RankedTensorOf<[F32]>:$result);
+  let assemblyFormat = "$input `,` $factor attr-dict `:` type($input) `,` type($factor)";
+  let instruction = Mt_Instruction<"Elementwise", "n inverse?", "n; 1; n">;
+}
+
 def Mt_CheckFiniteOp : Mt_Op<"check_finite"> {
   let summary = "Skips the rest of the step when a value is NaN or infinite";
   let description = [{

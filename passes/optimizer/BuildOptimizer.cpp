@@ -131,14 +131,36 @@ struct BuildOptimizerPass
   /// (1 without a mesh), read by runOnOperation; cp its context-parallel
   /// size and edp the expert data-parallel size of `@expert_mesh` (1
   /// without one).
-  int64_t dp = 1, cp = 1, edp = 1;
+  int64_t dp = 1, cp = 1, edp = 1, pp = 1;
 
   /// A parameter's gradient averaged over the ranks that hold replicas of
-  /// it: a dense one summed over cp and averaged over dp; an expert one (on
+  /// it: a dense one summed over cp and averaged over dp (per-token-loss:
+  /// summed, then divided by the step's tokens); an expert one (on
   /// @expert_mesh, whose gradient sums the tokens of its ep group) summed
   /// over edp and scaled by 1 / (dp·cp), Megatron-Core's
   /// expert_gradient_scaling_factor.
   Value reduceGradient(OpBuilder &b, ParamOp p, Value g);
+
+  /// With per-token-loss: the step's loss tokens, summed over the
+  /// micro-batches (the argument) and over pp, cp and dp; null otherwise.
+  Value stepTokens;
+
+  /// Appends @forward_backward's mt.num_tokens to its results and to
+  /// @optimizer_step's arguments (`fn`, built without it), and sums it over
+  /// the ranks into stepTokens.
+  LogicalResult passTokenCount(OpBuilder &b, func::FuncOp fn);
+
+  /// `g` divided by the step's loss tokens under per-token-loss (unchanged
+  /// otherwise): Megatron-Core's scale_gradients(1 / num_tokens).
+  Value perToken(OpBuilder &b, Location loc, Value g) const {
+    return stepTokens ? ScaleByOp::create(b, loc, g.getType(), g, stepTokens, b.getUnitAttr())
+                      : g;
+  }
+  /// The reduction of dense gradients over dp: a mean, or a sum under
+  /// per-token-loss (the division by the tokens replaces it).
+  StringAttr dpReduce(OpBuilder &b) const {
+    return b.getStringAttr(perTokenLoss ? "sum" : "mean");
+  }
 
   /// `grad` summed over the cp ranks (unchanged without cp): each cp rank's
   /// gradients are its tokens' share of the sequence's (Megatron-Core
@@ -251,12 +273,46 @@ DictionaryAttr roleAttrs(OpBuilder &b, ParamOp p, StringRef role,
   return b.getDictionaryAttr(attrs);
 }
 
+LogicalResult BuildOptimizerPass::passTokenCount(OpBuilder &b, func::FuncOp fn) {
+  ModuleOp module = getOperation();
+  auto fb = module.lookupSymbol<func::FuncOp>("forward_backward");
+  SmallVector<NumTokensOp> counts;
+  if (fb)
+    fb.walk([&](NumTokensOp n) { counts.push_back(n); });
+  if (counts.size() != 1)
+    return module.emitError() << "mt-build-optimizer: per-token-loss expects one mt.num_tokens "
+                                 "in @forward_backward (run mt-per-token-loss before "
+                                 "mt-autodiff), found " << counts.size();
+  auto ret = cast<func::ReturnOp>(fb.getBody().front().getTerminator());
+  ret->insertOperands(ret.getNumOperands(), counts[0].getResult());
+  if (failed(fb.insertResult(fb.getNumResults(), counts[0].getType(),
+                             b.getDictionaryAttr(b.getNamedAttr(
+                                 "mt.role", b.getStringAttr("num_tokens"))))))
+    return failure();
+  const unsigned arg = fn.getNumArguments();
+  if (failed(fn.insertArgument(arg, counts[0].getType(),
+                               b.getDictionaryAttr(b.getNamedAttr(
+                                   "mt.role", b.getStringAttr("num_tokens"))),
+                               fn.getLoc())))
+    return failure();
+  // Megatron-Core: the count of the last pipeline stage, summed over dp x cp.
+  stepTokens = fn.getArgument(arg);
+  for (auto [axis, size] : {std::pair<StringRef, int64_t>{"pp", pp},
+                            {kContextParallelAxis, cp},
+                            {kDataParallelAxis, dp}})
+    if (size > 1)
+      stepTokens = AllReduceOp::create(b, fn.getLoc(), stepTokens, b.getStringAttr(axis),
+                                       b.getStringAttr("sum"));
+  return success();
+}
+
 Value BuildOptimizerPass::reduceGradient(OpBuilder &b, ParamOp p, Value g) {
   if (!onExpertMesh(p)) {
     g = sumOverContextParallel(b, p.getLoc(), g);
-    return dp > 1 ? AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kDataParallelAxis),
-                                        b.getStringAttr("mean"))
-                  : g;
+    if (dp > 1)
+      g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kDataParallelAxis),
+                              dpReduce(b));
+    return perToken(b, p.getLoc(), g);
   }
   if (edp > 1)
     g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kExpertDataParallelAxis),
@@ -281,6 +337,8 @@ LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp
       }
     }
   func::FuncOp fn = createFunction(b, s);
+  if (perTokenLoss && failed(passTokenCount(b, fn)))
+    return failure();
   Block *body = &fn.getBody().front();
   auto argOf = [&](size_t param, size_t role) {
     return body->getArgument(1 + 4 * param + role);
@@ -355,6 +413,8 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   }
   func::FuncOp fn = createFunction(b, s);
   fn->setAttr(MtDialect::kBucketsAttrName, b.getArrayAttr(layout));
+  if (perTokenLoss && failed(passTokenCount(b, fn)))
+    return failure();
   Block *body = &fn.getBody().front();
   auto argOf = [&](size_t bucket, size_t role) {
     return body->getArgument(1 + 4 * bucket + role);
@@ -370,9 +430,10 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
     Type shard = argOf(k, 2).getType();
     if (!bucket.experts) {
-      shards.push_back(ReduceScatterOp::create(b, loc, shard,
-                                               sumOverContextParallel(b, loc, argOf(k, 1)),
-                                               dpAxis, dim0, b.getStringAttr("mean")));
+      shards.push_back(perToken(
+          b, loc,
+          ReduceScatterOp::create(b, loc, shard, sumOverContextParallel(b, loc, argOf(k, 1)),
+                                  dpAxis, dim0, dpReduce(b))));
     } else {
       Value g = argOf(k, 1);
       if (edp > 1)
@@ -436,14 +497,23 @@ void BuildOptimizerPass::runOnOperation() {
     }
     dp = *size;
     cp = axisSize(mesh, kContextParallelAxis).value_or(1);
+    pp = axisSize(mesh, "pp").value_or(1);
   }
   edp = 1;
   if (auto experts = module.lookupSymbol<shard::GridOp>(kExpertMeshName))
     edp = axisSize(experts, kExpertDataParallelAxis).value_or(1);
+  stepTokens = Value();
   SmallVector<ParamOp> params;
   for (auto param : module.getOps<ParamOp>())
     if (!param.getFrozen())
       params.push_back(param);
+  if (perTokenLoss)
+    for (ParamOp p : params)
+      if (onExpertMesh(p)) {
+        p.emitOpError() << "is an expert weight: per-token-loss does not scale expert "
+                           "gradients yet";
+        return signalPassFailure();
+      }
   OpBuilder b(module.getContext());
   b.setInsertionPointToEnd(module.getBody());
   FailureOr<NormAxes> axes = normAxesOf(params, b);

@@ -230,11 +230,11 @@ LogicalResult sumTiedGradients(ModuleOp module) {
 
 /// The parameter (a bucket's first) whose state `v` of @optimizer_step is:
 /// an argument with `mt.param`, its gradient's sums (pp_tied, dp, edp) and
-/// scaling, or a distributed optimizer's slice and update of it; null for anything else
+/// scalings (by a constant, or by the step's tokens), or a distributed optimizer's slice and update of it; null for anything else
 /// (the norm, the clipping, the schedule).
 ParamOp parameterOf(ModuleOp module, func::FuncOp opt, Value v) {
   while (Operation *def = v.getDefiningOp()) {
-    if (!isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, ScaleOp>(def))
+    if (!isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, ScaleOp, ScaleByOp>(def))
       return ParamOp();
     v = def->getOperand(0);
   }
@@ -274,7 +274,8 @@ LogicalResult assignOptimizerStages(ModuleOp module) {
       norm.setStages(stages);
       continue;
     }
-    if (!isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, AllGatherOp, ScaleOp>(op))
+    if (!isa<AllReduceOp, ReduceScatterOp, AllSliceOp, AdamWOp, AllGatherOp, ScaleOp, ScaleByOp>(
+            op))
       continue;
     if (ParamOp param = parameterOf(module, opt, op.getOperand(0)))
       for (StringRef name : {MtDialect::kPipelineStageAttrName, MtDialect::kTiedStageAttrName})

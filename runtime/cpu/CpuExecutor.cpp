@@ -369,6 +369,21 @@ void addOptimizerKernels(Table &t) {
     for (int64_t i = 0; i < a.i("n"); ++i)
       y[i] = x[i] * factor;
   });
+  t[Op::scale_by] = plain([](auto &in, auto &a, auto &m) {
+    const float *x = m.f32(in.inputs(0));
+    float *y = m.f32(in.outputs(0));
+    const float factor = *m.f32(in.inputs(1));
+    const bool inverse = a.i("inverse", 0) == 1;
+    for (int64_t i = 0; i < a.i("n"); ++i)
+      y[i] = !inverse ? x[i] * factor : factor == 0.0f ? 0.0f : x[i] / factor;
+  });
+  t[Op::num_tokens] = plain([](auto &in, auto &a, auto &m) {
+    const float *mask = m.f32(in.inputs(0));
+    double count = 0;
+    for (int64_t i = 0; i < a.i("n"); ++i)
+      count += mask[i];
+    *m.f32(in.outputs(0)) = float(count);
+  });
   t[Op::check_finite] = plain([](auto &, auto &, auto &) {}); // interpreted by run()
   t[Op::clip_coefficient] = plain([](auto &in, auto &a, auto &m) {
     *m.f32(in.outputs(0)) = kernels::clipCoefficient(a.f("max_norm"), *m.f32(in.inputs(0)));

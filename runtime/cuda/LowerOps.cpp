@@ -8,6 +8,7 @@
 #include "runtime/cuda/CrossEntropy.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/Norm.h"
+#include "runtime/cuda/TokenScaling.h"
 #include "runtime/kernels/ContextParallel.h"
 #include "runtime/kernels/Rotary.h"
 
@@ -113,6 +114,24 @@ void accumulateOp(Lowerer &L, const Attrs &a) {
     const float *x = L.f32In(0);
     L.emit([=](cudaStream_t s) { return accumulate(x, static_cast<float *>(out), n, s); });
   }
+}
+
+/// calculate_per_token_loss: a micro-batch's token count, and values scaled
+/// by a scalar on the device (the loss by the count, the gradients by the
+/// step's count).
+void numTokensOp(Lowerer &L, const Attrs &a) {
+  const float *mask = L.f32In(0);
+  float *count = L.f32Out(0);
+  const int64_t n = a.i("n");
+  L.emit([=](cudaStream_t s) { return numTokens(mask, count, n, s); });
+}
+
+void scaleByOp(Lowerer &L, const Attrs &a) {
+  const float *x = L.f32In(0), *factor = L.f32In(1);
+  float *y = L.f32Out(0);
+  const int64_t n = a.i("n");
+  const bool inverse = a.i("inverse") == 1;
+  L.emit([=](cudaStream_t s) { return scaleBy(x, factor, inverse, y, n, s); });
 }
 
 /// rmsnorm, and mt.add_rmsnorm: the norm kernel's fused residual add (one
@@ -288,6 +307,8 @@ void addDenseLowerings(LoweringTable &t) {
   t[Op::chunked_swiglu_grad] = chunkedSwigluGrad;
   t[Op::add] = addOp;
   t[Op::accumulate] = accumulateOp;
+  t[Op::num_tokens] = numTokensOp;
+  t[Op::scale_by] = scaleByOp;
   t[Op::rmsnorm] = rmsnorm;
   t[Op::rmsnorm_grad] = rmsnormGrad;
   t[Op::add_rmsnorm] = rmsnorm;

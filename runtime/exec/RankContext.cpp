@@ -52,7 +52,8 @@ std::vector<GroupSpec> meshGroups(const MeshShape &mesh, int rank) {
     for (size_t axis : grid) {
       if (sizes[axis] == 1 || (axis == kPp && &grid == &kExpertGrid))
         continue;
-      GroupSpec g{RankContext::kAxes[axis], RankContext::kAxes[axis], {}};
+      const std::string name(RankContext::kAxes[axis]);
+      GroupSpec g{name, name, {}};
       for (int r = 0; r < world; ++r) {
         auto c = coordinatesOf(mesh, r);
         if (std::all_of(grid.begin(), grid.end(),

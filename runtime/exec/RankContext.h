@@ -8,6 +8,7 @@
 
 #include "runtime/comm/Communicator.h"
 #include "runtime/comm/RankEnvironment.h"
+#include "runtime/plan/MeshAxes.h"
 #include "runtime/plan/plan.pb.h"
 
 #include <array>
@@ -16,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mt::exec {
@@ -50,9 +52,11 @@ std::vector<GroupSpec> meshGroups(const MeshShape &mesh, int rank);
 class RankContext {
 public:
   /// The axes of both meshes: dense (pp, dp, cp, tp), then expert (edp,
-  /// ep, etp; pp is shared).
-  static constexpr std::array<const char *, 7> kAxes = {"pp", "dp", "cp", "tp",
-                                                        "edp", "ep", "etp"};
+  /// ep, etp; pp is shared), as runtime/plan/MeshAxes.h declares them.
+  static constexpr std::array<std::string_view, 7> kAxes = {
+      plan::kDenseAxes[0],  plan::kDenseAxes[1],  plan::kDenseAxes[2], plan::kDenseAxes[3],
+      plan::kExpertAxes[1], plan::kExpertAxes[2], plan::kExpertAxes[3]};
+  static_assert(plan::kExpertAxes[0] == plan::kDenseAxes[0], "the meshes share pp");
 
   /// How a backend meets the other ranks: a factory of its communicators.
   using Connect = std::function<Expected<std::unique_ptr<comm::GroupFactory>>(

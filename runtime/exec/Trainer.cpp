@@ -230,10 +230,16 @@ private:
   /// One optimizer step: every micro-batch's forward and backward, the
   /// optimizer; returns what the step reports.
   Expected<StepRecord> step(int64_t step);
+  /// What a step's micro-batches add on this rank (0 on a stage without
+  /// the loss): their weighted losses and, per token, their loss tokens.
+  struct StepSums {
+    double loss = 0, tokens = 0;
+  };
   /// The forward and backward passes of one step: the actions of this
-  /// rank's schedule before the optimizer step, in the plan's order; returns
-  /// the sum of the losses the actions add (0 on a stage without the loss).
-  Expected<double> microBatchPasses(int64_t step);
+  /// rank's schedule before the optimizer step, in the plan's order.
+  Expected<StepSums> microBatchPasses(int64_t step);
+  /// The step's loss from this rank's sums, as the plan's StepLoss says.
+  Expected<double> reduceLoss(int64_t step, StepSums sums);
   Status fillInputs(int64_t step, int64_t micro);
   std::ostream &log() { return rank_->rank() == 0 ? rankZeroLog_ : quiet_; }
   /// Copies the logits (the cross-entropy's first input) when the
@@ -512,7 +518,8 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
   *m.f32(b.loss_scale()) = float(plan_.step_loss().loss_scale());
   if (rank_->axisSize("cp") > 1) {
     // The rank's chunks of the sequence; its loss and gradients count as its
-    // share of the micro-batch's tokens (summed over cp by the plan).
+    // share of the micro-batch's tokens (summed over cp by the plan), unless
+    // they are sums of token losses already (per token).
     size_t local = size_t(t.micro_batch() * t.seq() / rank_->axisSize("cp"));
     auto share = fillContextParallelBatch(
         *dataset_, layout, coord, t.seq(), {rank_->coordinate("cp"), rank_->axisSize("cp")},
@@ -520,8 +527,10 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
         {m.f32(b.loss_mask()), local});
     if (!share)
       return share.status();
-    lossShare_[size_t(micro)] = *share;
-    *m.f32(b.loss_scale()) *= float(*share);
+    if (!plan_.step_loss().per_token_loss()) {
+      lossShare_[size_t(micro)] = *share;
+      *m.f32(b.loss_scale()) *= float(*share);
+    }
     return executor_->inputsWritten();
   }
   std::span<int32_t> positions;
@@ -535,8 +544,8 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
   return executor_->inputsWritten();
 }
 
-Expected<double> TrainingRun::microBatchPasses(int64_t step) {
-  double loss = 0;
+Expected<TrainingRun::StepSums> TrainingRun::microBatchPasses(int64_t step) {
+  StepSums sums;
   if (pipeline_)
     timeline_.beginStep(step);
   for (int i = 0; i + 1 < schedule_->actions_size(); ++i) { // the last: the optimizer
@@ -557,15 +566,38 @@ Expected<double> TrainingRun::microBatchPasses(int64_t step) {
     if (dump)
       if (Status s = writeLogits(); !s)
         return s;
-    if (a.adds_loss())
-      loss += *memory_->f32(plan_.bindings().loss()) * plan_.step_loss().micro_batch_weight() *
-              lossShare_[size_t(a.micro_batch())];
+    if (!a.adds_loss())
+      continue;
+    sums.loss += *memory_->f32(plan_.bindings().loss()) *
+                 plan_.step_loss().micro_batch_weight() * lossShare_[size_t(a.micro_batch())];
+    if (plan_.step_loss().per_token_loss())
+      sums.tokens += *memory_->f32(plan_.bindings().num_tokens());
   }
   if (pipeline_)
     if (Status s = pipeline_->flush(); !s)
       return s;
   memory_->setSlot(0);
-  return loss;
+  return sums;
+}
+
+Expected<double> TrainingRun::reduceLoss(int64_t step, StepSums sums) {
+  const plan::StepLoss &rule = plan_.step_loss();
+  for (const plan::StepLoss::Reduction &r : rule.reductions()) {
+    comm::Communicator *group = rank_->group(r.axis());
+    if (!group) // an axis of size 1
+      continue;
+    float both[2] = {float(sums.loss), float(sums.tokens)};
+    if (Status s = group->allReduceHost(both, rule.per_token_loss() ? 2 : 1,
+                                        comm::ReduceOp::Sum);
+        !s)
+      return Status::error(rank_->describe() + " step " + std::to_string(step) + ", the loss's " +
+                           r.reduce() + " over " + r.axis() + ": " + s.message());
+    const double n = r.reduce() == "mean" ? double(group->size()) : 1.0;
+    sums = {double(both[0]) / n, double(both[1]) / n};
+  }
+  if (!rule.per_token_loss())
+    return sums.loss;
+  return sums.tokens == 0 ? 0.0 : sums.loss / sums.tokens;
 }
 
 Expected<StepRecord> TrainingRun::step(int64_t step) {
@@ -578,17 +610,9 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
   auto passes = microBatchPasses(step);
   if (!passes)
     return passes.status();
-  double loss = *passes;
-  for (const plan::StepLoss::Reduction &r : plan_.step_loss().reductions()) {
-    comm::Communicator *group = rank_->group(r.axis());
-    if (!group) // an axis of size 1
-      continue;
-    float sum = float(loss);
-    if (Status s = group->allReduceHost(&sum, 1, comm::ReduceOp::Sum); !s)
-      return Status::error(rank_->describe() + " step " + std::to_string(step) + ", the loss's " +
-                           r.reduce() + " over " + r.axis() + ": " + s.message());
-    loss = r.reduce() == "mean" ? double(sum) / double(group->size()) : double(sum);
-  }
+  auto loss = reduceLoss(step, *passes);
+  if (!loss)
+    return loss.status();
   *m.i64(b.step()) = step;
   if (Status s = executor_->inputsWritten(); !s)
     return s;
@@ -597,7 +621,7 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
   if (!r)
     return r.status();
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return StepRecord{step, loss, *m.f32(b.grad_norm()),
+  return StepRecord{step, *loss, *m.f32(b.grad_norm()),
                     r->skipped ? 0.0 : *m.f32(b.learning_rate()),
                     double(t.global_batch() * t.seq()) / seconds, r->skipped, r->skipReason};
 }

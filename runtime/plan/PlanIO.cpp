@@ -1,6 +1,7 @@
 // Plan directory I/O and validation.
 #include "runtime/plan/PlanIO.h"
 
+#include "runtime/plan/MeshAxes.h"
 #include "runtime/support/OutputPath.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanVersion.h"
@@ -311,11 +312,14 @@ Status validateStepRules(const Plan &plan) {
                          std::to_string(loss.micro_batch_weight()) + " and loss_scale " +
                          std::to_string(loss.loss_scale()) + "; both must be > 0");
   for (const StepLoss::Reduction &r : loss.reductions())
-    if ((r.axis() != "pp" && r.axis() != "dp" && r.axis() != "cp" && r.axis() != "tp") ||
+    if (std::find(kDenseAxes.begin(), kDenseAxes.end(), r.axis()) == kDenseAxes.end() ||
         (r.reduce() != "sum" && r.reduce() != "mean"))
       return Status::error("the plan's step_loss reduces over '" + r.axis() + "' by '" +
                            r.reduce() + "'; expected a mesh axis (pp, dp, cp, tp) and sum "
                            "or mean");
+  if (loss.per_token_loss() && !plan.bindings().has_num_tokens())
+    return Status::error("the plan's step_loss is per token (calculate_per_token_loss) but "
+                         "binds no num_tokens buffer");
   for (const PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
     const std::string where = "peak_learning_rate target (program " +
                               std::to_string(t.program()) + ", instruction " +
@@ -377,6 +381,12 @@ Status validatePlan(const Plan &plan) {
     return Status::error("the position_ids binding (buffer " +
                          std::to_string(b.position_ids()) +
                          ") is not an i32 buffer of micro_batch x seq elements");
+  if (b.has_num_tokens() && (b.num_tokens() >= uint32_t(plan.buffers_size()) ||
+                             plan.buffers(int(b.num_tokens())).dtype() != F32 ||
+                             plan.buffers(int(b.num_tokens())).arena() != OUTPUTS ||
+                             elementsOf(plan.buffers(int(b.num_tokens()))) != 1))
+    return Status::error("the num_tokens binding (buffer " + std::to_string(b.num_tokens()) +
+                         ") is not an f32 scalar of the OUTPUTS arena");
   if (plan.training().micro_batches_per_step() < 1 || plan.training().seq() < 1 ||
       plan.training().micro_batch() < 1)
     return Status::error("the plan's batch sizes are not positive");

@@ -102,6 +102,8 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
   os << "step loss: the sum of the actions' losses x " << loss.micro_batch_weight();
   for (const StepLoss::Reduction &r : loss.reductions())
     os << ", " << r.reduce() << " over " << r.axis();
+  if (loss.per_token_loss())
+    os << ", divided by the num_tokens of the same actions, reduced alike";
   os << "; gradient seed (loss_scale) " << loss.loss_scale() << "\n";
   os << "mtrun --lr X sets:";
   for (const PeakLearningRate::Target &t : plan.peak_learning_rate().targets())

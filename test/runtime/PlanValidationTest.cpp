@@ -127,6 +127,18 @@ TEST(PlanValidation, RejectsStepRulesMtrunCannotApply) {
   EXPECT_EQ(errorOf(p), "peak_learning_rate target (program 0, instruction 5) is out of range");
 }
 
+// calculate_per_token_loss: mtrun divides by the num_tokens binding, which
+// must be there and be a scalar it reads on the host.
+TEST(PlanValidation, RejectsAPerTokenLossWithoutItsTokenCount) {
+  Plan p = smallPlan();
+  p.mutable_step_loss()->set_per_token_loss(true);
+  EXPECT_EQ(errorOf(p), "the plan's step_loss is per token (calculate_per_token_loss) but binds "
+                        "no num_tokens buffer");
+  p.mutable_bindings()->set_num_tokens(2); // four elements of ACTIVATIONS
+  EXPECT_EQ(errorOf(p), "the num_tokens binding (buffer 2) is not an f32 scalar of the OUTPUTS "
+                        "arena");
+}
+
 TEST(PlanValidation, RejectsAnotherVersion) {
   for (uint32_t version : {kPlanVersion - 1, kPlanVersion + 1}) {
     Plan p = smallPlan();

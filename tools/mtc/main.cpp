@@ -87,6 +87,10 @@ struct ParallelFlags {
                             "all-gather the distributed optimizer's updated weights behind the "
                             "next forward (Megatron's overlap_param_gather)"),
                &P::overlapParamGather);
+    layoutFlag(cmd.add_flag("--calculate-per-token-loss", v.perTokenLoss,
+                            "normalize the loss by the step's loss tokens instead of "
+                            "averaging micro-batch means (Megatron's calculate_per_token_loss)"),
+               &P::perTokenLoss);
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,

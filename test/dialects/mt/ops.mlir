@@ -169,6 +169,8 @@ func.func @shared_expert_gate(%logit: tensor<2x8x1xf32>, %x: tensor<2x8x64xf32>)
 func.func @loss(%logits: tensor<2x8x256xf32>, %labels: tensor<2x8xi32>, %mask: tensor<2x8xf32>) -> tensor<f32> {
   // CHECK: mt.cross_entropy %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>) -> tensor<f32>
   %l = mt.cross_entropy %logits, %labels, %mask : (tensor<2x8x256xf32>, tensor<2x8xi32>, tensor<2x8xf32>) -> tensor<f32>
+  // CHECK: mt.num_tokens %{{.*}} : (tensor<2x8xf32>) -> tensor<f32>
+  %tokens = mt.num_tokens %mask : (tensor<2x8xf32>) -> tensor<f32>
   // CHECK: mt.add %{{.*}}, %{{.*}} {mt.layer = 3 : i64} : tensor<f32>
   %s = mt.add %l, %l {mt.layer = 3 : i64} : tensor<f32>
   return %s : tensor<f32>
@@ -333,6 +335,8 @@ func.func @optimizer(%p: tensor<64x64xf32>, %g: tensor<64x64xf32>, %b: tensor<64
   %rt = mt.sqrt %sq : tensor<f32>
   // CHECK: mt.scale %{{.*}} {factor = 5.000000e-01 : f64} : tensor<64x64xf32>
   %sc = mt.scale %g {factor = 5.000000e-01 : f64} : tensor<64x64xf32>
+  // CHECK: mt.scale_by %{{.*}}, %{{.*}} {inverse} : tensor<64x64xf32>, tensor<f32>
+  %sb = mt.scale_by %g, %n {inverse} : tensor<64x64xf32>, tensor<f32>
   // CHECK: mt.check_finite %{{.*}} : tensor<f32>
   mt.check_finite %n : tensor<f32>
   // CHECK: mt.clip_coefficient %{{.*}} {max_norm = 1.000000e+00 : f64} : (tensor<f32>) -> tensor<f32>

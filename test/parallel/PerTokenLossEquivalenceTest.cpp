@@ -1,0 +1,47 @@
+// calculate_per_token_loss computes the step's mean over its loss tokens:
+// on SFT data whose micro-batches hold different numbers of loss tokens,
+// the per-token runs (4 micro-batches of 2 rows, on one rank and over dp,
+// pp, tp x dp, cp x dp and the distributed optimizer) match the step taken
+// as one micro-batch of 8 rows, whose mean over its tokens is the same
+// quantity; the default normalization (the mean of the 4 micro-batches'
+// means) does not, so that a layout normalizing per micro-batch or per rank
+// would fail. The runs are made by run-per-token-loss.sh (a ctest fixture).
+#include "test/parallel/Equivalence.h"
+
+#include <gtest/gtest.h>
+
+namespace mt {
+namespace {
+
+const std::string kRuns = std::string(MT_PER_TOKEN_RUNS_DIR) + "/";
+
+class PerTokenLossEquivalence : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PerTokenLossEquivalence, MatchesTheWholeBatchTokenMean) {
+  // run-per-token-loss.sh trains 3 steps at a peak learning rate of 1e-3.
+  test::expectSameTraining(kRuns, "whole", GetParam(), 3, 1e-3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, PerTokenLossEquivalence,
+                         ::testing::Values("pt_single", "pt_dp2", "pt_pp2", "pt_tp2_dp2",
+                                           "pt_cp2_dp2", "pt_dp2_do"),
+                         [](const auto &info) { return std::string(info.param); });
+
+// The data makes the two normalizations differ, by far more than the
+// layouts' tolerance: the first step's loss (the same weights in both runs)
+// and its gradient norm.
+TEST(PerTokenLoss, DiffersFromTheMeanOfMicroBatchMeans) {
+  std::vector<test::Step> whole = test::readMetrics(kRuns + "whole.jsonl");
+  std::vector<test::Step> mean = test::readMetrics(kRuns + "mean.jsonl");
+  ASSERT_FALSE(whole.empty());
+  ASSERT_FALSE(mean.empty());
+  const double margin = 100 * tolerance::kParallelRel;
+  EXPECT_GT(std::fabs(mean[0].loss - whole[0].loss), margin * whole[0].loss)
+      << "loss: mean of means " << mean[0].loss << ", token mean " << whole[0].loss;
+  EXPECT_GT(std::fabs(mean[0].gradNorm - whole[0].gradNorm), margin * whole[0].gradNorm)
+      << "grad norm: mean of means " << mean[0].gradNorm << ", token mean "
+      << whole[0].gradNorm;
+}
+
+} // namespace
+} // namespace mt

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# calculate_per_token_loss on SFT data whose loss masks differ between
+# micro-batches (the shipped alpaca and sharegpt demos, prompts masked, one
+# sample per row of 64 tokens): 3 steps of a tiny Qwen3-shaped model, global
+# batch 8, with the same seed, writing OUT/<name>.jsonl and OUT/<name>.hf/:
+#   whole      one micro-batch of 8 rows, Megatron's default loss: its mean
+#              over the batch's loss tokens is the per-token loss, computed
+#              without any per-token machinery (the reference);
+#   mean       4 micro-batches of 2, the default (mean of the micro-batches'
+#              means: another value on this data);
+#   pt_<layout> 4 micro-batches of 2 per step, per token, on each layout.
+# Usage: run-per-token-loss.sh BIN_DIR OUT_DIR
+set -euo pipefail
+bin=$1 out=$2
+here=$(cd "$(dirname "$0")" && pwd)
+config=$here/../runtime/chat/Inputs/tiny-qwen3-vocab320.json
+rm -rf "$out" && mkdir -p "$out"
+"$bin/mt-prepare-sft" --dataset-dir "$here/../../models/data" \
+  --dataset demo_alpaca,demo_sharegpt --template qwen3_nothink --cutoff-len 64 \
+  -o "$out/sft.bin" > /dev/null
+"$bin/mtc" import-hf "$config" --seq 64 --micro-batch 8 -o "$out/mb8.mlir"
+"$bin/mtc" import-hf "$config" --seq 64 --micro-batch 2 -o "$out/mb2.mlir"
+# name:model:ranks:flags
+runs=("whole:mb8:1:" "mean:mb2:1:"
+      "pt_single:mb2:1:--calculate-per-token-loss"
+      "pt_dp2:mb2:2:--calculate-per-token-loss --dp 2"
+      "pt_pp2:mb2:2:--calculate-per-token-loss --pp 2"
+      "pt_tp2_dp2:mb2:4:--calculate-per-token-loss --tp 2 --dp 2"
+      "pt_cp2_dp2:mb2:4:--calculate-per-token-loss --cp 2 --dp 2"
+      "pt_dp2_do:mb2:2:--calculate-per-token-loss --dp 2 --use-distributed-optimizer")
+for entry in "${runs[@]}"; do
+  IFS=: read -r name model ranks flags <<< "$entry"
+  # Flags as in run-layouts.sh (--adam-eps 1e-4: see there).
+  # shellcheck disable=SC2086
+  "$bin/mtc" compile "$out/$model.mlir" $flags --global-batch 8 --lr 1e-3 --warmup-steps 1 \
+    --train-steps 3 --weight-decay 0.1 --adam-eps 1e-4 -o "$out/$name.plan"
+  "$bin/mtrun" "$out/$name.plan" --nproc "$ranks" --data "$out/sft.bin" --steps 3 \
+    --comm-timeout 60 --metrics "$out/$name.jsonl" --export-hf "$out/$name.hf" > /dev/null
+done
