@@ -39,7 +39,6 @@ const std::map<std::string, PendingOption> &pendingOptions() {
   static const std::map<std::string, PendingOption> options = {
       {"param_offload", {Bool, "false"}},
       {"grad_offload", {Bool, "false"}},
-      {"optimizer_offload", {Bool, "false"}},
       {"moe_token_dispatcher_type", {String, "alltoall"}},
   };
   return options;
@@ -504,6 +503,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
       {"grad_reduce_in_fp32", typedSetter(config.gradReduceInFp32, "true or false")},
       {"overlap_param_gather", typedSetter(config.overlapParamGather, "true or false")},
+      {"optimizer_offload", typedSetter(config.optimizerOffload, "true or false")},
       {"micro_batch_size", integer(config.microBatch)},
       {"global_batch_size", integer(config.globalBatch)},
       {"seq_length", integer(config.seq)},

@@ -74,6 +74,12 @@ struct ParallelConfig {
   /// all-gather of each bucket's updated weights runs behind the next
   /// step's forward, which waits for it before the bucket's first use.
   bool overlapParamGather = false;
+  /// Trinity-RFT's optimizer_offload (Megatron-Core's optimizer_cpu_offload
+  /// with optimizer_offload_fraction 1): the fp32 master weights and AdamW
+  /// state live in host arenas and AdamW runs on the host; the plan copies
+  /// each gradient to the host before its update and the updated weights
+  /// back (compiler/plan/OptimizerOffload.h).
+  bool optimizerOffload = false;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
   /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of
   /// the first and last stage with the rest split evenly (Megatron's

@@ -87,6 +87,10 @@ struct ParallelFlags {
                             "all-gather the distributed optimizer's updated weights behind the "
                             "next forward (Megatron's overlap_param_gather)"),
                &P::overlapParamGather);
+    layoutFlag(cmd.add_flag("--optimizer-offload", v.optimizerOffload,
+                            "fp32 master weights and AdamW state in host memory, updated "
+                            "there (Trinity's optimizer_offload)"),
+               &P::optimizerOffload);
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,
