@@ -5,6 +5,7 @@
 
 #include "runtime/plan/OpRegistry.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace mt {
@@ -67,6 +68,13 @@ Status OptimizerOffload::rewrite(plan::Program &optimizer, plan::Program &master
   // after[i + 1]: what follows old instruction i; after[0]: the program's start.
   std::vector<std::vector<plan::Instruction>> after(old.size() + 1);
   std::vector<bool> moved(old.size(), false);
+  // The gradient reductions that open the program stay together (the CUDA
+  // backend overlaps them with backward only then): no copy before their end.
+  int64_t leading = 0;
+  while (size_t(leading) < old.size() &&
+         (plan::isOp(old[size_t(leading)], plan::Op::all_reduce) ||
+          plan::isOp(old[size_t(leading)], plan::Op::reduce_scatter)))
+    ++leading;
   for (size_t i = 0; i < old.size(); ++i) {
     plan::Instruction &adamw = old[i];
     if (!plan::isOp(adamw, plan::Op::adamw))
@@ -98,7 +106,7 @@ Status OptimizerOffload::rewrite(plan::Program &optimizer, plan::Program &master
     const uint32_t hostGrad = hostCopy(hostGrads_, grad, gradOwner, plan::HOST_GRADIENTS,
                                        "host:");
     recordHostCopies(owner, master, hostGrad);
-    after[size_t(reduced + 1)].push_back(
+    after[size_t(std::max(reduced, leading - 1) + 1)].push_back(
         copyInstruction(plan::Op::copy_to_host, grad, hostGrad, n, "gradient"));
 
     planner_.moveToArena(adamw.inputs(2), plan::HOST_OPTIMIZER);

@@ -18,8 +18,10 @@ namespace mt {
 ///   - its exp_avg and exp_avg_sq move to HOST_OPTIMIZER;
 ///   - a master M (W's shape, HOST_PARAMETERS) and a host gradient H
 ///     (G's shape, HOST_GRADIENTS) are added;
-///   - `copy_to_host G -> H` follows the last instruction that writes G
-///     (so that the copy overlaps what comes before the update);
+///   - `copy_to_host G -> H` follows the last instruction that writes G,
+///     and the gradient reductions that open the program (so that the copy
+///     overlaps what comes before the update, and the CUDA backend can
+///     still overlap those reductions with backward);
 ///   - AdamW updates M from H, and `copy_to_device M -> W` follows it (W's
 ///     bf16 copy on CUDA is refreshed with it);
 ///   - the master-weights program gets `copy_to_host W -> M` (after the

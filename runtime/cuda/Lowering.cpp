@@ -8,6 +8,10 @@ namespace mt::cuda {
 Resources::~Resources() {
   for (void *p : owned)
     (void)cudaFree(p);
+  for (cudaEvent_t e : copyEvents)
+    (void)cudaEventDestroy(e);
+  if (copyStream)
+    (void)cudaStreamDestroy(copyStream);
 }
 
 Expected<void *> Resources::allocate(size_t bytes) {
@@ -138,6 +142,7 @@ const LoweringTable &loweringTable() {
     t[plan::Op::fill_zero] = [](Lowerer &L, const plan::Attrs &) { L.fillZero(); };
     addDenseLowerings(t);
     addOptimizerLowerings(t);
+    addOffloadLowerings(t);
     addVocabParallelLowerings(t);
     addMoELowerings(t);
     addCollectiveLowerings(t);

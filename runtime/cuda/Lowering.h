@@ -71,6 +71,12 @@ struct Resources {
   int64_t microBatch = 0;
   /// Attention's implementation (CudaOptions::attention; resolved per shape).
   AttentionOptions attention{AttentionBackend::Auto, true};
+  /// optimizer_offload (LowerOffload.cpp): the stream its copies between
+  /// device and pinned host arenas run on, and per host buffer the event
+  /// that its last copy (either way) completes at; made by the first copy.
+  cudaStream_t copyStream = nullptr;
+  std::map<uint32_t, cudaEvent_t> copyDone;
+  std::vector<cudaEvent_t> copyEvents; // every event made, destroyed with these
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor
@@ -186,13 +192,18 @@ using LoweringTable = plan::PerOp<Lowering>;
 /// (LowerOptimizer.cpp), the vocab-parallel cross-entropy
 /// (LowerVocabParallel.cpp), the mixture-of-experts ops (LowerMoE.cpp), the
 /// collectives (LowerCollectives.cpp), the pipeline transfers send and recv
-/// (NcclPipeline.cpp).
+/// (NcclPipeline.cpp), optimizer_offload's copies (LowerOffload.cpp).
 void addDenseLowerings(LoweringTable &table);
 void addOptimizerLowerings(LoweringTable &table);
 void addVocabParallelLowerings(LoweringTable &table);
 void addMoELowerings(LoweringTable &table);
 void addCollectiveLowerings(LoweringTable &table);
 void addPipelineLowerings(LoweringTable &table);
+/// optimizer_offload's copies (LowerOffload.cpp).
+void addOffloadLowerings(LoweringTable &table);
+/// An adamw instruction whose weights are host master weights
+/// (optimizer_offload): AdamW on the host, after the copies it reads.
+void hostAdamW(Lowerer &L, const plan::Attrs &a);
 
 } // namespace mt::cuda
 
