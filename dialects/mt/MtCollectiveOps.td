@@ -71,11 +71,19 @@ def Mt_AllGatherOp : Mt_Op<"all_gather",
     the sequence shards before a column-parallel linear). Its gradient is
     the reduce-scatter of the result's gradient.
 
+    `deferred` (overlap_param_gather, set by mt-build-optimizer on the
+    distributed optimizer's gathers of updated weights; the plan
+    instruction's `deferred`): the backends may run it behind the next
+    step's forward, as long as everything that reads the gathered weights
+    (the next forward, a checkpoint) waits for it; the values are the same.
+
     ```mlir
     %full = mt.all_gather %x {axis = "tp", dim = 1 : i64} : (tensor<4x64x64xf32>) -> tensor<4x128x64xf32>
+    %bucket = mt.all_gather %shard {axis = "dp", deferred, dim = 0 : i64} : (tensor<16xf32>) -> tensor<32xf32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim);
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim,
+                       UnitAttr:$deferred);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
