@@ -96,8 +96,8 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     (mean) over dp, the global norm sums the shards (`partial_axis` dp),
     each rank takes its slice of the param bucket (`mt.all_slice`), updates
     it, and the updated slices are all-gathered into the param bucket;
-    with `overlap-param-gather` those all-gathers carry the unit attribute
-    `mt.deferred` (the plan instruction's `deferred`): the backends may run
+    with `overlap-param-gather` those all-gathers are `deferred` (the plan
+    instruction's `deferred`): the backends may run
     them behind the next step's forward, as long as everything that reads
     the weights (the next forward, a checkpoint) waits for them; the values
     are the same.

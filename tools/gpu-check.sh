@@ -32,6 +32,9 @@ if [[ "${1:-}" == "--prepare" ]]; then
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$data/mlir/demo.mlir"
   "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
     --train-steps 20 -o "$data/plans/demo"
+  # The same with optimizer_offload (TrainingStepTest's OptimizerOffloadMatchesTheRunWithoutIt).
+  "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
+    --train-steps 20 --optimizer-offload -o "$data/plans/demo-offload"
   for config in test/runtime/cuda/configs/*.json; do
     name=$(basename "$config" .json)
     # The tiny Qwen3-MoE and Qwen2-MoE models are unstable at lr 1e-3: their

@@ -39,7 +39,6 @@ const std::map<std::string, PendingOption> &pendingOptions() {
   static const std::map<std::string, PendingOption> options = {
       {"param_offload", {Bool, "false"}},
       {"grad_offload", {Bool, "false"}},
-      {"optimizer_offload", {Bool, "false"}},
       {"moe_token_dispatcher_type", {String, "alltoall"}},
   };
   return options;
@@ -506,6 +505,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"grad_reduce_in_fp32", typedSetter(config.gradReduceInFp32, "true or false")},
       {"overlap_param_gather", typedSetter(config.overlapParamGather, "true or false")},
       {"calculate_per_token_loss", typedSetter(config.perTokenLoss, "true or false")},
+      {"optimizer_offload", typedSetter(config.optimizerOffload, "true or false")},
       {"micro_batch_size", integer(config.microBatch)},
       {"global_batch_size", integer(config.globalBatch)},
       {"seq_length", integer(config.seq)},

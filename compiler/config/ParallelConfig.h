@@ -81,6 +81,12 @@ struct ParallelConfig {
   /// (mt-per-token-loss, mt-build-optimizer, mt-build-step-loss). False:
   /// the mean of each micro-batch's token mean, averaged over dp.
   bool perTokenLoss = false;
+  /// Trinity-RFT's optimizer_offload (Megatron-Core's optimizer_cpu_offload
+  /// with optimizer_offload_fraction 1): the fp32 master weights and AdamW
+  /// state live in host arenas and AdamW runs on the host; the plan copies
+  /// each gradient to the host before its update and the updated weights
+  /// back (compiler/plan/OptimizerOffload.h).
+  bool optimizerOffload = false;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
   /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of
   /// the first and last stage with the rest split evenly (Megatron's

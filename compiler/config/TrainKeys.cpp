@@ -422,9 +422,15 @@ std::vector<Key> megatronKeys() {
          return read(g, "calculate_per_token_loss", "true or false", c.parallel.perTokenLoss);
        }},
       // Trinity-RFT's megatron: block.
-      {"param_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},
-      {"grad_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},
-      {"optimizer_offload", Refused, Megatron, "offload is not planned yet", {off}, "issue 16"},
+      {"param_offload", Refused, Megatron, "parameter offload is not planned yet "
+       "(optimizer_offload is)", {off}, "issue 16"},
+      {"grad_offload", Refused, Megatron, "gradient offload is not planned yet "
+       "(optimizer_offload is)", {off}, "issue 16"},
+      {"optimizer_offload", Honoured, Megatron, "the fp32 master weights and AdamW state in "
+       "host memory, updated there; the plan copies gradients to the host and the updated "
+       "weights back", {}, "", [](TrainConfig &c, const Given &g) {
+         return read(g, "optimizer_offload", "true or false", c.parallel.optimizerOffload);
+       }},
       {"use_mbridge", AlwaysDone, Trinity, "mtc always reads and writes Hugging Face weights "
        "itself (no mbridge, no conversion)"},
       {"use_dist_checkpointing", Honoured, Trinity, "start from and save mtc's own checkpoints "

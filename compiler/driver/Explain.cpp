@@ -345,12 +345,17 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
     }
   // The CPU backend computes in host memory; the CUDA backend on the device
   // (CUDA) and keeps in host memory what saves, exports and inputs use.
-  struct Row { const char *what; uint64_t cpu, gpu, host; };
+  // Rows marked `ifAny` are left out when all zero (optimizer_offload's).
+  struct Row { const char *what; uint64_t cpu, gpu, host; bool ifAny = false; };
   const Row rows[] = {
       {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights, host.weights},
       {"weights (bf16 copy the GPU reads)", 0, gpu.shadows, 0},
+      {"master weights (fp32, offloaded)", arenas[plan::HOST_PARAMETERS], 0, host.masters, true},
       {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients, 0},
-      {"AdamW state (fp32)", arenas[plan::OPTIMIZER], gpu.optimizer, host.optimizer},
+      {"gradients copied to host (offloaded)", arenas[plan::HOST_GRADIENTS], 0, host.gradients,
+       true},
+      {"AdamW state (fp32)", arenas[plan::OPTIMIZER] + arenas[plan::HOST_OPTIMIZER], gpu.optimizer,
+       host.optimizer},
       {pipelined ? "activations (micro-batches in flight)"
                  : "activations (peak, liveness-planned)",
        arenas[plan::ACTIVATIONS] * slots, gpu.activations * slots, 0},
@@ -363,6 +368,8 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   os << llvm::format("  %-38s %12s %12s %12s\n", "", "CPU (fp32)", "CUDA (bf16)", "CUDA host");
   uint64_t cpuTotal = 0, gpuTotal = 0;
   for (const Row &r : rows) {
+    if (r.ifAny && !(r.cpu || r.gpu || r.host))
+      continue;
     os << llvm::format("  %-38s %12s %12s %12s\n", r.what, cell(r.cpu).c_str(),
                        bytesText(double(r.gpu)).c_str(), cell(r.host).c_str());
     cpuTotal += r.cpu;
@@ -371,6 +378,11 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   os << llvm::format("  %-38s %12s %12s %12s\n", "total (the peak)",
                      bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str(),
                      bytesText(double(host.total())).c_str());
+  if (host.masters)
+    os << "  (optimizer_offload: AdamW runs on the host from the master weights, gradients and "
+          "AdamW state in pinned host memory; each step copies the gradients to the host and "
+          "the updated weights back, "
+       << bytesText(double(host.gradients + host.masters)) << " per rank)\n";
   os << "  (the GPU also holds its CUDA context and library workspaces, about "
      << bytesText(double(kCudaContextBytes)) << "; the arenas are allocated once, before the "
      << "first step)\n";
@@ -599,8 +611,12 @@ CudaHostBytes cudaHostBytes(const plan::Plan &plan) {
   for (const plan::Arena &a : plan.arenas()) {
     if (a.kind() == plan::PARAMETERS)
       host.weights = padded(a.size_bytes());
-    else if (a.kind() == plan::OPTIMIZER)
-      host.optimizer = padded(a.size_bytes());
+    else if (a.kind() == plan::OPTIMIZER || a.kind() == plan::HOST_OPTIMIZER)
+      host.optimizer += padded(a.size_bytes());
+    else if (a.kind() == plan::HOST_PARAMETERS)
+      host.masters = padded(a.size_bytes());
+    else if (a.kind() == plan::HOST_GRADIENTS)
+      host.gradients = padded(a.size_bytes());
     else if (a.kind() == plan::INPUTS || a.kind() == plan::OUTPUTS)
       host.inputs += padded(a.size_bytes()) * slots;
   }

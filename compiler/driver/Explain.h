@@ -48,7 +48,11 @@ uint64_t gpuPlanBytes(const plan::Plan &plan);
 /// exports read and loads write, and every slot's inputs and outputs.
 struct CudaHostBytes {
   uint64_t weights = 0, optimizer = 0, inputs = 0;
-  uint64_t total() const { return weights + optimizer + inputs; }
+  /// optimizer_offload's host arenas: the fp32 master weights and the
+  /// gradients copied for the host update (pinned; the AdamW state moved
+  /// there counts in `optimizer`).
+  uint64_t masters = 0, gradients = 0;
+  uint64_t total() const { return weights + optimizer + inputs + masters + gradients; }
 };
 CudaHostBytes cudaHostBytes(const plan::Plan &plan);
 

@@ -19,24 +19,49 @@ namespace {
 /// memory on an H100/H200 host.
 constexpr double kHostLinkBytesPerSecond = 50e9;
 
-/// What Trinity's optimizer_offload would change on one rank of `plan`: the
-/// fp32 master weights and AdamW state leave the GPU for host memory, and
-/// each step copies the bf16 gradients the rank updates to the host and its
-/// updated bf16 weights back (with the distributed optimizer, its 1/dp).
-struct OffloadEffect {
-  uint64_t deviceFreed = 0, hostAdded = 0, copiedPerStep = 0;
+/// One recompute option as planned.
+struct Tried {
+  std::string what;
+  uint64_t bytes;      // on the GPU, with the CUDA context
+  uint64_t hostBytes;  // the CUDA backend's host memory (cudaHostBytes)
+  uint64_t copied;     // optimizer_offload: bytes copied per step (gradients and weights)
+  double extraPercent; // of the model FLOPs of training, summed over stages
 };
-OffloadEffect optimizerOffload(const plan::Plan &plan) {
-  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
-  const uint64_t dp = plan.buckets_size() ? uint64_t(std::max<int64_t>(plan.mesh().dp(), 1)) : 1;
-  const uint64_t updated = gpu.weights / 4 / dp; // parameters this rank updates
-  OffloadEffect e;
-  // The host keeps the weights and AdamW state already (cudaHostBytes);
-  // offload adds the gradients it updates from.
-  e.deviceFreed = gpu.weights + gpu.optimizer;
-  e.hostAdded = 4 * updated;
-  e.copiedPerStep = 2 * 2 * updated;
-  return e;
+
+/// Plans every candidate of recomputeCandidates with `offload` as
+/// optimizer_offload.
+FailureOr<std::vector<Tried>> planCandidates(ModuleOp module, const ModelDims &dims,
+                                             const ParallelConfig &parallel,
+                                             const CompileOptions &quiet, bool offload) {
+  std::vector<Tried> tried;
+  for (const RecomputeConfig &candidate : recomputeCandidates(dims, parallel)) {
+    ParallelConfig p = parallel;
+    p.recompute = candidate;
+    p.optimizerOffload = offload;
+    OwningOpRef<ModuleOp> copy = module.clone();
+    RecomputeEffect effect;
+    FailureOr<plan::Plan> plan =
+        buildTrainingPlan(*copy, p, quiet, candidate.enabled() ? &effect : nullptr);
+    if (failed(plan))
+      return failure();
+    double extra = 0, training = 0;
+    for (size_t s = 0; s < effect.extraFlops.size(); ++s)
+      extra += effect.extraFlops[s], training += effect.trainingFlops[s];
+    const CudaHostBytes host = cudaHostBytes(*plan);
+    tried.push_back({candidate.describe(), gpuPlanBytes(*plan) + kCudaContextBytes, host.total(),
+                     host.gradients + host.masters,
+                     training > 0 ? 100.0 * extra / training : 0.0});
+  }
+  return tried;
+}
+
+/// The option with the fewest extra FLOPs that fits `gpuBytes`; null: none.
+const Tried *cheapestFit(const std::vector<Tried> &tried, uint64_t gpuBytes) {
+  const Tried *best = nullptr;
+  for (const Tried &t : tried)
+    if (t.bytes <= gpuBytes && (!best || t.extraPercent < best->extraPercent))
+      best = &t;
+  return best;
 }
 
 } // namespace
@@ -68,64 +93,46 @@ LogicalResult adviseRecompute(ModuleOp module, const ModelDims &dims,
                               uint64_t gpuBytes, llvm::raw_ostream &os) {
   CompileOptions quiet = options;
   quiet.dumpDir.clear();
-  struct Tried {
-    std::string what;
-    uint64_t bytes;
-    double extraPercent; // of the model FLOPs of training, summed over stages
-    OffloadEffect offload;
-  };
-  std::vector<Tried> tried;
-  for (const RecomputeConfig &candidate : recomputeCandidates(dims, parallel)) {
-    ParallelConfig p = parallel;
-    p.recompute = candidate;
-    OwningOpRef<ModuleOp> copy = module.clone();
-    RecomputeEffect effect;
-    FailureOr<plan::Plan> plan =
-        buildTrainingPlan(*copy, p, quiet, candidate.enabled() ? &effect : nullptr);
-    if (failed(plan))
-      return failure();
-    double extra = 0, training = 0;
-    for (size_t s = 0; s < effect.extraFlops.size(); ++s)
-      extra += effect.extraFlops[s], training += effect.trainingFlops[s];
-    tried.push_back({candidate.describe(), gpuPlanBytes(*plan) + kCudaContextBytes,
-                     training > 0 ? 100.0 * extra / training : 0.0, optimizerOffload(*plan)});
-  }
+  auto tried = planCandidates(module, dims, parallel, quiet, parallel.optimizerOffload);
+  if (failed(tried))
+    return failure();
   os << "activation recompute for --gpu-memory " << bytesText(double(gpuBytes))
      << " (CUDA memory per rank: plan arenas and about " << bytesText(double(kCudaContextBytes))
-     << " of CUDA context):\n";
-  for (const Tried &t : tried)
+     << " of CUDA context" << (parallel.optimizerOffload ? ", with optimizer_offload" : "")
+     << "):\n";
+  for (const Tried &t : *tried)
     os << llvm::format("  %-44s %12s  %+6.1f%% FLOPs  %s\n", t.what.c_str(),
                        bytesText(double(t.bytes)).c_str(), t.extraPercent,
                        t.bytes <= gpuBytes ? "fits" : "does not fit");
-  const Tried *best = nullptr;
-  for (const Tried &t : tried)
-    if (t.bytes <= gpuBytes && (!best || t.extraPercent < best->extraPercent))
-      best = &t;
-  if (best) {
+  if (const Tried *best = cheapestFit(*tried, gpuBytes)) {
     os << llvm::format("  cheapest that fits: %s (%+.1f%% of the model FLOPs of training)\n",
                        best->what.c_str(), best->extraPercent);
     return success();
   }
-  // Then the same with the optimizer offloaded, a prediction: this version
-  // refuses optimizer_offload.
-  for (const Tried &t : tried)
-    if (t.bytes - t.offload.deviceFreed <= gpuBytes &&
-        (!best || t.extraPercent < best->extraPercent))
-      best = &t;
+  if (parallel.optimizerOffload) {
+    os << "  none fits, not even with optimizer_offload: split the model over more ranks (--tp, "
+          "--pp)\n";
+    return success();
+  }
+  // Then each option planned again with the optimizer offloaded.
+  auto offloaded = planCandidates(module, dims, parallel, quiet, true);
+  if (failed(offloaded))
+    return failure();
+  const Tried *best = cheapestFit(*offloaded, gpuBytes);
   if (!best) {
     os << "  none fits, not even with optimizer_offload: split the model over more ranks (--tp, "
           "--pp)\n";
     return success();
   }
-  const OffloadEffect &o = best->offload;
-  os << llvm::format("  none fits; with optimizer_offload (not in this version yet, issue 16) "
-                     "the cheapest that would is '%s' (%+.1f%% FLOPs): %s on the GPU, %s more "
-                     "host memory, %s copied per step (about %.1f ms at %.0f GB/s)\n",
+  const Tried &plain = (*tried)[size_t(best - offloaded->data())];
+  os << llvm::format("  none fits; with optimizer_offload (--optimizer-offload) the cheapest that "
+                     "does is '%s' (%+.1f%% FLOPs): %s on the GPU, %s more host memory, %s "
+                     "copied per step (about %.1f ms at %.0f GB/s)\n",
                      best->what.c_str(), best->extraPercent,
-                     bytesText(double(best->bytes - o.deviceFreed)).c_str(),
-                     bytesText(double(o.hostAdded)).c_str(),
-                     bytesText(double(o.copiedPerStep)).c_str(),
-                     1e3 * double(o.copiedPerStep) / kHostLinkBytesPerSecond,
+                     bytesText(double(best->bytes)).c_str(),
+                     bytesText(double(best->hostBytes - plain.hostBytes)).c_str(),
+                     bytesText(double(best->copied)).c_str(),
+                     1e3 * double(best->copied) / kHostLinkBytesPerSecond,
                      kHostLinkBytesPerSecond / 1e9);
   return success();
 }

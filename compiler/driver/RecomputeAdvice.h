@@ -20,10 +20,11 @@ std::vector<RecomputeConfig> recomputeCandidates(const ModelDims &dims,
 /// prints, per option, one rank's CUDA memory (plan arenas, as --explain
 /// prints them, plus kCudaContextBytes) and the forward FLOPs it adds; then
 /// the option with the fewest extra FLOPs whose memory is at most
-/// `gpuBytes`; when none fits, the cheapest that would fit with Trinity's
-/// optimizer_offload (fp32 master weights and AdamW state in host memory),
-/// with the host memory and the copies per step it would add, or that none
-/// would. Fails (diagnostics on the module's
+/// `gpuBytes`; when none fits (and `parallel` has no optimizer_offload),
+/// each option planned again with Trinity's optimizer_offload (fp32 master
+/// weights and AdamW state in host memory) and the cheapest of those that
+/// fits, with the host memory and the copies per step it adds, or that none
+/// does. Fails (diagnostics on the module's
 /// context) when a candidate's plan cannot be built.
 mlir::LogicalResult adviseRecompute(mlir::ModuleOp module, const ModelDims &dims,
                                     const ParallelConfig &parallel,

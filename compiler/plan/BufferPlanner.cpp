@@ -53,6 +53,17 @@ uint32_t BufferPlanner::addBuffer(const std::string &name, RankedTensorType type
   return id;
 }
 
+uint32_t BufferPlanner::addBufferLike(const std::string &name, uint32_t like,
+                                      plan::ArenaKind arena) {
+  plan::Buffer copy = plan_.buffers(like);
+  copy.set_id(uint32_t(plan_.buffers_size()));
+  copy.set_name(name);
+  copy.set_arena(arena);
+  copy.clear_offset_bytes();
+  *plan_.add_buffers() = std::move(copy);
+  return uint32_t(plan_.buffers_size() - 1);
+}
+
 LogicalResult BufferPlanner::addParameters(ModuleOp module,
                                            DenseMap<StringRef, uint32_t> &gradBuffers) {
   SymbolTableCollection symbols;
@@ -272,6 +283,9 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
   for (const plan::Bucket &b : plan_.buckets())
     for (uint32_t id : {b.param_buffer(), b.grad_buffer()})
       stageOf[id] = stageOf[parameterBuffers(b.members(0).param()).param];
+  for (auto [id, owner] : placedWith_)
+    if (auto it = stageOf.find(owner); it != stageOf.end())
+      stageOf[id] = it->second;
   auto stage = [&](uint32_t id) {
     auto it = stageOf.find(id);
     return it == stageOf.end() ? -1 : it->second;

@@ -31,6 +31,15 @@ public:
   }
   plan::ArenaKind arenaOf(uint32_t id) const { return plan_.buffers(id).arena(); }
   const std::string &bufferName(uint32_t id) const { return plan_.buffers(id).name(); }
+  /// A buffer of `like`'s dtype and shape in `arena`.
+  uint32_t addBufferLike(const std::string &name, uint32_t like, plan::ArenaKind arena);
+  void moveToArena(uint32_t id, plan::ArenaKind arena) {
+    plan_.mutable_buffers(id)->set_arena(arena);
+  }
+  /// Persistent buffer `id` belongs to the pipeline stage(s) of `owner`'s
+  /// parameter: it takes offsets in their space (optimizer_offload's host
+  /// copies of a stage's weights, gradients and their shards).
+  void placeWith(uint32_t id, uint32_t owner) { placedWith_[id] = owner; }
 
   /// One Parameter entry and its buffers per mt.param (grad and AdamW state
   /// for trainable ones); `gradBuffers` maps names to gradient buffers.
@@ -98,6 +107,7 @@ private:
   /// each member.
   std::vector<std::vector<uint32_t>> runs_;
   std::map<uint32_t, size_t> runOf_;
+  std::map<uint32_t, uint32_t> placedWith_;
   llvm::DenseMap<uint32_t, Interval> live_;
   int64_t programBase_ = 0, programLength_ = 0;
   Status overflow_; // the first buffer whose size overflowed

@@ -167,7 +167,7 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         if (auto scatter = dyn_cast<ReduceScatterOp>(g.getOperation()))
           w.s("reduce", scatter.getReduce());
         // overlap_param_gather (mt.all_gather's description).
-        if (isa<AllGatherOp>(g.getOperation()) && g->hasAttr("mt.deferred"))
+        if (auto gather = dyn_cast<AllGatherOp>(g.getOperation()); gather && gather.getDeferred())
           w.i("deferred", 1);
         return true;
       })

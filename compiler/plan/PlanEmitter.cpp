@@ -7,6 +7,7 @@
 #include "compiler/plan/PlanEmitter.h"
 
 #include "compiler/plan/BufferPlanner.h"
+#include "compiler/plan/OptimizerOffload.h"
 #include "compiler/plan/PipelineSchedule.h"
 #include "compiler/plan/ProgramEmitter.h"
 #include "dialects/mt/MtDialect.h"
@@ -161,6 +162,26 @@ LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
 }
 
 
+/// optimizer_offload: moves the updates of `optimizer` (emitted, its
+/// liveness not yet recorded) to the host and emits the program that fills
+/// its master weights; records both programs' liveness.
+LogicalResult finishOptimizer(ModuleOp module, ProgramEmitter &emitter, plan::Plan &out,
+                              plan::Program &optimizer, OptimizerOffload *offload,
+                              int64_t stage) {
+  if (offload) {
+    plan::Program &masters = *out.add_programs();
+    masters.set_name(OptimizerOffload::programName(stage));
+    masters.set_virtual_stage(-1);
+    masters.set_stage(int32_t(std::max<int64_t>(stage, 0)));
+    if (Status s = offload->rewrite(optimizer, masters); !s)
+      return emitError(module.getLoc()) << s.message();
+    emitter.finishProgram();
+    emitter.setProgram(masters);
+  }
+  emitter.finishProgram();
+  return success();
+}
+
 /// Pipeline plans: which virtual stage runs each op of @forward_backward,
 /// and which of its programs (forward or backward).
 struct StagedOp {
@@ -308,7 +329,7 @@ LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
 /// One optimizer program per stage, of the ops mt-pipeline-split gave the
 /// stage (or none); its sum of squares over the gradients it gave the stage.
 LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
-                                  int64_t pp, plan::Plan &out) {
+                                  int64_t pp, plan::Plan &out, OptimizerOffload *offload) {
   // An op mt-pipeline-split gave a stage (a parameter's reductions and
   // update) runs on it and on its tied stage; any other on every stage.
   auto runsOn = [](Operation &op, int64_t stage) {
@@ -356,14 +377,16 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
         if (a.name() == "replicated")
           a.set_s(flags);
     }
-    emitter.finishProgram();
+    if (failed(finishOptimizer(opt->getParentOfType<ModuleOp>(), emitter, out, program,
+                               offload, stage)))
+      return failure();
   }
   return success();
 }
 /// Plans without pipeline parallelism: one forward-backward program, one
 /// optimizer program.
 LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt,
-                              plan::Plan &out) {
+                              const ParallelConfig &parallel, plan::Plan &out) {
   out.set_version(plan::kPlanVersion);
   BufferPlanner planner(out);
   DenseMap<StringRef, uint32_t> gradBuffers;
@@ -378,12 +401,15 @@ LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt
     return failure();
   fbEmitter.finishProgram();
 
-  ProgramEmitter optEmitter(planner, *out.add_programs(), opt);
-  out.mutable_programs(1)->set_name("optimizer_step");
+  plan::Program &optimizer = *out.add_programs();
+  optimizer.set_name("optimizer_step");
+  ProgramEmitter optEmitter(planner, optimizer, opt);
+  OptimizerOffload offload(planner, out);
   if (failed(bindOptimizerStep(opt, optEmitter, planner, out, step)) ||
-      failed(optEmitter.emitOps()))
+      failed(optEmitter.emitOps()) ||
+      failed(finishOptimizer(module, optEmitter, out, optimizer,
+                             parallel.optimizerOffload ? &offload : nullptr, -1)))
     return failure();
-  optEmitter.finishProgram();
   if (Status s = planner.assignOffsets(); !s)
     return emitError(module.getLoc()) << s.message();
   return success();
@@ -409,8 +435,10 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
       failed(emitStagePrograms(fb, emitter, *staged, parallel.pp, out)))
     return failure();
   ProgramEmitter optEmitter(planner, scratch, opt);
+  OptimizerOffload offload(planner, out);
   if (failed(bindOptimizerStep(opt, optEmitter, planner, out, step)) ||
-      failed(emitStageOptimizers(opt, optEmitter, parallel.pp, out)))
+      failed(emitStageOptimizers(opt, optEmitter, parallel.pp, out,
+                                 parallel.optimizerOffload ? &offload : nullptr)))
     return failure();
   if (Status s = planner.assignOffsets(); !s)
     return emitError(module.getLoc()) << s.message();
@@ -526,7 +554,7 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
     if (failed(pipelined))
       return failure();
     out = std::move(*pipelined);
-  } else if (failed(emitSingleStage(module, fb, opt, out))) {
+  } else if (failed(emitSingleStage(module, fb, opt, parallel, out))) {
     return failure();
   }
   auto *mesh = out.mutable_mesh();
@@ -557,6 +585,8 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   if (failed(emitStepLoss(module, out)))
     return failure();
   emitPeakLearningRate(out);
+  if (parallel.optimizerOffload)
+    OptimizerOffload::bindMasterPrograms(out);
   return out;
 }
 

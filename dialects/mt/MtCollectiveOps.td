@@ -75,12 +75,20 @@ def Mt_AllGatherOp : Mt_Op<"all_gather",
     MoE router's tokens under tp), this rank's slice of it, mt.all_slice
     (gather_from_tensor_model_parallel_region).
 
+    `deferred` (overlap_param_gather, set by mt-build-optimizer on the
+    distributed optimizer's gathers of updated weights; the plan
+    instruction's `deferred`): the backends may run it behind the next
+    step's forward, as long as everything that reads the gathered weights
+    (the next forward, a checkpoint) waits for it; the values are the same.
+
     ```mlir
     %full = mt.all_gather %x {axis = "tp", dim = 1 : i64} : (tensor<4x64x64xf32>) -> tensor<4x128x64xf32>
     %tokens = mt.all_gather %y {axis = "tp", dim = 1 : i64, slice_grad} : (tensor<4x64x64xf32>) -> tensor<4x128x64xf32>
+    %bucket = mt.all_gather %shard {axis = "dp", deferred, dim = 0 : i64} : (tensor<16xf32>) -> tensor<32xf32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim, UnitAttr:$slice_grad);
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim,
+                       UnitAttr:$slice_grad, UnitAttr:$deferred);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;

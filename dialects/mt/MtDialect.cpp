@@ -56,19 +56,8 @@ static LogicalResult verifyBucketsAttr(Operation *op, Attribute value) {
   return success();
 }
 
-/// On an mt.all_gather of the distributed optimizer's updated weights: it
-/// may run behind the next step's forward (overlap_param_gather; set by
-/// mt-build-optimizer, the plan instruction's `deferred`).
-static constexpr StringLiteral kDeferredAttrName = "mt.deferred";
-
 LogicalResult mt::MtDialect::verifyOperationAttribute(Operation *op,
                                                       NamedAttribute attr) {
-  if (attr.getName() == kDeferredAttrName) {
-    if (!isa<AllGatherOp>(op) || !isa<UnitAttr>(attr.getValue()))
-      return op->emitError() << "expects '" << kDeferredAttrName
-                             << "' to be a unit attribute on an mt.all_gather";
-    return success();
-  }
   for (StringRef unit : {kBackwardAttrName, kRecomputeAttrName})
     if (attr.getName() == unit) {
       if (!isa<UnitAttr>(attr.getValue()))
@@ -104,7 +93,7 @@ LogicalResult mt::MtDialect::verifyOperationAttribute(Operation *op,
                            << "', '" << kHfConfigAttrName << "', '" << kAxesAttrName
                            << "', '" << kBucketsAttrName << "', '" << kVirtualStageAttrName
                            << "', '" << kPipelineStageAttrName << "', '" << kTiedStageAttrName
-                           << "', '" << kDeferredAttrName << "')";
+                           << "')";
   auto index = dyn_cast<IntegerAttr>(attr.getValue());
   if (!index || index.getInt() < 0)
     return op->emitError() << "expects '" << name << "' to be a non-negative integer, got "

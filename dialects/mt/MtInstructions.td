@@ -58,4 +58,12 @@ def Mt_SendInstruction
 def Mt_RecvInstruction
     : Mt_PlanInstruction<"recv", 0, 1, "Pipeline", "n peer_virtual_stage", "n">;
 
+// optimizer_offload's copies between a device arena and a host arena
+// (compiler/plan/OptimizerOffload.cpp): n fp32 elements, output = input. On
+// CUDA they run on a copy stream of their own, ordered with events.
+def Mt_CopyToHostInstruction
+    : Mt_PlanInstruction<"copy_to_host", 1, 1, "Optimizer", "n", "n; n">;
+def Mt_CopyToDeviceInstruction
+    : Mt_PlanInstruction<"copy_to_device", 1, 1, "Optimizer", "n", "n; n">;
+
 #endif // MT_INSTRUCTIONS_TD

@@ -32,10 +32,6 @@ constexpr StringLiteral kDataParallelAxis = "dp";
 /// (@expert_mesh): the ranks that hold the same experts.
 constexpr StringLiteral kExpertDataParallelAxis = "edp";
 
-/// On an all-gather of updated weights: it may run behind the next forward
-/// (overlap_param_gather; mt.all_gather's description).
-constexpr StringLiteral kDeferredAttrName = "mt.deferred";
-
 /// Megatron: no weight decay on norms and biases (rank-1 parameters).
 double weightDecayOf(ParamOp p, double weightDecay) {
   return p.getTensorType().getRank() == 1 ? 0.0 : weightDecay;
@@ -464,8 +460,7 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
     Value gathered = update.getNewParam();
     if (split) {
       auto gather = AllGatherOp::create(b, loc, argOf(k, 0).getType(), gathered, axis, dim0);
-      if (overlapParamGather)
-        gather->setAttr(kDeferredAttrName, b.getUnitAttr());
+      gather.setDeferred(overlapParamGather); // mt.all_gather's description
       gathered = gather;
     }
     results.append({gathered, update.getNewExpAvg(), update.getNewExpAvgSq()});

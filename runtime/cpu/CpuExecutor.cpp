@@ -391,6 +391,11 @@ void addOptimizerKernels(Table &t) {
   t[Op::lr_schedule] = plain([](auto &in, auto &a, auto &m) {
     *m.f32(in.outputs(0)) = float(kernels::scheduledLearningRate(a, *m.i64(in.inputs(0))));
   });
+  // optimizer_offload's copies: host and device arenas are all host memory here.
+  for (Op copy : {Op::copy_to_host, Op::copy_to_device})
+    t[copy] = plain([](auto &in, auto &a, auto &m) {
+      std::memcpy(m.data(in.outputs(0)), m.data(in.inputs(0)), size_t(a.i("n")) * sizeof(float));
+    });
   t[Op::adamw] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     AdamWParams p{*io.f(4),     a.f("beta1"), a.f("beta2"), a.f("eps"),

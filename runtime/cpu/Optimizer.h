@@ -3,7 +3,7 @@
 #ifndef MT_RUNTIME_CPU_OPTIMIZER_H
 #define MT_RUNTIME_CPU_OPTIMIZER_H
 
-#include "runtime/kernels/Optimizer.h"
+#include "runtime/kernels/HostAdamW.h"
 
 #include <cstdint>
 
@@ -16,13 +16,8 @@ double sumOfSquares(const float *g, int64_t n);
 /// True when no element is NaN or +-Inf.
 bool allFinite(const float *x, int64_t n);
 
-/// PyTorch's torch.optim.AdamW (decoupled weight decay), in fp32:
-///   g = grad * gradScale
-///   p -= lr * weightDecay * p
-///   m = m + (1 - beta1) * (g - m) (torch's lerp_);  v = beta2 * v + (1 - beta2) * g^2
-///   p -= lr * (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps)
-void adamwStep(float *param, const float *grad, float *m, float *v, int64_t n,
-               const AdamWParams &p);
+/// AdamW on the host, shared with the CUDA backend's optimizer_offload.
+using kernels::adamwStep;
 
 } // namespace mt::cpu
 

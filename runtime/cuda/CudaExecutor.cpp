@@ -234,6 +234,12 @@ Status CudaExecutor::initialize() {
   if (!arenas)
     return arenas.status();
   arenas_ = std::move(*arenas);
+  for (const plan::Arena &a : plan_.arenas()) // optimizer_offload's
+    if (DeviceArenas::isHostArena(a.kind()))
+      if (Status s = arenas_->pinHostArena(a.kind(), host_.arena(a.kind()),
+                                           host_.arenaBytes(a.kind()));
+          !s)
+        return s;
   resources_.arenas = arenas_.get();
   resources_.host = &host_;
   resources_.rank = rank_;

@@ -52,6 +52,8 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
   d->activationBytes_ = footprint.activations;
   d->wideBytes_ = footprint.wideActivations;
   for (const plan::Arena &a : plan.arenas()) {
+    if (isHostArena(a.kind()))
+      continue; // pinHostArena
     void *p = nullptr;
     const std::string name = plan::ArenaKind_Name(a.kind());
     const uint64_t n = d->perSlot(a.kind()) ? copies : 1;
@@ -89,6 +91,25 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
 DeviceArenas::~DeviceArenas() {
   for (void *p : allocations_)
     (void)cudaFree(p);
+  for (void *p : pinned_)
+    (void)cudaHostUnregister(p);
+}
+
+Status DeviceArenas::pinHostArena(plan::ArenaKind kind, std::byte *data, uint64_t bytes) {
+  if (!isHostArena(kind) || !data)
+    return Status::error((rank_.empty() ? "" : rank_ + " ") + "the " +
+                         plan::ArenaKind_Name(kind) + " arena is not a host arena of the plan");
+  if (bytes > 0) {
+    if (cudaError_t e = cudaHostRegister(data, bytes, cudaHostRegisterDefault); e != cudaSuccess) {
+      (void)cudaGetLastError();
+      return Status::error((rank_.empty() ? "" : rank_ + " ") + "cannot pin the " +
+                           plan::ArenaKind_Name(kind) + " arena (" + std::to_string(bytes >> 20) +
+                           " MiB of host memory): " + cudaGetErrorString(e));
+    }
+    pinned_.push_back(data);
+  }
+  arenas_[kind] = {data, bytes};
+  return Status::ok();
 }
 
 DeviceArenas::Storage DeviceArenas::storage(uint32_t id) const {

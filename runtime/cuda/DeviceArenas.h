@@ -42,7 +42,8 @@ public:
     Bf16Activation, // ACTIVATIONS at half the planned offset
     Wide,           // ACTIVATIONS kept in the plan's dtype, not reused
     Parameter,      // fp32 master, plus a bf16 shadow
-    AsPlanned,      // GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the host layout
+    AsPlanned,      // GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the host layout;
+                    // host arenas (optimizer_offload): in pinned host memory
     ShardView,      // fp32, the rank's slice of a distributed-optimizer bucket
   };
 
@@ -60,6 +61,19 @@ public:
                                                         int64_t slots = 1,
                                                         const Coordinate &coordinate = {});
   ~DeviceArenas();
+
+  /// The plan's host arenas (optimizer_offload: master weights, gradients
+  /// copied for the host update, AdamW state) are not allocated here.
+  static bool isHostArena(plan::ArenaKind kind) {
+    return kind == plan::HOST_PARAMETERS || kind == plan::HOST_GRADIENTS ||
+           kind == plan::HOST_OPTIMIZER;
+  }
+  /// Pins host arena `kind`, `bytes` at `data` (exec::HostMemory's copy, the
+  /// one checkpoints and exports read), with cudaHostRegister: copies from
+  /// and to it then run asynchronously on a stream, as from cudaHostAlloc
+  /// memory, without a second host copy. Its buffers are then addressed
+  /// there (data()). Unpinned with these arenas. An error names the arena.
+  Status pinHostArena(plan::ArenaKind kind, std::byte *data, uint64_t bytes);
   DeviceArenas(const DeviceArenas &) = delete;
   DeviceArenas &operator=(const DeviceArenas &) = delete;
 
@@ -105,6 +119,7 @@ private:
   /// Shard view -> (its bucket, its slice's index).
   std::map<uint32_t, std::pair<uint32_t, int64_t>> views_;
   std::vector<void *> allocations_;
+  std::vector<void *> pinned_; // host arenas registered by pinHostArena
   uint64_t total_ = 0;
 };
 

@@ -109,6 +109,8 @@ struct AdamWGroup {
 
 void adamw(Lowerer &L, const Attrs &a) {
   const plan::Instruction &in = L.instruction();
+  if (L.plan().buffers(in.inputs(0)).arena() == plan::HOST_PARAMETERS)
+    return hostAdamW(L, a); // optimizer_offload
   for (int i : {0, 2, 3})
     if (in.outputs(i == 0 ? 0 : i - 1) != in.inputs(i))
       return L.fail("adamw updates its parameter and moments in place");

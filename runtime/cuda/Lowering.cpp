@@ -10,8 +10,11 @@ Resources::~Resources() {
     (void)cudaFree(p);
   for (cudaEvent_t e : events)
     (void)cudaEventDestroy(e);
-  if (transferStream)
-    (void)cudaStreamDestroy(transferStream);
+  for (cudaEvent_t e : copyEvents)
+    (void)cudaEventDestroy(e);
+  for (cudaStream_t s : {transferStream, copyStream})
+    if (s)
+      (void)cudaStreamDestroy(s);
 }
 
 Expected<cudaEvent_t> Resources::event() {
@@ -150,6 +153,7 @@ const LoweringTable &loweringTable() {
     addDenseLowerings(t);
     addAttentionLowerings(t);
     addOptimizerLowerings(t);
+    addOffloadLowerings(t);
     addVocabParallelLowerings(t);
     addMoELowerings(t);
     addExpertParallelLowerings(t);

@@ -99,6 +99,12 @@ struct Resources {
   /// ExpertGemm::Grouped, cuBLAS's handle (made by the first lowering).
   ExpertGemm moeGemm = ExpertGemm::Cublaslt;
   std::unique_ptr<GroupedGemm> groupedGemm;
+  /// optimizer_offload (LowerOffload.cpp): the stream its copies between
+  /// device and pinned host arenas run on, and per host buffer the event
+  /// that its last copy (either way) completes at; made by the first copy.
+  cudaStream_t copyStream = nullptr;
+  std::map<uint32_t, cudaEvent_t> copyDone;
+  std::vector<cudaEvent_t> copyEvents; // every event made, destroyed with these
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor
@@ -244,7 +250,7 @@ std::pair<int64_t, int64_t> contextParallelOf(Lowerer &L, const plan::Attrs &a);
 /// (LowerVocabParallel.cpp), the mixture-of-experts ops (LowerMoE.cpp),
 /// expert parallelism's alltoall dispatcher (LowerExpertParallel.cpp), the
 /// collectives (LowerCollectives.cpp), the pipeline transfers send and recv
-/// (NcclPipeline.cpp).
+/// (NcclPipeline.cpp), optimizer_offload's copies (LowerOffload.cpp).
 void addDenseLowerings(LoweringTable &table);
 void addAttentionLowerings(LoweringTable &table);
 void addOptimizerLowerings(LoweringTable &table);
@@ -253,6 +259,11 @@ void addMoELowerings(LoweringTable &table);
 void addExpertParallelLowerings(LoweringTable &table);
 void addCollectiveLowerings(LoweringTable &table);
 void addPipelineLowerings(LoweringTable &table);
+/// optimizer_offload's copies (LowerOffload.cpp).
+void addOffloadLowerings(LoweringTable &table);
+/// An adamw instruction whose weights are host master weights
+/// (optimizer_offload): AdamW on the host, after the copies it reads.
+void hostAdamW(Lowerer &L, const plan::Attrs &a);
 
 class NcclCommunicator;
 

@@ -346,6 +346,11 @@ Status TrainingRun::prepare() {
     return s;
   if (Status s = executor_->stateWritten(); !s)
     return s;
+  // optimizer_offload: the host master weights start as the weights written.
+  if (schedule_->has_master_weights_program())
+    if (auto r = executor_->run(plan_.programs(int(schedule_->master_weights_program())).name());
+        !r)
+      return r.status();
   if (!o_.metricsPath.empty() && rank_->rank() == 0) {
     metrics_.open(o_.metricsPath, std::ios::trunc);
     if (!metrics_)

@@ -4,6 +4,7 @@
 // offsets, the activations that stay 32-bit in an arena of their own, and a
 // bf16 shadow of every fp32 parameter. The distributed optimizer's shards
 // live in place, in the rank's slice of their bucket, as Megatron-Core's do.
+// The host arenas of optimizer_offload (HOST_*) are not on the device.
 #ifndef MT_RUNTIME_PLAN_DEVICEFOOTPRINT_H
 #define MT_RUNTIME_PLAN_DEVICEFOOTPRINT_H
 

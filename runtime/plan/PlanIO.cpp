@@ -118,13 +118,16 @@ Status validateStageLayout(const Plan &plan) {
     std::vector<uint32_t> ids = {p.param_buffer()};
     if (p.trainable())
       ids.insert(ids.end(), {p.grad_buffer(), p.exp_avg_buffer(), p.exp_avg_sq_buffer()});
+    if (p.master_buffer() != 0) // optimizer_offload's host copies
+      ids.insert(ids.end(), {p.master_buffer(), p.host_grad_buffer()});
     for (uint32_t id : ids)
       parameterOf[id] = &p;
   }
   // A bucket is held where its members are.
   for (const Bucket &b : plan.buckets())
-    for (uint32_t id : {b.param_buffer(), b.grad_buffer()})
-      parameterOf[id] = byName.at(b.members(0).param());
+    for (uint32_t id : {b.param_buffer(), b.grad_buffer(), b.master_buffer(), b.host_grad_buffer()})
+      if (id != 0)
+        parameterOf[id] = byName.at(b.members(0).param());
   for (int64_t stage = 0; stage < std::max<int64_t>(plan.mesh().pp(), 1); ++stage) {
     std::map<ArenaKind, std::vector<const Buffer *>> held;
     for (const Buffer &b : plan.buffers()) {
@@ -299,6 +302,14 @@ Status validateSchedule(const Plan &plan) {
     }
     if (stage.actions_size() == 0)
       return Status::error("the schedule of stage " + std::to_string(s) + " is empty");
+    if (stage.has_master_weights_program() &&
+        (stage.master_weights_program() >= uint32_t(plan.programs_size()) ||
+         (stages > 1 && plan.programs(int(stage.master_weights_program())).stage() != s)))
+      return Status::error("the schedule of stage " + std::to_string(s) +
+                           " fills its master weights with program " +
+                           std::to_string(stage.master_weights_program()) +
+                           ", which is out of range or another stage's (" +
+                           std::to_string(plan.programs_size()) + " programs)");
   }
   return Status::ok();
 }

@@ -60,7 +60,7 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
     os << "dp gradient reduction in bf16 (grad_reduce_in_fp32: false)\n";
   os << "\narenas:\n";
   for (const Arena &a : plan.arenas())
-    os << "  " << std::setw(12) << ArenaKind_Name(a.kind()) << " " << std::setw(14)
+    os << "  " << std::setw(15) << ArenaKind_Name(a.kind()) << " " << std::setw(14)
        << a.size_bytes() << " bytes\n";
   os << "\nparameters (" << plan.parameters_size() << "):\n";
   for (const Parameter &p : plan.parameters()) {
@@ -96,6 +96,10 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
        << countOf(stage.activation_slots(), "activation slot") << "):";
     for (const Action &a : stage.actions())
       os << " " << actionText(plan, a);
+    if (stage.has_master_weights_program() &&
+        stage.master_weights_program() < uint32_t(plan.programs_size()))
+      os << "; at the start and after a load: "
+         << plan.programs(int(stage.master_weights_program())).name();
     os << "\n";
   }
   const StepLoss &loss = plan.step_loss();

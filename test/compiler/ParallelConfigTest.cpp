@@ -358,7 +358,7 @@ TEST_F(YamlTypedValues, SequenceParallelInEveryBooleanSpelling) {
 }
 
 TEST_F(YamlTypedValues, PendingBooleansCompareByValue) {
-  for (const char *key : {"param_offload", "grad_offload", "optimizer_offload"}) {
+  for (const char *key : {"param_offload", "grad_offload"}) {
     for (const std::string &spelling : kFalse) {
       ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
       EXPECT_EQ(resolveError(), "") << key << ": " << spelling;
@@ -374,6 +374,17 @@ TEST_F(YamlTypedValues, PendingBooleansCompareByValue) {
               std::string::npos)
         << key;
   }
+}
+
+TEST_F(YamlTypedValues, OptimizerOffloadIsABoolean) {
+  for (bool expected : {true, false})
+    for (const std::string &spelling : expected ? kTrue : kFalse) {
+      ASSERT_EQ(load("optimizer_offload", spelling), "") << spelling;
+      EXPECT_EQ(config.optimizerOffload, expected) << spelling;
+      EXPECT_EQ(resolveError(), "") << spelling;
+    }
+  EXPECT_NE(load("optimizer_offload", "maybe").find(":1:20: expected true or false, got 'maybe'"),
+            std::string::npos);
 }
 
 TEST_F(YamlTypedValues, DistributedOptimizerIsABoolean) {

@@ -77,6 +77,13 @@ TEST(TrainConfig, NeatPackingIsHonoured) {
   EXPECT_TRUE(c.neatPacking);
 }
 
+TEST(TrainConfig, OptimizerOffloadIsHonoured) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("offload.yaml", "optimizer_offload: true\n"), {}, c));
+  EXPECT_TRUE(c.parallel.optimizerOffload);
+  EXPECT_NE(errorOf("optimizer_offload: maybe\n").find("optimizer_offload"), std::string::npos);
+}
+
 TEST(TrainConfig, OverlapParamGatherIsHonoured) {
   TrainConfig c;
   ASSERT_TRUE(loadTrainConfig(writeYaml("opg.yaml", "use_distributed_optimizer: true\n"
@@ -93,8 +100,8 @@ TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
                           {{"template", "qwen2_vl"}});
   EXPECT_NE(e.find("5 keys ask for"), e.npos) << e;
   EXPECT_NE(e.find("command line: template: qwen2_vl is not supported: multimodal"), e.npos) << e;
-  EXPECT_NE(e.find(":1:15: grad_offload: true is not supported: offload is not planned yet; "
-                   "only false is (issue 16 brings it)"),
+  EXPECT_NE(e.find(":1:15: grad_offload: true is not supported: gradient offload is not "
+                   "planned yet (optimizer_offload is); only false is (issue 16 brings it)"),
             e.npos)
       << e;
   EXPECT_NE(e.find("param_offload: true is not supported"), e.npos) << e;

@@ -91,6 +91,10 @@ struct ParallelFlags {
                             "normalize the loss by the step's loss tokens instead of "
                             "averaging micro-batch means (Megatron's calculate_per_token_loss)"),
                &P::perTokenLoss);
+    layoutFlag(cmd.add_flag("--optimizer-offload", v.optimizerOffload,
+                            "fp32 master weights and AdamW state in host memory, updated "
+                            "there (Trinity's optimizer_offload)"),
+               &P::optimizerOffload);
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,

@@ -40,7 +40,7 @@ func.func @forward_backward() -> (tensor<6x4xf32>, tensor<4x4xf32>, tensor<4xf32
 
 // overlap_param_gather: every bucket's all-gather is deferred (behind the
 // next forward), nothing else changes.
-// OVERLAP-COUNT-3: mt.all_gather {{.*}} {axis = "dp", dim = 0 : i64, mt.deferred} : (tensor<{{[0-9]+}}xf32>) -> tensor<32xf32>
+// OVERLAP-COUNT-3: mt.all_gather {{.*}} {axis = "dp", deferred, dim = 0 : i64} : (tensor<{{[0-9]+}}xf32>) -> tensor<32xf32>
 // OVERLAP-NOT: mt.all_gather
 
 // A bucket closes once it holds bucket-elements.

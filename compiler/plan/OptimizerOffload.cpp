@@ -1,0 +1,142 @@
+// optimizer_offload's rewrite of the optimizer programs: host arenas for the
+// master weights, gradients and AdamW state, and the copies between them
+// and the device arenas.
+#include "compiler/plan/OptimizerOffload.h"
+
+#include "runtime/plan/OpRegistry.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace mt {
+namespace {
+
+plan::Instruction copyInstruction(plan::Op op, uint32_t from, uint32_t to, int64_t n,
+                                  const std::string &what) {
+  plan::Instruction c;
+  c.set_op(plan::signature(op).name);
+  c.add_inputs(from);
+  c.add_outputs(to);
+  auto *a = c.add_attributes();
+  a->set_name("n");
+  a->set_i(n);
+  c.set_location("optimizer_offload: " + what);
+  return c;
+}
+
+/// The last instruction before `before` that writes `id`; -1: none.
+int64_t lastWriter(const std::vector<plan::Instruction> &program, uint32_t id, size_t before) {
+  for (int64_t j = int64_t(before) - 1; j >= 0; --j)
+    for (uint32_t out : program[size_t(j)].outputs())
+      if (out == id)
+        return j;
+  return -1;
+}
+
+} // namespace
+
+std::string OptimizerOffload::programName(int64_t stage) {
+  return stage < 0 ? "master_weights" : "master_weights." + std::to_string(stage);
+}
+
+uint32_t OptimizerOffload::hostCopy(std::map<uint32_t, uint32_t> &copies, uint32_t device,
+                                    uint32_t owner, plan::ArenaKind arena, const char *prefix) {
+  auto [it, inserted] = copies.try_emplace(device, 0);
+  if (inserted) {
+    it->second = planner_.addBufferLike(prefix + plan_.buffers(owner).name(), device, arena);
+    planner_.placeWith(it->second, owner);
+  }
+  return it->second;
+}
+
+void OptimizerOffload::recordHostCopies(uint32_t weights, uint32_t master, uint32_t hostGrad) {
+  for (plan::Parameter &p : *plan_.mutable_parameters())
+    if (p.param_buffer() == weights) {
+      p.set_master_buffer(master);
+      p.set_host_grad_buffer(hostGrad);
+    }
+  for (plan::Bucket &b : *plan_.mutable_buckets())
+    if (b.param_buffer() == weights) {
+      b.set_master_buffer(master);
+      b.set_host_grad_buffer(hostGrad);
+    }
+}
+
+Status OptimizerOffload::rewrite(plan::Program &optimizer, plan::Program &masters) {
+  std::vector<plan::Instruction> old(optimizer.instructions().begin(),
+                                     optimizer.instructions().end());
+  // after[i + 1]: what follows old instruction i; after[0]: the program's start.
+  std::vector<std::vector<plan::Instruction>> after(old.size() + 1);
+  std::vector<bool> moved(old.size(), false);
+  // The gradient reductions that open the program stay together (the CUDA
+  // backend overlaps them with backward only then): no copy before their end.
+  int64_t leading = 0;
+  while (size_t(leading) < old.size() &&
+         (plan::isOp(old[size_t(leading)], plan::Op::all_reduce) ||
+          plan::isOp(old[size_t(leading)], plan::Op::reduce_scatter)))
+    ++leading;
+  for (size_t i = 0; i < old.size(); ++i) {
+    plan::Instruction &adamw = old[i];
+    if (!plan::isOp(adamw, plan::Op::adamw))
+      continue;
+    const uint32_t weights = adamw.inputs(0), grad = adamw.inputs(1);
+    const int64_t n = plan::Attrs(adamw).i("n");
+    // The distributed optimizer's shard comes from its bucket by an all_slice.
+    uint32_t owner = weights;
+    const int64_t slice = lastWriter(old, weights, i);
+    if (planner_.arenaOf(weights) != plan::PARAMETERS) {
+      if (slice < 0 || !plan::isOp(old[size_t(slice)], plan::Op::all_slice))
+        return Status::error("optimizer_offload: program '" + optimizer.name() +
+                             "' instruction " + std::to_string(i) + " (adamw) updates '" +
+                             plan_.buffers(weights).name() +
+                             "', neither a parameter nor the all_slice of a weight bucket");
+      owner = old[size_t(slice)].inputs(0);
+      *masters.add_instructions() = old[size_t(slice)];
+      moved[size_t(slice)] = true;
+    }
+    const uint32_t master =
+        hostCopy(masters_, weights, owner, plan::HOST_PARAMETERS, "master:");
+    *masters.add_instructions() =
+        copyInstruction(plan::Op::copy_to_host, weights, master, n, "master weights");
+
+    const int64_t reduced = lastWriter(old, grad, i);
+    const uint32_t gradOwner =
+        reduced >= 0 && old[size_t(reduced)].inputs_size() > 0 ? old[size_t(reduced)].inputs(0)
+                                                               : grad;
+    const uint32_t hostGrad = hostCopy(hostGrads_, grad, gradOwner, plan::HOST_GRADIENTS,
+                                       "host:");
+    recordHostCopies(owner, master, hostGrad);
+    after[size_t(std::max(reduced, leading - 1) + 1)].push_back(
+        copyInstruction(plan::Op::copy_to_host, grad, hostGrad, n, "gradient"));
+
+    planner_.moveToArena(adamw.inputs(2), plan::HOST_OPTIMIZER);
+    planner_.moveToArena(adamw.inputs(3), plan::HOST_OPTIMIZER);
+    adamw.set_inputs(0, master);
+    adamw.set_inputs(1, hostGrad);
+    adamw.set_outputs(0, master);
+    after[i + 1].push_back(
+        copyInstruction(plan::Op::copy_to_device, master, weights, n, "updated weights"));
+  }
+  optimizer.clear_instructions();
+  for (const plan::Instruction &c : after[0])
+    *optimizer.add_instructions() = c;
+  for (size_t i = 0; i < old.size(); ++i) {
+    if (!moved[i])
+      *optimizer.add_instructions() = std::move(old[i]);
+    for (const plan::Instruction &c : after[i + 1])
+      *optimizer.add_instructions() = c;
+  }
+  return Status::ok();
+}
+
+void OptimizerOffload::bindMasterPrograms(plan::Plan &plan) {
+  const bool pipelined = plan.mesh().pp() > 1;
+  for (plan::StageSchedule &schedule : *plan.mutable_schedule()) {
+    const std::string name = programName(pipelined ? schedule.stage() : -1);
+    for (int p = 0; p < plan.programs_size(); ++p)
+      if (plan.programs(p).name() == name)
+        schedule.set_master_weights_program(uint32_t(p));
+  }
+}
+
+} // namespace mt

@@ -1,0 +1,67 @@
+// optimizer_offload in the plan: the fp32 master weights and AdamW state in
+// host arenas, AdamW on the host, and the copies between the arenas as
+// instructions of the plan.
+#ifndef MT_COMPILER_PLAN_OPTIMIZEROFFLOAD_H
+#define MT_COMPILER_PLAN_OPTIMIZEROFFLOAD_H
+
+#include "compiler/plan/BufferPlanner.h"
+
+#include <map>
+
+namespace mt {
+
+/// Moves the AdamW updates of optimizer programs to the host, as
+/// Megatron-Core's optimizer_cpu_offload (HybridDeviceOptimizer with
+/// offload fraction 1) and Trinity-RFT's optimizer_offload do. For each
+/// adamw instruction of weights W (a parameter, or the distributed
+/// optimizer's shard of a weight bucket) and gradient G:
+///   - its exp_avg and exp_avg_sq move to HOST_OPTIMIZER;
+///   - a master M (W's shape, HOST_PARAMETERS) and a host gradient H
+///     (G's shape, HOST_GRADIENTS) are added;
+///   - `copy_to_host G -> H` follows the last instruction that writes G,
+///     and the gradient reductions that open the program (so that the copy
+///     overlaps what comes before the update, and the CUDA backend can
+///     still overlap those reductions with backward);
+///   - AdamW updates M from H, and `copy_to_device M -> W` follows it (W's
+///     bf16 copy on CUDA is refreshed with it);
+///   - the master-weights program gets `copy_to_host W -> M` (after the
+///     all_slice that makes W from its bucket, which moves there: in the
+///     optimizer W is now written by the copy).
+/// The arithmetic is the same AdamW on the same values: a CPU run gives
+/// bit for bit the losses, norms and weights of the run without offload.
+class OptimizerOffload {
+public:
+  explicit OptimizerOffload(BufferPlanner &planner, plan::Plan &plan)
+      : planner_(planner), plan_(plan) {}
+
+  /// Rewrites `optimizer` (emitted, before its liveness is recorded) and
+  /// appends to `masters` what fills its masters. Fails when an adamw
+  /// instruction's weights are neither a persistent buffer nor an
+  /// all_slice's output in the same program, naming the instruction.
+  Status rewrite(plan::Program &optimizer, plan::Program &masters);
+
+  /// Sets each stage schedule's master_weights_program to the program
+  /// named `master_weights` (or `master_weights.<stage>` in pipelines).
+  static void bindMasterPrograms(plan::Plan &plan);
+
+  /// The master-weights program's name for `stage` (-1: no pipeline).
+  static std::string programName(int64_t stage);
+
+private:
+  /// The host copy of `device` in `arena`, made once, named `prefix:name`,
+  /// held by the stage(s) of `owner`.
+  uint32_t hostCopy(std::map<uint32_t, uint32_t> &copies, uint32_t device, uint32_t owner,
+                    plan::ArenaKind arena, const char *prefix);
+
+  /// Names the host copies in the Parameter or Bucket whose weights are
+  /// `weights` (the plan validates stage layouts with them).
+  void recordHostCopies(uint32_t weights, uint32_t master, uint32_t hostGrad);
+
+  BufferPlanner &planner_;
+  plan::Plan &plan_;
+  std::map<uint32_t, uint32_t> masters_, hostGrads_; // device buffer -> host copy
+};
+
+} // namespace mt
+
+#endif // MT_COMPILER_PLAN_OPTIMIZEROFFLOAD_H

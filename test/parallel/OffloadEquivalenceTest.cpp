@@ -1,0 +1,46 @@
+// optimizer_offload moves the AdamW update to the host and adds copies,
+// not arithmetic: on the CPU backend the copies are memcpy and the update is
+// the same AdamW kernel on the same fp32 values, so the 3 steps' losses,
+// gradient norms and every updated weight are bit for bit those of the run
+// without it, on one rank, dp2, tp2 x dp2, pp2 x dp2 and with the
+// distributed optimizer (dp2; tp2 x dp2 with overlap_param_gather); and so
+// are those of the offloaded run saved after 2 steps and resumed (its host
+// master weights refilled from the checkpoint). The runs are made by
+// run-offload.sh (a ctest fixture).
+#include "test/parallel/Equivalence.h"
+
+#include <gtest/gtest.h>
+
+namespace mt {
+namespace {
+
+using Case = std::tuple<std::string, std::string>; // layout, option run
+
+class OffloadEquivalence : public ::testing::TestWithParam<Case> {
+protected:
+  static std::string run(const std::string &layout, const std::string &option) {
+    return std::string(MT_OFFLOAD_RUNS_DIR) + "/" + layout + "." + option;
+  }
+};
+
+TEST_P(OffloadEquivalence, IsBitIdenticalToTheRunWithoutIt) {
+  auto [layout, option] = GetParam();
+  test::expectIdenticalTraining(run(layout, "none"), run(layout, option), 3);
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> all;
+  for (const char *layout :
+       {"one", "dp2", "tp2_dp2", "dp2_distopt", "tp2_dp2_distopt", "pp2_dp2"})
+    for (const char *option : {"optimizer_offload", "optimizer_offload_resumed"})
+      all.push_back({layout, option});
+  return all;
+}
+
+INSTANTIATE_TEST_SUITE_P(Options, OffloadEquivalence, ::testing::ValuesIn(cases()),
+                         [](const auto &info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param);
+                         });
+
+} // namespace
+} // namespace mt
