@@ -231,7 +231,8 @@ void allSlice(Lowerer &L, const Attrs &a) {
 /// after it up to the first that touches its operands (on the compute
 /// stream with Resources::overlapTransfers off).
 void ringShift(Lowerer &L, const Attrs &a) {
-  const CollectiveOperand in = operandOf(L, true, 0), out = operandOf(L, false, 0);
+  const CollectiveOperand in = collectiveOperand(L, true, 0),
+                         out = collectiveOperand(L, false, 0);
   if (in.type != out.type)
     return L.fail("ring_shift: input and output differ in their device dtype");
   if (in.data == out.data)
