@@ -150,6 +150,26 @@ comm::Communicator *RankContext::group(const std::string &axis) const {
   return it == groups_.end() ? nullptr : it->second.get();
 }
 
+Status RankContext::checkCollectiveGroups(const plan::Plan &plan) const {
+  for (const plan::Program &program : plan.programs())
+    for (int i = 0; i < program.instructions_size(); ++i) {
+      const plan::Instruction &instr = program.instructions(i);
+      auto attr = std::find_if(instr.attributes().begin(), instr.attributes().end(),
+                               [](const plan::Attribute &a) { return a.name() == "axis"; });
+      if (attr == instr.attributes().end())
+        continue;
+      const plan::Attribute *axis = &*attr;
+      if (axisSize(axis->s()) <= 1 || group(axis->s()))
+        continue;
+      return Status::error(describe() + " program '" + program.name() + "' instruction " +
+                           std::to_string(i) + " (" + instr.op() + ") runs over axis '" +
+                           axis->s() + "' of size " + std::to_string(axisSize(axis->s())) +
+                           ", but this mesh (ep " + std::to_string(shape_.ep) +
+                           ") makes no group for it; recompile the plan");
+    }
+  return Status::ok();
+}
+
 comm::Communicator *RankContext::world() const {
   return factory_ ? &factory_->world() : nullptr;
 }

@@ -85,6 +85,13 @@ public:
   comm::Communicator *p2p(int64_t from, int64_t to) const;
   /// The world group (null for a single rank).
   comm::Communicator *world() const;
+  /// Whether this rank can run every instruction of `plan` that names a
+  /// mesh axis (attribute `axis`): the axis has size 1 here or the rank has
+  /// its group. The backends run a collective without a group as one rank,
+  /// so a missing group (an expert axis of a mesh without ep, for which no
+  /// expert groups are made) would otherwise reduce nothing, silently. The
+  /// error names the program, the instruction and the axis.
+  Status checkCollectiveGroups(const plan::Plan &plan) const;
   /// "[rank 3/8 (pp=0 dp=1 cp=0 tp=1)]" (with ep: "... edp=0 ep=1 etp=0"),
   /// to prefix messages.
   std::string describe() const;

@@ -292,6 +292,8 @@ Status TrainingRun::prepare() {
   if (!rank)
     return rank.status();
   rank_ = std::move(*rank);
+  if (Status s = rank_->checkCollectiveGroups(plan_); !s)
+    return s;
   lossShare_.assign(size_t(plan_.training().micro_batches_per_step()), 1.0);
   std::optional<RunState> checkpoint;
   if (Status s = chooseSettings(checkpoint); !s)

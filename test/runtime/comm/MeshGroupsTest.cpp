@@ -2,9 +2,14 @@
 // in one place (exec::meshGroups): Megatron's rank order, tp fastest.
 #include "runtime/exec/RankContext.h"
 
+#include "runtime/comm/Gloo.h"
+
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <map>
+#include <thread>
 
 using mt::exec::GroupSpec;
 using mt::exec::meshGroups;
@@ -92,3 +97,56 @@ TEST(MeshGroups, ExpertLayersFoldOverTheDataParallelRanks) {
 }
 
 } // namespace
+
+namespace mt::exec {
+namespace {
+
+/// A two-rank dp2 job (Gloo over a rendezvous directory) in which each rank
+/// checks a plan whose one instruction reduces over `axis`; the checks'
+/// messages, rank 0's first.
+std::vector<std::string> checkOnTwoRanks(const std::string &axis) {
+  plan::Plan plan;
+  plan.mutable_mesh()->set_dp(2);
+  plan::Instruction &reduce = *plan.add_programs()->add_instructions();
+  reduce.set_op("all_reduce");
+  plan::Attribute &a = *reduce.add_attributes();
+  a.set_name("axis");
+  a.set_s(axis);
+  plan.mutable_programs(0)->set_name("optimizer_step");
+  std::string pattern = ::testing::TempDir() + "/mt-groups-XXXXXX";
+  const std::string dir = mkdtemp(pattern.data());
+  std::vector<std::string> messages(2);
+  auto body = [&](int r) {
+    comm::RankInfo info;
+    info.rank = r, info.worldSize = 2, info.localRank = r, info.rendezvous = dir;
+    info.host = "127.0.0.1";
+    auto rank = RankContext::create(plan.mesh(), info, std::chrono::seconds(20));
+    if (!rank) {
+      messages[size_t(r)] = "create: " + rank.message();
+      return;
+    }
+    messages[size_t(r)] = (*rank)->checkCollectiveGroups(plan).message();
+  };
+  std::thread other(body, 1);
+  body(0);
+  other.join();
+  std::filesystem::remove_all(dir);
+  return messages;
+}
+
+// dp2 without ep: edp has size 2 but no expert groups exist, so a reduction
+// over it would sum nothing; it is refused by name. One over dp runs.
+TEST(CollectiveGroups, AnAxisWithoutAGroupIsRefused) {
+  if (!comm::World::multiRankSupported())
+    GTEST_SKIP() << "built without Gloo";
+  for (const std::string &m : checkOnTwoRanks("dp"))
+    EXPECT_EQ(m, "");
+  for (const std::string &m : checkOnTwoRanks("edp"))
+    EXPECT_NE(m.find("instruction 0 (all_reduce) runs over axis 'edp' of size 2, but this mesh "
+                     "(ep 1) makes no group for it"),
+              std::string::npos)
+        << m;
+}
+
+} // namespace
+} // namespace mt::exec
