@@ -92,7 +92,9 @@ struct ProjectionGrads {
   BiasGradOp bias;
 };
 
-/// `d`'s readers as ProjectionGrads, if they are exactly those.
+/// `d`'s readers as ProjectionGrads, if they are exactly those. The weight
+/// gradient may read the linear's input or a recomputed copy of it
+/// (mt-recompute's clone of the norm before it).
 std::optional<ProjectionGrads> projectionGrads(Value d, LinearOp linear) {
   ProjectionGrads g;
   for (Operation *user : d.getUsers()) {
@@ -102,7 +104,7 @@ std::optional<ProjectionGrads> projectionGrads(Value d, LinearOp linear) {
     if (input && !g.input && input.getDy() == d && input.getWeight() == linear.getWeight())
       g.input = input;
     else if (weight && !g.weight && weight.getDy() == d &&
-             weight.getInput() == linear.getInput())
+             weight.getInput().getType() == linear.getInput().getType())
       g.weight = weight;
     else if (bias && !g.bias && linear.getBias())
       g.bias = bias;
@@ -151,6 +153,9 @@ std::optional<Fc1Backward> matchFc1Backward(SwiGLUGradOp grad, LinearOp gate, Li
     return std::nullopt;
   b.gate = *g;
   b.up = *u;
+  // One weight-gradient GEMM reads one input for both.
+  if (g->weight.getInput() != u->weight.getInput())
+    return std::nullopt;
   Value dxGate = g->input.getDx(), dxUp = u->input.getDx();
   if (!dxGate.hasOneUse() || !dxUp.hasOneUse())
     return std::nullopt;

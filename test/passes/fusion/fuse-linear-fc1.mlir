@@ -124,3 +124,57 @@ func.func @unsummed_input_grads(%x: tensor<2x4x64xf32>, %da: tensor<2x4x128xf32>
   %dwg = mt.linear_grad_weight %x, %dg {mt.backward} : (tensor<2x4x64xf32>, tensor<2x4x128xf32>) -> tensor<128x64xf32>
   return %a, %dxu, %dxg, %dwg, %dwu : tensor<2x4x128xf32>, tensor<2x4x64xf32>, tensor<2x4x64xf32>, tensor<128x64xf32>, tensor<128x64xf32>
 }
+
+// -----
+
+// The weight gradients read a recomputed copy of the input (selective
+// recompute of the norm before the MLP, mt-recompute): still one GEMM, over
+// the copy, so that a recompute does not change which GEMMs run.
+// CHECK-LABEL: func.func @recomputed_input
+// CHECK: mt.chunked_swiglu_grad
+// CHECK: mt.linear_grad_weight %arg1, %{{.*}} : (tensor<2x4x64xf32>, tensor<2x4x256xf32>) -> tensor<256x64xf32>
+// CHECK-NOT: mt.swiglu_grad
+// OFF-LABEL: func.func @recomputed_input
+// OFF: mt.swiglu_grad
+mt.param @gate_w : tensor<128x64xf32> init(normal, std = 2.0e-02)
+mt.param @up_w : tensor<128x64xf32> init(normal, std = 2.0e-02)
+func.func @recomputed_input(%x: tensor<2x4x64xf32>, %xr: tensor<2x4x64xf32>, %da: tensor<2x4x128xf32>)
+    -> (tensor<2x4x128xf32>, tensor<2x4x64xf32>, tensor<128x64xf32>, tensor<128x64xf32>) {
+  %wg = mt.weight @gate_w : tensor<128x64xf32>
+  %g = mt.linear %x, %wg : (tensor<2x4x64xf32>, tensor<128x64xf32>) -> tensor<2x4x128xf32>
+  %wu = mt.weight @up_w : tensor<128x64xf32>
+  %u = mt.linear %x, %wu : (tensor<2x4x64xf32>, tensor<128x64xf32>) -> tensor<2x4x128xf32>
+  %a = mt.swiglu %g, %u : tensor<2x4x128xf32>
+  %dg, %du = mt.swiglu_grad %g, %u, %da {mt.backward} : (tensor<2x4x128xf32>, tensor<2x4x128xf32>, tensor<2x4x128xf32>) -> (tensor<2x4x128xf32>, tensor<2x4x128xf32>)
+  %dxu = mt.linear_grad_input %du, %wu {mt.backward} : (tensor<2x4x128xf32>, tensor<128x64xf32>) -> tensor<2x4x64xf32>
+  %dwu = mt.linear_grad_weight %xr, %du {mt.backward} : (tensor<2x4x64xf32>, tensor<2x4x128xf32>) -> tensor<128x64xf32>
+  %dxg = mt.linear_grad_input %dg, %wg {mt.backward} : (tensor<2x4x128xf32>, tensor<128x64xf32>) -> tensor<2x4x64xf32>
+  %dwg = mt.linear_grad_weight %xr, %dg {mt.backward} : (tensor<2x4x64xf32>, tensor<2x4x128xf32>) -> tensor<128x64xf32>
+  %dx = mt.add %dxu, %dxg {mt.backward} : tensor<2x4x64xf32>
+  return %a, %dx, %dwg, %dwu : tensor<2x4x128xf32>, tensor<2x4x64xf32>, tensor<128x64xf32>, tensor<128x64xf32>
+}
+
+// -----
+
+// The two weight gradients read different inputs: one GEMM cannot compute
+// both, nothing is fused.
+// CHECK-LABEL: func.func @different_grad_inputs
+// CHECK-NOT: mt.chunked_swiglu
+// CHECK: mt.swiglu_grad
+mt.param @gate_w : tensor<128x64xf32> init(normal, std = 2.0e-02)
+mt.param @up_w : tensor<128x64xf32> init(normal, std = 2.0e-02)
+func.func @different_grad_inputs(%x: tensor<2x4x64xf32>, %xr: tensor<2x4x64xf32>, %da: tensor<2x4x128xf32>)
+    -> (tensor<2x4x128xf32>, tensor<2x4x64xf32>, tensor<128x64xf32>, tensor<128x64xf32>) {
+  %wg = mt.weight @gate_w : tensor<128x64xf32>
+  %g = mt.linear %x, %wg : (tensor<2x4x64xf32>, tensor<128x64xf32>) -> tensor<2x4x128xf32>
+  %wu = mt.weight @up_w : tensor<128x64xf32>
+  %u = mt.linear %x, %wu : (tensor<2x4x64xf32>, tensor<128x64xf32>) -> tensor<2x4x128xf32>
+  %a = mt.swiglu %g, %u : tensor<2x4x128xf32>
+  %dg, %du = mt.swiglu_grad %g, %u, %da {mt.backward} : (tensor<2x4x128xf32>, tensor<2x4x128xf32>, tensor<2x4x128xf32>) -> (tensor<2x4x128xf32>, tensor<2x4x128xf32>)
+  %dxu = mt.linear_grad_input %du, %wu {mt.backward} : (tensor<2x4x128xf32>, tensor<128x64xf32>) -> tensor<2x4x64xf32>
+  %dwu = mt.linear_grad_weight %xr, %du {mt.backward} : (tensor<2x4x64xf32>, tensor<2x4x128xf32>) -> tensor<128x64xf32>
+  %dxg = mt.linear_grad_input %dg, %wg {mt.backward} : (tensor<2x4x128xf32>, tensor<128x64xf32>) -> tensor<2x4x64xf32>
+  %dwg = mt.linear_grad_weight %x, %dg {mt.backward} : (tensor<2x4x64xf32>, tensor<2x4x128xf32>) -> tensor<128x64xf32>
+  %dx = mt.add %dxu, %dxg {mt.backward} : tensor<2x4x64xf32>
+  return %a, %dx, %dwg, %dwu : tensor<2x4x128xf32>, tensor<2x4x64xf32>, tensor<128x64xf32>, tensor<128x64xf32>
+}
