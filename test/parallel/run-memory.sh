@@ -17,28 +17,10 @@ python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 95 4000
 "$bin/mtc" import-hf "$here/configs/llama-4l-tied.json" --seq 16 --micro-batch 2 \
   -o "$out/model.mlir"
 
-# train LAYOUT_NAME "LAYOUT_FLAGS" RANKS
-train() {
-  local layout=$1 flags=$2 ranks=$3
-  for entry in "${options[@]}"; do
-    local name=${entry%%:*} option=${entry#*:}
-    local run="$out/$layout.$name"
-    # shellcheck disable=SC2086
-    "$bin/mtc" compile "$out/model.mlir" $flags --use-distributed-optimizer $option \
-      --global-batch 8 --lr 1e-3 --warmup-steps 1 --train-steps 4 --weight-decay 0.1 \
-      -o "$run.plan"
-    "$bin/mtrun" "$run.plan" --nproc "$ranks" --data "$out/tokens.bin" --steps 3 \
-      --comm-timeout 60 --metrics "$run.jsonl" --export-hf "$run.hf" > /dev/null
-    [[ $name == none ]] && continue
-    "$bin/mtrun" "$run.plan" --nproc "$ranks" --data "$out/tokens.bin" --steps 2 \
-      --comm-timeout 60 --metrics "${run}_resumed.jsonl" --save "${run}_resumed.ckpt" > /dev/null
-    "$bin/mtrun" "$run.plan" --nproc "$ranks" --data "$out/tokens.bin" --steps 3 \
-      --resume "${run}_resumed.ckpt" --comm-timeout 60 --metrics "${run}_resumed.3.jsonl" \
-      --export-hf "${run}_resumed.hf" > /dev/null
-    cat "${run}_resumed.3.jsonl" >> "${run}_resumed.jsonl"
-  done
-}
+# shellcheck source=test/parallel/train-options.sh
+source "$here/train-options.sh"
 
-train dp2 "--dp 2" 2
-train tp2_dp2 "--tp 2 --dp 2" 4
-train pp2_dp2 "--pp 2 --dp 2" 4
+distopt=--use-distributed-optimizer
+train dp2 "--dp 2 $distopt" 2
+train tp2_dp2 "--tp 2 --dp 2 $distopt" 4
+train pp2_dp2 "--pp 2 --dp 2 $distopt" 4
