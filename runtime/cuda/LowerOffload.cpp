@@ -22,13 +22,12 @@ bool onHost(const plan::Plan &plan, uint32_t buffer) {
 
 /// A new event owned by the resources (timing off: only ordering).
 cudaEvent_t newEvent(Lowerer &L) {
-  cudaEvent_t e = nullptr;
-  if (cudaError_t err = cudaEventCreateWithFlags(&e, cudaEventDisableTiming); err != cudaSuccess) {
-    L.fail(std::string("cannot create a copy event: ") + cudaGetErrorString(err));
+  auto e = L.resources().event();
+  if (!e) {
+    L.fail("cannot create a copy event: " + e.message());
     return nullptr;
   }
-  L.resources().copyEvents.push_back(e);
-  return e;
+  return *e;
 }
 
 /// The event of host buffer `id`'s copies, and the copy stream, made once.

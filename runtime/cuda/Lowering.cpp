@@ -10,8 +10,6 @@ Resources::~Resources() {
     (void)cudaFree(p);
   for (cudaEvent_t e : events)
     (void)cudaEventDestroy(e);
-  for (cudaEvent_t e : copyEvents)
-    (void)cudaEventDestroy(e);
   for (cudaStream_t s : {transferStream, copyStream})
     if (s)
       (void)cudaStreamDestroy(s);

@@ -104,7 +104,6 @@ struct Resources {
   /// that its last copy (either way) completes at; made by the first copy.
   cudaStream_t copyStream = nullptr;
   std::map<uint32_t, cudaEvent_t> copyDone;
-  std::vector<cudaEvent_t> copyEvents; // every event made, destroyed with these
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor
