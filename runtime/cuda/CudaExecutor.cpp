@@ -196,6 +196,9 @@ private:
   std::map<std::string, LoweredProgram> programs_;
   std::unique_ptr<GradientReduceOverlap> overlap_; // null: the optimizer reduces
   std::unique_ptr<CommProfile> commProfile_;       // null: no --profile-comm
+  // --profile-comm: the programs the schedule runs as the optimizer step
+  // ("optimizer_step", or "optimizer.<stage>" in pipelines); a step ends there.
+  std::set<std::string> optimizerPrograms_;
   std::unique_ptr<ParamGatherOverlap> gathers_;    // null: the optimizer gathers
   bool gathersPending_ = false; // an optimizer step ran without its gathers
   int64_t microBatchesRun_ = 0;                    // forward_backward runs this step
@@ -377,6 +380,11 @@ Status CudaExecutor::planCommProfile() {
   if (!options_.profileComm)
     return Status::ok();
   commProfile_ = std::make_unique<CommProfile>();
+  for (const plan::StageSchedule &stage : plan_.schedule())
+    for (const plan::Action &action : stage.actions())
+      if (action.kind() == plan::Action::OPTIMIZER_STEP &&
+          action.program() < uint32_t(plan_.programs_size()))
+        optimizerPrograms_.insert(plan_.programs(int(action.program())).name());
   for (auto &[name, program] : programs_)
     for (Step &step : program.steps)
       if (step.collective && step.launch) // never captured: collectives run eagerly
@@ -566,7 +574,7 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
 Status CudaExecutor::endProfiledProgram(const std::string &name, bool overlapped) {
   ScopedErrorContext context("--profile-comm, program '" + name + "': ");
   MT_CUDA_RETURN_IF_ERROR(commProfile_->endProgram(stream_));
-  if (name != "optimizer_step")
+  if (!optimizerPrograms_.count(name))
     return Status::ok();
   // After the optimizer, the compute stream has passed this step's events.
   Expected<OverlapTimes> times = OverlapTimes{};

@@ -62,11 +62,12 @@ TEST(DataParallel, Bf16GradientReductionMatchesOneGpu) {
 // --profile-comm records timing events inside the replayed graph of the
 // overlapped reduction and around every collective: the same bits as
 // without it, and rank 0 reports the exposed communication (trainAsRank
-// checks its log); dp2 and tp2 with sequence parallelism.
+// checks its log); dp2, tp2 with sequence parallelism, and pp2, whose
+// optimizer program ("optimizer.<stage>") ends each measured step.
 TEST(DataParallel, CommProfileLeavesTheSameBits) {
   ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
   const std::string tmp = ::testing::TempDir() + "/mt-profile-comm";
-  for (const std::string plan : {"demo-dp2", "demo-tp2-sp"}) {
+  for (const std::string plan : {"demo-dp2", "demo-tp2-sp", "demo-pp2"}) {
     const auto plain = trainOnTwoGpus(tmp + "-" + plan + ".jsonl", {{"MT_TEST_PLAN", plan}});
     const auto profiled = trainOnTwoGpus(tmp + "-" + plan + "-profiled.jsonl",
                                          {{"MT_TEST_PLAN", plan}, {"MT_TEST_PROFILE_COMM", "1"}});

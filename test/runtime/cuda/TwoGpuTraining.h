@@ -85,9 +85,10 @@ inline void trainAsRank(const char *defaultPlan) {
   std::ostringstream log;
   auto summary = exec::train(o, log);
   ASSERT_TRUE(summary.isOk()) << summary.message() << "\n" << log.str();
-  if (o.profileComm && std::atoi(std::getenv("MT_RANK")) == 0) // rank 0 reports
+  if (o.profileComm && std::atoi(std::getenv("MT_RANK")) == 0) { // rank 0 reports
     EXPECT_NE(log.str().find("exposed communication per step: "), std::string::npos)
         << log.str();
+  }
   int device = -1;
   ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
   EXPECT_EQ(device, std::atoi(std::getenv("MT_LOCAL_RANK"))) << "each rank uses its own GPU";
