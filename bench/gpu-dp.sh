@@ -112,6 +112,12 @@ if [[ "${1:-}" == "--prepare" ]]; then
     --train-steps 100 -o "$dir/plans/llama-tp2-sp"
   "$bin/mtc" compile "$dir/mlir/llama.mlir" --pp 2 --global-batch 32 --lr 1e-4 \
     --train-steps 100 -o "$dir/plans/llama-pp2"
+  # pp2 with 10 + 6 layers: the last stage also runs the output layer and the
+  # loss (128256 x 2048, about 4 layers' FLOPs), which the even split leaves
+  # the first stage waiting for (Megatron balances the same way with
+  # decoder_last_pipeline_num_layers).
+  "$bin/mtc" compile "$dir/mlir/llama.mlir" --pp 2 --pp-layout 10,6 --global-batch 32 \
+    --lr 1e-4 --train-steps 100 -o "$dir/plans/llama-pp2-10-6"
   rm -rf "$dir/mlir"
   # Uniform random ids below llama's vocabulary, as the peer draws its
   # batch; header as runtime/io/TokenFile.h.
@@ -146,7 +152,7 @@ if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
   # Runs: MT_DP_RUNS="name:plan:gpus:VAR=value,VAR=value;..." (e.g.
   # NCCL_MAX_CTAS=8 or MT_CUDA_BUCKET_ELEMENTS=10000000 as variants).
   runs="mtc:llama-1gpu:1:;mtc-dp2:llama-dp2:2:;mtc-dp2-bf16:llama-dp2-bf16:2:"
-  runs+=";mtc-tp2-sp:llama-tp2-sp:2:;mtc-pp2:llama-pp2:2:"
+  runs+=";mtc-tp2-sp:llama-tp2-sp:2:;mtc-pp2:llama-pp2:2:;mtc-pp2-10-6:llama-pp2-10-6:2:"
   IFS=';' read -ra runs <<< "${MT_DP_RUNS:-$runs}"
   for run in "${runs[@]}"; do
     IFS=: read -r name plan gpus vars <<< "$run"
@@ -159,7 +165,7 @@ if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
   # MT_DP_PROFILE_FLAG=--profile, where each instruction class's time goes
   # instead (no graphs).
   IFS=';' read -ra profiles <<< \
-    "${MT_DP_PROFILES-llama-dp2:2:;llama-dp2-bf16:2:;llama-tp2-sp:2:;llama-pp2:2:}"
+    "${MT_DP_PROFILES-llama-dp2:2:;llama-dp2-bf16:2:;llama-tp2-sp:2:;llama-pp2:2:;llama-pp2-10-6:2:}"
   for profile in "${profiles[@]}"; do
     IFS=: read -r plan gpus vars <<< "$profile"
     IFS=, read -ra vars <<< "$vars"

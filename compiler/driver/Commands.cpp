@@ -104,31 +104,40 @@ static bool explainSchedule(const ParallelConfig &p, const plan::Plan *plan,
     llvm::errs() << "error: " << schedule.message() << "\n";
     return false;
   }
-  // Actions cost in proportion to their virtual stage's layers (the plan's,
-  // or without one the layout's).
-  std::vector<int64_t> chunkLayers = p.chunkLayers;
-  if (plan) {
-    chunkLayers.clear();
-    for (const std::set<int64_t> &layers : layersOfVirtualStages(*plan))
-      chunkLayers.push_back(int64_t(layers.size()));
+  // Actions cost in proportion to their virtual stage's model FLOPs (the
+  // plan's, the embedding and the output layer included), or without a plan
+  // to its layers.
+  std::vector<double> cost = plan ? virtualStageCosts(*plan) : std::vector<double>{};
+  if (!plan) {
+    double mean = 0;
+    for (int64_t n : p.chunkLayers)
+      mean += double(n) / double(p.chunkLayers.size());
+    for (int64_t n : p.chunkLayers)
+      cost.push_back(double(n) / mean);
   }
-  std::vector<double> cost;
-  double mean = 0;
-  for (int64_t n : chunkLayers)
-    mean += double(n) / double(chunkLayers.size());
-  for (int64_t n : chunkLayers)
-    cost.push_back(double(n) / mean);
   Expected<double> makespan = simulate(*schedule, p.pp, vpp, 2.0, cost);
   if (!makespan) {
     llvm::errs() << "error: " << makespan.message() << "\n";
     return false;
   }
   double bubble = bubbleFraction(*schedule, *makespan);
-  if (explain)
+  if (explain) {
     os << "pipeline schedule: " << countOf(micro, "micro-batch", "micro-batches")
        << llvm::format(" per step, predicted bubble %.1f%% of stage time (backward = 2 x "
                        "forward)\n",
                        100.0 * bubble);
+    if (plan && !cost.empty()) {
+      os << "  model FLOPs of each virtual stage over their mean (the cost the prediction "
+            "gives it):";
+      for (double c : cost)
+        os << llvm::format(" %.2f", c);
+      const auto [lo, hi] = std::minmax_element(cost.begin(), cost.end());
+      if (*hi > 1.1 * *lo)
+        os << "; an uneven --pp-layout (or decoder_first/last_pipeline_num_layers) giving "
+              "the costlier stages fewer layers shrinks the bubble";
+      os << "\n";
+    }
+  }
   if (svgPath.empty())
     return true;
   std::string title = "pp " + std::to_string(p.pp) + (vpp > 1 ? " x vpp " + std::to_string(vpp) : "") +

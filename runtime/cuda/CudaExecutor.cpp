@@ -401,7 +401,7 @@ double CudaExecutor::predictedBubble() const {
   if (!actions)
     return -1;
   const int64_t vpp = std::max<int64_t>(1, plan_.training().virtual_stages() / pp);
-  Expected<double> span = simulate(*actions, pp, vpp, 2.0);
+  Expected<double> span = simulate(*actions, pp, vpp, 2.0, virtualStageCosts(plan_));
   return span ? bubbleFraction(*actions, *span) : -1;
 }
 

@@ -129,11 +129,12 @@ Expected<std::string> PipelineTimeline::publish(const RankContext &rank, const p
     return s;
   const double ratio = step->meanBackward / step->meanForward;
   auto predicted = *schedule;
-  Expected<double> spanAtTwo = simulate(predicted, pp, vpp, 2.0);
+  const std::vector<double> costs = virtualStageCosts(plan);
+  Expected<double> spanAtTwo = simulate(predicted, pp, vpp, 2.0, costs);
   if (!spanAtTwo)
     return spanAtTwo.status();
   const double atTwo = bubbleFraction(predicted, *spanAtTwo);
-  Expected<double> spanAtRatio = simulate(predicted, pp, vpp, ratio);
+  Expected<double> spanAtRatio = simulate(predicted, pp, vpp, ratio, costs);
   if (!spanAtRatio)
     return spanAtRatio.status();
   const double atRatio = bubbleFraction(predicted, *spanAtRatio);

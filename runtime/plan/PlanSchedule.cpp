@@ -2,6 +2,7 @@
 #include "runtime/plan/PlanSchedule.h"
 
 #include "runtime/plan/OpRegistry.h"
+#include "runtime/plan/Roofline.h"
 
 #include <algorithm>
 #include <map>
@@ -143,6 +144,27 @@ Expected<double> simulate(std::vector<std::vector<PipelineAction>> &schedule, in
     if (next[s] < schedule[s].size())
       return Status::error(deadlockMessage(schedule, next, pp, last));
   return makespan;
+}
+
+std::vector<double> virtualStageCosts(const plan::Plan &plan) {
+  const int64_t stages = plan.training().virtual_stages();
+  if (plan.mesh().pp() < 2 || stages < 2)
+    return {};
+  std::vector<double> flops(size_t(stages), 0.0);
+  const auto noBytes = [](uint32_t, bool) { return 0.0; };
+  for (const plan::Program &program : plan.programs())
+    if (program.virtual_stage() >= 0 && program.virtual_stage() < stages)
+      for (const plan::Instruction &instr : program.instructions())
+        flops[size_t(program.virtual_stage())] += plan::instructionWork(instr, noBytes).flops;
+  double mean = 0;
+  for (double f : flops) {
+    if (f <= 0)
+      return {};
+    mean += f / double(stages);
+  }
+  for (double &f : flops)
+    f /= mean;
+  return flops;
 }
 
 double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,

@@ -57,6 +57,14 @@ Expected<double> simulate(std::vector<std::vector<PipelineAction>> &schedule, in
                           int64_t vpp, double backwardCost = 2.0,
                           const std::vector<double> &chunkCost = {});
 
+/// Each virtual stage's cost for simulate(): the model FLOPs of its
+/// forward and backward programs (plan::instructionWork, docs/FLOPS.md's
+/// rule), divided by their mean over the virtual stages, so that a stage
+/// that also runs the embedding or the output layer and the loss costs
+/// more than its layers alone. Empty (every stage costs 1) without
+/// pipeline parallelism or when a virtual stage has no FLOPs.
+std::vector<double> virtualStageCosts(const plan::Plan &plan);
+
 /// Fraction of stage time spent idle within the makespan.
 double bubbleFraction(const std::vector<std::vector<PipelineAction>> &schedule,
                       double makespan);
