@@ -2,7 +2,9 @@
 // operands' majorness (k contiguous or not, which picks the shared-memory
 // layout and ldmatrix or ldmatrix.trans), with the grouping (variable rows,
 // or variable reduction length for the weight gradients) and the epilogue
-// chosen per launch.
+// chosen per launch. Tiles load by cp.async per chunk of 8 from addresses
+// computed once a tile where every chunk is aligned and wholly in or out of
+// bounds (widths multiples of 8), else element by element.
 #include "runtime/cuda/GroupedGemmKernel.h"
 
 #include "runtime/cuda/Check.h"
@@ -20,19 +22,28 @@ constexpr int kTileM = 128, kTileN = 128, kTileK = 32, kStages = 4, kThreads = 2
 constexpr int kLdK = kTileK + 8, kLdMN = kTileM + 8;
 constexpr int kOperandElems = std::max(kTileM * kLdK, kTileK * kLdMN);
 constexpr int kSmemBytes = kStages * 2 * kOperandElems * 2;
+/// Chunks of 8 per tile row: along k (kMajor) or along i.
+constexpr int kChunksK = kTileK / 8, kChunksI = kTileM / 8;
+/// The chunks each thread loads per operand and stage.
+constexpr int kChunksPerThread = kTileM * kTileK / 8 / kThreads;
+
 
 /// Operand element (i, k) of expert e: i the output row (A) or column (B),
 /// k the reduction index. Stored row-major with k contiguous (kMajor) or i
 /// contiguous; `rows` offsets the storage row by the expert's rowStart (the
-/// permuted activations), `groupStride` by e (the weights). Two sources:
-/// k >= cat reads p[1] at k - cat (two products summed as one); or, when
-/// `interleave`, i alternates between p[0] and p[1] every 8 (gate and up
-/// side by side), whose column extent is then `cat`.
+/// permuted activations), `groupStride` by e (the weights). Two sources of
+/// the same layout: k >= kSplit reads p[1] at k - kSplit (two products
+/// summed as one); or, when interleaved > 0, i alternates between p[0] and
+/// p[1] every 8 (gate and up side by side), `interleaved` rows of each.
+/// `vec` (set by launch): every chunk of 8 along the contiguous axis is
+/// wholly in or out of bounds, in one source, and 16-byte aligned, so the
+/// tile loads are cp.async from per-chunk addresses computed once a tile;
+/// `delta` is then p[1] - p[0] in elements.
 struct Operand {
   const bf16 *p[2] = {nullptr, nullptr};
   int64_t ld = 0, groupStride = 0;
-  int64_t cat = INT64_MAX;
-  bool rows = false, interleave = false;
+  int64_t kSplit = INT64_MAX, interleaved = 0, delta = 0;
+  bool rows = false, vec = false;
 };
 
 enum class Epilogue : int {
@@ -67,14 +78,14 @@ __device__ const bf16 *elementAt(const Operand &op, bool kMajor, int64_t i, int6
   if (i >= I || k >= K)
     return nullptr;
   int src = 0;
-  if (op.interleave) {
+  if (op.interleaved > 0) {
     src = int(i >> 3) & 1;
     i = (i >> 4) * 8 + (i & 7);
-    if (i >= op.cat)
+    if (i >= op.interleaved)
       return nullptr;
-  } else if (k >= op.cat) {
+  } else if (k >= op.kSplit) {
     src = 1;
-    k -= op.cat;
+    k -= op.kSplit;
   }
   int64_t row = kMajor ? i : k, col = kMajor ? k : i;
   if (op.rows)
@@ -104,20 +115,71 @@ __device__ void loadChunk(bf16 *dst, const Operand &op, bool kMajor, int64_t i, 
   *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(v);
 }
 
-/// One operand's tile [tileI x kTileK] at (i0, k0) into shared memory:
-/// [tileI][kLdK] when kMajor, else [kTileK][kLdMN].
+/// One operand's tile [128 x kTileK] at (i0, k0) into shared memory,
+/// [128][kLdK] when kMajor, else [kTileK][kLdMN], chunk by chunk with
+/// loadChunk: any shape and alignment (the fast loads take the rest).
 template <bool KMajor>
 __device__ void loadTile(bf16 *s, const Operand &op, int64_t i0, int64_t k0, int64_t I,
                          int64_t K, int64_t e, int64_t rowStart) {
-  constexpr int kChunks = kTileM * kTileK / 8;
-  for (int c = threadIdx.x; c < kChunks; c += kThreads) {
+  for (int c = threadIdx.x; c < kChunksPerThread * kThreads; c += kThreads) {
     if (KMajor) {
-      const int r = c / (kTileK / 8), kc = (c % (kTileK / 8)) * 8;
+      const int r = c / kChunksK, kc = (c % kChunksK) * 8;
       loadChunk(s + r * kLdK + kc, op, true, i0 + r, k0 + kc, I, K, e, rowStart);
     } else {
-      const int r = c / (kTileM / 8), ic = (c % (kTileM / 8)) * 8;
+      const int r = c / kChunksI, ic = (c % kChunksI) * 8;
       loadChunk(s + r * kLdMN + ic, op, false, i0 + ic, k0 + r, I, K, e, rowStart);
     }
+  }
+}
+
+/// The fast loads (Operand::vec): chunk c's k offset in the tile.
+template <bool KMajor> __device__ int chunkK(int c) {
+  return KMajor ? (c % kChunksK) * 8 : c / kChunksI;
+}
+
+/// The fast loads: the address of chunk c's first element at k0 = 0 (its
+/// k offset included), null when its row (kMajor) or its 8 columns are past
+/// the extent I.
+template <bool KMajor>
+__device__ const bf16 *chunkBase(const Operand &op, int c, int64_t i0, int64_t I, int64_t e,
+                                 int64_t rowStart) {
+  int64_t i = i0 + (KMajor ? c / kChunksK : (c % kChunksI) * 8);
+  const int64_t k = chunkK<KMajor>(c);
+  if (i >= I)
+    return nullptr;
+  int src = 0;
+  if (op.interleaved > 0) {
+    src = int(i >> 3) & 1;
+    i = (i >> 4) * 8 + (i & 7);
+    if (i >= op.interleaved)
+      return nullptr;
+  }
+  const int64_t row = (KMajor ? i : k) + (op.rows ? rowStart : 0), col = KMajor ? k : i;
+  return op.p[src] + e * op.groupStride + row * op.ld + col;
+}
+
+/// The fast loads of one operand's tile at k0: one cp.async per chunk, zero
+/// filled (source size 0) past the extents.
+template <bool KMajor>
+__device__ void loadTileFast(bf16 *s, const Operand &op,
+                             const bf16 *const (&base)[kChunksPerThread], int64_t k0,
+                             int64_t K) {
+#pragma unroll
+  for (int j = 0; j < kChunksPerThread; ++j) {
+    const int c = threadIdx.x + j * kThreads, kc = chunkK<KMajor>(c);
+    bf16 *dst = KMajor ? s + (c / kChunksK) * kLdK + kc : s + kc * kLdMN + (c % kChunksI) * 8;
+    const int64_t k = k0 + kc, stride = KMajor ? 1 : op.ld;
+    const bf16 *src = op.p[0];
+    unsigned bytes = 0;
+    if (base[j] && k < K) {
+      src = base[j] + k0 * stride;
+      if (k >= op.kSplit)
+        src += op.delta - op.kSplit * stride;
+      bytes = 16;
+    }
+    const unsigned d = unsigned(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
+                 "r"(bytes));
   }
 }
 
@@ -282,12 +344,24 @@ __global__ void __launch_bounds__(kThreads, 2) groupedGemmKernel(const Params p)
     const int64_t m0 = int64_t(mt) * kTileM, n0 = int64_t(nt) * kTileN;
     const int kTiles = int((K + kTileK - 1) / kTileK);
     float acc[4][4][4] = {};
+    const bf16 *baseA[kChunksPerThread], *baseB[kChunksPerThread];
+#pragma unroll
+    for (int j = 0; j < kChunksPerThread; ++j) {
+      const int c = threadIdx.x + j * kThreads;
+      baseA[j] = p.a.vec ? chunkBase<AKMajor>(p.a, c, m0, M, e, rowStart) : nullptr;
+      baseB[j] = p.b.vec ? chunkBase<BKMajor>(p.b, c, n0, p.n, e, rowStart) : nullptr;
+    }
     auto load = [&](int kt) {
       const int stage = kt % kStages;
-      loadTile<AKMajor>(sA + stage * kOperandElems, p.a, m0, int64_t(kt) * kTileK, M, K, e,
-                        rowStart);
-      loadTile<BKMajor>(sB + stage * kOperandElems, p.b, n0, int64_t(kt) * kTileK, p.n, K, e,
-                        rowStart);
+      const int64_t k0 = int64_t(kt) * kTileK;
+      if (p.a.vec)
+        loadTileFast<AKMajor>(sA + stage * kOperandElems, p.a, baseA, k0, K);
+      else
+        loadTile<AKMajor>(sA + stage * kOperandElems, p.a, m0, k0, M, K, e, rowStart);
+      if (p.b.vec)
+        loadTileFast<BKMajor>(sB + stage * kOperandElems, p.b, baseB, k0, K);
+      else
+        loadTile<BKMajor>(sB + stage * kOperandElems, p.b, n0, k0, p.n, K, e, rowStart);
     };
     for (int kt = 0; kt < kStages - 1; ++kt) {
       if (kt < kTiles)
@@ -334,6 +408,25 @@ __global__ void zeroTailKernel(bf16 *out, int64_t width, const int32_t *used, in
 
 size_t roundUp(size_t n) { return (n + 255) / 256 * 256; }
 
+bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+/// Sets op.vec and op.delta: whether every chunk of 8 along the contiguous
+/// axis is wholly in or out of the extents (I for the i-contiguous, K for
+/// the k-contiguous; -1 where the extent is the expert's, which only the
+/// i-contiguous reduction over rows can take), in one source, aligned.
+void setVectorized(Operand &op, bool kMajor, int64_t I, int64_t K) {
+  const int64_t extent = kMajor ? K : I;
+  const bool splitOk = op.kSplit == INT64_MAX || op.kSplit % 8 == 0;
+  op.vec = extent >= 0 && extent % 8 == 0 && aligned16(op.p[0]) &&
+           (!op.p[1] || aligned16(op.p[1])) && op.ld % 8 == 0 && op.groupStride % 8 == 0 &&
+           splitOk && op.interleaved % 8 == 0;
+  if (!kMajor && I < 0)
+    op.vec = false;
+  op.delta = op.p[1] ? (reinterpret_cast<intptr_t>(op.p[1]) -
+                        reinterpret_cast<intptr_t>(op.p[0])) / intptr_t(sizeof(bf16))
+                     : 0;
+}
+
 /// Launches the kernel on a persistent grid of 2 CTAs per SM (or fewer
 /// when the tiles are fewer: their count is bounded on the host by the
 /// rows, the device has the exact one).
@@ -344,6 +437,8 @@ Status launch(Params p, const GroupedLayout &layout, cudaStream_t stream, const 
   p.experts = int32_t(layout.experts);
   p.nTiles = int32_t((p.n + kTileN - 1) / kTileN);
   p.mTiles = p.varK ? int32_t((p.m + kTileM - 1) / kTileM) : 0;
+  setVectorized(p.a, AKMajor, p.varK ? p.m : -1, p.varK ? -1 : p.k);
+  setVectorized(p.b, BKMajor, p.n, p.varK ? -1 : p.k);
   if (layout.experts == 0 || p.n == 0 || (p.varK ? p.m : p.k) == 0)
     return Status::ok();
   const int64_t bound = p.varK ? layout.experts * p.mTiles * p.nTiles
@@ -453,8 +548,7 @@ Status groupedKernelGateUp(const bf16 *x, const bf16 *gate, const bf16 *up, bf16
                            const GroupedLayout &layout, cudaStream_t stream) {
   Operand w = weightOperand(gate, ffn, hidden);
   w.p[1] = up;
-  w.interleave = true;
-  w.cat = ffn;
+  w.interleaved = ffn;
   Output o = rowsOutput(act ? act : gatePre, ffn);
   o.p[1] = upPre;
   // Columns interleaved by 8 (gate, up, gate, ...): 2 ffn rounded up to 16.
@@ -482,7 +576,7 @@ Status groupedKernelGateUpBackwardInput(const bf16 *dGate, const bf16 *dUp, cons
   Operand a = rowsOperand(dGate, ffn), b = weightOperand(gate, ffn, hidden);
   a.p[1] = dUp;
   b.p[1] = up;
-  a.cat = b.cat = ffn;
+  a.kSplit = b.kSplit = ffn;
   Params p = rowsParams(a, b, rowsOutput(dx, hidden), accumulate ? Epilogue::add : Epilogue::store,
                         hidden, 2 * ffn);
   return launch<true, false>(p, layout, stream, "moe_grouped_dgrad_gate_up");
