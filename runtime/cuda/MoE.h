@@ -130,7 +130,8 @@ Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf
 /// Writes dx (adds when `addDx`) and adds dgate, dup, ddown (fp32, no
 /// atomics: the same bits every run); `libs` and the workspace as the
 /// forward's (backward = true). On the library paths dx adds the up
-/// product to the gate product's bf16 (two roundings, as the dense MLP's).
+/// product to the gate product's bf16 (two roundings, as the dense MLP's);
+/// on the kernel path both are one product (one rounding).
 Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
                           const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
                           float *dgate, float *dup, float *ddown, const ExpertGemmLibs &libs,
