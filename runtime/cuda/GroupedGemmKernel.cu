@@ -27,7 +27,6 @@ constexpr int kChunksK = kTileK / 8, kChunksI = kTileM / 8;
 /// The chunks each thread loads per operand and stage.
 constexpr int kChunksPerThread = kTileM * kTileK / 8 / kThreads;
 
-
 /// Operand element (i, k) of expert e: i the output row (A) or column (B),
 /// k the reduction index. Stored row-major with k contiguous (kMajor) or i
 /// contiguous; `rows` offsets the storage row by the expert's rowStart (the
@@ -410,18 +409,16 @@ size_t roundUp(size_t n) { return (n + 255) / 256 * 256; }
 
 bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-/// Sets op.vec and op.delta: whether every chunk of 8 along the contiguous
-/// axis is wholly in or out of the extents (I for the i-contiguous, K for
-/// the k-contiguous; -1 where the extent is the expert's, which only the
-/// i-contiguous reduction over rows can take), in one source, aligned.
+/// Sets op.vec (see Operand) and op.delta. The contiguous axis is k when
+/// kMajor, else i; its extent (K or I) must be a multiple of 8, and is -1
+/// where it is an expert's row count, which no such rule holds (the other
+/// axis's extent may be anything: its chunks are single rows).
 void setVectorized(Operand &op, bool kMajor, int64_t I, int64_t K) {
   const int64_t extent = kMajor ? K : I;
   const bool splitOk = op.kSplit == INT64_MAX || op.kSplit % 8 == 0;
   op.vec = extent >= 0 && extent % 8 == 0 && aligned16(op.p[0]) &&
            (!op.p[1] || aligned16(op.p[1])) && op.ld % 8 == 0 && op.groupStride % 8 == 0 &&
            splitOk && op.interleaved % 8 == 0;
-  if (!kMajor && I < 0)
-    op.vec = false;
   op.delta = op.p[1] ? (reinterpret_cast<intptr_t>(op.p[1]) -
                         reinterpret_cast<intptr_t>(op.p[0])) / intptr_t(sizeof(bf16))
                      : 0;
