@@ -135,9 +135,9 @@ void addAttentionBenches(std::vector<Bench> &benches,
 /// The routed experts' SwiGLU (moe_grouped_mlp and its gradient) at
 /// bench/gpu-moe.sh's shapes (micro-batch 1 x 4096), experts evenly loaded,
 /// on each ExpertGemm path (ours, `kernel`, included); the tiled kernel at
-/// the Qwen3 shape only (Mixtral's takes about a second a launch). FLOPs as plan/Roofline.cpp
-/// counts them: forward 6 rows hidden ffn, backward 12 (the recomputed gate
-/// and up not counted).
+/// the Qwen3 shape only (Mixtral's takes about a second a launch). FLOPs as
+/// plan/Roofline.cpp counts them: forward 6 rows hidden ffn, backward 12
+/// (the recomputed gate and up not counted).
 template <typename Fill>
 void addMoEBenches(std::vector<Bench> &benches, std::vector<std::shared_ptr<void>> &keep,
                    Fill &fill, cuda::GemmRunner &runner, cuda::GroupedGemm &grouped,

@@ -5,9 +5,9 @@
 // permute -> grouped MLP -> unpermute (the grouped MLP on each ExpertGemm
 // path, our grouped GEMM kernel included, with even and skewed expert
 // loads, and at Qwen3-30B-A3B's and Mixtral-8x7B's expert shapes scaled
-// down), and the shared expert's sigmoid
-// gate, on odd shapes, with and without renormalised top-k, writing and
-// adding, and twice on the same input to show the results are deterministic.
+// down), and the shared expert's sigmoid gate, on odd shapes, with and
+// without renormalised top-k, writing and adding, and twice on the same
+// input to show the results are deterministic.
 #include "runtime/cuda/MoE.h"
 
 #include "runtime/cpu/MoE.h"
