@@ -81,8 +81,9 @@ inline constexpr double kBf16Rel = 4e-3;
 /// beta = 1 (the product is rounded before the sum is): two roundings.
 inline constexpr double kBf16TwoRoundingsRel = 8e-3;
 
-/// The routed experts on cuBLASLt (runtime/cuda/MoE.h, ExpertGemm::Cublaslt)
-/// vs the fp32 CPU reference on the same bf16-exact inputs, relative to the
+/// The routed experts on cuBLASLt (runtime/cuda/MoE.h, ExpertGemm::Cublaslt;
+/// Grouped and our Kernel keep the same bf16 intermediates) vs the fp32 CPU
+/// reference on the same bf16-exact inputs, relative to the
 /// largest magnitude of the reference: the gate and up pre-activations, the
 /// activation, dact and the SwiGLU's gradients enter the next GEMM as bf16
 /// operands, so an operand carries up to four bf16 roundings (2^-9 of its

@@ -6,7 +6,8 @@
 // bf16 shadows, as the dense linears do. With the experts' GEMMs on the
 // libraries (MT_MOE_GEMM cublaslt, the default, or grouped) a program with
 // MoE layers runs eagerly, not as a CUDA graph: each moe_grouped_mlp(_grad)
-// copies the experts' row counts to the host.
+// copies the experts' row counts to the host; on our kernel (kernel) or the
+// tiled one the counts stay on the device and the program is captured.
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/MoE.h"
 
@@ -115,7 +116,8 @@ void unpermute(Lowerer &L, const Attrs &a) {
 /// GEMM's handle made on first use; false after L.fail when it cannot be.
 bool expertLibs(Lowerer &L, ExpertGemmLibs &libs) {
   Resources &r = L.resources();
-  if (r.moeGemm == ExpertGemm::Tiled)
+  libs.kernel = r.moeGemm == ExpertGemm::Kernel;
+  if (!readsCountsOnHost(r.moeGemm))
     return true;
   libs.runner = r.gemm.get();
   if (r.moeGemm == ExpertGemm::Grouped && !r.groupedGemm) {
@@ -142,7 +144,7 @@ void groupedMlp(Lowerer &L, const Attrs &a) {
   if (!expertLibs(L, libs))
     return;
   L.needWorkspace(groupedMlpWorkspaceBytes(s, backward, r->moeGemm));
-  const bool onHost = libs.runner != nullptr; // the row counts' host copy
+  const bool onHost = readsCountsOnHost(r->moeGemm); // the row counts' host copy
   if (!backward) {
     bf16 *y = L.bfOut(0);
     return L.emit(

@@ -9,6 +9,7 @@
 
 #include "runtime/cuda/Gemm.h"
 #include "runtime/cuda/GroupedGemm.h"
+#include "runtime/cuda/GroupedGemmKernel.h"
 #include "runtime/kernels/MoE.h"
 #include "runtime/support/Status.h"
 
@@ -87,27 +88,41 @@ struct GroupedMlpShape {
 /// cuBLASLt, since the grouped GEMM has no bf16 x bf16 -> fp32 output to add
 /// into the fp32 main gradients. Both copy tokensPerExpert to the host once
 /// per call and wait for the stream, so a program with them is not captured
-/// as a CUDA graph. tiled: the 32 x 32 shared-memory kernel (fp32 math and
+/// as a CUDA graph. kernel: our grouped GEMM (runtime/cuda/GroupedGemmKernel.h),
+/// one launch per product over all experts with the counts read on the
+/// device (capturable), the same bf16 intermediates as cublaslt with the
+/// SwiGLU and its gradient fused into the GEMMs, and dx as one product
+/// (one rounding). tiled: the 32 x 32 shared-memory kernel (fp32 math and
 /// intermediates) that reads the counts on the device (capturable, about
 /// 6 TFLOP/s on an H200), kept to time the others against.
-enum class ExpertGemm { Cublaslt, Grouped, Tiled };
+enum class ExpertGemm { Cublaslt, Grouped, Kernel, Tiled };
 
-/// "cublaslt", "grouped" or "tiled"; an error names `option` and the valid
-/// values.
+/// "cublaslt", "grouped", "kernel" or "tiled"; an error names `option` and
+/// the valid values.
 Expected<ExpertGemm> parseExpertGemm(std::string_view text, std::string_view option);
 
-/// The libraries the experts' GEMMs run on: no runner, the tiled kernel; a
-/// runner, cuBLASLt per expert; a runner and `grouped`, the grouped path.
+/// Whether `gemm` reads the row counts on the host (a stream sync: not
+/// capturable as a CUDA graph).
+inline bool readsCountsOnHost(ExpertGemm gemm) {
+  return gemm == ExpertGemm::Cublaslt || gemm == ExpertGemm::Grouped;
+}
+
+/// The libraries the experts' GEMMs run on: `kernel`, our grouped GEMM
+/// kernel; else no runner, the tiled kernel; a runner, cuBLASLt per expert;
+/// a runner and `grouped`, the grouped path.
 struct ExpertGemmLibs {
   GemmRunner *runner = nullptr;
   GroupedGemm *grouped = nullptr;
+  bool kernel = false;
 };
 
 size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, ExpertGemm gemm);
 /// x, y [rows, hidden] bf16; tokensPerExpert [experts] on the device. Expert
 /// e's rows y[r] = down[e] (silu(gate[e] x[r]) * up[e] x[r]); rows past the
 /// groups are zero (cpu::groupedMlpForward). On the library paths an error
-/// names an expert whose count is negative or takes the sum past rows. The
+/// names an expert whose count is negative or takes the sum past rows (the
+/// kernel path never sees the counts on the host: there a negative count
+/// reads as 0 and the groups are cut at rows). The
 /// workspace holds groupedMlpWorkspaceBytes(shape, false, the path).
 Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
                          const bf16 *up, const bf16 *down, bf16 *y, const ExpertGemmLibs &libs,
@@ -115,7 +130,8 @@ Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf
 /// Writes dx (adds when `addDx`) and adds dgate, dup, ddown (fp32, no
 /// atomics: the same bits every run); `libs` and the workspace as the
 /// forward's (backward = true). On the library paths dx adds the up
-/// product to the gate product's bf16 (two roundings, as the dense MLP's).
+/// product to the gate product's bf16 (two roundings, as the dense MLP's);
+/// on the kernel path both are one product (one rounding).
 Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
                           const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
                           float *dgate, float *dup, float *ddown, const ExpertGemmLibs &libs,

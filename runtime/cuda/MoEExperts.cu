@@ -2,8 +2,9 @@
 // expert, each expert's rows through its GEMMs, and the outputs un-permuted
 // in slot order. The GEMMs run on the libraries (cuBLASLt per expert, or
 // cuBLAS's grouped GEMM for the bf16 products: ExpertGemm), after one copy
-// of the row counts to the host, or on a shared-memory tiled kernel that
-// reads the row ranges on the device (ExpertGemm::Tiled).
+// of the row counts to the host, or on kernels that read the row ranges on
+// the device: our tensor-core grouped GEMM (ExpertGemm::Kernel,
+// GroupedGemmKernel.h) or a shared-memory tiled one (ExpertGemm::Tiled).
 #include "runtime/cuda/MoE.h"
 
 #include "runtime/cuda/Check.h"
@@ -664,6 +665,68 @@ Status libraryBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16
   return addDx ? Status::ok() : zeroTail(dx, used, s, H, stream);
 }
 
+// --- Our grouped GEMM kernel (GroupedGemmKernel.h): counts on the device ---
+
+/// The kernel path's scratch: the layout, then bf16 [rows, ffn] the act
+/// and, in the backward, the gate and up pre-activations (d gate and d up
+/// in place).
+struct KernelScratch {
+  void *layout;
+  bf16 *act, *gatePre = nullptr, *upPre = nullptr;
+  KernelScratch(void *workspace, const GroupedMlpShape &s, bool backward) {
+    const size_t part = roundUp(2 * size_t(s.rows) * size_t(s.ffn));
+    auto *p = static_cast<char *>(workspace);
+    layout = p;
+    p += groupedLayoutBytes(s.experts);
+    act = reinterpret_cast<bf16 *>(p);
+    if (backward) {
+      gatePre = reinterpret_cast<bf16 *>(p + part);
+      upPre = reinterpret_cast<bf16 *>(p + 2 * part);
+    }
+  }
+  static size_t bytes(const GroupedMlpShape &s, bool backward) {
+    return groupedLayoutBytes(s.experts) +
+           (backward ? 3 : 1) * roundUp(2 * size_t(s.rows) * size_t(s.ffn));
+  }
+};
+
+Status kernelForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                     const bf16 *up, const bf16 *down, bf16 *y, void *workspace,
+                     const GroupedMlpShape &s, cudaStream_t stream) {
+  KernelScratch w(workspace, s, false);
+  auto layout = groupedLayout(tokensPerExpert, s.experts, s.rows, w.layout, stream);
+  if (!layout)
+    return layout.status();
+  MT_CUDA_RETURN_IF_ERROR(groupedKernelGateUp(x, gate, up, w.act, nullptr, nullptr, s.hidden,
+                                              s.ffn, *layout, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedKernelForward(w.act, down, y, s.ffn, s.hidden, *layout, stream));
+  return groupedZeroTail(y, s.hidden, *layout, stream);
+}
+
+/// As libraryBackward, with dact's SwiGLU gradient fused into its GEMM and
+/// dx one product over [d gate | d up].
+Status kernelBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
+                      const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
+                      float *dgate, float *dup, float *ddown, void *workspace,
+                      const GroupedMlpShape &s, cudaStream_t stream) {
+  const int64_t H = s.hidden, F = s.ffn;
+  KernelScratch w(workspace, s, true);
+  auto layout = groupedLayout(tokensPerExpert, s.experts, s.rows, w.layout, stream);
+  if (!layout)
+    return layout.status();
+  const GroupedLayout &l = *layout;
+  MT_CUDA_RETURN_IF_ERROR(
+      groupedKernelGateUp(x, gate, up, nullptr, w.gatePre, w.upPre, H, F, l, stream));
+  MT_CUDA_RETURN_IF_ERROR(
+      groupedKernelSwigluBackward(dy, down, w.gatePre, w.upPre, w.act, H, F, l, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedKernelBackwardWeight(w.act, dy, ddown, F, H, l, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedKernelBackwardWeight(x, w.gatePre, dgate, H, F, l, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedKernelBackwardWeight(x, w.upPre, dup, H, F, l, stream));
+  MT_CUDA_RETURN_IF_ERROR(
+      groupedKernelGateUpBackwardInput(w.gatePre, w.upPre, gate, up, dx, addDx, H, F, l, stream));
+  return addDx ? Status::ok() : groupedZeroTail(dx, H, l, stream);
+}
+
 } // namespace
 
 Expected<ExpertGemm> parseExpertGemm(std::string_view text, std::string_view option) {
@@ -671,14 +734,18 @@ Expected<ExpertGemm> parseExpertGemm(std::string_view text, std::string_view opt
     return ExpertGemm::Cublaslt;
   if (text == "grouped")
     return ExpertGemm::Grouped;
+  if (text == "kernel")
+    return ExpertGemm::Kernel;
   if (text == "tiled")
     return ExpertGemm::Tiled;
   return Status::error(std::string(option) + "='" + std::string(text) +
-                       "' is not a way to run the experts' GEMMs: use cublaslt, grouped or "
-                       "tiled");
+                       "' is not a way to run the experts' GEMMs: use cublaslt, grouped, "
+                       "kernel or tiled");
 }
 
 size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, ExpertGemm gemm) {
+  if (gemm == ExpertGemm::Kernel)
+    return KernelScratch::bytes(shape, backward);
   return gemm == ExpertGemm::Tiled
              ? GroupedScratch::bytes(shape, backward)
              : ExpertScratch::bytes(shape, backward, backward ? kBackwardCalls : kForwardCalls);
@@ -689,6 +756,8 @@ Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf
                          void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
   if (s.rows * s.hidden == 0)
     return Status::ok();
+  if (libs.kernel)
+    return kernelForward(x, tokensPerExpert, gate, up, down, y, workspace, s, stream);
   return libs.runner ? libraryForward(x, tokensPerExpert, gate, up, down, y, libs, workspace, s,
                                       stream)
                      : tiledForward(x, tokensPerExpert, gate, up, down, y, workspace, s, stream);
@@ -700,6 +769,9 @@ Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const b
                           void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
   if (s.rows * s.hidden == 0)
     return Status::ok();
+  if (libs.kernel)
+    return kernelBackward(x, tokensPerExpert, gate, up, down, dy, dx, addDx, dgate, dup, ddown,
+                          workspace, s, stream);
   if (libs.runner)
     return libraryBackward(x, tokensPerExpert, gate, up, down, dy, dx, addDx, dgate, dup, ddown,
                            libs, workspace, s, stream);

@@ -4,7 +4,8 @@
 // over 8 kv heads; the MoE experts at Qwen3-30B-A3B's and Mixtral-8x7B's
 // shapes): median of 20 launches timed with CUDA events
 // after 3 warm-ups, with the achieved TFLOP/s or GB/s (bytes each kernel
-// must read and write at least). Rows go to stdout and $MT_GPU_REPORT.
+// must read and write at least). Rows go to stdout and $MT_GPU_REPORT. An
+// argument times only the kernels whose names start with it.
 // Not a test: tools/gpu-check.sh runs it after the gpu1 tests.
 #include "runtime/cuda/AdamW.h"
 #include "runtime/cuda/Attention.h"
@@ -133,10 +134,10 @@ void addAttentionBenches(std::vector<Bench> &benches,
 
 /// The routed experts' SwiGLU (moe_grouped_mlp and its gradient) at
 /// bench/gpu-moe.sh's shapes (micro-batch 1 x 4096), experts evenly loaded,
-/// on each ExpertGemm path; the tiled kernel at the Qwen3 shape only
-/// (Mixtral's takes about a second a launch). FLOPs as plan/Roofline.cpp
-/// counts them: forward 6 rows hidden ffn, backward 12 (the recomputed gate
-/// and up not counted).
+/// on each ExpertGemm path (ours, `kernel`, included); the tiled kernel at
+/// the Qwen3 shape only (Mixtral's takes about a second a launch). FLOPs as
+/// plan/Roofline.cpp counts them: forward 6 rows hidden ffn, backward 12
+/// (the recomputed gate and up not counted).
 template <typename Fill>
 void addMoEBenches(std::vector<Bench> &benches, std::vector<std::shared_ptr<void>> &keep,
                    Fill &fill, cuda::GemmRunner &runner, cuda::GroupedGemm &grouped,
@@ -167,7 +168,8 @@ void addMoEBenches(std::vector<Bench> &benches, std::vector<std::shared_ptr<void
       cuda::ExpertGemmLibs libs;
     };
     std::vector<Path> paths = {{"cublaslt", cuda::ExpertGemm::Cublaslt, {&runner, nullptr}},
-                               {"grouped", cuda::ExpertGemm::Grouped, {&runner, &grouped}}};
+                               {"grouped", cuda::ExpertGemm::Grouped, {&runner, &grouped}},
+                               {"kernel", cuda::ExpertGemm::Kernel, {nullptr, nullptr, true}}};
     if (E > 8)
       paths.push_back({"tiled", cuda::ExpertGemm::Tiled, {}});
     size_t wsBytes = 0;
@@ -191,7 +193,8 @@ void addMoEBenches(std::vector<Bench> &benches, std::vector<std::shared_ptr<void
   }
 }
 
-int run() {
+/// `only`: a prefix of the kernel names to time (empty: all).
+int run(const std::string &only) {
   cudaStream_t s;
   check(cudaStreamCreate(&s), "stream");
   std::vector<std::shared_ptr<void>> keep;
@@ -335,6 +338,8 @@ int run() {
   check(cudaStreamSynchronize(s), "attention setup");
   std::printf("%-20s %-28s %10s %14s\n", "kernel", "shape", "median ms", "rate");
   for (const Bench &b : benches) {
+    if (b.kernel.rfind(only, 0) != 0)
+      continue;
     const double ms = medianMs(b, s);
     char rate[64];
     if (b.flops > 0)
@@ -351,9 +356,11 @@ int run() {
 
 } // namespace
 
-int main() {
+/// MtCudaKernelBench [prefix]: e.g. `MtCudaKernelBench moe_` times the MoE
+/// experts' paths only.
+int main(int argc, char **argv) {
   try {
-    return run();
+    return run(argc > 1 ? argv[1] : "");
   } catch (const std::exception &e) {
     std::fprintf(stderr, "MtCudaKernelBench: %s\n", e.what());
     return 1;

@@ -3,10 +3,11 @@
 // data: the router (indices exactly, weights, aux loss, dx, dw; aux_loss,
 // seq_aux_loss and none, with and without a z-loss), the routed experts as
 // permute -> grouped MLP -> unpermute (the grouped MLP on each ExpertGemm
-// path, with even and skewed expert loads, and at Qwen3-30B-A3B's and
-// Mixtral-8x7B's expert shapes scaled down), and the shared expert's sigmoid
-// gate, on odd shapes, with and without renormalised top-k, writing and
-// adding, and twice on the same input to show the results are deterministic.
+// path, our grouped GEMM kernel included, with even and skewed expert
+// loads, and at Qwen3-30B-A3B's and Mixtral-8x7B's expert shapes scaled
+// down), and the shared expert's sigmoid gate, on odd shapes, with and
+// without renormalised top-k, writing and adding, and twice on the same
+// input to show the results are deterministic.
 #include "runtime/cuda/MoE.h"
 
 #include "runtime/cpu/MoE.h"
@@ -188,9 +189,9 @@ std::vector<int32_t> routedIndices(const Case &c) {
 
 /// The grouped MLP's bounds by path: the tiled kernel keeps its
 /// intermediates in fp32, so each bf16 output is rounded once and the fp32
-/// weight gradients only reorder sums; on the libraries the pre-activations,
-/// the activation and their gradients enter the tensor cores as bf16
-/// operands.
+/// weight gradients only reorder sums; on the libraries and our grouped
+/// GEMM kernel the pre-activations, the activation and their gradients
+/// enter the tensor cores as bf16 operands.
 struct GroupedTolerances {
   double out, dx, dw;
 };
@@ -214,10 +215,9 @@ std::vector<float> padded(const std::vector<float> &v, int64_t pad, int64_t widt
 void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedReference &r,
                      const std::vector<float> &gate, const std::vector<float> &up,
                      const std::vector<float> &down) {
-  const bool lt = gemm != cuda::ExpertGemm::Tiled;
-  const std::string shape = caseText(c) + (gemm == cuda::ExpertGemm::Cublaslt ? " cublaslt"
-                                           : lt                             ? " grouped"
-                                                                            : " tiled");
+  const bool lt = gemm != cuda::ExpertGemm::Tiled; // bf16 intermediates
+  const char *const names[] = {" cublaslt", " grouped", " kernel", " tiled"};
+  const std::string shape = caseText(c) + names[int(gemm)];
   const int64_t H = c.hidden, F = c.ffn, E = c.experts, pad = 5, N = c.tokens * c.topK + pad;
   const GroupedTolerances bound = tolerancesOf(gemm);
   std::mt19937 rng{uint32_t(N * 3 + H)};
@@ -235,10 +235,11 @@ void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedRefer
   auto grouped = cuda::GroupedGemm::create();
   ASSERT_TRUE(grouped) << grouped.message();
   cuda::ExpertGemmLibs lib;
-  if (lt)
+  if (cuda::readsCountsOnHost(gemm))
     lib.runner = &*runner;
   if (gemm == cuda::ExpertGemm::Grouped)
     lib.grouped = grouped->get();
+  lib.kernel = gemm == cuda::ExpertGemm::Kernel;
   DeviceBuffer<bf16> dX(N * H), dGate(E * F * H), dUp(E * F * H), dDown(E * H * F), dOutD(N * H),
       dDOut(N * H), dDx(N * H);
   DeviceBuffer<float> dDgate(E * F * H), dDup(E * F * H), dDdown(E * H * F);
@@ -318,8 +319,8 @@ TEST_P(MoETest, PermuteGroupedMlpUnpermuteMatchCpu) {
   EXPECT_EQ(download(dCounts), r.counts) << "tokens per expert " << shape;
   EXPECT_EQ(download(dSlotRows), r.slotRows) << "slot rows " << shape;
   expectClose("moe_permute", shape, downloadBf16(dPerm), r.permuted, tol::kBitExact);
-  for (cuda::ExpertGemm gemm :
-       {cuda::ExpertGemm::Cublaslt, cuda::ExpertGemm::Grouped, cuda::ExpertGemm::Tiled})
+  for (cuda::ExpertGemm gemm : {cuda::ExpertGemm::Cublaslt, cuda::ExpertGemm::Grouped,
+                                cuda::ExpertGemm::Kernel, cuda::ExpertGemm::Tiled})
     checkGroupedMlp(c, gemm, r, gate, up, down);
   uploadBf16(dOutD, r.outBf16);
   MT_ASSERT_OK(cuda::moeUnpermuteForward(dOutD.get(), dProbsIn.get(), dSlotRows.get(), dY.get(),
@@ -364,11 +365,12 @@ TEST(GroupedMlpTest, CountsThatDoNotFitTheRowsAreAnError) {
 TEST(GroupedMlpTest, ParsesMtMoeGemm) {
   EXPECT_EQ(*cuda::parseExpertGemm("cublaslt", "MT_MOE_GEMM"), cuda::ExpertGemm::Cublaslt);
   EXPECT_EQ(*cuda::parseExpertGemm("grouped", "MT_MOE_GEMM"), cuda::ExpertGemm::Grouped);
+  EXPECT_EQ(*cuda::parseExpertGemm("kernel", "MT_MOE_GEMM"), cuda::ExpertGemm::Kernel);
   EXPECT_EQ(*cuda::parseExpertGemm("tiled", "MT_MOE_GEMM"), cuda::ExpertGemm::Tiled);
   auto bad = cuda::parseExpertGemm("cublas", "MT_MOE_GEMM");
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.message().find("MT_MOE_GEMM='cublas' is not a way to run the experts' GEMMs: "
-                               "use cublaslt, grouped or tiled"),
+                               "use cublaslt, grouped, kernel or tiled"),
             std::string::npos)
       << bad.message();
 }
