@@ -45,14 +45,14 @@ struct CudaOptions {
   /// own, overlapping the attention blocks that do not need them
   /// (MT_CUDA_OVERLAP_CP=0 keeps them on the compute stream).
   bool overlapRingTransfers = true;
-  /// How the MoE experts' GEMMs run (MT_MOE_GEMM=cublaslt|grouped|kernel|tiled).
-  ExpertGemm moeGemm = ExpertGemm::Cublaslt;
+  /// How the MoE experts' GEMMs run (MT_MOE_GEMM=auto|cublaslt|grouped|kernel|tiled).
+  ExpertGemm moeGemm = ExpertGemm::Auto;
 };
 
 /// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,
 /// MT_CUDA_OVERLAP=0, MT_CUDA_OVERLAP_CP=0, MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
 /// is not a positive integer), MT_ATTENTION_BACKEND=auto|cudnn|mtc,
-/// MT_ATTENTION_DETERMINISTIC=0|1, MT_MOE_GEMM=cublaslt|grouped|kernel|tiled.
+/// MT_ATTENTION_DETERMINISTIC=0|1, MT_MOE_GEMM=auto|cublaslt|grouped|kernel|tiled.
 Expected<CudaOptions> optionsFromEnvironment();
 
 /// GPUs visible to this process (0 without a driver).

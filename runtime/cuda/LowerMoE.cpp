@@ -112,15 +112,17 @@ void unpermute(Lowerer &L, const Attrs &a) {
   });
 }
 
-/// The libraries of the experts' GEMMs (Resources::moeGemm), the grouped
+/// The libraries of the experts' GEMMs (`gemm`, resolved), the grouped
 /// GEMM's handle made on first use; false after L.fail when it cannot be.
-bool expertLibs(Lowerer &L, ExpertGemmLibs &libs) {
+bool expertLibs(Lowerer &L, ExpertGemm gemm, ExpertGemmLibs &libs) {
   Resources &r = L.resources();
-  libs.kernel = r.moeGemm == ExpertGemm::Kernel;
-  if (!readsCountsOnHost(r.moeGemm))
+  libs.kernel = gemm == ExpertGemm::Kernel;
+  if (!readsCountsOnHost(gemm))
     return true;
   libs.runner = r.gemm.get();
-  if (r.moeGemm == ExpertGemm::Grouped && !r.groupedGemm) {
+  if (gemm != ExpertGemm::Grouped)
+    return true;
+  if (!r.groupedGemm) {
     auto made = GroupedGemm::create();
     if (!made) {
       L.fail("MT_MOE_GEMM=grouped: " + made.message());
@@ -140,11 +142,12 @@ void groupedMlp(Lowerer &L, const Attrs &a) {
   Resources *r = &L.resources();
   const bf16 *x = L.bfIn(0), *gate = L.bfIn(2), *up = L.bfIn(3), *down = L.bfIn(4);
   const int32_t *counts = L.i32In(1);
+  const ExpertGemm gemm = resolveExpertGemm(r->moeGemm, s);
   ExpertGemmLibs libs;
-  if (!expertLibs(L, libs))
+  if (!expertLibs(L, gemm, libs))
     return;
-  L.needWorkspace(groupedMlpWorkspaceBytes(s, backward, r->moeGemm));
-  const bool onHost = readsCountsOnHost(r->moeGemm); // the row counts' host copy
+  L.needWorkspace(groupedMlpWorkspaceBytes(s, backward, gemm));
+  const bool onHost = readsCountsOnHost(gemm); // the row counts' host copy
   if (!backward) {
     bf16 *y = L.bfOut(0);
     return L.emit(

@@ -97,7 +97,7 @@ struct Resources {
   std::vector<cudaEvent_t> events;       // destroyed with the resources
   /// The MoE experts' GEMMs (CudaOptions::moeGemm) and, for
   /// ExpertGemm::Grouped, cuBLAS's handle (made by the first lowering).
-  ExpertGemm moeGemm = ExpertGemm::Cublaslt;
+  ExpertGemm moeGemm = ExpertGemm::Auto;
   std::unique_ptr<GroupedGemm> groupedGemm;
   /// optimizer_offload (LowerOffload.cpp): the stream its copies between
   /// device and pinned host arenas run on, and per host buffer the event

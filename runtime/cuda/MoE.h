@@ -94,8 +94,21 @@ struct GroupedMlpShape {
 /// SwiGLU and its gradient fused into the GEMMs, and dx as one product
 /// (one rounding). tiled: the 32 x 32 shared-memory kernel (fp32 math and
 /// intermediates) that reads the counts on the device (capturable, about
-/// 6 TFLOP/s on an H200), kept to time the others against.
-enum class ExpertGemm { Cublaslt, Grouped, Kernel, Tiled };
+/// 6 TFLOP/s on an H200), kept to time the others against. auto (the
+/// default): resolveExpertGemm's choice for each layer's shape.
+enum class ExpertGemm { Auto, Cublaslt, Grouped, Kernel, Tiled };
+
+/// `gemm`, or for Auto the faster library path for `shape` as measured on
+/// an H200 (MtCudaKernelBench moe_): grouped when the experts average fewer
+/// than 512 rows (Qwen3-30B-A3B, 128 experts of ~256 rows at 1 x 4096:
+/// 2.4x cuBLASLt per expert forward, 1.5x backward, the per-expert launches
+/// dominating), cublaslt otherwise (Mixtral, 8 experts of ~1024 rows:
+/// 2.6x / 1.8x the grouped GEMM).
+inline ExpertGemm resolveExpertGemm(ExpertGemm gemm, const GroupedMlpShape &shape) {
+  if (gemm != ExpertGemm::Auto)
+    return gemm;
+  return shape.rows < 512 * shape.experts ? ExpertGemm::Grouped : ExpertGemm::Cublaslt;
+}
 
 /// "cublaslt", "grouped", "kernel" or "tiled"; an error names `option` and
 /// the valid values.

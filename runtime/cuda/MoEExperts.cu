@@ -730,6 +730,8 @@ Status kernelBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 
 } // namespace
 
 Expected<ExpertGemm> parseExpertGemm(std::string_view text, std::string_view option) {
+  if (text == "auto")
+    return ExpertGemm::Auto;
   if (text == "cublaslt")
     return ExpertGemm::Cublaslt;
   if (text == "grouped")
@@ -739,11 +741,12 @@ Expected<ExpertGemm> parseExpertGemm(std::string_view text, std::string_view opt
   if (text == "tiled")
     return ExpertGemm::Tiled;
   return Status::error(std::string(option) + "='" + std::string(text) +
-                       "' is not a way to run the experts' GEMMs: use cublaslt, grouped, "
-                       "kernel or tiled");
+                       "' is not a way to run the experts' GEMMs: use auto, cublaslt, "
+                       "grouped, kernel or tiled");
 }
 
 size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, ExpertGemm gemm) {
+  gemm = resolveExpertGemm(gemm, shape);
   if (gemm == ExpertGemm::Kernel)
     return KernelScratch::bytes(shape, backward);
   return gemm == ExpertGemm::Tiled

@@ -363,6 +363,7 @@ TEST(GroupedMlpTest, CountsThatDoNotFitTheRowsAreAnError) {
 }
 
 TEST(GroupedMlpTest, ParsesMtMoeGemm) {
+  EXPECT_EQ(*cuda::parseExpertGemm("auto", "MT_MOE_GEMM"), cuda::ExpertGemm::Auto);
   EXPECT_EQ(*cuda::parseExpertGemm("cublaslt", "MT_MOE_GEMM"), cuda::ExpertGemm::Cublaslt);
   EXPECT_EQ(*cuda::parseExpertGemm("grouped", "MT_MOE_GEMM"), cuda::ExpertGemm::Grouped);
   EXPECT_EQ(*cuda::parseExpertGemm("kernel", "MT_MOE_GEMM"), cuda::ExpertGemm::Kernel);
@@ -370,9 +371,20 @@ TEST(GroupedMlpTest, ParsesMtMoeGemm) {
   auto bad = cuda::parseExpertGemm("cublas", "MT_MOE_GEMM");
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.message().find("MT_MOE_GEMM='cublas' is not a way to run the experts' GEMMs: "
-                               "use cublaslt, grouped, kernel or tiled"),
+                               "use auto, cublaslt, grouped, kernel or tiled"),
             std::string::npos)
       << bad.message();
+}
+
+// auto: the grouped GEMM for many small experts (Qwen3-30B-A3B at 1 x 4096:
+// 32768 rows over 128 experts), cuBLASLt per expert for few large ones
+// (Mixtral: 8192 rows over 8); an explicit choice is kept.
+TEST(GroupedMlpTest, AutoPicksTheFasterLibraryPerShape) {
+  const cuda::GroupedMlpShape qwen3{32768, 2048, 768, 128}, mixtral{8192, 4096, 14336, 8};
+  EXPECT_EQ(cuda::resolveExpertGemm(cuda::ExpertGemm::Auto, qwen3), cuda::ExpertGemm::Grouped);
+  EXPECT_EQ(cuda::resolveExpertGemm(cuda::ExpertGemm::Auto, mixtral), cuda::ExpertGemm::Cublaslt);
+  EXPECT_EQ(cuda::resolveExpertGemm(cuda::ExpertGemm::Kernel, qwen3), cuda::ExpertGemm::Kernel);
+  EXPECT_EQ(cuda::resolveExpertGemm(cuda::ExpertGemm::Cublaslt, qwen3), cuda::ExpertGemm::Cublaslt);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MoETest,
