@@ -168,15 +168,20 @@ constexpr const char *kCommunication = "communication (NCCL)";
 /// The optimizer's leading reductions of fp32 gradients over one axis with
 /// one operation: in-place all-reduces of gradient buffers, or (the
 /// distributed optimizer) reduce-scatters of whole gradient buckets into
-/// 32-bit shards (in place: the shard views of their buckets). Empty when they have another shape.
+/// 32-bit shards (in place: the shard views of their buckets); the run ends
+/// at the first instruction of another kind, axis or shape (mt-build-
+/// optimizer orders the reductions axis by axis, before any scale). Empty
+/// when the optimizer starts otherwise, or when forward_backward drives the
+/// axis' communicator itself (cp's ring shifts, tp's collectives): one NCCL
+/// communicator is never used from two streams at once.
 struct Reductions {
   std::vector<uint32_t> buffers; // the reduced gradient buffers (the buckets)
   std::vector<uint32_t> shards;  // reduce-scatters: each bucket's output
   std::string axis, reduce;
 };
 
-Reductions leadingReductions(const plan::Plan &plan, const plan::Program &optimizer,
-                             DeviceArenas &arenas) {
+Reductions leadingReductions(const plan::Plan &plan, const plan::Program &forwardBackward,
+                             const plan::Program &optimizer, DeviceArenas &arenas) {
   Reductions r;
   const std::optional<plan::Op> first =
       optimizer.instructions_size() ? plan::opOf(optimizer.instructions(0)) : std::nullopt;
@@ -198,11 +203,16 @@ Reductions leadingReductions(const plan::Plan &plan, const plan::Program &optimi
     if (!shaped || a.s("axis") != r.axis || a.s("reduce") != r.reduce ||
         plan.buffers(id).arena() != plan::GRADIENTS || plan.buffers(id).dtype() != plan::F32 ||
         arenas.storage(id) == DeviceArenas::Storage::Bf16Activation)
-      return {};
+      break;
     r.buffers.push_back(id);
     if (scatter)
       r.shards.push_back(out);
   }
+  for (const plan::Instruction &in : forwardBackward.instructions())
+    if (const plan::OpSignature *op = plan::findOp(in.op());
+        !r.buffers.empty() && op && op->family == plan::OpFamily::Collective &&
+        plan::Attrs(in).s("axis") == r.axis)
+      return {};
   return r;
 }
 
@@ -228,7 +238,7 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
     const plan::Plan &plan, const plan::Program &forwardBackward, const plan::Program &optimizer,
     const std::vector<Step> &optimizerSteps, const exec::RankContext &rank, DeviceArenas &arenas,
     size_t bucketElements) {
-  const Reductions reductions = leadingReductions(plan, optimizer, arenas);
+  const Reductions reductions = leadingReductions(plan, forwardBackward, optimizer, arenas);
   const std::vector<uint32_t> &reduced = reductions.buffers;
   const std::optional<comm::ReduceOp> op = comm::reduceOpNamed(reductions.reduce);
   auto *comm = reduced.empty() ? nullptr
