@@ -42,6 +42,7 @@ Expected<CudaOptions> optionsFromEnvironment() {
   o.graphs = !is("MT_CUDA_GRAPHS", "0");
   o.overlapGradReduce = !is("MT_CUDA_OVERLAP", "0");
   o.overlapRingTransfers = !is("MT_CUDA_OVERLAP_CP", "0");
+  o.overlapSequenceParallel = !is("MT_CUDA_OVERLAP_SP", "0");
   if (const char *bucket = std::getenv("MT_CUDA_BUCKET_ELEMENTS")) {
     char *end = nullptr;
     const unsigned long long n = std::strtoull(bucket, &end, 10);
@@ -125,6 +126,7 @@ struct LoweredProgram {
   const plan::Program *plan = nullptr;
   int64_t slot = 0; // the pipeline slot whose per-micro-batch buffers it uses
   std::vector<Step> steps;
+  std::vector<int> order; // the order its instructions are issued in (Lowerer::order)
   /// OUTPUTS buffers written on the device: copied to the host after a run.
   std::vector<uint32_t> deviceOutputs;
   bool capturable = true;
@@ -245,6 +247,7 @@ Status CudaExecutor::initialize() {
   resources_.rank = rank_;
   resources_.attention = options_.attention;
   resources_.overlapTransfers = options_.overlapRingTransfers;
+  resources_.overlapSequenceParallel = options_.overlapSequenceParallel;
   resources_.moeGemm = options_.moeGemm;
   auto gemm = GemmRunner::create();
   if (!gemm)
@@ -263,6 +266,12 @@ Status CudaExecutor::initialize() {
     if (!workspace)
       return workspace.status();
     resources_.workspace = *workspace;
+  }
+  if (resources_.transferWorkspaceBytes > 0) {
+    auto workspace = resources_.allocate(resources_.transferWorkspaceBytes);
+    if (!workspace)
+      return workspace.status();
+    resources_.transferWorkspace = *workspace;
   }
   return Status::ok();
 }
@@ -289,6 +298,7 @@ Status CudaExecutor::lowerAll() {
       program.plan = &p;
       program.slot = slot;
       program.steps = std::move(*steps);
+      program.order = lowerer.order();
       for (const plan::Instruction &instr : p.instructions()) {
         for (uint32_t out : instr.outputs())
           if (plan_.buffers(out).arena() == plan::OUTPUTS &&
@@ -355,8 +365,9 @@ Status CudaExecutor::planOverlap() {
     return inBf16 ? refuseBf16("MT_CUDA_OVERLAP=0 turns that off") : Status::ok();
   if (!rank_ || fb == programs_.end() || opt == programs_.end())
     return inBf16 ? refuseBf16(shape) : Status::ok();
-  auto overlap = GradientReduceOverlap::plan(plan_, *fb->second.plan, *opt->second.plan,
-                                             opt->second.steps, *rank_, *arenas_,
+  auto overlap = GradientReduceOverlap::plan(plan_, *fb->second.plan, fb->second.order,
+                                             *opt->second.plan, opt->second.steps, *rank_,
+                                             *arenas_,
                                              options_.bucketElements
                                                  ? options_.bucketElements
                                                  : defaultBucketElements(plan_.mesh().dp()));
@@ -381,7 +392,9 @@ Status CudaExecutor::planCommProfile() {
     for (Step &step : program.steps)
       if (step.collective && step.launch) // never captured: collectives run eagerly
         step.launch = commProfile_->timed(
-            std::move(step.launch), opClass(program.plan->instructions(step.instruction).op()));
+            std::move(step.launch),
+            step.profileClass ? step.profileClass
+                              : opClass(program.plan->instructions(step.instruction).op()));
   return overlap_ ? overlap_->enableProfile() : Status::ok();
 }
 

@@ -38,6 +38,8 @@ std::vector<int> deferWeightGradients(const Program &program,
   // Whether instruction i must come after deferred weight gradient g.
   auto conflicts = [&](int g, int i) {
     const Instruction &G = program.instructions(g), &I = program.instructions(i);
+    if (overlapped(i))
+      return overlap(I.inputs(), G.outputs(), range);
     return overlap(I.outputs(), G.inputs(), range) || overlap(I.outputs(), G.outputs(), range) ||
            overlap(I.inputs(), G.outputs(), range);
   };

@@ -48,6 +48,16 @@ TEST(OverlapOrderTest, WeightGradientRunsDuringTheReduceScatterOfTheInputGradien
   b.add("reduce_scatter", {4}, {6});
   b.add("add_rmsnorm_grad", {6}, {7});
   EXPECT_EQ(b.order(), (std::vector<int>{1, 2, 3, 0, 4}));
+  // The reduce-scatter's result may reuse the bytes of the GEMM's dy (dead
+  // after it in the plan's order): the backend writes it only where the
+  // compute stream waits, after the GEMM. What the collective reads must
+  // not be what the GEMM writes.
+  b.shared[6] = {200, 300}; // buffer 2's bytes
+  EXPECT_EQ(b.order(), (std::vector<int>{1, 2, 3, 0, 4}));
+  Builder c;
+  c.add("linear_grad_weight", {1, 2}, {3});
+  c.add("reduce_scatter", {3}, {4});
+  EXPECT_EQ(c.order(), (std::vector<int>{0, 1}));
 }
 
 TEST(OverlapOrderTest, InputGradientRunsDuringTheGatherOfTheRecomputedInput) {
