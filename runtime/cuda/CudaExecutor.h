@@ -19,6 +19,10 @@ namespace mt::cuda {
 struct CudaOptions {
   /// Replays programs that never wait for the host as CUDA graphs.
   bool graphs = true;
+  /// With `graphs`: a pipeline stage's programs replay as CUDA graphs
+  /// between their transfers, which run eagerly (stagePieces in
+  /// CudaExecutor.cpp says why); MT_CUDA_STAGE_GRAPHS=0 runs them eagerly.
+  bool stageGraphs = true;
   /// Waits for the GPU after every instruction, so that an asynchronous
   /// fault names its instruction (slow; MT_CUDA_SYNC=1).
   bool syncEachInstruction = false;
@@ -57,7 +61,7 @@ struct CudaOptions {
 };
 
 /// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,
-/// MT_CUDA_OVERLAP=0, MT_CUDA_OVERLAP_CP=0, MT_CUDA_OVERLAP_SP=0,
+/// MT_CUDA_STAGE_GRAPHS=0, MT_CUDA_OVERLAP=0, MT_CUDA_OVERLAP_CP=0, MT_CUDA_OVERLAP_SP=0,
 /// MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
 /// is not a positive integer), MT_ATTENTION_BACKEND=auto|cudnn|mtc,
 /// MT_ATTENTION_DETERMINISTIC=0|1, MT_MOE_GEMM=cublaslt|grouped|tiled.
