@@ -41,6 +41,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
                 "demo-tp2-sp-ln:--tp 2 --sp --recompute-granularity selective --recompute-modules layernorm" \
                 "demo-pp2:--pp 2" "demo-dp2-do:--dp 2 --use-distributed-optimizer" \
                 "demo-dp2-bf16:--dp 2 --grad-reduce-in-bf16" \
+                "demo-dp2-pt:--dp 2 --calculate-per-token-loss" \
                 "demo-dp2-do-bf16:--dp 2 --use-distributed-optimizer --grad-reduce-in-bf16" \
                 "demo-dp2-do-opg:--dp 2 --use-distributed-optimizer --overlap-param-gather"; do
     # shellcheck disable=SC2086

@@ -59,6 +59,11 @@ struct AllReduceGroup {
   };
   NcclCommunicator *comm;
   comm::ReduceOp op;
+  /// Whether it reduces buffers of the GRADIENTS arena:
+  /// GradientReduceOverlap moves the steps of the optimizer's leading
+  /// reductions of those into backward, and the run it takes ends at the
+  /// first reduction of another buffer, which must be a step of its own.
+  bool gradients;
   std::vector<Span> spans; // never empty
 
   void add(const Span &s) {
@@ -114,11 +119,14 @@ void allReduce(Lowerer &L, const Attrs &a) {
                   "' is not an NCCL communicator (make the RankContext with "
                   "cuda::connectNccl)");
   const comm::ReduceOp op = *kind;
-  if (auto *open = L.lastStepState<AllReduceGroup>(); open && open->comm == nccl && open->op == op) {
+  const bool gradients = L.plan().buffers(L.instruction().inputs(0)).arena() == plan::GRADIENTS;
+  if (auto *open = L.lastStepState<AllReduceGroup>();
+      open && open->comm == nccl && open->op == op && open->gradients == gradients) {
     open->add({in, out, n});
     return;
   }
-  auto pending = std::make_shared<AllReduceGroup>(AllReduceGroup{nccl, op, {{in, out, n}}});
+  auto pending =
+      std::make_shared<AllReduceGroup>(AllReduceGroup{nccl, op, gradients, {{in, out, n}}});
   L.emitCollective([pending](cudaStream_t s) { return launchAllReduces(*pending, s); });
   L.setLastStepState(pending);
 }

@@ -45,6 +45,21 @@ TEST(DataParallel, LossesMatchOneGpu) {
   EXPECT_EQ(overlapped.gradNorm, reduced.gradNorm);
 }
 
+// Per-token loss (demo-dp2-pt): the sums over dp of the gradients and of
+// the step's token count lead the optimizer (mt-build-optimizer puts the
+// divisions by the count after them), so they overlap backward: the same
+// bits as with every sum in the optimizer (MT_CUDA_OVERLAP=0).
+TEST(DataParallel, PerTokenLossOverlapChangesNoValue) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/demo-dp2-pt/plan.pb"));
+  const std::string tmp = ::testing::TempDir() + "/mt-dp2-pt";
+  const auto reduced = trainOnTwoGpus(tmp + "-reduce.jsonl",
+                                      {{"MT_TEST_PLAN", "demo-dp2-pt"}, {"MT_CUDA_OVERLAP", "0"}});
+  const auto overlapped = trainOnTwoGpus(tmp + "-overlap.jsonl", {{"MT_TEST_PLAN", "demo-dp2-pt"}});
+  ASSERT_EQ(reduced.loss.size(), size_t(kSteps));
+  EXPECT_EQ(overlapped, reduced);
+}
+
 // Megatron's grad_reduce_in_fp32 = false (plans compiled with
 // --grad-reduce-in-bf16): each bucket's gradients rounded to bf16 and summed
 // in bf16 by NCCL, with the plain optimizer and the distributed one; both
