@@ -36,8 +36,12 @@ Expected<void *> Resources::allocate(size_t bytes) {
 
 std::string Lowerer::describe(uint32_t id) const {
   const plan::Buffer &b = plan_.buffers(id);
-  return "%" + std::to_string(id) + " '" + b.name() + "' (" +
-         plan::ArenaKind_Name(b.arena()) + " " + plan::DType_Name(b.dtype()) + ")";
+  // Appended, not "%" + ...: GCC 12 warns falsely (-Wrestrict) on that
+  // chain once it is inlined.
+  std::string text = "%";
+  text += std::to_string(id) + " '" + b.name() + "' (" + plan::ArenaKind_Name(b.arena()) + " " +
+          plan::DType_Name(b.dtype()) + ")";
+  return text;
 }
 
 bf16 *Lowerer::bf(uint32_t id, const char *role, int i) {
