@@ -322,25 +322,25 @@ void BuildOptimizerPass::reduceGradients(OpBuilder &b, Location loc, ArrayRef<Pa
       f(p, p.getLoc(), grads[i]);
     }
   };
-  each([&](ParamOp p, Location loc, Value &g) {
+  each([&](ParamOp p, Location at, Value &g) {
     if (!onExpertMesh(p))
-      g = sumOverContextParallel(b, loc, g);
+      g = sumOverContextParallel(b, at, g);
   });
-  each([&](ParamOp p, Location loc, Value &g) {
+  each([&](ParamOp p, Location at, Value &g) {
     if (!onExpertMesh(p) && dp > 1)
-      g = AllReduceOp::create(b, loc, g, b.getStringAttr(kDataParallelAxis), dpReduce(b));
+      g = AllReduceOp::create(b, at, g, b.getStringAttr(kDataParallelAxis), dpReduce(b));
   });
-  each([&](ParamOp p, Location loc, Value &g) {
+  each([&](ParamOp p, Location at, Value &g) {
     if (onExpertMesh(p) && edp > 1)
-      g = AllReduceOp::create(b, loc, g, b.getStringAttr(kExpertDataParallelAxis),
+      g = AllReduceOp::create(b, at, g, b.getStringAttr(kExpertDataParallelAxis),
                               b.getStringAttr("sum"));
   });
   sumStepTokens(b, loc);
-  each([&](ParamOp p, Location loc, Value &g) {
+  each([&](ParamOp p, Location at, Value &g) {
     if (!onExpertMesh(p))
-      g = perToken(b, loc, g);
+      g = perToken(b, at, g);
     else if (dp * cp > 1)
-      g = ScaleOp::create(b, loc, g, b.getF64FloatAttr(1.0 / double(dp * cp)));
+      g = ScaleOp::create(b, at, g, b.getF64FloatAttr(1.0 / double(dp * cp)));
   });
 }
 
