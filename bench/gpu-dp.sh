@@ -38,8 +38,10 @@ if [[ "${1:-}" == "--prepare" ]]; then
   # batches of 4) and dp2 (1 of 4 per rank): the same global batch of 8.
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$dir/mlir/demo.mlir"
   for layout in "demo:" "demo-dp2:--dp 2" "demo-tp2:--tp 2" "demo-tp2-sp:--tp 2 --sp" \
+                "demo-tp2-sp-ln:--tp 2 --sp --recompute-granularity selective --recompute-modules layernorm" \
                 "demo-pp2:--pp 2" "demo-dp2-do:--dp 2 --use-distributed-optimizer" \
                 "demo-dp2-bf16:--dp 2 --grad-reduce-in-bf16" \
+                "demo-dp2-pt:--dp 2 --calculate-per-token-loss" \
                 "demo-dp2-do-bf16:--dp 2 --use-distributed-optimizer --grad-reduce-in-bf16" \
                 "demo-dp2-do-opg:--dp 2 --use-distributed-optimizer --overlap-param-gather"; do
     # shellcheck disable=SC2086

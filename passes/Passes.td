@@ -82,7 +82,11 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     `shard.grid @mesh` is larger than 1, each gradient is first averaged
     over it (a module without a mesh runs on one rank); parameters split
     over tp (`sharding`) count once in the global norm, which is reduced
-    over tp.
+    over tp. The reductions (all-reduces, reduce-scatters) of every
+    gradient come first, one mesh axis after another (cp, dp, edp), before
+    any scale of a gradient and the sum of the token count: the backends
+    start the leading run of one axis' reductions while backward still
+    runs (Megatron's overlap_grad_reduce).
 
     With `distributed-optimizer` (Megatron-Core's use_distributed_optimizer),
     the trainable parameters are laid out in buckets (`mt.buckets` on the

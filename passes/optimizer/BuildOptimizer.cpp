@@ -129,22 +129,30 @@ struct BuildOptimizerPass
   /// without one).
   int64_t dp = 1, cp = 1, edp = 1, pp = 1;
 
-  /// A parameter's gradient averaged over the ranks that hold replicas of
-  /// it: a dense one summed over cp and averaged over dp (per-token-loss:
-  /// summed, then divided by the step's tokens); an expert one (on
-  /// @expert_mesh, whose gradient sums the tokens of its ep group) summed
-  /// over edp and scaled by 1 / (dp·cp), Megatron-Core's
-  /// expert_gradient_scaling_factor.
-  Value reduceGradient(OpBuilder &b, ParamOp p, Value g);
+  /// Each parameter's gradient in `grads` averaged over the ranks that
+  /// hold replicas of it: a dense one summed over cp and averaged over dp
+  /// (per-token-loss: summed, then divided by the step's tokens); an expert
+  /// one (on @expert_mesh, whose gradient sums the tokens of its ep group)
+  /// summed over edp and scaled by 1 / (dp·cp), Megatron-Core's
+  /// expert_gradient_scaling_factor. Every collective comes before every
+  /// scale, one axis after another (cp, dp, edp), then the step's token
+  /// count is summed: the backends start the leading run of reductions of
+  /// one axis while backward still runs (overlap_grad_reduce), and a scale
+  /// or another axis in between would end that run.
+  void reduceGradients(OpBuilder &b, Location loc, ArrayRef<ParamOp> params,
+                       MutableArrayRef<Value> grads);
 
   /// With per-token-loss: the step's loss tokens, summed over the
   /// micro-batches (the argument) and over pp, cp and dp; null otherwise.
   Value stepTokens;
 
   /// Appends @forward_backward's mt.num_tokens to its results and to
-  /// @optimizer_step's arguments (`fn`, built without it), and sums it over
-  /// the ranks into stepTokens.
+  /// @optimizer_step's arguments (`fn`, built without it): stepTokens, the
+  /// micro-batches' sum on this rank.
   LogicalResult passTokenCount(OpBuilder &b, func::FuncOp fn);
+  /// Sums stepTokens over pp, cp and dp (Megatron-Core: the count of the
+  /// last pipeline stage, summed over dp x cp); nothing without it.
+  void sumStepTokens(OpBuilder &b, Location loc);
 
   /// `g` divided by the step's loss tokens under per-token-loss (unchanged
   /// otherwise): Megatron-Core's scale_gradients(1 / num_tokens).
@@ -291,31 +299,49 @@ LogicalResult BuildOptimizerPass::passTokenCount(OpBuilder &b, func::FuncOp fn) 
                                    "mt.role", b.getStringAttr("num_tokens"))),
                                fn.getLoc())))
     return failure();
-  // Megatron-Core: the count of the last pipeline stage, summed over dp x cp.
   stepTokens = fn.getArgument(arg);
+  return success();
+}
+
+void BuildOptimizerPass::sumStepTokens(OpBuilder &b, Location loc) {
+  if (!stepTokens)
+    return;
   for (auto [axis, size] : {std::pair<StringRef, int64_t>{"pp", pp},
                             {kContextParallelAxis, cp},
                             {kDataParallelAxis, dp}})
     if (size > 1)
-      stepTokens = AllReduceOp::create(b, fn.getLoc(), stepTokens, b.getStringAttr(axis),
-                                       b.getStringAttr("sum"));
-  return success();
+      stepTokens =
+          AllReduceOp::create(b, loc, stepTokens, b.getStringAttr(axis), b.getStringAttr("sum"));
 }
 
-Value BuildOptimizerPass::reduceGradient(OpBuilder &b, ParamOp p, Value g) {
-  if (!onExpertMesh(p)) {
-    g = sumOverContextParallel(b, p.getLoc(), g);
-    if (dp > 1)
-      g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kDataParallelAxis),
-                              dpReduce(b));
-    return perToken(b, p.getLoc(), g);
-  }
-  if (edp > 1)
-    g = AllReduceOp::create(b, p.getLoc(), g, b.getStringAttr(kExpertDataParallelAxis),
-                            b.getStringAttr("sum"));
-  if (dp * cp > 1)
-    g = ScaleOp::create(b, p.getLoc(), g, b.getF64FloatAttr(1.0 / double(dp * cp)));
-  return g;
+void BuildOptimizerPass::reduceGradients(OpBuilder &b, Location loc, ArrayRef<ParamOp> params,
+                                         MutableArrayRef<Value> grads) {
+  auto each = [&](auto &&f) {
+    for (size_t i = 0; i < params.size(); ++i) {
+      ParamOp p = params[i];
+      f(p, p.getLoc(), grads[i]);
+    }
+  };
+  each([&](ParamOp p, Location at, Value &g) {
+    if (!onExpertMesh(p))
+      g = sumOverContextParallel(b, at, g);
+  });
+  each([&](ParamOp p, Location at, Value &g) {
+    if (!onExpertMesh(p) && dp > 1)
+      g = AllReduceOp::create(b, at, g, b.getStringAttr(kDataParallelAxis), dpReduce(b));
+  });
+  each([&](ParamOp p, Location at, Value &g) {
+    if (onExpertMesh(p) && edp > 1)
+      g = AllReduceOp::create(b, at, g, b.getStringAttr(kExpertDataParallelAxis),
+                              b.getStringAttr("sum"));
+  });
+  sumStepTokens(b, loc);
+  each([&](ParamOp p, Location at, Value &g) {
+    if (!onExpertMesh(p))
+      g = perToken(b, at, g);
+    else if (dp * cp > 1)
+      g = ScaleOp::create(b, at, g, b.getF64FloatAttr(1.0 / double(dp * cp)));
+  });
 }
 
 LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params,
@@ -344,10 +370,11 @@ LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp
   SmallVector<bool> replicated, experts;
   for (auto [i, constParam] : llvm::enumerate(params)) {
     ParamOp p = constParam;
-    grads.push_back(reduceGradient(b, p, argOf(i, 1)));
+    grads.push_back(argOf(i, 1));
     replicated.push_back(isReplicated(p));
     experts.push_back(onExpertMesh(p));
   }
+  reduceGradients(b, fn.getLoc(), params, grads);
   // MoE layers under tp: dense parameters split over tp, experts over ep.
   const bool both = axes.dense && axes.experts;
   Scaling sc = normAndSchedule(b, fn.getLoc(), body->getArgument(0), grads, replicated,
@@ -418,27 +445,30 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   StringAttr dpAxis = b.getStringAttr(kDataParallelAxis);
   IntegerAttr dim0 = b.getI64IntegerAttr(0);
   Location loc = fn.getLoc();
-  // Every bucket's reduce-scatter first: the backends may start them while
-  // backward still runs (overlap_grad_reduce). Expert buckets are summed
-  // over edp and scaled as reduceGradient's (none to scatter when edp = 1).
+  // Every bucket's reduction first, one axis after another, then the
+  // step's token count and the scales (as reduceGradients): the backends
+  // may start the leading reduce-scatters while backward still runs
+  // (overlap_grad_reduce). Expert buckets are summed over edp and scaled as
+  // reduceGradients' (none to scatter when edp = 1).
   SmallVector<Value> shards;
   SmallVector<bool> replicated;
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
-    Type shard = argOf(k, 2).getType();
-    if (!bucket.experts) {
-      shards.push_back(perToken(
-          b, loc,
-          ReduceScatterOp::create(b, loc, shard, sumOverContextParallel(b, loc, argOf(k, 1)),
-                                  dpAxis, dim0, dpReduce(b))));
-    } else {
-      Value g = argOf(k, 1);
-      if (edp > 1)
-        g = ReduceScatterOp::create(b, loc, shard, g, axisOf(bucket), dim0,
-                                    b.getStringAttr("sum"));
-      shards.push_back(ScaleOp::create(b, loc, g, b.getF64FloatAttr(1.0 / double(dp * cp))));
-    }
+    shards.push_back(bucket.experts ? argOf(k, 1) : sumOverContextParallel(b, loc, argOf(k, 1)));
     replicated.push_back(bucket.replicated);
   }
+  for (auto [k, bucket] : llvm::enumerate(buckets))
+    if (!bucket.experts)
+      shards[k] = ReduceScatterOp::create(b, loc, argOf(k, 2).getType(), shards[k], dpAxis,
+                                          dim0, dpReduce(b));
+  for (auto [k, bucket] : llvm::enumerate(buckets))
+    if (bucket.experts && edp > 1)
+      shards[k] = ReduceScatterOp::create(b, loc, argOf(k, 2).getType(), shards[k],
+                                          axisOf(bucket), dim0, b.getStringAttr("sum"));
+  sumStepTokens(b, loc);
+  for (auto [k, bucket] : llvm::enumerate(buckets))
+    shards[k] = bucket.experts
+                    ? ScaleOp::create(b, loc, shards[k], b.getF64FloatAttr(1.0 / double(dp * cp)))
+                    : perToken(b, loc, shards[k]);
   // With cp = tp = 1 the dp ranks are edp x ep: the expert shards (1/edp of
   // each rank's experts) are partial over dp as the dense ones are, so the
   // norm sums them over dp alone, not again over ep.

@@ -42,6 +42,8 @@ Expected<CudaOptions> optionsFromEnvironment() {
   o.graphs = !is("MT_CUDA_GRAPHS", "0");
   o.overlapGradReduce = !is("MT_CUDA_OVERLAP", "0");
   o.overlapRingTransfers = !is("MT_CUDA_OVERLAP_CP", "0");
+  o.overlapSequenceParallel = !is("MT_CUDA_OVERLAP_SP", "0");
+  o.stageGraphs = !is("MT_CUDA_STAGE_GRAPHS", "0");
   if (const char *bucket = std::getenv("MT_CUDA_BUCKET_ELEMENTS")) {
     char *end = nullptr;
     const unsigned long long n = std::strtoull(bucket, &end, 10);
@@ -121,18 +123,61 @@ double deviceBytes(const plan::Plan &plan, const DeviceArenas &arenas, uint32_t 
   }
 }
 
+/// A run of a program's steps [begin, end): launched eagerly (a pipeline
+/// transfer) or replayed as a CUDA graph (the steps between transfers).
+struct Piece {
+  size_t begin = 0, end = 0;
+  bool eager = false;
+  cudaGraphExec_t graph = nullptr; // captured at the first replay
+};
+
 struct LoweredProgram {
   const plan::Program *plan = nullptr;
   int64_t slot = 0; // the pipeline slot whose per-micro-batch buffers it uses
   std::vector<Step> steps;
+  std::vector<int> order; // the order its instructions are issued in (Lowerer::order)
   /// OUTPUTS buffers written on the device: copied to the host after a run.
   std::vector<uint32_t> deviceOutputs;
   bool capturable = true;
   int64_t runs = 0;
   cudaGraphExec_t graph = nullptr;
+  /// Not empty: replayed piece by piece (stagePieces).
+  std::vector<Piece> pieces;
   /// The FLOPs and bytes of one run per profile class (plan/Roofline.h).
   std::map<std::string, plan::InstructionWork> work;
 };
+
+/// A pipeline stage's program whose only steps a CUDA graph cannot hold
+/// are its transfers: the pieces that replay it, the transfers eager and
+/// the runs of steps between them as graphs; empty for any other program.
+/// A send leaves from a stream the compute stream never waits for
+/// (NcclPipeline.h): a graph must join every stream it forks before it
+/// ends, so a graph holding the send would end only once the receiving
+/// stage took it, and under 1F1B each stage sends while the other's next
+/// receive waits behind its own send: a deadlock for messages larger than
+/// NCCL's buffers. A receive could be captured (the compute stream waits
+/// for it as it is), but the channels check each transfer against the
+/// schedule on the host and pick a free staging buffer per send, which a
+/// replay would skip; it is one launch per program.
+std::vector<Piece> stagePieces(const LoweredProgram &program) {
+  if (program.capturable || program.plan->virtual_stage() < 0)
+    return {};
+  std::vector<Piece> pieces;
+  for (size_t i = 0; i < program.steps.size(); ++i) {
+    const Step &step = program.steps[i];
+    const plan::OpSignature *op = plan::findOp(program.plan->instructions(step.instruction).op());
+    const bool transfer = step.collective && op && op->family == plan::OpFamily::Pipeline;
+    if (step.onHost || step.checkFinite || (step.collective && !transfer))
+      return {};
+    if (transfer)
+      pieces.push_back({i, i + 1, true});
+    else if (step.launch && (pieces.empty() || pieces.back().eager))
+      pieces.push_back({i, i + 1, false});
+    else if (step.launch)
+      pieces.back().end = i + 1;
+  }
+  return pieces;
+}
 
 struct ProfileEntry {
   double ms = 0;
@@ -181,7 +226,12 @@ private:
   /// --profile-comm after a program's launch; after the optimizer (its
   /// overlapped variant when `overlapped`), the step's times.
   Status endProfiledProgram(const std::string &name, bool overlapped);
-  Status capture(LoweredProgram &program);
+  /// Captures `program`'s steps [begin, end) as the CUDA graph `graph`.
+  Status capture(const LoweredProgram &program, size_t begin, size_t end,
+                 cudaGraphExec_t &graph);
+  /// A replay of a program in pieces (stagePieces), each graph captured at
+  /// its first replay.
+  Status launchPieces(LoweredProgram &program);
   Status copyArena(plan::ArenaKind kind, cudaMemcpyKind direction);
   Status refreshShadows(cudaStream_t stream);
   std::string where(const LoweredProgram &program, const Step &step) const;
@@ -212,6 +262,10 @@ CudaExecutor::~CudaExecutor() {
   for (auto &[name, program] : programs_)
     if (program.graph)
       (void)cudaGraphExecDestroy(program.graph);
+  for (auto &[name, program] : programs_)
+    for (const Piece &piece : program.pieces)
+      if (piece.graph)
+        (void)cudaGraphExecDestroy(piece.graph);
   if (start_)
     (void)cudaEventDestroy(start_);
   if (stop_)
@@ -248,6 +302,7 @@ Status CudaExecutor::initialize() {
   resources_.rank = rank_;
   resources_.attention = options_.attention;
   resources_.overlapTransfers = options_.overlapRingTransfers;
+  resources_.overlapSequenceParallel = options_.overlapSequenceParallel;
   resources_.moeGemm = options_.moeGemm;
   auto gemm = GemmRunner::create();
   if (!gemm)
@@ -266,6 +321,12 @@ Status CudaExecutor::initialize() {
     if (!workspace)
       return workspace.status();
     resources_.workspace = *workspace;
+  }
+  if (resources_.transferWorkspaceBytes > 0) {
+    auto workspace = resources_.allocate(resources_.transferWorkspaceBytes);
+    if (!workspace)
+      return workspace.status();
+    resources_.transferWorkspace = *workspace;
   }
   return Status::ok();
 }
@@ -292,6 +353,7 @@ Status CudaExecutor::lowerAll() {
       program.plan = &p;
       program.slot = slot;
       program.steps = std::move(*steps);
+      program.order = lowerer.order();
       for (const plan::Instruction &instr : p.instructions()) {
         for (uint32_t out : instr.outputs())
           if (plan_.buffers(out).arena() == plan::OUTPUTS &&
@@ -300,6 +362,8 @@ Status CudaExecutor::lowerAll() {
       }
       for (const Step &step : program.steps)
         program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
+      if (options_.stageGraphs)
+        program.pieces = stagePieces(program);
       // The roofline's work of each instruction, but of a zero-fill that a
       // writer made unnecessary (no step launches it; an AdamW instruction
       // that joined an earlier one's launch still counts).
@@ -358,8 +422,9 @@ Status CudaExecutor::planOverlap() {
     return inBf16 ? refuseBf16("MT_CUDA_OVERLAP=0 turns that off") : Status::ok();
   if (!rank_ || fb == programs_.end() || opt == programs_.end())
     return inBf16 ? refuseBf16(shape) : Status::ok();
-  auto overlap = GradientReduceOverlap::plan(plan_, *fb->second.plan, *opt->second.plan,
-                                             opt->second.steps, *rank_, *arenas_,
+  auto overlap = GradientReduceOverlap::plan(plan_, *fb->second.plan, fb->second.order,
+                                             *opt->second.plan, opt->second.steps, *rank_,
+                                             *arenas_,
                                              options_.bucketElements
                                                  ? options_.bucketElements
                                                  : defaultBucketElements(plan_.mesh().dp()));
@@ -389,7 +454,9 @@ Status CudaExecutor::planCommProfile() {
     for (Step &step : program.steps)
       if (step.collective && step.launch) // never captured: collectives run eagerly
         step.launch = commProfile_->timed(
-            std::move(step.launch), opClass(program.plan->instructions(step.instruction).op()));
+            std::move(step.launch),
+            step.profileClass ? step.profileClass
+                              : opClass(program.plan->instructions(step.instruction).op()));
   return overlap_ ? overlap_->enableProfile() : Status::ok();
 }
 
@@ -500,13 +567,14 @@ Status CudaExecutor::launchEagerly(LoweredProgram &program, exec::ProgramResult 
   return Status::ok();
 }
 
-Status CudaExecutor::capture(LoweredProgram &program) {
+Status CudaExecutor::capture(const LoweredProgram &program, size_t begin, size_t end,
+                             cudaGraphExec_t &graphExec) {
   ScopedErrorContext context((rank_ ? rank_->describe() + " " : std::string()) +
                              "capturing program '" + program.plan->name() + "': ");
   MT_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   Status launched = Status::ok();
-  for (const Step &step : program.steps)
-    if (step.launch && launched)
+  for (size_t i = begin; i < end; ++i)
+    if (const Step &step = program.steps[i]; step.launch && launched)
       launched = step.launch(stream_);
   cudaGraph_t graph = nullptr;
   cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
@@ -516,9 +584,30 @@ Status CudaExecutor::capture(LoweredProgram &program) {
     return launched;
   }
   MT_CUDA_CHECK(ended);
-  cudaError_t made = cudaGraphInstantiate(&program.graph, graph, 0);
+  cudaError_t made = cudaGraphInstantiate(&graphExec, graph, 0);
   (void)cudaGraphDestroy(graph);
   MT_CUDA_CHECK(made);
+  return Status::ok();
+}
+
+Status CudaExecutor::launchPieces(LoweredProgram &program) {
+  for (Piece &piece : program.pieces) {
+    if (piece.eager) {
+      for (size_t i = piece.begin; i < piece.end; ++i)
+        if (const Step &step = program.steps[i]; step.launch) {
+          ScopedErrorContext context(where(program, step));
+          MT_CUDA_RETURN_IF_ERROR(step.launch(stream_));
+        }
+      continue;
+    }
+    if (!piece.graph)
+      if (Status s = capture(program, piece.begin, piece.end, piece.graph); !s)
+        return s;
+    ScopedErrorContext context(where(program, program.steps[piece.begin]) +
+                               "a CUDA graph from here (MT_CUDA_SYNC=1 names the failing "
+                               "instruction): ");
+    MT_CUDA_CHECK(cudaGraphLaunch(piece.graph, stream_));
+  }
   return Status::ok();
 }
 
@@ -535,10 +624,11 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   exec::ProgramResult result;
   // The first run is eager: it warms what launchers set up on first use
   // (cuBLASLt algorithms), which capture must not see.
-  bool replay = options_.graphs && !options_.profile && !options_.syncEachInstruction &&
-                program.capturable && program.runs > 0;
+  const bool graphs = options_.graphs && !options_.profile && !options_.syncEachInstruction &&
+                      program.runs > 0;
+  const bool replay = graphs && program.capturable;
   if (replay && !program.graph)
-    if (Status s = capture(program); !s)
+    if (Status s = capture(program, 0, program.steps.size(), program.graph); !s)
       return s;
   if (commProfile_)
     MT_CUDA_RETURN_IF_ERROR(commProfile_->beginProgram(stream_));
@@ -546,6 +636,9 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
     ScopedErrorContext context("program '" + name + "' (CUDA graph; MT_CUDA_SYNC=1 names "
                                "the failing instruction): ");
     MT_CUDA_CHECK(cudaGraphLaunch(program.graph, stream_));
+  } else if (graphs && !program.pieces.empty()) {
+    if (Status s = launchPieces(program); !s)
+      return s;
   } else if (Status s = launchEagerly(program, result); !s) {
     return s;
   }

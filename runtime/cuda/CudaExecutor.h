@@ -19,6 +19,10 @@ namespace mt::cuda {
 struct CudaOptions {
   /// Replays programs that never wait for the host as CUDA graphs.
   bool graphs = true;
+  /// With `graphs`: a pipeline stage's programs replay as CUDA graphs
+  /// between their transfers, which run eagerly (stagePieces in
+  /// CudaExecutor.cpp says why); MT_CUDA_STAGE_GRAPHS=0 runs them eagerly.
+  bool stageGraphs = true;
   /// Waits for the GPU after every instruction, so that an asynchronous
   /// fault names its instruction (slow; MT_CUDA_SYNC=1).
   bool syncEachInstruction = false;
@@ -45,12 +49,20 @@ struct CudaOptions {
   /// own, overlapping the attention blocks that do not need them
   /// (MT_CUDA_OVERLAP_CP=0 keeps them on the compute stream).
   bool overlapRingTransfers = true;
+  /// Tensor and sequence parallelism's all-gathers, reduce-scatters and
+  /// all-reduces of bf16 activations on that stream too, each
+  /// weight-gradient GEMM issued after the next of them so that it runs
+  /// meanwhile (Megatron's tp_comm_overlap in its simple form; Lowering.h,
+  /// plan::deferWeightGradients); MT_CUDA_OVERLAP_SP=0 keeps them on the
+  /// compute stream in the plan's order.
+  bool overlapSequenceParallel = true;
   /// How the MoE experts' GEMMs run (MT_MOE_GEMM=auto|cublaslt|grouped|kernel|tiled).
   ExpertGemm moeGemm = ExpertGemm::Auto;
 };
 
 /// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,
-/// MT_CUDA_OVERLAP=0, MT_CUDA_OVERLAP_CP=0, MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
+/// MT_CUDA_STAGE_GRAPHS=0, MT_CUDA_OVERLAP=0, MT_CUDA_OVERLAP_CP=0, MT_CUDA_OVERLAP_SP=0,
+/// MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
 /// is not a positive integer), MT_ATTENTION_BACKEND=auto|cudnn|mtc,
 /// MT_ATTENTION_DETERMINISTIC=0|1, MT_MOE_GEMM=auto|cublaslt|grouped|kernel|tiled.
 Expected<CudaOptions> optionsFromEnvironment();

@@ -4,8 +4,10 @@
 // with buffers that follow each other in memory merged into one call.
 // Tensor parallelism: bf16 activations are all-reduced in bf16; all-gathers
 // and reduce-scatters along a middle dimension (the sequence) go through
-// rank-major blocks in the workspace. Collective steps run eagerly, never
-// inside a captured CUDA graph.
+// rank-major blocks in the workspace. Those that weight-gradient GEMMs
+// were deferred past run on the transfer stream meanwhile, through its own
+// workspace (Lowerer::overlapsCompute; MT_CUDA_OVERLAP_SP=0: none).
+// Collective steps run eagerly, never inside a captured CUDA graph.
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Lowering.h"
@@ -30,6 +32,20 @@ NcclCommunicator *ncclGroupOf(Lowerer &L, const plan::Attrs &a, int64_t parts) {
   return nccl && nccl->size() == parts ? nccl : nullptr;
 }
 
+bool mayOverlapCompute(const Resources &r, const plan::Instruction &instr) {
+  if (!r.overlapSequenceParallel || !r.rank || instr.inputs_size() < 1 ||
+      instr.outputs_size() < 1 ||
+      !(plan::isOp(instr, plan::Op::all_gather) || plan::isOp(instr, plan::Op::reduce_scatter) ||
+        plan::isOp(instr, plan::Op::all_reduce)))
+    return false;
+  auto activation = [&](uint32_t id) {
+    return r.arenas->storage(id) == DeviceArenas::Storage::Bf16Activation;
+  };
+  const comm::Communicator *group = r.rank->group(plan::Attrs(instr).s("axis"));
+  return activation(instr.inputs(0)) && activation(instr.outputs(0)) &&
+         dynamic_cast<const NcclCommunicator *>(group) && group->size() > 1;
+}
+
 namespace {
 
 using plan::Attrs;
@@ -43,6 +59,11 @@ struct AllReduceGroup {
   };
   NcclCommunicator *comm;
   comm::ReduceOp op;
+  /// Whether it reduces buffers of the GRADIENTS arena:
+  /// GradientReduceOverlap moves the steps of the optimizer's leading
+  /// reductions of those into backward, and the run it takes ends at the
+  /// first reduction of another buffer, which must be a step of its own.
+  bool gradients;
   std::vector<Span> spans; // never empty
 
   void add(const Span &s) {
@@ -98,11 +119,14 @@ void allReduce(Lowerer &L, const Attrs &a) {
                   "' is not an NCCL communicator (make the RankContext with "
                   "cuda::connectNccl)");
   const comm::ReduceOp op = *kind;
-  if (auto *open = L.lastStepState<AllReduceGroup>(); open && open->comm == nccl && open->op == op) {
+  const bool gradients = L.plan().buffers(L.instruction().inputs(0)).arena() == plan::GRADIENTS;
+  if (auto *open = L.lastStepState<AllReduceGroup>();
+      open && open->comm == nccl && open->op == op && open->gradients == gradients) {
     open->add({in, out, n});
     return;
   }
-  auto pending = std::make_shared<AllReduceGroup>(AllReduceGroup{nccl, op, {{in, out, n}}});
+  auto pending =
+      std::make_shared<AllReduceGroup>(AllReduceGroup{nccl, op, gradients, {{in, out, n}}});
   L.emitCollective([pending](cudaStream_t s) { return launchAllReduces(*pending, s); });
   L.setLastStepState(pending);
 }
@@ -117,6 +141,26 @@ void allReduceBf16(Lowerer &L, const Attrs &a, comm::ReduceOp op) {
   auto *nccl = dynamic_cast<NcclCommunicator *>(rank ? rank->group(a.s("axis")) : nullptr);
   if (rank && rank->group(a.s("axis")) && !nccl)
     return L.fail("the group of axis '" + a.s("axis") + "' is not an NCCL communicator");
+  if (nccl && L.overlapsCompute()) {
+    // Summed in the transfer stream's workspace: the output (often the
+    // input itself) is written only where the compute stream waits.
+    Resources *r = &L.resources();
+    L.needTransferWorkspace(n * sizeof(bf16));
+    L.emitOverlappedCollective(
+        [=](cudaStream_t s) -> Status {
+          MT_CUDA_CHECK(cudaMemcpyAsync(r->transferWorkspace, in.data, n * sizeof(bf16),
+                                        cudaMemcpyDeviceToDevice, s));
+          nccl->setStream(s);
+          return nccl->allReduce(r->transferWorkspace, n, comm::DType::BF16, op);
+        },
+        {L.instruction().inputs(0), L.instruction().outputs(0)},
+        [=](cudaStream_t s) -> Status {
+          MT_CUDA_CHECK(cudaMemcpyAsync(out.data, r->transferWorkspace, n * sizeof(bf16),
+                                        cudaMemcpyDeviceToDevice, s));
+          return Status::ok();
+        });
+    return;
+  }
   L.emitCollective([=](cudaStream_t s) -> Status {
     if (in.data != out.data)
       MT_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, n * sizeof(bf16),
@@ -146,6 +190,40 @@ Status permuteBlocks(std::byte *full, std::byte *blocks, int64_t outer, int64_t 
   return Status::ok();
 }
 
+/// A sequence-parallel all_gather or reduce_scatter of bf16 activations
+/// that overlaps compute (Lowerer::overlapsCompute): on the transfer stream
+/// into its workspace, reading only the input meanwhile; the gathered
+/// blocks are put in place (permuted), or the reduced shard copied, on the
+/// compute stream where it waits.
+void overlappedGatherOrScatter(Lowerer &L, NcclCommunicator *nccl, CollectiveOperand in,
+                               CollectiveOperand out, int64_t outer, int64_t run,
+                               int64_t parts, bool gather, std::optional<comm::ReduceOp> op) {
+  const size_t element = comm::sizeOf(in.type), count = size_t(outer * run);
+  const size_t blocksBytes = count * size_t(parts) * element;
+  L.needTransferWorkspace(blocksBytes + (gather ? 0 : count * element)); // + the shard
+  Resources *r = &L.resources();
+  auto blocks = [r] { return static_cast<std::byte *>(r->transferWorkspace); };
+  Launch launch = [=](cudaStream_t s) -> Status {
+    nccl->setStream(s);
+    if (gather)
+      return nccl->allGather(in.data, blocks(), count, in.type);
+    MT_CUDA_RETURN_IF_ERROR(permuteBlocks(static_cast<std::byte *>(in.data), blocks(), outer,
+                                          run, parts, element, true, s));
+    return nccl->reduceScatter(blocks(), blocks() + blocksBytes, count, in.type, *op);
+  };
+  Launch finish = [=](cudaStream_t s) -> Status {
+    if (gather)
+      return permuteBlocks(static_cast<std::byte *>(out.data), blocks(), outer, run, parts,
+                           element, false, s);
+    MT_CUDA_CHECK(cudaMemcpyAsync(out.data, blocks() + blocksBytes, count * element,
+                                  cudaMemcpyDeviceToDevice, s));
+    return Status::ok();
+  };
+  const plan::Instruction &instr = L.instruction();
+  L.emitOverlappedCollective(std::move(launch), {instr.inputs(0), instr.outputs(0)},
+                             std::move(finish));
+}
+
 /// all_gather (sequence parallelism; the distributed optimizer's updated
 /// weight shards) and reduce_scatter (its gradient, the row-parallel
 /// outputs; the distributed optimizer's gradient buckets, summed or
@@ -164,6 +242,8 @@ void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
   if (!gather && (!op || *op == comm::ReduceOp::Max))
     return L.fail("reduce_scatter: reduce '" + a.s("reduce") + "' is not sum or mean");
   const size_t element = comm::sizeOf(in.type), count = size_t(outer * run);
+  if (L.overlapsCompute())
+    return overlappedGatherOrScatter(L, nccl, in, out, outer, run, parts, gather, op);
   if (outer == 1) {
     // Gathered weights (a bucket of the PARAMETERS arena) refresh their bf16
     // shadow, as AdamW does when it updates them itself.

@@ -2,6 +2,10 @@
 #include "runtime/cuda/Lowering.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/plan/OverlapOrder.h"
+
+#include <algorithm>
+#include <numeric>
 
 namespace mt::cuda {
 
@@ -32,8 +36,12 @@ Expected<void *> Resources::allocate(size_t bytes) {
 
 std::string Lowerer::describe(uint32_t id) const {
   const plan::Buffer &b = plan_.buffers(id);
-  return "%" + std::to_string(id) + " '" + b.name() + "' (" +
-         plan::ArenaKind_Name(b.arena()) + " " + plan::DType_Name(b.dtype()) + ")";
+  // Appended, not "%" + ...: GCC 12 warns falsely (-Wrestrict) on that
+  // chain once it is inlined.
+  std::string text = "%";
+  text += std::to_string(id) + " '" + b.name() + "' (" + plan::ArenaKind_Name(b.arena()) + " " +
+          plan::DType_Name(b.dtype()) + ")";
+  return text;
 }
 
 bf16 *Lowerer::bf(uint32_t id, const char *role, int i) {
@@ -170,7 +178,8 @@ std::pair<const std::byte *, const std::byte *> Lowerer::deviceRange(uint32_t id
   return {begin, begin + size_t(plan::elementsOf(plan_.buffers(id))) * (half ? 2 : 4)};
 }
 
-void Lowerer::emitOverlappedCollective(Launch launch, const std::vector<uint32_t> &buffers) {
+void Lowerer::emitOverlappedCollective(Launch launch, const std::vector<uint32_t> &buffers,
+                                       Launch finish) {
   if (!res_.transferStream) {
     if (cudaError_t e = cudaStreamCreateWithFlags(&res_.transferStream, cudaStreamNonBlocking);
         e != cudaSuccess)
@@ -188,16 +197,22 @@ void Lowerer::emitOverlappedCollective(Launch launch, const std::vector<uint32_t
     MT_CUDA_CHECK(cudaEventRecord(done, transfer));
     return Status::ok();
   });
-  InFlight flight{{}, *done};
+  InFlight flight{{}, *done, index_, std::move(finish)};
   for (uint32_t id : buffers)
     flight.ranges.push_back(deviceRange(id));
   inFlight_.push_back(std::move(flight));
 }
 
 void Lowerer::waitForTransfers(const plan::Instruction &instr, bool all) {
+  // Only instructions after the transfer in the plan's order: one before
+  // it (a weight gradient deferred past it) touches none of its memory the
+  // transfer writes meanwhile (plan::deferWeightGradients), and must read
+  // what a `finish` overwrites first.
   auto touches = [&](const InFlight &flight) {
     if (all)
       return true;
+    if (index_ < flight.instruction)
+      return false;
     for (const auto *ids : {&instr.inputs(), &instr.outputs()})
       for (uint32_t id : *ids) {
         const auto [begin, end] = deviceRange(id);
@@ -216,13 +231,60 @@ void Lowerer::waitForTransfers(const plan::Instruction &instr, bool all) {
   if (waited == 0)
     return;
   const cudaEvent_t done = inFlight_[waited - 1].done;
+  std::vector<Launch> finishes;
+  for (size_t i = 0; i < waited; ++i)
+    if (inFlight_[i].finish)
+      finishes.push_back(inFlight_[i].finish);
   lastStep_.reset(); // no later instruction joins a step from before the wait
-  steps_.push_back({[done](cudaStream_t s) -> Status {
+  // A collective step: --profile-comm times the wait as the communication
+  // the compute stream did not hide.
+  steps_.push_back({[done, finishes](cudaStream_t s) -> Status {
                       MT_CUDA_CHECK(cudaStreamWaitEvent(s, done, 0));
+                      for (const Launch &finish : finishes)
+                        MT_CUDA_RETURN_IF_ERROR(finish(s));
                       return Status::ok();
                     },
-                    index_, false, false, nullptr});
+                    index_, false, true, nullptr, "communication (NCCL)"});
   inFlight_.erase(inFlight_.begin(), inFlight_.begin() + std::ptrdiff_t(waited));
+}
+
+void Lowerer::orderInstructions(const plan::Program &program) {
+  order_.resize(size_t(program.instructions_size()));
+  std::iota(order_.begin(), order_.end(), 0);
+  overlapped_.clear();
+  if (!res_.overlapSequenceParallel)
+    return;
+  order_ = plan::deferWeightGradients(
+      program, [&](int i) { return mayOverlapCompute(res_, program.instructions(i)); },
+      [&](uint32_t id) {
+        const auto [begin, end] = deviceRange(id);
+        return plan::ByteRange{reinterpret_cast<uintptr_t>(begin),
+                               reinterpret_cast<uintptr_t>(end)};
+      });
+  // A collective overlaps compute where work that does not read its result
+  // follows it (a weight gradient deferred past it always does: that makes
+  // the order's assumption true); the others stay on the compute stream,
+  // as the forward's, whose readers need them at once.
+  for (size_t at = 0; at < order_.size(); ++at) {
+    const plan::Instruction &collective = program.instructions(order_[at]);
+    if (!mayOverlapCompute(res_, collective))
+      continue;
+    for (size_t next = at + 1; next < order_.size(); ++next) {
+      const plan::Instruction &in = program.instructions(order_[next]);
+      const plan::OpSignature *op = plan::findOp(in.op());
+      auto result = [&](const auto &ids) {
+        return std::find(ids.begin(), ids.end(), collective.outputs(0)) != ids.end();
+      };
+      if (result(in.inputs()) || result(in.outputs()) ||
+          (op && (op->family == plan::OpFamily::Collective ||
+                  op->family == plan::OpFamily::Pipeline)))
+        break;
+      if (!plan::isOp(in, plan::Op::fill_zero)) { // a zero-fill hides nothing
+        overlapped_.insert(order_[at]);
+        break;
+      }
+    }
+  }
 }
 
 Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
@@ -233,18 +295,24 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
   steps_.clear();
   pendingZero_.clear();
   inFlight_.clear();
-  for (int i = 0; i < program.instructions_size(); ++i) {
+  orderInstructions(program);
+  for (int i : order_) {
     instr_ = &program.instructions(i);
     index_ = i;
     error_.clear();
     // A collective on the compute stream follows every transfer (one NCCL
-    // communicator is never driven from two streams at once), except ring
-    // shifts that themselves go to the transfer stream, in its order.
+    // communicator is never driven from two streams at once), except those
+    // that themselves go to the transfer stream, in its order; one that
+    // overlaps compute follows the one before it (they share
+    // transferWorkspace).
     const plan::OpSignature *op = plan::findOp(instr_->op());
     const bool collective = op && (op->family == plan::OpFamily::Collective ||
                                    op->family == plan::OpFamily::Pipeline);
-    waitForTransfers(*instr_, collective && !(plan::isOp(*instr_, plan::Op::ring_shift) &&
-                                              res_.overlapTransfers));
+    const bool ring = plan::isOp(*instr_, plan::Op::ring_shift) && res_.overlapTransfers;
+    waitForTransfers(*instr_, collective && !ring && !overlapsCompute());
+    if (overlapsCompute())
+      waitForTransfers(*instr_, std::any_of(inFlight_.begin(), inFlight_.end(),
+                                            [](const InFlight &f) { return bool(f.finish); }));
     (*(*lowerings)[size_t(i)])(*this, plan::Attrs(*instr_));
     if (!error_.empty())
       return Status::error("program '" + program.name() + "' instruction " +

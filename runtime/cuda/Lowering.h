@@ -93,7 +93,18 @@ struct Resources {
   /// Ring attention's transfers on the transfer stream, overlapping the
   /// compute stream's work (CudaOptions::overlapRingTransfers).
   bool overlapTransfers = true;
+  /// Each weight-gradient GEMM issued after the next tensor-parallel
+  /// all-gather, reduce-scatter or all-reduce of bf16 activations, which
+  /// then runs on the transfer stream meanwhile (plan::deferWeightGradients;
+  /// CudaOptions::overlapSequenceParallel).
+  bool overlapSequenceParallel = true;
   cudaStream_t transferStream = nullptr; // made on first use
+  /// The results (and rank-major blocks) of the collectives that overlap
+  /// compute (Lowerer::overlapsCompute): the transfer stream's own, since
+  /// the compute stream's kernels use `workspace` meanwhile; one such
+  /// collective is in flight at a time (allocated after lowering).
+  size_t transferWorkspaceBytes = 0;
+  void *transferWorkspace = nullptr;
   std::vector<cudaEvent_t> events;       // destroyed with the resources
   /// The MoE experts' GEMMs (CudaOptions::moeGemm) and, for
   /// ExpertGemm::Grouped, cuBLAS's handle (made by the first lowering).
@@ -121,7 +132,12 @@ public:
   Lowerer(const plan::Plan &plan, Resources &resources)
       : plan_(plan), res_(resources) {}
 
+  /// The program's steps, its instructions in order() (each instruction's
+  /// steps together, in the plan's order but for the weight gradients that
+  /// Resources::overlapSequenceParallel defers).
   Expected<std::vector<Step>> lower(const plan::Program &program);
+  /// The order lower() took the last program's instructions in.
+  const std::vector<int> &order() const { return order_; }
 
   // --- for the op lowerings (runtime/cuda/LowerOps.cpp) ---
   const plan::Instruction &instruction() const { return *instr_; }
@@ -151,6 +167,9 @@ public:
   /// slot of Resources::hostScalars).
   float *hostScalar(uint32_t buffer);
   void needWorkspace(size_t bytes) { res_.workspaceBytes = std::max(res_.workspaceBytes, bytes); }
+  void needTransferWorkspace(size_t bytes) {
+    res_.transferWorkspaceBytes = std::max(res_.transferWorkspaceBytes, bytes);
+  }
   Resources &resources() { return res_; }
   const plan::Plan &plan() const { return plan_; }
   void emit(Launch launch, bool onHost = false) {
@@ -164,10 +183,21 @@ public:
   }
   /// A step of NCCL calls enqueued on the transfer stream once the compute
   /// stream's work so far is done, so that the instructions after it run
-  /// meanwhile; the first later instruction that reads or writes the
-  /// device memory of `buffers` (the transfer's operands), any later
-  /// collective, and the program's end make the compute stream wait for it.
-  void emitOverlappedCollective(Launch launch, const std::vector<uint32_t> &buffers);
+  /// meanwhile; the first instruction after it in the plan's order that
+  /// reads or writes the device memory of `buffers` (the transfer's
+  /// operands), any later collective, and the program's end make the
+  /// compute stream wait for it, then run `finish` (when given: the copy of
+  /// a result the transfer left in Resources::transferWorkspace into its
+  /// output, so that the transfer writes no operand while it runs).
+  void emitOverlappedCollective(Launch launch, const std::vector<uint32_t> &buffers,
+                                Launch finish = nullptr);
+  /// Whether the current instruction is a tensor-parallel collective that
+  /// runs on the transfer stream while the instructions after it that do
+  /// not need its result run (weight-gradient GEMMs that
+  /// plan::deferWeightGradients put after it, or the plan's next ones); it
+  /// then reads only its input meanwhile, its result going to
+  /// Resources::transferWorkspace (a `finish` copies it).
+  bool overlapsCompute() const { return overlapped_.count(index_) > 0; }
   /// What the lowering that emitted the last step left for the next
   /// instruction (a multi-tensor group it may join), when it is a T; any
   /// emit clears it.
@@ -205,6 +235,7 @@ private:
   Resources &res_;
   const plan::Instruction *instr_ = nullptr;
   int index_ = -1;
+  std::vector<int> order_;
   std::vector<Step> steps_;
   std::string error_;
   /// Buffers zero-filled and not written since: the step index of the fill.
@@ -214,10 +245,16 @@ private:
   struct InFlight {
     std::vector<std::pair<const std::byte *, const std::byte *>> ranges;
     cudaEvent_t done;
+    int instruction; // in the plan's order: only those after it wait
+    Launch finish;   // on the compute stream after the wait; may be null
   };
+  /// The instructions for which overlapsCompute() holds.
+  std::set<int> overlapped_;
   std::vector<InFlight> inFlight_;
   /// [begin, end) of `buffer`'s device storage.
   std::pair<const std::byte *, const std::byte *> deviceRange(uint32_t buffer) const;
+  /// order_ and overlapped_ of `program`.
+  void orderInstructions(const plan::Program &program);
   /// Makes the compute stream wait for the in-flight transfers that the
   /// instruction `instr` must follow (all of them with `all`).
   void waitForTransfers(const plan::Instruction &instr, bool all);
@@ -274,6 +311,13 @@ struct CollectiveOperand {
   comm::DType type;
 };
 CollectiveOperand collectiveOperand(Lowerer &L, bool isInput, int i);
+
+/// Whether `instr` may overlap the weight-gradient GEMMs deferred past it
+/// (plan::deferWeightGradients; Lowerer::overlapsCompute): with
+/// Resources::overlapSequenceParallel, an all_gather, reduce_scatter or
+/// all_reduce of a bf16 activation over an NCCL group of several ranks
+/// (tensor and sequence parallelism). LowerCollectives.cpp.
+bool mayOverlapCompute(const Resources &r, const plan::Instruction &instr);
 
 /// The NCCL communicator of the instruction's axis (attribute `axis`) with
 /// `parts` members; null, after Lowerer::fail saying why, when there is none.

@@ -41,7 +41,7 @@ struct GradientReduceOverlap::State {
     size_t countPerRank;
   };
   struct Bucket {
-    int lastWriter = -1; // the forward_backward instruction after which it starts
+    int lastWriter = -1; // the position in `order` after which it starts
     std::vector<Span> spans;
     std::vector<Scatter> scatters;
     cudaEvent_t ready = nullptr;
@@ -49,6 +49,9 @@ struct GradientReduceOverlap::State {
   };
   NcclCommunicator *comm = nullptr;
   comm::ReduceOp op = comm::ReduceOp::Sum;
+  /// forward_backward's issue order (Lowerer::order) and, per instruction,
+  /// its position in it.
+  std::vector<int> order, position;
   std::vector<Bucket> buckets;
   int reductions = 0; // the optimizer's leading all_reduce instructions
   cudaStream_t stream = nullptr;
@@ -168,15 +171,20 @@ constexpr const char *kCommunication = "communication (NCCL)";
 /// The optimizer's leading reductions of fp32 gradients over one axis with
 /// one operation: in-place all-reduces of gradient buffers, or (the
 /// distributed optimizer) reduce-scatters of whole gradient buckets into
-/// 32-bit shards (in place: the shard views of their buckets). Empty when they have another shape.
+/// 32-bit shards (in place: the shard views of their buckets); the run ends
+/// at the first instruction of another kind, axis or shape (mt-build-
+/// optimizer orders the reductions axis by axis, before any scale). Empty
+/// when the optimizer starts otherwise, or when forward_backward drives the
+/// axis' communicator itself (cp's ring shifts, tp's collectives): one NCCL
+/// communicator is never used from two streams at once.
 struct Reductions {
   std::vector<uint32_t> buffers; // the reduced gradient buffers (the buckets)
   std::vector<uint32_t> shards;  // reduce-scatters: each bucket's output
   std::string axis, reduce;
 };
 
-Reductions leadingReductions(const plan::Plan &plan, const plan::Program &optimizer,
-                             DeviceArenas &arenas) {
+Reductions leadingReductions(const plan::Plan &plan, const plan::Program &forwardBackward,
+                             const plan::Program &optimizer, DeviceArenas &arenas) {
   Reductions r;
   const std::optional<plan::Op> first =
       optimizer.instructions_size() ? plan::opOf(optimizer.instructions(0)) : std::nullopt;
@@ -198,11 +206,16 @@ Reductions leadingReductions(const plan::Plan &plan, const plan::Program &optimi
     if (!shaped || a.s("axis") != r.axis || a.s("reduce") != r.reduce ||
         plan.buffers(id).arena() != plan::GRADIENTS || plan.buffers(id).dtype() != plan::F32 ||
         arenas.storage(id) == DeviceArenas::Storage::Bf16Activation)
-      return {};
+      break;
     r.buffers.push_back(id);
     if (scatter)
       r.shards.push_back(out);
   }
+  for (const plan::Instruction &in : forwardBackward.instructions())
+    if (const plan::OpSignature *op = plan::findOp(in.op());
+        !r.buffers.empty() && op && op->family == plan::OpFamily::Collective &&
+        plan::Attrs(in).s("axis") == r.axis)
+      return {};
   return r;
 }
 
@@ -225,10 +238,16 @@ std::vector<uint32_t> writtenAs(const plan::Plan &plan, uint32_t id) {
 } // namespace
 
 Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
-    const plan::Plan &plan, const plan::Program &forwardBackward, const plan::Program &optimizer,
-    const std::vector<Step> &optimizerSteps, const exec::RankContext &rank, DeviceArenas &arenas,
-    size_t bucketElements) {
-  const Reductions reductions = leadingReductions(plan, optimizer, arenas);
+    const plan::Plan &plan, const plan::Program &forwardBackward, const std::vector<int> &order,
+    const plan::Program &optimizer, const std::vector<Step> &optimizerSteps,
+    const exec::RankContext &rank, DeviceArenas &arenas, size_t bucketElements) {
+  if (order.size() != size_t(forwardBackward.instructions_size()))
+    return Status::error("the overlap of the gradient reduction: an issue order of " +
+                         std::to_string(order.size()) + " instructions for forward_backward's " +
+                         std::to_string(forwardBackward.instructions_size()));
+  if (order.empty())
+    return std::unique_ptr<GradientReduceOverlap>();
+  const Reductions reductions = leadingReductions(plan, forwardBackward, optimizer, arenas);
   const std::vector<uint32_t> &reduced = reductions.buffers;
   const std::optional<comm::ReduceOp> op = comm::reduceOpNamed(reductions.reduce);
   auto *comm = reduced.empty() ? nullptr
@@ -239,8 +258,8 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
     if (step.instruction < int(reduced.size()) && step.launch && !step.collective)
       return std::unique_ptr<GradientReduceOverlap>();
 
-  // The last instruction of forward_backward that writes each gradient
-  // (any member of a bucket).
+  // The position in the issue order of the last instruction of
+  // forward_backward that writes each gradient (any member of a bucket).
   std::map<uint32_t, int> lastWriter;
   std::map<uint32_t, uint32_t> reducedAs; // a written buffer -> its reduced buffer
   for (uint32_t id : reduced) {
@@ -249,8 +268,8 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
       reducedAs[part] = id;
   }
   std::map<uint32_t, int> written;
-  for (int i = 0; i < forwardBackward.instructions_size(); ++i)
-    for (uint32_t out : forwardBackward.instructions(i).outputs()) {
+  for (int at = 0; at < int(order.size()); ++at)
+    for (uint32_t out : forwardBackward.instructions(order[size_t(at)]).outputs()) {
       // A view over parts (one GEMM's gradients of sibling weights) writes each.
       const auto &parts = plan.buffers(out).parts();
       std::vector<uint32_t> wrote(parts.begin(), parts.end());
@@ -258,7 +277,7 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
         wrote.push_back(out);
       for (uint32_t part : wrote)
         if (auto it = reducedAs.find(part); it != reducedAs.end())
-          written[it->second] = i;
+          written[it->second] = at;
     }
   for (auto [id, i] : written)
     lastWriter[id] = i;
@@ -266,6 +285,10 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
   state->comm = comm;
   state->op = *op;
   state->reductions = int(reduced.size());
+  state->order = order;
+  state->position.resize(order.size());
+  for (size_t at = 0; at < order.size(); ++at)
+    state->position[size_t(order[at])] = int(at);
   std::vector<GradientToReduce> gradients;
   for (uint32_t id : reduced)
     gradients.push_back({size_t(plan::elementsOf(plan.buffers(id))), lastWriter[id]});
@@ -317,14 +340,17 @@ size_t GradientReduceOverlap::bucketCount() const { return state_->buckets.size(
 std::vector<Step> GradientReduceOverlap::withReductions(const std::vector<Step> &steps) const {
   std::vector<Step> out;
   size_t next = 0;
+  auto instructionAt = [&](int at) { return state_->order[size_t(std::max(at, 0))]; };
   auto launchBucket = [&] {
     const size_t b = next++;
     std::shared_ptr<State> state = state_;
     out.push_back({[state, b](cudaStream_t s) { return state->launch(b, s); },
-                   state_->buckets[b].lastWriter, false, false, nullptr, kCommunication});
+                   instructionAt(state_->buckets[b].lastWriter), false, false, nullptr,
+                   kCommunication});
   };
   for (const Step &step : steps) {
-    while (next < state_->buckets.size() && step.instruction > state_->buckets[next].lastWriter)
+    while (next < state_->buckets.size() &&
+           state_->position[size_t(step.instruction)] > state_->buckets[next].lastWriter)
       launchBucket();
     out.push_back(step);
   }
@@ -342,7 +368,8 @@ std::vector<Step> GradientReduceOverlap::withReductions(const std::vector<Step> 
                      MT_CUDA_RETURN_IF_ERROR(recordTiming(state->waited, s));
                    return Status::ok();
                  },
-                 state_->buckets.back().lastWriter, false, false, nullptr, kCommunication});
+                 instructionAt(state_->buckets.back().lastWriter), false, false, nullptr,
+                 kCommunication});
   return out;
 }
 

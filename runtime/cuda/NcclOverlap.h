@@ -32,11 +32,13 @@ public:
   /// optimizer) are one bucket each, started after the last write of any
   /// of their members. Null when the programs have another shape (no
   /// leading reduction, pipelines): then nothing overlaps.
-  /// `optimizerSteps` are the optimizer's lowered steps.
+  /// `order` is the order forwardBackward's instructions are issued in
+  /// (Lowerer::order); `optimizerSteps` are the optimizer's lowered steps.
   static Expected<std::unique_ptr<GradientReduceOverlap>>
   plan(const plan::Plan &plan, const plan::Program &forwardBackward,
-       const plan::Program &optimizer, const std::vector<Step> &optimizerSteps,
-       const exec::RankContext &rank, DeviceArenas &arenas, size_t bucketElements);
+       const std::vector<int> &order, const plan::Program &optimizer,
+       const std::vector<Step> &optimizerSteps, const exec::RankContext &rank,
+       DeviceArenas &arenas, size_t bucketElements);
   ~GradientReduceOverlap();
 
   /// forward_backward's steps with each bucket's launch after the step of

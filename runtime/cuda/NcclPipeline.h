@@ -11,8 +11,9 @@
 // posted, not by key: the channels check once that each stage produces its
 // messages in the order their receiver takes them (pipelineMessages of the
 // plan's schedule), and each send and receive against that order. NCCL
-// calls are never captured in a CUDA graph here: every stage program with
-// a transfer runs eagerly.
+// calls are never captured in a CUDA graph here: the transfers of a stage
+// program run eagerly, the steps between them replay as graphs
+// (stagePieces in CudaExecutor.cpp says why).
 #ifndef MT_RUNTIME_CUDA_NCCLPIPELINE_H
 #define MT_RUNTIME_CUDA_NCCLPIPELINE_H
 

@@ -58,7 +58,7 @@ mt.param @norm : tensor<4xf32> init(ones)
 
 // CHECK-LABEL: func.func @optimizer_step(
 // CHECK-SAME: %[[GE:[^:]*]]: tensor<2x8x4xf32> {mt.param = @"e.*.up", mt.role = "grad"}
-// CHECK: %[[SE:.*]] = mt.all_reduce %[[GE]] {axis = "edp"} : tensor<2x8x4xf32>
+// CHECK: %[[N:.*]] = mt.all_reduce %{{.*}} {axis = "dp", reduce = "mean"} : tensor<4xf32>
+// CHECK-NEXT: %[[SE:.*]] = mt.all_reduce %[[GE]] {axis = "edp"} : tensor<2x8x4xf32>
 // CHECK-NEXT: %[[E:.*]] = mt.scale %[[SE]] {factor = 2.500000e-01 : f64} : tensor<2x8x4xf32>
-// CHECK-NEXT: %[[N:.*]] = mt.all_reduce %{{.*}} {axis = "dp", reduce = "mean"} : tensor<4xf32>
 // CHECK: mt.global_norm %[[E]], %[[N]] {replicated = array<i1: false, true>, sharded_axis = "ep"}

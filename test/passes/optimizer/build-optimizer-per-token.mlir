@@ -18,11 +18,13 @@ func.func @forward_backward(%mask: tensor<2x4xf32> {mt.input = "loss_mask"}, %g:
 // CHECK-LABEL: func.func @optimizer_step(
 // CHECK-SAME: %[[GW:[^:]*]]: tensor<8x4xf32> {mt.param = @w, mt.role = "grad"}
 // CHECK-SAME: %[[TOKENS:[^:]*]]: tensor<f32> {mt.role = "num_tokens"})
-// CHECK: %[[T1:.*]] = mt.all_reduce %[[TOKENS]] {axis = "pp"} : tensor<f32>
+// The gradient's reductions come first (the backends overlap a leading
+// run of them with backward), then the count's.
+// CHECK: %[[C:.*]] = mt.all_reduce %[[GW]] {axis = "cp"}
+// CHECK-NEXT: %[[D:.*]] = mt.all_reduce %[[C]] {axis = "dp"}
+// CHECK-NEXT: %[[T1:.*]] = mt.all_reduce %[[TOKENS]] {axis = "pp"} : tensor<f32>
 // CHECK-NEXT: %[[T2:.*]] = mt.all_reduce %[[T1]] {axis = "cp"} : tensor<f32>
 // CHECK-NEXT: %[[T3:.*]] = mt.all_reduce %[[T2]] {axis = "dp"} : tensor<f32>
-// CHECK-NEXT: %[[C:.*]] = mt.all_reduce %[[GW]] {axis = "cp"}
-// CHECK-NEXT: %[[D:.*]] = mt.all_reduce %[[C]] {axis = "dp"}
 // CHECK-NEXT: %[[G:.*]] = mt.scale_by %[[D]], %[[T3]] {inverse} : tensor<8x4xf32>, tensor<f32>
 // CHECK-NEXT: mt.global_norm %[[G]]
 // CHECK: mt.adamw %{{.*}}, %[[G]]
@@ -30,8 +32,8 @@ func.func @forward_backward(%mask: tensor<2x4xf32> {mt.input = "loss_mask"}, %g:
 // The distributed optimizer: each bucket reduce-scattered as a sum, its
 // shard divided by the tokens.
 // DISTOPT-LABEL: func.func @optimizer_step(
-// DISTOPT: %[[T3:.*]] = mt.all_reduce %{{.*}} {axis = "dp"} : tensor<f32>
 // DISTOPT: %[[S:.*]] = mt.reduce_scatter %{{.*}} {axis = "dp", dim = 0 : i64}
+// DISTOPT: %[[T3:.*]] = mt.all_reduce %{{.*}} {axis = "dp"} : tensor<f32>
 // DISTOPT-NEXT: mt.scale_by %[[S]], %[[T3]] {inverse}
 
 // -----

@@ -5,7 +5,8 @@
 // plan (gradients averaged over dp by NCCL, the all-reduce in the optimizer
 // and overlapped with backward), and the tp2 and tp2+sp plans of the demo
 // model and a tiny Qwen3, and the demo model's dp2 plan with the
-// distributed optimizer. The plans are compiled on a machine with the
+// distributed optimizer; tensor parallelism's overlapped collectives against
+// the plan's order. The plans are compiled on a machine with the
 // compiler (bench/gpu-dp.sh --prepare) into $MT_GPU_DATA/plans, the tokens
 // in $MT_GPU_DATA/corpus.bin.
 #include "runtime/cuda/CudaExecutor.h"
@@ -42,6 +43,21 @@ TEST(DataParallel, LossesMatchOneGpu) {
   // The same sums, only earlier: the same bits.
   EXPECT_EQ(overlapped.loss, reduced.loss);
   EXPECT_EQ(overlapped.gradNorm, reduced.gradNorm);
+}
+
+// Per-token loss (demo-dp2-pt): the sums over dp of the gradients and of
+// the step's token count lead the optimizer (mt-build-optimizer puts the
+// divisions by the count after them), so they overlap backward: the same
+// bits as with every sum in the optimizer (MT_CUDA_OVERLAP=0).
+TEST(DataParallel, PerTokenLossOverlapChangesNoValue) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/demo-dp2-pt/plan.pb"));
+  const std::string tmp = ::testing::TempDir() + "/mt-dp2-pt";
+  const auto reduced = trainOnTwoGpus(tmp + "-reduce.jsonl",
+                                      {{"MT_TEST_PLAN", "demo-dp2-pt"}, {"MT_CUDA_OVERLAP", "0"}});
+  const auto overlapped = trainOnTwoGpus(tmp + "-overlap.jsonl", {{"MT_TEST_PLAN", "demo-dp2-pt"}});
+  ASSERT_EQ(reduced.loss.size(), size_t(kSteps));
+  EXPECT_EQ(overlapped, reduced);
 }
 
 // Megatron's grad_reduce_in_fp32 = false (plans compiled with
@@ -138,6 +154,26 @@ TEST(TensorParallel, LossesMatchOneGpu) {
       expectSameTraining(plan, trainOnTwoGpus(tmp + "-" + plan + ".jsonl", {{"MT_TEST_PLAN", plan}}),
                          single);
     }
+  }
+}
+
+// Tensor parallelism's collectives of bf16 activations on the transfer
+// stream, each weight-gradient GEMM deferred past the next of them
+// (Megatron's tp_comm_overlap, simple form; the default), against all on
+// the compute stream in the plan's order (MT_CUDA_OVERLAP_SP=0): the same
+// bits, for tp2 (all-reduces), tp2+sp (reduce-scatters) and tp2+sp with
+// the layernorm recomputed (its output gathered again in backward, the
+// gather overlapping the input-gradient GEMMs).
+TEST(TensorParallel, OverlapChangesNoValue) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-tp2-overlap";
+  for (const std::string plan : {"demo-tp2", "demo-tp2-sp", "demo-tp2-sp-ln"}) {
+    ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
+    const auto overlapped = trainOnTwoGpus(tmp + "-" + plan + ".jsonl", {{"MT_TEST_PLAN", plan}});
+    const auto inOrder = trainOnTwoGpus(tmp + "-" + plan + "-in-order.jsonl",
+                                        {{"MT_TEST_PLAN", plan}, {"MT_CUDA_OVERLAP_SP", "0"}});
+    ASSERT_EQ(overlapped.loss.size(), size_t(kSteps)) << plan;
+    EXPECT_EQ(overlapped, inOrder) << plan;
   }
 }
 

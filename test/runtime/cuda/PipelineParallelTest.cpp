@@ -5,9 +5,10 @@
 // gradient norm are held to the bf16 tolerances of test/Tolerances.h
 // against the one-GPU run of the same model, micro-batches and data: the
 // demo model, and a tiny Llama with tied embeddings, whose embedding
-// gradient the first and last stage sum over NCCL (the pp_tied group). The
-// plans are compiled on a machine with the compiler (bench/gpu-dp.sh
-// --prepare).
+// gradient the first and last stage sum over NCCL (the pp_tied group); and
+// the stage programs replayed as CUDA graphs between their transfers against
+// eager. The plans are compiled on a machine with the compiler
+// (bench/gpu-dp.sh --prepare).
 #include "test/runtime/cuda/TwoGpuTraining.h"
 
 namespace mt {
@@ -18,11 +19,15 @@ using namespace twogpu;
 // One rank of the jobs below (MT_TEST_PLAN); skipped when run alone.
 TEST(PipelineParallel, RankOfTwoGpuJob) { trainAsRank(nullptr); }
 
-Curves trainPipeline(const std::string &plan) {
+Curves trainPipeline(const std::string &plan, bool stageGraphs = true) {
   EXPECT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
+  std::vector<std::pair<std::string, std::string>> environment = {{"MT_TEST_PLAN", plan}};
+  if (!stageGraphs)
+    environment.push_back({"MT_CUDA_STAGE_GRAPHS", "0"});
   return trainOnTwoGpus("PipelineParallel.RankOfTwoGpuJob",
-                        ::testing::TempDir() + "/mt-" + plan + ".jsonl",
-                        {{"MT_TEST_PLAN", plan}});
+                        ::testing::TempDir() + "/mt-" + plan + (stageGraphs ? "" : "-eager") +
+                            ".jsonl",
+                        environment);
 }
 
 Curves trainOneGpu(const std::string &plan) {
@@ -45,6 +50,18 @@ TEST(PipelineParallel, TiedEmbeddingLossesMatchOneGpu) {
   ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
   expectSameTraining("tiny-llama (tied) pp2", trainPipeline("tiny-llama-pp2"),
                      trainOneGpu("tiny-llama"));
+}
+
+// The stage programs replay as CUDA graphs between their transfers (the
+// default) or run eagerly (MT_CUDA_STAGE_GRAPHS=0): the same bits, 1F1B and
+// interleaved.
+TEST(PipelineParallel, StageGraphsChangeNoValue) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  for (const std::string plan : {"demo-mb2-pp2", "demo-mb2-pp2-vpp2"}) {
+    const auto graphs = trainPipeline(plan), eager = trainPipeline(plan, false);
+    ASSERT_EQ(graphs.loss.size(), size_t(kSteps)) << plan;
+    EXPECT_EQ(graphs, eager) << plan;
+  }
 }
 
 } // namespace
