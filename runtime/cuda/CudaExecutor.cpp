@@ -587,6 +587,14 @@ Status CudaExecutor::clearGradients() {
   ScopedErrorContext context("clearing the gradients: ");
   if (std::byte *g = arenas_->arena(plan::GRADIENTS))
     MT_CUDA_CHECK(cudaMemsetAsync(g, 0, arenas_->arenaBytes(plan::GRADIENTS), stream_));
+  if (host_.mainGradientsOnHost()) {
+    // grad_offload: the main gradients are the pinned host arena; the last
+    // step's copies of them are done before the host zero-fills it.
+    MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (resources_.copyStream)
+      MT_CUDA_CHECK(cudaStreamSynchronize(resources_.copyStream));
+    host_.clear(plan::HOST_GRADIENTS);
+  }
   return Status::ok();
 }
 

@@ -42,8 +42,9 @@ public:
     Bf16Activation, // ACTIVATIONS at half the planned offset
     Wide,           // ACTIVATIONS kept in the plan's dtype, not reused
     Parameter,      // fp32 master, plus a bf16 shadow
-    AsPlanned,      // GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the host layout;
-                    // host arenas (optimizer_offload): in pinned host memory
+    AsPlanned,      // GRADIENTS, STAGED_GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the
+                    // host layout; host arenas (optimizer_offload, grad_offload):
+                    // in pinned host memory
     ShardView,      // fp32, the rank's slice of a distributed-optimizer bucket
   };
 
@@ -63,7 +64,8 @@ public:
   ~DeviceArenas();
 
   /// The plan's host arenas (optimizer_offload: master weights, gradients
-  /// copied for the host update, AdamW state) are not allocated here.
+  /// copied for the host update, AdamW state; grad_offload: the main
+  /// gradients) are not allocated here.
   static bool isHostArena(plan::ArenaKind kind) {
     return kind == plan::HOST_PARAMETERS || kind == plan::HOST_GRADIENTS ||
            kind == plan::HOST_OPTIMIZER;

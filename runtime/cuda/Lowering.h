@@ -99,7 +99,7 @@ struct Resources {
   /// ExpertGemm::Grouped, cuBLAS's handle (made by the first lowering).
   ExpertGemm moeGemm = ExpertGemm::Cublaslt;
   std::unique_ptr<GroupedGemm> groupedGemm;
-  /// optimizer_offload (LowerOffload.cpp): the stream its copies between
+  /// optimizer_offload and grad_offload (LowerOffload.cpp): the stream their copies between
   /// device and pinned host arenas run on, and per host buffer the event
   /// that its last copy (either way) completes at; made by the first copy.
   cudaStream_t copyStream = nullptr;
@@ -263,6 +263,10 @@ void addOffloadLowerings(LoweringTable &table);
 /// An adamw instruction whose weights are host master weights
 /// (optimizer_offload): AdamW on the host, after the copies it reads.
 void hostAdamW(Lowerer &L, const plan::Attrs &a);
+/// A sum_squares instruction of host gradients (grad_offload): the norm's
+/// sum on the host, after the copies it reads, then copied to its device
+/// output.
+void hostSumSquares(Lowerer &L, const plan::Attrs &a);
 
 class NcclCommunicator;
 

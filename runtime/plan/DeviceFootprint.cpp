@@ -140,6 +140,9 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
     case GRADIENTS:
       f.gradients = a.size_bytes();
       break;
+    case STAGED_GRADIENTS:
+      f.stagedGradients = a.size_bytes();
+      break;
     case OPTIMIZER:
       f.optimizer = a.size_bytes();
       break;
