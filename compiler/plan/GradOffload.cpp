@@ -94,9 +94,9 @@ Status GradOffload::rewrite(plan::Program &program) {
   // run may start where another's ended).
   std::vector<std::vector<plan::Instruction>> before(old.size()), after(old.size());
   for (Run &r : runs) {
-    const plan::Buffer &g = plan_.buffers(r.grad);
-    r.staged = planner_.addBufferLike("staged:" + g.name(), r.grad, plan::STAGED_GRADIENTS);
-    const int64_t n = plan::elementsOf(g);
+    const int64_t n = plan::elementsOf(plan_.buffers(r.grad));
+    r.staged = planner_.addBufferLike("staged:" + plan_.buffers(r.grad).name(), r.grad,
+                                      plan::STAGED_GRADIENTS);
     for (size_t i = r.first; i <= r.last; ++i) {
       replace(*old[i].mutable_inputs(), r.grad, r.staged);
       replace(*old[i].mutable_outputs(), r.grad, r.staged);
