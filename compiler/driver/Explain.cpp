@@ -352,7 +352,8 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
     gradsOnHost |= p.trainable() && plan.buffers(p.grad_buffer()).arena() == plan::HOST_GRADIENTS;
   struct Row { const char *what; uint64_t cpu, gpu, host; bool ifAny = false; };
   const Row rows[] = {
-      {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights, host.weights},
+      {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights + gpu.weightStaging,
+       host.weights},
       {"weights (bf16 copy the GPU reads)", 0, gpu.shadows, 0},
       {"master weights (fp32, offloaded)", arenas[plan::HOST_PARAMETERS], 0, host.masters, true},
       {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients, 0},
@@ -388,8 +389,9 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
     os << "  (optimizer_offload: AdamW runs on the host from the master weights, gradients and "
           "AdamW state in pinned host memory; each step copies "
        << (gradsOnHost ? "" : "the gradients to the host and ") << "the updated weights back, "
-       << bytesText(double((gradsOnHost ? 0 : host.gradients) + host.masters))
-       << " per rank)\n";
+       << bytesText(double((gradsOnHost ? 0 : host.gradients) + host.masters)) << " per rank"
+       << (gpu.weightStaging ? "; the GPU keeps only the bf16 copy of the weights" : "")
+       << ")\n";
   if (gradsOnHost)
     os << "  (grad_offload: the main gradients live in pinned host memory; each program copies "
           "a gradient to the GPU before its first use there and back after its last, so the GPU "
@@ -639,7 +641,8 @@ CudaHostBytes cudaHostBytes(const plan::Plan &plan) {
 
 uint64_t gpuPlanBytes(const plan::Plan &plan) {
   const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
-  return gpu.weights + gpu.shadows + gpu.gradients + gpu.stagedGradients + gpu.optimizer +
+  return gpu.weights + gpu.weightStaging + gpu.shadows + gpu.gradients + gpu.stagedGradients +
+         gpu.optimizer +
          gpu.collectiveStaging +
          (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
              mostActivationSlots(plan);

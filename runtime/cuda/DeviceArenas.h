@@ -9,7 +9,9 @@
 // Activations that must stay 32-bit (the attention's log-sum-exp, integer
 // indices, optimizer scalars) get their own small arena without reuse.
 // Parameters keep their fp32 master copy and get a bf16 shadow laid out the
-// same halved way, so one cast refreshes every shadow after an update.
+// same halved way, so one cast refreshes every shadow after an update; under
+// optimizer_offload (plan::fp32WeightsOnHost) the fp32 copy is on the host
+// only, and the GPU keeps the shadow alone.
 // Pipelines keep each micro-batch in flight in a slot of its own: the
 // per-micro-batch arenas (activations, inputs, outputs) then have one copy
 // per slot, as in exec::HostMemory. The distributed optimizer's gradient and
@@ -84,7 +86,8 @@ public:
 
   Storage storage(uint32_t buffer) const;
   /// The address of `buffer` in its device storage (the fp32 master of a
-  /// parameter).
+  /// parameter; null where the GPU keeps only its bf16 copy,
+  /// plan::fp32WeightsOnHost).
   std::byte *data(uint32_t buffer) const;
   /// The bf16 view of a bf16 activation or of a parameter's shadow.
   bf16 *bf16Data(uint32_t buffer) const;

@@ -13,7 +13,10 @@
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/kernels/HostAdamW.h"
+#include "runtime/plan/DeviceFootprint.h"
 
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 namespace mt::cuda {
@@ -65,11 +68,52 @@ bool checkCopy(Lowerer &L, bool toHost) {
   return false;
 }
 
+/// The master-weights program's copy_to_host of weights whose fp32 copy is
+/// on the host only (plan::fp32WeightsOnHost): the weights mtrun wrote
+/// there, into the masters, on the host once the copy stream is idle.
+void weightsToMasters(Lowerer &L, const Attrs &a) {
+  const auto *weights =
+      reinterpret_cast<const std::byte *>(L.resources().host->data(L.instruction().inputs(0)));
+  float *master = L.f32Out(0);
+  const size_t bytes = size_t(a.i("n")) * sizeof(float);
+  cudaEvent_t done = copyEvent(L, L.instruction().outputs(0)); // makes the copy stream
+  cudaStream_t copies = L.resources().copyStream;
+  if (!weights || !master || !done)
+    return;
+  L.emit(
+      [=](cudaStream_t) -> Status {
+        MT_CUDA_CHECK(cudaStreamSynchronize(copies));
+        std::memcpy(master, weights, bytes);
+        return Status::ok();
+      },
+      /*onHost=*/true);
+}
+
+/// Device memory for the fp32 weights that copy_to_device casts into their
+/// bf16 copy when the GPU keeps no fp32 weights (plan::fp32WeightsOnHost):
+/// plan::DeviceFootprint::weightStaging (the largest such copy), made once;
+/// the copies use it one after the other on the copy stream.
+float *weightStaging(Lowerer &L) {
+  Resources &r = L.resources();
+  if (r.weightStaging)
+    return r.weightStaging;
+  auto p = r.allocate(plan::deviceFootprint(L.plan()).weightStaging);
+  if (!p) {
+    L.fail(p.message());
+    return nullptr;
+  }
+  return r.weightStaging = static_cast<float *>(*p);
+}
+
 /// copy_to_host: device gradients or weights into a host arena, after what
 /// the compute stream enqueued before.
 void copyToHost(Lowerer &L, const Attrs &a) {
   if (!checkCopy(L, true))
     return;
+  const uint32_t in = L.instruction().inputs(0);
+  if (L.resources().arenas->storage(in) == DeviceArenas::Storage::Parameter &&
+      !L.resources().arenas->data(in))
+    return weightsToMasters(L, a);
   const float *device = L.f32In(0);
   float *host = L.f32Out(0);
   const size_t bytes = size_t(a.i("n")) * sizeof(float);
@@ -99,11 +143,13 @@ void copyToDevice(Lowerer &L, const Attrs &a) {
     return;
   const uint32_t out = L.instruction().outputs(0);
   const float *host = L.f32In(0);
-  float *device = L.f32Out(0);
   DeviceArenas &arenas = *L.resources().arenas;
   const bool weights = L.plan().buffers(out).arena() == plan::PARAMETERS ||
                        arenas.storage(out) == DeviceArenas::Storage::ShardView;
   bf16 *shadow = weights ? arenas.bf16Data(out) : nullptr;
+  // No fp32 weights on the GPU (plan::fp32WeightsOnHost): through the
+  // staging memory into the bf16 copy alone.
+  float *device = weights && !arenas.data(out) ? weightStaging(L) : L.f32Out(0);
   const int64_t n = a.i("n");
   cudaEvent_t ready = newEvent(L), done = copyEvent(L, L.instruction().inputs(0));
   cudaStream_t copies = L.resources().copyStream;

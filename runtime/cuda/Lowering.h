@@ -104,6 +104,9 @@ struct Resources {
   /// that its last copy (either way) completes at; made by the first copy.
   cudaStream_t copyStream = nullptr;
   std::map<uint32_t, cudaEvent_t> copyDone;
+  /// optimizer_offload without fp32 weights on the GPU: where copy_to_device
+  /// puts an updated master before casting it into the bf16 copy.
+  float *weightStaging = nullptr;
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor
