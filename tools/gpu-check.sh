@@ -32,9 +32,14 @@ if [[ "${1:-}" == "--prepare" ]]; then
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$data/mlir/demo.mlir"
   "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
     --train-steps 20 -o "$data/plans/demo"
-  # The same with optimizer_offload (TrainingStepTest's OptimizerOffloadMatchesTheRunWithoutIt).
-  "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
-    --train-steps 20 --optimizer-offload -o "$data/plans/demo-offload"
+  # The same with optimizer_offload, grad_offload and both (TrainingStepTest's
+  # Options/OffloadTest).
+  for offload in "offload:--optimizer-offload" "grad-offload:--grad-offload" \
+                 "grad-optimizer-offload:--grad-offload --optimizer-offload"; do
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 \
+      --warmup-steps 5 --train-steps 20 ${offload#*:} -o "$data/plans/demo-${offload%%:*}"
+  done
   for config in test/runtime/cuda/configs/*.json; do
     name=$(basename "$config" .json)
     # The tiny Qwen3-MoE and Qwen2-MoE models are unstable at lr 1e-3: their

@@ -38,7 +38,6 @@ const std::map<std::string, PendingOption> &pendingOptions() {
   using enum PendingKind;
   static const std::map<std::string, PendingOption> options = {
       {"param_offload", {Bool, "false"}},
-      {"grad_offload", {Bool, "false"}},
       {"moe_token_dispatcher_type", {String, "alltoall"}},
   };
   return options;
@@ -303,6 +302,10 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (overlapParamGather && !distributedOptimizer)
     return fail("overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
                 "(--use-distributed-optimizer): without it there is no parameter all-gather");
+  if (gradOffload && distributedOptimizer)
+    return fail("grad_offload (--grad-offload) with use_distributed_optimizer "
+                "(--use-distributed-optimizer) is not planned yet: the gradient buckets' "
+                "shards are views the offloaded gradients would split; use one of the two");
   if (vpp != 0 && pp == 1)
     return fail("virtual_pipeline_model_parallel_size (--vpp ", vpp, ") needs "
                 "pipeline_model_parallel_size (--pp) > 1, got --pp 1");
@@ -506,6 +509,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"overlap_param_gather", typedSetter(config.overlapParamGather, "true or false")},
       {"calculate_per_token_loss", typedSetter(config.perTokenLoss, "true or false")},
       {"optimizer_offload", typedSetter(config.optimizerOffload, "true or false")},
+      {"grad_offload", typedSetter(config.gradOffload, "true or false")},
       {"micro_batch_size", integer(config.microBatch)},
       {"global_batch_size", integer(config.globalBatch)},
       {"seq_length", integer(config.seq)},

@@ -87,6 +87,12 @@ struct ParallelConfig {
   /// each gradient to the host before its update and the updated weights
   /// back (compiler/plan/OptimizerOffload.h).
   bool optimizerOffload = false;
+  /// Trinity-RFT's grad_offload: the fp32 main gradients live in host
+  /// memory; each program that accumulates or reduces one copies it to the
+  /// device before its first use there and back after its last, and the
+  /// gradient norm (and, with optimizer_offload, AdamW) reads the host copy
+  /// (compiler/plan/GradOffload.h).
+  bool gradOffload = false;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
   /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of
   /// the first and last stage with the rest split evenly (Megatron's

@@ -423,9 +423,12 @@ std::vector<Key> megatronKeys() {
        }},
       // Trinity-RFT's megatron: block.
       {"param_offload", Refused, Megatron, "parameter offload is not planned yet "
-       "(optimizer_offload is)", {off}, "issue 16"},
-      {"grad_offload", Refused, Megatron, "gradient offload is not planned yet "
-       "(optimizer_offload is)", {off}, "issue 16"},
+       "(optimizer_offload and grad_offload are)", {off}, "issue 16"},
+      {"grad_offload", Honoured, Megatron, "the fp32 main gradients in host memory; each "
+       "program copies a gradient to the GPU before its first use there and back after its "
+       "last", {}, "", [](TrainConfig &c, const Given &g) {
+         return read(g, "grad_offload", "true or false", c.parallel.gradOffload);
+       }},
       {"optimizer_offload", Honoured, Megatron, "the fp32 master weights and AdamW state in "
        "host memory, updated there; the plan copies gradients to the host and the updated "
        "weights back", {}, "", [](TrainConfig &c, const Given &g) {

@@ -345,15 +345,22 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
     }
   // The CPU backend computes in host memory; the CUDA backend on the device
   // (CUDA) and keeps in host memory what saves, exports and inputs use.
-  // Rows marked `ifAny` are left out when all zero (optimizer_offload's).
+  // Rows marked `ifAny` are left out when all zero (the offloads').
+  // grad_offload: the main gradients themselves are in HOST_GRADIENTS.
+  bool gradsOnHost = false;
+  for (const plan::Parameter &p : plan.parameters())
+    gradsOnHost |= p.trainable() && plan.buffers(p.grad_buffer()).arena() == plan::HOST_GRADIENTS;
   struct Row { const char *what; uint64_t cpu, gpu, host; bool ifAny = false; };
   const Row rows[] = {
-      {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights, host.weights},
+      {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights + gpu.weightStaging,
+       host.weights},
       {"weights (bf16 copy the GPU reads)", 0, gpu.shadows, 0},
       {"master weights (fp32, offloaded)", arenas[plan::HOST_PARAMETERS], 0, host.masters, true},
       {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients, 0},
-      {"gradients copied to host (offloaded)", arenas[plan::HOST_GRADIENTS], 0, host.gradients,
-       true},
+      {gradsOnHost ? "gradients (fp32 main, offloaded)" : "gradients copied to host (offloaded)",
+       arenas[plan::HOST_GRADIENTS], 0, host.gradients, true},
+      {"gradients staged on the GPU (peak)", arenas[plan::STAGED_GRADIENTS], gpu.stagedGradients,
+       0, true},
       {"AdamW state (fp32)", arenas[plan::OPTIMIZER] + arenas[plan::HOST_OPTIMIZER], gpu.optimizer,
        host.optimizer},
       {pipelined ? "activations (micro-batches in flight)"
@@ -380,9 +387,18 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
                      bytesText(double(host.total())).c_str());
   if (host.masters)
     os << "  (optimizer_offload: AdamW runs on the host from the master weights, gradients and "
-          "AdamW state in pinned host memory; each step copies the gradients to the host and "
-          "the updated weights back, "
-       << bytesText(double(host.gradients + host.masters)) << " per rank)\n";
+          "AdamW state in pinned host memory; each step copies "
+       << (gradsOnHost ? "" : "the gradients to the host and ") << "the updated weights back, "
+       << bytesText(double((gradsOnHost ? 0 : host.gradients) + host.masters)) << " per rank"
+       << (gpu.weightStaging ? "; the GPU keeps only the bf16 copy of the weights" : "")
+       << ")\n";
+  if (gradsOnHost)
+    os << "  (grad_offload: the main gradients live in pinned host memory; each program copies "
+          "a gradient to the GPU before its first use there and back after its last, so the GPU "
+          "holds at most "
+       << bytesText(double(gpu.stagedGradients)) << " of them at once instead of "
+       << bytesText(double(arenas[plan::HOST_GRADIENTS])) << "; the gradient norm"
+       << (host.masters ? " and AdamW read" : " reads") << " them on the host)\n";
   os << "  (the GPU also holds its CUDA context and library workspaces, about "
      << bytesText(double(kCudaContextBytes)) << "; the arenas are allocated once, before the "
      << "first step)\n";
@@ -625,7 +641,9 @@ CudaHostBytes cudaHostBytes(const plan::Plan &plan) {
 
 uint64_t gpuPlanBytes(const plan::Plan &plan) {
   const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
-  return gpu.weights + gpu.shadows + gpu.gradients + gpu.optimizer + gpu.collectiveStaging +
+  return gpu.weights + gpu.weightStaging + gpu.shadows + gpu.gradients + gpu.stagedGradients +
+         gpu.optimizer +
+         gpu.collectiveStaging +
          (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
              mostActivationSlots(plan);
 }

@@ -60,6 +60,7 @@ uint32_t BufferPlanner::addBufferLike(const std::string &name, uint32_t like,
   copy.set_name(name);
   copy.set_arena(arena);
   copy.clear_offset_bytes();
+  copy.clear_parts(); // a buffer of its own, not a view
   *plan_.add_buffers() = std::move(copy);
   return uint32_t(plan_.buffers_size() - 1);
 }
@@ -239,6 +240,14 @@ Status BufferPlanner::placeRun(plan::Buffer &b, uint64_t offset, uint64_t &end) 
   return Status::ok();
 }
 
+uint32_t BufferPlanner::aliasRoot(uint32_t id) const {
+  if (auto view = views_.find(id); view != views_.end())
+    id = view->second.first;
+  if (auto run = runOf_.find(id); run != runOf_.end())
+    return runs_[run->second].front();
+  return id;
+}
+
 void BufferPlanner::touch(uint32_t id, int64_t index) {
   Interval &i = live_[id];
   int64_t t = programBase_ + index;
@@ -302,7 +311,8 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
                              "' are viewed as one but held by different pipeline stages");
   auto placedAlone = [&](const plan::Buffer &b) {
     auto run = runOf_.find(b.id());
-    return b.arena() != plan::ACTIVATIONS && !views_.count(b.id()) &&
+    return b.arena() != plan::ACTIVATIONS && b.arena() != plan::STAGED_GRADIENTS &&
+           !views_.count(b.id()) &&
            (run == runOf_.end() || runs_[run->second].front() == b.id());
   };
   for (auto &b : *plan_.mutable_buffers())
@@ -327,24 +337,22 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
   return Status::ok();
 }
 
-Status BufferPlanner::assignOffsets() {
-  if (!overflow_)
-    return overflow_;
-  std::map<plan::ArenaKind, uint64_t> sizes;
-  if (Status s = assignPersistentOffsets(sizes); !s)
-    return s;
-  std::vector<uint32_t> activations;
+Status BufferPlanner::assignLiveOffsets(plan::ArenaKind kind,
+                                        std::map<plan::ArenaKind, uint64_t> &sizes) {
+  std::vector<uint32_t> ids;
   for (const auto &b : plan_.buffers())
-    if (b.arena() == plan::ACTIVATIONS)
-      activations.push_back(b.id());
+    if (b.arena() == kind)
+      ids.push_back(b.id());
+  if (ids.empty() && kind != plan::ACTIVATIONS)
+    return Status::ok(); // no arena (an empty ACTIVATIONS one is still listed)
   // Largest first; each takes the lowest offset free over its lifetime.
-  std::stable_sort(activations.begin(), activations.end(), [&](uint32_t a, uint32_t b) {
+  std::stable_sort(ids.begin(), ids.end(), [&](uint32_t a, uint32_t b) {
     return plan_.buffers(a).size_bytes() > plan_.buffers(b).size_bytes();
   });
   struct Placed { uint64_t offset, end; Interval live; };
   std::vector<Placed> placed;
   uint64_t peak = 0;
-  for (uint32_t id : activations) {
+  for (uint32_t id : ids) {
     auto *b = plan_.mutable_buffers(id);
     Interval live = live_.lookup(id);
     // At most 2^63 (checkTensorSizes): offset + size cannot wrap.
@@ -366,7 +374,19 @@ Status BufferPlanner::assignOffsets() {
     placed.push_back({offset, end, live});
     peak = std::max(peak, end);
   }
-  sizes[plan::ACTIVATIONS] = peak;
+  sizes[kind] = peak;
+  return Status::ok();
+}
+
+Status BufferPlanner::assignOffsets() {
+  if (!overflow_)
+    return overflow_;
+  std::map<plan::ArenaKind, uint64_t> sizes;
+  if (Status s = assignPersistentOffsets(sizes); !s)
+    return s;
+  for (plan::ArenaKind kind : {plan::ACTIVATIONS, plan::STAGED_GRADIENTS})
+    if (Status s = assignLiveOffsets(kind, sizes); !s)
+      return s;
   uint64_t total = 0;
   for (auto [kind, size] : sizes) {
     total += size; // each at most kMaxRankBytes: no overflow

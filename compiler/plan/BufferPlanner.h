@@ -31,7 +31,8 @@ public:
   }
   plan::ArenaKind arenaOf(uint32_t id) const { return plan_.buffers(id).arena(); }
   const std::string &bufferName(uint32_t id) const { return plan_.buffers(id).name(); }
-  /// A buffer of `like`'s dtype and shape in `arena`.
+  /// A buffer of `like`'s dtype and shape in `arena` (of its own, even
+  /// where `like` is a view of several).
   uint32_t addBufferLike(const std::string &name, uint32_t like, plan::ArenaKind arena);
   void moveToArena(uint32_t id, plan::ArenaKind arena) {
     plan_.mutable_buffers(id)->set_arena(arena);
@@ -63,6 +64,11 @@ public:
   Expected<uint32_t> addPackedView(const std::string &name, mlir::RankedTensorType type,
                                    llvm::ArrayRef<uint32_t> members);
 
+  /// The first member of the packed run that `id` is a member or the view
+  /// of (addPackedView), or of the bucket `id` is a view into; else `id`:
+  /// buffers with the same root share memory.
+  uint32_t aliasRoot(uint32_t id) const;
+
   /// Records that instruction `index` of the current program uses `id`.
   void touch(uint32_t id, int64_t index);
   /// Ends the current program: the next one's instructions come after it.
@@ -80,6 +86,9 @@ private:
   /// Without a pipeline every parameter is on stage 0: the plain
   /// sequential layout.
   Status assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t> &sizes);
+  /// Offsets of the buffers of `kind` (ACTIVATIONS, STAGED_GRADIENTS) from
+  /// their liveness; sets sizes[kind] to the peak (none: left unset).
+  Status assignLiveOffsets(plan::ArenaKind kind, std::map<plan::ArenaKind, uint64_t> &sizes);
   /// Puts `b` at `offset`; `end` becomes the aligned end, which must stay
   /// within plan::kMaxRankBytes.
   static Status place(plan::Buffer &b, uint64_t offset, uint64_t &end);

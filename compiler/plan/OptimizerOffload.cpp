@@ -99,15 +99,17 @@ Status OptimizerOffload::rewrite(plan::Program &optimizer, plan::Program &master
     *masters.add_instructions() =
         copyInstruction(plan::Op::copy_to_host, weights, master, n, "master weights");
 
-    const int64_t reduced = lastWriter(old, grad, i);
-    const uint32_t gradOwner =
-        reduced >= 0 && old[size_t(reduced)].inputs_size() > 0 ? old[size_t(reduced)].inputs(0)
-                                                               : grad;
-    const uint32_t hostGrad = hostCopy(hostGrads_, grad, gradOwner, plan::HOST_GRADIENTS,
-                                       "host:");
+    uint32_t hostGrad = grad; // grad_offload: the main gradient is on the host
+    if (!gradientsOnHost_) {
+      const int64_t reduced = lastWriter(old, grad, i);
+      const uint32_t gradOwner = reduced >= 0 && old[size_t(reduced)].inputs_size() > 0
+                                     ? old[size_t(reduced)].inputs(0)
+                                     : grad;
+      hostGrad = hostCopy(hostGrads_, grad, gradOwner, plan::HOST_GRADIENTS, "host:");
+      after[size_t(std::max(reduced, leading - 1) + 1)].push_back(
+          copyInstruction(plan::Op::copy_to_host, grad, hostGrad, n, "gradient"));
+    }
     recordHostCopies(owner, master, hostGrad);
-    after[size_t(std::max(reduced, leading - 1) + 1)].push_back(
-        copyInstruction(plan::Op::copy_to_host, grad, hostGrad, n, "gradient"));
 
     planner_.moveToArena(adamw.inputs(2), plan::HOST_OPTIMIZER);
     planner_.moveToArena(adamw.inputs(3), plan::HOST_OPTIMIZER);

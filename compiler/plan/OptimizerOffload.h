@@ -34,6 +34,10 @@ public:
   explicit OptimizerOffload(BufferPlanner &planner, plan::Plan &plan)
       : planner_(planner), plan_(plan) {}
 
+  /// grad_offload is on: AdamW reads the main gradients where they are,
+  /// in HOST_GRADIENTS, with no copy of its own (GradOffload.h).
+  void setGradientsOnHost() { gradientsOnHost_ = true; }
+
   /// Rewrites `optimizer` (emitted, before its liveness is recorded) and
   /// appends to `masters` what fills its masters. Fails when an adamw
   /// instruction's weights are neither a persistent buffer nor an
@@ -60,6 +64,7 @@ private:
   BufferPlanner &planner_;
   plan::Plan &plan_;
   std::map<uint32_t, uint32_t> masters_, hostGrads_; // device buffer -> host copy
+  bool gradientsOnHost_ = false;
 };
 
 } // namespace mt

@@ -7,6 +7,7 @@
 #include "compiler/plan/PlanEmitter.h"
 
 #include "compiler/plan/BufferPlanner.h"
+#include "compiler/plan/GradOffload.h"
 #include "compiler/plan/OptimizerOffload.h"
 #include "compiler/plan/PipelineSchedule.h"
 #include "compiler/plan/ProgramEmitter.h"
@@ -162,13 +163,42 @@ LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
 }
 
 
-/// optimizer_offload: moves the updates of `optimizer` (emitted, its
-/// liveness not yet recorded) to the host and emits the program that fills
-/// its master weights; records both programs' liveness.
+/// The offload rewrites a plan's programs get (null: that option is off).
+struct Offloads {
+  OptimizerOffload *optimizer = nullptr;
+  GradOffload *grads = nullptr;
+};
+
+Offloads offloadsOf(const ParallelConfig &parallel, OptimizerOffload &optimizer,
+                    GradOffload &grads) {
+  if (parallel.gradOffload)
+    optimizer.setGradientsOnHost();
+  return {parallel.optimizerOffload ? &optimizer : nullptr,
+          parallel.gradOffload ? &grads : nullptr};
+}
+
+/// grad_offload: stages the gradients `program` (emitted, its liveness not
+/// yet recorded) uses; records its liveness.
+LogicalResult finishStepProgram(ModuleOp module, ProgramEmitter &emitter,
+                                plan::Program &program, GradOffload *grads) {
+  if (grads)
+    if (Status s = grads->rewrite(program); !s)
+      return emitError(module.getLoc()) << s.message();
+  emitter.finishProgram();
+  return success();
+}
+
+/// grad_offload: stages the gradients `optimizer` (emitted, its liveness
+/// not yet recorded) uses on the device; optimizer_offload: moves its
+/// updates to the host and emits the program that fills its master
+/// weights. Records both programs' liveness.
 LogicalResult finishOptimizer(ModuleOp module, ProgramEmitter &emitter, plan::Plan &out,
-                              plan::Program &optimizer, OptimizerOffload *offload,
+                              plan::Program &optimizer, const Offloads &offloads,
                               int64_t stage) {
-  if (offload) {
+  if (offloads.grads)
+    if (Status s = offloads.grads->rewrite(optimizer); !s)
+      return emitError(module.getLoc()) << s.message();
+  if (OptimizerOffload *offload = offloads.optimizer) {
     plan::Program &masters = *out.add_programs();
     masters.set_name(OptimizerOffload::programName(stage));
     masters.set_virtual_stage(-1);
@@ -292,7 +322,8 @@ void appendTransfer(ProgramEmitter &emitter, plan::Op op, Value value, int64_t p
 }
 
 LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
-                                ArrayRef<StagedOp> staged, int64_t pp, plan::Plan &out) {
+                                ArrayRef<StagedOp> staged, int64_t pp, plan::Plan &out,
+                                GradOffload *grads) {
   int64_t stages = 0;
   for (const StagedOp &s : staged)
     stages = std::max(stages, s.virtualStage + 1);
@@ -321,7 +352,8 @@ LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
         return failure();
       for (Value value : t.send)
         appendTransfer(emitter, plan::Op::send, value, back ? v - 1 : v + 1);
-      emitter.finishProgram();
+      if (failed(finishStepProgram(fn->getParentOfType<ModuleOp>(), emitter, program, grads)))
+        return failure();
     }
   return success();
 }
@@ -329,7 +361,7 @@ LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
 /// One optimizer program per stage, of the ops mt-pipeline-split gave the
 /// stage (or none); its sum of squares over the gradients it gave the stage.
 LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
-                                  int64_t pp, plan::Plan &out, OptimizerOffload *offload) {
+                                  int64_t pp, plan::Plan &out, const Offloads &offloads) {
   // An op mt-pipeline-split gave a stage (a parameter's reductions and
   // update) runs on it and on its tied stage; any other on every stage.
   auto runsOn = [](Operation &op, int64_t stage) {
@@ -378,7 +410,7 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
           a.set_s(flags);
     }
     if (failed(finishOptimizer(opt->getParentOfType<ModuleOp>(), emitter, out, program,
-                               offload, stage)))
+                               offloads, stage)))
       return failure();
   }
   return success();
@@ -399,17 +431,21 @@ LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt
   if (failed(bindForwardBackward(fb, fbEmitter, planner, out, gradBuffers, step)) ||
       failed(fbEmitter.emitOps()))
     return failure();
-  fbEmitter.finishProgram();
+  OptimizerOffload offload(planner, out);
+  GradOffload grads(planner, out, parallel.optimizerOffload);
+  const Offloads offloads = offloadsOf(parallel, offload, grads);
+  if (failed(finishStepProgram(module, fbEmitter, *out.mutable_programs(0), offloads.grads)))
+    return failure();
 
   plan::Program &optimizer = *out.add_programs();
   optimizer.set_name("optimizer_step");
   ProgramEmitter optEmitter(planner, optimizer, opt);
-  OptimizerOffload offload(planner, out);
   if (failed(bindOptimizerStep(opt, optEmitter, planner, out, step)) ||
       failed(optEmitter.emitOps()) ||
-      failed(finishOptimizer(module, optEmitter, out, optimizer,
-                             parallel.optimizerOffload ? &offload : nullptr, -1)))
+      failed(finishOptimizer(module, optEmitter, out, optimizer, offloads, -1)))
     return failure();
+  if (offloads.grads)
+    grads.moveGradients();
   if (Status s = planner.assignOffsets(); !s)
     return emitError(module.getLoc()) << s.message();
   return success();
@@ -431,15 +467,18 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
   if (failed(staged) || failed(assignOwners(module, out)))
     return failure();
   StepBuffers step;
+  OptimizerOffload offload(planner, out);
+  GradOffload grads(planner, out, parallel.optimizerOffload);
+  const Offloads offloads = offloadsOf(parallel, offload, grads);
   if (failed(bindForwardBackward(fb, emitter, planner, out, gradBuffers, step)) ||
-      failed(emitStagePrograms(fb, emitter, *staged, parallel.pp, out)))
+      failed(emitStagePrograms(fb, emitter, *staged, parallel.pp, out, offloads.grads)))
     return failure();
   ProgramEmitter optEmitter(planner, scratch, opt);
-  OptimizerOffload offload(planner, out);
   if (failed(bindOptimizerStep(opt, optEmitter, planner, out, step)) ||
-      failed(emitStageOptimizers(opt, optEmitter, parallel.pp, out,
-                                 parallel.optimizerOffload ? &offload : nullptr)))
+      failed(emitStageOptimizers(opt, optEmitter, parallel.pp, out, offloads)))
     return failure();
+  if (offloads.grads)
+    grads.moveGradients();
   if (Status s = planner.assignOffsets(); !s)
     return emitError(module.getLoc()) << s.message();
   out.mutable_training()->set_virtual_stages(int64_t(parallel.chunkLayers.size()));

@@ -607,12 +607,10 @@ public:
     if (replicas < 1)
       return Status::error("sum_squares: replicas is " + std::to_string(replicas) +
                            ", expected >= 1");
-    double sum = 0;
-    for (int i = 0; i < in.inputs_size(); ++i) {
-      double sq = sumOfSquares(m.f32(in.inputs(i)), m.elements(in.inputs(i)));
-      sum += (size_t(i) < replicated.size() && replicated[i] == '1') ? sq / double(replicas) : sq;
-    }
-    *m.f32(in.outputs(0)) = float(sum);
+    std::vector<kernels::HostGradient> grads;
+    for (uint32_t id : in.inputs())
+      grads.push_back({m.f32(id), m.elements(id)});
+    *m.f32(in.outputs(0)) = float(kernels::weightedSumOfSquares(grads, replicated, replicas));
     return Status::ok();
   }
 

@@ -54,6 +54,8 @@ public:
   }
   Status clearGradients() override {
     memory_->clear(plan::GRADIENTS);
+    if (memory_->mainGradientsOnHost()) // grad_offload
+      memory_->clear(plan::HOST_GRADIENTS);
     return Status::ok();
   }
   /// Runs the deferred all-gathers: the host reads whole weights.

@@ -11,8 +11,8 @@ namespace mt::cpu {
 
 using kernels::AdamWParams;
 
-/// sum of g[i]^2 in fp64 (deterministic: fixed-size blocks, summed in order).
-double sumOfSquares(const float *g, int64_t n);
+/// The host kernels shared with the CUDA backend's offload.
+using kernels::sumOfSquares;
 /// True when no element is NaN or +-Inf.
 bool allFinite(const float *x, int64_t n);
 

@@ -9,6 +9,7 @@
 #include "runtime/cuda/NcclOverlap.h"
 #include "runtime/cuda/ParamGatherOverlap.h"
 #include "runtime/cuda/NcclPipeline.h"
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/GradientBuckets.h"
 #include "runtime/plan/PlanSchedule.h"
 #include "runtime/plan/Roofline.h"
@@ -17,7 +18,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <iomanip>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -688,6 +691,14 @@ Status CudaExecutor::clearGradients() {
   ScopedErrorContext context("clearing the gradients: ");
   if (std::byte *g = arenas_->arena(plan::GRADIENTS))
     MT_CUDA_CHECK(cudaMemsetAsync(g, 0, arenas_->arenaBytes(plan::GRADIENTS), stream_));
+  if (host_.mainGradientsOnHost()) {
+    // grad_offload: the main gradients are the pinned host arena; the last
+    // step's copies of them are done before the host zero-fills it.
+    MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (resources_.copyStream)
+      MT_CUDA_CHECK(cudaStreamSynchronize(resources_.copyStream));
+    host_.clear(plan::HOST_GRADIENTS);
+  }
   return Status::ok();
 }
 
@@ -710,8 +721,30 @@ Status CudaExecutor::inputsWritten() {
 }
 
 Status CudaExecutor::refreshShadows(cudaStream_t stream) {
-  return castFloatToBf16(reinterpret_cast<const float *>(arenas_->arena(plan::PARAMETERS)),
-                         arenas_->parameterShadows(), arenas_->parameterElements(), stream);
+  if (const std::byte *weights = arenas_->arena(plan::PARAMETERS))
+    return castFloatToBf16(reinterpret_cast<const float *>(weights),
+                           arenas_->parameterShadows(), arenas_->parameterElements(), stream);
+  // optimizer_offload (plan::fp32WeightsOnHost): the host's fp32 weights
+  // through a chunk of device memory into their bf16 copy.
+  const int64_t total = arenas_->parameterElements();
+  // In chunks of the staging memory --explain counts (the largest weight).
+  const int64_t chunk =
+      std::min<int64_t>(total, int64_t(plan::deviceFootprint(plan_).weightStaging / 4));
+  if (chunk == 0)
+    return Status::ok();
+  float *staging = nullptr;
+  MT_CUDA_CHECK(cudaMalloc(&staging, size_t(chunk) * sizeof(float)));
+  std::unique_ptr<float, decltype(&cudaFree)> owner(staging, &cudaFree);
+  const auto *host = reinterpret_cast<const float *>(host_.arena(plan::PARAMETERS));
+  for (int64_t begin = 0; begin < total; begin += chunk) {
+    const int64_t n = std::min(chunk, total - begin);
+    MT_CUDA_CHECK(cudaMemcpyAsync(staging, host + begin, size_t(n) * sizeof(float),
+                                  cudaMemcpyHostToDevice, stream));
+    MT_CUDA_RETURN_IF_ERROR(
+        castFloatToBf16(staging, arenas_->parameterShadows() + begin, n, stream));
+    MT_CUDA_CHECK(cudaStreamSynchronize(stream)); // the chunk is reused
+  }
+  return Status::ok();
 }
 
 Status CudaExecutor::stateWritten() {
@@ -734,6 +767,16 @@ Status CudaExecutor::readState() {
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::PARAMETERS, cudaMemcpyDeviceToHost));
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::OPTIMIZER, cudaMemcpyDeviceToHost));
   MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (!arenas_->arena(plan::PARAMETERS)) {
+    // optimizer_offload (plan::fp32WeightsOnHost): the fp32 weights are the
+    // host masters, once the copies that read them are done.
+    if (resources_.copyStream)
+      MT_CUDA_CHECK(cudaStreamSynchronize(resources_.copyStream));
+    for (const plan::Parameter &p : plan_.parameters())
+      if (p.trainable())
+        std::memcpy(host_.data(p.param_buffer()), host_.data(p.master_buffer()),
+                    plan_.buffers(p.param_buffer()).size_bytes());
+  }
   return Status::ok();
 }
 

@@ -61,10 +61,10 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
       if (Status s = d->allocate(&p, footprint.activations * n, "ACTIVATIONS (bf16)"); !s)
         return s;
       d->activations_ = static_cast<std::byte *>(p);
-    } else {
+    } else if (a.kind() != plan::PARAMETERS || footprint.weights > 0) {
       if (Status s = d->allocate(&p, a.size_bytes() * n, name.c_str()); !s)
         return s;
-    }
+    } // else: only the bf16 copy of the weights (plan::fp32WeightsOnHost)
     d->arenas_[a.kind()] = {static_cast<std::byte *>(p), a.size_bytes()};
     if (a.kind() == plan::PARAMETERS) {
       if (Status s = d->allocate(&p, footprint.shadows, "parameter bf16 shadow"); !s)
@@ -136,8 +136,10 @@ std::byte *DeviceArenas::data(uint32_t id) const {
     const auto &[bucket, index] = views_.at(id);
     return data(bucket) + uint64_t(index) * b.size_bytes();
   }
-  default:
-    return arena(b.arena()) + b.offset_bytes();
+  default: {
+    std::byte *base = arena(b.arena());
+    return base ? base + b.offset_bytes() : nullptr; // fp32 weights on the host: none
+  }
   }
 }
 

@@ -9,7 +9,9 @@
 // Activations that must stay 32-bit (the attention's log-sum-exp, integer
 // indices, optimizer scalars) get their own small arena without reuse.
 // Parameters keep their fp32 master copy and get a bf16 shadow laid out the
-// same halved way, so one cast refreshes every shadow after an update.
+// same halved way, so one cast refreshes every shadow after an update; under
+// optimizer_offload (plan::fp32WeightsOnHost) the fp32 copy is on the host
+// only, and the GPU keeps the shadow alone.
 // Pipelines keep each micro-batch in flight in a slot of its own: the
 // per-micro-batch arenas (activations, inputs, outputs) then have one copy
 // per slot, as in exec::HostMemory. The distributed optimizer's gradient and
@@ -42,8 +44,9 @@ public:
     Bf16Activation, // ACTIVATIONS at half the planned offset
     Wide,           // ACTIVATIONS kept in the plan's dtype, not reused
     Parameter,      // fp32 master, plus a bf16 shadow
-    AsPlanned,      // GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the host layout;
-                    // host arenas (optimizer_offload): in pinned host memory
+    AsPlanned,      // GRADIENTS, STAGED_GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the
+                    // host layout; host arenas (optimizer_offload, grad_offload):
+                    // in pinned host memory
     ShardView,      // fp32, the rank's slice of a distributed-optimizer bucket
   };
 
@@ -63,7 +66,8 @@ public:
   ~DeviceArenas();
 
   /// The plan's host arenas (optimizer_offload: master weights, gradients
-  /// copied for the host update, AdamW state) are not allocated here.
+  /// copied for the host update, AdamW state; grad_offload: the main
+  /// gradients) are not allocated here.
   static bool isHostArena(plan::ArenaKind kind) {
     return kind == plan::HOST_PARAMETERS || kind == plan::HOST_GRADIENTS ||
            kind == plan::HOST_OPTIMIZER;
@@ -82,7 +86,8 @@ public:
 
   Storage storage(uint32_t buffer) const;
   /// The address of `buffer` in its device storage (the fp32 master of a
-  /// parameter).
+  /// parameter; null where the GPU keeps only its bf16 copy,
+  /// plan::fp32WeightsOnHost).
   std::byte *data(uint32_t buffer) const;
   /// The bf16 view of a bf16 activation or of a parameter's shadow.
   bf16 *bf16Data(uint32_t buffer) const;

@@ -1,13 +1,23 @@
-// optimizer_offload on the GPU: the plan's copies between device arenas and
-// pinned host arenas run on a copy stream of their own, ordered with events
-// (a copy to the host after what the compute stream enqueued before it;
-// the compute stream after a copy to the device), and AdamW runs on the
-// host, on all OpenMP threads, once the copies it reads are done. The copies
-// of later gradients overlap the host's update of earlier ones.
+// optimizer_offload and grad_offload on the GPU: the plan's copies between
+// device arenas and pinned host arenas run on a copy stream of their own,
+// ordered with events (a copy after what the compute stream enqueued before
+// it; the compute stream after a copy to the device), and AdamW and the
+// gradients' sum of squares of host buffers run on the host, on all OpenMP
+// threads, once the copies they read are done. The copies of later
+// gradients overlap the host's update of earlier ones.
+// grad_offload's staged gradients reuse device memory by liveness: every
+// staged buffer is first written by a copy to the device, which the copy
+// stream runs after its earlier copies out of the same memory, and which
+// the compute stream waits for.
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/kernels/HostAdamW.h"
+#include "runtime/plan/DeviceFootprint.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
 
 namespace mt::cuda {
 namespace {
@@ -58,11 +68,52 @@ bool checkCopy(Lowerer &L, bool toHost) {
   return false;
 }
 
+/// The master-weights program's copy_to_host of weights whose fp32 copy is
+/// on the host only (plan::fp32WeightsOnHost): the weights mtrun wrote
+/// there, into the masters, on the host once the copy stream is idle.
+void weightsToMasters(Lowerer &L, const Attrs &a) {
+  const auto *weights =
+      reinterpret_cast<const std::byte *>(L.resources().host->data(L.instruction().inputs(0)));
+  float *master = L.f32Out(0);
+  const size_t bytes = size_t(a.i("n")) * sizeof(float);
+  cudaEvent_t done = copyEvent(L, L.instruction().outputs(0)); // makes the copy stream
+  cudaStream_t copies = L.resources().copyStream;
+  if (!weights || !master || !done)
+    return;
+  L.emit(
+      [=](cudaStream_t) -> Status {
+        MT_CUDA_CHECK(cudaStreamSynchronize(copies));
+        std::memcpy(master, weights, bytes);
+        return Status::ok();
+      },
+      /*onHost=*/true);
+}
+
+/// Device memory for the fp32 weights that copy_to_device casts into their
+/// bf16 copy when the GPU keeps no fp32 weights (plan::fp32WeightsOnHost):
+/// plan::DeviceFootprint::weightStaging (the largest such copy), made once;
+/// the copies use it one after the other on the copy stream.
+float *weightStaging(Lowerer &L) {
+  Resources &r = L.resources();
+  if (r.weightStaging)
+    return r.weightStaging;
+  auto p = r.allocate(plan::deviceFootprint(L.plan()).weightStaging);
+  if (!p) {
+    L.fail(p.message());
+    return nullptr;
+  }
+  return r.weightStaging = static_cast<float *>(*p);
+}
+
 /// copy_to_host: device gradients or weights into a host arena, after what
 /// the compute stream enqueued before.
 void copyToHost(Lowerer &L, const Attrs &a) {
   if (!checkCopy(L, true))
     return;
+  const uint32_t in = L.instruction().inputs(0);
+  if (L.resources().arenas->storage(in) == DeviceArenas::Storage::Parameter &&
+      !L.resources().arenas->data(in))
+    return weightsToMasters(L, a);
   const float *device = L.f32In(0);
   float *host = L.f32Out(0);
   const size_t bytes = size_t(a.i("n")) * sizeof(float);
@@ -83,27 +134,38 @@ void copyToHost(Lowerer &L, const Attrs &a) {
 
 /// copy_to_device: updated master weights into the device's fp32 weights
 /// and their bf16 copy (the shadow the layers read, as AdamW on the GPU
-/// writes it); the compute stream waits for it before what follows.
+/// writes it), or a host gradient into its staged copy (grad_offload),
+/// after what the compute stream enqueued before (which may have used the
+/// staged copy's memory); the compute stream waits for it before what
+/// follows.
 void copyToDevice(Lowerer &L, const Attrs &a) {
   if (!checkCopy(L, false))
     return;
   const uint32_t out = L.instruction().outputs(0);
   const float *host = L.f32In(0);
-  float *device = L.f32Out(0);
-  bf16 *shadow = L.resources().arenas->bf16Data(out);
+  DeviceArenas &arenas = *L.resources().arenas;
+  const bool weights = L.plan().buffers(out).arena() == plan::PARAMETERS ||
+                       arenas.storage(out) == DeviceArenas::Storage::ShardView;
+  bf16 *shadow = weights ? arenas.bf16Data(out) : nullptr;
+  // No fp32 weights on the GPU (plan::fp32WeightsOnHost): through the
+  // staging memory into the bf16 copy alone.
+  float *device = weights && !arenas.data(out) ? weightStaging(L) : L.f32Out(0);
   const int64_t n = a.i("n");
-  cudaEvent_t done = copyEvent(L, L.instruction().inputs(0));
+  cudaEvent_t ready = newEvent(L), done = copyEvent(L, L.instruction().inputs(0));
   cudaStream_t copies = L.resources().copyStream;
-  if (!host || !device || !done)
+  if (!host || !device || !ready || !done)
     return;
-  if (!shadow)
+  if (weights && !shadow)
     return L.fail("copy_to_device writes '" + L.plan().buffers(out).name() +
                   "', which has no bf16 copy on the GPU (expected a parameter or its shard)");
   L.emit(
       [=](cudaStream_t s) -> Status {
+        MT_CUDA_CHECK(cudaEventRecord(ready, s));
+        MT_CUDA_CHECK(cudaStreamWaitEvent(copies, ready, 0));
         MT_CUDA_CHECK(cudaMemcpyAsync(device, host, size_t(n) * sizeof(float),
                                       cudaMemcpyHostToDevice, copies));
-        MT_CUDA_RETURN_IF_ERROR(castFloatToBf16(device, shadow, n, copies));
+        if (shadow)
+          MT_CUDA_RETURN_IF_ERROR(castFloatToBf16(device, shadow, n, copies));
         MT_CUDA_CHECK(cudaEventRecord(done, copies));
         MT_CUDA_CHECK(cudaStreamWaitEvent(s, done, 0));
         return Status::ok();
@@ -140,6 +202,42 @@ void hostAdamW(Lowerer &L, const Attrs &a) {
         MT_CUDA_CHECK(cudaEventSynchronize(gradCopied));
         kernels::adamwStep(param, grad, m, v, n,
                            {*lr, beta1, beta2, eps, weightDecay, *step, *gradScale});
+        return Status::ok();
+      },
+      /*onHost=*/true);
+}
+
+void hostSumSquares(Lowerer &L, const Attrs &a) {
+  const plan::Instruction &in = L.instruction();
+  std::vector<kernels::HostGradient> grads;
+  std::vector<cudaEvent_t> copied;
+  for (int i = 0; i < in.inputs_size(); ++i) {
+    if (!onHost(L.plan(), in.inputs(i)))
+      return L.fail("sum_squares reads host gradients and '" +
+                    L.plan().buffers(in.inputs(i)).name() +
+                    "' from the device; expected all on one side");
+    grads.push_back({L.f32In(i), plan::elementsOf(L.plan().buffers(in.inputs(i)))});
+    copied.push_back(copyEvent(L, in.inputs(i)));
+    if (!grads.back().data || !copied.back())
+      return;
+  }
+  const std::string replicated = a.s("replicated");
+  const int64_t replicas = a.i("replicas", 1);
+  if (replicas < 1)
+    return L.fail("sum_squares: replicas is " + std::to_string(replicas) + ", expected >= 1");
+  float *out = L.f32Out(0);
+  // The host's result, held where the copy to the device reads it from.
+  float *sum = &L.resources().hostScalars[in.outputs(0)];
+  if (!out)
+    return;
+  L.emit(
+      [=](cudaStream_t s) -> Status {
+        for (cudaEvent_t e : copied)
+          MT_CUDA_CHECK(cudaEventSynchronize(e));
+        // The previous step's copy of the result may still be in flight.
+        MT_CUDA_CHECK(cudaStreamSynchronize(s));
+        *sum = float(kernels::weightedSumOfSquares(grads, replicated, replicas));
+        MT_CUDA_CHECK(cudaMemcpyAsync(out, sum, sizeof(float), cudaMemcpyHostToDevice, s));
         return Status::ok();
       },
       /*onHost=*/true);

@@ -22,6 +22,9 @@ using plan::Attrs;
 /// that follow reduce it there.
 void sumSquares(Lowerer &L, const Attrs &a) {
   const plan::Instruction &in = L.instruction();
+  if (in.inputs_size() > 0 &&
+      DeviceArenas::isHostArena(L.plan().buffers(in.inputs(0)).arena()))
+    return hostSumSquares(L, a); // grad_offload
   const std::string replicated = a.s("replicated");
   const int64_t replicas = a.i("replicas", 1);
   if (replicas < 1)

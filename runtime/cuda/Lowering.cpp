@@ -55,8 +55,14 @@ bf16 *Lowerer::bf(uint32_t id, const char *role, int i) {
 float *Lowerer::f32(uint32_t id, const char *role, int i) {
   const plan::Buffer &b = plan_.buffers(id);
   if (b.dtype() == plan::F32 &&
-      res_.arenas->storage(id) != DeviceArenas::Storage::Bf16Activation)
-    return reinterpret_cast<float *>(res_.arenas->data(id));
+      res_.arenas->storage(id) != DeviceArenas::Storage::Bf16Activation) {
+    if (std::byte *p = res_.arenas->data(id))
+      return reinterpret_cast<float *>(p);
+    fail(std::string(role) + " " + std::to_string(i) + " " + describe(id) +
+         " has no fp32 copy on the GPU (optimizer_offload keeps the fp32 weights on the host "
+         "and the GPU their bf16 copy)");
+    return nullptr;
+  }
   fail(std::string(role) + " " + std::to_string(i) + " " + describe(id) +
        " must be an fp32 buffer (gradients, optimizer state, inputs, outputs)");
   return nullptr;

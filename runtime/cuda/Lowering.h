@@ -110,11 +110,14 @@ struct Resources {
   /// ExpertGemm::Grouped, cuBLAS's handle (made by the first lowering).
   ExpertGemm moeGemm = ExpertGemm::Auto;
   std::unique_ptr<GroupedGemm> groupedGemm;
-  /// optimizer_offload (LowerOffload.cpp): the stream its copies between
+  /// optimizer_offload and grad_offload (LowerOffload.cpp): the stream their copies between
   /// device and pinned host arenas run on, and per host buffer the event
   /// that its last copy (either way) completes at; made by the first copy.
   cudaStream_t copyStream = nullptr;
   std::map<uint32_t, cudaEvent_t> copyDone;
+  /// optimizer_offload without fp32 weights on the GPU: where copy_to_device
+  /// puts an updated master before casting it into the bf16 copy.
+  float *weightStaging = nullptr;
   size_t workspaceBytes = 0; // the largest need, known after lowering
   void *workspace = nullptr; // allocated after lowering
   std::vector<void *> owned; // device allocations freed with the executor
@@ -300,6 +303,10 @@ void addOffloadLowerings(LoweringTable &table);
 /// An adamw instruction whose weights are host master weights
 /// (optimizer_offload): AdamW on the host, after the copies it reads.
 void hostAdamW(Lowerer &L, const plan::Attrs &a);
+/// A sum_squares instruction of host gradients (grad_offload): the norm's
+/// sum on the host, after the copies it reads, then copied to its device
+/// output.
+void hostSumSquares(Lowerer &L, const plan::Attrs &a);
 
 class NcclCommunicator;
 

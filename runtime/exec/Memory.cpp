@@ -63,7 +63,8 @@ Expected<std::unique_ptr<HostMemory>> HostMemory::create(const plan::Plan &plan,
   uint64_t total = 0;
   for (const plan::Arena &a : plan.arenas()) {
     if (arenas == Arenas::HostSide &&
-        (a.kind() == plan::ACTIVATIONS || a.kind() == plan::GRADIENTS))
+        (a.kind() == plan::ACTIVATIONS || a.kind() == plan::GRADIENTS ||
+         a.kind() == plan::STAGED_GRADIENTS))
       continue;
     auto padded = checkedAdd<uint64_t>(a.size_bytes(), 63);
     auto size = padded ? checkedMul<uint64_t>(*padded / 64 * 64,
@@ -114,6 +115,13 @@ void HostMemory::clear(plan::ArenaKind arena) {
   auto it = arenas_.find(arena);
   if (it != arenas_.end())
     std::memset(it->second.first.get(), 0, it->second.second);
+}
+
+bool HostMemory::mainGradientsOnHost() const {
+  for (const plan::Parameter &p : plan_.parameters())
+    if (p.trainable() && plan_.buffers(p.grad_buffer()).arena() == plan::HOST_GRADIENTS)
+      return true;
+  return false;
 }
 
 std::byte *HostMemory::arena(plan::ArenaKind kind) const {

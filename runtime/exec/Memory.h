@@ -43,6 +43,10 @@ public:
   int64_t elements(uint32_t buffer) const;
   /// Zero-fills a whole arena (gradients at the start of a step).
   void clear(plan::ArenaKind arena);
+  /// Whether the plan keeps the main gradients in HOST_GRADIENTS
+  /// (grad_offload: a parameter's grad_buffer is there), so that a step
+  /// starts by zero-filling that arena as it does GRADIENTS.
+  bool mainGradientsOnHost() const;
   /// Bytes allocated in all arenas.
   uint64_t totalBytes() const;
   /// The whole arena `kind` (the current slot's copy of a per-micro-batch

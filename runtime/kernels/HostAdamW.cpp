@@ -1,13 +1,18 @@
-// AdamW on the host (runtime/kernels/HostAdamW.h).
+// AdamW and the gradients' sum of squares on the host
+// (runtime/kernels/HostAdamW.h).
 #include "runtime/kernels/HostAdamW.h"
 
 #include <cmath>
+#include <vector>
 
 namespace mt::kernels {
 namespace {
 
-/// Below this many elements the update runs on one thread.
+/// Below this many elements the kernels run on one thread.
 constexpr int64_t kParallelMin = 1 << 14;
+/// Fixed block size of the sum of squares: blocks are summed in order, so
+/// the result does not depend on the thread count.
+constexpr int64_t kSumBlock = 4096;
 
 /// torch.lerp on CPU: start + w * (end - start) for |w| < 0.5, else
 /// end - (end - start) * (1 - w); its vectorized path fuses the multiply-add.
@@ -53,6 +58,34 @@ void adamwStep(float *param, const float *grad, float *m, float *v, int64_t n,
     m[i] = mi;
     v[i] = vi;
   }
+}
+
+double sumOfSquares(const float *g, int64_t n) {
+  const int64_t blocks = (n + kSumBlock - 1) / kSumBlock;
+  std::vector<double> partial(blocks);
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t begin = b * kSumBlock;
+    const int64_t end = begin + kSumBlock < n ? begin + kSumBlock : n;
+    double acc = 0.0;
+    for (int64_t i = begin; i < end; ++i)
+      acc += static_cast<double>(g[i]) * g[i];
+    partial[b] = acc;
+  }
+  double sum = 0.0;
+  for (int64_t b = 0; b < blocks; ++b)
+    sum += partial[b];
+  return sum;
+}
+
+double weightedSumOfSquares(std::span<const HostGradient> grads, const std::string &replicated,
+                            int64_t replicas) {
+  double sum = 0;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const double sq = sumOfSquares(grads[i].data, grads[i].n);
+    sum += i < replicated.size() && replicated[i] == '1' ? sq / double(replicas) : sq;
+  }
+  return sum;
 }
 
 } // namespace mt::kernels

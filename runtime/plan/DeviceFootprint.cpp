@@ -110,6 +110,24 @@ std::set<uint32_t> wideActivations(const Plan &plan) {
   return wide;
 }
 
+bool fp32WeightsOnHost(const Plan &plan) {
+  if (plan.buckets_size() > 0)
+    return false;
+  bool anyTrainable = false;
+  for (const Parameter &p : plan.parameters()) {
+    if (!p.trainable())
+      continue;
+    anyTrainable = true;
+    if (p.master_buffer() == 0)
+      return false;
+  }
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions())
+      if (isOp(instr, Op::moe_router) || isOp(instr, Op::moe_router_grad))
+        return false;
+  return anyTrainable;
+}
+
 DeviceFootprint deviceFootprint(const Plan &plan) {
   DeviceFootprint f;
   f.shardViews = shardViews(plan);
@@ -131,14 +149,24 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
       f.collectiveStaging = std::max<uint64_t>(
           f.collectiveStaging, uint64_t(elementsOf(full)) * (bf16 ? 2 : 4));
     }
+  if (fp32WeightsOnHost(plan))
+    for (const Program &program : plan.programs())
+      for (const Instruction &instr : program.instructions())
+        if (isOp(instr, Op::copy_to_device) &&
+            plan.buffers(instr.outputs(0)).arena() == PARAMETERS)
+          f.weightStaging = std::max(f.weightStaging,
+                                     plan.buffers(instr.outputs(0)).size_bytes());
   for (const Arena &a : plan.arenas()) {
     switch (a.kind()) {
     case PARAMETERS:
-      f.weights = a.size_bytes();
+      f.weights = fp32WeightsOnHost(plan) ? 0 : a.size_bytes();
       f.shadows = a.size_bytes() / 2;
       break;
     case GRADIENTS:
       f.gradients = a.size_bytes();
+      break;
+    case STAGED_GRADIENTS:
+      f.stagedGradients = a.size_bytes();
       break;
     case OPTIMIZER:
       f.optimizer = a.size_bytes();

@@ -4,7 +4,8 @@
 // offsets, the activations that stay 32-bit in an arena of their own, and a
 // bf16 shadow of every fp32 parameter. The distributed optimizer's shards
 // live in place, in the rank's slice of their bucket, as Megatron-Core's do.
-// The host arenas of optimizer_offload (HOST_*) are not on the device.
+// The host arenas of optimizer_offload and grad_offload (HOST_*) are not on
+// the device; grad_offload's STAGED_GRADIENTS arena is, in fp32.
 #ifndef MT_RUNTIME_PLAN_DEVICEFOOTPRINT_H
 #define MT_RUNTIME_PLAN_DEVICEFOOTPRINT_H
 
@@ -46,10 +47,25 @@ std::map<uint32_t, ShardView> shardViews(const Plan &plan);
 /// are not among them.
 std::set<uint32_t> wideActivations(const Plan &plan);
 
+/// Whether the CUDA backend keeps no fp32 weights on the GPU, only their
+/// bf16 copy, as Megatron-Core's optimizer CPU offload keeps bf16 parameters
+/// on the GPU and the fp32 masters on the host: optimizer_offload gives
+/// every trainable parameter a host master (which AdamW updates and
+/// copy_to_device casts into the bf16 copy), without the distributed
+/// optimizer (whose weight all-gathers are fp32) and without MoE routers
+/// (which read their weights in fp32).
+bool fp32WeightsOnHost(const Plan &plan);
+
 /// Bytes the CUDA backend allocates for one rank's arenas.
 struct DeviceFootprint {
   uint64_t weights = 0, shadows = 0, gradients = 0, optimizer = 0, activations = 0,
            wideActivations = 0, inputs = 0, outputs = 0;
+  /// grad_offload: the device copies of the host gradients that programs
+  /// use (fp32, offsets planned from liveness).
+  uint64_t stagedGradients = 0;
+  /// fp32WeightsOnHost: device memory for one updated fp32 weight on its
+  /// way into the bf16 copy (the largest copy_to_device of weights).
+  uint64_t weightStaging = 0;
   /// Offset of each wide activation in its arena.
   std::map<uint32_t, uint64_t> wideOffsets;
   std::map<uint32_t, ShardView> shardViews;
@@ -63,8 +79,8 @@ struct DeviceFootprint {
   /// workspace is shared with kernels: the runtime allocates at least this.
   uint64_t collectiveStaging = 0;
   uint64_t total() const {
-    return weights + shadows + gradients + optimizer + activations + wideActivations +
-           inputs + outputs + collectiveStaging;
+    return weights + weightStaging + shadows + gradients + stagedGradients + optimizer +
+           activations + wideActivations + inputs + outputs + collectiveStaging;
   }
 };
 DeviceFootprint deviceFootprint(const Plan &plan);

@@ -131,8 +131,8 @@ Status validateStageLayout(const Plan &plan) {
   for (int64_t stage = 0; stage < std::max<int64_t>(plan.mesh().pp(), 1); ++stage) {
     std::map<ArenaKind, std::vector<const Buffer *>> held;
     for (const Buffer &b : plan.buffers()) {
-      if (b.arena() == ACTIVATIONS || views.count(b.id()))
-        continue;
+      if (b.arena() == ACTIVATIONS || b.arena() == STAGED_GRADIENTS || views.count(b.id()))
+        continue; // offsets planned from liveness, or placed in another buffer
       auto it = parameterOf.find(b.id());
       if (it == parameterOf.end() || stageHolds(*it->second, stage))
         held[b.arena()].push_back(&b);

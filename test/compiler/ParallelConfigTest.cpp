@@ -132,6 +132,11 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"overlap_param_gather alone", [](auto &c, auto &) { c.overlapParamGather = true; },
        "overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
        "(--use-distributed-optimizer): without it there is no parameter all-gather"},
+      {"grad_offload with the distributed optimizer", [](auto &c, auto &) {
+         c.gradOffload = c.distributedOptimizer = true;
+       },
+       "grad_offload (--grad-offload) with use_distributed_optimizer "
+       "(--use-distributed-optimizer) is not planned yet"},
       {"unsupported option value", [](auto &c, auto &) { c.pending["param_offload"] = "true"; },
        "param_offload: true is not supported by this version of mtc yet"},
       {"recompute granularity", [](auto &c, auto &) { c.recompute.granularity = "partial"; },
@@ -358,7 +363,7 @@ TEST_F(YamlTypedValues, SequenceParallelInEveryBooleanSpelling) {
 }
 
 TEST_F(YamlTypedValues, PendingBooleansCompareByValue) {
-  for (const char *key : {"param_offload", "grad_offload"}) {
+  for (const char *key : {"param_offload"}) {
     for (const std::string &spelling : kFalse) {
       ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
       EXPECT_EQ(resolveError(), "") << key << ": " << spelling;
@@ -384,6 +389,17 @@ TEST_F(YamlTypedValues, OptimizerOffloadIsABoolean) {
       EXPECT_EQ(resolveError(), "") << spelling;
     }
   EXPECT_NE(load("optimizer_offload", "maybe").find(":1:20: expected true or false, got 'maybe'"),
+            std::string::npos);
+}
+
+TEST_F(YamlTypedValues, GradOffloadIsABoolean) {
+  for (bool expected : {true, false})
+    for (const std::string &spelling : expected ? kTrue : kFalse) {
+      ASSERT_EQ(load("grad_offload", spelling), "") << spelling;
+      EXPECT_EQ(config.gradOffload, expected) << spelling;
+      EXPECT_EQ(resolveError(), "") << spelling;
+    }
+  EXPECT_NE(load("grad_offload", "maybe").find(":1:15: expected true or false, got 'maybe'"),
             std::string::npos);
 }
 

@@ -25,6 +25,55 @@ Buffer *addBuffer(Plan &p, const std::string &name, DType dtype, std::vector<int
   return b;
 }
 
+// optimizer_offload: the GPU keeps the bf16 copy of the weights and room for
+// the largest updated master, no fp32 weights; not with a parameter without
+// a host master, a bucket (the distributed optimizer) or a MoE router.
+TEST(DeviceFootprint, KeepsNoFp32WeightsWhenEveryMasterIsOnTheHost) {
+  Plan p;
+  for (auto [kind, bytes] : {std::pair{PARAMETERS, 4096}, {HOST_PARAMETERS, 4096},
+                             {STAGED_GRADIENTS, 512}}) {
+    auto *a = p.add_arenas();
+    a->set_kind(kind);
+    a->set_size_bytes(uint64_t(bytes));
+  }
+  addBuffer(p, "w", F32, {16, 8}, PARAMETERS, 0);         // 512 bytes
+  addBuffer(p, "v", F32, {8}, PARAMETERS, 512);           // 32 bytes
+  addBuffer(p, "master:w", F32, {16, 8}, HOST_PARAMETERS, 0);
+  addBuffer(p, "master:v", F32, {8}, HOST_PARAMETERS, 512);
+  for (uint32_t w : {0u, 1u}) {
+    Parameter &param = *p.add_parameters();
+    param.set_param_buffer(w);
+    param.set_trainable(true);
+    param.set_master_buffer(w + 2);
+  }
+  Program &optimizer = *p.add_programs();
+  for (uint32_t w : {0u, 1u}) {
+    Instruction &copy = *optimizer.add_instructions();
+    copy.set_op("copy_to_device");
+    copy.add_inputs(w + 2);
+    copy.add_outputs(w);
+  }
+  ASSERT_TRUE(fp32WeightsOnHost(p));
+  DeviceFootprint f = deviceFootprint(p);
+  EXPECT_EQ(f.weights, 0u);
+  EXPECT_EQ(f.weightStaging, 512u);
+  EXPECT_EQ(f.shadows, 2048u);
+  EXPECT_EQ(f.stagedGradients, 512u); // grad_offload's arena, fp32 on the GPU
+  EXPECT_EQ(f.total(), 512u + 2048 + 512);
+
+  Plan router = p;
+  router.add_programs()->add_instructions()->set_op("moe_router");
+  EXPECT_FALSE(fp32WeightsOnHost(router));
+  EXPECT_EQ(deviceFootprint(router).weights, 4096u);
+  Plan bucketed = p;
+  bucketed.add_buckets();
+  EXPECT_FALSE(fp32WeightsOnHost(bucketed));
+  Plan withoutMaster = p;
+  withoutMaster.mutable_parameters(1)->set_master_buffer(0);
+  EXPECT_FALSE(fp32WeightsOnHost(withoutMaster));
+  EXPECT_EQ(deviceFootprint(withoutMaster).weightStaging, 0u);
+}
+
 TEST(DeviceFootprint, HalvesActivationsAndKeepsTheWideOnesApart) {
   Plan p;
   for (auto [kind, bytes] : {std::pair{PARAMETERS, 1024}, {GRADIENTS, 1024},

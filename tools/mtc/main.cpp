@@ -95,6 +95,10 @@ struct ParallelFlags {
                             "fp32 master weights and AdamW state in host memory, updated "
                             "there (Trinity's optimizer_offload)"),
                &P::optimizerOffload);
+    layoutFlag(cmd.add_flag("--grad-offload", v.gradOffload,
+                            "fp32 main gradients in host memory, copied to the GPU around "
+                            "each program's uses (Trinity's grad_offload)"),
+               &P::gradOffload);
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,

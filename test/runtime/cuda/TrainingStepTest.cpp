@@ -329,26 +329,33 @@ INSTANTIATE_TEST_SUITE_P(Models, FusedMlpTest,
                          caseName);
 
 // optimizer_offload on the GPU (master weights and AdamW state in pinned
-// host memory, AdamW on the host, the plan's copies on a copy stream): 20
-// steps match those of the same model without it within the bf16 bounds,
+// host memory, AdamW on the host, the plan's copies on a copy stream),
+// grad_offload (the main gradients in pinned host memory, staged on the GPU
+// around each program's uses, the norm summed on the host) and both: 20
+// steps match those of the same model without them within the bf16 bounds,
 // the learning rates exactly. The host AdamW rounds as PyTorch's CPU AdamW,
-// the GPU's kernel as its CUDA one: not bit for bit, but both fp32.
-TEST(CudaBackendTest, OptimizerOffloadMatchesTheRunWithoutIt) {
+// the GPU's kernel as its CUDA one, and the host's norm sums in another
+// order than the GPU's: not bit for bit, but all fp32.
+class OffloadTest : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
+
+TEST_P(OffloadTest, MatchesTheRunWithoutIt) {
+  const auto [option, planName] = GetParam();
   const char *root = std::getenv("MT_GPU_DATA");
   ASSERT_TRUE(root && *root) << "MT_GPU_DATA must be set";
   const std::string data = std::string(root) + "/corpus.bin";
-  const std::string tmp = ::testing::TempDir() + "/mt-offload";
+  const std::string tmp = ::testing::TempDir() + "/mt-" + planName;
   const auto plain = train(std::string(root) + "/plans/demo", data, "cuda", tmp + "-plain.jsonl");
   const auto offloaded =
-      train(std::string(root) + "/plans/demo-offload", data, "cuda", tmp + "-offload.jsonl");
+      train(std::string(root) + "/plans/" + planName, data, "cuda", tmp + "-offload.jsonl");
   ASSERT_EQ(plain.size(), size_t(kSteps));
   ASSERT_EQ(offloaded.size(), size_t(kSteps));
   const Worst loss = worstRelative(offloaded, plain, &Step::loss);
   const Worst norm = worstRelative(offloaded, plain, &Step::gradNorm);
-  reportRow("optimizer_offload(cuda)", "demo 20 steps loss", loss.err, tol::kBf16TrainingLossRel,
+  const std::string row = std::string(option) + "(cuda)";
+  reportRow(row, "demo 20 steps loss", loss.err, tol::kBf16TrainingLossRel,
             loss.err <= tol::kBf16TrainingLossRel);
-  reportRow("optimizer_offload(cuda)", "demo 20 steps grad norm", norm.err,
-            tol::kBf16TrainingGradNormRel, norm.err <= tol::kBf16TrainingGradNormRel);
+  reportRow(row, "demo 20 steps grad norm", norm.err, tol::kBf16TrainingGradNormRel,
+            norm.err <= tol::kBf16TrainingGradNormRel);
   EXPECT_LE(loss.err, tol::kBf16TrainingLossRel)
       << "step " << loss.step + 1 << ": offloaded " << offloaded[loss.step].loss << ", not "
       << plain[loss.step].loss;
@@ -359,6 +366,14 @@ TEST(CudaBackendTest, OptimizerOffloadMatchesTheRunWithoutIt) {
     EXPECT_EQ(offloaded[s].lr, plain[s].lr) << "step " << s + 1;
   EXPECT_LT(offloaded.back().loss, offloaded.front().loss); // it trains
 }
+
+// The plans tools/gpu-check.sh --prepare compiles, by option.
+INSTANTIATE_TEST_SUITE_P(
+    Options, OffloadTest,
+    ::testing::Values(std::pair{"optimizer_offload", "demo-offload"},
+                      std::pair{"grad_offload", "demo-grad-offload"},
+                      std::pair{"grad_optimizer_offload", "demo-grad-optimizer-offload"}),
+    [](const auto &info) { return std::string(info.param.first); });
 
 INSTANTIATE_TEST_SUITE_P(Models, TrainingStepTest,
                          ::testing::Values("demo", "tiny-llama-hd64", "tiny-qwen2-hd64",
