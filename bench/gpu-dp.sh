@@ -85,13 +85,15 @@ if [[ "${1:-}" == "--prepare" ]]; then
   # Expert parallelism (test/runtime/cuda/ExpertParallelTest.cpp): the tiny
   # Qwen3-MoE and Mixtral on one GPU (2 micro-batches of 2 per step) and ep2
   # (dp 2 for the dense layers, 1 micro-batch per rank), also with the
-  # distributed optimizer; lr as tools/gpu-check.sh (the tiny Qwen3-MoE's
-  # gradient norm spikes at 1e-3).
+  # distributed optimizer, with the allgather dispatcher, and etp2 (each
+  # expert's ffn columns split over the 2 GPUs, dp 2); lr as
+  # tools/gpu-check.sh (the tiny Qwen3-MoE's gradient norm spikes at 1e-3).
   for entry in tiny-moe-hd64:3e-4 tiny-mixtral-hd64:1e-3; do
     IFS=: read -r model lr <<< "$entry"
     "$bin/mtc" import-hf "test/runtime/cuda/configs/$model.json" --seq 64 --micro-batch 2 \
       -o "$dir/mlir/$model.mlir"
-    for layout in ":" "-ep2:--ep 2" "-ep2-do:--ep 2 --use-distributed-optimizer"; do
+    for layout in ":" "-ep2:--ep 2" "-ep2-do:--ep 2 --use-distributed-optimizer" \
+                  "-ep2-ag:--ep 2 --moe-token-dispatcher-type allgather" "-etp2:--etp 2"; do
       # shellcheck disable=SC2086
       "$bin/mtc" compile "$dir/mlir/$model.mlir" ${layout#*:} --global-batch 4 --lr "$lr" \
         --warmup-steps 5 --train-steps 20 -o "$dir/plans/$model${layout%%:*}"
