@@ -63,6 +63,19 @@ LogicalResult shardExperts(ModuleOp module, Operation *user, Value value, int64_
   return success();
 }
 
+/// `run` on the rows of `in` sorted by local expert: `in` holds chunks
+/// (p, g) of `global` [P, G] rows (packed, or blocked by `offsets` when
+/// set: mt.moe_sort_chunks), and `run`'s rows go back to that layout.
+Value byLocalExpert(OpBuilder &b, MoEGroupedMLPOp experts, Value in, Value global, Value offsets,
+                    function_ref<Value(Value)> run) {
+  Location loc = experts.getLoc();
+  Value sorted = inLayer(
+      MoESortChunksOp::create(b, loc, in.getType(), in, global, offsets, UnitAttr()), experts);
+  return inLayer(MoESortChunksOp::create(b, loc, in.getType(), run(sorted), global, offsets,
+                                         b.getUnitAttr()),
+                 experts);
+}
+
 /// The local experts on expert-sorted rows [M, H] (`counts` [G] per local
 /// expert). With etp > 1 (Megatron-Core's expert tensor parallelism, as its
 /// dispatchers do it): the rows of the etp ranks are gathered, each rank
@@ -94,13 +107,9 @@ Value localExperts(OpBuilder &b, MoEGroupedMLPOp experts, Value rows, Value coun
                                    rowsType.getElementType());
   Value in = inLayer(AllGatherOp::create(b, loc, all, rows, axis, b.getI64IntegerAttr(0)),
                      experts);
-  Value sorted = inLayer(MoESortChunksOp::create(b, loc, all, in, gathered.getGlobalCounts(),
-                                                 gathered.getOffsets(), UnitAttr()),
-                         experts);
-  Value out = mlp(sorted, gathered.getTokensPerLocalExpert());
-  Value unsorted = inLayer(MoESortChunksOp::create(b, loc, all, out, gathered.getGlobalCounts(),
-                                                   gathered.getOffsets(), b.getUnitAttr()),
-                           experts);
+  Value unsorted =
+      byLocalExpert(b, experts, in, gathered.getGlobalCounts(), gathered.getOffsets(),
+                    [&](Value sorted) { return mlp(sorted, gathered.getTokensPerLocalExpert()); });
   return inLayer(ReduceScatterOp::create(b, loc, rowsType, unsorted, axis,
                                          b.getI64IntegerAttr(0), b.getStringAttr("sum")),
                  experts);
@@ -129,14 +138,9 @@ Value allToAllDispatch(OpBuilder &b, MoEGroupedMLPOp experts, int64_t ep, int64_
   Value in = inLayer(AllToAllVOp::create(b, loc, received, experts.getInput(),
                                          counts.getSendCounts(), counts.getRecvCounts(), axis),
                      experts);
-  Value sorted = inLayer(MoESortChunksOp::create(b, loc, received, in, counts.getGlobalCounts(),
-                                                 Value(), UnitAttr()),
-                         experts);
-  Value out = localExperts(b, experts, sorted, counts.getTokensPerLocalExpert(), etp);
-  Value unsorted = inLayer(MoESortChunksOp::create(b, loc, received, out,
-                                                   counts.getGlobalCounts(), Value(),
-                                                   b.getUnitAttr()),
-                           experts);
+  Value unsorted = byLocalExpert(b, experts, in, counts.getGlobalCounts(), Value(), [&](Value s) {
+    return localExperts(b, experts, s, counts.getTokensPerLocalExpert(), etp);
+  });
   return inLayer(AllToAllVOp::create(b, loc, rows, unsorted, counts.getRecvCounts(),
                                      counts.getSendCounts(), axis),
                  experts);
@@ -164,14 +168,10 @@ Value allGatherDispatch(OpBuilder &b, MoEGroupedMLPOp experts, int64_t ep, int64
   Value all = inLayer(AllGatherOp::create(b, loc, gathered, experts.getInput(), axis,
                                           b.getI64IntegerAttr(0)),
                       experts);
-  Value sorted = inLayer(MoESortChunksOp::create(b, loc, gathered, all, counts.getGlobalCounts(),
-                                                 counts.getOffsets(), UnitAttr()),
-                         experts);
-  Value out = localExperts(b, experts, sorted, counts.getTokensPerLocalExpert(), etp);
-  Value unsorted = inLayer(MoESortChunksOp::create(b, loc, gathered, out,
-                                                   counts.getGlobalCounts(), counts.getOffsets(),
-                                                   b.getUnitAttr()),
-                           experts);
+  Value unsorted =
+      byLocalExpert(b, experts, all, counts.getGlobalCounts(), counts.getOffsets(), [&](Value s) {
+        return localExperts(b, experts, s, counts.getTokensPerLocalExpert(), etp);
+      });
   return inLayer(ReduceScatterOp::create(b, loc, rows, unsorted, axis, b.getI64IntegerAttr(0),
                                          b.getStringAttr("sum")),
                  experts);
