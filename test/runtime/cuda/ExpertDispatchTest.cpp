@@ -143,7 +143,7 @@ TEST(SortChunksTest, BlocksWithOffsetsMatchCpu) {
     DeviceBuffer<int32_t> dCounts(counts.size()), dOffsets(offsets.size());
     dCounts.upload(counts.data());
     dOffsets.upload(offsets.data());
-    DeviceBuffer<bf16> dX(size_t(n)), dY(size_t(n));
+    DeviceBuffer<bf16> dX(static_cast<size_t>(n)), dY(static_cast<size_t>(n));
     uploadBf16(dX, x);
     for (bool inverse : {false, true}) {
       const cuda::SortChunksShape s{parts, groups, rows, hidden, inverse, true};
