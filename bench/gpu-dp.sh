@@ -3,7 +3,7 @@
 # mtrun and the gpu2 tests (runtime-only CUDA build), runs the gpu2 tests
 # (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, tied-embedding
 # tiny-llama pp2, tiny-llama cp2 (p2p and all_gather), and the tiny Qwen3-MoE
-# and Mixtral ep2 vs one GPU, 20
+# and Mixtral ep2 (alltoall and allgather dispatchers) and etp2 vs one GPU, 20
 # steps) and the one-GPU demo training test
 # (gpu1, a regression check), then measures our
 # llama3.2-1b step (micro-batch 4 x 2048) on one GPU, dp2, tp2+sp and pp2
