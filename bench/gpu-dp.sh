@@ -3,7 +3,7 @@
 # mtrun and the gpu2 tests (runtime-only CUDA build), runs the gpu2 tests
 # (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, tied-embedding
 # tiny-llama pp2, tiny-llama cp2 (p2p and all_gather), and the tiny Qwen3-MoE
-# and Mixtral ep2 vs one GPU, 20
+# and Mixtral ep2 (alltoall and allgather dispatchers) and etp2 vs one GPU, 20
 # steps) and the one-GPU demo training test
 # (gpu1, a regression check), then measures our
 # llama3.2-1b step (micro-batch 4 x 2048) on one GPU, dp2, tp2+sp and pp2
@@ -87,13 +87,15 @@ if [[ "${1:-}" == "--prepare" ]]; then
   # Expert parallelism (test/runtime/cuda/ExpertParallelTest.cpp): the tiny
   # Qwen3-MoE and Mixtral on one GPU (2 micro-batches of 2 per step) and ep2
   # (dp 2 for the dense layers, 1 micro-batch per rank), also with the
-  # distributed optimizer; lr as tools/gpu-check.sh (the tiny Qwen3-MoE's
-  # gradient norm spikes at 1e-3).
+  # distributed optimizer, with the allgather dispatcher, and etp2 (each
+  # expert's ffn columns split over the 2 GPUs, dp 2); lr as
+  # tools/gpu-check.sh (the tiny Qwen3-MoE's gradient norm spikes at 1e-3).
   for entry in tiny-moe-hd64:3e-4 tiny-mixtral-hd64:1e-3; do
     IFS=: read -r model lr <<< "$entry"
     "$bin/mtc" import-hf "test/runtime/cuda/configs/$model.json" --seq 64 --micro-batch 2 \
       -o "$dir/mlir/$model.mlir"
-    for layout in ":" "-ep2:--ep 2" "-ep2-do:--ep 2 --use-distributed-optimizer"; do
+    for layout in ":" "-ep2:--ep 2" "-ep2-do:--ep 2 --use-distributed-optimizer" \
+                  "-ep2-ag:--ep 2 --moe-token-dispatcher-type allgather" "-etp2:--etp 2"; do
       # shellcheck disable=SC2086
       "$bin/mtc" compile "$dir/mlir/$model.mlir" ${layout#*:} --global-batch 4 --lr "$lr" \
         --warmup-steps 5 --train-steps 20 -o "$dir/plans/$model${layout%%:*}"

@@ -200,25 +200,51 @@ def PartitionContextParallel : Pass<"mt-partition-cp", "::mlir::ModuleOp"> {
 }
 
 def PartitionExpertParallel : Pass<"mt-partition-ep", "::mlir::ModuleOp"> {
-  let summary = "Splits @forward's mixture-of-experts layers over the ep axis (alltoall dispatcher)";
+  let summary = "Splits @forward's mixture-of-experts layers over the ep and etp axes (alltoall or allgather dispatcher)";
   let description = [{
-    Megatron-Core's expert parallelism with the alltoall token dispatcher:
-    each grouped expert parameter is split on its experts over axis `ep` of
-    `shard.grid @expert_mesh` (E/ep experts per rank), and each
-    `mt.moe_grouped_mlp` becomes
+    Megatron-Core's expert parallelism: each grouped expert parameter is
+    split on its experts over axis `ep` of `shard.grid @expert_mesh` (E/ep
+    experts per rank), and each `mt.moe_grouped_mlp` is wrapped in the
+    token dispatcher `dispatcher` names (Megatron-Core's
+    moe_token_dispatcher_type). `alltoall`:
       `mt.moe_exchange_counts` (the per-expert counts, all-to-all over ep)
       -> `mt.all_to_all_v` of the permuted rows to the ranks of their experts
       -> `mt.moe_sort_chunks` (rows by local expert)
       -> `mt.moe_grouped_mlp` over the local experts
       -> `mt.moe_sort_chunks {inverse}` -> `mt.all_to_all_v` back.
+    `allgather`:
+      `mt.moe_gather_counts` (every rank's counts, all-gathered over ep)
+      -> `mt.all_gather` of every rank's permuted rows over ep
+      -> `mt.moe_sort_chunks` with offsets (the rows of the local experts)
+      -> `mt.moe_grouped_mlp` over the local experts
+      -> `mt.moe_sort_chunks {inverse}` (zero rows for the other experts)
+      -> `mt.reduce_scatter` over ep (each rank's rows back, from the one
+      rank that computed each).
     The router, `mt.moe_permute` and `mt.moe_unpermute` stay local (each
-    rank routes its own tokens). Received buffers have the static bound
-    ep x (the permuted rows). Run before mt-autodiff: the gradients of the
-    exchanges are the exchanges backwards. mtc compile runs it with
-    --ep > 1, after mt-partition-tp; mt-build-optimizer then reduces the
-    experts' gradients over `edp` (MoE parallel folding).
+    rank routes its own tokens; the allgather dispatcher gathers the
+    permuted rows, top_k per token, where Megatron-Core gathers the tokens
+    and permutes them on each rank: the same rows reach the same experts).
+    Received buffers have the static bound ep x (the permuted rows).
+    With axis `etp` > 1 (expert tensor parallelism, Megatron-Core's
+    expert_tensor_parallel_size) each expert's gate and up are split on
+    their ffn columns and down on its ffn rows over etp, and the local
+    experts become
+      `mt.moe_gather_counts {same_experts}` over etp
+      -> `mt.all_gather` of the etp ranks' expert-sorted rows
+      -> `mt.moe_sort_chunks` with offsets -> `mt.moe_grouped_mlp` (this
+      rank's columns of every expert, partial outputs)
+      -> `mt.moe_sort_chunks {inverse}` -> `mt.reduce_scatter` over etp,
+    inside the dispatcher (or alone with ep 1). Run before mt-autodiff:
+    the gradients of the exchanges are the exchanges backwards. mtc compile
+    runs it with --ep > 1 or etp > 1, after mt-partition-tp;
+    mt-build-optimizer then reduces the experts' gradients over `edp` (MoE
+    parallel folding) and sums their norm over ep and etp.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"dispatcher", "dispatcher", "std::string", "\"alltoall\"",
+           "Megatron-Core's moe_token_dispatcher_type: alltoall or allgather">,
+  ];
 }
 
 def ExposeCollectives : Pass<"mt-expose-collectives", "::mlir::ModuleOp"> {

@@ -38,7 +38,6 @@ const std::map<std::string, PendingOption> &pendingOptions() {
   using enum PendingKind;
   static const std::map<std::string, PendingOption> options = {
       {"param_offload", {Bool, "false"}},
-      {"moe_token_dispatcher_type", {String, "alltoall"}},
   };
   return options;
 }
@@ -244,10 +243,21 @@ std::string RecomputeConfig::describe() const {
 }
 
 /// Expert parallelism against the model: ep needs experts and divides
-/// them; etp defaults to tp (Megatron-Core's expert_tensor_parallel_size)
-/// and must be 1 under ep or tp (experts are not split over tensor-parallel
-/// ranks yet).
+/// them; the token dispatcher is alltoall or allgather; etp defaults to tp
+/// (Megatron-Core's expert_tensor_parallel_size). Experts split over etp
+/// are not sharded by the distributed optimizer yet.
 Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
+  if (c.moeTokenDispatcherType != "alltoall" && c.moeTokenDispatcherType != "allgather")
+    return fail("moe_token_dispatcher_type (--moe-token-dispatcher-type) '",
+                c.moeTokenDispatcherType, "': ",
+                c.moeTokenDispatcherType == "flex"
+                    ? "not built in this version of mtc; use alltoall or allgather"
+                    : "expected one of Megatron-Core's alltoall, allgather, flex (this version "
+                      "builds alltoall and allgather)");
+  if (c.moeSharedExpertOverlap && c.moeTokenDispatcherType != "alltoall")
+    return fail("moe_shared_expert_overlap overlaps the shared expert with the alltoall "
+                "dispatcher's all-to-all; it needs moe_token_dispatcher_type "
+                "(--moe-token-dispatcher-type) alltoall, got '", c.moeTokenDispatcherType, "'");
   if (model.numExperts == 0 && c.ep != 1)
     return fail("expert_model_parallel_size (--ep ", c.ep, ") needs a "
                 "mixture-of-experts model; this model is dense");
@@ -256,12 +266,12 @@ Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
                 "expert_model_parallel_size (--ep ", c.ep, ")");
   if (c.etp == 0)
     c.etp = c.tp;
-  if (model.numExperts != 0 && (c.ep > 1 || c.tp > 1) && c.etp != 1)
-    return fail("expert_tensor_parallel_size (--etp ", c.etp, c.etp == c.tp ? ", its default tp" : "",
-                ") must be 1 with expert_model_parallel_size (--ep ", c.ep,
-                ") and tensor_model_parallel_size (--tp ", c.tp,
-                "): this version of mtc does not split experts over tensor-parallel ranks; "
-                "give --etp 1");
+  if (model.numExperts != 0 && c.etp > 1 && c.distributedOptimizer)
+    return fail("use_distributed_optimizer (--use-distributed-optimizer) with "
+                "expert_tensor_parallel_size (--etp ", c.etp,
+                c.etp == c.tp ? ", its default tp" : "",
+                ") > 1: this version of mtc does not shard experts split over etp in the "
+                "distributed optimizer; give --etp 1 or leave the distributed optimizer off");
   return Status::ok();
 }
 
@@ -504,6 +514,8 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"world_size", integer(config.worldSize)},
       {"sequence_parallel", typedSetter(config.sequenceParallel, "true or false")},
       {"cp_comm_type", typedSetter(config.cpCommType, "a string")},
+      {"moe_token_dispatcher_type", typedSetter(config.moeTokenDispatcherType, "a string")},
+      {"moe_shared_expert_overlap", typedSetter(config.moeSharedExpertOverlap, "true or false")},
       {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
       {"grad_reduce_in_fp32", typedSetter(config.gradReduceInFp32, "true or false")},
       {"overlap_param_gather", typedSetter(config.overlapParamGather, "true or false")},

@@ -61,6 +61,18 @@ struct ParallelConfig {
   /// sees the other cp ranks' keys and values: p2p (the ring, Megatron-Core's
   /// default) or all_gather; a2a is refused by name.
   std::string cpCommType = "p2p";
+  /// Megatron-Core's moe_token_dispatcher_type: how the tokens of MoE
+  /// layers reach the ranks of their experts under expert parallelism:
+  /// alltoall (counts exchanged, then all-to-all-v of the rows and back)
+  /// or allgather (every rank's rows gathered over ep, the local experts
+  /// computed, then reduce-scatter); flex is refused by name.
+  std::string moeTokenDispatcherType = "alltoall";
+  /// Megatron-Core's moe_shared_expert_overlap: compute the shared expert
+  /// (Qwen2-MoE) while the alltoall dispatcher's all-to-all runs. A
+  /// scheduling hint that never changes the result; this version accepts it
+  /// (with the alltoall dispatcher, as Megatron-Core) and does not reorder
+  /// anything for it yet.
+  bool moeSharedExpertOverlap = false;
   /// Megatron-Core's use_distributed_optimizer: gradients reduce-scattered
   /// in buckets over dp, each rank updating 1/dp of the weights and AdamW
   /// state (mt-build-optimizer).

@@ -330,7 +330,8 @@ std::vector<Key> megatronKeys() {
       {"expert_model_parallel_size", Honoured, Megatron, "ep (experts split over the ranks of "
        "an ep group, MoE parallel folding)", {}, "",
        layout("expert_model_parallel_size", &P::ep, 1)},
-      {"expert_tensor_parallel_size", Honoured, Megatron, "etp (null: tp; 1 with ep)", {}, "",
+      {"expert_tensor_parallel_size", Honoured, Megatron, "etp (null: tp): each expert's ffn "
+       "columns split over etp ranks (MoE parallel folding)", {}, "",
        layout("expert_tensor_parallel_size", &P::etp, 1, true)},
       {"context_parallel_size", Honoured, Megatron, "cp: the sequence split over cp ranks "
        "(Megatron-Core's load balancing)", {}, "",
@@ -340,11 +341,25 @@ std::vector<Key> megatronKeys() {
        [](TrainConfig &c, const Given &g) {
          return read(g, "cp_comm_type", "a string", c.parallel.cpCommType);
        }},
-      {"moe_token_dispatcher_type", Refused, Megatron, "one rank holds every expert: no dispatch "
-       "until expert parallelism", {"alltoall"}, "issue 14"},
+      {"moe_token_dispatcher_type", Honoured, Megatron, "how tokens reach their experts under "
+       "ep: alltoall or allgather (flex: not built yet)", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         return read(g, "moe_token_dispatcher_type", "a string",
+                     c.parallel.moeTokenDispatcherType);
+       }},
       {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one mt.moe_grouped_mlp op"},
-      {"moe_shared_expert_overlap", Refused, Megatron, "overlapping shared experts with dispatch "
-       "needs expert parallelism", {off}, "issue 14"},
+      {"moe_shared_expert_overlap", Honoured, Megatron, "a scheduling hint (the shared expert "
+       "computed while the alltoall dispatcher's all-to-all runs) that never changes the "
+       "result; this version does not reorder anything for it yet", {}, "",
+       [](TrainConfig &c, const Given &g) {
+         Status s = read(g, "moe_shared_expert_overlap", "true or false",
+                         c.parallel.moeSharedExpertOverlap);
+         if (s && c.parallel.moeSharedExpertOverlap)
+           c.alwaysDone.push_back("moe_shared_expert_overlap: a scheduling hint with the same "
+                                  "results; mtc does not overlap the shared expert with the "
+                                  "dispatch yet");
+         return s;
+       }},
       {"moe_aux_loss_coeff", Honoured, Megatron, "coefficient of Megatron-Core's load-balancing "
        "loss (default: the model's router_aux_loss_coef x top_k, the same loss)", {}, "",
        [](TrainConfig &c, const Given &g) { return moeNumber(g, "moe_aux_loss_coeff", c.moe.auxLossCoeff); }},

@@ -51,11 +51,13 @@ std::string withCommas(int64_t n) {
 
 namespace {
 
-/// Megatron-Core's MoE parallel folding over the same ranks, and the
-/// alltoall dispatcher's traffic: per MoE layer and micro-batch, the
-/// B·S·top_k routed rows of hidden values go out (dispatch) and come back
-/// (combine), in the forward and again in the backward; with uniform
-/// routing (ep - 1)/ep of them cross to another rank.
+/// Megatron-Core's MoE parallel folding over the same ranks, and the token
+/// dispatcher's traffic per MoE layer and micro-batch, in the forward and
+/// again in the backward. alltoall: the B·S·top_k routed rows of hidden
+/// values go out (dispatch) and come back (combine); with uniform routing
+/// (ep - 1)/ep of them cross to another rank. allgather: the all-gather and
+/// the reduce-scatter each move ep times those rows, (ep - 1)/ep of them
+/// from or to other ranks.
 void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
   std::array<int64_t, 4> expert = p.expertMesh();
   os << "expert layers (MoE parallel folding, the same ranks): mesh (pp, edp, ep, etp) = ("
@@ -66,14 +68,20 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
     return;
   // A rank runs the MoE layers of its pipeline stage: about 1/pp of them.
   int64_t layers = (dims.moeLayers + p.pp - 1) / p.pp;
-  double rows = double(p.microBatch) * double(p.seq) * double(dims.topK);
+  const bool gather = p.moeTokenDispatcherType == "allgather";
+  double rows = double(p.microBatch) * double(p.seq) * double(dims.topK) *
+                double(gather ? p.ep : 1);
   double elements = rows * double(dims.hidden) * 4.0 * double(layers) *
                     double(p.numMicroBatches());
   double offRank = elements * double(p.ep - 1) / double(p.ep);
-  os << llvm::format("all-to-all per step and rank (alltoall dispatcher, dropless): %.0f "
-                     "values (%d MoE layers%s x %d micro-batches x 4 exchanges of %.0f rows x "
-                     "%d), %.0f of them to other ranks with uniform routing: %.1f MiB in "
-                     "bf16\n",
+  os << llvm::format(gather ? "all-gather and reduce-scatter per step and rank (allgather "
+                              "dispatcher, dropless): %.0f values (%d MoE layers%s x %d "
+                              "micro-batches x 4 collectives of %.0f rows x %d), %.0f of them "
+                              "from or to other ranks: %.1f MiB in bf16\n"
+                            : "all-to-all per step and rank (alltoall dispatcher, dropless): "
+                              "%.0f values (%d MoE layers%s x %d micro-batches x 4 exchanges "
+                              "of %.0f rows x %d), %.0f of them to other ranks with uniform "
+                              "routing: %.1f MiB in bf16\n",
                      elements, int(layers), p.pp > 1 ? " of a stage" : "",
                      int(p.numMicroBatches()), rows, int(dims.hidden), offRank,
                      offRank * 2.0 / (1024.0 * 1024.0));

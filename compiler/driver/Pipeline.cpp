@@ -240,8 +240,11 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
     cpOptions.commType = parallel.cpCommType;
     pipeline.push_back(createPartitionContextParallel(cpOptions));
   }
-  if (parallel.ep > 1)
-    pipeline.push_back(createPartitionExpertParallel());
+  if (experts && (parallel.ep > 1 || parallel.etp > 1)) {
+    PartitionExpertParallelOptions epOptions;
+    epOptions.dispatcher = parallel.moeTokenDispatcherType;
+    pipeline.push_back(createPartitionExpertParallel(epOptions));
+  }
   // After the partitions: the loss mask has its local shape.
   if (parallel.perTokenLoss)
     pipeline.push_back(createPerTokenLoss());

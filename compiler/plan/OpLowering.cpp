@@ -148,10 +148,19 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
             .s("axis", o.getAxis());
         return true;
       })
+      .Case([&](MoEGatherCountsOp o) {
+        w.i("experts", dim(o.getTokensPerExpert(), 0)).i("parts", dim(o.getOffsets(), 0))
+            .s("axis", o.getAxis());
+        if (o.getSameExperts())
+          w.i("same_experts", 1);
+        return true;
+      })
       .Case([&](MoESortChunksOp o) {
         Value in = o.getInput(), counts = o.getCounts();
         w.i("rows", dim(in, 0)).i("hidden", dim(in, 1)).i("parts", dim(counts, 0))
             .i("groups", dim(counts, 1)).i("inverse", o.getInverse());
+        if (o.getOffsets())
+          w.i("offsets", 1);
         return true;
       })
       .Case<AllGatherOp, ReduceScatterOp, AllSliceOp>([&](auto g) {

@@ -12,6 +12,7 @@
 #include "compiler/plan/PipelineSchedule.h"
 #include "compiler/plan/ProgramEmitter.h"
 #include "dialects/mt/MtDialect.h"
+#include "dialects/mt/MtMesh.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanVersion.h"
 
@@ -598,7 +599,10 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   }
   auto *mesh = out.mutable_mesh();
   mesh->set_pp(parallel.pp), mesh->set_dp(parallel.dp), mesh->set_cp(parallel.cp);
-  mesh->set_ep(parallel.ep), mesh->set_tp(parallel.tp), mesh->set_etp(parallel.etp);
+  // etp (default tp) means nothing to a dense model: 1, so that the
+  // runtime forms no expert groups for it.
+  const bool experts = static_cast<bool>(module.lookupSymbol<shard::GridOp>(kExpertMeshName));
+  mesh->set_ep(parallel.ep), mesh->set_tp(parallel.tp), mesh->set_etp(experts ? parallel.etp : 1);
   auto *t = out.mutable_training();
   t->set_micro_batch(parallel.microBatch);
   t->set_seq(parallel.seq);

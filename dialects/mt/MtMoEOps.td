@@ -162,7 +162,9 @@ def Mt_MoEUnpermuteGradOp : Mt_GradOp<"moe_unpermute_grad"> {
 
 //===----------------------------------------------------------------------===//
 // Expert parallelism: the alltoall dispatcher's steps around mt.all_to_all_v
-// (Megatron-Core's MoEAlltoAllTokenDispatcher). Verifiers and gradients in
+// (Megatron-Core's MoEAlltoAllTokenDispatcher) and the allgather
+// dispatcher's around mt.all_gather / mt.reduce_scatter
+// (MoEAllGatherTokenDispatcher). Verifiers and gradients in
 // MtMoEDispatch.cpp.
 //===----------------------------------------------------------------------===//
 
@@ -194,6 +196,42 @@ def Mt_MoEExchangeCountsOp : Mt_Op<"moe_exchange_counts", [Pure]> {
       "experts; parts; parts; experts; experts/parts">;
 }
 
+def Mt_MoEGatherCountsOp : Mt_Op<"moe_gather_counts", [Pure]> {
+  let summary = "The allgather dispatcher's token counts, gathered over the expert-parallel axis";
+  let description = [{
+    `tokens_per_expert` [E] (i32, this rank's permuted rows per expert, the
+    experts of coordinate p on `axis` being [p·E/P, (p+1)·E/P)) is
+    all-gathered over the P ranks of `axis`; this rank, at coordinate c,
+    keeps what its local experts need of every rank's rows once those are
+    all-gathered too (Megatron-Core's MoEAllGatherTokenDispatcher, which
+    gathers the routing map): `global_counts` [P, E/P]: rank p's rows for
+    each local expert; `offsets` [P]: the first of them within rank p's
+    rows (its rows for the experts before c·E/P);
+    `tokens_per_local_expert` [E/P]: the sums over the ranks. With
+    `same_experts` every rank of `axis` holds the same E experts (the etp
+    axis: expert tensor parallelism, each rank a slice of every expert's
+    ffn columns), and keeps every rank's counts: `global_counts` [P, E],
+    `offsets` zero, `tokens_per_local_expert` [E] (Megatron-Core's gather of
+    num_local_tokens_per_expert over the expert tensor-parallel ranks).
+    Integers: no gradient.
+
+    ```mlir
+    %global, %offsets, %local = mt.moe_gather_counts %counts {axis = "ep"}
+        : (tensor<8xi32>) -> (tensor<2x4xi32>, tensor<2xi32>, tensor<4xi32>)
+    %all, %zeros, %sums = mt.moe_gather_counts %local {axis = "etp", same_experts}
+        : (tensor<4xi32>) -> (tensor<2x4xi32>, tensor<2xi32>, tensor<4xi32>)
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[I32]>:$tokens_per_expert, StrAttr:$axis,
+                       UnitAttr:$same_experts);
+  let results = (outs RankedTensorOf<[I32]>:$global_counts, RankedTensorOf<[I32]>:$offsets,
+                      RankedTensorOf<[I32]>:$tokens_per_local_expert);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"MoE", "axis:s? experts parts same_experts?",
+      "experts; -; parts; -">;
+}
+
 def Mt_MoESortChunksOp : Mt_Op<"moe_sort_chunks", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
   let summary = "Re-orders received rows from rank-major to expert-major chunks";
   let description = [{
@@ -201,21 +239,27 @@ def Mt_MoESortChunksOp : Mt_Op<"moe_sort_chunks", [Pure, DeclareOpInterfaceMetho
     the local expert, chunk (p, g) of `counts`[p, g] rows ([P, G], i32) — as
     mt.all_to_all_v delivers them; `result` has them in the order (g, p), so
     that each local expert's rows are consecutive for mt.moe_grouped_mlp
-    (Megatron-Core's sort_chunks_by_idxs). With `inverse`, from (g, p) back
-    to (p, g), before the combine's all-to-all. Rows past the chunks are
-    zero. The gradient is the inverse re-ordering.
+    (Megatron-Core's sort_chunks_by_idxs). With `offsets` ([P], i32; the
+    allgather dispatcher, mt.moe_gather_counts), the input is P blocks of
+    N/P rows, as mt.all_gather delivers them, and source p's chunks start at
+    row p·N/P + offsets[p] of it. With `inverse`, from (g, p) back to the
+    input's layout, before the combine's all-to-all (or reduce-scatter).
+    Rows past (or between) the chunks are zero. The gradient is the inverse
+    re-ordering.
 
     ```mlir
     %sorted = mt.moe_sort_chunks %recv, %global : (tensor<2048x64xf32>, tensor<2x4xi32>) -> tensor<2048x64xf32>
     %back = mt.moe_sort_chunks %out, %global {inverse} : (tensor<2048x64xf32>, tensor<2x4xi32>) -> tensor<2048x64xf32>
+    %mine = mt.moe_sort_chunks %all, %global, %offsets : (tensor<2048x64xf32>, tensor<2x4xi32>, tensor<2xi32>) -> tensor<2048x64xf32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[I32]>:$counts, UnitAttr:$inverse);
+  let arguments = (ins Mt_FloatTensor:$input, RankedTensorOf<[I32]>:$counts,
+                       Optional<RankedTensorOf<[I32]>>:$offsets, UnitAttr:$inverse);
   let results = (outs Mt_FloatTensor:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"MoE", "rows hidden parts groups inverse",
-      "rows*hidden; parts*groups; rows*hidden">;
+  let instruction = Mt_Instruction<"MoE", "rows hidden parts groups inverse offsets?",
+      "rows*hidden; parts*groups; offsets?parts; rows*hidden">;
 }
 
 #endif // MT_MOE_OPS_TD

@@ -14,23 +14,25 @@ def Mt_GlobalNormOp : Mt_Op<"global_norm", [Pure]> {
     With `partial_axis`, every operand is this rank's disjoint part of
     gradients partitioned over that axis as well (the distributed
     optimizer's shards of the gradient buckets over dp): the sum is also
-    reduced over it. With `expert_axis`, the operands flagged in `experts`
-    are expert shards on @expert_mesh split over that axis (MoE parallel
-    folding with tp: the dense ones split over `sharded_axis`, tp): their
-    sum is reduced over `expert_axis` apart and added. mt-expose-collectives
+    reduced over it. With `expert_axes`, the operands flagged in `experts`
+    are expert shards on @expert_mesh split over those axes (MoE parallel
+    folding: ep, and etp when the experts are split over tensor-parallel
+    ranks; the dense ones split over `sharded_axis`, tp, or whole): their
+    sum is reduced over `expert_axes` apart and added. mt-expose-collectives
     rewrites it into mt.sum_squares, mt.all_reduce over the axes (mt.add of
     the two sums) and mt.sqrt; plans never hold it.
 
     ```mlir
     %norm = mt.global_norm %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
     %norm = mt.global_norm %s0, %s1 {partial_axis = "dp"} : (tensor<4096xf32>, tensor<64xf32>) -> tensor<f32>
+    %norm = mt.global_norm %d, %e {expert_axes = ["ep", "etp"], experts = array<i1: false, true>} : (tensor<64xf32>, tensor<2x8x4xf32>) -> tensor<f32>
     ```
   }];
   let arguments = (ins Variadic<Mt_FloatTensor>:$grads,
                        OptionalAttr<StrAttr>:$sharded_axis,
                        OptionalAttr<DenseBoolArrayAttr>:$replicated,
                        OptionalAttr<StrAttr>:$partial_axis,
-                       OptionalAttr<StrAttr>:$expert_axis,
+                       OptionalAttr<StrArrayAttr>:$expert_axes,
                        OptionalAttr<DenseBoolArrayAttr>:$experts);
   let results = (outs Mt_F32Scalar:$norm);
   let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";

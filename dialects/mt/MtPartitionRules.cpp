@@ -166,11 +166,13 @@ LogicalResult GELUOp::partition(Partitioner &p) {
 // Mixture of experts
 //===----------------------------------------------------------------------===//
 
-// MoE parallel folding with expert_tensor_parallel_size 1: the experts are
-// not split over tp; each tp rank dispatches its own share of the tokens
-// (the sequence split over tp, as with sequence parallelism), so the ranks
-// of a tp group hold disjoint tokens like those of dp, and the expert
+// MoE parallel folding: each tp rank dispatches its own share of the
+// tokens (the sequence split over tp, as with sequence parallelism), so the
+// ranks of a tp group hold disjoint tokens like those of dp, and the expert
 // gradients are summed over edp, which holds them (mt-build-optimizer).
+// The experts themselves are laid out on @expert_mesh by mt-partition-ep
+// (ep, and etp: expert tensor parallelism over the same ranks), or with
+// ep = etp = 1 replicated over tp.
 // The router sees every token (its top-k, load-balancing loss and gradient
 // are the single rank's, replicated); permute, experts and un-permute see
 // this rank's.
@@ -199,16 +201,19 @@ LogicalResult MoEPermuteOp::partition(Partitioner &p) {
                  failed(p.splitValue(*this, getSlotRows(), 1)));
 }
 
-/// Whole experts (etp 1) on this rank's rows. With ep, mt-partition-ep
-/// lays them on @expert_mesh, whose edp holds the tp ranks; without, they
-/// are replicated over tp like a sequence-parallel norm's weight: each
-/// rank's gradient is its tokens' share, summed over tp (mt.tp_copy).
+/// The experts on this rank's rows. With ep or etp > 1, mt-partition-ep
+/// lays them on @expert_mesh (whose edp holds the tp ranks when etp is 1);
+/// without, whole experts are replicated over tp like a sequence-parallel
+/// norm's weight: each rank's gradient is its tokens' share, summed over tp
+/// (mt.tp_copy).
 LogicalResult MoEGroupedMLPOp::partition(Partitioner &p) {
   if (p.of(getInput()).kind != Sharding::Split)
     return emitOpError() << "expects the rows of this rank's tokens (mt.moe_permute's)";
   auto grid = p.module().lookupSymbol<shard::GridOp>(kExpertMeshName);
-  std::optional<int64_t> ep = grid ? axisSize(grid, "ep") : std::nullopt;
-  if (!ep || *ep == 1) {
+  auto sizeOf = [&](StringRef axis) {
+    return grid ? axisSize(grid, axis).value_or(1) : int64_t(1);
+  };
+  if (sizeOf("ep") == 1 && sizeOf("etp") == 1) {
     OpBuilder &b = p.builder();
     b.setInsertionPoint(*this);
     for (OpOperand *w : {&getGateMutable(), &getUpMutable(), &getDownMutable()}) {

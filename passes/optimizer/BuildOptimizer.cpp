@@ -186,22 +186,28 @@ struct BuildOptimizerPass
     Value scale, lr;
   };
 
-  /// The mesh axes that parameters are split over (null: none): the dense
-  /// ones' on @mesh (tp) and the experts' on @expert_mesh (ep).
+  /// The mesh axes that parameters are split over (null, empty: none): the
+  /// dense ones' on @mesh (tp) and the experts' on @expert_mesh (ep, etp).
   struct NormAxes {
-    StringAttr dense, experts;
-    /// The one axis when only one kind of parameter is split.
-    StringAttr single() const { return dense && experts ? StringAttr() : dense ? dense : experts; }
+    StringAttr dense;
+    SmallVector<StringAttr> experts;
+    /// Whether the experts' sum is reduced apart from the dense one's: both
+    /// are split, or the experts over several axes.
+    bool apart() const { return (dense && !experts.empty()) || experts.size() > 1; }
+    /// The one axis when only one kind of parameter is split, over one axis.
+    StringAttr single() const {
+      return apart() ? StringAttr() : dense ? dense : experts.empty() ? StringAttr() : experts[0];
+    }
   };
-  /// Fails, with a diagnostic, when the parameters of one mesh are split
-  /// over two axes.
+  /// Fails, with a diagnostic, when the dense parameters are split over two
+  /// axes.
   FailureOr<NormAxes> normAxesOf(ArrayRef<ParamOp> params, OpBuilder &b);
   /// The global norm (partial over `partialAxis` when set; the operands
   /// flagged in `experts` apart over `expertAxis` when set), the NaN/Inf
   /// check, the clip coefficient and the learning rate.
   Scaling normAndSchedule(OpBuilder &b, Location loc, Value step, ValueRange grads,
                           ArrayRef<bool> replicated, StringAttr normAxis,
-                          StringAttr partialAxis, StringAttr expertAxis = {},
+                          StringAttr partialAxis, ArrayRef<StringAttr> expertAxes = {},
                           ArrayRef<bool> experts = {});
   LogicalResult buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params, NormAxes axes);
   LogicalResult buildDistributed(OpBuilder &b, ArrayRef<ParamOp> params, StringAttr normAxis);
@@ -213,9 +219,14 @@ BuildOptimizerPass::normAxesOf(ArrayRef<ParamOp> params, OpBuilder &b) {
   NormAxes axes;
   for (ParamOp p : params) {
     ShardingAttr sharding = p.getShardingAttr();
-    StringAttr &normAxis = onExpertMesh(p) ? axes.experts : axes.dense;
     for (unsigned d = 0; sharding && d < sharding.getSplitAxes().size(); ++d)
       for (StringRef axis : sharding.getAxes(d)) {
+        if (onExpertMesh(p)) { // experts: disjoint shards over each axis
+          if (!llvm::is_contained(axes.experts, b.getStringAttr(axis)))
+            axes.experts.push_back(b.getStringAttr(axis));
+          continue;
+        }
+        StringAttr &normAxis = axes.dense;
         if (normAxis && normAxis.getValue() != axis)
           return p.emitOpError() << "is split over mesh axis '" << axis
                                  << "' and another parameter over '" << normAxis.getValue()
@@ -244,7 +255,7 @@ func::FuncOp BuildOptimizerPass::createFunction(OpBuilder &b, const Signature &s
 BuildOptimizerPass::Scaling
 BuildOptimizerPass::normAndSchedule(OpBuilder &b, Location loc, Value step, ValueRange grads,
                                     ArrayRef<bool> replicated, StringAttr normAxis,
-                                    StringAttr partialAxis, StringAttr expertAxis,
+                                    StringAttr partialAxis, ArrayRef<StringAttr> expertAxes,
                                     ArrayRef<bool> experts) {
   auto scalar = RankedTensorType::get({}, b.getF32Type());
   // Shards of one parameter sum over the axis they are split on; replicated
@@ -252,7 +263,9 @@ BuildOptimizerPass::normAndSchedule(OpBuilder &b, Location loc, Value step, Valu
   auto norm = GlobalNormOp::create(
       b, loc, scalar, grads, normAxis,
       normAxis ? b.getDenseBoolArrayAttr(replicated) : DenseBoolArrayAttr(), partialAxis,
-      expertAxis, expertAxis ? b.getDenseBoolArrayAttr(experts) : DenseBoolArrayAttr());
+      expertAxes.empty() ? ArrayAttr() : b.getStrArrayAttr(llvm::to_vector(llvm::map_range(
+                                             expertAxes, [](StringAttr a) { return a.getValue(); }))),
+      expertAxes.empty() ? DenseBoolArrayAttr() : b.getDenseBoolArrayAttr(experts));
   CheckFiniteOp::create(b, loc, norm);
   Value scale = ClipCoefficientOp::create(b, loc, scalar, norm, b.getF64FloatAttr(clipGrad));
   Value lrValue = LRScheduleOp::create(
@@ -375,11 +388,14 @@ LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp
     experts.push_back(onExpertMesh(p));
   }
   reduceGradients(b, fn.getLoc(), params, grads);
-  // MoE layers under tp: dense parameters split over tp, experts over ep.
-  const bool both = axes.dense && axes.experts;
+  // MoE layers under tp (dense parameters split over tp, experts over ep),
+  // or experts split over ep and etp: the two sums apart.
+  const bool apart = axes.apart();
   Scaling sc = normAndSchedule(b, fn.getLoc(), body->getArgument(0), grads, replicated,
-                               both ? axes.dense : axes.single(), StringAttr(),
-                               both ? axes.experts : StringAttr(), experts);
+                               apart ? axes.dense : axes.single(), StringAttr(),
+                               apart ? ArrayRef<StringAttr>(axes.experts)
+                                     : ArrayRef<StringAttr>(),
+                               experts);
   SmallVector<Value> results;
   for (auto [i, constParam] : llvm::enumerate(params)) {
     ParamOp p = constParam;
@@ -544,11 +560,17 @@ void BuildOptimizerPass::runOnOperation() {
   FailureOr<NormAxes> axes = normAxesOf(params, b);
   if (failed(axes))
     return signalPassFailure();
-  if (distributedOptimizer && axes->dense && axes->experts) {
+  if (distributedOptimizer && axes->apart()) {
     module.emitError() << "mt-build-optimizer: the distributed optimizer with experts split "
-                          "over '" << axes->experts.getValue() << "' and dense parameters over '"
-                       << axes->dense.getValue() << "' (MoE layers under tensor parallelism) "
-                          "is not supported yet";
+                          "over '" << axes->experts.front().getValue() << "'"
+                       << (axes->experts.size() > 1 ? " and '" + axes->experts[1].getValue().str() +
+                                                          "' (expert tensor parallelism)"
+                                                    : std::string())
+                       << (axes->dense ? " and dense parameters over '" +
+                                             axes->dense.getValue().str() +
+                                             "' (MoE layers under tensor parallelism)"
+                                       : std::string())
+                       << " is not supported yet";
     return signalPassFailure();
   }
   if (failed(distributedOptimizer ? buildDistributed(b, params, axes->single())

@@ -157,10 +157,21 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
     if (failed(sum))
       return failure();
     if (!experts.empty()) {
-      FailureOr<Value> expertSum =
-          sumOverAxis(b, norm, experts, DenseBoolArrayAttr(), norm.getExpertAxisAttr());
+      // Expert shards are disjoint over every axis they are split on.
+      ArrayAttr axes = norm.getExpertAxesAttr();
+      FailureOr<Value> expertSum = sumOverAxis(
+          b, norm, experts, DenseBoolArrayAttr(),
+          axes && !axes.empty() ? cast<StringAttr>(axes[0]) : StringAttr());
       if (failed(expertSum))
         return failure();
+      for (Attribute axis : axes ? axes.getValue().drop_front() : ArrayRef<Attribute>()) {
+        if (!sizeOf(cast<StringAttr>(axis).getValue()))
+          return norm.emitOpError() << "is sharded over '" << cast<StringAttr>(axis).getValue()
+                                    << "', which is not an axis of @" << kExpertMeshName;
+        *expertSum = inheriting(AllReduceOp::create(b, loc, *expertSum, cast<StringAttr>(axis),
+                                                    b.getStringAttr("sum")),
+                                norm);
+      }
       *sum = inheriting(AddOp::create(b, loc, *sum, *expertSum), norm);
     }
     // The distributed optimizer's gradient shards: each rank holds a

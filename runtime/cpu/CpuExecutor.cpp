@@ -16,6 +16,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <vector>
 
 namespace mt::cpu {
@@ -311,8 +312,8 @@ void addMoEPermuteKernels(Table &t) {
   });
   t[Op::moe_sort_chunks] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
-    moeSortChunks(io.f(0), io.ids(1), io.out(0), a.i("parts"), a.i("groups"), a.i("rows"),
-                  a.i("hidden"), a.i("inverse") != 0);
+    moeSortChunks(io.f(0), io.ids(1), a.i("offsets", 0) ? io.ids(2) : nullptr, io.out(0),
+                  a.i("parts"), a.i("groups"), a.i("rows"), a.i("hidden"), a.i("inverse") != 0);
   });
   t[Op::moe_grouped_mlp] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
@@ -583,6 +584,41 @@ public:
     return Status::ok();
   }
 
+  /// Megatron-Core's allgather-dispatcher preprocess: every rank's counts
+  /// per expert gathered over `axis` (as 4-byte words), then what this
+  /// rank's experts take of each rank's rows: their counts, where they
+  /// start, and their sums; with same_experts (etp) all of them.
+  static Status gatherCounts(const Instruction &in, const Attrs &a, HostMemory &m,
+                             const KernelContext &k) {
+    const bool same = a.i("same_experts", 0) != 0;
+    const int64_t experts = a.i("experts"), parts = a.i("parts");
+    const int64_t local = same ? experts : experts / parts;
+    const int32_t *mine = m.i32(in.inputs(0));
+    int32_t *global = m.i32(in.outputs(0)), *offsets = m.i32(in.outputs(1));
+    int32_t *perExpert = m.i32(in.outputs(2));
+    comm::Communicator *group = k.rank ? k.rank->group(a.s("axis")) : nullptr;
+    if ((group ? group->size() : 1) != parts)
+      return Status::error("moe_gather_counts over '" + a.s("axis") + "' expects " +
+                           std::to_string(parts) + " ranks in the group, has " +
+                           std::to_string(group ? group->size() : 1));
+    std::vector<int32_t> all(static_cast<size_t>(parts * experts));
+    if (group) {
+      if (Status s = group->allGather(mine, all.data(), size_t(experts), comm::DType::F32); !s)
+        return s;
+    } else {
+      std::copy(mine, mine + experts, all.begin());
+    }
+    const int64_t first = same || !group ? 0 : k.rank->coordinate(a.s("axis")) * local;
+    std::fill(perExpert, perExpert + local, 0);
+    for (int64_t p = 0; p < parts; ++p) {
+      const int32_t *counts = all.data() + p * experts;
+      offsets[p] = std::accumulate(counts, counts + first, 0);
+      for (int64_t g = 0; g < local; ++g)
+        global[p * local + g] = counts[first + g], perExpert[g] += counts[first + g];
+    }
+    return Status::ok();
+  }
+
   /// The first row of this rank's vocabulary slice on the axis named by
   /// the attribute `axisAttr` (none: the whole vocabulary).
   static int64_t vocabStart(const Attrs &a, Rank rank, const char *axisAttr) {
@@ -633,6 +669,7 @@ public:
     t[Op::all_to_all_v] = allToAllV;
     t[Op::ring_shift] = ringShift;
     t[Op::moe_exchange_counts] = exchangeCounts;
+    t[Op::moe_gather_counts] = gatherCounts;
     t[Op::reduce_scatter] = reduceScatter;
     t[Op::all_slice] = allSlice;
     t[Op::sum_squares] = sumSquares;

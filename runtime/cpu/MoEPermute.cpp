@@ -120,19 +120,23 @@ void moeUnpermuteBackward(const float *expertOut, const float *probs,
     }
 }
 
-void moeSortChunks(const float *in, const int32_t *counts, float *out, int64_t parts,
-                   int64_t groups, int64_t rows, int64_t hidden, bool inverse) {
+void moeSortChunks(const float *in, const int32_t *counts, const int32_t *offsets, float *out,
+                   int64_t parts, int64_t groups, int64_t rows, int64_t hidden, bool inverse) {
   // Where chunk (p, g) starts in the (p, g) and in the (g, p) order.
   std::vector<int64_t> byRank(parts * groups), byGroup(parts * groups);
   int64_t at = 0;
-  for (int64_t p = 0; p < parts; ++p)
+  for (int64_t p = 0; p < parts; ++p) {
+    if (offsets)
+      at = p * (rows / parts) + offsets[p];
     for (int64_t g = 0; g < groups; ++g)
       byRank[p * groups + g] = at, at += counts[p * groups + g];
+  }
   at = 0;
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t p = 0; p < parts; ++p)
       byGroup[p * groups + g] = at, at += counts[p * groups + g];
-  std::fill(out + at * hidden, out + rows * hidden, 0.0f);
+  // Blocks leave rows between their chunks: those of the other experts.
+  std::fill(out + (inverse && offsets ? 0 : at) * hidden, out + rows * hidden, 0.0f);
   for (int64_t c = 0; c < parts * groups; ++c) {
     int64_t from = inverse ? byGroup[c] : byRank[c], to = inverse ? byRank[c] : byGroup[c];
     std::memcpy(out + to * hidden, in + from * hidden, size_t(counts[c] * hidden) * sizeof(float));

@@ -65,9 +65,13 @@ void moeUnpermuteBackward(const float *expertOut, const float *probs,
 /// experts) inner, chunk (p, g) of counts[p * groups + g] rows; `out` gets
 /// them in order (g, p), so that each local expert's rows are consecutive.
 /// With `inverse`, `in` is in order (g, p) and `out` in (p, g) (the combine,
-/// and the gradient). Rows past the chunks are zero. Overwrites `out`.
-void moeSortChunks(const float *in, const int32_t *counts, float *out, int64_t parts,
-                   int64_t groups, int64_t rows, int64_t hidden, bool inverse);
+/// and the gradient). With `offsets` ([parts]; the allgather dispatcher,
+/// null for the all-to-all's packed chunks) the (p, g) side is `parts`
+/// blocks of rows / parts rows, source p's chunks from row
+/// p · rows / parts + offsets[p]. Rows past (or between) the chunks are
+/// zero. Overwrites `out`.
+void moeSortChunks(const float *in, const int32_t *counts, const int32_t *offsets, float *out,
+                   int64_t parts, int64_t groups, int64_t rows, int64_t hidden, bool inverse);
 
 struct GroupedMlpShape {
   int64_t rows, hidden, ffn, experts;

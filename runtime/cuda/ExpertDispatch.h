@@ -1,9 +1,11 @@
-// Expert parallelism's device work around the NCCL all-to-all-v of the
-// alltoall token dispatcher (Megatron-Core's MoEAlltoAllTokenDispatcher):
-// the sums of the exchanged token counts, and the re-ordering of the
-// received rows between rank-major and expert-major chunks. CPU references:
-// the moe_exchange_counts kernel of runtime/cpu/CpuExecutor.cpp and
-// cpu::moeSortChunks (runtime/cpu/MoEPermute.h).
+// Expert parallelism's device work around the NCCL collectives of the
+// token dispatchers (Megatron-Core's MoEAlltoAllTokenDispatcher and
+// MoEAllGatherTokenDispatcher): the sums of the exchanged or gathered
+// token counts, and the re-ordering of the received rows between
+// rank-major and expert-major chunks. CPU references: the
+// moe_exchange_counts and moe_gather_counts kernels of
+// runtime/cpu/CpuExecutor.cpp and cpu::moeSortChunks
+// (runtime/cpu/MoEPermute.h).
 #ifndef MT_RUNTIME_CUDA_EXPERTDISPATCH_H
 #define MT_RUNTIME_CUDA_EXPERTDISPATCH_H
 
@@ -31,18 +33,32 @@ Status moeCountSums(const int32_t *mine, const int32_t *global, int64_t parts, i
                     int32_t *send, int32_t *recv, int32_t *perLocalExpert, int32_t *splits,
                     cudaStream_t stream);
 
+/// moe_gather_counts' sums, on the device (i32 throughout): `all`
+/// [parts, experts] is every rank's rows per expert, as gathered; this
+/// rank's experts are [first, first + groups). Writes
+/// global[p, g] = all[p, first + g], offsets[p] = Σ_{e < first} all[p, e]
+/// and perLocalExpert[g] = Σ_p global[p, g].
+Status moeGatherCountSums(const int32_t *all, int64_t parts, int64_t experts, int64_t first,
+                          int64_t groups, int32_t *global, int32_t *offsets,
+                          int32_t *perLocalExpert, cudaStream_t stream);
+
 /// moe_sort_chunks' operands: `rows` x `hidden` bf16 rows in parts x groups
-/// chunks.
+/// chunks; `blocked`: the (p, g) side is parts blocks of rows / parts rows,
+/// source p's chunks from the block's row offsets[p] (the allgather
+/// dispatcher), else packed.
 struct SortChunksShape {
   int64_t parts, groups, rows, hidden;
   bool inverse;
+  bool blocked = false;
 };
 
 /// The most chunks (parts · groups) moeSortChunks takes: their offsets
-/// are held in shared memory.
-inline constexpr int64_t kMaxSortChunks = 4096;
+/// (3 · chunks + 1 i32) are held in the 48 KiB of dynamic shared memory a
+/// kernel gets without opting in.
+inline constexpr int64_t kMaxSortChunks = 4000;
 
-/// Workspace of moeSortChunks: the chunks' offsets (2 · chunks + 1 i32).
+/// Workspace of moeSortChunks: the chunks' offsets (3 · chunks + 1 i32)
+/// and a cursor per source (parts i32).
 size_t moeSortChunksWorkspaceBytes(const SortChunksShape &shape);
 
 /// `in` [rows, hidden] holds chunks in (p, g) order, chunk (p, g) of
@@ -52,9 +68,11 @@ size_t moeSortChunksWorkspaceBytes(const SortChunksShape &shape);
 /// past the chunks are zero. A copy of whole rows: deterministic and
 /// bit-identical to cpu::moeSortChunks. Negative counts count as 0, and
 /// source rows at or past `rows` are not read (their rows are zero): the
-/// host checks the counts before the all-to-all. `out` must not alias `in`.
-Status moeSortChunks(const bf16 *in, const int32_t *counts, bf16 *out, void *workspace,
-                     const SortChunksShape &shape, cudaStream_t stream);
+/// host checks the counts before the all-to-all. `offsets` [parts] (on
+/// the device) with shape.blocked, else null; rows between the chunks of
+/// a blocked `out` are zero too. `out` must not alias `in`.
+Status moeSortChunks(const bf16 *in, const int32_t *counts, const int32_t *offsets, bf16 *out,
+                     void *workspace, const SortChunksShape &shape, cudaStream_t stream);
 
 } // namespace mt::cuda
 

@@ -1,7 +1,11 @@
 // Expert parallelism on the GPU: the alltoall token dispatcher's
 // moe_exchange_counts, all_to_all_v and moe_sort_chunks (Megatron-Core's
-// MoEAlltoAllTokenDispatcher; kernels in runtime/cuda/ExpertDispatch.h), on
-// the compute stream in the plan's order, as the other collectives.
+// MoEAlltoAllTokenDispatcher) and the allgather dispatcher's
+// moe_gather_counts (its all-gather and reduce-scatter of the rows are
+// LowerCollectives.cpp's); kernels in runtime/cuda/ExpertDispatch.h, on
+// the compute stream in the plan's order, as the other collectives. The
+// allgather dispatcher needs no host copy: its collectives have static
+// sizes.
 //
 // The token counts exist only on the device, but NCCL's send and receive
 // sizes are host values. moe_exchange_counts therefore ends with one
@@ -108,6 +112,39 @@ void exchangeCounts(Lowerer &L, const Attrs &a) {
   });
 }
 
+/// moe_gather_counts: every rank's counts per expert gathered over the
+/// axis (i32 moved as 4-byte words) into the workspace, then what this
+/// rank's experts take of them, on the device.
+void gatherCounts(Lowerer &L, const Attrs &a) {
+  const bool same = a.i("same_experts", 0) != 0; // etp: every rank's counts whole
+  const int64_t experts = a.i("experts"), parts = a.i("parts");
+  if (parts < 1 || (!same && experts % parts != 0))
+    return L.fail("experts " + std::to_string(experts) + " not a multiple of parts " +
+                  std::to_string(parts));
+  const int64_t groups = same ? experts : experts / parts;
+  const exec::RankContext *rank = L.resources().rank;
+  const int64_t first =
+      same || parts == 1 || !rank ? 0 : rank->coordinate(a.s("axis")) * groups;
+  const int32_t *mine = L.i32In(0);
+  int32_t *global = L.i32Out(0), *offsets = L.i32Out(1), *local = L.i32Out(2);
+  NcclCommunicator *nccl = nullptr;
+  if (!axisGroup(L, a, parts, nccl) || !mine || !global || !offsets || !local)
+    return; // the reason is recorded
+  L.needWorkspace(size_t(parts * experts) * sizeof(int32_t));
+  Resources *r = &L.resources();
+  L.emitCollective([=](cudaStream_t s) -> Status {
+    auto *all = static_cast<int32_t *>(r->workspace);
+    if (nccl) {
+      nccl->setStream(s);
+      MT_CUDA_RETURN_IF_ERROR(nccl->allGather(mine, all, size_t(experts), comm::DType::F32));
+    } else {
+      MT_CUDA_CHECK(cudaMemcpyAsync(all, mine, size_t(experts) * sizeof(int32_t),
+                                    cudaMemcpyDeviceToDevice, s));
+    }
+    return moeGatherCountSums(all, parts, experts, first, groups, global, offsets, local, s);
+  });
+}
+
 /// The host copy of count input `i`, made by a moe_exchange_counts; null,
 /// after L.fail, when the plan computes the counts otherwise.
 const HostCounts *hostCountsOf(Lowerer &L, int i) {
@@ -187,7 +224,7 @@ void allToAllV(Lowerer &L, const Attrs &a) {
 /// read there.
 void sortChunks(Lowerer &L, const Attrs &a) {
   const SortChunksShape shape{a.i("parts"), a.i("groups"), a.i("rows"), a.i("hidden"),
-                              a.i("inverse") != 0};
+                              a.i("inverse") != 0, a.i("offsets", 0) != 0};
   if (shape.parts < 1 || shape.groups < 1 || shape.parts * shape.groups > kMaxSortChunks)
     return L.fail("parts " + std::to_string(shape.parts) + " x groups " +
                   std::to_string(shape.groups) + ": expected 1 to " +
@@ -195,11 +232,13 @@ void sortChunks(Lowerer &L, const Attrs &a) {
   if (L.instruction().inputs(0) == L.instruction().outputs(0))
     return L.fail("the output may not be the input (rows move between chunks)");
   const bf16 *in = L.bfIn(0);
-  const int32_t *counts = L.i32In(1);
+  const int32_t *counts = L.i32In(1), *offsets = shape.blocked ? L.i32In(2) : nullptr;
   bf16 *out = L.bfOut(0);
   L.needWorkspace(moeSortChunksWorkspaceBytes(shape));
   Resources *r = &L.resources();
-  L.emit([=](cudaStream_t s) { return moeSortChunks(in, counts, out, r->workspace, shape, s); });
+  L.emit([=](cudaStream_t s) {
+    return moeSortChunks(in, counts, offsets, out, r->workspace, shape, s);
+  });
 }
 
 } // namespace
@@ -207,6 +246,7 @@ void sortChunks(Lowerer &L, const Attrs &a) {
 void addExpertParallelLowerings(LoweringTable &t) {
   using plan::Op;
   t[Op::moe_exchange_counts] = exchangeCounts;
+  t[Op::moe_gather_counts] = gatherCounts;
   t[Op::all_to_all_v] = allToAllV;
   t[Op::moe_sort_chunks] = sortChunks;
 }

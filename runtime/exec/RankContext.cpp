@@ -67,7 +67,7 @@ std::vector<GroupSpec> meshGroups(const MeshShape &mesh, int rank) {
     }
   };
   addGroups(kDenseGrid);
-  if (mesh.ep > 1)
+  if (mesh.experts())
     addGroups(kExpertGrid);
   // Pipeline messages: one group per ordered pair of stages; pp is the
   // slowest axis, so stage s's rank is base + s * stride.
@@ -164,7 +164,8 @@ Status RankContext::checkCollectiveGroups(const plan::Plan &plan) const {
       return Status::error(describe() + " program '" + program.name() + "' instruction " +
                            std::to_string(i) + " (" + instr.op() + ") runs over axis '" +
                            axis->s() + "' of size " + std::to_string(axisSize(axis->s())) +
-                           ", but this mesh (ep " + std::to_string(shape_.ep) +
+                           ", but this mesh (ep " + std::to_string(shape_.ep) + ", etp " +
+                           std::to_string(shape_.etp) +
                            ") makes no group for it; recompile the plan");
     }
   return Status::ok();
@@ -177,7 +178,7 @@ comm::Communicator *RankContext::world() const {
 std::string RankContext::describe() const {
   std::ostringstream os;
   os << "[rank " << info_.rank << "/" << info_.worldSize << " (";
-  for (size_t a = 0; a < (shape_.ep > 1 ? kAxes.size() : kDenseGrid.size()); ++a)
+  for (size_t a = 0; a < (shape_.experts() ? kAxes.size() : kDenseGrid.size()); ++a)
     os << (a ? " " : "") << kAxes[a] << "=" << coord_[a];
   os << ")]";
   return os.str();

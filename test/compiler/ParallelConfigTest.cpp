@@ -51,6 +51,20 @@ TEST(ParallelConfig, MeshesFoldExpertLayersOverTheSameRanks) {
   EXPECT_EQ(c.globalBatch, 2 * 4);
 }
 
+// etp defaults to tp (Megatron-Core's expert_tensor_parallel_size): ep2 x
+// tp2 folds expert layers as ep2 x etp2 over the 4 ranks of dp2 x tp2.
+TEST(ParallelConfig, ExpertTensorParallelismDefaultsToTp) {
+  ParallelConfig c;
+  ModelDims m = smallModel();
+  m.numExperts = 4;
+  c.tp = 2, c.ep = 2;
+  ASSERT_TRUE(c.resolve(m));
+  EXPECT_EQ(c.etp, 2);
+  EXPECT_EQ(c.dp, 2);
+  EXPECT_EQ(c.worldSize, 4);
+  EXPECT_EQ(c.expertMesh(), (std::array<int64_t, 4>{1, 1, 2, 2}));
+}
+
 TEST(ParallelConfig, ExpertParallelismAloneTakesTheFewestRanks) {
   ParallelConfig c;
   ModelDims m = smallModel();
@@ -111,9 +125,18 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
          m.numExperts = 8; c.ep = 4, c.etp = 1, c.tp = 2, c.worldSize = 2; },
        "expert_model_parallel_size (--ep 4) x expert_tensor_parallel_size (--etp 1) = 4 must "
        "divide tp (2) x cp (1) x dp (1) = 2"},
-      {"etp under ep", [](auto &c, auto &m) { m.numExperts = 8; c.ep = 2, c.tp = 2; },
-       "expert_tensor_parallel_size (--etp 2, its default tp) must be 1 with "
-       "expert_model_parallel_size (--ep 2)"},
+      {"etp with the distributed optimizer", [](auto &c, auto &m) {
+         m.numExperts = 8; c.ep = 2, c.tp = 2, c.distributedOptimizer = true; },
+       "use_distributed_optimizer (--use-distributed-optimizer) with "
+       "expert_tensor_parallel_size (--etp 2, its default tp) > 1"},
+      {"dispatcher not built", [](auto &c, auto &m) {
+         m.numExperts = 8; c.ep = 2, c.moeTokenDispatcherType = "flex"; },
+       "moe_token_dispatcher_type (--moe-token-dispatcher-type) 'flex': not built in this "
+       "version of mtc; use alltoall or allgather"},
+      {"dispatcher unknown", [](auto &c, auto &m) {
+         m.numExperts = 8; c.moeTokenDispatcherType = "all_to_all"; },
+       "moe_token_dispatcher_type (--moe-token-dispatcher-type) 'all_to_all': expected one of "
+       "Megatron-Core's alltoall, allgather, flex"},
       {"world != product", [](auto &c, auto &) { c.tp = 2, c.dp = 2, c.worldSize = 8; },
        "world size (8) must equal tp (2) x pp (1) x cp (1) x dp (2) = 4"},
       {"global % micro*dp", [](auto &c, auto &) { c.dp = 4, c.globalBatch = 12; },
@@ -467,8 +490,24 @@ TEST_F(YamlTypedValues, RecomputeOptionsReadNullAsNotGiven) {
   EXPECT_TRUE(config.recompute.moeLayerRecompute);
   for (const char *spelling : {"alltoall", "'alltoall'", "\"alltoall\""}) {
     ASSERT_EQ(load("moe_token_dispatcher_type", spelling), "") << spelling;
+    EXPECT_EQ(config.moeTokenDispatcherType, "alltoall") << spelling;
     EXPECT_EQ(resolveError(), "") << spelling;
   }
+  ASSERT_EQ(load("moe_token_dispatcher_type", "allgather"), "");
+  EXPECT_EQ(config.moeTokenDispatcherType, "allgather");
+  EXPECT_EQ(resolveError(), "");
+  // moe_shared_expert_overlap: a hint, with the alltoall dispatcher only
+  // (Megatron-Core's TransformerConfig rule).
+  ASSERT_EQ(load("moe_shared_expert_overlap", "true"), "");
+  EXPECT_TRUE(config.moeSharedExpertOverlap);
+  config.moeTokenDispatcherType = "allgather";
+  EXPECT_NE(resolveError().find("moe_shared_expert_overlap overlaps the shared expert with the "
+                                "alltoall dispatcher's all-to-all; it needs "
+                                "moe_token_dispatcher_type (--moe-token-dispatcher-type) "
+                                "alltoall, got 'allgather'"),
+            std::string::npos);
+  config.moeTokenDispatcherType = "alltoall";
+  EXPECT_EQ(resolveError(), "");
 }
 
 /// Every integer option, with where its value lands.

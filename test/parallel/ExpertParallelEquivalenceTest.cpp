@@ -1,5 +1,6 @@
-// Expert parallelism (Megatron-Core's MoE parallel folding, alltoall
-// dispatcher), with tensor parallelism too (expert_tensor_parallel_size 1),
+// Expert parallelism (Megatron-Core's MoE parallel folding, alltoall and
+// allgather dispatchers), with tensor parallelism too, and expert tensor
+// parallelism (expert_tensor_parallel_size 1 and 2),
 // computes the single rank's training step of the tiny MoE
 // models: each of 3 steps' loss and gradient norm, and every updated weight
 // (whole experts gathered by --export-hf), within the fp32 tolerances of
@@ -30,12 +31,15 @@ std::vector<Case> cases() {
   for (const char *model : {"tiny-qwen3-moe", "tiny-mixtral", "tiny-qwen2-moe"})
     for (const char *layout : {"ep2", "ep4", "ep2_dp4", "ep2_pp2", "ep2_dp4_pp2", "ep2_do",
                                "ep2_dp4_do", "resumed_ep2_as_single", "resumed_single_as_ep4",
-                               "resumed_ep2_dp4_do_as_single", "resumed_single_as_ep2_dp4_do"})
+                               "resumed_ep2_dp4_do_as_single", "resumed_single_as_ep2_dp4_do",
+                               "ep2_ag", "ep2_dp4_ag", "ep2_pp2_ag", "etp2", "ep2_etp2",
+                               "ep2_etp2_ag"})
       all.push_back({model, layout});
   // Tensor parallelism of MoE layers (etp 1); not Qwen2-MoE's shared expert.
   for (const char *model : {"tiny-qwen3-moe", "tiny-mixtral"})
     for (const char *layout :
-         {"ep2_tp2", "ep2_tp2_sp", "tp2_sp", "ep2_tp2_dp2_sp", "tp2_sp_dp2_do"})
+         {"ep2_tp2", "ep2_tp2_sp", "tp2_sp", "ep2_tp2_dp2_sp", "tp2_sp_dp2_do", "ep2_tp2_sp_ag",
+          "tp2_etp2", "tp2_sp_etp2", "ep2_tp2_etp2", "ep2_tp2_sp_etp2"})
       all.push_back({model, layout});
   return all;
 }

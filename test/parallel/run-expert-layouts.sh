@@ -11,14 +11,26 @@ here=$(cd "$(dirname "$0")" && pwd)
 # name:ranks:flags. With ep the world is still pp x dp x cp x tp (MoE
 # parallel folding): ep2 is 2 data-parallel ranks that hold 2 experts each;
 # ep2_tp2 the 2 ranks of a tp group, each dispatching half of the sequence
-# (etp 1), with or without sequence parallelism.
+# (etp 1), with or without sequence parallelism. *_ag: the allgather
+# dispatcher. *etp2: each expert's ffn columns split over 2 ranks (etp,
+# Megatron-Core's default tp), which gather each other's rows: over dp
+# ranks (etp2: dp 2; ep2_etp2: dp 4) or over the tp group (tp2_etp2;
+# ep2_tp2_etp2: dp 2 x tp 2, ep over dp).
 layouts=("single:1:" "ep2:2:--ep 2" "ep4:4:--ep 4" "ep2_dp4:4:--ep 2 --dp 4"
          "ep2_pp2:4:--ep 2 --pp 2" "ep2_dp4_pp2:8:--ep 2 --dp 4 --pp 2"
          "ep2_do:2:--ep 2 --use-distributed-optimizer"
          "ep2_dp4_do:4:--ep 2 --dp 4 --use-distributed-optimizer"
          "ep2_tp2:2:--ep 2 --tp 2 --etp 1" "ep2_tp2_sp:2:--ep 2 --tp 2 --etp 1 --sp"
          "tp2_sp:2:--tp 2 --etp 1 --sp" "ep2_tp2_dp2_sp:4:--ep 2 --tp 2 --etp 1 --dp 2 --sp"
-         "tp2_sp_dp2_do:4:--tp 2 --etp 1 --sp --dp 2 --use-distributed-optimizer")
+         "tp2_sp_dp2_do:4:--tp 2 --etp 1 --sp --dp 2 --use-distributed-optimizer"
+         "ep2_ag:2:--ep 2 --moe-token-dispatcher-type allgather"
+         "ep2_dp4_ag:4:--ep 2 --dp 4 --moe-token-dispatcher-type allgather"
+         "ep2_pp2_ag:4:--ep 2 --pp 2 --moe-token-dispatcher-type allgather"
+         "ep2_tp2_sp_ag:2:--ep 2 --tp 2 --etp 1 --sp --moe-token-dispatcher-type allgather"
+         "etp2:2:--etp 2" "ep2_etp2:4:--ep 2 --etp 2"
+         "ep2_etp2_ag:4:--ep 2 --etp 2 --moe-token-dispatcher-type allgather"
+         "tp2_etp2:2:--tp 2" "tp2_sp_etp2:2:--tp 2 --sp" "ep2_tp2_etp2:4:--ep 2 --tp 2"
+         "ep2_tp2_sp_etp2:4:--ep 2 --tp 2 --sp")
 rm -rf "$out" && mkdir -p "$out"
 # Ids below every model's vocabulary (96).
 python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 96 4000

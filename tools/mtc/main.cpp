@@ -61,6 +61,10 @@ struct ParallelFlags {
     layoutFlag(cmd.add_option("--ep", v.ep, "expert-parallel size"), &P::ep);
     layoutFlag(cmd.add_option("--etp", v.etp, "expert tensor-parallel size (default: tp)"),
                &P::etp);
+    layoutFlag(cmd.add_option("--moe-token-dispatcher-type", v.moeTokenDispatcherType,
+                              "how MoE tokens reach their experts under --ep: alltoall (the "
+                              "default) or allgather"),
+               &P::moeTokenDispatcherType);
     layoutFlag(cmd.add_option("--cp", v.cp, "context-parallel size"), &P::cp);
     layoutFlag(cmd.add_option("--cp-comm-type", v.cpCommType,
                               "context parallelism's key/value exchange: p2p (ring, the "

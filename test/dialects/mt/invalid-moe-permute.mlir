@@ -184,3 +184,37 @@ func.func @sort_chunks_counts(%x: tensor<64x8xf32>, %g: tensor<8xi32>) {
   %0 = mt.moe_sort_chunks %x, %g : (tensor<64x8xf32>, tensor<8xi32>) -> tensor<64x8xf32>
   return
 }
+
+// -----
+
+func.func @gather_counts_split(%c: tensor<6xi32>) {
+  // expected-error @+1 {{'mt.moe_gather_counts' op expects the experts (6) divisible by the ranks of 'ep' (4, the size of offsets)}}
+  %g, %o, %l = mt.moe_gather_counts %c {axis = "ep"}
+      : (tensor<6xi32>) -> (tensor<4x1xi32>, tensor<4xi32>, tensor<1xi32>)
+  return
+}
+
+// -----
+
+func.func @gather_counts_local(%c: tensor<8xi32>) {
+  // expected-error @+1 {{'mt.moe_gather_counts' op expects tokens_per_local_expert of shape [4], got [2]}}
+  %g, %o, %l = mt.moe_gather_counts %c {axis = "ep"}
+      : (tensor<8xi32>) -> (tensor<2x4xi32>, tensor<2xi32>, tensor<2xi32>)
+  return
+}
+
+// -----
+
+func.func @sort_chunks_offsets(%x: tensor<64x8xf32>, %g: tensor<2x4xi32>, %o: tensor<4xi32>) {
+  // expected-error @+1 {{'mt.moe_sort_chunks' op expects offsets of shape [2], got [4]}}
+  %0 = mt.moe_sort_chunks %x, %g, %o : (tensor<64x8xf32>, tensor<2x4xi32>, tensor<4xi32>) -> tensor<64x8xf32>
+  return
+}
+
+// -----
+
+func.func @sort_chunks_blocks(%x: tensor<63x8xf32>, %g: tensor<2x4xi32>, %o: tensor<2xi32>) {
+  // expected-error @+1 {{'mt.moe_sort_chunks' op expects the rows (63) to be 2 equal blocks, one per offset}}
+  %0 = mt.moe_sort_chunks %x, %g, %o : (tensor<63x8xf32>, tensor<2x4xi32>, tensor<2xi32>) -> tensor<63x8xf32>
+  return
+}

@@ -318,6 +318,11 @@ func.func @expert_dispatch(%counts: tensor<8xi32>, %rows: tensor<64x64xf32>) {
   %sorted = mt.moe_sort_chunks %rows, %g : (tensor<64x64xf32>, tensor<2x4xi32>) -> tensor<64x64xf32>
   // CHECK: mt.moe_sort_chunks %{{.*}}, %{{.*}} {inverse} : (tensor<64x64xf32>, tensor<2x4xi32>) -> tensor<64x64xf32>
   %back = mt.moe_sort_chunks %sorted, %g {inverse} : (tensor<64x64xf32>, tensor<2x4xi32>) -> tensor<64x64xf32>
+  // CHECK: mt.moe_gather_counts %{{.*}} {axis = "ep"} : (tensor<8xi32>) -> (tensor<2x4xi32>, tensor<2xi32>, tensor<4xi32>)
+  %gg, %off, %gl = mt.moe_gather_counts %counts {axis = "ep"}
+      : (tensor<8xi32>) -> (tensor<2x4xi32>, tensor<2xi32>, tensor<4xi32>)
+  // CHECK: mt.moe_sort_chunks %{{.*}}, %{{.*}}, %{{.*}} : (tensor<64x64xf32>, tensor<2x4xi32>, tensor<2xi32>) -> tensor<64x64xf32>
+  %mine = mt.moe_sort_chunks %rows, %gg, %off : (tensor<64x64xf32>, tensor<2x4xi32>, tensor<2xi32>) -> tensor<64x64xf32>
   return
 }
 

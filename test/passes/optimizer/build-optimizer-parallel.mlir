@@ -62,3 +62,18 @@ mt.param @norm : tensor<4xf32> init(ones)
 // CHECK-NEXT: %[[SE:.*]] = mt.all_reduce %[[GE]] {axis = "edp"} : tensor<2x8x4xf32>
 // CHECK-NEXT: %[[E:.*]] = mt.scale %[[SE]] {factor = 2.500000e-01 : f64} : tensor<2x8x4xf32>
 // CHECK: mt.global_norm %[[E]], %[[N]] {replicated = array<i1: false, true>, sharded_axis = "ep"}
+
+// -----
+
+// Expert tensor parallelism (ep 2 x etp 2 over dp 4): each rank holds its
+// shard of its experts' ffn columns; the norm sums the expert shards over
+// both axes, apart from the (whole) dense parameters.
+shard.grid @mesh(shape = 1x4x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = 1x1x2x2) {mt.axes = ["pp", "edp", "ep", "etp"]}
+mt.param @"e.*.up" : tensor<4x8x4xf32> init(normal, std = 0.02) {grouped_experts, sharding = #mt.sharding<@expert_mesh, [["ep"], ["etp"], []]>}
+mt.param @norm : tensor<4xf32> init(ones)
+
+// CHECK-LABEL: func.func @optimizer_step(
+// CHECK-SAME: %[[GE:[^:]*]]: tensor<2x4x4xf32> {mt.param = @"e.*.up", mt.role = "grad"}
+// CHECK: %[[E:.*]] = mt.scale %[[GE]] {factor = 2.500000e-01 : f64} : tensor<2x4x4xf32>
+// CHECK: mt.global_norm %[[E]], %{{.*}} {expert_axes = ["ep", "etp"], experts = array<i1: true, false>}

@@ -141,6 +141,24 @@ func.func @norm_over_experts(%e: tensor<2x4x4xf32>, %n: tensor<4xf32>) -> tensor
   return %norm : tensor<f32>
 }
 
+// -----
+
+// Experts split over ep and etp (expert tensor parallelism): their sum of
+// squares is summed over both axes, apart from the dense one (whole on
+// every rank: no reduction), and added.
+// CHECK-LABEL: func.func @norm_over_expert_axes(
+// CHECK: %[[DENSE:.*]] = mt.sum_squares %{{.*}} : (tensor<4xf32>) -> tensor<f32>
+// CHECK-NEXT: %[[EXPERTS:.*]] = mt.sum_squares %{{.*}} : (tensor<2x2x4xf32>) -> tensor<f32>
+// CHECK-NEXT: %[[EP:.*]] = mt.all_reduce %[[EXPERTS]] {axis = "ep"} : tensor<f32>
+// CHECK-NEXT: %[[ETP:.*]] = mt.all_reduce %[[EP]] {axis = "etp"} : tensor<f32>
+// CHECK-NEXT: mt.add %[[DENSE]], %[[ETP]]
+shard.grid @mesh(shape = @PP@x4x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = @PP@x1x2x2) {mt.axes = ["pp", "edp", "ep", "etp"]}
+func.func @norm_over_expert_axes(%e: tensor<2x2x4xf32>, %n: tensor<4xf32>) -> tensor<f32> {
+  %norm = mt.global_norm %n, %e {expert_axes = ["ep", "etp"], experts = array<i1: false, true>} : (tensor<4xf32>, tensor<2x2x4xf32>) -> tensor<f32>
+  return %norm : tensor<f32>
+}
+
 // Without a mesh the pass cannot know the axis sizes: refused before
 // anything is rewritten.
 // RUN: echo 'func.func @no_mesh() { return }' | not mtc-opt -mt-expose-collectives 2>&1 | FileCheck %s --check-prefix=MESH

@@ -67,7 +67,7 @@ func.func @forward(%p: tensor<16x8xf32>, %c: tensor<6xi32>) -> tensor<16x8xf32> 
 
 // -----
 
-// expected-error @+1 {{mt-partition-ep expects a mesh 'shard.grid @expert_mesh' with axis 'ep' in 'mt.axes'}}
+// expected-error @+1 {{mt-partition-ep expects a mesh 'shard.grid @expert_mesh' with axes 'ep' and 'etp' in 'mt.axes'}}
 module {
   shard.grid @mesh(shape = 1x1x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
   func.func @forward() {

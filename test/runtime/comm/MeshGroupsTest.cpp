@@ -51,7 +51,8 @@ TEST(MeshGroups, EveryMemberDerivesTheSameGroup) {
                          MeshShape{.dp = 4, .tp = 2}, MeshShape{.pp = 3, .dp = 2},
                          MeshShape{.pp = 2, .dp = 4, .ep = 2}, MeshShape{.dp = 4, .ep = 4},
                          MeshShape{.dp = 2, .tp = 2, .ep = 4},
-                         MeshShape{.dp = 2, .cp = 2, .tp = 2, .ep = 2, .etp = 2}}) {
+                         MeshShape{.dp = 2, .cp = 2, .tp = 2, .ep = 2, .etp = 2},
+                         MeshShape{.dp = 4, .etp = 2}}) {
     const int world = int(sizes.world());
     for (int r = 0; r < world; ++r)
       for (const GroupSpec &mine : meshGroups(sizes, r)) {
@@ -92,8 +93,16 @@ TEST(MeshGroups, ExpertLayersFoldOverTheDataParallelRanks) {
   EXPECT_EQ(t["tp"].members, (std::vector<int>{0, 1}));
   EXPECT_EQ(t["ep"].members, (std::vector<int>{0, 1}));
   EXPECT_EQ(t["edp"].members, (std::vector<int>{1, 3}));
-  // Without ep, no expert groups.
+  // Without ep or etp, no expert groups.
   EXPECT_FALSE(byKey(meshGroups(MeshShape{.dp = 4}, 1)).count("edp"));
+  // Expert tensor parallelism alone (ep 1, etp 2 over dp 4): etp groups of
+  // neighbours, edp across them; with tp 2 the etp group is the tp group.
+  auto e = byKey(meshGroups(MeshShape{.dp = 4, .etp = 2}, 2));
+  EXPECT_EQ(e["etp"].members, (std::vector<int>{2, 3}));
+  EXPECT_EQ(e["edp"].members, (std::vector<int>{0, 2}));
+  EXPECT_FALSE(e.count("ep"));
+  auto et = byKey(meshGroups(MeshShape{.tp = 2, .etp = 2}, 1));
+  EXPECT_EQ(et["etp"].members, et["tp"].members);
 }
 
 } // namespace
@@ -143,7 +152,7 @@ TEST(CollectiveGroups, AnAxisWithoutAGroupIsRefused) {
     EXPECT_EQ(m, "");
   for (const std::string &m : checkOnTwoRanks("edp"))
     EXPECT_NE(m.find("instruction 0 (all_reduce) runs over axis 'edp' of size 2, but this mesh "
-                     "(ep 1) makes no group for it"),
+                     "(ep 1, etp 1) makes no group for it"),
               std::string::npos)
         << m;
 }

@@ -1,7 +1,8 @@
 // The expert-parallel collectives of the CPU backend, as plan instructions:
 // two ranks (threads over Gloo) on an ep axis of 2 exchange the alltoall
 // dispatcher's counts (moe_exchange_counts) and rows (all_to_all_v, with
-// the counts read from the plan's i32 buffers).
+// the counts read from the plan's i32 buffers), and gather the allgather
+// dispatcher's counts (moe_gather_counts, also as etp gathers them).
 #include "runtime/comm/Gloo.h"
 #include "runtime/cpu/CpuExecutor.h"
 
@@ -157,6 +158,39 @@ TEST(ExpertParallelCollectives, ExchangeCountsGivesMegatronsSplits) {
         EXPECT_EQ(I(m.i32(3), m.i32(3) + 4), global[r]) << "rank " << r;
         EXPECT_EQ(I(m.i32(4), m.i32(4) + 2), local[r]) << "rank " << r;
       });
+}
+
+// The same routing gathered (the allgather dispatcher): rank 0 keeps
+// experts 0 and 1 of both ranks' rows ([[1, 2], [5, 6]], from row 0 of each
+// rank's block), rank 1 experts 2 and 3 ([[3, 4], [7, 8]], after rank 0's 3
+// and rank 1's 11 rows for experts 0 and 1). With same_experts (the etp
+// gather) every rank keeps all 4 experts of both ranks, from row 0.
+TEST(ExpertParallelCollectives, GatherCountsPicksTheLocalExperts) {
+  if (!comm::World::multiRankSupported())
+    GTEST_SKIP() << "built without Gloo";
+  using I = std::vector<int32_t>;
+  for (bool same : {false, true}) {
+    const int64_t local = same ? 4 : 2;
+    plan::Plan plan = onePlan("moe_gather_counts", {{"tokens_per_expert", plan::I32, {4}}},
+                              {{"global", plan::I32, {2, local}},
+                               {"offsets", plan::I32, {2}},
+                               {"local", plan::I32, {local}}},
+                              {{"experts", 4}, {"parts", 2}, {"same_experts", same}});
+    const I global[2] = {{1, 2, 5, 6}, {3, 4, 7, 8}}, offsets[2] = {{0, 0}, {3, 11}},
+            sums[2] = {{6, 8}, {10, 12}};
+    const I all = {1, 2, 3, 4, 5, 6, 7, 8}, allSums = {6, 8, 10, 12};
+    runOnTwoRanks(
+        plan,
+        [&](int r, exec::HostMemory &m) {
+          for (int e = 0; e < 4; ++e)
+            m.i32(0)[e] = 4 * r + e + 1;
+        },
+        [&](int r, exec::HostMemory &m) {
+          EXPECT_EQ(I(m.i32(1), m.i32(1) + 2 * local), same ? all : global[r]) << "rank " << r;
+          EXPECT_EQ(I(m.i32(2), m.i32(2) + 2), same ? I(2, 0) : offsets[r]) << "rank " << r;
+          EXPECT_EQ(I(m.i32(3), m.i32(3) + local), same ? allSums : sums[r]) << "rank " << r;
+        });
+  }
 }
 
 } // namespace

@@ -270,12 +270,38 @@ TEST(MoESortChunks, GroupsEachExpertsRowsAndBack) {
   for (size_t r = 0; r < tags.size(); ++r)
     in[r * hidden] = in[r * hidden + 1] = tags[r];
   Vec sorted(rows * hidden, NAN), back(rows * hidden, NAN);
-  moeSortChunks(in.data(), counts.data(), sorted.data(), parts, groups, rows, hidden, false);
+  moeSortChunks(in.data(), counts.data(), nullptr, sorted.data(), parts, groups, rows, hidden, false);
   std::vector<float> want = {0, 10, 10, 11, 2, 2, 0, 0};
   for (int64_t r = 0; r < rows; ++r)
     EXPECT_EQ(sorted[r * hidden + 1], want[r]) << "row " << r;
-  moeSortChunks(sorted.data(), counts.data(), back.data(), parts, groups, rows, hidden, true);
+  moeSortChunks(sorted.data(), counts.data(), nullptr, back.data(), parts, groups, rows, hidden, true);
   EXPECT_EQ(back, in);
+}
+
+// The allgather dispatcher's layout: 2 source blocks of 5 rows, this rank's
+// 2 experts' chunks at offsets 1 and 2 of them (counts [[1, 2], [2, 0]]):
+// rows 9 | 3 1 1 | 9 and 9 9 | 10 10 | 9 (tags: 3 of rank 0 for expert 0, 1
+// for expert 1, 10 of rank 1 for expert 0) become by expert 3 10 10 | 1 1,
+// then 5 zero rows; the inverse puts them back and zeroes the rows
+// of the other experts (the 9s).
+TEST(MoESortChunks, PicksTheLocalExpertsChunksOfEveryBlock) {
+  const int64_t parts = 2, groups = 2, rows = 10, hidden = 2;
+  IVec counts = {1, 2, 2, 0}, offsets = {1, 2};
+  std::vector<float> tags = {9, 3, 1, 1, 9, 9, 9, 10, 10, 9};
+  Vec in(rows * hidden);
+  for (int64_t r = 0; r < rows; ++r)
+    in[r * hidden] = in[r * hidden + 1] = tags[r];
+  Vec sorted(rows * hidden, NAN), back(rows * hidden, NAN);
+  moeSortChunks(in.data(), counts.data(), offsets.data(), sorted.data(), parts, groups, rows,
+                hidden, false);
+  std::vector<float> want = {3, 10, 10, 1, 1, 0, 0, 0, 0, 0};
+  for (int64_t r = 0; r < rows; ++r)
+    EXPECT_EQ(sorted[r * hidden + 1], want[r]) << "row " << r;
+  moeSortChunks(sorted.data(), counts.data(), offsets.data(), back.data(), parts, groups, rows,
+                hidden, true);
+  std::vector<float> restored = {0, 3, 1, 1, 0, 0, 0, 10, 10, 0};
+  for (int64_t r = 0; r < rows; ++r)
+    EXPECT_EQ(back[r * hidden], restored[r]) << "row " << r;
 }
 
 // Results do not change with the thread count.

@@ -5,8 +5,11 @@
 // after their counts; 20 steps of the tiny Qwen3-MoE and Mixtral models
 // train as on one GPU from the same weights and global batch (every step's
 // loss and gradient norm within the bf16 tolerances of test/Tolerances.h),
-// with the plain optimizer and the distributed one. The plans come from
-// bench/gpu-dp.sh --prepare ($MT_GPU_DATA/plans).
+// with the plain optimizer and the distributed one, with the allgather
+// dispatcher (all-gather and reduce-scatter of the rows over ep), and with
+// etp2 instead of ep (every expert's ffn columns split over the two GPUs,
+// their rows all-gathered and the partial outputs reduce-scattered). The
+// plans come from bench/gpu-dp.sh --prepare ($MT_GPU_DATA/plans).
 #include "test/runtime/cuda/TwoGpuTraining.h"
 
 namespace mt {
@@ -28,7 +31,7 @@ TEST(ExpertParallel, LossesMatchOneGpu) {
   const std::string tmp = ::testing::TempDir() + "/mt-ep2";
   for (const std::string model : {"tiny-moe-hd64", "tiny-mixtral-hd64"}) {
     const auto single = trainOnOneGpu(model, tmp + "-" + model + "-one.jsonl");
-    for (const char *layout : {"-ep2", "-ep2-do"}) {
+    for (const char *layout : {"-ep2", "-ep2-do", "-ep2-ag", "-etp2"}) {
       const std::string plan = model + layout;
       ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
       expectSameTraining(plan, trainOnTwoGpus(tmp + "-" + plan + ".jsonl", {{"MT_TEST_PLAN", plan}}),
