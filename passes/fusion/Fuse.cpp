@@ -141,6 +141,8 @@ void addTree(AddOp add, SmallVector<AddOp> &adds, SmallVector<Value> &leaves) {
 
 /// The adds (the sum last) that sum exactly `terms`, each read once, or none.
 std::optional<SmallVector<AddOp>> matchSum(ArrayRef<Value> terms) {
+  if (llvm::any_of(terms, [](Value t) { return !t.hasOneUse(); }))
+    return std::nullopt;
   Value v = terms.front();
   while (v.hasOneUse()) {
     auto add = dyn_cast<AddOp>(*v.getUsers().begin());
@@ -304,10 +306,11 @@ RankedTensorType joinedType(ValueRange values, int64_t axis) {
   return t.clone(shape);
 }
 
-/// `mt.concat_rows` of `values` at `at`, with its attributes.
-Value concatRows(OpBuilder &b, Operation *at, ValueRange values) {
-  auto c = ConcatRowsOp::create(b, at->getLoc(), joinedType(values, 0), values);
-  c->setDiscardableAttrs(at->getDiscardableAttrDictionary());
+/// `mt.concat_rows` of `values` where `b` inserts, with the location and
+/// attributes of `like`.
+Value concatRows(OpBuilder &b, Operation *like, ValueRange values) {
+  auto c = ConcatRowsOp::create(b, like->getLoc(), joinedType(values, 0), values);
+  c->setDiscardableAttrs(like->getDiscardableAttrDictionary());
   return c.getResult();
 }
 
@@ -352,13 +355,16 @@ void rewriteSiblingBackward(SiblingBackward &bw, Value dy, Value weight) {
 }
 
 /// One linear over the packed weights (and biases) of sibling `linears`,
-/// at the first of them (their weights moved up to it); returns it and the
-/// packed weight. Its result is [..., ΣN_i].
+/// at the first of them (their weights moved up to it, as readers of the
+/// first may precede the others), with the attributes of the last; returns
+/// it and the packed weight. Its result is [..., ΣN_i].
 std::pair<LinearOp, Value> packedLinear(ArrayRef<LinearOp> linears) {
-  Operation *at = linears.front();
-  for (LinearOp l : linears)
+  Operation *at = linears.front(), *last = linears.front();
+  for (LinearOp l : linears) {
     if (l->isBeforeInBlock(at))
       at = l;
+    last = later(last, l);
+  }
   SmallVector<Value> weights, biases, results;
   for (LinearOp l : linears) {
     weights.push_back(l.getWeight());
@@ -371,12 +377,12 @@ std::pair<LinearOp, Value> packedLinear(ArrayRef<LinearOp> linears) {
         def->getBlock() == at->getBlock() && at->isBeforeInBlock(def))
       def->moveBefore(at);
   OpBuilder b(at);
-  Value weight = concatRows(b, at, weights);
-  Value bias = biases.empty() ? Value() : concatRows(b, at, biases);
+  Value weight = concatRows(b, last, weights);
+  Value bias = biases.empty() ? Value() : concatRows(b, last, biases);
   LinearOp first = linears.front();
-  auto linear = LinearOp::create(b, at->getLoc(), joinedType(results, -1), first.getInput(),
+  auto linear = LinearOp::create(b, last->getLoc(), joinedType(results, -1), first.getInput(),
                                  weight, bias);
-  linear->setDiscardableAttrs(at->getDiscardableAttrDictionary());
+  linear->setDiscardableAttrs(last->getDiscardableAttrDictionary());
   return {linear, weight};
 }
 

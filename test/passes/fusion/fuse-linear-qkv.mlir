@@ -181,3 +181,40 @@ func.func @unsummed_input_grads(%x: tensor<2x4x64xf32>, %do: tensor<2x4x2x16xf32
   %s = mt.add %dxk, %dxv {mt.backward} : tensor<2x4x64xf32>
   return %o, %s, %dxq, %dwq, %dwk, %dwv : tensor<2x4x2x16xf32>, tensor<2x4x64xf32>, tensor<2x4x64xf32>, tensor<32x64xf32>, tensor<16x64xf32>, tensor<16x64xf32>
 }
+
+// -----
+
+// The key projection's input gradient is summed with the others' and also
+// returned: the three input-gradient GEMMs cannot go, nothing is fused.
+// CHECK-LABEL: func.func @input_grad_read_twice
+// CHECK-NOT: mt.split_qkv
+// CHECK: mt.add
+mt.param @q_w : tensor<32x64xf32> init(normal, std = 2.0e-02)
+mt.param @k_w : tensor<16x64xf32> init(normal, std = 2.0e-02)
+mt.param @v_w : tensor<16x64xf32> init(normal, std = 2.0e-02)
+func.func @input_grad_read_twice(%x: tensor<2x4x64xf32>, %do: tensor<2x4x2x16xf32>)
+    -> (tensor<2x4x2x16xf32>, tensor<2x4x64xf32>, tensor<2x4x64xf32>, tensor<32x64xf32>, tensor<16x64xf32>, tensor<16x64xf32>) {
+  %wq = mt.weight @q_w : tensor<32x64xf32>
+  %wk = mt.weight @k_w : tensor<16x64xf32>
+  %wv = mt.weight @v_w : tensor<16x64xf32>
+  %q = mt.linear %x, %wq : (tensor<2x4x64xf32>, tensor<32x64xf32>) -> tensor<2x4x32xf32>
+  %k = mt.linear %x, %wk : (tensor<2x4x64xf32>, tensor<16x64xf32>) -> tensor<2x4x16xf32>
+  %v = mt.linear %x, %wv : (tensor<2x4x64xf32>, tensor<16x64xf32>) -> tensor<2x4x16xf32>
+  %q4 = mt.reshape %q : tensor<2x4x32xf32> -> tensor<2x4x2x16xf32>
+  %k4 = mt.reshape %k : tensor<2x4x16xf32> -> tensor<2x4x1x16xf32>
+  %v4 = mt.reshape %v : tensor<2x4x16xf32> -> tensor<2x4x1x16xf32>
+  %o = mt.attention %q4, %k4, %v4 {head_dim = 16 : i64, num_heads = 2 : i64, num_kv_heads = 1 : i64, scale = 2.500000e-01 : f64} : (tensor<2x4x2x16xf32>, tensor<2x4x1x16xf32>, tensor<2x4x1x16xf32>) -> tensor<2x4x2x16xf32>
+  %dq, %dk, %dv = mt.attention_grad %q4, %k4, %v4, %o, %do {head_dim = 16 : i64, mt.backward, num_heads = 2 : i64, num_kv_heads = 1 : i64, scale = 2.500000e-01 : f64} : (tensor<2x4x2x16xf32>, tensor<2x4x1x16xf32>, tensor<2x4x1x16xf32>, tensor<2x4x2x16xf32>, tensor<2x4x2x16xf32>) -> (tensor<2x4x2x16xf32>, tensor<2x4x1x16xf32>, tensor<2x4x1x16xf32>)
+  %dq3 = mt.reshape %dq {mt.backward} : tensor<2x4x2x16xf32> -> tensor<2x4x32xf32>
+  %dk3 = mt.reshape %dk {mt.backward} : tensor<2x4x1x16xf32> -> tensor<2x4x16xf32>
+  %dv3 = mt.reshape %dv {mt.backward} : tensor<2x4x1x16xf32> -> tensor<2x4x16xf32>
+  %dxq = mt.linear_grad_input %dq3, %wq {mt.backward} : (tensor<2x4x32xf32>, tensor<32x64xf32>) -> tensor<2x4x64xf32>
+  %dwq = mt.linear_grad_weight %x, %dq3 {mt.backward} : (tensor<2x4x64xf32>, tensor<2x4x32xf32>) -> tensor<32x64xf32>
+  %dxk = mt.linear_grad_input %dk3, %wk {mt.backward} : (tensor<2x4x16xf32>, tensor<16x64xf32>) -> tensor<2x4x64xf32>
+  %dwk = mt.linear_grad_weight %x, %dk3 {mt.backward} : (tensor<2x4x64xf32>, tensor<2x4x16xf32>) -> tensor<16x64xf32>
+  %dxv = mt.linear_grad_input %dv3, %wv {mt.backward} : (tensor<2x4x16xf32>, tensor<16x64xf32>) -> tensor<2x4x64xf32>
+  %dwv = mt.linear_grad_weight %x, %dv3 {mt.backward} : (tensor<2x4x64xf32>, tensor<2x4x16xf32>) -> tensor<16x64xf32>
+  %s = mt.add %dxk, %dxv {mt.backward} : tensor<2x4x64xf32>
+  %dx = mt.add %s, %dxq {mt.backward} : tensor<2x4x64xf32>
+  return %o, %dx, %dxk, %dwq, %dwk, %dwv : tensor<2x4x2x16xf32>, tensor<2x4x64xf32>, tensor<2x4x64xf32>, tensor<32x64xf32>, tensor<16x64xf32>, tensor<16x64xf32>
+}
