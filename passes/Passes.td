@@ -313,8 +313,9 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
       own way.
     - `linear-qkv`: the query, key and value projections of one
       attention (`mt.linear`s of one input, all with biases or none, found
-      from `mt.attention`'s operands through reshapes, rotary embeddings,
-      per-head norms and all-gathers) become one `mt.linear %x,
+      from the operands of `mt.attention`, or of ring attention's
+      `mt.attention_block`, through reshapes, rotary embeddings, per-head
+      norms and all-gathers) become one `mt.linear %x,
       (mt.concat_rows %wq, %wk, %wv)` whose [..., Q + 2K] output
       `mt.split_qkv` cuts into q, k and v (Megatron-Core's `linear_qkv`);
       backward, `mt.concat_qkv` packs the three output gradients and one

@@ -464,9 +464,10 @@ std::optional<SmallVector<Value>> siblingOutputGrads(LinearGradInputOp input,
   return std::nullopt;
 }
 
-std::optional<Qkv> matchQkv(AttentionOp attention) {
-  Qkv qkv{{projectionOf(attention.getQuery()), projectionOf(attention.getKey()),
-           projectionOf(attention.getValue())},
+/// The projections of the attention (or ring attention's block) `op` reads.
+std::optional<Qkv> matchQkv(Operation *op) {
+  Qkv qkv{{projectionOf(op->getOperand(0)), projectionOf(op->getOperand(1)),
+           projectionOf(op->getOperand(2))},
           {}};
   if (!areSiblings(qkv.linears))
     return std::nullopt;
@@ -557,9 +558,12 @@ struct FusePass : public mt::impl::FuseBase<FusePass> {
           fuseLinearFc1(*fc1);
     }
     if (linearQkv && !hasBuckets(getOperation())) {
-      SmallVector<AttentionOp> attentions;
-      getOperation().walk([&](AttentionOp a) { attentions.push_back(a); });
-      for (AttentionOp a : attentions)
+      SmallVector<Operation *> attentions; // query, key, value first
+      getOperation().walk([&](Operation *op) {
+        if (isa<AttentionOp, AttentionBlockOp>(op))
+          attentions.push_back(op);
+      });
+      for (Operation *a : attentions)
         if (std::optional<Qkv> qkv = matchQkv(a))
           fuseLinearQkv(std::move(*qkv));
     }

@@ -218,3 +218,31 @@ func.func @input_grad_read_twice(%x: tensor<2x4x64xf32>, %do: tensor<2x4x2x16xf3
   %dx = mt.add %s, %dxq {mt.backward} : tensor<2x4x64xf32>
   return %o, %dx, %dxk, %dwq, %dwk, %dwv : tensor<2x4x2x16xf32>, tensor<2x4x64xf32>, tensor<2x4x64xf32>, tensor<32x64xf32>, tensor<16x64xf32>, tensor<16x64xf32>
 }
+
+// -----
+
+// Ring attention (context parallelism, cp_comm_type p2p): the projections
+// are found from the first block's operands too.
+// CHECK-LABEL: func.func @ring_block
+// CHECK: %[[W:.*]] = mt.concat_rows %{{.*}}, %{{.*}}, %{{.*}} : (tensor<32x64xf32>, tensor<16x64xf32>, tensor<16x64xf32>) -> tensor<64x64xf32>
+// CHECK: %[[QKV:.*]] = mt.linear %arg0, %[[W]]
+// CHECK: mt.split_qkv %[[QKV]]
+// CHECK: mt.attention_block
+// OFF-LABEL: func.func @ring_block
+// OFF-NOT: mt.split_qkv
+mt.param @q_w : tensor<32x64xf32> init(normal, std = 2.0e-02)
+mt.param @k_w : tensor<16x64xf32> init(normal, std = 2.0e-02)
+mt.param @v_w : tensor<16x64xf32> init(normal, std = 2.0e-02)
+func.func @ring_block(%x: tensor<2x4x64xf32>) -> (tensor<2x4x2x16xf32>, tensor<2x2x4xf32>) {
+  %wq = mt.weight @q_w : tensor<32x64xf32>
+  %wk = mt.weight @k_w : tensor<16x64xf32>
+  %wv = mt.weight @v_w : tensor<16x64xf32>
+  %q = mt.linear %x, %wq : (tensor<2x4x64xf32>, tensor<32x64xf32>) -> tensor<2x4x32xf32>
+  %k = mt.linear %x, %wk : (tensor<2x4x64xf32>, tensor<16x64xf32>) -> tensor<2x4x16xf32>
+  %v = mt.linear %x, %wv : (tensor<2x4x64xf32>, tensor<16x64xf32>) -> tensor<2x4x16xf32>
+  %q4 = mt.reshape %q : tensor<2x4x32xf32> -> tensor<2x4x2x16xf32>
+  %k4 = mt.reshape %k : tensor<2x4x16xf32> -> tensor<2x4x1x16xf32>
+  %v4 = mt.reshape %v : tensor<2x4x16xf32> -> tensor<2x4x1x16xf32>
+  %o, %lse = mt.attention_block %q4, %k4, %v4 {num_heads = 2 : i64, num_kv_heads = 1 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64, context_parallel_axis = "cp", step = 0 : i64} : (tensor<2x4x2x16xf32>, tensor<2x4x1x16xf32>, tensor<2x4x1x16xf32>) -> (tensor<2x4x2x16xf32>, tensor<2x2x4xf32>)
+  return %o, %lse : tensor<2x4x2x16xf32>, tensor<2x2x4xf32>
+}
