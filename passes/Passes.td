@@ -341,6 +341,19 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
       gradients, or the pair stays as it is; skipped under the
       distributed optimizer, whose buckets order the parameters their
       own way.
+    - `linear-qkv`: the query, key and value projections of one
+      attention (`mt.linear`s of one input, all with biases or none, found
+      from the operands of `mt.attention`, or of ring attention's
+      `mt.attention_block`, through reshapes, rotary embeddings, per-head
+      norms and all-gathers) become one `mt.linear %x,
+      (mt.concat_rows %wq, %wk, %wv)` whose [..., Q + 2K] output
+      `mt.split_qkv` cuts into q, k and v (Megatron-Core's `linear_qkv`);
+      backward, `mt.concat_qkv` packs the three output gradients and one
+      `mt.linear_grad_input`, one `mt.linear_grad_weight` (and one
+      `mt.bias_grad`) over it replace three each, their weight gradients
+      cut by `mt.split_rows`. Parameters, placement and conditions as
+      `linear-fc1`; each backward must be exactly the three projections'
+      gradients and the adds of their input gradients.
     The ops of a pattern must be in the same block, on the same virtual
     stage and equally marked backward or recomputed; no other reader of
     the add's result may sit between it and the norm. The fused op takes
@@ -355,6 +368,8 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
            "fuse an RMSNorm's input gradient with the residual gradient it is added to">,
     Option<"linearFc1", "linear-fc1", "bool", "true",
            "one GEMM for the gate and up projections of a SwiGLU MLP, forward and backward">,
+    Option<"linearQkv", "linear-qkv", "bool", "true",
+           "one GEMM for the query, key and value projections, forward and backward">,
   ];
 }
 

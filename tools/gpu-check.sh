@@ -57,6 +57,11 @@ if [[ "${1:-}" == "--prepare" ]]; then
       "$bin/mtc" compile "$data/mlir/$name.mlir" "${extra[@]}" --no-fuse linear-fc1 --global-batch 4 \
         --lr "$lr" --warmup-steps 5 --train-steps 20 -o "$data/plans/$name-no-fc1"
     fi
+    # The reference of FusedQkvTest: three GEMMs for q, k and v (Qwen2: with biases).
+    if [[ "$name" == tiny-llama-hd64 || "$name" == tiny-qwen2-hd64 || "$name" == tiny-qwen3-hd64 ]]; then
+      "$bin/mtc" compile "$data/mlir/$name.mlir" "${extra[@]}" --no-fuse linear-qkv --global-batch 4 \
+        --lr "$lr" --warmup-steps 5 --train-steps 20 -o "$data/plans/$name-no-qkv"
+    fi
   done
   # neat_packing: documents packed in rows with position ids (the byte-level
   # stand-in tokenizer, vocab 320 to hold it), and a plan that takes them.

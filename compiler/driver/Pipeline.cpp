@@ -140,10 +140,12 @@ FailureOr<std::unique_ptr<Pass>> fusePass(ModuleOp module, const std::vector<std
       options.addRMSNormGrad = false;
     else if (name == "linear-fc1")
       options.linearFc1 = false;
+    else if (name == "linear-qkv")
+      options.linearQkv = false;
     else
       return optionError(module) << "--no-fuse '" << name
-                                 << "' is not a fusion: all, add-rmsnorm, add-rmsnorm-grad or "
-                                    "linear-fc1";
+                                 << "' is not a fusion: all, add-rmsnorm, add-rmsnorm-grad, "
+                                    "linear-fc1 or linear-qkv";
   }
   return createFuse(options);
 }

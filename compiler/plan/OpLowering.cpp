@@ -64,6 +64,15 @@ template <typename RotaryLike> void rotaryAttrs(AttrWriter &w, RotaryLike op, Va
         .i("original_max_position", *op.getOriginalMaxPosition());
 }
 
+/// split_qkv, concat_qkv: `packed` [..., Q + 2K] and its parts q [..., Q],
+/// k (and v) [..., K].
+void qkvAttrs(AttrWriter &w, Value packed, Value q, Value k) {
+  w.i("rows", numel(packed) / dim(packed, -1))
+      .i("dim", dim(packed, -1))
+      .i("q_dim", dim(q, -1))
+      .i("kv_dim", dim(k, -1));
+}
+
 template <typename AttentionLike>
 void attentionAttrs(AttrWriter &w, AttentionLike op, Value q) {
   w.i("batch", dim(q, 0)).i("seq", dim(q, 1)).i("kv_seq", dim(op.getKey(), 1))
@@ -236,6 +245,14 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       })
       .Case<SwiGLUOp, AddOp, ZerosOp, SwiGLUGradOp>([&](auto o) {
         w.i("n", numel(o->getResult(0)));
+        return true;
+      })
+      .Case([&](SplitQKVOp o) {
+        qkvAttrs(w, o.getInput(), o.getQ(), o.getK());
+        return true;
+      })
+      .Case([&](ConcatQKVOp o) {
+        qkvAttrs(w, o.getResult(), o.getDq(), o.getDk());
         return true;
       })
       .Case<ChunkedSwiGLUOp, ChunkedSwiGLUGradOp>([&](auto o) {

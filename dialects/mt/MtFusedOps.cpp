@@ -56,7 +56,45 @@ LogicalResult verifyChunks(Operation *op, StringRef packedName, RankedTensorType
   return expectShape(op, halfName, half, shape);
 }
 
+/// `packed` [..., Q + 2K] and its parts `q` [..., Q], `k`, `v` [..., K]:
+/// one element type, equal leading axes, k and v of one width.
+LogicalResult verifyQKVParts(Operation *op, StringRef packedName, RankedTensorType packed,
+                             ArrayRef<StringRef> names, ValueRange parts) {
+  if (packed.getRank() < 1)
+    return op->emitOpError() << "expects " << packedName << " of rank >= 1";
+  int64_t columns = 0;
+  for (auto [name, part] : llvm::zip(names, parts)) {
+    RankedTensorType t = tensorOf(part);
+    if (failed(expectSameElementType(op, packedName, packed, name, t)))
+      return failure();
+    if (t.getRank() != packed.getRank() ||
+        t.getShape().drop_back() != packed.getShape().drop_back())
+      return op->emitOpError() << "expects " << name << " with the leading axes of "
+                               << packedName << " " << shapeStr(packed) << ", got "
+                               << shapeStr(t);
+    columns += t.getShape().back();
+  }
+  if (tensorOf(parts[1]).getShape().back() != tensorOf(parts[2]).getShape().back())
+    return op->emitOpError() << "expects " << names[1] << " and " << names[2]
+                             << " of one width, got " << shapeStr(tensorOf(parts[1]))
+                             << " and " << shapeStr(tensorOf(parts[2]));
+  if (columns != packed.getShape().back())
+    return op->emitOpError() << "expects " << packedName << " with " << columns
+                             << " columns (the sum of the parts'), got " << shapeStr(packed);
+  return success();
+}
+
 } // namespace
+
+LogicalResult SplitQKVOp::verify() {
+  return verifyQKVParts(*this, "input", tensorOf(getInput()), {"q", "k", "v"},
+                        getResults());
+}
+
+LogicalResult ConcatQKVOp::verify() {
+  return verifyQKVParts(*this, "result", tensorOf(getResult()), {"dq", "dk", "dv"},
+                        getOperands());
+}
 
 LogicalResult ConcatRowsOp::verify() {
   return verifyRowParts(*this, tensorOf(getResult()), getInputs(), "result", "inputs");

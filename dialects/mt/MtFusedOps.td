@@ -1,7 +1,9 @@
 // Ops that only mt-fuse makes, after mt-autodiff: sibling weights read as
 // one matrix (Megatron-Core's `linear_fc1`, the gate and up projections in
-// one GEMM) and the SwiGLU that reads that GEMM's packed output. They are
-// never differentiated: their gradients are built from the ops they replace.
+// one GEMM, and `linear_qkv`, the attention's input projections in one),
+// the SwiGLU that reads the fc1 GEMM's packed output, and the split of the
+// qkv GEMM's packed output and its gradient's packing. They are never
+// differentiated: their gradients are built from the ops they replace.
 // Verifiers in MtFusedOps.cpp.
 #ifndef MT_FUSED_OPS_TD
 #define MT_FUSED_OPS_TD
@@ -88,6 +90,50 @@ def Mt_ChunkedSwiGLUGradOp : Mt_Op<"chunked_swiglu_grad", [Pure]> {
   let hasVerifier = 1;
   let instruction = Mt_Instruction<"Elementwise", "rows dim",
       "rows*dim*2; rows*dim; rows*dim*2">;
+}
+
+def Mt_SplitQKVOp : Mt_Op<"split_qkv", [Pure]> {
+  let summary = "The packed [q | k | v] output of a fused linear_qkv split into q, k and v";
+  let description = [{
+    `input` [..., Q + 2K] holds the query projection in its first Q columns,
+    the key projection in the next K and the value projection in the last K
+    (the output of one `mt.linear` over `mt.concat_rows %wq, %wk, %wv`,
+    Megatron-Core's `linear_qkv` with its output split along the last
+    axis); results q [..., Q], k [..., K], v [..., K], each dense. One pass
+    over the packed output: the rotary, norm and attention kernels read
+    dense operands only.
+
+    ```mlir
+    %q, %k, %v = mt.split_qkv %qkv : (tensor<2x16x256xf32>) -> (tensor<2x16x128xf32>, tensor<2x16x64xf32>, tensor<2x16x64xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input);
+  let results = (outs Mt_FloatTensor:$q, Mt_FloatTensor:$k, Mt_FloatTensor:$v);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Elementwise", "rows dim q_dim kv_dim",
+      "rows*dim; rows*q_dim; rows*kv_dim; rows*kv_dim">;
+}
+
+def Mt_ConcatQKVOp : Mt_Op<"concat_qkv", [Pure]> {
+  let summary = "The gradients of q, k and v packed as [dq | dk | dv] for a fused linear_qkv";
+  let description = [{
+    The inverse of `mt.split_qkv`: `dq` [..., Q], `dk` and `dv` [..., K]
+    with equal leading axes; result [..., Q + 2K], row by row dq then dk
+    then dv, written (not added), so that one `mt.linear_grad_input`, one
+    `mt.linear_grad_weight` (and one `mt.bias_grad`) over the fused weight
+    take it as their dy.
+
+    ```mlir
+    %dqkv = mt.concat_qkv %dq, %dk, %dv : (tensor<2x16x128xf32>, tensor<2x16x64xf32>, tensor<2x16x64xf32>) -> tensor<2x16x256xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$dq, Mt_FloatTensor:$dk, Mt_FloatTensor:$dv);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Elementwise", "rows dim q_dim kv_dim",
+      "rows*q_dim; rows*kv_dim; rows*kv_dim; rows*dim">;
 }
 
 #endif // MT_FUSED_OPS_TD

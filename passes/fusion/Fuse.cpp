@@ -116,23 +116,51 @@ std::optional<ProjectionGrads> projectionGrads(Value d, LinearOp linear) {
   return g;
 }
 
-/// The backward of a gate/up pair at one `mt.swiglu_grad`: each
-/// projection's gradients, and the add of their input gradients.
-struct Fc1Backward {
-  SwiGLUGradOp swiglu;
-  ProjectionGrads gate, up;
-  AddOp sum;
+/// The backward of sibling projections (linears of one input whose outputs
+/// are packed in one GEMM) at one gradient: each projection's gradients, in
+/// the projections' order, and the adds that sum their input gradients,
+/// the sum last.
+struct SiblingBackward {
+  SmallVector<ProjectionGrads> grads;
+  SmallVector<AddOp> adds;
+  AddOp sum() { return adds.back(); }
 };
 
-/// The gate and up projections of one MLP (two linears of one input, both
-/// with or without a bias, of mt.weight parameters) whose results only
-/// SwiGLUs and their gradients read, as (gate, up); with the backward at
-/// each gradient. None when anything differs (then nothing is fused).
-struct Fc1 {
-  LinearOp gate, up;
-  SmallVector<SwiGLUOp> swiglus;
-  SmallVector<Fc1Backward> backwards;
-};
+/// The adds of the tree at `add` (read once each but for the root) and its
+/// leaves, the values it sums.
+void addTree(AddOp add, SmallVector<AddOp> &adds, SmallVector<Value> &leaves) {
+  adds.push_back(add);
+  for (Value v : add->getOperands()) {
+    auto inner = v.getDefiningOp<AddOp>();
+    if (inner && v.hasOneUse() && inner->getBlock() == add->getBlock())
+      addTree(inner, adds, leaves);
+    else
+      leaves.push_back(v);
+  }
+}
+
+/// The adds (the sum last) that sum exactly `terms`, each read once, or none.
+std::optional<SmallVector<AddOp>> matchSum(ArrayRef<Value> terms) {
+  if (llvm::any_of(terms, [](Value t) { return !t.hasOneUse(); }))
+    return std::nullopt;
+  Value v = terms.front();
+  while (v.hasOneUse()) {
+    auto add = dyn_cast<AddOp>(*v.getUsers().begin());
+    if (!add)
+      return std::nullopt;
+    SmallVector<AddOp> adds;
+    SmallVector<Value> leaves;
+    addTree(add, adds, leaves);
+    if (llvm::any_of(leaves, [&](Value l) { return !llvm::is_contained(terms, l); }))
+      return std::nullopt;
+    if (leaves.size() == terms.size() && adds.size() + 1 == terms.size()) {
+      std::reverse(adds.begin(), adds.end()); // the sum last
+      return adds;
+    }
+    v = add.getResult();
+  }
+  return std::nullopt;
+}
 
 bool isWeight(Value v) { return v && v.getDefiningOp<WeightOp>(); }
 
@@ -146,46 +174,96 @@ bool noReaderBefore(Value v, Operation *at) {
   });
 }
 
-std::optional<Fc1Backward> matchFc1Backward(SwiGLUGradOp grad, LinearOp gate, LinearOp up) {
-  Fc1Backward b{grad, {}, {}, {}};
-  auto g = projectionGrads(grad.getDgate(), gate), u = projectionGrads(grad.getDup(), up);
-  if (!g || !u)
-    return std::nullopt;
-  b.gate = *g;
-  b.up = *u;
-  // One weight-gradient GEMM reads one input for both.
-  if (g->weight.getInput() != u->weight.getInput())
-    return std::nullopt;
-  Value dxGate = g->input.getDx(), dxUp = u->input.getDx();
-  if (!dxGate.hasOneUse() || !dxUp.hasOneUse())
-    return std::nullopt;
-  b.sum = dyn_cast<AddOp>(*dxGate.getUsers().begin());
-  if (!b.sum || *dxUp.getUsers().begin() != b.sum.getOperation())
-    return std::nullopt;
-  SmallVector<Operation *> ops = {g->input, g->weight, u->input, u->weight, b.sum};
-  if (g->bias)
-    ops.append({g->bias, u->bias});
-  if (llvm::any_of(ops, [&](Operation *op) { return !samePlace(op, grad); }))
-    return std::nullopt;
-  // The gradients move down to the later of their two ops.
-  Operation *weightAt = later(g->weight, u->weight);
-  if (!noReaderBefore(g->weight.getDweight(), weightAt) ||
-      !noReaderBefore(u->weight.getDweight(), weightAt))
-    return std::nullopt;
-  if (g->bias) {
-    Operation *biasAt = later(g->bias, u->bias);
-    if (!noReaderBefore(g->bias.getDbias(), biasAt) ||
-        !noReaderBefore(u->bias.getDbias(), biasAt))
-      return std::nullopt;
+/// Where a fused backward puts its GEMMs: the input gradient at the sum, the
+/// weight (and bias) gradient at the last of the ops it replaces.
+struct BackwardPoints {
+  Operation *dx, *dweight, *dbias;
+  /// The first of them: the packed output gradient must be made before it.
+  Operation *first() const {
+    Operation *f = dx->isBeforeInBlock(dweight) ? dx : dweight;
+    return dbias && dbias->isBeforeInBlock(f) ? dbias : f;
   }
+};
+
+BackwardPoints backwardPoints(SiblingBackward &bw) {
+  BackwardPoints p{bw.sum(), bw.grads.front().weight, bw.grads.front().bias};
+  for (ProjectionGrads g : bw.grads) {
+    p.dweight = later(p.dweight, g.weight);
+    if (g.bias)
+      p.dbias = later(p.dbias, g.bias);
+  }
+  return p;
+}
+
+/// The gradients of `linears` at one backward whose output gradients are
+/// `dys` (in the projections' order): each exactly a projection's gradients
+/// (ProjectionGrads), the weight gradients reading one input, the input
+/// gradients summed by adds alone, all in the place of `anchor`, and no
+/// reader of a moved gradient before its new place. None otherwise.
+std::optional<SiblingBackward> matchSiblingBackward(ArrayRef<LinearOp> linears, ValueRange dys,
+                                                    Operation *anchor) {
+  SiblingBackward b;
+  SmallVector<Value> dxs;
+  SmallVector<Operation *> ops;
+  for (auto [linear, dy] : llvm::zip(linears, dys)) {
+    std::optional<ProjectionGrads> g = projectionGrads(dy, linear);
+    // One weight-gradient GEMM reads one input for all.
+    if (!g || (!b.grads.empty() && g->weight.getInput() != b.grads.front().weight.getInput()))
+      return std::nullopt;
+    b.grads.push_back(*g);
+    dxs.push_back(g->input.getDx());
+    ops.append({g->input, g->weight});
+    if (g->bias)
+      ops.push_back(g->bias);
+  }
+  std::optional<SmallVector<AddOp>> adds = matchSum(dxs);
+  if (!adds)
+    return std::nullopt;
+  b.adds = std::move(*adds);
+  ops.append(b.adds.begin(), b.adds.end());
+  if (llvm::any_of(ops, [&](Operation *op) { return !samePlace(op, anchor); }))
+    return std::nullopt;
+  BackwardPoints at = backwardPoints(b);
+  for (ProjectionGrads g : b.grads)
+    if (!noReaderBefore(g.weight.getDweight(), at.dweight) ||
+        (g.bias && !noReaderBefore(g.bias.getDbias(), at.dbias)))
+      return std::nullopt;
   return b;
 }
 
+/// The backward of a gate/up pair at one `mt.swiglu_grad`.
+struct Fc1Backward {
+  SwiGLUGradOp swiglu;
+  SiblingBackward grads;
+};
+
+/// The gate and up projections of one MLP (two linears of one input, both
+/// with or without a bias, of mt.weight parameters) whose results only
+/// SwiGLUs and their gradients read, as (gate, up); with the backward at
+/// each gradient. None when anything differs (then nothing is fused).
+struct Fc1 {
+  LinearOp gate, up;
+  SmallVector<SwiGLUOp> swiglus;
+  SmallVector<Fc1Backward> backwards;
+};
+
+/// Sibling linears: distinct, of one input, in one place, of mt.weight
+/// weights, all with mt.weight biases or none.
+bool areSiblings(ArrayRef<LinearOp> linears) {
+  if (llvm::is_contained(linears, LinearOp()))
+    return false;
+  LinearOp first = linears.front();
+  for (size_t i = 0; i < linears.size(); ++i)
+    if (LinearOp l = linears[i]; !isWeight(l.getWeight()) || l.getInput() != first.getInput() ||
+        !samePlace(l, first) || bool(l.getBias()) != bool(first.getBias()) ||
+        (l.getBias() && !isWeight(l.getBias())) ||
+        llvm::is_contained(linears.take_front(i), l))
+      return false;
+  return true;
+}
+
 std::optional<Fc1> matchFc1(LinearOp gate, LinearOp up) {
-  if (!gate || !up || gate == up || gate.getInput() != up.getInput() ||
-      !samePlace(gate, up) || !isWeight(gate.getWeight()) || !isWeight(up.getWeight()) ||
-      bool(gate.getBias()) != bool(up.getBias()) ||
-      (gate.getBias() && (!isWeight(gate.getBias()) || !isWeight(up.getBias()))))
+  if (!areSiblings({gate, up}))
     return std::nullopt;
   Fc1 fc1{gate, up, {}, {}};
   Value g = gate.getResult(), u = up.getResult();
@@ -197,10 +275,11 @@ std::optional<Fc1> matchFc1(LinearOp gate, LinearOp up) {
     } else if (auto s = dyn_cast<SwiGLUGradOp>(user); s && s.getGate() == g && s.getUp() == u) {
       if (llvm::any_of(fc1.backwards, [&](const Fc1Backward &b) { return b.swiglu == s; }))
         continue;
-      std::optional<Fc1Backward> b = matchFc1Backward(s, gate, up);
+      std::optional<SiblingBackward> b =
+          matchSiblingBackward({gate, up}, {s.getDgate(), s.getDup()}, s);
       if (!b)
         return std::nullopt;
-      fc1.backwards.push_back(*b);
+      fc1.backwards.push_back({s, std::move(*b)});
     } else {
       return std::nullopt;
     }
@@ -216,62 +295,95 @@ SmallVector<Value> splitRows(OpBuilder &b, Operation *at, Value whole, ValueRang
   return SmallVector<Value>(split.getResults());
 }
 
-/// The packed type [..., a + b] of `a` [..., A] and `b` [..., B].
-RankedTensorType packedType(Value a, Value b) {
-  auto ta = cast<RankedTensorType>(a.getType()), tb = cast<RankedTensorType>(b.getType());
-  SmallVector<int64_t> shape(ta.getShape());
-  shape.back() += tb.getShape().back();
-  return ta.clone(shape);
+/// `t` with its axis `axis` the sum of `values`' (of type `t` but for it).
+RankedTensorType joinedType(ValueRange values, int64_t axis) {
+  auto t = cast<RankedTensorType>(values.front().getType());
+  SmallVector<int64_t> shape(t.getShape());
+  int64_t at = axis < 0 ? t.getRank() + axis : axis;
+  shape[at] = 0;
+  for (Value v : values)
+    shape[at] += cast<RankedTensorType>(v.getType()).getDimSize(at);
+  return t.clone(shape);
 }
 
-/// Rows of `a` then `b`: [A + B, ...].
-RankedTensorType stackedType(Value a, Value b) {
-  auto ta = cast<RankedTensorType>(a.getType()), tb = cast<RankedTensorType>(b.getType());
-  SmallVector<int64_t> shape(ta.getShape());
-  shape.front() += tb.getShape().front();
-  return ta.clone(shape);
+/// `mt.concat_rows` of `values` where `b` inserts, with the location and
+/// attributes of `like`.
+Value concatRows(OpBuilder &b, Operation *like, ValueRange values) {
+  auto c = ConcatRowsOp::create(b, like->getLoc(), joinedType(values, 0), values);
+  c->setDiscardableAttrs(like->getDiscardableAttrDictionary());
+  return c.getResult();
 }
 
-/// One backward of a fused fc1: the packed SwiGLU gradient, one input
-/// gradient over the packed weight, one weight (and bias) gradient split
-/// into the parameters' gradients.
-void rewriteFc1Backward(Fc1Backward bw, Value packed, Value weight) {
-  OpBuilder b(bw.swiglu);
-  auto dgu = ChunkedSwiGLUGradOp::create(b, bw.swiglu.getLoc(), packed.getType(), packed,
-                                         bw.swiglu.getDy());
-  dgu->setDiscardableAttrs(bw.swiglu->getDiscardableAttrDictionary());
-
-  b.setInsertionPoint(bw.sum);
-  auto dx = LinearGradInputOp::create(b, bw.sum.getLoc(), bw.sum.getType(), dgu, weight);
-  dx->setDiscardableAttrs(bw.up.input->getDiscardableAttrDictionary());
-  bw.sum.getResult().replaceAllUsesWith(dx.getResult());
-
-  Operation *weightAt = later(bw.gate.weight, bw.up.weight);
-  b.setInsertionPoint(weightAt);
-  Value dwGate = bw.gate.weight.getDweight(), dwUp = bw.up.weight.getDweight();
-  auto dw = LinearGradWeightOp::create(b, weightAt->getLoc(), stackedType(dwGate, dwUp),
-                                       bw.gate.weight.getInput(), dgu);
-  dw->setDiscardableAttrs(weightAt->getDiscardableAttrDictionary());
-  SmallVector<Value> dws = splitRows(b, weightAt, dw, {dwGate, dwUp});
-  dwGate.replaceAllUsesWith(dws[0]);
-  dwUp.replaceAllUsesWith(dws[1]);
-
-  SmallVector<Operation *> dead = {bw.sum, bw.gate.input, bw.up.input, bw.gate.weight,
-                                   bw.up.weight};
-  if (bw.gate.bias) {
-    Operation *biasAt = later(bw.gate.bias, bw.up.bias);
-    Value dbGate = bw.gate.bias.getDbias(), dbUp = bw.up.bias.getDbias();
-    b.setInsertionPoint(biasAt);
-    auto db = BiasGradOp::create(b, biasAt->getLoc(), stackedType(dbGate, dbUp), dgu);
-    db->setDiscardableAttrs(biasAt->getDiscardableAttrDictionary());
-    SmallVector<Value> dbs = splitRows(b, biasAt, db, {dbGate, dbUp});
-    dbGate.replaceAllUsesWith(dbs[0]);
-    dbUp.replaceAllUsesWith(dbs[1]);
-    dead.append({bw.gate.bias, bw.up.bias});
+/// One backward of fused sibling projections whose packed output gradient
+/// is `dy` (made before backwardPoints(bw).first()): one input gradient
+/// over the packed `weight`, one weight (and bias) gradient split into the
+/// parameters' gradients. Erases the ops they replace.
+void rewriteSiblingBackward(SiblingBackward &bw, Value dy, Value weight) {
+  BackwardPoints at = backwardPoints(bw);
+  OpBuilder b(at.dweight);
+  SmallVector<Operation *> dead;
+  SmallVector<Value> dws, dbs;
+  for (ProjectionGrads g : bw.grads) {
+    dws.push_back(g.weight.getDweight());
+    dead.append({g.input, g.weight});
+    if (g.bias) {
+      dbs.push_back(g.bias.getDbias());
+      dead.push_back(g.bias);
+    }
   }
-  dead.push_back(bw.swiglu);
+  auto dw = LinearGradWeightOp::create(b, at.dweight->getLoc(), joinedType(dws, 0),
+                                       bw.grads.front().weight.getInput(), dy);
+  dw->setDiscardableAttrs(at.dweight->getDiscardableAttrDictionary());
+  for (auto [old, part] : llvm::zip(dws, splitRows(b, at.dweight, dw, dws)))
+    old.replaceAllUsesWith(part);
+  if (!dbs.empty()) {
+    b.setInsertionPoint(at.dbias);
+    auto db = BiasGradOp::create(b, at.dbias->getLoc(), joinedType(dbs, 0), dy);
+    db->setDiscardableAttrs(at.dbias->getDiscardableAttrDictionary());
+    for (auto [old, part] : llvm::zip(dbs, splitRows(b, at.dbias, db, dbs)))
+      old.replaceAllUsesWith(part);
+  }
+  AddOp sum = bw.sum();
+  b.setInsertionPoint(sum);
+  auto dx = LinearGradInputOp::create(b, sum.getLoc(), sum.getType(), dy, weight);
+  dx->setDiscardableAttrs(bw.grads.back().input->getDiscardableAttrDictionary());
+  sum.getResult().replaceAllUsesWith(dx.getResult());
+  for (AddOp add : llvm::reverse(bw.adds)) // the sum first: each reads the next
+    add.erase();
   for (Operation *op : dead)
     op->erase();
+}
+
+/// One linear over the packed weights (and biases) of sibling `linears`,
+/// at the first of them (their weights moved up to it, as readers of the
+/// first may precede the others), with the attributes of the last; returns
+/// it and the packed weight. Its result is [..., ΣN_i].
+std::pair<LinearOp, Value> packedLinear(ArrayRef<LinearOp> linears) {
+  Operation *at = linears.front(), *last = linears.front();
+  for (LinearOp l : linears) {
+    if (l->isBeforeInBlock(at))
+      at = l;
+    last = later(last, l);
+  }
+  SmallVector<Value> weights, biases, results;
+  for (LinearOp l : linears) {
+    weights.push_back(l.getWeight());
+    if (l.getBias())
+      biases.push_back(l.getBias());
+    results.push_back(l.getResult());
+  }
+  for (Value v : llvm::concat<Value>(weights, biases))
+    if (Operation *def = v.getDefiningOp();
+        def->getBlock() == at->getBlock() && at->isBeforeInBlock(def))
+      def->moveBefore(at);
+  OpBuilder b(at);
+  Value weight = concatRows(b, last, weights);
+  Value bias = biases.empty() ? Value() : concatRows(b, last, biases);
+  LinearOp first = linears.front();
+  auto linear = LinearOp::create(b, last->getLoc(), joinedType(results, -1), first.getInput(),
+                                 weight, bias);
+  linear->setDiscardableAttrs(last->getDiscardableAttrDictionary());
+  return {linear, weight};
 }
 
 /// `%g = mt.linear %x, %wg; %u = mt.linear %x, %wu; mt.swiglu %g, %u` and
@@ -279,21 +391,9 @@ void rewriteFc1Backward(Fc1Backward bw, Value packed, Value weight) {
 /// `mt.concat_rows %wg, %wu` (Megatron-Core's linear_fc1), mt.chunked_swiglu
 /// and, backward, mt.chunked_swiglu_grad and one GEMM per gradient.
 void fuseLinearFc1(Fc1 fc1) {
-  LinearOp gate = fc1.gate, up = fc1.up;
-  Operation *at = later(gate, up);
-  OpBuilder b(at);
-  Location loc = at->getLoc();
-  auto concat = [&](Value x, Value y) {
-    auto c = ConcatRowsOp::create(b, loc, stackedType(x, y), ValueRange{x, y});
-    c->setDiscardableAttrs(at->getDiscardableAttrDictionary());
-    return c.getResult();
-  };
-  Value weight = concat(gate.getWeight(), up.getWeight());
-  Value bias = gate.getBias() ? concat(gate.getBias(), up.getBias()) : Value();
-  auto linear = LinearOp::create(b, loc, packedType(gate.getResult(), up.getResult()),
-                                 gate.getInput(), weight, bias);
-  linear->setDiscardableAttrs(at->getDiscardableAttrDictionary());
+  auto [linear, weight] = packedLinear({fc1.gate, fc1.up});
   Value packed = linear.getResult();
+  OpBuilder b(linear);
   for (SwiGLUOp s : fc1.swiglus) {
     b.setInsertionPoint(s);
     auto fused = ChunkedSwiGLUOp::create(b, s.getLoc(), s.getType(), packed);
@@ -301,10 +401,125 @@ void fuseLinearFc1(Fc1 fc1) {
     s.getResult().replaceAllUsesWith(fused.getResult());
     s.erase();
   }
-  for (Fc1Backward &bw : fc1.backwards)
-    rewriteFc1Backward(bw, packed, weight);
-  up.erase();
-  gate.erase();
+  for (Fc1Backward &bw : fc1.backwards) {
+    b.setInsertionPoint(bw.swiglu);
+    auto dgu = ChunkedSwiGLUGradOp::create(b, bw.swiglu.getLoc(), packed.getType(), packed,
+                                           bw.swiglu.getDy());
+    dgu->setDiscardableAttrs(bw.swiglu->getDiscardableAttrDictionary());
+    rewriteSiblingBackward(bw.grads, dgu, weight);
+    bw.swiglu.erase();
+  }
+  fc1.up.erase();
+  fc1.gate.erase();
+}
+
+/// The query, key and value projections of one attention (sibling linears,
+/// SiblingBackward), with the backward at each input gradient of the query
+/// projection. None when anything differs (then nothing is fused).
+struct Qkv {
+  SmallVector<LinearOp, 3> linears; // q, k, v
+  SmallVector<SiblingBackward> backwards;
+};
+
+/// The linear that `v` is a view or per-position transform of: through
+/// reshapes, rotary embeddings, per-head norms and all-gathers (of context
+/// parallelism's keys and values).
+LinearOp projectionOf(Value v) {
+  while (Operation *op = v.getDefiningOp()) {
+    if (auto linear = dyn_cast<LinearOp>(op))
+      return linear;
+    if (!isa<ReshapeOp, RotaryOp, RMSNormOp, AllGatherOp>(op))
+      return {};
+    v = op->getOperand(0);
+  }
+  return {};
+}
+
+/// The output gradients of `linears` (in their order) at the backward where
+/// `input`, the input gradient of one of them, is summed with the others'
+/// by adds; none when the sum reads anything else.
+std::optional<SmallVector<Value>> siblingOutputGrads(LinearGradInputOp input,
+                                                     ArrayRef<LinearOp> linears) {
+  Value v = input.getDx();
+  while (v.hasOneUse()) {
+    auto add = dyn_cast<AddOp>(*v.getUsers().begin());
+    if (!add)
+      return std::nullopt;
+    SmallVector<AddOp> adds;
+    SmallVector<Value> leaves, dys(linears.size());
+    addTree(add, adds, leaves);
+    for (Value leaf : leaves) {
+      auto grad = leaf.getDefiningOp<LinearGradInputOp>();
+      auto it = llvm::find_if(linears, [&](LinearOp l) {
+        return grad && l.getWeight() == grad.getWeight();
+      });
+      if (it == linears.end() || dys[it - linears.begin()])
+        return std::nullopt;
+      dys[it - linears.begin()] = grad.getDy();
+    }
+    if (leaves.size() == linears.size())
+      return dys;
+    v = add.getResult();
+  }
+  return std::nullopt;
+}
+
+/// The projections of the attention (or ring attention's block) `op` reads.
+std::optional<Qkv> matchQkv(Operation *op) {
+  Qkv qkv{{projectionOf(op->getOperand(0)), projectionOf(op->getOperand(1)),
+           projectionOf(op->getOperand(2))},
+          {}};
+  if (!areSiblings(qkv.linears))
+    return std::nullopt;
+  for (Operation *user : qkv.linears[0].getWeight().getUsers()) {
+    auto input = dyn_cast<LinearGradInputOp>(user);
+    if (!input)
+      continue;
+    std::optional<SmallVector<Value>> dys = siblingOutputGrads(input, qkv.linears);
+    std::optional<SiblingBackward> b =
+        dys ? matchSiblingBackward(qkv.linears, *dys, input) : std::nullopt;
+    if (!b)
+      return std::nullopt;
+    // The packed gradient is made before the first GEMM: every part must be.
+    Operation *first = backwardPoints(*b).first();
+    if (llvm::any_of(*dys, [&](Value dy) {
+          Operation *def = dy.getDefiningOp();
+          return def && def->getBlock() == first->getBlock() && !def->isBeforeInBlock(first);
+        }))
+      return std::nullopt;
+    qkv.backwards.push_back(std::move(*b));
+  }
+  return qkv;
+}
+
+/// `%q = mt.linear %x, %wq; %k = ...; %v = ...` feeding one attention, and
+/// the gradients of each backward -> one linear over `mt.concat_rows %wq,
+/// %wk, %wv` (Megatron-Core's linear_qkv) split by mt.split_qkv and,
+/// backward, mt.concat_qkv of the three output gradients and one GEMM per
+/// gradient.
+void fuseLinearQkv(Qkv qkv) {
+  auto [linear, weight] = packedLinear(qkv.linears);
+  OpBuilder b(linear);
+  b.setInsertionPointAfter(linear);
+  SmallVector<Type> types;
+  for (LinearOp l : qkv.linears)
+    types.push_back(l.getType());
+  auto split = SplitQKVOp::create(b, linear.getLoc(), types, linear.getResult());
+  split->setDiscardableAttrs(linear->getDiscardableAttrDictionary());
+  for (auto [l, part] : llvm::zip(qkv.linears, split.getResults()))
+    l.getResult().replaceAllUsesWith(part);
+  for (SiblingBackward &bw : qkv.backwards) {
+    Operation *first = backwardPoints(bw).first();
+    b.setInsertionPoint(first);
+    SmallVector<Value> dys;
+    for (ProjectionGrads g : bw.grads)
+      dys.push_back(g.input.getDy());
+    auto dqkv = ConcatQKVOp::create(b, first->getLoc(), joinedType(dys, -1), dys);
+    dqkv->setDiscardableAttrs(first->getDiscardableAttrDictionary());
+    rewriteSiblingBackward(bw, dqkv, weight);
+  }
+  for (LinearOp l : qkv.linears)
+    l.erase();
 }
 
 /// Whether the distributed optimizer lays the parameters out in buckets
@@ -341,6 +556,16 @@ struct FusePass : public mt::impl::FuseBase<FusePass> {
       for (auto [gate, up] : pairs)
         if (std::optional<Fc1> fc1 = matchFc1(gate, up))
           fuseLinearFc1(*fc1);
+    }
+    if (linearQkv && !hasBuckets(getOperation())) {
+      SmallVector<Operation *> attentions; // query, key, value first
+      getOperation().walk([&](Operation *op) {
+        if (isa<AttentionOp, AttentionBlockOp>(op))
+          attentions.push_back(op);
+      });
+      for (Operation *a : attentions)
+        if (std::optional<Qkv> qkv = matchQkv(a))
+          fuseLinearQkv(std::move(*qkv));
     }
     if (addRMSNorm) {
       SmallVector<RMSNormOp> norms;

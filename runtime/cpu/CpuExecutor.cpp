@@ -12,6 +12,7 @@
 #include "runtime/cpu/VocabParallel.h"
 #include "runtime/kernels/ContextParallel.h"
 #include "runtime/kernels/MoE.h"
+#include "runtime/kernels/Qkv.h"
 
 #include <climits>
 #include <cmath>
@@ -136,6 +137,22 @@ void addDenseKernels(Table &t) {
     Io io{in, m};
     chunkedSwigluBackward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"));
   });
+  t[Op::split_qkv] = [](auto &in, auto &a, auto &m, const KernelContext &) {
+    Io io{in, m};
+    Expected<kernels::QkvShape> s = kernels::qkvShapeOf(in.op(), a);
+    if (!s)
+      return s.status();
+    splitQkv(io.f(0), io.out(0), io.out(1), io.out(2), s->rows, s->qDim, s->kvDim);
+    return Status::ok();
+  };
+  t[Op::concat_qkv] = [](auto &in, auto &a, auto &m, const KernelContext &) {
+    Io io{in, m};
+    Expected<kernels::QkvShape> s = kernels::qkvShapeOf(in.op(), a);
+    if (!s)
+      return s.status();
+    concatQkv(io.f(0), io.f(1), io.f(2), io.out(0), s->rows, s->qDim, s->kvDim);
+    return Status::ok();
+  };
   t[Op::gelu] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     geluForward(io.f(0), io.out(0), a.i("n"), a.i("approximate_tanh") != 0);

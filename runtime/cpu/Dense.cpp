@@ -156,6 +156,30 @@ void chunkedSwigluBackward(const float *x, const float *dy, float *dx, int64_t r
   }
 }
 
+void splitQkv(const float *x, float *q, float *k, float *v, int64_t rows, int64_t qDim,
+              int64_t kvDim) {
+  const int64_t dim = qDim + 2 * kvDim;
+#pragma omp parallel for schedule(static) if (rows * dim >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *row = x + r * dim;
+    std::copy_n(row, qDim, q + r * qDim);
+    std::copy_n(row + qDim, kvDim, k + r * kvDim);
+    std::copy_n(row + qDim + kvDim, kvDim, v + r * kvDim);
+  }
+}
+
+void concatQkv(const float *dq, const float *dk, const float *dv, float *x, int64_t rows,
+               int64_t qDim, int64_t kvDim) {
+  const int64_t dim = qDim + 2 * kvDim;
+#pragma omp parallel for schedule(static) if (rows * dim >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    float *row = x + r * dim;
+    std::copy_n(dq + r * qDim, qDim, row);
+    std::copy_n(dk + r * kvDim, kvDim, row + qDim);
+    std::copy_n(dv + r * kvDim, kvDim, row + qDim + kvDim);
+  }
+}
+
 void geluForward(const float *x, float *y, int64_t n, bool approximateTanh) {
   if (approximateTanh) {
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)

@@ -41,6 +41,15 @@ void chunkedSwigluForward(const float *x, float *y, int64_t rows, int64_t dim);
 void chunkedSwigluBackward(const float *x, const float *dy, float *dx, int64_t rows,
                            int64_t dim);
 
+/// Megatron-Core's split of the linear_qkv output: x [rows, qDim + 2 kvDim]
+/// holds q in the first qDim columns of each row, then k and v (kvDim
+/// each); q [rows, qDim], k and v [rows, kvDim] are written. concatQkv is
+/// its inverse for the gradients: x is written from dq, dk and dv.
+void splitQkv(const float *x, float *q, float *k, float *v, int64_t rows, int64_t qDim,
+              int64_t kvDim);
+void concatQkv(const float *dq, const float *dk, const float *dv, float *x, int64_t rows,
+               int64_t qDim, int64_t kvDim);
+
 /// Exact GELU (erf) or the tanh approximation.
 void geluForward(const float *x, float *y, int64_t n, bool approximateTanh);
 void geluBackward(const float *x, const float *dy, float *dx, int64_t n,

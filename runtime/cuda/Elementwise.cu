@@ -1,4 +1,4 @@
-// SwiGLU, rotary, embedding, cast and fill kernels (bf16 storage, fp32
+// SwiGLU, qkv split, rotary, embedding, cast and fill kernels (bf16 storage, fp32
 // math), each a grid-stride loop with 16-byte accesses where the shape and
 // pointers allow and a scalar fallback for odd shapes.
 #include "runtime/cuda/Elementwise.h"
@@ -94,6 +94,45 @@ __global__ void chunkedSwigluBackwardKernel(const bf16 *x, const bf16 *dy, bf16 
   for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
     const int64_t g = packedGateIndex(i, dim);
     swigluGradGroup<V>(x + g, x + g + dim, dy + i, dx + g, dx + g + dim);
+  }
+}
+
+/// Where element i of a packed [rows, qDim + 2 kvDim] qkv tensor lies in
+/// its part: q, k or v (0, 1, 2) and the index there.
+struct QkvPlace {
+  int part;
+  int64_t index;
+};
+
+__device__ __forceinline__ QkvPlace qkvPlace(int64_t i, int64_t qDim, int64_t kvDim) {
+  const int64_t dim = qDim + 2 * kvDim, row = i / dim, c = i % dim;
+  if (c < qDim)
+    return {0, row * qDim + c};
+  if (c < qDim + kvDim)
+    return {1, row * kvDim + c - qDim};
+  return {2, row * kvDim + c - qDim - kvDim};
+}
+
+/// V divides qDim and kvDim, so a group stays in one part of a row.
+template <int V>
+__global__ void splitQkvKernel(const bf16 *x, bf16 *q, bf16 *k, bf16 *v, int64_t n,
+                               int64_t qDim, int64_t kvDim) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    const QkvPlace p = qkvPlace(i, qDim, kvDim);
+    float e[V];
+    load<V>(x + i, e);
+    store<V>((p.part == 0 ? q : p.part == 1 ? k : v) + p.index, e);
+  }
+}
+
+template <int V>
+__global__ void concatQkvKernel(const bf16 *dq, const bf16 *dk, const bf16 *dv, bf16 *x,
+                                int64_t n, int64_t qDim, int64_t kvDim) {
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    const QkvPlace p = qkvPlace(i, qDim, kvDim);
+    float e[V];
+    load<V>((p.part == 0 ? dq : p.part == 1 ? dk : dv) + p.index, e);
+    store<V>(x + i, e);
   }
 }
 
@@ -324,6 +363,24 @@ Status chunkedSwigluBackward(const bf16 *x, const bf16 *dy, bf16 *dx, int64_t ro
   return launchVectorized<8>(aligned, rows * dim, chunkedSwigluBackwardKernel<8>,
                              chunkedSwigluBackwardKernel<1>, stream, x, dy, dx, rows * dim,
                              dim);
+}
+
+Status splitQkv(const bf16 *x, bf16 *q, bf16 *k, bf16 *v, int64_t rows, int64_t qDim,
+                int64_t kvDim, cudaStream_t stream) {
+  const bool aligned = aligned16(x) && aligned16(q) && aligned16(k) && aligned16(v) &&
+                       qDim % 8 == 0 && kvDim % 8 == 0;
+  const int64_t n = rows * (qDim + 2 * kvDim);
+  return launchVectorized<8>(aligned, n, splitQkvKernel<8>, splitQkvKernel<1>, stream, x, q,
+                             k, v, n, qDim, kvDim);
+}
+
+Status concatQkv(const bf16 *dq, const bf16 *dk, const bf16 *dv, bf16 *x, int64_t rows,
+                 int64_t qDim, int64_t kvDim, cudaStream_t stream) {
+  const bool aligned = aligned16(dq) && aligned16(dk) && aligned16(dv) && aligned16(x) &&
+                       qDim % 8 == 0 && kvDim % 8 == 0;
+  const int64_t n = rows * (qDim + 2 * kvDim);
+  return launchVectorized<8>(aligned, n, concatQkvKernel<8>, concatQkvKernel<1>, stream, dq,
+                             dk, dv, x, n, qDim, kvDim);
 }
 
 Expected<RotaryTable> RotaryTable::create(const kernels::RotaryParams &params,

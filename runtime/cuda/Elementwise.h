@@ -36,6 +36,14 @@ Status chunkedSwigluForward(const bf16 *x, bf16 *y, int64_t rows, int64_t dim,
 Status chunkedSwigluBackward(const bf16 *x, const bf16 *dy, bf16 *dx, int64_t rows,
                              int64_t dim, cudaStream_t stream);
 
+/// Megatron-Core's split of the linear_qkv output, as cpu::splitQkv: x
+/// [rows, qDim + 2 kvDim] -> q [rows, qDim], k, v [rows, kvDim] (written);
+/// concatQkv writes x from dq, dk, dv. Exact copies.
+Status splitQkv(const bf16 *x, bf16 *q, bf16 *k, bf16 *v, int64_t rows, int64_t qDim,
+                int64_t kvDim, cudaStream_t stream);
+Status concatQkv(const bf16 *dq, const bf16 *dk, const bf16 *dv, bf16 *x, int64_t rows,
+                 int64_t qDim, int64_t kvDim, cudaStream_t stream);
+
 /// cos and sin of every (position, frequency) pair for positions
 /// [0, maxSeq), computed on the host exactly as runtime/cpu/Attention.cpp
 /// does (HF's fp32 inverse frequencies from kernels::rotaryInverseFrequencies,

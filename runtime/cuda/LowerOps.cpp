@@ -10,6 +10,7 @@
 #include "runtime/cuda/Norm.h"
 #include "runtime/cuda/TokenScaling.h"
 #include "runtime/kernels/ContextParallel.h"
+#include "runtime/kernels/Qkv.h"
 #include "runtime/kernels/Rotary.h"
 
 #include <cmath>
@@ -87,6 +88,26 @@ void chunkedSwigluGrad(Lowerer &L, const Attrs &a) {
   bf16 *dx = L.bfOut(0);
   int64_t rows = a.i("rows"), dim = a.i("dim");
   L.emit([=](cudaStream_t s) { return chunkedSwigluBackward(x, dy, dx, rows, dim, s); });
+}
+
+void splitQkvOp(Lowerer &L, const Attrs &a) {
+  Expected<kernels::QkvShape> shape = kernels::qkvShapeOf("split_qkv", a);
+  if (!shape)
+    return L.fail(shape.message());
+  const bf16 *x = L.bfIn(0);
+  bf16 *q = L.bfOut(0), *k = L.bfOut(1), *v = L.bfOut(2);
+  const kernels::QkvShape d = *shape;
+  L.emit([=](cudaStream_t s) { return splitQkv(x, q, k, v, d.rows, d.qDim, d.kvDim, s); });
+}
+
+void concatQkvOp(Lowerer &L, const Attrs &a) {
+  Expected<kernels::QkvShape> shape = kernels::qkvShapeOf("concat_qkv", a);
+  if (!shape)
+    return L.fail(shape.message());
+  const bf16 *dq = L.bfIn(0), *dk = L.bfIn(1), *dv = L.bfIn(2);
+  bf16 *x = L.bfOut(0);
+  const kernels::QkvShape d = *shape;
+  L.emit([=](cudaStream_t s) { return concatQkv(dq, dk, dv, x, d.rows, d.qDim, d.kvDim, s); });
 }
 
 /// bf16 activations, or fp32 scalars (the loss plus the MoE aux losses).
@@ -305,6 +326,8 @@ void addDenseLowerings(LoweringTable &t) {
   t[Op::swiglu_grad] = swigluGrad;
   t[Op::chunked_swiglu] = chunkedSwiglu;
   t[Op::chunked_swiglu_grad] = chunkedSwigluGrad;
+  t[Op::split_qkv] = splitQkvOp;
+  t[Op::concat_qkv] = concatQkvOp;
   t[Op::add] = addOp;
   t[Op::accumulate] = accumulateOp;
   t[Op::num_tokens] = numTokensOp;

@@ -1,14 +1,16 @@
 // mt-fuse's norm fusions change no bit of a training run on the CPU
-// backend: with them (`--no-fuse linear-fc1`) and with `--no-fuse all`, on
-// one rank, pp2 x vpp2, tp2 with sequence parallelism and with recomputed
-// norms and MLPs, the 3 steps' losses and gradient norms and every updated
-// weight are equal. With every fusion (linear-fc1 too) they are equal
-// within the parallel layouts' tolerances: one GEMM over the gate and up
-// weights tiles its output, and sums the input gradient over both, in
-// another order than two GEMMs do (fp32 rounding, as tp's split GEMMs).
-// The fused plan contains the fused instructions (the unfused one none),
-// and places each MLP's gate and up weights, and their gradients, back to
-// back. The runs are made by run-fusion.sh (a ctest fixture).
+// backend: with them (`--no-fuse linear-fc1,linear-qkv`) and with
+// `--no-fuse all`, on one rank, pp2 x vpp2, tp2 with sequence parallelism
+// and with recomputed norms and MLPs, the 3 steps' losses and gradient
+// norms and every updated weight are equal. With every fusion (linear-fc1
+// and linear-qkv too) they are equal within the parallel layouts'
+// tolerances: one GEMM over the gate and up (or q, k and v) weights sums
+// the input gradient over all of them in another order than separate GEMMs
+// and adds do (fp32 rounding, as tp's split GEMMs). The fused plan contains
+// the fused instructions (the unfused one none), and places each MLP's gate
+// and up weights, and each attention's q, k and v weights (and biases), and
+// their gradients, back to back. The runs are made by run-fusion.sh (a
+// ctest fixture).
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/PlanIO.h"
 
@@ -60,51 +62,81 @@ TEST_P(FusionEquivalence, AllFusionsMatchTheUnfusedStep) {
 
 TEST_P(FusionEquivalence, FusedPlanHasTheFusedInstructions) {
   for (const char *op : {"add_rmsnorm", "add_rmsnorm_grad", "chunked_swiglu",
-                         "chunked_swiglu_grad"}) {
+                         "chunked_swiglu_grad", "split_qkv", "concat_qkv"}) {
     EXPECT_GT(countOps(run("fused") + ".plan", op), 0) << op;
     EXPECT_EQ(countOps(run("unfused") + ".plan", op), 0) << op;
   }
-  EXPECT_EQ(countOps(run("norms") + ".plan", "chunked_swiglu"), 0);
-  // One GEMM for gate and up, forward and for each gradient: one fewer per
-  // MLP (and per recomputed copy) than without linear-fc1.
+  for (const char *op : {"chunked_swiglu", "split_qkv", "concat_qkv"})
+    EXPECT_EQ(countOps(run("norms") + ".plan", op), 0) << op;
+  // One GEMM for gate and up, and one for q, k and v, forward and for each
+  // gradient: fewer per layer (and per recomputed copy) than without
+  // linear-fc1 and linear-qkv.
   for (const char *op : {"linear", "linear_grad_input", "linear_grad_weight"})
     EXPECT_LT(countOps(run("fused") + ".plan", op), countOps(run("norms") + ".plan", op)) << op;
 }
 
-TEST_P(FusionEquivalence, FusedPlanPlacesGateAndUpBackToBack) {
-  auto plan = plan::readPlanDirectory(run("fused") + ".plan");
-  ASSERT_TRUE(plan) << plan.message();
+/// Expects the parameters `names` (of one plan) each with the same suffix
+/// after `first` ("mlp.gate_proj.") replaced by the others, their buffers
+/// and gradients' placed back to back in this order, and a view of each run
+/// (the fused GEMM's operand) starting with the first; returns how many runs.
+int expectBackToBack(const plan::Plan &plan, const std::vector<std::string> &names) {
   std::map<std::string, const plan::Parameter *> byName;
-  for (const plan::Parameter &p : plan->parameters())
+  for (const plan::Parameter &p : plan.parameters())
     byName[p.name()] = &p;
-  int pairs = 0;
-  for (auto [name, gate] : byName) {
-    auto at = name.find("mlp.gate_proj.");
+  int runs = 0;
+  for (auto [name, first] : byName) {
+    auto at = name.find(names.front());
     if (at == std::string::npos)
       continue;
-    std::string upName = name.substr(0, at) + "mlp.up_proj." + name.substr(at + 14);
-    ASSERT_TRUE(byName.count(upName)) << upName;
-    const plan::Parameter *up = byName[upName];
-    for (auto [g, u] : {std::pair{gate->param_buffer(), up->param_buffer()},
-                        std::pair{gate->grad_buffer(), up->grad_buffer()}}) {
-      const plan::Buffer &bg = plan->buffers(g), &bu = plan->buffers(u);
-      EXPECT_EQ(bu.offset_bytes(), bg.offset_bytes() + bg.size_bytes()) << bg.name();
-      // The view the fused GEMM reads or writes starts with the gate's.
-      int views = 0;
-      for (const plan::Buffer &v : plan->buffers())
-        if (v.arena() == bg.arena() && v.offset_bytes() == bg.offset_bytes() &&
-            v.size_bytes() == bg.size_bytes() + bu.size_bytes())
-          ++views;
-      EXPECT_GE(views, 1) << bg.name();
+    std::vector<const plan::Parameter *> members = {first};
+    for (size_t i = 1; i < names.size(); ++i) {
+      std::string other =
+          name.substr(0, at) + names[i] + name.substr(at + names.front().size());
+      EXPECT_TRUE(byName.count(other)) << other;
+      if (!byName.count(other))
+        return runs;
+      members.push_back(byName[other]);
     }
-    ++pairs;
+    for (bool grad : {false, true}) {
+      auto buffer = [&](const plan::Parameter *p) -> const plan::Buffer & {
+        return plan.buffers(grad ? p->grad_buffer() : p->param_buffer());
+      };
+      const plan::Buffer &head = buffer(members.front());
+      uint64_t end = head.offset_bytes() + head.size_bytes();
+      for (size_t i = 1; i < members.size(); ++i) {
+        EXPECT_EQ(buffer(members[i]).offset_bytes(), end) << buffer(members[i]).name();
+        end += buffer(members[i]).size_bytes();
+      }
+      // The view the fused GEMM reads or writes starts with the first.
+      int views = 0;
+      for (const plan::Buffer &v : plan.buffers())
+        if (v.arena() == head.arena() && v.offset_bytes() == head.offset_bytes() &&
+            v.offset_bytes() + v.size_bytes() == end)
+          ++views;
+      EXPECT_GE(views, 1) << head.name();
+    }
+    ++runs;
   }
-  EXPECT_GT(pairs, 0);
+  return runs;
+}
+
+TEST_P(FusionEquivalence, FusedPlanPlacesSiblingWeightsBackToBack) {
+  auto plan = plan::readPlanDirectory(run("fused") + ".plan");
+  ASSERT_TRUE(plan) << plan.message();
+  EXPECT_GT(expectBackToBack(*plan, {"mlp.gate_proj.", "mlp.up_proj."}), 0);
+  EXPECT_GT(expectBackToBack(
+                *plan, {"self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj."}),
+            0);
+  if (GetParam().first == "qwen2") { // its q, k and v biases too
+    EXPECT_GT(expectBackToBack(*plan, {"self_attn.q_proj.bias", "self_attn.k_proj.bias",
+                                       "self_attn.v_proj.bias"}),
+              0);
+  }
 }
 
 std::vector<Case> cases() {
   std::vector<Case> all;
-  for (const char *model : {"llama", "qwen3"})
+  for (const char *model : {"llama", "qwen2", "qwen3"})
     for (const char *layout : {"single", "pp2_vpp2", "tp2_sp", "recompute_norms"})
       all.push_back({model, layout});
   return all;

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Trains a dense Llama and a Qwen3 (per-head q/k norms) for 3 steps on the
-# CPU backend on four layouts, with mt-fuse's fusions (the default), with
-# its norm fusions only (`--no-fuse linear-fc1`) and with `--no-fuse all`,
-# same seed and global batch:
-# OUT/<model>/<layout>.<fused|norms|unfused>.{jsonl,hf/,plan/}. The norms
-# and unfused runs of a layout must be bit-identical, the fused one equal
-# within tolerances (FusionEquivalenceTest.cpp).
+# Trains a dense Llama, a Qwen2 (q/k/v biases) and a Qwen3 (per-head q/k
+# norms) for 3 steps on the CPU backend on four layouts, with mt-fuse's
+# fusions (the default), with its norm fusions only (`--no-fuse
+# linear-fc1,linear-qkv`) and with `--no-fuse all`, same seed and global
+# batch: OUT/<model>/<layout>.<fused|norms|unfused>.{jsonl,hf/,plan/}. The
+# norms and unfused runs of a layout must be bit-identical, the fused one
+# equal within tolerances (FusionEquivalenceTest.cpp).
 # Usage: run-fusion.sh BIN_DIR OUT_DIR
 set -euo pipefail
 bin=$1 out=$2
@@ -18,7 +18,7 @@ train() {
   local model=$1 layout=$2 flags=$3 ranks=$4
   for variant in fused norms unfused; do
     local run="$out/$model/$layout.$variant" nofuse=()
-    [[ $variant == norms ]] && nofuse=(--no-fuse linear-fc1)
+    [[ $variant == norms ]] && nofuse=(--no-fuse linear-fc1,linear-qkv)
     [[ $variant == unfused ]] && nofuse=(--no-fuse all)
     # --adam-eps 1e-4 as run-layouts.sh: the fused run sums in another order,
     # and AdamW's default eps would turn a gradient of fp32 noise (the k_proj
@@ -32,9 +32,10 @@ train() {
   done
 }
 
-for model in llama qwen3; do
+for model in llama qwen2 qwen3; do
   mkdir -p "$out/$model"
   config=$here/configs/llama-4l-tied.json
+  [[ $model == qwen2 ]] && config=$here/configs/qwen2-4l-untied.json
   [[ $model == qwen3 ]] && config=$here/configs/qwen3-4l-vocab95.json
   "$bin/mtc" import-hf "$config" --seq 16 --micro-batch 2 -o "$out/$model/model.mlir"
   train "$model" single "" 1

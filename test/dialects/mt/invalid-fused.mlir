@@ -77,3 +77,43 @@ func.func @swiglu_grad_dx(%x: tensor<2x4x8xf32>, %dy: tensor<2x4x4xf32>) {
   %0 = mt.chunked_swiglu_grad %x, %dy : (tensor<2x4x8xf32>, tensor<2x4x4xf32>) -> tensor<2x4x4xf32>
   return
 }
+
+// -----
+
+func.func @split_qkv_rank(%x: tensor<f32>) {
+  // expected-error @+1 {{'mt.split_qkv' op expects input of rank >= 1}}
+  %q, %k, %v = mt.split_qkv %x : (tensor<f32>) -> (tensor<f32>, tensor<f32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @split_qkv_type(%x: tensor<2x4x16xf32>) {
+  // expected-error @+1 {{'mt.split_qkv' op expects input and q to have one element type, got 'f32' and 'bf16'}}
+  %q, %k, %v = mt.split_qkv %x : (tensor<2x4x16xf32>) -> (tensor<2x4x8xbf16>, tensor<2x4x4xf32>, tensor<2x4x4xf32>)
+  return
+}
+
+// -----
+
+func.func @split_qkv_rows(%x: tensor<2x4x16xf32>) {
+  // expected-error @+1 {{'mt.split_qkv' op expects k with the leading axes of input [2, 4, 16], got [2, 3, 4]}}
+  %q, %k, %v = mt.split_qkv %x : (tensor<2x4x16xf32>) -> (tensor<2x4x8xf32>, tensor<2x3x4xf32>, tensor<2x4x4xf32>)
+  return
+}
+
+// -----
+
+func.func @split_qkv_kv_widths(%x: tensor<2x4x16xf32>) {
+  // expected-error @+1 {{'mt.split_qkv' op expects k and v of one width, got [2, 4, 5] and [2, 4, 3]}}
+  %q, %k, %v = mt.split_qkv %x : (tensor<2x4x16xf32>) -> (tensor<2x4x8xf32>, tensor<2x4x5xf32>, tensor<2x4x3xf32>)
+  return
+}
+
+// -----
+
+func.func @concat_qkv_columns(%dq: tensor<2x4x8xf32>, %dk: tensor<2x4x4xf32>, %dv: tensor<2x4x4xf32>) {
+  // expected-error @+1 {{'mt.concat_qkv' op expects result with 16 columns (the sum of the parts'), got [2, 4, 17]}}
+  %0 = mt.concat_qkv %dq, %dk, %dv : (tensor<2x4x8xf32>, tensor<2x4x4xf32>, tensor<2x4x4xf32>) -> tensor<2x4x17xf32>
+  return
+}

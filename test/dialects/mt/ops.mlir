@@ -370,3 +370,13 @@ func.func @fused_fc1(%wg: tensor<96x64xf32>, %wu: tensor<96x64xf32>, %x: tensor<
   %dwg, %dwu = mt.split_rows %dw : (tensor<192x64xf32>) -> (tensor<96x64xf32>, tensor<96x64xf32>)
   return %a, %dwg, %dwu : tensor<2x8x96xf32>, tensor<96x64xf32>, tensor<96x64xf32>
 }
+
+// CHECK-LABEL: func.func @fused_qkv
+func.func @fused_qkv(%qkv: tensor<2x8x128xf32>)
+    -> (tensor<2x8x64xf32>, tensor<2x8x128xf32>) {
+  // CHECK: mt.split_qkv %{{.*}} : (tensor<2x8x128xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<2x8x32xf32>)
+  %q, %k, %v = mt.split_qkv %qkv : (tensor<2x8x128xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<2x8x32xf32>)
+  // CHECK: mt.concat_qkv %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<2x8x32xf32>) -> tensor<2x8x128xf32>
+  %p = mt.concat_qkv %q, %k, %v : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<2x8x32xf32>) -> tensor<2x8x128xf32>
+  return %q, %p : tensor<2x8x64xf32>, tensor<2x8x128xf32>
+}

@@ -2,6 +2,8 @@
 // references and central finite differences of L = sum(dy * y).
 #include "runtime/cpu/Dense.h"
 
+#include "runtime/kernels/Qkv.h"
+#include "runtime/plan/OpRegistry.h"
 #include "test/Tolerances.h"
 #include "test/runtime/cpu/KernelCheck.h"
 
@@ -12,6 +14,7 @@
 #include <functional>
 #include <numbers>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -279,6 +282,50 @@ TEST(DenseTest, ChunkedSwigluIsSwigluOfTheRowHalves) {
       EXPECT_EQ(dx[r * 2 * dim + i], dgate[r * dim + i]) << r << ", " << i;
       EXPECT_EQ(dx[r * 2 * dim + dim + i], dup[r * dim + i]) << r << ", " << i;
     }
+}
+
+// The split of a fused linear_qkv output, [rows, q + 2 kv], is the row
+// slices [0, q), [q, q + kv), [q + kv, q + 2 kv), as torch.split of the last
+// axis; concatQkv puts them back.
+TEST(DenseTest, SplitQkvTakesTheColumnsOfEachPart) {
+  const int64_t rows = 3, qDim = 6, kvDim = 2, dim = qDim + 2 * kvDim;
+  std::vector<float> x(rows * dim);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = float(i);
+  std::vector<float> q(rows * qDim), k(rows * kvDim), v(rows * kvDim);
+  cpu::splitQkv(x.data(), q.data(), k.data(), v.data(), rows, qDim, kvDim);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < qDim; ++i)
+      EXPECT_EQ(q[r * qDim + i], float(r * dim + i));
+    for (int64_t i = 0; i < kvDim; ++i) {
+      EXPECT_EQ(k[r * kvDim + i], float(r * dim + qDim + i));
+      EXPECT_EQ(v[r * kvDim + i], float(r * dim + qDim + kvDim + i));
+    }
+  }
+  std::vector<float> back(x.size(), -1.0f);
+  cpu::concatQkv(q.data(), k.data(), v.data(), back.data(), rows, qDim, kvDim);
+  EXPECT_EQ(back, x);
+}
+
+// A split_qkv instruction whose packed width is not q_dim + 2 kv_dim would
+// read past the buffers the loader checked: refused, naming the values.
+TEST(DenseTest, QkvShapeRefusesAWidthThatIsNotTheParts) {
+  plan::Instruction in;
+  in.set_op("split_qkv");
+  for (auto [name, value] : {std::pair{"rows", 4}, {"dim", 17}, {"q_dim", 8}, {"kv_dim", 4}}) {
+    auto *a = in.add_attributes();
+    a->set_name(name);
+    a->set_i(value);
+  }
+  Expected<kernels::QkvShape> bad = kernels::qkvShapeOf("split_qkv", plan::Attrs(in));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.message(), "split_qkv: dim (17) is not q_dim (8) + 2 x kv_dim (4)");
+  in.mutable_attributes(1)->set_i(16);
+  Expected<kernels::QkvShape> good = kernels::qkvShapeOf("split_qkv", plan::Attrs(in));
+  ASSERT_TRUE(good) << good.message();
+  EXPECT_EQ(good->rows, 4);
+  EXPECT_EQ(good->qDim, 8);
+  EXPECT_EQ(good->kvDim, 4);
 }
 
 TEST(DenseTest, AddAndAccumulate) {

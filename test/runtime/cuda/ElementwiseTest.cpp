@@ -1,6 +1,7 @@
 // The CUDA element-wise kernels (runtime/cuda/Elementwise.h) against the
 // CPU references: SwiGLU (cpu::swiglu*, cpu::chunkedSwiglu* of a packed
-// gate | up), rotary (cpu::rotary*, bit-exact
+// gate | up), the linear_qkv split and its inverse (cpu::splitQkv,
+// cpu::concatQkv, bit-exact), rotary (cpu::rotary*, bit-exact
 // through the shared cos/sin table), embedding (cpu::embedding*, bit-exact),
 // casts (every bf16 pattern; fp32 rounding edge cases) and the fill.
 #include "runtime/cuda/Elementwise.h"
@@ -93,6 +94,48 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ChunkedSwigluTest,
                                            std::pair<int64_t, int64_t>{33, 64},
                                            std::pair<int64_t, int64_t>{1, 8192},
                                            std::pair<int64_t, int64_t>{4096, 2816}));
+
+struct QkvCase {
+  int64_t rows, qDim, kvDim;
+};
+
+void PrintTo(const QkvCase &c, std::ostream *os) {
+  *os << c.rows << "x(" << c.qDim << "+2x" << c.kvDim << ")";
+}
+
+// The split of a packed [rows, q + 2 kv] linear_qkv output and the packing
+// of its gradients: widths that are not whole 16-byte groups (the
+// one-element kernel), whole groups, one row, Llama 3.2 1B's widths.
+class QkvTest : public ::testing::TestWithParam<QkvCase> {};
+
+TEST_P(QkvTest, BitExactWithCpu) {
+  const auto [rows, qDim, kvDim] = GetParam();
+  const int64_t dim = qDim + 2 * kvDim, n = rows * dim;
+  std::mt19937 rng{uint32_t(n)};
+  const auto x = randomBf16(rng, n, -8, 8);
+  DeviceBuffer<bf16> dX(n), dQ(rows * qDim), dK(rows * kvDim), dV(rows * kvDim), dBack(n);
+  uploadBf16(dX, x);
+  MT_ASSERT_OK(cuda::splitQkv(dX.get(), dQ.get(), dK.get(), dV.get(), rows, qDim, kvDim,
+                              nullptr));
+  std::vector<float> q(rows * qDim), k(rows * kvDim), v(rows * kvDim);
+  cpu::splitQkv(x.data(), q.data(), k.data(), v.data(), rows, qDim, kvDim);
+  EXPECT_EQ(downloadBf16(dQ), q);
+  EXPECT_EQ(downloadBf16(dK), k);
+  EXPECT_EQ(downloadBf16(dV), v);
+
+  // Packing the parts back gives x, as the CPU's does.
+  MT_ASSERT_OK(cuda::concatQkv(dQ.get(), dK.get(), dV.get(), dBack.get(), rows, qDim, kvDim,
+                               nullptr));
+  std::vector<float> back(n);
+  cpu::concatQkv(q.data(), k.data(), v.data(), back.data(), rows, qDim, kvDim);
+  EXPECT_EQ(back, x);
+  EXPECT_EQ(downloadBf16(dBack), x);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, QkvTest,
+                         ::testing::Values(QkvCase{7, 13, 5}, QkvCase{33, 64, 16},
+                                           QkvCase{1, 128, 64}, QkvCase{5, 24, 8},
+                                           QkvCase{4096, 2048, 512}));
 
 struct RotaryCase {
   int64_t batch, seq, heads, headDim;

@@ -197,6 +197,24 @@ TEST_P(FusedMlpTest, TrainsAsTheUnfusedMlp) {
   expectSameSteps(gpu, ref, model_ + " linear-fc1", "cuda --no-fuse linear-fc1");
 }
 
+// mt-fuse's linear-qkv on the GPU: one GEMM over the q, k and v weights
+// (and Qwen2's biases) placed back to back, split_qkv and concat_qkv, trains
+// as the three GEMMs of the plan compiled with --no-fuse linear-qkv
+// (<model>-no-qkv, from tools/gpu-check.sh --prepare) do, over 20 steps.
+class FusedQkvTest : public TrainingStepTest {};
+
+TEST_P(FusedQkvTest, TrainsAsTheUnfusedProjections) {
+  const std::string unfused = plan_ + "-no-qkv";
+  ASSERT_TRUE(std::filesystem::exists(unfused + "/plan.pb")) << unfused;
+  for (const char *op : {"split_qkv", "concat_qkv"}) {
+    ASSERT_GT(countOps(plan_, op), 0) << plan_ << " " << op;
+    ASSERT_EQ(countOps(unfused, op), 0) << unfused << " " << op;
+  }
+  const auto ref = train(unfused, data_, "cuda", tmp_ + "-no-qkv.jsonl");
+  const auto gpu = train(plan_, data_, "cuda", tmp_ + "-qkv.jsonl");
+  expectSameSteps(gpu, ref, model_ + " linear-qkv", "cuda --no-fuse linear-qkv");
+}
+
 /// A tensor of an exported checkpoint, as floats.
 std::vector<float> tensorOf(const io::SafetensorsFile &file, const std::string &name) {
   const io::TensorInfo *t = file.find(name);
@@ -326,6 +344,10 @@ INSTANTIATE_TEST_SUITE_P(Models, MoEKernelTest,
 
 INSTANTIATE_TEST_SUITE_P(Models, FusedMlpTest,
                          ::testing::Values("tiny-llama-hd64", "tiny-qwen3-hd64"),
+                         caseName);
+INSTANTIATE_TEST_SUITE_P(Models, FusedQkvTest,
+                         ::testing::Values("tiny-llama-hd64", "tiny-qwen2-hd64",
+                                           "tiny-qwen3-hd64"),
                          caseName);
 
 // optimizer_offload on the GPU (master weights and AdamW state in pinned
