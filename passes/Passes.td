@@ -179,19 +179,23 @@ def PartitionContextParallel : Pass<"mt-partition-cp", "::mlir::ModuleOp"> {
     by the chunks' places; with p2p (Megatron-Core's ring) it becomes cp
     `mt.attention_block`s, step t on the keys and values of the rank t
     places back that `mt.ring_shift` passes on, merged by their
-    log-sum-exp (`mt.attention_merge`). The loss of each rank is the mean over its
+    log-sum-exp (`mt.attention_merge`); with a2a (Ulysses) `mt.all_to_all`
+    gives each rank the whole sequence, in its true order, for 1/cp of the
+    query and key/value heads (both must be divisible by cp), attention
+    runs there as on one rank, and an `mt.all_to_all` back returns each
+    rank's slice of every head. The loss of each rank is the mean over its
     tokens, which the runtime weights by its share of the micro-batch's
     tokens; mt-build-optimizer sums gradients over cp. Run after
     mt-partition-tp (with sequence parallelism the tp shards of the
     sequence are split again: tp shards the rank's S/cp tokens) and before
     mt-autodiff. Refused, by name: a sequence not
     divisible by 2·cp, packed documents (position_ids), mixture-of-experts
-    models, and comm-type a2a (not built yet).
+    models, and with a2a heads not divisible by cp.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
     Option<"commType", "comm-type", "std::string", "\"all_gather\"",
-           "how attention sees other ranks' keys and values: p2p or all_gather (a2a: not built)">,
+           "how attention sees other ranks' keys and values: p2p, all_gather or a2a">,
   ];
 }
 

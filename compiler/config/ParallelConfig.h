@@ -59,7 +59,8 @@ struct ParallelConfig {
   bool sequenceParallel = false;
   /// Megatron-Core's cp_comm_type: how attention under context parallelism
   /// sees the other cp ranks' keys and values: p2p (the ring, Megatron-Core's
-  /// default) or all_gather; a2a is refused by name.
+  /// default), all_gather, or a2a (heads exchanged: each rank attends over
+  /// the whole sequence for 1/cp of the heads).
   std::string cpCommType = "p2p";
   /// Megatron-Core's use_distributed_optimizer: gradients reduce-scattered
   /// in buckets over dp, each rank updating 1/dp of the weights and AdamW

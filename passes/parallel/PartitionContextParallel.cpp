@@ -53,18 +53,20 @@ struct PartitionContextParallelPass
   /// p2p: `attention` (on local query, key, value) becomes ring attention,
   /// which takes its uses; returns the ring's output.
   Value ringAttention(OpBuilder &b, AttentionOp attention) const;
+  /// a2a: `attention` runs on whole sequences for 1/cp of its heads between
+  /// two all-to-alls, which take its uses; returns the local output, or
+  /// null after an error when the heads do not divide over cp.
+  Value headParallelAttention(OpBuilder &b, AttentionOp attention) const;
 
   int64_t cp = 1;
 };
 
 LogicalResult PartitionContextParallelPass::checkSupported(ModuleOp module, func::FuncOp fn,
                                                            SequenceShape &shape) const {
-  if (commType != "all_gather" && commType != "p2p")
+  if (commType != "all_gather" && commType != "p2p" && commType != "a2a")
     return module.emitError() << "mt-partition-cp: cp_comm_type '" << commType
-                              << "' is not built in this version of mtc; use p2p or all_gather"
-                              << (commType == "a2a"
-                                      ? ""
-                                      : " (Megatron-Core's values: p2p, all_gather, a2a)");
+                              << "' is not built in this version of mtc; use p2p, all_gather "
+                                 "or a2a";
   for (auto param : module.getOps<ParamOp>())
     if (param.getGroupedExperts())
       return param.emitError() << "mt-partition-cp: context parallelism (cp " << cp
@@ -117,8 +119,12 @@ LogicalResult PartitionContextParallelPass::partition(func::FuncOp fn,
       }
     if (auto rotary = dyn_cast<RotaryOp>(op))
       rotary.setContextParallelAxisAttr(axis);
-    if (auto attention = dyn_cast<AttentionOp>(op); attention && commType == "p2p") {
-      split.insert(ringAttention(b, attention));
+    if (auto attention = dyn_cast<AttentionOp>(op); attention && commType != "all_gather") {
+      Value out = commType == "p2p" ? ringAttention(b, attention)
+                                    : headParallelAttention(b, attention);
+      if (!out)
+        return WalkResult::interrupt();
+      split.insert(out);
       attention.erase();
       return WalkResult::advance();
     }
@@ -197,6 +203,57 @@ Value PartitionContextParallelPass::ringAttention(OpBuilder &b, AttentionOp atte
     }
     key = nextKey, value = nextValue;
   }
+  attention.getResult().replaceAllUsesWith(out);
+  return out;
+}
+
+// Megatron-Core's cp_comm_type a2a (DeepSpeed-Ulysses; Transformer
+// Engine's AttnFuncWithCPAndQKVOA2A): an all-to-all over cp turns the
+// sequence slices [B, S/cp, H, D] of queries, keys and values into whole
+// sequences [B, S, H/cp, D], in their true order (the chunks of the
+// load-balanced layout put back in place, as TE's
+// reorder_seq_chunks_for_a2a), so that attention is the single rank's for
+// its heads; an all-to-all back gives each rank its slice of every head.
+// Autodiff's gradients are the exchanges the other way. Grouped-query
+// attention keeps its groups: rank r gets query heads [r·H/cp, (r+1)·H/cp)
+// and kv heads [r·KV/cp, (r+1)·KV/cp), so query head h still reads kv head
+// h / (H/KV).
+Value PartitionContextParallelPass::headParallelAttention(OpBuilder &b,
+                                                         AttentionOp attention) const {
+  const int64_t heads = attention.getNumHeads(), kvHeads = attention.getNumKvHeads();
+  if (heads % cp != 0 || kvHeads % cp != 0) {
+    attention.emitOpError() << "cannot split its " << heads << " query heads and " << kvHeads
+                            << " key/value heads (per tensor-parallel rank) over "
+                               "context_parallel_size "
+                            << cp << " with cp_comm_type a2a: both must be divisible by cp";
+    return Value();
+  }
+  b.setInsertionPoint(attention);
+  Location loc = attention.getLoc();
+  DictionaryAttr marks = attention->getDiscardableAttrDictionary();
+  StringAttr axis = b.getStringAttr(kContextParallelAxis);
+  const int64_t seqDim = 1, headDim = 2;
+  auto exchange = [&](Value v, int64_t splitDim, int64_t concatDim) -> Value {
+    auto t = cast<RankedTensorType>(v.getType());
+    SmallVector<int64_t> shape(t.getShape());
+    shape[splitDim] /= cp;
+    shape[concatDim] *= cp;
+    auto op = AllToAllOp::create(b, loc, RankedTensorType::get(shape, t.getElementType()), v,
+                                 axis, b.getI64IntegerAttr(splitDim),
+                                 b.getI64IntegerAttr(concatDim), b.getI64IntegerAttr(seqDim));
+    op->setDiscardableAttrs(marks);
+    return op;
+  };
+  Value q = exchange(attention.getQuery(), headDim, seqDim);
+  Value k = exchange(attention.getKey(), headDim, seqDim);
+  Value v = exchange(attention.getValue(), headDim, seqDim);
+  auto whole = AttentionOp::create(b, loc, q.getType(), q, k, v, Value(),
+                                   b.getI64IntegerAttr(heads / cp),
+                                   b.getI64IntegerAttr(kvHeads / cp),
+                                   attention.getHeadDimAttr(), attention.getScaleAttr(),
+                                   StringAttr());
+  whole->setDiscardableAttrs(marks);
+  Value out = exchange(whole, seqDim, headDim);
   attention.getResult().replaceAllUsesWith(out);
   return out;
 }
