@@ -238,6 +238,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   if (parallel.cp > 1) {
     PartitionContextParallelOptions cpOptions;
     cpOptions.commType = parallel.cpCommType;
+    cpOptions.perTokenLoss = parallel.perTokenLoss;
     pipeline.push_back(createPartitionContextParallel(cpOptions));
   }
   if (parallel.ep > 1)

@@ -57,6 +57,8 @@ struct PartitionContextParallelPass
   /// two all-to-alls, which take its uses; returns the local output, or
   /// null after an error when the heads do not divide over cp.
   Value headParallelAttention(OpBuilder &b, AttentionOp attention) const;
+  /// Makes the loss `fn` returns this rank's share of the micro-batch's.
+  LogicalResult weightLossByTokenShare(func::FuncOp fn) const;
 
   int64_t cp = 1;
 };
@@ -258,6 +260,34 @@ Value PartitionContextParallelPass::headParallelAttention(OpBuilder &b,
   return out;
 }
 
+// Each rank's cross-entropy is the mean over its own n_r loss tokens; times
+// n_r / N, N the micro-batch's tokens (the sum of n_r over cp), the sum over
+// cp is the mean over all N: the single rank's loss, and by autodiff its
+// gradients (Megatron-Core's loss_func before calculate_per_token_loss: the
+// loss sum and the token count all-reduced over cp). @forward of IR
+// fragments that return no scalar loss is left as it is.
+LogicalResult PartitionContextParallelPass::weightLossByTokenShare(func::FuncOp fn) const {
+  auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+  if (ret.getNumOperands() == 0)
+    return success();
+  auto type = dyn_cast<RankedTensorType>(ret.getOperand(0).getType());
+  if (!type || type.getRank() != 0)
+    return success();
+  auto loss = dyn_cast_or_null<CrossEntropyOp>(ret.getOperand(0).getDefiningOp());
+  if (!loss)
+    return ret.emitOpError() << "returns a loss that is not an mt.cross_entropy: mt-partition-cp "
+                                "weights the cross-entropy of each cp rank's tokens by their "
+                                "share of the micro-batch's";
+  OpBuilder b(ret);
+  Location loc = loss.getLoc();
+  Value mine = NumTokensOp::create(b, loc, type, loss.getMask());
+  Value all = AllReduceOp::create(b, loc, mine, b.getStringAttr(kContextParallelAxis),
+                                  b.getStringAttr("sum"));
+  Value sum = ScaleByOp::create(b, loc, type, loss.getResult(), mine, UnitAttr());
+  ret.setOperand(0, ScaleByOp::create(b, loc, type, sum, all, b.getUnitAttr()));
+  return success();
+}
+
 void PartitionContextParallelPass::runOnOperation() {
   ModuleOp module = getOperation();
   auto mesh = module.lookupSymbol<shard::GridOp>(kMeshName);
@@ -279,7 +309,8 @@ void PartitionContextParallelPass::runOnOperation() {
   SequenceShape shape;
   if (failed(checkSupported(module, fn, shape)))
     return signalPassFailure();
-  if (failed(partition(fn, shape)) || failed(mlir::verify(fn)))
+  if (failed(partition(fn, shape)) || (!perTokenLoss && failed(weightLossByTokenShare(fn))) ||
+      failed(mlir::verify(fn)))
     return signalPassFailure();
 }
 
