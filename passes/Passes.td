@@ -193,7 +193,9 @@ def PartitionContextParallel : Pass<"mt-partition-cp", "::mlir::ModuleOp"> {
     mt-partition-tp (with sequence parallelism the tp shards of the
     sequence are split again: tp shards the rank's S/cp tokens) and before
     mt-autodiff. Refused, by name: a sequence not
-    divisible by 2·cp, packed documents (position_ids), mixture-of-experts
+    divisible by 2·cp, packed documents (position_ids) with comm-type p2p
+    or a2a (with all_gather their position ids are split with the tokens:
+    rotary takes them and attention masks by document), mixture-of-experts
     models, and with a2a heads not divisible by cp.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];

@@ -76,11 +76,11 @@ LogicalResult PartitionContextParallelPass::checkSupported(ModuleOp module, func
                                   "context_parallel_size 1";
   for (auto [i, arg] : llvm::enumerate(fn.getArguments())) {
     auto role = fn.getArgAttrOfType<StringAttr>(i, "mt.input");
-    if (role && role.getValue() == "position_ids")
+    if (role && role.getValue() == "position_ids" && commType != "all_gather")
       return fn.emitError() << "mt-partition-cp: packed sequences (position_ids, "
-                               "neat_packing) are not split over context parallelism (cp "
-                            << cp << "); train without neat_packing or with "
-                               "context_parallel_size 1";
+                               "neat_packing) under context parallelism (cp "
+                            << cp << ") are built for cp_comm_type all_gather only, not "
+                            << commType;
     if (role && role.getValue() == "input_ids") {
       auto t = cast<RankedTensorType>(arg.getType());
       shape = {t.getDimSize(0), t.getDimSize(1)};
@@ -119,7 +119,8 @@ LogicalResult PartitionContextParallelPass::partition(func::FuncOp fn,
                           << result.getType() << " over context_parallel_size " << cp;
         return WalkResult::interrupt();
       }
-    if (auto rotary = dyn_cast<RotaryOp>(op))
+    // Packed documents: rotary takes the tokens' position ids, sliced with them.
+    if (auto rotary = dyn_cast<RotaryOp>(op); rotary && !rotary.getPositionIds())
       rotary.setContextParallelAxisAttr(axis);
     if (auto attention = dyn_cast<AttentionOp>(op); attention && commType != "all_gather") {
       Value out = commType == "p2p" ? ringAttention(b, attention)

@@ -523,10 +523,13 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
     // The rank's chunks of the sequence (its loss is its share of the
     // micro-batch's: the plan weighs it, mt-partition-cp).
     size_t local = size_t(t.micro_batch() * t.seq() / rank_->axisSize("cp"));
+    std::span<int32_t> positions;
+    if (b.has_position_ids())
+      positions = {m.i32(b.position_ids()), local};
     if (Status s = fillContextParallelBatch(
             *dataset_, layout, coord, t.seq(), {rank_->coordinate("cp"), rank_->axisSize("cp")},
             {m.i32(b.input_ids()), local}, {m.i32(b.labels()), local},
-            {m.f32(b.loss_mask()), local});
+            {m.f32(b.loss_mask()), local}, positions);
         !s)
       return s;
     return executor_->inputsWritten();

@@ -8,7 +8,10 @@
 # heads allow it at cp 2 without tp, and llama-4l-kv4 (llama-4l-tied with 8
 # query and 4 kv heads, made here) runs a2a on every layout. Sequences of 24
 # tokens: chunks of 6 tokens at cp 2 and of 3 at cp 4, no multiple of any
-# attention block size.
+# attention block size. Packed documents (neat_packing; OUT/qwen3-neat/):
+# the SFT demos' 32 samples packed into 17 rows of 256 tokens with position
+# ids (documents cross the chunks), on the single rank and at cp 2 and 4
+# with all_gather.
 # Usage: run-context-parallel.sh BIN_DIR OUT_DIR
 set -euo pipefail
 bin=$1 out=$2
@@ -46,4 +49,19 @@ for config in "$here"/configs/*.json "$out/llama-4l-kv4.json"; do
         --export-hf "$out/$model/$name.hf" > /dev/null
     done
   done
+done
+neat=$out/qwen3-neat
+mkdir -p "$neat"
+"$bin/mt-prepare-sft" --dataset-dir "$here/../../models/data" --dataset demo_alpaca,demo_sharegpt \
+  --template qwen3_nothink --cutoff-len 256 --neat-packing -o "$neat/sft.bin" > /dev/null
+"$bin/mtc" import-hf "$here/../runtime/chat/Inputs/tiny-qwen3-vocab320.json" --seq 256 \
+  --micro-batch 2 --neat-packing -o "$neat/model.mlir"
+for entry in "single:1:" "cp2_all_gather:2:--cp 2" "cp4_all_gather:4:--cp 4"; do
+  IFS=: read -r name ranks flags <<< "$entry"
+  # shellcheck disable=SC2086
+  "$bin/mtc" compile "$neat/model.mlir" $flags ${flags:+--cp-comm-type all_gather} \
+    --global-batch 8 --lr 1e-3 --warmup-steps 1 --train-steps 3 --weight-decay 0.1 \
+    --adam-eps 1e-4 -o "$neat/$name.plan"
+  "$bin/mtrun" "$neat/$name.plan" --nproc "$ranks" --data "$neat/sft.bin" --steps 3 \
+    --comm-timeout 60 --metrics "$neat/$name.jsonl" --export-hf "$neat/$name.hf" > /dev/null
 done

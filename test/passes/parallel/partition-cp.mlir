@@ -61,11 +61,20 @@ func.func @forward(%ids: tensor<2x12xi32> {mt.input = "input_ids"}) -> tensor<2x
 
 // -----
 
-// Packed documents are not split over cp.
+// Packed documents: the position ids are sliced with the tokens; rotary
+// takes them (no cp axis), attention masks by them and the tokens' places.
 shard.grid @mesh(shape = 1x1x2x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
-// expected-error @+1 {{mt-partition-cp: packed sequences (position_ids, neat_packing) are not split over context parallelism (cp 2)}}
-func.func @forward(%ids: tensor<2x8xi32> {mt.input = "input_ids"}, %pos: tensor<2x8xi32> {mt.input = "position_ids"}) -> tensor<2x8xi32> {
-  return %ids : tensor<2x8xi32>
+// CHECK-LABEL: func.func @forward
+// CHECK-SAME: %[[POS:arg[0-9]+]]: tensor<2x4xi32> {mt.input = "position_ids"}
+func.func @forward(%ids: tensor<2x8xi32> {mt.input = "input_ids"}, %pos: tensor<2x8xi32> {mt.input = "position_ids"},
+                   %q0: tensor<2x8x2x4xf32>) -> tensor<2x8x2x4xf32> {
+  // CHECK: %[[Q:.*]] = mt.rotary %{{.*}} positions %[[POS]] : tensor<2x4xi32> {theta = 1.000000e+04 : f64} : tensor<2x4x2x4xf32>
+  %q = mt.rotary %q0 positions %pos : tensor<2x8xi32> {theta = 1.0e+04 : f64} : tensor<2x8x2x4xf32>
+  // CHECK: mt.attention %[[Q]], %{{.*}}, %{{.*}}, %[[POS]] {context_parallel_axis = "cp"
+  // CHECK-SAME: (tensor<2x4x2x4xf32>, tensor<2x8x2x4xf32>, tensor<2x8x2x4xf32>, tensor<2x4xi32>) -> tensor<2x4x2x4xf32>
+  %o = mt.attention %q, %q, %q, %pos {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64, scale = 0.5 : f64}
+      : (tensor<2x8x2x4xf32>, tensor<2x8x2x4xf32>, tensor<2x8x2x4xf32>, tensor<2x8xi32>) -> tensor<2x8x2x4xf32>
+  return %o : tensor<2x8x2x4xf32>
 }
 
 // -----
