@@ -2,8 +2,9 @@
 # Two GPUs, in one device call on nvidia-h200-x2: builds
 # mtrun and the gpu2 tests (runtime-only CUDA build), runs the gpu2 tests
 # (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, tied-embedding
-# tiny-llama pp2, tiny-llama cp2 (p2p and all_gather), and the tiny Qwen3-MoE
-# and Mixtral ep2 (alltoall and allgather dispatchers) and etp2 vs one GPU, 20
+# tiny-llama pp2, tiny-llama cp2 (p2p and all_gather) and tiny-qwen3 cp2 (a2a),
+# and the tiny Qwen3-MoE and Mixtral ep2 (alltoall and allgather dispatchers)
+# and etp2 vs one GPU, 20
 # steps) and the one-GPU demo training test
 # (gpu1, a regression check), then measures our
 # llama3.2-1b step (micro-batch 4 x 2048) on one GPU, dp2, tp2+sp and pp2
@@ -67,13 +68,22 @@ if [[ "${1:-}" == "--prepare" ]]; then
   done
   # Context parallelism (test/runtime/cuda/ContextParallelTest.cpp): tiny-
   # llama-hd64 at 132 tokens (chunks of 33: tiles straddle them) on one GPU,
-  # and cp2 with ring attention (p2p) and with gathered keys (all_gather).
+  # and cp2 with ring attention (p2p) and with gathered keys (all_gather);
+  # the tiny Qwen3 (4 query and 2 kv heads: a2a needs both divisible by cp)
+  # at 132 tokens on one GPU and cp2 with heads exchanged all-to-all (a2a).
   "$bin/mtc" import-hf test/runtime/cuda/configs/tiny-llama-hd64.json --seq 132 \
     --micro-batch 2 -o "$dir/mlir/tiny-llama-s132.mlir"
   for layout in "tiny-llama-s132:" "tiny-llama-s132-cp2-p2p:--cp 2 --cp-comm-type p2p" \
                 "tiny-llama-s132-cp2-all-gather:--cp 2 --cp-comm-type all_gather"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-llama-s132.mlir" ${layout#*:} --global-batch 4 \
+      --lr 1e-3 --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+  done
+  "$bin/mtc" import-hf test/runtime/cuda/configs/tiny-qwen3-hd64.json --seq 132 --micro-batch 2 \
+    -o "$dir/mlir/tiny-qwen3-s132.mlir"
+  for layout in "tiny-qwen3-s132:" "tiny-qwen3-s132-cp2-a2a:--cp 2 --cp-comm-type a2a"; do
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$dir/mlir/tiny-qwen3-s132.mlir" ${layout#*:} --global-batch 4 \
       --lr 1e-3 --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
   done
   # A tiny Qwen3 as tools/gpu-check.sh compiles it, on one GPU and tp2 (+sp).

@@ -52,9 +52,8 @@ def BuildStepLoss : Pass<"mt-build-step-loss", "::mlir::ModuleOp"> {
     StepLoss is read from it (compiler/plan/PlanEmitter.cpp): the runtime
     forms the value on the host after the micro-batches.
       - default: `mt.scale` by 1 / `micro-batches` (the mean of the
-        micro-batches' means; under cp each rank's mean is weighted by its
-        share of the micro-batch's tokens, as the runtime fills the
-        batch), `mt.all_reduce` sum over pp (only the last stage holds
+        micro-batches' means; under cp each rank's loss is its share,
+        mt-partition-cp's), `mt.all_reduce` sum over pp (only the last stage holds
         the loss), sum over cp, mean over dp; loss_scale 1 / micro-batches.
       - `per-token-loss`: the loss and %tokens summed over pp, cp and dp,
         then the loss `mt.scale_by {inverse}` the tokens; loss_scale 1.
@@ -183,19 +182,33 @@ def PartitionContextParallel : Pass<"mt-partition-cp", "::mlir::ModuleOp"> {
     by the chunks' places; with p2p (Megatron-Core's ring) it becomes cp
     `mt.attention_block`s, step t on the keys and values of the rank t
     places back that `mt.ring_shift` passes on, merged by their
-    log-sum-exp (`mt.attention_merge`). The loss of each rank is the mean over its
-    tokens, which the runtime weights by its share of the micro-batch's
-    tokens; mt-build-optimizer sums gradients over cp. Run after
+    log-sum-exp (`mt.attention_merge`); with a2a (Ulysses) `mt.all_to_all`
+    gives each rank the whole sequence, in its true order, for 1/cp of the
+    query and key/value heads (both must be divisible by cp), attention
+    runs there as on one rank, and an `mt.all_to_all` back returns each
+    rank's slice of every head. The loss @forward returns (an
+    `mt.cross_entropy`, the mean over the rank's tokens) becomes its share
+    of the micro-batch's loss: times `mt.num_tokens` of the rank's loss
+    mask, divided by their `mt.all_reduce` sum over cp, so that the sum over
+    cp (mt-build-step-loss) is the mean over the whole micro-batch, and so
+    are the gradients autodiff derives from it (not with `per-token-loss`,
+    whose losses are sums of token losses already). mt-build-optimizer sums
+    gradients over cp. Run after
     mt-partition-tp (with sequence parallelism the tp shards of the
     sequence are split again: tp shards the rank's S/cp tokens) and before
     mt-autodiff. Refused, by name: a sequence not
-    divisible by 2·cp, packed documents (position_ids), mixture-of-experts
-    models, and comm-type a2a (not built yet).
+    divisible by 2·cp, packed documents (position_ids) with comm-type p2p
+    or a2a (with all_gather their position ids are split with the tokens:
+    rotary takes them and attention masks by document), mixture-of-experts
+    models, and with a2a heads not divisible by cp.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [
     Option<"commType", "comm-type", "std::string", "\"all_gather\"",
-           "how attention sees other ranks' keys and values: p2p or all_gather (a2a: not built)">,
+           "how attention sees other ranks' keys and values: p2p, all_gather or a2a">,
+    Option<"perTokenLoss", "per-token-loss", "bool", "false",
+           "leave the loss a mean over the rank's tokens (calculate_per_token_loss: "
+           "mt-per-token-loss makes it their sum)">,
   ];
 }
 

@@ -326,12 +326,20 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (cp > 1 && seq % (2 * cp) != 0)
     return fail("seq_length (", seq, ") must be divisible by 2 x "
                 "context_parallel_size (2 x ", cp, " = ", 2 * cp, ")");
-  if (cpCommType != "p2p" && cpCommType != "all_gather")
+  if (cpCommType != "p2p" && cpCommType != "all_gather" && cpCommType != "a2a")
     return fail("cp_comm_type (--cp-comm-type) '", cpCommType, "': ",
-                cpCommType == "a2a"
-                    ? "not built in this version of mtc; use p2p or all_gather"
-                    : "expected one of Megatron-Core's p2p, all_gather, a2a (this version "
-                      "builds p2p and all_gather)");
+                cpCommType == "a2a+p2p"
+                    ? "hierarchical context parallelism is not built in this version of mtc; "
+                      "use p2p, all_gather or a2a"
+                    : "expected one of Megatron-Core's p2p, all_gather, a2a");
+  // a2a gives each cp rank 1/cp of the heads of its tp rank, queries and
+  // keys/values alike (Transformer Engine's AttnFuncWithCPAndQKVOA2A).
+  if (cp > 1 && cpCommType == "a2a" &&
+      ((model.numHeads / tp) % cp != 0 || (model.numKvHeads / tp) % cp != 0))
+    return fail("cp_comm_type a2a splits the attention heads over context_parallel_size (--cp ",
+                cp, "): num_attention_heads (", model.numHeads, ") and num_key_value_heads (",
+                model.numKvHeads, ") divided by tensor_model_parallel_size (--tp ", tp,
+                ") must be divisible by it; use p2p or all_gather");
 
   if (Status s = resolveExpertLayout(*this, model); !s)
     return s;

@@ -59,7 +59,8 @@ struct ParallelConfig {
   bool sequenceParallel = false;
   /// Megatron-Core's cp_comm_type: how attention under context parallelism
   /// sees the other cp ranks' keys and values: p2p (the ring, Megatron-Core's
-  /// default) or all_gather; a2a is refused by name.
+  /// default), all_gather, or a2a (heads exchanged: each rank attends over
+  /// the whole sequence for 1/cp of the heads).
   std::string cpCommType = "p2p";
   /// Megatron-Core's moe_token_dispatcher_type: how the tokens of MoE
   /// layers reach the ranks of their experts under expert parallelism:

@@ -337,7 +337,7 @@ std::vector<Key> megatronKeys() {
        "(Megatron-Core's load balancing)", {}, "",
        layout("context_parallel_size", &P::cp, 1)},
       {"cp_comm_type", Honoured, Megatron, "how attention exchanges keys and values under cp: "
-       "p2p (ring) or all_gather (a2a: not built yet)", {}, "",
+       "p2p (ring), all_gather or a2a (heads exchanged all-to-all)", {}, "",
        [](TrainConfig &c, const Given &g) {
          return read(g, "cp_comm_type", "a string", c.parallel.cpCommType);
        }},

@@ -518,6 +518,9 @@ std::vector<Collective> collectivesOf(const plan::Plan &plan, const plan::Instru
     return {{"pp", size(instr.inputs(0)), false}};
   case plan::Op::ring_shift:
     return {{attrs.s("axis"), size(instr.inputs(0)), false}};
+  // Each rank keeps 1/n of its input and sends the rest, as a ring all-gather.
+  case plan::Op::all_to_all:
+    return {{attrs.s("axis"), size(instr.inputs(0)), false}};
   default:
     return {};
   }
@@ -576,21 +579,25 @@ CollectiveTotals collectiveTotals(const plan::Plan &plan) {
 /// Context parallelism's share of the sequence per rank and its key/value
 /// exchange per step: with cp_comm_type p2p the ring's shifts (keys and
 /// values forward, their gradients back); with all_gather the gathers in
-/// forward and the gradients' reduce-scatters in backward.
+/// forward and the gradients' reduce-scatters in backward; with a2a the
+/// all-to-alls of queries, keys, values and outputs and of their gradients.
 void printContextParallel(const plan::Plan &plan, const CollectiveTotals &totals,
                           llvm::raw_ostream &os) {
   const int64_t cp = plan.mesh().cp(), seq = plan.training().seq();
   if (cp <= 1)
     return;
-  const bool ring = totals.count({"ring_shift", "cp"}) != 0;
-  os << "context parallelism: cp " << cp << " (cp_comm_type " << (ring ? "p2p" : "all_gather")
+  const char *commType = totals.count({"ring_shift", "cp"})   ? "p2p"
+                         : totals.count({"all_to_all", "cp"}) ? "a2a"
+                                                              : "all_gather";
+  os << "context parallelism: cp " << cp << " (cp_comm_type " << commType
      << "): each rank holds " << seq / cp << " of a sequence's " << seq
      << " tokens (chunks r and " << 2 * cp - 1 << "-r of " << 2 * cp << " chunks of "
      << seq / (2 * cp) << "); the activations above are those of its tokens\n";
   const std::pair<const char *, const char *> lines[] = {
       {"ring_shift", "keys and values around the ring, gradients back"},
       {"all_gather", "keys and values all-gathered (forward)"},
-      {"reduce_scatter", "their gradients reduce-scattered (backward)"}};
+      {"reduce_scatter", "their gradients reduce-scattered (backward)"},
+      {"all_to_all", "q, k, v, output and their gradients all-to-all"}};
   for (auto [op, what] : lines) {
     auto it = totals.find({op, "cp"});
     if (it != totals.end())

@@ -240,6 +240,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   if (parallel.cp > 1) {
     PartitionContextParallelOptions cpOptions;
     cpOptions.commType = parallel.cpCommType;
+    cpOptions.perTokenLoss = parallel.perTokenLoss;
     pipeline.push_back(createPartitionContextParallel(cpOptions));
   }
   if (experts && (parallel.ep > 1 || parallel.etp > 1)) {

@@ -8,6 +8,8 @@
 
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <array>
+
 using namespace mlir;
 
 namespace mt {
@@ -108,6 +110,27 @@ template <typename RouterLike> void routerAttrs(AttrWriter &w, RouterLike op) {
       .f("z_loss_coeff", op.getZLossCoeff() ? op.getZLossCoeff()->convertToDouble() : 0.0);
 }
 
+/// `t` viewed as [outer, t[d], inner] around dimension `d`.
+std::array<int64_t, 3> around(Value v, int64_t d) {
+  auto t = cast<RankedTensorType>(v.getType());
+  int64_t outer = 1;
+  for (int64_t i = 0; i < d; ++i)
+    outer *= t.getDimSize(i);
+  return {outer, t.getDimSize(d), t.getNumElements() / (outer * t.getDimSize(d))};
+}
+
+/// The input viewed around its split dimension, the result around its
+/// concat dimension (runtime/kernels/AllToAll.h).
+void allToAllAttrs(AttrWriter &w, AllToAllOp o) {
+  auto [so, ss, si] = around(o.getInput(), o.getSplitDim());
+  auto [co, cs, ci] = around(o.getResult(), o.getConcatDim());
+  w.s("axis", o.getAxis()).i("parts", cs / dim(o.getInput(), o.getConcatDim()))
+      .i("split_outer", so).i("split_size", ss).i("split_inner", si)
+      .i("concat_outer", co).i("concat_size", cs).i("concat_inner", ci);
+  if (std::optional<int64_t> balanced = o.getLoadBalancedDim())
+    w.s("load_balanced", *balanced == int64_t(o.getSplitDim()) ? "split" : "concat");
+}
+
 /// tokens, hidden and top_k from the [B, S, K] slots of a MoE permutation;
 /// rows from its [N, H] permuted buffer.
 void permuteAttrs(AttrWriter &w, Value slotRows, Value permuted) {
@@ -150,6 +173,10 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.i("rows_in", dim(in, 0)).i("rows_out", dim(o.getResult(), 0))
             .i("row", numel(in) / dim(in, 0)).i("parts", dim(o.getSendCounts(), 0))
             .s("axis", o.getAxis());
+        return true;
+      })
+      .Case([&](AllToAllOp o) {
+        allToAllAttrs(w, o);
         return true;
       })
       .Case([&](MoEExchangeCountsOp o) {

@@ -202,3 +202,53 @@ LogicalResult AllToAllVOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                    getSendCounts(), getAxisAttr());
   return success();
 }
+
+LogicalResult AllToAllOp::verify() {
+  if (failed(expectMeshAxis(*this, getAxis())))
+    return failure();
+  auto in = verify::tensorOf(getInput()), out = verify::tensorOf(getResult());
+  const int64_t rank = in.getRank(), split = getSplitDim(), concat = getConcatDim();
+  if (out.getRank() != rank || in.getElementType() != out.getElementType() || split < 0 ||
+      split >= rank || concat < 0 || concat >= rank || split == concat)
+    return emitOpError() << "expects input and result of one rank and element type, and two "
+                            "distinct dimensions in range, got "
+                         << in << ", " << out << ", split_dim " << split << ", concat_dim "
+                         << concat;
+  // n ranks: the split dimension shrinks by n, the concat dimension grows by n.
+  const int64_t n = out.getDimSize(concat) / std::max<int64_t>(in.getDimSize(concat), 1);
+  for (int64_t i = 0; i < rank; ++i) {
+    int64_t expected = i == split ? in.getDimSize(i) / std::max<int64_t>(n, 1)
+                       : i == concat ? in.getDimSize(i) * n
+                                     : in.getDimSize(i);
+    if (n < 1 || out.getDimSize(i) != expected || (i == split && in.getDimSize(i) % n != 0))
+      return emitOpError() << "expects " << out << " to be " << in << " with dimension "
+                           << split << " split and dimension " << concat
+                           << " gathered over the same number of ranks";
+  }
+  if (auto module = (*this)->getParentOfType<ModuleOp>())
+    for (auto grid : module.getOps<shard::GridOp>())
+      if (std::optional<int64_t> size = axisSize(grid, getAxis()); size && *size != n)
+        return emitOpError() << "exchanges " << n << " pieces, expected one per rank of axis '"
+                             << getAxis() << "' (" << *size << ")";
+  if (std::optional<int64_t> balanced = getLoadBalancedDim()) {
+    if (*balanced != split && *balanced != concat)
+      return emitOpError() << "expects load_balanced_dim to be split_dim (" << split
+                           << ") or concat_dim (" << concat << "), got " << *balanced;
+    int64_t whole = *balanced == split ? in.getDimSize(split) : out.getDimSize(concat);
+    if (whole % (2 * n) != 0)
+      return emitOpError() << "expects the load-balanced dimension (" << whole
+                           << ") divisible by 2 x " << n << " chunks";
+  }
+  return success();
+}
+
+LogicalResult AllToAllOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
+                                         ArrayRef<bool> needed,
+                                         SmallVectorImpl<Value> &grads) {
+  grads.assign(1, Value());
+  if (needed[0])
+    grads[0] = AllToAllOp::create(b, getLoc(), getInput().getType(), dys[0], getAxisAttr(),
+                                  getConcatDimAttr(), getSplitDimAttr(),
+                                  getLoadBalancedDimAttr());
+  return success();
+}

@@ -196,6 +196,42 @@ def Mt_AllToAllVOp : Mt_Op<"all_to_all_v",
       "rows_in*row; parts; parts; rows_out*row">;
 }
 
+def Mt_AllToAllOp : Mt_Op<"all_to_all",
+    [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>]> {
+  let summary = "Equal blocks exchanged between the ranks of a mesh axis: one dimension split, another gathered";
+  let description = [{
+    Upstream `shard.all_to_all` with static, equal blocks (Megatron-Core's
+    cp_comm_type a2a, DeepSpeed-Ulysses): over the n ranks of `axis`, rank
+    p cuts `input` into n equal pieces along `split_dim` and sends piece q
+    to rank q; its `result` is the pieces it receives, concatenated along
+    `concat_dim` in rank order. result = input with split_dim divided by n
+    and concat_dim multiplied by n.
+
+    `load_balanced_dim` (`split_dim` or `concat_dim`): along that
+    dimension the whole tensor is in context parallelism's load-balanced
+    order (`mt.rotary`): of 2·n chunks, rank q's piece is chunks q and
+    2·n-1-q (split), and the piece from rank r fills chunks r and 2·n-1-r
+    (concat). Before attention, the sequence slices [B, S/n, H, D] become
+    whole sequences in their true order for H/n heads, [B, S, H/n, D];
+    after it, the other way. The gradient is the exchange back: split and
+    concat dimensions swapped, the same `load_balanced_dim`.
+
+    ```mlir
+    %q = mt.all_to_all %q0 {axis = "cp", split_dim = 2 : i64, concat_dim = 1 : i64, load_balanced_dim = 1 : i64}
+        : (tensor<2x8x4x16xf32>) -> tensor<2x16x2x16xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$split_dim,
+                       I64Attr:$concat_dim, OptionalAttr<I64Attr>:$load_balanced_dim);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Collective",
+      "axis:s parts split_outer split_size split_inner concat_outer concat_size concat_inner " #
+      "load_balanced=none|split|concat",
+      "split_outer*split_size*split_inner; concat_outer*concat_size*concat_inner">;
+}
+
 def Mt_StageTransferOp : Mt_Op<"stage_transfer", [Pure, SameOperandsAndResultType]> {
   let summary = "A value passed between adjacent pipeline virtual stages";
   let description = [{

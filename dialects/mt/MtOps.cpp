@@ -222,10 +222,6 @@ LogicalResult AttentionOp::verify() {
   // Under context parallelism the keys and values are the gathered sequence.
   int64_t kvSeq = k.getRank() == 4 ? k.getDimSize(1) : s;
   if (getContextParallelAxis()) {
-    if (getPositionIds())
-      return emitOpError() << "expects no position_ids with context_parallel_axis '"
-                           << *getContextParallelAxis()
-                           << "' (packed sequences are not split over context parallelism)";
     if (s % 2 != 0 || kvSeq % s != 0)
       return emitOpError() << "expects the key sequence (" << kvSeq
                            << ") to be a multiple of the query sequence (" << s

@@ -321,7 +321,9 @@ def Mt_AttentionOp : Mt_Op<"attention", [Pure, DeclareOpInterfaceMethods<Mt_Diff
     load-balanced layout of `mt.rotary` (chunks r and 2·cp-1-r of 2·cp) and
     `key`, `value` are the all-gather over that axis of every rank's slice,
     [B, S, ...] in rank order; the causal mask compares the tokens' places
-    in the whole sequence (runtime/kernels/ContextParallel.h).
+    in the whole sequence (runtime/kernels/ContextParallel.h), and with
+    `position_ids` (the queries', [B, S/cp]) query i at place P sees keys
+    at places [P - position_ids[b, i], P].
 
     ```mlir
     %o = mt.attention %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64}

@@ -53,18 +53,22 @@ struct PartitionContextParallelPass
   /// p2p: `attention` (on local query, key, value) becomes ring attention,
   /// which takes its uses; returns the ring's output.
   Value ringAttention(OpBuilder &b, AttentionOp attention) const;
+  /// a2a: `attention` runs on whole sequences for 1/cp of its heads between
+  /// two all-to-alls, which take its uses; returns the local output, or
+  /// null after an error when the heads do not divide over cp.
+  Value headParallelAttention(OpBuilder &b, AttentionOp attention) const;
+  /// Makes the loss `fn` returns this rank's share of the micro-batch's.
+  LogicalResult weightLossByTokenShare(func::FuncOp fn) const;
 
   int64_t cp = 1;
 };
 
 LogicalResult PartitionContextParallelPass::checkSupported(ModuleOp module, func::FuncOp fn,
                                                            SequenceShape &shape) const {
-  if (commType != "all_gather" && commType != "p2p")
+  if (commType != "all_gather" && commType != "p2p" && commType != "a2a")
     return module.emitError() << "mt-partition-cp: cp_comm_type '" << commType
-                              << "' is not built in this version of mtc; use p2p or all_gather"
-                              << (commType == "a2a"
-                                      ? ""
-                                      : " (Megatron-Core's values: p2p, all_gather, a2a)");
+                              << "' is not built in this version of mtc; use p2p, all_gather "
+                                 "or a2a";
   for (auto param : module.getOps<ParamOp>())
     if (param.getGroupedExperts())
       return param.emitError() << "mt-partition-cp: context parallelism (cp " << cp
@@ -72,11 +76,11 @@ LogicalResult PartitionContextParallelPass::checkSupported(ModuleOp module, func
                                   "context_parallel_size 1";
   for (auto [i, arg] : llvm::enumerate(fn.getArguments())) {
     auto role = fn.getArgAttrOfType<StringAttr>(i, "mt.input");
-    if (role && role.getValue() == "position_ids")
+    if (role && role.getValue() == "position_ids" && commType != "all_gather")
       return fn.emitError() << "mt-partition-cp: packed sequences (position_ids, "
-                               "neat_packing) are not split over context parallelism (cp "
-                            << cp << "); train without neat_packing or with "
-                               "context_parallel_size 1";
+                               "neat_packing) under context parallelism (cp "
+                            << cp << ") are built for cp_comm_type all_gather only, not "
+                            << commType;
     if (role && role.getValue() == "input_ids") {
       auto t = cast<RankedTensorType>(arg.getType());
       shape = {t.getDimSize(0), t.getDimSize(1)};
@@ -115,10 +119,15 @@ LogicalResult PartitionContextParallelPass::partition(func::FuncOp fn,
                           << result.getType() << " over context_parallel_size " << cp;
         return WalkResult::interrupt();
       }
-    if (auto rotary = dyn_cast<RotaryOp>(op))
+    // Packed documents: rotary takes the tokens' position ids, sliced with them.
+    if (auto rotary = dyn_cast<RotaryOp>(op); rotary && !rotary.getPositionIds())
       rotary.setContextParallelAxisAttr(axis);
-    if (auto attention = dyn_cast<AttentionOp>(op); attention && commType == "p2p") {
-      split.insert(ringAttention(b, attention));
+    if (auto attention = dyn_cast<AttentionOp>(op); attention && commType != "all_gather") {
+      Value out = commType == "p2p" ? ringAttention(b, attention)
+                                    : headParallelAttention(b, attention);
+      if (!out)
+        return WalkResult::interrupt();
+      split.insert(out);
       attention.erase();
       return WalkResult::advance();
     }
@@ -201,6 +210,85 @@ Value PartitionContextParallelPass::ringAttention(OpBuilder &b, AttentionOp atte
   return out;
 }
 
+// Megatron-Core's cp_comm_type a2a (DeepSpeed-Ulysses; Transformer
+// Engine's AttnFuncWithCPAndQKVOA2A): an all-to-all over cp turns the
+// sequence slices [B, S/cp, H, D] of queries, keys and values into whole
+// sequences [B, S, H/cp, D], in their true order (the chunks of the
+// load-balanced layout put back in place, as TE's
+// reorder_seq_chunks_for_a2a), so that attention is the single rank's for
+// its heads; an all-to-all back gives each rank its slice of every head.
+// Autodiff's gradients are the exchanges the other way. Grouped-query
+// attention keeps its groups: rank r gets query heads [r·H/cp, (r+1)·H/cp)
+// and kv heads [r·KV/cp, (r+1)·KV/cp), so query head h still reads kv head
+// h / (H/KV).
+Value PartitionContextParallelPass::headParallelAttention(OpBuilder &b,
+                                                         AttentionOp attention) const {
+  const int64_t heads = attention.getNumHeads(), kvHeads = attention.getNumKvHeads();
+  if (heads % cp != 0 || kvHeads % cp != 0) {
+    attention.emitOpError() << "cannot split its " << heads << " query heads and " << kvHeads
+                            << " key/value heads (per tensor-parallel rank) over "
+                               "context_parallel_size "
+                            << cp << " with cp_comm_type a2a: both must be divisible by cp";
+    return Value();
+  }
+  b.setInsertionPoint(attention);
+  Location loc = attention.getLoc();
+  DictionaryAttr marks = attention->getDiscardableAttrDictionary();
+  StringAttr axis = b.getStringAttr(kContextParallelAxis);
+  const int64_t seqDim = 1, headDim = 2;
+  auto exchange = [&](Value v, int64_t splitDim, int64_t concatDim) -> Value {
+    auto t = cast<RankedTensorType>(v.getType());
+    SmallVector<int64_t> shape(t.getShape());
+    shape[splitDim] /= cp;
+    shape[concatDim] *= cp;
+    auto op = AllToAllOp::create(b, loc, RankedTensorType::get(shape, t.getElementType()), v,
+                                 axis, b.getI64IntegerAttr(splitDim),
+                                 b.getI64IntegerAttr(concatDim), b.getI64IntegerAttr(seqDim));
+    op->setDiscardableAttrs(marks);
+    return op;
+  };
+  Value q = exchange(attention.getQuery(), headDim, seqDim);
+  Value k = exchange(attention.getKey(), headDim, seqDim);
+  Value v = exchange(attention.getValue(), headDim, seqDim);
+  auto whole = AttentionOp::create(b, loc, q.getType(), q, k, v, Value(),
+                                   b.getI64IntegerAttr(heads / cp),
+                                   b.getI64IntegerAttr(kvHeads / cp),
+                                   attention.getHeadDimAttr(), attention.getScaleAttr(),
+                                   StringAttr());
+  whole->setDiscardableAttrs(marks);
+  Value out = exchange(whole, seqDim, headDim);
+  attention.getResult().replaceAllUsesWith(out);
+  return out;
+}
+
+// Each rank's cross-entropy is the mean over its own n_r loss tokens; times
+// n_r / N, N the micro-batch's tokens (the sum of n_r over cp), the sum over
+// cp is the mean over all N: the single rank's loss, and by autodiff its
+// gradients (Megatron-Core's loss_func before calculate_per_token_loss: the
+// loss sum and the token count all-reduced over cp). @forward of IR
+// fragments that return no scalar loss is left as it is.
+LogicalResult PartitionContextParallelPass::weightLossByTokenShare(func::FuncOp fn) const {
+  auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
+  if (ret.getNumOperands() == 0)
+    return success();
+  auto type = dyn_cast<RankedTensorType>(ret.getOperand(0).getType());
+  if (!type || type.getRank() != 0)
+    return success();
+  auto loss = dyn_cast_or_null<CrossEntropyOp>(ret.getOperand(0).getDefiningOp());
+  if (!loss)
+    return ret.emitOpError() << "returns a loss that is not an mt.cross_entropy: mt-partition-cp "
+                                "weights the cross-entropy of each cp rank's tokens by their "
+                                "share of the micro-batch's";
+  OpBuilder b(ret);
+  Location loc = loss.getLoc();
+  Value mine = NumTokensOp::create(b, loc, type, loss.getMask());
+  Value all = AllReduceOp::create(b, loc, mine, b.getStringAttr(kContextParallelAxis),
+                                  b.getStringAttr("sum"));
+  Value sum = ScaleByOp::create(b, loc, type, loss.getResult(), mine, UnitAttr());
+  ret.setOperand(0, ScaleByOp::create(b, loc, type, sum, all, b.getUnitAttr()));
+  return success();
+}
+
 void PartitionContextParallelPass::runOnOperation() {
   ModuleOp module = getOperation();
   auto mesh = module.lookupSymbol<shard::GridOp>(kMeshName);
@@ -222,7 +310,8 @@ void PartitionContextParallelPass::runOnOperation() {
   SequenceShape shape;
   if (failed(checkSupported(module, fn, shape)))
     return signalPassFailure();
-  if (failed(partition(fn, shape)) || failed(mlir::verify(fn)))
+  if (failed(partition(fn, shape)) || (!perTokenLoss && failed(weightLossByTokenShare(fn))) ||
+      failed(mlir::verify(fn)))
     return signalPassFailure();
 }
 

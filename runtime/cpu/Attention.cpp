@@ -57,7 +57,8 @@ double dot(const float *a, const float *b, int64_t n) {
 
 /// The keys [first, last] that query i of a row may see, and under
 /// context parallelism which of them: those whose place in the whole
-/// sequence is not after the query's.
+/// sequence is not after the query's nor, with packed documents, before
+/// its document's start (its place minus its position id).
 struct KeyRange {
   const AttentionShape &shape;
   const int32_t *rowPositions;
@@ -69,8 +70,9 @@ struct KeyRange {
   bool visible(int64_t i, int64_t j) const {
     if (shape.cpSize == 1)
       return true;
-    return kernels::contextParallelGatheredPosition(j, shape.seq, shape.cpSize) <=
-           kernels::contextParallelPosition(i, shape.seq, shape.cpRank, shape.cpSize);
+    const int64_t key = kernels::contextParallelGatheredPosition(j, shape.seq, shape.cpSize);
+    const int64_t query = kernels::contextParallelPosition(i, shape.seq, shape.cpRank, shape.cpSize);
+    return key <= query && (!rowPositions || key >= query - rowPositions[i]);
   }
 };
 

@@ -48,6 +48,10 @@ AttentionShape attentionShape(Lowerer &L, const Attrs &a) {
 /// of every cp rank's (kv_seq = seq x cp).
 AttentionShape gatheredShape(Lowerer &L, const Attrs &a) {
   AttentionShape shape = attentionShape(L, a);
+  if (shape.cpSize > 1 && a.i("position_ids"))
+    L.fail("packed documents (position_ids) under context_parallel_axis '" +
+           a.s("context_parallel_axis") + "': the CUDA attention kernels do not mask them "
+           "yet (the CPU backend does)");
   if (a.i("kv_seq") != shape.kvSeq())
     L.fail("kv_seq (" + std::to_string(a.i("kv_seq")) + ") is not seq (" +
            std::to_string(shape.seq) + ") x the " + std::to_string(shape.cpSize) +

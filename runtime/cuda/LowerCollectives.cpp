@@ -8,10 +8,13 @@
 // were deferred past run on the transfer stream meanwhile, through its own
 // workspace (Lowerer::overlapsCompute; MT_CUDA_OVERLAP_SP=0: none).
 // Collective steps run eagerly, never inside a captured CUDA graph.
+// rank-major blocks in the workspace, as do all_to_all's pieces. Collective
+// steps run eagerly, never inside a captured CUDA graph.
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/NcclCommunicator.h"
+#include "runtime/kernels/AllToAll.h"
 
 namespace mt::cuda {
 
@@ -348,6 +351,48 @@ void ringShift(Lowerer &L, const Attrs &a) {
     L.emitCollective(std::move(transfer));
 }
 
+/// Runs `copies` (in elements of `element` bytes) from `src` to `dst`.
+Status copyStrided(const std::vector<kernels::StridedCopy> &copies, const void *src, void *dst,
+                   size_t element, cudaStream_t s) {
+  const auto *from = static_cast<const std::byte *>(src);
+  auto *to = static_cast<std::byte *>(dst);
+  for (const kernels::StridedCopy &c : copies)
+    MT_CUDA_CHECK(cudaMemcpy2DAsync(to + size_t(c.dst) * element, size_t(c.dstPitch) * element,
+                                    from + size_t(c.src) * element, size_t(c.srcPitch) * element,
+                                    size_t(c.width) * element, size_t(c.rows),
+                                    cudaMemcpyDeviceToDevice, s));
+  return Status::ok();
+}
+
+/// all_to_all (cp_comm_type a2a; cpu: allToAll): the input's pieces packed
+/// into rank-major blocks in the workspace, exchanged as grouped
+/// ncclSend/ncclRecv, and unpacked into the output, the packing and
+/// unpacking as strided device copies (runtime/kernels/AllToAll.h).
+void allToAll(Lowerer &L, const Attrs &a) {
+  Expected<kernels::AllToAllLayout> layout = kernels::allToAllLayoutOf(a);
+  if (!layout)
+    return L.fail(layout.status().message());
+  NcclCommunicator *nccl = ncclGroupOf(L, a, layout->parts);
+  const CollectiveOperand in = collectiveOperand(L, true, 0), out = collectiveOperand(L, false, 0);
+  if (!nccl)
+    return;
+  if (in.type != out.type)
+    return L.fail("all_to_all: input and output differ in their device dtype");
+  const size_t element = comm::sizeOf(in.type), piece = size_t(layout->pieceElements()),
+               blocks = piece * size_t(layout->parts) * element;
+  L.needWorkspace(2 * blocks);
+  Resources *r = &L.resources();
+  L.emitCollective([=, pack = kernels::allToAllPack(*layout),
+                    unpack = kernels::allToAllUnpack(*layout)](cudaStream_t s) -> Status {
+    auto *sent = static_cast<std::byte *>(r->workspace), *received = sent + blocks;
+    MT_CUDA_RETURN_IF_ERROR(copyStrided(pack, in.data, sent, element, s));
+    const std::vector<size_t> counts(size_t(nccl->size()), piece);
+    nccl->setStream(s);
+    MT_CUDA_RETURN_IF_ERROR(nccl->allToAllV(sent, counts, received, counts, in.type));
+    return copyStrided(unpack, received, out.data, element, s);
+  });
+}
+
 } // namespace
 
 void addCollectiveLowerings(LoweringTable &t) {
@@ -357,6 +402,7 @@ void addCollectiveLowerings(LoweringTable &t) {
   t[Op::reduce_scatter] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, false); };
   t[Op::all_slice] = allSlice;
   t[Op::ring_shift] = ringShift;
+  t[Op::all_to_all] = allToAll;
 }
 
 } // namespace mt::cuda

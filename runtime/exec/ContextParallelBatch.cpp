@@ -1,4 +1,4 @@
-// A context-parallel rank's tokens of a micro-batch and its loss share.
+// A context-parallel rank's tokens of a micro-batch.
 #include "runtime/exec/ContextParallelBatch.h"
 
 #include "runtime/kernels/ContextParallel.h"
@@ -8,35 +8,32 @@
 
 namespace mt::exec {
 
-Expected<double> fillContextParallelBatch(const io::Dataset &dataset,
-                                          const io::BatchLayout &layout,
-                                          const io::BatchCoord &coord, int64_t seq,
-                                          ContextParallelRank cp, std::span<int32_t> inputIds,
-                                          std::span<int32_t> labels,
-                                          std::span<float> lossMask) {
+Status fillContextParallelBatch(const io::Dataset &dataset, const io::BatchLayout &layout,
+                                const io::BatchCoord &coord, int64_t seq, ContextParallelRank cp,
+                                std::span<int32_t> inputIds, std::span<int32_t> labels,
+                                std::span<float> lossMask, std::span<int32_t> positionIds) {
   if (cp.size < 1 || seq % (2 * cp.size) != 0)
     return Status::error("context parallelism over " + std::to_string(cp.size) +
                          " ranks needs a sequence length divisible by 2 x " +
                          std::to_string(cp.size) + ", got " + std::to_string(seq));
-  if (dataset.hasPositionIds())
-    return Status::error("the data packs documents with position ids (neat_packing), which "
-                         "context parallelism does not split: train without neat_packing or "
-                         "with context_parallel_size 1");
+  if (dataset.hasPositionIds() != !positionIds.empty())
+    return Status::error(dataset.hasPositionIds()
+                             ? "the data packs documents with position ids (neat_packing) but "
+                               "the plan takes none: import the model with --neat-packing"
+                             : "the plan takes position ids (neat_packing) but the data has none");
   const size_t rows = size_t(layout.microBatch), whole = rows * size_t(seq);
-  std::vector<int32_t> ids(whole), lab(whole);
+  std::vector<int32_t> ids(whole), lab(whole), pos(positionIds.empty() ? 0 : whole);
   std::vector<float> mask(whole);
-  if (Status s = dataset.fillBatch(layout, coord, ids, lab, mask); !s)
+  if (Status s = dataset.fillBatch(layout, coord, ids, lab, mask, pos); !s)
     return s;
   const int64_t local = seq / cp.size;
   if (inputIds.size() != rows * size_t(local) || labels.size() != inputIds.size() ||
-      lossMask.size() != inputIds.size())
+      lossMask.size() != inputIds.size() ||
+      (!positionIds.empty() && positionIds.size() != inputIds.size()))
     return Status::error("context-parallel batch buffers hold " +
                          std::to_string(inputIds.size()) + " elements, expected " +
                          std::to_string(rows * size_t(local)) + " = micro batch x " +
                          std::to_string(seq) + " / cp " + std::to_string(cp.size));
-  double mine = 0, all = 0;
-  for (float m : mask)
-    all += m;
   for (size_t row = 0; row < rows; ++row)
     for (int64_t s = 0; s < local; ++s) {
       size_t from = row * size_t(seq) +
@@ -45,9 +42,10 @@ Expected<double> fillContextParallelBatch(const io::Dataset &dataset,
       inputIds[to] = ids[from];
       labels[to] = lab[from];
       lossMask[to] = mask[from];
-      mine += mask[from];
+      if (!positionIds.empty())
+        positionIds[to] = pos[from];
     }
-  return all > 0 ? mine / all : 0.0;
+  return Status::ok();
 }
 
 } // namespace mt::exec

@@ -1,5 +1,4 @@
-// The slice of a micro-batch that one context-parallel rank reads, and its
-// share of the micro-batch's loss.
+// The slice of a micro-batch that one context-parallel rank reads.
 #ifndef MT_RUNTIME_EXEC_CONTEXTPARALLELBATCH_H
 #define MT_RUNTIME_EXEC_CONTEXTPARALLELBATCH_H
 
@@ -17,23 +16,18 @@ struct ContextParallelRank {
 };
 
 /// Reads the micro-batch `coord` of `layout` (rows of `seq` tokens) and
-/// keeps, in `inputIds`, `labels` and `lossMask` ([rows, seq / cp.size]
-/// each), the tokens of `cp`'s rank in the load-balanced layout
-/// (runtime/kernels/ContextParallel.h: chunks r and 2·cp-1-r of 2·cp).
-/// Returns the rank's share of the micro-batch's loss, n_r / N: its
-/// unmasked tokens over the whole micro-batch's (0 when N is 0). Its
-/// cross-entropy is the mean over its own n_r tokens; weighted by the share
-/// and summed over cp it is the mean over all N, the single rank's
-/// (Megatron-Core's loss_func sums the losses and the token counts over
-/// the cp group). Errors: `seq` not divisible by 2 · cp.size, and the
-/// dataset's (data with position ids is refused: packed documents are not
-/// split over cp).
-Expected<double> fillContextParallelBatch(const io::Dataset &dataset,
-                                          const io::BatchLayout &layout,
-                                          const io::BatchCoord &coord, int64_t seq,
-                                          ContextParallelRank cp, std::span<int32_t> inputIds,
-                                          std::span<int32_t> labels,
-                                          std::span<float> lossMask);
+/// keeps, in `inputIds`, `labels`, `lossMask` and, for packed documents
+/// (neat_packing), `positionIds` ([rows, seq / cp.size] each; empty
+/// without), the tokens of `cp`'s rank in the load-balanced layout
+/// (runtime/kernels/ContextParallel.h: chunks r and 2·cp-1-r of 2·cp). The
+/// plan weighs the rank's loss by its share of the micro-batch's loss
+/// tokens (mt-partition-cp). Errors: `seq` not divisible by 2 · cp.size,
+/// buffers of another size, position ids in the data but not asked for (or
+/// the other way), and the dataset's.
+Status fillContextParallelBatch(const io::Dataset &dataset, const io::BatchLayout &layout,
+                                const io::BatchCoord &coord, int64_t seq, ContextParallelRank cp,
+                                std::span<int32_t> inputIds, std::span<int32_t> labels,
+                                std::span<float> lossMask, std::span<int32_t> positionIds);
 
 } // namespace mt::exec
 

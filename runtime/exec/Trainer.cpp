@@ -248,9 +248,6 @@ private:
   Status writeLogits();
   std::vector<float> logits_;
   std::vector<int64_t> logitsShape_;
-  /// Each micro-batch's share of its loss on this rank: 1, or under context
-  /// parallelism the share of its tokens (fillContextParallelBatch).
-  std::vector<double> lossShare_;
 
   const TrainOptions &o_;
   std::ostream &rankZeroLog_;
@@ -294,7 +291,6 @@ Status TrainingRun::prepare() {
   rank_ = std::move(*rank);
   if (Status s = rank_->checkCollectiveGroups(plan_); !s)
     return s;
-  lossShare_.assign(size_t(plan_.training().micro_batches_per_step()), 1.0);
   std::optional<RunState> checkpoint;
   if (Status s = chooseSettings(checkpoint); !s)
     return s;
@@ -524,20 +520,18 @@ Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
   io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
   *m.f32(b.loss_scale()) = float(plan_.step_loss().loss_scale());
   if (rank_->axisSize("cp") > 1) {
-    // The rank's chunks of the sequence; its loss and gradients count as its
-    // share of the micro-batch's tokens (summed over cp by the plan), unless
-    // they are sums of token losses already (per token).
+    // The rank's chunks of the sequence (its loss is its share of the
+    // micro-batch's: the plan weighs it, mt-partition-cp).
     size_t local = size_t(t.micro_batch() * t.seq() / rank_->axisSize("cp"));
-    auto share = fillContextParallelBatch(
-        *dataset_, layout, coord, t.seq(), {rank_->coordinate("cp"), rank_->axisSize("cp")},
-        {m.i32(b.input_ids()), local}, {m.i32(b.labels()), local},
-        {m.f32(b.loss_mask()), local});
-    if (!share)
-      return share.status();
-    if (!plan_.step_loss().per_token_loss()) {
-      lossShare_[size_t(micro)] = *share;
-      *m.f32(b.loss_scale()) *= float(*share);
-    }
+    std::span<int32_t> positions;
+    if (b.has_position_ids())
+      positions = {m.i32(b.position_ids()), local};
+    if (Status s = fillContextParallelBatch(
+            *dataset_, layout, coord, t.seq(), {rank_->coordinate("cp"), rank_->axisSize("cp")},
+            {m.i32(b.input_ids()), local}, {m.i32(b.labels()), local},
+            {m.f32(b.loss_mask()), local}, positions);
+        !s)
+      return s;
     return executor_->inputsWritten();
   }
   std::span<int32_t> positions;
@@ -575,8 +569,7 @@ Expected<TrainingRun::StepSums> TrainingRun::microBatchPasses(int64_t step) {
         return s;
     if (!a.adds_loss())
       continue;
-    sums.loss += *memory_->f32(plan_.bindings().loss()) *
-                 plan_.step_loss().micro_batch_weight() * lossShare_[size_t(a.micro_batch())];
+    sums.loss += *memory_->f32(plan_.bindings().loss()) * plan_.step_loss().micro_batch_weight();
     if (plan_.step_loss().per_token_loss())
       sums.tokens += *memory_->f32(plan_.bindings().num_tokens());
   }

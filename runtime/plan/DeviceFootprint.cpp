@@ -140,14 +140,16 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
   }
   for (const Program &program : plan.programs())
     for (const Instruction &instr : program.instructions()) {
-      const bool gather = isOp(instr, Op::all_gather);
-      if ((!gather && !isOp(instr, Op::reduce_scatter)) || Attrs(instr).i("outer") <= 1)
+      const bool gather = isOp(instr, Op::all_gather), exchange = isOp(instr, Op::all_to_all);
+      if (!exchange &&
+          ((!gather && !isOp(instr, Op::reduce_scatter)) || Attrs(instr).i("outer") <= 1))
         continue;
-      // The full tensor: an all-gather's output, a reduce-scatter's input.
+      // The full tensor: an all-gather's output, a reduce-scatter's input;
+      // an all-to-all's blocks, sent and received.
       const Buffer &full = plan.buffers(gather ? instr.outputs(0) : instr.inputs(0));
       const bool bf16 = full.arena() == ACTIVATIONS && !wide.count(full.id());
       f.collectiveStaging = std::max<uint64_t>(
-          f.collectiveStaging, uint64_t(elementsOf(full)) * (bf16 ? 2 : 4));
+          f.collectiveStaging, uint64_t(elementsOf(full)) * (bf16 ? 2 : 4) * (exchange ? 2 : 1));
     }
   if (fp32WeightsOnHost(plan))
     for (const Program &program : plan.programs())

@@ -74,7 +74,8 @@ struct DeviceFootprint {
   uint64_t shardsInPlace = 0;
   /// Communication buffers: the rank-major blocks the largest all_gather or
   /// reduce_scatter along a middle dimension (outer > 1: sequence
-  /// parallelism's) stages in the kernel workspace, in the dtype the GPU
+  /// parallelism's), or the send and receive blocks of the largest
+  /// all_to_all (cp_comm_type a2a), stage in the kernel workspace, in the dtype the GPU
   /// keeps its operand in (runtime/cuda/LowerCollectives.cpp). The
   /// workspace is shared with kernels: the runtime allocates at least this.
   uint64_t collectiveStaging = 0;

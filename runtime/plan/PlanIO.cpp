@@ -385,13 +385,15 @@ Status validatePlan(const Plan &plan) {
     if (id >= uint32_t(plan.buffers_size()))
       return Status::error("a binding refers to buffer " + std::to_string(id) +
                            ", out of range");
+  // Under context parallelism each rank holds seq / cp of every row.
+  const int64_t rowTokens = plan.training().seq() / std::max<int64_t>(plan.mesh().cp(), 1);
   if (b.has_position_ids() && (b.position_ids() >= uint32_t(plan.buffers_size()) ||
                                plan.buffers(int(b.position_ids())).dtype() != I32 ||
                                elementsOf(plan.buffers(int(b.position_ids()))) !=
-                                   plan.training().micro_batch() * plan.training().seq()))
+                                   plan.training().micro_batch() * rowTokens))
     return Status::error("the position_ids binding (buffer " +
                          std::to_string(b.position_ids()) +
-                         ") is not an i32 buffer of micro_batch x seq elements");
+                         ") is not an i32 buffer of micro_batch x seq / cp elements");
   if (b.has_num_tokens() && (b.num_tokens() >= uint32_t(plan.buffers_size()) ||
                              plan.buffers(int(b.num_tokens())).dtype() != F32 ||
                              plan.buffers(int(b.num_tokens())).arena() != OUTPUTS ||

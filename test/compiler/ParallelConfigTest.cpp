@@ -91,6 +91,16 @@ struct BadCase {
   const char *message;
 };
 
+// cp_comm_type a2a splits the heads of each tp rank over cp: 8 query and
+// 4 kv heads allow cp 4, and cp 2 with tp 2.
+TEST(ParallelConfig, AcceptsA2AWhereTheHeadsDivide) {
+  for (auto [tp, cp] : {std::pair<int64_t, int64_t>{1, 4}, {2, 2}}) {
+    ParallelConfig c;
+    c.tp = tp, c.cp = cp, c.cpCommType = "a2a";
+    EXPECT_EQ(errorOf(c), "") << "tp " << tp << " cp " << cp;
+  }
+}
+
 TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
   const BadCase cases[] = {
       {"heads % tp", [](auto &c, auto &m) { c.tp = 3; m.numKvHeads = 3; m.numHeads = 8; },
@@ -113,12 +123,19 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
        "expert_model_parallel_size (--ep 2) needs a mixture-of-experts model"},
       {"seq % 2cp", [](auto &c, auto &m) { c.cp = 3; m.seq = 64; },
        "seq_length (64) must be divisible by 2 x context_parallel_size (2 x 3 = 6)"},
-      {"cp_comm_type not built", [](auto &c, auto &) { c.cp = 2, c.cpCommType = "a2a"; },
-       "cp_comm_type (--cp-comm-type) 'a2a': not built in this version of mtc; use p2p or "
-       "all_gather"},
+      {"cp_comm_type not built", [](auto &c, auto &) { c.cp = 2, c.cpCommType = "a2a+p2p"; },
+       "cp_comm_type (--cp-comm-type) 'a2a+p2p': hierarchical context parallelism is not built "
+       "in this version of mtc; use p2p, all_gather or a2a"},
       {"cp_comm_type unknown", [](auto &c, auto &) { c.cp = 2, c.cpCommType = "ring"; },
        "cp_comm_type (--cp-comm-type) 'ring': expected one of Megatron-Core's p2p, all_gather, "
-       "a2a (this version builds p2p and all_gather)"},
+       "a2a"},
+      {"a2a kv heads % cp", [](auto &c, auto &) { c.cp = 8, c.cpCommType = "a2a"; },
+       "cp_comm_type a2a splits the attention heads over context_parallel_size (--cp 8): "
+       "num_attention_heads (8) and num_key_value_heads (4) divided by "
+       "tensor_model_parallel_size (--tp 1) must be divisible by it"},
+      {"a2a heads per tp rank % cp", [](auto &c, auto &) { c.tp = 2, c.cp = 4, c.cpCommType = "a2a"; },
+       "num_attention_heads (8) and num_key_value_heads (4) divided by "
+       "tensor_model_parallel_size (--tp 2) must be divisible by it"},
       {"world % model parallel", [](auto &c, auto &) { c.tp = 2, c.pp = 2, c.worldSize = 6; },
        "world size (6) must be divisible by tp (2) x pp (2) x cp (1) = 4"},
       {"ep x etp divides a stage", [](auto &c, auto &m) {

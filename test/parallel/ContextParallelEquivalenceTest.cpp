@@ -1,7 +1,8 @@
-// Context parallelism (cp_comm_type p2p and all_gather) computes the single rank's
+// Context parallelism (cp_comm_type p2p, all_gather and a2a) computes the single rank's
 // training step: each of 3 steps' loss and gradient norm, and every updated
 // weight, within the fp32 tolerances of test/Tolerances.h, at cp 2 and 4
-// and with tp + sp, pp, dp and the distributed optimizer. The runs are made
+// and with tp + sp, pp, dp and the distributed optimizer, and with all_gather
+// on rows of packed documents (neat_packing). The runs are made
 // by run-context-parallel.sh (a ctest fixture).
 #include "test/parallel/Equivalence.h"
 
@@ -21,12 +22,22 @@ TEST_P(ContextParallelEquivalence, MatchesTheSingleRank) {
                            3, 1e-3);
 }
 
+// a2a needs the heads of a tp rank divisible by cp: the test models' 2 kv
+// heads allow cp 2 without tp; llama-4l-kv4 (4 kv heads) runs every layout.
 std::vector<Case> cases() {
   std::vector<Case> all;
   for (const char *model : {"llama-4l-tied", "qwen2-4l-untied", "qwen3-4l-vocab95"})
-    for (const char *layout : {"cp2", "cp4", "cp2_tp2_sp", "cp2_pp2", "cp2_dp2", "cp2_dp2_do"})
+    for (std::string layout : {"cp2", "cp4", "cp2_tp2_sp", "cp2_pp2", "cp2_dp2", "cp2_dp2_do"}) {
       for (const char *type : {"_p2p", "_all_gather"})
-        all.push_back({model, std::string(layout) + type});
+        all.push_back({model, layout + type});
+      if (layout != "cp4" && layout != "cp2_tp2_sp")
+        all.push_back({model, layout + "_a2a"});
+    }
+  for (const char *layout : {"cp2", "cp4", "cp2_tp2_sp", "cp2_pp2", "cp2_dp2", "cp2_dp2_do"})
+    all.push_back({"llama-4l-kv4", std::string(layout) + "_a2a"});
+  // Packed documents (neat_packing): all_gather only.
+  for (const char *layout : {"cp2_all_gather", "cp4_all_gather"})
+    all.push_back({"qwen3-neat", layout});
   return all;
 }
 

@@ -5,7 +5,10 @@
 // as one micro-batch of 8 rows, whose mean over its tokens is the same
 // quantity; the default normalization (the mean of the 4 micro-batches'
 // means) does not, so that a layout normalizing per micro-batch or per rank
-// would fail. The runs are made by run-per-token-loss.sh (a ctest fixture).
+// would fail. The default normalization at cp 2 matches the single rank's:
+// each cp rank's loss is its share of the micro-batch's, though the ranks'
+// halves of it hold different numbers of loss tokens. The runs are made by
+// run-per-token-loss.sh (a ctest fixture).
 #include "test/parallel/Equivalence.h"
 
 #include <gtest/gtest.h>
@@ -26,6 +29,10 @@ INSTANTIATE_TEST_SUITE_P(Layouts, PerTokenLossEquivalence,
                          ::testing::Values("pt_single", "pt_dp2", "pt_pp2", "pt_tp2_dp2",
                                            "pt_cp2_dp2", "pt_dp2_do"),
                          [](const auto &info) { return std::string(info.param); });
+
+TEST(DefaultLoss, ContextParallelSharesMatchTheSingleRank) {
+  test::expectSameTraining(kRuns, "mean", "mean_cp2", 3, 1e-3);
+}
 
 // The data makes the two normalizations differ, by far more than the
 // layouts' tolerance: the first step's loss (the same weights in both runs)

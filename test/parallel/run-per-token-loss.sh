@@ -8,6 +8,9 @@
 #              without any per-token machinery (the reference);
 #   mean       4 micro-batches of 2, the default (mean of the micro-batches'
 #              means: another value on this data);
+#   mean_cp2   the same at cp 2, where the ranks' halves of a micro-batch
+#              hold different numbers of loss tokens (each rank's loss is
+#              its share of the micro-batch's, mt-partition-cp);
 #   pt_<layout> 4 micro-batches of 2 per step, per token, on each layout.
 # Usage: run-per-token-loss.sh BIN_DIR OUT_DIR
 set -euo pipefail
@@ -21,7 +24,7 @@ rm -rf "$out" && mkdir -p "$out"
 "$bin/mtc" import-hf "$config" --seq 64 --micro-batch 8 -o "$out/mb8.mlir"
 "$bin/mtc" import-hf "$config" --seq 64 --micro-batch 2 -o "$out/mb2.mlir"
 # name:model:ranks:flags
-runs=("whole:mb8:1:" "mean:mb2:1:"
+runs=("whole:mb8:1:" "mean:mb2:1:" "mean_cp2:mb2:2:--cp 2"
       "pt_single:mb2:1:--calculate-per-token-loss"
       "pt_dp2:mb2:2:--calculate-per-token-loss --dp 2"
       "pt_pp2:mb2:2:--calculate-per-token-loss --pp 2"

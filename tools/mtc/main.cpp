@@ -68,7 +68,7 @@ struct ParallelFlags {
     layoutFlag(cmd.add_option("--cp", v.cp, "context-parallel size"), &P::cp);
     layoutFlag(cmd.add_option("--cp-comm-type", v.cpCommType,
                               "context parallelism's key/value exchange: p2p (ring, the "
-                              "default) or all_gather (a2a is not built yet)"),
+                              "default), all_gather or a2a (heads exchanged all-to-all)"),
                &P::cpCommType);
     layoutFlag(cmd.add_option("--dp", v.dp, "data-parallel size (default: derived)"), &P::dp);
     layoutFlag(cmd.add_option("--world-size", v.worldSize,

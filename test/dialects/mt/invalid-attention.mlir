@@ -166,15 +166,6 @@ func.func @attention_cp_key_sequence(%q: tensor<2x8x4x16xf32>, %k: tensor<2x12x2
 
 // -----
 
-func.func @attention_cp_positions(%q: tensor<2x8x4x16xf32>, %k: tensor<2x16x2x16xf32>, %pos: tensor<2x8xi32>) {
-  // expected-error @+1 {{'mt.attention' op expects no position_ids with context_parallel_axis 'cp' (packed sequences are not split over context parallelism)}}
-  %o = mt.attention %q, %k, %k, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp"}
-      : (tensor<2x8x4x16xf32>, tensor<2x16x2x16xf32>, tensor<2x16x2x16xf32>, tensor<2x8xi32>) -> tensor<2x8x4x16xf32>
-  return
-}
-
-// -----
-
 func.func @attention_key_sequence_without_cp(%q: tensor<2x8x4x16xf32>, %k: tensor<2x16x2x16xf32>) {
   // expected-error @+1 {{'mt.attention' op expects key of shape [2, 8, 2, 16], got [2, 16, 2, 16]}}
   %o = mt.attention %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64}

@@ -170,3 +170,52 @@ func.func @all_to_all_v_peers(%x: tensor<8x4xf32>, %c: tensor<2xi32>) {
   %0 = mt.all_to_all_v %x, %c, %c {axis = "ep"} : (tensor<8x4xf32>, tensor<2xi32>, tensor<2xi32>) -> tensor<16x4xf32>
   return
 }
+
+// -----
+
+func.func @all_to_all_dims(%x: tensor<2x8x4xf32>) {
+  // expected-error @+1 {{'mt.all_to_all' op expects input and result of one rank and element type, and two distinct dimensions in range, got 'tensor<2x8x4xf32>', 'tensor<2x8x4xf32>', split_dim 1, concat_dim 1}}
+  %0 = mt.all_to_all %x {axis = "cp", split_dim = 1 : i64, concat_dim = 1 : i64} : (tensor<2x8x4xf32>) -> tensor<2x8x4xf32>
+  return
+}
+
+// -----
+
+func.func @all_to_all_shape(%x: tensor<2x8x4xf32>) {
+  // expected-error @+1 {{'mt.all_to_all' op expects 'tensor<2x16x4xf32>' to be 'tensor<2x8x4xf32>' with dimension 2 split and dimension 1 gathered over the same number of ranks}}
+  %0 = mt.all_to_all %x {axis = "cp", split_dim = 2 : i64, concat_dim = 1 : i64} : (tensor<2x8x4xf32>) -> tensor<2x16x4xf32>
+  return
+}
+
+// -----
+
+shard.grid @mesh(shape = 1x1x4x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+func.func @all_to_all_peers(%x: tensor<2x8x4xf32>) {
+  // expected-error @+1 {{'mt.all_to_all' op exchanges 2 pieces, expected one per rank of axis 'cp' (4)}}
+  %0 = mt.all_to_all %x {axis = "cp", split_dim = 2 : i64, concat_dim = 1 : i64} : (tensor<2x8x4xf32>) -> tensor<2x16x2xf32>
+  return
+}
+
+// -----
+
+func.func @all_to_all_balanced_dim(%x: tensor<2x8x4xf32>) {
+  // expected-error @+1 {{'mt.all_to_all' op expects load_balanced_dim to be split_dim (2) or concat_dim (1), got 0}}
+  %0 = mt.all_to_all %x {axis = "cp", split_dim = 2 : i64, concat_dim = 1 : i64, load_balanced_dim = 0 : i64} : (tensor<2x8x4xf32>) -> tensor<2x16x2xf32>
+  return
+}
+
+// -----
+
+func.func @all_to_all_chunks(%x: tensor<2x3x4xf32>) {
+  // expected-error @+1 {{'mt.all_to_all' op expects the load-balanced dimension (6) divisible by 2 x 2 chunks}}
+  %0 = mt.all_to_all %x {axis = "cp", split_dim = 2 : i64, concat_dim = 1 : i64, load_balanced_dim = 1 : i64} : (tensor<2x3x4xf32>) -> tensor<2x6x2xf32>
+  return
+}
+
+// -----
+
+func.func @all_to_all_axis(%x: tensor<2x8x4xf32>) {
+  // expected-error @+1 {{'mt.all_to_all' op expects a mesh axis (pp, dp, cp, tp, edp, ep, etp), got 'heads'}}
+  %0 = mt.all_to_all %x {axis = "heads", split_dim = 2 : i64, concat_dim = 1 : i64} : (tensor<2x8x4xf32>) -> tensor<2x16x2xf32>
+  return
+}

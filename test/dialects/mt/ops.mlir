@@ -97,7 +97,8 @@ func.func @packed_attention(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, 
 }
 
 // Context parallelism: attention over keys gathered over cp, and ring
-// attention's blocks, merges and shifts (cp_comm_type p2p).
+// attention's blocks, merges and shifts (cp_comm_type p2p), and the
+// all-to-alls of cp_comm_type a2a.
 // CHECK-LABEL: func.func @context_parallel_attention
 func.func @context_parallel_attention(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %kall: tensor<2x16x2x16xf32>)
     -> (tensor<2x8x4x16xf32>, tensor<2x8x4x16xf32>) {
@@ -108,6 +109,10 @@ func.func @context_parallel_attention(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2
   %k1 = mt.ring_shift %k {axis = "cp"} : tensor<2x8x2x16xf32>
   // CHECK: mt.ring_shift %{{.*}} {axis = "cp", reverse} : tensor<2x8x2x16xf32>
   %k0 = mt.ring_shift %k1 {axis = "cp", reverse} : tensor<2x8x2x16xf32>
+  // CHECK: mt.all_to_all %{{.*}} {axis = "cp", concat_dim = 1 : i64, load_balanced_dim = 1 : i64, split_dim = 2 : i64} : (tensor<2x8x2x16xf32>) -> tensor<2x16x1x16xf32>
+  %kh = mt.all_to_all %k {axis = "cp", split_dim = 2 : i64, concat_dim = 1 : i64, load_balanced_dim = 1 : i64} : (tensor<2x8x2x16xf32>) -> tensor<2x16x1x16xf32>
+  // CHECK: mt.all_to_all %{{.*}} {axis = "cp", concat_dim = 2 : i64, split_dim = 1 : i64} : (tensor<2x16x1x16xf32>) -> tensor<2x8x2x16xf32>
+  %ks = mt.all_to_all %kh {axis = "cp", split_dim = 1 : i64, concat_dim = 2 : i64} : (tensor<2x16x1x16xf32>) -> tensor<2x8x2x16xf32>
   // CHECK: mt.attention_block {{.*}}step = 0 : i64{{.*}} -> (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)
   %o0, %l0 = mt.attention_block %q, %k0, %k0 {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp", step = 0 : i64}
       : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>) -> (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)

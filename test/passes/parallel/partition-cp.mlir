@@ -2,7 +2,9 @@
 
 // Context parallelism with cp = 2 (Megatron-Core's all_gather): the inputs
 // and every activation get S/cp tokens, rotary takes the chunks' places in
-// the sequence, attention reads keys and values gathered over cp.
+// the sequence, attention reads keys and values gathered over cp. The loss
+// returned is the rank's share of the micro-batch's: its mean times its
+// loss tokens, divided by their sum over cp (per token: partition-cp-per-token.mlir).
 shard.grid @mesh(shape = 1x1x2x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
 mt.param @emb : tensor<32x8xf32> init(normal, std = 0.02)
 mt.param @wq : tensor<8x8xf32> init(normal, std = 0.02)
@@ -29,9 +31,23 @@ func.func @forward(%ids: tensor<2x8xi32> {mt.input = "input_ids"}, %labels: tens
   %o = mt.attention %q, %q, %q {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64, scale = 0.5 : f64}
       : (tensor<2x8x2x4xf32>, tensor<2x8x2x4xf32>, tensor<2x8x2x4xf32>) -> tensor<2x8x2x4xf32>
   %o1 = mt.reshape %o : tensor<2x8x2x4xf32> -> tensor<2x8x8xf32>
-  // CHECK: mt.cross_entropy {{.*}} : (tensor<2x4x8xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  // CHECK: %[[LOSS:.*]] = mt.cross_entropy %{{.*}}, %{{.*}}, %[[MASK:.*]] : (tensor<2x4x8xf32>, tensor<2x4xi32>, tensor<2x4xf32>) -> tensor<f32>
+  // CHECK-NEXT: %[[MINE:.*]] = mt.num_tokens %[[MASK]] : (tensor<2x4xf32>) -> tensor<f32>
+  // CHECK-NEXT: %[[ALL:.*]] = mt.all_reduce %[[MINE]] {axis = "cp"} : tensor<f32>
+  // CHECK-NEXT: %[[SUM:.*]] = mt.scale_by %[[LOSS]], %[[MINE]] : tensor<f32>, tensor<f32>
+  // CHECK-NEXT: %[[SHARE:.*]] = mt.scale_by %[[SUM]], %[[ALL]] {inverse} : tensor<f32>, tensor<f32>
+  // CHECK-NEXT: return %[[SHARE]] : tensor<f32>
   %loss = mt.cross_entropy %o1, %labels, %mask : (tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xf32>) -> tensor<f32>
   return %loss : tensor<f32>
+}
+
+// -----
+
+// A scalar loss other than the cross-entropy cannot be weighted by tokens.
+shard.grid @mesh(shape = 1x1x2x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+func.func @forward(%ids: tensor<2x8xi32> {mt.input = "input_ids"}, %l: tensor<f32>) -> tensor<f32> {
+  // expected-error @+1 {{'func.return' op returns a loss that is not an mt.cross_entropy: mt-partition-cp weights the cross-entropy of each cp rank's tokens by their share of the micro-batch's}}
+  return %l : tensor<f32>
 }
 
 // -----
@@ -45,11 +61,20 @@ func.func @forward(%ids: tensor<2x12xi32> {mt.input = "input_ids"}) -> tensor<2x
 
 // -----
 
-// Packed documents are not split over cp.
+// Packed documents: the position ids are sliced with the tokens; rotary
+// takes them (no cp axis), attention masks by them and the tokens' places.
 shard.grid @mesh(shape = 1x1x2x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
-// expected-error @+1 {{mt-partition-cp: packed sequences (position_ids, neat_packing) are not split over context parallelism (cp 2)}}
-func.func @forward(%ids: tensor<2x8xi32> {mt.input = "input_ids"}, %pos: tensor<2x8xi32> {mt.input = "position_ids"}) -> tensor<2x8xi32> {
-  return %ids : tensor<2x8xi32>
+// CHECK-LABEL: func.func @forward
+// CHECK-SAME: %[[POS:arg[0-9]+]]: tensor<2x4xi32> {mt.input = "position_ids"}
+func.func @forward(%ids: tensor<2x8xi32> {mt.input = "input_ids"}, %pos: tensor<2x8xi32> {mt.input = "position_ids"},
+                   %q0: tensor<2x8x2x4xf32>) -> tensor<2x8x2x4xf32> {
+  // CHECK: %[[Q:.*]] = mt.rotary %{{.*}} positions %[[POS]] : tensor<2x4xi32> {theta = 1.000000e+04 : f64} : tensor<2x4x2x4xf32>
+  %q = mt.rotary %q0 positions %pos : tensor<2x8xi32> {theta = 1.0e+04 : f64} : tensor<2x8x2x4xf32>
+  // CHECK: mt.attention %[[Q]], %{{.*}}, %{{.*}}, %[[POS]] {context_parallel_axis = "cp"
+  // CHECK-SAME: (tensor<2x4x2x4xf32>, tensor<2x8x2x4xf32>, tensor<2x8x2x4xf32>, tensor<2x4xi32>) -> tensor<2x4x2x4xf32>
+  %o = mt.attention %q, %q, %q, %pos {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64, scale = 0.5 : f64}
+      : (tensor<2x8x2x4xf32>, tensor<2x8x2x4xf32>, tensor<2x8x2x4xf32>, tensor<2x8xi32>) -> tensor<2x8x2x4xf32>
+  return %o : tensor<2x8x2x4xf32>
 }
 
 // -----

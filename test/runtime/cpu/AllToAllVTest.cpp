@@ -1,8 +1,10 @@
-// The expert-parallel collectives of the CPU backend, as plan instructions:
-// two ranks (threads over Gloo) on an ep axis of 2 exchange the alltoall
+// The all-to-all collectives of the CPU backend, as plan instructions: two
+// ranks (threads over Gloo) on an ep axis of 2 exchange the alltoall
 // dispatcher's counts (moe_exchange_counts) and rows (all_to_all_v, with
 // the counts read from the plan's i32 buffers), and gather the allgather
 // dispatcher's counts (moe_gather_counts, also as etp gathers them).
+// the counts read from the plan's i32 buffers); on a cp axis of 2 they
+// exchange sequence slices for heads (all_to_all, cp_comm_type a2a).
 #include "runtime/comm/Gloo.h"
 #include "runtime/cpu/CpuExecutor.h"
 
@@ -23,15 +25,20 @@ struct BufferSpec {
   std::vector<int64_t> shape;
 };
 
-/// A plan on a mesh of ep 2 with one program "p" of one instruction `op`
-/// reading `inputs` and writing `outputs` (buffers 0.. in that order, in
-/// one activation arena), with integer attributes and axis "ep".
+/// A plan on a mesh of ep 2 (or, with `axis` cp, of cp 2) with one program
+/// "p" of one instruction `op` reading `inputs` and writing `outputs`
+/// (buffers 0.. in that order, in one activation arena), with integer
+/// attributes, string attributes `strings` and `axis`.
 plan::Plan onePlan(const std::string &op, const std::vector<BufferSpec> &inputs,
                    const std::vector<BufferSpec> &outputs,
-                   const std::vector<std::pair<const char *, int64_t>> &attrs) {
+                   const std::vector<std::pair<const char *, int64_t>> &attrs,
+                   const std::string &axisName = "ep",
+                   std::vector<std::pair<const char *, const char *>> strings = {}) {
   plan::Plan p;
   plan::Mesh *mesh = p.mutable_mesh();
-  mesh->set_pp(1), mesh->set_dp(2), mesh->set_cp(1), mesh->set_ep(2), mesh->set_tp(1);
+  const bool cp = axisName == "cp";
+  mesh->set_pp(1), mesh->set_dp(cp ? 1 : 2), mesh->set_cp(cp ? 2 : 1), mesh->set_ep(cp ? 1 : 2),
+      mesh->set_tp(1);
   plan::Program *program = p.add_programs();
   program->set_name("p");
   plan::Instruction *instr = program->add_instructions();
@@ -63,9 +70,12 @@ plan::Plan onePlan(const std::string &op, const std::vector<BufferSpec> &inputs,
     a->set_name(name);
     a->set_i(value);
   }
-  plan::Attribute *axis = instr->add_attributes();
-  axis->set_name("axis");
-  axis->set_s("ep");
+  strings.push_back({"axis", axisName.c_str()});
+  for (auto [name, value] : strings) {
+    plan::Attribute *a = instr->add_attributes();
+    a->set_name(name);
+    a->set_s(value);
+  }
   return p;
 }
 
@@ -191,6 +201,57 @@ TEST(ExpertParallelCollectives, GatherCountsPicksTheLocalExperts) {
           EXPECT_EQ(I(m.i32(3), m.i32(3) + local), same ? allSums : sums[r]) << "rank " << r;
         });
   }
+// cp_comm_type a2a on cp 2 with sequences of 8 tokens in 4 chunks of 2:
+// rank 0 holds chunks 0 and 3 (places 0, 1, 6, 7), rank 1 chunks 1 and 2
+// (places 2, 3, 4, 5). A [1, 4, 2, 1] slice of two heads, value 100 place +
+// head, becomes on rank h the [1, 8, 1, 1] sequence of head h in its true
+// order; the exchange back (split along the sequence, concat along heads)
+// restores the slices.
+constexpr int64_t kPlaces[2][4] = {{0, 1, 6, 7}, {2, 3, 4, 5}};
+
+TEST(ContextParallelCollectives, AllToAllGivesEachRankWholeSequencesOfItsHeadsInOrder) {
+  if (!comm::World::multiRankSupported())
+    GTEST_SKIP() << "built without Gloo";
+  plan::Plan plan = onePlan("all_to_all", {{"slice", plan::F32, {1, 4, 2, 1}}},
+                            {{"heads", plan::F32, {1, 8, 1, 1}}},
+                            {{"parts", 2}, {"split_outer", 4}, {"split_size", 2},
+                             {"split_inner", 1}, {"concat_outer", 1}, {"concat_size", 8},
+                             {"concat_inner", 1}},
+                            "cp", {{"load_balanced", "concat"}});
+  runOnTwoRanks(
+      plan,
+      [&](int r, exec::HostMemory &m) {
+        for (int64_t l = 0; l < 4; ++l)
+          for (int64_t h = 0; h < 2; ++h)
+            m.f32(0)[l * 2 + h] = float(100 * kPlaces[r][l] + h);
+      },
+      [&](int r, exec::HostMemory &m) {
+        for (int64_t place = 0; place < 8; ++place)
+          EXPECT_EQ(m.f32(1)[place], float(100 * place + r)) << "rank " << r << " place " << place;
+      });
+}
+
+TEST(ContextParallelCollectives, AllToAllBackGivesEachRankItsSliceOfEveryHead) {
+  if (!comm::World::multiRankSupported())
+    GTEST_SKIP() << "built without Gloo";
+  plan::Plan plan = onePlan("all_to_all", {{"heads", plan::F32, {1, 8, 1, 1}}},
+                            {{"slice", plan::F32, {1, 4, 2, 1}}},
+                            {{"parts", 2}, {"split_outer", 1}, {"split_size", 8},
+                             {"split_inner", 1}, {"concat_outer", 4}, {"concat_size", 2},
+                             {"concat_inner", 1}},
+                            "cp", {{"load_balanced", "split"}});
+  runOnTwoRanks(
+      plan,
+      [&](int r, exec::HostMemory &m) {
+        for (int64_t place = 0; place < 8; ++place)
+          m.f32(0)[place] = float(100 * place + r);
+      },
+      [&](int r, exec::HostMemory &m) {
+        for (int64_t l = 0; l < 4; ++l)
+          for (int64_t h = 0; h < 2; ++h)
+            EXPECT_EQ(m.f32(1)[l * 2 + h], float(100 * kPlaces[r][l] + h))
+                << "rank " << r << " token " << l << " head " << h;
+      });
 }
 
 } // namespace

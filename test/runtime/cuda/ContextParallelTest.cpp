@@ -5,8 +5,10 @@
 // ncclSend/ncclRecv, partial attentions merged by their log-sum-exp,
 // gradients passed back; the transfers overlapping the blocks on a stream
 // of their own, and with MT_CUDA_OVERLAP_CP=0 on the compute stream) and
-// all_gather (keys and values gathered, their gradients reduce-scattered);
-// every step's loss and gradient norm are held
+// all_gather (keys and values gathered, their gradients reduce-scattered),
+// and tiny-qwen3-hd64 (4 query and 2 kv heads) with a2a (queries, keys and
+// values exchanged all-to-all for whole sequences of half the heads, the
+// outputs back, and their gradients); every step's loss and gradient norm are held
 // to the bf16 tolerances of test/Tolerances.h against the one-GPU run of
 // the same model and data. The plans are compiled on a machine with the
 // compiler (bench/gpu-dp.sh --prepare).
@@ -38,6 +40,9 @@ TEST(ContextParallel, Cp2LossesMatchOneGpu) {
                      trainCp2("tiny-llama-s132-cp2-p2p", "0"), single);
   expectSameTraining("tiny-llama cp2 (all_gather)", trainCp2("tiny-llama-s132-cp2-all-gather"),
                      single);
+  const Curves qwen3 =
+      trainOnOneGpu("tiny-qwen3-s132", ::testing::TempDir() + "/mt-tiny-qwen3-s132.jsonl");
+  expectSameTraining("tiny-qwen3 cp2 (a2a)", trainCp2("tiny-qwen3-s132-cp2-a2a"), qwen3);
 }
 
 } // namespace
