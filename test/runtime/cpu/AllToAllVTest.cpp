@@ -2,9 +2,9 @@
 // ranks (threads over Gloo) on an ep axis of 2 exchange the alltoall
 // dispatcher's counts (moe_exchange_counts) and rows (all_to_all_v, with
 // the counts read from the plan's i32 buffers), and gather the allgather
-// dispatcher's counts (moe_gather_counts, also as etp gathers them).
-// the counts read from the plan's i32 buffers); on a cp axis of 2 they
-// exchange sequence slices for heads (all_to_all, cp_comm_type a2a).
+// dispatcher's counts (moe_gather_counts, also as etp gathers them); on a
+// cp axis of 2 they exchange sequence slices for heads (all_to_all,
+// cp_comm_type a2a).
 #include "runtime/comm/Gloo.h"
 #include "runtime/cpu/CpuExecutor.h"
 
@@ -201,6 +201,8 @@ TEST(ExpertParallelCollectives, GatherCountsPicksTheLocalExperts) {
           EXPECT_EQ(I(m.i32(3), m.i32(3) + local), same ? allSums : sums[r]) << "rank " << r;
         });
   }
+}
+
 // cp_comm_type a2a on cp 2 with sequences of 8 tokens in 4 chunks of 2:
 // rank 0 holds chunks 0 and 3 (places 0, 1, 6, 7), rank 1 chunks 1 and 2
 // (places 2, 3, 4, 5). A [1, 4, 2, 1] slice of two heads, value 100 place +
