@@ -3,6 +3,8 @@
 // between them.
 #include "compiler/plan/GradOffload.h"
 
+#include "compiler/plan/OptimizerOffload.h"
+
 #include "runtime/plan/OpRegistry.h"
 
 #include <map>
@@ -13,15 +15,7 @@ namespace {
 
 plan::Instruction copyInstruction(plan::Op op, uint32_t from, uint32_t to, int64_t n,
                                   const std::string &what) {
-  plan::Instruction c;
-  c.set_op(plan::signature(op).name);
-  c.add_inputs(from);
-  c.add_outputs(to);
-  auto *a = c.add_attributes();
-  a->set_name("n");
-  a->set_i(n);
-  c.set_location("grad_offload: " + what);
-  return c;
+  return offloadCopy(op, from, to, n, "grad_offload: " + what);
 }
 
 /// A run of consecutive device uses of one gradient in a program.

@@ -9,10 +9,9 @@
 #include <vector>
 
 namespace mt {
-namespace {
 
-plan::Instruction copyInstruction(plan::Op op, uint32_t from, uint32_t to, int64_t n,
-                                  const std::string &what) {
+plan::Instruction offloadCopy(plan::Op op, uint32_t from, uint32_t to, int64_t n,
+                              const std::string &location) {
   plan::Instruction c;
   c.set_op(plan::signature(op).name);
   c.add_inputs(from);
@@ -20,8 +19,15 @@ plan::Instruction copyInstruction(plan::Op op, uint32_t from, uint32_t to, int64
   auto *a = c.add_attributes();
   a->set_name("n");
   a->set_i(n);
-  c.set_location("optimizer_offload: " + what);
+  c.set_location(location);
   return c;
+}
+
+namespace {
+
+plan::Instruction copyInstruction(plan::Op op, uint32_t from, uint32_t to, int64_t n,
+                                  const std::string &what) {
+  return offloadCopy(op, from, to, n, "optimizer_offload: " + what);
 }
 
 /// The last instruction before `before` that writes `id`; -1: none.

@@ -5,6 +5,7 @@
 #define MT_COMPILER_PLAN_OPTIMIZEROFFLOAD_H
 
 #include "compiler/plan/BufferPlanner.h"
+#include "runtime/plan/OpRegistry.h"
 
 #include <map>
 
@@ -29,6 +30,12 @@ namespace mt {
 ///     optimizer W is now written by the copy).
 /// The arithmetic is the same AdamW on the same values: a CPU run gives
 /// bit for bit the losses, norms and weights of the run without offload.
+/// A copy_to_host or copy_to_device instruction (`op`) of `n` elements from
+/// buffer `from` to `to`, with `location` as its source location; the
+/// offload rewrites' copies (this one and GradOffload.h).
+plan::Instruction offloadCopy(plan::Op op, uint32_t from, uint32_t to, int64_t n,
+                              const std::string &location);
+
 class OptimizerOffload {
 public:
   explicit OptimizerOffload(BufferPlanner &planner, plan::Plan &plan)
