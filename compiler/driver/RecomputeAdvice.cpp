@@ -28,16 +28,28 @@ struct Tried {
   double extraPercent; // of the model FLOPs of training, summed over stages
 };
 
-/// Plans every candidate of recomputeCandidates with `offload` as
-/// optimizer_offload.
+/// The offload options a round of candidates is planned with.
+struct Offload {
+  bool optimizer = false, grads = false;
+  /// "optimizer_offload (--optimizer-offload)" and the like.
+  std::string describe() const {
+    std::string out = optimizer ? "optimizer_offload (--optimizer-offload)" : "";
+    if (grads)
+      out += std::string(out.empty() ? "" : " and ") + "grad_offload (--grad-offload)";
+    return out;
+  }
+};
+
+/// Plans every candidate of recomputeCandidates with `offload`.
 FailureOr<std::vector<Tried>> planCandidates(ModuleOp module, const ModelDims &dims,
                                              const ParallelConfig &parallel,
-                                             const CompileOptions &quiet, bool offload) {
+                                             const CompileOptions &quiet, Offload offload) {
   std::vector<Tried> tried;
   for (const RecomputeConfig &candidate : recomputeCandidates(dims, parallel)) {
     ParallelConfig p = parallel;
     p.recompute = candidate;
-    p.optimizerOffload = offload;
+    p.optimizerOffload = offload.optimizer;
+    p.gradOffload = offload.grads;
     OwningOpRef<ModuleOp> copy = module.clone();
     RecomputeEffect effect;
     FailureOr<plan::Plan> plan =
@@ -93,12 +105,14 @@ LogicalResult adviseRecompute(ModuleOp module, const ModelDims &dims,
                               uint64_t gpuBytes, llvm::raw_ostream &os) {
   CompileOptions quiet = options;
   quiet.dumpDir.clear();
-  auto tried = planCandidates(module, dims, parallel, quiet, parallel.optimizerOffload);
+  const Offload given{parallel.optimizerOffload, parallel.gradOffload};
+  auto tried = planCandidates(module, dims, parallel, quiet, given);
   if (failed(tried))
     return failure();
   os << "activation recompute for --gpu-memory " << bytesText(double(gpuBytes))
      << " (CUDA memory per rank: plan arenas and about " << bytesText(double(kCudaContextBytes))
-     << " of CUDA context" << (parallel.optimizerOffload ? ", with optimizer_offload" : "")
+     << " of CUDA context"
+     << (given.optimizer || given.grads ? ", with " + given.describe() : std::string())
      << "):\n";
   for (const Tried &t : *tried)
     os << llvm::format("  %-44s %12s  %+6.1f%% FLOPs  %s\n", t.what.c_str(),
@@ -109,31 +123,38 @@ LogicalResult adviseRecompute(ModuleOp module, const ModelDims &dims,
                        best->what.c_str(), best->extraPercent);
     return success();
   }
-  if (parallel.optimizerOffload) {
-    os << "  none fits, not even with optimizer_offload: split the model over more ranks (--tp, "
-          "--pp)\n";
+  // Then each option planned again with more offloaded: the optimizer,
+  // then the gradients too (which the distributed optimizer does not take).
+  std::vector<Offload> ladder;
+  if (!given.optimizer)
+    ladder.push_back({true, given.grads});
+  if (!given.grads && !parallel.distributedOptimizer)
+    ladder.push_back({true, true});
+  for (const Offload &offload : ladder) {
+    auto offloaded = planCandidates(module, dims, parallel, quiet, offload);
+    if (failed(offloaded))
+      return failure();
+    const Tried *best = cheapestFit(*offloaded, gpuBytes);
+    if (!best)
+      continue;
+    const Tried &plain = (*tried)[size_t(best - offloaded->data())];
+    os << llvm::format("  none fits; with %s the cheapest that does is '%s' (%+.1f%% FLOPs): %s "
+                       "on the GPU, %s more host memory",
+                       offload.describe().c_str(), best->what.c_str(), best->extraPercent,
+                       bytesText(double(best->bytes)).c_str(),
+                       bytesText(double(best->hostBytes - plain.hostBytes)).c_str());
+    // grad_offload's copies depend on each gradient's uses per micro-batch.
+    if (!offload.grads)
+      os << llvm::format(", %s copied per step (about %.1f ms at %.0f GB/s)",
+                         bytesText(double(best->copied)).c_str(),
+                         1e3 * double(best->copied) / kHostLinkBytesPerSecond,
+                         kHostLinkBytesPerSecond / 1e9);
+    os << "\n";
     return success();
   }
-  // Then each option planned again with the optimizer offloaded.
-  auto offloaded = planCandidates(module, dims, parallel, quiet, true);
-  if (failed(offloaded))
-    return failure();
-  const Tried *best = cheapestFit(*offloaded, gpuBytes);
-  if (!best) {
-    os << "  none fits, not even with optimizer_offload: split the model over more ranks (--tp, "
-          "--pp)\n";
-    return success();
-  }
-  const Tried &plain = (*tried)[size_t(best - offloaded->data())];
-  os << llvm::format("  none fits; with optimizer_offload (--optimizer-offload) the cheapest that "
-                     "does is '%s' (%+.1f%% FLOPs): %s on the GPU, %s more host memory, %s "
-                     "copied per step (about %.1f ms at %.0f GB/s)\n",
-                     best->what.c_str(), best->extraPercent,
-                     bytesText(double(best->bytes)).c_str(),
-                     bytesText(double(best->hostBytes - plain.hostBytes)).c_str(),
-                     bytesText(double(best->copied)).c_str(),
-                     1e3 * double(best->copied) / kHostLinkBytesPerSecond,
-                     kHostLinkBytesPerSecond / 1e9);
+  os << "  none fits, not even with "
+     << Offload{true, given.grads || !parallel.distributedOptimizer}.describe()
+     << ": split the model over more ranks (--tp, --pp)\n";
   return success();
 }
 
