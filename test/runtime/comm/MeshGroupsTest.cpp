@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <latch>
 #include <map>
 #include <thread>
 
@@ -125,6 +126,9 @@ std::vector<std::string> checkOnTwoRanks(const std::string &axis) {
   std::string pattern = ::testing::TempDir() + "/mt-groups-XXXXXX";
   const std::string dir = mkdtemp(pattern.data());
   std::vector<std::string> messages(2);
+  // Each rank keeps its groups open until both have checked: one that
+  // closed its sockets first could cut the other's connection mid-way.
+  std::latch checked(2);
   auto body = [&](int r) {
     comm::RankInfo info;
     info.rank = r, info.worldSize = 2, info.localRank = r, info.rendezvous = dir;
@@ -132,9 +136,11 @@ std::vector<std::string> checkOnTwoRanks(const std::string &axis) {
     auto rank = RankContext::create(plan.mesh(), info, std::chrono::seconds(20));
     if (!rank) {
       messages[size_t(r)] = "create: " + rank.message();
+      checked.count_down();
       return;
     }
     messages[size_t(r)] = (*rank)->checkCollectiveGroups(plan).message();
+    checked.arrive_and_wait();
   };
   std::thread other(body, 1);
   body(0);
