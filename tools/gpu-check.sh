@@ -71,10 +71,10 @@ if [[ "${1:-}" == "--prepare" ]]; then
     --micro-batch 2 --neat-packing -o "$data/mlir/tiny-qwen3-hd64-neat.mlir"
   "$bin/mtc" compile "$data/mlir/tiny-qwen3-hd64-neat.mlir" "${extra[@]}" --global-batch 4 --lr 1e-3 \
     --warmup-steps 5 --train-steps 20 -o "$data/plans/tiny-qwen3-hd64-neat"
-  # The benchmark's plans, with the PyTorch peer where it is found (MT_PEER_SCRIPT,
-  # default ../shared/bench/torch_llama.py); without it, mtc is timed alone.
-  peer=${MT_PEER_SCRIPT:-../shared/bench/torch_llama.py}
-  if [[ -f "$peer" ]]; then
+  # The benchmark's plans, with the PyTorch peer MT_PEER_SCRIPT names; without
+  # one, the benchmark times mtc alone.
+  peer=${MT_PEER_SCRIPT:-}
+  if [[ -n "$peer" ]]; then
     bench/gpu-train.sh --prepare "$data" "$peer"
   else
     MT_BENCH_PEERS=0 bench/gpu-train.sh --prepare "$data"
