@@ -327,11 +327,12 @@ void addMoEPermuteKernels(Table &t) {
   t[Op::moe_unpermute_grad] = permuting([](const Io &io, HostMemory &, const PermuteShape &s) {
     moeUnpermuteBackward(io.f(0), io.f(1), io.ids(2), io.f(3), io.out(0), io.out(1), s);
   });
-  t[Op::moe_sort_chunks] = plain([](auto &in, auto &a, auto &m) {
+  t[Op::moe_sort_chunks] = [](auto &in, auto &a, auto &m, const KernelContext &) {
     Io io{in, m};
-    moeSortChunks(io.f(0), io.ids(1), a.i("offsets", 0) ? io.ids(2) : nullptr, io.out(0),
-                  a.i("parts"), a.i("groups"), a.i("rows"), a.i("hidden"), a.i("inverse") != 0);
-  });
+    return moeSortChunks(io.f(0), io.ids(1), a.i("offsets", 0) ? io.ids(2) : nullptr, io.out(0),
+                         a.i("parts"), a.i("groups"), a.i("rows"), a.i("hidden"),
+                         a.i("inverse") != 0);
+  };
   t[Op::moe_grouped_mlp] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     groupedMlpForward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.out(0), groupedOf(a));

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace mt::cpu {
@@ -120,16 +121,30 @@ void moeUnpermuteBackward(const float *expertOut, const float *probs,
     }
 }
 
-void moeSortChunks(const float *in, const int32_t *counts, const int32_t *offsets, float *out,
-                   int64_t parts, int64_t groups, int64_t rows, int64_t hidden, bool inverse) {
+Status moeSortChunks(const float *in, const int32_t *counts, const int32_t *offsets, float *out,
+                     int64_t parts, int64_t groups, int64_t rows, int64_t hidden, bool inverse) {
   // Where chunk (p, g) starts in the (p, g) and in the (g, p) order.
   std::vector<int64_t> byRank(parts * groups), byGroup(parts * groups);
   int64_t at = 0;
   for (int64_t p = 0; p < parts; ++p) {
+    if (offsets && offsets[p] < 0)
+      return Status::error("moe_sort_chunks: block " + std::to_string(p) + "'s offset is " +
+                           std::to_string(offsets[p]) + ", expected >= 0");
     if (offsets)
       at = p * (rows / parts) + offsets[p];
-    for (int64_t g = 0; g < groups; ++g)
-      byRank[p * groups + g] = at, at += counts[p * groups + g];
+    // The chunks of block p end within it (with offsets) or within the rows.
+    const int64_t end = offsets ? (p + 1) * (rows / parts) : rows;
+    for (int64_t g = 0; g < groups; ++g) {
+      const int32_t n = counts[p * groups + g];
+      if (n < 0 || at + n > end)
+        return Status::error("moe_sort_chunks: chunk (source " + std::to_string(p) +
+                             ", expert " + std::to_string(g) + ") of " + std::to_string(n) +
+                             " rows from row " + std::to_string(at) +
+                             (n < 0 ? " has a negative count"
+                                    : " passes row " + std::to_string(end) +
+                                          (offsets ? " (the end of its block)" : " (the rows)")));
+      byRank[p * groups + g] = at, at += n;
+    }
   }
   at = 0;
   for (int64_t g = 0; g < groups; ++g)
@@ -141,6 +156,7 @@ void moeSortChunks(const float *in, const int32_t *counts, const int32_t *offset
     int64_t from = inverse ? byGroup[c] : byRank[c], to = inverse ? byRank[c] : byGroup[c];
     std::memcpy(out + to * hidden, in + from * hidden, size_t(counts[c] * hidden) * sizeof(float));
   }
+  return Status::ok();
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #define MT_RUNTIME_CPU_MOEPERMUTE_H
 
 #include "runtime/kernels/MoE.h"
+#include "runtime/support/Status.h"
 
 #include <cstdint>
 
@@ -69,9 +70,11 @@ void moeUnpermuteBackward(const float *expertOut, const float *probs,
 /// null for the all-to-all's packed chunks) the (p, g) side is `parts`
 /// blocks of rows / parts rows, source p's chunks from row
 /// p · rows / parts + offsets[p]. Rows past (or between) the chunks are
-/// zero. Overwrites `out`.
-void moeSortChunks(const float *in, const int32_t *counts, const int32_t *offsets, float *out,
-                   int64_t parts, int64_t groups, int64_t rows, int64_t hidden, bool inverse);
+/// zero. Overwrites `out`. Errors, before writing, when a count or offset
+/// is negative, or a chunk would pass the rows (its block's, with
+/// offsets), naming the chunk.
+Status moeSortChunks(const float *in, const int32_t *counts, const int32_t *offsets, float *out,
+                     int64_t parts, int64_t groups, int64_t rows, int64_t hidden, bool inverse);
 
 struct GroupedMlpShape {
   int64_t rows, hidden, ffn, experts;

@@ -270,11 +270,15 @@ TEST(MoESortChunks, GroupsEachExpertsRowsAndBack) {
   for (size_t r = 0; r < tags.size(); ++r)
     in[r * hidden] = in[r * hidden + 1] = tags[r];
   Vec sorted(rows * hidden, NAN), back(rows * hidden, NAN);
-  moeSortChunks(in.data(), counts.data(), nullptr, sorted.data(), parts, groups, rows, hidden, false);
+  ASSERT_TRUE(
+      moeSortChunks(in.data(), counts.data(), nullptr, sorted.data(), parts, groups, rows, hidden, false)
+          .isOk());
   std::vector<float> want = {0, 10, 10, 11, 2, 2, 0, 0};
   for (int64_t r = 0; r < rows; ++r)
     EXPECT_EQ(sorted[r * hidden + 1], want[r]) << "row " << r;
-  moeSortChunks(sorted.data(), counts.data(), nullptr, back.data(), parts, groups, rows, hidden, true);
+  ASSERT_TRUE(
+      moeSortChunks(sorted.data(), counts.data(), nullptr, back.data(), parts, groups, rows, hidden, true)
+          .isOk());
   EXPECT_EQ(back, in);
 }
 
@@ -292,16 +296,43 @@ TEST(MoESortChunks, PicksTheLocalExpertsChunksOfEveryBlock) {
   for (int64_t r = 0; r < rows; ++r)
     in[r * hidden] = in[r * hidden + 1] = tags[r];
   Vec sorted(rows * hidden, NAN), back(rows * hidden, NAN);
-  moeSortChunks(in.data(), counts.data(), offsets.data(), sorted.data(), parts, groups, rows,
-                hidden, false);
+  ASSERT_TRUE(moeSortChunks(in.data(), counts.data(), offsets.data(), sorted.data(), parts, groups,
+                            rows, hidden, false)
+                  .isOk());
   std::vector<float> want = {3, 10, 10, 1, 1, 0, 0, 0, 0, 0};
   for (int64_t r = 0; r < rows; ++r)
     EXPECT_EQ(sorted[r * hidden + 1], want[r]) << "row " << r;
-  moeSortChunks(sorted.data(), counts.data(), offsets.data(), back.data(), parts, groups, rows,
-                hidden, true);
+  ASSERT_TRUE(moeSortChunks(sorted.data(), counts.data(), offsets.data(), back.data(), parts, groups,
+                            rows, hidden, true)
+                  .isOk());
   std::vector<float> restored = {0, 3, 1, 1, 0, 0, 0, 10, 10, 0};
   for (int64_t r = 0; r < rows; ++r)
     EXPECT_EQ(back[r * hidden], restored[r]) << "row " << r;
+}
+
+// Counts or offsets that would read or write past the rows are refused
+// before anything is written, naming the chunk.
+TEST(MoESortChunks, RefusesChunksPastTheRows) {
+  const int64_t parts = 2, groups = 2, rows = 10, hidden = 2;
+  Vec in(rows * hidden, 1.0f), out(rows * hidden, NAN);
+  struct Bad {
+    IVec counts, offsets;
+    const char *message;
+  };
+  for (const Bad &bad : {Bad{{3, 4, 2, 2}, {}, "chunk (source 1, expert 1) of 2 rows from row 9 "
+                                                "passes row 10 (the rows)"},
+                         Bad{{1, -1, 0, 0}, {}, "chunk (source 0, expert 1) of -1 rows from row "
+                                                "1 has a negative count"},
+                         Bad{{1, 2, 2, 0}, {3, 0}, "chunk (source 0, expert 1) of 2 rows from row "
+                                                   "4 passes row 5 (the end of its block)"},
+                         Bad{{1, 0, 0, 0}, {-1, 0}, "block 0's offset is -1, expected >= 0"}}) {
+    Status s = moeSortChunks(in.data(), bad.counts.data(),
+                             bad.offsets.empty() ? nullptr : bad.offsets.data(), out.data(), parts,
+                             groups, rows, hidden, false);
+    ASSERT_FALSE(s.isOk()) << bad.message;
+    EXPECT_NE(s.message().find(bad.message), std::string::npos) << s.message();
+    EXPECT_TRUE(std::isnan(out[0])) << "nothing is written: " << bad.message;
+  }
 }
 
 // Results do not change with the thread count.
