@@ -41,6 +41,18 @@ Expected<comm::Communicator *> partsGroup(const Attrs &a, Rank rank, const char 
   return group;
 }
 
+/// The group of `op` over `parts` ranks of its axis, null when the axis
+/// has one rank (parts must then be 1); an error names both counts.
+Expected<comm::Communicator *> groupOfParts(const Attrs &a, Rank rank, int64_t parts,
+                                            const char *op) {
+  comm::Communicator *group = rank ? rank->group(a.s("axis")) : nullptr;
+  if ((group ? group->size() : 1) != parts)
+    return Status::error(std::string(op) + " over '" + a.s("axis") + "' expects " +
+                         std::to_string(parts) + " ranks in the group, has " +
+                         std::to_string(group ? group->size() : 1));
+  return group;
+}
+
 /// Concatenates the group's [outer, run] blocks along the run: rank r's
 /// block lands at columns [r·run, (r+1)·run) of every outer row.
 Status allGather(const Instruction &in, const Attrs &a, HostMemory &m, const KernelContext &k) {
@@ -160,11 +172,10 @@ Status exchangeCounts(const Instruction &in, const Attrs &a, HostMemory &m,
   const int32_t *mine = m.i32(in.inputs(0));
   int32_t *send = m.i32(in.outputs(0)), *recv = m.i32(in.outputs(1));
   int32_t *global = m.i32(in.outputs(2)), *perExpert = m.i32(in.outputs(3));
-  comm::Communicator *group = k.rank ? k.rank->group(a.s("axis")) : nullptr;
-  if ((group ? group->size() : 1) != parts)
-    return Status::error("moe_exchange_counts over '" + a.s("axis") + "' expects " +
-                         std::to_string(parts) + " ranks in the group, has " +
-                         std::to_string(group ? group->size() : 1));
+  Expected<comm::Communicator *> found = groupOfParts(a, k.rank, parts, "moe_exchange_counts");
+  if (!found)
+    return found.status();
+  comm::Communicator *group = *found;
   if (group) {
     std::vector<size_t> blocks(static_cast<size_t>(parts), static_cast<size_t>(local));
     if (Status s = group->allToAllV(mine, blocks, global, blocks, comm::DType::F32); !s)
@@ -197,11 +208,10 @@ Status gatherCounts(const Instruction &in, const Attrs &a, HostMemory &m,
   const int32_t *mine = m.i32(in.inputs(0));
   int32_t *global = m.i32(in.outputs(0)), *offsets = m.i32(in.outputs(1));
   int32_t *perExpert = m.i32(in.outputs(2));
-  comm::Communicator *group = k.rank ? k.rank->group(a.s("axis")) : nullptr;
-  if ((group ? group->size() : 1) != parts)
-    return Status::error("moe_gather_counts over '" + a.s("axis") + "' expects " +
-                         std::to_string(parts) + " ranks in the group, has " +
-                         std::to_string(group ? group->size() : 1));
+  Expected<comm::Communicator *> found = groupOfParts(a, k.rank, parts, "moe_gather_counts");
+  if (!found)
+    return found.status();
+  comm::Communicator *group = *found;
   std::vector<int32_t> all(static_cast<size_t>(parts * experts));
   if (group) {
     if (Status s = group->allGather(mine, all.data(), size_t(experts), comm::DType::F32); !s)
@@ -235,11 +245,10 @@ Status allToAll(const Instruction &in, const Attrs &a, HostMemory &m, const Kern
   Expected<kernels::AllToAllLayout> layout = kernels::allToAllLayoutOf(a);
   if (!layout)
     return layout.status();
-  comm::Communicator *group = k.rank ? k.rank->group(a.s("axis")) : nullptr;
-  if ((group ? group->size() : 1) != layout->parts)
-    return Status::error("all_to_all over '" + a.s("axis") + "' expects " +
-                         std::to_string(layout->parts) + " ranks in the group, has " +
-                         std::to_string(group ? group->size() : 1));
+  Expected<comm::Communicator *> found = groupOfParts(a, k.rank, layout->parts, "all_to_all");
+  if (!found)
+    return found.status();
+  comm::Communicator *group = *found;
   const size_t piece = size_t(layout->pieceElements()), parts = size_t(layout->parts);
   std::vector<float> sent(piece * parts), received(group ? piece * parts : 0);
   copyStrided(kernels::allToAllPack(*layout), m.f32(in.inputs(0)), sent.data());
