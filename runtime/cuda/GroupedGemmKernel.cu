@@ -72,15 +72,22 @@ struct Params {
   int32_t experts;
 };
 
+/// Index i of an interleaved operand (op.interleaved > 0): its source
+/// (p[0] or p[1], alternating every 8) in `src` and its index there in `i`;
+/// false past the `interleaved` rows of each.
+__device__ bool deinterleave(const Operand &op, int64_t &i, int &src) {
+  src = int(i >> 3) & 1;
+  i = (i >> 4) * 8 + (i & 7);
+  return i < op.interleaved;
+}
+
 __device__ const bf16 *elementAt(const Operand &op, bool kMajor, int64_t i, int64_t k, int64_t I,
                                  int64_t K, int64_t e, int64_t rowStart) {
   if (i >= I || k >= K)
     return nullptr;
   int src = 0;
   if (op.interleaved > 0) {
-    src = int(i >> 3) & 1;
-    i = (i >> 4) * 8 + (i & 7);
-    if (i >= op.interleaved)
+    if (!deinterleave(op, i, src))
       return nullptr;
   } else if (k >= op.kSplit) {
     src = 1;
@@ -147,12 +154,8 @@ __device__ const bf16 *chunkBase(const Operand &op, int c, int64_t i0, int64_t I
   if (i >= I)
     return nullptr;
   int src = 0;
-  if (op.interleaved > 0) {
-    src = int(i >> 3) & 1;
-    i = (i >> 4) * 8 + (i & 7);
-    if (i >= op.interleaved)
-      return nullptr;
-  }
+  if (op.interleaved > 0 && !deinterleave(op, i, src))
+    return nullptr;
   const int64_t row = (KMajor ? i : k) + (op.rows ? rowStart : 0), col = KMajor ? k : i;
   return op.p[src] + e * op.groupStride + row * op.ld + col;
 }
