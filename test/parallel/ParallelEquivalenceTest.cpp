@@ -31,7 +31,7 @@ std::vector<Case> cases() {
     for (const char *layout : {"tp2", "tp2_sp", "dp2", "tp2_dp2", "tp2_sp_dp2"})
       all.push_back({model, layout, "single"});
     for (const char *layout : {"pp2", "pp4", "pp2_vpp2", "tp2_pp2", "tp2_pp2_dp2",
-                               "tp2_sp_pp2_vpp2", "pp2_uneven"})
+                               "tp2_sp_pp2_dp2", "tp2_sp_pp2_vpp2", "pp2_uneven"})
       all.push_back({model, layout, "single"});
     // The distributed optimizer (use_distributed_optimizer).
     for (const char *layout : {"dp2_do", "dp4_do", "tp2_dp2_do", "pp2_dp2_do"})

@@ -10,6 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 layouts=("single:" "tp2:--tp 2" "tp2_sp:--tp 2 --sp" "dp2:--dp 2" "tp2_dp2:--tp 2 --dp 2"
          "tp2_sp_dp2:--tp 2 --sp --dp 2" "pp2:--pp 2" "pp4:--pp 4" "pp2_vpp2:--pp 2 --vpp 2"
          "tp2_pp2:--tp 2 --pp 2" "tp2_pp2_dp2:--tp 2 --pp 2 --dp 2"
+         "tp2_sp_pp2_dp2:--tp 2 --sp --pp 2 --dp 2"
          "tp2_sp_pp2_vpp2:--tp 2 --sp --pp 2 --vpp 2" "pp2_uneven:--pp 2 --pp-layout 1,3"
          "dp2_do:--dp 2 --use-distributed-optimizer" "dp4_do:--dp 4 --use-distributed-optimizer"
          "tp2_dp2_do:--tp 2 --dp 2 --use-distributed-optimizer"
