@@ -330,6 +330,9 @@ Status TrainingRun::prepare() {
     return Status::error("--profile-comm times the CUDA backend's streams; this run uses "
                          "--backend " + *backend + " (give --backend cuda)");
   auto executor = createExecutor(*backend, plan_, *memory_, rank_.get(), o_);
+  if (!executor && o_.backend == "auto" && *backend == "cuda")
+    return Status::error(executor.message() + " (--backend auto chose the CUDA backend, as a "
+                         "GPU is visible; --backend cpu runs this plan on the CPU backend)");
   if (!executor)
     return executor.status();
   executor_ = std::move(*executor);
