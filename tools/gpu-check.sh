@@ -32,13 +32,16 @@ if [[ "${1:-}" == "--prepare" ]]; then
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$data/mlir/demo.mlir"
   "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
     --train-steps 20 -o "$data/plans/demo"
-  # The same with optimizer_offload, grad_offload and both (TrainingStepTest's
-  # Options/OffloadTest).
-  for offload in "offload:--optimizer-offload" "grad-offload:--grad-offload" \
-                 "grad-optimizer-offload:--grad-offload --optimizer-offload"; do
+  # The same with optimizer_offload, grad_offload and both, and with full and
+  # selective recompute (TrainingStepTest's Options/OffloadTest and
+  # Options/RecomputeTest).
+  for option in "offload:--optimizer-offload" "grad-offload:--grad-offload" \
+                 "grad-optimizer-offload:--grad-offload --optimizer-offload" \
+                 "recompute-full:--recompute-granularity full --recompute-method uniform --recompute-num-layers 1" \
+                 "recompute-selective:--recompute-granularity selective --recompute-modules core_attn layernorm mlp"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 \
-      --warmup-steps 5 --train-steps 20 ${offload#*:} -o "$data/plans/demo-${offload%%:*}"
+      --warmup-steps 5 --train-steps 20 ${option#*:} -o "$data/plans/demo-${option%%:*}"
   done
   for config in test/runtime/cuda/configs/*.json; do
     name=$(basename "$config" .json)

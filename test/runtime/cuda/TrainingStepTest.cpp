@@ -350,43 +350,53 @@ INSTANTIATE_TEST_SUITE_P(Models, FusedQkvTest,
                                            "tiny-qwen3-hd64"),
                          caseName);
 
-// optimizer_offload on the GPU (master weights and AdamW state in pinned
-// host memory, AdamW on the host, the plan's copies on a copy stream),
-// grad_offload (the main gradients in pinned host memory, staged on the GPU
-// around each program's uses, the norm summed on the host) and both: 20
-// steps match those of the same model without them within the bf16 bounds,
-// the learning rates exactly. The host AdamW rounds as PyTorch's CPU AdamW,
-// the GPU's kernel as its CUDA one, and the host's norm sums in another
-// order than the GPU's: not bit for bit, but all fp32.
-class OffloadTest : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
-
-TEST_P(OffloadTest, MatchesTheRunWithoutIt) {
-  const auto [option, planName] = GetParam();
+/// Trains the demo plan with one memory option ($MT_GPU_DATA/plans/<planName>)
+/// and the plain demo plan on the GPU, and expects 20 steps of the same
+/// losses and gradient norms within the bf16 training bounds, the learning
+/// rates exactly; report rows are named after `option`. Prints whether the
+/// two runs were bit for bit the same.
+void expectSameAsWithout(const char *option, const char *planName) {
   const char *root = std::getenv("MT_GPU_DATA");
   ASSERT_TRUE(root && *root) << "MT_GPU_DATA must be set";
   const std::string data = std::string(root) + "/corpus.bin";
   const std::string tmp = ::testing::TempDir() + "/mt-" + planName;
   const auto plain = train(std::string(root) + "/plans/demo", data, "cuda", tmp + "-plain.jsonl");
-  const auto offloaded =
-      train(std::string(root) + "/plans/" + planName, data, "cuda", tmp + "-offload.jsonl");
+  const auto with =
+      train(std::string(root) + "/plans/" + planName, data, "cuda", tmp + "-option.jsonl");
   ASSERT_EQ(plain.size(), size_t(kSteps));
-  ASSERT_EQ(offloaded.size(), size_t(kSteps));
-  const Worst loss = worstRelative(offloaded, plain, &Step::loss);
-  const Worst norm = worstRelative(offloaded, plain, &Step::gradNorm);
+  ASSERT_EQ(with.size(), size_t(kSteps));
+  const Worst loss = worstRelative(with, plain, &Step::loss);
+  const Worst norm = worstRelative(with, plain, &Step::gradNorm);
   const std::string row = std::string(option) + "(cuda)";
   reportRow(row, "demo 20 steps loss", loss.err, tol::kBf16TrainingLossRel,
             loss.err <= tol::kBf16TrainingLossRel);
   reportRow(row, "demo 20 steps grad norm", norm.err, tol::kBf16TrainingGradNormRel,
             norm.err <= tol::kBf16TrainingGradNormRel);
   EXPECT_LE(loss.err, tol::kBf16TrainingLossRel)
-      << "step " << loss.step + 1 << ": offloaded " << offloaded[loss.step].loss << ", not "
+      << "step " << loss.step + 1 << ": " << option << " " << with[loss.step].loss << ", not "
       << plain[loss.step].loss;
   EXPECT_LE(norm.err, tol::kBf16TrainingGradNormRel)
-      << "step " << norm.step + 1 << " grad norm: offloaded " << offloaded[norm.step].gradNorm
+      << "step " << norm.step + 1 << " grad norm: " << option << " " << with[norm.step].gradNorm
       << ", not " << plain[norm.step].gradNorm;
   for (size_t s = 0; s < plain.size(); ++s)
-    EXPECT_EQ(offloaded[s].lr, plain[s].lr) << "step " << s + 1;
-  EXPECT_LT(offloaded.back().loss, offloaded.front().loss); // it trains
+    EXPECT_EQ(with[s].lr, plain[s].lr) << "step " << s + 1;
+  EXPECT_LT(with.back().loss, with.front().loss); // it trains
+  std::printf("%s: worst loss %.2e, grad norm %.2e; %s\n", option, loss.err, norm.err,
+              loss.err == 0 && norm.err == 0 ? "bit for bit the run without it"
+                                             : "not bit for bit");
+}
+
+// optimizer_offload on the GPU (master weights and AdamW state in pinned
+// host memory, AdamW on the host, the plan's copies on a copy stream),
+// grad_offload (the main gradients in pinned host memory, staged on the GPU
+// around each program's uses, the norm summed on the host) and both. The
+// host AdamW rounds as PyTorch's CPU AdamW, the GPU's kernel as its CUDA
+// one, and the host's norm sums in another order than the GPU's: not bit
+// for bit, but all fp32.
+class OffloadTest : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
+
+TEST_P(OffloadTest, MatchesTheRunWithoutIt) {
+  expectSameAsWithout(GetParam().first, GetParam().second);
 }
 
 // The plans tools/gpu-check.sh --prepare compiles, by option.
@@ -395,6 +405,21 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(std::pair{"optimizer_offload", "demo-offload"},
                       std::pair{"grad_offload", "demo-grad-offload"},
                       std::pair{"grad_optimizer_offload", "demo-grad-optimizer-offload"}),
+    [](const auto &info) { return std::string(info.param.first); });
+
+// Activation recompute on the GPU (mt-recompute's clones of the forward run
+// again before their backward): full (uniform, one layer per unit) and
+// selective (core_attn, layernorm and mlp together).
+class RecomputeTest : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
+
+TEST_P(RecomputeTest, MatchesTheRunWithoutIt) {
+  expectSameAsWithout(GetParam().first, GetParam().second);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Options, RecomputeTest,
+    ::testing::Values(std::pair{"recompute_full", "demo-recompute-full"},
+                      std::pair{"recompute_selective", "demo-recompute-selective"}),
     [](const auto &info) { return std::string(info.param.first); });
 
 INSTANTIATE_TEST_SUITE_P(Models, TrainingStepTest,
