@@ -19,9 +19,9 @@ def Mt_GlobalNormOp : Mt_Op<"global_norm", [Pure]> {
     those axes (MoE parallel folding: ep, and etp when the experts are split
     over tensor-parallel ranks; edp for the distributed optimizer's shards
     of the expert buckets; the dense ones split over `sharded_axis`, tp, or
-    whole): their sum is reduced over `expert_axes` apart and added. mt-expose-collectives
-    rewrites it into mt.sum_squares, mt.all_reduce over the axes (mt.add of
-    the two sums) and mt.sqrt; plans never hold it.
+    whole): their sum is reduced over `expert_axes` apart and added.
+    mt-expose-collectives rewrites it into mt.sum_squares, mt.all_reduce
+    over the axes (mt.add of the two sums) and mt.sqrt; plans never hold it.
 
     ```mlir
     %norm = mt.global_norm %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
