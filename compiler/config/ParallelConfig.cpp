@@ -244,8 +244,7 @@ std::string RecomputeConfig::describe() const {
 
 /// Expert parallelism against the model: ep needs experts and divides
 /// them; the token dispatcher is alltoall or allgather; etp defaults to tp
-/// (Megatron-Core's expert_tensor_parallel_size). Experts split over etp
-/// are not sharded by the distributed optimizer yet.
+/// (Megatron-Core's expert_tensor_parallel_size).
 Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
   if (c.moeTokenDispatcherType != "alltoall" && c.moeTokenDispatcherType != "allgather")
     return fail("moe_token_dispatcher_type (--moe-token-dispatcher-type) '",
@@ -266,12 +265,6 @@ Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
                 "expert_model_parallel_size (--ep ", c.ep, ")");
   if (c.etp == 0)
     c.etp = c.tp;
-  if (model.numExperts != 0 && c.etp > 1 && c.distributedOptimizer)
-    return fail("use_distributed_optimizer (--use-distributed-optimizer) with "
-                "expert_tensor_parallel_size (--etp ", c.etp,
-                c.etp == c.tp ? ", its default tp" : "",
-                ") > 1: this version of mtc does not shard experts split over etp in the "
-                "distributed optimizer; give --etp 1 or leave the distributed optimizer off");
   return Status::ok();
 }
 

@@ -421,14 +421,14 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
 /// The AdamW state and the fp32 master weights one rank updates, with and
 /// without Megatron-Core's distributed optimizer (on the stage that holds
 /// most): with it, each of the dp ranks keeps and updates 1/dp of them (of
-/// experts split over ep, 1/edp).
+/// experts split over ep or etp, 1/edp).
 void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   const plan::Mesh &m = plan.mesh();
   const int64_t dp = std::max<int64_t>(m.dp(), 1);
   const int64_t edp = plan::expertDataParallelSize(m);
   auto partsOf = [&](const plan::Parameter &p) {
     for (const plan::Split &split : p.splits())
-      if (split.axis() == "ep")
+      if (split.axis() == "ep" || split.axis() == "etp")
         return edp;
     return dp;
   };
@@ -456,7 +456,8 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   if (on)
     os << ", " << countOf(plan.buckets_size(), "gradient bucket")
        << " reduce-scattered and all-gathered over dp (" << dp << ")"
-       << (m.ep() > 1 ? ", the experts' over edp (" + std::to_string(edp) + ")" : "");
+       << (m.ep() > 1 || m.etp() > 1 ? ", the experts' over edp (" + std::to_string(edp) + ")"
+                                      : "");
   os << "\n  AdamW state (fp32 exp_avg, exp_avg_sq) per rank: with it "
      << bytesText(double(on ? optimizer : sharded)) << ", without it "
      << bytesText(double(on ? whole : optimizer)) << "\n";

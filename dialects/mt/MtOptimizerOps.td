@@ -11,21 +11,23 @@ def Mt_GlobalNormOp : Mt_Op<"global_norm", [Pure]> {
     With `sharded_axis`, operands are the local shards of gradients split
     over that mesh axis, except those flagged in `replicated` (held whole by
     every rank of the axis, counted once); the sum is reduced over the axis.
-    With `partial_axis`, every operand is this rank's disjoint part of
-    gradients partitioned over that axis as well (the distributed
-    optimizer's shards of the gradient buckets over dp): the sum is also
-    reduced over it. With `expert_axes`, the operands flagged in `experts`
-    are expert shards on @expert_mesh split over those axes (MoE parallel
-    folding: ep, and etp when the experts are split over tensor-parallel
-    ranks; the dense ones split over `sharded_axis`, tp, or whole): their
-    sum is reduced over `expert_axes` apart and added. mt-expose-collectives
-    rewrites it into mt.sum_squares, mt.all_reduce over the axes (mt.add of
-    the two sums) and mt.sqrt; plans never hold it.
+    With `partial_axis`, every operand not flagged in `experts` is this
+    rank's disjoint part of gradients partitioned over that axis as well
+    (the distributed optimizer's shards of the dense gradient buckets over
+    dp): their sum is also reduced over it. With `expert_axes`, the operands
+    flagged in `experts` are disjoint expert shards on @expert_mesh over
+    those axes (MoE parallel folding: ep, and etp when the experts are split
+    over tensor-parallel ranks; edp for the distributed optimizer's shards
+    of the expert buckets; the dense ones split over `sharded_axis`, tp, or
+    whole): their sum is reduced over `expert_axes` apart and added.
+    mt-expose-collectives rewrites it into mt.sum_squares, mt.all_reduce
+    over the axes (mt.add of the two sums) and mt.sqrt; plans never hold it.
 
     ```mlir
     %norm = mt.global_norm %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<f32>
     %norm = mt.global_norm %s0, %s1 {partial_axis = "dp"} : (tensor<4096xf32>, tensor<64xf32>) -> tensor<f32>
     %norm = mt.global_norm %d, %e {expert_axes = ["ep", "etp"], experts = array<i1: false, true>} : (tensor<64xf32>, tensor<2x8x4xf32>) -> tensor<f32>
+    %norm = mt.global_norm %d, %e {sharded_axis = "tp", replicated = array<i1: false, false>, partial_axis = "dp", expert_axes = ["ep", "etp", "edp"], experts = array<i1: false, true>} : (tensor<16xf32>, tensor<32xf32>) -> tensor<f32>
     ```
   }];
   let arguments = (ins Variadic<Mt_FloatTensor>:$grads,

@@ -210,7 +210,7 @@ struct BuildOptimizerPass
                           StringAttr partialAxis, ArrayRef<StringAttr> expertAxes = {},
                           ArrayRef<bool> experts = {});
   LogicalResult buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params, NormAxes axes);
-  LogicalResult buildDistributed(OpBuilder &b, ArrayRef<ParamOp> params, StringAttr normAxis);
+  LogicalResult buildDistributed(OpBuilder &b, ArrayRef<ParamOp> params, const NormAxes &axes);
   func::FuncOp createFunction(OpBuilder &b, const Signature &signature);
 };
 
@@ -411,11 +411,8 @@ LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp
 }
 
 LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamOp> params,
-                                                   StringAttr normAxis) {
+                                                   const NormAxes &axes) {
   ModuleOp module = getOperation();
-  if (normAxis && normAxis.getValue() == "ep" && cp > 1)
-    return module.emitError() << "mt-build-optimizer: the distributed optimizer with experts "
-                                 "split over ep needs cp = 1, got cp = " << cp;
   SmallVector<Bucket> buckets =
       formBuckets(module, params, dp, edp, bucketElements, weightDecay);
   // Arguments: step, then (param bucket, grad bucket, exp_avg shard,
@@ -467,10 +464,11 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   // (overlap_grad_reduce). Expert buckets are summed over edp and scaled as
   // reduceGradients' (none to scatter when edp = 1).
   SmallVector<Value> shards;
-  SmallVector<bool> replicated;
+  SmallVector<bool> replicated, experts;
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
     shards.push_back(bucket.experts ? argOf(k, 1) : sumOverContextParallel(b, loc, argOf(k, 1)));
     replicated.push_back(bucket.replicated);
+    experts.push_back(bucket.experts);
   }
   for (auto [k, bucket] : llvm::enumerate(buckets))
     if (!bucket.experts)
@@ -485,12 +483,16 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
     shards[k] = bucket.experts
                     ? ScaleOp::create(b, loc, shards[k], b.getF64FloatAttr(1.0 / double(dp * cp)))
                     : perToken(b, loc, shards[k]);
-  // With cp = tp = 1 the dp ranks are edp x ep: the expert shards (1/edp of
-  // each rank's experts) are partial over dp as the dense ones are, so the
-  // norm sums them over dp alone, not again over ep.
-  StringAttr shardedAxis = normAxis && normAxis.getValue() == "ep" ? StringAttr() : normAxis;
-  Scaling sc =
-      normAndSchedule(b, loc, body->getArgument(0), shards, replicated, shardedAxis, dpAxis);
+  // The dense shards are partial over dp (and split over tp); the expert
+  // shards, 1/edp of each rank's experts (themselves split over ep and
+  // etp), are disjoint over edp, ep and etp: tp x cp x dp ranks in all,
+  // each summed once (Megatron-Core's distributed optimizer shards expert
+  // parameters over the expert data-parallel group whatever etp is).
+  SmallVector<StringAttr> expertAxes(axes.experts);
+  if (edp > 1 && llvm::is_contained(experts, true))
+    expertAxes.push_back(b.getStringAttr(kExpertDataParallelAxis));
+  Scaling sc = normAndSchedule(b, loc, body->getArgument(0), shards, replicated, axes.dense,
+                               dpAxis, expertAxes, experts);
   SmallVector<Value> results;
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
     Type shard = argOf(k, 2).getType();
@@ -560,20 +562,7 @@ void BuildOptimizerPass::runOnOperation() {
   FailureOr<NormAxes> axes = normAxesOf(params, b);
   if (failed(axes))
     return signalPassFailure();
-  if (distributedOptimizer && axes->apart()) {
-    module.emitError() << "mt-build-optimizer: the distributed optimizer with experts split "
-                          "over '" << axes->experts.front().getValue() << "'"
-                       << (axes->experts.size() > 1 ? " and '" + axes->experts[1].getValue().str() +
-                                                          "' (expert tensor parallelism)"
-                                                    : std::string())
-                       << (axes->dense ? " and dense parameters over '" +
-                                             axes->dense.getValue().str() +
-                                             "' (MoE layers under tensor parallelism)"
-                                       : std::string())
-                       << " is not supported yet";
-    return signalPassFailure();
-  }
-  if (failed(distributedOptimizer ? buildDistributed(b, params, axes->single())
+  if (failed(distributedOptimizer ? buildDistributed(b, params, *axes)
                                   : buildReplicated(b, params, *axes)))
     return signalPassFailure();
 }

@@ -132,8 +132,9 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
     return sum;
   }
 
-  /// sum_squares -> all_reduce(sum) over the split axis (the dense and the
-  /// expert operands apart, added, when both are split) and over pp -> sqrt.
+  /// sum_squares -> all_reduce(sum) over the split axis and the partial one
+  /// (the dense and the expert operands apart, added, when both are split)
+  /// and over pp -> sqrt.
   LogicalResult splitGlobalNorm(GlobalNormOp norm) {
     OpBuilder b(norm);
     Location loc = norm.getLoc();
@@ -156,6 +157,18 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
                     norm.getShardedAxisAttr());
     if (failed(sum))
       return failure();
+    // The distributed optimizer's dense gradient shards: each rank holds a
+    // disjoint part over the axis (expert shards are disjoint over their
+    // own axes, edp among them).
+    if (std::optional<StringRef> partial = norm.getPartialAxis()) {
+      if (!axisSize(mesh, *partial))
+        return norm.emitOpError() << "is partial over '" << *partial
+                                  << "', which is not an axis of @" << kMeshName << " ("
+                                  << axisList(mesh) << ")";
+      *sum = inheriting(AllReduceOp::create(b, loc, *sum, norm.getPartialAxisAttr(),
+                                            b.getStringAttr("sum")),
+                        norm);
+    }
     if (!experts.empty()) {
       // Expert shards are disjoint over every axis they are split on.
       ArrayAttr axes = norm.getExpertAxesAttr();
@@ -173,17 +186,6 @@ struct ExposeCollectivesPass : public mt::impl::ExposeCollectivesBase<ExposeColl
                                 norm);
       }
       *sum = inheriting(AddOp::create(b, loc, *sum, *expertSum), norm);
-    }
-    // The distributed optimizer's gradient shards: each rank holds a
-    // disjoint part over the axis.
-    if (std::optional<StringRef> partial = norm.getPartialAxis()) {
-      if (!axisSize(mesh, *partial))
-        return norm.emitOpError() << "is partial over '" << *partial
-                                  << "', which is not an axis of @" << kMeshName << " ("
-                                  << axisList(mesh) << ")";
-      *sum = inheriting(AllReduceOp::create(b, loc, *sum, norm.getPartialAxisAttr(),
-                                            b.getStringAttr("sum")),
-                        norm);
     }
     // Pipeline stages hold disjoint parameters: their sums add up.
     if (*axisSize(mesh, "pp") > 1)

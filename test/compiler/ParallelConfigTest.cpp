@@ -65,6 +65,20 @@ TEST(ParallelConfig, ExpertTensorParallelismDefaultsToTp) {
   EXPECT_EQ(c.expertMesh(), (std::array<int64_t, 4>{1, 1, 2, 2}));
 }
 
+// The distributed optimizer shards experts split over etp over edp, as
+// Megatron-Core's: ep2 x etp2 (tp's default) on dp4 x tp2 leaves edp 2.
+TEST(ParallelConfig, DistributedOptimizerTakesExpertTensorParallelism) {
+  ParallelConfig c;
+  ModelDims m = smallModel();
+  m.numExperts = 4;
+  c.tp = 2, c.ep = 2, c.dp = 4, c.distributedOptimizer = true;
+  Status s = c.resolve(m);
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ(c.etp, 2);
+  EXPECT_EQ(c.edp(), 2);
+  EXPECT_EQ(c.expertMesh(), (std::array<int64_t, 4>{1, 2, 2, 2}));
+}
+
 TEST(ParallelConfig, ExpertParallelismAloneTakesTheFewestRanks) {
   ParallelConfig c;
   ModelDims m = smallModel();
@@ -142,10 +156,6 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
          m.numExperts = 8; c.ep = 4, c.etp = 1, c.tp = 2, c.worldSize = 2; },
        "expert_model_parallel_size (--ep 4) x expert_tensor_parallel_size (--etp 1) = 4 must "
        "divide tp (2) x cp (1) x dp (1) = 2"},
-      {"etp with the distributed optimizer", [](auto &c, auto &m) {
-         m.numExperts = 8; c.ep = 2, c.tp = 2, c.distributedOptimizer = true; },
-       "use_distributed_optimizer (--use-distributed-optimizer) with "
-       "expert_tensor_parallel_size (--etp 2, its default tp) > 1"},
       {"dispatcher not built", [](auto &c, auto &m) {
          m.numExperts = 8; c.ep = 2, c.moeTokenDispatcherType = "flex"; },
        "moe_token_dispatcher_type (--moe-token-dispatcher-type) 'flex': not built in this "

@@ -1,6 +1,7 @@
 // Expert parallelism (Megatron-Core's MoE parallel folding, alltoall and
 // allgather dispatchers), with tensor parallelism too, and expert tensor
-// parallelism (expert_tensor_parallel_size 1 and 2),
+// parallelism (expert_tensor_parallel_size 1 and 2), with the distributed
+// optimizer too (experts sharded over edp whatever etp is),
 // computes the single rank's training step of the tiny MoE
 // models: each of 3 steps' loss and gradient norm, and every updated weight
 // (whole experts gathered by --export-hf), within the fp32 tolerances of
@@ -33,13 +34,15 @@ std::vector<Case> cases() {
                                "ep2_dp4_do", "resumed_ep2_as_single", "resumed_single_as_ep4",
                                "resumed_ep2_dp4_do_as_single", "resumed_single_as_ep2_dp4_do",
                                "ep2_ag", "ep2_dp4_ag", "ep2_pp2_ag", "etp2", "ep2_etp2",
-                               "ep2_etp2_ag"})
+                               "ep2_etp2_ag", "etp2_dp4_do", "resumed_etp2_dp4_do_as_single",
+                               "resumed_single_as_etp2_dp4_do"})
       all.push_back({model, layout});
   // Tensor parallelism of MoE layers (etp 1); not Qwen2-MoE's shared expert.
   for (const char *model : {"tiny-qwen3-moe", "tiny-mixtral"})
     for (const char *layout :
          {"ep2_tp2", "ep2_tp2_sp", "tp2_sp", "ep2_tp2_dp2_sp", "tp2_sp_dp2_do", "ep2_tp2_sp_ag",
-          "tp2_etp2", "tp2_sp_etp2", "ep2_tp2_etp2", "ep2_tp2_sp_etp2"})
+          "tp2_etp2", "tp2_sp_etp2", "ep2_tp2_etp2", "ep2_tp2_sp_etp2", "ep2_tp2_dp2_sp_do",
+          "tp2_dp2_etp2_do", "ep2_tp2_dp4_etp2_do", "ep2_tp2_dp4_etp2_do_ag"})
       all.push_back({model, layout});
   return all;
 }

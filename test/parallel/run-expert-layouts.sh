@@ -15,7 +15,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 # dispatcher. *etp2: each expert's ffn columns split over 2 ranks (etp,
 # Megatron-Core's default tp), which gather each other's rows: over dp
 # ranks (etp2: dp 2; ep2_etp2: dp 4) or over the tp group (tp2_etp2;
-# ep2_tp2_etp2: dp 2 x tp 2, ep over dp).
+# ep2_tp2_etp2: dp 2 x tp 2, ep over dp). *_do with etp 2 or tp 2: the
+# distributed optimizer shards the experts (split over etp, and ep) over
+# edp = tp x dp / (ep x etp) = 2 ranks as it shards the dense parameters
+# (split over tp) over dp.
 layouts=("single:1:" "ep2:2:--ep 2" "ep4:4:--ep 4" "ep2_dp4:4:--ep 2 --dp 4"
          "ep2_pp2:4:--ep 2 --pp 2" "ep2_dp4_pp2:8:--ep 2 --dp 4 --pp 2"
          "ep2_do:2:--ep 2 --use-distributed-optimizer"
@@ -30,7 +33,12 @@ layouts=("single:1:" "ep2:2:--ep 2" "ep4:4:--ep 4" "ep2_dp4:4:--ep 2 --dp 4"
          "etp2:2:--etp 2" "ep2_etp2:4:--ep 2 --etp 2"
          "ep2_etp2_ag:4:--ep 2 --etp 2 --moe-token-dispatcher-type allgather"
          "tp2_etp2:2:--tp 2" "tp2_sp_etp2:2:--tp 2 --sp" "ep2_tp2_etp2:4:--ep 2 --tp 2"
-         "ep2_tp2_sp_etp2:4:--ep 2 --tp 2 --sp")
+         "ep2_tp2_sp_etp2:4:--ep 2 --tp 2 --sp"
+         "etp2_dp4_do:4:--etp 2 --dp 4 --use-distributed-optimizer"
+         "ep2_tp2_dp2_sp_do:4:--ep 2 --tp 2 --etp 1 --dp 2 --sp --use-distributed-optimizer"
+         "tp2_dp2_etp2_do:4:--tp 2 --dp 2 --use-distributed-optimizer"
+         "ep2_tp2_dp4_etp2_do:8:--ep 2 --tp 2 --dp 4 --use-distributed-optimizer"
+         "ep2_tp2_dp4_etp2_do_ag:8:--ep 2 --tp 2 --dp 4 --use-distributed-optimizer --moe-token-dispatcher-type allgather")
 rm -rf "$out" && mkdir -p "$out"
 # Ids below every model's vocabulary (96).
 python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 96 4000
@@ -59,7 +67,8 @@ for model in tiny-qwen3-moe tiny-mixtral tiny-qwen2-moe; do
   done
   # Checkpoints hold whole experts: 2 steps on one layout, saved, the 3rd
   # resumed on another; OUT/<model>/resumed_<from>_as_<to>.jsonl holds all 3.
-  for entry in "ep2:2:single:1" "single:1:ep4:4" "ep2_dp4_do:4:single:1" "single:1:ep2_dp4_do:4"; do
+  for entry in "ep2:2:single:1" "single:1:ep4:4" "ep2_dp4_do:4:single:1" "single:1:ep2_dp4_do:4" \
+               "etp2_dp4_do:4:single:1" "single:1:etp2_dp4_do:4"; do
     IFS=: read -r from fromRanks to toRanks <<< "$entry"
     name=resumed_${from}_as_${to}
     "$bin/mtrun" "$out/$model/$from.plan" --nproc "$fromRanks" --data "$out/tokens.bin" \

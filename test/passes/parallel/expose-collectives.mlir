@@ -159,6 +159,28 @@ func.func @norm_over_expert_axes(%e: tensor<2x2x4xf32>, %n: tensor<4xf32>) -> te
   return %norm : tensor<f32>
 }
 
+// -----
+
+// The distributed optimizer with experts split over ep and etp: the dense
+// shards are partial over dp (summed over tp, then dp); the expert shards,
+// 1/edp of each rank's experts, are disjoint over ep, etp and edp (summed
+// over all three, not over dp).
+// CHECK-LABEL: func.func @distributed_norm_with_experts(
+// CHECK: %[[DENSE:.*]] = mt.sum_squares %{{.*}} {replicas = 2 : i64, replicated = array<i1: false>} : (tensor<16xf32>) -> tensor<f32>
+// CHECK-NEXT: %[[TP:.*]] = mt.all_reduce %[[DENSE]] {axis = "tp"} : tensor<f32>
+// CHECK-NEXT: %[[DP:.*]] = mt.all_reduce %[[TP]] {axis = "dp"} : tensor<f32>
+// CHECK-NEXT: %[[EXPERTS:.*]] = mt.sum_squares %{{.*}} : (tensor<32xf32>) -> tensor<f32>
+// CHECK-NEXT: %[[EP:.*]] = mt.all_reduce %[[EXPERTS]] {axis = "ep"} : tensor<f32>
+// CHECK-NEXT: %[[ETP:.*]] = mt.all_reduce %[[EP]] {axis = "etp"} : tensor<f32>
+// CHECK-NEXT: %[[EDP:.*]] = mt.all_reduce %[[ETP]] {axis = "edp"} : tensor<f32>
+// CHECK-NEXT: mt.add %[[DP]], %[[EDP]]
+shard.grid @mesh(shape = @PP@x4x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = @PP@x2x2x2) {mt.axes = ["pp", "edp", "ep", "etp"]}
+func.func @distributed_norm_with_experts(%d: tensor<16xf32>, %e: tensor<32xf32>) -> tensor<f32> {
+  %norm = mt.global_norm %d, %e {sharded_axis = "tp", replicated = array<i1: false, false>, partial_axis = "dp", expert_axes = ["ep", "etp", "edp"], experts = array<i1: false, true>} : (tensor<16xf32>, tensor<32xf32>) -> tensor<f32>
+  return %norm : tensor<f32>
+}
+
 // Without a mesh the pass cannot know the axis sizes: refused before
 // anything is rewritten.
 // RUN: echo 'func.func @no_mesh() { return }' | not mtc-opt -mt-expose-collectives 2>&1 | FileCheck %s --check-prefix=MESH
