@@ -8,7 +8,8 @@
 // would fail. The default normalization at cp 2 matches the single rank's:
 // each cp rank's loss is its share of the micro-batch's, though the ranks'
 // halves of it hold different numbers of loss tokens. A mixture-of-experts
-// model's per-token runs agree over dp, ep and the distributed optimizer,
+// model's per-token runs agree over dp, ep, the distributed optimizer, pp
+// and tp with sequence parallelism,
 // and on plain tokens (every token a loss token) its per-token run is its
 // default run: the aux losses' gradient factor T / N, Megatron-Core's, is
 // the default's 1 / micro-batches there. The runs are made by
@@ -41,7 +42,8 @@ TEST_P(MoEPerTokenLossEquivalence, MatchesTheSingleRank) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, MoEPerTokenLossEquivalence,
-                         ::testing::Values("moe_pt_dp2", "moe_pt_ep2", "moe_pt_ep2_do"),
+                         ::testing::Values("moe_pt_dp2", "moe_pt_ep2", "moe_pt_ep2_do",
+                                           "moe_pt_pp2", "moe_pt_tp2_sp"),
                          [](const auto &info) { return std::string(info.param); });
 
 // The hand computation: with N = micro-batches · T loss tokens (T = B·S,

@@ -16,7 +16,8 @@
 # z-loss), whose routers' aux losses mt-per-token-loss scales by their
 # tokens (Megatron-Core's router under calculate_per_token_loss):
 #   moe_pt_<layout> the same SFT steps per token on one rank, dp 2, ep 2
-#              (folded over dp 2) and ep 2 with the distributed optimizer;
+#              (folded over dp 2), ep 2 with the distributed optimizer, pp 2
+#              (its 3 layers as 2 + 1) and tp 2 with sequence parallelism;
 #   moe_lm_mean, moe_lm_pt  4 micro-batches of 2 of plain tokens (every
 #              token a loss token, so each micro-batch's loss tokens are
 #              its B·S = 128 router tokens): the default and per token.
@@ -52,6 +53,8 @@ runs+=("moe_pt_single:moe:1:--calculate-per-token-loss"
        "moe_pt_dp2:moe:2:--calculate-per-token-loss --dp 2"
        "moe_pt_ep2:moe:2:--calculate-per-token-loss --ep 2"
        "moe_pt_ep2_do:moe:2:--calculate-per-token-loss --ep 2 --use-distributed-optimizer"
+       "moe_pt_pp2:moe:2:--calculate-per-token-loss --pp 2 --pp-layout 2,1"
+       "moe_pt_tp2_sp:moe:2:--calculate-per-token-loss --tp 2 --etp 1 --sp"
        "moe_lm_mean:moe:1:" "moe_lm_pt:moe:1:--calculate-per-token-loss")
 for entry in "${runs[@]}"; do
   IFS=: read -r name model ranks flags <<< "$entry"
