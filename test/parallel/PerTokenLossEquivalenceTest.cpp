@@ -9,10 +9,10 @@
 // each cp rank's loss is its share of the micro-batch's, though the ranks'
 // halves of it hold different numbers of loss tokens. A mixture-of-experts
 // model's per-token runs agree over dp, ep, the distributed optimizer, pp
-// and tp with sequence parallelism,
-// and on plain tokens (every token a loss token) its per-token run is its
-// default run: the aux losses' gradient factor T / N, Megatron-Core's, is
-// the default's 1 / micro-batches there. The runs are made by
+// and tp with sequence parallelism, and on plain tokens (every token a loss
+// token) its per-token run is its default run: the aux losses' gradient
+// factor T / N, Megatron-Core's, is the default's 1 / micro-batches there.
+// The runs are made by
 // run-per-token-loss.sh (a ctest fixture).
 #include "test/parallel/Equivalence.h"
 
@@ -50,8 +50,8 @@ INSTANTIATE_TEST_SUITE_P(Layouts, MoEPerTokenLossEquivalence,
 // each router's tokens), the per-token gradient
 //   (1 / N) Σ_mb (∇ Σ_tokens CE + T · ∇aux) = (1 / micro-batches) Σ_mb (∇CE_mean + ∇aux)
 // is the default's, and so is the reported loss; an aux loss left unscaled
-// (or scaled by the loss tokens N) would weigh 1 / T (or micro-batches) times
-// as much and change the routers' updates.
+// would weigh 1 / T as much, which changes the loss (by the aux term) and
+// the routers' gradients by far more than the tolerance.
 TEST(MoEPerTokenLoss, OnPlainTokensIsTheDefaultLoss) {
   test::expectSameTraining(kRuns, "moe_lm_mean", "moe_lm_pt", 3, 1e-3);
 }
