@@ -31,10 +31,22 @@ def PerTokenLoss : Pass<"mt-per-token-loss", "::mlir::ModuleOp"> {
     @forward must return an `mt.cross_entropy` (the masked mean); it
     returns instead `mt.scale_by` of it by `mt.num_tokens` of its loss mask
     (the micro-batch's loss tokens on this rank), which mt-autodiff
-    differentiates as any op. Run after the partitioning passes (the mask
-    has its local shape) and before mt-autodiff. Refused, by name: a model
-    whose loss is not the cross-entropy alone (a mixture-of-experts router's
-    auxiliary loss).
+    differentiates as any op. A mixture-of-experts model's loss is that
+    cross-entropy plus its routers' `aux_loss` (mt.add): each router's
+    `aux_loss_coeff` and `z_loss_coeff` are multiplied by its tokens T (the
+    rows of its input on this rank, B·S), so that the micro-batch's loss is
+        Σ_tokens CE + Σ_routers T · aux_loss
+    and, after mt-build-optimizer divides by the step's loss tokens N (every
+    micro-batch, over dp and cp), each aux loss's gradient weighs T / N:
+    1 / (micro-batches · dp) when every token is a loss token, as Megatron-
+    Core's default. This is Megatron-Core's router under
+    calculate_per_token_loss (transformer/moe/router.py: `aux_loss *
+    activation.shape[0]` and `z_loss * logits.shape[0]` handed to
+    MoEAuxLossAutoScaler, whose scale schedules.py forward_step sets to 1
+    instead of 1 / num_microbatches). Run after the partitioning passes
+    (the mask and the routers' inputs have their local shapes) and before
+    mt-autodiff. Refused, by name: a loss that is not one cross-entropy
+    plus routers' auxiliary losses.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
 }
@@ -56,7 +68,12 @@ def BuildStepLoss : Pass<"mt-build-step-loss", "::mlir::ModuleOp"> {
         mt-partition-cp's), `mt.all_reduce` sum over pp (only the last stage holds
         the loss), sum over cp, mean over dp; loss_scale 1 / micro-batches.
       - `per-token-loss`: the loss and %tokens summed over pp, cp and dp,
-        then the loss `mt.scale_by {inverse}` the tokens; loss_scale 1.
+        then the loss `mt.scale_by {inverse}` the tokens; loss_scale 1 (for
+        the routers' aux losses too: Megatron-Core's forward_step sets
+        MoEAuxLossAutoScaler's scale to 1, not 1 / num_microbatches). With
+        routers the step's loss is (Σ CE + Σ T · aux_loss) / N
+        (mt-per-token-loss): the aux term is the mean of the micro-batches'
+        and dp ranks' aux losses when every token is a loss token.
     Axes of size 1 (read from `shard.grid @mesh`) take no reduction.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
@@ -112,7 +129,10 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     over pp, cp and dp (`mt.all_reduce`), sums the gradients over dp (and
     cp) instead of averaging them, and divides each by that count
     (`mt.scale_by {inverse}`) before the norm, clipping and AdamW, as
-    Megatron-Core's finalize_model_grads. Experts are refused with it.
+    Megatron-Core's finalize_model_grads. Expert gradients are summed over
+    edp and divided by the same count, without the 1 / (dp·cp) (Megatron-
+    Core's DistributedDataParallel sets expert_gradient_scaling_factor to 1
+    under calculate_per_token_loss).
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [

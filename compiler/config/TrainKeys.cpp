@@ -433,7 +433,8 @@ std::vector<Key> megatronKeys() {
        "fit, with the same result"},
       {"calculate_per_token_loss", Honoured, Megatron, "the loss is normalized by the step's "
        "loss tokens (over every micro-batch, dp and cp rank) instead of averaging each "
-       "micro-batch's token mean", {}, "", [](TrainConfig &c, const Given &g) {
+       "micro-batch's token mean; a mixture-of-experts router's aux loss is multiplied by its "
+       "tokens first, as Megatron-Core's", {}, "", [](TrainConfig &c, const Given &g) {
          return read(g, "calculate_per_token_loss", "true or false", c.parallel.perTokenLoss);
        }},
       // Trinity-RFT's megatron: block.

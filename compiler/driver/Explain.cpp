@@ -63,7 +63,11 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
   os << "expert layers (MoE parallel folding, the same ranks): mesh (pp, edp, ep, etp) = ("
      << expert[0] << ", " << expert[1] << ", " << expert[2] << ", " << expert[3] << "), etp "
      << "fastest-varying; " << countOf(dims.numExperts / p.ep, "expert") << " per rank, "
-     << "gradients summed over edp and scaled by 1 / (dp x cp)\n";
+     << "gradients summed over edp and "
+     << (p.perTokenLoss ? "divided by the step's loss tokens (calculate_per_token_loss; each "
+                          "router's aux loss times its B x S tokens, as Megatron-Core's)"
+                        : "scaled by 1 / (dp x cp)")
+     << "\n";
   if (p.ep == 1 || !dims.moeLayers)
     return;
   // A rank runs the MoE layers of its pipeline stage: about 1/pp of them.

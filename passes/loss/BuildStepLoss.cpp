@@ -51,7 +51,10 @@ void BuildStepLossPass::runOnOperation() {
   auto fn = func::FuncOp::create(b, loc, MtDialect::kStepLossFunctionName, b.getFunctionType(args, {scalar}));
   fn.setAllArgAttrs(argAttrs);
   // The seed of each micro-batch's backward: the gradients of the step are
-  // the mean over its micro-batches, or (per token) sums normalized later.
+  // the mean over its micro-batches, or (per token) sums normalized later;
+  // the routers' aux losses take the same seed (Megatron-Core's forward_step
+  // sets MoEAuxLossAutoScaler's scale to 1 / num_microbatches, or to 1 per
+  // token, where mt-per-token-loss has scaled them by their tokens).
   fn->setAttr(MtDialect::kLossScaleAttrName, b.getF64FloatAttr(perTokenLoss ? 1.0 : 1.0 / microBatches));
   Block *body = fn.addEntryBlock();
   b.setInsertionPointToEnd(body);

@@ -1,5 +1,6 @@
 // mt-per-token-loss: @forward returns the sum of its token losses (the
-// cross-entropy's mean times mt.num_tokens), Megatron-Core's loss under
+// cross-entropy's mean times mt.num_tokens) plus its routers' auxiliary
+// losses times their tokens, Megatron-Core's loss under
 // calculate_per_token_loss.
 #include "passes/Passes.h"
 
@@ -19,6 +20,36 @@ struct PerTokenLossPass : public mt::impl::PerTokenLossBase<PerTokenLossPass> {
   void runOnOperation() override;
 };
 
+/// Whether `v` is `ce`, a router's auxiliary loss, or an mt.add of such
+/// terms: the loss the importer builds (compiler/hf/ModelBuilder.cpp).
+bool isLossSum(Value v, CrossEntropyOp ce) {
+  if (v == ce.getResult())
+    return true;
+  if (auto router = v.getDefiningOp<MoERouterOp>())
+    return v == router.getAuxLoss();
+  auto add = v.getDefiningOp<AddOp>();
+  return add && isLossSum(add.getLhs(), ce) && isLossSum(add.getRhs(), ce);
+}
+
+/// Multiplies `router`'s load-balancing and z-loss coefficients by its
+/// tokens (the rows of its input on this rank, B·S): both terms are linear
+/// in their coefficients, so its aux_loss and that loss's gradient are
+/// scaled by the token count. Megatron-Core's router (router.py,
+/// attach_and_log_load_balancing_loss and apply_z_loss) does the same
+/// under calculate_per_token_loss: it hands MoEAuxLossAutoScaler
+/// `aux_loss * activation.shape[0]` (`z_loss * logits.shape[0]`), so that
+/// finalize_model_grads' division by the step's loss tokens leaves the aux
+/// gradients scaled by about 1 / (micro-batches · dp), as without it.
+void scaleByTokens(MoERouterOp router) {
+  auto x = cast<RankedTensorType>(router.getInput().getType());
+  double tokens = double(x.getNumElements() / x.getShape().back());
+  Builder b(router.getContext());
+  router.setAuxLossCoeffAttr(
+      b.getF64FloatAttr(router.getAuxLossCoeff().convertToDouble() * tokens));
+  if (auto z = router.getZLossCoeffAttr())
+    router.setZLossCoeffAttr(b.getF64FloatAttr(z.getValueAsDouble() * tokens));
+}
+
 void PerTokenLossPass::runOnOperation() {
   ModuleOp module = getOperation();
   auto forward = module.lookupSymbol<func::FuncOp>("forward");
@@ -27,28 +58,24 @@ void PerTokenLossPass::runOnOperation() {
                           "before mt-autodiff)";
     return signalPassFailure();
   }
-  // Megatron-Core scales the routers' auxiliary losses separately under
-  // calculate_per_token_loss; mtc does not yet.
-  WalkResult routers = forward.walk([](MoERouterOp router) {
-    router.emitOpError() << "adds an auxiliary loss, which calculate_per_token_loss does not "
-                            "normalize yet: train mixture-of-experts models without it";
-    return WalkResult::interrupt();
-  });
-  if (routers.wasInterrupted())
-    return signalPassFailure();
   auto ret = cast<func::ReturnOp>(forward.getBody().front().getTerminator());
-  auto loss = dyn_cast_or_null<CrossEntropyOp>(ret.getOperand(0).getDefiningOp());
-  if (!loss) {
-    ret.emitOpError() << "returns a loss that is not an mt.cross_entropy: "
-                         "mt-per-token-loss sums the token losses of the cross-entropy alone";
+  SmallVector<CrossEntropyOp> losses;
+  forward.walk([&](CrossEntropyOp ce) { losses.push_back(ce); });
+  if (losses.size() != 1 || !isLossSum(ret.getOperand(0), losses.front())) {
+    ret.emitOpError() << "returns a loss that is not an mt.cross_entropy (plus routers' "
+                         "auxiliary losses): mt-per-token-loss sums the token losses of one "
+                         "cross-entropy";
     return signalPassFailure();
   }
+  CrossEntropyOp loss = losses.front();
+  forward.walk([](MoERouterOp router) { scaleByTokens(router); });
   // Right after the cross-entropy: with it on the last pipeline stage.
-  OpBuilder b(ret);
+  OpBuilder b(loss->getContext());
+  b.setInsertionPointAfter(loss);
   auto scalar = RankedTensorType::get({}, b.getF32Type());
   Value tokens = NumTokensOp::create(b, loss.getLoc(), scalar, loss.getMask());
-  Value sum = ScaleByOp::create(b, loss.getLoc(), scalar, loss.getResult(), tokens, UnitAttr());
-  ret.setOperand(0, sum);
+  auto sum = ScaleByOp::create(b, loss.getLoc(), scalar, loss.getResult(), tokens, UnitAttr());
+  loss.getResult().replaceAllUsesExcept(sum, sum);
 }
 
 } // namespace

@@ -134,7 +134,8 @@ struct BuildOptimizerPass
   /// (per-token-loss: summed, then divided by the step's tokens); an expert
   /// one (on @expert_mesh, whose gradient sums the tokens of its ep group)
   /// summed over edp and scaled by 1 / (dp·cp), Megatron-Core's
-  /// expert_gradient_scaling_factor. Every collective comes before every
+  /// expert_gradient_scaling_factor (per-token-loss: divided by the step's
+  /// tokens instead). Every collective comes before every
   /// scale, one axis after another (cp, dp, edp), then the step's token
   /// count is summed: the backends start the leading run of reductions of
   /// one axis while backward still runs (overlap_grad_reduce), and a scale
@@ -159,6 +160,18 @@ struct BuildOptimizerPass
   Value perToken(OpBuilder &b, Location loc, Value g) const {
     return stepTokens ? ScaleByOp::create(b, loc, g.getType(), g, stepTokens, b.getUnitAttr())
                       : g;
+  }
+  /// A gradient `g` after its sums over cp, dp or edp: divided by the
+  /// step's loss tokens under per-token-loss, dense and expert alike
+  /// (Megatron-Core's DistributedDataParallel sets both gradient scaling
+  /// factors to 1 under calculate_per_token_loss); otherwise an expert one
+  /// scaled by 1 / (dp·cp) (a dense one was averaged over dp already).
+  Value scaleReduced(OpBuilder &b, Location loc, Value g, bool expert) const {
+    if (stepTokens || !expert)
+      return perToken(b, loc, g);
+    if (dp * cp == 1)
+      return g;
+    return ScaleOp::create(b, loc, g, b.getF64FloatAttr(1.0 / double(dp * cp)));
   }
   /// The reduction of dense gradients over dp: a mean, or a sum under
   /// per-token-loss (the division by the tokens replaces it).
@@ -349,12 +362,7 @@ void BuildOptimizerPass::reduceGradients(OpBuilder &b, Location loc, ArrayRef<Pa
                               b.getStringAttr("sum"));
   });
   sumStepTokens(b, loc);
-  each([&](ParamOp p, Location at, Value &g) {
-    if (!onExpertMesh(p))
-      g = perToken(b, at, g);
-    else if (dp * cp > 1)
-      g = ScaleOp::create(b, at, g, b.getF64FloatAttr(1.0 / double(dp * cp)));
-  });
+  each([&](ParamOp p, Location at, Value &g) { g = scaleReduced(b, at, g, onExpertMesh(p)); });
 }
 
 LogicalResult BuildOptimizerPass::buildReplicated(OpBuilder &b, ArrayRef<ParamOp> params,
@@ -480,9 +488,7 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
                                           axisOf(bucket), dim0, b.getStringAttr("sum"));
   sumStepTokens(b, loc);
   for (auto [k, bucket] : llvm::enumerate(buckets))
-    shards[k] = bucket.experts
-                    ? ScaleOp::create(b, loc, shards[k], b.getF64FloatAttr(1.0 / double(dp * cp)))
-                    : perToken(b, loc, shards[k]);
+    shards[k] = scaleReduced(b, loc, shards[k], bucket.experts);
   // The dense shards are partial over dp (and split over tp); the expert
   // shards, 1/edp of each rank's experts (themselves split over ep and
   // etp), are disjoint over edp, ep and etp: tp x cp x dp ranks in all,
@@ -550,13 +556,6 @@ void BuildOptimizerPass::runOnOperation() {
   for (auto param : module.getOps<ParamOp>())
     if (!param.getFrozen())
       params.push_back(param);
-  if (perTokenLoss)
-    for (ParamOp p : params)
-      if (onExpertMesh(p)) {
-        p.emitOpError() << "is an expert weight: per-token-loss does not scale expert "
-                           "gradients yet";
-        return signalPassFailure();
-      }
   OpBuilder b(module.getContext());
   b.setInsertionPointToEnd(module.getBody());
   FailureOr<NormAxes> axes = normAxesOf(params, b);

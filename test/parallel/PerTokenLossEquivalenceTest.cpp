@@ -7,7 +7,12 @@
 // means) does not, so that a layout normalizing per micro-batch or per rank
 // would fail. The default normalization at cp 2 matches the single rank's:
 // each cp rank's loss is its share of the micro-batch's, though the ranks'
-// halves of it hold different numbers of loss tokens. The runs are made by
+// halves of it hold different numbers of loss tokens. A mixture-of-experts
+// model's per-token runs agree over dp, ep, the distributed optimizer, pp
+// and tp with sequence parallelism, and on plain tokens (every token a loss
+// token) its per-token run is its default run: the aux losses' gradient
+// factor T / N, Megatron-Core's, is the default's 1 / micro-batches there.
+// The runs are made by
 // run-per-token-loss.sh (a ctest fixture).
 #include "test/parallel/Equivalence.h"
 
@@ -29,6 +34,27 @@ INSTANTIATE_TEST_SUITE_P(Layouts, PerTokenLossEquivalence,
                          ::testing::Values("pt_single", "pt_dp2", "pt_pp2", "pt_tp2_dp2",
                                            "pt_cp2_dp2", "pt_dp2_do"),
                          [](const auto &info) { return std::string(info.param); });
+
+class MoEPerTokenLossEquivalence : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MoEPerTokenLossEquivalence, MatchesTheSingleRank) {
+  test::expectSameTraining(kRuns, "moe_pt_single", GetParam(), 3, 1e-3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, MoEPerTokenLossEquivalence,
+                         ::testing::Values("moe_pt_dp2", "moe_pt_ep2", "moe_pt_ep2_do",
+                                           "moe_pt_pp2", "moe_pt_tp2_sp"),
+                         [](const auto &info) { return std::string(info.param); });
+
+// The hand computation: with N = micro-batches · T loss tokens (T = B·S,
+// each router's tokens), the per-token gradient
+//   (1 / N) Σ_mb (∇ Σ_tokens CE + T · ∇aux) = (1 / micro-batches) Σ_mb (∇CE_mean + ∇aux)
+// is the default's, and so is the reported loss; an aux loss left unscaled
+// would weigh 1 / T as much, which changes the loss (by the aux term) and
+// the routers' gradients by far more than the tolerance.
+TEST(MoEPerTokenLoss, OnPlainTokensIsTheDefaultLoss) {
+  test::expectSameTraining(kRuns, "moe_lm_mean", "moe_lm_pt", 3, 1e-3);
+}
 
 TEST(DefaultLoss, ContextParallelSharesMatchTheSingleRank) {
   test::expectSameTraining(kRuns, "mean", "mean_cp2", 3, 1e-3);

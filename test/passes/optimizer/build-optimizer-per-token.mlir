@@ -48,3 +48,38 @@ module {
     return %z, %g : tensor<f32>, tensor<8x4xf32>
   }
 }
+
+// -----
+
+// Experts (ep 2 over dp 4, edp 2): summed over edp and divided by the
+// step's tokens like the dense gradients, without the default's 1 / (dp·cp)
+// (Megatron-Core sets both gradient scaling factors to 1 under
+// calculate_per_token_loss).
+shard.grid @mesh(shape = 1x4x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = 1x2x2x1) {mt.axes = ["pp", "edp", "ep", "etp"]}
+mt.param @"e.*.up" : tensor<4x8x4xf32> init(normal, std = 0.02) {grouped_experts, sharding = #mt.sharding<@expert_mesh, [["ep"], [], []]>}
+mt.param @norm : tensor<4xf32> init(ones)
+func.func @forward_backward(%mask: tensor<2x4xf32> {mt.input = "loss_mask"}, %ge: tensor<2x8x4xf32>, %gn: tensor<4xf32>) -> (tensor<f32>, tensor<2x8x4xf32> {mt.grad_of = @"e.*.up"}, tensor<4xf32> {mt.grad_of = @norm}) {
+  %n = mt.num_tokens %mask : (tensor<2x4xf32>) -> tensor<f32>
+  return %n, %ge, %gn : tensor<f32>, tensor<2x8x4xf32>, tensor<4xf32>
+}
+// CHECK-LABEL: func.func @optimizer_step(
+// CHECK-SAME: %[[GE:[^:]*]]: tensor<2x8x4xf32> {mt.param = @"e.*.up", mt.role = "grad"}
+// CHECK-SAME: %[[TOKENS:[^:]*]]: tensor<f32> {mt.role = "num_tokens"})
+// CHECK-NOT: mt.scale {{.*}}factor
+// CHECK: %[[SE:.*]] = mt.all_reduce %[[GE]] {axis = "edp"} : tensor<2x8x4xf32>
+// CHECK-NEXT: %[[T:.*]] = mt.all_reduce %[[TOKENS]] {axis = "dp"} : tensor<f32>
+// CHECK-DAG: mt.scale_by %[[SE]], %[[T]] {inverse} : tensor<2x8x4xf32>, tensor<f32>
+// CHECK-DAG: mt.scale_by %{{.*}}, %[[T]] {inverse} : tensor<4xf32>, tensor<f32>
+// CHECK-NOT: mt.scale {{.*}}factor
+// CHECK: mt.global_norm
+
+// The distributed optimizer: the expert bucket reduce-scattered over edp
+// as a sum and divided by the tokens, without a constant scale.
+// DISTOPT-LABEL: func.func @optimizer_step(
+// DISTOPT-NOT: mt.scale {{.*}}factor
+// DISTOPT: %[[S:.*]] = mt.reduce_scatter %{{.*}} {axis = "edp", dim = 0 : i64}
+// DISTOPT: %[[T:.*]] = mt.all_reduce %{{.*}} {axis = "dp"} : tensor<f32>
+// DISTOPT-DAG: mt.scale_by %[[S]], %[[T]] {inverse}
+// DISTOPT-NOT: mt.scale {{.*}}factor
+// DISTOPT: mt.global_norm
