@@ -82,6 +82,8 @@ struct GradientReduceOverlap::State {
     bf16 *gatheredDy = nullptr;     // [dp * tokens, hidden], rank-major
     void *first = nullptr;          // embeddingBackward's workspace
     cudaEvent_t stashed = nullptr;  // this rank's block is written
+    /// --profile-comm's timing events around the gather and the addition.
+    cudaEvent_t started = nullptr, added = nullptr;
   } sparse;
 
   ~State() {
@@ -89,8 +91,9 @@ struct GradientReduceOverlap::State {
                     static_cast<void *>(sparse.gatheredDy), sparse.first})
       if (p)
         (void)cudaFree(p);
-    if (sparse.stashed)
-      (void)cudaEventDestroy(sparse.stashed);
+    for (cudaEvent_t e : {sparse.stashed, sparse.started, sparse.added})
+      if (e)
+        (void)cudaEventDestroy(e);
     for (Bucket &b : buckets)
       for (cudaEvent_t e : {b.ready, b.started, b.reduced})
         if (e)
@@ -203,6 +206,8 @@ struct GradientReduceOverlap::State {
   /// added into the reduced gradient.
   Status addGatheredRows() {
     MT_CUDA_CHECK(cudaStreamWaitEvent(stream, sparse.stashed, 0));
+    if (sparse.started)
+      MT_CUDA_RETURN_IF_ERROR(recordTiming(sparse.started, stream));
     const size_t t = size_t(sparse.tokens), h = size_t(sparse.hidden);
     const size_t rank = size_t(comm->rank());
     comm->setStream(stream);
@@ -217,9 +222,12 @@ struct GradientReduceOverlap::State {
     });
     if (!s)
       return s;
-    return embeddingBackward(sparse.gatheredIds, sparse.gatheredDy, sparse.dtable, sparse.first,
-                             int64_t(comm->size()) * sparse.tokens, sparse.vocab, sparse.hidden,
-                             stream, 0, sparse.scale);
+    MT_CUDA_RETURN_IF_ERROR(embeddingBackward(
+        sparse.gatheredIds, sparse.gatheredDy, sparse.dtable, sparse.first,
+        int64_t(comm->size()) * sparse.tokens, sparse.vocab, sparse.hidden, stream, 0, sparse.scale));
+    if (sparse.added)
+      MT_CUDA_RETURN_IF_ERROR(recordTiming(sparse.added, stream));
+    return Status::ok();
   }
 
   /// The sparse writer `instruction` of forward_backward, whose gradient
@@ -476,6 +484,10 @@ Status GradientReduceOverlap::enableProfile() {
   for (cudaEvent_t *e : {&state_->backwardEnd, &state_->waited})
     if (!*e)
       MT_CUDA_CHECK(cudaEventCreate(e));
+  if (state_->sparse.instruction >= 0)
+    for (cudaEvent_t *e : {&state_->sparse.started, &state_->sparse.added})
+      if (!*e)
+        MT_CUDA_CHECK(cudaEventCreate(e));
   return Status::ok();
 }
 
@@ -505,6 +517,14 @@ Expected<OverlapTimes> GradientReduceOverlap::measured() const {
   if (!tail || !wait)
     return tail ? wait.status() : tail.status();
   times.tail = std::max(0.0, *tail); // negative: reduced before backward ended
+  if (const State::SparseRows &sparse = state_->sparse; sparse.started) {
+    // The sparse embedding rows' gather and addition count as reduction.
+    auto adding = ms(sparse.started, sparse.added), added = ms(state_->backwardEnd, sparse.added);
+    if (!adding || !added)
+      return adding ? added.status() : adding.status();
+    times.reducing += *adding;
+    times.tail = std::max(times.tail, *added);
+  }
   times.optimizerWait = *wait;
   return times;
 }
