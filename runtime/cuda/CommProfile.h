@@ -25,6 +25,10 @@
 
 namespace mt::cuda {
 
+/// The report's line of the sparse embedding rows (OverlapTimes::sparseRows).
+inline constexpr const char *kSparseRowsLine =
+    "  of which the sparse embedding rows' all-gather and addition";
+
 /// Times of the overlapped gradient reduction in one step, in ms.
 struct OverlapTimes {
   // Sum over buckets of their NCCL calls (communication stream), with the
@@ -34,6 +38,9 @@ struct OverlapTimes {
   double optimizerWait = 0; // the compute stream's wait for the last bucket
   double lastBucket = 0;    // the last bucket's NCCL calls (the tail's floor)
   size_t lastBucketElements = 0;
+  /// The sparse embedding rows' gather and addition (in `reducing`); < 0:
+  /// none were kept sparse.
+  double sparseRows = -1;
 };
 
 class CommProfile {

@@ -523,6 +523,7 @@ Expected<OverlapTimes> GradientReduceOverlap::measured() const {
     if (!adding || !added)
       return adding ? added.status() : adding.status();
     times.reducing += *adding;
+    times.sparseRows = *adding;
     times.tail = std::max(times.tail, *added);
   }
   times.optimizerWait = *wait;

@@ -11,6 +11,7 @@
 // the plan's order. The plans are compiled on a machine with the
 // compiler (bench/gpu-dp.sh --prepare) into $MT_GPU_DATA/plans, the tokens
 // in $MT_GPU_DATA/corpus.bin.
+#include "runtime/cuda/CommProfile.h"
 #include "runtime/cuda/CudaExecutor.h"
 #include "test/runtime/cuda/TwoGpuTraining.h"
 
@@ -78,7 +79,8 @@ TEST(DataParallel, PerTokenLossOverlapChangesNoValue) {
 // starts before backward) with one micro-batch per rank and with two (the
 // first added densely), and a tiny Qwen3 with tied embeddings (the bucket
 // starts after the output layer's weight gradient): each trains as on one
-// GPU within the bf16 tolerances.
+// GPU within the bf16 tolerances, and --profile-comm (the same bits) times
+// the rows' gather and addition, so they were kept sparse.
 TEST(DataParallel, SparseEmbeddingGradientMatchesOneGpu) {
   ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
   const std::string tmp = ::testing::TempDir() + "/mt-dp2-sparse";
@@ -86,7 +88,10 @@ TEST(DataParallel, SparseEmbeddingGradientMatchesOneGpu) {
     const std::string plan = model + "-dp2";
     ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
     expectSameTraining(plan + " sparse embedding gradient",
-                       trainOnTwoGpus(tmp + "-" + plan + ".jsonl", {{"MT_TEST_PLAN", plan}}),
+                       trainOnTwoGpus(tmp + "-" + plan + ".jsonl",
+                                      {{"MT_TEST_PLAN", plan},
+                                       {"MT_TEST_PROFILE_COMM", "1"},
+                                       {"MT_TEST_PROFILE_LINE", cuda::kSparseRowsLine}}),
                        trainOnOneGpu(model, tmp + "-" + model + "-one.jsonl"));
   }
 }
