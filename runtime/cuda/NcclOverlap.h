@@ -42,8 +42,9 @@ public:
   /// ids and dy rows are all-gathered and added after it (State::SparseRows).
   /// Not with the distributed optimizer's reduce-scatters nor with
   /// grad_reduce_in_bf16 (the rows would have to be added to a shard or to
-  /// bf16 sums), nor for a vocab-parallel table (tp); grad_offload and
-  /// pipelines reduce in the optimizer program, without this overlap.
+  /// bf16 sums), nor for a vocab-parallel table (tp); grad_offload (its
+  /// staged gradients are no GRADIENTS buffers) and pipelines have no
+  /// overlap at all.
   /// `order` is the order forwardBackward's instructions are issued in
   /// (Lowerer::order); `optimizerSteps` are the optimizer's lowered steps.
   static Expected<std::unique_ptr<GradientReduceOverlap>>
