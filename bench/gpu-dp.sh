@@ -51,10 +51,13 @@ if [[ "${1:-}" == "--prepare" ]]; then
   done
   # Pipelines (test/runtime/cuda/PipelineParallelTest.cpp): 4 micro-batches
   # of 2 per step on one GPU, pp2 (1F1B) and pp2 x vpp2 (interleaved); and
-  # tiny-llama-hd64 (tied embeddings) on one GPU and pp2.
+  # tiny-llama-hd64 (tied embeddings) on one GPU and pp2. And dp2 with two
+  # micro-batches per rank (DataParallelTest: the sparse embedding gradient
+  # after a dense one).
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 2 \
     -o "$dir/mlir/demo-mb2.mlir"
-  for layout in "demo-mb2:" "demo-mb2-pp2:--pp 2" "demo-mb2-pp2-vpp2:--pp 2 --vpp 2"; do
+  for layout in "demo-mb2:" "demo-mb2-pp2:--pp 2" "demo-mb2-pp2-vpp2:--pp 2 --vpp 2" \
+                "demo-mb2-dp2:--dp 2"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/demo-mb2.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
@@ -86,10 +89,12 @@ if [[ "${1:-}" == "--prepare" ]]; then
     "$bin/mtc" compile "$dir/mlir/tiny-qwen3-s132.mlir" ${layout#*:} --global-batch 4 \
       --lr 1e-3 --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
   done
-  # A tiny Qwen3 as tools/gpu-check.sh compiles it, on one GPU and tp2 (+sp).
+  # A tiny Qwen3 as tools/gpu-check.sh compiles it, on one GPU, tp2 (+sp) and dp2
+  # (tied embeddings: DataParallelTest's sparse embedding gradient).
   "$bin/mtc" import-hf test/runtime/cuda/configs/tiny-qwen3-hd64.json --seq 64 --micro-batch 2 \
     -o "$dir/mlir/tiny-qwen3-hd64.mlir"
-  for layout in "tiny-qwen3-hd64:" "tiny-qwen3-hd64-tp2:--tp 2" "tiny-qwen3-hd64-tp2-sp:--tp 2 --sp"; do
+  for layout in "tiny-qwen3-hd64:" "tiny-qwen3-hd64-tp2:--tp 2" "tiny-qwen3-hd64-tp2-sp:--tp 2 --sp" \
+                "tiny-qwen3-hd64-dp2:--dp 2"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-qwen3-hd64.mlir" ${layout#*:} --global-batch 4 --lr 1e-3 \
       --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"

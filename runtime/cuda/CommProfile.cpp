@@ -83,6 +83,8 @@ Status CommProfile::endStep(cudaStream_t stream, const OverlapTimes *overlap) {
     overlap_.optimizerWait += overlap->optimizerWait;
     overlap_.lastBucket += overlap->lastBucket;
     overlap_.lastBucketElements = overlap->lastBucketElements;
+    if (overlap->sparseRows >= 0)
+      overlap_.sparseRows = std::max(overlap_.sparseRows, 0.0) + overlap->sparseRows;
   }
   ++counted_;
   return Status::ok();
@@ -123,6 +125,8 @@ std::string CommProfile::report(double predictedBubble) const {
     last << "  of which the last bucket (" << std::fixed << std::setprecision(1)
          << double(overlap_.lastBucketElements) / 1e6 << "M gradients) reducing";
     line(last.str(), overlap_.lastBucket / n);
+    if (overlap_.sparseRows >= 0)
+      line(kSparseRowsLine, overlap_.sparseRows / n);
     line("optimizer's wait for the last bucket (compute stream)", overlap_.optimizerWait / n);
     exposed += overlap_.optimizerWait / n;
   }

@@ -25,13 +25,22 @@
 
 namespace mt::cuda {
 
+/// The report's line of the sparse embedding rows (OverlapTimes::sparseRows).
+inline constexpr const char *kSparseRowsLine =
+    "  of which the sparse embedding rows' all-gather and addition";
+
 /// Times of the overlapped gradient reduction in one step, in ms.
 struct OverlapTimes {
-  double reducing = 0;      // sum over buckets of their NCCL calls (communication stream)
-  double tail = 0;          // end of backward -> last bucket reduced (0 when it was first)
+  // Sum over buckets of their NCCL calls (communication stream), with the
+  // sparse embedding rows' gather and addition (NcclOverlap.h).
+  double reducing = 0;
+  double tail = 0; // end of backward -> last bucket reduced, or rows added (0: before)
   double optimizerWait = 0; // the compute stream's wait for the last bucket
   double lastBucket = 0;    // the last bucket's NCCL calls (the tail's floor)
   size_t lastBucketElements = 0;
+  /// The sparse embedding rows' gather and addition (in `reducing`); < 0:
+  /// none were kept sparse.
+  double sparseRows = -1;
 };
 
 class CommProfile {

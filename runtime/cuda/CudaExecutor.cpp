@@ -379,7 +379,8 @@ Status CudaExecutor::planOverlap() {
                                              *arenas_,
                                              options_.bucketElements
                                                  ? options_.bucketElements
-                                                 : defaultBucketElements(plan_.mesh().dp()));
+                                                 : defaultBucketElements(plan_.mesh().dp()),
+                                             options_.sparseEmbeddingGrad);
   if (!overlap)
     return overlap.status();
   if (!*overlap)

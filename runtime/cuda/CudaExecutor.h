@@ -37,6 +37,13 @@ struct CudaOptions {
   /// micro-batch's backward (Megatron's overlap_grad_reduce;
   /// runtime/cuda/NcclOverlap.h); MT_CUDA_OVERLAP=0 turns it off.
   bool overlapGradReduce = true;
+  /// With `overlapGradReduce`: the last micro-batch's embedding backward
+  /// keeps its rows sparse, so that the bucket of the embedding's gradient
+  /// (tied: also the output layer's) starts early in backward, and the dp
+  /// ranks' rows are gathered and added after its reduction
+  /// (runtime/cuda/NcclOverlap.h); the same sums up to fp32 rounding.
+  /// MT_CUDA_SPARSE_EMBEDDING_GRAD=0 scatter-adds them before it.
+  bool sparseEmbeddingGrad = true;
   /// Gradient elements per bucket (MT_CUDA_BUCKET_ELEMENTS); 0: Megatron's
   /// bucket_size default for the plan's dp (defaultBucketElements).
   size_t bucketElements = 0;
@@ -62,6 +69,7 @@ struct CudaOptions {
 
 /// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,
 /// MT_CUDA_STAGE_GRAPHS=0, MT_CUDA_OVERLAP=0, MT_CUDA_OVERLAP_CP=0, MT_CUDA_OVERLAP_SP=0,
+/// MT_CUDA_SPARSE_EMBEDDING_GRAD=0,
 /// MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
 /// is not a positive integer), MT_ATTENTION_BACKEND=auto|cudnn|mtc,
 /// MT_ATTENTION_DETERMINISTIC=0|1, MT_MOE_GEMM=auto|cublaslt|grouped|kernel|tiled.

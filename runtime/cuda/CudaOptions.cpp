@@ -25,6 +25,7 @@ Expected<CudaOptions> optionsFromEnvironment() {
   o.syncEachInstruction = is("MT_CUDA_SYNC", "1");
   o.graphs = !is("MT_CUDA_GRAPHS", "0");
   o.overlapGradReduce = !is("MT_CUDA_OVERLAP", "0");
+  o.sparseEmbeddingGrad = !is("MT_CUDA_SPARSE_EMBEDDING_GRAD", "0");
   o.overlapRingTransfers = !is("MT_CUDA_OVERLAP_CP", "0");
   o.overlapSequenceParallel = !is("MT_CUDA_OVERLAP_SP", "0");
   o.stageGraphs = !is("MT_CUDA_STAGE_GRAPHS", "0");

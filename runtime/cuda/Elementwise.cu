@@ -226,7 +226,8 @@ template <int V>
 __global__ void __launch_bounds__(kThreads)
     embeddingBackwardKernel(const int32_t *ids, const bf16 *dy, float *dtable,
                             const int32_t *first, int64_t tokens,
-                            int64_t hidden, int64_t vocabStart, int64_t localVocab) {
+                            int64_t hidden, int64_t vocabStart, int64_t localVocab,
+                            float scale) {
   __shared__ int32_t matches[kThreads];
   __shared__ int32_t warpCount[kThreads / 32];
   const int64_t owner = blockIdx.x;
@@ -274,14 +275,14 @@ __global__ void __launch_bounds__(kThreads)
             load<8>(src + embedColumn<V>(tile, 0), v);
 #pragma unroll
             for (int e = 0; e < 8; ++e)
-              acc[e] += v[e];
+              acc[e] += scale * v[e]; // scale 1: exactly acc + v
           }
         } else {
 #pragma unroll
           for (int e = 0; e < kEmbedCols; ++e) {
             const int64_t c = embedColumn<V>(tile, e);
             if (c < hidden)
-              acc[e] += __bfloat162float(src[c]);
+              acc[e] += scale * __bfloat162float(src[c]);
           }
         }
       }
@@ -477,7 +478,8 @@ size_t embeddingBackwardWorkspaceBytes(int64_t vocab) {
 
 Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
                          void *workspace, int64_t tokens, int64_t vocab,
-                         int64_t hidden, cudaStream_t stream, int64_t vocabStart) {
+                         int64_t hidden, cudaStream_t stream, int64_t vocabStart,
+                         float scale) {
   if (tokens == 0 || hidden == 0)
     return Status::ok();
   if (tokens > INT32_MAX - 1)
@@ -492,10 +494,10 @@ Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
   MT_CUDA_CHECK_LAUNCH("embeddingFirstKernel");
   if (hidden % 8 == 0 && aligned16(dy) && aligned16(dtable))
     embeddingBackwardKernel<8><<<tokens, kThreads, 0, stream>>>(
-        ids, dy, dtable, first, tokens, hidden, vocabStart, vocab);
+        ids, dy, dtable, first, tokens, hidden, vocabStart, vocab, scale);
   else
     embeddingBackwardKernel<1><<<tokens, kThreads, 0, stream>>>(
-        ids, dy, dtable, first, tokens, hidden, vocabStart, vocab);
+        ids, dy, dtable, first, tokens, hidden, vocabStart, vocab, scale);
   MT_CUDA_CHECK_LAUNCH("embeddingBackwardKernel");
   return Status::ok();
 }

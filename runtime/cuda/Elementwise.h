@@ -101,10 +101,14 @@ size_t embeddingBackwardWorkspaceBytes(int64_t vocab);
 /// per distinct id (L2-resident), and an id's occurrences are summed by one
 /// block, so a batch dominated by one id (e.g. padding) serializes on it.
 /// Vocab-parallel: dtable holds rows [vocabStart, vocabStart + vocab); ids
-/// outside them are another rank's and skipped.
+/// outside them are another rank's and skipped. With `scale`, each dy row
+/// is multiplied by it in fp32 before it is added (1: exactly as without):
+/// the dp ranks' gathered rows added after a mean reduction
+/// (runtime/cuda/NcclOverlap.cpp, the sparse embedding gradient).
 Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,
                          void *workspace, int64_t tokens, int64_t vocab,
-                         int64_t hidden, cudaStream_t stream, int64_t vocabStart = 0);
+                         int64_t hidden, cudaStream_t stream, int64_t vocabStart = 0,
+                         float scale = 1.0f);
 
 /// Round-to-nearest-even fp32 -> bf16 (NaN stays NaN, overflow -> inf).
 Status castFloatToBf16(const float *in, bf16 *out, int64_t n,

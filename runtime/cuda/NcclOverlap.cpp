@@ -7,10 +7,10 @@
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/NcclCommunicator.h"
 #include "runtime/plan/GradientBuckets.h"
+#include "runtime/plan/GradientWrites.h"
 #include "runtime/plan/OpRegistry.h"
 
 #include <algorithm>
-#include <map>
 #include <optional>
 
 namespace mt::cuda {
@@ -62,10 +62,38 @@ struct GradientReduceOverlap::State {
   /// grad_reduce_in_bf16: room for the largest bucket rounded to bf16
   /// (bf16Elements); null: the reduction sums fp32.
   bf16 *scratch = nullptr;
+  /// The embedding gradient kept sparse on this (the last) micro-batch
+  /// (plan::ReducedGradientWrites::sparseWriter): in place of its
+  /// scatter-add, its ids and bf16 dy rows are copied into this rank's
+  /// block of the gathered buffers; once the bucket of its gradient is
+  /// reduced, the communication stream gathers every dp rank's block and
+  /// adds them all, in rank order (the same sum on every rank), times the
+  /// reduction's factor. All-reduce is linear: the dense result up to fp32
+  /// rounding, and the bucket no longer waits for the end of backward.
+  struct SparseRows {
+    int instruction = -1; // in forward_backward; -1: none is kept sparse
+    size_t bucket = 0;    // the bucket of its gradient
+    const int32_t *ids = nullptr;
+    const bf16 *dy = nullptr;
+    float *dtable = nullptr; // the fp32 main gradient, reduced in place
+    int64_t tokens = 0, vocab = 0, hidden = 0;
+    float scale = 1.0f; // 1/dp for a mean reduction
+    int32_t *gatheredIds = nullptr; // [dp * tokens], rank-major
+    bf16 *gatheredDy = nullptr;     // [dp * tokens, hidden], rank-major
+    void *first = nullptr;          // embeddingBackward's workspace
+    cudaEvent_t stashed = nullptr;  // this rank's block is written
+    /// --profile-comm's timing events around the gather and the addition.
+    cudaEvent_t started = nullptr, added = nullptr;
+  } sparse;
 
   ~State() {
-    if (scratch)
-      (void)cudaFree(scratch);
+    for (void *p : {static_cast<void *>(scratch), static_cast<void *>(sparse.gatheredIds),
+                    static_cast<void *>(sparse.gatheredDy), sparse.first})
+      if (p)
+        (void)cudaFree(p);
+    for (cudaEvent_t e : {sparse.stashed, sparse.started, sparse.added})
+      if (e)
+        (void)cudaEventDestroy(e);
     for (Bucket &b : buckets)
       for (cudaEvent_t e : {b.ready, b.started, b.reduced})
         if (e)
@@ -156,11 +184,85 @@ struct GradientReduceOverlap::State {
       return s;
     if (bucket.reduced)
       MT_CUDA_RETURN_IF_ERROR(recordTiming(bucket.reduced, stream));
-    if (b + 1 == buckets.size())
-      MT_CUDA_CHECK(cudaEventRecord(done, stream));
     return Status::ok();
   }
+
+  /// On the compute stream, in place of the sparse writer's scatter-add:
+  /// its ids and rows into this rank's block of the gathered buffers (a
+  /// copy, since the instructions after it may reuse their memory).
+  Status stash(cudaStream_t compute) {
+    const size_t t = size_t(sparse.tokens), h = size_t(sparse.hidden);
+    const size_t rank = size_t(comm->rank());
+    MT_CUDA_CHECK(cudaMemcpyAsync(sparse.gatheredIds + rank * t, sparse.ids, t * sizeof(int32_t),
+                                  cudaMemcpyDeviceToDevice, compute));
+    MT_CUDA_CHECK(cudaMemcpyAsync(sparse.gatheredDy + rank * t * h, sparse.dy,
+                                  t * h * sizeof(bf16), cudaMemcpyDeviceToDevice, compute));
+    MT_CUDA_CHECK(cudaEventRecord(sparse.stashed, compute));
+    return Status::ok();
+  }
+
+  /// On the communication stream, after the bucket of the sparse gradient
+  /// (enqueued there before): every rank's rows gathered in place and
+  /// added into the reduced gradient.
+  Status addGatheredRows() {
+    MT_CUDA_CHECK(cudaStreamWaitEvent(stream, sparse.stashed, 0));
+    if (sparse.started)
+      MT_CUDA_RETURN_IF_ERROR(recordTiming(sparse.started, stream));
+    const size_t t = size_t(sparse.tokens), h = size_t(sparse.hidden);
+    const size_t rank = size_t(comm->rank());
+    comm->setStream(stream);
+    Status s = comm->grouped([&]() -> Status {
+      // An all-gather moves bytes: the int32 ids travel as 32-bit words.
+      if (Status st = comm->allGather(sparse.gatheredIds + rank * t, sparse.gatheredIds, t,
+                                      comm::DType::F32);
+          !st)
+        return st;
+      return comm->allGather(sparse.gatheredDy + rank * t * h, sparse.gatheredDy, t * h,
+                             comm::DType::BF16);
+    });
+    if (!s)
+      return s;
+    MT_CUDA_RETURN_IF_ERROR(embeddingBackward(
+        sparse.gatheredIds, sparse.gatheredDy, sparse.dtable, sparse.first,
+        int64_t(comm->size()) * sparse.tokens, sparse.vocab, sparse.hidden, stream, 0, sparse.scale));
+    if (sparse.added)
+      MT_CUDA_RETURN_IF_ERROR(recordTiming(sparse.added, stream));
+    return Status::ok();
+  }
+
+  /// The sparse writer `instruction` of forward_backward, whose gradient
+  /// the bucket `bucket` reduces, set up: its operands and the gathered
+  /// buffers. An error names what is missing.
+  Status planSparse(const plan::Program &forwardBackward, int instruction, size_t bucket,
+                    const DeviceArenas &arenas);
 };
+
+Status GradientReduceOverlap::State::planSparse(const plan::Program &forwardBackward,
+                                                int instruction, size_t bucket,
+                                                const DeviceArenas &arenas) {
+  const plan::Instruction &in = forwardBackward.instructions(instruction);
+  const plan::Attrs a(in);
+  sparse.instruction = instruction;
+  sparse.bucket = bucket;
+  sparse.ids = reinterpret_cast<const int32_t *>(arenas.data(in.inputs(0)));
+  sparse.dy = arenas.bf16Data(in.inputs(1));
+  sparse.dtable = reinterpret_cast<float *>(arenas.data(in.outputs(0)));
+  sparse.tokens = a.i("tokens");
+  sparse.vocab = a.i("vocab");
+  sparse.hidden = a.i("hidden");
+  sparse.scale = op == comm::ReduceOp::Avg ? 1.0f / float(comm->size()) : 1.0f;
+  if (!sparse.ids || !sparse.dy || !sparse.dtable)
+    return Status::error("the sparse embedding gradient (MT_CUDA_SPARSE_EMBEDDING_GRAD): "
+                         "instruction " + std::to_string(instruction) + " (" + in.location() +
+                         ") has no device ids, bf16 dy or fp32 gradient");
+  const size_t rows = size_t(comm->size()) * size_t(sparse.tokens);
+  MT_CUDA_CHECK(cudaMalloc(reinterpret_cast<void **>(&sparse.gatheredIds), rows * sizeof(int32_t)));
+  MT_CUDA_CHECK(cudaMalloc(reinterpret_cast<void **>(&sparse.gatheredDy),
+                           rows * size_t(sparse.hidden) * sizeof(bf16)));
+  MT_CUDA_CHECK(cudaMalloc(&sparse.first, embeddingBackwardWorkspaceBytes(sparse.vocab)));
+  MT_CUDA_CHECK(cudaEventCreateWithFlags(&sparse.stashed, cudaEventDisableTiming));
+  return Status::ok();
+}
 
 namespace {
 
@@ -219,28 +321,13 @@ Reductions leadingReductions(const plan::Plan &plan, const plan::Program &forwar
   return r;
 }
 
-/// The buffers forward_backward writes that make up gradient buffer `id`:
-/// a bucket's members, or the buffer itself.
-std::vector<uint32_t> writtenAs(const plan::Plan &plan, uint32_t id) {
-  std::map<std::string, const plan::Parameter *> byName;
-  for (const plan::Parameter &p : plan.parameters())
-    byName[p.name()] = &p;
-  for (const plan::Bucket &b : plan.buckets())
-    if (b.grad_buffer() == id) {
-      std::vector<uint32_t> members;
-      for (const plan::BucketMember &m : b.members())
-        members.push_back(byName.at(m.param())->grad_buffer());
-      return members;
-    }
-  return {id};
-}
-
 } // namespace
 
 Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
     const plan::Plan &plan, const plan::Program &forwardBackward, const std::vector<int> &order,
     const plan::Program &optimizer, const std::vector<Step> &optimizerSteps,
-    const exec::RankContext &rank, DeviceArenas &arenas, size_t bucketElements) {
+    const exec::RankContext &rank, DeviceArenas &arenas, size_t bucketElements,
+    bool sparseEmbeddingGrad) {
   if (order.size() != size_t(forwardBackward.instructions_size()))
     return Status::error("the overlap of the gradient reduction: an issue order of " +
                          std::to_string(order.size()) + " instructions for forward_backward's " +
@@ -258,29 +345,14 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
     if (step.instruction < int(reduced.size()) && step.launch && !step.collective)
       return std::unique_ptr<GradientReduceOverlap>();
 
-  // The position in the issue order of the last instruction of
-  // forward_backward that writes each gradient (any member of a bucket).
-  std::map<uint32_t, int> lastWriter;
-  std::map<uint32_t, uint32_t> reducedAs; // a written buffer -> its reduced buffer
-  for (uint32_t id : reduced) {
-    lastWriter[id] = forwardBackward.instructions_size() - 1;
-    for (uint32_t part : writtenAs(plan, id))
-      reducedAs[part] = id;
-  }
-  std::map<uint32_t, int> written;
-  for (int at = 0; at < int(order.size()); ++at)
-    for (uint32_t out : forwardBackward.instructions(order[size_t(at)]).outputs()) {
-      // A view over parts (one GEMM's gradients of sibling weights) writes each.
-      const auto &parts = plan.buffers(out).parts();
-      std::vector<uint32_t> wrote(parts.begin(), parts.end());
-      if (wrote.empty())
-        wrote.push_back(out);
-      for (uint32_t part : wrote)
-        if (auto it = reducedAs.find(part); it != reducedAs.end())
-          written[it->second] = at;
-    }
-  for (auto [id, i] : written)
-    lastWriter[id] = i;
+  // The distributed optimizer's buckets are the plan's: one each.
+  const bool scatter = !reductions.shards.empty();
+  // The embedding's rows are added after the reduction only where it
+  // leaves the whole fp32 gradient in place: not into a reduce-scatter's
+  // shard, not into gradients rounded to bf16 for it.
+  const plan::ReducedGradientWrites writes = plan::reducedGradientWrites(
+      plan, forwardBackward, order, reduced,
+      sparseEmbeddingGrad && !scatter && !plan.training().grad_reduce_in_bf16());
   auto state = std::make_shared<State>();
   state->comm = comm;
   state->op = *op;
@@ -290,14 +362,15 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
   for (size_t at = 0; at < order.size(); ++at)
     state->position[size_t(order[at])] = int(at);
   std::vector<GradientToReduce> gradients;
-  for (uint32_t id : reduced)
-    gradients.push_back({size_t(plan::elementsOf(plan.buffers(id))), lastWriter[id]});
-  // The distributed optimizer's buckets are the plan's: one each.
-  const bool scatter = !reductions.shards.empty();
+  for (size_t k = 0; k < reduced.size(); ++k)
+    gradients.push_back({size_t(plan::elementsOf(plan.buffers(reduced[k]))), writes.lastWriter[k]});
+  size_t sparseBucket = 0;
   for (const std::vector<size_t> &members :
        formGradientBuckets(gradients, scatter ? 1 : bucketElements)) {
     State::Bucket &bucket = state->buckets.emplace_back();
     for (size_t k : members) {
+      if (k == writes.sparseReduced)
+        sparseBucket = state->buckets.size() - 1;
       bucket.lastWriter = std::max(bucket.lastWriter, gradients[k].lastWriter);
       if (scatter) {
         const uint32_t shard = reductions.shards[k];
@@ -324,6 +397,9 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
   for (State::Bucket &bucket : state->buckets)
     MT_CUDA_CHECK(cudaEventCreateWithFlags(&bucket.ready, cudaEventDisableTiming));
   MT_CUDA_CHECK(cudaEventCreateWithFlags(&state->done, cudaEventDisableTiming));
+  if (writes.sparseWriter >= 0)
+    MT_CUDA_RETURN_IF_ERROR(
+        state->planSparse(forwardBackward, writes.sparseWriter, sparseBucket, arenas));
   if (plan.training().grad_reduce_in_bf16()) {
     size_t largest = 0;
     for (const State::Bucket &bucket : state->buckets)
@@ -339,37 +415,63 @@ size_t GradientReduceOverlap::bucketCount() const { return state_->buckets.size(
 
 std::vector<Step> GradientReduceOverlap::withReductions(const std::vector<Step> &steps) const {
   std::vector<Step> out;
+  std::shared_ptr<State> state = state_;
+  const State::SparseRows &sparse = state_->sparse;
   size_t next = 0;
+  bool stashed = false, added = sparse.instruction < 0;
   auto instructionAt = [&](int at) { return state_->order[size_t(std::max(at, 0))]; };
+  auto step = [&](Launch launch, int instruction) {
+    out.push_back({std::move(launch), instruction, false, false, nullptr, kCommunication});
+  };
+  // The gathered rows are added once both the stash and the reduction of
+  // their bucket are enqueued (the communication stream runs in order).
+  auto addRowsWhenDue = [&] {
+    if (!added && stashed && next > sparse.bucket) {
+      step([state](cudaStream_t) { return state->addGatheredRows(); }, sparse.instruction);
+      added = true;
+    }
+  };
   auto launchBucket = [&] {
     const size_t b = next++;
-    std::shared_ptr<State> state = state_;
-    out.push_back({[state, b](cudaStream_t s) { return state->launch(b, s); },
-                   instructionAt(state_->buckets[b].lastWriter), false, false, nullptr,
-                   kCommunication});
+    step([state, b](cudaStream_t s) { return state->launch(b, s); },
+         instructionAt(state_->buckets[b].lastWriter));
+    addRowsWhenDue();
   };
-  for (const Step &step : steps) {
+  for (const Step &s : steps) {
     while (next < state_->buckets.size() &&
-           state_->position[size_t(step.instruction)] > state_->buckets[next].lastWriter)
+           state_->position[size_t(s.instruction)] > state_->buckets[next].lastWriter)
       launchBucket();
-    out.push_back(step);
+    if (s.instruction != sparse.instruction) {
+      out.push_back(s);
+    } else if (!stashed) { // the stash replaces the scatter-add
+      out.push_back({[state](cudaStream_t c) { return state->stash(c); }, s.instruction, false,
+                     false, nullptr, nullptr});
+      stashed = true;
+      addRowsWhenDue();
+    }
   }
   while (next < state_->buckets.size())
     launchBucket();
-  // The compute stream waits for the last bucket: the optimizer reads the
-  // reduced gradients, and a captured graph joins the communication stream
-  // back (as CUDA graphs require) before it ends.
-  std::shared_ptr<State> state = state_;
-  out.push_back({[state](cudaStream_t s) -> Status {
-                   if (state->backwardEnd)
-                     MT_CUDA_RETURN_IF_ERROR(recordTiming(state->backwardEnd, s));
-                   MT_CUDA_CHECK(cudaStreamWaitEvent(s, state->done, 0));
-                   if (state->waited)
-                     MT_CUDA_RETURN_IF_ERROR(recordTiming(state->waited, s));
-                   return Status::ok();
-                 },
-                 instructionAt(state_->buckets.back().lastWriter), false, false, nullptr,
-                 kCommunication});
+  if (!added) // no step of the sparse writer: its rows would be lost
+    step([](cudaStream_t) {
+           return Status::error("the sparse embedding gradient: forward_backward has no step "
+                                "of its embedding_grad (MT_CUDA_SPARSE_EMBEDDING_GRAD=0 runs "
+                                "without it)");
+         },
+         sparse.instruction);
+  // The compute stream waits for all the communication stream's work: the
+  // optimizer reads the reduced gradients, and a captured graph joins the
+  // communication stream back (as CUDA graphs require) before it ends.
+  step([state](cudaStream_t s) -> Status {
+         if (state->backwardEnd)
+           MT_CUDA_RETURN_IF_ERROR(recordTiming(state->backwardEnd, s));
+         MT_CUDA_CHECK(cudaEventRecord(state->done, state->stream));
+         MT_CUDA_CHECK(cudaStreamWaitEvent(s, state->done, 0));
+         if (state->waited)
+           MT_CUDA_RETURN_IF_ERROR(recordTiming(state->waited, s));
+         return Status::ok();
+       },
+       instructionAt(state_->buckets.back().lastWriter));
   return out;
 }
 
@@ -382,6 +484,10 @@ Status GradientReduceOverlap::enableProfile() {
   for (cudaEvent_t *e : {&state_->backwardEnd, &state_->waited})
     if (!*e)
       MT_CUDA_CHECK(cudaEventCreate(e));
+  if (state_->sparse.instruction >= 0)
+    for (cudaEvent_t *e : {&state_->sparse.started, &state_->sparse.added})
+      if (!*e)
+        MT_CUDA_CHECK(cudaEventCreate(e));
   return Status::ok();
 }
 
@@ -411,6 +517,15 @@ Expected<OverlapTimes> GradientReduceOverlap::measured() const {
   if (!tail || !wait)
     return tail ? wait.status() : tail.status();
   times.tail = std::max(0.0, *tail); // negative: reduced before backward ended
+  if (const State::SparseRows &sparse = state_->sparse; sparse.started) {
+    // The sparse embedding rows' gather and addition count as reduction.
+    auto adding = ms(sparse.started, sparse.added), added = ms(state_->backwardEnd, sparse.added);
+    if (!adding || !added)
+      return adding ? added.status() : adding.status();
+    times.reducing += *adding;
+    times.sparseRows = *adding;
+    times.tail = std::max(times.tail, *added);
+  }
   times.optimizerWait = *wait;
   return times;
 }

@@ -3,12 +3,15 @@
 // gradient norm are held to the bf16 tolerances of test/Tolerances.h
 // against the one-GPU run of the same global batch: the demo model's dp2
 // plan (gradients averaged over dp by NCCL, the all-reduce in the optimizer
-// and overlapped with backward), and the tp2 and tp2+sp plans of the demo
+// and overlapped with backward; the last micro-batch's embedding gradient
+// added after the reduction, also with tied embeddings), and the tp2 and
+// tp2+sp plans of the demo
 // model and a tiny Qwen3, and the demo model's dp2 plan with the
 // distributed optimizer; tensor parallelism's overlapped collectives against
 // the plan's order. The plans are compiled on a machine with the
 // compiler (bench/gpu-dp.sh --prepare) into $MT_GPU_DATA/plans, the tokens
 // in $MT_GPU_DATA/corpus.bin.
+#include "runtime/cuda/CommProfile.h"
 #include "runtime/cuda/CudaExecutor.h"
 #include "test/runtime/cuda/TwoGpuTraining.h"
 
@@ -29,14 +32,18 @@ Curves trainOnTwoGpus(const std::string &metrics,
 
 // With the gradient all-reduce in the optimizer (MT_CUDA_OVERLAP=0) and
 // overlapped with backward in buckets of at most 100,000 elements (dozens
-// of buckets on the demo model, so their order against backward counts).
+// of buckets on the demo model, so their order against backward counts),
+// the embedding's rows added before its reduction as in the optimizer's
+// (MT_CUDA_SPARSE_EMBEDDING_GRAD=0; SparseEmbeddingGradientMatchesOneGpu
+// covers them added after it).
 TEST(DataParallel, LossesMatchOneGpu) {
   ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
   ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/demo-dp2/plan.pb"));
   const std::string tmp = ::testing::TempDir() + "/mt-dp2";
   const auto reduced = trainOnTwoGpus(tmp + "-reduce.jsonl", {{"MT_CUDA_OVERLAP", "0"}});
-  const auto overlapped =
-      trainOnTwoGpus(tmp + "-overlap.jsonl", {{"MT_CUDA_BUCKET_ELEMENTS", "100000"}});
+  const auto overlapped = trainOnTwoGpus(
+      tmp + "-overlap.jsonl",
+      {{"MT_CUDA_BUCKET_ELEMENTS", "100000"}, {"MT_CUDA_SPARSE_EMBEDDING_GRAD", "0"}});
   const auto single = trainOnOneGpu("demo", tmp + "-one.jsonl");
   expectSameTraining("dp2", reduced, single);
   expectSameTraining("dp2 overlapped", overlapped, single);
@@ -48,16 +55,45 @@ TEST(DataParallel, LossesMatchOneGpu) {
 // Per-token loss (demo-dp2-pt): the sums over dp of the gradients and of
 // the step's token count lead the optimizer (mt-build-optimizer puts the
 // divisions by the count after them), so they overlap backward: the same
-// bits as with every sum in the optimizer (MT_CUDA_OVERLAP=0).
+// bits as with every sum in the optimizer (MT_CUDA_OVERLAP=0), with the
+// embedding's rows added before the reduction; added after it (a sum:
+// factor 1), the same training within the bf16 tolerances.
 TEST(DataParallel, PerTokenLossOverlapChangesNoValue) {
   ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
   ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/demo-dp2-pt/plan.pb"));
   const std::string tmp = ::testing::TempDir() + "/mt-dp2-pt";
   const auto reduced = trainOnTwoGpus(tmp + "-reduce.jsonl",
                                       {{"MT_TEST_PLAN", "demo-dp2-pt"}, {"MT_CUDA_OVERLAP", "0"}});
-  const auto overlapped = trainOnTwoGpus(tmp + "-overlap.jsonl", {{"MT_TEST_PLAN", "demo-dp2-pt"}});
+  const auto overlapped =
+      trainOnTwoGpus(tmp + "-overlap.jsonl",
+                     {{"MT_TEST_PLAN", "demo-dp2-pt"}, {"MT_CUDA_SPARSE_EMBEDDING_GRAD", "0"}});
+  const auto sparse = trainOnTwoGpus(tmp + "-sparse.jsonl", {{"MT_TEST_PLAN", "demo-dp2-pt"}});
   ASSERT_EQ(reduced.loss.size(), size_t(kSteps));
   EXPECT_EQ(overlapped, reduced);
+  expectSameTraining("dp2 per-token, sparse embedding gradient", sparse, reduced);
+}
+
+// The last micro-batch's embedding gradient kept sparse (the default): its
+// bucket reduced without it, then every rank's ids and rows all-gathered
+// and added times 1/dp. The demo model (untied: the embedding's bucket
+// starts before backward) with one micro-batch per rank and with two (the
+// first added densely), and a tiny Qwen3 with tied embeddings (the bucket
+// starts after the output layer's weight gradient): each trains as on one
+// GPU within the bf16 tolerances, and --profile-comm (the same bits) times
+// the rows' gather and addition, so they were kept sparse.
+TEST(DataParallel, SparseEmbeddingGradientMatchesOneGpu) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-dp2-sparse";
+  for (const std::string model : {"demo", "demo-mb2", "tiny-qwen3-hd64"}) {
+    const std::string plan = model + "-dp2";
+    ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
+    expectSameTraining(plan + " sparse embedding gradient",
+                       trainOnTwoGpus(tmp + "-" + plan + ".jsonl",
+                                      {{"MT_TEST_PLAN", plan},
+                                       {"MT_TEST_PROFILE_COMM", "1"},
+                                       {"MT_TEST_PROFILE_LINE", cuda::kSparseRowsLine}}),
+                       trainOnOneGpu(model, tmp + "-" + model + "-one.jsonl"));
+  }
 }
 
 // Megatron's grad_reduce_in_fp32 = false (plans compiled with

@@ -2,7 +2,8 @@
 // CPU references: SwiGLU (cpu::swiglu*, cpu::chunkedSwiglu* of a packed
 // gate | up), the linear_qkv split and its inverse (cpu::splitQkv,
 // cpu::concatQkv, bit-exact), rotary (cpu::rotary*, bit-exact
-// through the shared cos/sin table), embedding (cpu::embedding*, bit-exact),
+// through the shared cos/sin table), embedding (cpu::embedding*, bit-exact;
+// its scaled add of the dp ranks' gathered rows),
 // casts (every bf16 pattern; fp32 rounding edge cases) and the fill.
 #include "runtime/cuda/Elementwise.h"
 
@@ -13,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -247,6 +249,45 @@ TEST_P(EmbeddingTest, BitExactWithCpu) {
                          hidden);
   expectClose("embedding_bwd+=", shape + " ids<" + std::to_string(distinct),
               download(dDtable), wantDtable, tol::kBitExact);
+}
+
+// The dp ranks' gathered ids and rows (rank-major) added into a reduced
+// gradient times the mean's 1/dp (the sparse embedding gradient of
+// runtime/cuda/NcclOverlap.cpp): each row's tokens in order, as the CPU
+// reference adds them. For dp 2 the factor is exact (bit-exact); 1/3 rounds
+// each product unless it is fused into its add, as the reference's fma: up
+// to a rounding per term of the hundreds of rows of one id (kFp32AccumRel).
+TEST_P(EmbeddingTest, GatheredRowsAddedScaled) {
+  const auto [tokens, vocab, hidden, distinct] = GetParam();
+  for (const int64_t dp : {2, 3}) {
+    const std::string shape = shapeText({dp, tokens, vocab, hidden});
+    std::mt19937 rng(uint32_t(dp * tokens + vocab + hidden));
+    const int64_t rows = dp * tokens;
+    std::vector<int32_t> ids(rows);
+    for (int32_t &id : ids)
+      id = int32_t((rng() % distinct) * (vocab / distinct));
+    ids.back() = int32_t(vocab - 1);
+    const auto dy = randomBf16(rng, rows * hidden, -1, 1);
+    const auto reduced = randomBf16(rng, vocab * hidden, -1, 1);
+    const float scale = 1.0f / float(dp);
+    DeviceBuffer<int32_t> dIds(rows);
+    DeviceBuffer<bf16> dDy(dy.size());
+    DeviceBuffer<float> dDtable(reduced.size());
+    DeviceBuffer<uint8_t> workspace(cuda::embeddingBackwardWorkspaceBytes(vocab));
+    dIds.upload(ids.data());
+    uploadBf16(dDy, dy);
+    dDtable.upload(reduced.data());
+    MT_ASSERT_OK(cuda::embeddingBackward(dIds.get(), dDy.get(), dDtable.get(), workspace.get(),
+                                         rows, vocab, hidden, nullptr, 0, scale));
+    std::vector<float> want = reduced;
+    for (int64_t t = 0; t < rows; ++t)
+      for (int64_t c = 0; c < hidden; ++c) {
+        float &w = want[size_t(ids[size_t(t)] * hidden + c)];
+        w = std::fma(scale, dy[size_t(t * hidden + c)], w);
+      }
+    expectClose("embedding_bwd*scale+=", shape + " ids<" + std::to_string(distinct),
+                download(dDtable), want, dp == 2 ? tol::kBitExact : tol::kFp32AccumRel);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

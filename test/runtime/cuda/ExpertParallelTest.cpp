@@ -43,13 +43,17 @@ TEST(ExpertParallel, LossesMatchOneGpu) {
 // The dense gradients' all-reduce over dp in the optimizer
 // (MT_CUDA_OVERLAP=0) and overlapped with backward, where it runs on its
 // own stream beside the all-to-alls of the experts: the same sums, the same
-// bits. And --backend auto now runs an ep plan on the GPUs: the same bits.
+// bits (the embedding's rows added before the reduction there too:
+// MT_CUDA_SPARSE_EMBEDDING_GRAD=0). And --backend auto now runs an ep plan
+// on the GPUs: the same bits.
 TEST(ExpertParallel, OverlapAndAutoBackendLeaveTheSameBits) {
   ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
   const std::string tmp = ::testing::TempDir() + "/mt-ep2-bits";
-  const auto overlapped = trainOnTwoGpus(tmp + "-overlap.jsonl", {});
+  const std::pair<std::string, std::string> dense{"MT_CUDA_SPARSE_EMBEDDING_GRAD", "0"};
+  const auto overlapped = trainOnTwoGpus(tmp + "-overlap.jsonl", {dense});
   const auto reduced = trainOnTwoGpus(tmp + "-reduce.jsonl", {{"MT_CUDA_OVERLAP", "0"}});
-  const auto automatic = trainOnTwoGpus(tmp + "-auto.jsonl", {{"MT_TEST_BACKEND", "auto"}});
+  const auto automatic =
+      trainOnTwoGpus(tmp + "-auto.jsonl", {{"MT_TEST_BACKEND", "auto"}, dense});
   ASSERT_EQ(overlapped.loss.size(), size_t(kSteps));
   EXPECT_EQ(reduced, overlapped);
   EXPECT_EQ(automatic, overlapped);

@@ -66,7 +66,8 @@ inline Curves curves(const std::string &metrics) {
 /// The body of a rank test: trains plans/MT_TEST_PLAN (`defaultPlan` when
 /// unset) as this rank, its metrics to MT_TEST_METRICS, on LOCAL_RANK's GPU;
 /// where set, for MT_TEST_STEPS steps, with --save MT_TEST_SAVE and, with
-/// MT_TEST_PROFILE_COMM=1, --profile-comm.
+/// MT_TEST_PROFILE_COMM=1, --profile-comm, whose report on rank 0 must then
+/// contain MT_TEST_PROFILE_LINE where set.
 /// Skipped when the test runs alone (no MT_RANK).
 inline void trainAsRank(const char *defaultPlan) {
   if (!std::getenv("MT_RANK"))
@@ -88,6 +89,8 @@ inline void trainAsRank(const char *defaultPlan) {
   if (o.profileComm && std::atoi(std::getenv("MT_RANK")) == 0) { // rank 0 reports
     EXPECT_NE(log.str().find("exposed communication per step: "), std::string::npos)
         << log.str();
+    if (const char *line = std::getenv("MT_TEST_PROFILE_LINE"))
+      EXPECT_NE(log.str().find(line), std::string::npos) << line << " in\n" << log.str();
   }
   int device = -1;
   ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
