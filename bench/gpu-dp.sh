@@ -199,9 +199,11 @@ if [[ "${MT_DP_BENCH:-1}" == 1 ]]; then
 fi
 if [[ "${MT_DP_TESTS:-1}" == 1 ]] && fits 60 "gpu1 demo regression"; then
   timeout 100 "$build/bin/MtCudaTrainingTests" \
-    --gtest_filter='Models/TrainingStepTest.LossesMatchTheCpuBackend/demo:CudaBackendTest.ResumeContinuesTheSameRun' \
+    --gtest_filter='Models/TrainingStepTest.LossesAndGradientNormsMatchTheCpuBackend/demo:CudaBackendTest.ResumeContinuesTheSameRun' \
     > "$out/gpu1.log" 2>&1
   gpu1=$?
+  # A filter that names no test passes with none run: both must have run.
+  grep -q "PASSED.* 2 tests" "$out/gpu1.log" || { echo "gpu1 regression: not both tests ran"; gpu1=1; }
   grep -E "^\[ +(OK|FAILED|PASSED) +\]|cuda loss" "$out/gpu1.log" | head -10
 fi
 if [[ "${MT_DP_PEERS:-1}" == 1 ]]; then
