@@ -368,6 +368,8 @@ def Mt_AttentionBlockOp : Mt_Op<"attention_block", [Pure,
     ```mlir
     %o, %lse = mt.attention_block %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64, context_parallel_axis = "cp", step = 1 : i64}
         : (tensor<4x64x4x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64x2x16xf32>) -> (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
+    %p, %plse = mt.attention_block %q, %k, %v, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64, context_parallel_axis = "cp", step = 1 : i64}
+        : (tensor<4x64x4x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64xi32>) -> (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key, Mt_FloatTensor:$value,

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ostream>
 #include <random>
 #include <vector>
 
@@ -29,6 +30,9 @@ namespace tol = mt::tolerance;
 struct Case {
   int64_t cp, seq;
   bool documents = false;
+  friend void PrintTo(const Case &c, std::ostream *os) {
+    *os << "cp " << c.cp << ", seq " << c.seq << (c.documents ? ", documents" : "");
+  }
 };
 
 class ContextParallelAttention : public ::testing::TestWithParam<Case> {};
