@@ -190,9 +190,8 @@ Value PartitionContextParallelPass::ringAttention(OpBuilder &b, AttentionOp atte
     // (their document's start), which stay on the rank.
     auto block = AttentionBlockOp::create(
         b, loc, q, lseType, attention.getQuery(), key, value, attention.getPositionIds(),
-        attention.getNumHeadsAttr(),
-        attention.getNumKvHeadsAttr(), attention.getHeadDimAttr(), attention.getScaleAttr(),
-        axis, b.getI64IntegerAttr(step));
+        attention.getNumHeadsAttr(), attention.getNumKvHeadsAttr(), attention.getHeadDimAttr(),
+        attention.getScaleAttr(), axis, b.getI64IntegerAttr(step));
     block->setDiscardableAttrs(marks);
     if (step == 0) {
       out = block.getResult(), lse = block.getLse();
