@@ -206,7 +206,11 @@ def PartitionContextParallel : Pass<"mt-partition-cp", "::mlir::ModuleOp"> {
     gives each rank the whole sequence, in its true order, for 1/cp of the
     query and key/value heads (both must be divisible by cp), attention
     runs there as on one rank, and an `mt.all_to_all` back returns each
-    rank's slice of every head. The loss @forward returns (an
+    rank's slice of every head. Packed documents (position_ids,
+    neat_packing): the position ids are split with the tokens, rotary takes
+    them, and attention masks by document under every comm-type (all_gather
+    and p2p by the queries' ids; a2a gathers them for the whole sequence,
+    `mt.all_gather` load_balanced). The loss @forward returns (an
     `mt.cross_entropy`, the mean over the rank's tokens) becomes its share
     of the micro-batch's loss: times `mt.num_tokens` of the rank's loss
     mask, divided by their `mt.all_reduce` sum over cp, so that the sum over
@@ -217,10 +221,8 @@ def PartitionContextParallel : Pass<"mt-partition-cp", "::mlir::ModuleOp"> {
     mt-partition-tp (with sequence parallelism the tp shards of the
     sequence are split again: tp shards the rank's S/cp tokens) and before
     mt-autodiff. Refused, by name: a sequence not
-    divisible by 2·cp, packed documents (position_ids) with comm-type p2p
-    or a2a (with all_gather their position ids are split with the tokens:
-    rotary takes them and attention masks by document), mixture-of-experts
-    models, and with a2a heads not divisible by cp.
+    divisible by 2·cp, mixture-of-experts models, and with a2a heads not
+    divisible by cp.
   }];
   let dependentDialects = ["::mt::MtDialect", "::mlir::func::FuncDialect"];
   let options = [

@@ -17,6 +17,7 @@
 #include <cctype>
 #include <map>
 #include <set>
+#include <string_view>
 #include <vector>
 
 namespace mt {
@@ -585,7 +586,8 @@ CollectiveTotals collectiveTotals(const plan::Plan &plan) {
 /// exchange per step: with cp_comm_type p2p the ring's shifts (keys and
 /// values forward, their gradients back); with all_gather the gathers in
 /// forward and the gradients' reduce-scatters in backward; with a2a the
-/// all-to-alls of queries, keys, values and outputs and of their gradients.
+/// all-to-alls of queries, keys, values and outputs and of their gradients
+/// (and, for packed documents, the gathers of their position ids).
 void printContextParallel(const plan::Plan &plan, const CollectiveTotals &totals,
                           llvm::raw_ostream &os) {
   const int64_t cp = plan.mesh().cp(), seq = plan.training().seq();
@@ -600,7 +602,9 @@ void printContextParallel(const plan::Plan &plan, const CollectiveTotals &totals
      << seq / (2 * cp) << "); the activations above are those of its tokens\n";
   const std::pair<const char *, const char *> lines[] = {
       {"ring_shift", "keys and values around the ring, gradients back"},
-      {"all_gather", "keys and values all-gathered (forward)"},
+      {"all_gather", std::string_view(commType) == "a2a"
+                         ? "packed documents' position ids all-gathered"
+                         : "keys and values all-gathered (forward)"},
       {"reduce_scatter", "their gradients reduce-scattered (backward)"},
       {"all_to_all", "q, k, v, output and their gradients all-to-all"}};
   for (auto [op, what] : lines) {

@@ -92,6 +92,8 @@ template <typename BlockLike> void attentionBlockAttrs(AttrWriter &w, BlockLike 
       .i("kv_heads", op.getNumKvHeads()).i("head_dim", op.getHeadDim())
       .f("scale", op.getScale().convertToDouble())
       .s("context_parallel_axis", op.getContextParallelAxis()).i("step", op.getStep());
+  if (op.getPositionIds())
+    w.i("position_ids", 1);
 }
 
 /// batch, seq, heads, head_dim of a merge's [B, S, H, D] partial outputs.
@@ -214,6 +216,9 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         // overlap_param_gather (mt.all_gather's description).
         if (auto gather = dyn_cast<AllGatherOp>(g.getOperation()); gather && gather.getDeferred())
           w.i("deferred", 1);
+        if (auto gather = dyn_cast<AllGatherOp>(g.getOperation());
+            gather && gather.getLoadBalanced())
+          w.i("load_balanced", 1);
         return true;
       })
       .Case([&](AllReduceOp a) {

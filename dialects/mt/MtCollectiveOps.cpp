@@ -83,8 +83,14 @@ LogicalResult StageTransferOp::verify() {
 }
 
 LogicalResult AllGatherOp::verify() {
-  return verifyGathered(*this, getAxis(), getDim(), cast<RankedTensorType>(getInput().getType()),
-                        cast<RankedTensorType>(getResult().getType()));
+  auto in = cast<RankedTensorType>(getInput().getType());
+  if (failed(verifyGathered(*this, getAxis(), getDim(), in,
+                            cast<RankedTensorType>(getResult().getType()))))
+    return failure();
+  if (getLoadBalanced() && in.getDimSize(getDim()) % 2 != 0)
+    return emitOpError() << "expects an even dimension " << getDim() << " ("
+                         << in.getDimSize(getDim()) << ", two chunks) with load_balanced";
+  return success();
 }
 
 LogicalResult ReduceScatterOp::verify() {
@@ -105,6 +111,8 @@ LogicalResult AllGatherOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   grads.assign(1, Value());
   if (!needed[0])
     return success();
+  if (getLoadBalanced()) // only position ids travel so (mt-partition-cp's a2a)
+    return emitOpError() << "with load_balanced has no gradient";
   if (getSliceGrad())
     grads[0] = AllSliceOp::create(b, getLoc(), getInput().getType(), dys[0], getAxisAttr(),
                                   getDimAttr());

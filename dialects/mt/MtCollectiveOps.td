@@ -81,18 +81,27 @@ def Mt_AllGatherOp : Mt_Op<"all_gather",
     step's forward, as long as everything that reads the gathered weights
     (the next forward, a checkpoint) waits for it; the values are the same.
 
+    `load_balanced` (over n ranks): along `dim` the result is in context
+    parallelism's load-balanced order (`mt.rotary`): the piece of rank r
+    fills chunks r and 2·n-1-r of 2·n, giving the whole sequence in its
+    true order. It gathers the packed documents' position ids (i32, not
+    differentiated) for the whole-sequence attention of cp_comm_type a2a.
+
     ```mlir
     %full = mt.all_gather %x {axis = "tp", dim = 1 : i64} : (tensor<4x64x64xf32>) -> tensor<4x128x64xf32>
     %tokens = mt.all_gather %y {axis = "tp", dim = 1 : i64, slice_grad} : (tensor<4x64x64xf32>) -> tensor<4x128x64xf32>
     %bucket = mt.all_gather %shard {axis = "dp", deferred, dim = 0 : i64} : (tensor<16xf32>) -> tensor<32xf32>
+    %pos = mt.all_gather %local_pos {axis = "cp", dim = 1 : i64, load_balanced} : (tensor<2x64xi32>) -> tensor<2x128xi32>
     ```
   }];
-  let arguments = (ins Mt_FloatTensor:$input, StrAttr:$axis, I64Attr:$dim,
-                       UnitAttr:$slice_grad, UnitAttr:$deferred);
-  let results = (outs Mt_FloatTensor:$result);
+  let arguments = (ins AnyTypeOf<[Mt_FloatTensor, RankedTensorOf<[I32]>]>:$input, StrAttr:$axis,
+                       I64Attr:$dim, UnitAttr:$slice_grad, UnitAttr:$deferred,
+                       UnitAttr:$load_balanced);
+  let results = (outs AnyTypeOf<[Mt_FloatTensor, RankedTensorOf<[I32]>]>:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts deferred?", "outer*run; outer*run*parts">;
+  let instruction = Mt_Instruction<"Collective", "axis:s? outer run parts deferred? load_balanced?",
+      "outer*run; outer*run*parts">;
 }
 
 def Mt_ReduceScatterOp : Mt_Op<"reduce_scatter",

@@ -158,9 +158,10 @@ LogicalResult AttentionBlockGradOp::verify() {
       failed(expectType(*this, "dout", getDout(), getQuery().getType())) ||
       failed(expectType(*this, "dlse", getDlse(), getLse().getType())) ||
       failed(expectType(*this, "dquery", getDquery(), getQuery().getType())) ||
-      failed(expectType(*this, "dkey", getDkey(), getKey().getType())))
+      failed(expectType(*this, "dkey", getDkey(), getKey().getType())) ||
+      failed(expectType(*this, "dvalue", getDvalue(), getValue().getType())))
     return failure();
-  return expectType(*this, "dvalue", getDvalue(), getValue().getType());
+  return expectPositionIds(*this, getPositionIds(), getQuery());
 }
 
 LogicalResult AttentionMergeGradOp::verify() {

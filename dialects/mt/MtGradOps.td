@@ -175,8 +175,9 @@ def Mt_AttentionBlockGradOp : Mt_GradOp<"attention_block_grad"> {
   let summary = "Gradients of one block of ring attention, from its output's and log-sum-exp's";
   let description = [{
     Operands: the forward's query, key, value, result `out` and `lse`, and
-    the gradients `dout` and `dlse` of both; results dq, dk, dv. Same
-    attributes as `mt.attention_block`.
+    the gradients `dout` and `dlse` of both, and the forward's
+    `position_ids` if any; results dq, dk, dv. Same attributes as
+    `mt.attention_block`.
 
     ```mlir
     %dq, %dk, %dv = mt.attention_block_grad %q, %k, %v, %o, %lse, %do, %dlse {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64, context_parallel_axis = "cp", step = 1 : i64}
@@ -186,14 +187,16 @@ def Mt_AttentionBlockGradOp : Mt_GradOp<"attention_block_grad"> {
   }];
   let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key, Mt_FloatTensor:$value,
                        Mt_FloatTensor:$out, RankedTensorOf<[F32]>:$lse, Mt_FloatTensor:$dout,
-                       RankedTensorOf<[F32]>:$dlse, I64Attr:$num_heads, I64Attr:$num_kv_heads,
+                       RankedTensorOf<[F32]>:$dlse, Optional<RankedTensorOf<[I32]>>:$position_ids,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads,
                        I64Attr:$head_dim, F64Attr:$scale, StrAttr:$context_parallel_axis,
                        I64Attr:$step);
   let results = (outs Mt_FloatTensor:$dquery, Mt_FloatTensor:$dkey, Mt_FloatTensor:$dvalue);
   let instruction = Mt_Instruction<"Attention",
-      "batch seq heads kv_heads head_dim scale:f context_parallel_axis:s step",
+      "batch seq heads kv_heads head_dim scale:f position_ids? context_parallel_axis:s step",
       "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; " #
       "batch*seq*heads*head_dim; batch*heads*seq; batch*seq*heads*head_dim; batch*heads*seq; " #
+      "position_ids?batch*seq; " #
       "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim">;
 }
 

@@ -207,8 +207,9 @@ LogicalResult AttentionBlockOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys
   auto g = AttentionBlockGradOp::create(
       b, loc, getQuery().getType(), getKey().getType(), getValue().getType(), getQuery(),
       getKey(), getValue(), getResult(), getLse(), gradOrZeros(b, loc, getResult(), dys[0]),
-      gradOrZeros(b, loc, getLse(), dys[1]), getNumHeadsAttr(), getNumKvHeadsAttr(),
-      getHeadDimAttr(), getScaleAttr(), getContextParallelAxisAttr(), getStepAttr());
+      gradOrZeros(b, loc, getLse(), dys[1]), getPositionIds(), getNumHeadsAttr(),
+      getNumKvHeadsAttr(), getHeadDimAttr(), getScaleAttr(), getContextParallelAxisAttr(),
+      getStepAttr());
   Value results[] = {g.getDquery(), g.getDkey(), g.getDvalue()};
   for (int i = 0; i < 3; ++i)
     if (needed[i])

@@ -355,7 +355,8 @@ LogicalResult AttentionBlockOp::verify() {
       failed(expectShape(*this, "key", tensorOf(getKey()), {b, s, kvHeads, dim})) ||
       failed(expectShape(*this, "value", tensorOf(getValue()), {b, s, kvHeads, dim})) ||
       failed(expectType(*this, "result", getResult(), getQuery().getType())) ||
-      failed(expectShape(*this, "lse", tensorOf(getLse()), {b, heads, s})))
+      failed(expectShape(*this, "lse", tensorOf(getLse()), {b, heads, s})) ||
+      failed(expectPositionIds(*this, getPositionIds(), getQuery())))
     return failure();
   if (s % 2 != 0 || int64_t(getStep()) < 0)
     return emitOpError() << "expects an even sequence (" << s

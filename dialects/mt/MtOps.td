@@ -358,26 +358,31 @@ def Mt_AttentionBlockOp : Mt_Op<"attention_block", [Pure,
     sequence under context parallelism over `context_parallel_axis` (the
     load-balanced layout of `mt.rotary`); `key`, `value` [B, S, num_kv_heads,
     head_dim] are the slice of the rank at coordinate (r - `step`) mod cp.
-    Query i sees key j when j's place in the sequence is at most i's.
-    Results: the softmax-weighted values over the visible keys (0 for a
+    Query i sees key j when j's place in the sequence is at most i's and,
+    with `position_ids` (the queries', [B, S] i32: documents packed in a
+    row, as `mt.attention` takes them), not before the start of i's
+    document: P - position_ids[b, i] for i at place P. Results: the softmax-weighted values over the visible keys (0 for a
     query that sees none) and `lse` [B, num_heads, S] f32, their
     log-sum-exp (-inf for a query that sees none).
 
     ```mlir
     %o, %lse = mt.attention_block %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64, context_parallel_axis = "cp", step = 1 : i64}
         : (tensor<4x64x4x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64x2x16xf32>) -> (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
+    %p, %plse = mt.attention_block %q, %k, %v, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-01 : f64, context_parallel_axis = "cp", step = 1 : i64}
+        : (tensor<4x64x4x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64x2x16xf32>, tensor<4x64xi32>) -> (tensor<4x64x4x16xf32>, tensor<4x4x64xf32>)
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$query, Mt_FloatTensor:$key, Mt_FloatTensor:$value,
+                       Optional<RankedTensorOf<[I32]>>:$position_ids,
                        I64Attr:$num_heads, I64Attr:$num_kv_heads, I64Attr:$head_dim,
                        F64Attr:$scale, StrAttr:$context_parallel_axis, I64Attr:$step);
   let results = (outs Mt_FloatTensor:$result, RankedTensorOf<[F32]>:$lse);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
   let instruction = Mt_Instruction<"Attention",
-      "batch seq heads kv_heads head_dim scale:f context_parallel_axis:s step",
+      "batch seq heads kv_heads head_dim scale:f position_ids? context_parallel_axis:s step",
       "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; " #
-      "batch*seq*heads*head_dim; batch*heads*seq">;
+      "position_ids?batch*seq; batch*seq*heads*head_dim; batch*heads*seq">;
 }
 
 def Mt_AttentionMergeOp : Mt_Op<"attention_merge", [Pure,

@@ -76,11 +76,6 @@ LogicalResult PartitionContextParallelPass::checkSupported(ModuleOp module, func
                                   "context_parallel_size 1";
   for (auto [i, arg] : llvm::enumerate(fn.getArguments())) {
     auto role = fn.getArgAttrOfType<StringAttr>(i, "mt.input");
-    if (role && role.getValue() == "position_ids" && commType != "all_gather")
-      return fn.emitError() << "mt-partition-cp: packed sequences (position_ids, "
-                               "neat_packing) under context parallelism (cp "
-                            << cp << ") are built for cp_comm_type all_gather only, not "
-                            << commType;
     if (role && role.getValue() == "input_ids") {
       auto t = cast<RankedTensorType>(arg.getType());
       shape = {t.getDimSize(0), t.getDimSize(1)};
@@ -191,10 +186,12 @@ Value PartitionContextParallelPass::ringAttention(OpBuilder &b, AttentionOp atte
       nextKey.getDefiningOp()->setDiscardableAttrs(marks);
       nextValue.getDefiningOp()->setDiscardableAttrs(marks);
     }
+    // Packed documents: each block masks by the queries' position ids
+    // (their document's start), which stay on the rank.
     auto block = AttentionBlockOp::create(
-        b, loc, q, lseType, attention.getQuery(), key, value, attention.getNumHeadsAttr(),
-        attention.getNumKvHeadsAttr(), attention.getHeadDimAttr(), attention.getScaleAttr(),
-        axis, b.getI64IntegerAttr(step));
+        b, loc, q, lseType, attention.getQuery(), key, value, attention.getPositionIds(),
+        attention.getNumHeadsAttr(), attention.getNumKvHeadsAttr(), attention.getHeadDimAttr(),
+        attention.getScaleAttr(), axis, b.getI64IntegerAttr(step));
     block->setDiscardableAttrs(marks);
     if (step == 0) {
       out = block.getResult(), lse = block.getLse();
@@ -250,7 +247,19 @@ Value PartitionContextParallelPass::headParallelAttention(OpBuilder &b,
   Value q = exchange(attention.getQuery(), headDim, seqDim);
   Value k = exchange(attention.getKey(), headDim, seqDim);
   Value v = exchange(attention.getValue(), headDim, seqDim);
-  auto whole = AttentionOp::create(b, loc, q.getType(), q, k, v, Value(),
+  // Packed documents: the whole sequence's position ids in their true
+  // order, so that the document mask is the single rank's.
+  Value positions = attention.getPositionIds();
+  if (positions) {
+    auto local = cast<RankedTensorType>(positions.getType());
+    auto gathered = AllGatherOp::create(
+        b, loc, RankedTensorType::get({local.getDimSize(0), local.getDimSize(1) * cp},
+                                      local.getElementType()),
+        positions, axis, b.getI64IntegerAttr(seqDim), UnitAttr(), UnitAttr(), b.getUnitAttr());
+    gathered->setDiscardableAttrs(marks);
+    positions = gathered;
+  }
+  auto whole = AttentionOp::create(b, loc, q.getType(), q, k, v, positions,
                                    b.getI64IntegerAttr(heads / cp),
                                    b.getI64IntegerAttr(kvHeads / cp),
                                    attention.getHeadDimAttr(), attention.getScaleAttr(),

@@ -54,7 +54,9 @@ Expected<comm::Communicator *> groupOfParts(const Attrs &a, Rank rank, int64_t p
 }
 
 /// Concatenates the group's [outer, run] blocks along the run: rank r's
-/// block lands at columns [r·run, (r+1)·run) of every outer row.
+/// block lands at columns [r·run, (r+1)·run) of every outer row, or with
+/// load_balanced its two halves at chunks r and 2·parts-1-r of run / 2
+/// (runtime/kernels/ContextParallel.h). 4-byte words: f32 or i32 alike.
 Status allGather(const Instruction &in, const Attrs &a, HostMemory &m, const KernelContext &k) {
   int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
   auto group = partsGroup(a, k.rank, "all_gather");
@@ -66,10 +68,22 @@ Status allGather(const Instruction &in, const Attrs &a, HostMemory &m, const Ker
       !s)
     return s;
   float *out = m.f32(in.outputs(0));
+  const bool balanced = a.i("load_balanced", 0) != 0;
+  if (balanced && run % 2 != 0)
+    return Status::error("all_gather load_balanced: run (" + std::to_string(run) +
+                         ") is not even (two chunks per rank)");
+  const int64_t half = run / 2;
   for (int64_t r = 0; r < parts; ++r)
-    for (int64_t o = 0; o < outer; ++o)
-      std::memcpy(out + (o * parts + r) * run, all.data() + (r * outer + o) * run,
-                  size_t(run) * sizeof(float));
+    for (int64_t o = 0; o < outer; ++o) {
+      const float *piece = all.data() + (r * outer + o) * run;
+      float *row = out + o * parts * run;
+      if (!balanced) {
+        std::memcpy(row + r * run, piece, size_t(run) * sizeof(float));
+        continue;
+      }
+      std::memcpy(row + r * half, piece, size_t(half) * sizeof(float));
+      std::memcpy(row + (2 * parts - 1 - r) * half, piece + half, size_t(half) * sizeof(float));
+    }
   return Status::ok();
 }
 

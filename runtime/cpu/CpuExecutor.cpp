@@ -251,14 +251,14 @@ void addRingAttentionKernels(Table &t) {
   t[Op::attention_block] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
     Io io{in, m};
     attentionBlockForward(io.f(0), io.f(1), io.f(2), io.out(0), io.out(1),
-                          attentionBlockOf(a, k.rank), a.i("step"));
+                          attentionBlockOf(a, k.rank), a.i("step"), io.positions(3));
     return Status::ok();
   };
   t[Op::attention_block_grad] = [](auto &in, auto &a, auto &m, const KernelContext &k) {
     Io io{in, m};
     attentionBlockBackward(io.f(0), io.f(1), io.f(2), io.f(3), io.f(4), io.f(5), io.f(6),
                            io.out(0), io.out(1), io.out(2), attentionBlockOf(a, k.rank),
-                           a.i("step"));
+                           a.i("step"), io.positions(7));
     return Status::ok();
   };
   t[Op::attention_merge] = plain([](auto &in, auto &a, auto &m) {

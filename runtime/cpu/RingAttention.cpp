@@ -21,15 +21,21 @@ double dot(const float *a, const float *b, int64_t n) {
   return sum;
 }
 
-/// Whether query i of this rank sees key j of the rank `step` places back.
+/// Whether query i of row b of this rank sees key j of the rank `step`
+/// places back: the key's place is not after the query's nor, with packed
+/// documents, before its document's start (the query's place minus its
+/// position id, as attentionForward under all_gather).
 struct BlockMask {
   const AttentionShape &s;
   int64_t source;
-  BlockMask(const AttentionShape &shape, int64_t step)
-      : s(shape), source(((shape.cpRank - step) % shape.cpSize + shape.cpSize) % shape.cpSize) {}
-  bool visible(int64_t i, int64_t j) const {
-    return kernels::contextParallelPosition(j, s.seq, source, s.cpSize) <=
-           kernels::contextParallelPosition(i, s.seq, s.cpRank, s.cpSize);
+  const int32_t *positionIds;
+  BlockMask(const AttentionShape &shape, int64_t step, const int32_t *positions)
+      : s(shape), source(((shape.cpRank - step) % shape.cpSize + shape.cpSize) % shape.cpSize),
+        positionIds(positions) {}
+  bool visible(int64_t b, int64_t i, int64_t j) const {
+    const int64_t key = kernels::contextParallelPosition(j, s.seq, source, s.cpSize);
+    const int64_t query = kernels::contextParallelPosition(i, s.seq, s.cpRank, s.cpSize);
+    return key <= query && (!positionIds || key >= query - positionIds[b * s.seq + i]);
   }
 };
 
@@ -37,10 +43,11 @@ struct BlockMask {
 
 // One task per (batch, head, query), as attentionForward.
 void attentionBlockForward(const float *q, const float *k, const float *v, float *out,
-                           float *lse, const AttentionShape &shape, int64_t step) {
+                           float *lse, const AttentionShape &shape, int64_t step,
+                           const int32_t *positionIds) {
   const int64_t seq = shape.seq, heads = shape.heads, dim = shape.headDim;
   const int64_t kvHeads = shape.kvHeads, group = heads / kvHeads;
-  const BlockMask mask(shape, step);
+  const BlockMask mask(shape, step, positionIds);
   const int64_t tasks = shape.batch * heads * seq;
 #pragma omp parallel
   {
@@ -52,7 +59,7 @@ void attentionBlockForward(const float *q, const float *k, const float *v, float
       const float *qRow = q + ((b * seq + i) * heads + h) * dim;
       double maxScore = kNoKeys;
       for (int64_t j = 0; j < seq; ++j)
-        if (mask.visible(i, j)) {
+        if (mask.visible(b, i, j)) {
           const float *kRow = k + ((b * seq + j) * kvHeads + g) * dim;
           scores[size_t(j)] = shape.scale * dot(qRow, kRow, dim);
           maxScore = std::max(maxScore, scores[size_t(j)]);
@@ -67,7 +74,7 @@ void attentionBlockForward(const float *q, const float *k, const float *v, float
       double sum = 0;
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t j = 0; j < seq; ++j)
-        if (mask.visible(i, j)) {
+        if (mask.visible(b, i, j)) {
           const float *vRow = v + ((b * seq + j) * kvHeads + g) * dim;
           const double weight = std::exp(scores[size_t(j)] - maxScore);
           sum += weight;
@@ -85,11 +92,12 @@ void attentionBlockForward(const float *q, const float *k, const float *v, float
 // attentionBackward: every sum runs in one fixed order.
 void attentionBlockBackward(const float *q, const float *k, const float *v, const float *out,
                             const float *lse, const float *dout, const float *dlse, float *dq,
-                            float *dk, float *dv, const AttentionShape &shape, int64_t step) {
+                            float *dk, float *dv, const AttentionShape &shape, int64_t step,
+                            const int32_t *positionIds) {
   const int64_t seq = shape.seq, heads = shape.heads, dim = shape.headDim;
   const int64_t kvHeads = shape.kvHeads, group = heads / kvHeads;
   const double scale = shape.scale;
-  const BlockMask mask(shape, step);
+  const BlockMask mask(shape, step, positionIds);
   const int64_t tasks = shape.batch * kvHeads;
 #pragma omp parallel
   {
@@ -110,7 +118,7 @@ void attentionBlockBackward(const float *q, const float *k, const float *v, cons
           const double delta = dot(doRow, out + qAt, dim) - dlse[(b * heads + h) * seq + i];
           std::fill(dqAcc.begin(), dqAcc.end(), 0.0);
           for (int64_t j = 0; j < seq; ++j) {
-            if (!mask.visible(i, j))
+            if (!mask.visible(b, i, j))
               continue;
             const int64_t kvAt = ((b * seq + j) * kvHeads + g) * dim;
             const float *kRow = k + kvAt, *vRow = v + kvAt;

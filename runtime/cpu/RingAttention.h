@@ -15,16 +15,20 @@ namespace mt::cpu {
 /// shape.cpRank of shape.cpSize; k, v [batch, seq, kvHeads, headDim] of the
 /// rank at (cpRank - step) mod cpSize, both in the load-balanced layout
 /// (runtime/kernels/ContextParallel.h). Query i sees key j when j's place
-/// in the sequence is at most i's. lse [batch, heads, seq]: the natural
+/// in the sequence is at most i's and, with positionIds ([batch, seq], the
+/// queries'; documents packed in a row), at least i's place minus its
+/// position id (its document's start). lse [batch, heads, seq]: the natural
 /// log-sum-exp of the scaled scores of the visible keys; a query that sees
 /// none gets out 0 and lse -inf. Sums in fp64.
 void attentionBlockForward(const float *q, const float *k, const float *v, float *out,
-                           float *lse, const AttentionShape &shape, int64_t step);
+                           float *lse, const AttentionShape &shape, int64_t step,
+                           const int32_t *positionIds = nullptr);
 /// dq, dk, dv += the gradients of sum(dout * out) + sum(dlse * lse):
 /// d score = p (dout . v - dout . out + dlse), p = exp(score - lse).
 void attentionBlockBackward(const float *q, const float *k, const float *v, const float *out,
                             const float *lse, const float *dout, const float *dlse, float *dq,
-                            float *dk, float *dv, const AttentionShape &shape, int64_t step);
+                            float *dk, float *dv, const AttentionShape &shape, int64_t step,
+                            const int32_t *positionIds = nullptr);
 
 /// outA, outB, out [batch, seq, heads, headDim]; lseA, lseB, lse [batch,
 /// heads, seq]: lse = log(exp(lseA) + exp(lseB)), out = exp(lseA - lse) outA

@@ -65,6 +65,10 @@ AttentionShape gatheredShape(Lowerer &L, const Attrs &a) {
 AttentionShape blockShape(Lowerer &L, const Attrs &a) {
   AttentionShape shape = attentionShape(L, a);
   const int64_t step = a.i("step");
+  if (a.i("position_ids"))
+    L.fail("packed documents (position_ids) under context_parallel_axis '" +
+           a.s("context_parallel_axis") + "' with cp_comm_type p2p (ring attention): the CUDA "
+           "ring attention kernels do not mask documents yet (the CPU backend does)");
   if (step < 0 || step >= shape.cpSize)
     L.fail("step (" + std::to_string(step) + ") is not in [0, " +
            std::to_string(shape.cpSize) + "), the ranks of context_parallel_axis '" +

@@ -398,7 +398,13 @@ void allToAll(Lowerer &L, const Attrs &a) {
 void addCollectiveLowerings(LoweringTable &t) {
   using plan::Op;
   t[Op::all_reduce] = allReduce;
-  t[Op::all_gather] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, true); };
+  t[Op::all_gather] = [](Lowerer &L, const Attrs &a) {
+    if (a.i("load_balanced"))
+      return L.fail("all_gather load_balanced (the position ids of packed documents under "
+                    "context parallelism with cp_comm_type a2a) is not built for CUDA yet (the "
+                    "CPU backend runs it)");
+    gatherOrScatter(L, a, true);
+  };
   t[Op::reduce_scatter] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, false); };
   t[Op::all_slice] = allSlice;
   t[Op::ring_shift] = ringShift;

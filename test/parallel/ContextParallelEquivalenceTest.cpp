@@ -1,8 +1,8 @@
 // Context parallelism (cp_comm_type p2p, all_gather and a2a) computes the single rank's
 // training step: each of 3 steps' loss and gradient norm, and every updated
 // weight, within the fp32 tolerances of test/Tolerances.h, at cp 2 and 4
-// and with tp + sp, pp, dp and the distributed optimizer, and with all_gather
-// on rows of packed documents (neat_packing). The runs are made
+// and with tp + sp, pp, dp and the distributed optimizer, and on rows of
+// packed documents (neat_packing) with p2p, all_gather and a2a. The runs are made
 // by run-context-parallel.sh (a ctest fixture).
 #include "test/parallel/Equivalence.h"
 
@@ -35,8 +35,8 @@ std::vector<Case> cases() {
     }
   for (const char *layout : {"cp2", "cp4", "cp2_tp2_sp", "cp2_pp2", "cp2_dp2", "cp2_dp2_do"})
     all.push_back({"llama-4l-kv4", std::string(layout) + "_a2a"});
-  // Packed documents (neat_packing): all_gather only.
-  for (const char *layout : {"cp2_all_gather", "cp4_all_gather"})
+  // Packed documents (neat_packing).
+  for (const char *layout : {"cp2_p2p", "cp2_all_gather", "cp2_a2a", "cp4_p2p", "cp4_all_gather"})
     all.push_back({"qwen3-neat", layout});
   return all;
 }

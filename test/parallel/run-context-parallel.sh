@@ -10,8 +10,8 @@
 # tokens: chunks of 6 tokens at cp 2 and of 3 at cp 4, no multiple of any
 # attention block size. Packed documents (neat_packing; OUT/qwen3-neat/):
 # the SFT demos' 32 samples packed into 17 rows of 256 tokens with position
-# ids (documents cross the chunks), on the single rank and at cp 2 and 4
-# with all_gather.
+# ids (documents cross the chunks), on the single rank, at cp 2 with p2p,
+# all_gather and a2a, and at cp 4 with p2p and all_gather.
 # Usage: run-context-parallel.sh BIN_DIR OUT_DIR
 set -euo pipefail
 bin=$1 out=$2
@@ -56,10 +56,14 @@ mkdir -p "$neat"
   --template qwen3_nothink --cutoff-len 256 --neat-packing -o "$neat/sft.bin" > /dev/null
 "$bin/mtc" import-hf "$here/../runtime/chat/Inputs/tiny-qwen3-vocab320.json" --seq 256 \
   --micro-batch 2 --neat-packing -o "$neat/model.mlir"
-for entry in "single:1:" "cp2_all_gather:2:--cp 2" "cp4_all_gather:4:--cp 4"; do
+# name:ranks:flags
+for entry in "single:1:" "cp2_p2p:2:--cp 2 --cp-comm-type p2p" \
+             "cp2_all_gather:2:--cp 2 --cp-comm-type all_gather" \
+             "cp2_a2a:2:--cp 2 --cp-comm-type a2a" "cp4_p2p:4:--cp 4 --cp-comm-type p2p" \
+             "cp4_all_gather:4:--cp 4 --cp-comm-type all_gather"; do
   IFS=: read -r name ranks flags <<< "$entry"
   # shellcheck disable=SC2086
-  "$bin/mtc" compile "$neat/model.mlir" $flags ${flags:+--cp-comm-type all_gather} \
+  "$bin/mtc" compile "$neat/model.mlir" $flags \
     --global-batch 8 --lr 1e-3 --warmup-steps 1 --train-steps 3 --weight-decay 0.1 \
     --adam-eps 1e-4 -o "$neat/$name.plan"
   "$bin/mtrun" "$neat/$name.plan" --nproc "$ranks" --data "$neat/sft.bin" --steps 3 \

@@ -201,6 +201,15 @@ func.func @attention_block_odd_sequence(%q: tensor<2x7x4x16xf32>, %k: tensor<2x7
 
 // -----
 
+func.func @attention_block_positions_shape(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %pos: tensor<2x16xi32>) {
+  // expected-error @+1 {{'mt.attention_block' op expects position_ids of shape [2, 8], got [2, 16]}}
+  %o, %l = mt.attention_block %q, %k, %k, %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, context_parallel_axis = "cp", step = 1 : i64}
+      : (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>, tensor<2x16xi32>) -> (tensor<2x8x4x16xf32>, tensor<2x4x8xf32>)
+  return
+}
+
+// -----
+
 func.func @attention_merge_lse(%o: tensor<2x8x4x16xf32>, %l: tensor<2x4x8xf32>, %bad: tensor<2x8x4xf32>) {
   // expected-error @+1 {{'mt.attention_merge' op expects lse_b of type 'tensor<2x4x8xf32>', got 'tensor<2x8x4xf32>'}}
   %m, %ml = mt.attention_merge %o, %l, %o, %bad

@@ -59,6 +59,14 @@ func.func @all_gather_type(%x: tensor<2x4x64xf32>) {
 
 // -----
 
+func.func @all_gather_load_balanced_odd(%x: tensor<2x3xi32>) {
+  // expected-error @+1 {{'mt.all_gather' op expects an even dimension 1 (3, two chunks) with load_balanced}}
+  %0 = mt.all_gather %x {axis = "cp", dim = 1 : i64, load_balanced} : (tensor<2x3xi32>) -> tensor<2x6xi32>
+  return
+}
+
+// -----
+
 func.func @all_gather_other_dim(%x: tensor<2x4x64xf32>) {
   // expected-error @+1 {{'mt.all_gather' op expects 'tensor<2x8x32xf32>' to be 'tensor<2x4x64xf32>' repeated along dimension 1}}
   %0 = mt.all_gather %x {axis = "tp", dim = 1 : i64} : (tensor<2x4x64xf32>) -> tensor<2x8x32xf32>

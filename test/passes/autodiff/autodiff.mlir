@@ -132,3 +132,38 @@ func.func @forward(%ids: tensor<1x4xi32>, %labels: tensor<1x4xi32>, %mask: tenso
 // CHECK-SAME: {mt.input = "loss_mask"}, %[[POS:[^:]*]]: tensor<1x4xi32> {mt.input = "position_ids"}, %{{[^:]*}}: tensor<f32> {mt.input = "loss_scale"}
 // CHECK: mt.attention_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[POS]] {
 // CHECK: mt.rotary_grad %{{.*}}, %[[POS]] {
+
+// -----
+
+// Packed documents in a ring-attention block (cp_comm_type p2p): its
+// gradient takes the forward's position ids.
+mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
+func.func @forward(%ids: tensor<1x4xi32>, %labels: tensor<1x4xi32>, %mask: tensor<1x4xf32>, %pos: tensor<1x4xi32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<16x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<1x4xi32>, tensor<16x8xf32>) -> tensor<1x4x8xf32>
+  %q = mt.reshape %x : tensor<1x4x8xf32> -> tensor<1x4x2x4xf32>
+  %a, %lse = mt.attention_block %q, %q, %q, %pos {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64, scale = 0.5 : f64, context_parallel_axis = "cp", step = 0 : i64}
+      : (tensor<1x4x2x4xf32>, tensor<1x4x2x4xf32>, tensor<1x4x2x4xf32>, tensor<1x4xi32>) -> (tensor<1x4x2x4xf32>, tensor<1x2x4xf32>)
+  %y = mt.reshape %a : tensor<1x4x2x4xf32> -> tensor<1x4x8xf32>
+  %l = mt.linear %y, %e : (tensor<1x4x8xf32>, tensor<16x8xf32>) -> tensor<1x4x16xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<1x4x16xf32>, tensor<1x4xi32>, tensor<1x4xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+// CHECK-LABEL: func.func @forward_backward(
+// CHECK-SAME: {mt.input = "loss_mask"}, %[[POS:[^:]*]]: tensor<1x4xi32> {mt.input = "position_ids"}
+// CHECK: mt.attention_block_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[POS]] {
+
+// -----
+
+// A load-balanced all_gather moves position ids only: on the path from a
+// parameter to the loss it is refused.
+mt.param @emb : tensor<16x8xf32> init(normal, std = 0.02)
+func.func @forward(%ids: tensor<1x4xi32>, %labels: tensor<1x8xi32>, %mask: tensor<1x8xf32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<16x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<1x4xi32>, tensor<16x8xf32>) -> tensor<1x4x8xf32>
+  // expected-error @+1 {{'mt.all_gather' op with load_balanced has no gradient}}
+  %g = mt.all_gather %x {axis = "cp", dim = 1 : i64, load_balanced} : (tensor<1x4x8xf32>) -> tensor<1x8x8xf32>
+  %l = mt.linear %g, %e : (tensor<1x8x8xf32>, tensor<16x8xf32>) -> tensor<1x8x16xf32>
+  %loss = mt.cross_entropy %l, %labels, %mask : (tensor<1x8x16xf32>, tensor<1x8xi32>, tensor<1x8xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}

@@ -3,7 +3,10 @@
 // and values (cp_comm_type all_gather), or against each rank's in turn with
 // log-sum-exp merges (p2p, the ring), give the single rank's output,
 // log-sum-exp and, summed over ranks, gradients, at the tokens' places in the
-// sequence. Chunks of 3 and 5 tokens: no block size divides them.
+// sequence. Chunks of 3 and 5 tokens: no block size divides them. With
+// packed documents (position ids restarting per document, whose boundaries
+// fall inside chunks, on chunk boundaries, and whose documents span chunks
+// of other ranks) attention stays within each document under both.
 #include "runtime/cpu/Attention.h"
 #include "runtime/cpu/RingAttention.h"
 #include "runtime/kernels/ContextParallel.h"
@@ -14,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ostream>
 #include <random>
 #include <vector>
 
@@ -25,15 +29,20 @@ namespace tol = mt::tolerance;
 
 struct Case {
   int64_t cp, seq;
+  bool documents = false;
+  friend void PrintTo(const Case &c, std::ostream *os) {
+    *os << "cp " << c.cp << ", seq " << c.seq << (c.documents ? ", documents" : "");
+  }
 };
 
 class ContextParallelAttention : public ::testing::TestWithParam<Case> {};
 
 /// Rows [batch, seq, width] of `full` at the places of rank `rank`'s tokens.
-Floats slice(const Floats &full, int64_t batch, int64_t seq, int64_t width, int64_t rank,
-             int64_t cp) {
+template <typename T>
+std::vector<T> slice(const std::vector<T> &full, int64_t batch, int64_t seq, int64_t width,
+                     int64_t rank, int64_t cp) {
   const int64_t local = seq / cp;
-  Floats out(size_t(batch * local * width));
+  std::vector<T> out(size_t(batch * local * width));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t l = 0; l < local; ++l) {
       int64_t s = kernels::contextParallelPosition(l, local, rank, cp);
@@ -69,14 +78,45 @@ void expectClose(const Floats &got, const Floats &want, const char *what) {
         << what << " at " << i;
 }
 
+/// Position ids [batch, seq] of documents packed in rows: lengths 5, 1, 4,
+/// 2, 7 in turn (row b starting b places into the cycle), the last one cut
+/// by the row's end.
+std::vector<int32_t> packedPositions(int64_t batch, int64_t seq) {
+  const int32_t lengths[] = {5, 1, 4, 2, 7};
+  std::vector<int32_t> pos(size_t(batch * seq));
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t doc = b, at = 0;
+    for (int64_t s = 0; s < seq; ++s, ++at) {
+      if (at == lengths[doc % 5])
+        at = 0, ++doc;
+      pos[size_t(b * seq + s)] = int32_t(at);
+    }
+  }
+  return pos;
+}
+
 /// Random queries, keys, values and output gradient of a whole sequence
-/// (seeded), and the single rank's attention of them: the reference.
+/// (seeded), with packed documents' position ids or none, and the single
+/// rank's attention of them: the reference.
 struct WholeSequence {
   static constexpr int64_t batch = 2, heads = 4, kvHeads = 2, dim = 8;
   static constexpr int64_t qw = heads * dim, kw = kvHeads * dim;
   Floats q, k, v, dout, out, lse, dq, dk, dv;
+  std::vector<int32_t> pos;
 
-  WholeSequence(int64_t seq, unsigned seed) {
+  /// The rank's slice of the position ids; null without documents.
+  const int32_t *positionsOf(std::vector<int32_t> &mine, int64_t seq, int64_t rank,
+                             int64_t cp) const {
+    if (pos.empty())
+      return nullptr;
+    mine = slice(pos, batch, seq, 1, rank, cp);
+    return mine.data();
+  }
+
+  WholeSequence(int64_t seq, unsigned seed, bool documents) {
+    if (documents)
+      pos = packedPositions(batch, seq);
+    const int32_t *positions = documents ? pos.data() : nullptr;
     std::mt19937 rng(seed);
     q = check::randomVector(rng, size_t(batch * seq * qw), -1, 1);
     k = check::randomVector(rng, size_t(batch * seq * kw), -1, 1);
@@ -84,16 +124,16 @@ struct WholeSequence {
     dout = check::randomVector(rng, q.size(), -1, 1);
     const AttentionShape whole{batch, seq, heads, kvHeads, dim, 0.35f};
     out.resize(q.size()), lse.resize(size_t(batch * heads * seq));
-    attentionForward(q.data(), k.data(), v.data(), out.data(), lse.data(), whole);
+    attentionForward(q.data(), k.data(), v.data(), out.data(), lse.data(), whole, positions);
     dq.resize(q.size()), dk.resize(k.size()), dv.resize(v.size());
     attentionBackward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(),
-                      dq.data(), dk.data(), dv.data(), whole);
+                      dq.data(), dk.data(), dv.data(), whole, positions);
   }
 };
 
 TEST_P(ContextParallelAttention, MatchesTheWholeSequence) {
-  const auto [cp, seq] = GetParam();
-  const WholeSequence w(seq, 7);
+  const auto [cp, seq, documents] = GetParam();
+  const WholeSequence w(seq, 7, documents);
   const int64_t batch = w.batch, heads = w.heads, kvHeads = w.kvHeads, dim = w.dim;
   const int64_t local = seq / cp, qw = w.qw, kw = w.kw;
   const Floats &q = w.q, &k = w.k, &v = w.v, &dout = w.dout, &out = w.out, &lse = w.lse;
@@ -106,15 +146,18 @@ TEST_P(ContextParallelAttention, MatchesTheWholeSequence) {
     shape.cpRank = r;
     shape.cpSize = cp;
     Floats qr = slice(q, batch, seq, qw, r, cp), dor = slice(dout, batch, seq, qw, r, cp);
+    std::vector<int32_t> posR;
+    const int32_t *positions = w.positionsOf(posR, seq, r, cp);
     Floats outR(qr.size()), lseR(size_t(batch * heads * local));
-    attentionForward(qr.data(), kAll.data(), vAll.data(), outR.data(), lseR.data(), shape);
+    attentionForward(qr.data(), kAll.data(), vAll.data(), outR.data(), lseR.data(), shape,
+                     positions);
     expectClose(outR, slice(out, batch, seq, qw, r, cp), "out");
     // lse [batch, heads, seq]: the rank's tokens of each (batch, head) row.
     Floats lseWant = slice(lse, batch * heads, seq, 1, r, cp);
     expectClose(lseR, lseWant, "lse");
     Floats dqR(qr.size()), dkR(kAll.size()), dvR(vAll.size());
     attentionBackward(qr.data(), kAll.data(), vAll.data(), outR.data(), lseR.data(), dor.data(),
-                      dqR.data(), dkR.data(), dvR.data(), shape);
+                      dqR.data(), dkR.data(), dvR.data(), shape, positions);
     expectClose(dqR, slice(dq, batch, seq, qw, r, cp), "dq");
     for (size_t i = 0; i < dkSum.size(); ++i)
       dkSum[i] += dkR[i], dvSum[i] += dvR[i];
@@ -127,8 +170,8 @@ TEST_P(ContextParallelAttention, MatchesTheWholeSequence) {
 // (r - t) mod cp; the backward runs autodiff's chain in reverse (merges,
 // then blocks) and hands each step's key/value gradients to their owner.
 TEST_P(ContextParallelAttention, RingMatchesTheWholeSequence) {
-  const auto [cp, seq] = GetParam();
-  const WholeSequence w(seq, 11);
+  const auto [cp, seq, documents] = GetParam();
+  const WholeSequence w(seq, 11, documents);
   const int64_t batch = w.batch, heads = w.heads, kvHeads = w.kvHeads, dim = w.dim;
   const int64_t local = seq / cp, qw = w.qw, kw = w.kw;
   const Floats &q = w.q, &k = w.k, &v = w.v, &dout = w.dout, &out = w.out, &lse = w.lse;
@@ -147,6 +190,8 @@ TEST_P(ContextParallelAttention, RingMatchesTheWholeSequence) {
     shape.cpRank = r;
     shape.cpSize = cp;
     Floats qr = slice(q, batch, seq, qw, r, cp);
+    std::vector<int32_t> posR;
+    const int32_t *positions = w.positionsOf(posR, seq, r, cp);
     // Forward: blocks o[t], l[t]; merged m[t], ml[t] (m[0] = o[0]).
     std::vector<Floats> o(static_cast<size_t>(cp), Floats(outSize));
     std::vector<Floats> l(static_cast<size_t>(cp), Floats(lseSize));
@@ -154,7 +199,7 @@ TEST_P(ContextParallelAttention, RingMatchesTheWholeSequence) {
     for (int64_t t = 0; t < cp; ++t) {
       const int64_t src = (r - t + cp) % cp;
       attentionBlockForward(qr.data(), ks[size_t(src)].data(), vs[size_t(src)].data(),
-                            o[size_t(t)].data(), l[size_t(t)].data(), shape, t);
+                            o[size_t(t)].data(), l[size_t(t)].data(), shape, t, positions);
       if (t == 0)
         m[0] = o[0], ml[0] = l[0];
       else
@@ -182,7 +227,7 @@ TEST_P(ContextParallelAttention, RingMatchesTheWholeSequence) {
       attentionBlockBackward(qr.data(), ks[size_t(src)].data(), vs[size_t(src)].data(),
                              o[size_t(t)].data(), l[size_t(t)].data(), dO.data(), dL.data(),
                              dqR.data(), dks[size_t(src)].data(), dvs[size_t(src)].data(),
-                             shape, t);
+                             shape, t, positions);
     }
     expectClose(dqR, slice(dq, batch, seq, qw, r, cp), "ring dq");
   }
@@ -193,10 +238,13 @@ TEST_P(ContextParallelAttention, RingMatchesTheWholeSequence) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, ContextParallelAttention,
-                         ::testing::Values(Case{2, 12}, Case{4, 24}, Case{2, 20}),
+                         ::testing::Values(Case{2, 12}, Case{4, 24}, Case{2, 20},
+                                           Case{2, 12, true}, Case{4, 24, true},
+                                           Case{2, 20, true}),
                          [](const auto &info) {
                            return "cp" + std::to_string(info.param.cp) + "_seq" +
-                                  std::to_string(info.param.seq);
+                                  std::to_string(info.param.seq) +
+                                  (info.param.documents ? "_documents" : "");
                          });
 
 TEST(ContextParallelPosition, IsMegatronCoresLoadBalancedLayout) {
