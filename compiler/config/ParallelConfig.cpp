@@ -37,7 +37,6 @@ struct PendingOption {
 const std::map<std::string, PendingOption> &pendingOptions() {
   using enum PendingKind;
   static const std::map<std::string, PendingOption> options = {
-      {"param_offload", {Bool, "false"}},
   };
   return options;
 }
@@ -309,6 +308,14 @@ Status ParallelConfig::resolve(const ModelDims &model) {
     return fail("grad_offload (--grad-offload) with use_distributed_optimizer "
                 "(--use-distributed-optimizer) is not planned yet: the gradient buckets' "
                 "shards are views the offloaded gradients would split; use one of the two");
+  if (paramOffload && distributedOptimizer)
+    return fail("param_offload (--param-offload) with use_distributed_optimizer "
+                "(--use-distributed-optimizer) is not planned yet: the weight buckets' "
+                "shards and all-gathers are views the offloaded weights would split; use one "
+                "of the two");
+  if (paramOffload && pp > 1)
+    return fail("param_offload (--param-offload) with pipeline_model_parallel_size (--pp ", pp,
+                ") > 1 is not planned yet; use --pp 1");
   if (vpp != 0 && pp == 1)
     return fail("virtual_pipeline_model_parallel_size (--vpp ", vpp, ") needs "
                 "pipeline_model_parallel_size (--pp) > 1, got --pp 1");
@@ -523,6 +530,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"calculate_per_token_loss", typedSetter(config.perTokenLoss, "true or false")},
       {"optimizer_offload", typedSetter(config.optimizerOffload, "true or false")},
       {"grad_offload", typedSetter(config.gradOffload, "true or false")},
+      {"param_offload", typedSetter(config.paramOffload, "true or false")},
       {"micro_batch_size", integer(config.microBatch)},
       {"global_batch_size", integer(config.globalBatch)},
       {"seq_length", integer(config.seq)},

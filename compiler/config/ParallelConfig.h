@@ -106,6 +106,11 @@ struct ParallelConfig {
   /// gradient norm (and, with optimizer_offload, AdamW) reads the host copy
   /// (compiler/plan/GradOffload.h).
   bool gradOffload = false;
+  /// Trinity-RFT's param_offload: the weights the programs read live in
+  /// host memory; each program copies a weight to the device before each
+  /// run of its uses there (and the optimizer's update back after it)
+  /// (compiler/plan/ParamOffload.h).
+  bool paramOffload = false;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
   /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of
   /// the first and last stage with the rest split evenly (Megatron's

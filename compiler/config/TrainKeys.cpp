@@ -438,8 +438,11 @@ std::vector<Key> megatronKeys() {
          return read(g, "calculate_per_token_loss", "true or false", c.parallel.perTokenLoss);
        }},
       // Trinity-RFT's megatron: block.
-      {"param_offload", Refused, Megatron, "parameter offload is not planned yet "
-       "(optimizer_offload and grad_offload are)", {off}, "issue 16"},
+      {"param_offload", Honoured, Megatron, "the weights in host memory; each program "
+       "copies a weight to the GPU before each run of its uses there, and the optimizer's "
+       "update back", {}, "", [](TrainConfig &c, const Given &g) {
+         return read(g, "param_offload", "true or false", c.parallel.paramOffload);
+       }},
       {"grad_offload", Honoured, Megatron, "the fp32 main gradients in host memory; each "
        "program copies a gradient to the GPU before its first use there and back after its "
        "last", {}, "", [](TrainConfig &c, const Given &g) {

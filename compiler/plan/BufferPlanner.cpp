@@ -312,7 +312,7 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
   auto placedAlone = [&](const plan::Buffer &b) {
     auto run = runOf_.find(b.id());
     return b.arena() != plan::ACTIVATIONS && b.arena() != plan::STAGED_GRADIENTS &&
-           !views_.count(b.id()) &&
+           b.arena() != plan::STAGED_WEIGHTS && !views_.count(b.id()) &&
            (run == runOf_.end() || runs_[run->second].front() == b.id());
   };
   for (auto &b : *plan_.mutable_buffers())
@@ -384,7 +384,7 @@ Status BufferPlanner::assignOffsets() {
   std::map<plan::ArenaKind, uint64_t> sizes;
   if (Status s = assignPersistentOffsets(sizes); !s)
     return s;
-  for (plan::ArenaKind kind : {plan::ACTIVATIONS, plan::STAGED_GRADIENTS})
+  for (plan::ArenaKind kind : {plan::ACTIVATIONS, plan::STAGED_GRADIENTS, plan::STAGED_WEIGHTS})
     if (Status s = assignLiveOffsets(kind, sizes); !s)
       return s;
   uint64_t total = 0;

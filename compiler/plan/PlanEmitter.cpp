@@ -8,6 +8,7 @@
 
 #include "compiler/plan/BufferPlanner.h"
 #include "compiler/plan/GradOffload.h"
+#include "compiler/plan/ParamOffload.h"
 #include "compiler/plan/OptimizerOffload.h"
 #include "compiler/plan/PipelineSchedule.h"
 #include "compiler/plan/ProgramEmitter.h"
@@ -168,6 +169,7 @@ LogicalResult bindOptimizerStep(func::FuncOp fn, ProgramEmitter &emitter,
 struct Offloads {
   OptimizerOffload *optimizer = nullptr;
   GradOffload *grads = nullptr;
+  ParamOffload *params = nullptr;
 };
 
 Offloads offloadsOf(const ParallelConfig &parallel, OptimizerOffload &optimizer,
@@ -178,12 +180,17 @@ Offloads offloadsOf(const ParallelConfig &parallel, OptimizerOffload &optimizer,
           parallel.gradOffload ? &grads : nullptr};
 }
 
-/// grad_offload: stages the gradients `program` (emitted, its liveness not
-/// yet recorded) uses; records its liveness.
+/// grad_offload and param_offload: stage the gradients and weights
+/// `program` (emitted, its liveness not yet recorded) uses; records its
+/// liveness.
 LogicalResult finishStepProgram(ModuleOp module, ProgramEmitter &emitter,
-                                plan::Program &program, GradOffload *grads) {
+                                plan::Program &program, GradOffload *grads,
+                                ParamOffload *params = nullptr) {
   if (grads)
     if (Status s = grads->rewrite(program); !s)
+      return emitError(module.getLoc()) << s.message();
+  if (params)
+    if (Status s = params->rewrite(program); !s)
       return emitError(module.getLoc()) << s.message();
   emitter.finishProgram();
   return success();
@@ -206,8 +213,17 @@ LogicalResult finishOptimizer(ModuleOp module, ProgramEmitter &emitter, plan::Pl
     masters.set_stage(int32_t(std::max<int64_t>(stage, 0)));
     if (Status s = offload->rewrite(optimizer, masters); !s)
       return emitError(module.getLoc()) << s.message();
+    if (offloads.params)
+      if (Status s = offloads.params->rewrite(optimizer); !s)
+        return emitError(module.getLoc()) << s.message();
     emitter.finishProgram();
     emitter.setProgram(masters);
+    if (offloads.params)
+      if (Status s = offloads.params->rewrite(masters); !s)
+        return emitError(module.getLoc()) << s.message();
+  } else if (offloads.params) {
+    if (Status s = offloads.params->rewrite(optimizer); !s)
+      return emitError(module.getLoc()) << s.message();
   }
   emitter.finishProgram();
   return success();
@@ -434,8 +450,12 @@ LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt
     return failure();
   OptimizerOffload offload(planner, out);
   GradOffload grads(planner, out, parallel.optimizerOffload);
-  const Offloads offloads = offloadsOf(parallel, offload, grads);
-  if (failed(finishStepProgram(module, fbEmitter, *out.mutable_programs(0), offloads.grads)))
+  ParamOffload params(planner, out);
+  Offloads offloads = offloadsOf(parallel, offload, grads);
+  if (parallel.paramOffload) // ParallelConfig refuses it with --pp > 1
+    offloads.params = &params;
+  if (failed(finishStepProgram(module, fbEmitter, *out.mutable_programs(0), offloads.grads,
+                               offloads.params)))
     return failure();
 
   plan::Program &optimizer = *out.add_programs();
@@ -447,6 +467,8 @@ LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt
     return failure();
   if (offloads.grads)
     grads.moveGradients();
+  if (offloads.params)
+    params.moveWeights();
   if (Status s = planner.assignOffsets(); !s)
     return emitError(module.getLoc()) << s.message();
   return success();

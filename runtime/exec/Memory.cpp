@@ -64,7 +64,7 @@ Expected<std::unique_ptr<HostMemory>> HostMemory::create(const plan::Plan &plan,
   for (const plan::Arena &a : plan.arenas()) {
     if (arenas == Arenas::HostSide &&
         (a.kind() == plan::ACTIVATIONS || a.kind() == plan::GRADIENTS ||
-         a.kind() == plan::STAGED_GRADIENTS))
+         a.kind() == plan::STAGED_GRADIENTS || a.kind() == plan::STAGED_WEIGHTS))
       continue;
     auto padded = checkedAdd<uint64_t>(a.size_bytes(), 63);
     auto size = padded ? checkedMul<uint64_t>(*padded / 64 * 64,

@@ -78,7 +78,8 @@ Status validateParameters(const Plan &plan) {
         (p.trainable() && (!inRange(p.grad_buffer()) || !inRange(p.exp_avg_buffer()) ||
                            !inRange(p.exp_avg_sq_buffer()))))
       return Status::error("parameter '" + p.name() + "' refers to a buffer out of range");
-    if (plan.buffers(p.param_buffer()).arena() != PARAMETERS)
+    // param_offload keeps the weights in HOST_WEIGHTS.
+    if (ArenaKind a = plan.buffers(p.param_buffer()).arena(); a != PARAMETERS && a != HOST_WEIGHTS)
       return Status::error("parameter '" + p.name() + "' is not in the parameter arena");
   }
   return Status::ok();
@@ -131,7 +132,8 @@ Status validateStageLayout(const Plan &plan) {
   for (int64_t stage = 0; stage < std::max<int64_t>(plan.mesh().pp(), 1); ++stage) {
     std::map<ArenaKind, std::vector<const Buffer *>> held;
     for (const Buffer &b : plan.buffers()) {
-      if (b.arena() == ACTIVATIONS || b.arena() == STAGED_GRADIENTS || views.count(b.id()))
+      if (b.arena() == ACTIVATIONS || b.arena() == STAGED_GRADIENTS ||
+          b.arena() == STAGED_WEIGHTS || views.count(b.id()))
         continue; // offsets planned from liveness, or placed in another buffer
       auto it = parameterOf.find(b.id());
       if (it == parameterOf.end() || stageHolds(*it->second, stage))

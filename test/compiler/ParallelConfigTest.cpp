@@ -187,8 +187,17 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
        },
        "grad_offload (--grad-offload) with use_distributed_optimizer "
        "(--use-distributed-optimizer) is not planned yet"},
-      {"unsupported option value", [](auto &c, auto &) { c.pending["param_offload"] = "true"; },
-       "param_offload: true is not supported by this version of mtc yet"},
+      {"param_offload with the distributed optimizer", [](auto &c, auto &) {
+         c.paramOffload = c.distributedOptimizer = true;
+       },
+       "param_offload (--param-offload) with use_distributed_optimizer "
+       "(--use-distributed-optimizer) is not planned yet"},
+      {"param_offload with a pipeline", [](auto &c, auto &) {
+         c.paramOffload = true;
+         c.pp = 2;
+       },
+       "param_offload (--param-offload) with pipeline_model_parallel_size (--pp 2) > 1 is not "
+       "planned yet; use --pp 1"},
       {"recompute granularity", [](auto &c, auto &) { c.recompute.granularity = "partial"; },
        "recompute_granularity (--recompute-granularity) must be full or selective (or null: "
        "none), got 'partial'"},
@@ -412,23 +421,15 @@ TEST_F(YamlTypedValues, SequenceParallelInEveryBooleanSpelling) {
             std::string::npos);
 }
 
-TEST_F(YamlTypedValues, PendingBooleansCompareByValue) {
-  for (const char *key : {"param_offload"}) {
-    for (const std::string &spelling : kFalse) {
-      ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
-      EXPECT_EQ(resolveError(), "") << key << ": " << spelling;
+TEST_F(YamlTypedValues, ParamOffloadIsABoolean) {
+  for (bool expected : {true, false})
+    for (const std::string &spelling : expected ? kTrue : kFalse) {
+      ASSERT_EQ(load("param_offload", spelling), "") << spelling;
+      EXPECT_EQ(config.paramOffload, expected) << spelling;
+      EXPECT_EQ(resolveError(), "") << spelling;
     }
-    for (const std::string &spelling : kTrue) {
-      ASSERT_EQ(load(key, spelling), "") << key << ": " << spelling;
-      EXPECT_EQ(resolveError(), std::string(key) + ": true is not supported by this version "
-                                                   "of mtc yet (only false)")
-          << spelling;
-    }
-    EXPECT_NE(load(key, "maybe").find(":1:" + std::to_string(std::strlen(key) + 3) +
-                                      ": expected true or false, got 'maybe'"),
-              std::string::npos)
-        << key;
-  }
+  EXPECT_NE(load("param_offload", "maybe").find(":1:16: expected true or false, got 'maybe'"),
+            std::string::npos);
 }
 
 TEST_F(YamlTypedValues, OptimizerOffloadIsABoolean) {

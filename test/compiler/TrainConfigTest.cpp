@@ -102,25 +102,19 @@ TEST(TrainConfig, OverlapParamGatherIsHonoured) {
 }
 
 TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
-  std::string e = errorOf("param_offload: true\n"
-                          "fp16: true\nimage_max_pixels: 262144\n",
+  std::string e = errorOf("fp16: true\nimage_max_pixels: 262144\n",
                           {{"template", "qwen2_vl"}});
-  EXPECT_NE(e.find("4 keys ask for"), e.npos) << e;
+  EXPECT_NE(e.find("3 keys ask for"), e.npos) << e;
   EXPECT_NE(e.find("command line: template: qwen2_vl is not supported: multimodal"), e.npos) << e;
-  EXPECT_NE(e.find(":1:16: param_offload: true is not supported: parameter offload is not "
-                   "planned yet (optimizer_offload and grad_offload are); only false is "
-                   "(issue 16 brings it)"),
-            e.npos)
-      << e;
   EXPECT_NE(e.find("fp16: true is not supported"), e.npos) << e;
   EXPECT_NE(e.find("image_max_pixels: 262144 is not supported: multimodal"), e.npos) << e;
   // Their defaults are what mtc does, and --explain says so.
   TrainConfig c;
-  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "param_offload: false\n"
+  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "param_offload: true\n"
                                                    "apply_rope_fusion: true\n"),
                               {}, c));
-  ASSERT_EQ(c.alwaysDone.size(), 2u);
-  EXPECT_EQ(c.alwaysDone[0], "param_offload: false is what mtc does");
+  EXPECT_TRUE(c.parallel.paramOffload); // honoured (issue 16)
+  ASSERT_EQ(c.alwaysDone.size(), 1u);
   // A text model's template is honoured.
   ASSERT_TRUE(loadTrainConfig("", {{"template", "qwen"}}, c));
   EXPECT_EQ(c.chatTemplate, "qwen");

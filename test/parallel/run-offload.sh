@@ -2,7 +2,10 @@
 # Trains a model for 3 steps on six layouts without and with
 # optimizer_offload (the master weights and AdamW state in host arenas,
 # AdamW on the host), grad_offload (the main gradients in a host arena,
-# staged on the device around each program's uses) and both, same seed and
+# staged on the device around each program's uses), both, param_offload
+# (the weights in a host arena, staged on the device for each run of a
+# program's uses; refused with pp and the distributed optimizer) and all
+# three, same seed and
 # global batch: OUT/<layout>.<option>.* (grad_offload is refused with the
 # distributed optimizer: those layouts run optimizer_offload alone);
 # and the offloaded run saved after 2 steps and resumed for the 3rd
@@ -15,7 +18,9 @@ set -euo pipefail
 bin=$1 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
 all_options=("none:" "optimizer_offload:--optimizer-offload" "grad_offload:--grad-offload"
-             "grad_optimizer_offload:--grad-offload --optimizer-offload")
+             "grad_optimizer_offload:--grad-offload --optimizer-offload"
+             "param_offload:--param-offload"
+             "all_offload:--param-offload --grad-offload --optimizer-offload")
 rm -rf "$out" && mkdir -p "$out"
 python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 95 4000
 "$bin/mtc" import-hf "$here/configs/llama-4l-tied.json" --seq 16 --micro-batch 2 \
@@ -28,6 +33,7 @@ options=("${all_options[@]}")
 train one "" 1
 train dp2 "--dp 2" 2
 train tp2_dp2 "--tp 2 --dp 2" 4
+options=("${all_options[@]:0:4}") # param_offload is refused with --pp > 1
 train pp2_dp2 "--pp 2 --dp 2" 4
 options=("${all_options[@]:0:2}")
 train dp2_distopt "--dp 2 --use-distributed-optimizer" 2

@@ -103,6 +103,10 @@ struct ParallelFlags {
                             "fp32 main gradients in host memory, copied to the GPU around "
                             "each program's uses (Trinity's grad_offload)"),
                &P::gradOffload);
+    layoutFlag(cmd.add_flag("--param-offload", v.paramOffload,
+                            "weights in host memory, copied to the GPU before each run of "
+                            "a program's uses (Trinity's param_offload)"),
+               &P::paramOffload);
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,
