@@ -369,6 +369,8 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
        host.weights},
       {"weights (bf16 copy the GPU reads)", 0, gpu.shadows, 0},
       {"master weights (fp32, offloaded)", arenas[plan::HOST_PARAMETERS], 0, host.masters, true},
+      {"weights (fp32, offloaded)", arenas[plan::HOST_WEIGHTS], 0, 0, true},
+      {"weights staged on the device (peak)", arenas[plan::STAGED_WEIGHTS], 0, 0, true},
       {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients, 0},
       {gradsOnHost ? "gradients (fp32 main, offloaded)" : "gradients copied to host (offloaded)",
        arenas[plan::HOST_GRADIENTS], 0, host.gradients, true},
@@ -412,6 +414,13 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
        << bytesText(double(gpu.stagedGradients)) << " of them at once instead of "
        << bytesText(double(arenas[plan::HOST_GRADIENTS])) << "; the gradient norm"
        << (host.masters ? " and AdamW read" : " reads") << " them on the host)\n";
+  if (arenas[plan::HOST_WEIGHTS])
+    os << "  (param_offload: the weights live in host memory; each program copies a weight to "
+          "the device before each run of its uses there (and the optimizer's update back), so "
+          "the device holds at most "
+       << bytesText(double(arenas[plan::STAGED_WEIGHTS])) << " of them at once instead of "
+       << bytesText(double(arenas[plan::HOST_WEIGHTS]))
+       << "; the CUDA backend does not run param_offload plans yet)\n";
   os << "  (the GPU also holds its CUDA context and library workspaces, about "
      << bytesText(double(kCudaContextBytes)) << "; the arenas are allocated once, before the "
      << "first step)\n";
@@ -453,7 +462,7 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   for (const plan::Arena &a : plan.arenas()) {
     if (a.kind() == plan::OPTIMIZER)
       optimizer = a.size_bytes();
-    if (a.kind() == plan::PARAMETERS)
+    if (a.kind() == plan::PARAMETERS || a.kind() == plan::HOST_WEIGHTS) // param_offload's
       weights = a.size_bytes();
   }
   const bool on = plan.buckets_size() > 0;

@@ -227,6 +227,13 @@ CudaExecutor::~CudaExecutor() {
 }
 
 Status CudaExecutor::initialize() {
+  // param_offload's weights would need their bf16 copies staged per run of
+  // uses, which this backend does not lower yet.
+  for (const plan::Arena &a : plan_.arenas())
+    if (a.kind() == plan::HOST_WEIGHTS || a.kind() == plan::STAGED_WEIGHTS)
+      return Status::error("--backend cuda: this plan was compiled with param_offload "
+                           "(--param-offload), which the CUDA backend does not run yet; "
+                           "compile it without param_offload or run it with --backend cpu");
   if (deviceCount() == 0)
     return Status::error("--backend cuda: no CUDA device is visible to this process");
   if (rank_)
