@@ -22,25 +22,6 @@ template <typename... Args> Status fail(Args &&...args) {
   return Status::error(os.str());
 }
 
-/// How a pending option's value is read: a boolean (any YAML spelling,
-/// compared as a bool), or a value whose only supported form is null, or a
-/// string compared as written.
-enum class PendingKind { Bool, NullOnly, String };
-
-struct PendingOption {
-  PendingKind kind;
-  const char *supported; // the one value this version implements
-};
-
-/// Megatron options whose defaults this version implements; any other value
-/// is rejected rather than silently ignored.
-const std::map<std::string, PendingOption> &pendingOptions() {
-  using enum PendingKind;
-  static const std::map<std::string, PendingOption> options = {
-  };
-  return options;
-}
-
 /// Performance hints (booleans) that never change the result: their value
 /// is checked to be a boolean, then not used.
 const std::set<std::string> &hintKeys() {
@@ -86,13 +67,6 @@ Status checkRanges(const ParallelConfig &c) {
                   Named{"seq_length (--seq)", c.seq}})
     if (n.value < 0)
       return fail(n.name, " must be >= 1, got ", n.value);
-
-  for (const auto &[key, value] : c.pending) {
-    auto it = pendingOptions().find(key);
-    if (it != pendingOptions().end() && value != it->second.supported)
-      return fail(key, ": ", value, " is not supported by this version of mtc "
-                  "yet (only ", it->second.supported, ")");
-  }
 
   return Status::ok();
 }
@@ -542,32 +516,11 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
   };
 }
 
-/// A pending option's value in one spelling per value ("true"/"false",
-/// "null", or the string as written), which validation compares with the
-/// one value this version supports.
-Expected<std::string> pendingValue(const std::string &path, const PendingOption &option,
-                                   const YAML::Node &n) {
-  if (n.IsNull())
-    return std::string("null");
-  if (option.kind == PendingKind::Bool) {
-    bool value = false;
-    if (Status s = readTyped(path, n, "true or false", value); !s)
-      return s;
-    return std::string(value ? "true" : "false");
-  }
-  std::string value;
-  if (Status s = readTyped(path, n, "a string or null", value); !s)
-    return s;
-  return value;
-}
-
 /// The error for a key nobody knows, with the closest known name.
 Status unknownKey(const std::string &path, const YAML::Node &keyNode, const std::string &key,
                   const std::map<std::string, Setter> &setters) {
   std::vector<std::string> known;
   for (const auto &[name, _] : setters)
-    known.push_back(name);
-  for (const auto &[name, _] : pendingOptions())
     known.push_back(name);
   return fail(whereOf(path, keyNode), "unknown option '", key, "'", suggestion(key, known));
 }
@@ -602,11 +555,6 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
     if (auto it = setters.find(key); it != setters.end()) {
       if (Status s = it->second(path, value); !s)
         return s;
-    } else if (auto pending = pendingOptions().find(key); pending != pendingOptions().end()) {
-      auto canonical = pendingValue(path, pending->second, value);
-      if (!canonical)
-        return canonical.status();
-      config.pending[key] = *canonical;
     } else if (hintKeys().count(key)) {
       bool hint = false;
       if (Status s = readTyped(path, value, "true or false", hint); !s)

@@ -124,11 +124,6 @@ struct ParallelConfig {
   /// defaults filled in (full alone: uniform, 1 layer; selective:
   /// core_attn; moe_layer_recompute: selective with moe added).
   RecomputeConfig recompute;
-  /// Megatron options this version parses but does not apply yet, by name,
-  /// with their value read by type and spelled one way per value ("true",
-  /// "false", "null", or the string). Validation rejects any that asks for
-  /// a change.
-  std::map<std::string, std::string> pending;
 
   int64_t numMicroBatches() const { return globalBatch / (microBatch * dp); }
   /// The expert layers' data-parallel size: edp = dp·cp·tp / (ep·etp)
