@@ -85,11 +85,11 @@ Status GradOffload::rewrite(plan::Program &program) {
       }
     }
   }
-  // Views of one gradient staged at once would each hold a copy of it.
+  // Views of one gradient's bytes staged at once would each hold a copy of
+  // them (members of one bucket, the distributed optimizer's, do not share).
   for (size_t a = 0; a < runs.size(); ++a)
     for (size_t b = a + 1; b < runs.size(); ++b)
-      if (runs[a].grad != runs[b].grad &&
-          planner_.aliasRoot(runs[a].grad) == planner_.aliasRoot(runs[b].grad) &&
+      if (runs[a].grad != runs[b].grad && planner_.overlaps(runs[a].grad, runs[b].grad) &&
           runs[a].first <= runs[b].last && runs[b].first <= runs[a].last)
         return Status::error(
             "grad_offload: program '" + program.name() + "' uses '" +

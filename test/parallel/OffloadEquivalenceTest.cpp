@@ -7,7 +7,7 @@
 // the 3 steps' losses, gradient norms and every updated weight are bit for
 // bit those of the run without it, on one rank, dp2, tp2 x dp2, pp2 x dp2
 // and with the distributed optimizer (dp2; tp2 x dp2 with
-// overlap_param_gather; pp2 x dp2), where
+// overlap_param_gather; pp2 x dp2; a MoE model's ep2 x dp2), where
 // grad_offload keeps the reduced gradient shards on the host; and so are
 // those of the offloaded run saved after 2 steps and resumed (its host
 // master weights refilled from the checkpoint). The runs are made by
@@ -36,7 +36,7 @@ TEST_P(OffloadEquivalence, IsBitIdenticalToTheRunWithoutIt) {
 std::vector<Case> cases() {
   std::vector<Case> all;
   for (const char *layout : {"one", "dp2", "tp2_dp2", "pp2_dp2", "dp2_distopt",
-                             "tp2_dp2_distopt", "pp2_dp2_distopt"})
+                             "tp2_dp2_distopt", "pp2_dp2_distopt", "ep2_dp2_distopt"})
     for (const char *option : {"optimizer_offload", "grad_offload", "grad_optimizer_offload"})
       for (const char *resumed : {"", "_resumed"})
         all.push_back({layout, std::string(option) + resumed});

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Trains a model for 3 steps on seven layouts without and with
-# optimizer_offload (the master weights and AdamW state in host arenas,
+# Trains a model for 3 steps on eight layouts (the last with a MoE model)
+# without and with optimizer_offload (the master weights and AdamW state in host arenas,
 # AdamW on the host), grad_offload (the main gradients in a host arena,
 # staged on the device around each program's uses; with the distributed
 # optimizer the reduced shards there too) and both, same seed and global
@@ -32,3 +32,8 @@ train pp2_dp2 "--pp 2 --dp 2" 4
 train dp2_distopt "--dp 2 --use-distributed-optimizer" 2
 train tp2_dp2_distopt "--tp 2 --dp 2 --use-distributed-optimizer --overlap-param-gather" 4
 train pp2_dp2_distopt "--pp 2 --dp 2 --use-distributed-optimizer" 4
+# Experts' gradients in the buckets (edp), the grouped MLP writing two
+# members of one bucket at once.
+"$bin/mtc" import-hf "$here/../compiler/Inputs/tiny-moe.json" --seq 16 --micro-batch 2 \
+  -o "$out/moe.mlir"
+model=$out/moe.mlir train ep2_dp2_distopt "--ep 2 --dp 2 --use-distributed-optimizer" 2
