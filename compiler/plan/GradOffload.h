@@ -32,6 +32,10 @@ namespace mt {
 /// AdamW on the device read it. The device then holds one bucket and its
 /// shard at a time in the optimizer instead of every bucket, and the host
 /// keeps the shards the optimizer (with or without optimizer_offload) reads.
+/// The staged shard, too, starts with a copy to the device (of last step's
+/// shard, which the reduce-scatter overwrites): 1/dp of a bucket per step,
+/// which keeps the CUDA backend's rule that every staged buffer is first
+/// written on the copy stream (runtime/cuda/LowerOffload.cpp).
 /// The arithmetic is the same on the same values in the same order: a CPU
 /// run gives bit for bit the losses, norms and weights of the run without it.
 class GradOffload {
