@@ -305,10 +305,6 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (overlapParamGather && !distributedOptimizer)
     return fail("overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
                 "(--use-distributed-optimizer): without it there is no parameter all-gather");
-  if (gradOffload && distributedOptimizer)
-    return fail("grad_offload (--grad-offload) with use_distributed_optimizer "
-                "(--use-distributed-optimizer) is not planned yet: the gradient buckets' "
-                "shards are views the offloaded gradients would split; use one of the two");
   if (vpp != 0 && pp == 1)
     return fail("virtual_pipeline_model_parallel_size (--vpp ", vpp, ") needs "
                 "pipeline_model_parallel_size (--pp) > 1, got --pp 1");

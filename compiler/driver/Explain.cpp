@@ -335,6 +335,26 @@ void printRecompute(const plan::Plan &plan, const RecomputeEffect &r, uint64_t s
   }
 }
 
+/// grad_offload with the distributed optimizer: the bytes of the reduced
+/// gradient shards in HOST_GRADIENTS (the buckets' host_grad_buffer there,
+/// beside the whole buckets), on the stage that holds the most.
+uint64_t hostGradientShardBytes(const plan::Plan &plan) {
+  std::map<std::string, const plan::Parameter *> byName;
+  for (const plan::Parameter &p : plan.parameters())
+    byName[p.name()] = &p;
+  uint64_t most = 0;
+  for (int64_t s = 0; s < std::max<int64_t>(plan.mesh().pp(), 1); ++s) {
+    uint64_t bytes = 0;
+    for (const plan::Bucket &b : plan.buckets())
+      if (b.host_grad_buffer() != 0 &&
+          plan.buffers(b.grad_buffer()).arena() == plan::HOST_GRADIENTS &&
+          plan::stageHolds(*byName.at(b.members(0).param()), s))
+        bytes += plan.buffers(b.host_grad_buffer()).size_bytes();
+    most = std::max(most, bytes);
+  }
+  return most;
+}
+
 void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   bool pipelined = plan.training().virtual_stages() > 1;
   std::map<plan::ArenaKind, uint64_t> arenas;
@@ -363,6 +383,8 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   bool gradsOnHost = false;
   for (const plan::Parameter &p : plan.parameters())
     gradsOnHost |= p.trainable() && plan.buffers(p.grad_buffer()).arena() == plan::HOST_GRADIENTS;
+  const uint64_t shards = gradsOnHost ? hostGradientShardBytes(plan) : 0;
+  const uint64_t mainOnHost = arenas[plan::HOST_GRADIENTS] - shards;
   struct Row { const char *what; uint64_t cpu, gpu, host; bool ifAny = false; };
   const Row rows[] = {
       {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights + gpu.weightStaging,
@@ -371,7 +393,8 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
       {"master weights (fp32, offloaded)", arenas[plan::HOST_PARAMETERS], 0, host.masters, true},
       {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients, 0},
       {gradsOnHost ? "gradients (fp32 main, offloaded)" : "gradients copied to host (offloaded)",
-       arenas[plan::HOST_GRADIENTS], 0, host.gradients, true},
+       mainOnHost, 0, host.gradients - shards, true},
+      {"reduced gradient shards (offloaded)", shards, 0, shards, true},
       {"gradients staged on the GPU (peak)", arenas[plan::STAGED_GRADIENTS], gpu.stagedGradients,
        0, true},
       {"AdamW state (fp32)", arenas[plan::OPTIMIZER] + arenas[plan::HOST_OPTIMIZER], gpu.optimizer,
@@ -410,8 +433,14 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
           "a gradient to the GPU before its first use there and back after its last, so the GPU "
           "holds at most "
        << bytesText(double(gpu.stagedGradients)) << " of them at once instead of "
-       << bytesText(double(arenas[plan::HOST_GRADIENTS])) << "; the gradient norm"
-       << (host.masters ? " and AdamW read" : " reads") << " them on the host)\n";
+       << bytesText(double(mainOnHost))
+       << (shards ? "; each bucket's reduce-scatter runs on the GPU and its shard goes to the "
+                    "host, where"
+                  : "; the gradient norm")
+       << (shards ? (host.masters ? " the gradient norm and AdamW read it" :
+                                    " the gradient norm reads it (AdamW a staged copy)")
+                  : (host.masters ? " and AdamW read them on the host" : " reads them on the host"))
+       << ")\n";
   os << "  (the GPU also holds its CUDA context and library workspaces, about "
      << bytesText(double(kCudaContextBytes)) << "; the arenas are allocated once, before the "
      << "first step)\n";
@@ -451,8 +480,8 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   }
   uint64_t optimizer = 0, weights = 0;
   for (const plan::Arena &a : plan.arenas()) {
-    if (a.kind() == plan::OPTIMIZER)
-      optimizer = a.size_bytes();
+    if (a.kind() == plan::OPTIMIZER || a.kind() == plan::HOST_OPTIMIZER)
+      optimizer += a.size_bytes(); // optimizer_offload: the state is on the host
     if (a.kind() == plan::PARAMETERS)
       weights = a.size_bytes();
   }
@@ -484,12 +513,19 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
        << ")\n";
   else if (on)
     os << "  weight all-gathers: at the end of the optimizer step (overlap_param_gather: off)\n";
+  // grad_offload: the gradient shards are main gradients on the host.
+  const bool gradShardsOnHost =
+      on && plan.buffers(plan.buckets(0).grad_buffer()).arena() == plan::HOST_GRADIENTS;
   if (on)
-    os << "  gradient and weight shards: "
+    os << (gradShardsOnHost ? "  weight shards: " : "  gradient and weight shards: ")
        << bytesText(double(plan::deviceFootprint(plan).shardsInPlace))
        << (pipelined ? " (all stages)" : "")
        << " that CUDA keeps in place, in the rank's slice of each bucket (the CPU backend "
-          "copies them into its activations)\n";
+          "copies them into its activations)"
+       << (gradShardsOnHost ? "; the reduced gradient shards are in pinned host memory "
+                              "(grad_offload)"
+                            : "")
+       << "\n";
 }
 
 /// One collective of an instruction: its group's axis, the bytes of its

@@ -240,12 +240,24 @@ Status BufferPlanner::placeRun(plan::Buffer &b, uint64_t offset, uint64_t &end) 
   return Status::ok();
 }
 
-uint32_t BufferPlanner::aliasRoot(uint32_t id) const {
+std::pair<uint32_t, uint64_t> BufferPlanner::placeInRoot(uint32_t id) const {
+  uint64_t start = 0;
   if (auto view = views_.find(id); view != views_.end())
-    id = view->second.first;
+    id = view->second.first, start = view->second.second;
   if (auto run = runOf_.find(id); run != runOf_.end())
-    return runs_[run->second].front();
-  return id;
+    for (uint32_t member : runs_[run->second]) {
+      if (member == id)
+        return {runs_[run->second].front(), start};
+      start += plan_.buffers(member).size_bytes();
+    }
+  return {id, start};
+}
+
+bool BufferPlanner::overlaps(uint32_t a, uint32_t b) const {
+  auto [rootA, startA] = placeInRoot(a);
+  auto [rootB, startB] = placeInRoot(b);
+  return rootA == rootB && startA < startB + plan_.buffers(b).size_bytes() &&
+         startB < startA + plan_.buffers(a).size_bytes();
 }
 
 void BufferPlanner::touch(uint32_t id, int64_t index) {
