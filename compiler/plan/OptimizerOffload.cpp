@@ -81,6 +81,9 @@ Status OptimizerOffload::rewrite(plan::Program &optimizer, plan::Program &master
          (plan::isOp(old[size_t(leading)], plan::Op::all_reduce) ||
           plan::isOp(old[size_t(leading)], plan::Op::reduce_scatter)))
     ++leading;
+  // The previous adamw: a gradient's copy to the host runs while the host
+  // updates the parameter before it (double buffering).
+  int64_t previous = -1;
   for (size_t i = 0; i < old.size(); ++i) {
     plan::Instruction &adamw = old[i];
     if (!plan::isOp(adamw, plan::Op::adamw))
@@ -111,10 +114,14 @@ Status OptimizerOffload::rewrite(plan::Program &optimizer, plan::Program &master
       const uint32_t gradOwner = reduced >= 0 && old[size_t(reduced)].inputs_size() > 0
                                      ? old[size_t(reduced)].inputs(0)
                                      : grad;
-      hostGrad = hostCopy(hostGrads_, grad, gradOwner, plan::HOST_GRADIENTS, "host:");
-      after[size_t(std::max(reduced, leading - 1) + 1)].push_back(
+      hostGrad = hostCopy(hostGrads_, grad, gradOwner, plan::HOST_STAGED_GRADIENTS, "host:");
+      // Before the previous adamw (or this one's, for the first), after the
+      // gradient's last writer and the leading reductions.
+      const int64_t at = std::max({reduced + 1, leading, previous < 0 ? int64_t(i) : previous});
+      after[size_t(at)].push_back(
           copyInstruction(plan::Op::copy_to_host, grad, hostGrad, n, "gradient"));
     }
+    previous = int64_t(i);
     recordHostCopies(owner, master, hostGrad);
 
     planner_.moveToArena(adamw.inputs(2), plan::HOST_OPTIMIZER);

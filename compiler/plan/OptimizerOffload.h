@@ -18,11 +18,14 @@ namespace mt {
 /// optimizer's shard of a weight bucket) and gradient G:
 ///   - its exp_avg and exp_avg_sq move to HOST_OPTIMIZER;
 ///   - a master M (W's shape, HOST_PARAMETERS) and a host gradient H
-///     (G's shape, HOST_GRADIENTS) are added;
-///   - `copy_to_host G -> H` follows the last instruction that writes G,
-///     and the gradient reductions that open the program (so that the copy
-///     overlaps what comes before the update, and the CUDA backend can
-///     still overlap those reductions with backward);
+///     (G's shape, HOST_STAGED_GRADIENTS) are added;
+///   - `copy_to_host G -> H` comes just before the previous adamw (the
+///     first one's: before it), but after the last instruction that writes
+///     G and the gradient reductions that open the program (so that the
+///     CUDA backend can still overlap those reductions with backward). H
+///     lives from its copy to its AdamW: at most two host gradients at once,
+///     one being updated while the next is copied, so the host holds a
+///     staging area of two gradients rather than the whole model's;
 ///   - AdamW updates M from H, and `copy_to_device M -> W` follows it (W's
 ///     bf16 copy on CUDA is refreshed with it);
 ///   - the master-weights program gets `copy_to_host W -> M` (after the
