@@ -111,10 +111,8 @@ Status OptimizerOffload::rewrite(plan::Program &optimizer, plan::Program &master
     uint32_t hostGrad = grad; // grad_offload: the main gradient is on the host
     if (!gradientsOnHost_) {
       const int64_t reduced = lastWriter(old, grad, i);
-      const uint32_t gradOwner = reduced >= 0 && old[size_t(reduced)].inputs_size() > 0
-                                     ? old[size_t(reduced)].inputs(0)
-                                     : grad;
-      hostGrad = hostCopy(hostGrads_, grad, gradOwner, plan::HOST_STAGED_GRADIENTS, "host:");
+      hostGrad = planner_.addBufferLike("host:" + plan_.buffers(grad).name(), grad,
+                                        plan::HOST_STAGED_GRADIENTS);
       // Before the previous adamw (or this one's, for the first), after the
       // gradient's last writer and the leading reductions.
       const int64_t at = std::max({reduced + 1, leading, previous < 0 ? int64_t(i) : previous});

@@ -73,7 +73,7 @@ private:
 
   BufferPlanner &planner_;
   plan::Plan &plan_;
-  std::map<uint32_t, uint32_t> masters_, hostGrads_; // device buffer -> host copy
+  std::map<uint32_t, uint32_t> masters_; // device weights -> host master
   bool gradientsOnHost_ = false;
 };
 
