@@ -45,11 +45,11 @@ std::string OptimizerOffload::programName(int64_t stage) {
   return stage < 0 ? "master_weights" : "master_weights." + std::to_string(stage);
 }
 
-uint32_t OptimizerOffload::hostCopy(std::map<uint32_t, uint32_t> &copies, uint32_t device,
-                                    uint32_t owner, plan::ArenaKind arena, const char *prefix) {
-  auto [it, inserted] = copies.try_emplace(device, 0);
+uint32_t OptimizerOffload::masterOf(uint32_t weights, uint32_t owner) {
+  auto [it, inserted] = masters_.try_emplace(weights, 0);
   if (inserted) {
-    it->second = planner_.addBufferLike(prefix + plan_.buffers(owner).name(), device, arena);
+    it->second = planner_.addBufferLike("master:" + plan_.buffers(owner).name(), weights,
+                                        plan::HOST_PARAMETERS);
     planner_.placeWith(it->second, owner);
   }
   return it->second;
@@ -103,8 +103,7 @@ Status OptimizerOffload::rewrite(plan::Program &optimizer, plan::Program &master
       *masters.add_instructions() = old[size_t(slice)];
       moved[size_t(slice)] = true;
     }
-    const uint32_t master =
-        hostCopy(masters_, weights, owner, plan::HOST_PARAMETERS, "master:");
+    const uint32_t master = masterOf(weights, owner);
     *masters.add_instructions() =
         copyInstruction(plan::Op::copy_to_host, weights, master, n, "master weights");
 

@@ -62,10 +62,9 @@ public:
   static std::string programName(int64_t stage);
 
 private:
-  /// The host copy of `device` in `arena`, made once, named `prefix:name`,
-  /// held by the stage(s) of `owner`.
-  uint32_t hostCopy(std::map<uint32_t, uint32_t> &copies, uint32_t device, uint32_t owner,
-                    plan::ArenaKind arena, const char *prefix);
+  /// The fp32 master of `weights` in HOST_PARAMETERS, made once, named
+  /// `master:<owner's name>`, held by the stage(s) of `owner`.
+  uint32_t masterOf(uint32_t weights, uint32_t owner);
 
   /// Names the host copies in the Parameter or Bucket whose weights are
   /// `weights` (the plan validates stage layouts with them).
