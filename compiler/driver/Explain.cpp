@@ -392,8 +392,11 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
       {"weights (bf16 copy the GPU reads)", 0, gpu.shadows, 0},
       {"master weights (fp32, offloaded)", arenas[plan::HOST_PARAMETERS], 0, host.masters, true},
       {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients, 0},
-      {gradsOnHost ? "gradients (fp32 main, offloaded)" : "gradients copied to host (offloaded)",
-       mainOnHost, 0, host.gradients - shards, true},
+      // optimizer_offload without grad_offload: the gradients pass through
+      // a liveness-planned host staging arena; grad_offload: the main
+      // gradients (and the distributed optimizer's reduced shards) live there.
+      {gradsOnHost ? "gradients (fp32 main, offloaded)" : "gradients staged on the host (peak)",
+       mainOnHost + arenas[plan::HOST_STAGED_GRADIENTS], 0, host.gradients - shards, true},
       {"reduced gradient shards (offloaded)", shards, 0, shards, true},
       {"gradients staged on the GPU (peak)", arenas[plan::STAGED_GRADIENTS], gpu.stagedGradients,
        0, true},
@@ -425,8 +428,12 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
     os << "  (optimizer_offload: AdamW runs on the host from the master weights, gradients and "
           "AdamW state in pinned host memory; each step copies "
        << (gradsOnHost ? "" : "the gradients to the host and ") << "the updated weights back, "
-       << bytesText(double((gradsOnHost ? 0 : host.gradients) + host.masters)) << " per rank"
+       << bytesText(double((gradsOnHost ? 1 : 2) * host.masters)) << " per rank"
+       << (gradsOnHost ? ""
+                       : ", each gradient through a host staging area while the one before it "
+                         "is updated")
        << (gpu.weightStaging ? "; the GPU keeps only the bf16 copy of the weights" : "")
+       << (host.masters && !host.weights ? ", and the host's fp32 weights are the masters" : "")
        << ")\n";
   if (gradsOnHost)
     os << "  (grad_offload: the main gradients live in pinned host memory; each program copies "
@@ -686,13 +693,13 @@ CudaHostBytes cudaHostBytes(const plan::Plan &plan) {
   CudaHostBytes host;
   for (const plan::Arena &a : plan.arenas()) {
     if (a.kind() == plan::PARAMETERS)
-      host.weights = padded(a.size_bytes());
+      host.weights = plan::hostWeightsAreMasters(plan) ? 0 : padded(a.size_bytes());
     else if (a.kind() == plan::OPTIMIZER || a.kind() == plan::HOST_OPTIMIZER)
       host.optimizer += padded(a.size_bytes());
     else if (a.kind() == plan::HOST_PARAMETERS)
       host.masters = padded(a.size_bytes());
-    else if (a.kind() == plan::HOST_GRADIENTS)
-      host.gradients = padded(a.size_bytes());
+    else if (a.kind() == plan::HOST_GRADIENTS || a.kind() == plan::HOST_STAGED_GRADIENTS)
+      host.gradients += padded(a.size_bytes());
     else if (a.kind() == plan::INPUTS || a.kind() == plan::OUTPUTS)
       host.inputs += padded(a.size_bytes()) * slots;
   }

@@ -60,8 +60,10 @@ FailureOr<std::vector<Tried>> planCandidates(ModuleOp module, const ModelDims &d
     for (size_t s = 0; s < effect.extraFlops.size(); ++s)
       extra += effect.extraFlops[s], training += effect.trainingFlops[s];
     const CudaHostBytes host = cudaHostBytes(*plan);
+    // optimizer_offload copies each gradient (a master's size) to the host
+    // and each updated master back.
     tried.push_back({candidate.describe(), gpuPlanBytes(*plan) + kCudaContextBytes, host.total(),
-                     host.gradients + host.masters,
+                     2 * host.masters,
                      training > 0 ? 100.0 * extra / training : 0.0});
   }
   return tried;

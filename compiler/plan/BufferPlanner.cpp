@@ -4,6 +4,7 @@
 #include "dialects/mt/MtMesh.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/support/CheckedMath.h"
 
@@ -323,8 +324,7 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
                              "' are viewed as one but held by different pipeline stages");
   auto placedAlone = [&](const plan::Buffer &b) {
     auto run = runOf_.find(b.id());
-    return b.arena() != plan::ACTIVATIONS && b.arena() != plan::STAGED_GRADIENTS &&
-           !views_.count(b.id()) &&
+    return !plan::isLivenessPlanned(b.arena()) && !views_.count(b.id()) &&
            (run == runOf_.end() || runs_[run->second].front() == b.id());
   };
   for (auto &b : *plan_.mutable_buffers())
@@ -396,7 +396,8 @@ Status BufferPlanner::assignOffsets() {
   std::map<plan::ArenaKind, uint64_t> sizes;
   if (Status s = assignPersistentOffsets(sizes); !s)
     return s;
-  for (plan::ArenaKind kind : {plan::ACTIVATIONS, plan::STAGED_GRADIENTS})
+  for (plan::ArenaKind kind :
+       {plan::ACTIVATIONS, plan::STAGED_GRADIENTS, plan::HOST_STAGED_GRADIENTS})
     if (Status s = assignLiveOffsets(kind, sizes); !s)
       return s;
   uint64_t total = 0;

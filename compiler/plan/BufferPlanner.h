@@ -87,7 +87,7 @@ private:
   /// Without a pipeline every parameter is on stage 0: the plain
   /// sequential layout.
   Status assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t> &sizes);
-  /// Offsets of the buffers of `kind` (ACTIVATIONS, STAGED_GRADIENTS) from
+  /// Offsets of the buffers of `kind` (plan::isLivenessPlanned) from
   /// their liveness; sets sizes[kind] to the peak (none: left unset).
   Status assignLiveOffsets(plan::ArenaKind kind, std::map<plan::ArenaKind, uint64_t> &sizes);
   /// Puts `b` at `offset`; `end` becomes the aligned end, which must stay

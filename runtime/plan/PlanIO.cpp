@@ -1,6 +1,7 @@
 // Plan directory I/O and validation.
 #include "runtime/plan/PlanIO.h"
 
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/MeshAxes.h"
 #include "runtime/support/OutputPath.h"
 #include "runtime/plan/OpRegistry.h"
@@ -131,7 +132,7 @@ Status validateStageLayout(const Plan &plan) {
   for (int64_t stage = 0; stage < std::max<int64_t>(plan.mesh().pp(), 1); ++stage) {
     std::map<ArenaKind, std::vector<const Buffer *>> held;
     for (const Buffer &b : plan.buffers()) {
-      if (b.arena() == ACTIVATIONS || b.arena() == STAGED_GRADIENTS || views.count(b.id()))
+      if (isLivenessPlanned(b.arena()) || views.count(b.id()))
         continue; // offsets planned from liveness, or placed in another buffer
       auto it = parameterOf.find(b.id());
       if (it == parameterOf.end() || stageHolds(*it->second, stage))
