@@ -470,6 +470,9 @@ bool trainCommand(const TrainCommandOptions &o) {
   std::string runDir =
       launchRunDir(o.runDir.empty() ? c.outputDir + "/mtc-run" : o.runDir, *launch);
   std::error_code ec;
+  // What this command creates, a failed preparation removes again (nothing
+  // half-written); under a launcher the other ranks read the failure there.
+  const bool newRunDir = !fs::exists(runDir), newOutputDir = !fs::exists(c.outputDir);
   fs::create_directories(runDir, ec);
   if (ec)
     return report(fail(runDir + ": cannot create: " + ec.message()));
@@ -488,8 +491,13 @@ bool trainCommand(const TrainCommandOptions &o) {
   if (launched)
     if (Status s = endPreparation(runDir, *launch, cmd ? "" : cmd.status().message()); !s)
       return report(s);
-  if (!cmd)
+  if (!cmd) {
+    if (!launched && newRunDir)
+      fs::remove_all(runDir, ec);
+    if (!launched && newOutputDir)
+      fs::remove(c.outputDir, ec); // only where it is empty again
     return report(cmd.status());
+  }
   if (o.prepareOnly)
     return true;
   Status ran = runCommand(*cmd, "mtrun");
