@@ -71,8 +71,8 @@ for run in "${runs[@]}"; do
     echo "skipped $name: its plan pins $need GiB of host memory; this machine has $host_gib GiB"
     continue
   fi
-  fits 240 "$name" || continue
-  MT_RUN_TIMEOUT=240 mtc_row "$name" 1 "$name"
+  fits "${MT_RUN_TIMEOUT:-240}" "$name" || continue
+  MT_RUN_TIMEOUT=${MT_RUN_TIMEOUT:-240} mtc_row "$name" 1 "$name"
 done
 if [[ "${MT_BENCH_PEERS:-1}" == 1 ]] && fits 120 "the PyTorch peer"; then
   python3 "$dir/peer/torch_llama.py" llama3.2-1b:4:2048:compile 2> "$out/peer.err" |

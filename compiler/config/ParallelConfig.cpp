@@ -278,10 +278,6 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (overlapParamGather && !distributedOptimizer)
     return fail("overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
                 "(--use-distributed-optimizer): without it there is no parameter all-gather");
-  if (gradOffload && distributedOptimizer)
-    return fail("grad_offload (--grad-offload) with use_distributed_optimizer "
-                "(--use-distributed-optimizer) is not planned yet: the gradient buckets' "
-                "shards are views the offloaded gradients would split; use one of the two");
   if (paramOffload && distributedOptimizer)
     return fail("param_offload (--param-offload) with use_distributed_optimizer "
                 "(--use-distributed-optimizer) is not planned yet: the weight buckets' "

@@ -103,8 +103,9 @@ struct ParallelConfig {
   /// Trinity-RFT's grad_offload: the fp32 main gradients live in host
   /// memory; each program that accumulates or reduces one copies it to the
   /// device before its first use there and back after its last, and the
-  /// gradient norm (and, with optimizer_offload, AdamW) reads the host copy
-  /// (compiler/plan/GradOffload.h).
+  /// gradient norm (and, with optimizer_offload, AdamW) reads the host copy;
+  /// with use_distributed_optimizer each rank's reduced shard of a bucket
+  /// lives there too (compiler/plan/GradOffload.h).
   bool gradOffload = false;
   /// Trinity-RFT's param_offload: the weights the programs read live in
   /// host memory; each program copies a weight to the device before each

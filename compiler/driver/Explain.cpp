@@ -335,6 +335,26 @@ void printRecompute(const plan::Plan &plan, const RecomputeEffect &r, uint64_t s
   }
 }
 
+/// grad_offload with the distributed optimizer: the bytes of the reduced
+/// gradient shards in HOST_GRADIENTS (the buckets' host_grad_buffer there,
+/// beside the whole buckets), on the stage that holds the most.
+uint64_t hostGradientShardBytes(const plan::Plan &plan) {
+  std::map<std::string, const plan::Parameter *> byName;
+  for (const plan::Parameter &p : plan.parameters())
+    byName[p.name()] = &p;
+  uint64_t most = 0;
+  for (int64_t s = 0; s < std::max<int64_t>(plan.mesh().pp(), 1); ++s) {
+    uint64_t bytes = 0;
+    for (const plan::Bucket &b : plan.buckets())
+      if (b.host_grad_buffer() != 0 &&
+          plan.buffers(b.grad_buffer()).arena() == plan::HOST_GRADIENTS &&
+          plan::stageHolds(*byName.at(b.members(0).param()), s))
+        bytes += plan.buffers(b.host_grad_buffer()).size_bytes();
+    most = std::max(most, bytes);
+  }
+  return most;
+}
+
 void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   bool pipelined = plan.training().virtual_stages() > 1;
   std::map<plan::ArenaKind, uint64_t> arenas;
@@ -363,6 +383,8 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
   bool gradsOnHost = false;
   for (const plan::Parameter &p : plan.parameters())
     gradsOnHost |= p.trainable() && plan.buffers(p.grad_buffer()).arena() == plan::HOST_GRADIENTS;
+  const uint64_t shards = gradsOnHost ? hostGradientShardBytes(plan) : 0;
+  const uint64_t mainOnHost = arenas[plan::HOST_GRADIENTS] - shards;
   struct Row { const char *what; uint64_t cpu, gpu, host; bool ifAny = false; };
   const Row rows[] = {
       {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights + gpu.weightStaging,
@@ -372,8 +394,12 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
       {"weights (fp32, offloaded)", arenas[plan::HOST_WEIGHTS], 0, 0, true},
       {"weights staged on the device (peak)", arenas[plan::STAGED_WEIGHTS], 0, 0, true},
       {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients, 0},
-      {gradsOnHost ? "gradients (fp32 main, offloaded)" : "gradients copied to host (offloaded)",
-       arenas[plan::HOST_GRADIENTS], 0, host.gradients, true},
+      // optimizer_offload without grad_offload: the gradients pass through
+      // a liveness-planned host staging arena; grad_offload: the main
+      // gradients (and the distributed optimizer's reduced shards) live there.
+      {gradsOnHost ? "gradients (fp32 main, offloaded)" : "gradients staged on the host (peak)",
+       mainOnHost + arenas[plan::HOST_STAGED_GRADIENTS], 0, host.gradients - shards, true},
+      {"reduced gradient shards (offloaded)", shards, 0, shards, true},
       {"gradients staged on the GPU (peak)", arenas[plan::STAGED_GRADIENTS], gpu.stagedGradients,
        0, true},
       {"AdamW state (fp32)", arenas[plan::OPTIMIZER] + arenas[plan::HOST_OPTIMIZER], gpu.optimizer,
@@ -404,16 +430,26 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
     os << "  (optimizer_offload: AdamW runs on the host from the master weights, gradients and "
           "AdamW state in pinned host memory; each step copies "
        << (gradsOnHost ? "" : "the gradients to the host and ") << "the updated weights back, "
-       << bytesText(double((gradsOnHost ? 0 : host.gradients) + host.masters)) << " per rank"
+       << bytesText(double((gradsOnHost ? 1 : 2) * host.masters)) << " per rank"
+       << (gradsOnHost ? ""
+                       : ", each gradient through a host staging area while the one before it "
+                         "is updated")
        << (gpu.weightStaging ? "; the GPU keeps only the bf16 copy of the weights" : "")
+       << (host.masters && !host.weights ? ", and the host's fp32 weights are the masters" : "")
        << ")\n";
   if (gradsOnHost)
     os << "  (grad_offload: the main gradients live in pinned host memory; each program copies "
           "a gradient to the GPU before its first use there and back after its last, so the GPU "
           "holds at most "
        << bytesText(double(gpu.stagedGradients)) << " of them at once instead of "
-       << bytesText(double(arenas[plan::HOST_GRADIENTS])) << "; the gradient norm"
-       << (host.masters ? " and AdamW read" : " reads") << " them on the host)\n";
+       << bytesText(double(mainOnHost))
+       << (shards ? "; each bucket's reduce-scatter runs on the GPU and its shard goes to the "
+                    "host, where"
+                  : "; the gradient norm")
+       << (shards ? (host.masters ? " the gradient norm and AdamW read it" :
+                                    " the gradient norm reads it (AdamW a staged copy)")
+                  : (host.masters ? " and AdamW read them on the host" : " reads them on the host"))
+       << ")\n";
   if (arenas[plan::HOST_WEIGHTS])
     os << "  (param_offload: the weights live in host memory; each program copies a weight to "
           "the device before each run of its uses there (and the optimizer's update back), so "
@@ -460,8 +496,8 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   }
   uint64_t optimizer = 0, weights = 0;
   for (const plan::Arena &a : plan.arenas()) {
-    if (a.kind() == plan::OPTIMIZER)
-      optimizer = a.size_bytes();
+    if (a.kind() == plan::OPTIMIZER || a.kind() == plan::HOST_OPTIMIZER)
+      optimizer += a.size_bytes(); // optimizer_offload: the state is on the host
     if (a.kind() == plan::PARAMETERS || a.kind() == plan::HOST_WEIGHTS) // param_offload's
       weights = a.size_bytes();
   }
@@ -493,12 +529,19 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
        << ")\n";
   else if (on)
     os << "  weight all-gathers: at the end of the optimizer step (overlap_param_gather: off)\n";
+  // grad_offload: the gradient shards are main gradients on the host.
+  const bool gradShardsOnHost =
+      on && plan.buffers(plan.buckets(0).grad_buffer()).arena() == plan::HOST_GRADIENTS;
   if (on)
-    os << "  gradient and weight shards: "
+    os << (gradShardsOnHost ? "  weight shards: " : "  gradient and weight shards: ")
        << bytesText(double(plan::deviceFootprint(plan).shardsInPlace))
        << (pipelined ? " (all stages)" : "")
        << " that CUDA keeps in place, in the rank's slice of each bucket (the CPU backend "
-          "copies them into its activations)\n";
+          "copies them into its activations)"
+       << (gradShardsOnHost ? "; the reduced gradient shards are in pinned host memory "
+                              "(grad_offload)"
+                            : "")
+       << "\n";
 }
 
 /// One collective of an instruction: its group's axis, the bytes of its
@@ -659,13 +702,13 @@ CudaHostBytes cudaHostBytes(const plan::Plan &plan) {
   CudaHostBytes host;
   for (const plan::Arena &a : plan.arenas()) {
     if (a.kind() == plan::PARAMETERS)
-      host.weights = padded(a.size_bytes());
+      host.weights = plan::hostWeightsAreMasters(plan) ? 0 : padded(a.size_bytes());
     else if (a.kind() == plan::OPTIMIZER || a.kind() == plan::HOST_OPTIMIZER)
       host.optimizer += padded(a.size_bytes());
     else if (a.kind() == plan::HOST_PARAMETERS)
       host.masters = padded(a.size_bytes());
-    else if (a.kind() == plan::HOST_GRADIENTS)
-      host.gradients = padded(a.size_bytes());
+    else if (a.kind() == plan::HOST_GRADIENTS || a.kind() == plan::HOST_STAGED_GRADIENTS)
+      host.gradients += padded(a.size_bytes());
     else if (a.kind() == plan::INPUTS || a.kind() == plan::OUTPUTS)
       host.inputs += padded(a.size_bytes()) * slots;
   }

@@ -45,11 +45,14 @@ uint64_t gpuPlanBytes(const plan::Plan &plan);
 
 /// Host memory of one rank of the CUDA backend (exec::HostMemory's
 /// host-side arenas): the fp32 weights and AdamW state that saves and
-/// exports read and loads write, and every slot's inputs and outputs.
+/// exports read and loads write (no weights of their own where the masters
+/// are the weights: plan::hostWeightsAreMasters), and every slot's inputs
+/// and outputs.
 struct CudaHostBytes {
   uint64_t weights = 0, optimizer = 0, inputs = 0;
-  /// optimizer_offload's host arenas: the fp32 master weights and the
-  /// gradients copied for the host update (pinned; the AdamW state moved
+  /// The offloads' host arenas: the fp32 master weights, and the gradients
+  /// (optimizer_offload: the peak of those staged for the host update;
+  /// grad_offload: the main gradients) (pinned; the AdamW state moved
   /// there counts in `optimizer`).
   uint64_t masters = 0, gradients = 0;
   uint64_t total() const { return weights + optimizer + inputs + masters + gradients; }

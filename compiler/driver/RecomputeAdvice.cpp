@@ -60,8 +60,10 @@ FailureOr<std::vector<Tried>> planCandidates(ModuleOp module, const ModelDims &d
     for (size_t s = 0; s < effect.extraFlops.size(); ++s)
       extra += effect.extraFlops[s], training += effect.trainingFlops[s];
     const CudaHostBytes host = cudaHostBytes(*plan);
+    // optimizer_offload copies each gradient (a master's size) to the host
+    // and each updated master back.
     tried.push_back({candidate.describe(), gpuPlanBytes(*plan) + kCudaContextBytes, host.total(),
-                     host.gradients + host.masters,
+                     2 * host.masters,
                      training > 0 ? 100.0 * extra / training : 0.0});
   }
   return tried;
@@ -124,11 +126,12 @@ LogicalResult adviseRecompute(ModuleOp module, const ModelDims &dims,
     return success();
   }
   // Then each option planned again with more offloaded: the optimizer,
-  // then the gradients too (which the distributed optimizer does not take).
+  // then the gradients too (with the distributed optimizer, the reduced
+  // shards on the host and the buckets staged around their uses).
   std::vector<Offload> ladder;
   if (!given.optimizer)
     ladder.push_back({true, given.grads});
-  if (!given.grads && !parallel.distributedOptimizer)
+  if (!given.grads)
     ladder.push_back({true, true});
   for (const Offload &offload : ladder) {
     auto offloaded = planCandidates(module, dims, parallel, quiet, offload);
@@ -152,8 +155,7 @@ LogicalResult adviseRecompute(ModuleOp module, const ModelDims &dims,
     os << "\n";
     return success();
   }
-  os << "  none fits, not even with "
-     << Offload{true, given.grads || !parallel.distributedOptimizer}.describe()
+  os << "  none fits, not even with " << Offload{true, true}.describe()
      << ": split the model over more ranks (--tp, --pp)\n";
   return success();
 }

@@ -6,6 +6,7 @@
 #include "compiler/driver/Commands.h"
 #include "compiler/driver/Launch.h"
 #include "runtime/support/AtomicFile.h"
+#include "runtime/support/Wording.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
@@ -29,9 +30,11 @@ namespace fs = std::filesystem;
 Status fail(const std::string &message) { return Status::error(message); }
 
 /// The file a dataset name stands for: dataset_info.json's file_name, else
-/// a file in dataset_dir, else the name as a path.
+/// a file in dataset_dir, else the name as a path. The error for none of
+/// them names dataset_info.json's datasets, as mt-prepare-sft's does.
 Expected<std::string> datasetFile(const std::string &name, const std::string &dir) {
   fs::path info = fs::path(dir) / "dataset_info.json";
+  std::vector<std::string> known;
   if (fs::exists(info)) {
     auto buffer = llvm::MemoryBuffer::getFile(info.string());
     if (!buffer)
@@ -39,7 +42,9 @@ Expected<std::string> datasetFile(const std::string &name, const std::string &di
     auto parsed = llvm::json::parse((*buffer)->getBuffer());
     if (!parsed)
       return fail(info.string() + ": " + llvm::toString(parsed.takeError()));
-    if (const llvm::json::Object *all = parsed->getAsObject())
+    if (const llvm::json::Object *all = parsed->getAsObject()) {
+      for (const auto &entry : *all)
+        known.push_back(entry.first.str());
       if (const llvm::json::Object *entry = all->getObject(name)) {
         auto fileName = entry->getString("file_name");
         if (!fileName)
@@ -47,12 +52,19 @@ Expected<std::string> datasetFile(const std::string &name, const std::string &di
                       "and other sources are not read by mtc)");
         return (fs::path(dir) / fileName->str()).string();
       }
+    }
   }
   for (fs::path candidate : {fs::path(dir) / name, fs::path(name)})
     if (fs::is_regular_file(candidate))
       return candidate.string();
+  std::sort(known.begin(), known.end()); // llvm::json::Object's order is a hash's
+  std::string meant = closestName(name, known), list;
+  for (const std::string &k : known)
+    list += (list.empty() ? "" : ", ") + k;
   return fail("dataset '" + name + "': not in " + info.string() + " and no file " +
-              (fs::path(dir) / name).string() + " (dataset_dir " + dir + ")");
+              (fs::path(dir) / name).string() + " (dataset_dir " + dir + ")" +
+              (meant.empty() ? "" : "; did you mean '" + meant + "'?") +
+              (known.empty() ? "" : "; known: " + list));
 }
 
 bool isTokenFile(const std::string &path) {
@@ -458,6 +470,9 @@ bool trainCommand(const TrainCommandOptions &o) {
   std::string runDir =
       launchRunDir(o.runDir.empty() ? c.outputDir + "/mtc-run" : o.runDir, *launch);
   std::error_code ec;
+  // What this command creates, a failed preparation removes again (nothing
+  // half-written); under a launcher the other ranks read the failure there.
+  const bool newRunDir = !fs::exists(runDir), newOutputDir = !fs::exists(c.outputDir);
   fs::create_directories(runDir, ec);
   if (ec)
     return report(fail(runDir + ": cannot create: " + ec.message()));
@@ -476,8 +491,13 @@ bool trainCommand(const TrainCommandOptions &o) {
   if (launched)
     if (Status s = endPreparation(runDir, *launch, cmd ? "" : cmd.status().message()); !s)
       return report(s);
-  if (!cmd)
+  if (!cmd) {
+    if (!launched && newRunDir)
+      fs::remove_all(runDir, ec);
+    if (!launched && newOutputDir)
+      fs::remove(c.outputDir, ec); // only where it is empty again
     return report(cmd.status());
+  }
   if (o.prepareOnly)
     return true;
   Status ran = runCommand(*cmd, "mtrun");

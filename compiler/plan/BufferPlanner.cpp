@@ -4,6 +4,7 @@
 #include "dialects/mt/MtMesh.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/support/CheckedMath.h"
 
@@ -240,12 +241,24 @@ Status BufferPlanner::placeRun(plan::Buffer &b, uint64_t offset, uint64_t &end) 
   return Status::ok();
 }
 
-uint32_t BufferPlanner::aliasRoot(uint32_t id) const {
+std::pair<uint32_t, uint64_t> BufferPlanner::placeInRoot(uint32_t id) const {
+  uint64_t start = 0;
   if (auto view = views_.find(id); view != views_.end())
-    id = view->second.first;
+    id = view->second.first, start = view->second.second;
   if (auto run = runOf_.find(id); run != runOf_.end())
-    return runs_[run->second].front();
-  return id;
+    for (uint32_t member : runs_[run->second]) {
+      if (member == id)
+        return {runs_[run->second].front(), start};
+      start += plan_.buffers(member).size_bytes();
+    }
+  return {id, start};
+}
+
+bool BufferPlanner::overlaps(uint32_t a, uint32_t b) const {
+  auto [rootA, startA] = placeInRoot(a);
+  auto [rootB, startB] = placeInRoot(b);
+  return rootA == rootB && startA < startB + plan_.buffers(b).size_bytes() &&
+         startB < startA + plan_.buffers(a).size_bytes();
 }
 
 void BufferPlanner::touch(uint32_t id, int64_t index) {
@@ -311,8 +324,7 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
                              "' are viewed as one but held by different pipeline stages");
   auto placedAlone = [&](const plan::Buffer &b) {
     auto run = runOf_.find(b.id());
-    return b.arena() != plan::ACTIVATIONS && b.arena() != plan::STAGED_GRADIENTS &&
-           b.arena() != plan::STAGED_WEIGHTS && !views_.count(b.id()) &&
+    return !plan::isLivenessPlanned(b.arena()) && !views_.count(b.id()) &&
            (run == runOf_.end() || runs_[run->second].front() == b.id());
   };
   for (auto &b : *plan_.mutable_buffers())
@@ -384,9 +396,10 @@ Status BufferPlanner::assignOffsets() {
   std::map<plan::ArenaKind, uint64_t> sizes;
   if (Status s = assignPersistentOffsets(sizes); !s)
     return s;
-  for (plan::ArenaKind kind : {plan::ACTIVATIONS, plan::STAGED_GRADIENTS, plan::STAGED_WEIGHTS})
-    if (Status s = assignLiveOffsets(kind, sizes); !s)
-      return s;
+  for (int k = plan::ArenaKind_MIN; k <= plan::ArenaKind_MAX; ++k)
+    if (plan::ArenaKind_IsValid(k) && plan::isLivenessPlanned(plan::ArenaKind(k)))
+      if (Status s = assignLiveOffsets(plan::ArenaKind(k), sizes); !s)
+        return s;
   uint64_t total = 0;
   for (auto [kind, size] : sizes) {
     total += size; // each at most kMaxRankBytes: no overflow

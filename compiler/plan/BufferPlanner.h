@@ -64,10 +64,11 @@ public:
   Expected<uint32_t> addPackedView(const std::string &name, mlir::RankedTensorType type,
                                    llvm::ArrayRef<uint32_t> members);
 
-  /// The first member of the packed run that `id` is a member or the view
-  /// of (addPackedView), or of the bucket `id` is a view into; else `id`:
-  /// buffers with the same root share memory.
-  uint32_t aliasRoot(uint32_t id) const;
+  /// Whether `a` and `b` share bytes: the same root (the first member of
+  /// the packed run either is a member or the view of, addPackedView, or
+  /// the bucket it is a view into) and overlapping ranges in it (a packed
+  /// run and its member do; two members of one bucket or run do not).
+  bool overlaps(uint32_t a, uint32_t b) const;
 
   /// Records that instruction `index` of the current program uses `id`.
   void touch(uint32_t id, int64_t index);
@@ -86,7 +87,7 @@ private:
   /// Without a pipeline every parameter is on stage 0: the plain
   /// sequential layout.
   Status assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t> &sizes);
-  /// Offsets of the buffers of `kind` (ACTIVATIONS, STAGED_*) from
+  /// Offsets of the buffers of `kind` (plan::isLivenessPlanned) from
   /// their liveness; sets sizes[kind] to the peak (none: left unset).
   Status assignLiveOffsets(plan::ArenaKind kind, std::map<plan::ArenaKind, uint64_t> &sizes);
   /// Puts `b` at `offset`; `end` becomes the aligned end, which must stay
@@ -112,6 +113,8 @@ private:
   /// Member view -> (its bucket's buffer, bytes into it); packed view ->
   /// (its run's first member, 0).
   std::map<uint32_t, std::pair<uint32_t, uint64_t>> views_;
+  /// `id`'s root (see overlaps) and its first byte there.
+  std::pair<uint32_t, uint64_t> placeInRoot(uint32_t id) const;
   /// Runs of buffers placed back to back (addPackedView), and the run of
   /// each member.
   std::vector<std::vector<uint32_t>> runs_;

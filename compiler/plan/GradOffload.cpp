@@ -40,9 +40,23 @@ bool GradOffload::readsOnHost(const plan::Instruction &in, uint32_t grad) const 
          in.inputs(1) == grad;
 }
 
+void GradOffload::offloadShards(const std::vector<plan::Instruction> &program) {
+  for (const plan::Instruction &in : program)
+    if (plan::isOp(in, plan::Op::reduce_scatter) && in.inputs_size() == 1 &&
+        in.outputs_size() == 1 && planner_.arenaOf(in.inputs(0)) == plan::GRADIENTS &&
+        planner_.arenaOf(in.outputs(0)) == plan::ACTIVATIONS) {
+      planner_.moveToArena(in.outputs(0), plan::GRADIENTS);
+      planner_.placeWith(in.outputs(0), in.inputs(0)); // its bucket's pipeline stage
+      for (plan::Bucket &b : *plan_.mutable_buckets())
+        if (b.grad_buffer() == in.inputs(0))
+          b.set_host_grad_buffer(in.outputs(0)); // so that the plan's reader knows its stage
+    }
+}
+
 Status GradOffload::rewrite(plan::Program &program) {
   std::vector<plan::Instruction> old(program.instructions().begin(),
                                      program.instructions().end());
+  offloadShards(old);
   // Each gradient's runs, in program order; a host use ends the open one.
   std::vector<Run> runs;
   std::map<uint32_t, size_t> open; // gradient -> its run still open
@@ -71,11 +85,11 @@ Status GradOffload::rewrite(plan::Program &program) {
       }
     }
   }
-  // Views of one gradient staged at once would each hold a copy of it.
+  // Views of one gradient's bytes staged at once would each hold a copy of
+  // them (members of one bucket, the distributed optimizer's, do not share).
   for (size_t a = 0; a < runs.size(); ++a)
     for (size_t b = a + 1; b < runs.size(); ++b)
-      if (runs[a].grad != runs[b].grad &&
-          planner_.aliasRoot(runs[a].grad) == planner_.aliasRoot(runs[b].grad) &&
+      if (runs[a].grad != runs[b].grad && planner_.overlaps(runs[a].grad, runs[b].grad) &&
           runs[a].first <= runs[b].last && runs[b].first <= runs[a].last)
         return Status::error(
             "grad_offload: program '" + program.name() + "' uses '" +

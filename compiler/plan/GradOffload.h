@@ -6,6 +6,8 @@
 
 #include "compiler/plan/BufferPlanner.h"
 
+#include <vector>
+
 namespace mt {
 
 /// Keeps the main gradients in host memory between their uses, as
@@ -20,6 +22,20 @@ namespace mt {
 /// from the one copy to the other, so the device holds a gradient only
 /// while a program uses it. Host instructions read G itself: the gradient
 /// norm's sum_squares and, with optimizer_offload, AdamW.
+/// With the distributed optimizer (Megatron-Core's semantics), a bucket is
+/// the full-size gradient buffer the backward accumulates into: it is
+/// staged as any main gradient (around each micro-batch's accumulation, and
+/// in the optimizer around its reduce-scatter on the device), and the
+/// reduced shard (1/dp of the bucket) is a main gradient too: it lives in
+/// HOST_GRADIENTS, the reduce-scatter writes a staged copy that goes to the
+/// host right after, and the norm, AdamW on the host, or a staged copy for
+/// AdamW on the device read it. The device then holds one bucket and its
+/// shard at a time in the optimizer instead of every bucket, and the host
+/// keeps the shards the optimizer (with or without optimizer_offload) reads.
+/// The staged shard, too, starts with a copy to the device (of last step's
+/// shard, which the reduce-scatter overwrites): 1/dp of a bucket per step,
+/// which keeps the CUDA backend's rule that every staged buffer is first
+/// written on the copy stream (runtime/cuda/LowerOffload.cpp).
 /// The arithmetic is the same on the same values in the same order: a CPU
 /// run gives bit for bit the losses, norms and weights of the run without it.
 class GradOffload {
@@ -40,6 +56,12 @@ public:
   void moveGradients();
 
 private:
+  /// The distributed optimizer: moves the outputs of `program`'s
+  /// reduce-scatters of gradient buffers (the reduced shards, activations
+  /// until now) to GRADIENTS, with their bucket's pipeline stage, so that
+  /// the rewrite and moveGradients treat them as main gradients.
+  void offloadShards(const std::vector<plan::Instruction> &program);
+
   /// Whether instruction `in`'s use of gradient `grad` runs on the host.
   bool readsOnHost(const plan::Instruction &in, uint32_t grad) const;
 

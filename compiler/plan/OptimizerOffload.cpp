@@ -45,11 +45,11 @@ std::string OptimizerOffload::programName(int64_t stage) {
   return stage < 0 ? "master_weights" : "master_weights." + std::to_string(stage);
 }
 
-uint32_t OptimizerOffload::hostCopy(std::map<uint32_t, uint32_t> &copies, uint32_t device,
-                                    uint32_t owner, plan::ArenaKind arena, const char *prefix) {
-  auto [it, inserted] = copies.try_emplace(device, 0);
+uint32_t OptimizerOffload::masterOf(uint32_t weights, uint32_t owner) {
+  auto [it, inserted] = masters_.try_emplace(weights, 0);
   if (inserted) {
-    it->second = planner_.addBufferLike(prefix + plan_.buffers(owner).name(), device, arena);
+    it->second = planner_.addBufferLike("master:" + plan_.buffers(owner).name(), weights,
+                                        plan::HOST_PARAMETERS);
     planner_.placeWith(it->second, owner);
   }
   return it->second;
@@ -81,6 +81,9 @@ Status OptimizerOffload::rewrite(plan::Program &optimizer, plan::Program &master
          (plan::isOp(old[size_t(leading)], plan::Op::all_reduce) ||
           plan::isOp(old[size_t(leading)], plan::Op::reduce_scatter)))
     ++leading;
+  // The previous adamw: a gradient's copy to the host runs while the host
+  // updates the parameter before it (double buffering).
+  int64_t previous = -1;
   for (size_t i = 0; i < old.size(); ++i) {
     plan::Instruction &adamw = old[i];
     if (!plan::isOp(adamw, plan::Op::adamw))
@@ -100,21 +103,22 @@ Status OptimizerOffload::rewrite(plan::Program &optimizer, plan::Program &master
       *masters.add_instructions() = old[size_t(slice)];
       moved[size_t(slice)] = true;
     }
-    const uint32_t master =
-        hostCopy(masters_, weights, owner, plan::HOST_PARAMETERS, "master:");
+    const uint32_t master = masterOf(weights, owner);
     *masters.add_instructions() =
         copyInstruction(plan::Op::copy_to_host, weights, master, n, "master weights");
 
     uint32_t hostGrad = grad; // grad_offload: the main gradient is on the host
     if (!gradientsOnHost_) {
       const int64_t reduced = lastWriter(old, grad, i);
-      const uint32_t gradOwner = reduced >= 0 && old[size_t(reduced)].inputs_size() > 0
-                                     ? old[size_t(reduced)].inputs(0)
-                                     : grad;
-      hostGrad = hostCopy(hostGrads_, grad, gradOwner, plan::HOST_GRADIENTS, "host:");
-      after[size_t(std::max(reduced, leading - 1) + 1)].push_back(
+      hostGrad = planner_.addBufferLike("host:" + plan_.buffers(grad).name(), grad,
+                                        plan::HOST_STAGED_GRADIENTS);
+      // Before the previous adamw (or this one's, for the first), after the
+      // gradient's last writer and the leading reductions.
+      const int64_t at = std::max({reduced + 1, leading, previous < 0 ? int64_t(i) : previous});
+      after[size_t(at)].push_back(
           copyInstruction(plan::Op::copy_to_host, grad, hostGrad, n, "gradient"));
     }
+    previous = int64_t(i);
     recordHostCopies(owner, master, hostGrad);
 
     planner_.moveToArena(adamw.inputs(2), plan::HOST_OPTIMIZER);

@@ -18,11 +18,14 @@ namespace mt {
 /// optimizer's shard of a weight bucket) and gradient G:
 ///   - its exp_avg and exp_avg_sq move to HOST_OPTIMIZER;
 ///   - a master M (W's shape, HOST_PARAMETERS) and a host gradient H
-///     (G's shape, HOST_GRADIENTS) are added;
-///   - `copy_to_host G -> H` follows the last instruction that writes G,
-///     and the gradient reductions that open the program (so that the copy
-///     overlaps what comes before the update, and the CUDA backend can
-///     still overlap those reductions with backward);
+///     (G's shape, HOST_STAGED_GRADIENTS) are added;
+///   - `copy_to_host G -> H` comes just before the previous adamw (the
+///     first one's: before it), but after the last instruction that writes
+///     G and the gradient reductions that open the program (so that the
+///     CUDA backend can still overlap those reductions with backward). H
+///     lives from its copy to its AdamW: at most two host gradients at once,
+///     one being updated while the next is copied, so the host holds a
+///     staging area of two gradients rather than the whole model's;
 ///   - AdamW updates M from H, and `copy_to_device M -> W` follows it (W's
 ///     bf16 copy on CUDA is refreshed with it);
 ///   - the master-weights program gets `copy_to_host W -> M` (after the
@@ -59,10 +62,9 @@ public:
   static std::string programName(int64_t stage);
 
 private:
-  /// The host copy of `device` in `arena`, made once, named `prefix:name`,
-  /// held by the stage(s) of `owner`.
-  uint32_t hostCopy(std::map<uint32_t, uint32_t> &copies, uint32_t device, uint32_t owner,
-                    plan::ArenaKind arena, const char *prefix);
+  /// The fp32 master of `weights` in HOST_PARAMETERS, made once, named
+  /// `master:<owner's name>`, held by the stage(s) of `owner`.
+  uint32_t masterOf(uint32_t weights, uint32_t owner);
 
   /// Names the host copies in the Parameter or Bucket whose weights are
   /// `weights` (the plan validates stage layouts with them).
@@ -70,7 +72,7 @@ private:
 
   BufferPlanner &planner_;
   plan::Plan &plan_;
-  std::map<uint32_t, uint32_t> masters_, hostGrads_; // device buffer -> host copy
+  std::map<uint32_t, uint32_t> masters_; // device weights -> host master
   bool gradientsOnHost_ = false;
 };
 

@@ -79,11 +79,11 @@ Status ParamOffload::rewrite(plan::Program &program) {
   std::vector<plan::Instruction> old(program.instructions().begin(),
                                      program.instructions().end());
   std::vector<Run> runs = runsOf(usesOf(old, planner_));
-  // Views of one weight staged at once, one written, would diverge.
+  // Views of one weight's bytes staged at once, one written, would diverge.
   for (size_t a = 0; a < runs.size(); ++a)
     for (size_t b = a + 1; b < runs.size(); ++b)
       if (runs[a].weight != runs[b].weight && (runs[a].writes || runs[b].writes) &&
-          planner_.aliasRoot(runs[a].weight) == planner_.aliasRoot(runs[b].weight) &&
+          planner_.overlaps(runs[a].weight, runs[b].weight) &&
           runs[a].first <= runs[b].last && runs[b].first <= runs[a].last)
         return Status::error(
             "param_offload: program '" + program.name() + "' uses '" +

@@ -681,25 +681,27 @@ Status CudaExecutor::refreshShadows(cudaStream_t stream) {
   if (const std::byte *weights = arenas_->arena(plan::PARAMETERS))
     return castFloatToBf16(reinterpret_cast<const float *>(weights),
                            arenas_->parameterShadows(), arenas_->parameterElements(), stream);
-  // optimizer_offload (plan::fp32WeightsOnHost): the host's fp32 weights
-  // through a chunk of device memory into their bf16 copy.
-  const int64_t total = arenas_->parameterElements();
+  // optimizer_offload (plan::fp32WeightsOnHost): each parameter's host fp32
+  // weights (its master, plan::hostWeightsAreMasters) through a chunk of
+  // device memory into their bf16 copy.
   // In chunks of the staging memory --explain counts (the largest weight).
-  const int64_t chunk =
-      std::min<int64_t>(total, int64_t(plan::deviceFootprint(plan_).weightStaging / 4));
+  const int64_t chunk = int64_t(plan::deviceFootprint(plan_).weightStaging / 4);
   if (chunk == 0)
     return Status::ok();
   float *staging = nullptr;
   MT_CUDA_CHECK(cudaMalloc(&staging, size_t(chunk) * sizeof(float)));
   std::unique_ptr<float, decltype(&cudaFree)> owner(staging, &cudaFree);
-  const auto *host = reinterpret_cast<const float *>(host_.arena(plan::PARAMETERS));
-  for (int64_t begin = 0; begin < total; begin += chunk) {
-    const int64_t n = std::min(chunk, total - begin);
-    MT_CUDA_CHECK(cudaMemcpyAsync(staging, host + begin, size_t(n) * sizeof(float),
-                                  cudaMemcpyHostToDevice, stream));
-    MT_CUDA_RETURN_IF_ERROR(
-        castFloatToBf16(staging, arenas_->parameterShadows() + begin, n, stream));
-    MT_CUDA_CHECK(cudaStreamSynchronize(stream)); // the chunk is reused
+  for (const plan::Parameter &p : plan_.parameters()) {
+    const float *host = host_.f32(p.param_buffer());
+    bf16 *shadow = arenas_->bf16Data(p.param_buffer());
+    const int64_t total = host_.elements(p.param_buffer());
+    for (int64_t begin = 0; begin < total; begin += chunk) {
+      const int64_t n = std::min(chunk, total - begin);
+      MT_CUDA_CHECK(cudaMemcpyAsync(staging, host + begin, size_t(n) * sizeof(float),
+                                    cudaMemcpyHostToDevice, stream));
+      MT_CUDA_RETURN_IF_ERROR(castFloatToBf16(staging, shadow + begin, n, stream));
+      MT_CUDA_CHECK(cudaStreamSynchronize(stream)); // the chunk is reused
+    }
   }
   return Status::ok();
 }
@@ -730,7 +732,7 @@ Status CudaExecutor::readState() {
     if (resources_.copyStream)
       MT_CUDA_CHECK(cudaStreamSynchronize(resources_.copyStream));
     for (const plan::Parameter &p : plan_.parameters())
-      if (p.trainable())
+      if (p.trainable() && host_.data(p.param_buffer()) != host_.data(p.master_buffer()))
         std::memcpy(host_.data(p.param_buffer()), host_.data(p.master_buffer()),
                     plan_.buffers(p.param_buffer()).size_bytes());
   }

@@ -20,6 +20,7 @@
 #ifndef MT_RUNTIME_CUDA_DEVICEARENAS_H
 #define MT_RUNTIME_CUDA_DEVICEARENAS_H
 
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/plan.pb.h"
 #include "runtime/support/Status.h"
 
@@ -66,12 +67,9 @@ public:
   ~DeviceArenas();
 
   /// The plan's host arenas (optimizer_offload: master weights, gradients
-  /// copied for the host update, AdamW state; grad_offload: the main
-  /// gradients) are not allocated here.
-  static bool isHostArena(plan::ArenaKind kind) {
-    return kind == plan::HOST_PARAMETERS || kind == plan::HOST_GRADIENTS ||
-           kind == plan::HOST_OPTIMIZER;
-  }
+  /// staged for the host update, AdamW state; grad_offload: the main
+  /// gradients) are not allocated here (plan::isHostArena).
+  static bool isHostArena(plan::ArenaKind kind) { return plan::isHostArena(kind); }
   /// Pins host arena `kind`, `bytes` at `data` (exec::HostMemory's copy, the
   /// one checkpoints and exports read), with cudaHostRegister: copies from
   /// and to it then run asynchronously on a stream, as from cudaHostAlloc

@@ -5,6 +5,11 @@
 // gradients' sum of squares of host buffers run on the host, on all OpenMP
 // threads, once the copies they read are done. The copies of later
 // gradients overlap the host's update of earlier ones.
+// optimizer_offload's host gradients (HOST_STAGED_GRADIENTS, pinned) reuse
+// host memory by liveness: a gradient's copy into memory that an earlier
+// one held is enqueued after the host AdamW that read the earlier one has
+// returned (host steps run in program order, and the plan puts the copy
+// after that AdamW), so it cannot overwrite a gradient still being read.
 // grad_offload's staged gradients reuse device memory by liveness: every
 // staged buffer is first written by a copy to the device, which the copy
 // stream runs after its earlier copies out of the same memory, and which
@@ -25,9 +30,7 @@ namespace {
 using plan::Attrs;
 
 bool onHost(const plan::Plan &plan, uint32_t buffer) {
-  const plan::ArenaKind kind = plan.buffers(buffer).arena();
-  return kind == plan::HOST_PARAMETERS || kind == plan::HOST_GRADIENTS ||
-         kind == plan::HOST_OPTIMIZER;
+  return plan::isHostArena(plan.buffers(buffer).arena());
 }
 
 /// A new event owned by the resources (timing off: only ordering).
@@ -70,7 +73,9 @@ bool checkCopy(Lowerer &L, bool toHost) {
 
 /// The master-weights program's copy_to_host of weights whose fp32 copy is
 /// on the host only (plan::fp32WeightsOnHost): the weights mtrun wrote
-/// there, into the masters, on the host once the copy stream is idle.
+/// there, into the masters, on the host once the copy stream is idle;
+/// nothing where mtrun wrote the masters themselves
+/// (plan::hostWeightsAreMasters).
 void weightsToMasters(Lowerer &L, const Attrs &a) {
   const auto *weights =
       reinterpret_cast<const std::byte *>(L.resources().host->data(L.instruction().inputs(0)));
@@ -78,7 +83,7 @@ void weightsToMasters(Lowerer &L, const Attrs &a) {
   const size_t bytes = size_t(a.i("n")) * sizeof(float);
   cudaEvent_t done = copyEvent(L, L.instruction().outputs(0)); // makes the copy stream
   cudaStream_t copies = L.resources().copyStream;
-  if (!weights || !master || !done)
+  if (!weights || !master || !done || weights == reinterpret_cast<const std::byte *>(master))
     return;
   L.emit(
       [=](cudaStream_t) -> Status {

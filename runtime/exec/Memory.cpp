@@ -1,6 +1,7 @@
 // Arena allocation for the CPU backend.
 #include "runtime/exec/Memory.h"
 
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/support/CheckedMath.h"
 
 #include <unistd.h>
@@ -61,10 +62,15 @@ Expected<std::unique_ptr<HostMemory>> HostMemory::create(const plan::Plan &plan,
   const HostMemoryInfo host = hostMemoryInfo();
   std::vector<std::pair<const plan::Arena *, uint64_t>> sizes;
   uint64_t total = 0;
+  const bool weightsAreMasters = arenas == Arenas::HostSide && plan::hostWeightsAreMasters(plan);
+  if (weightsAreMasters)
+    for (const plan::Parameter &p : plan.parameters())
+      m->masterOf_[p.param_buffer()] = p.master_buffer();
   for (const plan::Arena &a : plan.arenas()) {
     if (arenas == Arenas::HostSide &&
         (a.kind() == plan::ACTIVATIONS || a.kind() == plan::GRADIENTS ||
-         a.kind() == plan::STAGED_GRADIENTS || a.kind() == plan::STAGED_WEIGHTS))
+         a.kind() == plan::STAGED_GRADIENTS || a.kind() == plan::STAGED_WEIGHTS ||
+         (a.kind() == plan::PARAMETERS && weightsAreMasters)))
       continue;
     auto padded = checkedAdd<uint64_t>(a.size_bytes(), 63);
     auto size = padded ? checkedMul<uint64_t>(*padded / 64 * 64,
@@ -98,6 +104,8 @@ Expected<std::unique_ptr<HostMemory>> HostMemory::create(const plan::Plan &plan,
 }
 
 std::byte *HostMemory::data(uint32_t buffer) const {
+  if (auto master = masterOf_.find(buffer); master != masterOf_.end())
+    buffer = master->second;
   const plan::Buffer &b = plan_.buffers(buffer);
   const auto &arena = arenas_.at(b.arena());
   uint64_t slotOffset = perSlot(b.arena()) ? arena.second / uint64_t(slots_) * uint64_t(slot_) : 0;

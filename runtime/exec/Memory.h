@@ -18,7 +18,10 @@ public:
   enum class Arenas {
     All,      // the CPU backend computes in host memory
     HostSide, // parameters, optimizer state, inputs and outputs only: what
-              // the host writes or reads while a device computes
+              // the host writes or reads while a device computes. Where the
+              // host masters are the only fp32 weights
+              // (plan::hostWeightsAreMasters), no parameter arena: a
+              // parameter's buffer is its master's.
   };
   /// Allocates the arenas of `plan` (64-byte aligned, zero-filled). With
   /// `slots` > 1 (pipelines: micro-batches in flight) the per-micro-batch
@@ -36,6 +39,7 @@ public:
   int64_t slot() const { return slot_; }
   int64_t slots() const { return slots_; }
 
+  /// The buffer's memory (a parameter's master where they are one: Arenas).
   std::byte *data(uint32_t buffer) const;
   float *f32(uint32_t buffer) const { return reinterpret_cast<float *>(data(buffer)); }
   int32_t *i32(uint32_t buffer) const { return reinterpret_cast<int32_t *>(data(buffer)); }
@@ -64,6 +68,7 @@ private:
     return kind == plan::ACTIVATIONS || kind == plan::INPUTS || kind == plan::OUTPUTS;
   }
   std::map<plan::ArenaKind, std::pair<std::unique_ptr<std::byte[], Free>, uint64_t>> arenas_;
+  std::map<uint32_t, uint32_t> masterOf_; // parameter buffer -> its master, where they are one
   int64_t slots_ = 1, slot_ = 0;
 };
 

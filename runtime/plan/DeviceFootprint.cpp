@@ -128,6 +128,26 @@ bool fp32WeightsOnHost(const Plan &plan) {
   return anyTrainable;
 }
 
+bool isHostArena(ArenaKind kind) {
+  return kind == HOST_PARAMETERS || kind == HOST_GRADIENTS || kind == HOST_OPTIMIZER ||
+         kind == HOST_STAGED_GRADIENTS || kind == HOST_WEIGHTS;
+}
+
+bool isLivenessPlanned(ArenaKind kind) {
+  return kind == ACTIVATIONS || kind == STAGED_GRADIENTS || kind == HOST_STAGED_GRADIENTS ||
+         kind == STAGED_WEIGHTS;
+}
+
+bool hostWeightsAreMasters(const Plan &plan) {
+  if (!fp32WeightsOnHost(plan))
+    return false;
+  for (const Parameter &p : plan.parameters())
+    if (p.master_buffer() == 0 || plan.buffers(p.param_buffer()).arena() != PARAMETERS ||
+        plan.buffers(p.master_buffer()).size_bytes() != plan.buffers(p.param_buffer()).size_bytes())
+      return false;
+  return true;
+}
+
 DeviceFootprint deviceFootprint(const Plan &plan) {
   DeviceFootprint f;
   f.shardViews = shardViews(plan);

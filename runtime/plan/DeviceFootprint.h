@@ -56,6 +56,24 @@ std::set<uint32_t> wideActivations(const Plan &plan);
 /// (which read their weights in fp32).
 bool fp32WeightsOnHost(const Plan &plan);
 
+/// Whether arenas of `kind` are in host memory on every backend (pinned on
+/// CUDA): optimizer_offload's, grad_offload's and param_offload's HOST_*
+/// arenas.
+bool isHostArena(ArenaKind kind);
+
+/// Whether buffers of arena `kind` take offsets from their liveness
+/// (temporaries: ACTIVATIONS, STAGED_GRADIENTS, HOST_STAGED_GRADIENTS,
+/// STAGED_WEIGHTS)
+/// rather than one each for the whole run.
+bool isLivenessPlanned(ArenaKind kind);
+
+/// Whether the CUDA backend's host memory keeps no fp32 weights of its own:
+/// fp32WeightsOnHost, and every parameter has a master of its size, which
+/// saves, exports and initialization read and write in the weights' place
+/// (exec::HostMemory::data), so that the host holds the weights once. Not
+/// with param_offload: its weights are a HOST_WEIGHTS arena of their own.
+bool hostWeightsAreMasters(const Plan &plan);
+
 /// Bytes the CUDA backend allocates for one rank's arenas.
 struct DeviceFootprint {
   uint64_t weights = 0, shadows = 0, gradients = 0, optimizer = 0, activations = 0,

@@ -1,6 +1,7 @@
 // Plan directory I/O and validation.
 #include "runtime/plan/PlanIO.h"
 
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/MeshAxes.h"
 #include "runtime/support/OutputPath.h"
 #include "runtime/plan/OpRegistry.h"
@@ -132,8 +133,7 @@ Status validateStageLayout(const Plan &plan) {
   for (int64_t stage = 0; stage < std::max<int64_t>(plan.mesh().pp(), 1); ++stage) {
     std::map<ArenaKind, std::vector<const Buffer *>> held;
     for (const Buffer &b : plan.buffers()) {
-      if (b.arena() == ACTIVATIONS || b.arena() == STAGED_GRADIENTS ||
-          b.arena() == STAGED_WEIGHTS || views.count(b.id()))
+      if (isLivenessPlanned(b.arena()) || views.count(b.id()))
         continue; // offsets planned from liveness, or placed in another buffer
       auto it = parameterOf.find(b.id());
       if (it == parameterOf.end() || stageHolds(*it->second, stage))
@@ -203,12 +203,15 @@ Status validateBuckets(const Plan &plan) {
       return Status::error(name + " refers to a buffer out of range, has no members or parts < 1");
     const Buffer &weights = plan.buffers(b.param_buffer()), &grads = plan.buffers(b.grad_buffer());
     const int64_t elements = elementsOf(weights);
-    if (weights.arena() != PARAMETERS || grads.arena() != GRADIENTS ||
+    // grad_offload keeps the buckets' gradients on the host (GradOffload.h).
+    if (weights.arena() != PARAMETERS ||
+        (grads.arena() != GRADIENTS && grads.arena() != HOST_GRADIENTS) ||
         elementsOf(grads) != elements || elements % b.parts() != 0 ||
         elementsOf(plan.buffers(b.exp_avg_buffer())) != elements / b.parts() ||
         elementsOf(plan.buffers(b.exp_avg_sq_buffer())) != elements / b.parts())
       return Status::error(name + ": its weights (" + std::to_string(elements) +
-                           " elements) and gradients must be in their arenas, of one size "
+                           " elements) and gradients must be in their arenas (PARAMETERS; "
+                           "GRADIENTS or HOST_GRADIENTS), of one size "
                            "divisible by parts (" + std::to_string(b.parts()) +
                            "), and its AdamW state 1/parts of it");
     int64_t end = 0;

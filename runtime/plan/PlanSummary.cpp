@@ -60,7 +60,7 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
     os << "dp gradient reduction in bf16 (grad_reduce_in_fp32: false)\n";
   os << "\narenas:\n";
   for (const Arena &a : plan.arenas())
-    os << "  " << std::setw(15) << ArenaKind_Name(a.kind()) << " " << std::setw(14)
+    os << "  " << std::setw(21) << ArenaKind_Name(a.kind()) << " " << std::setw(14)
        << a.size_bytes() << " bytes\n";
   os << "\nparameters (" << plan.parameters_size() << "):\n";
   for (const Parameter &p : plan.parameters()) {

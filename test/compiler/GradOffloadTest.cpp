@@ -1,6 +1,7 @@
 // grad_offload's rewrite of a program (compiler/plan/GradOffload.h) on a
 // hand-made plan: the copies around each run of device uses, the host
-// reader that splits runs, and the two refusals (a host instruction that
+// reader that splits runs, the distributed optimizer's reduced shards, and
+// the two refusals (a host instruction that
 // writes a gradient; two views of one gradient staged at once).
 #include "compiler/plan/GradOffload.h"
 
@@ -72,6 +73,37 @@ TEST_F(GradOffloadTest, StagesEachRunOfDeviceUsesAndLeavesHostReadsOnTheHost) {
   EXPECT_EQ(planner_.arenaOf(program_.instructions(6).inputs(0)), plan::STAGED_GRADIENTS);
   offload.moveGradients();
   EXPECT_EQ(planner_.arenaOf(g), plan::HOST_GRADIENTS);
+}
+
+// The distributed optimizer: the bucket is staged around its reduce-scatter
+// on the device; the reduced shard becomes a main gradient, on the host
+// (the bucket's host_grad_buffer), which the norm reads there and AdamW on
+// the device through a staged copy of its own.
+TEST_F(GradOffloadTest, KeepsTheDistributedOptimizersReducedShardsOnTheHost) {
+  const uint32_t bucket = planner_.addBuffer("bucket", f32(4), plan::GRADIENTS);
+  const uint32_t shard = planner_.addBuffer("shard", f32(2), plan::ACTIVATIONS);
+  const uint32_t w = planner_.addBuffer("w", f32(2), plan::ACTIVATIONS);
+  const uint32_t norm = planner_.addBuffer("norm", f32(1), plan::ACTIVATIONS);
+  plan_.add_buckets()->set_grad_buffer(bucket);
+  program_.set_name("optimizer_step");
+  add(plan::Op::reduce_scatter, {bucket}, {shard});
+  add(plan::Op::sum_squares, {shard}, {norm});
+  add(plan::Op::adamw, {w, shard}, {w});
+  GradOffload offload(planner_, plan_, /*hostAdamW=*/false);
+  ASSERT_TRUE(offload.rewrite(program_)) << "rewrite failed";
+  const std::vector<std::string> want = {
+      "copy_to_device(bucket,)->(staged:bucket,)",
+      "copy_to_device(shard,)->(staged:shard,)",
+      "reduce_scatter(staged:bucket,)->(staged:shard,)",
+      "copy_to_host(staged:shard,)->(shard,)",
+      "sum_squares(shard,)->(norm,)",
+      "copy_to_device(shard,)->(staged:shard,)",
+      "adamw(w,staged:shard,)->(w,)"};
+  EXPECT_EQ(listing(), want);
+  EXPECT_EQ(plan_.buckets(0).host_grad_buffer(), shard);
+  offload.moveGradients();
+  EXPECT_EQ(planner_.arenaOf(bucket), plan::HOST_GRADIENTS);
+  EXPECT_EQ(planner_.arenaOf(shard), plan::HOST_GRADIENTS);
 }
 
 TEST_F(GradOffloadTest, RefusesAHostInstructionThatWritesAGradient) {

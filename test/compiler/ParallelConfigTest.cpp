@@ -115,6 +115,17 @@ TEST(ParallelConfig, AcceptsA2AWhereTheHeadsDivide) {
   }
 }
 
+// grad_offload on top of the distributed optimizer (Trinity-RFT's actor
+// configurations set both): the host keeps the reduced gradient shards.
+TEST(ParallelConfig, AcceptsGradOffloadWithTheDistributedOptimizer) {
+  for (bool optimizerOffload : {false, true}) {
+    ParallelConfig c;
+    c.worldSize = 2, c.gradOffload = c.distributedOptimizer = true;
+    c.optimizerOffload = optimizerOffload;
+    EXPECT_EQ(errorOf(c), "") << "optimizer_offload " << optimizerOffload;
+  }
+}
+
 TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
   const BadCase cases[] = {
       {"heads % tp", [](auto &c, auto &m) { c.tp = 3; m.numKvHeads = 3; m.numHeads = 8; },
@@ -182,11 +193,6 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"overlap_param_gather alone", [](auto &c, auto &) { c.overlapParamGather = true; },
        "overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
        "(--use-distributed-optimizer): without it there is no parameter all-gather"},
-      {"grad_offload with the distributed optimizer", [](auto &c, auto &) {
-         c.gradOffload = c.distributedOptimizer = true;
-       },
-       "grad_offload (--grad-offload) with use_distributed_optimizer "
-       "(--use-distributed-optimizer) is not planned yet"},
       {"param_offload with the distributed optimizer", [](auto &c, auto &) {
          c.paramOffload = c.distributedOptimizer = true;
        },

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# Trains a model for 3 steps on six layouts without and with
-# optimizer_offload (the master weights and AdamW state in host arenas,
+# Trains a model for 3 steps on eight layouts (the last with a MoE model)
+# without and with optimizer_offload (the master weights and AdamW state in host arenas,
 # AdamW on the host), grad_offload (the main gradients in a host arena,
-# staged on the device around each program's uses), both, param_offload
-# (the weights in a host arena, staged on the device for each run of a
-# program's uses; refused with pp and the distributed optimizer) and all
-# three, same seed and
-# global batch: OUT/<layout>.<option>.* (grad_offload is refused with the
-# distributed optimizer: those layouts run optimizer_offload alone);
+# staged on the device around each program's uses; with the distributed
+# optimizer the reduced shards there too), both, param_offload (the weights
+# in a host arena, staged on the device for each run of a program's uses;
+# refused with pp and the distributed optimizer) and all three, same seed
+# and global batch: OUT/<layout>.<option>.*;
 # and the offloaded run saved after 2 steps and resumed for the 3rd
-# (OUT/<layout>.optimizer_offload_resumed.*): the resumed run must refill
+# (OUT/<layout>.<option>_resumed.*): the resumed run must refill
 # its host master weights from the checkpoint's. The schedule decays over 4
 # steps, so that the 3rd step's update is not 0. OffloadEquivalenceTest.cpp
 # compares them.
@@ -35,6 +34,11 @@ train dp2 "--dp 2" 2
 train tp2_dp2 "--tp 2 --dp 2" 4
 options=("${all_options[@]:0:4}") # param_offload is refused with --pp > 1
 train pp2_dp2 "--pp 2 --dp 2" 4
-options=("${all_options[@]:0:2}")
 train dp2_distopt "--dp 2 --use-distributed-optimizer" 2
 train tp2_dp2_distopt "--tp 2 --dp 2 --use-distributed-optimizer --overlap-param-gather" 4
+train pp2_dp2_distopt "--pp 2 --dp 2 --use-distributed-optimizer" 4
+# Experts' gradients in the buckets (edp), the grouped MLP writing two
+# members of one bucket at once.
+"$bin/mtc" import-hf "$here/../compiler/Inputs/tiny-moe.json" --seq 16 --micro-batch 2 \
+  -o "$out/moe.mlir"
+model=$out/moe.mlir train ep2_dp2_distopt "--ep 2 --dp 2 --use-distributed-optimizer" 2

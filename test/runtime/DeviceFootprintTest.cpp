@@ -72,6 +72,36 @@ TEST(DeviceFootprint, KeepsNoFp32WeightsWhenEveryMasterIsOnTheHost) {
   withoutMaster.mutable_parameters(1)->set_master_buffer(0);
   EXPECT_FALSE(fp32WeightsOnHost(withoutMaster));
   EXPECT_EQ(deviceFootprint(withoutMaster).weightStaging, 0u);
+
+  // The host's fp32 weights are the masters: so in `p`, not where a
+  // parameter has no master or one of another size.
+  EXPECT_TRUE(hostWeightsAreMasters(p));
+  EXPECT_FALSE(hostWeightsAreMasters(withoutMaster));
+  EXPECT_FALSE(hostWeightsAreMasters(bucketed));
+  Plan frozen = p;
+  frozen.mutable_parameters(1)->set_trainable(false);
+  frozen.mutable_parameters(1)->set_master_buffer(0);
+  EXPECT_TRUE(fp32WeightsOnHost(frozen));
+  EXPECT_FALSE(hostWeightsAreMasters(frozen));
+  Plan resized = p;
+  resized.mutable_buffers(3)->set_size_bytes(64);
+  EXPECT_FALSE(hostWeightsAreMasters(resized));
+  Plan paramOffload = p; // the weights in HOST_WEIGHTS, apart from the masters
+  paramOffload.mutable_buffers(1)->set_arena(HOST_WEIGHTS);
+  EXPECT_FALSE(hostWeightsAreMasters(paramOffload));
+}
+
+TEST(DeviceFootprint, NamesTheHostAndLivenessPlannedArenas) {
+  for (ArenaKind kind :
+       {HOST_PARAMETERS, HOST_GRADIENTS, HOST_OPTIMIZER, HOST_STAGED_GRADIENTS, HOST_WEIGHTS})
+    EXPECT_TRUE(isHostArena(kind)) << ArenaKind_Name(kind);
+  for (ArenaKind kind :
+       {PARAMETERS, GRADIENTS, OPTIMIZER, ACTIVATIONS, STAGED_GRADIENTS, STAGED_WEIGHTS})
+    EXPECT_FALSE(isHostArena(kind)) << ArenaKind_Name(kind);
+  for (ArenaKind kind : {ACTIVATIONS, STAGED_GRADIENTS, HOST_STAGED_GRADIENTS, STAGED_WEIGHTS})
+    EXPECT_TRUE(isLivenessPlanned(kind)) << ArenaKind_Name(kind);
+  for (ArenaKind kind : {PARAMETERS, HOST_PARAMETERS, HOST_GRADIENTS, HOST_WEIGHTS, INPUTS})
+    EXPECT_FALSE(isLivenessPlanned(kind)) << ArenaKind_Name(kind);
 }
 
 TEST(DeviceFootprint, HalvesActivationsAndKeepsTheWideOnesApart) {

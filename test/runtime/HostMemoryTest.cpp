@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <tuple>
 
 namespace mt::exec {
 namespace {
@@ -38,6 +39,56 @@ TEST(HostMemory, AllocatesZeroedArenasWithOneCopyPerSlot) {
   EXPECT_EQ((*memory)->data(0), first + 2 * 128);
   for (int i = 0; i < 100; ++i)
     ASSERT_EQ(first[i], std::byte{0}) << i;
+}
+
+// optimizer_offload with the fp32 weights on the host only
+// (plan::hostWeightsAreMasters): the CUDA backend's host side keeps no
+// parameter arena, and a parameter's buffer is its master's, so the host
+// holds the weights once; the CPU backend computes from its own.
+TEST(HostMemory, HostSideWeightsAreTheMastersWhenOnlyTheHostHasThem) {
+  plan::Plan p;
+  for (plan::ArenaKind kind : {plan::PARAMETERS, plan::HOST_PARAMETERS}) {
+    auto *arena = p.add_arenas();
+    arena->set_kind(kind);
+    arena->set_size_bytes(1024);
+  }
+  for (auto [name, arena, offset] : {std::tuple{"w", plan::PARAMETERS, 0},
+                                     {"v", plan::PARAMETERS, 512},
+                                     {"master:v", plan::HOST_PARAMETERS, 0},
+                                     {"master:w", plan::HOST_PARAMETERS, 512}}) {
+    auto *b = p.add_buffers();
+    b->set_id(uint32_t(p.buffers_size() - 1));
+    b->set_name(name);
+    b->set_dtype(plan::F32);
+    b->add_shape(128);
+    b->set_arena(arena);
+    b->set_offset_bytes(uint64_t(offset));
+    b->set_size_bytes(512);
+  }
+  for (auto [weights, master] : {std::pair{0u, 3u}, {1u, 2u}}) {
+    plan::Parameter &param = *p.add_parameters();
+    param.set_param_buffer(weights);
+    param.set_trainable(true);
+    param.set_master_buffer(master);
+  }
+  auto host = HostMemory::create(p, 1, HostMemory::Arenas::HostSide);
+  ASSERT_TRUE(host) << host.message();
+  EXPECT_EQ((*host)->arena(plan::PARAMETERS), nullptr);
+  EXPECT_EQ((*host)->totalBytes(), 1024u);
+  EXPECT_EQ((*host)->data(0), (*host)->data(3));
+  EXPECT_EQ((*host)->data(1), (*host)->data(2));
+  EXPECT_EQ((*host)->data(2), (*host)->arena(plan::HOST_PARAMETERS));
+
+  auto cpu = HostMemory::create(p, 1, HostMemory::Arenas::All);
+  ASSERT_TRUE(cpu) << cpu.message();
+  EXPECT_EQ((*cpu)->totalBytes(), 2048u);
+  EXPECT_NE((*cpu)->data(0), (*cpu)->data(3));
+
+  p.mutable_parameters(1)->set_master_buffer(0); // v has no master: its own
+  auto apart = HostMemory::create(p, 1, HostMemory::Arenas::HostSide);
+  ASSERT_TRUE(apart) << apart.message();
+  EXPECT_EQ((*apart)->totalBytes(), 2048u);
+  EXPECT_NE((*apart)->data(0), (*apart)->data(3));
 }
 
 TEST(HostMemory, RefusesArenasLargerThanThisHost) {

@@ -113,8 +113,9 @@ inline bool explainUnknownCommand(CLI::App &app, int argc, char **argv) {
 } // namespace detail
 
 /// Parses the command line. Returns the exit code when the tool should stop
-/// now (after --help, --version or a parse error, which is printed with the
-/// flag or command most likely meant), nullopt when it should go on.
+/// now (after --help, --version or a parse error, which is printed as
+/// "error: ..." with the flag or command most likely meant, or the help
+/// command), nullopt when it should go on.
 inline std::optional<int> parseCommandLine(CLI::App &app, int argc, char **argv) {
   try {
     app.parse(argc, argv);
@@ -126,6 +127,13 @@ inline std::optional<int> parseCommandLine(CLI::App &app, int argc, char **argv)
     // An unknown flag explains the rest (a required option it misspelt).
     if (failed && detail::explainUnknownFlags(app))
       return e.get_exit_code();
+    // Any other mistake (a value of the wrong type, a missing file) reads as
+    // every other error does, with the help that lists each option's type.
+    if (failed) {
+      std::cerr << "error: " << e.what() << "\nRun `" << detail::helpCommand(app)
+                << "` for the options.\n";
+      return e.get_exit_code();
+    }
     return app.exit(e);
   }
 }

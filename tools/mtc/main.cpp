@@ -312,7 +312,8 @@ int main(int argc, char **argv) {
                        "run directory: model.mlir, plan/, data.tokens, train.sh (default: "
                        "output_dir/mtc-run)");
   trainCmd->add_flag("--explain", train.explain,
-                     "print the layout, the global batch with the dp used, and the schedule");
+                     "print the layout, the global batch with the dp used, and the schedule, "
+                     "then train (add --prepare-only to stop before training)");
   trainCmd->add_option("--max-shard-size", train.maxShardBytes,
                        "bytes per safetensors shard of checkpoints (save_pretrained's "
                        "max_shard_size)")
