@@ -13,24 +13,6 @@
 namespace mt {
 namespace {
 
-plan::Instruction copyInstruction(plan::Op op, uint32_t from, uint32_t to, int64_t n,
-                                  const std::string &what) {
-  return offloadCopy(op, from, to, n, "grad_offload: " + what);
-}
-
-/// A run of consecutive device uses of one gradient in a program.
-struct Run {
-  uint32_t grad = 0, staged = 0;
-  size_t first = 0, last = 0;
-  bool writes = false;
-};
-
-void replace(google::protobuf::RepeatedField<uint32_t> &ids, uint32_t from, uint32_t to) {
-  for (uint32_t &id : ids)
-    if (id == from)
-      id = to;
-}
-
 } // namespace
 
 bool GradOffload::readsOnHost(const plan::Instruction &in, uint32_t grad) const {
@@ -58,7 +40,7 @@ Status GradOffload::rewrite(plan::Program &program) {
                                      program.instructions().end());
   offloadShards(old);
   // Each gradient's runs, in program order; a host use ends the open one.
-  std::vector<Run> runs;
+  std::vector<StagedRun> runs;
   std::map<uint32_t, size_t> open; // gradient -> its run still open
   for (size_t i = 0; i < old.size(); ++i) {
     std::map<uint32_t, bool> used; // gradient -> written here
@@ -81,49 +63,13 @@ Status GradOffload::rewrite(plan::Program &program) {
         runs[it->second].writes |= writes;
       } else {
         open[grad] = runs.size();
-        runs.push_back({grad, 0, i, i, writes});
+        runs.push_back({grad, i, i, writes});
       }
     }
   }
-  // Views of one gradient's bytes staged at once would each hold a copy of
-  // them (members of one bucket, the distributed optimizer's, do not share).
-  for (size_t a = 0; a < runs.size(); ++a)
-    for (size_t b = a + 1; b < runs.size(); ++b)
-      if (runs[a].grad != runs[b].grad && planner_.overlaps(runs[a].grad, runs[b].grad) &&
-          runs[a].first <= runs[b].last && runs[b].first <= runs[a].last)
-        return Status::error(
-            "grad_offload: program '" + program.name() + "' uses '" +
-            plan_.buffers(runs[a].grad).name() + "' (instructions " +
-            std::to_string(runs[a].first) + ".." + std::to_string(runs[a].last) + ") and '" +
-            plan_.buffers(runs[b].grad).name() + "' (" + std::to_string(runs[b].first) + ".." +
-            std::to_string(runs[b].last) + "), views of one gradient, at once");
-  // before[i]: copies to the device before old instruction i; after[i]: to
-  // the host after it (a gap's copies to the host come first: a view's
-  // run may start where another's ended).
-  std::vector<std::vector<plan::Instruction>> before(old.size()), after(old.size());
-  for (Run &r : runs) {
-    const int64_t n = plan::elementsOf(plan_.buffers(r.grad));
-    r.staged = planner_.addBufferLike("staged:" + plan_.buffers(r.grad).name(), r.grad,
-                                      plan::STAGED_GRADIENTS);
-    for (size_t i = r.first; i <= r.last; ++i) {
-      replace(*old[i].mutable_inputs(), r.grad, r.staged);
-      replace(*old[i].mutable_outputs(), r.grad, r.staged);
-    }
-    before[r.first].push_back(
-        copyInstruction(plan::Op::copy_to_device, r.grad, r.staged, n, "gradient to the device"));
-    if (r.writes)
-      after[r.last].push_back(
-          copyInstruction(plan::Op::copy_to_host, r.staged, r.grad, n, "gradient to the host"));
-  }
-  program.clear_instructions();
-  for (size_t i = 0; i < old.size(); ++i) {
-    for (plan::Instruction &c : before[i])
-      *program.add_instructions() = std::move(c);
-    *program.add_instructions() = std::move(old[i]);
-    for (plan::Instruction &c : after[i])
-      *program.add_instructions() = std::move(c);
-  }
-  return Status::ok();
+  // Members of one bucket (the distributed optimizer's) do not share bytes.
+  return stageRuns(program, std::move(old), runs, plan::STAGED_GRADIENTS, "grad_offload",
+                   "gradient", /*onlyWhenWritten=*/false, planner_, plan_);
 }
 
 void GradOffload::moveGradients() {

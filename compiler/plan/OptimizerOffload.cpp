@@ -23,6 +23,58 @@ plan::Instruction offloadCopy(plan::Op op, uint32_t from, uint32_t to, int64_t n
   return c;
 }
 
+Status stageRuns(plan::Program &program, std::vector<plan::Instruction> old,
+                 const std::vector<StagedRun> &runs, plan::ArenaKind stagedArena,
+                 const std::string &option, const std::string &what, bool onlyWhenWritten,
+                 BufferPlanner &planner, const plan::Plan &plan) {
+  auto name = [&](uint32_t id) { return "'" + plan.buffers(id).name() + "'"; };
+  // Views of one buffer's bytes staged at once would each hold a copy of them.
+  for (size_t a = 0; a < runs.size(); ++a)
+    for (size_t b = a + 1; b < runs.size(); ++b)
+      if (runs[a].buffer != runs[b].buffer &&
+          (!onlyWhenWritten || runs[a].writes || runs[b].writes) &&
+          planner.overlaps(runs[a].buffer, runs[b].buffer) && runs[a].first <= runs[b].last &&
+          runs[b].first <= runs[a].last)
+        return Status::error(option + ": program '" + program.name() + "' uses " +
+                             name(runs[a].buffer) + " (instructions " +
+                             std::to_string(runs[a].first) + ".." + std::to_string(runs[a].last) +
+                             ") and " + name(runs[b].buffer) + " (" +
+                             std::to_string(runs[b].first) + ".." + std::to_string(runs[b].last) +
+                             "), views of one " + what + ", at once" +
+                             (onlyWhenWritten ? ", and writes one" : ""));
+  // before[i]: copies to the device before old instruction i; after[i]: to
+  // the host after it.
+  std::vector<std::vector<plan::Instruction>> before(old.size()), after(old.size());
+  auto replace = [](google::protobuf::RepeatedField<uint32_t> &ids, uint32_t from, uint32_t to) {
+    for (uint32_t &id : ids)
+      if (id == from)
+        id = to;
+  };
+  for (const StagedRun &r : runs) {
+    const int64_t n = plan::elementsOf(plan.buffers(r.buffer));
+    const uint32_t staged =
+        planner.addBufferLike("staged:" + plan.buffers(r.buffer).name(), r.buffer, stagedArena);
+    for (size_t i = r.first; i <= r.last; ++i) {
+      replace(*old[i].mutable_inputs(), r.buffer, staged);
+      replace(*old[i].mutable_outputs(), r.buffer, staged);
+    }
+    before[r.first].push_back(offloadCopy(plan::Op::copy_to_device, r.buffer, staged, n,
+                                          option + ": " + what + " to the device"));
+    if (r.writes)
+      after[r.last].push_back(offloadCopy(plan::Op::copy_to_host, staged, r.buffer, n,
+                                          option + ": " + what + " to the host"));
+  }
+  program.clear_instructions();
+  for (size_t i = 0; i < old.size(); ++i) {
+    for (plan::Instruction &c : before[i])
+      *program.add_instructions() = std::move(c);
+    *program.add_instructions() = std::move(old[i]);
+    for (plan::Instruction &c : after[i])
+      *program.add_instructions() = std::move(c);
+  }
+  return Status::ok();
+}
+
 namespace {
 
 plan::Instruction copyInstruction(plan::Op op, uint32_t from, uint32_t to, int64_t n,

@@ -39,6 +39,28 @@ namespace mt {
 plan::Instruction offloadCopy(plan::Op op, uint32_t from, uint32_t to, int64_t n,
                               const std::string &location);
 
+/// A run of device uses of one host-held buffer in a program (instruction
+/// indices first..last), staged on the device by one copy before it.
+struct StagedRun {
+  uint32_t buffer = 0;
+  size_t first = 0, last = 0;
+  bool writes = false;
+};
+
+/// The staging of grad_offload and param_offload: rewrites `program`, whose
+/// instructions were `old`, so that each run reads and writes a new buffer
+/// like its own in `stagedArena`, filled by a copy_to_device before the
+/// run's first instruction and, for a run that writes, copied back by a
+/// copy_to_host after its last (a gap's copies to the host come first: a
+/// view's run may start where another's ended). Errors: two runs of
+/// overlapping views of one buffer at once (where `onlyWhenWritten`, only
+/// when one of them writes), named after `option` and `what`
+/// ("gradient", "weight").
+Status stageRuns(plan::Program &program, std::vector<plan::Instruction> old,
+                 const std::vector<StagedRun> &runs, plan::ArenaKind stagedArena,
+                 const std::string &option, const std::string &what, bool onlyWhenWritten,
+                 BufferPlanner &planner, const plan::Plan &plan);
+
 class OptimizerOffload {
 public:
   explicit OptimizerOffload(BufferPlanner &planner, plan::Plan &plan)
