@@ -4,6 +4,7 @@
 // the two refusals (a host instruction that
 // writes a gradient; two views of one gradient staged at once).
 #include "compiler/plan/GradOffload.h"
+#include "test/compiler/HandMadeProgram.h"
 
 #include "runtime/plan/OpRegistry.h"
 
@@ -16,40 +17,7 @@
 namespace mt {
 namespace {
 
-class GradOffloadTest : public ::testing::Test {
-protected:
-  mlir::RankedTensorType f32(int64_t rows) {
-    return mlir::RankedTensorType::get({rows, 4}, mlir::Float32Type::get(&context_));
-  }
-  /// An instruction `op` reading `inputs` and writing `outputs`.
-  void add(plan::Op op, std::vector<uint32_t> inputs, std::vector<uint32_t> outputs) {
-    plan::Instruction &in = *program_.add_instructions();
-    in.set_op(plan::signature(op).name);
-    for (uint32_t id : inputs)
-      in.add_inputs(id);
-    for (uint32_t id : outputs)
-      in.add_outputs(id);
-  }
-  /// The program as "op(inputs)->(outputs)" lines.
-  std::vector<std::string> listing() const {
-    std::vector<std::string> lines;
-    for (const plan::Instruction &in : program_.instructions()) {
-      std::string line = in.op() + "(";
-      for (uint32_t id : in.inputs())
-        line += plan_.buffers(id).name() + ",";
-      line += ")->(";
-      for (uint32_t id : in.outputs())
-        line += plan_.buffers(id).name() + ",";
-      lines.push_back(line + ")");
-    }
-    return lines;
-  }
-
-  mlir::MLIRContext context_;
-  plan::Plan plan_;
-  BufferPlanner planner_{plan_};
-  plan::Program program_;
-};
+class GradOffloadTest : public HandMadeProgramTest {};
 
 TEST_F(GradOffloadTest, StagesEachRunOfDeviceUsesAndLeavesHostReadsOnTheHost) {
   const uint32_t x = planner_.addBuffer("x", f32(2), plan::ACTIVATIONS);

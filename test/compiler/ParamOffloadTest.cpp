@@ -3,6 +3,7 @@
 // runs split where a nested layer uses its own weights in between, and a
 // copy back only after a run that writes the weight.
 #include "compiler/plan/ParamOffload.h"
+#include "test/compiler/HandMadeProgram.h"
 
 #include "runtime/plan/OpRegistry.h"
 
@@ -14,40 +15,7 @@
 namespace mt {
 namespace {
 
-class ParamOffloadTest : public ::testing::Test {
-protected:
-  mlir::RankedTensorType f32(int64_t rows) {
-    return mlir::RankedTensorType::get({rows, 4}, mlir::Float32Type::get(&context_));
-  }
-  /// An instruction `op` reading `inputs` and writing `outputs`.
-  void add(plan::Op op, std::vector<uint32_t> inputs, std::vector<uint32_t> outputs) {
-    plan::Instruction &in = *program_.add_instructions();
-    in.set_op(plan::signature(op).name);
-    for (uint32_t id : inputs)
-      in.add_inputs(id);
-    for (uint32_t id : outputs)
-      in.add_outputs(id);
-  }
-  /// The program as "op(inputs)->(outputs)" lines.
-  std::vector<std::string> listing() const {
-    std::vector<std::string> lines;
-    for (const plan::Instruction &in : program_.instructions()) {
-      std::string line = in.op() + "(";
-      for (uint32_t id : in.inputs())
-        line += plan_.buffers(id).name() + ",";
-      line += ")->(";
-      for (uint32_t id : in.outputs())
-        line += plan_.buffers(id).name() + ",";
-      lines.push_back(line + ")");
-    }
-    return lines;
-  }
-
-  mlir::MLIRContext context_;
-  plan::Plan plan_;
-  BufferPlanner planner_{plan_};
-  plan::Program program_;
-};
+class ParamOffloadTest : public HandMadeProgramTest {};
 
 TEST_F(ParamOffloadTest, StagesEachRunOfUsesAndSplitsAroundANestedLayer) {
   const uint32_t x = planner_.addBuffer("x", f32(4), plan::ACTIVATIONS);
