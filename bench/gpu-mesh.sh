@@ -9,7 +9,9 @@
 #
 #   llama3.2-1b, micro-batch 4 x 2048: tp2+sp, pp2, pp2xvpp2 (2 GPUs);
 #     tp2xpp2, pp4 (4 GPUs); tp2xpp2xdp2 (8 GPUs)
-#   llama3.1-8b, micro-batch 1 x 4096: tp2xpp2xdp2, tp4xpp2, tp8 (8 GPUs)
+#   llama3.1-8b, micro-batch 1 x 4096: tp2xpp2xdp2, tp4xpp2, tp8 (8 GPUs);
+#     dp2 with the distributed optimizer and overlap (2 GPUs)
+#   llama3.2-1b, one sequence of 32768 tokens: one GPU and cp2 (p2p)
 # Pipelines run 4 micro-batches per stage (8 for pp2, 16 for pp4), tp8
 # accumulates 8 micro-batches; every tp layout has --sp.
 #
@@ -47,10 +49,16 @@ layouts=(
   "llama3.1-8b-tp2-pp2-dp2 llama3.1-8b 1 4096 --tp 2 --sp --pp 2 --dp 2 --global-batch 16"
   "llama3.1-8b-tp4-pp2 llama3.1-8b 1 4096 --tp 4 --sp --pp 2 --global-batch 8"
   "llama3.1-8b-tp8 llama3.1-8b 1 4096 --tp 8 --sp --global-batch 8"
+  # Context parallelism (issue 18): one sequence of 32768 tokens on one GPU
+  # and split over two (ring attention, Megatron's load-balanced chunks).
+  "llama3.2-1b-s32k llama3.2-1b 1 32768 --global-batch 1"
+  "llama3.2-1b-s32k-cp2 llama3.2-1b 1 32768 --cp 2 --cp-comm-type p2p --global-batch 1"
+  # The distributed optimizer with overlap, dp2 (issue 16).
+  "llama3.1-8b-dp2-do llama3.1-8b 1 4096 --dp 2 --use-distributed-optimizer --overlap-param-gather --global-batch 2"
 )
 
 # ranks LAYOUT: its ranks (GPUs), from the mesh line of its --explain.
-ranks() { sed -n 's/^mesh .*: \([0-9]*\) ranks.*/\1/p' "$dir/plans/$1.explain.txt"; }
+ranks() { sed -n 's/^mesh .*: \([0-9]*\) ranks\?,.*/\1/p' "$dir/plans/$1.explain.txt"; }
 
 # The table: rows of mtc_row ({"peer": layout, ...}) and of profile_row
 # ({"profile": layout, ...}); the model's shape from DIR/models/MODEL.json,
@@ -79,8 +87,10 @@ def training_flops_per_token(config, seq):
 def explain(plan_dir, name):
     text = open(f"{plan_dir}/plans/{name}.explain.txt").read()
     seq = int(re.search(r"micro-batch \d+ x seq (\d+)", text).group(1))
-    total = re.search(r"total \(plan arenas\).*?([0-9.]+) (KiB|MiB|GiB)\s*$", text, re.M)
-    scale = {"KiB": 2.0**-20, "MiB": 2.0**-10, "GiB": 1.0}
+    # The memory table's columns: CPU (fp32), CUDA (bf16), CUDA host.
+    total = re.search(r"^\s*total \(the peak\).*?[0-9.]+ (?:B|KiB|MiB|GiB)\s+([0-9.]+) (B|KiB|MiB|GiB)",
+                      text, re.M)
+    scale = {"B": 2.0**-30, "KiB": 2.0**-20, "MiB": 2.0**-10, "GiB": 1.0}
     bubble = re.search(r"predicted bubble ([0-9.]+%)", text)
     return seq, float(total.group(1)) * scale[total.group(2)], bubble.group(1) if bubble else "-"
 
@@ -97,7 +107,7 @@ for r in rows:
     if "peer" not in r:
         continue
     name, gpus, rate = r["peer"], r["gpus"], r["tokens_per_s"]
-    model = re.match(r"(.+?)-(tp|pp|dp)\d", name).group(1)
+    model = re.match(r"(.+?)-(tp\d|pp\d|dp\d|cp\d|s\d+k)", name).group(1)
     seq, estimate, bubble = explain(plan_dir, name)
     config = json.load(open(f"{plan_dir}/models/{model}.json"))
     tflops = training_flops_per_token(config, seq) * rate / 1e12
@@ -109,7 +119,7 @@ for r in rows:
           f"{used / estimate if used else float('nan'):>6.2f} {ms('comm_ms'):>8} "
           f"{ms('pp_ms'):>7} {ms('wall_ms'):>8} {bubble:>6}")
 print("GiB used: rank 0's device memory in use (CUDA context and workspaces, about 0.5 GiB, "
-      "included); explain: mtc compile --explain's CUDA plan arenas per rank; comm / pp ms: "
+      "included); explain: mtc compile --explain's CUDA peak per rank (its arenas); comm / pp ms: "
       "NCCL collectives / pipeline send+recv (recv includes the wait) per step on rank 0's "
       "compute stream under --profile (each instruction timed alone), the time compute did "
       "not hide; bubble: the schedule's "
@@ -154,7 +164,7 @@ if [[ "$1" == "--prepare" ]]; then
     "$bin/mtc" compile "$mlir" $flags --lr 1e-4 --train-steps 100 --explain \
       > "$dir/plans/$name.explain.txt"
     echo "$name: $(ranks "$name") ranks, $(
-      grep 'total (plan arenas)' "$dir/plans/$name.explain.txt" | sed 's/  */ /g')"
+      grep 'total (the peak)' "$dir/plans/$name.explain.txt" | sed 's/  */ /g')"
   done
   rm -rf "$dir/mlir"
   # Uniform random ids below llama's vocabulary (both models have 128256),
@@ -201,6 +211,14 @@ if [[ "${MT_MESH_PROFILES:-1}" == 1 ]]; then
     echo "== profile: $run"
     MT_RUN_TIMEOUT=$(limit) gpu_profile "${run%:*}" "${run#*:}" "$work/profile-${run%:*}.log"
     profile_row "${run%:*}" "$work/profile-${run%:*}.log" >> "$rows"
+  done
+  # Context parallelism's key/value exchange overlaps the ring's attention
+  # blocks, which --profile (each instruction alone) cannot show: the exposed
+  # part from --profile-comm (events on the streams, graphs replaying).
+  for run in "${runs[@]}"; do
+    [[ "$run" == *-cp[0-9]* ]] && fits 70 "profile-comm $run" || continue
+    echo "== profile-comm: $run"
+    MT_RUN_TIMEOUT=$(limit) gpu_profile_comm "${run%:*}" "${run#*:}" "$work/comm-${run%:*}.log"
   done
 fi
 table "$dir" "$rows"

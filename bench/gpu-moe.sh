@@ -7,14 +7,18 @@
 # torch._grouped_mm, eager and compile) in the same call. Prints tokens/s,
 # TFLOP/s and MFU with docs/FLOPS.md's MoE count (f -> topk * f_expert, plus
 # the router's 2*h*E), GPU memory, our ratio to each peer, and our step's
-# profile per instruction class.
+# profile per instruction class. Where the machine has 2 GPUs, also expert
+# parallelism: ep2 (the experts split over both GPUs, dp2 for the dense
+# layers, micro-batch 1 x 4096 per GPU): tokens/s per GPU against our one-GPU
+# figure and, from mtrun --profile-comm on rank 0, the all-to-all and other
+# communication time compute did not hide.
 #
 #   bench/gpu-moe.sh --prepare DIR   development machine: compiles the plans,
 #                                    writes the tokens, copies the peer script
 #                                    (MT_SHARED_DIR, default ../shared) and,
 #                                    for machines without it, GoogleTest's source
 #   bench/gpu-moe.sh DIR             GPU machine (DIR carried)
-# MT_MOE_BUILD=0 / MT_MOE_PEERS=0 skip a stage; MT_MOE_BUDGET (s, default 570)
+# MT_MOE_BUILD=0 / MT_MOE_PEERS=0 / MT_MOE_EP=0 skip a stage; MT_MOE_BUDGET (s, default 570)
 # skips the later stages that would not fit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +40,8 @@ json.dump(c, open(sys.argv[3], "w"), indent=1)' "models/hf/$hf.json" "$layers" "
     "$bin/mtc" import-hf "$dir/mlir/$name.json" --seq 4096 --micro-batch 1 -o "$dir/mlir/$name.mlir"
     "$bin/mtc" compile "$dir/mlir/$name.mlir" --global-batch 1 --lr 1e-4 --train-steps 100 \
       -o "$dir/plans/$name"
+    "$bin/mtc" compile "$dir/mlir/$name.mlir" --ep 2 --global-batch 2 --lr 1e-4 \
+      --train-steps 100 -o "$dir/plans/$name-ep2"
   done
   rm -rf "$dir/mlir"
   # Uniform random ids below the smaller vocabulary (32000), as the peer
@@ -51,9 +57,12 @@ gpu_start /tmp/mt-moe-build "${MT_MOE_BUDGET:-570}"
 if [[ "${MT_MOE_BUILD:-1}" == 1 ]]; then
   gpu_build -DMT_BUILD_TESTS=OFF mtrun || exit 1
 fi
+gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
+ep=$(( gpus >= 2 && ${MT_MOE_EP:-1} == 1 ))
 for m in $models; do
   IFS=: read -r name _ _ <<< "$m"
   fits 90 "mtc $name" && MT_RUN_TIMEOUT=120 mtc_row "$name" 1 "$name"
+  (( ep )) && fits 90 "mtc $name-ep2" && MT_RUN_TIMEOUT=120 mtc_row "$name-ep2" 2 "$name-ep2"
 done
 if [[ "${MT_MOE_PEERS:-1}" == 1 ]] && fits 200 "PyTorch peers"; then
   specs=()
@@ -73,9 +82,10 @@ def flops(model, s):
              + 2 * c["h"] * c["E"] + 2 * s * q)
     return 3 * (c["L"] * layer + 2 * c["h"] * c["V"])
 rows = [json.loads(l) for l in open(sys.argv[1])]
-for r in rows:  # mtc rows are named by model; the peer's carry "model"
-    r.setdefault("model", r.get("peer"))
-    if r.get("peer") in shapes: r["peer"] = "mtc"
+for r in rows:  # mtc rows are named by model (+ -ep2); the peer's carry "model"
+    name = r.get("peer", "")
+    if name.removesuffix("-ep2") in shapes:
+        r["model"], r["peer"] = name.removesuffix("-ep2"), "mtc" if name in shapes else "mtc ep2/GPU"
 ours = {r["model"]: r for r in rows if r.get("peer") == "mtc" and "tokens_per_s" in r}
 print(f"{'model (1 x 4096)':18} {'runner':16} {'tokens/s':>9} {'TFLOP/s':>8} {'MFU':>6} "
       f"{'GPU GiB':>8} {'mtc / this':>10}")
@@ -87,12 +97,22 @@ for r in rows:
     tf = r["tokens_per_s"] * flops(r["model"], 4096) / 1e12
     mine = ours.get(r["model"])
     ratio = f"{mine['tokens_per_s'] / r['tokens_per_s']:.2f}x" if mine and r is not mine else ""
+    if r.get("peer") == "mtc ep2/GPU":  # efficiency per GPU against our one-GPU row
+        ratio = f"{r['tokens_per_s'] / mine['tokens_per_s']:.1%} of 1" if mine else ""
     mem = r.get("peak_mem_gib")
     print(f"{r['model']:18} {name:16} {r['tokens_per_s']:>9,.0f} {tf:>8.1f} {tf / 989.4:>6.1%} "
           f"{mem if mem is not None else '-':>8} {ratio:>10}")
-print("GPU GiB: mtc = device memory in use (cudaMemGetInfo); PyTorch = its peak allocated")
+print("GPU GiB: mtc = device memory in use (cudaMemGetInfo, rank 0); PyTorch = its peak "
+      "allocated; ep2 rows: tokens/s per GPU, the last column its share of our one-GPU figure")
 PY
 for m in $models; do
   IFS=: read -r name _ _ <<< "$m"
   fits 60 "profile $name" && { echo "== profile: $name"; gpu_profile "$name" 1 "$work/$name.profile"; }
 done
+if (( ep )); then
+  for m in $models; do
+    name=${m%%:*}-ep2
+    fits 60 "profile $name" &&
+      { echo "== profile: $name"; gpu_profile_comm "$name" 2 "$work/$name.profile"; }
+  done
+fi
