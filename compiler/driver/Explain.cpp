@@ -391,8 +391,12 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
        host.weights},
       {"weights (bf16 copy the GPU reads)", 0, gpu.shadows, 0},
       {"master weights (fp32, offloaded)", arenas[plan::HOST_PARAMETERS], 0, host.masters, true},
-      {"weights (fp32, offloaded)", arenas[plan::HOST_WEIGHTS], 0, 0, true},
-      {"weights staged on the device (peak)", arenas[plan::STAGED_WEIGHTS], 0, 0, true},
+      // param_offload: the CUDA backend stages each weight in fp32 (what
+      // the copy brings and AdamW updates) and its bf16 copy (what the
+      // layers read), DeviceArenas.h.
+      {"weights (fp32, offloaded)", arenas[plan::HOST_WEIGHTS], 0, host.offloadedWeights, true},
+      {"weights staged on the device (peak)", arenas[plan::STAGED_WEIGHTS],
+       gpu.stagedWeights + gpu.stagedWeightShadows, 0, true},
       {"gradients (fp32 main)", arenas[plan::GRADIENTS], gpu.gradients, 0},
       // optimizer_offload without grad_offload: the gradients pass through
       // a liveness-planned host staging arena; grad_offload: the main
@@ -435,7 +439,9 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
                        : ", each gradient through a host staging area while the one before it "
                          "is updated")
        << (gpu.weightStaging ? "; the GPU keeps only the bf16 copy of the weights" : "")
-       << (host.masters && !host.weights ? ", and the host's fp32 weights are the masters" : "")
+       << (host.masters && !host.weights && !host.offloadedWeights
+               ? ", and the host's fp32 weights are the masters"
+               : "")
        << ")\n";
   if (gradsOnHost)
     os << "  (grad_offload: the main gradients live in pinned host memory; each program copies "
@@ -456,7 +462,9 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
           "the device holds at most "
        << bytesText(double(arenas[plan::STAGED_WEIGHTS])) << " of them at once instead of "
        << bytesText(double(arenas[plan::HOST_WEIGHTS]))
-       << "; the CUDA backend does not run param_offload plans yet)\n";
+       << "; CUDA: the weights in pinned host memory, each staged copy in fp32 with its bf16 "
+          "copy, "
+       << bytesText(double(gpu.stagedWeights + gpu.stagedWeightShadows)) << " at most)\n";
   os << "  (the GPU also holds its CUDA context and library workspaces, about "
      << bytesText(double(kCudaContextBytes)) << "; the arenas are allocated once, before the "
      << "first step)\n";
@@ -707,6 +715,8 @@ CudaHostBytes cudaHostBytes(const plan::Plan &plan) {
       host.optimizer += padded(a.size_bytes());
     else if (a.kind() == plan::HOST_PARAMETERS)
       host.masters = padded(a.size_bytes());
+    else if (a.kind() == plan::HOST_WEIGHTS)
+      host.offloadedWeights = padded(a.size_bytes());
     else if (a.kind() == plan::HOST_GRADIENTS || a.kind() == plan::HOST_STAGED_GRADIENTS)
       host.gradients += padded(a.size_bytes());
     else if (a.kind() == plan::INPUTS || a.kind() == plan::OUTPUTS)
@@ -717,11 +727,9 @@ CudaHostBytes cudaHostBytes(const plan::Plan &plan) {
 
 uint64_t gpuPlanBytes(const plan::Plan &plan) {
   const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
-  return gpu.weights + gpu.weightStaging + gpu.shadows + gpu.gradients + gpu.stagedGradients +
-         gpu.optimizer +
-         gpu.collectiveStaging +
-         (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
-             mostActivationSlots(plan);
+  // total() counts the per-micro-batch arenas once; each slot has its own.
+  return gpu.total() + (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
+                           (mostActivationSlots(plan) - 1);
 }
 
 ActivationBytes activationBytes(const plan::Plan &plan) {

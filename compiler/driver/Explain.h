@@ -39,7 +39,8 @@ struct ActivationBytes {
 ActivationBytes activationBytes(const plan::Plan &plan);
 
 /// Bytes of one rank's CUDA arenas and staging (the "total (the peak)" that
-/// --explain prints): weights, their bf16 copy, gradients, AdamW state, and
+/// --explain prints): plan::DeviceFootprint::total() (weights, their bf16
+/// copy, staged weights and gradients, gradients, AdamW state, ...) with
 /// each activation slot's activations, 32-bit activations and inputs.
 uint64_t gpuPlanBytes(const plan::Plan &plan);
 
@@ -55,7 +56,12 @@ struct CudaHostBytes {
   /// grad_offload: the main gradients) (pinned; the AdamW state moved
   /// there counts in `optimizer`).
   uint64_t masters = 0, gradients = 0;
-  uint64_t total() const { return weights + optimizer + inputs + masters + gradients; }
+  /// param_offload: the weights the programs stage on the device, all of
+  /// them (HOST_WEIGHTS, pinned).
+  uint64_t offloadedWeights = 0;
+  uint64_t total() const {
+    return weights + optimizer + inputs + masters + gradients + offloadedWeights;
+  }
 };
 CudaHostBytes cudaHostBytes(const plan::Plan &plan);
 

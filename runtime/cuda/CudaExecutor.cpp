@@ -57,9 +57,10 @@ const char *opClass(const std::string &op) {
 }
 
 /// The bytes an instruction of `family` moves of buffer `id` on the GPU:
-/// half the planned size of a bf16 activation; of a parameter, the bf16
-/// shadow the layers read, or the fp32 master the optimizer reads and
-/// writes with the shadow it also writes.
+/// half the planned size of a bf16 activation; of a parameter (or its
+/// staged copy, param_offload), the bf16 shadow the layers read, or the
+/// fp32 master the optimizer reads and writes with the shadow it also
+/// writes.
 double deviceBytes(const plan::Plan &plan, const DeviceArenas &arenas, uint32_t id,
                    bool isOutput, plan::OpFamily family) {
   const double planned = double(plan.buffers(id).size_bytes());
@@ -67,6 +68,7 @@ double deviceBytes(const plan::Plan &plan, const DeviceArenas &arenas, uint32_t 
   case DeviceArenas::Storage::Bf16Activation:
     return planned / 2;
   case DeviceArenas::Storage::Parameter:
+  case DeviceArenas::Storage::StagedWeight:
     if (family != plan::OpFamily::Optimizer)
       return planned / 2;
     return isOutput ? planned * 1.5 : planned;
@@ -227,13 +229,6 @@ CudaExecutor::~CudaExecutor() {
 }
 
 Status CudaExecutor::initialize() {
-  // param_offload's weights would need their bf16 copies staged per run of
-  // uses, which this backend does not lower yet.
-  for (const plan::Arena &a : plan_.arenas())
-    if (a.kind() == plan::HOST_WEIGHTS || a.kind() == plan::STAGED_WEIGHTS)
-      return Status::error("--backend cuda: this plan was compiled with param_offload "
-                           "(--param-offload), which the CUDA backend does not run yet; "
-                           "compile it without param_offload or run it with --backend cpu");
   if (deviceCount() == 0)
     return Status::error("--backend cuda: no CUDA device is visible to this process");
   if (rank_)
@@ -250,7 +245,8 @@ Status CudaExecutor::initialize() {
   if (!arenas)
     return arenas.status();
   arenas_ = std::move(*arenas);
-  for (const plan::Arena &a : plan_.arenas()) // optimizer_offload's
+  // The offloads' host arenas (param_offload's HOST_WEIGHTS among them).
+  for (const plan::Arena &a : plan_.arenas())
     if (DeviceArenas::isHostArena(a.kind()))
       if (Status s = arenas_->pinHostArena(a.kind(), host_.arena(a.kind()),
                                            host_.arenaBytes(a.kind()));
@@ -685,8 +681,10 @@ Status CudaExecutor::refreshShadows(cudaStream_t stream) {
   // weights (its master, plan::hostWeightsAreMasters) through a chunk of
   // device memory into their bf16 copy.
   // In chunks of the staging memory --explain counts (the largest weight).
+  // param_offload: none (no PARAMETERS arena); each program stages the
+  // weights it uses, fp32 and bf16, from the host.
   const int64_t chunk = int64_t(plan::deviceFootprint(plan_).weightStaging / 4);
-  if (chunk == 0)
+  if (chunk == 0 || !arenas_->parameterShadows())
     return Status::ok();
   float *staging = nullptr;
   MT_CUDA_CHECK(cudaMalloc(&staging, size_t(chunk) * sizeof(float)));
@@ -726,16 +724,21 @@ Status CudaExecutor::readState() {
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::PARAMETERS, cudaMemcpyDeviceToHost));
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::OPTIMIZER, cudaMemcpyDeviceToHost));
   MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  if (!arenas_->arena(plan::PARAMETERS)) {
-    // optimizer_offload (plan::fp32WeightsOnHost): the fp32 weights are the
-    // host masters, once the copies that read them are done.
-    if (resources_.copyStream)
-      MT_CUDA_CHECK(cudaStreamSynchronize(resources_.copyStream));
-    for (const plan::Parameter &p : plan_.parameters())
-      if (p.trainable() && host_.data(p.param_buffer()) != host_.data(p.master_buffer()))
-        std::memcpy(host_.data(p.param_buffer()), host_.data(p.master_buffer()),
-                    plan_.buffers(p.param_buffer()).size_bytes());
-  }
+  if (arenas_->arena(plan::PARAMETERS))
+    return Status::ok();
+  // The copies to the host arenas are done: optimizer_offload's masters
+  // and param_offload's HOST_WEIGHTS (the weights themselves, which its
+  // optimizer's copies to the host have updated).
+  if (resources_.copyStream)
+    MT_CUDA_CHECK(cudaStreamSynchronize(resources_.copyStream));
+  // optimizer_offload without param_offload (plan::fp32WeightsOnHost): the
+  // fp32 weights are the host masters.
+  for (const plan::Parameter &p : plan_.parameters())
+    if (p.trainable() && p.master_buffer() != 0 &&
+        plan_.buffers(p.param_buffer()).arena() == plan::PARAMETERS &&
+        host_.data(p.param_buffer()) != host_.data(p.master_buffer()))
+      std::memcpy(host_.data(p.param_buffer()), host_.data(p.master_buffer()),
+                  plan_.buffers(p.param_buffer()).size_bytes());
   return Status::ok();
 }
 

@@ -70,6 +70,11 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
       if (Status s = d->allocate(&p, footprint.shadows, "parameter bf16 shadow"); !s)
         return s;
       d->shadows_ = static_cast<bf16 *>(p);
+    } else if (a.kind() == plan::STAGED_WEIGHTS) {
+      if (Status s = d->allocate(&p, footprint.stagedWeightShadows, "staged weights' bf16 copy");
+          !s)
+        return s;
+      d->stagedShadows_ = static_cast<bf16 *>(p);
     }
   }
   void *p = nullptr;
@@ -120,6 +125,8 @@ DeviceArenas::Storage DeviceArenas::storage(uint32_t id) const {
     return wideOffsets_.count(id) ? Storage::Wide : Storage::Bf16Activation;
   case plan::PARAMETERS:
     return Storage::Parameter;
+  case plan::STAGED_WEIGHTS:
+    return Storage::StagedWeight;
   default:
     return Storage::AsPlanned;
   }
@@ -150,6 +157,8 @@ bf16 *DeviceArenas::bf16Data(uint32_t id) const {
     return reinterpret_cast<bf16 *>(data(id));
   case Storage::Parameter:
     return shadows_ + b.offset_bytes() / 4;
+  case Storage::StagedWeight:
+    return stagedShadows_ + b.offset_bytes() / 4;
   case Storage::ShardView: { // a weight shard's slice of its bucket's shadow
     const auto &[bucket, index] = views_.at(id);
     bf16 *shadow = bf16Data(bucket);

@@ -11,7 +11,11 @@
 // Parameters keep their fp32 master copy and get a bf16 shadow laid out the
 // same halved way, so one cast refreshes every shadow after an update; under
 // optimizer_offload (plan::fp32WeightsOnHost) the fp32 copy is on the host
-// only, and the GPU keeps the shadow alone.
+// only, and the GPU keeps the shadow alone. param_offload's staged weights
+// (STAGED_WEIGHTS, on the device; their HOST_WEIGHTS in pinned host memory)
+// are laid out the same way: fp32 at the planned offset, written by the
+// copy from the host and read by AdamW, and a bf16 copy at half of it,
+// which the copy casts into and the layers read.
 // Pipelines keep each micro-batch in flight in a slot of its own: the
 // per-micro-batch arenas (activations, inputs, outputs) then have one copy
 // per slot, as in exec::HostMemory. The distributed optimizer's gradient and
@@ -49,6 +53,8 @@ public:
                     // host layout; host arenas (optimizer_offload, grad_offload):
                     // in pinned host memory
     ShardView,      // fp32, the rank's slice of a distributed-optimizer bucket
+    StagedWeight,   // STAGED_WEIGHTS (param_offload): fp32 as planned, plus a
+                    // bf16 copy at half the planned offset
   };
 
   /// The rank's coordinate on a mesh axis (the shard views' index).
@@ -87,7 +93,8 @@ public:
   /// parameter; null where the GPU keeps only its bf16 copy,
   /// plan::fp32WeightsOnHost).
   std::byte *data(uint32_t buffer) const;
-  /// The bf16 view of a bf16 activation or of a parameter's shadow.
+  /// The bf16 view of a bf16 activation, of a parameter's shadow or of a
+  /// staged weight's bf16 copy.
   bf16 *bf16Data(uint32_t buffer) const;
 
   /// A planned arena on the device (the current slot's copy of a
@@ -118,6 +125,7 @@ private:
   std::map<plan::ArenaKind, std::pair<std::byte *, uint64_t>> arenas_;
   std::byte *activations_ = nullptr, *wideArena_ = nullptr;
   bf16 *shadows_ = nullptr;
+  bf16 *stagedShadows_ = nullptr; // the staged weights' bf16 copies
   std::map<uint32_t, uint64_t> wideOffsets_;
   /// Shard view -> (its bucket, its slice's index).
   std::map<uint32_t, std::pair<uint32_t, int64_t>> views_;

@@ -1,7 +1,8 @@
-// optimizer_offload and grad_offload on the GPU: the plan's copies between
+// optimizer_offload, grad_offload and param_offload on the GPU: the plan's copies between
 // device arenas and pinned host arenas run on a copy stream of their own,
 // ordered with events (a copy after what the compute stream enqueued before
-// it; the compute stream after a copy to the device), and AdamW and the
+// it, a copy into a staged buffer only after the last use of its memory;
+// the compute stream after a copy to the device), and AdamW and the
 // gradients' sum of squares of host buffers run on the host, on all OpenMP
 // threads, once the copies they read are done. The copies of later
 // gradients overlap the host's update of earlier ones.
@@ -10,10 +11,14 @@
 // one held is enqueued after the host AdamW that read the earlier one has
 // returned (host steps run in program order, and the plan puts the copy
 // after that AdamW), so it cannot overwrite a gradient still being read.
-// grad_offload's staged gradients reuse device memory by liveness: every
-// staged buffer is first written by a copy to the device, which the copy
-// stream runs after its earlier copies out of the same memory, and which
-// the compute stream waits for.
+// grad_offload's staged gradients and param_offload's staged weights reuse
+// device memory by liveness: every staged buffer is first written by a copy
+// to the device, which the copy stream runs after its earlier copies out of
+// the same memory, and which the compute stream waits for.
+// CUDA graphs: a copy is a host step (Step::onHost), as a copy to the host
+// forks the copy stream without joining it in the program, so a program
+// with copies is not captured and runs eagerly; under param_offload every
+// program that reads weights copies them, so nothing of it is captured.
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Lowering.h"
@@ -139,18 +144,24 @@ void copyToHost(Lowerer &L, const Attrs &a) {
 
 /// copy_to_device: updated master weights into the device's fp32 weights
 /// and their bf16 copy (the shadow the layers read, as AdamW on the GPU
-/// writes it), or a host gradient into its staged copy (grad_offload),
-/// after what the compute stream enqueued before (which may have used the
-/// staged copy's memory); the compute stream waits for it before what
-/// follows.
+/// writes it), a host weight into its staged copy and that copy's bf16
+/// copy (param_offload), or a host gradient into its staged copy
+/// (grad_offload), after what the compute stream enqueued before (which
+/// may have used the staged copy's memory); the compute stream waits for it
+/// before what follows. The copy into a staged buffer (grad_offload's,
+/// param_offload's) waits only for the last earlier use of its memory in
+/// the program (Lowerer::recordAfterLastUse), so that it overlaps the
+/// compute in between.
 void copyToDevice(Lowerer &L, const Attrs &a) {
   if (!checkCopy(L, false))
     return;
   const uint32_t out = L.instruction().outputs(0);
   const float *host = L.f32In(0);
   DeviceArenas &arenas = *L.resources().arenas;
-  const bool weights = L.plan().buffers(out).arena() == plan::PARAMETERS ||
-                       arenas.storage(out) == DeviceArenas::Storage::ShardView;
+  const DeviceArenas::Storage storage = arenas.storage(out);
+  const bool weights = storage == DeviceArenas::Storage::Parameter ||
+                       storage == DeviceArenas::Storage::ShardView ||
+                       storage == DeviceArenas::Storage::StagedWeight;
   bf16 *shadow = weights ? arenas.bf16Data(out) : nullptr;
   // No fp32 weights on the GPU (plan::fp32WeightsOnHost): through the
   // staging memory into the bf16 copy alone.
@@ -163,9 +174,22 @@ void copyToDevice(Lowerer &L, const Attrs &a) {
   if (weights && !shadow)
     return L.fail("copy_to_device writes '" + L.plan().buffers(out).name() +
                   "', which has no bf16 copy on the GPU (expected a parameter or its shard)");
+  // A staged copy's memory is used only by the instructions that name a
+  // staged buffer in it: the copy waits for the last of them, not for all
+  // the compute before it, and so runs while the compute between them does.
+  const plan::ArenaKind arena = L.plan().buffers(out).arena();
+  const bool early =
+      (arena == plan::STAGED_WEIGHTS || arena == plan::STAGED_GRADIENTS) &&
+      L.recordAfterLastUse(
+          {{reinterpret_cast<const std::byte *>(device),
+            reinterpret_cast<const std::byte *>(device + n)},
+           {reinterpret_cast<const std::byte *>(shadow),
+            reinterpret_cast<const std::byte *>(shadow ? shadow + n : nullptr)}},
+          ready);
   L.emit(
       [=](cudaStream_t s) -> Status {
-        MT_CUDA_CHECK(cudaEventRecord(ready, s));
+        if (!early)
+          MT_CUDA_CHECK(cudaEventRecord(ready, s));
         MT_CUDA_CHECK(cudaStreamWaitEvent(copies, ready, 0));
         MT_CUDA_CHECK(cudaMemcpyAsync(device, host, size_t(n) * sizeof(float),
                                       cudaMemcpyHostToDevice, copies));

@@ -254,6 +254,50 @@ void Lowerer::waitForTransfers(const plan::Instruction &instr, bool all) {
   inFlight_.erase(inFlight_.begin(), inFlight_.begin() + std::ptrdiff_t(waited));
 }
 
+bool Lowerer::touches(uint32_t id, const std::vector<Range> &ranges) const {
+  std::vector<Range> own{deviceRange(id)};
+  const DeviceArenas::Storage storage = res_.arenas->storage(id);
+  if (storage == DeviceArenas::Storage::Parameter ||
+      storage == DeviceArenas::Storage::StagedWeight)
+    if (const bf16 *copy = res_.arenas->bf16Data(id))
+      own.push_back({reinterpret_cast<const std::byte *>(copy),
+                     reinterpret_cast<const std::byte *>(copy + plan::elementsOf(plan_.buffers(id)))});
+  for (const auto &[b, e] : own)
+    for (const auto &[begin, end] : ranges)
+      if (b && b < end && begin < e)
+        return true;
+  return false;
+}
+
+bool Lowerer::recordAfterLastUse(const std::vector<Range> &ranges, cudaEvent_t event) {
+  for (auto it = issued_.rbegin(); it != issued_.rend(); ++it) {
+    const plan::Instruction &in = program_->instructions(it->first);
+    bool used = false;
+    for (const auto *ids : {&in.inputs(), &in.outputs()})
+      for (uint32_t id : *ids)
+        used = used || touches(id, ranges);
+    if (!used)
+      continue;
+    // Its work ends with the last step emitted by then; a fill that a
+    // later writer may still drop (pendingZero_) holds no such work.
+    const size_t last = it->second;
+    if (last == 0)
+      return false;
+    Step &step = steps_[last - 1];
+    if (step.collective || std::any_of(pendingZero_.begin(), pendingZero_.end(),
+                                       [&](const auto &p) { return p.second == last - 1; }))
+      return false;
+    step.launch = [launch = std::move(step.launch), event](cudaStream_t s) -> Status {
+      if (launch)
+        MT_CUDA_RETURN_IF_ERROR(launch(s));
+      MT_CUDA_CHECK(cudaEventRecord(event, s));
+      return Status::ok();
+    };
+    return true;
+  }
+  return false;
+}
+
 void Lowerer::orderInstructions(const plan::Program &program) {
   order_.resize(size_t(program.instructions_size()));
   std::iota(order_.begin(), order_.end(), 0);
@@ -299,8 +343,10 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
     return Status::error(lowerings.message() + " (the CUDA backend runs Llama, Qwen and "
                                                "mixture-of-experts plans; use --backend cpu)");
   steps_.clear();
+  issued_.clear();
   pendingZero_.clear();
   inFlight_.clear();
+  program_ = &program;
   orderInstructions(program);
   for (int i : order_) {
     instr_ = &program.instructions(i);
@@ -325,6 +371,7 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
                            std::to_string(i) + " (" + instr_->op() +
                            (instr_->location().empty() ? "" : ", " + instr_->location()) +
                            "): " + error_);
+    issued_.push_back({i, steps_.size()});
   }
   if (instr_)
     waitForTransfers(*instr_, true); // the program ends on the compute stream

@@ -219,6 +219,17 @@ public:
     steps_.push_back({nullptr, index_, false, false, hostValue});
     lastStep_.reset();
   }
+  /// Device memory [begin, end).
+  using Range = std::pair<const std::byte *, const std::byte *>;
+  /// Records `event` on the compute stream right after the steps of the
+  /// last instruction lowered so far (in the order issued) that touches
+  /// `ranges` in any of its operands' device storage (fp32 and bf16
+  /// copies), so that what waits for it need not wait for the steps after
+  /// (a copy into a staged buffer's memory: LowerOffload.cpp). False,
+  /// recording nothing, where no earlier instruction of the program touches
+  /// it or the last one's work may be on another stream (a collective): the
+  /// caller then records `event` where it is.
+  bool recordAfterLastUse(const std::vector<Range> &ranges, cudaEvent_t event);
   /// Records why the current instruction cannot be lowered.
   void fail(const std::string &why) {
     if (error_.empty())
@@ -236,10 +247,14 @@ private:
 
   const plan::Plan &plan_;
   Resources &res_;
+  const plan::Program *program_ = nullptr;
   const plan::Instruction *instr_ = nullptr;
   int index_ = -1;
   std::vector<int> order_;
   std::vector<Step> steps_;
+  /// The instructions lowered so far, in the order issued, each with the
+  /// number of steps emitted once it was (recordAfterLastUse).
+  std::vector<std::pair<int, size_t>> issued_;
   std::string error_;
   /// Buffers zero-filled and not written since: the step index of the fill.
   std::map<uint32_t, size_t> pendingZero_;
@@ -256,6 +271,9 @@ private:
   std::vector<InFlight> inFlight_;
   /// [begin, end) of `buffer`'s device storage.
   std::pair<const std::byte *, const std::byte *> deviceRange(uint32_t buffer) const;
+  /// Whether `buffer`'s device storage, its bf16 copy included (a parameter's
+  /// shadow, a staged weight's), overlaps one of `ranges`.
+  bool touches(uint32_t buffer, const std::vector<Range> &ranges) const;
   /// order_ and overlapped_ of `program`.
   void orderInstructions(const plan::Program &program);
   /// Makes the compute stream wait for the in-flight transfers that the

@@ -190,6 +190,10 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
     case STAGED_GRADIENTS:
       f.stagedGradients = a.size_bytes();
       break;
+    case STAGED_WEIGHTS:
+      f.stagedWeights = a.size_bytes();
+      f.stagedWeightShadows = a.size_bytes() / 2;
+      break;
     case OPTIMIZER:
       f.optimizer = a.size_bytes();
       break;

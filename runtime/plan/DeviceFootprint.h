@@ -4,8 +4,9 @@
 // offsets, the activations that stay 32-bit in an arena of their own, and a
 // bf16 shadow of every fp32 parameter. The distributed optimizer's shards
 // live in place, in the rank's slice of their bucket, as Megatron-Core's do.
-// The host arenas of optimizer_offload and grad_offload (HOST_*) are not on
-// the device; grad_offload's STAGED_GRADIENTS arena is, in fp32.
+// The host arenas of optimizer_offload, grad_offload and param_offload
+// (HOST_*) are not on the device; grad_offload's STAGED_GRADIENTS arena is,
+// in fp32, and param_offload's STAGED_WEIGHTS, in fp32 with a bf16 copy.
 #ifndef MT_RUNTIME_PLAN_DEVICEFOOTPRINT_H
 #define MT_RUNTIME_PLAN_DEVICEFOOTPRINT_H
 
@@ -81,6 +82,11 @@ struct DeviceFootprint {
   /// grad_offload: the device copies of the host gradients that programs
   /// use (fp32, offsets planned from liveness).
   uint64_t stagedGradients = 0;
+  /// param_offload: the device copies of the host weights that programs use
+  /// (fp32, offsets planned from liveness: the copies from the host land
+  /// there, AdamW updates them) and their bf16 copy at half the offsets
+  /// (what the layers read).
+  uint64_t stagedWeights = 0, stagedWeightShadows = 0;
   /// fp32WeightsOnHost: device memory for one updated fp32 weight on its
   /// way into the bf16 copy (the largest copy_to_device of weights).
   uint64_t weightStaging = 0;
@@ -98,8 +104,9 @@ struct DeviceFootprint {
   /// workspace is shared with kernels: the runtime allocates at least this.
   uint64_t collectiveStaging = 0;
   uint64_t total() const {
-    return weights + weightStaging + shadows + gradients + stagedGradients + optimizer +
-           activations + wideActivations + inputs + outputs + collectiveStaging;
+    return weights + weightStaging + shadows + stagedWeights + stagedWeightShadows + gradients +
+           stagedGradients + optimizer + activations + wideActivations + inputs + outputs +
+           collectiveStaging;
   }
 };
 DeviceFootprint deviceFootprint(const Plan &plan);

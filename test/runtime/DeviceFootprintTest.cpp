@@ -1,6 +1,6 @@
 // The CUDA backend's arena sizes as the plan determines them: bf16
 // activations at half size, 32-bit activations apart, bf16 parameter
-// shadows (runtime/plan/DeviceFootprint.h).
+// shadows, staged weights with their bf16 copy (runtime/plan/DeviceFootprint.h).
 #include "runtime/plan/DeviceFootprint.h"
 
 #include <gtest/gtest.h>
@@ -89,6 +89,25 @@ TEST(DeviceFootprint, KeepsNoFp32WeightsWhenEveryMasterIsOnTheHost) {
   Plan paramOffload = p; // the weights in HOST_WEIGHTS, apart from the masters
   paramOffload.mutable_buffers(1)->set_arena(HOST_WEIGHTS);
   EXPECT_FALSE(hostWeightsAreMasters(paramOffload));
+}
+
+// param_offload: the weights stay on the host (pinned, not a device arena);
+// the GPU holds the staged window in fp32 and its bf16 copy, and no
+// resident weights or shadows.
+TEST(DeviceFootprint, StagesParamOffloadsWeightsInFp32AndBf16) {
+  Plan p;
+  for (auto [kind, bytes] : {std::pair{HOST_WEIGHTS, 4096}, {STAGED_WEIGHTS, 1024},
+                             {GRADIENTS, 4096}}) {
+    auto *a = p.add_arenas();
+    a->set_kind(kind);
+    a->set_size_bytes(uint64_t(bytes));
+  }
+  const DeviceFootprint f = deviceFootprint(p);
+  EXPECT_EQ(f.weights, 0u);
+  EXPECT_EQ(f.shadows, 0u);
+  EXPECT_EQ(f.stagedWeights, 1024u);
+  EXPECT_EQ(f.stagedWeightShadows, 512u);
+  EXPECT_EQ(f.total(), 1024u + 512 + 4096);
 }
 
 TEST(DeviceFootprint, NamesTheHostAndLivenessPlannedArenas) {
