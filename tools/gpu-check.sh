@@ -32,11 +32,15 @@ if [[ "${1:-}" == "--prepare" ]]; then
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$data/mlir/demo.mlir"
   "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
     --train-steps 20 -o "$data/plans/demo"
-  # The same with optimizer_offload, grad_offload and both, and with full and
-  # selective recompute (TrainingStepTest's Options/OffloadTest and
-  # Options/RecomputeTest).
+  # The same with optimizer_offload, grad_offload and both, param_offload
+  # alone and with each of them and both, and with full and selective
+  # recompute (TrainingStepTest's Options/OffloadTest and Options/RecomputeTest).
   for option in "offload:--optimizer-offload" "grad-offload:--grad-offload" \
                  "grad-optimizer-offload:--grad-offload --optimizer-offload" \
+                 "param-offload:--param-offload" \
+                 "param-optimizer-offload:--param-offload --optimizer-offload" \
+                 "param-grad-offload:--param-offload --grad-offload" \
+                 "param-grad-optimizer-offload:--param-offload --grad-offload --optimizer-offload" \
                  "recompute-full:--recompute-granularity full --recompute-method uniform --recompute-num-layers 1" \
                  "recompute-selective:--recompute-granularity selective --recompute-modules core_attn layernorm mlp"; do
     # shellcheck disable=SC2086

@@ -389,10 +389,13 @@ void expectSameAsWithout(const char *option, const char *planName) {
 // optimizer_offload on the GPU (master weights and AdamW state in pinned
 // host memory, AdamW on the host, the plan's copies on a copy stream),
 // grad_offload (the main gradients in pinned host memory, staged on the GPU
-// around each program's uses, the norm summed on the host) and both. The
-// host AdamW rounds as PyTorch's CPU AdamW, the GPU's kernel as its CUDA
-// one, and the host's norm sums in another order than the GPU's: not bit
-// for bit, but all fp32.
+// around each program's uses, the norm summed on the host), both, and
+// param_offload (the weights in pinned host memory, each staged on the GPU
+// in fp32 and bf16 for each run of a program's uses, the optimizer's update
+// copied back) alone and with the other two. The host AdamW rounds as
+// PyTorch's CPU AdamW, the GPU's kernel as its CUDA one, and the host's
+// norm sums in another order than the GPU's: not bit for bit, but all
+// fp32.
 class OffloadTest : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
 
 TEST_P(OffloadTest, MatchesTheRunWithoutIt) {
@@ -404,7 +407,12 @@ INSTANTIATE_TEST_SUITE_P(
     Options, OffloadTest,
     ::testing::Values(std::pair{"optimizer_offload", "demo-offload"},
                       std::pair{"grad_offload", "demo-grad-offload"},
-                      std::pair{"grad_optimizer_offload", "demo-grad-optimizer-offload"}),
+                      std::pair{"grad_optimizer_offload", "demo-grad-optimizer-offload"},
+                      std::pair{"param_offload", "demo-param-offload"},
+                      std::pair{"param_optimizer_offload", "demo-param-optimizer-offload"},
+                      std::pair{"param_grad_offload", "demo-param-grad-offload"},
+                      std::pair{"param_grad_optimizer_offload",
+                                "demo-param-grad-optimizer-offload"}),
     [](const auto &info) { return std::string(info.param.first); });
 
 // Activation recompute on the GPU (mt-recompute's clones of the forward run
