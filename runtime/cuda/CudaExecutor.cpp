@@ -315,6 +315,9 @@ Status CudaExecutor::lowerAll() {
               !plan::isOp(instr, plan::Op::sqrt) && !plan::isOp(instr, plan::Op::lr_schedule))
             program.deviceOutputs.push_back(out);
       }
+      // The offloads' copies are host steps (LowerOffload.cpp): a program
+      // with them (under param_offload every forward_backward and
+      // optimizer_step) runs eagerly, not as a CUDA graph.
       for (const Step &step : program.steps)
         program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
       if (options_.stageGraphs)
