@@ -259,9 +259,11 @@ bool Lowerer::touches(uint32_t id, const std::vector<Range> &ranges) const {
   const DeviceArenas::Storage storage = res_.arenas->storage(id);
   if (storage == DeviceArenas::Storage::Parameter ||
       storage == DeviceArenas::Storage::StagedWeight)
-    if (const bf16 *copy = res_.arenas->bf16Data(id))
+    if (const bf16 *copy = res_.arenas->bf16Data(id)) {
+      const int64_t n = plan::elementsOf(plan_.buffers(id));
       own.push_back({reinterpret_cast<const std::byte *>(copy),
-                     reinterpret_cast<const std::byte *>(copy + plan::elementsOf(plan_.buffers(id)))});
+                     reinterpret_cast<const std::byte *>(copy + n)});
+    }
   for (const auto &[b, e] : own)
     for (const auto &[begin, end] : ranges)
       if (b && b < end && begin < e)
