@@ -50,8 +50,8 @@ public:
     Wide,           // ACTIVATIONS kept in the plan's dtype, not reused
     Parameter,      // fp32 master, plus a bf16 shadow
     AsPlanned,      // GRADIENTS, STAGED_GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the
-                    // host layout; host arenas (optimizer_offload, grad_offload):
-                    // in pinned host memory
+                    // host layout; host arenas (the offloads'): in pinned host
+                    // memory
     ShardView,      // fp32, the rank's slice of a distributed-optimizer bucket
     StagedWeight,   // STAGED_WEIGHTS (param_offload): fp32 as planned, plus a
                     // bf16 copy at half the planned offset

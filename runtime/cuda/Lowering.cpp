@@ -255,20 +255,22 @@ void Lowerer::waitForTransfers(const plan::Instruction &instr, bool all) {
 }
 
 bool Lowerer::touches(uint32_t id, const std::vector<Range> &ranges) const {
-  std::vector<Range> own{deviceRange(id)};
-  const DeviceArenas::Storage storage = res_.arenas->storage(id);
-  if (storage == DeviceArenas::Storage::Parameter ||
-      storage == DeviceArenas::Storage::StagedWeight)
-    if (const bf16 *copy = res_.arenas->bf16Data(id)) {
-      const int64_t n = plan::elementsOf(plan_.buffers(id));
-      own.push_back({reinterpret_cast<const std::byte *>(copy),
-                     reinterpret_cast<const std::byte *>(copy + n)});
-    }
-  for (const auto &[b, e] : own)
+  auto overlaps = [&](const Range &own) {
     for (const auto &[begin, end] : ranges)
-      if (b && b < end && begin < e)
+      if (own.first && own.first < end && begin < own.second)
         return true;
-  return false;
+    return false;
+  };
+  if (overlaps(deviceRange(id)))
+    return true;
+  const DeviceArenas::Storage storage = res_.arenas->storage(id);
+  const bf16 *copy = storage == DeviceArenas::Storage::Parameter ||
+                             storage == DeviceArenas::Storage::StagedWeight
+                         ? res_.arenas->bf16Data(id)
+                         : nullptr;
+  const int64_t n = plan::elementsOf(plan_.buffers(id));
+  return copy && overlaps({reinterpret_cast<const std::byte *>(copy),
+                           reinterpret_cast<const std::byte *>(copy + n)});
 }
 
 bool Lowerer::recordAfterLastUse(const std::vector<Range> &ranges, cudaEvent_t event) {

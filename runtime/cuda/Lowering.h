@@ -110,7 +110,7 @@ struct Resources {
   /// ExpertGemm::Grouped, cuBLAS's handle (made by the first lowering).
   ExpertGemm moeGemm = ExpertGemm::Auto;
   std::unique_ptr<GroupedGemm> groupedGemm;
-  /// optimizer_offload and grad_offload (LowerOffload.cpp): the stream their copies between
+  /// The offloads (LowerOffload.cpp): the stream their copies between
   /// device and pinned host arenas run on, and per host buffer the event
   /// that its last copy (either way) completes at; made by the first copy.
   cudaStream_t copyStream = nullptr;
@@ -307,7 +307,7 @@ std::pair<int64_t, int64_t> contextParallelOf(Lowerer &L, const plan::Attrs &a);
 /// (LowerVocabParallel.cpp), the mixture-of-experts ops (LowerMoE.cpp),
 /// expert parallelism's alltoall dispatcher (LowerExpertParallel.cpp), the
 /// collectives (LowerCollectives.cpp), the pipeline transfers send and recv
-/// (NcclPipeline.cpp), optimizer_offload's copies (LowerOffload.cpp).
+/// (NcclPipeline.cpp), the offloads' copies (LowerOffload.cpp).
 void addDenseLowerings(LoweringTable &table);
 void addAttentionLowerings(LoweringTable &table);
 void addOptimizerLowerings(LoweringTable &table);
@@ -316,7 +316,7 @@ void addMoELowerings(LoweringTable &table);
 void addExpertParallelLowerings(LoweringTable &table);
 void addCollectiveLowerings(LoweringTable &table);
 void addPipelineLowerings(LoweringTable &table);
-/// optimizer_offload's copies (LowerOffload.cpp).
+/// The offloads' copies (LowerOffload.cpp).
 void addOffloadLowerings(LoweringTable &table);
 /// An adamw instruction whose weights are host master weights
 /// (optimizer_offload): AdamW on the host, after the copies it reads.
