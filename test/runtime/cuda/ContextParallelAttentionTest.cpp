@@ -255,14 +255,17 @@ INSTANTIATE_TEST_SUITE_P(
                     c.headDim, "_cp", c.cpSize);
     });
 
-// The context-parallel mask is the mtc kernels' alone: auto picks them,
-// a forced cudnn is refused by name.
+// The context-parallel mask (with documents or without) is the mtc
+// kernels' alone: auto picks them, a forced cudnn is refused by name.
 TEST(ContextParallelAttentionBackendTest, ResolvesToTheMtcKernels) {
   cuda::AttentionShape shape{1, 64, 4, 2, 64, 0.125f};
   shape.cpRank = 1, shape.cpSize = 2;
   auto plan = cuda::planAttention(shape, false, {cuda::AttentionBackend::Auto});
   ASSERT_TRUE(plan.isOk()) << plan.message();
   EXPECT_EQ(plan->backend, cuda::AttentionBackend::Mtc);
+  auto packed = cuda::planAttention(shape, true, {cuda::AttentionBackend::Auto});
+  ASSERT_TRUE(packed.isOk()) << packed.message();
+  EXPECT_EQ(packed->backend, cuda::AttentionBackend::Mtc); // documents under cp too
   auto forced = cuda::planAttention(shape, false, {cuda::AttentionBackend::Cudnn});
   ASSERT_FALSE(forced.isOk());
   EXPECT_NE(forced.message().find("cannot mask a context-parallel slice"), std::string::npos)
