@@ -3,6 +3,7 @@
 # mtrun and the gpu2 tests (runtime-only CUDA build), runs the gpu2 tests
 # (the NCCL communicator; demo dp2, pp2 and pp2 x vpp2, tied-embedding
 # tiny-llama pp2, tiny-llama cp2 (p2p and all_gather) and tiny-qwen3 cp2 (a2a),
+# tiny-qwen3 cp2 on packed documents (p2p, all_gather and a2a),
 # and the tiny Qwen3-MoE and Mixtral ep2 (alltoall and allgather dispatchers)
 # and etp2 vs one GPU, 20
 # steps) and the one-GPU demo training test
@@ -87,6 +88,21 @@ if [[ "${1:-}" == "--prepare" ]]; then
   for layout in "tiny-qwen3-s132:" "tiny-qwen3-s132-cp2-a2a:--cp 2 --cp-comm-type a2a"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-qwen3-s132.mlir" ${layout#*:} --global-batch 4 \
+      --lr 1e-3 --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+  done
+  # Packed documents under cp (ContextParallelTest's Cp2PackedDocuments): the
+  # SFT demos packed into rows of 132 tokens with position ids (neat_packing;
+  # the byte-level stand-in tokenizer, vocab 320, as tools/gpu-check.sh), and
+  # the tiny Qwen3 that takes them on one GPU and cp2 with each cp_comm_type.
+  "$bin/mt-prepare-sft" --dataset-dir models/data --dataset demo_alpaca,demo_sharegpt \
+    --template qwen3_nothink --cutoff-len 132 --neat-packing -o "$dir/neat-s132.sft" > /dev/null
+  "$bin/mtc" import-hf test/runtime/cuda/Inputs/tiny-qwen3-hd64-vocab320.json --seq 132 \
+    --micro-batch 2 --neat-packing -o "$dir/mlir/tiny-qwen3-s132-neat.mlir"
+  for layout in "tiny-qwen3-s132-neat:" "tiny-qwen3-s132-neat-cp2-p2p:--cp 2 --cp-comm-type p2p" \
+                "tiny-qwen3-s132-neat-cp2-all-gather:--cp 2 --cp-comm-type all_gather" \
+                "tiny-qwen3-s132-neat-cp2-a2a:--cp 2 --cp-comm-type a2a"; do
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$dir/mlir/tiny-qwen3-s132-neat.mlir" ${layout#*:} --global-batch 4 \
       --lr 1e-3 --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
   done
   # A tiny Qwen3 as tools/gpu-check.sh compiles it, on one GPU, tp2 (+sp) and dp2

@@ -53,37 +53,33 @@ Expected<comm::Communicator *> groupOfParts(const Attrs &a, Rank rank, int64_t p
   return group;
 }
 
+/// Runs `copies` (runtime/kernels/AllToAll.h) from `src` to `dst`.
+void copyStrided(const std::vector<kernels::StridedCopy> &copies, const float *src, float *dst) {
+  for (const kernels::StridedCopy &c : copies)
+    for (int64_t r = 0; r < c.rows; ++r)
+      std::memcpy(dst + c.dst + r * c.dstPitch, src + c.src + r * c.srcPitch,
+                  size_t(c.width) * sizeof(float));
+}
+
 /// Concatenates the group's [outer, run] blocks along the run: rank r's
 /// block lands at columns [r·run, (r+1)·run) of every outer row, or with
 /// load_balanced its two halves at chunks r and 2·parts-1-r of run / 2
-/// (runtime/kernels/ContextParallel.h). 4-byte words: f32 or i32 alike.
+/// (kernels::allGatherUnpack, as the CUDA backend places them). 4-byte
+/// words: f32 or i32 alike.
 Status allGather(const Instruction &in, const Attrs &a, HostMemory &m, const KernelContext &k) {
   int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
   auto group = partsGroup(a, k.rank, "all_gather");
   if (!group)
     return group.status();
+  auto unpack = kernels::allGatherUnpack(outer, run, parts, a.i("load_balanced", 0) != 0);
+  if (!unpack)
+    return unpack.status();
   std::vector<float> all(size_t(outer * run * parts));
   if (Status s = (*group)->allGather(m.f32(in.inputs(0)), all.data(), size_t(outer * run),
                                      comm::DType::F32);
       !s)
     return s;
-  float *out = m.f32(in.outputs(0));
-  const bool balanced = a.i("load_balanced", 0) != 0;
-  if (balanced && run % 2 != 0)
-    return Status::error("all_gather load_balanced: run (" + std::to_string(run) +
-                         ") is not even (two chunks per rank)");
-  const int64_t half = run / 2;
-  for (int64_t r = 0; r < parts; ++r)
-    for (int64_t o = 0; o < outer; ++o) {
-      const float *piece = all.data() + (r * outer + o) * run;
-      float *row = out + o * parts * run;
-      if (!balanced) {
-        std::memcpy(row + r * run, piece, size_t(run) * sizeof(float));
-        continue;
-      }
-      std::memcpy(row + r * half, piece, size_t(half) * sizeof(float));
-      std::memcpy(row + (2 * parts - 1 - r) * half, piece + half, size_t(half) * sizeof(float));
-    }
+  copyStrided(*unpack, all.data(), m.f32(in.outputs(0)));
   return Status::ok();
 }
 
@@ -242,14 +238,6 @@ Status gatherCounts(const Instruction &in, const Attrs &a, HostMemory &m,
       global[p * local + g] = counts[first + g], perExpert[g] += counts[first + g];
   }
   return Status::ok();
-}
-
-/// Runs `copies` (runtime/kernels/AllToAll.h) from `src` to `dst`.
-void copyStrided(const std::vector<kernels::StridedCopy> &copies, const float *src, float *dst) {
-  for (const kernels::StridedCopy &c : copies)
-    for (int64_t r = 0; r < c.rows; ++r)
-      std::memcpy(dst + c.dst + r * c.dstPitch, src + c.src + r * c.srcPitch,
-                  size_t(c.width) * sizeof(float));
 }
 
 /// Equal pieces exchanged over `axis` (cp_comm_type a2a): the input's

@@ -8,9 +8,10 @@
 // [i - pos[i], i]; tiles before a query block's first document and query
 // blocks past a key block's last document are skipped, not masked. Under
 // context parallelism (kCp) a key is visible by its place in the whole
-// sequence: every tile is visited, a block-wide vote skips the tiles no
-// query of the block sees and masks element-wise only the tiles that some
-// of its queries see in part.
+// sequence (and, with position ids, by its place in the query's document):
+// every tile is visited, a block-wide vote skips the tiles no query of the
+// block sees and masks element-wise only the tiles that some of its queries
+// see in part.
 // attentionForward/Backward (the choice of backend) live in
 // runtime/cuda/AttentionBackend.cpp; these are mtcAttentionForward/Backward.
 #include "runtime/cuda/Attention.h"
@@ -62,20 +63,39 @@ __device__ __forceinline__ int keyPlace(const Args &p, int j) {
              : int(kernels::contextParallelGatheredPosition(j, p.seq, p.cpSize));
 }
 
-/// Under context parallelism, how the query rows [q0, q0 + kBlock) (places
-/// increasing along the slice) see key tile kb: at all (some query sees a
-/// key), and whole (every query sees every key of a full tile). A vote of
-/// the whole block: every thread calls it.
+/// Under context parallelism, the places of the keys a query sees: from its
+/// document's start (its place minus its position id, clamped to [0, last];
+/// 0 without position ids, cpu::attentionBlockForward's mask) to its own
+/// place. Both never decrease along a slice (places rise along it, and
+/// document starts with the place).
+struct Window {
+  int first, last;
+  __device__ __forceinline__ bool sees(int place) const {
+    return first <= place && place <= last;
+  }
+};
+/// The window of query row i of batch b; rows past the slice are clamped
+/// into it. pos: the queries' [batch, seq] position ids, or null.
+__device__ __forceinline__ Window queryWindow(const Args &p, const int32_t *pos, int b, int i) {
+  i = min(i, p.seq - 1);
+  const int last = queryPlace(p, i);
+  return {pos ? min(max(last - pos[int64_t(b) * p.seq + i], 0), last) : 0, last};
+}
+
+/// Under context parallelism, how the query rows of a block, whose first
+/// and last rows' windows are lo and hi, see key tile kb: at all (some
+/// query sees a key), and whole (every query sees every key of a full
+/// tile). A vote of the whole block: every thread calls it.
 struct TileView {
   bool seen, whole;
 };
-__device__ __forceinline__ TileView keyTileView(const Args &p, int q0, int kb) {
+__device__ __forceinline__ TileView keyTileView(const Args &p, Window lo, Window hi, int kb) {
   const int key = kb * kBlock + int(threadIdx.x);
   const bool mine = int(threadIdx.x) < kBlock && key < p.kvSeq;
   const int place = mine ? keyPlace(p, key) : 0;
-  const bool seen = __syncthreads_or(mine && place <= queryPlace(p, q0 + kBlock - 1));
-  const bool whole =
-      __syncthreads_and(int(threadIdx.x) >= kBlock || (mine && place <= queryPlace(p, q0)));
+  const bool seen = __syncthreads_or(mine && lo.first <= place && place <= hi.last);
+  const bool whole = __syncthreads_and(int(threadIdx.x) >= kBlock ||
+                                       (mine && hi.first <= place && place <= lo.last));
   return {seen, whole};
 }
 
@@ -142,11 +162,17 @@ __global__ void __launch_bounds__(kThreads)
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const float c = p.scaleLog2;
   const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
-  // The first key each row sees (documents), or each row's place (cp).
+  // The first key each row sees (documents), or the places it sees (cp),
+  // and under cp those of the block's first and last rows.
   int start[2] = {0, 0};
-  if constexpr (kDocs || kCp)
-    for (int r = 0; r < 2; ++r)
-      start[r] = kDocs ? documentStart(pos, p.seq, b, rowLo + 8 * r) : queryPlace(p, rowLo + 8 * r);
+  Window window[2] = {}, lo = {}, hi = {};
+  for (int r = 0; r < 2; ++r)
+    if constexpr (kDocs)
+      start[r] = documentStart(pos, p.seq, b, rowLo + 8 * r);
+    else if constexpr (kCp)
+      window[r] = queryWindow(p, pos, b, rowLo + 8 * r);
+  if constexpr (kCp)
+    lo = queryWindow(p, pos, b, q0), hi = queryWindow(p, pos, b, q0 + kBlock - 1);
   // This warp's 16 query rows as fragments, loaded once, at D = 64; at
   // D = 128 the extra registers cost more than the shared-memory re-reads.
   constexpr bool kQInRegisters = D == 64;
@@ -166,10 +192,11 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
     // The diagonal tile: keys after the query are masked; with documents,
-    // so are keys before its document's start; under cp, keys placed after.
+    // so are keys before its document's start; under cp, keys placed
+    // outside the query's window.
     bool masked = kb == qBlock || (kDocs && kb * kBlock < lastStart);
     if constexpr (kCp) {
-      const TileView view = keyTileView(p, q0, kb);
+      const TileView view = keyTileView(p, lo, hi, kb);
       if (!view.seen)
         continue; // past the vote's barrier no thread reads this buffer
       masked = !view.whole;
@@ -195,7 +222,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int e = 0; e < 4; ++e) {
           const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
           const bool hidden =
-              kCp ? key >= p.kvSeq || keyPlace(p, key) > start[e / 2]
+              kCp ? key >= p.kvSeq || !window[e / 2].sees(keyPlace(p, key))
                   : key > rowLo + 8 * (e / 2) || (kDocs && key < start[e / 2]);
           if (hidden)
             s[n][e] = -INFINITY;
@@ -295,7 +322,7 @@ __device__ __forceinline__ void loadRowStats(float *sLse, float *sDelta,
 /// One block per (key block, batch x kv head): dk, dv of 64 keys summed over
 /// the group's heads and every query block from the diagonal on (to the
 /// last block whose first query's document holds one of the keys; every
-/// block that sees one of the keys under cp), working on transposed tiles
+/// block whose windows hold one of the keys under cp), working on transposed tiles
 /// (rows = keys) so each warp owns 16 keys' accumulators. Longer than ~80
 /// lines for the same reason as the forward.
 template <int D, int M>
@@ -310,7 +337,8 @@ __global__ void __launch_bounds__(kThreads)
   bf16 *sDo = sQ + 2 * kTileElems<D>; // two buffers
   float *sLse = reinterpret_cast<float *>(sDo + 2 * kTileElems<D>);
   float *sDelta = sLse + 2 * kBlock;
-  int *sStart = kDocs ? reinterpret_cast<int *>(sDelta + 2 * kBlock) : nullptr;
+  // The first key (documents) or place (cp) each query sees, with position ids.
+  int *sStart = (kDocs || kCp) && pos ? reinterpret_cast<int *>(sDelta + 2 * kBlock) : nullptr;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int b = blockIdx.x / p.kvHeads, g = blockIdx.x % p.kvHeads;
   const int kBlockIdx = blockIdx.y, k0 = kBlockIdx * kBlock;
@@ -344,9 +372,10 @@ __global__ void __launch_bounds__(kThreads)
                 p.seq);
     loadRowStats(sLse + buf * kBlock, sDelta + buf * kBlock, p,
                  (int64_t(b) * p.heads + h) * p.seq, q0);
-    if constexpr (kDocs)
+    if (sStart)
       for (int i = threadIdx.x; i < kBlock; i += kThreads)
-        sStart[buf * kBlock + i] = documentStart(pos, p.seq, b, q0 + i);
+        sStart[buf * kBlock + i] = kCp ? queryWindow(p, pos, b, q0 + i).first
+                                       : documentStart(pos, p.seq, b, q0 + i);
   };
   loadTile<D>(sK, p.k + kvOff, kvStride, k0, p.kvSeq);
   loadTile<D>(sV, p.v + kvOff, kvStride, k0, p.kvSeq);
@@ -367,16 +396,19 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const bf16 *q = sQ + buf * kTileElems<D>, *dO = sDo + buf * kTileElems<D>;
     const float *lse = sLse + buf * kBlock, *delta = sDelta + buf * kBlock;
-    const int *start = kDocs ? sStart + buf * kBlock : nullptr;
+    const int *start = sStart ? sStart + buf * kBlock : nullptr;
     const int q0 = (qFirst + w % nQ) * kBlock;
-    // Causal: the diagonal block is masked. Under cp, blocks whose last
-    // query is placed before every key are skipped, and those whose first
-    // query is placed after every key need no mask (queries' places rise).
+    // Causal: the diagonal block is masked. Under cp, blocks whose windows
+    // hold no key are skipped, and those whose every window holds every key
+    // need no mask (windows' ends rise along the slice). The windows come
+    // from pos, not sStart: a thread that skips may refill this buffer
+    // before the others have read it.
     bool masked = w % nQ == 0;
     if constexpr (kCp) {
-      if (queryPlace(p, q0 + kBlock - 1) < sKeyPlaces[0])
+      const Window lo = queryWindow(p, pos, b, q0), hi = queryWindow(p, pos, b, q0 + kBlock - 1);
+      if (hi.last < sKeyPlaces[0] || lo.first > sKeyPlaces[1])
         continue; // uniform over the block; the next load waits on the barrier above
-      masked = queryPlace(p, q0) < sKeyPlaces[1];
+      masked = lo.last < sKeyPlaces[1] || hi.first > sKeyPlaces[0];
     }
     float st[8][4] = {}, dpt[8][4] = {}; // S^T and dP^T: rows keys, cols queries
     gemmNT<8, D / 16, kSmemStride<D>>(st, sK + warp * 16 * kSmemStride<D>, q);
@@ -388,7 +420,8 @@ __global__ void __launch_bounds__(kThreads)
         const int col = n * 8 + 2 * (lane % 4) + (e & 1);
         bool hidden;
         if constexpr (kCp)
-          hidden = masked && keyPlaces[e / 2] > queryPlace(p, q0 + col);
+          hidden = masked && (keyPlaces[e / 2] > queryPlace(p, q0 + col) ||
+                              (start && keyPlaces[e / 2] < start[col]));
         else
           hidden = (masked && keyLo + 8 * (e / 2) > q0 + col) ||
                    (kDocs && keyLo + 8 * (e / 2) < start[col]);
@@ -435,16 +468,21 @@ __global__ void __launch_bounds__(kThreads)
 
   const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
   float lse[2], delta[2];
-  int start[2] = {0, 0};
+  int start[2] = {0, 0};                 // documents: the first key seen
+  Window window[2] = {}, lo = {}, hi = {}; // cp: as the forward
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = rowLo + 8 * r;
     const int64_t at = (int64_t(b) * p.heads + h) * p.seq + row;
     lse[r] = backwardLse(p.lse, at, row < p.seq);
     delta[r] = row < p.seq ? p.delta[at] : 0.0f;
-    if constexpr (kDocs || kCp) // the first key seen (documents), the place (cp)
-      start[r] = kDocs ? documentStart(pos, p.seq, b, row) : queryPlace(p, row);
+    if constexpr (kDocs)
+      start[r] = documentStart(pos, p.seq, b, row);
+    else if constexpr (kCp)
+      window[r] = queryWindow(p, pos, b, row);
   }
+  if constexpr (kCp)
+    lo = queryWindow(p, pos, b, q0), hi = queryWindow(p, pos, b, q0 + kBlock - 1);
   float dq[D / 8][4] = {};
   for (int kb = kbFirst; kb <= kbLast; ++kb) {
     const int buf = (kb - kbFirst) % 2;
@@ -461,7 +499,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     bool masked = kb == qBlock;
     if constexpr (kCp) { // as the forward
-      const TileView view = keyTileView(p, q0, kb);
+      const TileView view = keyTileView(p, lo, hi, kb);
       if (!view.seen)
         continue;
       masked = !view.whole;
@@ -477,7 +515,7 @@ __global__ void __launch_bounds__(kThreads)
         const int key = kb * kBlock + n * 8 + 2 * (lane % 4) + (e & 1);
         bool hidden;
         if constexpr (kCp)
-          hidden = masked && (key >= p.kvSeq || keyPlace(p, key) > start[e / 2]);
+          hidden = masked && (key >= p.kvSeq || !window[e / 2].sees(keyPlace(p, key)));
         else
           hidden = (masked && key > rowLo + 8 * (e / 2)) ||
                    (kDocs && kb * kBlock < lastStart && key < start[e / 2]);
@@ -621,9 +659,6 @@ Status mtcAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *ou
                            const int32_t *positionIds) {
   MT_CUDA_RETURN_IF_ERROR(
       validateAttention("attentionForward", shape, {q, k, v, out}));
-  if (shape.contextParallel() && positionIds)
-    return invalid("attentionForward", "documents packed in a row (position ids) are not "
-                                       "supported under context parallelism");
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();
   const Args args =
@@ -642,9 +677,6 @@ Status mtcAttentionBackward(const bf16 *q, const bf16 *k, const bf16 *v, const b
                             const int32_t *positionIds, const AttentionGradExtras &extras) {
   MT_CUDA_RETURN_IF_ERROR(validateAttention("attentionBackward", shape,
                                    {q, k, v, out, dout, dq, dk, dv}));
-  if (shape.contextParallel() && positionIds)
-    return invalid("attentionBackward", "documents packed in a row (position ids) are not "
-                                        "supported under context parallelism");
   if (shape.batch == 0 || shape.seq == 0)
     return Status::ok();
   auto *delta = static_cast<float *>(workspace);

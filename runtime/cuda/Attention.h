@@ -36,8 +36,10 @@ struct AttentionShape {
   /// (kvSource < 0: cp_comm_type all_gather, cpu::attentionForward), or the
   /// slice of the rank kvSource (one block of ring attention, p2p:
   /// cpu::attentionBlockForward). Query i sees key j when j's place in the
-  /// whole sequence is at most i's; a query that sees no key gets out 0 and
-  /// lse -inf.
+  /// whole sequence is at most i's and, with positionIds (the queries'
+  /// [batch, seq], documents packed in a row), at least i's place minus its
+  /// position id (its document's start); a query that sees no key gets out
+  /// 0 and lse -inf.
   int64_t cpRank = 0, cpSize = 1, kvSource = -1;
   bool contextParallel() const { return cpSize > 1; }
   /// Key and value rows per batch.

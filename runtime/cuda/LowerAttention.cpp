@@ -3,7 +3,9 @@
 // parallelism's keys gathered over cp (cp_comm_type all_gather); and ring
 // attention's (p2p): one block of this rank's queries against one cp rank's
 // keys (the mtc kernels with a context-parallel mask) and the log-sum-exp
-// merge of two blocks (runtime/cuda/RingAttention.h).
+// merge of two blocks (runtime/cuda/RingAttention.h). Packed documents
+// (position ids) under cp: the same kernels mask each query to its
+// document's keys by their places in the whole sequence.
 #include "runtime/cuda/Attention.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/RingAttention.h"
@@ -48,10 +50,6 @@ AttentionShape attentionShape(Lowerer &L, const Attrs &a) {
 /// of every cp rank's (kv_seq = seq x cp).
 AttentionShape gatheredShape(Lowerer &L, const Attrs &a) {
   AttentionShape shape = attentionShape(L, a);
-  if (shape.cpSize > 1 && a.i("position_ids"))
-    L.fail("packed documents (position_ids) under context_parallel_axis '" +
-           a.s("context_parallel_axis") + "': the CUDA attention kernels do not mask them "
-           "yet (the CPU backend does)");
   if (a.i("kv_seq") != shape.kvSeq())
     L.fail("kv_seq (" + std::to_string(a.i("kv_seq")) + ") is not seq (" +
            std::to_string(shape.seq) + ") x the " + std::to_string(shape.cpSize) +
@@ -60,20 +58,19 @@ AttentionShape gatheredShape(Lowerer &L, const Attrs &a) {
 }
 
 /// A ring-attention block's shape: keys of the cp rank `step` places back.
-/// Step 0 (the rank's own keys) is plain causal attention: places rise
-/// along a slice, so key j's is at most query i's exactly when j <= i.
+/// Step 0 (the rank's own keys) without documents is plain causal
+/// attention: places rise along a slice, so key j's is at most query i's
+/// exactly when j <= i. With documents it keeps the cp shape (keys of the
+/// rank itself): a document's start is a place in the whole sequence, not
+/// an index into the slice's two chunks.
 AttentionShape blockShape(Lowerer &L, const Attrs &a) {
   AttentionShape shape = attentionShape(L, a);
   const int64_t step = a.i("step");
-  if (a.i("position_ids"))
-    L.fail("packed documents (position_ids) under context_parallel_axis '" +
-           a.s("context_parallel_axis") + "' with cp_comm_type p2p (ring attention): the CUDA "
-           "ring attention kernels do not mask documents yet (the CPU backend does)");
   if (step < 0 || step >= shape.cpSize)
     L.fail("step (" + std::to_string(step) + ") is not in [0, " +
            std::to_string(shape.cpSize) + "), the ranks of context_parallel_axis '" +
            a.s("context_parallel_axis") + "'");
-  if (step == 0)
+  if (step == 0 && !a.i("position_ids"))
     shape.cpRank = 0, shape.cpSize = 1;
   else
     shape.kvSource = (shape.cpRank - step + shape.cpSize) % shape.cpSize;
@@ -127,9 +124,10 @@ void attentionBlock(Lowerer &L, const Attrs &a) {
   const bf16 *q = L.bfIn(0), *k = L.bfIn(1), *v = L.bfIn(2);
   bf16 *out = L.bfOut(0);
   float *lse = L.f32Out(1);
+  const int32_t *pos = positionIds(L, 3);
   const AttentionShape shape = blockShape(L, a);
   L.emit([=](cudaStream_t s) {
-    return mtcAttentionForward(q, k, v, out, lse, shape, s, nullptr);
+    return mtcAttentionForward(q, k, v, out, lse, shape, s, pos);
   });
 }
 
@@ -139,6 +137,7 @@ void attentionBlockGrad(Lowerer &L, const Attrs &a) {
   const bf16 *q = L.bfIn(0), *k = L.bfIn(1), *v = L.bfIn(2), *out = L.bfIn(3),
              *dout = L.bfIn(5);
   const float *lse = L.f32In(4), *dlse = L.f32In(6);
+  const int32_t *pos = positionIds(L, 7);
   AttentionGradExtras extras{dlse};
   bf16 *dq = L.bfOutOrSum(0, extras.addDq), *dk = L.bfOutOrSum(1, extras.addDk),
        *dv = L.bfOutOrSum(2, extras.addDv);
@@ -147,7 +146,7 @@ void attentionBlockGrad(Lowerer &L, const Attrs &a) {
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t s) {
     return mtcAttentionBackward(q, k, v, out, lse, dout, dq, dk, dv, r->workspace, shape, s,
-                                nullptr, extras);
+                                pos, extras);
   });
 }
 

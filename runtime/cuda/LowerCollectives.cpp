@@ -22,6 +22,8 @@ CollectiveOperand collectiveOperand(Lowerer &L, bool isInput, int i) {
   const uint32_t id = isInput ? L.instruction().inputs(i) : L.instruction().outputs(i);
   if (L.resources().arenas->storage(id) == DeviceArenas::Storage::Bf16Activation)
     return {isInput ? const_cast<bf16 *>(L.bfIn(i)) : L.bfOut(i), comm::DType::BF16};
+  if (L.plan().buffers(id).dtype() == plan::I32) // 4-byte words, moved, never reduced
+    return {isInput ? const_cast<int32_t *>(L.i32In(i)) : L.i32Out(i), comm::DType::F32};
   return {isInput ? const_cast<float *>(L.f32In(i)) : L.f32Out(i), comm::DType::F32};
 }
 
@@ -227,12 +229,46 @@ void overlappedGatherOrScatter(Lowerer &L, NcclCommunicator *nccl, CollectiveOpe
                              std::move(finish));
 }
 
+/// Runs `copies` (in elements of `element` bytes) from `src` to `dst`.
+Status copyStrided(const std::vector<kernels::StridedCopy> &copies, const void *src, void *dst,
+                   size_t element, cudaStream_t s) {
+  const auto *from = static_cast<const std::byte *>(src);
+  auto *to = static_cast<std::byte *>(dst);
+  for (const kernels::StridedCopy &c : copies)
+    MT_CUDA_CHECK(cudaMemcpy2DAsync(to + size_t(c.dst) * element, size_t(c.dstPitch) * element,
+                                    from + size_t(c.src) * element, size_t(c.srcPitch) * element,
+                                    size_t(c.width) * element, size_t(c.rows),
+                                    cudaMemcpyDeviceToDevice, s));
+  return Status::ok();
+}
+
+/// A load_balanced all_gather (cpu: allGather): the rank-major blocks NCCL
+/// gathers into the workspace, each rank's two chunks then put in place
+/// (kernels::allGatherUnpack).
+void gatherLoadBalanced(Lowerer &L, NcclCommunicator *nccl, CollectiveOperand in,
+                        CollectiveOperand out, int64_t outer, int64_t run, int64_t parts) {
+  auto unpack = kernels::allGatherUnpack(outer, run, parts, true);
+  if (!unpack)
+    return L.fail(unpack.message());
+  const size_t element = comm::sizeOf(in.type), count = size_t(outer * run);
+  L.needWorkspace(count * size_t(parts) * element);
+  Resources *r = &L.resources();
+  L.emitCollective([=, copies = *unpack](cudaStream_t s) -> Status {
+    nccl->setStream(s);
+    MT_CUDA_RETURN_IF_ERROR(nccl->allGather(in.data, r->workspace, count, in.type));
+    return copyStrided(copies, r->workspace, out.data, element, s);
+  });
+}
+
 /// all_gather (sequence parallelism; the distributed optimizer's updated
 /// weight shards) and reduce_scatter (its gradient, the row-parallel
 /// outputs; the distributed optimizer's gradient buckets, summed or
 /// averaged): along the first dimension (outer 1) NCCL reads and writes the
-/// operands directly (in place for the shard views of the buckets); along a middle one through the rank-major blocks in
-/// the workspace.
+/// operands directly (in place for the shard views of the buckets); along a
+/// middle one through the rank-major blocks in the workspace. A
+/// load_balanced all_gather (packed documents' position ids under
+/// cp_comm_type a2a) always goes through them: each rank's block is two
+/// chunks of the sequence (gatherLoadBalanced).
 void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
   const int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
   NcclCommunicator *nccl = ncclGroupOf(L, a, parts);
@@ -241,6 +277,10 @@ void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
     return;
   if (in.type != out.type)
     return L.fail("input and output differ in their device dtype");
+  if (!gather && L.plan().buffers(L.instruction().inputs(0)).dtype() == plan::I32)
+    return L.fail("reduce_scatter: i32 operands cannot be summed");
+  if (gather && a.i("load_balanced", 0))
+    return gatherLoadBalanced(L, nccl, in, out, outer, run, parts);
   const std::optional<comm::ReduceOp> op = comm::reduceOpNamed(a.s("reduce"));
   if (!gather && (!op || *op == comm::ReduceOp::Max))
     return L.fail("reduce_scatter: reduce '" + a.s("reduce") + "' is not sum or mean");
@@ -351,19 +391,6 @@ void ringShift(Lowerer &L, const Attrs &a) {
     L.emitCollective(std::move(transfer));
 }
 
-/// Runs `copies` (in elements of `element` bytes) from `src` to `dst`.
-Status copyStrided(const std::vector<kernels::StridedCopy> &copies, const void *src, void *dst,
-                   size_t element, cudaStream_t s) {
-  const auto *from = static_cast<const std::byte *>(src);
-  auto *to = static_cast<std::byte *>(dst);
-  for (const kernels::StridedCopy &c : copies)
-    MT_CUDA_CHECK(cudaMemcpy2DAsync(to + size_t(c.dst) * element, size_t(c.dstPitch) * element,
-                                    from + size_t(c.src) * element, size_t(c.srcPitch) * element,
-                                    size_t(c.width) * element, size_t(c.rows),
-                                    cudaMemcpyDeviceToDevice, s));
-  return Status::ok();
-}
-
 /// all_to_all (cp_comm_type a2a; cpu: allToAll): the input's pieces packed
 /// into rank-major blocks in the workspace, exchanged as grouped
 /// ncclSend/ncclRecv, and unpacked into the output, the packing and
@@ -398,13 +425,7 @@ void allToAll(Lowerer &L, const Attrs &a) {
 void addCollectiveLowerings(LoweringTable &t) {
   using plan::Op;
   t[Op::all_reduce] = allReduce;
-  t[Op::all_gather] = [](Lowerer &L, const Attrs &a) {
-    if (a.i("load_balanced"))
-      return L.fail("all_gather load_balanced (the position ids of packed documents under "
-                    "context parallelism with cp_comm_type a2a) is not built for CUDA yet (the "
-                    "CPU backend runs it)");
-    gatherOrScatter(L, a, true);
-  };
+  t[Op::all_gather] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, true); };
   t[Op::reduce_scatter] = [](Lowerer &L, const Attrs &a) { gatherOrScatter(L, a, false); };
   t[Op::all_slice] = allSlice;
   t[Op::ring_shift] = ringShift;

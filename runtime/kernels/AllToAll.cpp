@@ -79,4 +79,16 @@ std::vector<StridedCopy> allToAllUnpack(const AllToAllLayout &l) {
   return copies;
 }
 
+Expected<std::vector<StridedCopy>> allGatherUnpack(int64_t outer, int64_t run, int64_t parts,
+                                                   bool loadBalanced) {
+  if (parts < 1)
+    return Status::error("all_gather: parts is " + std::to_string(parts) + ", expected >= 1");
+  if (loadBalanced && run % 2 != 0)
+    return Status::error("all_gather load_balanced: run (" + std::to_string(run) +
+                         ") is not even (two chunks per rank)");
+  const AllToAllLayout gathered{parts, outer, run * parts, 1, outer, run * parts, 1, false,
+                                loadBalanced};
+  return allToAllUnpack(gathered);
+}
+
 } // namespace mt::kernels

@@ -49,6 +49,16 @@ std::vector<StridedCopy> allToAllPack(const AllToAllLayout &l);
 /// rank r).
 std::vector<StridedCopy> allToAllUnpack(const AllToAllLayout &l);
 
+/// The copies that put an all_gather's received blocks (rank-major [parts,
+/// outer, run], block r from rank r) into its result [outer, parts·run]:
+/// block r at columns [r·run, (r+1)·run), or with `loadBalanced` (packed
+/// documents' position ids under cp_comm_type a2a) its halves at chunks r
+/// and 2·parts-1-r of run / 2: allToAllUnpack of a concat dimension whose
+/// every piece is a rank's whole block. Errors: loadBalanced with an odd
+/// run, parts < 1.
+Expected<std::vector<StridedCopy>> allGatherUnpack(int64_t outer, int64_t run, int64_t parts,
+                                                   bool loadBalanced);
+
 } // namespace mt::kernels
 
 #endif // MT_RUNTIME_KERNELS_ALLTOALL_H

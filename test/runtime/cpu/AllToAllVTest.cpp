@@ -4,9 +4,12 @@
 // the counts read from the plan's i32 buffers), and gather the allgather
 // dispatcher's counts (moe_gather_counts, also as etp gathers them); on a
 // cp axis of 2 they exchange sequence slices for heads (all_to_all,
-// cp_comm_type a2a).
+// cp_comm_type a2a) and gather packed documents' position ids in the
+// sequence's true order (all_gather load_balanced, the copies both backends
+// run: kernels::allGatherUnpack).
 #include "runtime/comm/Gloo.h"
 #include "runtime/cpu/CpuExecutor.h"
+#include "runtime/kernels/AllToAll.h"
 
 #include <gtest/gtest.h>
 
@@ -254,6 +257,39 @@ TEST(ContextParallelCollectives, AllToAllBackGivesEachRankItsSliceOfEveryHead) {
             EXPECT_EQ(m.f32(1)[l * 2 + h], float(100 * kPlaces[r][l] + h))
                 << "rank " << r << " token " << l << " head " << h;
       });
+}
+
+// The position ids of packed documents under a2a: rank r's [2, 4] i32
+// slice of two rows (value 100 row + place) becomes on both ranks the
+// [2, 8] rows in their true order.
+TEST(ContextParallelCollectives, AllGatherLoadBalancedPutsTheSlicesInTrueOrder) {
+  if (!comm::World::multiRankSupported())
+    GTEST_SKIP() << "built without Gloo";
+  plan::Plan plan = onePlan("all_gather", {{"slice", plan::I32, {2, 4}}},
+                            {{"rows", plan::I32, {2, 8}}},
+                            {{"outer", 2}, {"run", 4}, {"parts", 2}, {"load_balanced", 1}}, "cp");
+  runOnTwoRanks(
+      plan,
+      [&](int r, exec::HostMemory &m) {
+        for (int64_t row = 0; row < 2; ++row)
+          for (int64_t l = 0; l < 4; ++l)
+            m.i32(0)[row * 4 + l] = int32_t(100 * row + kPlaces[r][l]);
+      },
+      [&](int r, exec::HostMemory &m) {
+        for (int64_t row = 0; row < 2; ++row)
+          for (int64_t place = 0; place < 8; ++place)
+            EXPECT_EQ(m.i32(1)[row * 8 + place], int32_t(100 * row + place))
+                << "rank " << r << " row " << row << " place " << place;
+      });
+}
+
+// Two chunks per rank need an even run; the error names it.
+TEST(ContextParallelCollectives, AllGatherLoadBalancedRefusesAnOddRun) {
+  auto copies = kernels::allGatherUnpack(2, 3, 2, true);
+  ASSERT_FALSE(copies.isOk());
+  EXPECT_NE(copies.message().find("load_balanced: run (3) is not even"), std::string::npos)
+      << copies.message();
+  EXPECT_TRUE(kernels::allGatherUnpack(2, 3, 2, false).isOk());
 }
 
 } // namespace

@@ -5,8 +5,10 @@
 // all_gather (cpu::attentionForward/Backward with a cp shape), and the
 // log-sum-exp merge (cpu::attentionMergeForward/Backward), including rows
 // that see no key; and rotary at a slice's places in the whole sequence.
-// Local lengths whose chunks are not multiples of the 64-row tile, grouped
-// queries, head_dim 64 and 128.
+// The blocks and the gathered keys also with packed documents (the queries'
+// position ids, sliced as the data loader slices them: each query sees its
+// document's keys alone). Local lengths whose chunks are not multiples of
+// the 64-row tile, grouped queries, head_dim 64 and 128.
 #include "runtime/cuda/Attention.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/RingAttention.h"
@@ -73,14 +75,15 @@ struct Problem {
 /// the reference's out rounded to bf16) against the CPU's, computed by
 /// `cpuBackward(out, lse, dq, dk, dv)` which adds: written over poison, and
 /// added (extras' flags) into random values. With `dlse` the block's lse
-/// gradient takes part.
+/// gradient takes part; `pos`: the queries' position ids on the device, or
+/// null.
 template <typename CpuBackward>
 void checkBothWays(Problem &p, const cuda::AttentionShape &shape, const std::string &what,
                    const std::vector<float> &wantOut, const std::vector<float> &wantLse,
-                   bool withDlse, CpuBackward cpuBackward) {
+                   bool withDlse, CpuBackward cpuBackward, const int32_t *pos = nullptr) {
   DeviceBuffer<uint8_t> workspace(cuda::attentionBackwardWorkspaceBytes(shape) + 1);
   MT_ASSERT_OK(cuda::mtcAttentionForward(p.dQ.get(), p.dK.get(), p.dV.get(), p.dOut.get(),
-                                         p.dLse.get(), shape, nullptr, nullptr));
+                                         p.dLse.get(), shape, nullptr, pos));
   expectClose("cp_attention_fwd.out", what, downloadBf16(p.dOut), wantOut,
               tol::kBf16AttentionRel);
   expectClose("cp_attention_fwd.lse", what, download(p.dLse), wantLse, tol::kFp32AccumRel);
@@ -105,7 +108,7 @@ void checkBothWays(Problem &p, const cuda::AttentionShape &shape, const std::str
     MT_ASSERT_OK(cuda::mtcAttentionBackward(p.dQ.get(), p.dK.get(), p.dV.get(), p.dOut.get(),
                                             p.dLse.get(), p.dDout.get(), p.dDq.get(),
                                             p.dDk.get(), p.dDv.get(), workspace.get(), shape,
-                                            nullptr, nullptr, extras));
+                                            nullptr, pos, extras));
     const std::string bwd = add ? "cp_attention_bwd_add" : "cp_attention_bwd";
     expectClose(bwd + ".dq", what, downloadBf16(p.dDq), wantDq, tol::kBf16AttentionRel);
     expectClose(bwd + ".dk", what, downloadBf16(p.dDk), wantDk, tol::kBf16AttentionRel);
@@ -113,16 +116,60 @@ void checkBothWays(Problem &p, const cuda::AttentionShape &shape, const std::str
   }
 }
 
-class ContextParallelAttentionTest : public ::testing::TestWithParam<CpCase> {};
+/// Packed documents' position ids, [batch, seq x cpSize] (whole rows):
+/// lengths 3, 70, 1, 29, 130, 8, 64 in turn (row b starting b places into
+/// the cycle), the last cut by the row's end, so that documents start and
+/// end inside chunks and tiles, span chunks and whole tiles, and hold one
+/// token.
+std::vector<int32_t> packedPositions(const CpCase &c) {
+  const int32_t lengths[] = {3, 70, 1, 29, 130, 8, 64};
+  const int64_t whole = c.seq * c.cpSize;
+  std::vector<int32_t> pos(size_t(c.batch * whole));
+  for (int64_t b = 0; b < c.batch; ++b)
+    for (int64_t s = 0, doc = b, at = 0; s < whole; ++s, ++at) {
+      if (at == lengths[doc % 7])
+        at = 0, ++doc;
+      pos[size_t(b * whole + s)] = int32_t(at);
+    }
+  return pos;
+}
 
-// Every (rank, source) pair of the ring: the rank's own keys (causal), an
-// earlier rank's (their first chunk seen by every query, their second by
-// none) and a later one's (seen by the slice's second half only; the first
-// half sees no key: out 0, lse -inf).
-TEST_P(ContextParallelAttentionTest, RingBlockMatchesCpu) {
-  const CpCase c = GetParam();
+/// The position ids of cp rank `rank`'s tokens, [batch, seq], by their
+/// places in the whole rows (as exec::fillContextParallelBatch slices them).
+std::vector<int32_t> rankPositions(const std::vector<int32_t> &whole, const CpCase &c,
+                                   int64_t rank) {
+  std::vector<int32_t> mine(size_t(c.batch * c.seq));
+  for (int64_t b = 0; b < c.batch; ++b)
+    for (int64_t i = 0; i < c.seq; ++i)
+      mine[size_t(b * c.seq + i)] = whole[size_t(
+          b * c.seq * c.cpSize + kernels::contextParallelPosition(i, c.seq, rank, c.cpSize))];
+  return mine;
+}
+
+/// The queries' position ids of one rank on both sides (none without
+/// documents).
+struct RankPositions {
+  std::vector<int32_t> host;
+  DeviceBuffer<int32_t> device;
+  RankPositions(const CpCase &c, int64_t rank, bool documents)
+      : host(documents ? rankPositions(packedPositions(c), c, rank) : std::vector<int32_t>{}),
+        device(host.size()) {
+    if (documents)
+      device.upload(host.data());
+  }
+  const int32_t *cpu() const { return host.empty() ? nullptr : host.data(); }
+  const int32_t *gpu() const { return host.empty() ? nullptr : device.get(); }
+};
+
+/// Every (rank, source) pair of the ring: the rank's own keys (causal), an
+/// earlier rank's (their first chunk seen by every query, their second by
+/// none) and a later one's (seen by the slice's second half only; the first
+/// half sees no key: out 0, lse -inf); with documents, within each query's
+/// document only (more queries see no key).
+void checkRingBlocks(const CpCase &c, bool documents) {
   const float scale = 1.0f / std::sqrt(float(c.headDim));
-  for (int64_t rank = 0; rank < c.cpSize; ++rank)
+  for (int64_t rank = 0; rank < c.cpSize; ++rank) {
+    const RankPositions pos(c, rank, documents);
     for (int64_t source = 0; source < c.cpSize; ++source) {
       std::mt19937 rng(uint32_t(c.seq * 131 + c.headDim + rank * 7 + source));
       Problem p(c, c.seq, rng);
@@ -133,26 +180,28 @@ TEST_P(ContextParallelAttentionTest, RingBlockMatchesCpu) {
       gpuShape.cpRank = rank, gpuShape.cpSize = c.cpSize, gpuShape.kvSource = source;
       std::vector<float> wantOut(p.nQ), wantLse(p.nLse);
       cpu::attentionBlockForward(p.q.data(), p.k.data(), p.v.data(), wantOut.data(),
-                                 wantLse.data(), cpuShape, step);
+                                 wantLse.data(), cpuShape, step, pos.cpu());
       auto cpuBackward = [&](auto &out, auto &lse, auto &dq, auto &dk, auto &dv) {
         cpu::attentionBlockBackward(p.q.data(), p.k.data(), p.v.data(), out.data(), lse.data(),
                                     p.dout.data(), p.dlse.data(), dq.data(), dk.data(),
-                                    dv.data(), cpuShape, step);
+                                    dv.data(), cpuShape, step, pos.cpu());
       };
-      checkBothWays(p, gpuShape, caseText(c, rank, source), wantOut, wantLse, true,
-                    cpuBackward);
-      if (step == 0) // the rank's own keys: plain causal attention, as the lowering runs it
+      const std::string what = caseText(c, rank, source) + (documents ? " documents" : "");
+      checkBothWays(p, gpuShape, what, wantOut, wantLse, true, cpuBackward, pos.gpu());
+      // The rank's own keys without documents: plain causal attention, as
+      // the lowering runs it (with documents it keeps the cp shape above).
+      if (step == 0 && !documents)
         checkBothWays(p, {c.batch, c.seq, c.heads, c.kvHeads, c.headDim, scale},
-                      caseText(c, rank, source) + " causal", wantOut, wantLse, true,
-                      cpuBackward);
+                      what + " causal", wantOut, wantLse, true, cpuBackward);
     }
+  }
 }
 
-// cp_comm_type all_gather: every rank's queries against the keys of all.
-TEST_P(ContextParallelAttentionTest, GatheredKeysMatchCpu) {
-  const CpCase c = GetParam();
+/// cp_comm_type all_gather: every rank's queries against the keys of all.
+void checkGatheredKeys(const CpCase &c, bool documents) {
   const float scale = 1.0f / std::sqrt(float(c.headDim));
   for (int64_t rank = 0; rank < c.cpSize; ++rank) {
+    const RankPositions pos(c, rank, documents);
     std::mt19937 rng(uint32_t(c.seq * 17 + c.headDim + rank));
     Problem p(c, c.seq * c.cpSize, rng);
     cpu::AttentionShape cpuShape{c.batch, c.seq, c.heads, c.kvHeads, c.headDim, scale};
@@ -161,14 +210,34 @@ TEST_P(ContextParallelAttentionTest, GatheredKeysMatchCpu) {
     gpuShape.cpRank = rank, gpuShape.cpSize = c.cpSize;
     std::vector<float> wantOut(p.nQ), wantLse(p.nLse);
     cpu::attentionForward(p.q.data(), p.k.data(), p.v.data(), wantOut.data(), wantLse.data(),
-                          cpuShape);
-    checkBothWays(p, gpuShape, caseText(c, rank, -1), wantOut, wantLse, false,
+                          cpuShape, pos.cpu());
+    checkBothWays(p, gpuShape, caseText(c, rank, -1) + (documents ? " documents" : ""),
+                  wantOut, wantLse, false,
                   [&](auto &out, auto &lse, auto &dq, auto &dk, auto &dv) {
                     cpu::attentionBackward(p.q.data(), p.k.data(), p.v.data(), out.data(),
                                            lse.data(), p.dout.data(), dq.data(), dk.data(),
-                                           dv.data(), cpuShape);
-                  });
+                                           dv.data(), cpuShape, pos.cpu());
+                  },
+                  pos.gpu());
   }
+}
+
+class ContextParallelAttentionTest : public ::testing::TestWithParam<CpCase> {};
+
+TEST_P(ContextParallelAttentionTest, RingBlockMatchesCpu) { checkRingBlocks(GetParam(), false); }
+
+// Packed documents under cp_comm_type p2p (neat_packing).
+TEST_P(ContextParallelAttentionTest, RingBlockWithDocumentsMatchesCpu) {
+  checkRingBlocks(GetParam(), true);
+}
+
+TEST_P(ContextParallelAttentionTest, GatheredKeysMatchCpu) {
+  checkGatheredKeys(GetParam(), false);
+}
+
+// Packed documents under cp_comm_type all_gather.
+TEST_P(ContextParallelAttentionTest, GatheredKeysWithDocumentsMatchCpu) {
+  checkGatheredKeys(GetParam(), true);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -178,6 +247,7 @@ INSTANTIATE_TEST_SUITE_P(
                       CpCase{1, 130, 6, 1, 128, 2}, // chunks of 65
                       CpCase{2, 42, 8, 2, 64, 3},   // an odd ring
                       CpCase{1, 256, 4, 4, 128, 2}, // whole tiles
+                      CpCase{1, 384, 4, 2, 64, 2},  // documents skip and span whole tiles
                       CpCase{1, 66, 8, 2, 128, 4}),
     [](const auto &info) {
       const CpCase &c = info.param;
@@ -185,14 +255,17 @@ INSTANTIATE_TEST_SUITE_P(
                     c.headDim, "_cp", c.cpSize);
     });
 
-// The context-parallel mask is the mtc kernels' alone: auto picks them,
-// a forced cudnn is refused by name.
+// The context-parallel mask (with documents or without) is the mtc
+// kernels' alone: auto picks them, a forced cudnn is refused by name.
 TEST(ContextParallelAttentionBackendTest, ResolvesToTheMtcKernels) {
   cuda::AttentionShape shape{1, 64, 4, 2, 64, 0.125f};
   shape.cpRank = 1, shape.cpSize = 2;
   auto plan = cuda::planAttention(shape, false, {cuda::AttentionBackend::Auto});
   ASSERT_TRUE(plan.isOk()) << plan.message();
   EXPECT_EQ(plan->backend, cuda::AttentionBackend::Mtc);
+  auto packed = cuda::planAttention(shape, true, {cuda::AttentionBackend::Auto});
+  ASSERT_TRUE(packed.isOk()) << packed.message();
+  EXPECT_EQ(packed->backend, cuda::AttentionBackend::Mtc); // documents under cp too
   auto forced = cuda::planAttention(shape, false, {cuda::AttentionBackend::Cudnn});
   ASSERT_FALSE(forced.isOk());
   EXPECT_NE(forced.message().find("cannot mask a context-parallel slice"), std::string::npos)

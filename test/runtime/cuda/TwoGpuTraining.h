@@ -32,12 +32,15 @@ inline std::string gpuData() {
   return root ? root : "";
 }
 
-/// A 20-step CUDA run of plans/`plan` on the demo corpus, its metrics to
-/// `metrics` (none when empty); --backend MT_TEST_BACKEND where set.
-inline exec::TrainOptions options(const std::string &plan, const std::string &metrics) {
+/// A 20-step CUDA run of plans/`plan` on the folder's `data` (the demo
+/// corpus's tokens by default; neat.sft: packed documents with position
+/// ids), its metrics to `metrics` (none when empty); --backend
+/// MT_TEST_BACKEND where set.
+inline exec::TrainOptions options(const std::string &plan, const std::string &metrics,
+                                  const std::string &data = "corpus.bin") {
   exec::TrainOptions o;
   o.planDir = gpuData() + "/plans/" + plan;
-  o.dataPath = gpuData() + "/corpus.bin";
+  o.dataPath = gpuData() + "/" + data;
   o.steps = kSteps;
   const char *backend = std::getenv("MT_TEST_BACKEND");
   o.backend = backend ? backend : "cuda";
@@ -64,7 +67,8 @@ inline Curves curves(const std::string &metrics) {
 }
 
 /// The body of a rank test: trains plans/MT_TEST_PLAN (`defaultPlan` when
-/// unset) as this rank, its metrics to MT_TEST_METRICS, on LOCAL_RANK's GPU;
+/// unset) as this rank on MT_TEST_DATA (options' default when unset), its
+/// metrics to MT_TEST_METRICS, on LOCAL_RANK's GPU;
 /// where set, for MT_TEST_STEPS steps, with --save MT_TEST_SAVE and, with
 /// MT_TEST_PROFILE_COMM=1, --profile-comm, whose report on rank 0 must then
 /// contain MT_TEST_PROFILE_LINE where set.
@@ -76,7 +80,8 @@ inline void trainAsRank(const char *defaultPlan) {
   if (!plan)
     plan = defaultPlan;
   ASSERT_TRUE(plan && metrics) << "MT_TEST_PLAN and MT_TEST_METRICS are set by the test";
-  exec::TrainOptions o = options(plan, metrics);
+  const char *data = std::getenv("MT_TEST_DATA");
+  exec::TrainOptions o = data ? options(plan, metrics, data) : options(plan, metrics);
   if (const char *steps = std::getenv("MT_TEST_STEPS"))
     o.steps = std::atoll(steps);
   if (const char *save = std::getenv("MT_TEST_SAVE"))
@@ -89,18 +94,21 @@ inline void trainAsRank(const char *defaultPlan) {
   if (o.profileComm && std::atoi(std::getenv("MT_RANK")) == 0) { // rank 0 reports
     EXPECT_NE(log.str().find("exposed communication per step: "), std::string::npos)
         << log.str();
-    if (const char *line = std::getenv("MT_TEST_PROFILE_LINE"))
+    if (const char *line = std::getenv("MT_TEST_PROFILE_LINE")) {
       EXPECT_NE(log.str().find(line), std::string::npos) << line << " in\n" << log.str();
+    }
   }
   int device = -1;
   ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
   EXPECT_EQ(device, std::atoi(std::getenv("MT_LOCAL_RANK"))) << "each rank uses its own GPU";
 }
 
-/// The curves of the one-GPU run of plans/`plan`, its metrics to `metrics`.
-inline Curves trainOnOneGpu(const std::string &plan, const std::string &metrics) {
+/// The curves of the one-GPU run of plans/`plan` on `data`, its metrics to
+/// `metrics`.
+inline Curves trainOnOneGpu(const std::string &plan, const std::string &metrics,
+                            const std::string &data = "corpus.bin") {
   std::ostringstream log;
-  auto one = exec::train(options(plan, metrics), log);
+  auto one = exec::train(options(plan, metrics, data), log);
   EXPECT_TRUE(one.isOk()) << one.message() << "\n" << log.str();
   return curves(metrics);
 }
