@@ -91,24 +91,24 @@ __device__ __forceinline__ int ringKeysSeen(const Args &p, int i) {
 }
 
 /// Under context parallelism, the key tiles 0..last the query rows [q0, q0
-/// + kBlock) visit and how they see each. Gathered keys (all_gather): every
-/// tile, by keyTileView's vote. A ring block: only the tiles before the end
-/// of the keys its last query sees, each seen by some query and whole when
-/// it ends within the keys its first query sees, without a vote; so no tile
-/// that no query sees is loaded and none that all see is masked
-/// (Megatron-Core's ring does the same work with sliced q or k/v).
+/// + kBlock) visit. Gathered keys (all_gather): every tile. A ring block:
+/// only the tiles before the end of the keys its last query sees, so no
+/// tile that no query sees is loaded (Megatron-Core's ring does the same
+/// work with sliced q or k/v); without position ids each of those is seen
+/// by some query and whole when it ends within the keys the first query
+/// sees (wholeKeys), so no vote (keyTileView) is needed and none that every
+/// query sees is masked. wholeKeys -1: the vote decides.
 struct CpKeyTiles {
-  int last = 0, wholeKeys = 0; // wholeKeys: the keys every row sees (ring)
-  __device__ __forceinline__ TileView view(const Args &p, int q0, int kb) const {
-    return p.kvSource >= 0 ? TileView{true, (kb + 1) * kBlock <= wholeKeys}
-                           : keyTileView(p, q0, kb);
+  int last = 0, wholeKeys = -1;
+  __device__ __forceinline__ TileView countedView(int kb) const {
+    return {true, (kb + 1) * kBlock <= wholeKeys};
   }
 };
-__device__ __forceinline__ CpKeyTiles cpKeyTiles(const Args &p, int q0) {
+__device__ __forceinline__ CpKeyTiles cpKeyTiles(const Args &p, const int32_t *pos, int q0) {
   if (p.kvSource < 0)
-    return {(p.kvSeq - 1) / kBlock, 0};
+    return {(p.kvSeq - 1) / kBlock, -1};
   const int seen = ringKeysSeen(p, min(q0 + kBlock, p.seq) - 1);
-  return {(seen + kBlock - 1) / kBlock - 1, ringKeysSeen(p, q0)}; // last -1: no tile
+  return {(seen + kBlock - 1) / kBlock - 1, pos ? -1 : ringKeysSeen(p, q0)}; // last -1: none
 }
 
 
@@ -159,7 +159,7 @@ __global__ void __launch_bounds__(kThreads)
   const bf16 *kBase = p.k + kvOff, *vBase = p.v + kvOff;
   CpKeyTiles cpTiles;
   if constexpr (kCp)
-    cpTiles = cpKeyTiles(p, q0);
+    cpTiles = cpKeyTiles(p, pos, q0);
   const int kbLast = kCp ? cpTiles.last : qBlock;
   // Document starts are non-decreasing along the row: the block's first
   // query has the smallest, its last valid query the largest.
@@ -206,7 +206,8 @@ __global__ void __launch_bounds__(kThreads)
     // so are keys before its document's start; under cp, keys placed after.
     bool masked = kb == qBlock || (kDocs && kb * kBlock < lastStart);
     if constexpr (kCp) {
-      const TileView view = cpTiles.view(p, q0, kb);
+      const TileView view =
+          cpTiles.wholeKeys >= 0 ? cpTiles.countedView(kb) : keyTileView(p, q0, kb);
       if (!view.seen)
         continue; // past the vote's barrier no thread reads this buffer
       masked = !view.whole;
@@ -471,7 +472,7 @@ __global__ void __launch_bounds__(kThreads)
   const int kbFirst = kDocs ? documentStart(pos, p.seq, b, q0) / kBlock : 0;
   CpKeyTiles cpTiles;
   if constexpr (kCp)
-    cpTiles = cpKeyTiles(p, q0);
+    cpTiles = cpKeyTiles(p, pos, q0);
   const int kbLast = kCp ? cpTiles.last : qBlock;
   const int lastStart = kDocs ? documentStart(pos, p.seq, b, min(q0 + kBlock, p.seq) - 1) : 0;
   if (kbFirst <= kbLast) { // else (cp) no query sees a key: dq 0
@@ -510,7 +511,8 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     bool masked = kb == qBlock;
     if constexpr (kCp) { // as the forward
-      const TileView view = cpTiles.view(p, q0, kb);
+      const TileView view =
+          cpTiles.wholeKeys >= 0 ? cpTiles.countedView(kb) : keyTileView(p, q0, kb);
       if (!view.seen)
         continue;
       masked = !view.whole;
