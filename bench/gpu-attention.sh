@@ -7,7 +7,8 @@
 # deterministic backward and with its atomic dQ (MtAttentionBench), and PyTorch's SDPA on its flash and cuDNN backends
 # (torch.nn.attention.sdpa_kernel), all median of 20 after 3 warm-ups with
 # CUDA events, ms and TFLOP/s of the causal FLOPs (forward 4*b*h*s^2*d/2,
-# backward 2.5 times that).
+# backward 2.5 times that); and ring attention's blocks at cp2 on each rank
+# against the whole sequence on one GPU (llama3.2-1b's heads, 32768 tokens).
 #
 #   bench/gpu-attention.sh [DIR]   GPU machine; DIR/googletest (or
 #                                  ./build-gtest-src, made by

@@ -8,10 +8,13 @@
 // [i - pos[i], i]; tiles before a query block's first document and query
 // blocks past a key block's last document are skipped, not masked. Under
 // context parallelism (kCp) a key is visible by its place in the whole
-// sequence (and, with position ids, by its place in the query's document):
-// every tile is visited, a block-wide vote skips the tiles no query of the
-// block sees and masks element-wise only the tiles that some of its queries
-// see in part.
+// sequence (and, with position ids, by its place in the query's document).
+// Gathered keys (all_gather): every tile is visited, a block-wide vote
+// skips the tiles no query of the block sees and masks element-wise only
+// the tiles that some of its queries see in part. A ring block's keys
+// (p2p) are placed rising along their slice as the queries are, so only
+// the tiles up to the last its block's last query sees are loaded, and
+// without position ids only those some see in part are masked (CpKeyTiles).
 // attentionForward/Backward (the choice of backend) live in
 // runtime/cuda/AttentionBackend.cpp; these are mtcAttentionForward/Backward.
 #include "runtime/cuda/Attention.h"
@@ -99,6 +102,35 @@ __device__ __forceinline__ TileView keyTileView(const Args &p, Window lo, Window
   return {seen, whole};
 }
 
+/// A ring attention block's keys (kvSource >= 0) are placed rising along
+/// their slice, as the queries are: query row i sees the slice's first
+/// ringKeysSeen(p, i) keys, a count that never decreases along the queries.
+__device__ __forceinline__ int ringKeysSeen(const Args &p, int i) {
+  return int(kernels::contextParallelRowsBefore(queryPlace(p, i) + 1, p.seq, p.kvSource,
+                                                p.cpSize));
+}
+
+/// Under context parallelism, the key tiles 0..last the query rows [q0, q0
+/// + kBlock) visit. Gathered keys (all_gather): every tile. A ring block:
+/// only the tiles before the end of the keys its last query sees, so no
+/// tile that no query sees is loaded (Megatron-Core's ring does the same
+/// work with sliced q or k/v); without position ids each of those is seen
+/// by some query and whole when it ends within the keys the first query
+/// sees (wholeKeys), so no vote (keyTileView) is needed and none that every
+/// query sees is masked. wholeKeys -1: the vote decides.
+struct CpKeyTiles {
+  int last = 0, wholeKeys = -1;
+  __device__ __forceinline__ TileView countedView(int kb) const {
+    return {true, (kb + 1) * kBlock <= wholeKeys};
+  }
+};
+__device__ __forceinline__ CpKeyTiles cpKeyTiles(const Args &p, const int32_t *pos, int q0) {
+  if (p.kvSource < 0)
+    return {(p.kvSeq - 1) / kBlock, -1};
+  const int seen = ringKeysSeen(p, min(q0 + kBlock, p.seq) - 1);
+  return {(seen + kBlock - 1) / kBlock - 1, pos ? -1 : ringKeysSeen(p, q0)}; // last -1: none
+}
+
 
 /// The first key query `row` of batch b sees: the start of its document,
 /// row - pos[row] clamped to [0, row] (cpu::documentStart), with pos the
@@ -126,7 +158,7 @@ __device__ __forceinline__ int queryBlocksSeeing(const int32_t *pos, int seq, in
 
 
 /// One block per (query block, batch x head): 64 queries against key tiles
-/// 0 (or the block's first document's) ..diagonal (every tile under context
+/// 0 (or the block's first document's) ..diagonal (CpKeyTiles' under context
 /// parallelism) with an online softmax in the log2 domain. Longer than ~80
 /// lines: the pipeline, softmax and epilogue share registers.
 template <int D, int M>
@@ -145,16 +177,21 @@ __global__ void __launch_bounds__(kThreads)
   const bf16 *qBase = p.q + (int64_t(b) * p.seq * p.heads + h) * D;
   const int64_t kvOff = (int64_t(b) * p.kvSeq * p.kvHeads + h / p.group) * D;
   const bf16 *kBase = p.k + kvOff, *vBase = p.v + kvOff;
-  const int kbLast = kCp ? (p.kvSeq - 1) / kBlock : qBlock;
+  CpKeyTiles cpTiles;
+  if constexpr (kCp)
+    cpTiles = cpKeyTiles(p, pos, q0);
+  const int kbLast = kCp ? cpTiles.last : qBlock;
   // Document starts are non-decreasing along the row: the block's first
   // query has the smallest, its last valid query the largest.
   const int kbFirst = kDocs ? documentStart(pos, p.seq, b, q0) / kBlock : 0;
   const int lastStart = kDocs ? documentStart(pos, p.seq, b, min(q0 + kBlock, p.seq) - 1) : 0;
 
-  loadTile<D>(sQ, qBase, qStride, q0, p.seq);
-  loadTile<D>(sK, kBase, kvStride, kbFirst * kBlock, p.kvSeq);
-  loadTile<D>(sV, vBase, kvStride, kbFirst * kBlock, p.kvSeq);
-  cpAsyncCommit();
+  if (kbFirst <= kbLast) { // else (cp) no query sees a key: out 0, lse -inf
+    loadTile<D>(sQ, qBase, qStride, q0, p.seq);
+    loadTile<D>(sK, kBase, kvStride, kbFirst * kBlock, p.kvSeq);
+    loadTile<D>(sV, vBase, kvStride, kbFirst * kBlock, p.kvSeq);
+    cpAsyncCommit();
+  }
 
   float o[D / 8][4] = {};
   // Row maxima m in raw score units; probabilities are 2^(s*c - m*c) with
@@ -196,7 +233,8 @@ __global__ void __launch_bounds__(kThreads)
     // outside the query's window.
     bool masked = kb == qBlock || (kDocs && kb * kBlock < lastStart);
     if constexpr (kCp) {
-      const TileView view = keyTileView(p, lo, hi, kb);
+      const TileView view =
+          cpTiles.wholeKeys >= 0 ? cpTiles.countedView(kb) : keyTileView(p, lo, hi, kb);
       if (!view.seen)
         continue; // past the vote's barrier no thread reads this buffer
       masked = !view.whole;
@@ -321,8 +359,9 @@ __device__ __forceinline__ void loadRowStats(float *sLse, float *sDelta,
 
 /// One block per (key block, batch x kv head): dk, dv of 64 keys summed over
 /// the group's heads and every query block from the diagonal on (to the
-/// last block whose first query's document holds one of the keys; every
-/// block whose windows hold one of the keys under cp), working on transposed tiles
+/// last block whose first query's document holds one of the keys; under cp
+/// from the first block placed at or after a key, skipping those that see
+/// none of the keys), working on transposed tiles
 /// (rows = keys) so each warp owns 16 keys' accumulators. Longer than ~80
 /// lines for the same reason as the forward.
 template <int D, int M>
@@ -342,11 +381,8 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int b = blockIdx.x / p.kvHeads, g = blockIdx.x % p.kvHeads;
   const int kBlockIdx = blockIdx.y, k0 = kBlockIdx * kBlock;
-  const int qFirst = kCp ? 0 : kBlockIdx;
-  const int nQ = kCp     ? p.qBlocks
-                 : kDocs ? queryBlocksSeeing(pos, p.seq, b, kBlockIdx)
-                         : p.qBlocks - kBlockIdx,
-            items = p.group * nQ;
+  int qFirst = kBlockIdx; // cp: set below
+  int nQ = kDocs ? queryBlocksSeeing(pos, p.seq, b, kBlockIdx) : p.qBlocks - kBlockIdx;
   const int64_t qStride = int64_t(p.heads) * D, kvStride = int64_t(p.kvHeads) * D;
   const int64_t kvOff = (int64_t(b) * p.kvSeq * p.kvHeads + g) * D;
   const int64_t qBatch = int64_t(b) * p.seq * p.heads * D;
@@ -363,7 +399,14 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < 2; ++r)
       keyPlaces[r] = keyPlace(p, k0 + warp * 16 + lane / 4 + 8 * r);
     __syncthreads();
+    // Queries placed before the tile's first key see none of its keys, and
+    // places rise along the query slice: the blocks before the one of the
+    // first query placed at or after that key are neither loaded nor visited.
+    qFirst = int(kernels::contextParallelRowsBefore(sKeyPlaces[0], p.seq, p.cpRank, p.cpSize)) /
+             kBlock;
+    nQ = p.qBlocks - qFirst;
   }
+  const int items = p.group * nQ;
   // Work item w: head g * group + w / nQ, query block qFirst + w % nQ.
   auto loadItem = [&](int w, int buf) {
     const int h = g * p.group + w / nQ, q0 = (qFirst + w % nQ) * kBlock;
@@ -377,10 +420,12 @@ __global__ void __launch_bounds__(kThreads)
         sStart[buf * kBlock + i] = kCp ? queryWindow(p, pos, b, q0 + i).first
                                        : documentStart(pos, p.seq, b, q0 + i);
   };
-  loadTile<D>(sK, p.k + kvOff, kvStride, k0, p.kvSeq);
-  loadTile<D>(sV, p.v + kvOff, kvStride, k0, p.kvSeq);
-  loadItem(0, 0);
-  cpAsyncCommit();
+  if (items > 0) { // else (cp) no query sees a key: dk, dv 0
+    loadTile<D>(sK, p.k + kvOff, kvStride, k0, p.kvSeq);
+    loadTile<D>(sV, p.v + kvOff, kvStride, k0, p.kvSeq);
+    loadItem(0, 0);
+    cpAsyncCommit();
+  }
 
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
   const int keyLo = k0 + warp * 16 + lane / 4; // keys keyLo, keyLo + 8
@@ -440,8 +485,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 /// One block per (query block, batch x head): dq of 64 queries over key
-/// tiles 0 (or the block's first document's) ..diagonal (the tiles it sees
-/// under cp), recomputing P and dP (no atomics: deterministic).
+/// tiles 0 (or the block's first document's) ..diagonal (CpKeyTiles' under
+/// cp), recomputing P and dP (no atomics: deterministic).
 template <int D, int M>
 __global__ void __launch_bounds__(kThreads)
     attentionDqKernel(Args p, const int32_t *pos) {
@@ -458,13 +503,18 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t qOff = (int64_t(b) * p.seq * p.heads + h) * D;
   const int64_t kvOff = (int64_t(b) * p.kvSeq * p.kvHeads + h / p.group) * D;
   const int kbFirst = kDocs ? documentStart(pos, p.seq, b, q0) / kBlock : 0;
-  const int kbLast = kCp ? (p.kvSeq - 1) / kBlock : qBlock;
+  CpKeyTiles cpTiles;
+  if constexpr (kCp)
+    cpTiles = cpKeyTiles(p, pos, q0);
+  const int kbLast = kCp ? cpTiles.last : qBlock;
   const int lastStart = kDocs ? documentStart(pos, p.seq, b, min(q0 + kBlock, p.seq) - 1) : 0;
-  loadTile<D>(sQ, p.q + qOff, qStride, q0, p.seq);
-  loadTile<D>(sDo, p.dout + qOff, qStride, q0, p.seq);
-  loadTile<D>(sK, p.k + kvOff, kvStride, kbFirst * kBlock, p.kvSeq);
-  loadTile<D>(sV, p.v + kvOff, kvStride, kbFirst * kBlock, p.kvSeq);
-  cpAsyncCommit();
+  if (kbFirst <= kbLast) { // else (cp) no query sees a key: dq 0
+    loadTile<D>(sQ, p.q + qOff, qStride, q0, p.seq);
+    loadTile<D>(sDo, p.dout + qOff, qStride, q0, p.seq);
+    loadTile<D>(sK, p.k + kvOff, kvStride, kbFirst * kBlock, p.kvSeq);
+    loadTile<D>(sV, p.v + kvOff, kvStride, kbFirst * kBlock, p.kvSeq);
+    cpAsyncCommit();
+  }
 
   const int rowLo = q0 + warp * 16 + lane / 4; // rows rowLo, rowLo + 8
   float lse[2], delta[2];
@@ -499,7 +549,8 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     bool masked = kb == qBlock;
     if constexpr (kCp) { // as the forward
-      const TileView view = keyTileView(p, lo, hi, kb);
+      const TileView view =
+          cpTiles.wholeKeys >= 0 ? cpTiles.countedView(kb) : keyTileView(p, lo, hi, kb);
       if (!view.seen)
         continue;
       masked = !view.whole;

@@ -27,6 +27,19 @@ MT_HOST_DEVICE inline int64_t contextParallelPosition(int64_t local, int64_t loc
   return index * chunk + local % chunk;
 }
 
+/// How many tokens of the slice of cp rank `rank` sit at places before
+/// `place` of the whole sequence: the inverse of contextParallelPosition.
+/// Places rise along a slice (chunk rank precedes chunk 2·size-1-rank), so
+/// these are the slice's first rows: the ring attention kernels bound the
+/// rows one block of queries or keys can see by it.
+MT_HOST_DEVICE inline int64_t contextParallelRowsBefore(int64_t place, int64_t localSeq,
+                                                        int64_t rank, int64_t size) {
+  const int64_t chunk = localSeq / 2;
+  const int64_t first = place - rank * chunk, second = place - (2 * size - 1 - rank) * chunk;
+  return (first < 0 ? 0 : first > chunk ? chunk : first) +
+         (second < 0 ? 0 : second > chunk ? chunk : second);
+}
+
 /// The place in the whole sequence of token `gathered` of the all-gather
 /// over the cp ranks of their slices ([size · localSeq], rank-major).
 MT_HOST_DEVICE inline int64_t contextParallelGatheredPosition(int64_t gathered, int64_t localSeq,

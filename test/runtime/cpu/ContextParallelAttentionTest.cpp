@@ -256,5 +256,21 @@ TEST(ContextParallelPosition, IsMegatronCoresLoadBalancedLayout) {
   EXPECT_EQ(kernels::contextParallelGatheredPosition(5, 4, 2), 3);
 }
 
+// The ring attention kernels bound a block's work by it: for every place of
+// the whole sequence (and one past either end), the rows of a slice placed
+// before it, counted one by one.
+TEST(ContextParallelRowsBefore, InvertsThePositions) {
+  for (int64_t cp : {1, 2, 3, 4})
+    for (int64_t local : {2, 6, 74})
+      for (int64_t rank = 0; rank < cp; ++rank)
+        for (int64_t place = -1; place <= local * cp + 1; ++place) {
+          int64_t want = 0;
+          for (int64_t l = 0; l < local; ++l)
+            want += kernels::contextParallelPosition(l, local, rank, cp) < place;
+          EXPECT_EQ(kernels::contextParallelRowsBefore(place, local, rank, cp), want)
+              << "cp " << cp << " local " << local << " rank " << rank << " place " << place;
+        }
+}
+
 } // namespace
 } // namespace mt::cpu

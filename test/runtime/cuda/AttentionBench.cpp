@@ -4,7 +4,10 @@
 // 3 warm-ups, forward and backward, with TFLOP/s of the causal FLOPs
 // (forward 4*b*h*s^2*d / 2, backward 2.5 times that, FlashAttention's count).
 // One row per backend and shape (cuDNN with its deterministic backward and
-// with its atomic dQ); a backend that cannot run a shape prints why.
+// with its atomic dQ); a backend that cannot run a shape prints why. Then
+// ring attention's blocks (cp_comm_type p2p) at cp2 for llama3.2-1b's
+// heads at 32768 tokens (issue 18): each rank's two steps should take
+// about half the causal attention of the whole sequence on one GPU.
 // Not a test: bench/gpu-attention.sh runs it beside PyTorch's SDPA.
 #include "runtime/cuda/Attention.h"
 
@@ -16,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace {
@@ -78,21 +82,42 @@ double medianMs(const std::function<Status()> &run, cudaStream_t stream) {
   return 0.5 * (ms[9] + ms[10]);
 }
 
-void benchShape(const cuda::AttentionShape &sh, cudaStream_t stream) {
-  const size_t nQ = size_t(sh.batch * sh.seq * sh.heads * sh.headDim);
-  const size_t nKv = size_t(sh.batch * sh.seq * sh.kvHeads * sh.headDim);
-  Buffer q(nQ * 2), k(nKv * 2), v(nKv * 2), out(nQ * 2), dout(nQ * 2), dq(nQ * 2),
-      dk(nKv * 2), dv(nKv * 2), lse(size_t(sh.batch * sh.heads * sh.seq) * 4);
-  fillBf16(q, nQ, 1);
-  fillBf16(k, nKv, 2);
-  fillBf16(v, nKv, 3);
-  fillBf16(dout, nQ, 4);
-  const double fwdFlops = 4.0 * double(sh.batch * sh.heads) * double(sh.seq) *
-                          double(sh.seq) * double(sh.headDim) / 2;
+/// One attention problem's device tensors (keys as many as queries), filled.
+struct Tensors {
+  size_t nQ, nKv;
+  Buffer q, k, v, out, dout, dq, dk, dv, lse;
+  explicit Tensors(const cuda::AttentionShape &sh)
+      : nQ(size_t(sh.batch * sh.seq * sh.heads * sh.headDim)),
+        nKv(size_t(sh.batch * sh.seq * sh.kvHeads * sh.headDim)), q(nQ * 2), k(nKv * 2),
+        v(nKv * 2), out(nQ * 2), dout(nQ * 2), dq(nQ * 2), dk(nKv * 2), dv(nKv * 2),
+        lse(size_t(sh.batch * sh.heads * sh.seq) * 4) {
+    fillBf16(q, nQ, 1);
+    fillBf16(k, nKv, 2);
+    fillBf16(v, nKv, 3);
+    fillBf16(dout, nQ, 4);
+  }
+};
+
+/// The causal forward's FLOPs (FlashAttention's count) and the shape's text.
+double causalForwardFlops(const cuda::AttentionShape &sh) {
+  return 4.0 * double(sh.batch * sh.heads) * double(sh.seq) * double(sh.seq) *
+         double(sh.headDim) / 2;
+}
+std::string shapeText(const cuda::AttentionShape &sh) {
   char shape[96];
   std::snprintf(shape, sizeof shape, "%lldx%lld %lld/%lld d%lld", (long long)sh.batch,
                 (long long)sh.seq, (long long)sh.heads, (long long)sh.kvHeads,
                 (long long)sh.headDim);
+  return shape;
+}
+
+void benchShape(const cuda::AttentionShape &sh, cudaStream_t stream) {
+  Tensors t(sh);
+  const Buffer &q = t.q, &k = t.k, &v = t.v, &out = t.out, &dout = t.dout, &dq = t.dq,
+               &dk = t.dk, &dv = t.dv, &lse = t.lse;
+  const double fwdFlops = causalForwardFlops(sh);
+  const std::string text = shapeText(sh);
+  const char *shape = text.c_str();
   struct Variant {
     const char *name;
     cuda::AttentionOptions options;
@@ -131,6 +156,51 @@ void benchShape(const cuda::AttentionShape &sh, cudaStream_t stream) {
   }
 }
 
+/// One row of the mtc kernels alone on `block` (keys of `t`), with TFLOP/s
+/// of `fwdFlops` and 2.5 times that for the backward.
+void benchMtc(const char *name, const cuda::AttentionShape &block, const Tensors &t,
+              double fwdFlops, cudaStream_t stream) {
+  Buffer ws(cuda::attentionBackwardWorkspaceBytes(block));
+  auto fwd = [&] {
+    return cuda::mtcAttentionForward(t.q.as<bf16>(), t.k.as<bf16>(), t.v.as<bf16>(),
+                                     t.out.as<bf16>(), t.lse.as<float>(), block, stream,
+                                     nullptr);
+  };
+  auto bwd = [&] {
+    return cuda::mtcAttentionBackward(t.q.as<bf16>(), t.k.as<bf16>(), t.v.as<bf16>(),
+                                      t.out.as<bf16>(), t.lse.as<float>(), t.dout.as<bf16>(),
+                                      t.dq.as<bf16>(), t.dk.as<bf16>(), t.dv.as<bf16>(), ws.ptr,
+                                      block, stream, nullptr);
+  };
+  const double fwdMs = medianMs(fwd, stream), bwdMs = medianMs(bwd, stream);
+  std::printf("mtc-%-15s %-22s fwd %8.3f ms (%4.0f TFLOP/s)  bwd %8.3f ms (%4.0f TFLOP/s)\n",
+              name, shapeText(block).c_str(), fwdMs, fwdFlops / fwdMs / 1e9, bwdMs,
+              2.5 * fwdFlops / bwdMs / 1e9);
+  std::fflush(stdout);
+}
+
+/// Ring attention at cp2 against causal attention over the whole sequence
+/// (`sh`, seq even) on one GPU: each rank's blocks as the lowering runs them
+/// (runtime/cuda/LowerAttention.cpp), step 0 its own keys as plain causal
+/// attention, step 1 the other rank's slice (kvSource). Each block sees as
+/// many query-key pairs as causal attention over a slice, so its TFLOP/s
+/// are of those causal FLOPs; a rank's two steps should take about half the
+/// whole sequence's time (issue 18).
+void benchRing(const cuda::AttentionShape &sh, cudaStream_t stream) {
+  benchMtc("ring-whole", sh, Tensors(sh), causalForwardFlops(sh), stream);
+  cuda::AttentionShape slice = sh;
+  slice.seq = sh.seq / 2;
+  const Tensors t(slice);
+  for (int64_t rank = 0; rank < 2; ++rank)
+    for (int64_t step = 0; step < 2; ++step) {
+      cuda::AttentionShape block = slice;
+      if (step == 1)
+        block.cpRank = rank, block.cpSize = 2, block.kvSource = 1 - rank;
+      const std::string name = "ring-cp2-r" + std::to_string(rank) + "-s" + std::to_string(step);
+      benchMtc(name.c_str(), block, t, causalForwardFlops(slice), stream);
+    }
+}
+
 } // namespace
 
 int main() {
@@ -142,5 +212,7 @@ int main() {
            {4, 2048, 32, 8, 64}, {4, 2048, 16, 8, 128}, {1, 8192, 32, 8, 64},
            {1, 32768, 16, 8, 128}})
     benchShape({b, s, h, kv, d, 1.0f / std::sqrt(float(d))}, stream);
+  // Issue 18: llama3.2-1b's heads at 32768 tokens, on one GPU and at cp2.
+  benchRing({1, 32768, 32, 8, 64, 0.125f}, stream);
   return ok(cudaStreamSynchronize(stream), "final sync") ? 0 : 1;
 }

@@ -247,6 +247,9 @@ INSTANTIATE_TEST_SUITE_P(
                       CpCase{1, 130, 6, 1, 128, 2}, // chunks of 65
                       CpCase{2, 42, 8, 2, 64, 3},   // an odd ring
                       CpCase{1, 256, 4, 4, 128, 2}, // whole tiles
+                      // whole tiles, chunks of two: ring blocks where whole
+                      // query tiles see no key and whole key tiles no query
+                      CpCase{2, 256, 8, 2, 64, 4},
                       CpCase{1, 384, 4, 2, 64, 2},  // documents skip and span whole tiles
                       CpCase{1, 66, 8, 2, 128, 4}),
     [](const auto &info) {
