@@ -468,6 +468,34 @@ void printMemory(const plan::Plan &plan, llvm::raw_ostream &os) {
        << ", on the stage with the most in flight)\n";
 }
 
+/// How the CUDA backend holds the distributed optimizer's fp32 master
+/// weights (plan::masterShards), after their bytes: `masterBuckets` of the
+/// plan's buckets as the rank's shard, the others whole, and why.
+std::string masterSharding(const plan::Plan &plan, int64_t masterBuckets) {
+  std::string why;
+  int64_t oneRank = 0; // experts' buckets with edp 1: nothing to shard
+  for (const plan::Bucket &b : plan.buckets())
+    oneRank += b.parts() <= 1;
+  const int64_t routed = plan.buckets_size() - masterBuckets - oneRank;
+  if (plan.mesh().pp() > 1)
+    why = "pipelines keep the buckets whole";
+  else if (plan.buckets_size() > 0 && plan.buckets(0).master_buffer() != 0)
+    why = "optimizer_offload keeps the masters' shards on the host and the buckets whole";
+  else if (masterBuckets < plan.buckets_size())
+    why = (oneRank ? std::to_string(oneRank) + " over one rank" : std::string()) +
+          (oneRank && routed ? ", " : "") +
+          (routed ? std::to_string(routed) + " read by a MoE router in fp32" : std::string()) +
+          ": whole";
+  if (masterBuckets == 0)
+    return " held whole" + (why.empty() ? std::string() : " (" + why + ")");
+  return std::string(" as the rank's shard of ") +
+         (masterBuckets == plan.buckets_size()
+              ? "each bucket"
+              : std::to_string(masterBuckets) + " of " + std::to_string(plan.buckets_size()) +
+                    " buckets") +
+         " (it computes from the bf16 copy" + (why.empty() ? "" : "; " + why) + ")";
+}
+
 /// The AdamW state and the fp32 master weights one rank updates, with and
 /// without Megatron-Core's distributed optimizer (on the stage that holds
 /// most): with it, each of the dp ranks keeps and updates 1/dp of them (of
@@ -511,31 +539,50 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   os << "\n  AdamW state (fp32 exp_avg, exp_avg_sq) per rank: with it "
      << bytesText(double(on ? optimizer : sharded)) << ", without it "
      << bytesText(double(on ? whole : optimizer)) << "\n";
-  os << "  fp32 master weights per rank: " << bytesText(double(weights))
-     << " held whole (the backends compute from them); updated per rank: with it "
-     << bytesText(double(on ? optimizer : sharded) / 2) << ", without it "
-     << bytesText(double(weights))
-     << "\n";
+  const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
+  const auto masterBuckets = int64_t(gpu.masterShards.size());
+  os << "  fp32 master weights per rank: ";
+  if (!on)
+    os << bytesText(double(weights)) << " held whole (the backends compute from them)";
+  else
+    os << "CPU " << bytesText(double(weights))
+       << " held whole (it computes from them); CUDA " << bytesText(double(gpu.weights))
+       << masterSharding(plan, masterBuckets);
+  os << "; updated per rank: with it " << bytesText(double(on ? optimizer : sharded) / 2)
+     << ", without it " << bytesText(double(weights)) << "\n";
   int64_t deferred = 0;
   for (const plan::Program &program : plan.programs())
     for (const plan::Instruction &instr : program.instructions())
       deferred += plan::Attrs(instr).i("deferred") == 1;
   const bool pipelined = plan.mesh().pp() > 1;
+  // Master-sharded buckets gather their bf16 shadow: half the fp32 bytes
+  // of the collectives below.
+  const std::string inBf16 =
+      masterBuckets == 0 ? ""
+      : masterBuckets == plan.buckets_size()
+          ? "; CUDA gathers the bf16 weights"
+          : "; CUDA gathers the bf16 weights of " + std::to_string(masterBuckets) + " of them";
   if (on && deferred)
     os << "  weight all-gathers: " << countOf(deferred, "bucket")
        << " behind the next step's forward, each waited for before its first use "
           "(overlap_param_gather: on"
        << (pipelined ? "; with pipelines the CUDA backend gathers at the end of the step" : "")
-       << ")\n";
+       << ")" << inBf16 << "\n";
   else if (on)
-    os << "  weight all-gathers: at the end of the optimizer step (overlap_param_gather: off)\n";
+    os << "  weight all-gathers: at the end of the optimizer step (overlap_param_gather: off)"
+       << inBf16 << "\n";
   // grad_offload: the gradient shards are main gradients on the host.
   const bool gradShardsOnHost =
       on && plan.buffers(plan.buckets(0).grad_buffer()).arena() == plan::HOST_GRADIENTS;
-  if (on)
-    os << (gradShardsOnHost ? "  weight shards: " : "  gradient and weight shards: ")
-       << bytesText(double(plan::deviceFootprint(plan).shardsInPlace))
-       << (pipelined ? " (all stages)" : "")
+  // The master shards are no views: they are the CUDA weights above.
+  const char *shards = gradShardsOnHost ? "  weight shards: "
+                       : masterBuckets == plan.buckets_size() ? "  gradient shards: "
+                                                              : "  gradient and weight shards: ";
+  if (on && gradShardsOnHost && masterBuckets == plan.buckets_size())
+    os << "  weight shards: the fp32 masters above; the reduced gradient shards are in pinned "
+          "host memory (grad_offload)\n";
+  else if (on)
+    os << shards << bytesText(double(gpu.shardsInPlace)) << (pipelined ? " (all stages)" : "")
        << " that CUDA keeps in place, in the rank's slice of each bucket (the CPU backend "
           "copies them into its activations)"
        << (gradShardsOnHost ? "; the reduced gradient shards are in pinned host memory "
