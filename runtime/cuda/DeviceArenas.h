@@ -52,7 +52,8 @@ public:
     AsPlanned,      // GRADIENTS, STAGED_GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the
                     // host layout; host arenas (optimizer_offload, grad_offload):
                     // in pinned host memory
-    ShardView,      // fp32, the rank's slice of a distributed-optimizer bucket
+    ShardView,      // fp32, the rank's slice of a distributed-optimizer bucket,
+                    // or its master shard (isMasterShard)
   };
 
   /// The rank's coordinate on a mesh axis (the shard views' index).

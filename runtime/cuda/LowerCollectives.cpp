@@ -240,10 +240,11 @@ void gatherWeightShadows(Lowerer &L, const Attrs &a) {
   bf16 *slice = arenas.bf16Data(instr.inputs(0)), *bucket = arenas.bf16Data(instr.outputs(0));
   if (!nccl)
     return;
-  if (a.i("outer") != 1 || !slice || !bucket ||
-      slice != bucket + arenas.shardIndex(instr.inputs(0)) * run)
-    return L.fail("all_gather: expects the master shard's bf16 slice of its bucket's shadow, "
-                  "gathered along the first dimension (outer 1)");
+  // NCCL's in-place all-gather: the rank's block at its place in the group.
+  if (a.i("outer") != 1 || !slice || !bucket || slice != bucket + int64_t(nccl->rank()) * run)
+    return L.fail("all_gather: expects the master shard's bf16 slice of its bucket's shadow, at "
+                  "the rank's place in the group of '" + a.s("axis") +
+                  "', gathered along the first dimension (outer 1)");
   const size_t count = size_t(run);
   L.emitCollective([=](cudaStream_t s) -> Status {
     nccl->setStream(s);
