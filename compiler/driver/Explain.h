@@ -72,6 +72,12 @@ inline constexpr uint64_t kCudaContextBytes = uint64_t(512) << 20;
 /// "1.5 GiB": bytes in binary units, one decimal.
 std::string bytesText(double bytes);
 
+/// The AdamW state and the fp32 master weights one rank updates, with and
+/// without Megatron-Core's distributed optimizer (on the stage that holds
+/// most), the fp32 masters each backend holds, and the optimizer's weight
+/// all-gathers and in-place shards (ExplainDistributedOptimizer.cpp).
+void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os);
+
 /// What activation recompute changes in a plan: the activations of the same
 /// step planned without it, and the forward FLOPs the recomputed ops add.
 struct RecomputeEffect {

@@ -4,6 +4,7 @@
 
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/CommProfile.h"
+#include "runtime/cuda/DeviceWeights.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/NcclCommunicator.h"
 #include "runtime/cuda/NcclOverlap.h"
@@ -187,7 +188,6 @@ private:
   /// its first replay.
   Status launchPieces(LoweredProgram &program);
   Status copyArena(plan::ArenaKind kind, cudaMemcpyKind direction);
-  Status refreshShadows(cudaStream_t stream);
   std::string where(const LoweredProgram &program, const Step &step) const;
 
   const plan::Plan &plan_;
@@ -676,43 +676,11 @@ Status CudaExecutor::inputsWritten() {
   return copyArena(plan::INPUTS, cudaMemcpyHostToDevice);
 }
 
-Status CudaExecutor::refreshShadows(cudaStream_t stream) {
-  if (const std::byte *weights = arenas_->arena(plan::PARAMETERS))
-    return castFloatToBf16(reinterpret_cast<const float *>(weights),
-                           arenas_->parameterShadows(), arenas_->parameterElements(), stream);
-  // optimizer_offload (plan::fp32WeightsOnHost): each parameter's host fp32
-  // weights (its master, plan::hostWeightsAreMasters) through a chunk of
-  // device memory into their bf16 copy.
-  // In chunks of the staging memory --explain counts (the largest weight).
-  // param_offload: none (no PARAMETERS arena); each program stages the
-  // weights it uses, fp32 and bf16, from the host.
-  const int64_t chunk = int64_t(plan::deviceFootprint(plan_).weightStaging / 4);
-  if (chunk == 0 || !arenas_->parameterShadows())
-    return Status::ok();
-  float *staging = nullptr;
-  MT_CUDA_CHECK(cudaMalloc(&staging, size_t(chunk) * sizeof(float)));
-  std::unique_ptr<float, decltype(&cudaFree)> owner(staging, &cudaFree);
-  for (const plan::Parameter &p : plan_.parameters()) {
-    const float *host = host_.f32(p.param_buffer());
-    bf16 *shadow = arenas_->bf16Data(p.param_buffer());
-    const int64_t total = host_.elements(p.param_buffer());
-    for (int64_t begin = 0; begin < total; begin += chunk) {
-      const int64_t n = std::min(chunk, total - begin);
-      MT_CUDA_CHECK(cudaMemcpyAsync(staging, host + begin, size_t(n) * sizeof(float),
-                                    cudaMemcpyHostToDevice, stream));
-      MT_CUDA_RETURN_IF_ERROR(castFloatToBf16(staging, shadow + begin, n, stream));
-      MT_CUDA_CHECK(cudaStreamSynchronize(stream)); // the chunk is reused
-    }
-  }
-  return Status::ok();
-}
-
 Status CudaExecutor::stateWritten() {
   gathersPending_ = false; // the host's weights replace them
   ScopedErrorContext context("copying the weights to the GPU: ");
-  MT_CUDA_RETURN_IF_ERROR(copyArena(plan::PARAMETERS, cudaMemcpyHostToDevice));
+  MT_CUDA_RETURN_IF_ERROR(writeWeights(plan_, host_, *arenas_, stream_));
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::OPTIMIZER, cudaMemcpyHostToDevice));
-  MT_CUDA_RETURN_IF_ERROR(refreshShadows(stream_));
   MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   return Status::ok();
 }
@@ -724,9 +692,8 @@ Status CudaExecutor::readState() {
     gathersPending_ = false;
   }
   ScopedErrorContext context("copying the weights from the GPU: ");
-  MT_CUDA_RETURN_IF_ERROR(copyArena(plan::PARAMETERS, cudaMemcpyDeviceToHost));
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::OPTIMIZER, cudaMemcpyDeviceToHost));
-  MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  MT_CUDA_RETURN_IF_ERROR(readWeights(plan_, host_, *arenas_, rank_, stream_));
   if (arenas_->arena(plan::PARAMETERS))
     return Status::ok();
   // The copies to the host arenas are done: optimizer_offload's masters

@@ -47,6 +47,8 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
                            "', but this rank's coordinate on it is " + std::to_string(index));
     d->views_[id] = {view.bucket, index};
   }
+  d->masters_ = footprint.masterShards;
+  d->footprint_ = footprint;
   const auto copies = uint64_t(d->slots_);
   d->wideOffsets_ = footprint.wideOffsets;
   d->activationBytes_ = footprint.activations;
@@ -61,12 +63,20 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
       if (Status s = d->allocate(&p, footprint.activations * n, "ACTIVATIONS (bf16)"); !s)
         return s;
       d->activations_ = static_cast<std::byte *>(p);
-    } else if (a.kind() != plan::PARAMETERS || footprint.weights > 0) {
+    } else if (a.kind() == plan::PARAMETERS) {
+      // Only the bf16 copy of the weights (plan::fp32WeightsOnHost), or
+      // the fp32 ones less the buckets' held as master shards.
+      const char *what = d->masters_.empty() ? "PARAMETERS" : "PARAMETERS (fp32 master shards)";
+      if (Status s = d->allocate(&p, footprint.weights, what); !s)
+        return s;
+    } else {
       if (Status s = d->allocate(&p, a.size_bytes() * n, name.c_str()); !s)
         return s;
-    } // else: only the bf16 copy of the weights (plan::fp32WeightsOnHost)
-    d->arenas_[a.kind()] = {static_cast<std::byte *>(p), a.size_bytes()};
+    }
+    d->arenas_[a.kind()] = {static_cast<std::byte *>(p),
+                            a.kind() == plan::PARAMETERS ? footprint.weights : a.size_bytes()};
     if (a.kind() == plan::PARAMETERS) {
+      d->shadowElements_ = int64_t(a.size_bytes() / 4);
       if (Status s = d->allocate(&p, footprint.shadows, "parameter bf16 shadow"); !s)
         return s;
       d->shadows_ = static_cast<bf16 *>(p);
@@ -140,8 +150,16 @@ std::byte *DeviceArenas::data(uint32_t id) const {
   case Storage::Wide:
     return wideArena_ + slotOffset(wideBytes_) + wideOffsets_.at(id);
   case Storage::ShardView: {
+    if (auto master = masters_.find(id); master != masters_.end())
+      return arena(plan::PARAMETERS) + footprint_.weightsBeforeShards + master->second.offset;
     const auto &[bucket, index] = views_.at(id);
     return data(bucket) + uint64_t(index) * b.size_bytes();
+  }
+  case Storage::Parameter: {
+    std::byte *base = arena(plan::PARAMETERS);
+    const std::optional<uint64_t> at =
+        plan::deviceWeightOffset(footprint_, b.offset_bytes(), b.size_bytes());
+    return base && at ? base + *at : nullptr; // none: in a master-sharded bucket
   }
   default: {
     std::byte *base = arena(b.arena());
@@ -167,6 +185,53 @@ bf16 *DeviceArenas::bf16Data(uint32_t id) const {
   default:
     return nullptr;
   }
+}
+
+Status DeviceArenas::copyWeights(std::byte *host, bool toDevice, cudaStream_t stream) const {
+  std::byte *device = arena(plan::PARAMETERS);
+  if (!device || !host)
+    return Status::ok();
+  auto copy = [&](uint64_t deviceOffset, uint64_t hostOffset, uint64_t bytes) -> Status {
+    if (bytes == 0)
+      return Status::ok();
+    if (toDevice)
+      MT_CUDA_CHECK(cudaMemcpyAsync(device + deviceOffset, host + hostOffset, bytes,
+                                    cudaMemcpyHostToDevice, stream));
+    else
+      MT_CUDA_CHECK(cudaMemcpyAsync(host + hostOffset, device + deviceOffset, bytes,
+                                    cudaMemcpyDeviceToHost, stream));
+    return Status::ok();
+  };
+  uint64_t planBytes = 0;
+  for (const plan::Arena &a : plan_.arenas())
+    if (a.kind() == plan::PARAMETERS)
+      planBytes = a.size_bytes();
+  if (masters_.empty())
+    return copy(0, 0, std::min(planBytes, arenaBytes(plan::PARAMETERS)));
+  // The ranges between the master-sharded buckets, in the arena's order,
+  // then each rank's shard.
+  std::vector<const plan::MasterShard *> byOffset;
+  for (const auto &[view, m] : masters_)
+    byOffset.push_back(&m);
+  std::sort(byOffset.begin(), byOffset.end(),
+            [](const auto *a, const auto *b) { return a->planOffset < b->planOffset; });
+  uint64_t from = 0, left = 0; // plan offset, bytes left out before it
+  for (const plan::MasterShard *master : byOffset) {
+    const plan::MasterShard &m = *master;
+    if (Status s = copy(from - left, from, m.planOffset - from); !s)
+      return s;
+    from = m.planOffset + m.planBytes;
+    left += m.planBytes;
+  }
+  if (from < planBytes)
+    if (Status s = copy(from - left, from, planBytes - from); !s)
+      return s;
+  for (const auto &[view, m] : masters_)
+    if (Status s = copy(footprint_.weightsBeforeShards + m.offset,
+                        m.planOffset + uint64_t(shardIndex(view)) * m.bytes, m.bytes);
+        !s)
+      return s;
+  return Status::ok();
 }
 
 std::byte *DeviceArenas::arena(plan::ArenaKind kind) const {

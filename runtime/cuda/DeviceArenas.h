@@ -18,9 +18,12 @@
 // which the copy casts into and the layers read.
 // Pipelines keep each micro-batch in flight in a slot of its own: the
 // per-micro-batch arenas (activations, inputs, outputs) then have one copy
-// per slot, as in exec::HostMemory. The distributed optimizer's gradient and
-// weight shards are views of the rank's slice of their bucket
-// (plan::ShardView): NCCL reduce-scatters and all-gathers them in place.
+// per slot, as in exec::HostMemory. The distributed optimizer's gradient
+// shards are views of the rank's slice of their bucket (plan::ShardView):
+// NCCL reduce-scatters them in place. Its weight buckets keep only the
+// rank's shard of their fp32 masters (plan::MasterShard, after the
+// PARAMETERS arena's other buffers) and the whole bf16 shadow, which NCCL
+// all-gathers in place from the rank's slice.
 #ifndef MT_RUNTIME_CUDA_DEVICEARENAS_H
 #define MT_RUNTIME_CUDA_DEVICEARENAS_H
 
@@ -29,6 +32,7 @@
 #include "runtime/support/Status.h"
 
 #include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -52,7 +56,8 @@ public:
     AsPlanned,      // GRADIENTS, STAGED_GRADIENTS, OPTIMIZER, INPUTS, OUTPUTS: the
                     // host layout; host arenas (the offloads'): in pinned host
                     // memory
-    ShardView,      // fp32, the rank's slice of a distributed-optimizer bucket
+    ShardView,      // fp32, the rank's slice of a distributed-optimizer bucket,
+                    // or its master shard (isMasterShard)
     StagedWeight,   // STAGED_WEIGHTS (param_offload): fp32 as planned, plus a
                     // bf16 copy at half the planned offset
   };
@@ -96,14 +101,28 @@ public:
   /// The bf16 view of a bf16 activation, of a parameter's shadow or of a
   /// staged weight's bf16 copy.
   bf16 *bf16Data(uint32_t buffer) const;
+  /// Whether `buffer` is a weight shard whose fp32 values are the rank's
+  /// master shard (plan::MasterShard): its bucket has no fp32 copy here.
+  bool isMasterShard(uint32_t buffer) const { return masters_.count(buffer) > 0; }
+  const std::map<uint32_t, plan::MasterShard> &masterShards() const { return masters_; }
+  /// The rank's slice index of shard view `buffer` (its coordinate on the
+  /// bucket's axis).
+  int64_t shardIndex(uint32_t buffer) const { return views_.at(buffer).second; }
+  /// Copies the fp32 weights the device holds between it and `host`, the
+  /// host's PARAMETERS arena (the plan's layout, every weight whole),
+  /// enqueued on `stream`: the arena as is, or, with master shards, its
+  /// buffers outside their buckets and each master shard from or to the
+  /// rank's slice of its bucket (the other slices are left to the caller).
+  Status copyWeights(std::byte *host, bool toDevice, cudaStream_t stream) const;
 
   /// A planned arena on the device (the current slot's copy of a
   /// per-micro-batch arena; null when the plan has none).
   std::byte *arena(plan::ArenaKind kind) const;
   uint64_t arenaBytes(plan::ArenaKind kind) const;
   bf16 *parameterShadows() const { return shadows_; }
-  /// fp32 elements in the PARAMETERS arena (padding included).
-  int64_t parameterElements() const { return int64_t(arenaBytes(plan::PARAMETERS) / 4); }
+  /// fp32 elements in the plan's PARAMETERS arena (padding included): the
+  /// shadows'.
+  int64_t parameterElements() const { return shadowElements_; }
   /// Bytes allocated on the device, all arenas together.
   uint64_t totalBytes() const { return total_; }
 
@@ -129,6 +148,9 @@ private:
   std::map<uint32_t, uint64_t> wideOffsets_;
   /// Shard view -> (its bucket, its slice's index).
   std::map<uint32_t, std::pair<uint32_t, int64_t>> views_;
+  std::map<uint32_t, plan::MasterShard> masters_; // by shard view
+  plan::DeviceFootprint footprint_;
+  int64_t shadowElements_ = 0;
   std::vector<void *> allocations_;
   std::vector<void *> pinned_; // host arenas registered by pinHostArena
   uint64_t total_ = 0;

@@ -260,6 +260,31 @@ void gatherLoadBalanced(Lowerer &L, NcclCommunicator *nccl, CollectiveOperand in
   });
 }
 
+/// The distributed optimizer's all_gather of a bucket's updated weights
+/// from the rank's master shard (plan::MasterShard): AdamW wrote the
+/// shard's bf16 values into the rank's slice of the bucket's shadow, which
+/// NCCL gathers in place in bf16, as Megatron-Core gathers its bf16 params;
+/// the bucket has no fp32 copy on the GPU.
+void gatherWeightShadows(Lowerer &L, const Attrs &a) {
+  const int64_t run = a.i("run"), parts = a.i("parts");
+  NcclCommunicator *nccl = ncclGroupOf(L, a, parts);
+  const DeviceArenas &arenas = *L.resources().arenas;
+  const plan::Instruction &instr = L.instruction();
+  bf16 *slice = arenas.bf16Data(instr.inputs(0)), *bucket = arenas.bf16Data(instr.outputs(0));
+  if (!nccl)
+    return;
+  // NCCL's in-place all-gather: the rank's block at its place in the group.
+  if (a.i("outer") != 1 || !slice || !bucket || slice != bucket + int64_t(nccl->rank()) * run)
+    return L.fail("all_gather: expects the master shard's bf16 slice of its bucket's shadow, at "
+                  "the rank's place in the group of '" + a.s("axis") +
+                  "', gathered along the first dimension (outer 1)");
+  const size_t count = size_t(run);
+  L.emitCollective([=](cudaStream_t s) -> Status {
+    nccl->setStream(s);
+    return nccl->allGather(slice, bucket, count, comm::DType::BF16);
+  });
+}
+
 /// all_gather (sequence parallelism; the distributed optimizer's updated
 /// weight shards) and reduce_scatter (its gradient, the row-parallel
 /// outputs; the distributed optimizer's gradient buckets, summed or
@@ -271,6 +296,8 @@ void gatherLoadBalanced(Lowerer &L, NcclCommunicator *nccl, CollectiveOperand in
 /// chunks of the sequence (gatherLoadBalanced).
 void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
   const int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
+  if (gather && L.resources().arenas->isMasterShard(L.instruction().inputs(0)))
+    return gatherWeightShadows(L, a);
   NcclCommunicator *nccl = ncclGroupOf(L, a, parts);
   const CollectiveOperand in = collectiveOperand(L, true, 0), out = collectiveOperand(L, false, 0);
   if (!nccl)
@@ -329,6 +356,9 @@ void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
 /// the rank's coordinate is its place in the axis' group.
 void allSlice(Lowerer &L, const Attrs &a) {
   const int64_t outer = a.i("outer"), run = a.i("run"), parts = a.i("parts");
+  // The rank's master shard (plan::MasterShard) is the slice itself.
+  if (L.resources().arenas->isMasterShard(L.instruction().outputs(0)))
+    return;
   NcclCommunicator *nccl = ncclGroupOf(L, a, parts);
   const CollectiveOperand in = collectiveOperand(L, true, 0), out = collectiveOperand(L, false, 0);
   if (!nccl)

@@ -60,7 +60,8 @@ float *Lowerer::f32(uint32_t id, const char *role, int i) {
       return reinterpret_cast<float *>(p);
     fail(std::string(role) + " " + std::to_string(i) + " " + describe(id) +
          " has no fp32 copy on the GPU (optimizer_offload keeps the fp32 weights on the host "
-         "and the GPU their bf16 copy)");
+         "and the GPU their bf16 copy; the distributed optimizer keeps only the rank's shard "
+         "of a bucket's fp32 masters)");
     return nullptr;
   }
   fail(std::string(role) + " " + std::to_string(i) + " " + describe(id) +

@@ -11,7 +11,8 @@ namespace mt::cuda {
 
 struct ParamGatherOverlap::State {
   struct Gather {
-    Launch launch;     // the lowered all_gather (and its bf16 shadow refresh)
+    Launch launch;     // the lowered all_gather (of the bf16 shadow from a master
+                       // shard, or of fp32 weights and their shadow's refresh)
     int firstUse = -1; // the first forward_backward instruction reading it
     cudaEvent_t ready = nullptr;
   };

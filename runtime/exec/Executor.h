@@ -48,7 +48,9 @@ public:
   /// The host wrote parameters and optimizer state (initialization, --load,
   /// --resume).
   virtual Status stateWritten() { return Status::ok(); }
-  /// The host is about to read parameters and optimizer state (save, export).
+  /// The host is about to read parameters and optimizer state (save, export):
+  /// every rank calls it, as a backend that holds only the rank's shard of
+  /// some weights gathers them here (CUDA's distributed optimizer).
   virtual Status readState() { return Status::ok(); }
   /// Where time went, per instruction class, when the backend measured it.
   virtual std::string profileReport() const { return {}; }

@@ -4,6 +4,7 @@
 #include "runtime/plan/OpRegistry.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace mt::plan {
 
@@ -89,6 +90,61 @@ std::map<uint32_t, ShardView> shardViews(const Plan &plan) {
   return views;
 }
 
+namespace {
+/// Whether [offset, offset + bytes) of PARAMETERS holds a weight a MoE
+/// router reads (in fp32).
+bool routerReads(const Plan &plan, uint64_t offset, uint64_t bytes) {
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions())
+      if (isOp(instr, Op::moe_router) || isOp(instr, Op::moe_router_grad))
+        for (uint32_t id : instr.inputs()) {
+          const Buffer &b = plan.buffers(id);
+          if (b.arena() == PARAMETERS && b.offset_bytes() < offset + bytes &&
+              offset < b.offset_bytes() + b.size_bytes())
+            return true;
+        }
+  return false;
+}
+} // namespace
+
+std::map<uint32_t, MasterShard> masterShards(const Plan &plan) {
+  std::map<uint32_t, MasterShard> masters;
+  if (plan.mesh().pp() > 1)
+    return masters;
+  const std::map<uint32_t, ShardView> views = shardViews(plan);
+  // Weight shard view -> its bucket, for views written back by an all_gather.
+  std::map<uint32_t, const Bucket *> gathered;
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions()) {
+      if (!isOp(instr, Op::all_gather) || instr.inputs_size() != 1 ||
+          instr.outputs_size() != 1 || Attrs(instr).i("outer") != 1)
+        continue;
+      auto view = views.find(instr.inputs(0));
+      if (view == views.end() || view->second.bucket != instr.outputs(0))
+        continue;
+      for (const Bucket &b : plan.buckets())
+        if (b.param_buffer() == instr.outputs(0))
+          gathered[view->first] = &b;
+    }
+  std::vector<std::pair<uint64_t, std::pair<uint32_t, const Bucket *>>> byOffset;
+  for (const auto &[view, bucket] : gathered) {
+    const Buffer &whole = plan.buffers(bucket->param_buffer());
+    if (bucket->parts() > 1 && bucket->master_buffer() == 0 && whole.arena() == PARAMETERS &&
+        !routerReads(plan, whole.offset_bytes(), whole.size_bytes()))
+      byOffset.push_back({whole.offset_bytes(), {view, bucket}});
+  }
+  std::sort(byOffset.begin(), byOffset.end());
+  uint64_t offset = 0;
+  for (const auto &[at, entry] : byOffset) {
+    const uint64_t bytes = plan.buffers(entry.first).size_bytes();
+    const Buffer &whole = plan.buffers(entry.second->param_buffer());
+    masters[entry.first] = {entry.second->param_buffer(), offset, bytes, whole.offset_bytes(),
+                            roundUp(whole.size_bytes(), 64)};
+    offset += roundUp(bytes, 64);
+  }
+  return masters;
+}
+
 std::set<uint32_t> wideActivations(const Plan &plan) {
   const std::map<uint32_t, ShardView> views = shardViews(plan);
   std::set<uint32_t> wide;
@@ -151,8 +207,14 @@ bool hostWeightsAreMasters(const Plan &plan) {
 DeviceFootprint deviceFootprint(const Plan &plan) {
   DeviceFootprint f;
   f.shardViews = shardViews(plan);
+  f.masterShards = masterShards(plan);
   for (const auto &[id, view] : f.shardViews)
-    f.shardsInPlace += plan.buffers(id).size_bytes();
+    if (!f.masterShards.count(id))
+      f.shardsInPlace += plan.buffers(id).size_bytes();
+  for (const auto &[id, master] : f.masterShards) {
+    f.masterShardBytes += roundUp(master.bytes, 64);
+    f.bucketsNotHeld += master.planBytes;
+  }
   const std::set<uint32_t> wide = wideActivations(plan);
   for (uint32_t id : wide) {
     f.wideOffsets[id] = f.wideActivations;
@@ -181,7 +243,12 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
   for (const Arena &a : plan.arenas()) {
     switch (a.kind()) {
     case PARAMETERS:
-      f.weights = fp32WeightsOnHost(plan) ? 0 : a.size_bytes();
+      // A bucket's range rounded up to 64 bytes ends within the arena
+      // (every buffer's offset is 64-byte aligned) or at its rounded end.
+      f.weightsBeforeShards = roundUp(a.size_bytes(), 64) - f.bucketsNotHeld;
+      f.weights = fp32WeightsOnHost(plan) ? 0
+                  : f.masterShards.empty() ? a.size_bytes()
+                                           : f.weightsBeforeShards + f.masterShardBytes;
       f.shadows = a.size_bytes() / 2;
       break;
     case GRADIENTS:
@@ -211,6 +278,18 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
     }
   }
   return f;
+}
+
+std::optional<uint64_t> deviceWeightOffset(const DeviceFootprint &f, uint64_t planOffset,
+                                           uint64_t bytes) {
+  uint64_t before = 0; // bytes of left-out ranges before planOffset
+  for (const auto &[id, m] : f.masterShards) {
+    if (planOffset < m.planOffset + m.planBytes && m.planOffset < planOffset + bytes)
+      return std::nullopt;
+    if (m.planOffset + m.planBytes <= planOffset)
+      before += m.planBytes;
+  }
+  return planOffset - before;
 }
 
 } // namespace mt::plan

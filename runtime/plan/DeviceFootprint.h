@@ -2,8 +2,9 @@
 // compiler can print (`mtc compile --explain`) and the runtime allocates
 // (runtime/cuda/DeviceArenas.h): bf16 activations at half their planned
 // offsets, the activations that stay 32-bit in an arena of their own, and a
-// bf16 shadow of every fp32 parameter. The distributed optimizer's shards
-// live in place, in the rank's slice of their bucket, as Megatron-Core's do.
+// bf16 shadow of every fp32 parameter. The distributed optimizer's gradient
+// shards live in place, in the rank's slice of their bucket, and its fp32
+// master weights are the rank's shard alone (MasterShard), as Megatron-Core's.
 // The host arenas of optimizer_offload, grad_offload and param_offload
 // (HOST_*) are not on the device; grad_offload's STAGED_GRADIENTS arena is,
 // in fp32, and param_offload's STAGED_WEIGHTS, in fp32 with a bf16 copy.
@@ -14,6 +15,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -38,6 +40,32 @@ struct ShardView {
 /// all_slice instructions along the first dimension (outer 1) whose input
 /// is a bucket's gradient or weight buffer, by buffer id.
 std::map<uint32_t, ShardView> shardViews(const Plan &plan);
+
+/// A distributed-optimizer weight bucket whose fp32 master weights the CUDA
+/// backend keeps only as the rank's shard, as Megatron-Core's
+/// DistributedOptimizer keeps its main params (distrib_optimizer.py): the
+/// shard view AdamW updates (the all_slice's output) is the fp32 master,
+/// AdamW writes its bf16 slice of the bucket's shadow, and the all_gather
+/// of the plan gathers the bf16 shadow in place. The bucket's whole fp32
+/// range of PARAMETERS is not on the device. The CPU backend, which
+/// computes from the fp32 weights, keeps the plan's layout.
+struct MasterShard {
+  uint32_t bucket = 0; // the bucket's param_buffer
+  uint64_t offset = 0; // bytes into the device's master shards (64-byte aligned)
+  uint64_t bytes = 0;  // the shard's: the bucket's / parts
+  /// The bucket's range of the PARAMETERS arena that the device leaves out:
+  /// from its offset to the next 64-byte boundary after it.
+  uint64_t planOffset = 0, planBytes = 0;
+};
+
+/// The master shards of `plan`, by shard view id: buckets split over more
+/// than one rank (`parts` > 1) whose weight shard is a shard view written
+/// back by an all_gather (outer 1) of the whole bucket, without
+/// optimizer_offload (its masters are on the host) and without pipeline
+/// parallelism (stages' buckets share offsets), and none of whose weights a
+/// MoE router reads (it reads them in fp32). Their `offset`s follow the
+/// buckets' order in the arena.
+std::map<uint32_t, MasterShard> masterShards(const Plan &plan);
 
 /// The ACTIVATIONS buffers kept in their planned dtype rather than bf16:
 /// non-fp32 ones (indices), one-element ones (the optimizer's scalars), the
@@ -94,8 +122,13 @@ struct DeviceFootprint {
   std::map<uint32_t, uint64_t> wideOffsets;
   std::map<uint32_t, ShardView> shardViews;
   /// Bytes the shard views would take apart from their buckets (not
-  /// allocated: not in total()).
+  /// allocated: not in total()); not the master shards'.
   uint64_t shardsInPlace = 0;
+  /// masterShards: the fp32 shards, in `weights` after the PARAMETERS
+  /// arena's other buffers (`weightsBeforeShards` bytes: the arena less its
+  /// master-sharded buckets' ranges, `bucketsNotHeld` bytes).
+  std::map<uint32_t, MasterShard> masterShards;
+  uint64_t masterShardBytes = 0, bucketsNotHeld = 0, weightsBeforeShards = 0;
   /// Communication buffers: the rank-major blocks the largest all_gather or
   /// reduce_scatter along a middle dimension (outer > 1: sequence
   /// parallelism's), or the send and receive blocks of the largest
@@ -110,6 +143,13 @@ struct DeviceFootprint {
   }
 };
 DeviceFootprint deviceFootprint(const Plan &plan);
+
+/// Where the CUDA backend keeps the fp32 bytes [planOffset, planOffset +
+/// bytes) of the PARAMETERS arena: their offset in its device arena (the
+/// plan's, less the master-sharded buckets' ranges before them); none when
+/// they lie in such a range (only the rank's shard of it is on the device).
+std::optional<uint64_t> deviceWeightOffset(const DeviceFootprint &f, uint64_t planOffset,
+                                           uint64_t bytes);
 
 } // namespace mt::plan
 

@@ -110,6 +110,90 @@ TEST(DeviceFootprint, StagesParamOffloadsWeightsInFp32AndBf16) {
   EXPECT_EQ(f.total(), 1024u + 512 + 4096);
 }
 
+Instruction &addCollective(Program &program, const char *op, uint32_t in, uint32_t out) {
+  Instruction &instr = *program.add_instructions();
+  instr.set_op(op);
+  instr.add_inputs(in);
+  instr.add_outputs(out);
+  Attribute &outer = *instr.add_attributes();
+  outer.set_name("outer");
+  outer.set_i(1);
+  return instr;
+}
+
+// The distributed optimizer's weight buckets on CUDA (Megatron-Core's main
+// params): the rank's fp32 master shard after the other fp32 weights, the
+// buckets' whole ranges left out; the bf16 shadow stays whole. Not for a
+// bucket a MoE router reads, with pipelines, with optimizer_offload's host
+// masters, over one rank, or without the gather back into the bucket.
+TEST(DeviceFootprint, KeepsTheRanksShardOfDistributedOptimizerMasters) {
+  Plan p;
+  for (auto [kind, bytes] : {std::pair{PARAMETERS, 1216}, {GRADIENTS, 1216}}) {
+    auto *a = p.add_arenas();
+    a->set_kind(kind);
+    a->set_size_bytes(uint64_t(bytes));
+  }
+  addBuffer(p, "bucket0", F32, {256}, PARAMETERS, 0);      // 0: 1024 bytes
+  addBuffer(p, "w", F32, {256}, PARAMETERS, 0);            // 1: its member
+  addBuffer(p, "frozen", F32, {16}, PARAMETERS, 1024);     // 2: in no bucket
+  addBuffer(p, "bucket1", F32, {24}, PARAMETERS, 1088);    // 3: 96 bytes
+  addBuffer(p, "shard0", F32, {128}, ACTIVATIONS, 0);      // 4
+  addBuffer(p, "shard1", F32, {12}, ACTIVATIONS, 512);     // 5
+  addBuffer(p, "grads0", F32, {256}, GRADIENTS, 0);        // 6
+  addBuffer(p, "grads1", F32, {24}, GRADIENTS, 1088);      // 7
+  p.mutable_mesh()->set_dp(2);
+  p.mutable_mesh()->set_pp(1);
+  Program &optimizer = *p.add_programs();
+  for (auto [bucket, shard, grads] : {std::tuple{0u, 4u, 6u}, {3u, 5u, 7u}}) {
+    Bucket &b = *p.add_buckets();
+    b.set_axis("dp");
+    b.set_parts(2);
+    b.set_param_buffer(bucket);
+    b.set_grad_buffer(grads);
+    addCollective(optimizer, "all_slice", bucket, shard);
+    addCollective(optimizer, "all_gather", shard, bucket);
+  }
+  DeviceFootprint f = deviceFootprint(p);
+  ASSERT_EQ(f.masterShards.size(), 2u);
+  EXPECT_EQ(f.masterShards.at(4).bucket, 0u);
+  EXPECT_EQ(f.masterShards.at(4).offset, 0u);
+  EXPECT_EQ(f.masterShards.at(4).bytes, 512u);
+  EXPECT_EQ(f.masterShards.at(4).planBytes, 1024u);
+  EXPECT_EQ(f.masterShards.at(5).offset, 512u);
+  EXPECT_EQ(f.masterShards.at(5).bytes, 48u);
+  EXPECT_EQ(f.masterShards.at(5).planOffset, 1088u);
+  EXPECT_EQ(f.masterShards.at(5).planBytes, 128u); // to the next 64-byte boundary
+  EXPECT_EQ(f.bucketsNotHeld, 1152u);
+  EXPECT_EQ(f.weightsBeforeShards, 64u);               // 'frozen'
+  EXPECT_EQ(f.weights, 64u + 512 + 64);                // + the shards, 64-byte aligned
+  EXPECT_EQ(f.shadows, 608u);                          // whole
+  EXPECT_EQ(f.shardsInPlace, 0u);                      // the masters are no views
+  EXPECT_EQ(deviceWeightOffset(f, 1024, 64), std::optional<uint64_t>(0));
+  EXPECT_EQ(deviceWeightOffset(f, 0, 1024), std::nullopt);
+  EXPECT_EQ(deviceWeightOffset(f, 1100, 4), std::nullopt);
+
+  Plan router = p; // bucket0 is read in fp32
+  Instruction &route = *router.add_programs()->add_instructions();
+  route.set_op("moe_router");
+  route.add_inputs(4);
+  route.add_inputs(1);
+  EXPECT_EQ(masterShards(router).size(), 1u);
+  EXPECT_EQ(deviceFootprint(router).weights, 1216u - 128 + 64);
+  Plan pipelined = p;
+  pipelined.mutable_mesh()->set_pp(2);
+  EXPECT_TRUE(masterShards(pipelined).empty());
+  EXPECT_EQ(deviceFootprint(pipelined).weights, 1216u);
+  Plan offloaded = p;
+  offloaded.mutable_buckets(0)->set_master_buffer(7);
+  EXPECT_EQ(masterShards(offloaded).size(), 1u);
+  Plan oneRank = p;
+  oneRank.mutable_buckets(1)->set_parts(1);
+  EXPECT_EQ(masterShards(oneRank).size(), 1u);
+  Plan notGathered = p;
+  notGathered.mutable_programs(0)->mutable_instructions(1)->set_outputs(0, 2);
+  EXPECT_EQ(masterShards(notGathered).size(), 1u);
+}
+
 TEST(DeviceFootprint, NamesTheHostAndLivenessPlannedArenas) {
   for (ArenaKind kind :
        {HOST_PARAMETERS, HOST_GRADIENTS, HOST_OPTIMIZER, HOST_STAGED_GRADIENTS, HOST_WEIGHTS})
@@ -244,13 +328,7 @@ TEST(DeviceFootprint, KeepsTheDistributedOptimizerShardsInTheirBuckets) {
   bucket->set_grad_buffer(1);
   auto *program = p.add_programs();
   auto add = [&](const char *op, uint32_t in, uint32_t out) {
-    auto *instr = program->add_instructions();
-    instr->set_op(op);
-    instr->add_inputs(in);
-    instr->add_outputs(out);
-    auto *outer = instr->add_attributes();
-    outer->set_name("outer");
-    outer->set_i(1);
+    addCollective(*program, op, in, out);
   };
   add("reduce_scatter", 1, 2);
   add("all_slice", 0, 3);

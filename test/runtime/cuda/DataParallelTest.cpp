@@ -7,12 +7,15 @@
 // added after the reduction, also with tied embeddings), and the tp2 and
 // tp2+sp plans of the demo
 // model and a tiny Qwen3, and the demo model's dp2 plan with the
-// distributed optimizer; tensor parallelism's overlapped collectives against
-// the plan's order. The plans are compiled on a machine with the
+// distributed optimizer (also against dp2 without it, its checkpoints
+// resumed on one GPU, and its arenas against --explain's figures); tensor
+// parallelism's overlapped collectives against the plan's order. The plans are compiled on a machine with the
 // compiler (bench/gpu-dp.sh --prepare) into $MT_GPU_DATA/plans, the tokens
 // in $MT_GPU_DATA/corpus.bin.
 #include "runtime/cuda/CommProfile.h"
 #include "runtime/cuda/CudaExecutor.h"
+#include "runtime/cuda/DeviceArenas.h"
+#include "runtime/plan/PlanIO.h"
 #include "test/runtime/cuda/TwoGpuTraining.h"
 
 namespace mt {
@@ -174,6 +177,68 @@ TEST(DistributedOptimizer, OverlappedParamGatherChangesNoValue) {
   ASSERT_EQ(plain.loss.size(), size_t(kSteps));
   EXPECT_EQ(gathered, plain);
   EXPECT_EQ(gatheredOnly, plain);
+}
+
+// Each rank keeps only its shard of the buckets' fp32 master weights
+// (plan::MasterShard, Megatron-Core's main params), updates it, writes its
+// bf16 slice of the weights and all-gathers the bf16 weights: demo-dp2-do
+// and demo-dp2-do-opg train as demo-dp2 does (every rank updating every
+// whole fp32 weight) within the bf16 tolerances.
+TEST(DistributedOptimizer, MatchesDataParallelWithoutIt) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-dp2-masters";
+  const auto plain = trainOnTwoGpus(tmp + "-dp2.jsonl", {{"MT_TEST_PLAN", "demo-dp2"}});
+  for (const std::string plan : {"demo-dp2-do", "demo-dp2-do-opg"}) {
+    ASSERT_TRUE(std::filesystem::exists(gpuData() + "/plans/" + plan + "/plan.pb")) << plan;
+    expectSameTraining(plan + " vs dp2",
+                       trainOnTwoGpus(tmp + "-" + plan + ".jsonl", {{"MT_TEST_PLAN", plan}}),
+                       plain);
+  }
+}
+
+// A --save of those runs gathers the fp32 master shards into whole weights
+// (with overlap_param_gather the last step's gathers are still pending
+// then): resumed on the two GPUs (each taking its shard again) they
+// continue bit for bit, and on one GPU with the demo plan they train on as
+// the two-GPU run does.
+TEST(DistributedOptimizer, SaveResumesWholeOnOneGpu) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  for (const std::string plan : {"demo-dp2-do", "demo-dp2-do-opg"})
+    expectSaveResumes("DataParallel.RankOfTwoGpuJob", plan, "demo",
+                      ::testing::TempDir() + "/mt-resume-" + plan);
+}
+
+// The arenas the GPU allocates are what --explain's CUDA column counts
+// (plan::deviceFootprint; the collectives' staging is the kernel
+// workspace's): under the distributed optimizer, of the fp32 weights only
+// the rank's master shard of each bucket, about half of demo-dp2-do's
+// PARAMETERS arena, at its own place; its bf16 slice in the bucket's whole
+// shadow at the rank's place; no fp32 copy of the buckets.
+TEST(DistributedOptimizer, ArenasHoldTheMasterShardsExplainCounts) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  auto plan = plan::readPlanDirectory(gpuData() + "/plans/demo-dp2-do");
+  ASSERT_TRUE(plan) << plan.message();
+  const plan::DeviceFootprint f = plan::deviceFootprint(*plan);
+  ASSERT_EQ(f.masterShards.size(), size_t(plan->buckets_size()));
+  uint64_t planned = 0;
+  for (const plan::Arena &a : plan->arenas())
+    if (a.kind() == plan::PARAMETERS)
+      planned = a.size_bytes();
+  EXPECT_NEAR(double(f.weights), double(planned) / 2, 128.0 * plan->buckets_size());
+  for (int64_t dp : {0, 1}) {
+    auto arenas = cuda::DeviceArenas::create(
+        *plan, "", 1, [dp](const std::string &axis) { return axis == "dp" ? dp : int64_t(0); });
+    ASSERT_TRUE(arenas) << arenas.message();
+    const cuda::DeviceArenas &d = **arenas;
+    EXPECT_EQ(d.totalBytes(), f.total() - f.collectiveStaging) << "dp " << dp;
+    EXPECT_EQ(d.arenaBytes(plan::PARAMETERS), f.weights);
+    for (const auto &[view, m] : f.masterShards) {
+      EXPECT_TRUE(d.isMasterShard(view));
+      EXPECT_EQ(d.data(view), d.arena(plan::PARAMETERS) + f.weightsBeforeShards + m.offset);
+      EXPECT_EQ(d.bf16Data(view), d.bf16Data(m.bucket) + dp * int64_t(m.bytes / 4));
+      EXPECT_EQ(d.data(m.bucket), nullptr) << plan->buffers(m.bucket).name();
+    }
+  }
 }
 
 // Tensor parallelism (with and without sequence parallelism) on two GPUs

@@ -40,6 +40,23 @@ TEST(ExpertParallel, LossesMatchOneGpu) {
   }
 }
 
+// The distributed optimizer (ep2-do: dense buckets sharded over dp 2, the
+// experts' over edp 1) with each rank's fp32 master shards against ep2
+// without it, within the bf16 tolerances; and its checkpoint, whole,
+// resumed on the two GPUs and on one.
+TEST(ExpertParallel, DistributedOptimizerMatchesEp2AndResumes) {
+  ASSERT_FALSE(gpuData().empty()) << "MT_GPU_DATA must name bench/gpu-dp.sh --prepare's folder";
+  const std::string tmp = ::testing::TempDir() + "/mt-ep2-do";
+  for (const std::string model : {"tiny-moe-hd64", "tiny-mixtral-hd64"})
+    expectSameTraining(model + "-ep2-do vs ep2",
+                       trainOnTwoGpus(tmp + "-" + model + ".jsonl",
+                                      {{"MT_TEST_PLAN", model + "-ep2-do"}}),
+                       trainOnTwoGpus(tmp + "-" + model + "-plain.jsonl",
+                                      {{"MT_TEST_PLAN", model + "-ep2"}}));
+  expectSaveResumes("ExpertParallel.RankOfTwoGpuJob", "tiny-moe-hd64-ep2-do", "tiny-moe-hd64",
+                    tmp + "-resume");
+}
+
 // The dense gradients' all-reduce over dp in the optimizer
 // (MT_CUDA_OVERLAP=0) and overlapped with backward, where it runs on its
 // own stream beside the all-to-alls of the experts: the same sums, the same

@@ -68,10 +68,10 @@ inline Curves curves(const std::string &metrics) {
 
 /// The body of a rank test: trains plans/MT_TEST_PLAN (`defaultPlan` when
 /// unset) as this rank on MT_TEST_DATA (options' default when unset), its
-/// metrics to MT_TEST_METRICS, on LOCAL_RANK's GPU;
-/// where set, for MT_TEST_STEPS steps, with --save MT_TEST_SAVE and, with
-/// MT_TEST_PROFILE_COMM=1, --profile-comm, whose report on rank 0 must then
-/// contain MT_TEST_PROFILE_LINE where set.
+/// metrics to MT_TEST_METRICS, on LOCAL_RANK's GPU; where set, for
+/// MT_TEST_STEPS steps, with --save MT_TEST_SAVE, --resume MT_TEST_RESUME
+/// and, with MT_TEST_PROFILE_COMM=1, --profile-comm, whose report on rank 0
+/// must then contain MT_TEST_PROFILE_LINE where set.
 /// Skipped when the test runs alone (no MT_RANK).
 inline void trainAsRank(const char *defaultPlan) {
   if (!std::getenv("MT_RANK"))
@@ -86,6 +86,8 @@ inline void trainAsRank(const char *defaultPlan) {
     o.steps = std::atoll(steps);
   if (const char *save = std::getenv("MT_TEST_SAVE"))
     o.saveDir = save;
+  if (const char *resume = std::getenv("MT_TEST_RESUME"))
+    o.resumeDir = resume;
   const char *profileComm = std::getenv("MT_TEST_PROFILE_COMM");
   o.profileComm = profileComm && std::string(profileComm) == "1";
   std::ostringstream log;
@@ -180,6 +182,46 @@ inline void expectSameTraining(const std::string &what, const Curves &got,
   if (!got.loss.empty()) {
     EXPECT_LT(got.loss.back(), got.loss.front()) << what << " trains";
   }
+}
+
+/// A checkpoint of the two-GPU plan `plan` stays whole and reshardable: its
+/// 20-step run (`rankTest`'s job) against 10 steps saved (--save) then
+/// resumed (--resume) to step 20 on the same two GPUs, which continue it
+/// bit for bit, and on one GPU with the one-GPU plan `onePlan` of the same
+/// model and global batch, which trains as it does within the bf16
+/// tolerances. `tmp` prefixes the metrics and the checkpoint.
+inline void expectSaveResumes(const std::string &rankTest, const std::string &plan,
+                              const std::string &onePlan, const std::string &tmp) {
+  const std::string checkpoint = tmp + "-ckpt";
+  std::filesystem::remove_all(checkpoint);
+  const Curves straight = trainOnTwoGpus(rankTest, tmp + "-straight.jsonl", {{"MT_TEST_PLAN", plan}});
+  const Curves first =
+      trainOnTwoGpus(rankTest, tmp + "-first.jsonl",
+                     {{"MT_TEST_PLAN", plan}, {"MT_TEST_STEPS", "10"}, {"MT_TEST_SAVE", checkpoint}});
+  const Curves two = trainOnTwoGpus(rankTest, tmp + "-two.jsonl",
+                                    {{"MT_TEST_PLAN", plan}, {"MT_TEST_RESUME", checkpoint}});
+  std::filesystem::remove(tmp + "-one.jsonl");
+  exec::TrainOptions o = options(onePlan, tmp + "-one.jsonl");
+  o.resumeDir = checkpoint;
+  std::ostringstream log;
+  auto resumed = exec::train(o, log);
+  ASSERT_TRUE(resumed.isOk()) << resumed.message() << "\n" << log.str();
+  const Curves one = curves(tmp + "-one.jsonl");
+  ASSERT_EQ(straight.loss.size(), size_t(kSteps)) << plan;
+  ASSERT_EQ(first.loss.size(), size_t(kSteps / 2)) << plan;
+  ASSERT_EQ(two.loss.size(), size_t(kSteps / 2)) << plan << " resumed";
+  ASSERT_EQ(one.loss.size(), size_t(kSteps / 2)) << plan << " resumed on one GPU";
+  auto half = [](const std::vector<double> &v, bool second) {
+    return second ? std::vector<double>(v.begin() + kSteps / 2, v.end())
+                  : std::vector<double>(v.begin(), v.begin() + kSteps / 2);
+  };
+  EXPECT_EQ(first.loss, half(straight.loss, false)) << plan;
+  EXPECT_EQ(two.loss, half(straight.loss, true)) << plan << " resumed";
+  EXPECT_EQ(two.gradNorm, half(straight.gradNorm, true)) << plan << " resumed";
+  Curves joined = first;
+  joined.loss.insert(joined.loss.end(), one.loss.begin(), one.loss.end());
+  joined.gradNorm.insert(joined.gradNorm.end(), one.gradNorm.begin(), one.gradNorm.end());
+  expectSameTraining(plan + " saved at step 10, resumed on one GPU", joined, straight);
 }
 
 } // namespace mt::twogpu
