@@ -141,9 +141,6 @@ Expected<PreparedData> prepareChatData(const DataRequest &r) {
 Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
   if (r.stage == "sft")
     return prepareChatData(r);
-  if (r.neatPacking)
-    return fail("neat_packing: applies to stage sft (samples packed into rows); stage pt "
-                "reads one token stream, where documents are separated by EOS");
   if (r.dataset.empty())
     return fail("dataset: not given; name a dataset of dataset_info.json or a text file");
   if (r.dataset.find(',') != std::string::npos)
@@ -334,6 +331,8 @@ Status checkConfig(const TrainConfig &c) {
   if (!fs::is_regular_file(fs::path(c.modelNameOrPath) / "config.json"))
     return fail("model_name_or_path: " + c.modelNameOrPath + " has no config.json (mtc reads "
                 "local model directories; hub names are not downloaded)");
+  if (Status s = c.checkStageKeys(); !s)
+    return s;
   return checkDistCheckpoint(c);
 }
 
