@@ -5,6 +5,7 @@
 #include "compiler/config/TrainConfig.h"
 #include "compiler/driver/Commands.h"
 #include "compiler/driver/Launch.h"
+#include "compiler/hf/HfConfig.h"
 #include "runtime/support/AtomicFile.h"
 #include "runtime/support/Wording.h"
 
@@ -332,6 +333,13 @@ Status checkConfig(const TrainConfig &c) {
     return fail("model_name_or_path: " + c.modelNameOrPath + " has no config.json (mtc reads "
                 "local model directories; hub names are not downloaded)");
   if (Status s = c.checkStageKeys(); !s)
+    return s;
+  // The model at cutoff_len, before the data step spends its time.
+  const std::string config = c.modelNameOrPath + "/config.json";
+  auto spec = readHfConfig(config);
+  if (!spec)
+    return spec.status();
+  if (Status s = checkSequenceLength(*spec, c.cutoffLen, config, "cutoff_len"); !s)
     return s;
   return checkDistCheckpoint(c);
 }
