@@ -333,9 +333,9 @@ Status TrainConfig::checkStageKeys() const {
         "choose the end-of-text token it appends to each example; mtc's pt tokenizes the text "
         "as one stream and appends none); remove template, or set stage: sft");
   if (neatPacking)
-    return Status::error(where("neat_packing") + "neat_packing: applies to stage sft (samples "
-                         "packed into rows); stage pt reads one token stream, where documents "
-                         "are separated by EOS");
+    return Status::error(where("neat_packing") + "neat_packing: true" + notSft + ": stage pt "
+                         "reads one token stream, where documents are separated by EOS "
+                         "(LLaMA-Factory refuses it outside sft too); remove neat_packing");
   for (auto [key, on] : {std::pair<const char *, bool>{"train_on_prompt", trainOnPrompt},
                          {"mask_history", maskHistory}})
     if (on)
