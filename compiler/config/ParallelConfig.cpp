@@ -187,7 +187,8 @@ Status resolveRecompute(ParallelConfig &p, const ModelDims &model) {
   int64_t most = *std::max_element(p.chunkLayers.begin(), p.chunkLayers.end());
   if (r.numLayers < 1 || r.numLayers > most)
     return fail(numLayers, " must be between 1 and the layers of a pipeline chunk (", most,
-                ") with ", granularity, " full, got ", r.numLayers);
+                ") with ", granularity, " full and ", method, " ", r.method,
+                r.numLayers ? ", got " + std::to_string(r.numLayers) : std::string(", not given"));
   return Status::ok();
 }
 

@@ -314,6 +314,42 @@ Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetS
   return o;
 }
 
+Status TrainConfig::checkStageKeys() const {
+  if (stage == "sft")
+    return Status::ok();
+  // "file:line:col: " (or "command line: ") of the key's last setting.
+  auto where = [&](const std::string &key) {
+    for (auto it = givenAt.rbegin(); it != givenAt.rend(); ++it)
+      if (it->first == key)
+        return it->second + ": ";
+    return std::string();
+  };
+  auto given = [&](const std::string &key) { return !where(key).empty(); };
+  const std::string notSft = " applies to stage sft only, and stage is " + stage;
+  if (!chatTemplate.empty())
+    return Status::error(
+        where("template") + "template: " + chatTemplate + notSft + ": stage pt trains on the "
+        "raw text and applies no chat template (LLaMA-Factory reads template in pt only to "
+        "choose the end-of-text token it appends to each example; mtc's pt tokenizes the text "
+        "as one stream and appends none); remove template, or set stage: sft");
+  if (neatPacking)
+    return Status::error(where("neat_packing") + "neat_packing: true" + notSft + ": stage pt "
+                         "reads one token stream, where documents are separated by EOS "
+                         "(LLaMA-Factory refuses it outside sft too); remove neat_packing");
+  for (auto [key, on] : {std::pair<const char *, bool>{"train_on_prompt", trainOnPrompt},
+                         {"mask_history", maskHistory}})
+    if (on)
+      return Status::error(where(key) + key + ": true" + notSft + ": pt data has no prompts or "
+                           "turns, every token is trained on (LLaMA-Factory refuses it "
+                           "outside sft too); remove " + key);
+  if (given("packing") && !packing)
+    return Status::error(where("packing") + "packing: false" + notSft + ": stage pt always "
+                         "concatenates the text into samples of cutoff_len tokens "
+                         "(LLaMA-Factory's packing, which it turns on for pt); remove packing "
+                         "or set it true");
+  return Status::ok();
+}
+
 std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
   std::ostringstream os;
   int64_t dp = dataParallelSize();

@@ -98,6 +98,16 @@ struct TrainConfig {
   /// the "hf_"-prefixed style of mt.lr_schedule.
   Expected<OptimizerConfig> optimizer(std::optional<int64_t> datasetSamples) const;
 
+  /// The data keys that apply to one stage only, checked against `stage`
+  /// before any work; each error names where the key was given. As
+  /// LLaMA-Factory's parser (hparams/parser.py), neat_packing, train_on_prompt
+  /// and mask_history are refused outside sft. Stage pt also refuses what it
+  /// would otherwise ignore: `template` (LLaMA-Factory reads it in pt only to
+  /// choose the end-of-text token it appends to each example,
+  /// data/processor/pretrain.py; mtc's pt appends none) and `packing: false`
+  /// (mtc's pt always concatenates, LLaMA-Factory's default for pt).
+  Status checkStageKeys() const;
+
   /// Lines for `--explain`: the global batch with the dp used, the steps
   /// (and how epochs over `datasetSamples` give them), and the keys that
   /// name what mtc always does.

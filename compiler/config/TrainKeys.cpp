@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 #include <optional>
+#include <sstream>
 
 namespace mt::trainkeys {
 namespace {
@@ -42,9 +43,12 @@ Setter number(const char *key, double TrainConfig::*field, double min) {
   return [=](TrainConfig &c, const Given &g) {
     if (Status s = read(g, key, "a number", c.*field); !s)
       return s;
-    if (!(c.*field >= min) || !std::isfinite(c.*field))
-      return Status::error(g.where + key + ": must be a finite number >= " +
-                           std::to_string(min) + ", got " + g.node.Scalar());
+    if (!(c.*field >= min) || !std::isfinite(c.*field)) {
+      std::ostringstream bound; // 0, not to_string's 0.000000
+      bound << min;
+      return Status::error(g.where + key + ": must be a finite number >= " + bound.str() +
+                           ", got " + g.node.Scalar());
+    }
     return Status::ok();
   };
 }

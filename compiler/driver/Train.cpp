@@ -5,6 +5,7 @@
 #include "compiler/config/TrainConfig.h"
 #include "compiler/driver/Commands.h"
 #include "compiler/driver/Launch.h"
+#include "compiler/hf/HfConfig.h"
 #include "runtime/support/AtomicFile.h"
 #include "runtime/support/Wording.h"
 
@@ -141,9 +142,6 @@ Expected<PreparedData> prepareChatData(const DataRequest &r) {
 Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
   if (r.stage == "sft")
     return prepareChatData(r);
-  if (r.neatPacking)
-    return fail("neat_packing: applies to stage sft (samples packed into rows); stage pt "
-                "reads one token stream, where documents are separated by EOS");
   if (r.dataset.empty())
     return fail("dataset: not given; name a dataset of dataset_info.json or a text file");
   if (r.dataset.find(',') != std::string::npos)
@@ -334,6 +332,15 @@ Status checkConfig(const TrainConfig &c) {
   if (!fs::is_regular_file(fs::path(c.modelNameOrPath) / "config.json"))
     return fail("model_name_or_path: " + c.modelNameOrPath + " has no config.json (mtc reads "
                 "local model directories; hub names are not downloaded)");
+  if (Status s = c.checkStageKeys(); !s)
+    return s;
+  // The model at cutoff_len, before the data step spends its time.
+  const std::string config = c.modelNameOrPath + "/config.json";
+  auto spec = readHfConfig(config);
+  if (!spec)
+    return spec.status();
+  if (Status s = checkSequenceLength(*spec, c.cutoffLen, config, "cutoff_len"); !s)
+    return s;
   return checkDistCheckpoint(c);
 }
 

@@ -561,21 +561,22 @@ Expected<HfModelSpec> readHfConfig(const std::string &path) {
   return parseHfConfig(text.str(), path);
 }
 
-Status checkSequenceLength(const HfModelSpec &spec, int64_t seq, const std::string &path) {
+Status checkSequenceLength(const HfModelSpec &spec, int64_t seq, const std::string &path,
+                           const std::string &option) {
   std::string s = std::to_string(seq);
   if (seq > spec.maxPositionEmbeddings) {
     std::string max = std::to_string(spec.maxPositionEmbeddings);
     return Status::error(path + ": the sequence length " + s +
-                         " (--seq) exceeds max_position_embeddings " + max +
+                         " (" + option + ") exceeds max_position_embeddings " + max +
                          ": the model has no trained positions beyond " + max +
-                         " (Megatron-LM refuses the same): give --seq " + max +
+                         " (Megatron-LM refuses the same): give " + option + " " + max +
                          " or less, or, to train at a longer context, "
                          "raise max_position_embeddings in the config");
   }
   // Query i sees key j when i - size < j <= i: at seq <= size every j <= i.
   if (const auto &w = spec.slidingWindow; w && w->size < seq)
     return Status::error(path + ": " + w->keys + " takes effect at sequence length " + s +
-                         " (--seq): a query would see only the last " +
+                         " (" + option + "): a query would see only the last " +
                          std::to_string(w->size) +
                          " positions. Sliding-window attention is not supported by this "
                          "version of mtc yet; a window of at least the sequence length has "

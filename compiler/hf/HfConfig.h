@@ -71,8 +71,10 @@ Expected<HfModelSpec> readHfConfig(const std::string &path);
 /// be trained at as transformers would run it: longer than
 /// `max_position_embeddings` (Megatron-LM's validate_args refuses the same),
 /// or one at which a sliding window would mask keys (not supported yet; a
-/// window of at least `seq` masks nothing and is accepted).
-Status checkSequenceLength(const HfModelSpec &spec, int64_t seq, const std::string &path);
+/// window of at least `seq` masks nothing and is accepted). `option` is the
+/// name the user gave the length by (`--seq`, or mtc train's `cutoff_len`).
+Status checkSequenceLength(const HfModelSpec &spec, int64_t seq, const std::string &path,
+                           const std::string &option = "--seq");
 
 } // namespace mt
 

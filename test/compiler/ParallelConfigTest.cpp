@@ -218,7 +218,13 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
          c.recompute.granularity = "full", c.recompute.method = "block", c.recompute.numLayers = 9;
          c.pp = 2; },
        "recompute_num_layers (--recompute-num-layers) must be between 1 and the layers of a "
-       "pipeline chunk (4) with recompute_granularity (--recompute-granularity) full, got 9"},
+       "pipeline chunk (4) with recompute_granularity (--recompute-granularity) full and "
+       "recompute_method (--recompute-method) block, got 9"},
+      {"recompute method without its layers", [](auto &c, auto &) {
+         c.recompute.granularity = "full", c.recompute.method = "uniform"; },
+       "recompute_num_layers (--recompute-num-layers) must be between 1 and the layers of a "
+       "pipeline chunk (8) with recompute_granularity (--recompute-granularity) full and "
+       "recompute_method (--recompute-method) uniform, not given"},
       {"selective with num_layers", [](auto &c, auto &) {
          c.recompute.granularity = "selective", c.recompute.numLayers = 1; },
        "recompute_num_layers (--recompute-num-layers) applies to recompute_granularity "

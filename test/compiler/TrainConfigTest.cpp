@@ -54,6 +54,9 @@ TEST(TrainConfig, TypeErrorsNameKeyFileLineAndColumn) {
                    "linear, cosine, cosine_with_min_lr, got 'exponential'"),
             e.npos)
       << e;
+  e = errorOf("learning_rate: -1\n");
+  EXPECT_NE(e.find("error.yaml:1:16: learning_rate: must be a finite number >= 0, got -1"), e.npos)
+      << e;
   e = errorOf("stage: dpo\n");
   EXPECT_NE(e.find("stage: must be one of sft, pt, got 'dpo'"), e.npos) << e;
 }
