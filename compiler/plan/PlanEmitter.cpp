@@ -625,6 +625,7 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   // runtime forms no expert groups for it.
   const bool experts = static_cast<bool>(module.lookupSymbol<shard::GridOp>(kExpertMeshName));
   mesh->set_ep(parallel.ep), mesh->set_tp(parallel.tp), mesh->set_etp(experts ? parallel.etp : 1);
+  mesh->set_experts(experts && (parallel.ep > 1 || parallel.etp > 1 || parallel.tp > 1));
   auto *t = out.mutable_training();
   t->set_micro_batch(parallel.microBatch);
   t->set_seq(parallel.seq);
