@@ -506,8 +506,9 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
     for (const plan::Bucket &b : plan.buckets())
       experts += b.axis() == "edp";
     auto over = [](int64_t buckets, const std::string &axis, int64_t size) {
-      return std::to_string(buckets) + (size > 1 ? " over " + axis + " (" + std::to_string(size) + ")"
-                                                 : " whole (" + axis + " 1)");
+      return std::to_string(buckets) +
+             (size > 1 ? " over " + axis + " (" + std::to_string(size) + ")"
+                       : " whole (" + axis + " 1)");
     };
     os << ", " << countOf(plan.buckets_size(), "gradient bucket")
        << " reduce-scattered and all-gathered: "

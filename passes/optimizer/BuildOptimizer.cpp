@@ -90,7 +90,8 @@ llvm::StringMap<std::optional<int64_t>> layersOf(ModuleOp module) {
 /// weight decay or tp replication: its shard is then one AdamW update and
 /// one term of the norm.
 SmallVector<Bucket> formBuckets(ModuleOp module, ArrayRef<ParamOp> params,
-                                int64_t denseShards, int64_t edp, int64_t bucketElements, double weightDecay) {
+                                int64_t denseShards, int64_t edp, int64_t bucketElements,
+                                double weightDecay) {
   llvm::StringMap<std::optional<int64_t>> layers = layersOf(module);
   // (layer, or -1 - index for a parameter outside the layers; decay;
   // replicated; experts) -> bucket under construction.
@@ -197,13 +198,14 @@ struct BuildOptimizerPass
     return dp == 1 && cp > 1 ? kContextParallelAxis : kDataParallelAxis;
   }
   int64_t denseShards() const { return dp == 1 ? cp : dp; }
-  /// A dense bucket's gradient summed over cp and reduced over dp, as its
-  /// shard on denseShardAxis (whole when denseShards() is 1).
+  /// A dense bucket's gradient (with dp > 1 summed over cp already)
+  /// reduced over dp, or with dp 1 summed over cp, as its shard on
+  /// denseShardAxis (whole when denseShards() is 1).
   Value reduceScatterDense(OpBuilder &b, Location loc, Value grad, Type shard) const {
     IntegerAttr dim0 = b.getI64IntegerAttr(0);
     if (dp > 1)
-      return ReduceScatterOp::create(b, loc, shard, sumOverContextParallel(b, loc, grad),
-                                     b.getStringAttr(kDataParallelAxis), dim0, dpReduce(b));
+      return ReduceScatterOp::create(b, loc, shard, grad, b.getStringAttr(kDataParallelAxis),
+                                     dim0, dpReduce(b));
     if (cp > 1)
       return ReduceScatterOp::create(b, loc, shard, grad, b.getStringAttr(kContextParallelAxis),
                                      dim0, b.getStringAttr("sum"));
@@ -494,7 +496,9 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   SmallVector<Value> shards;
   SmallVector<bool> replicated, experts;
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
-    shards.push_back(argOf(k, 1));
+    // With dp 1 the sum over cp is the reduce-scatter itself.
+    shards.push_back(bucket.experts || dp == 1 ? argOf(k, 1)
+                                               : sumOverContextParallel(b, loc, argOf(k, 1)));
     replicated.push_back(bucket.replicated);
     experts.push_back(bucket.experts);
   }

@@ -692,7 +692,8 @@ Expected<TrainSummary> TrainingRun::run() {
     double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
     double eta = elapsed / double(s - done_) * double(last_ - s);
     if (hf)
-      if (Status st = hf->logStep({s, rec->loss.loss, rec->gradNorm, rec->lr, elapsed, s - done_}); !st)
+      if (Status st = hf->logStep({s, rec->loss.loss, rec->gradNorm, rec->lr, elapsed, s - done_});
+          !st)
         return st;
     if (o_.progressBar || rec->skipped || s == last_ || (s - done_) % 10 == 1)
       report(log(), *rec, last_, eta, o_.progressBar);
