@@ -204,9 +204,8 @@ void report(std::ostream &log, const StepRecord &r, int64_t last, double etaSeco
   line << "step " << r.step << "/" << last << "  loss " << fixed(r.loss.loss, 4);
   if (r.loss.lmLoss)
     line << " (lm " << fixed(*r.loss.lmLoss, 4) << ", aux " << fixed(*r.loss.auxLoss, 4) << ")";
-  line << "  grad_norm "
-       << fixed(r.gradNorm, 3) << "  lr " << std::scientific << std::setprecision(2) << r.lr
-       << std::fixed << "  " << std::setprecision(0) << r.tokensPerSecond << " tok/s  ETA "
+  line << "  grad_norm " << fixed(r.gradNorm, 3) << "  lr " << std::scientific
+       << std::setprecision(2) << r.lr << std::fixed << "  " << std::setprecision(0) << r.tokensPerSecond << " tok/s  ETA "
        << std::setprecision(0) << etaSeconds << " s";
   if (r.skipped)
     line << "  SKIPPED (" << r.skipReason << ")";
