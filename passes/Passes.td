@@ -109,11 +109,15 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     function: per bucket the axis, its parameters and their element offsets,
     each a multiple of 16), in reverse order, of about `bucket-elements`
     each, never across layers, weight-decay values or tp replication, and
-    padded to a multiple of 16·dp. The arguments are then (param bucket,
-    grad bucket, exp_avg, exp_avg_sq) per bucket (`mt.bucket`; `mt.param`
-    names its first parameter), the AdamW state being the rank's 1/dp
-    shard (`mt.sharding` on dp). Each grad bucket is reduce-scattered
-    (mean) over dp, the global norm sums the shards (`partial_axis` dp),
+    padded to a multiple of 16·P. A dense bucket is sharded over dp
+    (P = dp, its gradient summed over cp first), or over cp when dp is 1
+    (P = cp), an expert bucket over edp (P = edp); P = 1 leaves it whole,
+    so that with dp·cp = 1 only the experts are sharded. The arguments are
+    then (param bucket, grad bucket, exp_avg, exp_avg_sq) per bucket
+    (`mt.bucket`; `mt.param` names its first parameter), the AdamW state
+    being the rank's 1/P shard (`mt.sharding` on its axis). Each grad
+    bucket is reduce-scattered over its axis (mean over dp, sum over cp and
+    edp), the global norm sums the shards (`partial_axis`),
     each rank takes its slice of the param bucket (`mt.all_slice`), updates
     it, and the updated slices are all-gathered into the param bucket;
     with `overlap-param-gather` those all-gathers are `deferred` (the plan
@@ -270,8 +274,11 @@ def PartitionExpertParallel : Pass<"mt-partition-ep", "::mlir::ModuleOp"> {
       rank's columns of every expert, partial outputs)
       -> `mt.moe_sort_chunks {inverse}` -> `mt.reduce_scatter` over etp,
     inside the dispatcher (or alone with ep 1). Run before mt-autodiff:
-    the gradients of the exchanges are the exchanges backwards. mtc compile
-    runs it with --ep > 1 or etp > 1, after mt-partition-tp;
+    the gradients of the exchanges are the exchanges backwards. With ep =
+    etp = 1 under tp (axis `tp` of @mesh > 1) the whole experts are laid
+    on @expert_mesh, unsplit, so that their gradients are summed over edp
+    (the tp ranks route different tokens). mtc compile runs it with --ep,
+    etp or --tp > 1, after mt-partition-tp;
     mt-build-optimizer then reduces the experts' gradients over `edp` (MoE
     parallel folding) and sums their norm over ep and etp.
   }];

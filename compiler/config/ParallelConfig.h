@@ -130,6 +130,13 @@ struct ParallelConfig {
   /// The expert layers' data-parallel size: edp = dp·cp·tp / (ep·etp)
   /// (Megatron-Core's expert_data_parallel_size). Resolved configurations only.
   int64_t edp() const { return dp * cp * tp / (ep * etp); }
+  /// Whether use_distributed_optimizer has state to shard: the dense
+  /// parameters' over dp·cp > 1 or, in a model with experts (`experts`),
+  /// the experts' over edp > 1 (which MoE parallel folding can make above
+  /// dp·cp: tp 2, etp 1 on 2 ranks has dp 1, edp 2). Resolved only.
+  bool shardsOptimizerState(bool experts) const {
+    return distributedOptimizer && (dp * cp > 1 || (experts && edp() > 1));
+  }
 
   /// Sizes of the mesh of attention and dense layers, in the order of
   /// runtime/plan/MeshAxes.h's kDenseAxes (pp, dp, cp, tp). Resolved

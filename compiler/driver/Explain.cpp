@@ -145,9 +145,10 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
      << countOf(dims.numKvHeads / p.tp, "kv head") << " per rank)"
      << (p.sequenceParallel ? ", sequence parallel" : "") << "\n";
 
-  if (p.distributedOptimizer && p.dp == 1)
-    os << "use_distributed_optimizer: with dp 1 there is nothing to shard; the plan has the "
-          "plain optimizer"
+  if (p.distributedOptimizer && !p.shardsOptimizerState(dims.numExperts > 0))
+    os << "use_distributed_optimizer: with dp x cp 1"
+       << (dims.numExperts ? " and edp 1" : "")
+       << " there is nothing to shard; the plan has the plain optimizer"
        << (p.overlapParamGather ? " (and overlap_param_gather nothing to gather)" : "") << "\n";
 }
 

@@ -94,18 +94,15 @@ void printGathersAndShards(const plan::Plan &plan, const plan::DeviceFootprint &
 
 /// The AdamW state and the fp32 master weights one rank updates, with and
 /// without Megatron-Core's distributed optimizer (on the stage that holds
-/// most): with it, each of the dp ranks keeps and updates 1/dp of them (of
-/// experts split over ep or etp, 1/edp).
+/// most): with it, each rank keeps and updates 1/dp of the dense ones (1/cp
+/// when dp is 1; mt-build-optimizer's denseShardAxis) and 1/edp of the
+/// experts.
 void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   const plan::Mesh &m = plan.mesh();
-  const int64_t dp = std::max<int64_t>(m.dp(), 1);
+  const int64_t dp = std::max<int64_t>(m.dp(), 1), cp = std::max<int64_t>(m.cp(), 1);
+  const int64_t dense = dp > 1 ? dp : cp;
   const int64_t edp = plan::expertDataParallelSize(m);
-  auto partsOf = [&](const plan::Parameter &p) {
-    for (const plan::Split &split : p.splits())
-      if (split.axis() == "ep" || split.axis() == "etp")
-        return edp;
-    return dp;
-  };
+  auto partsOf = [&](const plan::Parameter &p) { return p.grouped_experts() ? edp : dense; };
   uint64_t whole = 0, sharded = 0; // AdamW bytes, the largest stage's
   for (int64_t s = 0; s < std::max<int64_t>(plan.mesh().pp(), 1); ++s) {
     uint64_t w = 0, sh = 0;
@@ -127,11 +124,23 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   }
   const bool on = plan.buckets_size() > 0;
   os << "distributed optimizer (use_distributed_optimizer): " << (on ? "on" : "off");
-  if (on)
+  if (on) {
+    int64_t experts = 0;
+    for (const plan::Bucket &b : plan.buckets())
+      experts += b.axis() == "edp";
+    auto over = [](int64_t buckets, const std::string &axis, int64_t size) {
+      return std::to_string(buckets) +
+             (size > 1 ? " over " + axis + " (" + std::to_string(size) + ")"
+                       : " whole (" + axis + " 1)");
+    };
     os << ", " << countOf(plan.buckets_size(), "gradient bucket")
-       << " reduce-scattered and all-gathered over dp (" << dp << ")"
-       << (m.ep() > 1 || m.etp() > 1 ? ", the experts' over edp (" + std::to_string(edp) + ")"
-                                      : "");
+       << " reduce-scattered and all-gathered: "
+       << over(plan.buckets_size() - experts, dp > 1 ? "dp" : cp > 1 ? "cp" : "dp x cp", dense);
+    if (dp > 1 && cp > 1)
+      os << ", summed over cp first (Megatron-Core shards over dp x cp = " << dp * cp << ")";
+    if (experts)
+      os << "; " << over(experts, "edp", edp) << " of experts";
+  }
   os << "\n  AdamW state (fp32 exp_avg, exp_avg_sq) per rank: with it "
      << bytesText(double(on ? optimizer : sharded)) << ", without it "
      << bytesText(double(on ? whole : optimizer)) << "\n";

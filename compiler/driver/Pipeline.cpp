@@ -209,8 +209,12 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   opt.beta2 = o.beta2;
   opt.eps = o.eps;
   opt.clipGrad = o.clipGrad;
-  // With one data-parallel rank there is nothing to shard: the plain step.
-  opt.distributedOptimizer = parallel.distributedOptimizer && parallel.dp > 1;
+  // The passes read the mesh sizes from the IR; expert layers get a mesh of
+  // their own over the same ranks.
+  bool experts = llvm::any_of(module.getOps<ParamOp>(),
+                              [](ParamOp p) { return p.getGroupedExperts(); });
+  // With nothing to shard (dp·cp and edp 1) the plain step.
+  opt.distributedOptimizer = parallel.shardsOptimizerState(experts);
   opt.overlapParamGather = opt.distributedOptimizer && parallel.overlapParamGather;
   opt.perTokenLoss = parallel.perTokenLoss;
   BuildStepLossOptions stepLoss;
@@ -221,10 +225,6 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   PhaseDumps dumps(options.dumpDir);
   if (!dumps.module(module, "imported"))
     return failure();
-  // The passes read the mesh sizes from the IR; expert layers get a mesh of
-  // their own over the same ranks.
-  bool experts = llvm::any_of(module.getOps<ParamOp>(),
-                              [](ParamOp p) { return p.getGroupedExperts(); });
   std::array<int64_t, 4> expertMesh = parallel.expertMesh();
   if (failed(createMeshes(module, parallel.denseMesh(),
                           experts ? ArrayRef<int64_t>(expertMesh) : ArrayRef<int64_t>())) ||
@@ -243,7 +243,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
     cpOptions.perTokenLoss = parallel.perTokenLoss;
     pipeline.push_back(createPartitionContextParallel(cpOptions));
   }
-  if (experts && (parallel.ep > 1 || parallel.etp > 1)) {
+  if (experts && (parallel.ep > 1 || parallel.etp > 1 || parallel.tp > 1)) {
     PartitionExpertParallelOptions epOptions;
     epOptions.dispatcher = parallel.moeTokenDispatcherType;
     pipeline.push_back(createPartitionExpertParallel(epOptions));

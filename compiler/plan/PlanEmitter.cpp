@@ -44,6 +44,32 @@ void bindTokenCount(Value count, ProgramEmitter &emitter, BufferPlanner &planner
   emitter.accumulateAtEnd(count, *step.numTokens);
 }
 
+/// Whether `v` is the routers' auxiliary losses: a router's aux_loss, a sum
+/// of such, or one passed on from an earlier pipeline stage.
+bool isRouterAuxSum(Value v) {
+  if (auto router = v.getDefiningOp<MoERouterOp>())
+    return v == router.getAuxLoss();
+  if (auto transfer = v.getDefiningOp<StageTransferOp>())
+    return isRouterAuxSum(transfer.getInput());
+  auto add = v.getDefiningOp<AddOp>();
+  return add && isRouterAuxSum(add.getLhs()) && isRouterAuxSum(add.getRhs());
+}
+
+/// A mixture-of-experts model's micro-batch loss, the importer's
+/// cross-entropy (per-token: its sum) plus the routers' aux losses: binds
+/// the two terms as lm_loss and aux_loss, which mtrun reports beside the
+/// loss (Megatron-Core logs its lm loss and load_balancing_loss apart).
+void bindLossTerms(Value loss, ProgramEmitter &emitter, BufferPlanner &planner,
+                   plan::Bindings &bindings) {
+  auto add = loss.getDefiningOp<AddOp>();
+  if (!add || !isRouterAuxSum(add.getRhs()))
+    return;
+  bindings.set_lm_loss(emitter.bufferOf(add.getLhs(), plan::OUTPUTS));
+  planner.rename(bindings.lm_loss(), "lm_loss");
+  bindings.set_aux_loss(emitter.bufferOf(add.getRhs(), plan::OUTPUTS));
+  planner.rename(bindings.aux_loss(), "aux_loss");
+}
+
 LogicalResult bindForwardBackward(func::FuncOp fn, ProgramEmitter &emitter,
                                   BufferPlanner &planner, plan::Plan &out,
                                   const DenseMap<StringRef, uint32_t> &gradBuffers,
@@ -87,6 +113,7 @@ LogicalResult bindForwardBackward(func::FuncOp fn, ProgramEmitter &emitter,
   Value loss = ret.getOperand(0);
   bindings->set_loss(emitter.bufferOf(loss, plan::OUTPUTS));
   planner.rename(bindings->loss(), "loss");
+  bindLossTerms(loss, emitter, planner, *bindings);
   return emitter.bindPackedViews(); // after the gradients' buffers are bound
 }
 
@@ -625,6 +652,7 @@ FailureOr<plan::Plan> emitPlan(ModuleOp module, const ParallelConfig &parallel,
   // runtime forms no expert groups for it.
   const bool experts = static_cast<bool>(module.lookupSymbol<shard::GridOp>(kExpertMeshName));
   mesh->set_ep(parallel.ep), mesh->set_tp(parallel.tp), mesh->set_etp(experts ? parallel.etp : 1);
+  mesh->set_experts(experts && (parallel.ep > 1 || parallel.etp > 1 || parallel.tp > 1));
   auto *t = out.mutable_training();
   t->set_micro_batch(parallel.microBatch);
   t->set_seq(parallel.seq);

@@ -201,29 +201,13 @@ LogicalResult MoEPermuteOp::partition(Partitioner &p) {
                  failed(p.splitValue(*this, getSlotRows(), 1)));
 }
 
-/// The experts on this rank's rows. With ep or etp > 1, mt-partition-ep
-/// lays them on @expert_mesh (whose edp holds the tp ranks when etp is 1);
-/// without, whole experts are replicated over tp like a sequence-parallel
-/// norm's weight: each rank's gradient is its tokens' share, summed over tp
-/// (mt.tp_copy).
+/// The experts on this rank's rows. mt-partition-ep lays them on
+/// @expert_mesh, whose edp holds the tp ranks when etp is 1 (with ep = etp
+/// = 1 whole experts on every rank, their gradient summed over edp, which
+/// the distributed optimizer shards over, as Megatron-Core's).
 LogicalResult MoEGroupedMLPOp::partition(Partitioner &p) {
   if (p.of(getInput()).kind != Sharding::Split)
     return emitOpError() << "expects the rows of this rank's tokens (mt.moe_permute's)";
-  auto grid = p.module().lookupSymbol<shard::GridOp>(kExpertMeshName);
-  auto sizeOf = [&](StringRef axis) {
-    return grid ? axisSize(grid, axis).value_or(1) : int64_t(1);
-  };
-  if (sizeOf("ep") == 1 && sizeOf("etp") == 1) {
-    OpBuilder &b = p.builder();
-    b.setInsertionPoint(*this);
-    for (OpOperand *w : {&getGateMutable(), &getUpMutable(), &getDownMutable()}) {
-      if (failed(p.shardWeight(*this, w->get(), std::nullopt)))
-        return failure();
-      auto copy = TPCopyOp::create(b, getLoc(), w->get(), p.axis());
-      copyLayer(*this, copy);
-      w->set(copy);
-    }
-  }
   return p.splitValue(*this, getResult(), 0);
 }
 

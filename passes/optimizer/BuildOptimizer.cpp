@@ -51,7 +51,7 @@ bool onExpertMesh(ParamOp p) {
 /// One of Megatron-Core's gradient buckets (param_and_grad_buffer.py): the
 /// local gradients (and parameters) of `params` laid out contiguously, each
 /// from `offsets[i]`, padded to `elements`, a multiple of its data-parallel
-/// size P (dp, or edp for experts on @expert_mesh), so that rank r owns
+/// size P (denseShardAxis's, or edp for experts on @expert_mesh), so that rank r owns
 /// elements [r·elements/P, (r+1)·elements/P) and one reduce-scatter reduces
 /// the whole bucket.
 struct Bucket {
@@ -89,8 +89,9 @@ llvm::StringMap<std::optional<int64_t>> layersOf(ModuleOp module) {
 /// an embedding or head is a bucket of its own), nor parameters of different
 /// weight decay or tp replication: its shard is then one AdamW update and
 /// one term of the norm.
-SmallVector<Bucket> formBuckets(ModuleOp module, ArrayRef<ParamOp> params, int64_t dp,
-                                int64_t edp, int64_t bucketElements, double weightDecay) {
+SmallVector<Bucket> formBuckets(ModuleOp module, ArrayRef<ParamOp> params,
+                                int64_t denseShards, int64_t edp, int64_t bucketElements,
+                                double weightDecay) {
   llvm::StringMap<std::optional<int64_t>> layers = layersOf(module);
   // (layer, or -1 - index for a parameter outside the layers; decay;
   // replicated; experts) -> bucket under construction.
@@ -114,7 +115,7 @@ SmallVector<Bucket> formBuckets(ModuleOp module, ArrayRef<ParamOp> params, int64
     b.elements += p.getLocalType().getNumElements();
   }
   for (Bucket &b : buckets)
-    b.elements = llvm::alignTo(b.elements, kMemberAlignment * (b.experts ? edp : dp));
+    b.elements = llvm::alignTo(b.elements, kMemberAlignment * (b.experts ? edp : denseShards));
   return buckets;
 }
 
@@ -187,6 +188,28 @@ struct BuildOptimizerPass
       return grad;
     return AllReduceOp::create(b, loc, grad, b.getStringAttr(kContextParallelAxis),
                                b.getStringAttr("sum"));
+  }
+
+  /// The axis the distributed optimizer shards dense buckets over and its
+  /// size: dp, or cp when dp is 1 (Megatron-Core shards over dp x cp; with
+  /// both above 1 mtc shards over dp, the cp ranks summing first). Size 1:
+  /// dense buckets are not sharded (the experts may still be, over edp).
+  StringRef denseShardAxis() const {
+    return dp == 1 && cp > 1 ? kContextParallelAxis : kDataParallelAxis;
+  }
+  int64_t denseShards() const { return dp == 1 ? cp : dp; }
+  /// A dense bucket's gradient (with dp > 1 summed over cp already)
+  /// reduced over dp, or with dp 1 summed over cp, as its shard on
+  /// denseShardAxis (whole when denseShards() is 1).
+  Value reduceScatterDense(OpBuilder &b, Location loc, Value grad, Type shard) const {
+    IntegerAttr dim0 = b.getI64IntegerAttr(0);
+    if (dp > 1)
+      return ReduceScatterOp::create(b, loc, shard, grad, b.getStringAttr(kDataParallelAxis),
+                                     dim0, dpReduce(b));
+    if (cp > 1)
+      return ReduceScatterOp::create(b, loc, shard, grad, b.getStringAttr(kContextParallelAxis),
+                                     dim0, b.getStringAttr("sum"));
+    return grad;
   }
 
   /// The arguments and results of @optimizer_step after `step`.
@@ -422,14 +445,14 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
                                                    const NormAxes &axes) {
   ModuleOp module = getOperation();
   SmallVector<Bucket> buckets =
-      formBuckets(module, params, dp, edp, bucketElements, weightDecay);
+      formBuckets(module, params, denseShards(), edp, bucketElements, weightDecay);
   // Arguments: step, then (param bucket, grad bucket, exp_avg shard,
-  // exp_avg_sq shard) per bucket; the state is sharded over dp (edp for
-  // experts).
+  // exp_avg_sq shard) per bucket; the state is sharded over dp or cp
+  // (denseShardAxis; edp for experts).
   MLIRContext *ctx = module.getContext();
-  auto partsOf = [&](const Bucket &bucket) { return bucket.experts ? edp : dp; };
+  auto partsOf = [&](const Bucket &bucket) { return bucket.experts ? edp : denseShards(); };
   auto axisOf = [&](const Bucket &bucket) {
-    return b.getStringAttr(bucket.experts ? kExpertDataParallelAxis : kDataParallelAxis);
+    return b.getStringAttr(bucket.experts ? StringRef(kExpertDataParallelAxis) : denseShardAxis());
   };
   Signature s;
   SmallVector<Attribute> layout;
@@ -463,7 +486,6 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   auto argOf = [&](size_t bucket, size_t role) {
     return body->getArgument(1 + 4 * bucket + role);
   };
-  StringAttr dpAxis = b.getStringAttr(kDataParallelAxis);
   IntegerAttr dim0 = b.getI64IntegerAttr(0);
   Location loc = fn.getLoc();
   // Every bucket's reduction first, one axis after another, then the
@@ -474,14 +496,15 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   SmallVector<Value> shards;
   SmallVector<bool> replicated, experts;
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
-    shards.push_back(bucket.experts ? argOf(k, 1) : sumOverContextParallel(b, loc, argOf(k, 1)));
+    // With dp 1 the sum over cp is the reduce-scatter itself.
+    shards.push_back(bucket.experts || dp == 1 ? argOf(k, 1)
+                                               : sumOverContextParallel(b, loc, argOf(k, 1)));
     replicated.push_back(bucket.replicated);
     experts.push_back(bucket.experts);
   }
   for (auto [k, bucket] : llvm::enumerate(buckets))
     if (!bucket.experts)
-      shards[k] = ReduceScatterOp::create(b, loc, argOf(k, 2).getType(), shards[k], dpAxis,
-                                          dim0, dpReduce(b));
+      shards[k] = reduceScatterDense(b, loc, shards[k], argOf(k, 2).getType());
   for (auto [k, bucket] : llvm::enumerate(buckets))
     if (bucket.experts && edp > 1)
       shards[k] = ReduceScatterOp::create(b, loc, argOf(k, 2).getType(), shards[k],
@@ -489,7 +512,8 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   sumStepTokens(b, loc);
   for (auto [k, bucket] : llvm::enumerate(buckets))
     shards[k] = scaleReduced(b, loc, shards[k], bucket.experts);
-  // The dense shards are partial over dp (and split over tp); the expert
+  // The dense shards are partial over denseShardAxis (and split over tp);
+  // whole when it has one rank; the expert
   // shards, 1/edp of each rank's experts (themselves split over ep and
   // etp), are disjoint over edp, ep and etp: tp x cp x dp ranks in all,
   // each summed once (Megatron-Core's distributed optimizer shards expert
@@ -497,8 +521,9 @@ LogicalResult BuildOptimizerPass::buildDistributed(OpBuilder &b, ArrayRef<ParamO
   SmallVector<StringAttr> expertAxes(axes.experts);
   if (edp > 1 && llvm::is_contained(experts, true))
     expertAxes.push_back(b.getStringAttr(kExpertDataParallelAxis));
-  Scaling sc = normAndSchedule(b, loc, body->getArgument(0), shards, replicated, axes.dense,
-                               dpAxis, expertAxes, experts);
+  Scaling sc = normAndSchedule(
+      b, loc, body->getArgument(0), shards, replicated, axes.dense,
+      denseShards() > 1 ? b.getStringAttr(denseShardAxis()) : StringAttr(), expertAxes, experts);
   SmallVector<Value> results;
   for (auto [k, bucket] : llvm::enumerate(buckets)) {
     Type shard = argOf(k, 2).getType();

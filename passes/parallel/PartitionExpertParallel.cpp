@@ -215,7 +215,11 @@ struct PartitionExpertParallel
                             "moe_token_dispatcher_type; flex is not built)";
       return signalPassFailure();
     }
-    if (*ep == 1 && *etp == 1)
+    // Under tp the experts go on @expert_mesh even with ep = etp = 1: each
+    // tp rank routes its own tokens, and edp (tp·dp·cp) holds the ranks that
+    // sum their gradient (mt.moe_grouped_mlp's tp rule leaves them to this).
+    auto dense = module.lookupSymbol<shard::GridOp>(kMeshName);
+    if (*ep == 1 && *etp == 1 && (!dense || axisSize(dense, "tp").value_or(1) == 1))
       return;
     auto fn = module.lookupSymbol<func::FuncOp>("forward");
     if (!fn) {

@@ -38,8 +38,8 @@ std::array<int64_t, 7> coordinatesOf(const MeshShape &m, int64_t rank) {
 
 MeshShape MeshShape::of(const plan::Mesh &mesh) {
   auto one = [](int64_t size) { return std::max<int64_t>(size, 1); };
-  return {one(mesh.pp()), one(mesh.dp()), one(mesh.cp()),
-          one(mesh.tp()), one(mesh.ep()), one(mesh.etp())};
+  return {one(mesh.pp()), one(mesh.dp()),  one(mesh.cp()),  one(mesh.tp()),
+          one(mesh.ep()), one(mesh.etp()), mesh.experts()};
 }
 
 std::vector<GroupSpec> meshGroups(const MeshShape &mesh, int rank) {

@@ -35,18 +35,20 @@ struct GroupSpec {
 /// edp·ep·etp (Megatron-Core's MoE parallel folding).
 struct MeshShape {
   int64_t pp = 1, dp = 1, cp = 1, tp = 1, ep = 1, etp = 1;
+  bool expertMesh = false; // plan::Mesh's experts
 
   static MeshShape of(const plan::Mesh &mesh);
   int64_t world() const { return pp * dp * cp * tp; }
   /// Expert data parallelism: dp·cp·tp / (ep·etp).
   int64_t edp() const { return dp * cp * tp / (ep * etp); }
   /// Whether expert layers have a mesh of their own: experts split over ep
-  /// or etp (the compiler writes etp 1 for dense models).
-  bool experts() const { return ep > 1 || etp > 1; }
+  /// or etp (the compiler writes etp 1 for dense models), or laid on it
+  /// whole under tp (plan::Mesh's experts).
+  bool experts() const { return ep > 1 || etp > 1 || expertMesh; }
 };
 
 /// The groups of `rank` on `mesh`, in the order every rank creates them:
-/// one per dense axis (pp, dp, cp, tp) of size > 1, with ep or etp > 1 one
+/// one per dense axis (pp, dp, cp, tp) of size > 1, with experts() one
 /// per expert axis (edp, ep, etp) of size > 1, then with pipelining one per
 /// ordered pair of stages that `rank` is in, and the tied-embedding group
 /// of the first and last stage. `mesh` must fold (ep·etp divides dp·cp·tp).

@@ -27,6 +27,7 @@
 #include <deque>
 #include <fstream>
 #include <iomanip>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -130,9 +131,17 @@ struct NullStream : std::ostream {
   NullStream() : std::ostream(nullptr) {}
 };
 
+/// A step's loss, and for mixture-of-experts plans its two terms (the plan's
+/// lm_loss and aux_loss bindings): loss = lmLoss + auxLoss.
+struct StepLoss {
+  double loss;
+  std::optional<double> lmLoss, auxLoss;
+};
+
 struct StepRecord {
   int64_t step;
-  double loss, gradNorm, lr, tokensPerSecond;
+  StepLoss loss;
+  double gradNorm, lr, tokensPerSecond;
   bool skipped;
   std::string skipReason;
 };
@@ -164,7 +173,9 @@ void writeMetrics(std::ofstream &out, const StepRecord &r, int64_t tokens) {
       j[key] = nullptr, nonFinite[key] = nonFiniteText(v);
   };
   j["step"] = r.step;
-  number("loss", r.loss);
+  number("loss", r.loss.loss);
+  if (r.loss.lmLoss)
+    number("lm_loss", *r.loss.lmLoss), number("aux_loss", *r.loss.auxLoss);
   number("grad_norm", r.gradNorm);
   number("lr", r.lr);
   j["tokens"] = tokens;
@@ -190,9 +201,11 @@ std::string fixed(double v, int precision) {
 void report(std::ostream &log, const StepRecord &r, int64_t last, double etaSeconds,
             bool bar) {
   std::ostringstream line;
-  line << "step " << r.step << "/" << last << "  loss " << fixed(r.loss, 4) << "  grad_norm "
-       << fixed(r.gradNorm, 3) << "  lr " << std::scientific << std::setprecision(2) << r.lr
-       << std::fixed << "  " << std::setprecision(0) << r.tokensPerSecond << " tok/s  ETA "
+  line << "step " << r.step << "/" << last << "  loss " << fixed(r.loss.loss, 4);
+  if (r.loss.lmLoss)
+    line << " (lm " << fixed(*r.loss.lmLoss, 4) << ", aux " << fixed(*r.loss.auxLoss, 4) << ")";
+  line << "  grad_norm " << fixed(r.gradNorm, 3) << "  lr " << std::scientific
+       << std::setprecision(2) << r.lr << std::fixed << "  " << std::setprecision(0) << r.tokensPerSecond << " tok/s  ETA "
        << std::setprecision(0) << etaSeconds << " s";
   if (r.skipped)
     line << "  SKIPPED (" << r.skipReason << ")";
@@ -231,15 +244,16 @@ private:
   /// optimizer; returns what the step reports.
   Expected<StepRecord> step(int64_t step);
   /// What a step's micro-batches add on this rank (0 on a stage without
-  /// the loss): their weighted losses and, per token, their loss tokens.
+  /// the loss): their weighted losses (and its lm and aux terms) and, per
+  /// token, their loss tokens.
   struct StepSums {
-    double loss = 0, tokens = 0;
+    double loss = 0, tokens = 0, lm = 0, aux = 0;
   };
   /// The forward and backward passes of one step: the actions of this
   /// rank's schedule before the optimizer step, in the plan's order.
   Expected<StepSums> microBatchPasses(int64_t step);
   /// The step's loss from this rank's sums, as the plan's StepLoss says.
-  Expected<double> reduceLoss(int64_t step, StepSums sums);
+  Expected<StepLoss> reduceLoss(int64_t step, StepSums sums);
   Status fillInputs(int64_t step, int64_t micro);
   std::ostream &log() { return rank_->rank() == 0 ? rankZeroLog_ : quiet_; }
   /// Copies the logits (the cross-entropy's first input) when the
@@ -572,9 +586,15 @@ Expected<TrainingRun::StepSums> TrainingRun::microBatchPasses(int64_t step) {
         return s;
     if (!a.adds_loss())
       continue;
-    sums.loss += *memory_->f32(plan_.bindings().loss()) * plan_.step_loss().micro_batch_weight();
+    const plan::Bindings &b = plan_.bindings();
+    const double weight = plan_.step_loss().micro_batch_weight();
+    sums.loss += *memory_->f32(b.loss()) * weight;
     if (plan_.step_loss().per_token_loss())
-      sums.tokens += *memory_->f32(plan_.bindings().num_tokens());
+      sums.tokens += *memory_->f32(b.num_tokens());
+    if (b.has_lm_loss()) {
+      sums.lm += *memory_->f32(b.lm_loss()) * weight;
+      sums.aux += *memory_->f32(b.aux_loss()) * weight;
+    }
   }
   if (pipeline_)
     if (Status s = pipeline_->flush(); !s)
@@ -583,24 +603,32 @@ Expected<TrainingRun::StepSums> TrainingRun::microBatchPasses(int64_t step) {
   return sums;
 }
 
-Expected<double> TrainingRun::reduceLoss(int64_t step, StepSums sums) {
+Expected<StepLoss> TrainingRun::reduceLoss(int64_t step, StepSums sums) {
   const plan::StepLoss &rule = plan_.step_loss();
+  const bool terms = plan_.bindings().has_lm_loss();
+  // The terms reduce as the loss does, in the same all-reduce.
+  const int count = terms ? 4 : rule.per_token_loss() ? 2 : 1;
   for (const plan::StepLoss::Reduction &r : rule.reductions()) {
     comm::Communicator *group = rank_->group(r.axis());
     if (!group) // an axis of size 1
       continue;
-    float both[2] = {float(sums.loss), float(sums.tokens)};
-    if (Status s = group->allReduceHost(both, rule.per_token_loss() ? 2 : 1,
-                                        comm::ReduceOp::Sum);
-        !s)
+    float all[4] = {float(sums.loss), float(sums.tokens), float(sums.lm), float(sums.aux)};
+    if (Status s = group->allReduceHost(all, count, comm::ReduceOp::Sum); !s)
       return Status::error(rank_->describe() + " step " + std::to_string(step) + ", the loss's " +
                            r.reduce() + " over " + r.axis() + ": " + s.message());
     const double n = r.reduce() == "mean" ? double(group->size()) : 1.0;
-    sums = {double(both[0]) / n, double(both[1]) / n};
+    sums = {double(all[0]) / n, double(all[1]) / n, double(all[2]) / n, double(all[3]) / n};
   }
-  if (!rule.per_token_loss())
-    return sums.loss;
-  return sums.tokens == 0 ? 0.0 : sums.loss / sums.tokens;
+  // Per token: each a sum over the step's loss tokens, divided by them.
+  auto value = [&](double sum) {
+    if (!rule.per_token_loss())
+      return sum;
+    return sums.tokens == 0 ? 0.0 : sum / sums.tokens;
+  };
+  StepLoss loss{value(sums.loss), std::nullopt, std::nullopt};
+  if (terms)
+    loss.lmLoss = value(sums.lm), loss.auxLoss = value(sums.aux);
+  return loss;
 }
 
 Expected<StepRecord> TrainingRun::step(int64_t step) {
@@ -653,9 +681,9 @@ Expected<TrainSummary> TrainingRun::run() {
     skipped_ += rec->skipped;
     skippedInARow_ = rec->skipped ? skippedInARow_ + 1 : 0;
     if (s == done_ + 1)
-      summary.firstLoss = rec->loss;
-    summary.lastLoss = rec->loss;
-    recent.push_back(rec->loss);
+      summary.firstLoss = rec->loss.loss;
+    summary.lastLoss = rec->loss.loss;
+    recent.push_back(rec->loss.loss);
     if (recent.size() > 20)
       recent.pop_front();
     if (metrics_.is_open())
@@ -663,7 +691,8 @@ Expected<TrainSummary> TrainingRun::run() {
     double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
     double eta = elapsed / double(s - done_) * double(last_ - s);
     if (hf)
-      if (Status st = hf->logStep({s, rec->loss, rec->gradNorm, rec->lr, elapsed, s - done_}); !st)
+      if (Status st = hf->logStep({s, rec->loss.loss, rec->gradNorm, rec->lr, elapsed, s - done_});
+          !st)
         return st;
     if (o_.progressBar || rec->skipped || s == last_ || (s - done_) % 10 == 1)
       report(log(), *rec, last_, eta, o_.progressBar);

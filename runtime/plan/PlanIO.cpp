@@ -399,12 +399,21 @@ Status validatePlan(const Plan &plan) {
     return Status::error("the position_ids binding (buffer " +
                          std::to_string(b.position_ids()) +
                          ") is not an i32 buffer of micro_batch x seq / cp elements");
-  if (b.has_num_tokens() && (b.num_tokens() >= uint32_t(plan.buffers_size()) ||
-                             plan.buffers(int(b.num_tokens())).dtype() != F32 ||
-                             plan.buffers(int(b.num_tokens())).arena() != OUTPUTS ||
-                             elementsOf(plan.buffers(int(b.num_tokens()))) != 1))
-    return Status::error("the num_tokens binding (buffer " + std::to_string(b.num_tokens()) +
-                         ") is not an f32 scalar of the OUTPUTS arena");
+  auto outputScalar = [&](bool has, uint32_t id, const char *name) {
+    if (has && (id >= uint32_t(plan.buffers_size()) || plan.buffers(int(id)).dtype() != F32 ||
+                plan.buffers(int(id)).arena() != OUTPUTS ||
+                elementsOf(plan.buffers(int(id))) != 1))
+      return Status::error(std::string("the ") + name + " binding (buffer " +
+                           std::to_string(id) + ") is not an f32 scalar of the OUTPUTS arena");
+    return Status::ok();
+  };
+  for (Status s : {outputScalar(b.has_num_tokens(), b.num_tokens(), "num_tokens"),
+                   outputScalar(b.has_lm_loss(), b.lm_loss(), "lm_loss"),
+                   outputScalar(b.has_aux_loss(), b.aux_loss(), "aux_loss")})
+    if (!s)
+      return s;
+  if (b.has_lm_loss() != b.has_aux_loss())
+    return Status::error("the plan binds one of lm_loss and aux_loss without the other");
   if (plan.training().micro_batches_per_step() < 1 || plan.training().seq() < 1 ||
       plan.training().micro_batch() < 1)
     return Status::error("the plan's batch sizes are not positive");

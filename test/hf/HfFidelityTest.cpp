@@ -143,8 +143,19 @@ TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
     }
     double lm = reference("lm_loss")[0];
     EXPECT_NEAR(*memory_->f32(b.loss()) - sum, lm, tolerance::kHfLossRel * lm) << "language-model loss";
+    // The two terms mtrun reports beside the loss: transformers' language-
+    // model loss and the sum of its per-layer aux losses.
+    ASSERT_TRUE(b.has_lm_loss() && b.has_aux_loss()) << "MoE plan without lm_loss / aux_loss";
+    EXPECT_NEAR(*memory_->f32(b.lm_loss()), lm, tolerance::kHfLossRel * lm) << "lm_loss binding";
+    double hfAux = 0;
+    for (float a : aux)
+      hfAux += a;
+    EXPECT_NEAR(*memory_->f32(b.aux_loss()), hfAux, tolerance::kHfLossRel * hfAux)
+        << "aux_loss binding";
   } else {
     EXPECT_TRUE(ourAux.empty());
+    if (routers.empty()) // a dense model reports its loss alone
+      EXPECT_FALSE(b.has_lm_loss() || b.has_aux_loss());
   }
   for (const plan::Parameter &p : plan_.parameters()) {
     Comparison g = compare(memory_->f32(p.grad_buffer()), reference("grad." + p.name()));

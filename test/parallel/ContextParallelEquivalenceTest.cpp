@@ -33,8 +33,12 @@ std::vector<Case> cases() {
       if (layout != "cp4" && layout != "cp2_tp2_sp")
         all.push_back({model, layout + "_a2a"});
     }
-  for (const char *layout : {"cp2", "cp4", "cp2_tp2_sp", "cp2_pp2", "cp2_dp2", "cp2_dp2_do"})
+  for (const char *layout :
+       {"cp2", "cp4", "cp2_tp2_sp", "cp2_pp2", "cp2_dp2", "cp2_dp2_do", "cp2_do"})
     all.push_back({"llama-4l-kv4", std::string(layout) + "_a2a"});
+  // The distributed optimizer with dp 1 shards the dense buckets over cp.
+  for (const char *model : {"llama-4l-tied", "qwen2-4l-untied", "qwen3-4l-vocab95"})
+    all.push_back({model, "cp2_do_p2p"});
   // Packed documents (neat_packing).
   for (const char *layout : {"cp2_p2p", "cp2_all_gather", "cp2_a2a", "cp4_p2p", "cp4_all_gather"})
     all.push_back({"qwen3-neat", layout});

@@ -62,6 +62,16 @@ inline void expectSameTraining(const std::string &dir, const std::string &refere
         EXPECT_NEAR(got.loss, ref.loss, tolerance::kParallelRel * ref.loss) << "step " << i + 1;
         EXPECT_NEAR(got.gradNorm, ref.gradNorm, tolerance::kParallelRel * ref.gradNorm)
             << "step " << i + 1;
+        // MoE: the loss's terms too.
+        ASSERT_EQ(got.lmLoss.has_value(), ref.lmLoss.has_value()) << "lm_loss, step " << i + 1;
+        ASSERT_EQ(got.auxLoss.has_value(), ref.auxLoss.has_value()) << "aux_loss, step " << i + 1;
+        if (ref.lmLoss) {
+          EXPECT_NEAR(*got.lmLoss, *ref.lmLoss, tolerance::kParallelRel * *ref.lmLoss)
+              << "lm_loss, step " << i + 1;
+          EXPECT_NEAR(*got.auxLoss, *ref.auxLoss,
+                      tolerance::kParallelRel * *ref.auxLoss)
+              << "aux_loss, step " << i + 1;
+        }
       },
       [&](const std::string &name, const std::vector<float> &x, const std::vector<float> &y) {
         // The scale of a weight is its largest magnitude, or for a parameter
@@ -85,6 +95,8 @@ inline void expectIdenticalTraining(const std::string &ref, const std::string &g
       [](const Step &a, const Step &b, size_t i) {
         EXPECT_EQ(b.loss, a.loss) << "step " << i + 1;
         EXPECT_EQ(b.gradNorm, a.gradNorm) << "step " << i + 1;
+        EXPECT_EQ(b.lmLoss, a.lmLoss) << "step " << i + 1;
+        EXPECT_EQ(b.auxLoss, a.auxLoss) << "step " << i + 1;
       },
       [](const std::string &name, const std::vector<float> &x, const std::vector<float> &y) {
         EXPECT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(float))) << name;

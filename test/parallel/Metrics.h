@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,15 +14,23 @@ namespace mt::test {
 
 struct Step {
   double loss, gradNorm;
+  /// Mixture-of-experts plans: the loss's language-model and aux terms.
+  std::optional<double> lmLoss, auxLoss;
 };
 
-/// Every step's loss and gradient norm (JSON numbers round-trip a double exactly).
+/// Every step's loss and gradient norm, and its lm_loss and aux_loss where
+/// written (JSON numbers round-trip a double exactly).
 inline std::vector<Step> readMetrics(const std::string &path) {
   std::vector<Step> steps;
   std::ifstream in(path);
   for (std::string line; std::getline(in, line);) {
     auto j = nlohmann::json::parse(line);
-    steps.push_back({j["loss"].get<double>(), j["grad_norm"].get<double>()});
+    Step s{j["loss"].get<double>(), j["grad_norm"].get<double>(), {}, {}};
+    if (j.contains("lm_loss"))
+      s.lmLoss = j["lm_loss"].get<double>();
+    if (j.contains("aux_loss"))
+      s.auxLoss = j["aux_loss"].get<double>();
+    steps.push_back(s);
   }
   return steps;
 }

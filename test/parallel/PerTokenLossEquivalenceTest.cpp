@@ -56,6 +56,35 @@ TEST(MoEPerTokenLoss, OnPlainTokensIsTheDefaultLoss) {
   test::expectSameTraining(kRuns, "moe_lm_mean", "moe_lm_pt", 3, 1e-3);
 }
 
+// The loss's two terms (lm_loss, aux_loss) of MoE runs: they add up to the
+// loss (one fp32 addition per micro-batch apart), with a load-balancing
+// loss and a z-loss (moe_pt_*) and on plain tokens; and lm_loss is the
+// language-model loss alone, that of the same first step with both aux
+// coefficients 0 (the same weights: nothing else differs), bit for bit.
+TEST(MoELossTerms, AddUpToTheLossAndTheLanguageModelLossIsTheLossWithoutAux) {
+  for (const char *run : {"moe_pt_single", "moe_pt_dp2", "moe_pt_ep2", "moe_pt_pp2",
+                          "moe_pt_tp2_sp", "moe_lm_mean", "moe_lm_pt"}) {
+    std::vector<test::Step> steps = test::readMetrics(kRuns + run + ".jsonl");
+    ASSERT_EQ(steps.size(), 3u) << run;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      ASSERT_TRUE(steps[i].lmLoss && steps[i].auxLoss) << run << " step " << i + 1;
+      EXPECT_GT(*steps[i].auxLoss, 0.0) << run << " step " << i + 1;
+      EXPECT_NEAR(*steps[i].lmLoss + *steps[i].auxLoss, steps[i].loss, 1e-6 * steps[i].loss)
+          << run << " step " << i + 1;
+    }
+  }
+  std::vector<test::Step> with = test::readMetrics(kRuns + "moe_lm_mean.jsonl");
+  std::vector<test::Step> without = test::readMetrics(kRuns + "moe_lm_noaux.jsonl");
+  ASSERT_FALSE(with.empty());
+  ASSERT_FALSE(without.empty());
+  ASSERT_TRUE(with[0].lmLoss && without[0].auxLoss);
+  EXPECT_EQ(*with[0].lmLoss, without[0].loss);
+  EXPECT_EQ(*without[0].auxLoss, 0.0);
+  // And the aux term is not negligible: it moves the loss by more than the
+  // layouts' tolerance.
+  EXPECT_GT(with[0].loss - without[0].loss, 100 * tolerance::kParallelRel * with[0].loss);
+}
+
 TEST(DefaultLoss, ContextParallelSharesMatchTheSingleRank) {
   test::expectSameTraining(kRuns, "mean", "mean_cp2", 3, 1e-3);
 }

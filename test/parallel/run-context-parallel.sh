@@ -20,7 +20,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 layouts=("single:1::-" "cp2:2:--cp 2:p2p all_gather a2a" "cp4:4:--cp 4:p2p all_gather"
          "cp2_tp2_sp:4:--cp 2 --tp 2 --sp:p2p all_gather"
          "cp2_pp2:4:--cp 2 --pp 2:p2p all_gather a2a" "cp2_dp2:4:--cp 2 --dp 2:p2p all_gather a2a"
-         "cp2_dp2_do:4:--cp 2 --dp 2 --use-distributed-optimizer:p2p all_gather a2a")
+         "cp2_dp2_do:4:--cp 2 --dp 2 --use-distributed-optimizer:p2p all_gather a2a"
+         "cp2_do:2:--cp 2 --use-distributed-optimizer:p2p")
 rm -rf "$out" && mkdir -p "$out"
 python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 95 4000
 python3 - "$here/configs/llama-4l-tied.json" "$out/llama-4l-kv4.json" <<'PY'

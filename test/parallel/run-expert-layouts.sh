@@ -18,7 +18,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # ep2_tp2_etp2: dp 2 x tp 2, ep over dp). *_do with etp 2 or tp 2: the
 # distributed optimizer shards the experts (split over etp, and ep) over
 # edp = tp x dp / (ep x etp) = 2 ranks as it shards the dense parameters
-# (split over tp) over dp.
+# (split over tp) over dp. tp2_do: dp 1 but edp 2, whole experts sharded
+# over edp, the dense parameters whole.
 layouts=("single:1:" "ep2:2:--ep 2" "ep4:4:--ep 4" "ep2_dp4:4:--ep 2 --dp 4"
          "ep2_pp2:4:--ep 2 --pp 2" "ep2_dp4_pp2:8:--ep 2 --dp 4 --pp 2"
          "ep2_do:2:--ep 2 --use-distributed-optimizer"
@@ -26,6 +27,7 @@ layouts=("single:1:" "ep2:2:--ep 2" "ep4:4:--ep 4" "ep2_dp4:4:--ep 2 --dp 4"
          "ep2_tp2:2:--ep 2 --tp 2 --etp 1" "ep2_tp2_sp:2:--ep 2 --tp 2 --etp 1 --sp"
          "tp2_sp:2:--tp 2 --etp 1 --sp" "ep2_tp2_dp2_sp:4:--ep 2 --tp 2 --etp 1 --dp 2 --sp"
          "tp2_sp_dp2_do:4:--tp 2 --etp 1 --sp --dp 2 --use-distributed-optimizer"
+         "tp2_do:2:--tp 2 --etp 1 --use-distributed-optimizer"
          "ep2_ag:2:--ep 2 --moe-token-dispatcher-type allgather"
          "ep2_dp4_ag:4:--ep 2 --dp 4 --moe-token-dispatcher-type allgather"
          "ep2_pp2_ag:4:--ep 2 --pp 2 --moe-token-dispatcher-type allgather"

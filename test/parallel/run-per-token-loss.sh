@@ -20,7 +20,9 @@
 #              (its 3 layers as 2 + 1) and tp 2 with sequence parallelism;
 #   moe_lm_mean, moe_lm_pt  4 micro-batches of 2 of plain tokens (every
 #              token a loss token, so each micro-batch's loss tokens are
-#              its B·S = 128 router tokens): the default and per token.
+#              its B·S = 128 router tokens): the default and per token;
+#   moe_lm_noaux  moe_lm_mean with both aux coefficients 0 (its loss is the
+#              language-model loss alone).
 # Usage: run-per-token-loss.sh BIN_DIR OUT_DIR
 set -euo pipefail
 bin=$1 out=$2
@@ -48,6 +50,8 @@ json.dump(config, open(sys.argv[2], "w"), indent=2)
 PY
 "$bin/mtc" import-hf "$out/moe.json" --seq 64 --micro-batch 2 --moe-z-loss-coeff 0.01 \
   -o "$out/moe.mlir"
+"$bin/mtc" import-hf "$out/moe.json" --seq 64 --micro-batch 2 --moe-aux-loss-coeff 0 \
+  -o "$out/moe_noaux.mlir"
 python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 320 6000
 runs+=("moe_pt_single:moe:1:--calculate-per-token-loss"
        "moe_pt_dp2:moe:2:--calculate-per-token-loss --dp 2"
@@ -55,7 +59,8 @@ runs+=("moe_pt_single:moe:1:--calculate-per-token-loss"
        "moe_pt_ep2_do:moe:2:--calculate-per-token-loss --ep 2 --use-distributed-optimizer"
        "moe_pt_pp2:moe:2:--calculate-per-token-loss --pp 2 --pp-layout 2,1"
        "moe_pt_tp2_sp:moe:2:--calculate-per-token-loss --tp 2 --etp 1 --sp"
-       "moe_lm_mean:moe:1:" "moe_lm_pt:moe:1:--calculate-per-token-loss")
+       "moe_lm_mean:moe:1:" "moe_lm_pt:moe:1:--calculate-per-token-loss"
+       "moe_lm_noaux:moe_noaux:1:")
 for entry in "${runs[@]}"; do
   IFS=: read -r name model ranks flags <<< "$entry"
   data=$out/sft.bin

@@ -74,3 +74,29 @@ module {
     return
   }
 }
+
+// -----
+
+// ep = etp = 1 under tp = 2 (MoE parallel folding, edp 2): the whole
+// experts go on @expert_mesh, unsplit, so that mt-build-optimizer sums
+// their gradients over edp (and the distributed optimizer shards them
+// there); the layer's ops stay as they are.
+shard.grid @mesh(shape = 1x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = 1x2x1x1) {mt.axes = ["pp", "edp", "ep", "etp"]}
+mt.param @"e.*.gate" : tensor<4x6x8xf32> init(normal, std = 0.02) {grouped_experts}
+mt.param @"e.*.up" : tensor<4x6x8xf32> init(normal, std = 0.02) {grouped_experts}
+mt.param @"e.*.down" : tensor<4x8x6xf32> init(normal, std = 0.02) {grouped_experts}
+func.func @forward(%p: tensor<8x8xf32>, %c: tensor<4xi32>) -> tensor<8x8xf32> {
+  %g = mt.weight @"e.*.gate" : tensor<4x6x8xf32>
+  %u = mt.weight @"e.*.up" : tensor<4x6x8xf32>
+  %d = mt.weight @"e.*.down" : tensor<4x8x6xf32>
+  %o = mt.moe_grouped_mlp %p, %c, %g, %u, %d
+      : (tensor<8x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<8x8xf32>
+  return %o : tensor<8x8xf32>
+}
+// CHECK: mt.param @"e.*.gate" : tensor<4x6x8xf32> {{.*}}sharding = #mt.sharding<@expert_mesh, {{\[\[\], \[\], \[\]\]}}>
+// CHECK: mt.param @"e.*.down" : tensor<4x8x6xf32> {{.*}}sharding = #mt.sharding<@expert_mesh, {{\[\[\], \[\], \[\]\]}}>
+// CHECK-LABEL: func.func @forward
+// CHECK-NOT: mt.all_to_all_v
+// CHECK: mt.moe_grouped_mlp %{{.*}} : (tensor<8x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<8x8xf32>
+// CHECK-NEXT: return

@@ -94,8 +94,13 @@ TEST(MeshGroups, ExpertLayersFoldOverTheDataParallelRanks) {
   EXPECT_EQ(t["tp"].members, (std::vector<int>{0, 1}));
   EXPECT_EQ(t["ep"].members, (std::vector<int>{0, 1}));
   EXPECT_EQ(t["edp"].members, (std::vector<int>{1, 3}));
-  // Without ep or etp, no expert groups.
+  // Without ep or etp, no expert groups, unless the plan lays whole experts
+  // on their mesh under tp (tp2 x dp2: edp holds the stage's 4 ranks).
   EXPECT_FALSE(byKey(meshGroups(MeshShape{.dp = 4}, 1)).count("edp"));
+  EXPECT_FALSE(byKey(meshGroups(MeshShape{.dp = 2, .tp = 2}, 1)).count("edp"));
+  auto w = byKey(meshGroups(MeshShape{.dp = 2, .tp = 2, .expertMesh = true}, 1));
+  EXPECT_EQ(w["edp"].members, (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_FALSE(w.count("ep"));
   // Expert tensor parallelism alone (ep 1, etp 2 over dp 4): etp groups of
   // neighbours, edp across them; with tp 2 the etp group is the tp group.
   auto e = byKey(meshGroups(MeshShape{.dp = 4, .etp = 2}, 2));

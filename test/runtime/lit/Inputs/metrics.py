@@ -46,8 +46,11 @@ def same(expected_path, actual_path):
     print(f"{len(actual)} steps equal")
 
 
-# "step 3/8  loss 5.1234  grad_norm nan  lr ..." (runtime/exec/Trainer.cpp)
-LOG_LINE = re.compile(r"step (\d+)/\d+\s+loss (\S+)\s+grad_norm (\S+)")
+# "step 3/8  loss 5.1234  grad_norm nan  lr ...", for MoE models
+# "step 3/8  loss 5.1234 (lm 5.1000, aux 0.0234)  grad_norm ..."
+# (runtime/exec/Trainer.cpp)
+LOG_LINE = re.compile(
+    r"step (\d+)/\d+\s+loss (\S+)(?: \(lm (\S+), aux (\S+)\))?\s+grad_norm (\S+)")
 
 
 def log_text(value, non_finite, key, decimals):
@@ -72,13 +75,15 @@ def valid(metrics_path, log_path):
             m = LOG_LINE.search(line)
             if not m:
                 continue
-            step, loss, grad_norm = int(m.group(1)), m.group(2), m.group(3)
+            step, loss, lm, aux, grad_norm = int(m.group(1)), *m.group(2, 3, 4, 5)
             r = rows[step]
             nf = r.get("non_finite", {})
-            want = (log_text(r["loss"], nf, "loss", 4), log_text(r["grad_norm"], nf, "grad_norm", 3))
-            if (loss, grad_norm) != want:
-                sys.exit(f"step {step}: the log says loss {loss} grad_norm {grad_norm}, "
-                         f"the metrics {want}")
+            terms = lambda key: log_text(r[key], nf, key, 4) if key in r else None
+            want = (log_text(r["loss"], nf, "loss", 4), terms("lm_loss"), terms("aux_loss"),
+                    log_text(r["grad_norm"], nf, "grad_norm", 3))
+            if (loss, lm, aux, grad_norm) != want:
+                sys.exit(f"step {step}: the log says loss {loss} (lm {lm}, aux {aux}) "
+                         f"grad_norm {grad_norm}, the metrics {want}")
             reported += 1
     if not reported:
         sys.exit(f"{log_path}: no step lines")
