@@ -82,6 +82,23 @@ TEST_F(ParamOffloadTest, RefusesTwoViewsOfOneWeightStagedAtOnceWhenOneIsWritten)
                          "and writes one");
 }
 
+// overlap_param_gather's all-gather runs after the program, when the staged
+// copy it would write is gone (ParallelConfig refuses the two together).
+TEST_F(ParamOffloadTest, RefusesADeferredUseOfAStagedWeight) {
+  const uint32_t w = planner_.addBuffer("w", f32(2), plan::PARAMETERS);
+  const uint32_t shard = planner_.addBuffer("shard", f32(1), plan::ACTIVATIONS);
+  program_.set_name("optimizer_step");
+  add(plan::Op::all_gather, {shard}, {w});
+  auto *deferred = program_.mutable_instructions(0)->add_attributes();
+  deferred->set_name("deferred");
+  deferred->set_i(1);
+  Status s = ParamOffload(planner_, plan_).rewrite(program_);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.message(), "param_offload: program 'optimizer_step' instruction 0 (all_gather) "
+                         "uses 'w' deferred to after the program (overlap_param_gather), after "
+                         "its staged copy is gone");
+}
+
 TEST_F(ParamOffloadTest, StagesTwoViewsOfOneWeightThatAreOnlyRead) {
   const uint32_t gate = planner_.addBuffer("gate", f32(2), plan::PARAMETERS);
   const uint32_t up = planner_.addBuffer("up", f32(2), plan::PARAMETERS);
