@@ -279,14 +279,13 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (overlapParamGather && !distributedOptimizer)
     return fail("overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
                 "(--use-distributed-optimizer): without it there is no parameter all-gather");
-  if (paramOffload && distributedOptimizer)
-    return fail("param_offload (--param-offload) with use_distributed_optimizer "
-                "(--use-distributed-optimizer) is not planned yet: the weight buckets' "
-                "shards and all-gathers are views the offloaded weights would split; use one "
-                "of the two");
-  if (paramOffload && pp > 1)
-    return fail("param_offload (--param-offload) with pipeline_model_parallel_size (--pp ", pp,
-                ") > 1 is not planned yet; use --pp 1");
+  // The deferred all-gathers would fill staged buckets after the copies
+  // that take them to the host, or keep every bucket staged until the next
+  // forward: the device would hold the whole model param_offload moves out.
+  if (paramOffload && overlapParamGather)
+    return fail("overlap_param_gather (--overlap-param-gather) with param_offload "
+                "(--param-offload) is not supported: the weights all-gathered behind the next "
+                "forward would have to stay on the device; use one of the two");
   if (vpp != 0 && pp == 1)
     return fail("virtual_pipeline_model_parallel_size (--vpp ", vpp, ") needs "
                 "pipeline_model_parallel_size (--pp) > 1, got --pp 1");

@@ -109,8 +109,9 @@ struct ParallelConfig {
   bool gradOffload = false;
   /// Trinity-RFT's param_offload: the weights the programs read live in
   /// host memory; each program copies a weight to the device before each
-  /// run of its uses there (and the optimizer's update back after it)
-  /// (compiler/plan/ParamOffload.h).
+  /// run of its uses there (and the optimizer's update back after it);
+  /// with pp each stage its own layers', with use_distributed_optimizer
+  /// each bucket around its all-gather (compiler/plan/ParamOffload.h).
   bool paramOffload = false;
   int64_t microBatch = 0, globalBatch = 0, seq = 0;
   /// Uneven pipeline stages: layers of each stage (--pp-layout), or those of

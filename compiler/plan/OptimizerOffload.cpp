@@ -42,6 +42,18 @@ Status stageRuns(plan::Program &program, std::vector<plan::Instruction> old,
                              std::to_string(runs[b].first) + ".." + std::to_string(runs[b].last) +
                              "), views of one " + what + ", at once" +
                              (onlyWhenWritten ? ", and writes one" : ""));
+  // A deferred instruction (overlap_param_gather's all-gather) runs after
+  // the program's last: after the run's copy back, on a staged buffer no
+  // longer live.
+  for (const StagedRun &r : runs)
+    for (size_t i = r.first; i <= r.last; ++i)
+      if (plan::Attrs(old[i]).i("deferred") == 1)
+        for (const auto *ids : {&old[i].inputs(), &old[i].outputs()})
+          if (std::find(ids->begin(), ids->end(), r.buffer) != ids->end())
+            return Status::error(option + ": program '" + program.name() + "' instruction " +
+                                 std::to_string(i) + " (" + old[i].op() + ") uses " +
+                                 name(r.buffer) + " deferred to after the program " +
+                                 "(overlap_param_gather), after its staged copy is gone");
   // before[i]: copies to the device before old instruction i; after[i]: to
   // the host after it.
   std::vector<std::vector<plan::Instruction>> before(old.size()), after(old.size());

@@ -55,7 +55,8 @@ struct StagedRun {
 /// view's run may start where another's ended). Errors: two runs of
 /// overlapping views of one buffer at once (where `onlyWhenWritten`, only
 /// when one of them writes), named after `option` and `what`
-/// ("gradient", "weight").
+/// ("gradient", "weight"); a deferred instruction (overlap_param_gather)
+/// that uses a staged buffer.
 Status stageRuns(plan::Program &program, std::vector<plan::Instruction> old,
                  const std::vector<StagedRun> &runs, plan::ArenaKind stagedArena,
                  const std::string &option, const std::string &what, bool onlyWhenWritten,

@@ -21,6 +21,20 @@ namespace mt {
 /// model's. The arithmetic is the same on the same values in the same
 /// order: a CPU run gives bit for bit the losses, norms and weights of the
 /// run without it.
+/// Pipelines: each stage's forward, backward and optimizer programs are
+/// rewritten alike, so a stage stages only its own layers' weights, and
+/// each run of the 1F1B or interleaved schedule (a forward or backward of
+/// one micro-batch) stages what it reads: a weight read by the forward of
+/// micro-batch m+1 and the backward of m is copied in by each. The host
+/// arena holds, like PARAMETERS did, the weights of the stage that holds
+/// the most (stages share offsets).
+/// The distributed optimizer (Megatron-Core's): each rank keeps its whole
+/// weight buckets on the host, as each Megatron rank keeps its whole
+/// parameter buffer; the optimizer stages one bucket at a time, slices the
+/// rank's shard from it (all_slice), updates it, all-gathers into the
+/// staged bucket (NCCL needs device memory) and copies it back. With
+/// optimizer_offload the shard's masters and AdamW state are on the host
+/// (1/dp of them per rank) and the all-gather reads the updated shard.
 class ParamOffload {
 public:
   ParamOffload(BufferPlanner &planner, plan::Plan &plan) : planner_(planner), plan_(plan) {}

@@ -200,11 +200,11 @@ struct Offloads {
 };
 
 Offloads offloadsOf(const ParallelConfig &parallel, OptimizerOffload &optimizer,
-                    GradOffload &grads) {
+                    GradOffload &grads, ParamOffload &params) {
   if (parallel.gradOffload)
     optimizer.setGradientsOnHost();
   return {parallel.optimizerOffload ? &optimizer : nullptr,
-          parallel.gradOffload ? &grads : nullptr};
+          parallel.gradOffload ? &grads : nullptr, parallel.paramOffload ? &params : nullptr};
 }
 
 /// grad_offload and param_offload: stage the gradients and weights
@@ -367,7 +367,7 @@ void appendTransfer(ProgramEmitter &emitter, plan::Op op, Value value, int64_t p
 
 LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
                                 ArrayRef<StagedOp> staged, int64_t pp, plan::Plan &out,
-                                GradOffload *grads) {
+                                const Offloads &offloads) {
   int64_t stages = 0;
   for (const StagedOp &s : staged)
     stages = std::max(stages, s.virtualStage + 1);
@@ -396,7 +396,8 @@ LogicalResult emitStagePrograms(func::FuncOp fn, ProgramEmitter &emitter,
         return failure();
       for (Value value : t.send)
         appendTransfer(emitter, plan::Op::send, value, back ? v - 1 : v + 1);
-      if (failed(finishStepProgram(fn->getParentOfType<ModuleOp>(), emitter, program, grads)))
+      if (failed(finishStepProgram(fn->getParentOfType<ModuleOp>(), emitter, program,
+                                   offloads.grads, offloads.params)))
         return failure();
     }
   return success();
@@ -478,9 +479,7 @@ LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt
   OptimizerOffload offload(planner, out);
   GradOffload grads(planner, out, parallel.optimizerOffload);
   ParamOffload params(planner, out);
-  Offloads offloads = offloadsOf(parallel, offload, grads);
-  if (parallel.paramOffload) // ParallelConfig refuses it with --pp > 1
-    offloads.params = &params;
+  const Offloads offloads = offloadsOf(parallel, offload, grads, params);
   if (failed(finishStepProgram(module, fbEmitter, *out.mutable_programs(0), offloads.grads,
                                offloads.params)))
     return failure();
@@ -519,9 +518,10 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
   StepBuffers step;
   OptimizerOffload offload(planner, out);
   GradOffload grads(planner, out, parallel.optimizerOffload);
-  const Offloads offloads = offloadsOf(parallel, offload, grads);
+  ParamOffload params(planner, out);
+  const Offloads offloads = offloadsOf(parallel, offload, grads, params);
   if (failed(bindForwardBackward(fb, emitter, planner, out, gradBuffers, step)) ||
-      failed(emitStagePrograms(fb, emitter, *staged, parallel.pp, out, offloads.grads)))
+      failed(emitStagePrograms(fb, emitter, *staged, parallel.pp, out, offloads)))
     return failure();
   ProgramEmitter optEmitter(planner, scratch, opt);
   if (failed(bindOptimizerStep(opt, optEmitter, planner, out, step)) ||
@@ -529,6 +529,8 @@ FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::F
     return failure();
   if (offloads.grads)
     grads.moveGradients();
+  if (offloads.params)
+    params.moveWeights();
   if (Status s = planner.assignOffsets(); !s)
     return emitError(module.getLoc()) << s.message();
   out.mutable_training()->set_virtual_stages(int64_t(parallel.chunkLayers.size()));

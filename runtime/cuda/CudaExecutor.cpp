@@ -212,6 +212,27 @@ private:
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
 
+namespace {
+
+/// param_offload with pipelines or the distributed optimizer (their staging
+/// of per-stage runs and of buckets) has run only on the CPU backend.
+Status refuseUntestedParamOffload(const plan::Plan &plan) {
+  bool paramOffload = false;
+  for (const plan::Arena &a : plan.arenas())
+    paramOffload |= a.kind() == plan::HOST_WEIGHTS && a.size_bytes() > 0;
+  const char *with = plan.mesh().pp() > 1 ? "--pp > 1"
+                     : plan.buckets_size() > 0 ? "use_distributed_optimizer"
+                                               : nullptr;
+  if (!paramOffload || !with)
+    return Status::ok();
+  return Status::error(std::string("--backend cuda: this plan was compiled with param_offload "
+                                   "(--param-offload) and ") +
+                       with + ", which the CUDA backend does not run yet; run it with "
+                       "--backend cpu, or compile it without one of them");
+}
+
+} // namespace
+
 CudaExecutor::~CudaExecutor() {
   for (auto &[name, program] : programs_)
     if (program.graph)
@@ -231,6 +252,8 @@ CudaExecutor::~CudaExecutor() {
 Status CudaExecutor::initialize() {
   if (deviceCount() == 0)
     return Status::error("--backend cuda: no CUDA device is visible to this process");
+  if (Status s = refuseUntestedParamOffload(plan_); !s)
+    return s;
   if (rank_)
     if (Status s = selectDevice(rank_->info()); !s)
       return s;

@@ -203,15 +203,16 @@ Status validateBuckets(const Plan &plan) {
       return Status::error(name + " refers to a buffer out of range, has no members or parts < 1");
     const Buffer &weights = plan.buffers(b.param_buffer()), &grads = plan.buffers(b.grad_buffer());
     const int64_t elements = elementsOf(weights);
-    // grad_offload keeps the buckets' gradients on the host (GradOffload.h).
-    if (weights.arena() != PARAMETERS ||
+    // grad_offload keeps the buckets' gradients on the host (GradOffload.h),
+    // param_offload their weights (ParamOffload.h).
+    if ((weights.arena() != PARAMETERS && weights.arena() != HOST_WEIGHTS) ||
         (grads.arena() != GRADIENTS && grads.arena() != HOST_GRADIENTS) ||
         elementsOf(grads) != elements || elements % b.parts() != 0 ||
         elementsOf(plan.buffers(b.exp_avg_buffer())) != elements / b.parts() ||
         elementsOf(plan.buffers(b.exp_avg_sq_buffer())) != elements / b.parts())
       return Status::error(name + ": its weights (" + std::to_string(elements) +
-                           " elements) and gradients must be in their arenas (PARAMETERS; "
-                           "GRADIENTS or HOST_GRADIENTS), of one size "
+                           " elements) and gradients must be in their arenas (PARAMETERS or "
+                           "HOST_WEIGHTS; GRADIENTS or HOST_GRADIENTS), of one size "
                            "divisible by parts (" + std::to_string(b.parts()) +
                            "), and its AdamW state 1/parts of it");
     int64_t end = 0;

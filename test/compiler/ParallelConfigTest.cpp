@@ -126,6 +126,18 @@ TEST(ParallelConfig, AcceptsGradOffloadWithTheDistributedOptimizer) {
   }
 }
 
+// param_offload with a pipeline (each stage stages its own layers' weights)
+// and with the distributed optimizer (the buckets' weights on the host).
+TEST(ParallelConfig, AcceptsParamOffloadWithPipelinesAndTheDistributedOptimizer) {
+  for (auto [pp, vpp, distributed] : {std::tuple{2, 0, false}, {2, 2, false}, {1, 0, true},
+                                      {2, 0, true}}) {
+    ParallelConfig c;
+    c.worldSize = 4, c.pp = pp, c.vpp = vpp, c.globalBatch = 8;
+    c.paramOffload = true, c.distributedOptimizer = distributed;
+    EXPECT_EQ(errorOf(c), "") << "pp " << pp << " vpp " << vpp << " distributed " << distributed;
+  }
+}
+
 TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
   const BadCase cases[] = {
       {"heads % tp", [](auto &c, auto &m) { c.tp = 3; m.numKvHeads = 3; m.numHeads = 8; },
@@ -193,17 +205,12 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"overlap_param_gather alone", [](auto &c, auto &) { c.overlapParamGather = true; },
        "overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
        "(--use-distributed-optimizer): without it there is no parameter all-gather"},
-      {"param_offload with the distributed optimizer", [](auto &c, auto &) {
-         c.paramOffload = c.distributedOptimizer = true;
+      {"param_offload with overlap_param_gather", [](auto &c, auto &) {
+         c.paramOffload = c.distributedOptimizer = c.overlapParamGather = true;
        },
-       "param_offload (--param-offload) with use_distributed_optimizer "
-       "(--use-distributed-optimizer) is not planned yet"},
-      {"param_offload with a pipeline", [](auto &c, auto &) {
-         c.paramOffload = true;
-         c.pp = 2;
-       },
-       "param_offload (--param-offload) with pipeline_model_parallel_size (--pp 2) > 1 is not "
-       "planned yet; use --pp 1"},
+       "overlap_param_gather (--overlap-param-gather) with param_offload (--param-offload) is "
+       "not supported: the weights all-gathered behind the next forward would have to stay on "
+       "the device; use one of the two"},
       {"recompute granularity", [](auto &c, auto &) { c.recompute.granularity = "partial"; },
        "recompute_granularity (--recompute-granularity) must be full or selective (or null: "
        "none), got 'partial'"},

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Trains a model for 3 steps on eight layouts (the last with a MoE model)
+# Trains a model for 3 steps on ten layouts (the last with a MoE model)
 # without and with optimizer_offload (the master weights and AdamW state in host arenas,
 # AdamW on the host), grad_offload (the main gradients in a host arena,
 # staged on the device around each program's uses; with the distributed
 # optimizer the reduced shards there too), both, param_offload (the weights
-# in a host arena, staged on the device for each run of a program's uses;
-# refused with pp and the distributed optimizer) and all three, same seed
+# in a host arena, staged on the device for each run of a program's uses:
+# each pipeline stage's programs stage their own layers' weights, the
+# distributed optimizer all-gathers into a staged bucket copied to the
+# host; refused with overlap_param_gather) and all three, same seed
 # and global batch: OUT/<layout>.<option>.*;
 # and the offloaded run saved after 2 steps and resumed for the 3rd
 # (OUT/<layout>.<option>_resumed.*): the resumed run must refill
@@ -32,10 +34,13 @@ options=("${all_options[@]}")
 train one "" 1
 train dp2 "--dp 2" 2
 train tp2_dp2 "--tp 2 --dp 2" 4
-options=("${all_options[@]:0:4}") # param_offload is refused with --pp > 1
+train pp2 "--pp 2" 2
+train pp2_vpp2 "--pp 2 --vpp 2" 2
 train pp2_dp2 "--pp 2 --dp 2" 4
 train dp2_distopt "--dp 2 --use-distributed-optimizer" 2
+options=("${all_options[@]:0:4}") # param_offload is refused with overlap_param_gather
 train tp2_dp2_distopt "--tp 2 --dp 2 --use-distributed-optimizer --overlap-param-gather" 4
+options=("${all_options[@]}")
 train pp2_dp2_distopt "--pp 2 --dp 2 --use-distributed-optimizer" 4
 # Experts' gradients in the buckets (edp), the grouped MLP writing two
 # members of one bucket at once.

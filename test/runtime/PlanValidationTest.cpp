@@ -405,6 +405,26 @@ TEST(PlanValidation, AcceptsBucketsWithTheirMembersInside) {
   EXPECT_EQ(errorOf(bucketPlan()), "");
 }
 
+// param_offload keeps a bucket's weights, and its members', in HOST_WEIGHTS;
+// any other arena but PARAMETERS is refused.
+TEST(PlanValidation, AcceptsBucketWeightsOnTheHostUnderParamOffload) {
+  Plan offloaded = bucketPlan();
+  offloaded.mutable_arenas(offloaded.arenas_size() - 3)->set_kind(HOST_WEIGHTS);
+  std::vector<uint32_t> weights = {offloaded.buckets(0).param_buffer()};
+  for (const Parameter &p : offloaded.parameters())
+    if (p.name() == "a" || p.name() == "b")
+      weights.push_back(p.param_buffer());
+  for (uint32_t id : weights)
+    offloaded.mutable_buffers(id)->set_arena(HOST_WEIGHTS);
+  EXPECT_EQ(errorOf(offloaded), "");
+  Plan optimizer = bucketPlan();
+  optimizer.mutable_buffers(optimizer.buckets(0).param_buffer())->set_arena(OPTIMIZER);
+  EXPECT_EQ(errorOf(optimizer), "bucket 0: its weights (32 elements) and gradients must be in "
+                                "their arenas (PARAMETERS or HOST_WEIGHTS; GRADIENTS or "
+                                "HOST_GRADIENTS), of one size divisible by parts (2), and its "
+                                "AdamW state 1/parts of it");
+}
+
 TEST(PlanValidation, RejectsBucketMembersOutOfPlace) {
   Plan moved = bucketPlan();
   moved.mutable_buffers(moved.parameters(1).grad_buffer())->set_offset_bytes(0);
