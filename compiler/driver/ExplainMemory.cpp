@@ -48,6 +48,20 @@ uint64_t hostGradientShardBytes(const plan::Plan &plan) {
   return most;
 }
 
+/// The CPU backend's collectives gather or reduce the full fp32 tensor in a
+/// temporary of its own (runtime/cpu/CpuExecutor.cpp): the largest.
+uint64_t cpuCollectiveStaging(const plan::Plan &plan) {
+  uint64_t most = 0;
+  for (const plan::Program &program : plan.programs())
+    for (const plan::Instruction &instr : program.instructions()) {
+      const bool gather = plan::isOp(instr, plan::Op::all_gather);
+      if (gather || plan::isOp(instr, plan::Op::reduce_scatter))
+        most = std::max(
+            most, plan.buffers(gather ? instr.outputs(0) : instr.inputs(0)).size_bytes());
+    }
+  return most;
+}
+
 /// The bytes attention adds to the kernel workspace, which the runtime
 /// sizes to the largest need (runtime/cuda/Lowering.h needWorkspace) and
 /// which the communication staging uses too.
@@ -152,17 +166,7 @@ void explainMemory(const plan::Plan &plan, uint64_t deviceBytes, llvm::raw_ostre
   const CudaHostBytes host = cudaHostBytes(plan);
   const plan::AttentionWorkspace attention =
       plan::attentionWorkspace(plan, deviceBytes ? deviceBytes : kAssumedGpuBytes);
-  // The CPU backend's collectives gather or reduce the full fp32 tensor in a
-  // temporary of its own (runtime/cpu/CpuExecutor.cpp): the largest.
-  uint64_t cpuStaging = 0;
-  for (const plan::Program &program : plan.programs())
-    for (const plan::Instruction &instr : program.instructions()) {
-      const bool gather = plan::isOp(instr, plan::Op::all_gather);
-      if (gather || plan::isOp(instr, plan::Op::reduce_scatter))
-        cpuStaging = std::max(
-            cpuStaging,
-            plan.buffers(gather ? instr.outputs(0) : instr.inputs(0)).size_bytes());
-    }
+  const uint64_t cpuStaging = cpuCollectiveStaging(plan);
   // The CPU backend computes in host memory; the CUDA backend on the device
   // (CUDA) and keeps in host memory what saves, exports and inputs use.
   // Rows marked `ifAny` are left out when all zero (the offloads').
