@@ -33,8 +33,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
   "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
     --train-steps 20 -o "$data/plans/demo"
   # The same with optimizer_offload, grad_offload and both, and with full and
-  # selective recompute (TrainingStepTest's Options/OffloadTest and
-  # Options/RecomputeTest).
+  # selective recompute (TrainingStepTest's Options/MemoryOptionTest).
   for option in "offload:--optimizer-offload" "grad-offload:--grad-offload" \
                  "grad-optimizer-offload:--grad-offload --optimizer-offload" \
                  "recompute-full:--recompute-granularity full --recompute-method uniform --recompute-num-layers 1" \

@@ -386,39 +386,30 @@ void expectSameAsWithout(const char *option, const char *planName) {
                                              : "not bit for bit");
 }
 
-// optimizer_offload on the GPU (master weights and AdamW state in pinned
-// host memory, AdamW on the host, the plan's copies on a copy stream),
-// grad_offload (the main gradients in pinned host memory, staged on the GPU
-// around each program's uses, the norm summed on the host) and both. The
-// host AdamW rounds as PyTorch's CPU AdamW, the GPU's kernel as its CUDA
-// one, and the host's norm sums in another order than the GPU's: not bit
-// for bit, but all fp32.
-class OffloadTest : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
+// The memory options on the GPU, each against the plain demo plan:
+// optimizer_offload (master weights and AdamW state in pinned host memory,
+// AdamW on the host, the plan's copies on a copy stream), grad_offload (the
+// main gradients in pinned host memory, staged on the GPU around each
+// program's uses, the norm summed on the host) and both; the host AdamW
+// rounds as PyTorch's CPU AdamW, the GPU's kernel as its CUDA one, and the
+// host's norm sums in another order than the GPU's: not bit for bit, but
+// all fp32. Activation recompute (mt-recompute's clones of the forward run
+// again before their backward): full (uniform, one layer per unit) and
+// selective (core_attn, layernorm and mlp together).
+class MemoryOptionTest
+    : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
 
-TEST_P(OffloadTest, MatchesTheRunWithoutIt) {
+TEST_P(MemoryOptionTest, MatchesTheRunWithoutIt) {
   expectSameAsWithout(GetParam().first, GetParam().second);
 }
 
 // The plans tools/gpu-check.sh --prepare compiles, by option.
 INSTANTIATE_TEST_SUITE_P(
-    Options, OffloadTest,
+    Options, MemoryOptionTest,
     ::testing::Values(std::pair{"optimizer_offload", "demo-offload"},
                       std::pair{"grad_offload", "demo-grad-offload"},
-                      std::pair{"grad_optimizer_offload", "demo-grad-optimizer-offload"}),
-    [](const auto &info) { return std::string(info.param.first); });
-
-// Activation recompute on the GPU (mt-recompute's clones of the forward run
-// again before their backward): full (uniform, one layer per unit) and
-// selective (core_attn, layernorm and mlp together).
-class RecomputeTest : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
-
-TEST_P(RecomputeTest, MatchesTheRunWithoutIt) {
-  expectSameAsWithout(GetParam().first, GetParam().second);
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    Options, RecomputeTest,
-    ::testing::Values(std::pair{"recompute_full", "demo-recompute-full"},
+                      std::pair{"grad_optimizer_offload", "demo-grad-optimizer-offload"},
+                      std::pair{"recompute_full", "demo-recompute-full"},
                       std::pair{"recompute_selective", "demo-recompute-selective"}),
     [](const auto &info) { return std::string(info.param.first); });
 
