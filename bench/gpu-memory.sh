@@ -32,11 +32,7 @@ selected() { [[ -z "${MT_MEMORY_RUNS:-}" || " $MT_MEMORY_RUNS " == *" $1 "* ]]; 
 
 if [[ "${1:-}" == "--prepare" ]]; then
   dir=$2 bin=${MT_BUILD_DIR:-build}/bin peer=${3:-${MT_PEER_SCRIPT:-}}
-  if [[ "${MT_BENCH_PEERS:-1}" == 1 && ! -f "$peer" ]]; then
-    echo "error: give the PyTorch peer script: bench/gpu-memory.sh --prepare DIR PEER" \
-         "(or MT_PEER_SCRIPT=PEER), or MT_BENCH_PEERS=0${peer:+ ($peer: no such file)}" >&2
-    exit 1
-  fi
+  require_peer bench/gpu-memory.sh "$peer" || exit 1
   rm -rf "$dir" && mkdir -p "$dir/plans" "$dir/mlir" "$dir/explain" "$dir/peer"
   for run in "${runs[@]}"; do
     read -r name model batch seq flags <<< "$run"

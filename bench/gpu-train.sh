@@ -22,15 +22,13 @@
 # MT_COMPILE_FLAGS adds flags to --prepare's mtc compile (e.g. "--no-fuse all").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib-gpu.sh
+source bench/lib-gpu.sh
 shapes=${MT_BENCH_SHAPES:-"llama3.2-1b:4:2048 qwen3-0.6b:4:2048 llama3.2-1b:1:8192"}
 
 if [[ "${1:-}" == "--prepare" ]]; then
   dir=$2 bin=${MT_BUILD_DIR:-build}/bin peer=${3:-${MT_PEER_SCRIPT:-}}
-  if [[ "${MT_BENCH_PEERS:-1}" == 1 && ! -f "$peer" ]]; then
-    echo "error: give the PyTorch peer script: bench/gpu-train.sh --prepare DIR PEER" \
-         "(or MT_PEER_SCRIPT=PEER), or MT_BENCH_PEERS=0 to time mtc alone${peer:+ ($peer: no such file)}" >&2
-    exit 1
-  fi
+  require_peer bench/gpu-train.sh "$peer" "to time mtc alone" || exit 1
   mkdir -p "$dir/plans" "$dir/mlir" "$dir/peer"
   read -r -a extra <<< "${MT_COMPILE_FLAGS:-}"
   for shape in $shapes; do

@@ -1,11 +1,24 @@
 # shellcheck shell=bash disable=SC2154 # the caller sets dir; gpu_start the rest
-# Shared by the GPU benchmark scripts (bench/gpu-dp.sh, bench/gpu-mesh.sh);
+# Shared by the GPU benchmark scripts (bench/gpu-dp.sh, bench/gpu-mesh.sh,
+# bench/gpu-memory.sh; bench/gpu-train.sh takes require_peer alone);
 # sourced, never run. The functions share these variables (gpu_start sets all but dir):
 #   dir     the prepared folder (plans/, tokens.bin, googletest/ if carried)
 #   build   the runtime-only CUDA build folder
 #   out     files that come back ($OUT)       work  files that stay
 #   log     the build log                     rows  one JSON line per run
 #   budget  seconds the whole call may take (bash's $SECONDS counts them)
+
+# require_peer SCRIPT PEER [WHAT]: --prepare's check that the PyTorch peer
+# script PEER exists unless MT_BENCH_PEERS=0; the error names SCRIPT's usage
+# and what MT_BENCH_PEERS=0 does instead (WHAT, default "to skip the peer").
+# Returns 1 after the error.
+require_peer() {
+  local script=$1 peer=$2 what=${3:-to skip the peer}
+  [[ "${MT_BENCH_PEERS:-1}" != 1 || -f "$peer" ]] && return 0
+  echo "error: give the PyTorch peer script: $script --prepare DIR PEER" \
+       "(or MT_PEER_SCRIPT=PEER), or MT_BENCH_PEERS=0 $what${peer:+ ($peer: no such file)}" >&2
+  return 1
+}
 
 # gpu_start DEFAULT_BUILD BUDGET: sets build (MT_GPU_BUILD_DIR or DEFAULT_BUILD),
 # out ($OUT or $build/out), work, log, rows (emptied) and budget, makes the

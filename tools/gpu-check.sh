@@ -34,7 +34,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
     --train-steps 20 -o "$data/plans/demo"
   # The same with optimizer_offload, grad_offload and both, param_offload
   # alone and with each of them and both, and with full and selective
-  # recompute (TrainingStepTest's Options/OffloadTest and Options/RecomputeTest).
+  # recompute (TrainingStepTest's Options/MemoryOptionTest).
   for option in "offload:--optimizer-offload" "grad-offload:--grad-offload" \
                  "grad-optimizer-offload:--grad-offload --optimizer-offload" \
                  "param-offload:--param-offload" \

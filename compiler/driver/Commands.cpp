@@ -338,7 +338,7 @@ bool compileModel(const CompileOptions &options) {
     return true;
   }
   if (options.explain)
-    explainPlan(*plan, llvm::outs(), measure ? &recompute : nullptr);
+    explainPlan(*plan, llvm::outs(), measure ? &recompute : nullptr, options.gpuMemory);
   if (pristine &&
       failed(adviseRecompute(*pristine, *dims, parallel, options, options.gpuMemory, llvm::outs())))
     return false;

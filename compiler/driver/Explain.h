@@ -38,11 +38,27 @@ struct ActivationBytes {
 };
 ActivationBytes activationBytes(const plan::Plan &plan);
 
-/// Bytes of one rank's CUDA arenas and staging (the "total (the peak)" that
-/// --explain prints): plan::DeviceFootprint::total() (weights, their bf16
-/// copy, staged weights and gradients, gradients, AdamW state, ...) with
-/// each activation slot's activations, 32-bit activations and inputs.
-uint64_t gpuPlanBytes(const plan::Plan &plan);
+/// The device memory --explain assumes where --gpu-memory gives none (for
+/// attention's choice of kernels): an H200's, as cudaMemGetInfo reports it.
+inline constexpr uint64_t kAssumedGpuBytes = uint64_t(143165) << 20; // 139.8 GiB
+
+/// Bytes of one rank's CUDA arenas, staging and attention workspace (the
+/// "total (the peak)" that --explain prints) on a device of `deviceBytes`
+/// (0: kAssumedGpuBytes): plan::DeviceFootprint::total() (weights, their
+/// bf16 copy, staged weights and gradients, gradients, AdamW state, the
+/// communication staging, ...), what attention's backward adds to the
+/// kernel workspace (plan::attentionWorkspace), and each activation slot's
+/// activations, 32-bit activations and inputs.
+uint64_t gpuPlanBytes(const plan::Plan &plan, uint64_t deviceBytes);
+
+/// The activation slots a stage's schedule needs at most (1 without pp).
+uint64_t mostActivationSlots(const plan::Plan &plan);
+
+/// The memory table of --explain: one rank's memory by kind on the CPU
+/// backend, the CUDA device (on a device of `deviceBytes`, 0:
+/// kAssumedGpuBytes, said so) and the CUDA host, the total, and notes on
+/// what the offloads move and which attention kernels run.
+void explainMemory(const plan::Plan &plan, uint64_t deviceBytes, llvm::raw_ostream &os);
 
 /// Host memory of one rank of the CUDA backend (exec::HostMemory's
 /// host-side arenas): the fp32 weights and AdamW state that saves and
@@ -92,9 +108,10 @@ struct RecomputeEffect {
 /// What the compiled plan holds for each rank: the parameters of each
 /// stage, memory per arena (for the CPU and the CUDA backend), and the
 /// collectives of one step (runs, bytes and the traffic of each rank).
-/// With `recompute`, the activations with and without it and its cost.
+/// With `recompute`, the activations with and without it and its cost;
+/// `deviceBytes` as explainMemory.
 void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
-                 const RecomputeEffect *recompute = nullptr);
+                 const RecomputeEffect *recompute = nullptr, uint64_t deviceBytes = 0);
 
 /// `n` with commas between groups of three digits: 3,213,568.
 std::string withCommas(int64_t n);

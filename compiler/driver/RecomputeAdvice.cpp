@@ -40,10 +40,12 @@ struct Offload {
   }
 };
 
-/// Plans every candidate of recomputeCandidates with `offload`.
+/// Plans every candidate of recomputeCandidates with `offload`, its CUDA
+/// memory on a device of `gpuBytes`.
 FailureOr<std::vector<Tried>> planCandidates(ModuleOp module, const ModelDims &dims,
                                              const ParallelConfig &parallel,
-                                             const CompileOptions &quiet, Offload offload) {
+                                             const CompileOptions &quiet, Offload offload,
+                                             uint64_t gpuBytes) {
   std::vector<Tried> tried;
   for (const RecomputeConfig &candidate : recomputeCandidates(dims, parallel)) {
     ParallelConfig p = parallel;
@@ -62,8 +64,8 @@ FailureOr<std::vector<Tried>> planCandidates(ModuleOp module, const ModelDims &d
     const CudaHostBytes host = cudaHostBytes(*plan);
     // optimizer_offload copies each gradient (a master's size) to the host
     // and each updated master back.
-    tried.push_back({candidate.describe(), gpuPlanBytes(*plan) + kCudaContextBytes, host.total(),
-                     2 * host.masters,
+    tried.push_back({candidate.describe(), gpuPlanBytes(*plan, gpuBytes) + kCudaContextBytes,
+                     host.total(), 2 * host.masters,
                      training > 0 ? 100.0 * extra / training : 0.0});
   }
   return tried;
@@ -108,7 +110,7 @@ LogicalResult adviseRecompute(ModuleOp module, const ModelDims &dims,
   CompileOptions quiet = options;
   quiet.dumpDir.clear();
   const Offload given{parallel.optimizerOffload, parallel.gradOffload};
-  auto tried = planCandidates(module, dims, parallel, quiet, given);
+  auto tried = planCandidates(module, dims, parallel, quiet, given, gpuBytes);
   if (failed(tried))
     return failure();
   os << "activation recompute for --gpu-memory " << bytesText(double(gpuBytes))
@@ -134,7 +136,7 @@ LogicalResult adviseRecompute(ModuleOp module, const ModelDims &dims,
   if (!given.grads)
     ladder.push_back({true, true});
   for (const Offload &offload : ladder) {
-    auto offloaded = planCandidates(module, dims, parallel, quiet, offload);
+    auto offloaded = planCandidates(module, dims, parallel, quiet, offload, gpuBytes);
     if (failed(offloaded))
       return failure();
     const Tried *best = cheapestFit(*offloaded, gpuBytes);

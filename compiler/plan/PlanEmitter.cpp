@@ -243,7 +243,7 @@ LogicalResult finishOptimizer(ModuleOp module, ProgramEmitter &emitter, plan::Pl
     if (offloads.params)
       if (Status s = offloads.params->rewrite(optimizer); !s)
         return emitError(module.getLoc()) << s.message();
-    emitter.finishProgram();
+    emitter.finishProgram(); // the optimizer's liveness; the masters program's below
     emitter.setProgram(masters);
     if (offloads.params)
       if (Status s = offloads.params->rewrite(masters); !s)

@@ -22,6 +22,7 @@
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/FlashTiles.cuh"
 #include "runtime/kernels/ContextParallel.h"
+#include "runtime/plan/AttentionWorkspace.h"
 
 #include <cmath>
 #include <cstdint>
@@ -719,7 +720,7 @@ Status mtcAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *ou
 }
 
 size_t attentionBackwardWorkspaceBytes(const AttentionShape &shape) {
-  return size_t(shape.batch * shape.heads * shape.seq) * sizeof(float);
+  return size_t(plan::mtcAttentionWorkspaceBytes(shape.batch, shape.heads, shape.seq));
 }
 
 Status mtcAttentionBackward(const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *out,

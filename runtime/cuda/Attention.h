@@ -87,8 +87,10 @@ struct AttentionPlan {
 
 /// Resolves options.backend for `shape` (documents: position ids are
 /// given), building cuDNN's plans when they may be used; call outside CUDA
-/// graph capture. Errors: cudnn requested with documents, or cudnn
-/// requested and no plan builds (the cuDNN call and status named).
+/// graph capture. `mtc compile --explain` predicts auto's choice and its
+/// workspace by the same rule (plan::attentionWorkspace). Errors: cudnn
+/// requested with documents, or cudnn requested and no plan builds (the
+/// cuDNN call and status named).
 Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool documents,
                                       const AttentionOptions &options);
 

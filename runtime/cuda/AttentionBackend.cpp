@@ -5,6 +5,7 @@
 
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/CudnnAttention.h"
+#include "runtime/plan/AttentionWorkspace.h"
 
 #include <cstdio>
 #include <mutex>
@@ -117,7 +118,7 @@ Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool document
   if (requested == AttentionBackend::Auto) {
     size_t freeBytes = 0, totalBytes = 0;
     MT_CUDA_CHECK(cudaMemGetInfo(&freeBytes, &totalBytes));
-    if (*bytes > totalBytes / 16) {
+    if (!plan::cudnnWorkspaceFits(*bytes, totalBytes)) { // as mtc compile --explain predicts
       logFallback(shape, "cuDNN needs " + std::to_string(*bytes >> 20) +
                              " MiB of workspace, over 1/16 of the device's memory (its "
                              "deterministic backward keeps dP whole; "

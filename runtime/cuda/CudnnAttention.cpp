@@ -8,6 +8,7 @@
 #include "runtime/cuda/CudnnAttention.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/plan/AttentionWorkspace.h"
 
 #include <cudnn.h>
 
@@ -382,7 +383,7 @@ Desc buildBackward(Builder &g, const AttentionShape &sh, bool deterministic,
 /// Bytes of the backward's fp32 rowsum, placed first in the workspace, and
 /// of its fp32 dQ accumulator (the nondeterministic form), placed next.
 size_t softmaxSumBytes(const AttentionShape &s) {
-  return (size_t(s.batch * s.heads * s.seq) * sizeof(float) + 255) / 256 * 256;
+  return size_t(plan::cudnnSoftmaxSumBytes(s.batch, s.heads, s.seq));
 }
 size_t dqAccumBytes(const AttentionShape &s, bool deterministic) {
   return deterministic ? 0 : size_t(s.batch * s.heads * s.seq * s.headDim) * sizeof(float);

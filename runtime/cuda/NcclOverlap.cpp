@@ -235,7 +235,76 @@ struct GradientReduceOverlap::State {
   /// buffers. An error names what is missing.
   Status planSparse(const plan::Program &forwardBackward, int instruction, size_t bucket,
                     const DeviceArenas &arenas);
+
+  /// Forms the buckets of the gradient buffers `reduced`, all-reduced in
+  /// buckets of about `bucketElements` (neighbours in memory merged into one
+  /// call), or with the distributed optimizer reduce-scattered into
+  /// `shards`, one bucket each; each starts after the last writer of its
+  /// gradients in `writes`. Returns the bucket of writes.sparseReduced.
+  size_t formBuckets(const plan::Plan &plan, const std::vector<uint32_t> &reduced,
+                     const std::vector<uint32_t> &shards,
+                     const plan::ReducedGradientWrites &writes, const DeviceArenas &arenas,
+                     size_t bucketElements);
+
+  /// The communication stream, the buckets' events and, with
+  /// `bf16Reduction` (grad_reduce_in_bf16), the scratch of the largest.
+  Status createStreamAndEvents(bool bf16Reduction);
 };
+
+size_t GradientReduceOverlap::State::formBuckets(const plan::Plan &plan,
+                                                 const std::vector<uint32_t> &reduced,
+                                                 const std::vector<uint32_t> &shards,
+                                                 const plan::ReducedGradientWrites &writes,
+                                                 const DeviceArenas &arenas,
+                                                 size_t bucketElements) {
+  const bool scatter = !shards.empty();
+  std::vector<GradientToReduce> gradients;
+  for (size_t k = 0; k < reduced.size(); ++k)
+    gradients.push_back({size_t(plan::elementsOf(plan.buffers(reduced[k]))), writes.lastWriter[k]});
+  size_t sparseBucket = 0;
+  for (const std::vector<size_t> &members :
+       formGradientBuckets(gradients, scatter ? 1 : bucketElements)) {
+    Bucket &bucket = buckets.emplace_back();
+    for (size_t k : members) {
+      if (k == writes.sparseReduced)
+        sparseBucket = buckets.size() - 1;
+      bucket.lastWriter = std::max(bucket.lastWriter, gradients[k].lastWriter);
+      if (scatter) {
+        bucket.scatters.push_back({reinterpret_cast<const float *>(arenas.data(reduced[k])),
+                                   reinterpret_cast<float *>(arenas.data(shards[k])),
+                                   size_t(plan::elementsOf(plan.buffers(shards[k])))});
+        continue;
+      }
+      float *data = reinterpret_cast<float *>(arenas.data(reduced[k]));
+      const size_t count = gradients[k].elements;
+      Span *last = bucket.spans.empty() ? nullptr : &bucket.spans.back();
+      if (last && last->data + last->count == data) { // neighbours in memory: one call
+        last->count += count;
+      } else if (last && data + count == last->data) { // backward meets them in reverse
+        last->data = data;
+        last->count += count;
+      } else {
+        bucket.spans.push_back({data, count});
+      }
+    }
+  }
+  return sparseBucket;
+}
+
+Status GradientReduceOverlap::State::createStreamAndEvents(bool bf16Reduction) {
+  ScopedErrorContext context("planning the overlap of the gradient all-reduce: ");
+  MT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (Bucket &bucket : buckets)
+    MT_CUDA_CHECK(cudaEventCreateWithFlags(&bucket.ready, cudaEventDisableTiming));
+  MT_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  if (bf16Reduction) {
+    size_t largest = 0;
+    for (const Bucket &bucket : buckets)
+      largest = std::max(largest, bf16Elements(bucket));
+    MT_CUDA_CHECK(cudaMalloc(reinterpret_cast<void **>(&scratch), largest * sizeof(bf16)));
+  }
+  return Status::ok();
+}
 
 Status GradientReduceOverlap::State::planSparse(const plan::Program &forwardBackward,
                                                 int instruction, size_t bucket,
@@ -361,50 +430,14 @@ Expected<std::unique_ptr<GradientReduceOverlap>> GradientReduceOverlap::plan(
   state->position.resize(order.size());
   for (size_t at = 0; at < order.size(); ++at)
     state->position[size_t(order[at])] = int(at);
-  std::vector<GradientToReduce> gradients;
-  for (size_t k = 0; k < reduced.size(); ++k)
-    gradients.push_back({size_t(plan::elementsOf(plan.buffers(reduced[k]))), writes.lastWriter[k]});
-  size_t sparseBucket = 0;
-  for (const std::vector<size_t> &members :
-       formGradientBuckets(gradients, scatter ? 1 : bucketElements)) {
-    State::Bucket &bucket = state->buckets.emplace_back();
-    for (size_t k : members) {
-      if (k == writes.sparseReduced)
-        sparseBucket = state->buckets.size() - 1;
-      bucket.lastWriter = std::max(bucket.lastWriter, gradients[k].lastWriter);
-      if (scatter) {
-        const uint32_t shard = reductions.shards[k];
-        bucket.scatters.push_back({reinterpret_cast<const float *>(arenas.data(reduced[k])),
-                                   reinterpret_cast<float *>(arenas.data(shard)),
-                                   size_t(plan::elementsOf(plan.buffers(shard)))});
-        continue;
-      }
-      float *data = reinterpret_cast<float *>(arenas.data(reduced[k]));
-      const size_t count = gradients[k].elements;
-      State::Span *last = bucket.spans.empty() ? nullptr : &bucket.spans.back();
-      if (last && last->data + last->count == data) { // neighbours in memory: one call
-        last->count += count;
-      } else if (last && data + count == last->data) { // backward meets them in reverse
-        last->data = data;
-        last->count += count;
-      } else {
-        bucket.spans.push_back({data, count});
-      }
-    }
-  }
-  ScopedErrorContext context("planning the overlap of the gradient all-reduce: ");
-  MT_CUDA_CHECK(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));
-  for (State::Bucket &bucket : state->buckets)
-    MT_CUDA_CHECK(cudaEventCreateWithFlags(&bucket.ready, cudaEventDisableTiming));
-  MT_CUDA_CHECK(cudaEventCreateWithFlags(&state->done, cudaEventDisableTiming));
-  if (writes.sparseWriter >= 0)
+  const size_t sparseBucket =
+      state->formBuckets(plan, reduced, reductions.shards, writes, arenas, bucketElements);
+  if (Status s = state->createStreamAndEvents(plan.training().grad_reduce_in_bf16()); !s)
+    return s;
+  if (writes.sparseWriter >= 0) {
+    ScopedErrorContext context("planning the overlap of the gradient all-reduce: ");
     MT_CUDA_RETURN_IF_ERROR(
         state->planSparse(forwardBackward, writes.sparseWriter, sparseBucket, arenas));
-  if (plan.training().grad_reduce_in_bf16()) {
-    size_t largest = 0;
-    for (const State::Bucket &bucket : state->buckets)
-      largest = std::max(largest, state->bf16Elements(bucket));
-    MT_CUDA_CHECK(cudaMalloc(reinterpret_cast<void **>(&state->scratch), largest * sizeof(bf16)));
   }
   return std::unique_ptr<GradientReduceOverlap>(new GradientReduceOverlap(std::move(state)));
 }

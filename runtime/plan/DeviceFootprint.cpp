@@ -1,6 +1,7 @@
 // The CUDA backend's arena sizes, computed from the plan alone.
 #include "runtime/plan/DeviceFootprint.h"
 
+#include "runtime/plan/AttentionWorkspace.h"
 #include "runtime/plan/OpRegistry.h"
 
 #include <algorithm>
@@ -290,6 +291,41 @@ std::optional<uint64_t> deviceWeightOffset(const DeviceFootprint &f, uint64_t pl
       before += m.planBytes;
   }
   return planOffset - before;
+}
+
+AttentionWorkspace attentionWorkspace(const Plan &plan, uint64_t deviceBytes) {
+  AttentionWorkspace most;
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions()) {
+      // Ring attention's block forward (attention_block) needs none.
+      const bool block = isOp(instr, Op::attention_block_grad);
+      if (!block && !isOp(instr, Op::attention) && !isOp(instr, Op::attention_grad))
+        continue;
+      const Attrs a(instr);
+      AttentionWorkspace w;
+      w.batch = a.i("batch"), w.heads = a.i("heads"), w.seq = a.i("seq");
+      w.kvSeq = block ? w.seq : a.i("kv_seq"), w.headDim = a.i("head_dim");
+      if (w.batch == 0 || w.seq == 0)
+        continue; // the launchers return at once
+      const std::string axis = a.s("context_parallel_axis");
+      const bool contextParallel = block || (!axis.empty() && plan.mesh().cp() > 1);
+      w.cudnnBytes = cudnnAttentionWorkspaceBytes(w.batch, w.heads, w.seq, w.kvSeq, w.headDim);
+      // The order of planAttention's tests: documents, cp, then the limit.
+      if (a.i("position_ids"))
+        w.kernels = AttentionKernels::MtcDocuments;
+      else if (contextParallel)
+        w.kernels = AttentionKernels::MtcContextParallel;
+      else if (!cudnnWorkspaceFits(w.cudnnBytes, deviceBytes))
+        w.kernels = AttentionKernels::MtcOverLimit;
+      else
+        w.kernels = AttentionKernels::Cudnn;
+      w.bytes = w.kernels == AttentionKernels::Cudnn
+                    ? w.cudnnBytes
+                    : mtcAttentionWorkspaceBytes(w.batch, w.heads, w.seq);
+      if (w.bytes > most.bytes)
+        most = w;
+    }
+  return most;
 }
 
 } // namespace mt::plan

@@ -151,6 +151,29 @@ DeviceFootprint deviceFootprint(const Plan &plan);
 std::optional<uint64_t> deviceWeightOffset(const DeviceFootprint &f, uint64_t planOffset,
                                            uint64_t bytes);
 
+/// Which kernels run an attention instruction on the CUDA backend under
+/// mtrun's defaults (MT_ATTENTION_BACKEND=auto, MT_ATTENTION_DETERMINISTIC=1),
+/// as runtime/cuda/AttentionBackend.cpp planAttention chooses: cuDNN's fused
+/// attention, or the mtc kernels because cuDNN's workspace is over
+/// 1/16 of the device's memory, because documents are packed in a row
+/// (position ids) or because of context parallelism (a cp slice's mask,
+/// ring attention's blocks), which cuDNN's kernels do not take.
+enum class AttentionKernels { None, Cudnn, MtcOverLimit, MtcDocuments, MtcContextParallel };
+
+/// Attention's need of the CUDA backend's kernel workspace (one buffer that
+/// every kernel shares, as large as the largest need): the largest over the
+/// plan's attention, attention_grad and attention_block_grad instructions,
+/// the kernels that run it and its shape (query rows: seq; key rows: kvSeq).
+struct AttentionWorkspace {
+  uint64_t bytes = 0;
+  AttentionKernels kernels = AttentionKernels::None;
+  /// What cuDNN's deterministic backward would need for that shape.
+  uint64_t cudnnBytes = 0;
+  int64_t batch = 0, heads = 0, seq = 0, kvSeq = 0, headDim = 0;
+};
+/// On a device with `deviceBytes` of memory (cudaMemGetInfo's total).
+AttentionWorkspace attentionWorkspace(const Plan &plan, uint64_t deviceBytes);
+
 } // namespace mt::plan
 
 #endif // MT_RUNTIME_PLAN_DEVICEFOOTPRINT_H

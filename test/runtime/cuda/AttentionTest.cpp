@@ -7,6 +7,8 @@
 #include "runtime/cuda/Attention.h"
 
 #include "runtime/cpu/Attention.h"
+#include "runtime/cuda/CudnnAttention.h"
+#include "runtime/plan/AttentionWorkspace.h"
 #include "test/Tolerances.h"
 #include "test/runtime/cuda/CudaTestSupport.h"
 
@@ -184,6 +186,24 @@ TEST(AttentionBackendTest, ParsesAndResolves) {
   ASSERT_TRUE(mtc.isOk());
   EXPECT_EQ(mtc->backend, cuda::AttentionBackend::Mtc);
   EXPECT_EQ(mtc->workspaceBytes, cuda::attentionBackwardWorkspaceBytes(shape));
+}
+
+// What cuDNN's deterministic backward asks for agrees, within the 5% that
+// --explain's memory promises, with the workspace `mtc compile --explain`
+// predicts (plan::cudnnAttentionWorkspaceBytes): llama3.2-1b's shapes, whose
+// figures the formula was read from, and qwen3-0.6b's (head_dim 128).
+TEST(AttentionBackendTest, CudnnWorkspaceIsAsPredicted) {
+  for (const cuda::AttentionShape &s :
+       {cuda::AttentionShape{4, 2048, 32, 8, 64, 0.125f},
+        cuda::AttentionShape{1, 8192, 32, 8, 64, 0.125f},
+        cuda::AttentionShape{4, 2048, 16, 8, 128, 0.088f}}) {
+    auto bytes = cuda::cudnnAttentionPrepare(s, true);
+    ASSERT_TRUE(bytes.isOk()) << bytes.message();
+    const double predicted =
+        double(plan::cudnnAttentionWorkspaceBytes(s.batch, s.heads, s.seq, s.seq, s.headDim));
+    EXPECT_NEAR(double(*bytes), predicted, 0.05 * predicted) << shapeText(
+        {s.batch, s.seq, s.heads, s.kvHeads, s.headDim});
+  }
 }
 
 TEST(AttentionShapeTest, RejectsInvalidShapes) {

@@ -386,25 +386,29 @@ void expectSameAsWithout(const char *option, const char *planName) {
                                              : "not bit for bit");
 }
 
-// optimizer_offload on the GPU (master weights and AdamW state in pinned
-// host memory, AdamW on the host, the plan's copies on a copy stream),
-// grad_offload (the main gradients in pinned host memory, staged on the GPU
-// around each program's uses, the norm summed on the host), both, and
-// param_offload (the weights in pinned host memory, each staged on the GPU
-// in fp32 and bf16 for each run of a program's uses, the optimizer's update
-// copied back) alone and with the other two. The host AdamW rounds as
-// PyTorch's CPU AdamW, the GPU's kernel as its CUDA one, and the host's
-// norm sums in another order than the GPU's: not bit for bit, but all
-// fp32.
-class OffloadTest : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
+// The memory options on the GPU, each against the plain demo plan:
+// optimizer_offload (master weights and AdamW state in pinned host memory,
+// AdamW on the host, the plan's copies on a copy stream), grad_offload (the
+// main gradients in pinned host memory, staged on the GPU around each
+// program's uses, the norm summed on the host), both, and param_offload (the
+// weights in pinned host memory, each staged on the GPU in fp32 and bf16 for
+// each run of a program's uses, the optimizer's update copied back) alone
+// and with the other two; the host AdamW rounds as PyTorch's CPU AdamW, the
+// GPU's kernel as its CUDA one, and the host's norm sums in another order
+// than the GPU's: not bit for bit, but all fp32. Activation recompute
+// (mt-recompute's clones of the forward run again before their backward):
+// full (uniform, one layer per unit) and selective (core_attn, layernorm and
+// mlp together).
+class MemoryOptionTest
+    : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
 
-TEST_P(OffloadTest, MatchesTheRunWithoutIt) {
+TEST_P(MemoryOptionTest, MatchesTheRunWithoutIt) {
   expectSameAsWithout(GetParam().first, GetParam().second);
 }
 
 // The plans tools/gpu-check.sh --prepare compiles, by option.
 INSTANTIATE_TEST_SUITE_P(
-    Options, OffloadTest,
+    Options, MemoryOptionTest,
     ::testing::Values(std::pair{"optimizer_offload", "demo-offload"},
                       std::pair{"grad_offload", "demo-grad-offload"},
                       std::pair{"grad_optimizer_offload", "demo-grad-optimizer-offload"},
@@ -412,21 +416,8 @@ INSTANTIATE_TEST_SUITE_P(
                       std::pair{"param_optimizer_offload", "demo-param-optimizer-offload"},
                       std::pair{"param_grad_offload", "demo-param-grad-offload"},
                       std::pair{"param_grad_optimizer_offload",
-                                "demo-param-grad-optimizer-offload"}),
-    [](const auto &info) { return std::string(info.param.first); });
-
-// Activation recompute on the GPU (mt-recompute's clones of the forward run
-// again before their backward): full (uniform, one layer per unit) and
-// selective (core_attn, layernorm and mlp together).
-class RecomputeTest : public ::testing::TestWithParam<std::pair<const char *, const char *>> {};
-
-TEST_P(RecomputeTest, MatchesTheRunWithoutIt) {
-  expectSameAsWithout(GetParam().first, GetParam().second);
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    Options, RecomputeTest,
-    ::testing::Values(std::pair{"recompute_full", "demo-recompute-full"},
+                                "demo-param-grad-optimizer-offload"},
+                      std::pair{"recompute_full", "demo-recompute-full"},
                       std::pair{"recompute_selective", "demo-recompute-selective"}),
     [](const auto &info) { return std::string(info.param.first); });
 
