@@ -145,9 +145,14 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
      << bytesText(double(on ? optimizer : sharded)) << ", without it "
      << bytesText(double(on ? whole : optimizer)) << "\n";
   const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
+  // param_offload: every weight is in host memory, on both backends.
+  bool paramOffload = false;
+  for (const plan::Arena &a : plan.arenas())
+    paramOffload |= a.kind() == plan::HOST_WEIGHTS && a.size_bytes() > 0;
   os << "  fp32 master weights per rank: ";
-  if (!on)
-    os << bytesText(double(weights)) << " held whole (the backends compute from them)";
+  if (!on || paramOffload)
+    os << bytesText(double(weights)) << " held whole"
+       << (paramOffload ? " in host memory (param_offload)" : " (the backends compute from them)");
   else
     os << "CPU " << bytesText(double(weights))
        << " held whole (it computes from them); CUDA " << bytesText(double(gpu.weights))
