@@ -146,9 +146,7 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
      << bytesText(double(on ? whole : optimizer)) << "\n";
   const plan::DeviceFootprint gpu = plan::deviceFootprint(plan);
   // param_offload: every weight is in host memory, on both backends.
-  bool paramOffload = false;
-  for (const plan::Arena &a : plan.arenas())
-    paramOffload |= a.kind() == plan::HOST_WEIGHTS && a.size_bytes() > 0;
+  const bool paramOffload = plan::weightsOffloaded(plan);
   os << "  fp32 master weights per rank: ";
   if (!on || paramOffload)
     os << bytesText(double(weights)) << " held whole"

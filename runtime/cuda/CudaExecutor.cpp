@@ -217,13 +217,10 @@ namespace {
 /// param_offload with pipelines or the distributed optimizer (their staging
 /// of per-stage runs and of buckets) has run only on the CPU backend.
 Status refuseUntestedParamOffload(const plan::Plan &plan) {
-  bool paramOffload = false;
-  for (const plan::Arena &a : plan.arenas())
-    paramOffload |= a.kind() == plan::HOST_WEIGHTS && a.size_bytes() > 0;
   const char *with = plan.mesh().pp() > 1 ? "--pp > 1"
                      : plan.buckets_size() > 0 ? "use_distributed_optimizer"
                                                : nullptr;
-  if (!paramOffload || !with)
+  if (!plan::weightsOffloaded(plan) || !with)
     return Status::ok();
   return Status::error(std::string("--backend cuda: this plan was compiled with param_offload "
                                    "(--param-offload) and ") +

@@ -167,6 +167,13 @@ std::set<uint32_t> wideActivations(const Plan &plan) {
   return wide;
 }
 
+bool weightsOffloaded(const Plan &plan) {
+  for (const Arena &a : plan.arenas())
+    if (a.kind() == HOST_WEIGHTS && a.size_bytes() > 0)
+      return true;
+  return false;
+}
+
 bool fp32WeightsOnHost(const Plan &plan) {
   if (plan.buckets_size() > 0)
     return false;

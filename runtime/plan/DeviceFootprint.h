@@ -85,6 +85,10 @@ std::set<uint32_t> wideActivations(const Plan &plan);
 /// (which read their weights in fp32).
 bool fp32WeightsOnHost(const Plan &plan);
 
+/// Whether the plan was compiled with param_offload: its weights are a
+/// non-empty HOST_WEIGHTS arena, on every backend.
+bool weightsOffloaded(const Plan &plan);
+
 /// Whether arenas of `kind` are in host memory on every backend (pinned on
 /// CUDA): optimizer_offload's, grad_offload's and param_offload's HOST_*
 /// arenas.
