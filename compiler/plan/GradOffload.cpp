@@ -43,14 +43,7 @@ Status GradOffload::rewrite(plan::Program &program) {
   std::vector<StagedRun> runs;
   std::map<uint32_t, size_t> open; // gradient -> its run still open
   for (size_t i = 0; i < old.size(); ++i) {
-    std::map<uint32_t, bool> used; // gradient -> written here
-    for (uint32_t id : old[i].inputs())
-      if (planner_.arenaOf(id) == plan::GRADIENTS)
-        used.try_emplace(id, false);
-    for (uint32_t id : old[i].outputs())
-      if (planner_.arenaOf(id) == plan::GRADIENTS)
-        used[id] = true;
-    for (auto [grad, writes] : used) {
+    for (auto [grad, writes] : arenaUses(old[i], plan::GRADIENTS, planner_)) {
       if (readsOnHost(old[i], grad)) {
         if (writes)
           return Status::error("grad_offload: program '" + program.name() + "' instruction " +

@@ -23,6 +23,18 @@ plan::Instruction offloadCopy(plan::Op op, uint32_t from, uint32_t to, int64_t n
   return c;
 }
 
+std::map<uint32_t, bool> arenaUses(const plan::Instruction &instr, plan::ArenaKind arena,
+                                   const BufferPlanner &planner) {
+  std::map<uint32_t, bool> used;
+  for (uint32_t id : instr.inputs())
+    if (planner.arenaOf(id) == arena)
+      used.try_emplace(id, false);
+  for (uint32_t id : instr.outputs())
+    if (planner.arenaOf(id) == arena)
+      used[id] = true;
+  return used;
+}
+
 Status stageRuns(plan::Program &program, std::vector<plan::Instruction> old,
                  const std::vector<StagedRun> &runs, plan::ArenaKind stagedArena,
                  const std::string &option, const std::string &what, bool onlyWhenWritten,

@@ -47,6 +47,12 @@ struct StagedRun {
   bool writes = false;
 };
 
+/// The buffers of `arena` that `instr` uses, each with whether it writes
+/// it (an output; a buffer both read and written counts as written): the
+/// uses grad_offload and param_offload group into staged runs.
+std::map<uint32_t, bool> arenaUses(const plan::Instruction &instr, plan::ArenaKind arena,
+                                   const BufferPlanner &planner);
+
 /// The staging of grad_offload and param_offload: rewrites `program`, whose
 /// instructions were `old`, so that each run reads and writes a new buffer
 /// like its own in `stagedArena`, filled by a copy_to_device before the

@@ -19,14 +19,7 @@ std::map<uint32_t, std::vector<std::pair<size_t, bool>>>
 usesOf(const std::vector<plan::Instruction> &old, const BufferPlanner &planner) {
   std::map<uint32_t, std::vector<std::pair<size_t, bool>>> uses;
   for (size_t i = 0; i < old.size(); ++i) {
-    std::map<uint32_t, bool> used; // weight -> written here
-    for (uint32_t id : old[i].inputs())
-      if (planner.arenaOf(id) == plan::PARAMETERS)
-        used.try_emplace(id, false);
-    for (uint32_t id : old[i].outputs())
-      if (planner.arenaOf(id) == plan::PARAMETERS)
-        used[id] = true;
-    for (auto [weight, writes] : used)
+    for (auto [weight, writes] : arenaUses(old[i], plan::PARAMETERS, planner))
       uses[weight].push_back({i, writes});
   }
   return uses;

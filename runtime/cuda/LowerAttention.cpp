@@ -47,22 +47,9 @@ AttentionShape attentionShape(Lowerer &L, const Attrs &a) {
 }
 
 /// attention's shape: its keys are the rank's own, or under cp the gather
-/// Packed documents under cp on CUDA: the kernels match the CPU reference
-/// block by block, but 20 steps of the tiny Qwen3 on two H200s drifted from
-/// one GPU beyond bf16 tolerance with every cp_comm_type (loss 1.5% at step
-/// 17; ContextParallel.Cp2PackedDocumentsMatchOneGpu), so such plans are
-/// refused until that is found.
-void refusePackedUnderCp(Lowerer &L, const Attrs &a) {
-  L.fail("packed documents (position_ids) under context_parallel_axis '" +
-         a.s("context_parallel_axis") + "': the CUDA backend does not run them yet (its "
-         "two-GPU run drifts from one GPU); run with --backend cpu, or without cp or packing");
-}
-
 /// of every cp rank's (kv_seq = seq x cp).
 AttentionShape gatheredShape(Lowerer &L, const Attrs &a) {
   AttentionShape shape = attentionShape(L, a);
-  if (shape.cpSize > 1 && a.i("position_ids"))
-    refusePackedUnderCp(L, a);
   if (a.i("kv_seq") != shape.kvSeq())
     L.fail("kv_seq (" + std::to_string(a.i("kv_seq")) + ") is not seq (" +
            std::to_string(shape.seq) + ") x the " + std::to_string(shape.cpSize) +
@@ -79,8 +66,6 @@ AttentionShape gatheredShape(Lowerer &L, const Attrs &a) {
 AttentionShape blockShape(Lowerer &L, const Attrs &a) {
   AttentionShape shape = attentionShape(L, a);
   const int64_t step = a.i("step");
-  if (a.i("position_ids"))
-    refusePackedUnderCp(L, a);
   if (step < 0 || step >= shape.cpSize)
     L.fail("step (" + std::to_string(step) + ") is not in [0, " +
            std::to_string(shape.cpSize) + "), the ranks of context_parallel_axis '" +

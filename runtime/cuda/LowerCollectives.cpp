@@ -306,10 +306,8 @@ void gatherOrScatter(Lowerer &L, const Attrs &a, bool gather) {
     return L.fail("input and output differ in their device dtype");
   if (!gather && L.plan().buffers(L.instruction().inputs(0)).dtype() == plan::I32)
     return L.fail("reduce_scatter: i32 operands cannot be summed");
-  if (gather && a.i("load_balanced", 0)) // packed documents under cp a2a: see LowerAttention
-    return L.fail("all_gather load_balanced (the position ids of packed documents under "
-                  "cp_comm_type a2a): the CUDA backend does not run packed documents under cp yet "
-                  "(its two-GPU run drifts from one GPU); run with --backend cpu");
+  if (gather && a.i("load_balanced", 0))
+    return gatherLoadBalanced(L, nccl, in, out, outer, run, parts);
   const std::optional<comm::ReduceOp> op = comm::reduceOpNamed(a.s("reduce"));
   if (!gather && (!op || *op == comm::ReduceOp::Max))
     return L.fail("reduce_scatter: reduce '" + a.s("reduce") + "' is not sum or mean");
