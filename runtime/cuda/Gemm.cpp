@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <utility>
 
@@ -157,7 +158,27 @@ Expected<GemmRunner::Plan *> GemmRunner::plan(const Key &key,
                               "cuBLASLt has no algorithm for the product " +
                               shapeText(pr.m, pr.n, pr.k)));
   plan.algo = result.algo;
+  plan.tokens = std::get<0>(key) == Op::BackwardWeight ? pr.k : pr.n;
   return &plans_.emplace(key, plan).first->second;
+}
+
+Status GemmRunner::resize(Op op, Plan &plan, int64_t tokens) {
+  const uint64_t cols = uint64_t(tokens);
+  auto set = [&](cublasLtMatrixLayout_t layout) -> Status {
+    MT_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_COLS, &cols,
+                                                     sizeof(cols)));
+    return Status::ok();
+  };
+  // Tokens are the columns of every stored operand that holds them: B, C
+  // and D of the forward and input-gradient products (n); A and B (stored
+  // transposed) of the weight gradient's (k).
+  for (cublasLtMatrixLayout_t layout :
+       op == Op::BackwardWeight ? std::initializer_list<cublasLtMatrixLayout_t>{plan.a, plan.b}
+                                : std::initializer_list<cublasLtMatrixLayout_t>{plan.b, plan.c,
+                                                                                plan.d})
+    MT_CUDA_RETURN_IF_ERROR(set(layout));
+  plan.tokens = tokens;
+  return Status::ok();
 }
 
 Status GemmRunner::run(Op op, const Problem &pr, const void *a, const void *b,
@@ -167,19 +188,39 @@ Status GemmRunner::run(Op op, const Problem &pr, const void *a, const void *b,
     return Status::ok();
   const int64_t align = std::min(std::min(alignmentOf(a), alignmentOf(b)),
                            alignmentOf(d));
-  const Key key{op, pr.m, pr.n, pr.k, align};
-  Expected<Plan *> found = plan(key, pr);
-  if (!found)
-    return found.status();
-  Plan &p = **found;
-  if (pr.bias)
-    MT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-        p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  // The experts' products see a new token count at almost every call: a
+  // plan (descriptors and a heuristic query, tens of microseconds) per
+  // bucket of kTokenBucket counts, its layouts resized to the count, keeps
+  // them from costing more than the product. Should the bucket's algorithm
+  // refuse a count, the exact count gets its own plan.
+  constexpr int64_t kTokenBucket = 64;
+  const int64_t tokens = op == Op::BackwardWeight ? pr.k : pr.n;
+  Problem bucketed = pr;
+  (op == Op::BackwardWeight ? bucketed.k : bucketed.n) =
+      (tokens + kTokenBucket - 1) / kTokenBucket * kTokenBucket;
+  const bool inBucket = tokens % kTokenBucket != 0;
   const float alpha = 1.0f;
-  // C and D are the same buffer: beta = 1 accumulates in place.
-  MT_CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta,
-                                 d, p.c, d, p.d, &p.algo, workspace_,
-                                 workspaceBytes_, stream));
+  for (const bool exact : {false, true}) {
+    const Problem &problem = exact ? pr : bucketed;
+    Expected<Plan *> found =
+        plan(Key{op, problem.m, problem.n, problem.k, align, exact}, problem);
+    if (!found)
+      return found.status();
+    Plan &p = **found;
+    if (p.tokens != tokens)
+      MT_CUDA_RETURN_IF_ERROR(resize(op, p, tokens));
+    if (pr.bias)
+      MT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+          p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    // C and D are the same buffer: beta = 1 accumulates in place.
+    const cublasStatus_t status =
+        cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, d, p.c, d, p.d, &p.algo,
+                       workspace_, workspaceBytes_, stream);
+    if (status == CUBLAS_STATUS_SUCCESS)
+      return Status::ok();
+    if (exact || !inBucket || status != CUBLAS_STATUS_NOT_SUPPORTED)
+      MT_CUBLAS_CHECK(status);
+  }
   return Status::ok();
 }
 

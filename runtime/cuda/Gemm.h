@@ -25,8 +25,9 @@ namespace mt::cuda {
 using bf16 = __nv_bfloat16;
 
 /// Owns a cuBLASLt handle, a workspace on the current device and the
-/// descriptors and algorithm chosen for each shape seen (the heuristic query
-/// costs more than a small product). Not thread-safe: use one runner per
+/// descriptors and algorithm chosen for each shape seen, token counts in
+/// buckets of 64 (the heuristic query costs more than a small product, and
+/// the experts' row counts change at every step). Not thread-safe: use one runner per
 /// thread; the stream of each call may differ, but calls sharing one runner
 /// share its workspace, so they must be ordered (same stream, or events).
 class GemmRunner {
@@ -58,14 +59,20 @@ public:
 
 private:
   enum class Op { Forward, ForwardBias, BackwardInput, BackwardWeight };
-  /// Descriptors and algorithm of one (op, shape, pointer alignment) product.
+  /// Descriptors and algorithm of one (op, shape, pointer alignment)
+  /// product. `tokens`: the token count its layouts hold now (the plan
+  /// serves every count of its bucket; run() resizes them).
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
+    int64_t tokens = 0;
   };
-  /// (op, m, n, k, the smallest alignment in bytes of the four pointers).
-  using Key = std::tuple<Op, int64_t, int64_t, int64_t, int64_t>;
+  /// (op, m, n, k with the token count rounded up to its bucket, the
+  /// smallest alignment in bytes of the four pointers, whether the plan
+  /// is for the exact count: the fallback when the bucket's algorithm
+  /// refuses it).
+  using Key = std::tuple<Op, int64_t, int64_t, int64_t, int64_t, bool>;
   /// Column-major view of one product: D (m x n) = op(A) op(B) (+ beta C).
   struct Problem {
     cublasOperation_t transA, transB;
@@ -77,6 +84,9 @@ private:
   GemmRunner() = default;
   Expected<Plan *> plan(const Key &key, const Problem &problem);
   static Status destroyPlan(Plan &plan);
+  /// Sets `plan`'s layouts to `tokens` tokens (the columns of the operands
+  /// and results that hold them: tokensOf's dimension).
+  static Status resize(Op op, Plan &plan, int64_t tokens);
   Status run(Op op, const Problem &problem, const void *a, const void *b,
              void *d, float beta, const void *bias, cudaStream_t stream);
   void release();

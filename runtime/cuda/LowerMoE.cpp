@@ -4,7 +4,7 @@
 // op and its gradient (they read the same attributes and first inputs).
 // The router reads the fp32 master of its weight; the experts read the
 // bf16 shadows, as the dense linears do. With the experts' GEMMs on the
-// libraries (MT_MOE_GEMM cublaslt, the default, or grouped) a program with
+// libraries (MT_MOE_GEMM auto, the default, cublaslt or grouped) a program with
 // MoE layers runs eagerly, not as a CUDA graph: each moe_grouped_mlp(_grad)
 // copies the experts' row counts to the host; on our kernel (kernel) or the
 // tiled one the counts stay on the device and the program is captured.
@@ -112,20 +112,22 @@ void unpermute(Lowerer &L, const Attrs &a) {
   });
 }
 
-/// The libraries of the experts' GEMMs (`gemm`, resolved), the grouped
-/// GEMM's handle made on first use; false after L.fail when it cannot be.
+/// The libraries of the experts' GEMMs (`gemm`), the grouped GEMM's
+/// handle made on first use; false after L.fail when it cannot be.
 bool expertLibs(Lowerer &L, ExpertGemm gemm, ExpertGemmLibs &libs) {
   Resources &r = L.resources();
   libs.kernel = gemm == ExpertGemm::Kernel;
   if (!readsCountsOnHost(gemm))
     return true;
   libs.runner = r.gemm.get();
-  if (gemm != ExpertGemm::Grouped)
+  libs.bySize = gemm == ExpertGemm::Auto;
+  if (gemm == ExpertGemm::Cublaslt)
     return true;
   if (!r.groupedGemm) {
     auto made = GroupedGemm::create();
     if (!made) {
-      L.fail("MT_MOE_GEMM=grouped: " + made.message());
+      L.fail("MT_MOE_GEMM=" + std::string(gemm == ExpertGemm::Auto ? "auto" : "grouped") +
+             ": " + made.message());
       return false;
     }
     r.groupedGemm = std::move(*made);
@@ -142,7 +144,7 @@ void groupedMlp(Lowerer &L, const Attrs &a) {
   Resources *r = &L.resources();
   const bf16 *x = L.bfIn(0), *gate = L.bfIn(2), *up = L.bfIn(3), *down = L.bfIn(4);
   const int32_t *counts = L.i32In(1);
-  const ExpertGemm gemm = resolveExpertGemm(r->moeGemm, s);
+  const ExpertGemm gemm = r->moeGemm;
   ExpertGemmLibs libs;
   if (!expertLibs(L, gemm, libs))
     return;

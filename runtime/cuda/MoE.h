@@ -95,20 +95,19 @@ struct GroupedMlpShape {
 /// (one rounding). tiled: the 32 x 32 shared-memory kernel (fp32 math and
 /// intermediates) that reads the counts on the device (capturable, about
 /// 6 TFLOP/s on an H200), kept to time the others against. auto (the
-/// default): resolveExpertGemm's choice for each layer's shape.
+/// default): grouped or cublaslt for each call, as groupedGemmFaster says.
 enum class ExpertGemm { Auto, Cublaslt, Grouped, Kernel, Tiled };
 
-/// `gemm`, or for Auto the faster library path for `shape` as measured on
-/// an H200 (MtCudaKernelBench moe_): grouped when the experts average fewer
-/// than 512 rows (Qwen3-30B-A3B, 128 experts of ~256 rows at 1 x 4096:
-/// 2.4x cuBLASLt per expert forward, 1.5x backward, the per-expert launches
-/// dominating), cublaslt otherwise (Mixtral, 8 experts of ~1024 rows:
-/// 2.6x / 1.8x the grouped GEMM).
-inline ExpertGemm resolveExpertGemm(ExpertGemm gemm, const GroupedMlpShape &shape) {
-  if (gemm != ExpertGemm::Auto)
-    return gemm;
-  return shape.rows < 512 * shape.experts ? ExpertGemm::Grouped : ExpertGemm::Cublaslt;
-}
+/// Auto's choice for one call, measured on an H200 (MtCudaKernelBench
+/// moe_): the grouped GEMM when the experts that have rows (`experts`)
+/// average fewer than 512 of the `rows` (Qwen3-30B-A3B, 128 experts of
+/// ~256 rows at 1 x 4096: 2.4x cuBLASLt per expert forward, 1.5x backward,
+/// the per-expert launches dominating), cuBLASLt per expert otherwise
+/// (Mixtral, 8 experts of ~1024 rows: 2.6x / 1.8x the grouped GEMM). Made
+/// from the row counts, which the library path reads on the host anyway:
+/// the plan's rows are only a bound (under expert parallelism ep times
+/// what a rank receives on average).
+inline bool groupedGemmFaster(int64_t rows, int64_t experts) { return rows < 512 * experts; }
 
 /// "cublaslt", "grouped", "kernel" or "tiled"; an error names `option` and
 /// the valid values.
@@ -117,16 +116,19 @@ Expected<ExpertGemm> parseExpertGemm(std::string_view text, std::string_view opt
 /// Whether `gemm` reads the row counts on the host (a stream sync: not
 /// capturable as a CUDA graph).
 inline bool readsCountsOnHost(ExpertGemm gemm) {
-  return gemm == ExpertGemm::Cublaslt || gemm == ExpertGemm::Grouped;
+  return gemm == ExpertGemm::Auto || gemm == ExpertGemm::Cublaslt ||
+         gemm == ExpertGemm::Grouped;
 }
 
 /// The libraries the experts' GEMMs run on: `kernel`, our grouped GEMM
 /// kernel; else no runner, the tiled kernel; a runner, cuBLASLt per expert;
-/// a runner and `grouped`, the grouped path.
+/// a runner and `grouped`, the grouped path (with `bySize`, only for the
+/// calls groupedGemmFaster picks it for: Auto).
 struct ExpertGemmLibs {
   GemmRunner *runner = nullptr;
   GroupedGemm *grouped = nullptr;
   bool kernel = false;
+  bool bySize = false;
 };
 
 size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, ExpertGemm gemm);

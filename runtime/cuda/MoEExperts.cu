@@ -537,6 +537,11 @@ public:
       if (p.in % 8 != 0 || p.out % 8 != 0 || !aligned16(p.a) || !aligned16(p.w) ||
           !aligned16(p.y))
         libs_.grouped = nullptr;
+    int64_t rows = 0;
+    for (const ExpertRows &g : groups_)
+      rows += g.rows;
+    if (libs_.bySize && !groupedGemmFaster(rows, int64_t(groups_.size())))
+      libs_.grouped = nullptr;
   }
 
   Status stage(cudaStream_t stream) {
@@ -746,7 +751,6 @@ Expected<ExpertGemm> parseExpertGemm(std::string_view text, std::string_view opt
 }
 
 size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, ExpertGemm gemm) {
-  gemm = resolveExpertGemm(gemm, shape);
   if (gemm == ExpertGemm::Kernel)
     return KernelScratch::bytes(shape, backward);
   return gemm == ExpertGemm::Tiled

@@ -118,4 +118,46 @@ TEST(GemmTest, UnalignedOperands) {
               tol::kBf16Rel);
 }
 
+// The experts' products: one runner sees a new token count at each call.
+// Counts of one bucket of 64 share a plan whose layouts are resized to
+// each count, up and down, and the bucket's largest count returns to it.
+TEST(GemmTest, TokenCountsShareAPlanPerBucket) {
+  const int64_t maxTokens = 128, in = 96, out = 80;
+  std::mt19937 rng(11);
+  const auto x = randomBf16(rng, maxTokens * in, -1, 1);
+  const auto w = randomBf16(rng, out * in, -1, 1);
+  const auto dy = randomBf16(rng, maxTokens * out, -1, 1);
+  DeviceBuffer<bf16> dX(x.size()), dW(w.size()), dDy(dy.size()), dY(maxTokens * out),
+      dDx(x.size());
+  DeviceBuffer<float> dDw(w.size());
+  uploadBf16(dX, x);
+  uploadBf16(dW, w);
+  uploadBf16(dDy, dy);
+  auto runner = cuda::GemmRunner::create();
+  ASSERT_TRUE(runner) << runner.message();
+  const std::vector<float> zeros(w.size(), 0.0f);
+  for (int64_t tokens : {100, 77, 128, 65, 100, 1, 64, 127}) {
+    const std::string shape = shapeText({tokens, in, out});
+    dY.poison();
+    dDx.poison();
+    dDw.upload(zeros.data());
+    MT_ASSERT_OK(runner->linearForward(dX.get(), dW.get(), nullptr, dY.get(), tokens, in, out,
+                                       nullptr));
+    MT_ASSERT_OK(runner->linearBackwardInput(dDy.get(), dW.get(), dDx.get(), tokens, in, out,
+                                             nullptr));
+    MT_ASSERT_OK(runner->linearBackwardWeight(dX.get(), dDy.get(), dDw.get(), tokens, in, out,
+                                              nullptr));
+    std::vector<float> wantY(tokens * out), wantDx(tokens * in), wantDw(zeros);
+    cpu::linearForward(x.data(), w.data(), nullptr, wantY.data(), tokens, in, out);
+    cpu::linearBackwardInput(dy.data(), w.data(), wantDx.data(), tokens, in, out);
+    cpu::linearBackwardWeight(x.data(), dy.data(), wantDw.data(), tokens, in, out);
+    std::vector<float> y = downloadBf16(dY), dx = downloadBf16(dDx);
+    y.resize(size_t(tokens * out));
+    dx.resize(size_t(tokens * in));
+    expectClose("linear_fwd", shape, y, wantY, tol::kBf16Rel);
+    expectClose("linear_dgrad", shape, dx, wantDx, tol::kBf16Rel);
+    expectClose("linear_wgrad", shape, download(dDw), wantDw, tol::kFp32AccumRel);
+  }
+}
+
 } // namespace

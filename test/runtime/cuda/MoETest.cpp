@@ -216,7 +216,7 @@ void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedRefer
                      const std::vector<float> &gate, const std::vector<float> &up,
                      const std::vector<float> &down) {
   const bool lt = gemm != cuda::ExpertGemm::Tiled; // bf16 intermediates
-  const char *const names[] = {" cublaslt", " grouped", " kernel", " tiled"};
+  const char *const names[] = {" auto", " cublaslt", " grouped", " kernel", " tiled"};
   const std::string shape = caseText(c) + names[int(gemm)];
   const int64_t H = c.hidden, F = c.ffn, E = c.experts, pad = 5, N = c.tokens * c.topK + pad;
   const GroupedTolerances bound = tolerancesOf(gemm);
@@ -237,8 +237,9 @@ void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedRefer
   cuda::ExpertGemmLibs lib;
   if (cuda::readsCountsOnHost(gemm))
     lib.runner = &*runner;
-  if (gemm == cuda::ExpertGemm::Grouped)
+  if (gemm == cuda::ExpertGemm::Grouped || gemm == cuda::ExpertGemm::Auto)
     lib.grouped = grouped->get();
+  lib.bySize = gemm == cuda::ExpertGemm::Auto;
   lib.kernel = gemm == cuda::ExpertGemm::Kernel;
   DeviceBuffer<bf16> dX(N * H), dGate(E * F * H), dUp(E * F * H), dDown(E * H * F), dOutD(N * H),
       dDOut(N * H), dDx(N * H);
@@ -319,8 +320,9 @@ TEST_P(MoETest, PermuteGroupedMlpUnpermuteMatchCpu) {
   EXPECT_EQ(download(dCounts), r.counts) << "tokens per expert " << shape;
   EXPECT_EQ(download(dSlotRows), r.slotRows) << "slot rows " << shape;
   expectClose("moe_permute", shape, downloadBf16(dPerm), r.permuted, tol::kBitExact);
-  for (cuda::ExpertGemm gemm : {cuda::ExpertGemm::Cublaslt, cuda::ExpertGemm::Grouped,
-                                cuda::ExpertGemm::Kernel, cuda::ExpertGemm::Tiled})
+  for (cuda::ExpertGemm gemm : {cuda::ExpertGemm::Auto, cuda::ExpertGemm::Cublaslt,
+                                cuda::ExpertGemm::Grouped, cuda::ExpertGemm::Kernel,
+                                cuda::ExpertGemm::Tiled})
     checkGroupedMlp(c, gemm, r, gate, up, down);
   uploadBf16(dOutD, r.outBf16);
   MT_ASSERT_OK(cuda::moeUnpermuteForward(dOutD.get(), dProbsIn.get(), dSlotRows.get(), dY.get(),
@@ -376,15 +378,17 @@ TEST(GroupedMlpTest, ParsesMtMoeGemm) {
       << bad.message();
 }
 
-// auto: the grouped GEMM for many small experts (Qwen3-30B-A3B at 1 x 4096:
-// 32768 rows over 128 experts), cuBLASLt per expert for few large ones
-// (Mixtral: 8192 rows over 8); an explicit choice is kept.
-TEST(GroupedMlpTest, AutoPicksTheFasterLibraryPerShape) {
-  const cuda::GroupedMlpShape qwen3{32768, 2048, 768, 128}, mixtral{8192, 4096, 14336, 8};
-  EXPECT_EQ(cuda::resolveExpertGemm(cuda::ExpertGemm::Auto, qwen3), cuda::ExpertGemm::Grouped);
-  EXPECT_EQ(cuda::resolveExpertGemm(cuda::ExpertGemm::Auto, mixtral), cuda::ExpertGemm::Cublaslt);
-  EXPECT_EQ(cuda::resolveExpertGemm(cuda::ExpertGemm::Kernel, qwen3), cuda::ExpertGemm::Kernel);
-  EXPECT_EQ(cuda::resolveExpertGemm(cuda::ExpertGemm::Cublaslt, qwen3), cuda::ExpertGemm::Cublaslt);
+// auto, per call: the grouped GEMM for many small experts (Qwen3-30B-A3B
+// at 1 x 4096: 32768 rows over 128 experts; under ep2 a rank's ~32768 of
+// its bound of 65536 rows over 64), cuBLASLt per expert for few large ones
+// (Mixtral: 8192 rows over 8), judged from the rows the experts have.
+TEST(GroupedMlpTest, AutoPicksTheFasterLibraryPerCall) {
+  EXPECT_TRUE(cuda::groupedGemmFaster(32768, 128));
+  EXPECT_TRUE(cuda::groupedGemmFaster(30000, 64));
+  EXPECT_FALSE(cuda::groupedGemmFaster(34000, 64));
+  EXPECT_FALSE(cuda::groupedGemmFaster(8192, 8));
+  EXPECT_TRUE(cuda::readsCountsOnHost(cuda::ExpertGemm::Auto));
+  EXPECT_FALSE(cuda::readsCountsOnHost(cuda::ExpertGemm::Kernel));
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MoETest,
