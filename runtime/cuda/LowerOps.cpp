@@ -232,7 +232,9 @@ const int32_t *contextParallelPlaces(Lowerer &L, int64_t batch, int64_t seq, int
 }
 
 /// Rotary embeddings; under context parallelism at each token's place in
-/// the whole sequence.
+/// the whole sequence; with packed documents at its position id, which a
+/// cp slice's tokens take up to the whole row's length (the kernels clamp
+/// ids into the table, so it covers the row: kernels::rotaryTableRows).
 template <bool kBackward> void rotary(Lowerer &L, const Attrs &a) {
   const bf16 *x = L.bfIn(0);
   const int32_t *pos = positionIds(L, 1);
@@ -246,7 +248,10 @@ template <bool kBackward> void rotary(Lowerer &L, const Attrs &a) {
     if (!(pos = contextParallelPlaces(L, batch, seq, cpRank, cpSize)))
       return;
   }
-  const RotaryTable *table = rotaryTable(L, a, seq * cpSize);
+  const RotaryTable *table =
+      rotaryTable(L, a, kernels::rotaryTableRows(seq, cpSize, L.plan().training().seq()));
+  if (!table)
+    return;
   L.emit([=](cudaStream_t s) {
     return kBackward ? rotaryBackward(x, y, batch, seq, heads, *table, s, pos)
                      : rotaryForward(x, y, batch, seq, heads, *table, s, pos);

@@ -5,6 +5,7 @@
 #ifndef MT_RUNTIME_KERNELS_ROTARY_H
 #define MT_RUNTIME_KERNELS_ROTARY_H
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -40,6 +41,20 @@ inline void rotaryCosSin(int64_t position, double invFreq, float &cosOut, float 
   const float angle = static_cast<float>(position) * static_cast<float>(invFreq);
   cosOut = static_cast<float>(std::cos(static_cast<double>(angle)));
   sinOut = static_cast<float>(std::sin(static_cast<double>(angle)));
+}
+
+/// Rows of a rotary instruction's cos/sin table (the CUDA kernels look each
+/// angle up there; the CPU computes it): every position the tokens of its
+/// [batch, seq] slice can take, in rows of `rowLength` tokens (the plan's
+/// training seq). Its tokens sit at their index, below seq; under context
+/// parallelism (cpSize > 1: a context_parallel_axis) at their places in
+/// the whole row, below seq x cpSize; with position ids (packed documents,
+/// which a cp slice's rotary takes without a context_parallel_axis) at
+/// their place in their document, which under cp goes past the slice's
+/// length whenever a document started in an earlier chunk, and stays
+/// below rowLength.
+inline int64_t rotaryTableRows(int64_t seq, int64_t cpSize, int64_t rowLength) {
+  return std::max(seq * cpSize, rowLength);
 }
 
 } // namespace mt::kernels

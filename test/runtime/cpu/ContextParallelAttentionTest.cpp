@@ -272,5 +272,51 @@ TEST(ContextParallelRowsBefore, InvertsThePositions) {
         }
 }
 
+// The CUDA rotary kernels look each angle up in a table of
+// kernels::rotaryTableRows rows, clamping a position into it. A cp rank's
+// rotary takes its tokens' places in the whole row, or with packed
+// documents their position ids (no context_parallel_axis), which a
+// document begun in an earlier chunk takes past the slice's length. That
+// lookup, emulated by the CPU kernel at the clamped positions, must rotate
+// as the CPU kernel does at the positions themselves: a table of the
+// slice's length rotated such tokens at its last row (the packed cp2 runs
+// on two GPUs drifted from one GPU by 1e-3 at step 1).
+TEST(ContextParallelRotary, TableRowsCoverEveryRanksPositions) {
+  const int64_t batch = 2, seq = 24, heads = 2, dim = 8;
+  // Row b: a document of b + 2 tokens, then one to the row's end.
+  std::vector<int32_t> ids(size_t(batch * seq)), places(ids.size());
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t s = 0; s < seq; ++s) {
+      ids[size_t(b * seq + s)] = int32_t(s < b + 2 ? s : s - (b + 2));
+      places[size_t(b * seq + s)] = int32_t(s);
+    }
+  const RotaryParams params{500000.0, 32.0, 1.0, 4.0, 16};
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
+  bool pastTheSlice = false;
+  for (int64_t cp : {2, 4})
+    for (int64_t rank = 0; rank < cp; ++rank)
+      for (bool documents : {false, true}) {
+        const int64_t local = seq / cp;
+        const std::vector<int32_t> mine = slice(documents ? ids : places, batch, seq, 1, rank, cp);
+        const int64_t rows = kernels::rotaryTableRows(local, documents ? 1 : cp, seq);
+        std::vector<int32_t> looked(mine);
+        for (int32_t &p : looked) {
+          pastTheSlice |= documents && p >= local;
+          p = std::clamp(p, int32_t(0), int32_t(rows - 1));
+        }
+        Floats x(size_t(batch * local * heads * dim));
+        for (float &f : x)
+          f = uniform(rng);
+        Floats want(x.size()), got(x.size());
+        rotaryForward(x.data(), want.data(), batch, local, heads, dim, params, mine.data());
+        rotaryForward(x.data(), got.data(), batch, local, heads, dim, params, looked.data());
+        EXPECT_EQ(got, want) << "cp " << cp << " rank " << rank
+                             << (documents ? " position ids" : " places") << ", table of "
+                             << rows << " rows";
+      }
+  EXPECT_TRUE(pastTheSlice) << "no rank holds a position id past its slice's length";
+}
+
 } // namespace
 } // namespace mt::cpu

@@ -4,7 +4,8 @@
 // lse gradient, written and added), the gathered keys of cp_comm_type
 // all_gather (cpu::attentionForward/Backward with a cp shape), and the
 // log-sum-exp merge (cpu::attentionMergeForward/Backward), including rows
-// that see no key; and rotary at a slice's places in the whole sequence.
+// that see no key; and rotary at a slice's places in the whole sequence,
+// and at its packed documents' position ids, with the lowering's table.
 // The blocks and the gathered keys also with packed documents (the queries'
 // position ids, sliced as the data loader slices them: each query sees its
 // document's keys alone). Local lengths whose chunks are not multiples of
@@ -17,10 +18,12 @@
 #include "runtime/cpu/RingAttention.h"
 #include "test/Tolerances.h"
 #include "runtime/kernels/ContextParallel.h"
+#include "runtime/kernels/Rotary.h"
 #include "test/runtime/cuda/CudaTestSupport.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -283,38 +286,68 @@ TEST(ContextParallelAttentionBackendTest, ResolvesToTheMtcKernels) {
       << odd.message();
 }
 
-// A cp rank's tokens sit at places up to cp x seq - 1 of the whole sequence:
-// the rotary table has that many rows and position ids past the slice's
-// length are looked up, not clamped to it (the lowering's positions).
-TEST(ContextParallelRotaryTest, RotatesAtTheSlicesPlaces) {
-  const int64_t batch = 2, seq = 74, heads = 3, headDim = 64, cpSize = 2, cpRank = 1;
+/// Rotary of [batch, seq, heads, headDim] at `positions` on the GPU, with
+/// the table the lowering makes for a rotary of that slice
+/// (kernels::rotaryTableRows: `cpSize` of its context_parallel_axis, rows
+/// of seq x `wholeCp` tokens), bit-exact with the CPU at the same
+/// positions, forward and backward.
+void expectRotaryAt(const std::vector<int32_t> &positions, int64_t batch, int64_t seq,
+                    int64_t cpSize, int64_t wholeCp, const std::string &what) {
+  const int64_t heads = 3, headDim = 64;
   const kernels::RotaryParams params{500000.0, 32.0, 1.0, 4.0, 64};
   const size_t n = size_t(batch * seq * heads * headDim);
   std::mt19937 rng(7);
   const auto x = randomBf16(rng, n, -3, 3);
-  std::vector<int32_t> places(size_t(batch * seq));
-  for (int64_t i = 0; i < batch * seq; ++i)
-    places[size_t(i)] = int32_t(kernels::contextParallelPosition(i % seq, seq, cpRank, cpSize));
   DeviceBuffer<bf16> dX(n), dY(n);
-  DeviceBuffer<int32_t> dPlaces(places.size());
+  DeviceBuffer<int32_t> dPositions(positions.size());
   uploadBf16(dX, x);
-  dPlaces.upload(places.data());
-  auto table = cuda::RotaryTable::create(params, seq * cpSize, headDim);
+  dPositions.upload(positions.data());
+  auto table = cuda::RotaryTable::create(
+      params, kernels::rotaryTableRows(seq, cpSize, seq * wholeCp), headDim);
   ASSERT_TRUE(table) << table.message();
   std::vector<float> want(n), wantGrad(n, 0.0f);
-  cpu::rotaryForward(x.data(), want.data(), batch, seq, heads, headDim, params, places.data());
+  cpu::rotaryForward(x.data(), want.data(), batch, seq, heads, headDim, params,
+                     positions.data());
   cpu::rotaryBackward(x.data(), wantGrad.data(), batch, seq, heads, headDim, params,
-                      places.data());
+                      positions.data());
   for (auto *v : {&want, &wantGrad})
     for (float &f : *v)
       f = roundBf16(f);
-  const std::string what = shapeText({batch, seq, heads, headDim}) + " cp rank 1 of 2";
   MT_ASSERT_OK(cuda::rotaryForward(dX.get(), dY.get(), batch, seq, heads, *table, nullptr,
-                                   dPlaces.get()));
+                                   dPositions.get()));
   expectClose("rotary_fwd_cp", what, downloadBf16(dY), want, tol::kBitExact);
   MT_ASSERT_OK(cuda::rotaryBackward(dX.get(), dY.get(), batch, seq, heads, *table, nullptr,
-                                    dPlaces.get()));
+                                    dPositions.get()));
   expectClose("rotary_bwd_cp", what, downloadBf16(dY), wantGrad, tol::kBitExact);
+}
+
+// A cp rank's tokens sit at places up to cp x seq - 1 of the whole sequence:
+// the rotary table has that many rows and position ids past the slice's
+// length are looked up, not clamped to it (the lowering's positions).
+TEST(ContextParallelRotaryTest, RotatesAtTheSlicesPlaces) {
+  const int64_t batch = 2, seq = 74, cpSize = 2, cpRank = 1;
+  std::vector<int32_t> places(size_t(batch * seq));
+  for (int64_t i = 0; i < batch * seq; ++i)
+    places[size_t(i)] = int32_t(kernels::contextParallelPosition(i % seq, seq, cpRank, cpSize));
+  expectRotaryAt(places, batch, seq, cpSize, cpSize,
+                 shapeText({batch, seq, 3, 64}) + " cp rank 1 of 2");
+}
+
+// Packed documents under cp: a rank's rotary takes its tokens' position ids
+// (no context_parallel_axis), up to the whole row's length where a
+// document began in an earlier chunk; the table covers the row, so none is
+// clamped to the slice's length (the packed cp2 training drift on two GPUs).
+TEST(ContextParallelRotaryTest, RotatesPackedDocumentsAtTheirPositionIds) {
+  const CpCase c{3, 74, 3, 1, 64, 2};
+  const std::vector<int32_t> whole = packedPositions(c);
+  for (int64_t rank = 0; rank < c.cpSize; ++rank) {
+    const std::vector<int32_t> mine = rankPositions(whole, c, rank);
+    EXPECT_GE(*std::max_element(mine.begin(), mine.end()), c.seq)
+        << "rank " << rank << " holds a position id past its slice's length";
+    expectRotaryAt(mine, c.batch, c.seq, 1, c.cpSize,
+                   joined(shapeText({c.batch, c.seq, 3, 64}), " documents, cp rank ", rank,
+                          " of ", c.cpSize));
+  }
 }
 
 struct MergeCase {
