@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <initializer_list>
 #include <string>
 #include <utility>
 
@@ -172,11 +171,12 @@ Status GemmRunner::resize(Op op, Plan &plan, int64_t tokens) {
   // Tokens are the columns of every stored operand that holds them: B, C
   // and D of the forward and input-gradient products (n); A and B (stored
   // transposed) of the weight gradient's (k).
-  for (cublasLtMatrixLayout_t layout :
-       op == Op::BackwardWeight ? std::initializer_list<cublasLtMatrixLayout_t>{plan.a, plan.b}
-                                : std::initializer_list<cublasLtMatrixLayout_t>{plan.b, plan.c,
-                                                                                plan.d})
-    MT_CUDA_RETURN_IF_ERROR(set(layout));
+  const bool weight = op == Op::BackwardWeight;
+  const cublasLtMatrixLayout_t layouts[] = {weight ? plan.a : plan.b, weight ? plan.b : plan.c,
+                                            weight ? nullptr : plan.d};
+  for (cublasLtMatrixLayout_t layout : layouts)
+    if (layout)
+      MT_CUDA_RETURN_IF_ERROR(set(layout));
   plan.tokens = tokens;
   return Status::ok();
 }
