@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -90,7 +91,13 @@ protected:
     const bool neat = model_.ends_with("-neat");
     data_ = std::string(root) + (neat ? "/neat.sft" : "/corpus.bin");
     ASSERT_TRUE(std::filesystem::exists(plan_ + "/plan.pb")) << plan_;
-    tmp_ = ::testing::TempDir() + "/mt-step-" + model_;
+    // Named after the test, not the model alone: ctest runs the tests of
+    // one model side by side (-j), and a shared metrics file would be read
+    // while another test truncates it.
+    const ::testing::TestInfo *test = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = std::string(test->test_suite_name()) + "-" + test->name();
+    std::replace(name.begin(), name.end(), '/', '-');
+    tmp_ = ::testing::TempDir() + "/mt-step-" + name;
   }
   std::string model_, plan_, data_, tmp_;
 };
