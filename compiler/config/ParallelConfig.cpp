@@ -242,6 +242,48 @@ Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
   return Status::ok();
 }
 
+/// grad_reduce_in_fp32 = false where it would not round the whole gradient
+/// reduction to bf16. Megatron-Core's makes the grad buffers bf16 for every
+/// data-parallel reduction: the dense gradients' over dp x cp and the
+/// experts' over the expert data-parallel group. The CUDA backend rounds to
+/// bf16 only in the one reduction it overlaps with the last backward (the
+/// optimizer's leading run over dp, runtime/cuda/NcclOverlap.h), and the
+/// CPU backend never does: a layout that reduces over any other group, or
+/// reduces outside that run, would half-apply the option silently.
+/// Resolved configurations only (dp, etp derived).
+static Status checkGradReduceInBf16(const ParallelConfig &c, const ModelDims &model) {
+  if (c.gradReduceInFp32)
+    return Status::ok();
+  const char *option = "grad_reduce_in_fp32: false (--grad-reduce-in-bf16)";
+  if (c.cp > 1)
+    return fail(option, " needs context_parallel_size (--cp) 1, got --cp ", c.cp,
+                ": the dense gradients also sum over cp, and the CUDA backend rounds to bf16 "
+                "only the dp reduction it overlaps with backward (forward_backward "
+                "communicates over cp itself); use --cp 1, or keep grad_reduce_in_fp32: true");
+  // The experts leave @mesh for @expert_mesh (their own edp reduction) with
+  // ep, etp or tp above 1 (mt-partition-ep); otherwise they sum over dp.
+  const bool expertMesh = model.numExperts > 0 && (c.ep > 1 || c.etp > 1 || c.tp > 1);
+  if (expertMesh && c.edp() > 1)
+    return fail(option, " would leave the expert gradients' reduction over the expert "
+                "data-parallel group (edp = tp x cp x dp / (ep x etp) = ", c.edp(),
+                ") in fp32: the CUDA backend rounds to bf16 only the dp reduction; use "
+                "expert_model_parallel_size (--ep) x expert_tensor_parallel_size (--etp) = tp "
+                "x cp x dp = ", c.tp * c.cp * c.dp, " (edp 1), or keep grad_reduce_in_fp32: true");
+  if (c.dp == 1)
+    return fail(option, " needs data parallelism (--dp > 1): with dp 1 there is no gradient "
+                "reduction to round to bf16 (the gradients themselves are fp32)");
+  if (c.pp > 1)
+    return fail(option, " needs pipeline_model_parallel_size (--pp) 1, got --pp ", c.pp,
+                ": pipelines reduce the dp gradients in each stage's optimizer program, in "
+                "fp32; the CUDA backend rounds to bf16 only the reduction it overlaps with "
+                "backward (one stage)");
+  if (c.gradOffload)
+    return fail(option, " with grad_offload (--grad-offload) is not supported: the offloaded "
+                "gradients are reduced in the optimizer program, in fp32; the CUDA backend "
+                "rounds to bf16 only the reduction it overlaps with backward; use one of the two");
+  return Status::ok();
+}
+
 Status ParallelConfig::resolve(const ModelDims &model) {
   if (Status s = checkRanges(*this); !s)
     return s;
@@ -347,7 +389,7 @@ Status ParallelConfig::resolve(const ModelDims &model) {
                 numMicroBatches(), " = global_batch_size ", globalBatch,
                 " / (micro_batch_size ", microBatch, " x dp ", dp,
                 ")) must be a multiple of pp (", pp, ")");
-  return Status::ok();
+  return checkGradReduceInBf16(*this, model);
 }
 
 Status OptimizerConfig::validate() const {

@@ -81,7 +81,11 @@ struct ParallelConfig {
   /// Megatron-Core's grad_reduce_in_fp32: the dp gradient reduction sums
   /// fp32 gradients; false sums them rounded to bf16 (half the bytes on the
   /// wire; the CUDA backend only). Carried by the plan
-  /// (Training.grad_reduce_in_bf16).
+  /// (Training.grad_reduce_in_bf16). Megatron-Core's false covers the whole
+  /// data-parallel reduction (dp x cp, the experts' edp); the CUDA backend
+  /// rounds only the dp one it overlaps with backward, so resolve() refuses
+  /// false unless that is the only one: dp > 1, cp 1, pp 1, no edp
+  /// reduction, no grad_offload.
   bool gradReduceInFp32 = true;
   /// Megatron-Core's overlap_param_gather (needs distributedOptimizer): the
   /// all-gather of each bucket's updated weights runs behind the next

@@ -420,7 +420,8 @@ std::vector<Key> megatronKeys() {
        }},
       {"grad_reduce_in_fp32", Honoured, Megatron, "the dp gradient reduction in fp32 (true, the "
        "default) or in bf16 (false: half the bytes; the CUDA backend, where the reduction "
-       "overlaps backward)", {}, "", [](TrainConfig &c, const Given &g) {
+       "overlaps backward; refused by name where another reduction would stay fp32: cp, "
+       "the experts' edp, pp, grad_offload, or none exists: dp 1)", {}, "", [](TrainConfig &c, const Given &g) {
          return read(g, "grad_reduce_in_fp32", "true or false", c.parallel.gradReduceInFp32);
        }},
       {"overlap_grad_reduce", AlwaysDone, Megatron, "a speed choice: the CUDA backend starts the "

@@ -474,6 +474,11 @@ void printCollectives(const plan::Plan &plan, const CollectiveTotals &totals,
   os << "  (size: the full tensors, as nccl-tests counts them: an all-gather's output, a\n"
         "  reduce-scatter's input; sent per rank: what a ring sends, (n-1)/n of the size, twice\n"
         "  that for an all-reduce)\n";
+  // mtc accepts the option only where the dp reduction is the whole one
+  // (ParallelConfig's checkGradReduceInBf16).
+  if (plan.training().grad_reduce_in_bf16())
+    os << "  grad_reduce_in_fp32: false: the gradients' reduction over dp, this layout's only\n"
+          "  one, sums bf16 on the CUDA backend (half the bytes above for it)\n";
 }
 
 /// The loss normalization, from the plan's StepLoss (mt-build-step-loss's

@@ -388,7 +388,9 @@ Expected<std::unique_ptr<exec::PipelineChannels>> CudaExecutor::openPipeline() {
 static constexpr const char *kOverlapped = "+overlap";
 
 Status CudaExecutor::planOverlap() {
-  const bool inBf16 = plan_.training().grad_reduce_in_bf16() && plan_.mesh().dp() > 1;
+  // mtc sets it only where the dp reduction is the whole one; a plan that
+  // asks for it where nothing overlaps (dp 1 too) is refused, not ignored.
+  const bool inBf16 = plan_.training().grad_reduce_in_bf16();
   auto refuseBf16 = [](const std::string &why) {
     return Status::error("the plan reduces the dp gradients in bf16 (grad_reduce_in_fp32: "
                          "false), which the CUDA backend does only in the reduction it overlaps "

@@ -317,7 +317,7 @@ Status TrainingRun::prepare() {
     return Status::error("--dump-logits needs a plan without pipeline parallelism");
   if (!pipelined && !o_.timelinePath.empty())
     return Status::error("--timeline needs a pipeline-parallel plan (compile with --pp)");
-  if (*backend == "cpu" && plan_.training().grad_reduce_in_bf16() && plan_.mesh().dp() > 1)
+  if (*backend == "cpu" && plan_.training().grad_reduce_in_bf16())
     return Status::error("the plan reduces the dp gradients in bf16 (grad_reduce_in_fp32: "
                          "false, mtc's --grad-reduce-in-bf16), which the CPU backend does not: "
                          "use --backend cuda, or compile the plan without it");

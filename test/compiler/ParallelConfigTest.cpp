@@ -138,6 +138,108 @@ TEST(ParallelConfig, AcceptsParamOffloadWithPipelinesAndTheDistributedOptimizer)
   }
 }
 
+/// A mixture-of-experts smallModel: 8 experts.
+ModelDims moeModel() {
+  ModelDims m = smallModel();
+  m.numExperts = 8, m.moeLayers = 8, m.topK = 2, m.hidden = 64;
+  return m;
+}
+
+// grad_reduce_in_fp32: false where the whole gradient reduction is the dp
+// one the CUDA backend rounds to bf16: dense models over dp, with or
+// without the distributed optimizer and tp; MoE models whose experts sum
+// over dp with the dense weights (ep, etp, tp 1) or have no edp reduction
+// (edp 1); the offloads that leave the reduction where it is.
+TEST(ParallelConfig, AcceptsGradReduceInBf16WhereOnlyDpReduces) {
+  struct Case {
+    const char *layout;
+    std::function<void(ParallelConfig &)> set;
+    bool experts;
+  };
+  const Case cases[] = {
+      {"dp 2", [](ParallelConfig &c) { c.dp = 2; }, false},
+      {"dp 2 distributed", [](ParallelConfig &c) { c.dp = 2, c.distributedOptimizer = true; },
+       false},
+      {"dp 2 tp 2 sp", [](ParallelConfig &c) { c.dp = 2, c.tp = 2, c.sequenceParallel = true; },
+       false},
+      {"dp 2 optimizer and param offload",
+       [](ParallelConfig &c) { c.dp = 2, c.optimizerOffload = c.paramOffload = true; }, false},
+      {"MoE dp 2 (experts on @mesh)", [](ParallelConfig &c) { c.dp = 2; }, true},
+      {"MoE dp 2 ep 2 (edp 1)", [](ParallelConfig &c) { c.dp = 2, c.ep = 2; }, true},
+      {"MoE dp 2 tp 2 ep 2 etp 2 (edp 1)",
+       [](ParallelConfig &c) { c.dp = 2, c.tp = 2, c.ep = 2, c.etp = 2; }, true},
+  };
+  for (const Case &k : cases) {
+    ParallelConfig c;
+    c.gradReduceInFp32 = false, c.globalBatch = 8;
+    k.set(c);
+    EXPECT_EQ(errorOf(c, k.experts ? moeModel() : smallModel()), "") << k.layout;
+  }
+}
+
+// grad_reduce_in_fp32: false is refused by name, with what would be valid,
+// wherever a gradient reduction would stay fp32 (cp's, the experts' over
+// edp, pipelines', grad_offload's) or none exists (dp 1): Megatron-Core
+// applies it to the whole data-parallel reduction, never a part of it.
+TEST(ParallelConfig, RefusesGradReduceInBf16WhereItWouldNotApply) {
+  const std::string option = "grad_reduce_in_fp32: false (--grad-reduce-in-bf16)";
+  const std::string cpRule =
+      option + " needs context_parallel_size (--cp) 1, got --cp 2: the dense gradients also "
+               "sum over cp, and the CUDA backend rounds to bf16 only the dp reduction it "
+               "overlaps with backward (forward_backward communicates over cp itself); use "
+               "--cp 1, or keep grad_reduce_in_fp32: true";
+  const std::string dpRule = option + " needs data parallelism (--dp > 1): with dp 1 there is "
+                                      "no gradient reduction to round to bf16 (the gradients "
+                                      "themselves are fp32)";
+  auto edpRule = [&](int64_t edp, int64_t ranks) {
+    return option + " would leave the expert gradients' reduction over the expert "
+                    "data-parallel group (edp = tp x cp x dp / (ep x etp) = " +
+           std::to_string(edp) + ") in fp32: the CUDA backend rounds to bf16 only the dp "
+                                 "reduction; use expert_model_parallel_size (--ep) x "
+                                 "expert_tensor_parallel_size (--etp) = tp x cp x dp = " +
+           std::to_string(ranks) + " (edp 1), or keep grad_reduce_in_fp32: true";
+  };
+  struct Case {
+    const char *layout;
+    std::function<void(ParallelConfig &)> set;
+    bool experts;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"dp 1", [](ParallelConfig &) {}, false, dpRule},
+      {"dp 1 tp 2", [](ParallelConfig &c) { c.tp = 2; }, false, dpRule},
+      {"MoE dp 1 ep 1 (experts on @mesh)", [](ParallelConfig &) {}, true, dpRule},
+      {"cp 2, dp 1", [](ParallelConfig &c) { c.cp = 2; }, false, cpRule},
+      {"cp 2, dp 2", [](ParallelConfig &c) { c.cp = 2, c.dp = 2; }, false, cpRule},
+      {"cp 2, dp 2 distributed",
+       [](ParallelConfig &c) { c.cp = 2, c.dp = 2, c.distributedOptimizer = true; }, false,
+       cpRule},
+      {"MoE tp 2 etp 1: dp 1, edp 2", [](ParallelConfig &c) { c.tp = 2, c.etp = 1; }, true,
+       edpRule(2, 2)},
+      {"MoE dp 2 tp 2 (etp 2): edp 2", [](ParallelConfig &c) { c.dp = 2, c.tp = 2; }, true,
+       edpRule(2, 4)},
+      {"MoE dp 4 ep 2: edp 2", [](ParallelConfig &c) { c.dp = 4, c.ep = 2; }, true,
+       edpRule(2, 4)},
+      {"pp 2, dp 2", [](ParallelConfig &c) { c.pp = 2, c.dp = 2; }, false,
+       option + " needs pipeline_model_parallel_size (--pp) 1, got --pp 2: pipelines reduce "
+                "the dp gradients in each stage's optimizer program, in fp32; the CUDA backend "
+                "rounds to bf16 only the reduction it overlaps with backward (one stage)"},
+      {"grad_offload, dp 2", [](ParallelConfig &c) { c.dp = 2, c.gradOffload = true; }, false,
+       option + " with grad_offload (--grad-offload) is not supported: the offloaded gradients "
+                "are reduced in the optimizer program, in fp32; the CUDA backend rounds to bf16 "
+                "only the reduction it overlaps with backward; use one of the two"},
+  };
+  for (const Case &k : cases) {
+    ParallelConfig c;
+    c.gradReduceInFp32 = false, c.globalBatch = 8;
+    k.set(c);
+    const ModelDims m = k.experts ? moeModel() : smallModel();
+    EXPECT_EQ(errorOf(c, m), k.message) << k.layout;
+    c.gradReduceInFp32 = true; // the same layout reducing in fp32 is valid
+    EXPECT_EQ(errorOf(c, m), "") << k.layout;
+  }
+}
+
 TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
   const BadCase cases[] = {
       {"heads % tp", [](auto &c, auto &m) { c.tp = 3; m.numKvHeads = 3; m.numHeads = 8; },
@@ -491,6 +593,7 @@ TEST_F(YamlTypedValues, GradReduceInFp32IsABooleanTrueByDefault) {
     for (const std::string &spelling : *spellings) {
       ASSERT_EQ(load("grad_reduce_in_fp32", spelling), "") << spelling;
       EXPECT_EQ(config.gradReduceInFp32, spellings == &kTrue) << spelling;
+      config.dp = 2, config.globalBatch = 4; // false needs a dp reduction to apply to
       EXPECT_EQ(resolveError(), "") << spelling;
     }
   EXPECT_NE(load("grad_reduce_in_fp32", "maybe").find(":1:22: expected true or false, got 'maybe'"),

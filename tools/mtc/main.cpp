@@ -82,7 +82,8 @@ struct ParallelFlags {
     // Megatron-LM's --grad-reduce-in-bf16 (grad_reduce_in_fp32 = false).
     auto *bf16Reduce = cmd.add_flag("--grad-reduce-in-bf16", gradReduceInBf16,
                                     "reduce the dp gradients in bf16 (grad_reduce_in_fp32: "
-                                    "false; CUDA backend)");
+                                    "false; CUDA backend; needs --dp > 1 and no other "
+                                    "gradient reduction: cp 1, pp 1, experts' edp 1)");
     bf16Reduce->group("Parallel layout (override --config)");
     flags.push_back({bf16Reduce, [this](mt::ParallelConfig &out, mt::OptimizerConfig &) {
                        out.gradReduceInFp32 = !gradReduceInBf16;
