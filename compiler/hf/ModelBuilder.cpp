@@ -51,8 +51,9 @@ private:
   Value add(Value a, Value b) { return AddOp::create(b_, loc_, a, b); }
   Value attention(Value x, const std::string &prefix);
   Value denseMlp(Value x, const std::string &prefix, int64_t ffn, bool bias);
-  /// Returns the layer output and adds its auxiliary loss to `auxLoss`.
-  Value moeMlp(Value x, const std::string &prefix, Value &auxLoss);
+  /// Returns the layer output and adds its router's load-balancing loss to
+  /// `auxLoss` and, with a z-loss coefficient, its z-loss to `zLoss`.
+  Value moeMlp(Value x, const std::string &prefix, Value &auxLoss, Value &zLoss);
 
   MLIRContext &ctx_;
   const HfModelSpec &spec_;
@@ -140,7 +141,7 @@ Value Builder::denseMlp(Value x, const std::string &p, int64_t ffn, bool bias) {
   return linear(act, p + "down_proj", H, ffn, bias);
 }
 
-Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss) {
+Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss, Value &zLoss) {
   const MoeSpec &m = *spec_.moe;
   int64_t B = shape_.microBatch, S = shape_.seq, H = spec_.hidden,
           E = m.numExperts, F = m.expertFfn, K = m.topK;
@@ -152,7 +153,7 @@ Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss) {
   double auxCoeff = o.auxLossCoeff ? *o.auxLossCoeff : m.auxLossCoeff * double(K);
   auto routed = MoERouterOp::create(
       b_, loc_, tensor({B, S, K}, f32), tensor({B, S, K}, IntegerType::get(&ctx_, 32)),
-      tensor({}, f32), x, router, b_.getI64IntegerAttr(K),
+      tensor({}, f32), tensor({}, f32), x, router, b_.getI64IntegerAttr(K),
       m.normTopkProb ? b_.getUnitAttr() : UnitAttr(), b_.getF64FloatAttr(auxCoeff),
       o.loadBalancingType == "aux_loss" ? StringAttr() : b_.getStringAttr(o.loadBalancingType),
       o.zLossCoeff > 0.0 ? b_.getF64FloatAttr(o.zLossCoeff) : FloatAttr());
@@ -161,6 +162,8 @@ Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss) {
   Value up = weight(experts + m.upProj + ".weight", {E, F, H}, InitKind::normal, true);
   Value down = weight(experts + m.downProj + ".weight", {E, H, F}, InitKind::normal, true);
   auxLoss = auxLoss ? add(auxLoss, routed.getAuxLoss()) : routed.getAuxLoss();
+  if (o.zLossCoeff > 0.0)
+    zLoss = zLoss ? add(zLoss, routed.getZLoss()) : routed.getZLoss();
   // Megatron-Core's MoE layer: permute, grouped expert GEMMs, unpermute;
   // with a capacity factor, moe_utils.get_capacity(B·S·K, E, factor).
   int64_t rows = B * S * K;
@@ -217,7 +220,7 @@ OwningOpRef<ModuleOp> Builder::build() {
   Value embed = weight("model.embed_tokens.weight", {V, H}, InitKind::normal);
   Value x = EmbeddingOp::create(b_, loc_, tensor({B, S, H}), body->getArgument(0), embed,
                                 StringAttr());
-  Value auxLoss;
+  Value auxLoss, zLoss;
   for (int64_t i = 0; i < spec_.numLayers; ++i) {
     tagger_.layer = i;
     std::string p = "model.layers." + std::to_string(i) + ".";
@@ -225,7 +228,7 @@ OwningOpRef<ModuleOp> Builder::build() {
     x = add(x, attention(h, p + "self_attn."));
     h = rmsnorm(x, p + "post_attention_layernorm.weight", H);
     bool sparse = spec_.moe && spec_.moe->sparseLayers[i];
-    x = add(x, sparse ? moeMlp(h, p, auxLoss)
+    x = add(x, sparse ? moeMlp(h, p, auxLoss, zLoss)
                       : denseMlp(h, p + "mlp.", spec_.ffn, spec_.mlpBias));
   }
   tagger_.layer = -1;
@@ -237,8 +240,12 @@ OwningOpRef<ModuleOp> Builder::build() {
   Value loss = CrossEntropyOp::create(b_, loc_, tensor({}, f32), logits,
                                       body->getArgument(1), body->getArgument(2),
                                       StringAttr(), IntegerAttr());
+  // (lm + load-balancing) + z: the terms mtrun reports (PlanEmitter's
+  // bindLossTerms).
   if (auxLoss)
     loss = add(loss, auxLoss);
+  if (zLoss)
+    loss = add(loss, zLoss);
   func::ReturnOp::create(b_, loc_, loss);
   return module;
 }

@@ -44,30 +44,41 @@ void bindTokenCount(Value count, ProgramEmitter &emitter, BufferPlanner &planner
   emitter.accumulateAtEnd(count, *step.numTokens);
 }
 
-/// Whether `v` is the routers' auxiliary losses: a router's aux_loss, a sum
-/// of such, or one passed on from an earlier pipeline stage.
-bool isRouterAuxSum(Value v) {
+/// Whether `v` is the routers' load-balancing losses (`z` false) or their
+/// z-losses (`z` true): one router's, a sum of such, or one passed on from
+/// an earlier pipeline stage.
+bool isRouterLossSum(Value v, bool z) {
   if (auto router = v.getDefiningOp<MoERouterOp>())
-    return v == router.getAuxLoss();
+    return v == (z ? router.getZLoss() : router.getAuxLoss());
   if (auto transfer = v.getDefiningOp<StageTransferOp>())
-    return isRouterAuxSum(transfer.getInput());
+    return isRouterLossSum(transfer.getInput(), z);
   auto add = v.getDefiningOp<AddOp>();
-  return add && isRouterAuxSum(add.getLhs()) && isRouterAuxSum(add.getRhs());
+  return add && isRouterLossSum(add.getLhs(), z) && isRouterLossSum(add.getRhs(), z);
 }
 
 /// A mixture-of-experts model's micro-batch loss, the importer's
-/// cross-entropy (per-token: its sum) plus the routers' aux losses: binds
-/// the two terms as lm_loss and aux_loss, which mtrun reports beside the
-/// loss (Megatron-Core logs its lm loss and load_balancing_loss apart).
+/// cross-entropy (per-token: its sum) plus the routers' load-balancing
+/// losses, plus with moe_z_loss_coeff their z-losses: binds the terms as
+/// lm_loss, aux_loss and z_loss, which mtrun reports beside the loss
+/// (Megatron-Core logs its lm loss, load_balancing_loss and z_loss apart).
 void bindLossTerms(Value loss, ProgramEmitter &emitter, BufferPlanner &planner,
                    plan::Bindings &bindings) {
   auto add = loss.getDefiningOp<AddOp>();
-  if (!add || !isRouterAuxSum(add.getRhs()))
+  Value zLoss;
+  if (add && isRouterLossSum(add.getRhs(), true)) {
+    zLoss = add.getRhs();
+    add = add.getLhs().getDefiningOp<AddOp>();
+  }
+  if (!add || !isRouterLossSum(add.getRhs(), false))
     return;
   bindings.set_lm_loss(emitter.bufferOf(add.getLhs(), plan::OUTPUTS));
   planner.rename(bindings.lm_loss(), "lm_loss");
   bindings.set_aux_loss(emitter.bufferOf(add.getRhs(), plan::OUTPUTS));
   planner.rename(bindings.aux_loss(), "aux_loss");
+  if (!zLoss)
+    return;
+  bindings.set_z_loss(emitter.bufferOf(zLoss, plan::OUTPUTS));
+  planner.rename(bindings.z_loss(), "z_loss");
 }
 
 LogicalResult bindForwardBackward(func::FuncOp fn, ProgramEmitter &emitter,

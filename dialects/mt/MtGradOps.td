@@ -252,24 +252,25 @@ def Mt_GELUGradOp : Mt_GradOp<"gelu_grad"> {
 def Mt_MoERouterGradOp : Mt_GradOp<"moe_router_grad"> {
   let summary = "Gradients of the router through its weights and aux loss";
   let description = [{
-    Takes the router's input and weight, the gradient of the top-k weights
-    and of the auxiliary loss; yields dx and dweight. Same attributes as the
-    forward `mt.moe_router`.
+    Takes the router's input and weight, the gradient of the top-k weights,
+    of the load-balancing loss and of the z-loss; yields dx and dweight. Same
+    attributes as the forward `mt.moe_router`.
 
     ```mlir
-    %dx, %dw = mt.moe_router_grad %x, %wr, %dweights, %daux {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
-        : (tensor<4x128x64xf32>, tensor<8x64xf32>, tensor<4x128x2xf32>, tensor<f32>) -> (tensor<4x128x64xf32>, tensor<8x64xf32>)
+    %dx, %dw = mt.moe_router_grad %x, %wr, %dweights, %daux, %dz {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
+        : (tensor<4x128x64xf32>, tensor<8x64xf32>, tensor<4x128x2xf32>, tensor<f32>, tensor<f32>) -> (tensor<4x128x64xf32>, tensor<8x64xf32>)
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
                        RankedTensorOf<[F32]>:$dweights, Mt_F32Scalar:$daux,
+                       Mt_F32Scalar:$dz,
                        I64Attr:$top_k, UnitAttr:$norm_topk_prob,
                        F64Attr:$aux_loss_coeff,
                        OptionalAttr<StrAttr>:$load_balancing_type,
                        OptionalAttr<F64Attr>:$z_loss_coeff);
   let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight);
   let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f seq? load_balancing_type=aux_loss|seq_aux_loss|none z_loss_coeff:f?",
-      "tokens*hidden; experts*hidden; tokens*top_k; 1; tokens*hidden; experts*hidden">;
+      "tokens*hidden; experts*hidden; tokens*top_k; 1; 1; tokens*hidden; experts*hidden">;
 }
 
 def Mt_SigmoidGateGradOp : Mt_GradOp<"sigmoid_gate_grad"> {

@@ -163,9 +163,10 @@ LogicalResult MoERouterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   Location loc = getLoc();
   Value dweights = gradOrZeros(b, loc, getWeights(), dys[0]);
   Value daux = gradOrZeros(b, loc, getAuxLoss(), dys[2]);
+  Value dz = gradOrZeros(b, loc, getZLoss(), dys[3]);
   auto g = MoERouterGradOp::create(
       b, loc, getInput().getType(), getWeight().getType(), getInput(),
-      getWeight(), dweights, daux, getTopKAttr(), getNormTopkProbAttr(),
+      getWeight(), dweights, daux, dz, getTopKAttr(), getNormTopkProbAttr(),
       getAuxLossCoeffAttr(), getLoadBalancingTypeAttr(), getZLossCoeffAttr());
   if (needed[0])
     grads[0] = g.getDx();

@@ -462,16 +462,18 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_Dif
     micro-batch, `aux_loss_coeff · E / top_k · Σ_e f_e · P_e` with f_e the
     fraction of the B·S tokens routed to e and P_e the mean probability of e
     (balanced routing gives aux_loss_coeff); "seq_aux_loss" the same over each
-    sequence, averaged over the B sequences; "none" no balancing loss. With
-    `z_loss_coeff`, z_loss_func is added: `z_loss_coeff · mean(logsumexp(logits)²)`.
+    sequence, averaged over the B sequences; "none" no balancing loss.
+    `z_loss` is Megatron-Core's z_loss_func with `z_loss_coeff` (0 without it):
+    `z_loss_coeff · mean(logsumexp(logits)²)` over the B·S tokens, a result of
+    its own as Megatron-Core logs it apart from the load-balancing loss.
     Hugging Face's load_balancing_loss_func is top_k times the "aux_loss" term
     for one coefficient: the importer passes router_aux_loss_coef · top_k.
     Models sum it over layers, as Megatron-Core does (HF pools every layer's
     router logits into one loss).
 
     ```mlir
-    %w, %i, %aux = mt.moe_router %x, %wr {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
-        : (tensor<4x128x64xf32>, tensor<8x64xf32>) -> (tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<f32>)
+    %w, %i, %aux, %z = mt.moe_router %x, %wr {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
+        : (tensor<4x128x64xf32>, tensor<8x64xf32>) -> (tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<f32>, tensor<f32>)
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
@@ -480,11 +482,12 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_Dif
                        OptionalAttr<StrAttr>:$load_balancing_type,
                        OptionalAttr<F64Attr>:$z_loss_coeff);
   let results = (outs RankedTensorOf<[F32]>:$weights,
-                      RankedTensorOf<[I32]>:$indices, Mt_F32Scalar:$aux_loss);
+                      RankedTensorOf<[I32]>:$indices, Mt_F32Scalar:$aux_loss,
+                      Mt_F32Scalar:$z_loss);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
   let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f seq? load_balancing_type=aux_loss|seq_aux_loss|none z_loss_coeff:f?",
-      "tokens*hidden; experts*hidden; tokens*top_k; tokens*top_k; 1">;
+      "tokens*hidden; experts*hidden; tokens*top_k; tokens*top_k; 1; 1">;
 }
 
 def Mt_SigmoidGateOp : Mt_Op<"sigmoid_gate", [Pure,

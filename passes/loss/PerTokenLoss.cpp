@@ -20,13 +20,13 @@ struct PerTokenLossPass : public mt::impl::PerTokenLossBase<PerTokenLossPass> {
   void runOnOperation() override;
 };
 
-/// Whether `v` is `ce`, a router's auxiliary loss, or an mt.add of such
+/// Whether `v` is `ce`, a router's load-balancing or z-loss, or an mt.add of such
 /// terms: the loss the importer builds (compiler/hf/ModelBuilder.cpp).
 bool isLossSum(Value v, CrossEntropyOp ce) {
   if (v == ce.getResult())
     return true;
   if (auto router = v.getDefiningOp<MoERouterOp>())
-    return v == router.getAuxLoss();
+    return v == router.getAuxLoss() || v == router.getZLoss();
   auto add = v.getDefiningOp<AddOp>();
   return add && isLossSum(add.getLhs(), ce) && isLossSum(add.getRhs(), ce);
 }

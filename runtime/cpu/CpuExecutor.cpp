@@ -280,7 +280,10 @@ void addMoEAndLossKernels(Table &t) {
     if (!shape)
       return shape.status();
     Io io{in, m};
-    *io.out(2) = moeRouterForward(io.f(0), io.f(1), io.out(0), m.i32(in.outputs(1)), *shape);
+    RouterLosses losses =
+        moeRouterForward(io.f(0), io.f(1), io.out(0), m.i32(in.outputs(1)), *shape);
+    *io.out(2) = losses.balance;
+    *io.out(3) = losses.z;
     return Status::ok();
   };
   t[Op::moe_router_grad] = [](auto &in, auto &a, auto &m, const KernelContext &) {
@@ -288,7 +291,8 @@ void addMoEAndLossKernels(Table &t) {
     if (!shape)
       return shape.status();
     Io io{in, m};
-    moeRouterBackward(io.f(0), io.f(1), io.f(2), *io.f(3), io.out(0), io.out(1), *shape);
+    moeRouterBackward(io.f(0), io.f(1), io.f(2), *io.f(3), *io.f(4), io.out(0), io.out(1),
+                      *shape);
     return Status::ok();
   };
   t[Op::sigmoid_gate] = plain([](auto &in, auto &a, auto &m) {

@@ -132,14 +132,14 @@ void topKBackward(const float *probs, const int32_t *indices,
 
 } // namespace
 
-float moeRouterForward(const float *x, const float *w, float *weights,
-                       int32_t *indices, const RouterShape &shape) {
+RouterLosses moeRouterForward(const float *x, const float *w, float *weights,
+                              int32_t *indices, const RouterShape &shape) {
   const RouterShape &s = shape;
   std::vector<float> probs(s.tokens * s.experts), lse(s.tokens);
   routeTokens(x, w, probs.data(), indices, weights, lse.data(), s);
   // Megatron-Core's switch_load_balancing_loss_func per group,
   //   coeff · E / (topK · T_g²) · Σ_e count_ge · Σ_{t in g} probs[t, e],
-  // averaged over the groups, plus z_loss_func: zcoeff · mean_t lse_t².
+  // averaged over the groups, and z_loss_func: zcoeff · mean_t lse_t².
   // Serial fixed-order sums keep it deterministic.
   std::vector<int64_t> counts = expertCounts(indices, s);
   int64_t groups = balanceGroups(s), perGroup = s.tokens / groups;
@@ -153,12 +153,12 @@ float moeRouterForward(const float *x, const float *w, float *weights,
     }
   for (int64_t t = 0; t < s.tokens; ++t)
     z += double(lse[t]) * lse[t];
-  return static_cast<float>(balanceScale(s) * balance +
-                            double(s.zLossCoeff) * z / double(s.tokens));
+  return {static_cast<float>(balanceScale(s) * balance),
+          static_cast<float>(double(s.zLossCoeff) * z / double(s.tokens))};
 }
 
 void moeRouterBackward(const float *x, const float *w, const float *dweights,
-                       float daux, float *dx, float *dw,
+                       float daux, float dz, float *dx, float *dw,
                        const RouterShape &shape) {
   const RouterShape &s = shape;
   std::vector<float> probs(s.tokens * s.experts), weights(s.tokens * s.topK), lse(s.tokens);
@@ -171,7 +171,7 @@ void moeRouterBackward(const float *x, const float *w, const float *dweights,
   for (size_t i = 0; i < counts.size(); ++i)
     dprobAux[i] = static_cast<float>(scale * counts[i]);
   // d z / d logits[t, e] = zcoeff · 2 lse_t / T · probs[t, e].
-  float zScale = float(2.0 * double(daux) * s.zLossCoeff / double(s.tokens));
+  float zScale = float(2.0 * double(dz) * s.zLossCoeff / double(s.tokens));
   int64_t perGroup = s.tokens / balanceGroups(s);
 
   // dlogits[t] = softmax backward of dprobs[t]; dx[t] += dlogits[t] w.

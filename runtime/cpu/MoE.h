@@ -19,24 +19,29 @@ using kernels::RouterShape;
 /// (fp32, max-subtracted). Top-k by probability, ties to the lower expert
 /// index, in descending order: indices [tokens, topK] (int32) and weights
 /// [tokens, topK] = the chosen probabilities, divided by their sum when
-/// normTopkProb. Returns the auxiliary loss, Megatron-Core's
-/// (megatron/core/transformer/moe/moe_utils.py):
+/// normTopkProb. Returns the router's two losses, Megatron-Core's
+/// (megatron/core/transformer/moe/moe_utils.py): the load-balancing loss
 ///   switch_load_balancing_loss_func over the micro-batch (auxLoss)
 ///     auxLossCoeff · E / (topK · T²) · Σ_e count_e · Σ_t probs[t, e],
 ///   count_e = (token, slot) pairs routed to e (balanced routing gives
 ///   auxLossCoeff); with seqAuxLoss the same over each sequence of `seq`
 ///   tokens, averaged over the sequences (its seq_aux_loss); none with
-///   none; plus z_loss_func: zLossCoeff · mean_t logsumexp(logits_t)².
+///   none; and the z-loss, z_loss_func: zLossCoeff · mean_t
+///   logsumexp(logits_t)² (0 without a coefficient).
 /// Hugging Face's load_balancing_loss_func is topK times the aux_loss term
 /// for the same coefficient (mtc's importer multiplies router_aux_loss_coef
 /// by top_k).
-float moeRouterForward(const float *x, const float *w, float *weights,
-                       int32_t *indices, const RouterShape &shape);
-/// Given dweights [tokens, topK] and the scalar daux, adds the gradients to
-/// dx [tokens, hidden] and dw [experts, hidden] (f_e is treated as constant;
+struct RouterLosses {
+  float balance, z;
+};
+RouterLosses moeRouterForward(const float *x, const float *w, float *weights,
+                              int32_t *indices, const RouterShape &shape);
+/// Given dweights [tokens, topK] and the scalar gradients daux (of the
+/// load-balancing loss) and dz (of the z-loss), adds the gradients to dx
+/// [tokens, hidden] and dw [experts, hidden] (f_e is treated as constant;
 /// the choice of experts is not differentiable). Recomputes the forward.
 void moeRouterBackward(const float *x, const float *w, const float *dweights,
-                       float daux, float *dx, float *dw,
+                       float daux, float dz, float *dx, float *dw,
                        const RouterShape &shape);
 
 /// The shared expert's gate (Qwen2-MoE): gate [rows] (one logit per

@@ -34,22 +34,23 @@ size_t moeRouterWorkspaceBytes(const RouterShape &shape);
 
 /// x [tokens, hidden] (bf16); w [experts, hidden] (the fp32 master: the
 /// router runs in fp32, Megatron-Core's moe_router_dtype fp32). Writes
-/// weights, indices [tokens, topK] and *aux (device), as
+/// weights, indices [tokens, topK], *aux and *z (device), as
 /// cpu::moeRouterForward: softmax, top-k (ties to the lower expert, NaN
 /// last), renormalised when normTopkProb; aux = Megatron-Core's
 /// switch_load_balancing_loss_func over the micro-batch (auxLoss) or each
-/// sequence, averaged (seqAuxLoss), or nothing (none), plus z_loss_func
+/// sequence, averaged (seqAuxLoss), or nothing (none); z = z_loss_func
 /// zLossCoeff · mean_t logsumexp(logits_t)².
 Status moeRouterForward(const bf16 *x, const float *w, float *weights, int32_t *indices,
-                        float *aux, void *workspace, const RouterShape &shape,
+                        float *aux, float *z, void *workspace, const RouterShape &shape,
                         cudaStream_t stream);
 
-/// Given dweights [tokens, topK] and *daux (device), writes dx (adds when
+/// Given dweights [tokens, topK], *daux and *dz (device: the gradients of
+/// the load-balancing loss and of the z-loss), writes dx (adds when
 /// `addDx`) and adds dw [experts, hidden] (fp32), as cpu::moeRouterBackward
 /// (the routing is recomputed; the expert counts are constants).
 Status moeRouterBackward(const bf16 *x, const float *w, const float *dweights,
-                         const float *daux, bf16 *dx, bool addDx, float *dw, void *workspace,
-                         const RouterShape &shape, cudaStream_t stream);
+                         const float *daux, const float *dz, bf16 *dx, bool addDx, float *dw,
+                         void *workspace, const RouterShape &shape, cudaStream_t stream);
 
 struct PermuteShape {
   int64_t tokens, hidden, experts, topK;

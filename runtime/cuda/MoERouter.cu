@@ -164,19 +164,20 @@ __global__ void expertStatsKernel(const float *probs, const int32_t *indices, in
   }
 }
 
-/// One block: aux = scale · sum_{g,e} counts[g, e] probSum[g, e]
-///                  + zLossCoeff · mean_t lse_t², in double, fixed order
+/// One block: aux = scale · sum_{g,e} counts[g, e] probSum[g, e] and
+/// z = zLossCoeff · mean_t lse_t², in double, fixed order
 /// (cpu::moeRouterForward).
 __global__ void auxLossKernel(const int32_t *counts, const double *probSum, const float *lse,
-                              float *aux, int64_t groups, double scale, RouterShape s) {
+                              float *aux, float *z, int64_t groups, double scale,
+                              RouterShape s) {
   __shared__ double partBalance[kRouterThreads], partZ[kRouterThreads];
-  double balance = 0, z = 0;
+  double balance = 0, zSum = 0;
   for (int64_t i = threadIdx.x; i < groups * s.experts; i += blockDim.x)
     balance += double(counts[i]) * probSum[i];
   for (int64_t t = threadIdx.x; t < s.tokens; t += blockDim.x)
-    z += double(lse[t]) * double(lse[t]);
+    zSum += double(lse[t]) * double(lse[t]);
   partBalance[threadIdx.x] = balance;
-  partZ[threadIdx.x] = z;
+  partZ[threadIdx.x] = zSum;
   __syncthreads();
   for (int half = blockDim.x / 2; half > 0; half /= 2) {
     if (threadIdx.x < half) {
@@ -185,18 +186,21 @@ __global__ void auxLossKernel(const int32_t *counts, const double *probSum, cons
     }
     __syncthreads();
   }
-  if (threadIdx.x == 0)
-    *aux = float(scale * partBalance[0] + double(s.zLossCoeff) * partZ[0] / double(s.tokens));
+  if (threadIdx.x == 0) {
+    *aux = float(scale * partBalance[0]);
+    *z = float(double(s.zLossCoeff) * partZ[0] / double(s.tokens));
+  }
 }
 
 /// Per token: dlogits = softmax backward of the top-k weights' gradient plus
 /// the balancing loss's (daux · scale · count[g(t), e]), plus the z-loss's
-/// (daux · zLossCoeff · 2 lse_t / T · probs[t, e]), then dx[t] (=|+=)
+/// (dz · zLossCoeff · 2 lse_t / T · probs[t, e]), then dx[t] (=|+=)
 /// dlogits[t] w (cpu::moeRouterBackward). Shared: dprobs [experts].
 __global__ void routerBackwardTokenKernel(const float *w, const float *probs, const float *lse,
                                           const float *weights, const int32_t *indices,
                                           const int32_t *counts, const float *dweights,
-                                          const float *daux, float *dlogits, bf16 *dx, bool addDx,
+                                          const float *daux, const float *dz, float *dlogits,
+                                          bf16 *dx, bool addDx,
                                           int64_t perGroup, double balance, RouterShape s) {
   extern __shared__ float dl[];
   const int64_t t = blockIdx.x;
@@ -223,7 +227,7 @@ __global__ void routerBackwardTokenKernel(const float *w, const float *probs, co
     float dotProbs = 0;
     for (int64_t e = 0; e < s.experts; ++e)
       dotProbs += pt[e] * dl[e];
-    const float zScale = float(2.0 * double(*daux) * s.zLossCoeff / double(s.tokens));
+    const float zScale = float(2.0 * double(*dz) * s.zLossCoeff / double(s.tokens));
     for (int64_t e = 0; e < s.experts; ++e) {
       dl[e] = pt[e] * (dl[e] - dotProbs + zScale * lse[t]);
       dlogits[t * s.experts + e] = dl[e];
@@ -280,28 +284,28 @@ Status route(const bf16 *x, const float *w, float *weights, int32_t *indices,
 size_t moeRouterWorkspaceBytes(const RouterShape &shape) { return RouterScratch::bytes(shape); }
 
 Status moeRouterForward(const bf16 *x, const float *w, float *weights, int32_t *indices,
-                        float *aux, void *workspace, const RouterShape &s,
+                        float *aux, float *z, void *workspace, const RouterShape &s,
                         cudaStream_t stream) {
   if (s.tokens == 0)
     return Status::ok();
   RouterScratch scratch(workspace, s);
   MT_CUDA_RETURN_IF_ERROR(route(x, w, weights, indices, scratch, s, stream));
   auxLossKernel<<<1, kRouterThreads, 0, stream>>>(scratch.counts, scratch.probSum, scratch.lse,
-                                                  aux, balanceGroups(s), balanceScale(s), s);
+                                                  aux, z, balanceGroups(s), balanceScale(s), s);
   MT_CUDA_CHECK_LAUNCH("moe_aux_loss");
   return Status::ok();
 }
 
 Status moeRouterBackward(const bf16 *x, const float *w, const float *dweights,
-                         const float *daux, bf16 *dx, bool addDx, float *dw, void *workspace,
-                         const RouterShape &s, cudaStream_t stream) {
+                         const float *daux, const float *dz, bf16 *dx, bool addDx, float *dw,
+                         void *workspace, const RouterShape &s, cudaStream_t stream) {
   if (s.tokens == 0)
     return Status::ok();
   RouterScratch scratch(workspace, s);
   MT_CUDA_RETURN_IF_ERROR(route(x, w, scratch.weights, scratch.indices, scratch, s, stream));
   routerBackwardTokenKernel<<<s.tokens, kRouterThreads, sizeof(float) * s.experts, stream>>>(
       w, scratch.probs, scratch.lse, scratch.weights, scratch.indices, scratch.counts, dweights,
-      daux, scratch.dlogits, dx, addDx, s.tokens / balanceGroups(s), balanceScale(s), s);
+      daux, dz, scratch.dlogits, dx, addDx, s.tokens / balanceGroups(s), balanceScale(s), s);
   MT_CUDA_CHECK_LAUNCH("moe_router_bwd");
   dim3 grid(unsigned((s.hidden + 255) / 256), unsigned(s.experts));
   routerWeightGradKernel<<<grid, 256, 0, stream>>>(x, scratch.dlogits, dw, s);

@@ -131,11 +131,12 @@ struct NullStream : std::ostream {
   NullStream() : std::ostream(nullptr) {}
 };
 
-/// A step's loss, and for mixture-of-experts plans its two terms (the plan's
-/// lm_loss and aux_loss bindings): loss = lmLoss + auxLoss.
+/// A step's loss, and for mixture-of-experts plans its terms (the plan's
+/// lm_loss, aux_loss and, with a z-loss, z_loss bindings): loss = lmLoss +
+/// auxLoss (+ zLoss).
 struct StepLoss {
   double loss;
-  std::optional<double> lmLoss, auxLoss;
+  std::optional<double> lmLoss, auxLoss, zLoss;
 };
 
 struct StepRecord {
@@ -176,6 +177,8 @@ void writeMetrics(std::ofstream &out, const StepRecord &r, int64_t tokens) {
   number("loss", r.loss.loss);
   if (r.loss.lmLoss)
     number("lm_loss", *r.loss.lmLoss), number("aux_loss", *r.loss.auxLoss);
+  if (r.loss.zLoss)
+    number("z_loss", *r.loss.zLoss);
   number("grad_norm", r.gradNorm);
   number("lr", r.lr);
   j["tokens"] = tokens;
@@ -203,7 +206,8 @@ void report(std::ostream &log, const StepRecord &r, int64_t last, double etaSeco
   std::ostringstream line;
   line << "step " << r.step << "/" << last << "  loss " << fixed(r.loss.loss, 4);
   if (r.loss.lmLoss)
-    line << " (lm " << fixed(*r.loss.lmLoss, 4) << ", aux " << fixed(*r.loss.auxLoss, 4) << ")";
+    line << " (lm " << fixed(*r.loss.lmLoss, 4) << ", aux " << fixed(*r.loss.auxLoss, 4)
+         << (r.loss.zLoss ? ", z " + fixed(*r.loss.zLoss, 4) : std::string()) << ")";
   line << "  grad_norm " << fixed(r.gradNorm, 3) << "  lr " << std::scientific
        << std::setprecision(2) << r.lr << std::fixed << "  " << std::setprecision(0) << r.tokensPerSecond << " tok/s  ETA "
        << std::setprecision(0) << etaSeconds << " s";
@@ -244,10 +248,10 @@ private:
   /// optimizer; returns what the step reports.
   Expected<StepRecord> step(int64_t step);
   /// What a step's micro-batches add on this rank (0 on a stage without
-  /// the loss): their weighted losses (and its lm and aux terms) and, per
-  /// token, their loss tokens.
+  /// the loss): their weighted losses (and its lm, aux and z terms) and,
+  /// per token, their loss tokens.
   struct StepSums {
-    double loss = 0, tokens = 0, lm = 0, aux = 0;
+    double loss = 0, tokens = 0, lm = 0, aux = 0, z = 0;
   };
   /// The forward and backward passes of one step: the actions of this
   /// rank's schedule before the optimizer step, in the plan's order.
@@ -594,6 +598,8 @@ Expected<TrainingRun::StepSums> TrainingRun::microBatchPasses(int64_t step) {
     if (b.has_lm_loss()) {
       sums.lm += *memory_->f32(b.lm_loss()) * weight;
       sums.aux += *memory_->f32(b.aux_loss()) * weight;
+      if (b.has_z_loss())
+        sums.z += *memory_->f32(b.z_loss()) * weight;
     }
   }
   if (pipeline_)
@@ -607,17 +613,19 @@ Expected<StepLoss> TrainingRun::reduceLoss(int64_t step, StepSums sums) {
   const plan::StepLoss &rule = plan_.step_loss();
   const bool terms = plan_.bindings().has_lm_loss();
   // The terms reduce as the loss does, in the same all-reduce.
-  const int count = terms ? 4 : rule.per_token_loss() ? 2 : 1;
+  const int count = plan_.bindings().has_z_loss() ? 5 : terms ? 4 : rule.per_token_loss() ? 2 : 1;
   for (const plan::StepLoss::Reduction &r : rule.reductions()) {
     comm::Communicator *group = rank_->group(r.axis());
     if (!group) // an axis of size 1
       continue;
-    float all[4] = {float(sums.loss), float(sums.tokens), float(sums.lm), float(sums.aux)};
+    float all[5] = {float(sums.loss), float(sums.tokens), float(sums.lm), float(sums.aux),
+                    float(sums.z)};
     if (Status s = group->allReduceHost(all, count, comm::ReduceOp::Sum); !s)
       return Status::error(rank_->describe() + " step " + std::to_string(step) + ", the loss's " +
                            r.reduce() + " over " + r.axis() + ": " + s.message());
     const double n = r.reduce() == "mean" ? double(group->size()) : 1.0;
-    sums = {double(all[0]) / n, double(all[1]) / n, double(all[2]) / n, double(all[3]) / n};
+    sums = {double(all[0]) / n, double(all[1]) / n, double(all[2]) / n, double(all[3]) / n,
+            double(all[4]) / n};
   }
   // Per token: each a sum over the step's loss tokens, divided by them.
   auto value = [&](double sum) {
@@ -625,9 +633,11 @@ Expected<StepLoss> TrainingRun::reduceLoss(int64_t step, StepSums sums) {
       return sum;
     return sums.tokens == 0 ? 0.0 : sum / sums.tokens;
   };
-  StepLoss loss{value(sums.loss), std::nullopt, std::nullopt};
+  StepLoss loss{value(sums.loss), std::nullopt, std::nullopt, std::nullopt};
   if (terms)
     loss.lmLoss = value(sums.lm), loss.auxLoss = value(sums.aux);
+  if (plan_.bindings().has_z_loss())
+    loss.zLoss = value(sums.z);
   return loss;
 }
 

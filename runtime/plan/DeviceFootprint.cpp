@@ -31,7 +31,7 @@ int firstWideOutput(const Instruction &instr) {
   case Op::layernorm_grad:
     return 1; // a norm weight's gradient, summed over tp before it is accumulated
   case Op::moe_router:
-    return 0; // the fp32 routing weights, the expert indices and the aux loss
+    return 0; // the fp32 routing weights, the expert indices and the two losses
   case Op::moe_unpermute_grad:
     return 1; // the routing weights' gradient, read by the router's backward
   case Op::attention_merge_grad:

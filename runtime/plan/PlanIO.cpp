@@ -410,11 +410,14 @@ Status validatePlan(const Plan &plan) {
   };
   for (Status s : {outputScalar(b.has_num_tokens(), b.num_tokens(), "num_tokens"),
                    outputScalar(b.has_lm_loss(), b.lm_loss(), "lm_loss"),
-                   outputScalar(b.has_aux_loss(), b.aux_loss(), "aux_loss")})
+                   outputScalar(b.has_aux_loss(), b.aux_loss(), "aux_loss"),
+                   outputScalar(b.has_z_loss(), b.z_loss(), "z_loss")})
     if (!s)
       return s;
   if (b.has_lm_loss() != b.has_aux_loss())
     return Status::error("the plan binds one of lm_loss and aux_loss without the other");
+  if (b.has_z_loss() && !b.has_lm_loss())
+    return Status::error("the plan binds z_loss without lm_loss and aux_loss");
   if (plan.training().micro_batches_per_step() < 1 || plan.training().seq() < 1 ||
       plan.training().micro_batch() < 1)
     return Status::error("the plan's batch sizes are not positive");

@@ -7,6 +7,7 @@
 #include "runtime/cpu/CpuExecutor.h"
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Safetensors.h"
+#include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanIO.h"
 #include "test/Tolerances.h"
 
@@ -39,8 +40,9 @@ protected:
     // "NAME-transformers5": NAME's plan imported from the config.json
     // transformers 5 saved (test/hf/compile-plans.sh), same fixture.
     std::string model = GetParam();
-    if (size_t v5 = model.find("-transformers5"); v5 != std::string::npos)
-      model.erase(v5);
+    for (const char *variant : {"-transformers5", "-z"}) // same fixture (compile-plans.sh)
+      if (size_t at = model.find(variant); at != std::string::npos)
+        model.erase(at);
     fixture_ = std::string(MT_HF_FIXTURE_DIR) + "/" + model;
     auto plan = plan::readPlanDirectory(std::string(MT_HF_PLAN_DIR) + "/" + GetParam());
     ASSERT_TRUE(plan) << plan.message();
@@ -152,6 +154,7 @@ TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
       hfAux += a;
     EXPECT_NEAR(*memory_->f32(b.aux_loss()), hfAux, tolerance::kHfLossRel * hfAux)
         << "aux_loss binding";
+    EXPECT_FALSE(b.has_z_loss()) << "a z_loss without moe_z_loss_coeff";
   } else {
     EXPECT_TRUE(ourAux.empty());
     if (routers.empty()) // a dense model reports its loss alone
@@ -282,6 +285,92 @@ TEST_P(HfFidelity, SeveralStepsWithAccumulationMaskScheduleAndClipping) {
     EXPECT_LE(worst, tolerance::kHfMovementRel * maxMove) << "updated " << p.name();
   }
 }
+
+/// compile-plans.sh's --moe-z-loss-coeff of tiny-qwen3-moe-z.
+constexpr double kZLossCoeff = 0.01;
+
+/// Megatron-Core's z_loss_func (ST-MoE's router z-loss) of one router, in
+/// fp64 from its input x [tokens, hidden] and weight w [experts, hidden]:
+/// coeff · mean_t logsumexp_e(x_t · w_e)².
+double zLossOf(const float *x, const float *w, int64_t tokens, int64_t hidden,
+               int64_t experts) {
+  double sum = 0;
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::vector<double> logits(experts, 0.0);
+    for (int64_t e = 0; e < experts; ++e)
+      for (int64_t h = 0; h < hidden; ++h)
+        logits[e] += double(x[t * hidden + h]) * double(w[e * hidden + h]);
+    const double mx = *std::max_element(logits.begin(), logits.end());
+    double s = 0;
+    for (double l : logits)
+      s += std::exp(l - mx);
+    const double lse = mx + std::log(s);
+    sum += lse * lse;
+  }
+  return kZLossCoeff * sum / double(tokens);
+}
+
+using HfFidelityZLoss = HfFidelity;
+
+// With moe_z_loss_coeff the loss is lm_loss + aux_loss + z_loss, three
+// terms mtrun reports apart (Megatron-Core logs load_balancing_loss and
+// z_loss apart): each router's z-loss output is the formula above on the
+// router's own input and weight, the z_loss binding is their sum over the
+// MoE layers, aux_loss stays transformers' load-balancing loss alone (no
+// z-loss in it) and lm_loss transformers' language-model loss; the three
+// add up to the loss.
+TEST_P(HfFidelityZLoss, ZLossIsReportedApartAndIsTheRoutersLogSumExpSquared) {
+  auto executor = cpu::CpuExecutor::create(plan_, *memory_);
+  ASSERT_TRUE(executor) << executor.message();
+  ASSERT_TRUE(exec::loadHfWeights(plan_, *memory_, nullptr, fixture_));
+  const plan::Bindings &b = plan_.bindings();
+  readIds("input_ids", b.input_ids());
+  readIds("labels", b.labels());
+  std::fill_n(memory_->f32(b.loss_mask()), memory_->elements(b.loss_mask()), 1.0f);
+  *memory_->f32(b.loss_scale()) = 1.0f;
+  memory_->clear(plan::GRADIENTS);
+  const std::vector<int> routers = instructionsOf("moe_router");
+  ASSERT_FALSE(routers.empty());
+  const auto &instrs = plan_.programs(0).instructions();
+  std::vector<double> ourAux, ourZ, wantZ;
+  auto fb = executor->run("forward_backward", [&](int i) {
+    if (std::find(routers.begin(), routers.end(), i) == routers.end())
+      return;
+    const plan::Instruction &in = instrs[i];
+    const plan::Attrs a(in);
+    ourAux.push_back(*memory_->f32(in.outputs(2)));
+    ourZ.push_back(*memory_->f32(in.outputs(3)));
+    wantZ.push_back(zLossOf(memory_->f32(in.inputs(0)), memory_->f32(in.inputs(1)),
+                            a.i("tokens"), a.i("hidden"), a.i("experts")));
+  });
+  ASSERT_TRUE(fb) << fb.message();
+  std::vector<float> hfAux = reference("aux_loss");
+  ASSERT_EQ(ourZ.size(), hfAux.size()) << "MoE layers";
+  double zSum = 0, auxSum = 0;
+  for (size_t l = 0; l < ourZ.size(); ++l) {
+    EXPECT_GT(wantZ[l], 0.0) << "MoE layer " << l;
+    EXPECT_NEAR(ourZ[l], wantZ[l], tolerance::kFp32ChainRel * wantZ[l]) << "z-loss, MoE layer " << l;
+    EXPECT_NEAR(ourAux[l], hfAux[l], tolerance::kHfLossRel * hfAux[l])
+        << "load-balancing loss, MoE layer " << l;
+    zSum += ourZ[l], auxSum += hfAux[l];
+  }
+  ASSERT_TRUE(b.has_lm_loss() && b.has_aux_loss() && b.has_z_loss());
+  const double lm = reference("lm_loss")[0];
+  const float bound[3] = {*memory_->f32(b.lm_loss()), *memory_->f32(b.aux_loss()),
+                          *memory_->f32(b.z_loss())};
+  EXPECT_NEAR(bound[0], lm, tolerance::kHfLossRel * lm) << "lm_loss binding";
+  EXPECT_NEAR(bound[1], auxSum, tolerance::kHfLossRel * auxSum) << "aux_loss binding";
+  EXPECT_NEAR(bound[2], zSum, tolerance::kFp32ChainRel * zSum) << "z_loss binding";
+  // The loss is (lm + aux) + z in fp32, the order the importer adds them.
+  EXPECT_EQ(*memory_->f32(b.loss()), (bound[0] + bound[1]) + bound[2]);
+}
+
+INSTANTIATE_TEST_SUITE_P(ZLoss, HfFidelityZLoss, ::testing::Values("tiny-qwen3-moe-z"),
+                         [](const auto &info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFidelity,
                          ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3",

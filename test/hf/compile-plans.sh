@@ -24,3 +24,10 @@ for config in "$here"/configs/*.json; do
       --adam-beta1 0.9 --adam-beta2 0.95 --adam-eps 1e-2 --clip-grad 0.05 -o "$out/$name-steps"
   done
 done
+# tiny-qwen3-moe with Megatron-Core's router z-loss (moe_z_loss_coeff 0.01,
+# HfFidelityTest's kZLossCoeff): the fixture's step, z_loss reported apart.
+"$mtc" import-hf "$here/configs/tiny-qwen3-moe.json" --seq 16 --micro-batch 2 \
+  --moe-z-loss-coeff 0.01 -o "$out/tiny-qwen3-moe-z.mlir"
+"$mtc" compile "$out/tiny-qwen3-moe-z.mlir" --global-batch 2 --lr 1e-3 --lr-decay-style constant \
+  --weight-decay 0.1 --adam-beta1 0.9 --adam-beta2 0.95 --adam-eps 1e-8 --clip-grad 1.0 \
+  --train-steps 10 -o "$out/tiny-qwen3-moe-z"

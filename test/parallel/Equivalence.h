@@ -65,6 +65,10 @@ inline void expectSameTraining(const std::string &dir, const std::string &refere
         // MoE: the loss's terms too.
         ASSERT_EQ(got.lmLoss.has_value(), ref.lmLoss.has_value()) << "lm_loss, step " << i + 1;
         ASSERT_EQ(got.auxLoss.has_value(), ref.auxLoss.has_value()) << "aux_loss, step " << i + 1;
+        ASSERT_EQ(got.zLoss.has_value(), ref.zLoss.has_value()) << "z_loss, step " << i + 1;
+        if (ref.zLoss)
+          EXPECT_NEAR(*got.zLoss, *ref.zLoss, tolerance::kParallelRel * *ref.zLoss)
+              << "z_loss, step " << i + 1;
         if (ref.lmLoss) {
           EXPECT_NEAR(*got.lmLoss, *ref.lmLoss, tolerance::kParallelRel * *ref.lmLoss)
               << "lm_loss, step " << i + 1;
@@ -97,6 +101,7 @@ inline void expectIdenticalTraining(const std::string &ref, const std::string &g
         EXPECT_EQ(b.gradNorm, a.gradNorm) << "step " << i + 1;
         EXPECT_EQ(b.lmLoss, a.lmLoss) << "step " << i + 1;
         EXPECT_EQ(b.auxLoss, a.auxLoss) << "step " << i + 1;
+        EXPECT_EQ(b.zLoss, a.zLoss) << "step " << i + 1;
       },
       [](const std::string &name, const std::vector<float> &x, const std::vector<float> &y) {
         EXPECT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(float))) << name;

@@ -56,20 +56,24 @@ TEST(MoEPerTokenLoss, OnPlainTokensIsTheDefaultLoss) {
   test::expectSameTraining(kRuns, "moe_lm_mean", "moe_lm_pt", 3, 1e-3);
 }
 
-// The loss's two terms (lm_loss, aux_loss) of MoE runs: they add up to the
-// loss (one fp32 addition per micro-batch apart), with a load-balancing
-// loss and a z-loss (moe_pt_*) and on plain tokens; and lm_loss is the
-// language-model loss alone, that of the same first step with both aux
-// coefficients 0 (the same weights: nothing else differs), bit for bit.
+// The loss's terms (lm_loss, aux_loss, z_loss) of MoE runs: they add up to
+// the loss (two fp32 additions per micro-batch apart), with a
+// load-balancing loss and a z-loss (moe_pt_*) and on plain tokens; and
+// lm_loss is the language-model loss alone, that of the same first step
+// with the aux coefficient 0 and no z-loss (the same weights: nothing else
+// differs), bit for bit; without a z-loss coefficient no z_loss is written.
 TEST(MoELossTerms, AddUpToTheLossAndTheLanguageModelLossIsTheLossWithoutAux) {
   for (const char *run : {"moe_pt_single", "moe_pt_dp2", "moe_pt_ep2", "moe_pt_pp2",
                           "moe_pt_tp2_sp", "moe_lm_mean", "moe_lm_pt"}) {
     std::vector<test::Step> steps = test::readMetrics(kRuns + run + ".jsonl");
     ASSERT_EQ(steps.size(), 3u) << run;
     for (size_t i = 0; i < steps.size(); ++i) {
-      ASSERT_TRUE(steps[i].lmLoss && steps[i].auxLoss) << run << " step " << i + 1;
+      ASSERT_TRUE(steps[i].lmLoss && steps[i].auxLoss && steps[i].zLoss)
+          << run << " step " << i + 1;
       EXPECT_GT(*steps[i].auxLoss, 0.0) << run << " step " << i + 1;
-      EXPECT_NEAR(*steps[i].lmLoss + *steps[i].auxLoss, steps[i].loss, 1e-6 * steps[i].loss)
+      EXPECT_GT(*steps[i].zLoss, 0.0) << run << " step " << i + 1;
+      EXPECT_NEAR(*steps[i].lmLoss + *steps[i].auxLoss + *steps[i].zLoss, steps[i].loss,
+                  1e-6 * steps[i].loss)
           << run << " step " << i + 1;
     }
   }
@@ -80,6 +84,7 @@ TEST(MoELossTerms, AddUpToTheLossAndTheLanguageModelLossIsTheLossWithoutAux) {
   ASSERT_TRUE(with[0].lmLoss && without[0].auxLoss);
   EXPECT_EQ(*with[0].lmLoss, without[0].loss);
   EXPECT_EQ(*without[0].auxLoss, 0.0);
+  EXPECT_FALSE(without[0].zLoss);
   // And the aux term is not negligible: it moves the loss by more than the
   // layouts' tolerance.
   EXPECT_GT(with[0].loss - without[0].loss, 100 * tolerance::kParallelRel * with[0].loss);

@@ -290,33 +290,33 @@ func.func @gelu_grad_dx(%x: tensor<2x8x96xf32>) {
 
 // -----
 
-func.func @moe_router_grad_dx(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %dw: tensor<2x8x2xf32>, %da: tensor<f32>) {
+func.func @moe_router_grad_dx(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %dw: tensor<2x8x2xf32>, %da: tensor<f32>, %dz: tensor<f32>) {
   // expected-error @+1 {{'mt.moe_router_grad' op expects dx of type 'tensor<2x8x64xf32>', got 'tensor<16x64xf32>'}}
-  %0:2 = mt.moe_router_grad %x, %wr, %dw, %da {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>) -> (tensor<16x64xf32>, tensor<8x64xf32>)
+  %0:2 = mt.moe_router_grad %x, %wr, %dw, %da, %dz {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>, tensor<f32>) -> (tensor<16x64xf32>, tensor<8x64xf32>)
   return
 }
 
 // -----
 
-func.func @moe_router_grad_dweight(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %dw: tensor<2x8x2xf32>, %da: tensor<f32>) {
+func.func @moe_router_grad_dweight(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %dw: tensor<2x8x2xf32>, %da: tensor<f32>, %dz: tensor<f32>) {
   // expected-error @+1 {{'mt.moe_router_grad' op expects dweight of type 'tensor<8x64xf32>', got 'tensor<4x64xf32>'}}
-  %0:2 = mt.moe_router_grad %x, %wr, %dw, %da {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>) -> (tensor<2x8x64xf32>, tensor<4x64xf32>)
+  %0:2 = mt.moe_router_grad %x, %wr, %dw, %da, %dz {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>, tensor<f32>) -> (tensor<2x8x64xf32>, tensor<4x64xf32>)
   return
 }
 
 // -----
 
-func.func @moe_router_grad_rank(%x: tensor<16x64xf32>, %wr: tensor<8x64xf32>, %dw: tensor<16x2xf32>, %da: tensor<f32>) {
+func.func @moe_router_grad_rank(%x: tensor<16x64xf32>, %wr: tensor<8x64xf32>, %dw: tensor<16x2xf32>, %da: tensor<f32>, %dz: tensor<f32>) {
   // expected-error @+1 {{'mt.moe_router_grad' op expects input of rank 3, got [16, 64]}}
-  %0:2 = mt.moe_router_grad %x, %wr, %dw, %da {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64} : (tensor<16x64xf32>, tensor<8x64xf32>, tensor<16x2xf32>, tensor<f32>) -> (tensor<16x64xf32>, tensor<8x64xf32>)
+  %0:2 = mt.moe_router_grad %x, %wr, %dw, %da, %dz {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64} : (tensor<16x64xf32>, tensor<8x64xf32>, tensor<16x2xf32>, tensor<f32>, tensor<f32>) -> (tensor<16x64xf32>, tensor<8x64xf32>)
   return
 }
 
 // -----
 
-func.func @moe_router_grad_dweights(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %dw: tensor<2x8x4xf32>, %da: tensor<f32>) {
+func.func @moe_router_grad_dweights(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %dw: tensor<2x8x4xf32>, %da: tensor<f32>, %dz: tensor<f32>) {
   // expected-error @+1 {{'mt.moe_router_grad' op expects dweights of shape [2, 8, 2], got [2, 8, 4]}}
-  %0:2 = mt.moe_router_grad %x, %wr, %dw, %da {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x4xf32>, tensor<f32>) -> (tensor<2x8x64xf32>, tensor<8x64xf32>)
+  %0:2 = mt.moe_router_grad %x, %wr, %dw, %da, %dz {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x4xf32>, tensor<f32>, tensor<f32>) -> (tensor<2x8x64xf32>, tensor<8x64xf32>)
   return
 }
 

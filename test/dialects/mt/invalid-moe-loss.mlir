@@ -2,8 +2,8 @@
 
 func.func @router_hidden(%x: tensor<2x8x64xf32>, %w: tensor<8x32xf32>) {
   // expected-error @+1 {{'mt.moe_router' op expects weight [experts, hidden] with hidden = 64, got [8, 32]}}
-  %w0, %i, %a = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
-      : (tensor<2x8x64xf32>, tensor<8x32xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>)
+  %w0, %i, %a, %z = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x32xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>, tensor<f32>)
   return
 }
 
@@ -11,8 +11,8 @@ func.func @router_hidden(%x: tensor<2x8x64xf32>, %w: tensor<8x32xf32>) {
 
 func.func @router_topk(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
   // expected-error @+1 {{'mt.moe_router' op expects 1 <= top_k <= experts (8), got 9}}
-  %w0, %i, %a = mt.moe_router %x, %w {top_k = 9 : i64, aux_loss_coeff = 0.01 : f64}
-      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x9xf32>, tensor<2x8x9xi32>, tensor<f32>)
+  %w0, %i, %a, %z = mt.moe_router %x, %w {top_k = 9 : i64, aux_loss_coeff = 0.01 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x9xf32>, tensor<2x8x9xi32>, tensor<f32>, tensor<f32>)
   return
 }
 
@@ -20,8 +20,8 @@ func.func @router_topk(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
 
 func.func @router_coeff(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
   // expected-error @+1 {{'mt.moe_router' op expects aux_loss_coeff >= 0, got -1.000000e+00}}
-  %w0, %i, %a = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = -1.0 : f64}
-      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>)
+  %w0, %i, %a, %z = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = -1.0 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>, tensor<f32>)
   return
 }
 
@@ -29,8 +29,8 @@ func.func @router_coeff(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
 
 func.func @router_weights(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
   // expected-error @+1 {{'mt.moe_router' op expects weights of shape [2, 8, 2], got [2, 8, 3]}}
-  %w0, %i, %a = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
-      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x3xf32>, tensor<2x8x2xi32>, tensor<f32>)
+  %w0, %i, %a, %z = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x3xf32>, tensor<2x8x2xi32>, tensor<f32>, tensor<f32>)
   return
 }
 
@@ -38,8 +38,8 @@ func.func @router_weights(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
 
 func.func @router_indices(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
   // expected-error @+1 {{'mt.moe_router' op expects indices of shape [2, 8, 2], got [16, 2]}}
-  %w0, %i, %a = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
-      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<16x2xi32>, tensor<f32>)
+  %w0, %i, %a, %z = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<16x2xi32>, tensor<f32>, tensor<f32>)
   return
 }
 
@@ -47,8 +47,8 @@ func.func @router_indices(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
 
 func.func @router_input_rank(%x: tensor<16x64xf32>, %w: tensor<8x64xf32>) {
   // expected-error @+1 {{'mt.moe_router' op expects input of rank 3, got [16, 64]}}
-  %w0, %i, %a = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
-      : (tensor<16x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>)
+  %w0, %i, %a, %z = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64}
+      : (tensor<16x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>, tensor<f32>)
   return
 }
 

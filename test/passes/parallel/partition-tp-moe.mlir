@@ -18,8 +18,8 @@ func.func @forward(%ids: tensor<2x4xi32>) -> tensor<f32> {
   %e = mt.weight @emb : tensor<32x8xf32>
   %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<32x8xf32>) -> tensor<2x4x8xf32>
   %wr = mt.weight @router : tensor<4x8xf32>
-  %w, %i, %aux = mt.moe_router %x, %wr {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64}
-      : (tensor<2x4x8xf32>, tensor<4x8xf32>) -> (tensor<2x4x2xf32>, tensor<2x4x2xi32>, tensor<f32>)
+  %w, %i, %aux, %z = mt.moe_router %x, %wr {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64}
+      : (tensor<2x4x8xf32>, tensor<4x8xf32>) -> (tensor<2x4x2xf32>, tensor<2x4x2xi32>, tensor<f32>, tensor<f32>)
   %g = mt.weight @"e.*.gate" : tensor<4x6x8xf32>
   %u = mt.weight @"e.*.up" : tensor<4x6x8xf32>
   %d = mt.weight @"e.*.down" : tensor<4x8x6xf32>
@@ -36,7 +36,7 @@ func.func @forward(%ids: tensor<2x4xi32>) -> tensor<f32> {
 // CHECK-LABEL: func.func @forward
 // CHECK: %[[X:.*]] = mt.all_reduce %{{.*}} {axis = "tp"} : tensor<2x4x8xf32>
 // CHECK: %[[XL:.*]] = mt.all_slice %[[X]] {axis = "tp", dim = 1 : i64} : (tensor<2x4x8xf32>) -> tensor<2x2x8xf32>
-// CHECK: %[[W:.*]], %[[I:.*]], %[[AUX:.*]] = mt.moe_router %[[X]], %{{.*}} {{.*}}: (tensor<2x4x8xf32>, tensor<4x8xf32>) -> (tensor<2x4x2xf32>, tensor<2x4x2xi32>, tensor<f32>)
+// CHECK: %[[W:.*]], %[[I:.*]], %[[AUX:.*]], %{{.*}} = mt.moe_router %[[X]], %{{.*}} {{.*}}: (tensor<2x4x8xf32>, tensor<4x8xf32>) -> (tensor<2x4x2xf32>, tensor<2x4x2xi32>, tensor<f32>, tensor<f32>)
 // CHECK-DAG: %[[WL:.*]] = mt.all_slice %[[W]] {axis = "tp", dim = 1 : i64} : (tensor<2x4x2xf32>) -> tensor<2x2x2xf32>
 // CHECK-DAG: %[[IL:.*]] = mt.all_slice %[[I]] {axis = "tp", dim = 1 : i64} : (tensor<2x4x2xi32>) -> tensor<2x2x2xi32>
 // CHECK: %[[P:.*]], %[[C:.*]], %[[R:.*]] = mt.moe_permute %[[XL]], %[[WL]], %[[IL]] : (tensor<2x2x8xf32>, tensor<2x2x2xf32>, tensor<2x2x2xi32>) -> (tensor<8x8xf32>, tensor<4xi32>, tensor<2x2x2xi32>)
@@ -52,7 +52,7 @@ func.func @forward(%ids: tensor<2x4xi32>) -> tensor<f32> {
 // SP-LABEL: func.func @forward
 // SP: %[[X:.*]] = mt.reduce_scatter %{{.*}} {axis = "tp", dim = 1 : i64} : (tensor<2x4x8xf32>) -> tensor<2x2x8xf32>
 // SP: %[[XW:.*]] = mt.all_gather %[[X]] {axis = "tp", dim = 1 : i64, slice_grad} : (tensor<2x2x8xf32>) -> tensor<2x4x8xf32>
-// SP: %[[W:.*]], %[[I:.*]], %[[AUX:.*]] = mt.moe_router %[[XW]], %{{.*}} {{.*}}: (tensor<2x4x8xf32>, tensor<4x8xf32>) -> (tensor<2x4x2xf32>, tensor<2x4x2xi32>, tensor<f32>)
+// SP: %[[W:.*]], %[[I:.*]], %[[AUX:.*]], %{{.*}} = mt.moe_router %[[XW]], %{{.*}} {{.*}}: (tensor<2x4x8xf32>, tensor<4x8xf32>) -> (tensor<2x4x2xf32>, tensor<2x4x2xi32>, tensor<f32>, tensor<f32>)
 // SP-DAG: %[[WL:.*]] = mt.all_slice %[[W]] {axis = "tp", dim = 1 : i64} : (tensor<2x4x2xf32>) -> tensor<2x2x2xf32>
 // SP-DAG: %[[IL:.*]] = mt.all_slice %[[I]] {axis = "tp", dim = 1 : i64} : (tensor<2x4x2xi32>) -> tensor<2x2x2xi32>
 // SP: mt.moe_permute %[[X]], %[[WL]], %[[IL]] : (tensor<2x2x8xf32>, tensor<2x2x2xf32>, tensor<2x2x2xi32>) -> (tensor<8x8xf32>, tensor<4xi32>, tensor<2x2x2xi32>)

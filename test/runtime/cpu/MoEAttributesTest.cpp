@@ -25,16 +25,17 @@ plan::Plan routerPlan(const std::string &op, const std::string &balancing) {
   auto w = b.buffer("w", plan::PARAMETERS, {kExperts, kHidden});
   auto weights = b.buffer("weights", plan::ACTIVATIONS, {kTokens, kTopK});
   auto aux = b.buffer("aux", plan::ACTIVATIONS, {1});
+  auto z = b.buffer("z", plan::ACTIVATIONS, {1});
   Attributes attrs{{"tokens", kTokens},          {"hidden", kHidden},
                    {"experts", kExperts},        {"top_k", kTopK},
                    {"aux_loss_coeff", 0.01},     {"load_balancing_type", balancing}};
   if (op == "moe_router") {
     auto indices = b.buffer("indices", plan::ACTIVATIONS, {kTokens, kTopK}, plan::I32);
-    b.instruction("forward_backward", op, {x, w}, {weights, indices, aux}, attrs);
+    b.instruction("forward_backward", op, {x, w}, {weights, indices, aux, z}, attrs);
   } else {
     auto dx = b.buffer("dx", plan::ACTIVATIONS, {kTokens, kHidden});
     auto dw = b.buffer("dw", plan::GRADIENTS, {kExperts, kHidden});
-    b.instruction("forward_backward", op, {x, w, weights, aux}, {dx, dw}, attrs);
+    b.instruction("forward_backward", op, {x, w, weights, aux, z}, {dx, dw}, attrs);
   }
   return b.build();
 }

@@ -42,7 +42,7 @@ constexpr double kMinLogitGap = 20 * tol::kFiniteDifferenceStep;
 struct RefRoute {
   DVec weights;
   IVec indices;
-  double aux = 0.0;
+  double aux = 0.0, z = 0.0; // the load-balancing loss and the z-loss
 };
 
 /// fp64 router: softmax, top-k (stable sort keeps the lower index first on
@@ -50,13 +50,13 @@ struct RefRoute {
 /// group of tokens (the micro-batch, or each sequence with seq_aux_loss)
 /// coeff · E / topK · Σ_e f_e P_e with f_e the fraction of the group's
 /// tokens routed to e and P_e the mean probability of e, averaged over the
-/// groups, plus zcoeff · mean_t logsumexp_t². (The test/hf MoE fixtures
+/// groups, and the z-loss zcoeff · mean_t logsumexp_t². (The test/hf MoE fixtures
 /// check the kernel against transformers' own loss, topK times this for one
 /// coefficient.)
 RefRoute refRouter(const DVec &x, const DVec &w, const RouterShape &s) {
   int64_t T = s.tokens, E = s.experts, K = s.topK;
   DVec probs(T * E);
-  RefRoute r{DVec(T * K), IVec(T * K), 0.0};
+  RefRoute r{DVec(T * K), IVec(T * K), 0.0, 0.0};
   for (int64_t t = 0; t < T; ++t) {
     DVec logit(E);
     for (int64_t e = 0; e < E; ++e)
@@ -68,7 +68,7 @@ RefRoute refRouter(const DVec &x, const DVec &w, const RouterShape &s) {
     for (int64_t e = 0; e < E; ++e)
       probs[t * E + e] = std::exp(logit[e] - mx) / sum;
     double lse = mx + std::log(sum);
-    r.aux += s.zLossCoeff * lse * lse / T;
+    r.z += s.zLossCoeff * lse * lse / T;
     std::vector<int32_t> order(E);
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
@@ -165,14 +165,17 @@ TEST_P(MoERouterTest, ForwardMatchesReference) {
   // NaN and -1 prefill: the forward must overwrite every output.
   Vec weights(s.tokens * s.topK, std::nanf(""));
   IVec indices(s.tokens * s.topK, -1);
-  float aux = moeRouterForward(in.x.data(), in.w.data(), weights.data(),
-                               indices.data(), s);
+  RouterLosses losses = moeRouterForward(in.x.data(), in.w.data(), weights.data(),
+                                         indices.data(), s);
   RefRoute ref = refRouter(toDouble(in.x), toDouble(in.w), s);
   EXPECT_EQ(indices, ref.indices);
   expectClose(weights, ref.weights, tol::kFp32KernelRel, tol::kFp32KernelAbs,
               "weights");
-  expectClose({aux}, {ref.aux}, tol::kFp32KernelRel, tol::kFp32KernelAbs,
-              "aux");
+  expectClose({losses.balance}, {ref.aux}, tol::kFp32KernelRel, tol::kFp32KernelAbs,
+              "load-balancing loss");
+  expectClose({losses.z}, {ref.z}, tol::kFp32KernelRel, tol::kFp32KernelAbs, "z-loss");
+  if (s.zLossCoeff == 0.0f)
+    EXPECT_EQ(losses.z, 0.0f);
   for (int64_t t = 0; t < s.tokens; ++t) {
     for (int64_t k = 1; k < s.topK; ++k)
       EXPECT_GT(weights[t * s.topK + k - 1], weights[t * s.topK + k]);
@@ -185,9 +188,10 @@ TEST_P(MoERouterTest, ForwardMatchesReference) {
   }
 }
 
-// L = sum(dweightsSeed * weights) + daux * aux through the fp64 reference;
-// the top-k choice of every perturbed evaluation must equal the base one.
-void checkRouterGradients(const RouterShape &s, float daux,
+// L = sum(dweightsSeed * weights) + daux * aux + dz * z through the fp64
+// reference; the top-k choice of every perturbed evaluation must equal the
+// base one.
+void checkRouterGradients(const RouterShape &s, float daux, float dz,
                           bool withWeightSeed) {
   std::mt19937 rng(23);
   RouterInputs in = routerInputs(rng, s.tokens, s.hidden, s.experts);
@@ -195,7 +199,7 @@ void checkRouterGradients(const RouterShape &s, float daux,
   if (!withWeightSeed)
     std::fill(seed.begin(), seed.end(), 0.0f);
   Vec dx(in.x.size(), 0.0f), dw(in.w.size(), 0.0f);
-  moeRouterBackward(in.x.data(), in.w.data(), seed.data(), daux, dx.data(),
+  moeRouterBackward(in.x.data(), in.w.data(), seed.data(), daux, dz, dx.data(),
                     dw.data(), s);
 
   DVec x = toDouble(in.x), w = toDouble(in.w);
@@ -204,7 +208,7 @@ void checkRouterGradients(const RouterShape &s, float daux,
   auto loss = [&] {
     RefRoute r = refRouter(x, w, s);
     flipped = flipped || r.indices != base;
-    double l = daux * r.aux;
+    double l = daux * r.aux + dz * r.z;
     for (size_t i = 0; i < seed.size(); ++i)
       l += seed[i] * r.weights[i];
     return l;
@@ -215,14 +219,19 @@ void checkRouterGradients(const RouterShape &s, float daux,
   expectClose(dw, gw, tol::kGradientRel, tol::kGradientAbs, "dw");
 }
 
+// Distinct seeds for the two losses: each scales its own term.
 TEST_P(MoERouterTest, BackwardMatchesFiniteDifferences) {
-  checkRouterGradients(shape(), 1.3f, true);
+  checkRouterGradients(shape(), 1.3f, 0.6f, true);
 }
 
-// The aux path alone, so that its gradient is not hidden under the larger
-// gradient of the weights.
+// The load-balancing and z paths alone, so that neither gradient is hidden
+// under the larger gradient of the weights (or under the other's).
 TEST_P(MoERouterTest, AuxBackwardMatchesFiniteDifferences) {
-  checkRouterGradients(shape(), 1.0f, false);
+  checkRouterGradients(shape(), 1.0f, 0.0f, false);
+}
+
+TEST_P(MoERouterTest, ZLossBackwardMatchesFiniteDifferences) {
+  checkRouterGradients(shape(), 0.0f, 1.0f, false);
 }
 
 TEST_P(MoERouterTest, BackwardAccumulates) {
@@ -233,9 +242,9 @@ TEST_P(MoERouterTest, BackwardAccumulates) {
   Vec dx0 = randomVector(rng, in.x.size());
   Vec dw0 = randomVector(rng, in.w.size());
   Vec dx(in.x.size(), 0.0f), dw(in.w.size(), 0.0f), dxAcc = dx0, dwAcc = dw0;
-  moeRouterBackward(in.x.data(), in.w.data(), seed.data(), 0.9f, dx.data(),
+  moeRouterBackward(in.x.data(), in.w.data(), seed.data(), 0.9f, 0.4f, dx.data(),
                     dw.data(), s);
-  moeRouterBackward(in.x.data(), in.w.data(), seed.data(), 0.9f, dxAcc.data(),
+  moeRouterBackward(in.x.data(), in.w.data(), seed.data(), 0.9f, 0.4f, dxAcc.data(),
                     dwAcc.data(), s);
   expectAccumulated(dxAcc, dx0, dx, tol::kFp32KernelRel, tol::kFp32KernelAbs,
                     "dx");
@@ -253,7 +262,7 @@ TEST_P(MoERouterTest, UniformRoutingPicksLowestIndicesAndAuxIsCoeff) {
   Vec x = randomVector(rng, s.tokens * s.hidden), w(s.experts * s.hidden, 0.0f);
   Vec weights(s.tokens * s.topK);
   IVec indices(s.tokens * s.topK);
-  float aux =
+  RouterLosses losses =
       moeRouterForward(x.data(), w.data(), weights.data(), indices.data(), s);
   float want = s.normTopkProb ? 1.0f / s.topK : 1.0f / s.experts;
   for (int64_t t = 0; t < s.tokens; ++t)
@@ -262,9 +271,10 @@ TEST_P(MoERouterTest, UniformRoutingPicksLowestIndicesAndAuxIsCoeff) {
       EXPECT_NEAR(weights[t * s.topK + k], want, tol::kFp32KernelAbs);
     }
   double logE = std::log(double(s.experts));
-  double wantAux = (s.loadBalancing == LoadBalancing::none ? 0.0 : s.auxLossCoeff) +
-                   s.zLossCoeff * logE * logE;
-  EXPECT_NEAR(aux, wantAux, tol::kFp32KernelRel * wantAux);
+  double wantAux = s.loadBalancing == LoadBalancing::none ? 0.0 : s.auxLossCoeff;
+  double wantZ = s.zLossCoeff * logE * logE;
+  EXPECT_NEAR(losses.balance, wantAux, tol::kFp32KernelRel * wantAux);
+  EXPECT_NEAR(losses.z, wantZ, tol::kFp32KernelRel * wantZ);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -321,8 +331,8 @@ TEST(MoERouterNonFinite, PicksValidDistinctExperts) {
 struct AllOutputs {
   Vec weights, routerDx, routerDw;
   IVec indices;
-  float aux = 0.0f;
-  auto all() const { return std::tie(weights, routerDx, routerDw, indices, aux); }
+  float aux = 0.0f, z = 0.0f;
+  auto all() const { return std::tie(weights, routerDx, routerDw, indices, aux, z); }
 };
 
 AllOutputs runAll(int threads, bool norm) {
@@ -333,10 +343,11 @@ AllOutputs runAll(int threads, bool norm) {
   Vec w = randomVector(rng, rs.experts * rs.hidden);
   Vec seed = randomVector(rng, rs.tokens * rs.topK);
   AllOutputs o{Vec(rs.tokens * rs.topK), Vec(x.size()), Vec(w.size()),
-               IVec(rs.tokens * rs.topK), 0.0f};
-  o.aux = moeRouterForward(x.data(), w.data(), o.weights.data(),
-                           o.indices.data(), rs);
-  moeRouterBackward(x.data(), w.data(), seed.data(), 1.0f, o.routerDx.data(),
+               IVec(rs.tokens * rs.topK), 0.0f, 0.0f};
+  RouterLosses losses = moeRouterForward(x.data(), w.data(), o.weights.data(),
+                                         o.indices.data(), rs);
+  o.aux = losses.balance, o.z = losses.z;
+  moeRouterBackward(x.data(), w.data(), seed.data(), 1.0f, 1.0f, o.routerDx.data(),
                     o.routerDw.data(), rs);
   return o;
 }

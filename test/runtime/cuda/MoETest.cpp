@@ -83,42 +83,46 @@ TEST_P(MoETest, RouterMatchesCpu) {
   const auto w = randomFloat(rng, E * H, -0.5f, 0.5f);
   const auto dweights = randomFloat(rng, T * K, -1, 1);
   const auto dxOld = randomBf16(rng, T * H, -1, 1);
-  const float daux = 0.75f;
+  const float daux = 0.75f, dz = 0.5f; // distinct: each loss takes its own
+
   for (const Balancing &b : balancings(T)) {
     const std::string shape = caseText(c) + " " + b.name + " seq " + std::to_string(b.seq) +
                               " z_loss " + std::to_string(b.zLossCoeff);
     cpu::RouterShape cs{T, H, E, K, c.normTopkProb, 0.1f, b.cpuType, b.seq, b.zLossCoeff};
     std::vector<float> wantWeights(T * K), wantDx(dxOld), wantDw(E * H, 0.0f);
     std::vector<int32_t> wantIndices(T * K);
-    const float wantAux =
+    const cpu::RouterLosses want =
         cpu::moeRouterForward(x.data(), w.data(), wantWeights.data(), wantIndices.data(), cs);
-    cpu::moeRouterBackward(x.data(), w.data(), dweights.data(), daux, wantDx.data(),
+    cpu::moeRouterBackward(x.data(), w.data(), dweights.data(), daux, dz, wantDx.data(),
                            wantDw.data(), cs);
 
     cuda::RouterShape s{T, H, E, K, c.normTopkProb, 0.1f, b.cudaType, b.seq, b.zLossCoeff};
     DeviceBuffer<bf16> dX(T * H), dDx(T * H);
-    DeviceBuffer<float> dW(E * H), dWeights(T * K), dAux(1), dDweights(T * K), dDaux(1),
-        dDw(E * H);
+    DeviceBuffer<float> dW(E * H), dWeights(T * K), dAux(1), dZ(1), dDweights(T * K), dDaux(1),
+        dDz(1), dDw(E * H);
     DeviceBuffer<int32_t> dIndices(T * K);
     DeviceBuffer<char> work(cuda::moeRouterWorkspaceBytes(s));
     uploadBf16(dX, x);
     dW.upload(w.data());
     for (int run = 0; run < 2; ++run) { // the second run must give the same bits
       MT_ASSERT_OK(cuda::moeRouterForward(dX.get(), dW.get(), dWeights.get(), dIndices.get(),
-                                          dAux.get(), work.get(), s, nullptr));
+                                          dAux.get(), dZ.get(), work.get(), s, nullptr));
       EXPECT_EQ(download(dIndices), wantIndices) << "router indices " << shape;
       expectClose("moe_router weights", shape, download(dWeights), wantWeights,
                   tol::kFp32AccumRel);
-      expectClose("moe_router aux", shape, download(dAux), std::vector<float>{wantAux},
+      expectClose("moe_router aux", shape, download(dAux), std::vector<float>{want.balance},
+                  tol::kFp32AccumRel);
+      expectClose("moe_router z", shape, download(dZ), std::vector<float>{want.z},
                   tol::kFp32AccumRel);
     }
     dDweights.upload(dweights.data());
     dDaux.upload(&daux);
+    dDz.upload(&dz);
     uploadBf16(dDx, dxOld);
     std::vector<float> zeros(E * H, 0.0f);
     dDw.upload(zeros.data());
     MT_ASSERT_OK(cuda::moeRouterBackward(dX.get(), dW.get(), dDweights.get(), dDaux.get(),
-                                         dDx.get(), true, dDw.get(), work.get(), s, nullptr));
+                                         dDz.get(), dDx.get(), true, dDw.get(), work.get(), s, nullptr));
     expectClose("moe_router_bwd dx (add)", shape, downloadBf16(dDx), wantDx,
                 tol::kBf16TwoRoundingsRel);
     expectClose("moe_router_bwd dw", shape, download(dDw), wantDw, tol::kFp32AccumRel);

@@ -47,10 +47,11 @@ def same(expected_path, actual_path):
 
 
 # "step 3/8  loss 5.1234  grad_norm nan  lr ...", for MoE models
-# "step 3/8  loss 5.1234 (lm 5.1000, aux 0.0234)  grad_norm ..."
-# (runtime/exec/Trainer.cpp)
+# "step 3/8  loss 5.1234 (lm 5.1000, aux 0.0234)  grad_norm ...", and with a
+# router z-loss "(lm 5.1000, aux 0.0200, z 0.0034)" (runtime/exec/Trainer.cpp)
 LOG_LINE = re.compile(
-    r"step (\d+)/\d+\s+loss (\S+)(?: \(lm (\S+), aux (\S+)\))?\s+grad_norm (\S+)")
+    r"step (\d+)/\d+\s+loss (\S+)(?: \(lm ([^,]+), aux ([^,)]+)(?:, z ([^)]+))?\))?"
+    r"\s+grad_norm (\S+)")
 
 
 def log_text(value, non_finite, key, decimals):
@@ -75,14 +76,14 @@ def valid(metrics_path, log_path):
             m = LOG_LINE.search(line)
             if not m:
                 continue
-            step, loss, lm, aux, grad_norm = int(m.group(1)), *m.group(2, 3, 4, 5)
+            step, loss, lm, aux, z, grad_norm = int(m.group(1)), *m.group(2, 3, 4, 5, 6)
             r = rows[step]
             nf = r.get("non_finite", {})
             terms = lambda key: log_text(r[key], nf, key, 4) if key in r else None
             want = (log_text(r["loss"], nf, "loss", 4), terms("lm_loss"), terms("aux_loss"),
-                    log_text(r["grad_norm"], nf, "grad_norm", 3))
-            if (loss, lm, aux, grad_norm) != want:
-                sys.exit(f"step {step}: the log says loss {loss} (lm {lm}, aux {aux}) "
+                    terms("z_loss"), log_text(r["grad_norm"], nf, "grad_norm", 3))
+            if (loss, lm, aux, z, grad_norm) != want:
+                sys.exit(f"step {step}: the log says loss {loss} (lm {lm}, aux {aux}, z {z}) "
                          f"grad_norm {grad_norm}, the metrics {want}")
             reported += 1
     if not reported:
