@@ -73,6 +73,9 @@ struct Reader {
         return refuse(given, key, value, k->refusedWhy);
       return k->set(config, given);
     case Kind::AlwaysDone:
+      if (k->set) // a value of the wrong type is a mistake, even where unused
+        if (Status s = k->set(config, given); !s)
+          return s;
       config.alwaysDone.push_back(key + ": " + k->meaning);
       return Status::ok();
     case Kind::Refused:
