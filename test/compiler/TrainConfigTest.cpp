@@ -246,6 +246,24 @@ TEST(TrainConfig, AlwaysDoneKeysStillCheckTheirType) {
       << e;
 }
 
+TEST(TrainConfig, ConfigPathIsTheFirstWordThatIsNoOverride) {
+  std::vector<std::string> args = {"sft.yaml", "--learning_rate", "1e-5", "max_steps=3"};
+  EXPECT_EQ(takeConfigPath(args), "sft.yaml");
+  EXPECT_EQ(args, (std::vector<std::string>{"--learning_rate", "1e-5", "max_steps=3"}));
+  // Keys alone (src/train.py's form): no file, every word stays an override.
+  for (std::vector<std::string> keys :
+       {std::vector<std::string>{"--model_name_or_path", "m", "--do_train"},
+        std::vector<std::string>{"stage=sft", "x.yaml"}, std::vector<std::string>{}}) {
+    std::vector<std::string> before = keys;
+    EXPECT_EQ(takeConfigPath(keys), "");
+    EXPECT_EQ(keys, before);
+  }
+  // A path with '=' past a '/' is a file, not key=value.
+  args = {"runs/a=b.yaml"};
+  EXPECT_EQ(takeConfigPath(args), "runs/a=b.yaml");
+  EXPECT_TRUE(args.empty());
+}
+
 TEST(TrainConfig, GradReduceInFp32ReachesTheLayout) {
   TrainConfig c;
   ASSERT_TRUE(loadTrainConfig(writeYaml("g.yaml", "stage: pt\n"), {}, c));
