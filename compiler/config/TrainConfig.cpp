@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <numeric>
 #include <sstream>
@@ -73,6 +74,9 @@ struct Reader {
         return refuse(given, key, value, k->refusedWhy);
       return k->set(config, given);
     case Kind::AlwaysDone:
+      if (k->set) // a value of the wrong type is a mistake, even where unused
+        if (Status s = k->set(config, given); !s)
+          return s;
       config.alwaysDone.push_back(key + ": " + k->meaning);
       return Status::ok();
     case Kind::Refused:
@@ -148,6 +152,9 @@ Status loadTrainConfig(const std::string &path,
   Reader reader{config, {}, {}};
   if (!path.empty()) {
     YAML::Node root;
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) // yaml-cpp's read would throw past its types
+      return Status::error(path + ": is a directory, not a YAML file");
     try {
       root = YAML::LoadFile(path);
     } catch (const YAML::BadFile &) {
@@ -239,6 +246,14 @@ parseOverrides(const std::vector<std::string> &args) {
     }
   }
   return out;
+}
+
+std::string takeConfigPath(std::vector<std::string> &args) {
+  if (args.empty() || args[0].empty() || args[0][0] == '-' || isKeyWord(args[0]))
+    return "";
+  std::string path = args[0];
+  args.erase(args.begin());
+  return path;
 }
 
 int64_t TrainConfig::dataParallelSize() const {

@@ -139,6 +139,13 @@ bool isTrainConfigFile(const std::string &path);
 Expected<std::vector<std::pair<std::string, std::string>>>
 parseOverrides(const std::vector<std::string> &args);
 
+/// `mtc train`'s words (less its own flags), as LLaMA-Factory's CLI takes
+/// them: a first word that is no override (neither `-...` nor `key=...`) is
+/// the YAML, removed from `args` and returned; else "" and every key comes
+/// from the command line (`src/train.py --model_name_or_path M --stage sft
+/// ...`, the seeds' multi-node form).
+std::string takeConfigPath(std::vector<std::string> &args);
+
 } // namespace mt
 
 #endif // MT_COMPILER_CONFIG_TRAINCONFIG_H

@@ -188,7 +188,23 @@ Status microBatch(TrainConfig &c, const Given &g) {
   return integer("micro_batch_size", &TrainConfig::perDeviceTrainBatchSize, 1)(c, g);
 }
 
+/// An AlwaysDone boolean: its value is checked to be true or false, then
+/// not used (either value gives the same training).
+Setter anyFlag(const char *key) {
+  return [=](TrainConfig &, const Given &g) {
+    bool unused = false;
+    return read(g, key, "true or false", unused);
+  };
+}
+
 const char *kMultimodal = "multimodal models (Qwen2-VL and others) are not supported by mtc";
+
+/// Trinity-RFT's roles (actor_rollout_ref: actor, rollout, ref; critic):
+/// mtc trains one model, so only the actor's megatron: block applies.
+const char *kRlRoles = "Trinity-RFT's reinforcement-learning roles (actor_rollout_ref: actor, "
+                       "rollout, ref; critic) are not trained by mtc, which trains one model "
+                       "(stage sft or pt): move the actor's megatron: block (with its "
+                       "override_transformer_config:) to the top level";
 
 /// LLaMA-Factory's templates of vision and audio models (an mm_plugin that
 /// places image, video or audio tokens): refused as the multimodal keys are.
@@ -241,7 +257,13 @@ std::vector<Key> llamaFactoryDataKeys() {
       {"mask_history", Honoured, LlamaFactory, "the loss covers the last turn only", {}, "",
        boolean("mask_history", &T::maskHistory)},
       {"preprocessing_num_workers", AlwaysDone, LlamaFactory, "data preparation is deterministic "
-       "whatever the worker count; mtc chooses its own"},
+       "whatever the worker count; mtc chooses its own", {}, "",
+       [](TrainConfig &, const Given &g) {
+         int64_t workers = 0;
+         return g.node.IsNull() ? Status::ok()
+                                : read(g, "preprocessing_num_workers", "an integer or null",
+                                       workers);
+       }},
   };
 }
 
@@ -262,12 +284,14 @@ std::vector<Key> trainingArgumentKeys() {
        integer("save_total_limit", &T::saveTotalLimit, 1, 0)},
       {"resume_from_checkpoint", Honoured, LlamaFactory, "continue from a checkpoint (true: the "
        "newest in output_dir)", {}, "", resumeFrom},
-      {"plot_loss", AlwaysDone, LlamaFactory, "training_loss.svg is always drawn"},
+      {"plot_loss", AlwaysDone, LlamaFactory, "training_loss.svg is always drawn", {}, "",
+       anyFlag("plot_loss")},
       {"report_to", Refused, LlamaFactory, "experiment trackers; mtc logs to trainer_log.jsonl",
        {"none", "null"}},
       {"trust_remote_code", AlwaysDone, LlamaFactory, "mtc reads config.json itself and runs no "
-       "model code"},
-      {"use_mca", AlwaysDone, LlamaFactory, "mtc is the Megatron-Core path"},
+       "model code", {}, "", anyFlag("trust_remote_code")},
+      {"use_mca", AlwaysDone, LlamaFactory, "mtc is the Megatron-Core path", {}, "",
+       anyFlag("use_mca")},
       // Batch, optimizer and schedule (transformers' TrainingArguments).
       {"per_device_train_batch_size", Honoured, LlamaFactory, "micro-batch size", {}, "",
        integer("per_device_train_batch_size", &T::perDeviceTrainBatchSize, 1)},
@@ -351,7 +375,8 @@ std::vector<Key> megatronKeys() {
          return read(g, "moe_token_dispatcher_type", "a string",
                      c.parallel.moeTokenDispatcherType);
        }},
-      {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one mt.moe_grouped_mlp op"},
+      {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one "
+       "mt.moe_grouped_mlp op", {}, "", anyFlag("moe_grouped_gemm")},
       {"moe_shared_expert_overlap", Honoured, Megatron, "a scheduling hint (the shared expert "
        "computed while the alltoall dispatcher's all-to-all runs) that never changes the "
        "result; this version does not reorder anything for it yet", {}, "",
@@ -426,16 +451,16 @@ std::vector<Key> megatronKeys() {
        }},
       {"overlap_grad_reduce", AlwaysDone, Megatron, "a speed choice: the CUDA backend starts the "
        "dp gradient reduction (all-reduce, or the distributed optimizer's bucket reduce-scatters) "
-       "behind the last backward"},
+       "behind the last backward", {}, "", anyFlag("overlap_grad_reduce")},
       {"overlap_param_gather", Honoured, Megatron, "the distributed optimizer's parameter "
        "all-gather of each bucket runs behind the next step's forward", {}, "",
        [](TrainConfig &c, const Given &g) {
          return read(g, "overlap_param_gather", "true or false", c.parallel.overlapParamGather);
        }},
       {"bias_activation_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they "
-       "see fit, with the same result"},
+       "see fit, with the same result", {}, "", anyFlag("bias_activation_fusion")},
       {"apply_rope_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they see "
-       "fit, with the same result"},
+       "fit, with the same result", {}, "", anyFlag("apply_rope_fusion")},
       {"calculate_per_token_loss", Honoured, Megatron, "the loss is normalized by the step's "
        "loss tokens (over every micro-batch, dp and cp rank) instead of averaging each "
        "micro-batch's token mean; a mixture-of-experts router's aux loss is multiplied by its "
@@ -459,7 +484,7 @@ std::vector<Key> megatronKeys() {
          return read(g, "optimizer_offload", "true or false", c.parallel.optimizerOffload);
        }},
       {"use_mbridge", AlwaysDone, Trinity, "mtc always reads and writes Hugging Face weights "
-       "itself (no mbridge, no conversion)"},
+       "itself (no mbridge, no conversion)", {}, "", anyFlag("use_mbridge")},
       {"use_dist_checkpointing", Honoured, Trinity, "start from and save mtc's own checkpoints "
        "(reshardable: they reload on another layout)", {}, "",
        boolean("use_dist_checkpointing", &T::useDistCheckpointing)},
@@ -469,6 +494,14 @@ std::vector<Key> megatronKeys() {
            return c.distCheckpointingPath.clear(), Status::ok();
          return read(g, "dist_checkpointing_path", "a directory or null", c.distCheckpointingPath);
        }},
+      // Trinity-RFT's layout around the block: a role's strategy, and the
+      // roles of its reinforcement learning, which mtc does not train.
+      {"strategy", Refused, Trinity, "Trinity-RFT's training backend of a role: mtc is the "
+       "Megatron-Core path", {"megatron"}},
+      {"actor_rollout_ref", Refused, Trinity, kRlRoles},
+      {"actor", Refused, Trinity, kRlRoles},
+      {"ref", Refused, Trinity, kRlRoles},
+      {"critic", Refused, Trinity, kRlRoles},
   };
 }
 

@@ -44,7 +44,8 @@ struct Key {
   std::vector<std::string> accepted = {};
   /// Refused: the issue that brings it ("" when none plans it yet).
   const char *issue = "";
-  /// Honoured: reads and stores the value; errors name the key and where.
+  /// Honoured: reads and stores the value; AlwaysDone: checks its type
+  /// (null: none to check). Errors name the key and where.
   std::function<Status(TrainConfig &, const Given &)> set = nullptr;
   /// Honoured: values (canonical text) refused all the same, and why: what
   /// mtc cannot do yet, as a Refused key's other values are.

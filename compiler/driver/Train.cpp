@@ -403,7 +403,8 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   // there $MTRUN names that machine's mtrun (one built without the compiler).
   std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, *resume, nproc);
   Status written = io::writeFileAtomically(runDir + "/train.sh", [&](std::ostream &script) {
-    script << "#!/bin/sh\n# written by mtc train: the run of " << o.configPath
+    script << "#!/bin/sh\n# written by mtc train: the run of "
+           << (o.configPath.empty() ? std::string("keys of the command line") : o.configPath)
            << "\n# MTRUN: the mtrun to run (default: the one beside the mtc that wrote this)\n"
            << "MTRUN=${MTRUN:-" << quoted({cmd[0]}) << "}\nexec \"$MTRUN\" "
            << quoted({cmd.begin() + 1, cmd.end()}) << " \"$@\"\n";

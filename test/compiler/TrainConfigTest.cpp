@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <unistd.h>
 #include <fstream>
@@ -177,6 +178,90 @@ TEST(TrainConfig, TrinityMegatronBlockAndItsNesting) {
       << e;
   e = errorOf("megatron:\n  tensor_model_parallel_size: 2\n  tensor_model_parallel_size: 4\n");
   EXPECT_NE(e.find("key 'megatron.tensor_model_parallel_size' is given twice"), e.npos) << e;
+}
+
+TEST(TrainConfig, TrinityRolesAndStrategyAreRefusedByName) {
+  // Trinity-RFT's guide nests the block as actor_rollout_ref.actor.megatron
+  // (and ref, critic): refused by name, pointing at the top-level block,
+  // never read as if it were the layout.
+  std::string e = errorOf("actor_rollout_ref:\n  actor:\n    strategy: megatron\n"
+                          "    megatron:\n      tensor_model_parallel_size: 2\n"
+                          "critic:\n  strategy: megatron\n");
+  EXPECT_NE(e.find("2 keys ask for what this version of mtc cannot do yet:"), e.npos) << e;
+  EXPECT_NE(e.find("error.yaml:2:3: actor_rollout_ref: a mapping is not supported: Trinity-RFT's "
+                   "reinforcement-learning roles (actor_rollout_ref: actor, rollout, ref; critic) "
+                   "are not trained by mtc, which trains one model (stage sft or pt): move the "
+                   "actor's megatron: block (with its override_transformer_config:) to the top "
+                   "level; remove the key"),
+            e.npos)
+      << e;
+  EXPECT_NE(e.find("error.yaml:7:3: critic: a mapping is not supported: Trinity-RFT's"), e.npos)
+      << e;
+  for (const char *role : {"actor", "ref"})
+    EXPECT_NE(errorOf(std::string(role) + ":\n  megatron: {}\n")
+                  .find(std::string(role) + ": a mapping is not supported: Trinity-RFT's"),
+              std::string::npos)
+        << role;
+  // strategy: megatron is what mtc is; another backend is refused.
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("s.yaml", "strategy: megatron\nmegatron:\n"
+                                                  "  tensor_model_parallel_size: 2\n"),
+                              {}, c));
+  EXPECT_EQ(c.parallel.tp, 2);
+  EXPECT_NE(c.explain(std::nullopt).find("accepted: strategy: megatron is what mtc does"),
+            std::string::npos);
+  e = errorOf("strategy: fsdp\n");
+  EXPECT_NE(e.find("error.yaml:1:11: strategy: fsdp is not supported: Trinity-RFT's training "
+                   "backend of a role: mtc is the Megatron-Core path; only megatron is"),
+            e.npos)
+      << e;
+}
+
+TEST(TrainConfig, AlwaysDoneKeysStillCheckTheirType) {
+  // Keys whose value changes nothing (fusions, use_mbridge, ...) are
+  // accepted at either value, but a value of no such type is a mistake.
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "moe_grouped_gemm: false\nuse_mca: True\n"
+                                                   "preprocessing_num_workers: null\n"
+                                                   "megatron:\n  use_mbridge: true\n"),
+                              {}, c));
+  EXPECT_NE(c.explain(std::nullopt).find("accepted: use_mbridge: mtc always reads"),
+            std::string::npos);
+  for (const char *key : {"plot_loss", "trust_remote_code", "use_mca", "moe_grouped_gemm",
+                          "overlap_grad_reduce", "bias_activation_fusion", "apply_rope_fusion",
+                          "use_mbridge"}) {
+    std::string e = errorOf(std::string(key) + ": maybe\n");
+    EXPECT_NE(e.find(std::string("error.yaml:1:") + std::to_string(std::strlen(key) + 3) + ": " + key +
+                     ": expected true or false, got 'maybe'"),
+              e.npos)
+        << key << ": " << e;
+  }
+  std::string e = errorOf("preprocessing_num_workers: many\n");
+  EXPECT_NE(e.find("error.yaml:1:28: preprocessing_num_workers: expected an integer or null, got "
+                   "'many'"),
+            e.npos)
+      << e;
+  e = errorOf("stage: pt\n", {{"overlap_grad_reduce", "[1]"}});
+  EXPECT_NE(e.find("command line: overlap_grad_reduce: expected true or false, got a list"), e.npos)
+      << e;
+}
+
+TEST(TrainConfig, ConfigPathIsTheFirstWordThatIsNoOverride) {
+  std::vector<std::string> args = {"sft.yaml", "--learning_rate", "1e-5", "max_steps=3"};
+  EXPECT_EQ(takeConfigPath(args), "sft.yaml");
+  EXPECT_EQ(args, (std::vector<std::string>{"--learning_rate", "1e-5", "max_steps=3"}));
+  // Keys alone (src/train.py's form): no file, every word stays an override.
+  for (std::vector<std::string> keys :
+       {std::vector<std::string>{"--model_name_or_path", "m", "--do_train"},
+        std::vector<std::string>{"stage=sft", "x.yaml"}, std::vector<std::string>{}}) {
+    std::vector<std::string> before = keys;
+    EXPECT_EQ(takeConfigPath(keys), "");
+    EXPECT_EQ(keys, before);
+  }
+  // A path with '=' past a '/' is a file, not key=value.
+  args = {"runs/a=b.yaml"};
+  EXPECT_EQ(takeConfigPath(args), "runs/a=b.yaml");
+  EXPECT_TRUE(args.empty());
 }
 
 TEST(TrainConfig, GradReduceInFp32ReachesTheLayout) {

@@ -299,13 +299,15 @@ int main(int argc, char **argv) {
   parallelFlags.add(*compileCmd);
 
   mt::TrainCommandOptions train;
+  // The YAML is no CLI11 positional: it would take the value of a first
+  // `--key value` (keys alone, as src/train.py takes them, need no file).
   auto *trainCmd = app.add_subcommand(
       "train", "Train as LLaMA-Factory's `llamafactory-cli train CONFIG.yaml` does: import "
-               "model_name_or_path, compile the YAML's layout, prepare the data, run mtrun");
-  trainCmd->add_option("config", train.configPath,
-                       "LLaMA-Factory YAML (MCoreAdapter's Megatron keys and Trinity-RFT's "
-                       "megatron: block included)")
-      ->required()->check(CLI::ExistingFile);
+               "model_name_or_path, compile the YAML's layout, prepare the data, run mtrun.\n"
+               "Form: mtc train [CONFIG.yaml] [OPTIONS] [--key value | key=value]...\n"
+               "CONFIG.yaml: LLaMA-Factory YAML (MCoreAdapter's Megatron keys and Trinity-RFT's "
+               "megatron: block included); without it every key comes from the command line, "
+               "as LLaMA-Factory's src/train.py takes them");
   trainCmd->add_flag("--prepare-only", train.prepareOnly,
                      "write the plan, the data and train.sh (the mtrun command) into -o, and "
                      "stop: `mtrun` trains elsewhere");
@@ -340,6 +342,13 @@ int main(int argc, char **argv) {
     ok = mt::printStats(statsPath);
   } else if (trainCmd->parsed()) {
     train.overrideArgs = trainCmd->remaining();
+    train.configPath = mt::takeConfigPath(train.overrideArgs);
+    if (train.configPath.empty() && train.overrideArgs.empty()) {
+      std::cerr << "error: mtc train needs a LLaMA-Factory YAML (mtc train sft.yaml) or its keys "
+                   "(mtc train --model_name_or_path DIR --stage sft ...)\nRun `mtc train --help` "
+                   "for the options.\n";
+      return 1;
+    }
     train.executable = argv[0];
     ok = mt::trainCommand(train);
   } else if (compileCmd->parsed()) {
