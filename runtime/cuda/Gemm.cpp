@@ -23,6 +23,12 @@ int64_t alignmentOf(const void *p) {
   return align;
 }
 
+/// The token count of a product: n of the forward and input-gradient
+/// products, k of the weight gradient's (GemmRunner's layouts below).
+template <typename Op, typename Problem> auto &tokensOf(Op op, Problem &pr) {
+  return op == Op::BackwardWeight ? pr.k : pr.n;
+}
+
 std::string shapeText(int64_t m, int64_t n, int64_t k) {
   return "m=" + std::to_string(m) + " n=" + std::to_string(n) +
          " k=" + std::to_string(k);
@@ -157,7 +163,7 @@ Expected<GemmRunner::Plan *> GemmRunner::plan(const Key &key,
                               "cuBLASLt has no algorithm for the product " +
                               shapeText(pr.m, pr.n, pr.k)));
   plan.algo = result.algo;
-  plan.tokens = std::get<0>(key) == Op::BackwardWeight ? pr.k : pr.n;
+  plan.tokens = tokensOf(std::get<0>(key), pr);
   return &plans_.emplace(key, plan).first->second;
 }
 
@@ -194,10 +200,9 @@ Status GemmRunner::run(Op op, const Problem &pr, const void *a, const void *b,
   // them from costing more than the product. Should the bucket's algorithm
   // refuse a count, the exact count gets its own plan.
   constexpr int64_t kTokenBucket = 64;
-  const int64_t tokens = op == Op::BackwardWeight ? pr.k : pr.n;
+  const int64_t tokens = tokensOf(op, pr);
   Problem bucketed = pr;
-  (op == Op::BackwardWeight ? bucketed.k : bucketed.n) =
-      (tokens + kTokenBucket - 1) / kTokenBucket * kTokenBucket;
+  tokensOf(op, bucketed) = (tokens + kTokenBucket - 1) / kTokenBucket * kTokenBucket;
   const bool inBucket = tokens % kTokenBucket != 0;
   const float alpha = 1.0f;
   for (const bool exact : {false, true}) {

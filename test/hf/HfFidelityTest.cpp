@@ -72,6 +72,19 @@ protected:
     ASSERT_TRUE(expected_->readRaw(name, memory_->data(buffer), info->byteSize()));
   }
 
+  /// The fixture's weights and batch in memory for one training step, as
+  /// transformers ran it: every token in the loss, loss scale 1, no
+  /// gradient yet.
+  void loadStep() {
+    ASSERT_TRUE(exec::loadHfWeights(plan_, *memory_, nullptr, fixture_));
+    const plan::Bindings &b = plan_.bindings();
+    readIds("input_ids", b.input_ids());
+    readIds("labels", b.labels());
+    std::fill_n(memory_->f32(b.loss_mask()), memory_->elements(b.loss_mask()), 1.0f);
+    *memory_->f32(b.loss_scale()) = 1.0f;
+    memory_->clear(plan::GRADIENTS);
+  }
+
   /// The indices of the instructions of forward_backward (program 0) that
   /// run `op`, in program order.
   std::vector<int> instructionsOf(const std::string &op) const {
@@ -92,13 +105,9 @@ protected:
 TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
   auto executor = cpu::CpuExecutor::create(plan_, *memory_);
   ASSERT_TRUE(executor) << executor.message();
-  ASSERT_TRUE(exec::loadHfWeights(plan_, *memory_, nullptr, fixture_));
+  loadStep();
+  ASSERT_FALSE(HasFatalFailure());
   const plan::Bindings &b = plan_.bindings();
-  readIds("input_ids", b.input_ids());
-  readIds("labels", b.labels());
-  std::fill_n(memory_->f32(b.loss_mask()), memory_->elements(b.loss_mask()), 1.0f);
-  *memory_->f32(b.loss_scale()) = 1.0f;
-  memory_->clear(plan::GRADIENTS);
   // The logits' memory is reused later in the program: copy them when the
   // cross-entropy has read them, and each MoE layer's aux loss (the third
   // output of its router) when the router has written it.
@@ -322,13 +331,9 @@ using HfFidelityZLoss = HfFidelity;
 TEST_P(HfFidelityZLoss, ZLossIsReportedApartAndIsTheRoutersLogSumExpSquared) {
   auto executor = cpu::CpuExecutor::create(plan_, *memory_);
   ASSERT_TRUE(executor) << executor.message();
-  ASSERT_TRUE(exec::loadHfWeights(plan_, *memory_, nullptr, fixture_));
+  loadStep();
+  ASSERT_FALSE(HasFatalFailure());
   const plan::Bindings &b = plan_.bindings();
-  readIds("input_ids", b.input_ids());
-  readIds("labels", b.labels());
-  std::fill_n(memory_->f32(b.loss_mask()), memory_->elements(b.loss_mask()), 1.0f);
-  *memory_->f32(b.loss_scale()) = 1.0f;
-  memory_->clear(plan::GRADIENTS);
   const std::vector<int> routers = instructionsOf("moe_router");
   ASSERT_FALSE(routers.empty());
   const auto &instrs = plan_.programs(0).instructions();
