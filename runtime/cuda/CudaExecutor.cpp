@@ -281,10 +281,12 @@ Status CudaExecutor::initialize() {
   resources_.overlapTransfers = options_.overlapRingTransfers;
   resources_.overlapSequenceParallel = options_.overlapSequenceParallel;
   resources_.moeGemm = options_.moeGemm;
+  resources_.moeLanes = options_.moeLanes;
   auto gemm = GemmRunner::create();
   if (!gemm)
     return gemm.status();
   resources_.gemm = std::make_unique<GemmRunner>(std::move(*gemm));
+  resources_.gemm->setChoice(options_.gemmChoice);
   if (Status s = lowerAll(); !s)
     return s;
   if (Status s = planOverlap(); !s)

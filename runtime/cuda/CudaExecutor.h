@@ -65,6 +65,14 @@ struct CudaOptions {
   bool overlapSequenceParallel = true;
   /// How the MoE experts' GEMMs run (MT_MOE_GEMM=auto|cublaslt|grouped|kernel|tiled).
   ExpertGemm moeGemm = ExpertGemm::Auto;
+  /// How each GEMM shape's cuBLASLt algorithm is chosen (GemmRunner::Choice;
+  /// MT_GEMM_CHOICE=heuristic|timed|verbose).
+  GemmRunner::Choice gemmChoice = GemmRunner::Choice::Heuristic;
+  /// Streams the experts' small weight-gradient products run side by side
+  /// on (ExpertLanes; MT_MOE_LANES=N, 0: one after another on the compute
+  /// stream). Three: one such product (Qwen3-30B-A3B's 768 x 2048, 48 tiles)
+  /// fills about a third of an H200's 132 multiprocessors.
+  int moeLanes = 3;
 };
 
 /// The options the environment sets: MT_CUDA_SYNC=1, MT_CUDA_GRAPHS=0,
@@ -72,7 +80,8 @@ struct CudaOptions {
 /// MT_CUDA_SPARSE_EMBEDDING_GRAD=0,
 /// MT_CUDA_BUCKET_ELEMENTS=N (an error names a value that
 /// is not a positive integer), MT_ATTENTION_BACKEND=auto|cudnn|mtc,
-/// MT_ATTENTION_DETERMINISTIC=0|1, MT_MOE_GEMM=auto|cublaslt|grouped|kernel|tiled.
+/// MT_ATTENTION_DETERMINISTIC=0|1, MT_MOE_GEMM=auto|cublaslt|grouped|kernel|tiled,
+/// MT_GEMM_CHOICE=heuristic|timed|verbose, MT_MOE_LANES=N (0 to 16).
 Expected<CudaOptions> optionsFromEnvironment();
 
 /// GPUs visible to this process (0 without a driver).

@@ -56,6 +56,26 @@ Expected<CudaOptions> optionsFromEnvironment() {
       return parsed.status();
     o.moeGemm = *parsed;
   }
+  if (const char *lanes = std::getenv("MT_MOE_LANES")) {
+    const std::string v = lanes;
+    if (v.size() > 2 || v.empty() || v.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoi(v) > 16)
+      return Status::error("MT_MOE_LANES='" + v + "' is not a whole number from 0 to 16 (the "
+                           "streams the experts' weight gradients run side by side on)");
+    o.moeLanes = std::stoi(v);
+  }
+  if (const char *choice = std::getenv("MT_GEMM_CHOICE")) {
+    const std::string v = choice;
+    if (v == "heuristic")
+      o.gemmChoice = GemmRunner::Choice::Heuristic;
+    else if (v == "timed")
+      o.gemmChoice = GemmRunner::Choice::Timed;
+    else if (v == "verbose")
+      o.gemmChoice = GemmRunner::Choice::Verbose;
+    else
+      return Status::error("MT_GEMM_CHOICE='" + v + "' is not heuristic, timed or verbose "
+                           "(how each GEMM shape's cuBLASLt algorithm is chosen)");
+  }
   return o;
 }
 

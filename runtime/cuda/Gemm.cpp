@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <utility>
 
@@ -56,6 +57,7 @@ GemmRunner &GemmRunner::operator=(GemmRunner &&other) noexcept {
     workspaceBytes_ = std::exchange(other.workspaceBytes_, 0);
     plans_ = std::move(other.plans_);
     other.plans_.clear();
+    choice_ = other.choice_;
   }
   return *this;
 }
@@ -138,7 +140,8 @@ Expected<GemmRunner::Plan *> GemmRunner::plan(const Key &key,
   MT_PLAN_STEP(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t workspace = workspaceBytes_;
   const uint32_t align = static_cast<uint32_t>(std::get<4>(key));
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kCandidates]{};
+  const int wanted = choice_ == Choice::Heuristic ? 1 : kCandidates;
   int returned = 0;
   cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
@@ -152,7 +155,7 @@ Expected<GemmRunner::Plan *> GemmRunner::plan(const Key &key,
                                                     sizeof(align));
   if (status == CUBLAS_STATUS_SUCCESS)
     status = cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b,
-                                            plan.c, plan.d, pref, 1, &result,
+                                            plan.c, plan.d, pref, wanted, results,
                                             &returned);
   const cublasStatus_t destroyed = cublasLtMatmulPreferenceDestroy(pref);
   MT_PLAN_STEP(status);
@@ -162,7 +165,9 @@ Expected<GemmRunner::Plan *> GemmRunner::plan(const Key &key,
     return fail(Status::error(errorContext() +
                               "cuBLASLt has no algorithm for the product " +
                               shapeText(pr.m, pr.n, pr.k)));
-  plan.algo = result.algo;
+  plan.algo = results[0].algo;
+  for (int i = 1; i < returned; ++i)
+    plan.candidates.push_back(results[i].algo);
   plan.tokens = tokensOf(std::get<0>(key), pr);
   return &plans_.emplace(key, plan).first->second;
 }
@@ -217,6 +222,13 @@ Status GemmRunner::run(Op op, const Problem &pr, const void *a, const void *b,
     if (pr.bias)
       MT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
           p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    // After the bias pointer: the epilogue reads the caller's bias (only read).
+    if (!p.candidates.empty()) {
+      cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+      MT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+      if (capturing == cudaStreamCaptureStatusNone)
+        MT_CUDA_RETURN_IF_ERROR(timeCandidates(p, pr, beta, stream));
+    }
     // C and D are the same buffer: beta = 1 accumulates in place.
     const cublasStatus_t status =
         cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, d, p.c, d, p.d, &p.algo,
@@ -226,6 +238,84 @@ Status GemmRunner::run(Op op, const Problem &pr, const void *a, const void *b,
     if (exact || !inBucket || status != CUBLAS_STATUS_NOT_SUPPORTED)
       MT_CUBLAS_CHECK(status);
   }
+  return Status::ok();
+}
+
+namespace {
+
+/// Stream-ordered scratch and two events, released on every path.
+struct TimingScratch {
+  cudaStream_t stream;
+  void *data = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  ~TimingScratch() {
+    if (data)
+      (void)cudaFreeAsync(data, stream);
+    if (start)
+      (void)cudaEventDestroy(start);
+    if (stop)
+      (void)cudaEventDestroy(stop);
+  }
+};
+
+} // namespace
+
+Status GemmRunner::timeCandidates(Plan &plan, const Problem &pr, float beta,
+                                  cudaStream_t stream) {
+  std::vector<cublasLtMatmulAlgo_t> algos{plan.algo};
+  algos.insert(algos.end(), plan.candidates.begin(), plan.candidates.end());
+  plan.candidates.clear();
+  // Stored operands, column-major: A (ta ? k : m) x (ta ? m : k), B
+  // (tb ? n : k) x (tb ? k : n), D m x n; each from a 256-byte boundary.
+  auto rounded = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
+  const size_t aBytes = rounded(size_t(pr.lda) * size_t(pr.transA == CUBLAS_OP_T ? pr.m : pr.k) * 2),
+               bBytes = rounded(size_t(pr.ldb) * size_t(pr.transB == CUBLAS_OP_T ? pr.k : pr.n) * 2),
+               dBytes = rounded(size_t(pr.ldc) * size_t(pr.n) * (pr.cdType == CUDA_R_32F ? 4 : 2));
+  TimingScratch t{stream};
+  if (cudaMallocAsync(&t.data, aBytes + bBytes + dBytes, stream) != cudaSuccess) {
+    (void)cudaGetLastError(); // no room to time: the first answer stays
+    t.data = nullptr;
+    return Status::ok();
+  }
+  char *a = static_cast<char *>(t.data), *b = a + aBytes, *d = b + bBytes;
+  // One small value everywhere: a product's time does not depend on its
+  // values, except that zeros draw less power.
+  MT_CUDA_CHECK(cudaMemsetAsync(t.data, 0x3c, aBytes + bBytes + dBytes, stream));
+  MT_CUDA_CHECK(cudaEventCreate(&t.start));
+  MT_CUDA_CHECK(cudaEventCreate(&t.stop));
+  const float alpha = 1.0f;
+  auto product = [&](const cublasLtMatmulAlgo_t &algo) {
+    return cublasLtMatmul(handle_, plan.desc, &alpha, a, plan.a, b, plan.b, &beta, d, plan.c, d,
+                          plan.d, &algo, workspace_, workspaceBytes_, stream);
+  };
+  // The best of two rounds of kRepeats products, per product; -1: refused.
+  constexpr int kRepeats = 10;
+  std::vector<float> ms(algos.size(), -1.0f);
+  for (size_t i = 0; i < algos.size(); ++i) {
+    if (product(algos[i]) != CUBLAS_STATUS_SUCCESS)
+      continue; // an answer for the bucket that refuses this count
+    for (int round = 0; round < 2; ++round) {
+      MT_CUDA_CHECK(cudaEventRecord(t.start, stream));
+      for (int r = 0; r < kRepeats; ++r)
+        MT_CUBLAS_CHECK(product(algos[i]));
+      MT_CUDA_CHECK(cudaEventRecord(t.stop, stream));
+      MT_CUDA_CHECK(cudaEventSynchronize(t.stop));
+      float total = 0;
+      MT_CUDA_CHECK(cudaEventElapsedTime(&total, t.start, t.stop));
+      ms[i] = ms[i] < 0 ? total / kRepeats : std::min(ms[i], total / kRepeats);
+    }
+  }
+  size_t chosen = 0;
+  for (size_t i = 1; i < algos.size(); ++i)
+    if (ms[0] > 0 && ms[i] > 0 && ms[i] < ms[chosen] && ms[i] < (1.0 - kTimedMargin) * ms[0])
+      chosen = i;
+  plan.algo = algos[chosen];
+  if (choice_ == Choice::Verbose)
+    std::fprintf(stderr,
+                 "mtc: GEMM %s (%s, beta %g): first answer %.4f ms, chosen #%zu of %zu %.4f ms\n",
+                 shapeText(pr.m, pr.n, pr.k).c_str(),
+                 pr.cdType == CUDA_R_32F ? "fp32 out" : "bf16 out", double(beta), double(ms[0]),
+                 chosen, algos.size(), double(ms[chosen]));
   return Status::ok();
 }
 

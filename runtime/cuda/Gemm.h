@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <tuple>
+#include <vector>
 
 namespace mt::cuda {
 
@@ -35,6 +36,20 @@ public:
   /// 32 MiB is what NVIDIA recommends for Hopper cuBLASLt.
   static constexpr size_t kDefaultWorkspaceBytes = size_t(32) << 20;
   static Expected<GemmRunner> create(size_t workspaceBytes = kDefaultWorkspaceBytes);
+
+  /// How a new product's algorithm is chosen. Heuristic: cuBLASLt's first
+  /// answer (the same on every run). Timed: cuBLASLt's first kCandidates
+  /// answers are timed once, on private scratch operands in the stream of
+  /// the product's first call made outside graph capture, and the fastest
+  /// replaces the first only where it is at least kTimedMargin faster
+  /// (timing noise rarely flips a choice, but it can: two runs may then
+  /// differ in the last bits). Verbose: Timed, with a line per product on
+  /// stderr (shape, first answer's and chosen time).
+  enum class Choice { Heuristic, Timed, Verbose };
+  static constexpr int kCandidates = 8;
+  static constexpr double kTimedMargin = 0.03;
+  void setChoice(Choice choice) { choice_ = choice; }
+  Choice choice() const { return choice_; }
 
   GemmRunner(GemmRunner &&other) noexcept;
   GemmRunner &operator=(GemmRunner &&other) noexcept;
@@ -67,6 +82,8 @@ private:
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
     int64_t tokens = 0;
+    /// cuBLASLt's answers after the first, until timed (Choice::Timed).
+    std::vector<cublasLtMatmulAlgo_t> candidates;
   };
   /// (op, m, n, k with the token count rounded up to its bucket, the
   /// smallest alignment in bytes of the four pointers, whether the plan
@@ -89,12 +106,18 @@ private:
   static Status resize(Op op, Plan &plan, int64_t tokens);
   Status run(Op op, const Problem &problem, const void *a, const void *b,
              void *d, float beta, const void *bias, cudaStream_t stream);
+  /// Times `plan`'s algorithm and its candidates on scratch operands of
+  /// `problem`'s sizes (never the caller's buffers: they may be live) and
+  /// keeps the fastest as Choice says; the candidates are dropped either way.
+  /// Scratch that cannot be allocated leaves the first answer.
+  Status timeCandidates(Plan &plan, const Problem &problem, float beta, cudaStream_t stream);
   void release();
 
   cublasLtHandle_t handle_ = nullptr;
   void *workspace_ = nullptr;
   size_t workspaceBytes_ = 0;
   std::map<Key, Plan> plans_;
+  Choice choice_ = Choice::Heuristic;
 };
 
 } // namespace mt::cuda

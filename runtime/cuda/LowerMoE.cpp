@@ -113,7 +113,8 @@ void unpermute(Lowerer &L, const Attrs &a) {
 }
 
 /// The libraries of the experts' GEMMs (`gemm`), the grouped GEMM's
-/// handle made on first use; false after L.fail when it cannot be.
+/// handle and the lanes made on first use; false after L.fail when they
+/// cannot be.
 bool expertLibs(Lowerer &L, ExpertGemm gemm, ExpertGemmLibs &libs) {
   Resources &r = L.resources();
   libs.kernel = gemm == ExpertGemm::Kernel;
@@ -121,6 +122,15 @@ bool expertLibs(Lowerer &L, ExpertGemm gemm, ExpertGemmLibs &libs) {
     return true;
   libs.runner = r.gemm.get();
   libs.bySize = gemm == ExpertGemm::Auto;
+  if (!r.expertLanes && r.moeLanes > 0) {
+    auto lanes = ExpertLanes::create(r.moeLanes, r.gemm->choice());
+    if (!lanes) {
+      L.fail("the experts' weight-gradient streams: " + lanes.message());
+      return false;
+    }
+    r.expertLanes = std::move(*lanes);
+  }
+  libs.lanes = r.expertLanes.get();
   if (gemm == ExpertGemm::Cublaslt)
     return true;
   if (!r.groupedGemm) {

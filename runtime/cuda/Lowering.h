@@ -110,6 +110,10 @@ struct Resources {
   /// ExpertGemm::Grouped, cuBLAS's handle (made by the first lowering).
   ExpertGemm moeGemm = ExpertGemm::Auto;
   std::unique_ptr<GroupedGemm> groupedGemm;
+  /// The experts' weight gradients side by side (ExpertLanes; made by the
+  /// first lowering of a library path's backward).
+  std::unique_ptr<ExpertLanes> expertLanes;
+  int moeLanes = 3; // CudaOptions::moeLanes
   /// The offloads (LowerOffload.cpp): the stream their copies between
   /// device and pinned host arenas run on, and per host buffer the event
   /// that its last copy (either way) completes at; made by the first copy.

@@ -7,6 +7,7 @@
 #ifndef MT_RUNTIME_CUDA_MOE_H
 #define MT_RUNTIME_CUDA_MOE_H
 
+#include "runtime/cuda/ExpertLanes.h"
 #include "runtime/cuda/Gemm.h"
 #include "runtime/cuda/GroupedGemm.h"
 #include "runtime/cuda/GroupedGemmKernel.h"
@@ -130,6 +131,9 @@ struct ExpertGemmLibs {
   GroupedGemm *grouped = nullptr;
   bool kernel = false;
   bool bySize = false;
+  /// The weight gradients of calls groupedGemmFaster calls small run side
+  /// by side on these lanes (null: one after another on the caller's stream).
+  ExpertLanes *lanes = nullptr;
 };
 
 size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, ExpertGemm gemm);

@@ -653,20 +653,28 @@ Status libraryBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16
                                                                   w.act, used * F);
     MT_CUDA_CHECK_LAUNCH("moe_swiglu_bwd");
   }
+  std::vector<WeightGradient> grads;
   for (const ExpertRows &g : *groups) {
     const int64_t weight = g.expert * F * H;
     const bf16 *xe = x + g.begin * H;
-    MT_CUDA_RETURN_IF_ERROR(libs.runner->linearBackwardWeight(
-        w.act + g.begin * F, dy + g.begin * H, ddown + weight, g.rows, F, H, stream));
-    MT_CUDA_RETURN_IF_ERROR(libs.runner->linearBackwardWeight(xe, w.gatePre + g.begin * F,
-                                                              dgate + weight, g.rows, H, F,
-                                                              stream));
-    MT_CUDA_RETURN_IF_ERROR(libs.runner->linearBackwardWeight(xe, w.upPre + g.begin * F,
-                                                              dup + weight, g.rows, H, F,
-                                                              stream));
+    grads.push_back({w.act + g.begin * F, dy + g.begin * H, ddown + weight, g.rows, F, H});
+    grads.push_back({xe, w.gatePre + g.begin * F, dgate + weight, g.rows, H, F});
+    grads.push_back({xe, w.upPre + g.begin * F, dup + weight, g.rows, H, F});
   }
+  // The lanes only read what calls 3 and 4 read too; the join comes after
+  // them, so that dx's products run meanwhile.
+  ExpertLanes *lanes =
+      libs.lanes && groupedGemmFaster(used, int64_t(groups->size())) ? libs.lanes : nullptr;
+  if (lanes)
+    MT_CUDA_RETURN_IF_ERROR(lanes->fork(grads, stream));
+  else
+    for (const WeightGradient &p : grads)
+      MT_CUDA_RETURN_IF_ERROR(
+          libs.runner->linearBackwardWeight(p.x, p.dy, p.dw, p.tokens, p.in, p.out, stream));
   MT_CUDA_RETURN_IF_ERROR(calls.run(3, stream));
   MT_CUDA_RETURN_IF_ERROR(calls.run(4, stream));
+  if (lanes)
+    MT_CUDA_RETURN_IF_ERROR(lanes->join(stream));
   return addDx ? Status::ok() : zeroTail(dx, used, s, H, stream);
 }
 

@@ -167,8 +167,16 @@ void addMoEBenches(std::vector<Bench> &benches, std::vector<std::shared_ptr<void
       cuda::ExpertGemm gemm;
       cuda::ExpertGemmLibs libs;
     };
+    auto lanes = cuda::ExpertLanes::create(3, cuda::GemmRunner::Choice::Heuristic);
+    throwIfError(lanes ? Status::ok() : lanes.status(), "ExpertLanes");
+    cuda::ExpertLanes *side = lanes->get();
+    keep.push_back(std::shared_ptr<void>(lanes->release(), [](void *p) {
+      delete static_cast<cuda::ExpertLanes *>(p);
+    }));
     std::vector<Path> paths = {{"cublaslt", cuda::ExpertGemm::Cublaslt, {&runner, nullptr}},
                                {"grouped", cuda::ExpertGemm::Grouped, {&runner, &grouped}},
+                               {"grouped+lanes", cuda::ExpertGemm::Grouped,
+                                {&runner, &grouped, false, false, side}},
                                {"kernel", cuda::ExpertGemm::Kernel, {nullptr, nullptr, true}}};
     if (E > 8)
       paths.push_back({"tiled", cuda::ExpertGemm::Tiled, {}});

@@ -214,8 +214,9 @@ std::vector<float> padded(const std::vector<float> &v, int64_t pad, int64_t widt
 
 /// moe_grouped_mlp and its gradient on `gemm`'s path against the reference,
 /// over a buffer of 5 rows more than the groups (which must come out zero),
-/// then dx added to an old value; all twice: the second run must give the
-/// same bits.
+/// then dx added to an old value; all twice: the second run, its weight
+/// gradients on three side streams where groupedGemmFaster calls the
+/// products small (ExpertLanes), must give the same bits.
 void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedReference &r,
                      const std::vector<float> &gate, const std::vector<float> &up,
                      const std::vector<float> &down) {
@@ -245,6 +246,8 @@ void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedRefer
     lib.grouped = grouped->get();
   lib.bySize = gemm == cuda::ExpertGemm::Auto;
   lib.kernel = gemm == cuda::ExpertGemm::Kernel;
+  auto lanes = cuda::ExpertLanes::create(3, cuda::GemmRunner::Choice::Heuristic);
+  ASSERT_TRUE(lanes) << lanes.message();
   DeviceBuffer<bf16> dX(N * H), dGate(E * F * H), dUp(E * F * H), dDown(E * H * F), dOutD(N * H),
       dDOut(N * H), dDx(N * H);
   DeviceBuffer<float> dDgate(E * F * H), dDup(E * F * H), dDdown(E * H * F);
@@ -259,6 +262,7 @@ void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedRefer
   const std::vector<float> zerosW(E * F * H, 0.0f);
   std::vector<std::vector<float>> first;
   for (int run = 0; run < 2; ++run) {
+    lib.lanes = run == 1 && lib.runner ? lanes->get() : nullptr;
     dOutD.poison();
     dDx.poison();
     dDgate.upload(zerosW.data());
