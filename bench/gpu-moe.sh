@@ -18,8 +18,14 @@
 #                                    (MT_SHARED_DIR, default ../shared) and,
 #                                    for machines without it, GoogleTest's source
 #   bench/gpu-moe.sh DIR             GPU machine (DIR carried)
-# MT_MOE_BUILD=0 / MT_MOE_PEERS=0 / MT_MOE_EP=0 skip a stage; MT_MOE_BUDGET (s, default 570)
-# skips the later stages that would not fit.
+# MT_MOE_BUILD=0 / MT_MOE_PEERS=0 / MT_MOE_EP=0 / MT_MOE_PROFILES=0 skip a stage;
+# MT_MOE_BUDGET (s, default 570) skips the later stages that would not fit;
+# MT_MOE_PEER_MODES (default "eager compile") narrows the peer's modes.
+# Our rows run 30 steps, the median after 10: the experts' GEMM plans (one
+# per bucket of 64 rows, runtime/cuda/Gemm.h) and the router's balance
+# settle over the first steps (measured on an H200: qwen3-30b-a3b-4l rises
+# from 43k to 49k tokens/s between steps 4 and 12); the peer's script keeps
+# its own 12 steps, the median after 4.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib-gpu.sh
@@ -59,6 +65,7 @@ if [[ "${MT_MOE_BUILD:-1}" == 1 ]]; then
 fi
 gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
 ep=$(( gpus >= 2 && ${MT_MOE_EP:-1} == 1 ))
+export MT_ROW_STEPS=30 MT_ROW_WARMUP=10
 for m in $models; do
   IFS=: read -r name _ _ <<< "$m"
   fits 90 "mtc $name" && MT_RUN_TIMEOUT=120 mtc_row "$name" 1 "$name"
@@ -66,7 +73,9 @@ for m in $models; do
 done
 if [[ "${MT_MOE_PEERS:-1}" == 1 ]] && fits 200 "PyTorch peers"; then
   specs=()
-  for m in $models; do specs+=("${m%%:*}:1:4096:eager" "${m%%:*}:1:4096:compile"); done
+  for m in $models; do
+    for mode in ${MT_MOE_PEER_MODES:-eager compile}; do specs+=("${m%%:*}:1:4096:$mode"); done
+  done
   python3 "$dir/peer/torch_moe.py" "${specs[@]}" 2> "$work/peer.err" | grep '^{' >> "$rows" ||
     { echo "peer failed:"; tail -5 "$work/peer.err"; }
 fi
@@ -105,6 +114,7 @@ for r in rows:
 print("GPU GiB: mtc = device memory in use (cudaMemGetInfo, rank 0); PyTorch = its peak "
       "allocated; ep2 rows: tokens/s per GPU, the last column its share of our one-GPU figure")
 PY
+[[ "${MT_MOE_PROFILES:-1}" == 1 ]] || exit 0
 for m in $models; do
   IFS=: read -r name _ _ <<< "$m"
   fits 60 "profile $name" && { echo "== profile: $name"; gpu_profile "$name" 1 "$work/$name.profile"; }

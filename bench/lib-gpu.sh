@@ -62,23 +62,25 @@ gpu_build() {
   echo "built in $SECONDS s"
 }
 
-# mtc_row PLAN GPUS NAME [VAR=value...]: one mtrun job of 10 steps on the
-# CUDA backend over $row_data (default $dir/tokens.bin) with the plan
-# $dir/plans/PLAN (MT_RUN_TIMEOUT seconds at most, default 150); appends its row
-# to $rows: tokens/s per GPU (the median after 4 warm-up steps), the device
+# mtc_row PLAN GPUS NAME [VAR=value...]: one mtrun job of MT_ROW_STEPS steps
+# (default 10) on the CUDA backend over $row_data (default $dir/tokens.bin)
+# with the plan $dir/plans/PLAN (MT_RUN_TIMEOUT seconds at most, default
+# 150); appends its row to $rows: tokens/s per GPU (the median after
+# MT_ROW_WARMUP warm-up steps, default 4), the device
 # memory mtrun's log reports in use at the end (arenas are allocated once, so
 # it is the peak) and the last loss.
 mtc_row() {
   local plan=$1 gpus=$2 name=$3
   shift 3
   env "$@" timeout "${MT_RUN_TIMEOUT:-150}" "$build/bin/mtrun" "$dir/plans/$plan" --nproc "$gpus" \
-    --backend cuda --data "${row_data:-$dir/tokens.bin}" --steps 10 --metrics "$work/$name.jsonl" \
+    --backend cuda --data "${row_data:-$dir/tokens.bin}" --steps "${MT_ROW_STEPS:-10}" \
+    --metrics "$work/$name.jsonl" \
     > "$work/$name.log" 2>&1 ||
     { echo "mtrun $name failed:"; tail -5 "$work/$name.log"; return; }
-  python3 - "$work/$name.jsonl" "$gpus" "$work/$name.log" "$name" >> "$rows" <<'PY'
+  python3 - "$work/$name.jsonl" "$gpus" "$work/$name.log" "$name" "${MT_ROW_WARMUP:-4}" >> "$rows" <<'PY'
 import json, re, sys
 steps = [json.loads(l) for l in open(sys.argv[1])]
-rates = sorted(s["tokens_per_s"] for s in steps[4:])
+rates = sorted(s["tokens_per_s"] for s in steps[int(sys.argv[5]):])
 gpus = int(sys.argv[2])
 mem = re.search(r"device in use ([0-9.]+) GiB", open(sys.argv[3]).read())
 print(json.dumps(dict(peer=sys.argv[4], gpus=gpus, tokens_per_s=rates[len(rates) // 2] / gpus,

@@ -26,8 +26,7 @@ template <typename... Args> Status fail(Args &&...args) {
 /// is checked to be a boolean, then not used.
 const std::set<std::string> &hintKeys() {
   static const std::set<std::string> keys = {
-      "bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm", "overlap_grad_reduce",
-      "bf16"};
+      "bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm", "overlap_grad_reduce"};
   return keys;
 }
 
@@ -563,6 +562,22 @@ Status unknownKey(const std::string &path, const YAML::Node &keyNode, const std:
   return fail(whereOf(path, keyNode), "unknown option '", key, "'", suggestion(key, known));
 }
 
+/// `bf16`: a plan holds no precision; the backend that runs it decides
+/// (CUDA: bf16 compute with fp32 master weights, CPU: fp32). true says what
+/// the CUDA backend does anyway; false cannot be kept by the plan.
+Status readBf16(const std::string &path, const YAML::Node &keyNode, const YAML::Node &value) {
+  bool bf16 = true;
+  if (Status s = readTyped(path, value, "true or false", bf16); !s)
+    return s;
+  if (!bf16)
+    return fail(whereOf(path, keyNode),
+                "bf16: false cannot be kept by a plan: its precision is the backend's that runs "
+                "it (mtrun --backend cpu trains in fp32; the CUDA backend always computes in "
+                "bf16 with fp32 master weights). Remove the key, or use mtc train, whose "
+                "bf16: false picks the CPU backend");
+  return Status::ok();
+}
+
 } // namespace
 
 Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
@@ -592,6 +607,9 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
                   it->second, ")");
     if (auto it = setters.find(key); it != setters.end()) {
       if (Status s = it->second(path, value); !s)
+        return s;
+    } else if (key == "bf16") {
+      if (Status s = readBf16(path, keyNode, value); !s)
         return s;
     } else if (hintKeys().count(key)) {
       bool hint = false;

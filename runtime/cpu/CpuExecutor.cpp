@@ -537,6 +537,11 @@ Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemo
                                           const exec::RankContext *rank) {
   CpuExecutor executor(plan, memory, rank);
   for (const plan::Program &program : plan.programs()) {
+    // A plan built in memory has not met readPlanDirectory's checks: the
+    // kernels index inputs and outputs by position.
+    for (int i = 0; i < program.instructions_size(); ++i)
+      if (Status s = plan::checkInstruction(plan, program, i); !s)
+        return s;
     auto resolved = plan::resolveKernels(program, kernelTable(), "CPU");
     if (!resolved)
       return resolved.status();

@@ -602,7 +602,7 @@ TEST_F(YamlTypedValues, GradReduceInFp32IsABooleanTrueByDefault) {
 
 TEST_F(YamlTypedValues, HintsAreBooleans) {
   for (const char *key : {"bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm",
-                          "overlap_grad_reduce", "bf16"}) {
+                          "overlap_grad_reduce"}) {
     for (const std::vector<std::string> *spellings : {&kTrue, &kFalse})
       for (const std::string &spelling : *spellings)
         EXPECT_EQ(load(key, spelling), "") << key << ": " << spelling;
@@ -611,6 +611,20 @@ TEST_F(YamlTypedValues, HintsAreBooleans) {
     EXPECT_NE(load(key, "[true]").find("expected true or false, got a list"), std::string::npos)
         << key;
   }
+}
+
+// A plan keeps no precision: bf16: true is what the CUDA backend does, and
+// false is refused by name rather than ignored.
+TEST_F(YamlTypedValues, Bf16FalseIsRefusedByName) {
+  for (const std::string &spelling : kTrue)
+    EXPECT_EQ(load("bf16", spelling), "") << spelling;
+  for (const std::string &spelling : kFalse) {
+    const std::string error = load("bf16", spelling);
+    EXPECT_NE(error.find(":1:1: bf16: false cannot be kept by a plan"), std::string::npos)
+        << spelling << ": " << error;
+    EXPECT_NE(error.find("mtrun --backend cpu"), std::string::npos) << error;
+  }
+  EXPECT_NE(load("bf16", "fast").find("expected true or false, got 'fast'"), std::string::npos);
 }
 
 TEST_F(YamlTypedValues, RecomputeOptionsReadNullAsNotGiven) {

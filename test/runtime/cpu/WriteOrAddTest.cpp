@@ -184,6 +184,31 @@ TEST_P(WriteOrAdd, EveryInstructionWritesOrAddsAsItsOpSays) {
   EXPECT_GT(checked, 100);
 }
 
+// A plan made in memory with an instruction short of an output is refused
+// when the executor is made, naming the program, instruction and counts,
+// instead of a kernel reading past the instruction's outputs.
+TEST(CpuExecutorChecks, RefusesAnInstructionWithTheWrongOutputCount) {
+  auto plan = plan::readPlanDirectory(std::string(MT_RULE_PLAN_DIR) + "/tiny-llama");
+  ASSERT_TRUE(plan.isOk()) << plan.message();
+  plan::Program *program = plan->mutable_programs(0);
+  int index = 0;
+  while (program->instructions(index).outputs_size() < 1)
+    ++index;
+  plan::Instruction *instr = program->mutable_instructions(index);
+  const int outputs = instr->outputs_size();
+  instr->mutable_outputs()->RemoveLast();
+  auto memory = exec::HostMemory::create(*plan);
+  ASSERT_TRUE(memory.isOk()) << memory.message();
+  auto executor = cpu::CpuExecutor::create(*plan, **memory);
+  ASSERT_FALSE(executor.isOk());
+  EXPECT_NE(executor.message().find("program '" + program->name() + "' instruction " +
+                                    std::to_string(index) + " (" + instr->op()),
+            std::string::npos)
+      << executor.message();
+  EXPECT_NE(executor.message().find(std::to_string(outputs) + " outputs, got"), std::string::npos)
+      << executor.message();
+}
+
 INSTANTIATE_TEST_SUITE_P(Plans, WriteOrAdd,
                          ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-moe",
                                            "tiny-qwen3-neat", "tiny-qwen2-moe"),
