@@ -537,6 +537,10 @@ Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemo
                                           const exec::RankContext *rank) {
   CpuExecutor executor(plan, memory, rank);
   for (const plan::Program &program : plan.programs()) {
+    for (const plan::Instruction &instr : program.instructions())
+      if (Status s = checkBlasDims(instr); !s)
+        return Status::error("program '" + program.name() + "': op '" + instr.op() + "': " +
+                             s.message());
     // A plan built in memory has not met readPlanDirectory's checks: the
     // kernels index inputs and outputs by position.
     for (int i = 0; i < program.instructions_size(); ++i)
@@ -545,10 +549,6 @@ Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemo
     auto resolved = plan::resolveKernels(program, kernelTable(), "CPU");
     if (!resolved)
       return resolved.status();
-    for (const plan::Instruction &instr : program.instructions())
-      if (Status s = checkBlasDims(instr); !s)
-        return Status::error("program '" + program.name() + "': op '" + instr.op() + "': " +
-                             s.message());
     executor.kernels_[program.name()] = std::move(*resolved);
   }
   return executor;

@@ -6,8 +6,8 @@
 namespace mt::cpu {
 namespace {
 
-/// A plan of one linear instruction with the given GEMM dimensions (the
-/// executor's checks read the instruction only, not its buffers).
+/// A plan of one linear instruction with the given GEMM dimensions and no
+/// buffers (the BLAS check reads the attributes only, and comes first).
 plan::Plan linearPlan(int64_t tokens, int64_t in, int64_t out) {
   plan::Plan p;
   auto *program = p.add_programs();
@@ -26,7 +26,12 @@ TEST(CpuExecutor, RefusesGemmDimensionsPastBlasInts) {
   const plan::Plan ok = linearPlan(INT32_MAX, 8, 8);
   auto memory = exec::HostMemory::create(ok);
   ASSERT_TRUE(memory) << memory.message();
-  EXPECT_TRUE(CpuExecutor::create(ok, **memory, nullptr));
+  // INT32_MAX passes the BLAS check; the next check then finds the
+  // instruction's missing buffers.
+  auto within = CpuExecutor::create(ok, **memory, nullptr);
+  ASSERT_FALSE(within);
+  EXPECT_EQ(within.message(), "program 'forward_backward' instruction 0 (linear_grad_weight): "
+                              "expects 2 inputs and 1 outputs, got 0 and 0");
   const plan::Plan big = linearPlan(int64_t(INT32_MAX) + 1, 8, 8);
   auto executor = CpuExecutor::create(big, **memory, nullptr);
   ASSERT_FALSE(executor);

@@ -1,7 +1,9 @@
 // The MoE instructions' string attributes on the CPU backend: an unknown
-// load_balancing_type or drop_policy fails the instruction with a message
-// that names the attribute and the valid values, instead of running as
-// another setting (runtime/kernels/MoE.h decodes them for both backends).
+// load_balancing_type or drop_policy is refused when the executor is made
+// (plan::checkInstruction), naming the attribute, the valid values and the
+// value given, instead of running as another setting; the decoding both
+// backends share (runtime/kernels/MoE.h) refuses it too, naming Megatron's
+// option.
 #include "runtime/cpu/CpuExecutor.h"
 #include "runtime/kernels/MoE.h"
 #include "runtime/plan/OpRegistry.h"
@@ -75,9 +77,8 @@ std::string runError(const plan::Plan &p) {
       for (int64_t i = 0; i < kTokens * kTopK; ++i)
         (*memory)->i32(buffer.id())[i] = int32_t(i % kTopK);
   auto executor = CpuExecutor::create(p, **memory, nullptr);
-  EXPECT_TRUE(executor) << executor.message();
   if (!executor)
-    return "no executor";
+    return executor.message();
   auto result = executor->run("forward_backward");
   return result ? std::string() : result.message();
 }
@@ -90,11 +91,20 @@ TEST(MoEAttributes, RouterRunsEveryLoadBalancingType) {
 
 TEST(MoEAttributes, RouterRefusesAnUnknownLoadBalancingType) {
   for (const char *op : {"moe_router", "moe_router_grad"}) {
-    const std::string error = runError(routerPlan(op, "seq_aux"));
-    EXPECT_NE(error.find("load_balancing_type 'seq_aux' (moe_router_load_balancing_type): "
-                         "expected aux_loss, seq_aux_loss or none"),
+    const plan::Plan p = routerPlan(op, "seq_aux");
+    const std::string error = runError(p);
+    EXPECT_NE(error.find(std::string("instruction 0 (") + op + "): attribute "
+                         "'load_balancing_type' must be one of aux_loss, seq_aux_loss, none, "
+                         "got 'seq_aux'"),
               std::string::npos)
         << op << ": " << error;
+    auto shape = kernels::routerShapeOf(plan::Attrs(p.programs(0).instructions(0)));
+    ASSERT_FALSE(shape) << op;
+    EXPECT_NE(shape.message().find("load_balancing_type 'seq_aux' "
+                                   "(moe_router_load_balancing_type): expected aux_loss, "
+                                   "seq_aux_loss or none"),
+              std::string::npos)
+        << op << ": " << shape.message();
   }
 }
 
@@ -104,10 +114,18 @@ TEST(MoEAttributes, PermuteRunsBothDropPolicies) {
 }
 
 TEST(MoEAttributes, PermuteRefusesAnUnknownDropPolicy) {
-  const std::string error = runError(permutePlan("tokens"));
-  EXPECT_NE(error.find("drop_policy 'tokens' (moe_token_drop_policy): expected probs or position"),
+  const plan::Plan p = permutePlan("tokens");
+  const std::string error = runError(p);
+  EXPECT_NE(error.find("instruction 0 (moe_permute): attribute 'drop_policy' must be one of "
+                       "probs, position, got 'tokens'"),
             std::string::npos)
       << error;
+  auto policy = kernels::dropPolicyOf(plan::Attrs(p.programs(0).instructions(0)));
+  ASSERT_FALSE(policy);
+  EXPECT_NE(policy.message().find("drop_policy 'tokens' (moe_token_drop_policy): expected probs "
+                                  "or position"),
+            std::string::npos)
+      << policy.message();
 }
 
 /// The shared decoder's other refusals: shapes the router's kernels (CPU
