@@ -1,4 +1,5 @@
-// ExpertLanes: the experts' weight gradients side by side on a few streams.
+// ExpertLanes: the experts' weight gradients side by side on a few streams,
+// each issued by its own host thread.
 #include "runtime/cuda/ExpertLanes.h"
 
 #include "runtime/cuda/Check.h"
@@ -8,51 +9,101 @@ namespace mt::cuda {
 Expected<std::unique_ptr<ExpertLanes>> ExpertLanes::create(int lanes, GemmRunner::Choice choice,
                                                            size_t workspaceBytes) {
   std::unique_ptr<ExpertLanes> made(new ExpertLanes());
+  MT_CUDA_CHECK(cudaGetDevice(&made->device_));
   MT_CUDA_CHECK(cudaEventCreateWithFlags(&made->forked_, cudaEventDisableTiming));
-  for (int i = 0; i < std::max(lanes, 1); ++i) {
-    cudaStream_t s = nullptr;
-    MT_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    made->streams_.push_back(s);
-    cudaEvent_t e = nullptr;
-    MT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    made->done_.push_back(e);
+  made->lanes_.resize(size_t(std::max(lanes, 1)));
+  for (Lane &lane : made->lanes_) {
+    MT_CUDA_CHECK(cudaStreamCreateWithFlags(&lane.stream, cudaStreamNonBlocking));
+    MT_CUDA_CHECK(cudaEventCreateWithFlags(&lane.done, cudaEventDisableTiming));
     auto runner = GemmRunner::create(workspaceBytes);
     if (!runner)
       return runner.status();
-    made->runners_.push_back(std::make_unique<GemmRunner>(std::move(*runner)));
-    made->runners_.back()->setChoice(choice);
+    lane.runner = std::make_unique<GemmRunner>(std::move(*runner));
+    lane.runner->setChoice(choice);
   }
+  for (size_t i = 0; i < made->lanes_.size(); ++i)
+    made->lanes_[i].thread = std::thread(&ExpertLanes::serve, made.get(), i);
   return made;
 }
 
 // A destructor cannot report: failures while releasing are dropped.
 ExpertLanes::~ExpertLanes() {
-  for (cudaStream_t s : streams_)
-    (void)cudaStreamDestroy(s);
-  for (cudaEvent_t e : done_)
-    (void)cudaEventDestroy(e);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  work_.notify_all();
+  for (Lane &lane : lanes_) {
+    if (lane.thread.joinable())
+      lane.thread.join();
+    lane.runner.reset();
+    if (lane.stream)
+      (void)cudaStreamDestroy(lane.stream);
+    if (lane.done)
+      (void)cudaEventDestroy(lane.done);
+  }
   if (forked_)
     (void)cudaEventDestroy(forked_);
 }
 
-Status ExpertLanes::fork(const std::vector<WeightGradient> &products, cudaStream_t stream) {
-  MT_CUDA_CHECK(cudaEventRecord(forked_, stream));
-  for (cudaStream_t s : streams_)
-    MT_CUDA_CHECK(cudaStreamWaitEvent(s, forked_, 0));
-  for (size_t i = 0; i < products.size(); ++i) {
-    const WeightGradient &p = products[i];
-    const size_t lane = i % streams_.size();
-    MT_CUDA_RETURN_IF_ERROR(runners_[lane]->linearBackwardWeight(p.x, p.dy, p.dw, p.tokens, p.in,
-                                                                 p.out, streams_[lane]));
+void ExpertLanes::serve(size_t index) {
+  Lane &lane = lanes_[index];
+  uint64_t seen = 0;
+  const bool onDevice = cudaSetDevice(device_) == cudaSuccess; // a thread starts on device 0
+  for (;;) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    work_.wait(lock, [&] { return stop_ || generation_ != seen; });
+    if (stop_)
+      return;
+    seen = generation_;
+    lock.unlock(); // products_ stays unchanged until every lane is done
+    Status s = onDevice ? Status::ok()
+                        : Status::error("an expert lane could not select device " +
+                                        std::to_string(device_));
+    if (s && cudaStreamWaitEvent(lane.stream, forked_, 0) != cudaSuccess)
+      s = Status::error("an expert lane could not wait for the fork's event");
+    for (size_t i = index; s && i < products_.size(); i += lanes_.size()) {
+      const WeightGradient &p = products_[i];
+      s = lane.runner->linearBackwardWeight(p.x, p.dy, p.dw, p.tokens, p.in, p.out, lane.stream);
+    }
+    if (s && cudaEventRecord(lane.done, lane.stream) != cudaSuccess)
+      s = Status::error("an expert lane could not record its event");
+    lock.lock();
+    if (!s && error_)
+      error_ = std::move(s);
+    if (--issuing_ == 0)
+      finished_.notify_all();
   }
-  for (size_t lane = 0; lane < streams_.size(); ++lane)
-    MT_CUDA_CHECK(cudaEventRecord(done_[lane], streams_[lane]));
+}
+
+Status ExpertLanes::fork(const std::vector<WeightGradient> &products, cudaStream_t stream) {
+  {
+    // A fork whose join was skipped (its caller failed in between) must
+    // be issued before the lanes take new work.
+    std::unique_lock<std::mutex> lock(mutex_);
+    finished_.wait(lock, [&] { return issuing_ == 0; });
+  }
+  MT_CUDA_CHECK(cudaEventRecord(forked_, stream));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    products_ = products;
+    issuing_ = lanes_.size();
+    error_ = Status::ok();
+    ++generation_;
+  }
+  work_.notify_all();
   return Status::ok();
 }
 
 Status ExpertLanes::join(cudaStream_t stream) {
-  for (cudaEvent_t e : done_)
-    MT_CUDA_CHECK(cudaStreamWaitEvent(stream, e, 0));
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    finished_.wait(lock, [&] { return issuing_ == 0; });
+    if (!error_)
+      return error_;
+  }
+  for (const Lane &lane : lanes_)
+    MT_CUDA_CHECK(cudaStreamWaitEvent(stream, lane.done, 0));
   return Status::ok();
 }
 
