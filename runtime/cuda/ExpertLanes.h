@@ -4,8 +4,8 @@
 // rows at 1 x 4096), each expert's dW += xᵀ dy is a product of a few
 // hundred tokens that fills a fraction of the GPU: on an H200 the 384 such
 // products of one layer's backward run at about 94 TFLOP/s one after
-// another, and issuing them takes the host about as long as the GPU takes
-// to run them. cuBLAS's grouped GEMM cannot add bf16 x bf16 products into
+// another, each also a few microseconds of the host's time to issue.
+// cuBLAS's grouped GEMM cannot add bf16 x bf16 products into
 // the fp32 main gradients, so they stay per expert; lanes run them side by
 // side instead: each lane a stream with its own cuBLASLt runner (its own
 // workspace) and its own host thread that issues its share, forked from
