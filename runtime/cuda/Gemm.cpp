@@ -268,8 +268,10 @@ Status GemmRunner::timeCandidates(Plan &plan, const Problem &pr, float beta,
   // Stored operands, column-major: A (ta ? k : m) x (ta ? m : k), B
   // (tb ? n : k) x (tb ? k : n), D m x n; each from a 256-byte boundary.
   auto rounded = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
-  const size_t aBytes = rounded(size_t(pr.lda) * size_t(pr.transA == CUBLAS_OP_T ? pr.m : pr.k) * 2),
-               bBytes = rounded(size_t(pr.ldb) * size_t(pr.transB == CUBLAS_OP_T ? pr.k : pr.n) * 2),
+  const size_t aCols = size_t(pr.transA == CUBLAS_OP_T ? pr.m : pr.k),
+               bCols = size_t(pr.transB == CUBLAS_OP_T ? pr.k : pr.n);
+  const size_t aBytes = rounded(size_t(pr.lda) * aCols * 2),
+               bBytes = rounded(size_t(pr.ldb) * bCols * 2),
                dBytes = rounded(size_t(pr.ldc) * size_t(pr.n) * (pr.cdType == CUDA_R_32F ? 4 : 2));
   TimingScratch t{stream};
   if (cudaMallocAsync(&t.data, aBytes + bBytes + dBytes, stream) != cudaSuccess) {
