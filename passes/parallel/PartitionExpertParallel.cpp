@@ -87,10 +87,16 @@ Value localExperts(OpBuilder &b, MoEGroupedMLPOp experts, Value rows, Value coun
   Location loc = experts.getLoc();
   auto rowsType = cast<RankedTensorType>(rows.getType());
   auto mlp = [&](Value in, Value perExpert) {
-    return inLayer(MoEGroupedMLPOp::create(b, loc, in.getType(), in, perExpert,
+    // fc1_output: the local rows through this rank's ffn columns.
+    auto inType = cast<RankedTensorType>(in.getType());
+    auto fc1 = RankedTensorType::get(
+        {2, inType.getDimSize(0), cast<RankedTensorType>(experts.getGate().getType()).getDimSize(1)},
+        inType.getElementType());
+    return inLayer(MoEGroupedMLPOp::create(b, loc, in.getType(), fc1, in, perExpert,
                                            experts.getGate(), experts.getUp(),
                                            experts.getDown()),
-                   experts);
+                   experts)
+        .getResult();
   };
   if (etp == 1)
     return mlp(rows, counts);
@@ -185,6 +191,10 @@ LogicalResult dispatch(ModuleOp module, MoEGroupedMLPOp experts, int64_t ep, int
       failed(shardExperts(module, experts, experts.getUp(), ep, etp, 1)) ||
       failed(shardExperts(module, experts, experts.getDown(), ep, etp, 2)))
     return failure();
+  // Before mt-autodiff only the gradient reads fc1_output: nothing else may.
+  if (!experts.getFc1Output().use_empty())
+    return experts.emitOpError() << "has readers of its fc1_output before mt-autodiff: "
+                                    "mt-partition-ep replaces the op and cannot keep them";
   OpBuilder b(experts);
   Value back = ep == 1 ? localExperts(b, experts, experts.getInput(),
                                       experts.getTokensPerExpert(), etp)
