@@ -187,14 +187,14 @@ Value allGatherDispatch(OpBuilder &b, MoEGroupedMLPOp experts, int64_t ep, int64
 /// `dispatcher` (none with ep = 1: every rank holds every expert).
 LogicalResult dispatch(ModuleOp module, MoEGroupedMLPOp experts, int64_t ep, int64_t etp,
                        StringRef dispatcher) {
+  // Only the gradient, which mt-autodiff builds later, reads fc1_output.
+  if (!experts.getFc1Output().use_empty())
+    return experts.emitOpError() << "has readers of its fc1_output before mt-autodiff: "
+                                    "mt-partition-ep replaces the op and cannot keep them";
   if (failed(shardExperts(module, experts, experts.getGate(), ep, etp, 1)) ||
       failed(shardExperts(module, experts, experts.getUp(), ep, etp, 1)) ||
       failed(shardExperts(module, experts, experts.getDown(), ep, etp, 2)))
     return failure();
-  // Before mt-autodiff only the gradient reads fc1_output: nothing else may.
-  if (!experts.getFc1Output().use_empty())
-    return experts.emitOpError() << "has readers of its fc1_output before mt-autodiff: "
-                                    "mt-partition-ep replaces the op and cannot keep them";
   OpBuilder b(experts);
   Value back = ep == 1 ? localExperts(b, experts, experts.getInput(),
                                       experts.getTokensPerExpert(), etp)

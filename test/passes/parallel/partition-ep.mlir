@@ -68,6 +68,23 @@ func.func @forward(%p: tensor<16x8xf32>, %c: tensor<6xi32>) -> tensor<16x8xf32> 
 
 // -----
 
+// fc1_output is the gradient's alone (built after this pass): a reader in
+// the forward is refused.
+shard.grid @mesh(shape = 1x2x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = 1x1x2x1) {mt.axes = ["pp", "edp", "ep", "etp"]}
+mt.param @"e.*.gate" : tensor<4x6x8xf32> init(normal, std = 0.02) {grouped_experts}
+mt.param @"e.*.down" : tensor<4x8x6xf32> init(normal, std = 0.02) {grouped_experts}
+func.func @forward(%p: tensor<16x8xf32>, %c: tensor<4xi32>) -> (tensor<16x8xf32>, tensor<2x16x6xf32>) {
+  %g = mt.weight @"e.*.gate" : tensor<4x6x8xf32>
+  %d = mt.weight @"e.*.down" : tensor<4x8x6xf32>
+  // expected-error @+1 {{'mt.moe_grouped_mlp' op has readers of its fc1_output before mt-autodiff: mt-partition-ep replaces the op and cannot keep them}}
+  %o, %o_fc1 = mt.moe_grouped_mlp %p, %c, %g, %g, %d
+      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> (tensor<16x8xf32>, tensor<2x16x6xf32>)
+  return %o, %o_fc1 : tensor<16x8xf32>, tensor<2x16x6xf32>
+}
+
+// -----
+
 // expected-error @+1 {{mt-partition-ep expects a mesh 'shard.grid @expert_mesh' with axes 'ep' and 'etp' in 'mt.axes'}}
 module {
   shard.grid @mesh(shape = 1x1x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}

@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -223,6 +224,37 @@ std::vector<float> paddedFc1(const std::vector<float> &fc1, int64_t rows, int64_
   return out;
 }
 
+/// The first `rows` rows of each half of fc1 [2, rows + pad, ffn].
+std::vector<float> fc1Rows(const std::vector<float> &fc1, int64_t rows, int64_t pad,
+                           int64_t ffn) {
+  const int64_t half = (rows + pad) * ffn;
+  std::vector<float> out(fc1.begin(), fc1.begin() + rows * ffn);
+  out.insert(out.end(), fc1.begin() + half, fc1.begin() + half + rows * ffn);
+  return out;
+}
+
+/// The grouped MLP's gradients: dx of the groups' rows, and the weights'.
+struct GroupedGrads {
+  std::vector<float> dx, dgate, dup, ddown;
+};
+
+/// The CPU backward (fp32) of the groups' rows (r.permuted, r.dOutBf16)
+/// from the pre-activations `fc1` [2, rows, ffn]: the reference of the
+/// backward op on the operand a GPU path's forward stored (bf16), so the
+/// backward is held to its own bound whatever the forward's roundings.
+GroupedGrads backwardReference(const Case &c, const DecomposedReference &r,
+                               const std::vector<float> &gate, const std::vector<float> &up,
+                               const std::vector<float> &down, const std::vector<float> &fc1) {
+  const int64_t H = c.hidden, F = c.ffn, E = c.experts, rows = c.tokens * c.topK;
+  GroupedGrads g{std::vector<float>(rows * H, 0.0f), std::vector<float>(E * F * H, 0.0f),
+                 std::vector<float>(E * F * H, 0.0f), std::vector<float>(E * H * F, 0.0f)};
+  cpu::groupedMlpBackward(r.permuted.data(), r.counts.data(), gate.data(), up.data(),
+                          down.data(), fc1.data(), r.dOutBf16.data(), g.dx.data(),
+                          g.dgate.data(), g.dup.data(), g.ddown.data(),
+                          cpu::GroupedMlpShape{rows, H, F, E});
+  return g;
+}
+
 /// The backward reads the pre-activations from its fc1 operand and does
 /// not recompute them: given fc1 halved (no forward of these weights makes
 /// it; NaN in the rows past the groups, which must not be read) its
@@ -237,11 +269,7 @@ void checkBackwardReadsFc1(const Case &c, const DecomposedReference &r,
   std::vector<float> fc1(r.fc1.size());
   for (size_t i = 0; i < fc1.size(); ++i)
     fc1[i] = roundBf16(0.5f * r.fc1[i]);
-  std::vector<float> dx(rows * H, 0.0f), dgate(E * F * H, 0.0f), dup(E * F * H, 0.0f),
-      ddown(E * H * F, 0.0f);
-  cpu::groupedMlpBackward(r.permuted.data(), r.counts.data(), gate.data(), up.data(),
-                          down.data(), fc1.data(), r.dOutBf16.data(), dx.data(), dgate.data(),
-                          dup.data(), ddown.data(), cpu::GroupedMlpShape{rows, H, F, E});
+  const GroupedGrads want = backwardReference(c, r, gate, up, down, fc1);
   std::vector<float> x(r.permuted);
   x.resize(size_t(N * H), 0.0f);
   cuda::GroupedMlpShape g{N, H, F, E};
@@ -249,9 +277,9 @@ void checkBackwardReadsFc1(const Case &c, const DecomposedReference &r,
       dFc1(2 * N * F), dDOut(N * H), dDx(N * H);
   DeviceBuffer<float> dDgate(E * F * H), dDup(E * F * H), dDdown(E * H * F);
   DeviceBuffer<int32_t> dCounts(E);
-  DeviceBuffer<char> work(cuda::groupedMlpWorkspaceBytes(g, true, cuda::ExpertGemm::Cublaslt) +
-                          cuda::groupedMlpWorkspaceBytes(g, true, cuda::ExpertGemm::Kernel) +
-                          cuda::groupedMlpWorkspaceBytes(g, true, cuda::ExpertGemm::Tiled));
+  DeviceBuffer<char> work(std::max({cuda::groupedMlpWorkspaceBytes(g, true, cuda::ExpertGemm::Cublaslt),
+                                    cuda::groupedMlpWorkspaceBytes(g, true, cuda::ExpertGemm::Kernel),
+                                    cuda::groupedMlpWorkspaceBytes(g, true, cuda::ExpertGemm::Tiled)}));
   uploadBf16(dX, x);
   uploadBf16(dGate, gate);
   uploadBf16(dUp, up);
@@ -268,17 +296,19 @@ void checkBackwardReadsFc1(const Case &c, const DecomposedReference &r,
                                         dDgate.get(), dDup.get(), dDdown.get(), lib, work.get(),
                                         g, nullptr));
   const std::string what = shape + " (fc1 halved)";
-  expectClose("moe_grouped_mlp_bwd dx", what, downloadBf16(dDx), padded(dx, pad, H, 0.0f),
+  expectClose("moe_grouped_mlp_bwd dx", what, downloadBf16(dDx), padded(want.dx, pad, H, 0.0f),
               bound.dx);
-  expectClose("moe_grouped_mlp_bwd dgate", what, download(dDgate), dgate, bound.dw);
-  expectClose("moe_grouped_mlp_bwd dup", what, download(dDup), dup, bound.dw);
-  expectClose("moe_grouped_mlp_bwd ddown", what, download(dDdown), ddown, bound.dw);
+  expectClose("moe_grouped_mlp_bwd dgate", what, download(dDgate), want.dgate, bound.dw);
+  expectClose("moe_grouped_mlp_bwd dup", what, download(dDup), want.dup, bound.dw);
+  expectClose("moe_grouped_mlp_bwd ddown", what, download(dDdown), want.ddown, bound.dw);
 }
 
 /// moe_grouped_mlp and its gradient on `gemm`'s path against the reference,
 /// over a buffer of 5 rows more than the groups (which must come out zero,
 /// in the result and in fc1_output), then dx added to an old value; all
-/// twice: the second run must give the same bits.
+/// twice: the second run must give the same bits. The forward (result and
+/// fc1_output) is held to the fp32 reference; the backward to the CPU
+/// backward on the fc1_output the path stored (backwardReference).
 void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedReference &r,
                      const std::vector<float> &gate, const std::vector<float> &up,
                      const std::vector<float> &down) {
@@ -292,11 +322,8 @@ void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedRefer
   std::vector<float> x(r.permuted), dOut(r.dOutBf16);
   x.insert(x.end(), tailIn.begin(), tailIn.end());
   dOut.insert(dOut.end(), tailIn.begin(), tailIn.end());
-  const auto wantOut = padded(r.out, pad, H, 0.0f), wantDx = padded(r.dPermuted, pad, H, 0.0f);
+  const auto wantOut = padded(r.out, pad, H, 0.0f);
   const auto wantFc1 = paddedFc1(r.fc1, N - pad, pad, F, 0.0f);
-  std::vector<float> wantDxAdded(dxOld);
-  for (size_t i = 0; i < wantDx.size(); ++i)
-    wantDxAdded[i] += wantDx[i];
   cuda::GroupedMlpShape g{N, H, F, E};
   auto runner = cuda::GemmRunner::create();
   ASSERT_TRUE(runner) << runner.message();
@@ -351,13 +378,19 @@ void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedRefer
       break;
     }
     expectClose("moe_grouped_mlp", shape, got[0], wantOut, bound.out);
+    expectClose("moe_grouped_mlp fc1_output", shape, got[6], wantFc1, bound.out);
+    const GroupedGrads want =
+        backwardReference(c, r, gate, up, down, fc1Rows(got[6], N - pad, pad, F));
+    const auto wantDx = padded(want.dx, pad, H, 0.0f);
+    std::vector<float> wantDxAdded(dxOld);
+    for (size_t i = 0; i < wantDx.size(); ++i)
+      wantDxAdded[i] += wantDx[i];
     expectClose("moe_grouped_mlp_bwd dx", shape, got[1], wantDx, bound.dx);
-    expectClose("moe_grouped_mlp_bwd dgate", shape, got[2], r.dgate, bound.dw);
-    expectClose("moe_grouped_mlp_bwd dup", shape, got[3], r.dup, bound.dw);
-    expectClose("moe_grouped_mlp_bwd ddown", shape, got[4], r.ddown, bound.dw);
+    expectClose("moe_grouped_mlp_bwd dgate", shape, got[2], want.dgate, bound.dw);
+    expectClose("moe_grouped_mlp_bwd dup", shape, got[3], want.dup, bound.dw);
+    expectClose("moe_grouped_mlp_bwd ddown", shape, got[4], want.ddown, bound.dw);
     expectClose("moe_grouped_mlp_bwd dx (add)", shape, got[5], wantDxAdded,
                 lt ? tol::kBf16OperandsRel : tol::kBf16Rel);
-    expectClose("moe_grouped_mlp fc1_output", shape, got[6], wantFc1, bound.out);
     first = std::move(got);
   }
   checkBackwardReadsFc1(c, r, gate, up, down, dOut, lib, bound, shape);
