@@ -112,24 +112,18 @@ __global__ void fc1Kernel(float *gatePre, const float *upPre, bf16 *fc1,
   }
 }
 
-/// The tiled backward's fp32 pre-activations from fc1 [2, rows, ffn] (zero
-/// at or past row offsets[experts]: those rows are no group's).
-__global__ void fromFc1Kernel(const bf16 *fc1, float *gatePre, float *upPre,
+/// The tiled backward's fp32 pre-activations from fc1 [2, rows, ffn] and
+/// act = silu(gatePre) upPre (zero at or past row offsets[experts]: those
+/// rows are no group's).
+__global__ void fromFc1Kernel(const bf16 *fc1, float *gatePre, float *upPre, float *act,
                               const int32_t *offsets, int64_t experts, int64_t rows,
                               int64_t ffn) {
   const int64_t n = rows * ffn, used = int64_t(offsets[experts]) * ffn;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    gatePre[i] = i < used ? __bfloat162float(fc1[i]) : 0.0f;
-    upPre[i] = i < used ? __bfloat162float(fc1[n + i]) : 0.0f;
-  }
-}
-
-__global__ void swigluKernel(const float *gatePre, const float *upPre, float *act, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const float a = gatePre[i];
-    act[i] = a * sigmoidf(a) * upPre[i];
+    const float a = i < used ? __bfloat162float(fc1[i]) : 0.0f;
+    const float u = i < used ? __bfloat162float(fc1[n + i]) : 0.0f;
+    gatePre[i] = a, upPre[i] = u, act[i] = a * sigmoidf(a) * u;
   }
 }
 
@@ -434,11 +428,9 @@ Status tiledBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *
   const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
   GroupedScratch w(workspace, s, true);
   MT_CUDA_RETURN_IF_ERROR(groupOffsets(tokensPerExpert, w, s, stream));
-  fromFc1Kernel<<<blocksFor(N * F), 256, 0, stream>>>(fc1, w.gatePre, w.upPre, w.offsets, E, N,
-                                                         F);
+  fromFc1Kernel<<<blocksFor(N * F), 256, 0, stream>>>(fc1, w.gatePre, w.upPre, w.act, w.offsets,
+                                                         E, N, F);
   MT_CUDA_CHECK_LAUNCH("moe_from_fc1");
-  swigluKernel<<<blocksFor(N * F), 256, 0, stream>>>(w.gatePre, w.upPre, w.act, N * F);
-  MT_CUDA_CHECK_LAUNCH("moe_swiglu");
   GemmOperands dAct{H, 1, H * F, F, 1, 0, F, 0, F, H, true, false};
   MT_CUDA_RETURN_IF_ERROR(groupedGemm(dy, down, w.dact, w.offsets, E, N, dAct, stream));
   GemmOperands dDown{1, H, 0, F, 1, H * F, F, H, F, 0, false, true};
