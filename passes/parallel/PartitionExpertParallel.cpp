@@ -89,9 +89,8 @@ Value localExperts(OpBuilder &b, MoEGroupedMLPOp experts, Value rows, Value coun
   auto mlp = [&](Value in, Value perExpert) {
     // fc1_output: the local rows through this rank's ffn columns.
     auto inType = cast<RankedTensorType>(in.getType());
-    auto fc1 = RankedTensorType::get(
-        {2, inType.getDimSize(0), cast<RankedTensorType>(experts.getGate().getType()).getDimSize(1)},
-        inType.getElementType());
+    int64_t ffn = cast<RankedTensorType>(experts.getGate().getType()).getDimSize(1);
+    auto fc1 = RankedTensorType::get({2, inType.getDimSize(0), ffn}, inType.getElementType());
     return inLayer(MoEGroupedMLPOp::create(b, loc, in.getType(), fc1, in, perExpert,
                                            experts.getGate(), experts.getUp(),
                                            experts.getDown()),

@@ -301,7 +301,8 @@ __device__ void epilogue(const Params &p, float (&acc)[4][4][4], int64_t m0, int
             const float up = __bfloat162float(static_cast<const bf16 *>(o.src[1])[at]);
             const float sig = sigmoidf(a);
             static_cast<bf16 *>(o.p[2])[at] = __float2bfloat16(a * sig * up);
-            static_cast<bf16 *>(o.p[0])[at] = __float2bfloat16(d * up * sig * (1.0f + a * (1.0f - sig)));
+            static_cast<bf16 *>(o.p[0])[at] =
+                __float2bfloat16(d * up * sig * (1.0f + a * (1.0f - sig)));
             static_cast<bf16 *>(o.p[1])[at] = __float2bfloat16(d * a * sig);
             break;
           }
