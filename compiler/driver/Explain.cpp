@@ -308,7 +308,8 @@ void printRecompute(const plan::Plan &plan, const RecomputeEffect &r, uint64_t s
     return out;
   };
   // 0 says that the modules asked for hold nothing to drop in this model
-  // (moe_act where mt.moe_grouped_mlp's backward recomputes its own activation).
+  // (moe_act where mt.moe_grouped_mlp keeps only its fc1_output and its
+  // backward recomputes the activation from it).
   os << "activation recompute: " << r.what << "; " << countOf(r.ops, "forward op")
      << " recomputed per micro-batch\n";
   os << llvm::format("  %-38s %12s %12s\n", "activations per rank", "CPU (fp32)", "CUDA (bf16)");

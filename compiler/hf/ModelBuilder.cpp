@@ -180,8 +180,9 @@ Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss, V
       tensor({B, S, K}, IntegerType::get(&ctx_, 32)), x, routed.getWeights(), routed.getIndices(),
       capacity, policy, o.padToCapacity ? b_.getUnitAttr() : UnitAttr());
   Value out = MoEGroupedMLPOp::create(b_, loc_, permuted.getPermuted().getType(),
-                                      permuted.getPermuted(), permuted.getTokensPerExpert(), gate,
-                                      up, down);
+                                      tensor({2, rows, F}), permuted.getPermuted(),
+                                      permuted.getTokensPerExpert(), gate, up, down)
+                  .getResult();
   Value y = MoEUnpermuteOp::create(b_, loc_, x.getType(), out, routed.getWeights(),
                                    permuted.getSlotRows());
   if (m.sharedExpertFfn == 0)

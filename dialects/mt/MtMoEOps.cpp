@@ -44,6 +44,17 @@ LogicalResult verifyExpertWeights(Operation *op, RankedTensorType rows,
   return success();
 }
 
+/// fc1_output [2, N, F] (the gate and up pre-activations) of `rows` [N, H]
+/// through experts whose gate is [E, F, H].
+LogicalResult verifyFc1Output(Operation *op, RankedTensorType rows, Value gateV,
+                              Value fc1V) {
+  auto fc1 = tensorOf(fc1V);
+  if (failed(expectShape(op, "fc1_output", fc1,
+                         {2, rows.getDimSize(0), tensorOf(gateV).getDimSize(1)})))
+    return failure();
+  return expectSameElementType(op, "input", rows, "fc1_output", fc1);
+}
+
 void resize(SmallVectorImpl<Value> &grads, Operation *op) {
   grads.assign(op->getNumOperands(), Value());
 }
@@ -82,7 +93,8 @@ LogicalResult MoEPermuteOp::verify() {
 LogicalResult MoEGroupedMLPOp::verify() {
   auto in = tensorOf(getInput());
   if (failed(verifyExpertWeights(*this, in, tensorOf(getTokensPerExpert()), getGate(), getUp(),
-                                 getDown())))
+                                 getDown())) ||
+      failed(verifyFc1Output(*this, in, getGate(), getFc1Output())))
     return failure();
   return expectType(*this, "result", getResult(), in);
 }
@@ -112,6 +124,7 @@ LogicalResult MoEGroupedMLPGradOp::verify() {
   auto in = tensorOf(getInput());
   if (failed(verifyExpertWeights(*this, in, tensorOf(getTokensPerExpert()), getGate(), getUp(),
                                  getDown())) ||
+      failed(verifyFc1Output(*this, in, getGate(), getFc1Output())) ||
       failed(expectType(*this, "dy", getDy(), in)) || failed(expectType(*this, "dx", getDx(), in)) ||
       failed(expectType(*this, "dgate", getDgate(), getGate().getType())) ||
       failed(expectType(*this, "dup", getDup(), getUp().getType())))
@@ -143,11 +156,13 @@ LogicalResult MoEGroupedMLPOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                               ArrayRef<bool> needed,
                                               SmallVectorImpl<Value> &grads) {
   resize(grads, *this);
+  // fc1_output is kept for the gradient only: no op differentiates it.
   if (!dys[0])
     return success();
   auto g = MoEGroupedMLPGradOp::create(b, getLoc(), getInput().getType(), getGate().getType(),
                                        getUp().getType(), getDown().getType(), getInput(),
-                                       getTokensPerExpert(), getGate(), getUp(), getDown(), dys[0]);
+                                       getTokensPerExpert(), getGate(), getUp(), getDown(),
+                                       getFc1Output(), dys[0]);
   Value results[] = {g.getDx(), Value(), g.getDgate(), g.getDup(), g.getDdown()};
   for (int i = 0; i < 5; ++i)
     if (needed[i])

@@ -61,20 +61,28 @@ def Mt_MoEGroupedMLPOp : Mt_Op<"moe_grouped_mlp", [Pure, DeclareOpInterfaceMetho
     `result`[r] = down[e] (silu(gate[e] x[r]) · up[e] x[r]) (Megatron-Core's
     GroupedMLP with `moe_grouped_gemm`); rows past the last group are zero.
 
+    `fc1_output` [2, N, F] keeps the two first products for the gradient
+    (Megatron-Core's GroupedMLP keeps its fc1 output for the SwiGLU's
+    backward): `fc1_output`[0, r] = gate[e] x[r], `fc1_output`[1, r] =
+    up[e] x[r] (the pre-activations, rounded as the backend rounds them
+    before the SwiGLU: bf16 on the GPU); rows past the last group are zero.
+    `mt.moe_grouped_mlp_grad` reads it instead of recomputing the products.
+
     ```mlir
-    %y = mt.moe_grouped_mlp %p, %counts, %gate, %up, %down
-        : (tensor<1024x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<1024x64xf32>
+    %y, %fc1 = mt.moe_grouped_mlp %p, %counts, %gate, %up, %down
+        : (tensor<1024x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> (tensor<1024x64xf32>, tensor<2x1024x96xf32>)
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$input,
                        RankedTensorOf<[I32]>:$tokens_per_expert,
                        Mt_FloatTensor:$gate, Mt_FloatTensor:$up,
                        Mt_FloatTensor:$down);
-  let results = (outs Mt_FloatTensor:$result);
+  let results = (outs Mt_FloatTensor:$result, Mt_FloatTensor:$fc1_output);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
   let instruction = Mt_Instruction<"MoE", "rows hidden ffn experts",
-      "rows*hidden; experts; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden; rows*hidden">;
+      "rows*hidden; experts; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden; " #
+      "rows*hidden; 2*rows*ffn">;
 }
 
 def Mt_MoEUnpermuteOp : Mt_Op<"moe_unpermute", [Pure, DeclareOpInterfaceMethods<Mt_DifferentiableOpInterface>,
@@ -120,23 +128,29 @@ def Mt_MoEPermuteGradOp : Mt_GradOp<"moe_permute_grad"> {
 def Mt_MoEGroupedMLPGradOp : Mt_GradOp<"moe_grouped_mlp_grad"> {
   let summary = "Gradients of the grouped expert SwiGLU";
   let description = [{
-    Operands as the forward `mt.moe_grouped_mlp` plus `dy` [N, H]; results
-    dx, dgate, dup, ddown (the forward's activations are recomputed).
+    Operands as the forward `mt.moe_grouped_mlp`, then its `fc1_output`
+    [2, N, F] (the gate and up pre-activations, which the SwiGLU's gradient
+    reads instead of recomputing them: rows past the last group are not
+    read), then `dy` [N, H]; results dx, dgate, dup, ddown. The act
+    silu(gate x) · up x is recomputed from `fc1_output` (elementwise, no
+    GEMM).
 
     ```mlir
-    %dx, %dg, %du, %dd = mt.moe_grouped_mlp_grad %p, %counts, %gate, %up, %down, %dy
-        : (tensor<1024x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<1024x64xf32>)
+    %dx, %dg, %du, %dd = mt.moe_grouped_mlp_grad %p, %counts, %gate, %up, %down, %fc1, %dy
+        : (tensor<1024x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x1024x96xf32>, tensor<1024x64xf32>)
           -> (tensor<1024x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$input,
                        RankedTensorOf<[I32]>:$tokens_per_expert,
                        Mt_FloatTensor:$gate, Mt_FloatTensor:$up,
-                       Mt_FloatTensor:$down, Mt_FloatTensor:$dy);
+                       Mt_FloatTensor:$down, Mt_FloatTensor:$fc1_output,
+                       Mt_FloatTensor:$dy);
   let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dgate,
                       Mt_FloatTensor:$dup, Mt_FloatTensor:$ddown);
   let instruction = Mt_Instruction<"MoE", "rows hidden ffn experts",
-      "rows*hidden; experts; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden; rows*hidden; " #
+      "rows*hidden; experts; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden; " #
+      "2*rows*ffn; rows*hidden; " #
       "rows*hidden; experts*ffn*hidden; experts*ffn*hidden; experts*ffn*hidden">;
 }
 

@@ -208,7 +208,9 @@ LogicalResult MoEPermuteOp::partition(Partitioner &p) {
 LogicalResult MoEGroupedMLPOp::partition(Partitioner &p) {
   if (p.of(getInput()).kind != Sharding::Split)
     return emitOpError() << "expects the rows of this rank's tokens (mt.moe_permute's)";
-  return p.splitValue(*this, getResult(), 0);
+  // fc1_output [2, N, F] holds the same rows as the input, along dimension 1.
+  return failure(failed(p.splitValue(*this, getResult(), 0)) ||
+                 failed(p.splitValue(*this, getFc1Output(), 1)));
 }
 
 /// This rank's tokens back; whole on every rank again without sequence

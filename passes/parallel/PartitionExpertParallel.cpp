@@ -87,10 +87,15 @@ Value localExperts(OpBuilder &b, MoEGroupedMLPOp experts, Value rows, Value coun
   Location loc = experts.getLoc();
   auto rowsType = cast<RankedTensorType>(rows.getType());
   auto mlp = [&](Value in, Value perExpert) {
-    return inLayer(MoEGroupedMLPOp::create(b, loc, in.getType(), in, perExpert,
+    // fc1_output: the local rows through this rank's ffn columns.
+    auto inType = cast<RankedTensorType>(in.getType());
+    int64_t ffn = cast<RankedTensorType>(experts.getGate().getType()).getDimSize(1);
+    auto fc1 = RankedTensorType::get({2, inType.getDimSize(0), ffn}, inType.getElementType());
+    return inLayer(MoEGroupedMLPOp::create(b, loc, in.getType(), fc1, in, perExpert,
                                            experts.getGate(), experts.getUp(),
                                            experts.getDown()),
-                   experts);
+                   experts)
+        .getResult();
   };
   if (etp == 1)
     return mlp(rows, counts);
@@ -181,6 +186,10 @@ Value allGatherDispatch(OpBuilder &b, MoEGroupedMLPOp experts, int64_t ep, int64
 /// `dispatcher` (none with ep = 1: every rank holds every expert).
 LogicalResult dispatch(ModuleOp module, MoEGroupedMLPOp experts, int64_t ep, int64_t etp,
                        StringRef dispatcher) {
+  // Only the gradient, which mt-autodiff builds later, reads fc1_output.
+  if (!experts.getFc1Output().use_empty())
+    return experts.emitOpError() << "has readers of its fc1_output before mt-autodiff: "
+                                    "mt-partition-ep replaces the op and cannot keep them";
   if (failed(shardExperts(module, experts, experts.getGate(), ep, etp, 1)) ||
       failed(shardExperts(module, experts, experts.getUp(), ep, etp, 1)) ||
       failed(shardExperts(module, experts, experts.getDown(), ep, etp, 2)))

@@ -339,12 +339,13 @@ void addMoEPermuteKernels(Table &t) {
   };
   t[Op::moe_grouped_mlp] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
-    groupedMlpForward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.out(0), groupedOf(a));
+    groupedMlpForward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.out(0), io.out(1),
+                      groupedOf(a));
   });
   t[Op::moe_grouped_mlp_grad] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
-    groupedMlpBackward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.f(5), io.out(0),
-                       io.out(1), io.out(2), io.out(3), groupedOf(a));
+    groupedMlpBackward(io.f(0), io.ids(1), io.f(2), io.f(3), io.f(4), io.f(5), io.f(6),
+                       io.out(0), io.out(1), io.out(2), io.out(3), groupedOf(a));
   });
 }
 

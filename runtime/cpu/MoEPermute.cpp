@@ -195,13 +195,16 @@ void groupPreActivations(const float *x, const float *gate, const float *up,
 
 void groupedMlpForward(const float *x, const int32_t *tokensPerExpert,
                        const float *gate, const float *up, const float *down,
-                       float *y, const GroupedMlpShape &shape) {
+                       float *y, float *fc1, const GroupedMlpShape &shape) {
   const GroupedMlpShape &s = shape;
   std::fill_n(y, s.rows * s.hidden, 0.0f);
+  std::fill_n(fc1, 2 * s.rows * s.ffn, 0.0f);
   int64_t fh = s.ffn * s.hidden;
+  float *gateOut = fc1, *upOut = fc1 + s.rows * s.ffn;
   for (const Group &g : groupsOf(tokensPerExpert, s.experts)) {
-    std::vector<float> gatePre(g.count * s.ffn), act(g.count * s.ffn);
-    groupPreActivations(x, gate, up, g, gatePre.data(), act.data(), s);
+    float *gatePre = gateOut + g.begin * s.ffn, *upPre = upOut + g.begin * s.ffn;
+    groupPreActivations(x, gate, up, g, gatePre, upPre, s);
+    std::vector<float> act(upPre, upPre + g.count * s.ffn);
     for (size_t i = 0; i < act.size(); ++i)
       act[i] *= gatePre[i] * sigmoid(gatePre[i]);
     gemm(false, true, g.count, s.hidden, s.ffn, act.data(), s.ffn,
@@ -211,14 +214,14 @@ void groupedMlpForward(const float *x, const int32_t *tokensPerExpert,
 
 void groupedMlpBackward(const float *x, const int32_t *tokensPerExpert,
                         const float *gate, const float *up, const float *down,
-                        const float *dy, float *dx, float *dgate, float *dup,
-                        float *ddown, const GroupedMlpShape &shape) {
+                        const float *fc1, const float *dy, float *dx, float *dgate,
+                        float *dup, float *ddown, const GroupedMlpShape &shape) {
   const GroupedMlpShape &s = shape;
   int64_t fh = s.ffn * s.hidden;
   for (const Group &g : groupsOf(tokensPerExpert, s.experts)) {
     int64_t n = g.count * s.ffn;
-    std::vector<float> gatePre(n), upPre(n), act(n), dAct(n);
-    groupPreActivations(x, gate, up, g, gatePre.data(), upPre.data(), s);
+    const float *gatePre = fc1 + g.begin * s.ffn, *upPre = fc1 + (s.rows + g.begin) * s.ffn;
+    std::vector<float> act(n), dAct(n), dGatePre(n), dUpPre(n);
     for (int64_t i = 0; i < n; ++i)
       act[i] = gatePre[i] * sigmoid(gatePre[i]) * upPre[i];
     const float *xg = x + g.begin * s.hidden, *dyg = dy + g.begin * s.hidden;
@@ -227,20 +230,20 @@ void groupedMlpBackward(const float *x, const int32_t *tokensPerExpert,
          s.ffn, 0.0f, dAct.data(), s.ffn);
     gemm(true, false, s.hidden, s.ffn, g.count, dyg, s.hidden, act.data(), s.ffn,
          1.0f, ddown + g.e * fh, s.ffn);
-    // In place: gatePre -> dGatePre, upPre -> dUpPre (silu' = sig (1 + a (1 - sig))).
+    // silu' = sig (1 + a (1 - sig)).
     for (int64_t i = 0; i < n; ++i) {
       float a = gatePre[i], u = upPre[i], sig = sigmoid(a);
-      gatePre[i] = dAct[i] * u * sig * (1.0f + a * (1.0f - sig));
-      upPre[i] = dAct[i] * a * sig;
+      dGatePre[i] = dAct[i] * u * sig * (1.0f + a * (1.0f - sig));
+      dUpPre[i] = dAct[i] * a * sig;
     }
     float *dxg = dx + g.begin * s.hidden;
-    gemm(false, false, g.count, s.hidden, s.ffn, gatePre.data(), s.ffn,
+    gemm(false, false, g.count, s.hidden, s.ffn, dGatePre.data(), s.ffn,
          gate + g.e * fh, s.hidden, 1.0f, dxg, s.hidden);
-    gemm(false, false, g.count, s.hidden, s.ffn, upPre.data(), s.ffn,
+    gemm(false, false, g.count, s.hidden, s.ffn, dUpPre.data(), s.ffn,
          up + g.e * fh, s.hidden, 1.0f, dxg, s.hidden);
-    gemm(true, false, s.ffn, s.hidden, g.count, gatePre.data(), s.ffn, xg,
+    gemm(true, false, s.ffn, s.hidden, g.count, dGatePre.data(), s.ffn, xg,
          s.hidden, 1.0f, dgate + g.e * fh, s.hidden);
-    gemm(true, false, s.ffn, s.hidden, g.count, upPre.data(), s.ffn, xg,
+    gemm(true, false, s.ffn, s.hidden, g.count, dUpPre.data(), s.ffn, xg,
          s.hidden, 1.0f, dup + g.e * fh, s.hidden);
   }
 }

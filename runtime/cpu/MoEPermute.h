@@ -84,16 +84,19 @@ struct GroupedMlpShape {
 /// [experts, ffn, hidden]; down [experts, hidden, ffn]. Expert e takes the
 /// rows [o_e, o_e + tokensPerExpert[e]), o_e the sum of the counts before it:
 ///   y[r] = down[e] (silu(gate[e] x[r]) * up[e] x[r]),
-/// three GEMMs per expert (Megatron-Core's GroupedMLP); rows past the last
-/// group are zero.
+/// three GEMMs per expert (Megatron-Core's GroupedMLP); fc1 [2, rows, ffn]
+/// gets the pre-activations gate[e] x[r] (fc1[0]) and up[e] x[r] (fc1[1])
+/// for the backward. Rows past the last group are zero in y and fc1.
 void groupedMlpForward(const float *x, const int32_t *tokensPerExpert,
                        const float *gate, const float *up, const float *down,
-                       float *y, const GroupedMlpShape &shape);
-/// Adds the gradients of sum(dy * y) to dx, dgate, dup and ddown.
+                       float *y, float *fc1, const GroupedMlpShape &shape);
+/// Adds the gradients of sum(dy * y) to dx, dgate, dup and ddown; the
+/// pre-activations are read from the forward's fc1 [2, rows, ffn] (rows of
+/// the groups only), not recomputed: two GEMMs per expert fewer.
 void groupedMlpBackward(const float *x, const int32_t *tokensPerExpert,
                         const float *gate, const float *up, const float *down,
-                        const float *dy, float *dx, float *dgate, float *dup,
-                        float *ddown, const GroupedMlpShape &shape);
+                        const float *fc1, const float *dy, float *dx, float *dgate,
+                        float *dup, float *ddown, const GroupedMlpShape &shape);
 
 } // namespace mt::cpu
 

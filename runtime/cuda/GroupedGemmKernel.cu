@@ -48,14 +48,17 @@ struct Operand {
 enum class Epilogue : int {
   store,      // c = bf16(acc)
   add,        // c = bf16(c + acc)
-  swiglu,     // act = bf16(silu(bf16 g) bf16 u), g and u interleaved columns
+  swiglu,     // act = bf16(silu(bf16 g) bf16 u), g and u interleaved columns; with p[1], also
+              // gatePre (p[1]) = bf16 g, upPre (p[2]) = bf16 u
   gateUp,     // gatePre = bf16 g, upPre = bf16 u
-  swigluGrad, // dact = bf16(acc), then the SwiGLU's gradient (p[0] gatePre, p[1] upPre, p[2] act)
+  swigluGrad, // dact = bf16(acc), then the SwiGLU's gradient from src[0] gatePre, src[1] upPre
+              // (p[0] d gate, p[1] d up, p[2] act)
   accumF32,   // c (fp32) += acc
 };
 
 struct Output {
   void *p[3] = {nullptr, nullptr, nullptr};
+  const void *src[2] = {nullptr, nullptr}; // what swigluGrad reads
   int64_t ld = 0, groupStride = 0;
   bool rows = false;
 };
@@ -269,6 +272,10 @@ __device__ void epilogue(const Params &p, float (&acc)[4][4][4], int64_t m0, int
             if (p.epilogue == Epilogue::swiglu) {
               static_cast<bf16 *>(o.p[0])[base + col + t] =
                   __float2bfloat16(g * sigmoidf(g) * up);
+              if (o.p[1]) {
+                static_cast<bf16 *>(o.p[1])[base + col + t] = __float2bfloat16(g);
+                static_cast<bf16 *>(o.p[2])[base + col + t] = __float2bfloat16(up);
+              }
             } else {
               static_cast<bf16 *>(o.p[0])[base + col + t] = __float2bfloat16(g);
               static_cast<bf16 *>(o.p[1])[base + col + t] = __float2bfloat16(up);
@@ -288,12 +295,15 @@ __device__ void epilogue(const Params &p, float (&acc)[4][4][4], int64_t m0, int
             break;
           }
           case Epilogue::swigluGrad: {
-            bf16 *g = static_cast<bf16 *>(o.p[0]) + at, *u = static_cast<bf16 *>(o.p[1]) + at;
-            const float d = roundBf16(v[t]), a = __bfloat162float(*g), up = __bfloat162float(*u);
+            // Both read before either is written: d gate, d up may be in place.
+            const float d = roundBf16(v[t]);
+            const float a = __bfloat162float(static_cast<const bf16 *>(o.src[0])[at]);
+            const float up = __bfloat162float(static_cast<const bf16 *>(o.src[1])[at]);
             const float sig = sigmoidf(a);
             static_cast<bf16 *>(o.p[2])[at] = __float2bfloat16(a * sig * up);
-            *g = __float2bfloat16(d * up * sig * (1.0f + a * (1.0f - sig)));
-            *u = __float2bfloat16(d * a * sig);
+            static_cast<bf16 *>(o.p[0])[at] =
+                __float2bfloat16(d * up * sig * (1.0f + a * (1.0f - sig)));
+            static_cast<bf16 *>(o.p[1])[at] = __float2bfloat16(d * a * sig);
             break;
           }
           case Epilogue::accumF32:
@@ -550,7 +560,10 @@ Status groupedKernelGateUp(const bf16 *x, const bf16 *gate, const bf16 *up, bf16
   w.p[1] = up;
   w.interleaved = ffn;
   Output o = rowsOutput(act ? act : gatePre, ffn);
-  o.p[1] = upPre;
+  o.p[1] = act ? gatePre : upPre;
+  o.p[2] = act ? upPre : nullptr;
+  if (act && (gatePre == nullptr) != (upPre == nullptr))
+    return Status::error(errorContext() + "moe_grouped_gate_up: gatePre and upPre go together");
   // Columns interleaved by 8 (gate, up, gate, ...): 2 ffn rounded up to 16.
   Params p = rowsParams(rowsOperand(x, hidden), w, o, act ? Epilogue::swiglu : Epilogue::gateUp,
                         (ffn + 7) / 8 * 16, hidden);
@@ -558,12 +571,15 @@ Status groupedKernelGateUp(const bf16 *x, const bf16 *gate, const bf16 *up, bf16
   return launch<true, true>(p, layout, stream, "moe_grouped_gate_up");
 }
 
-Status groupedKernelSwigluBackward(const bf16 *dy, const bf16 *down, bf16 *gatePre,
-                                   bf16 *upPre, bf16 *act, int64_t hidden, int64_t ffn,
-                                   const GroupedLayout &layout, cudaStream_t stream) {
-  Output o = rowsOutput(gatePre, ffn);
-  o.p[1] = upPre;
+Status groupedKernelSwigluBackward(const bf16 *dy, const bf16 *down, const bf16 *gatePre,
+                                   const bf16 *upPre, bf16 *dGate, bf16 *dUp, bf16 *act,
+                                   int64_t hidden, int64_t ffn, const GroupedLayout &layout,
+                                   cudaStream_t stream) {
+  Output o = rowsOutput(dGate, ffn);
+  o.p[1] = dUp;
   o.p[2] = act;
+  o.src[0] = gatePre;
+  o.src[1] = upPre;
   Params p = rowsParams(rowsOperand(dy, hidden), weightOperand(down, hidden, ffn), o,
                         Epilogue::swigluGrad, ffn, hidden);
   return launch<true, false>(p, layout, stream, "moe_grouped_swiglu_bwd");

@@ -62,18 +62,21 @@ Status groupedKernelBackwardWeight(const bf16 *x, const bf16 *dy, float *dw, int
 /// The SwiGLU experts' first products, gate and up [experts, ffn, hidden],
 /// in one launch (each tile holds matching gate and up columns): with
 /// `act`, act = bf16(silu(g) u), g = bf16(x gateᵀ), u = bf16(x upᵀ) (the
-/// cuBLASLt path's roundings, with the SwiGLU fused); else g and u are
-/// written to gatePre and upPre [rows, ffn].
+/// cuBLASLt path's roundings, with the SwiGLU fused); with gatePre (and
+/// upPre) g and u are written to them [rows, ffn] (the forward writes all
+/// three: act for the down product, g and u as its fc1_output).
 Status groupedKernelGateUp(const bf16 *x, const bf16 *gate, const bf16 *up, bf16 *act,
                            bf16 *gatePre, bf16 *upPre, int64_t hidden, int64_t ffn,
                            const GroupedLayout &layout, cudaStream_t stream);
 
 /// dact = bf16(dy down_e) (down [experts, hidden, ffn]) with the SwiGLU's
-/// gradient fused: from g = gatePre and u = upPre, act = bf16(silu(g) u),
-/// and in place gatePre <- bf16(dact u silu'(g)), upPre <- bf16(dact silu(g)).
-Status groupedKernelSwigluBackward(const bf16 *dy, const bf16 *down, bf16 *gatePre,
-                                   bf16 *upPre, bf16 *act, int64_t hidden, int64_t ffn,
-                                   const GroupedLayout &layout, cudaStream_t stream);
+/// gradient fused: from g = gatePre and u = upPre (the forward's
+/// fc1_output), act = bf16(silu(g) u), dGate = bf16(dact u silu'(g)), dUp =
+/// bf16(dact silu(g)). dGate and dUp may be gatePre and upPre (in place).
+Status groupedKernelSwigluBackward(const bf16 *dy, const bf16 *down, const bf16 *gatePre,
+                                   const bf16 *upPre, bf16 *dGate, bf16 *dUp, bf16 *act,
+                                   int64_t hidden, int64_t ffn, const GroupedLayout &layout,
+                                   cudaStream_t stream);
 
 /// dx (=|+=) dG gate_e + dU up_e as one product of reduction length 2 ffn
 /// ([dG | dU] [gate; up]), so dx is rounded to bf16 once.

@@ -147,7 +147,8 @@ bool expertLibs(Lowerer &L, ExpertGemm gemm, ExpertGemmLibs &libs) {
 }
 
 /// moe_grouped_mlp and moe_grouped_mlp_grad (inputs x, tokensPerExpert,
-/// gate, up, down in both).
+/// gate, up, down in both; the forward writes fc1_output, the gradient
+/// reads it).
 void groupedMlp(Lowerer &L, const Attrs &a) {
   const GroupedMlpShape s{a.i("rows"), a.i("hidden"), a.i("ffn"), a.i("experts")};
   const bool backward = isGrad(L, plan::Op::moe_grouped_mlp_grad);
@@ -161,21 +162,21 @@ void groupedMlp(Lowerer &L, const Attrs &a) {
   L.needWorkspace(groupedMlpWorkspaceBytes(s, backward, gemm));
   const bool onHost = readsCountsOnHost(gemm); // the row counts' host copy
   if (!backward) {
-    bf16 *y = L.bfOut(0);
+    bf16 *y = L.bfOut(0), *fc1 = L.bfOut(1);
     return L.emit(
         [=](cudaStream_t st) {
-          return groupedMlpForward(x, counts, gate, up, down, y, libs, r->workspace, s, st);
+          return groupedMlpForward(x, counts, gate, up, down, y, fc1, libs, r->workspace, s, st);
         },
         onHost);
   }
-  const bf16 *dy = L.bfIn(5);
+  const bf16 *fc1 = L.bfIn(5), *dy = L.bfIn(6);
   bool addDx = false;
   bf16 *dx = L.bfOutOrSum(0, addDx);
   float *dgate = L.f32Sum(1), *dup = L.f32Sum(2), *ddown = L.f32Sum(3);
   L.emit(
       [=](cudaStream_t st) {
-        return groupedMlpBackward(x, counts, gate, up, down, dy, dx, addDx, dgate, dup, ddown,
-                                  libs, r->workspace, s, st);
+        return groupedMlpBackward(x, counts, gate, up, down, fc1, dy, dx, addDx, dgate, dup,
+                                  ddown, libs, r->workspace, s, st);
       },
       onHost);
 }

@@ -95,8 +95,10 @@ struct GroupedMlpShape {
 /// device (capturable), the same bf16 intermediates as cublaslt with the
 /// SwiGLU and its gradient fused into the GEMMs, and dx as one product
 /// (one rounding). tiled: the 32 x 32 shared-memory kernel (fp32 math and
-/// intermediates) that reads the counts on the device (capturable, about
-/// 6 TFLOP/s on an H200), kept to time the others against. auto (the
+/// intermediates; the backward reads the gate and up products back from
+/// fc1_output, rounded to bf16, as the other paths do) that reads the
+/// counts on the device (capturable, about 6 TFLOP/s on an H200), kept to
+/// time the others against. auto (the
 /// default): grouped or cublaslt for each call, as groupedGemmFaster says.
 enum class ExpertGemm { Auto, Cublaslt, Grouped, Kernel, Tiled };
 
@@ -138,22 +140,27 @@ struct ExpertGemmLibs {
 
 size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, ExpertGemm gemm);
 /// x, y [rows, hidden] bf16; tokensPerExpert [experts] on the device. Expert
-/// e's rows y[r] = down[e] (silu(gate[e] x[r]) * up[e] x[r]); rows past the
-/// groups are zero (cpu::groupedMlpForward). On the library paths an error
+/// e's rows y[r] = down[e] (silu(gate[e] x[r]) * up[e] x[r]); fc1 [2, rows,
+/// ffn] bf16 gets the products gate[e] x[r] (fc1[0]) and up[e] x[r]
+/// (fc1[1]) the SwiGLU read, for the backward; rows past the groups are
+/// zero in y and fc1 (cpu::groupedMlpForward). On the library paths an error
 /// names an expert whose count is negative or takes the sum past rows (the
 /// kernel path never sees the counts on the host: there a negative count
 /// reads as 0 and the groups are cut at rows). The
 /// workspace holds groupedMlpWorkspaceBytes(shape, false, the path).
 Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                         const bf16 *up, const bf16 *down, bf16 *y, const ExpertGemmLibs &libs,
-                         void *workspace, const GroupedMlpShape &shape, cudaStream_t stream);
+                         const bf16 *up, const bf16 *down, bf16 *y, bf16 *fc1,
+                         const ExpertGemmLibs &libs, void *workspace,
+                         const GroupedMlpShape &shape, cudaStream_t stream);
 /// Writes dx (adds when `addDx`) and adds dgate, dup, ddown (fp32, no
-/// atomics: the same bits every run); `libs` and the workspace as the
-/// forward's (backward = true). On the library paths dx adds the up
+/// atomics: the same bits every run), from the forward's fc1 (its rows of
+/// the groups; the gate and up products are not recomputed); `libs` and
+/// the workspace as the forward's (backward = true). On the library paths dx adds the up
 /// product to the gate product's bf16 (two roundings, as the dense MLP's);
 /// on the kernel path both are one product (one rounding).
 Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                          const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
+                          const bf16 *up, const bf16 *down, const bf16 *fc1, const bf16 *dy,
+                          bf16 *dx, bool addDx,
                           float *dgate, float *dup, float *ddown, const ExpertGemmLibs &libs,
                           void *workspace, const GroupedMlpShape &shape, cudaStream_t stream);
 

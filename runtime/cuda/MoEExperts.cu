@@ -96,11 +96,34 @@ __global__ void gatherKernel(const bf16 *x, const int32_t *perm, bf16 *xp, int64
 
 __device__ float sigmoidf(float a) { return 1.0f / (1.0f + expf(-a)); }
 
-__global__ void swigluKernel(const float *gatePre, const float *upPre, float *act, int64_t n) {
+/// The tiled forward's fc1_output and act from its fp32 products: fc1 [2,
+/// rows, ffn] = bf16(gatePre), bf16(upPre) (zero at or past row
+/// offsets[experts]), what the backward reads; act = silu(gatePre) upPre
+/// from the fp32 values (in place over gatePre), so the forward's output
+/// keeps its one rounding.
+__global__ void fc1Kernel(float *gatePre, const float *upPre, bf16 *fc1,
+                          const int32_t *offsets, int64_t experts, int64_t rows, int64_t ffn) {
+  const int64_t n = rows * ffn, used = int64_t(offsets[experts]) * ffn;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float a = gatePre[i];
-    act[i] = a * sigmoidf(a) * upPre[i];
+    const float a = i < used ? gatePre[i] : 0.0f, u = i < used ? upPre[i] : 0.0f;
+    fc1[i] = __float2bfloat16(a), fc1[n + i] = __float2bfloat16(u);
+    gatePre[i] = a * sigmoidf(a) * u;
+  }
+}
+
+/// The tiled backward's fp32 pre-activations from fc1 [2, rows, ffn] and
+/// act = silu(gatePre) upPre (zero at or past row offsets[experts]: those
+/// rows are no group's).
+__global__ void fromFc1Kernel(const bf16 *fc1, float *gatePre, float *upPre, float *act,
+                              const int32_t *offsets, int64_t experts, int64_t rows,
+                              int64_t ffn) {
+  const int64_t n = rows * ffn, used = int64_t(offsets[experts]) * ffn;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float a = i < used ? __bfloat162float(fc1[i]) : 0.0f;
+    const float u = i < used ? __bfloat162float(fc1[n + i]) : 0.0f;
+    gatePre[i] = a, upPre[i] = u, act[i] = a * sigmoidf(a) * u;
   }
 }
 
@@ -275,11 +298,12 @@ struct PermuteScratch {
   }
 };
 
-/// moe_grouped_mlp's scratch (fp32 rows): offsets, gate/up pre-activations,
-/// act, the output or dxp, and dact in the backward.
+/// The tiled path's scratch (fp32 rows): offsets, the gate/up products
+/// (the forward's act in place of the gate's), the output or dxp, and in
+/// the backward the act and dact.
 struct GroupedScratch {
   int32_t *offsets;
-  float *gatePre, *upPre, *act, *out, *dact;
+  float *gatePre, *upPre, *act = nullptr, *out, *dact = nullptr;
   GroupedScratch(void *workspace, const GroupedMlpShape &s, bool backward) {
     auto *p = static_cast<char *>(workspace);
     auto take = [&](size_t bytes) {
@@ -291,29 +315,24 @@ struct GroupedScratch {
     offsets = reinterpret_cast<int32_t *>(take(4 * (size_t(s.experts) + 1)));
     gatePre = reinterpret_cast<float *>(take(4 * N * F));
     upPre = reinterpret_cast<float *>(take(4 * N * F));
-    act = reinterpret_cast<float *>(take(4 * N * F));
     out = reinterpret_cast<float *>(take(4 * N * H));
-    dact = backward ? reinterpret_cast<float *>(take(4 * N * F)) : nullptr;
+    if (backward) {
+      act = reinterpret_cast<float *>(take(4 * N * F));
+      dact = reinterpret_cast<float *>(take(4 * N * F));
+    }
   }
   static size_t bytes(const GroupedMlpShape &s, bool backward) {
     const size_t N = size_t(s.rows), H = size_t(s.hidden), F = size_t(s.ffn);
-    return roundUp(4 * (size_t(s.experts) + 1)) + (backward ? 4 : 3) * roundUp(4 * N * F) +
+    return roundUp(4 * (size_t(s.experts) + 1)) + (backward ? 4 : 2) * roundUp(4 * N * F) +
            roundUp(4 * N * H);
   }
 };
 
-/// The gate/up pre-activations and act of every row of the groups.
-Status groupedHidden(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                     const bf16 *up, GroupedScratch &w, const GroupedMlpShape &s,
-                     cudaStream_t stream) {
-  const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
-  offsetsKernel<<<1, 1, 0, stream>>>(tokensPerExpert, w.offsets, E);
+/// The group offsets of the rows (w.offsets [experts + 1]).
+Status groupOffsets(const int32_t *tokensPerExpert, GroupedScratch &w, const GroupedMlpShape &s,
+                    cudaStream_t stream) {
+  offsetsKernel<<<1, 1, 0, stream>>>(tokensPerExpert, w.offsets, s.experts);
   MT_CUDA_CHECK_LAUNCH("moe_offsets");
-  GemmOperands proj{H, 1, F * H, 1, H, 0, F, 0, F, H, true, false};
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(x, gate, w.gatePre, w.offsets, E, N, proj, stream));
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(x, up, w.upPre, w.offsets, E, N, proj, stream));
-  swigluKernel<<<blocksFor(N * F), 256, 0, stream>>>(w.gatePre, w.upPre, w.act, N * F);
-  MT_CUDA_CHECK_LAUNCH("moe_swiglu");
   return Status::ok();
 }
 
@@ -378,26 +397,40 @@ Status moeUnpermuteBackward(const bf16 *expertOut, const float *probs, const int
 
 namespace {
 
+/// The gate and up products in fp32, fc1 their bf16 roundings, the act
+/// from the fp32 products, then the down product.
 Status tiledForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                    const bf16 *up, const bf16 *down, bf16 *y, void *workspace,
+                    const bf16 *up, const bf16 *down, bf16 *y, bf16 *fc1, void *workspace,
                     const GroupedMlpShape &s, cudaStream_t stream) {
   const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
   GroupedScratch w(workspace, s, false);
-  MT_CUDA_RETURN_IF_ERROR(groupedHidden(x, tokensPerExpert, gate, up, w, s, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupOffsets(tokensPerExpert, w, s, stream));
+  GemmOperands proj{H, 1, F * H, 1, H, 0, F, 0, F, H, true, false};
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(x, gate, w.gatePre, w.offsets, E, N, proj, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(x, up, w.upPre, w.offsets, E, N, proj, stream));
+  fc1Kernel<<<blocksFor(N * F), 256, 0, stream>>>(w.gatePre, w.upPre, fc1, w.offsets, E, N, F);
+  MT_CUDA_CHECK_LAUNCH("moe_fc1");
+  const float *act = w.gatePre;
   GemmOperands out{F, 1, H * F, 1, F, 0, H, 0, H, F, true, false};
-  MT_CUDA_RETURN_IF_ERROR(groupedGemm(w.act, down, w.out, w.offsets, E, N, out, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedGemm(act, down, w.out, w.offsets, E, N, out, stream));
   toBf16Kernel<<<blocksFor(N * H), 256, 0, stream>>>(w.out, y, false, w.offsets, E, N, H);
   MT_CUDA_CHECK_LAUNCH("moe_grouped_out");
   return Status::ok();
 }
 
+/// The forward's pre-activations from fc1 (its bf16 roundings, as the
+/// library paths' backward reads them), the act from them, then the
+/// gradients' products in fp32.
 Status tiledBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                     const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
-                     float *dgate, float *dup, float *ddown, void *workspace,
-                     const GroupedMlpShape &s, cudaStream_t stream) {
+                     const bf16 *up, const bf16 *down, const bf16 *fc1, const bf16 *dy,
+                     bf16 *dx, bool addDx, float *dgate, float *dup, float *ddown,
+                     void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
   const int64_t N = s.rows, H = s.hidden, F = s.ffn, E = s.experts;
   GroupedScratch w(workspace, s, true);
-  MT_CUDA_RETURN_IF_ERROR(groupedHidden(x, tokensPerExpert, gate, up, w, s, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupOffsets(tokensPerExpert, w, s, stream));
+  fromFc1Kernel<<<blocksFor(N * F), 256, 0, stream>>>(fc1, w.gatePre, w.upPre, w.act, w.offsets,
+                                                         E, N, F);
+  MT_CUDA_CHECK_LAUNCH("moe_from_fc1");
   GemmOperands dAct{H, 1, H * F, F, 1, 0, F, 0, F, H, true, false};
   MT_CUDA_RETURN_IF_ERROR(groupedGemm(dy, down, w.dact, w.offsets, E, N, dAct, stream));
   GemmOperands dDown{1, H, 0, F, 1, H * F, F, H, F, 0, false, true};
@@ -418,50 +451,50 @@ Status tiledBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *
 
 // --- The libraries' path: cuBLASLt per expert, or cuBLAS's grouped GEMM ---
 
-/// In place: gate <- silu(gate) * up, from the bf16 pre-activations (fp32
-/// math, one rounding).
-__global__ void swigluBf16Kernel(bf16 *gate, const bf16 *up, int64_t n) {
+/// act = silu(gate) * up from the bf16 pre-activations (fp32 math, one
+/// rounding); gate and up (the forward's fc1_output) are left as they are.
+__global__ void swigluBf16Kernel(const bf16 *gate, const bf16 *up, bf16 *act, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float a = __bfloat162float(gate[i]);
-    gate[i] = __float2bfloat16(a * sigmoidf(a) * __bfloat162float(up[i]));
+    act[i] = __float2bfloat16(a * sigmoidf(a) * __bfloat162float(up[i]));
   }
 }
 
-/// From the bf16 pre-activations and dact: act = silu(gate) * up, and in
-/// place gate <- dact * up * silu'(gate), up <- dact * silu(gate).
-__global__ void swigluGradBf16Kernel(bf16 *gate, bf16 *up, const bf16 *dact, bf16 *act,
-                                     int64_t n) {
+/// From the bf16 pre-activations (fc1_output) and dact: act = silu(gate) *
+/// up, dGate = dact * up * silu'(gate) (in place over dact: each element is
+/// read before it is written), dUp = dact * silu(gate).
+__global__ void swigluGradBf16Kernel(const bf16 *gate, const bf16 *up, bf16 *dactToDGate,
+                                     bf16 *dUp, bf16 *act, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float a = __bfloat162float(gate[i]), u = __bfloat162float(up[i]);
-    const float d = __bfloat162float(dact[i]), sig = sigmoidf(a);
+    const float d = __bfloat162float(dactToDGate[i]), sig = sigmoidf(a);
     act[i] = __float2bfloat16(a * sig * u);
-    gate[i] = __float2bfloat16(d * u * sig * (1.0f + a * (1.0f - sig)));
-    up[i] = __float2bfloat16(d * a * sig);
+    dactToDGate[i] = __float2bfloat16(d * u * sig * (1.0f + a * (1.0f - sig)));
+    dUp[i] = __float2bfloat16(d * a * sig);
   }
 }
 
-/// The library paths' scratch: bf16 [rows, ffn] each the gate and up
-/// pre-activations (the act, then d gate and d up, in place), and in the
-/// backward dact and act; then the grouped GEMM's pointer arrays.
+/// The library paths' scratch: bf16 [rows, ffn] the act, and in the
+/// backward dact (then d gate, in place) and d up; then the grouped GEMM's
+/// pointer arrays. The gate and up products are fc1_output's, not here.
 struct ExpertScratch {
-  bf16 *gatePre, *upPre, *dact = nullptr, *act = nullptr;
+  bf16 *act, *dact = nullptr, *dUp = nullptr;
   void **pointers;
   ExpertScratch(void *workspace, const GroupedMlpShape &s, bool backward) {
     const size_t part = roundUp(2 * size_t(s.rows) * size_t(s.ffn));
     auto *p = static_cast<char *>(workspace);
-    gatePre = reinterpret_cast<bf16 *>(p);
-    upPre = reinterpret_cast<bf16 *>(p + part);
+    act = reinterpret_cast<bf16 *>(p);
     if (backward) {
-      dact = reinterpret_cast<bf16 *>(p + 2 * part);
-      act = reinterpret_cast<bf16 *>(p + 3 * part);
+      dact = reinterpret_cast<bf16 *>(p + part);
+      dUp = reinterpret_cast<bf16 *>(p + 2 * part);
     }
-    pointers = reinterpret_cast<void **>(p + (backward ? 4 : 2) * part);
+    pointers = reinterpret_cast<void **>(p + (backward ? 3 : 1) * part);
   }
   /// `calls`: the grouped GEMM calls whose addresses it holds.
   static size_t bytes(const GroupedMlpShape &s, bool backward, int64_t calls) {
-    return (backward ? 4 : 2) * roundUp(2 * size_t(s.rows) * size_t(s.ffn)) +
+    return (backward ? 3 : 1) * roundUp(2 * size_t(s.rows) * size_t(s.ffn)) +
            GroupedGemm::pointerBytes(calls * s.experts);
   }
 };
@@ -598,59 +631,63 @@ private:
   std::vector<std::vector<GroupedProduct>> products_;
 };
 
-/// The forward's and the backward's products: gate and up (recomputed in
-/// the backward), then down, or dact, dx from d gate, dx from d up.
-constexpr int64_t kForwardCalls = 3, kBackwardCalls = 5;
+/// The forward's and the backward's products: gate and up (into
+/// fc1_output), then down; or dact, dx from d gate, dx from d up (the
+/// backward reads the gate and up products from fc1_output).
+constexpr int64_t kForwardCalls = 3, kBackwardCalls = 3;
 
 Status libraryForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                      const bf16 *up, const bf16 *down, bf16 *y, const ExpertGemmLibs &libs,
-                      void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
-  const int64_t H = s.hidden, F = s.ffn;
+                      const bf16 *up, const bf16 *down, bf16 *y, bf16 *fc1,
+                      const ExpertGemmLibs &libs, void *workspace, const GroupedMlpShape &s,
+                      cudaStream_t stream) {
+  const int64_t N = s.rows, H = s.hidden, F = s.ffn;
   int64_t used = 0;
   auto groups = expertRows(tokensPerExpert, s, stream, used);
   if (!groups)
     return groups.status();
   ExpertScratch w(workspace, s, false);
-  ExpertCalls calls({{x, gate, w.gatePre, H, F, true},
-                     {x, up, w.upPre, H, F, true},
-                     {w.gatePre, down, y, F, H, true}},
+  bf16 *gatePre = fc1, *upPre = fc1 + N * F;
+  ExpertCalls calls({{x, gate, gatePre, H, F, true},
+                     {x, up, upPre, H, F, true},
+                     {w.act, down, y, F, H, true}},
                     *groups, libs, w.pointers);
   MT_CUDA_RETURN_IF_ERROR(calls.stage(stream));
   MT_CUDA_RETURN_IF_ERROR(calls.run(0, stream));
   MT_CUDA_RETURN_IF_ERROR(calls.run(1, stream));
   if (used * F > 0) {
-    swigluBf16Kernel<<<blocksFor(used * F), 256, 0, stream>>>(w.gatePre, w.upPre, used * F);
+    swigluBf16Kernel<<<blocksFor(used * F), 256, 0, stream>>>(gatePre, upPre, w.act, used * F);
     MT_CUDA_CHECK_LAUNCH("moe_swiglu");
   }
   MT_CUDA_RETURN_IF_ERROR(calls.run(2, stream));
+  MT_CUDA_RETURN_IF_ERROR(zeroTail(gatePre, used, s, F, stream));
+  MT_CUDA_RETURN_IF_ERROR(zeroTail(upPre, used, s, F, stream));
   return zeroTail(y, used, s, H, stream);
 }
 
-/// gate and up recomputed, dact = dy down, the SwiGLU's gradient, per
-/// expert ddown += dyᵀ act, dgate += dGᵀ x, dup += dUᵀ x (cuBLASLt, into
-/// the fp32 gradients), and dx (=|+=) dG gate + dU up.
+/// dact = dy down, the SwiGLU's gradient from fc1 (gate and up not
+/// recomputed), per expert ddown += dyᵀ act, dgate += dGᵀ x, dup += dUᵀ x
+/// (cuBLASLt, into the fp32 gradients), and dx (=|+=) dG gate + dU up.
 Status libraryBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                       const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
-                       float *dgate, float *dup, float *ddown, const ExpertGemmLibs &libs,
-                       void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
-  const int64_t H = s.hidden, F = s.ffn;
+                       const bf16 *up, const bf16 *down, const bf16 *fc1, const bf16 *dy,
+                       bf16 *dx, bool addDx, float *dgate, float *dup, float *ddown,
+                       const ExpertGemmLibs &libs, void *workspace, const GroupedMlpShape &s,
+                       cudaStream_t stream) {
+  const int64_t N = s.rows, H = s.hidden, F = s.ffn;
   int64_t used = 0;
   auto groups = expertRows(tokensPerExpert, s, stream, used);
   if (!groups)
     return groups.status();
   ExpertScratch w(workspace, s, true);
-  ExpertCalls calls({{x, gate, w.gatePre, H, F, true},
-                     {x, up, w.upPre, H, F, true},
-                     {dy, down, w.dact, F, H, false},
-                     {w.gatePre, gate, dx, H, F, false, addDx},
-                     {w.upPre, up, dx, H, F, false, true}},
+  bf16 *dGate = w.dact; // in place over dact
+  ExpertCalls calls({{dy, down, w.dact, F, H, false},
+                     {dGate, gate, dx, H, F, false, addDx},
+                     {w.dUp, up, dx, H, F, false, true}},
                     *groups, libs, w.pointers);
   MT_CUDA_RETURN_IF_ERROR(calls.stage(stream));
-  for (size_t call = 0; call < 3; ++call)
-    MT_CUDA_RETURN_IF_ERROR(calls.run(call, stream));
+  MT_CUDA_RETURN_IF_ERROR(calls.run(0, stream));
   if (used * F > 0) {
-    swigluGradBf16Kernel<<<blocksFor(used * F), 256, 0, stream>>>(w.gatePre, w.upPre, w.dact,
-                                                                  w.act, used * F);
+    swigluGradBf16Kernel<<<blocksFor(used * F), 256, 0, stream>>>(fc1, fc1 + N * F, w.dact,
+                                                                  w.dUp, w.act, used * F);
     MT_CUDA_CHECK_LAUNCH("moe_swiglu_bwd");
   }
   std::vector<WeightGradient> grads;
@@ -658,10 +695,10 @@ Status libraryBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16
     const int64_t weight = g.expert * F * H;
     const bf16 *xe = x + g.begin * H;
     grads.push_back({w.act + g.begin * F, dy + g.begin * H, ddown + weight, g.rows, F, H});
-    grads.push_back({xe, w.gatePre + g.begin * F, dgate + weight, g.rows, H, F});
-    grads.push_back({xe, w.upPre + g.begin * F, dup + weight, g.rows, H, F});
+    grads.push_back({xe, dGate + g.begin * F, dgate + weight, g.rows, H, F});
+    grads.push_back({xe, w.dUp + g.begin * F, dup + weight, g.rows, H, F});
   }
-  // The lanes only read what calls 3 and 4 read too; the join comes after
+  // The lanes only read what calls 1 and 2 read too; the join comes after
   // them, so that dx's products run meanwhile.
   ExpertLanes *lanes =
       libs.lanes && groupedGemmFaster(used, int64_t(groups->size())) ? libs.lanes : nullptr;
@@ -671,8 +708,8 @@ Status libraryBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16
     for (const WeightGradient &p : grads)
       MT_CUDA_RETURN_IF_ERROR(
           libs.runner->linearBackwardWeight(p.x, p.dy, p.dw, p.tokens, p.in, p.out, stream));
-  MT_CUDA_RETURN_IF_ERROR(calls.run(3, stream));
-  MT_CUDA_RETURN_IF_ERROR(calls.run(4, stream));
+  MT_CUDA_RETURN_IF_ERROR(calls.run(1, stream));
+  MT_CUDA_RETURN_IF_ERROR(calls.run(2, stream));
   if (lanes)
     MT_CUDA_RETURN_IF_ERROR(lanes->join(stream));
   return addDx ? Status::ok() : zeroTail(dx, used, s, H, stream);
@@ -681,11 +718,11 @@ Status libraryBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16
 // --- Our grouped GEMM kernel (GroupedGemmKernel.h): counts on the device ---
 
 /// The kernel path's scratch: the layout, then bf16 [rows, ffn] the act
-/// and, in the backward, the gate and up pre-activations (d gate and d up
-/// in place).
+/// and, in the backward, d gate and d up (the pre-activations are
+/// fc1_output's).
 struct KernelScratch {
   void *layout;
-  bf16 *act, *gatePre = nullptr, *upPre = nullptr;
+  bf16 *act, *dGate = nullptr, *dUp = nullptr;
   KernelScratch(void *workspace, const GroupedMlpShape &s, bool backward) {
     const size_t part = roundUp(2 * size_t(s.rows) * size_t(s.ffn));
     auto *p = static_cast<char *>(workspace);
@@ -693,8 +730,8 @@ struct KernelScratch {
     p += groupedLayoutBytes(s.experts);
     act = reinterpret_cast<bf16 *>(p);
     if (backward) {
-      gatePre = reinterpret_cast<bf16 *>(p + part);
-      upPre = reinterpret_cast<bf16 *>(p + 2 * part);
+      dGate = reinterpret_cast<bf16 *>(p + part);
+      dUp = reinterpret_cast<bf16 *>(p + 2 * part);
     }
   }
   static size_t bytes(const GroupedMlpShape &s, bool backward) {
@@ -704,39 +741,40 @@ struct KernelScratch {
 };
 
 Status kernelForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                     const bf16 *up, const bf16 *down, bf16 *y, void *workspace,
+                     const bf16 *up, const bf16 *down, bf16 *y, bf16 *fc1, void *workspace,
                      const GroupedMlpShape &s, cudaStream_t stream) {
   KernelScratch w(workspace, s, false);
   auto layout = groupedLayout(tokensPerExpert, s.experts, s.rows, w.layout, stream);
   if (!layout)
     return layout.status();
-  MT_CUDA_RETURN_IF_ERROR(groupedKernelGateUp(x, gate, up, w.act, nullptr, nullptr, s.hidden,
+  bf16 *gatePre = fc1, *upPre = fc1 + s.rows * s.ffn;
+  MT_CUDA_RETURN_IF_ERROR(groupedKernelGateUp(x, gate, up, w.act, gatePre, upPre, s.hidden,
                                               s.ffn, *layout, stream));
   MT_CUDA_RETURN_IF_ERROR(groupedKernelForward(w.act, down, y, s.ffn, s.hidden, *layout, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedZeroTail(gatePre, s.ffn, *layout, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedZeroTail(upPre, s.ffn, *layout, stream));
   return groupedZeroTail(y, s.hidden, *layout, stream);
 }
 
 /// As libraryBackward, with dact's SwiGLU gradient fused into its GEMM and
 /// dx one product over [d gate | d up].
 Status kernelBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                      const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
-                      float *dgate, float *dup, float *ddown, void *workspace,
-                      const GroupedMlpShape &s, cudaStream_t stream) {
+                      const bf16 *up, const bf16 *down, const bf16 *fc1, const bf16 *dy,
+                      bf16 *dx, bool addDx, float *dgate, float *dup, float *ddown,
+                      void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
   const int64_t H = s.hidden, F = s.ffn;
   KernelScratch w(workspace, s, true);
   auto layout = groupedLayout(tokensPerExpert, s.experts, s.rows, w.layout, stream);
   if (!layout)
     return layout.status();
   const GroupedLayout &l = *layout;
-  MT_CUDA_RETURN_IF_ERROR(
-      groupedKernelGateUp(x, gate, up, nullptr, w.gatePre, w.upPre, H, F, l, stream));
-  MT_CUDA_RETURN_IF_ERROR(
-      groupedKernelSwigluBackward(dy, down, w.gatePre, w.upPre, w.act, H, F, l, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedKernelSwigluBackward(dy, down, fc1, fc1 + s.rows * F, w.dGate,
+                                                      w.dUp, w.act, H, F, l, stream));
   MT_CUDA_RETURN_IF_ERROR(groupedKernelBackwardWeight(w.act, dy, ddown, F, H, l, stream));
-  MT_CUDA_RETURN_IF_ERROR(groupedKernelBackwardWeight(x, w.gatePre, dgate, H, F, l, stream));
-  MT_CUDA_RETURN_IF_ERROR(groupedKernelBackwardWeight(x, w.upPre, dup, H, F, l, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedKernelBackwardWeight(x, w.dGate, dgate, H, F, l, stream));
+  MT_CUDA_RETURN_IF_ERROR(groupedKernelBackwardWeight(x, w.dUp, dup, H, F, l, stream));
   MT_CUDA_RETURN_IF_ERROR(
-      groupedKernelGateUpBackwardInput(w.gatePre, w.upPre, gate, up, dx, addDx, H, F, l, stream));
+      groupedKernelGateUpBackwardInput(w.dGate, w.dUp, gate, up, dx, addDx, H, F, l, stream));
   return addDx ? Status::ok() : groupedZeroTail(dx, H, l, stream);
 }
 
@@ -767,30 +805,33 @@ size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, Exp
 }
 
 Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                         const bf16 *up, const bf16 *down, bf16 *y, const ExpertGemmLibs &libs,
-                         void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
+                         const bf16 *up, const bf16 *down, bf16 *y, bf16 *fc1,
+                         const ExpertGemmLibs &libs, void *workspace, const GroupedMlpShape &s,
+                         cudaStream_t stream) {
   if (s.rows * s.hidden == 0)
     return Status::ok();
   if (libs.kernel)
-    return kernelForward(x, tokensPerExpert, gate, up, down, y, workspace, s, stream);
-  return libs.runner ? libraryForward(x, tokensPerExpert, gate, up, down, y, libs, workspace, s,
-                                      stream)
-                     : tiledForward(x, tokensPerExpert, gate, up, down, y, workspace, s, stream);
+    return kernelForward(x, tokensPerExpert, gate, up, down, y, fc1, workspace, s, stream);
+  return libs.runner ? libraryForward(x, tokensPerExpert, gate, up, down, y, fc1, libs, workspace,
+                                      s, stream)
+                     : tiledForward(x, tokensPerExpert, gate, up, down, y, fc1, workspace, s,
+                                    stream);
 }
 
 Status groupedMlpBackward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
-                          const bf16 *up, const bf16 *down, const bf16 *dy, bf16 *dx, bool addDx,
-                          float *dgate, float *dup, float *ddown, const ExpertGemmLibs &libs,
-                          void *workspace, const GroupedMlpShape &s, cudaStream_t stream) {
+                          const bf16 *up, const bf16 *down, const bf16 *fc1, const bf16 *dy,
+                          bf16 *dx, bool addDx, float *dgate, float *dup, float *ddown,
+                          const ExpertGemmLibs &libs, void *workspace, const GroupedMlpShape &s,
+                          cudaStream_t stream) {
   if (s.rows * s.hidden == 0)
     return Status::ok();
   if (libs.kernel)
-    return kernelBackward(x, tokensPerExpert, gate, up, down, dy, dx, addDx, dgate, dup, ddown,
-                          workspace, s, stream);
+    return kernelBackward(x, tokensPerExpert, gate, up, down, fc1, dy, dx, addDx, dgate, dup,
+                          ddown, workspace, s, stream);
   if (libs.runner)
-    return libraryBackward(x, tokensPerExpert, gate, up, down, dy, dx, addDx, dgate, dup, ddown,
-                           libs, workspace, s, stream);
-  return tiledBackward(x, tokensPerExpert, gate, up, down, dy, dx, addDx, dgate, dup, ddown,
+    return libraryBackward(x, tokensPerExpert, gate, up, down, fc1, dy, dx, addDx, dgate, dup,
+                           ddown, libs, workspace, s, stream);
+  return tiledBackward(x, tokensPerExpert, gate, up, down, fc1, dy, dx, addDx, dgate, dup, ddown,
                        workspace, s, stream);
 }
 

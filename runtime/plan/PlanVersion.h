@@ -8,7 +8,7 @@
 namespace mt::plan {
 
 /// Bump on any change to plan.proto's meaning.
-inline constexpr uint32_t kPlanVersion = 10;
+inline constexpr uint32_t kPlanVersion = 11;
 /// The serialized plan inside a plan directory, and its readable summary.
 inline constexpr const char *kPlanFile = "plan.pb";
 inline constexpr const char *kPlanSummaryFile = "plan.txt";

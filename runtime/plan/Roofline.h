@@ -23,7 +23,9 @@ struct InstructionWork {
 /// an upper bound); attention_grad 2.5 times that (its five products
 /// against the forward's two, FlashAttention-2's count); moe_router
 /// 2·tokens·hidden·experts; moe_grouped_mlp 6·rows·hidden·ffn and its
-/// gradient twice that; every other instruction none. Bytes: each input
+/// gradient twice that (its six products: the forward's fc1_output holds
+/// the gate and up products, which it no longer recomputes); every other
+/// instruction none. Bytes: each input
 /// and each output once, `movedBytes(buffer id, isOutput)` each (what the
 /// backend reads or writes of it: bf16 activations at half their planned
 /// size on the GPU), a lower bound of the traffic (a kernel that re-reads

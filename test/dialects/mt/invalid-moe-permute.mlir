@@ -74,8 +74,8 @@ func.func @permute_probs(%x: tensor<2x4x8xf32>, %w: tensor<2x3x2xf32>, %i: tenso
 
 func.func @grouped_down(%p: tensor<16x8xf32>, %c: tensor<4xi32>, %g: tensor<4x6x8xf32>, %d: tensor<4x6x8xf32>) {
   // expected-error @+1 {{'mt.moe_grouped_mlp' op expects down of shape [4, 8, 6], got [4, 6, 8]}}
-  %o = mt.moe_grouped_mlp %p, %c, %g, %g, %d
-      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>) -> tensor<16x8xf32>
+  %o, %o_fc1 = mt.moe_grouped_mlp %p, %c, %g, %g, %d
+      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>) -> (tensor<16x8xf32>, tensor<2x16x6xf32>)
   return
 }
 
@@ -83,8 +83,8 @@ func.func @grouped_down(%p: tensor<16x8xf32>, %c: tensor<4xi32>, %g: tensor<4x6x
 
 func.func @grouped_experts(%p: tensor<16x8xf32>, %c: tensor<3xi32>, %g: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>) {
   // expected-error @+1 {{'mt.moe_grouped_mlp' op expects gate of shape [3, 6, 8], got [4, 6, 8]}}
-  %o = mt.moe_grouped_mlp %p, %c, %g, %g, %d
-      : (tensor<16x8xf32>, tensor<3xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<16x8xf32>
+  %o, %o_fc1 = mt.moe_grouped_mlp %p, %c, %g, %g, %d
+      : (tensor<16x8xf32>, tensor<3xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> (tensor<16x8xf32>, tensor<2x16x6xf32>)
   return
 }
 
@@ -92,8 +92,8 @@ func.func @grouped_experts(%p: tensor<16x8xf32>, %c: tensor<3xi32>, %g: tensor<4
 
 func.func @grouped_result(%p: tensor<16x8xf32>, %c: tensor<4xi32>, %g: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>) {
   // expected-error @+1 {{'mt.moe_grouped_mlp' op expects result of type 'tensor<16x8xf32>'}}
-  %o = mt.moe_grouped_mlp %p, %c, %g, %g, %d
-      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<8x8xf32>
+  %o, %o_fc1 = mt.moe_grouped_mlp %p, %c, %g, %g, %d
+      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> (tensor<8x8xf32>, tensor<2x16x6xf32>)
   return
 }
 
@@ -125,10 +125,10 @@ func.func @permute_grad_dx(%dp: tensor<16x8xf32>, %r: tensor<2x4x2xi32>) {
 
 // -----
 
-func.func @grouped_grad_dy(%p: tensor<16x8xf32>, %c: tensor<4xi32>, %g: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>, %dy: tensor<8x8xf32>) {
+func.func @grouped_grad_dy(%p: tensor<16x8xf32>, %c: tensor<4xi32>, %g: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>, %fc1: tensor<2x16x6xf32>, %dy: tensor<8x8xf32>) {
   // expected-error @+1 {{'mt.moe_grouped_mlp_grad' op expects dy of type 'tensor<16x8xf32>'}}
-  %dx, %dg, %du, %dd = mt.moe_grouped_mlp_grad %p, %c, %g, %g, %d, %dy
-      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>, tensor<8x8xf32>)
+  %dx, %dg, %du, %dd = mt.moe_grouped_mlp_grad %p, %c, %g, %g, %d, %fc1, %dy
+      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>, tensor<2x16x6xf32>, tensor<8x8xf32>)
         -> (tensor<16x8xf32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>)
   return
 }
@@ -216,5 +216,24 @@ func.func @sort_chunks_offsets(%x: tensor<64x8xf32>, %g: tensor<2x4xi32>, %o: te
 func.func @sort_chunks_blocks(%x: tensor<63x8xf32>, %g: tensor<2x4xi32>, %o: tensor<2xi32>) {
   // expected-error @+1 {{'mt.moe_sort_chunks' op expects the rows (63) to be 2 equal blocks, one per offset}}
   %0 = mt.moe_sort_chunks %x, %g, %o : (tensor<63x8xf32>, tensor<2x4xi32>, tensor<2xi32>) -> tensor<63x8xf32>
+  return
+}
+
+// -----
+
+func.func @grouped_fc1(%p: tensor<16x8xf32>, %c: tensor<4xi32>, %g: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>) {
+  // expected-error @+1 {{'mt.moe_grouped_mlp' op expects fc1_output of shape [2, 16, 6], got [2, 16, 8]}}
+  %o, %fc1 = mt.moe_grouped_mlp %p, %c, %g, %g, %d
+      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> (tensor<16x8xf32>, tensor<2x16x8xf32>)
+  return
+}
+
+// -----
+
+func.func @grouped_grad_fc1(%p: tensor<16x8xf32>, %c: tensor<4xi32>, %g: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>, %fc1: tensor<16x6xf32>, %dy: tensor<16x8xf32>) {
+  // expected-error @+1 {{'mt.moe_grouped_mlp_grad' op expects fc1_output of shape [2, 16, 6], got [16, 6]}}
+  %dx, %dg, %du, %dd = mt.moe_grouped_mlp_grad %p, %c, %g, %g, %d, %fc1, %dy
+      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>, tensor<16x6xf32>, tensor<16x8xf32>)
+        -> (tensor<16x8xf32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>)
   return
 }

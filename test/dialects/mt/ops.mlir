@@ -145,9 +145,9 @@ func.func @moe(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %gate: tensor<8x96
   // CHECK: mt.moe_permute {{.*}} -> (tensor<32x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
   %p, %c, %r = mt.moe_permute %x, %w, %i
       : (tensor<2x8x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>) -> (tensor<32x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
-  // CHECK: mt.moe_grouped_mlp {{.*}} -> tensor<32x64xf32>
-  %o = mt.moe_grouped_mlp %p, %c, %gate, %up, %down
-      : (tensor<32x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> tensor<32x64xf32>
+  // CHECK: mt.moe_grouped_mlp {{.*}} -> (tensor<32x64xf32>, tensor<2x32x96xf32>)
+  %o, %o_fc1 = mt.moe_grouped_mlp %p, %c, %gate, %up, %down
+      : (tensor<32x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>) -> (tensor<32x64xf32>, tensor<2x32x96xf32>)
   // CHECK: mt.moe_unpermute {{.*}} -> tensor<2x8x64xf32>
   %y2 = mt.moe_unpermute %o, %w, %r : (tensor<32x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>) -> tensor<2x8x64xf32>
   // With a capacity of 3 per expert, padded: 8 x 3 rows.
@@ -241,13 +241,15 @@ func.func @moe_grads(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %w: tensor<2
 
 // CHECK-LABEL: func.func @moe_permute_grads
 func.func @moe_permute_grads(%x: tensor<2x8x64xf32>, %w: tensor<2x8x2xf32>, %r: tensor<2x8x2xi32>, %c: tensor<8xi32>,
-                             %rows: tensor<32x64xf32>, %gate: tensor<8x96x64xf32>, %up: tensor<8x96x64xf32>, %down: tensor<8x64x96xf32>) {
+                             %rows: tensor<32x64xf32>, %gate: tensor<8x96x64xf32>, %up: tensor<8x96x64xf32>, %down: tensor<8x64x96xf32>,
+                             %fc1: tensor<2x32x96xf32>) {
   // CHECK: mt.moe_unpermute_grad {{.*}} -> (tensor<32x64xf32>, tensor<2x8x2xf32>)
   %do, %dw = mt.moe_unpermute_grad %rows, %w, %r, %x
       : (tensor<32x64xf32>, tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<2x8x64xf32>) -> (tensor<32x64xf32>, tensor<2x8x2xf32>)
-  // CHECK: mt.moe_grouped_mlp_grad {{.*}} -> (tensor<32x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
-  %dp, %dg, %du, %dd = mt.moe_grouped_mlp_grad %rows, %c, %gate, %up, %down, %do
-      : (tensor<32x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<32x64xf32>)
+  // The forward's fc1_output (gate and up pre-activations) before dy.
+  // CHECK: mt.moe_grouped_mlp_grad {{.*}} : (tensor<32x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x32x96xf32>, tensor<32x64xf32>) -> (tensor<32x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
+  %dp, %dg, %du, %dd = mt.moe_grouped_mlp_grad %rows, %c, %gate, %up, %down, %fc1, %do
+      : (tensor<32x64xf32>, tensor<8xi32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>, tensor<2x32x96xf32>, tensor<32x64xf32>)
         -> (tensor<32x64xf32>, tensor<8x96x64xf32>, tensor<8x96x64xf32>, tensor<8x64x96xf32>)
   // CHECK: mt.moe_permute_grad {{.*}} -> tensor<2x8x64xf32>
   %dx = mt.moe_permute_grad %dp, %r : (tensor<32x64xf32>, tensor<2x8x2xi32>) -> tensor<2x8x64xf32>

@@ -18,8 +18,8 @@ func.func @forward(%x: tensor<2x4x8xf32>, %w: tensor<2x4x2xf32>, %i: tensor<2x4x
   %d = mt.weight @"e.*.down" {mt.layer = 0 : i64} : tensor<4x8x6xf32>
   %p, %c, %r = mt.moe_permute %x, %w, %i {mt.layer = 0 : i64}
       : (tensor<2x4x8xf32>, tensor<2x4x2xf32>, tensor<2x4x2xi32>) -> (tensor<16x8xf32>, tensor<4xi32>, tensor<2x4x2xi32>)
-  %o = mt.moe_grouped_mlp %p, %c, %g, %u, %d {mt.layer = 0 : i64}
-      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<16x8xf32>
+  %o, %o_fc1 = mt.moe_grouped_mlp %p, %c, %g, %u, %d {mt.layer = 0 : i64}
+      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> (tensor<16x8xf32>, tensor<2x16x6xf32>)
   %y = mt.moe_unpermute %o, %w, %r {mt.layer = 0 : i64} : (tensor<16x8xf32>, tensor<2x4x2xf32>, tensor<2x4x2xi32>) -> tensor<2x4x8xf32>
   return %y : tensor<2x4x8xf32>
 }
@@ -30,7 +30,7 @@ func.func @forward(%x: tensor<2x4x8xf32>, %w: tensor<2x4x2xf32>, %i: tensor<2x4x
 // CHECK-NEXT: %[[GLOBAL:.*]], %[[OFFSETS:.*]], %[[LOCAL:.*]] = mt.moe_gather_counts %[[C]] {axis = "ep", mt.layer = 0 : i64} : (tensor<4xi32>) -> (tensor<2x2xi32>, tensor<2xi32>, tensor<2xi32>)
 // CHECK-NEXT: %[[ALL:.*]] = mt.all_gather %[[P]] {axis = "ep", dim = 0 : i64, mt.layer = 0 : i64} : (tensor<16x8xf32>) -> tensor<32x8xf32>
 // CHECK-NEXT: %[[SORTED:.*]] = mt.moe_sort_chunks %[[ALL]], %[[GLOBAL]], %[[OFFSETS]] {mt.layer = 0 : i64} : (tensor<32x8xf32>, tensor<2x2xi32>, tensor<2xi32>) -> tensor<32x8xf32>
-// CHECK-NEXT: %[[OUT:.*]] = mt.moe_grouped_mlp %[[SORTED]], %[[LOCAL]], %[[G]], {{.*}} -> tensor<32x8xf32>
+// CHECK-NEXT: %[[OUT:[^ ,]+]], %{{[^ ,]+}} = mt.moe_grouped_mlp %[[SORTED]], %[[LOCAL]], %[[G]], {{.*}} -> (tensor<32x8xf32>, tensor<2x32x{{[0-9]+}}xf32>)
 // CHECK-NEXT: %[[BACK:.*]] = mt.moe_sort_chunks %[[OUT]], %[[GLOBAL]], %[[OFFSETS]] {inverse, mt.layer = 0 : i64}
 // CHECK-NEXT: %[[HOME:.*]] = mt.reduce_scatter %[[BACK]] {axis = "ep", dim = 0 : i64, mt.layer = 0 : i64{{.*}}} : (tensor<32x8xf32>) -> tensor<16x8xf32>
 // CHECK-NEXT: mt.moe_unpermute %[[HOME]], %{{.*}}, %[[R]]

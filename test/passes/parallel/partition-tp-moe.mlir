@@ -25,8 +25,8 @@ func.func @forward(%ids: tensor<2x4xi32>) -> tensor<f32> {
   %d = mt.weight @"e.*.down" : tensor<4x8x6xf32>
   %p, %c, %r = mt.moe_permute %x, %w, %i
       : (tensor<2x4x8xf32>, tensor<2x4x2xf32>, tensor<2x4x2xi32>) -> (tensor<16x8xf32>, tensor<4xi32>, tensor<2x4x2xi32>)
-  %o = mt.moe_grouped_mlp %p, %c, %g, %u, %d
-      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<16x8xf32>
+  %o, %o_fc1 = mt.moe_grouped_mlp %p, %c, %g, %u, %d
+      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> (tensor<16x8xf32>, tensor<2x16x6xf32>)
   %y = mt.moe_unpermute %o, %w, %r : (tensor<16x8xf32>, tensor<2x4x2xf32>, tensor<2x4x2xi32>) -> tensor<2x4x8xf32>
   %s = mt.add %x, %y : tensor<2x4x8xf32>
   return %aux : tensor<f32>
@@ -43,7 +43,8 @@ func.func @forward(%ids: tensor<2x4xi32>) -> tensor<f32> {
 // The experts read whole, with no mt.tp_copy: mt-partition-ep lays them on
 // @expert_mesh, whose edp (the tp ranks here) sums their gradients.
 // CHECK-NOT: mt.tp_copy
-// CHECK: %[[O:.*]] = mt.moe_grouped_mlp %[[P]], %[[C]], {{.*}} : (tensor<8x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<8x8xf32>
+// fc1_output is split along its rows (dimension 1) as the input.
+// CHECK: %[[O:[^ ,]+]], %{{[^ ,]+}} = mt.moe_grouped_mlp %[[P]], %[[C]], {{.*}} : (tensor<8x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> (tensor<8x8xf32>, tensor<2x8x6xf32>)
 // CHECK: %[[Y:.*]] = mt.moe_unpermute %[[O]], %[[WL]], %[[R]] : (tensor<8x8xf32>, tensor<2x2x2xf32>, tensor<2x2x2xi32>) -> tensor<2x2x8xf32>
 // CHECK-NEXT: %[[YW:.*]] = mt.all_gather %[[Y]] {axis = "tp", dim = 1 : i64, slice_grad} : (tensor<2x2x8xf32>) -> tensor<2x4x8xf32>
 // CHECK-NEXT: mt.add %[[X]], %[[YW]] : tensor<2x4x8xf32>
@@ -72,13 +73,13 @@ func.func @forward(%x: tensor<2x4x8xf32>, %w: tensor<2x4x2xf32>, %i: tensor<2x4x
   %d = mt.weight @"e.*.down" : tensor<4x8x6xf32>
   %p, %c, %r = mt.moe_permute %x, %w, %i
       : (tensor<2x4x8xf32>, tensor<2x4x2xf32>, tensor<2x4x2xi32>) -> (tensor<16x8xf32>, tensor<4xi32>, tensor<2x4x2xi32>)
-  %o = mt.moe_grouped_mlp %p, %c, %g, %g, %d
-      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<16x8xf32>
+  %o, %o_fc1 = mt.moe_grouped_mlp %p, %c, %g, %g, %d
+      : (tensor<16x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> (tensor<16x8xf32>, tensor<2x16x6xf32>)
   return %c : tensor<4xi32>
 }
 // CHECK-LABEL: func.func @forward
 // CHECK-NOT: mt.tp_copy
-// CHECK: mt.moe_grouped_mlp {{.*}} : (tensor<8x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<8x8xf32>
+// CHECK: mt.moe_grouped_mlp {{.*}} : (tensor<8x8xf32>, tensor<4xi32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> (tensor<8x8xf32>, tensor<2x8x6xf32>)
 
 // -----
 

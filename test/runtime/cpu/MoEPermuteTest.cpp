@@ -135,6 +135,23 @@ DVec refGrouped(const DVec &x, const IVec &counts, const DVec &gate, const DVec 
   return y;
 }
 
+/// fc1_output [2, rows, ffn]: gate[e] x[r] and up[e] x[r], zero past the
+/// last group.
+DVec refFc1(const DVec &x, const IVec &counts, const DVec &gate, const DVec &up,
+            const GroupedMlpShape &s) {
+  int64_t H = s.hidden, F = s.ffn;
+  DVec fc1(2 * s.rows * F);
+  int64_t r = 0;
+  for (int64_t e = 0; e < s.experts; ++e)
+    for (int64_t n = 0; n < counts[e]; ++n, ++r)
+      for (int64_t f = 0; f < F; ++f)
+        for (int64_t i = 0; i < H; ++i) {
+          fc1[r * F + f] += gate[(e * F + f) * H + i] * x[r * H + i];
+          fc1[(s.rows + r) * F + f] += up[(e * F + f) * H + i] * x[r * H + i];
+        }
+  return fc1;
+}
+
 DVec refUnpermute(const DVec &out, const DVec &probs, const IVec &slotRows,
                   const PermuteShape &s) {
   DVec y(s.tokens * s.hidden);
@@ -171,9 +188,9 @@ TEST(MoEPermute, CompositionIsTheRoutedExperts) {
     indices.insert(indices.end(), {int32_t(t % 3), int32_t((t + 1) % 3)});
   Permuted p = permute(x, probs, indices, s);
   EXPECT_EQ(p.counts[3], 0);
-  Vec out(s.rows * kHidden, NAN), y(T * kHidden, NAN);
+  Vec out(s.rows * kHidden, NAN), fc1(2 * s.rows * kFfn, NAN), y(T * kHidden, NAN);
   groupedMlpForward(p.rows.data(), p.counts.data(), gate.data(), up.data(), down.data(),
-                    out.data(), g);
+                    out.data(), fc1.data(), g);
   moeUnpermuteForward(out.data(), probs.data(), p.slotRows.data(), y.data(), s);
 
   DVec want(T * kHidden);
@@ -205,23 +222,85 @@ TEST(MoEGroupedMlp, BackwardMatchesFiniteDifferences) {
   Vec x = randomVector(rng, s.rows * kHidden), dy = randomVector(rng, s.rows * kHidden);
   Vec gate = randomVector(rng, 3 * kFfn * kHidden), up = randomVector(rng, 3 * kFfn * kHidden),
       down = randomVector(rng, 3 * kHidden * kFfn);
-  Vec y(s.rows * kHidden, NAN);
-  groupedMlpForward(x.data(), counts.data(), gate.data(), up.data(), down.data(), y.data(), s);
+  Vec y(s.rows * kHidden, NAN), fc1(2 * s.rows * kFfn, NAN);
+  groupedMlpForward(x.data(), counts.data(), gate.data(), up.data(), down.data(), y.data(),
+                    fc1.data(), s);
   DVec xd = toDouble(x), gd = toDouble(gate), ud = toDouble(up), dd = toDouble(down);
   expectClose(y, refGrouped(xd, counts, gd, ud, dd, s), tol::kFp32KernelRel,
               tol::kFp32KernelAbs, "y");
+  expectClose(fc1, refFc1(xd, counts, gd, ud, s), tol::kFp32KernelRel, tol::kFp32KernelAbs,
+              "fc1_output");
 
   Vec dx0 = randomVector(rng, x.size()), dg0 = randomVector(rng, gate.size()),
       du0 = randomVector(rng, up.size()), dd0 = randomVector(rng, down.size());
   Vec dx = dx0, dg = dg0, du = du0, ddn = dd0;
-  groupedMlpBackward(x.data(), counts.data(), gate.data(), up.data(), down.data(), dy.data(),
-                     dx.data(), dg.data(), du.data(), ddn.data(), s);
+  groupedMlpBackward(x.data(), counts.data(), gate.data(), up.data(), down.data(), fc1.data(),
+                     dy.data(), dx.data(), dg.data(), du.data(), ddn.data(), s);
   const DVec dyd = toDouble(dy);
   auto loss = [&] { return sumProduct(dyd, refGrouped(xd, counts, gd, ud, dd, s)); };
   expectGradient(dx, dx0, finiteDifference(xd, loss), "dx");
   expectGradient(dg, dg0, finiteDifference(gd, loss), "dgate");
   expectGradient(du, du0, finiteDifference(ud, loss), "dup");
   expectGradient(ddn, dd0, finiteDifference(dd, loss), "ddown");
+}
+
+// The backward takes the pre-activations from its fc1 operand and computes
+// no gate/up product: given pre-activations that no forward of these
+// weights makes (random, NaN in the rows past the groups), its gradients
+// are the SwiGLU backward's formulas on them (fp64 reference below), and
+// they differ from those of the true pre-activations.
+TEST(MoEGroupedMlp, BackwardReadsFc1Output) {
+  std::mt19937 rng(31);
+  GroupedMlpShape s{7, kHidden, kFfn, 3};
+  const int64_t H = s.hidden, F = s.ffn;
+  IVec counts = {3, 0, 2};
+  const int64_t used = 5;
+  Vec x = randomVector(rng, s.rows * H), dy = randomVector(rng, s.rows * H);
+  Vec gate = randomVector(rng, 3 * F * H), up = randomVector(rng, 3 * F * H),
+      down = randomVector(rng, 3 * H * F);
+  Vec fc1 = randomVector(rng, 2 * s.rows * F);
+  for (int64_t half = 0; half < 2; ++half)
+    std::fill(fc1.begin() + (half * s.rows + used) * F, fc1.begin() + (half + 1) * s.rows * F,
+              NAN);
+  auto backward = [&](const Vec &pre) {
+    Vec dx(x.size(), 0.0f), dg(gate.size(), 0.0f), du(up.size(), 0.0f), dd(down.size(), 0.0f);
+    groupedMlpBackward(x.data(), counts.data(), gate.data(), up.data(), down.data(), pre.data(),
+                       dy.data(), dx.data(), dg.data(), du.data(), dd.data(), s);
+    return std::vector<Vec>{dx, dg, du, dd};
+  };
+  std::vector<Vec> got = backward(fc1);
+
+  // fp64: a, u the given pre-activations of row r of expert e.
+  DVec dx(x.size()), dg(gate.size()), du(up.size()), dd(down.size());
+  int64_t r = 0;
+  for (int64_t e = 0; e < s.experts; ++e)
+    for (int64_t n = 0; n < counts[e]; ++n, ++r)
+      for (int64_t f = 0; f < F; ++f) {
+        double a = fc1[r * F + f], u = fc1[(s.rows + r) * F + f], sig = 1.0 / (1.0 + std::exp(-a));
+        double dAct = 0.0;
+        for (int64_t h = 0; h < H; ++h) {
+          dAct += double(dy[r * H + h]) * down[(e * H + h) * F + f];
+          dd[(e * H + h) * F + f] += double(dy[r * H + h]) * a * sig * u;
+        }
+        double dG = dAct * u * sig * (1.0 + a * (1.0 - sig)), dU = dAct * a * sig;
+        for (int64_t h = 0; h < H; ++h) {
+          dx[r * H + h] += dG * gate[(e * F + f) * H + h] + dU * up[(e * F + f) * H + h];
+          dg[(e * F + f) * H + h] += dG * x[r * H + h];
+          du[(e * F + f) * H + h] += dU * x[r * H + h];
+        }
+      }
+  const char *names[] = {"dx", "dgate", "dup", "ddown"};
+  const DVec *want[] = {&dx, &dg, &du, &dd};
+  for (int i = 0; i < 4; ++i)
+    expectClose(got[size_t(i)], *want[i], tol::kFp32KernelRel, tol::kFp32KernelAbs, names[i]);
+
+  // The true pre-activations give other gradients: these came from fc1.
+  Vec y(s.rows * H), trueFc1(2 * s.rows * F);
+  groupedMlpForward(x.data(), counts.data(), gate.data(), up.data(), down.data(), y.data(),
+                    trueFc1.data(), s);
+  std::vector<Vec> fromForward = backward(trueFc1);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_NE(fromForward[size_t(i)], got[size_t(i)]) << names[i];
 }
 
 // With dropped slots (capacity 2, position): dropped slots get no gradient.
@@ -344,10 +423,13 @@ TEST(MoEGroupedMlp, SameForAnyThreadCount) {
   Vec gate = randomVector(rng, 2 * kFfn * kHidden), up = randomVector(rng, 2 * kFfn * kHidden),
       down = randomVector(rng, 2 * kHidden * kFfn);
   auto run = [&] {
-    Vec y(s.rows * kHidden), dx(x.size()), dg(gate.size()), du(up.size()), dd(down.size());
-    groupedMlpForward(x.data(), counts.data(), gate.data(), up.data(), down.data(), y.data(), s);
-    groupedMlpBackward(x.data(), counts.data(), gate.data(), up.data(), down.data(), dy.data(),
-                       dx.data(), dg.data(), du.data(), dd.data(), s);
+    Vec y(s.rows * kHidden), fc1(2 * s.rows * kFfn), dx(x.size()), dg(gate.size()),
+        du(up.size()), dd(down.size());
+    groupedMlpForward(x.data(), counts.data(), gate.data(), up.data(), down.data(), y.data(),
+                      fc1.data(), s);
+    groupedMlpBackward(x.data(), counts.data(), gate.data(), up.data(), down.data(), fc1.data(),
+                       dy.data(), dx.data(), dg.data(), du.data(), dd.data(), s);
+    y.insert(y.end(), fc1.begin(), fc1.end());
     y.insert(y.end(), dx.begin(), dx.end());
     y.insert(y.end(), dd.begin(), dd.end());
     return y;

@@ -137,7 +137,8 @@ void addAttentionBenches(std::vector<Bench> &benches,
 /// on each ExpertGemm path (ours, `kernel`, included); the tiled kernel at
 /// the Qwen3 shape only (Mixtral's takes about a second a launch). FLOPs as
 /// plan/Roofline.cpp counts them: forward 6 rows hidden ffn, backward 12
-/// (the recomputed gate and up not counted).
+/// (its six products: the gate and up products are read from the forward's
+/// fc1_output, not recomputed).
 template <typename Fill>
 void addMoEBenches(std::vector<Bench> &benches, std::vector<std::shared_ptr<void>> &keep,
                    Fill &fill, cuda::GemmRunner &runner, cuda::GroupedGemm &grouped,
@@ -156,6 +157,8 @@ void addMoEBenches(std::vector<Bench> &benches, std::vector<std::shared_ptr<void
     bf16 *up = fill(alloc<bf16>(keep, E * f * h), E * f * h, -0.02f, 0.02f);
     bf16 *down = fill(alloc<bf16>(keep, E * h * f), E * h * f, -0.02f, 0.02f);
     bf16 *y = alloc<bf16>(keep, rows * h), *dx = alloc<bf16>(keep, rows * h);
+    // fc1_output: what the forward writes and the backward reads.
+    bf16 *fc1 = fill(alloc<bf16>(keep, 2 * rows * f), 2 * rows * f, -1, 1);
     float *dgate = fill(alloc<float>(keep, E * f * h), E * f * h, 0, 0);
     float *dup = fill(alloc<float>(keep, E * f * h), E * f * h, 0, 0);
     float *ddown = fill(alloc<float>(keep, E * h * f), E * h * f, 0, 0);
@@ -189,13 +192,13 @@ void addMoEBenches(std::vector<Bench> &benches, std::vector<std::shared_ptr<void
       const std::string text = shapeText({rows, h, f, E}) + " " + m.name + " " + p.name;
       const cuda::ExpertGemmLibs libs = p.libs;
       benches.push_back({"moe_grouped_mlp", text, flops, 0, [=] {
-                           return cuda::groupedMlpForward(x, counts, gate, up, down, y, libs, ws,
-                                                          g, s);
+                           return cuda::groupedMlpForward(x, counts, gate, up, down, y, fc1, libs,
+                                                          ws, g, s);
                          }});
       benches.push_back({"moe_grouped_mlp_bwd", text, 2 * flops, 0, [=] {
-                           return cuda::groupedMlpBackward(x, counts, gate, up, down, dy, dx,
-                                                           false, dgate, dup, ddown, libs, ws, g,
-                                                           s);
+                           return cuda::groupedMlpBackward(x, counts, gate, up, down, fc1, dy,
+                                                           dx, false, dgate, dup, ddown, libs, ws,
+                                                           g, s);
                          }});
     }
   }

@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -140,7 +141,7 @@ std::vector<float> roundedBf16(const std::vector<float> &v) {
 /// The CPU reference of the decomposed layer (runtime/cpu/MoEPermute.h),
 /// fed between the ops the bf16 values the GPU stores.
 struct DecomposedReference {
-  std::vector<float> permuted, out, outBf16, y, dOut, dOutBf16, dProbs, dPermuted,
+  std::vector<float> permuted, out, fc1, outBf16, y, dOut, dOutBf16, dProbs, dPermuted,
       dPermutedBf16, dx, dgate, dup, ddown;
   std::vector<int32_t> counts, slotRows;
 };
@@ -156,12 +157,12 @@ DecomposedReference decomposedReference(const Case &c, const std::vector<float> 
   cpu::PermuteShape ps{T, H, E, K, N, 0, cpu::DropPolicy::probs, false};
   cpu::GroupedMlpShape gs{N, H, F, E};
   DecomposedReference r;
-  r.permuted.resize(N * H), r.out.resize(N * H), r.y.resize(T * H);
+  r.permuted.resize(N * H), r.out.resize(N * H), r.fc1.resize(2 * N * F), r.y.resize(T * H);
   r.counts.resize(E), r.slotRows.resize(T * K);
   cpu::moePermuteForward(x.data(), probs.data(), indices.data(), r.permuted.data(),
                          r.counts.data(), r.slotRows.data(), ps);
   cpu::groupedMlpForward(r.permuted.data(), r.counts.data(), gate.data(), up.data(), down.data(),
-                         r.out.data(), gs);
+                         r.out.data(), r.fc1.data(), gs);
   r.outBf16 = roundedBf16(r.out);
   cpu::moeUnpermuteForward(r.outBf16.data(), probs.data(), r.slotRows.data(), r.y.data(), ps);
   r.dOut.assign(N * H, 0.0f), r.dProbs.assign(T * K, 0.0f), r.dPermuted.assign(N * H, 0.0f);
@@ -171,8 +172,8 @@ DecomposedReference decomposedReference(const Case &c, const std::vector<float> 
                             r.dOut.data(), r.dProbs.data(), ps);
   r.dOutBf16 = roundedBf16(r.dOut);
   cpu::groupedMlpBackward(r.permuted.data(), r.counts.data(), gate.data(), up.data(),
-                          down.data(), r.dOutBf16.data(), r.dPermuted.data(), r.dgate.data(),
-                          r.dup.data(), r.ddown.data(), gs);
+                          down.data(), r.fc1.data(), r.dOutBf16.data(), r.dPermuted.data(),
+                          r.dgate.data(), r.dup.data(), r.ddown.data(), gs);
   r.dPermutedBf16 = roundedBf16(r.dPermuted);
   cpu::moePermuteBackward(r.dPermutedBf16.data(), r.slotRows.data(), r.dx.data(), ps);
   return r;
@@ -212,11 +213,104 @@ std::vector<float> padded(const std::vector<float> &v, int64_t pad, int64_t widt
   return out;
 }
 
+/// fc1 [2, rows, ffn] of `rows` rows, each half followed by `pad` rows of
+/// `fill`.
+std::vector<float> paddedFc1(const std::vector<float> &fc1, int64_t rows, int64_t pad,
+                             int64_t ffn, float fill) {
+  std::vector<float> gatePart(fc1.begin(), fc1.begin() + rows * ffn),
+      upPart(fc1.begin() + rows * ffn, fc1.end());
+  std::vector<float> out = padded(gatePart, pad, ffn, fill), up = padded(upPart, pad, ffn, fill);
+  out.insert(out.end(), up.begin(), up.end());
+  return out;
+}
+
+/// The first `rows` rows of each half of fc1 [2, rows + pad, ffn].
+std::vector<float> fc1Rows(const std::vector<float> &fc1, int64_t rows, int64_t pad,
+                           int64_t ffn) {
+  const int64_t half = (rows + pad) * ffn;
+  std::vector<float> out(fc1.begin(), fc1.begin() + rows * ffn);
+  out.insert(out.end(), fc1.begin() + half, fc1.begin() + half + rows * ffn);
+  return out;
+}
+
+/// The grouped MLP's gradients: dx of the groups' rows, and the weights'.
+struct GroupedGrads {
+  std::vector<float> dx, dgate, dup, ddown;
+};
+
+/// The CPU backward (fp32) of the groups' rows (r.permuted, r.dOutBf16)
+/// from the pre-activations `fc1` [2, rows, ffn]: the reference of the
+/// backward op on the operand a GPU path's forward stored (bf16), so the
+/// backward is held to its own bound whatever the forward's roundings.
+GroupedGrads backwardReference(const Case &c, const DecomposedReference &r,
+                               const std::vector<float> &gate, const std::vector<float> &up,
+                               const std::vector<float> &down, const std::vector<float> &fc1) {
+  const int64_t H = c.hidden, F = c.ffn, E = c.experts, rows = c.tokens * c.topK;
+  GroupedGrads g{std::vector<float>(rows * H, 0.0f), std::vector<float>(E * F * H, 0.0f),
+                 std::vector<float>(E * F * H, 0.0f), std::vector<float>(E * H * F, 0.0f)};
+  cpu::groupedMlpBackward(r.permuted.data(), r.counts.data(), gate.data(), up.data(),
+                          down.data(), fc1.data(), r.dOutBf16.data(), g.dx.data(),
+                          g.dgate.data(), g.dup.data(), g.ddown.data(),
+                          cpu::GroupedMlpShape{rows, H, F, E});
+  return g;
+}
+
+/// The backward reads the pre-activations from its fc1 operand and does
+/// not recompute them: given fc1 halved (no forward of these weights makes
+/// it; NaN in the rows past the groups, which must not be read) its
+/// gradients are the CPU backward's on the same fc1.
+void checkBackwardReadsFc1(const Case &c, const DecomposedReference &r,
+                           const std::vector<float> &gate, const std::vector<float> &up,
+                           const std::vector<float> &down, const std::vector<float> &dOutPadded,
+                           const cuda::ExpertGemmLibs &lib, const GroupedTolerances &bound,
+                           const std::string &shape) {
+  const int64_t H = c.hidden, F = c.ffn, E = c.experts, rows = c.tokens * c.topK, pad = 5,
+                N = rows + pad;
+  std::vector<float> fc1(r.fc1.size());
+  for (size_t i = 0; i < fc1.size(); ++i)
+    fc1[i] = roundBf16(0.5f * r.fc1[i]);
+  const GroupedGrads want = backwardReference(c, r, gate, up, down, fc1);
+  std::vector<float> x(r.permuted);
+  x.resize(size_t(N * H), 0.0f);
+  cuda::GroupedMlpShape g{N, H, F, E};
+  DeviceBuffer<bf16> dX(N * H), dGate(E * F * H), dUp(E * F * H), dDown(E * H * F),
+      dFc1(2 * N * F), dDOut(N * H), dDx(N * H);
+  DeviceBuffer<float> dDgate(E * F * H), dDup(E * F * H), dDdown(E * H * F);
+  DeviceBuffer<int32_t> dCounts(E);
+  DeviceBuffer<char> work(std::max({cuda::groupedMlpWorkspaceBytes(g, true, cuda::ExpertGemm::Cublaslt),
+                                    cuda::groupedMlpWorkspaceBytes(g, true, cuda::ExpertGemm::Kernel),
+                                    cuda::groupedMlpWorkspaceBytes(g, true, cuda::ExpertGemm::Tiled)}));
+  uploadBf16(dX, x);
+  uploadBf16(dGate, gate);
+  uploadBf16(dUp, up);
+  uploadBf16(dDown, down);
+  uploadBf16(dFc1, paddedFc1(fc1, rows, pad, F, NAN));
+  uploadBf16(dDOut, dOutPadded);
+  dCounts.upload(r.counts.data());
+  const std::vector<float> zerosW(E * F * H, 0.0f);
+  dDgate.upload(zerosW.data());
+  dDup.upload(zerosW.data());
+  dDdown.upload(zerosW.data());
+  MT_ASSERT_OK(cuda::groupedMlpBackward(dX.get(), dCounts.get(), dGate.get(), dUp.get(),
+                                        dDown.get(), dFc1.get(), dDOut.get(), dDx.get(), false,
+                                        dDgate.get(), dDup.get(), dDdown.get(), lib, work.get(),
+                                        g, nullptr));
+  const std::string what = shape + " (fc1 halved)";
+  expectClose("moe_grouped_mlp_bwd dx", what, downloadBf16(dDx), padded(want.dx, pad, H, 0.0f),
+              bound.dx);
+  expectClose("moe_grouped_mlp_bwd dgate", what, download(dDgate), want.dgate, bound.dw);
+  expectClose("moe_grouped_mlp_bwd dup", what, download(dDup), want.dup, bound.dw);
+  expectClose("moe_grouped_mlp_bwd ddown", what, download(dDdown), want.ddown, bound.dw);
+}
+
 /// moe_grouped_mlp and its gradient on `gemm`'s path against the reference,
-/// over a buffer of 5 rows more than the groups (which must come out zero),
-/// then dx added to an old value; all twice: the second run, its weight
-/// gradients on three side streams where groupedGemmFaster calls the
-/// products small (ExpertLanes), must give the same bits.
+/// over a buffer of 5 rows more than the groups (which must come out zero,
+/// in the result and in fc1_output), then dx added to an old value; all
+/// twice: the second run, its weight gradients on three side streams where
+/// groupedGemmFaster calls the products small (ExpertLanes), must give the
+/// same bits. The forward (result and fc1_output) is held to the fp32
+/// reference; the backward to the CPU backward on the fc1_output the path
+/// stored (backwardReference).
 void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedReference &r,
                      const std::vector<float> &gate, const std::vector<float> &up,
                      const std::vector<float> &down) {
@@ -230,10 +324,8 @@ void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedRefer
   std::vector<float> x(r.permuted), dOut(r.dOutBf16);
   x.insert(x.end(), tailIn.begin(), tailIn.end());
   dOut.insert(dOut.end(), tailIn.begin(), tailIn.end());
-  const auto wantOut = padded(r.out, pad, H, 0.0f), wantDx = padded(r.dPermuted, pad, H, 0.0f);
-  std::vector<float> wantDxAdded(dxOld);
-  for (size_t i = 0; i < wantDx.size(); ++i)
-    wantDxAdded[i] += wantDx[i];
+  const auto wantOut = padded(r.out, pad, H, 0.0f);
+  const auto wantFc1 = paddedFc1(r.fc1, N - pad, pad, F, 0.0f);
   cuda::GroupedMlpShape g{N, H, F, E};
   auto runner = cuda::GemmRunner::create();
   ASSERT_TRUE(runner) << runner.message();
@@ -249,7 +341,7 @@ void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedRefer
   auto lanes = cuda::ExpertLanes::create(3, cuda::GemmRunner::Choice::Heuristic);
   ASSERT_TRUE(lanes) << lanes.message();
   DeviceBuffer<bf16> dX(N * H), dGate(E * F * H), dUp(E * F * H), dDown(E * H * F), dOutD(N * H),
-      dDOut(N * H), dDx(N * H);
+      dFc1(2 * N * F), dDOut(N * H), dDx(N * H);
   DeviceBuffer<float> dDgate(E * F * H), dDup(E * F * H), dDdown(E * H * F);
   DeviceBuffer<int32_t> dCounts(E);
   DeviceBuffer<char> work(cuda::groupedMlpWorkspaceBytes(g, true, gemm));
@@ -264,38 +356,49 @@ void checkGroupedMlp(const Case &c, cuda::ExpertGemm gemm, const DecomposedRefer
   for (int run = 0; run < 2; ++run) {
     lib.lanes = run == 1 && lib.runner ? lanes->get() : nullptr;
     dOutD.poison();
+    dFc1.poison();
     dDx.poison();
     dDgate.upload(zerosW.data());
     dDup.upload(zerosW.data());
     dDdown.upload(zerosW.data());
     MT_ASSERT_OK(cuda::groupedMlpForward(dX.get(), dCounts.get(), dGate.get(), dUp.get(),
-                                         dDown.get(), dOutD.get(), lib, work.get(), g, nullptr));
+                                         dDown.get(), dOutD.get(), dFc1.get(), lib, work.get(),
+                                         g, nullptr));
     MT_ASSERT_OK(cuda::groupedMlpBackward(dX.get(), dCounts.get(), dGate.get(), dUp.get(),
-                                          dDown.get(), dDOut.get(), dDx.get(), false,
+                                          dDown.get(), dFc1.get(), dDOut.get(), dDx.get(), false,
                                           dDgate.get(), dDup.get(), dDdown.get(), lib,
                                           work.get(), g, nullptr));
     std::vector<std::vector<float>> got{downloadBf16(dOutD), downloadBf16(dDx), download(dDgate),
                                         download(dDup), download(dDdown)};
     uploadBf16(dDx, dxOld);
     MT_ASSERT_OK(cuda::groupedMlpBackward(dX.get(), dCounts.get(), dGate.get(), dUp.get(),
-                                          dDown.get(), dDOut.get(), dDx.get(), true,
+                                          dDown.get(), dFc1.get(), dDOut.get(), dDx.get(), true,
                                           dDgate.get(), dDup.get(), dDdown.get(), lib,
                                           work.get(), g, nullptr));
     got.push_back(downloadBf16(dDx));
+    got.push_back(downloadBf16(dFc1));
     if (run == 1) {
       for (size_t i = 0; i < got.size(); ++i)
         EXPECT_EQ(got[i], first[i]) << "result " << i << " differs between runs " << shape;
       break;
     }
     expectClose("moe_grouped_mlp", shape, got[0], wantOut, bound.out);
+    expectClose("moe_grouped_mlp fc1_output", shape, got[6], wantFc1, bound.out);
+    const GroupedGrads want =
+        backwardReference(c, r, gate, up, down, fc1Rows(got[6], N - pad, pad, F));
+    const auto wantDx = padded(want.dx, pad, H, 0.0f);
+    std::vector<float> wantDxAdded(dxOld);
+    for (size_t i = 0; i < wantDx.size(); ++i)
+      wantDxAdded[i] += wantDx[i];
     expectClose("moe_grouped_mlp_bwd dx", shape, got[1], wantDx, bound.dx);
-    expectClose("moe_grouped_mlp_bwd dgate", shape, got[2], r.dgate, bound.dw);
-    expectClose("moe_grouped_mlp_bwd dup", shape, got[3], r.dup, bound.dw);
-    expectClose("moe_grouped_mlp_bwd ddown", shape, got[4], r.ddown, bound.dw);
+    expectClose("moe_grouped_mlp_bwd dgate", shape, got[2], want.dgate, bound.dw);
+    expectClose("moe_grouped_mlp_bwd dup", shape, got[3], want.dup, bound.dw);
+    expectClose("moe_grouped_mlp_bwd ddown", shape, got[4], want.ddown, bound.dw);
     expectClose("moe_grouped_mlp_bwd dx (add)", shape, got[5], wantDxAdded,
                 lt ? tol::kBf16OperandsRel : tol::kBf16Rel);
     first = std::move(got);
   }
+  checkBackwardReadsFc1(c, r, gate, up, down, dOut, lib, bound, shape);
 }
 
 /// moe_permute -> moe_grouped_mlp -> moe_unpermute (dropless) and their
@@ -356,7 +459,8 @@ TEST(GroupedMlpTest, CountsThatDoNotFitTheRowsAreAnError) {
   const cuda::GroupedMlpShape g{5, 8, 4, 2};
   auto runner = cuda::GemmRunner::create();
   ASSERT_TRUE(runner) << runner.message();
-  DeviceBuffer<bf16> dX(5 * 8), dGate(2 * 4 * 8), dUp(2 * 4 * 8), dDown(2 * 8 * 4), dY(5 * 8);
+  DeviceBuffer<bf16> dX(5 * 8), dGate(2 * 4 * 8), dUp(2 * 4 * 8), dDown(2 * 8 * 4), dY(5 * 8),
+      dFc1(2 * 5 * 4);
   DeviceBuffer<int32_t> dCounts(2);
   DeviceBuffer<char> work(cuda::groupedMlpWorkspaceBytes(g, false, cuda::ExpertGemm::Cublaslt));
   const std::pair<std::vector<int32_t>, std::string> cases[] = {
@@ -365,8 +469,8 @@ TEST(GroupedMlpTest, CountsThatDoNotFitTheRowsAreAnError) {
   for (const auto &[counts, message] : cases) {
     dCounts.upload(counts.data());
     Status s = cuda::groupedMlpForward(dX.get(), dCounts.get(), dGate.get(), dUp.get(),
-                                       dDown.get(), dY.get(), {&*runner, nullptr}, work.get(), g,
-                                       nullptr);
+                                       dDown.get(), dY.get(), dFc1.get(), {&*runner, nullptr},
+                                       work.get(), g, nullptr);
     ASSERT_FALSE(s.isOk()) << message;
     EXPECT_NE(s.message().find(message), std::string::npos) << s.message();
   }
