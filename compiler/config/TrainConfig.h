@@ -34,6 +34,9 @@ struct TrainConfig {
   bool overwriteOutputDir = false;
   int64_t loggingSteps = 500, saveSteps = 500, saveTotalLimit = 0; // 0: keep all
   std::string resumeFromCheckpoint; // "": none, "true": the newest in output_dir
+  /// infer_dtype: the dtype of the saved models' tensors (mtrun
+  /// --export-dtype): auto (the model config's), float32, bfloat16, float16.
+  std::string inferDtype = "auto";
   // Batch and schedule (transformers' TrainingArguments).
   int64_t perDeviceTrainBatchSize = 8, gradientAccumulationSteps = 1;
   double numTrainEpochs = 3.0;

@@ -284,6 +284,12 @@ std::vector<Key> trainingArgumentKeys() {
        integer("save_total_limit", &T::saveTotalLimit, 1, 0)},
       {"resume_from_checkpoint", Honoured, LlamaFactory, "continue from a checkpoint (true: the "
        "newest in output_dir)", {}, "", resumeFrom},
+      {"infer_dtype", Honoured, LlamaFactory, "dtype of the tensors of checkpoint-N and the "
+       "final model (LLaMA-Factory's export dtype; mtrun --export-dtype): auto (the dtype "
+       "model_name_or_path's config.json names, float32 where it names none; LLaMA-Factory's "
+       "export would try bf16 for a float32 model), float32, bfloat16 or float16; the fp32 "
+       "masters rounded to nearest even, mtc-state/ stays fp32", {}, "",
+       oneOf("infer_dtype", &T::inferDtype, {"auto", "float32", "bfloat16", "float16"})},
       {"plot_loss", AlwaysDone, LlamaFactory, "training_loss.svg is always drawn", {}, "",
        anyFlag("plot_loss")},
       {"report_to", Refused, LlamaFactory, "experiment trackers; mtc logs to trainer_log.jsonl",

@@ -273,6 +273,7 @@ std::vector<std::string> mtrunCommand(const TrainConfig &c, const TrainCommandOp
                                   "--save-total-limit", std::to_string(c.saveTotalLimit),
                                   "--logging-steps", std::to_string(c.loggingSteps),
                                   "--max-shard-size", std::to_string(o.maxShardBytes),
+                                  "--export-dtype", c.inferDtype,
                                   "--tokenizer-dir", c.modelNameOrPath};
   // bf16: the CUDA backend (bf16 compute, fp32 masters) where a GPU is
   // visible; without it, the CPU backend's fp32 (the CUDA backend has no fp32).

@@ -147,10 +147,13 @@ Status HfRunOutputs::logStep(const LoggedStep &s) {
 
 Status HfRunOutputs::writeModel(const plan::Plan &plan, const HostMemory &memory,
                                 const RankContext *rank, const std::string &dir) const {
-  // exportHf gathers the full tensors (collective); world rank 0 then
-  // re-shards them as save_pretrained does.
+  // exportHf gathers the full tensors (collective) and rounds them to the
+  // export's dtype; world rank 0 then re-shards them as save_pretrained
+  // does, in that dtype (widened to fp32 and narrowed back: exact).
   const std::string scratch = options_.outputDir + "/.mtc-export";
-  if (Status s = exportHf(plan, memory, rank, scratch); !s)
+  if (Status s = exportHf(plan, memory, rank, scratch, HfExpertLayout::PerExpert,
+                          options_.exportDtype);
+      !s)
     return s;
   if (!writer_)
     return Status::ok();
@@ -164,7 +167,7 @@ Status HfRunOutputs::writeModel(const plan::Plan &plan, const HostMemory &memory
     values.emplace_back(t.numElements());
     if (Status s = file->readAsFloat32(t.name, values.back().data(), values.back().size()); !s)
       return s;
-    tensors.push_back({t.name, io::Dtype::F32, t.shape, values.back().data()});
+    tensors.push_back({t.name, t.dtype, t.shape, values.back().data()});
   }
   if (Status s = io::writeShardedSafetensors(dir, tensors, options_.maxShardBytes); !s)
     return s;

@@ -8,6 +8,7 @@
 #include "runtime/exec/Memory.h"
 #include "runtime/exec/RankContext.h"
 #include "runtime/exec/RunState.h"
+#include "runtime/exec/Weights.h"
 #include "runtime/support/Status.h"
 
 #include <cstdint>
@@ -26,6 +27,7 @@ struct HfOutputOptions {
   std::string tokenizerDir;            // tokenizer files are copied from here ("": none)
   int64_t samplesPerEpoch = 0;         // for "epoch" in the logs (0: not reported)
   int64_t microBatch = 0;              // trainer_state's train_batch_size (per device)
+  ExportDtype exportDtype = ExportDtype::Auto; // the models' tensors (TrainOptions')
 };
 
 /// The directory inside checkpoint-N that holds mtc's checkpoint (weights,

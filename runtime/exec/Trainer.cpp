@@ -677,6 +677,7 @@ Expected<TrainSummary> TrainingRun::run() {
     HfOutputOptions options = o_.hf;
     options.samplesPerEpoch = dataset_->numSamples();
     options.microBatch = plan_.training().micro_batch();
+    options.exportDtype = o_.exportDtype;
     auto opened = HfRunOutputs::open(options, o_.resumeDir, plan_.training().global_batch(),
                                      last_, rank_->rank() == 0);
     if (!opened)
@@ -744,7 +745,9 @@ Expected<TrainSummary> TrainingRun::run() {
         !st)
       return st;
   if (!o_.exportHf.empty())
-    if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf, expertLayout_); !st)
+    if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf, expertLayout_,
+                             o_.exportDtype);
+        !st)
       return st;
   if (hf)
     if (Status st = hf->finish(plan_, *memory_, rank_.get(), last_); !st)

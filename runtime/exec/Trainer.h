@@ -31,6 +31,8 @@ struct TrainOptions {
   std::string saveDir;
   int64_t saveEvery = 0;          // 0: save at the end only (if saveDir)
   std::string exportHf;           // HF checkpoint written at the end
+  /// The dtype of the tensors of --export-hf and of the HF outputs' models.
+  ExportDtype exportDtype = ExportDtype::Auto;
   /// output_dir as transformers' Trainer writes it (mtc train's); its
   /// outputDir is checked by the caller (mtc train), not by checkTrainOutputs.
   HfOutputOptions hf;

@@ -267,18 +267,20 @@ struct GatheredTensors {
   std::vector<io::TensorToWrite> tensors;
   std::map<std::string, float *> composed; // file tensors made of several parameters
 
+  io::Dtype dtype = io::Dtype::F32; // what the file holds (the writer rounds)
+
   /// Adds the file tensors holding `t` of a parameter whose full values are
   /// `full` (kept in `storage` when a tensor points into them).
   void add(const HfTensor &t, const std::vector<float> &full) {
     if (t.whole()) {
-      tensors.push_back({t.name, io::Dtype::F32, t.shape, full.data() + t.offset});
+      tensors.push_back({t.name, dtype, t.shape, full.data() + t.offset});
       return;
     }
     auto [it, fresh] = composed.try_emplace(t.name, nullptr);
     if (fresh) {
       storage.emplace_back(t.fileElements(), 0.0f);
       it->second = storage.back().data();
-      tensors.push_back({t.name, io::Dtype::F32, t.shape, it->second});
+      tensors.push_back({t.name, dtype, t.shape, it->second});
     }
     for (uint64_t b = 0; b < t.blocks; ++b)
       std::copy_n(full.data() + t.offset + b * t.count, t.count,
@@ -392,11 +394,46 @@ Status replaceOnRankZero(const RankContext *rank, const std::string &dir, Output
   return s;
 }
 
-/// The source config saying once that the tensors are float32 (as
-/// writeRoles writes them), in the spelling of the source's transformers:
-/// `dtype` since 4.56, `torch_dtype` before. A source with neither key is
-/// judged by its transformers_version.
-nlohmann::json float32Config(nlohmann::json config) {
+uint64_t elementsOf(const std::vector<int64_t> &shape) {
+  uint64_t n = 1;
+  for (int64_t d : shape)
+    n *= uint64_t(d);
+  return n;
+}
+
+struct DtypeName {
+  ExportDtype choice;
+  const char *name; // transformers' (torch's) name
+  io::Dtype dtype;
+};
+constexpr DtypeName kDtypeNames[] = {{ExportDtype::Float32, "float32", io::Dtype::F32},
+                                     {ExportDtype::BFloat16, "bfloat16", io::Dtype::BF16},
+                                     {ExportDtype::Float16, "float16", io::Dtype::F16}};
+
+/// What an export of `config` (the source's Hugging Face config) writes:
+/// `choice`, or for Auto the dtype the config names (`dtype` first, as
+/// transformers' configuration_utils.py keeps it when both are given),
+/// float32 where it names none.
+const DtypeName &exportDtypeOf(const nlohmann::json &config, ExportDtype choice) {
+  if (choice == ExportDtype::Auto)
+    for (const char *key : {"dtype", "torch_dtype"})
+      if (auto it = config.find(key); it != config.end() && it->is_string()) {
+        for (const DtypeName &d : kDtypeNames)
+          if (*it == d.name)
+            return d;
+        break; // another dtype (mtc import-hf refuses them): float32
+      }
+  for (const DtypeName &d : kDtypeNames)
+    if (d.choice == choice)
+      return d;
+  return kDtypeNames[0];
+}
+
+/// The source config saying once the dtype `name` the tensors are written
+/// in, in the spelling of the source's transformers: `dtype` since 4.56,
+/// `torch_dtype` before. A source with neither key is judged by its
+/// transformers_version.
+nlohmann::json exportConfig(nlohmann::json config, const char *name) {
   int major = 0, minor = 0;
   std::sscanf(config.value("transformers_version", std::string()).c_str(), "%d.%d", &major,
               &minor);
@@ -404,11 +441,23 @@ nlohmann::json float32Config(nlohmann::json config) {
                   (!config.contains("torch_dtype") && (major > 4 || (major == 4 && minor >= 56)));
   config.erase("dtype");
   config.erase("torch_dtype");
-  config[dtypeKey ? "dtype" : "torch_dtype"] = "float32";
+  config[dtypeKey ? "dtype" : "torch_dtype"] = name;
   return config;
 }
 
 } // namespace
+
+const char *exportDtypeChoices() { return "auto, float32, bfloat16, float16"; }
+
+Expected<ExportDtype> parseExportDtype(const std::string &text, const std::string &option) {
+  if (text == "auto")
+    return ExportDtype::Auto;
+  for (const DtypeName &d : kDtypeNames)
+    if (text == d.name)
+      return d.choice;
+  return Status::error(option + ": unknown dtype '" + text + "'; valid: " +
+                       exportDtypeChoices());
+}
 
 Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
                      const std::string &dir, HfExpertLayout *layout) {
@@ -441,23 +490,34 @@ Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankConte
 }
 
 Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
-                const std::string &dir, HfExpertLayout layout) {
+                const std::string &dir, HfExpertLayout layout, ExportDtype choice) {
   auto config = nlohmann::json::parse(plan.hf_config_json(), nullptr, false);
   if (!config.is_object())
     return Status::error("the plan carries no Hugging Face config.json to export");
+  const DtypeName &dtype = exportDtypeOf(config, choice);
   return replaceOnRankZero(rank, dir, OutputKind::HfExport, [&](const std::string &tmp) -> Status {
     GatheredTensors weights;
+    weights.dtype = dtype.dtype;
     if (Status s = gatherRoles(plan, memory, rank, {kWeights}, !tmp.empty(), weights, layout);
         !s)
       return s;
     if (tmp.empty())
       return Status::ok();
-    if (Status s = io::writeSafetensors(tmp + "/model.safetensors", weights.tensors,
-                                        {{"format", "pt"}});
+    // Said here with the export's words; the writer would refuse it too.
+    for (const io::TensorToWrite &t : weights.tensors)
+      if (Status s = io::checkNarrowing(t.name, t.dtype, t.data, elementsOf(t.shape)); !s)
+        return Status::error("cannot export in " + std::string(dtype.name) + ": " + s.message() +
+                             "; choose " +
+                             (dtype.dtype == io::Dtype::F16 ? "bfloat16 or float32" : "float32") +
+                             " (mtrun --export-dtype, mtc train's infer_dtype)");
+    if (Status s = io::writeSafetensors(
+            tmp + "/model.safetensors", weights.tensors,
+            {{"format", "pt"},
+             {io::kSafetensorsOutputKey, std::string(io::outputKindName(OutputKind::HfExport))}});
         !s)
       return s;
     std::ofstream out(tmp + "/config.json");
-    out << float32Config(config).dump(2) << "\n";
+    out << exportConfig(config, dtype.name).dump(2) << "\n";
     if (!out.flush())
       return Status::error(tmp + "/config.json: cannot write");
     return Status::ok();

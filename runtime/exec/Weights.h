@@ -37,6 +37,21 @@ enum class HfExpertLayout {
   Fused,
 };
 
+/// The dtype an export writes its tensors in (mtrun --export-dtype, mtc
+/// train's infer_dtype). Auto: the dtype the plan's Hugging Face config
+/// names (`dtype`, else `torch_dtype`: float32, bfloat16 or float16), as
+/// transformers' save_pretrained writes a model loaded in its own dtype;
+/// float32 where it names none (a model made from a bare config).
+enum class ExportDtype { Auto, Float32, BFloat16, Float16 };
+
+/// The choices' names, as the option takes them: "auto, float32, bfloat16,
+/// float16".
+const char *exportDtypeChoices();
+
+/// `text` as an ExportDtype; anything else is an error naming `option`,
+/// the value and the valid ones.
+Expected<ExportDtype> parseExportDtype(const std::string &text, const std::string &option);
+
 /// Reads every parameter of the plan from a Hugging Face checkpoint
 /// directory (model.safetensors or sharded with model.safetensors.index.json;
 /// bf16/fp16/fp32), with experts in either layout (told in `layout` when
@@ -45,10 +60,16 @@ enum class HfExpertLayout {
 Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
                      const std::string &dir, HfExpertLayout *layout = nullptr);
 
-/// Writes `dir`/model.safetensors (fp32, HF names, experts in `layout`) and
-/// `dir`/config.json, replacing `dir` atomically.
+/// Writes `dir`/model.safetensors (HF names, experts in `layout`, the fp32
+/// masters rounded to nearest even into `dtype`: ExportDtype) and
+/// `dir`/config.json saying that dtype under the source config's key
+/// (`dtype` since transformers 4.56, `torch_dtype` before), replacing `dir`
+/// atomically. The header's metadata carries io::kSafetensorsOutputKey.
+/// A value that float16 (or bfloat16) cannot hold is an error naming the
+/// tensor and its largest magnitude; nothing is written then.
 Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
-                const std::string &dir, HfExpertLayout layout = HfExpertLayout::PerExpert);
+                const std::string &dir, HfExpertLayout layout = HfExpertLayout::PerExpert,
+                ExportDtype dtype = ExportDtype::Auto);
 
 /// Saves weights, AdamW state (model.safetensors, optimizer.safetensors:
 /// full HF-named fp32 tensors) and `state` (trainer.json) into `dir`

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -310,6 +312,50 @@ uint16_t floatToBf16(float value) {
     return uint16_t((bits >> 16) | 0x0040);
   bits += 0x7fffu + ((bits >> 16) & 1); // ties go to the even result
   return uint16_t(bits >> 16);
+}
+
+uint16_t floatToFp16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  const uint16_t sign = uint16_t((bits >> 16) & 0x8000);
+  const uint32_t magnitude = bits & 0x7fffffffu;
+  if (magnitude > 0x7f800000u) // NaN: quiet, the payload's top bits kept
+    return uint16_t(sign | 0x7e00 | ((magnitude >> 13) & 0x3ff));
+  if (magnitude >= 0x47800000u) // 2^16 and above, inf included: inf
+    return uint16_t(sign | 0x7c00);
+  if (magnitude < 0x38800000u) { // below 2^-14: a subnormal (or zero)
+    // Adding 0.5 makes the fp32 hardware round m x 2^-24 to an integer
+    // count of 2^-24 in its mantissa, nearest even; exact below 2^-14.
+    const float shifted = std::bit_cast<float>(magnitude) + 0.5f;
+    return uint16_t(sign | (std::bit_cast<uint32_t>(shifted) - 0x3f000000u));
+  }
+  // Normal: rebias the exponent (127 -> 15) and round the 13 dropped bits to
+  // nearest even; a carry into the exponent is the right next value (65520
+  // and above become inf, 0x7c00).
+  uint32_t rebased = magnitude - ((127u - 15u) << 23);
+  rebased += 0xfffu + ((rebased >> 13) & 1);
+  return uint16_t(sign | (rebased >> 13));
+}
+
+uint16_t narrowFloat(Dtype dtype, float value) {
+  return dtype == Dtype::F16 ? floatToFp16(value) : floatToBf16(value);
+}
+
+Status checkNarrowing(const std::string &name, Dtype dtype, const float *values, uint64_t count) {
+  if (dtype != Dtype::BF16 && dtype != Dtype::F16)
+    return Status::ok();
+  float largest = 0; // finite magnitudes only: inf and NaN stay what they are
+  for (uint64_t i = 0; i < count; ++i)
+    if (std::isfinite(values[i]))
+      largest = std::max(largest, std::fabs(values[i]));
+  const uint16_t narrowed = narrowFloat(dtype, largest);
+  if ((narrowed & 0x7fff) != (dtype == Dtype::F16 ? 0x7c00 : 0x7f80))
+    return Status::ok();
+  char text[160];
+  std::snprintf(text, sizeof(text), "its largest magnitude %.9g exceeds %s's largest finite "
+                "value %.9g and would be written as infinity",
+                double(largest), dtype == Dtype::F16 ? "float16" : "bfloat16",
+                dtype == Dtype::F16 ? 65504.0 : double(bf16ToFloat(0x7f7f)));
+  return Status::error("tensor '" + name + "': " + text);
 }
 
 uint64_t TensorInfo::numElements() const {

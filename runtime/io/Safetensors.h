@@ -32,6 +32,18 @@ float bf16ToFloat(uint16_t bits);
 float fp16ToFloat(uint16_t bits);
 /// Round-to-nearest-even narrowing; NaN stays a (quiet) NaN of the same sign.
 uint16_t floatToBf16(float value);
+/// Round-to-nearest-even narrowing to IEEE binary16: magnitudes below 2^-14
+/// become subnormals (or zero, keeping the sign), those of 65520 and more
+/// round to infinity; NaN stays a quiet NaN of the same sign with the top
+/// bits of its payload.
+uint16_t floatToFp16(float value);
+/// The bits `value` narrows to in `dtype` (BF16 or F16, round to nearest
+/// even): floatToBf16 or floatToFp16.
+uint16_t narrowFloat(Dtype dtype, float value);
+/// Checks that narrowing `count` values to `dtype` (BF16 or F16; F32 passes)
+/// makes no finite value infinite. The error names `name`, its largest
+/// finite magnitude and the dtype's largest finite value (F16: 65504).
+Status checkNarrowing(const std::string &name, Dtype dtype, const float *values, uint64_t count);
 
 struct TensorInfo {
   std::string name;
@@ -111,7 +123,7 @@ Expected<SafetensorsCheckpoint> openCheckpoint(const std::string &dir);
 
 struct TensorToWrite {
   std::string name;
-  Dtype dtype = Dtype::F32; ///< F32 or BF16 (converted from `data`)
+  Dtype dtype = Dtype::F32; ///< F32, BF16 or F16 (rounded from `data`: narrowFloat)
   std::vector<int64_t> shape;
   const float *data = nullptr; ///< product(shape) values
 };
@@ -119,7 +131,9 @@ struct TensorToWrite {
 /// Writes a safetensors file through writeFileAtomically (in
 /// SafetensorsWriter.cpp). Tensors are laid out contiguously, wider dtypes
 /// first then by name, so every tensor starts at a multiple of its element
-/// size; the header is padded with spaces to a multiple of 8 bytes.
+/// size; the header is padded with spaces to a multiple of 8 bytes. A BF16
+/// or F16 tensor with a finite value that would round to infinity is
+/// refused before anything is written (checkNarrowing).
 Status writeSafetensors(const std::string &path,
                         const std::vector<TensorToWrite> &tensors,
                         const std::map<std::string, std::string> &metadata = {});

@@ -1,4 +1,4 @@
-// Writing safetensors files (F32, and BF16 rounded from fp32) through an
+// Writing safetensors files (F32, and BF16 or F16 rounded from fp32) through an
 // atomic rename, so a crash never leaves a half-written file under `path`.
 #include "runtime/io/Safetensors.h"
 
@@ -18,7 +18,7 @@ struct FormatError {
 };
 [[noreturn]] void fail(std::string message) { throw FormatError{std::move(message)}; }
 
-/// Elements converted to BF16 per write.
+/// Elements narrowed to BF16 or F16 per write.
 constexpr uint64_t kChunkElements = uint64_t(1) << 16;
 
 std::string shapeString(const std::vector<int64_t> &shape) {
@@ -47,14 +47,17 @@ std::vector<PlannedTensor> planLayout(const std::string &path,
       fail(where + ": name is reserved or empty");
     if (!names.insert(t.name).second)
       fail(where + ": name given twice");
-    if (t.dtype != Dtype::F32 && t.dtype != Dtype::BF16)
-      fail(where + ": cannot write dtype " + dtypeName(t.dtype) + " (F32 or BF16)");
+    if (t.dtype != Dtype::F32 && t.dtype != Dtype::BF16 && t.dtype != Dtype::F16)
+      fail(where + ": cannot write dtype " + dtypeName(t.dtype) + " (F32, BF16 or F16)");
     std::optional<uint64_t> bytes = tensorByteSize(t.dtype, t.shape);
     if (!bytes)
       fail(where + ": invalid shape " + shapeString(t.shape));
     uint64_t n = *bytes / dtypeSize(t.dtype);
     if (n && !t.data)
       fail(where + ": data is null");
+    // Before anything is written: a value that would turn infinite is an error.
+    if (Status s = checkNarrowing(t.name, t.dtype, t.data, n); !s)
+      fail(path + ": " + s.message());
     plan.push_back({&t, n, *bytes});
   }
   std::sort(plan.begin(), plan.end(), [](const PlannedTensor &a, const PlannedTensor &b) {
@@ -94,7 +97,7 @@ void writeTensorData(std::ostream &os, const PlannedTensor &p) {
   for (uint64_t done = 0; done < p.numElements;) {
     size_t n = size_t(std::min<uint64_t>(kChunkElements, p.numElements - done));
     for (size_t i = 0; i < n; ++i)
-      chunk[i] = floatToBf16(t.data[done + i]);
+      chunk[i] = narrowFloat(t.dtype, t.data[done + i]);
     os.write(reinterpret_cast<const char *>(chunk.data()), std::streamsize(n * 2));
     done += n;
   }

@@ -78,18 +78,34 @@ bool startsWith(const std::string &text, std::string_view prefix) {
   return text.compare(0, prefix.size(), prefix) == 0;
 }
 
-/// A safetensors file of exactly the tensors logits and input_ids with the
-/// micro_batch metadata, as mtrun --dump-logits writes it.
-bool isLogitsDump(const fs::path &path, const std::string &prefix) {
+/// `object`[`key`] when `object` is an object holding that key; null else.
+json memberOf(const json &object, const char *key) {
+  return object.is_object() && object.contains(key) ? object[key] : json();
+}
+
+/// `object`[`key`] when it is a string; "" else.
+std::string textAt(const json &object, const char *key) {
+  json value = memberOf(object, key);
+  return value.is_string() ? value.get<std::string>() : std::string();
+}
+
+/// The JSON header of the safetensors file at `path` (whose first bytes are
+/// `prefix`), or a non-object when it is none or larger than `maxBytes`.
+json safetensorsHeader(const fs::path &path, const std::string &prefix, uint64_t maxBytes) {
   if (prefix.size() < 8)
-    return false;
+    return json();
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i)
     n = n << 8 | uint64_t(static_cast<unsigned char>(prefix[size_t(i)]));
-  if (n == 0 || n > (1u << 20))
-    return false;
-  std::string header = readPrefix(path, size_t(8 + n)).substr(8);
-  json h = json::parse(header, nullptr, false);
+  if (n == 0 || n > maxBytes)
+    return json();
+  return json::parse(readPrefix(path, size_t(8 + n)).substr(8), nullptr, false);
+}
+
+/// A safetensors file of exactly the tensors logits and input_ids with the
+/// micro_batch metadata, as mtrun --dump-logits writes it.
+bool isLogitsDump(const fs::path &path, const std::string &prefix) {
+  json h = safetensorsHeader(path, prefix, 1u << 20);
   if (!h.is_object() || h.size() != 3 || !h.contains("logits") || !h.contains("input_ids"))
     return false;
   const json &meta = h.value("__metadata__", json());
@@ -136,11 +152,17 @@ std::optional<OutputKind> legacyDirectoryKind(const fs::path &dir,
       std::includes(checkpoint.begin(), checkpoint.end(), names.begin(), names.end()))
     return OutputKind::Checkpoint;
   if (names == S{"config.json", "model.safetensors"}) {
-    // mtrun --export-hf always wrote torch_dtype float32; a downloaded
-    // model rarely is float32 with no tokenizer or generation config.
+    // Exports before the marker were all float32; a downloaded model rarely
+    // is float32 with no tokenizer or generation config. An export in any
+    // dtype says so in its safetensors header (kSafetensorsOutputKey).
     std::ifstream in(dir / "config.json");
     json config = json::parse(in, nullptr, false);
-    if (config.is_object() && config.value("torch_dtype", "") == "float32")
+    if (textAt(config, "torch_dtype") == "float32" || textAt(config, "dtype") == "float32")
+      return OutputKind::HfExport;
+    const fs::path model = dir / "model.safetensors";
+    json header = safetensorsHeader(model, readPrefix(model, 8), 100u << 20);
+    if (textAt(memberOf(header, "__metadata__"), kSafetensorsOutputKey) ==
+        outputKindName(OutputKind::HfExport))
       return OutputKind::HfExport;
     return std::nullopt;
   }

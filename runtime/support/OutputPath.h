@@ -33,6 +33,12 @@ enum class OutputKind {
 /// "mtc_version": kMtcVersion, "files": [the entries the writer made]}.
 inline constexpr const char *kOutputMarkerFile = "mtc-output.json";
 
+/// The entry of a safetensors header's `__metadata__` by which a Hugging Face
+/// export is recognised as mtc's when its directory marker is gone (a copy
+/// of model.safetensors and config.json only): "mtc_output": "hf-export".
+/// transformers reads only "format" there, so the entry travels unseen.
+inline constexpr const char *kSafetensorsOutputKey = "mtc_output";
+
 /// The rules of checkOutputs in words, for the tools' --help.
 inline constexpr const char *kOutputRulesHelp =
     "Outputs replace only what is absent, empty, or mtc's own output of the same\n"
@@ -74,9 +80,11 @@ struct InputPath {
 ///    kind's format. Directories an mtc before the marker wrote are
 ///    recognised by their exact files: a plan {plan.pb, plan.txt}; a
 ///    checkpoint trainer.json with at most model.safetensors and
-///    optimizer.safetensors; an export {config.json (torch_dtype
-///    float32), model.safetensors}; a dump: 00-input.mlir and other
-///    NN-<pass>.mlir files only;
+///    optimizer.safetensors; an export {config.json, model.safetensors}
+///    whose config says torch_dtype or dtype float32 (every export before
+///    the marker was float32) or whose model.safetensors header carries
+///    kSafetensorsOutputKey "hf-export" (an export in any dtype); a dump:
+///    00-input.mlir and other NN-<pass>.mlir files only;
 ///  - with `overwrite`: mtc's own output directory of another kind, or any
 ///    regular file.
 /// It is never: an input of the command (same canonical path or the same

@@ -62,6 +62,23 @@ TEST(TrainConfig, TypeErrorsNameKeyFileLineAndColumn) {
   EXPECT_NE(e.find("stage: must be one of sft, pt, got 'dpo'"), e.npos) << e;
 }
 
+// infer_dtype (LLaMA-Factory's export dtype) chooses the saved models' dtype:
+// auto by default; another value is refused by name with the valid ones.
+TEST(TrainConfig, InferDtypeChoosesTheSavedModelsDtype) {
+  TrainConfig c;
+  EXPECT_EQ(c.inferDtype, "auto");
+  ASSERT_TRUE(loadTrainConfig(writeYaml("dtype.yaml", "infer_dtype: bfloat16\n"), {}, c));
+  EXPECT_EQ(c.inferDtype, "bfloat16");
+  ASSERT_TRUE(loadTrainConfig(writeYaml("dtype.yaml", "infer_dtype: bfloat16\n"),
+                              {{"infer_dtype", "float16"}}, c));
+  EXPECT_EQ(c.inferDtype, "float16");
+  std::string e = errorOf("infer_dtype: bf16\n");
+  EXPECT_NE(e.find("error.yaml:1:14: infer_dtype: must be one of auto, float32, bfloat16, "
+                   "float16, got 'bf16'"),
+            e.npos)
+      << e;
+}
+
 TEST(TrainConfig, UnknownKeySuggestsTheNearest) {
   std::string e = errorOf("per_device_train_batch: 2\n");
   EXPECT_NE(e.find("error.yaml:1:1: unknown key 'per_device_train_batch'; did you mean "

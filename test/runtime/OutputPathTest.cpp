@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <sys/stat.h>
@@ -156,6 +157,48 @@ TEST_F(OutputPathTest, DirectoriesOfOlderMtcAreRecognisedByTheirFiles) {
   // One file more than an older plan had is not a plan.
   makeDir("plus", {"plan.pb", "plan.txt", "notes.txt"});
   expectRefused(check("plus", OutputKind::Plan, true), "notes.txt, plan.pb, plan.txt");
+}
+
+// An export in bf16 or fp16 whose marker is gone is recognised by the entry
+// its safetensors header carries; a downloaded model of the same two files
+// (transformers' header: "format" only) is not.
+TEST_F(OutputPathTest, ExportsInAnyDtypeAreRecognisedByTheirSafetensorsHeader) {
+  const float w[2] = {1.0f, -2.0f};
+  auto model = [&](const std::string &dir, std::map<std::string, std::string> metadata,
+                   const std::string &config) {
+    fs::create_directories(dir_ / dir);
+    ASSERT_TRUE(writeSafetensors(path(dir + "/model.safetensors"),
+                                 {{"w", Dtype::BF16, {2}, w}}, metadata));
+    writeText(dir_ / dir / "config.json", config);
+  };
+  const std::map<std::string, std::string> ours = {{"format", "pt"},
+                                                   {kSafetensorsOutputKey, "hf-export"}};
+  model("bf16", ours, R"({"torch_dtype": "bfloat16"})");
+  EXPECT_TRUE(check("bf16", OutputKind::HfExport));
+  model("fp16", ours, R"({"dtype": "float16"})");
+  EXPECT_TRUE(check("fp16", OutputKind::HfExport));
+  // transformers >= 4.56 spells float32 `dtype`.
+  makeDir("new-float32", {"model.safetensors"});
+  writeText(dir_ / "new-float32" / "config.json", R"({"dtype": "float32"})");
+  EXPECT_TRUE(check("new-float32", OutputKind::HfExport));
+
+  model("downloaded", {{"format", "pt"}}, R"({"torch_dtype": "bfloat16"})");
+  expectRefused(check("downloaded", OutputKind::HfExport, true),
+                "holding files mtc did not write (config.json, model.safetensors)");
+  model("other-kind", {{"format", "pt"}, {kSafetensorsOutputKey, "checkpoint"}},
+        R"({"dtype": "bfloat16"})");
+  expectRefused(check("other-kind", OutputKind::HfExport, true),
+                "holding files mtc did not write (config.json, model.safetensors)");
+  model("not-a-string", {{"format", "pt"}}, R"({"torch_dtype": 32, "dtype": ["float32"]})");
+  expectRefused(check("not-a-string", OutputKind::HfExport, true),
+                "holding files mtc did not write (config.json, model.safetensors)");
+  // Our header in a directory holding more than the two files is not ours.
+  model("more", ours, R"({"dtype": "bfloat16"})");
+  writeText(dir_ / "more" / "tokenizer.json", "{}");
+  expectRefused(check("more", OutputKind::HfExport, true),
+                "holding files mtc did not write (config.json, model.safetensors, "
+                "tokenizer.json)");
+  EXPECT_EQ(readAll(dir_ / "more" / "tokenizer.json"), "{}");
 }
 
 TEST_F(OutputPathTest, CurrentDirectoryAndItsParentsAreRefused) {

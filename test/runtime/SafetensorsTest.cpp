@@ -150,6 +150,104 @@ TEST(SafetensorsConversion, FloatToBf16RoundsToNearestEven) {
   }
 }
 
+TEST(SafetensorsConversion, FloatToBf16KeepsSignsAndNaNs) {
+  EXPECT_EQ(floatToBf16(0.0f), 0x0000);
+  EXPECT_EQ(floatToBf16(-0.0f), 0x8000);                 // negative zero keeps its sign
+  EXPECT_EQ(floatToBf16(floatOf(0x80008000)), 0x8000);   // negative subnormal tie to -0
+  EXPECT_EQ(floatToBf16(floatOf(0x80018000)), 0x8002);   // ... and to the even -2 units
+  EXPECT_EQ(floatToBf16(floatOf(0x7fc00000)), 0x7fc0);   // quiet NaN
+  EXPECT_EQ(floatToBf16(floatOf(0xff800001)), 0xffc0);   // signalling NaN: quiet, signed
+}
+
+TEST(SafetensorsConversion, FloatToFp16RoundsToNearestEven) {
+  EXPECT_EQ(floatToFp16(1.0f), 0x3c00);
+  EXPECT_EQ(floatToFp16(-2.0f), 0xc000);
+  EXPECT_EQ(floatToFp16(0.1f), 0x2e66);                // 0x3dcccccd: 0.0999755859375
+  EXPECT_EQ(floatToFp16(floatOf(0x3f801000)), 0x3c00); // 1 + 2^-11: tie, 0x3c00 is even
+  EXPECT_EQ(floatToFp16(floatOf(0x3f803000)), 0x3c02); // 1 + 3 x 2^-11: tie, 0x3c01 is odd
+  EXPECT_EQ(floatToFp16(floatOf(0xbf803000)), 0xbc02); // same for negatives
+  EXPECT_EQ(floatToFp16(floatOf(0x3f801001)), 0x3c01); // just above the tie
+  EXPECT_EQ(floatToFp16(floatOf(0x3f800fff)), 0x3c00); // just below it
+  // The top of the range: 65504 is the largest finite; 65520 is the tie
+  // between it (odd mantissa) and 2^16, so it goes up to inf.
+  EXPECT_EQ(floatToFp16(65504.0f), 0x7bff);
+  EXPECT_EQ(floatToFp16(floatOf(0x477fefff)), 0x7bff); // 65519.996
+  EXPECT_EQ(floatToFp16(65520.0f), 0x7c00);
+  EXPECT_EQ(floatToFp16(-65520.0f), 0xfc00);
+  EXPECT_EQ(floatToFp16(1e10f), 0x7c00);
+  EXPECT_EQ(floatToFp16(std::numeric_limits<float>::infinity()), 0x7c00);
+  EXPECT_EQ(floatToFp16(-std::numeric_limits<float>::infinity()), 0xfc00);
+  // Subnormals (units of 2^-24) and zeros.
+  EXPECT_EQ(floatToFp16(0x1p-14f), 0x0400);            // smallest normal
+  EXPECT_EQ(floatToFp16(0x1p-24f), 0x0001);            // smallest subnormal
+  EXPECT_EQ(floatToFp16(-0x1p-24f), 0x8001);
+  EXPECT_EQ(floatToFp16(1023.0f * 0x1p-24f), 0x03ff);  // largest subnormal
+  EXPECT_EQ(floatToFp16(1023.5f * 0x1p-24f), 0x0400);  // tie: up to the smallest normal
+  EXPECT_EQ(floatToFp16(0x1p-25f), 0x0000);            // half a unit: tie to even 0
+  EXPECT_EQ(floatToFp16(floatOf(0x33000001)), 0x0001); // just above half a unit
+  EXPECT_EQ(floatToFp16(1.5f * 0x1p-24f), 0x0002);     // tie between 1 and 2 units
+  EXPECT_EQ(floatToFp16(2.5f * 0x1p-24f), 0x0002);     // tie between 2 and 3 units
+  EXPECT_EQ(floatToFp16(-0x1p-25f), 0x8000);           // to negative zero
+  EXPECT_EQ(floatToFp16(1e-40f), 0x0000);              // an fp32 subnormal
+  EXPECT_EQ(floatToFp16(0.0f), 0x0000);
+  EXPECT_EQ(floatToFp16(-0.0f), 0x8000);
+  // NaNs stay NaN, quiet, signed, with the payload's top bits.
+  EXPECT_EQ(floatToFp16(floatOf(0x7fc00000)), 0x7e00);
+  EXPECT_EQ(floatToFp16(floatOf(0xffc00000)), 0xfe00);
+  EXPECT_EQ(floatToFp16(floatOf(0x7f800001)), 0x7e00); // payload only in dropped bits: not inf
+  EXPECT_EQ(floatToFp16(floatOf(0x7fa00000)), 0x7f00);
+  // Every non-NaN fp16 value survives a round trip through fp32.
+  for (uint32_t h = 0; h < 0x10000; ++h)
+    if ((h & 0x7fff) <= 0x7c00) {
+      ASSERT_EQ(floatToFp16(fp16ToFloat(uint16_t(h))), h) << std::hex << h;
+    }
+}
+
+#ifdef __FLT16_MAX__
+// The compiler's own float -> _Float16 conversion (libgcc's, round to nearest
+// even) as an independent reference: every midpoint between neighbouring
+// fp16 values and the floats next to it, and a stride through all floats.
+TEST(SafetensorsConversion, FloatToFp16MatchesTheCompilersConversion) {
+  auto reference = [](float f) { return std::bit_cast<uint16_t>(static_cast<_Float16>(f)); };
+  auto check = [&](float f) {
+    if (!std::isnan(f))
+      ASSERT_EQ(floatToFp16(f), reference(f)) << std::hexfloat << f;
+  };
+  for (uint32_t h = 0; h < 0x7c00; ++h) {
+    // fp16's midpoints are exact in fp32 (fp16 has 11 significant bits).
+    float mid = (fp16ToFloat(uint16_t(h)) + fp16ToFloat(uint16_t(h + 1))) / 2;
+    for (float f : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)})
+      for (float g : {f, -f})
+        check(g);
+  }
+  for (uint64_t bits = 0; bits < (uint64_t(1) << 32); bits += 65521)
+    check(floatOf(uint32_t(bits)));
+}
+#endif
+
+TEST(SafetensorsConversion, NarrowingToInfinityIsRefused) {
+  std::vector<float> ok = {65504.0f, -1.0f, std::numeric_limits<float>::infinity(),
+                           std::nanf("")};
+  EXPECT_TRUE(checkNarrowing("w", Dtype::F16, ok.data(), ok.size()).isOk());
+  std::vector<float> over = {1.0f, -70000.0f, 65520.0f};
+  mt::Status s = checkNarrowing("model.norm.weight", Dtype::F16, over.data(), over.size());
+  ASSERT_FALSE(s.isOk());
+  EXPECT_EQ(s.message(), "tensor 'model.norm.weight': its largest magnitude 70000 exceeds "
+                         "float16's largest finite value 65504 and would be written as "
+                         "infinity");
+  std::vector<float> tie = {65520.0f};
+  EXPECT_FALSE(checkNarrowing("t", Dtype::F16, tie.data(), 1).isOk());
+  EXPECT_TRUE(checkNarrowing("t", Dtype::BF16, tie.data(), 1).isOk());
+  EXPECT_TRUE(checkNarrowing("t", Dtype::F32, over.data(), over.size()).isOk());
+  std::vector<float> huge = {floatOf(0x7f7fffff)}; // FLT_MAX rounds to bf16's inf
+  mt::Status b = checkNarrowing("h", Dtype::BF16, huge.data(), 1);
+  ASSERT_FALSE(b.isOk());
+  EXPECT_NE(b.message().find("tensor 'h': its largest magnitude 3.40282347e+38 exceeds "
+                             "bfloat16's largest finite value 3.38953139e+38"),
+            std::string::npos)
+      << b.message();
+}
+
 //===-- Reading a file built by hand --------------------------------------===//
 
 TEST_F(SafetensorsTest, ReadsHandBuiltFile) {
@@ -291,6 +389,46 @@ TEST_F(SafetensorsTest, RoundTripBf16) {
   EXPECT_TRUE(std::isnan(got[8]));
 }
 
+TEST_F(SafetensorsTest, RoundTripF16) {
+  // Exact, a tie to even, an inexact value, a subnormal, signed zero, NaN.
+  std::vector<float> v = {1.0f, -2.0f, 65504.0f, 1.00048828125f /* 1 + 2^-11 */,
+                          0.1f, 0x1p-24f, -0.0f, std::nanf("")};
+  std::vector<float> f32 = {5.0f};
+  ASSERT_TRUE(writeSafetensors(path("h.safetensors"),
+                               {{"a.f16", Dtype::F16, {2, 4}, v.data()},
+                                {"z.f32", Dtype::F32, {1}, f32.data()}},
+                               {{"format", "pt"}})
+                  .isOk());
+  Expected<SafetensorsFile> f = openSafetensors(path("h.safetensors"));
+  ASSERT_TRUE(f.isOk()) << f.message();
+  const TensorInfo *a = f->find("a.f16");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->dtype, Dtype::F16);
+  EXPECT_EQ(a->byteSize(), 16u);
+  EXPECT_EQ(a->dataBegin, 4u); // after the wider F32
+  std::vector<uint16_t> raw(8);
+  ASSERT_TRUE(f->readRaw("a.f16", raw.data(), 16).isOk());
+  const std::vector<uint16_t> want = {0x3c00, 0xc000, 0x7bff, 0x3c00,
+                                      0x2e66, 0x0001, 0x8000, 0x7e00};
+  EXPECT_EQ(raw, want);
+}
+
+TEST_F(SafetensorsTest, WriterRefusesOverflowAndKeepsOldFile) {
+  writeRaw(path("o.safetensors"), "previous content");
+  std::vector<float> fine = {1.0f}, big = {3.0f, -1e5f};
+  mt::Status s = writeSafetensors(path("o.safetensors"), {{"fine", Dtype::F16, {1}, fine.data()},
+                                                      {"lm_head.weight", Dtype::F16, {2},
+                                                       big.data()}});
+  expectError(s, {path("o.safetensors"), "tensor 'lm_head.weight'", "largest magnitude 100000",
+                  "float16's largest finite value 65504"});
+  EXPECT_EQ(readRaw(path("o.safetensors")), "previous content");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1);
+  // The same values fit bf16.
+  EXPECT_TRUE(writeSafetensors(path("o.safetensors"),
+                               {{"lm_head.weight", Dtype::BF16, {2}, big.data()}})
+                  .isOk());
+}
+
 TEST_F(SafetensorsTest, WriterRejectsBadTensorsAndKeepsOldFile) {
   writeRaw(path("w.safetensors"), "previous content");
   float x[2] = {1, 2};
@@ -299,7 +437,7 @@ TEST_F(SafetensorsTest, WriterRejectsBadTensorsAndKeepsOldFile) {
   };
   expectError(write({{"a", Dtype::F32, {1}, x}, {"a", Dtype::F32, {1}, x}}),
               {"tensor 'a'", "given twice"});
-  expectError(write({{"h", Dtype::F16, {2}, x}}), {"tensor 'h'", "cannot write dtype F16"});
+  expectError(write({{"d", Dtype::F64, {2}, x}}), {"tensor 'd'", "cannot write dtype F64"});
   expectError(write({{"n", Dtype::F32, {2}, nullptr}}), {"tensor 'n'", "data is null"});
   expectError(write({{"s", Dtype::F32, {-2}, x}}), {"tensor 's'", "invalid shape [-2]"});
   expectError(write({{"__metadata__", Dtype::F32, {1}, x}}), {"reserved"});
@@ -499,6 +637,38 @@ TEST(SafetensorsShards, FollowHuggingFaceHubsSplit) {
   const std::vector<std::vector<size_t>> want = {{1}, {0}, {2, 3}};
   EXPECT_EQ(planShards(ts, 64), want);
   EXPECT_EQ(planShards(ts, 1000), (std::vector<std::vector<size_t>>{{0, 1, 2, 3}}));
+}
+
+// Shards are planned on the bytes written: half as many per BF16 or F16
+// element as per F32 one, so the same tensors fill fewer shards.
+TEST(SafetensorsShards, CountTheBytesOfTheWrittenDtype) {
+  std::vector<float> v(25, 1.0f);
+  std::vector<TensorToWrite> ts = {{"t0", Dtype::BF16, {10}, v.data()},
+                                   {"t1", Dtype::BF16, {25}, v.data()},
+                                   {"t2", Dtype::F16, {8}, v.data()},
+                                   {"t3", Dtype::BF16, {8}, v.data()}};
+  // 20 + 50 > 64: t1 (50 bytes) starts a shard; 50 + 16 > 64: t2 another.
+  EXPECT_EQ(planShards(ts, 64), (std::vector<std::vector<size_t>>{{0}, {1}, {2, 3}}));
+  // 32 bytes: t1 (50) alone ahead of the shard being filled.
+  EXPECT_EQ(planShards(ts, 32), (std::vector<std::vector<size_t>>{{1}, {0}, {2, 3}}));
+}
+
+TEST_F(SafetensorsTest, ShardedBf16CheckpointCountsItsBytes) {
+  std::vector<float> a = {1, 2, 3, 4}, b = {5, 6}, c = {7, 8, 9};
+  std::vector<TensorToWrite> ts = {{"a", Dtype::BF16, {2, 2}, a.data()},
+                                   {"b", Dtype::BF16, {2}, b.data()},
+                                   {"c", Dtype::BF16, {3}, c.data()}};
+  ASSERT_TRUE(writeShardedSafetensors(dir_.string(), ts, 8).isOk());
+  // a (8 bytes) fills one shard; b (4) + c (6) > 8: b and c apart.
+  std::string index = readRaw(path("model.safetensors.index.json"));
+  EXPECT_NE(index.find("\"total_size\": 18"), std::string::npos) << index;
+  EXPECT_NE(index.find("\"c\": \"model-00003-of-00003.safetensors\""), std::string::npos) << index;
+  auto checkpoint = openCheckpoint(dir_.string());
+  ASSERT_TRUE(checkpoint.isOk()) << checkpoint.message();
+  EXPECT_EQ(checkpoint->find("c")->dtype, Dtype::BF16);
+  std::vector<float> got(3);
+  ASSERT_TRUE(checkpoint->readAsFloat32("c", got.data(), 3).isOk());
+  EXPECT_EQ(got, c);
 }
 
 TEST_F(SafetensorsTest, ShardedCheckpointReadsBackWithItsIndex) {

@@ -110,6 +110,13 @@ int main(int argc, char **argv) {
                  "write model.safetensors + config.json here at the end (replaces an export); "
                  "experts in the spelling of the --load-hf checkpoint (fused as transformers 5 "
                  "holds them, or one tensor per expert)");
+  std::string exportDtype = "auto";
+  app.add_option("--export-dtype", exportDtype,
+                 std::string("dtype of the tensors of --export-hf and of --hf-output's models: ") +
+                     mt::exec::exportDtypeChoices() +
+                     " (auto: the model config's dtype / torch_dtype, float32 where it names "
+                     "none); the fp32 masters rounded to nearest even, and config.json says it")
+      ->capture_default_str();
   auto *hfOutput = app.add_option(
       "--hf-output", o.hf.outputDir,
       "output_dir as transformers' Trainer writes it (mtc train runs mtrun with it): "
@@ -177,6 +184,12 @@ int main(int argc, char **argv) {
   mt::tools::addVersionFlag(app, "mtrun");
   if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
     return *exitCode;
+  if (auto dtype = mt::exec::parseExportDtype(exportDtype, "--export-dtype"); dtype) {
+    o.exportDtype = *dtype;
+  } else {
+    std::cerr << "error: " << dtype.message() << "\n";
+    return 1;
+  }
   if (threadsPerRank && nproc == 0) {
     std::cerr << "error: --threads-per-rank needs --nproc (a rank started by torchrun, Slurm "
                  "or OpenMPI takes OMP_NUM_THREADS from its environment)\n";
