@@ -312,8 +312,8 @@ int main(int argc, char **argv) {
                      "write the plan, the data and train.sh (the mtrun command) into -o, and "
                      "stop: `mtrun` trains elsewhere");
   trainCmd->add_option("-o,--run-dir", train.runDir,
-                       "run directory: model.mlir, plan/, data.tokens, train.sh (default: "
-                       "output_dir/mtc-run)");
+                       "run directory: model.mlir, plan/, data.sft (stage sft) or data.tokens "
+                       "(pt), train.sh (default: output_dir/mtc-run)");
   trainCmd->add_flag("--explain", train.explain,
                      "print the layout, the global batch with the dp used, and the schedule, "
                      "then train (add --prepare-only to stop before training)");

@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
       ->needs(save)->check(CLI::NonNegativeNumber);
   app.add_option("--export-hf", o.exportHf,
                  "write model.safetensors + config.json here at the end (replaces an export); "
-                 "experts in the spelling of the --load-hf checkpoint (fused as transformers 5 "
+                 "experts in the spelling of the --load checkpoint (fused as transformers 5 "
                  "holds them, or one tensor per expert)");
   std::string exportDtype = "auto";
   app.add_option("--export-dtype", exportDtype,
