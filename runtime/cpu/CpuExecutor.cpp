@@ -537,16 +537,14 @@ Status checkBlasDims(const Instruction &instr) {
 Expected<CpuExecutor> CpuExecutor::create(const plan::Plan &plan, exec::HostMemory &memory,
                                           const exec::RankContext *rank) {
   CpuExecutor executor(plan, memory, rank);
-  for (const plan::Program &program : plan.programs()) {
+  for (const plan::Program &program : plan.programs())
     for (const plan::Instruction &instr : program.instructions())
       if (Status s = checkBlasDims(instr); !s)
         return Status::error("program '" + program.name() + "': op '" + instr.op() + "': " +
                              s.message());
-    // A plan built in memory has not met readPlanDirectory's checks: the
-    // kernels index inputs and outputs by position.
-    for (int i = 0; i < program.instructions_size(); ++i)
-      if (Status s = plan::checkInstruction(plan, program, i); !s)
-        return s;
+  if (Status s = plan::checkInstructions(plan); !s) // plans built in memory
+    return s;
+  for (const plan::Program &program : plan.programs()) {
     auto resolved = plan::resolveKernels(program, kernelTable(), "CPU");
     if (!resolved)
       return resolved.status();

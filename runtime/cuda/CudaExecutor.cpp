@@ -251,12 +251,8 @@ Status CudaExecutor::initialize() {
   // What the plan asks that this backend does not run: said before the device.
   if (Status s = refuseUntestedParamOffload(plan_); !s)
     return s;
-  // A plan built in memory has not met readPlanDirectory's checks: the
-  // lowering indexes inputs and outputs by position.
-  for (const plan::Program &program : plan_.programs())
-    for (int i = 0; i < program.instructions_size(); ++i)
-      if (Status s = plan::checkInstruction(plan_, program, i); !s)
-        return s;
+  if (Status s = plan::checkInstructions(plan_); !s) // plans built in memory
+    return s;
   if (deviceCount() == 0)
     return Status::error("--backend cuda: no CUDA device is visible to this process");
   if (rank_)

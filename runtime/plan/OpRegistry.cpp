@@ -183,6 +183,14 @@ std::string checkAttributes(const OpSignature &op, const Instruction &instr) {
   return "";
 }
 
+Status checkInstructions(const Plan &plan) {
+  for (const Program &program : plan.programs())
+    for (int i = 0; i < program.instructions_size(); ++i)
+      if (Status s = checkInstruction(plan, program, i); !s)
+        return s;
+  return Status::ok();
+}
+
 Status checkInstruction(const Plan &plan, const Program &program, int index) {
   const Instruction &instr = program.instructions(index);
   std::ostringstream where;

@@ -122,6 +122,10 @@ std::string checkAttributes(const OpSignature &op, const Instruction &instr);
 
 /// Checks one instruction against its signature and the buffer table.
 Status checkInstruction(const Plan &plan, const Program &program, int index);
+/// checkInstruction over every instruction of every program: the first
+/// error. readPlanDirectory runs it; so do the executors, for plans built
+/// in memory (their kernels index inputs and outputs by position).
+Status checkInstructions(const Plan &plan);
 
 /// Elements of a buffer: the product of its shape; -1 when that overflows
 /// int64_t (validatePlan refuses such buffers).

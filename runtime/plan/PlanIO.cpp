@@ -381,10 +381,8 @@ Status validatePlan(const Plan &plan) {
     return s;
   if (Status s = validateStepRules(plan); !s)
     return s;
-  for (const Program &program : plan.programs())
-    for (int i = 0; i < program.instructions_size(); ++i)
-      if (Status s = checkInstruction(plan, program, i); !s)
-        return s;
+  if (Status s = checkInstructions(plan); !s)
+    return s;
   const Bindings &b = plan.bindings();
   for (uint32_t id : {b.input_ids(), b.labels(), b.loss_mask(), b.loss_scale(),
                       b.step(), b.loss(), b.grad_norm(), b.learning_rate()})
