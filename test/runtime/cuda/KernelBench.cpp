@@ -132,6 +132,42 @@ void addAttentionBenches(std::vector<Bench> &benches,
                      }});
 }
 
+/// Every linear of the two dense benchmark models at T tokens, forward,
+/// input gradient and weight gradient (fp32 +=): Llama-3.2-1B's fused qkv
+/// (2048 -> 3072), o (2048 -> 2048), fused gate/up (2048 -> 16384), down
+/// (8192 -> 2048), and Qwen3-0.6B's qkv (1024 -> 4096), o (2048 -> 1024),
+/// gate/up (1024 -> 6144), down (3072 -> 1024); 2*T*in*out FLOPs each. Shows
+/// which shapes hold the GEMM class's average down.
+template <typename Fill>
+void addGemmShapeBenches(std::vector<Bench> &benches,
+                         std::vector<std::shared_ptr<void>> &keep, Fill &fill,
+                         cuda::GemmRunner &gemm, cudaStream_t s) {
+  constexpr int64_t kMax = 2 * F; // the widest in or out
+  bf16 *x = fill(alloc<bf16>(keep, T * kMax), T * kMax, -1, 1);
+  bf16 *dy = fill(alloc<bf16>(keep, T * kMax), T * kMax, -1, 1);
+  bf16 *y = alloc<bf16>(keep, T * kMax);
+  bf16 *w = fill(alloc<bf16>(keep, kMax * H), kMax * H, -0.02f, 0.02f);
+  float *dw = fill(alloc<float>(keep, kMax * H), kMax * H, -1e-3f, 1e-3f);
+  const std::pair<const char *, std::pair<int64_t, int64_t>> shapes[] = {
+      {"llama qkv", {H, 3072}},   {"llama o", {H, H}},          {"llama gate_up", {H, 2 * F}},
+      {"llama down", {F, H}},     {"qwen3 qkv", {1024, 4096}},  {"qwen3 o", {H, 1024}},
+      {"qwen3 gate_up", {1024, 6144}}, {"qwen3 down", {3072, 1024}}};
+  for (const auto &[name, io] : shapes) {
+    const auto [in, out] = io;
+    const std::string text = std::string(name) + " " + shapeText({T, in, out});
+    const double flops = 2.0 * T * in * out;
+    benches.push_back({"gemm_fwd", text, flops, 0, [=, &gemm] {
+                         return gemm.linearForward(x, w, nullptr, y, T, in, out, s);
+                       }});
+    benches.push_back({"gemm_dgrad", text, flops, 0, [=, &gemm] {
+                         return gemm.linearBackwardInput(dy, w, y, T, in, out, s);
+                       }});
+    benches.push_back({"gemm_wgrad+=", text, flops, 0, [=, &gemm] {
+                         return gemm.linearBackwardWeight(x, dy, dw, T, in, out, s);
+                       }});
+  }
+}
+
 /// The routed experts' SwiGLU (moe_grouped_mlp and its gradient) at
 /// bench/gpu-moe.sh's shapes (micro-batch 1 x 4096), experts evenly loaded,
 /// on each ExpertGemm path (ours, `kernel`, included); the tiled kernel at
@@ -294,6 +330,10 @@ int run(const std::string &only) {
        [&] { return gemm->linearBackwardWeight(x, dF, dw1, T, H, F, s); }},
       {"lm_head_fwd", shapeText({T, H, V}), 2.0 * T * H * V, 0,
        [&] { return gemm->linearForward(x, embed, nullptr, logits, T, H, V, s); }},
+      {"lm_head_dgrad", shapeText({T, H, V}), 2.0 * T * H * V, 0,
+       [&] { return gemm->linearBackwardInput(logits, embed, tH1, T, H, V, s); }},
+      {"lm_head_wgrad+=", shapeText({T, H, V}), 2.0 * T * H * V, 0,
+       [&] { return gemm->linearBackwardWeight(x, logits, dEmbed, T, H, V, s); }},
       {"rmsnorm_fwd+res", tH, 0, 4 * actH,
        [&] { return cuda::rmsnormForward(x, res, tH1, normW, tH2, T, H, 1e-5f, s); }},
       {"rmsnorm_bwd+dres", tH, 0, 4 * actH, [&] {
@@ -346,6 +386,7 @@ int run(const std::string &only) {
   if (!grouped)
     throwIfError(grouped.status(), "GroupedGemm");
   addMoEBenches(benches, keep, fill, *gemm, **grouped, s);
+  addGemmShapeBenches(benches, keep, fill, *gemm, s);
   check(cudaStreamSynchronize(s), "attention setup");
   std::printf("%-20s %-28s %10s %14s\n", "kernel", "shape", "median ms", "rate");
   for (const Bench &b : benches) {
