@@ -5,6 +5,7 @@
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/CommProfile.h"
 #include "runtime/cuda/DeviceWeights.h"
+#include "runtime/cuda/InstructionProfile.h"
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/NcclCommunicator.h"
 #include "runtime/cuda/NcclOverlap.h"
@@ -30,33 +31,6 @@ namespace mt::cuda {
 
 namespace {
 
-/// The instruction classes of the profile, by the op's family.
-const char *opClass(const std::string &op) {
-  const plan::OpSignature *signature = plan::findOp(op);
-  switch (signature ? signature->family : plan::OpFamily::Elementwise) {
-  case plan::OpFamily::Gemm:
-    return "GEMM (linear)";
-  case plan::OpFamily::Attention:
-    return "attention";
-  case plan::OpFamily::Norm:
-    return "norms";
-  case plan::OpFamily::MoE:
-    return "mixture of experts (router, permute, experts, shared-expert gate)";
-  case plan::OpFamily::Loss:
-    return "loss (cross-entropy)";
-  case plan::OpFamily::Optimizer:
-    return "optimizer";
-  case plan::OpFamily::Fill:
-    return "zero-fills";
-  case plan::OpFamily::Collective:
-    return "communication (NCCL)";
-  case plan::OpFamily::Pipeline:
-    return "pipeline transfers (NCCL; recv includes the wait)";
-  case plan::OpFamily::Elementwise:
-    break;
-  }
-  return "element-wise (rotary, swiglu, add, embedding)";
-}
 
 /// The bytes an instruction of `family` moves of buffer `id` on the GPU:
 /// half the planned size of a bf16 activation; of a parameter (or its
@@ -135,12 +109,6 @@ std::vector<Piece> stagePieces(const LoweredProgram &program) {
   return pieces;
 }
 
-struct ProfileEntry {
-  double ms = 0;
-  int64_t launches = 0;
-  double flops = 0, bytes = 0;
-};
-
 class CudaExecutor final : public exec::Executor {
 public:
   CudaExecutor(const plan::Plan &plan, exec::HostMemory &host, const exec::RankContext *rank,
@@ -208,8 +176,7 @@ private:
   bool gathersPending_ = false; // an optimizer step ran without its gathers
   int64_t microBatchesRun_ = 0;                    // forward_backward runs this step
   bool reducedEarly_ = false; // this step's gradients were reduced during backward
-  std::map<std::string, ProfileEntry> profile_;
-  std::map<std::string, std::pair<double, int64_t>> wall_; // per program: ms, runs
+  InstructionProfile profile_;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
 
@@ -528,29 +495,27 @@ Status CudaExecutor::launchEagerly(LoweredProgram &program, exec::ProgramResult 
     if (!step.launch)
       continue;
     ScopedErrorContext context(where(program, step));
+    const auto issued = std::chrono::steady_clock::now();
     if (profile)
       MT_CUDA_CHECK(cudaEventRecord(start_, stream_));
     MT_CUDA_RETURN_IF_ERROR(step.launch(stream_));
     if (profile) {
+      const double hostMs =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - issued)
+              .count();
       MT_CUDA_CHECK(cudaEventRecord(stop_, stream_));
       MT_CUDA_CHECK(cudaEventSynchronize(stop_));
       float ms = 0;
       MT_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
-      ProfileEntry &entry =
-          profile_[step.profileClass ? step.profileClass
-                                     : opClass(program.plan->instructions(step.instruction).op())];
-      entry.ms += ms;
-      entry.launches += 1;
+      const std::string &op = program.plan->instructions(step.instruction).op();
+      profile_.record(step.profileClass ? step.profileClass : opClass(op), op, ms, hostMs);
     }
     if (options_.syncEachInstruction)
       MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   if (profile) // only to the classes that launched something
     for (const auto &[name, w] : program.work)
-      if (auto entry = profile_.find(name); entry != profile_.end()) {
-        entry->second.flops += w.flops;
-        entry->second.bytes += w.bytes;
-      }
+      profile_.addWork(name, w.flops, w.bytes);
   return Status::ok();
 }
 
@@ -642,10 +607,9 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
     MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   if (options_.profile && program.runs > 0) {
-    auto &[ms, runs] = wall_[name];
-    ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
-              .count();
-    runs += 1;
+    profile_.addWall(name, std::chrono::duration<double, std::milli>(
+                               std::chrono::steady_clock::now() - started)
+                               .count());
   }
   program.runs += 1;
   return result;
@@ -750,38 +714,8 @@ std::string CudaExecutor::profileReport() const {
       << double(total - free) / double(1ull << 30) << " GiB\n";
   if (commProfile_)
     out << commProfile_->report(predictedBubble());
-  if (profile_.empty())
-    return out.str();
-  double wall = 0, busy = 0;
-  int64_t steps = 0;
-  for (const auto &[name, w] : wall_) {
-    wall += w.first;
-    steps = std::max(steps, w.second);
-  }
-  std::vector<std::pair<std::string, ProfileEntry>> rows(profile_.begin(), profile_.end());
-  std::sort(rows.begin(), rows.end(),
-            [](const auto &a, const auto &b) { return a.second.ms > b.second.ms; });
-  for (const auto &row : rows)
-    busy += row.second.ms;
-  out << "profile (CUDA events per instruction, mean over " << steps
-      << " steps after the first):\n";
-  // The achieved rates of the roofline (plan/Roofline.h): model FLOPs and
-  // the bytes each instruction moves at least, over the class's time.
-  out << "  class                                           ms/step   share  launches/step"
-         "   TFLOP/s      GB/s\n";
-  auto line = [&](const std::string &name, const ProfileEntry &e) {
-    out << "  " << std::left << std::setw(46) << name << std::right << std::setw(9)
-        << std::setprecision(2) << e.ms / double(steps) << std::setw(7) << std::setprecision(1)
-        << 100.0 * e.ms / wall << "%" << std::setw(10) << e.launches / std::max<int64_t>(steps, 1);
-    if (e.ms > 0 && e.bytes > 0)
-      out << std::setw(15) << std::setprecision(1) << e.flops / e.ms / 1e9 << std::setw(10)
-          << std::setprecision(0) << e.bytes / e.ms / 1e6;
-    out << "\n";
-  };
-  for (const auto &[name, entry] : rows)
-    line(name, entry);
-  line("host, launches and idle (wall - kernels)", {std::max(0.0, wall - busy), 0});
-  line("wall (programs)", {wall, 0});
+  if (!profile_.empty())
+    out << profile_.report();
   return out.str();
 }
 

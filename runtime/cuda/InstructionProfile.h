@@ -1,0 +1,50 @@
+// --profile's bookkeeping: every eagerly launched instruction timed with CUDA
+// events (the device's time) and a host clock around its launch (the time the
+// host spent issuing it, waits for the device included), summed per
+// instruction class and per op; the report prints both tables.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace mt::cuda {
+
+/// The profile's class of an op, by its family in the op table (e.g.
+/// "GEMM (linear)", "attention", "norms").
+const char *opClass(const std::string &op);
+
+/// Sums of one class's or one op's instructions over the profiled steps.
+struct ProfileEntry {
+  double ms = 0;      // device time (CUDA events)
+  double hostMs = 0;  // host time issuing the launches, waits included
+  int64_t launches = 0;
+  double flops = 0, bytes = 0; // the roofline's work (plan/Roofline.h)
+};
+
+/// Per-class and per-op times of --profile. Not thread-safe: the
+/// executor's host thread only.
+class InstructionProfile {
+public:
+  /// One instruction's run: `className` is its class (opClass, or the step's
+  /// own), `op` the plan op; times in milliseconds.
+  void record(const std::string &className, const std::string &op, double deviceMs,
+              double hostMs);
+  /// Adds one run's roofline work to a class that launched something.
+  void addWork(const std::string &className, double flops, double bytes);
+  /// One run of a program took `ms` of wall time (host clock, launch to the
+  /// device being done).
+  void addWall(const std::string &program, double ms);
+  bool empty() const { return classes_.empty(); }
+  /// The class table (ms/step, share of the programs' wall, launches/step,
+  /// TFLOP/s and GB/s where the class has work), the idle remainder, then the
+  /// `topOps` ops that took the most device time, each with its host time
+  /// (host ≈ device: the op is bound by its launches or host waits).
+  std::string report(int topOps = 12) const;
+
+private:
+  std::map<std::string, ProfileEntry> classes_, ops_;
+  std::map<std::string, std::pair<double, int64_t>> wall_; // per program: ms, runs
+};
+
+} // namespace mt::cuda
