@@ -36,6 +36,9 @@ if [[ "${1:-}" == "--prepare" ]]; then
   dir=$2 bin=${MT_BUILD_DIR:-build}/bin
   rm -rf "$dir" && mkdir -p "$dir/plans" "$dir/mlir" "$dir/peer"
   "$bin/mt-tokenize" models/data/demo-corpus.txt -o "$dir/corpus.bin" > /dev/null
+  # The test plans compare runs bit for bit (overlapped or not, graphs or
+  # not, resumed or not): every kernel deterministic (deterministic_mode).
+  det=--deterministic-mode
   # The demo plans as tools/gpu-check.sh compiles them: one GPU (2 micro-
   # batches of 4) and dp2 (1 of 4 per rank): the same global batch of 8.
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$dir/mlir/demo.mlir"
@@ -48,7 +51,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
                 "demo-dp2-do-opg:--dp 2 --use-distributed-optimizer --overlap-param-gather"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/demo.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
-      --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+      --warmup-steps 5 --train-steps 20 "$det" -o "$dir/plans/${layout%%:*}"
   done
   # Pipelines (test/runtime/cuda/PipelineParallelTest.cpp): 4 micro-batches
   # of 2 per step on one GPU, pp2 (1F1B) and pp2 x vpp2 (interleaved); and
@@ -61,14 +64,14 @@ if [[ "${1:-}" == "--prepare" ]]; then
                 "demo-mb2-dp2:--dp 2"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/demo-mb2.mlir" ${layout#*:} --global-batch 8 --lr 2e-3 \
-      --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+      --warmup-steps 5 --train-steps 20 "$det" -o "$dir/plans/${layout%%:*}"
   done
   "$bin/mtc" import-hf test/runtime/cuda/configs/tiny-llama-hd64.json --seq 64 \
     --micro-batch 2 -o "$dir/mlir/tiny-llama.mlir"
   for layout in "tiny-llama:" "tiny-llama-pp2:--pp 2"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-llama.mlir" ${layout#*:} --global-batch 8 --lr 1e-3 \
-      --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+      --warmup-steps 5 --train-steps 20 "$det" -o "$dir/plans/${layout%%:*}"
   done
   # Context parallelism (test/runtime/cuda/ContextParallelTest.cpp): tiny-
   # llama-hd64 at 132 tokens (chunks of 33: tiles straddle them) on one GPU,
@@ -81,14 +84,14 @@ if [[ "${1:-}" == "--prepare" ]]; then
                 "tiny-llama-s132-cp2-all-gather:--cp 2 --cp-comm-type all_gather"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-llama-s132.mlir" ${layout#*:} --global-batch 4 \
-      --lr 1e-3 --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+      --lr 1e-3 --warmup-steps 5 --train-steps 20 "$det" -o "$dir/plans/${layout%%:*}"
   done
   "$bin/mtc" import-hf test/runtime/cuda/configs/tiny-qwen3-hd64.json --seq 132 --micro-batch 2 \
     -o "$dir/mlir/tiny-qwen3-s132.mlir"
   for layout in "tiny-qwen3-s132:" "tiny-qwen3-s132-cp2-a2a:--cp 2 --cp-comm-type a2a"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-qwen3-s132.mlir" ${layout#*:} --global-batch 4 \
-      --lr 1e-3 --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+      --lr 1e-3 --warmup-steps 5 --train-steps 20 "$det" -o "$dir/plans/${layout%%:*}"
   done
   # Packed documents under cp (ContextParallelTest's Cp2PackedDocuments): the
   # SFT demos packed into rows of 132 tokens with position ids (neat_packing;
@@ -103,7 +106,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
                 "tiny-qwen3-s132-neat-cp2-a2a:--cp 2 --cp-comm-type a2a"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-qwen3-s132-neat.mlir" ${layout#*:} --global-batch 4 \
-      --lr 1e-3 --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+      --lr 1e-3 --warmup-steps 5 --train-steps 20 "$det" -o "$dir/plans/${layout%%:*}"
   done
   # A tiny Qwen3 as tools/gpu-check.sh compiles it, on one GPU, tp2 (+sp) and dp2
   # (tied embeddings: DataParallelTest's sparse embedding gradient).
@@ -113,7 +116,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
                 "tiny-qwen3-hd64-dp2:--dp 2"; do
     # shellcheck disable=SC2086
     "$bin/mtc" compile "$dir/mlir/tiny-qwen3-hd64.mlir" ${layout#*:} --global-batch 4 --lr 1e-3 \
-      --warmup-steps 5 --train-steps 20 -o "$dir/plans/${layout%%:*}"
+      --warmup-steps 5 --train-steps 20 "$det" -o "$dir/plans/${layout%%:*}"
   done
   # Expert parallelism (test/runtime/cuda/ExpertParallelTest.cpp): the tiny
   # Qwen3-MoE and Mixtral on one GPU (2 micro-batches of 2 per step) and ep2
@@ -129,7 +132,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
                   "-ep2-ag:--ep 2 --moe-token-dispatcher-type allgather" "-etp2:--etp 2"; do
       # shellcheck disable=SC2086
       "$bin/mtc" compile "$dir/mlir/$model.mlir" ${layout#*:} --global-batch 4 --lr "$lr" \
-        --warmup-steps 5 --train-steps 20 -o "$dir/plans/$model${layout%%:*}"
+        --warmup-steps 5 --train-steps 20 "$det" -o "$dir/plans/$model${layout%%:*}"
     done
   done
   "$bin/mtc" import-hf models/hf/llama3.2-1b.json --seq 2048 --micro-batch 4 -o "$dir/mlir/llama.mlir"

@@ -30,8 +30,9 @@ if [[ "${1:-}" == "--prepare" ]]; then
   mkdir -p "$data/plans" "$data/mlir"
   "$bin/mt-tokenize" models/data/demo-corpus.txt -o "$data/corpus.bin" > /dev/null
   "$bin/mtc" import-hf models/hf/demo-tiny.json --seq 128 --micro-batch 4 -o "$data/mlir/demo.mlir"
+  # deterministic_mode: the resume test expects the same bits as one run.
   "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
-    --train-steps 20 -o "$data/plans/demo"
+    --train-steps 20 --deterministic-mode -o "$data/plans/demo"
   # The same with optimizer_offload, grad_offload and both, param_offload
   # alone and with each of them and both, and with full and selective
   # recompute (TrainingStepTest's Options/MemoryOptionTest).

@@ -537,6 +537,7 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
       {"moe_shared_expert_overlap", typedSetter(config.moeSharedExpertOverlap, "true or false")},
       {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
       {"grad_reduce_in_fp32", typedSetter(config.gradReduceInFp32, "true or false")},
+      {"deterministic_mode", typedSetter(config.deterministicMode, "true or false")},
       {"overlap_param_gather", typedSetter(config.overlapParamGather, "true or false")},
       {"calculate_per_token_loss", typedSetter(config.perTokenLoss, "true or false")},
       {"optimizer_offload", typedSetter(config.optimizerOffload, "true or false")},

@@ -87,6 +87,13 @@ struct ParallelConfig {
   /// false unless that is the only one: dp > 1, cp 1, pp 1, no edp
   /// reduction, no grad_offload.
   bool gradReduceInFp32 = true;
+  /// Megatron-Core's deterministic_mode: every kernel sums in a fixed
+  /// order, so that a run repeats bit for bit (the CUDA backend then takes
+  /// cuDNN attention's deterministic backward, which keeps dP whole: slower
+  /// and, at long sequences, gigabytes of workspace). False, Megatron-Core's
+  /// default, lets attention's backward accumulate dQ with atomics. Carried
+  /// by the plan (Training.deterministic_mode).
+  bool deterministicMode = false;
   /// Megatron-Core's overlap_param_gather (needs distributedOptimizer): the
   /// all-gather of each bucket's updated weights runs behind the next
   /// step's forward, which waits for it before the bucket's first use.

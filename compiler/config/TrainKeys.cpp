@@ -455,6 +455,12 @@ std::vector<Key> megatronKeys() {
        "the experts' edp, pp, grad_offload, or none exists: dp 1)", {}, "", [](TrainConfig &c, const Given &g) {
          return read(g, "grad_reduce_in_fp32", "true or false", c.parallel.gradReduceInFp32);
        }},
+      {"deterministic_mode", Honoured, Megatron, "every kernel sums in a fixed order and a run "
+       "repeats bit for bit (true; the CUDA backend's attention backward then keeps dP whole, "
+       "slower) or attention's backward may accumulate with atomics (false, the default)",
+       {}, "", [](TrainConfig &c, const Given &g) {
+         return read(g, "deterministic_mode", "true or false", c.parallel.deterministicMode);
+       }},
       {"overlap_grad_reduce", AlwaysDone, Megatron, "a speed choice: the CUDA backend starts the "
        "dp gradient reduction (all-reduce, or the distributed optimizer's bucket reduce-scatters) "
        "behind the last backward", {}, "", anyFlag("overlap_grad_reduce")},

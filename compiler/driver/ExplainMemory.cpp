@@ -129,14 +129,17 @@ void printAttentionNote(const plan::AttentionWorkspace &w, const plan::DeviceFoo
   const std::string limit = "1/16 of the device's memory (" +
                             bytesText(double(device / plan::kCudnnWorkspaceShareOfDevice)) +
                             " of " + of + ")";
-  const std::string cudnn = "its deterministic backward keeps dP whole in bf16 (2 bytes per "
-                            "query-key pair) and an fp32 dQ: " +
-                            bytesText(double(w.cudnnBytes)) + " at " + shape;
+  const std::string cudnn =
+      std::string(w.deterministic ? "its deterministic backward (deterministic_mode) keeps dP "
+                                  "whole in bf16 (2 bytes per query-key pair) and an fp32 dQ: "
+                                : "its backward accumulates an fp32 dQ with atomics "
+                                  "(deterministic_mode: false): ") +
+      bytesText(double(w.cudnnBytes)) + " at " + shape;
   os << "  (attention, under mtrun's default MT_ATTENTION_BACKEND=auto: ";
   switch (w.kernels) {
   case plan::AttentionKernels::Cudnn:
     os << "cuDNN's fused attention; " << cudnn << "; auto takes it while that is at most "
-       << limit << ", else the mtc kernels; MT_ATTENTION_DETERMINISTIC=0 makes it small";
+       << limit << ", else the mtc kernels";
     break;
   case plan::AttentionKernels::MtcOverLimit:
     os << "the mtc kernels, as cuDNN's fused attention is over its limit: " << cudnn

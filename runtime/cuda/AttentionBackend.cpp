@@ -121,9 +121,8 @@ Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool document
     if (!plan::cudnnWorkspaceFits(*bytes, totalBytes)) { // as mtc compile --explain predicts
       logFallback(shape, "cuDNN needs " + std::to_string(*bytes >> 20) +
                              " MiB of workspace, over 1/16 of the device's memory (its "
-                             "deterministic backward keeps dP whole; "
-                             "MT_ATTENTION_DETERMINISTIC=0 lets it accumulate dQ with atomics "
-                             "in a small one)");
+                             "deterministic backward, deterministic_mode, keeps dP whole; "
+                             "without it dQ is accumulated with atomics in a small one)");
       return mtc;
     }
   }

@@ -247,6 +247,8 @@ Status CudaExecutor::initialize() {
   resources_.host = &host_;
   resources_.rank = rank_;
   resources_.attention = options_.attention;
+  resources_.attention.deterministic =
+      options_.attentionDeterministic.value_or(plan_.training().deterministic_mode());
   resources_.overlapTransfers = options_.overlapRingTransfers;
   resources_.overlapSequenceParallel = options_.overlapSequenceParallel;
   resources_.moeGemm = options_.moeGemm;

@@ -13,6 +13,7 @@
 #include "runtime/exec/RankContext.h"
 
 #include <memory>
+#include <optional>
 
 namespace mt::cuda {
 
@@ -49,9 +50,12 @@ struct CudaOptions {
   size_t bucketElements = 0;
   /// Attention's implementation: auto (cuDNN's fused flash attention where
   /// it runs the shape, else the mtc kernels), cudnn or mtc
-  /// (MT_ATTENTION_BACKEND), and whether its backward must be deterministic
-  /// (MT_ATTENTION_DETERMINISTIC=0 allows cuDNN's atomic dQ).
-  AttentionOptions attention{AttentionBackend::Auto, true};
+  /// (MT_ATTENTION_BACKEND). Whether its backward must be deterministic is
+  /// the plan's deterministic_mode unless attentionDeterministic says.
+  AttentionOptions attention{AttentionBackend::Auto, false};
+  /// MT_ATTENTION_DETERMINISTIC=0|1 over the plan's deterministic_mode
+  /// (unset: the plan decides).
+  std::optional<bool> attentionDeterministic;
   /// Ring attention's key/value transfers (ring_shift) on a stream of their
   /// own, overlapping the attention blocks that do not need them
   /// (MT_CUDA_OVERLAP_CP=0 keeps them on the compute stream).

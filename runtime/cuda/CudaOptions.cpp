@@ -48,7 +48,7 @@ Expected<CudaOptions> optionsFromEnvironment() {
     if (v != "0" && v != "1")
       return Status::error("MT_ATTENTION_DETERMINISTIC='" + v + "' is not 0 or 1 (1: the "
                            "attention backward sums in a fixed order)");
-    o.attention.deterministic = v == "1";
+    o.attentionDeterministic = v == "1";
   }
   if (const char *moeGemm = std::getenv("MT_MOE_GEMM")) {
     auto parsed = parseExpertGemm(moeGemm, "MT_MOE_GEMM");

@@ -316,7 +316,9 @@ AttentionWorkspace attentionWorkspace(const Plan &plan, uint64_t deviceBytes) {
         continue; // the launchers return at once
       const std::string axis = a.s("context_parallel_axis");
       const bool contextParallel = block || (!axis.empty() && plan.mesh().cp() > 1);
-      w.cudnnBytes = cudnnAttentionWorkspaceBytes(w.batch, w.heads, w.seq, w.kvSeq, w.headDim);
+      w.deterministic = plan.training().deterministic_mode();
+      w.cudnnBytes = cudnnAttentionWorkspaceBytes(w.batch, w.heads, w.seq, w.kvSeq, w.headDim,
+                                                  w.deterministic);
       // The order of planAttention's tests: documents, cp, then the limit.
       if (a.i("position_ids"))
         w.kernels = AttentionKernels::MtcDocuments;

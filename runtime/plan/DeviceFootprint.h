@@ -156,7 +156,8 @@ std::optional<uint64_t> deviceWeightOffset(const DeviceFootprint &f, uint64_t pl
                                            uint64_t bytes);
 
 /// Which kernels run an attention instruction on the CUDA backend under
-/// mtrun's defaults (MT_ATTENTION_BACKEND=auto, MT_ATTENTION_DETERMINISTIC=1),
+/// mtrun's defaults (MT_ATTENTION_BACKEND=auto, the backward deterministic as
+/// the plan's deterministic_mode says),
 /// as runtime/cuda/AttentionBackend.cpp planAttention chooses: cuDNN's fused
 /// attention, or the mtc kernels because cuDNN's workspace is over
 /// 1/16 of the device's memory, because documents are packed in a row
@@ -171,8 +172,10 @@ enum class AttentionKernels { None, Cudnn, MtcOverLimit, MtcDocuments, MtcContex
 struct AttentionWorkspace {
   uint64_t bytes = 0;
   AttentionKernels kernels = AttentionKernels::None;
-  /// What cuDNN's deterministic backward would need for that shape.
+  /// What cuDNN's backward would need for that shape (deterministic as the
+  /// plan's deterministic_mode).
   uint64_t cudnnBytes = 0;
+  bool deterministic = false; // the plan's deterministic_mode
   int64_t batch = 0, heads = 0, seq = 0, kvSeq = 0, headDim = 0;
 };
 /// On a device with `deviceBytes` of memory (cudaMemGetInfo's total).

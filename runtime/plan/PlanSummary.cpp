@@ -58,6 +58,8 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
      << t.global_batch() << ", vocabulary " << t.vocab_size() << "\n";
   if (t.grad_reduce_in_bf16())
     os << "dp gradient reduction in bf16 (grad_reduce_in_fp32: false)\n";
+  if (t.deterministic_mode())
+    os << "deterministic kernels (deterministic_mode: true)\n";
   os << "\narenas:\n";
   for (const Arena &a : plan.arenas())
     os << "  " << std::setw(21) << ArenaKind_Name(a.kind()) << " " << std::setw(14)

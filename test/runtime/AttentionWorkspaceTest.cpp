@@ -16,8 +16,11 @@ constexpr uint64_t kMiB = uint64_t(1) << 20, kGiB = uint64_t(1) << 30;
 // backward, "using cuDNN's fused attention ..., N MiB of workspace"):
 // llama3.2-1b, 32 query heads of 64.
 TEST(AttentionWorkspace, MatchesCudnnOnTheH200) {
-  EXPECT_EQ(cudnnAttentionWorkspaceBytes(4, 32, 2048, 2048, 64), 1089 * kMiB);
-  EXPECT_EQ(cudnnAttentionWorkspaceBytes(1, 32, 8192, 8192, 64), 4161 * kMiB);
+  EXPECT_EQ(cudnnAttentionWorkspaceBytes(4, 32, 2048, 2048, 64, true), 1089 * kMiB);
+  EXPECT_EQ(cudnnAttentionWorkspaceBytes(1, 32, 8192, 8192, 64, true), 4161 * kMiB);
+  // Without deterministic_mode: the fp32 dQ and the softmax sum only
+  // (64 + 1 MiB at 1 x 8192), the dP of 4 GiB gone.
+  EXPECT_EQ(cudnnAttentionWorkspaceBytes(1, 32, 8192, 8192, 64, false), 65 * kMiB);
   // The mtc backward keeps one fp32 per query row.
   EXPECT_EQ(mtcAttentionWorkspaceBytes(4, 32, 2048), 4u * 32 * 2048 * 4);
   // The softmax sum is padded to 256 bytes.
@@ -65,6 +68,7 @@ void setAttr(Instruction &instr, const char *name, int64_t i, const char *s = nu
 
 TEST(AttentionWorkspace, ChoosesAsAutoDoes) {
   AttentionPlan p;
+  p.plan.mutable_training()->set_deterministic_mode(true);
   p.add("attention_grad", 4, 32, 2048, 2048);
   const uint64_t cudnn = 1089 * kMiB, mtc = mtcAttentionWorkspaceBytes(4, 32, 2048);
   AttentionWorkspace w = attentionWorkspace(p.plan, 140 * kGiB);
@@ -78,6 +82,14 @@ TEST(AttentionWorkspace, ChoosesAsAutoDoes) {
   EXPECT_EQ(w.kernels, AttentionKernels::MtcOverLimit);
   EXPECT_EQ(w.bytes, mtc);
   EXPECT_EQ(w.cudnnBytes, cudnn);
+  // Megatron's default (deterministic_mode: false): no dP, cuDNN fits where
+  // its deterministic backward did not.
+  p.plan.mutable_training()->set_deterministic_mode(false);
+  w = attentionWorkspace(p.plan, 16 * cudnn - 16);
+  EXPECT_EQ(w.kernels, AttentionKernels::Cudnn);
+  EXPECT_FALSE(w.deterministic);
+  EXPECT_EQ(w.bytes, cudnnAttentionWorkspaceBytes(4, 32, 2048, 2048, 64, false));
+  EXPECT_LT(w.bytes, cudnn / 8);
 }
 
 TEST(AttentionWorkspace, KeepsTheMtcKernelsForDocumentsAndContextParallelism) {
@@ -120,7 +132,7 @@ TEST(AttentionWorkspace, TakesTheLargestInstruction) {
   p.add("attention_grad", 0, 4, 512, 512);                          // empty: none
   const AttentionWorkspace w = attentionWorkspace(p.plan, 140 * kGiB);
   EXPECT_EQ(w.kernels, AttentionKernels::Cudnn);
-  EXPECT_EQ(w.bytes, cudnnAttentionWorkspaceBytes(1, 4, 512, 512, 64));
+  EXPECT_EQ(w.bytes, cudnnAttentionWorkspaceBytes(1, 4, 512, 512, 64, false));
   EXPECT_EQ(w.seq, 512);
 }
 

@@ -88,6 +88,12 @@ struct ParallelFlags {
     flags.push_back({bf16Reduce, [this](mt::ParallelConfig &out, mt::OptimizerConfig &) {
                        out.gradReduceInFp32 = !gradReduceInBf16;
                      }});
+    layoutFlag(cmd.add_flag("--deterministic-mode", v.deterministicMode,
+                            "every kernel sums in a fixed order, so a run repeats bit for bit "
+                            "(Megatron's deterministic_mode; the CUDA backend's attention "
+                            "backward is then slower and, at long sequences, needs more "
+                            "workspace)"),
+               &P::deterministicMode);
     layoutFlag(cmd.add_flag("--overlap-param-gather", v.overlapParamGather,
                             "all-gather the distributed optimizer's updated weights behind the "
                             "next forward (Megatron's overlap_param_gather)"),

@@ -172,8 +172,9 @@ int main(int argc, char **argv) {
                  "CUDA: attention on cudnn (cuDNN's fused flash attention), mtc (our "
                  "kernels; the only one for documents packed in a row), or auto: cudnn where "
                  "it runs the shape and its workspace fits, else mtc (default: "
-                 "MT_ATTENTION_BACKEND, else auto; MT_ATTENTION_DETERMINISTIC=0 allows "
-                 "cuDNN's faster atomic dQ)")
+                 "MT_ATTENTION_BACKEND, else auto; cuDNN's backward is deterministic where "
+                 "the plan's deterministic_mode says, MT_ATTENTION_DETERMINISTIC=0|1 "
+                 "overrides)")
       ->check(CLI::IsMember({"auto", "cudnn", "mtc"}));
   app.add_flag("--profile-comm", o.profileComm,
                "CUDA: time the communication with events on the streams (graphs still "

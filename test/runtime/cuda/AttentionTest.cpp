@@ -188,7 +188,7 @@ TEST(AttentionBackendTest, ParsesAndResolves) {
   EXPECT_EQ(mtc->workspaceBytes, cuda::attentionBackwardWorkspaceBytes(shape));
 }
 
-// What cuDNN's deterministic backward asks for agrees, within the 5% that
+// What cuDNN's backward asks for, deterministic or not, agrees, within the 5% that
 // --explain's memory promises, with the workspace `mtc compile --explain`
 // predicts (plan::cudnnAttentionWorkspaceBytes): llama3.2-1b's shapes, whose
 // figures the formula was read from, and qwen3-0.6b's (head_dim 128).
@@ -197,12 +197,15 @@ TEST(AttentionBackendTest, CudnnWorkspaceIsAsPredicted) {
        {cuda::AttentionShape{4, 2048, 32, 8, 64, 0.125f},
         cuda::AttentionShape{1, 8192, 32, 8, 64, 0.125f},
         cuda::AttentionShape{4, 2048, 16, 8, 128, 0.088f}}) {
-    auto bytes = cuda::cudnnAttentionPrepare(s, true);
-    ASSERT_TRUE(bytes.isOk()) << bytes.message();
-    const double predicted =
-        double(plan::cudnnAttentionWorkspaceBytes(s.batch, s.heads, s.seq, s.seq, s.headDim));
-    EXPECT_NEAR(double(*bytes), predicted, 0.05 * predicted) << shapeText(
-        {s.batch, s.seq, s.heads, s.kvHeads, s.headDim});
+    for (bool deterministic : {true, false}) {
+      auto bytes = cuda::cudnnAttentionPrepare(s, deterministic);
+      ASSERT_TRUE(bytes.isOk()) << bytes.message();
+      const double predicted = double(plan::cudnnAttentionWorkspaceBytes(
+          s.batch, s.heads, s.seq, s.seq, s.headDim, deterministic));
+      EXPECT_NEAR(double(*bytes), predicted, 0.05 * predicted)
+          << shapeText({s.batch, s.seq, s.heads, s.kvHeads, s.headDim})
+          << (deterministic ? " deterministic" : " atomic dQ");
+    }
   }
 }
 
