@@ -458,27 +458,50 @@ std::string quoted(const std::vector<std::string> &cmd) {
   return line;
 }
 
-/// train.sh: mtrun's command `cmd` with the files of the run directory
-/// named relative to the script's own directory (the run directory may be
-/// moved, or copied to another machine) and every other path absolute, so
-/// that it runs from any directory. $MTRUN names the mtrun to run.
+/// The absolute forms of the paths `c` gave relative to the directory mtc
+/// train ran in (model_name_or_path, output_dir, dist_checkpointing_path, a
+/// resume_from_checkpoint path): train.sh names what lies under them
+/// relative to its own directory.
+std::vector<std::string> givenRelative(const TrainConfig &c) {
+  std::vector<std::string> found;
+  for (const std::string &path : {c.modelNameOrPath, c.outputDir, c.distCheckpointingPath,
+                                  c.resumeFromCheckpoint})
+    if (!path.empty() && path != "true" && fs::path(path).is_relative())
+      found.push_back(absolutePath(path));
+  return found;
+}
+
+/// train.sh: mtrun's command `cmd` (absolute paths), written to run from
+/// any directory. The files of the run directory, and the paths under one
+/// of `relative` (given relative to where mtc train ran), are named relative
+/// to the script's own directory, so that the run directory, or the tree
+/// that holds it and them, may be moved or copied to another machine; other
+/// paths stay absolute. $MTRUN names the mtrun to run.
 Status writeTrainScript(const std::string &runDir, const std::vector<std::string> &cmd,
+                        const std::vector<std::string> &relative,
                         const std::string &configPath) {
-  const std::string inRunDir = runDir + "/";
+  auto underRelative = [&](const std::string &arg) {
+    for (const std::string &dir : relative)
+      if (arg == dir || arg.rfind(dir + "/", 0) == 0)
+        return true;
+    return false;
+  };
   std::string args;
   for (size_t i = 1; i < cmd.size(); ++i) {
     const std::string &arg = cmd[i];
     args.push_back(' ');
-    if (arg.rfind(inRunDir, 0) == 0)
-      args.append("\"$RUN_DIR\"").append(shellWord(arg.substr(runDir.size())));
+    if (arg.rfind(runDir + "/", 0) == 0 || underRelative(arg))
+      args.append("\"$RUN_DIR\"/").append(
+          shellWord(fs::path(arg).lexically_relative(runDir).string()));
     else
       args.append(shellWord(arg));
   }
   return io::writeFileAtomically(runDir + "/train.sh", [&](std::ostream &script) {
     script << "#!/bin/sh\n# written by mtc train: the run of "
            << (configPath.empty() ? std::string("keys of the command line") : configPath)
-           << "\n# The plan and data are found beside this script (the run directory may be "
-              "moved); other paths are absolute.\n"
+           << "\n# Runs from any directory. The plan and data are found beside this script, "
+              "and so are\n# the paths the keys gave relative (\"$RUN_DIR\"/../...); absolute "
+              "ones stay absolute.\n"
            << "# MTRUN: the mtrun to run (default: the one beside the mtc that wrote this)\n"
            << "RUN_DIR=$(CDPATH= cd -- \"$(dirname -- \"$0\")\" && pwd) || exit 1\n"
            << "MTRUN=${MTRUN:-" << shellWord(cmd[0]) << "}\nexec \"$MTRUN\"" << args
@@ -543,7 +566,7 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;
   // there $MTRUN names that machine's mtrun (one built without the compiler).
   std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, resume, nproc);
-  if (Status s = writeTrainScript(runDir, cmd, o.configPath); !s)
+  if (Status s = writeTrainScript(runDir, cmd, givenRelative(c), o.configPath); !s)
     return s;
   if (o.prepareOnly)
     llvm::outs() << "prepared " << runDir << ": plan, data (" << prepared->path

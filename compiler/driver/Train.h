@@ -31,9 +31,10 @@ struct TrainCommandOptions {
 
 /// Runs the command; diagnostics go to stderr. Returns false on failure.
 /// Every key is read and checked before anything is written, and all of
-/// their errors are reported together. train.sh (and mtrun's command) name
-/// the model, output_dir and checkpoints by absolute paths, and the plan and
-/// data by the script's own directory, so it runs from any directory.
+/// their errors are reported together. train.sh runs from any directory:
+/// it names the plan and data, and the paths the keys gave relative, by its
+/// own directory, and absolute paths as they are (mtrun's command here has
+/// absolute paths only).
 /// Under torchrun, Slurm or OpenMPI every process runs it: local rank 0 of
 /// each node prepares the run and the others wait (Launch.h); the world size
 /// is the launcher's. Without a launcher, NPROC_PER_NODE (LLaMA-Factory's
