@@ -634,12 +634,14 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
     c.parallel.worldSize = world ? *world : 0;
   }
   // The rank that prepares: the others read output_dir while it is written.
-  if (!launched || launch.localRank == 0) {
+  // resume_from_checkpoint: true looks in output_dir, judged only when given.
+  const bool outputKnown = !errors.failed("output_dir") && !c.outputDir.empty();
+  if ((!launched || launch.localRank == 0) && !errors.failed("resume_from_checkpoint") &&
+      (outputKnown || c.resumeFromCheckpoint != "true")) {
     auto state = resumeState(c);
     errors.add("resume_from_checkpoint", state);
     resume = state ? absolutePath(*state) : "";
-    if (state && !errors.failed("output_dir") && !c.outputDir.empty() &&
-        !errors.failed("overwrite_output_dir"))
+    if (state && outputKnown && !errors.failed("overwrite_output_dir"))
       errors.add("output_dir", checkOutputDir(c, !resume.empty(), runDir));
   }
   return errors.status();
