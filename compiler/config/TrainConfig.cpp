@@ -236,7 +236,7 @@ bool loadTrainConfig(const std::string &path,
     }
     if (isSection(key))
       errors.add(key, Status::error(where + "--" + key + ": give the keys of the block "
-                                                         "themselves (--tensor_model_parallel_size 2)"));
+                                    "themselves (--tensor_model_parallel_size 2)"));
     else
       reader.apply(key, Given{value, where}, where);
   }

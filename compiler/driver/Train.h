@@ -80,8 +80,9 @@ struct PreparedData {
 /// no dataset_info.json entry and no file.
 void checkDataRequest(const DataRequest &request, ConfigErrors &errors);
 
-/// checkDataRequest first, then: stage pt: the one dataset (a name of dataset_dir/dataset_info.json whose
-/// file_name is used, or a file in dataset_dir, or a path) is either a
+/// checkDataRequest first (its errors returned together), then: stage pt:
+/// the one dataset (a name of dataset_dir/dataset_info.json whose file_name
+/// is used, or a file in dataset_dir, or a path) is either a
 /// token file (passed on as is; max_samples is refused, a token file has no
 /// examples) or text, tokenized by mt-tokenize with the
 /// model's tokenizer.json (byte-level where the model directory has none;

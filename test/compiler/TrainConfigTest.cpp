@@ -145,8 +145,9 @@ TEST(TrainConfig, ReportsEveryKeyErrorTogether) {
     at = found == e.npos ? at : found;
   }
   // One error alone reads as before, without a count.
-  EXPECT_EQ(errorOf("cutoff_len: long\n"), std::string(writeYaml("error.yaml", "")) +
-                                               ":1:13: cutoff_len: expected an integer, got 'long'");
+  const std::string path = writeYaml("error.yaml", "");
+  EXPECT_EQ(errorOf("cutoff_len: long\n"),
+            path + ":1:13: cutoff_len: expected an integer, got 'long'");
 }
 
 TEST(TrainConfig, ARefusedValueLeavesTheDefault) {
