@@ -35,25 +35,30 @@ std::string whereOf(const std::string &path, const YAML::Node &n) {
   return os.str();
 }
 
-/// Reads keys one by one; refusals are collected so that one run names
-/// every key mtc cannot honour yet.
+/// Reads keys one by one; every error and refusal is collected so that one
+/// run names every key that is wrong.
 struct Reader {
   TrainConfig &config;
-  std::vector<std::string> refusals;
+  ConfigErrors &errors;
   std::map<std::string, std::string> seen; // key -> where first given in the file
 
-  Status unknown(const std::string &where, const std::string &key) {
+  /// The known key nearest to an unknown `key` ("" when none is near).
+  static std::string meantKey(const std::string &key) {
     std::vector<std::string> known;
     for (const Key &k : trainkeys::keys())
       known.push_back(k.name);
     known.push_back("megatron");
     known.push_back("override_transformer_config");
-    std::string message = where + "unknown key '" + key + "'";
     std::string best = closestName(key, known);
     for (size_t i = 0; best.empty() && i < known.size(); ++i) // a shortened name
       if (key.size() >= 6 && known[i].find(key) != std::string::npos)
         best = known[i];
-    if (!best.empty())
+    return best;
+  }
+
+  static Status unknown(const std::string &where, const std::string &key) {
+    std::string message = where + "unknown key '" + key + "'";
+    if (std::string best = meantKey(key); !best.empty())
       message += "; did you mean '" + best + "'?";
     else
       message += " (the keys mtc knows are LLaMA-Factory's, MCoreAdapter's Megatron keys and "
@@ -61,8 +66,15 @@ struct Reader {
     return Status::error(message);
   }
 
+  /// Reads `key: given` into the config; an error is added to `errors`.
   /// `keyWhere`: the key's own position, for an unknown key.
-  Status apply(const std::string &key, const Given &given, const std::string &keyWhere) {
+  /// An unknown key counts as an error of the key it was meant to be, whose
+  /// default would otherwise be judged in its place.
+  void apply(const std::string &key, const Given &given, const std::string &keyWhere) {
+    errors.add(trainkeys::find(key) ? key : meantKey(key), read(key, given, keyWhere));
+  }
+
+  Status read(const std::string &key, const Given &given, const std::string &keyWhere) {
     const Key *k = trainkeys::find(key);
     if (!k)
       return unknown(keyWhere, key);
@@ -72,7 +84,7 @@ struct Reader {
     case Kind::Honoured:
       if (std::count(k->refusedValues.begin(), k->refusedValues.end(), value))
         return refuse(given, key, value, k->refusedWhy);
-      return k->set(config, given);
+      return set(*k, given);
     case Kind::AlwaysDone:
       if (k->set) // a value of the wrong type is a mistake, even where unused
         if (Status s = k->set(config, given); !s)
@@ -96,94 +108,147 @@ struct Reader {
                       (*k->issue ? std::string(" (") + k->issue + " brings it)" : ""));
   }
 
-  /// Collects the refusal of `key: value` (reported by finish()).
+  /// Sets `k` from `given`; a value it refuses leaves the configuration as
+  /// it was (a setter may have stored an out-of-range value before
+  /// refusing it), so later checks never meet it.
+  Status set(const Key &k, const Given &given) {
+    TrainConfig before = config;
+    Status s = k.set(config, given);
+    if (!s)
+      config = std::move(before);
+    return s;
+  }
+
+  /// Collects the refusal of `key: value`.
   Status refuse(const Given &given, const std::string &key, const std::string &value,
                 const std::string &why) {
-    refusals.push_back(given.where + key + ": " + value + " is not supported: " + why);
+    errors.refuse(key, given.where + key + ": " + value + " is not supported: " + why);
     return Status::ok();
   }
 
-  Status mapping(const std::string &path, const YAML::Node &map, const std::string &section) {
+  /// A section's own errors (a value that is no mapping, a misplaced
+  /// section); ok when `mapping` may read into it.
+  Status checkSection(const std::string &path, const std::string &key, const YAML::Node &value,
+                      const std::string &section, const std::string &where) {
+    if (!value.IsMap() && !value.IsNull())
+      return Status::error(whereOf(path, value) + key + ": expected a mapping of Megatron keys");
+    if (section == key || (key == "megatron" && !section.empty()))
+      return Status::error(where + key + ": cannot be nested in " + section);
+    return Status::ok();
+  }
+
+  void mapping(const std::string &path, const YAML::Node &map, const std::string &section) {
     for (const auto &entry : map) {
       const YAML::Node &keyNode = entry.first;
       std::string where = whereOf(path, keyNode);
-      if (!keyNode.IsScalar())
-        return Status::error(where + "expected a key, got a " +
-                             (keyNode.IsMap() ? "mapping" : "list or null"));
-      std::string key = keyNode.Scalar();
-      std::string qualified = section.empty() ? key : section + "." + key;
-      if (auto [it, added] = seen.try_emplace(qualified, where); !added)
-        return Status::error(where + "key '" + qualified + "' is given twice (first at " +
-                             it->second.substr(0, it->second.size() - 2) + ")");
-      if (isSection(key)) {
-        if (!entry.second.IsMap() && !entry.second.IsNull())
-          return Status::error(whereOf(path, entry.second) + key + ": expected a mapping of "
-                               "Megatron keys");
-        if (section == key || (key == "megatron" && !section.empty()))
-          return Status::error(where + key + ": cannot be nested in " + section);
-        if (entry.second.IsMap())
-          if (Status s = mapping(path, entry.second, qualified); !s)
-            return s;
+      if (!keyNode.IsScalar()) {
+        errors.add("", Status::error(where + "expected a key, got a " +
+                                     (keyNode.IsMap() ? "mapping" : "list or null")));
         continue;
       }
-      if (Status s = apply(key, Given{entry.second, whereOf(path, entry.second)}, where); !s)
-        return s;
+      std::string key = keyNode.Scalar();
+      std::string qualified = section.empty() ? key : section + "." + key;
+      if (auto [it, added] = seen.try_emplace(qualified, where); !added) {
+        errors.add(key, Status::error(where + "key '" + qualified + "' is given twice (first at " +
+                                      it->second.substr(0, it->second.size() - 2) + ")"));
+        continue;
+      }
+      if (isSection(key)) {
+        Status s = checkSection(path, key, entry.second, section, where);
+        errors.add(key, s);
+        if (s && entry.second.IsMap())
+          mapping(path, entry.second, qualified);
+        continue;
+      }
+      apply(key, Given{entry.second, whereOf(path, entry.second)}, where);
     }
-    return Status::ok();
-  }
-
-  Status finish() {
-    if (refusals.empty())
-      return Status::ok();
-    std::string message = countOf(int64_t(refusals.size()), "key") +
-                          (refusals.size() == 1 ? " asks" : " ask") +
-                          " for what this version of mtc cannot do yet:";
-    for (const std::string &r : refusals)
-      message += "\n  " + r;
-    return Status::error(message);
   }
 };
 
+/// The YAML file at `path` as a node; a file that cannot be read or parsed
+/// is an error.
+Expected<YAML::Node> loadYaml(const std::string &path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) // yaml-cpp's read would throw past its types
+    return Status::error(path + ": is a directory, not a YAML file");
+  try {
+    return YAML::LoadFile(path);
+  } catch (const YAML::BadFile &) {
+    return Status::error(path + ": cannot open the file");
+  } catch (const YAML::Exception &e) {
+    return Status::error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+                         std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+}
+
 } // namespace
 
-Status loadTrainConfig(const std::string &path,
-                       const std::vector<std::pair<std::string, std::string>> &overrides,
-                       TrainConfig &config) {
-  Reader reader{config, {}, {}};
+void ConfigErrors::add(const std::string &key, const Status &s) {
+  if (s)
+    return;
+  errors_.push_back(s.message());
+  if (!key.empty())
+    keys_.insert(key);
+}
+
+Status ConfigErrors::status() const {
+  if (empty())
+    return Status::ok();
+  std::string message;
+  if (errors_.size() == 1)
+    message = errors_[0];
+  else if (!errors_.empty())
+    message = countOf(int64_t(errors_.size()), "configuration error") + ":";
+  for (size_t i = 0; errors_.size() > 1 && i < errors_.size(); ++i)
+    message += "\n  " + errors_[i];
+  if (!refusals_.empty())
+    message += std::string(message.empty() ? "" : "\n") +
+               countOf(int64_t(refusals_.size()), "key") +
+               (refusals_.size() == 1 ? " asks" : " ask") +
+               " for what this version of mtc cannot do yet:";
+  for (const std::string &r : refusals_)
+    message += "\n  " + r;
+  return Status::error(message);
+}
+
+bool loadTrainConfig(const std::string &path,
+                     const std::vector<std::pair<std::string, std::string>> &overrides,
+                     TrainConfig &config, ConfigErrors &errors) {
+  Reader reader{config, errors, {}};
   if (!path.empty()) {
-    YAML::Node root;
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) // yaml-cpp's read would throw past its types
-      return Status::error(path + ": is a directory, not a YAML file");
-    try {
-      root = YAML::LoadFile(path);
-    } catch (const YAML::BadFile &) {
-      return Status::error(path + ": cannot open the file");
-    } catch (const YAML::Exception &e) {
-      return Status::error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                           std::to_string(e.mark.column + 1) + ": " + e.msg);
-    }
-    if (!root.IsNull() && !root.IsMap())
-      return Status::error(path + ":1:1: expected a mapping of training keys");
-    if (root.IsMap())
-      if (Status s = reader.mapping(path, root, ""); !s)
-        return s;
+    auto root = loadYaml(path);
+    if (!root)
+      return errors.add("", root.status()), false;
+    if (!root->IsNull() && !root->IsMap())
+      return errors.add("", Status::error(path + ":1:1: expected a mapping of training keys")),
+             false;
+    if (root->IsMap())
+      reader.mapping(path, *root, "");
   }
   for (const auto &[key, text] : overrides) {
+    const std::string where = "command line: ";
     YAML::Node value;
     try {
       value = YAML::Load(text);
     } catch (const YAML::Exception &e) {
-      return Status::error("command line: --" + key + " " + text + ": " + e.msg);
+      errors.add(key, Status::error(where + "--" + key + " " + text + ": " + e.msg));
+      continue;
     }
-    const std::string where = "command line: ";
     if (isSection(key))
-      return Status::error(where + "--" + key + ": give the keys of the block themselves "
-                                                "(--tensor_model_parallel_size 2)");
-    if (Status s = reader.apply(key, Given{value, where}, where); !s)
-      return s;
+      errors.add(key, Status::error(where + "--" + key + ": give the keys of the block "
+                                    "themselves (--tensor_model_parallel_size 2)"));
+    else
+      reader.apply(key, Given{value, where}, where);
   }
-  return reader.finish();
+  return true;
+}
+
+Status loadTrainConfig(const std::string &path,
+                       const std::vector<std::pair<std::string, std::string>> &overrides,
+                       TrainConfig &config) {
+  ConfigErrors errors;
+  loadTrainConfig(path, overrides, config, errors);
+  return errors.status();
 }
 
 bool isTrainConfigFile(const std::string &path) {
@@ -329,40 +394,40 @@ Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetS
   return o;
 }
 
-Status TrainConfig::checkStageKeys() const {
+std::string TrainConfig::whereGiven(const std::string &key) const {
+  for (auto it = givenAt.rbegin(); it != givenAt.rend(); ++it)
+    if (it->first == key)
+      return it->second + ": ";
+  return "";
+}
+
+void TrainConfig::checkStageKeys(ConfigErrors &errors) const {
   if (stage == "sft")
-    return Status::ok();
-  // "file:line:col: " (or "command line: ") of the key's last setting.
-  auto where = [&](const std::string &key) {
-    for (auto it = givenAt.rbegin(); it != givenAt.rend(); ++it)
-      if (it->first == key)
-        return it->second + ": ";
-    return std::string();
-  };
-  auto given = [&](const std::string &key) { return !where(key).empty(); };
+    return;
+  auto where = [&](const std::string &key) { return whereGiven(key); };
   const std::string notSft = " applies to stage sft only, and stage is " + stage;
   if (!chatTemplate.empty())
-    return Status::error(
+    errors.add("template", Status::error(
         where("template") + "template: " + chatTemplate + notSft + ": stage pt trains on the "
         "raw text and applies no chat template (LLaMA-Factory reads template in pt only to "
         "choose the end-of-text token it appends to each example; mtc's pt tokenizes the text "
-        "as one stream and appends none); remove template, or set stage: sft");
+        "as one stream and appends none); remove template, or set stage: sft"));
   if (neatPacking)
-    return Status::error(where("neat_packing") + "neat_packing: true" + notSft + ": stage pt "
-                         "reads one token stream, where documents are separated by EOS "
-                         "(LLaMA-Factory refuses it outside sft too); remove neat_packing");
+    errors.add("neat_packing", Status::error(
+        where("neat_packing") + "neat_packing: true" + notSft + ": stage pt reads one token "
+        "stream, where documents are separated by EOS (LLaMA-Factory refuses it outside sft "
+        "too); remove neat_packing"));
   for (auto [key, on] : {std::pair<const char *, bool>{"train_on_prompt", trainOnPrompt},
                          {"mask_history", maskHistory}})
     if (on)
-      return Status::error(where(key) + key + ": true" + notSft + ": pt data has no prompts or "
-                           "turns, every token is trained on (LLaMA-Factory refuses it "
-                           "outside sft too); remove " + key);
-  if (given("packing") && !packing)
-    return Status::error(where("packing") + "packing: false" + notSft + ": stage pt always "
-                         "concatenates the text into samples of cutoff_len tokens "
-                         "(LLaMA-Factory's packing, which it turns on for pt); remove packing "
-                         "or set it true");
-  return Status::ok();
+      errors.add(key, Status::error(where(key) + key + ": true" + notSft + ": pt data has no "
+                                    "prompts or turns, every token is trained on (LLaMA-Factory "
+                                    "refuses it outside sft too); remove " + key));
+  if (!where("packing").empty() && !packing)
+    errors.add("packing", Status::error(
+        where("packing") + "packing: false" + notSft + ": stage pt always concatenates the text "
+        "into samples of cutoff_len tokens (LLaMA-Factory's packing, which it turns on for pt); "
+        "remove packing or set it true"));
 }
 
 std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {

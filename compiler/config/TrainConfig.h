@@ -10,11 +10,44 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace mt {
+
+/// The configuration errors of one run, collected so that a single run names
+/// every wrong key (each message says where the key was given, its value and
+/// what is valid) before any work is done.
+class ConfigErrors {
+public:
+  /// Records `s` (nothing when it is ok) as an error of `key` ("": of no
+  /// single key).
+  void add(const std::string &key, const Status &s);
+  /// Records the error of `e`, if it holds one.
+  template <typename T> void add(const std::string &key, const Expected<T> &e) {
+    if (!e)
+      add(key, e.status());
+  }
+  /// Records that `key` asks for what this version of mtc cannot do yet.
+  void refuse(const std::string &key, const std::string &message) {
+    refusals_.push_back(message);
+    keys_.insert(key);
+  }
+  /// Whether an error named `key`: later checks of that key are skipped, as
+  /// its value was not read and they would judge a stand-in.
+  bool failed(const std::string &key) const { return keys_.count(key) != 0; }
+  bool empty() const { return errors_.empty() && refusals_.empty(); }
+  /// All of them in one message (ok when none): a single error as it is,
+  /// several listed under "N configuration errors:", then the refusals
+  /// under "N keys ask for what this version of mtc cannot do yet:".
+  Status status() const;
+
+private:
+  std::vector<std::string> errors_, refusals_;
+  std::set<std::string> keys_;
+};
 
 /// A training run as LLaMA-Factory's keys describe it (defaults are
 /// transformers' TrainingArguments' and LLaMA-Factory's). Megatron keys
@@ -102,14 +135,19 @@ struct TrainConfig {
   Expected<OptimizerConfig> optimizer(std::optional<int64_t> datasetSamples) const;
 
   /// The data keys that apply to one stage only, checked against `stage`
-  /// before any work; each error names where the key was given. As
+  /// before any work; each error (all of them added to `errors`) names
+  /// where the key was given. As
   /// LLaMA-Factory's parser (hparams/parser.py), neat_packing, train_on_prompt
   /// and mask_history are refused outside sft. Stage pt also refuses what it
   /// would otherwise ignore: `template` (LLaMA-Factory reads it in pt only to
   /// choose the end-of-text token it appends to each example,
   /// data/processor/pretrain.py; mtc's pt appends none) and `packing: false`
   /// (mtc's pt always concatenates, LLaMA-Factory's default for pt).
-  Status checkStageKeys() const;
+  void checkStageKeys(ConfigErrors &errors) const;
+
+  /// "file:line:col: " (or "command line: ") where `key` was last given;
+  /// "" when it was not.
+  std::string whereGiven(const std::string &key) const;
 
   /// Lines for `--explain`: the global batch with the dp used, the steps
   /// (and how epochs over `datasetSamples` give them), and the keys that
@@ -123,7 +161,15 @@ struct TrainConfig {
 /// gives them. Errors name the key, and the file:line:col (or "command
 /// line"): an unknown key with the nearest known one, a wrong type or value
 /// with what is valid, a key mtc cannot honour yet with the reason and the
-/// issue that brings it.
+/// issue that brings it. Every key is read: the errors of all of them are
+/// added to `errors`. Returns false when the file cannot be read or is no
+/// YAML mapping: the keys are then unknown, and checks of them pointless.
+bool loadTrainConfig(const std::string &path,
+                     const std::vector<std::pair<std::string, std::string>> &overrides,
+                     TrainConfig &config, ConfigErrors &errors);
+
+/// loadTrainConfig with the errors returned as one Status
+/// (ConfigErrors::status).
 Status loadTrainConfig(const std::string &path,
                        const std::vector<std::pair<std::string, std::string>> &overrides,
                        TrainConfig &config);

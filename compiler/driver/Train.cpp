@@ -30,6 +30,20 @@ namespace fs = std::filesystem;
 
 Status fail(const std::string &message) { return Status::error(message); }
 
+/// `path` absolute (against the current directory) and lexically normal,
+/// without a trailing separator: "run/" and "./run" are "$PWD/run".
+std::string absolutePath(const std::string &path) {
+  std::error_code ec;
+  std::string text = fs::absolute(path, ec).lexically_normal().string();
+  while (text.size() > 1 && text.back() == '/')
+    text.pop_back();
+  return text;
+}
+
+/// The directory of mtc's own state inside checkpoint-N (runtime/exec's
+/// kMtcStateDir, which the compiler does not link).
+constexpr const char *kMtcStateDirName = "mtc-state";
+
 /// The file a dataset name stands for: dataset_info.json's file_name, else
 /// a file in dataset_dir, else the name as a path. The error for none of
 /// them names dataset_info.json's datasets, as mt-prepare-sft's does.
@@ -95,13 +109,6 @@ Status runTool(llvm::ArrayRef<llvm::StringRef> argv, const std::string &outPath,
 /// stage sft: mt-prepare-sft over dataset_info.json's datasets with the
 /// model's tokenizer; one epoch is the rows it wrote.
 Expected<PreparedData> prepareChatData(const DataRequest &r) {
-  if (r.dataset.empty())
-    return fail("dataset: not given; name datasets of " + r.datasetDir + "/dataset_info.json");
-  if (r.chatTemplate.empty())
-    return fail("template: not given; stage sft needs a chat template (e.g. qwen3_nothink)");
-  if (!fs::exists(fs::path(r.modelDir) / "tokenizer.json"))
-    return fail("model_name_or_path '" + r.modelDir + "' has no tokenizer.json: stage sft "
-                "tokenizes with the model's own tokenizer");
   std::string cutoff = std::to_string(r.cutoffLen), seed = std::to_string(r.seed),
               maxSamples = std::to_string(r.maxSamples);
   llvm::SmallVector<llvm::StringRef> argv = {r.prepareSftTool, "--dataset-dir", r.datasetDir,
@@ -139,14 +146,46 @@ Expected<PreparedData> prepareChatData(const DataRequest &r) {
 
 } // namespace
 
+void checkDataRequest(const DataRequest &r, ConfigErrors &errors) {
+  if (errors.failed("dataset") || errors.failed("dataset_dir"))
+    return;
+  auto where = [&](const std::string &key) {
+    auto it = r.where.find(key);
+    return it == r.where.end() ? std::string() : it->second;
+  };
+  auto add = [&](const std::string &key, const std::string &message) {
+    errors.add(key, fail(where(key) + message));
+  };
+  if (r.stage == "sft") {
+    if (r.dataset.empty())
+      add("dataset", "dataset: not given; name datasets of " + r.datasetDir +
+                         "/dataset_info.json");
+    if (r.chatTemplate.empty() && !errors.failed("template"))
+      add("template", "template: not given; stage sft needs a chat template (e.g. "
+                      "qwen3_nothink)");
+    if (!errors.failed("model_name_or_path") &&
+        !fs::exists(fs::path(r.modelDir) / "tokenizer.json"))
+      add("model_name_or_path", "model_name_or_path '" + r.modelDir + "' has no "
+                                "tokenizer.json: stage sft tokenizes with the model's own "
+                                "tokenizer");
+    return;
+  }
+  if (r.dataset.empty())
+    add("dataset", "dataset: not given; name a dataset of dataset_info.json or a text file");
+  else if (r.dataset.find(',') != std::string::npos)
+    add("dataset", "dataset '" + r.dataset + "': several datasets for stage pt are not wired "
+                   "yet; give one");
+  else if (auto file = datasetFile(r.dataset, r.datasetDir); !file)
+    add("dataset", file.status().message());
+}
+
 Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
+  ConfigErrors errors;
+  checkDataRequest(r, errors);
+  if (!errors.empty())
+    return errors.status();
   if (r.stage == "sft")
     return prepareChatData(r);
-  if (r.dataset.empty())
-    return fail("dataset: not given; name a dataset of dataset_info.json or a text file");
-  if (r.dataset.find(',') != std::string::npos)
-    return fail("dataset '" + r.dataset + "': several datasets for stage pt are not wired "
-                "yet; give one");
   auto file = datasetFile(r.dataset, r.datasetDir);
   if (!file)
     return file.status();
@@ -206,30 +245,51 @@ Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
 
 namespace {
 
-/// The checkpoint resume_from_checkpoint names: its mtc-state directory.
+/// The newest checkpoint-N of `outputDir` (transformers' rule for
+/// resume_from_checkpoint: true), or "" when it has none.
+fs::path newestCheckpoint(const std::string &outputDir) {
+  int64_t newest = -1;
+  fs::path found;
+  std::error_code ec;
+  for (const auto &entry : fs::directory_iterator(outputDir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("checkpoint-", 0) == 0 && name.size() > 11 &&
+        std::all_of(name.begin() + 11, name.end(), ::isdigit) &&
+        std::stoll(name.substr(11)) > newest)
+      newest = std::stoll(name.substr(11)), found = entry.path();
+  }
+  return found;
+}
+
+/// The checkpoint resume_from_checkpoint names: its mtc-state directory
+/// ("" when the run does not resume). A path that does not exist, is not a
+/// directory, or is a directory without mtc's state is told apart, naming
+/// the key, where it was given and the path.
 Expected<std::string> resumeState(const TrainConfig &c) {
   if (c.resumeFromCheckpoint.empty())
     return std::string();
+  const std::string key = c.whereGiven("resume_from_checkpoint") + "resume_from_checkpoint: ";
   fs::path checkpoint = c.resumeFromCheckpoint;
-  if (c.resumeFromCheckpoint == "true") { // the newest checkpoint-N, as transformers
-    int64_t newest = -1;
-    std::error_code ec;
-    for (const auto &entry : fs::directory_iterator(c.outputDir, ec)) {
-      std::string name = entry.path().filename().string();
-      if (name.rfind("checkpoint-", 0) == 0 && name.size() > 11 &&
-          std::all_of(name.begin() + 11, name.end(), ::isdigit) &&
-          std::stoll(name.substr(11)) > newest)
-        newest = std::stoll(name.substr(11)), checkpoint = entry.path();
-    }
-    if (newest < 0)
-      return fail("resume_from_checkpoint: true, but output_dir " + c.outputDir +
-                  " has no checkpoint-N directory");
+  if (c.resumeFromCheckpoint == "true") {
+    checkpoint = newestCheckpoint(c.outputDir);
+    if (checkpoint.empty())
+      return fail(key + "true, but output_dir " + c.outputDir + " has no checkpoint-N directory");
   }
-  fs::path state = checkpoint / "mtc-state";
-  if (!fs::exists(state / "trainer.json"))
-    return fail("resume_from_checkpoint: " + checkpoint.string() + " has no mtc-state/ (mtc's "
-                "own state, needed for an exact resume); a Hugging Face model directory "
-                "starts a new run as model_name_or_path instead");
+  std::error_code ec;
+  if (!fs::exists(checkpoint, ec))
+    return fail(key + checkpoint.string() + " does not exist; give a checkpoint-N directory of "
+                "an earlier run's output_dir, or true for the newest one in output_dir");
+  if (!fs::is_directory(checkpoint, ec))
+    return fail(key + checkpoint.string() + " is not a directory; give a checkpoint-N "
+                "directory of an earlier run's output_dir");
+  // checkpoint-N/mtc-state itself names the same checkpoint.
+  if (checkpoint.filename() == kMtcStateDirName && fs::exists(checkpoint / "trainer.json", ec))
+    return checkpoint.string();
+  fs::path state = checkpoint / kMtcStateDirName;
+  if (!fs::exists(state / "trainer.json", ec))
+    return fail(key + checkpoint.string() + " is not a checkpoint of mtc: it has no " +
+                kMtcStateDirName + "/ (mtc's own state, needed for an exact resume); a Hugging "
+                "Face model directory starts a new run as model_name_or_path instead");
   return state.string();
 }
 
@@ -238,8 +298,6 @@ Expected<std::string> resumeState(const TrainConfig &c) {
 /// The run directory itself (output_dir/mtc-run by default, which other
 /// nodes of a launched job may have created already) does not count.
 Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir) {
-  if (c.outputDir.empty())
-    return fail("output_dir: not given; checkpoints and the final model go there");
   if (resuming || c.overwriteOutputDir)
     return Status::ok();
   std::error_code ec;
@@ -248,8 +306,9 @@ Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &ru
     fs::path path = fs::weakly_canonical(entry.path(), ec);
     auto mismatch = std::mismatch(path.begin(), path.end(), own.begin(), own.end());
     if (mismatch.first != path.end()) // not the run directory or one above it
-      return fail("output_dir " + c.outputDir + " already exists and is not empty; set "
-                  "overwrite_output_dir: true, or resume_from_checkpoint: true to continue");
+      return fail(c.whereGiven("output_dir") + "output_dir " + c.outputDir + " already exists "
+                  "and is not empty; set overwrite_output_dir: true, or "
+                  "resume_from_checkpoint: true to continue");
   }
   return Status::ok();
 }
@@ -261,9 +320,15 @@ std::string besideExecutable(const std::string &executable, const std::string &t
 }
 
 /// mtrun's command line for the run; `--nproc nproc` where nproc > 1.
-std::vector<std::string> mtrunCommand(const TrainConfig &c, const TrainCommandOptions &o,
+/// Every path in it is absolute (`runDir`, `data` and `resume` are
+/// already), so that it runs from any directory.
+std::vector<std::string> mtrunCommand(TrainConfig c, const TrainCommandOptions &o,
                                       const std::string &runDir, const std::string &data,
                                       const std::string &resume, int64_t nproc) {
+  c.outputDir = absolutePath(c.outputDir);
+  c.modelNameOrPath = absolutePath(c.modelNameOrPath);
+  if (!c.distCheckpointingPath.empty())
+    c.distCheckpointingPath = absolutePath(c.distCheckpointingPath);
   std::vector<std::string> cmd = {besideExecutable(o.executable, "mtrun"),
                                   runDir + "/plan",
                                   "--data", data,
@@ -327,54 +392,152 @@ Status checkDistCheckpoint(const TrainConfig &c) {
               "directory, where mtc keeps its own reshardable checkpoint");
 }
 
-Status checkConfig(const TrainConfig &c) {
-  if (c.modelNameOrPath.empty())
-    return fail("model_name_or_path: not given; a local Hugging Face model directory");
-  if (!fs::is_regular_file(fs::path(c.modelNameOrPath) / "config.json"))
-    return fail("model_name_or_path: " + c.modelNameOrPath + " has no config.json (mtc reads "
-                "local model directories; hub names are not downloaded)");
-  if (Status s = c.checkStageKeys(); !s)
-    return s;
+/// The keys checked before any work, each error added to `errors`: the
+/// model directory and cutoff_len against it, the stage's data keys, the
+/// schedule, output_dir and Trinity's checkpoint. A key refused while it was
+/// read is not judged again.
+void checkConfig(const TrainConfig &c, const DataRequest &data, ConfigErrors &errors) {
+  const std::string model = c.whereGiven("model_name_or_path") + "model_name_or_path: ";
+  if (c.modelNameOrPath.empty() && !errors.failed("model_name_or_path"))
+    errors.add("model_name_or_path", fail("model_name_or_path: not given; a local Hugging "
+                                          "Face model directory"));
+  else if (!errors.failed("model_name_or_path") &&
+           !fs::is_regular_file(fs::path(c.modelNameOrPath) / "config.json"))
+    errors.add("model_name_or_path",
+               fail(model + c.modelNameOrPath + " has no config.json (mtc reads local model "
+                    "directories; hub names are not downloaded)"));
+  const bool modelOk = !errors.failed("model_name_or_path");
+  if (!errors.failed("stage"))
+    c.checkStageKeys(errors);
   // The model at cutoff_len, before the data step spends its time.
   const std::string config = c.modelNameOrPath + "/config.json";
-  auto spec = readHfConfig(config);
-  if (!spec)
-    return spec.status();
-  if (Status s = checkSequenceLength(*spec, c.cutoffLen, config, "cutoff_len"); !s)
-    return s;
-  return checkDistCheckpoint(c);
+  if (modelOk) {
+    auto spec = readHfConfig(config);
+    errors.add("model_name_or_path", spec);
+    if (spec && !errors.failed("cutoff_len"))
+      errors.add("cutoff_len", checkSequenceLength(*spec, c.cutoffLen, config, "cutoff_len"));
+  }
+  if (!errors.failed("stage"))
+    checkDataRequest(data, errors);
+  // The schedule's keys: any sample count gives at least one step per epoch.
+  bool scheduleRead = true;
+  for (const char *key : {"learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs",
+                          "warmup_ratio", "warmup_steps", "max_steps", "num_train_epochs",
+                          "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
+                          "max_grad_norm"})
+    scheduleRead &= !errors.failed(key);
+  if (auto optimizer = c.optimizer(int64_t(1)); scheduleRead && !optimizer)
+    errors.add("", optimizer.status());
+  if (c.outputDir.empty() && !errors.failed("output_dir"))
+    errors.add("output_dir", fail("output_dir: not given; checkpoints and the final model go "
+                                  "there"));
+  if (!errors.failed("use_dist_checkpointing") && !errors.failed("dist_checkpointing_path"))
+    errors.add("dist_checkpointing_path", checkDistCheckpoint(c));
+}
+
+/// `arg` as one word of sh: single-quoted, a quote inside as '\''.
+std::string shellWord(const std::string &arg) {
+  std::string word = "'";
+  for (char ch : arg) {
+    if (ch == '\'')
+      word.append("'\\''");
+    else
+      word.push_back(ch);
+  }
+  word.push_back('\'');
+  return word;
 }
 
 std::string quoted(const std::vector<std::string> &cmd) {
   std::string line;
-  for (const std::string &arg : cmd)
-    line += (line.empty() ? "" : " ") + ("'" + arg + "'");
+  for (const std::string &arg : cmd) {
+    if (!line.empty())
+      line.push_back(' ');
+    line.append(shellWord(arg));
+  }
   return line;
+}
+
+/// The absolute forms of the paths `c` gave relative to the directory mtc
+/// train ran in (model_name_or_path, output_dir, dist_checkpointing_path, a
+/// resume_from_checkpoint path): train.sh names what lies under them
+/// relative to its own directory.
+std::vector<std::string> givenRelative(const TrainConfig &c) {
+  std::vector<std::string> found;
+  for (const std::string &path : {c.modelNameOrPath, c.outputDir, c.distCheckpointingPath,
+                                  c.resumeFromCheckpoint})
+    if (!path.empty() && path != "true" && fs::path(path).is_relative())
+      found.push_back(absolutePath(path));
+  return found;
+}
+
+/// train.sh: mtrun's command `cmd` (absolute paths), written to run from
+/// any directory. The files of the run directory, and the paths under one
+/// of `relative` (given relative to where mtc train ran), are named relative
+/// to the script's own directory, so that the run directory, or the tree
+/// that holds it and them, may be moved or copied to another machine; other
+/// paths stay absolute. $MTRUN names the mtrun to run.
+Status writeTrainScript(const std::string &runDir, const std::vector<std::string> &cmd,
+                        const std::vector<std::string> &relative,
+                        const std::string &configPath) {
+  auto underRelative = [&](const std::string &arg) {
+    for (const std::string &dir : relative)
+      if (arg == dir || arg.rfind(dir + "/", 0) == 0)
+        return true;
+    return false;
+  };
+  std::string args;
+  for (size_t i = 1; i < cmd.size(); ++i) {
+    const std::string &arg = cmd[i];
+    args.push_back(' ');
+    if (arg.rfind(runDir + "/", 0) == 0 || underRelative(arg))
+      args.append("\"$RUN_DIR\"/").append(
+          shellWord(fs::path(arg).lexically_relative(runDir).string()));
+    else
+      args.append(shellWord(arg));
+  }
+  return io::writeFileAtomically(runDir + "/train.sh", [&](std::ostream &script) {
+    script << "#!/bin/sh\n# written by mtc train: the run of "
+           << (configPath.empty() ? std::string("keys of the command line") : configPath)
+           << "\n# Runs from any directory. The plan and data are found beside this script, "
+              "and so are\n# the paths the keys gave relative (\"$RUN_DIR\"/../...); absolute "
+              "ones stay absolute.\n"
+           << "# MTRUN: the mtrun to run (default: the one beside the mtc that wrote this)\n"
+           << "RUN_DIR=$(CDPATH= cd -- \"$(dirname -- \"$0\")\" && pwd) || exit 1\n"
+           << "MTRUN=${MTRUN:-" << shellWord(cmd[0]) << "}\nexec \"$MTRUN\"" << args
+           << " \"$@\"\n";
+    return Status::ok();
+  });
+}
+
+/// The data step's request for `c`, the prepared file in `runDir`.
+DataRequest dataRequest(const TrainConfig &c, const TrainCommandOptions &o,
+                        const std::string &runDir) {
+  return DataRequest{c.modelNameOrPath, c.stage,     c.dataset,     c.datasetDir,
+                     c.chatTemplate,    c.cutoffLen, c.maxSamples,  c.packing,
+                     c.neatPacking,     c.trainOnPrompt, c.maskHistory, c.seed,
+                     runDir + (c.stage == "sft" ? "/data.sft" : "/data.tokens"),
+                     besideExecutable(o.executable, "mt-tokenize"),
+                     besideExecutable(o.executable, "mt-prepare-sft"),
+                     {{"dataset", c.whereGiven("dataset")},
+                      {"template", c.whereGiven("template")},
+                      {"model_name_or_path", c.whereGiven("model_name_or_path")}}};
 }
 
 } // namespace
 
 namespace {
 
-/// The run's preparation in `runDir`: output_dir checked, the data
-/// prepared, the model imported and the plan compiled for `c`'s layout;
-/// writes train.sh. Returns mtrun's command (`--nproc nproc` when > 1).
+/// The run's preparation in `runDir` (absolute and normal), its keys
+/// checked already: the data prepared, the model imported and the plan
+/// compiled for `c`'s layout; writes train.sh. `resume`: the mtc-state to
+/// resume ("" for none). Returns mtrun's command (`--nproc nproc` when > 1).
 /// Diagnostics of the import and compile steps go to stderr as they happen.
 Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainCommandOptions &o,
-                                              const std::string &runDir, int64_t nproc) {
-  auto resume = resumeState(c);
-  if (!resume)
-    return resume.status();
-  if (Status s = checkOutputDir(c, !resume->empty(), runDir); !s)
-    return s;
+                                              const std::string &runDir,
+                                              const std::string &resume, int64_t nproc) {
   // 1. The data (its size sets the steps of num_train_epochs).
-  DataRequest data{c.modelNameOrPath, c.stage,     c.dataset,     c.datasetDir,
-                   c.chatTemplate,    c.cutoffLen, c.maxSamples,  c.packing,
-                   c.neatPacking,     c.trainOnPrompt, c.maskHistory, c.seed,
-                   runDir + (c.stage == "sft" ? "/data.sft" : "/data.tokens"),
-                   besideExecutable(o.executable, "mt-tokenize"),
-                   besideExecutable(o.executable, "mt-prepare-sft")};
-  auto prepared = prepareTrainingData(data);
+  auto prepared = prepareTrainingData(dataRequest(c, o, runDir));
   if (!prepared)
     return prepared.status();
   // 2. The model at the run's shape, and the plan for the layout.
@@ -402,20 +565,13 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
     return fail("compiling the plan failed (its error is above)");
   // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;
   // there $MTRUN names that machine's mtrun (one built without the compiler).
-  std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, *resume, nproc);
-  Status written = io::writeFileAtomically(runDir + "/train.sh", [&](std::ostream &script) {
-    script << "#!/bin/sh\n# written by mtc train: the run of "
-           << (o.configPath.empty() ? std::string("keys of the command line") : o.configPath)
-           << "\n# MTRUN: the mtrun to run (default: the one beside the mtc that wrote this)\n"
-           << "MTRUN=${MTRUN:-" << quoted({cmd[0]}) << "}\nexec \"$MTRUN\" "
-           << quoted({cmd.begin() + 1, cmd.end()}) << " \"$@\"\n";
-    return Status::ok();
-  });
-  if (!written)
-    return written;
+  std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, resume, nproc);
+  if (Status s = writeTrainScript(runDir, cmd, givenRelative(c), o.configPath); !s)
+    return s;
   if (o.prepareOnly)
     llvm::outs() << "prepared " << runDir << ": plan, data (" << prepared->path
-                 << "); train with:\n  " << quoted(cmd) << "\n";
+                 << "); train with:\n  sh " << shellWord(runDir + "/train.sh") << "\nor:\n  "
+                 << quoted(cmd) << "\n";
   return cmd;
 }
 
@@ -451,6 +607,48 @@ Expected<int64_t> worldSize(const TrainConfig &c, const Launch &launch) {
 
 } // namespace
 
+namespace {
+
+/// The run as the keys give it, read and checked before anything is
+/// written, every error of them reported together: `c` with its world size,
+/// the run directory (absolute and normal), and (on the rank that prepares)
+/// the mtc-state to resume (absolute; "" for none).
+Status readRun(const TrainCommandOptions &o, const Launch &launch,
+               const std::vector<std::pair<std::string, std::string>> &overrides, TrainConfig &c,
+               std::string &runDir, std::string &resume) {
+  ConfigErrors errors;
+  if (!loadTrainConfig(o.configPath, overrides, c, errors))
+    return errors.status();
+  runDir = absolutePath(launchRunDir(o.runDir.empty() ? c.outputDir + "/mtc-run" : o.runDir,
+                                     launch));
+  checkConfig(c, dataRequest(c, o, runDir), errors);
+  const bool launched = !launch.by.empty();
+  if (launched && o.prepareOnly)
+    errors.add("", fail("--prepare-only under " + launch.by + ": prepare once, without the "
+                        "launcher and with NPROC_PER_NODE set to its world size, then launch "
+                        "the mtrun command of run/train.sh, less --nproc, under it"));
+  if (!errors.failed("tensor_model_parallel_size") &&
+      !errors.failed("pipeline_model_parallel_size") && !errors.failed("context_parallel_size")) {
+    auto world = worldSize(c, launch);
+    errors.add("", world);
+    c.parallel.worldSize = world ? *world : 0;
+  }
+  // The rank that prepares: the others read output_dir while it is written.
+  // resume_from_checkpoint: true looks in output_dir, judged only when given.
+  const bool outputKnown = !errors.failed("output_dir") && !c.outputDir.empty();
+  if ((!launched || launch.localRank == 0) && !errors.failed("resume_from_checkpoint") &&
+      (outputKnown || c.resumeFromCheckpoint != "true")) {
+    auto state = resumeState(c);
+    errors.add("resume_from_checkpoint", state);
+    resume = state ? absolutePath(*state) : "";
+    if (state && outputKnown && !errors.failed("overwrite_output_dir"))
+      errors.add("output_dir", checkOutputDir(c, !resume.empty(), runDir));
+  }
+  return errors.status();
+}
+
+} // namespace
+
 bool trainCommand(const TrainCommandOptions &o) {
   auto report = [](const Status &s) {
     llvm::errs() << "error: " << s.message() << "\n";
@@ -459,25 +657,14 @@ bool trainCommand(const TrainCommandOptions &o) {
   auto overrides = parseOverrides(o.overrideArgs);
   if (!overrides)
     return report(overrides.status());
-  TrainConfig c;
-  if (Status s = loadTrainConfig(o.configPath, *overrides, c); !s)
-    return report(s);
-  if (Status s = checkConfig(c); !s)
-    return report(s);
   auto launch = launchFromEnvironment();
   if (!launch)
     return report(launch.status());
+  TrainConfig c;
+  std::string runDir, resume;
+  if (Status s = readRun(o, *launch, *overrides, c, runDir, resume); !s)
+    return report(s);
   const bool launched = !launch->by.empty();
-  if (launched && o.prepareOnly)
-    return report(fail("--prepare-only under " + launch->by + ": prepare once, without the "
-                       "launcher and with NPROC_PER_NODE set to its world size, then launch "
-                       "the mtrun command of run/train.sh, less --nproc, under it"));
-  auto world = worldSize(c, *launch);
-  if (!world)
-    return report(world.status());
-  c.parallel.worldSize = *world;
-  std::string runDir =
-      launchRunDir(o.runDir.empty() ? c.outputDir + "/mtc-run" : o.runDir, *launch);
   std::error_code ec;
   // What this command creates, a failed preparation removes again (nothing
   // half-written); under a launcher the other ranks read the failure there.
@@ -496,7 +683,7 @@ bool trainCommand(const TrainCommandOptions &o) {
   if (launched)
     if (Status s = beginPreparation(runDir); !s)
       return report(s);
-  auto cmd = prepareRun(c, o, runDir, launched ? 1 : *world);
+  auto cmd = prepareRun(c, o, runDir, resume, launched ? 1 : c.parallel.worldSize);
   if (launched)
     if (Status s = endPreparation(runDir, *launch, cmd ? "" : cmd.status().message()); !s)
       return report(s);

@@ -8,10 +8,13 @@
 #include "runtime/support/Status.h"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace mt {
+
+class ConfigErrors;
 
 struct TrainCommandOptions {
   std::string configPath;                // the YAML ("" : keys from the command line only)
@@ -27,6 +30,11 @@ struct TrainCommandOptions {
 };
 
 /// Runs the command; diagnostics go to stderr. Returns false on failure.
+/// Every key is read and checked before anything is written, and all of
+/// their errors are reported together. train.sh runs from any directory:
+/// it names the plan and data, and the paths the keys gave relative, by its
+/// own directory, and absolute paths as they are (mtrun's command here has
+/// absolute paths only).
 /// Under torchrun, Slurm or OpenMPI every process runs it: local rank 0 of
 /// each node prepares the run and the others wait (Launch.h); the world size
 /// is the launcher's. Without a launcher, NPROC_PER_NODE (LLaMA-Factory's
@@ -53,6 +61,9 @@ struct DataRequest {
   std::string outputPath;   // the prepared data file to write
   std::string tokenizeTool; // mt-tokenize's path
   std::string prepareSftTool; // mt-prepare-sft's path
+  /// Where keys were given ("file:line:col: ", "command line: "), as
+  /// TrainConfig::whereGiven says, to begin their errors; none: "".
+  std::map<std::string, std::string> where = {};
 };
 
 /// The prepared data: a token file (or prepared sft file) for mtrun
@@ -63,8 +74,15 @@ struct PreparedData {
   int64_t samples = 0;
 };
 
-/// stage pt: the one dataset (a name of dataset_dir/dataset_info.json whose
-/// file_name is used, or a file in dataset_dir, or a path) is either a
+/// The request's key errors, added to `errors` (keys refused already are
+/// not judged again): dataset and template not given, a model without the
+/// tokenizer.json that stage sft needs; for stage pt, a dataset that names
+/// no dataset_info.json entry and no file.
+void checkDataRequest(const DataRequest &request, ConfigErrors &errors);
+
+/// checkDataRequest first (its errors returned together), then: stage pt:
+/// the one dataset (a name of dataset_dir/dataset_info.json whose file_name
+/// is used, or a file in dataset_dir, or a path) is either a
 /// token file (passed on as is; max_samples is refused, a token file has no
 /// examples) or text, tokenized by mt-tokenize with the
 /// model's tokenizer.json (byte-level where the model directory has none;

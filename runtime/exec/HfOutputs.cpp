@@ -65,6 +65,31 @@ std::vector<std::pair<int64_t, fs::path>> checkpoints(const std::string &dir) {
   return found;
 }
 
+/// Keeps the records of trainer_log.jsonl at `path` up to `step`
+/// (current_steps <= step), replacing the file atomically: the steps after
+/// a checkpoint that an interrupted run logged are logged again by the run
+/// that resumes from it. A line that is not such a record (one cut short
+/// when the run was killed) is dropped; a missing file stays missing.
+Status truncateLog(const std::string &path, int64_t step) {
+  std::ifstream in(path);
+  if (!in)
+    return Status::ok();
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    json record = json::parse(line, nullptr, false);
+    if (record.is_object() && record.contains("current_steps") &&
+        record["current_steps"].is_number_integer() &&
+        record["current_steps"].get<int64_t>() <= step)
+      kept += line + "\n";
+  }
+  if (in.bad())
+    return Status::error(path + ": cannot read");
+  return io::writeFileAtomically(path, [&](std::ostream &out) {
+    out << kept;
+    return Status::ok();
+  });
+}
+
 } // namespace
 
 const std::vector<std::string> &tokenizerFileNames() {
@@ -76,8 +101,8 @@ const std::vector<std::string> &tokenizerFileNames() {
 }
 
 Expected<HfRunOutputs> HfRunOutputs::open(const HfOutputOptions &options,
-                                          const std::string &resumeDir, int64_t globalBatch,
-                                          int64_t maxSteps, bool writer) {
+                                          const std::string &resumeDir, int64_t resumedStep,
+                                          int64_t globalBatch, int64_t maxSteps, bool writer) {
   if (options.maxShardBytes == 0)
     return Status::error("the maximum shard size must be > 0 bytes");
   HfRunOutputs out;
@@ -92,9 +117,10 @@ Expected<HfRunOutputs> HfRunOutputs::open(const HfOutputOptions &options,
       try {
         const json saved = json::parse(in); // kept alive: the loop reads into it
         for (const json &e : saved.at("log_history"))
-          out.history_.push_back({e.at("step").get<int64_t>(), e.at("loss").get<double>(),
-                                  e.at("grad_norm").get<double>(),
-                                  e.at("learning_rate").get<double>()});
+          if (e.at("step").get<int64_t>() <= resumedStep)
+            out.history_.push_back({e.at("step").get<int64_t>(), e.at("loss").get<double>(),
+                                    e.at("grad_norm").get<double>(),
+                                    e.at("learning_rate").get<double>()});
       } catch (const json::exception &e) {
         return Status::error(state.string() + ": log_history: " + e.what());
       }
@@ -105,11 +131,15 @@ Expected<HfRunOutputs> HfRunOutputs::open(const HfOutputOptions &options,
     fs::create_directories(options.outputDir, ec);
     if (ec)
       return Status::error(options.outputDir + ": cannot create: " + ec.message());
-    // A fresh run starts the log; a resumed one appends (LLaMA-Factory).
-    std::ofstream log(options.outputDir + "/trainer_log.jsonl",
-                      resumeDir.empty() ? std::ios::trunc : std::ios::app);
-    if (!log)
-      return Status::error(options.outputDir + "/trainer_log.jsonl: cannot write");
+    // A fresh run starts the log; a resumed one appends (LLaMA-Factory)
+    // to the records up to its checkpoint.
+    const std::string log = options.outputDir + "/trainer_log.jsonl";
+    if (Status s = resumeDir.empty() ? io::writeFileAtomically(log, [](std::ostream &) {
+                                         return Status::ok();
+                                       })
+                                     : truncateLog(log, resumedStep);
+        !s)
+      return s;
   }
   return out;
 }
@@ -169,7 +199,7 @@ Status HfRunOutputs::writeModel(const plan::Plan &plan, const HostMemory &memory
       return s;
     tensors.push_back({t.name, t.dtype, t.shape, values.back().data()});
   }
-  if (Status s = io::writeShardedSafetensors(dir, tensors, options_.maxShardBytes); !s)
+  if (Status s = io::writeHfExportSafetensors(dir, tensors, options_.maxShardBytes); !s)
     return s;
   if (Status s = copyFileAtomically(scratch + "/config.json", dir + "/config.json"); !s)
     return s;

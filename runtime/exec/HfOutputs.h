@@ -56,11 +56,15 @@ struct LoggedStep {
 class HfRunOutputs {
 public:
   /// `resumeDir`: the mtc-state of the checkpoint the run resumes ("" for
-  /// none): the log_history of its checkpoint's trainer_state.json is
-  /// carried on. `globalBatch` samples per step; `maxSteps`: the run's last
-  /// step.
+  /// none), saved after step `resumedStep`: the log_history of its
+  /// checkpoint's trainer_state.json is carried on, and trainer_log.jsonl
+  /// keeps its records up to that step (those after it, logged before the
+  /// run was interrupted, are logged again) and is appended to. A new run
+  /// starts trainer_log.jsonl empty. `globalBatch` samples per step;
+  /// `maxSteps`: the run's last step.
   static Expected<HfRunOutputs> open(const HfOutputOptions &options, const std::string &resumeDir,
-                                     int64_t globalBatch, int64_t maxSteps, bool writer);
+                                     int64_t resumedStep, int64_t globalBatch, int64_t maxSteps,
+                                     bool writer);
 
   /// Appends the step to trainer_log.jsonl (every step; LLaMA-Factory's
   /// LogCallback fields) and, every logging_steps, to log_history with the

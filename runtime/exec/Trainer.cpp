@@ -678,8 +678,8 @@ Expected<TrainSummary> TrainingRun::run() {
     options.samplesPerEpoch = dataset_->numSamples();
     options.microBatch = plan_.training().micro_batch();
     options.exportDtype = o_.exportDtype;
-    auto opened = HfRunOutputs::open(options, o_.resumeDir, plan_.training().global_batch(),
-                                     last_, rank_->rank() == 0);
+    auto opened = HfRunOutputs::open(options, o_.resumeDir, done_,
+                                     plan_.training().global_batch(), last_, rank_->rank() == 0);
     if (!opened)
       return opened.status();
     hf = std::move(*opened);

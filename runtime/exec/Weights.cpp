@@ -510,11 +510,7 @@ Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankCont
                              "; choose " +
                              (dtype.dtype == io::Dtype::F16 ? "bfloat16 or float32" : "float32") +
                              " (mtrun --export-dtype, mtc train's infer_dtype)");
-    if (Status s = io::writeSafetensors(
-            tmp + "/model.safetensors", weights.tensors,
-            {{"format", "pt"},
-             {io::kSafetensorsOutputKey, std::string(io::outputKindName(OutputKind::HfExport))}});
-        !s)
+    if (Status s = io::writeHfExportSafetensors(tmp, weights.tensors); !s)
       return s;
     std::ofstream out(tmp + "/config.json");
     out << exportConfig(config, dtype.name).dump(2) << "\n";

@@ -64,7 +64,7 @@ Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankConte
 /// masters rounded to nearest even into `dtype`: ExportDtype) and
 /// `dir`/config.json saying that dtype under the source config's key
 /// (`dtype` since transformers 4.56, `torch_dtype` before), replacing `dir`
-/// atomically. The header's metadata carries io::kSafetensorsOutputKey.
+/// atomically. The header's metadata is io::hfExportMetadata().
 /// A value that float16 (or bfloat16) cannot hold is an error naming the
 /// tensor and its largest magnitude; nothing is written then.
 Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,

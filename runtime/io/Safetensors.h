@@ -150,11 +150,26 @@ std::vector<std::vector<size_t>> planShards(const std::vector<TensorToWrite> &te
 /// does: one shard is `model.safetensors`; several are
 /// `model-0000k-of-0000n.safetensors` plus `model.safetensors.index.json`
 /// ({"metadata": {"total_size": bytes of all tensors}, "weight_map": {name:
-/// file}}, keys sorted). Each file is written atomically; metadata
-/// {"format": "pt"} as transformers writes it. `maxShardBytes` (> 0) is
-/// save_pretrained's max_shard_size (default 5 GB = 5e9 bytes).
+/// file}}, keys sorted). Each file is written atomically with `metadata` in
+/// its header ({"format": "pt"} as transformers writes it by default).
+/// `maxShardBytes` (> 0) is save_pretrained's max_shard_size (default 5 GB
+/// = 5e9 bytes).
 Status writeShardedSafetensors(const std::string &dir, const std::vector<TensorToWrite> &tensors,
-                               uint64_t maxShardBytes);
+                               uint64_t maxShardBytes,
+                               const std::map<std::string, std::string> &metadata = {
+                                   {"format", "pt"}});
+
+/// The header metadata of every file of a Hugging Face export mtc writes
+/// (mtrun --export-hf, and mtc train's checkpoint-N and final model):
+/// transformers' {"format": "pt"} and kSafetensorsOutputKey: "hf-export"
+/// (runtime/support/OutputPath.h), by which an export is known as mtc's.
+const std::map<std::string, std::string> &hfExportMetadata();
+
+/// Writes `tensors` into `dir` as a Hugging Face export: writeShardedSafetensors
+/// with hfExportMetadata() in every shard. The default `maxShardBytes`
+/// writes one model.safetensors.
+Status writeHfExportSafetensors(const std::string &dir, const std::vector<TensorToWrite> &tensors,
+                                uint64_t maxShardBytes = UINT64_MAX);
 
 } // namespace mt::io
 

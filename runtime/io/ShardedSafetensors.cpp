@@ -3,6 +3,7 @@
 #include "runtime/io/Safetensors.h"
 
 #include "runtime/support/AtomicFile.h"
+#include "runtime/support/OutputPath.h"
 
 #include <nlohmann/json.hpp>
 
@@ -35,11 +36,11 @@ std::vector<std::vector<size_t>> planShards(const std::vector<TensorToWrite> &te
 }
 
 Status writeShardedSafetensors(const std::string &dir, const std::vector<TensorToWrite> &tensors,
-                               uint64_t maxShardBytes) {
+                               uint64_t maxShardBytes,
+                               const std::map<std::string, std::string> &metadata) {
   if (maxShardBytes == 0)
     return Status::error("the maximum shard size must be > 0 bytes");
   const std::vector<std::vector<size_t>> shards = planShards(tensors, maxShardBytes);
-  const std::map<std::string, std::string> metadata = {{"format", "pt"}};
   if (shards.size() <= 1)
     return writeSafetensors(dir + "/model.safetensors", tensors, metadata);
   nlohmann::json weightMap = nlohmann::json::object(); // keys sorted, as sort_keys=True
@@ -62,6 +63,17 @@ Status writeShardedSafetensors(const std::string &dir, const std::vector<TensorT
     os << index.dump(2) << "\n";
     return Status::ok();
   });
+}
+
+const std::map<std::string, std::string> &hfExportMetadata() {
+  static const std::map<std::string, std::string> metadata = {
+      {"format", "pt"}, {kSafetensorsOutputKey, std::string(outputKindName(OutputKind::HfExport))}};
+  return metadata;
+}
+
+Status writeHfExportSafetensors(const std::string &dir, const std::vector<TensorToWrite> &tensors,
+                                uint64_t maxShardBytes) {
+  return writeShardedSafetensors(dir, tensors, maxShardBytes, hfExportMetadata());
 }
 
 } // namespace mt::io

@@ -122,6 +122,52 @@ TEST(TrainConfig, OverlapParamGatherIsHonoured) {
             std::string::npos);
 }
 
+TEST(TrainConfig, ReportsEveryKeyErrorTogether) {
+  // Wrong types and ranges, an unknown key, a key given twice and a bad
+  // override: all named in one message, in the order given, with the
+  // refusals after them.
+  std::string e = errorOf("cutoff_len: long\nper_device_train_batch_size: 0\nwarmup_step: 2\n"
+                          "seed: 1\nseed: 2\nfp16: true\n",
+                          {{"max_steps", "two"}});
+  EXPECT_EQ(e.rfind("5 configuration errors:\n  ", 0), 0u) << e;
+  const char *expected[] = {
+      "error.yaml:1:13: cutoff_len: expected an integer, got 'long'",
+      "error.yaml:2:30: per_device_train_batch_size: must be >= 1, got 0",
+      "error.yaml:3:1: unknown key 'warmup_step'; did you mean 'warmup_steps'?",
+      "error.yaml:5:1: key 'seed' is given twice (first at ",
+      "command line: max_steps: expected an integer, got 'two'",
+      "1 key asks for what this version of mtc cannot do yet:\n  ",
+      "error.yaml:6:7: fp16: true is not supported"};
+  size_t at = 0;
+  for (const char *line : expected) {
+    size_t found = e.find(line, at);
+    EXPECT_NE(found, e.npos) << line << " (in order) in:\n" << e;
+    at = found == e.npos ? at : found;
+  }
+  // One error alone reads as before, without a count.
+  const std::string path = writeYaml("error.yaml", "");
+  EXPECT_EQ(errorOf("cutoff_len: long\n"),
+            path + ":1:13: cutoff_len: expected an integer, got 'long'");
+}
+
+TEST(TrainConfig, ARefusedValueLeavesTheDefault) {
+  // The setter stores 0 before refusing it: the configuration keeps 8, and
+  // the errors mark the key (and the key a typo meant) as failed.
+  TrainConfig c;
+  ConfigErrors errors;
+  EXPECT_TRUE(loadTrainConfig(writeYaml("r.yaml", "per_device_train_batch_size: 0\n"
+                                                  "warmup_step: 3\n"),
+                              {}, c, errors));
+  EXPECT_EQ(c.perDeviceTrainBatchSize, 8);
+  EXPECT_TRUE(errors.failed("per_device_train_batch_size"));
+  EXPECT_TRUE(errors.failed("warmup_steps"));
+  EXPECT_FALSE(errors.failed("cutoff_len"));
+  // A file that cannot be read stops the reading: its keys are unknown.
+  ConfigErrors missing;
+  EXPECT_FALSE(loadTrainConfig("/nonexistent/train.yaml", {}, c, missing));
+  EXPECT_NE(missing.status().message().find("cannot open the file"), std::string::npos);
+}
+
 TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
   std::string e = errorOf("fp16: true\nimage_max_pixels: 262144\n",
                           {{"template", "qwen2_vl"}});

@@ -695,4 +695,37 @@ TEST_F(SafetensorsTest, ShardedCheckpointReadsBackWithItsIndex) {
   EXPECT_FALSE(fs::exists(path("model.safetensors.index.json")));
 }
 
+// A Hugging Face export (mtrun --export-hf, mtc train's checkpoints and
+// final model) is marked in every shard's header, read here from the raw
+// bytes: {"format":"pt","mtc_output":"hf-export"}.
+TEST_F(SafetensorsTest, HfExportMarksEveryShard) {
+  std::vector<float> a = {1, 2, 3, 4}, b = {5, 6}, c = {7, 8, 9};
+  std::vector<TensorToWrite> ts = {{"a", Dtype::F32, {2, 2}, a.data()},
+                                   {"b", Dtype::F32, {2}, b.data()},
+                                   {"c", Dtype::F32, {3}, c.data()}};
+  auto header = [&](const std::string &file) {
+    std::string raw = readRaw(path(file));
+    uint64_t size = 0;
+    std::memcpy(&size, raw.data(), 8);
+    return raw.substr(8, size);
+  };
+  const std::string marker = "\"__metadata__\":{\"format\":\"pt\",\"mtc_output\":\"hf-export\"}";
+  ASSERT_TRUE(writeHfExportSafetensors(dir_.string(), ts, 16).isOk());
+  for (const char *file : {"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                           "model-00003-of-00003.safetensors"})
+    EXPECT_NE(header(file).find(marker), std::string::npos) << file << ": " << header(file);
+  // One file by default (mtrun --export-hf), marked the same.
+  fs::remove_all(dir_);
+  fs::create_directories(dir_);
+  ASSERT_TRUE(writeHfExportSafetensors(dir_.string(), ts).isOk());
+  EXPECT_FALSE(fs::exists(path("model.safetensors.index.json")));
+  EXPECT_NE(header("model.safetensors").find(marker), std::string::npos)
+      << header("model.safetensors");
+  // A plain sharded checkpoint keeps transformers' metadata alone.
+  fs::remove_all(dir_);
+  fs::create_directories(dir_);
+  ASSERT_TRUE(writeShardedSafetensors(dir_.string(), ts, 1000).isOk());
+  EXPECT_EQ(header("model.safetensors").find("mtc_output"), std::string::npos);
+}
+
 } // namespace

@@ -316,7 +316,9 @@ int main(int argc, char **argv) {
                "as LLaMA-Factory's src/train.py takes them");
   trainCmd->add_flag("--prepare-only", train.prepareOnly,
                      "write the plan, the data and train.sh (the mtrun command) into -o, and "
-                     "stop: `mtrun` trains elsewhere");
+                     "stop: `mtrun` trains elsewhere. train.sh runs from any directory: it "
+                     "finds the plan and data beside itself, and so the paths the keys gave "
+                     "relative; absolute ones stay absolute");
   trainCmd->add_option("-o,--run-dir", train.runDir,
                        "run directory: model.mlir, plan/, data.sft (stage sft) or data.tokens "
                        "(pt), train.sh (default: output_dir/mtc-run)");

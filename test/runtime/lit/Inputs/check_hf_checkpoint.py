@@ -1,8 +1,10 @@
 """Checks a checkpoint directory as transformers' from_pretrained reads it:
 model.safetensors.index.json's weight_map names every tensor of the shards
 exactly once, each shard holds what the map says, metadata.total_size is the
-sum of the tensors' bytes, shards are named model-0000k-of-0000n, and
-config.json and trainer_state.json are there. Prints a summary line."""
+sum of the tensors' bytes, shards are named model-0000k-of-0000n, each
+shard's __metadata__ is transformers' {"format": "pt"} with mtc's export
+marker {"mtc_output": "hf-export"}, and config.json and trainer_state.json
+are there. Prints a summary line."""
 import json
 import os
 import struct
@@ -21,7 +23,7 @@ for name in files:
         header = json.loads(f.read(length))
     for tensor, info in header.items():
         if tensor == "__metadata__":
-            assert info == {"format": "pt"}, info
+            assert info == {"format": "pt", "mtc_output": "hf-export"}, info
             continue
         assert tensor not in seen, tensor
         seen[tensor] = name
