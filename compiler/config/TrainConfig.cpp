@@ -186,28 +186,6 @@ Status loadTrainConfig(const std::string &path,
   return reader.finish();
 }
 
-bool isTrainConfigFile(const std::string &path) {
-  ParallelConfig parallel;
-  OptimizerConfig optimizer;
-  if (loadParallelConfigYaml(path, parallel, optimizer)) // Megatron-Core's reader takes it
-    return false;
-  try {
-    YAML::Node root = YAML::LoadFile(path);
-    if (!root.IsMap())
-      return false;
-    for (const auto &entry : root) {
-      if (!entry.first.IsScalar())
-        continue;
-      const std::string key = entry.first.Scalar();
-      const trainkeys::Key *k = trainkeys::find(key);
-      if (isSection(key) || (k && k->origin != trainkeys::Origin::Megatron))
-        return true;
-    }
-  } catch (const YAML::Exception &) {
-  }
-  return false;
-}
-
 namespace {
 
 /// Whether a command-line word starts an override (`--key`, `key=value`)
@@ -327,6 +305,14 @@ Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetS
   if (Status s = o.validate(); !s)
     return s;
   return o;
+}
+
+Status TrainConfig::checkPlanKeys() const {
+  for (auto it = givenAt.rbegin(); it != givenAt.rend(); ++it)
+    if (it->first == "bf16")
+      return bf16 ? Status::ok()
+                  : Status::error(it->second + ": bf16: false " + bf16FalseReason());
+  return Status::ok();
 }
 
 Status TrainConfig::checkStageKeys() const {
