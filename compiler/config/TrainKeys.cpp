@@ -199,6 +199,18 @@ Status moeNumber(const Given &g, const char *key, std::optional<double> &out) {
   return Status::ok();
 }
 
+/// A moe_* routing key: `read` stores it, then its value is checked alone
+/// (MoeOptions::valueError), where it was given.
+Setter moeKey(const char *key, Setter read) {
+  return [=](TrainConfig &c, const Given &g) {
+    if (Status s = read(c, g); !s)
+      return s;
+    if (std::string error = c.moe.valueError(key); !error.empty())
+      return Status::error(g.where + key + ": " + error);
+    return Status::ok();
+  };
+}
+
 /// micro_batch_size (Megatron's name) is per_device_train_batch_size.
 Status microBatch(TrainConfig &c, const Given &g) {
   return integer("micro_batch_size", &TrainConfig::perDeviceTrainBatchSize, 1)(c, g);
@@ -411,26 +423,28 @@ std::vector<Key> megatronKeys() {
        }},
       {"moe_aux_loss_coeff", Honoured, Megatron, "coefficient of Megatron-Core's load-balancing "
        "loss (default: the model's router_aux_loss_coef x top_k, the same loss)", {}, "",
-       [](TrainConfig &c, const Given &g) { return moeNumber(g, "moe_aux_loss_coeff", c.moe.auxLossCoeff); }},
+       moeKey("moe_aux_loss_coeff", [](TrainConfig &c, const Given &g) {
+         return moeNumber(g, "moe_aux_loss_coeff", c.moe.auxLossCoeff);
+       })},
       {"moe_z_loss_coeff", Honoured, Megatron, "coefficient of the router z-loss", {}, "",
-       [](TrainConfig &c, const Given &g) {
+       moeKey("moe_z_loss_coeff", [](TrainConfig &c, const Given &g) {
          std::optional<double> z;
          Status s = moeNumber(g, "moe_z_loss_coeff", z);
          c.moe.zLossCoeff = z.value_or(0.0);
          return s;
-       }},
+       })},
       {"moe_router_load_balancing_type", Honoured, Megatron, "aux_loss, seq_aux_loss or none", {},
-       "", [](TrainConfig &c, const Given &g) {
+       "", moeKey("moe_router_load_balancing_type", [](TrainConfig &c, const Given &g) {
          return read(g, "moe_router_load_balancing_type", "a string", c.moe.loadBalancingType);
-       }},
+       })},
       {"moe_expert_capacity_factor", Honoured, Megatron, "expert capacity (null: dropless)", {}, "",
-       [](TrainConfig &c, const Given &g) {
+       moeKey("moe_expert_capacity_factor", [](TrainConfig &c, const Given &g) {
          return moeNumber(g, "moe_expert_capacity_factor", c.moe.capacityFactor);
-       }},
+       })},
       {"moe_token_drop_policy", Honoured, Megatron, "probs or position", {}, "",
-       [](TrainConfig &c, const Given &g) {
+       moeKey("moe_token_drop_policy", [](TrainConfig &c, const Given &g) {
          return read(g, "moe_token_drop_policy", "a string", c.moe.dropPolicy);
-       }},
+       })},
       {"moe_pad_expert_input_to_capacity", Honoured, Megatron, "experts take capacity rows", {}, "",
        [](TrainConfig &c, const Given &g) {
          return read(g, "moe_pad_expert_input_to_capacity", "true or false", c.moe.padToCapacity);

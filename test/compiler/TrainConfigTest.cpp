@@ -547,9 +547,31 @@ TEST(TrainConfig, LayoutValueErrorsNameFileLineKeyAndValidValues) {
   e = errorOf("adam_epsilon: 0\n");
   EXPECT_NE(e.find("error.yaml:1:15: adam_epsilon: must be a finite number > 0, got 0"), e.npos)
       << e;
+  // The moe_* routing keys (applied at import) too.
+  e = errorOf("moe_token_drop_policy: random\n");
+  EXPECT_NE(e.find("error.yaml:1:24: moe_token_drop_policy: must be probs or position, got "
+                   "'random'"),
+            e.npos)
+      << e;
+  e = errorOf("moe_router_load_balancing_type: sinkhorn\n");
+  EXPECT_NE(e.find("error.yaml:1:33: moe_router_load_balancing_type: must be aux_loss, "
+                   "seq_aux_loss or none, got 'sinkhorn'"),
+            e.npos)
+      << e;
+  e = errorOf("moe_expert_capacity_factor: 0\n");
+  EXPECT_NE(e.find("error.yaml:1:29: moe_expert_capacity_factor: must be > 0 (or null for "
+                   "dropless), got 0"),
+            e.npos)
+      << e;
+  e = errorOf("moe_aux_loss_coeff: -0.5\n");
+  EXPECT_NE(e.find("error.yaml:1:21: moe_aux_loss_coeff: must be >= 0, got -0.5"), e.npos) << e;
+  e = errorOf("moe_z_loss_coeff: -1\n");
+  EXPECT_NE(e.find("error.yaml:1:19: moe_z_loss_coeff: must be >= 0, got -1"), e.npos) << e;
   for (const char *ok : {"recompute_granularity: selective\nrecompute_modules: core_attn,mlp\n",
                          "recompute_method: null\ncp_comm_type: a2a\n",
-                         "moe_token_dispatcher_type: allgather\n"})
+                         "moe_token_dispatcher_type: allgather\n",
+                         "moe_token_drop_policy: position\nmoe_expert_capacity_factor: 1.5\n"
+                         "moe_router_load_balancing_type: none\nmoe_z_loss_coeff: 0.001\n"})
     EXPECT_EQ(errorOf(ok), "") << ok;
 }
 
