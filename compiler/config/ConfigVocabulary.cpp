@@ -57,8 +57,8 @@ std::string megatronNameOf(const std::string &key) {
                              "`mtc train`'s LLaMA-Factory YAML)";
 }
 
-/// What a Megatron-Core key is called in a LLaMA-Factory YAML, or why there
-/// is no such key.
+} // namespace
+
 std::string llamaFactoryNameOf(const std::string &key) {
   static const std::map<std::string, std::string> names = {
       {"lr", "LLaMA-Factory's name is learning_rate"},
@@ -83,6 +83,8 @@ std::string llamaFactoryNameOf(const std::string &key) {
   auto it = names.find(key);
   return it != names.end() ? it->second : "LLaMA-Factory's reader has no such key";
 }
+
+namespace {
 
 /// "lr (line 1), train_iters (line 2)", at most four named.
 std::string listOf(const std::vector<Placed> &keys) {

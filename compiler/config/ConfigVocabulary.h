@@ -38,6 +38,11 @@ struct ConfigFileVocabulary {
 /// that is no YAML mapping: Megatron, whose reader says why.
 Expected<ConfigFileVocabulary> configVocabulary(const std::string &path);
 
+/// For a key of Megatron-Core's option file that the training front-end
+/// does not take (lr, train_iters, ...): its LLaMA-Factory name, or why it
+/// has none ("LLaMA-Factory's name is learning_rate").
+std::string llamaFactoryNameOf(const std::string &megatronKey);
+
 } // namespace mt
 
 #endif // MT_COMPILER_CONFIG_CONFIGVOCABULARY_H

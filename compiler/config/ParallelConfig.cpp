@@ -426,10 +426,8 @@ Status OptimizerConfig::validate() const {
   static const std::set<std::string> styles = {
       "cosine", "linear", "constant", "hf_constant", "hf_constant_with_warmup",
       "hf_linear", "hf_cosine", "hf_cosine_with_min_lr"};
-  const char *style = "lr_decay_style (--lr-decay-style)";
-  if (std::string error = optionValueError(style, decayStyle);
-      !styles.count(decayStyle) && !error.empty())
-    return fail(style, error);
+  if (const char *style = "lr_decay_style (--lr-decay-style)"; !styles.count(decayStyle))
+    return fail(style, optionValueError(style, decayStyle));
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
     return fail("adam_beta1 and adam_beta2 must be in [0, 1), got ", beta1,
                 " and ", beta2);

@@ -3,6 +3,7 @@
 // they imply.
 #include "compiler/config/TrainConfig.h"
 
+#include "compiler/config/ConfigVocabulary.h"
 #include "compiler/config/TrainKeys.h"
 #include "runtime/support/Wording.h"
 
@@ -49,6 +50,11 @@ struct Reader {
     known.push_back("megatron");
     known.push_back("override_transformer_config");
     std::string message = where + "unknown key '" + key + "'";
+    const std::vector<std::string> &megatron = parallelConfigKeys();
+    if (std::binary_search(megatron.begin(), megatron.end(), key))
+      return Status::error(message + ": it is a name of Megatron-Core's option file (which `mtc "
+                           "compile --config` reads, not with LLaMA-Factory's keys); " +
+                           llamaFactoryNameOf(key));
     std::string best = closestName(key, known);
     for (size_t i = 0; best.empty() && i < known.size(); ++i) // a shortened name
       if (key.size() >= 6 && known[i].find(key) != std::string::npos)

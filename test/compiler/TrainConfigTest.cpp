@@ -484,6 +484,28 @@ TEST(ConfigVocabulary, TheKeysBothReadersTake) {
                       "weight_decay"}));
 }
 
+// A Megatron-Core name the training front-end does not take gets its
+// LLaMA-Factory name (closestName offered 'ref' for lr).
+TEST(TrainConfig, AMegatronOnlyKeyGetsItsLlamaFactoryName) {
+  std::string e = errorOf("stage: pt\nlr: 1e-4\n");
+  EXPECT_NE(e.find("error.yaml:2:1: unknown key 'lr': it is a name of Megatron-Core's option "
+                   "file (which `mtc compile --config` reads, not with LLaMA-Factory's keys); "
+                   "LLaMA-Factory's name is learning_rate"),
+            e.npos)
+      << e;
+  e = errorOf("", {{"train_iters", "5"}});
+  EXPECT_NE(e.find("command line: unknown key 'train_iters': it is a name of Megatron-Core's "
+                   "option file"),
+            e.npos)
+      << e;
+  EXPECT_NE(e.find("LLaMA-Factory's name is max_steps"), e.npos) << e;
+  e = errorOf("global_batch_size: 64\n");
+  EXPECT_NE(e.find("LLaMA-Factory has none: per_device_train_batch_size x "
+                   "gradient_accumulation_steps x dp makes it"),
+            e.npos)
+      << e;
+}
+
 // A plan alone keeps no precision: bf16: false, which `mtc train` honours
 // with the CPU backend, is refused for `mtc compile` by where it was given.
 TEST(TrainConfig, PlanKeysRefuseBf16False) {
