@@ -149,9 +149,11 @@ Expected<ConfigFileVocabulary> configVocabulary(const std::string &path) {
     return ConfigFileVocabulary{ConfigVocabulary::Megatron, listOf(megatron)};
   if (megatron.empty())
     return ConfigFileVocabulary{ConfigVocabulary::LlamaFactory, listOf(llamaFactory)};
-  ConfigVocabulary decided = megatron.size() > llamaFactory.size()   ? ConfigVocabulary::Megatron
-                             : llamaFactory.size() > megatron.size() ? ConfigVocabulary::LlamaFactory
-                                                                     : order.front();
+  // The more numerous kind is what the file was meant to be; at a tie, the first.
+  ConfigVocabulary decided = order.front();
+  if (megatron.size() != llamaFactory.size())
+    decided = megatron.size() > llamaFactory.size() ? ConfigVocabulary::Megatron
+                                                    : ConfigVocabulary::LlamaFactory;
   return mixedVocabularies(path, megatron, llamaFactory, decided);
 }
 

@@ -115,8 +115,8 @@ Setter number(double &out, double min, bool minExcluded,
 /// A string that optionValueError checks (one of a few values).
 Setter choice(std::string &out, bool nullable = false) {
   return [&out, nullable](const std::string &path, const std::string &key, const YAML::Node &n) {
-    if (Status s = typedSetter(out, nullable ? "a string or null" : "a string", nullable)(path, key, n);
-        !s)
+    const char *expected = nullable ? "a string or null" : "a string";
+    if (Status s = typedSetter(out, expected, nullable)(path, key, n); !s)
       return s;
     if (std::string error = optionValueError(key, out); !error.empty())
       return fail(whereOf(path, n), key, error);
