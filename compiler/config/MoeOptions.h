@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <sstream>
 #include <string>
 
 namespace mt {
@@ -34,26 +35,36 @@ struct MoeOptions {
 
   bool operator==(const MoeOptions &) const = default;
 
+  /// The error of one option's value alone, by Megatron-Core's key: ""
+  /// when valid, else "must be ..., got ..." (the valid values and the
+  /// value), for a reader to prefix with where it was given and the key.
+  std::string valueError(const std::string &key) const {
+    std::ostringstream got; // -1, not to_string's -1.000000
+    if (key == "moe_expert_capacity_factor" && capacityFactor && !(*capacityFactor > 0.0))
+      got << "must be > 0 (or null for dropless), got " << *capacityFactor;
+    else if (key == "moe_token_drop_policy" && dropPolicy != "probs" && dropPolicy != "position")
+      got << "must be probs or position, got '" << dropPolicy << "'";
+    else if (key == "moe_router_load_balancing_type" && loadBalancingType != "aux_loss" &&
+             loadBalancingType != "seq_aux_loss" && loadBalancingType != "none")
+      got << "must be aux_loss, seq_aux_loss or none, got '" << loadBalancingType << "'";
+    else if (key == "moe_aux_loss_coeff" && auxLossCoeff && !(*auxLossCoeff >= 0.0))
+      got << "must be >= 0, got " << *auxLossCoeff;
+    else if (key == "moe_z_loss_coeff" && !(zLossCoeff >= 0.0))
+      got << "must be >= 0, got " << zLossCoeff;
+    return got.str();
+  }
+
   /// Checks values and combinations; the message names the option
   /// (Megatron-Core's key) and the valid values.
   Status validate() const {
-    if (capacityFactor && !(*capacityFactor > 0.0))
-      return Status::error("moe_expert_capacity_factor: must be > 0 (or null for dropless), got " +
-                           std::to_string(*capacityFactor));
-    if (dropPolicy != "probs" && dropPolicy != "position")
-      return Status::error("moe_token_drop_policy: must be probs or position, got '" + dropPolicy +
-                           "'");
+    for (const char *key : {"moe_expert_capacity_factor", "moe_token_drop_policy",
+                            "moe_router_load_balancing_type", "moe_aux_loss_coeff",
+                            "moe_z_loss_coeff"})
+      if (std::string error = valueError(key); !error.empty())
+        return Status::error(std::string(key) + ": " + error);
     if (padToCapacity && !capacityFactor)
       return Status::error("moe_pad_expert_input_to_capacity needs moe_expert_capacity_factor "
                            "(a dropless layer has no capacity to pad to)");
-    if (loadBalancingType != "aux_loss" && loadBalancingType != "seq_aux_loss" &&
-        loadBalancingType != "none")
-      return Status::error("moe_router_load_balancing_type: must be aux_loss, seq_aux_loss or "
-                           "none, got '" + loadBalancingType + "'");
-    if (auxLossCoeff && !(*auxLossCoeff >= 0.0))
-      return Status::error("moe_aux_loss_coeff: must be >= 0, got " + std::to_string(*auxLossCoeff));
-    if (!(zLossCoeff >= 0.0))
-      return Status::error("moe_z_loss_coeff: must be >= 0, got " + std::to_string(zLossCoeff));
     return Status::ok();
   }
 };

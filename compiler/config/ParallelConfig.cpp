@@ -1,10 +1,9 @@
-// Validation of parallel sizes and the YAML reader for Megatron-Core names.
+// Validation of parallel sizes and of the optimizer schedule (the YAML reader
+// of Megatron-Core names is ParallelConfigYaml.cpp).
 #include "compiler/config/ParallelConfig.h"
 
 #include "runtime/support/CheckedMath.h"
 #include "runtime/support/Wording.h"
-
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cmath>
@@ -20,25 +19,6 @@ template <typename... Args> Status fail(Args &&...args) {
   std::ostringstream os;
   (os << ... << args);
   return Status::error(os.str());
-}
-
-/// Performance hints (booleans) that never change the result: their value
-/// is checked to be a boolean, then not used.
-const std::set<std::string> &hintKeys() {
-  static const std::set<std::string> keys = {
-      "bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm", "overlap_grad_reduce"};
-  return keys;
-}
-
-/// "; did you mean 'x'?" for a close known name, else the list of names.
-std::string suggestion(const std::string &key, std::vector<std::string> known) {
-  std::sort(known.begin(), known.end());
-  if (std::string best = closestName(key, known); !best.empty())
-    return "; did you mean '" + best + "'?";
-  std::string all;
-  for (const std::string &name : known)
-    all += (all.empty() ? "" : ", ") + name;
-  return " (known: " + all + ")";
 }
 
 Status checkPositive(const char *name, int64_t value) {
@@ -130,11 +110,9 @@ Status resolveRecompute(ParallelConfig &p, const ModelDims &model) {
   const char *method = "recompute_method (--recompute-method)";
   const char *numLayers = "recompute_num_layers (--recompute-num-layers)";
   const char *modules = "recompute_modules (--recompute-modules)";
-  if (!r.granularity.empty() && r.granularity != "full" && r.granularity != "selective")
-    return fail(granularity, " must be full or selective (or null: none), got '",
-                r.granularity, "'");
-  if (!r.method.empty() && r.method != "uniform" && r.method != "block")
-    return fail(method, " must be uniform or block (or null), got '", r.method, "'");
+  for (auto [name, value] : {std::pair{granularity, &r.granularity}, {method, &r.method}})
+    if (std::string error = optionValueError(name, *value); !error.empty())
+      return fail(name, error);
   if (r.numLayers < 0)
     return fail(numLayers, " must be >= 1, got ", r.numLayers);
   if (r.moeLayerRecompute) { // Megatron-Core: selective, with moe added
@@ -162,12 +140,9 @@ Status resolveRecompute(ParallelConfig &p, const ModelDims &model) {
                   " full; selective recomputes its modules in every layer");
     if (r.modules.empty())
       r.modules = {"core_attn"};
-    static const std::set<std::string> known = {"core_attn", "mlp", "layernorm", "moe_act",
-                                                "moe"};
     for (const std::string &m : r.modules) {
-      if (!known.count(m))
-        return fail(modules, ": unknown module '", m,
-                    "' (valid: core_attn, mlp, layernorm, moe_act, moe)");
+      if (std::string error = optionValueError(modules, m); !error.empty())
+        return fail(modules, error);
       if ((m == "moe" || m == "moe_act") && model.numExperts == 0)
         return fail(modules, ": ", m, " recomputes mixture-of-experts layers; this model "
                     "is dense");
@@ -192,6 +167,48 @@ Status resolveRecompute(ParallelConfig &p, const ModelDims &model) {
 }
 
 } // namespace
+
+std::string optionValueError(const std::string &name, const std::string &value) {
+  // The option's own name: `name` may carry its flag ("cp_comm_type (--cp-comm-type)").
+  const std::string key = name.substr(0, name.find(' '));
+  auto got = "'" + value + "'";
+  if (key == "recompute_granularity")
+    return value.empty() || value == "full" || value == "selective"
+               ? ""
+               : " must be full or selective (or null: none), got " + got;
+  if (key == "recompute_method")
+    return value.empty() || value == "uniform" || value == "block"
+               ? ""
+               : " must be uniform or block (or null), got " + got;
+  if (key == "recompute_modules") {
+    static const std::set<std::string> known = {"core_attn", "mlp", "layernorm", "moe_act",
+                                                "moe"};
+    return known.count(value) ? ""
+                              : ": unknown module " + got +
+                                    " (valid: core_attn, mlp, layernorm, moe_act, moe)";
+  }
+  if (key == "cp_comm_type") {
+    if (value == "p2p" || value == "all_gather" || value == "a2a")
+      return "";
+    return " " + got + ": " +
+           (value == "a2a+p2p" ? "hierarchical context parallelism is not built in this version "
+                                 "of mtc; use p2p, all_gather or a2a"
+                               : "expected one of Megatron-Core's p2p, all_gather, a2a");
+  }
+  if (key == "moe_token_dispatcher_type") {
+    if (value == "alltoall" || value == "allgather")
+      return "";
+    return " " + got + ": " +
+           (value == "flex" ? "not built in this version of mtc; use alltoall or allgather"
+                            : "expected one of Megatron-Core's alltoall, allgather, flex (this "
+                              "version builds alltoall and allgather)");
+  }
+  if (key == "lr_decay_style")
+    return value == "cosine" || value == "linear" || value == "constant"
+               ? ""
+               : " must be cosine, linear or constant, got " + got;
+  return "";
+}
 
 std::vector<std::string> splitModuleList(const std::string &text) {
   std::vector<std::string> names;
@@ -219,13 +236,9 @@ std::string RecomputeConfig::describe() const {
 /// them; the token dispatcher is alltoall or allgather; etp defaults to tp
 /// (Megatron-Core's expert_tensor_parallel_size).
 Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
-  if (c.moeTokenDispatcherType != "alltoall" && c.moeTokenDispatcherType != "allgather")
-    return fail("moe_token_dispatcher_type (--moe-token-dispatcher-type) '",
-                c.moeTokenDispatcherType, "': ",
-                c.moeTokenDispatcherType == "flex"
-                    ? "not built in this version of mtc; use alltoall or allgather"
-                    : "expected one of Megatron-Core's alltoall, allgather, flex (this version "
-                      "builds alltoall and allgather)");
+  const char *dispatcher = "moe_token_dispatcher_type (--moe-token-dispatcher-type)";
+  if (std::string error = optionValueError(dispatcher, c.moeTokenDispatcherType); !error.empty())
+    return fail(dispatcher, error);
   if (c.moeSharedExpertOverlap && c.moeTokenDispatcherType != "alltoall")
     return fail("moe_shared_expert_overlap overlaps the shared expert with the alltoall "
                 "dispatcher's all-to-all; it needs moe_token_dispatcher_type "
@@ -337,12 +350,9 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (cp > 1 && seq % (2 * cp) != 0)
     return fail("seq_length (", seq, ") must be divisible by 2 x "
                 "context_parallel_size (2 x ", cp, " = ", 2 * cp, ")");
-  if (cpCommType != "p2p" && cpCommType != "all_gather" && cpCommType != "a2a")
-    return fail("cp_comm_type (--cp-comm-type) '", cpCommType, "': ",
-                cpCommType == "a2a+p2p"
-                    ? "hierarchical context parallelism is not built in this version of mtc; "
-                      "use p2p, all_gather or a2a"
-                    : "expected one of Megatron-Core's p2p, all_gather, a2a");
+  const char *commType = "cp_comm_type (--cp-comm-type)";
+  if (std::string error = optionValueError(commType, cpCommType); !error.empty())
+    return fail(commType, error);
   // a2a gives each cp rank 1/cp of the heads of its tp rank, queries and
   // keys/values alike (Transformer Engine's AttnFuncWithCPAndQKVOA2A).
   if (cp > 1 && cpCommType == "a2a" &&
@@ -416,9 +426,8 @@ Status OptimizerConfig::validate() const {
   static const std::set<std::string> styles = {
       "cosine", "linear", "constant", "hf_constant", "hf_constant_with_warmup",
       "hf_linear", "hf_cosine", "hf_cosine_with_min_lr"};
-  if (!styles.count(decayStyle))
-    return fail("lr_decay_style (--lr-decay-style) must be cosine, linear or "
-                "constant, got '", decayStyle, "'");
+  if (const char *style = "lr_decay_style (--lr-decay-style)"; !styles.count(decayStyle))
+    return fail(style, optionValueError(style, decayStyle));
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
     return fail("adam_beta1 and adam_beta2 must be in [0, 1), got ", beta1,
                 " and ", beta2);
@@ -428,198 +437,6 @@ Status OptimizerConfig::validate() const {
     return fail("weight_decay must be >= 0, got ", weightDecay);
   if (!(clipGrad >= 0))
     return fail("clip_grad must be >= 0 (0: off), got ", clipGrad);
-  return Status::ok();
-}
-
-namespace {
-
-/// "file:line:col: " of a node, for messages.
-std::string whereOf(const std::string &path, const YAML::Node &n) {
-  std::ostringstream os;
-  os << path << ":" << n.Mark().line + 1 << ":" << n.Mark().column + 1 << ": ";
-  return os.str();
-}
-
-/// What a node holds, for messages: the scalar as written, or its kind.
-std::string spellingOf(const YAML::Node &n) {
-  if (n.IsScalar())
-    return "'" + n.Scalar() + "'";
-  if (n.IsNull())
-    return "null";
-  return n.IsSequence() ? "a list" : "a mapping";
-}
-
-/// Reads `n` through yaml-cpp's typed conversion, so that a value is read by
-/// its type whatever its YAML spelling (True/yes/on, 0x10, 3e-4, .inf) and
-/// anything else is refused with its position and what was expected.
-template <typename T>
-Status readTyped(const std::string &path, const YAML::Node &n, const char *expected, T &out) {
-  try {
-    if (n.IsScalar()) {
-      out = n.as<T>();
-      return Status::ok();
-    }
-  } catch (const YAML::Exception &) {
-  }
-  return fail(whereOf(path, n), "expected ", expected, ", got ", spellingOf(n));
-}
-
-using Setter = std::function<Status(const std::string &path, const YAML::Node &)>;
-
-/// A setter of one typed option; `nullable` options read null as 0.
-template <typename T> Setter typedSetter(T &out, const char *expected, bool nullable = false) {
-  return [&out, expected, nullable](const std::string &path, const YAML::Node &n) {
-    if (nullable && n.IsNull()) {
-      out = T{};
-      return Status::ok();
-    }
-    return readTyped(path, n, expected, out);
-  };
-}
-
-/// recompute_modules: a list of names, or one comma-separated string
-/// (MCoreAdapter's spelling); null: not given.
-Setter moduleList(std::vector<std::string> &out) {
-  return [&out](const std::string &path, const YAML::Node &n) {
-    out.clear();
-    if (n.IsNull())
-      return Status::ok();
-    std::vector<std::string> items;
-    if (n.IsSequence()) {
-      for (const YAML::Node &item : n) {
-        std::string name;
-        if (Status s = readTyped(path, item, "a module name", name); !s)
-          return s;
-        items.push_back(name);
-      }
-    } else {
-      std::string text;
-      if (Status s = readTyped(path, n, "a list of module names", text); !s)
-        return s;
-      items = splitModuleList(text);
-    }
-    out = items;
-    return Status::ok();
-  };
-}
-
-/// The options this version applies, by Megatron-Core name.
-std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerConfig &optimizer) {
-  auto integer = [](int64_t &out, bool nullable = false) {
-    return typedSetter(out, "an integer", nullable);
-  };
-  auto number = [](double &out) { return typedSetter(out, "a number"); };
-  return {
-      {"lr", number(optimizer.lr)},
-      {"min_lr", number(optimizer.minLr)},
-      {"lr_warmup_iters", integer(optimizer.warmupSteps)},
-      {"lr_decay_iters", integer(optimizer.decaySteps, true)},
-      {"lr_decay_style", typedSetter(optimizer.decayStyle, "a string")},
-      {"weight_decay", number(optimizer.weightDecay)},
-      {"adam_beta1", number(optimizer.beta1)},
-      {"adam_beta2", number(optimizer.beta2)},
-      {"adam_eps", number(optimizer.eps)},
-      {"clip_grad", number(optimizer.clipGrad)},
-      {"train_iters", integer(optimizer.trainSteps)},
-      {"decoder_first_pipeline_num_layers", integer(config.firstStageLayers, true)},
-      {"decoder_last_pipeline_num_layers", integer(config.lastStageLayers, true)},
-      {"tensor_model_parallel_size", integer(config.tp)},
-      {"pipeline_model_parallel_size", integer(config.pp)},
-      {"virtual_pipeline_model_parallel_size", integer(config.vpp, true)},
-      {"expert_model_parallel_size", integer(config.ep)},
-      {"expert_tensor_parallel_size", integer(config.etp, true)},
-      {"context_parallel_size", integer(config.cp)},
-      {"data_parallel_size", integer(config.dp)},
-      {"world_size", integer(config.worldSize)},
-      {"sequence_parallel", typedSetter(config.sequenceParallel, "true or false")},
-      {"cp_comm_type", typedSetter(config.cpCommType, "a string")},
-      {"moe_token_dispatcher_type", typedSetter(config.moeTokenDispatcherType, "a string")},
-      {"moe_shared_expert_overlap", typedSetter(config.moeSharedExpertOverlap, "true or false")},
-      {"use_distributed_optimizer", typedSetter(config.distributedOptimizer, "true or false")},
-      {"grad_reduce_in_fp32", typedSetter(config.gradReduceInFp32, "true or false")},
-      {"deterministic_mode", typedSetter(config.deterministicMode, "true or false")},
-      {"overlap_param_gather", typedSetter(config.overlapParamGather, "true or false")},
-      {"calculate_per_token_loss", typedSetter(config.perTokenLoss, "true or false")},
-      {"optimizer_offload", typedSetter(config.optimizerOffload, "true or false")},
-      {"grad_offload", typedSetter(config.gradOffload, "true or false")},
-      {"param_offload", typedSetter(config.paramOffload, "true or false")},
-      {"micro_batch_size", integer(config.microBatch)},
-      {"global_batch_size", integer(config.globalBatch)},
-      {"seq_length", integer(config.seq)},
-      {"recompute_granularity", typedSetter(config.recompute.granularity, "a string", true)},
-      {"recompute_method", typedSetter(config.recompute.method, "a string", true)},
-      {"recompute_num_layers", integer(config.recompute.numLayers, true)},
-      {"recompute_modules", moduleList(config.recompute.modules)},
-      {"moe_layer_recompute", typedSetter(config.recompute.moeLayerRecompute, "true or false")},
-  };
-}
-
-/// The error for a key nobody knows, with the closest known name.
-Status unknownKey(const std::string &path, const YAML::Node &keyNode, const std::string &key,
-                  const std::map<std::string, Setter> &setters) {
-  std::vector<std::string> known;
-  for (const auto &[name, _] : setters)
-    known.push_back(name);
-  return fail(whereOf(path, keyNode), "unknown option '", key, "'", suggestion(key, known));
-}
-
-/// `bf16`: a plan holds no precision; the backend that runs it decides
-/// (CUDA: bf16 compute with fp32 master weights, CPU: fp32). true says what
-/// the CUDA backend does anyway; false cannot be kept by the plan.
-Status readBf16(const std::string &path, const YAML::Node &keyNode, const YAML::Node &value) {
-  bool bf16 = true;
-  if (Status s = readTyped(path, value, "true or false", bf16); !s)
-    return s;
-  if (!bf16)
-    return fail(whereOf(path, keyNode),
-                "bf16: false cannot be kept by a plan: its precision is the backend's that runs "
-                "it (mtrun --backend cpu trains in fp32; the CUDA backend always computes in "
-                "bf16 with fp32 master weights). Remove the key, or use mtc train, whose "
-                "bf16: false picks the CPU backend");
-  return Status::ok();
-}
-
-} // namespace
-
-Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
-                              OptimizerConfig &optimizer) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile &) {
-    return fail(path, ": cannot open the file");
-  } catch (const YAML::Exception &e) {
-    return fail(path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg);
-  }
-  if (root.IsNull())
-    return Status::ok();
-  if (!root.IsMap())
-    return fail(path, ":1:1: expected a mapping of Megatron-Core options");
-
-  const std::map<std::string, Setter> setters = optionSetters(config, optimizer);
-  std::map<std::string, int> firstLine; // a key given twice would hide one value
-  for (const auto &entry : root) {
-    const YAML::Node &keyNode = entry.first, &value = entry.second;
-    if (!keyNode.IsScalar())
-      return fail(whereOf(path, keyNode), "expected an option name, got ", spellingOf(keyNode));
-    const std::string key = keyNode.Scalar();
-    if (auto [it, added] = firstLine.try_emplace(key, keyNode.Mark().line + 1); !added)
-      return fail(whereOf(path, keyNode), "option '", key, "' is given twice (first on line ",
-                  it->second, ")");
-    if (auto it = setters.find(key); it != setters.end()) {
-      if (Status s = it->second(path, value); !s)
-        return s;
-    } else if (key == "bf16") {
-      if (Status s = readBf16(path, keyNode, value); !s)
-        return s;
-    } else if (hintKeys().count(key)) {
-      bool hint = false;
-      if (Status s = readTyped(path, value, "true or false", hint); !s)
-        return s;
-    } else {
-      return unknownKey(path, keyNode, key, setters);
-    }
-  }
   return Status::ok();
 }
 

@@ -178,10 +178,30 @@ struct OptimizerConfig {
   Status validate() const;
 };
 
+/// Checks the value of a string option that takes one of a few values
+/// (recompute_granularity, recompute_method, one name of recompute_modules,
+/// cp_comm_type, moe_token_dispatcher_type, lr_decay_style): "" when valid
+/// (an empty recompute_granularity or recompute_method is "not given"),
+/// else what follows `name` in the message, with the value and the valid
+/// ones: " must be full or selective (or null: none), got 'x'". `name` is
+/// the key, optionally followed by its flag ("cp_comm_type (--cp-comm-type)").
+/// One list for the flags (resolve, validate) and both YAML readers.
+std::string optionValueError(const std::string &name, const std::string &value);
+
+/// Why `bf16: false` cannot be kept by a plan (what follows "bf16: false "
+/// in both readers' refusal): the backend that runs a plan decides its
+/// precision.
+std::string bf16FalseReason();
+
 /// Reads Megatron-Core names (`tensor_model_parallel_size`, ...) from a YAML
-/// file into `config`. Errors carry file:line:col.
+/// file into `config`. Every error carries file:line:col and the key; a
+/// value error also the value and what is valid.
 Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
                               OptimizerConfig &optimizer);
+
+/// Every key loadParallelConfigYaml reads, sorted (for the choice between
+/// it and the training front-end: compiler/config/ConfigVocabulary.h).
+const std::vector<std::string> &parallelConfigKeys();
 
 } // namespace mt
 

@@ -3,6 +3,7 @@
 // they imply.
 #include "compiler/config/TrainConfig.h"
 
+#include "compiler/config/ConfigVocabulary.h"
 #include "compiler/config/TrainKeys.h"
 #include "runtime/support/Wording.h"
 
@@ -58,6 +59,11 @@ struct Reader {
 
   static Status unknown(const std::string &where, const std::string &key) {
     std::string message = where + "unknown key '" + key + "'";
+    const std::vector<std::string> &megatron = parallelConfigKeys();
+    if (std::binary_search(megatron.begin(), megatron.end(), key))
+      return Status::error(message + ": it is a name of Megatron-Core's option file (which `mtc "
+                           "compile --config` reads, not with LLaMA-Factory's keys); " +
+                           llamaFactoryNameOf(key));
     if (std::string best = meantKey(key); !best.empty())
       message += "; did you mean '" + best + "'?";
     else
@@ -251,28 +257,6 @@ Status loadTrainConfig(const std::string &path,
   return errors.status();
 }
 
-bool isTrainConfigFile(const std::string &path) {
-  ParallelConfig parallel;
-  OptimizerConfig optimizer;
-  if (loadParallelConfigYaml(path, parallel, optimizer)) // Megatron-Core's reader takes it
-    return false;
-  try {
-    YAML::Node root = YAML::LoadFile(path);
-    if (!root.IsMap())
-      return false;
-    for (const auto &entry : root) {
-      if (!entry.first.IsScalar())
-        continue;
-      const std::string key = entry.first.Scalar();
-      const trainkeys::Key *k = trainkeys::find(key);
-      if (isSection(key) || (k && k->origin != trainkeys::Origin::Megatron))
-        return true;
-    }
-  } catch (const YAML::Exception &) {
-  }
-  return false;
-}
-
 namespace {
 
 /// Whether a command-line word starts an override (`--key`, `key=value`)
@@ -392,6 +376,12 @@ Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetS
   if (Status s = o.validate(); !s)
     return s;
   return o;
+}
+
+Status TrainConfig::checkPlanKeys() const {
+  if (bf16 || whereGiven("bf16").empty())
+    return Status::ok();
+  return Status::error(whereGiven("bf16") + "bf16: false " + bf16FalseReason());
 }
 
 std::string TrainConfig::whereGiven(const std::string &key) const {

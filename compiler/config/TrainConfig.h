@@ -149,6 +149,12 @@ struct TrainConfig {
   /// "" when it was not.
   std::string whereGiven(const std::string &key) const;
 
+  /// What a plan alone (`mtc compile --config`) cannot keep, refused rather
+  /// than ignored, naming where it was given: bf16: false (a plan holds no
+  /// precision; `mtc train` honours it by choosing the CPU backend), as
+  /// Megatron-Core's option file refuses it.
+  Status checkPlanKeys() const;
+
   /// Lines for `--explain`: the global batch with the dp used, the steps
   /// (and how epochs over `datasetSamples` give them), and the keys that
   /// name what mtc always does.
@@ -174,12 +180,6 @@ Status loadTrainConfig(const std::string &path,
                        const std::vector<std::pair<std::string, std::string>> &overrides,
                        TrainConfig &config);
 
-/// True when the YAML file at `path` uses keys of the training front-end
-/// that Megatron-Core's option file has no name for (model_name_or_path,
-/// per_device_train_batch_size, `megatron:`, ...): `mtc compile --config`
-/// reads it with loadTrainConfig. False also when it cannot be read (the
-/// Megatron-Core reader then says why).
-bool isTrainConfigFile(const std::string &path);
 
 /// Splits LLaMA-Factory-style command-line overrides: `--key value`,
 /// `--key=value`, `key=value`, and a bare `--flag` (followed by nothing or

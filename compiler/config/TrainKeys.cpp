@@ -39,17 +39,23 @@ Setter boolean(const char *key, bool TrainConfig::*field) {
 Setter text(const char *key, std::string TrainConfig::*field) {
   return [=](TrainConfig &c, const Given &g) { return read(g, key, "a string", c.*field); };
 }
-Setter number(const char *key, double TrainConfig::*field, double min) {
+/// A finite number >= `min` (> `min` where `minExcluded`), below `max`
+/// where given (the optimizer's own ranges: OptimizerConfig::validate).
+Setter number(const char *key, double TrainConfig::*field, double min, bool minExcluded = false,
+              std::optional<double> max = std::nullopt) {
   return [=](TrainConfig &c, const Given &g) {
     if (Status s = read(g, key, "a number", c.*field); !s)
       return s;
-    if (!(c.*field >= min) || !std::isfinite(c.*field)) {
-      std::ostringstream bound; // 0, not to_string's 0.000000
-      bound << min;
-      return Status::error(g.where + key + ": must be a finite number >= " + bound.str() +
-                           ", got " + g.node.Scalar());
-    }
-    return Status::ok();
+    const double v = c.*field;
+    if (std::isfinite(v) && (minExcluded ? v > min : v >= min) && (!max || v < *max))
+      return Status::ok();
+    std::ostringstream range; // 0, not to_string's 0.000000
+    if (max)
+      range << "in [" << min << ", " << *max << ")";
+    else
+      range << (minExcluded ? "> " : ">= ") << min;
+    return Status::error(g.where + key + ": must be a finite number " + range.str() + ", got " +
+                         g.node.Scalar());
   };
 }
 /// An integer >= `min`; `nullable`: null reads as `ifNull`.
@@ -139,12 +145,18 @@ Status schedulerKwargs(TrainConfig &c, const Given &g) {
   return Status::ok();
 }
 
-/// A recompute option's string; null: not given.
-Setter recomputeText(const char *key, std::string RecomputeConfig::*field) {
+/// A string of the layout that takes one of a few values (optionValueError
+/// says which); `nullable`: null is "not given" ("").
+Setter layoutChoice(const char *key, std::string &(*field)(TrainConfig &), bool nullable) {
   return [=](TrainConfig &c, const Given &g) {
-    if (g.node.IsNull())
-      return (c.parallel.recompute.*field).clear(), Status::ok();
-    return read(g, key, "a string or null", c.parallel.recompute.*field);
+    std::string &out = field(c);
+    if (nullable && g.node.IsNull())
+      return out.clear(), Status::ok();
+    if (Status s = read(g, key, nullable ? "a string or null" : "a string", out); !s)
+      return s;
+    if (std::string error = optionValueError(key, out); !error.empty())
+      return Status::error(g.where + key + error);
+    return Status::ok();
   };
 }
 
@@ -160,15 +172,19 @@ Status recomputeModules(TrainConfig &c, const Given &g) {
     if (Status s = read(g, "recompute_modules", "a list of module names", text); !s)
       return s;
     out = splitModuleList(text);
-    return Status::ok();
+  } else {
+    for (const YAML::Node &item : g.node) {
+      std::string name;
+      if (Status s = read(Given{item, g.where}, "recompute_modules", "a list of module names",
+                          name);
+          !s)
+        return s;
+      out.push_back(name);
+    }
   }
-  for (const YAML::Node &item : g.node) {
-    std::string name;
-    if (Status s = read(Given{item, g.where}, "recompute_modules", "a list of module names", name);
-        !s)
-      return s;
-    out.push_back(name);
-  }
+  for (const std::string &name : out)
+    if (std::string error = optionValueError("recompute_modules", name); !error.empty())
+      return Status::error(g.where + "recompute_modules" + error);
   return Status::ok();
 }
 
@@ -181,6 +197,18 @@ Status moeNumber(const Given &g, const char *key, std::optional<double> &out) {
     return s;
   out = v;
   return Status::ok();
+}
+
+/// A moe_* routing key: `read` stores it, then its value is checked alone
+/// (MoeOptions::valueError), where it was given.
+Setter moeKey(const char *key, Setter read) {
+  return [=](TrainConfig &c, const Given &g) {
+    if (Status s = read(c, g); !s)
+      return s;
+    if (std::string error = c.moe.valueError(key); !error.empty())
+      return Status::error(g.where + key + ": " + error);
+    return Status::ok();
+  };
 }
 
 /// micro_batch_size (Megatron's name) is per_device_train_batch_size.
@@ -308,7 +336,7 @@ std::vector<Key> trainingArgumentKeys() {
       {"max_steps", Honoured, LlamaFactory, "optimizer steps (> 0: overrides num_train_epochs)", {},
        "", integer("max_steps", &T::maxSteps, -1)},
       {"learning_rate", Honoured, LlamaFactory, "peak learning rate", {}, "",
-       number("learning_rate", &T::learningRate, 0)},
+       number("learning_rate", &T::learningRate, 0, true)},
       {"lr_scheduler_type", Honoured, LlamaFactory, "transformers' schedule of that name", {}, "",
        oneOf("lr_scheduler_type", &T::lrSchedulerType,
              {"constant", "constant_with_warmup", "linear", "cosine", "cosine_with_min_lr"})},
@@ -320,10 +348,10 @@ std::vector<Key> trainingArgumentKeys() {
        integer("warmup_steps", &T::warmupSteps, 0)},
       {"weight_decay", Honoured, Megatron, "AdamW weight decay", {}, "",
        number("weight_decay", &T::weightDecay, 0)},
-      {"adam_beta1", Honoured, Megatron, "AdamW beta1", {}, "", number("adam_beta1", &T::adamBeta1, 0)},
-      {"adam_beta2", Honoured, Megatron, "AdamW beta2", {}, "", number("adam_beta2", &T::adamBeta2, 0)},
+      {"adam_beta1", Honoured, Megatron, "AdamW beta1", {}, "", number("adam_beta1", &T::adamBeta1, 0, false, 1.0)},
+      {"adam_beta2", Honoured, Megatron, "AdamW beta2", {}, "", number("adam_beta2", &T::adamBeta2, 0, false, 1.0)},
       {"adam_epsilon", Honoured, LlamaFactory, "AdamW epsilon", {}, "",
-       number("adam_epsilon", &T::adamEpsilon, 0)},
+       number("adam_epsilon", &T::adamEpsilon, 0, true)},
       {"max_grad_norm", Honoured, LlamaFactory, "gradient clipping norm (0: off)", {}, "",
        number("max_grad_norm", &T::maxGradNorm, 0)},
       {"bf16", Honoured, Megatron, "true: the CUDA backend where a GPU is visible (bf16 "
@@ -372,15 +400,13 @@ std::vector<Key> megatronKeys() {
        layout("context_parallel_size", &P::cp, 1)},
       {"cp_comm_type", Honoured, Megatron, "how attention exchanges keys and values under cp: "
        "p2p (ring), all_gather or a2a (heads exchanged all-to-all)", {}, "",
-       [](TrainConfig &c, const Given &g) {
-         return read(g, "cp_comm_type", "a string", c.parallel.cpCommType);
-       }},
+       layoutChoice("cp_comm_type", [](T &c) -> std::string & { return c.parallel.cpCommType; },
+                    false)},
       {"moe_token_dispatcher_type", Honoured, Megatron, "how tokens reach their experts under "
        "ep: alltoall or allgather (flex: not built yet)", {}, "",
-       [](TrainConfig &c, const Given &g) {
-         return read(g, "moe_token_dispatcher_type", "a string",
-                     c.parallel.moeTokenDispatcherType);
-       }},
+       layoutChoice("moe_token_dispatcher_type",
+                    [](T &c) -> std::string & { return c.parallel.moeTokenDispatcherType; },
+                    false)},
       {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one "
        "mt.moe_grouped_mlp op", {}, "", anyFlag("moe_grouped_gemm")},
       {"moe_shared_expert_overlap", Honoured, Megatron, "a scheduling hint (the shared expert "
@@ -397,26 +423,28 @@ std::vector<Key> megatronKeys() {
        }},
       {"moe_aux_loss_coeff", Honoured, Megatron, "coefficient of Megatron-Core's load-balancing "
        "loss (default: the model's router_aux_loss_coef x top_k, the same loss)", {}, "",
-       [](TrainConfig &c, const Given &g) { return moeNumber(g, "moe_aux_loss_coeff", c.moe.auxLossCoeff); }},
+       moeKey("moe_aux_loss_coeff", [](TrainConfig &c, const Given &g) {
+         return moeNumber(g, "moe_aux_loss_coeff", c.moe.auxLossCoeff);
+       })},
       {"moe_z_loss_coeff", Honoured, Megatron, "coefficient of the router z-loss", {}, "",
-       [](TrainConfig &c, const Given &g) {
+       moeKey("moe_z_loss_coeff", [](TrainConfig &c, const Given &g) {
          std::optional<double> z;
          Status s = moeNumber(g, "moe_z_loss_coeff", z);
          c.moe.zLossCoeff = z.value_or(0.0);
          return s;
-       }},
+       })},
       {"moe_router_load_balancing_type", Honoured, Megatron, "aux_loss, seq_aux_loss or none", {},
-       "", [](TrainConfig &c, const Given &g) {
+       "", moeKey("moe_router_load_balancing_type", [](TrainConfig &c, const Given &g) {
          return read(g, "moe_router_load_balancing_type", "a string", c.moe.loadBalancingType);
-       }},
+       })},
       {"moe_expert_capacity_factor", Honoured, Megatron, "expert capacity (null: dropless)", {}, "",
-       [](TrainConfig &c, const Given &g) {
+       moeKey("moe_expert_capacity_factor", [](TrainConfig &c, const Given &g) {
          return moeNumber(g, "moe_expert_capacity_factor", c.moe.capacityFactor);
-       }},
+       })},
       {"moe_token_drop_policy", Honoured, Megatron, "probs or position", {}, "",
-       [](TrainConfig &c, const Given &g) {
+       moeKey("moe_token_drop_policy", [](TrainConfig &c, const Given &g) {
          return read(g, "moe_token_drop_policy", "a string", c.moe.dropPolicy);
-       }},
+       })},
       {"moe_pad_expert_input_to_capacity", Honoured, Megatron, "experts take capacity rows", {}, "",
        [](TrainConfig &c, const Given &g) {
          return read(g, "moe_pad_expert_input_to_capacity", "true or false", c.moe.padToCapacity);
@@ -427,10 +455,14 @@ std::vector<Key> megatronKeys() {
          return read(g, "moe_layer_recompute", "true or false", c.parallel.recompute.moeLayerRecompute);
        }},
       {"recompute_granularity", Honoured, Megatron, "activation recompute: full (whole layers) or "
-       "selective (recompute_modules)", {}, "", recomputeText("recompute_granularity",
-                                                              &RecomputeConfig::granularity)},
+       "selective (recompute_modules)", {}, "",
+       layoutChoice("recompute_granularity",
+                    [](T &c) -> std::string & { return c.parallel.recompute.granularity; },
+                    true)},
       {"recompute_method", Honoured, Megatron, "which layers full recompute covers: uniform or "
-       "block", {}, "", recomputeText("recompute_method", &RecomputeConfig::method)},
+       "block", {}, "",
+       layoutChoice("recompute_method",
+                    [](T &c) -> std::string & { return c.parallel.recompute.method; }, true)},
       {"recompute_num_layers", Honoured, Megatron, "layers per recompute unit (uniform) or per "
        "pipeline chunk (block)", {}, "", [](TrainConfig &c, const Given &g) {
          if (g.node.IsNull())

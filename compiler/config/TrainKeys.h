@@ -21,9 +21,9 @@ enum class Kind {
   Refused,    // only `accepted` (its default) is allowed: others wait on `issue`
 };
 
-/// Where a key comes from. Megatron: a name that Megatron-Core's option
-/// file (ParallelConfig's reader) has too, so that it does not make a file
-/// a training config (isTrainConfigFile).
+/// Where a key's name comes from. Documentation only: `mtc compile
+/// --config` tells the two vocabularies apart by the keys each reader
+/// actually takes (ConfigVocabulary.h), not by this.
 enum class Origin { LlamaFactory, Megatron, Trinity };
 
 /// A value and where it was given ("file:line:col: " or "command line: ").

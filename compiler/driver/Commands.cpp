@@ -288,14 +288,13 @@ bool compileModel(const CompileOptions &options) {
   if (failed(dims))
     return false;
   ParallelConfig parallel = options.parallel;
-  if (Status s = parallel.resolve(*dims); !s) {
-    llvm::errs() << "error: " << s.message() << "\n";
-    return false;
-  }
-  if (Status s = options.optimizer.validate(); !s) {
-    llvm::errs() << "error: " << s.message() << "\n";
-    return false;
-  }
+  for (Status s : {parallel.resolve(*dims), options.optimizer.validate()})
+    if (!s) {
+      llvm::errs() << "error: " << s.message() << "\n";
+      if (!options.configNote.empty())
+        llvm::errs() << "note: " << options.configNote << "\n";
+      return false;
+    }
   if (Status s = checkSomethingToDo(options); !s) {
     llvm::errs() << "error: " << s.message() << "\n";
     return false;

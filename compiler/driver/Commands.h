@@ -27,6 +27,9 @@ struct CompileOptions {
   std::string scheduleSvg; // picture of the pipeline schedule
   std::string configPath;  // the --config YAML already read: an input, never replaced
   std::string configExplain; // --explain lines of a training config (TrainConfig::explain)
+  /// Why the config's defaults are what they are ("x.yaml reads as a
+  /// LLaMA-Factory YAML by seed (line 4): ..."), noted under a layout error.
+  std::string configNote;
   bool overwrite = false;  // outputs may replace what io::checkOutputs allows with it
   uint64_t gpuMemory = 0;  // --explain: the cheapest recompute that fits (0: none asked)
   /// --no-fuse: mt-fuse patterns left out (add-rmsnorm, add-rmsnorm-grad,

@@ -1,5 +1,6 @@
 // TrainConfig: the key table's three kinds, overrides, the global batch and
 // the schedule a LLaMA-Factory file implies.
+#include "compiler/config/ConfigVocabulary.h"
 #include "compiler/config/TrainConfig.h"
 #include "compiler/config/TrainKeys.h"
 
@@ -56,7 +57,7 @@ TEST(TrainConfig, TypeErrorsNameKeyFileLineAndColumn) {
             e.npos)
       << e;
   e = errorOf("learning_rate: -1\n");
-  EXPECT_NE(e.find("error.yaml:1:16: learning_rate: must be a finite number >= 0, got -1"), e.npos)
+  EXPECT_NE(e.find("error.yaml:1:16: learning_rate: must be a finite number > 0, got -1"), e.npos)
       << e;
   e = errorOf("stage: dpo\n");
   EXPECT_NE(e.find("stage: must be one of sft, pt, got 'dpo'"), e.npos) << e;
@@ -430,11 +431,217 @@ TEST(TrainConfig, CosineWithMinLrTakesItsKwargs) {
   EXPECT_NE(e.find("lr_scheduler_kwargs.min_lr_ratio: unknown"), e.npos) << e;
 }
 
-TEST(TrainConfig, TellsLlamaFactoryFilesFromMegatronOnes) {
-  EXPECT_TRUE(isTrainConfigFile(writeYaml("a.yaml", "tensor_model_parallel_size: 2\n"
-                                                    "model_name_or_path: m\n")));
-  EXPECT_TRUE(isTrainConfigFile(writeYaml("b.yaml", "megatron:\n  use_mbridge: true\n")));
-  EXPECT_FALSE(isTrainConfigFile(writeYaml("c.yaml", "tensor_model_parallel_size: 2\nlr: 1\n")));
+/// The vocabulary `mtc compile --config` reads a file in, or its error.
+std::string vocabularyOf(const std::string &text) {
+  auto v = configVocabulary(writeYaml("vocabulary.yaml", text));
+  if (!v)
+    return v.message();
+  return v->vocabulary == ConfigVocabulary::Megatron ? "megatron" : "llamafactory";
+}
+
+TEST(ConfigVocabulary, SaysWhichKeysDecided) {
+  auto v = configVocabulary(writeYaml("decided.yaml", "tensor_model_parallel_size: 2\n"
+                                                      "seed: 7\nlearning_rate: 1e-5\n"));
+  ASSERT_TRUE(v) << v.message();
+  EXPECT_EQ(v->decidedBy, "seed (line 2), learning_rate (line 3)");
+  v = configVocabulary(writeYaml("shared.yaml", "tensor_model_parallel_size: 2\n"));
+  ASSERT_TRUE(v) << v.message();
+  EXPECT_EQ(v->vocabulary, ConfigVocabulary::Megatron);
+  EXPECT_EQ(v->decidedBy, "");
+}
+
+TEST(ConfigVocabulary, KeysOnlyOneReaderTakesDecide) {
+  EXPECT_EQ(vocabularyOf("tensor_model_parallel_size: 2\nlr: 1\n"), "megatron");
+  EXPECT_EQ(vocabularyOf("tensor_model_parallel_size: 2\nmodel_name_or_path: m\n"),
+            "llamafactory");
+  EXPECT_EQ(vocabularyOf("megatron:\n  use_mbridge: true\n"), "llamafactory");
+  EXPECT_EQ(vocabularyOf("seed: 7\n"), "llamafactory");
+  // Keys both take alike decide nothing: the option file is mtc compile's own.
+  EXPECT_EQ(vocabularyOf("tensor_model_parallel_size: 2\nweight_decay: 0.1\nbf16: true\n"
+                         "fp16: false\nrecompute_granularity: full\n"),
+            "megatron");
+  // ... and fit either vocabulary.
+  EXPECT_EQ(vocabularyOf("lr: 1e-4\nfp16: false\nbf16: true\nmicro_batch_size: 2\n"),
+            "megatron");
+  EXPECT_EQ(vocabularyOf("learning_rate: 1e-4\nfp16: false\nbf16: true\nmicro_batch_size: 2\n"),
+            "llamafactory");
+  // A key neither reader knows decides nothing (the reader names it).
+  EXPECT_EQ(vocabularyOf("lr: 1e-4\nlearnin_rate: 1\n"), "megatron");
+  EXPECT_EQ(vocabularyOf("learning_rate: 1e-4\nlrr: 1\n"), "llamafactory");
+  // Not a mapping: Megatron-Core's reader says why.
+  EXPECT_EQ(vocabularyOf("[1, 2]\n"), "megatron");
+  EXPECT_EQ(vocabularyOf("a: [1\n"), "megatron");
+}
+
+TEST(ConfigVocabulary, AMixedFileIsOneErrorNamingTheDecidingKeysAndEachMisfit) {
+  // The trial's file: a Megatron-Core file with a seed.
+  std::string e = vocabularyOf("tensor_model_parallel_size: 2\nlr: 3e-4\ntrain_iters: 10\n"
+                               "seed: 1234\n");
+  EXPECT_NE(e.find("vocabulary.yaml mixes Megatron-Core's option names with LLaMA-Factory's "
+                   "keys"),
+            e.npos)
+      << e;
+  EXPECT_NE(e.find("It reads as a Megatron-Core option file by lr (line 2), train_iters "
+                   "(line 3), and only LLaMA-Factory's reader takes this key:\n  "),
+            e.npos)
+      << e;
+  EXPECT_NE(e.find("vocabulary.yaml:4:1: seed: a plan holds no seed: give it to mtrun --seed\n"),
+            e.npos)
+      << e;
+  EXPECT_EQ(e.find("tensor_model_parallel_size ("), e.npos) << e; // it fits either
+  // The more numerous kind decides; each misfit gets its name there.
+  e = vocabularyOf("learning_rate: 1e-5\nmax_steps: 10\nlr: 1e-5\nclip_grad: 1.0\n"
+                   "seq_length: 64\ncutoff_len: 64\nstage: pt\n");
+  EXPECT_NE(e.find("It reads as a LLaMA-Factory YAML by learning_rate (line 1), max_steps "
+                   "(line 2), cutoff_len (line 6), stage (line 7), and only Megatron-Core's "
+                   "reader takes these keys:"),
+            e.npos)
+      << e;
+  EXPECT_NE(e.find(":3:1: lr: LLaMA-Factory's name is learning_rate\n"), e.npos) << e;
+  EXPECT_NE(e.find(":4:1: clip_grad: LLaMA-Factory's name is max_grad_norm\n"), e.npos) << e;
+  EXPECT_NE(e.find(":5:1: seq_length: LLaMA-Factory's name is cutoff_len\n"), e.npos) << e;
+  // At a tie, the first such key's kind.
+  e = vocabularyOf("learning_rate: 1e-5\nlr: 1e-5\n");
+  EXPECT_NE(e.find("reads as a LLaMA-Factory YAML by learning_rate (line 1)"), e.npos) << e;
+  EXPECT_NE(e.find(":2:1: lr: LLaMA-Factory's name is learning_rate"), e.npos) << e;
+  e = vocabularyOf("lr: 1e-5\nlearning_rate: 1e-5\n");
+  EXPECT_NE(e.find("reads as a Megatron-Core option file by lr (line 1)"), e.npos) << e;
+  EXPECT_NE(e.find(":2:1: learning_rate: Megatron-Core's name is lr"), e.npos) << e;
+}
+
+// The keys both readers take: they decide no vocabulary, so each must mean
+// the same in both. A key added to one reader shows up here, to be checked.
+TEST(ConfigVocabulary, TheKeysBothReadersTake) {
+  std::vector<std::string> both;
+  for (const std::string &key : parallelConfigKeys())
+    if (trainkeys::find(key))
+      both.push_back(key);
+  EXPECT_EQ(both, (std::vector<std::string>{
+                      "adam_beta1", "adam_beta2", "apply_rope_fusion", "bf16",
+                      "bias_activation_fusion", "calculate_per_token_loss", "context_parallel_size",
+                      "cp_comm_type", "deterministic_mode", "expert_model_parallel_size",
+                      "expert_tensor_parallel_size",
+                      "fp16", "grad_offload", "grad_reduce_in_fp32", "micro_batch_size",
+                      "moe_grouped_gemm", "moe_layer_recompute", "moe_shared_expert_overlap",
+                      "moe_token_dispatcher_type", "optimizer_offload", "overlap_grad_reduce",
+                      "overlap_param_gather", "param_offload", "pipeline_model_parallel_size",
+                      "recompute_granularity", "recompute_method", "recompute_modules",
+                      "recompute_num_layers", "sequence_parallel", "tensor_model_parallel_size",
+                      "use_distributed_optimizer", "virtual_pipeline_model_parallel_size",
+                      "weight_decay"}));
+}
+
+// A Megatron-Core name the training front-end does not take gets its
+// LLaMA-Factory name (closestName offered 'ref' for lr).
+TEST(TrainConfig, AMegatronOnlyKeyGetsItsLlamaFactoryName) {
+  std::string e = errorOf("stage: pt\nlr: 1e-4\n");
+  EXPECT_NE(e.find("error.yaml:2:1: unknown key 'lr': it is a name of Megatron-Core's option "
+                   "file (which `mtc compile --config` reads, not with LLaMA-Factory's keys); "
+                   "LLaMA-Factory's name is learning_rate"),
+            e.npos)
+      << e;
+  e = errorOf("", {{"train_iters", "5"}});
+  EXPECT_NE(e.find("command line: unknown key 'train_iters': it is a name of Megatron-Core's "
+                   "option file"),
+            e.npos)
+      << e;
+  EXPECT_NE(e.find("LLaMA-Factory's name is max_steps"), e.npos) << e;
+  e = errorOf("global_batch_size: 64\n");
+  EXPECT_NE(e.find("LLaMA-Factory has none: per_device_train_batch_size x "
+                   "gradient_accumulation_steps x dp makes it"),
+            e.npos)
+      << e;
+}
+
+// A plan alone keeps no precision: bf16: false, which `mtc train` honours
+// with the CPU backend, is refused for `mtc compile` by where it was given.
+TEST(TrainConfig, PlanKeysRefuseBf16False) {
+  TrainConfig c;
+  const std::string path = writeYaml("bf16.yaml", "learning_rate: 1e-5\nbf16: false\n");
+  ASSERT_TRUE(loadTrainConfig(path, {}, c));
+  Status s = c.checkPlanKeys();
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find(path + ":2:7: bf16: false cannot be kept by a plan"),
+            std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("mtrun --backend cpu"), std::string::npos) << s.message();
+  TrainConfig on;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("bf16-on.yaml", "bf16: true\n"), {}, on));
+  EXPECT_TRUE(on.checkPlanKeys());
+  TrainConfig absent; // transformers' default: no key, nothing to keep
+  ASSERT_TRUE(loadTrainConfig(writeYaml("bf16-absent.yaml", "learning_rate: 1e-5\n"), {}, absent));
+  EXPECT_TRUE(absent.checkPlanKeys());
+  // The last setting counts: a command line's --bf16 true over the file's false.
+  TrainConfig overridden;
+  ASSERT_TRUE(loadTrainConfig(path, {{"bf16", "true"}}, overridden));
+  EXPECT_TRUE(overridden.checkPlanKeys());
+}
+
+// The layout's values are checked where they are read, with the key, the
+// value and the valid ones (the same lists as the flags and Megatron-Core's
+// reader: optionValueError).
+TEST(TrainConfig, LayoutValueErrorsNameFileLineKeyAndValidValues) {
+  std::string e = errorOf("tensor_model_parallel_size: 2\nrecompute_granularity: fulll\n");
+  EXPECT_NE(e.find("error.yaml:2:24: recompute_granularity must be full or selective (or null: "
+                   "none), got 'fulll'"),
+            e.npos)
+      << e;
+  e = errorOf("megatron:\n  recompute_method: blocks\n");
+  EXPECT_NE(e.find("error.yaml:2:21: recompute_method must be uniform or block (or null), got "
+                   "'blocks'"),
+            e.npos)
+      << e;
+  e = errorOf("recompute_modules: [core_attn, attention]\n");
+  EXPECT_NE(e.find("error.yaml:1:20: recompute_modules: unknown module 'attention' (valid: "
+                   "core_attn, mlp, layernorm, moe_act, moe)"),
+            e.npos)
+      << e;
+  e = errorOf("cp_comm_type: ring\n");
+  EXPECT_NE(e.find("error.yaml:1:15: cp_comm_type 'ring': expected one of Megatron-Core's p2p, "
+                   "all_gather, a2a"),
+            e.npos)
+      << e;
+  e = errorOf("moe_token_dispatcher_type: flex\n");
+  EXPECT_NE(e.find("error.yaml:1:28: moe_token_dispatcher_type 'flex': not built in this "
+                   "version of mtc; use alltoall or allgather"),
+            e.npos)
+      << e;
+  e = errorOf("learning_rate: 0\n");
+  EXPECT_NE(e.find("error.yaml:1:16: learning_rate: must be a finite number > 0, got 0"), e.npos)
+      << e;
+  e = errorOf("adam_beta2: 1\n");
+  EXPECT_NE(e.find("error.yaml:1:13: adam_beta2: must be a finite number in [0, 1), got 1"),
+            e.npos)
+      << e;
+  e = errorOf("adam_epsilon: 0\n");
+  EXPECT_NE(e.find("error.yaml:1:15: adam_epsilon: must be a finite number > 0, got 0"), e.npos)
+      << e;
+  // The moe_* routing keys (applied at import) too.
+  e = errorOf("moe_token_drop_policy: random\n");
+  EXPECT_NE(e.find("error.yaml:1:24: moe_token_drop_policy: must be probs or position, got "
+                   "'random'"),
+            e.npos)
+      << e;
+  e = errorOf("moe_router_load_balancing_type: sinkhorn\n");
+  EXPECT_NE(e.find("error.yaml:1:33: moe_router_load_balancing_type: must be aux_loss, "
+                   "seq_aux_loss or none, got 'sinkhorn'"),
+            e.npos)
+      << e;
+  e = errorOf("moe_expert_capacity_factor: 0\n");
+  EXPECT_NE(e.find("error.yaml:1:29: moe_expert_capacity_factor: must be > 0 (or null for "
+                   "dropless), got 0"),
+            e.npos)
+      << e;
+  e = errorOf("moe_aux_loss_coeff: -0.5\n");
+  EXPECT_NE(e.find("error.yaml:1:21: moe_aux_loss_coeff: must be >= 0, got -0.5"), e.npos) << e;
+  e = errorOf("moe_z_loss_coeff: -1\n");
+  EXPECT_NE(e.find("error.yaml:1:19: moe_z_loss_coeff: must be >= 0, got -1"), e.npos) << e;
+  for (const char *ok : {"recompute_granularity: selective\nrecompute_modules: core_attn,mlp\n",
+                         "recompute_method: null\ncp_comm_type: a2a\n",
+                         "moe_token_dispatcher_type: allgather\n",
+                         "moe_token_drop_policy: position\nmoe_expert_capacity_factor: 1.5\n"
+                         "moe_router_load_balancing_type: none\nmoe_z_loss_coeff: 0.001\n"})
+    EXPECT_EQ(errorOf(ok), "") << ok;
 }
 
 } // namespace

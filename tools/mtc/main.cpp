@@ -1,4 +1,5 @@
 // mtc: import Hugging Face models, inspect them, compile training plans.
+#include "compiler/config/ConfigVocabulary.h"
 #include "compiler/config/TrainConfig.h"
 #include "compiler/driver/Commands.h"
 #include "compiler/driver/Train.h"
@@ -52,8 +53,9 @@ struct ParallelFlags {
     using P = mt::ParallelConfig;
     auto &v = layout;
     cmd.add_option("--config", yaml,
-                   "YAML file with Megatron-Core option names "
-                   "(tensor_model_parallel_size, sequence_parallel, ...)")
+                   "YAML file: Megatron-Core option names (tensor_model_parallel_size, lr, "
+                   "train_iters, ...) or a LLaMA-Factory YAML (learning_rate, max_steps, "
+                   "megatron: ...), told apart by the keys only one takes; not both")
         ->check(CLI::ExistingFile);
     layoutFlag(cmd.add_option("--tp", v.tp, "tensor-parallel size"), &P::tp);
     layoutFlag(cmd.add_option("--pp", v.pp, "pipeline-parallel size"), &P::pp);
@@ -157,15 +159,24 @@ struct ParallelFlags {
   }
 
   /// The YAML values, with every flag given on the command line on top. A
-  /// LLaMA-Factory-style file goes through the training front-end; its
-  /// --explain lines land in `explainText`.
+  /// LLaMA-Factory file (mt::configVocabulary) goes through the training
+  /// front-end; its --explain lines land in `explainText`, and `note` says
+  /// which keys made it one (its defaults are transformers').
   bool resolve(mt::ParallelConfig &out, mt::OptimizerConfig &outOptimizer, bool writesPlan,
-               std::string &explainText) const {
-    if (!yaml.empty() && mt::isTrainConfigFile(yaml)) {
-      if (!readTrainConfig(out, outOptimizer, writesPlan, explainText))
+               std::string &explainText, std::string &note) const {
+    if (!yaml.empty()) {
+      auto vocabulary = mt::configVocabulary(yaml);
+      if (!vocabulary) {
+        std::cerr << "error: " << vocabulary.message() << "\n";
         return false;
-    } else if (!yaml.empty()) {
-      if (mt::Status s = mt::loadParallelConfigYaml(yaml, out, outOptimizer); !s) {
+      }
+      if (vocabulary->vocabulary == mt::ConfigVocabulary::LlamaFactory) {
+        note = yaml + " reads as a LLaMA-Factory YAML by " + vocabulary->decidedBy +
+               ": the keys it does not give take LLaMA-Factory's and transformers' defaults "
+               "(per_device_train_batch_size 8, cutoff_len 2048, learning_rate 5e-05, ...)";
+        if (!readTrainConfig(out, outOptimizer, writesPlan, explainText))
+          return false;
+      } else if (mt::Status s = mt::loadParallelConfigYaml(yaml, out, outOptimizer); !s) {
         std::cerr << "error: " << s.message() << "\n";
         return false;
       }
@@ -179,7 +190,10 @@ struct ParallelFlags {
   bool readTrainConfig(mt::ParallelConfig &out, mt::OptimizerConfig &outOptimizer,
                        bool writesPlan, std::string &explainText) const {
     mt::TrainConfig train;
-    if (mt::Status s = mt::loadTrainConfig(yaml, {}, train); !s) {
+    mt::Status s = mt::loadTrainConfig(yaml, {}, train);
+    if (s)
+      s = train.checkPlanKeys();
+    if (!s) {
       std::cerr << "error: " << s.message() << "\n";
       return false;
     }
@@ -362,7 +376,7 @@ int main(int argc, char **argv) {
   } else if (compileCmd->parsed()) {
     compile.configPath = parallelFlags.yaml;
     ok = parallelFlags.resolve(compile.parallel, compile.optimizer, !compile.outputDir.empty(),
-                               compile.configExplain) &&
+                               compile.configExplain, compile.configNote) &&
          mt::compileModel(compile);
   }
   return ok ? 0 : 1;

@@ -106,12 +106,12 @@ int main(int argc, char **argv) {
                               "the --resume one)");
   app.add_option("--save-every", o.saveEvery, "with --save: save every K steps (0: at the end)")
       ->needs(save)->check(CLI::NonNegativeNumber);
-  app.add_option("--export-hf", o.exportHf,
+  auto *exportHf = app.add_option("--export-hf", o.exportHf,
                  "write model.safetensors + config.json here at the end (replaces an export); "
                  "experts in the spelling of the --load checkpoint (fused as transformers 5 "
                  "holds them, or one tensor per expert)");
   std::string exportDtype = "auto";
-  app.add_option("--export-dtype", exportDtype,
+  auto *exportDtypeOption = app.add_option("--export-dtype", exportDtype,
                  std::string("dtype of the tensors of --export-hf and of --hf-output's models: ") +
                      mt::exec::exportDtypeChoices() +
                      " (auto: the model config's dtype / torch_dtype, float32 where it names "
@@ -189,6 +189,13 @@ int main(int argc, char **argv) {
     o.exportDtype = *dtype;
   } else {
     std::cerr << "error: " << dtype.message() << "\n";
+    return 1;
+  }
+  // CLI11's needs() asks for every option named; either output will do.
+  if (exportDtypeOption->count() && !exportHf->count() && !hfOutput->count()) {
+    std::cerr << "error: --export-dtype sets the dtype of the models --export-hf and "
+                 "--hf-output write; give --export-hf DIR (or --hf-output DIR), or drop "
+                 "--export-dtype\n";
     return 1;
   }
   if (threadsPerRank && nproc == 0) {
