@@ -30,13 +30,20 @@ void router(Lowerer &L, const Attrs &a) {
   const RouterShape s = *shape;
   L.needWorkspace(moeRouterWorkspaceBytes(s));
   Resources *r = &L.resources();
+  if (!r->routerBlas) {
+    auto blas = RouterBlas::create();
+    if (!blas)
+      return L.fail(blas.message());
+    r->routerBlas = std::move(*blas);
+  }
+  const RouterBlas *blas = r->routerBlas.get();
   const bf16 *x = L.bfIn(0);
   const float *w = L.f32In(1);
   if (!isGrad(L, plan::Op::moe_router_grad)) {
     float *weights = L.f32Out(0), *aux = L.f32Out(2), *z = L.f32Out(3);
     int32_t *indices = L.i32Out(1);
     return L.emit([=](cudaStream_t st) {
-      return moeRouterForward(x, w, weights, indices, aux, z, r->workspace, s, st);
+      return moeRouterForward(*blas, x, w, weights, indices, aux, z, r->workspace, s, st);
     });
   }
   const float *dweights = L.f32In(2), *daux = L.f32In(3), *dz = L.f32In(4);
@@ -44,7 +51,8 @@ void router(Lowerer &L, const Attrs &a) {
   bf16 *dx = L.bfOutOrSum(0, addDx);
   float *dw = L.f32Sum(1);
   L.emit([=](cudaStream_t st) {
-    return moeRouterBackward(x, w, dweights, daux, dz, dx, addDx, dw, r->workspace, s, st);
+    return moeRouterBackward(*blas, x, w, dweights, daux, dz, dx, addDx, dw, r->workspace, s,
+                             st);
   });
 }
 

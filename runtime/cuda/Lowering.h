@@ -110,6 +110,8 @@ struct Resources {
   /// ExpertGemm::Grouped, cuBLAS's handle (made by the first lowering).
   ExpertGemm moeGemm = ExpertGemm::Auto;
   std::unique_ptr<GroupedGemm> groupedGemm;
+  /// The routers' fp32 products (made by the first router's lowering).
+  std::unique_ptr<RouterBlas> routerBlas;
   /// The experts' weight gradients side by side (ExpertLanes; made by the
   /// first lowering of a library path's backward).
   std::unique_ptr<ExpertLanes> expertLanes;

@@ -14,11 +14,13 @@
 #include "runtime/kernels/MoE.h"
 #include "runtime/support/Status.h"
 
+#include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 namespace mt::cuda {
@@ -33,6 +35,24 @@ using kernels::RouterShape;
 /// Device scratch the router's forward and backward need.
 size_t moeRouterWorkspaceBytes(const RouterShape &shape);
 
+/// The cuBLAS handle the router's fp32 products run on (cublasSgemm,
+/// default math: full fp32, no TF32), with a workspace of its own so that
+/// they can be captured in CUDA graphs. Not thread-safe: one stream at a time.
+class RouterBlas {
+public:
+  static Expected<std::unique_ptr<RouterBlas>> create();
+  ~RouterBlas();
+  RouterBlas(const RouterBlas &) = delete;
+  RouterBlas &operator=(const RouterBlas &) = delete;
+  cublasHandle_t handle() const { return handle_; }
+
+private:
+  RouterBlas() = default;
+  static constexpr size_t kWorkspaceBytes = size_t(4) << 20;
+  cublasHandle_t handle_ = nullptr;
+  void *workspace_ = nullptr;
+};
+
 /// x [tokens, hidden] (bf16); w [experts, hidden] (the fp32 master: the
 /// router runs in fp32, Megatron-Core's moe_router_dtype fp32). Writes
 /// weights, indices [tokens, topK], *aux and *z (device), as
@@ -41,17 +61,18 @@ size_t moeRouterWorkspaceBytes(const RouterShape &shape);
 /// switch_load_balancing_loss_func over the micro-batch (auxLoss) or each
 /// sequence, averaged (seqAuxLoss), or nothing (none); z = z_loss_func
 /// zLossCoeff · mean_t logsumexp(logits_t)².
-Status moeRouterForward(const bf16 *x, const float *w, float *weights, int32_t *indices,
-                        float *aux, float *z, void *workspace, const RouterShape &shape,
-                        cudaStream_t stream);
+Status moeRouterForward(const RouterBlas &blas, const bf16 *x, const float *w, float *weights,
+                        int32_t *indices, float *aux, float *z, void *workspace,
+                        const RouterShape &shape, cudaStream_t stream);
 
 /// Given dweights [tokens, topK], *daux and *dz (device: the gradients of
 /// the load-balancing loss and of the z-loss), writes dx (adds when
 /// `addDx`) and adds dw [experts, hidden] (fp32), as cpu::moeRouterBackward
 /// (the routing is recomputed; the expert counts are constants).
-Status moeRouterBackward(const bf16 *x, const float *w, const float *dweights,
-                         const float *daux, const float *dz, bf16 *dx, bool addDx, float *dw,
-                         void *workspace, const RouterShape &shape, cudaStream_t stream);
+Status moeRouterBackward(const RouterBlas &blas, const bf16 *x, const float *w,
+                         const float *dweights, const float *daux, const float *dz, bf16 *dx,
+                         bool addDx, float *dw, void *workspace, const RouterShape &shape,
+                         cudaStream_t stream);
 
 struct PermuteShape {
   int64_t tokens, hidden, experts, topK;

@@ -1,10 +1,13 @@
 // The softmax top-k router (fp32), its load-balancing and z losses and
-// backward, and the shared expert's sigmoid gate. One block per token for the
-// routing; every sum runs in a fixed order, so results are deterministic.
+// backward, and the shared expert's sigmoid gate. The router's three
+// products (logits, dx, dw) run as fp32 GEMMs on cuBLAS; then one block per
+// token for the softmax and top-k. Every sum runs in a fixed order (cuBLAS's
+// for a given GPU and shape), so results are deterministic.
 #include "runtime/cuda/MoE.h"
 
 #include "runtime/cuda/Check.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -32,12 +35,13 @@ double balanceScale(const RouterShape &s) {
          (double(s.topK) * perGroup * perGroup * double(groups));
 }
 
-/// The router's scratch: probs and dlogits [tokens, experts], weights and
-/// indices [tokens, topK] (backward's recomputed routing), lse [tokens] (the
-/// logits' log-sum-exp, for the z-loss), and per (group, expert) the routed
-/// slots and the summed probabilities.
+/// The router's scratch: probs (first the logits) and dlogits [tokens,
+/// experts], weights and indices [tokens, topK] (backward's recomputed
+/// routing), lse [tokens] (the logits' log-sum-exp, for the z-loss), per
+/// (group, expert) the routed slots and the summed probabilities, and x in
+/// fp32 [tokens, hidden] (backward: then dx in fp32).
 struct RouterScratch {
-  float *probs, *weights, *dlogits, *lse;
+  float *probs, *weights, *dlogits, *lse, *x32;
   double *probSum;
   int32_t *indices, *counts;
 
@@ -57,13 +61,15 @@ struct RouterScratch {
     lse = reinterpret_cast<float *>(take(sizeof(float) * size_t(s.tokens)));
     probSum = reinterpret_cast<double *>(take(sizeof(double) * GE));
     counts = reinterpret_cast<int32_t *>(take(sizeof(int32_t) * GE));
+    x32 = reinterpret_cast<float *>(take(sizeof(float) * size_t(s.tokens * s.hidden)));
   }
   static size_t bytes(const RouterShape &s) {
     const size_t TE = size_t(s.tokens * s.experts), TK = size_t(s.tokens * s.topK),
                  GE = size_t(balanceGroups(s) * s.experts);
     return 2 * roundUp(sizeof(float) * TE) + roundUp(sizeof(float) * TK) +
            roundUp(sizeof(int32_t) * TK) + roundUp(sizeof(float) * size_t(s.tokens)) +
-           roundUp(sizeof(double) * GE) + roundUp(sizeof(int32_t) * GE);
+           roundUp(sizeof(double) * GE) + roundUp(sizeof(int32_t) * GE) +
+           roundUp(sizeof(float) * size_t(s.tokens * s.hidden));
   }
 };
 
@@ -76,27 +82,16 @@ __device__ float warpSum(float v) {
 /// NaN ranks below every number, as in the CPU reference's top-k.
 __device__ float rankKey(float p) { return isnan(p) ? -INFINITY : p; }
 
-/// Per token: probs = softmax(x w^T) (max-subtracted) and lse = the
-/// logits' log-sum-exp, then the top-k in descending probability, ties to
-/// the lower index (cpu::tokenTopK).
-/// Dynamic shared memory: x row [hidden] and logits [experts], fp32.
-__global__ void routeKernel(const bf16 *x, const float *w, float *probs, float *lse,
-                            float *weights, int32_t *indices, RouterShape s) {
-  extern __shared__ float shared[];
-  float *xs = shared, *logit = shared + s.hidden;
+/// Per token: probs = softmax(logits) (max-subtracted; the logits x w^T
+/// are in `probs` on entry) and lse = the logits' log-sum-exp, then the
+/// top-k in descending probability, ties to the lower index
+/// (cpu::tokenTopK). Dynamic shared memory: logits [experts], fp32.
+__global__ void routeKernel(float *probs, float *lse, float *weights, int32_t *indices,
+                            RouterShape s) {
+  extern __shared__ float logit[];
   const int64_t t = blockIdx.x;
-  for (int64_t h = threadIdx.x; h < s.hidden; h += blockDim.x)
-    xs[h] = __bfloat162float(x[t * s.hidden + h]);
-  __syncthreads();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  for (int64_t e = warp; e < s.experts; e += warps) {
-    float acc = 0;
-    for (int64_t h = lane; h < s.hidden; h += 32)
-      acc += xs[h] * w[e * s.hidden + h];
-    acc = warpSum(acc);
-    if (lane == 0)
-      logit[e] = acc;
-  }
+  for (int64_t e = threadIdx.x; e < s.experts; e += blockDim.x)
+    logit[e] = probs[t * s.experts + e];
   __syncthreads();
   if (threadIdx.x != 0)
     return;
@@ -192,20 +187,23 @@ __global__ void auxLossKernel(const int32_t *counts, const double *probSum, cons
   }
 }
 
-/// Per token: dlogits = softmax backward of the top-k weights' gradient plus
-/// the balancing loss's (daux · scale · count[g(t), e]), plus the z-loss's
-/// (dz · zLossCoeff · 2 lse_t / T · probs[t, e]), then dx[t] (=|+=)
-/// dlogits[t] w (cpu::moeRouterBackward). Shared: dprobs [experts].
-__global__ void routerBackwardTokenKernel(const float *w, const float *probs, const float *lse,
+/// Per token (one thread each): dlogits = softmax backward of the top-k
+/// weights' gradient plus the balancing loss's (daux · scale ·
+/// count[g(t), e]), plus the z-loss's (dz · zLossCoeff · 2 lse_t / T ·
+/// probs[t, e]) (cpu::moeRouterBackward; dx and dw are GEMMs after it).
+/// Shared: dprobs [experts] per thread of the block.
+__global__ void routerBackwardTokenKernel(const float *probs, const float *lse,
                                           const float *weights, const int32_t *indices,
                                           const int32_t *counts, const float *dweights,
                                           const float *daux, const float *dz, float *dlogits,
-                                          bf16 *dx, bool addDx,
                                           int64_t perGroup, double balance, RouterShape s) {
-  extern __shared__ float dl[];
-  const int64_t t = blockIdx.x;
+  extern __shared__ float shared[];
+  const int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (t >= s.tokens)
+    return;
+  float *dl = shared + threadIdx.x * s.experts;
   const float *pt = probs + t * s.experts;
-  if (threadIdx.x == 0) {
+  {
     const double scale = double(*daux) * balance;
     const int32_t *groupCounts = counts + (t / perGroup) * s.experts;
     for (int64_t e = 0; e < s.experts; ++e)
@@ -233,45 +231,61 @@ __global__ void routerBackwardTokenKernel(const float *w, const float *probs, co
       dlogits[t * s.experts + e] = dl[e];
     }
   }
-  __syncthreads();
-  for (int64_t h = threadIdx.x; h < s.hidden; h += blockDim.x) {
-    float acc = 0;
-    for (int64_t e = 0; e < s.experts; ++e)
-      acc += dl[e] * w[e * s.hidden + h];
-    bf16 *out = dx + t * s.hidden + h;
-    *out = __float2bfloat16(addDx ? __bfloat162float(*out) + acc : acc);
-  }
 }
 
-/// dw[e, h] += sum_t dlogits[t, e] x[t, h], tokens in order.
-__global__ void routerWeightGradKernel(const bf16 *x, const float *dlogits, float *dw,
-                                       RouterShape s) {
-  const int64_t e = blockIdx.y, h = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (h >= s.hidden)
-    return;
-  float acc = 0;
-  for (int64_t t = 0; t < s.tokens; ++t)
-    acc += dlogits[t * s.experts + e] * __bfloat162float(x[t * s.hidden + h]);
-  dw[e * s.hidden + h] += acc;
+/// The tokens of a block of routerBackwardTokenKernel: its dprobs rows fit
+/// 48 KiB of shared memory.
+int backwardTokensPerBlock(const RouterShape &s) {
+  return int(std::clamp<int64_t>(48 * 1024 / (int64_t(sizeof(float)) * s.experts), 1, 128));
 }
 
-size_t routeSharedBytes(const RouterShape &s) {
-  return sizeof(float) * size_t(s.hidden + s.experts);
+__global__ void bf16ToFloatKernel(const bf16 *x, float *y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = __bfloat162float(x[i]);
 }
 
-/// Routes every token and takes the per-(group, expert) statistics.
-Status route(const bf16 *x, const float *w, float *weights, int32_t *indices,
-             RouterScratch &scratch, const RouterShape &s, cudaStream_t stream) {
+/// y (=|+=) x, x fp32 and y bf16 (one rounding of the sum).
+__global__ void floatIntoBf16Kernel(const float *x, bf16 *y, bool add, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = __float2bfloat16(add ? __bfloat162float(y[i]) + x[i] : x[i]);
+}
+
+unsigned gridOf(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 4096)); }
+
+/// Column-major C (m x n) = op(A) op(B) + beta C, fp32 (cuBLAS's default
+/// math: no TF32), on `stream`; the row-major products map onto it as
+/// GemmRunner's do (runtime/cuda/Gemm.h).
+Status sgemm(const RouterBlas &blas, cublasOperation_t ta, cublasOperation_t tb, int64_t m,
+             int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+             float beta, float *c, int64_t ldc, cudaStream_t stream) {
+  const float one = 1.0f;
+  MT_CUBLAS_CHECK(cublasSetStream(blas.handle(), stream));
+  MT_CUBLAS_CHECK(cublasSgemm(blas.handle(), ta, tb, int(m), int(n), int(k), &one, a, int(lda),
+                              b, int(ldb), &beta, c, int(ldc)));
+  return Status::ok();
+}
+
+/// Routes every token and takes the per-(group, expert) statistics; leaves
+/// x in fp32 in scratch.x32.
+Status route(const RouterBlas &blas, const bf16 *x, const float *w, float *weights,
+             int32_t *indices, RouterScratch &scratch, const RouterShape &s,
+             cudaStream_t stream) {
   const int64_t groups = balanceGroups(s);
   if (groups > 65535) // a grid dimension of expertStatsKernel
     return Status::error("moe_router: " + std::to_string(groups) +
                          " sequences in a micro-batch for seq_aux_loss; at most 65535");
-  const size_t smem = routeSharedBytes(s);
-  if (smem > 48 * 1024)
-    MT_CUDA_CHECK(cudaFuncSetAttribute(routeKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(smem)));
-  routeKernel<<<s.tokens, kRouterThreads, smem, stream>>>(x, w, scratch.probs, scratch.lse,
-                                                          weights, indices, s);
+  const int64_t n = s.tokens * s.hidden;
+  bf16ToFloatKernel<<<gridOf(n), 256, 0, stream>>>(x, scratch.x32, n);
+  MT_CUDA_CHECK_LAUNCH("moe_router_x_fp32");
+  // logits [tokens, experts] = x w^T: column-major logits^T = w^T x^T.
+  MT_CUDA_RETURN_IF_ERROR(sgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, s.experts, s.tokens, s.hidden, w,
+                           s.hidden, scratch.x32, s.hidden, 0.0f, scratch.probs, s.experts,
+                           stream));
+  const size_t smem = sizeof(float) * size_t(s.experts);
+  routeKernel<<<s.tokens, kRouterThreads, smem, stream>>>(scratch.probs, scratch.lse, weights,
+                                                          indices, s);
   MT_CUDA_CHECK_LAUNCH("moe_route");
   expertStatsKernel<<<dim3(unsigned(s.experts), unsigned(groups)), kRouterThreads, 0, stream>>>(
       scratch.probs, indices, scratch.counts, scratch.probSum, s.tokens / groups, s);
@@ -283,34 +297,63 @@ Status route(const bf16 *x, const float *w, float *weights, int32_t *indices,
 
 size_t moeRouterWorkspaceBytes(const RouterShape &shape) { return RouterScratch::bytes(shape); }
 
-Status moeRouterForward(const bf16 *x, const float *w, float *weights, int32_t *indices,
-                        float *aux, float *z, void *workspace, const RouterShape &s,
-                        cudaStream_t stream) {
+Status moeRouterForward(const RouterBlas &blas, const bf16 *x, const float *w, float *weights,
+                        int32_t *indices, float *aux, float *z, void *workspace,
+                        const RouterShape &s, cudaStream_t stream) {
   if (s.tokens == 0)
     return Status::ok();
   RouterScratch scratch(workspace, s);
-  MT_CUDA_RETURN_IF_ERROR(route(x, w, weights, indices, scratch, s, stream));
+  MT_CUDA_RETURN_IF_ERROR(route(blas, x, w, weights, indices, scratch, s, stream));
   auxLossKernel<<<1, kRouterThreads, 0, stream>>>(scratch.counts, scratch.probSum, scratch.lse,
                                                   aux, z, balanceGroups(s), balanceScale(s), s);
   MT_CUDA_CHECK_LAUNCH("moe_aux_loss");
   return Status::ok();
 }
 
-Status moeRouterBackward(const bf16 *x, const float *w, const float *dweights,
-                         const float *daux, const float *dz, bf16 *dx, bool addDx, float *dw,
-                         void *workspace, const RouterShape &s, cudaStream_t stream) {
+Status moeRouterBackward(const RouterBlas &blas, const bf16 *x, const float *w,
+                         const float *dweights, const float *daux, const float *dz, bf16 *dx,
+                         bool addDx, float *dw, void *workspace, const RouterShape &s,
+                         cudaStream_t stream) {
   if (s.tokens == 0)
     return Status::ok();
   RouterScratch scratch(workspace, s);
-  MT_CUDA_RETURN_IF_ERROR(route(x, w, scratch.weights, scratch.indices, scratch, s, stream));
-  routerBackwardTokenKernel<<<s.tokens, kRouterThreads, sizeof(float) * s.experts, stream>>>(
-      w, scratch.probs, scratch.lse, scratch.weights, scratch.indices, scratch.counts, dweights,
-      daux, dz, scratch.dlogits, dx, addDx, s.tokens / balanceGroups(s), balanceScale(s), s);
+  MT_CUDA_RETURN_IF_ERROR(route(blas, x, w, scratch.weights, scratch.indices, scratch, s, stream));
+  const int perBlock = backwardTokensPerBlock(s);
+  routerBackwardTokenKernel<<<unsigned((s.tokens + perBlock - 1) / perBlock), perBlock,
+                              sizeof(float) * size_t(perBlock * s.experts), stream>>>(
+      scratch.probs, scratch.lse, scratch.weights, scratch.indices, scratch.counts, dweights,
+      daux, dz, scratch.dlogits, s.tokens / balanceGroups(s), balanceScale(s), s);
   MT_CUDA_CHECK_LAUNCH("moe_router_bwd");
-  dim3 grid(unsigned((s.hidden + 255) / 256), unsigned(s.experts));
-  routerWeightGradKernel<<<grid, 256, 0, stream>>>(x, scratch.dlogits, dw, s);
-  MT_CUDA_CHECK_LAUNCH("moe_router_wgrad");
+  // dw [experts, hidden] += dlogits^T x: column-major dw^T += x^T dlogits.
+  MT_CUDA_RETURN_IF_ERROR(sgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, s.hidden, s.experts, s.tokens,
+                           scratch.x32, s.hidden, scratch.dlogits, s.experts, 1.0f, dw, s.hidden,
+                           stream));
+  // dx [tokens, hidden] = dlogits w, in fp32 where x32 was, then into bf16.
+  MT_CUDA_RETURN_IF_ERROR(sgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, s.hidden, s.tokens, s.experts, w,
+                           s.hidden, scratch.dlogits, s.experts, 0.0f, scratch.x32, s.hidden,
+                           stream));
+  const int64_t n = s.tokens * s.hidden;
+  floatIntoBf16Kernel<<<gridOf(n), 256, 0, stream>>>(scratch.x32, dx, addDx, n);
+  MT_CUDA_CHECK_LAUNCH("moe_router_dx");
   return Status::ok();
+}
+
+Expected<std::unique_ptr<RouterBlas>> RouterBlas::create() {
+  std::unique_ptr<RouterBlas> blas(new RouterBlas);
+  MT_CUBLAS_CHECK(cublasCreate(&blas->handle_));
+  // A workspace of its own: cuBLAS then allocates nothing inside a CUDA
+  // graph's capture.
+  MT_CUDA_CHECK(cudaMalloc(&blas->workspace_, kWorkspaceBytes));
+  MT_CUBLAS_CHECK(cublasSetWorkspace(blas->handle_, blas->workspace_, kWorkspaceBytes));
+  Expected<std::unique_ptr<RouterBlas>> created(std::move(blas));
+  return created;
+}
+
+RouterBlas::~RouterBlas() {
+  if (handle_)
+    (void)cublasDestroy(handle_);
+  if (workspace_)
+    (void)cudaFree(workspace_);
 }
 
 namespace {

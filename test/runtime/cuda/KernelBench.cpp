@@ -23,6 +23,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -130,6 +131,41 @@ void addAttentionBenches(std::vector<Bench> &benches,
                        return cuda::attentionBackward(q, k, v, out, lse, dOut, dq,
                                                       dk, dv, ws, shape, s, pos);
                      }});
+}
+
+/// The router forward (logits, softmax, top-k, aux loss) and backward
+/// (recomputed routing, dlogits, dx, dw) at bench/gpu-moe.sh's shapes
+/// (4096 tokens); FLOPs of its products, 2 T H E forward and 6 T H E
+/// backward (the recomputed logits included).
+template <typename Fill>
+void addRouterBenches(std::vector<Bench> &benches, std::vector<std::shared_ptr<void>> &keep,
+                      Fill &fill, cuda::RouterBlas &blas, cudaStream_t s) {
+  constexpr int64_t tokens = 4096;
+  for (auto [name, E, K, h] : {std::tuple<const char *, int64_t, int64_t, int64_t>{
+                                   "qwen3-30b-a3b", 128, 8, 2048},
+                               {"mixtral-8x7b", 8, 2, 4096}}) {
+    const cuda::RouterShape r{tokens, h, E, K, true, 1e-3f, cuda::LoadBalancing::auxLoss, tokens,
+                              1e-3f};
+    bf16 *x = fill(alloc<bf16>(keep, tokens * h), tokens * h, -1, 1);
+    bf16 *dx = alloc<bf16>(keep, tokens * h);
+    float *w = fill(alloc<float>(keep, E * h), E * h, -0.02f, 0.02f);
+    float *dw = fill(alloc<float>(keep, E * h), E * h, 0, 0);
+    float *weights = alloc<float>(keep, tokens * K);
+    float *dweights = fill(alloc<float>(keep, tokens * K), tokens * K, -1, 1);
+    int32_t *indices = alloc<int32_t>(keep, tokens * K);
+    float *scalars = fill(alloc<float>(keep, 4), 4, 1, 1); // aux, z, daux, dz
+    void *ws = alloc<uint8_t>(keep, int64_t(cuda::moeRouterWorkspaceBytes(r)));
+    const std::string text = shapeText({tokens, h, E, K}) + " " + name;
+    const double flops = 2.0 * tokens * h * E;
+    benches.push_back({"moe_router", text, flops, 0, [=, &blas] {
+                         return cuda::moeRouterForward(blas, x, w, weights, indices, scalars,
+                                                       scalars + 1, ws, r, s);
+                       }});
+    benches.push_back({"moe_router_bwd", text, 3 * flops, 0, [=, &blas] {
+                         return cuda::moeRouterBackward(blas, x, w, dweights, scalars + 2,
+                                                        scalars + 3, dx, false, dw, ws, r, s);
+                       }});
+  }
 }
 
 /// Every linear of the two dense benchmark models at T tokens, forward,
@@ -387,6 +423,10 @@ int run(const std::string &only) {
     throwIfError(grouped.status(), "GroupedGemm");
   addMoEBenches(benches, keep, fill, *gemm, **grouped, s);
   addGemmShapeBenches(benches, keep, fill, *gemm, s);
+  auto routerBlas = cuda::RouterBlas::create();
+  if (!routerBlas)
+    throwIfError(routerBlas.status(), "RouterBlas");
+  addRouterBenches(benches, keep, fill, **routerBlas, s);
   check(cudaStreamSynchronize(s), "attention setup");
   std::printf("%-20s %-28s %10s %14s\n", "kernel", "shape", "median ms", "rate");
   for (const Bench &b : benches) {

@@ -103,10 +103,12 @@ TEST_P(MoETest, RouterMatchesCpu) {
         dDz(1), dDw(E * H);
     DeviceBuffer<int32_t> dIndices(T * K);
     DeviceBuffer<char> work(cuda::moeRouterWorkspaceBytes(s));
+    auto blas = cuda::RouterBlas::create();
+    ASSERT_TRUE(blas.isOk()) << blas.message();
     uploadBf16(dX, x);
     dW.upload(w.data());
     for (int run = 0; run < 2; ++run) { // the second run must give the same bits
-      MT_ASSERT_OK(cuda::moeRouterForward(dX.get(), dW.get(), dWeights.get(), dIndices.get(),
+      MT_ASSERT_OK(cuda::moeRouterForward(**blas, dX.get(), dW.get(), dWeights.get(), dIndices.get(),
                                           dAux.get(), dZ.get(), work.get(), s, nullptr));
       EXPECT_EQ(download(dIndices), wantIndices) << "router indices " << shape;
       expectClose("moe_router weights", shape, download(dWeights), wantWeights,
@@ -122,8 +124,9 @@ TEST_P(MoETest, RouterMatchesCpu) {
     uploadBf16(dDx, dxOld);
     std::vector<float> zeros(E * H, 0.0f);
     dDw.upload(zeros.data());
-    MT_ASSERT_OK(cuda::moeRouterBackward(dX.get(), dW.get(), dDweights.get(), dDaux.get(),
-                                         dDz.get(), dDx.get(), true, dDw.get(), work.get(), s, nullptr));
+    MT_ASSERT_OK(cuda::moeRouterBackward(**blas, dX.get(), dW.get(), dDweights.get(),
+                                         dDaux.get(), dDz.get(), dDx.get(), true, dDw.get(),
+                                         work.get(), s, nullptr));
     expectClose("moe_router_bwd dx (add)", shape, downloadBf16(dDx), wantDx,
                 tol::kBf16TwoRoundingsRel);
     expectClose("moe_router_bwd dw", shape, download(dDw), wantDw, tol::kFp32AccumRel);
