@@ -22,20 +22,23 @@ inline uint64_t cudnnSoftmaxSumBytes(int64_t batch, int64_t heads, int64_t seq) 
   return (uint64_t(batch * heads * seq) * sizeof(float) + 255) / 256 * 256;
 }
 
-/// Bytes of the workspace cuDNN's fused attention needs, predicted: an
-/// fp32 dQ [batch, heads, seq, headDim] and the softmax sum above, and with
-/// the `deterministic` ("dP workspace") backward also dP whole in bf16
-/// (2 bytes per query-key pair, [batch, heads, seq, kvSeq]); without it dQ
-/// is accumulated there with atomics. cuDNN reports its own figure at run
-/// time (cudnnAttentionPrepare); the deterministic one matches what it
-/// reported on the H200 with cuDNN 9 (llama3.2-1b, 32 heads of 64: 1089 MiB
-/// at 4 x 2048, 4161 MiB at 1 x 8192). A gpu1 test compares both forms.
+/// Bytes of the workspace cuDNN's fused attention needs, predicted: the
+/// softmax sum above and, with the `deterministic` ("dP workspace")
+/// backward, dP whole in bf16 (2 bytes per query-key pair, [batch, heads,
+/// seq, kvSeq]) and an fp32 dQ [batch, heads, seq, headDim]; without it, the
+/// fp32 dQ that accumulates with atomics and as much again that cuDNN's
+/// backward plan asks for itself. cuDNN reports its own figure at run time
+/// (cudnnAttentionPrepare); these match what it reported on the H200 with
+/// cuDNN 9 (llama3.2-1b, 32 heads of 64: deterministic 1089 MiB at 4 x 2048
+/// and 4161 MiB at 1 x 8192; atomic 129 MiB at both). A gpu1 test compares
+/// both forms.
 inline uint64_t cudnnAttentionWorkspaceBytes(int64_t batch, int64_t heads, int64_t seq,
                                              int64_t kvSeq, int64_t headDim,
                                              bool deterministic) {
   const uint64_t rows = uint64_t(batch * heads * seq);
-  return (deterministic ? rows * uint64_t(kvSeq) * 2 : 0) +
-         rows * uint64_t(headDim) * sizeof(float) + cudnnSoftmaxSumBytes(batch, heads, seq);
+  const uint64_t dq = rows * uint64_t(headDim) * sizeof(float);
+  return (deterministic ? rows * uint64_t(kvSeq) * 2 + dq : 2 * dq) +
+         cudnnSoftmaxSumBytes(batch, heads, seq);
 }
 
 /// Auto's limit on cuDNN's workspace: at most 1/16 of the device's memory
