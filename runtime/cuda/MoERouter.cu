@@ -203,33 +203,31 @@ __global__ void routerBackwardTokenKernel(const float *probs, const float *lse,
     return;
   float *dl = shared + threadIdx.x * s.experts;
   const float *pt = probs + t * s.experts;
-  {
-    const double scale = double(*daux) * balance;
-    const int32_t *groupCounts = counts + (t / perGroup) * s.experts;
-    for (int64_t e = 0; e < s.experts; ++e)
-      dl[e] = float(scale * groupCounts[e]);
-    const int32_t *it = indices + t * s.topK;
-    const float *dwt = dweights + t * s.topK, *wt = weights + t * s.topK;
-    if (!s.normTopkProb) {
-      for (int64_t k = 0; k < s.topK; ++k)
-        dl[it[k]] += dwt[k];
-    } else {
-      float sum = 0, dotWeights = 0;
-      for (int64_t k = 0; k < s.topK; ++k) {
-        sum += pt[it[k]];
-        dotWeights += dwt[k] * wt[k];
-      }
-      for (int64_t k = 0; k < s.topK; ++k)
-        dl[it[k]] += (dwt[k] - dotWeights) / sum;
+  const double scale = double(*daux) * balance;
+  const int32_t *groupCounts = counts + (t / perGroup) * s.experts;
+  for (int64_t e = 0; e < s.experts; ++e)
+    dl[e] = float(scale * groupCounts[e]);
+  const int32_t *it = indices + t * s.topK;
+  const float *dwt = dweights + t * s.topK, *wt = weights + t * s.topK;
+  if (!s.normTopkProb) {
+    for (int64_t k = 0; k < s.topK; ++k)
+      dl[it[k]] += dwt[k];
+  } else {
+    float sum = 0, dotWeights = 0;
+    for (int64_t k = 0; k < s.topK; ++k) {
+      sum += pt[it[k]];
+      dotWeights += dwt[k] * wt[k];
     }
-    float dotProbs = 0;
-    for (int64_t e = 0; e < s.experts; ++e)
-      dotProbs += pt[e] * dl[e];
-    const float zScale = float(2.0 * double(*dz) * s.zLossCoeff / double(s.tokens));
-    for (int64_t e = 0; e < s.experts; ++e) {
-      dl[e] = pt[e] * (dl[e] - dotProbs + zScale * lse[t]);
-      dlogits[t * s.experts + e] = dl[e];
-    }
+    for (int64_t k = 0; k < s.topK; ++k)
+      dl[it[k]] += (dwt[k] - dotWeights) / sum;
+  }
+  float dotProbs = 0;
+  for (int64_t e = 0; e < s.experts; ++e)
+    dotProbs += pt[e] * dl[e];
+  const float zScale = float(2.0 * double(*dz) * s.zLossCoeff / double(s.tokens));
+  for (int64_t e = 0; e < s.experts; ++e) {
+    dl[e] = pt[e] * (dl[e] - dotProbs + zScale * lse[t]);
+    dlogits[t * s.experts + e] = dl[e];
   }
 }
 
