@@ -31,7 +31,6 @@ namespace mt::cuda {
 
 namespace {
 
-
 /// The bytes an instruction of `family` moves of buffer `id` on the GPU:
 /// half the planned size of a bf16 activation; of a parameter (or its
 /// staged copy, param_offload), the bf16 shadow the layers read, or the
