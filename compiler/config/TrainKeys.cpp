@@ -89,22 +89,25 @@ Setter layout(const char *key, int64_t ParallelConfig::*field, int64_t min,
     return Status::ok();
   };
 }
+/// Reads a string into `out` that must be one of `values`.
+Status readOneOf(const Given &g, const char *key, const std::vector<std::string> &values,
+                 std::string &out) {
+  std::string v;
+  if (Status s = read(g, key, "a string", v); !s)
+    return s;
+  std::string list;
+  for (const std::string &ok : values) {
+    if (v == ok) {
+      out = v;
+      return Status::ok();
+    }
+    list += (list.empty() ? "" : ", ") + ok;
+  }
+  return Status::error(g.where + key + ": must be one of " + list + ", got '" + v + "'");
+}
 /// A string that must be one of `values`.
 Setter oneOf(const char *key, std::string TrainConfig::*field, std::vector<std::string> values) {
-  return [=](TrainConfig &c, const Given &g) {
-    std::string v;
-    if (Status s = read(g, key, "a string", v); !s)
-      return s;
-    std::string list;
-    for (const std::string &ok : values) {
-      if (v == ok) {
-        c.*field = v;
-        return Status::ok();
-      }
-      list += (list.empty() ? "" : ", ") + ok;
-    }
-    return Status::error(g.where + key + ": must be one of " + list + ", got '" + v + "'");
-  };
+  return [=](TrainConfig &c, const Given &g) { return readOneOf(g, key, values, c.*field); };
 }
 
 /// resume_from_checkpoint: a path, true (the newest checkpoint-N in
@@ -225,6 +228,23 @@ Setter anyFlag(const char *key) {
   };
 }
 
+/// An AlwaysDone integer (or null): its value is checked to be one, then
+/// not used.
+Setter anyCount(const char *key) {
+  return [=](TrainConfig &, const Given &g) {
+    int64_t unused = 0;
+    return g.node.IsNull() ? Status::ok() : read(g, key, "an integer or null", unused);
+  };
+}
+
+/// An AlwaysDone string: checked to be one of `values`, then not used.
+Setter anyOf(const char *key, std::vector<std::string> values) {
+  return [=](TrainConfig &, const Given &g) {
+    std::string unused;
+    return readOneOf(g, key, values, unused);
+  };
+}
+
 const char *kMultimodal = "multimodal models (Qwen2-VL and others) are not supported by mtc";
 
 /// Trinity-RFT's roles (actor_rollout_ref: actor, rollout, ref; critic):
@@ -320,6 +340,33 @@ std::vector<Key> trainingArgumentKeys() {
        oneOf("infer_dtype", &T::inferDtype, {"auto", "float32", "bfloat16", "float16"})},
       {"plot_loss", AlwaysDone, LlamaFactory, "training_loss.svg is always drawn", {}, "",
        anyFlag("plot_loss")},
+      // LLaMA-Factory's examples/train_full keys for its other back-ends.
+      {"deepspeed", Refused, LlamaFactory, "DeepSpeed is not used: mtc shards with Megatron-Core's "
+       "options (use_distributed_optimizer shards the optimizer state as ZeRO-1 does; "
+       "tensor_model_parallel_size and pipeline_model_parallel_size split the model); remove "
+       "deepspeed", {"null", "none"}},
+      {"flash_attn", AlwaysDone, LlamaFactory, "attention always runs fused (cuDNN's or mtc's "
+       "flash kernels on the GPU: mtrun --attention-backend chooses; the exact reference on the "
+       "CPU), with the same result up to rounding", {}, "",
+       anyOf("flash_attn", {"auto", "disabled", "sdpa", "fa2", "fa3"})},
+      {"overwrite_cache", AlwaysDone, LlamaFactory, "the dataset is prepared again on every run "
+       "(mtc train keeps no cache)", {}, "", anyFlag("overwrite_cache")},
+      {"dataloader_num_workers", AlwaysDone, LlamaFactory, "batches are read from the prepared "
+       "token file by mtrun, with no loader workers", {}, "", anyCount("dataloader_num_workers")},
+      {"ddp_timeout", AlwaysDone, LlamaFactory, "LLaMA-Factory raises it so that ranks wait out "
+       "the dataset's preparation; mtc train prepares the data before any rank starts, and "
+       "mtrun --comm-timeout bounds each collective", {}, "", anyCount("ddp_timeout")},
+      {"save_only_model", Refused, LlamaFactory, "checkpoint-N always holds mtc-state/ (the "
+       "optimizer state and the data position), which resuming needs", {off}},
+      {"val_size", Refused, LlamaFactory, "evaluation is not implemented: mtc train only trains",
+       {"0", "0.0"}},
+      {"eval_strategy", Refused, LlamaFactory, "evaluation is not implemented: mtc train only "
+       "trains", {"no", "false"}}, // YAML reads a bare no as false
+      {"per_device_eval_batch_size", AlwaysDone, LlamaFactory, "used by evaluation only, which "
+       "mtc train does not run (eval_strategy: no)", {}, "",
+       anyCount("per_device_eval_batch_size")},
+      {"eval_steps", AlwaysDone, LlamaFactory, "used by evaluation only, which mtc train does "
+       "not run (eval_strategy: no)", {}, "", anyCount("eval_steps")},
       {"report_to", Refused, LlamaFactory, "experiment trackers; mtc logs to trainer_log.jsonl",
        {"none", "null"}},
       {"trust_remote_code", AlwaysDone, LlamaFactory, "mtc reads config.json itself and runs no "

@@ -189,6 +189,38 @@ TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
   EXPECT_EQ(c.chatTemplate, "qwen");
 }
 
+// The keys of LLaMA-Factory's examples/train_full for its other back-ends:
+// accepted at the values an SFT run with mtc can have, refused by name at
+// the others, never "unknown".
+TEST(TrainConfig, LlamaFactoryExampleKeysAreKnown) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("example.yaml",
+                                        "flash_attn: auto\noverwrite_cache: true\n"
+                                        "dataloader_num_workers: 4\nddp_timeout: 180000000\n"
+                                        "save_only_model: false\nval_size: 0.0\n"
+                                        "eval_strategy: \"no\"\nper_device_eval_batch_size: 1\n"
+                                        "eval_steps: 500\n"),
+                              {}, c));
+  // Each is listed as accepted, with what mtc does instead (--explain).
+  EXPECT_EQ(c.alwaysDone.size(), 9u);
+  std::string e = errorOf("deepspeed: examples/deepspeed/ds_z3_config.json\nval_size: 0.1\n"
+                          "eval_strategy: steps\nsave_only_model: true\n");
+  EXPECT_NE(e.find("4 keys ask for"), e.npos) << e;
+  EXPECT_NE(e.find("deepspeed: examples/deepspeed/ds_z3_config.json is not supported: DeepSpeed "
+                   "is not used"),
+            e.npos)
+      << e;
+  EXPECT_NE(e.find("val_size: 0.1 is not supported: evaluation is not implemented"), e.npos) << e;
+  EXPECT_NE(e.find("eval_strategy: steps is not supported"), e.npos) << e;
+  EXPECT_NE(e.find("save_only_model: true is not supported"), e.npos) << e;
+  e = errorOf("flash_attn: fa9\n");
+  EXPECT_NE(e.find("flash_attn: must be one of auto, disabled, sdpa, fa2, fa3, got 'fa9'"),
+            e.npos)
+      << e;
+  e = errorOf("eval_steps: often\n");
+  EXPECT_NE(e.find("eval_steps: expected an integer or null, got 'often'"), e.npos) << e;
+}
+
 TEST(TrainConfig, OverridesApplyAfterTheFileInOrder) {
   TrainConfig c;
   ASSERT_TRUE(loadTrainConfig(writeYaml("o.yaml", "learning_rate: 3e-6\nmax_steps: 10\n"),
