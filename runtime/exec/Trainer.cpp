@@ -718,6 +718,7 @@ Expected<TrainSummary> TrainingRun::run() {
       if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, stateAfter(s));
           !st)
         return st;
+      log() << "saved the checkpoint of step " << s << " to " << o_.saveDir << "\n";
     }
     if (hf && (hf->saveDue(s) || s == last_)) { // transformers saves at the end too
       if (Status st = executor_->readState(); !st)
@@ -740,15 +741,20 @@ Expected<TrainSummary> TrainingRun::run() {
   if (!o_.saveDir.empty() || !o_.exportHf.empty())
     if (Status st = executor_->readState(); !st)
       return st;
-  if (!o_.saveDir.empty() && (o_.saveEvery <= 0 || last_ % o_.saveEvery != 0))
+  if (!o_.saveDir.empty() && (o_.saveEvery <= 0 || last_ % o_.saveEvery != 0)) {
     if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, stateAfter(last_));
         !st)
       return st;
-  if (!o_.exportHf.empty())
+    log() << "saved the checkpoint of step " << last_ << " to " << o_.saveDir << "\n";
+  }
+  if (!o_.exportHf.empty()) {
     if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf, expertLayout_,
                              o_.exportDtype);
         !st)
       return st;
+    log() << "wrote the Hugging Face model (config.json, safetensors) to " << o_.exportHf
+          << "\n";
+  }
   if (hf)
     if (Status st = hf->finish(plan_, *memory_, rank_.get(), last_); !st)
       return st;
