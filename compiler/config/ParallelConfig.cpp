@@ -2,6 +2,8 @@
 // of Megatron-Core names is ParallelConfigYaml.cpp).
 #include "compiler/config/ParallelConfig.h"
 
+#include "compiler/config/ConfigError.h"
+
 #include "runtime/support/CheckedMath.h"
 #include "runtime/support/Wording.h"
 
@@ -15,11 +17,7 @@
 namespace mt {
 namespace {
 
-template <typename... Args> Status fail(Args &&...args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return Status::error(os.str());
-}
+using config::fail;
 
 Status checkPositive(const char *name, int64_t value) {
   if (value < 1)

@@ -3,6 +3,8 @@
 // error names the file:line:col, the key, the value and what is valid.
 #include "compiler/config/ParallelConfig.h"
 
+#include "compiler/config/ConfigError.h"
+
 #include "runtime/support/Wording.h"
 
 #include <yaml-cpp/yaml.h>
@@ -17,11 +19,7 @@
 namespace mt {
 namespace {
 
-template <typename... Args> Status fail(Args &&...args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return Status::error(os.str());
-}
+using config::fail;
 
 /// Performance hints (booleans) that never change the result: their value
 /// is checked to be a boolean, then not used.

@@ -306,12 +306,7 @@ std::vector<Key> llamaFactoryDataKeys() {
        boolean("mask_history", &T::maskHistory)},
       {"preprocessing_num_workers", AlwaysDone, LlamaFactory, "data preparation is deterministic "
        "whatever the worker count; mtc chooses its own", {}, "",
-       [](TrainConfig &, const Given &g) {
-         int64_t workers = 0;
-         return g.node.IsNull() ? Status::ok()
-                                : read(g, "preprocessing_num_workers", "an integer or null",
-                                       workers);
-       }},
+       anyCount("preprocessing_num_workers")},
   };
 }
 

@@ -496,9 +496,11 @@ Status CudaExecutor::launchEagerly(LoweredProgram &program, exec::ProgramResult 
     if (!step.launch)
       continue;
     ScopedErrorContext context(where(program, step));
-    const auto issued = std::chrono::steady_clock::now();
-    if (profile)
+    std::chrono::steady_clock::time_point issued;
+    if (profile) {
+      issued = std::chrono::steady_clock::now();
       MT_CUDA_CHECK(cudaEventRecord(start_, stream_));
+    }
     MT_CUDA_RETURN_IF_ERROR(step.launch(stream_));
     if (profile) {
       const double hostMs =

@@ -1,6 +1,7 @@
 // ParallelConfig: derived sizes and every validation rule (the YAML reader:
 // ParallelConfigYamlTest.cpp).
 #include "compiler/config/ParallelConfig.h"
+#include "test/compiler/SmallModel.h"
 
 #include <gtest/gtest.h>
 
@@ -9,12 +10,7 @@
 namespace mt {
 namespace {
 
-ModelDims smallModel() {
-  ModelDims m;
-  m.numLayers = 8, m.numHeads = 8, m.numKvHeads = 4, m.vocabSize = 256;
-  m.microBatch = 2, m.seq = 64;
-  return m;
-}
+using test::smallModel;
 
 /// Resolves `c` against `m` and returns the error text ("" when valid).
 std::string errorOf(ParallelConfig c, const ModelDims &m = smallModel()) {

@@ -2,6 +2,7 @@
 // option by its YAML type, and every error with file:line:col, the key, the
 // value and what is valid.
 #include "compiler/config/ParallelConfig.h"
+#include "test/compiler/SmallModel.h"
 
 #include <gtest/gtest.h>
 
@@ -15,13 +16,7 @@
 namespace mt {
 namespace {
 
-/// The model the read layouts resolve against (ParallelConfigTest's).
-ModelDims smallModel() {
-  ModelDims m;
-  m.numLayers = 8, m.numHeads = 8, m.numKvHeads = 4, m.vocabSize = 256;
-  m.microBatch = 2, m.seq = 64;
-  return m;
-}
+using test::smallModel;
 
 class YamlConfig : public ::testing::Test {
 protected:
