@@ -82,6 +82,14 @@ LogicalResult ProgramEmitter::emitOps(ArrayRef<Operation *> ops) {
   return success();
 }
 
+bool ProgramEmitter::isLastRead(Value v, Operation *op) {
+  for (Value member : groups_.members(leader(v)))
+    for (Operation *user : member.getUsers())
+      if (user != op && (user->getBlock() != op->getBlock() || !user->isBeforeInBlock(op)))
+        return false;
+  return true;
+}
+
 bool ProgramEmitter::isElided(Operation *op) {
   auto add = dyn_cast<AddOp>(op);
   return add && leader(add.getLhs()) == leader(add.getResult());
@@ -175,6 +183,14 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
     if (arena == plan::ACTIVATIONS || arena == plan::GRADIENTS)
       bind(scale.getResult(), in);
   }
+  // The logits' gradient takes the logits' buffer where nothing reads them
+  // after it (the loss's forward instructions come first): one [tokens,
+  // vocab] buffer instead of two at the step's peak. The kernels write each
+  // element after reading it.
+  if (isa<CrossEntropyGradOp, VocabParallelCrossEntropyGradOp>(op) &&
+      !bound_.count(leader(op->getResult(0))) && isLastRead(op->getOperand(0), op) &&
+      planner_.arenaOf(bufferOf(op->getOperand(0))) == plan::ACTIVATIONS)
+    bind(op->getResult(0), bufferOf(op->getOperand(0)));
   if (isElided(op))
     return success(); // both terms already accumulated into one buffer
   plan::Instruction instr;

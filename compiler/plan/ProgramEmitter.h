@@ -53,6 +53,9 @@ public:
   plan::Instruction &append() { return *program_->add_instructions(); }
   /// An mt.add whose terms already accumulate into one buffer: no instruction.
   bool isElided(mlir::Operation *op);
+  /// Whether `op` is the last reader of `v` and of the values sharing its
+  /// buffer (every other user comes before it in its block).
+  bool isLastRead(mlir::Value v, mlir::Operation *op);
   bool isAccumulating(mlir::Value v) { return accumulating_.contains(leader(v)); }
   void accumulateAtEnd(mlir::Value v, uint32_t target) { pendingAccumulates_.push_back({v, target}); }
 

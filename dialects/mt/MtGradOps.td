@@ -305,6 +305,9 @@ def Mt_CrossEntropyGradOp : Mt_GradOp<"cross_entropy_grad"> {
                        OptionalAttr<StrAttr>:$vocab_parallel_axis,
                        OptionalAttr<I64Attr>:$valid_vocab);
   let results = (outs Mt_FloatTensor:$dlogits);
+  // Written, not added: the plan may compute it in the logits' own buffer
+  // (ProgramEmitter); autodiff adds an mt.add where the logits have other uses.
+  let addsIntoResults = 0;
   let instruction = Mt_Instruction<"Loss", "tokens vocab", "tokens*vocab; tokens; tokens; 1; tokens*vocab">;
 }
 
@@ -329,6 +332,9 @@ def Mt_VocabParallelCrossEntropyGradOp : Mt_GradOp<"vocab_parallel_cross_entropy
                        RankedTensorOf<[F32]>:$sum_exp_logits, Mt_F32Scalar:$dloss,
                        StrAttr:$axis, OptionalAttr<I64Attr>:$valid_vocab);
   let results = (outs Mt_FloatTensor:$dlogits);
+  // Written, not added: the plan may compute it in the logits' own buffer
+  // (ProgramEmitter); autodiff adds an mt.add where the logits have other uses.
+  let addsIntoResults = 0;
   let instruction = Mt_Instruction<"Loss", "tokens vocab axis:s valid_vocab?",
       "tokens*vocab; tokens; tokens; tokens; tokens; 1; tokens*vocab">;
 }

@@ -78,22 +78,22 @@ void vocabParallelCrossEntropyBackward(const float *logits, const int32_t *label
                                        const float *mask, const float *rowMax,
                                        const float *sumExp, float dloss, float *dlogits,
                                        const VocabShard &s) {
-  double count = maskTotal(mask, s.tokens);
-  if (count <= 0)
-    return;
+  const double count = maskTotal(mask, s.tokens);
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < s.tokens; ++t) {
-    if (mask[t] == 0)
-      continue;
-    double scale = double(dloss) * mask[t] / count;
     const float *row = logits + t * s.localVocab;
     float *drow = dlogits + t * s.localVocab;
-    for (int64_t v = 0; v < s.columns; ++v) {
+    const int64_t columns = mask[t] == 0 || count <= 0 ? 0 : s.columns;
+    const double scale = columns == 0 ? 0.0 : double(dloss) * mask[t] / count;
+    // Each element is read before it is written, by the same iteration:
+    // dlogits may be the logits' own buffer.
+    for (int64_t v = 0; v < columns; ++v) {
       double p = std::exp(double(row[v]) - rowMax[t]) / sumExp[t];
       if (s.vocabStart + v == labels[t])
         p -= 1.0;
-      drow[v] += float(scale * p);
+      drow[v] = float(scale * p);
     }
+    std::fill(drow + columns, drow + s.localVocab, 0.0f);
   }
 }
 

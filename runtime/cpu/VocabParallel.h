@@ -44,9 +44,11 @@ void vocabParallelPredictedLogits(const float *logits, const float *rowMax,
 float crossEntropyLoss(const float *rowMax, const float *predicted, const float *sumExp,
                        const float *mask, int64_t tokens);
 
-/// dlogits[t, v] += dloss · mask[t] / Σmask · (exp(logits[t, v] - rowMax[t]) /
+/// dlogits[t, v] = dloss · mask[t] / Σmask · (exp(logits[t, v] - rowMax[t]) /
 /// sumExp[t] - [vocabStart + v == label]) on the slice's columns, with the
-/// reduced rowMax and sumExp: Megatron's calculate_gradients.
+/// reduced rowMax and sumExp: Megatron's calculate_gradients. Written, not
+/// added: 0 on masked rows and padding columns. `dlogits` may be `logits`
+/// (the plan computes the gradient in the logits' buffer).
 void vocabParallelCrossEntropyBackward(const float *logits, const int32_t *labels,
                                        const float *mask, const float *rowMax,
                                        const float *sumExp, float dloss, float *dlogits,

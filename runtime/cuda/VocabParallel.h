@@ -37,7 +37,8 @@ Status crossEntropyLoss(const float *rowMax, const float *predicted, const float
 
 /// dlogits[t, v] = *dloss · mask[t] / Σmask · (exp(logits[t, v] - rowMax[t]) /
 /// sumExp[t] - [vocabStart + v == label]) on the slice's columns, 0 on its
-/// padding columns (written, not added). `workspace`: one float.
+/// padding columns (written, not added; dlogits may alias logits: each
+/// element is read, then written, by one thread). `workspace`: one float.
 Status vocabParallelCrossEntropyBackward(const bf16 *logits, const int32_t *labels,
                                          const float *mask, const float *rowMax,
                                          const float *sumExp, const float *dloss,

@@ -165,5 +165,43 @@ TEST(VocabParallelPadding, PaddedColumnsTakeNoPart) {
   }
 }
 
+TEST(VocabParallelBackward, WritesEveryElementAndMayReplaceTheLogits) {
+  // The plan gives the gradient the logits' own buffer: written, not added,
+  // so a stale output (NaN here) and the aliasing both leave it exact.
+  const int64_t vocab = 35, paddedVocab = 36;
+  Data d = makeData();
+  std::vector<float> logits(kTokens * paddedVocab, 1e6f);
+  for (int64_t t = 0; t < kTokens; ++t)
+    for (int64_t v = 0; v < vocab; ++v)
+      logits[t * paddedVocab + v] = d.logits[t * kVocab + v];
+  std::vector<int32_t> labels(d.labels);
+  for (int32_t &l : labels)
+    l %= vocab;
+  const VocabShard s{kTokens, paddedVocab, 0, validColumns(paddedVocab, 0, vocab)};
+  std::vector<float> rowMax(kTokens), predicted(kTokens), sumExp(kTokens);
+  vocabParallelLogitsMax(logits.data(), rowMax.data(), s);
+  vocabParallelPredictedLogits(logits.data(), rowMax.data(), labels.data(), predicted.data(),
+                               sumExp.data(), s);
+  std::vector<float> apart(logits.size(), std::nanf(""));
+  vocabParallelCrossEntropyBackward(logits.data(), labels.data(), d.mask.data(), rowMax.data(),
+                                    sumExp.data(), 0.5f, apart.data(), s);
+  std::vector<float> same = logits;
+  vocabParallelCrossEntropyBackward(same.data(), labels.data(), d.mask.data(), rowMax.data(),
+                                    sumExp.data(), 0.5f, same.data(), s);
+  EXPECT_EQ(same, apart) << "in place equals out of place";
+  std::vector<float> ref(kTokens * vocab, 0.0f), compact(kTokens * vocab);
+  for (int64_t t = 0; t < kTokens; ++t)
+    for (int64_t v = 0; v < vocab; ++v)
+      compact[t * vocab + v] = logits[t * paddedVocab + v];
+  crossEntropyBackward(compact.data(), labels.data(), d.mask.data(), 0.5f, ref.data(), kTokens,
+                       vocab);
+  for (int64_t t = 0; t < kTokens; ++t) {
+    EXPECT_EQ(apart[t * paddedVocab + vocab], 0.0f) << "padding column of token " << t;
+    for (int64_t v = 0; v < vocab; ++v)
+      EXPECT_NEAR(apart[t * paddedVocab + v], ref[t * vocab + v], tolerance::kFp32KernelAbs)
+          << "token " << t << " column " << v << (d.mask[t] == 0 ? " (masked)" : "");
+  }
+}
+
 } // namespace
 } // namespace mt::cpu
