@@ -40,7 +40,7 @@ public:
   /// TFLOP/s and GB/s where the class has work), the idle remainder, then the
   /// `topOps` ops that took the most device time, each with its host time
   /// (host ≈ device: the op is bound by its launches or host waits).
-  std::string report(int topOps = 12) const;
+  std::string report(int topOps = 24) const;
 
 private:
   std::map<std::string, ProfileEntry> classes_, ops_;

@@ -4,7 +4,8 @@
 // most of its threads idle and wait at a barrier per row. The forward
 // gives each group one row; the backward gives each group a fixed run of
 // rows and reduces dw from per-group partials in a fixed order
-// (deterministic, no atomics).
+// (deterministic, no atomics). Rows of 1280 to 4096 columns take a warp
+// each in the backward too, with dw summed in registers.
 #include "runtime/cuda/Norm.h"
 
 #include "runtime/cuda/Check.h"
@@ -213,6 +214,100 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/// Warps per block of the wide-row backward.
+constexpr int kWideWarps = 4;
+/// Wide rows (1024 < dim <= 256 * kMaxN, dim % 256 == 0, 16-byte aligned):
+/// one warp per row, lane l owning the 8-column vectors l, l + 32, ... of
+/// every row, so its dw partial sums stay in registers across the warp's
+/// rows and no row waits at a block barrier (the second pass reads x and dy
+/// again, from L1: registers are kept for more warps in flight). The
+/// block's warps then add their sums in warp order into its partial row
+/// (dynamic shared memory: kWideWarps x dim floats).
+template <int kMaxN>
+__global__ void __launch_bounds__(32 * kWideWarps, kMaxN <= 8 ? 4 : 2)
+    rmsnormBackwardWideKernel(const bf16 *x, const bf16 *w, const bf16 *dy,
+                              const bf16 *dresidual, bf16 *dx, float *partials,
+                              int64_t rows, int64_t dim, float eps) {
+  extern __shared__ float blockPartial[];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int n = int(dim / 256);
+  float dw[kMaxN][8] = {};
+  const int64_t warps = int64_t(gridDim.x) * kWideWarps;
+  const int64_t perWarp = (rows + warps - 1) / warps;
+  const int64_t first = (int64_t(blockIdx.x) * kWideWarps + warp) * perWarp;
+  const int64_t last = min(rows, first + perWarp);
+  for (int64_t row = first; row < last; ++row) {
+    const uint4 *xr = reinterpret_cast<const uint4 *>(x + row * dim) + lane;
+    const uint4 *gr = reinterpret_cast<const uint4 *>(dy + row * dim) + lane;
+    const uint4 *wr = reinterpret_cast<const uint4 *>(w) + lane;
+    float sumSq = 0.0f, dot = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kMaxN; ++j) {
+      if (j >= n)
+        break;
+      float xv[8], gv[8], wv[8];
+      vec::unpack8(xr[32 * j], xv);
+      vec::unpack8(gr[32 * j], gv);
+      vec::unpack8(wr[32 * j], wv);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        sumSq += xv[i] * xv[i];
+        dot += gv[i] * wv[i] * xv[i];
+      }
+    }
+    const float2 sums = warpSum(sumSq, dot);
+    const float inv = rsqrtf(sums.x / dim + eps);
+    const float coef = sums.y * inv * inv * inv / dim;
+    uint4 *out = reinterpret_cast<uint4 *>(dx + row * dim) + lane;
+    const uint4 *rr =
+        dresidual ? reinterpret_cast<const uint4 *>(dresidual + row * dim) + lane : nullptr;
+#pragma unroll
+    for (int j = 0; j < kMaxN; ++j) {
+      if (j >= n)
+        break;
+      float xv[8], gv[8], wv[8], o[8];
+      vec::unpack8(xr[32 * j], xv);
+      vec::unpack8(gr[32 * j], gv);
+      vec::unpack8(wr[32 * j], wv);
+      if (rr)
+        vec::unpack8(rr[32 * j], o);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const float grad = inv * (wv[i] * gv[i]) - xv[i] * coef;
+        o[i] = rr ? o[i] + grad : grad;
+        dw[j][i] += gv[i] * (xv[i] * inv);
+      }
+      out[32 * j] = vec::pack8(o);
+    }
+  }
+  // Each warp's sums into its own slot, laid out [8][dim / 8] so that the
+  // lanes touch consecutive words; then each thread adds the warps' slots
+  // of its 8-column vectors in warp order into the block's partial row.
+  const int64_t vecs = dim / 8;
+  float *slot = blockPartial + warp * dim;
+#pragma unroll
+  for (int j = 0; j < kMaxN; ++j) {
+    if (j >= n)
+      break;
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      slot[i * vecs + 32 * j + lane] = dw[j][i];
+  }
+  __syncthreads();
+  for (int64_t v = threadIdx.x; v < vecs; v += 32 * kWideWarps) {
+    float sum[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      sum[i] = blockPartial[i * vecs + v];
+      for (int w = 1; w < kWideWarps; ++w)
+        sum[i] += blockPartial[w * dim + i * vecs + v];
+    }
+    float4 *out = reinterpret_cast<float4 *>(partials + blockIdx.x * dim + v * 8);
+    out[0] = make_float4(sum[0], sum[1], sum[2], sum[3]);
+    out[1] = make_float4(sum[4], sum[5], sum[6], sum[7]);
+  }
+}
+
 /// dw[c] += sum over blocks b of partials[b, c]. Lane = column (coalesced);
 /// warp w sums blocks w, w + kReduceWarps, ... in order, then warp 0 adds
 /// the warps' sums in warp order: a fixed order, so every run gives the same bits.
@@ -239,11 +334,23 @@ __global__ void __launch_bounds__(32 * kReduceWarps)
   }
 }
 
-/// Blocks of the backward, one dw partial row each (fixed by the shape
-/// alone, so the partials are summed in the same order everywhere).
-int64_t backwardBlocks(int64_t rows, int64_t dim) {
-  return warpRows(dim) ? std::min((rows + kWarps - 1) / kWarps, kMaxBackwardBlocks)
-                       : std::min(rows, kMaxBackwardBlocks);
+/// Rows for rmsnormBackwardWideKernel, where every pointer is 16-byte aligned.
+bool wideRows(int64_t dim) { return dim > kWarpRowMaxDim && dim <= 4096 && dim % 256 == 0; }
+
+/// Rows each warp of rmsnormBackwardWideKernel takes at least, so that
+/// its dw sums in registers pay for the block's combining of them.
+constexpr int64_t kWideRowsPerWarp = 4;
+
+/// Blocks of the backward, one dw partial row each (fixed by the shape and
+/// kernel alone, so the partials are summed in the same order everywhere);
+/// `wide`: rmsnormBackwardWideKernel's (as many as the block kernel's at most).
+int64_t backwardBlocks(int64_t rows, int64_t dim, bool wide = false) {
+  if (wide)
+    return std::min((rows + kWideWarps * kWideRowsPerWarp - 1) / (kWideWarps * kWideRowsPerWarp),
+                    kMaxBackwardBlocks);
+  if (warpRows(dim))
+    return std::min((rows + kWarps - 1) / kWarps, kMaxBackwardBlocks);
+  return std::min(rows, kMaxBackwardBlocks);
 }
 
 template <int V, bool kWarp>
@@ -290,25 +397,30 @@ Status rmsnormBackward(const bf16 *x, const bf16 *w, const bf16 *dy,
   if (rows == 0 || dim == 0)
     return Status::ok();
   const bool warp = warpRows(dim);
-  const int64_t blocks = backwardBlocks(rows, dim);
-  const size_t shared = static_cast<size_t>(dim * (warp ? kWarps : 1)) * sizeof(float);
+  const int vector = vectorWidth(dim, {x, w, dy, dresidual, dx});
+  const bool wide = wideRows(dim) && vector == 8;
+  const int64_t blocks = backwardBlocks(rows, dim, wide);
   auto *partials = static_cast<float *>(workspace);
   auto kernel = warp ? rmsnormBackwardKernel<1, true> : rmsnormBackwardKernel<1, false>;
-  switch (vectorWidth(dim, {x, w, dy, dresidual, dx})) {
-  case 8:
+  int threads = kThreads;
+  size_t shared = static_cast<size_t>(dim * (warp ? kWarps : 1)) * sizeof(float);
+  if (wide) {
+    kernel = dim <= 2048 ? rmsnormBackwardWideKernel<8> : rmsnormBackwardWideKernel<16>;
+    threads = 32 * kWideWarps;
+    shared = size_t(kWideWarps * dim) * sizeof(float);
+  } else if (vector == 8) {
     kernel = warp ? rmsnormBackwardKernel<8, true> : rmsnormBackwardKernel<8, false>;
-    break;
-  case 4:
+  } else if (vector == 4) {
     kernel = rmsnormBackwardKernel<4, true>;
-    break;
   }
-  // Rows over 12K columns need more than the default 48 KB of shared memory.
+  // Over 48 KB of dynamic shared memory (rows over 12K columns; wide rows
+  // over 3K) is opted into.
   if (shared > 48 * 1024)
     MT_CUDA_CHECK(cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
         static_cast<int>(shared)));
-  kernel<<<blocks, kThreads, shared, stream>>>(x, w, dy, dresidual, dx,
-                                               partials, rows, dim, eps);
+  kernel<<<blocks, threads, shared, stream>>>(x, w, dy, dresidual, dx, partials, rows, dim,
+                                              eps);
   MT_CUDA_CHECK_LAUNCH("rmsnormBackwardKernel");
   reducePartialsKernel<<<(dim + 31) / 32, 32 * kReduceWarps, 0, stream>>>(
       partials, dw, blocks, dim);

@@ -10,6 +10,7 @@
 #include "runtime/cuda/AdamW.h"
 #include "runtime/cuda/Attention.h"
 #include "runtime/cuda/CrossEntropy.h"
+#include "runtime/cuda/CudaExecutor.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/Gemm.h"
 #include "runtime/cuda/MoE.h"
@@ -344,6 +345,12 @@ int run(const std::string &only) {
   auto gemm = cuda::GemmRunner::create();
   if (!gemm)
     throwIfError(gemm.status(), "GemmRunner");
+  // MT_GEMM_CHOICE=timed|verbose as mtrun takes it: verbose prints, per
+  // shape, cuBLASLt's first answer beside the fastest of its first eight.
+  auto options = cuda::optionsFromEnvironment();
+  if (!options)
+    throwIfError(options.status(), "MT_* environment");
+  gemm->setChoice(options->gemmChoice);
   auto table = cuda::RotaryTable::create({500000.0, 32.0, 1.0, 4.0, 8192}, kSeq, kHeadDim);
   if (!table)
     throwIfError(table.status(), "RotaryTable");

@@ -123,7 +123,12 @@ INSTANTIATE_TEST_SUITE_P(
                       // Warp-per-row: more rows than the backward's groups,
                       // and the widest warp row.
                       NormCase{20000, 128, false}, NormCase{77, 1024, true},
-                      NormCase{33, 1032, false}),
+                      NormCase{33, 1032, false},
+                      // Warp-per-row with dw in registers (1024 < dim <= 4096,
+                      // dim % 256 == 0): uneven rows per warp, and the kernel
+                      // that reloads x and dy (dim > 2048).
+                      NormCase{4103, 2048, true}, NormCase{37, 1280, false},
+                      NormCase{9, 4096, true}, NormCase{2051, 3072, false}),
     [](const auto &info) {
       const NormCase &c = info.param;
       return joined("r", c.rows, "_d", c.dim, c.residual ? "_res" : "");
