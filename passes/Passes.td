@@ -396,6 +396,14 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
       cut by `mt.split_rows`. Parameters, placement and conditions as
       `linear-fc1`; each backward must be exactly the three projections'
       gradients and the adds of their input gradients.
+    - `rotary-qkv` (after `linear-qkv`): `mt.split_qkv` whose q and k are
+      read only, through their reshapes to [B, S, heads, D], by two
+      `mt.rotary` with the same attributes and position ids, and whose v
+      only by a reshape, becomes `mt.split_qkv_rotary` (Megatron-Core's
+      fused rope: the packed output is read once and q, k, v written once);
+      backward, `mt.concat_qkv` of two such `mt.rotary_grad` (through
+      reshapes, read by nothing else) and a reshaped dv becomes
+      `mt.rotary_concat_qkv`. Context-parallel rotaries stay apart.
     The ops of a pattern must be in the same block, on the same virtual
     stage and equally marked backward or recomputed; no other reader of
     the add's result may sit between it and the norm. The fused op takes
@@ -412,6 +420,9 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
            "one GEMM for the gate and up projections of a SwiGLU MLP, forward and backward">,
     Option<"linearQkv", "linear-qkv", "bool", "true",
            "one GEMM for the query, key and value projections, forward and backward">,
+    Option<"rotaryQkv", "rotary-qkv", "bool", "true",
+           "the rotary embedding of q and k applied as the qkv GEMM's output is split, and "
+           "undone as their gradients are packed">,
   ];
 }
 

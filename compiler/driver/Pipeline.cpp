@@ -142,10 +142,12 @@ FailureOr<std::unique_ptr<Pass>> fusePass(ModuleOp module, const std::vector<std
       options.linearFc1 = false;
     else if (name == "linear-qkv")
       options.linearQkv = false;
+    else if (name == "rotary-qkv")
+      options.rotaryQkv = false;
     else
       return optionError(module) << "--no-fuse '" << name
                                  << "' is not a fusion: all, add-rmsnorm, add-rmsnorm-grad, "
-                                    "linear-fc1 or linear-qkv";
+                                    "linear-fc1, linear-qkv or rotary-qkv";
   }
   return createFuse(options);
 }

@@ -57,8 +57,9 @@ template <typename RotaryLike> void rotaryAttrs(AttrWriter &w, RotaryLike op, Va
       .i("head_dim", dim(x, 3)).f("theta", op.getTheta().convertToDouble());
   if (op.getPositionIds())
     w.i("position_ids", 1);
-  if (auto axis = op.getContextParallelAxis())
-    w.s("context_parallel_axis", *axis);
+  if constexpr (requires { op.getContextParallelAxis(); })
+    if (auto axis = op.getContextParallelAxis())
+      w.s("context_parallel_axis", *axis);
   if (op.getScalingFactor())
     w.f("scaling_factor", op.getScalingFactor()->convertToDouble())
         .f("low_freq_factor", op.getLowFreqFactor()->convertToDouble())
@@ -285,6 +286,16 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       })
       .Case([&](ConcatQKVOp o) {
         qkvAttrs(w, o.getResult(), o.getDq(), o.getDk());
+        return true;
+      })
+      .Case([&](SplitQKVRotaryOp o) {
+        rotaryAttrs(w, o, o.getQ());
+        w.i("dim", dim(o.getInput(), -1)).i("kv_heads", dim(o.getK(), 2));
+        return true;
+      })
+      .Case([&](RotaryConcatQKVOp o) {
+        rotaryAttrs(w, o, o.getDq());
+        w.i("dim", dim(o.getResult(), -1)).i("kv_heads", dim(o.getDk(), 2));
         return true;
       })
       .Case<ChunkedSwiGLUOp, ChunkedSwiGLUGradOp>([&](auto o) {

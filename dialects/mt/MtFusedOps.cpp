@@ -84,6 +84,31 @@ LogicalResult verifyQKVParts(Operation *op, StringRef packedName, RankedTensorTy
   return success();
 }
 
+/// `packed` [B, S, Q + 2K] and its rotated parts `q` [B, S, H, D], `k` and
+/// `v` [B, S, KH, D] (Q = H·D, K = KH·D), of one element type, with the
+/// rotary attributes and position ids [B, S] of `op`.
+template <typename QKVRotary>
+LogicalResult verifyRotaryQKV(QKVRotary op, StringRef packedName, Value packed, Value q,
+                              Value k, Value v) {
+  RankedTensorType p = tensorOf(packed), tq = tensorOf(q), tk = tensorOf(k);
+  if (failed(expectRank(op, packedName, p, 3)) || failed(expectRank(op, "q", tq, 4)))
+    return failure();
+  const int64_t b = p.getDimSize(0), s = p.getDimSize(1), d = tq.getDimSize(3);
+  if (failed(expectSameElementType(op, packedName, p, "q", tq)) ||
+      failed(expectShape(op, "q", tq, {b, s, tq.getDimSize(2), d})) ||
+      failed(expectRank(op, "k", tk, 4)) ||
+      failed(expectShape(op, "k", tk, {b, s, tk.getDimSize(2), d})) ||
+      failed(expectType(op, "v", v, k.getType())) ||
+      failed(expectPositionIds(op, op.getPositionIds(), q)))
+    return failure();
+  const int64_t columns = (tq.getDimSize(2) + 2 * tk.getDimSize(2)) * d;
+  if (columns != p.getDimSize(2))
+    return op.emitOpError() << "expects " << packedName << " with " << columns
+                            << " columns ((q heads + 2 x kv heads) x head_dim), got "
+                            << shapeStr(p);
+  return verifyRotaryParams(op, d);
+}
+
 } // namespace
 
 LogicalResult SplitQKVOp::verify() {
@@ -112,4 +137,12 @@ LogicalResult ChunkedSwiGLUGradOp::verify() {
   if (failed(verifyChunks(*this, "input", tensorOf(getInput()), "dy", tensorOf(getDy()))))
     return failure();
   return expectType(*this, "dx", getDx(), getInput().getType());
+}
+
+LogicalResult SplitQKVRotaryOp::verify() {
+  return verifyRotaryQKV(*this, "input", getInput(), getQ(), getK(), getV());
+}
+
+LogicalResult RotaryConcatQKVOp::verify() {
+  return verifyRotaryQKV(*this, "result", getResult(), getDq(), getDk(), getDv());
 }

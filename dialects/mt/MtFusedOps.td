@@ -1,9 +1,10 @@
 // Ops that only mt-fuse makes, after mt-autodiff: sibling weights read as
 // one matrix (Megatron-Core's `linear_fc1`, the gate and up projections in
 // one GEMM, and `linear_qkv`, the attention's input projections in one),
-// the SwiGLU that reads the fc1 GEMM's packed output, and the split of the
-// qkv GEMM's packed output and its gradient's packing. They are never
-// differentiated: their gradients are built from the ops they replace.
+// the SwiGLU that reads the fc1 GEMM's packed output, the split of the
+// qkv GEMM's packed output and its gradient's packing, with or without the
+// rotary embedding of q and k. They are never differentiated: their
+// gradients are built from the ops they replace.
 // Verifiers in MtFusedOps.cpp.
 #ifndef MT_FUSED_OPS_TD
 #define MT_FUSED_OPS_TD
@@ -134,6 +135,68 @@ def Mt_ConcatQKVOp : Mt_Op<"concat_qkv", [Pure]> {
   let hasVerifier = 1;
   let instruction = Mt_Instruction<"Elementwise", "rows dim q_dim kv_dim",
       "rows*q_dim; rows*kv_dim; rows*kv_dim; rows*dim">;
+}
+
+// The rotary attributes of mt.rotary, for the ops that apply it as they
+// split or pack q, k and v (no context_parallel_axis: mt-fuse leaves
+// context-parallel rotaries apart).
+class Mt_QKVRotaryOp<string mnemonic> : Mt_Op<mnemonic, [Pure]> {
+  let hasVerifier = 1;
+}
+
+def Mt_SplitQKVRotaryOp : Mt_QKVRotaryOp<"split_qkv_rotary"> {
+  let summary = "mt.split_qkv of a packed [q | k | v] with q and k rotated (mt.rotary)";
+  let description = [{
+    `input` [B, S, Q + 2K] as mt.split_qkv reads it; results q [B, S, H, D],
+    k and v [B, S, KH, D] (Q = H·D, K = KH·D): q and k through mt.rotary
+    with these attributes and `position_ids`, v as split. The same values
+    as mt.split_qkv, mt.reshape and two mt.rotary, in one pass over the
+    packed output (Megatron-Core's fused rope, `apply_rope_fusion`).
+
+    ```mlir
+    %q, %k, %v = mt.split_qkv_rotary %qkv {theta = 5.0e+05 : f64} : (tensor<2x16x256xf32>) -> (tensor<2x16x8x16xf32>, tensor<2x16x4x16xf32>, tensor<2x16x4x16xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Optional<RankedTensorOf<[I32]>>:$position_ids,
+                       F64Attr:$theta, OptionalAttr<F64Attr>:$scaling_factor,
+                       OptionalAttr<F64Attr>:$low_freq_factor,
+                       OptionalAttr<F64Attr>:$high_freq_factor,
+                       OptionalAttr<I64Attr>:$original_max_position);
+  let results = (outs Mt_FloatTensor:$q, Mt_FloatTensor:$k, Mt_FloatTensor:$v);
+  let assemblyFormat = [{
+    $input (`positions` $position_ids^ `:` type($position_ids))? attr-dict `:` functional-type($input, results)
+  }];
+  let instruction = Mt_Instruction<"Elementwise",
+      "batch seq dim heads kv_heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids?",
+      "batch*seq*dim; position_ids?batch*seq; batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim">;
+}
+
+def Mt_RotaryConcatQKVOp : Mt_QKVRotaryOp<"rotary_concat_qkv"> {
+  let summary = "mt.concat_qkv of the gradients of rotated q and k (mt.rotary_grad) and of v";
+  let description = [{
+    `dq` [B, S, H, D], `dk` and `dv` [B, S, KH, D]: the gradients of
+    mt.split_qkv_rotary's results. Result [B, S, Q + 2K], written: dq and dk
+    through mt.rotary_grad with these attributes and `position_ids`, then
+    packed with dv as mt.concat_qkv packs them.
+
+    ```mlir
+    %dqkv = mt.rotary_concat_qkv %dq, %dk, %dv {theta = 5.0e+05 : f64} : tensor<2x16x8x16xf32>, tensor<2x16x4x16xf32>, tensor<2x16x4x16xf32> -> tensor<2x16x256xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$dq, Mt_FloatTensor:$dk, Mt_FloatTensor:$dv,
+                       Optional<RankedTensorOf<[I32]>>:$position_ids,
+                       F64Attr:$theta, OptionalAttr<F64Attr>:$scaling_factor,
+                       OptionalAttr<F64Attr>:$low_freq_factor,
+                       OptionalAttr<F64Attr>:$high_freq_factor,
+                       OptionalAttr<I64Attr>:$original_max_position);
+  let results = (outs Mt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $dq `,` $dk `,` $dv (`positions` $position_ids^ `:` type($position_ids))? attr-dict `:`
+    type($dq) `,` type($dk) `,` type($dv) `->` type($result)
+  }];
+  let instruction = Mt_Instruction<"Elementwise",
+      "batch seq dim heads kv_heads head_dim theta:f scaling_factor:f? low_freq_factor:f? high_freq_factor:f? original_max_position? position_ids?",
+      "batch*seq*heads*head_dim; batch*seq*kv_heads*head_dim; batch*seq*kv_heads*head_dim; position_ids?batch*seq; batch*seq*dim">;
 }
 
 #endif // MT_FUSED_OPS_TD

@@ -183,27 +183,7 @@ LogicalResult RotaryOp::verify() {
     return emitOpError() << "expects an even sequence (" << in.getDimSize(1)
                          << ", two chunks) and no position_ids with context_parallel_axis '"
                          << *getContextParallelAxis() << "'";
-  if (headDim % 2 != 0)
-    return emitOpError() << "expects an even head_dim, got " << headDim;
-  if (!(getTheta().convertToDouble() > 0.0))
-    return emitOpError() << "expects theta > 0, got "
-                         << getTheta().convertToDouble();
-  int present = int(getScalingFactor().has_value()) +
-                int(getLowFreqFactor().has_value()) +
-                int(getHighFreqFactor().has_value()) +
-                int(getOriginalMaxPosition().has_value());
-  if (present != 0 && present != 4)
-    return emitOpError()
-           << "expects all or none of scaling_factor, low_freq_factor, "
-              "high_freq_factor, original_max_position (llama3 rope scaling), "
-              "got "
-           << present << " of 4";
-  if (present == 4 && !(*getHighFreqFactor() > *getLowFreqFactor()))
-    return emitOpError() << "expects high_freq_factor ("
-                         << getHighFreqFactor()->convertToDouble()
-                         << ") > low_freq_factor ("
-                         << getLowFreqFactor()->convertToDouble() << ")";
-  return success();
+  return verifyRotaryParams(*this, headDim);
 }
 
 LogicalResult AttentionOp::verify() {

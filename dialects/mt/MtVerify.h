@@ -100,6 +100,30 @@ inline LogicalResult expectPositionIds(Operation *op, Value positions, Value x) 
                      {t.getDimSize(0), t.getDimSize(1)});
 }
 
+/// The rotary attributes of `op` (mt.rotary and the fused ops that apply
+/// it): an even `headDim`, theta > 0, and all or none of Llama 3.1's
+/// scaling attributes, high_freq_factor > low_freq_factor.
+template <typename RotaryLike> LogicalResult verifyRotaryParams(RotaryLike op, int64_t headDim) {
+  if (headDim % 2 != 0)
+    return op.emitOpError() << "expects an even head_dim, got " << headDim;
+  if (!(op.getTheta().convertToDouble() > 0.0))
+    return op.emitOpError() << "expects theta > 0, got " << op.getTheta().convertToDouble();
+  int present = int(op.getScalingFactor().has_value()) + int(op.getLowFreqFactor().has_value()) +
+                int(op.getHighFreqFactor().has_value()) +
+                int(op.getOriginalMaxPosition().has_value());
+  if (present != 0 && present != 4)
+    return op.emitOpError() << "expects all or none of scaling_factor, low_freq_factor, "
+                               "high_freq_factor, original_max_position (llama3 rope "
+                               "scaling), got "
+                            << present << " of 4";
+  if (present == 4 && !(*op.getHighFreqFactor() > *op.getLowFreqFactor()))
+    return op.emitOpError() << "expects high_freq_factor ("
+                            << op.getHighFreqFactor()->convertToDouble()
+                            << ") > low_freq_factor ("
+                            << op.getLowFreqFactor()->convertToDouble() << ")";
+  return success();
+}
+
 /// `axis` must name an axis of the module's meshes (`shard.grid` with
 /// `mt.axes`), or of Megatron's declared axes (runtime/plan/MeshAxes.h) in
 /// IR without a mesh yet. Defined in MtCollectiveOps.cpp.

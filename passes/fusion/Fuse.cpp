@@ -522,6 +522,108 @@ void fuseLinearQkv(Qkv qkv) {
     l.erase();
 }
 
+/// Whether two rotaries (mt.rotary, mt.rotary_grad) rotate alike: the same
+/// attributes and position ids, and neither is context-parallel.
+template <typename RotaryLike> bool sameRotary(RotaryLike a, RotaryLike b) {
+  return a.getThetaAttr() == b.getThetaAttr() &&
+         a.getScalingFactorAttr() == b.getScalingFactorAttr() &&
+         a.getLowFreqFactorAttr() == b.getLowFreqFactorAttr() &&
+         a.getHighFreqFactorAttr() == b.getHighFreqFactorAttr() &&
+         a.getOriginalMaxPositionAttr() == b.getOriginalMaxPositionAttr() &&
+         a.getPositionIds() == b.getPositionIds() && !a.getContextParallelAxis() &&
+         !b.getContextParallelAxis();
+}
+
+/// The only reader of `v`, if it is an `OpT`.
+template <typename OpT> OpT onlyUser(Value v) {
+  return v.hasOneUse() ? dyn_cast<OpT>(*v.getUsers().begin()) : OpT();
+}
+
+/// The mt.rotary that rotates a part of a split (through its reshape to
+/// [B, S, heads, D]) and is its only reader, or null.
+RotaryOp rotaryOfPart(Value part) {
+  auto reshape = onlyUser<ReshapeOp>(part);
+  return reshape ? onlyUser<RotaryOp>(reshape.getResult()) : RotaryOp();
+}
+
+/// `%q, %k, %v = mt.split_qkv %qkv` whose q and k are read only through
+/// reshapes by two alike mt.rotary and v only by a reshape ->
+/// `mt.split_qkv_rotary %qkv`, at the split.
+bool fuseSplitQkvRotary(SplitQKVOp split) {
+  RotaryOp rq = rotaryOfPart(split.getQ()), rk = rotaryOfPart(split.getK());
+  auto rv = onlyUser<ReshapeOp>(split.getV());
+  auto packed = cast<RankedTensorType>(split.getInput().getType());
+  if (!rq || !rk || !rv || !sameRotary(rq, rk) || packed.getRank() != 3 ||
+      rv.getType() != rk.getType() ||
+      rq.getType().getShape().take_front(2) != packed.getShape().take_front(2))
+    return false;
+  for (Operation *op : {rq.getOperation(), rk.getOperation(), rv.getOperation()})
+    if (!samePlace(split, op))
+      return false;
+  // The fused op sits at the split: the position ids must be made by then.
+  if (Value pos = rq.getPositionIds())
+    if (Operation *def = pos.getDefiningOp();
+        def && (def->getBlock() != split->getBlock() || !def->isBeforeInBlock(split)))
+      return false;
+  OpBuilder b(split);
+  auto fused = SplitQKVRotaryOp::create(
+      b, split.getLoc(), TypeRange{rq.getType(), rk.getType(), rv.getType()}, split.getInput(),
+      rq.getPositionIds(), rq.getThetaAttr(), rq.getScalingFactorAttr(),
+      rq.getLowFreqFactorAttr(), rq.getHighFreqFactorAttr(), rq.getOriginalMaxPositionAttr());
+  fused->setDiscardableAttrs(split->getDiscardableAttrDictionary());
+  rq.getResult().replaceAllUsesWith(fused.getQ());
+  rk.getResult().replaceAllUsesWith(fused.getK());
+  rv.getResult().replaceAllUsesWith(fused.getV());
+  for (RotaryOp rope : {rq, rk}) {
+    Operation *reshape = rope.getInput().getDefiningOp();
+    rope.erase();
+    reshape->erase();
+  }
+  rv.erase();
+  split.erase();
+  return true;
+}
+
+/// The mt.rotary_grad whose result reaches `part` of a concat through a
+/// reshape, read by nothing else, or null.
+RotaryGradOp rotaryGradOfPart(Value part) {
+  auto reshape = part.getDefiningOp<ReshapeOp>();
+  if (!reshape || !part.hasOneUse())
+    return {};
+  auto grad = reshape.getInput().getDefiningOp<RotaryGradOp>();
+  return grad && grad.getDx().hasOneUse() ? grad : RotaryGradOp();
+}
+
+/// `mt.concat_qkv` of two alike mt.rotary_grad (through reshapes) and a
+/// reshaped dv, each read by nothing else -> `mt.rotary_concat_qkv` of the
+/// rotaries' dy and dv, at the concat.
+bool fuseRotaryConcatQkv(ConcatQKVOp concat) {
+  RotaryGradOp gq = rotaryGradOfPart(concat.getDq()), gk = rotaryGradOfPart(concat.getDk());
+  auto rv = concat.getDv().getDefiningOp<ReshapeOp>();
+  if (!gq || !gk || !rv || !concat.getDv().hasOneUse() || !sameRotary(gq, gk) ||
+      rv.getInput().getType() != gk.getDy().getType() ||
+      cast<RankedTensorType>(concat.getType()).getRank() != 3)
+    return false;
+  for (Operation *op : {gq.getOperation(), gk.getOperation(), rv.getOperation()})
+    if (!samePlace(concat, op))
+      return false;
+  OpBuilder b(concat);
+  auto fused = RotaryConcatQKVOp::create(
+      b, concat.getLoc(), concat.getType(), gq.getDy(), gk.getDy(), rv.getInput(),
+      gq.getPositionIds(), gq.getThetaAttr(), gq.getScalingFactorAttr(),
+      gq.getLowFreqFactorAttr(), gq.getHighFreqFactorAttr(), gq.getOriginalMaxPositionAttr());
+  fused->setDiscardableAttrs(concat->getDiscardableAttrDictionary());
+  concat.getResult().replaceAllUsesWith(fused.getResult());
+  Operation *reshapes[] = {concat.getDq().getDefiningOp(), concat.getDk().getDefiningOp()};
+  concat.erase();
+  rv.erase();
+  for (Operation *reshape : reshapes)
+    reshape->erase();
+  gq.erase();
+  gk.erase();
+  return true;
+}
+
 /// Whether the distributed optimizer lays the parameters out in buckets
 /// (mt-build-optimizer): their order there is not the fused weight's.
 bool hasBuckets(ModuleOp module) {
@@ -566,6 +668,16 @@ struct FusePass : public mt::impl::FuseBase<FusePass> {
       for (Operation *a : attentions)
         if (std::optional<Qkv> qkv = matchQkv(a))
           fuseLinearQkv(std::move(*qkv));
+    }
+    if (rotaryQkv) {
+      SmallVector<SplitQKVOp> splits;
+      SmallVector<ConcatQKVOp> concats;
+      getOperation().walk([&](SplitQKVOp s) { splits.push_back(s); });
+      getOperation().walk([&](ConcatQKVOp c) { concats.push_back(c); });
+      for (SplitQKVOp split : splits)
+        fuseSplitQkvRotary(split);
+      for (ConcatQKVOp concat : concats)
+        fuseRotaryConcatQkv(concat);
     }
     if (addRMSNorm) {
       SmallVector<RMSNormOp> norms;

@@ -153,6 +153,36 @@ void addDenseKernels(Table &t) {
     concatQkv(io.f(0), io.f(1), io.f(2), io.out(0), s->rows, s->qDim, s->kvDim);
     return Status::ok();
   };
+  // The rotary forms: the split then the rotation of q and k in place; the
+  // rotations' gradients (which add) into zeroed copies, then the packing.
+  t[Op::split_qkv_rotary] = [](auto &in, auto &a, auto &m, const KernelContext &) {
+    Io io{in, m};
+    Expected<kernels::RotaryQkvShape> s = kernels::rotaryQkvShapeOf(in.op(), a);
+    if (!s)
+      return s.status();
+    const kernels::QkvShape p = s->packed();
+    float *q = io.out(0), *k = io.out(1);
+    splitQkv(io.f(0), q, k, io.out(2), p.rows, p.qDim, p.kvDim);
+    const kernels::RotaryParams rope = kernels::rotaryParamsOf(a);
+    rotaryForward(q, q, s->batch, s->seq, s->heads, s->headDim, rope, io.positions(1));
+    rotaryForward(k, k, s->batch, s->seq, s->kvHeads, s->headDim, rope, io.positions(1));
+    return Status::ok();
+  };
+  t[Op::rotary_concat_qkv] = [](auto &in, auto &a, auto &m, const KernelContext &) {
+    Io io{in, m};
+    Expected<kernels::RotaryQkvShape> s = kernels::rotaryQkvShapeOf(in.op(), a);
+    if (!s)
+      return s.status();
+    const kernels::QkvShape p = s->packed();
+    std::vector<float> dq(size_t(p.rows * p.qDim), 0.0f), dk(size_t(p.rows * p.kvDim), 0.0f);
+    const kernels::RotaryParams rope = kernels::rotaryParamsOf(a);
+    rotaryBackward(io.f(0), dq.data(), s->batch, s->seq, s->heads, s->headDim, rope,
+                   io.positions(3));
+    rotaryBackward(io.f(1), dk.data(), s->batch, s->seq, s->kvHeads, s->headDim, rope,
+                   io.positions(3));
+    concatQkv(dq.data(), dk.data(), io.f(2), io.out(0), p.rows, p.qDim, p.kvDim);
+    return Status::ok();
+  };
   t[Op::gelu] = plain([](auto &in, auto &a, auto &m) {
     Io io{in, m};
     geluForward(io.f(0), io.out(0), a.i("n"), a.i("approximate_tanh") != 0);

@@ -146,38 +146,55 @@ __device__ __forceinline__ float2 rotate(float x1, float x2, float c, float sn) 
 /// P = 2: each thread rotates pairs (i, i + half) and (i + 1, i + 1 + half)
 /// with 4-byte bf16x2 accesses (half even); P = 1: one pair per thread.
 /// kPositions: the angle's position is the token's position id (packed
-/// documents), else its index in the row.
+/// documents), else its index in the row. Token t's heads start at element
+/// t * stride + offset of x (xSpan) and of y (ySpan).
 template <int P, bool kPositions>
 __global__ void rotaryKernel(const bf16 *x, bf16 *y, const float2 *cosSin,
                              int64_t groups, int64_t seq, int64_t heads, int64_t half,
-                             float sign, const int32_t *positions, int64_t tableRows) {
+                             float sign, const int32_t *positions, int64_t tableRows,
+                             RowSpan xSpan, RowSpan ySpan) {
   const int64_t perHead = half / P;
   for (int64_t g = groupStart<1>(); g < groups; g += groupStride<1>()) {
     const int64_t i = (g % perHead) * P;
     const int64_t rowHead = g / perHead; // (row, head) flattened
+    const int64_t token = rowHead / heads, head = rowHead % heads;
     // Packed documents or a context-parallel slice: the token's position
     // id, kept inside the table.
-    int64_t s = (rowHead / heads) % seq;
+    int64_t s = token % seq;
     if constexpr (kPositions)
-      s = min(max(int64_t(positions[rowHead / heads]), int64_t(0)), tableRows - 1);
-    const int64_t at = rowHead * 2 * half + i;
+      s = min(max(int64_t(positions[token]), int64_t(0)), tableRows - 1);
+    const int64_t inHead = head * 2 * half + i;
+    const int64_t from = token * xSpan.stride + xSpan.offset + inHead;
+    const int64_t to = token * ySpan.stride + ySpan.offset + inHead;
     if constexpr (P == 2) {
       const float4 cs = *reinterpret_cast<const float4 *>(cosSin + s * half + i);
-      const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(x + at));
+      const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(x + from));
       const float2 b =
-          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(x + at + half));
+          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(x + from + half));
       const float2 r0 = rotate(a.x, b.x, cs.x, sign * cs.y);
       const float2 r1 = rotate(a.y, b.y, cs.z, sign * cs.w);
-      *reinterpret_cast<__nv_bfloat162 *>(y + at) = __floats2bfloat162_rn(r0.x, r1.x);
-      *reinterpret_cast<__nv_bfloat162 *>(y + at + half) =
-          __floats2bfloat162_rn(r0.y, r1.y);
+      *reinterpret_cast<__nv_bfloat162 *>(y + to) = __floats2bfloat162_rn(r0.x, r1.x);
+      *reinterpret_cast<__nv_bfloat162 *>(y + to + half) = __floats2bfloat162_rn(r0.y, r1.y);
     } else {
       const float2 cs = cosSin[s * half + i];
-      const float2 r = rotate(__bfloat162float(x[at]), __bfloat162float(x[at + half]),
+      const float2 r = rotate(__bfloat162float(x[from]), __bfloat162float(x[from + half]),
                               cs.x, sign * cs.y);
-      y[at] = __float2bfloat16_rn(r.x);
-      y[at + half] = __float2bfloat16_rn(r.y);
+      y[to] = __float2bfloat16_rn(r.x);
+      y[to + half] = __float2bfloat16_rn(r.y);
     }
+  }
+}
+
+/// Rows of `width` columns from x to y, V elements per access.
+template <int V>
+__global__ void copyRowsKernel(const bf16 *x, RowSpan xSpan, bf16 *y, RowSpan ySpan,
+                               int64_t rows, int64_t width) {
+  const int64_t n = rows * width;
+  for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
+    const int64_t row = i / width, c = i % width;
+    float e[V];
+    load<V>(x + row * xSpan.stride + xSpan.offset + c, e);
+    store<V>(y + row * ySpan.stride + ySpan.offset + c, e);
   }
 }
 
@@ -428,9 +445,15 @@ RotaryTable::~RotaryTable() {
     (void)cudaFree(cosSin_);
 }
 
+/// A RowSpan with its stride filled in for a dense operand of `width` columns.
+static RowSpan spanOf(RowSpan span, int64_t width) {
+  return span.stride == 0 ? RowSpan{width, 0} : span;
+}
+
 static Status rotaryApply(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
                           int64_t heads, const RotaryTable &table, float sign,
-                          cudaStream_t stream, const int32_t *positions) {
+                          cudaStream_t stream, const int32_t *positions, RowSpan xSpan,
+                          RowSpan ySpan) {
   if (seq > table.maxSeq())
     return Status::error(errorContext() + "rotary: seq (" + std::to_string(seq) +
                          ") exceeds the table's maxSeq (" +
@@ -439,28 +462,47 @@ static Status rotaryApply(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
   const int64_t pairs = batch * seq * heads * half;
   if (pairs == 0)
     return Status::ok();
+  xSpan = spanOf(xSpan, heads * 2 * half);
+  ySpan = spanOf(ySpan, heads * 2 * half);
   auto aligned4 = [](const void *p) { return reinterpret_cast<uintptr_t>(p) % 4 == 0; };
+  auto even = [](RowSpan r) { return r.stride % 2 == 0 && r.offset % 2 == 0; };
   // Unpacked rows compile without the position-id load.
-  const bool pairwise = half % 2 == 0 && aligned4(x) && aligned4(y);
+  const bool pairwise =
+      half % 2 == 0 && aligned4(x) && aligned4(y) && even(xSpan) && even(ySpan);
   const int64_t groups = pairwise ? pairs / 2 : pairs;
   auto kernel = pairwise ? (positions ? rotaryKernel<2, true> : rotaryKernel<2, false>)
                          : (positions ? rotaryKernel<1, true> : rotaryKernel<1, false>);
   kernel<<<gridFor(groups), kThreads, 0, stream>>>(x, y, table.cosSin(), groups, seq, heads,
-                                                   half, sign, positions, table.maxSeq());
+                                                   half, sign, positions, table.maxSeq(),
+                                                   xSpan, ySpan);
   MT_CUDA_CHECK_LAUNCH("rotaryKernel");
   return Status::ok();
 }
 
 Status rotaryForward(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
                      int64_t heads, const RotaryTable &table,
-                     cudaStream_t stream, const int32_t *positionIds) {
-  return rotaryApply(x, y, batch, seq, heads, table, 1.0f, stream, positionIds);
+                     cudaStream_t stream, const int32_t *positionIds, RowSpan xSpan,
+                     RowSpan ySpan) {
+  return rotaryApply(x, y, batch, seq, heads, table, 1.0f, stream, positionIds, xSpan, ySpan);
 }
 
 Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
                       int64_t heads, const RotaryTable &table,
-                      cudaStream_t stream, const int32_t *positionIds) {
-  return rotaryApply(dy, dx, batch, seq, heads, table, -1.0f, stream, positionIds);
+                      cudaStream_t stream, const int32_t *positionIds, RowSpan dySpan,
+                      RowSpan dxSpan) {
+  return rotaryApply(dy, dx, batch, seq, heads, table, -1.0f, stream, positionIds, dySpan,
+                     dxSpan);
+}
+
+Status copyRows(const bf16 *x, RowSpan xSpan, bf16 *y, RowSpan ySpan, int64_t rows,
+                int64_t width, cudaStream_t stream) {
+  xSpan = spanOf(xSpan, width);
+  ySpan = spanOf(ySpan, width);
+  auto by8 = [](RowSpan r) { return r.stride % 8 == 0 && r.offset % 8 == 0; };
+  const bool aligned =
+      width % 8 == 0 && by8(xSpan) && by8(ySpan) && aligned16(x) && aligned16(y);
+  return launchVectorized<8>(aligned, rows * width, copyRowsKernel<8>, copyRowsKernel<1>,
+                             stream, x, xSpan, y, ySpan, rows, width);
 }
 
 Status embeddingForward(const int32_t *ids, const bf16 *table, bf16 *y,

@@ -70,18 +70,34 @@ private:
   int64_t maxSeq_ = 0, headDim_ = 0;
 };
 
+/// Where each token's row of a [batch, seq, width] operand lies: at
+/// element token * stride + offset of its buffer. The default, stride 0,
+/// is a dense operand (stride = width); the q part of a packed [q | k | v]
+/// row of Q + 2K columns is {Q + 2K, 0}, its k part {Q + 2K, Q}.
+struct RowSpan {
+  int64_t stride = 0, offset = 0;
+};
+
 /// x, y [batch, seq, heads, headDim] (headDim of the table, seq <= its
-/// maxSeq); position of (b, s) is s, or positionIds[b * seq + s] when given
-/// ([batch, seq] i32 on the device: documents packed in a row, or the
-/// places of a context-parallel slice; clamped to [0, maxSeq)).
-/// Rotate-half, as cpu::rotaryForward. y may alias x.
+/// maxSeq), each laid out as its RowSpan says; position of (b, s) is s, or
+/// positionIds[b * seq + s] when given ([batch, seq] i32 on the device:
+/// documents packed in a row, or the places of a context-parallel slice;
+/// clamped to [0, maxSeq)). Rotate-half, as cpu::rotaryForward. y may
+/// alias x (with the same span).
 Status rotaryForward(const bf16 *x, bf16 *y, int64_t batch, int64_t seq,
                      int64_t heads, const RotaryTable &table,
-                     cudaStream_t stream, const int32_t *positionIds = nullptr);
+                     cudaStream_t stream, const int32_t *positionIds = nullptr,
+                     RowSpan xSpan = {}, RowSpan ySpan = {});
 /// dx = rotation of dy by -angle (written); dx may alias dy.
 Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
                       int64_t heads, const RotaryTable &table,
-                      cudaStream_t stream, const int32_t *positionIds = nullptr);
+                      cudaStream_t stream, const int32_t *positionIds = nullptr,
+                      RowSpan dySpan = {}, RowSpan dxSpan = {});
+
+/// y's rows of `width` columns = x's (rows tokens), each laid out as its
+/// RowSpan says: the v part of a packed qkv row out of it or into it.
+Status copyRows(const bf16 *x, RowSpan xSpan, bf16 *y, RowSpan ySpan, int64_t rows,
+                int64_t width, cudaStream_t stream);
 
 /// y[t, :] = table[ids[t], :]; ids in [0, vocab) (validated by the loader).
 /// Vocab-parallel: `table` holds rows [vocabStart, vocabStart + localVocab)

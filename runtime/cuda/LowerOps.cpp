@@ -258,6 +258,45 @@ template <bool kBackward> void rotary(Lowerer &L, const Attrs &a) {
   });
 }
 
+/// split_qkv_rotary and rotary_concat_qkv: q and k rotated straight out of
+/// (or into) their columns of the packed [q | k | v] rows, v copied.
+template <bool kBackward> void rotaryQkv(Lowerer &L, const Attrs &a) {
+  Expected<kernels::RotaryQkvShape> shape = kernels::rotaryQkvShapeOf(L.instruction().op(), a);
+  if (!shape)
+    return L.fail(shape.message());
+  const kernels::RotaryQkvShape r = *shape;
+  const kernels::QkvShape p = r.packed();
+  const int64_t dim = p.qDim + 2 * p.kvDim;
+  const RowSpan packedQ{dim, 0}, packedK{dim, p.qDim}, packedV{dim, p.qDim + p.kvDim};
+  const RotaryTable *table =
+      rotaryTable(L, a, kernels::rotaryTableRows(r.seq, 1, L.plan().training().seq()));
+  if (!table)
+    return;
+  if constexpr (kBackward) {
+    const bf16 *dq = L.bfIn(0), *dk = L.bfIn(1), *dv = L.bfIn(2);
+    const int32_t *pos = positionIds(L, 3);
+    bf16 *dx = L.bfOut(0);
+    L.emit([=](cudaStream_t s) -> Status {
+      MT_CUDA_RETURN_IF_ERROR(rotaryBackward(dq, dx, r.batch, r.seq, r.heads, *table, s, pos, {},
+                                        packedQ));
+      MT_CUDA_RETURN_IF_ERROR(rotaryBackward(dk, dx, r.batch, r.seq, r.kvHeads, *table, s, pos, {},
+                                        packedK));
+      return copyRows(dv, {}, dx, packedV, p.rows, p.kvDim, s);
+    });
+  } else {
+    const bf16 *x = L.bfIn(0);
+    const int32_t *pos = positionIds(L, 1);
+    bf16 *q = L.bfOut(0), *k = L.bfOut(1), *v = L.bfOut(2);
+    L.emit([=](cudaStream_t s) -> Status {
+      MT_CUDA_RETURN_IF_ERROR(
+          rotaryForward(x, q, r.batch, r.seq, r.heads, *table, s, pos, packedQ, {}));
+      MT_CUDA_RETURN_IF_ERROR(
+          rotaryForward(x, k, r.batch, r.seq, r.kvHeads, *table, s, pos, packedK, {}));
+      return copyRows(x, packedV, v, {}, p.rows, p.kvDim, s);
+    });
+  }
+}
+
 /// The first row of this rank's slice of a vocab-parallel table (0 when
 /// the table is whole): its coordinate on the axis times the local rows.
 int64_t vocabStart(Lowerer &L, const Attrs &a) {
@@ -333,6 +372,8 @@ void addDenseLowerings(LoweringTable &t) {
   t[Op::chunked_swiglu_grad] = chunkedSwigluGrad;
   t[Op::split_qkv] = splitQkvOp;
   t[Op::concat_qkv] = concatQkvOp;
+  t[Op::split_qkv_rotary] = rotaryQkv<false>;
+  t[Op::rotary_concat_qkv] = rotaryQkv<true>;
   t[Op::add] = addOp;
   t[Op::accumulate] = accumulateOp;
   t[Op::num_tokens] = numTokensOp;

@@ -2,8 +2,8 @@
 // backend: with them (`--no-fuse linear-fc1,linear-qkv`) and with
 // `--no-fuse all`, on one rank, pp2 x vpp2, tp2 with sequence parallelism
 // and with recomputed norms and MLPs, the 3 steps' losses and gradient
-// norms and every updated weight are equal. With every fusion (linear-fc1
-// and linear-qkv too) they are equal within the parallel layouts'
+// norms and every updated weight are equal. With every fusion (linear-fc1,
+// linear-qkv and rotary-qkv too) they are equal within the parallel layouts'
 // tolerances: one GEMM over the gate and up (or q, k and v) weights sums
 // the input gradient over all of them in another order than separate GEMMs
 // and adds do (fp32 rounding, as tp's split GEMMs). The fused plan contains
@@ -61,13 +61,21 @@ TEST_P(FusionEquivalence, AllFusionsMatchTheUnfusedStep) {
 }
 
 TEST_P(FusionEquivalence, FusedPlanHasTheFusedInstructions) {
+  // rotary-qkv rotates q and k as the packed output is split, unless a
+  // per-head norm sits between (Qwen3's q_norm and k_norm).
+  const bool rotated = GetParam().first != "qwen3";
+  const char *split = rotated ? "split_qkv_rotary" : "split_qkv";
+  const char *concat = rotated ? "rotary_concat_qkv" : "concat_qkv";
   for (const char *op : {"add_rmsnorm", "add_rmsnorm_grad", "chunked_swiglu",
-                         "chunked_swiglu_grad", "split_qkv", "concat_qkv"}) {
+                         "chunked_swiglu_grad", split, concat}) {
     EXPECT_GT(countOps(run("fused") + ".plan", op), 0) << op;
     EXPECT_EQ(countOps(run("unfused") + ".plan", op), 0) << op;
   }
-  for (const char *op : {"chunked_swiglu", "split_qkv", "concat_qkv"})
+  for (const char *op : {"chunked_swiglu", split, concat})
     EXPECT_EQ(countOps(run("norms") + ".plan", op), 0) << op;
+  if (rotated)
+    for (const char *op : {"split_qkv", "concat_qkv", "rotary", "rotary_grad"})
+      EXPECT_EQ(countOps(run("fused") + ".plan", op), 0) << op;
   // One GEMM for gate and up, and one for q, k and v, forward and for each
   // gradient: fewer per layer (and per recomputed copy) than without
   // linear-fc1 and linear-qkv.

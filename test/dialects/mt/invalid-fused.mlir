@@ -117,3 +117,35 @@ func.func @concat_qkv_columns(%dq: tensor<2x4x8xf32>, %dk: tensor<2x4x4xf32>, %d
   %0 = mt.concat_qkv %dq, %dk, %dv : (tensor<2x4x8xf32>, tensor<2x4x4xf32>, tensor<2x4x4xf32>) -> tensor<2x4x17xf32>
   return
 }
+
+// -----
+
+func.func @split_qkv_rotary_columns(%x: tensor<2x4x64xf32>) {
+  // expected-error @+1 {{'mt.split_qkv_rotary' op expects input with 80 columns ((q heads + 2 x kv heads) x head_dim), got [2, 4, 64]}}
+  %q, %k, %v = mt.split_qkv_rotary %x {theta = 1.0e+04 : f64} : (tensor<2x4x64xf32>) -> (tensor<2x4x3x16xf32>, tensor<2x4x1x16xf32>, tensor<2x4x1x16xf32>)
+  return
+}
+
+// -----
+
+func.func @split_qkv_rotary_head_dim(%x: tensor<2x4x20xf32>) {
+  // expected-error @+1 {{'mt.split_qkv_rotary' op expects an even head_dim, got 5}}
+  %q, %k, %v = mt.split_qkv_rotary %x {theta = 1.0e+04 : f64} : (tensor<2x4x20xf32>) -> (tensor<2x4x2x5xf32>, tensor<2x4x1x5xf32>, tensor<2x4x1x5xf32>)
+  return
+}
+
+// -----
+
+func.func @rotary_concat_qkv_scaling(%dq: tensor<2x4x2x16xf32>, %dk: tensor<2x4x1x16xf32>) {
+  // expected-error @+1 {{'mt.rotary_concat_qkv' op expects all or none of scaling_factor, low_freq_factor, high_freq_factor, original_max_position (llama3 rope scaling), got 1 of 4}}
+  %p = mt.rotary_concat_qkv %dq, %dk, %dk {theta = 1.0e+04 : f64, scaling_factor = 8.0 : f64} : tensor<2x4x2x16xf32>, tensor<2x4x1x16xf32>, tensor<2x4x1x16xf32> -> tensor<2x4x64xf32>
+  return
+}
+
+// -----
+
+func.func @rotary_concat_qkv_positions(%dq: tensor<2x4x2x16xf32>, %dk: tensor<2x4x1x16xf32>, %pos: tensor<2x5xi32>) {
+  // expected-error @+1 {{position_ids}}
+  %p = mt.rotary_concat_qkv %dq, %dk, %dk positions %pos : tensor<2x5xi32> {theta = 1.0e+04 : f64} : tensor<2x4x2x16xf32>, tensor<2x4x1x16xf32>, tensor<2x4x1x16xf32> -> tensor<2x4x64xf32>
+  return
+}

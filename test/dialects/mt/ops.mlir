@@ -387,3 +387,13 @@ func.func @fused_qkv(%qkv: tensor<2x8x128xf32>)
   %p = mt.concat_qkv %q, %k, %v : (tensor<2x8x64xf32>, tensor<2x8x32xf32>, tensor<2x8x32xf32>) -> tensor<2x8x128xf32>
   return %q, %p : tensor<2x8x64xf32>, tensor<2x8x128xf32>
 }
+
+// CHECK-LABEL: func @fused_qkv_rotary
+func.func @fused_qkv_rotary(%qkv: tensor<2x8x128xf32>, %pos: tensor<2x8xi32>)
+    -> (tensor<2x8x4x16xf32>, tensor<2x8x128xf32>) {
+  // CHECK: mt.split_qkv_rotary %{{.*}} positions %{{.*}} : tensor<2x8xi32> {theta = 1.000000e+04 : f64} : (tensor<2x8x128xf32>) -> (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>)
+  %q, %k, %v = mt.split_qkv_rotary %qkv positions %pos : tensor<2x8xi32> {theta = 1.0e+04 : f64} : (tensor<2x8x128xf32>) -> (tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32>)
+  // CHECK: mt.rotary_concat_qkv %{{.*}}, %{{.*}}, %{{.*}} {high_freq_factor = 4.000000e+00 : f64, low_freq_factor = 1.000000e+00 : f64, original_max_position = 8192 : i64, scaling_factor = 3.200000e+01 : f64, theta = 5.000000e+05 : f64} : tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32> -> tensor<2x8x128xf32>
+  %p = mt.rotary_concat_qkv %q, %k, %v {theta = 5.0e+05 : f64, scaling_factor = 32.0 : f64, low_freq_factor = 1.0 : f64, high_freq_factor = 4.0 : f64, original_max_position = 8192 : i64} : tensor<2x8x4x16xf32>, tensor<2x8x2x16xf32>, tensor<2x8x2x16xf32> -> tensor<2x8x128xf32>
+  return %q, %p : tensor<2x8x4x16xf32>, tensor<2x8x128xf32>
+}

@@ -1,5 +1,6 @@
-// RUN: mtc-opt %s -split-input-file -mt-fuse | FileCheck %s
+// RUN: mtc-opt %s -split-input-file '-mt-fuse=rotary-qkv=false' | FileCheck %s
 // RUN: mtc-opt %s -split-input-file '-mt-fuse=linear-qkv=false' | FileCheck %s --check-prefix=OFF
+// (rotary-qkv, which would fold the rotaries below into the split: fuse-rotary-qkv.mlir)
 
 // An attention's q, k and v projections with biases (Qwen2), forward and
 // backward: one linear over the weights and biases read as one matrix,

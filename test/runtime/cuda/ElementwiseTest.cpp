@@ -1,10 +1,10 @@
 // The CUDA element-wise kernels (runtime/cuda/Elementwise.h) against the
 // CPU references: SwiGLU (cpu::swiglu*, cpu::chunkedSwiglu* of a packed
 // gate | up), the linear_qkv split and its inverse (cpu::splitQkv,
-// cpu::concatQkv, bit-exact), rotary (cpu::rotary*, bit-exact
-// through the shared cos/sin table), embedding (cpu::embedding*, bit-exact;
-// its scaled add of the dp ranks' gathered rows),
-// casts (every bf16 pattern; fp32 rounding edge cases) and the fill.
+// cpu::concatQkv, bit-exact), rotary (cpu::rotary*, bit-exact through the
+// shared cos/sin table; also out of and into the packed qkv rows), embedding
+// (cpu::embedding*, bit-exact; its scaled add of the dp ranks' gathered
+// rows), casts (every bf16 pattern; fp32 rounding edge cases) and the fill.
 #include "runtime/cuda/Elementwise.h"
 
 #include "runtime/cpu/Attention.h"
@@ -197,11 +197,94 @@ TEST_P(RotaryTest, BitExactWithCpu) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, RotaryTest,
     ::testing::Values(RotaryCase{2, 7, 3, 64, false}, RotaryCase{1, 129, 4, 6, false},
+                      RotaryCase{2, 9, 3, 12, true}, // half 6: two pairs per thread
                       RotaryCase{2, 129, 8, 64, true}, RotaryCase{1, 2048, 2, 128, true}),
     [](const auto &info) {
       const RotaryCase &c = info.param;
       return joined("b", c.batch, "_s", c.seq, "_h", c.heads, "_d", c.headDim,
                     c.llama3 ? "_llama3" : "");
+    });
+
+struct RotaryQkvCase {
+  int64_t batch, seq, heads, kvHeads, headDim;
+  bool positions;
+};
+
+void PrintTo(const RotaryQkvCase &c, std::ostream *os) {
+  *os << shapeText({c.batch, c.seq, c.heads, c.kvHeads, c.headDim})
+      << (c.positions ? "+positions" : "");
+}
+
+// split_qkv_rotary and rotary_concat_qkv as the CUDA lowering runs them:
+// q and k rotated straight out of (into) their columns of the packed rows
+// and v copied, against the CPU's split then rotary (rotary_grad into
+// zeros, then the packing). An odd half head_dim (one pair per thread),
+// GQA, llama3 scaling, packed-document positions.
+class RotaryQkvTest : public ::testing::TestWithParam<RotaryQkvCase> {};
+
+TEST_P(RotaryQkvTest, BitExactWithCpuSplitThenRotary) {
+  const auto [batch, seq, heads, kvHeads, headDim, withPositions] = GetParam();
+  const kernels::RotaryParams params{500000.0, 32.0, 1.0, 4.0, 8192};
+  const int64_t rows = batch * seq, qDim = heads * headDim, kvDim = kvHeads * headDim;
+  const int64_t dim = qDim + 2 * kvDim;
+  std::mt19937 rng(uint32_t(rows * dim + withPositions));
+  const auto x = randomBf16(rng, rows * dim, -3, 3);
+  std::vector<int32_t> positions(static_cast<size_t>(rows));
+  for (int64_t t = 0; t < rows; ++t)
+    positions[size_t(t)] = int32_t(t % seq % 5); // documents of 5 tokens
+  const int32_t *cpuPositions = withPositions ? positions.data() : nullptr;
+  auto table = cuda::RotaryTable::create(params, seq, headDim);
+  ASSERT_TRUE(table) << table.message();
+  DeviceBuffer<bf16> dX(rows * dim), dQ(rows * qDim), dK(rows * kvDim), dV(rows * kvDim),
+      dPacked(rows * dim);
+  DeviceBuffer<int32_t> dPositions(rows);
+  uploadBf16(dX, x);
+  dPositions.upload(positions.data());
+  const int32_t *pos = withPositions ? dPositions.get() : nullptr;
+  const cuda::RowSpan q{dim, 0}, k{dim, qDim}, v{dim, qDim + kvDim};
+  MT_ASSERT_OK(cuda::rotaryForward(dX.get(), dQ.get(), batch, seq, heads, *table, nullptr, pos,
+                                   q, {}));
+  MT_ASSERT_OK(cuda::rotaryForward(dX.get(), dK.get(), batch, seq, kvHeads, *table, nullptr,
+                                   pos, k, {}));
+  MT_ASSERT_OK(cuda::copyRows(dX.get(), v, dV.get(), {}, rows, kvDim, nullptr));
+  std::vector<float> wq(rows * qDim), wk(rows * kvDim), wv(rows * kvDim);
+  cpu::splitQkv(x.data(), wq.data(), wk.data(), wv.data(), rows, qDim, kvDim);
+  cpu::rotaryForward(wq.data(), wq.data(), batch, seq, heads, headDim, params, cpuPositions);
+  cpu::rotaryForward(wk.data(), wk.data(), batch, seq, kvHeads, headDim, params, cpuPositions);
+  auto rounded = [](std::vector<float> f) {
+    for (float &e : f)
+      e = roundBf16(e);
+    return f;
+  };
+  EXPECT_EQ(downloadBf16(dQ), rounded(wq));
+  EXPECT_EQ(downloadBf16(dK), rounded(wk));
+  EXPECT_EQ(downloadBf16(dV), wv);
+
+  // Backward: the rotated parts' gradients (here the parts themselves).
+  MT_ASSERT_OK(cuda::rotaryBackward(dQ.get(), dPacked.get(), batch, seq, heads, *table,
+                                    nullptr, pos, {}, q));
+  MT_ASSERT_OK(cuda::rotaryBackward(dK.get(), dPacked.get(), batch, seq, kvHeads, *table,
+                                    nullptr, pos, {}, k));
+  MT_ASSERT_OK(cuda::copyRows(dV.get(), {}, dPacked.get(), v, rows, kvDim, nullptr));
+  const std::vector<float> gq = downloadBf16(dQ), gk = downloadBf16(dK);
+  std::vector<float> dq(rows * qDim, 0.0f), dk(rows * kvDim, 0.0f), want(rows * dim);
+  cpu::rotaryBackward(gq.data(), dq.data(), batch, seq, heads, headDim, params, cpuPositions);
+  cpu::rotaryBackward(gk.data(), dk.data(), batch, seq, kvHeads, headDim, params,
+                      cpuPositions);
+  cpu::concatQkv(rounded(dq).data(), rounded(dk).data(), wv.data(), want.data(), rows, qDim,
+                 kvDim);
+  EXPECT_EQ(downloadBf16(dPacked), want);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, RotaryQkvTest,
+    ::testing::Values(RotaryQkvCase{2, 7, 3, 1, 6, false}, RotaryQkvCase{2, 33, 4, 2, 64, true},
+                      RotaryQkvCase{1, 129, 8, 2, 128, false},
+                      RotaryQkvCase{4, 256, 32, 8, 64, true}),
+    [](const auto &info) {
+      const RotaryQkvCase &c = info.param;
+      return joined("b", c.batch, "_s", c.seq, "_h", c.heads, "_kv", c.kvHeads, "_d",
+                    c.headDim, c.positions ? "_positions" : "");
     });
 
 struct EmbeddingCase {

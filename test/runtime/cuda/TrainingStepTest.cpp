@@ -205,16 +205,21 @@ TEST_P(FusedMlpTest, TrainsAsTheUnfusedMlp) {
 }
 
 // mt-fuse's linear-qkv on the GPU: one GEMM over the q, k and v weights
-// (and Qwen2's biases) placed back to back, split_qkv and concat_qkv, trains
-// as the three GEMMs of the plan compiled with --no-fuse linear-qkv
-// (<model>-no-qkv, from tools/gpu-check.sh --prepare) do, over 20 steps.
+// (and Qwen2's biases) placed back to back, split_qkv and concat_qkv (with
+// rotary-qkv, split_qkv_rotary and rotary_concat_qkv where no per-head norm
+// sits between the split and the rotary: Llama, Qwen2), trains as the three
+// GEMMs of the plan compiled with --no-fuse linear-qkv (<model>-no-qkv,
+// from tools/gpu-check.sh --prepare) do, over 20 steps.
 class FusedQkvTest : public TrainingStepTest {};
 
 TEST_P(FusedQkvTest, TrainsAsTheUnfusedProjections) {
   const std::string unfused = plan_ + "-no-qkv";
   ASSERT_TRUE(std::filesystem::exists(unfused + "/plan.pb")) << unfused;
-  for (const char *op : {"split_qkv", "concat_qkv"}) {
-    ASSERT_GT(countOps(plan_, op), 0) << plan_ << " " << op;
+  const bool rotated = countOps(plan_, "split_qkv_rotary") > 0;
+  EXPECT_EQ(rotated, model_.find("qwen3") == std::string::npos) << plan_;
+  for (const char *op : {"split_qkv", "concat_qkv", "split_qkv_rotary", "rotary_concat_qkv"}) {
+    const bool rotary = std::string(op).find("rotary") != std::string::npos;
+    EXPECT_EQ(countOps(plan_, op) > 0, rotary == rotated) << plan_ << " " << op;
     ASSERT_EQ(countOps(unfused, op), 0) << unfused << " " << op;
   }
   const auto ref = train(unfused, data_, "cuda", tmp_ + "-no-qkv.jsonl");
