@@ -621,8 +621,14 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
     return errors.status();
   runDir = absolutePath(launchRunDir(o.runDir.empty() ? c.outputDir + "/mtc-run" : o.runDir,
                                      launch));
-  checkConfig(c, dataRequest(c, o, runDir), errors);
   const bool launched = !launch.by.empty();
+  // Megatron-Core's rule, said before any work (by the rank that prepares).
+  if (!errors.failed("sequence_parallel") && !errors.failed("tensor_model_parallel_size"))
+    if (std::string warning =
+            sequenceParallelOffAtTp1(c.parallel, c.whereGiven("sequence_parallel"));
+        !warning.empty() && (!launched || launch.localRank == 0))
+      llvm::errs() << "warning: " << warning << "\n";
+  checkConfig(c, dataRequest(c, o, runDir), errors);
   if (launched && o.prepareOnly)
     errors.add("", fail("--prepare-only under " + launch.by + ": prepare once, without the "
                         "launcher and with NPROC_PER_NODE set to its world size, then launch "
