@@ -540,6 +540,10 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   auto prepared = prepareTrainingData(dataRequest(c, o, runDir));
   if (!prepared)
     return prepared.status();
+  if (std::string warning = c.repeatedSamplesWarning(prepared->samples); !warning.empty()) {
+    llvm::errs() << "warning: " << warning << "\n";
+    llvm::errs().flush(); // before mtrun's output
+  }
   // 2. The model at the run's shape, and the plan for the layout.
   ImportOptions import;
   import.configPath = c.modelNameOrPath + "/config.json";
