@@ -399,6 +399,15 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   return checkGradReduceInBf16(*this, model);
 }
 
+std::string sequenceParallelOffAtTp1(ParallelConfig &c, const std::string &where) {
+  if (!c.sequenceParallel || c.tp != 1)
+    return "";
+  c.sequenceParallel = false;
+  return where + "sequence_parallel: true needs tensor_model_parallel_size > 1, and it is 1: "
+         "sequence parallelism is off (as Megatron-Core turns it off); set "
+         "tensor_model_parallel_size >= 2 for it, or remove the key";
+}
+
 Status OptimizerConfig::validate() const {
   // YAML and the flags both read .inf/.nan (and inf/nan): never a setting.
   struct Named { const char *name; double value; };

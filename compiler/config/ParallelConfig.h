@@ -193,11 +193,24 @@ std::string optionValueError(const std::string &name, const std::string &value);
 /// precision.
 std::string bf16FalseReason();
 
+/// Megatron-Core's rule for the key sequence_parallel at tensor parallel
+/// size 1 (megatron/training/arguments.py: "disabling sequence parallelism
+/// because tensor model parallelism is disabled"): where `c` has sequence
+/// parallelism on and tp 1, turns it off and returns the warning, which
+/// begins with `where` (the key's "file:line:col: " or "command line: ") and
+/// names the key; otherwise returns "" and leaves `c` as it is. For keys of
+/// a file or of `mtc train`'s command line, once every key and flag that
+/// sets tp has been applied; the --sp flag typed with tp 1 stays an error
+/// of resolve() (a flag the user typed is not changed behind their back).
+std::string sequenceParallelOffAtTp1(ParallelConfig &c, const std::string &where);
+
 /// Reads Megatron-Core names (`tensor_model_parallel_size`, ...) from a YAML
 /// file into `config`. Every error carries file:line:col and the key; a
-/// value error also the value and what is valid.
+/// value error also the value and what is valid. `where`, when given,
+/// receives "file:line:col: " of each key's value, by key.
 Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
-                              OptimizerConfig &optimizer);
+                              OptimizerConfig &optimizer,
+                              std::map<std::string, std::string> *where = nullptr);
 
 /// Every key loadParallelConfigYaml reads, sorted (for the choice between
 /// it and the training front-end: compiler/config/ConfigVocabulary.h).

@@ -255,7 +255,8 @@ const std::vector<std::string> &parallelConfigKeys() {
 }
 
 Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
-                              OptimizerConfig &optimizer) {
+                              OptimizerConfig &optimizer,
+                              std::map<std::string, std::string> *where) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -279,6 +280,8 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
     if (auto [it, added] = firstLine.try_emplace(key, keyNode.Mark().line + 1); !added)
       return fail(whereOf(path, keyNode), "option '", key, "' is given twice (first on line ",
                   it->second, ")");
+    if (where)
+      (*where)[key] = whereOf(path, value);
     Status s = Status::ok();
     if (auto it = setters.find(key); it != setters.end())
       s = it->second(path, key, value);

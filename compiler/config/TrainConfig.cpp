@@ -329,6 +329,26 @@ int64_t TrainConfig::stepsPerEpoch(int64_t datasetSamples) const {
   return std::max<int64_t>(1, datasetSamples / globalBatchSize());
 }
 
+std::string TrainConfig::repeatedSamplesWarning(int64_t datasetSamples) const {
+  const int64_t batch = globalBatchSize();
+  if (datasetSamples <= 0 || datasetSamples >= batch)
+    return "";
+  const std::string unit = stage == "sft" ? "rows" : "samples of cutoff_len tokens";
+  std::ostringstream times;
+  times.precision(2);
+  times << double(batch) / double(datasetSamples);
+  return "the prepared data has " + std::to_string(datasetSamples) + " " + unit +
+         ", and every step reads " + std::to_string(batch) + " (the global batch: "
+         "per_device_train_batch_size " + std::to_string(perDeviceTrainBatchSize) +
+         " x gradient_accumulation_steps " + std::to_string(gradientAccumulationSteps) +
+         " x data-parallel size " + std::to_string(dataParallelSize()) +
+         "): every step repeats samples, each about " + times.str() + " times; lower "
+         "per_device_train_batch_size or gradient_accumulation_steps to a global batch of at "
+         "most " + std::to_string(datasetSamples) + ", or give more data" +
+         (maxSamples > 0 ? " (max_samples " + std::to_string(maxSamples) + " keeps only the "
+                           "first examples)" : std::string());
+}
+
 Expected<int64_t> TrainConfig::trainSteps(std::optional<int64_t> datasetSamples) const {
   if (maxSteps > 0)
     return maxSteps;
@@ -447,8 +467,12 @@ std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
   else if (auto steps = trainSteps(datasetSamples))
     os << "steps: num_train_epochs " << numTrainEpochs << " x "
        << countOf(stepsPerEpoch(*datasetSamples), "step") << " per epoch (" << *datasetSamples
-       << " samples / global batch " << globalBatchSize() << ", a last partial batch dropped) = "
-       << *steps << " steps\n";
+       << (*datasetSamples < globalBatchSize()
+               ? " samples, fewer than the global batch " + std::to_string(globalBatchSize()) +
+                     ": one step, samples repeated"
+               : " samples / global batch " + std::to_string(globalBatchSize()) +
+                     ", a last partial batch dropped")
+       << ") = " << *steps << " steps\n";
   else if (datasetSamples)
     os << "steps: num_train_epochs " << numTrainEpochs << " gives no optimizer step\n";
   else

@@ -122,6 +122,15 @@ struct TrainConfig {
   /// last partial batch as a step (ceil) instead.
   int64_t stepsPerEpoch(int64_t datasetSamples) const;
 
+  /// The warning for data smaller than one step ("" when it is not):
+  /// every step reads globalBatchSize() samples of the data order (which
+  /// goes on into the next epoch's shuffle), so with fewer samples than that
+  /// each step holds some of them twice or more. Names both numbers, the
+  /// keys that make the global batch and that more data helps.
+  /// transformers' Trainer would take a smaller last batch instead; the
+  /// run is still a run (a smoke test on a few rows), hence a warning.
+  std::string repeatedSamplesWarning(int64_t datasetSamples) const;
+
   /// The run's optimizer steps: max_steps when > 0, else
   /// ceil(num_train_epochs x stepsPerEpoch) (McaTrainer's and transformers'
   /// max_steps for epoch-based training). Errors: epochs without

@@ -331,10 +331,15 @@ bool compileModel(const CompileOptions &options) {
   if (scheduleWanted && !explainSchedule(parallel, succeeded(plan) ? &*plan : nullptr,
                                          options.scheduleSvg, llvm::outs(), options.explain))
     return false;
-  if (!missing.empty()) { // validated and explained; no plan to write
+  // The layout is valid and explained, but this version makes no plan of
+  // it: a failure, so that a script's `mtc compile --explain && ...` stops.
+  if (!missing.empty()) {
     if (options.explain)
       llvm::outs() << "plan: none; " << missing << "\n";
-    return true;
+    llvm::outs().flush(); // the explanation before the error
+    llvm::errs() << "error: " << missing << " (no plan can be compiled for this layout"
+                 << (options.explain ? "; the layout is explained above" : "") << ")\n";
+    return false;
   }
   if (options.explain)
     explainPlan(*plan, llvm::outs(), measure ? &recompute : nullptr, options.gpuMemory);

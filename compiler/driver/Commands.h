@@ -40,6 +40,9 @@ struct CompileOptions {
 
 /// Each prints its diagnostics to stderr and returns false on failure. The
 /// output paths are checked first (io::checkOutputs, runtime/support/OutputPath.h).
+/// compileModel: a layout that is valid but that this version makes no plan
+/// of (context parallelism on a mixture-of-experts model) is a failure, also
+/// where only --explain or --schedule-svg was asked (both still printed).
 bool importHf(const ImportOptions &options);
 bool printStats(const std::string &modelPath);
 bool compileModel(const CompileOptions &options);

@@ -5,6 +5,7 @@
 #include "compiler/config/TrainConfig.h"
 #include "compiler/driver/Commands.h"
 #include "compiler/driver/Launch.h"
+#include "compiler/driver/TrainOutputDir.h"
 #include "compiler/hf/HfConfig.h"
 #include "runtime/support/AtomicFile.h"
 #include "runtime/support/Wording.h"
@@ -17,7 +18,6 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -39,10 +39,6 @@ std::string absolutePath(const std::string &path) {
     text.pop_back();
   return text;
 }
-
-/// The directory of mtc's own state inside checkpoint-N (runtime/exec's
-/// kMtcStateDir, which the compiler does not link).
-constexpr const char *kMtcStateDirName = "mtc-state";
 
 /// The file a dataset name stands for: dataset_info.json's file_name, else
 /// a file in dataset_dir, else the name as a path. The error for none of
@@ -244,74 +240,6 @@ Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
 }
 
 namespace {
-
-/// The newest checkpoint-N of `outputDir` (transformers' rule for
-/// resume_from_checkpoint: true), or "" when it has none.
-fs::path newestCheckpoint(const std::string &outputDir) {
-  int64_t newest = -1;
-  fs::path found;
-  std::error_code ec;
-  for (const auto &entry : fs::directory_iterator(outputDir, ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.rfind("checkpoint-", 0) == 0 && name.size() > 11 &&
-        std::all_of(name.begin() + 11, name.end(), ::isdigit) &&
-        std::stoll(name.substr(11)) > newest)
-      newest = std::stoll(name.substr(11)), found = entry.path();
-  }
-  return found;
-}
-
-/// The checkpoint resume_from_checkpoint names: its mtc-state directory
-/// ("" when the run does not resume). A path that does not exist, is not a
-/// directory, or is a directory without mtc's state is told apart, naming
-/// the key, where it was given and the path.
-Expected<std::string> resumeState(const TrainConfig &c) {
-  if (c.resumeFromCheckpoint.empty())
-    return std::string();
-  const std::string key = c.whereGiven("resume_from_checkpoint") + "resume_from_checkpoint: ";
-  fs::path checkpoint = c.resumeFromCheckpoint;
-  if (c.resumeFromCheckpoint == "true") {
-    checkpoint = newestCheckpoint(c.outputDir);
-    if (checkpoint.empty())
-      return fail(key + "true, but output_dir " + c.outputDir + " has no checkpoint-N directory");
-  }
-  std::error_code ec;
-  if (!fs::exists(checkpoint, ec))
-    return fail(key + checkpoint.string() + " does not exist; give a checkpoint-N directory of "
-                "an earlier run's output_dir, or true for the newest one in output_dir");
-  if (!fs::is_directory(checkpoint, ec))
-    return fail(key + checkpoint.string() + " is not a directory; give a checkpoint-N "
-                "directory of an earlier run's output_dir");
-  // checkpoint-N/mtc-state itself names the same checkpoint.
-  if (checkpoint.filename() == kMtcStateDirName && fs::exists(checkpoint / "trainer.json", ec))
-    return checkpoint.string();
-  fs::path state = checkpoint / kMtcStateDirName;
-  if (!fs::exists(state / "trainer.json", ec))
-    return fail(key + checkpoint.string() + " is not a checkpoint of mtc: it has no " +
-                kMtcStateDirName + "/ (mtc's own state, needed for an exact resume); a Hugging "
-                "Face model directory starts a new run as model_name_or_path instead");
-  return state.string();
-}
-
-/// A new run into an output_dir that holds something is refused unless
-/// overwrite_output_dir or a resume says otherwise (transformers' rule).
-/// The run directory itself (output_dir/mtc-run by default, which other
-/// nodes of a launched job may have created already) does not count.
-Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir) {
-  if (resuming || c.overwriteOutputDir)
-    return Status::ok();
-  std::error_code ec;
-  const fs::path own = fs::weakly_canonical(runDir, ec);
-  for (const auto &entry : fs::directory_iterator(c.outputDir, ec)) {
-    fs::path path = fs::weakly_canonical(entry.path(), ec);
-    auto mismatch = std::mismatch(path.begin(), path.end(), own.begin(), own.end());
-    if (mismatch.first != path.end()) // not the run directory or one above it
-      return fail(c.whereGiven("output_dir") + "output_dir " + c.outputDir + " already exists "
-                  "and is not empty; set overwrite_output_dir: true, or "
-                  "resume_from_checkpoint: true to continue");
-  }
-  return Status::ok();
-}
 
 std::string besideExecutable(const std::string &executable, const std::string &tool) {
   std::string self = llvm::sys::fs::getMainExecutable(executable.c_str(),
@@ -530,8 +458,10 @@ namespace {
 
 /// The run's preparation in `runDir` (absolute and normal), its keys
 /// checked already: the data prepared, the model imported and the plan
-/// compiled for `c`'s layout; writes train.sh. `resume`: the mtc-state to
-/// resume ("" for none). Returns mtrun's command (`--nproc nproc` when > 1).
+/// compiled for `c`'s layout; a new run with overwrite_output_dir: true
+/// removes the earlier run's checkpoint-N; writes train.sh. `resume`: the
+/// mtc-state to resume ("" for none). Returns mtrun's command (`--nproc
+/// nproc` when > 1).
 /// Diagnostics of the import and compile steps go to stderr as they happen.
 Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainCommandOptions &o,
                                               const std::string &runDir,
@@ -540,6 +470,10 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   auto prepared = prepareTrainingData(dataRequest(c, o, runDir));
   if (!prepared)
     return prepared.status();
+  if (std::string warning = c.repeatedSamplesWarning(prepared->samples); !warning.empty()) {
+    llvm::errs() << "warning: " << warning << "\n";
+    llvm::errs().flush(); // before mtrun's output
+  }
   // 2. The model at the run's shape, and the plan for the layout.
   ImportOptions import;
   import.configPath = c.modelNameOrPath + "/config.json";
@@ -563,7 +497,21 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   compile.configExplain = c.explain(prepared->samples);
   if (!compileModel(compile))
     return fail("compiling the plan failed (its error is above)");
-  // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;
+  // 3. A new run claims output_dir: the checkpoints an earlier run left
+  // would be pruned before its own and be picked by a resume.
+  if (resume.empty() && c.overwriteOutputDir) {
+    auto removed = removeEarlierCheckpoints(c.outputDir);
+    if (!removed)
+      return removed.status();
+    if (!removed->empty()) {
+      llvm::outs() << "overwrite_output_dir: removed the earlier run's";
+      for (const std::string &name : *removed)
+        llvm::outs() << " " << name;
+      llvm::outs() << " from " << c.outputDir << "\n";
+      llvm::outs().flush(); // before mtrun's output
+    }
+  }
+  // 4. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;
   // there $MTRUN names that machine's mtrun (one built without the compiler).
   std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, resume, nproc);
   if (Status s = writeTrainScript(runDir, cmd, givenRelative(c), o.configPath); !s)
@@ -621,8 +569,14 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
     return errors.status();
   runDir = absolutePath(launchRunDir(o.runDir.empty() ? c.outputDir + "/mtc-run" : o.runDir,
                                      launch));
-  checkConfig(c, dataRequest(c, o, runDir), errors);
   const bool launched = !launch.by.empty();
+  // Megatron-Core's rule, said before any work (by the rank that prepares).
+  if (!errors.failed("sequence_parallel") && !errors.failed("tensor_model_parallel_size"))
+    if (std::string warning =
+            sequenceParallelOffAtTp1(c.parallel, c.whereGiven("sequence_parallel"));
+        !warning.empty() && (!launched || launch.localRank == 0))
+      llvm::errs() << "warning: " << warning << "\n";
+  checkConfig(c, dataRequest(c, o, runDir), errors);
   if (launched && o.prepareOnly)
     errors.add("", fail("--prepare-only under " + launch.by + ": prepare once, without the "
                         "launcher and with NPROC_PER_NODE set to its world size, then launch "
@@ -641,6 +595,16 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
     auto state = resumeState(c);
     errors.add("resume_from_checkpoint", state);
     resume = state ? absolutePath(*state) : "";
+    // The checkpoint's run against the keys, before the data step; keys
+    // refused already would be judged by a stand-in.
+    bool keysRead = true;
+    for (const char *key : {"model_name_or_path", "cutoff_len", "per_device_train_batch_size",
+                            "gradient_accumulation_steps", "max_steps", "seed",
+                            "tensor_model_parallel_size", "pipeline_model_parallel_size",
+                            "context_parallel_size"})
+      keysRead &= !errors.failed(key);
+    if (!resume.empty() && keysRead)
+      errors.add("resume_from_checkpoint", checkResumedRun(c, resume));
     if (state && outputKnown && !errors.failed("overwrite_output_dir"))
       errors.add("output_dir", checkOutputDir(c, !resume.empty(), runDir));
   }

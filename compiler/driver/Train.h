@@ -39,6 +39,12 @@ struct TrainCommandOptions {
 /// each node prepares the run and the others wait (Launch.h); the world size
 /// is the launcher's. Without a launcher, NPROC_PER_NODE (LLaMA-Factory's
 /// variable) local ranks, else tp x pp.
+/// Warnings (stderr) where a key is turned off or the run is odd but still
+/// a run: sequence_parallel at tp 1 (before any work, as Megatron-Core),
+/// data smaller than one global batch (after the data step). output_dir
+/// (TrainOutputDir.h): a resumed checkpoint must be of the same run (checked
+/// before the data step), and a new run with overwrite_output_dir: true
+/// removes the checkpoint-N directories an earlier run left there.
 bool trainCommand(const TrainCommandOptions &options);
 
 //===----------------------------------------------------------------------===//

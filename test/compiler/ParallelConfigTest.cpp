@@ -440,5 +440,22 @@ TEST(ParallelConfig, RecomputeDefaults) {
   EXPECT_EQ(ParallelConfig().recompute.describe(), "none");
 }
 
+// Megatron-Core's rule for the key at tp 1: sequence parallelism off, with
+// a warning naming where the key was given; at tp > 1, or off, nothing.
+TEST(ParallelConfig, SequenceParallelKeyAtTp1IsTurnedOffWithAWarning) {
+  ParallelConfig c;
+  c.sequenceParallel = true;
+  std::string w = sequenceParallelOffAtTp1(c, "sft.yaml:12:20: ");
+  EXPECT_EQ(w, "sft.yaml:12:20: sequence_parallel: true needs tensor_model_parallel_size > 1, "
+               "and it is 1: sequence parallelism is off (as Megatron-Core turns it off); set "
+               "tensor_model_parallel_size >= 2 for it, or remove the key");
+  EXPECT_FALSE(c.sequenceParallel);
+  EXPECT_EQ(errorOf(c), ""); // the layout resolves now
+  EXPECT_EQ(sequenceParallelOffAtTp1(c, "sft.yaml:12:20: "), "");
+  c.sequenceParallel = true, c.tp = 2;
+  EXPECT_EQ(sequenceParallelOffAtTp1(c, "sft.yaml:12:20: "), "");
+  EXPECT_TRUE(c.sequenceParallel);
+}
+
 } // namespace
 } // namespace mt

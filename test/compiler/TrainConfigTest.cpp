@@ -429,6 +429,42 @@ TEST(TrainConfig, StepsFromEpochsNeedTheDatasetSize) {
   EXPECT_EQ(o->warmupSteps, 2);
 }
 
+// Fewer samples than one global batch: every step holds some twice or
+// more. The warning gives both numbers and the keys that make the batch.
+TEST(TrainConfig, DataSmallerThanOneStepIsAWarningWithBothNumbers) {
+  TrainConfig c; // stage sft
+  c.perDeviceTrainBatchSize = 8, c.gradientAccumulationSteps = 4; // global batch 32
+  std::string w = c.repeatedSamplesWarning(11);
+  EXPECT_NE(w.find("the prepared data has 11 rows, and every step reads 32 (the global batch: "
+                   "per_device_train_batch_size 8 x gradient_accumulation_steps 4 x "
+                   "data-parallel size 1): every step repeats samples, each about 2.9 times; "
+                   "lower per_device_train_batch_size or gradient_accumulation_steps to a "
+                   "global batch of at most 11, or give more data"),
+            w.npos)
+      << w;
+  EXPECT_EQ(w.find("max_samples"), w.npos) << w;
+  // Exactly one batch, or more, repeats nothing within a step.
+  EXPECT_EQ(c.repeatedSamplesWarning(32), "");
+  EXPECT_EQ(c.repeatedSamplesWarning(33), "");
+  // dp counts (world 4 at tp 2: dp 2, global batch 64); max_samples is named
+  // where it cut the data; stage pt counts samples of cutoff_len tokens.
+  c.parallel.tp = 2, c.parallel.worldSize = 4, c.maxSamples = 40, c.stage = "pt";
+  w = c.repeatedSamplesWarning(40);
+  EXPECT_NE(w.find("has 40 samples of cutoff_len tokens, and every step reads 64 (the global "
+                   "batch: per_device_train_batch_size 8 x gradient_accumulation_steps 4 x "
+                   "data-parallel size 2)"),
+            w.npos)
+      << w;
+  EXPECT_NE(w.find("each about 1.6 times"), w.npos) << w;
+  EXPECT_NE(w.find("(max_samples 40 keeps only the first examples)"), w.npos) << w;
+  // --explain's step count says so too (3 epochs of one step each).
+  c.maxSteps = -1, c.numTrainEpochs = 3;
+  EXPECT_NE(c.explain(40).find("steps: num_train_epochs 3 x 1 step per epoch (40 samples, fewer "
+                               "than the global batch 64: one step, samples repeated) = 3 steps"),
+            std::string::npos)
+      << c.explain(40);
+}
+
 // transformers' AdamW and clipping keys reach the plan's optimizer as given.
 TEST(TrainConfig, OptimizerKeysReachTheOptimizer) {
   TrainConfig c;

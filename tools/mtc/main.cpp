@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <map>
 
 namespace {
 
@@ -19,6 +20,7 @@ struct ParallelFlags {
   mt::ParallelConfig layout;
   mt::OptimizerConfig optimizer;
   bool gradReduceInBf16 = false;
+  CLI::Option *sequenceParallelFlag = nullptr; // --sp: typed with tp 1, an error
   /// Each flag with what it sets in the resolved configuration when given.
   std::vector<std::pair<CLI::Option *,
                         std::function<void(mt::ParallelConfig &, mt::OptimizerConfig &)>>>
@@ -76,8 +78,9 @@ struct ParallelFlags {
     layoutFlag(cmd.add_option("--world-size", v.worldSize,
                               "number of ranks (default: tp*pp*cp*dp)"),
                &P::worldSize);
-    layoutFlag(cmd.add_flag("--sp", v.sequenceParallel, "sequence parallelism (needs --tp > 1)"),
-               &P::sequenceParallel);
+    sequenceParallelFlag =
+        cmd.add_flag("--sp", v.sequenceParallel, "sequence parallelism (needs --tp > 1)");
+    layoutFlag(sequenceParallelFlag, &P::sequenceParallel);
     layoutFlag(cmd.add_flag("--use-distributed-optimizer", v.distributedOptimizer,
                             "shard the AdamW state over dp (Megatron's distributed optimizer)"),
                &P::distributedOptimizer);
@@ -161,9 +164,12 @@ struct ParallelFlags {
   /// The YAML values, with every flag given on the command line on top. A
   /// LLaMA-Factory file (mt::configVocabulary) goes through the training
   /// front-end; its --explain lines land in `explainText`, and `note` says
-  /// which keys made it one (its defaults are transformers').
+  /// which keys made it one (its defaults are transformers'). The file's
+  /// sequence_parallel: true at the final tp 1 is turned off with a warning
+  /// (Megatron-Core's rule); the --sp flag at tp 1 stays resolve()'s error.
   bool resolve(mt::ParallelConfig &out, mt::OptimizerConfig &outOptimizer, bool writesPlan,
                std::string &explainText, std::string &note) const {
+    std::map<std::string, std::string> keyWhere; // the file's keys, "file:line:col: "
     if (!yaml.empty()) {
       auto vocabulary = mt::configVocabulary(yaml);
       if (!vocabulary) {
@@ -174,9 +180,10 @@ struct ParallelFlags {
         note = yaml + " reads as a LLaMA-Factory YAML by " + vocabulary->decidedBy +
                ": the keys it does not give take LLaMA-Factory's and transformers' defaults "
                "(per_device_train_batch_size 8, cutoff_len 2048, learning_rate 5e-05, ...)";
-        if (!readTrainConfig(out, outOptimizer, writesPlan, explainText))
+        if (!readTrainConfig(out, outOptimizer, writesPlan, explainText, keyWhere))
           return false;
-      } else if (mt::Status s = mt::loadParallelConfigYaml(yaml, out, outOptimizer); !s) {
+      } else if (mt::Status s = mt::loadParallelConfigYaml(yaml, out, outOptimizer, &keyWhere);
+                 !s) {
         std::cerr << "error: " << s.message() << "\n";
         return false;
       }
@@ -184,11 +191,17 @@ struct ParallelFlags {
     for (const auto &[option, apply] : flags)
       if (option->count())
         apply(out, outOptimizer);
+    if (!sequenceParallelFlag->count())
+      if (std::string warning = mt::sequenceParallelOffAtTp1(out, keyWhere["sequence_parallel"]);
+          !warning.empty())
+        std::cerr << "warning: " << warning << "\n";
     return true;
   }
 
+  /// `keyWhere`: where the file gave sequence_parallel, if it did.
   bool readTrainConfig(mt::ParallelConfig &out, mt::OptimizerConfig &outOptimizer,
-                       bool writesPlan, std::string &explainText) const {
+                       bool writesPlan, std::string &explainText,
+                       std::map<std::string, std::string> &keyWhere) const {
     mt::TrainConfig train;
     mt::Status s = mt::loadTrainConfig(yaml, {}, train);
     if (s)
@@ -228,6 +241,8 @@ struct ParallelFlags {
     }
     outOptimizer = *optimizer;
     explainText = train.explain(std::nullopt);
+    if (std::string where = train.whereGiven("sequence_parallel"); !where.empty())
+      keyWhere["sequence_parallel"] = where;
     return true;
   }
 };

@@ -1,0 +1,238 @@
+// `mtc train`'s output_dir: the checkpoint a run resumes (and whether it is
+// one of this run), a new run's right to the directory, and the earlier
+// run's checkpoints that overwrite_output_dir clears.
+#include "compiler/driver/TrainOutputDir.h"
+
+#include "compiler/config/TrainConfig.h"
+
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+namespace mt {
+namespace {
+
+namespace fs = std::filesystem;
+
+Status fail(const std::string &message) { return Status::error(message); }
+
+/// The directory of mtc's own state inside checkpoint-N (runtime/exec's
+/// kMtcStateDir, which the compiler does not link).
+constexpr const char *kMtcStateDirName = "mtc-state";
+
+/// N of a directory named checkpoint-N (N digits that fit 64 bits).
+std::optional<int64_t> checkpointNumber(const fs::path &path) {
+  const std::string name = path.filename().string(), prefix = "checkpoint-";
+  if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() || name.size() > prefix.size() + 18 ||
+      !std::all_of(name.begin() + prefix.size(), name.end(), ::isdigit))
+    return std::nullopt;
+  return std::stoll(name.substr(prefix.size()));
+}
+
+/// The checkpoint-N directories of `outputDir` by N.
+std::map<int64_t, fs::path> checkpointsOf(const std::string &outputDir) {
+  std::map<int64_t, fs::path> found;
+  std::error_code ec;
+  for (const auto &entry : fs::directory_iterator(outputDir, ec))
+    if (auto n = checkpointNumber(entry.path()); n && entry.is_directory(ec))
+      found[*n] = entry.path();
+  return found;
+}
+
+/// A JSON file as an object (nullopt when it cannot be read or is none).
+std::optional<llvm::json::Object> readObject(const std::string &path) {
+  auto buffer = llvm::MemoryBuffer::getFile(path);
+  if (!buffer)
+    return std::nullopt;
+  auto parsed = llvm::json::parse((*buffer)->getBuffer());
+  if (!parsed) {
+    llvm::consumeError(parsed.takeError());
+    return std::nullopt;
+  }
+  if (llvm::json::Object *object = parsed->getAsObject())
+    return std::move(*object);
+  return std::nullopt;
+}
+
+/// A value as JSON text, shortened for a message; a number that is no
+/// integer with the fewest digits that read back the same (1e-05, not
+/// 1.0000000000000001e-05).
+std::string textOf(const llvm::json::Value *value) {
+  if (!value)
+    return "absent";
+  std::string text;
+  if (std::optional<double> number = value->getAsNumber(); number && !value->getAsInteger()) {
+    for (int digits = 1; digits <= 17; ++digits) {
+      std::ostringstream os;
+      os.precision(digits);
+      os << *number;
+      if (text = os.str(); std::stod(text) == *number)
+        break;
+    }
+    return text;
+  }
+  llvm::raw_string_ostream(text) << *value;
+  return text.size() > 40 ? text.substr(0, 37) + "..." : text;
+}
+
+/// Config keys that describe the file, not the model (RunState.cpp's
+/// isMetadata: the run identity leaves them out).
+bool isMetadata(llvm::StringRef key) {
+  return key.empty() || key.starts_with("_") || key == "transformers_version" ||
+         key == "torch_dtype" || key == "dtype";
+}
+
+/// "  <what>: checkpoint <a>, this run <b>" lines for the model keys that
+/// differ between `config` (model_name_or_path's config.json) and the
+/// checkpoint's run identity `run` ("model.<key>").
+std::vector<std::string> modelDifferences(const llvm::json::Object &config,
+                                          const llvm::json::Object &run,
+                                          const std::string &modelDir) {
+  std::set<std::string> keys;
+  for (const auto &entry : config)
+    if (!isMetadata(entry.first))
+      keys.insert(entry.first.str());
+  for (const auto &entry : run)
+    if (llvm::StringRef key = entry.first; key.consume_front("model.") && !isMetadata(key))
+      keys.insert(key.str());
+  std::vector<std::string> lines;
+  for (const std::string &key : keys) {
+    const llvm::json::Value *mine = config.get(key), *theirs = run.get("model." + key);
+    if (!mine || !theirs || !(*mine == *theirs))
+      lines.push_back("model_name_or_path " + modelDir + ": config.json's " + key +
+                      ": checkpoint " + textOf(theirs) + ", this run " + textOf(mine));
+  }
+  constexpr size_t kShown = 6;
+  if (lines.size() > kShown) {
+    size_t more = lines.size() - kShown;
+    lines.resize(kShown);
+    lines.push_back("model_name_or_path: " + std::to_string(more) + " more config.json keys");
+  }
+  return lines;
+}
+
+/// The keys of `c` a checkpoint's trainer.json (`root`, its run identity
+/// `run`) must match, each "<key ...>: checkpoint <a>, this run <b>".
+std::vector<std::string> runDifferences(const TrainConfig &c, const llvm::json::Object &root,
+                                        const llvm::json::Object &run) {
+  std::vector<std::string> lines;
+  auto compare = [&](const std::string &what, std::optional<int64_t> theirs, int64_t mine) {
+    if (theirs && *theirs != mine)
+      lines.push_back(what + ": checkpoint " + std::to_string(*theirs) + ", this run " +
+                      std::to_string(mine));
+  };
+  const bool hasModel = std::any_of(run.begin(), run.end(), [](const auto &entry) {
+    return llvm::StringRef(entry.first).starts_with("model.");
+  });
+  if (auto config = readObject(c.modelNameOrPath + "/config.json"); config && hasModel)
+    lines = modelDifferences(*config, run, c.modelNameOrPath);
+  compare("cutoff_len", run.getInteger("seq"), c.cutoffLen);
+  compare("global batch (per_device_train_batch_size " +
+              std::to_string(c.perDeviceTrainBatchSize) + " x gradient_accumulation_steps " +
+              std::to_string(c.gradientAccumulationSteps) + " x data-parallel size " +
+              std::to_string(c.dataParallelSize()) + ")",
+          run.getInteger("global_batch"), c.globalBatchSize());
+  if (c.maxSteps > 0) // epochs set the steps from the data: mtrun compares those
+    compare("max_steps", run.getInteger("train_steps"), c.maxSteps);
+  if (auto seed = root.getInteger("seed"); seed && uint64_t(*seed) != c.seed)
+    lines.push_back("seed: checkpoint " + std::to_string(*seed) + ", this run " +
+                    std::to_string(c.seed));
+  return lines;
+}
+
+} // namespace
+
+Expected<std::string> resumeState(const TrainConfig &c) {
+  if (c.resumeFromCheckpoint.empty())
+    return std::string();
+  const std::string key = c.whereGiven("resume_from_checkpoint") + "resume_from_checkpoint: ";
+  fs::path checkpoint = c.resumeFromCheckpoint;
+  if (c.resumeFromCheckpoint == "true") {
+    auto all = checkpointsOf(c.outputDir);
+    if (all.empty())
+      return fail(key + "true, but output_dir " + c.outputDir + " has no checkpoint-N directory");
+    checkpoint = all.rbegin()->second;
+  }
+  std::error_code ec;
+  if (!fs::exists(checkpoint, ec))
+    return fail(key + checkpoint.string() + " does not exist; give a checkpoint-N directory of "
+                "an earlier run's output_dir, or true for the newest one in output_dir");
+  if (!fs::is_directory(checkpoint, ec))
+    return fail(key + checkpoint.string() + " is not a directory; give a checkpoint-N "
+                "directory of an earlier run's output_dir");
+  // checkpoint-N/mtc-state itself names the same checkpoint.
+  if (checkpoint.filename() == kMtcStateDirName && fs::exists(checkpoint / "trainer.json", ec))
+    return checkpoint.string();
+  fs::path state = checkpoint / kMtcStateDirName;
+  if (!fs::exists(state / "trainer.json", ec))
+    return fail(key + checkpoint.string() + " is not a checkpoint of mtc: it has no " +
+                kMtcStateDirName + "/ (mtc's own state, needed for an exact resume); a Hugging "
+                "Face model directory starts a new run as model_name_or_path instead");
+  return state.string();
+}
+
+Status checkResumedRun(const TrainConfig &c, const std::string &state) {
+  auto root = readObject(state + "/trainer.json");
+  const llvm::json::Object *run = root ? root->getObject("run") : nullptr;
+  if (!run)
+    return Status::ok();
+  std::vector<std::string> differences = runDifferences(c, *root, *run);
+  if (differences.empty())
+    return Status::ok();
+  const std::string checkpoint = fs::path(state).parent_path().string();
+  const bool newest = c.resumeFromCheckpoint == "true";
+  std::string message = c.whereGiven("resume_from_checkpoint") + "resume_from_checkpoint: " +
+                        (newest ? "true picked " + checkpoint + ", the newest checkpoint-N of "
+                                  "output_dir " + c.outputDir + ", and it"
+                                : checkpoint) +
+                        " is a checkpoint of another run (a resume continues the same model, "
+                        "cutoff_len, global batch, steps and seed, under any parallel layout):";
+  for (const std::string &line : differences)
+    message += "\n    " + line;
+  message += newest ? "\n  to start this run anew there, remove resume_from_checkpoint and set "
+                      "overwrite_output_dir: true (which removes output_dir's checkpoint-N "
+                      "directories), or give another output_dir; to resume, give "
+                      "resume_from_checkpoint the path of a checkpoint of this run"
+                    : "\n  resume a checkpoint of this run, or remove resume_from_checkpoint "
+                      "to start a new run";
+  return fail(message);
+}
+
+Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir) {
+  if (resuming || c.overwriteOutputDir)
+    return Status::ok();
+  std::error_code ec;
+  const fs::path own = fs::weakly_canonical(runDir, ec);
+  for (const auto &entry : fs::directory_iterator(c.outputDir, ec)) {
+    fs::path path = fs::weakly_canonical(entry.path(), ec);
+    auto mismatch = std::mismatch(path.begin(), path.end(), own.begin(), own.end());
+    if (mismatch.first != path.end()) // not the run directory or one above it
+      return fail(c.whereGiven("output_dir") + "output_dir " + c.outputDir + " already exists "
+                  "and is not empty; set overwrite_output_dir: true, or "
+                  "resume_from_checkpoint: true to continue");
+  }
+  return Status::ok();
+}
+
+Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &outputDir) {
+  std::vector<std::string> removed;
+  for (const auto &[n, path] : checkpointsOf(outputDir)) {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    if (ec && fs::exists(path)) // gone anyway: another node's rank removed it
+      return fail("overwrite_output_dir: cannot remove the earlier run's " + path.string() +
+                  ": " + ec.message());
+    removed.push_back(path.filename().string());
+  }
+  return removed;
+}
+
+} // namespace mt

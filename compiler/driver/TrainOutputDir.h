@@ -1,0 +1,51 @@
+// `mtc train`'s output_dir: which checkpoint a run resumes and whether it
+// is one of the same run, whether a new run may start there, and the
+// earlier run's checkpoints that overwrite_output_dir clears.
+#ifndef MT_COMPILER_DRIVER_TRAINOUTPUTDIR_H
+#define MT_COMPILER_DRIVER_TRAINOUTPUTDIR_H
+
+#include "runtime/support/Status.h"
+
+#include <string>
+#include <vector>
+
+namespace mt {
+
+struct TrainConfig;
+
+/// The checkpoint resume_from_checkpoint names: its mtc-state directory
+/// ("" when the run does not resume); true: the checkpoint-N of output_dir
+/// with the largest N (transformers' rule). A path that does not exist, is
+/// not a directory, or is a directory without mtc's state is told apart,
+/// naming the key, where it was given and the path.
+Expected<std::string> resumeState(const TrainConfig &c);
+
+/// The checkpoint at `state` (its mtc-state directory, as resumeState
+/// returns it) against what `c` sets before any data is prepared: the
+/// model (every key of model_name_or_path's config.json but metadata),
+/// cutoff_len, the global batch, max_steps (when given) and seed, as the
+/// checkpoint's trainer.json records its run (runtime/exec/RunState.h).
+/// The error names the checkpoint (and output_dir, for true), each
+/// difference with the key that sets it, and what to do instead. A
+/// trainer.json this cannot read passes: mtrun reads it and says what is
+/// wrong, and judges the data and the schedule, known only after the data
+/// step, the same way.
+Status checkResumedRun(const TrainConfig &c, const std::string &state);
+
+/// A new run into an output_dir that holds something is refused unless
+/// overwrite_output_dir or a resume says otherwise (transformers' rule).
+/// The run directory itself (output_dir/mtc-run by default, which other
+/// nodes of a launched job may have created already) does not count.
+Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir);
+
+/// A new run with overwrite_output_dir: true: removes the checkpoint-N
+/// directories (N digits) an earlier run left in `outputDir`, and returns
+/// their names, in order of N. Left there, save_total_limit would remove
+/// the new run's checkpoints first (the smallest N) and
+/// resume_from_checkpoint: true would pick the earlier run's newest. The
+/// error names the directory that could not be removed.
+Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &outputDir);
+
+} // namespace mt
+
+#endif // MT_COMPILER_DRIVER_TRAINOUTPUTDIR_H
