@@ -207,7 +207,21 @@ Status checkResumedRun(const TrainConfig &c, const std::string &state) {
 }
 
 Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir) {
-  if (resuming || c.overwriteOutputDir)
+  if (!resuming && c.overwriteOutputDir) {
+    // Only mtc's own checkpoints are removed (removeEarlierCheckpoints);
+    // one of another tool is data mtc does not delete.
+    std::string foreign;
+    for (const auto &[n, path] : checkpointsOf(c.outputDir))
+      if (!fs::is_directory(path / kMtcStateDirName))
+        foreign += (foreign.empty() ? "" : ", ") + path.filename().string();
+    if (!foreign.empty())
+      return fail(c.whereGiven("overwrite_output_dir") + "overwrite_output_dir: true would "
+                  "replace the checkpoints in output_dir " + c.outputDir + ", but " + foreign +
+                  " has no " + kMtcStateDirName + "/ (not written by mtc): move it out of "
+                  "output_dir, or give another output_dir");
+    return Status::ok();
+  }
+  if (resuming)
     return Status::ok();
   std::error_code ec;
   const fs::path own = fs::weakly_canonical(runDir, ec);
@@ -225,6 +239,8 @@ Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &ru
 Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &outputDir) {
   std::vector<std::string> removed;
   for (const auto &[n, path] : checkpointsOf(outputDir)) {
+    if (!fs::is_directory(path / kMtcStateDirName))
+      continue; // not mtc's (checkOutputDir refused it before any work)
     std::error_code ec;
     fs::remove_all(path, ec);
     if (ec && fs::exists(path)) // gone anyway: another node's rank removed it

@@ -35,11 +35,14 @@ Status checkResumedRun(const TrainConfig &c, const std::string &state);
 /// A new run into an output_dir that holds something is refused unless
 /// overwrite_output_dir or a resume says otherwise (transformers' rule).
 /// The run directory itself (output_dir/mtc-run by default, which other
-/// nodes of a launched job may have created already) does not count.
+/// nodes of a launched job may have created already) does not count. With
+/// overwrite_output_dir, a checkpoint-N mtc did not write (no mtc-state/)
+/// is refused by name: mtc removes only its own.
 Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir);
 
 /// A new run with overwrite_output_dir: true: removes the checkpoint-N
-/// directories (N digits) an earlier run left in `outputDir`, and returns
+/// directories (N digits) an earlier mtc run left in `outputDir` (those
+/// holding mtc-state/; checkOutputDir refuses any other), and returns
 /// their names, in order of N. Left there, save_total_limit would remove
 /// the new run's checkpoints first (the smallest N) and
 /// resume_from_checkpoint: true would pick the earlier run's newest. The
