@@ -133,28 +133,40 @@ TEST_P(VocabParallel, ShardsReproduceTheUnshardedKernels) {
 
 INSTANTIATE_TEST_SUITE_P(Ranks, VocabParallel, ::testing::Values(1, 2, 4));
 
+/// makeData's rows cut to a vocabulary of 35, in rows of 35 (compact) and
+/// padded to 36 with a huge logit in the padding column, labels below 35.
+constexpr int64_t kValidVocab = 35, kPaddedVocab = 36;
+struct Padded {
+  Data d;
+  std::vector<float> compact, padded;
+  std::vector<int32_t> labels;
+};
+
+Padded paddedData() {
+  Padded p{makeData(), std::vector<float>(kTokens * kValidVocab),
+           std::vector<float>(kTokens * kPaddedVocab, 1e6f), {}};
+  for (int64_t t = 0; t < kTokens; ++t)
+    for (int64_t v = 0; v < kValidVocab; ++v)
+      p.compact[t * kValidVocab + v] = p.padded[t * kPaddedVocab + v] = p.d.logits[t * kVocab + v];
+  p.labels = p.d.labels;
+  for (int32_t &l : p.labels)
+    l %= kValidVocab;
+  return p;
+}
+
 TEST(VocabParallelPadding, PaddedColumnsTakeNoPart) {
   // A vocabulary of 35 padded to 36 over 2 ranks: the padding column holds a
   // huge logit that must neither change the loss nor get a gradient.
-  const int64_t vocab = 35, paddedVocab = 36;
-  Data d = makeData();
-  std::vector<float> logits(kTokens * vocab);
-  for (int64_t t = 0; t < kTokens; ++t)
-    for (int64_t v = 0; v < vocab; ++v)
-      logits[t * vocab + v] = d.logits[t * kVocab + v];
-  std::vector<int32_t> labels(d.labels);
-  for (int32_t &l : labels)
-    l %= vocab;
-  float lossRef = crossEntropyForward(logits.data(), labels.data(), d.mask.data(), kTokens, vocab);
-  std::vector<float> dRef(logits.size(), 0.0f);
-  crossEntropyBackward(logits.data(), labels.data(), d.mask.data(), 1.0f, dRef.data(), kTokens,
-                       vocab);
-  std::vector<float> padded(kTokens * paddedVocab, 1e6f);
-  for (int64_t t = 0; t < kTokens; ++t)
-    for (int64_t v = 0; v < vocab; ++v)
-      padded[t * paddedVocab + v] = logits[t * vocab + v];
+  const int64_t vocab = kValidVocab, paddedVocab = kPaddedVocab;
+  const Padded p = paddedData();
+  const std::vector<float> &mask = p.d.mask;
+  float lossRef =
+      crossEntropyForward(p.compact.data(), p.labels.data(), mask.data(), kTokens, vocab);
+  std::vector<float> dRef(p.compact.size(), 0.0f);
+  crossEntropyBackward(p.compact.data(), p.labels.data(), mask.data(), 1.0f, dRef.data(),
+                       kTokens, vocab);
   SplitCrossEntropy split =
-      runSplit(padded, labels, d.mask, kTokens, 2, paddedVocab / 2, vocab, 1.0f);
+      runSplit(p.padded, p.labels, mask, kTokens, 2, paddedVocab / 2, vocab, 1.0f);
   const std::vector<float> &losses = split.losses, &dpad = split.dlogits;
   EXPECT_NEAR(losses[0], lossRef, tolerance::kFp32KernelRel * lossRef);
   EXPECT_EQ(losses[0], losses[1]);
@@ -168,38 +180,29 @@ TEST(VocabParallelPadding, PaddedColumnsTakeNoPart) {
 TEST(VocabParallelBackward, WritesEveryElementAndMayReplaceTheLogits) {
   // The plan gives the gradient the logits' own buffer: written, not added,
   // so a stale output (NaN here) and the aliasing both leave it exact.
-  const int64_t vocab = 35, paddedVocab = 36;
-  Data d = makeData();
-  std::vector<float> logits(kTokens * paddedVocab, 1e6f);
-  for (int64_t t = 0; t < kTokens; ++t)
-    for (int64_t v = 0; v < vocab; ++v)
-      logits[t * paddedVocab + v] = d.logits[t * kVocab + v];
-  std::vector<int32_t> labels(d.labels);
-  for (int32_t &l : labels)
-    l %= vocab;
+  const int64_t vocab = kValidVocab, paddedVocab = kPaddedVocab;
+  const Padded p = paddedData();
+  const std::vector<float> &mask = p.d.mask;
   const VocabShard s{kTokens, paddedVocab, 0, validColumns(paddedVocab, 0, vocab)};
   std::vector<float> rowMax(kTokens), predicted(kTokens), sumExp(kTokens);
-  vocabParallelLogitsMax(logits.data(), rowMax.data(), s);
-  vocabParallelPredictedLogits(logits.data(), rowMax.data(), labels.data(), predicted.data(),
+  vocabParallelLogitsMax(p.padded.data(), rowMax.data(), s);
+  vocabParallelPredictedLogits(p.padded.data(), rowMax.data(), p.labels.data(), predicted.data(),
                                sumExp.data(), s);
-  std::vector<float> apart(logits.size(), std::nanf(""));
-  vocabParallelCrossEntropyBackward(logits.data(), labels.data(), d.mask.data(), rowMax.data(),
+  std::vector<float> apart(p.padded.size(), std::nanf(""));
+  vocabParallelCrossEntropyBackward(p.padded.data(), p.labels.data(), mask.data(), rowMax.data(),
                                     sumExp.data(), 0.5f, apart.data(), s);
-  std::vector<float> same = logits;
-  vocabParallelCrossEntropyBackward(same.data(), labels.data(), d.mask.data(), rowMax.data(),
+  std::vector<float> same = p.padded;
+  vocabParallelCrossEntropyBackward(same.data(), p.labels.data(), mask.data(), rowMax.data(),
                                     sumExp.data(), 0.5f, same.data(), s);
   EXPECT_EQ(same, apart) << "in place equals out of place";
-  std::vector<float> ref(kTokens * vocab, 0.0f), compact(kTokens * vocab);
-  for (int64_t t = 0; t < kTokens; ++t)
-    for (int64_t v = 0; v < vocab; ++v)
-      compact[t * vocab + v] = logits[t * paddedVocab + v];
-  crossEntropyBackward(compact.data(), labels.data(), d.mask.data(), 0.5f, ref.data(), kTokens,
-                       vocab);
+  std::vector<float> ref(p.compact.size(), 0.0f);
+  crossEntropyBackward(p.compact.data(), p.labels.data(), mask.data(), 0.5f, ref.data(),
+                       kTokens, vocab);
   for (int64_t t = 0; t < kTokens; ++t) {
     EXPECT_EQ(apart[t * paddedVocab + vocab], 0.0f) << "padding column of token " << t;
     for (int64_t v = 0; v < vocab; ++v)
       EXPECT_NEAR(apart[t * paddedVocab + v], ref[t * vocab + v], tolerance::kFp32KernelAbs)
-          << "token " << t << " column " << v << (d.mask[t] == 0 ? " (masked)" : "");
+          << "token " << t << " column " << v << (mask[t] == 0 ? " (masked)" : "");
   }
 }
 
