@@ -123,12 +123,12 @@ Expected<PreparedData> prepareChatData(const DataRequest &r) {
   if (r.maskHistory)
     argv.push_back("--mask-history");
   std::string summary = r.outputPath + ".summary";
-  if (Status s = runTool(argv, summary, "preparing dataset '" + r.dataset + "'"); !s)
-    return s;
-  std::ifstream in(summary);
+  const Status ran = runTool(argv, summary, "preparing dataset '" + r.dataset + "'");
   std::stringstream text;
-  text << in.rdbuf();
-  fs::remove(summary);
+  text << std::ifstream(summary).rdbuf();
+  fs::remove(summary); // the tool's captured line, also after a failure
+  if (!ran)
+    return ran;
   // "PATH: N samples in R rows of ..." (tools/mt-prepare-sft).
   const std::string line = text.str();
   size_t at = line.find(" in ");
