@@ -22,6 +22,7 @@
 #include "runtime/cuda/NcclCommunicator.h"
 #endif
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <deque>
@@ -33,6 +34,15 @@
 
 namespace mt::exec {
 namespace {
+
+/// The fp32 `f` as the double its shortest decimal reads as (0.003f gives
+/// 0.003, not 0.003000000026): the learning rate the logs and
+/// trainer_state.json show is the one the schedule was given.
+double shortestDecimal(float f) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, f).ptr;
+  return std::strtod(std::string(text, end).c_str(), nullptr);
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -663,7 +673,7 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
     return r.status();
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return StepRecord{step, *loss, *m.f32(b.grad_norm()),
-                    r->skipped ? 0.0 : *m.f32(b.learning_rate()),
+                    r->skipped ? 0.0 : shortestDecimal(*m.f32(b.learning_rate())),
                     double(t.global_batch() * t.seq()) / seconds, r->skipped, r->skipReason};
 }
 
