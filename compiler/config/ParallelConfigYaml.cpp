@@ -4,6 +4,7 @@
 #include "compiler/config/ParallelConfig.h"
 
 #include "compiler/config/ConfigError.h"
+#include "compiler/config/YamlText.h"
 
 #include "runtime/support/Wording.h"
 
@@ -20,6 +21,8 @@ namespace mt {
 namespace {
 
 using config::fail;
+using config::spellingOf;
+using config::whereOf;
 
 /// Performance hints (booleans) that never change the result: their value
 /// is checked to be a boolean, then not used.
@@ -27,22 +30,6 @@ const std::set<std::string> &hintKeys() {
   static const std::set<std::string> keys = {
       "bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm", "overlap_grad_reduce"};
   return keys;
-}
-
-/// "file:line:col: " of a node, for messages.
-std::string whereOf(const std::string &path, const YAML::Node &n) {
-  std::ostringstream os;
-  os << path << ":" << n.Mark().line + 1 << ":" << n.Mark().column + 1 << ": ";
-  return os.str();
-}
-
-/// What a node holds, for messages: the scalar as written, or its kind.
-std::string spellingOf(const YAML::Node &n) {
-  if (n.IsScalar())
-    return "'" + n.Scalar() + "'";
-  if (n.IsNull())
-    return "null";
-  return n.IsSequence() ? "a list" : "a mapping";
 }
 
 /// Reads `n` through yaml-cpp's typed conversion, so that a value is read by

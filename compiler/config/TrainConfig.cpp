@@ -5,6 +5,7 @@
 
 #include "compiler/config/ConfigVocabulary.h"
 #include "compiler/config/TrainKeys.h"
+#include "compiler/config/YamlText.h"
 #include "runtime/support/Wording.h"
 
 #include <yaml-cpp/yaml.h>
@@ -30,11 +31,7 @@ bool isSection(const std::string &key) {
   return key == "megatron" || key == "override_transformer_config";
 }
 
-std::string whereOf(const std::string &path, const YAML::Node &n) {
-  std::ostringstream os;
-  os << path << ":" << n.Mark().line + 1 << ":" << n.Mark().column + 1 << ": ";
-  return os.str();
-}
+using config::whereOf;
 
 /// Reads keys one by one; every error and refusal is collected so that one
 /// run names every key that is wrong.

@@ -2,6 +2,8 @@
 // MCoreAdapter's Megatron keys and Trinity-RFT's `megatron:` block.
 #include "compiler/config/TrainKeys.h"
 
+#include "compiler/config/YamlText.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
@@ -13,10 +15,8 @@ namespace mt::trainkeys {
 namespace {
 
 Status typeError(const Given &g, const char *key, const char *expected) {
-  std::string got = g.node.IsScalar() ? "'" + g.node.Scalar() + "'"
-                    : g.node.IsNull() ? "null"
-                    : g.node.IsSequence() ? "a list" : "a mapping";
-  return Status::error(g.where + key + ": expected " + expected + ", got " + got);
+  return Status::error(g.where + key + ": expected " + expected + ", got " +
+                       config::spellingOf(g.node));
 }
 
 /// Reads a scalar by its type whatever its YAML spelling (True/yes, 3e-6).
@@ -35,6 +35,13 @@ using Setter = std::function<Status(TrainConfig &, const Given &)>;
 
 Setter boolean(const char *key, bool TrainConfig::*field) {
   return [=](TrainConfig &c, const Given &g) { return read(g, key, "true or false", c.*field); };
+}
+/// A boolean of the parallel layout's options (sequence_parallel,
+/// use_distributed_optimizer, ...).
+Setter layoutFlag(const char *key, bool ParallelConfig::*field) {
+  return [=](TrainConfig &c, const Given &g) {
+    return read(g, key, "true or false", c.parallel.*field);
+  };
 }
 Setter text(const char *key, std::string TrainConfig::*field) {
   return [=](TrainConfig &c, const Given &g) { return read(g, key, "a string", c.*field); };
@@ -427,9 +434,7 @@ std::vector<Key> megatronKeys() {
       {"virtual_pipeline_model_parallel_size", Honoured, Megatron, "vpp (interleaved 1F1B)", {}, "",
        layout("virtual_pipeline_model_parallel_size", &P::vpp, 1, true)},
       {"sequence_parallel", Honoured, Megatron, "sequence parallelism over tp", {}, "",
-       [](TrainConfig &c, const Given &g) {
-         return read(g, "sequence_parallel", "true or false", c.parallel.sequenceParallel);
-       }},
+       layoutFlag("sequence_parallel", &P::sequenceParallel)},
       {"micro_batch_size", Honoured, Megatron, "per_device_train_batch_size", {}, "", microBatch},
       {"expert_model_parallel_size", Honoured, Megatron, "ep (experts split over the ranks of "
        "an ep group, MoE parallel folding)", {}, "",
@@ -519,30 +524,22 @@ std::vector<Key> megatronKeys() {
        "layernorm, moe_act, moe", {}, "", recomputeModules},
       {"use_distributed_optimizer", Honoured, Megatron, "AdamW state sharded over dp in gradient "
        "buckets (reduce-scatter, sharded update, all-gather)", {}, "",
-       [](TrainConfig &c, const Given &g) {
-         return read(g, "use_distributed_optimizer", "true or false",
-                     c.parallel.distributedOptimizer);
-       }},
+       layoutFlag("use_distributed_optimizer", &P::distributedOptimizer)},
       {"grad_reduce_in_fp32", Honoured, Megatron, "the dp gradient reduction in fp32 (true, the "
        "default) or in bf16 (false: half the bytes; the CUDA backend, where the reduction "
        "overlaps backward; refused by name where another reduction would stay fp32: cp, "
-       "the experts' edp, pp, grad_offload, or none exists: dp 1)", {}, "", [](TrainConfig &c, const Given &g) {
-         return read(g, "grad_reduce_in_fp32", "true or false", c.parallel.gradReduceInFp32);
-       }},
+       "the experts' edp, pp, grad_offload, or none exists: dp 1)", {}, "",
+       layoutFlag("grad_reduce_in_fp32", &P::gradReduceInFp32)},
       {"deterministic_mode", Honoured, Megatron, "every kernel sums in a fixed order and a run "
        "repeats bit for bit (true; the CUDA backend's attention backward then keeps dP whole, "
        "slower) or attention's backward may accumulate with atomics (false, the default)",
-       {}, "", [](TrainConfig &c, const Given &g) {
-         return read(g, "deterministic_mode", "true or false", c.parallel.deterministicMode);
-       }},
+       {}, "", layoutFlag("deterministic_mode", &P::deterministicMode)},
       {"overlap_grad_reduce", AlwaysDone, Megatron, "a speed choice: the CUDA backend starts the "
        "dp gradient reduction (all-reduce, or the distributed optimizer's bucket reduce-scatters) "
        "behind the last backward", {}, "", anyFlag("overlap_grad_reduce")},
       {"overlap_param_gather", Honoured, Megatron, "the distributed optimizer's parameter "
        "all-gather of each bucket runs behind the next step's forward", {}, "",
-       [](TrainConfig &c, const Given &g) {
-         return read(g, "overlap_param_gather", "true or false", c.parallel.overlapParamGather);
-       }},
+       layoutFlag("overlap_param_gather", &P::overlapParamGather)},
       {"bias_activation_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they "
        "see fit, with the same result", {}, "", anyFlag("bias_activation_fusion")},
       {"apply_rope_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they see "
@@ -550,25 +547,18 @@ std::vector<Key> megatronKeys() {
       {"calculate_per_token_loss", Honoured, Megatron, "the loss is normalized by the step's "
        "loss tokens (over every micro-batch, dp and cp rank) instead of averaging each "
        "micro-batch's token mean; a mixture-of-experts router's aux loss is multiplied by its "
-       "tokens first, as Megatron-Core's", {}, "", [](TrainConfig &c, const Given &g) {
-         return read(g, "calculate_per_token_loss", "true or false", c.parallel.perTokenLoss);
-       }},
+       "tokens first, as Megatron-Core's", {}, "",
+       layoutFlag("calculate_per_token_loss", &P::perTokenLoss)},
       // Trinity-RFT's megatron: block.
       {"param_offload", Honoured, Megatron, "the weights in host memory; each program "
        "copies a weight to the GPU before each run of its uses there, and the optimizer's "
-       "update back", {}, "", [](TrainConfig &c, const Given &g) {
-         return read(g, "param_offload", "true or false", c.parallel.paramOffload);
-       }},
+       "update back", {}, "", layoutFlag("param_offload", &P::paramOffload)},
       {"grad_offload", Honoured, Megatron, "the fp32 main gradients in host memory; each "
        "program copies a gradient to the GPU before its first use there and back after its "
-       "last", {}, "", [](TrainConfig &c, const Given &g) {
-         return read(g, "grad_offload", "true or false", c.parallel.gradOffload);
-       }},
+       "last", {}, "", layoutFlag("grad_offload", &P::gradOffload)},
       {"optimizer_offload", Honoured, Megatron, "the fp32 master weights and AdamW state in "
        "host memory, updated there; the plan copies gradients to the host and the updated "
-       "weights back", {}, "", [](TrainConfig &c, const Given &g) {
-         return read(g, "optimizer_offload", "true or false", c.parallel.optimizerOffload);
-       }},
+       "weights back", {}, "", layoutFlag("optimizer_offload", &P::optimizerOffload)},
       {"use_mbridge", AlwaysDone, Trinity, "mtc always reads and writes Hugging Face weights "
        "itself (no mbridge, no conversion)", {}, "", anyFlag("use_mbridge")},
       {"use_dist_checkpointing", Honoured, Trinity, "start from and save mtc's own checkpoints "

@@ -1,0 +1,30 @@
+// How the YAML readers (the Megatron option file, the training front-end's
+// keys) name a place and a value in their messages.
+#ifndef MT_COMPILER_CONFIG_YAMLTEXT_H
+#define MT_COMPILER_CONFIG_YAMLTEXT_H
+
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+
+namespace mt::config {
+
+/// "file:line:col: " of a node (1-based), to start a message with.
+inline std::string whereOf(const std::string &path, const YAML::Node &n) {
+  return path + ":" + std::to_string(n.Mark().line + 1) + ":" +
+         std::to_string(n.Mark().column + 1) + ": ";
+}
+
+/// What a node holds, for messages: the scalar as written in quotes, null,
+/// or its kind ("a list", "a mapping").
+inline std::string spellingOf(const YAML::Node &n) {
+  if (n.IsScalar())
+    return "'" + n.Scalar() + "'";
+  if (n.IsNull())
+    return "null";
+  return n.IsSequence() ? "a list" : "a mapping";
+}
+
+} // namespace mt::config
+
+#endif // MT_COMPILER_CONFIG_YAMLTEXT_H
