@@ -6,6 +6,8 @@
 #include "runtime/cuda/MoE.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/cuda/Elementwise.h"
+#include "runtime/cuda/GridStride.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -237,20 +239,11 @@ int backwardTokensPerBlock(const RouterShape &s) {
   return int(std::clamp<int64_t>(48 * 1024 / (int64_t(sizeof(float)) * s.experts), 1, 128));
 }
 
-__global__ void bf16ToFloatKernel(const bf16 *x, float *y, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = __bfloat162float(x[i]);
-}
-
 /// y (=|+=) x, x fp32 and y bf16 (one rounding of the sum).
 __global__ void floatIntoBf16Kernel(const float *x, bf16 *y, bool add, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = grid::groupStart<1>(); i < n; i += grid::groupStride<1>())
     y[i] = __float2bfloat16(add ? __bfloat162float(y[i]) + x[i] : x[i]);
 }
-
-unsigned gridOf(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 4096)); }
 
 /// Column-major C (m x n) = op(A) op(B) + beta C, fp32 (cuBLAS's default
 /// math: no TF32), on `stream`; the row-major products map onto it as
@@ -274,9 +267,7 @@ Status route(const RouterBlas &blas, const bf16 *x, const float *w, float *weigh
   if (groups > 65535) // a grid dimension of expertStatsKernel
     return Status::error("moe_router: " + std::to_string(groups) +
                          " sequences in a micro-batch for seq_aux_loss; at most 65535");
-  const int64_t n = s.tokens * s.hidden;
-  bf16ToFloatKernel<<<gridOf(n), 256, 0, stream>>>(x, scratch.x32, n);
-  MT_CUDA_CHECK_LAUNCH("moe_router_x_fp32");
+  MT_CUDA_RETURN_IF_ERROR(castBf16ToFloat(x, scratch.x32, s.tokens * s.hidden, stream));
   // logits [tokens, experts] = x w^T: column-major logits^T = w^T x^T.
   MT_CUDA_RETURN_IF_ERROR(sgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, s.experts, s.tokens, s.hidden, w,
                            s.hidden, scratch.x32, s.hidden, 0.0f, scratch.probs, s.experts,
@@ -331,7 +322,8 @@ Status moeRouterBackward(const RouterBlas &blas, const bf16 *x, const float *w,
                            s.hidden, scratch.dlogits, s.experts, 0.0f, scratch.x32, s.hidden,
                            stream));
   const int64_t n = s.tokens * s.hidden;
-  floatIntoBf16Kernel<<<gridOf(n), 256, 0, stream>>>(scratch.x32, dx, addDx, n);
+  floatIntoBf16Kernel<<<grid::gridFor(n), grid::kThreads, 0, stream>>>(scratch.x32, dx, addDx,
+                                                                       n);
   MT_CUDA_CHECK_LAUNCH("moe_router_dx");
   return Status::ok();
 }
