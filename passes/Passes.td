@@ -404,6 +404,14 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
       backward, `mt.concat_qkv` of two such `mt.rotary_grad` (through
       reshapes, read by nothing else) and a reshaped dv becomes
       `mt.rotary_concat_qkv`. Context-parallel rotaries stay apart.
+    - `swiglu-recompute` (after `linear-fc1`): an `mt.chunked_swiglu`
+      whose output the backward reads only in the down projection's
+      `mt.linear_grad_weight` has that output recomputed by the backward's
+      `mt.chunked_swiglu_grad` of the same input, which becomes
+      `mt.chunked_swiglu_recompute_grad` (bit-identical; one more write of
+      [..., F] per layer instead of keeping it from forward to backward);
+      the weight gradient moves after it. Left to mt-recompute where that
+      recomputes the MLP already.
     The ops of a pattern must be in the same block, on the same virtual
     stage and equally marked backward or recomputed; no other reader of
     the add's result may sit between it and the norm. The fused op takes
@@ -423,6 +431,9 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
     Option<"rotaryQkv", "rotary-qkv", "bool", "true",
            "the rotary embedding of q and k applied as the qkv GEMM's output is split, and "
            "undone as their gradients are packed">,
+    Option<"swigluRecompute", "swiglu-recompute", "bool", "true",
+           "recompute a SwiGLU MLP's activation in its gradient instead of keeping it for "
+           "the down projection's weight gradient">,
   ];
 }
 

@@ -33,7 +33,7 @@ struct CompileOptions {
   bool overwrite = false;  // outputs may replace what io::checkOutputs allows with it
   uint64_t gpuMemory = 0;  // --explain: the cheapest recompute that fits (0: none asked)
   /// --no-fuse: mt-fuse patterns left out (add-rmsnorm, add-rmsnorm-grad,
-  /// linear-fc1, linear-qkv, rotary-qkv;
+  /// linear-fc1, linear-qkv, rotary-qkv, swiglu-recompute;
   /// all: the pass does not run).
   std::vector<std::string> noFuse;
 };

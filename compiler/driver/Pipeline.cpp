@@ -144,10 +144,12 @@ FailureOr<std::unique_ptr<Pass>> fusePass(ModuleOp module, const std::vector<std
       options.linearQkv = false;
     else if (name == "rotary-qkv")
       options.rotaryQkv = false;
+    else if (name == "swiglu-recompute")
+      options.swigluRecompute = false;
     else
       return optionError(module) << "--no-fuse '" << name
                                  << "' is not a fusion: all, add-rmsnorm, add-rmsnorm-grad, "
-                                    "linear-fc1, linear-qkv or rotary-qkv";
+                                    "linear-fc1, linear-qkv, rotary-qkv or swiglu-recompute";
   }
   return createFuse(options);
 }

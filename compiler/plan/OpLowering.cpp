@@ -298,7 +298,7 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
         w.i("dim", dim(o.getResult(), -1)).i("kv_heads", dim(o.getDk(), 2));
         return true;
       })
-      .Case<ChunkedSwiGLUOp, ChunkedSwiGLUGradOp>([&](auto o) {
+      .Case<ChunkedSwiGLUOp, ChunkedSwiGLUGradOp, ChunkedSwiGLURecomputeGradOp>([&](auto o) {
         Value x = o.getInput(); // [..., 2 dim]
         w.i("rows", numel(x) / dim(x, -1)).i("dim", dim(x, -1) / 2);
         return true;

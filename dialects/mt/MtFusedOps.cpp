@@ -139,6 +139,13 @@ LogicalResult ChunkedSwiGLUGradOp::verify() {
   return expectType(*this, "dx", getDx(), getInput().getType());
 }
 
+LogicalResult ChunkedSwiGLURecomputeGradOp::verify() {
+  if (failed(verifyChunks(*this, "input", tensorOf(getInput()), "dy", tensorOf(getDy()))) ||
+      failed(expectType(*this, "dx", getDx(), getInput().getType())))
+    return failure();
+  return expectType(*this, "output", getOutput(), getDy().getType());
+}
+
 LogicalResult SplitQKVRotaryOp::verify() {
   return verifyRotaryQKV(*this, "input", getInput(), getQ(), getK(), getV());
 }

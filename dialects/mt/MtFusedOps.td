@@ -93,6 +93,30 @@ def Mt_ChunkedSwiGLUGradOp : Mt_Op<"chunked_swiglu_grad", [Pure]> {
       "rows*dim*2; rows*dim; rows*dim*2">;
 }
 
+def Mt_ChunkedSwiGLURecomputeGradOp : Mt_Op<"chunked_swiglu_recompute_grad", [Pure]> {
+  let summary = "mt.chunked_swiglu_grad that also recomputes the forward's output";
+  let description = [{
+    `input` [..., 2F] and `dy` [..., F] as `mt.chunked_swiglu_grad`'s;
+    results: `dx` [..., 2F], that op's packed [dgate | dup], and `output`
+    [..., F] = silu(gate) * up, bit-identical to `mt.chunked_swiglu` of
+    the same input. The backward needs the activation only for the down
+    projection's weight gradient; recomputing it from the [gate | up]
+    values the gradient reads anyway costs one more write instead of
+    keeping it from forward to backward (what torch.compile's
+    min-cut partitioner does with pointwise ops).
+
+    ```mlir
+    %dgu, %a = mt.chunked_swiglu_recompute_grad %gu, %da : (tensor<4x128x256xf32>, tensor<4x128x128xf32>) -> (tensor<4x128x256xf32>, tensor<4x128x128xf32>)
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$dy);
+  let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$output);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"Elementwise", "rows dim",
+      "rows*dim*2; rows*dim; rows*dim*2; rows*dim">;
+}
+
 def Mt_SplitQKVOp : Mt_Op<"split_qkv", [Pure]> {
   let summary = "The packed [q | k | v] output of a fused linear_qkv split into q, k and v";
   let description = [{

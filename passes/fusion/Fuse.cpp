@@ -413,6 +413,52 @@ void fuseLinearFc1(Fc1 fc1) {
   fc1.gate.erase();
 }
 
+/// `%a = mt.chunked_swiglu %gu`, read backward only by the down projection's
+/// `mt.linear_grad_weight %a, %dy`, and `%dgu = mt.chunked_swiglu_grad %gu,
+/// %da` -> `%dgu, %a2 = mt.chunked_swiglu_recompute_grad %gu, %da` at the
+/// gradient, the weight gradient moved after it to read %a2: %a dies with
+/// the forward's down projection instead of living until the backward.
+bool fuseSwigluRecompute(ChunkedSwiGLUOp forward) {
+  if (forward->hasAttr(MtDialect::kRecomputeAttrName) ||
+      forward->hasAttr(MtDialect::kBackwardAttrName))
+    return false;
+  ChunkedSwiGLUGradOp grad;
+  for (Operation *user : forward.getInput().getUsers())
+    if (auto g = dyn_cast<ChunkedSwiGLUGradOp>(user)) {
+      if (grad)
+        return false;
+      grad = g;
+    }
+  LinearGradWeightOp weightGrad;
+  for (Operation *user : forward.getResult().getUsers()) {
+    auto w = dyn_cast<LinearGradWeightOp>(user);
+    if (w && !weightGrad && w.getInput() == forward.getResult())
+      weightGrad = w;
+    else if (user->hasAttr(MtDialect::kBackwardAttrName))
+      return false; // another backward reader keeps %a anyway
+  }
+  if (!grad || !weightGrad || !samePlace(weightGrad, grad) || grad->getBlock() != forward->getBlock() ||
+      grad->getAttr(MtDialect::kVirtualStageAttrName) !=
+          forward->getAttr(MtDialect::kVirtualStageAttrName))
+    return false;
+  // The weight gradient moves down to the gradient: none of its readers
+  // may come before it.
+  if (llvm::any_of(weightGrad.getResult().getUsers(), [&](Operation *u) {
+        return u->getBlock() == grad->getBlock() && !grad->isBeforeInBlock(u);
+      }))
+    return false;
+  OpBuilder b(grad);
+  auto fused = ChunkedSwiGLURecomputeGradOp::create(
+      b, grad.getLoc(), TypeRange{grad.getType(), forward.getType()}, grad.getInput(),
+      grad.getDy());
+  fused->setDiscardableAttrs(grad->getDiscardableAttrDictionary());
+  grad.getResult().replaceAllUsesWith(fused.getDx());
+  grad.erase();
+  weightGrad->moveAfter(fused);
+  weightGrad.getInputMutable().assign(fused.getOutput());
+  return true;
+}
+
 /// The query, key and value projections of one attention (sibling linears,
 /// SiblingBackward), with the backward at each input gradient of the query
 /// projection. None when anything differs (then nothing is fused).
@@ -658,6 +704,12 @@ struct FusePass : public mt::impl::FuseBase<FusePass> {
       for (auto [gate, up] : pairs)
         if (std::optional<Fc1> fc1 = matchFc1(gate, up))
           fuseLinearFc1(*fc1);
+    }
+    if (swigluRecompute) {
+      SmallVector<ChunkedSwiGLUOp> swiglus;
+      getOperation().walk([&](ChunkedSwiGLUOp s) { swiglus.push_back(s); });
+      for (ChunkedSwiGLUOp s : swiglus)
+        fuseSwigluRecompute(s);
     }
     if (linearQkv && !hasBuckets(getOperation())) {
       SmallVector<Operation *> attentions; // query, key, value first

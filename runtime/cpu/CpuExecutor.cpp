@@ -137,6 +137,10 @@ void addDenseKernels(Table &t) {
     Io io{in, m};
     chunkedSwigluBackward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"));
   });
+  t[Op::chunked_swiglu_recompute_grad] = plain([](auto &in, auto &a, auto &m) {
+    Io io{in, m};
+    chunkedSwigluBackward(io.f(0), io.f(1), io.out(0), a.i("rows"), a.i("dim"), io.out(1));
+  });
   t[Op::split_qkv] = [](auto &in, auto &a, auto &m, const KernelContext &) {
     Io io{in, m};
     Expected<kernels::QkvShape> s = kernels::qkvShapeOf(in.op(), a);

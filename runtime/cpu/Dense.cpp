@@ -146,13 +146,16 @@ void chunkedSwigluForward(const float *x, float *y, int64_t rows, int64_t dim) {
 }
 
 void chunkedSwigluBackward(const float *x, const float *dy, float *dx, int64_t rows,
-                           int64_t dim) {
+                           int64_t dim, float *y) {
 #pragma omp parallel for schedule(static) if (rows * dim >= kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const float *gate = x + r * 2 * dim, *up = gate + dim;
     float *dgate = dx + r * 2 * dim, *dup = dgate + dim;
     for (int64_t i = 0; i < dim; ++i)
       std::tie(dgate[i], dup[i]) = swigluGrad(gate[i], up[i], dy[r * dim + i]);
+    if (y)
+      for (int64_t i = 0; i < dim; ++i)
+        y[r * dim + i] = swiglu(gate[i], up[i]);
   }
 }
 

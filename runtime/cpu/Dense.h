@@ -36,10 +36,12 @@ void swigluBackward(const float *gate, const float *up, const float *dy,
 /// The same over a packed [rows, 2 dim] x holding gate in the first dim
 /// columns of each row and up in the last (Megatron-Core's swiglu of the
 /// linear_fc1 output): y [rows, dim]; backward writes dx [rows, 2 dim]
-/// (dgate | dup), each element computed as swigluForward/Backward do.
+/// (dgate | dup), each element computed as swigluForward/Backward do, and,
+/// when `y` is given, the forward's y again (mt.chunked_swiglu_recompute_grad:
+/// the same bits as chunkedSwigluForward).
 void chunkedSwigluForward(const float *x, float *y, int64_t rows, int64_t dim);
 void chunkedSwigluBackward(const float *x, const float *dy, float *dx, int64_t rows,
-                           int64_t dim);
+                           int64_t dim, float *y = nullptr);
 
 /// Megatron-Core's split of the linear_qkv output: x [rows, qDim + 2 kvDim]
 /// holds q in the first qDim columns of each row, then k and v (kvDim

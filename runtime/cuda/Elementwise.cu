@@ -34,6 +34,12 @@ __device__ __forceinline__ int64_t packedGateIndex(int64_t i, int64_t dim) {
   return i + i / dim * dim;
 }
 
+/// silu(g) * u in PyTorch's silu form; the forward and the recomputing
+/// backward both use it, so their bits agree.
+__device__ __forceinline__ float swigluValue(float g, float u) {
+  return g / (1.0f + expf(-g)) * u;
+}
+
 /// y = silu(gate) * up for V consecutive elements.
 template <int V>
 __device__ __forceinline__ void swigluGroup(const bf16 *gate, const bf16 *up, bf16 *y) {
@@ -42,14 +48,16 @@ __device__ __forceinline__ void swigluGroup(const bf16 *gate, const bf16 *up, bf
   load<V>(up, u);
 #pragma unroll
   for (int k = 0; k < V; ++k)
-    g[k] = g[k] / (1.0f + expf(-g[k])) * u[k]; // PyTorch's silu form
+    g[k] = swigluValue(g[k], u[k]);
   store<V>(y, g);
 }
 
-/// dgate, dup of V consecutive elements.
+/// dgate, dup of V consecutive elements and, when `y` is given, the
+/// forward's output again from the same loads.
 template <int V>
 __device__ __forceinline__ void swigluGradGroup(const bf16 *gate, const bf16 *up,
-                                                const bf16 *dy, bf16 *dgate, bf16 *dup) {
+                                                const bf16 *dy, bf16 *dgate, bf16 *dup,
+                                                bf16 *y = nullptr) {
   float g[V], u[V], d[V], dg[V], du[V];
   load<V>(gate, g);
   load<V>(up, u);
@@ -62,6 +70,12 @@ __device__ __forceinline__ void swigluGradGroup(const bf16 *gate, const bf16 *up
   }
   store<V>(dgate, dg);
   store<V>(dup, du);
+  if (y) {
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      d[k] = swigluValue(g[k], u[k]);
+    store<V>(y, d);
+  }
 }
 
 template <int V>
@@ -90,10 +104,10 @@ __global__ void chunkedSwigluForwardKernel(const bf16 *x, bf16 *y, int64_t n, in
 
 template <int V>
 __global__ void chunkedSwigluBackwardKernel(const bf16 *x, const bf16 *dy, bf16 *dx,
-                                            int64_t n, int64_t dim) {
+                                            bf16 *y, int64_t n, int64_t dim) {
   for (int64_t i = groupStart<V>(); i < n; i += groupStride<V>()) {
     const int64_t g = packedGateIndex(i, dim);
-    swigluGradGroup<V>(x + g, x + g + dim, dy + i, dx + g, dx + g + dim);
+    swigluGradGroup<V>(x + g, x + g + dim, dy + i, dx + g, dx + g + dim, y ? y + i : nullptr);
   }
 }
 
@@ -181,6 +195,58 @@ __global__ void rotaryKernel(const bf16 *x, bf16 *y, const float2 *cosSin,
                               cs.x, sign * cs.y);
       y[to] = __float2bfloat16_rn(r.x);
       y[to + half] = __float2bfloat16_rn(r.y);
+    }
+  }
+}
+
+/// q and k rotated, v copied, for split_qkv_rotary and rotary_concat_qkv in
+/// one launch: a warp per token, lane l on chunk l % kChunks (eight pairs,
+/// 16-byte accesses) of every (32 / kChunks)-th head, the token's cos/sin of
+/// that chunk loaded once for all its heads. The same rotate() on the same
+/// table entries as rotaryKernel, so the same bits.
+template <int kChunks, bool kPositions>
+__global__ void __launch_bounds__(kThreads)
+    rotaryQkvKernel(QkvRotaryParts p, const float2 *cosSin, int64_t tokens, int64_t seq,
+                    int heads, int kvHeads, float sign, const int32_t *positions,
+                    int64_t tableRows) {
+  constexpr int kHalf = kChunks * 8, kHeadLanes = 32 / kChunks;
+  const int lane = threadIdx.x % 32, chunk = lane % kChunks, headLane = lane / kChunks;
+  const int64_t warps = int64_t(gridDim.x) * kThreads / 32;
+  for (int64_t token = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / 32; token < tokens;
+       token += warps) {
+    int64_t s = token % seq;
+    if constexpr (kPositions)
+      s = min(max(int64_t(positions[token]), int64_t(0)), tableRows - 1);
+    float c[8], sn[8];
+    const auto *entries = reinterpret_cast<const float4 *>(cosSin + s * kHalf + chunk * 8);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float4 e = entries[i];
+      c[2 * i] = e.x, sn[2 * i] = sign * e.y, c[2 * i + 1] = e.z, sn[2 * i + 1] = sign * e.w;
+    }
+    for (int part = 0; part < 2; ++part) {
+      const bf16 *from = p.from[part] + token * p.fromSpan[part].stride +
+                         p.fromSpan[part].offset + chunk * 8;
+      bf16 *to = p.to[part] + token * p.toSpan[part].stride + p.toSpan[part].offset + chunk * 8;
+      for (int h = headLane; h < (part == 0 ? heads : kvHeads); h += kHeadLanes) {
+        float a[8], b[8];
+        load<8>(from + h * 2 * kHalf, a);
+        load<8>(from + h * 2 * kHalf + kHalf, b);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const float2 r = rotate(a[k], b[k], c[k], sn[k]);
+          a[k] = r.x, b[k] = r.y;
+        }
+        store<8>(to + h * 2 * kHalf, a);
+        store<8>(to + h * 2 * kHalf + kHalf, b);
+      }
+    }
+    const bf16 *from = p.from[2] + token * p.fromSpan[2].stride + p.fromSpan[2].offset;
+    bf16 *to = p.to[2] + token * p.toSpan[2].stride + p.toSpan[2].offset;
+    for (int64_t i = lane * 8; i < int64_t(kvHeads) * 2 * kHalf; i += 32 * 8) {
+      float e[8];
+      load<8>(from + i, e);
+      store<8>(to + i, e);
     }
   }
 }
@@ -376,11 +442,12 @@ Status chunkedSwigluForward(const bf16 *x, bf16 *y, int64_t rows, int64_t dim,
 }
 
 Status chunkedSwigluBackward(const bf16 *x, const bf16 *dy, bf16 *dx, int64_t rows,
-                             int64_t dim, cudaStream_t stream) {
-  const bool aligned = aligned16(x) && aligned16(dy) && aligned16(dx) && dim % 8 == 0;
+                             int64_t dim, cudaStream_t stream, bf16 *y) {
+  const bool aligned = aligned16(x) && aligned16(dy) && aligned16(dx) && aligned16(y) &&
+                       dim % 8 == 0;
   return launchVectorized<8>(aligned, rows * dim, chunkedSwigluBackwardKernel<8>,
-                             chunkedSwigluBackwardKernel<1>, stream, x, dy, dx, rows * dim,
-                             dim);
+                             chunkedSwigluBackwardKernel<1>, stream, x, dy, dx, y,
+                             rows * dim, dim);
 }
 
 Status splitQkv(const bf16 *x, bf16 *q, bf16 *k, bf16 *v, int64_t rows, int64_t qDim,
@@ -492,6 +559,52 @@ Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
                       RowSpan dxSpan) {
   return rotaryApply(dy, dx, batch, seq, heads, table, -1.0f, stream, positionIds, dySpan,
                      dxSpan);
+}
+
+Status rotaryQkv(QkvRotaryParts parts, int64_t batch, int64_t seq, int64_t heads,
+                 int64_t kvHeads, const RotaryTable &table, bool backward,
+                 cudaStream_t stream, const int32_t *positionIds) {
+  const int64_t headDim = table.headDim(), tokens = batch * seq;
+  const int64_t widths[3] = {heads * headDim, kvHeads * headDim, kvHeads * headDim};
+  bool vectorized = true;
+  for (int i = 0; i < 3; ++i) {
+    parts.fromSpan[i] = spanOf(parts.fromSpan[i], widths[i]);
+    parts.toSpan[i] = spanOf(parts.toSpan[i], widths[i]);
+    for (RowSpan r : {parts.fromSpan[i], parts.toSpan[i]})
+      vectorized = vectorized && r.stride % 8 == 0 && r.offset % 8 == 0;
+    vectorized = vectorized && aligned16(parts.from[i]) && aligned16(parts.to[i]);
+  }
+  const int64_t chunks = headDim / 16; // eight pairs of a head's halves per lane
+  if (seq > table.maxSeq() || headDim % 16 != 0 || chunks > 8 || !vectorized ||
+      (chunks & (chunks - 1)) != 0) {
+    const float sign = backward ? -1.0f : 1.0f;
+    for (int i = 0; i < 2; ++i)
+      MT_CUDA_RETURN_IF_ERROR(rotaryApply(parts.from[i], parts.to[i], batch, seq,
+                                          i == 0 ? heads : kvHeads, table, sign, stream,
+                                          positionIds, parts.fromSpan[i], parts.toSpan[i]));
+    return copyRows(parts.from[2], parts.fromSpan[2], parts.to[2], parts.toSpan[2], tokens,
+                    widths[2], stream);
+  }
+  if (tokens == 0)
+    return Status::ok();
+  auto pick = [&](auto kernelOf) {
+    switch (chunks) {
+    case 1: return kernelOf(std::integral_constant<int, 1>{});
+    case 2: return kernelOf(std::integral_constant<int, 2>{});
+    case 4: return kernelOf(std::integral_constant<int, 4>{});
+    default: return kernelOf(std::integral_constant<int, 8>{});
+    }
+  };
+  auto kernel = pick([&](auto c) {
+    return positionIds ? rotaryQkvKernel<decltype(c)::value, true>
+                       : rotaryQkvKernel<decltype(c)::value, false>;
+  });
+  const int64_t blocks = std::min<int64_t>((tokens * 32 + kThreads - 1) / kThreads, 1 << 20);
+  kernel<<<blocks, kThreads, 0, stream>>>(parts, table.cosSin(), tokens, seq, int(heads),
+                                          int(kvHeads), backward ? -1.0f : 1.0f, positionIds,
+                                          table.maxSeq());
+  MT_CUDA_CHECK_LAUNCH("rotaryQkvKernel");
+  return Status::ok();
 }
 
 Status copyRows(const bf16 *x, RowSpan xSpan, bf16 *y, RowSpan ySpan, int64_t rows,

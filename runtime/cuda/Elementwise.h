@@ -30,11 +30,12 @@ Status swigluBackward(const bf16 *gate, const bf16 *up, const bf16 *dy,
                       bf16 *dgate, bf16 *dup, int64_t n, cudaStream_t stream);
 /// The same over a packed x [rows, 2 dim], gate in the first dim columns of
 /// each row and up in the last (the fused linear_fc1's output): y [rows,
-/// dim]; backward writes dx [rows, 2 dim] = (dgate | dup).
+/// dim]; backward writes dx [rows, 2 dim] = (dgate | dup) and, when `y` is
+/// given, the forward's y again, the same bits (chunked_swiglu_recompute_grad).
 Status chunkedSwigluForward(const bf16 *x, bf16 *y, int64_t rows, int64_t dim,
                             cudaStream_t stream);
 Status chunkedSwigluBackward(const bf16 *x, const bf16 *dy, bf16 *dx, int64_t rows,
-                             int64_t dim, cudaStream_t stream);
+                             int64_t dim, cudaStream_t stream, bf16 *y = nullptr);
 
 /// Megatron-Core's split of the linear_qkv output, as cpu::splitQkv: x
 /// [rows, qDim + 2 kvDim] -> q [rows, qDim], k, v [rows, kvDim] (written);
@@ -93,6 +94,24 @@ Status rotaryBackward(const bf16 *dy, bf16 *dx, int64_t batch, int64_t seq,
                       int64_t heads, const RotaryTable &table,
                       cudaStream_t stream, const int32_t *positionIds = nullptr,
                       RowSpan dySpan = {}, RowSpan dxSpan = {});
+
+/// The q, k and v parts of split_qkv_rotary or rotary_concat_qkv: each
+/// part's source and destination with their rows' spans (q [tokens, heads,
+/// headDim], k and v [tokens, kvHeads, headDim]; a default span is dense).
+struct QkvRotaryParts {
+  const bf16 *from[3];
+  bf16 *to[3];
+  RowSpan fromSpan[3], toSpan[3];
+};
+
+/// q and k rotated (backward: by -angle) from `from` into `to`, v copied,
+/// as rotaryForward/rotaryBackward of q and k and copyRows of v compute
+/// them (the same bits), in one launch where headDim is 16 x 1, 2, 4 or 8
+/// and every operand allows 16-byte accesses, else in those three.
+/// Positions as rotaryForward's.
+Status rotaryQkv(QkvRotaryParts parts, int64_t batch, int64_t seq, int64_t heads,
+                 int64_t kvHeads, const RotaryTable &table, bool backward,
+                 cudaStream_t stream, const int32_t *positionIds = nullptr);
 
 /// y's rows of `width` columns = x's (rows tokens), each laid out as its
 /// RowSpan says: the v part of a packed qkv row out of it or into it.

@@ -83,11 +83,13 @@ void chunkedSwiglu(Lowerer &L, const Attrs &a) {
   L.emit([=](cudaStream_t s) { return chunkedSwigluForward(x, y, rows, dim, s); });
 }
 
+/// chunked_swiglu_grad, and chunked_swiglu_recompute_grad's second output.
 void chunkedSwigluGrad(Lowerer &L, const Attrs &a) {
   const bf16 *x = L.bfIn(0), *dy = L.bfIn(1);
   bf16 *dx = L.bfOut(0);
+  bf16 *y = L.instruction().outputs_size() > 1 ? L.bfOut(1) : nullptr;
   int64_t rows = a.i("rows"), dim = a.i("dim");
-  L.emit([=](cudaStream_t s) { return chunkedSwigluBackward(x, dy, dx, rows, dim, s); });
+  L.emit([=](cudaStream_t s) { return chunkedSwigluBackward(x, dy, dx, rows, dim, s, y); });
 }
 
 void splitQkvOp(Lowerer &L, const Attrs &a) {
@@ -260,7 +262,7 @@ template <bool kBackward> void rotary(Lowerer &L, const Attrs &a) {
 
 /// split_qkv_rotary and rotary_concat_qkv: q and k rotated straight out of
 /// (or into) their columns of the packed [q | k | v] rows, v copied.
-template <bool kBackward> void rotaryQkv(Lowerer &L, const Attrs &a) {
+template <bool kBackward> void rotaryQkvOp(Lowerer &L, const Attrs &a) {
   Expected<kernels::RotaryQkvShape> shape = kernels::rotaryQkvShapeOf(L.instruction().op(), a);
   if (!shape)
     return L.fail(shape.message());
@@ -272,29 +274,20 @@ template <bool kBackward> void rotaryQkv(Lowerer &L, const Attrs &a) {
       rotaryTable(L, a, kernels::rotaryTableRows(r.seq, 1, L.plan().training().seq()));
   if (!table)
     return;
+  QkvRotaryParts parts{};
+  const int32_t *pos = nullptr;
   if constexpr (kBackward) {
-    const bf16 *dq = L.bfIn(0), *dk = L.bfIn(1), *dv = L.bfIn(2);
-    const int32_t *pos = positionIds(L, 3);
     bf16 *dx = L.bfOut(0);
-    L.emit([=](cudaStream_t s) -> Status {
-      MT_CUDA_RETURN_IF_ERROR(rotaryBackward(dq, dx, r.batch, r.seq, r.heads, *table, s, pos, {},
-                                        packedQ));
-      MT_CUDA_RETURN_IF_ERROR(rotaryBackward(dk, dx, r.batch, r.seq, r.kvHeads, *table, s, pos, {},
-                                        packedK));
-      return copyRows(dv, {}, dx, packedV, p.rows, p.kvDim, s);
-    });
+    parts = {{L.bfIn(0), L.bfIn(1), L.bfIn(2)}, {dx, dx, dx}, {}, {packedQ, packedK, packedV}};
+    pos = positionIds(L, 3);
   } else {
     const bf16 *x = L.bfIn(0);
-    const int32_t *pos = positionIds(L, 1);
-    bf16 *q = L.bfOut(0), *k = L.bfOut(1), *v = L.bfOut(2);
-    L.emit([=](cudaStream_t s) -> Status {
-      MT_CUDA_RETURN_IF_ERROR(
-          rotaryForward(x, q, r.batch, r.seq, r.heads, *table, s, pos, packedQ, {}));
-      MT_CUDA_RETURN_IF_ERROR(
-          rotaryForward(x, k, r.batch, r.seq, r.kvHeads, *table, s, pos, packedK, {}));
-      return copyRows(x, packedV, v, {}, p.rows, p.kvDim, s);
-    });
+    parts = {{x, x, x}, {L.bfOut(0), L.bfOut(1), L.bfOut(2)}, {packedQ, packedK, packedV}, {}};
+    pos = positionIds(L, 1);
   }
+  L.emit([=](cudaStream_t s) {
+    return rotaryQkv(parts, r.batch, r.seq, r.heads, r.kvHeads, *table, kBackward, s, pos);
+  });
 }
 
 /// The first row of this rank's slice of a vocab-parallel table (0 when
@@ -370,10 +363,11 @@ void addDenseLowerings(LoweringTable &t) {
   t[Op::swiglu_grad] = swigluGrad;
   t[Op::chunked_swiglu] = chunkedSwiglu;
   t[Op::chunked_swiglu_grad] = chunkedSwigluGrad;
+  t[Op::chunked_swiglu_recompute_grad] = chunkedSwigluGrad;
   t[Op::split_qkv] = splitQkvOp;
   t[Op::concat_qkv] = concatQkvOp;
-  t[Op::split_qkv_rotary] = rotaryQkv<false>;
-  t[Op::rotary_concat_qkv] = rotaryQkv<true>;
+  t[Op::split_qkv_rotary] = rotaryQkvOp<false>;
+  t[Op::rotary_concat_qkv] = rotaryQkvOp<true>;
   t[Op::add] = addOp;
   t[Op::accumulate] = accumulateOp;
   t[Op::num_tokens] = numTokensOp;

@@ -3,7 +3,7 @@
 // `--no-fuse all`, on one rank, pp2 x vpp2, tp2 with sequence parallelism
 // and with recomputed norms and MLPs, the 3 steps' losses and gradient
 // norms and every updated weight are equal. With every fusion (linear-fc1,
-// linear-qkv and rotary-qkv too) they are equal within the parallel layouts'
+// linear-qkv, rotary-qkv and swiglu-recompute too) they are equal within the parallel layouts'
 // tolerances: one GEMM over the gate and up (or q, k and v) weights sums
 // the input gradient over all of them in another order than separate GEMMs
 // and adds do (fp32 rounding, as tp's split GEMMs). The fused plan contains
@@ -66,8 +66,16 @@ TEST_P(FusionEquivalence, FusedPlanHasTheFusedInstructions) {
   const bool rotated = GetParam().first != "qwen3";
   const char *split = rotated ? "split_qkv_rotary" : "split_qkv";
   const char *concat = rotated ? "rotary_concat_qkv" : "concat_qkv";
-  for (const char *op : {"add_rmsnorm", "add_rmsnorm_grad", "chunked_swiglu",
-                         "chunked_swiglu_grad", split, concat}) {
+  // swiglu-recompute recomputes the activation in its gradient, unless
+  // mt-recompute recomputes the whole MLP already.
+  const bool mlpRecomputed = GetParam().second == "recompute_norms";
+  const char *swigluGrad =
+      mlpRecomputed ? "chunked_swiglu_grad" : "chunked_swiglu_recompute_grad";
+  const char *notSwigluGrad =
+      mlpRecomputed ? "chunked_swiglu_recompute_grad" : "chunked_swiglu_grad";
+  EXPECT_EQ(countOps(run("fused") + ".plan", notSwigluGrad), 0) << notSwigluGrad;
+  for (const char *op : {"add_rmsnorm", "add_rmsnorm_grad", "chunked_swiglu", swigluGrad,
+                         split, concat}) {
     EXPECT_GT(countOps(run("fused") + ".plan", op), 0) << op;
     EXPECT_EQ(countOps(run("unfused") + ".plan", op), 0) << op;
   }

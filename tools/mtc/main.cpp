@@ -329,7 +329,7 @@ int main(int argc, char **argv) {
                          "regular expression: matching parameters are not trained");
   compileCmd->add_option("--no-fuse", compile.noFuse,
                          "leave out fusions of mt-fuse (comma-separated): add-rmsnorm, "
-                         "add-rmsnorm-grad, linear-fc1, linear-qkv, rotary-qkv, or all")
+                         "add-rmsnorm-grad, linear-fc1, linear-qkv, rotary-qkv, swiglu-recompute, or all")
       ->delimiter(',');
   parallelFlags.add(*compileCmd);
 

@@ -80,6 +80,22 @@ func.func @swiglu_grad_dx(%x: tensor<2x4x8xf32>, %dy: tensor<2x4x4xf32>) {
 
 // -----
 
+func.func @swiglu_recompute_grad_output(%x: tensor<2x4x8xf32>, %dy: tensor<2x4x4xf32>) {
+  // expected-error @+1 {{'mt.chunked_swiglu_recompute_grad' op expects output of type 'tensor<2x4x4xf32>', got 'tensor<2x4x8xf32>'}}
+  %0:2 = mt.chunked_swiglu_recompute_grad %x, %dy : (tensor<2x4x8xf32>, tensor<2x4x4xf32>) -> (tensor<2x4x8xf32>, tensor<2x4x8xf32>)
+  return
+}
+
+// -----
+
+func.func @swiglu_recompute_grad_dy(%x: tensor<2x4x8xf32>, %dy: tensor<2x4x3xf32>) {
+  // expected-error @+1 {{'mt.chunked_swiglu_recompute_grad' op expects dy of shape [2, 4, 4], got [2, 4, 3]}}
+  %0:2 = mt.chunked_swiglu_recompute_grad %x, %dy : (tensor<2x4x8xf32>, tensor<2x4x3xf32>) -> (tensor<2x4x8xf32>, tensor<2x4x3xf32>)
+  return
+}
+
+// -----
+
 func.func @split_qkv_rank(%x: tensor<f32>) {
   // expected-error @+1 {{'mt.split_qkv' op expects input of rank >= 1}}
   %q, %k, %v = mt.split_qkv %x : (tensor<f32>) -> (tensor<f32>, tensor<f32>, tensor<f32>)

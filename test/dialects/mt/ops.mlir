@@ -372,6 +372,8 @@ func.func @fused_fc1(%wg: tensor<96x64xf32>, %wu: tensor<96x64xf32>, %x: tensor<
   %a = mt.chunked_swiglu %gu : (tensor<2x8x192xf32>) -> tensor<2x8x96xf32>
   // CHECK: mt.chunked_swiglu_grad %{{.*}}, %{{.*}} : (tensor<2x8x192xf32>, tensor<2x8x96xf32>) -> tensor<2x8x192xf32>
   %dgu = mt.chunked_swiglu_grad %gu, %da : (tensor<2x8x192xf32>, tensor<2x8x96xf32>) -> tensor<2x8x192xf32>
+  // CHECK: mt.chunked_swiglu_recompute_grad %{{.*}}, %{{.*}} : (tensor<2x8x192xf32>, tensor<2x8x96xf32>) -> (tensor<2x8x192xf32>, tensor<2x8x96xf32>)
+  %dgu2, %a2 = mt.chunked_swiglu_recompute_grad %gu, %da : (tensor<2x8x192xf32>, tensor<2x8x96xf32>) -> (tensor<2x8x192xf32>, tensor<2x8x96xf32>)
   %dw = mt.linear_grad_weight %x, %dgu : (tensor<2x8x64xf32>, tensor<2x8x192xf32>) -> tensor<192x64xf32>
   // CHECK: mt.split_rows %{{.*}} : (tensor<192x64xf32>) -> (tensor<96x64xf32>, tensor<96x64xf32>)
   %dwg, %dwu = mt.split_rows %dw : (tensor<192x64xf32>) -> (tensor<96x64xf32>, tensor<96x64xf32>)

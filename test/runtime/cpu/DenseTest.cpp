@@ -282,6 +282,13 @@ TEST(DenseTest, ChunkedSwigluIsSwigluOfTheRowHalves) {
       EXPECT_EQ(dx[r * 2 * dim + i], dgate[r * dim + i]) << r << ", " << i;
       EXPECT_EQ(dx[r * 2 * dim + dim + i], dup[r * dim + i]) << r << ", " << i;
     }
+
+  // The recomputing backward (chunked_swiglu_recompute_grad): the same dx,
+  // and the forward's output again, bit for bit.
+  std::vector<float> dx2(2 * n, 123.0f), y(n, 123.0f);
+  cpu::chunkedSwigluBackward(x.data(), dy.data(), dx2.data(), rows, dim, y.data());
+  EXPECT_EQ(0, std::memcmp(dx2.data(), dx.data(), dx.size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(y.data(), want.data(), n * sizeof(float)));
 }
 
 // The split of a fused linear_qkv output, [rows, q + 2 kv], is the row

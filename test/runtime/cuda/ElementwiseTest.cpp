@@ -89,6 +89,14 @@ TEST_P(ChunkedSwigluTest, MatchesCpu) {
   std::vector<float> wantDx(2 * n);
   cpu::chunkedSwigluBackward(x.data(), dy.data(), wantDx.data(), rows, dim);
   expectClose("chunked_swiglu_bwd", shape, downloadBf16(dDx), wantDx, tol::kBf16Rel);
+
+  // chunked_swiglu_recompute_grad: the same dx and the forward's y, bit for
+  // bit (the down projection's weight gradient reads it in y's place).
+  DeviceBuffer<bf16> dDx2(2 * n), dY2(n);
+  MT_ASSERT_OK(cuda::chunkedSwigluBackward(dX.get(), dDy.get(), dDx2.get(), rows, dim, nullptr,
+                                           dY2.get()));
+  EXPECT_EQ(downloadBf16(dDx2), downloadBf16(dDx)) << "dx " << shape;
+  EXPECT_EQ(downloadBf16(dY2), downloadBf16(dY)) << "y " << shape;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ChunkedSwigluTest,
@@ -215,11 +223,13 @@ void PrintTo(const RotaryQkvCase &c, std::ostream *os) {
       << (c.positions ? "+positions" : "");
 }
 
-// split_qkv_rotary and rotary_concat_qkv as the CUDA lowering runs them:
-// q and k rotated straight out of (into) their columns of the packed rows
-// and v copied, against the CPU's split then rotary (rotary_grad into
-// zeros, then the packing). An odd half head_dim (one pair per thread),
-// GQA, llama3 scaling, packed-document positions.
+// split_qkv_rotary and rotary_concat_qkv as the CUDA lowering runs them
+// (cuda::rotaryQkv): q and k rotated straight out of (into) their columns
+// of the packed rows and v copied, against the CPU's split then rotary
+// (rotary_grad into zeros, then the packing). head_dim 16, 32, 64 and 128
+// (the one-launch kernel, 1 to 8 chunks per half) and 6 (the three-launch
+// fallback, one pair per thread), GQA ratios 1, 2, 4 and 8 with odd head
+// counts, llama3 scaling, packed-document positions.
 class RotaryQkvTest : public ::testing::TestWithParam<RotaryQkvCase> {};
 
 TEST_P(RotaryQkvTest, BitExactWithCpuSplitThenRotary) {
@@ -242,11 +252,9 @@ TEST_P(RotaryQkvTest, BitExactWithCpuSplitThenRotary) {
   dPositions.upload(positions.data());
   const int32_t *pos = withPositions ? dPositions.get() : nullptr;
   const cuda::RowSpan q{dim, 0}, k{dim, qDim}, v{dim, qDim + kvDim};
-  MT_ASSERT_OK(cuda::rotaryForward(dX.get(), dQ.get(), batch, seq, heads, *table, nullptr, pos,
-                                   q, {}));
-  MT_ASSERT_OK(cuda::rotaryForward(dX.get(), dK.get(), batch, seq, kvHeads, *table, nullptr,
-                                   pos, k, {}));
-  MT_ASSERT_OK(cuda::copyRows(dX.get(), v, dV.get(), {}, rows, kvDim, nullptr));
+  const cuda::QkvRotaryParts split{
+      {dX.get(), dX.get(), dX.get()}, {dQ.get(), dK.get(), dV.get()}, {q, k, v}, {}};
+  MT_ASSERT_OK(cuda::rotaryQkv(split, batch, seq, heads, kvHeads, *table, false, nullptr, pos));
   std::vector<float> wq(rows * qDim), wk(rows * kvDim), wv(rows * kvDim);
   cpu::splitQkv(x.data(), wq.data(), wk.data(), wv.data(), rows, qDim, kvDim);
   cpu::rotaryForward(wq.data(), wq.data(), batch, seq, heads, headDim, params, cpuPositions);
@@ -261,11 +269,11 @@ TEST_P(RotaryQkvTest, BitExactWithCpuSplitThenRotary) {
   EXPECT_EQ(downloadBf16(dV), wv);
 
   // Backward: the rotated parts' gradients (here the parts themselves).
-  MT_ASSERT_OK(cuda::rotaryBackward(dQ.get(), dPacked.get(), batch, seq, heads, *table,
-                                    nullptr, pos, {}, q));
-  MT_ASSERT_OK(cuda::rotaryBackward(dK.get(), dPacked.get(), batch, seq, kvHeads, *table,
-                                    nullptr, pos, {}, k));
-  MT_ASSERT_OK(cuda::copyRows(dV.get(), {}, dPacked.get(), v, rows, kvDim, nullptr));
+  const cuda::QkvRotaryParts concat{{dQ.get(), dK.get(), dV.get()},
+                                    {dPacked.get(), dPacked.get(), dPacked.get()},
+                                    {},
+                                    {q, k, v}};
+  MT_ASSERT_OK(cuda::rotaryQkv(concat, batch, seq, heads, kvHeads, *table, true, nullptr, pos));
   const std::vector<float> gq = downloadBf16(dQ), gk = downloadBf16(dK);
   std::vector<float> dq(rows * qDim, 0.0f), dk(rows * kvDim, 0.0f), want(rows * dim);
   cpu::rotaryBackward(gq.data(), dq.data(), batch, seq, heads, headDim, params, cpuPositions);
@@ -280,7 +288,10 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, RotaryQkvTest,
     ::testing::Values(RotaryQkvCase{2, 7, 3, 1, 6, false}, RotaryQkvCase{2, 33, 4, 2, 64, true},
                       RotaryQkvCase{1, 129, 8, 2, 128, false},
-                      RotaryQkvCase{4, 256, 32, 8, 64, true}),
+                      RotaryQkvCase{4, 256, 32, 8, 64, true},
+                      RotaryQkvCase{1, 5, 3, 3, 16, true},
+                      RotaryQkvCase{2, 17, 6, 3, 32, false},
+                      RotaryQkvCase{1, 9, 40, 5, 128, true}),
     [](const auto &info) {
       const RotaryQkvCase &c = info.param;
       return joined("b", c.batch, "_s", c.seq, "_h", c.heads, "_kv", c.kvHeads, "_d",

@@ -363,6 +363,13 @@ int run(const std::string &only) {
   const std::string params = std::to_string(sizes.size()) + " tensors, " +
                              std::to_string(N) + " params";
   const double actH = double(T * H) * 2, actF = double(T * F) * 2;
+  const int64_t qkvDim = (kHeads + 16) * kHeadDim, kvDim = 8 * kHeadDim;
+  const double actQkv = double(T * qkvDim) * 2;
+  const cuda::RowSpan qSpan{qkvDim, 0}, kSpan{qkvDim, H}, vSpan{qkvDim, H + kvDim};
+  const cuda::QkvRotaryParts splitParts{
+      {gate, gate, gate}, {tH1, tF1, tF1 + T * kvDim}, {qSpan, kSpan, vSpan}, {}};
+  const cuda::QkvRotaryParts concatParts{
+      {dy, dF, dF + T * kvDim}, {tF2, tF2, tF2}, {}, {qSpan, kSpan, vSpan}};
   const double nd = double(N);
   std::vector<Bench> benches = {
       {"linear_fwd", tHF, 2.0 * T * H * F, 0,
@@ -397,6 +404,12 @@ int run(const std::string &only) {
        [&] { return cuda::rotaryForward(x, tH1, kBatch, kSeq, kHeads, *table, s); }},
       {"rotary_bwd", rope, 0, 2 * actH,
        [&] { return cuda::rotaryBackward(dy, tH1, kBatch, kSeq, kHeads, *table, s); }},
+      // llama3.2-1b's packed [q | k | v] rows (8 kv heads): gate holds
+      // them forward, tF2 backward.
+      {"split_qkv_rotary", rope + " kv8", 0, 2 * actQkv,
+       [&] { return cuda::rotaryQkv(splitParts, kBatch, kSeq, kHeads, 8, *table, false, s); }},
+      {"rotary_concat_qkv", rope + " kv8", 0, 2 * actQkv,
+       [&] { return cuda::rotaryQkv(concatParts, kBatch, kSeq, kHeads, 8, *table, true, s); }},
       {"embedding_fwd", shapeText({T, V, H}), 0, 2 * actH,
        [&] { return cuda::embeddingForward(ids, embed, tH1, T, H, s); }},
       {"embedding_bwd+=", shapeText({T, V, H}), 0, actH + 4 * actH, [&] {
