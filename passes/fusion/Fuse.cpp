@@ -441,9 +441,10 @@ bool fuseSwigluRecompute(ChunkedSwiGLUOp forward) {
       grad->getAttr(MtDialect::kVirtualStageAttrName) !=
           forward->getAttr(MtDialect::kVirtualStageAttrName))
     return false;
-  // The weight gradient moves down to the gradient: none of its readers
-  // may come before it.
-  if (llvm::any_of(weightGrad.getResult().getUsers(), [&](Operation *u) {
+  // A weight gradient before the gradient moves down to it: none of its
+  // readers may come before that.
+  const bool moves = weightGrad->isBeforeInBlock(grad);
+  if (moves && llvm::any_of(weightGrad.getResult().getUsers(), [&](Operation *u) {
         return u->getBlock() == grad->getBlock() && !grad->isBeforeInBlock(u);
       }))
     return false;
@@ -454,7 +455,8 @@ bool fuseSwigluRecompute(ChunkedSwiGLUOp forward) {
   fused->setDiscardableAttrs(grad->getDiscardableAttrDictionary());
   grad.getResult().replaceAllUsesWith(fused.getDx());
   grad.erase();
-  weightGrad->moveAfter(fused);
+  if (moves)
+    weightGrad->moveAfter(fused);
   weightGrad.getInputMutable().assign(fused.getOutput());
   return true;
 }

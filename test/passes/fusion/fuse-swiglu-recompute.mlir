@@ -85,3 +85,21 @@ func.func @read_early(%gu: tensor<2x4x256xf32>, %dy: tensor<2x4x64xf32>, %da: te
   %dgu = mt.chunked_swiglu_grad %gu, %da {mt.backward, mt.layer = 0 : i64} : (tensor<2x4x256xf32>, tensor<2x4x128xf32>) -> tensor<2x4x256xf32>
   return %dgu, %sum : tensor<2x4x256xf32>, tensor<64x128xf32>
 }
+
+// -----
+
+// A weight gradient after the gradient stays where it is and reads the
+// recomputed output (its dy may be made between the two).
+// CHECK-LABEL: func.func @after
+// CHECK: %[[DGU:.*]], %[[A2:.*]] = mt.chunked_swiglu_recompute_grad %arg0, %arg2
+// CHECK-NEXT: %[[DY:.*]] = mt.scale %arg1
+// CHECK-NEXT: mt.linear_grad_weight %[[A2]], %[[DY]]
+mt.param @down_w : tensor<64x128xf32> init(normal, std = 2.0e-02)
+func.func @after(%gu: tensor<2x4x256xf32>, %dy0: tensor<2x4x64xf32>, %da: tensor<2x4x128xf32>)
+    -> (tensor<2x4x256xf32>, tensor<64x128xf32>) {
+  %a = mt.chunked_swiglu %gu {mt.layer = 0 : i64} : (tensor<2x4x256xf32>) -> tensor<2x4x128xf32>
+  %dgu = mt.chunked_swiglu_grad %gu, %da {mt.backward, mt.layer = 0 : i64} : (tensor<2x4x256xf32>, tensor<2x4x128xf32>) -> tensor<2x4x256xf32>
+  %dy = mt.scale %dy0 {factor = 2.0 : f64, mt.backward} : tensor<2x4x64xf32>
+  %dw = mt.linear_grad_weight %a, %dy {mt.backward, mt.layer = 0 : i64} : (tensor<2x4x128xf32>, tensor<2x4x64xf32>) -> tensor<64x128xf32>
+  return %dgu, %dw : tensor<2x4x256xf32>, tensor<64x128xf32>
+}
