@@ -131,6 +131,8 @@ public:
 
 private:
   Status lowerAll();
+  Expected<LoweredProgram> lowerProgram(Lowerer &lowerer, const plan::Program &program,
+                                        int64_t slot);
   /// The lowered program of `name` for the pipeline slot the host uses now.
   std::string inSlot(const std::string &name) const;
   Status planOverlap();
@@ -142,9 +144,10 @@ private:
   /// overlap_param_gather: the optimizer's deferred gathers move to the
   /// start of the next forward_backward (ParamGatherOverlap).
   Status planParamGather();
-  /// The lowered program that runs for `name` now: with overlap, the last
-  /// micro-batch's forward_backward and the optimizer after it differ.
-  std::string variantOf(const std::string &name);
+  /// The lowered program that runs for `name` now: the first micro-batch's
+  /// forward_backward (`first`: its +first variant) and, with overlap, the
+  /// last one's and the optimizer after it differ.
+  std::string variantOf(const std::string &name, bool first);
   Status launchEagerly(LoweredProgram &program, exec::ProgramResult &result);
   /// --profile-comm after a program's launch; after the optimizer (its
   /// overlapped variant when `overlapped`), the step's times.
@@ -175,6 +178,9 @@ private:
   bool gathersPending_ = false; // an optimizer step ran without its gathers
   int64_t microBatchesRun_ = 0;                    // forward_backward runs this step
   bool reducedEarly_ = false; // this step's gradients were reduced during backward
+  /// clearGradients left the main gradients to the next program (its +first
+  /// variant zero-fills what it does not write).
+  bool gradientsUncleared_ = false;
   InstructionProfile profile_;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
@@ -280,9 +286,61 @@ Status CudaExecutor::initialize() {
   return Status::ok();
 }
 
+/// The suffix of forward_backward's variant for the first micro-batch of a
+/// step (CudaExecutor::lowerAll).
+static constexpr const char *kFirst = "+first";
+
 /// The name of `program`'s copy for pipeline slot `slot`.
 static std::string slotName(const std::string &program, int64_t slot) {
   return slot == 0 ? program : program + "@slot" + std::to_string(slot);
+}
+
+Expected<LoweredProgram> CudaExecutor::lowerProgram(Lowerer &lowerer, const plan::Program &p,
+                                                    int64_t slot) {
+  arenas_->setSlot(slot);
+  host_.setSlot(slot);
+  auto steps = lowerer.lower(p);
+  if (!steps)
+    return steps.status();
+  LoweredProgram program;
+  program.plan = &p;
+  program.slot = slot;
+  program.steps = std::move(*steps);
+  program.order = lowerer.order();
+  for (const plan::Instruction &instr : p.instructions()) {
+    for (uint32_t out : instr.outputs())
+      if (plan_.buffers(out).arena() == plan::OUTPUTS &&
+          !plan::isOp(instr, plan::Op::sqrt) && !plan::isOp(instr, plan::Op::lr_schedule))
+        program.deviceOutputs.push_back(out);
+  }
+  // The offloads' copies are host steps (LowerOffload.cpp): a program
+  // with them (under param_offload every forward_backward and
+  // optimizer_step) runs eagerly, not as a CUDA graph.
+  for (const Step &step : program.steps)
+    program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
+  if (options_.stageGraphs)
+    program.pieces = stagePieces(program);
+  // The roofline's work of each instruction, but of a zero-fill that a
+  // writer made unnecessary (no step launches it; an AdamW instruction
+  // that joined an earlier one's launch still counts).
+  std::set<int> launched;
+  for (const Step &step : program.steps)
+    if (step.launch)
+      launched.insert(step.instruction);
+  for (int i = 0; i < p.instructions_size(); ++i) {
+    const plan::Instruction &instr = p.instructions(i);
+    if (plan::isOp(instr, plan::Op::fill_zero) && !launched.count(i))
+      continue;
+    const plan::OpSignature *op = plan::findOp(instr.op());
+    const plan::OpFamily family = op ? op->family : plan::OpFamily::Elementwise;
+    plan::InstructionWork w = plan::instructionWork(instr, [&](uint32_t id, bool out) {
+      return deviceBytes(plan_, *arenas_, id, out, family);
+    });
+    plan::InstructionWork &sum = program.work[opClass(instr.op())];
+    sum.flops += w.flops;
+    sum.bytes += w.bytes;
+  }
+  return program;
 }
 
 Status CudaExecutor::lowerAll() {
@@ -293,50 +351,25 @@ Status CudaExecutor::lowerAll() {
     // host's, for the host scalars it reads).
     const int64_t copies = p.virtual_stage() >= 0 ? host_.slots() : 1;
     for (int64_t slot = 0; slot < copies; ++slot) {
-      arenas_->setSlot(slot);
-      host_.setSlot(slot);
-      auto steps = lowerer.lower(p);
-      if (!steps)
-        return steps.status();
-      LoweredProgram &program = programs_[slotName(p.name(), slot)];
-      program.plan = &p;
-      program.slot = slot;
-      program.steps = std::move(*steps);
-      program.order = lowerer.order();
-      for (const plan::Instruction &instr : p.instructions()) {
-        for (uint32_t out : instr.outputs())
-          if (plan_.buffers(out).arena() == plan::OUTPUTS &&
-              !plan::isOp(instr, plan::Op::sqrt) && !plan::isOp(instr, plan::Op::lr_schedule))
-            program.deviceOutputs.push_back(out);
-      }
-      // The offloads' copies are host steps (LowerOffload.cpp): a program
-      // with them (under param_offload every forward_backward and
-      // optimizer_step) runs eagerly, not as a CUDA graph.
-      for (const Step &step : program.steps)
-        program.capturable &= !step.onHost && !step.checkFinite && !step.collective;
-      if (options_.stageGraphs)
-        program.pieces = stagePieces(program);
-      // The roofline's work of each instruction, but of a zero-fill that a
-      // writer made unnecessary (no step launches it; an AdamW instruction
-      // that joined an earlier one's launch still counts).
-      std::set<int> launched;
-      for (const Step &step : program.steps)
-        if (step.launch)
-          launched.insert(step.instruction);
-      for (int i = 0; i < p.instructions_size(); ++i) {
-        const plan::Instruction &instr = p.instructions(i);
-        if (plan::isOp(instr, plan::Op::fill_zero) && !launched.count(i))
-          continue;
-        const plan::OpSignature *op = plan::findOp(instr.op());
-        const plan::OpFamily family = op ? op->family : plan::OpFamily::Elementwise;
-        plan::InstructionWork w = plan::instructionWork(instr, [&](uint32_t id, bool out) {
-          return deviceBytes(plan_, *arenas_, id, out, family);
-        });
-        plan::InstructionWork &sum = program.work[opClass(instr.op())];
-        sum.flops += w.flops;
-        sum.bytes += w.bytes;
-      }
+      auto program = lowerProgram(lowerer, p, slot);
+      if (!program)
+        return program.status();
+      programs_[slotName(p.name(), slot)] = std::move(*program);
     }
+  }
+  // The first forward_backward of a step (the one program that touches the
+  // main gradients before the optimizer where there are no pipeline
+  // stages) writes the weight gradients instead of adding them to a zeroed
+  // arena, and zero-fills only the rest (Lowerer::setGradientsUnwritten).
+  if (auto fb = programs_.find("forward_backward");
+      fb != programs_.end() && arenas_->arena(plan::GRADIENTS) && !host_.mainGradientsOnHost() &&
+      plan_.mesh().pp() == 1) {
+    lowerer.setGradientsUnwritten(true);
+    auto first = lowerProgram(lowerer, *fb->second.plan, 0);
+    lowerer.setGradientsUnwritten(false);
+    if (!first)
+      return first.status();
+    programs_[fb->first + kFirst] = std::move(*first);
   }
   arenas_->setSlot(0);
   host_.setSlot(0);
@@ -388,11 +421,16 @@ Status CudaExecutor::planOverlap() {
   if (!*overlap)
     return inBf16 ? refuseBf16(shape) : Status::ok();
   overlap_ = std::move(*overlap);
-  LoweredProgram reducing = fb->second, reduced = opt->second;
-  reducing.steps = overlap_->withReductions(fb->second.steps);
+  LoweredProgram reduced = opt->second;
   reduced.steps = overlap_->withoutReductions(opt->second.steps);
-  programs_[fb->first + kOverlapped] = std::move(reducing);
   programs_[opt->first + kOverlapped] = std::move(reduced);
+  // The last micro-batch reduces as it goes; it may be the first too.
+  for (const std::string &variant : {fb->first, fb->first + kFirst})
+    if (auto f = programs_.find(variant); f != programs_.end()) {
+      LoweredProgram reducing = f->second;
+      reducing.steps = overlap_->withReductions(f->second.steps);
+      programs_[variant + kOverlapped] = std::move(reducing);
+    }
   return Status::ok();
 }
 
@@ -442,7 +480,8 @@ Status CudaExecutor::planParamGather() {
   gathers_ = std::move(*gathers);
   // Every optimizer variant leaves its gathers to the next forward, whose
   // variants (the last micro-batch's too, with overlap) start with them.
-  for (const std::string &variant : {std::string(), std::string(kOverlapped)}) {
+  const std::string first = kFirst, overlapped = kOverlapped;
+  for (const std::string &variant : {std::string(), overlapped, first, first + overlapped}) {
     if (auto o = programs_.find(opt->first + variant); o != programs_.end()) {
       o->second.steps = gathers_->withoutGathers(o->second.steps);
       o->second.capturable = false;
@@ -457,8 +496,8 @@ Status CudaExecutor::planParamGather() {
   return Status::ok();
 }
 
-std::string CudaExecutor::variantOf(const std::string &name) {
-  std::string variant = name;
+std::string CudaExecutor::variantOf(const std::string &name, bool first) {
+  std::string variant = first ? name + kFirst : name;
   if (overlap_ && name == "forward_backward" &&
       ++microBatchesRun_ == plan_.training().micro_batches_per_step()) {
     reducedEarly_ = true;
@@ -571,7 +610,18 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   if (afterEach)
     return Status::error("the CUDA backend keeps activations on the GPU: per-instruction "
                          "host callbacks need --backend cpu");
-  auto it = programs_.find(inSlot(variantOf(name)));
+  // The first program after clearGradients: its +first variant zero-fills
+  // what it does not write; for any other, the arena is cleared first.
+  bool first = false;
+  if (gradientsUncleared_) {
+    gradientsUncleared_ = false;
+    first = programs_.count(name + kFirst) > 0;
+    if (std::byte *g = arenas_->arena(plan::GRADIENTS); g && !first) {
+      ScopedErrorContext context("clearing the gradients: ");
+      MT_CUDA_CHECK(cudaMemsetAsync(g, 0, arenas_->arenaBytes(plan::GRADIENTS), stream_));
+    }
+  }
+  auto it = programs_.find(inSlot(variantOf(name, first)));
   if (it == programs_.end())
     return Status::error("the plan has no program '" + name + "'");
   LoweredProgram &program = it->second;
@@ -598,7 +648,8 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
     return s;
   }
   if (commProfile_)
-    if (Status s = endProfiledProgram(name, it->first == name + kOverlapped); !s)
+    if (Status s = endProfiledProgram(name, it->first.find(kOverlapped) != std::string::npos);
+        !s)
       return s;
   if (!program.deviceOutputs.empty() || options_.profile) {
     ScopedErrorContext context("program '" + name + "' (reading its outputs): ");
@@ -640,7 +691,9 @@ Status CudaExecutor::clearGradients() {
   if (commProfile_)
     MT_CUDA_RETURN_IF_ERROR(commProfile_->beginStep(stream_));
   ScopedErrorContext context("clearing the gradients: ");
-  if (std::byte *g = arenas_->arena(plan::GRADIENTS))
+  if (programs_.count(std::string("forward_backward") + kFirst))
+    gradientsUncleared_ = true; // the next program zero-fills what it does not write
+  else if (std::byte *g = arenas_->arena(plan::GRADIENTS))
     MT_CUDA_CHECK(cudaMemsetAsync(g, 0, arenas_->arenaBytes(plan::GRADIENTS), stream_));
   if (host_.mainGradientsOnHost()) {
     // grad_offload: the main gradients are the pinned host arena; the last

@@ -347,10 +347,10 @@ Status GemmRunner::linearBackwardInput(const bf16 *dy, const bf16 *w, bf16 *dx,
 // B = dyᵀ stored as O x T (ld O) "T"; m = I, n = O, k = T; C/D fp32.
 Status GemmRunner::linearBackwardWeight(const bf16 *x, const bf16 *dy, float *dw,
                                         int64_t tokens, int64_t in, int64_t out,
-                                        cudaStream_t stream) {
+                                        cudaStream_t stream, bool accumulate) {
   const Problem pr{CUBLAS_OP_N, CUBLAS_OP_T, in, out, tokens, in, out, in,
                    CUDA_R_16BF, CUDA_R_32F, false};
-  return run(Op::BackwardWeight, pr, x, dy, dw, 1.0f, nullptr, stream);
+  return run(Op::BackwardWeight, pr, x, dy, dw, accumulate ? 1.0f : 0.0f, nullptr, stream);
 }
 
 } // namespace mt::cuda

@@ -67,10 +67,11 @@ public:
   Status linearBackwardInput(const bf16 *dy, const bf16 *w, bf16 *dx,
                              int64_t tokens, int64_t in, int64_t out,
                              cudaStream_t stream, bool accumulate = false);
-  /// dw[o, i] += sum_t dy[t, o] x[t, i], dw fp32 (the main gradient).
+  /// dw[o, i] += sum_t dy[t, o] x[t, i], dw fp32 (the main gradient);
+  /// without accumulate, dw = that (beta = 0: dw is not read).
   Status linearBackwardWeight(const bf16 *x, const bf16 *dy, float *dw,
                               int64_t tokens, int64_t in, int64_t out,
-                              cudaStream_t stream);
+                              cudaStream_t stream, bool accumulate = true);
 
 private:
   enum class Op { Forward, ForwardBias, BackwardInput, BackwardWeight };

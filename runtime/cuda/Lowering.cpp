@@ -85,16 +85,59 @@ int32_t *Lowerer::i32Out(int i) {
   return nullptr;
 }
 
+namespace {
+bool overlapsAny(const std::vector<std::pair<uint64_t, uint64_t>> &ranges,
+                 std::pair<uint64_t, uint64_t> r) {
+  return std::any_of(ranges.begin(), ranges.end(),
+                     [&](const auto &o) { return o.first < r.second && r.first < o.second; });
+}
+} // namespace
+
+std::optional<Lowerer::ArenaRange> Lowerer::gradientRange(uint32_t id) const {
+  const std::byte *base = res_.arenas->arena(plan::GRADIENTS);
+  if (plan_.buffers(id).arena() != plan::GRADIENTS || !base)
+    return std::nullopt;
+  const auto [begin, end] = deviceRange(id);
+  return ArenaRange{uint64_t(begin - base), uint64_t(end - base)};
+}
+
+Step Lowerer::zeroUnwrittenGradients() const {
+  std::vector<ArenaRange> written = gradientsWritten_, zero;
+  std::sort(written.begin(), written.end());
+  uint64_t at = 0;
+  for (const auto &[begin, end] : written) {
+    if (begin > at)
+      zero.push_back({at, begin});
+    at = std::max(at, end);
+  }
+  if (const uint64_t bytes = res_.arenas->arenaBytes(plan::GRADIENTS); bytes > at)
+    zero.push_back({at, bytes});
+  std::byte *base = res_.arenas->arena(plan::GRADIENTS);
+  return {[base, zero](cudaStream_t s) -> Status {
+            for (const auto &[begin, end] : zero)
+              MT_CUDA_CHECK(cudaMemsetAsync(base + begin, 0, end - begin, s));
+            return Status::ok();
+          },
+          order_.empty() ? 0 : order_.front(), false, false, nullptr, "zero-fills"};
+}
+
 uint32_t Lowerer::target(int i, Capability capability, bool *add) {
   uint32_t id = instr_->outputs(i);
   auto pending = pendingZero_.find(id);
   bool zeroed = pending != pendingZero_.end();
+  // A main gradient no instruction touched yet holds zeros (or is written
+  // whole by the writer this decides on).
+  const std::optional<ArenaRange> gradient = gradientsUnwritten_ ? gradientRange(id) : std::nullopt;
+  const bool unwritten = gradient && !overlapsAny(gradientsTouched_, *gradient);
   bool adds = false;
-  switch (plan::outputUse(instr_->op(), zeroed, capability)) {
+  switch (plan::outputUse(instr_->op(), zeroed || unwritten, capability)) {
   case plan::OutputUse::Write:
     break;
   case plan::OutputUse::WriteOverZeroFill:
-    steps_[pending->second].launch = nullptr; // the writer replaces the fill
+    if (zeroed)
+      steps_[pending->second].launch = nullptr; // the writer replaces the fill
+    else
+      gradientsWritten_.push_back(*gradient); // and the step's zero-fill
     break;
   case plan::OutputUse::AddIntoZeroFill: // the fill stays
   case plan::OutputUse::AddToEarlierValues:
@@ -112,6 +155,8 @@ uint32_t Lowerer::target(int i, Capability capability, bool *add) {
   }
   if (zeroed)
     pendingZero_.erase(pending);
+  if (gradient)
+    gradientsTouched_.push_back(*gradient);
   if (add)
     *add = adds;
   return id;
@@ -351,12 +396,18 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
   issued_.clear();
   pendingZero_.clear();
   inFlight_.clear();
+  gradientsTouched_.clear();
+  gradientsWritten_.clear();
   program_ = &program;
   orderInstructions(program);
   for (int i : order_) {
     instr_ = &program.instructions(i);
     index_ = i;
     error_.clear();
+    if (gradientsUnwritten_)
+      for (uint32_t id : instr_->inputs())
+        if (std::optional<ArenaRange> r = gradientRange(id))
+          gradientsTouched_.push_back(*r);
     // A collective on the compute stream follows every transfer (one NCCL
     // communicator is never driven from two streams at once), except those
     // that themselves go to the transfer stream, in its order; one that
@@ -380,6 +431,8 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
   }
   if (instr_)
     waitForTransfers(*instr_, true); // the program ends on the compute stream
+  if (gradientsUnwritten_)
+    steps_.insert(steps_.begin(), zeroUnwrittenGradients());
   return std::move(steps_);
 }
 

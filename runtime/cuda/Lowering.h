@@ -27,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -147,6 +148,13 @@ public:
   Expected<std::vector<Step>> lower(const plan::Program &program);
   /// The order lower() took the last program's instructions in.
   const std::vector<int> &order() const { return order_; }
+  /// Lowers the next programs as the first of a step to touch the main
+  /// gradients, which CudaExecutor::clearGradients then does not zero-fill:
+  /// a weight gradient (f32OutOrSum) whose bytes no earlier instruction
+  /// touched writes them instead of adding to zeros, and a step at the
+  /// start zero-fills the rest of the GRADIENTS arena (the bytes read, or
+  /// added to, before anything wrote them, and those nothing writes).
+  void setGradientsUnwritten(bool on) { gradientsUnwritten_ = on; }
 
   // --- for the op lowerings (runtime/cuda/LowerOps.cpp) ---
   const plan::Instruction &instruction() const { return *instr_; }
@@ -162,6 +170,10 @@ public:
   float *f32Out(int i) { return f32(target(i, Capability::Writes), "output", i); }
   /// Output i for a kernel that adds into it (fp32 main gradients).
   float *f32Sum(int i) { return f32(target(i, Capability::Adds), "output", i); }
+  /// Output i (fp32) for a kernel that can write or add: whether it must add.
+  float *f32OutOrSum(int i, bool &add) {
+    return f32(target(i, Capability::WritesOrAdds, &add), "output", i);
+  }
   /// Whether `buffer` is stored as bf16 on the device (an activation kept
   /// at half its planned offset).
   bool isBf16(uint32_t buffer) const {
@@ -264,6 +276,15 @@ private:
   std::string error_;
   /// Buffers zero-filled and not written since: the step index of the fill.
   std::map<uint32_t, size_t> pendingZero_;
+  /// setGradientsUnwritten: the GRADIENTS arena's byte ranges [begin, end)
+  /// touched so far, and those whose first access was a whole write.
+  using ArenaRange = std::pair<uint64_t, uint64_t>;
+  bool gradientsUnwritten_ = false;
+  std::vector<ArenaRange> gradientsTouched_, gradientsWritten_;
+  /// `buffer`'s bytes in the GRADIENTS arena; nullopt for another arena.
+  std::optional<ArenaRange> gradientRange(uint32_t buffer) const;
+  /// The step that zero-fills the GRADIENTS bytes not in gradientsWritten_.
+  Step zeroUnwrittenGradients() const;
   /// Overlapped transfers not yet waited for: the device bytes they touch
   /// and the event recorded on the transfer stream after them.
   struct InFlight {

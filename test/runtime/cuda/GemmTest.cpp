@@ -88,6 +88,15 @@ TEST_P(GemmTest, MatchesCpuLinear) {
     std::vector<float> want = dwOld;
     cpu::linearBackwardWeight(x.data(), dy.data(), want.data(), tokens, in, out);
     expectClose("linear_wgrad+=", shape, download(dDw), want, tol::kFp32AccumRel);
+
+    // Written (a step's first micro-batch): the poisoned old values are not
+    // read, and the result is the product's alone.
+    dDw.poison();
+    MT_ASSERT_OK(runner->linearBackwardWeight(dX.get(), dDy.get(), dDw.get(), tokens, in, out,
+                                              nullptr, /*accumulate=*/false));
+    std::vector<float> product(w.size(), 0.0f);
+    cpu::linearBackwardWeight(x.data(), dy.data(), product.data(), tokens, in, out);
+    expectClose("linear_wgrad", shape, download(dDw), product, tol::kFp32AccumRel);
   }
 }
 
