@@ -424,7 +424,7 @@ bool fuseSwigluRecompute(ChunkedSwiGLUOp forward) {
     return false;
   ChunkedSwiGLUGradOp grad;
   for (Operation *user : forward.getInput().getUsers())
-    if (auto g = dyn_cast<ChunkedSwiGLUGradOp>(user)) {
+    if (auto g = dyn_cast<ChunkedSwiGLUGradOp>(user); g && g.getInput() == forward.getInput()) {
       if (grad)
         return false;
       grad = g;

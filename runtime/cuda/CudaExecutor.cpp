@@ -74,6 +74,10 @@ struct LoweredProgram {
   std::vector<Piece> pieces;
   /// The FLOPs and bytes of one run per profile class (plan/Roofline.h).
   std::map<std::string, plan::InstructionWork> work;
+  /// The +first variant: runs with Resources::gradientsUnwritten set, after
+  /// these GRADIENTS byte ranges are zero-filled (Lowerer::gradientZeroRanges).
+  bool writesGradients = false;
+  std::vector<std::pair<uint64_t, uint64_t>> gradientZeroRanges;
 };
 
 /// A pipeline stage's program whose only steps a CUDA graph cannot hold
@@ -159,6 +163,8 @@ private:
   /// its first replay.
   Status launchPieces(LoweredProgram &program);
   Status copyArena(plan::ArenaKind kind, cudaMemcpyKind direction);
+  /// Zero-fills [begin, end) byte ranges of the GRADIENTS arena on the stream.
+  Status zeroGradients(const std::vector<std::pair<uint64_t, uint64_t>> &ranges);
   std::string where(const LoweredProgram &program, const Step &step) const;
 
   const plan::Plan &plan_;
@@ -350,27 +356,28 @@ Status CudaExecutor::lowerAll() {
     // every slot: one copy per slot, each over that slot's buffers (the
     // host's, for the host scalars it reads).
     const int64_t copies = p.virtual_stage() >= 0 ? host_.slots() : 1;
+    // Without pipeline stages, forward_backward is the one program that
+    // touches the main gradients before the optimizer: its first run of a
+    // step (the +first variant) writes the weight gradients instead of
+    // adding them to a zeroed arena, and the rest is zero-filled first
+    // (Lowerer::setGradientsUnwritten).
+    const bool first = p.name() == "forward_backward" && plan_.mesh().pp() == 1 &&
+                       arenas_->arena(plan::GRADIENTS) && !host_.mainGradientsOnHost();
+    lowerer.setGradientsUnwritten(first);
     for (int64_t slot = 0; slot < copies; ++slot) {
       auto program = lowerProgram(lowerer, p, slot);
       if (!program)
         return program.status();
+      if (first) {
+        LoweredProgram variant = *program;
+        variant.gradientZeroRanges = lowerer.gradientZeroRanges();
+        variant.writesGradients = true;
+        programs_[p.name() + kFirst] = std::move(variant);
+      }
       programs_[slotName(p.name(), slot)] = std::move(*program);
     }
   }
-  // The first forward_backward of a step (the one program that touches the
-  // main gradients before the optimizer where there are no pipeline
-  // stages) writes the weight gradients instead of adding them to a zeroed
-  // arena, and zero-fills only the rest (Lowerer::setGradientsUnwritten).
-  if (auto fb = programs_.find("forward_backward");
-      fb != programs_.end() && arenas_->arena(plan::GRADIENTS) && !host_.mainGradientsOnHost() &&
-      plan_.mesh().pp() == 1) {
-    lowerer.setGradientsUnwritten(true);
-    auto first = lowerProgram(lowerer, *fb->second.plan, 0);
-    lowerer.setGradientsUnwritten(false);
-    if (!first)
-      return first.status();
-    programs_[fb->first + kFirst] = std::move(*first);
-  }
+  lowerer.setGradientsUnwritten(false);
   arenas_->setSlot(0);
   host_.setSlot(0);
   return Status::ok();
@@ -480,12 +487,13 @@ Status CudaExecutor::planParamGather() {
   gathers_ = std::move(*gathers);
   // Every optimizer variant leaves its gathers to the next forward, whose
   // variants (the last micro-batch's too, with overlap) start with them.
-  const std::string first = kFirst, overlapped = kOverlapped;
-  for (const std::string &variant : {std::string(), overlapped, first, first + overlapped}) {
+  for (const std::string &variant : {std::string(), std::string(kOverlapped)})
     if (auto o = programs_.find(opt->first + variant); o != programs_.end()) {
       o->second.steps = gathers_->withoutGathers(o->second.steps);
       o->second.capturable = false;
     }
+  const std::string first = kFirst, overlapped = kOverlapped;
+  for (const std::string &variant : {std::string(), overlapped, first, first + overlapped}) {
     if (auto f = programs_.find(fb->first + variant); f != programs_.end()) {
       LoweredProgram gathering = f->second;
       gathering.steps = gathers_->withGathers(f->second.steps);
@@ -610,21 +618,24 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   if (afterEach)
     return Status::error("the CUDA backend keeps activations on the GPU: per-instruction "
                          "host callbacks need --backend cpu");
-  // The first program after clearGradients: its +first variant zero-fills
-  // what it does not write; for any other, the arena is cleared first.
+  // The first program after clearGradients: its +first variant writes the
+  // gradients it can; for any other, the arena is cleared first.
   bool first = false;
   if (gradientsUncleared_) {
     gradientsUncleared_ = false;
     first = programs_.count(name + kFirst) > 0;
-    if (std::byte *g = arenas_->arena(plan::GRADIENTS); g && !first) {
-      ScopedErrorContext context("clearing the gradients: ");
-      MT_CUDA_CHECK(cudaMemsetAsync(g, 0, arenas_->arenaBytes(plan::GRADIENTS), stream_));
-    }
+    if (!first)
+      MT_CUDA_RETURN_IF_ERROR(zeroGradients({{0, arenas_->arenaBytes(plan::GRADIENTS)}}));
   }
   auto it = programs_.find(inSlot(variantOf(name, first)));
   if (it == programs_.end())
     return Status::error("the plan has no program '" + name + "'");
   LoweredProgram &program = it->second;
+  // Read by the weight gradients' launches, and so fixed in the variant's
+  // CUDA graph when it is captured.
+  resources_.gradientsUnwritten = program.writesGradients;
+  if (program.writesGradients)
+    MT_CUDA_RETURN_IF_ERROR(zeroGradients(program.gradientZeroRanges));
   auto started = std::chrono::steady_clock::now();
   exec::ProgramResult result;
   // The first run is eager: it warms what launchers set up on first use
@@ -692,9 +703,9 @@ Status CudaExecutor::clearGradients() {
     MT_CUDA_RETURN_IF_ERROR(commProfile_->beginStep(stream_));
   ScopedErrorContext context("clearing the gradients: ");
   if (programs_.count(std::string("forward_backward") + kFirst))
-    gradientsUncleared_ = true; // the next program zero-fills what it does not write
-  else if (std::byte *g = arenas_->arena(plan::GRADIENTS))
-    MT_CUDA_CHECK(cudaMemsetAsync(g, 0, arenas_->arenaBytes(plan::GRADIENTS), stream_));
+    gradientsUncleared_ = true; // cleared as the next program needs (run)
+  else
+    MT_CUDA_RETURN_IF_ERROR(zeroGradients({{0, arenas_->arenaBytes(plan::GRADIENTS)}}));
   if (host_.mainGradientsOnHost()) {
     // grad_offload: the main gradients are the pinned host arena; the last
     // step's copies of them are done before the host zero-fills it.
@@ -703,6 +714,15 @@ Status CudaExecutor::clearGradients() {
       MT_CUDA_CHECK(cudaStreamSynchronize(resources_.copyStream));
     host_.clear(plan::HOST_GRADIENTS);
   }
+  return Status::ok();
+}
+
+Status CudaExecutor::zeroGradients(const std::vector<std::pair<uint64_t, uint64_t>> &ranges) {
+  ScopedErrorContext context("clearing the gradients: ");
+  if (std::byte *g = arenas_->arena(plan::GRADIENTS))
+    for (const auto &[begin, end] : ranges)
+      if (end > begin)
+        MT_CUDA_CHECK(cudaMemsetAsync(g + begin, 0, end - begin, stream_));
   return Status::ok();
 }
 

@@ -42,12 +42,12 @@ void linearGradInput(Lowerer &L, const Attrs &a) {
 
 void linearGradWeight(Lowerer &L, const Attrs &a) {
   const bf16 *x = L.bfIn(0), *dy = L.bfIn(1);
-  bool add = true;
-  float *dw = L.f32OutOrSum(0, add);
+  float *dw = nullptr;
+  std::function<bool()> adds = L.f32OutOrSum(0, dw);
   int64_t t = a.i("tokens"), in = a.i("in"), out = a.i("out");
   GemmRunner *g = L.resources().gemm.get();
   L.emit([=](cudaStream_t s) {
-    return g->linearBackwardWeight(x, dy, dw, t, in, out, s, add);
+    return g->linearBackwardWeight(x, dy, dw, t, in, out, s, adds());
   });
 }
 

@@ -94,14 +94,16 @@ bool overlapsAny(const std::vector<std::pair<uint64_t, uint64_t>> &ranges,
 } // namespace
 
 std::optional<Lowerer::ArenaRange> Lowerer::gradientRange(uint32_t id) const {
+  const plan::Buffer &b = plan_.buffers(id);
   const std::byte *base = res_.arenas->arena(plan::GRADIENTS);
-  if (plan_.buffers(id).arena() != plan::GRADIENTS || !base)
+  const std::byte *data = res_.arenas->data(id);
+  if (b.arena() != plan::GRADIENTS || !base || !data)
     return std::nullopt;
-  const auto [begin, end] = deviceRange(id);
-  return ArenaRange{uint64_t(begin - base), uint64_t(end - base)};
+  const uint64_t begin = uint64_t(data - base);
+  return ArenaRange{begin, begin + b.size_bytes()};
 }
 
-Step Lowerer::zeroUnwrittenGradients() const {
+std::vector<Lowerer::ArenaRange> Lowerer::gradientZeroRanges() const {
   std::vector<ArenaRange> written = gradientsWritten_, zero;
   std::sort(written.begin(), written.end());
   uint64_t at = 0;
@@ -112,13 +114,18 @@ Step Lowerer::zeroUnwrittenGradients() const {
   }
   if (const uint64_t bytes = res_.arenas->arenaBytes(plan::GRADIENTS); bytes > at)
     zero.push_back({at, bytes});
-  std::byte *base = res_.arenas->arena(plan::GRADIENTS);
-  return {[base, zero](cudaStream_t s) -> Status {
-            for (const auto &[begin, end] : zero)
-              MT_CUDA_CHECK(cudaMemsetAsync(base + begin, 0, end - begin, s));
-            return Status::ok();
-          },
-          order_.empty() ? 0 : order_.front(), false, false, nullptr, "zero-fills"};
+  return zero;
+}
+
+std::function<bool()> Lowerer::f32OutOrSum(int i, float *&out) {
+  bool add = true;
+  out = f32(target(i, Capability::WritesOrAdds, &add), "output", i);
+  if (add)
+    return [] { return true; };
+  if (plan_.buffers(instr_->outputs(i)).arena() != plan::GRADIENTS)
+    return [] { return false; }; // over a dropped zero-fill
+  const bool *unwritten = &res_.gradientsUnwritten;
+  return [unwritten] { return !*unwritten; };
 }
 
 uint32_t Lowerer::target(int i, Capability capability, bool *add) {
@@ -137,7 +144,7 @@ uint32_t Lowerer::target(int i, Capability capability, bool *add) {
     if (zeroed)
       steps_[pending->second].launch = nullptr; // the writer replaces the fill
     else
-      gradientsWritten_.push_back(*gradient); // and the step's zero-fill
+      gradientsWritten_.push_back(*gradient); // kept out of the caller's zero-fill
     break;
   case plan::OutputUse::AddIntoZeroFill: // the fill stays
   case plan::OutputUse::AddToEarlierValues:
@@ -431,8 +438,6 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
   }
   if (instr_)
     waitForTransfers(*instr_, true); // the program ends on the compute stream
-  if (gradientsUnwritten_)
-    steps_.insert(steps_.begin(), zeroUnwrittenGradients());
   return std::move(steps_);
 }
 

@@ -99,6 +99,10 @@ struct Resources {
   /// then runs on the transfer stream meanwhile (plan::deferWeightGradients;
   /// CudaOptions::overlapSequenceParallel).
   bool overlapSequenceParallel = true;
+  /// Set by the executor while it runs (or captures) the first
+  /// forward_backward of a step: the weight gradients that program writes
+  /// first (Lowerer::setGradientsUnwritten) are then written, not added.
+  bool gradientsUnwritten = false;
   cudaStream_t transferStream = nullptr; // made on first use
   /// The results (and rank-major blocks) of the collectives that overlap
   /// compute (Lowerer::overlapsCompute): the transfer stream's own, since
@@ -148,13 +152,18 @@ public:
   Expected<std::vector<Step>> lower(const plan::Program &program);
   /// The order lower() took the last program's instructions in.
   const std::vector<int> &order() const { return order_; }
-  /// Lowers the next programs as the first of a step to touch the main
-  /// gradients, which CudaExecutor::clearGradients then does not zero-fill:
-  /// a weight gradient (f32OutOrSum) whose bytes no earlier instruction
-  /// touched writes them instead of adding to zeros, and a step at the
-  /// start zero-fills the rest of the GRADIENTS arena (the bytes read, or
-  /// added to, before anything wrote them, and those nothing writes).
+  /// Lowers the next programs so that they may run as the first of a step
+  /// to touch the main gradients, with the GRADIENTS arena not zero-filled:
+  /// a kernel that can write or add (f32OutOrSum) into main-gradient bytes
+  /// no earlier instruction touched writes them while
+  /// Resources::gradientsUnwritten is set when it launches, and adds
+  /// otherwise; gradientZeroRanges() then lists what the caller must
+  /// zero-fill before such a run (the bytes read, or added to, before
+  /// anything wrote them, and those nothing writes).
   void setGradientsUnwritten(bool on) { gradientsUnwritten_ = on; }
+  /// With setGradientsUnwritten, after lower(): [begin, end) byte offsets
+  /// in the GRADIENTS arena, sorted and disjoint.
+  std::vector<std::pair<uint64_t, uint64_t>> gradientZeroRanges() const;
 
   // --- for the op lowerings (runtime/cuda/LowerOps.cpp) ---
   const plan::Instruction &instruction() const { return *instr_; }
@@ -170,10 +179,10 @@ public:
   float *f32Out(int i) { return f32(target(i, Capability::Writes), "output", i); }
   /// Output i for a kernel that adds into it (fp32 main gradients).
   float *f32Sum(int i) { return f32(target(i, Capability::Adds), "output", i); }
-  /// Output i (fp32) for a kernel that can write or add: whether it must add.
-  float *f32OutOrSum(int i, bool &add) {
-    return f32(target(i, Capability::WritesOrAdds, &add), "output", i);
-  }
+  /// Output i (fp32) for a kernel that can write or add: whether it must
+  /// add, read when the kernel launches (a main gradient this program may
+  /// write first, see setGradientsUnwritten).
+  std::function<bool()> f32OutOrSum(int i, float *&out);
   /// Whether `buffer` is stored as bf16 on the device (an activation kept
   /// at half its planned offset).
   bool isBf16(uint32_t buffer) const {
@@ -283,8 +292,7 @@ private:
   std::vector<ArenaRange> gradientsTouched_, gradientsWritten_;
   /// `buffer`'s bytes in the GRADIENTS arena; nullopt for another arena.
   std::optional<ArenaRange> gradientRange(uint32_t buffer) const;
-  /// The step that zero-fills the GRADIENTS bytes not in gradientsWritten_.
-  Step zeroUnwrittenGradients() const;
+
   /// Overlapped transfers not yet waited for: the device bytes they touch
   /// and the event recorded on the transfer stream after them.
   struct InFlight {
