@@ -184,8 +184,8 @@ private:
   bool gathersPending_ = false; // an optimizer step ran without its gathers
   int64_t microBatchesRun_ = 0;                    // forward_backward runs this step
   bool reducedEarly_ = false; // this step's gradients were reduced during backward
-  /// clearGradients left the main gradients to the next program (its +first
-  /// variant zero-fills what it does not write).
+  /// clearGradients left the main gradients to the next program (run zero-
+  /// fills what its +first variant does not write, or all of them).
   bool gradientsUncleared_ = false;
   InstructionProfile profile_;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
