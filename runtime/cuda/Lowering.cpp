@@ -85,36 +85,14 @@ int32_t *Lowerer::i32Out(int i) {
   return nullptr;
 }
 
-namespace {
-bool overlapsAny(const std::vector<std::pair<uint64_t, uint64_t>> &ranges,
-                 std::pair<uint64_t, uint64_t> r) {
-  return std::any_of(ranges.begin(), ranges.end(),
-                     [&](const auto &o) { return o.first < r.second && r.first < o.second; });
-}
-} // namespace
-
-std::optional<Lowerer::ArenaRange> Lowerer::gradientRange(uint32_t id) const {
+std::optional<plan::ByteRange> Lowerer::gradientRange(uint32_t id) const {
   const plan::Buffer &b = plan_.buffers(id);
   const std::byte *base = res_.arenas->arena(plan::GRADIENTS);
   const std::byte *data = res_.arenas->data(id);
   if (b.arena() != plan::GRADIENTS || !base || !data)
     return std::nullopt;
   const uint64_t begin = uint64_t(data - base);
-  return ArenaRange{begin, begin + b.size_bytes()};
-}
-
-std::vector<Lowerer::ArenaRange> Lowerer::gradientZeroRanges() const {
-  std::vector<ArenaRange> written = gradientsWritten_, zero;
-  std::sort(written.begin(), written.end());
-  uint64_t at = 0;
-  for (const auto &[begin, end] : written) {
-    if (begin > at)
-      zero.push_back({at, begin});
-    at = std::max(at, end);
-  }
-  if (const uint64_t bytes = res_.arenas->arenaBytes(plan::GRADIENTS); bytes > at)
-    zero.push_back({at, bytes});
-  return zero;
+  return plan::ByteRange{begin, begin + b.size_bytes()};
 }
 
 std::function<bool()> Lowerer::f32OutOrSum(int i, float *&out) {
@@ -134,8 +112,9 @@ uint32_t Lowerer::target(int i, Capability capability, bool *add) {
   bool zeroed = pending != pendingZero_.end();
   // A main gradient no instruction touched yet holds zeros (or is written
   // whole by the writer this decides on).
-  const std::optional<ArenaRange> gradient = gradientsUnwritten_ ? gradientRange(id) : std::nullopt;
-  const bool unwritten = gradient && !overlapsAny(gradientsTouched_, *gradient);
+  const std::optional<plan::ByteRange> gradient =
+      gradientsUnwritten_ ? gradientRange(id) : std::nullopt;
+  const bool unwritten = gradient && firstWrites_.untouched(*gradient);
   bool adds = false;
   switch (plan::outputUse(instr_->op(), zeroed || unwritten, capability)) {
   case plan::OutputUse::Write:
@@ -144,7 +123,7 @@ uint32_t Lowerer::target(int i, Capability capability, bool *add) {
     if (zeroed)
       steps_[pending->second].launch = nullptr; // the writer replaces the fill
     else
-      gradientsWritten_.push_back(*gradient); // kept out of the caller's zero-fill
+      firstWrites_.wrote(*gradient); // kept out of the caller's zero-fill
     break;
   case plan::OutputUse::AddIntoZeroFill: // the fill stays
   case plan::OutputUse::AddToEarlierValues:
@@ -163,7 +142,7 @@ uint32_t Lowerer::target(int i, Capability capability, bool *add) {
   if (zeroed)
     pendingZero_.erase(pending);
   if (gradient)
-    gradientsTouched_.push_back(*gradient);
+    firstWrites_.touch(*gradient);
   if (add)
     *add = adds;
   return id;
@@ -403,8 +382,7 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
   issued_.clear();
   pendingZero_.clear();
   inFlight_.clear();
-  gradientsTouched_.clear();
-  gradientsWritten_.clear();
+  firstWrites_.clear();
   program_ = &program;
   orderInstructions(program);
   for (int i : order_) {
@@ -413,8 +391,8 @@ Expected<std::vector<Step>> Lowerer::lower(const plan::Program &program) {
     error_.clear();
     if (gradientsUnwritten_)
       for (uint32_t id : instr_->inputs())
-        if (std::optional<ArenaRange> r = gradientRange(id))
-          gradientsTouched_.push_back(*r);
+        if (std::optional<plan::ByteRange> r = gradientRange(id))
+          firstWrites_.touch(*r);
     // A collective on the compute stream follows every transfer (one NCCL
     // communicator is never driven from two streams at once), except those
     // that themselves go to the transfer stream, in its order; one that

@@ -20,6 +20,7 @@
 #include "runtime/exec/Memory.h"
 #include "runtime/exec/PipelineChannels.h"
 #include "runtime/exec/RankContext.h"
+#include "runtime/plan/GradientFirstWrites.h"
 #include "runtime/plan/OpRegistry.h"
 
 #include <cuda_runtime_api.h>
@@ -163,7 +164,9 @@ public:
   void setGradientsUnwritten(bool on) { gradientsUnwritten_ = on; }
   /// With setGradientsUnwritten, after lower(): [begin, end) byte offsets
   /// in the GRADIENTS arena, sorted and disjoint.
-  std::vector<std::pair<uint64_t, uint64_t>> gradientZeroRanges() const;
+  std::vector<plan::ByteRange> gradientZeroRanges() const {
+    return firstWrites_.unwritten(res_.arenas->arenaBytes(plan::GRADIENTS));
+  }
 
   // --- for the op lowerings (runtime/cuda/LowerOps.cpp) ---
   const plan::Instruction &instruction() const { return *instr_; }
@@ -285,13 +288,11 @@ private:
   std::string error_;
   /// Buffers zero-filled and not written since: the step index of the fill.
   std::map<uint32_t, size_t> pendingZero_;
-  /// setGradientsUnwritten: the GRADIENTS arena's byte ranges [begin, end)
-  /// touched so far, and those whose first access was a whole write.
-  using ArenaRange = std::pair<uint64_t, uint64_t>;
+  /// setGradientsUnwritten: the GRADIENTS arena's accesses so far.
   bool gradientsUnwritten_ = false;
-  std::vector<ArenaRange> gradientsTouched_, gradientsWritten_;
+  plan::GradientFirstWrites firstWrites_;
   /// `buffer`'s bytes in the GRADIENTS arena; nullopt for another arena.
-  std::optional<ArenaRange> gradientRange(uint32_t buffer) const;
+  std::optional<plan::ByteRange> gradientRange(uint32_t buffer) const;
 
   /// Overlapped transfers not yet waited for: the device bytes they touch
   /// and the event recorded on the transfer stream after them.
