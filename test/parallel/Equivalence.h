@@ -66,9 +66,10 @@ inline void expectSameTraining(const std::string &dir, const std::string &refere
         ASSERT_EQ(got.lmLoss.has_value(), ref.lmLoss.has_value()) << "lm_loss, step " << i + 1;
         ASSERT_EQ(got.auxLoss.has_value(), ref.auxLoss.has_value()) << "aux_loss, step " << i + 1;
         ASSERT_EQ(got.zLoss.has_value(), ref.zLoss.has_value()) << "z_loss, step " << i + 1;
-        if (ref.zLoss)
+        if (ref.zLoss) {
           EXPECT_NEAR(*got.zLoss, *ref.zLoss, tolerance::kParallelRel * *ref.zLoss)
               << "z_loss, step " << i + 1;
+        }
         if (ref.lmLoss) {
           EXPECT_NEAR(*got.lmLoss, *ref.lmLoss, tolerance::kParallelRel * *ref.lmLoss)
               << "lm_loss, step " << i + 1;

@@ -60,6 +60,13 @@ TEST_P(FusionEquivalence, AllFusionsMatchTheUnfusedStep) {
   test::expectSameTraining("", run("unfused"), run("fused"), 3, kLearningRate);
 }
 
+// swiglu-recompute recomputes the activation bit for bit: every bit of the
+// run that keeps it from forward to backward.
+TEST_P(FusionEquivalence, SwigluRecomputeIsBitIdenticalToStoringTheActivation) {
+  test::expectIdenticalTraining(run("stored"), run("fused"), 3);
+  EXPECT_EQ(countOps(run("stored") + ".plan", "chunked_swiglu_recompute_grad"), 0);
+}
+
 TEST_P(FusionEquivalence, FusedPlanHasTheFusedInstructions) {
   // rotary-qkv rotates q and k as the packed output is split, unless a
   // per-head norm sits between (Qwen3's q_norm and k_norm).
@@ -81,9 +88,10 @@ TEST_P(FusionEquivalence, FusedPlanHasTheFusedInstructions) {
   }
   for (const char *op : {"chunked_swiglu", split, concat})
     EXPECT_EQ(countOps(run("norms") + ".plan", op), 0) << op;
-  if (rotated)
+  if (rotated) {
     for (const char *op : {"split_qkv", "concat_qkv", "rotary", "rotary_grad"})
       EXPECT_EQ(countOps(run("fused") + ".plan", op), 0) << op;
+  }
   // One GEMM for gate and up, and one for q, k and v, forward and for each
   // gradient: fewer per layer (and per recomputed copy) than without
   // linear-fc1 and linear-qkv.

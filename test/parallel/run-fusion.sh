@@ -5,7 +5,9 @@
 # linear-fc1,linear-qkv`) and with `--no-fuse all`, same seed and global
 # batch: OUT/<model>/<layout>.<fused|norms|unfused>.{jsonl,hf/,plan/}. The
 # norms and unfused runs of a layout must be bit-identical, the fused one
-# equal within tolerances (FusionEquivalenceTest.cpp).
+# equal within tolerances, and bit-identical to the one that stores the
+# MLP activation instead (`--no-fuse swiglu-recompute`: .stored)
+# (FusionEquivalenceTest.cpp).
 # Usage: run-fusion.sh BIN_DIR OUT_DIR
 set -euo pipefail
 bin=$1 out=$2
@@ -16,10 +18,11 @@ python3 "$here/../../tools/random-tokens.py" "$out/tokens.bin" 95 4000
 # train MODEL LAYOUT_NAME "LAYOUT_FLAGS" RANKS
 train() {
   local model=$1 layout=$2 flags=$3 ranks=$4
-  for variant in fused norms unfused; do
+  for variant in fused norms unfused stored; do
     local run="$out/$model/$layout.$variant" nofuse=()
     [[ $variant == norms ]] && nofuse=(--no-fuse linear-fc1,linear-qkv)
     [[ $variant == unfused ]] && nofuse=(--no-fuse all)
+    [[ $variant == stored ]] && nofuse=(--no-fuse swiglu-recompute)
     # --adam-eps 1e-4 as run-layouts.sh: the fused run sums in another order,
     # and AdamW's default eps would turn a gradient of fp32 noise (the k_proj
     # bias's) into updates of lr with random signs.
