@@ -2,6 +2,8 @@
 # Installs what is missing from Debian (idempotent, quick when nothing is),
 # then configures and builds mtc into build/ (ccache when present).
 # Usage: tools/setup.sh [--runtime-only]   (runtime-only: no MLIR needed)
+# MT_SETUP_TARGETS (space-separated) builds those targets only, as
+# tools/demo.sh does for the tools it runs; default: everything, tests too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,4 +53,6 @@ fi
 mkdir -p "$build_dir"
 cmake "${cmake_args[@]}" > "$build_dir/configure.log" 2>&1 || {
   cat "$build_dir/configure.log"; exit 1; }
-cmake --build "$build_dir" -j "$(nproc)"
+targets=()
+[[ -n "${MT_SETUP_TARGETS:-}" ]] && read -r -a targets <<< "--target $MT_SETUP_TARGETS"
+cmake --build "$build_dir" -j "$(nproc)" "${targets[@]}"
