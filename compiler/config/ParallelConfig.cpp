@@ -8,6 +8,7 @@
 #include "runtime/support/Wording.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <functional>
 #include <numeric>
@@ -18,6 +19,23 @@ namespace mt {
 namespace {
 
 using config::fail;
+
+/// The divisors of `n` (>= 1) in words, "1, 2, 4 or 8": the sizes a rule
+/// "must divide n" leaves.
+std::string divisorsText(int64_t n) {
+  std::vector<int64_t> found;
+  for (int64_t d = 1; d * d <= n; ++d)
+    if (n % d == 0) {
+      found.push_back(d);
+      if (d != n / d)
+        found.push_back(n / d);
+    }
+  std::sort(found.begin(), found.end());
+  std::string text;
+  for (size_t i = 0; i < found.size(); ++i)
+    text += (i == 0 ? "" : i + 1 == found.size() ? " or " : ", ") + std::to_string(found[i]);
+  return text;
+}
 
 Status checkPositive(const char *name, int64_t value) {
   if (value < 1)
@@ -54,11 +72,15 @@ Status resolveStageLayers(ParallelConfig &c, int64_t layers) {
   int64_t chunks = c.pp * (c.vpp ? c.vpp : 1);
   if (!uneven) {
     if (chunks > layers)
-      return fail("pipeline stages pp (", c.pp, ") x vpp (", c.vpp ? c.vpp : 1, ") = ",
-                  chunks, " exceed num_hidden_layers (", layers, ")");
+      return fail("pipeline_model_parallel_size (--pp ", c.pp, ") x "
+                  "virtual_pipeline_model_parallel_size (--vpp ", c.vpp ? c.vpp : 1, ") = ",
+                  chunks, " exceed num_hidden_layers (", layers, "): pp x vpp may be ",
+                  divisorsText(layers));
     if (layers % chunks != 0)
-      return fail("num_hidden_layers (", layers, ") must be divisible by pp (", c.pp,
-                  ") x vpp (", c.vpp ? c.vpp : 1, ") = ", chunks,
+      return fail("num_hidden_layers (", layers, ") must be divisible by "
+                  "pipeline_model_parallel_size (--pp ", c.pp, ") x "
+                  "virtual_pipeline_model_parallel_size (--vpp ", c.vpp ? c.vpp : 1, ") = ",
+                  chunks, ": pp x vpp may be ", divisorsText(layers),
                   " (or give an uneven --pp-layout)");
     c.chunkLayers.assign(chunks, layers / chunks);
     return Status::ok();
@@ -319,12 +341,15 @@ Status ParallelConfig::resolve(const ModelDims &model) {
                 "sequence length ", model.seq, "; re-import with `mtc "
                 "import-hf --seq ", seq, "`");
 
+  // Megatron-Core splits query and key/value heads alike over tp.
+  const std::string validTp = "; tensor_model_parallel_size may be " +
+                              divisorsText(std::gcd(model.numHeads, model.numKvHeads));
   if (model.numHeads % tp != 0)
     return fail("num_attention_heads (", model.numHeads, ") must be divisible "
-                "by tensor_model_parallel_size (--tp ", tp, ")");
+                "by tensor_model_parallel_size (--tp ", tp, ")", validTp);
   if (model.numKvHeads % tp != 0)
     return fail("num_key_value_heads (", model.numKvHeads, ") must be "
-                "divisible by tensor_model_parallel_size (--tp ", tp, ")");
+                "divisible by tensor_model_parallel_size (--tp ", tp, ")", validTp);
   if (sequenceParallel && tp == 1)
     return fail("sequence_parallel (--sp) needs tensor_model_parallel_size "
                 "(--tp) > 1, got --tp 1");
@@ -347,7 +372,9 @@ Status ParallelConfig::resolve(const ModelDims &model) {
     return s;
   if (cp > 1 && seq % (2 * cp) != 0)
     return fail("seq_length (", seq, ") must be divisible by 2 x "
-                "context_parallel_size (2 x ", cp, " = ", 2 * cp, ")");
+                "context_parallel_size (2 x ", cp, " = ", 2 * cp, "): context_parallel_size "
+                "may be ", divisorsText(seq % 2 == 0 ? seq / 2 : 1),
+                " (Megatron-Core's load balancing cuts the sequence into 2 x cp chunks)");
   const char *commType = "cp_comm_type (--cp-comm-type)";
   if (std::string error = optionValueError(commType, cpCommType); !error.empty())
     return fail(commType, error);
@@ -397,6 +424,103 @@ Status ParallelConfig::resolve(const ModelDims &model) {
                 " / (micro_batch_size ", microBatch, " x dp ", dp,
                 ")) must be a multiple of pp (", pp, ")");
   return checkGradReduceInBf16(*this, model);
+}
+
+namespace {
+
+/// An option as the messages of resolve() and validate() name it.
+struct OptionName {
+  const char *key, *flag, *shortName; // shortName: "" where messages use none
+};
+
+const OptionName kOptionNames[] = {
+    {"tensor_model_parallel_size", "--tp", "tp"},
+    {"pipeline_model_parallel_size", "--pp", "pp"},
+    {"virtual_pipeline_model_parallel_size", "--vpp", "vpp"},
+    {"context_parallel_size", "--cp", "cp"},
+    {"cp_comm_type", "--cp-comm-type", ""},
+    {"expert_model_parallel_size", "--ep", "ep"},
+    {"expert_tensor_parallel_size", "--etp", "etp"},
+    {"moe_token_dispatcher_type", "--moe-token-dispatcher-type", ""},
+    {"data_parallel_size", "--dp", "dp"},
+    {"world_size", "--world-size", "world size"},
+    {"micro_batch_size", "--micro-batch", ""},
+    {"global_batch_size", "--global-batch", ""},
+    {"seq_length", "--seq", ""},
+    {"sequence_parallel", "--sp", ""},
+    {"use_distributed_optimizer", "--use-distributed-optimizer", ""},
+    {"overlap_param_gather", "--overlap-param-gather", ""},
+    {"grad_reduce_in_fp32", "--grad-reduce-in-bf16", ""},
+    {"optimizer_offload", "--optimizer-offload", ""},
+    {"grad_offload", "--grad-offload", ""},
+    {"param_offload", "--param-offload", ""},
+    {"recompute_granularity", "--recompute-granularity", ""},
+    {"recompute_method", "--recompute-method", ""},
+    {"recompute_num_layers", "--recompute-num-layers", ""},
+    {"recompute_modules", "--recompute-modules", ""},
+    {"moe_layer_recompute", "--moe-layer-recompute", ""},
+    {"decoder_first_pipeline_num_layers", "", ""},
+    {"decoder_last_pipeline_num_layers", "", ""},
+    {"lr", "--lr", ""},
+    {"min_lr", "--min-lr", ""},
+    {"lr_warmup_iters", "--warmup-steps", ""},
+    {"lr_decay_iters", "--decay-steps", ""},
+    {"lr_decay_style", "--lr-decay-style", ""},
+    {"weight_decay", "--weight-decay", ""},
+    {"adam_beta1", "--adam-beta1", ""},
+    {"adam_beta2", "--adam-beta2", ""},
+    {"adam_eps", "--adam-eps", ""},
+    {"clip_grad", "--clip-grad", ""},
+    {"train_iters", "--train-steps", ""},
+};
+
+bool wordChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+/// Whether `message` holds `word` with no word character before it and,
+/// after it, `next` (a flag: neither a word character nor '-').
+bool namesWord(const std::string &message, const std::string &word, const std::string &next) {
+  for (size_t at = message.find(word); at != std::string::npos;
+       at = message.find(word, at + 1)) {
+    size_t end = at + word.size();
+    bool before = at == 0 || !wordChar(message[at - 1]);
+    bool after = next.empty() ? end == message.size() ||
+                                    !(wordChar(message[end]) || message[end] == '-')
+                              : message.compare(end, next.size(), next) == 0;
+    if (before && after)
+      return true;
+  }
+  return false;
+}
+
+} // namespace
+
+std::string optionKeyOfFlag(const std::string &flag) {
+  for (const OptionName &o : kOptionNames)
+    if (*o.flag && flag == o.flag)
+      return o.key;
+  return "";
+}
+
+std::string givenAtNote(const std::string &key, std::string where, const std::string &as) {
+  if (where.size() >= 2 && where.compare(where.size() - 2, 2, ": ") == 0)
+    where.resize(where.size() - 2);
+  if (as.empty() || as == key)
+    return key + " was given at " + where;
+  return key + " is " + as + ", given at " + where;
+}
+
+std::string withGivenAt(const std::string &message,
+                        const std::map<std::string, std::string> &givenAt) {
+  std::string notes;
+  for (const OptionName &o : kOptionNames) {
+    auto it = givenAt.find(o.key);
+    if (it == givenAt.end())
+      continue;
+    if (namesWord(message, o.key, "") || (*o.flag && namesWord(message, o.flag, "")) ||
+        (*o.shortName && namesWord(message, o.shortName, " (")))
+      notes += "\nnote: " + it->second;
+  }
+  return message + notes;
 }
 
 std::string sequenceParallelOffAtTp1(ParallelConfig &c, const std::string &where) {

@@ -212,6 +212,26 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
                               OptimizerConfig &optimizer,
                               std::map<std::string, std::string> *where = nullptr);
 
+/// `message` (an error of ParallelConfig::resolve or OptimizerConfig::validate),
+/// then a line for each option it names, by its Megatron-Core key
+/// ("tensor_model_parallel_size"), its flag ("--tp") or its short name
+/// ("tp (2)"), that `givenAt` holds: "\nnote: " followed by the entry.
+/// givenAt: Megatron-Core key -> where the user gave it, as a sentence
+/// ("tensor_model_parallel_size was given at sft.yaml:4:29"; made by
+/// givenAtNote).
+std::string withGivenAt(const std::string &message,
+                        const std::map<std::string, std::string> &givenAt);
+
+/// The Megatron-Core key of an `mtc compile` flag ("--tp" ->
+/// "tensor_model_parallel_size"); "" for a flag no key sets.
+std::string optionKeyOfFlag(const std::string &flag);
+
+/// The sentence withGivenAt prints for `key` given at `where` ("file:line:col",
+/// "command line"; a trailing ": " is dropped), `as` the name it was given
+/// by where that differs (LLaMA-Factory's per_device_train_batch_size for
+/// micro_batch_size).
+std::string givenAtNote(const std::string &key, std::string where, const std::string &as = "");
+
 /// Every key loadParallelConfigYaml reads, sorted (for the choice between
 /// it and the training front-end: compiler/config/ConfigVocabulary.h).
 const std::vector<std::string> &parallelConfigKeys();

@@ -408,6 +408,26 @@ std::string TrainConfig::whereGiven(const std::string &key) const {
   return "";
 }
 
+std::map<std::string, std::string> TrainConfig::layoutGivenAt() const {
+  // LLaMA-Factory's names of the options Megatron-Core names otherwise.
+  static const std::map<std::string, std::string> kMegatronName = {
+      {"per_device_train_batch_size", "micro_batch_size"},
+      {"cutoff_len", "seq_length"},
+      {"learning_rate", "lr"},
+      {"adam_epsilon", "adam_eps"},
+      {"max_grad_norm", "clip_grad"},
+      {"warmup_steps", "lr_warmup_iters"},
+      {"lr_scheduler_type", "lr_decay_style"},
+  };
+  std::map<std::string, std::string> notes;
+  for (const auto &[key, where] : givenAt) { // in order: the last one given counts
+    auto alias = kMegatronName.find(key);
+    const std::string &name = alias == kMegatronName.end() ? key : alias->second;
+    notes[name] = givenAtNote(name, where, key);
+  }
+  return notes;
+}
+
 void TrainConfig::checkStageKeys(ConfigErrors &errors) const {
   if (stage == "sft")
     return;

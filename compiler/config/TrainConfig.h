@@ -158,6 +158,13 @@ struct TrainConfig {
   /// "" when it was not.
   std::string whereGiven(const std::string &key) const;
 
+  /// Where each key of the layout and the optimizer was last given, by its
+  /// Megatron-Core name, as withGivenAt (ParallelConfig.h) takes it; the
+  /// LLaMA-Factory keys that set one name themselves
+  /// (per_device_train_batch_size for micro_batch_size, cutoff_len for
+  /// seq_length, learning_rate for lr, ...).
+  std::map<std::string, std::string> layoutGivenAt() const;
+
   /// What a plan alone (`mtc compile --config`) cannot keep, refused rather
   /// than ignored, naming where it was given: bf16: false (a plan holds no
   /// precision; `mtc train` honours it by choosing the CPU backend), as

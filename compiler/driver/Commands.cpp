@@ -270,6 +270,26 @@ static std::string notPlannedYet(const ParallelConfig &p, const ModelDims &dims)
   return "";
 }
 
+bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
+                 const std::map<std::string, std::string> &givenAt) {
+  MLIRContext context;
+  registerDialects(context);
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler handler(sourceMgr, &context);
+  auto module = loadModel(context, modelPath, sourceMgr);
+  if (!module)
+    return false;
+  auto dims = readModelDims(*module);
+  if (failed(dims))
+    return false;
+  ParallelConfig parallel = layout;
+  Status resolved = parallel.resolve(*dims);
+  std::string error = resolved ? notPlannedYet(parallel, *dims) : resolved.message();
+  if (!error.empty())
+    llvm::errs() << "error: " << withGivenAt(error, givenAt) << "\n";
+  return error.empty();
+}
+
 bool compileModel(const CompileOptions &options) {
   if (!outputsAllowed({{"-o", options.outputDir, io::OutputKind::Plan},
                        {"--schedule-svg", options.scheduleSvg, io::OutputKind::PipelineSvg},
@@ -290,7 +310,7 @@ bool compileModel(const CompileOptions &options) {
   ParallelConfig parallel = options.parallel;
   for (Status s : {parallel.resolve(*dims), options.optimizer.validate()})
     if (!s) {
-      llvm::errs() << "error: " << s.message() << "\n";
+      llvm::errs() << "error: " << withGivenAt(s.message(), options.givenAt) << "\n";
       if (!options.configNote.empty())
         llvm::errs() << "note: " << options.configNote << "\n";
       return false;
@@ -306,7 +326,7 @@ bool compileModel(const CompileOptions &options) {
   const bool scheduleWanted = options.explain || !options.scheduleSvg.empty();
   std::string missing = notPlannedYet(parallel, *dims);
   if (!missing.empty() && !options.outputDir.empty()) {
-    llvm::errs() << "error: " << missing << "\n";
+    llvm::errs() << "error: " << withGivenAt(missing, options.givenAt) << "\n";
     return false;
   }
   if (options.outputDir.empty() && !scheduleWanted)

@@ -5,6 +5,7 @@
 #include "compiler/config/ParallelConfig.h"
 #include "compiler/hf/ModelBuilder.h"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,11 @@ struct CompileOptions {
   /// Why the config's defaults are what they are ("x.yaml reads as a
   /// LLaMA-Factory YAML by seed (line 4): ..."), noted under a layout error.
   std::string configNote;
+  /// Where the user gave each option, for the notes under a layout error
+  /// (withGivenAt, compiler/config/ParallelConfig.h): Megatron-Core key ->
+  /// "tensor_model_parallel_size was given at sft.yaml:4:29". Options a flag
+  /// set are not in it.
+  std::map<std::string, std::string> givenAt;
   bool overwrite = false;  // outputs may replace what io::checkOutputs allows with it
   uint64_t gpuMemory = 0;  // --explain: the cheapest recompute that fits (0: none asked)
   /// --no-fuse: mt-fuse patterns left out (add-rmsnorm, add-rmsnorm-grad,
@@ -37,6 +43,13 @@ struct CompileOptions {
   /// all: the pass does not run).
   std::vector<std::string> noFuse;
 };
+
+/// The layout check of compileModel alone: `layout` resolved against the
+/// model at `modelPath` (and refused where this version makes no plan of
+/// it), each error printed with the notes of `givenAt`. `mtc train` runs it
+/// before it prepares the data, so that a bad layout costs no tokenizing.
+bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
+                 const std::map<std::string, std::string> &givenAt);
 
 /// Each prints its diagnostics to stderr and returns false on failure. The
 /// output paths are checked first (io::checkOutputs, runtime/support/OutputPath.h).

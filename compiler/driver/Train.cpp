@@ -466,15 +466,8 @@ namespace {
 Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainCommandOptions &o,
                                               const std::string &runDir,
                                               const std::string &resume, int64_t nproc) {
-  // 1. The data (its size sets the steps of num_train_epochs).
-  auto prepared = prepareTrainingData(dataRequest(c, o, runDir));
-  if (!prepared)
-    return prepared.status();
-  if (std::string warning = c.repeatedSamplesWarning(prepared->samples); !warning.empty()) {
-    llvm::errs() << "warning: " << warning << "\n";
-    llvm::errs().flush(); // before mtrun's output
-  }
-  // 2. The model at the run's shape, and the plan for the layout.
+  // 1. The model at the run's shape, and its layout checked before the data
+  // costs any tokenizing.
   ImportOptions import;
   import.configPath = c.modelNameOrPath + "/config.json";
   import.outputPath = runDir + "/model.mlir";
@@ -484,6 +477,16 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   import.shape.moe = c.moe;
   if (!importHf(import))
     return fail("importing " + import.configPath + " failed (its error is above)");
+  if (!checkLayout(import.outputPath, c.layout(), c.layoutGivenAt()))
+    return fail("the parallel layout does not fit the model (its error is above)");
+  // 2. The data (its size sets the steps of num_train_epochs), then the plan.
+  auto prepared = prepareTrainingData(dataRequest(c, o, runDir));
+  if (!prepared)
+    return prepared.status();
+  if (std::string warning = c.repeatedSamplesWarning(prepared->samples); !warning.empty()) {
+    llvm::errs() << "warning: " << warning << "\n";
+    llvm::errs().flush(); // before mtrun's output
+  }
   auto optimizer = c.optimizer(prepared->samples);
   if (!optimizer)
     return optimizer.status();
@@ -495,6 +498,7 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   compile.outputDir = runDir + "/plan";
   compile.configPath = o.configPath;
   compile.configExplain = c.explain(prepared->samples);
+  compile.givenAt = c.layoutGivenAt();
   if (!compileModel(compile))
     return fail("compiling the plan failed (its error is above)");
   // 3. A new run claims output_dir: the checkpoints an earlier run left

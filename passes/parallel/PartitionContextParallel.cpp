@@ -173,7 +173,7 @@ Value PartitionContextParallelPass::ringAttention(OpBuilder &b, AttentionOp atte
   Location loc = attention.getLoc();
   DictionaryAttr marks = attention->getDiscardableAttrDictionary();
   auto q = cast<RankedTensorType>(attention.getQuery().getType());
-  auto lseType = RankedTensorType::get({q.getDimSize(0), attention.getNumHeads(),
+  auto lseType = RankedTensorType::get({q.getDimSize(0), int64_t(attention.getNumHeads()),
                                         q.getDimSize(1)},
                                        b.getF32Type());
   StringAttr axis = b.getStringAttr(kContextParallelAxis);

@@ -9,8 +9,11 @@ namespace {
 
 std::string shapeOf(const Buffer &b) {
   std::string s = "[";
-  for (int i = 0; i < b.shape_size(); ++i)
-    s += (i ? "x" : "") + std::to_string(b.shape(i));
+  for (int i = 0; i < b.shape_size(); ++i) {
+    if (i)
+      s += 'x';
+    s += std::to_string(b.shape(i));
+  }
   return s + "]";
 }
 

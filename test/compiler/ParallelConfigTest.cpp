@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 
 namespace mt {
 namespace {
@@ -238,15 +239,20 @@ TEST(ParallelConfig, RefusesGradReduceInBf16WhereItWouldNotApply) {
 TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
   const BadCase cases[] = {
       {"heads % tp", [](auto &c, auto &m) { c.tp = 3; m.numKvHeads = 3; m.numHeads = 8; },
-       "num_attention_heads (8) must be divisible by tensor_model_parallel_size (--tp 3)"},
+       "num_attention_heads (8) must be divisible by tensor_model_parallel_size (--tp 3); "
+       "tensor_model_parallel_size may be 1"},
       {"kv heads % tp", [](auto &c, auto &) { c.tp = 8; },
-       "num_key_value_heads (4) must be divisible by tensor_model_parallel_size (--tp 8)"},
+       "num_key_value_heads (4) must be divisible by tensor_model_parallel_size (--tp 8); "
+       "tensor_model_parallel_size may be 1, 2 or 4"},
       {"layers % pp*vpp", [](auto &c, auto &) { c.pp = 3; },
-       "num_hidden_layers (8) must be divisible by pp (3) x vpp (1) = 3"},
+       "num_hidden_layers (8) must be divisible by pipeline_model_parallel_size (--pp 3) x "
+       "virtual_pipeline_model_parallel_size (--vpp 1) = 3: pp x vpp may be 1, 2, 4 or 8"},
       {"layers % pp*vpp with vpp", [](auto &c, auto &m) { c.pp = 2, c.vpp = 3; m.numLayers = 8; },
-       "num_hidden_layers (8) must be divisible by pp (2) x vpp (3) = 6"},
+       "num_hidden_layers (8) must be divisible by pipeline_model_parallel_size (--pp 2) x "
+       "virtual_pipeline_model_parallel_size (--vpp 3) = 6"},
       {"more stages than layers", [](auto &c, auto &) { c.pp = 4, c.vpp = 4; },
-       "pipeline stages pp (4) x vpp (4) = 16 exceed num_hidden_layers (8)"},
+       "pipeline_model_parallel_size (--pp 4) x virtual_pipeline_model_parallel_size (--vpp 4) "
+       "= 16 exceed num_hidden_layers (8): pp x vpp may be 1, 2, 4 or 8"},
       {"vpp without pp", [](auto &c, auto &) { c.vpp = 2; },
        "virtual_pipeline_model_parallel_size (--vpp 2) needs pipeline_model_parallel_size (--pp) > 1"},
       {"sp without tp", [](auto &c, auto &) { c.sequenceParallel = true; },
@@ -256,7 +262,8 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"ep on dense", [](auto &c, auto &) { c.ep = 2; },
        "expert_model_parallel_size (--ep 2) needs a mixture-of-experts model"},
       {"seq % 2cp", [](auto &c, auto &m) { c.cp = 3; m.seq = 64; },
-       "seq_length (64) must be divisible by 2 x context_parallel_size (2 x 3 = 6)"},
+       "seq_length (64) must be divisible by 2 x context_parallel_size (2 x 3 = 6): "
+       "context_parallel_size may be 1, 2, 4, 8, 16 or 32"},
       {"cp_comm_type not built", [](auto &c, auto &) { c.cp = 2, c.cpCommType = "a2a+p2p"; },
        "cp_comm_type (--cp-comm-type) 'a2a+p2p': hierarchical context parallelism is not built "
        "in this version of mtc; use p2p, all_gather or a2a"},
@@ -455,6 +462,34 @@ TEST(ParallelConfig, SequenceParallelKeyAtTp1IsTurnedOffWithAWarning) {
   c.sequenceParallel = true, c.tp = 2;
   EXPECT_EQ(sequenceParallelOffAtTp1(c, "sft.yaml:12:20: "), "");
   EXPECT_TRUE(c.sequenceParallel);
+}
+
+TEST(ParallelConfig, LayoutErrorsNoteWhereTheKeysTheyNameWereGiven) {
+  const std::map<std::string, std::string> givenAt = {
+      {"tensor_model_parallel_size", givenAtNote("tensor_model_parallel_size", "a.yaml:2:29: ")},
+      {"expert_tensor_parallel_size", givenAtNote("expert_tensor_parallel_size", "a.yaml:3:30")},
+      {"micro_batch_size",
+       givenAtNote("micro_batch_size", "command line", "per_device_train_batch_size")},
+      {"pipeline_model_parallel_size", givenAtNote("pipeline_model_parallel_size", "a.yaml:4:1")},
+  };
+  // By key, by flag and by short name; each note once, in the table's order.
+  EXPECT_EQ(withGivenAt("world size (6) must be divisible by tp (2) x pp (2) x cp (1) = 4",
+                        givenAt),
+            "world size (6) must be divisible by tp (2) x pp (2) x cp (1) = 4\n"
+            "note: tensor_model_parallel_size was given at a.yaml:2:29\n"
+            "note: pipeline_model_parallel_size was given at a.yaml:4:1");
+  EXPECT_EQ(withGivenAt("micro_batch_size (2) x dp (1) with --tp 2", givenAt),
+            "micro_batch_size (2) x dp (1) with --tp 2\n"
+            "note: tensor_model_parallel_size was given at a.yaml:2:29\n"
+            "note: micro_batch_size is per_device_train_batch_size, given at command line");
+  // Not a name's part: etp's "tp (", --pp-layout's "--pp", vpp's key.
+  EXPECT_EQ(withGivenAt("etp (2) and --pp-layout 3,5", givenAt),
+            "etp (2) and --pp-layout 3,5\n"
+            "note: expert_tensor_parallel_size was given at a.yaml:3:30");
+  EXPECT_EQ(withGivenAt("virtual_pipeline_model_parallel_size (--vpp 2) is odd", givenAt),
+            "virtual_pipeline_model_parallel_size (--vpp 2) is odd");
+  EXPECT_EQ(optionKeyOfFlag("--tp"), "tensor_model_parallel_size");
+  EXPECT_EQ(optionKeyOfFlag("--pp-layout"), "");
 }
 
 } // namespace

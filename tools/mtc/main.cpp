@@ -167,8 +167,11 @@ struct ParallelFlags {
   /// which keys made it one (its defaults are transformers'). The file's
   /// sequence_parallel: true at the final tp 1 is turned off with a warning
   /// (Megatron-Core's rule); the --sp flag at tp 1 stays resolve()'s error.
+  /// `givenAt`: where the file gave each option no flag overrides
+  /// (CompileOptions::givenAt).
   bool resolve(mt::ParallelConfig &out, mt::OptimizerConfig &outOptimizer, bool writesPlan,
-               std::string &explainText, std::string &note) const {
+               std::string &explainText, std::string &note,
+               std::map<std::string, std::string> &givenAt) const {
     std::map<std::string, std::string> keyWhere; // the file's keys, "file:line:col: "
     if (!yaml.empty()) {
       auto vocabulary = mt::configVocabulary(yaml);
@@ -180,17 +183,22 @@ struct ParallelFlags {
         note = yaml + " reads as a LLaMA-Factory YAML by " + vocabulary->decidedBy +
                ": the keys it does not give take LLaMA-Factory's and transformers' defaults "
                "(per_device_train_batch_size 8, cutoff_len 2048, learning_rate 5e-05, ...)";
-        if (!readTrainConfig(out, outOptimizer, writesPlan, explainText, keyWhere))
+        if (!readTrainConfig(out, outOptimizer, writesPlan, explainText, keyWhere, givenAt))
           return false;
       } else if (mt::Status s = mt::loadParallelConfigYaml(yaml, out, outOptimizer, &keyWhere);
                  !s) {
         std::cerr << "error: " << s.message() << "\n";
         return false;
+      } else {
+        for (const auto &[key, where] : keyWhere)
+          givenAt[key] = mt::givenAtNote(key, where);
       }
     }
     for (const auto &[option, apply] : flags)
-      if (option->count())
+      if (option->count()) {
         apply(out, outOptimizer);
+        givenAt.erase(mt::optionKeyOfFlag(option->get_name()));
+      }
     if (!sequenceParallelFlag->count())
       if (std::string warning = mt::sequenceParallelOffAtTp1(out, keyWhere["sequence_parallel"]);
           !warning.empty())
@@ -201,7 +209,8 @@ struct ParallelFlags {
   /// `keyWhere`: where the file gave sequence_parallel, if it did.
   bool readTrainConfig(mt::ParallelConfig &out, mt::OptimizerConfig &outOptimizer,
                        bool writesPlan, std::string &explainText,
-                       std::map<std::string, std::string> &keyWhere) const {
+                       std::map<std::string, std::string> &keyWhere,
+                       std::map<std::string, std::string> &givenAt) const {
     mt::TrainConfig train;
     mt::Status s = mt::loadTrainConfig(yaml, {}, train);
     if (s)
@@ -243,6 +252,7 @@ struct ParallelFlags {
     explainText = train.explain(std::nullopt);
     if (std::string where = train.whereGiven("sequence_parallel"); !where.empty())
       keyWhere["sequence_parallel"] = where;
+    givenAt = train.layoutGivenAt();
     return true;
   }
 };
@@ -391,7 +401,7 @@ int main(int argc, char **argv) {
   } else if (compileCmd->parsed()) {
     compile.configPath = parallelFlags.yaml;
     ok = parallelFlags.resolve(compile.parallel, compile.optimizer, !compile.outputDir.empty(),
-                               compile.configExplain, compile.configNote) &&
+                               compile.configExplain, compile.configNote, compile.givenAt) &&
          mt::compileModel(compile);
   }
   return ok ? 0 : 1;
