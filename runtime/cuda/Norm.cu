@@ -218,11 +218,13 @@ __global__ void __launch_bounds__(kThreads)
 constexpr int kWideWarps = 4;
 /// Wide rows (1024 < dim <= 256 * kMaxN, dim % 256 == 0, 16-byte aligned):
 /// one warp per row, lane l owning the 8-column vectors l, l + 32, ... of
-/// every row, so its dw partial sums stay in registers across the warp's
-/// rows and no row waits at a block barrier (the second pass reads x and dy
-/// again, from L1: registers are kept for more warps in flight). The
-/// block's warps then add their sums in warp order into its partial row
-/// (dynamic shared memory: kWideWarps x dim floats).
+/// every row. The lane keeps its part of x and dy in registers from the
+/// row sums to the gradient, so each row is read from memory once (not
+/// again from L1, which the block's shared memory leaves small), and adds
+/// its dw terms into its own words of the warp's slot of shared memory
+/// ([8][dim / 8], so that the lanes touch consecutive words): no races, the
+/// same order of additions as in registers. The block's warps then add
+/// their slots in warp order into its partial row.
 template <int kMaxN>
 __global__ void __launch_bounds__(32 * kWideWarps, kMaxN <= 8 ? 4 : 2)
     rmsnormBackwardWideKernel(const bf16 *x, const bf16 *w, const bf16 *dy,
@@ -231,23 +233,39 @@ __global__ void __launch_bounds__(32 * kWideWarps, kMaxN <= 8 ? 4 : 2)
   extern __shared__ float blockPartial[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int n = int(dim / 256);
-  float dw[kMaxN][8] = {};
+  const int64_t vecs = dim / 8;
+  float *slot = blockPartial + warp * dim;
+#pragma unroll
+  for (int j = 0; j < kMaxN; ++j) {
+    if (j >= n)
+      break;
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      slot[i * vecs + 32 * j + lane] = 0.0f;
+  }
   const int64_t warps = int64_t(gridDim.x) * kWideWarps;
   const int64_t perWarp = (rows + warps - 1) / warps;
   const int64_t first = (int64_t(blockIdx.x) * kWideWarps + warp) * perWarp;
   const int64_t last = min(rows, first + perWarp);
+  const uint4 *wr = reinterpret_cast<const uint4 *>(w) + lane;
   for (int64_t row = first; row < last; ++row) {
     const uint4 *xr = reinterpret_cast<const uint4 *>(x + row * dim) + lane;
     const uint4 *gr = reinterpret_cast<const uint4 *>(dy + row * dim) + lane;
-    const uint4 *wr = reinterpret_cast<const uint4 *>(w) + lane;
+    uint4 xs[kMaxN], gs[kMaxN];
+#pragma unroll
+    for (int j = 0; j < kMaxN; ++j)
+      if (j < n) {
+        xs[j] = xr[32 * j];
+        gs[j] = gr[32 * j];
+      }
     float sumSq = 0.0f, dot = 0.0f;
 #pragma unroll
     for (int j = 0; j < kMaxN; ++j) {
       if (j >= n)
         break;
       float xv[8], gv[8], wv[8];
-      vec::unpack8(xr[32 * j], xv);
-      vec::unpack8(gr[32 * j], gv);
+      vec::unpack8(xs[j], xv);
+      vec::unpack8(gs[j], gv);
       vec::unpack8(wr[32 * j], wv);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
@@ -266,8 +284,8 @@ __global__ void __launch_bounds__(32 * kWideWarps, kMaxN <= 8 ? 4 : 2)
       if (j >= n)
         break;
       float xv[8], gv[8], wv[8], o[8];
-      vec::unpack8(xr[32 * j], xv);
-      vec::unpack8(gr[32 * j], gv);
+      vec::unpack8(xs[j], xv);
+      vec::unpack8(gs[j], gv);
       vec::unpack8(wr[32 * j], wv);
       if (rr)
         vec::unpack8(rr[32 * j], o);
@@ -275,24 +293,13 @@ __global__ void __launch_bounds__(32 * kWideWarps, kMaxN <= 8 ? 4 : 2)
       for (int i = 0; i < 8; ++i) {
         const float grad = inv * (wv[i] * gv[i]) - xv[i] * coef;
         o[i] = rr ? o[i] + grad : grad;
-        dw[j][i] += gv[i] * (xv[i] * inv);
+        slot[i * vecs + 32 * j + lane] += gv[i] * (xv[i] * inv);
       }
       out[32 * j] = vec::pack8(o);
     }
   }
-  // Each warp's sums into its own slot, laid out [8][dim / 8] so that the
-  // lanes touch consecutive words; then each thread adds the warps' slots
-  // of its 8-column vectors in warp order into the block's partial row.
-  const int64_t vecs = dim / 8;
-  float *slot = blockPartial + warp * dim;
-#pragma unroll
-  for (int j = 0; j < kMaxN; ++j) {
-    if (j >= n)
-      break;
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-      slot[i * vecs + 32 * j + lane] = dw[j][i];
-  }
+  // Each thread adds the warps' slots of its 8-column vectors in warp order
+  // into the block's partial row.
   __syncthreads();
   for (int64_t v = threadIdx.x; v < vecs; v += 32 * kWideWarps) {
     float sum[8];
