@@ -62,10 +62,16 @@ for shape in $shapes; do
 import json, re, sys
 steps = [json.loads(l) for l in open(sys.argv[1])]
 rates = sorted(s["tokens_per_s"] for s in steps[4:])  # after 4 warm-up steps
-memory = re.search(r"device in use ([0-9.]+) GiB", open(sys.argv[2]).read())
+# What mtrun allocates (its arenas and kernel workspaces), as the peer's
+# torch.cuda.max_memory_allocated counts its tensors; and the device's
+# memory in use (cudaMemGetInfo: the CUDA context and libraries too).
+memory = re.search(r"plan arenas ([0-9.]+) GiB, workspaces ([0-9.]+) GiB; device in use "
+                   r"([0-9.]+) GiB", open(sys.argv[2]).read())
 print(json.dumps(dict(peer="mtc", model=sys.argv[3], micro_batch=int(sys.argv[4]),
                       seq=int(sys.argv[5]), tokens_per_s=rates[len(rates) // 2],
-                      peak_mem_gib=float(memory.group(1)) if memory else None,
+                      peak_mem_gib=round(float(memory.group(1)) + float(memory.group(2)), 2)
+                      if memory else None,
+                      in_use_gib=float(memory.group(3)) if memory else None,
                       loss=steps[-1]["loss"])))
 PY
   else
@@ -96,7 +102,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 key = lambda r: (r.get("model"), r.get("micro_batch"), r.get("seq"))
 ours = {key(r): r for r in rows if r.get("peer") == "mtc" and "tokens_per_s" in r}
 print(f"{'model':12} {'batch x seq':>11} {'runner':17} {'tokens/s':>9} {'TFLOP/s':>8} "
-      f"{'MFU':>6} {'GPU GiB':>8} {'mtc / this':>10}")
+      f"{'MFU':>6} {'GPU GiB':>8} {'mtc / this':>10} {'in use':>7}")
 for r in rows:
     if "tokens_per_s" not in r:
         print(f"{r.get('model', '?'):12} {'':>11} {r.get('peer', r.get('mode', '?')):17} "
@@ -108,9 +114,10 @@ for r in rows:
     mem = r.get("peak_mem_gib")
     print(f"{r['model']:12} {str(r['micro_batch']) + ' x ' + str(r['seq']):>11} "
           f"{r['peer']:17} {r['tokens_per_s']:>9,.0f} {tf:>8.1f} {tf / 989.4:>6.1%} "
-          f"{mem if mem is not None else '-':>8} {ratio:>10}")
-print("GPU GiB: mtc = device memory in use (cudaMemGetInfo, CUDA context included); "
-      "PyTorch = torch.cuda.max_memory_allocated")
+          f"{mem if mem is not None else '-':>8} {ratio:>10} {r.get('in_use_gib') or '':>7}")
+print("GPU GiB: what each allocates at its peak: mtc = its plan arenas and kernel workspaces, "
+      "PyTorch = torch.cuda.max_memory_allocated; in use: mtc's device memory in use "
+      "(cudaMemGetInfo: the CUDA context and libraries too)")
 PY
 
 # The profile, then a roofline line per kernel class: the achieved rate of
