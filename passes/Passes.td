@@ -380,9 +380,12 @@ def Fuse : Pass<"mt-fuse", "::mlir::ModuleOp"> {
       Face ones: the plan places each pair's weights (and gradients) back
       to back and views them as one matrix. Each backward must be exactly
       the two projections' gradients and the add of their input
-      gradients, or the pair stays as it is; skipped under the
-      distributed optimizer, whose buckets order the parameters their
-      own way.
+      gradients, or the pair stays as it is. Under the distributed
+      optimizer the pass moves the pair's weights (and biases) back to
+      back, in this order, within their bucket of `@optimizer_step`'s
+      `mt.buckets` (to where the earlier of them was; offsets follow),
+      which the views then read; a pair its buckets part, or that
+      alignment padding would part, stays as it is.
     - `linear-qkv`: the query, key and value projections of one
       attention (`mt.linear`s of one input, all with biases or none, found
       from the operands of `mt.attention`, or of ring attention's

@@ -140,12 +140,15 @@ LogicalResult BufferPlanner::addBuckets(ModuleOp module, ArrayAttr buckets) {
     auto members = bucket ? bucket.getAs<ArrayAttr>("params") : ArrayAttr();
     auto offsets = bucket ? bucket.getAs<DenseI64ArrayAttr>("offsets") : DenseI64ArrayAttr();
     // dp of @mesh, or edp of @expert_mesh for experts.
-    std::optional<int64_t> parts = mesh && axis ? axisSize(mesh, axis) : std::nullopt;
+    std::optional<int64_t> parts;
+    if (mesh && axis)
+      parts = axisSize(mesh, axis);
     if (!parts && expertMesh && axis)
       parts = axisSize(expertMesh, axis);
     // @optimizer_step's arguments: step, then 4 per bucket (mt-build-optimizer).
     unsigned gradArg = 2 + 4 * unsigned(k);
-    if (!members || !offsets || members.size() != offsets.size() || members.empty() || !parts ||
+    if (!members || !offsets || int64_t(members.size()) != int64_t(offsets.size()) ||
+        members.empty() || !parts ||
         gradArg >= optimizer.getNumArguments())
       return optimizer.emitOpError() << "has a malformed mt.buckets entry " << k
                                      << " (expects axis of @" << kMeshName << " or @"
@@ -153,7 +156,8 @@ LogicalResult BufferPlanner::addBuckets(ModuleOp module, ArrayAttr buckets) {
                                      << ", params and one offset per param)";
     auto full = cast<RankedTensorType>(optimizer.getArgument(gradArg).getType());
     auto shard = RankedTensorType::get({full.getDimSize(0) / *parts}, full.getElementType());
-    std::string name = "bucket " + std::to_string(k);
+    std::string name = "bucket ";
+    name += std::to_string(k);
     ParameterBuffers b;
     b.param = addBuffer("params:" + name, full, plan::PARAMETERS);
     b.grad = addBuffer("grads:" + name, full, plan::GRADIENTS);
@@ -200,31 +204,54 @@ Expected<uint32_t> BufferPlanner::addPackedView(const std::string &name, RankedT
       return Status::error("'" + name + "' cannot view buffer '" + b.name() + "' of the " +
                            plan::ArenaKind_Name(b.arena()) +
                            " arena: only parameters and gradients are placed back to back");
-    if (b.arena() != plan_.buffers(members.front()).arena() || views_.count(id))
+    if (b.arena() != plan_.buffers(members.front()).arena() ||
+        views_.count(id) != views_.count(members.front()))
       return Status::error("'" + name + "' cannot view buffer '" + b.name() +
-                           "': it is a view, or in another arena than '" +
-                           plan_.buffers(members.front()).name() + "'");
+                           "': it is in another arena than '" +
+                           plan_.buffers(members.front()).name() +
+                           "', or one of them is in a bucket and the other not");
     bytes += b.size_bytes();
   }
-  auto run = runOf_.find(members.front());
-  bool same = run != runOf_.end() && ArrayRef<uint32_t>(runs_[run->second]) == members;
-  if (!same) {
-    for (uint32_t id : members)
-      if (runOf_.count(id))
+  // Where the view starts: members of a distributed-optimizer bucket (views
+  // of it) lie where the bucket's layout places them, and must be back to
+  // back in order there (mt-fuse's packInBuckets); others become a run
+  // that placeRun keeps together.
+  std::pair<uint32_t, uint64_t> start{members.front(), 0};
+  if (auto first = views_.find(members.front()); first != views_.end()) {
+    start = first->second;
+    uint64_t next = start.second;
+    for (uint32_t id : members) {
+      const std::pair<uint32_t, uint64_t> &at = views_.at(id);
+      if (at.first != start.first || at.second != next)
         return Status::error("'" + name + "' views buffer '" + plan_.buffers(id).name() +
-                             "', which is placed back to back with other buffers already");
-    for (uint32_t id : members)
-      runOf_[id] = runs_.size();
-    runs_.emplace_back(members.begin(), members.end());
+                             "', which its bucket does not place right after the previous one");
+      next += plan_.buffers(id).size_bytes();
+    }
+  } else if (Status s = addRun(name, members); !s) {
+    return s;
   }
   uint32_t view = addBuffer(name, type, plan_.buffers(members.front()).arena());
   if (plan_.buffers(view).size_bytes() != bytes)
     return Status::error("'" + name + "' has " + std::to_string(plan_.buffers(view).size_bytes()) +
                          " bytes but views " + std::to_string(bytes));
-  views_[view] = {members.front(), 0};
+  views_[view] = start;
   for (uint32_t id : members)
     plan_.mutable_buffers(view)->add_parts(id);
   return view;
+}
+
+Status BufferPlanner::addRun(const std::string &name, ArrayRef<uint32_t> members) {
+  auto run = runOf_.find(members.front());
+  if (run != runOf_.end() && ArrayRef<uint32_t>(runs_[run->second]) == members)
+    return Status::ok();
+  for (uint32_t id : members)
+    if (runOf_.count(id))
+      return Status::error("'" + name + "' views buffer '" + plan_.buffers(id).name() +
+                           "', which is placed back to back with other buffers already");
+  for (uint32_t id : members)
+    runOf_[id] = runs_.size();
+  runs_.emplace_back(members.begin(), members.end());
+  return Status::ok();
 }
 
 Status BufferPlanner::placeRun(plan::Buffer &b, uint64_t offset, uint64_t &end) {

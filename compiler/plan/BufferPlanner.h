@@ -58,9 +58,12 @@ public:
   /// of one arena) as one: the offsets place them back to back, in this
   /// order, and the view where the first starts (the sibling weights of a
   /// fused linear: mt.concat_rows, mt.split_rows). A buffer joins at most
-  /// one such run; viewing the same run again is allowed. Fails, naming the
-  /// buffer, for a member of another run, a view, an activation, or sizes
-  /// that do not add up to `type`'s.
+  /// one such run; viewing the same run again is allowed. Members of a
+  /// distributed-optimizer bucket are placed by its layout instead, which
+  /// must hold them back to back in this order. Fails, naming the buffer,
+  /// for a member of another run, one bucket member among others that are
+  /// not, members their bucket parts, an activation, or sizes that do not
+  /// add up to `type`'s.
   Expected<uint32_t> addPackedView(const std::string &name, mlir::RankedTensorType type,
                                    llvm::ArrayRef<uint32_t> members);
 
@@ -90,6 +93,9 @@ private:
   /// Offsets of the buffers of `kind` (plan::isLivenessPlanned) from
   /// their liveness; sets sizes[kind] to the peak (none: left unset).
   Status assignLiveOffsets(plan::ArenaKind kind, std::map<plan::ArenaKind, uint64_t> &sizes);
+  /// Makes `members` a run that placeRun keeps back to back (again: ok),
+  /// unless one is in another run already; `name` the view's, for errors.
+  Status addRun(const std::string &name, llvm::ArrayRef<uint32_t> members);
   /// Puts `b` at `offset`; `end` becomes the aligned end, which must stay
   /// within plan::kMaxRankBytes.
   static Status place(plan::Buffer &b, uint64_t offset, uint64_t &end);
@@ -111,7 +117,8 @@ private:
   llvm::StringMap<ParameterBuffers> parameters_;
   std::vector<ParameterBuffers> buckets_;
   /// Member view -> (its bucket's buffer, bytes into it); packed view ->
-  /// (its run's first member, 0).
+  /// (its run's first member, 0), or of bucket members (their bucket, bytes
+  /// into it of the first).
   std::map<uint32_t, std::pair<uint32_t, uint64_t>> views_;
   /// `id`'s root (see overlaps) and its first byte there.
   std::pair<uint32_t, uint64_t> placeInRoot(uint32_t id) const;

@@ -1,6 +1,7 @@
 // mt-fuse: rewrites op patterns of the training step into fused ops that
 // compute the same values in fewer passes over memory (passes/Passes.td).
 #include "passes/Passes.h"
+#include "passes/fusion/BucketPacking.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -672,13 +673,6 @@ bool fuseRotaryConcatQkv(ConcatQKVOp concat) {
   return true;
 }
 
-/// Whether the distributed optimizer lays the parameters out in buckets
-/// (mt-build-optimizer): their order there is not the fused weight's.
-bool hasBuckets(ModuleOp module) {
-  auto optimizer = module.lookupSymbol<func::FuncOp>("optimizer_step");
-  return optimizer && optimizer->hasAttr(MtDialect::kBucketsAttrName);
-}
-
 struct FusePass : public mt::impl::FuseBase<FusePass> {
   using FuseBase::FuseBase;
 
@@ -690,7 +684,9 @@ struct FusePass : public mt::impl::FuseBase<FusePass> {
       for (AddOp add : adds)
         fuseAddRMSNormGrad(add);
     }
-    if (linearFc1 && !hasBuckets(getOperation())) {
+    // Under the distributed optimizer the packed weights must lie back to
+    // back in their bucket too (packInBuckets), else the pair stays apart.
+    if (linearFc1) {
       SmallVector<std::pair<LinearOp, LinearOp>> pairs;
       getOperation().walk([&](Operation *op) {
         Value g, u;
@@ -704,7 +700,8 @@ struct FusePass : public mt::impl::FuseBase<FusePass> {
           pairs.push_back(pair);
       });
       for (auto [gate, up] : pairs)
-        if (std::optional<Fc1> fc1 = matchFc1(gate, up))
+        if (std::optional<Fc1> fc1 = matchFc1(gate, up);
+            fc1 && packInBuckets(getOperation(), {fc1->gate, fc1->up}))
           fuseLinearFc1(*fc1);
     }
     if (swigluRecompute) {
@@ -713,14 +710,14 @@ struct FusePass : public mt::impl::FuseBase<FusePass> {
       for (ChunkedSwiGLUOp s : swiglus)
         fuseSwigluRecompute(s);
     }
-    if (linearQkv && !hasBuckets(getOperation())) {
+    if (linearQkv) {
       SmallVector<Operation *> attentions; // query, key, value first
       getOperation().walk([&](Operation *op) {
         if (isa<AttentionOp, AttentionBlockOp>(op))
           attentions.push_back(op);
       });
       for (Operation *a : attentions)
-        if (std::optional<Qkv> qkv = matchQkv(a))
+        if (std::optional<Qkv> qkv = matchQkv(a); qkv && packInBuckets(getOperation(), qkv->linears))
           fuseLinearQkv(std::move(*qkv));
     }
     if (rotaryQkv) {

@@ -5,6 +5,7 @@
 #include "passes/Passes.h"
 
 #include "dialects/mt/MtMesh.h"
+#include "passes/optimizer/Buckets.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Verifier.h"
@@ -20,10 +21,6 @@ using namespace mlir;
 using namespace mt;
 
 namespace {
-
-/// Elements every bucket member starts at a multiple of: the plan's 64-byte
-/// buffer alignment in fp32.
-constexpr int64_t kMemberAlignment = 16;
 
 /// The data-parallel axis dense gradients are averaged over and the
 /// distributed optimizer shards over.
@@ -109,13 +106,13 @@ SmallVector<Bucket> formBuckets(ModuleOp module, ArrayRef<ParamOp> params,
       it = open.insert_or_assign(key, buckets.size() - 1).first;
     }
     Bucket &b = buckets[it->second];
-    b.elements = llvm::alignTo(b.elements, kMemberAlignment);
+    b.elements = llvm::alignTo(b.elements, kBucketMemberAlignment);
     b.params.push_back(p);
     b.offsets.push_back(b.elements);
     b.elements += p.getLocalType().getNumElements();
   }
   for (Bucket &b : buckets)
-    b.elements = llvm::alignTo(b.elements, kMemberAlignment * (b.experts ? edp : denseShards));
+    b.elements = llvm::alignTo(b.elements, kBucketMemberAlignment * (b.experts ? edp : denseShards));
   return buckets;
 }
 
