@@ -115,9 +115,9 @@ for r in rows:
     print(f"{r['model']:12} {str(r['micro_batch']) + ' x ' + str(r['seq']):>11} "
           f"{r['peer']:17} {r['tokens_per_s']:>9,.0f} {tf:>8.1f} {tf / 989.4:>6.1%} "
           f"{mem if mem is not None else '-':>8} {ratio:>10} {r.get('in_use_gib') or '':>7}")
-print("GPU GiB: what each allocates at its peak: mtc = its plan arenas and kernel workspaces, "
-      "PyTorch = torch.cuda.max_memory_allocated; in use: mtc's device memory in use "
-      "(cudaMemGetInfo: the CUDA context and libraries too)")
+print("GPU GiB: the peak of what each allocates for the step: mtc = its plan arenas and kernel "
+      "workspaces (not cuBLAS's 32 MiB workspace), PyTorch = torch.cuda.max_memory_allocated; "
+      "in use: mtc's device memory in use (cudaMemGetInfo: the CUDA context and libraries too)")
 PY
 
 # The profile, then a roofline line per kernel class: the achieved rate of

@@ -418,6 +418,7 @@ std::map<std::string, std::string> TrainConfig::layoutGivenAt() const {
       {"max_grad_norm", "clip_grad"},
       {"warmup_steps", "lr_warmup_iters"},
       {"lr_scheduler_type", "lr_decay_style"},
+      {"max_steps", "train_iters"},
   };
   std::map<std::string, std::string> notes;
   for (const auto &[key, where] : givenAt) { // in order: the last one given counts

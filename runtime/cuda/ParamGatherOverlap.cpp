@@ -2,9 +2,9 @@
 #include "runtime/cuda/ParamGatherOverlap.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/plan/GradientWrites.h"
 #include "runtime/plan/OpRegistry.h"
 
-#include <map>
 #include <set>
 
 namespace mt::cuda {
@@ -36,19 +36,6 @@ namespace {
 
 constexpr const char *kCommunication = "communication (NCCL)";
 
-/// The buffers forward_backward reads a weight bucket through: the bucket
-/// and its members' views.
-std::set<uint32_t> readersOf(const plan::Plan &plan, const plan::Bucket &bucket) {
-  std::map<std::string, const plan::Parameter *> byName;
-  for (const plan::Parameter &p : plan.parameters())
-    byName[p.name()] = &p;
-  std::set<uint32_t> ids = {bucket.param_buffer()};
-  for (const plan::BucketMember &m : bucket.members())
-    if (auto it = byName.find(m.param()); it != byName.end())
-      ids.insert(it->second->param_buffer());
-  return ids;
-}
-
 } // namespace
 
 Expected<std::unique_ptr<ParamGatherOverlap>>
@@ -73,7 +60,7 @@ ParamGatherOverlap::plan(const plan::Plan &plan, const plan::Program &forwardBac
         arenas.storage(in.inputs(0)) != DeviceArenas::Storage::ShardView)
       return std::unique_ptr<ParamGatherOverlap>();
     State::Gather gather{steps[0]->launch};
-    const std::set<uint32_t> readers = readersOf(plan, *bucket);
+    const std::set<uint32_t> readers = plan::weightReadersOf(plan, *bucket);
     for (int j = 0; j < forwardBackward.instructions_size() && gather.firstUse < 0; ++j)
       for (uint32_t id : forwardBackward.instructions(j).inputs())
         if (readers.count(id))

@@ -23,6 +23,23 @@ std::vector<uint32_t> writtenAs(const Plan &plan, uint32_t id) {
   return {id};
 }
 
+std::set<uint32_t> weightReadersOf(const Plan &plan, const Bucket &bucket) {
+  std::map<std::string, const Parameter *> byName;
+  for (const Parameter &p : plan.parameters())
+    byName[p.name()] = &p;
+  std::set<uint32_t> ids = {bucket.param_buffer()};
+  for (const BucketMember &m : bucket.members())
+    if (auto it = byName.find(m.param()); it != byName.end())
+      ids.insert(it->second->param_buffer());
+  for (const Buffer &b : plan.buffers())
+    for (uint32_t part : b.parts())
+      if (ids.count(part)) {
+        ids.insert(b.id());
+        break;
+      }
+  return ids;
+}
+
 namespace {
 
 /// The buffers an operand stands for: a view's parts (one GEMM's gradients

@@ -2,14 +2,17 @@
 // start of the optimizer reduces, and which embedding backward may leave
 // its last micro-batch's contribution sparse (rows, not the dense table),
 // so that the reduction of the embedding's gradient need not wait for the
-// end of backward. Plan data only, tested without a GPU; the CUDA backend
-// (runtime/cuda/NcclOverlap.cpp) launches the buckets from it.
+// end of backward; and, for the weights all-gathered behind the next
+// forward (overlap_param_gather), the buffers a weight bucket is read
+// through. Plan data only, tested without a GPU; the CUDA backend
+// (runtime/cuda/NcclOverlap.cpp, ParamGatherOverlap.cpp) schedules from it.
 #ifndef MT_RUNTIME_PLAN_GRADIENTWRITES_H
 #define MT_RUNTIME_PLAN_GRADIENTWRITES_H
 
 #include "runtime/plan/plan.pb.h"
 
 #include <cstdint>
+#include <set>
 #include <vector>
 
 namespace mt::plan {
@@ -49,6 +52,12 @@ ReducedGradientWrites reducedGradientWrites(const Plan &plan, const Program &for
                                             const std::vector<int> &order,
                                             const std::vector<uint32_t> &reduced,
                                             bool sparseEmbedding);
+
+/// The buffers forward_backward may read weight bucket `bucket`'s values
+/// through: the bucket's weight buffer, its members' weight buffers, and
+/// every view over parts that include one of them (the packed weight of a
+/// fused GEMM, mt-fuse's concat_rows, whose members lie in the bucket).
+std::set<uint32_t> weightReadersOf(const Plan &plan, const Bucket &bucket);
 
 } // namespace mt::plan
 

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 
 namespace mt::plan {
@@ -138,6 +139,34 @@ TEST(GradientWritesTest, ViewsAndBucketMembersCountAsWritesOfTheirBuffer) {
   EXPECT_EQ(w.sparseWriter, 0);
   EXPECT_EQ(w.sparseReduced, 0u);
   EXPECT_EQ(w.lastWriter, (std::vector<int>{1, 1}));
+}
+
+TEST(GradientWritesTest, AWeightBucketIsReadThroughItsMembersAndTheirPackedViews) {
+  Plan plan = planWithBuffers();
+  // Weight buffers (the enum's names do not matter here): a bucket over the
+  // gate's and up's weights, a fused GEMM's packed view of both, a weight
+  // outside the bucket and a view over that one alone.
+  enum : uint32_t { kBucket = kCount, kGate, kUp, kPacked, kOther, kOtherView };
+  for (uint32_t id = kBucket; id <= kOtherView; ++id) {
+    Buffer *b = plan.add_buffers();
+    b->set_id(id);
+    b->set_arena(PARAMETERS);
+  }
+  for (uint32_t part : {kGate, kUp})
+    plan.mutable_buffers(kPacked)->add_parts(part);
+  for (uint32_t part : {kOther, kOther})
+    plan.mutable_buffers(kOtherView)->add_parts(part);
+  for (auto [name, weight] : {std::pair{"gate", kGate}, std::pair{"up", kUp},
+                              std::pair{"other", kOther}}) {
+    Parameter &p = *plan.add_parameters();
+    p.set_name(name);
+    p.set_param_buffer(weight);
+  }
+  Bucket &bucket = *plan.add_buckets();
+  bucket.set_param_buffer(kBucket);
+  bucket.add_members()->set_param("up");
+  bucket.add_members()->set_param("gate");
+  EXPECT_EQ(weightReadersOf(plan, bucket), (std::set<uint32_t>{kBucket, kGate, kUp, kPacked}));
 }
 
 } // namespace
