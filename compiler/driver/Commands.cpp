@@ -72,22 +72,30 @@ bool outputsAllowed(const std::vector<io::OutputTarget> &outputs,
   return s.isOk();
 }
 
-/// Parses and verifies a model; diagnostics carry file:line:col.
-OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path,
-                                llvm::SourceMgr &sourceMgr) {
-  if (Status s = checkIsModelText(path); !s) {
-    llvm::errs() << "error: " << s.message() << "\n";
-    return nullptr;
+/// A model parsed and verified, with the context it lives in; `module` is
+/// null after an error, which is printed (diagnostics carry file:line:col).
+struct LoadedModel {
+  MLIRContext context;
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler handler{sourceMgr, &context};
+  OwningOpRef<ModuleOp> module;
+
+  explicit LoadedModel(const std::string &path) {
+    registerDialects(context);
+    if (Status s = checkIsModelText(path); !s) {
+      llvm::errs() << "error: " << s.message() << "\n";
+      return;
+    }
+    std::string error;
+    auto file = openInputFile(path, &error);
+    if (!file) {
+      llvm::errs() << "error: " << error << "\n";
+      return;
+    }
+    sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+    module = parseSourceFile<ModuleOp>(sourceMgr, &context);
   }
-  std::string error;
-  auto file = openInputFile(path, &error);
-  if (!file) {
-    llvm::errs() << "error: " << error << "\n";
-    return nullptr;
-  }
-  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
-  return parseSourceFile<ModuleOp>(sourceMgr, &context);
-}
+};
 
 } // namespace
 
@@ -220,11 +228,8 @@ bool importHf(const ImportOptions &options) {
 }
 
 bool printStats(const std::string &modelPath) {
-  MLIRContext context;
-  registerDialects(context);
-  llvm::SourceMgr sourceMgr;
-  SourceMgrDiagnosticHandler handler(sourceMgr, &context);
-  auto module = loadModel(context, modelPath, sourceMgr);
+  LoadedModel loaded(modelPath);
+  OwningOpRef<ModuleOp> &module = loaded.module;
   if (!module)
     return false;
   auto stats = computeModelStats(*module);
@@ -272,11 +277,8 @@ static std::string notPlannedYet(const ParallelConfig &p, const ModelDims &dims)
 
 bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
                  const std::map<std::string, std::string> &givenAt) {
-  MLIRContext context;
-  registerDialects(context);
-  llvm::SourceMgr sourceMgr;
-  SourceMgrDiagnosticHandler handler(sourceMgr, &context);
-  auto module = loadModel(context, modelPath, sourceMgr);
+  LoadedModel loaded(modelPath);
+  OwningOpRef<ModuleOp> &module = loaded.module;
   if (!module)
     return false;
   auto dims = readModelDims(*module);
@@ -297,11 +299,8 @@ bool compileModel(const CompileOptions &options) {
                       {{"the model", options.modelPath}, {"--config", options.configPath}},
                       options.overwrite))
     return false;
-  MLIRContext context;
-  registerDialects(context);
-  llvm::SourceMgr sourceMgr;
-  SourceMgrDiagnosticHandler handler(sourceMgr, &context);
-  auto module = loadModel(context, options.modelPath, sourceMgr);
+  LoadedModel loaded(options.modelPath);
+  OwningOpRef<ModuleOp> &module = loaded.module;
   if (!module)
     return false;
   auto dims = readModelDims(*module);
