@@ -17,8 +17,9 @@ TEST(OpTable, EveryEntryIsIndexedByItsIdAndCountsEachOperand) {
   for (const OpSignature &op : allOps()) {
     EXPECT_EQ(&signature(op.id), &op) << op.name;
     EXPECT_EQ(findOp(op.name), &op) << op.name;
-    if (!op.elements.empty()) // one count per input and output (the generator checks it)
+    if (!op.elements.empty()) { // one count per input and output (the generator checks it)
       EXPECT_EQ(int(op.elements.size()), op.maxInputs + op.outputs) << op.name;
+    }
   }
 }
 

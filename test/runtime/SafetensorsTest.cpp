@@ -210,8 +210,9 @@ TEST(SafetensorsConversion, FloatToFp16RoundsToNearestEven) {
 TEST(SafetensorsConversion, FloatToFp16MatchesTheCompilersConversion) {
   auto reference = [](float f) { return std::bit_cast<uint16_t>(static_cast<_Float16>(f)); };
   auto check = [&](float f) {
-    if (!std::isnan(f))
+    if (!std::isnan(f)) {
       ASSERT_EQ(floatToFp16(f), reference(f)) << std::hexfloat << f;
+    }
   };
   for (uint32_t h = 0; h < 0x7c00; ++h) {
     // fp16's midpoints are exact in fp32 (fp16 has 11 significant bits).
