@@ -32,7 +32,7 @@ TEST(PipelineTimeline, OneFOneBBubbleIsTheTextbookOneWaitsIncluded) {
   const int64_t pp = 4, m = 8;
   const double unit = 0.01; // seconds per forward; a backward takes two
   Schedule schedule = pipelineSchedule(pp, 1, m);
-  simulate(schedule, pp, 1, 2.0);
+  ASSERT_TRUE(simulate(schedule, pp, 1, 2.0));
   auto step = measureStep(pipelineSchedule(pp, 1, m), recordAsRun(schedule, unit));
   ASSERT_TRUE(step) << step.status().message();
   // 1F1B: (pp - 1) / (m + pp - 1) of stage time (Narayanan et al. 2021).
@@ -55,7 +55,7 @@ TEST(PipelineTimeline, OneFOneBBubbleIsTheTextbookOneWaitsIncluded) {
 TEST(PipelineTimeline, InterleavedBubbleIsTheTextbookOne) {
   const int64_t pp = 2, vpp = 2, m = 8;
   Schedule schedule = pipelineSchedule(pp, vpp, m);
-  simulate(schedule, pp, vpp, 2.0);
+  ASSERT_TRUE(simulate(schedule, pp, vpp, 2.0));
   auto step = measureStep(pipelineSchedule(pp, vpp, m), recordAsRun(schedule, 0.003));
   ASSERT_TRUE(step) << step.status().message();
   // Interleaved 1F1B: (pp - 1) / (vpp x m + pp - 1) (Megatron-LM's paper).

@@ -93,8 +93,9 @@ protected:
         changed += got[i] != master[i];
       }
     }
-    if (round(0.1f) != 0.1f) // a narrowing export rounds the fixture's values
+    if (round(0.1f) != 0.1f) { // a narrowing export rounds the fixture's values
       EXPECT_GT(changed, 0);
+    }
   }
 
   plan::Plan plan_;

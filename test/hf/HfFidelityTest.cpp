@@ -166,8 +166,9 @@ TEST_P(HfFidelity, OneTrainingStepMatchesTransformers) {
     EXPECT_FALSE(b.has_z_loss()) << "a z_loss without moe_z_loss_coeff";
   } else {
     EXPECT_TRUE(ourAux.empty());
-    if (routers.empty()) // a dense model reports its loss alone
+    if (routers.empty()) { // a dense model reports its loss alone
       EXPECT_FALSE(b.has_lm_loss() || b.has_aux_loss());
+    }
   }
   for (const plan::Parameter &p : plan_.parameters()) {
     Comparison g = compare(memory_->f32(p.grad_buffer()), reference("grad." + p.name()));

@@ -174,8 +174,9 @@ TEST_P(MoERouterTest, ForwardMatchesReference) {
   expectClose({losses.balance}, {ref.aux}, tol::kFp32KernelRel, tol::kFp32KernelAbs,
               "load-balancing loss");
   expectClose({losses.z}, {ref.z}, tol::kFp32KernelRel, tol::kFp32KernelAbs, "z-loss");
-  if (s.zLossCoeff == 0.0f)
+  if (s.zLossCoeff == 0.0f) {
     EXPECT_EQ(losses.z, 0.0f);
+  }
   for (int64_t t = 0; t < s.tokens; ++t) {
     for (int64_t k = 1; k < s.topK; ++k)
       EXPECT_GT(weights[t * s.topK + k - 1], weights[t * s.topK + k]);
