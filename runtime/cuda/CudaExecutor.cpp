@@ -258,7 +258,7 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
     gradientsUncleared_ = false;
     first = programs_.count(name + kFirst) > 0;
     if (!first)
-      MT_CUDA_RETURN_IF_ERROR(zeroGradients({{0, arenas_->arenaBytes(plan::GRADIENTS)}}));
+      MT_CUDA_RETURN_IF_ERROR(zeroGradients(allGradients()));
   }
   auto it = programs_.find(inSlot(variantOf(name, first)));
   if (it == programs_.end())
@@ -338,7 +338,7 @@ Status CudaExecutor::clearGradients() {
   if (programs_.count(std::string("forward_backward") + kFirst))
     gradientsUncleared_ = true; // cleared as the next program needs (run)
   else
-    MT_CUDA_RETURN_IF_ERROR(zeroGradients({{0, arenas_->arenaBytes(plan::GRADIENTS)}}));
+    MT_CUDA_RETURN_IF_ERROR(zeroGradients(allGradients()));
   if (host_.mainGradientsOnHost()) {
     // grad_offload: the main gradients are the pinned host arena; the last
     // step's copies of them are done before the host zero-fills it.
@@ -350,7 +350,11 @@ Status CudaExecutor::clearGradients() {
   return Status::ok();
 }
 
-Status CudaExecutor::zeroGradients(const std::vector<std::pair<uint64_t, uint64_t>> &ranges) {
+std::vector<plan::ByteRange> CudaExecutor::allGradients() const {
+  return {{0, arenas_->arenaBytes(plan::GRADIENTS)}};
+}
+
+Status CudaExecutor::zeroGradients(const std::vector<plan::ByteRange> &ranges) {
   ScopedErrorContext context("clearing the gradients: ");
   if (std::byte *g = arenas_->arena(plan::GRADIENTS))
     for (const auto &[begin, end] : ranges)

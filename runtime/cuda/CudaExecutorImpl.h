@@ -75,7 +75,7 @@ struct LoweredProgram {
   /// The +first variant: runs with Resources::gradientsUnwritten set, after
   /// these GRADIENTS byte ranges are zero-filled (Lowerer::gradientZeroRanges).
   bool writesGradients = false;
-  std::vector<std::pair<uint64_t, uint64_t>> gradientZeroRanges;
+  std::vector<plan::ByteRange> gradientZeroRanges;
 };
 
 class CudaExecutor final : public exec::Executor {
@@ -130,7 +130,9 @@ private:
   Status launchPieces(LoweredProgram &program);
   Status copyArena(plan::ArenaKind kind, cudaMemcpyKind direction);
   /// Zero-fills [begin, end) byte ranges of the GRADIENTS arena on the stream.
-  Status zeroGradients(const std::vector<std::pair<uint64_t, uint64_t>> &ranges);
+  Status zeroGradients(const std::vector<plan::ByteRange> &ranges);
+  /// The whole GRADIENTS arena, as zeroGradients takes it.
+  std::vector<plan::ByteRange> allGradients() const;
   std::string where(const LoweredProgram &program, const Step &step) const;
 
   const plan::Plan &plan_;

@@ -86,13 +86,11 @@ int32_t *Lowerer::i32Out(int i) {
 }
 
 std::optional<plan::ByteRange> Lowerer::gradientRange(uint32_t id) const {
-  const plan::Buffer &b = plan_.buffers(id);
   const std::byte *base = res_.arenas->arena(plan::GRADIENTS);
-  const std::byte *data = res_.arenas->data(id);
-  if (b.arena() != plan::GRADIENTS || !base || !data)
+  if (plan_.buffers(id).arena() != plan::GRADIENTS || !base || !res_.arenas->data(id))
     return std::nullopt;
-  const uint64_t begin = uint64_t(data - base);
-  return plan::ByteRange{begin, begin + b.size_bytes()};
+  const auto [begin, end] = deviceRange(id);
+  return plan::ByteRange{uint64_t(begin - base), uint64_t(end - base)};
 }
 
 std::function<bool()> Lowerer::f32OutOrSum(int i, float *&out) {
