@@ -5,6 +5,7 @@
 #define MT_COMPILER_DRIVER_EXPLAIN_H
 
 #include "compiler/config/ParallelConfig.h"
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/plan.pb.h"
 
 #include "llvm/Support/raw_ostream.h"
@@ -39,8 +40,9 @@ struct ActivationBytes {
 ActivationBytes activationBytes(const plan::Plan &plan);
 
 /// The device memory --explain assumes where --gpu-memory gives none (for
-/// attention's choice of kernels): an H200's, as cudaMemGetInfo reports it.
-inline constexpr uint64_t kAssumedGpuBytes = uint64_t(143165) << 20; // 139.8 GiB
+/// attention's choice of kernels): the one the plan's workspaces are sized
+/// for, an H200's.
+inline constexpr uint64_t kAssumedGpuBytes = plan::kAssumedDeviceBytes;
 
 /// Bytes of one rank's CUDA arenas, staging and attention workspace (the
 /// "total (the peak)" that --explain prints) on a device of `deviceBytes`

@@ -62,12 +62,26 @@ uint64_t cpuCollectiveStaging(const plan::Plan &plan) {
   return most;
 }
 
-/// The bytes attention adds to the kernel workspace, which the runtime
-/// sizes to the largest need (runtime/cuda/Lowering.h needWorkspace) and
-/// which the communication staging uses too.
-uint64_t attentionWorkspaceAdded(const plan::DeviceFootprint &gpu,
+/// What the kernels add to the CUDA backend's shared kernel workspace,
+/// which the runtime sizes to the largest need (runtime/cuda/Lowering.h
+/// needWorkspace) and which the communication staging uses too:
+/// attention's needs that no planned workspace holds, and the norms' and
+/// the embedding's backward.
+uint64_t kernelWorkspaceAdded(const plan::Plan &plan, const plan::DeviceFootprint &gpu,
+                              const plan::AttentionWorkspace &attention) {
+  const uint64_t most = std::max(attention.bytes, plan::normAndEmbeddingWorkspace(plan));
+  return std::max(most, gpu.collectiveStaging) - gpu.collectiveStaging;
+}
+
+/// The memory table's label of that row: attention's while it has the
+/// largest need.
+const char *kernelWorkspaceLabel(const plan::Plan &plan,
                                  const plan::AttentionWorkspace &attention) {
-  return std::max(attention.bytes, gpu.collectiveStaging) - gpu.collectiveStaging;
+  if (attention.bytes < plan::normAndEmbeddingWorkspace(plan))
+    return "kernel workspace (shared)";
+  return attention.kernels == plan::AttentionKernels::Cudnn
+             ? "attention workspace (cuDNN backward)"
+             : "attention workspace (mtc backward)";
 }
 
 /// What the offloads move, below the memory table: optimizer_offload's
@@ -156,6 +170,15 @@ void printAttentionNote(const plan::AttentionWorkspace &w, const plan::DeviceFoo
     os << "; the kernels share one workspace with the communication staging: the attention "
           "row is what attention adds to it, "
        << bytesText(double(std::max(w.bytes, gpu.collectiveStaging))) << " in all";
+  if (w.plannedBytes && !w.bytes)
+    os << "; each backward's workspace (" << bytesText(double(w.plannedBytes))
+       << " at most) is planned in the activation arena, in bytes free while it runs: "
+          "the activations row holds it";
+  else if (w.plannedBytes)
+    os << "; some backwards' workspaces (" << bytesText(double(w.plannedBytes))
+       << " at most) are planned in the activation arena, in bytes free while they run; "
+          "the others take the attention row, as below the activations' peak no bytes are "
+          "free while they run";
   os << ")\n";
 }
 
@@ -211,9 +234,8 @@ void explainMemory(const plan::Plan &plan, uint64_t deviceBytes, llvm::raw_ostre
        arenas[plan::ACTIVATIONS] * slots, gpu.activations * slots, 0},
       {"activations kept 32-bit (lse, scalars)", 0, gpu.wideActivations * slots, 0},
       {"communication buffers (staging)", cpuStaging, gpu.collectiveStaging, 0},
-      {attention.kernels == plan::AttentionKernels::Cudnn ? "attention workspace (cuDNN backward)"
-                                                         : "attention workspace (mtc backward)",
-       0, attentionWorkspaceAdded(gpu, attention), 0, true},
+      {kernelWorkspaceLabel(plan, attention), 0, kernelWorkspaceAdded(plan, gpu, attention), 0,
+       true},
       {"inputs", arenas[plan::INPUTS] * slots, (gpu.inputs + gpu.outputs) * slots,
        host.inputs}};
   auto cell = [](uint64_t bytes) { return bytes ? bytesText(double(bytes)) : std::string("-"); };
@@ -273,7 +295,7 @@ uint64_t gpuPlanBytes(const plan::Plan &plan, uint64_t deviceBytes) {
   const plan::AttentionWorkspace attention =
       plan::attentionWorkspace(plan, deviceBytes ? deviceBytes : kAssumedGpuBytes);
   // total() counts the per-micro-batch arenas once; each slot has its own.
-  return gpu.total() + attentionWorkspaceAdded(gpu, attention) +
+  return gpu.total() + kernelWorkspaceAdded(plan, gpu, attention) +
          (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
              (mostActivationSlots(plan) - 1);
 }

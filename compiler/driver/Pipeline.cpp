@@ -287,7 +287,6 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   if (failed(plan))
     return failure();
   plan->mutable_training()->set_grad_reduce_in_bf16(!parallel.gradReduceInFp32);
-  plan->mutable_training()->set_deterministic_mode(parallel.deterministicMode);
   if (!dumps.plan(*plan))
     return failure();
   auto fb = module.lookupSymbol<func::FuncOp>("forward_backward");

@@ -54,6 +54,14 @@ uint32_t BufferPlanner::addBuffer(const std::string &name, RankedTensorType type
   return id;
 }
 
+uint32_t BufferPlanner::addWorkspace(const std::string &name, RankedTensorType type,
+                                     plan::Instruction &instr) {
+  const uint32_t id = addBuffer(name, type, plan::ACTIVATIONS);
+  instr.set_workspace(id);
+  workspaces_[id] = &instr;
+  return id;
+}
+
 uint32_t BufferPlanner::addBufferLike(const std::string &name, uint32_t like,
                                       plan::ArenaKind arena) {
   plan::Buffer copy = plan_.buffers(like);
@@ -378,40 +386,64 @@ Status BufferPlanner::assignPersistentOffsets(std::map<plan::ArenaKind, uint64_t
 
 Status BufferPlanner::assignLiveOffsets(plan::ArenaKind kind,
                                         std::map<plan::ArenaKind, uint64_t> &sizes) {
-  std::vector<uint32_t> ids;
+  std::vector<uint32_t> ids, workspaces;
   for (const auto &b : plan_.buffers())
     if (b.arena() == kind)
-      ids.push_back(b.id());
-  if (ids.empty() && kind != plan::ACTIVATIONS)
+      (workspaces_.count(b.id()) ? workspaces : ids).push_back(b.id());
+  if (ids.empty() && workspaces.empty() && kind != plan::ACTIVATIONS)
     return Status::ok(); // no arena (an empty ACTIVATIONS one is still listed)
   // Largest first; each takes the lowest offset free over its lifetime.
-  std::stable_sort(ids.begin(), ids.end(), [&](uint32_t a, uint32_t b) {
-    return plan_.buffers(a).size_bytes() > plan_.buffers(b).size_bytes();
-  });
+  auto largestFirst = [&](std::vector<uint32_t> &v) {
+    std::stable_sort(v.begin(), v.end(), [&](uint32_t a, uint32_t b) {
+      return plan_.buffers(a).size_bytes() > plan_.buffers(b).size_bytes();
+    });
+  };
+  largestFirst(ids);
+  largestFirst(workspaces);
   struct Placed { uint64_t offset, end; Interval live; };
   std::vector<Placed> placed;
-  uint64_t peak = 0;
-  for (uint32_t id : ids) {
-    auto *b = plan_.mutable_buffers(id);
-    Interval live = live_.lookup(id);
-    // At most 2^63 (checkTensorSizes): offset + size cannot wrap.
-    uint64_t size = alignUp(b->size_bytes());
+  auto lowestFree = [&](uint32_t id) {
+    const Interval live = live_.lookup(id);
     std::vector<std::pair<uint64_t, uint64_t>> busy;
     for (const Placed &p : placed)
       if (!(p.live.last < live.first || live.last < p.live.first))
         busy.push_back({p.offset, p.end});
     std::sort(busy.begin(), busy.end());
+    // At most 2^63 (checkTensorSizes): offset + size cannot wrap.
+    const uint64_t size = alignUp(plan_.buffers(id).size_bytes());
     uint64_t offset = 0;
     for (auto [begin, end] : busy) {
       if (offset + size <= begin)
         break;
       offset = std::max(offset, end);
     }
+    return offset;
+  };
+  uint64_t peak = 0;
+  for (uint32_t id : ids) {
+    const uint64_t offset = lowestFree(id);
     uint64_t end = 0;
-    if (Status s = place(*b, offset, end); !s)
+    if (Status s = place(*plan_.mutable_buffers(id), offset, end); !s)
       return s;
-    placed.push_back({offset, end, live});
+    placed.push_back({offset, end, live_.lookup(id)});
     peak = std::max(peak, end);
+  }
+  // Workspaces take bytes free below that peak, or none.
+  for (uint32_t id : workspaces) {
+    plan::Buffer &b = *plan_.mutable_buffers(id);
+    const uint64_t offset = lowestFree(id);
+    if (offset + alignUp(b.size_bytes()) > peak) {
+      workspaces_.at(id)->clear_workspace();
+      b.clear_shape();
+      b.add_shape(0);
+      b.set_size_bytes(0);
+      b.set_offset_bytes(0);
+      continue;
+    }
+    uint64_t end = 0;
+    if (Status s = place(b, offset, end); !s)
+      return s;
+    placed.push_back({offset, end, live_.lookup(id)});
   }
   sizes[kind] = peak;
   return Status::ok();

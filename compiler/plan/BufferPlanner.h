@@ -30,7 +30,17 @@ public:
     plan_.mutable_buffers(id)->set_name(name);
   }
   plan::ArenaKind arenaOf(uint32_t id) const { return plan_.buffers(id).arena(); }
+  const plan::Plan &plan() const { return plan_; }
   const std::string &bufferName(uint32_t id) const { return plan_.buffers(id).name(); }
+  /// A kernel workspace of `type` for `instr` (Instruction.workspace), in
+  /// the ACTIVATIONS arena and live for that instruction alone (touch it
+  /// there). assignOffsets gives it bytes that are free then below the
+  /// peak the other activations need; where none are, it takes the
+  /// workspace back rather than raise the peak (the instruction then has
+  /// none; the buffer, unused, becomes empty), and the backend's shared
+  /// workspace serves the kernel. `instr` must outlive assignOffsets.
+  uint32_t addWorkspace(const std::string &name, mlir::RankedTensorType type,
+                        plan::Instruction &instr);
   /// A buffer of `like`'s dtype and shape in `arena` (of its own, even
   /// where `like` is a view of several).
   uint32_t addBufferLike(const std::string &name, uint32_t like, plan::ArenaKind arena);
@@ -122,6 +132,8 @@ private:
   std::map<uint32_t, std::pair<uint32_t, uint64_t>> views_;
   /// `id`'s root (see overlaps) and its first byte there.
   std::pair<uint32_t, uint64_t> placeInRoot(uint32_t id) const;
+  /// The workspaces of addWorkspace and their instructions.
+  std::map<uint32_t, plan::Instruction *> workspaces_;
   /// Runs of buffers placed back to back (addPackedView), and the run of
   /// each member.
   std::vector<std::vector<uint32_t>> runs_;

@@ -471,11 +471,20 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
   }
   return success();
 }
+/// A new plan's version and the fields that size attention's planned
+/// workspaces (plan::attentionWorkspaceOf), which the programs' emission
+/// reads.
+void startPlan(plan::Plan &out, const ParallelConfig &parallel) {
+  out.set_version(plan::kPlanVersion);
+  out.mutable_mesh()->set_cp(parallel.cp);
+  out.mutable_training()->set_deterministic_mode(parallel.deterministicMode);
+}
+
 /// Plans without pipeline parallelism: one forward-backward program, one
 /// optimizer program.
 LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt,
                               const ParallelConfig &parallel, plan::Plan &out) {
-  out.set_version(plan::kPlanVersion);
+  startPlan(out, parallel);
   BufferPlanner planner(out);
   DenseMap<StringRef, uint32_t> gradBuffers;
   if (failed(planner.addParameters(module, gradBuffers)))
@@ -514,7 +523,7 @@ LogicalResult emitSingleStage(ModuleOp module, func::FuncOp fb, func::FuncOp opt
 FailureOr<plan::Plan> emitPipelinePlan(ModuleOp module, func::FuncOp fb, func::FuncOp opt,
                                        const ParallelConfig &parallel) {
   plan::Plan out;
-  out.set_version(plan::kPlanVersion);
+  startPlan(out, parallel);
   BufferPlanner planner(out);
   DenseMap<StringRef, uint32_t> gradBuffers;
   if (failed(planner.addParameters(module, gradBuffers)))

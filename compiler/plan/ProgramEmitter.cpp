@@ -3,6 +3,7 @@
 
 #include "compiler/plan/OpLowering.h"
 #include "dialects/mt/MtDialect.h"
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/OpRegistry.h"
 
 using namespace mlir;
@@ -99,16 +100,34 @@ void ProgramEmitter::bindWeights() {
   fn_.walk([&](WeightOp weight) { bindWeight(weight); });
 }
 
+void ProgramEmitter::addAttentionWorkspace(plan::Instruction &instr) {
+  // The forward needs none (the mtc kernels none, cuDNN's predicted none).
+  if (instr.has_workspace() || !(plan::isOp(instr, plan::Op::attention_grad) ||
+                                 plan::isOp(instr, plan::Op::attention_block_grad)))
+    return;
+  const uint64_t need =
+      plan::attentionWorkspaceOf(planner_.plan(), instr, plan::kAssumedDeviceBytes).bytes;
+  if (!need)
+    return;
+  // F32 elements of 2 device bytes each (the CUDA backend's bf16 layout).
+  const uint64_t bytes = plan::plannedWorkspaceBytes(need);
+  auto type = RankedTensorType::get({int64_t((bytes + 1) / 2)},
+                                    Float32Type::get(fn_.getContext()));
+  planner_.addWorkspace("attention_workspace", type, instr);
+}
+
 void ProgramEmitter::finishProgram() {
   // Liveness: a buffer lives from its first to its last instruction; the
   // inputs of a deferred one (overlap_param_gather) to the end of the
-  // program, before whose next program the backend may run it.
+  // program, before whose next program the backend may run it; a planned
+  // workspace, for its instruction alone.
   for (int i = 0, e = program_->instructions_size(); i < e; ++i) {
-    const auto &instr = program_->instructions(i);
+    auto &instr = *program_->mutable_instructions(i);
+    addAttentionWorkspace(instr);
     const bool deferred = plan::Attrs(instr).i("deferred") == 1;
     for (uint32_t id : instr.inputs())
       planner_.touch(id, deferred ? e : i);
-    for (uint32_t id : instr.outputs())
+    for (uint32_t id : plan::buffersWritten(instr))
       planner_.touch(id, i);
   }
   planner_.finishProgram();

@@ -62,6 +62,11 @@ public:
 private:
   mlir::Value leader(mlir::Value v) { return groups_.getOrInsertLeaderValue(v); }
   mlir::LogicalResult emitOp(mlir::Operation *op);
+  /// Gives an attention backward instruction a workspace of its own in the
+  /// activation arena, as large as the CUDA backend's kernels need on the
+  /// assumed device (plan::attentionWorkspaceOf); the planner reuses free
+  /// bytes for it, so cuDNN's dQ accumulator costs nothing at the peak.
+  void addAttentionWorkspace(plan::Instruction &instr);
 
   BufferPlanner &planner_;
   plan::Program *program_;

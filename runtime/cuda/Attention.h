@@ -15,6 +15,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -79,10 +80,12 @@ struct AttentionOptions {
 };
 
 /// What attention runs on for one shape: a resolved backend (never Auto)
-/// and the workspace bytes its forward and backward need (the larger).
+/// and the workspace bytes its forward and its backward need.
 struct AttentionPlan {
   AttentionBackend backend = AttentionBackend::Mtc;
-  size_t workspaceBytes = 0;
+  size_t forwardBytes = 0, backwardBytes = 0;
+  /// One workspace for both passes.
+  size_t workspaceBytes() const { return std::max(forwardBytes, backwardBytes); }
 };
 
 /// Resolves options.backend for `shape` (documents: position ids are
@@ -101,7 +104,7 @@ Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool document
 /// j >= i - positionIds[i] as well (cpu::documentStart). lse [batch, heads,
 /// seq] (fp32) receives the natural log-sum-exp of each query's scaled
 /// scores, for the backward. `options` as planAttention resolves them; with
-/// cudnn, `workspace` holds planAttention(...).workspaceBytes.
+/// cudnn, `workspace` holds planAttention(...).forwardBytes.
 Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v,
                         bf16 *out, float *lse, const AttentionShape &shape,
                         cudaStream_t stream, const int32_t *positionIds = nullptr,

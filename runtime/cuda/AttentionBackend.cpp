@@ -95,7 +95,7 @@ const char *attentionBackendName(AttentionBackend backend) {
 Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool documents,
                                       const AttentionOptions &options) {
   const AttentionBackend requested = options.backend;
-  const AttentionPlan mtc{AttentionBackend::Mtc, attentionBackwardWorkspaceBytes(shape)};
+  const AttentionPlan mtc{AttentionBackend::Mtc, 0, attentionBackwardWorkspaceBytes(shape)};
   if (requested == AttentionBackend::Mtc || shape.batch == 0 || shape.seq == 0)
     return mtc;
   if (documents) {
@@ -115,11 +115,12 @@ Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool document
     logFallback(shape, "cuDNN built no plan: " + bytes.message());
     return mtc;
   }
+  const size_t most = std::max(bytes->forward, bytes->backward);
   if (requested == AttentionBackend::Auto) {
     size_t freeBytes = 0, totalBytes = 0;
     MT_CUDA_CHECK(cudaMemGetInfo(&freeBytes, &totalBytes));
-    if (!plan::cudnnWorkspaceFits(*bytes, totalBytes)) { // as mtc compile --explain predicts
-      logFallback(shape, "cuDNN needs " + std::to_string(*bytes >> 20) +
+    if (!plan::cudnnWorkspaceFits(most, totalBytes)) { // as mtc compile --explain predicts
+      logFallback(shape, "cuDNN needs " + std::to_string(most >> 20) +
                              " MiB of workspace, over 1/16 of the device's memory (its "
                              "deterministic backward, deterministic_mode, keeps dP whole; "
                              "without it dQ is accumulated with atomics in a small one)");
@@ -128,8 +129,8 @@ Expected<AttentionPlan> planAttention(const AttentionShape &shape, bool document
   }
   logOnce(shape, std::string("using cuDNN's fused attention (") +
                     (options.deterministic ? "deterministic" : "atomic dQ") + " backward), " +
-                    std::to_string(*bytes >> 20) + " MiB of workspace");
-  return AttentionPlan{AttentionBackend::Cudnn, *bytes};
+                    std::to_string(most >> 20) + " MiB of workspace");
+  return AttentionPlan{AttentionBackend::Cudnn, bytes->forward, bytes->backward};
 }
 
 Status attentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *out, float *lse,

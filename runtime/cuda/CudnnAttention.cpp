@@ -497,7 +497,8 @@ Status execute(const AttentionShape &sh, Pass pass, const std::vector<int64_t> &
 
 } // namespace
 
-Expected<size_t> cudnnAttentionPrepare(const AttentionShape &shape, bool deterministic) {
+Expected<CudnnAttentionWorkspace> cudnnAttentionPrepare(const AttentionShape &shape,
+                                                        bool deterministic) {
   Cache &c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
   auto fwd = lookup(shape, Pass::Forward);
@@ -506,9 +507,9 @@ Expected<size_t> cudnnAttentionPrepare(const AttentionShape &shape, bool determi
   auto bwd = lookup(shape, backwardPass(deterministic));
   if (!bwd)
     return bwd.status();
-  return std::max(size_t(fwd->second.workspace), softmaxSumBytes(shape) +
-                                                     dqAccumBytes(shape, deterministic) +
-                                                     size_t(bwd->second.workspace));
+  return CudnnAttentionWorkspace{size_t(fwd->second.workspace),
+                                 softmaxSumBytes(shape) + dqAccumBytes(shape, deterministic) +
+                                     size_t(bwd->second.workspace)};
 }
 
 Status cudnnAttentionForward(const bf16 *q, const bf16 *k, const bf16 *v, bf16 *out,

@@ -6,6 +6,7 @@
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/GridStride.cuh"
 #include "runtime/cuda/Vector.cuh"
+#include "runtime/plan/KernelWorkspace.h"
 
 #include <algorithm>
 #include <cmath>
@@ -628,7 +629,7 @@ Status embeddingForward(const int32_t *ids, const bf16 *table, bf16 *y,
 }
 
 size_t embeddingBackwardWorkspaceBytes(int64_t vocab) {
-  return static_cast<size_t>(vocab) * sizeof(int32_t);
+  return size_t(plan::embeddingBackwardWorkspaceBytes(vocab));
 }
 
 Status embeddingBackward(const int32_t *ids, const bf16 *dy, float *dtable,

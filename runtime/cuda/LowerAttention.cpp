@@ -10,6 +10,7 @@
 #include "runtime/cuda/Lowering.h"
 #include "runtime/cuda/RingAttention.h"
 
+#include <algorithm>
 #include <string>
 #include <tuple>
 
@@ -78,16 +79,21 @@ AttentionShape blockShape(Lowerer &L, const Attrs &a) {
 }
 
 /// The backend of an attention instruction (Resources::attention resolved
-/// for its shape; cuDNN's plans built here, outside graph capture) and its
-/// share of the kernel workspace.
-AttentionOptions attentionOptions(Lowerer &L, const AttentionShape &shape, bool documents) {
+/// for its shape; cuDNN's plans built here, outside graph capture) and the
+/// workspace of its pass: the instruction's planned one where it holds the
+/// pass's need, else null for the shared Resources::workspace, sized to it.
+AttentionOptions attentionOptions(Lowerer &L, const AttentionShape &shape, bool documents,
+                                  bool backward, void *&planned) {
   AttentionOptions options = L.resources().attention;
   auto plan = planAttention(shape, documents, options);
   if (!plan) {
     L.fail(plan.message());
     return {};
   }
-  L.needWorkspace(plan->workspaceBytes);
+  // At least a byte: cuDNN's variant pack gets a workspace address even
+  // where its plan needs none.
+  planned = L.workspaceFor(std::max<size_t>(1, backward ? plan->backwardBytes
+                                                          : plan->forwardBytes));
   options.backend = plan->backend;
   return options;
 }
@@ -98,10 +104,12 @@ void attention(Lowerer &L, const Attrs &a) {
   float *lse = L.f32Out(1);
   const int32_t *pos = positionIds(L, 3);
   AttentionShape shape = gatheredShape(L, a);
-  const AttentionOptions options = attentionOptions(L, shape, pos != nullptr);
+  void *planned = nullptr;
+  const AttentionOptions options = attentionOptions(L, shape, pos != nullptr, false, planned);
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t s) {
-    return attentionForward(q, k, v, out, lse, shape, s, pos, options, r->workspace);
+    return attentionForward(q, k, v, out, lse, shape, s, pos, options,
+                            planned ? planned : r->workspace);
   });
 }
 
@@ -112,11 +120,12 @@ void attentionGrad(Lowerer &L, const Attrs &a) {
   const int32_t *pos = positionIds(L, 6);
   bf16 *dq = L.bfOut(0), *dk = L.bfOut(1), *dv = L.bfOut(2);
   AttentionShape shape = gatheredShape(L, a);
-  const AttentionOptions options = attentionOptions(L, shape, pos != nullptr);
+  void *planned = nullptr;
+  const AttentionOptions options = attentionOptions(L, shape, pos != nullptr, true, planned);
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t s) {
-    return attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, r->workspace, shape, s,
-                             pos, options);
+    return attentionBackward(q, k, v, out, lse, dout, dq, dk, dv,
+                             planned ? planned : r->workspace, shape, s, pos, options);
   });
 }
 
@@ -142,11 +151,11 @@ void attentionBlockGrad(Lowerer &L, const Attrs &a) {
   bf16 *dq = L.bfOutOrSum(0, extras.addDq), *dk = L.bfOutOrSum(1, extras.addDk),
        *dv = L.bfOutOrSum(2, extras.addDv);
   const AttentionShape shape = blockShape(L, a);
-  L.needWorkspace(attentionBackwardWorkspaceBytes(shape));
+  void *planned = L.workspaceFor(attentionBackwardWorkspaceBytes(shape));
   Resources *r = &L.resources();
   L.emit([=](cudaStream_t s) {
-    return mtcAttentionBackward(q, k, v, out, lse, dout, dq, dk, dv, r->workspace, shape, s,
-                                pos, extras);
+    return mtcAttentionBackward(q, k, v, out, lse, dout, dq, dk, dv,
+                                planned ? planned : r->workspace, shape, s, pos, extras);
   });
 }
 

@@ -2,6 +2,7 @@
 #include "runtime/cuda/Lowering.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/OverlapOrder.h"
 
 #include <algorithm>
@@ -214,6 +215,22 @@ std::pair<const std::byte *, const std::byte *> Lowerer::deviceRange(uint32_t id
   return {begin, begin + size_t(plan::elementsOf(plan_.buffers(id))) * (half ? 2 : 4)};
 }
 
+void *Lowerer::workspaceFor(size_t bytes) {
+  if (instr_->has_workspace()) {
+    // The buffer is the kernel's alone while it runs; aligned as
+    // cudaMalloc aligns the shared one.
+    const auto [begin, end] = deviceRange(instr_->workspace());
+    const uintptr_t first = reinterpret_cast<uintptr_t>(begin);
+    const uintptr_t aligned = (first + plan::kPlannedWorkspaceAlignment - 1) /
+                              plan::kPlannedWorkspaceAlignment *
+                              plan::kPlannedWorkspaceAlignment;
+    if (aligned + bytes <= reinterpret_cast<uintptr_t>(end))
+      return reinterpret_cast<void *>(aligned);
+  }
+  needWorkspace(bytes);
+  return nullptr;
+}
+
 void Lowerer::emitOverlappedCollective(Launch launch, const std::vector<uint32_t> &buffers,
                                        Launch finish) {
   if (!res_.transferStream) {
@@ -249,13 +266,12 @@ void Lowerer::waitForTransfers(const plan::Instruction &instr, bool all) {
       return true;
     if (index_ < flight.instruction)
       return false;
-    for (const auto *ids : {&instr.inputs(), &instr.outputs()})
-      for (uint32_t id : *ids) {
-        const auto [begin, end] = deviceRange(id);
-        for (const auto &[b, e] : flight.ranges)
-          if (begin < e && b < end)
-            return true;
-      }
+    for (uint32_t id : plan::buffersTouched(instr)) {
+      const auto [begin, end] = deviceRange(id);
+      for (const auto &[b, e] : flight.ranges)
+        if (begin < e && b < end)
+          return true;
+    }
     return false;
   };
   // Transfers finish in their stream's order: waiting for the last one that
@@ -307,9 +323,8 @@ bool Lowerer::recordAfterLastUse(const std::vector<Range> &ranges, cudaEvent_t e
   for (auto it = issued_.rbegin(); it != issued_.rend(); ++it) {
     const plan::Instruction &in = program_->instructions(it->first);
     bool used = false;
-    for (const auto *ids : {&in.inputs(), &in.outputs()})
-      for (uint32_t id : *ids)
-        used = used || touches(id, ranges);
+    for (uint32_t id : plan::buffersTouched(in))
+      used = used || touches(id, ranges);
     if (!used)
       continue;
     // Its work ends with the last step emitted by then; a fill that a

@@ -10,6 +10,7 @@
 
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Vector.cuh"
+#include "runtime/plan/KernelWorkspace.h"
 
 #include <algorithm>
 #include <initializer_list>
@@ -25,12 +26,10 @@ using vec::store;
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
+static_assert(kWarps == plan::kRmsnormWarpsPerBlock);
 /// Rows up to this many columns are handled by one warp each.
-constexpr int64_t kWarpRowMaxDim = 1024;
-/// Row blocks of the backward (about what an H100 holds at once): partials
-/// of dw are reduced in a fixed order, so the count is a constant rather
-/// than the device's multiprocessor count.
-constexpr int64_t kMaxBackwardBlocks = 1024;
+constexpr int64_t kWarpRowMaxDim = plan::kRmsnormWarpRowMaxDim;
+constexpr int64_t kMaxBackwardBlocks = plan::kRmsnormMaxBackwardBlocks;
 /// Warps of the partials reduction; each sums every kReduceWarps-th block.
 constexpr int kReduceWarps = 32;
 
@@ -355,9 +354,7 @@ int64_t backwardBlocks(int64_t rows, int64_t dim, bool wide = false) {
   if (wide)
     return std::min((rows + kWideWarps * kWideRowsPerWarp - 1) / (kWideWarps * kWideRowsPerWarp),
                     kMaxBackwardBlocks);
-  if (warpRows(dim))
-    return std::min((rows + kWarps - 1) / kWarps, kMaxBackwardBlocks);
-  return std::min(rows, kMaxBackwardBlocks);
+  return plan::rmsnormBackwardBlocks(rows, dim);
 }
 
 template <int V, bool kWarp>
@@ -394,7 +391,7 @@ Status rmsnormForward(const bf16 *x, const bf16 *residual, bf16 *residualOut,
 }
 
 size_t rmsnormBackwardWorkspaceBytes(int64_t rows, int64_t dim) {
-  return static_cast<size_t>(backwardBlocks(rows, dim) * dim) * sizeof(float);
+  return size_t(plan::rmsnormBackwardWorkspaceBytes(rows, dim));
 }
 
 Status rmsnormBackward(const bf16 *x, const bf16 *w, const bf16 *dy,

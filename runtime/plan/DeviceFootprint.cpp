@@ -2,6 +2,7 @@
 #include "runtime/plan/DeviceFootprint.h"
 
 #include "runtime/plan/AttentionWorkspace.h"
+#include "runtime/plan/KernelWorkspace.h"
 #include "runtime/plan/OpRegistry.h"
 
 #include <algorithm>
@@ -300,40 +301,72 @@ std::optional<uint64_t> deviceWeightOffset(const DeviceFootprint &f, uint64_t pl
   return planOffset - before;
 }
 
-AttentionWorkspace attentionWorkspace(const Plan &plan, uint64_t deviceBytes) {
-  AttentionWorkspace most;
+uint64_t normAndEmbeddingWorkspace(const Plan &plan) {
+  uint64_t most = 0;
   for (const Program &program : plan.programs())
     for (const Instruction &instr : program.instructions()) {
-      // Ring attention's block forward (attention_block) needs none.
-      const bool block = isOp(instr, Op::attention_block_grad);
-      if (!block && !isOp(instr, Op::attention) && !isOp(instr, Op::attention_grad))
-        continue;
       const Attrs a(instr);
-      AttentionWorkspace w;
-      w.batch = a.i("batch"), w.heads = a.i("heads"), w.seq = a.i("seq");
-      w.kvSeq = block ? w.seq : a.i("kv_seq"), w.headDim = a.i("head_dim");
-      if (w.batch == 0 || w.seq == 0)
-        continue; // the launchers return at once
-      const std::string axis = a.s("context_parallel_axis");
-      const bool contextParallel = block || (!axis.empty() && plan.mesh().cp() > 1);
-      w.deterministic = plan.training().deterministic_mode();
-      w.cudnnBytes = cudnnAttentionWorkspaceBytes(w.batch, w.heads, w.seq, w.kvSeq, w.headDim,
-                                                  w.deterministic);
-      // The order of planAttention's tests: documents, cp, then the limit.
-      if (a.i("position_ids"))
-        w.kernels = AttentionKernels::MtcDocuments;
-      else if (contextParallel)
-        w.kernels = AttentionKernels::MtcContextParallel;
-      else if (!cudnnWorkspaceFits(w.cudnnBytes, deviceBytes))
-        w.kernels = AttentionKernels::MtcOverLimit;
-      else
-        w.kernels = AttentionKernels::Cudnn;
-      w.bytes = w.kernels == AttentionKernels::Cudnn
-                    ? w.cudnnBytes
-                    : mtcAttentionWorkspaceBytes(w.batch, w.heads, w.seq);
-      if (w.bytes > most.bytes)
+      if (isOp(instr, Op::rmsnorm_grad) || isOp(instr, Op::add_rmsnorm_grad))
+        most = std::max(most, rmsnormBackwardWorkspaceBytes(a.i("rows"), a.i("dim")));
+      else if (isOp(instr, Op::embedding_grad))
+        most = std::max(most, embeddingBackwardWorkspaceBytes(a.i("vocab")));
+    }
+  return most;
+}
+
+AttentionWorkspace attentionWorkspaceOf(const Plan &plan, const Instruction &instr,
+                                        uint64_t deviceBytes) {
+  AttentionWorkspace w;
+  // Ring attention's block forward (attention_block) needs none.
+  const bool block = isOp(instr, Op::attention_block_grad);
+  const bool backward = block || isOp(instr, Op::attention_grad);
+  if (!backward && !isOp(instr, Op::attention))
+    return w;
+  const Attrs a(instr);
+  w.batch = a.i("batch"), w.heads = a.i("heads"), w.seq = a.i("seq");
+  w.kvSeq = block ? w.seq : a.i("kv_seq"), w.headDim = a.i("head_dim");
+  if (w.batch == 0 || w.seq == 0)
+    return w; // the launchers return at once
+  const std::string axis = a.s("context_parallel_axis");
+  const bool contextParallel = block || (!axis.empty() && plan.mesh().cp() > 1);
+  w.deterministic = plan.training().deterministic_mode();
+  w.cudnnBytes = cudnnAttentionWorkspaceBytes(w.batch, w.heads, w.seq, w.kvSeq, w.headDim,
+                                              w.deterministic);
+  // The order of planAttention's tests: documents, cp, then the limit.
+  if (a.i("position_ids"))
+    w.kernels = AttentionKernels::MtcDocuments;
+  else if (contextParallel)
+    w.kernels = AttentionKernels::MtcContextParallel;
+  else if (!cudnnWorkspaceFits(w.cudnnBytes, deviceBytes))
+    w.kernels = AttentionKernels::MtcOverLimit;
+  else
+    w.kernels = AttentionKernels::Cudnn;
+  const bool cudnn = w.kernels == AttentionKernels::Cudnn;
+  if (!backward)
+    w.bytes = cudnn ? kCudnnAttentionForwardWorkspaceBytes : 0;
+  else
+    w.bytes = cudnn ? w.cudnnBytes : mtcAttentionWorkspaceBytes(w.batch, w.heads, w.seq);
+  return w;
+}
+
+AttentionWorkspace attentionWorkspace(const Plan &plan, uint64_t deviceBytes) {
+  AttentionWorkspace most; // the instruction with the largest need
+  uint64_t shared = 0, planned = 0;
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions()) {
+      const AttentionWorkspace w = attentionWorkspaceOf(plan, instr, deviceBytes);
+      if (w.kernels == AttentionKernels::None)
+        continue;
+      const bool inArena =
+          instr.has_workspace() &&
+          w.bytes <= plannedWorkspaceDeviceBytes(plan.buffers(instr.workspace()));
+      uint64_t &need = inArena ? planned : shared;
+      need = std::max(need, w.bytes);
+      if (most.kernels == AttentionKernels::None || w.bytes > most.bytes)
         most = w;
     }
+  most.bytes = shared;
+  most.plannedBytes = planned;
   return most;
 }
 

@@ -165,12 +165,18 @@ std::optional<uint64_t> deviceWeightOffset(const DeviceFootprint &f, uint64_t pl
 /// ring attention's blocks), which cuDNN's kernels do not take.
 enum class AttentionKernels { None, Cudnn, MtcOverLimit, MtcDocuments, MtcContextParallel };
 
-/// Attention's need of the CUDA backend's kernel workspace (one buffer that
-/// every kernel shares, as large as the largest need): the largest over the
-/// plan's attention, attention_grad and attention_block_grad instructions,
-/// the kernels that run it and its shape (query rows: seq; key rows: kvSeq).
+/// Attention's need of kernel workspace on the CUDA backend. A backward
+/// instruction with a planned workspace (Instruction.workspace, in the
+/// activation arena, live for it alone) that holds its need uses it; every
+/// other need goes to the backend's shared kernel workspace, one buffer as
+/// large as the largest. Of one instruction (attentionWorkspaceOf): its
+/// need `bytes`; of a plan (attentionWorkspace): `bytes` is the largest need
+/// left to the shared workspace and `plannedBytes` the largest that planned
+/// workspaces take, the other fields those of the instruction with the
+/// largest need (query rows: seq; key rows: kvSeq).
 struct AttentionWorkspace {
   uint64_t bytes = 0;
+  uint64_t plannedBytes = 0;
   AttentionKernels kernels = AttentionKernels::None;
   /// What cuDNN's backward would need for that shape (deterministic as the
   /// plan's deterministic_mode).
@@ -178,8 +184,45 @@ struct AttentionWorkspace {
   bool deterministic = false; // the plan's deterministic_mode
   int64_t batch = 0, heads = 0, seq = 0, kvSeq = 0, headDim = 0;
 };
-/// On a device with `deviceBytes` of memory (cudaMemGetInfo's total).
+/// The largest need of the CUDA backend's shared kernel workspace from the
+/// backward of the norms and the embedding (runtime/plan/KernelWorkspace.h);
+/// attention's is attentionWorkspace's, the collectives' staging
+/// DeviceFootprint::collectiveStaging. Mixture-of-experts kernels' needs
+/// (router, permutation, grouped GEMMs) are not counted.
+uint64_t normAndEmbeddingWorkspace(const Plan &plan);
+
+/// An attention, attention_grad or attention_block_grad instruction's need
+/// on a device with `deviceBytes` of memory (cudaMemGetInfo's total); other
+/// instructions: kernels None.
+AttentionWorkspace attentionWorkspaceOf(const Plan &plan, const Instruction &instr,
+                                        uint64_t deviceBytes);
+/// Over the plan's instructions, on a device with `deviceBytes` of memory.
 AttentionWorkspace attentionWorkspace(const Plan &plan, uint64_t deviceBytes);
+
+/// A planned workspace starts where the CUDA backend's bf16 layout puts it
+/// (32-byte aligned: half a 64-byte planned offset); the backend starts it
+/// at the next multiple of this, as cudaMalloc aligns its own, so the
+/// compiler adds as much to its size.
+inline constexpr uint64_t kPlannedWorkspaceAlignment = 256;
+/// The device bytes the compiler plans for a predicted need: 5% more (what
+/// cuDNN asks for at run time may exceed the formula by up to that much:
+/// the gpu1 AttentionBackendTest holds it to that; on the H200 it was 256
+/// bytes over) and room to align the start.
+inline uint64_t plannedWorkspaceBytes(uint64_t need) {
+  return need + need / 20 + kPlannedWorkspaceAlignment;
+}
+/// Bytes a planned workspace buffer holds on the CUDA backend, which keeps
+/// the F32 activation buffer in bf16 (2 per element), from its aligned
+/// start on.
+inline uint64_t plannedWorkspaceDeviceBytes(const Buffer &b) {
+  const uint64_t bytes = b.size_bytes() / 2;
+  return bytes > kPlannedWorkspaceAlignment ? bytes - kPlannedWorkspaceAlignment : 0;
+}
+
+/// The device memory the compiler plans for where it is given none (an
+/// H200's, as cudaMemGetInfo reports it): attention's choice of kernels,
+/// hence the size of its planned workspaces, follows from it.
+inline constexpr uint64_t kAssumedDeviceBytes = uint64_t(143165) << 20; // 139.8 GiB
 
 } // namespace mt::plan
 

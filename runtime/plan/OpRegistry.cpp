@@ -224,6 +224,19 @@ Status checkInstruction(const Plan &plan, const Program &program, int index) {
                   std::to_string(elementsOf(b)) + " elements, the op needs " +
                   std::to_string(expected[i]));
   }
+  if (instr.has_workspace()) {
+    const uint32_t w = instr.workspace();
+    if (w >= uint32_t(plan.buffers_size()))
+      return fail("workspace buffer " + std::to_string(w) + " out of range (the plan has " +
+                  std::to_string(plan.buffers_size()) + " buffers)");
+    const Buffer &b = plan.buffers(w);
+    if (b.arena() != ACTIVATIONS || b.dtype() != F32 || b.parts_size() > 0)
+      return fail("workspace buffer " + std::to_string(w) + " '" + b.name() +
+                  "' is not an f32 buffer of the ACTIVATIONS arena");
+    if (std::find(ids.begin(), ids.end(), w) != ids.end())
+      return fail("workspace buffer " + std::to_string(w) + " '" + b.name() +
+                  "' is also an input or output of the instruction");
+  }
   return Status::ok();
 }
 

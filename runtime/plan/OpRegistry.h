@@ -78,6 +78,23 @@ std::optional<Op> opOf(const Instruction &instr);
 /// its enum, so that a renamed or removed op fails to compile instead of
 /// silently never matching.
 inline bool isOp(const Instruction &instr, Op op) { return instr.op() == signature(op).name; }
+/// Every buffer `instr` reads or writes: its inputs, outputs and planned
+/// kernel workspace (Instruction.workspace). Rules about byte overlaps
+/// (reordering, overlapped transfers) must see the workspace too.
+inline std::vector<uint32_t> buffersTouched(const Instruction &instr) {
+  std::vector<uint32_t> ids(instr.inputs().begin(), instr.inputs().end());
+  ids.insert(ids.end(), instr.outputs().begin(), instr.outputs().end());
+  if (instr.has_workspace())
+    ids.push_back(instr.workspace());
+  return ids;
+}
+/// The buffers `instr` writes: its outputs and its planned workspace.
+inline std::vector<uint32_t> buffersWritten(const Instruction &instr) {
+  std::vector<uint32_t> ids(instr.outputs().begin(), instr.outputs().end());
+  if (instr.has_workspace())
+    ids.push_back(instr.workspace());
+  return ids;
+}
 /// The instruction the op named `mlirOp` ("mt.zeros") lowers to; null: none.
 const OpSignature *findOpLoweredFrom(const std::string &mlirOp);
 const std::vector<OpSignature> &allOps();
@@ -120,7 +137,8 @@ Expected<std::vector<const T *>> resolveKernels(const Program &program, const Pe
 /// else what is wrong (naming the attribute and the valid ones).
 std::string checkAttributes(const OpSignature &op, const Instruction &instr);
 
-/// Checks one instruction against its signature and the buffer table.
+/// Checks one instruction against its signature and the buffer table (its
+/// workspace, where it has one: an f32 ACTIVATIONS buffer of its own).
 Status checkInstruction(const Plan &plan, const Program &program, int index);
 /// checkInstruction over every instruction of every program: the first
 /// error. readPlanDirectory runs it; so do the executors, for plans built

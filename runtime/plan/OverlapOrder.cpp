@@ -8,9 +8,8 @@
 namespace mt::plan {
 namespace {
 
-using Ids = google::protobuf::RepeatedField<uint32_t>;
-
-bool overlap(const Ids &a, const Ids &b, const std::function<ByteRange(uint32_t)> &range) {
+template <typename A, typename B>
+bool overlap(const A &a, const B &b, const std::function<ByteRange(uint32_t)> &range) {
   for (uint32_t x : a)
     for (uint32_t y : b) {
       const ByteRange rx = range(x), ry = range(y);
@@ -40,7 +39,8 @@ std::vector<int> deferWeightGradients(const Program &program,
     const Instruction &G = program.instructions(g), &I = program.instructions(i);
     if (overlapped(i))
       return overlap(I.inputs(), G.outputs(), range);
-    return overlap(I.outputs(), G.inputs(), range) || overlap(I.outputs(), G.outputs(), range) ||
+    const std::vector<uint32_t> writes = buffersWritten(I); // its workspace too
+    return overlap(writes, G.inputs(), range) || overlap(writes, G.outputs(), range) ||
            overlap(I.inputs(), G.outputs(), range);
   };
   for (int i = 0; i < n; ++i) {

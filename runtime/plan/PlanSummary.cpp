@@ -87,6 +87,8 @@ void writePlanSummary(const Plan &plan, std::ostream &os) {
       for (int k = 0; k < instr.outputs_size(); ++k)
         os << (k ? ", " : "") << "%" << instr.outputs(k);
       os << ")";
+      if (instr.has_workspace())
+        os << " workspace %" << instr.workspace();
       for (const Attribute &a : instr.attributes())
         os << " " << attrText(a);
       if (!instr.location().empty())

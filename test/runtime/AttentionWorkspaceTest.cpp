@@ -100,6 +100,10 @@ TEST(AttentionWorkspace, KeepsTheMtcKernelsForDocumentsAndContextParallelism) {
   setAttr(documents.add("attention", 2, 8, 1024, 1024), "position_ids", 1);
   AttentionWorkspace w = attentionWorkspace(documents.plan, 140 * kGiB);
   EXPECT_EQ(w.kernels, AttentionKernels::MtcDocuments);
+  EXPECT_EQ(w.bytes, 0u); // the mtc forward needs none
+  setAttr(documents.add("attention_grad", 2, 8, 1024, 1024), "position_ids", 1);
+  w = attentionWorkspace(documents.plan, 140 * kGiB);
+  EXPECT_EQ(w.kernels, AttentionKernels::MtcDocuments);
   EXPECT_EQ(w.bytes, mtc);
 
   // cp_comm_type all_gather: the rank's queries against every rank's keys.
@@ -126,16 +130,61 @@ TEST(AttentionWorkspace, KeepsTheMtcKernelsForDocumentsAndContextParallelism) {
   EXPECT_EQ(w.bytes, mtc);
 }
 
-// The kernel workspace is one buffer: the largest need counts.
+// The kernel workspace is one buffer: the largest need counts. cuDNN's
+// forward is predicted to need none.
 TEST(AttentionWorkspace, TakesTheLargestInstruction) {
   AttentionPlan p;
-  setAttr(p.add("attention", 1, 4, 4096, 4096), "position_ids", 1); // mtc: 64 KiB
-  p.add("attention_grad", 1, 4, 512, 512);                          // cuDNN: about 2.5 MiB
-  p.add("attention_grad", 0, 4, 512, 512);                          // empty: none
+  setAttr(p.add("attention_grad", 1, 4, 4096, 4096), "position_ids", 1); // mtc: 64 KiB
+  p.add("attention", 1, 4, 512, 512);                                    // cuDNN: none
+  p.add("attention_grad", 1, 4, 512, 512);                               // cuDNN: 2.5 MiB
+  p.add("attention_grad", 0, 4, 512, 512);                               // empty: none
   const AttentionWorkspace w = attentionWorkspace(p.plan, 140 * kGiB);
   EXPECT_EQ(w.kernels, AttentionKernels::Cudnn);
   EXPECT_EQ(w.bytes, cudnnAttentionWorkspaceBytes(1, 4, 512, 512, 64, false));
   EXPECT_EQ(w.seq, 512);
+  EXPECT_EQ(attentionWorkspaceOf(p.plan, p.plan.programs(0).instructions(1), 140 * kGiB).bytes,
+            kCudnnAttentionForwardWorkspaceBytes);
+}
+
+// A backward whose planned workspace (Instruction.workspace: F32 elements
+// the CUDA backend keeps in bf16) holds its need leaves the shared
+// workspace nothing; one too small for what the device chooses (planned for
+// another device) leaves it the whole need.
+TEST(AttentionWorkspace, PlannedWorkspacesLeaveTheSharedOneWhatTheyDoNotHold) {
+  AttentionPlan p;
+  Instruction &grad = p.add("attention_grad", 4, 32, 2048, 2048);
+  const uint64_t need = cudnnAttentionWorkspaceBytes(4, 32, 2048, 2048, 64, false);
+  Buffer &ws = *p.plan.add_buffers();
+  ws.set_arena(ACTIVATIONS);
+  ws.set_dtype(F32);
+  // F32 elements of 2 bf16 bytes: `need` bytes from its aligned start on.
+  ws.set_size_bytes(2 * (need + kPlannedWorkspaceAlignment));
+  grad.set_workspace(0);
+  EXPECT_EQ(plannedWorkspaceDeviceBytes(ws), need);
+  AttentionWorkspace w = attentionWorkspace(p.plan, 140 * kGiB);
+  EXPECT_EQ(w.bytes, 0u);
+  EXPECT_EQ(w.plannedBytes, need);
+  EXPECT_EQ(w.kernels, AttentionKernels::Cudnn);
+  EXPECT_EQ(w.cudnnBytes, need);
+  // A byte short: the shared workspace takes the need.
+  ws.set_size_bytes(2 * (need - 1 + kPlannedWorkspaceAlignment));
+  w = attentionWorkspace(p.plan, 140 * kGiB);
+  EXPECT_EQ(w.bytes, need);
+  EXPECT_EQ(w.plannedBytes, 0u);
+  ws.set_size_bytes(2 * (need + kPlannedWorkspaceAlignment));
+  // What the compiler plans for a need holds it, 5% more and the alignment.
+  EXPECT_EQ(plannedWorkspaceBytes(need), need + need / 20 + kPlannedWorkspaceAlignment);
+  // Deterministic on the same plan: dP does not fit the planned bytes.
+  p.plan.mutable_training()->set_deterministic_mode(true);
+  w = attentionWorkspace(p.plan, 140 * kGiB);
+  EXPECT_EQ(w.bytes, 1089 * kMiB);
+  EXPECT_EQ(w.plannedBytes, 0u);
+  // A second backward without one: the shared workspace takes its need.
+  p.plan.mutable_training()->set_deterministic_mode(false);
+  p.add("attention_grad", 1, 32, 2048, 2048);
+  w = attentionWorkspace(p.plan, 140 * kGiB);
+  EXPECT_EQ(w.bytes, cudnnAttentionWorkspaceBytes(1, 32, 2048, 2048, 64, false));
+  EXPECT_EQ(w.plannedBytes, need);
 }
 
 } // namespace

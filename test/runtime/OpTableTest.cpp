@@ -162,6 +162,44 @@ TEST(OpTable, LoaderRefusesUndeclaredAttributesAndWrongKinds) {
       << none.message();
 }
 
+// An instruction's planned workspace: an f32 ACTIVATIONS buffer that is
+// none of its operands.
+TEST(OpTable, LoaderChecksTheWorkspace) {
+  Plan plan;
+  for (int i = 0; i < 3; ++i) {
+    Buffer *b = plan.add_buffers();
+    b->add_shape(1);
+    b->set_arena(ACTIVATIONS);
+    b->set_dtype(F32);
+    b->set_name(i == 2 ? "attention_workspace" : "x");
+  }
+  Program program;
+  program.set_name("forward_backward");
+  Instruction *instr = program.add_instructions();
+  instr->set_op("sqrt");
+  instr->add_inputs(0);
+  instr->add_outputs(1);
+  instr->set_workspace(2);
+  EXPECT_TRUE(checkInstruction(plan, program, 0));
+  auto fails = [&](const std::string &what) {
+    Status s = checkInstruction(plan, program, 0);
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.message().find(what), std::string::npos) << s.message();
+  };
+  instr->set_workspace(3);
+  fails("workspace buffer 3 out of range (the plan has 3 buffers)");
+  instr->set_workspace(1);
+  fails("workspace buffer 1 'x' is also an input or output of the instruction");
+  instr->set_workspace(2);
+  plan.mutable_buffers(2)->set_dtype(I32);
+  fails("workspace buffer 2 'attention_workspace' is not an f32 buffer of the ACTIVATIONS "
+        "arena");
+  plan.mutable_buffers(2)->set_dtype(F32);
+  plan.mutable_buffers(2)->set_arena(PARAMETERS);
+  fails("workspace buffer 2 'attention_workspace' is not an f32 buffer of the ACTIVATIONS "
+        "arena");
+}
+
 TEST(OpTable, MissingKernelIsAnErrorNamingTheOpAndBackend) {
   PerOp<const char *> kernels;
   kernels[Op::add] = "add kernel";

@@ -101,6 +101,20 @@ TEST(OverlapOrderTest, AWeightGradientNeverPassesWhatSharesItsMemory) {
   EXPECT_EQ(d.order(), (std::vector<int>{0, 1, 2}));
 }
 
+// A kernel workspace the plan gives an instruction (Instruction.workspace)
+// may reuse the bytes of a deferred weight gradient's input: the GEMM must
+// run before it, as before an output there.
+TEST(OverlapOrderTest, AWeightGradientNeverPassesAWorkspaceOnItsMemory) {
+  Builder b;
+  b.add("linear_grad_weight", {1, 2}, {3});
+  b.add("attention_grad", {4}, {5});
+  b.add("reduce_scatter", {5}, {6});
+  EXPECT_EQ(b.order(), (std::vector<int>{1, 2, 0}));
+  b.program.mutable_instructions(1)->set_workspace(7);
+  b.shared[7] = {150, 250}; // overlaps buffer 1 (x) at [100, 200)
+  EXPECT_EQ(b.order(), (std::vector<int>{0, 1, 2}));
+}
+
 TEST(OverlapOrderTest, WithoutAnOverlappedCollectiveTheOrderIsThePlans) {
   Builder b;
   b.add("linear_grad_weight", {1, 2}, {3});

@@ -136,7 +136,7 @@ void benchShape(const cuda::AttentionShape &sh, cudaStream_t stream) {
       std::printf("mtc-%-15s %-22s cannot run: %s\n", name, shape, plan.message().c_str());
       continue;
     }
-    Buffer ws(plan->workspaceBytes);
+    Buffer ws(plan->workspaceBytes());
     auto fwd = [&] {
       return cuda::attentionForward(q.as<bf16>(), k.as<bf16>(), v.as<bf16>(), out.as<bf16>(),
                                     lse.as<float>(), sh, stream, nullptr, options, ws.ptr);
@@ -151,7 +151,7 @@ void benchShape(const cuda::AttentionShape &sh, cudaStream_t stream) {
     std::printf("mtc-%-15s %-22s fwd %8.3f ms (%4.0f TFLOP/s)  bwd %8.3f ms (%4.0f TFLOP/s)"
                 "  plan %.0f ms, workspace %.1f MiB\n",
                 name, shape, fwdMs, fwdFlops / fwdMs / 1e9, bwdMs, 2.5 * fwdFlops / bwdMs / 1e9,
-                planMs, double(plan->workspaceBytes) / double(1 << 20));
+                planMs, double(plan->workspaceBytes()) / double(1 << 20));
     std::fflush(stdout);
   }
 }

@@ -83,7 +83,7 @@ TEST_P(AttentionTest, MatchesCpu) {
   auto plan = cuda::planAttention(gpuShape, false, options);
   ASSERT_TRUE(plan.isOk()) << plan.message();
   ASSERT_EQ(plan->backend, options.backend);
-  DeviceBuffer<uint8_t> workspace(std::max<size_t>(plan->workspaceBytes, 1));
+  DeviceBuffer<uint8_t> workspace(std::max<size_t>(plan->workspaceBytes(), 1));
   uploadBf16(dQ, q);
   uploadBf16(dK, k);
   uploadBf16(dV, v);
@@ -185,13 +185,16 @@ TEST(AttentionBackendTest, ParsesAndResolves) {
   auto mtc = cuda::planAttention(shape, false, {cuda::AttentionBackend::Mtc});
   ASSERT_TRUE(mtc.isOk());
   EXPECT_EQ(mtc->backend, cuda::AttentionBackend::Mtc);
-  EXPECT_EQ(mtc->workspaceBytes, cuda::attentionBackwardWorkspaceBytes(shape));
+  EXPECT_EQ(mtc->forwardBytes, 0u);
+  EXPECT_EQ(mtc->backwardBytes, cuda::attentionBackwardWorkspaceBytes(shape));
 }
 
 // What cuDNN's backward asks for, deterministic or not, agrees, within the 5% that
 // --explain's memory promises, with the workspace `mtc compile --explain`
-// predicts (plan::cudnnAttentionWorkspaceBytes): llama3.2-1b's shapes, whose
-// figures the formula was read from, and qwen3-0.6b's (head_dim 128).
+// predicts and mtc compile plans (plan::cudnnAttentionWorkspaceBytes):
+// llama3.2-1b's shapes, whose figures the formula was read from, and
+// qwen3-0.6b's (head_dim 128); its forward asks for what
+// plan::kCudnnAttentionForwardWorkspaceBytes says.
 TEST(AttentionBackendTest, CudnnWorkspaceIsAsPredicted) {
   for (const cuda::AttentionShape &s :
        {cuda::AttentionShape{4, 2048, 32, 8, 64, 0.125f},
@@ -202,9 +205,10 @@ TEST(AttentionBackendTest, CudnnWorkspaceIsAsPredicted) {
       ASSERT_TRUE(bytes.isOk()) << bytes.message();
       const double predicted = double(plan::cudnnAttentionWorkspaceBytes(
           s.batch, s.heads, s.seq, s.seq, s.headDim, deterministic));
-      EXPECT_NEAR(double(*bytes), predicted, 0.05 * predicted)
-          << shapeText({s.batch, s.seq, s.heads, s.kvHeads, s.headDim})
-          << (deterministic ? " deterministic" : " atomic dQ");
+      const std::string what = shapeText({s.batch, s.seq, s.heads, s.kvHeads, s.headDim}) +
+                               (deterministic ? " deterministic" : " atomic dQ");
+      EXPECT_NEAR(double(bytes->backward), predicted, 0.05 * predicted) << what;
+      EXPECT_EQ(bytes->forward, plan::kCudnnAttentionForwardWorkspaceBytes) << what;
     }
   }
 }
