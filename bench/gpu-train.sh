@@ -4,7 +4,8 @@
 # (micro-batch 4 x seq 2048, and llama3.2-1b at 1 x 8192), beside a PyTorch
 # peer (eager and torch.compile) in the same call, in one table: tokens/s,
 # TFLOP/s and MFU with the FLOPs of docs/FLOPS.md, GPU memory, and our ratio
-# to each peer; then where one step's time goes (mtrun --profile) and a
+# to each peer, and the SM clock and power each ran at (lib-gpu.sh
+# clocks_start); then where one step's time goes (mtrun --profile) and a
 # roofline line per kernel class (achieved rate against the H200's peak).
 #
 #   bench/gpu-train.sh --prepare DIR [PEER]   development machine: compiles
@@ -50,14 +51,19 @@ dir=$1 mtrun=${2:-${MT_GPU_BUILD_DIR:-/tmp/mt-gpu-build}/bin/mtrun}
 out=${OUT:-/tmp}/gpu-train
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-rows=$out/rows.jsonl
+rows=$out/rows.jsonl clocks=$out/clocks.txt
 : > "$rows"
+: > "$clocks"
 for shape in $shapes; do
   IFS=: read -r model batch seq <<< "$shape"
   name=bench-$model-${batch}x$seq
   log=$out/$name.log
-  if "$mtrun" "$dir/plans/$name" --backend cuda --data "$dir/bench-tokens.bin" --steps 12 \
-       --metrics "$out/$name.jsonl" > "$log" 2>&1; then
+  clocks_start
+  ok=0
+  "$mtrun" "$dir/plans/$name" --backend cuda --data "$dir/bench-tokens.bin" --steps 12 \
+    --metrics "$out/$name.jsonl" > "$log" 2>&1 || ok=$?
+  clocks_stop "mtc $model $batch x $seq" "$clocks"
+  if [[ $ok == 0 ]]; then
     python3 - "$out/$name.jsonl" "$log" "$model" "$batch" "$seq" >> "$rows" <<'PY'
 import json, re, sys
 steps = [json.loads(l) for l in open(sys.argv[1])]
@@ -85,8 +91,10 @@ if [[ "${MT_BENCH_PEERS:-1}" == 1 ]]; then
     exit 1; }
   specs=()
   for shape in $shapes; do specs+=("$shape:eager" "$shape:compile"); done
+  clocks_start
   python3 "$dir/peer/torch_llama.py" "${specs[@]}" 2> "$out/peer.err" |
     grep '^{' >> "$rows" || { echo "peer failed:"; tail -5 "$out/peer.err"; }
+  clocks_stop "PyTorch peer (every shape, eager and compile)" "$clocks"
 fi
 
 python3 - "$rows" <<'PY'
@@ -119,6 +127,10 @@ print("GPU GiB: the peak of what each allocates for the step: mtc = its plan are
       "workspaces (not cuBLAS's 32 MiB workspace), PyTorch = torch.cuda.max_memory_allocated; "
       "in use: mtc's device memory in use (cudaMemGetInfo: the CUDA context and libraries too)")
 PY
+if [[ -s "$clocks" ]]; then
+  echo "clocks while each ran (nvidia-smi every 100 ms; medians over the samples above half the power limit):"
+  sed 's/^/  /' "$clocks"
+fi
 
 # The profile, then a roofline line per kernel class: the achieved rate of
 # the profile (model FLOPs, or the bytes each instruction moves at least;

@@ -121,3 +121,44 @@ gpu_profile() {
     --backend cuda --data "$dir/tokens.bin" --steps 3 --profile > "$profileLog" 2>&1
   sed -n '/^profile/,/wall (programs)/p' "$profileLog"
 }
+
+# clocks_start: samples GPU 0's SM clock and power every 100 ms in the
+# background (nvidia-smi) until clocks_stop. clocks_stop NAME FILE appends to
+# FILE one line for NAME: the median SM clock and power over the busy
+# samples (power above half the limit) and how many of them the power cap
+# throttled (the step runs at the 700 W cap on an H200, its clock then
+# below boost: ratios between calls move with it). Silent, and never
+# failing, where nvidia-smi is missing.
+clocks_start() {
+  clocks_samples=$(mktemp) clocks_pid=
+  if command -v nvidia-smi > /dev/null; then
+    nvidia-smi -i 0 --query-gpu=clocks.sm,power.draw,power.limit,clocks_throttle_reasons.active \
+      --format=csv,noheader,nounits -lms 100 > "$clocks_samples" 2> /dev/null &
+    clocks_pid=$!
+  fi
+}
+clocks_stop() {
+  if [[ -n "${clocks_pid:-}" ]]; then
+    kill "$clocks_pid" 2> /dev/null || true
+    wait "$clocks_pid" 2> /dev/null || true
+    python3 - "$clocks_samples" "$1" >> "$2" <<'PY' || true
+import statistics, sys
+rows = []
+for line in open(sys.argv[1]):
+    f = [x.strip() for x in line.split(",")]
+    try:
+        rows.append((float(f[0]), float(f[1]), float(f[2]), int(f[3], 16)))
+    except (ValueError, IndexError):
+        pass  # a header or a field the driver does not report
+busy = [r for r in rows if r[1] > r[2] / 2]
+if busy:
+    capped = sum(1 for r in busy if r[3] & 0x4)  # SW power cap
+    print(f"{sys.argv[2]}: SM {statistics.median(r[0] for r in busy):.0f} MHz, "
+          f"{statistics.median(r[1] for r in busy):.0f} W (limit {busy[0][2]:.0f} W), "
+          f"power-capped in {capped} of {len(busy)} busy samples")
+else:
+    print(f"{sys.argv[2]}: no sample above half the power limit ({len(rows)} samples)")
+PY
+  fi
+  rm -f "$clocks_samples"
+}
