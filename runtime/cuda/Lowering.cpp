@@ -224,7 +224,17 @@ void *Lowerer::workspaceFor(size_t bytes) {
     const uintptr_t aligned = (first + plan::kPlannedWorkspaceAlignment - 1) /
                               plan::kPlannedWorkspaceAlignment *
                               plan::kPlannedWorkspaceAlignment;
-    if (aligned + bytes <= reinterpret_cast<uintptr_t>(end))
+    const auto *from = reinterpret_cast<const std::byte *>(aligned);
+    // Bytes a transfer overlapping compute still reads or writes (the
+    // input of a collective whose result nothing read yet) are not free on
+    // the device, though dead in the plan's order: waiting for it would
+    // undo the overlap.
+    const bool inFlight = std::any_of(inFlight_.begin(), inFlight_.end(), [&](const InFlight &f) {
+      return std::any_of(f.ranges.begin(), f.ranges.end(), [&](const Range &r) {
+        return from < r.second && r.first < from + bytes;
+      });
+    });
+    if (aligned + bytes <= reinterpret_cast<uintptr_t>(end) && !inFlight)
       return reinterpret_cast<void *>(aligned);
   }
   needWorkspace(bytes);
@@ -266,12 +276,15 @@ void Lowerer::waitForTransfers(const plan::Instruction &instr, bool all) {
       return true;
     if (index_ < flight.instruction)
       return false;
-    for (uint32_t id : plan::buffersTouched(instr)) {
-      const auto [begin, end] = deviceRange(id);
-      for (const auto &[b, e] : flight.ranges)
-        if (begin < e && b < end)
-          return true;
-    }
+    // Not its planned workspace: workspaceFor leaves one that a transfer
+    // still uses for the shared workspace rather than wait.
+    for (const auto *ids : {&instr.inputs(), &instr.outputs()})
+      for (uint32_t id : *ids) {
+        const auto [begin, end] = deviceRange(id);
+        for (const auto &[b, e] : flight.ranges)
+          if (begin < e && b < end)
+            return true;
+      }
     return false;
   };
   // Transfers finish in their stream's order: waiting for the last one that

@@ -202,8 +202,8 @@ public:
   void needWorkspace(size_t bytes) { res_.workspaceBytes = std::max(res_.workspaceBytes, bytes); }
   /// The workspace of `bytes` for the current instruction: its planned one
   /// (Instruction.workspace, activation bytes free during it) where that
-  /// holds `bytes`, else null after needWorkspace(bytes), for
-  /// Resources::workspace.
+  /// holds `bytes` and no transfer in flight uses its bytes, else null
+  /// after needWorkspace(bytes), for Resources::workspace.
   void *workspaceFor(size_t bytes);
   void needTransferWorkspace(size_t bytes) {
     res_.transferWorkspaceBytes = std::max(res_.transferWorkspaceBytes, bytes);
