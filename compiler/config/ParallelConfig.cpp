@@ -414,10 +414,13 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   // (with ep too: the ranks of an ep group read different data).
   if (globalBatch == 0)
     globalBatch = microBatch * dp;
-  if (globalBatch % (microBatch * dp) != 0)
+  if (globalBatch % (microBatch * dp) != 0) {
+    const int64_t step = microBatch * dp, below = globalBatch / step * step;
     return fail("global_batch_size (", globalBatch, ") must be divisible by "
-                "micro_batch_size (", microBatch, ") x data parallel size (", dp, ") = ",
-                microBatch * dp);
+                "micro_batch_size (", microBatch, ") x data parallel size (", dp, ") = ", step,
+                "; the nearest that are: ", below ? std::to_string(below) + " and " : "",
+                below + step);
+  }
   if (vpp != 0 && numMicroBatches() % pp != 0)
     return fail("with virtual pipeline stages, the number of micro-batches (",
                 numMicroBatches(), " = global_batch_size ", globalBatch,

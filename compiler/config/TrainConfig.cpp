@@ -54,6 +54,14 @@ struct Reader {
     return best;
   }
 
+  /// `mtc compile`'s flag that `key` names ("tp" and "micro_batch" ->
+  /// "--tp", "--micro-batch"), and the Megatron-Core key it sets; "" for none.
+  static std::pair<std::string, std::string> flagOf(const std::string &key) {
+    std::string flag = "--" + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    return {flag, optionKeyOfFlag(flag)};
+  }
+
   static Status unknown(const std::string &where, const std::string &key) {
     std::string message = where + "unknown key '" + key + "'";
     const std::vector<std::string> &megatron = parallelConfigKeys();
@@ -61,6 +69,18 @@ struct Reader {
       return Status::error(message + ": it is a name of Megatron-Core's option file (which `mtc "
                            "compile --config` reads, not with LLaMA-Factory's keys); " +
                            llamaFactoryNameOf(key));
+    if (auto [flag, option] = flagOf(key); !option.empty()) {
+      const auto &known = trainkeys::keys();
+      if (std::any_of(known.begin(), known.end(), [&](const Key &k) { return k.name == option; }))
+        return Status::error(message + "; did you mean '" + option + "' (what `mtc compile " +
+                             flag + "` sets)?");
+      if (option == "data_parallel_size" || option == "world_size")
+        return Status::error(message + ": mtc train takes the ranks from NPROC_PER_NODE (or "
+                             "torchrun's, Slurm's or OpenMPI's environment), and the "
+                             "data-parallel size is the ranks over tp x pp x cp");
+      return Status::error(message + ": `mtc compile " + flag + "` sets Megatron-Core's " +
+                           option + "; " + llamaFactoryNameOf(option));
+    }
     if (std::string best = meantKey(key); !best.empty())
       message += "; did you mean '" + best + "'?";
     else
@@ -107,7 +127,7 @@ struct Reader {
       accepted += (accepted.empty() ? "" : " or ") + ok;
     return refuse(given, key, value,
                   k->meaning +
-                      (accepted.empty() ? "; remove the key" : "; only " + accepted + " is") +
+                      (accepted.empty() ? "; remove the key" : "; " + key + " may only be " + accepted) +
                       (*k->issue ? std::string(" (") + k->issue + " brings it)" : ""));
   }
 

@@ -665,7 +665,11 @@ bool trainCommand(const TrainCommandOptions &o) {
   if (o.prepareOnly)
     return true;
   Status ran = runCommand(*cmd, "mtrun");
-  return ran ? true : report(ran);
+  if (!ran)
+    return report(ran);
+  llvm::outs() << "mtc train: " << c.outputDir
+               << " holds the final model, trainer_log.jsonl and the checkpoints saved\n";
+  return true;
 }
 
 } // namespace mt

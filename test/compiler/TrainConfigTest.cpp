@@ -308,7 +308,7 @@ TEST(TrainConfig, TrinityRolesAndStrategyAreRefusedByName) {
             std::string::npos);
   e = errorOf("strategy: fsdp\n");
   EXPECT_NE(e.find("error.yaml:1:11: strategy: fsdp is not supported: Trinity-RFT's training "
-                   "backend of a role: mtc is the Megatron-Core path; only megatron is"),
+                   "backend of a role: mtc is the Megatron-Core path; strategy may only be megatron"),
             e.npos)
       << e;
 }
