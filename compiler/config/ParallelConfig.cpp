@@ -418,7 +418,7 @@ Status ParallelConfig::resolve(const ModelDims &model) {
     const int64_t step = microBatch * dp, below = globalBatch / step * step;
     return fail("global_batch_size (", globalBatch, ") must be divisible by "
                 "micro_batch_size (", microBatch, ") x data parallel size (", dp, ") = ", step,
-                "; the nearest that are: ", below ? std::to_string(below) + " and " : "",
+                "; the nearest valid: ", below ? std::to_string(below) + " and " : "",
                 below + step);
   }
   if (vpp != 0 && numMicroBatches() % pp != 0)

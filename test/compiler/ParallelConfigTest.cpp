@@ -295,7 +295,7 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
        "world size (8) must equal tp (2) x pp (1) x cp (1) x dp (2) = 4"},
       {"global % micro*dp", [](auto &c, auto &) { c.dp = 4, c.globalBatch = 12; },
        "global_batch_size (12) must be divisible by micro_batch_size (2) x data parallel size (4) = 8; "
-       "the nearest that are: 8 and 16"},
+       "the nearest valid: 8 and 16"},
       {"vpp micro-batches % pp", [](auto &c, auto &) { c.pp = 2, c.vpp = 2, c.globalBatch = 6; },
        "the number of micro-batches (3 = global_batch_size 6 / (micro_batch_size 2 x dp 1)) must be a multiple of pp (2)"},
       {"sizes overflow", [](auto &c, auto &) { c.pp = 4, c.vpp = int64_t(1) << 62; },
