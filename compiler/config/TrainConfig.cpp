@@ -127,7 +127,8 @@ struct Reader {
       accepted += (accepted.empty() ? "" : " or ") + ok;
     return refuse(given, key, value,
                   k->meaning +
-                      (accepted.empty() ? "; remove the key" : "; " + key + " may only be " + accepted) +
+                      (accepted.empty() ? "; remove the key"
+                                        : "; " + key + " may only be " + accepted) +
                       (*k->issue ? std::string(" (") + k->issue + " brings it)" : ""));
   }
 
