@@ -66,22 +66,20 @@ uint64_t cpuCollectiveStaging(const plan::Plan &plan) {
 /// which the runtime sizes to the largest need (runtime/cuda/Lowering.h
 /// needWorkspace) and which the communication staging uses too:
 /// attention's needs that no planned workspace holds, and the norms' and
-/// the embedding's backward.
-uint64_t kernelWorkspaceAdded(const plan::Plan &plan, const plan::DeviceFootprint &gpu,
-                              const plan::AttentionWorkspace &attention) {
-  const uint64_t most = std::max(attention.bytes, plan::normAndEmbeddingWorkspace(plan));
-  return std::max(most, gpu.collectiveStaging) - gpu.collectiveStaging;
-}
-
-/// The memory table's label of that row: attention's while it has the
-/// largest need.
-const char *kernelWorkspaceLabel(const plan::Plan &plan,
-                                 const plan::AttentionWorkspace &attention) {
-  if (attention.bytes < plan::normAndEmbeddingWorkspace(plan))
-    return "kernel workspace (shared)";
-  return attention.kernels == plan::AttentionKernels::Cudnn
-             ? "attention workspace (cuDNN backward)"
-             : "attention workspace (mtc backward)";
+/// the embedding's backward; labelled by attention's while it is largest.
+struct KernelWorkspaceRow {
+  const char *label;
+  uint64_t bytes;
+};
+KernelWorkspaceRow kernelWorkspaceRow(const plan::Plan &plan, const plan::DeviceFootprint &gpu,
+                                      const plan::AttentionWorkspace &attention) {
+  const uint64_t norms = plan::normAndEmbeddingWorkspace(plan);
+  const uint64_t most = std::max(attention.bytes, norms);
+  const char *label = attention.bytes < norms ? "kernel workspace (shared)"
+                      : attention.kernels == plan::AttentionKernels::Cudnn
+                          ? "attention workspace (cuDNN backward)"
+                          : "attention workspace (mtc backward)";
+  return {label, std::max(most, gpu.collectiveStaging) - gpu.collectiveStaging};
 }
 
 /// What the offloads move, below the memory table: optimizer_offload's
@@ -196,6 +194,7 @@ void explainMemory(const plan::Plan &plan, uint64_t deviceBytes, llvm::raw_ostre
   const CudaHostBytes host = cudaHostBytes(plan);
   const plan::AttentionWorkspace attention =
       plan::attentionWorkspace(plan, deviceBytes ? deviceBytes : kAssumedGpuBytes);
+  const KernelWorkspaceRow workspace = kernelWorkspaceRow(plan, gpu, attention);
   const uint64_t cpuStaging = cpuCollectiveStaging(plan);
   // The CPU backend computes in host memory; the CUDA backend on the device
   // (CUDA) and keeps in host memory what saves, exports and inputs use.
@@ -234,8 +233,7 @@ void explainMemory(const plan::Plan &plan, uint64_t deviceBytes, llvm::raw_ostre
        arenas[plan::ACTIVATIONS] * slots, gpu.activations * slots, 0},
       {"activations kept 32-bit (lse, scalars)", 0, gpu.wideActivations * slots, 0},
       {"communication buffers (staging)", cpuStaging, gpu.collectiveStaging, 0},
-      {kernelWorkspaceLabel(plan, attention), 0, kernelWorkspaceAdded(plan, gpu, attention), 0,
-       true},
+      {workspace.label, 0, workspace.bytes, 0, true},
       {"inputs", arenas[plan::INPUTS] * slots, (gpu.inputs + gpu.outputs) * slots,
        host.inputs}};
   auto cell = [](uint64_t bytes) { return bytes ? bytesText(double(bytes)) : std::string("-"); };
@@ -295,7 +293,7 @@ uint64_t gpuPlanBytes(const plan::Plan &plan, uint64_t deviceBytes) {
   const plan::AttentionWorkspace attention =
       plan::attentionWorkspace(plan, deviceBytes ? deviceBytes : kAssumedGpuBytes);
   // total() counts the per-micro-batch arenas once; each slot has its own.
-  return gpu.total() + kernelWorkspaceAdded(plan, gpu, attention) +
+  return gpu.total() + kernelWorkspaceRow(plan, gpu, attention).bytes +
          (gpu.activations + gpu.wideActivations + gpu.inputs + gpu.outputs) *
              (mostActivationSlots(plan) - 1);
 }
