@@ -168,7 +168,7 @@ void printAttentionNote(const plan::AttentionWorkspace &w, const plan::DeviceFoo
     os << "; the kernels share one workspace with the communication staging: the attention "
           "row is what attention adds to it, "
        << bytesText(double(std::max(w.bytes, gpu.collectiveStaging))) << " in all";
-  if (w.plannedBytes && !w.bytes)
+  if (w.plannedBytes && !w.backwardShared)
     os << "; each backward's workspace (" << bytesText(double(w.plannedBytes))
        << " at most) is planned in the activation arena, in bytes free while it runs: "
           "the activations row holds it";

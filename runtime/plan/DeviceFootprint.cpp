@@ -352,6 +352,7 @@ AttentionWorkspace attentionWorkspaceOf(const Plan &plan, const Instruction &ins
 AttentionWorkspace attentionWorkspace(const Plan &plan, uint64_t deviceBytes) {
   AttentionWorkspace most; // the instruction with the largest need
   uint64_t shared = 0, planned = 0;
+  bool backwardShared = false;
   for (const Program &program : plan.programs())
     for (const Instruction &instr : program.instructions()) {
       const AttentionWorkspace w = attentionWorkspaceOf(plan, instr, deviceBytes);
@@ -362,11 +363,13 @@ AttentionWorkspace attentionWorkspace(const Plan &plan, uint64_t deviceBytes) {
           w.bytes <= plannedWorkspaceDeviceBytes(plan.buffers(instr.workspace()));
       uint64_t &need = inArena ? planned : shared;
       need = std::max(need, w.bytes);
+      backwardShared |= !inArena && !isOp(instr, Op::attention);
       if (most.kernels == AttentionKernels::None || w.bytes > most.bytes)
         most = w;
     }
   most.bytes = shared;
   most.plannedBytes = planned;
+  most.backwardShared = backwardShared;
   return most;
 }
 

@@ -171,12 +171,15 @@ enum class AttentionKernels { None, Cudnn, MtcOverLimit, MtcDocuments, MtcContex
 /// other need goes to the backend's shared kernel workspace, one buffer as
 /// large as the largest. Of one instruction (attentionWorkspaceOf): its
 /// need `bytes`; of a plan (attentionWorkspace): `bytes` is the largest need
-/// left to the shared workspace and `plannedBytes` the largest that planned
-/// workspaces take, the other fields those of the instruction with the
-/// largest need (query rows: seq; key rows: kvSeq).
+/// left to the shared workspace, `plannedBytes` the largest that planned
+/// workspaces take and `backwardShared` whether any backward's need is left
+/// to the shared workspace (cuDNN's forward always is: 256 bytes); the other
+/// fields those of the instruction with the largest need (query rows: seq;
+/// key rows: kvSeq).
 struct AttentionWorkspace {
   uint64_t bytes = 0;
   uint64_t plannedBytes = 0;
+  bool backwardShared = false;
   AttentionKernels kernels = AttentionKernels::None;
   /// What cuDNN's backward would need for that shape (deterministic as the
   /// plan's deterministic_mode).

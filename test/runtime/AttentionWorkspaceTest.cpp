@@ -135,7 +135,7 @@ TEST(AttentionWorkspace, KeepsTheMtcKernelsForDocumentsAndContextParallelism) {
 TEST(AttentionWorkspace, TakesTheLargestInstruction) {
   AttentionPlan p;
   setAttr(p.add("attention_grad", 1, 4, 4096, 4096), "position_ids", 1); // mtc: 64 KiB
-  p.add("attention", 1, 4, 512, 512);                                    // cuDNN: none
+  p.add("attention", 1, 4, 512, 512);                                    // cuDNN: 256 B
   p.add("attention_grad", 1, 4, 512, 512);                               // cuDNN: 2.5 MiB
   p.add("attention_grad", 0, 4, 512, 512);                               // empty: none
   const AttentionWorkspace w = attentionWorkspace(p.plan, 140 * kGiB);
@@ -164,13 +164,21 @@ TEST(AttentionWorkspace, PlannedWorkspacesLeaveTheSharedOneWhatTheyDoNotHold) {
   AttentionWorkspace w = attentionWorkspace(p.plan, 140 * kGiB);
   EXPECT_EQ(w.bytes, 0u);
   EXPECT_EQ(w.plannedBytes, need);
+  EXPECT_FALSE(w.backwardShared);
   EXPECT_EQ(w.kernels, AttentionKernels::Cudnn);
   EXPECT_EQ(w.cudnnBytes, need);
+  // The forward's need goes to the shared workspace; the backward's is still planned.
+  p.add("attention", 4, 32, 2048, 2048);
+  w = attentionWorkspace(p.plan, 140 * kGiB);
+  EXPECT_EQ(w.bytes, kCudnnAttentionForwardWorkspaceBytes);
+  EXPECT_EQ(w.plannedBytes, need);
+  EXPECT_FALSE(w.backwardShared);
   // A byte short: the shared workspace takes the need.
   ws.set_size_bytes(2 * (need - 1 + kPlannedWorkspaceAlignment));
   w = attentionWorkspace(p.plan, 140 * kGiB);
   EXPECT_EQ(w.bytes, need);
   EXPECT_EQ(w.plannedBytes, 0u);
+  EXPECT_TRUE(w.backwardShared);
   ws.set_size_bytes(2 * (need + kPlannedWorkspaceAlignment));
   // What the compiler plans for a need holds it, 5% more and the alignment.
   EXPECT_EQ(plannedWorkspaceBytes(need), need + need / 20 + kPlannedWorkspaceAlignment);
