@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 namespace mt {
@@ -140,6 +141,33 @@ Expected<PreparedData> prepareChatData(const DataRequest &r) {
   return PreparedData{r.outputPath, rows};
 }
 
+/// Stage sft's template and datasets, checked by mt-prepare-sft --check
+/// (which reads dataset_info.json as the data step will) before anything is
+/// written; each error it reports goes to its key through `add`.
+void checkChatData(const DataRequest &r,
+                   const std::function<void(const std::string &, const std::string &)> &add) {
+  llvm::SmallString<128> report;
+  if (llvm::sys::fs::createTemporaryFile("mtc-sft-check", "txt", report)) {
+    add("dataset", "cannot create a temporary file to check the datasets");
+    return;
+  }
+  const Status ran = runTool({r.prepareSftTool, "--check", "--dataset-dir", r.datasetDir,
+                              "--dataset", r.dataset, "--template", r.chatTemplate},
+                             report.str().str(), "checking the datasets");
+  std::ifstream in(report.str().str());
+  int reported = 0;
+  for (std::string line; std::getline(in, line);)
+    if (size_t tab = line.find('\t'); tab != std::string::npos) {
+      const std::string key = line.substr(0, tab);
+      add(key, key + ": " + line.substr(tab + 1));
+      ++reported;
+    }
+  in.close();
+  fs::remove(report.str().str());
+  if (!ran && reported == 0)
+    add("dataset", ran.message());
+}
+
 } // namespace
 
 void checkDataRequest(const DataRequest &r, ConfigErrors &errors) {
@@ -159,6 +187,8 @@ void checkDataRequest(const DataRequest &r, ConfigErrors &errors) {
     if (r.chatTemplate.empty() && !errors.failed("template"))
       add("template", "template: not given; stage sft needs a chat template (e.g. "
                       "qwen3_nothink)");
+    if (!r.dataset.empty() && !r.chatTemplate.empty() && !errors.failed("template"))
+      checkChatData(r, add);
     if (!errors.failed("model_name_or_path") &&
         !fs::exists(fs::path(r.modelDir) / "tokenizer.json"))
       add("model_name_or_path", "model_name_or_path '" + r.modelDir + "' has no "

@@ -325,7 +325,7 @@ Expected<std::vector<DatasetAttr>> readDatasetInfo(const std::string &datasetDir
       std::string message = "unknown dataset '" + name + "' (not in " + infoPath + ")";
       if (std::string close = closestName(name, known); !close.empty())
         message += "; did you mean '" + close + "'?";
-      return Status::error(message + " known: " + joinNames(known));
+      return Status::error(message + "; known: " + joinNames(known));
     }
     auto attr = parseEntry(infoPath, name, info[name]);
     if (!attr)

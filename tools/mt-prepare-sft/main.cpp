@@ -1,6 +1,8 @@
 // mt-prepare-sft: LLaMA-Factory-style chat datasets to prepared SFT data for
 // mtrun --data.
+#include "runtime/chat/DatasetInfo.h"
 #include "runtime/chat/Supervised.h"
+#include "runtime/chat/Template.h"
 #include "runtime/chat/TokenizerEncoder.h"
 #include "runtime/support/OutputPath.h"
 #include "runtime/io/SftFile.h"
@@ -9,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <iostream>
 
 namespace {
@@ -18,6 +21,30 @@ std::string joined(const std::vector<std::string> &names) {
   for (const std::string &n : names)
     s += (s.empty() ? "" : ", ") + n;
   return s;
+}
+
+/// --check: the template and each dataset's dataset_info.json entry and
+/// file, without reading the samples; each error one line on standard
+/// output, "template\t<message>" or "dataset\t<message>", for mtc train to
+/// name where the key was given. Returns the exit code.
+int checkOnly(const mt::chat::SftData &data) {
+  int code = 0;
+  auto report = [&](const char *key, const std::string &message) {
+    std::cout << key << "\t" << message << "\n";
+    code = 1;
+  };
+  if (auto t = mt::chat::findTemplate(data.templateName); !t)
+    report("template", t.message());
+  auto attrs = mt::chat::readDatasetInfo(data.datasetDir, data.datasets);
+  if (!attrs)
+    report("dataset", attrs.message());
+  else
+    for (const mt::chat::DatasetAttr &attr : *attrs)
+      if (auto path = std::filesystem::path(data.datasetDir) / attr.fileName;
+          !std::filesystem::exists(path))
+        report("dataset", path.string() + ": no such file (file_name of dataset '" + attr.name +
+                              "' in dataset_info.json)");
+  return code;
 }
 
 } // namespace
@@ -61,8 +88,13 @@ int main(int argc, char **argv) {
                  "model's own tokenizer), or 'byte': a byte-level stand-in with the template "
                  "family's special tokens (tests and demos)")
       ->default_val("byte");
-  app.add_option("-o,--output", output, "prepared SFT file to write (replaced atomically)")
-      ->required();
+  bool check = false;
+  app.add_flag("--check", check,
+               "check the template and the datasets' entries and files, write nothing: each "
+               "error a line 'template<TAB>message' or 'dataset<TAB>message' on standard "
+               "output");
+  app.add_option("-o,--output", output,
+                 "prepared SFT file to write (replaced atomically); required unless --check");
   app.add_flag("--overwrite", overwrite,
                "-o may replace an mtc output of another kind or a file mtc did not write");
   app.footer(mt::io::kOutputRulesHelp);
@@ -73,6 +105,10 @@ int main(int argc, char **argv) {
     std::cerr << "error: " << message << "\n";
     return 1;
   };
+  if (check)
+    return checkOnly(data);
+  if (output.empty())
+    return fail("-o,--output is required: the prepared SFT file to write");
   if (mt::Status s = mt::io::checkOutputs({{"-o", output, mt::io::OutputKind::SftFile}}, {},
                                           overwrite);
       !s)
