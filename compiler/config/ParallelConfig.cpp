@@ -327,19 +327,29 @@ Status ParallelConfig::resolve(const ModelDims &model) {
     return fail("tp (", tp, ") x pp (", pp, ") x vpp (", vpp, ") x cp (", cp, ") x ep (", ep,
                 ") x etp (", etp, ") x dp (", dp, ") x world size (", worldSize, ") x micro_batch_size (",
                 microBatch, ") overflows 64-bit integers: no layout has that many ranks");
-  // Shapes are static in the model: batch and sequence come from it.
+  // Shapes are static in the model: batch and sequence come from it. Both
+  // mismatches are told at once, with the one import that mends them.
+  const bool batchDiffers = microBatch != 0 && microBatch != model.microBatch;
+  const bool seqDiffers = seq != 0 && seq != model.seq;
+  if (batchDiffers || seqDiffers) {
+    std::string what, flags;
+    if (batchDiffers) {
+      what = "micro_batch_size (--micro-batch) is " + std::to_string(microBatch) +
+             " but the model's inputs have micro-batch " + std::to_string(model.microBatch);
+      flags = " --micro-batch " + std::to_string(microBatch);
+    }
+    if (seqDiffers) {
+      what += std::string(batchDiffers ? ", and " : "") + "seq_length (--seq) is " +
+              std::to_string(seq) + " but the model's inputs have sequence length " +
+              std::to_string(model.seq);
+      flags += " --seq " + std::to_string(seq);
+    }
+    return fail(what, "; re-import with `mtc import-hf", flags, "`");
+  }
   if (microBatch == 0)
     microBatch = model.microBatch;
-  else if (microBatch != model.microBatch)
-    return fail("micro_batch_size (--micro-batch) is ", microBatch,
-                " but the model's inputs have micro-batch ", model.microBatch,
-                "; re-import with `mtc import-hf --micro-batch ", microBatch, "`");
   if (seq == 0)
     seq = model.seq;
-  else if (seq != model.seq)
-    return fail("seq_length (--seq) is ", seq, " but the model's inputs have "
-                "sequence length ", model.seq, "; re-import with `mtc "
-                "import-hf --seq ", seq, "`");
 
   // Megatron-Core splits query and key/value heads alike over tp.
   const std::string validTp = "; tensor_model_parallel_size may be " +
