@@ -64,6 +64,12 @@ struct Reader {
 
   static Status unknown(const std::string &where, const std::string &key) {
     std::string message = where + "unknown key '" + key + "'";
+    // The ranks are the launcher's, in mtc train (not mtc compile's --dp).
+    const std::string ranks = ": mtc train takes the ranks from NPROC_PER_NODE (or torchrun's, "
+                              "Slurm's or OpenMPI's environment), and the data-parallel size "
+                              "is the ranks over tp x pp x cp";
+    if (key == "data_parallel_size" || key == "world_size")
+      return Status::error(message + ranks);
     const std::vector<std::string> &megatron = parallelConfigKeys();
     if (std::binary_search(megatron.begin(), megatron.end(), key))
       return Status::error(message + ": it is a name of Megatron-Core's option file (which `mtc "
@@ -75,9 +81,7 @@ struct Reader {
         return Status::error(message + "; did you mean '" + option + "' (what `mtc compile " +
                              flag + "` sets)?");
       if (option == "data_parallel_size" || option == "world_size")
-        return Status::error(message + ": mtc train takes the ranks from NPROC_PER_NODE (or "
-                             "torchrun's, Slurm's or OpenMPI's environment), and the "
-                             "data-parallel size is the ranks over tp x pp x cp");
+        return Status::error(message + ranks);
       return Status::error(message + ": `mtc compile " + flag + "` sets Megatron-Core's " +
                            option + "; " + llamaFactoryNameOf(option));
     }
