@@ -514,6 +514,24 @@ std::string optionKeyOfFlag(const std::string &flag) {
   return "";
 }
 
+std::string flagOfOptionKey(const std::string &key) {
+  for (const OptionName &o : kOptionNames)
+    if (key == o.key)
+      return o.flag;
+  return "";
+}
+
+std::string notAFlag(const std::string &arg) {
+  const size_t eq = arg.find('=');
+  if (eq == std::string::npos || eq == 0)
+    return "";
+  const std::string key = arg.substr(0, eq), flag = flagOfOptionKey(key);
+  return "'" + arg + "': key=value overrides are `mtc train`'s; mtc compile takes flags" +
+         (flag.empty() ? std::string(" (`mtc compile --help` lists them)")
+                       : ": " + flag + " " + arg.substr(eq + 1)) +
+         ", and --config FILE for Megatron-Core's keys in a file";
+}
+
 std::string givenAtNote(const std::string &key, std::string where, const std::string &as) {
   if (where.size() >= 2 && where.compare(where.size() - 2, 2, ": ") == 0)
     where.resize(where.size() - 2);

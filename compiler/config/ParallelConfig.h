@@ -226,6 +226,15 @@ std::string withGivenAt(const std::string &message,
 /// "tensor_model_parallel_size"); "" for a flag no key sets.
 std::string optionKeyOfFlag(const std::string &flag);
 
+/// The flag of a Megatron-Core key ("tensor_model_parallel_size" -> "--tp");
+/// "" for a key no flag sets.
+std::string flagOfOptionKey(const std::string &key);
+
+/// The error for a `key=value` override, as `mtc train` takes them, given
+/// to `mtc compile`: answered with the key's flag where it has one
+/// ("tensor_model_parallel_size=2" -> "--tp 2"); "" for any other word.
+std::string notAFlag(const std::string &arg);
+
 /// The sentence withGivenAt prints for `key` given at `where` ("file:line:col",
 /// "command line"; a trailing ": " is dropped), `as` the name it was given
 /// by where that differs (LLaMA-Factory's per_device_train_batch_size for

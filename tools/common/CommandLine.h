@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -49,6 +50,9 @@ inline std::string nearestFlag(std::string typed, const std::vector<std::string>
   return "";
 }
 
+/// The error for an unexpected word on the command line, or "" for none.
+using WordExplainer = std::function<std::string(const std::string &word)>;
+
 namespace detail {
 
 /// Every flag spelling of `app` (and of its chosen subcommands).
@@ -76,14 +80,21 @@ inline std::string helpCommand(CLI::App &app) {
   return command + " --help";
 }
 
-/// Unknown flags, each with the flag it most likely meant; false when
-/// every unexpected argument is a plain word (CLI11's message says it).
-inline bool explainUnknownFlags(CLI::App &app) {
+/// Unknown flags, each with the flag it most likely meant, and the plain
+/// words `explainWord` has an error for; false when there are none
+/// (CLI11's message says what is wrong).
+inline bool explainUnknownFlags(CLI::App &app, const WordExplainer &explainWord) {
   std::vector<std::string> names = flagNames(app);
   bool any = false;
   for (const std::string &arg : app.remaining(true)) {
-    if (arg.size() < 2 || arg[0] != '-' || (arg[1] >= '0' && arg[1] <= '9'))
-      continue; // a value or a negative number
+    if (arg.size() < 2 || arg[0] != '-' || (arg[1] >= '0' && arg[1] <= '9')) {
+      // a value, a negative number or a word
+      if (std::string error = explainWord ? explainWord(arg) : ""; !error.empty()) {
+        std::cerr << "error: " << error << "\n";
+        any = true;
+      }
+      continue;
+    }
     std::string meant = nearestFlag(arg, names);
     std::cerr << "error: unknown option '" << arg.substr(0, arg.find('=')) << "'"
               << (meant.empty() ? "" : "; did you mean '" + meant + "'?") << "\n";
@@ -115,8 +126,11 @@ inline bool explainUnknownCommand(CLI::App &app, int argc, char **argv) {
 /// Parses the command line. Returns the exit code when the tool should stop
 /// now (after --help, --version or a parse error, which is printed as
 /// "error: ..." with the flag or command most likely meant, or the help
-/// command), nullopt when it should go on.
-inline std::optional<int> parseCommandLine(CLI::App &app, int argc, char **argv) {
+/// command), nullopt when it should go on. `explainWord` may give the error
+/// for an unexpected word that is no flag (e.g. mtc train's key=value given
+/// to mtc compile); "" leaves it to CLI11's message.
+inline std::optional<int> parseCommandLine(CLI::App &app, int argc, char **argv,
+                                           const WordExplainer &explainWord = {}) {
   try {
     app.parse(argc, argv);
     return std::nullopt;
@@ -125,7 +139,7 @@ inline std::optional<int> parseCommandLine(CLI::App &app, int argc, char **argv)
     if (failed && detail::explainUnknownCommand(app, argc, argv))
       return e.get_exit_code();
     // An unknown flag explains the rest (a required option it misspelt).
-    if (failed && detail::explainUnknownFlags(app))
+    if (failed && detail::explainUnknownFlags(app, explainWord))
       return e.get_exit_code();
     // Any other mistake (a value of the wrong type, a missing file) reads as
     // every other error does, with the help that lists each option's type.

@@ -378,7 +378,12 @@ int main(int argc, char **argv) {
 
   for (CLI::App *writer : {importCmd, compileCmd})
     writer->footer(mt::io::kOutputRulesHelp);
-  if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
+  // key=value is mtc train's form; mtc compile answers it with the flag.
+  auto keyValueToCompile = [&](const std::string &word) {
+    return compileCmd->parsed() && word.find('=') != std::string::npos ? mt::notAFlag(word)
+                                                                      : std::string();
+  };
+  if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv, keyValueToCompile))
     return *exitCode;
 
   bool ok = false;
