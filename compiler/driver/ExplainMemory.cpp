@@ -65,17 +65,18 @@ uint64_t cpuCollectiveStaging(const plan::Plan &plan) {
 /// What the kernels add to the CUDA backend's shared kernel workspace,
 /// which the runtime sizes to the largest need (runtime/cuda/Lowering.h
 /// needWorkspace) and which the communication staging uses too:
-/// attention's needs that no planned workspace holds, and the norms' and
-/// the embedding's backward; labelled by attention's while it is largest.
+/// attention's needs that no planned workspace holds, and the other
+/// kernels' (plan::kernelWorkspace: norms, embedding, mixture of experts);
+/// labelled by attention's while it is largest.
 struct KernelWorkspaceRow {
   const char *label;
   uint64_t bytes;
 };
 KernelWorkspaceRow kernelWorkspaceRow(const plan::Plan &plan, const plan::DeviceFootprint &gpu,
                                       const plan::AttentionWorkspace &attention) {
-  const uint64_t norms = plan::normAndEmbeddingWorkspace(plan);
-  const uint64_t most = std::max(attention.bytes, norms);
-  const char *label = attention.bytes < norms ? "kernel workspace (shared)"
+  const uint64_t others = plan::kernelWorkspace(plan);
+  const uint64_t most = std::max(attention.bytes, others);
+  const char *label = attention.bytes < others ? "kernel workspace (shared)"
                       : attention.kernels == plan::AttentionKernels::Cudnn
                           ? "attention workspace (cuDNN backward)"
                           : "attention workspace (mtc backward)";

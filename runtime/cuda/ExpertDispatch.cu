@@ -4,6 +4,7 @@
 #include "runtime/cuda/ExpertDispatch.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/plan/KernelWorkspace.h"
 
 #include <algorithm>
 
@@ -158,7 +159,7 @@ Status moeGatherCountSums(const int32_t *all, int64_t parts, int64_t experts, in
 }
 
 size_t moeSortChunksWorkspaceBytes(const SortChunksShape &s) {
-  return size_t(3 * s.parts * s.groups + 1 + s.parts) * sizeof(int32_t);
+  return plan::moeSortChunksWorkspaceBytes(s.parts, s.groups);
 }
 
 Status moeSortChunks(const bf16 *in, const int32_t *counts, const int32_t *blockOffsets,

@@ -8,6 +8,7 @@
 #include "runtime/cuda/GroupedGemmKernel.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/plan/KernelWorkspace.h"
 
 #include <algorithm>
 #include <climits>
@@ -418,8 +419,6 @@ __global__ void zeroTailKernel(bf16 *out, int64_t width, const int32_t *used, in
     out[i] = __float2bfloat16(0.0f);
 }
 
-size_t roundUp(size_t n) { return (n + 255) / 256 * 256; }
-
 bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 /// Sets op.vec (see Operand) and op.delta. The contiguous axis is k when
@@ -505,7 +504,7 @@ Params rowsParams(const Operand &a, const Operand &b, const Output &c, Epilogue 
 
 } // namespace
 
-size_t groupedLayoutBytes(int64_t experts) { return 2 * roundUp(4 * size_t(experts + 1)); }
+size_t groupedLayoutBytes(int64_t experts) { return plan::groupedLayoutBytes(experts); }
 
 Expected<GroupedLayout> groupedLayout(const int32_t *tokensPerExpert, int64_t experts,
                                       int64_t rows, void *scratch, cudaStream_t stream) {
@@ -515,7 +514,7 @@ Expected<GroupedLayout> groupedLayout(const int32_t *tokensPerExpert, int64_t ex
   GroupedLayout l;
   l.rowStart = static_cast<int32_t *>(scratch);
   l.tileStart = reinterpret_cast<int32_t *>(static_cast<char *>(scratch) +
-                                            roundUp(4 * size_t(experts + 1)));
+                                            plan::workspacePart(4 * size_t(experts + 1)));
   l.experts = experts;
   l.rows = rows;
   layoutKernel<<<1, 1, 0, stream>>>(tokensPerExpert, experts, rows, l.rowStart, l.tileStart);

@@ -8,7 +8,9 @@
 
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/MoEShared.cuh"
+#include "runtime/plan/KernelWorkspace.h"
 
+#include <cassert>
 #include <string>
 #include <vector>
 
@@ -154,7 +156,7 @@ struct GroupedScratch {
     auto *p = static_cast<char *>(workspace);
     auto take = [&](size_t bytes) {
       char *at = p;
-      p += roundUp(bytes);
+      p += plan::workspacePart(bytes);
       return at;
     };
     const size_t N = size_t(s.rows), H = size_t(s.hidden), F = size_t(s.ffn);
@@ -166,11 +168,6 @@ struct GroupedScratch {
       act = reinterpret_cast<float *>(take(4 * N * F));
       dact = reinterpret_cast<float *>(take(4 * N * F));
     }
-  }
-  static size_t bytes(const GroupedMlpShape &s, bool backward) {
-    const size_t N = size_t(s.rows), H = size_t(s.hidden), F = size_t(s.ffn);
-    return roundUp(4 * (size_t(s.experts) + 1)) + (backward ? 4 : 2) * roundUp(4 * N * F) +
-           roundUp(4 * N * H);
   }
 };
 
@@ -272,7 +269,7 @@ struct ExpertScratch {
   bf16 *act, *dact = nullptr, *dUp = nullptr;
   void **pointers;
   ExpertScratch(void *workspace, const GroupedMlpShape &s, bool backward) {
-    const size_t part = roundUp(2 * size_t(s.rows) * size_t(s.ffn));
+    const size_t part = plan::workspacePart(2 * size_t(s.rows) * size_t(s.ffn));
     auto *p = static_cast<char *>(workspace);
     act = reinterpret_cast<bf16 *>(p);
     if (backward) {
@@ -280,11 +277,6 @@ struct ExpertScratch {
       dUp = reinterpret_cast<bf16 *>(p + 2 * part);
     }
     pointers = reinterpret_cast<void **>(p + (backward ? 3 : 1) * part);
-  }
-  /// `calls`: the grouped GEMM calls whose addresses it holds.
-  static size_t bytes(const GroupedMlpShape &s, bool backward, int64_t calls) {
-    return (backward ? 3 : 1) * roundUp(2 * size_t(s.rows) * size_t(s.ffn)) +
-           GroupedGemm::pointerBytes(calls * s.experts);
   }
 };
 
@@ -351,6 +343,8 @@ public:
   ExpertCalls(std::vector<ExpertProduct> calls, const std::vector<ExpertRows> &groups,
               const ExpertGemmLibs &libs, void **pointers)
       : calls_(std::move(calls)), groups_(groups), libs_(libs), pointers_(pointers) {
+    // The workspace holds the pointer arrays of this many calls.
+    assert(int64_t(calls_.size()) <= plan::kExpertLibraryCalls);
     // cuBLAS's grouped GEMM wants every operand address 16-byte aligned
     // when a row of k bf16 is (its documented rule): rows of multiples of 8
     // elements from 16-byte aligned bases keep every expert's aligned;
@@ -420,10 +414,10 @@ private:
   std::vector<std::vector<GroupedProduct>> products_;
 };
 
-/// The forward's and the backward's products: gate and up (into
-/// fc1_output), then down; or dact, dx from d gate, dx from d up (the
-/// backward reads the gate and up products from fc1_output).
-constexpr int64_t kForwardCalls = 3, kBackwardCalls = 3;
+// The forward's and the backward's products (plan::kExpertLibraryCalls
+// each): gate and up (into fc1_output), then down; or dact, dx from d gate,
+// dx from d up (the backward reads the gate and up products from
+// fc1_output).
 
 Status libraryForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,
                       const bf16 *up, const bf16 *down, bf16 *y, bf16 *fc1,
@@ -513,7 +507,7 @@ struct KernelScratch {
   void *layout;
   bf16 *act, *dGate = nullptr, *dUp = nullptr;
   KernelScratch(void *workspace, const GroupedMlpShape &s, bool backward) {
-    const size_t part = roundUp(2 * size_t(s.rows) * size_t(s.ffn));
+    const size_t part = plan::workspacePart(2 * size_t(s.rows) * size_t(s.ffn));
     auto *p = static_cast<char *>(workspace);
     layout = p;
     p += groupedLayoutBytes(s.experts);
@@ -522,10 +516,6 @@ struct KernelScratch {
       dGate = reinterpret_cast<bf16 *>(p + part);
       dUp = reinterpret_cast<bf16 *>(p + 2 * part);
     }
-  }
-  static size_t bytes(const GroupedMlpShape &s, bool backward) {
-    return groupedLayoutBytes(s.experts) +
-           (backward ? 3 : 1) * roundUp(2 * size_t(s.rows) * size_t(s.ffn));
   }
 };
 
@@ -586,11 +576,11 @@ Expected<ExpertGemm> parseExpertGemm(std::string_view text, std::string_view opt
 }
 
 size_t groupedMlpWorkspaceBytes(const GroupedMlpShape &shape, bool backward, ExpertGemm gemm) {
-  if (gemm == ExpertGemm::Kernel)
-    return KernelScratch::bytes(shape, backward);
-  return gemm == ExpertGemm::Tiled
-             ? GroupedScratch::bytes(shape, backward)
-             : ExpertScratch::bytes(shape, backward, backward ? kBackwardCalls : kForwardCalls);
+  const plan::ExpertGemmPath path = gemm == ExpertGemm::Kernel  ? plan::ExpertGemmPath::Kernel
+                                    : gemm == ExpertGemm::Tiled ? plan::ExpertGemmPath::Tiled
+                                                                : plan::ExpertGemmPath::Library;
+  return plan::groupedMlpWorkspaceBytes(shape.rows, shape.hidden, shape.ffn, shape.experts,
+                                        backward, path);
 }
 
 Status groupedMlpForward(const bf16 *x, const int32_t *tokensPerExpert, const bf16 *gate,

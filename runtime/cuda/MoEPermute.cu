@@ -6,6 +6,7 @@
 
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/MoEShared.cuh"
+#include "runtime/plan/KernelWorkspace.h"
 
 namespace mt::cuda {
 namespace {
@@ -142,10 +143,10 @@ struct PermuteScratch {
   PermuteScratch(void *workspace, const PermuteShape &s) {
     offsets = static_cast<int32_t *>(workspace);
     perm = reinterpret_cast<int32_t *>(static_cast<char *>(workspace) +
-                                       roundUp(4 * (size_t(s.experts) + 1)));
+                                       plan::workspacePart(4 * (size_t(s.experts) + 1)));
   }
   static size_t bytes(const PermuteShape &s) {
-    return roundUp(4 * (size_t(s.experts) + 1)) + roundUp(4 * size_t(s.tokens * s.topK));
+    return plan::moePermuteWorkspaceBytes(s.tokens, s.topK, s.experts);
   }
 };
 

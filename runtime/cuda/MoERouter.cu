@@ -8,6 +8,7 @@
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Elementwise.h"
 #include "runtime/cuda/GridStride.cuh"
+#include "runtime/plan/KernelWorkspace.h"
 
 #include <algorithm>
 #include <cmath>
@@ -17,8 +18,6 @@ namespace mt::cuda {
 namespace {
 
 constexpr int kRouterThreads = 128; // 4 warps: one expert's dot product each
-
-size_t roundUp(size_t n) { return (n + 255) / 256 * 256; }
 
 /// The tokens over which the balancing loss takes f_e and P_e: the
 /// micro-batch, or each sequence with seqAuxLoss (cpu::balanceGroups).
@@ -51,7 +50,7 @@ struct RouterScratch {
     auto *p = static_cast<char *>(workspace);
     auto take = [&](size_t bytes) {
       char *at = p;
-      p += roundUp(bytes);
+      p += plan::workspacePart(bytes);
       return at;
     };
     const size_t TE = size_t(s.tokens * s.experts), TK = size_t(s.tokens * s.topK),
@@ -66,12 +65,7 @@ struct RouterScratch {
     x32 = reinterpret_cast<float *>(take(sizeof(float) * size_t(s.tokens * s.hidden)));
   }
   static size_t bytes(const RouterShape &s) {
-    const size_t TE = size_t(s.tokens * s.experts), TK = size_t(s.tokens * s.topK),
-                 GE = size_t(balanceGroups(s) * s.experts);
-    return 2 * roundUp(sizeof(float) * TE) + roundUp(sizeof(float) * TK) +
-           roundUp(sizeof(int32_t) * TK) + roundUp(sizeof(float) * size_t(s.tokens)) +
-           roundUp(sizeof(double) * GE) + roundUp(sizeof(int32_t) * GE) +
-           roundUp(sizeof(float) * size_t(s.tokens * s.hidden));
+    return plan::moeRouterWorkspaceBytes(s.tokens, s.hidden, s.experts, s.topK, balanceGroups(s));
   }
 };
 

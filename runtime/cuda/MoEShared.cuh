@@ -1,5 +1,5 @@
-// What the MoE kernel files share (MoEExperts.cu, MoEPermute.cu): scratch
-// rounding, the launch shape of their flat loops and the group offsets.
+// What the MoE kernel files share (MoEExperts.cu, MoEPermute.cu): the
+// launch shape of their flat loops and the group offsets.
 // Internal linkage: each file gets its own copy of the kernel.
 #ifndef MT_RUNTIME_CUDA_MOESHARED_CUH
 #define MT_RUNTIME_CUDA_MOESHARED_CUH
@@ -10,9 +10,6 @@
 
 namespace mt::cuda {
 namespace {
-
-/// Scratch parts start on 256-byte boundaries.
-size_t roundUp(size_t n) { return (n + 255) / 256 * 256; }
 
 /// One thread: offsets[e] = sum of counts before e, offsets[experts] the total.
 __global__ void offsetsKernel(const int32_t *counts, int32_t *offsets, int64_t experts) {

@@ -301,16 +301,36 @@ std::optional<uint64_t> deviceWeightOffset(const DeviceFootprint &f, uint64_t pl
   return planOffset - before;
 }
 
-uint64_t normAndEmbeddingWorkspace(const Plan &plan) {
+uint64_t kernelWorkspaceOf(const Instruction &instr) {
+  const Attrs a(instr);
+  if (isOp(instr, Op::rmsnorm_grad) || isOp(instr, Op::add_rmsnorm_grad))
+    return rmsnormBackwardWorkspaceBytes(a.i("rows"), a.i("dim"));
+  if (isOp(instr, Op::embedding_grad))
+    return embeddingBackwardWorkspaceBytes(a.i("vocab"));
+  if (isOp(instr, Op::moe_router) || isOp(instr, Op::moe_router_grad)) {
+    // kernels::routerShapeOf's reading: seq_aux_loss balances each sequence.
+    const int64_t tokens = a.i("tokens"), seq = std::max<int64_t>(1, a.i("seq", tokens));
+    const int64_t groups = a.s("load_balancing_type") == "seq_aux_loss" ? tokens / seq : 1;
+    return moeRouterWorkspaceBytes(tokens, a.i("hidden"), a.i("experts"), a.i("top_k"), groups);
+  }
+  if (isOp(instr, Op::moe_permute))
+    return moePermuteWorkspaceBytes(a.i("tokens"), a.i("top_k"), a.i("experts"));
+  if (isOp(instr, Op::moe_grouped_mlp) || isOp(instr, Op::moe_grouped_mlp_grad))
+    return groupedMlpWorkspaceBytes(a.i("rows"), a.i("hidden"), a.i("ffn"), a.i("experts"),
+                                    isOp(instr, Op::moe_grouped_mlp_grad),
+                                    ExpertGemmPath::Library);
+  if (isOp(instr, Op::moe_sort_chunks))
+    return moeSortChunksWorkspaceBytes(a.i("parts"), a.i("groups"));
+  if (isOp(instr, Op::moe_gather_counts))
+    return uint64_t(a.i("parts") * a.i("experts")) * sizeof(int32_t);
+  return 0;
+}
+
+uint64_t kernelWorkspace(const Plan &plan) {
   uint64_t most = 0;
   for (const Program &program : plan.programs())
-    for (const Instruction &instr : program.instructions()) {
-      const Attrs a(instr);
-      if (isOp(instr, Op::rmsnorm_grad) || isOp(instr, Op::add_rmsnorm_grad))
-        most = std::max(most, rmsnormBackwardWorkspaceBytes(a.i("rows"), a.i("dim")));
-      else if (isOp(instr, Op::embedding_grad))
-        most = std::max(most, embeddingBackwardWorkspaceBytes(a.i("vocab")));
-    }
+    for (const Instruction &instr : program.instructions())
+      most = std::max(most, kernelWorkspaceOf(instr));
   return most;
 }
 

@@ -187,12 +187,18 @@ struct AttentionWorkspace {
   bool deterministic = false; // the plan's deterministic_mode
   int64_t batch = 0, heads = 0, seq = 0, kvSeq = 0, headDim = 0;
 };
-/// The largest need of the CUDA backend's shared kernel workspace from the
-/// backward of the norms and the embedding (runtime/plan/KernelWorkspace.h);
-/// attention's is attentionWorkspace's, the collectives' staging
-/// DeviceFootprint::collectiveStaging. Mixture-of-experts kernels' needs
-/// (router, permutation, grouped GEMMs) are not counted.
-uint64_t normAndEmbeddingWorkspace(const Plan &plan);
+/// An instruction's need of the CUDA backend's shared kernel workspace, as
+/// its lowering asks for it (runtime/plan/KernelWorkspace.h): the backward
+/// of the norms and the embedding, and the mixture-of-experts kernels
+/// (router, permutation, the experts' MLP on mtrun's default library GEMMs
+/// (MT_MOE_GEMM=auto), the expert-parallel counts and chunk sort); 0 for
+/// other instructions. Attention's is attentionWorkspaceOf's, the
+/// collectives' staging DeviceFootprint::collectiveStaging; sum_squares'
+/// partials (4 bytes per started 64 Ki elements of each gradient) are not
+/// counted.
+uint64_t kernelWorkspaceOf(const Instruction &instr);
+/// The largest kernelWorkspaceOf over the plan's instructions.
+uint64_t kernelWorkspace(const Plan &plan);
 
 /// An attention, attention_grad or attention_block_grad instruction's need
 /// on a device with `deviceBytes` of memory (cudaMemGetInfo's total); other
