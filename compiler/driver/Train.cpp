@@ -318,6 +318,8 @@ std::vector<std::string> mtrunCommand(TrainConfig c, const TrainCommandOptions &
     cmd.insert(cmd.end(), {"--load", c.modelNameOrPath});
   if (!dist.empty())
     cmd.insert(cmd.end(), {"--save", dist, "--save-every", std::to_string(c.saveSteps)});
+  if (c.overwriteOutputDir && std::find(cmd.begin(), cmd.end(), "--resume") == cmd.end())
+    cmd.push_back("--overwrite-output-dir");
   return cmd;
 }
 
@@ -488,8 +490,9 @@ namespace {
 
 /// The run's preparation in `runDir` (absolute and normal), its keys
 /// checked already: the data prepared, the model imported and the plan
-/// compiled for `c`'s layout; a new run with overwrite_output_dir: true
-/// removes the earlier run's checkpoint-N; writes train.sh. `resume`: the
+/// compiled for `c`'s layout; writes train.sh (a new run with
+/// overwrite_output_dir: true has mtrun remove the earlier run's
+/// checkpoint-N when it starts, not here: --prepare-only trains nothing). `resume`: the
 /// mtc-state to resume ("" for none). Returns mtrun's command (`--nproc
 /// nproc` when > 1).
 /// Diagnostics of the import and compile steps go to stderr as they happen.
@@ -531,21 +534,7 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   compile.givenAt = c.layoutGivenAt();
   if (!compileModel(compile))
     return fail("compiling the plan failed (its error is above)");
-  // 3. A new run claims output_dir: the checkpoints an earlier run left
-  // would be pruned before its own and be picked by a resume.
-  if (resume.empty() && c.overwriteOutputDir) {
-    auto removed = removeEarlierCheckpoints(c.outputDir);
-    if (!removed)
-      return removed.status();
-    if (!removed->empty()) {
-      llvm::outs() << "overwrite_output_dir: removed the earlier run's";
-      for (const std::string &name : *removed)
-        llvm::outs() << " " << name;
-      llvm::outs() << " from " << c.outputDir << "\n";
-      llvm::outs().flush(); // before mtrun's output
-    }
-  }
-  // 4. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;
+  // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;
   // there $MTRUN names that machine's mtrun (one built without the compiler).
   std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, resume, nproc);
   if (Status s = writeTrainScript(runDir, cmd, givenRelative(c), o.configPath); !s)

@@ -208,7 +208,7 @@ Status checkResumedRun(const TrainConfig &c, const std::string &state) {
 
 Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir) {
   if (!resuming && c.overwriteOutputDir) {
-    // Only mtc's own checkpoints are removed (removeEarlierCheckpoints);
+    // Only mtc's own checkpoints are removed (mtrun's removeEarlierCheckpoints);
     // one of another tool is data mtc does not delete.
     std::string foreign;
     for (const auto &[n, path] : checkpointsOf(c.outputDir))
@@ -234,21 +234,6 @@ Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &ru
                   "resume_from_checkpoint: true to continue");
   }
   return Status::ok();
-}
-
-Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &outputDir) {
-  std::vector<std::string> removed;
-  for (const auto &[n, path] : checkpointsOf(outputDir)) {
-    if (!fs::is_directory(path / kMtcStateDirName))
-      continue; // not mtc's (checkOutputDir refused it before any work)
-    std::error_code ec;
-    fs::remove_all(path, ec);
-    if (ec && fs::exists(path)) // gone anyway: another node's rank removed it
-      return fail("overwrite_output_dir: cannot remove the earlier run's " + path.string() +
-                  ": " + ec.message());
-    removed.push_back(path.filename().string());
-  }
-  return removed;
 }
 
 } // namespace mt

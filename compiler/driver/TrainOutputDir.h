@@ -40,15 +40,6 @@ Status checkResumedRun(const TrainConfig &c, const std::string &state);
 /// is refused by name: mtc removes only its own.
 Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir);
 
-/// A new run with overwrite_output_dir: true: removes the checkpoint-N
-/// directories (N digits) an earlier mtc run left in `outputDir` (those
-/// holding mtc-state/; checkOutputDir refuses any other), and returns
-/// their names, in order of N. Left there, save_total_limit would remove
-/// the new run's checkpoints first (the smallest N) and
-/// resume_from_checkpoint: true would pick the earlier run's newest. The
-/// error names the directory that could not be removed.
-Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &outputDir);
-
 } // namespace mt
 
 #endif // MT_COMPILER_DRIVER_TRAINOUTPUTDIR_H

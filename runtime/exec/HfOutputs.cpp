@@ -65,6 +65,29 @@ std::vector<std::pair<int64_t, fs::path>> checkpoints(const std::string &dir) {
   return found;
 }
 
+} // namespace
+
+Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &outputDir) {
+  const auto found = checkpoints(outputDir);
+  for (const auto &[n, path] : found)
+    if (!fs::is_directory(path / kMtcStateDir))
+      return Status::error("overwrite_output_dir: " + path.string() + " has no " + kMtcStateDir +
+                           "/ (not written by mtc): move it out of " + outputDir +
+                           ", or give another output_dir; nothing was removed");
+  std::vector<std::string> removed;
+  for (const auto &[n, path] : found) {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    if (ec && fs::exists(path))
+      return Status::error("overwrite_output_dir: cannot remove the earlier run's " +
+                           path.string() + ": " + ec.message());
+    removed.push_back(path.filename().string());
+  }
+  return removed;
+}
+
+namespace {
+
 /// Keeps the records of trainer_log.jsonl at `path` up to `step`
 /// (current_steps <= step), replacing the file atomically: the steps after
 /// a checkpoint that an interrupted run logged are logged again by the run

@@ -28,11 +28,24 @@ struct HfOutputOptions {
   int64_t samplesPerEpoch = 0;         // for "epoch" in the logs (0: not reported)
   int64_t microBatch = 0;              // trainer_state's train_batch_size (per device)
   ExportDtype exportDtype = ExportDtype::Auto; // the models' tensors (TrainOptions')
+  /// transformers' overwrite_output_dir: a new run (no resume) removes the
+  /// checkpoint-N an earlier mtc run left in outputDir before its first
+  /// step (removeEarlierCheckpoints).
+  bool overwriteOutputDir = false;
 };
 
 /// The directory inside checkpoint-N that holds mtc's checkpoint (weights,
 /// AdamW state, trainer.json): `mtrun --resume checkpoint-N/mtc-state`.
 inline constexpr const char *kMtcStateDir = "mtc-state";
+
+/// A new run with overwrite_output_dir: removes the checkpoint-N
+/// directories (N digits) an earlier mtc run left in `outputDir` and
+/// returns their names, in order of N. Left there, save_total_limit would
+/// remove the new run's checkpoints first (the smallest N) and a resume
+/// would pick the earlier run's newest. A checkpoint-N without mtc-state/
+/// (another tool's) is an error and nothing is removed; so is one that
+/// cannot be removed (the error names it).
+Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &outputDir);
 
 /// The files of a model directory that are the tokenizer's and are copied
 /// into every checkpoint: tokenizer.json, tokenizer_config.json,

@@ -684,6 +684,17 @@ Expected<TrainSummary> TrainingRun::run() {
   auto started = Clock::now();
   std::optional<HfRunOutputs> hf;
   if (!o_.hf.outputDir.empty()) {
+    if (o_.hf.overwriteOutputDir && o_.resumeDir.empty() && rank_->rank() == 0) {
+      auto removed = removeEarlierCheckpoints(o_.hf.outputDir);
+      if (!removed)
+        return removed.status();
+      if (!removed->empty()) {
+        log() << "overwrite_output_dir: removed the earlier run's";
+        for (const std::string &name : *removed)
+          log() << " " << name;
+        log() << " from " << o_.hf.outputDir << "\n";
+      }
+    }
     HfOutputOptions options = o_.hf;
     options.samplesPerEpoch = dataset_->numSamples();
     options.microBatch = plan_.training().micro_batch();

@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
   app.add_option("--metrics", o.metricsPath,
                  "JSON-lines metrics file, one line per step (replaces a metrics file)");
   app.add_option("--load", o.loadHf, "Hugging Face checkpoint directory to start from");
-  app.add_option("--resume", o.resumeDir,
+  auto *resume = app.add_option("--resume", o.resumeDir,
                  "checkpoint written by --save to continue: the run takes its seed, "
                  "--eos-id and --lr from it (given, they must match) and refuses a plan or "
                  "data of another run; the parallel layout may differ");
@@ -128,6 +128,11 @@ int main(int argc, char **argv) {
   app.add_option("--save-total-limit", o.hf.saveTotalLimit,
                  "keep the newest N checkpoint-N (0: all)")
       ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::NonNegativeNumber);
+  app.add_flag("--overwrite-output-dir", o.hf.overwriteOutputDir,
+               "a new run removes the checkpoint-N an earlier mtc run left in --hf-output "
+               "before its first step (transformers' overwrite_output_dir; one without "
+               "mtc-state/ is an error)")
+      ->needs(hfOutput)->excludes(resume)->group("Hugging Face outputs");
   app.add_option("--logging-steps", o.hf.loggingSteps, "log_history entry every N steps")
       ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::PositiveNumber)
       ->capture_default_str();
