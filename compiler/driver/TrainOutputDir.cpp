@@ -236,4 +236,42 @@ Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &ru
   return Status::ok();
 }
 
+Status checkRunDir(const std::string &runDir, const std::string &flag, const TrainConfig &c,
+                   const std::string &configPath) {
+  const std::string named = flag.empty() ? "the run directory " + runDir : flag + " " + runDir;
+  std::error_code ec;
+  if (!fs::exists(runDir, ec))
+    return Status::ok();
+  if (!fs::is_directory(runDir, ec))
+    return fail(named + ": is a file; give a directory (mtc train writes the model, plan, data "
+                "and train.sh there)");
+  const fs::path dir = fs::weakly_canonical(runDir, ec);
+  auto holds = [&](const std::string &path) { // dir is path or one above it
+    const fs::path p = fs::weakly_canonical(path, ec);
+    return std::mismatch(dir.begin(), dir.end(), p.begin(), p.end()).first == dir.end();
+  };
+  if (holds(fs::current_path(ec).string()))
+    return fail(named + ": is the current directory or holds it; give a directory of its own");
+  for (const auto &[key, path] : {std::pair<std::string, std::string>{"model_name_or_path",
+                                                                      c.modelNameOrPath},
+                                  {"dataset_dir", c.datasetDir},
+                                  {"the YAML", configPath}})
+    if (!path.empty() && holds(path))
+      return fail(named + ": is or holds " + key + " (" + path + "), an input; give a directory of "
+                  "its own");
+  static const std::set<std::string> written = {"model.mlir", "plan",      "data.sft",
+                                                "data.tokens", "train.sh", ".prepared",
+                                                ".prepare-failed"};
+  std::string foreign;
+  for (const auto &entry : fs::directory_iterator(runDir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!written.count(name) && name.rfind("data.", 0) != 0 && name.rfind("node-", 0) != 0)
+      foreign += (foreign.empty() ? "" : ", ") + name;
+  }
+  if (!foreign.empty())
+    return fail(named + ": holds files mtc train did not write (" + foreign + "); give an "
+                "empty or new directory, or one an earlier mtc train prepared");
+  return Status::ok();
+}
+
 } // namespace mt

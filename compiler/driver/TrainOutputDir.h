@@ -40,6 +40,16 @@ Status checkResumedRun(const TrainConfig &c, const std::string &state);
 /// is refused by name: mtc removes only its own.
 Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir);
 
+/// The run directory (mtc train -o, `flag`; "" for the default
+/// output_dir/mtc-run) may be absent, or a directory holding only what mtc
+/// train writes there (model.mlir, plan/, data.sft or data.tokens and their
+/// temporaries, train.sh, the launch markers, node-N/ of several nodes),
+/// as mtc compile -o is: never the current directory or one above it, nor
+/// model_name_or_path, dataset_dir or the YAML `configPath`, nor a directory
+/// that holds one of them. The error names the path and what is there.
+Status checkRunDir(const std::string &runDir, const std::string &flag, const TrainConfig &c,
+                   const std::string &configPath);
+
 } // namespace mt
 
 #endif // MT_COMPILER_DRIVER_TRAINOUTPUTDIR_H

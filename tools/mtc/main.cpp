@@ -360,7 +360,8 @@ int main(int argc, char **argv) {
                      "relative; absolute ones stay absolute");
   trainCmd->add_option("-o,--run-dir", train.runDir,
                        "run directory: model.mlir, plan/, data.sft (stage sft) or data.tokens "
-                       "(pt), train.sh (default: output_dir/mtc-run)");
+                       "(pt), train.sh (default: output_dir/mtc-run); absent, empty or one mtc "
+                       "train prepared, never the current directory or one holding an input");
   trainCmd->add_flag("--explain", train.explain,
                      "print the layout, the global batch with the dp used, and the schedule, "
                      "then train (add --prepare-only to stop before training)");
