@@ -203,6 +203,11 @@ void checkDataRequest(const DataRequest &r, ConfigErrors &errors) {
                    "yet; give one");
   else if (auto file = datasetFile(r.dataset, r.datasetDir); !file)
     add("dataset", file.status().message());
+  else if (std::string ext = fs::path(*file).extension().string(); ext == ".json" || ext == ".jsonl")
+    // Its JSON would be trained on as text, brackets and keys too.
+    add("dataset", "dataset '" + r.dataset + "': " + *file + " is a JSON dataset; stage pt "
+                   "reads a text file (the text itself) or a token file, not the columns of "
+                   "JSON samples yet: give a text file, or stage sft for chat data");
 }
 
 Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
