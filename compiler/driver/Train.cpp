@@ -380,7 +380,16 @@ void checkConfig(const TrainConfig &c, const DataRequest &data, ConfigErrors &er
     auto spec = readHfConfig(config);
     errors.add("model_name_or_path", spec);
     if (spec && !errors.failed("cutoff_len"))
-      errors.add("cutoff_len", checkSequenceLength(*spec, c.cutoffLen, config, "cutoff_len"));
+      if (Status s = checkSequenceLength(*spec, c.cutoffLen, config, "cutoff_len"); !s) {
+        // Where cutoff_len came from: the user's line, or the default.
+        const std::string where = c.whereGiven("cutoff_len");
+        errors.add("cutoff_len",
+                   fail(where + s.message() +
+                        (where.empty() ? " (cutoff_len is not given: " +
+                                             std::to_string(c.cutoffLen) +
+                                             " is LLaMA-Factory's default)"
+                                       : "")));
+      }
   }
   if (!errors.failed("stage"))
     checkDataRequest(data, errors);
