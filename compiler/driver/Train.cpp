@@ -614,7 +614,8 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
         !warning.empty() && (!launched || launch.localRank == 0))
       llvm::errs() << "warning: " << warning << "\n";
   checkConfig(c, dataRequest(c, o, runDir), errors);
-  errors.add("", checkRunDir(runDir, o.runDir.empty() ? "" : "-o", c, o.configPath));
+  if (!launched || launch.localRank == 0) // the others wait while it is written
+    errors.add("", checkRunDir(runDir, o.runDir.empty() ? "" : "-o", c, o.configPath));
   if (launched && o.prepareOnly)
     errors.add("", fail("--prepare-only under " + launch.by + ": prepare once, without the "
                         "launcher and with NPROC_PER_NODE set to its world size, then launch "

@@ -262,10 +262,15 @@ Status checkRunDir(const std::string &runDir, const std::string &flag, const Tra
   static const std::set<std::string> written = {"model.mlir", "plan",      "data.sft",
                                                 "data.tokens", "train.sh", ".prepared",
                                                 ".prepare-failed"};
+  auto ours = [&](const std::string &name) {
+    // An atomic write's temporary is "<name>.tmp.<pid>" (AtomicFile.h).
+    const std::string base = name.substr(0, name.find(".tmp."));
+    return written.count(base) || name.rfind("data.", 0) == 0 || name.rfind("node-", 0) == 0;
+  };
   std::string foreign;
   for (const auto &entry : fs::directory_iterator(runDir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (!written.count(name) && name.rfind("data.", 0) != 0 && name.rfind("node-", 0) != 0)
+    if (!ours(name))
       foreign += (foreign.empty() ? "" : ", ") + name;
   }
   if (!foreign.empty())
