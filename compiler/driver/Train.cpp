@@ -583,10 +583,25 @@ Expected<int64_t> worldSize(const TrainConfig &c, const Launch &launch) {
   std::string from = !launch.by.empty()       ? launch.by + "'s WORLD_SIZE"
                      : launch.nprocPerNode > 0 ? "NPROC_PER_NODE"
                                                : "the fewest ranks of the layout";
-  if (world % modelParallel != 0)
+  if (world % modelParallel != 0) {
+    // The sizes that make the product, and where each was given.
+    std::string sizes;
+    for (const auto &[key, size] : {std::pair<std::string, int64_t>{"tensor_model_parallel_size",
+                                                                     c.parallel.tp},
+                                    {"pipeline_model_parallel_size", c.parallel.pp},
+                                    {"context_parallel_size", c.parallel.cp}})
+      if (size > 1) {
+        std::string where = c.whereGiven(key);
+        if (where.size() >= 2)
+          where.resize(where.size() - 2); // "file:line:col: " or "command line: "
+        sizes += "; " + key + " " + std::to_string(size) + " was given at " + where;
+      }
     return fail("world size " + std::to_string(world) + " (" + from + ") is not a multiple of "
                 "tensor_model_parallel_size x pipeline_model_parallel_size x "
-                "context_parallel_size (" + std::to_string(modelParallel) + ")");
+                "context_parallel_size (" + std::to_string(modelParallel) + ")" + sizes +
+                ": give " + from + " a multiple of " + std::to_string(modelParallel) +
+                ", or sizes whose product divides " + std::to_string(world));
+  }
   return world;
 }
 
