@@ -456,24 +456,7 @@ Status TrainingRun::openData() {
   options.seqLen = plan_.training().seq();
   options.seed = settings_.seed;
   options.eosId = settings_.eosId;
-  auto dataset = [&]() -> Expected<io::Dataset> {
-    if (io::hasSftMagic(o_.dataPath)) { // every id and label was checked on open
-      auto sft = io::openSftFile(o_.dataPath);
-      if (!sft)
-        return sft.status();
-      if (sft->vocabSize() > modelVocab)
-        return Status::error(o_.dataPath + ": the tokenizer vocab size " +
-                             std::to_string(sft->vocabSize()) + " of the prepared data "
-                             "exceeds the model's vocab size " + std::to_string(modelVocab));
-      return io::Dataset::create(std::move(*sft), options);
-    }
-    auto file = io::openTokenFile(o_.dataPath);
-    if (!file)
-      return file.status();
-    if (Status s = io::checkTokenIds(*file, modelVocab); !s)
-      return s;
-    return io::Dataset::create(std::move(*file), options);
-  }();
+  auto dataset = io::Dataset::open(o_.dataPath, options, modelVocab);
   if (!dataset)
     return dataset.status();
   // Attention over packed documents needs the documents' boundaries, and

@@ -151,17 +151,24 @@ uint64_t Dataset::fingerprint() const {
   return prepared() ? sampledFingerprint(sftFile()) : sampledFingerprint(file());
 }
 
-Expected<Dataset> Dataset::open(const std::string &path,
-                                const DatasetOptions &options) {
+Expected<Dataset> Dataset::open(const std::string &path, const DatasetOptions &options,
+                                uint64_t modelVocab) {
   if (hasSftMagic(path)) {
     Expected<SftFile> sft = openSftFile(path);
     if (!sft)
       return sft.status();
+    if (modelVocab && sft->vocabSize() > modelVocab)
+      return Status::error(path + ": the tokenizer vocab size " +
+                           std::to_string(sft->vocabSize()) + " of the prepared data exceeds "
+                           "the model's vocab size " + std::to_string(modelVocab));
     return create(std::move(*sft), options);
   }
   Expected<TokenFile> file = openTokenFile(path);
   if (!file)
     return file.status();
+  if (modelVocab)
+    if (Status s = checkTokenIds(*file, modelVocab); !s)
+      return s;
   return create(std::move(*file), options);
 }
 

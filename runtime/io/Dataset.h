@@ -114,9 +114,12 @@ public:
   /// Validates that the file's sequence length is options.seqLen and that
   /// no eosId is given (the file carries its loss mask).
   static Expected<Dataset> create(SftFile file, const DatasetOptions &options);
-  /// Opens a token file, or a prepared SFT file (by its magic).
-  static Expected<Dataset> open(const std::string &path,
-                                const DatasetOptions &options);
+  /// Opens a token file, or a prepared SFT file (by its magic). With
+  /// `modelVocab` > 0, the data must fit the model's vocabulary: a token
+  /// file's ids (checkTokenIds) and a prepared file's tokenizer vocab size
+  /// (its ids were checked against it on open).
+  static Expected<Dataset> open(const std::string &path, const DatasetOptions &options,
+                                uint64_t modelVocab = 0);
 
   int64_t numSamples() const { return numSamples_; }
   int64_t seqLen() const { return options_.seqLen; }

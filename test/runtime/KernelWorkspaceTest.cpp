@@ -49,10 +49,17 @@ TEST(KernelWorkspace, PermutationAndGroupedMlp) {
   EXPECT_EQ(moeSortChunksWorkspaceBytes(8, 16), uint64_t(3 * 128 + 1 + 8) * 4);
 }
 
-void setAttr(Instruction &instr, const char *name, int64_t i) {
-  Attribute &a = *instr.add_attributes();
-  a.set_name(name);
-  a.set_i(i);
+/// An instruction `op` of `program` with the integer attributes `attrs`.
+Instruction &addInstruction(Program &program, const char *op,
+                            std::initializer_list<std::pair<const char *, int64_t>> attrs) {
+  Instruction &instr = *program.add_instructions();
+  instr.set_op(op);
+  for (auto [name, value] : attrs) {
+    Attribute &a = *instr.add_attributes();
+    a.set_name(name);
+    a.set_i(value);
+  }
+  return instr;
 }
 
 // Over a plan, the largest need of any instruction, each decoded from its
@@ -61,30 +68,18 @@ void setAttr(Instruction &instr, const char *name, int64_t i) {
 TEST(KernelWorkspace, TakesTheLargestInstructionOfThePlan) {
   Plan plan;
   Program &program = *plan.add_programs();
-  Instruction &router = *program.add_instructions();
-  router.set_op("moe_router_grad");
-  for (auto [name, value] : {std::pair<const char *, int64_t>{"tokens", 4096},
-                             {"hidden", 2048},
-                             {"experts", 128},
-                             {"top_k", 8},
-                             {"seq", 1024}})
-    setAttr(router, name, value);
+  Instruction &router = addInstruction(
+      program, "moe_router_grad",
+      {{"tokens", 4096}, {"hidden", 2048}, {"experts", 128}, {"top_k", 8}, {"seq", 1024}});
   Attribute &balancing = *router.add_attributes();
   balancing.set_name("load_balancing_type");
   balancing.set_s("seq_aux_loss");
   EXPECT_EQ(kernelWorkspaceOf(router), moeRouterWorkspaceBytes(4096, 2048, 128, 8, 4));
   EXPECT_EQ(kernelWorkspace(plan), kernelWorkspaceOf(router));
 
-  Instruction &mlp = *program.add_instructions();
-  mlp.set_op("moe_grouped_mlp_grad");
-  for (auto [name, value] : {std::pair<const char *, int64_t>{"rows", 32768},
-                             {"hidden", 2048},
-                             {"ffn", 768},
-                             {"experts", 128}})
-    setAttr(mlp, name, value);
-  Instruction &linear = *program.add_instructions();
-  linear.set_op("linear");
-  setAttr(linear, "rows", 1 << 20);
+  addInstruction(program, "moe_grouped_mlp_grad",
+                 {{"rows", 32768}, {"hidden", 2048}, {"ffn", 768}, {"experts", 128}});
+  Instruction &linear = addInstruction(program, "linear", {{"rows", 1 << 20}});
   EXPECT_EQ(kernelWorkspaceOf(linear), 0u);
   EXPECT_EQ(kernelWorkspace(plan), 144 * kMiB + 3 * 8 * 3 * 128);
 }
