@@ -134,7 +134,7 @@ def BuildOptimizer : Pass<"mt-build-optimizer", "::mlir::ModuleOp"> {
     cp) instead of averaging them, and divides each by that count
     (`mt.scale_by {inverse}`) before the norm, clipping and AdamW, as
     Megatron-Core's finalize_model_grads. Expert gradients are summed over
-    edp and divided by the same count, without the 1 / (dp·cp) (Megatron-
+    edp and divided by the same count, without the 1 / dp (Megatron-
     Core's DistributedDataParallel sets expert_gradient_scaling_factor to 1
     under calculate_per_token_loss).
   }];

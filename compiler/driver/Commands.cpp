@@ -99,30 +99,18 @@ struct LoadedModel {
 
 } // namespace
 
-/// The pipeline schedule of the layout, its predicted bubble and its SVG:
-/// the schedule `plan` carries, or without a plan (a layout plans do not
-/// cover yet) the one the plan emitter would give it.
-static bool explainSchedule(const ParallelConfig &p, const plan::Plan *plan,
+/// The pipeline schedule `plan` carries, its predicted bubble and its SVG.
+static bool explainSchedule(const ParallelConfig &p, const plan::Plan &plan,
                             const std::string &svgPath, llvm::raw_ostream &os, bool explain) {
   int64_t vpp = p.vpp ? p.vpp : 1, micro = p.numMicroBatches();
-  Expected<std::vector<std::vector<PipelineAction>>> schedule =
-      plan ? pipelineActions(*plan)
-           : Expected<std::vector<std::vector<PipelineAction>>>(pipelineSchedule(p.pp, vpp, micro));
+  Expected<std::vector<std::vector<PipelineAction>>> schedule = pipelineActions(plan);
   if (!schedule) {
     llvm::errs() << "error: " << schedule.message() << "\n";
     return false;
   }
   // Actions cost in proportion to their virtual stage's model FLOPs (the
-  // plan's, the embedding and the output layer included), or without a plan
-  // to its layers.
-  std::vector<double> cost = plan ? virtualStageCosts(*plan) : std::vector<double>{};
-  if (!plan) {
-    double mean = 0;
-    for (int64_t n : p.chunkLayers)
-      mean += double(n) / double(p.chunkLayers.size());
-    for (int64_t n : p.chunkLayers)
-      cost.push_back(double(n) / mean);
-  }
+  // plan's, the embedding and the output layer included).
+  std::vector<double> cost = virtualStageCosts(plan);
   Expected<double> makespan = simulate(*schedule, p.pp, vpp, 2.0, cost);
   if (!makespan) {
     llvm::errs() << "error: " << makespan.message() << "\n";
@@ -134,7 +122,7 @@ static bool explainSchedule(const ParallelConfig &p, const plan::Plan *plan,
        << llvm::format(" per step, predicted bubble %.1f%% of stage time (backward = 2 x "
                        "forward)\n",
                        100.0 * bubble);
-    if (plan && !cost.empty()) {
+    if (!cost.empty()) {
       os << "  model FLOPs of each virtual stage over their mean (the cost the prediction "
             "gives it):";
       for (double c : cost)
@@ -264,17 +252,6 @@ static Status checkSomethingToDo(const CompileOptions &o) {
                        "--schedule-svg FILE to draw the pipeline schedule");
 }
 
-/// Why this version cannot write a plan for the layout ("" when it can):
-/// context parallelism on MoE models is validated and explained, not
-/// partitioned yet.
-static std::string notPlannedYet(const ParallelConfig &p, const ModelDims &dims) {
-  if (dims.numExperts != 0 && p.cp > 1)
-    return "context_parallel_size (--cp " + std::to_string(p.cp) +
-           ") on a mixture-of-experts model: this version of mtc does not split expert "
-           "layers' sequences yet; use --cp 1";
-  return "";
-}
-
 bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
                  const std::map<std::string, std::string> &givenAt) {
   LoadedModel loaded(modelPath);
@@ -286,10 +263,9 @@ bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
     return false;
   ParallelConfig parallel = layout;
   Status resolved = parallel.resolve(*dims);
-  std::string error = resolved ? notPlannedYet(parallel, *dims) : resolved.message();
-  if (!error.empty())
-    llvm::errs() << "error: " << withGivenAt(error, givenAt) << "\n";
-  return error.empty();
+  if (!resolved)
+    llvm::errs() << "error: " << withGivenAt(resolved.message(), givenAt) << "\n";
+  return bool(resolved);
 }
 
 bool compileModel(const CompileOptions &options) {
@@ -323,43 +299,26 @@ bool compileModel(const CompileOptions &options) {
     llvm::outs() << options.configExplain;
   }
   const bool scheduleWanted = options.explain || !options.scheduleSvg.empty();
-  std::string missing = notPlannedYet(parallel, *dims);
-  if (!missing.empty() && !options.outputDir.empty()) {
-    llvm::errs() << "error: " << withGivenAt(missing, options.givenAt) << "\n";
-    return false;
-  }
   if (options.outputDir.empty() && !scheduleWanted)
     return true;
   // --gpu-memory plans the step once per recompute option, from the model
   // as read (the passes rewrite `module`).
   OwningOpRef<ModuleOp> pristine;
-  if (options.gpuMemory && missing.empty())
+  if (options.gpuMemory)
     pristine = module->clone();
   // --explain compares the plan with the one without recompute.
   RecomputeEffect recompute;
   bool measure = options.explain && parallel.recompute.enabled();
   // The schedule is explained from the plan, so the plan comes first.
-  FailureOr<plan::Plan> plan = failure();
-  if (missing.empty()) {
-    plan = buildWithDumps(*module, parallel, options, measure ? &recompute : nullptr);
-    if (failed(plan))
-      return false;
-  }
+  FailureOr<plan::Plan> plan =
+      buildWithDumps(*module, parallel, options, measure ? &recompute : nullptr);
+  if (failed(plan))
+    return false;
   if (options.explain)
-    explainPipelineStages(parallel, succeeded(plan) ? &*plan : nullptr, llvm::outs());
-  if (scheduleWanted && !explainSchedule(parallel, succeeded(plan) ? &*plan : nullptr,
-                                         options.scheduleSvg, llvm::outs(), options.explain))
+    explainPipelineStages(*plan, llvm::outs());
+  if (scheduleWanted &&
+      !explainSchedule(parallel, *plan, options.scheduleSvg, llvm::outs(), options.explain))
     return false;
-  // The layout is valid and explained, but this version makes no plan of
-  // it: a failure, so that a script's `mtc compile --explain && ...` stops.
-  if (!missing.empty()) {
-    if (options.explain)
-      llvm::outs() << "plan: none; " << missing << "\n";
-    llvm::outs().flush(); // the explanation before the error
-    llvm::errs() << "error: " << missing << " (no plan can be compiled for this layout"
-                 << (options.explain ? "; the layout is explained above" : "") << ")\n";
-    return false;
-  }
   if (options.explain)
     explainPlan(*plan, llvm::outs(), measure ? &recompute : nullptr, options.gpuMemory);
   if (pristine &&

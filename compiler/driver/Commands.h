@@ -45,17 +45,13 @@ struct CompileOptions {
 };
 
 /// The layout check of compileModel alone: `layout` resolved against the
-/// model at `modelPath` (and refused where this version makes no plan of
-/// it), each error printed with the notes of `givenAt`. `mtc train` runs it
+/// model at `modelPath`, each error printed with the notes of `givenAt`. `mtc train` runs it
 /// before it prepares the data, so that a bad layout costs no tokenizing.
 bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
                  const std::map<std::string, std::string> &givenAt);
 
 /// Each prints its diagnostics to stderr and returns false on failure. The
 /// output paths are checked first (io::checkOutputs, runtime/support/OutputPath.h).
-/// compileModel: a layout that is valid but that this version makes no plan
-/// of (context parallelism on a mixture-of-experts model) is a failure, also
-/// where only --explain or --schedule-svg was asked (both still printed).
 bool importHf(const ImportOptions &options);
 bool printStats(const std::string &modelPath);
 bool compileModel(const CompileOptions &options);

@@ -67,7 +67,7 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
      << "gradients summed over edp and "
      << (p.perTokenLoss ? "divided by the step's loss tokens (calculate_per_token_loss; each "
                           "router's aux loss times its B x S tokens, as Megatron-Core's)"
-                        : "scaled by 1 / (dp x cp)")
+                        : "scaled by 1 / dp")
      << "\n";
   if (p.ep == 1 || !dims.moeLayers)
     return;
@@ -172,22 +172,10 @@ std::vector<std::set<int64_t>> layersOfVirtualStages(const plan::Plan &plan) {
   return layers;
 }
 
-void explainPipelineStages(const ParallelConfig &p, const plan::Plan *plan,
-                           llvm::raw_ostream &os) {
-  // Chunk c of stage s is virtual stage c * pp + s; without a plan, the
-  // layers the layout gives each (the v-th run of chunkLayers[v] layers).
-  std::vector<std::set<int64_t>> chunks;
-  if (plan) {
-    chunks = layersOfVirtualStages(*plan);
-  } else {
-    int64_t next = 0;
-    for (int64_t n : p.chunkLayers) {
-      chunks.emplace_back();
-      for (int64_t l = 0; l < n; ++l)
-        chunks.back().insert(next++);
-    }
-  }
-  const int64_t pp = std::max<int64_t>(p.pp, 1), vpp = int64_t(chunks.size()) / pp;
+void explainPipelineStages(const plan::Plan &plan, llvm::raw_ostream &os) {
+  // Chunk c of stage s is virtual stage c * pp + s.
+  std::vector<std::set<int64_t>> chunks = layersOfVirtualStages(plan);
+  const int64_t pp = std::max<int64_t>(plan.mesh().pp(), 1), vpp = int64_t(chunks.size()) / pp;
   bool even = std::all_of(chunks.begin(), chunks.end(), [&](const std::set<int64_t> &c) {
     return c.size() == chunks.front().size();
   });
@@ -391,8 +379,32 @@ struct CollectiveTotal {
 };
 using CollectiveTotals = std::map<std::pair<std::string, std::string>, CollectiveTotal>;
 
-/// Every collective of a step by (instruction, axis), summed over stages.
-CollectiveTotals collectiveTotals(const plan::Plan &plan) {
+/// The buffers of a program's MoE routers that context parallelism
+/// exchanges over cp: the input each router reads (gathered) and, in
+/// backward, the gradient of its probabilities it reads (gathered) and its
+/// input's gradient it writes (reduce-scattered); `written` picks the last.
+std::set<uint32_t> routerBuffers(const plan::Program &program, bool written) {
+  std::set<uint32_t> ids;
+  for (const plan::Instruction &instr : program.instructions()) {
+    const bool forward = plan::isOp(instr, plan::Op::moe_router),
+               backward = plan::isOp(instr, plan::Op::moe_router_grad);
+    if (written && backward && instr.outputs_size() > 0)
+      ids.insert(instr.outputs(0)); // dx
+    else if (!written && forward && instr.inputs_size() > 0)
+      ids.insert(instr.inputs(0)); // x
+    else if (!written && backward && instr.inputs_size() > 2)
+      ids.insert(instr.inputs(2)); // the probabilities' gradient
+  }
+  return ids;
+}
+
+/// Which collectives collectiveTotals counts: every one, only those that
+/// exchange the MoE routers' tokens and gradients, or all but those.
+enum class RouterExchanges { included, only, excluded };
+
+/// The collectives of a step by (instruction, axis), summed over stages.
+CollectiveTotals collectiveTotals(const plan::Plan &plan,
+                                  RouterExchanges which = RouterExchanges::included) {
   const int64_t microBatches = plan.training().micro_batches_per_step();
   CollectiveTotals totals;
   for (const plan::Program &program : plan.programs()) {
@@ -401,7 +413,14 @@ CollectiveTotals collectiveTotals(const plan::Plan &plan) {
                          program.name().rfind("forward.", 0) == 0 ||
                          program.name().rfind("backward.", 0) == 0;
     int64_t runs = perMicroBatch ? microBatches : 1;
-    for (const plan::Instruction &instr : program.instructions())
+    const std::set<uint32_t> read = routerBuffers(program, false),
+                             written = routerBuffers(program, true);
+    for (const plan::Instruction &instr : program.instructions()) {
+      const bool routers = instr.outputs_size() > 0 && instr.inputs_size() > 0 &&
+                           (read.count(instr.outputs(0)) || written.count(instr.inputs(0)));
+      if ((which == RouterExchanges::only && !routers) ||
+          (which == RouterExchanges::excluded && routers))
+        continue;
       for (const Collective &c : collectivesOf(plan, instr)) {
         // A ring all-gather or reduce-scatter sends (n - 1)/n of the full
         // tensor from each rank, an all-reduce twice that; a send or a ring
@@ -415,6 +434,7 @@ CollectiveTotals collectiveTotals(const plan::Plan &plan) {
         t.bytes += double(runs) * double(c.bytes);
         t.sent += double(runs) * double(c.bytes) * share;
       }
+    }
   }
   return totals;
 }
@@ -424,9 +444,10 @@ CollectiveTotals collectiveTotals(const plan::Plan &plan) {
 /// values forward, their gradients back); with all_gather the gathers in
 /// forward and the gradients' reduce-scatters in backward; with a2a the
 /// all-to-alls of queries, keys, values and outputs and of their gradients
-/// (and, for packed documents, the gathers of their position ids).
+/// (and, for packed documents, the gathers of their position ids); and in
+/// a mixture-of-experts model the routers' (`routerTotals`).
 void printContextParallel(const plan::Plan &plan, const CollectiveTotals &totals,
-                          llvm::raw_ostream &os) {
+                          const CollectiveTotals &routerTotals, llvm::raw_ostream &os) {
   const int64_t cp = plan.mesh().cp(), seq = plan.training().seq();
   if (cp <= 1)
     return;
@@ -444,12 +465,19 @@ void printContextParallel(const plan::Plan &plan, const CollectiveTotals &totals
                          : "keys and values all-gathered (forward)"},
       {"reduce_scatter", "their gradients reduce-scattered (backward)"},
       {"all_to_all", "q, k, v, output and their gradients all-to-all"}};
-  for (auto [op, what] : lines) {
-    auto it = totals.find({op, "cp"});
-    if (it != totals.end())
-      os << llvm::format("  %-48s %5lld runs, %10s sent per rank per step\n", what,
-                         (long long)it->second.runs, bytesText(it->second.sent).c_str());
-  }
+  auto print = [&](const char *what, const CollectiveTotal &t) {
+    os << llvm::format("  %-48s %5lld runs, %10s sent per rank per step\n", what,
+                       (long long)t.runs, bytesText(t.sent).c_str());
+  };
+  for (auto [op, what] : lines)
+    if (auto it = totals.find({op, "cp"}); it != totals.end())
+      print(what, it->second);
+  CollectiveTotal routers;
+  for (const auto &[key, t] : routerTotals)
+    if (key.second == "cp")
+      routers.runs += t.runs, routers.sent += t.sent;
+  if (routers.runs > 0)
+    print("MoE routers' tokens all-gathered, gradients back", routers);
 }
 
 void printCollectives(const plan::Plan &plan, const CollectiveTotals &totals,
@@ -523,9 +551,9 @@ void explainPlan(const plan::Plan &plan, llvm::raw_ostream &os,
   if (recompute)
     printRecompute(plan, *recompute, mostActivationSlots(plan), os);
   printDistributedOptimizer(plan, os);
-  const CollectiveTotals totals = collectiveTotals(plan);
-  printContextParallel(plan, totals, os);
-  printCollectives(plan, totals, os);
+  printContextParallel(plan, collectiveTotals(plan, RouterExchanges::excluded),
+                       collectiveTotals(plan, RouterExchanges::only), os);
+  printCollectives(plan, collectiveTotals(plan), os);
 }
 
 } // namespace mt

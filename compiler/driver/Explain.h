@@ -26,10 +26,8 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &parallel, llvm::
 /// its forward programs' instructions belong to.
 std::vector<std::set<int64_t>> layersOfVirtualStages(const plan::Plan &plan);
 
-/// The pipeline stages and the layers each holds: those of `plan`, or
-/// without a plan (a layout plans do not cover yet) those the layout gives.
-void explainPipelineStages(const ParallelConfig &parallel, const plan::Plan *plan,
-                           llvm::raw_ostream &os);
+/// The pipeline stages of `plan` and the layers each holds.
+void explainPipelineStages(const plan::Plan &plan, llvm::raw_ostream &os);
 
 /// One micro-batch slot's activations in a plan: its activation arena as
 /// planned (fp32, the CPU backend) and as the CUDA backend lays it out

@@ -188,7 +188,7 @@ LogicalResult ProgramEmitter::emitOp(Operation *op) {
     return success(); // an alias: no instruction (a transfer's send and recv come with
                       // its programs: PlanEmitter)
   // An all-reduce or a scale of a value used nowhere else works in place:
-  // the expert gradients' 1 / (dp·cp) costs no second copy of them (which
+  // the expert gradients' 1 / dp costs no second copy of them (which
   // the CUDA backend would keep in fp32, apart from the reused activations).
   if (isa<AllReduceOp, ScaleOp>(op) && op->getOperand(0).hasOneUse())
     bind(op->getResult(0), bufferOf(op->getOperand(0)));

@@ -3,6 +3,7 @@
 // losses times their tokens, Megatron-Core's loss under
 // calculate_per_token_loss.
 #include "passes/Passes.h"
+#include "passes/loss/LossSum.h"
 
 #include "mlir/IR/Builders.h"
 
@@ -20,19 +21,10 @@ struct PerTokenLossPass : public mt::impl::PerTokenLossBase<PerTokenLossPass> {
   void runOnOperation() override;
 };
 
-/// Whether `v` is `ce`, a router's load-balancing or z-loss, or an mt.add of such
-/// terms: the loss the importer builds (compiler/hf/ModelBuilder.cpp).
-bool isLossSum(Value v, CrossEntropyOp ce) {
-  if (v == ce.getResult())
-    return true;
-  if (auto router = v.getDefiningOp<MoERouterOp>())
-    return v == router.getAuxLoss() || v == router.getZLoss();
-  auto add = v.getDefiningOp<AddOp>();
-  return add && isLossSum(add.getLhs(), ce) && isLossSum(add.getRhs(), ce);
-}
-
 /// Multiplies `router`'s load-balancing and z-loss coefficients by its
-/// tokens (the rows of its input on this rank, B·S): both terms are linear
+/// tokens (the rows of its input on this rank, B·S; under context
+/// parallelism the whole sequence's, which every cp rank routes with
+/// coefficients divided by cp): both terms are linear
 /// in their coefficients, so its aux_loss and that loss's gradient are
 /// scaled by the token count. Megatron-Core's router (router.py,
 /// attach_and_log_load_balancing_loss and apply_z_loss) does the same
@@ -58,16 +50,13 @@ void PerTokenLossPass::runOnOperation() {
                           "before mt-autodiff)";
     return signalPassFailure();
   }
-  auto ret = cast<func::ReturnOp>(forward.getBody().front().getTerminator());
-  SmallVector<CrossEntropyOp> losses;
-  forward.walk([&](CrossEntropyOp ce) { losses.push_back(ce); });
-  if (losses.size() != 1 || !isLossSum(ret.getOperand(0), losses.front())) {
-    ret.emitOpError() << "returns a loss that is not an mt.cross_entropy (plus routers' "
-                         "auxiliary losses): mt-per-token-loss sums the token losses of one "
-                         "cross-entropy";
+  CrossEntropyOp loss = lossCrossEntropy(forward);
+  if (!loss) {
+    forward.getBody().front().getTerminator()->emitOpError()
+        << "returns a loss that is not an mt.cross_entropy (plus routers' auxiliary losses): "
+           "mt-per-token-loss sums the token losses of one cross-entropy";
     return signalPassFailure();
   }
-  CrossEntropyOp loss = losses.front();
   forward.walk([](MoERouterOp router) { scaleByTokens(router); });
   // Right after the cross-entropy: with it on the last pipeline stage.
   OpBuilder b(loss->getContext());

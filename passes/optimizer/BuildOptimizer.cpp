@@ -131,13 +131,16 @@ struct BuildOptimizerPass
   /// hold replicas of it: a dense one summed over cp and averaged over dp
   /// (per-token-loss: summed, then divided by the step's tokens); an expert
   /// one (on @expert_mesh, whose gradient sums the tokens of its ep group)
-  /// summed over edp and scaled by 1 / (dp·cp), Megatron-Core's
-  /// expert_gradient_scaling_factor (per-token-loss: divided by the step's
-  /// tokens instead). Every collective comes before every
-  /// scale, one axis after another (cp, dp, edp), then the step's token
-  /// count is summed: the backends start the leading run of reductions of
-  /// one axis while backward still runs (overlap_grad_reduce), and a scale
-  /// or another axis in between would end that run.
+  /// summed over edp and scaled by 1 / dp (per-token-loss: divided by the
+  /// step's tokens instead). Megatron-Core's expert_gradient_scaling_factor
+  /// is 1 / (dp·cp) because its cp ranks' losses are cp times their share
+  /// and it averages dense gradients over dp·cp; here each cp rank's loss is
+  /// its share of the micro-batch's, and dense gradients are summed over
+  /// cp. Every collective comes before every scale, one axis after another
+  /// (cp, dp, edp), then the step's token count is summed: the backends
+  /// start the leading run of reductions of one axis while backward still
+  /// runs (overlap_grad_reduce), and a scale or another axis in between
+  /// would end that run.
   void reduceGradients(OpBuilder &b, Location loc, ArrayRef<ParamOp> params,
                        MutableArrayRef<Value> grads);
 
@@ -163,13 +166,13 @@ struct BuildOptimizerPass
   /// step's loss tokens under per-token-loss, dense and expert alike
   /// (Megatron-Core's DistributedDataParallel sets both gradient scaling
   /// factors to 1 under calculate_per_token_loss); otherwise an expert one
-  /// scaled by 1 / (dp·cp) (a dense one was averaged over dp already).
+  /// scaled by 1 / dp (a dense one was averaged over dp already).
   Value scaleReduced(OpBuilder &b, Location loc, Value g, bool expert) const {
     if (stepTokens || !expert)
       return perToken(b, loc, g);
-    if (dp * cp == 1)
+    if (dp == 1)
       return g;
-    return ScaleOp::create(b, loc, g, b.getF64FloatAttr(1.0 / double(dp * cp)));
+    return ScaleOp::create(b, loc, g, b.getF64FloatAttr(1.0 / double(dp)));
   }
   /// The reduction of dense gradients over dp: a mean, or a sum under
   /// per-token-loss (the division by the tokens replaces it).

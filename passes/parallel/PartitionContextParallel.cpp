@@ -1,6 +1,7 @@
 // mt-partition-cp: context parallelism, @forward's sequence split over the
 // cp mesh axis in Megatron-Core's load-balanced layout.
 #include "passes/Passes.h"
+#include "passes/loss/LossSum.h"
 
 #include "dialects/mt/MtMesh.h"
 
@@ -30,12 +31,30 @@ struct SequenceShape {
   }
 };
 
-/// `type` with its sequence dimension (1) divided by `cp`.
-RankedTensorType localType(Type type, int64_t cp) {
+/// `type` with its dimension `dim` (the sequence's by default) divided by
+/// `cp`.
+RankedTensorType localType(Type type, int64_t cp, int64_t dim = 1) {
   auto t = cast<RankedTensorType>(type);
   SmallVector<int64_t> shape(t.getShape());
-  shape[1] /= cp;
+  shape[dim] /= cp;
   return RankedTensorType::get(shape, t.getElementType());
+}
+
+/// The whole sequence of `local` ([B, S/cp, ...]) gathered over cp along
+/// dimension 1, before `at` and marked as it: rank-major, or with
+/// `loadBalanced` in the sequence's true order (mt.all_gather).
+Value gatherSequence(OpBuilder &b, Operation *at, Value local, int64_t cp,
+                     bool loadBalanced = false) {
+  auto t = cast<RankedTensorType>(local.getType());
+  SmallVector<int64_t> whole(t.getShape());
+  whole[1] *= cp;
+  b.setInsertionPoint(at);
+  auto gather = AllGatherOp::create(
+      b, at->getLoc(), RankedTensorType::get(whole, t.getElementType()), local,
+      b.getStringAttr(kContextParallelAxis), b.getI64IntegerAttr(1), UnitAttr(), UnitAttr(),
+      loadBalanced ? b.getUnitAttr() : UnitAttr());
+  gather->setDiscardableAttrs(at->getDiscardableAttrDictionary());
+  return gather;
 }
 
 struct PartitionContextParallelPass
@@ -59,6 +78,12 @@ struct PartitionContextParallelPass
   Value headParallelAttention(OpBuilder &b, AttentionOp attention) const;
   /// Makes the loss `fn` returns this rank's share of the micro-batch's.
   LogicalResult weightLossByTokenShare(func::FuncOp fn) const;
+  /// MoE: `router` routes the whole sequence, gathered over cp, and each
+  /// rank keeps its tokens' routing (added to `split`).
+  void routeWholeSequence(OpBuilder &b, MoERouterOp router, llvm::DenseSet<Value> &split) const;
+  /// MoE: the rows of `op` (mt.moe_permute's and mt.moe_grouped_mlp's
+  /// results) are this rank's tokens'.
+  void localizeExpertRows(Operation *op, llvm::DenseSet<Value> &split) const;
 
   int64_t cp = 1;
 };
@@ -69,11 +94,18 @@ LogicalResult PartitionContextParallelPass::checkSupported(ModuleOp module, func
     return module.emitError() << "mt-partition-cp: cp_comm_type '" << commType
                               << "' is not built in this version of mtc; use p2p, all_gather "
                                  "or a2a";
-  for (auto param : module.getOps<ParamOp>())
-    if (param.getGroupedExperts())
-      return param.emitError() << "mt-partition-cp: context parallelism (cp " << cp
-                               << ") on a mixture-of-experts model is not built yet; use "
-                                  "context_parallel_size 1";
+  WalkResult capacity = fn.walk([&](MoEPermuteOp permute) {
+    if (!permute.getCapacity())
+      return WalkResult::advance();
+    // Megatron-Core sizes the capacity by each rank's tokens: the drops
+    // would differ from the single rank's.
+    permute.emitOpError() << "has an expert capacity (moe_expert_capacity_factor): not "
+                             "supported with context parallelism (cp "
+                          << cp << ") yet; use dropless MoE or context_parallel_size 1";
+    return WalkResult::interrupt();
+  });
+  if (capacity.wasInterrupted())
+    return failure();
   for (auto [i, arg] : llvm::enumerate(fn.getArguments())) {
     auto role = fn.getArgAttrOfType<StringAttr>(i, "mt.input");
     if (role && role.getValue() == "input_ids") {
@@ -107,6 +139,14 @@ LogicalResult PartitionContextParallelPass::partition(func::FuncOp fn,
   WalkResult walked = fn.walk([&](Operation *op) {
     if (llvm::none_of(op->getOperands(), [&](Value v) { return split.contains(v); }))
       return WalkResult::advance();
+    if (auto router = dyn_cast<MoERouterOp>(op)) {
+      routeWholeSequence(b, router, split);
+      return WalkResult::advance();
+    }
+    if (isa<MoEPermuteOp, MoEGroupedMLPOp>(op)) {
+      localizeExpertRows(op, split);
+      return WalkResult::advance();
+    }
     for (Value result : op->getResults())
       if (shape.holds(result.getType()) &&
           cast<RankedTensorType>(result.getType()).getDimSize(1) % cp != 0) {
@@ -145,19 +185,9 @@ LogicalResult PartitionContextParallelPass::partition(func::FuncOp fn,
 // autodiff reduce-scatters their gradients back.
 void PartitionContextParallelPass::gatherKeysAndValues(OpBuilder &b,
                                                        AttentionOp attention) const {
-  b.setInsertionPoint(attention);
-  StringAttr axis = b.getStringAttr(kContextParallelAxis);
-  for (OpOperand *kv : {&attention->getOpOperand(1), &attention->getOpOperand(2)}) {
-    auto local = cast<RankedTensorType>(kv->get().getType());
-    SmallVector<int64_t> full(local.getShape());
-    full[1] *= cp;
-    auto gather = AllGatherOp::create(b, attention.getLoc(),
-                                      RankedTensorType::get(full, local.getElementType()),
-                                      kv->get(), axis, b.getI64IntegerAttr(1));
-    gather->setDiscardableAttrs(attention->getDiscardableAttrDictionary());
-    kv->set(gather);
-  }
-  attention.setContextParallelAxisAttr(axis);
+  for (OpOperand *kv : {&attention->getOpOperand(1), &attention->getOpOperand(2)})
+    kv->set(gatherSequence(b, attention, kv->get(), cp));
+  attention.setContextParallelAxisAttr(b.getStringAttr(kContextParallelAxis));
 }
 
 // Megatron-Core's ring attention (AttnFuncWithCPAndKVP2P): at step t the
@@ -250,15 +280,8 @@ Value PartitionContextParallelPass::headParallelAttention(OpBuilder &b,
   // Packed documents: the whole sequence's position ids in their true
   // order, so that the document mask is the single rank's.
   Value positions = attention.getPositionIds();
-  if (positions) {
-    auto local = cast<RankedTensorType>(positions.getType());
-    auto gathered = AllGatherOp::create(
-        b, loc, RankedTensorType::get({local.getDimSize(0), local.getDimSize(1) * cp},
-                                      local.getElementType()),
-        positions, axis, b.getI64IntegerAttr(seqDim), UnitAttr(), UnitAttr(), b.getUnitAttr());
-    gathered->setDiscardableAttrs(marks);
-    positions = gathered;
-  }
+  if (positions)
+    positions = gatherSequence(b, attention, positions, cp, /*loadBalanced=*/true);
   auto whole = AttentionOp::create(b, loc, q.getType(), q, k, v, positions,
                                    b.getI64IntegerAttr(heads / cp),
                                    b.getI64IntegerAttr(kvHeads / cp),
@@ -270,12 +293,63 @@ Value PartitionContextParallelPass::headParallelAttention(OpBuilder &b,
   return out;
 }
 
+// Each cp rank routes the whole sequence: the top-k of its tokens is theirs
+// alone, but the load-balancing loss counts every token of the micro-batch
+// (of each sequence with seq_aux_loss), as Megatron-Core's router does by
+// all-reducing its token counts over tp x cp. The router's input is
+// gathered over cp (its gradient reduce-scattered, each rank's share
+// summed), the router's load-balancing and z-loss coefficients are divided
+// by cp (each rank adds 1/cp of the whole terms, which the loss's sum over
+// cp makes whole), and each rank keeps its tokens' probabilities and
+// expert indices, whose gradient is the mean over cp of the ranks'
+// (mt.all_slice's mean_grad): so that every gradient the router gives, its
+// weight's (summed over cp with every dense one) and its input's, is
+// 1/cp of the single rank's on each rank. The gathered order (rank-major
+// load-balanced chunks) only permutes tokens within each sequence, which
+// neither loss sees.
+void PartitionContextParallelPass::routeWholeSequence(OpBuilder &b, MoERouterOp router,
+                                                      llvm::DenseSet<Value> &split) const {
+  router.getInputMutable().assign(gatherSequence(b, router, router.getInput(), cp));
+  router.setAuxLossCoeffAttr(
+      b.getF64FloatAttr(router.getAuxLossCoeff().convertToDouble() / double(cp)));
+  if (auto z = router.getZLossCoeffAttr())
+    router.setZLossCoeffAttr(b.getF64FloatAttr(z.getValueAsDouble() / double(cp)));
+  b.setInsertionPointAfter(router);
+  for (Value routed : {router.getWeights(), router.getIndices()}) {
+    // Expert indices (i32) have no gradient.
+    UnitAttr meanGrad = routed == router.getWeights() ? b.getUnitAttr() : UnitAttr();
+    auto slice = AllSliceOp::create(b, router.getLoc(), localType(routed.getType(), cp), routed,
+                                    b.getStringAttr(kContextParallelAxis),
+                                    b.getI64IntegerAttr(1), meanGrad);
+    slice->setDiscardableAttrs(router->getDiscardableAttrDictionary());
+    routed.replaceAllUsesExcept(slice, slice);
+    split.insert(slice);
+  }
+}
+
+void PartitionContextParallelPass::localizeExpertRows(Operation *op,
+                                                      llvm::DenseSet<Value> &split) const {
+  auto divide = [&](Value v, int64_t dim) {
+    v.setType(localType(v.getType(), cp, dim));
+    split.insert(v);
+  };
+  if (auto permute = dyn_cast<MoEPermuteOp>(op)) {
+    divide(permute.getPermuted(), 0); // [B·S·top_k, H], dropless
+    divide(permute.getSlotRows(), 1); // [B, S, top_k]
+    return;
+  }
+  auto experts = cast<MoEGroupedMLPOp>(op);
+  divide(experts.getResult(), 0);    // [rows, H]
+  divide(experts.getFc1Output(), 1); // [2, rows, F]
+}
+
 // Each rank's cross-entropy is the mean over its own n_r loss tokens; times
 // n_r / N, N the micro-batch's tokens (the sum of n_r over cp), the sum over
 // cp is the mean over all N: the single rank's loss, and by autodiff its
 // gradients (Megatron-Core's loss_func before calculate_per_token_loss: the
-// loss sum and the token count all-reduced over cp). @forward of IR
-// fragments that return no scalar loss is left as it is.
+// loss sum and the token count all-reduced over cp). The routers' losses
+// added to it are already each rank's share (routeWholeSequence). @forward
+// of IR fragments that return no scalar loss is left as it is.
 LogicalResult PartitionContextParallelPass::weightLossByTokenShare(func::FuncOp fn) const {
   auto ret = cast<func::ReturnOp>(fn.getBody().front().getTerminator());
   if (ret.getNumOperands() == 0)
@@ -283,18 +357,21 @@ LogicalResult PartitionContextParallelPass::weightLossByTokenShare(func::FuncOp 
   auto type = dyn_cast<RankedTensorType>(ret.getOperand(0).getType());
   if (!type || type.getRank() != 0)
     return success();
-  auto loss = dyn_cast_or_null<CrossEntropyOp>(ret.getOperand(0).getDefiningOp());
+  CrossEntropyOp loss = lossCrossEntropy(fn);
   if (!loss)
-    return ret.emitOpError() << "returns a loss that is not an mt.cross_entropy: mt-partition-cp "
-                                "weights the cross-entropy of each cp rank's tokens by their "
-                                "share of the micro-batch's";
-  OpBuilder b(ret);
+    return ret.emitOpError() << "returns a loss that is not an mt.cross_entropy (plus MoE "
+                                "routers' losses): mt-partition-cp weights the cross-entropy "
+                                "of each cp rank's tokens by their share of the micro-batch's";
+  // Right after the cross-entropy: with it on the last pipeline stage.
+  OpBuilder b(loss->getContext());
+  b.setInsertionPointAfter(loss);
   Location loc = loss.getLoc();
   Value mine = NumTokensOp::create(b, loc, type, loss.getMask());
   Value all = AllReduceOp::create(b, loc, mine, b.getStringAttr(kContextParallelAxis),
                                   b.getStringAttr("sum"));
-  Value sum = ScaleByOp::create(b, loc, type, loss.getResult(), mine, UnitAttr());
-  ret.setOperand(0, ScaleByOp::create(b, loc, type, sum, all, b.getUnitAttr()));
+  auto sum = ScaleByOp::create(b, loc, type, loss.getResult(), mine, UnitAttr());
+  Value share = ScaleByOp::create(b, loc, type, sum, all, b.getUnitAttr());
+  loss.getResult().replaceAllUsesExcept(share, sum);
   return success();
 }
 

@@ -31,6 +31,22 @@ Status refuseUntestedParamOffload(const plan::Plan &plan) {
                        "--backend cpu, or compile it without one of them");
 }
 
+/// Context parallelism of a mixture-of-experts model (each cp rank routing
+/// the whole sequence) has run only on the CPU backend.
+Status refuseUntestedMoEContextParallel(const plan::Plan &plan) {
+  if (plan.mesh().cp() <= 1)
+    return Status::ok();
+  for (const plan::Program &program : plan.programs())
+    for (const plan::Instruction &instr : program.instructions())
+      if (plan::isOp(instr, plan::Op::moe_router))
+        return Status::error(
+            "--backend cuda: this plan splits a mixture-of-experts model's sequences over "
+            "context_parallel_size (--cp " + std::to_string(plan.mesh().cp()) +
+            "), which the CUDA backend does not run yet; run it with --backend cpu, or "
+            "compile it with --cp 1");
+  return Status::ok();
+}
+
 } // namespace
 
 CudaExecutor::~CudaExecutor() {
@@ -51,8 +67,9 @@ CudaExecutor::~CudaExecutor() {
 
 Status CudaExecutor::initialize() {
   // What the plan asks that this backend does not run: said before the device.
-  if (Status s = refuseUntestedParamOffload(plan_); !s)
-    return s;
+  for (Status s : {refuseUntestedParamOffload(plan_), refuseUntestedMoEContextParallel(plan_)})
+    if (!s)
+      return s;
   if (Status s = plan::checkInstructions(plan_); !s) // plans built in memory
     return s;
   if (deviceCount() == 0)

@@ -12,6 +12,13 @@
 # the SFT demos' 32 samples packed into 17 rows of 256 tokens with position
 # ids (documents cross the chunks), on the single rank, at cp 2 with p2p,
 # all_gather and a2a, and at cp 4 with p2p and all_gather.
+# Mixture-of-experts models (OUT/<moe model>/, the tiny MoE models of
+# test/hf/fixtures, sequences of 16 tokens): each cp rank routes the whole
+# sequence and runs the experts on its own tokens, at cp 2 and 4, with tp +
+# sp, pp, dp, the distributed optimizer and expert parallelism folded over
+# the cp ranks (ep2 at cp 2 alone, ep2 x dp2); tiny-qwen3-moe also with
+# seq_aux_loss and a z-loss (OUT/tiny-qwen3-moe-seqaux/) and with
+# calculate_per_token_loss.
 # Usage: run-context-parallel.sh BIN_DIR OUT_DIR
 set -euo pipefail
 bin=$1 out=$2
@@ -69,4 +76,44 @@ for entry in "single:1:" "cp2_p2p:2:--cp 2 --cp-comm-type p2p" \
     --adam-eps 1e-4 -o "$neat/$name.plan"
   "$bin/mtrun" "$neat/$name.plan" --nproc "$ranks" --data "$neat/sft.bin" --steps 3 \
     --comm-timeout 60 --metrics "$neat/$name.jsonl" --export-hf "$neat/$name.hf" > /dev/null
+done
+
+# name:ranks:flags (MoE; each layout with p2p, and cp2 with all_gather too)
+moe_layouts=("single:1:" "cp2_p2p:2:--cp 2" "cp2_all_gather:2:--cp 2 --cp-comm-type all_gather"
+             "cp4_p2p:4:--cp 4" "cp2_tp2_sp:4:--cp 2 --tp 2 --etp 1 --sp"
+             "cp2_pp2:4:--cp 2 --pp 2" "cp2_dp2:4:--cp 2 --dp 2"
+             "cp2_dp2_do:4:--cp 2 --dp 2 --use-distributed-optimizer" "cp2_ep2:2:--cp 2 --ep 2"
+             "cp2_dp2_ep2:4:--cp 2 --dp 2 --ep 2"
+             "cp2_ep2_ag:2:--cp 2 --ep 2 --moe-token-dispatcher-type allgather")
+python3 "$here/../../tools/random-tokens.py" "$out/moe-tokens.bin" 96 4000
+fixtures=$here/../hf/fixtures
+for model in tiny-qwen3-moe tiny-mixtral tiny-qwen2-moe tiny-qwen3-moe-seqaux \
+             tiny-qwen3-moe-per-token; do
+  mkdir -p "$out/$model"
+  import=() config=$fixtures/$model/config.json compile=()
+  case $model in
+    tiny-qwen3-moe-seqaux)
+      config=$fixtures/tiny-qwen3-moe/config.json
+      import=(--moe-router-load-balancing-type seq_aux_loss --moe-z-loss-coeff 1e-2) ;;
+    tiny-qwen3-moe-per-token)
+      config=$fixtures/tiny-qwen3-moe/config.json compile=(--calculate-per-token-loss) ;;
+  esac
+  "$bin/mtc" import-hf "$config" --seq 16 --micro-batch 2 "${import[@]}" -o "$out/$model/model.mlir"
+  layers=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['num_hidden_layers'])" \
+    "$config")
+  for entry in "${moe_layouts[@]}"; do
+    IFS=: read -r name ranks flags <<< "$entry"
+    # The shared expert's gate (Qwen2-MoE) has no tensor-parallel layout yet.
+    [[ $model == tiny-qwen2-moe && $flags == *"--tp"* ]] && continue
+    # Odd layer counts: the first stage takes the extra layer.
+    [[ $flags == *"--pp 2"* && $((layers % 2)) == 1 ]] &&
+      flags="$flags --pp-layout $((layers / 2 + 1)),$((layers / 2))"
+    # shellcheck disable=SC2086
+    "$bin/mtc" compile "$out/$model/model.mlir" $flags "${compile[@]}" --global-batch 8 \
+      --lr 1e-3 --warmup-steps 1 --train-steps 3 --weight-decay 0.1 --adam-eps 1e-4 \
+      -o "$out/$model/$name.plan"
+    "$bin/mtrun" "$out/$model/$name.plan" --nproc "$ranks" --data "$out/moe-tokens.bin" \
+      --steps 3 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
+      --export-hf "$out/$model/$name.hf" > /dev/null
+  done
 done

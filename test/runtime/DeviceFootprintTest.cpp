@@ -291,7 +291,7 @@ TEST(DeviceFootprint, KeepsRingAttentionLogSumExpsAndTheirGradientsInFp32) {
 }
 
 TEST(DeviceFootprint, KeepsScaledExpertGradientsInFp32) {
-  // Expert parallelism: an expert's gradient scaled by 1 / (dp·cp) into an
+  // Expert parallelism: an expert's gradient scaled by 1 / dp into an
   // activation (plans scale in place where nothing else reads the input)
   // that AdamW reads as its fp32 gradient.
   Plan p;

@@ -2,7 +2,7 @@
 
 // The distributed optimizer with expert parallelism (dp 4 = edp 2 x ep 2):
 // expert buckets are reduce-scattered over edp (a sum, scaled by
-// 1 / (dp·cp) as Megatron-Core's expert_gradient_scaling_factor), their
+// 1 / dp, at cp 1 Megatron-Core's expert_gradient_scaling_factor), their
 // AdamW state sharded over edp; dense buckets over dp. The norm sums the
 // dense shards over dp and the expert shards over ep and edp (disjoint over
 // both), apart.

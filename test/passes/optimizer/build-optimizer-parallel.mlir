@@ -48,7 +48,7 @@ mt.param @w : tensor<8x4xf32> init(normal, std = 0.02)
 
 // Expert parallelism (MoE parallel folding, dp 4 = edp 2 x ep 2): an
 // expert's gradient already sums the tokens of its ep group, so it is
-// summed over edp and scaled by 1 / (dp·cp) (Megatron-Core's
+// summed over edp and scaled by 1 / dp (Megatron-Core's
 // expert_gradient_scaling_factor); dense gradients are averaged over dp.
 // Experts split over ep count their shards once in the norm.
 shard.grid @mesh(shape = 1x4x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
@@ -61,6 +61,27 @@ mt.param @norm : tensor<4xf32> init(ones)
 // CHECK: %[[N:.*]] = mt.all_reduce %{{.*}} {axis = "dp", reduce = "mean"} : tensor<4xf32>
 // CHECK-NEXT: %[[SE:.*]] = mt.all_reduce %[[GE]] {axis = "edp"} : tensor<2x8x4xf32>
 // CHECK-NEXT: %[[E:.*]] = mt.scale %[[SE]] {factor = 2.500000e-01 : f64} : tensor<2x8x4xf32>
+// CHECK: mt.global_norm %[[E]], %[[N]] {replicated = array<i1: false, true>, sharded_axis = "ep"}
+
+// -----
+
+// Expert parallelism folded over cp (ep 2 x edp 2 over dp 2 x cp 2): each cp
+// rank's loss is its share of the micro-batch's (mt-partition-cp), so dense
+// gradients are summed over cp and averaged over dp, and an expert's
+// gradient, which sums its ep group's tokens, is summed over edp and scaled
+// by 1 / dp alone (Megatron-Core's 1 / (dp·cp) answers its cp ranks' losses,
+// which are cp times their share).
+shard.grid @mesh(shape = 1x2x2x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
+shard.grid @expert_mesh(shape = 1x2x2x1) {mt.axes = ["pp", "edp", "ep", "etp"]}
+mt.param @"e.*.up" : tensor<4x8x4xf32> init(normal, std = 0.02) {grouped_experts, sharding = #mt.sharding<@expert_mesh, [["ep"], [], []]>}
+mt.param @norm : tensor<4xf32> init(ones)
+
+// CHECK-LABEL: func.func @optimizer_step(
+// CHECK-SAME: %[[GE:[^:]*]]: tensor<2x8x4xf32> {mt.param = @"e.*.up", mt.role = "grad"}
+// CHECK: %[[C:.*]] = mt.all_reduce %{{.*}} {axis = "cp"} : tensor<4xf32>
+// CHECK-NEXT: %[[N:.*]] = mt.all_reduce %[[C]] {axis = "dp", reduce = "mean"} : tensor<4xf32>
+// CHECK-NEXT: %[[SE:.*]] = mt.all_reduce %[[GE]] {axis = "edp"} : tensor<2x8x4xf32>
+// CHECK-NEXT: %[[E:.*]] = mt.scale %[[SE]] {factor = 5.000000e-01 : f64} : tensor<2x8x4xf32>
 // CHECK: mt.global_norm %[[E]], %[[N]] {replicated = array<i1: false, true>, sharded_axis = "ep"}
 
 // -----

@@ -52,7 +52,7 @@ module {
 // -----
 
 // Experts (ep 2 over dp 4, edp 2): summed over edp and divided by the
-// step's tokens like the dense gradients, without the default's 1 / (dp·cp)
+// step's tokens like the dense gradients, without the default's 1 / dp
 // (Megatron-Core sets both gradient scaling factors to 1 under
 // calculate_per_token_loss).
 shard.grid @mesh(shape = 1x4x1x1) {mt.axes = ["pp", "dp", "cp", "tp"]}

@@ -46,7 +46,7 @@ func.func @forward(%ids: tensor<2x8xi32> {mt.input = "input_ids"}, %labels: tens
 // A scalar loss other than the cross-entropy cannot be weighted by tokens.
 shard.grid @mesh(shape = 1x1x2x1) {mt.axes = ["pp", "dp", "cp", "tp"]}
 func.func @forward(%ids: tensor<2x8xi32> {mt.input = "input_ids"}, %l: tensor<f32>) -> tensor<f32> {
-  // expected-error @+1 {{'func.return' op returns a loss that is not an mt.cross_entropy: mt-partition-cp weights the cross-entropy of each cp rank's tokens by their share of the micro-batch's}}
+  // expected-error @+1 {{'func.return' op returns a loss that is not an mt.cross_entropy (plus MoE routers' losses): mt-partition-cp weights the cross-entropy of each cp rank's tokens by their share of the micro-batch's}}
   return %l : tensor<f32>
 }
 
