@@ -25,13 +25,41 @@ LogicalResult EmbeddingOp::partition(Partitioner &p) {
   return p.reduceAfter(*this, getResult());
 }
 
+/// A projection onto one feature (Qwen2-MoE's shared_expert_gate, a logit
+/// per token) on whole features: replicated, as Megatron-Core's
+/// SharedExpertMLP keeps its gate weight, each rank projecting its tokens.
+/// Split along the sequence, each rank's share of the weight's gradient is
+/// partial (summed over tp by mt.tp_copy).
+static LogicalResult partitionReplicated(LinearOp op, Partitioner &p) {
+  Value bias = op.getBias();
+  if (failed(p.shardWeight(op, op.getWeight(), std::nullopt)) ||
+      (bias && failed(p.shardWeight(op, bias, std::nullopt))))
+    return failure();
+  Sharding in = p.of(op.getInput());
+  if (in.kind == Sharding::Replicated)
+    return success();
+  OpBuilder &b = p.builder();
+  b.setInsertionPoint(op);
+  for (OpOperand *weight : {&op.getWeightMutable(), bias ? &op.getBiasMutable()[0] : nullptr})
+    if (weight) {
+      auto copy = TPCopyOp::create(b, op.getLoc(), weight->get(), p.axis());
+      copyLayer(op, copy);
+      weight->set(copy);
+    }
+  return p.splitValue(op, op.getResult(), in.dim);
+}
+
 /// Column-parallel when the input is replicated (or split along the
 /// sequence: gathered first); row-parallel when it is split on its features,
 /// with the output summed over tp and the bias added once after the sum.
+/// A projection onto one feature stays replicated (partitionReplicated).
 LogicalResult LinearOp::partition(Partitioner &p) {
   Sharding in = p.of(getInput());
   bool sequenceSplit = p.sequenceParallel() && in.kind == Sharding::Split && in.dim == 1 &&
                        rankOf(getInput()) == 3;
+  if ((in.kind == Sharding::Replicated || sequenceSplit) &&
+      cast<RankedTensorType>(getWeight().getType()).getDimSize(0) == 1)
+    return partitionReplicated(*this, p);
   if (in.kind == Sharding::Replicated || sequenceSplit) { // column-parallel
     getInputMutable().assign(p.columnInput(*this, getInput()));
     // The output projection onto the vocabulary may pad it.
@@ -224,11 +252,11 @@ LogicalResult MoEUnpermuteOp::partition(Partitioner &p) {
   return p.leaveLocalTokens(*this, getResult());
 }
 
-/// The shared expert's gate (Qwen2-MoE): its one-row gate projection has
-/// no tensor-parallel layout yet (Megatron-Core keeps it replicated).
-LogicalResult SigmoidGateOp::partition(Partitioner &) {
-  return emitOpError() << "is the shared expert's gate of a mixture-of-experts "
-                          "layer: tensor parallelism of shared experts is not supported yet";
+/// The shared expert's gate (Qwen2-MoE): per token, on the logits of the
+/// replicated gate projection and the shared expert's summed output, both
+/// whole or both split along the sequence.
+LogicalResult SigmoidGateOp::partition(Partitioner &p) {
+  return p.partitionLocal(*this, (*this)->getOperands(), false);
 }
 
 //===----------------------------------------------------------------------===//

@@ -46,8 +46,7 @@ std::vector<Case> cases() {
                             "tiny-qwen3-moe-seqaux", "tiny-qwen3-moe-per-token"})
     for (const char *layout : {"cp2_p2p", "cp2_all_gather", "cp4_p2p", "cp2_tp2_sp", "cp2_pp2",
                                "cp2_dp2", "cp2_dp2_do", "cp2_ep2", "cp2_dp2_ep2", "cp2_ep2_ag"})
-      if (std::string(model) != "tiny-qwen2-moe" || std::string(layout) != "cp2_tp2_sp")
-        all.push_back({model, layout});
+      all.push_back({model, layout});
   // Packed documents (neat_packing).
   for (const char *layout : {"cp2_p2p", "cp2_all_gather", "cp2_a2a", "cp4_p2p", "cp4_all_gather"})
     all.push_back({"qwen3-neat", layout});

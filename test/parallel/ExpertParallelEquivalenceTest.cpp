@@ -37,8 +37,9 @@ std::vector<Case> cases() {
                                "ep2_etp2_ag", "etp2_dp4_do", "resumed_etp2_dp4_do_as_single",
                                "resumed_single_as_etp2_dp4_do"})
       all.push_back({model, layout});
-  // Tensor parallelism of MoE layers (etp 1); not Qwen2-MoE's shared expert.
-  for (const char *model : {"tiny-qwen3-moe", "tiny-mixtral"})
+  // Tensor parallelism of MoE layers (etp 1 and 2; Qwen2-MoE's shared
+  // expert column/row-parallel, its gate replicated).
+  for (const char *model : {"tiny-qwen3-moe", "tiny-mixtral", "tiny-qwen2-moe"})
     for (const char *layout :
          {"ep2_tp2", "ep2_tp2_sp", "tp2_sp", "ep2_tp2_dp2_sp", "tp2_sp_dp2_do", "ep2_tp2_sp_ag",
           "tp2_etp2", "tp2_sp_etp2", "ep2_tp2_etp2", "ep2_tp2_sp_etp2", "ep2_tp2_dp2_sp_do",

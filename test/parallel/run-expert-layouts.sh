@@ -52,8 +52,6 @@ for model in tiny-qwen3-moe tiny-mixtral tiny-qwen2-moe; do
     "$here/../hf/fixtures/$model/config.json")
   for entry in "${layouts[@]}"; do
     IFS=: read -r name ranks flags <<< "$entry"
-    # The shared expert's gate (Qwen2-MoE) has no tensor-parallel layout yet.
-    [[ $model == tiny-qwen2-moe && $flags == *"--tp"* ]] && continue
     # Odd layer counts: the first stage takes the extra layer.
     [[ $flags == *"--pp 2"* && $((layers % 2)) == 1 ]] &&
       flags="$flags --pp-layout $((layers / 2 + 1)),$((layers / 2))"

@@ -95,10 +95,46 @@ func.func @forward(%x: tensor<2x4x8xf32>, %w: tensor<2x4x2xf32>, %i: tensor<2x4x
 
 // -----
 
-// The shared expert's gate (Qwen2-MoE) has no tensor-parallel layout yet.
+// The shared expert (Qwen2-MoE): its MLP column- then row-parallel, its
+// gate projection onto one logit per token replicated (Megatron-Core keeps
+// the gate weight whole) and the gate applied per token. With sequence
+// parallelism the gate projects this rank's tokens, and its weight's
+// gradient is summed over tp (mt.tp_copy).
 shard.grid @mesh(shape = 1x1x1x2) {mt.axes = ["pp", "dp", "cp", "tp"]}
-func.func @forward(%g: tensor<2x4x1xf32>, %x: tensor<2x4x8xf32>) -> tensor<2x4x8xf32> {
-  // expected-error @+1 {{'mt.sigmoid_gate' op is the shared expert's gate of a mixture-of-experts layer: tensor parallelism of shared experts is not supported yet}}
-  %y = mt.sigmoid_gate %g, %x : (tensor<2x4x1xf32>, tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
-  return %y : tensor<2x4x8xf32>
+mt.param @emb : tensor<32x8xf32> init(normal, std = 0.02)
+mt.param @up : tensor<6x8xf32> init(normal, std = 0.02)
+mt.param @down : tensor<8x6xf32> init(normal, std = 0.02)
+mt.param @gate : tensor<1x8xf32> init(normal, std = 0.02)
+mt.param @router : tensor<4x8xf32> init(normal, std = 0.02)
+func.func @forward(%ids: tensor<2x4xi32>) -> tensor<f32> {
+  %e = mt.weight @emb : tensor<32x8xf32>
+  %x = mt.embedding %ids, %e : (tensor<2x4xi32>, tensor<32x8xf32>) -> tensor<2x4x8xf32>
+  %wu = mt.weight @up : tensor<6x8xf32>
+  %h = mt.linear %x, %wu : (tensor<2x4x8xf32>, tensor<6x8xf32>) -> tensor<2x4x6xf32>
+  %wd = mt.weight @down : tensor<8x6xf32>
+  %shared = mt.linear %h, %wd : (tensor<2x4x6xf32>, tensor<8x6xf32>) -> tensor<2x4x8xf32>
+  %wg = mt.weight @gate : tensor<1x8xf32>
+  %logit = mt.linear %x, %wg : (tensor<2x4x8xf32>, tensor<1x8xf32>) -> tensor<2x4x1xf32>
+  %y = mt.sigmoid_gate %logit, %shared : (tensor<2x4x1xf32>, tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  // The next layer's router: a scalar to return.
+  %wr = mt.weight @router : tensor<4x8xf32>
+  %w, %i, %aux, %z = mt.moe_router %y, %wr {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64}
+      : (tensor<2x4x8xf32>, tensor<4x8xf32>) -> (tensor<2x4x2xf32>, tensor<2x4x2xi32>, tensor<f32>, tensor<f32>)
+  return %aux : tensor<f32>
 }
+// CHECK: mt.param @gate : tensor<1x8xf32> init(normal, std = 2.000000e-02){{$}}
+// CHECK-LABEL: func.func @forward
+// CHECK: %[[X:.*]] = mt.all_reduce %{{.*}} {axis = "tp"} : tensor<2x4x8xf32>
+// CHECK: mt.linear %{{.*}}, %{{.*}} : (tensor<2x4x8xf32>, tensor<3x8xf32>) -> tensor<2x4x3xf32>
+// CHECK: %[[S:.*]] = mt.all_reduce %{{.*}} {axis = "tp"} : tensor<2x4x8xf32>
+// CHECK: %[[WG:.*]] = mt.weight @gate : tensor<1x8xf32>
+// CHECK-NOT: mt.tp_copy
+// CHECK: %[[L:.*]] = mt.linear %[[X]], %[[WG]] : (tensor<2x4x8xf32>, tensor<1x8xf32>) -> tensor<2x4x1xf32>
+// CHECK: mt.sigmoid_gate %[[L]], %[[S]] : (tensor<2x4x1xf32>, tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+// SP-LABEL: func.func @forward
+// SP: %[[X:.*]] = mt.reduce_scatter %{{.*}} {axis = "tp", dim = 1 : i64} : (tensor<2x4x8xf32>) -> tensor<2x2x8xf32>
+// SP: %[[S:.*]] = mt.reduce_scatter %{{.*}} {axis = "tp", dim = 1 : i64} : (tensor<2x4x8xf32>) -> tensor<2x2x8xf32>
+// SP: %[[WG:.*]] = mt.weight @gate : tensor<1x8xf32>
+// SP: %[[C:.*]] = mt.tp_copy %[[WG]] {axis = "tp"} : tensor<1x8xf32>
+// SP: %[[L:.*]] = mt.linear %[[X]], %[[C]] : (tensor<2x2x8xf32>, tensor<1x8xf32>) -> tensor<2x2x1xf32>
+// SP: mt.sigmoid_gate %[[L]], %[[S]] : (tensor<2x2x1xf32>, tensor<2x2x8xf32>) -> tensor<2x2x8xf32>
