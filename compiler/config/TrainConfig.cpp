@@ -233,7 +233,7 @@ Status ConfigErrors::status() const {
     message += std::string(message.empty() ? "" : "\n") +
                countOf(int64_t(refusals_.size()), "key") +
                (refusals_.size() == 1 ? " asks" : " ask") +
-               " for what this version of mtc cannot do yet:";
+               " for what this version of mtc does not do:";
   for (const std::string &r : refusals_)
     message += "\n  " + r;
   return Status::error(message);

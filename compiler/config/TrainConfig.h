@@ -30,7 +30,7 @@ public:
     if (!e)
       add(key, e.status());
   }
-  /// Records that `key` asks for what this version of mtc cannot do yet.
+  /// Records that `key` asks for what this version of mtc does not do.
   void refuse(const std::string &key, const std::string &message) {
     refusals_.push_back(message);
     keys_.insert(key);
@@ -41,7 +41,7 @@ public:
   bool empty() const { return errors_.empty() && refusals_.empty(); }
   /// All of them in one message (ok when none): a single error as it is,
   /// several listed under "N configuration errors:", then the refusals
-  /// under "N keys ask for what this version of mtc cannot do yet:".
+  /// under "N keys ask for what this version of mtc does not do:".
   Status status() const;
 
 private:

@@ -48,7 +48,7 @@ struct Key {
   /// (null: none to check). Errors name the key and where.
   std::function<Status(TrainConfig &, const Given &)> set = nullptr;
   /// Honoured: values (canonical text) refused all the same, and why: what
-  /// mtc cannot do yet, as a Refused key's other values are.
+  /// mtc does not do, as a Refused key's other values are.
   std::vector<std::string> refusedValues = {};
   const char *refusedWhy = "";
 };

@@ -137,7 +137,7 @@ TEST(TrainConfig, ReportsEveryKeyErrorTogether) {
       "error.yaml:3:1: unknown key 'warmup_step'; did you mean 'warmup_steps'?",
       "error.yaml:5:1: key 'seed' is given twice (first at ",
       "command line: max_steps: expected an integer, got 'two'",
-      "1 key asks for what this version of mtc cannot do yet:\n  ",
+      "1 key asks for what this version of mtc does not do:\n  ",
       "error.yaml:6:7: fp16: true is not supported"};
   size_t at = 0;
   for (const char *line : expected) {
@@ -283,7 +283,7 @@ TEST(TrainConfig, TrinityRolesAndStrategyAreRefusedByName) {
   std::string e = errorOf("actor_rollout_ref:\n  actor:\n    strategy: megatron\n"
                           "    megatron:\n      tensor_model_parallel_size: 2\n"
                           "critic:\n  strategy: megatron\n");
-  EXPECT_NE(e.find("2 keys ask for what this version of mtc cannot do yet:"), e.npos) << e;
+  EXPECT_NE(e.find("2 keys ask for what this version of mtc does not do:"), e.npos) << e;
   EXPECT_NE(e.find("error.yaml:2:3: actor_rollout_ref: a mapping is not supported: Trinity-RFT's "
                    "reinforcement-learning roles (actor_rollout_ref: actor, rollout, ref; critic) "
                    "are not trained by mtc, which trains one model (stage sft or pt): move the "
