@@ -379,27 +379,18 @@ struct CollectiveTotal {
 };
 using CollectiveTotals = std::map<std::pair<std::string, std::string>, CollectiveTotal>;
 
-/// The buffers of a program's MoE routers that context parallelism
-/// exchanges over cp: the input each router reads (gathered) and, in
-/// backward, the gradient of its probabilities it reads (gathered) and its
-/// input's gradient it writes (reduce-scattered); `written` picks the last.
-std::set<uint32_t> routerBuffers(const plan::Program &program, bool written) {
+/// The whole micro-batch's token counts a program's MoE routers read under
+/// context parallelism: each rank's counts, summed over cp.
+std::set<uint32_t> routerCounts(const plan::Program &program) {
   std::set<uint32_t> ids;
-  for (const plan::Instruction &instr : program.instructions()) {
-    const bool forward = plan::isOp(instr, plan::Op::moe_router),
-               backward = plan::isOp(instr, plan::Op::moe_router_grad);
-    if (written && backward && instr.outputs_size() > 0)
-      ids.insert(instr.outputs(0)); // dx
-    else if (!written && forward && instr.inputs_size() > 0)
-      ids.insert(instr.inputs(0)); // x
-    else if (!written && backward && instr.inputs_size() > 2)
-      ids.insert(instr.inputs(2)); // the probabilities' gradient
-  }
+  for (const plan::Instruction &instr : program.instructions())
+    if (plan::isOp(instr, plan::Op::moe_router) && plan::Attrs(instr).i("count_groups") != 0)
+      ids.insert(instr.inputs(2));
   return ids;
 }
 
 /// Which collectives collectiveTotals counts: every one, only those that
-/// exchange the MoE routers' tokens and gradients, or all but those.
+/// sum the MoE routers' token counts, or all but those.
 enum class RouterExchanges { included, only, excluded };
 
 /// The collectives of a step by (instruction, axis), summed over stages.
@@ -413,11 +404,9 @@ CollectiveTotals collectiveTotals(const plan::Plan &plan,
                          program.name().rfind("forward.", 0) == 0 ||
                          program.name().rfind("backward.", 0) == 0;
     int64_t runs = perMicroBatch ? microBatches : 1;
-    const std::set<uint32_t> read = routerBuffers(program, false),
-                             written = routerBuffers(program, true);
+    const std::set<uint32_t> counts = routerCounts(program);
     for (const plan::Instruction &instr : program.instructions()) {
-      const bool routers = instr.outputs_size() > 0 && instr.inputs_size() > 0 &&
-                           (read.count(instr.outputs(0)) || written.count(instr.inputs(0)));
+      const bool routers = instr.outputs_size() > 0 && counts.count(instr.outputs(0));
       if ((which == RouterExchanges::only && !routers) ||
           (which == RouterExchanges::excluded && routers))
         continue;
@@ -477,7 +466,7 @@ void printContextParallel(const plan::Plan &plan, const CollectiveTotals &totals
     if (key.second == "cp")
       routers.runs += t.runs, routers.sent += t.sent;
   if (routers.runs > 0)
-    print("MoE routers' tokens all-gathered, gradients back", routers);
+    print("MoE routers' token counts summed", routers);
 }
 
 void printCollectives(const plan::Plan &plan, const CollectiveTotals &totals,

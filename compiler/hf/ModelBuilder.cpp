@@ -153,10 +153,11 @@ Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss, V
   double auxCoeff = o.auxLossCoeff ? *o.auxLossCoeff : m.auxLossCoeff * double(K);
   auto routed = MoERouterOp::create(
       b_, loc_, tensor({B, S, K}, f32), tensor({B, S, K}, IntegerType::get(&ctx_, 32)),
-      tensor({}, f32), tensor({}, f32), x, router, b_.getI64IntegerAttr(K),
-      m.normTopkProb ? b_.getUnitAttr() : UnitAttr(), b_.getF64FloatAttr(auxCoeff),
+      tensor({}, f32), tensor({}, f32), x, router, /*token_counts=*/Value(),
+      b_.getI64IntegerAttr(K), m.normTopkProb ? b_.getUnitAttr() : UnitAttr(),
+      b_.getF64FloatAttr(auxCoeff),
       o.loadBalancingType == "aux_loss" ? StringAttr() : b_.getStringAttr(o.loadBalancingType),
-      o.zLossCoeff > 0.0 ? b_.getF64FloatAttr(o.zLossCoeff) : FloatAttr());
+      o.zLossCoeff > 0.0 ? b_.getF64FloatAttr(o.zLossCoeff) : FloatAttr(), IntegerAttr());
   std::string experts = layerPrefix + m.expertsName + ".*.";
   Value gate = weight(experts + m.gateProj + ".weight", {E, F, H}, InitKind::normal, true);
   Value up = weight(experts + m.upProj + ".weight", {E, F, H}, InitKind::normal, true);

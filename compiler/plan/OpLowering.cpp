@@ -111,6 +111,8 @@ template <typename RouterLike> void routerAttrs(AttrWriter &w, RouterLike op) {
       .f("aux_loss_coeff", op.getAuxLossCoeff().convertToDouble())
       .i("seq", dim(x, 1)).s("load_balancing_type", op.getLoadBalancingType().value_or("aux_loss"))
       .f("z_loss_coeff", op.getZLossCoeff() ? op.getZLossCoeff()->convertToDouble() : 0.0);
+  if (Value counts = op.getTokenCounts())
+    w.i("count_groups", dim(counts, 0)).i("token_shards", op.getTokenShards().value_or(1));
 }
 
 /// `t` viewed as [outer, t[d], inner] around dimension `d`.
@@ -318,6 +320,14 @@ LogicalResult lowerOpAttributes(Operation *op, plan::Instruction &instr) {
       })
       .Case([&](MoERouterOp r) { routerAttrs(w, r); return true; })
       .Case([&](MoERouterGradOp r) { routerAttrs(w, r); return true; })
+      .Case([&](MoERouterCountsOp r) {
+        Value x = r.getInput();
+        w.i("tokens", numel(x) / dim(x, -1)).i("hidden", dim(x, -1))
+            .i("experts", dim(r.getWeight(), 0)).i("top_k", r.getTopK()).i("seq", dim(x, 1))
+            .i("groups", dim(r.getCounts(), 0))
+            .s("load_balancing_type", r.getLoadBalancingType().value_or("aux_loss"));
+        return true;
+      })
       .Case([&](MoEPermuteOp p) {
         permuteAttrs(w, p.getSlotRows(), p.getPermuted());
         w.i("experts", dim(p.getTokensPerExpert(), 0)).i("capacity", p.getCapacity().value_or(0))

@@ -126,15 +126,9 @@ LogicalResult AllSliceOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
                                          ArrayRef<bool> needed,
                                          SmallVectorImpl<Value> &grads) {
   grads.assign(1, Value());
-  if (!needed[0])
-    return success();
-  grads[0] = AllGatherOp::create(b, getLoc(), getInput().getType(), dys[0], getAxisAttr(),
-                                 getDimAttr(), b.getUnitAttr());
-  if (getMeanGrad()) {
-    const int64_t ranks = cast<RankedTensorType>(getInput().getType()).getDimSize(getDim()) /
-                          cast<RankedTensorType>(getResult().getType()).getDimSize(getDim());
-    grads[0] = ScaleOp::create(b, getLoc(), grads[0], b.getF64FloatAttr(1.0 / double(ranks)));
-  }
+  if (needed[0])
+    grads[0] = AllGatherOp::create(b, getLoc(), getInput().getType(), dys[0], getAxisAttr(),
+                                   getDimAttr(), b.getUnitAttr());
   return success();
 }
 

@@ -163,19 +163,12 @@ def Mt_AllSliceOp : Mt_Op<"all_slice",
     gradient). The gradient is the all-gather of the slices' gradients
     (Megatron-Core's scatter_to_tensor_model_parallel_region), replicated.
 
-    `mean_grad`: the gradient is that all-gather divided by the ranks of
-    `axis`. Context parallelism's MoE router computes the whole sequence on
-    every cp rank, and the gradients it gives (its weight's and its
-    gathered input's) are then summed over cp with every rank's own
-    tokens' gradients: each rank contributes 1/cp of the whole sequence's.
-
     ```mlir
     %mine = mt.all_slice %params {axis = "dp", dim = 0 : i64} : (tensor<8192xf32>) -> tensor<4096xf32>
-    %probs = mt.all_slice %w {axis = "cp", dim = 1 : i64, mean_grad} : (tensor<2x16x2xf32>) -> tensor<2x8x2xf32>
     ```
   }];
   let arguments = (ins AnyTypeOf<[Mt_FloatTensor, RankedTensorOf<[I32]>]>:$input, StrAttr:$axis,
-                       I64Attr:$dim, UnitAttr:$mean_grad);
+                       I64Attr:$dim);
   let results = (outs AnyTypeOf<[Mt_FloatTensor, RankedTensorOf<[I32]>]>:$result);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;

@@ -127,10 +127,12 @@ LogicalResult MoERouterGradOp::verify() {
       failed(expectType(*this, "dweight", getDweight(), getWeight().getType())))
     return failure();
   auto x = tensorOf(getInput());
-  if (failed(expectRank(*this, "input", x, 3)))
+  if (failed(expectRank(*this, "input", x, 3)) ||
+      failed(expectShape(*this, "dweights", tensorOf(getDweights()),
+                         {x.getDimSize(0), x.getDimSize(1), int64_t(getTopK())})))
     return failure();
-  return expectShape(*this, "dweights", tensorOf(getDweights()),
-                     {x.getDimSize(0), x.getDimSize(1), int64_t(getTopK())});
+  return verifyRouterCounts(*this, getTokenCounts(), x, tensorOf(getWeight()).getDimSize(0),
+                            getLoadBalancingType(), getTokenShards());
 }
 
 LogicalResult VocabParallelCrossEntropyGradOp::verify() {

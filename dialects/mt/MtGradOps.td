@@ -253,8 +253,9 @@ def Mt_MoERouterGradOp : Mt_GradOp<"moe_router_grad"> {
   let summary = "Gradients of the router through its weights and aux loss";
   let description = [{
     Takes the router's input and weight, the gradient of the top-k weights,
-    of the load-balancing loss and of the z-loss; yields dx and dweight. Same
-    attributes as the forward `mt.moe_router`.
+    of the load-balancing loss and of the z-loss, and the forward's
+    `token_counts` where it has them; yields dx and dweight. Same attributes
+    as the forward `mt.moe_router`.
 
     ```mlir
     %dx, %dw = mt.moe_router_grad %x, %wr, %dweights, %daux, %dz {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
@@ -263,14 +264,15 @@ def Mt_MoERouterGradOp : Mt_GradOp<"moe_router_grad"> {
   }];
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
                        RankedTensorOf<[F32]>:$dweights, Mt_F32Scalar:$daux,
-                       Mt_F32Scalar:$dz,
+                       Mt_F32Scalar:$dz, Optional<RankedTensorOf<[F32]>>:$token_counts,
                        I64Attr:$top_k, UnitAttr:$norm_topk_prob,
                        F64Attr:$aux_loss_coeff,
                        OptionalAttr<StrAttr>:$load_balancing_type,
-                       OptionalAttr<F64Attr>:$z_loss_coeff);
+                       OptionalAttr<F64Attr>:$z_loss_coeff,
+                       OptionalAttr<I64Attr>:$token_shards);
   let results = (outs Mt_FloatTensor:$dx, Mt_FloatTensor:$dweight);
-  let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f seq? load_balancing_type=aux_loss|seq_aux_loss|none z_loss_coeff:f?",
-      "tokens*hidden; experts*hidden; tokens*top_k; 1; 1; tokens*hidden; experts*hidden">;
+  let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f seq? load_balancing_type=aux_loss|seq_aux_loss|none z_loss_coeff:f? count_groups? token_shards?",
+      "tokens*hidden; experts*hidden; tokens*top_k; 1; 1; count_groups?count_groups*experts; tokens*hidden; experts*hidden">;
 }
 
 def Mt_SigmoidGateGradOp : Mt_GradOp<"sigmoid_gate_grad"> {

@@ -165,9 +165,9 @@ LogicalResult MoERouterOp::buildGradients(OpBuilder &b, ArrayRef<Value> dys,
   Value daux = gradOrZeros(b, loc, getAuxLoss(), dys[2]);
   Value dz = gradOrZeros(b, loc, getZLoss(), dys[3]);
   auto g = MoERouterGradOp::create(
-      b, loc, getInput().getType(), getWeight().getType(), getInput(),
-      getWeight(), dweights, daux, dz, getTopKAttr(), getNormTopkProbAttr(),
-      getAuxLossCoeffAttr(), getLoadBalancingTypeAttr(), getZLossCoeffAttr());
+      b, loc, getInput().getType(), getWeight().getType(), getInput(), getWeight(), dweights,
+      daux, dz, getTokenCounts(), getTopKAttr(), getNormTopkProbAttr(), getAuxLossCoeffAttr(),
+      getLoadBalancingTypeAttr(), getZLossCoeffAttr(), getTokenShardsAttr());
   if (needed[0])
     grads[0] = g.getDx();
   if (needed[1])

@@ -253,9 +253,26 @@ LogicalResult MoERouterOp::verify() {
   if (auto z = getZLossCoeff(); z && !(z->convertToDouble() >= 0.0))
     return emitOpError() << "expects z_loss_coeff >= 0, got " << z->convertToDouble();
   SmallVector<int64_t> routed = {in.getDimSize(0), in.getDimSize(1), topK};
-  if (failed(expectShape(*this, "weights", tensorOf(getWeights()), routed)))
+  if (failed(expectShape(*this, "weights", tensorOf(getWeights()), routed)) ||
+      failed(expectShape(*this, "indices", tensorOf(getIndices()), routed)))
     return failure();
-  return expectShape(*this, "indices", tensorOf(getIndices()), routed);
+  return verifyRouterCounts(*this, getTokenCounts(), in, experts, getLoadBalancingType(),
+                            getTokenShards());
+}
+
+LogicalResult MoERouterCountsOp::verify() {
+  auto in = tensorOf(getInput()), w = tensorOf(getWeight());
+  if (failed(expectRank(*this, "input", in, 3)) || failed(expectRank(*this, "weight", w, 2)))
+    return failure();
+  const int64_t experts = w.getDimSize(0);
+  if (w.getDimSize(1) != in.getDimSize(2))
+    return emitOpError() << "expects weight [experts, hidden] with hidden = "
+                         << in.getDimSize(2) << ", got " << shapeStr(w);
+  if (getTopK() < 1 || int64_t(getTopK()) > experts)
+    return emitOpError() << "expects 1 <= top_k <= experts (" << experts << "), got "
+                         << getTopK();
+  return expectShape(*this, "counts", tensorOf(getCounts()),
+                     routerCountsShape(in, experts, getLoadBalancingType()));
 }
 
 LogicalResult SigmoidGateOp::verify() {

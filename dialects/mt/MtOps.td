@@ -471,23 +471,62 @@ def Mt_MoERouterOp : Mt_Op<"moe_router", [Pure, DeclareOpInterfaceMethods<Mt_Dif
     Models sum it over layers, as Megatron-Core does (HF pools every layer's
     router logits into one loss).
 
+    With `token_counts` and `token_shards` = n (context parallelism: the
+    input is this rank's 1/n of each sequence), the losses are this rank's
+    share of the whole micro-batch's, as Megatron-Core's router computes them
+    under cp: `token_counts` [G, E] (mt.moe_router_counts summed over the n
+    ranks; G = B with seq_aux_loss, else 1) replaces the counts of this
+    rank's tokens, and every mean is over the n times more tokens of the
+    whole; the ranks' terms then sum to the single rank's losses, and their
+    gradients to its gradients.
+
     ```mlir
     %w, %i, %aux, %z = mt.moe_router %x, %wr {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
         : (tensor<4x128x64xf32>, tensor<8x64xf32>) -> (tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<f32>, tensor<f32>)
+    %w2, %i2, %aux2, %z2 = mt.moe_router %x, %wr, %counts {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64, token_shards = 2 : i64}
+        : (tensor<4x128x64xf32>, tensor<8x64xf32>, tensor<1x8xf32>) -> (tensor<4x128x2xf32>, tensor<4x128x2xi32>, tensor<f32>, tensor<f32>)
     ```
   }];
   let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight,
+                       Optional<RankedTensorOf<[F32]>>:$token_counts,
                        I64Attr:$top_k, UnitAttr:$norm_topk_prob,
                        F64Attr:$aux_loss_coeff,
                        OptionalAttr<StrAttr>:$load_balancing_type,
-                       OptionalAttr<F64Attr>:$z_loss_coeff);
+                       OptionalAttr<F64Attr>:$z_loss_coeff,
+                       OptionalAttr<I64Attr>:$token_shards);
   let results = (outs RankedTensorOf<[F32]>:$weights,
                       RankedTensorOf<[I32]>:$indices, Mt_F32Scalar:$aux_loss,
                       Mt_F32Scalar:$z_loss);
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
-  let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f seq? load_balancing_type=aux_loss|seq_aux_loss|none z_loss_coeff:f?",
-      "tokens*hidden; experts*hidden; tokens*top_k; tokens*top_k; 1; 1">;
+  let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k norm_topk_prob? aux_loss_coeff:f seq? load_balancing_type=aux_loss|seq_aux_loss|none z_loss_coeff:f? count_groups? token_shards?",
+      "tokens*hidden; experts*hidden; count_groups?count_groups*experts; tokens*top_k; tokens*top_k; 1; 1">;
+}
+
+def Mt_MoERouterCountsOp : Mt_Op<"moe_router_counts", [Pure]> {
+  let summary = "Tokens the router sends to each expert, per load-balancing group";
+  let description = [{
+    `input` [B, S, H], `weight` [E, H]: `counts`[g, e] (f32) is the number
+    of (token, slot) pairs of group g that `mt.moe_router` with the same
+    `top_k` routes to expert e (the same softmax and top-k), G = B groups
+    (the sequences) with `load_balancing_type` "seq_aux_loss", else one
+    (the micro-batch). Megatron-Core's router all-reduces these counts
+    (tokens_per_expert) over tp x cp before its load-balancing loss:
+    mt-partition-cp sums them over cp and hands them to mt.moe_router.
+    No gradient (the choice of experts is not differentiable).
+
+    ```mlir
+    %counts = mt.moe_router_counts %x, %wr {top_k = 2 : i64}
+        : (tensor<4x64x64xf32>, tensor<8x64xf32>) -> tensor<1x8xf32>
+    ```
+  }];
+  let arguments = (ins Mt_FloatTensor:$input, Mt_FloatTensor:$weight, I64Attr:$top_k,
+                       OptionalAttr<StrAttr>:$load_balancing_type);
+  let results = (outs RankedTensorOf<[F32]>:$counts);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let instruction = Mt_Instruction<"MoE", "tokens hidden experts top_k seq groups load_balancing_type=aux_loss|seq_aux_loss|none",
+      "tokens*hidden; experts*hidden; groups*experts">;
 }
 
 def Mt_SigmoidGateOp : Mt_Op<"sigmoid_gate", [Pure,

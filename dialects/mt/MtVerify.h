@@ -150,6 +150,29 @@ inline LogicalResult expectValidVocab(Operation *op, std::optional<uint64_t> val
   return op->emitOpError() << "expects valid_vocab > 0, got " << int64_t(*valid);
 }
 
+/// A router's token counts per load-balancing group: [B, experts] for the
+/// B sequences of `input` [B, S, H] with seq_aux_loss, else [1, experts].
+inline SmallVector<int64_t> routerCountsShape(RankedTensorType input, int64_t experts,
+                                              std::optional<StringRef> balancing) {
+  return {balancing && *balancing == "seq_aux_loss" ? input.getDimSize(0) : 1, experts};
+}
+
+/// A router's optional `token_counts` (of that shape) and `token_shards`
+/// (>= 1, above 1 only with the counts of the whole micro-batch).
+inline LogicalResult verifyRouterCounts(Operation *op, Value counts, RankedTensorType input,
+                                        int64_t experts, std::optional<StringRef> balancing,
+                                        std::optional<uint64_t> shards) {
+  if (shards && int64_t(*shards) < 1)
+    return op->emitOpError() << "expects token_shards >= 1, got " << int64_t(*shards);
+  if (shards && *shards > 1 && !counts)
+    return op->emitOpError() << "has token_shards " << *shards
+                             << " without the token_counts of the whole micro-batch";
+  if (!counts)
+    return success();
+  return expectShape(op, "token_counts", tensorOf(counts),
+                     routerCountsShape(input, experts, balancing));
+}
+
 } // namespace mt::verify
 
 #endif // MT_DIALECTS_MT_MTVERIFY_H

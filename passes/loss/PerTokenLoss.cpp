@@ -22,9 +22,8 @@ struct PerTokenLossPass : public mt::impl::PerTokenLossBase<PerTokenLossPass> {
 };
 
 /// Multiplies `router`'s load-balancing and z-loss coefficients by its
-/// tokens (the rows of its input on this rank, B·S; under context
-/// parallelism the whole sequence's, which every cp rank routes with
-/// coefficients divided by cp): both terms are linear
+/// tokens (the rows of its input, B·S, times its token_shards: under
+/// context parallelism the whole micro-batch's): both terms are linear
 /// in their coefficients, so its aux_loss and that loss's gradient are
 /// scaled by the token count. Megatron-Core's router (router.py,
 /// attach_and_log_load_balancing_loss and apply_z_loss) does the same
@@ -34,7 +33,8 @@ struct PerTokenLossPass : public mt::impl::PerTokenLossBase<PerTokenLossPass> {
 /// gradients scaled by about 1 / (micro-batches · dp), as without it.
 void scaleByTokens(MoERouterOp router) {
   auto x = cast<RankedTensorType>(router.getInput().getType());
-  double tokens = double(x.getNumElements() / x.getShape().back());
+  double tokens = double(x.getNumElements() / x.getShape().back()) *
+                  double(router.getTokenShards().value_or(1));
   Builder b(router.getContext());
   router.setAuxLossCoeffAttr(
       b.getF64FloatAttr(router.getAuxLossCoeff().convertToDouble() * tokens));

@@ -4,6 +4,7 @@
 #include "passes/loss/LossSum.h"
 
 #include "dialects/mt/MtMesh.h"
+#include "dialects/mt/MtVerify.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Verifier.h"
@@ -78,9 +79,9 @@ struct PartitionContextParallelPass
   Value headParallelAttention(OpBuilder &b, AttentionOp attention) const;
   /// Makes the loss `fn` returns this rank's share of the micro-batch's.
   LogicalResult weightLossByTokenShare(func::FuncOp fn) const;
-  /// MoE: `router` routes the whole sequence, gathered over cp, and each
-  /// rank keeps its tokens' routing (added to `split`).
-  void routeWholeSequence(OpBuilder &b, MoERouterOp router, llvm::DenseSet<Value> &split) const;
+  /// MoE: `router` routes this rank's tokens with the whole micro-batch's
+  /// token counts (summed over cp), as Megatron-Core's router under cp.
+  void countTokensOverCp(OpBuilder &b, MoERouterOp router) const;
   /// MoE: the rows of `op` (mt.moe_permute's and mt.moe_grouped_mlp's
   /// results) are this rank's tokens'.
   void localizeExpertRows(Operation *op, llvm::DenseSet<Value> &split) const;
@@ -139,10 +140,8 @@ LogicalResult PartitionContextParallelPass::partition(func::FuncOp fn,
   WalkResult walked = fn.walk([&](Operation *op) {
     if (llvm::none_of(op->getOperands(), [&](Value v) { return split.contains(v); }))
       return WalkResult::advance();
-    if (auto router = dyn_cast<MoERouterOp>(op)) {
-      routeWholeSequence(b, router, split);
-      return WalkResult::advance();
-    }
+    if (auto router = dyn_cast<MoERouterOp>(op))
+      countTokensOverCp(b, router);
     if (isa<MoEPermuteOp, MoEGroupedMLPOp>(op)) {
       localizeExpertRows(op, split);
       return WalkResult::advance();
@@ -293,38 +292,33 @@ Value PartitionContextParallelPass::headParallelAttention(OpBuilder &b,
   return out;
 }
 
-// Each cp rank routes the whole sequence: the top-k of its tokens is theirs
-// alone, but the load-balancing loss counts every token of the micro-batch
-// (of each sequence with seq_aux_loss), as Megatron-Core's router does by
-// all-reducing its token counts over tp x cp. The router's input is
-// gathered over cp (its gradient reduce-scattered, each rank's share
-// summed), the router's load-balancing and z-loss coefficients are divided
-// by cp (each rank adds 1/cp of the whole terms, which the loss's sum over
-// cp makes whole), and each rank keeps its tokens' probabilities and
-// expert indices, whose gradient is the mean over cp of the ranks'
-// (mt.all_slice's mean_grad): so that every gradient the router gives, its
-// weight's (summed over cp with every dense one) and its input's, is
-// 1/cp of the single rank's on each rank. The gathered order (rank-major
-// load-balanced chunks) only permutes tokens within each sequence, which
-// neither loss sees.
-void PartitionContextParallelPass::routeWholeSequence(OpBuilder &b, MoERouterOp router,
-                                                      llvm::DenseSet<Value> &split) const {
-  router.getInputMutable().assign(gatherSequence(b, router, router.getInput(), cp));
-  router.setAuxLossCoeffAttr(
-      b.getF64FloatAttr(router.getAuxLossCoeff().convertToDouble() / double(cp)));
-  if (auto z = router.getZLossCoeffAttr())
-    router.setZLossCoeffAttr(b.getF64FloatAttr(z.getValueAsDouble() / double(cp)));
-  b.setInsertionPointAfter(router);
-  for (Value routed : {router.getWeights(), router.getIndices()}) {
-    // Expert indices (i32) have no gradient.
-    UnitAttr meanGrad = routed == router.getWeights() ? b.getUnitAttr() : UnitAttr();
-    auto slice = AllSliceOp::create(b, router.getLoc(), localType(routed.getType(), cp), routed,
-                                    b.getStringAttr(kContextParallelAxis),
-                                    b.getI64IntegerAttr(1), meanGrad);
-    slice->setDiscardableAttrs(router->getDiscardableAttrDictionary());
-    routed.replaceAllUsesExcept(slice, slice);
-    split.insert(slice);
-  }
+// Each cp rank routes its own tokens (the top-k is per token), but the
+// load-balancing loss counts the tokens every expert gets in the whole
+// micro-batch (in each whole sequence with seq_aux_loss): as Megatron-Core's
+// router under cp (tokens_per_expert all-reduced over tp x cp), each rank
+// counts its tokens' routing (mt.moe_router_counts), the counts are summed
+// over cp, and the router takes them with token_shards = cp: its losses are
+// then this rank's terms of the micro-batch's, which the loss's sum over cp
+// makes whole, and so are their gradients. Routing recomputes the router's
+// logits once more: E x H multiply-adds per token, against the experts'
+// 3 x top_k x H x F.
+void PartitionContextParallelPass::countTokensOverCp(OpBuilder &b, MoERouterOp router) const {
+  b.setInsertionPoint(router);
+  Location loc = router.getLoc();
+  DictionaryAttr marks = router->getDiscardableAttrDictionary();
+  SmallVector<int64_t> shape = verify::routerCountsShape(
+      cast<RankedTensorType>(router.getInput().getType()),
+      cast<RankedTensorType>(router.getWeight().getType()).getDimSize(0),
+      router.getLoadBalancingType());
+  auto counts = MoERouterCountsOp::create(
+      b, loc, RankedTensorType::get(shape, b.getF32Type()), router.getInput(),
+      router.getWeight(), router.getTopKAttr(), router.getLoadBalancingTypeAttr());
+  auto whole = AllReduceOp::create(b, loc, counts.getResult(),
+                                   b.getStringAttr(kContextParallelAxis), b.getStringAttr("sum"));
+  counts->setDiscardableAttrs(marks);
+  whole->setDiscardableAttrs(marks);
+  router.getTokenCountsMutable().assign(whole);
+  router.setTokenShardsAttr(b.getI64IntegerAttr(cp));
 }
 
 void PartitionContextParallelPass::localizeExpertRows(Operation *op,

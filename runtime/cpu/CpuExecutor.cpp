@@ -314,10 +314,19 @@ void addMoEAndLossKernels(Table &t) {
     if (!shape)
       return shape.status();
     Io io{in, m};
+    const float *counts = a.i("count_groups") ? io.f(2) : nullptr;
     RouterLosses losses =
-        moeRouterForward(io.f(0), io.f(1), io.out(0), m.i32(in.outputs(1)), *shape);
+        moeRouterForward(io.f(0), io.f(1), counts, io.out(0), m.i32(in.outputs(1)), *shape);
     *io.out(2) = losses.balance;
     *io.out(3) = losses.z;
+    return Status::ok();
+  };
+  t[Op::moe_router_counts] = [](auto &in, auto &a, auto &m, const KernelContext &) {
+    Expected<RouterShape> shape = kernels::routerShapeOf(a);
+    if (!shape)
+      return shape.status();
+    Io io{in, m};
+    moeRouterCounts(io.f(0), io.f(1), io.out(0), *shape);
     return Status::ok();
   };
   t[Op::moe_router_grad] = [](auto &in, auto &a, auto &m, const KernelContext &) {
@@ -325,8 +334,9 @@ void addMoEAndLossKernels(Table &t) {
     if (!shape)
       return shape.status();
     Io io{in, m};
-    moeRouterBackward(io.f(0), io.f(1), io.f(2), *io.f(3), *io.f(4), io.out(0), io.out(1),
-                      *shape);
+    const float *counts = a.i("count_groups") ? io.f(5) : nullptr;
+    moeRouterBackward(io.f(0), io.f(1), counts, io.f(2), *io.f(3), *io.f(4), io.out(0),
+                      io.out(1), *shape);
     return Status::ok();
   };
   t[Op::sigmoid_gate] = plain([](auto &in, auto &a, auto &m) {

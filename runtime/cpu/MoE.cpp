@@ -83,29 +83,30 @@ void routeTokens(const float *x, const float *w, float *probs, int32_t *indices,
   }
 }
 
-/// The tokens over which f_e and P_e are taken: the micro-batch (aux_loss)
-/// or each sequence (seq_aux_loss).
-int64_t balanceGroups(const RouterShape &s) {
-  return s.loadBalancing == LoadBalancing::seqAuxLoss ? s.tokens / s.seq : 1;
-}
-
-/// counts[g * experts + e] = (token, slot) pairs of group g routed to e.
-std::vector<int64_t> expertCounts(const int32_t *indices,
-                                  const RouterShape &s) {
-  int64_t groups = balanceGroups(s), perGroup = s.tokens / groups;
-  std::vector<int64_t> counts(groups * s.experts, 0);
+/// counts[g * experts + e] = (token, slot) pairs of group g routed to e:
+/// this instruction's tokens', or given (`whole`: the whole micro-batch's
+/// counts, tokenShards > 1).
+std::vector<double> expertCounts(const int32_t *indices, const float *whole,
+                                 const RouterShape &s) {
+  int64_t groups = s.groups(), perGroup = s.tokens / groups;
+  std::vector<double> counts(groups * s.experts, 0.0);
+  if (whole) {
+    std::copy(whole, whole + counts.size(), counts.begin());
+    return counts;
+  }
   for (int64_t i = 0; i < s.tokens * s.topK; ++i)
-    ++counts[(i / s.topK / perGroup) * s.experts + indices[i]];
+    counts[(i / s.topK / perGroup) * s.experts + indices[i]] += 1.0;
   return counts;
 }
 
 /// d(balancing loss)/d probs[t, e] / daux = scale · count[g(t), e], the same
-/// for every token of a group: scale = coeff · E / (topK · T_g² · groups).
+/// for every token of a group: scale = coeff · E / (topK · T_g² · groups),
+/// T_g the group's tokens in the whole micro-batch.
 double balanceScale(const RouterShape &s) {
   if (s.loadBalancing == LoadBalancing::none)
     return 0.0;
-  int64_t groups = balanceGroups(s);
-  double perGroup = double(s.tokens / groups);
+  int64_t groups = s.groups();
+  double perGroup = double(s.tokens / groups * s.tokenShards);
   return double(s.auxLossCoeff) * double(s.experts) /
          (double(s.topK) * perGroup * perGroup * double(groups));
 }
@@ -132,47 +133,59 @@ void topKBackward(const float *probs, const int32_t *indices,
 
 } // namespace
 
-RouterLosses moeRouterForward(const float *x, const float *w, float *weights,
-                              int32_t *indices, const RouterShape &shape) {
+RouterLosses moeRouterForward(const float *x, const float *w, const float *tokenCounts,
+                              float *weights, int32_t *indices, const RouterShape &shape) {
   const RouterShape &s = shape;
   std::vector<float> probs(s.tokens * s.experts), lse(s.tokens);
   routeTokens(x, w, probs.data(), indices, weights, lse.data(), s);
   // Megatron-Core's switch_load_balancing_loss_func per group,
   //   coeff · E / (topK · T_g²) · Σ_e count_ge · Σ_{t in g} probs[t, e],
-  // averaged over the groups, and z_loss_func: zcoeff · mean_t lse_t².
+  // averaged over the groups, and z_loss_func: zcoeff · mean_t lse_t²
+  // (with token shards, the whole's counts, T_g and mean, and this rank's
+  // tokens' probabilities and lse: its terms of the sums).
   // Serial fixed-order sums keep it deterministic.
-  std::vector<int64_t> counts = expertCounts(indices, s);
-  int64_t groups = balanceGroups(s), perGroup = s.tokens / groups;
+  std::vector<double> counts = expertCounts(indices, tokenCounts, s);
+  int64_t groups = s.groups(), perGroup = s.tokens / groups;
   double balance = 0.0, z = 0.0;
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t e = 0; e < s.experts; ++e) {
       double probSum = 0.0;
       for (int64_t t = g * perGroup; t < (g + 1) * perGroup; ++t)
         probSum += probs[t * s.experts + e];
-      balance += double(counts[g * s.experts + e]) * probSum;
+      balance += counts[g * s.experts + e] * probSum;
     }
   for (int64_t t = 0; t < s.tokens; ++t)
     z += double(lse[t]) * lse[t];
   return {static_cast<float>(balanceScale(s) * balance),
-          static_cast<float>(double(s.zLossCoeff) * z / double(s.tokens))};
+          static_cast<float>(double(s.zLossCoeff) * z / double(s.tokens * s.tokenShards))};
 }
 
-void moeRouterBackward(const float *x, const float *w, const float *dweights,
-                       float daux, float dz, float *dx, float *dw,
+void moeRouterCounts(const float *x, const float *w, float *counts, const RouterShape &shape) {
+  const RouterShape &s = shape;
+  std::vector<float> probs(s.tokens * s.experts), weights(s.tokens * s.topK), lse(s.tokens);
+  std::vector<int32_t> indices(s.tokens * s.topK);
+  routeTokens(x, w, probs.data(), indices.data(), weights.data(), lse.data(), s);
+  std::vector<double> mine = expertCounts(indices.data(), nullptr, s);
+  std::copy(mine.begin(), mine.end(), counts);
+}
+
+void moeRouterBackward(const float *x, const float *w, const float *tokenCounts,
+                       const float *dweights, float daux, float dz, float *dx, float *dw,
                        const RouterShape &shape) {
   const RouterShape &s = shape;
   std::vector<float> probs(s.tokens * s.experts), weights(s.tokens * s.topK), lse(s.tokens);
   std::vector<int32_t> indices(s.tokens * s.topK);
   routeTokens(x, w, probs.data(), indices.data(), weights.data(), lse.data(), s);
   // d balance / d probs[t, e] = scale · count[g(t), e] (counts constant).
-  std::vector<int64_t> counts = expertCounts(indices.data(), s);
+  std::vector<double> counts = expertCounts(indices.data(), tokenCounts, s);
   std::vector<float> dprobAux(counts.size());
   double scale = double(daux) * balanceScale(s);
   for (size_t i = 0; i < counts.size(); ++i)
     dprobAux[i] = static_cast<float>(scale * counts[i]);
-  // d z / d logits[t, e] = zcoeff · 2 lse_t / T · probs[t, e].
-  float zScale = float(2.0 * double(dz) * s.zLossCoeff / double(s.tokens));
-  int64_t perGroup = s.tokens / balanceGroups(s);
+  // d z / d logits[t, e] = zcoeff · 2 lse_t / T · probs[t, e] (T the whole's).
+  float zScale =
+      float(2.0 * double(dz) * s.zLossCoeff / double(s.tokens * s.tokenShards));
+  int64_t perGroup = s.tokens / s.groups();
 
   // dlogits[t] = softmax backward of dprobs[t]; dx[t] += dlogits[t] w.
   std::vector<float> dlogits(s.tokens * s.experts);

@@ -31,17 +31,25 @@ using kernels::RouterShape;
 /// Hugging Face's load_balancing_loss_func is topK times the aux_loss term
 /// for the same coefficient (mtc's importer multiplies router_aux_loss_coef
 /// by top_k).
+/// `tokenCounts` (null: counted here) [groups, experts]: the whole
+/// micro-batch's counts when x is one of shape.tokenShards shares of it
+/// (context parallelism); then T is the whole's and the losses are this
+/// share's terms, which sum over the shares to the whole's losses.
 struct RouterLosses {
   float balance, z;
 };
-RouterLosses moeRouterForward(const float *x, const float *w, float *weights,
-                              int32_t *indices, const RouterShape &shape);
+RouterLosses moeRouterForward(const float *x, const float *w, const float *tokenCounts,
+                              float *weights, int32_t *indices, const RouterShape &shape);
+/// counts [groups, experts] (fp32): the (token, slot) pairs of each
+/// load-balancing group that moeRouterForward routes to each expert.
+void moeRouterCounts(const float *x, const float *w, float *counts, const RouterShape &shape);
 /// Given dweights [tokens, topK] and the scalar gradients daux (of the
 /// load-balancing loss) and dz (of the z-loss), adds the gradients to dx
 /// [tokens, hidden] and dw [experts, hidden] (f_e is treated as constant;
-/// the choice of experts is not differentiable). Recomputes the forward.
-void moeRouterBackward(const float *x, const float *w, const float *dweights,
-                       float daux, float dz, float *dx, float *dw,
+/// the choice of experts is not differentiable). Recomputes the forward;
+/// `tokenCounts` as moeRouterForward's.
+void moeRouterBackward(const float *x, const float *w, const float *tokenCounts,
+                       const float *dweights, float daux, float dz, float *dx, float *dw,
                        const RouterShape &shape);
 
 /// The shared expert's gate (Qwen2-MoE): gate [rows] (one logit per

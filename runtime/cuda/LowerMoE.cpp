@@ -27,6 +27,10 @@ void router(Lowerer &L, const Attrs &a) {
   Expected<RouterShape> shape = kernels::routerShapeOf(a);
   if (!shape)
     return L.fail(shape.message());
+  if (a.i("count_groups") != 0)
+    return L.fail("a router of a share of the micro-batch (context parallelism of a "
+                  "mixture-of-experts model, its token counts given) has no CUDA kernel yet; "
+                  "use --backend cpu");
   const RouterShape s = *shape;
   L.needWorkspace(moeRouterWorkspaceBytes(s));
   Resources *r = &L.resources();

@@ -36,6 +36,15 @@ Expected<RouterShape> routerShapeOf(const plan::Attrs &a) {
   if (balancing == LoadBalancing::seqAuxLoss && s.tokens % s.seq != 0)
     return Status::error("tokens " + std::to_string(s.tokens) + " not a multiple of seq " +
                          std::to_string(s.seq) + " (seq_aux_loss balances each sequence)");
+  s.tokenShards = std::max<int64_t>(1, a.i("token_shards", 1));
+  const int64_t countGroups = a.i("count_groups", 0);
+  if (s.tokenShards > 1 && countGroups == 0)
+    return Status::error("token_shards " + std::to_string(s.tokenShards) +
+                         " without count_groups: the router of a share of the micro-batch "
+                         "needs the whole micro-batch's token counts");
+  if (countGroups != 0 && countGroups != s.groups())
+    return Status::error("count_groups " + std::to_string(countGroups) + ": expected " +
+                         std::to_string(s.groups()) + " (the load-balancing groups)");
   return s;
 }
 

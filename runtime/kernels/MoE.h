@@ -30,15 +30,26 @@ struct RouterShape {
   /// Tokens per sequence (seqAuxLoss groups the tokens by it; divides tokens).
   int64_t seq = 1;
   float zLossCoeff = 0.0f;
+  /// The micro-batch holds tokenShards times these tokens (context
+  /// parallelism: each rank's share of every sequence); above 1 the
+  /// instruction reads the whole micro-batch's token counts, and the losses
+  /// are this rank's terms of the whole's.
+  int64_t tokenShards = 1;
+  /// Load-balancing groups of the counts: the sequences with seqAuxLoss,
+  /// else one.
+  int64_t groups() const { return loadBalancing == LoadBalancing::seqAuxLoss ? tokens / seq : 1; }
 };
 
-/// The router of a moe_router or moe_router_grad instruction (attributes
-/// tokens, hidden, experts, top_k, norm_topk_prob, aux_loss_coeff,
-/// load_balancing_type, seq, z_loss_coeff). An absent load_balancing_type
-/// is aux_loss and an absent seq is tokens (plans older than seq_aux_loss).
+/// The router of a moe_router, moe_router_grad or moe_router_counts
+/// instruction (attributes tokens, hidden, experts, top_k, norm_topk_prob,
+/// aux_loss_coeff, load_balancing_type, seq, z_loss_coeff, token_shards).
+/// An absent load_balancing_type is aux_loss, an absent seq is tokens
+/// (plans older than seq_aux_loss), an absent token_shards 1.
 /// Errors: a load_balancing_type other than aux_loss, seq_aux_loss or none;
 /// top_k outside [1, experts]; with seq_aux_loss, tokens not a multiple of
-/// seq. Each message names the attribute and the valid values.
+/// seq; token_shards above 1 without count_groups (the whole micro-batch's
+/// counts), or count_groups other than the groups. Each message names the
+/// attribute and the valid values.
 Expected<RouterShape> routerShapeOf(const plan::Attrs &a);
 
 /// Which routed (token, slot) pairs an expert over capacity keeps

@@ -187,3 +187,49 @@ func.func @sigmoid_gate_grad_dy(%g: tensor<2x8x1xf32>, %x: tensor<2x8x64xf32>, %
   %0:2 = mt.sigmoid_gate_grad %g, %x, %dy : (tensor<2x8x1xf32>, tensor<2x8x64xf32>, tensor<2x8x32xf32>) -> (tensor<2x8x1xf32>, tensor<2x8x64xf32>)
   return
 }
+
+// -----
+
+// The whole micro-batch's counts: one row per load-balancing group.
+func.func @router_counts_shape(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>, %c: tensor<2x8xf32>) {
+  // expected-error @+1 {{'mt.moe_router' op expects token_counts of shape [1, 8], got [2, 8]}}
+  %w0, %i, %a, %z = mt.moe_router %x, %w, %c {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64, token_shards = 2 : i64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @router_shards_without_counts(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
+  // expected-error @+1 {{'mt.moe_router' op has token_shards 2 without the token_counts of the whole micro-batch}}
+  %w0, %i, %a, %z = mt.moe_router %x, %w {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64, token_shards = 2 : i64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @router_shards(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>, %dw: tensor<2x8x2xf32>, %s: tensor<f32>,
+                         %c: tensor<1x8xf32>) {
+  // expected-error @+1 {{'mt.moe_router_grad' op expects token_shards >= 1, got 0}}
+  %dx, %dr = mt.moe_router_grad %x, %w, %dw, %s, %s, %c {top_k = 2 : i64, aux_loss_coeff = 0.01 : f64, token_shards = 0 : i64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>, tensor<f32>, tensor<1x8xf32>) -> (tensor<2x8x64xf32>, tensor<8x64xf32>)
+  return
+}
+
+// -----
+
+func.func @router_counts_op(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
+  // expected-error @+1 {{'mt.moe_router_counts' op expects counts of shape [2, 8], got [1, 8]}}
+  %c = mt.moe_router_counts %x, %w {top_k = 2 : i64, load_balancing_type = "seq_aux_loss"}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> tensor<1x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_counts_topk(%x: tensor<2x8x64xf32>, %w: tensor<8x64xf32>) {
+  // expected-error @+1 {{'mt.moe_router_counts' op expects 1 <= top_k <= experts (8), got 0}}
+  %c = mt.moe_router_counts %x, %w {top_k = 0 : i64} : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> tensor<1x8xf32>
+  return
+}

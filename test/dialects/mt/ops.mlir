@@ -141,6 +141,14 @@ func.func @moe(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %gate: tensor<8x96
   // CHECK: mt.moe_router {{.*}} {aux_loss_coeff = 1.000000e-02 : f64, load_balancing_type = "seq_aux_loss", top_k = 2 : i64, z_loss_coeff = 1.000000e-03 : f64}
   %w2, %i2, %aux2, %z2 = mt.moe_router %x, %wr {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64, load_balancing_type = "seq_aux_loss", z_loss_coeff = 1.0e-03 : f64}
       : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>, tensor<f32>)
+  // Context parallelism: this rank's counts, and the router of its share
+  // of the micro-batch with the whole's counts (summed over cp).
+  // CHECK: mt.moe_router_counts %{{.*}}, %{{.*}} {load_balancing_type = "seq_aux_loss", top_k = 2 : i64} : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> tensor<2x8xf32>
+  %counts = mt.moe_router_counts %x, %wr {top_k = 2 : i64, load_balancing_type = "seq_aux_loss"}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>) -> tensor<2x8xf32>
+  // CHECK: mt.moe_router %{{.*}}, %{{.*}}, %{{.*}} {aux_loss_coeff = 1.000000e-02 : f64, load_balancing_type = "seq_aux_loss", token_shards = 2 : i64, top_k = 2 : i64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8xf32>)
+  %w3, %i3, %aux3, %z3 = mt.moe_router %x, %wr, %counts {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64, load_balancing_type = "seq_aux_loss", token_shards = 2 : i64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8xf32>) -> (tensor<2x8x2xf32>, tensor<2x8x2xi32>, tensor<f32>, tensor<f32>)
   // Megatron-Core's decomposition: permute, grouped experts, unpermute.
   // CHECK: mt.moe_permute {{.*}} -> (tensor<32x64xf32>, tensor<8xi32>, tensor<2x8x2xi32>)
   %p, %c, %r = mt.moe_permute %x, %w, %i
@@ -232,10 +240,14 @@ func.func @attention_grads(%q: tensor<2x8x4x16xf32>, %k: tensor<2x8x2x16xf32>, %
 
 // CHECK-LABEL: func.func @moe_grads
 func.func @moe_grads(%x: tensor<2x8x64xf32>, %wr: tensor<8x64xf32>, %w: tensor<2x8x2xf32>, %i: tensor<2x8x2xi32>, %daux: tensor<f32>,
-                     %gate: tensor<8x96x64xf32>, %up: tensor<8x96x64xf32>, %down: tensor<8x64x96xf32>) {
+                     %gate: tensor<8x96x64xf32>, %up: tensor<8x96x64xf32>, %down: tensor<8x64x96xf32>,
+                     %counts: tensor<1x8xf32>) {
   // CHECK: mt.moe_router_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {aux_loss_coeff = 1.000000e-02 : f64, norm_topk_prob, top_k = 2 : i64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>, tensor<f32>) -> (tensor<2x8x64xf32>, tensor<8x64xf32>)
   %dx, %dwr = mt.moe_router_grad %x, %wr, %w, %daux, %daux {top_k = 2 : i64, norm_topk_prob, aux_loss_coeff = 1.0e-02 : f64}
       : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>, tensor<f32>) -> (tensor<2x8x64xf32>, tensor<8x64xf32>)
+  // CHECK: mt.moe_router_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {aux_loss_coeff = 1.000000e-02 : f64, token_shards = 2 : i64, top_k = 2 : i64} : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>, tensor<f32>, tensor<1x8xf32>)
+  %dx2, %dwr2 = mt.moe_router_grad %x, %wr, %w, %daux, %daux, %counts {top_k = 2 : i64, aux_loss_coeff = 1.0e-02 : f64, token_shards = 2 : i64}
+      : (tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<2x8x2xf32>, tensor<f32>, tensor<f32>, tensor<1x8xf32>) -> (tensor<2x8x64xf32>, tensor<8x64xf32>)
   return
 }
 

@@ -165,7 +165,7 @@ TEST_P(MoERouterTest, ForwardMatchesReference) {
   // NaN and -1 prefill: the forward must overwrite every output.
   Vec weights(s.tokens * s.topK, std::nanf(""));
   IVec indices(s.tokens * s.topK, -1);
-  RouterLosses losses = moeRouterForward(in.x.data(), in.w.data(), weights.data(),
+  RouterLosses losses = moeRouterForward(in.x.data(), in.w.data(), nullptr, weights.data(),
                                          indices.data(), s);
   RefRoute ref = refRouter(toDouble(in.x), toDouble(in.w), s);
   EXPECT_EQ(indices, ref.indices);
@@ -200,7 +200,7 @@ void checkRouterGradients(const RouterShape &s, float daux, float dz,
   if (!withWeightSeed)
     std::fill(seed.begin(), seed.end(), 0.0f);
   Vec dx(in.x.size(), 0.0f), dw(in.w.size(), 0.0f);
-  moeRouterBackward(in.x.data(), in.w.data(), seed.data(), daux, dz, dx.data(),
+  moeRouterBackward(in.x.data(), in.w.data(), nullptr, seed.data(), daux, dz, dx.data(),
                     dw.data(), s);
 
   DVec x = toDouble(in.x), w = toDouble(in.w);
@@ -243,9 +243,9 @@ TEST_P(MoERouterTest, BackwardAccumulates) {
   Vec dx0 = randomVector(rng, in.x.size());
   Vec dw0 = randomVector(rng, in.w.size());
   Vec dx(in.x.size(), 0.0f), dw(in.w.size(), 0.0f), dxAcc = dx0, dwAcc = dw0;
-  moeRouterBackward(in.x.data(), in.w.data(), seed.data(), 0.9f, 0.4f, dx.data(),
+  moeRouterBackward(in.x.data(), in.w.data(), nullptr, seed.data(), 0.9f, 0.4f, dx.data(),
                     dw.data(), s);
-  moeRouterBackward(in.x.data(), in.w.data(), seed.data(), 0.9f, 0.4f, dxAcc.data(),
+  moeRouterBackward(in.x.data(), in.w.data(), nullptr, seed.data(), 0.9f, 0.4f, dxAcc.data(),
                     dwAcc.data(), s);
   expectAccumulated(dxAcc, dx0, dx, tol::kFp32KernelRel, tol::kFp32KernelAbs,
                     "dx");
@@ -264,7 +264,7 @@ TEST_P(MoERouterTest, UniformRoutingPicksLowestIndicesAndAuxIsCoeff) {
   Vec weights(s.tokens * s.topK);
   IVec indices(s.tokens * s.topK);
   RouterLosses losses =
-      moeRouterForward(x.data(), w.data(), weights.data(), indices.data(), s);
+      moeRouterForward(x.data(), w.data(), nullptr, weights.data(), indices.data(), s);
   float want = s.normTopkProb ? 1.0f / s.topK : 1.0f / s.experts;
   for (int64_t t = 0; t < s.tokens; ++t)
     for (int64_t k = 0; k < s.topK; ++k) {
@@ -276,6 +276,69 @@ TEST_P(MoERouterTest, UniformRoutingPicksLowestIndicesAndAuxIsCoeff) {
   double wantZ = s.zLossCoeff * logE * logE;
   EXPECT_NEAR(losses.balance, wantAux, tol::kFp32KernelRel * wantAux);
   EXPECT_NEAR(losses.z, wantZ, tol::kFp32KernelRel * wantZ);
+}
+
+// Context parallelism: two shards, each the half of every sequence (s.seq
+// tokens) at one place, route their tokens with the whole micro-batch's
+// counts (the sum of moeRouterCounts over the shards) and tokenShards 2.
+// Their routing is the whole's, their losses and weight gradients sum to
+// the whole's, and their input gradients are the whole's rows.
+TEST_P(MoERouterTest, TokenShardsSumToTheWhole) {
+  const RouterShape s = shape();
+  std::mt19937 rng(31);
+  RouterInputs in = routerInputs(rng, s.tokens, s.hidden, s.experts);
+  Vec seed = randomVector(rng, s.tokens * s.topK);
+  Vec weights(s.tokens * s.topK), dx(in.x.size(), 0.0f), dw(in.w.size(), 0.0f);
+  IVec indices(s.tokens * s.topK);
+  RouterLosses whole =
+      moeRouterForward(in.x.data(), in.w.data(), nullptr, weights.data(), indices.data(), s);
+  moeRouterBackward(in.x.data(), in.w.data(), nullptr, seed.data(), 0.9f, 0.4f, dx.data(),
+                    dw.data(), s);
+  RouterShape half = s;
+  half.tokens = s.tokens / 2, half.seq = s.seq / 2, half.tokenShards = 2;
+  // Token t of shard r: token (t / half.seq) * s.seq + r * half.seq + t % half.seq.
+  auto token = [&](int r, int64_t t) {
+    return t / half.seq * s.seq + r * half.seq + t % half.seq;
+  };
+  auto rows = [&](const Vec &v, int r, int64_t width) {
+    Vec out(half.tokens * width);
+    for (int64_t t = 0; t < half.tokens; ++t)
+      std::copy_n(v.begin() + token(r, t) * width, width, out.begin() + t * width);
+    return out;
+  };
+  Vec counts(s.groups() * s.experts, 0.0f), mine(counts.size());
+  for (int r = 0; r < 2; ++r) {
+    moeRouterCounts(rows(in.x, r, s.hidden).data(), in.w.data(), mine.data(), half);
+    for (size_t i = 0; i < counts.size(); ++i)
+      counts[i] += mine[i];
+  }
+  Vec wholeCounts(counts.size());
+  moeRouterCounts(in.x.data(), in.w.data(), wholeCounts.data(), s);
+  EXPECT_EQ(counts, wholeCounts);
+  double balance = 0.0, z = 0.0;
+  Vec dwSum(in.w.size(), 0.0f);
+  for (int r = 0; r < 2; ++r) {
+    Vec x = rows(in.x, r, s.hidden), shardSeed = rows(seed, r, s.topK);
+    Vec w(half.tokens * s.topK), shardDx(x.size(), 0.0f);
+    IVec idx(half.tokens * s.topK);
+    RouterLosses l =
+        moeRouterForward(x.data(), in.w.data(), counts.data(), w.data(), idx.data(), half);
+    balance += l.balance, z += l.z;
+    for (int64_t t = 0; t < half.tokens; ++t)
+      for (int64_t k = 0; k < s.topK; ++k) {
+        EXPECT_EQ(idx[t * s.topK + k], indices[token(r, t) * s.topK + k]);
+        EXPECT_EQ(w[t * s.topK + k], weights[token(r, t) * s.topK + k]);
+      }
+    moeRouterBackward(x.data(), in.w.data(), counts.data(), shardSeed.data(), 0.9f, 0.4f,
+                      shardDx.data(), dwSum.data(), half);
+    expectClose(shardDx, toDouble(rows(dx, r, s.hidden)), tol::kFp32KernelRel,
+                tol::kFp32KernelAbs, "dx of shard " + std::to_string(r));
+  }
+  expectClose({float(balance)}, {double(whole.balance)}, tol::kFp32KernelRel,
+              tol::kFp32KernelAbs, "load-balancing loss");
+  expectClose({float(z)}, {double(whole.z)}, tol::kFp32KernelRel, tol::kFp32KernelAbs,
+              "z-loss");
+  expectClose(dwSum, toDouble(dw), tol::kFp32KernelRel, tol::kFp32KernelAbs, "dw");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -302,7 +365,7 @@ TEST(MoERouterTies, BreakToLowerIndex) {
               rowValue[e]);
   Vec weights(s.tokens * s.topK);
   IVec indices(s.tokens * s.topK);
-  moeRouterForward(x.data(), w.data(), weights.data(), indices.data(), s);
+  moeRouterForward(x.data(), w.data(), nullptr, weights.data(), indices.data(), s);
   for (int64_t t = 0; t < s.tokens; ++t) {
     IVec row(indices.begin() + t * s.topK, indices.begin() + (t + 1) * s.topK);
     EXPECT_EQ(row, (IVec{1, 3, 0, 2})) << "token " << t;
@@ -319,7 +382,7 @@ TEST(MoERouterNonFinite, PicksValidDistinctExperts) {
   x[0] = NAN;
   Vec weights(s.tokens * s.topK);
   IVec indices(s.tokens * s.topK, -7);
-  moeRouterForward(x.data(), w.data(), weights.data(), indices.data(), s);
+  moeRouterForward(x.data(), w.data(), nullptr, weights.data(), indices.data(), s);
   for (int64_t t = 0; t < s.tokens; ++t) {
     int32_t a = indices[t * 2], b = indices[t * 2 + 1];
     EXPECT_TRUE(a >= 0 && a < s.experts && b >= 0 && b < s.experts && a != b)
@@ -345,10 +408,10 @@ AllOutputs runAll(int threads, bool norm) {
   Vec seed = randomVector(rng, rs.tokens * rs.topK);
   AllOutputs o{Vec(rs.tokens * rs.topK), Vec(x.size()), Vec(w.size()),
                IVec(rs.tokens * rs.topK), 0.0f, 0.0f};
-  RouterLosses losses = moeRouterForward(x.data(), w.data(), o.weights.data(),
+  RouterLosses losses = moeRouterForward(x.data(), w.data(), nullptr, o.weights.data(),
                                          o.indices.data(), rs);
   o.aux = losses.balance, o.z = losses.z;
-  moeRouterBackward(x.data(), w.data(), seed.data(), 1.0f, 1.0f, o.routerDx.data(),
+  moeRouterBackward(x.data(), w.data(), nullptr, seed.data(), 1.0f, 1.0f, o.routerDx.data(),
                     o.routerDw.data(), rs);
   return o;
 }

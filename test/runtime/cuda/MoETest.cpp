@@ -93,8 +93,9 @@ TEST_P(MoETest, RouterMatchesCpu) {
     std::vector<float> wantWeights(T * K), wantDx(dxOld), wantDw(E * H, 0.0f);
     std::vector<int32_t> wantIndices(T * K);
     const cpu::RouterLosses want =
-        cpu::moeRouterForward(x.data(), w.data(), wantWeights.data(), wantIndices.data(), cs);
-    cpu::moeRouterBackward(x.data(), w.data(), dweights.data(), daux, dz, wantDx.data(),
+        cpu::moeRouterForward(x.data(), w.data(), nullptr, wantWeights.data(),
+                              wantIndices.data(), cs);
+    cpu::moeRouterBackward(x.data(), w.data(), nullptr, dweights.data(), daux, dz, wantDx.data(),
                            wantDw.data(), cs);
 
     cuda::RouterShape s{T, H, E, K, c.normTopkProb, 0.1f, b.cudaType, b.seq, b.zLossCoeff};
