@@ -268,7 +268,8 @@ Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
                 "mixture-of-experts model; this model is dense");
   if (model.numExperts != 0 && model.numExperts % c.ep != 0)
     return fail("num_experts (", model.numExperts, ") must be divisible by "
-                "expert_model_parallel_size (--ep ", c.ep, ")");
+                "expert_model_parallel_size (--ep ", c.ep, "): ep may be ",
+                divisorsText(model.numExperts));
   // Megatron-Core sizes an expert capacity by each rank's tokens: with the
   // sequence split over tp or cp a rank would drop other tokens than one
   // rank does (mt-partition-tp and mt-partition-cp refuse it too).
@@ -276,7 +277,8 @@ Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
     return fail("moe_expert_capacity_factor (an expert capacity, given at import) with ",
                 c.tp > 1 ? "tensor_model_parallel_size (--tp " : "context_parallel_size (--cp ",
                 c.tp > 1 ? c.tp : c.cp, ") is not supported yet: each rank would size the "
-                "capacity by its own share of the tokens and drop others than one rank does; "
+                "capacity by its own share of the tokens and drop other tokens than one rank "
+                "would; "
                 "import the model dropless (without --moe-expert-capacity-factor), or use ",
                 c.tp > 1 && c.cp > 1 ? "--tp 1 and --cp 1" : c.tp > 1 ? "--tp 1" : "--cp 1");
   if (c.etp == 0)

@@ -54,11 +54,12 @@ namespace {
 
 /// Megatron-Core's MoE parallel folding over the same ranks, and the token
 /// dispatcher's traffic per MoE layer and micro-batch, in the forward and
-/// again in the backward. alltoall: the B·S·top_k routed rows of hidden
-/// values go out (dispatch) and come back (combine); with uniform routing
-/// (ep - 1)/ep of them cross to another rank. allgather: the all-gather and
-/// the reduce-scatter each move ep times those rows, (ep - 1)/ep of them
-/// from or to other ranks.
+/// again in the backward. Each rank dispatches its own tokens, B·S/(tp·cp)
+/// (the sequence split over tp by MoE folding and over cp). alltoall: their
+/// top_k routed rows of hidden values go out (dispatch) and come back
+/// (combine); with uniform routing (ep - 1)/ep of them cross to another
+/// rank. allgather: the all-gather and the reduce-scatter each move ep
+/// times those rows, (ep - 1)/ep of them from or to other ranks.
 void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
   std::array<int64_t, 4> expert = p.expertMesh();
   os << "expert layers (MoE parallel folding, the same ranks): mesh (pp, edp, ep, etp) = ("
@@ -74,22 +75,22 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
   // A rank runs the MoE layers of its pipeline stage: about 1/pp of them.
   int64_t layers = (dims.moeLayers + p.pp - 1) / p.pp;
   const bool gather = p.moeTokenDispatcherType == "allgather";
-  double rows = double(p.microBatch) * double(p.seq) * double(dims.topK) *
-                double(gather ? p.ep : 1);
+  double rows = double(p.microBatch) * double(p.seq) / double(p.tp * p.cp) *
+                double(dims.topK) * double(gather ? p.ep : 1);
   double elements = rows * double(dims.hidden) * 4.0 * double(layers) *
                     double(p.numMicroBatches());
   double offRank = elements * double(p.ep - 1) / double(p.ep);
+  const std::string microBatches = countOf(p.numMicroBatches(), "micro-batch", "micro-batches");
   os << llvm::format(gather ? "all-gather and reduce-scatter per step and rank (allgather "
-                              "dispatcher, dropless): %.0f values (%d MoE layers%s x %d "
-                              "micro-batches x 4 collectives of %.0f rows x %d), %.0f of them "
-                              "from or to other ranks: %.1f MiB in bf16\n"
+                              "dispatcher, dropless): %.0f values (%d MoE layers%s x %s x 4 "
+                              "collectives of %.0f rows x %d), %.0f of them from or to other "
+                              "ranks: %s in bf16\n"
                             : "all-to-all per step and rank (alltoall dispatcher, dropless): "
-                              "%.0f values (%d MoE layers%s x %d micro-batches x 4 exchanges "
-                              "of %.0f rows x %d), %.0f of them to other ranks with uniform "
-                              "routing: %.1f MiB in bf16\n",
-                     elements, int(layers), p.pp > 1 ? " of a stage" : "",
-                     int(p.numMicroBatches()), rows, int(dims.hidden), offRank,
-                     offRank * 2.0 / (1024.0 * 1024.0));
+                              "%.0f values (%d MoE layers%s x %s x 4 exchanges of %.0f rows x "
+                              "%d), %.0f of them to other ranks with uniform routing: %s in "
+                              "bf16\n",
+                     elements, int(layers), p.pp > 1 ? " of a stage" : "", microBatches.c_str(),
+                     rows, int(dims.hidden), offRank, bytesText(offRank * 2.0).c_str());
 }
 
 } // namespace
@@ -108,7 +109,11 @@ void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ost
     os << " (Megatron-Core's data-parallel size, world / (tp x pp x cp): the ranks of an ep "
           "group read different data"
        << (p.tp * p.cp > 1 ? " unless they share a tp x cp group" : "")
-       << "; MCoreAdapter's count divides by ep too, which gives " << p.globalBatch / p.ep
+       << "; MCoreAdapter's comment counts dp as world / (tp x pp x cp x ep) = "
+       << (p.dp % p.ep == 0 ? std::to_string(p.dp / p.ep) + ", which gives a global batch of " +
+                                  std::to_string(p.globalBatch / p.ep)
+                            : std::to_string(p.dp) + "/" + std::to_string(p.ep) +
+                                  ", below one replica")
        << ")";
   os << "\n";
   std::array<int64_t, 4> dense = p.denseMesh(), expert = p.expertMesh();

@@ -258,7 +258,8 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"sp without tp", [](auto &c, auto &) { c.sequenceParallel = true; },
        "sequence_parallel (--sp) needs tensor_model_parallel_size (--tp) > 1"},
       {"experts % ep", [](auto &c, auto &m) { m.numExperts = 6; c.ep = 4; },
-       "num_experts (6) must be divisible by expert_model_parallel_size (--ep 4)"},
+       "num_experts (6) must be divisible by expert_model_parallel_size (--ep 4): ep may be 1, "
+       "2, 3 or 6"},
       {"ep on dense", [](auto &c, auto &) { c.ep = 2; },
        "expert_model_parallel_size (--ep 2) needs a mixture-of-experts model"},
       {"capacity with tp",
@@ -268,8 +269,8 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"capacity with cp",
        [](auto &c, auto &m) { m.numExperts = 4, m.expertCapacity = true, c.cp = 2; },
        "context_parallel_size (--cp 2) is not supported yet: each rank would size the capacity "
-       "by its own share of the tokens and drop others than one rank does; import the model "
-       "dropless (without --moe-expert-capacity-factor), or use --cp 1"},
+       "by its own share of the tokens and drop other tokens than one rank would; import the "
+       "model dropless (without --moe-expert-capacity-factor), or use --cp 1"},
       {"seq % 2cp", [](auto &c, auto &m) { c.cp = 3; m.seq = 64; },
        "seq_length (64) must be divisible by 2 x context_parallel_size (2 x 3 = 6): "
        "context_parallel_size may be 1, 2, 4, 8, 16 or 32"},

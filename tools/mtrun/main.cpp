@@ -28,7 +28,7 @@ mt::Status checkBeforeLaunch(const mt::exec::TrainOptions &o, int nproc) {
     return mt::Status::error("--nproc " + std::to_string(nproc) + " starts " +
                              mt::countOf(nproc, "rank") + ", but " + o.planDir +
                              " is a plan for " + mt::countOf(ranks, "rank") +
-                             " (pp x dp x cp x ep x tp); run `mtrun --nproc " +
+                             " (pp x dp x cp x tp; ep folds over them); run `mtrun --nproc " +
                              std::to_string(ranks) + "` or recompile the plan");
   if (mt::io::hasSftMagic(o.dataPath)) {
     if (auto data = mt::io::openSftFile(o.dataPath); !data)
@@ -160,9 +160,10 @@ int main(int argc, char **argv) {
                  "and instruction (CPU: Gloo's timeouts; CUDA: a watchdog aborts NCCL)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--backend", o.backend,
-                 "cuda (bf16, one GPU per rank, NCCL; plans with dp, tp, sp, pp and ep), cpu "
-                 "(fp32 reference), or auto: cuda where a GPU is visible and the CUDA "
-                 "backend runs the plan's mesh")
+                 "cuda (bf16, one GPU per rank, NCCL; plans with dp, tp, sp, pp, cp and ep, "
+                 "MoE layers not under tp or cp), cpu "
+                 "(fp32 reference), or auto: cuda where a GPU is visible (a plan the CUDA "
+                 "backend does not run is then refused, naming --backend cpu), else cpu")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   app.add_option("--timeline", o.timelinePath,
                  "pipelines: write the last step's measured stage timeline (SVG) here and "
