@@ -170,7 +170,7 @@ void checkChatData(const DataRequest &r,
 
 } // namespace
 
-void checkDataRequest(const DataRequest &r, ConfigErrors &errors) {
+void checkDataRequest(const DataRequest &r, ConfigErrors &errors, int64_t modelVocab) {
   if (errors.failed("dataset") || errors.failed("dataset_dir"))
     return;
   auto where = [&](const std::string &key) {
@@ -208,6 +208,14 @@ void checkDataRequest(const DataRequest &r, ConfigErrors &errors) {
     add("dataset", "dataset '" + r.dataset + "': " + *file + " is a JSON dataset; stage pt "
                    "reads a text file (the text itself) or a token file, not the columns of "
                    "JSON samples yet: give a text file, or stage sft for chat data");
+  else if (modelVocab > 0 && modelVocab < 256 && !isTokenFile(*file) &&
+           !fs::exists(fs::path(r.modelDir) / "tokenizer.json"))
+    // Byte-level ids run to 255: the model could not embed them.
+    add("model_name_or_path",
+        "model_name_or_path '" + r.modelDir + "' has no tokenizer.json, so stage pt would "
+        "tokenize the text of dataset '" + r.dataset + "' byte-level (ids 0 to 255), past "
+        "the model's vocab_size (" + std::to_string(modelVocab) + "): give the model's "
+        "tokenizer.json, or a token file of ids below " + std::to_string(modelVocab));
 }
 
 Expected<PreparedData> prepareTrainingData(const DataRequest &r) {
@@ -376,9 +384,12 @@ void checkConfig(const TrainConfig &c, const DataRequest &data, ConfigErrors &er
     c.checkStageKeys(errors);
   // The model at cutoff_len, before the data step spends its time.
   const std::string config = c.modelNameOrPath + "/config.json";
+  int64_t vocab = 0;
   if (modelOk) {
     auto spec = readHfConfig(config);
     errors.add("model_name_or_path", spec);
+    if (spec)
+      vocab = spec->vocabSize;
     if (spec && !errors.failed("cutoff_len"))
       if (Status s = checkSequenceLength(*spec, c.cutoffLen, config, "cutoff_len"); !s) {
         // Where cutoff_len came from: the user's line, or the default.
@@ -392,7 +403,7 @@ void checkConfig(const TrainConfig &c, const DataRequest &data, ConfigErrors &er
       }
   }
   if (!errors.failed("stage"))
-    checkDataRequest(data, errors);
+    checkDataRequest(data, errors, vocab);
   // The schedule's keys: any sample count gives at least one step per epoch.
   bool scheduleRead = true;
   for (const char *key : {"learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs",

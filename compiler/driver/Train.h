@@ -83,8 +83,11 @@ struct PreparedData {
 /// The request's key errors, added to `errors` (keys refused already are
 /// not judged again): dataset and template not given, a model without the
 /// tokenizer.json that stage sft needs; for stage pt, a dataset that names
-/// no dataset_info.json entry and no file.
-void checkDataRequest(const DataRequest &request, ConfigErrors &errors);
+/// no dataset_info.json entry and no file, a JSON dataset, and text to be
+/// tokenized byte-level for a model whose `modelVocab` (0: unknown) holds
+/// fewer than 256 ids.
+void checkDataRequest(const DataRequest &request, ConfigErrors &errors,
+                      int64_t modelVocab = 0);
 
 /// checkDataRequest first (its errors returned together), then: stage pt:
 /// the one dataset (a name of dataset_dir/dataset_info.json whose file_name
