@@ -23,6 +23,8 @@
 set -euo pipefail
 bin=$1 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=test/parallel/moe-layouts.sh
+source "$here/moe-layouts.sh"
 # name:ranks:flags:cp_comm_types (of the test models)
 layouts=("single:1::-" "cp2:2:--cp 2:p2p all_gather a2a" "cp4:4:--cp 4:p2p all_gather"
          "cp2_tp2_sp:4:--cp 2 --tp 2 --sp:p2p all_gather"
@@ -79,12 +81,12 @@ for entry in "single:1:" "cp2_p2p:2:--cp 2 --cp-comm-type p2p" \
 done
 
 # name:ranks:flags (MoE; each layout with p2p, and cp2 with all_gather too)
-moe_layouts=("single:1:" "cp2_p2p:2:--cp 2" "cp2_all_gather:2:--cp 2 --cp-comm-type all_gather"
-             "cp4_p2p:4:--cp 4" "cp2_tp2_sp:4:--cp 2 --tp 2 --etp 1 --sp"
-             "cp2_pp2:4:--cp 2 --pp 2" "cp2_dp2:4:--cp 2 --dp 2"
-             "cp2_dp2_do:4:--cp 2 --dp 2 --use-distributed-optimizer" "cp2_ep2:2:--cp 2 --ep 2"
-             "cp2_dp2_ep2:4:--cp 2 --dp 2 --ep 2"
-             "cp2_ep2_ag:2:--cp 2 --ep 2 --moe-token-dispatcher-type allgather")
+layouts=("single:1:" "cp2_p2p:2:--cp 2" "cp2_all_gather:2:--cp 2 --cp-comm-type all_gather"
+         "cp4_p2p:4:--cp 4" "cp2_tp2_sp:4:--cp 2 --tp 2 --etp 1 --sp"
+         "cp2_pp2:4:--cp 2 --pp 2" "cp2_dp2:4:--cp 2 --dp 2"
+         "cp2_dp2_do:4:--cp 2 --dp 2 --use-distributed-optimizer" "cp2_ep2:2:--cp 2 --ep 2"
+         "cp2_dp2_ep2:4:--cp 2 --dp 2 --ep 2"
+         "cp2_ep2_ag:2:--cp 2 --ep 2 --moe-token-dispatcher-type allgather")
 python3 "$here/../../tools/random-tokens.py" "$out/moe-tokens.bin" 96 4000
 fixtures=$here/../hf/fixtures
 for model in tiny-qwen3-moe tiny-mixtral tiny-qwen2-moe tiny-qwen3-moe-seqaux \
@@ -99,19 +101,6 @@ for model in tiny-qwen3-moe tiny-mixtral tiny-qwen2-moe tiny-qwen3-moe-seqaux \
       config=$fixtures/tiny-qwen3-moe/config.json compile=(--calculate-per-token-loss) ;;
   esac
   "$bin/mtc" import-hf "$config" --seq 16 --micro-batch 2 "${import[@]}" -o "$out/$model/model.mlir"
-  layers=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['num_hidden_layers'])" \
-    "$config")
-  for entry in "${moe_layouts[@]}"; do
-    IFS=: read -r name ranks flags <<< "$entry"
-    # Odd layer counts: the first stage takes the extra layer.
-    [[ $flags == *"--pp 2"* && $((layers % 2)) == 1 ]] &&
-      flags="$flags --pp-layout $((layers / 2 + 1)),$((layers / 2))"
-    # shellcheck disable=SC2086
-    "$bin/mtc" compile "$out/$model/model.mlir" $flags "${compile[@]}" --global-batch 8 \
-      --lr 1e-3 --warmup-steps 1 --train-steps 3 --weight-decay 0.1 --adam-eps 1e-4 \
-      -o "$out/$model/$name.plan"
-    "$bin/mtrun" "$out/$model/$name.plan" --nproc "$ranks" --data "$out/moe-tokens.bin" \
-      --steps 3 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
-      --export-hf "$out/$model/$name.hf" > /dev/null
-  done
+  train_moe_layouts "$config" "$out/$model/model.mlir" "$out/$model" "$out/moe-tokens.bin" \
+    "${compile[@]}"
 done

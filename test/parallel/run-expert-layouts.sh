@@ -8,6 +8,8 @@
 set -euo pipefail
 bin=$1 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=test/parallel/moe-layouts.sh
+source "$here/moe-layouts.sh"
 # name:ranks:flags. With ep the world is still pp x dp x cp x tp (MoE
 # parallel folding): ep2 is 2 data-parallel ranks that hold 2 experts each;
 # ep2_tp2 the 2 ranks of a tp group, each dispatching half of the sequence
@@ -48,23 +50,8 @@ for model in tiny-qwen3-moe tiny-mixtral tiny-qwen2-moe; do
   mkdir -p "$out/$model"
   "$bin/mtc" import-hf "$here/../hf/fixtures/$model/config.json" --seq 16 --micro-batch 2 \
     -o "$out/$model/model.mlir"
-  layers=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['num_hidden_layers'])" \
-    "$here/../hf/fixtures/$model/config.json")
-  for entry in "${layouts[@]}"; do
-    IFS=: read -r name ranks flags <<< "$entry"
-    # Odd layer counts: the first stage takes the extra layer.
-    [[ $flags == *"--pp 2"* && $((layers % 2)) == 1 ]] &&
-      flags="$flags --pp-layout $((layers / 2 + 1)),$((layers / 2))"
-    # --adam-eps 1e-4: as run-layouts.sh (AdamW's update is continuous in
-    # the gradient above eps, so fp32 summation order stays within tolerance).
-    # shellcheck disable=SC2086
-    "$bin/mtc" compile "$out/$model/model.mlir" $flags --global-batch 8 --lr 1e-3 \
-      --warmup-steps 1 --train-steps 3 --weight-decay 0.1 --adam-eps 1e-4 \
-      -o "$out/$model/$name.plan"
-    "$bin/mtrun" "$out/$model/$name.plan" --nproc "$ranks" --data "$out/tokens.bin" \
-      --steps 3 --comm-timeout 60 --metrics "$out/$model/$name.jsonl" \
-      --export-hf "$out/$model/$name.hf" > /dev/null
-  done
+  train_moe_layouts "$here/../hf/fixtures/$model/config.json" "$out/$model/model.mlir" \
+    "$out/$model" "$out/tokens.bin"
   # Checkpoints hold whole experts: 2 steps on one layout, saved, the 3rd
   # resumed on another; OUT/<model>/resumed_<from>_as_<to>.jsonl holds all 3.
   for entry in "ep2:2:single:1" "single:1:ep4:4" "ep2_dp4_do:4:single:1" "single:1:ep2_dp4_do:4" \
