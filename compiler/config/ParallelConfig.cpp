@@ -281,7 +281,8 @@ Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
                 "would; "
                 "import the model dropless (without --moe-expert-capacity-factor), or use ",
                 c.tp > 1 && c.cp > 1 ? "--tp 1 and --cp 1" : c.tp > 1 ? "--tp 1" : "--cp 1");
-  if (c.etp == 0)
+  // A dense model has no expert layers: etp, whatever was given, is tp.
+  if (c.etp == 0 || model.numExperts == 0)
     c.etp = c.tp;
   return Status::ok();
 }
@@ -328,7 +329,32 @@ static Status checkGradReduceInBf16(const ParallelConfig &c, const ModelDims &mo
   return Status::ok();
 }
 
+/// ParallelConfig::warnings of a layout resolved against `model`;
+/// `etpGiven`: expert_tensor_parallel_size as set (0: not given).
+static std::vector<std::string> noEffectWarnings(const ParallelConfig &c, const ModelDims &model,
+                                                 int64_t etpGiven) {
+  std::vector<std::string> out;
+  if (c.cp == 1 && c.cpCommType != "p2p")
+    out.push_back("cp_comm_type (--cp-comm-type) " + c.cpCommType + " has no effect: "
+                  "context_parallel_size (--cp) is 1, so no rank exchanges keys and values");
+  const std::string dense = "this model has no experts (dense)";
+  if (c.moeTokenDispatcherType != "alltoall" && (model.numExperts == 0 || c.ep == 1))
+    out.push_back("moe_token_dispatcher_type (--moe-token-dispatcher-type) " +
+                  c.moeTokenDispatcherType + " has no effect: " +
+                  (model.numExperts == 0 ? dense
+                                         : "expert_model_parallel_size (--ep) is 1, so every "
+                                           "rank holds every expert and no token is dispatched"));
+  if (etpGiven != 0 && model.numExperts == 0)
+    out.push_back("expert_tensor_parallel_size (--etp " + std::to_string(etpGiven) +
+                  ") has no effect: " + dense);
+  return out;
+}
+
 Status ParallelConfig::resolve(const ModelDims &model) {
+  warnings.clear();
+  notes.clear();
+  const int64_t etpGiven = etp;
+  const bool dpGiven = dp != 0 || worldSize != 0;
   if (Status s = checkRanges(*this); !s)
     return s;
   // Every product formed below is a sub-product of this one (all factors
@@ -431,6 +457,14 @@ Status ParallelConfig::resolve(const ModelDims &model) {
     return fail("expert_model_parallel_size (--ep ", ep, ") x expert_tensor_parallel_size (--etp ",
                 etp, ") = ", ep * etp, " must divide tp (", tp, ") x cp (", cp, ") x dp (", dp,
                 ") = ", dp * cp * tp, ": expert layers fold over the ranks of a pipeline stage");
+  if (!dpGiven && dp > 1)
+    notes.push_back("data_parallel_size (not given) is " + std::to_string(dp) +
+                    ", the smallest at which tp (" + std::to_string(tp) + ") x cp (" +
+                    std::to_string(cp) + ") x dp is a multiple of expert_model_parallel_size "
+                    "(--ep " + std::to_string(ep) + ") x expert_tensor_parallel_size (--etp " +
+                    std::to_string(etp) + "): the plan runs on " + std::to_string(worldSize) +
+                    " ranks; --dp or a world size sets it");
+  warnings = noEffectWarnings(*this, model, etpGiven);
 
   // Every one of the dp ranks of a model replica reads its own micro-batches
   // (with ep too: the ranks of an ep group read different data).

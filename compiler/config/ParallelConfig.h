@@ -138,6 +138,16 @@ struct ParallelConfig {
   /// defaults filled in (full alone: uniform, 1 layer; selective:
   /// core_attn; moe_layer_recompute: selective with moe added).
   RecomputeConfig recompute;
+  /// Filled by resolve(), each a sentence for the user. `warnings`: settings
+  /// that this layout gives nothing to do (cp_comm_type other than p2p at cp
+  /// 1, moe_token_dispatcher_type other than alltoall without expert
+  /// parallelism, expert_tensor_parallel_size for a dense model). They are
+  /// not errors, as the recompute keys without recompute_granularity are:
+  /// their effect depends on sizes a user changes between runs while keeping
+  /// the rest. `notes`: sizes resolve() chose beyond Megatron-Core's
+  /// derivation (dp raised to hold ep x etp when neither dp nor the world
+  /// size was given).
+  std::vector<std::string> warnings, notes;
 
   int64_t numMicroBatches() const { return globalBatch / (microBatch * dp); }
   /// The expert layers' data-parallel size: edp = dp·cp·tp / (ep·etp)

@@ -252,6 +252,16 @@ static Status checkSomethingToDo(const CompileOptions &o) {
                        "--schedule-svg FILE to draw the pipeline schedule");
 }
 
+/// A resolved layout's warnings and notes on stderr; a warning is followed by
+/// where its keys were given (withGivenAt).
+static void printLayoutRemarks(const ParallelConfig &parallel,
+                               const std::map<std::string, std::string> &givenAt) {
+  for (const std::string &w : parallel.warnings)
+    llvm::errs() << "warning: " << withGivenAt(w, givenAt) << "\n";
+  for (const std::string &n : parallel.notes)
+    llvm::errs() << "note: " << n << "\n";
+}
+
 bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
                  const std::map<std::string, std::string> &givenAt) {
   LoadedModel loaded(modelPath);
@@ -263,9 +273,12 @@ bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
     return false;
   ParallelConfig parallel = layout;
   Status resolved = parallel.resolve(*dims);
-  if (!resolved)
+  if (!resolved) {
     llvm::errs() << "error: " << withGivenAt(resolved.message(), givenAt) << "\n";
-  return bool(resolved);
+    return false;
+  }
+  printLayoutRemarks(parallel, givenAt);
+  return true;
 }
 
 bool compileModel(const CompileOptions &options) {
@@ -290,6 +303,8 @@ bool compileModel(const CompileOptions &options) {
         llvm::errs() << "note: " << options.configNote << "\n";
       return false;
     }
+  if (!options.layoutChecked)
+    printLayoutRemarks(parallel, options.givenAt);
   if (Status s = checkSomethingToDo(options); !s) {
     llvm::errs() << "error: " << s.message() << "\n";
     return false;

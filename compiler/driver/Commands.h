@@ -36,6 +36,9 @@ struct CompileOptions {
   /// "tensor_model_parallel_size was given at sft.yaml:4:29". Options a flag
   /// set are not in it.
   std::map<std::string, std::string> givenAt;
+  /// The layout's warnings and notes were printed already (`mtc train`'s
+  /// checkLayout): compileModel does not repeat them.
+  bool layoutChecked = false;
   bool overwrite = false;  // outputs may replace what io::checkOutputs allows with it
   uint64_t gpuMemory = 0;  // --explain: the cheapest recompute that fits (0: none asked)
   /// --no-fuse: mt-fuse patterns left out (add-rmsnorm, add-rmsnorm-grad,
@@ -45,7 +48,8 @@ struct CompileOptions {
 };
 
 /// The layout check of compileModel alone: `layout` resolved against the
-/// model at `modelPath`, each error printed with the notes of `givenAt`. `mtc train` runs it
+/// model at `modelPath`, each error and warning (ParallelConfig::warnings,
+/// ::notes) printed with the notes of `givenAt`. `mtc train` runs it
 /// before it prepares the data, so that a bad layout costs no tokenizing.
 bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
                  const std::map<std::string, std::string> &givenAt);

@@ -557,6 +557,7 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   compile.configPath = o.configPath;
   compile.configExplain = c.explain(prepared->samples);
   compile.givenAt = c.layoutGivenAt();
+  compile.layoutChecked = true;
   if (!compileModel(compile))
     return fail("compiling the plan failed (its error is above)");
   // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;

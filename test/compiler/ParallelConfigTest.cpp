@@ -88,6 +88,84 @@ TEST(ParallelConfig, ExpertParallelismAloneTakesTheFewestRanks) {
   EXPECT_EQ(c.numMicroBatches(), 1);
 }
 
+// The fewest ranks for ep are told: a plan for 4 ranks from `--ep 4` alone
+// should not surprise mtrun's user. Given dp or world size, nothing is told.
+TEST(ParallelConfig, NotesADataParallelSizeRaisedForExperts) {
+  ModelDims m = smallModel();
+  m.numExperts = 8;
+  ParallelConfig c;
+  c.ep = 4;
+  ASSERT_TRUE(c.resolve(m));
+  ASSERT_EQ(c.notes.size(), 1u);
+  EXPECT_EQ(c.notes[0], "data_parallel_size (not given) is 4, the smallest at which tp (1) x "
+                        "cp (1) x dp is a multiple of expert_model_parallel_size (--ep 4) x "
+                        "expert_tensor_parallel_size (--etp 1): the plan runs on 4 ranks; --dp "
+                        "or a world size sets it");
+  EXPECT_TRUE(c.warnings.empty());
+  for (bool world : {false, true}) {
+    ParallelConfig d;
+    d.ep = 4;
+    (world ? d.worldSize : d.dp) = 4;
+    ASSERT_TRUE(d.resolve(m));
+    EXPECT_EQ(d.dp, 4);
+    EXPECT_TRUE(d.notes.empty());
+  }
+  ParallelConfig folded; // tp 2 x cp 2 hold ep 4 on 4 ranks: dp stays 1
+  folded.tp = 2, folded.cp = 2, folded.ep = 4, folded.etp = 1;
+  ASSERT_TRUE(folded.resolve(m));
+  EXPECT_EQ(folded.dp, 1);
+  EXPECT_TRUE(folded.notes.empty());
+}
+
+// Settings this layout gives nothing to do are warned about by name, and
+// the same values where they act are not.
+TEST(ParallelConfig, WarnsOfSettingsWithoutEffect) {
+  ModelDims dense = smallModel(), moe = smallModel();
+  moe.numExperts = 4;
+  auto warnings = [](ParallelConfig c, const ModelDims &m) {
+    Status s = c.resolve(m);
+    EXPECT_TRUE(s) << s.message();
+    return c.warnings;
+  };
+  using W = std::vector<std::string>;
+  ParallelConfig c;
+  c.cpCommType = "all_gather";
+  EXPECT_EQ(warnings(c, dense),
+            W{"cp_comm_type (--cp-comm-type) all_gather has no effect: context_parallel_size "
+              "(--cp) is 1, so no rank exchanges keys and values"});
+  c.cp = 2;
+  EXPECT_EQ(warnings(c, dense), W{});
+
+  ParallelConfig d;
+  d.moeTokenDispatcherType = "allgather";
+  EXPECT_EQ(warnings(d, dense),
+            W{"moe_token_dispatcher_type (--moe-token-dispatcher-type) allgather has no effect: "
+              "this model has no experts (dense)"});
+  EXPECT_EQ(warnings(d, moe),
+            W{"moe_token_dispatcher_type (--moe-token-dispatcher-type) allgather has no effect: "
+              "expert_model_parallel_size (--ep) is 1, so every rank holds every expert and no "
+              "token is dispatched"});
+  d.ep = 2;
+  EXPECT_EQ(warnings(d, moe), W{});
+
+  // etp of a dense model: warned, and it neither raises dp nor fails the
+  // folding rule (it is tp).
+  ParallelConfig e;
+  e.tp = 2, e.etp = 1;
+  EXPECT_EQ(warnings(e, dense), W{"expert_tensor_parallel_size (--etp 1) has no effect: this "
+                                  "model has no experts (dense)"});
+  ASSERT_TRUE(e.resolve(dense));
+  EXPECT_EQ(e.etp, 2);
+  EXPECT_EQ(e.dp, 1);
+  ParallelConfig f;
+  f.etp = 2;
+  ASSERT_TRUE(f.resolve(dense));
+  EXPECT_EQ(f.dp, 1);
+  EXPECT_TRUE(f.notes.empty());
+  EXPECT_EQ(warnings(e, moe), W{});
+  EXPECT_EQ(warnings(ParallelConfig{}, moe), W{});
+}
+
 TEST(ParallelConfig, DefaultsToOneRankAndOneMicroBatch) {
   ParallelConfig c;
   ASSERT_TRUE(c.resolve(smallModel()));
