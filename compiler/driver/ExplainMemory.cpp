@@ -4,6 +4,7 @@
 #include "compiler/driver/Explain.h"
 
 #include "runtime/plan/AttentionWorkspace.h"
+#include "runtime/plan/CudaSupport.h"
 #include "runtime/plan/DeviceFootprint.h"
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanIO.h"
@@ -252,6 +253,9 @@ void explainMemory(const plan::Plan &plan, uint64_t deviceBytes, llvm::raw_ostre
   os << llvm::format("  %-38s %12s %12s %12s\n", "total (the peak)",
                      bytesText(double(cpuTotal)).c_str(), bytesText(double(gpuTotal)).c_str(),
                      bytesText(double(host.total())).c_str());
+  if (std::optional<plan::CudaGap> gap = plan::cudaGapOf(plan))
+    os << "  (the CUDA backend does not run this plan yet: it " << gap->what
+       << "; the CUDA columns are what it would hold)\n";
   printOffloadNotes(gpu, host, arenas, gradsOnHost, mainOnHost, shards, os);
   printAttentionNote(attention, gpu, deviceBytes, os);
   os << "  (the GPU also holds its CUDA context and library workspaces, about "

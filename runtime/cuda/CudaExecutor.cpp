@@ -2,6 +2,7 @@
 // or graph replay per program, host<->device copies of the state the host
 // owns, profiling.
 #include "runtime/cuda/CudaExecutorImpl.h"
+#include "runtime/plan/CudaSupport.h"
 
 #include <algorithm>
 #include <chrono>
@@ -14,40 +15,6 @@
 namespace mt::cuda {
 
 namespace executor {
-
-namespace {
-
-/// param_offload with pipelines or the distributed optimizer (their staging
-/// of per-stage runs and of buckets) has run only on the CPU backend.
-Status refuseUntestedParamOffload(const plan::Plan &plan) {
-  const char *with = plan.mesh().pp() > 1 ? "--pp > 1"
-                     : plan.buckets_size() > 0 ? "use_distributed_optimizer"
-                                               : nullptr;
-  if (!plan::weightsOffloaded(plan) || !with)
-    return Status::ok();
-  return Status::error(std::string("--backend cuda: this plan was compiled with param_offload "
-                                   "(--param-offload) and ") +
-                       with + ", which the CUDA backend does not run yet; run it with "
-                       "--backend cpu, or compile it without one of them");
-}
-
-/// Context parallelism of a mixture-of-experts model (each cp rank routing
-/// the whole sequence) has run only on the CPU backend.
-Status refuseUntestedMoEContextParallel(const plan::Plan &plan) {
-  if (plan.mesh().cp() <= 1)
-    return Status::ok();
-  for (const plan::Program &program : plan.programs())
-    for (const plan::Instruction &instr : program.instructions())
-      if (plan::isOp(instr, plan::Op::moe_router))
-        return Status::error(
-            "--backend cuda: this plan splits a mixture-of-experts model's sequences over "
-            "context_parallel_size (--cp " + std::to_string(plan.mesh().cp()) +
-            "), which the CUDA backend does not run yet; run it with --backend cpu, or "
-            "compile it with --cp 1");
-  return Status::ok();
-}
-
-} // namespace
 
 CudaExecutor::~CudaExecutor() {
   for (auto &[name, program] : programs_)
@@ -67,9 +34,10 @@ CudaExecutor::~CudaExecutor() {
 
 Status CudaExecutor::initialize() {
   // What the plan asks that this backend does not run: said before the device.
-  for (Status s : {refuseUntestedParamOffload(plan_), refuseUntestedMoEContextParallel(plan_)})
-    if (!s)
-      return s;
+  if (std::optional<plan::CudaGap> gap = plan::cudaGapOf(plan_))
+    return Status::error("--backend cuda: this plan " + gap->what +
+                         ", which the CUDA backend does not run yet; run it with --backend cpu, "
+                         "or compile it " + gap->fix);
   if (Status s = plan::checkInstructions(plan_); !s) // plans built in memory
     return s;
   if (deviceCount() == 0)
