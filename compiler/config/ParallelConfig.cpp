@@ -344,6 +344,12 @@ static std::vector<std::string> noEffectWarnings(const ParallelConfig &c, const 
                   (model.numExperts == 0 ? dense
                                          : "expert_model_parallel_size (--ep) is 1, so every "
                                            "rank holds every expert and no token is dispatched"));
+  if (c.distributedOptimizer && !c.shardsOptimizerState(model.numExperts != 0))
+    out.push_back(std::string("use_distributed_optimizer (--use-distributed-optimizer) has no "
+                              "effect: data_parallel_size x context_parallel_size is 1") +
+                  (model.numExperts != 0 ? " and so is the experts' edp" : "") +
+                  ", so there is no optimizer state to shard" +
+                  (c.overlapParamGather ? " (and overlap_param_gather nothing to gather)" : ""));
   if (etpGiven != 0 && model.numExperts == 0)
     out.push_back("expert_tensor_parallel_size (--etp " + std::to_string(etpGiven) +
                   ") has no effect: " + dense);

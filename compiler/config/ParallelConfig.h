@@ -141,7 +141,8 @@ struct ParallelConfig {
   /// Filled by resolve(), each a sentence for the user. `warnings`: settings
   /// that this layout gives nothing to do (cp_comm_type other than p2p at cp
   /// 1, moe_token_dispatcher_type other than alltoall without expert
-  /// parallelism, expert_tensor_parallel_size for a dense model). They are
+  /// parallelism, expert_tensor_parallel_size for a dense model,
+  /// use_distributed_optimizer with nothing to shard). They are
   /// not errors, as the recompute keys without recompute_granularity are:
   /// their effect depends on sizes a user changes between runs while keeping
   /// the rest. `notes`: sizes resolve() chose beyond Megatron-Core's

@@ -123,6 +123,17 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
       weights = a.size_bytes();
   }
   const bool on = plan.buckets_size() > 0;
+  bool experts = false;
+  for (const plan::Parameter &p : plan.parameters())
+    experts |= p.grouped_experts();
+  if (!on && dense == 1 && (!experts || edp == 1)) {
+    // "with it" and "without it" would differ only by alignment padding.
+    os << "distributed optimizer (use_distributed_optimizer): nothing to shard at dp x cp = 1"
+       << (experts ? " and edp 1" : "") << ": each rank holds and updates all of its AdamW state ("
+       << bytesText(double(optimizer)) << ") and fp32 master weights ("
+       << bytesText(double(weights)) << ")\n";
+    return;
+  }
   os << "distributed optimizer (use_distributed_optimizer): " << (on ? "on" : "off");
   if (on) {
     int64_t experts = 0;

@@ -477,6 +477,14 @@ Status TrainingRun::initializeWeights() {
   if (!o_.resumeDir.empty()) {
     if (Status s = loadCheckpoint(plan_, *memory_, rank_.get(), o_.resumeDir); !s)
       return s;
+    // The weights are the checkpoint's; --load still names the spelling
+    // the exports keep.
+    if (!o_.loadHf.empty()) {
+      auto layout = hfExpertLayout(o_.loadHf);
+      if (!layout)
+        return layout.status();
+      expertLayout_ = *layout;
+    }
     log() << "resumed from " << o_.resumeDir << " after step " << done_ << " (seed "
           << settings_.seed << ", " << done_ * plan_.training().global_batch()
           << " samples read); running to step " << last_ << "\n";

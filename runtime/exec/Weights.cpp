@@ -459,15 +459,30 @@ Expected<ExportDtype> parseExportDtype(const std::string &text, const std::strin
                        exportDtypeChoices());
 }
 
+namespace {
+
+HfExpertLayout expertLayoutOf(const io::SafetensorsCheckpoint &ckpt) {
+  for (const std::string &name : ckpt.names())
+    if (name.ends_with(".experts.gate_up_proj") || name.ends_with(".experts.down_proj"))
+      return HfExpertLayout::Fused;
+  return HfExpertLayout::PerExpert;
+}
+
+} // namespace
+
+Expected<HfExpertLayout> hfExpertLayout(const std::string &dir) {
+  auto ckpt = io::openCheckpoint(dir);
+  if (!ckpt)
+    return ckpt.status();
+  return expertLayoutOf(*ckpt);
+}
+
 Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
                      const std::string &dir, HfExpertLayout *layout) {
   auto ckpt = io::openCheckpoint(dir);
   if (!ckpt)
     return ckpt.status();
-  HfExpertLayout found = HfExpertLayout::PerExpert;
-  for (const std::string &name : ckpt->names())
-    if (name.ends_with(".experts.gate_up_proj") || name.ends_with(".experts.down_proj"))
-      found = HfExpertLayout::Fused;
+  const HfExpertLayout found = expertLayoutOf(*ckpt);
   if (layout)
     *layout = found;
   std::set<std::string> used;

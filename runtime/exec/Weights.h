@@ -60,6 +60,10 @@ Expected<ExportDtype> parseExportDtype(const std::string &text, const std::strin
 Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
                      const std::string &dir, HfExpertLayout *layout = nullptr);
 
+/// The experts' spelling of the Hugging Face checkpoint in `dir` (fused
+/// when it has any fused expert tensor), without reading its tensors.
+Expected<HfExpertLayout> hfExpertLayout(const std::string &dir);
+
 /// Writes `dir`/model.safetensors (HF names, experts in `layout`, the fp32
 /// masters rounded to nearest even into `dtype`: ExportDtype) and
 /// `dir`/config.json saying that dtype under the source config's key

@@ -14,10 +14,13 @@ namespace {
 /// num_training_steps = decay) (src/transformers/optimization.py): the
 /// multiplier lr_lambda(t) of LambdaLR, whose t is 0 at the first optimizer
 /// step, so step s (1-based) uses t = s - 1. min_lr is cosine_with_min_lr's
-/// (min_lr_rate x max_lr); the others have min_lr = 0.
+/// (min_lr_rate x max_lr); the others have min_lr = 0. Past
+/// num_training_steps (a run trained on with mtrun --steps) the rate stays
+/// at its final value, as Megatron-Core's schedules do: transformers' cosine
+/// would climb back towards the peak, which its Trainer never reaches.
 double transformersLearningRate(const std::string &name, double maxLr, double minLr,
                                 int64_t warmup, int64_t decay, int64_t step) {
-  int64_t t = step - 1;
+  int64_t t = std::min(step - 1, std::max(decay, warmup));
   if (name == "constant")
     return maxLr;
   if (t < warmup)

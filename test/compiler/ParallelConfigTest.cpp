@@ -164,6 +164,24 @@ TEST(ParallelConfig, WarnsOfSettingsWithoutEffect) {
   EXPECT_TRUE(f.notes.empty());
   EXPECT_EQ(warnings(e, moe), W{});
   EXPECT_EQ(warnings(ParallelConfig{}, moe), W{});
+
+  // The distributed optimizer with nothing to shard; with dp 2, or the
+  // experts' edp 2 (tp 2, etp 1), it shards.
+  ParallelConfig o;
+  o.distributedOptimizer = true;
+  EXPECT_EQ(warnings(o, dense),
+            W{"use_distributed_optimizer (--use-distributed-optimizer) has no effect: "
+              "data_parallel_size x context_parallel_size is 1, so there is no optimizer state "
+              "to shard"});
+  o.tp = 2;
+  EXPECT_EQ(warnings(o, moe),
+            W{"use_distributed_optimizer (--use-distributed-optimizer) has no effect: "
+              "data_parallel_size x context_parallel_size is 1 and so is the experts' edp, so "
+              "there is no optimizer state to shard"});
+  o.etp = 1;
+  EXPECT_EQ(warnings(o, moe), W{});
+  o.etp = 0, o.dp = 2;
+  EXPECT_EQ(warnings(o, dense), W{});
 }
 
 TEST(ParallelConfig, DefaultsToOneRankAndOneMicroBatch) {

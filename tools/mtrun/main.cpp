@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <unistd.h>
@@ -96,11 +97,14 @@ int main(int argc, char **argv) {
       ->check(CLI::Range(int64_t(0), int64_t(UINT32_MAX)));
   app.add_option("--metrics", o.metricsPath,
                  "JSON-lines metrics file, one line per step (replaces a metrics file)");
-  app.add_option("--load", o.loadHf, "Hugging Face checkpoint directory to start from");
-  auto *resume = app.add_option("--resume", o.resumeDir,
-                 "checkpoint written by --save to continue: the run takes its seed, "
+  app.add_option("--load", o.loadHf, "Hugging Face checkpoint directory to start from (with "
+                 "--resume: only the experts' spelling of the exports)");
+  app.add_option("--resume", o.resumeDir,
+                 "checkpoint written by --save (or a checkpoint-N of --hf-output, whose "
+                 "mtc-state/ it reads) to continue: the run takes its seed, "
                  "--eos-id and --lr from it (given, they must match) and refuses a plan or "
-                 "data of another run; the parallel layout may differ");
+                 "data of another run; the parallel layout may differ; it overrides "
+                 "--overwrite-output-dir (as transformers' resume_from_checkpoint does)");
   auto *save = app.add_option("--save", o.saveDir,
                               "checkpoint directory (replaces a checkpoint atomically; may be "
                               "the --resume one)");
@@ -131,8 +135,8 @@ int main(int argc, char **argv) {
   app.add_flag("--overwrite-output-dir", o.hf.overwriteOutputDir,
                "a new run removes the checkpoint-N an earlier mtc run left in --hf-output "
                "before its first step (transformers' overwrite_output_dir; one without "
-               "mtc-state/ is an error)")
-      ->needs(hfOutput)->excludes(resume)->group("Hugging Face outputs");
+               "mtc-state/ is an error; not with --resume)")
+      ->needs(hfOutput)->group("Hugging Face outputs");
   app.add_option("--logging-steps", o.hf.loggingSteps, "log_history entry every N steps")
       ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -220,9 +224,26 @@ int main(int argc, char **argv) {
   o.commTimeout = std::chrono::milliseconds(int64_t(commTimeout * 1000));
   if (eos >= 0)
     o.eosId = uint32_t(eos);
-  if (!o.loadHf.empty() && !o.resumeDir.empty()) {
-    std::cerr << "error: --load and --resume both set the weights; give one\n";
-    return 1;
+  const bool reporter = [] {
+    auto rank = mt::comm::rankFromEnvironment();
+    return !rank || rank->rank == 0;
+  }();
+  // train.sh of mtc train passes --load and may carry --overwrite-output-dir;
+  // with --resume the run continues the checkpoint (transformers' Trainer:
+  // resume_from_checkpoint wins over the model's weights and
+  // overwrite_output_dir), said once.
+  if (!o.loadHf.empty() && !o.resumeDir.empty() && reporter)
+    std::cerr << "note: with --resume the weights are the checkpoint's; --load gives only the "
+                 "experts' spelling of the exports\n";
+  // A checkpoint-N of --hf-output keeps what --save writes in mtc-state/.
+  if (!o.resumeDir.empty() && !std::filesystem::exists(o.resumeDir + "/trainer.json") &&
+      std::filesystem::exists(o.resumeDir + "/mtc-state/trainer.json"))
+    o.resumeDir += "/mtc-state";
+  if (o.hf.overwriteOutputDir && !o.resumeDir.empty()) {
+    o.hf.overwriteOutputDir = false;
+    if (reporter)
+      std::cerr << "note: --overwrite-output-dir does nothing with --resume: the resumed run "
+                   "keeps the checkpoints in --hf-output\n";
   }
   o.progressBar = isatty(STDERR_FILENO);
   auto summary = mt::exec::train(o, std::cerr);

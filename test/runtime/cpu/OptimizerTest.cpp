@@ -228,6 +228,11 @@ TEST(LearningRateSchedule, MatchesTransformersSchedules) {
       {"hf_cosine_with_min_lr",
        {0.0, 0.5, 1.0, 0.86819805153394639, 0.55, 0.23180194846605362, 0.1}},
   };
+  // Steps past num_training_steps (t = 7, 9, 11: cosine's formula would give
+  // 0.15, 0.85, 1.0 again) keep the final rate.
+  const std::map<std::string, double> final = {
+      {"hf_constant", 1.0}, {"hf_constant_with_warmup", 1.0}, {"hf_linear", 0.0},
+      {"hf_cosine", 0.0}, {"hf_cosine_with_min_lr", 0.1}};
   for (const auto &[style, factors] : want) {
     const double minLr = style == "hf_cosine_with_min_lr" ? 0.1 * maxLr : 0.0;
     const plan::Instruction in = lrSchedule(maxLr, minLr, 2, 6, style);
@@ -235,6 +240,10 @@ TEST(LearningRateSchedule, MatchesTransformersSchedules) {
       EXPECT_NEAR(kernels::scheduledLearningRate(plan::Attrs(in), int64_t(i) + 1),
                   factors[i] * maxLr, 1e-15)
           << style << " step " << i + 1;
+    for (int64_t step : {8, 10, 12})
+      EXPECT_NEAR(kernels::scheduledLearningRate(plan::Attrs(in), step),
+                  final.at(style) * maxLr, 1e-15)
+          << style << " step " << step << ", past the schedule's end";
   }
   // No warm-up: linear starts at the peak (t = 0 is the first step).
   const plan::Instruction linear = lrSchedule(maxLr, 0.0, 0, 4, "hf_linear");
