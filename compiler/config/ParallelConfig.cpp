@@ -282,8 +282,14 @@ Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
                 "import the model dropless (without --moe-expert-capacity-factor), or use ",
                 c.tp > 1 && c.cp > 1 ? "--tp 1 and --cp 1" : c.tp > 1 ? "--tp 1" : "--cp 1");
   // A dense model has no expert layers: etp, whatever was given, is tp.
+  const bool etpGiven = c.etp != 0;
   if (c.etp == 0 || model.numExperts == 0)
     c.etp = c.tp;
+  if (model.expertFfn != 0 && model.expertFfn % c.etp != 0)
+    return fail("moe_intermediate_size (", model.expertFfn, ", the experts' ffn width) must be "
+                "divisible by expert_tensor_parallel_size (--etp ", c.etp,
+                etpGiven ? "" : ", by default tensor_model_parallel_size", "): etp may be ",
+                divisorsText(model.expertFfn));
   return Status::ok();
 }
 

@@ -22,6 +22,8 @@ struct ModelDims {
   /// Mixture-of-experts layers, their routed slots per token (top_k) and
   /// the rows' width (hidden size), for the all-to-all volume.
   int64_t moeLayers = 0, topK = 0, hidden = 0;
+  /// The experts' ffn width (moe_intermediate_size), which etp splits.
+  int64_t expertFfn = 0;
   bool expertCapacity = false; // moe_expert_capacity_factor was given at import
   int64_t vocabSize = 0;
   int64_t microBatch = 0; // the model's static input shape [microBatch, seq]

@@ -356,6 +356,14 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"experts % ep", [](auto &c, auto &m) { m.numExperts = 6; c.ep = 4; },
        "num_experts (6) must be divisible by expert_model_parallel_size (--ep 4): ep may be 1, "
        "2, 3 or 6"},
+      {"expert ffn % etp", [](auto &c, auto &m) { m.numExperts = 4, m.expertFfn = 24; c.etp = 5; },
+       "moe_intermediate_size (24, the experts' ffn width) must be divisible by "
+       "expert_tensor_parallel_size (--etp 5): etp may be 1, 2, 3, 4, 6, 8, 12 or 24"},
+      {"expert ffn % etp from tp",
+       [](auto &c, auto &m) { m.numExperts = 4, m.expertFfn = 6; c.tp = 4; },
+       "moe_intermediate_size (6, the experts' ffn width) must be divisible by "
+       "expert_tensor_parallel_size (--etp 4, by default tensor_model_parallel_size): etp may be "
+       "1, 2, 3 or 6"},
       {"ep on dense", [](auto &c, auto &) { c.ep = 2; },
        "expert_model_parallel_size (--ep 2) needs a mixture-of-experts model"},
       {"capacity with tp",
