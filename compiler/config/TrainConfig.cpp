@@ -39,6 +39,10 @@ struct Reader {
   TrainConfig &config;
   ConfigErrors &errors;
   std::map<std::string, std::string> seen; // key -> where first given in the file
+  /// A key of the table -> its qualified name where first given and its
+  /// value: the same key at the top and in a section with two values would
+  /// otherwise win by line order.
+  std::map<std::string, std::pair<std::string, YAML::Node>> tableKeys;
 
   /// The known key nearest to an unknown `key` ("" when none is near).
   static std::string meantKey(const std::string &key) {
@@ -181,6 +185,17 @@ struct Reader {
                                       it->second.substr(0, it->second.size() - 2) + ")"));
         continue;
       }
+      if (!isSection(key))
+        if (auto [it, added] = tableKeys.try_emplace(key, qualified, entry.second); !added) {
+          const auto &[first, value] = it->second;
+          const bool same = value.IsScalar() && entry.second.IsScalar() &&
+                            value.Scalar() == entry.second.Scalar();
+          if (!same)
+            errors.add(key, Status::error(where + "'" + qualified + "' and '" + first +
+                                          "' (at " + seen[first].substr(0, seen[first].size() - 2) +
+                                          ") are the same key with two values: give it once"));
+          continue;
+        }
       if (isSection(key)) {
         Status s = checkSection(path, key, entry.second, section, where);
         errors.add(key, s);
