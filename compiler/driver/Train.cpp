@@ -652,6 +652,16 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
     auto world = worldSize(c, launch);
     errors.add("", world);
     c.parallel.worldSize = world ? *world : 0;
+    const int64_t modelParallel = c.parallel.tp * c.parallel.pp * c.parallel.cp;
+    // Without a launcher or NPROC_PER_NODE, expert parallelism alone sets dp.
+    if (world && launch.by.empty() && launch.nprocPerNode <= 0 && *world > modelParallel)
+      llvm::errs() << "note: neither NPROC_PER_NODE nor a launcher gives the world size: the run "
+                      "takes "
+                   << *world << " ranks, the fewest that hold expert_model_parallel_size ("
+                   << c.parallel.ep << ") x expert_tensor_parallel_size, so data_parallel_size "
+                      "is "
+                   << *world / modelParallel << " and the global batch "
+                   << c.globalBatchSize() << " samples; set NPROC_PER_NODE for another\n";
   }
   // The rank that prepares: the others read output_dir while it is written.
   // resume_from_checkpoint: true looks in output_dir, judged only when given.
