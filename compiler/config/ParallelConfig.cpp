@@ -468,7 +468,8 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if ((dp * cp * tp) % (ep * etp) != 0)
     return fail("expert_model_parallel_size (--ep ", ep, ") x expert_tensor_parallel_size (--etp ",
                 etp, ") = ", ep * etp, " must divide tp (", tp, ") x cp (", cp, ") x dp (", dp,
-                ") = ", dp * cp * tp, ": expert layers fold over the ranks of a pipeline stage");
+                ") = ", dp * cp * tp, ": expert layers fold over the ranks of a pipeline stage; "
+                "ep x etp may be ", divisorsText(dp * cp * tp), " (or more ranks)");
   if (!dpGiven && dp > 1)
     notes.push_back("data_parallel_size (not given) is " + std::to_string(dp) +
                     ", the smallest at which tp (" + std::to_string(tp) + ") x cp (" +

@@ -466,6 +466,9 @@ std::map<std::string, std::string> TrainConfig::layoutGivenAt() const {
     const std::string &name = alias == kMegatronName.end() ? key : alias->second;
     notes[name] = givenAtNote(name, where, key);
   }
+  if (!worldSource.empty() && !notes.count("data_parallel_size"))
+    notes["data_parallel_size"] = "data_parallel_size is the world size (" + worldSource +
+                                  ") over tp x pp x cp";
   return notes;
 }
 

@@ -102,6 +102,10 @@ struct TrainConfig {
   /// over the same ranks and does not divide the data), else the fewest
   /// ranks that hold ep x etp.
   int64_t dataParallelSize() const;
+  /// Where the world size came from, for the notes under a layout error
+  /// ("NPROC_PER_NODE 2", "torchrun's WORLD_SIZE 8"); "" when mtc train
+  /// chose the fewest ranks of the layout.
+  std::string worldSource;
   /// per_device_train_batch_size x gradient_accumulation_steps x dp.
   int64_t globalBatchSize() const {
     return perDeviceTrainBatchSize * gradientAccumulationSteps * dataParallelSize();

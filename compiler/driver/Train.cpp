@@ -652,6 +652,10 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
     auto world = worldSize(c, launch);
     errors.add("", world);
     c.parallel.worldSize = world ? *world : 0;
+    if (world && !launch.by.empty())
+      c.worldSource = launch.by + "'s WORLD_SIZE " + std::to_string(*world);
+    else if (world && launch.nprocPerNode > 0)
+      c.worldSource = "NPROC_PER_NODE " + std::to_string(*world);
     const int64_t modelParallel = c.parallel.tp * c.parallel.pp * c.parallel.cp;
     // Without a launcher or NPROC_PER_NODE, expert parallelism alone sets dp.
     if (world && launch.by.empty() && launch.nprocPerNode <= 0 && *world > modelParallel)

@@ -396,7 +396,8 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"ep x etp divides a stage", [](auto &c, auto &m) {
          m.numExperts = 8; c.ep = 4, c.etp = 1, c.tp = 2, c.worldSize = 2; },
        "expert_model_parallel_size (--ep 4) x expert_tensor_parallel_size (--etp 1) = 4 must "
-       "divide tp (2) x cp (1) x dp (1) = 2"},
+       "divide tp (2) x cp (1) x dp (1) = 2: expert layers fold over the ranks of a pipeline "
+       "stage; ep x etp may be 1 or 2 (or more ranks)"},
       {"dispatcher not built", [](auto &c, auto &m) {
          m.numExperts = 8; c.ep = 2, c.moeTokenDispatcherType = "flex"; },
        "moe_token_dispatcher_type (--moe-token-dispatcher-type) 'flex': not built in this "
