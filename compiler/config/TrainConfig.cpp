@@ -466,6 +466,14 @@ std::map<std::string, std::string> TrainConfig::layoutGivenAt() const {
     const std::string &name = alias == kMegatronName.end() ? key : alias->second;
     notes[name] = givenAtNote(name, where, key);
   }
+  // mtc train's global batch is per_device_train_batch_size x
+  // gradient_accumulation_steps x dp: a rule on global_batch_size (or the
+  // micro-batches it makes) is one on gradient_accumulation_steps.
+  for (const auto &[key, where] : givenAt)
+    if (key == "gradient_accumulation_steps" && whereGiven("global_batch_size").empty())
+      notes["global_batch_size"] = "global_batch_size is per_device_train_batch_size x "
+                                   "gradient_accumulation_steps x dp; " +
+                                   givenAtNote(key, where);
   if (!worldSource.empty() && !notes.count("data_parallel_size"))
     notes["data_parallel_size"] = "data_parallel_size is the world size (" + worldSource +
                                   ") over tp x pp x cp";
