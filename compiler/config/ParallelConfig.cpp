@@ -430,11 +430,14 @@ Status ParallelConfig::resolve(const ModelDims &model) {
     return s;
   if (Status s = resolveRecompute(*this, model); !s)
     return s;
-  if (cp > 1 && seq % (2 * cp) != 0)
+  if (cp > 1 && seq % (2 * cp) != 0) {
+    const int64_t below = seq / (2 * cp) * (2 * cp);
     return fail("seq_length (", seq, ") must be divisible by 2 x "
                 "context_parallel_size (2 x ", cp, " = ", 2 * cp, "): context_parallel_size "
-                "may be ", divisorsText(seq % 2 == 0 ? seq / 2 : 1),
+                "may be ", divisorsText(seq % 2 == 0 ? seq / 2 : 1), ", or seq_length ",
+                below ? std::to_string(below) + " or " : "", below + 2 * cp,
                 " (Megatron-Core's load balancing cuts the sequence into 2 x cp chunks)");
+  }
   const char *commType = "cp_comm_type (--cp-comm-type)";
   if (std::string error = optionValueError(commType, cpCommType); !error.empty())
     return fail(commType, error);

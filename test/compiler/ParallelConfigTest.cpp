@@ -377,7 +377,10 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
        "model dropless (without --moe-expert-capacity-factor), or use --cp 1"},
       {"seq % 2cp", [](auto &c, auto &m) { c.cp = 3; m.seq = 64; },
        "seq_length (64) must be divisible by 2 x context_parallel_size (2 x 3 = 6): "
-       "context_parallel_size may be 1, 2, 4, 8, 16 or 32"},
+       "context_parallel_size may be 1, 2, 4, 8, 16 or 32, or seq_length 60 or 66 (Megatron-Core's "
+       "load balancing cuts the sequence into 2 x cp chunks)"},
+      {"seq % 2cp, below one chunk pair", [](auto &c, auto &m) { c.cp = 4; m.seq = 6; },
+       "context_parallel_size may be 1 or 3, or seq_length 8 (Megatron-Core's"},
       {"cp_comm_type not built", [](auto &c, auto &) { c.cp = 2, c.cpCommType = "a2a+p2p"; },
        "cp_comm_type (--cp-comm-type) 'a2a+p2p': hierarchical context parallelism is not built "
        "in this version of mtc; use p2p, all_gather or a2a"},
