@@ -187,7 +187,15 @@ void checkDataRequest(const DataRequest &r, ConfigErrors &errors, int64_t modelV
     if (r.chatTemplate.empty() && !errors.failed("template"))
       add("template", "template: not given; stage sft needs a chat template (e.g. "
                       "qwen3_nothink)");
-    if (!r.dataset.empty() && !r.chatTemplate.empty() && !errors.failed("template"))
+    const bool listed = fs::exists(fs::path(r.datasetDir) / "dataset_info.json");
+    if (!r.dataset.empty() && !listed)
+      add("dataset_dir", "dataset_dir: " + r.datasetDir + " has no dataset_info.json (the list "
+                         "of datasets, as LLaMA-Factory's data/ holds it)" +
+                         (where("dataset_dir").empty()
+                              ? "; dataset_dir is not given, and LLaMA-Factory's default is data, "
+                                "in the current directory"
+                              : ""));
+    if (!r.dataset.empty() && listed && !r.chatTemplate.empty() && !errors.failed("template"))
       checkChatData(r, add);
     if (!errors.failed("model_name_or_path") &&
         !fs::exists(fs::path(r.modelDir) / "tokenizer.json"))
@@ -505,6 +513,7 @@ DataRequest dataRequest(const TrainConfig &c, const TrainCommandOptions &o,
                      besideExecutable(o.executable, "mt-tokenize"),
                      besideExecutable(o.executable, "mt-prepare-sft"),
                      {{"dataset", c.whereGiven("dataset")},
+                      {"dataset_dir", c.whereGiven("dataset_dir")},
                       {"template", c.whereGiven("template")},
                       {"model_name_or_path", c.whereGiven("model_name_or_path")}}};
 }
