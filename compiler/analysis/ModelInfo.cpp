@@ -107,6 +107,8 @@ FailureOr<ModelDims> readModelDims(ModuleOp module) {
       dims.hidden = tensorOf(router.getInput()).getDimSize(2);
     } else if (auto grouped = dyn_cast<MoEGroupedMLPOp>(op)) {
       dims.expertFfn = tensorOf(grouped.getGate()).getDimSize(1); // [E, F, H]
+    } else if (isa<SigmoidGateOp>(op)) {
+      dims.sharedExpert = true;
     } else if (auto permute = dyn_cast<MoEPermuteOp>(op)) {
       dims.expertCapacity |= permute.getCapacity().has_value();
     } else if (auto ce = dyn_cast<CrossEntropyOp>(op)) {

@@ -138,7 +138,9 @@ Status resolveRecompute(ParallelConfig &p, const ModelDims &model) {
   if (r.moeLayerRecompute) { // Megatron-Core: selective, with moe added
     if (r.granularity == "full")
       return fail("moe_layer_recompute (--moe-layer-recompute) cannot be combined with ",
-                  granularity, " full");
+                  granularity, " full (which recomputes whole layers, MoE ones too): it is ",
+                  "selective recompute with moe; give one of the two, or ", granularity,
+                  " selective with ", modules, " moe");
     if (model.numExperts == 0)
       return fail("moe_layer_recompute (--moe-layer-recompute) recomputes mixture-of-experts "
                   "layers; this model is dense");
@@ -356,6 +358,12 @@ static std::vector<std::string> noEffectWarnings(const ParallelConfig &c, const 
                   (model.numExperts != 0 ? " and so is the experts' edp" : "") +
                   ", so there is no optimizer state to shard" +
                   (c.overlapParamGather ? " (and overlap_param_gather nothing to gather)" : ""));
+  if (c.moeSharedExpertOverlap)
+    out.push_back(std::string("moe_shared_expert_overlap has no effect: ") +
+                  (model.sharedExpert
+                       ? "this version computes the shared expert after the dispatch, not "
+                         "overlapped with it (the results are the same)"
+                       : "this model has no shared expert"));
   if (etpGiven != 0 && model.numExperts == 0)
     out.push_back("expert_tensor_parallel_size (--etp " + std::to_string(etpGiven) +
                   ") has no effect: " + dense);
@@ -517,6 +525,7 @@ const OptionName kOptionNames[] = {
     {"expert_model_parallel_size", "--ep", "ep"},
     {"expert_tensor_parallel_size", "--etp", "etp"},
     {"moe_token_dispatcher_type", "--moe-token-dispatcher-type", ""},
+    {"moe_shared_expert_overlap", "", ""},
     {"data_parallel_size", "--dp", "dp"},
     {"world_size", "--world-size", "world size"},
     {"micro_batch_size", "--micro-batch", ""},

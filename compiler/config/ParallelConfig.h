@@ -25,6 +25,7 @@ struct ModelDims {
   /// The experts' ffn width (moe_intermediate_size), which etp splits.
   int64_t expertFfn = 0;
   bool expertCapacity = false; // moe_expert_capacity_factor was given at import
+  bool sharedExpert = false;   // a shared expert beside the routed ones (Qwen2-MoE)
   int64_t vocabSize = 0;
   int64_t microBatch = 0; // the model's static input shape [microBatch, seq]
   int64_t seq = 0;
@@ -144,7 +145,8 @@ struct ParallelConfig {
   /// that this layout gives nothing to do (cp_comm_type other than p2p at cp
   /// 1, moe_token_dispatcher_type other than alltoall without expert
   /// parallelism, expert_tensor_parallel_size for a dense model,
-  /// use_distributed_optimizer with nothing to shard). They are
+  /// use_distributed_optimizer with nothing to shard, moe_shared_expert_overlap,
+  /// which this version does not act on). They are
   /// not errors, as the recompute keys without recompute_granularity are:
   /// their effect depends on sizes a user changes between runs while keeping
   /// the rest. `notes`: sizes resolve() chose beyond Megatron-Core's

@@ -182,6 +182,19 @@ TEST(ParallelConfig, WarnsOfSettingsWithoutEffect) {
   EXPECT_EQ(warnings(o, moe), W{});
   o.etp = 0, o.dp = 2;
   EXPECT_EQ(warnings(o, dense), W{});
+
+  // moe_shared_expert_overlap: no shared expert, or one this version does
+  // not overlap.
+  ParallelConfig s;
+  s.moeSharedExpertOverlap = true;
+  EXPECT_EQ(warnings(s, moe),
+            W{"moe_shared_expert_overlap has no effect: this model has no shared expert"});
+  ModelDims shared = moe;
+  shared.sharedExpert = true;
+  EXPECT_EQ(warnings(s, shared),
+            W{"moe_shared_expert_overlap has no effect: this version computes the shared expert "
+              "after the dispatch, not overlapped with it (the results are the same)"});
+  EXPECT_EQ(warnings(ParallelConfig{}, shared), W{});
 }
 
 TEST(ParallelConfig, DefaultsToOneRankAndOneMicroBatch) {
@@ -470,7 +483,10 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
       {"moe_layer_recompute with full", [](auto &c, auto &) {
          c.recompute.granularity = "full", c.recompute.moeLayerRecompute = true; },
        "moe_layer_recompute (--moe-layer-recompute) cannot be combined with "
-       "recompute_granularity (--recompute-granularity) full"},
+       "recompute_granularity (--recompute-granularity) full (which recomputes whole layers, "
+       "MoE ones too): it is selective recompute with moe; give one of the two, or "
+       "recompute_granularity (--recompute-granularity) selective with recompute_modules "
+       "(--recompute-modules) moe"},
       {"moe_layer_recompute on a dense model", [](auto &c, auto &) {
          c.recompute.moeLayerRecompute = true; },
        "moe_layer_recompute (--moe-layer-recompute) recomputes mixture-of-experts layers; this "
