@@ -370,6 +370,41 @@ static std::vector<std::string> noEffectWarnings(const ParallelConfig &c, const 
   return out;
 }
 
+/// dp and the world size from each other (Megatron-Core's MoE parallel
+/// folding: world = pp x dp x cp x tp; ep and etp divide the same ranks of
+/// expert layers), or dp as the fewest ranks that hold ep x etp; a dp chosen
+/// so (neither dp nor a world size given: !`dpGiven`) is noted.
+static Status resolveMeshSizes(ParallelConfig &c, bool dpGiven) {
+  const int64_t tp = c.tp, pp = c.pp, cp = c.cp, ep = c.ep, etp = c.etp;
+  int64_t &dp = c.dp, &worldSize = c.worldSize;
+  const int64_t modelParallel = tp * pp * cp;
+  if (worldSize != 0 && worldSize % modelParallel != 0)
+    return fail("world size (", worldSize, ") must be divisible by tp (", tp,
+                ") x pp (", pp, ") x cp (", cp, ") = ", modelParallel);
+  if (dp == 0 && worldSize != 0)
+    dp = worldSize / modelParallel;
+  else if (dp == 0) // the fewest ranks that hold ep x etp
+    dp = ep * etp / std::gcd(ep * etp, tp * cp);
+  if (worldSize == 0)
+    worldSize = dp * modelParallel;
+  else if (worldSize != dp * modelParallel)
+    return fail("world size (", worldSize, ") must equal tp (", tp, ") x pp (",
+                pp, ") x cp (", cp, ") x dp (", dp, ") = ", dp * modelParallel);
+  if ((dp * cp * tp) % (ep * etp) != 0)
+    return fail("expert_model_parallel_size (--ep ", ep, ") x expert_tensor_parallel_size (--etp ",
+                etp, ") = ", ep * etp, " must divide tp (", tp, ") x cp (", cp, ") x dp (", dp,
+                ") = ", dp * cp * tp, ": expert layers fold over the ranks of a pipeline stage; "
+                "ep x etp may be ", divisorsText(dp * cp * tp), " (or more ranks)");
+  if (!dpGiven && dp > 1)
+    c.notes.push_back("data_parallel_size (not given) is " + std::to_string(dp) +
+                      ", the smallest at which tp (" + std::to_string(tp) + ") x cp (" +
+                      std::to_string(cp) + ") x dp is a multiple of expert_model_parallel_size "
+                      "(--ep " + std::to_string(ep) + ") x expert_tensor_parallel_size (--etp " +
+                      std::to_string(etp) + "): the plan runs on " + std::to_string(worldSize) +
+                      " ranks; --dp or a world size sets it");
+  return Status::ok();
+}
+
 Status ParallelConfig::resolve(const ModelDims &model) {
   warnings.clear();
   notes.clear();
@@ -461,33 +496,8 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (Status s = resolveExpertLayout(*this, model); !s)
     return s;
 
-  // MoE parallel folding: world = pp * dp * cp * tp; ep and etp divide the
-  // same ranks differently in expert layers.
-  int64_t modelParallel = tp * pp * cp;
-  if (worldSize != 0 && worldSize % modelParallel != 0)
-    return fail("world size (", worldSize, ") must be divisible by tp (", tp,
-                ") x pp (", pp, ") x cp (", cp, ") = ", modelParallel);
-  if (dp == 0 && worldSize != 0)
-    dp = worldSize / modelParallel;
-  else if (dp == 0) // the fewest ranks that hold ep x etp
-    dp = ep * etp / std::gcd(ep * etp, tp * cp);
-  if (worldSize == 0)
-    worldSize = dp * modelParallel;
-  else if (worldSize != dp * modelParallel)
-    return fail("world size (", worldSize, ") must equal tp (", tp, ") x pp (",
-                pp, ") x cp (", cp, ") x dp (", dp, ") = ", dp * modelParallel);
-  if ((dp * cp * tp) % (ep * etp) != 0)
-    return fail("expert_model_parallel_size (--ep ", ep, ") x expert_tensor_parallel_size (--etp ",
-                etp, ") = ", ep * etp, " must divide tp (", tp, ") x cp (", cp, ") x dp (", dp,
-                ") = ", dp * cp * tp, ": expert layers fold over the ranks of a pipeline stage; "
-                "ep x etp may be ", divisorsText(dp * cp * tp), " (or more ranks)");
-  if (!dpGiven && dp > 1)
-    notes.push_back("data_parallel_size (not given) is " + std::to_string(dp) +
-                    ", the smallest at which tp (" + std::to_string(tp) + ") x cp (" +
-                    std::to_string(cp) + ") x dp is a multiple of expert_model_parallel_size "
-                    "(--ep " + std::to_string(ep) + ") x expert_tensor_parallel_size (--etp " +
-                    std::to_string(etp) + "): the plan runs on " + std::to_string(worldSize) +
-                    " ranks; --dp or a world size sets it");
+  if (Status s = resolveMeshSizes(*this, dpGiven); !s)
+    return s;
   warnings = noEffectWarnings(*this, model, etpGiven);
 
   // Every one of the dp ranks of a model replica reads its own micro-batches
