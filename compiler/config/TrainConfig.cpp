@@ -270,9 +270,11 @@ bool loadTrainConfig(const std::string &path,
   }
   for (const auto &[key, text] : overrides) {
     const std::string where = "command line: ";
+    // HfArgumentParser: `--key` alone (or `--key=`) is a boolean flag's true.
+    const bool bare = text.empty();
     YAML::Node value;
     try {
-      value = YAML::Load(text);
+      value = YAML::Load(bare ? "true" : text);
     } catch (const YAML::Exception &e) {
       errors.add(key, Status::error(where + "--" + key + " " + text + ": " + e.msg));
       continue;
@@ -281,7 +283,7 @@ bool loadTrainConfig(const std::string &path,
       errors.add(key, Status::error(where + "--" + key + ": give the keys of the block "
                                     "themselves (--tensor_model_parallel_size 2)"));
     else
-      reader.apply(key, Given{value, where}, where);
+      reader.apply(key, Given{value, where, bare}, where);
   }
   return true;
 }
@@ -322,7 +324,7 @@ parseOverrides(const std::vector<std::string> &args) {
       } else if (i + 1 < args.size() && !isKeyWord(args[i + 1])) {
         out.push_back({body, args[++i]});
       } else {
-        out.push_back({body, "true"}); // HfArgumentParser: a bare boolean flag
+        out.push_back({body, ""}); // a bare flag: true for a boolean key (loadTrainConfig)
       }
     } else if (size_t eq = a.find('='); eq != std::string::npos && eq > 0 && a[0] != '-') {
       out.push_back({a.substr(0, eq), a.substr(eq + 1)});

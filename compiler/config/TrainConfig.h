@@ -203,8 +203,9 @@ Status loadTrainConfig(const std::string &path,
 
 /// Splits LLaMA-Factory-style command-line overrides: `--key value`,
 /// `--key=value`, `key=value`, and a bare `--flag` (followed by nothing or
-/// another `--` word) meaning true. An argument of another form is an
-/// error naming it.
+/// another `--` word), whose value is "": loadTrainConfig reads it as true
+/// for a boolean key and refuses it for a key that takes a string. An
+/// argument of another form is an error naming it.
 Expected<std::vector<std::pair<std::string, std::string>>>
 parseOverrides(const std::vector<std::string> &args);
 

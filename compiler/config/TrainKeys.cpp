@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <type_traits>
 
 namespace mt::trainkeys {
 namespace {
@@ -21,6 +22,10 @@ Status typeError(const Given &g, const char *key, const char *expected) {
 
 /// Reads a scalar by its type whatever its YAML spelling (True/yes, 3e-6).
 template <typename T> Status read(const Given &g, const char *key, const char *expected, T &out) {
+  if constexpr (std::is_same_v<T, std::string>)
+    if (g.bare)
+      return Status::error(g.where + key + ": needs a value (--" + key + " VALUE); a bare --" +
+                           key + " is true, which only a true/false key takes");
   try {
     if (g.node.IsScalar()) {
       out = g.node.as<T>();

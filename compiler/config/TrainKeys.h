@@ -30,6 +30,9 @@ enum class Origin { LlamaFactory, Megatron, Trinity };
 struct Given {
   const YAML::Node &node;
   const std::string &where;
+  /// A bare `--key` of the command line, read as true (HfArgumentParser's
+  /// boolean flag): a key that takes a string refuses it.
+  bool bare = false;
 };
 
 struct Key {

@@ -235,9 +235,19 @@ TEST(TrainConfig, ParsesLlamaFactoryCommandLineForms) {
                            "--packing"});
   ASSERT_TRUE(o) << o.message();
   const std::vector<std::pair<std::string, std::string>> want = {
-      {"learning_rate", "1e-4"}, {"bf16", "true"}, {"max_steps", "3"}, {"seed", "9"},
-      {"packing", "true"}};
+      {"learning_rate", "1e-4"}, {"bf16", ""}, {"max_steps", "3"}, {"seed", "9"},
+      {"packing", ""}};
   EXPECT_EQ(*o, want);
+  // A bare flag is true for a boolean key, and no value for a string key.
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig("", {{"packing", ""}}, c));
+  EXPECT_TRUE(c.packing);
+  Status noValue = loadTrainConfig("", {{"dataset", ""}}, c);
+  ASSERT_FALSE(noValue);
+  EXPECT_NE(noValue.message().find("command line: dataset: needs a value (--dataset VALUE); a "
+                                   "bare --dataset is true, which only a true/false key takes"),
+            std::string::npos)
+      << noValue.message();
   auto bad = parseOverrides({"-x"});
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.message().find("'-x' is not an override"), std::string::npos);
