@@ -370,6 +370,49 @@ static std::vector<std::string> noEffectWarnings(const ParallelConfig &c, const 
   return out;
 }
 
+/// The rules of each size against the model that do not depend on one
+/// another (tp and the heads, pp x vpp and the layers, cp and the sequence,
+/// ep and etp and the experts), all checked: one broken rule is its error,
+/// several are one error listing them ("2 layout errors:"). Fills the stage
+/// layers and etp.
+static Status resolveModelSizes(ParallelConfig &c, const ModelDims &model) {
+  const int64_t tp = c.tp, cp = c.cp, seq = c.seq;
+  std::vector<std::string> errors;
+  auto check = [&](const Status &s) {
+    if (!s)
+      errors.push_back(s.message());
+  };
+  // Megatron-Core splits query and key/value heads alike over tp.
+  const std::string validTp = "; tensor_model_parallel_size may be " +
+                              divisorsText(std::gcd(model.numHeads, model.numKvHeads));
+  if (model.numHeads % tp != 0)
+    check(fail("num_attention_heads (", model.numHeads, ") must be divisible "
+               "by tensor_model_parallel_size (--tp ", tp, ")", validTp));
+  else if (model.numKvHeads % tp != 0)
+    check(fail("num_key_value_heads (", model.numKvHeads, ") must be "
+               "divisible by tensor_model_parallel_size (--tp ", tp, ")", validTp));
+  if (c.vpp != 0 && c.pp == 1)
+    check(fail("virtual_pipeline_model_parallel_size (--vpp ", c.vpp, ") needs "
+               "pipeline_model_parallel_size (--pp) > 1, got --pp 1"));
+  else
+    check(resolveStageLayers(c, model.numLayers));
+  if (cp > 1 && seq % (2 * cp) != 0) {
+    const int64_t below = seq / (2 * cp) * (2 * cp);
+    check(fail("seq_length (", seq, ") must be divisible by 2 x "
+               "context_parallel_size (2 x ", cp, " = ", 2 * cp, "): context_parallel_size "
+               "may be ", divisorsText(seq % 2 == 0 ? seq / 2 : 1), ", or seq_length ",
+               below ? std::to_string(below) + " or " : "", below + 2 * cp,
+               " (Megatron-Core's load balancing cuts the sequence into 2 x cp chunks)"));
+  }
+  check(resolveExpertLayout(c, model));
+  if (errors.size() <= 1)
+    return errors.empty() ? Status::ok() : Status::error(errors[0]);
+  std::string message = countOf(int64_t(errors.size()), "layout error") + ":";
+  for (const std::string &e : errors)
+    message += "\n  " + e;
+  return Status::error(message);
+}
+
 /// dp and the world size from each other (Megatron-Core's MoE parallel
 /// folding: world = pp x dp x cp x tp; ep and etp divide the same ranks of
 /// expert layers), or dp as the fewest ranks that hold ep x etp; a dp chosen
@@ -444,15 +487,9 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (seq == 0)
     seq = model.seq;
 
-  // Megatron-Core splits query and key/value heads alike over tp.
-  const std::string validTp = "; tensor_model_parallel_size may be " +
-                              divisorsText(std::gcd(model.numHeads, model.numKvHeads));
-  if (model.numHeads % tp != 0)
-    return fail("num_attention_heads (", model.numHeads, ") must be divisible "
-                "by tensor_model_parallel_size (--tp ", tp, ")", validTp);
-  if (model.numKvHeads % tp != 0)
-    return fail("num_key_value_heads (", model.numKvHeads, ") must be "
-                "divisible by tensor_model_parallel_size (--tp ", tp, ")", validTp);
+  // The sizes against the model, rule by rule: every one broken is told.
+  if (Status s = resolveModelSizes(*this, model); !s)
+    return s;
   if (sequenceParallel && tp == 1)
     return fail("sequence_parallel (--sp) needs tensor_model_parallel_size "
                 "(--tp) > 1, got --tp 1");
@@ -466,21 +503,8 @@ Status ParallelConfig::resolve(const ModelDims &model) {
     return fail("overlap_param_gather (--overlap-param-gather) with param_offload "
                 "(--param-offload) is not supported: the weights all-gathered behind the next "
                 "forward would have to stay on the device; use one of the two");
-  if (vpp != 0 && pp == 1)
-    return fail("virtual_pipeline_model_parallel_size (--vpp ", vpp, ") needs "
-                "pipeline_model_parallel_size (--pp) > 1, got --pp 1");
-  if (Status s = resolveStageLayers(*this, model.numLayers); !s)
-    return s;
   if (Status s = resolveRecompute(*this, model); !s)
     return s;
-  if (cp > 1 && seq % (2 * cp) != 0) {
-    const int64_t below = seq / (2 * cp) * (2 * cp);
-    return fail("seq_length (", seq, ") must be divisible by 2 x "
-                "context_parallel_size (2 x ", cp, " = ", 2 * cp, "): context_parallel_size "
-                "may be ", divisorsText(seq % 2 == 0 ? seq / 2 : 1), ", or seq_length ",
-                below ? std::to_string(below) + " or " : "", below + 2 * cp,
-                " (Megatron-Core's load balancing cuts the sequence into 2 x cp chunks)");
-  }
   const char *commType = "cp_comm_type (--cp-comm-type)";
   if (std::string error = optionValueError(commType, cpCommType); !error.empty())
     return fail(commType, error);
@@ -492,9 +516,6 @@ Status ParallelConfig::resolve(const ModelDims &model) {
                 cp, "): num_attention_heads (", model.numHeads, ") and num_key_value_heads (",
                 model.numKvHeads, ") divided by tensor_model_parallel_size (--tp ", tp,
                 ") must be divisible by it; use p2p or all_gather");
-
-  if (Status s = resolveExpertLayout(*this, model); !s)
-    return s;
 
   if (Status s = resolveMeshSizes(*this, dpGiven); !s)
     return s;

@@ -197,6 +197,30 @@ TEST(ParallelConfig, WarnsOfSettingsWithoutEffect) {
   EXPECT_EQ(warnings(ParallelConfig{}, shared), W{});
 }
 
+// Rules of independent sizes against the model are all told in one error;
+// one broken rule is its own message.
+TEST(ParallelConfig, TellsEveryBrokenSizeRuleAtOnce) {
+  ModelDims m = smallModel();
+  m.numExperts = 6;
+  ParallelConfig c;
+  c.tp = 3, c.pp = 3, c.cp = 5, c.ep = 4;
+  EXPECT_EQ(errorOf(c, m),
+            "4 layout errors:\n"
+            "  num_attention_heads (8) must be divisible by tensor_model_parallel_size (--tp 3); "
+            "tensor_model_parallel_size may be 1, 2 or 4\n"
+            "  num_hidden_layers (8) must be divisible by pipeline_model_parallel_size (--pp 3) x "
+            "virtual_pipeline_model_parallel_size (--vpp 1) = 3: pp x vpp may be 1, 2, 4 or 8 (or "
+            "give an uneven --pp-layout)\n"
+            "  seq_length (64) must be divisible by 2 x context_parallel_size (2 x 5 = 10): "
+            "context_parallel_size may be 1, 2, 4, 8, 16 or 32, or seq_length 60 or 70 "
+            "(Megatron-Core's load balancing cuts the sequence into 2 x cp chunks)\n"
+            "  num_experts (6) must be divisible by expert_model_parallel_size (--ep 4): ep may be "
+            "1, 2, 3 or 6");
+  c.tp = 2, c.pp = 2, c.cp = 1;
+  EXPECT_EQ(errorOf(c, m), "num_experts (6) must be divisible by expert_model_parallel_size "
+                           "(--ep 4): ep may be 1, 2, 3 or 6");
+}
+
 TEST(ParallelConfig, DefaultsToOneRankAndOneMicroBatch) {
   ParallelConfig c;
   ASSERT_TRUE(c.resolve(smallModel()));
