@@ -54,16 +54,17 @@ Setter text(const char *key, std::string TrainConfig::*field) {
 /// A finite number >= `min` (> `min` where `minExcluded`), below `max`
 /// where given (the optimizer's own ranges: OptimizerConfig::validate).
 Setter number(const char *key, double TrainConfig::*field, double min, bool minExcluded = false,
-              std::optional<double> max = std::nullopt) {
+              std::optional<double> max = std::nullopt, bool maxIncluded = false) {
   return [=](TrainConfig &c, const Given &g) {
     if (Status s = read(g, key, "a number", c.*field); !s)
       return s;
     const double v = c.*field;
-    if (std::isfinite(v) && (minExcluded ? v > min : v >= min) && (!max || v < *max))
+    if (std::isfinite(v) && (minExcluded ? v > min : v >= min) &&
+        (!max || (maxIncluded ? v <= *max : v < *max)))
       return Status::ok();
     std::ostringstream range; // 0, not to_string's 0.000000
     if (max)
-      range << "in [" << min << ", " << *max << ")";
+      range << "in [" << min << ", " << *max << (maxIncluded ? "]" : ")");
     else
       range << (minExcluded ? "> " : ">= ") << min;
     return Status::error(g.where + key + ": must be a finite number " + range.str() + ", got " +
@@ -335,8 +336,8 @@ std::vector<Key> trainingArgumentKeys() {
        integer("logging_steps", &T::loggingSteps, 1)},
       {"save_steps", Honoured, LlamaFactory, "a checkpoint-N every N steps", {}, "",
        integer("save_steps", &T::saveSteps, 1)},
-      {"save_total_limit", Honoured, LlamaFactory, "keep the newest N checkpoints", {}, "",
-       integer("save_total_limit", &T::saveTotalLimit, 1, 0)},
+      {"save_total_limit", Honoured, LlamaFactory, "keep the newest N checkpoints (0 or null: "
+       "all, as transformers)", {}, "", integer("save_total_limit", &T::saveTotalLimit, 0, 0)},
       {"resume_from_checkpoint", Honoured, LlamaFactory, "continue from a checkpoint (true: the "
        "newest in output_dir)", {}, "", resumeFrom},
       {"infer_dtype", Honoured, LlamaFactory, "dtype of the tensors of checkpoint-N and the "
@@ -397,7 +398,7 @@ std::vector<Key> trainingArgumentKeys() {
       {"lr_scheduler_kwargs", Honoured, LlamaFactory, "min_lr or min_lr_rate of cosine_with_min_lr",
        {}, "", schedulerKwargs},
       {"warmup_ratio", Honoured, LlamaFactory, "warm-up steps as a fraction of the steps", {}, "",
-       number("warmup_ratio", &T::warmupRatio, 0)},
+       number("warmup_ratio", &T::warmupRatio, 0, false, 1.0, true)}, // transformers' [0, 1]
       {"warmup_steps", Honoured, LlamaFactory, "warm-up steps (> 0: overrides warmup_ratio)", {}, "",
        integer("warmup_steps", &T::warmupSteps, 0)},
       {"weight_decay", Honoured, Megatron, "AdamW weight decay", {}, "",

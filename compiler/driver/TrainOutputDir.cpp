@@ -142,6 +142,28 @@ std::vector<std::string> runDifferences(const TrainConfig &c, const llvm::json::
           run.getInteger("global_batch"), c.globalBatchSize());
   if (c.maxSteps > 0) // epochs set the steps from the data: mtrun compares those
     compare("max_steps", run.getInteger("train_steps"), c.maxSteps);
+  // The optimizer's keys, as the plan carries them (mtrun would refuse them
+  // only after the data step and the compile, in its own names).
+  auto compareNumber = [&](const std::string &key, const char *identity, double mine) {
+    std::optional<double> theirs = run.getNumber(identity);
+    auto text = [](double v) {
+      std::ostringstream os; // shortest form: 0.003, 1e-08
+      os << v;
+      return os.str();
+    };
+    if (theirs && *theirs != mine)
+      lines.push_back(key + ": checkpoint " + text(*theirs) + ", this run " + text(mine));
+  };
+  compareNumber("learning_rate", "lr_schedule.max_lr", c.learningRate);
+  compareNumber("adam_beta1", "adamw.beta1", c.adamBeta1);
+  compareNumber("adam_beta2", "adamw.beta2", c.adamBeta2);
+  compareNumber("adam_epsilon", "adamw.eps", c.adamEpsilon);
+  compareNumber("max_grad_norm", "clip_coefficient.max_norm", c.maxGradNorm);
+  if (auto style = run.getString("lr_schedule.style");
+      style && *style != "hf_" + c.lrSchedulerType)
+    lines.push_back("lr_scheduler_type: checkpoint " +
+                    (style->starts_with("hf_") ? style->drop_front(3).str() : style->str()) +
+                    ", this run " + c.lrSchedulerType);
   if (auto seed = root.getInteger("seed"); seed && uint64_t(*seed) != c.seed)
     lines.push_back("seed: checkpoint " + std::to_string(*seed) + ", this run " +
                     std::to_string(c.seed));
@@ -194,7 +216,8 @@ Status checkResumedRun(const TrainConfig &c, const std::string &state) {
                                   "output_dir " + c.outputDir + ", and it"
                                 : checkpoint) +
                         " is a checkpoint of another run (a resume continues the same model, "
-                        "cutoff_len, global batch, steps and seed, under any parallel layout):";
+                        "cutoff_len, global batch, steps, optimizer settings and seed, under "
+                        "any parallel layout):";
   for (const std::string &line : differences)
     message += "\n    " + line;
   message += newest ? "\n  to start this run anew there, remove resume_from_checkpoint and set "
@@ -207,6 +230,17 @@ Status checkResumedRun(const TrainConfig &c, const std::string &state) {
 }
 
 Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir) {
+  // The final model and the checkpoints are written into output_dir: it
+  // may not be a directory the run reads.
+  std::error_code ec;
+  const fs::path out = fs::weakly_canonical(c.outputDir, ec);
+  for (const auto &[key, dir] : {std::pair<std::string, std::string>{"model_name_or_path",
+                                                                      c.modelNameOrPath},
+                                 {"dataset_dir", c.datasetDir}})
+    if (!dir.empty() && fs::weakly_canonical(dir, ec) == out)
+      return fail(c.whereGiven("output_dir") + "output_dir " + c.outputDir + " is " + key +
+                  "'s directory, which the run reads: the final model and checkpoints would "
+                  "replace its files; give another output_dir");
   if (!resuming && c.overwriteOutputDir) {
     // Only mtc's own checkpoints are removed (mtrun's removeEarlierCheckpoints);
     // one of another tool is data mtc does not delete.
@@ -223,7 +257,6 @@ Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &ru
   }
   if (resuming)
     return Status::ok();
-  std::error_code ec;
   const fs::path own = fs::weakly_canonical(runDir, ec);
   for (const auto &entry : fs::directory_iterator(c.outputDir, ec)) {
     fs::path path = fs::weakly_canonical(entry.path(), ec);

@@ -2,6 +2,7 @@
 // with every field checked.
 #include "runtime/exec/RunState.h"
 
+#include "runtime/kernels/Optimizer.h"
 #include "runtime/plan/OpRegistry.h"
 
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 namespace mt::exec {
 namespace {
@@ -228,6 +230,33 @@ Expected<RunSettings> resumedSettings(const RunFlags &flags, const RunState &che
   if (flags.peakLr)
     s.peakLr = flags.peakLr;
   return s;
+}
+
+void overrideLearningRate(plan::Plan &plan, double lr) {
+  for (const plan::PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
+    plan::Instruction &instr =
+        *plan.mutable_programs(int(t.program()))->mutable_instructions(int(t.instruction()));
+    for (plan::Attribute &a : *instr.mutable_attributes())
+      if (a.name() == t.attribute())
+        a.set_f(lr * t.ratio());
+  }
+}
+
+std::string pastScheduleNote(const plan::Plan &plan, int64_t last) {
+  const int64_t trainSteps = plan.training().train_steps();
+  if (last <= trainSteps)
+    return "";
+  for (const plan::Program &program : plan.programs())
+    for (const plan::Instruction &instr : program.instructions())
+      if (plan::isOp(instr, plan::Op::lr_schedule)) {
+        std::ostringstream lr;
+        lr << kernels::scheduledLearningRate(plan::Attrs(instr), trainSteps + 1);
+        return "--steps " + std::to_string(last) + " runs past the plan's train_steps (" +
+               std::to_string(trainSteps) + "): steps " + std::to_string(trainSteps + 1) +
+               " to " + std::to_string(last) + " keep the schedule's final learning rate, " +
+               lr.str();
+      }
+  return "";
 }
 
 } // namespace mt::exec

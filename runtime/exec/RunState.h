@@ -81,6 +81,15 @@ struct RunFlags {
 Expected<RunSettings> resumedSettings(const RunFlags &flags, const RunState &checkpoint,
                                       const std::string &checkpointDir);
 
+/// --lr: sets what the plan's peak_learning_rate names (each target
+/// attribute to lr x its ratio).
+void overrideLearningRate(plan::Plan &plan, double lr);
+
+/// A run that ends after step `last`, past the plan's train_steps: "--steps
+/// N runs past ... keep the schedule's final learning rate X" ("" when it
+/// does not, or the plan has no schedule).
+std::string pastScheduleNote(const plan::Plan &plan, int64_t last);
+
 } // namespace mt::exec
 
 #endif // MT_RUNTIME_EXEC_RUNSTATE_H

@@ -46,17 +46,6 @@ double shortestDecimal(float f) {
 
 using Clock = std::chrono::steady_clock;
 
-/// --lr: what the plan's peak_learning_rate says it changes.
-void overrideLearningRate(plan::Plan &plan, double lr) {
-  for (const plan::PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
-    plan::Instruction &instr =
-        *plan.mutable_programs(int(t.program()))->mutable_instructions(int(t.instruction()));
-    for (plan::Attribute &a : *instr.mutable_attributes())
-      if (a.name() == t.attribute())
-        a.set_f(lr * t.ratio());
-  }
-}
-
 /// Each rank initializes its slice from the global element indices, so
 /// every layout starts from the same full weights.
 void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t seed,
@@ -427,6 +416,8 @@ Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
   if (last_ < 1)
     return Status::error("the plan's train_steps is " + std::to_string(last_) +
                          ": give --steps");
+  if (std::string note = pastScheduleNote(plan_, last_); !note.empty() && last_ > done_)
+    log() << "note: " << note << "\n";
   if (last_ > done_)
     return Status::ok();
   std::string after = "the checkpoint " + o_.resumeDir + " is already after step " +

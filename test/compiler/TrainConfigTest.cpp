@@ -230,6 +230,22 @@ TEST(TrainConfig, OverridesApplyAfterTheFileInOrder) {
   EXPECT_EQ(c.maxSteps, 7);
 }
 
+// transformers' ranges: warmup_ratio in [0, 1]; save_total_limit 0 keeps
+// every checkpoint, as null does.
+TEST(TrainConfig, TakesTransformersRangesOfWarmupRatioAndSaveTotalLimit) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig("", {{"warmup_ratio", "1"}, {"save_total_limit", "0"}}, c));
+  EXPECT_EQ(c.warmupRatio, 1.0);
+  EXPECT_EQ(c.saveTotalLimit, 0);
+  Status s = loadTrainConfig("", {{"warmup_ratio", "1.5"}}, c);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("command line: warmup_ratio: must be a finite number in [0, 1], "
+                             "got 1.5"),
+            std::string::npos)
+      << s.message();
+  EXPECT_FALSE(loadTrainConfig("", {{"save_total_limit", "-1"}}, c));
+}
+
 TEST(TrainConfig, ParsesLlamaFactoryCommandLineForms) {
   auto o = parseOverrides({"--learning_rate", "1e-4", "--bf16", "max_steps=3", "--seed=9",
                            "--packing"});

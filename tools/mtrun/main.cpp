@@ -104,7 +104,9 @@ int main(int argc, char **argv) {
                  "mtc-state/ it reads) to continue: the run takes its seed, "
                  "--eos-id and --lr from it (given, they must match) and refuses a plan or "
                  "data of another run; the parallel layout may differ; it overrides "
-                 "--overwrite-output-dir (as transformers' resume_from_checkpoint does)");
+                 "--overwrite-output-dir (as transformers' resume_from_checkpoint does); "
+                 "given twice (train.sh of a resumed run, and again), the last one counts")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   auto *save = app.add_option("--save", o.saveDir,
                               "checkpoint directory (replaces a checkpoint atomically; may be "
                               "the --resume one)");
