@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <iostream>
 #include <map>
 
@@ -270,8 +271,9 @@ int main(int argc, char **argv) {
   std::string dtype = "f32";
   auto *importCmd = app.add_subcommand(
       "import-hf", "Write the mt-dialect model of a Hugging Face config.json");
-  importCmd->add_option("config", import.configPath, "config.json")
-      ->required()->check(CLI::ExistingFile);
+  importCmd->add_option("config", import.configPath,
+                        "config.json, or the model directory that holds it")
+      ->required()->check(CLI::ExistingPath);
   importCmd->add_option("-o,--output", import.outputPath,
                         "model.mlir to write (replaces a model mtc imported; - prints it)")
       ->required();
@@ -389,6 +391,16 @@ int main(int argc, char **argv) {
 
   bool ok = false;
   if (importCmd->parsed()) {
+    // A Hugging Face model directory stands for its config.json.
+    if (std::filesystem::is_directory(import.configPath)) {
+      const std::string config = import.configPath + "/config.json";
+      if (!std::filesystem::is_regular_file(config)) {
+        std::cerr << "error: " << import.configPath << " is a directory without config.json: "
+                  << "give a Hugging Face model directory or its config.json\n";
+        return 1;
+      }
+      import.configPath = config;
+    }
     import.shape.bf16 = dtype == "bf16";
     ok = mt::importHf(import);
   } else if (statsCmd->parsed()) {
