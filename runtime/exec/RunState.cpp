@@ -232,6 +232,18 @@ Expected<RunSettings> resumedSettings(const RunFlags &flags, const RunState &che
   return s;
 }
 
+std::vector<std::string> metricsUpTo(const std::string &path, int64_t step) {
+  std::vector<std::string> kept;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    json j = json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+        j["step"].get<int64_t>() <= step)
+      kept.push_back(line);
+  }
+  return kept;
+}
+
 void overrideLearningRate(plan::Plan &plan, double lr) {
   for (const plan::PeakLearningRate::Target &t : plan.peak_learning_rate().targets()) {
     plan::Instruction &instr =

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mt::exec {
 
@@ -80,6 +81,11 @@ struct RunFlags {
 /// flag, both values and `checkpointDir`.
 Expected<RunSettings> resumedSettings(const RunFlags &flags, const RunState &checkpoint,
                                       const std::string &checkpointDir);
+
+/// The lines of the metrics file at `path` (one JSON object per step) whose
+/// "step" is at most `step`: what a run resumed after `step` keeps of it
+/// before appending its own (none when the file is absent).
+std::vector<std::string> metricsUpTo(const std::string &path, int64_t step);
 
 /// --lr: sets what the plan's peak_learning_rate names (each target
 /// attribute to lr x its ratio).

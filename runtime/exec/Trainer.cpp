@@ -370,7 +370,13 @@ Status TrainingRun::prepare() {
         !r)
       return r.status();
   if (!o_.metricsPath.empty() && rank_->rank() == 0) {
+    // A resumed run keeps the earlier lines up to its checkpoint's step.
+    std::vector<std::string> kept;
+    if (!o_.resumeDir.empty())
+      kept = metricsUpTo(o_.metricsPath, done_);
     metrics_.open(o_.metricsPath, std::ios::trunc);
+    for (const std::string &line : kept)
+      metrics_ << line << "\n";
     if (!metrics_)
       return Status::error(o_.metricsPath + ": cannot write the metrics file");
   }
