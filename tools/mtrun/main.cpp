@@ -96,7 +96,8 @@ int main(int argc, char **argv) {
   app.add_option("--eos-id", eos, "end-of-document token: no loss across documents")
       ->check(CLI::Range(int64_t(0), int64_t(UINT32_MAX)));
   app.add_option("--metrics", o.metricsPath,
-                 "JSON-lines metrics file, one line per step (replaces a metrics file)");
+                 "JSON-lines metrics file, one line per step (replaces a metrics file; a "
+                 "resumed run keeps its lines up to the checkpoint's step and appends)");
   app.add_option("--load", o.loadHf, "Hugging Face checkpoint directory to start from (with "
                  "--resume: only the experts' spelling of the exports)");
   app.add_option("--resume", o.resumeDir,
