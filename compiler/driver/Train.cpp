@@ -592,6 +592,14 @@ Status runCommand(const std::vector<std::string> &cmd, const std::string &what) 
   return Status::ok();
 }
 
+/// What gives the world size: "torchrun's WORLD_SIZE", "NPROC_PER_NODE", or
+/// "" where mtc train takes the fewest ranks of the layout.
+std::string worldSourceOf(const Launch &launch) {
+  return !launch.by.empty()       ? launch.by + "'s WORLD_SIZE"
+         : launch.nprocPerNode > 0 ? "NPROC_PER_NODE"
+                                   : "";
+}
+
 /// The number of ranks: the launcher's processes; without a launcher,
 /// LLaMA-Factory's NPROC_PER_NODE (local ranks that mtrun --nproc starts),
 /// else the fewest that hold the layout (tp x pp x cp, times the dp that ep x
@@ -601,9 +609,9 @@ Expected<int64_t> worldSize(const TrainConfig &c, const Launch &launch) {
   int64_t world = !launch.by.empty()       ? launch.worldSize
                   : launch.nprocPerNode > 0 ? launch.nprocPerNode
                                             : modelParallel * c.dataParallelSize();
-  std::string from = !launch.by.empty()       ? launch.by + "'s WORLD_SIZE"
-                     : launch.nprocPerNode > 0 ? "NPROC_PER_NODE"
-                                               : "the fewest ranks of the layout";
+  std::string from = worldSourceOf(launch);
+  if (from.empty())
+    from = "the fewest ranks of the layout";
   if (world % modelParallel != 0) {
     // The sizes that make the product, and where each was given.
     std::string sizes;
@@ -661,13 +669,12 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
     auto world = worldSize(c, launch);
     errors.add("", world);
     c.parallel.worldSize = world ? *world : 0;
-    if (world && !launch.by.empty())
-      c.worldSource = launch.by + "'s WORLD_SIZE " + std::to_string(*world);
-    else if (world && launch.nprocPerNode > 0)
-      c.worldSource = "NPROC_PER_NODE " + std::to_string(*world);
+    const std::string source = worldSourceOf(launch);
+    if (world && !source.empty())
+      c.worldSource = source + " " + std::to_string(*world);
     const int64_t modelParallel = c.parallel.tp * c.parallel.pp * c.parallel.cp;
     // Without a launcher or NPROC_PER_NODE, expert parallelism alone sets dp.
-    if (world && launch.by.empty() && launch.nprocPerNode <= 0 && *world > modelParallel)
+    if (world && source.empty() && *world > modelParallel)
       llvm::errs() << "note: neither NPROC_PER_NODE nor a launcher gives the world size: the run "
                       "takes "
                    << *world << " ranks, the fewest that hold expert_model_parallel_size ("

@@ -256,7 +256,7 @@ int main(int argc, char **argv) {
   }
   // Rank 0 reports, whichever launcher (mtrun --nproc, torchrun, Slurm,
   // OpenMPI) set the rank; train() has already accepted the environment.
-  if (auto rank = mt::comm::rankFromEnvironment(); rank && rank->rank != 0)
+  if (!reporter)
     return 0;
   std::cout << "trained " << mt::countOf(summary->steps, "step") << " (" << summary->skipped
             << " skipped): loss " << summary->firstLoss << " -> " << summary->lastLoss
