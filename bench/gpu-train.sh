@@ -20,6 +20,8 @@
 # "error"); the project's peer is torch_llama.py of the benchmark workspace.
 # MT_BENCH_PEERS=0 skips the PyTorch runs (then no PEER is needed);
 # MT_BENCH_SHAPES narrows the shapes (e.g. "llama3.2-1b:4:2048");
+# MT_BENCH_PROFILE_SHAPES names the shapes profiled (default the two 4 x 2048
+# ones; "none" profiles none);
 # MT_COMPILE_FLAGS adds flags to --prepare's mtc compile (e.g. "--no-fuse all").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -137,7 +139,9 @@ fi
 # runtime/plan/Roofline.h) against the GPU's peak, and the time the class
 # would take at that peak. Peaks of the H200 (dense bf16, HBM3e) unless
 # MT_PEAK_TFLOPS / MT_PEAK_GBPS say otherwise.
-for shape in ${MT_BENCH_PROFILE_SHAPES:-llama3.2-1b:4:2048 qwen3-0.6b:4:2048}; do
+profiled=${MT_BENCH_PROFILE_SHAPES:-llama3.2-1b:4:2048 qwen3-0.6b:4:2048}
+[[ "$profiled" == none ]] && profiled=
+for shape in $profiled; do
   IFS=: read -r model batch seq <<< "$shape"
   name=bench-$model-${batch}x$seq
   profile=$out/$name.profile

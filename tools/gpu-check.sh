@@ -33,6 +33,10 @@ if [[ "${1:-}" == "--prepare" ]]; then
   # deterministic_mode: the resume test expects the same bits as one run.
   "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 5 \
     --train-steps 20 --deterministic-mode -o "$data/plans/demo"
+  # TrainingStepTest.FirstUpdate's plans: no warm-up, so that update 1 has
+  # the peak rate (a warm-up's first update has rate 0, as Megatron-Core's).
+  "$bin/mtc" compile "$data/mlir/demo.mlir" "${extra[@]}" --global-batch 8 --lr 2e-3 --warmup-steps 0 \
+    --train-steps 20 --deterministic-mode -o "$data/plans/demo-first"
   # The same with optimizer_offload, grad_offload and both, param_offload
   # alone and with each of them and both, and with full and selective
   # recompute (TrainingStepTest's Options/MemoryOptionTest).
@@ -60,6 +64,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
     "$bin/mtc" import-hf "$config" --seq 64 --micro-batch 2 -o "$data/mlir/$name.mlir"
     "$bin/mtc" compile "$data/mlir/$name.mlir" "${extra[@]}" --global-batch 4 --lr "$lr" --warmup-steps 5 \
       --train-steps 20 -o "$data/plans/$name"
+    "$bin/mtc" compile "$data/mlir/$name.mlir" "${extra[@]}" --global-batch 4 --lr "$lr" --warmup-steps 0 \
+      --train-steps 20 -o "$data/plans/$name-first"
     # The reference of FusedMlpTest: the same step with two GEMMs for gate and up.
     if [[ "$name" == tiny-llama-hd64 || "$name" == tiny-qwen3-hd64 ]]; then
       "$bin/mtc" compile "$data/mlir/$name.mlir" "${extra[@]}" --no-fuse linear-fc1 --global-batch 4 \
@@ -77,8 +83,10 @@ if [[ "${1:-}" == "--prepare" ]]; then
     --template qwen3_nothink --cutoff-len 128 --neat-packing -o "$data/neat.sft" > /dev/null
   "$bin/mtc" import-hf test/runtime/cuda/Inputs/tiny-qwen3-hd64-vocab320.json --seq 128 \
     --micro-batch 2 --neat-packing -o "$data/mlir/tiny-qwen3-hd64-neat.mlir"
-  "$bin/mtc" compile "$data/mlir/tiny-qwen3-hd64-neat.mlir" "${extra[@]}" --global-batch 4 --lr 1e-3 \
-    --warmup-steps 5 --train-steps 20 -o "$data/plans/tiny-qwen3-hd64-neat"
+  for variant in "5:" "0:-first"; do # warm-up steps : plan name suffix
+    "$bin/mtc" compile "$data/mlir/tiny-qwen3-hd64-neat.mlir" "${extra[@]}" --global-batch 4 --lr 1e-3 \
+      --warmup-steps "${variant%%:*}" --train-steps 20 -o "$data/plans/tiny-qwen3-hd64-neat${variant#*:}"
+  done
   # The benchmark's plans, with the PyTorch peer MT_PEER_SCRIPT names; without
   # one, the benchmark times mtc alone.
   peer=${MT_PEER_SCRIPT:-}

@@ -683,9 +683,12 @@ Status OptimizerConfig::validate() const {
   if (warmupSteps < 0)
     return fail("lr_warmup_iters (--warmup-steps) must be >= 0, got ", warmupSteps);
   int64_t decay = decaySteps ? decaySteps : trainSteps;
-  if (decay < warmupSteps)
-    return fail("lr_decay_iters (", decay, ") must be >= lr_warmup_iters (",
-                warmupSteps, ")");
+  // Megatron-Core's scheduler asserts warmup < decay; transformers' (hf_*)
+  // may warm up for the whole run.
+  const bool transformersStyle = decayStyle.rfind("hf_", 0) == 0;
+  if (transformersStyle ? decay < warmupSteps : decay <= warmupSteps)
+    return fail("lr_decay_iters (", decay, ") must be ", transformersStyle ? ">=" : ">",
+                " lr_warmup_iters (", warmupSteps, ")");
   // hf_*: transformers' schedules, set by the training front-end (TrainConfig.h).
   static const std::set<std::string> styles = {
       "cosine", "linear", "constant", "hf_constant", "hf_constant_with_warmup",

@@ -652,7 +652,10 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
   auto loss = reduceLoss(step, *passes);
   if (!loss)
     return loss.status();
-  *m.i64(b.step()) = step;
+  // The optimizer's step counts updates, as Megatron-Core's scheduler and
+  // torch's AdamW do: a skipped step advances neither the schedule nor the
+  // bias correction.
+  *m.i64(b.step()) = step - skipped_;
   if (Status s = executor_->inputsWritten(); !s)
     return s;
   const plan::Action &optimizer = schedule_->actions(schedule_->actions_size() - 1);

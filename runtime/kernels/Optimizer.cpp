@@ -43,11 +43,17 @@ double scheduledLearningRate(const plan::Attrs &a, int64_t step) {
   std::string style = a.s("style");
   if (style.rfind("hf_", 0) == 0)
     return transformersLearningRate(style.substr(3), maxLr, minLr, warmup, decay, step);
-  if (warmup > 0 && step <= warmup)
-    return maxLr * double(step) / double(warmup);
-  if (style == "constant" || decay <= warmup)
+  // Megatron-Core's scheduler sets the rate of update s after s - 1 updates
+  // (its constructor calls step(0)): num_steps = s - 1.
+  const int64_t n = step - 1;
+  if (warmup > 0 && n <= warmup)
+    return maxLr * double(n) / double(warmup);
+  if (style == "constant")
     return maxLr;
-  double p = std::clamp(double(step - warmup) / double(decay - warmup), 0.0, 1.0);
+  if (n > decay)
+    return minLr;
+  // Here warmup < n <= decay, or warmup is 0 and decay >= 1: no division by 0.
+  double p = double(n - warmup) / double(decay - warmup);
   double f = style == "linear" ? 1.0 - p : 0.5 * (1.0 + std::cos(M_PI * p));
   return minLr + (maxLr - minLr) * f;
 }

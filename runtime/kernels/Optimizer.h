@@ -19,12 +19,15 @@ struct AdamWParams {
   float gradScale;   // gradients are multiplied by this first (clipping)
 };
 
-/// The learning rate of an lr_schedule instruction at 1-based `step`:
-/// linear warm-up over warmup_steps to max_lr, then style "constant",
-/// "linear" or "cosine" decay to min_lr at decay_steps (Megatron-Core's
-/// OptimizerParamScheduler). Styles "hf_constant", "hf_constant_with_warmup",
-/// "hf_linear", "hf_cosine" and "hf_cosine_with_min_lr" are transformers'
-/// schedules of those names (get_scheduler), evaluated at t = step - 1.
+/// The learning rate of an lr_schedule instruction for the 1-based update
+/// `step` (skipped steps are not counted): linear warm-up over warmup_steps
+/// to max_lr, then style "constant", "linear" or "cosine" decay to min_lr at
+/// decay_steps, as Megatron-Core's OptimizerParamScheduler.get_lr at
+/// num_steps = step - 1, the updates before it (its constructor calls
+/// step(0)), so update 1 of a warm-up has rate 0. Styles "hf_constant",
+/// "hf_constant_with_warmup", "hf_linear", "hf_cosine" and
+/// "hf_cosine_with_min_lr" are transformers' schedules of those names
+/// (get_scheduler), evaluated at t = step - 1.
 double scheduledLearningRate(const plan::Attrs &schedule, int64_t step);
 
 /// The factor clip_coefficient scales gradients by: min(1, maxNorm / (norm

@@ -579,7 +579,14 @@ TEST(OptimizerConfig, RejectsOutOfRangeValuesByName) {
   EXPECT_EQ(errorOf([](auto &o) { o.decayStyle = "exp"; }),
             "lr_decay_style (--lr-decay-style) must be cosine, linear or constant, got 'exp'");
   EXPECT_EQ(errorOf([](auto &o) { o.warmupSteps = 200; }),
-            "lr_decay_iters (100) must be >= lr_warmup_iters (200)");
+            "lr_decay_iters (100) must be > lr_warmup_iters (200)");
+  // Megatron-Core asserts warmup < decay; transformers' schedules may warm up
+  // for the whole run, but not longer.
+  EXPECT_EQ(errorOf([](auto &o) { o.warmupSteps = 100; }),
+            "lr_decay_iters (100) must be > lr_warmup_iters (100)");
+  EXPECT_EQ(errorOf([](auto &o) { o.warmupSteps = 100, o.decayStyle = "hf_linear"; }), "");
+  EXPECT_EQ(errorOf([](auto &o) { o.warmupSteps = 101, o.decayStyle = "hf_linear"; }),
+            "lr_decay_iters (100) must be >= lr_warmup_iters (101)");
   EXPECT_EQ(errorOf([](auto &o) { o.beta1 = 1; }),
             "adam_beta1 and adam_beta2 must be in [0, 1), got 1 and 0.999");
   EXPECT_EQ(errorOf([](auto &o) { o.trainSteps = 0; }),

@@ -46,6 +46,10 @@ DIR` beforehand, DIR holding only `tools/random-tokens.py DIR/tokens.bin 95
 "transformers loss 3.85497093, mtrun loss 3.85497069, relative difference
 6.18e-08", and for tiny-qwen3-moe "transformers' pooled aux_loss x coef
 0.209984, per-layer sum 0.456958 over 2 MoE layers" (see Routers).
+Every expected-steps.safetensors was remade on the GPU machine (torch 2.11,
+transformers 5.17, CPU fp32) with
+    python3 test/hf/make_fixtures.py --steps --out test/hf/fixtures
+when scheduled_lr took Megatron-Core's offset (update k at num_steps k - 1).
 """
 import argparse, json, math, os, re, struct, sys, traceback
 
@@ -288,12 +292,16 @@ MASK_KEEP = 0.7
 
 
 def scheduled_lr(step):
-    """Megatron-Core's OptimizerParamScheduler.get_lr for the 1-based step,
-    written from its definition: linear warmup from 0 to the peak over the
-    warmup steps, then cosine decay to min_lr at decay_steps."""
-    if step <= STEP_WARMUP:
-        return STEP_LR * step / STEP_WARMUP
-    ratio = min(1.0, (step - STEP_WARMUP) / (STEP_DECAY - STEP_WARMUP))
+    """The rate of the 1-based update `step` under Megatron-Core's
+    OptimizerParamScheduler, written from its definition: get_lr at
+    num_steps = step - 1 (the constructor calls step(0), each update step(1)
+    after it), i.e. linear warmup from 0 to the peak while num_steps <=
+    warmup steps, then cosine decay to min_lr at decay_steps. Update 1
+    therefore has rate 0."""
+    n = step - 1
+    if n <= STEP_WARMUP:
+        return STEP_LR * n / STEP_WARMUP
+    ratio = min(1.0, (n - STEP_WARMUP) / (STEP_DECAY - STEP_WARMUP))
     return STEP_MIN_LR + (STEP_LR - STEP_MIN_LR) * 0.5 * (1.0 + math.cos(math.pi * ratio))
 
 

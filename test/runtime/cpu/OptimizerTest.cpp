@@ -143,7 +143,9 @@ TEST(OptimizerTest, AdamWMatchesTwoStepReference) {
 //===----------------------------------------------------------------------===//
 
 /// Megatron-Core's OptimizerParamScheduler.get_lr (optimizer_param_scheduler.py)
-/// with init_lr = 0, evaluated at num_steps = `step`: linear warmup while
+/// with init_lr = 0, evaluated at num_steps = `step` (the updates done: the
+/// rate of the k-th step is get_lr at k - 1, since the constructor calls
+/// step(0) and each update step(1) after it): linear warmup while
 /// num_steps <= warmup (when warmup > 0); then max_lr for "constant"; min_lr
 /// past decay_steps; else min + coeff * (max - min) with decay_ratio r =
 /// (num_steps - warmup) / (decay - warmup), coeff = 1 - r (linear) or
@@ -194,6 +196,20 @@ TEST(LearningRateSchedule, ReferenceHasTheCurvesShape) {
   EXPECT_DOUBLE_EQ(megatronLearningRate(500, maxLr, minLr, 10, 110, "constant"), maxLr);
 }
 
+// The first steps of a warm-up of 2 and the last of a decay to step 6, as
+// Megatron-Core's scheduler gives them: 0, half, the peak; the last step is
+// not yet at min_lr (it has rate (cos(pi 3/4) + 1) / 2 of the peak).
+TEST(LearningRateSchedule, StepKHasTheRateAfterKMinusOneUpdates) {
+  const plan::Instruction in = lrSchedule(1e-3, 0.0, 2, 6, "cosine");
+  auto at = [&](int64_t step) { return kernels::scheduledLearningRate(plan::Attrs(in), step); };
+  EXPECT_EQ(at(1), 0.0);
+  EXPECT_DOUBLE_EQ(at(2), 0.5e-3);
+  EXPECT_DOUBLE_EQ(at(3), 1e-3);
+  EXPECT_NEAR(at(6), 1e-3 * 0.5 * (std::cos(M_PI * 0.75) + 1.0), 1e-18);
+  EXPECT_GT(at(6), 0.0);
+  EXPECT_EQ(at(8), 0.0);
+}
+
 TEST(LearningRateSchedule, MatchesMegatronsDefinitions) {
   struct Case {
     double maxLr, minLr;
@@ -204,7 +220,8 @@ TEST(LearningRateSchedule, MatchesMegatronsDefinitions) {
     for (const char *style : {"cosine", "linear", "constant"}) {
       const plan::Instruction in = lrSchedule(c.maxLr, c.minLr, c.warmup, c.decay, style);
       for (int64_t step = 1; step <= c.decay + 20; ++step) {
-        const double want = megatronLearningRate(step, c.maxLr, c.minLr, c.warmup, c.decay, style);
+        const double want =
+            megatronLearningRate(step - 1, c.maxLr, c.minLr, c.warmup, c.decay, style);
         EXPECT_NEAR(kernels::scheduledLearningRate(plan::Attrs(in), step), want, 1e-14 * c.maxLr)
             << style << " warmup " << c.warmup << " decay " << c.decay << " step " << step;
       }
@@ -359,7 +376,7 @@ TEST(OptimizerStep, ClipsAndSchedulesAdamWAsMegatronOverSeveralSteps) {
 
     const double norm = std::sqrt(sq);
     const double coeff = megatronClipCoefficient(OptimizerPlan::kMaxNorm, norm);
-    const double lr = megatronLearningRate(step, OptimizerPlan::kMaxLr, OptimizerPlan::kMinLr,
+    const double lr = megatronLearningRate(step - 1, OptimizerPlan::kMaxLr, OptimizerPlan::kMinLr,
                                            OptimizerPlan::kWarmup, OptimizerPlan::kDecay,
                                            "cosine");
     EXPECT_NEAR(*memory.f32(op.norm), norm, tol::kFp32KernelRel * norm) << "step " << step;
