@@ -14,6 +14,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -189,8 +190,53 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
   };
 }
 
-/// The error for a key nobody knows, with the closest known name.
+/// Why a Megatron-LM argument that a plan does not hold is not read here,
+/// and where it goes instead; "" for other keys.
+std::string placedElsewhere(const std::string &key) {
+  static const char *kShape = "the model's shape comes from its Hugging Face config.json, which "
+                              "`mtc import-hf` reads into the MLIR this command compiles";
+  static const char *kRouting = "a routing key shapes the model when it is imported: give it to "
+                                "`mtc import-hf --moe-...`";
+  static const char *kTokens = "the plan reads token ids: tokenize with mt-tokenize (or let "
+                               "`mtc train` prepare a chat dataset)";
+  static const std::map<std::string, std::string> placed = {
+      {"seed", "a plan holds no seed: give it to `mtrun --seed`"},
+      {"log_interval", "a plan holds no logging: give it to `mtrun --log-interval`"},
+      {"save", "a plan holds no paths: give it to `mtrun --save`"},
+      {"save_interval", "a plan holds no paths: give `mtrun --save DIR --save-every N`"},
+      {"load", "a plan holds no paths: give `mtrun --load DIR` (Hugging Face weights) or "
+               "`mtrun --resume DIR` (a checkpoint of mtrun --save)"},
+      {"data_path", "a plan holds no paths: give the token file to `mtrun --data`"},
+      {"tensorboard_dir", "`mtrun --metrics FILE` writes every step's metrics as JSON lines"},
+      {"wandb_project", "`mtrun --metrics FILE` writes every step's metrics as JSON lines"},
+      {"eval_iters", "mtc has no evaluation loop: a plan is one training step"},
+      {"eval_interval", "mtc has no evaluation loop: a plan is one training step"},
+      {"use_flash_attn", "attention always runs fused (cuDNN's kernels or mtc's, `mtrun "
+                         "--attention-backend`): the key would change nothing; remove it"},
+      {"tokenizer_type", kTokens}, {"tokenizer_model", kTokens},
+      {"vocab_file", kTokens}, {"merge_file", kTokens},
+      {"num_layers", kShape}, {"hidden_size", kShape}, {"ffn_hidden_size", kShape},
+      {"num_attention_heads", kShape}, {"num_query_groups", kShape},
+      {"group_query_attention", kShape}, {"kv_channels", kShape},
+      {"max_position_embeddings", kShape}, {"normalization", kShape}, {"norm_epsilon", kShape},
+      {"swiglu", kShape}, {"untie_embeddings_and_output_weights", kShape},
+      {"position_embedding_type", kShape}, {"rotary_base", kShape}, {"add_qkv_bias", kShape},
+      {"qk_layernorm", kShape}, {"disable_bias_linear", kShape}, {"num_experts", kShape},
+      {"moe_router_topk", kShape}, {"moe_ffn_hidden_size", kShape},
+      {"moe_shared_expert_intermediate_size", kShape},
+      {"moe_aux_loss_coeff", kRouting}, {"moe_z_loss_coeff", kRouting},
+      {"moe_router_load_balancing_type", kRouting}, {"moe_expert_capacity_factor", kRouting},
+      {"moe_token_drop_policy", kRouting}, {"moe_pad_expert_input_to_capacity", kRouting},
+  };
+  auto it = placed.find(key);
+  return it == placed.end() ? "" : it->second;
+}
+
+/// The error for a key this reader does not take: where it goes instead, or
+/// the closest known name, or the known names.
 Status unknownKey(const std::string &path, const YAML::Node &keyNode, const std::string &key) {
+  if (std::string reason = placedElsewhere(key); !reason.empty())
+    return fail(whereOf(path, keyNode), key, ": not an option of the plan: ", reason);
   std::vector<std::string> known = parallelConfigKeys();
   std::string message = whereOf(path, keyNode) + "unknown option '" + key + "'";
   if (std::string best = closestName(key, known); !best.empty())
@@ -259,19 +305,21 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
 
   const std::map<std::string, Setter> setters = optionSetters(config, optimizer);
   std::map<std::string, int> firstLine; // a key given twice would hide one value
+  std::vector<std::string> errors;      // every key's, told together
   for (const auto &entry : root) {
     const YAML::Node &keyNode = entry.first, &value = entry.second;
-    if (!keyNode.IsScalar())
-      return fail(whereOf(path, keyNode), "expected an option name, got ", spellingOf(keyNode));
+    if (!keyNode.IsScalar()) {
+      errors.push_back(fail(whereOf(path, keyNode), "expected an option name, got ",
+                            spellingOf(keyNode)).message());
+      continue;
+    }
     const std::string key = keyNode.Scalar();
-    if (auto [it, added] = firstLine.try_emplace(key, keyNode.Mark().line + 1); !added)
-      return fail(whereOf(path, keyNode), "option '", key, "' is given twice (first on line ",
-                  it->second, ")");
-    if (where)
-      (*where)[key] = whereOf(path, value);
     Status s = Status::ok();
-    if (auto it = setters.find(key); it != setters.end())
-      s = it->second(path, key, value);
+    if (auto [it, added] = firstLine.try_emplace(key, keyNode.Mark().line + 1); !added)
+      s = fail(whereOf(path, keyNode), "option '", key, "' is given twice (first on line ",
+               it->second, ")");
+    else if (auto setter = setters.find(key); setter != setters.end())
+      s = setter->second(path, key, value);
     else if (key == "bf16" || key == "fp16")
       s = readPrecision(path, key, value);
     else if (hintKeys().count(key)) {
@@ -280,9 +328,16 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
     } else
       s = unknownKey(path, keyNode, key);
     if (!s)
-      return s;
+      errors.push_back(s.message());
+    else if (where)
+      (*where)[key] = whereOf(path, value);
   }
-  return Status::ok();
+  if (errors.size() <= 1)
+    return errors.empty() ? Status::ok() : Status::error(errors.front());
+  std::string message = countOf(int64_t(errors.size()), "error") + " in " + path + ":";
+  for (const std::string &e : errors)
+    message += "\n  " + e;
+  return Status::error(message);
 }
 
 } // namespace mt

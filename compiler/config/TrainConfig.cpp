@@ -89,6 +89,8 @@ struct Reader {
       return Status::error(message + ": `mtc compile " + flag + "` sets Megatron-Core's " +
                            option + "; " + llamaFactoryNameOf(option));
     }
+    if (std::string place = megatronArgumentInTrain(key); !place.empty())
+      return Status::error(message + ": a Megatron-LM argument; " + place);
     if (std::string best = meantKey(key); !best.empty())
       message += "; did you mean '" + best + "'?";
     else

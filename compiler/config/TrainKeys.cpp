@@ -332,8 +332,8 @@ std::vector<Key> trainingArgumentKeys() {
        {}, "", text("output_dir", &T::outputDir)},
       {"overwrite_output_dir", Honoured, LlamaFactory, "output_dir may hold an earlier run", {}, "",
        boolean("overwrite_output_dir", &T::overwriteOutputDir)},
-      {"logging_steps", Honoured, LlamaFactory, "log_history entries every N steps", {}, "",
-       integer("logging_steps", &T::loggingSteps, 1)},
+      {"logging_steps", Honoured, LlamaFactory, "log_history entries and log lines every N steps",
+       {}, "", integer("logging_steps", &T::loggingSteps, 1)},
       {"save_steps", Honoured, LlamaFactory, "a checkpoint-N every N steps", {}, "",
        integer("save_steps", &T::saveSteps, 1)},
       {"save_total_limit", Honoured, LlamaFactory, "keep the newest N checkpoints (0 or null: "

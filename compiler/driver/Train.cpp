@@ -316,6 +316,7 @@ std::vector<std::string> mtrunCommand(TrainConfig c, const TrainCommandOptions &
                                   "--save-steps", std::to_string(c.saveSteps),
                                   "--save-total-limit", std::to_string(c.saveTotalLimit),
                                   "--logging-steps", std::to_string(c.loggingSteps),
+                                  "--log-interval", std::to_string(c.loggingSteps),
                                   "--max-shard-size", std::to_string(o.maxShardBytes),
                                   "--export-dtype", c.inferDtype,
                                   "--tokenizer-dir", c.modelNameOrPath};

@@ -717,7 +717,8 @@ Expected<TrainSummary> TrainingRun::run() {
       if (Status st = hf->logStep({s, rec->loss.loss, rec->gradNorm, rec->lr, elapsed, s - done_});
           !st)
         return st;
-    if (o_.progressBar || rec->skipped || s == last_ || (s - done_) % 10 == 1)
+    if (o_.progressBar || rec->skipped || s == last_ || s == done_ + 1 ||
+        s % o_.logInterval == 0)
       report(log(), *rec, last_, eta, o_.progressBar);
     if (skippedInARow_ >= o_.maxSkippedSteps)
       return Status::error(countOf(skippedInARow_, "step") + " in a row " +

@@ -40,6 +40,10 @@ struct TrainOptions {
   int64_t maxSkippedSteps = 10;   // consecutive NaN/Inf steps before stopping
   std::chrono::milliseconds commTimeout{std::chrono::minutes(5)}; // per collective
   bool progressBar = false;       // a terminal line, else log lines
+  /// Log lines (without progressBar): the run's first step, every step
+  /// divisible by it (Megatron-Core's log_interval), skipped steps and the
+  /// last.
+  int64_t logInterval = 10;
   /// "cpu", "cuda", or "auto": cuda where this mtrun has the CUDA backend,
   /// a GPU is visible and the plan has one rank; else cpu.
   std::string backend = "auto";

@@ -93,6 +93,34 @@ TEST_F(YamlConfig, RejectsUnknownKeysAndSuggestsTheClosest) {
       << s.message();
 }
 
+// Megatron-LM arguments a plan does not hold are refused with where they go
+// instead, and every key's error is told at once, in file order.
+TEST_F(YamlConfig, TellsEveryKeyErrorAndWhereMegatronArgumentsGo) {
+  ParallelConfig c;
+  Status s = loadParallelConfigYaml(write("log_interval: 1\n"
+                                          "tensor_model_parallel_size: two\n"
+                                          "num_layers: 4\n"
+                                          "seq_lenght: 16\n"
+                                          "save_interval: 100\n"
+                                          "moe_aux_loss_coeff: 0.01\n"),
+                                    c, opt);
+  ASSERT_FALSE(s);
+  const std::string p = path_.string();
+  EXPECT_EQ(s.message(),
+            "6 errors in " + p + ":\n  " + p +
+                ":1:1: log_interval: not an option of the plan: a plan holds no logging: give it "
+                "to `mtrun --log-interval`\n  " +
+                p + ":2:29: tensor_model_parallel_size: expected an integer, got 'two'\n  " + p +
+                ":3:1: num_layers: not an option of the plan: the model's shape comes from its "
+                "Hugging Face config.json, which `mtc import-hf` reads into the MLIR this "
+                "command compiles\n  " +
+                p + ":4:1: unknown option 'seq_lenght'; did you mean 'seq_length'?\n  " + p +
+                ":5:1: save_interval: not an option of the plan: a plan holds no paths: give "
+                "`mtrun --save DIR --save-every N`\n  " +
+                p + ":6:1: moe_aux_loss_coeff: not an option of the plan: a routing key shapes "
+                "the model when it is imported: give it to `mtc import-hf --moe-...`");
+}
+
 TEST_F(YamlConfig, ReportsMalformedYamlWithPosition) {
   ParallelConfig c;
   Status s = loadParallelConfigYaml(write("tensor_model_parallel_size: [2\n"), c, opt);

@@ -647,6 +647,21 @@ TEST(TrainConfig, AMegatronOnlyKeyGetsItsLlamaFactoryName) {
       << e;
 }
 
+// A Megatron-LM argument that neither reader takes gets what LLaMA-Factory
+// calls it, or where its value comes from.
+TEST(TrainConfig, AMegatronLmArgumentGetsItsPlaceInTheYaml) {
+  std::string e = errorOf("stage: pt\nlog_interval: 5\n");
+  EXPECT_NE(e.find("error.yaml:2:1: unknown key 'log_interval': a Megatron-LM argument; "
+                   "LLaMA-Factory's name is logging_steps"),
+            e.npos)
+      << e;
+  e = errorOf("", {{"num_layers", "4"}});
+  EXPECT_NE(e.find("command line: unknown key 'num_layers': a Megatron-LM argument; the model's "
+                   "shape comes from model_name_or_path's config.json"),
+            e.npos)
+      << e;
+}
+
 // A plan alone keeps no precision: bf16: false, which `mtc train` honours
 // with the CPU backend, is refused for `mtc compile` by where it was given.
 TEST(TrainConfig, PlanKeysRefuseBf16False) {

@@ -50,6 +50,23 @@ inline std::string nearestFlag(std::string typed, const std::vector<std::string>
   return "";
 }
 
+/// CLI11 checks that a number is > 0 (`positive`) or >= 0 (`nonNegative`),
+/// whose error reads "--nproc: must be > 0, got 0" (CLI11's PositiveNumber
+/// prints a range up to DBL_MAX). A word that is no number passes to the
+/// option's own conversion, which names the type it expected.
+inline CLI::Validator numberAbove(bool orEqual) {
+  return CLI::Validator(
+      [orEqual](std::string &text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || (orEqual ? value >= 0 : value > 0))
+          return "";
+        return std::string("must be ") + (orEqual ? ">= 0" : "> 0") + ", got " + text;
+      },
+      orEqual ? "NONNEGATIVE" : "POSITIVE");
+}
+inline const CLI::Validator positive = numberAbove(false);
+inline const CLI::Validator nonNegative = numberAbove(true);
+
 /// The error for an unexpected word on the command line, or "" for none.
 using WordExplainer = std::function<std::string(const std::string &word)>;
 

@@ -281,9 +281,9 @@ int main(int argc, char **argv) {
                       "-o may replace an mtc output of another kind or a file mtc did not "
                       "write (never the input)");
   importCmd->add_option("--seq", import.shape.seq, "sequence length")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(mt::tools::positive);
   importCmd->add_option("--micro-batch", import.shape.microBatch, "micro-batch size")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(mt::tools::positive);
   importCmd->add_option("--dtype", dtype, "parameter element type")
       ->capture_default_str()->check(CLI::IsMember({"f32", "bf16"}));
   importCmd->add_flag("--neat-packing", import.shape.packedDocuments,
@@ -370,11 +370,11 @@ int main(int argc, char **argv) {
   trainCmd->add_option("--max-shard-size", train.maxShardBytes,
                        "bytes per safetensors shard of checkpoints (save_pretrained's "
                        "max_shard_size)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(mt::tools::positive);
   trainCmd->add_option("--launch-timeout", train.launchTimeout,
                        "under torchrun, srun or mpirun: seconds the other ranks of a node wait "
                        "for its local rank 0 to prepare the run")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(mt::tools::positive);
   trainCmd->allow_extras();
   trainCmd->footer("Any key of the YAML may follow: --key value, --key=value or key=value "
                    "(later ones win over the file).");

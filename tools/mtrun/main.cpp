@@ -112,7 +112,7 @@ int main(int argc, char **argv) {
                               "checkpoint directory (replaces a checkpoint atomically; may be "
                               "the --resume one)");
   app.add_option("--save-every", o.saveEvery, "with --save: save every K steps (0: at the end)")
-      ->needs(save)->check(CLI::NonNegativeNumber);
+      ->needs(save)->check(mt::tools::nonNegative);
   auto *exportHf = app.add_option("--export-hf", o.exportHf,
                  "write model.safetensors + config.json here at the end (replaces an export); "
                  "experts in the spelling of the --load checkpoint (fused as transformers 5 "
@@ -131,32 +131,37 @@ int main(int argc, char **argv) {
       "mtc-state/ to --resume), the final model, trainer_log.jsonl, training_loss.svg");
   hfOutput->group("Hugging Face outputs");
   app.add_option("--save-steps", o.hf.saveSteps, "checkpoint-N every N steps (0: at the end only)")
-      ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::NonNegativeNumber);
+      ->needs(hfOutput)->group("Hugging Face outputs")->check(mt::tools::nonNegative);
   app.add_option("--save-total-limit", o.hf.saveTotalLimit,
                  "keep the newest N checkpoint-N (0: all)")
-      ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::NonNegativeNumber);
+      ->needs(hfOutput)->group("Hugging Face outputs")->check(mt::tools::nonNegative);
   app.add_flag("--overwrite-output-dir", o.hf.overwriteOutputDir,
                "a new run removes the checkpoint-N an earlier mtc run left in --hf-output "
                "before its first step (transformers' overwrite_output_dir; one without "
                "mtc-state/ is an error; not with --resume)")
       ->needs(hfOutput)->group("Hugging Face outputs");
   app.add_option("--logging-steps", o.hf.loggingSteps, "log_history entry every N steps")
-      ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::PositiveNumber)
+      ->needs(hfOutput)->group("Hugging Face outputs")->check(mt::tools::positive)
       ->capture_default_str();
   app.add_option("--max-shard-size", o.hf.maxShardBytes,
                  "bytes per safetensors shard (save_pretrained's max_shard_size)")
-      ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::PositiveNumber)
+      ->needs(hfOutput)->group("Hugging Face outputs")->check(mt::tools::positive)
       ->capture_default_str();
   app.add_option("--tokenizer-dir", o.hf.tokenizerDir,
                  "model directory whose tokenizer files each checkpoint gets a copy of")
       ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::ExistingDirectory);
   app.add_option("--dump-logits", o.dumpLogits,
                  "write the logits and input ids of the first micro-batch (safetensors)");
+  app.add_option("--log-interval", o.logInterval,
+                 "a log line at every step divisible by N (Megatron-Core's log_interval), and "
+                 "at the first, last and skipped steps (on a terminal: a progress line every "
+                 "step)")
+      ->capture_default_str()->check(mt::tools::positive);
   app.add_option("--max-skipped-steps", o.maxSkippedSteps,
                  "stop after this many steps in a row with a non-finite gradient norm")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(mt::tools::positive);
   app.add_option("--nproc", nproc, "start this many local ranks (the plan's world size)")
-      ->check(CLI::PositiveNumber);
+      ->check(mt::tools::positive);
   std::optional<int> threadsPerRank;
   app.add_option("--threads-per-rank", threadsPerRank,
                  "with --nproc: CPU threads of each rank (default: the cores divided among "
@@ -165,7 +170,7 @@ int main(int argc, char **argv) {
                  "seconds the rendezvous or a collective may wait for the other ranks: past "
                  "it every waiting rank stops with an error naming the rank, group, program "
                  "and instruction (CPU: Gloo's timeouts; CUDA: a watchdog aborts NCCL)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(mt::tools::positive);
   app.add_option("--backend", o.backend,
                  "cuda (bf16, one GPU per rank, NCCL; plans with dp, tp, sp, pp, cp and ep, "
                  "MoE layers not under tp or cp), cpu "
