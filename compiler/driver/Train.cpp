@@ -3,6 +3,7 @@
 #include "compiler/driver/Train.h"
 
 #include "compiler/config/TrainConfig.h"
+#include "compiler/driver/ChildProcess.h"
 #include "compiler/driver/Commands.h"
 #include "compiler/driver/Launch.h"
 #include "compiler/driver/TrainOutputDir.h"
@@ -14,7 +15,6 @@
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
-#include "llvm/Support/Program.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
@@ -93,13 +93,12 @@ namespace {
 /// the error names `what`.
 Status runTool(llvm::ArrayRef<llvm::StringRef> argv, const std::string &outPath,
                const std::string &what) {
-  std::string error;
-  std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(outPath),
-                                                std::nullopt};
-  int code = llvm::sys::ExecuteAndWait(argv[0], argv, std::nullopt, redirects, 0, 0, &error);
-  if (code != 0)
-    return fail(what + " with " + argv[0].str() + " failed (its error is above)" +
-                (error.empty() ? "" : ": " + error));
+  auto code = runChild(std::vector<std::string>(argv.begin(), argv.end()), outPath);
+  if (!code)
+    return fail(what + ": " + code.message());
+  if (*code != 0)
+    return fail(what + " with " + argv[0].str() + " failed (" + describeExit(*code) +
+                (*code > 128 ? ")" : "; its error is above)"));
   return Status::ok();
 }
 
@@ -582,14 +581,14 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   return cmd;
 }
 
-/// Runs `cmd` (argv[0] the program) and waits for it; the error names `what`.
+/// Runs `cmd` (argv[0] the program) and waits for it; stopping mtc train
+/// stops it (runChild). The error names `what`.
 Status runCommand(const std::vector<std::string> &cmd, const std::string &what) {
-  llvm::SmallVector<llvm::StringRef> argv(cmd.begin(), cmd.end());
-  std::string error;
-  int code = llvm::sys::ExecuteAndWait(cmd[0], argv, std::nullopt, {}, 0, 0, &error);
-  if (code != 0)
-    return fail(what + " failed (exit " + std::to_string(code) + ")" +
-                (error.empty() ? "" : ": " + error));
+  auto code = runChild(cmd);
+  if (!code)
+    return fail(what + ": " + code.message());
+  if (*code != 0)
+    return fail(what + " failed (" + describeExit(*code) + ")");
   return Status::ok();
 }
 

@@ -1,0 +1,27 @@
+// Running a tool of mtc train (mt-prepare-sft, mtrun) as a child that stops
+// when mtc train is stopped.
+#ifndef MT_COMPILER_DRIVER_CHILDPROCESS_H
+#define MT_COMPILER_DRIVER_CHILDPROCESS_H
+
+#include "runtime/support/Status.h"
+
+#include <string>
+#include <vector>
+
+namespace mt {
+
+/// Runs `argv` (argv[0] the program's path) and waits for it, its standard
+/// output into `stdoutPath` where that is not empty. SIGINT, SIGTERM and
+/// SIGHUP sent to this process while it waits are forwarded to the child,
+/// and the child gets SIGTERM should this process die first (Linux's
+/// PR_SET_PDEATHSIG), so that stopping mtc train stops what it started.
+/// Returns the child's exit code, or 128 + the signal that ended it;
+/// errors: the program cannot be started, or the output file opened.
+Expected<int> runChild(const std::vector<std::string> &argv, const std::string &stdoutPath = "");
+
+/// "exit 3", or "stopped by SIGTERM" for a code runChild made of a signal.
+std::string describeExit(int code);
+
+} // namespace mt
+
+#endif // MT_COMPILER_DRIVER_CHILDPROCESS_H
