@@ -190,6 +190,26 @@ Status resolveRecompute(ParallelConfig &p, const ModelDims &model) {
 
 } // namespace
 
+const std::vector<std::string> &speedSwitchKeys() {
+  static const std::vector<std::string> keys = {"apply_rope_fusion", "bias_activation_fusion",
+                                                "moe_grouped_gemm", "overlap_grad_reduce"};
+  return keys;
+}
+
+std::string speedSwitchOffReason(const std::string &key) {
+  static const char *kFusion = "mtc's kernels fuse as they see fit, with the same result "
+                               "(`mtc compile --no-fuse` turns its fusions off by name)";
+  if (key == "apply_rope_fusion" || key == "bias_activation_fusion")
+    return kFusion;
+  if (key == "moe_grouped_gemm")
+    return "the experts of a layer always run as one grouped op, with the same result";
+  if (key == "overlap_grad_reduce")
+    return "the CUDA backend always starts the data-parallel gradient reduction behind the "
+           "backward, with the same result (MT_CUDA_OVERLAP=0 in mtrun's environment turns "
+           "that off)";
+  return "";
+}
+
 std::string optionValueError(const std::string &name, const std::string &value) {
   // The option's own name: `name` may carry its flag ("cp_comm_type (--cp-comm-type)").
   const std::string key = name.substr(0, name.find(' '));
@@ -367,6 +387,8 @@ static std::vector<std::string> noEffectWarnings(const ParallelConfig &c, const 
   if (etpGiven != 0 && model.numExperts == 0)
     out.push_back("expert_tensor_parallel_size (--etp " + std::to_string(etpGiven) +
                   ") has no effect: " + dense);
+  for (const std::string &key : c.speedSwitchesOff)
+    out.push_back(key + ": false has no effect: " + speedSwitchOffReason(key));
   return out;
 }
 

@@ -78,6 +78,10 @@ struct ParallelConfig {
   /// (with the alltoall dispatcher, as Megatron-Core) and does not reorder
   /// anything for it yet.
   bool moeSharedExpertOverlap = false;
+  /// Megatron-Core's speed switches (speedSwitchKeys()) given false, in
+  /// order: mtc's kernels decide that work for themselves, so resolve()
+  /// warns that the value has no effect.
+  std::vector<std::string> speedSwitchesOff;
   /// Megatron-Core's use_distributed_optimizer: gradients reduce-scattered
   /// in buckets over dp, each rank updating 1/dp of the weights and AdamW
   /// state (mt-build-optimizer).
@@ -146,7 +150,7 @@ struct ParallelConfig {
   /// 1, moe_token_dispatcher_type other than alltoall without expert
   /// parallelism, expert_tensor_parallel_size for a dense model,
   /// use_distributed_optimizer with nothing to shard, moe_shared_expert_overlap,
-  /// which this version does not act on). They are
+  /// which this version does not act on, speed switches given false). They are
   /// not errors, as the recompute keys without recompute_granularity are:
   /// their effect depends on sizes a user changes between runs while keeping
   /// the rest. `notes`: sizes resolve() chose beyond Megatron-Core's
@@ -203,6 +207,16 @@ struct OptimizerConfig {
 /// the key, optionally followed by its flag ("cp_comm_type (--cp-comm-type)").
 /// One list for the flags (resolve, validate) and both YAML readers.
 std::string optionValueError(const std::string &name, const std::string &value);
+
+/// Megatron-Core's speed switches whose work mtc's kernels decide for
+/// themselves, with the same results: bias_activation_fusion,
+/// apply_rope_fusion, moe_grouped_gemm, overlap_grad_reduce. Both readers
+/// take them as booleans; true says what mtc does.
+const std::vector<std::string> &speedSwitchKeys();
+
+/// Why a speed switch given false changes nothing, and what does turn that
+/// work off where something does; "" for a key that is no speed switch.
+std::string speedSwitchOffReason(const std::string &key);
 
 /// Why `bf16: false` cannot be kept by a plan (what follows "bf16: false "
 /// in both readers' refusal): the backend that runs a plan decides its

@@ -15,7 +15,6 @@
 #include <functional>
 #include <limits>
 #include <map>
-#include <set>
 #include <sstream>
 
 namespace mt {
@@ -24,14 +23,6 @@ namespace {
 using config::fail;
 using config::spellingOf;
 using config::whereOf;
-
-/// Performance hints (booleans) that never change the result: their value
-/// is checked to be a boolean, then not used.
-const std::set<std::string> &hintKeys() {
-  static const std::set<std::string> keys = {
-      "bias_activation_fusion", "apply_rope_fusion", "moe_grouped_gemm", "overlap_grad_reduce"};
-  return keys;
-}
 
 /// Reads `n` through yaml-cpp's typed conversion, so that a value is read by
 /// its type whatever its YAML spelling (True/yes/on, 0x10, 3e-4, .inf) and
@@ -280,7 +271,7 @@ const std::vector<std::string> &parallelConfigKeys() {
     std::vector<std::string> names = {"bf16", "fp16"};
     for (const auto &[name, _] : optionSetters(config, optimizer))
       names.push_back(name);
-    names.insert(names.end(), hintKeys().begin(), hintKeys().end());
+    names.insert(names.end(), speedSwitchKeys().begin(), speedSwitchKeys().end());
     std::sort(names.begin(), names.end());
     return names;
   }();
@@ -322,9 +313,11 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
       s = setter->second(path, key, value);
     else if (key == "bf16" || key == "fp16")
       s = readPrecision(path, key, value);
-    else if (hintKeys().count(key)) {
-      bool hint = false;
-      s = readTyped(path, key, value, "true or false", hint);
+    else if (!speedSwitchOffReason(key).empty()) {
+      bool on = true;
+      s = readTyped(path, key, value, "true or false", on);
+      if (s && !on)
+        config.speedSwitchesOff.push_back(key);
     } else
       s = unknownKey(path, keyNode, key);
     if (!s)

@@ -122,7 +122,9 @@ struct Reader {
       if (k->set) // a value of the wrong type is a mistake, even where unused
         if (Status s = k->set(config, given); !s)
           return s;
-      config.alwaysDone.push_back(key + ": " + k->meaning);
+      // A speed switch given false gets resolve()'s warning instead.
+      if (value != "false" || speedSwitchOffReason(key).empty())
+        config.alwaysDone.push_back(key + ": " + k->meaning);
       return Status::ok();
     case Kind::Refused:
       break;

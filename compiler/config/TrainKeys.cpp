@@ -241,6 +241,18 @@ Setter anyFlag(const char *key) {
   };
 }
 
+/// A speed switch of Megatron-Core (speedSwitchKeys): a boolean; false goes
+/// to the layout's speedSwitchesOff, which resolve() warns has no effect.
+Setter speedSwitch(const char *key) {
+  return [=](TrainConfig &c, const Given &g) {
+    bool on = true;
+    Status s = read(g, key, "true or false", on);
+    if (s && !on)
+      c.parallel.speedSwitchesOff.push_back(key);
+    return s;
+  };
+}
+
 /// An AlwaysDone integer (or null): its value is checked to be one, then
 /// not used.
 Setter anyCount(const char *key) {
@@ -461,7 +473,7 @@ std::vector<Key> megatronKeys() {
                     [](T &c) -> std::string & { return c.parallel.moeTokenDispatcherType; },
                     false)},
       {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one "
-       "mt.moe_grouped_mlp op", {}, "", anyFlag("moe_grouped_gemm")},
+       "mt.moe_grouped_mlp op", {}, "", speedSwitch("moe_grouped_gemm")},
       {"moe_shared_expert_overlap", Honoured, Megatron, "a scheduling hint (the shared expert "
        "computed while the alltoall dispatcher's all-to-all runs) that never changes the "
        "result; this version does not reorder anything for it yet", {}, "",
@@ -542,14 +554,14 @@ std::vector<Key> megatronKeys() {
        {}, "", layoutFlag("deterministic_mode", &P::deterministicMode)},
       {"overlap_grad_reduce", AlwaysDone, Megatron, "a speed choice: the CUDA backend starts the "
        "dp gradient reduction (all-reduce, or the distributed optimizer's bucket reduce-scatters) "
-       "behind the last backward", {}, "", anyFlag("overlap_grad_reduce")},
+       "behind the last backward", {}, "", speedSwitch("overlap_grad_reduce")},
       {"overlap_param_gather", Honoured, Megatron, "the distributed optimizer's parameter "
        "all-gather of each bucket runs behind the next step's forward", {}, "",
        layoutFlag("overlap_param_gather", &P::overlapParamGather)},
       {"bias_activation_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they "
-       "see fit, with the same result", {}, "", anyFlag("bias_activation_fusion")},
+       "see fit, with the same result", {}, "", speedSwitch("bias_activation_fusion")},
       {"apply_rope_fusion", AlwaysDone, Megatron, "a speed choice: mtc's kernels fuse as they see "
-       "fit, with the same result", {}, "", anyFlag("apply_rope_fusion")},
+       "fit, with the same result", {}, "", speedSwitch("apply_rope_fusion")},
       {"calculate_per_token_loss", Honoured, Megatron, "the loss is normalized by the step's "
        "loss tokens (over every micro-batch, dp and cp rank) instead of averaging each "
        "micro-batch's token mean; a mixture-of-experts router's aux loss is multiplied by its "

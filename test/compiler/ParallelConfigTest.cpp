@@ -136,6 +136,18 @@ TEST(ParallelConfig, WarnsOfSettingsWithoutEffect) {
   c.cp = 2;
   EXPECT_EQ(warnings(c, dense), W{});
 
+  // A speed switch given false: the value changes nothing, with why.
+  ParallelConfig off;
+  off.speedSwitchesOff = {"overlap_grad_reduce", "bias_activation_fusion"};
+  EXPECT_EQ(warnings(off, dense),
+            (W{"overlap_grad_reduce: false has no effect: " +
+                   speedSwitchOffReason("overlap_grad_reduce"),
+               "bias_activation_fusion: false has no effect: mtc's kernels fuse as they see fit, "
+               "with the same result (`mtc compile --no-fuse` turns its fusions off by name)"}));
+  EXPECT_NE(speedSwitchOffReason("overlap_grad_reduce").find("MT_CUDA_OVERLAP=0"),
+            std::string::npos);
+  EXPECT_EQ(speedSwitchOffReason("sequence_parallel"), "");
+
   ParallelConfig d;
   d.moeTokenDispatcherType = "allgather";
   EXPECT_EQ(warnings(d, dense),

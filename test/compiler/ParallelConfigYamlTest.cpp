@@ -121,6 +121,18 @@ TEST_F(YamlConfig, TellsEveryKeyErrorAndWhereMegatronArgumentsGo) {
                 "the model when it is imported: give it to `mtc import-hf --moe-...`");
 }
 
+// A speed switch given false is kept, in file order, for resolve()'s
+// warning; true says what mtc does and is not kept.
+TEST_F(YamlConfig, SpeedSwitchesGivenFalseAreKeptForTheWarning) {
+  ParallelConfig c;
+  ASSERT_TRUE(loadParallelConfigYaml(write("overlap_grad_reduce: false\n"
+                                           "moe_grouped_gemm: true\n"
+                                           "apply_rope_fusion: no\n"),
+                                     c, opt));
+  EXPECT_EQ(c.speedSwitchesOff,
+            (std::vector<std::string>{"overlap_grad_reduce", "apply_rope_fusion"}));
+}
+
 TEST_F(YamlConfig, ReportsMalformedYamlWithPosition) {
   ParallelConfig c;
   Status s = loadParallelConfigYaml(write("tensor_model_parallel_size: [2\n"), c, opt);

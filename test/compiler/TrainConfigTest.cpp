@@ -184,6 +184,13 @@ TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
   EXPECT_TRUE(c.parallel.paramOffload); // honoured (issue 16)
   ASSERT_EQ(c.alwaysDone.size(), 1u);
   EXPECT_NE(c.alwaysDone[0].find("apply_rope_fusion: a speed choice"), std::string::npos);
+  EXPECT_TRUE(c.parallel.speedSwitchesOff.empty());
+  // Given false, a speed switch is not "accepted" as done: the layout keeps
+  // it for its no-effect warning.
+  TrainConfig off;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("off.yaml", "apply_rope_fusion: false\n"), {}, off));
+  EXPECT_TRUE(off.alwaysDone.empty());
+  EXPECT_EQ(off.parallel.speedSwitchesOff, std::vector<std::string>{"apply_rope_fusion"});
   // A text model's template is honoured.
   ASSERT_TRUE(loadTrainConfig("", {{"template", "qwen"}}, c));
   EXPECT_EQ(c.chatTemplate, "qwen");
