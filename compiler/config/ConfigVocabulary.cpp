@@ -81,7 +81,10 @@ std::string llamaFactoryNameOf(const std::string &key) {
                                            "--pp-layout`"},
   };
   auto it = names.find(key);
-  return it != names.end() ? it->second : "LLaMA-Factory's reader has no such key";
+  if (it != names.end())
+    return it->second;
+  std::string place = megatronArgumentInTrain(key);
+  return place.empty() ? "LLaMA-Factory's reader has no such key" : place;
 }
 
 std::string megatronArgumentInTrain(const std::string &key) {
@@ -155,7 +158,10 @@ Expected<ConfigFileVocabulary> configVocabulary(const std::string &path) {
     if (!entry.first.IsScalar())
       continue;
     const std::string key = entry.first.Scalar();
-    const bool inMegatron = std::binary_search(megatronKeys.begin(), megatronKeys.end(), key);
+    // A Megatron-LM argument the plan does not hold (seed, log_interval) is
+    // Megatron's too: its reader says where it goes.
+    const bool inMegatron = std::binary_search(megatronKeys.begin(), megatronKeys.end(), key) ||
+                            !megatronArgumentElsewhere(key).empty();
     const bool inTrain = trainkeys::find(key) || key == "megatron" ||
                          key == "override_transformer_config";
     if (inMegatron == inTrain) // both, alike; or neither: the reader names it

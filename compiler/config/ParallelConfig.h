@@ -208,6 +208,12 @@ struct OptimizerConfig {
 /// One list for the flags (resolve, validate) and both YAML readers.
 std::string optionValueError(const std::string &name, const std::string &value);
 
+/// Why a Megatron-LM argument that a plan does not hold (seed, log_interval,
+/// save, load, data_path, the model's shape and routing keys, ...) is not
+/// an option of `mtc compile --config`, and where it goes instead; "" for
+/// other keys.
+std::string megatronArgumentElsewhere(const std::string &key);
+
 /// Megatron-Core's speed switches whose work mtc's kernels decide for
 /// themselves, with the same results: bias_activation_fusion,
 /// apply_rope_fusion, moe_grouped_gemm, overlap_grad_reduce. Both readers

@@ -181,9 +181,9 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
   };
 }
 
-/// Why a Megatron-LM argument that a plan does not hold is not read here,
-/// and where it goes instead; "" for other keys.
-std::string placedElsewhere(const std::string &key) {
+} // namespace
+
+std::string megatronArgumentElsewhere(const std::string &key) {
   static const char *kShape = "the model's shape comes from its Hugging Face config.json, which "
                               "`mtc import-hf` reads into the MLIR this command compiles";
   static const char *kRouting = "a routing key shapes the model when it is imported: give it to "
@@ -223,10 +223,12 @@ std::string placedElsewhere(const std::string &key) {
   return it == placed.end() ? "" : it->second;
 }
 
+namespace {
+
 /// The error for a key this reader does not take: where it goes instead, or
 /// the closest known name, or the known names.
 Status unknownKey(const std::string &path, const YAML::Node &keyNode, const std::string &key) {
-  if (std::string reason = placedElsewhere(key); !reason.empty())
+  if (std::string reason = megatronArgumentElsewhere(key); !reason.empty())
     return fail(whereOf(path, keyNode), key, ": not an option of the plan: ", reason);
   std::vector<std::string> known = parallelConfigKeys();
   std::string message = whereOf(path, keyNode) + "unknown option '" + key + "'";

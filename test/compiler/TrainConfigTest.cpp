@@ -544,7 +544,7 @@ TEST(ConfigVocabulary, SaysWhichKeysDecided) {
   auto v = configVocabulary(writeYaml("decided.yaml", "tensor_model_parallel_size: 2\n"
                                                       "seed: 7\nlearning_rate: 1e-5\n"));
   ASSERT_TRUE(v) << v.message();
-  EXPECT_EQ(v->decidedBy, "seed (line 2), learning_rate (line 3)");
+  EXPECT_EQ(v->decidedBy, "learning_rate (line 3)"); // both have a seed
   v = configVocabulary(writeYaml("shared.yaml", "tensor_model_parallel_size: 2\n"));
   ASSERT_TRUE(v) << v.message();
   EXPECT_EQ(v->vocabulary, ConfigVocabulary::Megatron);
@@ -556,7 +556,12 @@ TEST(ConfigVocabulary, KeysOnlyOneReaderTakesDecide) {
   EXPECT_EQ(vocabularyOf("tensor_model_parallel_size: 2\nmodel_name_or_path: m\n"),
             "llamafactory");
   EXPECT_EQ(vocabularyOf("megatron:\n  use_mbridge: true\n"), "llamafactory");
-  EXPECT_EQ(vocabularyOf("seed: 7\n"), "llamafactory");
+  // Megatron-LM's arguments that a plan does not hold are Megatron's names
+  // (its reader says where they go); seed is LLaMA-Factory's too.
+  EXPECT_EQ(vocabularyOf("log_interval: 7\n"), "megatron");
+  EXPECT_EQ(vocabularyOf("seed: 7\n"), "megatron");
+  EXPECT_EQ(vocabularyOf("tensor_model_parallel_size: 2\nlr: 3e-4\nseed: 1234\n"), "megatron");
+  EXPECT_EQ(vocabularyOf("seed: 7\nlearning_rate: 1e-5\n"), "llamafactory");
   // Keys both take alike decide nothing: the option file is mtc compile's own.
   EXPECT_EQ(vocabularyOf("tensor_model_parallel_size: 2\nweight_decay: 0.1\nbf16: true\n"
                          "fp16: false\nrecompute_granularity: full\n"),
@@ -575,9 +580,9 @@ TEST(ConfigVocabulary, KeysOnlyOneReaderTakesDecide) {
 }
 
 TEST(ConfigVocabulary, AMixedFileIsOneErrorNamingTheDecidingKeysAndEachMisfit) {
-  // The trial's file: a Megatron-Core file with a seed.
+  // A Megatron-Core file with a LLaMA-Factory key.
   std::string e = vocabularyOf("tensor_model_parallel_size: 2\nlr: 3e-4\ntrain_iters: 10\n"
-                               "seed: 1234\n");
+                               "max_grad_norm: 1.0\n");
   EXPECT_NE(e.find("vocabulary.yaml mixes Megatron-Core's option names with LLaMA-Factory's "
                    "keys"),
             e.npos)
@@ -586,7 +591,7 @@ TEST(ConfigVocabulary, AMixedFileIsOneErrorNamingTheDecidingKeysAndEachMisfit) {
                    "(line 3), and only LLaMA-Factory's reader takes this key:\n  "),
             e.npos)
       << e;
-  EXPECT_NE(e.find("vocabulary.yaml:4:1: seed: a plan holds no seed: give it to mtrun --seed\n"),
+  EXPECT_NE(e.find("vocabulary.yaml:4:1: max_grad_norm: Megatron-Core's name is clip_grad\n"),
             e.npos)
       << e;
   EXPECT_EQ(e.find("tensor_model_parallel_size ("), e.npos) << e; // it fits either
