@@ -52,6 +52,30 @@ std::string withCommas(int64_t n) {
 
 namespace {
 
+/// The MoE layers of the busiest stage whose forward, dispatch and combine
+/// included, recompute runs again before their backward (mt-recompute, as
+/// Megatron-Core's recompute): every layer under full uniform, the first
+/// recompute_num_layers of each chunk under full block, every MoE layer
+/// under selective with moe. `layers`: the stage's MoE layers; block counts
+/// the chunks' first layers as MoE layers, at most `layers` (exact where
+/// every layer is one).
+int64_t recomputedMoeLayers(const ParallelConfig &p, int64_t layers) {
+  const RecomputeConfig &r = p.recompute;
+  const bool moe = std::count(r.modules.begin(), r.modules.end(), "moe") || r.moeLayerRecompute;
+  if ((r.granularity == "full" && r.method != "block") || (r.granularity == "selective" && moe))
+    return layers;
+  if (r.granularity != "full")
+    return 0;
+  int64_t most = 0; // the stage whose chunks recompute the most layers
+  for (int64_t s = 0; s < p.pp; ++s) {
+    int64_t n = 0;
+    for (size_t v = size_t(s); v < p.chunkLayers.size(); v += size_t(p.pp))
+      n += std::min(r.numLayers, p.chunkLayers[v]);
+    most = std::max(most, n);
+  }
+  return std::min(most, layers);
+}
+
 /// Megatron-Core's MoE parallel folding over the same ranks, and the token
 /// dispatcher's traffic per MoE layer and micro-batch, in the forward and
 /// again in the backward. Each rank dispatches its own tokens, B·S/(tp·cp)
@@ -59,7 +83,8 @@ namespace {
 /// top_k routed rows of hidden values go out (dispatch) and come back
 /// (combine); with uniform routing (ep - 1)/ep of them cross to another
 /// rank. allgather: the all-gather and the reduce-scatter each move ep
-/// times those rows, (ep - 1)/ep of them from or to other ranks.
+/// times those rows, (ep - 1)/ep of them from or to other ranks. A layer
+/// that recompute runs again exchanges twice more (recomputedMoeLayers).
 void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
   std::array<int64_t, 4> expert = p.expertMesh();
   os << "expert layers (MoE parallel folding, the same ranks): mesh (pp, edp, ep, etp) = ("
@@ -77,20 +102,26 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
   const bool gather = p.moeTokenDispatcherType == "allgather";
   double rows = double(p.microBatch) * double(p.seq) / double(p.tp * p.cp) *
                 double(dims.topK) * double(gather ? p.ep : 1);
-  double elements = rows * double(dims.hidden) * 4.0 * double(layers) *
+  const int64_t again = recomputedMoeLayers(p, layers);
+  double elements = rows * double(dims.hidden) * double(4 * layers + 2 * again) *
                     double(p.numMicroBatches());
   double offRank = elements * double(p.ep - 1) / double(p.ep);
   const std::string microBatches = countOf(p.numMicroBatches(), "micro-batch", "micro-batches");
+  const std::string recomputed =
+      again ? ", and the forward's 2 again in the MoE layers recompute repeats (" +
+                  std::to_string(again) + " of " + std::to_string(layers) + ")"
+            : "";
   os << llvm::format(gather ? "all-gather and reduce-scatter per step and rank (allgather "
                               "dispatcher, dropless): %.0f values (%d MoE layers%s x %s x 4 "
-                              "collectives of %.0f rows x %d), %.0f of them from or to other "
+                              "collectives of %.0f rows x %d%s), %.0f of them from or to other "
                               "ranks: %s in bf16\n"
                             : "all-to-all per step and rank (alltoall dispatcher, dropless): "
                               "%.0f values (%d MoE layers%s x %s x 4 exchanges of %.0f rows x "
-                              "%d), %.0f of them to other ranks with uniform routing: %s in "
+                              "%d%s), %.0f of them to other ranks with uniform routing: %s in "
                               "bf16\n",
                      elements, int(layers), p.pp > 1 ? " of a stage" : "", microBatches.c_str(),
-                     rows, int(dims.hidden), offRank, bytesText(offRank * 2.0).c_str());
+                     rows, int(dims.hidden), recomputed.c_str(), offRank,
+                     bytesText(offRank * 2.0).c_str());
 }
 
 } // namespace
