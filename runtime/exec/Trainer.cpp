@@ -9,6 +9,7 @@
 #include "runtime/exec/PipelineChannels.h"
 #include "runtime/exec/PipelineTimeline.h"
 #include "runtime/exec/Sharding.h"
+#include "runtime/exec/StepReport.h"
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Dataset.h"
 #include "runtime/support/OutputPath.h"
@@ -27,10 +28,8 @@
 #include <cmath>
 #include <deque>
 #include <fstream>
-#include <iomanip>
 #include <optional>
 
-#include <nlohmann/json.hpp>
 
 namespace mt::exec {
 namespace {
@@ -130,99 +129,6 @@ struct NullStream : std::ostream {
   NullStream() : std::ostream(nullptr) {}
 };
 
-/// A step's loss, and for mixture-of-experts plans its terms (the plan's
-/// lm_loss, aux_loss and, with a z-loss, z_loss bindings): loss = lmLoss +
-/// auxLoss (+ zLoss).
-struct StepLoss {
-  double loss;
-  std::optional<double> lmLoss, auxLoss, zLoss;
-};
-
-struct StepRecord {
-  int64_t step;
-  StepLoss loss;
-  double gradNorm, lr, tokensPerSecond;
-  bool skipped;
-  std::string skipReason;
-};
-
-/// "nan", "inf" or "-inf": how both the log and the metrics file spell a
-/// value that is not finite (NaN's sign is meaningless).
-std::string nonFiniteText(double v) {
-  return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
-}
-
-/// `v` as JSON with a space after each ':' and ',' (as Python's json.dumps).
-std::string jsonText(const nlohmann::ordered_json &v) {
-  if (!v.is_object())
-    return v.dump();
-  std::string text = "{";
-  for (const auto &[key, value] : v.items())
-    text += (text.size() > 1 ? ", " : "") + nlohmann::json(key).dump() + ": " + jsonText(value);
-  return text + "}";
-}
-
-/// One JSON object per line. JSON has no NaN or Inf: such a value is written
-/// as null and named, with its spelling in the log, under "non_finite".
-void writeMetrics(std::ofstream &out, const StepRecord &r, int64_t tokens) {
-  nlohmann::ordered_json j, nonFinite = nlohmann::ordered_json::object();
-  auto number = [&](const char *key, double v) {
-    if (std::isfinite(v))
-      j[key] = v;
-    else
-      j[key] = nullptr, nonFinite[key] = nonFiniteText(v);
-  };
-  j["step"] = r.step;
-  number("loss", r.loss.loss);
-  if (r.loss.lmLoss)
-    number("lm_loss", *r.loss.lmLoss), number("aux_loss", *r.loss.auxLoss);
-  if (r.loss.zLoss)
-    number("z_loss", *r.loss.zLoss);
-  number("grad_norm", r.gradNorm);
-  number("lr", r.lr);
-  j["tokens"] = tokens;
-  number("tokens_per_s", std::round(r.tokensPerSecond * 10) / 10);
-  j["skipped"] = r.skipped;
-  if (r.skipped)
-    j["skip_reason"] = r.skipReason;
-  if (!nonFinite.empty())
-    j["non_finite"] = nonFinite;
-  out << jsonText(j) << "\n";
-  out.flush();
-}
-
-/// `v` with `precision` decimals, or its nonFiniteText.
-std::string fixed(double v, int precision) {
-  if (!std::isfinite(v))
-    return nonFiniteText(v);
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(precision) << v;
-  return s.str();
-}
-
-void report(std::ostream &log, const StepRecord &r, int64_t last, double etaSeconds,
-            bool bar) {
-  std::ostringstream line;
-  line << "step " << r.step << "/" << last << "  loss " << fixed(r.loss.loss, 4);
-  if (r.loss.lmLoss)
-    line << " (lm " << fixed(*r.loss.lmLoss, 4) << ", aux " << fixed(*r.loss.auxLoss, 4)
-         << (r.loss.zLoss ? ", z " + fixed(*r.loss.zLoss, 4) : std::string()) << ")";
-  line << "  grad_norm " << fixed(r.gradNorm, 3) << "  lr " << std::scientific
-       << std::setprecision(2) << r.lr << std::fixed << "  " << std::setprecision(0) << r.tokensPerSecond << " tok/s  ETA "
-       << std::setprecision(0) << etaSeconds << " s";
-  if (r.skipped)
-    line << "  SKIPPED (" << r.skipReason << ")";
-  if (bar) {
-    int width = 24, done = int(width * double(r.step) / double(last));
-    log << "\r[" << std::string(done, '#') << std::string(width - done, '.') << "] "
-        << line.str() << "   " << std::flush;
-    if (r.step == last)
-      log << "\n";
-  } else {
-    log << line.str() << "\n";
-  }
-}
-
 /// One training job on this rank: what it owns between steps.
 class TrainingRun {
 public:
@@ -231,6 +137,10 @@ public:
 
   Status prepare();
   Expected<TrainSummary> run();
+  /// What prepare() checks that needs no rank: the outputs, the plan, the
+  /// flags against a --resume checkpoint (read alone: an interrupted save
+  /// is repaired, as rank 0 would), the data, and the steps to run.
+  Status checkAlone();
 
 private:
   /// The settings the run continues with, from the flags and, when
@@ -258,7 +168,8 @@ private:
   /// The step's loss from this rank's sums, as the plan's StepLoss says.
   Expected<StepLoss> reduceLoss(int64_t step, StepSums sums);
   Status fillInputs(int64_t step, int64_t micro);
-  std::ostream &log() { return rank_->rank() == 0 ? rankZeroLog_ : quiet_; }
+  std::ostream &log() { return rank_ && rank_->rank() == 0 ? rankZeroLog_ : quiet_; }
+  Status loadPlan();
   /// Copies the logits (the cross-entropy's first input) when the
   /// cross-entropy has read them, before their memory is reused.
   std::function<void(int)> logitsDumper();
@@ -289,13 +200,30 @@ private:
   int64_t skipped_ = 0, skippedInARow_ = 0; // since the start of training
 };
 
-Status TrainingRun::prepare() {
+Status TrainingRun::loadPlan() {
   if (Status s = checkTrainOutputs(o_); !s)
     return s;
   auto loaded = plan::readPlanDirectory(o_.planDir);
   if (!loaded)
     return loaded.status();
   plan_ = std::move(*loaded);
+  return Status::ok();
+}
+
+Status TrainingRun::checkAlone() {
+  if (Status s = loadPlan(); !s)
+    return s;
+  std::optional<RunState> checkpoint;
+  if (Status s = chooseSettings(checkpoint); !s)
+    return s;
+  if (Status s = openData(); !s)
+    return s;
+  return placeRun(checkpoint);
+}
+
+Status TrainingRun::prepare() {
+  if (Status s = loadPlan(); !s)
+    return s;
   auto backend = chooseBackend(o_.backend, plan_, !o_.dumpLogits.empty());
   if (!backend)
     return backend.status();
@@ -788,6 +716,11 @@ Status checkTrainOutputs(const TrainOptions &o) {
                            {"--load", o.loadHf},
                            {"--resume", o.resumeDir, OutputKind::Checkpoint}},
                           o.overwrite);
+}
+
+Status checkRun(const TrainOptions &options) {
+  NullStream quiet;
+  return TrainingRun(options, quiet).checkAlone();
 }
 
 Expected<TrainSummary> train(const TrainOptions &options, std::ostream &log) {

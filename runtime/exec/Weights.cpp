@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
@@ -553,6 +554,36 @@ Status saveCheckpoint(const plan::Plan &plan, const HostMemory &memory,
   });
 }
 
+namespace {
+
+/// For a directory without trainer.json: what it holds instead and the
+/// flag that takes it (the newest checkpoint-N of an output_dir, or --load
+/// for a Hugging Face model); "" where it holds neither.
+std::string notACheckpointHint(const std::string &dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  int64_t newest = -1;
+  bool weights = false;
+  for (const auto &entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory(ec) && name.rfind("checkpoint-", 0) == 0 &&
+        name.find_first_not_of("0123456789", 11) == std::string::npos && name.size() > 11 &&
+        name.size() < 30)
+      newest = std::max<int64_t>(newest, std::stoll(name.substr(11)));
+    weights |= entry.path().extension() == ".safetensors";
+  }
+  if (newest >= 0)
+    return "; it holds checkpoint-N directories of a run's output_dir: --resume " +
+           (fs::path(dir) / ("checkpoint-" + std::to_string(newest))).string() +
+           " continues from the newest";
+  if (weights && fs::exists(fs::path(dir) / "config.json"))
+    return "; it holds a Hugging Face model: --load " + dir +
+           " starts a new run from its weights";
+  return "";
+}
+
+} // namespace
+
 Expected<RunState> readCheckpointState(const RankContext *rank, const std::string &dir) {
   // Rank 0 repairs an interrupted save; the others wait for it.
   Status repaired = !rank || rank->rank() == 0 ? io::recoverInterruptedReplace(dir)
@@ -569,7 +600,11 @@ Expected<RunState> readCheckpointState(const RankContext *rank, const std::strin
   if (!std::filesystem::is_directory(dir))
     return Status::error(dir + ": not a checkpoint directory (missing; write one with "
                                "mtrun --save)");
-  return readRunState((std::filesystem::path(dir) / "trainer.json").string());
+  const std::string state = (std::filesystem::path(dir) / "trainer.json").string();
+  if (!std::filesystem::exists(state))
+    if (std::string hint = notACheckpointHint(dir); !hint.empty())
+      return Status::error(state + ": missing (not a checkpoint written by mtrun --save)" + hint);
+  return readRunState(state);
 }
 
 Status loadCheckpoint(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,

@@ -19,8 +19,8 @@
 
 namespace {
 
-/// The plan and the data file as every rank of `mtrun --nproc` would read
-/// them, and the plan's rank count against `nproc`.
+/// What every rank of `mtrun --nproc` would check alike (exec::checkRun),
+/// and the plan's rank count against `nproc`.
 mt::Status checkBeforeLaunch(const mt::exec::TrainOptions &o, int nproc) {
   auto plan = mt::plan::readPlanDirectory(o.planDir);
   if (!plan)
@@ -31,13 +31,7 @@ mt::Status checkBeforeLaunch(const mt::exec::TrainOptions &o, int nproc) {
                              " is a plan for " + mt::countOf(ranks, "rank") +
                              " (pp x dp x cp x tp; ep folds over them); run `mtrun --nproc " +
                              std::to_string(ranks) + "` or recompile the plan");
-  if (mt::io::hasSftMagic(o.dataPath)) {
-    if (auto data = mt::io::openSftFile(o.dataPath); !data)
-      return data.status();
-  } else if (auto data = mt::io::openTokenFile(o.dataPath); !data) {
-    return data.status();
-  }
-  return mt::Status::ok();
+  return mt::exec::checkRun(o);
 }
 
 /// mtrun --nproc: checks once what every rank would refuse alike, divides
@@ -45,8 +39,6 @@ mt::Status checkBeforeLaunch(const mt::exec::TrainOptions &o, int nproc) {
 /// launcher's flags as `nproc` local ranks; returns the job's exit code.
 mt::Expected<int> launchRanks(const mt::exec::TrainOptions &o, int nproc,
                               std::optional<int> threadsPerRank, int argc, char **argv) {
-  if (mt::Status s = mt::exec::checkTrainOutputs(o); !s)
-    return s;
   if (mt::Status s = checkBeforeLaunch(o, nproc); !s)
     return s;
   auto threads = mt::comm::chooseRankThreads(nproc, mt::comm::availableCores(), threadsPerRank,
@@ -221,6 +213,10 @@ int main(int argc, char **argv) {
                  "or OpenMPI takes OMP_NUM_THREADS from its environment)\n";
     return 1;
   }
+  // A checkpoint-N of --hf-output keeps what --save writes in mtc-state/.
+  if (!o.resumeDir.empty() && !std::filesystem::exists(o.resumeDir + "/trainer.json") &&
+      std::filesystem::exists(o.resumeDir + "/mtc-state/trainer.json"))
+    o.resumeDir += "/mtc-state";
   if (nproc > 0) {
     auto code = launchRanks(o, nproc, threadsPerRank, argc, argv);
     if (!code) {
@@ -243,10 +239,6 @@ int main(int argc, char **argv) {
   if (!o.loadHf.empty() && !o.resumeDir.empty() && reporter)
     std::cerr << "note: with --resume the weights are the checkpoint's; --load gives only the "
                  "experts' spelling of the exports\n";
-  // A checkpoint-N of --hf-output keeps what --save writes in mtc-state/.
-  if (!o.resumeDir.empty() && !std::filesystem::exists(o.resumeDir + "/trainer.json") &&
-      std::filesystem::exists(o.resumeDir + "/mtc-state/trainer.json"))
-    o.resumeDir += "/mtc-state";
   if (o.hf.overwriteOutputDir && !o.resumeDir.empty()) {
     o.hf.overwriteOutputDir = false;
     if (reporter)
