@@ -709,8 +709,10 @@ Status OptimizerConfig::validate() const {
   // may warm up for the whole run.
   const bool transformersStyle = decayStyle.rfind("hf_", 0) == 0;
   if (transformersStyle ? decay < warmupSteps : decay <= warmupSteps)
-    return fail("lr_decay_iters (", decay, ") must be ", transformersStyle ? ">=" : ">",
-                " lr_warmup_iters (", warmupSteps, ")");
+    return fail("lr_decay_iters (", decay,
+                decaySteps ? "" : ": train_iters (--train-steps), as none was given",
+                ") must be ", transformersStyle ? ">=" : ">", " lr_warmup_iters (",
+                warmupSteps, ")");
   // hf_*: transformers' schedules, set by the training front-end (TrainConfig.h).
   static const std::set<std::string> styles = {
       "cosine", "linear", "constant", "hf_constant", "hf_constant_with_warmup",
