@@ -258,6 +258,9 @@ void explainMemory(const plan::Plan &plan, uint64_t deviceBytes, llvm::raw_ostre
        << "; the CUDA columns are what it would hold)\n";
   printOffloadNotes(gpu, host, arenas, gradsOnHost, mainOnHost, shards, os);
   printAttentionNote(attention, gpu, deviceBytes, os);
+  os << "  (CUDA host: the host memory a CUDA rank holds for the whole run: the fp32 weights "
+        "and AdamW state that --save, --export-hf and the loads go through, the inputs, and "
+        "what the offloads keep there)\n";
   os << "  (the GPU also holds its CUDA context and library workspaces, about "
      << bytesText(double(kCudaContextBytes))
      << " (cuBLASLt's 32 MiB among them; NCCL's own buffers, per communicator, come on top "
