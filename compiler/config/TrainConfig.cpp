@@ -72,8 +72,13 @@ struct Reader {
     const std::string ranks = ": mtc train takes the ranks from NPROC_PER_NODE (or torchrun's, "
                               "Slurm's or OpenMPI's environment), and the data-parallel size "
                               "is the ranks over tp x pp x cp";
-    if (key == "data_parallel_size" || key == "world_size")
+    if (key == "data_parallel_size" || key == "world_size" || key == "nproc_per_node" ||
+        key == "nnodes")
       return Status::error(message + ranks);
+    if (key == "gradient_checkpointing" || key == "disable_gradient_checkpointing")
+      return Status::error(message + ": activation recompute is Megatron-Core's "
+                           "recompute_granularity (full or selective; none when not given), "
+                           "with recompute_method and recompute_num_layers");
     const std::vector<std::string> &megatron = parallelConfigKeys();
     if (std::binary_search(megatron.begin(), megatron.end(), key))
       return Status::error(message + ": it is a name of Megatron-Core's option file (which `mtc "

@@ -667,6 +667,15 @@ TEST(TrainConfig, AMegatronLmArgumentGetsItsPlaceInTheYaml) {
                    "LLaMA-Factory's name is logging_steps"),
             e.npos)
       << e;
+  e = errorOf("gradient_checkpointing: true\n", {{"nproc_per_node", "2"}});
+  EXPECT_NE(e.find("unknown key 'gradient_checkpointing': activation recompute is "
+                   "Megatron-Core's recompute_granularity"),
+            e.npos)
+      << e;
+  EXPECT_NE(e.find("unknown key 'nproc_per_node': mtc train takes the ranks from "
+                   "NPROC_PER_NODE"),
+            e.npos)
+      << e;
   e = errorOf("", {{"num_layers", "4"}});
   EXPECT_NE(e.find("command line: unknown key 'num_layers': a Megatron-LM argument; the model's "
                    "shape comes from model_name_or_path's config.json"),

@@ -27,9 +27,12 @@ inline void addVersionFlag(CLI::App &app, const std::string &tool) {
 /// The flag of `names` that `typed` most likely meant: a typo (within 3
 /// edits), a longer or shorter spelling at a word boundary (--seq-length for
 /// --seq), or the initials of its words without "model" and "size"
-/// (--tensor-model-parallel-size for --tp); "" when none fits.
+/// (--tensor-model-parallel-size for --tp), with '_' read as '-'; "" when
+/// none fits.
 inline std::string nearestFlag(std::string typed, const std::vector<std::string> &names) {
   typed = typed.substr(0, typed.find('='));
+  // torchrun's and Python's spellings: --nproc_per_node is --nproc-per-node.
+  std::replace(typed.begin(), typed.end(), '_', '-');
   if (std::string close = closestName(typed, names); !close.empty())
     return close;
   for (const std::string &name : names) {
