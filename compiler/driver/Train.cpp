@@ -143,15 +143,17 @@ Expected<PreparedData> prepareChatData(const DataRequest &r) {
 /// Stage sft's template and datasets, checked by mt-prepare-sft --check
 /// (which reads dataset_info.json as the data step will) before anything is
 /// written; each error it reports goes to its key through `add`.
-void checkChatData(const DataRequest &r,
+void checkChatData(const DataRequest &r, int64_t modelVocab,
                    const std::function<void(const std::string &, const std::string &)> &add) {
   llvm::SmallString<128> report;
   if (llvm::sys::fs::createTemporaryFile("mtc-sft-check", "txt", report)) {
     add("dataset", "cannot create a temporary file to check the datasets");
     return;
   }
+  const std::string vocab = std::to_string(modelVocab);
   const Status ran = runTool({r.prepareSftTool, "--check", "--dataset-dir", r.datasetDir,
-                              "--dataset", r.dataset, "--template", r.chatTemplate},
+                              "--dataset", r.dataset, "--template", r.chatTemplate, "--tokenizer",
+                              r.modelDir, "--model-vocab-size", vocab},
                              report.str().str(), "checking the datasets");
   std::ifstream in(report.str().str());
   int reported = 0;
@@ -195,7 +197,7 @@ void checkDataRequest(const DataRequest &r, ConfigErrors &errors, int64_t modelV
                                 "in the current directory"
                               : ""));
     if (!r.dataset.empty() && listed && !r.chatTemplate.empty() && !errors.failed("template"))
-      checkChatData(r, add);
+      checkChatData(r, modelVocab, add);
     if (!errors.failed("model_name_or_path") &&
         !fs::exists(fs::path(r.modelDir) / "tokenizer.json"))
       add("model_name_or_path", "model_name_or_path '" + r.modelDir + "' has no "

@@ -23,11 +23,24 @@ std::string joined(const std::vector<std::string> &names) {
   return s;
 }
 
-/// --check: the template and each dataset's dataset_info.json entry and
-/// file, without reading the samples; each error one line on standard
-/// output, "template\t<message>" or "dataset\t<message>", for mtc train to
-/// name where the key was given. Returns the exit code.
-int checkOnly(const mt::chat::SftData &data) {
+/// The error of a tokenizer whose ids reach past the model's vocabulary
+/// (`modelVocab`, 0: unknown), or "".
+std::string vocabularyMismatch(const mt::chat::TextEncoder &encoder, const std::string &tokenizer,
+                               uint64_t modelVocab) {
+  if (modelVocab == 0 || encoder.vocabSize() <= modelVocab)
+    return "";
+  return tokenizer + "'s tokenizer has " + std::to_string(encoder.vocabSize()) +
+         " ids, more than the model's vocab_size " + std::to_string(modelVocab) +
+         " (its config.json): the tokenizer is not the model's";
+}
+
+/// --check: the template, each dataset's dataset_info.json entry and file,
+/// and with --model-vocab-size the model directory's tokenizer against it,
+/// without reading the samples; each error one line on standard output,
+/// "template\t<message>", "dataset\t<message>" or
+/// "model_name_or_path\t<message>", for mtc train to name where the key was
+/// given. Returns the exit code.
+int checkOnly(const mt::chat::SftData &data, const std::string &tokenizer, uint64_t modelVocab) {
   int code = 0;
   auto report = [&](const char *key, const std::string &message) {
     std::cout << key << "\t" << message << "\n";
@@ -44,6 +57,12 @@ int checkOnly(const mt::chat::SftData &data) {
           !std::filesystem::exists(path))
         report("dataset", path.string() + ": no such file (file_name of dataset '" + attr.name +
                               "' in dataset_info.json)");
+  if (modelVocab > 0 && tokenizer != "byte") {
+    if (auto loaded = mt::chat::TokenizerEncoder::fromDirectory(tokenizer); !loaded)
+      report("model_name_or_path", loaded.message());
+    else if (std::string e = vocabularyMismatch(*loaded, tokenizer, modelVocab); !e.empty())
+      report("model_name_or_path", e);
+  }
   return code;
 }
 
@@ -88,6 +107,10 @@ int main(int argc, char **argv) {
                  "model's own tokenizer), or 'byte': a byte-level stand-in with the template "
                  "family's special tokens (tests and demos)")
       ->default_val("byte");
+  uint64_t modelVocab = 0;
+  app.add_option("--model-vocab-size", modelVocab,
+                 "the model's vocab_size: a tokenizer with more ids is refused before any "
+                 "sample is encoded (0: not checked)");
   bool check = false;
   app.add_flag("--check", check,
                "check the template and the datasets' entries and files, write nothing: each "
@@ -106,7 +129,7 @@ int main(int argc, char **argv) {
     return 1;
   };
   if (check)
-    return checkOnly(data);
+    return checkOnly(data, tokenizer, modelVocab);
   if (output.empty())
     return fail("-o,--output is required: the prepared SFT file to write");
   if (mt::Status s = mt::io::checkOutputs({{"-o", output, mt::io::OutputKind::SftFile}}, {},
@@ -122,6 +145,8 @@ int main(int argc, char **argv) {
       return fail("--tokenizer: " + loaded.message());
     encoder = std::make_unique<mt::chat::TokenizerEncoder>(std::move(*loaded));
   }
+  if (std::string e = vocabularyMismatch(*encoder, tokenizer, modelVocab); !e.empty())
+    return fail("--tokenizer: " + e);
   mt::chat::SftSummary summary;
   auto rows = mt::chat::prepareSft(data, o, *encoder, &summary);
   if (!rows)
