@@ -150,11 +150,15 @@ void checkChatData(const DataRequest &r, int64_t modelVocab,
     add("dataset", "cannot create a temporary file to check the datasets");
     return;
   }
+  // The tokenizer against the model's vocabulary, where there is one (its
+  // absence is model_name_or_path's error of its own).
   const std::string vocab = std::to_string(modelVocab);
-  const Status ran = runTool({r.prepareSftTool, "--check", "--dataset-dir", r.datasetDir,
-                              "--dataset", r.dataset, "--template", r.chatTemplate, "--tokenizer",
-                              r.modelDir, "--model-vocab-size", vocab},
-                             report.str().str(), "checking the datasets");
+  llvm::SmallVector<llvm::StringRef> argv = {r.prepareSftTool, "--check",   "--dataset-dir",
+                                             r.datasetDir,     "--dataset", r.dataset,
+                                             "--template",     r.chatTemplate};
+  if (fs::exists(fs::path(r.modelDir) / "tokenizer.json"))
+    argv.append({"--tokenizer", r.modelDir, "--model-vocab-size", vocab});
+  const Status ran = runTool(argv, report.str().str(), "checking the datasets");
   std::ifstream in(report.str().str());
   int reported = 0;
   for (std::string line; std::getline(in, line);)
