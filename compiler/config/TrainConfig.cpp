@@ -377,6 +377,17 @@ int64_t TrainConfig::stepsPerEpoch(int64_t datasetSamples) const {
   return std::max<int64_t>(1, datasetSamples / globalBatchSize());
 }
 
+std::string TrainConfig::warmupIgnoredWarning() const {
+  if (lrSchedulerType != "constant" || (warmupSteps <= 0 && warmupRatio <= 0))
+    return "";
+  const std::string key = warmupSteps > 0 ? "warmup_steps" : "warmup_ratio";
+  std::ostringstream value;
+  value << (warmupSteps > 0 ? double(warmupSteps) : warmupRatio);
+  return whereGiven(key) + key + " " + value.str() + " has no effect: lr_scheduler_type "
+         "constant has no warm-up (transformers' get_constant_schedule); "
+         "constant_with_warmup warms up";
+}
+
 std::string TrainConfig::repeatedSamplesWarning(int64_t datasetSamples) const {
   const int64_t batch = globalBatchSize();
   if (datasetSamples <= 0 || datasetSamples >= batch)

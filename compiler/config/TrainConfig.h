@@ -135,6 +135,11 @@ struct TrainConfig {
   /// run is still a run (a smoke test on a few rows), hence a warning.
   std::string repeatedSamplesWarning(int64_t datasetSamples) const;
 
+  /// A warm-up (warmup_steps or warmup_ratio) given with lr_scheduler_type
+  /// constant, which has none (transformers' get_constant_schedule; its
+  /// constant_with_warmup has one): the warning, or "".
+  std::string warmupIgnoredWarning() const;
+
   /// The run's optimizer steps: max_steps when > 0, else
   /// ceil(num_train_epochs x stepsPerEpoch) (McaTrainer's and transformers'
   /// max_steps for epoch-based training). Errors: epochs without

@@ -663,6 +663,9 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
             sequenceParallelOffAtTp1(c.parallel, c.whereGiven("sequence_parallel"));
         !warning.empty() && (!launched || launch.localRank == 0))
       llvm::errs() << "warning: " << warning << "\n";
+  if (std::string warning = c.warmupIgnoredWarning();
+      !warning.empty() && (!launched || launch.localRank == 0))
+    llvm::errs() << "warning: " << warning << "\n";
   checkConfig(c, dataRequest(c, o, runDir), errors);
   if (!launched || launch.localRank == 0) // the others wait while it is written
     errors.add("", checkRunDir(runDir, o.runDir.empty() ? "" : "-o", c, o.configPath));

@@ -93,6 +93,31 @@ TEST(TrainConfig, UnknownKeySuggestsTheNearest) {
       << e;
 }
 
+// A warm-up given with the constant schedule, which has none, is warned
+// about where it was given; with constant_with_warmup it is not.
+TEST(TrainConfig, AWarmupTheConstantScheduleIgnoresIsWarned) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("warm.yaml", "lr_scheduler_type: constant\n"
+                                                     "warmup_ratio: 0.5\n"),
+                              {}, c));
+  EXPECT_NE(c.warmupIgnoredWarning().find("warm.yaml:2:15: warmup_ratio 0.5 has no effect: "
+                                          "lr_scheduler_type constant has no warm-up"),
+            std::string::npos)
+      << c.warmupIgnoredWarning();
+  ASSERT_TRUE(loadTrainConfig("", {{"lr_scheduler_type", "constant"}, {"warmup_steps", "3"}}, c));
+  EXPECT_NE(c.warmupIgnoredWarning().find("command line: warmup_steps 3 has no effect"),
+            std::string::npos)
+      << c.warmupIgnoredWarning();
+  TrainConfig warms;
+  ASSERT_TRUE(loadTrainConfig("", {{"lr_scheduler_type", "constant_with_warmup"},
+                                   {"warmup_steps", "3"}},
+                              warms));
+  EXPECT_EQ(warms.warmupIgnoredWarning(), "");
+  TrainConfig none;
+  ASSERT_TRUE(loadTrainConfig("", {{"lr_scheduler_type", "constant"}}, none));
+  EXPECT_EQ(none.warmupIgnoredWarning(), "");
+}
+
 TEST(TrainConfig, NeatPackingIsHonoured) {
   TrainConfig c;
   ASSERT_TRUE(loadTrainConfig(writeYaml("neat.yaml", "neat_packing: true\n"), {}, c));

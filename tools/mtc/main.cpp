@@ -220,6 +220,8 @@ struct ParallelFlags {
       std::cerr << "error: " << s.message() << "\n";
       return false;
     }
+    if (std::string warning = train.warmupIgnoredWarning(); !warning.empty())
+      std::cerr << "warning: " << warning << "\n";
     // Routing options shape the model, which `mtc compile` reads as built.
     if (!(train.moe == mt::MoeOptions{})) {
       std::cerr << "error: " << yaml << ": the moe_* routing keys shape the model when it is "
