@@ -311,6 +311,9 @@ bool compileModel(const CompileOptions &options) {
   }
   if (options.explain) {
     explainLayout(*dims, parallel, llvm::outs());
+    // A LLaMA-Factory file's text has its own schedule line (transformers').
+    if (options.configExplain.empty())
+      explainOptimizer(options.optimizer, llvm::outs());
     llvm::outs() << options.configExplain;
   }
   const bool scheduleWanted = options.explain || !options.scheduleSvg.empty();

@@ -17,6 +17,7 @@
 #include <cctype>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string_view>
 #include <vector>
 
@@ -125,6 +126,20 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
 }
 
 } // namespace
+
+void explainOptimizer(const OptimizerConfig &o, llvm::raw_ostream &os) {
+  const int64_t decay = o.decaySteps ? o.decaySteps : o.trainSteps;
+  std::ostringstream line; // shortest decimals: 0.0003, not 3.000000e-04
+  line << "optimizer: AdamW, lr " << o.lr << " after " << countOf(o.warmupSteps, "warm-up step")
+       << ", " << o.decayStyle;
+  if (o.decayStyle != "constant")
+    line << " decay to min_lr " << o.minLr << " at step " << decay;
+  line << " (Megatron-Core's scheduler); weight_decay " << o.weightDecay
+       << " (not on norms and biases), betas " << o.beta1 << ", " << o.beta2 << ", eps " << o.eps
+       << ", clip_grad " << o.clipGrad << "; train_iters " << o.trainSteps
+       << " (mtrun's default --steps)\n";
+  os << line.str();
+}
 
 void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
   os << "model: " << countOf(dims.numLayers, "layer") << ", " << countOf(dims.numHeads, "query head")

@@ -21,6 +21,12 @@ namespace mt {
 /// layout; no figures of memory (those come with the plan: explainPlan).
 void explainLayout(const ModelDims &dims, const ParallelConfig &parallel, llvm::raw_ostream &os);
 
+/// The optimizer and learning-rate schedule a plan carries, in one line
+/// (Megatron-Core's names: lr, min_lr, lr_warmup_iters, lr_decay_style,
+/// lr_decay_iters, weight_decay, adam_beta1/2, adam_eps, clip_grad,
+/// train_iters).
+void explainOptimizer(const OptimizerConfig &optimizer, llvm::raw_ostream &os);
+
 /// The layers of each virtual stage of `plan` (chunk c of stage s is
 /// virtual stage c x pp + s; one entry without pipelining), from the layers
 /// its forward programs' instructions belong to.
