@@ -277,8 +277,13 @@ bool loadTrainConfig(const std::string &path,
     if (root->IsMap())
       reader.mapping(path, *root, "");
   }
-  for (const auto &[key, text] : overrides) {
+  for (const auto &[given, text] : overrides) {
     const std::string where = "command line: ";
+    // Trinity-RFT's dotted spelling of a block's key (megatron.KEY,
+    // megatron.override_transformer_config.KEY) is the key itself.
+    std::string key = given;
+    for (size_t dot; (dot = key.find('.')) != std::string::npos && isSection(key.substr(0, dot));)
+      key = key.substr(dot + 1);
     // HfArgumentParser: `--key` alone (or `--key=`) is a boolean flag's true.
     const bool bare = text.empty();
     YAML::Node value;

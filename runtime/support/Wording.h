@@ -39,13 +39,14 @@ inline size_t editDistance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-/// The name of `known` closest to `typed` within 3 edits (a typo, not
-/// another name), ties going to the first; "" when none is that close.
+/// The name of `known` closest to `typed` within 3 edits and at most half
+/// its length (a typo, not another name: 'foo' is no 'bf16'), ties going to
+/// the first; "" when none is that close.
 inline std::string closestName(std::string_view typed, const std::vector<std::string> &known) {
   std::string best;
   size_t bestDistance = 4;
   for (const std::string &name : known)
-    if (size_t d = editDistance(typed, name); d < bestDistance)
+    if (size_t d = editDistance(typed, name); d < bestDistance && 2 * d <= typed.size())
       bestDistance = d, best = name;
   return best;
 }

@@ -91,6 +91,25 @@ TEST(TrainConfig, UnknownKeySuggestsTheNearest) {
                    "'gradient_accumulation_steps'?"),
             e.npos)
       << e;
+  // A short word more than half of whose letters differ is no typo ('foo'
+  // was offered 'bf16').
+  e = errorOf("foo: 1\n");
+  EXPECT_NE(e.find("unknown key 'foo' (the keys mtc knows are"), e.npos) << e;
+  EXPECT_EQ(e.find("did you mean"), e.npos) << e;
+}
+
+// Trinity-RFT's dotted overrides of the megatron: block's keys are those
+// keys; a dotted name that is no block's stays unknown.
+TEST(TrainConfig, DottedOverridesOfTheMegatronBlockAreItsKeys) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig("", {{"megatron.tensor_model_parallel_size", "2"},
+                                   {"megatron.override_transformer_config.recompute_granularity",
+                                    "full"}},
+                              c));
+  EXPECT_EQ(c.parallel.tp, 2);
+  EXPECT_EQ(c.parallel.recompute.granularity, "full");
+  const std::string e = errorOf("", {{"trainer.tensor_model_parallel_size", "2"}});
+  EXPECT_NE(e.find("unknown key 'trainer.tensor_model_parallel_size'"), e.npos) << e;
 }
 
 // A warm-up given with the constant schedule, which has none, is warned
