@@ -1,11 +1,13 @@
 // runChild: fork and exec with the parent's stop signals forwarded.
 #include "compiler/driver/ChildProcess.h"
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,18 +16,28 @@ namespace mt {
 namespace {
 
 // A signal handler can only talk to the waiting loop through a global; it
-// is set only while runChild waits.
-volatile std::sig_atomic_t gStopSignal = 0;
+// is set only while runChild waits. Lock-free atomic: the handler may run
+// on another thread than the loop.
+std::atomic<int> gStopSignal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
-extern "C" void recordStopSignal(int signal) { gStopSignal = signal; }
+extern "C" void recordStopSignal(int signal) { gStopSignal.store(signal); }
 
 constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+
+sigset_t stopSignalSet() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int signal : kStopSignals)
+    sigaddset(&set, signal);
+  return set;
+}
 
 /// Records the stop signals while it lives, then restores the old handlers.
 class StopSignals {
 public:
   StopSignals() {
-    gStopSignal = 0;
+    gStopSignal.store(0);
     struct sigaction action {};
     action.sa_handler = recordStopSignal;
     sigemptyset(&action.sa_mask);
@@ -42,6 +54,25 @@ private:
   struct sigaction old_[3] {};
 };
 
+/// The child's side of fork: the parent's handlers and signal mask back, the
+/// stop signals unblocked, SIGTERM should the parent die, stdout to `out`,
+/// then the program. Only async-signal-safe calls.
+[[noreturn]] void execChild(const StopSignals &stopSignals, const sigset_t &mask, pid_t parent,
+                            int out, char *const *argv) {
+  stopSignals.restore();
+  sigset_t childMask = mask;
+  for (int signal : kStopSignals)
+    sigdelset(&childMask, signal);
+  ::sigprocmask(SIG_SETMASK, &childMask, nullptr);
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::getppid() != parent) // the parent died before prctl
+    ::_exit(128 + SIGTERM);
+  if (out >= 0 && ::dup2(out, STDOUT_FILENO) < 0)
+    ::_exit(127);
+  ::execv(argv[0], argv);
+  ::_exit(127);
+}
+
 } // namespace
 
 Expected<int> runChild(const std::vector<std::string> &argv, const std::string &stdoutPath) {
@@ -57,41 +88,36 @@ Expected<int> runChild(const std::vector<std::string> &argv, const std::string &
       return Status::error(stdoutPath + ": cannot write: " + std::strerror(errno));
   }
   StopSignals stopSignals;
+  // Blocked across fork: a signal then waits for the parent's handler
+  // instead of reaching the child before it has its own handlers back.
+  const sigset_t stop = stopSignalSet();
+  sigset_t mask;
+  ::pthread_sigmask(SIG_BLOCK, &stop, &mask);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
-  if (pid == 0) { // only async-signal-safe calls from here
-    stopSignals.restore();
-    sigset_t stop;
-    sigemptyset(&stop);
-    for (int signal : kStopSignals)
-      sigaddset(&stop, signal);
-    ::sigprocmask(SIG_UNBLOCK, &stop, nullptr); // the forking thread's mask is inherited
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) // the parent died before prctl
-      ::_exit(128 + SIGTERM);
-    if (out >= 0 && ::dup2(out, STDOUT_FILENO) < 0)
-      ::_exit(127);
-    ::execv(pointers[0], pointers.data());
-    ::_exit(127);
-  }
+  if (pid == 0)
+    execChild(stopSignals, mask, parent, out, pointers.data());
   const int forkError = errno;
+  ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
   if (out >= 0)
     ::close(out);
   if (pid < 0)
     return Status::error("cannot start " + argv[0] + ": " + std::strerror(forkError));
   // Polled: a signal may be delivered to any thread (MLIR's pool too), so
-  // waitpid need not return EINTR for it.
-  int status = 0;
+  // waitpid need not return EINTR for it. A signal that comes as the child
+  // ends still counts: the child's success does not undo the stop.
+  int status = 0, stoppedBy = 0;
   for (;;) {
     const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (const int signal = gStopSignal.exchange(0)) {
+      stoppedBy = signal;
+      if (done != pid)
+        ::kill(pid, signal);
+    }
     if (done == pid)
       break;
     if (done < 0 && errno != EINTR)
       return Status::error("waiting for " + argv[0] + ": " + std::strerror(errno));
-    if (const int signal = gStopSignal) {
-      gStopSignal = 0;
-      ::kill(pid, signal);
-    }
     ::usleep(20'000);
   }
   if (WIFSIGNALED(status))
@@ -99,7 +125,7 @@ Expected<int> runChild(const std::vector<std::string> &argv, const std::string &
   const int code = WEXITSTATUS(status);
   if (code == 127 && ::access(pointers[0], X_OK) != 0)
     return Status::error("cannot run " + argv[0] + ": " + std::strerror(errno));
-  return code;
+  return code == 0 && stoppedBy ? 128 + stoppedBy : code;
 }
 
 std::string describeExit(int code) {

@@ -15,8 +15,10 @@ namespace mt {
 /// SIGHUP sent to this process while it waits are forwarded to the child,
 /// and the child gets SIGTERM should this process die first (Linux's
 /// PR_SET_PDEATHSIG), so that stopping mtc train stops what it started.
-/// Returns the child's exit code, or 128 + the signal that ended it;
-/// errors: the program cannot be started, or the output file opened.
+/// Returns the child's exit code, or 128 + the signal that ended it, or
+/// 128 + a stop signal this process got while waiting even where the child
+/// then exited 0 (the stop stands); errors: the program cannot be started,
+/// or the output file opened.
 Expected<int> runChild(const std::vector<std::string> &argv, const std::string &stdoutPath = "");
 
 /// "exit 3", or "stopped by SIGTERM" for a code runChild made of a signal.

@@ -35,8 +35,8 @@ volatile std::sig_atomic_t gForwardSignal = 0;
 
 extern "C" void recordSignal(int signal) { gForwardSignal = signal; }
 
-// Installs the forwarding handlers for SIGINT and SIGTERM, restores the
-// previous ones at the end.
+// Installs the forwarding handlers for SIGINT, SIGTERM and SIGHUP (a closed
+// terminal, or mtc train's forwarding), restores the previous ones at the end.
 class SignalForwarding {
 public:
   SignalForwarding() {
@@ -44,16 +44,17 @@ public:
     struct sigaction action {};
     action.sa_handler = recordSignal;
     sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, &oldInt_);
-    sigaction(SIGTERM, &action, &oldTerm_);
+    for (int i = 0; i < 3; ++i)
+      sigaction(kSignals[i], &action, &old_[i]);
   }
   ~SignalForwarding() {
-    sigaction(SIGINT, &oldInt_, nullptr);
-    sigaction(SIGTERM, &oldTerm_, nullptr);
+    for (int i = 0; i < 3; ++i)
+      sigaction(kSignals[i], &old_[i], nullptr);
   }
 
 private:
-  struct sigaction oldInt_ {}, oldTerm_ {};
+  static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
+  struct sigaction old_[3] {};
 };
 
 // The rendezvous directory, removed with everything the ranks put there.

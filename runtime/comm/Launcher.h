@@ -43,7 +43,7 @@ int availableCores();
 /// ranks must not read the terminal). One launch at a time per process: the
 /// handlers are global.
 ///
-/// SIGINT/SIGTERM sent to this process are forwarded to the ranks. When a
+/// SIGINT/SIGTERM/SIGHUP sent to this process are forwarded to the ranks. When a
 /// rank exits non-zero or by a signal, the others get SIGTERM, then SIGKILL
 /// after a few seconds; `log` gets "rank R exited with status S" (or "was
 /// killed by signal N (name)"). `timeout` > 0 limits the whole job's wall

@@ -139,7 +139,8 @@ public:
   Expected<TrainSummary> run();
   /// What prepare() checks that needs no rank: the outputs, the plan, the
   /// flags against a --resume checkpoint (read alone: an interrupted save
-  /// is repaired, as rank 0 would), the data, and the steps to run.
+  /// is repaired, as rank 0 would), the data (its header: the ranks scan
+  /// its ids), and the steps to run.
   Status checkAlone();
 
 private:
@@ -198,6 +199,7 @@ private:
   HfExpertLayout expertLayout_ = HfExpertLayout::PerExpert;
   int64_t last_ = 0; // the step the run ends after
   int64_t skipped_ = 0, skippedInARow_ = 0; // since the start of training
+  bool checkingAlone_ = false; // checkAlone(): a launcher's check, before the ranks
 };
 
 Status TrainingRun::loadPlan() {
@@ -211,6 +213,7 @@ Status TrainingRun::loadPlan() {
 }
 
 Status TrainingRun::checkAlone() {
+  checkingAlone_ = true;
   if (Status s = loadPlan(); !s)
     return s;
   std::optional<RunState> checkpoint;
@@ -316,6 +319,8 @@ Status TrainingRun::chooseSettings(std::optional<RunState> &checkpoint) {
     return Status::error("--lr must be > 0, got " + std::to_string(*o_.lr));
   if (o_.steps && *o_.steps < 1)
     return Status::error("--steps must be >= 1, got " + std::to_string(*o_.steps));
+  if (o_.logInterval < 1)
+    return Status::error("--log-interval must be >= 1, got " + std::to_string(o_.logInterval));
   if (o_.resumeDir.empty()) {
     settings_ = {o_.seed.value_or(RunSettings::kDefaultSeed), o_.eosId, o_.lr};
   } else {
@@ -381,6 +386,7 @@ Status TrainingRun::openData() {
   options.seqLen = plan_.training().seq();
   options.seed = settings_.seed;
   options.eosId = settings_.eosId;
+  options.checkEveryId = !checkingAlone_; // the ranks scan the ids
   auto dataset = io::Dataset::open(o_.dataPath, options, modelVocab);
   if (!dataset)
     return dataset.status();

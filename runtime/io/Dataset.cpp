@@ -166,7 +166,7 @@ Expected<Dataset> Dataset::open(const std::string &path, const DatasetOptions &o
   Expected<TokenFile> file = openTokenFile(path);
   if (!file)
     return file.status();
-  if (modelVocab)
+  if (modelVocab && options.checkEveryId)
     if (Status s = checkTokenIds(*file, modelVocab); !s)
       return s;
   return create(std::move(*file), options);

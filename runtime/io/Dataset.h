@@ -56,6 +56,10 @@ struct DatasetOptions {
   /// id the loss mask is 0, so the model is never trained to predict the
   /// first token of the next document from the previous one.
   std::optional<uint32_t> eosId;
+  /// open(): a token file's every id against the model's vocabulary (a
+  /// pass over the file); false leaves that to the run's ranks (a
+  /// launcher's check before it starts them).
+  bool checkEveryId = true;
 };
 
 /// How one global (optimizer) step is split. A step consumes globalBatch()

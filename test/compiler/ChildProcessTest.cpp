@@ -71,5 +71,13 @@ TEST(ChildProcess, ForwardsSigtermToTheChild) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }
 
+// A stop that comes as the child ends is not lost to the child's success:
+// here the child itself signals this process, then exits 0.
+TEST(ChildProcess, AStopAsTheChildEndsStands) {
+  auto code = runChild({"/bin/sh", "-c", "kill -TERM $PPID; exit 0"});
+  ASSERT_TRUE(code) << code.message();
+  EXPECT_EQ(*code, 128 + SIGTERM);
+}
+
 } // namespace
 } // namespace mt

@@ -213,6 +213,9 @@ int main(int argc, char **argv) {
                  "or OpenMPI takes OMP_NUM_THREADS from its environment)\n";
     return 1;
   }
+  o.commTimeout = std::chrono::milliseconds(int64_t(commTimeout * 1000));
+  if (eos >= 0)
+    o.eosId = uint32_t(eos);
   // A checkpoint-N of --hf-output keeps what --save writes in mtc-state/.
   if (!o.resumeDir.empty() && !std::filesystem::exists(o.resumeDir + "/trainer.json") &&
       std::filesystem::exists(o.resumeDir + "/mtc-state/trainer.json"))
@@ -225,9 +228,6 @@ int main(int argc, char **argv) {
     }
     return *code;
   }
-  o.commTimeout = std::chrono::milliseconds(int64_t(commTimeout * 1000));
-  if (eos >= 0)
-    o.eosId = uint32_t(eos);
   const bool reporter = [] {
     auto rank = mt::comm::rankFromEnvironment();
     return !rank || rank->rank == 0;
