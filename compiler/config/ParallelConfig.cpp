@@ -190,6 +190,12 @@ Status resolveRecompute(ParallelConfig &p, const ModelDims &model) {
 
 } // namespace
 
+void ParallelConfig::setSpeedSwitch(const std::string &key, bool on) {
+  std::erase(speedSwitchesOff, key);
+  if (!on)
+    speedSwitchesOff.push_back(key);
+}
+
 const std::vector<std::string> &speedSwitchKeys() {
   static const std::vector<std::string> keys = {"apply_rope_fusion", "bias_activation_fusion",
                                                 "moe_grouped_gemm", "overlap_grad_reduce"};

@@ -82,6 +82,8 @@ struct ParallelConfig {
   /// order: mtc's kernels decide that work for themselves, so resolve()
   /// warns that the value has no effect.
   std::vector<std::string> speedSwitchesOff;
+  /// Records a speed switch's value (the last one given counts).
+  void setSpeedSwitch(const std::string &key, bool on);
   /// Megatron-Core's use_distributed_optimizer: gradients reduce-scattered
   /// in buckets over dp, each rank updating 1/dp of the weights and AdamW
   /// state (mt-build-optimizer).

@@ -318,8 +318,8 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
     else if (!speedSwitchOffReason(key).empty()) {
       bool on = true;
       s = readTyped(path, key, value, "true or false", on);
-      if (s && !on)
-        config.speedSwitchesOff.push_back(key);
+      if (s)
+        config.setSpeedSwitch(key, on);
     } else
       s = unknownKey(path, keyNode, key);
     if (!s)

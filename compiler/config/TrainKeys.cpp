@@ -242,13 +242,18 @@ Setter anyFlag(const char *key) {
 }
 
 /// A speed switch of Megatron-Core (speedSwitchKeys): a boolean; false goes
-/// to the layout's speedSwitchesOff, which resolve() warns has no effect.
+/// to the layout's speedSwitchesOff, which resolve() warns has no effect
+/// (the last value given counts).
 Setter speedSwitch(const char *key) {
   return [=](TrainConfig &c, const Given &g) {
     bool on = true;
     Status s = read(g, key, "true or false", on);
-    if (s && !on)
-      c.parallel.speedSwitchesOff.push_back(key);
+    if (s)
+      c.parallel.setSpeedSwitch(key, on);
+    if (s && !on) // given false after true: no longer done
+      std::erase_if(c.alwaysDone, [&](const std::string &note) {
+        return note.rfind(std::string(key) + ": ", 0) == 0;
+      });
     return s;
   };
 }

@@ -130,11 +130,16 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
 void explainOptimizer(const OptimizerConfig &o, llvm::raw_ostream &os) {
   const int64_t decay = o.decaySteps ? o.decaySteps : o.trainSteps;
   std::ostringstream line; // shortest decimals: 0.0003, not 3.000000e-04
-  line << "optimizer: AdamW, lr " << o.lr << " after " << countOf(o.warmupSteps, "warm-up step")
-       << ", " << o.decayStyle;
-  if (o.decayStyle != "constant")
-    line << " decay to min_lr " << o.minLr << " at step " << decay;
-  line << " (Megatron-Core's scheduler); weight_decay " << o.weightDecay
+  const bool transformers = o.decayStyle.rfind("hf_", 0) == 0;
+  const std::string style = transformers ? o.decayStyle.substr(3) : o.decayStyle;
+  // Each update's rate is the schedule's after the updates before it
+  // (Megatron-Core's scheduler; transformers' at t = step - 1 alike).
+  line << "optimizer: AdamW; lr " << o.lr << " reached after "
+       << countOf(o.warmupSteps, "warm-up update") << ", then " << style;
+  if (style != "constant" && style != "constant_with_warmup")
+    line << " decay to min_lr " << o.minLr << " after " << countOf(decay, "update");
+  line << " (" << (transformers ? "transformers'" : "Megatron-Core's")
+       << " scheduler); weight_decay " << o.weightDecay
        << " (not on norms and biases), betas " << o.beta1 << ", " << o.beta2 << ", eps " << o.eps
        << ", clip_grad " << o.clipGrad << "; train_iters " << o.trainSteps
        << " (mtrun's default --steps)\n";

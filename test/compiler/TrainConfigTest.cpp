@@ -235,6 +235,17 @@ TEST(TrainConfig, RefusesEveryKeyItCannotHonourByNameAndIssue) {
   ASSERT_TRUE(loadTrainConfig(writeYaml("off.yaml", "apply_rope_fusion: false\n"), {}, off));
   EXPECT_TRUE(off.alwaysDone.empty());
   EXPECT_EQ(off.parallel.speedSwitchesOff, std::vector<std::string>{"apply_rope_fusion"});
+  // The last value given counts: the command line's over the file's.
+  TrainConfig on;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("off.yaml", "apply_rope_fusion: false\n"),
+                              {{"apply_rope_fusion", "true"}}, on));
+  EXPECT_TRUE(on.parallel.speedSwitchesOff.empty());
+  EXPECT_EQ(on.alwaysDone.size(), 1u);
+  TrainConfig offAgain;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("on.yaml", "apply_rope_fusion: true\n"),
+                              {{"apply_rope_fusion", "false"}}, offAgain));
+  EXPECT_EQ(offAgain.parallel.speedSwitchesOff, std::vector<std::string>{"apply_rope_fusion"});
+  EXPECT_TRUE(offAgain.alwaysDone.empty());
   // A text model's template is honoured.
   ASSERT_TRUE(loadTrainConfig("", {{"template", "qwen"}}, c));
   EXPECT_EQ(c.chatTemplate, "qwen");
