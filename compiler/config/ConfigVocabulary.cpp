@@ -87,25 +87,6 @@ std::string llamaFactoryNameOf(const std::string &key) {
   return place.empty() ? "LLaMA-Factory's reader has no such key" : place;
 }
 
-std::string megatronArgumentInTrain(const std::string &key) {
-  static const char *kShape = "the model's shape comes from model_name_or_path's config.json";
-  static const std::map<std::string, std::string> names = {
-      {"log_interval", "LLaMA-Factory's name is logging_steps"},
-      {"save_interval", "LLaMA-Factory's name is save_steps"},
-      {"save", "LLaMA-Factory's name is output_dir"},
-      {"load", "LLaMA-Factory reads the weights from model_name_or_path, or a run's "
-               "checkpoint from resume_from_checkpoint"},
-      {"data_path", "LLaMA-Factory names its data with dataset (and dataset_dir)"},
-      {"use_flash_attn", "attention always runs fused (LLaMA-Factory's flash_attn says so too)"},
-      {"num_layers", kShape}, {"hidden_size", kShape}, {"ffn_hidden_size", kShape},
-      {"num_attention_heads", kShape}, {"num_query_groups", kShape}, {"num_experts", kShape},
-      {"moe_router_topk", kShape}, {"moe_ffn_hidden_size", kShape},
-      {"max_position_embeddings", kShape}, {"rotary_base", kShape},
-  };
-  auto it = names.find(key);
-  return it == names.end() ? "" : it->second;
-}
-
 namespace {
 
 /// "lr (line 1), train_iters (line 2)", at most four named.

@@ -43,11 +43,6 @@ Expected<ConfigFileVocabulary> configVocabulary(const std::string &path);
 /// has none ("LLaMA-Factory's name is learning_rate").
 std::string llamaFactoryNameOf(const std::string &megatronKey);
 
-/// For a Megatron-LM argument that neither reader takes (log_interval,
-/// save, num_layers, ...): what `mtc train`'s YAML calls it or where its
-/// value comes from there; "" for other keys.
-std::string megatronArgumentInTrain(const std::string &key);
-
 } // namespace mt
 
 #endif // MT_COMPILER_CONFIG_CONFIGVOCABULARY_H

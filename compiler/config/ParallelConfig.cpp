@@ -196,24 +196,34 @@ void ParallelConfig::setSpeedSwitch(const std::string &key, bool on) {
     speedSwitchesOff.push_back(key);
 }
 
+/// The speed switches and why each given false changes nothing.
+static const std::map<std::string, std::string> &speedSwitches() {
+  static const char *kFusion = "mtc's kernels fuse as they see fit, with the same result "
+                               "(`mtc compile --no-fuse` turns its fusions off by name)";
+  static const std::map<std::string, std::string> switches = {
+      {"apply_rope_fusion", kFusion},
+      {"bias_activation_fusion", kFusion},
+      {"moe_grouped_gemm", "the experts of a layer always run as one grouped op, with the same "
+                           "result"},
+      {"overlap_grad_reduce", "the CUDA backend always starts the data-parallel gradient "
+                              "reduction behind the backward, with the same result "
+                              "(MT_CUDA_OVERLAP=0 in mtrun's environment turns that off)"}};
+  return switches;
+}
+
 const std::vector<std::string> &speedSwitchKeys() {
-  static const std::vector<std::string> keys = {"apply_rope_fusion", "bias_activation_fusion",
-                                                "moe_grouped_gemm", "overlap_grad_reduce"};
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> names;
+    for (const auto &[key, reason] : speedSwitches())
+      names.push_back(key);
+    return names;
+  }();
   return keys;
 }
 
 std::string speedSwitchOffReason(const std::string &key) {
-  static const char *kFusion = "mtc's kernels fuse as they see fit, with the same result "
-                               "(`mtc compile --no-fuse` turns its fusions off by name)";
-  if (key == "apply_rope_fusion" || key == "bias_activation_fusion")
-    return kFusion;
-  if (key == "moe_grouped_gemm")
-    return "the experts of a layer always run as one grouped op, with the same result";
-  if (key == "overlap_grad_reduce")
-    return "the CUDA backend always starts the data-parallel gradient reduction behind the "
-           "backward, with the same result (MT_CUDA_OVERLAP=0 in mtrun's environment turns "
-           "that off)";
-  return "";
+  auto it = speedSwitches().find(key);
+  return it == speedSwitches().end() ? "" : it->second;
 }
 
 std::string optionValueError(const std::string &name, const std::string &value) {

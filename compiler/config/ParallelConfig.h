@@ -216,6 +216,12 @@ std::string optionValueError(const std::string &name, const std::string &value);
 /// other keys.
 std::string megatronArgumentElsewhere(const std::string &key);
 
+/// For such an argument that `mtc train`'s reader does not take either
+/// (log_interval, save, num_layers, ...): what its LLaMA-Factory YAML calls
+/// it or where its value comes from there; "" for other keys. One table
+/// with megatronArgumentElsewhere.
+std::string megatronArgumentInTrain(const std::string &key);
+
 /// Megatron-Core's speed switches whose work mtc's kernels decide for
 /// themselves, with the same results: bias_activation_fusion,
 /// apply_rope_fusion, moe_grouped_gemm, overlap_grad_reduce. Both readers

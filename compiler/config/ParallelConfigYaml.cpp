@@ -181,29 +181,50 @@ std::map<std::string, Setter> optionSetters(ParallelConfig &config, OptimizerCon
   };
 }
 
-} // namespace
+/// Where a Megatron-LM argument's value goes: for `mtc compile --config`,
+/// and in `mtc train`'s YAML ("" where that reader takes the key).
+struct MegatronArgument {
+  const char *inCompile, *inTrain;
+};
 
-std::string megatronArgumentElsewhere(const std::string &key) {
-  static const char *kShape = "the model's shape comes from its Hugging Face config.json, which "
-                              "`mtc import-hf` reads into the MLIR this command compiles";
-  static const char *kRouting = "a routing key shapes the model when it is imported: give it to "
-                                "`mtc import-hf --moe-...`";
-  static const char *kTokens = "the plan reads token ids: tokenize with mt-tokenize (or let "
-                               "`mtc train` prepare a chat dataset)";
-  static const std::map<std::string, std::string> placed = {
-      {"seed", "a plan holds no seed: give it to `mtrun --seed`"},
-      {"log_interval", "a plan holds no logging: give it to `mtrun --log-interval`"},
-      {"save", "a plan holds no paths: give it to `mtrun --save`"},
-      {"save_interval", "a plan holds no paths: give `mtrun --save DIR --save-every N`"},
-      {"load", "a plan holds no paths: give `mtrun --load DIR` (Hugging Face weights) or "
-               "`mtrun --resume DIR` (a checkpoint of mtrun --save)"},
-      {"data_path", "a plan holds no paths: give the token file to `mtrun --data`"},
-      {"tensorboard_dir", "`mtrun --metrics FILE` writes every step's metrics as JSON lines"},
-      {"wandb_project", "`mtrun --metrics FILE` writes every step's metrics as JSON lines"},
-      {"eval_iters", "mtc has no evaluation loop: a plan is one training step"},
-      {"eval_interval", "mtc has no evaluation loop: a plan is one training step"},
-      {"use_flash_attn", "attention always runs fused (cuDNN's kernels or mtc's, `mtrun "
-                         "--attention-backend`): the key would change nothing; remove it"},
+const MegatronArgument *findMegatronArgument(const std::string &key) {
+  static const MegatronArgument kShape = {
+      "the model's shape comes from its Hugging Face config.json, which `mtc import-hf` reads "
+      "into the MLIR this command compiles",
+      "the model's shape comes from model_name_or_path's config.json"};
+  static const MegatronArgument kRouting = {
+      "a routing key shapes the model when it is imported: give it to `mtc import-hf "
+      "--moe-...`",
+      ""};
+  static const MegatronArgument kTokens = {
+      "the plan reads token ids: tokenize with mt-tokenize (or let `mtc train` prepare a chat "
+      "dataset)",
+      "mtc train tokenizes with model_name_or_path's tokenizer.json"};
+  static const MegatronArgument kMetrics = {
+      "`mtrun --metrics FILE` writes every step's metrics as JSON lines",
+      "mtc train writes trainer_log.jsonl and training_loss.svg in output_dir"};
+  static const MegatronArgument kEvaluation = {
+      "mtc has no evaluation loop: a plan is one training step",
+      "mtc has no evaluation loop (LLaMA-Factory's eval keys are refused by name)"};
+  static const std::map<std::string, MegatronArgument> arguments = {
+      {"seed", {"a plan holds no seed: give it to `mtrun --seed`", ""}},
+      {"log_interval", {"a plan holds no logging: give it to `mtrun --log-interval`",
+                        "LLaMA-Factory's name is logging_steps"}},
+      {"save", {"a plan holds no paths: give it to `mtrun --save`",
+                "LLaMA-Factory's name is output_dir"}},
+      {"save_interval", {"a plan holds no paths: give `mtrun --save DIR --save-every N`",
+                         "LLaMA-Factory's name is save_steps"}},
+      {"load", {"a plan holds no paths: give `mtrun --load DIR` (Hugging Face weights) or "
+                "`mtrun --resume DIR` (a checkpoint of mtrun --save)",
+                "LLaMA-Factory reads the weights from model_name_or_path, or a run's "
+                "checkpoint from resume_from_checkpoint"}},
+      {"data_path", {"a plan holds no paths: give the token file to `mtrun --data`",
+                     "LLaMA-Factory names its data with dataset (and dataset_dir)"}},
+      {"tensorboard_dir", kMetrics}, {"wandb_project", kMetrics},
+      {"eval_iters", kEvaluation}, {"eval_interval", kEvaluation},
+      {"use_flash_attn", {"attention always runs fused (cuDNN's kernels or mtc's, `mtrun "
+                          "--attention-backend`): the key would change nothing; remove it",
+                          "attention always runs fused (LLaMA-Factory's flash_attn says so too)"}},
       {"tokenizer_type", kTokens}, {"tokenizer_model", kTokens},
       {"vocab_file", kTokens}, {"merge_file", kTokens},
       {"num_layers", kShape}, {"hidden_size", kShape}, {"ffn_hidden_size", kShape},
@@ -219,8 +240,20 @@ std::string megatronArgumentElsewhere(const std::string &key) {
       {"moe_router_load_balancing_type", kRouting}, {"moe_expert_capacity_factor", kRouting},
       {"moe_token_drop_policy", kRouting}, {"moe_pad_expert_input_to_capacity", kRouting},
   };
-  auto it = placed.find(key);
-  return it == placed.end() ? "" : it->second;
+  auto it = arguments.find(key);
+  return it == arguments.end() ? nullptr : &it->second;
+}
+
+} // namespace
+
+std::string megatronArgumentElsewhere(const std::string &key) {
+  const MegatronArgument *argument = findMegatronArgument(key);
+  return argument ? argument->inCompile : "";
+}
+
+std::string megatronArgumentInTrain(const std::string &key) {
+  const MegatronArgument *argument = findMegatronArgument(key);
+  return argument ? argument->inTrain : "";
 }
 
 namespace {
