@@ -152,6 +152,9 @@ private:
   Status placeRun(const std::optional<RunState> &checkpoint);
   Status openData();
   Status initializeWeights();
+  /// After the last step: the profile and timeline, the final --save,
+  /// --export-hf and the Hugging Face outputs' final model.
+  Status finishRun(std::optional<HfRunOutputs> &hf);
   /// trainer.json after step `step`.
   RunState stateAfter(int64_t step) const;
   /// One optimizer step: every micro-batch's forward and backward, the
@@ -677,6 +680,12 @@ Expected<TrainSummary> TrainingRun::run() {
   summary.steps = last_ - done_;
   for (double l : recent)
     summary.meanLastLosses += l / double(recent.size());
+  if (Status st = finishRun(hf); !st)
+    return st;
+  return summary;
+}
+
+Status TrainingRun::finishRun(std::optional<HfRunOutputs> &hf) {
   log() << executor_->profileReport();
   if (!o_.timelinePath.empty()) {
     auto line = timeline_.publish(*rank_, plan_, o_.timelinePath);
@@ -705,7 +714,7 @@ Expected<TrainSummary> TrainingRun::run() {
   if (hf)
     if (Status st = hf->finish(plan_, *memory_, rank_.get(), last_); !st)
       return st;
-  return summary;
+  return Status::ok();
 }
 
 } // namespace
