@@ -150,6 +150,8 @@ private:
   /// Where the run stands and ends: the checkpoint's progress, after checking
   /// that it belongs to this run; the last step.
   Status placeRun(const std::optional<RunState> &checkpoint);
+  /// chooseSettings, openData and placeRun, in order.
+  Status settleRun();
   Status openData();
   Status initializeWeights();
   /// After the last step: the profile and timeline, the final --save,
@@ -215,16 +217,20 @@ Status TrainingRun::loadPlan() {
   return Status::ok();
 }
 
-Status TrainingRun::checkAlone() {
-  checkingAlone_ = true;
-  if (Status s = loadPlan(); !s)
-    return s;
+Status TrainingRun::settleRun() {
   std::optional<RunState> checkpoint;
   if (Status s = chooseSettings(checkpoint); !s)
     return s;
   if (Status s = openData(); !s)
     return s;
   return placeRun(checkpoint);
+}
+
+Status TrainingRun::checkAlone() {
+  checkingAlone_ = true;
+  if (Status s = loadPlan(); !s)
+    return s;
+  return settleRun();
 }
 
 Status TrainingRun::prepare() {
@@ -242,12 +248,7 @@ Status TrainingRun::prepare() {
   rank_ = std::move(*rank);
   if (Status s = rank_->checkCollectiveGroups(plan_); !s)
     return s;
-  std::optional<RunState> checkpoint;
-  if (Status s = chooseSettings(checkpoint); !s)
-    return s;
-  if (Status s = openData(); !s)
-    return s;
-  if (Status s = placeRun(checkpoint); !s)
+  if (Status s = settleRun(); !s)
     return s;
   bool pipelined = plan_.training().virtual_stages() > 1;
   if (pipelined && !o_.dumpLogits.empty())
