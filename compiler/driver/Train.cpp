@@ -85,6 +85,17 @@ bool isTokenFile(const std::string &path) {
   return std::string(magic, 8) == "MTTOKENS";
 }
 
+/// "; a relative path is read from the current directory, DIR" for a
+/// relative `path` (a YAML's paths are not read from the YAML's directory),
+/// else "".
+std::string relativePathNote(const std::string &path) {
+  std::error_code ec;
+  return fs::path(path).is_relative()
+             ? "; a relative path is read from the current directory, " +
+                   fs::current_path(ec).string()
+             : "";
+}
+
 } // namespace
 
 namespace {
@@ -199,7 +210,7 @@ void checkDataRequest(const DataRequest &r, ConfigErrors &errors, int64_t modelV
                          (where("dataset_dir").empty()
                               ? "; dataset_dir is not given, and LLaMA-Factory's default is data, "
                                 "in the current directory"
-                              : ""));
+                              : relativePathNote(r.datasetDir)));
     if (!r.dataset.empty() && listed && !r.chatTemplate.empty() && !errors.failed("template"))
       checkChatData(r, modelVocab, add);
     if (!errors.failed("model_name_or_path") &&
@@ -392,7 +403,8 @@ void checkConfig(const TrainConfig &c, const DataRequest &data, ConfigErrors &er
            !fs::is_regular_file(fs::path(c.modelNameOrPath) / "config.json"))
     errors.add("model_name_or_path",
                fail(model + c.modelNameOrPath + " has no config.json (mtc reads local model "
-                    "directories; hub names are not downloaded)"));
+                    "directories; hub names are not downloaded" +
+                    relativePathNote(c.modelNameOrPath) + ")"));
   const bool modelOk = !errors.failed("model_name_or_path");
   if (!errors.failed("stage"))
     c.checkStageKeys(errors);
