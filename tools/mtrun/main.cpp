@@ -3,8 +3,6 @@
 #include "runtime/comm/Launcher.h"
 #include "runtime/exec/Trainer.h"
 #include "runtime/support/OutputPath.h"
-#include "runtime/io/SftFile.h"
-#include "runtime/io/TokenFile.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/support/Wording.h"
 #include "tools/common/CommandLine.h"
