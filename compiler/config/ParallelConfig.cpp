@@ -486,6 +486,67 @@ static Status resolveMeshSizes(ParallelConfig &c, bool dpGiven) {
   return Status::ok();
 }
 
+/// Batch and sequence are static in the model: a given micro_batch_size or
+/// seq_length must be the model's (both mismatches told at once, with the
+/// one import that mends them); ungiven ones are taken from it.
+static Status resolveInputShape(ParallelConfig &c, const ModelDims &model) {
+  const bool batchDiffers = c.microBatch != 0 && c.microBatch != model.microBatch;
+  const bool seqDiffers = c.seq != 0 && c.seq != model.seq;
+  if (batchDiffers || seqDiffers) {
+    std::string what, flags;
+    if (batchDiffers) {
+      what = "micro_batch_size (--micro-batch) is " + std::to_string(c.microBatch) +
+             " but the model's inputs have micro-batch " + std::to_string(model.microBatch);
+      flags = " --micro-batch " + std::to_string(c.microBatch);
+    }
+    if (seqDiffers) {
+      what += std::string(batchDiffers ? ", and " : "") + "seq_length (--seq) is " +
+              std::to_string(c.seq) + " but the model's inputs have sequence length " +
+              std::to_string(model.seq);
+      flags += " --seq " + std::to_string(c.seq);
+    }
+    return fail(what, "; re-import with `mtc import-hf", flags, "`");
+  }
+  if (c.microBatch == 0)
+    c.microBatch = model.microBatch;
+  if (c.seq == 0)
+    c.seq = model.seq;
+  return Status::ok();
+}
+
+/// The options that need or exclude one another (sp and tp,
+/// overlap_param_gather and the distributed optimizer or param_offload),
+/// recompute, and cp_comm_type against the heads.
+static Status checkOptionRules(ParallelConfig &c, const ModelDims &model) {
+  if (c.sequenceParallel && c.tp == 1)
+    return fail("sequence_parallel (--sp) needs tensor_model_parallel_size "
+                "(--tp) > 1, got --tp 1");
+  if (c.overlapParamGather && !c.distributedOptimizer)
+    return fail("overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
+                "(--use-distributed-optimizer): without it there is no parameter all-gather");
+  // The deferred all-gathers would fill staged buckets after the copies
+  // that take them to the host, or keep every bucket staged until the next
+  // forward: the device would hold the whole model param_offload moves out.
+  if (c.paramOffload && c.overlapParamGather)
+    return fail("overlap_param_gather (--overlap-param-gather) with param_offload "
+                "(--param-offload) is not supported: the weights all-gathered behind the next "
+                "forward would have to stay on the device; use one of the two");
+  if (Status s = resolveRecompute(c, model); !s)
+    return s;
+  const char *commType = "cp_comm_type (--cp-comm-type)";
+  if (std::string error = optionValueError(commType, c.cpCommType); !error.empty())
+    return fail(commType, error);
+  // a2a gives each cp rank 1/cp of the heads of its tp rank, queries and
+  // keys/values alike (Transformer Engine's AttnFuncWithCPAndQKVOA2A).
+  if (c.cp > 1 && c.cpCommType == "a2a" &&
+      ((model.numHeads / c.tp) % c.cp != 0 || (model.numKvHeads / c.tp) % c.cp != 0))
+    return fail("cp_comm_type a2a splits the attention heads over context_parallel_size (--cp ",
+                c.cp, "): num_attention_heads (", model.numHeads, ") and num_key_value_heads (",
+                model.numKvHeads, ") divided by tensor_model_parallel_size (--tp ", c.tp,
+                ") must be divisible by it; use p2p or all_gather");
+  return Status::ok();
+}
+
 Status ParallelConfig::resolve(const ModelDims &model) {
   warnings.clear();
   notes.clear();
@@ -501,59 +562,14 @@ Status ParallelConfig::resolve(const ModelDims &model) {
     return fail("tp (", tp, ") x pp (", pp, ") x vpp (", vpp, ") x cp (", cp, ") x ep (", ep,
                 ") x etp (", etp, ") x dp (", dp, ") x world size (", worldSize, ") x micro_batch_size (",
                 microBatch, ") overflows 64-bit integers: no layout has that many ranks");
-  // Shapes are static in the model: batch and sequence come from it. Both
-  // mismatches are told at once, with the one import that mends them.
-  const bool batchDiffers = microBatch != 0 && microBatch != model.microBatch;
-  const bool seqDiffers = seq != 0 && seq != model.seq;
-  if (batchDiffers || seqDiffers) {
-    std::string what, flags;
-    if (batchDiffers) {
-      what = "micro_batch_size (--micro-batch) is " + std::to_string(microBatch) +
-             " but the model's inputs have micro-batch " + std::to_string(model.microBatch);
-      flags = " --micro-batch " + std::to_string(microBatch);
-    }
-    if (seqDiffers) {
-      what += std::string(batchDiffers ? ", and " : "") + "seq_length (--seq) is " +
-              std::to_string(seq) + " but the model's inputs have sequence length " +
-              std::to_string(model.seq);
-      flags += " --seq " + std::to_string(seq);
-    }
-    return fail(what, "; re-import with `mtc import-hf", flags, "`");
-  }
-  if (microBatch == 0)
-    microBatch = model.microBatch;
-  if (seq == 0)
-    seq = model.seq;
+  if (Status s = resolveInputShape(*this, model); !s)
+    return s;
 
   // The sizes against the model, rule by rule: every one broken is told.
   if (Status s = resolveModelSizes(*this, model); !s)
     return s;
-  if (sequenceParallel && tp == 1)
-    return fail("sequence_parallel (--sp) needs tensor_model_parallel_size "
-                "(--tp) > 1, got --tp 1");
-  if (overlapParamGather && !distributedOptimizer)
-    return fail("overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
-                "(--use-distributed-optimizer): without it there is no parameter all-gather");
-  // The deferred all-gathers would fill staged buckets after the copies
-  // that take them to the host, or keep every bucket staged until the next
-  // forward: the device would hold the whole model param_offload moves out.
-  if (paramOffload && overlapParamGather)
-    return fail("overlap_param_gather (--overlap-param-gather) with param_offload "
-                "(--param-offload) is not supported: the weights all-gathered behind the next "
-                "forward would have to stay on the device; use one of the two");
-  if (Status s = resolveRecompute(*this, model); !s)
+  if (Status s = checkOptionRules(*this, model); !s)
     return s;
-  const char *commType = "cp_comm_type (--cp-comm-type)";
-  if (std::string error = optionValueError(commType, cpCommType); !error.empty())
-    return fail(commType, error);
-  // a2a gives each cp rank 1/cp of the heads of its tp rank, queries and
-  // keys/values alike (Transformer Engine's AttnFuncWithCPAndQKVOA2A).
-  if (cp > 1 && cpCommType == "a2a" &&
-      ((model.numHeads / tp) % cp != 0 || (model.numKvHeads / tp) % cp != 0))
-    return fail("cp_comm_type a2a splits the attention heads over context_parallel_size (--cp ",
-                cp, "): num_attention_heads (", model.numHeads, ") and num_key_value_heads (",
-                model.numKvHeads, ") divided by tensor_model_parallel_size (--tp ", tp,
-                ") must be divisible by it; use p2p or all_gather");
 
   if (Status s = resolveMeshSizes(*this, dpGiven); !s)
     return s;
