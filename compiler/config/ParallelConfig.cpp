@@ -443,12 +443,7 @@ static Status resolveModelSizes(ParallelConfig &c, const ModelDims &model) {
                " (Megatron-Core's load balancing cuts the sequence into 2 x cp chunks)"));
   }
   check(resolveExpertLayout(c, model));
-  if (errors.size() <= 1)
-    return errors.empty() ? Status::ok() : Status::error(errors[0]);
-  std::string message = countOf(int64_t(errors.size()), "layout error") + ":";
-  for (const std::string &e : errors)
-    message += "\n  " + e;
-  return Status::error(message);
+  return config::errorList(errors, "layout error");
 }
 
 /// dp and the world size from each other (Megatron-Core's MoE parallel

@@ -360,12 +360,7 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
     else if (where)
       (*where)[key] = whereOf(path, value);
   }
-  if (errors.size() <= 1)
-    return errors.empty() ? Status::ok() : Status::error(errors.front());
-  std::string message = countOf(int64_t(errors.size()), "error") + " in " + path + ":";
-  for (const std::string &e : errors)
-    message += "\n  " + e;
-  return Status::error(message);
+  return config::errorList(errors, "error", " in " + path);
 }
 
 } // namespace mt
