@@ -137,11 +137,12 @@ public:
 
   Status prepare();
   Expected<TrainSummary> run();
-  /// What prepare() checks that needs no rank: the outputs, the plan, the
+  /// What prepare() checks that needs no rank: the outputs, the plan (started
+  /// as `ranks` processes), the
   /// flags against a --resume checkpoint (read alone: an interrupted save
   /// is repaired, as rank 0 would), the data (its header: the ranks scan
   /// its ids), and the steps to run.
-  Status checkAlone();
+  Status checkAlone(int64_t ranks);
 
 private:
   /// The settings the run continues with, from the flags and, when
@@ -226,10 +227,16 @@ Status TrainingRun::settleRun() {
   return placeRun(checkpoint);
 }
 
-Status TrainingRun::checkAlone() {
+Status TrainingRun::checkAlone(int64_t ranks) {
   checkingAlone_ = true;
   if (Status s = loadPlan(); !s)
     return s;
+  if (int64_t planRanks = plan::worldSize(plan_.mesh()); planRanks != ranks)
+    return Status::error("--nproc " + std::to_string(ranks) + " starts " +
+                         countOf(ranks, "rank") + ", but " + o_.planDir + " is a plan for " +
+                         countOf(planRanks, "rank") + " (pp x dp x cp x tp; ep folds over "
+                         "them); run `mtrun --nproc " + std::to_string(planRanks) +
+                         "` or recompile the plan");
   return settleRun();
 }
 
@@ -734,9 +741,9 @@ Status checkTrainOutputs(const TrainOptions &o) {
                           o.overwrite);
 }
 
-Status checkRun(const TrainOptions &options) {
+Status checkRun(const TrainOptions &options, int64_t ranks) {
   NullStream quiet;
-  return TrainingRun(options, quiet).checkAlone();
+  return TrainingRun(options, quiet).checkAlone(ranks);
 }
 
 Expected<TrainSummary> train(const TrainOptions &options, std::ostream &log) {

@@ -71,11 +71,12 @@ struct TrainSummary {
 /// first; a launcher runs it once before starting the ranks.
 Status checkTrainOutputs(const TrainOptions &options);
 
-/// The checks every rank of a run makes alike (its outputs, the plan, the
-/// flags against a --resume checkpoint, the data, the steps to run), made
-/// once by a launcher before it starts the ranks, so that such an error is
-/// told once; prints nothing.
-Status checkRun(const TrainOptions &options);
+/// The checks every rank of a run makes alike (its outputs, the plan and its
+/// rank count against the `ranks` the launcher starts, the flags against a
+/// --resume checkpoint, the data, the steps to run), made once by a
+/// launcher (mtrun --nproc) before it starts the ranks, so that such an
+/// error is told once; prints nothing.
+Status checkRun(const TrainOptions &options, int64_t ranks);
 
 /// Runs the whole job on this rank (the rank comes from the environment:
 /// mtrun --nproc, torchrun, Slurm or OpenMPI); `log` receives progress on

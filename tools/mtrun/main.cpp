@@ -3,7 +3,6 @@
 #include "runtime/comm/Launcher.h"
 #include "runtime/exec/Trainer.h"
 #include "runtime/support/OutputPath.h"
-#include "runtime/plan/PlanIO.h"
 #include "runtime/support/Wording.h"
 #include "tools/common/CommandLine.h"
 
@@ -17,27 +16,12 @@
 
 namespace {
 
-/// What every rank of `mtrun --nproc` would check alike (exec::checkRun),
-/// and the plan's rank count against `nproc`.
-mt::Status checkBeforeLaunch(const mt::exec::TrainOptions &o, int nproc) {
-  auto plan = mt::plan::readPlanDirectory(o.planDir);
-  if (!plan)
-    return plan.status();
-  if (int64_t ranks = mt::plan::worldSize(plan->mesh()); ranks != nproc)
-    return mt::Status::error("--nproc " + std::to_string(nproc) + " starts " +
-                             mt::countOf(nproc, "rank") + ", but " + o.planDir +
-                             " is a plan for " + mt::countOf(ranks, "rank") +
-                             " (pp x dp x cp x tp; ep folds over them); run `mtrun --nproc " +
-                             std::to_string(ranks) + "` or recompile the plan");
-  return mt::exec::checkRun(o);
-}
-
 /// mtrun --nproc: checks once what every rank would refuse alike, divides
 /// the cores among the ranks, and relaunches this command without the
 /// launcher's flags as `nproc` local ranks; returns the job's exit code.
 mt::Expected<int> launchRanks(const mt::exec::TrainOptions &o, int nproc,
                               std::optional<int> threadsPerRank, int argc, char **argv) {
-  if (mt::Status s = checkBeforeLaunch(o, nproc); !s)
+  if (mt::Status s = mt::exec::checkRun(o, nproc); !s)
     return s;
   auto threads = mt::comm::chooseRankThreads(nproc, mt::comm::availableCores(), threadsPerRank,
                                              std::getenv("OMP_NUM_THREADS"));
