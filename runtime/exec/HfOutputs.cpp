@@ -49,23 +49,24 @@ std::string durationText(double seconds) {
   return text;
 }
 
-/// The checkpoint-N directories of `dir`, oldest (smallest N) first.
+} // namespace
+
 std::vector<std::pair<int64_t, fs::path>> checkpoints(const std::string &dir) {
   std::vector<std::pair<int64_t, fs::path>> found;
   std::error_code ec;
   for (const auto &entry : fs::directory_iterator(dir, ec)) {
     std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || name.rfind("checkpoint-", 0) != 0)
+    if (!entry.is_directory(ec) || name.rfind("checkpoint-", 0) != 0)
       continue;
+    // At most 18 digits: every such N fits int64_t (std::stoll would throw).
     std::string digits = name.substr(11);
-    if (!digits.empty() && std::all_of(digits.begin(), digits.end(), ::isdigit))
+    if (!digits.empty() && digits.size() <= 18 &&
+        std::all_of(digits.begin(), digits.end(), ::isdigit))
       found.push_back({std::stoll(digits), entry.path()});
   }
   std::sort(found.begin(), found.end());
   return found;
 }
-
-} // namespace
 
 Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &outputDir) {
   const auto found = checkpoints(outputDir);

@@ -12,7 +12,9 @@
 #include "runtime/support/Status.h"
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mt::exec {
@@ -37,6 +39,10 @@ struct HfOutputOptions {
 /// The directory inside checkpoint-N that holds mtc's checkpoint (weights,
 /// AdamW state, trainer.json): `mtrun --resume checkpoint-N/mtc-state`.
 inline constexpr const char *kMtcStateDir = "mtc-state";
+
+/// The checkpoint-N directories of `dir` (N of at most 18 digits), oldest
+/// (smallest N) first; none where `dir` cannot be read.
+std::vector<std::pair<int64_t, std::filesystem::path>> checkpoints(const std::string &dir);
 
 /// A new run with overwrite_output_dir: removes the checkpoint-N
 /// directories (N digits) an earlier mtc run left in `outputDir` and

@@ -1,6 +1,7 @@
 // Safetensors in and out for the parameters of a plan, on any layout.
 #include "runtime/exec/Weights.h"
 
+#include "runtime/exec/HfOutputs.h"
 #include "runtime/exec/Sharding.h"
 #include "runtime/plan/Stages.h"
 #include "runtime/support/AtomicFile.h"
@@ -561,21 +562,13 @@ namespace {
 /// for a Hugging Face model); "" where it holds neither.
 std::string notACheckpointHint(const std::string &dir) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  int64_t newest = -1;
-  bool weights = false;
-  for (const auto &entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory(ec) && name.rfind("checkpoint-", 0) == 0 &&
-        name.find_first_not_of("0123456789", 11) == std::string::npos && name.size() > 11 &&
-        name.size() < 30)
-      newest = std::max<int64_t>(newest, std::stoll(name.substr(11)));
-    weights |= entry.path().extension() == ".safetensors";
-  }
-  if (newest >= 0)
+  if (const auto found = checkpoints(dir); !found.empty())
     return "; it holds checkpoint-N directories of a run's output_dir: --resume " +
-           (fs::path(dir) / ("checkpoint-" + std::to_string(newest))).string() +
-           " continues from the newest";
+           found.back().second.string() + " continues from the newest";
+  std::error_code ec;
+  bool weights = false;
+  for (const auto &entry : fs::directory_iterator(dir, ec))
+    weights |= entry.path().extension() == ".safetensors";
   if (weights && fs::exists(fs::path(dir) / "config.json"))
     return "; it holds a Hugging Face model: --load " + dir +
            " starts a new run from its weights";
