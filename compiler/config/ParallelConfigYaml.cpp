@@ -206,6 +206,10 @@ const MegatronArgument *findMegatronArgument(const std::string &key) {
   static const MegatronArgument kEvaluation = {
       "mtc has no evaluation loop: a plan is one training step",
       "mtc has no evaluation loop (LLaMA-Factory's eval keys are refused by name)"};
+  static const MegatronArgument kEnding = {
+      "a plan holds no run control: give it to mtrun (--exit-signal-handler, "
+      "--exit-duration-in-mins, --exit-interval)",
+      ""};
   static const std::map<std::string, MegatronArgument> arguments = {
       {"seed", {"a plan holds no seed: give it to `mtrun --seed`", ""}},
       {"log_interval", {"a plan holds no logging: give it to `mtrun --log-interval`",
@@ -220,6 +224,8 @@ const MegatronArgument *findMegatronArgument(const std::string &key) {
                 "checkpoint from resume_from_checkpoint"}},
       {"data_path", {"a plan holds no paths: give the token file to `mtrun --data`",
                      "LLaMA-Factory names its data with dataset (and dataset_dir)"}},
+      {"exit_signal_handler", kEnding}, {"exit_duration_in_mins", kEnding},
+      {"exit_interval", kEnding},
       {"tensorboard_dir", kMetrics}, {"wandb_project", kMetrics},
       {"eval_iters", kEvaluation}, {"eval_interval", kEvaluation},
       {"use_flash_attn", {"attention always runs fused (cuDNN's kernels or mtc's, `mtrun "

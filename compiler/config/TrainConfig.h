@@ -67,6 +67,10 @@ struct TrainConfig {
   bool overwriteOutputDir = false;
   int64_t loggingSteps = 500, saveSteps = 500, saveTotalLimit = 0; // 0: keep all
   std::string resumeFromCheckpoint; // "": none, "true": the newest in output_dir
+  // Ending early (Megatron-LM's exit arguments; mtrun's --exit-*).
+  bool exitSignalHandler = false;
+  double exitDurationInMins = 0; // 0: no limit
+  int64_t exitInterval = 0;      // 0: none
   /// infer_dtype: the dtype of the saved models' tensors (mtrun
   /// --export-dtype): auto (the model config's), float32, bfloat16, float16.
   std::string inferDtype = "auto";

@@ -426,6 +426,14 @@ std::vector<Key> trainingArgumentKeys() {
        number("adam_epsilon", &T::adamEpsilon, 0, true)},
       {"max_grad_norm", Honoured, LlamaFactory, "gradient clipping norm (0: off)", {}, "",
        number("max_grad_norm", &T::maxGradNorm, 0)},
+      {"exit_signal_handler", Honoured, Megatron, "SIGTERM or Ctrl-C ends training after the "
+       "current step, saving checkpoint-N there (mtrun --exit-signal-handler)", {}, "",
+       boolean("exit_signal_handler", &T::exitSignalHandler)},
+      {"exit_duration_in_mins", Honoured, Megatron, "end training, saving checkpoint-N, after "
+       "the first step past this many minutes", {}, "",
+       number("exit_duration_in_mins", &T::exitDurationInMins, 0, true)},
+      {"exit_interval", Honoured, Megatron, "end training, saving checkpoint-N, after the first "
+       "step divisible by N", {}, "", integer("exit_interval", &T::exitInterval, 1)},
       {"bf16", Honoured, Megatron, "true: the CUDA backend where a GPU is visible (bf16 "
        "compute, fp32 master weights); false: the CPU backend in fp32", {}, "", boolean("bf16", &T::bf16)},
       {"fp16", Refused, LlamaFactory, "fp16 with loss scaling is not implemented; use bf16", {off}},

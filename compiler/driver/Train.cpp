@@ -18,6 +18,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -358,6 +359,15 @@ std::vector<std::string> mtrunCommand(TrainConfig c, const TrainCommandOptions &
     cmd.insert(cmd.end(), {"--save", dist, "--save-every", std::to_string(c.saveSteps)});
   if (c.overwriteOutputDir && std::find(cmd.begin(), cmd.end(), "--resume") == cmd.end())
     cmd.push_back("--overwrite-output-dir");
+  if (c.exitSignalHandler)
+    cmd.push_back("--exit-signal-handler");
+  if (c.exitDurationInMins > 0) {
+    char minutes[32]; // the shortest form that reads back as the same double
+    auto end = std::to_chars(minutes, minutes + sizeof minutes, c.exitDurationInMins).ptr;
+    cmd.insert(cmd.end(), {"--exit-duration-in-mins", std::string(minutes, end)});
+  }
+  if (c.exitInterval > 0)
+    cmd.insert(cmd.end(), {"--exit-interval", std::to_string(c.exitInterval)});
   return cmd;
 }
 

@@ -179,8 +179,9 @@ int exitCode(int status) {
 // Watches the running ranks (pid -1 once reaped) until all are gone.
 class Supervisor {
 public:
-  Supervisor(std::vector<pid_t> pids, milliseconds timeout, std::ostream &log)
-      : pids_(std::move(pids)), timeout_(timeout), log_(log), start_(Clock::now()) {}
+  Supervisor(std::vector<pid_t> pids, milliseconds timeout, std::ostream &log, bool graceful)
+      : pids_(std::move(pids)), timeout_(timeout), log_(log), start_(Clock::now()),
+        graceful_(graceful) {}
 
   int run() {
     while (reap()) {
@@ -188,7 +189,12 @@ public:
         gForwardSignal = 0;
         log_ << "mtrun: forwarding signal " << signal << " (" << strsignal(signal)
              << ") to the ranks\n";
-        stop(128 + signal, signal);
+        if (graceful_) { // the ranks end after their step; a second signal stops them
+          graceful_ = false;
+          signalAll(signal);
+        } else {
+          stop(128 + signal, signal);
+        }
       }
       if (!code_ && timeout_.count() > 0 && Clock::now() - start_ >= timeout_) {
         log_ << "mtrun: the job ran out of its time limit; stopping the ranks\n";
@@ -247,6 +253,7 @@ private:
   Clock::time_point start_;
   std::optional<int> code_;
   std::optional<Clock::time_point> killAt_;
+  bool graceful_; // the next stop signal is only forwarded
 };
 
 } // namespace
@@ -295,7 +302,8 @@ Expected<std::string> currentExecutable() {
 }
 
 Expected<int> launchLocal(int nproc, const std::vector<std::string> &argv,
-                          milliseconds timeout, std::ostream &log, int threadsPerRank) {
+                          milliseconds timeout, std::ostream &log, int threadsPerRank,
+                          bool gracefulStop) {
   if (nproc < 1)
     return Status::error("--nproc must be at least 1 (got " + std::to_string(nproc) + ")");
   if (argv.empty() || argv[0].empty())
@@ -320,7 +328,7 @@ Expected<int> launchLocal(int nproc, const std::vector<std::string> &argv,
     }
     pids.push_back(*pid);
   }
-  return Supervisor(std::move(pids), timeout, log).run();
+  return Supervisor(std::move(pids), timeout, log, gracefulStop).run();
 }
 
 } // namespace mt::comm

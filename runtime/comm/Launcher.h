@@ -47,14 +47,18 @@ int availableCores();
 /// rank exits non-zero or by a signal, the others get SIGTERM, then SIGKILL
 /// after a few seconds; `log` gets "rank R exited with status S" (or "was
 /// killed by signal N (name)"). `timeout` > 0 limits the whole job's wall
-/// time (exit code 124 when it runs out); 0 means no limit.
+/// time (exit code 124 when it runs out); 0 means no limit. With
+/// `gracefulStop` (the ranks end themselves after a stop signal, mtrun
+/// --exit-signal-handler) the first signal is forwarded with no SIGKILL to
+/// follow and the job's code stays the ranks'; a second is forwarded as
+/// without it.
 ///
 /// Returns the exit code for the caller: 0 when all ranks succeed, else the
 /// first failing rank's status (128 + signal when killed). An error Status
 /// means the job could not be started.
 Expected<int> launchLocal(int nproc, const std::vector<std::string> &argv,
                           std::chrono::milliseconds timeout, std::ostream &log = std::cerr,
-                          int threadsPerRank = 0);
+                          int threadsPerRank = 0, bool gracefulStop = false);
 
 /// The path of the running program (/proc/self/exe), for argv[0].
 Expected<std::string> currentExecutable();

@@ -132,8 +132,10 @@ struct NullStream : std::ostream {
 /// One training job on this rank: what it owns between steps.
 class TrainingRun {
 public:
-  TrainingRun(const TrainOptions &o, std::ostream &rankZeroLog)
-      : o_(o), rankZeroLog_(rankZeroLog) {}
+  /// `signals`: the run's stop signals (train() installs them; null for
+  /// checkAlone()).
+  TrainingRun(const TrainOptions &o, std::ostream &rankZeroLog, StopSignals *signals = nullptr)
+      : o_(o), rankZeroLog_(rankZeroLog), signals_(signals) {}
 
   Status prepare();
   Expected<TrainSummary> run();
@@ -155,9 +157,23 @@ private:
   Status settleRun();
   Status openData();
   Status initializeWeights();
-  /// After the last step: the profile and timeline, the final --save,
-  /// --export-hf and the Hugging Face outputs' final model.
-  Status finishRun(std::optional<HfRunOutputs> &hf);
+  /// After step `step`: the --save checkpoint and the Hugging Face
+  /// outputs' checkpoint-N where due, or wherever the run ends (`ending`
+  /// or the last step).
+  Status saveCheckpoints(int64_t step, std::optional<HfRunOutputs> &hf, bool ending);
+  /// After the run's steps: the profile and timeline and, unless it ended
+  /// early (`ended`), --export-hf and the Hugging Face outputs' final model.
+  Status finishRun(std::optional<HfRunOutputs> &hf, const ExitReason &ended);
+  /// The executor's weights and optimizer state into host memory, once
+  /// after step `step`.
+  Status readStateAfter(int64_t step) {
+    if (stateReadAfter_ == step)
+      return Status::ok();
+    stateReadAfter_ = step;
+    return executor_->readState();
+  }
+  /// The line of a run that ends after `step` for `reason`.
+  void reportEarlyEnd(int64_t step, const ExitReason &reason);
   /// trainer.json after step `step`.
   RunState stateAfter(int64_t step) const;
   /// One optimizer step: every micro-batch's forward and backward, the
@@ -186,6 +202,7 @@ private:
 
   const TrainOptions &o_;
   std::ostream &rankZeroLog_;
+  StopSignals *signals_;
   NullStream quiet_;
   plan::Plan plan_;
   std::unique_ptr<RankContext> rank_;
@@ -204,6 +221,7 @@ private:
   // --export-hf writes the experts as --load-hf's checkpoint spelled them.
   HfExpertLayout expertLayout_ = HfExpertLayout::PerExpert;
   int64_t last_ = 0; // the step the run ends after
+  int64_t stateReadAfter_ = -1; // the step readStateAfter last read after
   int64_t skipped_ = 0, skippedInARow_ = 0; // since the start of training
   bool checkingAlone_ = false; // checkAlone(): a launcher's check, before the ranks
 };
@@ -641,7 +659,11 @@ Expected<TrainSummary> TrainingRun::run() {
       return opened.status();
     hf = std::move(*opened);
   }
-  for (int64_t s = done_ + 1; s <= last_; ++s) {
+  ExitWatch watch(o_.exit, *signals_);
+  ExitReason ended;
+  int64_t s = done_ + 1;
+  for (; s <= last_; ++s) {
+    signals_->stepStarted(s, last_);
     auto rec = step(s);
     if (!rec)
       return rec.status();
@@ -670,30 +692,64 @@ Expected<TrainSummary> TrainingRun::run() {
                            (skippedInARow_ == 1 ? "was" : "were") +
                            " skipped (gradient norm not finite); stopping at step " +
                            std::to_string(s));
-    if (!o_.saveDir.empty() && o_.saveEvery > 0 && s % o_.saveEvery == 0) {
-      if (Status st = executor_->readState(); !st)
-        return st;
-      if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, stateAfter(s));
-          !st)
-        return st;
-      log() << "saved the checkpoint of step " << s << " to " << o_.saveDir << "\n";
+    if (s < last_) {
+      auto reason = watch.check(s, rank_->world());
+      if (!reason)
+        return reason.status();
+      ended = *reason;
     }
-    if (hf && (hf->saveDue(s) || s == last_)) { // transformers saves at the end too
-      if (Status st = executor_->readState(); !st)
-        return st;
-      if (Status st = hf->saveCheckpoint(plan_, *memory_, rank_.get(), stateAfter(s)); !st)
-        return st;
+    if (Status st = saveCheckpoints(s, hf, bool(ended)); !st)
+      return st;
+    if (ended) {
+      reportEarlyEnd(s, ended);
+      summary.endedEarly = ended.text;
+      break;
     }
   }
-  summary.steps = last_ - done_;
+  summary.steps = std::min(s, last_) - done_;
   for (double l : recent)
     summary.meanLastLosses += l / double(recent.size());
-  if (Status st = finishRun(hf); !st)
+  if (Status st = finishRun(hf, ended); !st)
     return st;
   return summary;
 }
 
-Status TrainingRun::finishRun(std::optional<HfRunOutputs> &hf) {
+Status TrainingRun::saveCheckpoints(int64_t s, std::optional<HfRunOutputs> &hf, bool ending) {
+  const bool atEnd = ending || s == last_;
+  const bool save = !o_.saveDir.empty() && (atEnd || (o_.saveEvery > 0 && s % o_.saveEvery == 0));
+  const bool hfSave = hf && (atEnd || hf->saveDue(s)); // transformers saves at the end too
+  if (!save && !hfSave)
+    return Status::ok();
+  if (Status st = readStateAfter(s); !st)
+    return st;
+  if (save) {
+    if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, stateAfter(s)); !st)
+      return st;
+    log() << "saved the checkpoint of step " << s << " to " << o_.saveDir << "\n";
+  }
+  if (hfSave)
+    if (Status st = hf->saveCheckpoint(plan_, *memory_, rank_.get(), stateAfter(s)); !st)
+      return st;
+  signals_->saved(s);
+  return Status::ok();
+}
+
+void TrainingRun::reportEarlyEnd(int64_t s, const ExitReason &reason) {
+  std::ostream &out = log();
+  out << "ended after step " << s << " of " << last_ << ": " << reason.text;
+  if (!o_.saveDir.empty())
+    out << "; continue with --resume " << o_.saveDir;
+  else if (!o_.hf.outputDir.empty())
+    out << "; continue with --resume " << o_.hf.outputDir << "/checkpoint-" << s
+        << " (mtc train: resume_from_checkpoint: true)";
+  else
+    out << "; no checkpoint was saved (--save DIR keeps the run's state)";
+  if (!o_.exportHf.empty())
+    out << "; --export-hf " << o_.exportHf << " is written when the run reaches step " << last_;
+  out << "\n";
+}
+
+Status TrainingRun::finishRun(std::optional<HfRunOutputs> &hf, const ExitReason &ended) {
   log() << executor_->profileReport();
   if (!o_.timelinePath.empty()) {
     auto line = timeline_.publish(*rank_, plan_, o_.timelinePath);
@@ -702,16 +758,11 @@ Status TrainingRun::finishRun(std::optional<HfRunOutputs> &hf) {
     if (!line->empty())
       log() << *line << "\n";
   }
-  if (!o_.saveDir.empty() || !o_.exportHf.empty())
-    if (Status st = executor_->readState(); !st)
-      return st;
-  if (!o_.saveDir.empty() && (o_.saveEvery <= 0 || last_ % o_.saveEvery != 0)) {
-    if (Status st = saveCheckpoint(plan_, *memory_, rank_.get(), o_.saveDir, stateAfter(last_));
-        !st)
-      return st;
-    log() << "saved the checkpoint of step " << last_ << " to " << o_.saveDir << "\n";
-  }
+  if (ended)
+    return Status::ok();
   if (!o_.exportHf.empty()) {
+    if (Status st = readStateAfter(last_); !st)
+      return st;
     if (Status st = exportHf(plan_, *memory_, rank_.get(), o_.exportHf, expertLayout_,
                              o_.exportDtype);
         !st)
@@ -747,7 +798,9 @@ Status checkRun(const TrainOptions &options, int64_t ranks) {
 }
 
 Expected<TrainSummary> train(const TrainOptions &options, std::ostream &log) {
-  TrainingRun run(options, log);
+  auto rank = comm::rankFromEnvironment();
+  StopSignals signals(options.exit.signalHandler, !rank || rank->rank == 0);
+  TrainingRun run(options, log, &signals);
   if (Status s = run.prepare(); !s)
     return s;
   return run.run();

@@ -3,6 +3,7 @@
 #ifndef MT_RUNTIME_EXEC_TRAINER_H
 #define MT_RUNTIME_EXEC_TRAINER_H
 
+#include "runtime/exec/EarlyExit.h"
 #include "runtime/exec/HfOutputs.h"
 #include "runtime/support/Status.h"
 
@@ -56,12 +57,16 @@ struct TrainOptions {
   /// Outputs may also replace an mtc output of another kind, or a file mtc
   /// did not write (never an input): io::checkOutputs.
   bool overwrite = false;
+  /// Ending before the last step: Megatron-LM's exit arguments.
+  ExitOptions exit;
 };
 
 /// The steps this process ran (a resumed run: those after the checkpoint).
 struct TrainSummary {
   int64_t steps = 0, skipped = 0;
   double firstLoss = 0, lastLoss = 0, meanLastLosses = 0;
+  /// Why the run ended before its last step (ExitOptions), or empty.
+  std::string endedEarly;
 };
 
 /// Refuses output paths (--metrics, --save, --export-hf, --dump-logits,

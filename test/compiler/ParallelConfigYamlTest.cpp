@@ -102,12 +102,13 @@ TEST_F(YamlConfig, TellsEveryKeyErrorAndWhereMegatronArgumentsGo) {
                                           "num_layers: 4\n"
                                           "seq_lenght: 16\n"
                                           "save_interval: 100\n"
-                                          "moe_aux_loss_coeff: 0.01\n"),
+                                          "moe_aux_loss_coeff: 0.01\n"
+                                          "exit_signal_handler: true\n"),
                                     c, opt);
   ASSERT_FALSE(s);
   const std::string p = path_.string();
   EXPECT_EQ(s.message(),
-            "6 errors in " + p + ":\n  " + p +
+            "7 errors in " + p + ":\n  " + p +
                 ":1:1: log_interval: not an option of the plan: a plan holds no logging: give it "
                 "to `mtrun --log-interval`\n  " +
                 p + ":2:29: tensor_model_parallel_size: expected an integer, got 'two'\n  " + p +
@@ -118,7 +119,10 @@ TEST_F(YamlConfig, TellsEveryKeyErrorAndWhereMegatronArgumentsGo) {
                 ":5:1: save_interval: not an option of the plan: a plan holds no paths: give "
                 "`mtrun --save DIR --save-every N`\n  " +
                 p + ":6:1: moe_aux_loss_coeff: not an option of the plan: a routing key shapes "
-                "the model when it is imported: give it to `mtc import-hf --moe-...`");
+                "the model when it is imported: give it to `mtc import-hf --moe-...`\n  " +
+                p + ":7:1: exit_signal_handler: not an option of the plan: a plan holds no run "
+                "control: give it to mtrun (--exit-signal-handler, --exit-duration-in-mins, "
+                "--exit-interval)");
 }
 
 // A speed switch given false is kept, in file order, for resolve()'s

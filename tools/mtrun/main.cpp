@@ -44,7 +44,7 @@ mt::Expected<int> launchRanks(const mt::exec::TrainOptions &o, int nproc,
       args.push_back(arg);
   }
   return mt::comm::launchLocal(nproc, args, std::chrono::milliseconds(0), std::cerr,
-                               threads->threads);
+                               threads->threads, o.exit.signalHandler);
 }
 
 } // namespace
@@ -134,6 +134,21 @@ int main(int argc, char **argv) {
   app.add_option("--max-skipped-steps", o.maxSkippedSteps,
                  "stop after this many steps in a row with a non-finite gradient norm")
       ->capture_default_str()->check(mt::tools::positive);
+  app.add_flag("--exit-signal-handler", o.exit.signalHandler,
+               "SIGTERM, SIGINT or SIGHUP ends the run after the step it arrives in, every "
+               "rank after the same step, saving --save's checkpoint (and --hf-output's "
+               "checkpoint-N) there to --resume; a second signal stops at once (Megatron-LM's "
+               "--exit-signal-handler). Without it a signal stops the run at once, naming the "
+               "newest checkpoint")
+      ->group("Ending early");
+  app.add_option("--exit-duration-in-mins", o.exit.durationMinutes,
+                 "end the run, saving as --exit-signal-handler does, after the first step "
+                 "that finishes this many minutes after training started (Megatron-LM's)")
+      ->group("Ending early")->check(CLI::PositiveNumber);
+  app.add_option("--exit-interval", o.exit.interval,
+                 "end the run, saving as --exit-signal-handler does, after the first step "
+                 "divisible by N (Megatron-LM's)")
+      ->group("Ending early")->check(mt::tools::positive);
   app.add_option("--nproc", nproc, "start this many local ranks (the plan's world size)")
       ->check(mt::tools::positive);
   std::optional<int> threadsPerRank;
@@ -240,6 +255,9 @@ int main(int argc, char **argv) {
   std::cout << "trained " << mt::countOf(summary->steps, "step") << " (" << summary->skipped
             << " skipped): loss " << summary->firstLoss << " -> " << summary->lastLoss
             << " (mean of the last " << mt::countOf(std::min<int64_t>(20, summary->steps), "step")
-            << " " << summary->meanLastLosses << ")\n";
+            << " " << summary->meanLastLosses << ")";
+  if (!summary->endedEarly.empty())
+    std::cout << "; ended early: " << summary->endedEarly;
+  std::cout << "\n";
   return 0;
 }
