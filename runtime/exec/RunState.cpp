@@ -81,11 +81,13 @@ Expected<RunState> parseRunState(const json &j, const std::string &path) try {
     return Status::error(path + ": no 'format' field: written by an older mtrun, whose "
                                 "checkpoints do not record the run they belong to; resume "
                                 "it with that mtrun, or start from its weights with --load");
-  if (int format = field<int>(j, "format", path); format != kRunStateFormat)
+  const int format = field<int>(j, "format", path);
+  if (format != kRunStateFormat && format != 2)
     return Status::error(path + ": format " + std::to_string(format) +
-                         " is not supported (this mtrun reads format " +
+                         " is not supported (this mtrun reads formats 2 and " +
                          std::to_string(kRunStateFormat) + ")");
   RunState s;
+  s.scheduleOneAhead = format == 2;
   s.step = field<int64_t>(j, "step", path);
   s.consumedSamples = field<int64_t>(j, "consumed_samples", path);
   s.skippedSteps = field<int64_t>(j, "skipped_steps", path);

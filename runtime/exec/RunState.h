@@ -53,10 +53,17 @@ struct RunState {
   int64_t skippedInARow = 0;   // consecutive skipped steps ending at `step`
   RunSettings settings;
   RunIdentity identity;
+  /// Written in format 2, by an mtrun whose update k ran at the learning
+  /// rate after k updates (one step ahead of Megatron-Core's and
+  /// transformers' schedules).
+  bool scheduleOneAhead = false;
 };
 
-/// trainer.json's format; a file without it (older mtrun) is refused.
-inline constexpr int kRunStateFormat = 2;
+/// trainer.json's format: 3 since update k runs at the rate after k - 1
+/// updates, as Megatron-Core's OptimizerParamScheduler and transformers'
+/// LambdaLR give it; format 2 is read too (RunState::scheduleOneAhead); a
+/// file without a format (older mtrun) is refused.
+inline constexpr int kRunStateFormat = 3;
 
 /// Writes `state` as JSON to `path`; an error if the file cannot be opened
 /// or written completely.

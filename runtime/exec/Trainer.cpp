@@ -379,6 +379,11 @@ Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
     done_ = checkpoint->step;
     skipped_ = checkpoint->skippedSteps;
     skippedInARow_ = checkpoint->skippedInARow;
+    if (checkpoint->scheduleOneAhead)
+      log() << "note: " << o_.resumeDir << " was written by an mtrun whose update k ran at "
+            << "the learning rate after k updates, one step ahead of Megatron-Core's and "
+            << "transformers' schedules; this run gives update k the rate after k - 1, so "
+            << "its first update repeats the rate of the checkpoint's last\n";
   }
   last_ = o_.steps.value_or(plan_.training().train_steps());
   if (last_ < 1)

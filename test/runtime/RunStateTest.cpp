@@ -125,6 +125,16 @@ TEST_F(RunStateFile, RoundTrips) {
   EXPECT_EQ(read->settings.eosId, 5u);
   EXPECT_EQ(read->settings.peakLr, 2e-3);
   EXPECT_EQ(read->identity, state().identity);
+  EXPECT_FALSE(read->scheduleOneAhead);
+}
+
+// Format 2 (an mtrun whose schedule ran one update ahead) is still read,
+// and says so.
+TEST_F(RunStateFile, ReadsFormatTwoAsScheduleOneAhead) {
+  auto read = readRunState(writeEdited("\"format\": 3", "\"format\": 2"));
+  ASSERT_TRUE(read) << read.message();
+  EXPECT_TRUE(read->scheduleOneAhead);
+  EXPECT_EQ(read->step, 3);
 }
 
 TEST_F(RunStateFile, AWriteThatFailsIsAnError) {
@@ -141,8 +151,8 @@ TEST_F(RunStateFile, NamesWhatIsWrong) {
   EXPECT_EQ(errorOf(writeEdited("\"step\": 3", "\"step\": \"3\"")),
             path + ": field 'step' has the wrong type (\"3\")");
   EXPECT_EQ(errorOf(writeEdited("\"seed\": 7,", "")), path + ": field 'seed' is missing");
-  EXPECT_EQ(errorOf(writeEdited("\"format\": 2", "\"format\": 3")),
-            path + ": format 3 is not supported (this mtrun reads format 2)");
+  EXPECT_EQ(errorOf(writeEdited("\"format\": 3", "\"format\": 4")),
+            path + ": format 4 is not supported (this mtrun reads formats 2 and 3)");
   EXPECT_EQ(errorOf(writeEdited("\"skipped_in_a_row\": 1", "\"skipped_in_a_row\": 3")),
             path + ": inconsistent counters: step 3, skipped_steps 2, skipped_in_a_row 3");
   EXPECT_EQ(errorOf(writeEdited("\"consumed_samples\": 24", "\"consumed_samples\": 25")),
