@@ -149,8 +149,12 @@ void explainOptimizer(const OptimizerConfig &o, llvm::raw_ostream &os) {
 void explainLayout(const ModelDims &dims, const ParallelConfig &p, llvm::raw_ostream &os) {
   os << "model: " << countOf(dims.numLayers, "layer") << ", " << countOf(dims.numHeads, "query head")
      << ", " << countOf(dims.numKvHeads, "kv head") << ", vocabulary " << dims.vocabSize;
-  if (dims.numExperts)
-    os << ", " << countOf(dims.numExperts, "expert");
+  if (dims.numExperts) {
+    os << ", " << countOf(dims.numExperts, "expert") << " (top-" << dims.topK;
+    if (dims.moeLayers != dims.numLayers)
+      os << ", in " << dims.moeLayers << " of the layers";
+    os << ")" << (dims.sharedExpert ? " and a shared expert" : "");
+  }
   os << "\n";
   os << "batch: micro-batch " << p.microBatch << " x seq " << p.seq
      << "; global batch " << p.globalBatch << " = " << p.microBatch << " x "
