@@ -47,27 +47,31 @@ mt::Expected<int> launchRanks(const mt::exec::TrainOptions &o, int nproc,
                                threads->threads, o.exit.signalHandler);
 }
 
-} // namespace
-
-int main(int argc, char **argv) {
-  CLI::App app{"mtrun: run the training plan that `mtc compile -o plan/` wrote.\n"
-               "One process per rank: --nproc N starts N local ranks; under torchrun,\n"
-               "Slurm or OpenMPI each process reads its rank from the environment and\n"
-               "the ranks meet at MASTER_ADDR:MASTER_PORT, where rank 0 serves the\n"
-               "rendezvous over TCP (or in the directory MT_RENDEZVOUS).\n"
-               "Backends: cpu (fp32 reference), cuda (one GPU per rank: LOCAL_RANK's)."};
+/// What the command line sets beyond TrainOptions, and the options whose
+/// presence is checked after parsing.
+struct CommandLine {
   mt::exec::TrainOptions o;
   int64_t eos = -1;
   int nproc = 0;
   double commTimeout = 300;
+  std::string exportDtype = "auto";
+  std::optional<int> threadsPerRank;
+  CLI::Option *exportHf = nullptr, *exportDtypeOption = nullptr, *hfOutput = nullptr;
+};
+
+/// The plan, the data and the run's settings.
+void addRunOptions(CLI::App &app, CommandLine &c) {
+  mt::exec::TrainOptions &o = c.o;
   app.add_option("plan", o.planDir, "plan directory")->required();
-  app.add_option("--data", o.dataPath, "token file (mt-tokenize writes one) or prepared SFT data (mt-prepare-sft)")->required();
+  app.add_option("--data", o.dataPath,
+                 "token file (mt-tokenize writes one) or prepared SFT data (mt-prepare-sft)")
+      ->required();
   app.add_option("--steps", o.steps,
                  "the optimizer step the run ends after, counted from the start of "
                  "training: a resumed run continues to it (default: the plan's train_steps)");
   app.add_option("--seed", o.seed, "seed of the weights and of the data order (default 1234)");
   app.add_option("--lr", o.lr, "peak learning rate (overrides the plan's)");
-  app.add_option("--eos-id", eos, "end-of-document token: no loss across documents")
+  app.add_option("--eos-id", c.eos, "end-of-document token: no loss across documents")
       ->check(CLI::Range(int64_t(0), int64_t(UINT32_MAX)));
   app.add_option("--metrics", o.metricsPath,
                  "JSON-lines metrics file, one line per step (replaces a metrics file; a "
@@ -82,48 +86,57 @@ int main(int argc, char **argv) {
                  "--overwrite-output-dir (as transformers' resume_from_checkpoint does); "
                  "given twice (train.sh of a resumed run, and again), the last one counts")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+}
+
+/// Checkpoints, exports and the Hugging Face outputs.
+void addOutputOptions(CLI::App &app, CommandLine &c) {
+  mt::exec::TrainOptions &o = c.o;
   auto *save = app.add_option("--save", o.saveDir,
                               "checkpoint directory (replaces a checkpoint atomically; may be "
                               "the --resume one)");
   app.add_option("--save-every", o.saveEvery, "with --save: save every K steps (0: at the end)")
       ->needs(save)->check(mt::tools::nonNegative);
-  auto *exportHf = app.add_option("--export-hf", o.exportHf,
+  c.exportHf = app.add_option("--export-hf", o.exportHf,
                  "write model.safetensors + config.json here at the end (replaces an export); "
                  "experts in the spelling of the --load checkpoint (fused as transformers 5 "
                  "holds them, or one tensor per expert)");
-  std::string exportDtype = "auto";
-  auto *exportDtypeOption = app.add_option("--export-dtype", exportDtype,
+  c.exportDtypeOption = app.add_option("--export-dtype", c.exportDtype,
                  std::string("dtype of the tensors of --export-hf and of --hf-output's models: ") +
                      mt::exec::exportDtypeChoices() +
                      " (auto: the model config's dtype / torch_dtype, float32 where it names "
                      "none); the fp32 masters rounded to nearest even, and config.json says it")
       ->capture_default_str();
-  auto *hfOutput = app.add_option(
+  c.hfOutput = app.add_option(
       "--hf-output", o.hf.outputDir,
       "output_dir as transformers' Trainer writes it (mtc train runs mtrun with it): "
       "checkpoint-N/ (sharded safetensors, config.json, tokenizer files, trainer_state.json, "
       "mtc-state/ to --resume), the final model, trainer_log.jsonl, training_loss.svg");
-  hfOutput->group("Hugging Face outputs");
+  c.hfOutput->group("Hugging Face outputs");
   app.add_option("--save-steps", o.hf.saveSteps, "checkpoint-N every N steps (0: at the end only)")
-      ->needs(hfOutput)->group("Hugging Face outputs")->check(mt::tools::nonNegative);
+      ->needs(c.hfOutput)->group("Hugging Face outputs")->check(mt::tools::nonNegative);
   app.add_option("--save-total-limit", o.hf.saveTotalLimit,
                  "keep the newest N checkpoint-N (0: all)")
-      ->needs(hfOutput)->group("Hugging Face outputs")->check(mt::tools::nonNegative);
+      ->needs(c.hfOutput)->group("Hugging Face outputs")->check(mt::tools::nonNegative);
   app.add_flag("--overwrite-output-dir", o.hf.overwriteOutputDir,
                "a new run removes the checkpoint-N an earlier mtc run left in --hf-output "
                "before its first step (transformers' overwrite_output_dir; one without "
                "mtc-state/ is an error; not with --resume)")
-      ->needs(hfOutput)->group("Hugging Face outputs");
+      ->needs(c.hfOutput)->group("Hugging Face outputs");
   app.add_option("--logging-steps", o.hf.loggingSteps, "log_history entry every N steps")
-      ->needs(hfOutput)->group("Hugging Face outputs")->check(mt::tools::positive)
+      ->needs(c.hfOutput)->group("Hugging Face outputs")->check(mt::tools::positive)
       ->capture_default_str();
   app.add_option("--max-shard-size", o.hf.maxShardBytes,
                  "bytes per safetensors shard (save_pretrained's max_shard_size)")
-      ->needs(hfOutput)->group("Hugging Face outputs")->check(mt::tools::positive)
+      ->needs(c.hfOutput)->group("Hugging Face outputs")->check(mt::tools::positive)
       ->capture_default_str();
   app.add_option("--tokenizer-dir", o.hf.tokenizerDir,
                  "model directory whose tokenizer files each checkpoint gets a copy of")
-      ->needs(hfOutput)->group("Hugging Face outputs")->check(CLI::ExistingDirectory);
+      ->needs(c.hfOutput)->group("Hugging Face outputs")->check(CLI::ExistingDirectory);
+}
+
+/// Logs, ending early, launching, the backend and diagnostics.
+void addControlOptions(CLI::App &app, CommandLine &c) {
+  mt::exec::TrainOptions &o = c.o;
   app.add_option("--dump-logits", o.dumpLogits,
                  "write the logits and input ids of the first micro-batch (safetensors)");
   app.add_option("--log-interval", o.logInterval,
@@ -149,13 +162,12 @@ int main(int argc, char **argv) {
                  "end the run, saving as --exit-signal-handler does, after the first step "
                  "divisible by N (Megatron-LM's)")
       ->group("Ending early")->check(mt::tools::positive);
-  app.add_option("--nproc", nproc, "start this many local ranks (the plan's world size)")
+  app.add_option("--nproc", c.nproc, "start this many local ranks (the plan's world size)")
       ->check(mt::tools::positive);
-  std::optional<int> threadsPerRank;
-  app.add_option("--threads-per-rank", threadsPerRank,
+  app.add_option("--threads-per-rank", c.threadsPerRank,
                  "with --nproc: CPU threads of each rank (default: the cores divided among "
                  "the ranks, or OMP_NUM_THREADS where set)");
-  app.add_option("--comm-timeout", commTimeout,
+  app.add_option("--comm-timeout", c.commTimeout,
                  "seconds the rendezvous or a collective may wait for the other ranks: past "
                  "it every waiting rank stops with an error naming the rank, group, program "
                  "and instruction (CPU: Gloo's timeouts; CUDA: a watchdog aborts NCCL)")
@@ -189,36 +201,61 @@ int main(int argc, char **argv) {
                "the compute stream, the dp reduction's tail after backward and the "
                "optimizer's wait, pipelines' transfers and measured bubble beside the "
                "schedule's");
-  mt::tools::addVersionFlag(app, "mtrun");
-  if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
-    return *exitCode;
-  if (auto dtype = mt::exec::parseExportDtype(exportDtype, "--export-dtype"); dtype) {
+}
+
+/// The checks CLI11 cannot make, and TrainOptions' remaining fields;
+/// returns 1 after printing an error, else 0.
+int finishOptions(CommandLine &c) {
+  mt::exec::TrainOptions &o = c.o;
+  if (auto dtype = mt::exec::parseExportDtype(c.exportDtype, "--export-dtype"); dtype) {
     o.exportDtype = *dtype;
   } else {
     std::cerr << "error: " << dtype.message() << "\n";
     return 1;
   }
   // CLI11's needs() asks for every option named; either output will do.
-  if (exportDtypeOption->count() && !exportHf->count() && !hfOutput->count()) {
+  if (c.exportDtypeOption->count() && !c.exportHf->count() && !c.hfOutput->count()) {
     std::cerr << "error: --export-dtype sets the dtype of the models --export-hf and "
                  "--hf-output write; give --export-hf DIR (or --hf-output DIR), or drop "
                  "--export-dtype\n";
     return 1;
   }
-  if (threadsPerRank && nproc == 0) {
+  if (c.threadsPerRank && c.nproc == 0) {
     std::cerr << "error: --threads-per-rank needs --nproc (a rank started by torchrun, Slurm "
                  "or OpenMPI takes OMP_NUM_THREADS from its environment)\n";
     return 1;
   }
-  o.commTimeout = std::chrono::milliseconds(int64_t(commTimeout * 1000));
-  if (eos >= 0)
-    o.eosId = uint32_t(eos);
+  o.commTimeout = std::chrono::milliseconds(int64_t(c.commTimeout * 1000));
+  if (c.eos >= 0)
+    o.eosId = uint32_t(c.eos);
   // A checkpoint-N of --hf-output keeps what --save writes in mtc-state/.
   if (!o.resumeDir.empty() && !std::filesystem::exists(o.resumeDir + "/trainer.json") &&
       std::filesystem::exists(o.resumeDir + "/mtc-state/trainer.json"))
     o.resumeDir += "/mtc-state";
-  if (nproc > 0) {
-    auto code = launchRanks(o, nproc, threadsPerRank, argc, argv);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  CLI::App app{"mtrun: run the training plan that `mtc compile -o plan/` wrote.\n"
+               "One process per rank: --nproc N starts N local ranks; under torchrun,\n"
+               "Slurm or OpenMPI each process reads its rank from the environment and\n"
+               "the ranks meet at MASTER_ADDR:MASTER_PORT, where rank 0 serves the\n"
+               "rendezvous over TCP (or in the directory MT_RENDEZVOUS).\n"
+               "Backends: cpu (fp32 reference), cuda (one GPU per rank: LOCAL_RANK's)."};
+  CommandLine c;
+  addRunOptions(app, c);
+  addOutputOptions(app, c);
+  addControlOptions(app, c);
+  mt::tools::addVersionFlag(app, "mtrun");
+  if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
+    return *exitCode;
+  if (int code = finishOptions(c))
+    return code;
+  mt::exec::TrainOptions &o = c.o;
+  if (c.nproc > 0) {
+    auto code = launchRanks(o, c.nproc, c.threadsPerRank, argc, argv);
     if (!code) {
       std::cerr << "error: " << code.message() << "\n";
       return 1;
