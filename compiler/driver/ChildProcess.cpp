@@ -41,8 +41,13 @@ public:
     struct sigaction action {};
     action.sa_handler = recordStopSignal;
     sigemptyset(&action.sa_mask);
-    for (int i = 0; i < 3; ++i)
-      sigaction(kStopSignals[i], &action, &old_[i]);
+    for (int i = 0; i < 3; ++i) {
+      sigaction(kStopSignals[i], nullptr, &old_[i]);
+      // One ignored from the start (nohup, a background job's SIGINT) stays
+      // ignored, here and, through exec, in the child.
+      if (old_[i].sa_handler != SIG_IGN)
+        sigaction(kStopSignals[i], &action, nullptr);
+    }
   }
   ~StopSignals() { restore(); }
   void restore() const {
@@ -54,11 +59,14 @@ private:
   struct sigaction old_[3] {};
 };
 
-/// The child's side of fork: the parent's handlers and signal mask back, the
-/// stop signals unblocked, SIGTERM should the parent die, stdout to `out`,
-/// then the program. Only async-signal-safe calls.
+/// The child's side of fork: a process group of its own (a signal sent to
+/// this process's group reaches it once, through this process), the
+/// parent's handlers and signal mask back, the stop signals unblocked,
+/// SIGTERM should the parent die, stdout to `out`, then the program. Only
+/// async-signal-safe calls.
 [[noreturn]] void execChild(const StopSignals &stopSignals, const sigset_t &mask, pid_t parent,
                             int out, char *const *argv) {
+  ::setpgid(0, 0);
   stopSignals.restore();
   sigset_t childMask = mask;
   for (int signal : kStopSignals)
@@ -75,7 +83,8 @@ private:
 
 } // namespace
 
-Expected<int> runChild(const std::vector<std::string> &argv, const std::string &stdoutPath) {
+Expected<int> runChild(const std::vector<std::string> &argv, const std::string &stdoutPath,
+                       bool childHandlesStop) {
   std::vector<std::string> args = argv;
   std::vector<char *> pointers;
   for (std::string &a : args)
@@ -98,6 +107,8 @@ Expected<int> runChild(const std::vector<std::string> &argv, const std::string &
   if (pid == 0)
     execChild(stopSignals, mask, parent, out, pointers.data());
   const int forkError = errno;
+  if (pid > 0)
+    ::setpgid(pid, pid); // also here: a signal forwarded at once finds the group
   ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
   if (out >= 0)
     ::close(out);
@@ -125,7 +136,7 @@ Expected<int> runChild(const std::vector<std::string> &argv, const std::string &
   const int code = WEXITSTATUS(status);
   if (code == 127 && ::access(pointers[0], X_OK) != 0)
     return Status::error("cannot run " + argv[0] + ": " + std::strerror(errno));
-  return code == 0 && stoppedBy ? 128 + stoppedBy : code;
+  return code == 0 && stoppedBy && !childHandlesStop ? 128 + stoppedBy : code;
 }
 
 std::string describeExit(int code) {

@@ -610,9 +610,11 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
 }
 
 /// Runs `cmd` (argv[0] the program) and waits for it; stopping mtc train
-/// stops it (runChild). The error names `what`.
-Status runCommand(const std::vector<std::string> &cmd, const std::string &what) {
-  auto code = runChild(cmd);
+/// stops it (runChild; `childHandlesStop`: mtrun ends after its step and
+/// exits 0, exit_signal_handler). The error names `what`.
+Status runCommand(const std::vector<std::string> &cmd, const std::string &what,
+                  bool childHandlesStop = false) {
+  auto code = runChild(cmd, "", childHandlesStop);
   if (!code)
     return fail(what + ": " + code.message());
   if (*code != 0)
@@ -768,7 +770,8 @@ bool trainCommand(const TrainCommandOptions &o) {
   if (launched && launch->localRank != 0) {
     if (Status s = awaitPreparation(runDir, *launch, o.launchTimeout); !s)
       return report(s);
-    Status ran = runCommand({"/bin/sh", runDir + "/train.sh"}, "mtrun (" + runDir + "/train.sh)");
+    Status ran = runCommand({"/bin/sh", runDir + "/train.sh"}, "mtrun (" + runDir + "/train.sh)",
+                            c.exitSignalHandler);
     return ran ? true : report(ran);
   }
   if (launched)
@@ -787,11 +790,30 @@ bool trainCommand(const TrainCommandOptions &o) {
   }
   if (o.prepareOnly)
     return true;
-  Status ran = runCommand(*cmd, "mtrun");
+  // Where the run ends early (exit_*), its final model is not written:
+  // output_dir's trainer_state.json is then missing or an earlier run's
+  // (the same file, unchanged).
+  const fs::path state = fs::path(c.outputDir) / "trainer_state.json";
+  auto writtenAt = [&]() -> std::optional<fs::file_time_type> {
+    std::error_code error;
+    auto time = fs::last_write_time(state, error);
+    return error ? std::nullopt : std::optional(time);
+  };
+  const auto before = writtenAt();
+  Status ran = runCommand(*cmd, "mtrun", c.exitSignalHandler);
   if (!ran)
     return report(ran);
-  llvm::outs() << "mtc train: " << c.outputDir
-               << " holds the final model, trainer_log.jsonl and the checkpoints saved\n";
+  const auto after = writtenAt();
+  const bool stale = after.has_value();
+  if (after && after != before) {
+    llvm::outs() << "mtc train: " << c.outputDir
+                 << " holds the final model, trainer_log.jsonl and the checkpoints saved\n";
+    return true;
+  }
+  llvm::outs() << "mtc train: training ended before its last step; " << c.outputDir
+               << " holds its checkpoints and trainer_log.jsonl, and no final model of this run"
+               << (stale ? " (its model files and trainer_state.json are an earlier run's)" : "")
+               << "; resume_from_checkpoint: true continues it\n";
   return true;
 }
 

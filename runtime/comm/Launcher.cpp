@@ -28,6 +28,9 @@ namespace {
 // How long ranks get between SIGTERM and SIGKILL.
 constexpr milliseconds kGracePeriod{3000};
 constexpr milliseconds kPollInterval{10};
+// Stop signals this close together are copies of one (a process group's
+// and a forwarder's), as the ranks' handlers (runtime/exec/EarlyExit.h) count them.
+constexpr milliseconds kSameStop{1000};
 
 // The signal to forward. A signal handler can only talk to the waiting loop
 // through a global; it is set only while launchLocal runs.
@@ -189,9 +192,11 @@ public:
         gForwardSignal = 0;
         log_ << "mtrun: forwarding signal " << signal << " (" << strsignal(signal)
              << ") to the ranks\n";
-        if (graceful_) { // the ranks end after their step; a second signal stops them
-          graceful_ = false;
+        if (graceful_ && !gracefulAt_) { // the ranks end after their step
+          gracefulAt_ = Clock::now();
           signalAll(signal);
+        } else if (graceful_ && Clock::now() - *gracefulAt_ < kSameStop) {
+          signalAll(signal); // a copy (the group's and a forwarder's): the ranks see one stop
         } else {
           stop(128 + signal, signal);
         }
@@ -253,7 +258,8 @@ private:
   Clock::time_point start_;
   std::optional<int> code_;
   std::optional<Clock::time_point> killAt_;
-  bool graceful_; // the next stop signal is only forwarded
+  bool graceful_; // the ranks end themselves after a stop signal
+  std::optional<Clock::time_point> gracefulAt_; // when that signal came
 };
 
 } // namespace

@@ -50,8 +50,8 @@ int availableCores();
 /// time (exit code 124 when it runs out); 0 means no limit. With
 /// `gracefulStop` (the ranks end themselves after a stop signal, mtrun
 /// --exit-signal-handler) the first signal is forwarded with no SIGKILL to
-/// follow and the job's code stays the ranks'; a second is forwarded as
-/// without it.
+/// follow and the job's code stays the ranks' (copies of it within a
+/// second are forwarded alike); a later one is forwarded as without it.
 ///
 /// Returns the exit code for the caller: 0 when all ranks succeed, else the
 /// first failing rank's status (128 + signal when killed). An error Status

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <ctime>
 #include <cstring>
 #include <unistd.h>
 
@@ -15,6 +16,17 @@ static_assert(std::atomic<int64_t>::is_always_lock_free);
 std::atomic<int> gPending{0};
 std::atomic<int64_t> gStep{0}, gLast{0}, gSaved{-1};
 std::atomic<bool> gGraceful{false}, gReporter{false};
+// When the graceful stop's signal came (CLOCK_MONOTONIC, ns): copies of it
+// within kSameStop (one signal sent to a process group and also forwarded
+// by a launcher or mtc train) are the same stop.
+std::atomic<int64_t> gPendingAt{0};
+constexpr int64_t kSameStopNs = 1'000'000'000;
+
+int64_t monotonicNs() { // clock_gettime is async-signal-safe
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return int64_t(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
 
 constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
 struct sigaction gOld[3];
@@ -78,15 +90,18 @@ SignalLine &wherePart(SignalLine &line) {
 extern "C" void onStopSignal(int signal) {
   int none = 0;
   if (gGraceful.load() && gPending.compare_exchange_strong(none, signal)) {
+    gPendingAt = monotonicNs();
     if (gReporter.load()) {
       SignalLine line;
       line << "mtrun: " << shortName(signal) << " ";
-      wherePart(line) << ": the run ends after this step (--exit-signal-handler); a second "
-                         "signal stops it at once";
+      wherePart(line) << ": the run ends after this step (--exit-signal-handler); another "
+                         "signal, a second or more later, stops it at once";
       line.write();
     }
     return;
   }
+  if (gGraceful.load() && monotonicNs() - gPendingAt.load() < kSameStopNs)
+    return; // a copy of the stop signal, not a second one
   if (gReporter.load()) {
     SignalLine line;
     line << "mtrun: " << shortName(signal) << " ";

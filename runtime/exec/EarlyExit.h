@@ -20,7 +20,7 @@ namespace mt::exec {
 /// Megatron-LM's exit arguments (megatron/training/arguments.py).
 struct ExitOptions {
   /// SIGTERM, SIGINT or SIGHUP ends the run after the step it arrives in
-  /// (a second one ends it at once).
+  /// (another, a second or more later, ends it at once).
   bool signalHandler = false;
   /// The run ends after the first step that finishes this many minutes
   /// after training started (0: no limit).
@@ -38,8 +38,10 @@ struct ExitReason {
 
 /// The handlers of SIGINT, SIGTERM and SIGHUP for one run, restored at
 /// destruction (one instance at a time). With `graceful` the first signal
-/// is only recorded, for ExitWatch to act on at the end of the step; a
-/// second signal, or any without `graceful`, ends the process by the
+/// is only recorded, for ExitWatch to act on at the end of the step (and
+/// copies of it within a second, as a signal sent to a process group that
+/// a launcher also forwards arrives, are the same stop); a later signal,
+/// or any without `graceful`, ends the process by the
 /// signal's default action after `reporter` has printed one line to
 /// standard error: the signal, the step it interrupted and the newest
 /// checkpoint this run saved. A signal ignored when it is constructed

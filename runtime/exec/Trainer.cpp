@@ -665,6 +665,11 @@ Expected<TrainSummary> TrainingRun::run() {
     hf = std::move(*opened);
   }
   ExitWatch watch(o_.exit, *signals_);
+  const ExitOptions &exit = o_.exit;
+  if ((exit.signalHandler || exit.durationMinutes > 0 || exit.interval > 0) &&
+      o_.saveDir.empty() && !hf)
+    log() << "note: the run may end early (--exit-*), and nothing would be saved there: give "
+             "--save DIR to continue it with --resume\n";
   ExitReason ended;
   int64_t s = done_ + 1;
   for (; s <= last_; ++s) {

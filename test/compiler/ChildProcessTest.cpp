@@ -79,5 +79,38 @@ TEST(ChildProcess, AStopAsTheChildEndsStands) {
   EXPECT_EQ(*code, 128 + SIGTERM);
 }
 
+// A child that handles the stop itself (mtrun --exit-signal-handler) and
+// exits 0 ended as asked: its code is kept.
+TEST(ChildProcess, AChildThatHandlesTheStopKeepsItsCode) {
+  auto code = runChild({"/bin/sh", "-c", "kill -TERM $PPID; exit 0"}, "", true);
+  ASSERT_TRUE(code) << code.message();
+  EXPECT_EQ(*code, 0);
+}
+
+// The child leads a process group of its own, so that a signal sent to
+// this process's group reaches it once, forwarded.
+TEST(ChildProcess, TheChildLeadsItsOwnProcessGroup) {
+  auto code = runChild(
+      {"/bin/sh", "-c", "read -r pid name state ppid pgrp rest < /proc/$$/stat; [ $pgrp = $$ ]"});
+  ASSERT_TRUE(code) << code.message();
+  EXPECT_EQ(*code, 0);
+}
+
+// A stop signal ignored when runChild starts (nohup, a background job's
+// SIGINT) stays ignored in the child too.
+TEST(ChildProcess, AnIgnoredSignalStaysIgnored) {
+  struct sigaction ignore {}, old {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  ASSERT_EQ(::sigaction(SIGINT, &ignore, &old), 0);
+  // SigIgn's bit 1 is SIGINT (2).
+  auto code = runChild({"/bin/sh", "-c",
+                        "m=$(awk '/^SigIgn/ {print $2}' /proc/$$/status); "
+                        "[ $(( 0x$m & 2 )) -ne 0 ]"});
+  ::sigaction(SIGINT, &old, nullptr);
+  ASSERT_TRUE(code) << code.message();
+  EXPECT_EQ(*code, 0);
+}
+
 } // namespace
 } // namespace mt

@@ -3,9 +3,10 @@ at least LINES lines (a --metrics file), sends SIGNAL to the command, or to
 the pid written in --target (another rank), then waits for the command and
 prints "exit N" (N: its status, 128 + the signal that killed it).
 
-  stop_midway.py SIGNAL FILE LINES [--target PIDFILE] -- COMMAND...
+  stop_midway.py SIGNAL FILE LINES [--target PIDFILE] [--repeat] -- COMMAND...
 
-Fails after 300 s without LINES lines."""
+--repeat sends it again 50 ms later (unless the command has ended). Fails
+after 300 s without LINES lines."""
 import os, signal, subprocess, sys, time
 
 args = sys.argv[1:]
@@ -14,6 +15,7 @@ options, command = args[:split], args[split + 1:]
 sig = getattr(signal, "SIG" + options[0])
 path, lines = options[1], int(options[2])
 target = options[options.index("--target") + 1] if "--target" in options else None
+repeat = "--repeat" in options
 
 # lit's workers ignore SIGINT, and a child would inherit that (mtrun keeps a
 # signal ignored at its start ignored, as nohup asks).
@@ -29,5 +31,11 @@ while True:
     time.sleep(0.05)
 pid = int(open(target).read()) if target else proc.pid
 os.kill(pid, sig)
+if repeat:
+    time.sleep(0.05)
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 status = proc.wait()
 print("exit", 128 - status if status < 0 else status, flush=True)
