@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <utility>
 #include <fstream>
 #include <map>
 #include <set>
@@ -398,6 +399,15 @@ Status validatePlan(const Plan &plan) {
     return Status::error("the position_ids binding (buffer " +
                          std::to_string(b.position_ids()) +
                          ") is not an i32 buffer of micro_batch x seq / cp elements");
+  // The batch the trainer writes: micro_batch x seq / cp values into each
+  // (a Training edited against its buffers would write past them).
+  for (auto [id, name] : {std::pair{b.input_ids(), "input_ids"}, std::pair{b.labels(), "labels"},
+                          std::pair{b.loss_mask(), "loss_mask"}})
+    if (elementsOf(plan.buffers(int(id))) != plan.training().micro_batch() * rowTokens)
+      return Status::error(std::string("the ") + name + " binding (buffer " +
+                           std::to_string(id) + ") does not hold Training's micro_batch (" +
+                           std::to_string(plan.training().micro_batch()) + ") x seq (" +
+                           std::to_string(plan.training().seq()) + ") / cp elements");
   auto outputScalar = [&](bool has, uint32_t id, const char *name) {
     if (has && (id >= uint32_t(plan.buffers_size()) || plan.buffers(int(id)).dtype() != F32 ||
                 plan.buffers(int(id)).arena() != OUTPUTS ||

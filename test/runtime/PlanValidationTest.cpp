@@ -139,6 +139,18 @@ TEST(PlanValidation, RejectsAPerTokenLossWithoutItsTokenCount) {
                         "arena");
 }
 
+// A Training edited against the input buffers (micro_batch 23 for buffers
+// of 1 x 4) would have the trainer write past them.
+TEST(PlanValidation, RejectsABatchItsInputBuffersDoNotHold) {
+  Plan p = smallPlan();
+  p.mutable_training()->set_micro_batch(23);
+  EXPECT_EQ(errorOf(p), "the input_ids binding (buffer 0) does not hold Training's micro_batch "
+                        "(23) x seq (4) / cp elements");
+  p = smallPlan();
+  p.mutable_training()->set_seq(2);
+  EXPECT_NE(errorOf(p).find("micro_batch (1) x seq (2)"), std::string::npos) << errorOf(p);
+}
+
 TEST(PlanValidation, RejectsAnotherVersion) {
   for (uint32_t version : {kPlanVersion - 1, kPlanVersion + 1}) {
     Plan p = smallPlan();
