@@ -92,14 +92,19 @@ LogicalResult freezeParameters(ModuleOp module, const std::string &pattern) {
     return optionError(module) << "--freeze '" << pattern
                               << "' is not a valid regular expression: " << e.what();
   }
-  int frozen = 0;
-  for (auto param : module.getOps<ParamOp>())
+  int frozen = 0, all = 0;
+  for (auto param : module.getOps<ParamOp>()) {
+    ++all;
     if (std::regex_search(param.getSymName().str(), regex)) {
       param.setFrozen(true);
       ++frozen;
     }
+  }
   if (frozen == 0)
     return optionError(module) << "--freeze '" << pattern << "' matches no parameter of the model";
+  if (frozen == all)
+    return optionError(module) << "--freeze '" << pattern << "' matches every parameter of the "
+                               << "model (" << all << "): nothing would train; freeze fewer";
   return success();
 }
 
