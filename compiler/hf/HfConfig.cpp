@@ -490,6 +490,13 @@ HfModelSpec readSpec(const Reader &r) {
   spec.hidden = r.integer("hidden_size");
   spec.ffn = r.integer("intermediate_size");
   spec.numLayers = r.integer("num_hidden_layers");
+  // The graph holds every layer's ops: a count no model has would take the
+  // import's memory and time before anything else could refuse it.
+  constexpr int64_t kMaxLayers = 4096;
+  if (spec.numLayers > kMaxLayers)
+    r.error("key 'num_hidden_layers' must be at most " + std::to_string(kMaxLayers) +
+            " (the deepest Hugging Face models have a few hundred layers), got " +
+            std::to_string(spec.numLayers));
   spec.numHeads = r.integer("num_attention_heads");
   spec.numKvHeads = f.kvHeadsFollowHeads ? r.integer("num_key_value_heads", spec.numHeads)
                                          : r.integer("num_key_value_heads");

@@ -22,8 +22,13 @@ template <typename T> void join(std::vector<T> &to, const std::vector<T> &more, 
 } // namespace
 
 Status checkSftOptions(const SftOptions &o, const Template &t) {
-  if (o.cutoffLen < 1)
-    return Status::error("cutoff_len must be >= 1, got " + std::to_string(o.cutoffLen));
+  // Rows are cutoff_len + 1 tokens, padded: a length no model trains at
+  // would take memory and disk without end before any use of it.
+  constexpr int64_t kMaxCutoffLen = int64_t(1) << 24;
+  if (o.cutoffLen < 1 || o.cutoffLen > kMaxCutoffLen)
+    return Status::error("cutoff_len must be in [1, " + std::to_string(kMaxCutoffLen) +
+                         "] (16M tokens, past any model's context), got " +
+                         std::to_string(o.cutoffLen));
   if (o.maxSamples && *o.maxSamples < 1)
     return Status::error("max_samples must be >= 1, got " + std::to_string(*o.maxSamples));
   if (o.trainOnPrompt && t.efficientEos)
