@@ -686,8 +686,12 @@ Expected<TrainSummary> TrainingRun::run() {
     recent.push_back(rec->loss.loss);
     if (recent.size() > 20)
       recent.pop_front();
-    if (metrics_.is_open())
+    if (metrics_.is_open()) {
       writeMetrics(metrics_, *rec, tokens);
+      if (!metrics_) // a full disk: the record would be lost silently
+        return Status::error("--metrics " + o_.metricsPath + ": cannot write step " +
+                             std::to_string(s) + "'s line (disk full?)");
+    }
     double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
     double eta = elapsed / double(s - done_) * double(last_ - s);
     if (hf)

@@ -70,6 +70,16 @@ inline CLI::Validator numberAbove(bool orEqual) {
 inline const CLI::Validator positive = numberAbove(false);
 inline const CLI::Validator nonNegative = numberAbove(true);
 
+/// CLI11 check of a path option: an empty one (`--save "$CKPT"` with the
+/// variable unset) is an error, not the option left out.
+inline const CLI::Validator nonEmptyPath(
+    [](std::string &text) -> std::string {
+      return text.empty() ? "an empty path (an unset variable?); give a path or leave the "
+                            "option out"
+                          : "";
+    },
+    "PATH");
+
 /// The error for an unexpected word on the command line, or "" for none.
 using WordExplainer = std::function<std::string(const std::string &word)>;
 

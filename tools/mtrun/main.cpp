@@ -65,7 +65,8 @@ void addRunOptions(CLI::App &app, CommandLine &c) {
   app.add_option("plan", o.planDir, "plan directory")->required();
   app.add_option("--data", o.dataPath,
                  "token file (mt-tokenize writes one) or prepared SFT data (mt-prepare-sft)")
-      ->required();
+      ->required()
+      ->check(mt::tools::nonEmptyPath);
   app.add_option("--steps", o.steps,
                  "the optimizer step the run ends after, counted from the start of "
                  "training: a resumed run continues to it (default: the plan's train_steps)");
@@ -75,9 +76,11 @@ void addRunOptions(CLI::App &app, CommandLine &c) {
       ->check(CLI::Range(int64_t(0), int64_t(UINT32_MAX)));
   app.add_option("--metrics", o.metricsPath,
                  "JSON-lines metrics file, one line per step (replaces a metrics file; a "
-                 "resumed run keeps its lines up to the checkpoint's step and appends)");
+                 "resumed run keeps its lines up to the checkpoint's step and appends)")
+      ->check(mt::tools::nonEmptyPath);
   app.add_option("--load", o.loadHf, "Hugging Face checkpoint directory to start from (with "
-                 "--resume: only the experts' spelling of the exports)");
+                 "--resume: only the experts' spelling of the exports)")
+      ->check(mt::tools::nonEmptyPath);
   app.add_option("--resume", o.resumeDir,
                  "checkpoint written by --save (or a checkpoint-N of --hf-output, whose "
                  "mtc-state/ it reads) to continue: the run takes its seed, "
@@ -85,7 +88,8 @@ void addRunOptions(CLI::App &app, CommandLine &c) {
                  "data of another run; the parallel layout may differ; it overrides "
                  "--overwrite-output-dir (as transformers' resume_from_checkpoint does); "
                  "given twice (train.sh of a resumed run, and again), the last one counts")
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->check(mt::tools::nonEmptyPath);
 }
 
 /// Checkpoints, exports and the Hugging Face outputs.
@@ -93,13 +97,15 @@ void addOutputOptions(CLI::App &app, CommandLine &c) {
   mt::exec::TrainOptions &o = c.o;
   auto *save = app.add_option("--save", o.saveDir,
                               "checkpoint directory (replaces a checkpoint atomically; may be "
-                              "the --resume one)");
+                              "the --resume one)")
+      ->check(mt::tools::nonEmptyPath);
   app.add_option("--save-every", o.saveEvery, "with --save: save every K steps (0: at the end)")
       ->needs(save)->check(mt::tools::nonNegative);
   c.exportHf = app.add_option("--export-hf", o.exportHf,
                  "write model.safetensors + config.json here at the end (replaces an export); "
                  "experts in the spelling of the --load checkpoint (fused as transformers 5 "
-                 "holds them, or one tensor per expert)");
+                 "holds them, or one tensor per expert)")
+      ->check(mt::tools::nonEmptyPath);
   c.exportDtypeOption = app.add_option("--export-dtype", c.exportDtype,
                  std::string("dtype of the tensors of --export-hf and of --hf-output's models: ") +
                      mt::exec::exportDtypeChoices() +
@@ -110,7 +116,8 @@ void addOutputOptions(CLI::App &app, CommandLine &c) {
       "--hf-output", o.hf.outputDir,
       "output_dir as transformers' Trainer writes it (mtc train runs mtrun with it): "
       "checkpoint-N/ (sharded safetensors, config.json, tokenizer files, trainer_state.json, "
-      "mtc-state/ to --resume), the final model, trainer_log.jsonl, training_loss.svg");
+      "mtc-state/ to --resume), the final model, trainer_log.jsonl, training_loss.svg")
+      ->check(mt::tools::nonEmptyPath);
   c.hfOutput->group("Hugging Face outputs");
   app.add_option("--save-steps", o.hf.saveSteps, "checkpoint-N every N steps (0: at the end only)")
       ->needs(c.hfOutput)->group("Hugging Face outputs")->check(mt::tools::nonNegative);
@@ -131,14 +138,16 @@ void addOutputOptions(CLI::App &app, CommandLine &c) {
       ->capture_default_str();
   app.add_option("--tokenizer-dir", o.hf.tokenizerDir,
                  "model directory whose tokenizer files each checkpoint gets a copy of")
-      ->needs(c.hfOutput)->group("Hugging Face outputs")->check(CLI::ExistingDirectory);
+      ->needs(c.hfOutput)->group("Hugging Face outputs")->check(CLI::ExistingDirectory)
+      ->check(mt::tools::nonEmptyPath);
 }
 
 /// Logs, ending early, launching, the backend and diagnostics.
 void addControlOptions(CLI::App &app, CommandLine &c) {
   mt::exec::TrainOptions &o = c.o;
   app.add_option("--dump-logits", o.dumpLogits,
-                 "write the logits and input ids of the first micro-batch (safetensors)");
+                 "write the logits and input ids of the first micro-batch (safetensors)")
+      ->check(mt::tools::nonEmptyPath);
   app.add_option("--log-interval", o.logInterval,
                  "a log line at every step divisible by N (Megatron-Core's log_interval), and "
                  "at the first, last and skipped steps (on a terminal: a progress line every "
@@ -180,7 +189,8 @@ void addControlOptions(CLI::App &app, CommandLine &c) {
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   app.add_option("--timeline", o.timelinePath,
                  "pipelines: write the last step's measured stage timeline (SVG) here and "
-                 "compare its bubble with the schedule's prediction");
+                 "compare its bubble with the schedule's prediction")
+      ->check(mt::tools::nonEmptyPath);
   app.add_flag("--overwrite", o.overwrite,
                "outputs may replace an mtc output of another kind or a file mtc did not "
                "write (never an input)");
