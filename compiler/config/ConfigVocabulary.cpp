@@ -6,6 +6,8 @@
 #include "compiler/config/ParallelConfig.h"
 #include "compiler/config/TrainKeys.h"
 
+#include "compiler/config/YamlText.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -126,7 +128,7 @@ Status mixedVocabularies(const std::string &path, const std::vector<Placed> &meg
 Expected<ConfigFileVocabulary> configVocabulary(const std::string &path) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
+    root = config::loadOneDocument(path);
   } catch (const YAML::Exception &) {
     return ConfigFileVocabulary{}; // Megatron-Core's reader says why
   }

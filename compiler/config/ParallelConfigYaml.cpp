@@ -324,7 +324,7 @@ Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
                               std::map<std::string, std::string> *where) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
+    root = config::loadOneDocument(path);
   } catch (const YAML::BadFile &) {
     return fail(path, ": cannot open the file");
   } catch (const YAML::Exception &e) {

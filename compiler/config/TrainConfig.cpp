@@ -224,7 +224,7 @@ Expected<YAML::Node> loadYaml(const std::string &path) {
   if (std::filesystem::is_directory(path, ec)) // yaml-cpp's read would throw past its types
     return Status::error(path + ": is a directory, not a YAML file");
   try {
-    return YAML::LoadFile(path);
+    return config::loadOneDocument(path);
   } catch (const YAML::BadFile &) {
     return Status::error(path + ": cannot open the file");
   } catch (const YAML::Exception &e) {

@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <string>
+#include <vector>
 
 namespace mt::config {
 
@@ -23,6 +24,19 @@ inline std::string spellingOf(const YAML::Node &n) {
   if (n.IsNull())
     return "null";
   return n.IsSequence() ? "a list" : "a mapping";
+}
+
+/// The one YAML document of the file at `path`, as Python's yaml.safe_load
+/// reads it (yaml-cpp's LoadFile takes the first and drops the rest).
+/// Throws what YAML::LoadAllFromFile throws, and YAML::ParserException at
+/// the start of a second document.
+inline YAML::Node loadOneDocument(const std::string &path) {
+  std::vector<YAML::Node> documents = YAML::LoadAllFromFile(path);
+  if (documents.size() > 1)
+    throw YAML::ParserException(documents[1].Mark(),
+                                "a second YAML document: the file must hold one (its keys "
+                                "after --- or ... would be ignored)");
+  return documents.empty() ? YAML::Node() : documents[0];
 }
 
 } // namespace mt::config

@@ -83,6 +83,20 @@ TEST_F(YamlConfig, NamesLineAndColumnOfABadValue) {
       << s.message();
 }
 
+// A second document (after --- or ...) would be dropped by yaml-cpp's
+// LoadFile; yaml.safe_load refuses it, and so does this reader.
+TEST_F(YamlConfig, RejectsASecondDocument) {
+  for (const char *separator : {"---\n", "...\n"}) {
+    ParallelConfig c;
+    Status s = loadParallelConfigYaml(
+        write(std::string("tensor_model_parallel_size: 2\n") + separator + "lr: 1\n"), c, opt);
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.message().find(":3:1: a second YAML document: the file must hold one"),
+              std::string::npos)
+        << s.message();
+  }
+}
+
 TEST_F(YamlConfig, RejectsUnknownKeysAndSuggestsTheClosest) {
   ParallelConfig c;
   Status s = loadParallelConfigYaml(write("tensor_model_paralel_size: 2\n"), c, opt);
