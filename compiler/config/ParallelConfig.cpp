@@ -733,13 +733,12 @@ Status OptimizerConfig::validate() const {
     return fail("lr_warmup_iters (--warmup-steps) must be >= 0, got ", warmupSteps);
   int64_t decay = decaySteps ? decaySteps : trainSteps;
   // Megatron-Core's scheduler asserts warmup < decay; transformers' (hf_*)
-  // may warm up for the whole run.
+  // takes any warm-up (longer than the run: its slope all run long).
   const bool transformersStyle = decayStyle.rfind("hf_", 0) == 0;
-  if (transformersStyle ? decay < warmupSteps : decay <= warmupSteps)
+  if (!transformersStyle && decay <= warmupSteps)
     return fail("lr_decay_iters (", decay,
                 decaySteps ? "" : ": train_iters (--train-steps), as none was given",
-                ") must be ", transformersStyle ? ">=" : ">", " lr_warmup_iters (",
-                warmupSteps, ")");
+                ") must be > lr_warmup_iters (", warmupSteps, ")");
   // hf_*: transformers' schedules, set by the training front-end (TrainConfig.h).
   static const std::set<std::string> styles = {
       "cosine", "linear", "constant", "hf_constant", "hf_constant_with_warmup",

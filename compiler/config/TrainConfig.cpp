@@ -455,8 +455,6 @@ Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetS
     return Status::error("lr_scheduler_kwargs (min_lr, min_lr_rate) apply to "
                          "cosine_with_min_lr only, lr_scheduler_type is " + lrSchedulerType);
   }
-  if (o.warmupSteps > o.decaySteps)
-    o.warmupSteps = o.decaySteps; // transformers warms up for the whole run then
   if (Status s = o.validate(); !s)
     return s;
   return o;

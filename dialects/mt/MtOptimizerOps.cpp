@@ -25,6 +25,13 @@ LogicalResult LRScheduleOp::verify() {
                          << maxLr << ")";
   // I64Attr getters return uint64_t: read the attributes as signed.
   int64_t warmup = getWarmupStepsAttr().getInt(), decay = getDecayStepsAttr().getInt();
+  // transformers' schedules (hf_*) take a warm-up longer than the run.
+  if (style.starts_with("hf_")) {
+    if (warmup < 0 || decay < 0)
+      return emitOpError() << "expects warmup_steps (" << warmup << ") and decay_steps ("
+                           << decay << ") >= 0";
+    return success();
+  }
   if (warmup < 0 || decay < warmup)
     return emitOpError() << "expects 0 <= warmup_steps (" << warmup
                          << ") <= decay_steps (" << decay << ")";

@@ -121,6 +121,14 @@ func.func @adamw_weight_decay(%p: tensor<64xf32>, %g: tensor<64xf32>, %lr: tenso
 
 // -----
 
+func.func @lr_schedule_hf_decay_negative(%s: tensor<i64>) {
+  // expected-error @+1 {{'mt.lr_schedule' op expects warmup_steps (20) and decay_steps (-1) >= 0}}
+  %0 = mt.lr_schedule %s {max_lr = 1.0e-03 : f64, min_lr = 0.0 : f64, warmup_steps = 20 : i64, decay_steps = -1 : i64, style = "hf_linear"} : (tensor<i64>) -> tensor<f32>
+  return
+}
+
+// -----
+
 func.func @lr_schedule_decay_negative(%s: tensor<i64>) {
   // expected-error @+1 {{'mt.lr_schedule' op expects 0 <= warmup_steps (0) <= decay_steps (-1)}}
   %0 = mt.lr_schedule %s {max_lr = 1.0e-03 : f64, min_lr = 0.0 : f64, warmup_steps = 0 : i64, decay_steps = -1 : i64, style = "cosine"} : (tensor<i64>) -> tensor<f32>

@@ -367,6 +367,9 @@ func.func @optimizer(%p: tensor<64x64xf32>, %g: tensor<64x64xf32>, %b: tensor<64
   %c = mt.clip_coefficient %n {max_norm = 1.0 : f64} : (tensor<f32>) -> tensor<f32>
   // CHECK: mt.lr_schedule %{{.*}} {decay_steps = 300 : i64, max_lr = 3.000000e-04 : f64, min_lr = 3.000000e-05 : f64, style = "cosine", warmup_steps = 10 : i64} : (tensor<i64>) -> tensor<f32>
   %lr = mt.lr_schedule %step {max_lr = 3.0e-04 : f64, min_lr = 3.0e-05 : f64, warmup_steps = 10 : i64, decay_steps = 300 : i64, style = "cosine"} : (tensor<i64>) -> tensor<f32>
+  // transformers' schedules take a warm-up longer than the run.
+  // CHECK: mt.lr_schedule %{{.*}} {decay_steps = 4 : i64, {{.*}}style = "hf_linear", warmup_steps = 10 : i64}
+  %lr_hf = mt.lr_schedule %step {max_lr = 1.0e-03 : f64, min_lr = 0.0 : f64, warmup_steps = 10 : i64, decay_steps = 4 : i64, style = "hf_linear"} : (tensor<i64>) -> tensor<f32>
   // CHECK: mt.adamw %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {beta1 = 9.000000e-01 : f64, beta2 = 0.94999999999999996 : f64, eps = 1.000000e-08 : f64, weight_decay = 1.000000e-01 : f64} : (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>)
   %p1, %m1, %v1 = mt.adamw %p, %g, %m, %v, %lr, %step, %c {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-08 : f64, weight_decay = 0.1 : f64}
       : (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>)

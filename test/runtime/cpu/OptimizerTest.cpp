@@ -266,6 +266,15 @@ TEST(LearningRateSchedule, MatchesTransformersSchedules) {
   const plan::Instruction linear = lrSchedule(maxLr, 0.0, 0, 4, "hf_linear");
   EXPECT_DOUBLE_EQ(kernels::scheduledLearningRate(plan::Attrs(linear), 1), maxLr);
   EXPECT_DOUBLE_EQ(kernels::scheduledLearningRate(plan::Attrs(linear), 4), 0.25 * maxLr);
+  // A warm-up longer than the run (10 of 4 steps) keeps its slope, t / 10,
+  // as transformers' lambda gives it: 0, 0.1, 0.2, 0.3 of the peak.
+  for (const char *style : {"hf_constant_with_warmup", "hf_linear", "hf_cosine"}) {
+    const plan::Instruction longWarmup = lrSchedule(maxLr, 0.0, 10, 4, style);
+    for (int64_t step = 1; step <= 4; ++step)
+      EXPECT_NEAR(kernels::scheduledLearningRate(plan::Attrs(longWarmup), step),
+                  0.1 * double(step - 1) * maxLr, 1e-15)
+          << style << " step " << step;
+  }
 }
 
 TEST(GradientClipping, MatchesMegatronsClipGradNorm) {
