@@ -308,6 +308,17 @@ void readRope(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
   scaling.factor = needed("factor");
   scaling.lowFreqFactor = needed("low_freq_factor");
   scaling.highFreqFactor = needed("high_freq_factor");
+  // transformers' _validate_llama3_parameters: factor >= 1 and
+  // low_freq_factor < high_freq_factor; the frequencies divide by the
+  // factor and by high - low, so a zero or a negative would train
+  // garbage positions.
+  if (!(scaling.factor >= 1))
+    r.error("key 'factor' of rope_type llama3 must be >= 1, got " +
+            param("factor", false).value->dump());
+  if (!(scaling.lowFreqFactor > 0) || !(scaling.highFreqFactor > scaling.lowFreqFactor))
+    r.error("rope_type llama3 needs 0 < low_freq_factor < high_freq_factor, got " +
+            param("low_freq_factor", false).value->dump() + " and " +
+            param("high_freq_factor", false).value->dump());
   // Absent: max_position_embeddings (transformers 5, standardize_rope_params).
   Spelled original = param("original_max_position_embeddings", true);
   scaling.originalMaxPosition =
