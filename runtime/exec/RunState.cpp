@@ -151,6 +151,30 @@ RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t da
   return id;
 }
 
+std::string loadedConfigNote(const plan::Plan &plan, const std::string &dir) {
+  const std::string path = dir + "/config.json";
+  std::ifstream in(path);
+  if (!in)
+    return path + " is missing: the weights fit the plan's shapes, and nothing else of their "
+                  "model could be compared with the plan's";
+  json loaded = json::parse(in, nullptr, false);
+  if (loaded.is_discarded() || !loaded.is_object())
+    return path + " is not a JSON object (truncated or corrupt): the weights fit the plan's "
+                  "shapes, and nothing else of their model could be compared with the plan's";
+  json ours = json::parse(plan.hf_config_json(), nullptr, false);
+  if (!ours.is_object())
+    return "";
+  std::string differences;
+  for (const auto &[key, value] : ours.items())
+    if (!isMetadata(key) && loaded.contains(key) && loaded[key] != value)
+      differences += "\n  " + key + ": " + loaded[key].dump() + " there, " + value.dump() +
+                     " in the plan";
+  if (differences.empty())
+    return "";
+  return path + " differs from the model the plan was compiled from; the plan's values "
+                "train:" + differences;
+}
+
 std::string identityDifferences(const RunIdentity &checkpoint, const RunIdentity &current) {
   std::set<std::string> keys;
   for (const RunIdentity *id : {&checkpoint, &current})

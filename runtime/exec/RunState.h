@@ -45,6 +45,16 @@ RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t da
 /// differ ("absent" for a missing key); empty when the identities are equal.
 std::string identityDifferences(const RunIdentity &checkpoint, const RunIdentity &current);
 
+/// What --load should tell about the Hugging Face directory `dir` beside
+/// the plan's model config (plan.hf_config_json): "" where its config.json
+/// has every key the two share equal (metadata aside: dtype,
+/// transformers_version, keys starting with '_'; a key spelled otherwise by
+/// another transformers version, as rope_parameters' rope_theta, is not
+/// compared); else one note, naming the keys that differ with both values,
+/// or saying that config.json is missing or not a JSON object. The weights'
+/// shapes are checked where they load.
+std::string loadedConfigNote(const plan::Plan &plan, const std::string &dir);
+
 /// A checkpoint's trainer.json.
 struct RunState {
   int64_t step = 0;            // optimizer steps done

@@ -457,6 +457,8 @@ Status TrainingRun::initializeWeights() {
     if (Status s = loadHfWeights(plan_, *memory_, rank_.get(), o_.loadHf, &expertLayout_); !s)
       return s;
     log() << "loaded weights from " << o_.loadHf << "\n";
+    if (std::string note = loadedConfigNote(plan_, o_.loadHf); !note.empty())
+      log() << "note: " << note << "\n";
   } else {
     initializeParameters(plan_, *memory_, settings_.seed, *rank_);
   }
