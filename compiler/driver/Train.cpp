@@ -790,30 +790,11 @@ bool trainCommand(const TrainCommandOptions &o) {
   }
   if (o.prepareOnly)
     return true;
-  // Where the run ends early (exit_*), its final model is not written:
-  // output_dir's trainer_state.json is then missing or an earlier run's
-  // (the same file, unchanged).
-  const fs::path state = fs::path(c.outputDir) / "trainer_state.json";
-  auto writtenAt = [&]() -> std::optional<fs::file_time_type> {
-    std::error_code error;
-    auto time = fs::last_write_time(state, error);
-    return error ? std::nullopt : std::optional(time);
-  };
-  const auto before = writtenAt();
+  const auto before = finalStateTime(c.outputDir);
   Status ran = runCommand(*cmd, "mtrun", c.exitSignalHandler);
   if (!ran)
     return report(ran);
-  const auto after = writtenAt();
-  const bool stale = after.has_value();
-  if (after && after != before) {
-    llvm::outs() << "mtc train: " << c.outputDir
-                 << " holds the final model, trainer_log.jsonl and the checkpoints saved\n";
-    return true;
-  }
-  llvm::outs() << "mtc train: training ended before its last step; " << c.outputDir
-               << " holds its checkpoints and trainer_log.jsonl, and no final model of this run"
-               << (stale ? " (its model files and trainer_state.json are an earlier run's)" : "")
-               << "; resume_from_checkpoint: true continues it\n";
+  llvm::outs() << finalModelLine(c.outputDir, before) << "\n";
   return true;
 }
 

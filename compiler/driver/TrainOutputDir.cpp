@@ -312,4 +312,24 @@ Status checkRunDir(const std::string &runDir, const std::string &flag, const Tra
   return Status::ok();
 }
 
+std::optional<fs::file_time_type> finalStateTime(const std::string &outputDir) {
+  std::error_code ec;
+  auto time = fs::last_write_time(fs::path(outputDir) / "trainer_state.json", ec);
+  return ec ? std::nullopt : std::optional(time);
+}
+
+std::string finalModelLine(const std::string &outputDir,
+                           std::optional<fs::file_time_type> before) {
+  // An early end (exit_*) writes no final model: trainer_state.json is then
+  // missing or an earlier run's, unchanged.
+  const auto after = finalStateTime(outputDir);
+  if (after && after != before)
+    return "mtc train: " + outputDir +
+           " holds the final model, trainer_log.jsonl and the checkpoints saved";
+  return "mtc train: training ended before its last step; " + outputDir +
+         " holds its checkpoints and trainer_log.jsonl, and no final model of this run" +
+         (after ? " (its model files and trainer_state.json are an earlier run's)" : "") +
+         "; resume_from_checkpoint: true continues it";
+}
+
 } // namespace mt

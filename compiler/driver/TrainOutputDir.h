@@ -1,11 +1,14 @@
 // `mtc train`'s output_dir: which checkpoint a run resumes and whether it
 // is one of the same run, whether a new run may start there, and the
-// earlier run's checkpoints that overwrite_output_dir clears.
+// earlier run's checkpoints that overwrite_output_dir clears, and what it
+// holds when the run ends.
 #ifndef MT_COMPILER_DRIVER_TRAINOUTPUTDIR_H
 #define MT_COMPILER_DRIVER_TRAINOUTPUTDIR_H
 
 #include "runtime/support/Status.h"
 
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +52,17 @@ Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &ru
 /// that holds one of them. The error names the path and what is there.
 Status checkRunDir(const std::string &runDir, const std::string &flag, const TrainConfig &c,
                    const std::string &configPath);
+
+/// When output_dir's trainer_state.json was last written (nullopt: absent),
+/// taken before mtrun runs and after, for finalModelLine.
+std::optional<std::filesystem::file_time_type> finalStateTime(const std::string &outputDir);
+
+/// mtc train's last line: output_dir holds the run's final model where
+/// mtrun rewrote trainer_state.json (its time differs from `before`); else
+/// the run ended early (exit_*), and the line says that no final model of
+/// this run is there and whether the one there is an earlier run's.
+std::string finalModelLine(const std::string &outputDir,
+                           std::optional<std::filesystem::file_time_type> before);
 
 } // namespace mt
 
