@@ -426,8 +426,8 @@ std::vector<Key> trainingArgumentKeys() {
        number("adam_epsilon", &T::adamEpsilon, 0, true)},
       {"max_grad_norm", Honoured, LlamaFactory, "gradient clipping norm (0: off)", {}, "",
        number("max_grad_norm", &T::maxGradNorm, 0)},
-      {"exit_signal_handler", Honoured, Megatron, "SIGTERM or Ctrl-C ends training after the "
-       "current step, saving checkpoint-N there (mtrun --exit-signal-handler)", {}, "",
+      {"exit_signal_handler", Honoured, Megatron, "SIGTERM, SIGHUP or Ctrl-C ends training "
+       "after the current step, saving checkpoint-N there (mtrun --exit-signal-handler)", {}, "",
        boolean("exit_signal_handler", &T::exitSignalHandler)},
       {"exit_duration_in_mins", Honoured, Megatron, "end training, saving checkpoint-N, after "
        "the first step past this many minutes", {}, "",

@@ -1,6 +1,8 @@
 // runChild: fork and exec with the parent's stop signals forwarded.
 #include "compiler/driver/ChildProcess.h"
 
+#include "runtime/support/StopSignals.h"
+
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -23,8 +25,6 @@ static_assert(std::atomic<int>::is_always_lock_free);
 
 extern "C" void recordStopSignal(int signal) { gStopSignal.store(signal); }
 
-constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
-
 sigset_t stopSignalSet() {
   sigset_t set;
   sigemptyset(&set);
@@ -33,30 +33,20 @@ sigset_t stopSignalSet() {
   return set;
 }
 
-/// Records the stop signals while it lives, then restores the old handlers.
+/// Records the stop signals while it lives (one ignored at the start stays
+/// ignored, here and, through exec, in the child), then restores the old
+/// handlers.
 class StopSignals {
 public:
   StopSignals() {
     gStopSignal.store(0);
-    struct sigaction action {};
-    action.sa_handler = recordStopSignal;
-    sigemptyset(&action.sa_mask);
-    for (int i = 0; i < 3; ++i) {
-      sigaction(kStopSignals[i], nullptr, &old_[i]);
-      // One ignored from the start (nohup, a background job's SIGINT) stays
-      // ignored, here and, through exec, in the child.
-      if (old_[i].sa_handler != SIG_IGN)
-        sigaction(kStopSignals[i], &action, nullptr);
-    }
+    installStopHandlers(recordStopSignal, 0, old_);
   }
   ~StopSignals() { restore(); }
-  void restore() const {
-    for (int i = 0; i < 3; ++i)
-      sigaction(kStopSignals[i], &old_[i], nullptr);
-  }
+  void restore() const { restoreStopHandlers(old_); }
 
 private:
-  struct sigaction old_[3] {};
+  std::array<struct sigaction, 3> old_{};
 };
 
 /// The child's side of fork: a process group of its own (a signal sent to
@@ -142,11 +132,7 @@ Expected<int> runChild(const std::vector<std::string> &argv, const std::string &
 std::string describeExit(int code) {
   if (code <= 128 || code > 128 + 64)
     return "exit " + std::to_string(code);
-  const int signal = code - 128;
-  const char *name = signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM"
-                     : signal == SIGHUP ? "SIGHUP" : signal == SIGKILL ? "SIGKILL"
-                                                                       : nullptr;
-  return name ? std::string("stopped by ") + name : "stopped by signal " + std::to_string(signal);
+  return "stopped by " + signalText(code - 128);
 }
 
 } // namespace mt

@@ -794,7 +794,10 @@ bool trainCommand(const TrainCommandOptions &o) {
   Status ran = runCommand(*cmd, "mtrun", c.exitSignalHandler);
   if (!ran)
     return report(ran);
-  llvm::outs() << finalModelLine(c.outputDir, before) << "\n";
+  // Only rank 0 writes output_dir, and nodes need not share a file system:
+  // on several nodes no node can tell alone.
+  if (!launched || launch->oneNode)
+    llvm::outs() << finalModelLine(c.outputDir, before) << "\n";
   return true;
 }
 

@@ -308,10 +308,10 @@ void readRope(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
   scaling.factor = needed("factor");
   scaling.lowFreqFactor = needed("low_freq_factor");
   scaling.highFreqFactor = needed("high_freq_factor");
-  // transformers' _validate_llama3_parameters: factor >= 1 and
-  // low_freq_factor < high_freq_factor; the frequencies divide by the
-  // factor and by high - low, so a zero or a negative would train
-  // garbage positions.
+  // transformers' rope validation warns (only) where factor < 1 or
+  // low_freq_factor >= high_freq_factor; the frequencies divide by the
+  // factor and by high - low, so a zero or a negative trains garbage
+  // positions: refused here.
   if (!(scaling.factor >= 1))
     r.error("key 'factor' of rope_type llama3 must be >= 1, got " +
             param("factor", false).value->dump());

@@ -2,6 +2,8 @@
 // stops them all as soon as one fails.
 #include "runtime/comm/Launcher.h"
 
+#include "runtime/support/StopSignals.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
@@ -28,9 +30,6 @@ namespace {
 // How long ranks get between SIGTERM and SIGKILL.
 constexpr milliseconds kGracePeriod{3000};
 constexpr milliseconds kPollInterval{10};
-// Stop signals this close together are copies of one (a process group's
-// and a forwarder's), as the ranks' handlers (runtime/exec/EarlyExit.h) count them.
-constexpr milliseconds kSameStop{1000};
 
 // The signal to forward. A signal handler can only talk to the waiting loop
 // through a global; it is set only while launchLocal runs.
@@ -39,25 +38,18 @@ volatile std::sig_atomic_t gForwardSignal = 0;
 extern "C" void recordSignal(int signal) { gForwardSignal = signal; }
 
 // Installs the forwarding handlers for SIGINT, SIGTERM and SIGHUP (a closed
-// terminal, or mtc train's forwarding), restores the previous ones at the end.
+// terminal, or mtc train's forwarding), restores the previous ones at the
+// end; one ignored at the start (nohup) stays ignored.
 class SignalForwarding {
 public:
   SignalForwarding() {
     gForwardSignal = 0;
-    struct sigaction action {};
-    action.sa_handler = recordSignal;
-    sigemptyset(&action.sa_mask);
-    for (int i = 0; i < 3; ++i)
-      sigaction(kSignals[i], &action, &old_[i]);
+    installStopHandlers(recordSignal, 0, old_);
   }
-  ~SignalForwarding() {
-    for (int i = 0; i < 3; ++i)
-      sigaction(kSignals[i], &old_[i], nullptr);
-  }
+  ~SignalForwarding() { restoreStopHandlers(old_); }
 
 private:
-  static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
-  struct sigaction old_[3] {};
+  std::array<struct sigaction, 3> old_{};
 };
 
 // The rendezvous directory, removed with everything the ranks put there.
@@ -190,14 +182,16 @@ public:
     while (reap()) {
       if (int signal = gForwardSignal) {
         gForwardSignal = 0;
-        log_ << "mtrun: forwarding signal " << signal << " (" << strsignal(signal)
-             << ") to the ranks\n";
+        // A copy of a graceful stop (the group's and a forwarder's) is not
+        // forwarded, so that it cannot reach a rank past the rank's window.
+        const bool copy = graceful_ && gracefulAt_ && Clock::now() - *gracefulAt_ < kSameStopWindow;
+        if (!copy)
+          log_ << "mtrun: forwarding signal " << signal << " (" << strsignal(signal)
+               << ") to the ranks\n";
         if (graceful_ && !gracefulAt_) { // the ranks end after their step
           gracefulAt_ = Clock::now();
           signalAll(signal);
-        } else if (graceful_ && Clock::now() - *gracefulAt_ < kSameStop) {
-          signalAll(signal); // a copy (the group's and a forwarder's): the ranks see one stop
-        } else {
+        } else if (!copy) {
           stop(128 + signal, signal);
         }
       }
@@ -232,7 +226,9 @@ private:
       pids_[r] = -1;
       if (done > 0 && !succeeded(status) && !code_) {
         log_ << "mtrun: " << describe(int(r), status) << "; stopping the other ranks\n";
-        stop(exitCode(status), SIGTERM);
+        // Ranks that end gracefully on SIGTERM would wait in a collective
+        // for the one that is gone: they cannot save, so they are killed.
+        stop(exitCode(status), graceful_ ? SIGKILL : SIGTERM);
       }
     }
     return running;

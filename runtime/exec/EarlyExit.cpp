@@ -1,9 +1,12 @@
+// The stop-signal handler of a rank (async-signal-safe: lock-free atomics,
+// write, clock_gettime, raise) and the per-step decision to end a run early.
 #include "runtime/exec/EarlyExit.h"
+
+#include "runtime/support/StopSignals.h"
 
 #include <atomic>
 #include <cstdio>
 #include <ctime>
-#include <cstring>
 #include <unistd.h>
 
 namespace mt::exec {
@@ -16,20 +19,20 @@ static_assert(std::atomic<int64_t>::is_always_lock_free);
 std::atomic<int> gPending{0};
 std::atomic<int64_t> gStep{0}, gLast{0}, gSaved{-1};
 std::atomic<bool> gGraceful{false}, gReporter{false};
-// When the graceful stop's signal came (CLOCK_MONOTONIC, ns): copies of it
-// within kSameStop (one signal sent to a process group and also forwarded
-// by a launcher or mtc train) are the same stop.
+std::atomic<bool> gInstalled{false}; // one StopSignals at a time
+// When the graceful stop's signal came (CLOCK_MONOTONIC, ns; 0: being
+// recorded): copies of it within kSameStopWindow are the same stop.
 std::atomic<int64_t> gPendingAt{0};
-constexpr int64_t kSameStopNs = 1'000'000'000;
+constexpr int64_t kSameStopNs =
+    std::chrono::duration_cast<std::chrono::nanoseconds>(kSameStopWindow).count();
 
-int64_t monotonicNs() { // clock_gettime is async-signal-safe
+int64_t monotonicNs() {
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
   return int64_t(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
-constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
-struct sigaction gOld[3];
+std::array<struct sigaction, 3> gOld;
 
 /// A line built without allocation (async-signal-safe), written at once.
 class SignalLine {
@@ -67,16 +70,8 @@ private:
 };
 
 const char *shortName(int signal) {
-  switch (signal) {
-  case SIGINT:
-    return "SIGINT";
-  case SIGTERM:
-    return "SIGTERM";
-  case SIGHUP:
-    return "SIGHUP";
-  default:
-    return "a stop signal";
-  }
+  const char *name = stopSignalName(signal);
+  return name ? name : "a stop signal";
 }
 
 /// "during step 7 of 20" or "before the first step".
@@ -100,8 +95,11 @@ extern "C" void onStopSignal(int signal) {
     }
     return;
   }
-  if (gGraceful.load() && monotonicNs() - gPendingAt.load() < kSameStopNs)
-    return; // a copy of the stop signal, not a second one
+  // A copy of the stop signal, not a second one (0: the first is still
+  // being recorded, on another thread).
+  if (const int64_t at = gPendingAt.load();
+      gGraceful.load() && (at == 0 || monotonicNs() - at < kSameStopNs))
+    return;
   if (gReporter.load()) {
     SignalLine line;
     line << "mtrun: " << shortName(signal) << " ";
@@ -122,43 +120,43 @@ extern "C" void onStopSignal(int signal) {
 } // namespace
 
 StopSignals::StopSignals(bool graceful, bool reporter) {
+  // The handler's state is global: a second instance while one lives (two
+  // runs in one process) leaves the first's handlers and state alone.
+  owner_ = !gInstalled.exchange(true);
+  if (!owner_)
+    return;
   gPending = 0;
+  gPendingAt = 0;
   gStep = 0;
   gLast = 0;
   gSaved = -1;
   gGraceful = graceful;
   gReporter = reporter;
-  struct sigaction action {};
-  action.sa_handler = onStopSignal;
-  action.sa_flags = SA_RESTART; // collectives and file writes go on
-  sigemptyset(&action.sa_mask);
-  for (int i = 0; i < 3; ++i) {
-    sigaction(kSignals[i], nullptr, &gOld[i]);
-    // A signal ignored from the start (nohup, a background job's SIGINT)
-    // stays ignored.
-    if (gOld[i].sa_handler != SIG_IGN)
-      sigaction(kSignals[i], &action, nullptr);
-  }
+  // SA_RESTART: reads and writes go on after a graceful signal (poll and
+  // connect still return EINTR; their callers retry or report it).
+  installStopHandlers(onStopSignal, SA_RESTART, gOld);
 }
 
 StopSignals::~StopSignals() {
-  for (int i = 0; i < 3; ++i)
-    sigaction(kSignals[i], &gOld[i], nullptr);
+  if (!owner_)
+    return;
+  restoreStopHandlers(gOld);
+  gInstalled = false;
 }
 
 void StopSignals::stepStarted(int64_t step, int64_t last) {
+  if (!owner_)
+    return;
   gLast = last;
   gStep = step;
 }
 
-void StopSignals::saved(int64_t step) { gSaved = step; }
+void StopSignals::saved(int64_t step) {
+  if (owner_)
+    gSaved = step;
+}
 
 int StopSignals::pending() const { return gPending.load(); }
-
-std::string signalName(int signal) {
-  const char *name = shortName(signal);
-  return std::strcmp(name, "a stop signal") ? name : "signal " + std::to_string(signal);
-}
 
 Expected<ExitReason> ExitWatch::check(int64_t step, comm::Communicator *world) const {
   using Minutes = std::chrono::duration<double, std::ratio<60>>;
@@ -171,7 +169,7 @@ Expected<ExitReason> ExitWatch::check(int64_t step, comm::Communicator *world) c
     if (Status s = world->allReduceHost(flags, 2, comm::ReduceOp::Max); !s)
       return s;
   if (flags[0] > 0)
-    return ExitReason{signalName(int(flags[0]))};
+    return ExitReason{signalText(int(flags[0]))};
   if (flags[1] > 0) {
     char minutes[32];
     std::snprintf(minutes, sizeof minutes, "%g", options_.durationMinutes);

@@ -45,7 +45,8 @@ struct ExitReason {
 /// signal's default action after `reporter` has printed one line to
 /// standard error: the signal, the step it interrupted and the newest
 /// checkpoint this run saved. A signal ignored when it is constructed
-/// (nohup) stays ignored.
+/// (nohup) stays ignored. The handlers' state is global: while one
+/// instance lives, another does nothing.
 class StopSignals {
 public:
   StopSignals(bool graceful, bool reporter);
@@ -59,6 +60,9 @@ public:
   void saved(int64_t step);
   /// The first signal received since construction (graceful only), or 0.
   int pending() const;
+
+private:
+  bool owner_ = false; // installed the handlers (the first live instance)
 };
 
 /// Decides, after each step, whether the run ends there; all ranks decide
@@ -80,9 +84,6 @@ private:
   const StopSignals &signals_;
   std::chrono::steady_clock::time_point started_;
 };
-
-/// "SIGTERM" for SIGTERM, and so on; "signal N" for others.
-std::string signalName(int signal);
 
 } // namespace mt::exec
 

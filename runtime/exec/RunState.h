@@ -63,9 +63,9 @@ struct RunState {
   int64_t skippedInARow = 0;   // consecutive skipped steps ending at `step`
   RunSettings settings;
   RunIdentity identity;
-  /// Written in format 2, by an mtrun whose update k ran at the learning
-  /// rate after k updates (one step ahead of Megatron-Core's and
-  /// transformers' schedules).
+  /// Written in format 2: by an mtrun whose Megatron-style schedule may
+  /// have run one update ahead of Megatron-Core's (update k at the rate
+  /// after k updates; format 3 marks the fixed offset).
   bool scheduleOneAhead = false;
 };
 

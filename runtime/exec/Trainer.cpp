@@ -61,13 +61,13 @@ struct NullStream : std::ostream {
 /// One training job on this rank: what it owns between steps.
 class TrainingRun {
 public:
-  /// `signals`: the run's stop signals (train() installs them; null for
-  /// checkAlone()).
-  TrainingRun(const TrainOptions &o, std::ostream &rankZeroLog, StopSignals *signals = nullptr)
-      : o_(o), rankZeroLog_(rankZeroLog), signals_(signals) {}
+  TrainingRun(const TrainOptions &o, std::ostream &rankZeroLog)
+      : o_(o), rankZeroLog_(rankZeroLog) {}
 
   Status prepare();
-  Expected<TrainSummary> run();
+  /// The steps, under `signals` (installed by train()); `watch` decides
+  /// after each whether the run ends there.
+  Expected<TrainSummary> run(StopSignals &signals, const ExitWatch &watch);
   /// What prepare() checks that needs no rank: the outputs, the plan (started
   /// as `ranks` processes), the
   /// flags against a --resume checkpoint (read alone: an interrupted save
@@ -86,6 +86,18 @@ private:
   Status settleRun();
   Status openData();
   Status initializeWeights();
+  /// What run() keeps between steps for the summary and the logs.
+  struct Progress {
+    TrainSummary summary;
+    std::deque<double> recent; // the last 20 losses
+    Clock::time_point started{};
+  };
+  /// output_dir's transformers-style outputs (--hf-output), when asked:
+  /// overwrite_output_dir's removals first.
+  Expected<std::optional<HfRunOutputs>> openHfOutputs();
+  /// After a step: the summary, metrics, log line and log_history; errors:
+  /// a metrics line not written, or too many skipped steps in a row.
+  Status recordStep(const StepRecord &rec, Progress &progress, std::optional<HfRunOutputs> &hf);
   /// After step `step`: the --save checkpoint and the Hugging Face
   /// outputs' checkpoint-N where due, or wherever the run ends (`ending`
   /// or the last step).
@@ -131,7 +143,7 @@ private:
 
   const TrainOptions &o_;
   std::ostream &rankZeroLog_;
-  StopSignals *signals_;
+  StopSignals *signals_ = nullptr; // run()'s, while it runs
   NullStream quiet_;
   plan::Plan plan_;
   std::unique_ptr<RankContext> rank_;
@@ -308,11 +320,15 @@ Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
     done_ = checkpoint->step;
     skipped_ = checkpoint->skippedSteps;
     skippedInARow_ = checkpoint->skippedInARow;
-    if (checkpoint->scheduleOneAhead)
-      log() << "note: " << o_.resumeDir << " was written by an mtrun whose update k ran at "
-            << "the learning rate after k updates, one step ahead of Megatron-Core's and "
-            << "transformers' schedules; this run gives update k the rate after k - 1, so "
-            << "its first update repeats the rate of the checkpoint's last\n";
+    // Format 2 also holds checkpoints of the offset already fixed, and
+    // transformers' (hf_*) schedules never had it: a possibility, said so.
+    auto style = identity_.find("lr_schedule.style");
+    if (checkpoint->scheduleOneAhead &&
+        (style == identity_.end() || style->second.find("hf_") == std::string::npos))
+      log() << "note: " << o_.resumeDir << " is a checkpoint of format 2: if the mtrun that "
+            << "wrote it predates Megatron-Core's schedule offset (update k at the rate after "
+            << "k - 1 updates), its updates ran one step ahead, and this run's first update "
+            << "repeats the rate of the checkpoint's last\n";
   }
   last_ = o_.steps.value_or(plan_.training().train_steps());
   if (last_ < 1)
@@ -567,94 +583,104 @@ Expected<StepRecord> TrainingRun::step(int64_t step) {
                     double(t.global_batch() * t.seq()) / seconds, r->skipped, r->skipReason};
 }
 
-Expected<TrainSummary> TrainingRun::run() {
-  int64_t tokens = plan_.training().global_batch() * plan_.training().seq();
-  TrainSummary summary;
-  std::deque<double> recent;
-  auto started = Clock::now();
-  std::optional<HfRunOutputs> hf;
-  if (!o_.hf.outputDir.empty()) {
-    if (o_.hf.overwriteOutputDir && o_.resumeDir.empty() && rank_->rank() == 0) {
-      auto removed = removeEarlierCheckpoints(o_.hf.outputDir);
-      if (!removed)
-        return removed.status();
-      if (!removed->empty()) {
-        log() << "overwrite_output_dir: removed the earlier run's";
-        for (const std::string &name : *removed)
-          log() << " " << name;
-        log() << " from " << o_.hf.outputDir << "\n";
-      }
+Expected<std::optional<HfRunOutputs>> TrainingRun::openHfOutputs() {
+  if (o_.hf.outputDir.empty())
+    return std::optional<HfRunOutputs>();
+  if (o_.hf.overwriteOutputDir && o_.resumeDir.empty() && rank_->rank() == 0) {
+    auto removed = removeEarlierCheckpoints(o_.hf.outputDir);
+    if (!removed)
+      return removed.status();
+    if (!removed->empty()) {
+      log() << "overwrite_output_dir: removed the earlier run's";
+      for (const std::string &name : *removed)
+        log() << " " << name;
+      log() << " from " << o_.hf.outputDir << "\n";
     }
-    HfOutputOptions options = o_.hf;
-    options.samplesPerEpoch = dataset_->numSamples();
-    options.microBatch = plan_.training().micro_batch();
-    options.exportDtype = o_.exportDtype;
-    auto opened = HfRunOutputs::open(options, o_.resumeDir, done_,
-                                     plan_.training().global_batch(), last_, rank_->rank() == 0);
-    if (!opened)
-      return opened.status();
-    hf = std::move(*opened);
   }
-  ExitWatch watch(o_.exit, *signals_);
+  HfOutputOptions options = o_.hf;
+  options.samplesPerEpoch = dataset_->numSamples();
+  options.microBatch = plan_.training().micro_batch();
+  options.exportDtype = o_.exportDtype;
+  auto opened = HfRunOutputs::open(options, o_.resumeDir, done_,
+                                   plan_.training().global_batch(), last_, rank_->rank() == 0);
+  if (!opened)
+    return opened.status();
+  return std::optional<HfRunOutputs>(std::move(*opened));
+}
+
+Status TrainingRun::recordStep(const StepRecord &rec, Progress &p,
+                               std::optional<HfRunOutputs> &hf) {
+  const int64_t s = rec.step;
+  p.summary.skipped += rec.skipped;
+  skipped_ += rec.skipped;
+  skippedInARow_ = rec.skipped ? skippedInARow_ + 1 : 0;
+  if (s == done_ + 1)
+    p.summary.firstLoss = rec.loss.loss;
+  p.summary.lastLoss = rec.loss.loss;
+  p.recent.push_back(rec.loss.loss);
+  if (p.recent.size() > 20)
+    p.recent.pop_front();
+  if (metrics_.is_open()) {
+    writeMetrics(metrics_, rec, plan_.training().global_batch() * plan_.training().seq());
+    if (!metrics_) // a full disk: the record would be lost silently
+      return Status::error("--metrics " + o_.metricsPath + ": cannot write step " +
+                           std::to_string(s) + "'s line (disk full?)");
+  }
+  double elapsed = std::chrono::duration<double>(Clock::now() - p.started).count();
+  double eta = elapsed / double(s - done_) * double(last_ - s);
+  if (hf)
+    if (Status st = hf->logStep({s, rec.loss.loss, rec.gradNorm, rec.lr, elapsed, s - done_}); !st)
+      return st;
+  if (o_.progressBar || rec.skipped || s == last_ || s == done_ + 1 || s % o_.logInterval == 0)
+    report(log(), rec, last_, eta, o_.progressBar);
+  if (skippedInARow_ >= o_.maxSkippedSteps)
+    return Status::error(countOf(skippedInARow_, "step") + " in a row " +
+                         (skippedInARow_ == 1 ? "was" : "were") +
+                         " skipped (gradient norm not finite); stopping at step " +
+                         std::to_string(s));
+  return Status::ok();
+}
+
+Expected<TrainSummary> TrainingRun::run(StopSignals &signals, const ExitWatch &watch) {
+  signals_ = &signals;
+  Progress progress;
+  progress.started = Clock::now();
+  auto hf = openHfOutputs();
+  if (!hf)
+    return hf.status();
   const ExitOptions &exit = o_.exit;
   if ((exit.signalHandler || exit.durationMinutes > 0 || exit.interval > 0) &&
-      o_.saveDir.empty() && !hf)
+      o_.saveDir.empty() && !*hf)
     log() << "note: the run may end early (--exit-*), and nothing would be saved there: give "
              "--save DIR to continue it with --resume\n";
   ExitReason ended;
   int64_t s = done_ + 1;
   for (; s <= last_; ++s) {
-    signals_->stepStarted(s, last_);
+    signals.stepStarted(s, last_);
     auto rec = step(s);
     if (!rec)
       return rec.status();
-    summary.skipped += rec->skipped;
-    skipped_ += rec->skipped;
-    skippedInARow_ = rec->skipped ? skippedInARow_ + 1 : 0;
-    if (s == done_ + 1)
-      summary.firstLoss = rec->loss.loss;
-    summary.lastLoss = rec->loss.loss;
-    recent.push_back(rec->loss.loss);
-    if (recent.size() > 20)
-      recent.pop_front();
-    if (metrics_.is_open()) {
-      writeMetrics(metrics_, *rec, tokens);
-      if (!metrics_) // a full disk: the record would be lost silently
-        return Status::error("--metrics " + o_.metricsPath + ": cannot write step " +
-                             std::to_string(s) + "'s line (disk full?)");
-    }
-    double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-    double eta = elapsed / double(s - done_) * double(last_ - s);
-    if (hf)
-      if (Status st = hf->logStep({s, rec->loss.loss, rec->gradNorm, rec->lr, elapsed, s - done_});
-          !st)
-        return st;
-    if (o_.progressBar || rec->skipped || s == last_ || s == done_ + 1 ||
-        s % o_.logInterval == 0)
-      report(log(), *rec, last_, eta, o_.progressBar);
-    if (skippedInARow_ >= o_.maxSkippedSteps)
-      return Status::error(countOf(skippedInARow_, "step") + " in a row " +
-                           (skippedInARow_ == 1 ? "was" : "were") +
-                           " skipped (gradient norm not finite); stopping at step " +
-                           std::to_string(s));
+    if (Status st = recordStep(*rec, progress, *hf); !st)
+      return st;
     if (s < last_) {
       auto reason = watch.check(s, rank_->world());
       if (!reason)
         return reason.status();
       ended = *reason;
     }
-    if (Status st = saveCheckpoints(s, hf, bool(ended)); !st)
+    if (Status st = saveCheckpoints(s, *hf, bool(ended)); !st)
       return st;
     if (ended) {
       reportEarlyEnd(s, ended);
-      summary.endedEarly = ended.text;
+      progress.summary.endedEarly = ended.text;
       break;
     }
   }
+  TrainSummary &summary = progress.summary;
   summary.steps = std::min(s, last_) - done_;
-  for (double l : recent)
-    summary.meanLastLosses += l / double(recent.size());
-  if (Status st = finishRun(hf, ended); !st)
+  for (double l : progress.recent)
+    summary.meanLastLosses += l / double(progress.recent.size());
+  if (Status st = finishRun(*hf, ended); !st)
     return st;
   return summary;
 }
@@ -745,10 +771,13 @@ Status checkRun(const TrainOptions &options, int64_t ranks) {
 Expected<TrainSummary> train(const TrainOptions &options, std::ostream &log) {
   auto rank = comm::rankFromEnvironment();
   StopSignals signals(options.exit.signalHandler, !rank || rank->rank == 0);
-  TrainingRun run(options, log, &signals);
+  // The duration counts from here, setup included, as Megatron-LM's
+  // exit_duration_in_mins counts from pretrain()'s start.
+  ExitWatch watch(options.exit, signals);
+  TrainingRun run(options, log);
   if (Status s = run.prepare(); !s)
     return s;
-  return run.run();
+  return run.run(signals, watch);
 }
 
 } // namespace mt::exec

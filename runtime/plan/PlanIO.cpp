@@ -11,11 +11,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <utility>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <utility>
 
 namespace mt::plan {
 namespace {
@@ -399,8 +399,9 @@ Status validatePlan(const Plan &plan) {
     return Status::error("the position_ids binding (buffer " +
                          std::to_string(b.position_ids()) +
                          ") is not an i32 buffer of micro_batch x seq / cp elements");
-  // The batch the trainer writes: micro_batch x seq / cp values into each
-  // (a Training edited against its buffers would write past them).
+  // The batch the trainer writes: micro_batch x seq / cp values of 4 bytes
+  // into each (a Training edited against its buffers would write past
+  // them; every dtype's element takes at least 4 bytes, elementBytes).
   for (auto [id, name] : {std::pair{b.input_ids(), "input_ids"}, std::pair{b.labels(), "labels"},
                           std::pair{b.loss_mask(), "loss_mask"}})
     if (elementsOf(plan.buffers(int(id))) != plan.training().micro_batch() * rowTokens)

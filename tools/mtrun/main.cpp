@@ -159,9 +159,9 @@ void addControlOptions(CLI::App &app, CommandLine &c) {
   app.add_flag("--exit-signal-handler", o.exit.signalHandler,
                "SIGTERM, SIGINT or SIGHUP ends the run after the step it arrives in, every "
                "rank after the same step, saving --save's checkpoint (and --hf-output's "
-               "checkpoint-N) there to --resume; another signal, a second or more later, stops at "
-               "once (Megatron-LM's --exit-signal-handler). Without it a signal stops the run at once, naming the "
-               "newest checkpoint")
+               "checkpoint-N) there to --resume; another signal, a second or more later, "
+               "stops at once (Megatron-LM's --exit-signal-handler). Without it a signal "
+               "stops the run at once, naming the newest checkpoint")
       ->group("Ending early");
   app.add_option("--exit-duration-in-mins", o.exit.durationMinutes,
                  "end the run, saving as --exit-signal-handler does, after the first step "

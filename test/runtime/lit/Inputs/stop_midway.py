@@ -6,7 +6,8 @@ prints "exit N" (N: its status, 128 + the signal that killed it).
   stop_midway.py SIGNAL FILE LINES [--target PIDFILE] [--repeat] -- COMMAND...
 
 --repeat sends it again 50 ms later (unless the command has ended). Fails
-after 300 s without LINES lines."""
+after 300 s without LINES lines, or (killing it) when the command has not
+ended 240 s after the signal."""
 import os, signal, subprocess, sys, time
 
 args = sys.argv[1:]
@@ -37,5 +38,9 @@ if repeat:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
-status = proc.wait()
+try:
+    status = proc.wait(timeout=240)
+except subprocess.TimeoutExpired:  # a run that did not stop must not hang CI
+    proc.kill()
+    sys.exit(f"stop_midway: the command did not end within 240 s of {options[0]}")
 print("exit", 128 - status if status < 0 else status, flush=True)
