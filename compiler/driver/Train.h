@@ -80,6 +80,11 @@ struct PreparedData {
   int64_t samples = 0;
 };
 
+/// "; a relative path is read from the current directory, DIR" for a
+/// relative `path` (a YAML's paths are not read from the YAML's directory),
+/// else "": for errors about a path that is not there.
+std::string relativePathNote(const std::string &path);
+
 /// The request's key errors, added to `errors` (keys refused already are
 /// not judged again): dataset and template not given, a model without the
 /// tokenizer.json that stage sft needs; for stage pt, a dataset that names
