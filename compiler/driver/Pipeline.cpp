@@ -76,11 +76,12 @@ std::string phaseName(const Pass &pass) {
   return name.str();
 }
 
-/// An error about a command-line option, without a location: at the
-/// module's, the diagnostic would quote the model file's first line (the
-/// whole module header, HF config included).
-InFlightDiagnostic optionError(ModuleOp module) {
-  return emitError(UnknownLoc::get(module.getContext()));
+/// An error about a command-line option, printed as the driver's other
+/// errors are: no location (the module's would quote the model file's
+/// first line, its whole header; an unknown one prints "<unknown>:0:").
+LogicalResult optionError(const std::string &message) {
+  llvm::errs() << "error: " << message << "\n";
+  return failure();
 }
 
 /// Marks the parameters whose names match `pattern` frozen.
@@ -89,8 +90,8 @@ LogicalResult freezeParameters(ModuleOp module, const std::string &pattern) {
   try {
     regex = std::regex(pattern);
   } catch (const std::regex_error &e) {
-    return optionError(module) << "--freeze '" << pattern
-                              << "' is not a valid regular expression: " << e.what();
+    return optionError("--freeze '" + pattern +
+                       "' is not a valid regular expression: " + e.what());
   }
   int frozen = 0, all = 0;
   for (auto param : module.getOps<ParamOp>()) {
@@ -101,10 +102,10 @@ LogicalResult freezeParameters(ModuleOp module, const std::string &pattern) {
     }
   }
   if (frozen == 0)
-    return optionError(module) << "--freeze '" << pattern << "' matches no parameter of the model";
+    return optionError("--freeze '" + pattern + "' matches no parameter of the model");
   if (frozen == all)
-    return optionError(module) << "--freeze '" << pattern << "' matches every parameter of the "
-                               << "model (" << all << "): nothing would train; freeze fewer";
+    return optionError("--freeze '" + pattern + "' matches every parameter of the model (" +
+                       std::to_string(all) + "): nothing would train; freeze fewer");
   return success();
 }
 
@@ -134,7 +135,7 @@ std::unique_ptr<Pass> pipelineSplitPass(const ParallelConfig &parallel) {
 
 /// mt-fuse without the patterns `noFuse` names (null: all of them, or
 /// `all`); an unknown name is an error naming the valid ones.
-FailureOr<std::unique_ptr<Pass>> fusePass(ModuleOp module, const std::vector<std::string> &noFuse) {
+FailureOr<std::unique_ptr<Pass>> fusePass(const std::vector<std::string> &noFuse) {
   FuseOptions options;
   for (const std::string &name : noFuse) {
     if (name == "all")
@@ -152,9 +153,9 @@ FailureOr<std::unique_ptr<Pass>> fusePass(ModuleOp module, const std::vector<std
     else if (name == "swiglu-recompute")
       options.swigluRecompute = false;
     else
-      return optionError(module) << "--no-fuse '" << name
-                                 << "' is not a fusion: all, add-rmsnorm, add-rmsnorm-grad, "
-                                    "linear-fc1, linear-qkv, rotary-qkv or swiglu-recompute";
+      return optionError("--no-fuse '" + name +
+                         "' is not a fusion: all, add-rmsnorm, add-rmsnorm-grad, linear-fc1, "
+                         "linear-qkv, rotary-qkv or swiglu-recompute");
   }
   return createFuse(options);
 }
@@ -271,7 +272,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   if (std::unique_ptr<Pass> split = pipelineSplitPass(parallel))
     pipeline.push_back(std::move(split));
   // Last: the fused ops are neither differentiated, recomputed nor split.
-  FailureOr<std::unique_ptr<Pass>> fuse = fusePass(module, options.noFuse);
+  FailureOr<std::unique_ptr<Pass>> fuse = fusePass(options.noFuse);
   if (failed(fuse))
     return failure();
   if (*fuse)
@@ -297,7 +298,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   auto fb = module.lookupSymbol<func::FuncOp>("forward_backward");
   // (A second mt-fuse for the step without recompute; its names were checked above.)
   if (withoutRecompute &&
-      failed(measureRecompute(*withoutRecompute, fb, parallel, *fusePass(module, options.noFuse),
+      failed(measureRecompute(*withoutRecompute, fb, parallel, *fusePass(options.noFuse),
                               *recompute)))
     return failure();
   return plan;

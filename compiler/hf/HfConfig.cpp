@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -520,8 +521,17 @@ HfModelSpec readSpec(const Reader &r) {
     r.error("num_attention_heads (" + std::to_string(spec.numHeads) +
             ") must be divisible by num_key_value_heads (" +
             std::to_string(spec.numKvHeads) + ")");
+  // Rotary embedding turns pairs of a head's dimensions.
+  if (spec.headDim % 2 != 0)
+    r.error((r.has("head_dim") ? std::string("key 'head_dim'")
+                               : "head_dim (hidden_size / num_attention_heads)") +
+            " must be even (rotary position embedding rotates pairs of dimensions), got " +
+            std::to_string(spec.headDim));
   spec.maxPositionEmbeddings = r.integer("max_position_embeddings", f.maxPositions);
   spec.normEps = r.number("rms_norm_eps");
+  if (!(spec.normEps > 0) || !std::isfinite(spec.normEps))
+    r.error("key 'rms_norm_eps' must be a positive number (RMSNorm's epsilon, e.g. 1e-06), "
+            "got " + r.at("rms_norm_eps").dump());
   spec.initStd = r.number("initializer_range", 0.02);
   spec.tiedEmbeddings = r.boolean("tie_word_embeddings", false);
   readRope(r, f, spec);
