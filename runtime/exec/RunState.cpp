@@ -7,10 +7,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 namespace mt::exec {
 namespace {
@@ -49,12 +52,23 @@ struct FieldError {
   std::string message;
 };
 
-/// `object[key]` as T.
+/// `object[key]` as T. An integer field must hold an integer that T can
+/// represent (json's get would truncate 2.5 and wrap -5 into an unsigned).
 template <typename T>
 T field(const json &object, const std::string &key, const std::string &path) {
   auto it = object.find(key);
   if (it == object.end())
     throw FieldError{path + ": field '" + key + "' is missing"};
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    const bool fits = it->is_number_unsigned()
+                          ? it->get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
+                          : it->is_number_integer() && std::is_signed_v<T> &&
+                                it->get<int64_t>() >= int64_t(std::numeric_limits<T>::min());
+    if (!fits)
+      throw FieldError{path + ": field '" + key + "' must be " +
+                       (std::is_signed_v<T> ? "an integer" : "an integer >= 0") + ", got " +
+                       it->dump()};
+  }
   try {
     return it->get<T>();
   } catch (const json::exception &) {
@@ -95,6 +109,9 @@ Expected<RunState> parseRunState(const json &j, const std::string &path) try {
   s.settings.seed = field<uint64_t>(j, "seed", path);
   s.settings.eosId = optionalField<uint32_t>(j, "eos_id", path);
   s.settings.peakLr = optionalField<double>(j, "lr", path);
+  if (s.settings.peakLr && !(*s.settings.peakLr > 0 && std::isfinite(*s.settings.peakLr)))
+    throw FieldError{path + ": field 'lr' must be a learning rate > 0 or null, got " +
+                     j["lr"].dump()};
   json run = field<json>(j, "run", path);
   if (!run.is_object())
     throw FieldError{path + ": field 'run' is not an object"};

@@ -16,7 +16,8 @@ namespace mt::io {
 /// mapped).
 class MappedFile {
 public:
-  /// Errors: "PATH: cannot open KIND: <strerror>", "PATH: cannot stat: ...",
+  /// Errors: "PATH: cannot open KIND: <strerror>", "PATH: a directory, not a
+  /// KIND", "PATH: cannot stat: ...",
   /// "PATH: cannot mmap: ...", with `kind` e.g. "token file".
   static Expected<MappedFile> open(const std::string &path, const std::string &kind);
 

@@ -472,6 +472,10 @@ Expected<Plan> readPlanDirectory(const std::string &dir) {
   if (!in)
     return Status::error(path + ": missing; write the plan with `mtc compile ... -o " +
                          dir + "`");
+  // An empty message parses as a plan of version 0: say what it is.
+  if (std::filesystem::is_empty(path))
+    return Status::error(path + ": empty, not a plan (truncated?); write the plan with `mtc "
+                         "compile ... -o " + dir + "`");
   Plan plan;
   if (!plan.ParseFromIstream(&in))
     return Status::error(path + ": not a valid plan (truncated or corrupt)");

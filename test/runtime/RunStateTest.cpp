@@ -149,7 +149,17 @@ TEST_F(RunStateFile, NamesWhatIsWrong) {
   std::string path = (dir_ / "trainer.json").string();
   EXPECT_EQ(errorOf(path), path + ": missing (not a checkpoint written by mtrun --save)");
   EXPECT_EQ(errorOf(writeEdited("\"step\": 3", "\"step\": \"3\"")),
-            path + ": field 'step' has the wrong type (\"3\")");
+            path + ": field 'step' must be an integer, got \"3\"");
+  // Integers stay integers: json would truncate 3.5 and wrap -7 into the
+  // unsigned seed.
+  EXPECT_EQ(errorOf(writeEdited("\"step\": 3", "\"step\": 3.5")),
+            path + ": field 'step' must be an integer, got 3.5");
+  EXPECT_EQ(errorOf(writeEdited("\"seed\": 7", "\"seed\": -7")),
+            path + ": field 'seed' must be an integer >= 0, got -7");
+  EXPECT_EQ(errorOf(writeEdited("\"eos_id\": 5", "\"eos_id\": 4294967296")),
+            path + ": field 'eos_id' must be an integer >= 0, got 4294967296");
+  EXPECT_EQ(errorOf(writeEdited("\"lr\": 0.002", "\"lr\": -0.002")),
+            path + ": field 'lr' must be a learning rate > 0 or null, got -0.002");
   EXPECT_EQ(errorOf(writeEdited("\"seed\": 7,", "")), path + ": field 'seed' is missing");
   EXPECT_EQ(errorOf(writeEdited("\"format\": 3", "\"format\": 4")),
             path + ": format 4 is not supported (this mtrun reads formats 2 and 3)");

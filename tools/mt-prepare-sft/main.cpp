@@ -101,7 +101,8 @@ int main(int argc, char **argv) {
       ->default_val(true);
   app.add_option("--seed", o.seed,
                  "seed of num_samples draws (mtrun --seed shuffles the rows each epoch)")
-      ->default_val(42);
+      ->default_val(42)
+      ->check(mt::tools::nonNegative);
   app.add_option("--tokenizer", tokenizer,
                  "a model directory holding tokenizer.json and tokenizer_config.json (the "
                  "model's own tokenizer), or 'byte': a byte-level stand-in with the template "

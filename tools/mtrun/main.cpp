@@ -70,7 +70,8 @@ void addRunOptions(CLI::App &app, CommandLine &c) {
   app.add_option("--steps", o.steps,
                  "the optimizer step the run ends after, counted from the start of "
                  "training: a resumed run continues to it (default: the plan's train_steps)");
-  app.add_option("--seed", o.seed, "seed of the weights and of the data order (default 1234)");
+  app.add_option("--seed", o.seed, "seed of the weights and of the data order (default 1234)")
+      ->check(mt::tools::nonNegative);
   app.add_option("--lr", o.lr, "peak learning rate (overrides the plan's)");
   app.add_option("--eos-id", c.eos, "end-of-document token: no loss across documents")
       ->check(CLI::Range(int64_t(0), int64_t(UINT32_MAX)));
