@@ -173,10 +173,13 @@ Expected<Example> convertAlpaca(const DatasetAttr &a, const json &s, const std::
 }
 
 Expected<Example> convertSharegpt(const DatasetAttr &a, const json &s, const std::string &where) {
-  if (!s.contains(a.messages) || !s[a.messages].is_array())
-    return Status::error(where + ": missing column '" + a.messages +
-                         "' (a list of {\"" + a.roleTag + "\": ..., \"" + a.contentTag +
-                         "\": ...} messages)");
+  const std::string listOf = "a list of {\"" + a.roleTag + "\": ..., \"" + a.contentTag +
+                             "\": ...} messages";
+  if (!s.contains(a.messages) || s[a.messages].is_null())
+    return Status::error(where + ": missing column '" + a.messages + "' (" + listOf + ")");
+  if (!s[a.messages].is_array())
+    return Status::error(where + ": column '" + a.messages + "' must be " + listOf + ", got " +
+                         s[a.messages].dump().substr(0, 80));
   Example e;
   e.where = where;
   const json &list = s[a.messages];
@@ -184,7 +187,7 @@ Expected<Example> convertSharegpt(const DatasetAttr &a, const json &s, const std
   auto field = [&](const json &m, const std::string &tag, size_t i) -> Expected<std::string> {
     if (!m.is_object() || !m.contains(tag) || !m[tag].is_string())
       return Status::error(where + ": message " + std::to_string(i) + " needs a string \"" + tag +
-                           "\"");
+                           "\", got " + m.dump().substr(0, 80));
     return m[tag].get<std::string>();
   };
   if (!list.empty() && list[0].is_object() && list[0].value(a.roleTag, json()) == json(a.systemTag)) {

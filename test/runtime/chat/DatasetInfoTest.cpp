@@ -120,6 +120,24 @@ TEST_F(DatasetInfo, MissingColumnNamesSample) {
   EXPECT_HAS(m, path("a.json") + " sample 2: missing column 'output' (a string)");
 }
 
+// A sharegpt sample whose conversation is not a list, or a message whose
+// content is not a string: the error shows what the sample holds.
+TEST_F(DatasetInfo, SharegptWrongTypesShowTheValue) {
+  write("dataset_info.json", R"({"s": {"file_name": "s.jsonl", "formatting": "sharegpt"},
+      "t": {"file_name": "t.jsonl", "formatting": "sharegpt"},
+      "u": {"file_name": "u.jsonl", "formatting": "sharegpt"}})");
+  write("s.jsonl", "{\"conversations\": \"hello there\"}\n");
+  write("t.jsonl", "{\"conversations\": [{\"from\": \"human\", \"value\": 5}, "
+                   "{\"from\": \"gpt\", \"value\": \"b\"}]}\n");
+  write("u.jsonl", "{\"messages\": []}\n");
+  EXPECT_HAS(error("s"), ":1: column 'conversations' must be a list of {\"from\": ..., "
+                         "\"value\": ...} messages, got \"hello there\"");
+  EXPECT_HAS(error("t"), ":1: message 0 needs a string \"value\", got "
+                         "{\"from\":\"human\",\"value\":5}");
+  EXPECT_HAS(error("u"), ":1: missing column 'conversations' (a list of {\"from\": ..., "
+                         "\"value\": ...} messages)");
+}
+
 TEST_F(DatasetInfo, RoleOutOfOrderNamesLineAndTags) {
   write("dataset_info.json", R"({"s": {"file_name": "s.jsonl", "formatting": "sharegpt"}})");
   write("s.jsonl", "{\"conversations\": [{\"from\": \"human\", \"value\": \"a\"}, "
