@@ -581,6 +581,15 @@ Status ParallelConfig::resolve(const ModelDims &model) {
                 "; the nearest valid: ", below ? std::to_string(below) + " and " : "",
                 below + step);
   }
+  // The plan lists each micro-batch's programs in the schedule (about 90
+  // bytes each): a typo of a few digits must not exhaust the memory.
+  constexpr int64_t kMaxMicroBatches = int64_t(1) << 20;
+  if (numMicroBatches() > kMaxMicroBatches)
+    return fail("the number of micro-batches per step (", numMicroBatches(),
+                " = global_batch_size ", globalBatch, " / (micro_batch_size ", microBatch,
+                " x dp ", dp, ")) must be at most ", kMaxMicroBatches,
+                ": the plan schedules each one; lower global_batch_size or raise "
+                "micro_batch_size");
   if (vpp != 0 && numMicroBatches() % pp != 0)
     return fail("with virtual pipeline stages, the number of micro-batches (",
                 numMicroBatches(), " = global_batch_size ", globalBatch,

@@ -8,6 +8,8 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -151,6 +153,39 @@ inline bool explainUnknownCommand(CLI::App &app, int argc, char **argv) {
   return true;
 }
 
+/// CLI11 saturates an integer past its type's range (99999999999999999999
+/// becomes INT64_MAX): such a value of any parsed INT or UINT option of
+/// `app` or its chosen subcommands, as an error naming the option; "" for none.
+inline std::string integerOutOfRange(CLI::App &app) {
+  for (const CLI::Option *option : app.get_options()) {
+    const std::string type = option->get_type_name();
+    const bool isUnsigned = type.rfind("UINT", 0) == 0;
+    if (!isUnsigned && type.rfind("INT", 0) != 0)
+      continue;
+    for (const std::string &text : option->results()) {
+      const size_t sign = !text.empty() && (text[0] == '-' || text[0] == '+');
+      if (text.size() == sign || text.find_first_not_of("0123456789", sign) != std::string::npos)
+        continue; // a word CLI11 converted otherwise (or refused)
+      const char *first = text.data() + (text[0] == '+'), *last = text.data() + text.size();
+      int64_t i = 0;
+      uint64_t u = 0;
+      const bool over = isUnsigned && text[0] != '-'
+                            ? std::from_chars(first, last, u).ec == std::errc::result_out_of_range
+                            : std::from_chars(first, last, i).ec == std::errc::result_out_of_range;
+      if (over)
+        return option->get_name() + ": " + text + " is out of range (" +
+               (text[0] == '-'  ? "at least " + std::to_string(INT64_MIN)
+                : isUnsigned    ? "at most " + std::to_string(UINT64_MAX)
+                                : "at most " + std::to_string(INT64_MAX)) +
+               ")";
+    }
+  }
+  for (CLI::App *sub : app.get_subcommands())
+    if (std::string error = integerOutOfRange(*sub); !error.empty())
+      return error;
+  return "";
+}
+
 } // namespace detail
 
 /// Parses the command line. Returns the exit code when the tool should stop
@@ -163,6 +198,11 @@ inline std::optional<int> parseCommandLine(CLI::App &app, int argc, char **argv,
                                            const WordExplainer &explainWord = {}) {
   try {
     app.parse(argc, argv);
+    if (std::string error = detail::integerOutOfRange(app); !error.empty()) {
+      std::cerr << "error: " << error << "\nRun `" << detail::helpCommand(app)
+                << "` for the options.\n";
+      return int(CLI::ExitCodes::ValidationError);
+    }
     return std::nullopt;
   } catch (const CLI::ParseError &e) {
     bool failed = e.get_exit_code() != 0;
