@@ -1,4 +1,5 @@
-// runChild: fork and exec with the parent's stop signals forwarded.
+// runChild: fork and exec with the parent's stop signals forwarded, and
+// Ctrl-Z suspending the child with it.
 #include "compiler/driver/ChildProcess.h"
 
 #include "runtime/support/StopSignals.h"
@@ -25,33 +26,63 @@ static_assert(std::atomic<int>::is_always_lock_free);
 
 extern "C" void recordStopSignal(int signal) { gStopSignal.store(signal); }
 
+// SIGTSTP (Ctrl-Z) while runChild waits: the terminal stops this process's
+// group, which the child left.
+std::atomic<bool> gSuspend{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+extern "C" void recordSuspend(int) { gSuspend.store(true); }
+
+/// The stop signals and SIGTSTP.
 sigset_t stopSignalSet() {
   sigset_t set;
   sigemptyset(&set);
   for (int signal : kStopSignals)
     sigaddset(&set, signal);
+  sigaddset(&set, SIGTSTP);
   return set;
 }
 
-/// Records the stop signals while it lives (one ignored at the start stays
-/// ignored, here and, through exec, in the child), then restores the old
-/// handlers.
+/// Records the stop signals and SIGTSTP while it lives (one ignored at the
+/// start stays ignored, here and, through exec, in the child), then
+/// restores the old handlers.
 class StopSignals {
 public:
   StopSignals() {
     gStopSignal.store(0);
+    gSuspend.store(false);
     installStopHandlers(recordStopSignal, 0, old_);
+    ::sigaction(SIGTSTP, nullptr, &oldSuspend_);
+    if (oldSuspend_.sa_handler != SIG_IGN) {
+      struct sigaction suspend {};
+      suspend.sa_handler = recordSuspend;
+      sigemptyset(&suspend.sa_mask);
+      ::sigaction(SIGTSTP, &suspend, nullptr);
+    }
   }
   ~StopSignals() { restore(); }
-  void restore() const { restoreStopHandlers(old_); }
+  void restore() const {
+    restoreStopHandlers(old_);
+    ::sigaction(SIGTSTP, &oldSuspend_, nullptr);
+  }
 
 private:
   std::array<struct sigaction, 3> old_{};
+  struct sigaction oldSuspend_ {};
 };
+
+/// Ctrl-Z as a shell's job control means it: the child's process group
+/// (mtrun and its ranks) stops with this process, and both go on at SIGCONT
+/// (fg, bg).
+void suspendWithChild(pid_t child) {
+  ::kill(-child, SIGSTOP);
+  ::raise(SIGSTOP); // returns once this process is continued
+  ::kill(-child, SIGCONT);
+}
 
 /// The child's side of fork: a process group of its own (a signal sent to
 /// this process's group reaches it once, through this process), the
-/// parent's handlers and signal mask back, the stop signals unblocked,
+/// parent's handlers and signal mask back, the stop signals and SIGTSTP unblocked,
 /// SIGTERM should the parent die, stdout to `out`, then the program. Only
 /// async-signal-safe calls.
 [[noreturn]] void execChild(const StopSignals &stopSignals, const sigset_t &mask, pid_t parent,
@@ -61,6 +92,7 @@ private:
   sigset_t childMask = mask;
   for (int signal : kStopSignals)
     sigdelset(&childMask, signal);
+  sigdelset(&childMask, SIGTSTP);
   ::sigprocmask(SIG_SETMASK, &childMask, nullptr);
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != parent) // the parent died before prctl
@@ -117,6 +149,8 @@ Expected<int> runChild(const std::vector<std::string> &argv, const std::string &
     }
     if (done == pid)
       break;
+    if (gSuspend.exchange(false))
+      suspendWithChild(pid);
     if (done < 0 && errno != EINTR)
       return Status::error("waiting for " + argv[0] + ": " + std::strerror(errno));
     ::usleep(20'000);

@@ -16,7 +16,9 @@ namespace mt {
 /// process while it waits are forwarded to it, once each (one ignored when
 /// runChild starts stays ignored, in the child too), and the child gets
 /// SIGTERM should this process die first (Linux's PR_SET_PDEATHSIG), so that
-/// stopping mtc train stops what it started. Returns the child's exit code,
+/// stopping mtc train stops what it started. SIGTSTP (Ctrl-Z, which the
+/// terminal sends to this process's group only) stops the child's group and
+/// then this process, and both go on at SIGCONT. Returns the child's exit code,
 /// or 128 + the signal that ended it, or 128 + a stop signal this process
 /// got while waiting even where the child then exited 0 (the stop stands)
 /// unless `childHandlesStop` (mtrun --exit-signal-handler, whose exit 0

@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <iterator>
 #include <thread>
 
 #include <pthread.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace mt {
@@ -111,6 +113,58 @@ TEST(ChildProcess, AnIgnoredSignalStaysIgnored) {
   ::sigaction(SIGINT, &old, nullptr);
   ASSERT_TRUE(code) << code.message();
   EXPECT_EQ(*code, 0);
+}
+
+/// The one-letter state of process `pid` (R, S, T, ...) from /proc, or '?'.
+char processState(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const size_t close = text.rfind(')'); // the name may hold spaces
+  return close == std::string::npos || close + 2 >= text.size() ? '?' : text[close + 2];
+}
+
+// Ctrl-Z: SIGTSTP to this process (the terminal's foreground group, which
+// the child left) stops the child's group and this process; at SIGCONT both
+// go on and the child ends as it would have. This process cannot wake
+// itself: a forked watcher waits until it is stopped, records the state of
+// the child (whose pid the child wrote), and sends SIGCONT.
+TEST(ChildProcess, CtrlZSuspendsTheChildWithThisProcess) {
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("mt-child-tstp-" + std::to_string(::getpid())))
+                              .string();
+  std::filesystem::create_directories(dir);
+  const std::string childPid = dir + "/child.pid", seen = dir + "/seen";
+  const pid_t self = ::getpid();
+  const pid_t watcher = ::fork();
+  ASSERT_GE(watcher, 0);
+  if (watcher == 0) {
+    // Up to 60 s for both to be stopped (a loaded machine), then SIGCONT.
+    char state = '?';
+    for (int i = 0; i < 1200; ++i) {
+      ::usleep(50'000);
+      std::ifstream in(childPid);
+      pid_t child = 0;
+      if (processState(self) == 'T' && (in >> child) && child > 0) {
+        state = processState(child);
+        if (state == 'T')
+          break;
+      }
+    }
+    std::ofstream(seen) << state;
+    ::kill(self, SIGCONT);
+    ::_exit(0);
+  }
+  auto code = runChild({"/bin/sh", "-c",
+                        "echo $$ > " + childPid + "; kill -TSTP $PPID; sleep 0.3; exit 7"});
+  int status = 0;
+  ::waitpid(watcher, &status, 0);
+  std::ifstream in(seen);
+  char state = '?';
+  in >> state;
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(code) << code.message();
+  EXPECT_EQ(*code, 7); // a suspension is no stop
+  EXPECT_EQ(state, 'T') << "the child was not stopped with this process";
 }
 
 } // namespace
