@@ -52,13 +52,7 @@ public:
     gStopSignal.store(0);
     gSuspend.store(false);
     installStopHandlers(recordStopSignal, 0, old_);
-    ::sigaction(SIGTSTP, nullptr, &oldSuspend_);
-    if (oldSuspend_.sa_handler != SIG_IGN) {
-      struct sigaction suspend {};
-      suspend.sa_handler = recordSuspend;
-      sigemptyset(&suspend.sa_mask);
-      ::sigaction(SIGTSTP, &suspend, nullptr);
-    }
+    installSuspendHandler(recordSuspend, oldSuspend_);
   }
   ~StopSignals() { restore(); }
   void restore() const {
@@ -71,14 +65,6 @@ private:
   struct sigaction oldSuspend_ {};
 };
 
-/// Ctrl-Z as a shell's job control means it: the child's process group
-/// (mtrun and its ranks) stops with this process, and both go on at SIGCONT
-/// (fg, bg).
-void suspendWithChild(pid_t child) {
-  ::kill(-child, SIGSTOP);
-  ::raise(SIGSTOP); // returns once this process is continued
-  ::kill(-child, SIGCONT);
-}
 
 /// The child's side of fork: a process group of its own (a signal sent to
 /// this process's group reaches it once, through this process), the
@@ -149,8 +135,10 @@ Expected<int> runChild(const std::vector<std::string> &argv, const std::string &
     }
     if (done == pid)
       break;
+    // Ctrl-Z as job control means it: mtrun stops with this process (its
+    // launcher passes SIGTSTP on to the ranks), and both go on at SIGCONT.
     if (gSuspend.exchange(false))
-      suspendWithChild(pid);
+      suspendWith(std::array<pid_t, 1>{pid}, SIGTSTP);
     if (done < 0 && errno != EINTR)
       return Status::error("waiting for " + argv[0] + ": " + std::strerror(errno));
     ::usleep(20'000);

@@ -37,19 +37,30 @@ volatile std::sig_atomic_t gForwardSignal = 0;
 
 extern "C" void recordSignal(int signal) { gForwardSignal = signal; }
 
+// SIGTSTP (Ctrl-Z, or mtc train's suspension) while the ranks run.
+volatile std::sig_atomic_t gSuspend = 0;
+
+extern "C" void recordSuspend(int) { gSuspend = 1; }
+
 // Installs the forwarding handlers for SIGINT, SIGTERM and SIGHUP (a closed
-// terminal, or mtc train's forwarding), restores the previous ones at the
-// end; one ignored at the start (nohup) stays ignored.
+// terminal, or mtc train's forwarding) and SIGTSTP's, restores the previous
+// ones at the end; one ignored at the start (nohup) stays ignored.
 class SignalForwarding {
 public:
   SignalForwarding() {
     gForwardSignal = 0;
+    gSuspend = 0;
     installStopHandlers(recordSignal, 0, old_);
+    installSuspendHandler(recordSuspend, oldSuspend_);
   }
-  ~SignalForwarding() { restoreStopHandlers(old_); }
+  ~SignalForwarding() {
+    restoreStopHandlers(old_);
+    sigaction(SIGTSTP, &oldSuspend_, nullptr);
+  }
 
 private:
   std::array<struct sigaction, 3> old_{};
+  struct sigaction oldSuspend_ {};
 };
 
 // The rendezvous directory, removed with everything the ranks put there.
@@ -180,6 +191,10 @@ public:
 
   int run() {
     while (reap()) {
+      if (gSuspend) { // the ranks (groups of their own) stop with the launcher
+        gSuspend = 0;
+        suspendWith(pids_, SIGSTOP);
+      }
       if (int signal = gForwardSignal) {
         gForwardSignal = 0;
         // A copy of a graceful stop (the group's and a forwarder's) is not

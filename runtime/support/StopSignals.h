@@ -10,6 +10,8 @@
 #include <csignal>
 #include <string>
 
+#include <sys/types.h>
+
 namespace mt {
 
 inline constexpr std::array<int, 3> kStopSignals = {SIGINT, SIGTERM, SIGHUP};
@@ -60,6 +62,34 @@ inline const char *stopSignalName(int signal) {
 inline std::string signalText(int signal) {
   const char *name = stopSignalName(signal);
   return name ? name : "signal " + std::to_string(signal);
+}
+
+/// Ctrl-Z for a process that waits on children in process groups of their
+/// own (the terminal's SIGTSTP reaches only the waiter's group): installs
+/// `handler` for SIGTSTP unless it is ignored now, saving the old action in
+/// `old` (restore it with sigaction). Async-signal-safe calls only.
+inline void installSuspendHandler(void (*handler)(int), struct sigaction &old) {
+  sigaction(SIGTSTP, nullptr, &old);
+  if (old.sa_handler == SIG_IGN)
+    return;
+  struct sigaction action {};
+  action.sa_handler = handler;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTSTP, &action, nullptr);
+}
+
+/// Suspends the process groups led by `leaders` (sending them `signal`:
+/// SIGTSTP where a leader passes it on to groups of its own, else SIGSTOP)
+/// and then this process; once this process is continued (fg, bg), sends
+/// them SIGCONT. Leaders <= 0 are skipped.
+template <typename Pids> void suspendWith(const Pids &leaders, int signal) {
+  for (pid_t pid : leaders)
+    if (pid > 0)
+      kill(-pid, signal);
+  raise(SIGSTOP); // returns once this process is continued
+  for (pid_t pid : leaders)
+    if (pid > 0)
+      kill(-pid, SIGCONT);
 }
 
 } // namespace mt
