@@ -574,6 +574,16 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   // (with ep too: the ranks of an ep group read different data).
   if (globalBatch == 0)
     globalBatch = microBatch * dp;
+  // The plan lists each micro-batch's programs in the schedule (about 90
+  // bytes each, times the virtual stages): a typo of a few digits must not
+  // exhaust the memory. Checked first: the nearest valid batch below could
+  // overflow.
+  constexpr int64_t kMaxMicroBatches = int64_t(1) << 17;
+  if (globalBatch / (microBatch * dp) > kMaxMicroBatches)
+    return fail("the number of micro-batches per step (global_batch_size ", globalBatch,
+                " / (micro_batch_size ", microBatch, " x dp ", dp, ")) must be at most ",
+                kMaxMicroBatches, ": the plan schedules each one; lower global_batch_size, or "
+                "raise micro_batch_size or dp");
   if (globalBatch % (microBatch * dp) != 0) {
     const int64_t step = microBatch * dp, below = globalBatch / step * step;
     return fail("global_batch_size (", globalBatch, ") must be divisible by "
@@ -581,15 +591,6 @@ Status ParallelConfig::resolve(const ModelDims &model) {
                 "; the nearest valid: ", below ? std::to_string(below) + " and " : "",
                 below + step);
   }
-  // The plan lists each micro-batch's programs in the schedule (about 90
-  // bytes each): a typo of a few digits must not exhaust the memory.
-  constexpr int64_t kMaxMicroBatches = int64_t(1) << 20;
-  if (numMicroBatches() > kMaxMicroBatches)
-    return fail("the number of micro-batches per step (", numMicroBatches(),
-                " = global_batch_size ", globalBatch, " / (micro_batch_size ", microBatch,
-                " x dp ", dp, ")) must be at most ", kMaxMicroBatches,
-                ": the plan schedules each one; lower global_batch_size or raise "
-                "micro_batch_size");
   if (vpp != 0 && numMicroBatches() % pp != 0)
     return fail("with virtual pipeline stages, the number of micro-batches (",
                 numMicroBatches(), " = global_batch_size ", globalBatch,

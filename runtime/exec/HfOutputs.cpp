@@ -137,7 +137,7 @@ Expected<HfRunOutputs> HfRunOutputs::open(const HfOutputOptions &options,
   if (!resumeDir.empty()) {
     // checkpoint-N/mtc-state: the log so far is in checkpoint-N/trainer_state.json.
     fs::path state = fs::path(resumeDir).parent_path() / "trainer_state.json";
-    if (std::ifstream in(state); in) {
+    if (std::ifstream in(state); in && !fs::is_directory(state)) {
       try {
         const json saved = json::parse(in); // kept alive: the loop reads into it
         for (const json &e : saved.at("log_history"))

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -65,9 +66,9 @@ T field(const json &object, const std::string &key, const std::string &path) {
                           : it->is_number_integer() && std::is_signed_v<T> &&
                                 it->get<int64_t>() >= int64_t(std::numeric_limits<T>::min());
     if (!fits)
-      throw FieldError{path + ": field '" + key + "' must be " +
-                       (std::is_signed_v<T> ? "an integer" : "an integer >= 0") + ", got " +
-                       it->dump()};
+      throw FieldError{path + ": field '" + key + "' must be an integer from " +
+                       std::to_string(std::numeric_limits<T>::min()) + " to " +
+                       std::to_string(std::numeric_limits<T>::max()) + ", got " + it->dump()};
   }
   try {
     return it->get<T>();
@@ -170,8 +171,9 @@ RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t da
 
 std::string loadedConfigNote(const plan::Plan &plan, const std::string &dir) {
   const std::string path = dir + "/config.json";
+  std::error_code ec;
   std::ifstream in(path);
-  if (!in)
+  if (!in || std::filesystem::is_directory(path, ec))
     return path + " is missing: the weights fit the plan's shapes, and nothing else of their "
                   "model could be compared with the plan's";
   json loaded = json::parse(in, nullptr, false);
@@ -233,6 +235,9 @@ Status writeRunState(const std::string &path, const RunState &state) {
 }
 
 Expected<RunState> readRunState(const std::string &path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) // reading it would throw
+    return Status::error(path + ": a directory, not a checkpoint's trainer.json");
   std::ifstream in(path);
   if (!in)
     return Status::error(path + ": missing (not a checkpoint written by mtrun --save)");

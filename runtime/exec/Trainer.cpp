@@ -285,7 +285,7 @@ Status TrainingRun::prepare() {
 }
 
 Status TrainingRun::chooseSettings(std::optional<RunState> &checkpoint) {
-  if (o_.lr && !(*o_.lr > 0))
+  if (o_.lr && !(*o_.lr > 0 && std::isfinite(*o_.lr)))
     return Status::error("--lr must be > 0, got " + std::to_string(*o_.lr));
   if (o_.steps && *o_.steps < 1)
     return Status::error("--steps must be >= 1, got " + std::to_string(*o_.steps));

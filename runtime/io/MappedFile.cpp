@@ -27,9 +27,10 @@ Expected<MappedFile> MappedFile::open(const std::string &path, const std::string
     ::close(fd);
     return s;
   }
-  if (S_ISDIR(st.st_mode)) {
+  if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return Status::error(path + ": a directory, not a " + kind);
+    return Status::error(path + ": " + (S_ISDIR(st.st_mode) ? "a directory" : "a device or pipe") +
+                         ", not a " + kind);
   }
   MappedFile file;
   file.size_ = uint64_t(st.st_size);

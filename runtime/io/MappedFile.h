@@ -17,7 +17,7 @@ namespace mt::io {
 class MappedFile {
 public:
   /// Errors: "PATH: cannot open KIND: <strerror>", "PATH: a directory, not a
-  /// KIND", "PATH: cannot stat: ...",
+  /// KIND" (or "a device or pipe, not a KIND"), "PATH: cannot stat: ...",
   /// "PATH: cannot mmap: ...", with `kind` e.g. "token file".
   static Expected<MappedFile> open(const std::string &path, const std::string &kind);
 

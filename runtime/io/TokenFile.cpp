@@ -212,12 +212,6 @@ Status checkTokenIds(const TokenFile &file, uint64_t modelVocab) {
           std::to_string(i) + " is >= the model's vocab size " +
           std::to_string(modelVocab) +
           (mismatch.empty() ? std::string() : " (" + mismatch + ")"));
-    if (id >= file.vocabSize())
-      return Status::error(file.path() + ": token " + std::to_string(id) + " at position " +
-                           std::to_string(i) + " is >= the file's own vocab size " +
-                           std::to_string(file.vocabSize()) +
-                           " (its header; the file is corrupt or was not written by "
-                           "mt-tokenize)");
   }
   if (!mismatch.empty())
     return Status::error(file.path() + ": " + mismatch +

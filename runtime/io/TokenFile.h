@@ -88,10 +88,9 @@ Status writeTokenFile(const std::string &path, std::span<const uint32_t> tokens,
                       uint64_t vocabSize);
 
 /// Checks that `file` can feed a model whose embedding has `modelVocab` rows:
-/// reports the first id >= modelVocab or >= the file's own vocab size (a
-/// corrupt header or body) with its position and value, and a file whose
-/// tokenizer vocab is larger than the model's (a mismatched tokenizer, even
-/// if no id happens to be out of range yet).
+/// reports the first id >= modelVocab with its position and value, and a
+/// file whose tokenizer vocab is larger than the model's (a mismatched
+/// tokenizer, even if no id happens to be out of range yet).
 Status checkTokenIds(const TokenFile &file, uint64_t modelVocab);
 
 /// A fingerprint of `file`'s content that costs the same for any size: FNV-1a

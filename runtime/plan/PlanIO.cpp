@@ -468,12 +468,16 @@ Expected<Plan> readPlanDirectory(const std::string &dir) {
     return Status::error(dir + ": a file, not a plan directory; a plan is the directory that "
                          "`mtc compile " + (dir.ends_with(".mlir") ? dir : "MODEL.mlir") +
                          " -o PLAN_DIR` writes");
+  std::error_code ec;
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return Status::error(path + ": missing; write the plan with `mtc compile ... -o " +
                          dir + "`");
+  if (!std::filesystem::is_regular_file(path, ec))
+    return Status::error(path + ": not a file; write the plan with `mtc compile ... -o " +
+                         dir + "`");
   // An empty message parses as a plan of version 0: say what it is.
-  if (std::filesystem::is_empty(path))
+  if (std::filesystem::file_size(path, ec) == 0)
     return Status::error(path + ": empty, not a plan (truncated?); write the plan with `mtc "
                          "compile ... -o " + dir + "`");
   Plan plan;

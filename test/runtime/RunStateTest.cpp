@@ -149,15 +149,21 @@ TEST_F(RunStateFile, NamesWhatIsWrong) {
   std::string path = (dir_ / "trainer.json").string();
   EXPECT_EQ(errorOf(path), path + ": missing (not a checkpoint written by mtrun --save)");
   EXPECT_EQ(errorOf(writeEdited("\"step\": 3", "\"step\": \"3\"")),
-            path + ": field 'step' must be an integer, got \"3\"");
+            path + ": field 'step' must be an integer from -9223372036854775808 to "
+                   "9223372036854775807, got \"3\"");
   // Integers stay integers: json would truncate 3.5 and wrap -7 into the
   // unsigned seed.
   EXPECT_EQ(errorOf(writeEdited("\"step\": 3", "\"step\": 3.5")),
-            path + ": field 'step' must be an integer, got 3.5");
+            path + ": field 'step' must be an integer from -9223372036854775808 to "
+                   "9223372036854775807, got 3.5");
   EXPECT_EQ(errorOf(writeEdited("\"seed\": 7", "\"seed\": -7")),
-            path + ": field 'seed' must be an integer >= 0, got -7");
+            path + ": field 'seed' must be an integer from 0 to 18446744073709551615, got -7");
   EXPECT_EQ(errorOf(writeEdited("\"eos_id\": 5", "\"eos_id\": 4294967296")),
-            path + ": field 'eos_id' must be an integer >= 0, got 4294967296");
+            path + ": field 'eos_id' must be an integer from 0 to 4294967295, got 4294967296");
+  // A directory where the file should be (reading it threw).
+  std::filesystem::create_directories(dir_ / "dir" / "trainer.json");
+  const std::string inDir = (dir_ / "dir" / "trainer.json").string();
+  EXPECT_EQ(errorOf(inDir), inDir + ": a directory, not a checkpoint's trainer.json");
   EXPECT_EQ(errorOf(writeEdited("\"lr\": 0.002", "\"lr\": -0.002")),
             path + ": field 'lr' must be a learning rate > 0 or null, got -0.002");
   EXPECT_EQ(errorOf(writeEdited("\"seed\": 7,", "")), path + ": field 'seed' is missing");

@@ -283,12 +283,6 @@ TEST_F(TokenFileTest, CheckTokenIdsScansPastAnUnderstatedHeader) {
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find("token 300 at position 1"), std::string::npos)
       << s.message();
-  // Within a larger model's vocab, the id still contradicts the header.
-  s = checkTokenIds(*f, 1024);
-  ASSERT_FALSE(s);
-  EXPECT_NE(s.message().find("token 300 at position 1 is >= the file's own vocab size 256"),
-            std::string::npos)
-      << s.message();
 }
 
 TEST_F(TokenFileTest, FingerprintHashesHeaderAndSampledTokens) {

@@ -8,8 +8,10 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
-#include <charconv>
+#include <cerrno>
+#include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -153,9 +155,11 @@ inline bool explainUnknownCommand(CLI::App &app, int argc, char **argv) {
   return true;
 }
 
-/// CLI11 saturates an integer past its type's range (99999999999999999999
-/// becomes INT64_MAX): such a value of any parsed INT or UINT option of
-/// `app` or its chosen subcommands, as an error naming the option; "" for none.
+/// CLI11 reads integers as strtoll/strtoull do (base 0: hex and octal too)
+/// and saturates one past its type's range (99999999999999999999 becomes
+/// INT64_MAX), and an unsigned one wraps a minus sign (-1 becomes
+/// UINT64_MAX): such a value of a parsed INT or UINT option of `app` or its
+/// chosen subcommands, as an error naming the option; "" for none.
 inline std::string integerOutOfRange(CLI::App &app) {
   for (const CLI::Option *option : app.get_options()) {
     const std::string type = option->get_type_name();
@@ -163,20 +167,22 @@ inline std::string integerOutOfRange(CLI::App &app) {
     if (!isUnsigned && type.rfind("INT", 0) != 0)
       continue;
     for (const std::string &text : option->results()) {
-      const size_t sign = !text.empty() && (text[0] == '-' || text[0] == '+');
-      if (text.size() == sign || text.find_first_not_of("0123456789", sign) != std::string::npos)
-        continue; // a word CLI11 converted otherwise (or refused)
-      const char *first = text.data() + (text[0] == '+'), *last = text.data() + text.size();
-      int64_t i = 0;
-      uint64_t u = 0;
-      const bool over = isUnsigned && text[0] != '-'
-                            ? std::from_chars(first, last, u).ec == std::errc::result_out_of_range
-                            : std::from_chars(first, last, i).ec == std::errc::result_out_of_range;
-      if (over)
+      char *end = nullptr;
+      errno = 0;
+      const long long value = std::strtoll(text.c_str(), &end, 0);
+      const bool pastSigned = errno == ERANGE;
+      if (end == text.c_str() || *end != '\0')
+        continue; // no whole number: CLI11 refused it, or read it otherwise
+      if (isUnsigned && value < 0)
+        return option->get_name() + ": must be >= 0, got " + text;
+      errno = 0;
+      if (isUnsigned && (std::strtoull(text.c_str(), nullptr, 0), errno == ERANGE))
+        return option->get_name() + ": " + text + " is out of range (at most " +
+               std::to_string(UINT64_MAX) + ")";
+      if (!isUnsigned && pastSigned)
         return option->get_name() + ": " + text + " is out of range (" +
-               (text[0] == '-'  ? "at least " + std::to_string(INT64_MIN)
-                : isUnsigned    ? "at most " + std::to_string(UINT64_MAX)
-                                : "at most " + std::to_string(INT64_MAX)) +
+               (value < 0 ? "at least " + std::to_string(INT64_MIN)
+                          : "at most " + std::to_string(INT64_MAX)) +
                ")";
     }
   }
