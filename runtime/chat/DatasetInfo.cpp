@@ -125,6 +125,16 @@ Expected<DatasetAttr> parseEntry(const std::string &infoPath, const std::string 
   return attr;
 }
 
+/// A JSON value as messages quote it: its first 80 bytes, cut at a UTF-8
+/// character boundary.
+std::string excerpt(const json &value) {
+  std::string text = value.dump();
+  size_t cut = std::min<size_t>(text.size(), 80);
+  while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+    --cut;
+  return text.substr(0, cut);
+}
+
 /// A string field of a sample: missing or null gives "" when `optional`.
 Expected<std::string> stringField(const json &sample, const std::string &column, bool optional,
                                   const std::string &where) {
@@ -135,7 +145,7 @@ Expected<std::string> stringField(const json &sample, const std::string &column,
   }
   if (!sample[column].is_string())
     return Status::error(where + ": column '" + column + "' must be a string, got " +
-                         sample[column].dump().substr(0, 80));
+                         excerpt(sample[column]));
   return sample[column].get<std::string>();
 }
 
@@ -151,7 +161,7 @@ Expected<Example> convertAlpaca(const DatasetAttr &a, const json &s, const std::
       if (!h[i].is_array() || h[i].size() != 2 || !h[i][0].is_string() || !h[i][1].is_string())
         return Status::error(where + ": " + a.history + "[" + std::to_string(i) +
                              "] must be a [prompt, response] pair of strings, got " +
-                             h[i].dump().substr(0, 80));
+                             excerpt(h[i]));
       e.messages.push_back({Role::User, h[i][0].get<std::string>()});
       e.messages.push_back({Role::Assistant, h[i][1].get<std::string>()});
     }
@@ -179,7 +189,7 @@ Expected<Example> convertSharegpt(const DatasetAttr &a, const json &s, const std
     return Status::error(where + ": missing column '" + a.messages + "' (" + listOf + ")");
   if (!s[a.messages].is_array())
     return Status::error(where + ": column '" + a.messages + "' must be " + listOf + ", got " +
-                         s[a.messages].dump().substr(0, 80));
+                         excerpt(s[a.messages]));
   Example e;
   e.where = where;
   const json &list = s[a.messages];
@@ -187,7 +197,7 @@ Expected<Example> convertSharegpt(const DatasetAttr &a, const json &s, const std
   auto field = [&](const json &m, const std::string &tag, size_t i) -> Expected<std::string> {
     if (!m.is_object() || !m.contains(tag) || !m[tag].is_string())
       return Status::error(where + ": message " + std::to_string(i) + " needs a string \"" + tag +
-                           "\", got " + m.dump().substr(0, 80));
+                           "\", got " + excerpt(m));
     return m[tag].get<std::string>();
   };
   if (!list.empty() && list[0].is_object() && list[0].value(a.roleTag, json()) == json(a.systemTag)) {
@@ -240,7 +250,7 @@ Expected<Example> convertSharegpt(const DatasetAttr &a, const json &s, const std
 Expected<Example> convert(const DatasetAttr &a, const json &sample, const std::string &where) {
   if (!sample.is_object())
     return Status::error(where + ": a sample must be a JSON object, got " +
-                         sample.dump().substr(0, 80));
+                         excerpt(sample));
   if (!a.tools.empty() && sample.contains(a.tools) && !sample[a.tools].is_null() &&
       sample[a.tools] != json(""))
     return Status::error(where + ": column '" + a.tools + "' (tools) is not supported yet");

@@ -18,7 +18,8 @@ Status sysError(const std::string &path, const std::string &what) {
 } // namespace
 
 Expected<MappedFile> MappedFile::open(const std::string &path, const std::string &kind) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would wait for a writer (fstat refuses it).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     return sysError(path, "cannot open " + kind);
   struct stat st;

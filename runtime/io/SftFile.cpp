@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <ostream>
 #include <utility>
@@ -132,6 +133,9 @@ std::span<const uint32_t> SftFile::positionIds(int64_t row) const {
 }
 
 bool hasSftMagic(const std::string &path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) // a FIFO's open would wait
+    return false;
   std::ifstream in(path, std::ios::binary);
   char head[8] = {};
   return in.read(head, 8) && std::memcmp(head, kSftFileMagic, 8) == 0;

@@ -138,6 +138,23 @@ TEST_F(DatasetInfo, SharegptWrongTypesShowTheValue) {
                          "\"value\": ...} messages)");
 }
 
+// The quoted value is cut at 80 bytes on a character boundary: a message of
+// Chinese text stays valid UTF-8.
+TEST_F(DatasetInfo, QuotedValuesAreCutBetweenCharacters) {
+  write("dataset_info.json", R"({"s": {"file_name": "s.jsonl", "formatting": "sharegpt"}})");
+  std::string text;
+  for (int i = 0; i < 30; ++i)
+    text += "\u4f60\u597d"; // 6 bytes each in UTF-8
+  write("s.jsonl", "{\"conversations\": \"" + text + "\"}\n");
+  const std::string m = error("s");
+  const size_t got = m.find("got \"");
+  ASSERT_NE(got, std::string::npos) << m;
+  const std::string quoted = m.substr(got + 4);
+  // 1 quote and 26 characters of 3 bytes: the 27th would pass byte 80.
+  EXPECT_EQ(quoted.size(), 79u) << quoted;
+  EXPECT_EQ(quoted.substr(quoted.size() - 3), "\xe5\xa5\xbd") << quoted; // a whole U+597D
+}
+
 TEST_F(DatasetInfo, RoleOutOfOrderNamesLineAndTags) {
   write("dataset_info.json", R"({"s": {"file_name": "s.jsonl", "formatting": "sharegpt"}})");
   write("s.jsonl", "{\"conversations\": [{\"from\": \"human\", \"value\": \"a\"}, "
