@@ -48,23 +48,17 @@ sigset_t stopSignalSet() {
 /// restores the old handlers.
 class StopSignals {
 public:
-  StopSignals() {
-    gStopSignal.store(0);
-    gSuspend.store(false);
-    installStopHandlers(recordStopSignal, 0, old_);
-    installSuspendHandler(recordSuspend, oldSuspend_);
-  }
-  ~StopSignals() { restore(); }
-  void restore() const {
-    restoreStopHandlers(old_);
-    ::sigaction(SIGTSTP, &oldSuspend_, nullptr);
-  }
+  void restore() const { handlers_.restore(); }
 
 private:
-  std::array<struct sigaction, 3> old_{};
-  struct sigaction oldSuspend_ {};
+  struct Cleared { // before the handlers are installed
+    Cleared() {
+      gStopSignal.store(0);
+      gSuspend.store(false);
+    }
+  } cleared_;
+  ScopedStopHandlers handlers_{recordStopSignal, recordSuspend};
 };
-
 
 /// The child's side of fork: a process group of its own (a signal sent to
 /// this process's group reaches it once, through this process), the

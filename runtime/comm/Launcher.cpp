@@ -46,21 +46,13 @@ extern "C" void recordSuspend(int) { gSuspend = 1; }
 // terminal, or mtc train's forwarding) and SIGTSTP's, restores the previous
 // ones at the end; one ignored at the start (nohup) stays ignored.
 class SignalForwarding {
-public:
-  SignalForwarding() {
-    gForwardSignal = 0;
-    gSuspend = 0;
-    installStopHandlers(recordSignal, 0, old_);
-    installSuspendHandler(recordSuspend, oldSuspend_);
-  }
-  ~SignalForwarding() {
-    restoreStopHandlers(old_);
-    sigaction(SIGTSTP, &oldSuspend_, nullptr);
-  }
-
-private:
-  std::array<struct sigaction, 3> old_{};
-  struct sigaction oldSuspend_ {};
+  struct Cleared { // before the handlers are installed
+    Cleared() {
+      gForwardSignal = 0;
+      gSuspend = 0;
+    }
+  } cleared_;
+  ScopedStopHandlers handlers_{recordSignal, recordSuspend};
 };
 
 // The rendezvous directory, removed with everything the ranks put there.

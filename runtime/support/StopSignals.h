@@ -78,6 +78,28 @@ inline void installSuspendHandler(void (*handler)(int), struct sigaction &old) {
   sigaction(SIGTSTP, &action, nullptr);
 }
 
+/// While it lives, `stop` handles the stop signals and `suspend` SIGTSTP
+/// (each one not ignored at the start); then the old actions are back.
+class ScopedStopHandlers {
+public:
+  ScopedStopHandlers(void (*stop)(int), void (*suspend)(int)) {
+    installStopHandlers(stop, 0, old_);
+    installSuspendHandler(suspend, oldSuspend_);
+  }
+  ~ScopedStopHandlers() { restore(); }
+  ScopedStopHandlers(const ScopedStopHandlers &) = delete;
+  ScopedStopHandlers &operator=(const ScopedStopHandlers &) = delete;
+  /// The old actions back now (also in a forked child). Async-signal-safe.
+  void restore() const {
+    restoreStopHandlers(old_);
+    sigaction(SIGTSTP, &oldSuspend_, nullptr);
+  }
+
+private:
+  std::array<struct sigaction, 3> old_{};
+  struct sigaction oldSuspend_ {};
+};
+
 /// Suspends the process groups led by `leaders` (sending them `signal`:
 /// SIGTSTP where a leader passes it on to groups of its own, else SIGSTOP)
 /// and then this process; once this process is continued (fg, bg), sends
