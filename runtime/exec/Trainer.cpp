@@ -97,7 +97,9 @@ private:
   Expected<std::optional<HfRunOutputs>> openHfOutputs();
   /// After a step: the summary, metrics, log line and log_history; errors:
   /// a metrics line not written, or too many skipped steps in a row.
-  Status recordStep(const StepRecord &rec, Progress &progress, std::optional<HfRunOutputs> &hf);
+  /// `ending`: the run ends after this step (its last, or an early end).
+  Status recordStep(const StepRecord &rec, Progress &progress, std::optional<HfRunOutputs> &hf,
+                    bool ending);
   /// After step `step`: the --save checkpoint and the Hugging Face
   /// outputs' checkpoint-N where due, or wherever the run ends (`ending`
   /// or the last step).
@@ -609,7 +611,7 @@ Expected<std::optional<HfRunOutputs>> TrainingRun::openHfOutputs() {
 }
 
 Status TrainingRun::recordStep(const StepRecord &rec, Progress &p,
-                               std::optional<HfRunOutputs> &hf) {
+                               std::optional<HfRunOutputs> &hf, bool ending) {
   const int64_t s = rec.step;
   p.summary.skipped += rec.skipped;
   skipped_ += rec.skipped;
@@ -631,7 +633,7 @@ Status TrainingRun::recordStep(const StepRecord &rec, Progress &p,
   if (hf)
     if (Status st = hf->logStep({s, rec.loss.loss, rec.gradNorm, rec.lr, elapsed, s - done_}); !st)
       return st;
-  if (o_.progressBar || rec.skipped || s == last_ || s == done_ + 1 || s % o_.logInterval == 0)
+  if (o_.progressBar || rec.skipped || ending || s == done_ + 1 || s % o_.logInterval == 0)
     report(log(), rec, last_, eta, o_.progressBar);
   if (skippedInARow_ >= o_.maxSkippedSteps)
     return Status::error(countOf(skippedInARow_, "step") + " in a row " +
@@ -660,14 +662,14 @@ Expected<TrainSummary> TrainingRun::run(StopSignals &signals, const ExitWatch &w
     auto rec = step(s);
     if (!rec)
       return rec.status();
-    if (Status st = recordStep(*rec, progress, *hf); !st)
-      return st;
     if (s < last_) {
       auto reason = watch.check(s, rank_->world());
       if (!reason)
         return reason.status();
       ended = *reason;
     }
+    if (Status st = recordStep(*rec, progress, *hf, s == last_ || bool(ended)); !st)
+      return st;
     if (Status st = saveCheckpoints(s, *hf, bool(ended)); !st)
       return st;
     if (ended) {
