@@ -468,18 +468,20 @@ Expected<Plan> readPlanDirectory(const std::string &dir) {
     return Status::error(dir + ": a file, not a plan directory; a plan is the directory that "
                          "`mtc compile " + (dir.ends_with(".mlir") ? dir : "MODEL.mlir") +
                          " -o PLAN_DIR` writes");
+  // Checked before the file is opened: opening a FIFO would wait for a writer.
   std::error_code ec;
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return Status::error(path + ": missing; write the plan with `mtc compile ... -o " +
-                         dir + "`");
-  if (!std::filesystem::is_regular_file(path, ec))
-    return Status::error(path + ": not a file; write the plan with `mtc compile ... -o " +
-                         dir + "`");
+  const auto status = std::filesystem::status(path, ec);
+  const std::string write = "; write the plan with `mtc compile ... -o " + dir + "`";
+  if (!std::filesystem::exists(status))
+    return Status::error(path + ": missing" + write);
+  if (!std::filesystem::is_regular_file(status))
+    return Status::error(path + ": not a file" + write);
   // An empty message parses as a plan of version 0: say what it is.
   if (std::filesystem::file_size(path, ec) == 0)
-    return Status::error(path + ": empty, not a plan (truncated?); write the plan with `mtc "
-                         "compile ... -o " + dir + "`");
+    return Status::error(path + ": empty, not a plan (truncated?)" + write);
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return Status::error(path + ": cannot be read" + write);
   Plan plan;
   if (!plan.ParseFromIstream(&in))
     return Status::error(path + ": not a valid plan (truncated or corrupt)");
