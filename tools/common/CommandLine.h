@@ -8,7 +8,9 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
@@ -16,6 +18,7 @@
 #include <functional>
 #include <iostream>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -193,6 +196,61 @@ inline std::string integerOutOfRange(CLI::App &app) {
 }
 
 } // namespace detail
+
+/// The bytes of a size such as "80GiB", "141GB", "1.5 TB" or "16908288": a
+/// number (digits, with a fraction if a unit follows) and a unit, B, KB, MB,
+/// GB, TB (powers of 1000; K, M, G, T too) or KiB, MiB, GiB, TiB (powers of
+/// 1024; Ki, Mi, Gi, Ti too), either case; no unit is bytes. Returns the
+/// error ("" for none), which says what would be valid: not a size, zero,
+/// negative, past 2^64 - 1 bytes, or a fraction of a byte without a unit
+/// (with one, it rounds to the nearest byte).
+inline std::string parseByteSize(const std::string &text, uint64_t &bytes) {
+  static const std::regex size(R"(\s*(-?)(\d+\.?\d*|\.\d+)\s*([a-z]*)\s*)", std::regex::icase);
+  static const std::pair<const char *, long double> units[] = {
+      {"", 1},        {"b", 1},        {"k", 1e3L},     {"kb", 1e3L},    {"m", 1e6L},
+      {"mb", 1e6L},   {"g", 1e9L},     {"gb", 1e9L},    {"t", 1e12L},    {"tb", 1e12L},
+      {"ki", 0x1p10L}, {"kib", 0x1p10L}, {"mi", 0x1p20L}, {"mib", 0x1p20L}, {"gi", 0x1p30L},
+      {"gib", 0x1p30L}, {"ti", 0x1p40L}, {"tib", 0x1p40L}};
+  std::smatch m;
+  std::string unit;
+  const bool matched = std::regex_match(text, m, size);
+  if (matched)
+    for (char c : m[3].str())
+      unit += char(std::tolower(static_cast<unsigned char>(c)));
+  const auto *found = std::find_if(std::begin(units), std::end(units),
+                                   [&](const auto &u) { return unit == u.first; });
+  if (!matched || found == std::end(units))
+    return "'" + text + "' is not a size; a size is a number and a unit (B, KB, MB, GB, TB, "
+           "or KiB, MiB, GiB, TiB), e.g. 80GiB or 141GB";
+  // A fraction of a unit rounds to the nearest byte: long double's 64-bit
+  // mantissa keeps 0.1GB within a hundredth of a byte of 10^8.
+  const long double value = std::strtold(m[2].str().c_str(), nullptr) * found->second;
+  if (found->second == 1 && value != std::floor(value))
+    return text + " is not a whole number of bytes";
+  if (m[1].length() > 0 || std::nearbyint(value) == 0)
+    return "must be > 0, got " + text;
+  if (std::nearbyint(value) > static_cast<long double>(UINT64_MAX))
+    return text + " is past the largest size, " + std::to_string(UINT64_MAX) +
+           " bytes (16 EiB)";
+  bytes = static_cast<uint64_t>(std::nearbyint(value));
+  return "";
+}
+
+/// A CLI11 transform that replaces a size (parseByteSize) with its bytes, or
+/// fails with parseByteSize's error, which CLI11 prefixes with the option's
+/// name. Unlike CLI::AsSizeValue, it refuses a size past 2^64 - 1 bytes
+/// (which that saturated) and a minus sign (which it wrapped).
+inline CLI::Validator byteSize() {
+  return CLI::Validator(
+      [](std::string &text) {
+        uint64_t bytes = 0;
+        std::string error = parseByteSize(text, bytes);
+        if (error.empty())
+          text = std::to_string(bytes);
+        return error;
+      },
+      "SIZE");
+}
 
 /// Parses the command line. Returns the exit code when the tool should stop
 /// now (after --help, --version or a parse error, which is printed as

@@ -338,7 +338,7 @@ int main(int argc, char **argv) {
   compileCmd->add_option("--gpu-memory", compile.gpuMemory,
                          "with --explain: the recompute option with the fewest extra FLOPs whose "
                          "memory per rank fits a GPU of this size (80GiB, 141GB)")
-      ->transform(CLI::AsSizeValue(true));
+      ->transform(mt::tools::byteSize());
   compileCmd->add_option("--freeze", compile.freeze,
                          "regular expression: matching parameters are not trained");
   compileCmd->add_option("--no-fuse", compile.noFuse,
