@@ -397,10 +397,14 @@ int tryConnect(const sockaddr_in &address, Clock::time_point deadline, int &fdOu
   if (::connect(fd, reinterpret_cast<const sockaddr *>(&address), sizeof address) != 0) {
     err = errno;
     if (err == EINPROGRESS) {
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
       pollfd p{fd, POLLOUT, 0};
-      if (::poll(&p, 1, int(std::max<int64_t>(left, 0))) <= 0) {
-        err = ETIMEDOUT;
+      int ready = 0;
+      do { // EINTR (a signal the stop handlers took) is no timeout: wait on
+        auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+        ready = ::poll(&p, 1, int(std::clamp<int64_t>(left, 0, 1 << 30)));
+      } while (ready < 0 && errno == EINTR);
+      if (ready <= 0) {
+        err = ready == 0 ? ETIMEDOUT : errno;
       } else {
         socklen_t len = sizeof err;
         ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
