@@ -5,8 +5,9 @@
 # peer (eager and torch.compile) in the same call, in one table: tokens/s,
 # TFLOP/s and MFU with the FLOPs of docs/FLOPS.md, GPU memory, and our ratio
 # to each peer, and the SM clock and power each ran at (lib-gpu.sh
-# clocks_start); then where one step's time goes (mtrun --profile) and a
-# roofline line per kernel class (achieved rate against the H200's peak).
+# clocks_start); then where one step's time goes (mtrun --profile), a
+# roofline line per kernel class (achieved rate against the H200's peak), and
+# each class's kernel time beside torch.compile's (bench/peer-classes.py).
 #
 #   bench/gpu-train.sh --prepare DIR [PEER]   development machine: compiles
 #                                      the plans, writes random tokens, copies
@@ -20,8 +21,8 @@
 # "error"); the project's peer is torch_llama.py of the benchmark workspace.
 # MT_BENCH_PEERS=0 skips the PyTorch runs (then no PEER is needed);
 # MT_BENCH_SHAPES narrows the shapes (e.g. "llama3.2-1b:4:2048");
-# MT_BENCH_PROFILE_SHAPES names the shapes profiled (default the two 4 x 2048
-# ones; "none" profiles none);
+# MT_BENCH_PROFILE_SHAPES names the shapes profiled, ours and the peer's
+# (default the two 4 x 2048 ones; "none" profiles none);
 # MT_COMPILE_FLAGS adds flags to --prepare's mtc compile (e.g. "--no-fuse all").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -168,5 +169,45 @@ for line in open(sys.argv[1]):
         rate, share = f"{gbs:7.0f} GB/s   ", gbs / peak_gbs
     print(f"  {name[:46]:46} {rate} {share:6.1%} of peak  {ms:7.2f} ms/step,"
           f" {ms * share:7.2f} at peak")
+PY
+done
+
+# Beside the peer, class by class: the profile's time per class (each
+# instruction timed alone with events) against torch.compile's kernel time
+# (bench/peer-classes.py: CUPTI's, over 4 of its steps), for the profiled
+# shapes, unless MT_BENCH_PEERS=0.
+[[ "${MT_BENCH_PEERS:-1}" == 1 ]] || profiled=
+for shape in $profiled; do
+  IFS=: read -r model batch seq <<< "$shape"
+  name=bench-$model-${batch}x$seq
+  [[ -s $out/$name.profile ]] || continue
+  python3 bench/peer-classes.py "$dir/peer/torch_llama.py" "$shape:compile" \
+    > "$out/$name.peer-classes.json" 2> "$out/$name.peer-classes.err" ||
+    { echo "peer-classes.py failed at $shape:"; tail -3 "$out/$name.peer-classes.err"; continue; }
+  python3 - "$out/$name.profile" "$out/$name.peer-classes.json" "$name" <<'PY'
+import json, re, sys
+row = re.compile(r"^  (.+?)\s{2,}([0-9.]+)\s+[0-9.]+%\s+\d+\s+([0-9.]+)\s+([0-9.]+)$")
+ours = {}
+for line in open(sys.argv[1]):
+    m = row.match(line.rstrip("\n"))
+    if m:  # element-wise, norms, loss and the rest are "other", as the peer's are
+        label = next((c for c in ("GEMM", "attention", "optimizer") if m.group(1).startswith(c)),
+                     "other")
+        ours[label] = ours.get(label, 0.0) + float(m.group(2))
+peer = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+if "classes" not in peer:
+    sys.exit(f"peer-classes.py: {peer.get('error', 'no classes')}")
+print(f"== {sys.argv[3]} beside pytorch-compile, kernel ms per step by class "
+      "(mtc: mtrun --profile; the peer: torch.profiler):")
+print(f"  {'class':10} {'mtc':>8} {'compile':>8} {'compile - mtc':>14}")
+labels = ["GEMM", "attention", "optimizer", "other"]
+for label in labels + ["all"]:
+    a = sum(ours.get(l, 0.0) for l in labels) if label == "all" else ours.get(label, 0.0)
+    b = sum(peer["classes"].get(l, 0.0) for l in labels) if label == "all" \
+        else peer["classes"].get(label, 0.0)
+    print(f"  {label:10} {a:8.2f} {b:8.2f} {b - a:+14.2f}")
+print("  the peer's longest kernels (ms per step, launches):")
+for name, label, ms, count in peer["top"][:6]:
+    print(f"    {ms:7.2f} {count:4d}  {label:9} {name}")
 PY
 done
