@@ -140,11 +140,16 @@ Expected<HfRunOutputs> HfRunOutputs::open(const HfOutputOptions &options,
     if (std::ifstream in(state); in && !fs::is_directory(state)) {
       try {
         const json saved = json::parse(in); // kept alive: the loop reads into it
-        for (const json &e : saved.at("log_history"))
+        for (const json &e : saved.at("log_history")) {
+          // get<int64_t> would truncate 2.5 and wrap 1e30 without a word.
+          if (!e.at("step").is_number_integer())
+            return Status::error(state.string() + ": log_history: a step must be a whole "
+                                 "number, got " + e.at("step").dump() + " in " + e.dump());
           if (e.at("step").get<int64_t>() <= resumedStep)
             out.history_.push_back({e.at("step").get<int64_t>(), e.at("loss").get<double>(),
                                     e.at("grad_norm").get<double>(),
                                     e.at("learning_rate").get<double>()});
+        }
       } catch (const json::exception &e) {
         return Status::error(state.string() + ": log_history: " + e.what());
       }
