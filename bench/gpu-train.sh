@@ -139,25 +139,35 @@ fi
 # the profile (model FLOPs, or the bytes each instruction moves at least;
 # runtime/plan/Roofline.h) against the GPU's peak, and the time the class
 # would take at that peak. Peaks of the H200 (dense bf16, HBM3e) unless
-# MT_PEAK_TFLOPS / MT_PEAK_GBPS say otherwise.
+# MT_PEAK_TFLOPS / MT_PEAK_GBPS say otherwise. Then, unless
+# MT_BENCH_PEERS=0, each class beside torch.compile's kernel time
+# (bench/peer-classes.py: CUPTI's, over 4 of its steps); ours is the
+# profile's, each instruction timed alone with events.
 profiled=${MT_BENCH_PROFILE_SHAPES:-llama3.2-1b:4:2048 qwen3-0.6b:4:2048}
 [[ "$profiled" == none ]] && profiled=
 for shape in $profiled; do
   IFS=: read -r model batch seq <<< "$shape"
   name=bench-$model-${batch}x$seq
-  profile=$out/$name.profile
+  profile=$out/$name.profile peer=$out/$name.peer-classes.json
   echo "== profile: $name"
   if ! "$mtrun" "$dir/plans/$name" --backend cuda --data "$dir/bench-tokens.bin" --steps 3 \
        --profile > "$profile" 2>&1; then
     echo "mtrun --profile failed at $shape:"; tail -5 "$profile"; continue
   fi
   sed -n '/^GPU memory/,$p' "$profile"
-  python3 - "$profile" "${MT_PEAK_TFLOPS:-989.4}" "${MT_PEAK_GBPS:-4800}" <<'PY'
-import re, sys
+  rm -f "$peer"
+  if [[ "${MT_BENCH_PEERS:-1}" == 1 ]] &&
+     ! python3 bench/peer-classes.py "$dir/peer/torch_llama.py" "$shape:compile" \
+         > "$peer" 2> "$out/$name.peer-classes.err"; then
+    echo "peer-classes.py failed at $shape:"; tail -3 "$out/$name.peer-classes.err"
+  fi
+  python3 - "$profile" "${MT_PEAK_TFLOPS:-989.4}" "${MT_PEAK_GBPS:-4800}" "$peer" <<'PY' || true
+import json, os, re, sys
 peak_tf, peak_gbs = float(sys.argv[2]), float(sys.argv[3])
 row = re.compile(r"^  (.+?)\s{2,}([0-9.]+)\s+[0-9.]+%\s+\d+\s+([0-9.]+)\s+([0-9.]+)$")
 print(f"roofline against {peak_tf:g} TFLOP/s and {peak_gbs:g} GB/s "
       "(matrix classes by FLOPs, the others by bytes moved at least):")
+ours = {}  # ms per step; element-wise, norms, loss and the rest are "other"
 for line in open(sys.argv[1]):
     m = row.match(line.rstrip("\n"))
     if not m:
@@ -169,36 +179,17 @@ for line in open(sys.argv[1]):
         rate, share = f"{gbs:7.0f} GB/s   ", gbs / peak_gbs
     print(f"  {name[:46]:46} {rate} {share:6.1%} of peak  {ms:7.2f} ms/step,"
           f" {ms * share:7.2f} at peak")
-PY
-done
-
-# Beside the peer, class by class: the profile's time per class (each
-# instruction timed alone with events) against torch.compile's kernel time
-# (bench/peer-classes.py: CUPTI's, over 4 of its steps), for the profiled
-# shapes, unless MT_BENCH_PEERS=0.
-[[ "${MT_BENCH_PEERS:-1}" == 1 ]] || profiled=
-for shape in $profiled; do
-  IFS=: read -r model batch seq <<< "$shape"
-  name=bench-$model-${batch}x$seq
-  [[ -s $out/$name.profile ]] || continue
-  python3 bench/peer-classes.py "$dir/peer/torch_llama.py" "$shape:compile" \
-    > "$out/$name.peer-classes.json" 2> "$out/$name.peer-classes.err" ||
-    { echo "peer-classes.py failed at $shape:"; tail -3 "$out/$name.peer-classes.err"; continue; }
-  python3 - "$out/$name.profile" "$out/$name.peer-classes.json" "$name" <<'PY'
-import json, re, sys
-row = re.compile(r"^  (.+?)\s{2,}([0-9.]+)\s+[0-9.]+%\s+\d+\s+([0-9.]+)\s+([0-9.]+)$")
-ours = {}
-for line in open(sys.argv[1]):
-    m = row.match(line.rstrip("\n"))
-    if m:  # element-wise, norms, loss and the rest are "other", as the peer's are
-        label = next((c for c in ("GEMM", "attention", "optimizer") if m.group(1).startswith(c)),
-                     "other")
-        ours[label] = ours.get(label, 0.0) + float(m.group(2))
-peer = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+    label = next((c for c in ("GEMM", "attention", "optimizer") if name.startswith(c)), "other")
+    ours[label] = ours.get(label, 0.0) + ms
+if not ours:
+    sys.exit("no class rows in the profile")
+if not os.path.exists(sys.argv[4]):
+    sys.exit(0)
+lines = open(sys.argv[4]).read().strip().splitlines()
+peer = json.loads(lines[-1]) if lines else {"error": "no output"}
 if "classes" not in peer:
     sys.exit(f"peer-classes.py: {peer.get('error', 'no classes')}")
-print(f"== {sys.argv[3]} beside pytorch-compile, kernel ms per step by class "
-      "(mtc: mtrun --profile; the peer: torch.profiler):")
+print("beside pytorch-compile, kernel ms per step by class (the peer's from torch.profiler):")
 print(f"  {'class':10} {'mtc':>8} {'compile':>8} {'compile - mtc':>14}")
 labels = ["GEMM", "attention", "optimizer", "other"]
 for label in labels + ["all"]:

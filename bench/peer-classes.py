@@ -30,8 +30,9 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.profiler import ProfilerActivity, profile
 
 # Kernel names by class. cuDNN's fused attention runs helper kernels beside
-# its flash kernels (dO.O, the fp32 dQ's conversion, the GQA head reduction);
-# cuBLAS's GEMMs are nvjet, xmma or cutlass kernels.
+# its flash kernels (compute_dot_do_o, convert_dq_to_16bits, and
+# fmha_reduce_head, the GQA head reduction); cuBLAS's GEMMs are nvjet, xmma
+# or cutlass kernels.
 ATTENTION = ("flash", "fmha", "sdpa", "attn", "dot_do_o", "convert_dq")
 GEMM = ("nvjet", "gemm", "xmma", "cutlass", "cublas")
 OPTIMIZER = ("multi_tensor_apply", "adam")
@@ -68,9 +69,16 @@ def main():
 
     hook = register_optimizer_step_post_hook(after_step)
     printed = io.StringIO()
+    # As `python3 PEER SPEC` would run it: its folder first on the path, and
+    # a sys.exit at its end no exit of ours.
     sys.argv = [peer, spec]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(peer)))
     with contextlib.redirect_stdout(printed):
-        runpy.run_path(peer, run_name="__main__")
+        try:
+            runpy.run_path(peer, run_name="__main__")
+        except SystemExit as e:
+            if e.code not in (None, 0):
+                printed.write(json.dumps({"error": f"the peer exited with {e.code}"}) + "\n")
     hook.remove()
     lines = [json.loads(line) for line in printed.getvalue().splitlines() if line.startswith("{")]
     row = lines[-1] if lines else {"error": "the peer printed no JSON line"}

@@ -141,12 +141,16 @@ Expected<HfRunOutputs> HfRunOutputs::open(const HfOutputOptions &options,
       try {
         const json saved = json::parse(in); // kept alive: the loop reads into it
         for (const json &e : saved.at("log_history")) {
-          // get<int64_t> would truncate 2.5 and wrap 1e30 without a word.
-          if (!e.at("step").is_number_integer())
+          // get<int64_t> would truncate 2.5, and wrap a step past INT64_MAX.
+          const json &step = e.at("step");
+          if (!step.is_number_integer() ||
+              (step.is_number_unsigned() ? step.get<uint64_t>() > uint64_t(INT64_MAX)
+                                         : step.get<int64_t>() < 1))
             return Status::error(state.string() + ": log_history: a step must be a whole "
-                                 "number, got " + e.at("step").dump() + " in " + e.dump());
-          if (e.at("step").get<int64_t>() <= resumedStep)
-            out.history_.push_back({e.at("step").get<int64_t>(), e.at("loss").get<double>(),
+                                 "number from 1 to " + std::to_string(INT64_MAX) + ", got " +
+                                 step.dump() + " in " + e.dump());
+          if (step.get<int64_t>() <= resumedStep)
+            out.history_.push_back({step.get<int64_t>(), e.at("loss").get<double>(),
                                     e.at("grad_norm").get<double>(),
                                     e.at("learning_rate").get<double>()});
         }

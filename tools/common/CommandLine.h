@@ -18,7 +18,6 @@
 #include <functional>
 #include <iostream>
 #include <optional>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -198,41 +197,58 @@ inline std::string integerOutOfRange(CLI::App &app) {
 } // namespace detail
 
 /// The bytes of a size such as "80GiB", "141GB", "1.5 TB" or "16908288": a
-/// number (digits, with a fraction if a unit follows) and a unit, B, KB, MB,
-/// GB, TB (powers of 1000; K, M, G, T too) or KiB, MiB, GiB, TiB (powers of
-/// 1024; Ki, Mi, Gi, Ti too), either case; no unit is bytes. Returns the
-/// error ("" for none), which says what would be valid: not a size, zero,
-/// negative, past 2^64 - 1 bytes, or a fraction of a byte without a unit
-/// (with one, it rounds to the nearest byte).
+/// number of bytes, or a number (a fraction allowed) and a unit, B, KB, MB,
+/// GB, TB, PB, EB (powers of 1000; K, M, ... too) or KiB, MiB, GiB, TiB,
+/// PiB, EiB (powers of 1024; Ki, Mi, ... too), either case; a fraction of a
+/// unit rounds to the nearest byte. Returns the error ("" for none), which
+/// says what would be valid: not a size, a minus sign, zero bytes, past
+/// 2^64 - 1 bytes, or a fraction of a byte.
 inline std::string parseByteSize(const std::string &text, uint64_t &bytes) {
-  static const std::regex size(R"(\s*(-?)(\d+\.?\d*|\.\d+)\s*([a-z]*)\s*)", std::regex::icase);
   static const std::pair<const char *, long double> units[] = {
-      {"", 1},        {"b", 1},        {"k", 1e3L},     {"kb", 1e3L},    {"m", 1e6L},
-      {"mb", 1e6L},   {"g", 1e9L},     {"gb", 1e9L},    {"t", 1e12L},    {"tb", 1e12L},
-      {"ki", 0x1p10L}, {"kib", 0x1p10L}, {"mi", 0x1p20L}, {"mib", 0x1p20L}, {"gi", 0x1p30L},
-      {"gib", 0x1p30L}, {"ti", 0x1p40L}, {"tib", 0x1p40L}};
-  std::smatch m;
+      {"", 1},         {"k", 1e3L},      {"m", 1e6L},      {"g", 1e9L},      {"t", 1e12L},
+      {"p", 1e15L},    {"e", 1e18L},     {"ki", 0x1p10L},  {"mi", 0x1p20L},  {"gi", 0x1p30L},
+      {"ti", 0x1p40L}, {"pi", 0x1p50L},  {"ei", 0x1p60L}};
+  const std::string valid = "a size is a number of bytes, or a number and a unit (B, KB, MB, "
+                            "GB, TB, or KiB, MiB, GiB, TiB), e.g. 80GiB or 141GB";
+  // Scanned by hand: std::regex recurses per character, and a long
+  // argument overflowed the stack.
+  auto isDigit = [](char c) { return c >= '0' && c <= '9'; };
+  size_t i = text.find_first_not_of(" \t"), digits = 0;
+  i = i == std::string::npos ? text.size() : i;
+  const bool negative = i < text.size() && text[i] == '-';
+  const size_t begin = i += negative;
+  for (; i < text.size() && isDigit(text[i]); ++i)
+    ++digits;
+  if (i < text.size() && text[i] == '.')
+    for (++i; i < text.size() && isDigit(text[i]); ++i)
+      ++digits;
+  const std::string number = text.substr(begin, i - begin);
   std::string unit;
-  const bool matched = std::regex_match(text, m, size);
-  if (matched)
-    for (char c : m[3].str())
-      unit += char(std::tolower(static_cast<unsigned char>(c)));
+  for (i = std::min(text.find_first_not_of(" \t", i), text.size()); i < text.size(); ++i)
+    unit += char(std::tolower(static_cast<unsigned char>(text[i])));
+  unit.erase(std::min(unit.find_last_not_of(" \t") + 1, unit.size()));
+  if (unit.size() > 1 && unit.back() == 'b')
+    unit.pop_back(); // KB is K, KiB is Ki
+  else if (unit == "b")
+    unit.clear();
   const auto *found = std::find_if(std::begin(units), std::end(units),
                                    [&](const auto &u) { return unit == u.first; });
-  if (!matched || found == std::end(units))
-    return "'" + text + "' is not a size; a size is a number and a unit (B, KB, MB, GB, TB, "
-           "or KiB, MiB, GiB, TiB), e.g. 80GiB or 141GB";
-  // A fraction of a unit rounds to the nearest byte: long double's 64-bit
-  // mantissa keeps 0.1GB within a hundredth of a byte of 10^8.
-  const long double value = std::strtold(m[2].str().c_str(), nullptr) * found->second;
+  if (digits == 0 || found == std::end(units))
+    return "'" + text + "' is not a size; " + valid;
+  if (negative)
+    return "'" + text + "' is negative; " + valid;
+  const long double value = std::strtold(number.c_str(), nullptr) * found->second;
   if (found->second == 1 && value != std::floor(value))
-    return text + " is not a whole number of bytes";
-  if (m[1].length() > 0 || std::nearbyint(value) == 0)
-    return "must be > 0, got " + text;
-  if (std::nearbyint(value) > static_cast<long double>(UINT64_MAX))
-    return text + " is past the largest size, " + std::to_string(UINT64_MAX) +
-           " bytes (16 EiB)";
-  bytes = static_cast<uint64_t>(std::nearbyint(value));
+    return "'" + text + "' is not a whole number of bytes; give a unit (e.g. 1.5GiB) for "
+           "a fraction";
+  const long double rounded = std::nearbyint(value);
+  if (rounded == 0)
+    return "'" + text + "' " + (value == 0 ? "is" : "rounds to") + " 0 bytes; a size must be "
+           "at least 1 byte";
+  if (rounded >= 0x1p64L) // 2^64 exactly, whatever long double's mantissa
+    return "'" + text + "' is out of range (at most " + std::to_string(UINT64_MAX) +
+           " bytes, 16 EiB)";
+  bytes = static_cast<uint64_t>(rounded);
   return "";
 }
 
