@@ -208,8 +208,8 @@ inline std::string parseByteSize(const std::string &text, uint64_t &bytes) {
       {"", 1},         {"k", 1e3L},      {"m", 1e6L},      {"g", 1e9L},      {"t", 1e12L},
       {"p", 1e15L},    {"e", 1e18L},     {"ki", 0x1p10L},  {"mi", 0x1p20L},  {"gi", 0x1p30L},
       {"ti", 0x1p40L}, {"pi", 0x1p50L},  {"ei", 0x1p60L}};
-  const std::string valid = "a size is a number of bytes, or a number and a unit (B, KB, MB, "
-                            "GB, TB, or KiB, MiB, GiB, TiB), e.g. 80GiB or 141GB";
+  const std::string valid = "a size is a number of bytes, or a number and a unit (KB, MB, GB, "
+                            "TB, PB, EB, or KiB ... EiB), e.g. 80GiB or 141GB";
   // Scanned by hand: std::regex recurses per character, and a long
   // argument overflowed the stack.
   auto isDigit = [](char c) { return c >= '0' && c <= '9'; };
