@@ -62,18 +62,15 @@ private:
 
 /// The child's side of fork: a process group of its own (a signal sent to
 /// this process's group reaches it once, through this process), the
-/// parent's handlers and signal mask back, the stop signals and SIGTSTP unblocked,
-/// SIGTERM should the parent die, stdout to `out`, then the program. Only
-/// async-signal-safe calls.
-[[noreturn]] void execChild(const StopSignals &stopSignals, const sigset_t &mask, pid_t parent,
-                            int out, char *const *argv) {
+/// parent's handlers and signal mask (`mask`) back, `stop` (the stop signals
+/// and SIGTSTP) unblocked, SIGTERM should the parent die, stdout to `out`,
+/// then the program. Only async-signal-safe calls.
+[[noreturn]] void execChild(const StopSignals &stopSignals, const sigset_t &mask,
+                            const sigset_t &stop, pid_t parent, int out, char *const *argv) {
   ::setpgid(0, 0);
   stopSignals.restore();
-  sigset_t childMask = mask;
-  for (int signal : kStopSignals)
-    sigdelset(&childMask, signal);
-  sigdelset(&childMask, SIGTSTP);
-  ::sigprocmask(SIG_SETMASK, &childMask, nullptr);
+  ::sigprocmask(SIG_SETMASK, &mask, nullptr);
+  ::sigprocmask(SIG_UNBLOCK, &stop, nullptr);
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != parent) // the parent died before prctl
     ::_exit(128 + SIGTERM);
@@ -107,7 +104,7 @@ Expected<int> runChild(const std::vector<std::string> &argv, const std::string &
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid == 0)
-    execChild(stopSignals, mask, parent, out, pointers.data());
+    execChild(stopSignals, mask, stop, parent, out, pointers.data());
   const int forkError = errno;
   if (pid > 0)
     ::setpgid(pid, pid); // also here: a signal forwarded at once finds the group
