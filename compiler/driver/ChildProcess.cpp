@@ -51,13 +51,10 @@ public:
   void restore() const { handlers_.restore(); }
 
 private:
-  struct Cleared { // before the handlers are installed
-    Cleared() {
-      gStopSignal.store(0);
-      gSuspend.store(false);
-    }
-  } cleared_;
-  ScopedStopHandlers handlers_{recordStopSignal, recordSuspend};
+  ScopedStopHandlers handlers_{recordStopSignal, recordSuspend, [] {
+                                 gStopSignal.store(0);
+                                 gSuspend.store(false);
+                               }};
 };
 
 /// The child's side of fork: a process group of its own (a signal sent to

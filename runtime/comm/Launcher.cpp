@@ -46,13 +46,10 @@ extern "C" void recordSuspend(int) { gSuspend = 1; }
 // terminal, or mtc train's forwarding) and SIGTSTP's, restores the previous
 // ones at the end; one ignored at the start (nohup) stays ignored.
 class SignalForwarding {
-  struct Cleared { // before the handlers are installed
-    Cleared() {
-      gForwardSignal = 0;
-      gSuspend = 0;
-    }
-  } cleared_;
-  ScopedStopHandlers handlers_{recordSignal, recordSuspend};
+  ScopedStopHandlers handlers_{recordSignal, recordSuspend, [] {
+                                 gForwardSignal = 0;
+                                 gSuspend = 0;
+                               }};
 };
 
 // The rendezvous directory, removed with everything the ranks put there.

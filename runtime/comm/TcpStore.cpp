@@ -67,22 +67,25 @@ bool sendAll(int fd, const char *data, size_t n) {
   return true;
 }
 
+// poll until `p` is ready or `deadline` passes (once at least): poll's
+// count, 0 at the deadline, -1 with errno on failure. EINTR (a signal the
+// stop handlers took) is no timeout: it polls again for the time left.
+int pollUntil(pollfd &p, Clock::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    int ready = ::poll(&p, 1, int(std::clamp<int64_t>(left, 0, 1 << 30)));
+    if (ready >= 0 || errno != EINTR)
+      return ready;
+  }
+}
+
 // Reads exactly n bytes; `deadline` bounds the wait (none: the server,
 // whose reads end when the peer or the server's shutdown closes the socket).
 enum class Read { Ok, Closed, TimedOut };
 Read readAll(int fd, char *data, size_t n, std::optional<Clock::time_point> deadline) {
   while (n > 0) {
-    if (deadline) {
-      auto left = std::chrono::duration_cast<milliseconds>(*deadline - Clock::now()).count();
-      if (left <= 0)
-        return Read::TimedOut;
-      pollfd p{fd, POLLIN, 0};
-      int r = ::poll(&p, 1, int(std::min<int64_t>(left, 1 << 30)));
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r == 0)
-        return Read::TimedOut;
-    }
+    if (pollfd p{fd, POLLIN, 0}; deadline && pollUntil(p, *deadline) == 0)
+      return Read::TimedOut;
     ssize_t k = ::recv(fd, data, n, 0);
     if (k < 0 && errno == EINTR)
       continue;
@@ -398,12 +401,7 @@ int tryConnect(const sockaddr_in &address, Clock::time_point deadline, int &fdOu
     err = errno;
     if (err == EINPROGRESS) {
       pollfd p{fd, POLLOUT, 0};
-      int ready = 0;
-      do { // EINTR (a signal the stop handlers took) is no timeout: wait on
-        auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-        ready = ::poll(&p, 1, int(std::clamp<int64_t>(left, 0, 1 << 30)));
-      } while (ready < 0 && errno == EINTR);
-      if (ready <= 0) {
+      if (int ready = pollUntil(p, deadline); ready <= 0) {
         err = ready == 0 ? ETIMEDOUT : errno;
       } else {
         socklen_t len = sizeof err;

@@ -80,9 +80,12 @@ inline void installSuspendHandler(void (*handler)(int), struct sigaction &old) {
 
 /// While it lives, `stop` handles the stop signals and `suspend` SIGTSTP
 /// (each one not ignored at the start); then the old actions are back.
+/// `clear` first resets what the handlers record (a flag set in an earlier
+/// scope must not read as a signal in this one).
 class ScopedStopHandlers {
 public:
-  ScopedStopHandlers(void (*stop)(int), void (*suspend)(int)) {
+  ScopedStopHandlers(void (*stop)(int), void (*suspend)(int), void (*clear)()) {
+    clear();
     installStopHandlers(stop, 0, old_);
     installSuspendHandler(suspend, oldSuspend_);
   }
