@@ -126,6 +126,8 @@ Status mixedVocabularies(const std::string &path, const std::vector<Placed> &meg
 } // namespace
 
 Expected<ConfigFileVocabulary> configVocabulary(const std::string &path) {
+  if (!config::yamlFileProblem(path).empty())
+    return ConfigFileVocabulary{}; // Megatron-Core's reader says why
   YAML::Node root;
   try {
     root = config::loadOneDocument(path);

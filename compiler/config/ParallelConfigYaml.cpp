@@ -322,6 +322,8 @@ const std::vector<std::string> &parallelConfigKeys() {
 Status loadParallelConfigYaml(const std::string &path, ParallelConfig &config,
                               OptimizerConfig &optimizer,
                               std::map<std::string, std::string> *where) {
+  if (std::string problem = config::yamlFileProblem(path); !problem.empty())
+    return fail(path, ": ", problem);
   YAML::Node root;
   try {
     root = config::loadOneDocument(path);

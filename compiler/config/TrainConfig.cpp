@@ -220,9 +220,9 @@ struct Reader {
 /// The YAML file at `path` as a node; a file that cannot be read or parsed
 /// is an error.
 Expected<YAML::Node> loadYaml(const std::string &path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) // yaml-cpp's read would throw past its types
-    return Status::error(path + ": is a directory, not a YAML file");
+  // A directory: yaml-cpp's read would throw past its types; a FIFO: wait.
+  if (std::string problem = config::yamlFileProblem(path); !problem.empty())
+    return Status::error(path + ": " + problem);
   try {
     return config::loadOneDocument(path);
   } catch (const YAML::BadFile &) {

@@ -3,6 +3,8 @@
 #ifndef MT_COMPILER_CONFIG_YAMLTEXT_H
 #define MT_COMPILER_CONFIG_YAMLTEXT_H
 
+#include "runtime/support/FileKind.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <string>
@@ -24,6 +26,16 @@ inline std::string spellingOf(const YAML::Node &n) {
   if (n.IsNull())
     return "null";
   return n.IsSequence() ? "a list" : "a mapping";
+}
+
+/// Why the file at `path` cannot be read as YAML before it is opened ("is a
+/// directory, not a YAML file"; a FIFO's open would wait for a writer), or
+/// "" (a regular file, or nothing there: the reader's open says so).
+inline std::string yamlFileProblem(const std::string &path) {
+  const FileKind kind = fileKindOf(path);
+  if (kind == FileKind::Regular || kind == FileKind::Missing)
+    return "";
+  return std::string("is ") + nonRegularText(kind) + ", not a YAML file";
 }
 
 /// The one YAML document of the file at `path`, as Python's yaml.safe_load

@@ -4,6 +4,7 @@
 #include "runtime/exec/Weights.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/support/AtomicFile.h"
+#include "runtime/support/FileKind.h"
 #include "runtime/support/OutputPath.h"
 
 #include <nlohmann/json.hpp>
@@ -137,7 +138,11 @@ Expected<HfRunOutputs> HfRunOutputs::open(const HfOutputOptions &options,
   if (!resumeDir.empty()) {
     // checkpoint-N/mtc-state: the log so far is in checkpoint-N/trainer_state.json.
     fs::path state = fs::path(resumeDir).parent_path() / "trainer_state.json";
-    if (std::ifstream in(state); in && !fs::is_directory(state)) {
+    const FileKind kind = fileKindOf(state.string());
+    if (kind == FileKind::Directory || kind == FileKind::Special) // a FIFO's read would wait
+      return Status::error(state.string() + ": " + nonRegularText(kind) +
+                           ", not the checkpoint's trainer_state.json");
+    if (std::ifstream in(state); in) { // none: a log that starts at the checkpoint
       try {
         const json saved = json::parse(in); // kept alive: the loop reads into it
         for (const json &e : saved.at("log_history")) {

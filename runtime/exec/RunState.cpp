@@ -4,6 +4,7 @@
 
 #include "runtime/kernels/Optimizer.h"
 #include "runtime/plan/OpRegistry.h"
+#include "runtime/support/FileKind.h"
 
 #include <nlohmann/json.hpp>
 
@@ -171,15 +172,20 @@ RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t da
 
 std::string loadedConfigNote(const plan::Plan &plan, const std::string &dir) {
   const std::string path = dir + "/config.json";
-  std::error_code ec;
+  const std::string unchecked =
+      ": the weights fit the plan's shapes, and nothing else of their model could be compared "
+      "with the plan's";
+  if (const FileKind kind = fileKindOf(path); kind != FileKind::Regular)
+    return path + (kind == FileKind::Missing ? std::string(" is missing")
+                                             : std::string(" is ") + nonRegularText(kind) +
+                                                   ", not a file") +
+           unchecked;
   std::ifstream in(path);
-  if (!in || std::filesystem::is_directory(path, ec))
-    return path + " is missing: the weights fit the plan's shapes, and nothing else of their "
-                  "model could be compared with the plan's";
+  if (!in)
+    return path + " cannot be read" + unchecked;
   json loaded = json::parse(in, nullptr, false);
   if (loaded.is_discarded() || !loaded.is_object())
-    return path + " is not a JSON object (truncated or corrupt): the weights fit the plan's "
-                  "shapes, and nothing else of their model could be compared with the plan's";
+    return path + " is not a JSON object (truncated or corrupt)" + unchecked;
   json ours = json::parse(plan.hf_config_json(), nullptr, false);
   if (!ours.is_object())
     return "";
@@ -235,12 +241,13 @@ Status writeRunState(const std::string &path, const RunState &state) {
 }
 
 Expected<RunState> readRunState(const std::string &path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) // reading it would throw
-    return Status::error(path + ": a directory, not a checkpoint's trainer.json");
+  if (const FileKind kind = fileKindOf(path); kind == FileKind::Missing)
+    return Status::error(path + ": missing (not a checkpoint written by mtrun --save)");
+  else if (kind != FileKind::Regular)
+    return Status::error(path + ": " + nonRegularText(kind) + ", not a checkpoint's trainer.json");
   std::ifstream in(path);
   if (!in)
-    return Status::error(path + ": missing (not a checkpoint written by mtrun --save)");
+    return Status::error(path + ": cannot be read");
   json j = json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return Status::error(path + ": not a JSON object (truncated or corrupt)");

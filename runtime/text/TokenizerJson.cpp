@@ -2,6 +2,8 @@
 // supported is read, everything else is refused by its JSON path.
 #include "runtime/text/TokenizerImpl.h"
 
+#include "runtime/support/FileKind.h"
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -37,6 +39,9 @@ Status refuseType(const Where &w, const std::string &path, const json &node,
 }
 
 Expected<json> readJson(const std::string &path) {
+  if (const FileKind kind = fileKindOf(path); kind == FileKind::Directory ||
+                                              kind == FileKind::Special) // a FIFO: waits
+    return Status::error(path + ": " + nonRegularText(kind) + ", not a JSON file");
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return Status::error(path + ": cannot open");

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace mt::exec {
@@ -164,6 +165,11 @@ TEST_F(RunStateFile, NamesWhatIsWrong) {
   std::filesystem::create_directories(dir_ / "dir" / "trainer.json");
   const std::string inDir = (dir_ / "dir" / "trainer.json").string();
   EXPECT_EQ(errorOf(inDir), inDir + ": a directory, not a checkpoint's trainer.json");
+  // A FIFO: opening it to read would wait for a writer.
+  std::filesystem::create_directories(dir_ / "fifo");
+  const std::string fifo = (dir_ / "fifo" / "trainer.json").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(errorOf(fifo), fifo + ": a device or pipe, not a checkpoint's trainer.json");
   EXPECT_EQ(errorOf(writeEdited("\"lr\": 0.002", "\"lr\": -0.002")),
             path + ": field 'lr' must be a learning rate > 0 or null, got -0.002");
   EXPECT_EQ(errorOf(writeEdited("\"seed\": 7,", "")), path + ": field 'seed' is missing");

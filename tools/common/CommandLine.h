@@ -3,6 +3,7 @@
 #ifndef MT_TOOLS_COMMON_COMMANDLINE_H
 #define MT_TOOLS_COMMON_COMMANDLINE_H
 
+#include "runtime/support/FileKind.h"
 #include "runtime/support/Wording.h"
 
 #include <CLI/CLI.hpp>
@@ -85,6 +86,22 @@ inline const CLI::Validator nonEmptyPath(
                           : "";
     },
     "PATH");
+
+/// CLI::ExistingFile (or, `orDirectory`, CLI::ExistingPath) that also
+/// refuses a device or pipe: opening a FIFO to read waits for a writer.
+inline CLI::Validator readableFile(bool orDirectory) {
+  return CLI::Validator(
+      [orDirectory](std::string &path) -> std::string {
+        std::string error = orDirectory ? CLI::ExistingPath(path) : CLI::ExistingFile(path);
+        if (error.empty() && fileKindOf(path) == FileKind::Special)
+          error = std::string("a device or pipe, not a file") +
+                  (orDirectory ? " or directory" : "") + ": " + path;
+        return error;
+      },
+      orDirectory ? "PATH" : "FILE");
+}
+inline const CLI::Validator existingFile = readableFile(false);
+inline const CLI::Validator existingPath = readableFile(true);
 
 /// The error for an unexpected word on the command line, or "" for none.
 using WordExplainer = std::function<std::string(const std::string &word)>;

@@ -83,7 +83,7 @@ int main(int argc, char **argv) {
   std::string input, output, modelDir;
   app.add_option("text", input, "UTF-8 text file (with --count: a token file)")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(mt::tools::existingFile);
   auto *outputOption =
       app.add_option("-o,--output", output, "token file to write (replaces a token file atomically)");
   app.add_option("--tokenizer", modelDir,

@@ -59,7 +59,7 @@ struct ParallelFlags {
                    "YAML file: Megatron-Core option names (tensor_model_parallel_size, lr, "
                    "train_iters, ...) or a LLaMA-Factory YAML (learning_rate, max_steps, "
                    "megatron: ...), told apart by the keys only one takes; not both")
-        ->check(CLI::ExistingFile);
+        ->check(mt::tools::existingFile);
     layoutFlag(cmd.add_option("--tp", v.tp, "tensor-parallel size"), &P::tp);
     layoutFlag(cmd.add_option("--pp", v.pp, "pipeline-parallel size"), &P::pp);
     layoutFlag(cmd.add_option("--vpp", v.vpp, "virtual pipeline chunks per stage"), &P::vpp);
@@ -275,7 +275,7 @@ int main(int argc, char **argv) {
       "import-hf", "Write the mt-dialect model of a Hugging Face config.json");
   importCmd->add_option("config", import.configPath,
                         "config.json, or the model directory that holds it")
-      ->required()->check(CLI::ExistingPath);
+      ->required()->check(mt::tools::existingPath);
   importCmd->add_option("-o,--output", import.outputPath,
                         "model.mlir to write (replaces a model mtc imported; - prints it)")
       ->required();
@@ -314,14 +314,14 @@ int main(int argc, char **argv) {
   auto *statsCmd = app.add_subcommand(
       "stats", "Print parameters and FLOPs per token (as docs/FLOPS.md counts them)");
   statsCmd->add_option("model", statsPath, "model.mlir")->required()
-      ->check(CLI::ExistingFile);
+      ->check(mt::tools::existingFile);
 
   mt::CompileOptions compile;
   ParallelFlags parallelFlags;
   auto *compileCmd = app.add_subcommand(
       "compile", "Check a model against a parallel layout and plan the training step");
   compileCmd->add_option("model", compile.modelPath, "model.mlir")->required()
-      ->check(CLI::ExistingFile);
+      ->check(mt::tools::existingFile);
   compileCmd->add_flag("--explain", compile.explain,
                        "print the layout in words: mesh, ranks, stages, memory");
   compileCmd->add_option("-o,--output", compile.outputDir,

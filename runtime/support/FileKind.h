@@ -1,0 +1,31 @@
+// What is at a path an input names, checked before it is opened: opening a
+// FIFO for reading waits for a writer (a run would hang), and reading a
+// directory through a stream throws or reads nothing.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace mt {
+
+enum class FileKind { Missing, Regular, Directory, Special };
+
+/// The kind of `path`, symbolic links followed; one that cannot be stat'ed
+/// (missing, or a directory on the way not searchable) is Missing.
+inline FileKind fileKindOf(const std::string &path) {
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status))
+    return FileKind::Missing;
+  if (std::filesystem::is_regular_file(status))
+    return FileKind::Regular;
+  return std::filesystem::is_directory(status) ? FileKind::Directory : FileKind::Special;
+}
+
+/// "a directory" or "a device or pipe": what a non-regular kind is, for the
+/// error that refuses it ("PATH: a directory, not a ...").
+inline const char *nonRegularText(FileKind kind) {
+  return kind == FileKind::Directory ? "a directory" : "a device or pipe";
+}
+
+} // namespace mt
