@@ -32,10 +32,8 @@ inline std::string spellingOf(const YAML::Node &n) {
 /// directory, not a YAML file"; a FIFO's open would wait for a writer), or
 /// "" (a regular file, or nothing there: the reader's open says so).
 inline std::string yamlFileProblem(const std::string &path) {
-  const FileKind kind = fileKindOf(path);
-  if (kind == FileKind::Regular || kind == FileKind::Missing)
-    return "";
-  return std::string("is ") + nonRegularText(kind) + ", not a YAML file";
+  const std::string what = notARegularFile(path);
+  return what.empty() ? "" : "is " + what + ", not a YAML file";
 }
 
 /// The one YAML document of the file at `path`, as Python's yaml.safe_load

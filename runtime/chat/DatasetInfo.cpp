@@ -269,10 +269,8 @@ std::string parsePosition(const std::string &what) {
 }
 
 Status readFile(const DatasetAttr &a, const fs::path &path, std::vector<Example> &out) {
-  if (const FileKind kind = fileKindOf(path.string());
-      kind == FileKind::Directory || kind == FileKind::Special) // a FIFO: the read would wait
-    return Status::error(path.string() + ": " + nonRegularText(kind) + ", not a file (dataset '" +
-                         a.name + "')");
+  if (std::string what = notARegularFile(path.string()); !what.empty())
+    return Status::error(path.string() + ": " + what + ", not a file (dataset '" + a.name + "')");
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return Status::error(path.string() + ": cannot read (dataset '" + a.name + "')");
@@ -321,9 +319,8 @@ Status readFile(const DatasetAttr &a, const fs::path &path, std::vector<Example>
 Expected<std::vector<DatasetAttr>> readDatasetInfo(const std::string &datasetDir,
                                                    const std::vector<std::string> &names) {
   std::string infoPath = (fs::path(datasetDir) / "dataset_info.json").string();
-  if (const FileKind kind = fileKindOf(infoPath); kind == FileKind::Directory ||
-                                                  kind == FileKind::Special) // a FIFO: waits
-    return Status::error(infoPath + ": " + nonRegularText(kind) + ", not a JSON file");
+  if (std::string what = notARegularFile(infoPath); !what.empty())
+    return Status::error(infoPath + ": " + what + ", not a JSON file");
   std::ifstream in(infoPath);
   if (!in)
     return Status::error(infoPath + ": cannot read (dataset_dir must hold dataset_info.json)");

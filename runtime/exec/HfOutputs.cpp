@@ -138,9 +138,8 @@ Expected<HfRunOutputs> HfRunOutputs::open(const HfOutputOptions &options,
   if (!resumeDir.empty()) {
     // checkpoint-N/mtc-state: the log so far is in checkpoint-N/trainer_state.json.
     fs::path state = fs::path(resumeDir).parent_path() / "trainer_state.json";
-    const FileKind kind = fileKindOf(state.string());
-    if (kind == FileKind::Directory || kind == FileKind::Special) // a FIFO's read would wait
-      return Status::error(state.string() + ": " + nonRegularText(kind) +
+    if (std::string what = notARegularFile(state.string()); !what.empty())
+      return Status::error(state.string() + ": " + what +
                            ", not the checkpoint's trainer_state.json");
     if (std::ifstream in(state); in) { // none: a log that starts at the checkpoint
       try {

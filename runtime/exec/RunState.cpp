@@ -175,14 +175,11 @@ std::string loadedConfigNote(const plan::Plan &plan, const std::string &dir) {
   const std::string unchecked =
       ": the weights fit the plan's shapes, and nothing else of their model could be compared "
       "with the plan's";
-  if (const FileKind kind = fileKindOf(path); kind != FileKind::Regular)
-    return path + (kind == FileKind::Missing ? std::string(" is missing")
-                                             : std::string(" is ") + nonRegularText(kind) +
-                                                   ", not a file") +
-           unchecked;
+  if (std::string what = notARegularFile(path); !what.empty())
+    return path + " is " + what + ", not a file" + unchecked;
   std::ifstream in(path);
   if (!in)
-    return path + " cannot be read" + unchecked;
+    return path + " is missing" + unchecked;
   json loaded = json::parse(in, nullptr, false);
   if (loaded.is_discarded() || !loaded.is_object())
     return path + " is not a JSON object (truncated or corrupt)" + unchecked;
@@ -241,13 +238,11 @@ Status writeRunState(const std::string &path, const RunState &state) {
 }
 
 Expected<RunState> readRunState(const std::string &path) {
-  if (const FileKind kind = fileKindOf(path); kind == FileKind::Missing)
-    return Status::error(path + ": missing (not a checkpoint written by mtrun --save)");
-  else if (kind != FileKind::Regular)
-    return Status::error(path + ": " + nonRegularText(kind) + ", not a checkpoint's trainer.json");
+  if (std::string what = notARegularFile(path); !what.empty())
+    return Status::error(path + ": " + what + ", not a checkpoint's trainer.json");
   std::ifstream in(path);
   if (!in)
-    return Status::error(path + ": cannot be read");
+    return Status::error(path + ": missing (not a checkpoint written by mtrun --save)");
   json j = json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return Status::error(path + ": not a JSON object (truncated or corrupt)");

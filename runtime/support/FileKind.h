@@ -22,10 +22,18 @@ inline FileKind fileKindOf(const std::string &path) {
   return std::filesystem::is_directory(status) ? FileKind::Directory : FileKind::Special;
 }
 
-/// "a directory" or "a device or pipe": what a non-regular kind is, for the
-/// error that refuses it ("PATH: a directory, not a ...").
-inline const char *nonRegularText(FileKind kind) {
-  return kind == FileKind::Directory ? "a directory" : "a device or pipe";
+/// "a directory" or "a device or pipe" where something other than a regular
+/// file is at `path`, for the error that refuses it ("PATH: a directory, not
+/// a ..."); "" for a regular file or nothing (whose open then fails).
+inline std::string notARegularFile(const std::string &path) {
+  switch (fileKindOf(path)) {
+  case FileKind::Directory:
+    return "a directory";
+  case FileKind::Special:
+    return "a device or pipe";
+  default:
+    return "";
+  }
 }
 
 } // namespace mt

@@ -39,9 +39,8 @@ Status refuseType(const Where &w, const std::string &path, const json &node,
 }
 
 Expected<json> readJson(const std::string &path) {
-  if (const FileKind kind = fileKindOf(path); kind == FileKind::Directory ||
-                                              kind == FileKind::Special) // a FIFO: waits
-    return Status::error(path + ": " + nonRegularText(kind) + ", not a JSON file");
+  if (std::string what = notARegularFile(path); !what.empty())
+    return Status::error(path + ": " + what + ", not a JSON file");
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return Status::error(path + ": cannot open");
