@@ -5,6 +5,7 @@
 
 #include "compiler/config/TrainConfig.h"
 #include "compiler/driver/ChildProcess.h"
+#include "runtime/support/FileKind.h"
 #include "runtime/support/Wording.h"
 
 #include "llvm/Support/FileSystem.h"
@@ -31,6 +32,8 @@ Expected<std::string> datasetFile(const std::string &name, const std::string &di
   fs::path info = fs::path(dir) / "dataset_info.json";
   std::vector<std::string> known;
   if (fs::exists(info)) {
+    if (std::string what = notARegularFile(info.string()); !what.empty())
+      return fail(info.string() + ": " + what + ", not a JSON file");
     auto buffer = llvm::MemoryBuffer::getFile(info.string());
     if (!buffer)
       return fail(info.string() + ": cannot read");
@@ -45,7 +48,11 @@ Expected<std::string> datasetFile(const std::string &name, const std::string &di
         if (!fileName)
           return fail(info.string() + ": dataset '" + name + "' has no file_name (hf_hub_url "
                       "and other sources are not read by mtc)");
-        return (fs::path(dir) / fileName->str()).string();
+        const std::string file = (fs::path(dir) / fileName->str()).string();
+        if (fileKindOf(file) == FileKind::Special) // a FIFO's read would wait
+          return fail(file + ": a device or pipe, not a dataset file (file_name of dataset '" +
+                      name + "' in " + info.string() + ")");
+        return file;
       }
     }
   }

@@ -4,6 +4,7 @@
 #include "compiler/driver/TrainOutputDir.h"
 
 #include "compiler/config/TrainConfig.h"
+#include "runtime/support/FileKind.h"
 
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -49,6 +50,8 @@ std::map<int64_t, fs::path> checkpointsOf(const std::string &outputDir) {
 
 /// A JSON file as an object (nullopt when it cannot be read or is none).
 std::optional<llvm::json::Object> readObject(const std::string &path) {
+  if (!notARegularFile(path).empty()) // a FIFO's open would wait for a writer
+    return std::nullopt;
   auto buffer = llvm::MemoryBuffer::getFile(path);
   if (!buffer)
     return std::nullopt;

@@ -24,6 +24,8 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 Status copyFileAtomically(const std::string &from, const std::string &to) {
+  if (std::string what = notARegularFile(from); !what.empty())
+    return Status::error(from + ": " + what + ", not a file to copy");
   std::ifstream in(from, std::ios::binary);
   if (!in)
     return Status::error(from + ": cannot read");
@@ -96,6 +98,8 @@ namespace {
 /// that resumes from it. A line that is not such a record (one cut short
 /// when the run was killed) is dropped; a missing file stays missing.
 Status truncateLog(const std::string &path, int64_t step) {
+  if (std::string what = notARegularFile(path); !what.empty())
+    return Status::error(path + ": " + what + ", not the run's trainer_log.jsonl");
   std::ifstream in(path);
   if (!in)
     return Status::ok();

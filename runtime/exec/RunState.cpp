@@ -284,6 +284,8 @@ Expected<RunSettings> resumedSettings(const RunFlags &flags, const RunState &che
 
 std::vector<std::string> metricsUpTo(const std::string &path, int64_t step) {
   std::vector<std::string> kept;
+  if (fileKindOf(path) != FileKind::Regular) // a pipe or device: nothing to keep, nor wait for
+    return kept;
   std::ifstream in(path);
   for (std::string line; std::getline(in, line);) {
     json j = json::parse(line, nullptr, false);

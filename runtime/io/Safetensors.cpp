@@ -3,6 +3,7 @@
 #include "runtime/io/Safetensors.h"
 
 #include "runtime/support/CheckedMath.h"
+#include "runtime/support/FileKind.h"
 
 #include <nlohmann/json.hpp>
 
@@ -371,13 +372,17 @@ const TensorInfo *SafetensorsFile::find(const std::string &name) const {
 }
 
 Expected<SafetensorsFile> openSafetensors(const std::string &path) try {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would wait for a writer (fstat refuses it).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     fail(path + ": cannot open: " + std::strerror(errno));
   auto file = std::make_shared<detail::OpenFile>(fd);
   struct stat st;
   if (::fstat(fd, &st) != 0)
     fail(path + ": cannot stat: " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    fail(path + ": " + (S_ISDIR(st.st_mode) ? "a directory" : "a device or pipe") +
+         ", not a safetensors file");
   uint64_t fileSize = uint64_t(st.st_size);
   if (fileSize < 8)
     fail(path + ": file is truncated: " + std::to_string(fileSize) +
@@ -485,6 +490,8 @@ SafetensorsFile openOrFail(const std::string &path) {
 
 /// weight_map of an index file: tensor name -> shard file name.
 std::map<std::string, std::string> readWeightMap(const std::string &indexPath) {
+  if (std::string what = notARegularFile(indexPath); !what.empty())
+    fail(indexPath + ": " + what + ", not a JSON file");
   std::ifstream in(indexPath, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();

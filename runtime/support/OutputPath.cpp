@@ -3,6 +3,7 @@
 #include "runtime/support/OutputPath.h"
 
 #include "runtime/support/AtomicFile.h"
+#include "runtime/support/FileKind.h"
 #include "runtime/support/Version.h"
 
 #include <nlohmann/json.hpp>
@@ -64,11 +65,20 @@ struct Found {
   std::vector<std::string> strangers;  // directory entries mtc did not write
 };
 
-std::string readPrefix(const fs::path &path, size_t bytes) {
+/// The first `bytes` (all: npos) of a regular file; "" for anything else (a
+/// FIFO's open would wait for a writer) or a file that cannot be read.
+std::string readPrefix(const fs::path &path, size_t bytes = std::string::npos) {
+  if (fileKindOf(path.string()) != FileKind::Regular)
+    return "";
   std::ifstream in(path, std::ios::binary);
-  std::string text(bytes, '\0');
-  in.read(text.data(), std::streamsize(bytes));
-  text.resize(size_t(in.gcount()));
+  std::string text;
+  char buffer[4096];
+  while (text.size() < bytes) {
+    in.read(buffer, std::streamsize(std::min(sizeof buffer, bytes - text.size())));
+    if (in.gcount() <= 0)
+      break;
+    text.append(buffer, size_t(in.gcount()));
+  }
   return text;
 }
 
@@ -99,7 +109,8 @@ json safetensorsHeader(const fs::path &path, const std::string &prefix, uint64_t
     n = n << 8 | uint64_t(static_cast<unsigned char>(prefix[size_t(i)]));
   if (n == 0 || n > maxBytes)
     return json();
-  return json::parse(readPrefix(path, size_t(8 + n)).substr(8), nullptr, false);
+  const std::string text = readPrefix(path, size_t(8 + n)); // shorter if the file changed
+  return text.size() < 8 ? json() : json::parse(text.substr(8), nullptr, false);
 }
 
 /// A safetensors file of exactly the tensors logits and input_ids with the
@@ -155,8 +166,7 @@ std::optional<OutputKind> legacyDirectoryKind(const fs::path &dir,
     // Exports before the marker were all float32; a downloaded model rarely
     // is float32 with no tokenizer or generation config. An export in any
     // dtype says so in its safetensors header (kSafetensorsOutputKey).
-    std::ifstream in(dir / "config.json");
-    json config = json::parse(in, nullptr, false);
+    json config = json::parse(readPrefix(dir / "config.json"), nullptr, false);
     if (textAt(config, "torch_dtype") == "float32" || textAt(config, "dtype") == "float32")
       return OutputKind::HfExport;
     const fs::path model = dir / "model.safetensors";
@@ -191,8 +201,7 @@ Found inspectDirectory(const fs::path &dir) {
   }
   std::set<std::string> ours;
   if (names.erase(kOutputMarkerFile)) {
-    std::ifstream in(dir / kOutputMarkerFile);
-    json marker = json::parse(in, nullptr, false);
+    json marker = json::parse(readPrefix(dir / kOutputMarkerFile), nullptr, false);
     std::string name = marker.is_object() ? marker.value("mtc_output", "") : "";
     for (const KindInfo &k : kKinds)
       if (name == k.name && k.directory)
