@@ -1,5 +1,7 @@
 #include "runtime/io/MappedFile.h"
 
+#include "runtime/support/FileKind.h"
+
 #include <cerrno>
 #include <utility>
 
@@ -28,10 +30,9 @@ Expected<MappedFile> MappedFile::open(const std::string &path, const std::string
     ::close(fd);
     return s;
   }
-  if (!S_ISREG(st.st_mode)) {
+  if (std::string what = notARegularFile(st.st_mode); !what.empty()) {
     ::close(fd);
-    return Status::error(path + ": " + (S_ISDIR(st.st_mode) ? "a directory" : "a device or pipe") +
-                         ", not a " + kind);
+    return Status::error(path + ": " + what + ", not a " + kind);
   }
   MappedFile file;
   file.size_ = uint64_t(st.st_size);

@@ -380,9 +380,8 @@ Expected<SafetensorsFile> openSafetensors(const std::string &path) try {
   struct stat st;
   if (::fstat(fd, &st) != 0)
     fail(path + ": cannot stat: " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode))
-    fail(path + ": " + (S_ISDIR(st.st_mode) ? "a directory" : "a device or pipe") +
-         ", not a safetensors file");
+  if (std::string what = notARegularFile(st.st_mode); !what.empty())
+    fail(path + ": " + what + ", not a safetensors file");
   uint64_t fileSize = uint64_t(st.st_size);
   if (fileSize < 8)
     fail(path + ": file is truncated: " + std::to_string(fileSize) +

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <string>
 
+#include <sys/stat.h>
+
 namespace mt {
 
 enum class FileKind { Missing, Regular, Directory, Special };
@@ -34,6 +36,12 @@ inline std::string notARegularFile(const std::string &path) {
   default:
     return "";
   }
+}
+
+/// The same for a descriptor's st_mode (fstat after an O_NONBLOCK open: no
+/// race between the check and the read).
+inline std::string notARegularFile(mode_t mode) {
+  return S_ISREG(mode) ? "" : S_ISDIR(mode) ? "a directory" : "a device or pipe";
 }
 
 } // namespace mt
