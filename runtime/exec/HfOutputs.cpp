@@ -134,6 +134,14 @@ Expected<HfRunOutputs> HfRunOutputs::open(const HfOutputOptions &options,
                                           int64_t globalBatch, int64_t maxSteps, bool writer) {
   if (options.maxShardBytes == 0)
     return Status::error("the maximum shard size must be > 0 bytes");
+  // The tokenizer files each checkpoint copies: refused now rather than at
+  // the first checkpoint, after training steps (a FIFO's read would wait).
+  if (!options.tokenizerDir.empty())
+    for (const std::string &name : tokenizerFileNames()) {
+      const std::string path = options.tokenizerDir + "/" + name;
+      if (std::string what = notARegularFile(path); !what.empty())
+        return Status::error(path + ": " + what + ", not a file to copy");
+    }
   HfRunOutputs out;
   out.options_ = options;
   out.globalBatch_ = globalBatch;
