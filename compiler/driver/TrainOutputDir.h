@@ -40,7 +40,10 @@ Status checkResumedRun(const TrainConfig &c, const std::string &state);
 /// The run directory itself (output_dir/mtc-run by default, which other
 /// nodes of a launched job may have created already) does not count. With
 /// overwrite_output_dir, a checkpoint-N mtc did not write (no mtc-state/)
-/// is refused by name: mtc removes only its own.
+/// is refused by name: mtc removes only its own. model_name_or_path or
+/// dataset_dir inside one of output_dir's checkpoint-N directories is
+/// refused where the run may remove it (overwrite_output_dir for a new
+/// run, save_total_limit's pruning).
 Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir);
 
 /// The run directory (mtc train -o, `flag`; "" for the default
