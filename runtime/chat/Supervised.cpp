@@ -2,6 +2,8 @@
 // processor_utils.py), written for mtc.
 #include "runtime/chat/Supervised.h"
 
+#include "runtime/support/Wording.h"
+
 #include <algorithm>
 #include <map>
 
@@ -200,6 +202,13 @@ Expected<io::SftRows> prepareSft(const SftData &data, const SftOptions &options,
     }
   }
   sum.samples = int64_t(samples.size());
+  // Rows without a label train on nothing: every step's loss and gradient
+  // would be 0, a run that looks like training and changes no weight.
+  if (sum.samples > 0 && sum.labelledTokens == 0)
+    return Status::error("no token of the " + countOf(sum.samples, "sample") +
+                         " is labelled: within cutoff_len (" + countOf(options.cutoffLen, "token") +
+                         ") no sample keeps a token of its response to train on; raise "
+                         "cutoff_len, or check the dataset's responses");
   io::SftRows rows = buildRows(std::move(samples), options, bound->padId, encoder.vocabSize());
   sum.rows = rows.rows();
   if (summary)
