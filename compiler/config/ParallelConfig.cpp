@@ -295,12 +295,12 @@ std::string RecomputeConfig::describe() const {
 /// (Megatron-Core's expert_tensor_parallel_size).
 Status resolveExpertLayout(ParallelConfig &c, const ModelDims &model) {
   const char *dispatcher = "moe_token_dispatcher_type (--moe-token-dispatcher-type)";
-  if (std::string error = optionValueError(dispatcher, c.moeTokenDispatcherType); !error.empty())
+  if (std::string error = optionValueError(dispatcher, c.dispatcher()); !error.empty())
     return fail(dispatcher, error);
-  if (c.moeSharedExpertOverlap && c.moeTokenDispatcherType != "alltoall")
+  if (c.moeSharedExpertOverlap && c.dispatcher() != "alltoall")
     return fail("moe_shared_expert_overlap overlaps the shared expert with the alltoall "
                 "dispatcher's all-to-all; it needs moe_token_dispatcher_type "
-                "(--moe-token-dispatcher-type) alltoall, got '", c.moeTokenDispatcherType, "'");
+                "(--moe-token-dispatcher-type) alltoall, got '", c.dispatcher(), "'");
   if (model.numExperts == 0 && c.ep != 1)
     return fail("expert_model_parallel_size (--ep ", c.ep, ") needs a "
                 "mixture-of-experts model; this model is dense");
@@ -382,7 +382,7 @@ static std::vector<std::string> noEffectWarnings(const ParallelConfig &c, const 
     out.push_back("cp_comm_type (--cp-comm-type) " + c.cpCommType + " has no effect: "
                   "context_parallel_size (--cp) is 1, so no rank exchanges keys and values");
   const std::string dense = "this model has no experts (dense)";
-  if (c.moeTokenDispatcherType != "alltoall" && (model.numExperts == 0 || c.ep == 1))
+  if (!c.moeTokenDispatcherType.empty() && (model.numExperts == 0 || c.ep == 1))
     out.push_back("moe_token_dispatcher_type (--moe-token-dispatcher-type) " +
                   c.moeTokenDispatcherType + " has no effect: " +
                   (model.numExperts == 0 ? dense

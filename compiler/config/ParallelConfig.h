@@ -70,8 +70,14 @@ struct ParallelConfig {
   /// layers reach the ranks of their experts under expert parallelism:
   /// alltoall (counts exchanged, then all-to-all-v of the rows and back)
   /// or allgather (every rank's rows gathered over ep, the local experts
-  /// computed, then reduce-scatter); flex is refused by name.
-  std::string moeTokenDispatcherType = "alltoall";
+  /// computed, then reduce-scatter); flex is refused by name. Empty: not
+  /// given, alltoall (dispatcher()); one given where nothing is dispatched
+  /// is warned of.
+  std::string moeTokenDispatcherType;
+  const std::string &dispatcher() const {
+    static const std::string byDefault = "alltoall";
+    return moeTokenDispatcherType.empty() ? byDefault : moeTokenDispatcherType;
+  }
   /// Megatron-Core's moe_shared_expert_overlap: compute the shared expert
   /// (Qwen2-MoE) while the alltoall dispatcher's all-to-all runs. A
   /// scheduling hint that never changes the result; this version accepts it

@@ -100,7 +100,7 @@ void explainExperts(const ModelDims &dims, const ParallelConfig &p, llvm::raw_os
     return;
   // A rank runs the MoE layers of its pipeline stage: about 1/pp of them.
   int64_t layers = (dims.moeLayers + p.pp - 1) / p.pp;
-  const bool gather = p.moeTokenDispatcherType == "allgather";
+  const bool gather = p.dispatcher() == "allgather";
   double rows = double(p.microBatch) * double(p.seq) / double(p.tp * p.cp) *
                 double(dims.topK) * double(gather ? p.ep : 1);
   const int64_t again = recomputedMoeLayers(p, layers);

@@ -255,7 +255,7 @@ FailureOr<plan::Plan> buildTrainingPlan(ModuleOp module, const ParallelConfig &p
   }
   if (experts && (parallel.ep > 1 || parallel.etp > 1 || parallel.tp > 1)) {
     PartitionExpertParallelOptions epOptions;
-    epOptions.dispatcher = parallel.moeTokenDispatcherType;
+    epOptions.dispatcher = parallel.dispatcher();
     pipeline.push_back(createPartitionExpertParallel(epOptions));
   }
   // After the partitions: the loss mask has its local shape.
