@@ -129,6 +129,11 @@ int main(int argc, char **argv) {
     std::cerr << "error: " << message << "\n";
     return 1;
   };
+  // LLaMA-Factory's split_arg strips each name: "a, b" names a and b.
+  for (std::string &name : data.datasets) {
+    const size_t first = name.find_first_not_of(" \t"), last = name.find_last_not_of(" \t");
+    name = first == std::string::npos ? "" : name.substr(first, last - first + 1);
+  }
   if (check)
     return checkOnly(data, tokenizer, modelVocab);
   if (output.empty())
