@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 namespace mt {
@@ -29,6 +30,16 @@ using trainkeys::Kind;
 /// `megatron:` and, inside it or at the top, `override_transformer_config:`.
 bool isSection(const std::string &key) {
   return key == "megatron" || key == "override_transformer_config";
+}
+
+/// Whether `text` is YAML's spelling of null (core schema: null, Null, NULL,
+/// ~, or nothing but spaces).
+bool spelledNull(const std::string &text) {
+  const size_t first = text.find_first_not_of(" \t");
+  if (first == std::string::npos)
+    return true;
+  const std::string word = text.substr(first, text.find_last_not_of(" \t") - first + 1);
+  return word == "null" || word == "Null" || word == "NULL" || word == "~";
 }
 
 using config::whereOf;
@@ -287,17 +298,22 @@ bool loadTrainConfig(const std::string &path,
     // HfArgumentParser: `--key` alone (or `--key=`) is a boolean flag's true.
     const bool bare = text.empty();
     YAML::Node value;
+    std::optional<std::string> yamlError;
     try {
       value = YAML::Load(bare ? "true" : text);
     } catch (const YAML::Exception &e) {
-      errors.add(key, Status::error(where + "--" + key + " " + text + ": " + e.msg));
-      continue;
+      value = YAML::Node(text); // a string: what a key of another type refuses
+      yamlError = e.msg;
     }
+    // Only a spelled null is null: YAML reads '%x' (a directive) as one too.
+    if (value.IsNull() && !spelledNull(text))
+      value = YAML::Node(text);
     if (isSection(key))
       errors.add(key, Status::error(where + "--" + key + ": give the keys of the block "
                                     "themselves (--tensor_model_parallel_size 2)"));
     else
-      reader.apply(key, Given{value, where, bare}, where);
+      reader.apply(key, Given{value, where, bare, &text, yamlError ? &*yamlError : nullptr},
+                   where);
   }
   return true;
 }

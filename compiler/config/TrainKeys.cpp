@@ -17,15 +17,21 @@ namespace {
 
 Status typeError(const Given &g, const char *key, const char *expected) {
   return Status::error(g.where + key + ": expected " + expected + ", got " +
-                       config::spellingOf(g.node));
+                       config::spellingOf(g.node) +
+                       (g.yamlError ? " (not valid YAML: " + *g.yamlError + ")" : ""));
 }
 
 /// Reads a scalar by its type whatever its YAML spelling (True/yes, 3e-6).
 template <typename T> Status read(const Given &g, const char *key, const char *expected, T &out) {
-  if constexpr (std::is_same_v<T, std::string>)
+  if constexpr (!std::is_same_v<T, bool>)
     if (g.bare)
       return Status::error(g.where + key + ": needs a value (--" + key + " VALUE); a bare --" +
-                           key + " is true, which only a true/false key takes");
+                           key + " (or " + key + "=) is true, which only a true/false key takes");
+  if constexpr (std::is_same_v<T, std::string>)
+    if (g.literal && !g.node.IsNull()) {
+      out = *g.literal;
+      return Status::ok();
+    }
   try {
     if (g.node.IsScalar()) {
       out = g.node.as<T>();

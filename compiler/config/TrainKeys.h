@@ -31,8 +31,14 @@ struct Given {
   const YAML::Node &node;
   const std::string &where;
   /// A bare `--key` of the command line, read as true (HfArgumentParser's
-  /// boolean flag): a key that takes a string refuses it.
+  /// boolean flag): a key that takes another type refuses it.
   bool bare = false;
+  /// A command-line value as typed: a key that takes a string takes it
+  /// literally (HfArgumentParser), not as YAML would read it ('a #b' is no
+  /// comment, 'x: y' no mapping), but for a spelled null (null, ~).
+  const std::string *literal = nullptr;
+  /// Why the command-line value is no YAML (its node is then the text).
+  const std::string *yamlError = nullptr;
 };
 
 struct Key {
