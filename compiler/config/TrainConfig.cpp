@@ -432,14 +432,15 @@ std::string TrainConfig::repeatedSamplesWarning(int64_t datasetSamples) const {
 Expected<int64_t> TrainConfig::trainSteps(std::optional<int64_t> datasetSamples) const {
   if (maxSteps > 0)
     return maxSteps;
+  std::ostringstream epochs; // 0.5, not to_string's 0.500000
+  epochs << numTrainEpochs;
   if (!datasetSamples)
-    return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
-                         ") needs the dataset's size, known once the data is prepared: "
+    return Status::error("num_train_epochs (" + epochs.str() + ") needs the dataset's size, known once the data is prepared: "
                          "`mtc train` computes it; give max_steps to compile a plan alone");
   const int64_t steps =
       int64_t(std::ceil(numTrainEpochs * double(stepsPerEpoch(*datasetSamples))));
   if (steps < 1)
-    return Status::error("num_train_epochs (" + std::to_string(numTrainEpochs) +
+    return Status::error(whereGiven("num_train_epochs") + "num_train_epochs (" + epochs.str() +
                          ") gives no optimizer step; give more epochs or max_steps");
   return steps;
 }
@@ -464,11 +465,14 @@ Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetS
     o.warmupSteps = 0; // transformers' get_constant_schedule ignores warm-up
   if (lrSchedulerType == "cosine_with_min_lr") {
     if (minLr.has_value() == minLrRate.has_value())
-      return Status::error("lr_scheduler_type cosine_with_min_lr needs exactly one of "
-                           "lr_scheduler_kwargs.min_lr and lr_scheduler_kwargs.min_lr_rate");
+      return Status::error(whereGiven(minLr ? "lr_scheduler_kwargs" : "lr_scheduler_type") +
+                           "lr_scheduler_type cosine_with_min_lr needs exactly one of "
+                           "lr_scheduler_kwargs.min_lr and lr_scheduler_kwargs.min_lr_rate" +
+                           (minLr ? ", not both" : ""));
     o.minLr = minLr ? *minLr : *minLrRate * learningRate;
   } else if (minLr || minLrRate) {
-    return Status::error("lr_scheduler_kwargs (min_lr, min_lr_rate) apply to "
+    return Status::error(whereGiven("lr_scheduler_kwargs") +
+                         "lr_scheduler_kwargs (min_lr, min_lr_rate) apply to "
                          "cosine_with_min_lr only, lr_scheduler_type is " + lrSchedulerType);
   }
   if (Status s = o.validate(); !s)

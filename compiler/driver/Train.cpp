@@ -107,8 +107,8 @@ Status checkDistCheckpoint(const TrainConfig &c) {
     return Status::ok();
   const fs::path dir = c.distCheckpointingPath;
   if (dir.empty())
-    return fail("use_dist_checkpointing: true needs dist_checkpointing_path (the directory of "
-                "mtc's own checkpoint)");
+    return fail(c.whereGiven("use_dist_checkpointing") + "use_dist_checkpointing: true needs "
+                "dist_checkpointing_path (the directory of mtc's own checkpoint)");
   std::error_code ec;
   if (!fs::exists(dir, ec) || fs::exists(dir / "trainer.json", ec) ||
       (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)))

@@ -236,6 +236,10 @@ Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &ru
   // The final model and the checkpoints are written into output_dir: it
   // may not be a directory the run reads.
   std::error_code ec;
+  if (fs::exists(c.outputDir, ec) && !fs::is_directory(c.outputDir, ec))
+    return fail(c.whereGiven("output_dir") + "output_dir " + c.outputDir + " is a file, not a "
+                "directory: the final model and the checkpoints are written there; give a "
+                "directory (new or mtc's)");
   const fs::path out = fs::weakly_canonical(c.outputDir, ec);
   for (const auto &[key, dir] : {std::pair<std::string, std::string>{"model_name_or_path",
                                                                       c.modelNameOrPath},
