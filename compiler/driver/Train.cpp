@@ -110,8 +110,9 @@ Status checkDistCheckpoint(const TrainConfig &c) {
     return fail(c.whereGiven("use_dist_checkpointing") + "use_dist_checkpointing: true needs "
                 "dist_checkpointing_path (the directory of mtc's own checkpoint)");
   std::error_code ec;
-  if (!fs::exists(dir, ec) || fs::exists(dir / "trainer.json", ec) ||
-      (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)))
+  if (fs::exists(dir / "trainer.json", ec))
+    return checkResumedStep(c, dir.string(), "dist_checkpointing_path");
+  if (!fs::exists(dir, ec) || (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)))
     return Status::ok();
   bool megatron = false; // Megatron-Core's dist_checkpointing layout (torch_dist)
   for (const char *name : {"metadata.json", ".metadata", "common.pt",

@@ -204,7 +204,22 @@ Expected<std::string> resumeState(const TrainConfig &c) {
   return state.string();
 }
 
+Status checkResumedStep(const TrainConfig &c, const std::string &state,
+                        const std::string &key) {
+  auto root = readObject(state + "/trainer.json");
+  std::optional<int64_t> step = root ? root->getInteger("step") : std::nullopt;
+  if (!step || c.maxSteps < 1 || *step < c.maxSteps)
+    return Status::ok(); // num_train_epochs: the steps are known after the data step
+  return fail(c.whereGiven(key) + key + ": the checkpoint " + state + " is already after step " +
+              std::to_string(*step) + ", and max_steps (" + std::to_string(c.maxSteps) +
+              ") ends the run " + (*step == c.maxSteps ? "there" : "before it") +
+              ": nothing to run; give max_steps > " + std::to_string(*step) +
+              " (it counts from the start of the run, not from the checkpoint)");
+}
+
 Status checkResumedRun(const TrainConfig &c, const std::string &state) {
+  if (Status s = checkResumedStep(c, state, "resume_from_checkpoint"); !s)
+    return s;
   auto root = readObject(state + "/trainer.json");
   const llvm::json::Object *run = root ? root->getObject("run") : nullptr;
   if (!run)

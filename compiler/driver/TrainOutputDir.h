@@ -35,6 +35,11 @@ Expected<std::string> resumeState(const TrainConfig &c);
 /// step, the same way.
 Status checkResumedRun(const TrainConfig &c, const std::string &state);
 
+/// A checkpoint (`state`: its mtc-state/, given by `key`) already at or
+/// past max_steps is refused before any work, naming `key` and max_steps
+/// (mtrun would find it after the data step and speak of its --steps).
+Status checkResumedStep(const TrainConfig &c, const std::string &state, const std::string &key);
+
 /// A new run into an output_dir that holds something is refused unless
 /// overwrite_output_dir or a resume says otherwise (transformers' rule).
 /// The run directory itself (output_dir/mtc-run by default, which other
