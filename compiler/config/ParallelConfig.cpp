@@ -233,7 +233,7 @@ std::string optionValueError(const std::string &name, const std::string &value) 
   if (key == "recompute_granularity")
     return value.empty() || value == "full" || value == "selective"
                ? ""
-               : " must be full or selective (or null: none), got " + got;
+               : " must be full or selective (or null for no recompute), got " + got;
   if (key == "recompute_method")
     return value.empty() || value == "uniform" || value == "block"
                ? ""

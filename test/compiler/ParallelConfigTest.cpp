@@ -484,8 +484,8 @@ TEST(ParallelConfig, RejectsEveryInconsistentLayoutWithItsValues) {
        "not supported: the weights all-gathered behind the next forward would have to stay on "
        "the device; use one of the two"},
       {"recompute granularity", [](auto &c, auto &) { c.recompute.granularity = "partial"; },
-       "recompute_granularity (--recompute-granularity) must be full or selective (or null: "
-       "none), got 'partial'"},
+       "recompute_granularity (--recompute-granularity) must be full or selective (or null for "
+       "no recompute), got 'partial'"},
       {"recompute method", [](auto &c, auto &) {
          c.recompute.granularity = "full", c.recompute.method = "even"; },
        "recompute_method (--recompute-method) must be uniform or block (or null), got 'even'"},

@@ -323,12 +323,37 @@ TEST(TrainConfig, ParsesLlamaFactoryCommandLineForms) {
   Status noValue = loadTrainConfig("", {{"dataset", ""}}, c);
   ASSERT_FALSE(noValue);
   EXPECT_NE(noValue.message().find("command line: dataset: needs a value (--dataset VALUE); a "
-                                   "bare --dataset is true, which only a true/false key takes"),
+                                   "bare --dataset (or dataset=) is true, which only a "
+                                   "true/false key takes"),
             std::string::npos)
       << noValue.message();
   auto bad = parseOverrides({"-x"});
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.message().find("'-x' is not an override"), std::string::npos);
+}
+
+// A string key's command-line value is the text as typed (HfArgumentParser),
+// whatever YAML would make of it; other keys read YAML; a spelled null
+// stays null.
+TEST(TrainConfig, CommandLineStringsAreTakenAsTyped) {
+  for (const char *text : {"out/y #c", "%out", "out/my run: v2", "*out", "[a, b]", "'q'"}) {
+    TrainConfig c;
+    ASSERT_TRUE(loadTrainConfig("", {{"output_dir", text}}, c)) << text;
+    EXPECT_EQ(c.outputDir, text);
+  }
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig("", {{"cutoff_len", "64 # a comment"}, {"packing", "yes"}}, c));
+  EXPECT_EQ(c.cutoffLen, 64);
+  EXPECT_TRUE(c.packing);
+  ASSERT_TRUE(loadTrainConfig("", {{"resume_from_checkpoint", "x"}}, c));
+  ASSERT_TRUE(loadTrainConfig("", {{"resume_from_checkpoint", "null"}}, c));
+  EXPECT_EQ(c.resumeFromCheckpoint, "");
+  Status s = loadTrainConfig("", {{"cutoff_len", "*x"}}, c);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("command line: cutoff_len: expected an integer, got '*x' (not "
+                             "valid YAML: "),
+            std::string::npos)
+      << s.message();
 }
 
 TEST(TrainConfig, TrinityMegatronBlockAndItsNesting) {
@@ -662,8 +687,8 @@ TEST(TrainConfig, PlanKeysRefuseBf16False) {
 // reader: optionValueError).
 TEST(TrainConfig, LayoutValueErrorsNameFileLineKeyAndValidValues) {
   std::string e = errorOf("tensor_model_parallel_size: 2\nrecompute_granularity: fulll\n");
-  EXPECT_NE(e.find("error.yaml:2:24: recompute_granularity must be full or selective (or null: "
-                   "none), got 'fulll'"),
+  EXPECT_NE(e.find("error.yaml:2:24: recompute_granularity must be full or selective (or null "
+                   "for no recompute), got 'fulll'"),
             e.npos)
       << e;
   e = errorOf("megatron:\n  recompute_method: blocks\n");
