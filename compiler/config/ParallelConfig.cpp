@@ -449,8 +449,9 @@ static Status resolveModelSizes(ParallelConfig &c, const ModelDims &model) {
 /// dp and the world size from each other (Megatron-Core's MoE parallel
 /// folding: world = pp x dp x cp x tp; ep and etp divide the same ranks of
 /// expert layers), or dp as the fewest ranks that hold ep x etp; a dp chosen
-/// so (neither dp nor a world size given: !`dpGiven`) is noted.
-static Status resolveMeshSizes(ParallelConfig &c, bool dpGiven) {
+/// so (neither dp nor a world size given: !`dpGiven`) is noted; an etp not
+/// given (`etpGiven` false) is named as tp's default.
+static Status resolveMeshSizes(ParallelConfig &c, bool dpGiven, bool etpGiven) {
   const int64_t tp = c.tp, pp = c.pp, cp = c.cp, ep = c.ep, etp = c.etp;
   int64_t &dp = c.dp, &worldSize = c.worldSize;
   const int64_t modelParallel = tp * pp * cp;
@@ -468,9 +469,13 @@ static Status resolveMeshSizes(ParallelConfig &c, bool dpGiven) {
                 pp, ") x cp (", cp, ") x dp (", dp, ") = ", dp * modelParallel);
   if ((dp * cp * tp) % (ep * etp) != 0)
     return fail("expert_model_parallel_size (--ep ", ep, ") x expert_tensor_parallel_size (--etp ",
-                etp, ") = ", ep * etp, " must divide tp (", tp, ") x cp (", cp, ") x dp (", dp,
-                ") = ", dp * cp * tp, ": expert layers fold over the ranks of a pipeline stage; "
-                "ep x etp may be ", divisorsText(dp * cp * tp), " (or more ranks)");
+                etp, etpGiven ? "" : ", by default tensor_model_parallel_size", ") = ", ep * etp,
+                " must divide tp (", tp, ") x cp (", cp, ") x dp (", dp, ") = ", dp * cp * tp,
+                ": expert layers fold over the ranks of a pipeline stage; ep x etp may be ",
+                divisorsText(dp * cp * tp), " (or more ranks)",
+                !etpGiven && etp > 1 ? "; expert_tensor_parallel_size (--etp) 1 splits no "
+                                       "expert over tp"
+                                     : "");
   if (!dpGiven && dp > 1)
     c.notes.push_back("data_parallel_size (not given) is " + std::to_string(dp) +
                       ", the smallest at which tp (" + std::to_string(tp) + ") x cp (" +
@@ -566,7 +571,7 @@ Status ParallelConfig::resolve(const ModelDims &model) {
   if (Status s = checkOptionRules(*this, model); !s)
     return s;
 
-  if (Status s = resolveMeshSizes(*this, dpGiven); !s)
+  if (Status s = resolveMeshSizes(*this, dpGiven, etpGiven != 0); !s)
     return s;
   warnings = noEffectWarnings(*this, model, etpGiven);
 
