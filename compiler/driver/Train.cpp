@@ -300,7 +300,8 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   if (!importHf(import))
     return fail("importing " + import.configPath + " failed (its error is above)");
   if (!checkLayout(import.outputPath, c.layout(), c.layoutGivenAt()))
-    return fail("the parallel layout does not fit the model (its error is above)");
+    return fail("the parallel layout or recompute settings do not fit the model (its error is "
+                "above)");
   // 2. The data (its size sets the steps of num_train_epochs), then the plan.
   auto prepared = prepareTrainingData(dataRequest(c, o, runDir));
   if (!prepared)
