@@ -211,8 +211,9 @@ struct OptimizerConfig {
 /// cp_comm_type, moe_token_dispatcher_type, lr_decay_style): "" when valid
 /// (an empty recompute_granularity or recompute_method is "not given"),
 /// else what follows `name` in the message, with the value and the valid
-/// ones: " must be full or selective (or null for no recompute), got 'x'". `name` is
-/// the key, optionally followed by its flag ("cp_comm_type (--cp-comm-type)").
+/// ones: " must be full or selective (or null for no recompute), got 'x'".
+/// `name` is the key, optionally followed by its flag ("cp_comm_type
+/// (--cp-comm-type)").
 /// One list for the flags (resolve, validate) and both YAML readers.
 std::string optionValueError(const std::string &name, const std::string &value);
 

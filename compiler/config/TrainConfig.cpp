@@ -435,8 +435,9 @@ Expected<int64_t> TrainConfig::trainSteps(std::optional<int64_t> datasetSamples)
   std::ostringstream epochs; // 0.5, not to_string's 0.500000
   epochs << numTrainEpochs;
   if (!datasetSamples)
-    return Status::error("num_train_epochs (" + epochs.str() + ") needs the dataset's size, known once the data is prepared: "
-                         "`mtc train` computes it; give max_steps to compile a plan alone");
+    return Status::error("num_train_epochs (" + epochs.str() + ") needs the dataset's size, "
+                         "known once the data is prepared: `mtc train` computes it; give "
+                         "max_steps to compile a plan alone");
   const int64_t steps =
       int64_t(std::ceil(numTrainEpochs * double(stepsPerEpoch(*datasetSamples))));
   if (steps < 1)

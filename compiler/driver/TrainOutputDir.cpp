@@ -247,6 +247,35 @@ Status checkResumedRun(const TrainConfig &c, const std::string &state) {
   return fail(message);
 }
 
+/// overwrite_output_dir removes output_dir's checkpoints before a new run
+/// and save_total_limit the oldest ones as the run goes: an input in one of
+/// them (a model trained by an earlier run into the same output_dir) would
+/// be deleted under the run that reads it.
+static Status checkInputsKept(const TrainConfig &c, bool resuming) {
+  const bool overwrite = !resuming && c.overwriteOutputDir;
+  if (!overwrite && c.saveTotalLimit < 1)
+    return Status::ok();
+  std::error_code ec;
+  for (const auto &[n, checkpoint] : checkpointsOf(c.outputDir)) {
+    const fs::path dir = fs::weakly_canonical(checkpoint, ec);
+    for (const auto &[key, input] : {std::pair<std::string, std::string>{"model_name_or_path",
+                                                                          c.modelNameOrPath},
+                                     {"dataset_dir", c.datasetDir}}) {
+      const fs::path path = fs::weakly_canonical(input, ec);
+      if (input.empty() ||
+          std::mismatch(dir.begin(), dir.end(), path.begin(), path.end()).first != dir.end())
+        continue;
+      return fail(c.whereGiven(key) + key + " " + input + " lies in " + checkpoint.string() +
+                  ", which " +
+                  (overwrite ? "overwrite_output_dir: true removes before training"
+                             : "save_total_limit: " + std::to_string(c.saveTotalLimit) +
+                                   " may remove as later checkpoints are saved") +
+                  ": copy it out of output_dir " + c.outputDir + ", or give another output_dir");
+    }
+  }
+  return Status::ok();
+}
+
 Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir) {
   // The final model and the checkpoints are written into output_dir: it
   // may not be a directory the run reads.
@@ -263,30 +292,8 @@ Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &ru
       return fail(c.whereGiven("output_dir") + "output_dir " + c.outputDir + " is " + key +
                   "'s directory, which the run reads: the final model and checkpoints would "
                   "replace its files; give another output_dir");
-  // overwrite_output_dir removes output_dir's checkpoints before training
-  // and save_total_limit the oldest ones as it goes: an input in one of
-  // them (a model trained by an earlier run into the same output_dir)
-  // would be deleted under the run that reads it.
-  const bool removes = (!resuming && c.overwriteOutputDir) || c.saveTotalLimit > 0;
-  for (const auto &[n, checkpoint] : removes ? checkpointsOf(c.outputDir)
-                                             : std::map<int64_t, fs::path>{}) {
-    const fs::path dir = fs::weakly_canonical(checkpoint, ec);
-    for (const auto &[key, input] : {std::pair<std::string, std::string>{"model_name_or_path",
-                                                                          c.modelNameOrPath},
-                                     {"dataset_dir", c.datasetDir}}) {
-      const fs::path path = fs::weakly_canonical(input, ec);
-      if (input.empty() ||
-          std::mismatch(dir.begin(), dir.end(), path.begin(), path.end()).first != dir.end())
-        continue;
-      const bool overwrite = !resuming && c.overwriteOutputDir;
-      return fail(c.whereGiven(key) + key + " " + input + " lies in " + checkpoint.string() +
-                  ", which " +
-                  (overwrite ? "overwrite_output_dir: true removes before training"
-                             : "save_total_limit: " + std::to_string(c.saveTotalLimit) +
-                                   " may remove as later checkpoints are saved") +
-                  ": copy it out of output_dir " + c.outputDir + ", or give another output_dir");
-    }
-  }
+  if (Status s = checkInputsKept(c, resuming); !s)
+    return s;
   if (!resuming && c.overwriteOutputDir) {
     // Only mtc's own checkpoints are removed (mtrun's removeEarlierCheckpoints);
     // one of another tool is data mtc does not delete.

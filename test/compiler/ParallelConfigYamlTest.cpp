@@ -416,7 +416,8 @@ TEST_F(YamlTypedValues, ChoicesNameTheKeyTheValueAndTheValidOnes) {
     return path_.string() + ":1:" + std::to_string(std::strlen(key) + 3) + ": " + key;
   };
   EXPECT_EQ(load("recompute_granularity", "fulll"),
-            at("recompute_granularity") + " must be full or selective (or null for no recompute), got 'fulll'");
+            at("recompute_granularity") +
+                " must be full or selective (or null for no recompute), got 'fulll'");
   EXPECT_EQ(load("recompute_method", "blocks"),
             at("recompute_method") + " must be uniform or block (or null), got 'blocks'");
   EXPECT_EQ(load("cp_comm_type", "ring"),
