@@ -490,6 +490,11 @@ bool trainCommand(const TrainCommandOptions &o) {
   // What this command creates, a failed preparation removes again (nothing
   // half-written); under a launcher the other ranks read the failure there.
   const bool newRunDir = !fs::exists(runDir), newOutputDir = !fs::exists(c.outputDir);
+  // The highest directory create_directories makes: output_dir's parents too.
+  fs::path created;
+  for (fs::path p = fs::absolute(runDir, ec); !p.empty() && !fs::exists(p, ec);
+       p = p.parent_path())
+    created = p;
   fs::create_directories(runDir, ec);
   if (ec)
     return report(fail(runDir + ": cannot create: " + ec.message()));
@@ -514,6 +519,13 @@ bool trainCommand(const TrainCommandOptions &o) {
       fs::remove_all(runDir, ec);
     if (!launched && newOutputDir)
       fs::remove(c.outputDir, ec); // only where it is empty again
+    // Then the directories above it this command made (output_dir and its
+    // parents), each only where it is empty again.
+    for (fs::path p = fs::absolute(runDir, ec).parent_path();
+         !launched && !created.empty() && p.string().size() >= created.string().size();
+         p = p.parent_path())
+      if (fs::exists(p, ec) && !fs::remove(p, ec))
+        break;
     return report(cmd.status());
   }
   if (o.prepareOnly)
