@@ -575,13 +575,12 @@ Expected<SafetensorsCheckpoint> openCheckpoint(const std::string &dir) try {
   ckpt.dir_ = dir;
   fs::path indexPath = fs::path(dir) / "model.safetensors.index.json";
   fs::path single = fs::path(dir) / "model.safetensors";
-  if (fs::exists(indexPath, ec)) {
-    openIndexed(dir, indexPath.string(), ckpt.shards_, ckpt.shardIndex_);
-    return ckpt;
-  }
   std::vector<std::string> files;
   if (fs::exists(single, ec)) {
     files.push_back(single.string());
+  } else if (fs::exists(indexPath, ec)) {
+    openIndexed(dir, indexPath.string(), ckpt.shards_, ckpt.shardIndex_);
+    return ckpt;
   } else {
     for (const fs::directory_entry &e : fs::directory_iterator(dir))
       if (e.is_regular_file() && e.path().extension() == ".safetensors")

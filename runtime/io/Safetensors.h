@@ -115,8 +115,10 @@ private:
   std::unordered_map<std::string, size_t> shardIndex_;
 };
 
-/// Opens `dir/model.safetensors.index.json` and the shards it names if it
-/// exists, else `dir/model.safetensors`, else every `*.safetensors` in `dir`.
+/// Opens `dir/model.safetensors` if it exists, else
+/// `dir/model.safetensors.index.json` and the shards it names, else every
+/// `*.safetensors` in `dir` (transformers' from_pretrained order: the single
+/// file wins over an index beside it).
 /// A tensor that appears in two shards, an index entry whose file or tensor
 /// is missing, and a shard tensor the index does not list are errors.
 Expected<SafetensorsCheckpoint> openCheckpoint(const std::string &dir);
@@ -153,7 +155,10 @@ std::vector<std::vector<size_t>> planShards(const std::vector<TensorToWrite> &te
 /// file}}, keys sorted). Each file is written atomically with `metadata` in
 /// its header ({"format": "pt"} as transformers writes it by default).
 /// `maxShardBytes` (> 0) is save_pretrained's max_shard_size (default 5 GB
-/// = 5e9 bytes).
+/// = 5e9 bytes). The weight files of an earlier save in `dir` that this one
+/// does not replace are removed after it (save_pretrained's clean-up of
+/// stale model-0000k-of-0000n shards, and here also a stale index or single
+/// model.safetensors), so that no reader takes the earlier weights.
 Status writeShardedSafetensors(const std::string &dir, const std::vector<TensorToWrite> &tensors,
                                uint64_t maxShardBytes,
                                const std::map<std::string, std::string> &metadata = {

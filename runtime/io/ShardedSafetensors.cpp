@@ -7,9 +7,42 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cstdio>
+#include <filesystem>
+#include <set>
 
 namespace mt::io {
+namespace {
+
+/// Whether `name` is a shard's name: model-0000k-of-0000n.safetensors.
+bool isShardName(const std::string &name) {
+  const std::string shape = "model-#####-of-#####.safetensors";
+  if (name.size() != shape.size())
+    return false;
+  for (size_t i = 0; i < name.size(); ++i)
+    if (shape[i] == '#' ? !std::isdigit(static_cast<unsigned char>(name[i])) : name[i] != shape[i])
+      return false;
+  return true;
+}
+
+/// Removes the weight files of an earlier save from `dir`: a shard, index
+/// or single file not in `kept` (the names this save wrote).
+Status removeStaleWeights(const std::string &dir, const std::set<std::string> &kept) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const fs::directory_entry &e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool weights = name == "model.safetensors" ||
+                         name == "model.safetensors.index.json" || isShardName(name);
+    if (weights && !kept.count(name) && e.is_regular_file(ec) && !fs::remove(e.path(), ec))
+      return Status::error(e.path().string() + ": cannot remove the earlier save's weights: " +
+                           ec.message());
+  }
+  return ec ? Status::error(dir + ": cannot list: " + ec.message()) : Status::ok();
+}
+
+} // namespace
 
 std::vector<std::vector<size_t>> planShards(const std::vector<TensorToWrite> &tensors,
                                             uint64_t maxShardBytes) {
@@ -41,8 +74,12 @@ Status writeShardedSafetensors(const std::string &dir, const std::vector<TensorT
   if (maxShardBytes == 0)
     return Status::error("the maximum shard size must be > 0 bytes");
   const std::vector<std::vector<size_t>> shards = planShards(tensors, maxShardBytes);
-  if (shards.size() <= 1)
-    return writeSafetensors(dir + "/model.safetensors", tensors, metadata);
+  if (shards.size() <= 1) {
+    if (Status s = writeSafetensors(dir + "/model.safetensors", tensors, metadata); !s)
+      return s;
+    return removeStaleWeights(dir, {"model.safetensors"});
+  }
+  std::set<std::string> kept;
   nlohmann::json weightMap = nlohmann::json::object(); // keys sorted, as sort_keys=True
   uint64_t totalSize = 0;
   for (size_t k = 0; k < shards.size(); ++k) {
@@ -56,13 +93,23 @@ Status writeShardedSafetensors(const std::string &dir, const std::vector<TensorT
     }
     if (Status s = writeSafetensors(dir + "/" + name, part, metadata); !s)
       return s;
+    kept.insert(name);
   }
+  kept.insert("model.safetensors.index.json"); // the earlier one, until replaced
   // transformers: json.dumps(index, indent=2, sort_keys=True) + "\n".
   nlohmann::json index = {{"metadata", {{"total_size", totalSize}}}, {"weight_map", weightMap}};
-  return writeFileAtomically(dir + "/model.safetensors.index.json", [&](std::ostream &os) {
-    os << index.dump(2) << "\n";
-    return Status::ok();
-  });
+  // A single file beside the index would be read in its place: it goes
+  // before the index names the new shards.
+  if (Status s = removeStaleWeights(dir, kept); !s)
+    return s;
+  if (Status s = writeFileAtomically(dir + "/model.safetensors.index.json",
+                                     [&](std::ostream &os) {
+                                       os << index.dump(2) << "\n";
+                                       return Status::ok();
+                                     });
+      !s)
+    return s;
+  return Status::ok();
 }
 
 const std::map<std::string, std::string> &hfExportMetadata() {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -694,6 +695,51 @@ TEST_F(SafetensorsTest, ShardedCheckpointReadsBackWithItsIndex) {
   ASSERT_TRUE(writeShardedSafetensors(dir_.string(), ts, 1000).isOk());
   EXPECT_TRUE(fs::exists(path("model.safetensors")));
   EXPECT_FALSE(fs::exists(path("model.safetensors.index.json")));
+}
+
+// A save over an earlier one in the same directory leaves only its own
+// weight files (no reader may take the earlier weights): one file after
+// three shards removes the shards and the index, three shards after six
+// remove the six and a single file, and another file stays. A single file
+// beside an index is read first, as transformers' from_pretrained does.
+TEST_F(SafetensorsTest, ASaveReplacesTheEarlierSavesWeightFiles) {
+  std::vector<float> a = {1, 2, 3, 4}, b = {5, 6}, c = {7, 8, 9}, a2 = {4, 3, 2, 1};
+  std::vector<TensorToWrite> ts = {{"a", Dtype::F32, {2, 2}, a.data()},
+                                   {"b", Dtype::F32, {2}, b.data()},
+                                   {"c", Dtype::F32, {3}, c.data()}};
+  auto weightFiles = [&] {
+    std::vector<std::string> names;
+    for (const auto &e : fs::directory_iterator(dir_))
+      names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  std::ofstream(path("config.json")) << "{}";
+  for (int i = 0; i < 6; ++i) // an earlier save in six shards
+    ASSERT_TRUE(writeSafetensors(path("model-0000" + std::to_string(i + 1) +
+                                      "-of-00006.safetensors"),
+                                 {ts[0]})
+                    .isOk());
+  ASSERT_TRUE(writeSafetensors(path("model.safetensors"), {ts[0]}).isOk());
+  ASSERT_TRUE(writeShardedSafetensors(dir_.string(), ts, 16).isOk());
+  EXPECT_EQ(weightFiles(), (std::vector<std::string>{
+                               "config.json", "model-00001-of-00003.safetensors",
+                               "model-00002-of-00003.safetensors",
+                               "model-00003-of-00003.safetensors", "model.safetensors.index.json"}));
+  ts[0].data = a2.data();
+  ASSERT_TRUE(writeShardedSafetensors(dir_.string(), ts, 1000).isOk());
+  EXPECT_EQ(weightFiles(), (std::vector<std::string>{"config.json", "model.safetensors"}));
+  auto checkpoint = openCheckpoint(dir_.string());
+  ASSERT_TRUE(checkpoint.isOk()) << checkpoint.message();
+  std::vector<float> got(4);
+  ASSERT_TRUE(checkpoint->readAsFloat32("a", got.data(), 4).isOk());
+  EXPECT_EQ(got, a2);
+  // An index beside the single file (a save of another tool) is not read.
+  std::ofstream(path("model.safetensors.index.json")) << "{\"weight_map\": {\"a\": \"gone\"}}";
+  checkpoint = openCheckpoint(dir_.string());
+  ASSERT_TRUE(checkpoint.isOk()) << checkpoint.message();
+  ASSERT_TRUE(checkpoint->readAsFloat32("a", got.data(), 4).isOk());
+  EXPECT_EQ(got, a2);
 }
 
 // A Hugging Face export (mtrun --export-hf, mtc train's checkpoints and
