@@ -753,6 +753,19 @@ Status TrainingRun::finishRun(std::optional<HfRunOutputs> &hf, const ExitReason 
 
 Status checkTrainOutputs(const TrainOptions &o) {
   using io::OutputKind;
+  // A new run's checkpoint-N beside an earlier run's would be taken for one
+  // run's (the newest may be the other's), and save_total_limit would
+  // prune the earlier ones: transformers' rule, an empty output_dir or
+  // overwrite_output_dir.
+  if (!o.hf.outputDir.empty() && !o.hf.overwriteOutputDir && o.resumeDir.empty())
+    if (auto found = checkpoints(o.hf.outputDir); !found.empty())
+      return Status::error("--hf-output " + o.hf.outputDir + " holds an earlier run's " +
+                           found.back().second.filename().string() + (found.size() > 1
+                           ? " (and " + std::to_string(found.size() - 1) + " more)" : "") +
+                           ": a new run's checkpoints would mix with them; give "
+                           "--overwrite-output-dir to remove them before the first step, "
+                           "--resume " + found.back().second.string() + " to continue that "
+                           "run, or another --hf-output");
   return io::checkOutputs({{"--metrics", o.metricsPath, OutputKind::Metrics},
                            {"--save", o.saveDir, OutputKind::Checkpoint},
                            {"--export-hf", o.exportHf, OutputKind::HfExport},
