@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
 #include <functional>
 #include <numeric>
 #include <set>
@@ -735,9 +736,16 @@ Status OptimizerConfig::validate() const {
   for (Named n : {Named{"lr (--lr)", lr}, Named{"min_lr (--min-lr)", minLr},
                   Named{"weight_decay (--weight-decay)", weightDecay},
                   Named{"adam_beta1 (--adam-beta1)", beta1}, Named{"adam_beta2 (--adam-beta2)", beta2},
-                  Named{"adam_eps (--adam-eps)", eps}, Named{"clip_grad (--clip-grad)", clipGrad}})
+                  Named{"adam_eps (--adam-eps)", eps}, Named{"clip_grad (--clip-grad)", clipGrad}}) {
     if (!std::isfinite(n.value))
       return fail(n.name, " must be a finite number, got ", n.value);
+    // The optimizer computes in fp32 (cpu::adamwStep, the CUDA kernel):
+    // past its range the value is infinite there, or 0.
+    if (std::fabs(n.value) > std::numeric_limits<float>::max() ||
+        (n.value != 0 && float(n.value) == 0.0f))
+      return fail(n.name, " ", n.value, " is outside fp32's range (the optimizer's "
+                  "precision: magnitudes from about 1.4e-45 to 3.4e+38)");
+  }
   if (!(lr > 0))
     return fail("lr (--lr) must be > 0, got ", lr);
   if (!(minLr >= 0) || minLr > lr)

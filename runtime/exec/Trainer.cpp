@@ -23,7 +23,9 @@
 #include <cmath>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <optional>
+#include <sstream>
 
 namespace mt::exec {
 namespace {
@@ -289,6 +291,13 @@ Status TrainingRun::prepare() {
 Status TrainingRun::chooseSettings(std::optional<RunState> &checkpoint) {
   if (o_.lr && !(*o_.lr > 0 && std::isfinite(*o_.lr)))
     return Status::error("--lr must be > 0, got " + std::to_string(*o_.lr));
+  // The optimizer computes in fp32: past its range the rate is inf or 0.
+  if (o_.lr && (*o_.lr > std::numeric_limits<float>::max() || float(*o_.lr) == 0.0f)) {
+    std::ostringstream lr;
+    lr << *o_.lr;
+    return Status::error("--lr " + lr.str() + " is outside fp32's range (the optimizer's "
+                         "precision: about 1.4e-45 to 3.4e+38)");
+  }
   if (o_.steps && *o_.steps < 1)
     return Status::error("--steps must be >= 1, got " + std::to_string(*o_.steps));
   if (o_.logInterval < 1)

@@ -123,7 +123,8 @@ struct ParallelFlags {
     layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,
-                              "global batch size (default: micro-batch x dp)"),
+                              "global batch size (default: micro-batch x dp)")
+                   ->check(mt::tools::positive),
                &P::globalBatch);
     layoutFlag(cmd.add_option("--seq", v.seq, "sequence length"), &P::seq);
     layoutFlag(cmd.add_option("--pp-layout", v.ppLayout,
