@@ -488,6 +488,9 @@ MoeSpec readMoe(const Reader &r, const FamilyInfo &f, const HfModelSpec &spec) {
   }
   moe.topK = r.integer("num_experts_per_tok");
   moe.auxLossCoeff = r.number("router_aux_loss_coef", 0.001);
+  if (!(moe.auxLossCoeff >= 0))
+    r.fail("router_aux_loss_coef", "a number >= 0 (the load-balancing loss's weight; 0: none)",
+           r.at("router_aux_loss_coef"));
   if (moe.topK > moe.numExperts)
     r.error("num_experts_per_tok (" + std::to_string(moe.topK) +
             ") exceeds the number of experts (" + std::to_string(moe.numExperts) + ")");
