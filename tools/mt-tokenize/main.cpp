@@ -2,6 +2,7 @@
 // with a model's tokenizer.json; --ids prints the ids of each line, --count
 // a token file's size.
 #include "runtime/support/OutputPath.h"
+#include "runtime/io/SftFile.h"
 #include "runtime/io/TokenFile.h"
 #include "runtime/support/Wording.h"
 #include "runtime/text/PreTokenizer.h"
@@ -130,6 +131,15 @@ int main(int argc, char **argv) {
   if (!in && !in.eof())
     return fail(input + ": cannot read");
   std::string text = buffer.str();
+  // mtc's own binary files are no text to tokenize (a token file given again).
+  for (const char *magic : {mt::io::kTokenFileMagic, mt::io::kSftFileMagic})
+    if (text.compare(0, 8, magic, 8) == 0)
+      return fail(input + ": " + (magic == mt::io::kTokenFileMagic
+                                      ? "a token file (mt-tokenize's output; --count checks it)"
+                                      : "a prepared SFT file (mt-prepare-sft's output)") +
+                  ", not text to tokenize");
+  if (text.empty())
+    return fail(input + ": empty: no text to tokenize");
   if (tokenizer)
     if (std::string error = invalidUtf8(input, text); !error.empty())
       return fail(error);
