@@ -736,7 +736,8 @@ Status OptimizerConfig::validate() const {
   for (Named n : {Named{"lr (--lr)", lr}, Named{"min_lr (--min-lr)", minLr},
                   Named{"weight_decay (--weight-decay)", weightDecay},
                   Named{"adam_beta1 (--adam-beta1)", beta1}, Named{"adam_beta2 (--adam-beta2)", beta2},
-                  Named{"adam_eps (--adam-eps)", eps}, Named{"clip_grad (--clip-grad)", clipGrad}}) {
+                  Named{"adam_eps (--adam-eps)", eps},
+                  Named{"clip_grad (--clip-grad)", clipGrad}}) {
     if (!std::isfinite(n.value))
       return fail(n.name, " must be a finite number, got ", n.value);
     // The optimizer computes in fp32 (cpu::adamwStep, the CUDA kernel):

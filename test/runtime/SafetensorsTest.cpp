@@ -722,10 +722,11 @@ TEST_F(SafetensorsTest, ASaveReplacesTheEarlierSavesWeightFiles) {
                     .isOk());
   ASSERT_TRUE(writeSafetensors(path("model.safetensors"), {ts[0]}).isOk());
   ASSERT_TRUE(writeShardedSafetensors(dir_.string(), ts, 16).isOk());
-  EXPECT_EQ(weightFiles(), (std::vector<std::string>{
-                               "config.json", "model-00001-of-00003.safetensors",
-                               "model-00002-of-00003.safetensors",
-                               "model-00003-of-00003.safetensors", "model.safetensors.index.json"}));
+  EXPECT_EQ(weightFiles(),
+            (std::vector<std::string>{"config.json", "model-00001-of-00003.safetensors",
+                                      "model-00002-of-00003.safetensors",
+                                      "model-00003-of-00003.safetensors",
+                                      "model.safetensors.index.json"}));
   ts[0].data = a2.data();
   ASSERT_TRUE(writeShardedSafetensors(dir_.string(), ts, 1000).isOk());
   EXPECT_EQ(weightFiles(), (std::vector<std::string>{"config.json", "model.safetensors"}));
