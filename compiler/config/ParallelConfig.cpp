@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <limits>
 #include <functional>
 #include <numeric>
 #include <set>
@@ -740,12 +739,8 @@ Status OptimizerConfig::validate() const {
                   Named{"clip_grad (--clip-grad)", clipGrad}}) {
     if (!std::isfinite(n.value))
       return fail(n.name, " must be a finite number, got ", n.value);
-    // The optimizer computes in fp32 (cpu::adamwStep, the CUDA kernel):
-    // past its range the value is infinite there, or 0.
-    if (std::fabs(n.value) > std::numeric_limits<float>::max() ||
-        (n.value != 0 && float(n.value) == 0.0f))
-      return fail(n.name, " ", n.value, " is outside fp32's range (the optimizer's "
-                  "precision: magnitudes from about 1.4e-45 to 3.4e+38)");
+    if (!fitsFp32(n.value))
+      return fail(n.name, " ", n.value, " ", kOutsideFp32);
   }
   if (!(lr > 0))
     return fail("lr (--lr) must be > 0, got ", lr);

@@ -71,6 +71,22 @@ std::vector<std::pair<int64_t, fs::path>> checkpoints(const std::string &dir) {
   return found;
 }
 
+Status checkNewRunOutputDir(const HfOutputOptions &o, const std::string &resumeDir) {
+  if (o.outputDir.empty() || o.overwriteOutputDir || !resumeDir.empty())
+    return Status::ok();
+  const auto found = checkpoints(o.outputDir);
+  if (found.empty())
+    return Status::ok();
+  const fs::path &newest = found.back().second;
+  return Status::error("--hf-output " + o.outputDir + " holds an earlier run's " +
+                       newest.filename().string() +
+                       (found.size() > 1 ? " (and " + std::to_string(found.size() - 1) + " more)"
+                                         : "") +
+                       ": a new run's checkpoints would mix with them; give "
+                       "--overwrite-output-dir to remove them before the first step, --resume " +
+                       newest.string() + " to continue that run, or another --hf-output");
+}
+
 Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &outputDir) {
   const auto found = checkpoints(outputDir);
   for (const auto &[n, path] : found)

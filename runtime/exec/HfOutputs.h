@@ -59,6 +59,13 @@ Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &o
 /// added_tokens.json, chat_template.jinja, generation_config.json.
 const std::vector<std::string> &tokenizerFileNames();
 
+/// transformers' rule for a new run (no `resumeDir`) into
+/// `options.outputDir`: one holding checkpoint-N needs overwriteOutputDir,
+/// else the new run's checkpoints would mix with the earlier run's (the
+/// newest may be the other's) and save_total_limit would prune those. The
+/// error names the newest and the three ways on.
+Status checkNewRunOutputDir(const HfOutputOptions &options, const std::string &resumeDir);
+
 /// One optimizer step as the logs record it. learningRate is the rate the
 /// step used (transformers' log_history has the next step's: its scheduler
 /// has stepped when it logs).

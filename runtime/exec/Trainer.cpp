@@ -16,6 +16,7 @@
 #include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/plan/Stages.h"
+#include "runtime/support/CheckedMath.h"
 #include "runtime/support/Wording.h"
 
 #include <charconv>
@@ -23,7 +24,6 @@
 #include <cmath>
 #include <deque>
 #include <fstream>
-#include <limits>
 #include <optional>
 #include <sstream>
 
@@ -291,12 +291,10 @@ Status TrainingRun::prepare() {
 Status TrainingRun::chooseSettings(std::optional<RunState> &checkpoint) {
   if (o_.lr && !(*o_.lr > 0 && std::isfinite(*o_.lr)))
     return Status::error("--lr must be > 0, got " + std::to_string(*o_.lr));
-  // The optimizer computes in fp32: past its range the rate is inf or 0.
-  if (o_.lr && (*o_.lr > std::numeric_limits<float>::max() || float(*o_.lr) == 0.0f)) {
+  if (o_.lr && !fitsFp32(*o_.lr)) {
     std::ostringstream lr;
     lr << *o_.lr;
-    return Status::error("--lr " + lr.str() + " is outside fp32's range (the optimizer's "
-                         "precision: about 1.4e-45 to 3.4e+38)");
+    return Status::error("--lr " + lr.str() + " " + kOutsideFp32);
   }
   if (o_.steps && *o_.steps < 1)
     return Status::error("--steps must be >= 1, got " + std::to_string(*o_.steps));
@@ -762,19 +760,8 @@ Status TrainingRun::finishRun(std::optional<HfRunOutputs> &hf, const ExitReason 
 
 Status checkTrainOutputs(const TrainOptions &o) {
   using io::OutputKind;
-  // A new run's checkpoint-N beside an earlier run's would be taken for one
-  // run's (the newest may be the other's), and save_total_limit would
-  // prune the earlier ones: transformers' rule, an empty output_dir or
-  // overwrite_output_dir.
-  if (!o.hf.outputDir.empty() && !o.hf.overwriteOutputDir && o.resumeDir.empty())
-    if (auto found = checkpoints(o.hf.outputDir); !found.empty())
-      return Status::error("--hf-output " + o.hf.outputDir + " holds an earlier run's " +
-                           found.back().second.filename().string() + (found.size() > 1
-                           ? " (and " + std::to_string(found.size() - 1) + " more)" : "") +
-                           ": a new run's checkpoints would mix with them; give "
-                           "--overwrite-output-dir to remove them before the first step, "
-                           "--resume " + found.back().second.string() + " to continue that "
-                           "run, or another --hf-output");
+  if (Status s = checkNewRunOutputDir(o.hf, o.resumeDir); !s)
+    return s;
   return io::checkOutputs({{"--metrics", o.metricsPath, OutputKind::Metrics},
                            {"--save", o.saveDir, OutputKind::Checkpoint},
                            {"--export-hf", o.exportHf, OutputKind::HfExport},

@@ -59,6 +59,17 @@ inline int64_t saturatingProduct(std::initializer_list<int64_t> factors) {
   return checkedProduct(factors).value_or(std::numeric_limits<int64_t>::max());
 }
 
+/// Whether `v` keeps its magnitude in fp32, the optimizer's precision
+/// (cpu::adamwStep, the CUDA kernel): |v| at most FLT_MAX and, unless 0,
+/// not rounded to 0.
+inline bool fitsFp32(double v) {
+  return !(v > std::numeric_limits<float>::max() || v < -std::numeric_limits<float>::max()) &&
+         (v == 0 || float(v) != 0.0f);
+}
+/// What an error says of a value fitsFp32 refuses.
+inline constexpr const char *kOutsideFp32 = "is outside fp32's range (the optimizer's precision: "
+                                            "magnitudes from about 1.4e-45 to 3.4e+38)";
+
 } // namespace mt
 
 #endif // MT_RUNTIME_SUPPORT_CHECKEDMATH_H
