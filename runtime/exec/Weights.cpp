@@ -18,6 +18,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <vector>
 
 namespace mt::exec {
 namespace {
@@ -470,6 +471,48 @@ HfExpertLayout expertLayoutOf(const io::SafetensorsCheckpoint &ckpt) {
   return HfExpertLayout::PerExpert;
 }
 
+/// Whether the checkpoint's tensors `a` and `b` hold the same values (same
+/// shape; compared as stored where the dtypes agree, else as fp32).
+Expected<bool> sameTensor(const io::SafetensorsCheckpoint &ckpt, const io::TensorInfo &a,
+                          const io::TensorInfo &b) {
+  if (a.shape != b.shape)
+    return false;
+  if (a.dtype == b.dtype) {
+    std::vector<char> x(a.byteSize()), y(b.byteSize());
+    if (Status s = ckpt.shardOf(a.name)->readRaw(a.name, x.data(), x.size()); !s)
+      return s;
+    if (Status s = ckpt.shardOf(b.name)->readRaw(b.name, y.data(), y.size()); !s)
+      return s;
+    return x == y;
+  }
+  std::vector<float> x(a.numElements()), y(b.numElements());
+  if (Status s = ckpt.readAsFloat32(a.name, x.data(), x.size()); !s)
+    return s;
+  if (Status s = ckpt.readAsFloat32(b.name, y.data(), y.size()); !s)
+    return s;
+  return x == y;
+}
+
+/// A tied plan has no output layer of its own: a checkpoint's lm_head.weight
+/// is accepted where it is the embedding (a tied model saved with both
+/// names), and refused where it differs (an untied model's, whose trained
+/// output layer would be dropped without a word).
+Status checkTiedOutputLayer(const io::SafetensorsCheckpoint &ckpt, const std::string &dir) {
+  const io::TensorInfo *head = ckpt.find("lm_head.weight");
+  const io::TensorInfo *embed = ckpt.find("model.embed_tokens.weight");
+  if (!head || !embed)
+    return Status::ok();
+  auto same = sameTensor(ckpt, *head, *embed);
+  if (!same)
+    return same.status();
+  if (*same)
+    return Status::ok();
+  return Status::error(dir + ": lm_head.weight differs from model.embed_tokens.weight, but "
+                       "the plan ties them (tie_word_embeddings true) and would drop the "
+                       "checkpoint's output layer; compile the plan from a config.json with "
+                       "tie_word_embeddings false (the untied model these weights are from)");
+}
+
 } // namespace
 
 Expected<HfExpertLayout> hfExpertLayout(const std::string &dir) {
@@ -487,6 +530,9 @@ Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankConte
   const HfExpertLayout found = expertLayoutOf(*ckpt);
   if (layout)
     *layout = found;
+  if (tiedEmbeddings(plan))
+    if (Status s = checkTiedOutputLayer(*ckpt, dir); !s)
+      return s;
   std::set<std::string> used;
   Status read = readRole(plan, memory, rank, *ckpt, kWeights, used, found);
   std::ostringstream unexpected;
