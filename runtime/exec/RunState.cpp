@@ -114,6 +114,8 @@ Expected<RunState> parseRunState(const json &j, const std::string &path) try {
   if (s.settings.peakLr && !(*s.settings.peakLr > 0 && std::isfinite(*s.settings.peakLr)))
     throw FieldError{path + ": field 'lr' must be a learning rate > 0 or null, got " +
                      j["lr"].dump()};
+  if (j.contains("last_loss")) // absent in older checkpoints
+    s.lastLoss = optionalField<double>(j, "last_loss", path);
   json run = field<json>(j, "run", path);
   if (!run.is_object())
     throw FieldError{path + ": field 'run' is not an object"};
@@ -227,6 +229,7 @@ Status writeRunState(const std::string &path, const RunState &state) {
                               {"seed", state.settings.seed},
                               {"eos_id", optionalJson(state.settings.eosId)},
                               {"lr", optionalJson(state.settings.peakLr)},
+                              {"last_loss", optionalJson(state.lastLoss)},
                               {"run", run}};
   std::ofstream out(path);
   if (!out)
@@ -282,18 +285,34 @@ Expected<RunSettings> resumedSettings(const RunFlags &flags, const RunState &che
   return s;
 }
 
-std::vector<std::string> metricsUpTo(const std::string &path, int64_t step) {
+Expected<std::vector<std::string>> metricsUpTo(const std::string &path, int64_t step,
+                                               std::optional<double> lastLoss,
+                                               const std::string &option) {
   std::vector<std::string> kept;
   if (fileKindOf(path) != FileKind::Regular) // a pipe or device: nothing to keep, nor wait for
     return kept;
   std::ifstream in(path);
+  bool records = false;
+  std::optional<json> atStep;
   for (std::string line; std::getline(in, line);) {
     json j = json::parse(line, nullptr, false);
-    if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
-        j["step"].get<int64_t>() <= step)
+    if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer())
+      continue;
+    records = true;
+    if (j["step"].get<int64_t>() == step)
+      atStep = j.value("loss", json());
+    if (j["step"].get<int64_t>() <= step)
       kept.push_back(line);
   }
-  return kept;
+  if (!lastLoss || !records || (atStep && atStep->is_number() && *atStep == json(*lastLoss)))
+    return kept;
+  std::ostringstream ours;
+  ours << json(*lastLoss).dump();
+  return Status::error(option + " " + path + " is not this run's metrics file: the checkpoint "
+                       "logged loss " + ours.str() + " at step " + std::to_string(step) +
+                       ", the file " + (atStep ? "logs " + atStep->dump() : "has no line") +
+                       " there; resuming would keep only its lines up to step " +
+                       std::to_string(step) + ". Give the run's own metrics file, or a new path");
 }
 
 void overrideLearningRate(plan::Plan &plan, double lr) {

@@ -63,6 +63,10 @@ struct RunState {
   int64_t skippedInARow = 0;   // consecutive skipped steps ending at `step`
   RunSettings settings;
   RunIdentity identity;
+  /// The loss of step `step` as --metrics logs it (its "loss"), by which a
+  /// resumed run knows its own metrics file; nullopt when it was not finite,
+  /// or in a checkpoint of an mtrun that did not record it.
+  std::optional<double> lastLoss;
   /// Written in format 2: by an mtrun whose Megatron-style schedule may
   /// have run one update ahead of Megatron-Core's (update k at the rate
   /// after k updates; format 3 marks the fixed offset).
@@ -101,8 +105,14 @@ Expected<RunSettings> resumedSettings(const RunFlags &flags, const RunState &che
 
 /// The lines of the metrics file at `path` (one JSON object per step) whose
 /// "step" is at most `step`: what a run resumed after `step` keeps of it
-/// before appending its own (none when the file is absent).
-std::vector<std::string> metricsUpTo(const std::string &path, int64_t step);
+/// before appending its own (none when the file is absent). Where the
+/// checkpoint recorded its `lastLoss` and the file holds step records, the
+/// file's line of `step` must log that loss: otherwise the file is another
+/// run's, which keeping only its first lines would destroy, and the error
+/// (naming `option`, the path and both losses) leaves it as it is.
+Expected<std::vector<std::string>> metricsUpTo(const std::string &path, int64_t step,
+                                               std::optional<double> lastLoss,
+                                               const std::string &option);
 
 /// --lr: sets what the plan's peak_learning_rate names (each target
 /// attribute to lr x its ratio).

@@ -163,6 +163,7 @@ private:
   RunSettings settings_;
   RunIdentity identity_;
   int64_t done_ = 0; // steps done before this run (resumed checkpoints)
+  std::optional<double> checkpointLastLoss_, lastLoss_; // RunState::lastLoss
   // --export-hf writes the experts as --load-hf's checkpoint spelled them.
   HfExpertLayout expertLayout_ = HfExpertLayout::PerExpert;
   int64_t last_ = 0; // the step the run ends after
@@ -277,8 +278,12 @@ Status TrainingRun::prepare() {
   if (!o_.metricsPath.empty() && rank_->rank() == 0) {
     // A resumed run keeps the earlier lines up to its checkpoint's step.
     std::vector<std::string> kept;
-    if (!o_.resumeDir.empty())
-      kept = metricsUpTo(o_.metricsPath, done_);
+    if (!o_.resumeDir.empty()) {
+      auto upTo = metricsUpTo(o_.metricsPath, done_, checkpointLastLoss_, "--metrics");
+      if (!upTo)
+        return upTo.status();
+      kept = std::move(*upTo);
+    }
     metrics_.open(o_.metricsPath, std::ios::trunc);
     for (const std::string &line : kept)
       metrics_ << line << "\n";
@@ -327,6 +332,7 @@ Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
           "schedule, under any parallel layout; --load " + o_.resumeDir +
           " starts from its weights instead):" + diff);
     done_ = checkpoint->step;
+    checkpointLastLoss_ = checkpoint->lastLoss;
     skipped_ = checkpoint->skippedSteps;
     skippedInARow_ = checkpoint->skippedInARow;
     // Format 2 also holds checkpoints of the offset already fixed, and
@@ -361,8 +367,8 @@ Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
 }
 
 RunState TrainingRun::stateAfter(int64_t step) const {
-  return {step, step * plan_.training().global_batch(), skipped_, skippedInARow_, settings_,
-          identity_};
+  return {step,     step * plan_.training().global_batch(), skipped_, skippedInARow_,
+          settings_, identity_, lastLoss_};
 }
 
 Status TrainingRun::openData() {
@@ -626,6 +632,7 @@ Status TrainingRun::recordStep(const StepRecord &rec, Progress &p,
   if (s == done_ + 1)
     p.summary.firstLoss = rec.loss.loss;
   p.summary.lastLoss = rec.loss.loss;
+  lastLoss_ = std::isfinite(rec.loss.loss) ? std::optional<double>(rec.loss.loss) : std::nullopt;
   p.recent.push_back(rec.loss.loss);
   if (p.recent.size() > 20)
     p.recent.pop_front();
