@@ -492,7 +492,8 @@ std::vector<Key> megatronKeys() {
                     [](T &c) -> std::string & { return c.parallel.moeTokenDispatcherType; },
                     false)},
       {"moe_grouped_gemm", AlwaysDone, Megatron, "the experts of a layer are one "
-       "mt.moe_grouped_mlp op", {}, "", speedSwitch("moe_grouped_gemm")},
+       "mt.moe_grouped_mlp op (in a model with experts; a dense one has none to group)", {}, "",
+       speedSwitch("moe_grouped_gemm")},
       {"moe_shared_expert_overlap", Honoured, Megatron, "a scheduling hint (the shared expert "
        "computed while the alltoall dispatcher's all-to-all runs) that never changes the "
        "result; this version does not reorder anything for it yet", {}, "",
