@@ -9,6 +9,7 @@
 #include "runtime/support/CheckedMath.h"
 
 #include <algorithm>
+#include <tuple>
 #include <map>
 
 using namespace mlir;
@@ -400,24 +401,32 @@ Status BufferPlanner::assignLiveOffsets(plan::ArenaKind kind,
   };
   largestFirst(ids);
   largestFirst(workspaces);
-  struct Placed { uint64_t offset, end; Interval live; };
+  struct Placed {
+    uint64_t offset, end;
+    Interval live;
+    bool operator<(const Placed &o) const {
+      return std::tie(offset, end) < std::tie(o.offset, o.end);
+    }
+  };
+  // Kept in (offset, end) order, so that the buffers live beside one are
+  // walked in that order without a sort per buffer (thousands of layers).
   std::vector<Placed> placed;
   auto lowestFree = [&](uint32_t id) {
     const Interval live = live_.lookup(id);
-    std::vector<std::pair<uint64_t, uint64_t>> busy;
-    for (const Placed &p : placed)
-      if (!(p.live.last < live.first || live.last < p.live.first))
-        busy.push_back({p.offset, p.end});
-    std::sort(busy.begin(), busy.end());
     // At most 2^63 (checkTensorSizes): offset + size cannot wrap.
     const uint64_t size = alignUp(plan_.buffers(id).size_bytes());
     uint64_t offset = 0;
-    for (auto [begin, end] : busy) {
-      if (offset + size <= begin)
+    for (const Placed &p : placed) {
+      if (p.live.last < live.first || live.last < p.live.first)
+        continue;
+      if (offset + size <= p.offset)
         break;
-      offset = std::max(offset, end);
+      offset = std::max(offset, p.end);
     }
     return offset;
+  };
+  auto add = [&](const Placed &p) {
+    placed.insert(std::upper_bound(placed.begin(), placed.end(), p), p);
   };
   uint64_t peak = 0;
   for (uint32_t id : ids) {
@@ -425,7 +434,7 @@ Status BufferPlanner::assignLiveOffsets(plan::ArenaKind kind,
     uint64_t end = 0;
     if (Status s = place(*plan_.mutable_buffers(id), offset, end); !s)
       return s;
-    placed.push_back({offset, end, live_.lookup(id)});
+    add({offset, end, live_.lookup(id)});
     peak = std::max(peak, end);
   }
   // Workspaces take bytes free below that peak, or none.
@@ -443,7 +452,7 @@ Status BufferPlanner::assignLiveOffsets(plan::ArenaKind kind,
     uint64_t end = 0;
     if (Status s = place(b, offset, end); !s)
       return s;
-    placed.push_back({offset, end, live_.lookup(id)});
+    add({offset, end, live_.lookup(id)});
   }
   sizes[kind] = peak;
   return Status::ok();
