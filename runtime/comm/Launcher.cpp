@@ -279,6 +279,13 @@ Expected<RankThreads> chooseRankThreads(int localRanks, int cores, std::optional
     if (*flag < 1)
       return Status::error("--threads-per-rank must be at least 1 (got " +
                            std::to_string(*flag) + ")");
+    // More than the cores one rank may use cannot run at once: OpenMP's
+    // threads would wait on one another (1000 made no progress at all).
+    if (*flag > cores)
+      return Status::error("--threads-per-rank " + std::to_string(*flag) + " is more than the " +
+                           std::to_string(cores) + " core" + (cores == 1 ? "" : "s") +
+                           " mtrun may use: give at most " + std::to_string(cores) +
+                           " (without it, the cores are divided among the ranks)");
     bool over = int64_t(*flag) * localRanks > cores;
     return RankThreads{*flag, ranks + perRank(*flag) + " (--threads-per-rank" +
                                   (over ? ", more threads than cores" : "") + ")"};

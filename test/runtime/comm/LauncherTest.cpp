@@ -194,12 +194,17 @@ TEST(RankThreads, AnExplicitOmpNumThreadsIsKept) {
 }
 
 TEST(RankThreads, TheFlagOverridesAndIsValidated) {
-  auto t = chooseRankThreads(2, 2, 3, "1");
+  auto t = chooseRankThreads(2, 2, 2, "1");
   ASSERT_TRUE(t.isOk()) << t.message();
-  EXPECT_EQ(t->threads, 3);
+  EXPECT_EQ(t->threads, 2);
   EXPECT_EQ(t->note,
-            "2 local ranks on 2 cores: 3 threads per rank (--threads-per-rank, more threads "
+            "2 local ranks on 2 cores: 2 threads per rank (--threads-per-rank, more threads "
             "than cores)");
+  // One rank's threads beyond the cores cannot run at once.
+  auto many = chooseRankThreads(2, 2, 1000, nullptr);
+  ASSERT_FALSE(many.isOk());
+  EXPECT_EQ(many.message(), "--threads-per-rank 1000 is more than the 2 cores mtrun may use: "
+                            "give at most 2 (without it, the cores are divided among the ranks)");
   auto zero = chooseRankThreads(2, 2, 0, nullptr);
   ASSERT_FALSE(zero.isOk());
   EXPECT_EQ(zero.message(), "--threads-per-rank must be at least 1 (got 0)");
