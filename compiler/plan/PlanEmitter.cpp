@@ -432,22 +432,27 @@ LogicalResult emitStageOptimizers(func::FuncOp opt, ProgramEmitter &emitter,
     program.set_stage(int32_t(stage));
     emitter.setProgram(program);
     SmallVector<Operation *> ops;
-    SumSquaresOp norm;
+    SmallVector<SumSquaresOp> norms; // in program order: the dense and the experts' sums
     for (Operation &op : opt.getBody().front().without_terminator()) {
       if (!runsOn(op, stage))
         continue;
       if (auto n = dyn_cast<SumSquaresOp>(op))
-        norm = n;
+        norms.push_back(n);
       ops.push_back(&op);
     }
     if (failed(emitter.emitOps(ops)))
       return failure();
-    // The norm's sum of squares covers the gradients mt-pipeline-split
-    // gave this stage; its all-reduce over pp (mt-expose-collectives) adds
-    // the other stages'.
+    // Each sum of squares covers the gradients mt-pipeline-split gave this
+    // stage; the all-reduce over pp (mt-expose-collectives) adds the other
+    // stages'.
+    size_t next = 0;
     for (auto &instr : *program.mutable_instructions()) {
       if (!plan::isOp(instr, plan::Op::sum_squares))
         continue;
+      if (next == norms.size())
+        return opt.emitOpError() << "optimizer." << stage << " has more sum_squares "
+                                 << "instructions than mt.sum_squares ops";
+      SumSquaresOp norm = norms[next++];
       std::optional<ArrayRef<int64_t>> owners = norm.getStages();
       if (!owners)
         return norm.emitOpError() << "has no 'stages' (a pipeline plan needs "

@@ -43,7 +43,8 @@ std::vector<Case> cases() {
     for (const char *layout :
          {"ep2_tp2", "ep2_tp2_sp", "tp2_sp", "ep2_tp2_dp2_sp", "tp2_sp_dp2_do", "ep2_tp2_sp_ag",
           "tp2_etp2", "tp2_sp_etp2", "ep2_tp2_etp2", "ep2_tp2_sp_etp2", "ep2_tp2_dp2_sp_do",
-          "tp2_dp2_etp2_do", "ep2_tp2_dp4_etp2_do", "ep2_tp2_dp4_etp2_do_ag", "tp2_do"})
+          "tp2_dp2_etp2_do", "ep2_tp2_dp4_etp2_do", "ep2_tp2_dp4_etp2_do_ag", "tp2_do",
+          "tp2_etp2_pp2", "ep2_tp2_pp2", "ep2_pp2_do"})
       all.push_back({model, layout});
   return all;
 }

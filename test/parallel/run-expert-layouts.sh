@@ -21,7 +21,9 @@ source "$here/moe-layouts.sh"
 # distributed optimizer shards the experts (split over etp, and ep) over
 # edp = tp x dp / (ep x etp) = 2 ranks as it shards the dense parameters
 # (split over tp) over dp. tp2_do: dp 1 but edp 2, whole experts sharded
-# over edp, the dense parameters whole.
+# over edp, the dense parameters whole. *_pp2 with tp, etp or the
+# distributed optimizer: each stage's dense and expert gradients are summed
+# apart for the norm (two sums of squares in one optimizer program).
 layouts=("single:1:" "ep2:2:--ep 2" "ep4:4:--ep 4" "ep2_dp4:4:--ep 2 --dp 4"
          "ep2_pp2:4:--ep 2 --pp 2" "ep2_dp4_pp2:8:--ep 2 --dp 4 --pp 2"
          "ep2_do:2:--ep 2 --use-distributed-optimizer"
@@ -42,6 +44,8 @@ layouts=("single:1:" "ep2:2:--ep 2" "ep4:4:--ep 4" "ep2_dp4:4:--ep 2 --dp 4"
          "ep2_tp2_dp2_sp_do:4:--ep 2 --tp 2 --etp 1 --dp 2 --sp --use-distributed-optimizer"
          "tp2_dp2_etp2_do:4:--tp 2 --dp 2 --use-distributed-optimizer"
          "ep2_tp2_dp4_etp2_do:8:--ep 2 --tp 2 --dp 4 --use-distributed-optimizer"
+         "tp2_etp2_pp2:4:--tp 2 --pp 2" "ep2_tp2_pp2:4:--ep 2 --tp 2 --etp 1 --pp 2"
+         "ep2_pp2_do:4:--ep 2 --pp 2 --use-distributed-optimizer"
          "ep2_tp2_dp4_etp2_do_ag:8:--ep 2 --tp 2 --dp 4 --use-distributed-optimizer --moe-token-dispatcher-type allgather")
 rm -rf "$out" && mkdir -p "$out"
 # Ids below every model's vocabulary (96).
