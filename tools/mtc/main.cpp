@@ -62,9 +62,11 @@ struct ParallelFlags {
         ->check(mt::tools::existingFile);
     layoutFlag(cmd.add_option("--tp", v.tp, "tensor-parallel size"), &P::tp);
     layoutFlag(cmd.add_option("--pp", v.pp, "pipeline-parallel size"), &P::pp);
-    layoutFlag(cmd.add_option("--vpp", v.vpp, "virtual pipeline chunks per stage"), &P::vpp);
+    layoutFlag(cmd.add_option("--vpp", v.vpp, "virtual pipeline chunks per stage")
+                   ->check(mt::tools::positive), &P::vpp);
     layoutFlag(cmd.add_option("--ep", v.ep, "expert-parallel size"), &P::ep);
-    layoutFlag(cmd.add_option("--etp", v.etp, "expert tensor-parallel size (default: tp)"),
+    layoutFlag(cmd.add_option("--etp", v.etp, "expert tensor-parallel size (default: tp)")
+                   ->check(mt::tools::positive),
                &P::etp);
     layoutFlag(cmd.add_option("--moe-token-dispatcher-type", v.moeTokenDispatcherType,
                               "how MoE tokens reach their experts under --ep: alltoall (the "
@@ -75,9 +77,11 @@ struct ParallelFlags {
                               "context parallelism's key/value exchange: p2p (ring, the "
                               "default), all_gather or a2a (heads exchanged all-to-all)"),
                &P::cpCommType);
-    layoutFlag(cmd.add_option("--dp", v.dp, "data-parallel size (default: derived)"), &P::dp);
+    layoutFlag(cmd.add_option("--dp", v.dp, "data-parallel size (default: derived)")
+                   ->check(mt::tools::positive), &P::dp);
     layoutFlag(cmd.add_option("--world-size", v.worldSize,
-                              "number of ranks (default: tp*pp*cp*dp)"),
+                              "number of ranks (default: tp*pp*cp*dp)")
+                   ->check(mt::tools::positive),
                &P::worldSize);
     sequenceParallelFlag =
         cmd.add_flag("--sp", v.sequenceParallel, "sequence parallelism (needs --tp > 1)");
@@ -120,13 +124,14 @@ struct ParallelFlags {
                             "weights in host memory, copied to the GPU before each run of "
                             "a program's uses (Trinity's param_offload)"),
                &P::paramOffload);
-    layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size"),
+    layoutFlag(cmd.add_option("--micro-batch", v.microBatch, "micro-batch size")
+                   ->check(mt::tools::positive),
                &P::microBatch);
     layoutFlag(cmd.add_option("--global-batch", v.globalBatch,
                               "global batch size (default: micro-batch x dp)")
                    ->check(mt::tools::positive),
                &P::globalBatch);
-    layoutFlag(cmd.add_option("--seq", v.seq, "sequence length"), &P::seq);
+    layoutFlag(cmd.add_option("--seq", v.seq, "sequence length")->check(mt::tools::positive), &P::seq);
     layoutFlag(cmd.add_option("--pp-layout", v.ppLayout,
                               "layers of each pipeline stage, e.g. 3,5,5,3 (uneven stages)")
                    ->delimiter(','),
