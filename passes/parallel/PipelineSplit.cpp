@@ -93,11 +93,12 @@ LogicalResult assignVirtualStages(func::FuncOp fn, ArrayRef<int64_t> chunkLayers
 }
 
 /// Every use of a value on another virtual stage than its own goes through
-/// one mt.stage_transfer per receiving stage: an activation of a forward to
-/// the next virtual stage (whose forward keeps it for its backward too), a
-/// gradient of a backward to the previous one. Any other crossing is an
-/// error: a 1F1B pipeline has no channel for it. Gradient sums of tied
-/// parameters take no transfer (isGradientSum).
+/// mt.stage_transfers, one per stage boundary crossed: an activation of a
+/// forward to each later virtual stage in turn (whose forward keeps it for
+/// its backward too; a sum of MoE layers' aux losses passes a stage of dense
+/// layers so), a gradient of a backward to each earlier one. Any other
+/// crossing is an error: a 1F1B pipeline has no channel for it. Gradient
+/// sums of tied parameters take no transfer (isGradientSum).
 LogicalResult insertTransfers(func::FuncOp fn) {
   SmallVector<Operation *> defs;
   for (Operation &op : fn.getBody().front().without_terminator())
@@ -105,6 +106,7 @@ LogicalResult insertTransfers(func::FuncOp fn) {
       defs.push_back(&op);
   for (Operation *def : defs) {
     const int64_t from = stageOf(def);
+    const bool backward = isBackward(def);
     for (Value result : def->getResults()) {
       std::map<int64_t, SmallVector<OpOperand *>> crossing; // by receiving stage
       for (OpOperand &use : result.getUses()) {
@@ -112,26 +114,48 @@ LogicalResult insertTransfers(func::FuncOp fn) {
         if (!isStaged(user) || isGradientSum(user) || stageOf(user) == from)
           continue;
         const int64_t to = stageOf(user);
-        const bool forwardEdge = !isBackward(def) && to == from + 1;
-        const bool backwardEdge = isBackward(def) && isBackward(user) && to + 1 == from;
+        const bool forwardEdge = !backward && to > from;
+        const bool backwardEdge = backward && isBackward(user) && to < from;
         if (!forwardEdge && !backwardEdge)
           return user->emitOpError() << "on virtual stage " << to
                                      << " uses a value of virtual stage " << from
                                      << ", which pipelining does not support";
         crossing[to].push_back(&use);
       }
-      for (auto &[to, uses] : crossing) {
-        OpBuilder b(def->getContext());
-        b.setInsertionPointAfter(def);
-        auto transfer = StageTransferOp::create(b, def->getLoc(), result,
-                                                b.getI64IntegerAttr(from),
-                                                b.getI64IntegerAttr(to));
-        transfer->setAttr(MtDialect::kVirtualStageAttrName, b.getI64IntegerAttr(to));
-        if (isBackward(def))
-          transfer->setAttr(MtDialect::kBackwardAttrName, b.getUnitAttr());
+      // The value as each stage receives it, passed on stage by stage.
+      std::map<int64_t, Value> at{{from, result}};
+      Operation *after = def;
+      auto receive = [&](int64_t to) -> Value {
+        const int64_t step = backward ? -1 : 1;
+        int64_t k = from;
+        while (at.count(k + step) && k != to)
+          k += step;
+        for (; k != to; k += step) {
+          OpBuilder b(def->getContext());
+          b.setInsertionPointAfter(after);
+          auto transfer = StageTransferOp::create(b, def->getLoc(), at[k],
+                                                  b.getI64IntegerAttr(k),
+                                                  b.getI64IntegerAttr(k + step));
+          transfer->setAttr(MtDialect::kVirtualStageAttrName, b.getI64IntegerAttr(k + step));
+          if (backward)
+            transfer->setAttr(MtDialect::kBackwardAttrName, b.getUnitAttr());
+          at[k + step] = transfer.getResult();
+          after = transfer;
+        }
+        return at[to];
+      };
+      // Nearest stages first, so that farther ones extend their chain.
+      auto place = [&](int64_t to, SmallVector<OpOperand *> &uses) {
+        Value received = receive(to);
         for (OpOperand *use : uses)
-          use->set(transfer.getResult());
-      }
+          use->set(received);
+      };
+      if (backward)
+        for (auto it = crossing.rbegin(); it != crossing.rend(); ++it)
+          place(it->first, it->second);
+      else
+        for (auto &[to, uses] : crossing)
+          place(to, uses);
     }
   }
   return success();
