@@ -262,6 +262,13 @@ static void printLayoutRemarks(const ParallelConfig &parallel,
     llvm::errs() << "note: " << n << "\n";
 }
 
+/// After a layout error: how the sizes it names were derived (e.g. a dp
+/// that --ep raised), which the error alone does not say.
+static void printDerivedNotes(const ParallelConfig &parallel) {
+  for (const std::string &n : parallel.notes)
+    llvm::errs() << "note: " << n << "\n";
+}
+
 bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
                  const std::map<std::string, std::string> &givenAt) {
   LoadedModel loaded(modelPath);
@@ -275,6 +282,7 @@ bool checkLayout(const std::string &modelPath, const ParallelConfig &layout,
   Status resolved = parallel.resolve(*dims);
   if (!resolved) {
     llvm::errs() << "error: " << withGivenAt(resolved.message(), givenAt) << "\n";
+    printDerivedNotes(parallel);
     return false;
   }
   printLayoutRemarks(parallel, givenAt);
@@ -299,6 +307,7 @@ bool compileModel(const CompileOptions &options) {
   for (Status s : {parallel.resolve(*dims), options.optimizer.validate()})
     if (!s) {
       llvm::errs() << "error: " << withGivenAt(s.message(), options.givenAt) << "\n";
+      printDerivedNotes(parallel);
       if (!options.configNote.empty())
         llvm::errs() << "note: " << options.configNote << "\n";
       return false;
