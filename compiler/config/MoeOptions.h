@@ -27,8 +27,9 @@ struct MoeOptions {
   /// "aux_loss" (per micro-batch), "seq_aux_loss" (per sequence) or "none".
   std::string loadBalancingType = "aux_loss";
   /// Megatron-Core's coefficient of switch_load_balancing_loss_func. None:
-  /// the Hugging Face config's router_aux_loss_coef times top_k, which is
-  /// the same loss (see HfConfig.h, MoeSpec::auxLossCoeff).
+  /// the Hugging Face config's router_aux_loss_coef times top_k, the same
+  /// loss as transformers' for one MoE layer (Megatron-Core sums each
+  /// layer's; transformers pools all layers' router logits).
   std::optional<double> auxLossCoeff;
   /// Router z-loss coefficient (0: none).
   double zLossCoeff = 0.0;

@@ -497,6 +497,15 @@ MoeSpec readMoe(const Reader &r, const FamilyInfo &f, const HfModelSpec &spec) {
   return moe;
 }
 
+/// The keys behind megatronChoiceNotes.
+void readTransformersOnlyKeys(const Reader &r, HfModelSpec &spec) {
+  spec.outputRouterLogits = r.boolean("output_router_logits", false);
+  if (r.has("pad_token_id") && r.at("pad_token_id").is_number_integer() &&
+      r.at("pad_token_id").get<int64_t>() >= 0 &&
+      r.at("pad_token_id").get<int64_t>() < spec.vocabSize)
+    spec.padTokenId = r.at("pad_token_id").get<int64_t>();
+}
+
 HfModelSpec readSpec(const Reader &r) {
   const FamilyInfo &f = readFamily(r);
   HfModelSpec spec;
@@ -544,6 +553,7 @@ HfModelSpec readSpec(const Reader &r) {
   if (f.family == Family::qwen2Moe || f.family == Family::qwen3Moe ||
       f.family == Family::mixtral)
     spec.moe = readMoe(r, f, spec);
+  readTransformersOnlyKeys(r, spec);
   return spec;
 }
 

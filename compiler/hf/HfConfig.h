@@ -51,6 +51,11 @@ struct HfModelSpec {
        mlpBias = false, qkNorm = false;
   std::optional<MoeSpec> moe;
   std::string json; // the config as read, kept for exporting checkpoints
+  /// Keys whose effect in transformers mtc does not reproduce, training as
+  /// Megatron-Core does instead (megatronChoiceNotes says so): whether
+  /// transformers would add the load-balancing loss, and its padding_idx.
+  bool outputRouterLogits = false;
+  std::optional<int64_t> padTokenId;
 };
 
 /// The `architectures` this version imports.

@@ -10,6 +10,7 @@
 
 #include <climits>
 #include <cmath>
+#include <sstream>
 
 using namespace mlir;
 
@@ -319,6 +320,30 @@ OwningOpRef<ModuleOp> buildModel(MLIRContext &context, const HfModelSpec &spec,
                                  const ModelShape &shape) {
   context.loadDialect<MtDialect, func::FuncDialect>();
   return Builder(context, spec, shape).build();
+}
+
+std::vector<std::string> megatronChoiceNotes(const HfModelSpec &spec, const ModelShape &shape) {
+  std::vector<std::string> notes;
+  const MoeOptions &o = shape.moe;
+  const double coeff =
+      spec.moe ? (o.auxLossCoeff ? *o.auxLossCoeff
+                                 : spec.moe->auxLossCoeff * double(spec.moe->topK))
+               : 0.0;
+  if (spec.moe && coeff > 0 && o.loadBalancingType != "none" && !spec.outputRouterLogits) {
+    std::ostringstream c;
+    c << coeff;
+    notes.push_back("output_router_logits is false: transformers would train without the "
+                    "routers' load-balancing loss; mtc adds Megatron-Core's, each MoE "
+                    "layer's summed, with coefficient " + c.str() +
+                    " (--moe-aux-loss-coeff 0, or mtc train's moe_aux_loss_coeff: 0, trains "
+                    "without it)");
+  }
+  if (spec.padTokenId)
+    notes.push_back("pad_token_id " + std::to_string(*spec.padTokenId) +
+                    ": transformers' embedding gives that row no gradient and a zero initial "
+                    "value (padding_idx); mtc trains and initializes it as every other row, "
+                    "as Megatron-Core does");
+  return notes;
 }
 
 } // namespace mt

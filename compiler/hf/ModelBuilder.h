@@ -32,6 +32,15 @@ struct ModelShape {
 Status checkModelSizes(const HfModelSpec &spec, const ModelShape &shape,
                        const std::string &path);
 
+/// Lines saying where the model trains as Megatron-Core's does and
+/// transformers' would not: the routers' load-balancing loss added although
+/// `output_router_logits` is false (transformers adds it only when true,
+/// load_balancing_loss_func over all layers' logits pooled; mtc sums each MoE
+/// layer's, with the coefficient `shape.moe` gives), and a `pad_token_id`
+/// row trained (transformers' nn.Embedding padding_idx gives it no gradient
+/// and zero at init). Empty where they agree.
+std::vector<std::string> megatronChoiceNotes(const HfModelSpec &spec, const ModelShape &shape);
+
 /// A module with one `mt.param` per HF tensor and `func.func @forward(
 /// input_ids, labels, loss_mask[, position_ids]) -> loss`, ops of layer i
 /// tagged `mt.layer`.

@@ -311,8 +311,8 @@ int main(int argc, char **argv) {
                         "aux_loss, seq_aux_loss or none")->capture_default_str();
   importCmd->add_option_function<double>(
       "--moe-aux-loss-coeff", [&moe](double c) { moe.auxLossCoeff = c; },
-      "Megatron-Core's load-balancing coefficient (absent: router_aux_loss_coef x top_k, the "
-      "same loss)");
+      "Megatron-Core's load-balancing coefficient (absent: router_aux_loss_coef x top_k, "
+      "each MoE layer's loss summed as Megatron-Core does)");
   importCmd->add_option("--moe-z-loss-coeff", moe.zLossCoeff, "router z-loss coefficient")
       ->capture_default_str();
 
