@@ -545,6 +545,10 @@ HfModelSpec readSpec(const Reader &r) {
     r.error("key 'rms_norm_eps' must be a positive number (RMSNorm's epsilon, e.g. 1e-06), "
             "got " + r.at("rms_norm_eps").dump());
   spec.initStd = r.number("initializer_range", 0.02);
+  if (!(spec.initStd > 0) || !std::isfinite(spec.initStd))
+    r.error("key 'initializer_range' must be a positive number (the standard deviation of "
+            "the weights' normal initialization, e.g. 0.02), got " +
+            r.at("initializer_range").dump());
   spec.tiedEmbeddings = r.boolean("tie_word_embeddings", false);
   readRope(r, f, spec);
   readBiases(r, f, spec);
