@@ -539,7 +539,10 @@ Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankConte
   int count = 0;
   for (const std::string &name : ckpt->names()) {
     // A tied model's checkpoint may carry lm_head.weight: the same tensor.
-    if (used.count(name) || (name == "lm_head.weight" && tiedEmbeddings(plan)))
+    // Older conversions saved the rotary buffer inv_freq, which the model
+    // computes from rope_theta; transformers skips it on load too.
+    if (used.count(name) || (name == "lm_head.weight" && tiedEmbeddings(plan)) ||
+        name.ends_with(".rotary_emb.inv_freq"))
       continue;
     unexpected << "\n  unexpected: " << name;
     ++count;
