@@ -306,10 +306,8 @@ Expected<std::vector<std::string>> metricsUpTo(const std::string &path, int64_t 
   }
   if (!lastLoss || !records || (atStep && atStep->is_number() && *atStep == json(*lastLoss)))
     return kept;
-  std::ostringstream ours;
-  ours << json(*lastLoss).dump();
   return Status::error(option + " " + path + " is not this run's metrics file: the checkpoint "
-                       "logged loss " + ours.str() + " at step " + std::to_string(step) +
+                       "logged loss " + json(*lastLoss).dump() + " at step " + std::to_string(step) +
                        ", the file " + (atStep ? "logs " + atStep->dump() : "has no line") +
                        " there; resuming would keep only its lines up to step " +
                        std::to_string(step) + ". Give the run's own metrics file, or a new path");
