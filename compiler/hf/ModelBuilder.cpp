@@ -149,9 +149,7 @@ Value Builder::moeMlp(Value x, const std::string &layerPrefix, Value &auxLoss, V
   const MoeOptions &o = shape_.moe;
   Value router = weight(layerPrefix + m.routerName + ".weight", {E, H}, InitKind::normal);
   Type f32 = Float32Type::get(&ctx_);
-  // transformers' load_balancing_loss_func is top_k times Megatron-Core's
-  // switch_load_balancing_loss_func for one coefficient (MtOps.td).
-  double auxCoeff = o.auxLossCoeff ? *o.auxLossCoeff : m.auxLossCoeff * double(K);
+  double auxCoeff = auxLossCoeffOf(m, o);
   auto routed = MoERouterOp::create(
       b_, loc_, tensor({B, S, K}, f32), tensor({B, S, K}, IntegerType::get(&ctx_, 32)),
       tensor({}, f32), tensor({}, f32), x, router, /*token_counts=*/Value(),
@@ -322,13 +320,14 @@ OwningOpRef<ModuleOp> buildModel(MLIRContext &context, const HfModelSpec &spec,
   return Builder(context, spec, shape).build();
 }
 
+double auxLossCoeffOf(const MoeSpec &moe, const MoeOptions &options) {
+  return options.auxLossCoeff ? *options.auxLossCoeff : moe.auxLossCoeff * double(moe.topK);
+}
+
 std::vector<std::string> megatronChoiceNotes(const HfModelSpec &spec, const ModelShape &shape) {
   std::vector<std::string> notes;
   const MoeOptions &o = shape.moe;
-  const double coeff =
-      spec.moe ? (o.auxLossCoeff ? *o.auxLossCoeff
-                                 : spec.moe->auxLossCoeff * double(spec.moe->topK))
-               : 0.0;
+  const double coeff = spec.moe ? auxLossCoeffOf(*spec.moe, o) : 0.0;
   if (spec.moe && coeff > 0 && o.loadBalancingType != "none" && !spec.outputRouterLogits) {
     std::ostringstream c;
     c << coeff;

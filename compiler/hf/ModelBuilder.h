@@ -32,6 +32,12 @@ struct ModelShape {
 Status checkModelSizes(const HfModelSpec &spec, const ModelShape &shape,
                        const std::string &path);
 
+/// Megatron-Core's load-balancing coefficient of a MoE layer: the option
+/// given, else the config's router_aux_loss_coef x top_k (transformers'
+/// load_balancing_loss_func is top_k times switch_load_balancing_loss_func
+/// for one coefficient, MtOps.td).
+double auxLossCoeffOf(const MoeSpec &moe, const MoeOptions &options);
+
 /// Lines saying where the model trains as Megatron-Core's does and
 /// transformers' would not: the routers' load-balancing loss added although
 /// `output_router_logits` is false (transformers adds it only when true,

@@ -37,6 +37,16 @@ std::string fixed(double v, int precision) {
 
 } // namespace
 
+Status openMetrics(std::ofstream &out, const std::string &path,
+                   const std::vector<std::string> &kept) {
+  out.open(path, std::ios::trunc);
+  for (const std::string &line : kept)
+    out << line << "\n";
+  if (!out)
+    return Status::error(path + ": cannot write the metrics file");
+  return Status::ok();
+}
+
 void writeMetrics(std::ofstream &out, const StepRecord &r, int64_t tokens) {
   nlohmann::ordered_json j, nonFinite = nlohmann::ordered_json::object();
   auto number = [&](const char *key, double v) {

@@ -3,11 +3,14 @@
 #ifndef MT_RUNTIME_EXEC_STEPREPORT_H
 #define MT_RUNTIME_EXEC_STEPREPORT_H
 
+#include "runtime/support/Status.h"
+
 #include <cstdint>
 #include <fstream>
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace mt::exec {
 
@@ -33,6 +36,11 @@ struct StepRecord {
 /// Writes `r` as one JSON object per line. JSON has no NaN or Inf: such a
 /// value is written as null and named, with its spelling in the log, under
 /// "non_finite". `tokens`: the step's tokens (global batch x seq).
+/// Opens `path` as `out` for a run's step records, emptied, with `kept` (a
+/// resumed run's earlier lines, metricsUpTo) written first; an error names
+/// the path when it cannot be written.
+Status openMetrics(std::ofstream &out, const std::string &path,
+                   const std::vector<std::string> &kept);
 void writeMetrics(std::ofstream &out, const StepRecord &r, int64_t tokens);
 
 /// The log line of `r` ("step 3/8  loss 5.1234  grad_norm ... lr ... tok/s

@@ -284,11 +284,7 @@ Status TrainingRun::prepare() {
         return upTo.status();
       kept = std::move(*upTo);
     }
-    metrics_.open(o_.metricsPath, std::ios::trunc);
-    for (const std::string &line : kept)
-      metrics_ << line << "\n";
-    if (!metrics_)
-      return Status::error(o_.metricsPath + ": cannot write the metrics file");
+    return openMetrics(metrics_, o_.metricsPath, kept);
   }
   return Status::ok();
 }

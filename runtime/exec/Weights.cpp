@@ -530,7 +530,8 @@ Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankConte
   const HfExpertLayout found = expertLayoutOf(*ckpt);
   if (layout)
     *layout = found;
-  if (tiedEmbeddings(plan))
+  const bool tied = tiedEmbeddings(plan); // parsed once, not per tensor name
+  if (tied)
     if (Status s = checkTiedOutputLayer(*ckpt, dir); !s)
       return s;
   std::set<std::string> used;
@@ -541,7 +542,7 @@ Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankConte
     // A tied model's checkpoint may carry lm_head.weight: the same tensor.
     // Older conversions saved the rotary buffer inv_freq, which the model
     // computes from rope_theta; transformers skips it on load too.
-    if (used.count(name) || (name == "lm_head.weight" && tiedEmbeddings(plan)) ||
+    if (used.count(name) || (name == "lm_head.weight" && tied) ||
         name.ends_with(".rotary_emb.inv_freq"))
       continue;
     unexpected << "\n  unexpected: " << name;
