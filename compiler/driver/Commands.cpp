@@ -196,6 +196,8 @@ bool importHf(const ImportOptions &options) {
     llvm::errs() << "error: " << s.message() << "\n";
     return false;
   }
+  for (const std::string &note : spec->notes)
+    llvm::errs() << "note: " << options.configPath << ": " << note << "\n";
   for (const std::string &note : megatronChoiceNotes(*spec, options.shape))
     llvm::errs() << "note: " << options.configPath << ": " << note << "\n";
   MLIRContext context;

@@ -23,36 +23,69 @@ struct ConfigError {
 
 /// One JSON object of the config: the top level, or a nested one such as
 /// `rope_scaling` (then `prefix` is "rope_scaling." and messages name
-/// `rope_scaling.factor`). A key holding null counts as absent, as it does
-/// for transformers.
+/// `rope_scaling.factor`). `owner` is the transformers config class whose
+/// defaults messages quote ("LlamaConfig"). `has` counts a key holding null
+/// as absent; the typed getters refuse a null instead: transformers 5's
+/// config classes refuse None for these keys (strict dataclass fields), and
+/// transformers 4 kept it and failed, or trained something else, where the
+/// model reads the key. The few keys whose None transformers resolves to a
+/// value are read with `has`, at their call sites.
 class Reader {
 public:
-  Reader(const json &object, std::string path, std::string prefix = "")
-      : object_(object), path_(std::move(path)), prefix_(std::move(prefix)) {}
+  Reader(const json &object, std::string path, std::string prefix = "", std::string owner = "")
+      : object_(object), path_(std::move(path)), prefix_(std::move(prefix)),
+        owner_(std::move(owner)) {}
 
   bool has(const std::string &key) const {
     return object_.contains(key) && !object_.at(key).is_null();
   }
   /// Present, null included: Qwen2's absent `sliding_window` is 4096, null is none.
   bool present(const std::string &key) const { return object_.contains(key); }
+  bool isNull(const std::string &key) const { return present(key) && at(key).is_null(); }
   const json &at(const std::string &key) const { return object_.at(key); }
   std::string name(const std::string &key) const { return prefix_ + key; }
   const std::string &path() const { return path_; }
+  const std::string &owner() const { return owner_; }
+
+  /// Refuses `key` written as null, saying what to give: `valid`, and the
+  /// default taken where the key is left out (`fallback`, when there is one).
+  void refuseNull(const std::string &key, const std::string &valid,
+                  const std::string &fallback = "") const {
+    if (isNull(key))
+      error("key '" + name(key) + "' is null; give " + valid + defaultText(fallback));
+  }
+  /// " (LlamaConfig's default, taken where the key is left out, is 2048)".
+  std::string defaultText(const std::string &fallback) const {
+    if (fallback.empty())
+      return "";
+    return " (" + (owner_.empty() ? std::string("transformers") : owner_) +
+           "'s default, taken where the key is left out, is " + fallback + ")";
+  }
 
   /// A positive integer (sizes, counts).
-  int64_t integer(const std::string &key) const { return integerIn(key, required(key), 1); }
+  int64_t integer(const std::string &key) const {
+    refuseNull(key, "a positive integer");
+    return integerIn(key, required(key), 1);
+  }
   int64_t integer(const std::string &key, int64_t fallback) const {
+    refuseNull(key, "a positive integer", std::to_string(fallback));
     return has(key) ? integer(key) : fallback;
   }
   /// An integer >= 0 (layer thresholds).
   int64_t count(const std::string &key, int64_t fallback) const {
+    refuseNull(key, "an integer >= 0", std::to_string(fallback));
     return has(key) ? integerIn(key, at(key), 0) : fallback;
   }
-  double number(const std::string &key) const { return numberIn(key, required(key)); }
+  double number(const std::string &key) const {
+    refuseNull(key, "a number");
+    return numberIn(key, required(key));
+  }
   double number(const std::string &key, double fallback) const {
+    refuseNull(key, "a number", json(fallback).dump());
     return has(key) ? number(key) : fallback;
   }
   bool boolean(const std::string &key, bool fallback) const {
+    refuseNull(key, "true or false", fallback ? "true" : "false");
     if (!has(key))
       return fallback;
     if (!at(key).is_boolean())
@@ -60,6 +93,7 @@ public:
     return at(key).get<bool>();
   }
   std::string string(const std::string &key, const std::string &fallback) const {
+    refuseNull(key, "a string", json(fallback).dump());
     if (!has(key))
       return fallback;
     if (!at(key).is_string())
@@ -95,7 +129,7 @@ public:
 
 private:
   const json &object_;
-  std::string path_, prefix_;
+  std::string path_, prefix_, owner_;
 };
 
 /// A value stated under one of several keys, with its key as messages name it.
@@ -105,18 +139,27 @@ struct Spelled {
   explicit operator bool() const { return value; }
 };
 
+/// The key as written, null included (`agreed` decides what a null means).
 Spelled spelling(const Reader &r, const std::string &key) {
-  return {r.name(key), r.has(key) ? &r.at(key) : nullptr};
+  return {r.name(key), r.present(key) ? &r.at(key) : nullptr};
 }
 
 /// The value of a setting that transformers 4 and 5 spell differently (a
 /// config may carry both, and the versions prefer different ones): the
-/// spellings present must agree. Empty when none is present.
-Spelled agreed(const std::vector<Spelled> &spellings, const Reader &r) {
+/// spellings present must agree. Empty when none is present. A spelling
+/// written as null counts as absent where `ifNull` is empty, and is refused,
+/// saying to give `ifNull`, otherwise.
+Spelled agreed(const std::vector<Spelled> &spellings, const Reader &r,
+               const std::string &ifNull = "") {
   Spelled first;
   for (const Spelled &s : spellings) {
     if (!s)
       continue;
+    if (s.value->is_null()) {
+      if (!ifNull.empty())
+        r.error("key '" + s.key + "' is null; give " + ifNull);
+      continue;
+    }
     if (!first)
       first = s;
     else if (*s.value != *first.value)
@@ -182,26 +225,41 @@ std::string lineColumn(const std::string &text, size_t byte) {
 
 enum class Family { llama, qwen2, qwen3, qwen2Moe, qwen3Moe, mixtral };
 
+/// The sizes a config class defaults to: those of the one model its
+/// defaults describe (LlamaConfig's are Llama 2 7B's).
+struct ShapeDefaults {
+  int64_t vocab, hidden, ffn, layers, heads;
+};
+
 /// Each family's names and the defaults of its transformers config class
-/// where they differ between families.
+/// (the same in transformers 4.5x and 5).
 struct FamilyInfo {
   Family family;
-  const char *architecture, *modelType;
+  const char *architecture, *modelType, *configClass;
+  ShapeDefaults shape;
   double ropeTheta;     // rope_theta (MixtralConfig.default_theta is 1e6)
   int64_t maxPositions; // max_position_embeddings
   int64_t headDim;      // head_dim; 0: hidden_size / num_attention_heads
-  bool kvHeadsFollowHeads; // num_key_value_heads absent: num_attention_heads
+  int64_t kvHeads;      // num_key_value_heads; 0: num_attention_heads (LlamaConfig)
+  double normEps;       // rms_norm_eps
+  // The MoE classes': num_experts, num_experts_per_tok, moe_intermediate_size,
+  // shared_expert_intermediate_size (Qwen2-MoE only).
+  int64_t experts, topK, expertFfn, sharedExpertFfn;
 };
 
-// The other classes default num_key_value_heads to a fixed number (Qwen2 32,
-// Mixtral 8, ...): a config without it is refused rather than guessed.
 const FamilyInfo kFamilies[] = {
-    {Family::llama, "LlamaForCausalLM", "llama", 1e4, 2048, 0, true},
-    {Family::qwen2, "Qwen2ForCausalLM", "qwen2", 1e4, 32768, 0, false},
-    {Family::qwen3, "Qwen3ForCausalLM", "qwen3", 1e4, 32768, 128, false},
-    {Family::qwen2Moe, "Qwen2MoeForCausalLM", "qwen2_moe", 1e4, 32768, 0, false},
-    {Family::qwen3Moe, "Qwen3MoeForCausalLM", "qwen3_moe", 1e4, 32768, 0, false},
-    {Family::mixtral, "MixtralForCausalLM", "mixtral", 1e6, 131072, 0, false},
+    {Family::llama, "LlamaForCausalLM", "llama", "LlamaConfig",
+     {32000, 4096, 11008, 32, 32}, 1e4, 2048, 0, 0, 1e-6, 0, 0, 0, 0},
+    {Family::qwen2, "Qwen2ForCausalLM", "qwen2", "Qwen2Config",
+     {151936, 4096, 22016, 32, 32}, 1e4, 32768, 0, 32, 1e-6, 0, 0, 0, 0},
+    {Family::qwen3, "Qwen3ForCausalLM", "qwen3", "Qwen3Config",
+     {151936, 4096, 22016, 32, 32}, 1e4, 32768, 128, 32, 1e-6, 0, 0, 0, 0},
+    {Family::qwen2Moe, "Qwen2MoeForCausalLM", "qwen2_moe", "Qwen2MoeConfig",
+     {151936, 2048, 5632, 24, 16}, 1e4, 32768, 0, 16, 1e-6, 60, 4, 1408, 5632},
+    {Family::qwen3Moe, "Qwen3MoeForCausalLM", "qwen3_moe", "Qwen3MoeConfig",
+     {151936, 2048, 6144, 24, 32}, 1e4, 32768, 0, 4, 1e-6, 128, 8, 768, 0},
+    {Family::mixtral, "MixtralForCausalLM", "mixtral", "MixtralConfig",
+     {32000, 4096, 14336, 32, 32}, 1e6, 131072, 0, 8, 1e-5, 8, 2, 0, 0},
 };
 
 std::vector<std::string> modelTypes() {
@@ -266,9 +324,13 @@ void readRope(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
     if (d.contains("full_attention") || d.contains("sliding_attention"))
       r.error(std::string(key) + " per layer type is not supported by this version of mtc "
               "(one set of rotary parameters for every layer)");
-    dicts.emplace_back(d, r.path(), std::string(key) + ".");
+    dicts.emplace_back(d, r.path(), std::string(key) + ".", r.owner());
   }
-  auto param = [&](const std::string &key, bool topLevel, const char *alias = nullptr) {
+  // Every rotary parameter written as null is refused (`ifNull` says what to
+  // give): transformers 4 computes the frequencies from the None and fails
+  // (rope_theta ** ..., ROPE_INIT_FUNCTIONS[None]); 5 does too, or refuses it.
+  auto param = [&](const std::string &key, bool topLevel, const std::string &ifNull,
+                   const char *alias = nullptr) {
     std::vector<Spelled> spellings;
     if (topLevel)
       spellings.push_back(spelling(r, key));
@@ -277,29 +339,31 @@ void readRope(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
       if (alias) // `type`: the older name of `rope_type`
         spellings.push_back(spelling(d, alias));
     }
-    return agreed(spellings, r);
+    return agreed(spellings, r, ifNull);
   };
 
   std::string ropeType = "default";
-  if (Spelled type = param("rope_type", false, "type")) {
+  if (Spelled type = param("rope_type", false,
+                           "\"default\" or \"llama3\", or leave the key out (\"default\")", "type")) {
     if (!type.value->is_string())
       r.error("key '" + type.key + "' must be a string, got " + type.value->dump());
     ropeType = type.value->get<std::string>();
     if (ropeType != "default" && ropeType != "llama3")
       unsupported(r, type.key, *type.value, "supported: default, llama3");
   }
-  Spelled theta = param("rope_theta", true);
+  Spelled theta = param("rope_theta", true,
+                        "a positive number" + r.defaultText(json(f.ropeTheta).dump()));
   spec.ropeTheta = theta ? numberOf(r, theta) : f.ropeTheta;
   if (spec.ropeTheta <= 0)
     r.error("key '" + theta.key + "' must be positive, got " + theta.value->dump());
-  if (Spelled partial = param("partial_rotary_factor", true);
+  if (Spelled partial = param("partial_rotary_factor", true, "1, or leave the key out");
       partial && numberOf(r, partial) != 1.0)
     unsupported(r, partial.key, *partial.value,
                 "only 1: rotary embedding over the whole head");
   if (ropeType != "llama3")
     return;
   auto needed = [&](const std::string &key) {
-    Spelled s = param(key, false);
+    Spelled s = param(key, false, "a number");
     if (!s)
       r.error("missing key '" + key + "' of rope_type llama3 (in rope_scaling or "
               "rope_parameters)");
@@ -315,13 +379,15 @@ void readRope(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
   // positions: refused here.
   if (!(scaling.factor >= 1))
     r.error("key 'factor' of rope_type llama3 must be >= 1, got " +
-            param("factor", false).value->dump());
+            param("factor", false, "").value->dump());
   if (!(scaling.lowFreqFactor > 0) || !(scaling.highFreqFactor > scaling.lowFreqFactor))
     r.error("rope_type llama3 needs 0 < low_freq_factor < high_freq_factor, got " +
-            param("low_freq_factor", false).value->dump() + " and " +
-            param("high_freq_factor", false).value->dump());
+            param("low_freq_factor", false, "").value->dump() + " and " +
+            param("high_freq_factor", false, "").value->dump());
   // Absent: max_position_embeddings (transformers 5, standardize_rope_params).
-  Spelled original = param("original_max_position_embeddings", true);
+  Spelled original = param("original_max_position_embeddings", true,
+                           "a positive integer, or leave the key out (max_position_embeddings, " +
+                               std::to_string(spec.maxPositionEmbeddings) + ")");
   scaling.originalMaxPosition =
       original ? positiveIntegerOf(r, original) : spec.maxPositionEmbeddings;
   spec.ropeScaling = scaling;
@@ -356,6 +422,8 @@ void readBiases(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
 /// Settings that change the numbers and that mtc does not implement: only
 /// the values under which transformers computes what mtc computes pass.
 void refuseUnsupported(const Reader &r, const FamilyInfo &f) {
+  // ACT2FN has no None: transformers 4 fails building the MLP, 5 refuses the config.
+  r.refuseNull("hidden_act", "\"silu\" or \"swish\"", "\"silu\"");
   std::string act = r.string("hidden_act", "silu");
   if (act != "silu" && act != "swish") // both nn.SiLU in activations.py's ACT2FN
     unsupported(r, "hidden_act", r.at("hidden_act"), "supported: silu, swish");
@@ -405,6 +473,9 @@ std::optional<SlidingWindow> readSlidingWindow(const Reader &r, const FamilyInfo
       size = r.integer("sliding_window", 4096);
     keys = "sliding_window " + std::to_string(size.value_or(0)) + " with use_sliding_window true";
   }
+  // Read by transformers 5 for its layer_types only; a null it refuses.
+  if (f.family == Family::qwen2Moe)
+    r.count("max_window_layers", 28);
   std::vector<bool> layers(numLayers, size.has_value());
   std::string which = f.family == Family::qwen2Moe
                           ? "on layers transformers 4 and 5 choose differently"
@@ -443,7 +514,26 @@ std::optional<SlidingWindow> readSlidingWindow(const Reader &r, const FamilyInfo
   return SlidingWindow{*size, layers, keys + " (" + which + ")"};
 }
 
-MoeSpec readMoe(const Reader &r, const FamilyInfo &f, const HfModelSpec &spec) {
+/// A key that the family's config class gives a default, which transformers
+/// takes where the key is left out: mtc takes it too and says so in a note.
+int64_t defaulted(const Reader &r, const std::string &key, int64_t fallback,
+                  HfModelSpec &spec) {
+  if (!r.present(key))
+    spec.notes.push_back(key + " is not given: " + std::to_string(fallback) + ", " +
+                         r.owner() + "'s default, as transformers takes it (give " + key +
+                         " to set another)");
+  return r.integer(key, fallback);
+}
+
+/// A default transformers would take for a left-out key but that cannot be
+/// this model's: refused, saying what transformers would assume and why.
+[[noreturn]] void unusableDefault(const Reader &r, const std::string &key, int64_t fallback,
+                                  const std::string &why) {
+  r.error("missing key '" + key + "': transformers would take " + r.owner() + "'s default, " +
+          std::to_string(fallback) + ", which " + why + "; give the model's own");
+}
+
+MoeSpec readMoe(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
   MoeSpec moe;
   // MixtralConfig's attribute_map makes num_experts an alias of
   // num_local_experts; Qwen3MoeConfig of transformers 5 saves its
@@ -451,10 +541,9 @@ MoeSpec readMoe(const Reader &r, const FamilyInfo &f, const HfModelSpec &spec) {
   bool mixtral = f.family == Family::mixtral;
   const char *name = mixtral ? "num_local_experts" : "num_experts";
   const char *alias = mixtral ? "num_experts" : "num_local_experts";
-  Spelled experts = agreed({spelling(r, name), spelling(r, alias)}, r);
-  if (!experts)
-    r.error(std::string("missing key '") + name + "' (or '" + alias + "')");
-  moe.numExperts = positiveIntegerOf(r, experts);
+  Spelled experts = agreed({spelling(r, name), spelling(r, alias)}, r,
+                           "a positive integer" + r.defaultText(std::to_string(f.experts)));
+  moe.numExperts = experts ? positiveIntegerOf(r, experts) : defaulted(r, name, f.experts, spec);
   if (mixtral) {
     moe.expertFfn = spec.ffn;
     moe.normTopkProb = true; // softmax over the chosen logits
@@ -463,9 +552,10 @@ MoeSpec readMoe(const Reader &r, const FamilyInfo &f, const HfModelSpec &spec) {
     moe.gateProj = "w1", moe.upProj = "w3", moe.downProj = "w2";
     moe.sparseLayers.assign(spec.numLayers, true);
   } else {
-    moe.expertFfn = r.integer("moe_intermediate_size");
+    moe.expertFfn = defaulted(r, "moe_intermediate_size", f.expertFfn, spec);
     if (f.family == Family::qwen2Moe) // Qwen2MoeSparseMoeBlock.shared_expert(_gate)
-      moe.sharedExpertFfn = r.integer("shared_expert_intermediate_size");
+      moe.sharedExpertFfn =
+          defaulted(r, "shared_expert_intermediate_size", f.sharedExpertFfn, spec);
     moe.normTopkProb = r.boolean("norm_topk_prob", false);
     moe.routerName = "mlp.gate";
     moe.expertsName = "mlp.experts";
@@ -486,14 +576,18 @@ MoeSpec readMoe(const Reader &r, const FamilyInfo &f, const HfModelSpec &spec) {
       }
     }
   }
-  moe.topK = r.integer("num_experts_per_tok");
+  if (!r.present("num_experts_per_tok") && f.topK > moe.numExperts)
+    unusableDefault(r, "num_experts_per_tok", f.topK,
+                    "exceeds the number of experts (" + std::to_string(moe.numExperts) + ")");
+  moe.topK = defaulted(r, "num_experts_per_tok", f.topK, spec);
   moe.auxLossCoeff = r.number("router_aux_loss_coef", 0.001);
   if (!(moe.auxLossCoeff >= 0))
     r.fail("router_aux_loss_coef", "a number >= 0 (the load-balancing loss's weight; 0: none)",
            r.at("router_aux_loss_coef"));
   if (moe.topK > moe.numExperts)
     r.error("num_experts_per_tok (" + std::to_string(moe.topK) +
-            ") exceeds the number of experts (" + std::to_string(moe.numExperts) + ")");
+            ") exceeds the number of experts (" + std::to_string(moe.numExperts) +
+            (experts ? "" : ", " + r.owner() + "'s default: " + name + " is not given") + ")");
   return moe;
 }
 
@@ -506,14 +600,72 @@ void readTransformersOnlyKeys(const Reader &r, HfModelSpec &spec) {
     spec.padTokenId = r.at("pad_token_id").get<int64_t>();
 }
 
-HfModelSpec readSpec(const Reader &r) {
-  const FamilyInfo &f = readFamily(r);
+/// A size that defines the model's shape. transformers would take its config
+/// class's default for a left-out one, but those are the sizes of one
+/// particular model (LlamaConfig's, Llama 2 7B's), not a default of this one:
+/// refused, saying what transformers would assume.
+int64_t shapeKey(const Reader &r, const std::string &key, int64_t fallback) {
+  if (!r.present(key))
+    unusableDefault(r, key, fallback,
+                    "is one particular model's size (the one the class's defaults describe)");
+  return r.integer(key);
+}
+
+/// num_key_value_heads and head_dim, with what each family makes of a null
+/// (configuration_*.py and the attention modules, transformers 4.5x and 5):
+/// - num_key_value_heads null: num_attention_heads in LlamaConfig,
+///   Qwen2Config and Qwen3Config; refused by 5's MixtralConfig and
+///   Qwen3MoeConfig (4's Qwen3MoeConfig kept the None), and kept by
+///   Qwen2MoeConfig, whose attention then fails dividing by it.
+/// - head_dim null: hidden_size / num_attention_heads in LlamaConfig and
+///   MixtralAttention (`getattr(config, "head_dim", None) or ...`); refused by
+///   5's Qwen3Config; the Qwen2, Qwen2-MoE and Qwen3-MoE attentions take the
+///   None (getattr with a default only for a missing key) and fail.
+void readHeads(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
+  spec.numHeads = shapeKey(r, "num_attention_heads", f.shape.heads);
+  const bool kvNullIsHeads = f.family == Family::llama || f.family == Family::qwen2 ||
+                             f.family == Family::qwen3;
+  std::string divides = "a positive integer that divides num_attention_heads (" +
+                        std::to_string(spec.numHeads) + ")";
+  if (!kvNullIsHeads)
+    r.refuseNull("num_key_value_heads", divides, std::to_string(f.kvHeads));
+  if (!r.has("num_key_value_heads") && (f.kvHeads == 0 || r.isNull("num_key_value_heads")))
+    spec.numKvHeads = spec.numHeads;
+  else if (!r.present("num_key_value_heads") && spec.numHeads % f.kvHeads != 0)
+    unusableDefault(r, "num_key_value_heads", f.kvHeads,
+                    "does not divide num_attention_heads (" + std::to_string(spec.numHeads) +
+                        ")");
+  else
+    spec.numKvHeads = defaulted(r, "num_key_value_heads", f.kvHeads, spec);
+  const bool headDimNullOk = f.family == Family::llama || f.family == Family::mixtral;
+  std::string quotient = "hidden_size / num_attention_heads";
+  if (!headDimNullOk)
+    r.refuseNull("head_dim", "a positive even integer",
+                 f.headDim ? std::to_string(f.headDim) : quotient);
+  if (f.headDim == 0 && spec.hidden % spec.numHeads != 0 && !r.has("head_dim"))
+    r.error("hidden_size (" + std::to_string(spec.hidden) +
+            ") is not divisible by num_attention_heads (" + std::to_string(spec.numHeads) +
+            ") and no head_dim is given");
+  spec.headDim = r.has("head_dim") ? r.integer("head_dim")
+                                   : (f.headDim ? f.headDim : spec.hidden / spec.numHeads);
+  if (spec.numHeads % spec.numKvHeads != 0)
+    r.error("num_attention_heads (" + std::to_string(spec.numHeads) +
+            ") must be divisible by num_key_value_heads (" +
+            std::to_string(spec.numKvHeads) + ")");
+  // Rotary embedding turns pairs of a head's dimensions.
+  if (spec.headDim % 2 != 0)
+    r.error((r.has("head_dim") ? std::string("key 'head_dim'") : "head_dim (" + quotient + ")") +
+            " must be even (rotary position embedding rotates pairs of dimensions), got " +
+            std::to_string(spec.headDim));
+}
+
+HfModelSpec readSpec(const Reader &r, const FamilyInfo &f) {
   HfModelSpec spec;
   spec.architecture = f.architecture;
-  spec.vocabSize = r.integer("vocab_size");
-  spec.hidden = r.integer("hidden_size");
-  spec.ffn = r.integer("intermediate_size");
-  spec.numLayers = r.integer("num_hidden_layers");
+  spec.vocabSize = shapeKey(r, "vocab_size", f.shape.vocab);
+  spec.hidden = shapeKey(r, "hidden_size", f.shape.hidden);
+  spec.ffn = shapeKey(r, "intermediate_size", f.shape.ffn);
+  spec.numLayers = shapeKey(r, "num_hidden_layers", f.shape.layers);
   // The graph holds every layer's ops: a count no model has would take the
   // import's memory and time before anything else could refuse it.
   constexpr int64_t kMaxLayers = 4096;
@@ -521,26 +673,13 @@ HfModelSpec readSpec(const Reader &r) {
     r.error("key 'num_hidden_layers' must be at most " + std::to_string(kMaxLayers) +
             " (the deepest Hugging Face models have a few hundred layers), got " +
             std::to_string(spec.numLayers));
-  spec.numHeads = r.integer("num_attention_heads");
-  spec.numKvHeads = f.kvHeadsFollowHeads ? r.integer("num_key_value_heads", spec.numHeads)
-                                         : r.integer("num_key_value_heads");
-  if (f.headDim == 0 && spec.hidden % spec.numHeads != 0 && !r.has("head_dim"))
-    r.error("hidden_size (" + std::to_string(spec.hidden) +
-            ") is not divisible by num_attention_heads (" + std::to_string(spec.numHeads) +
-            ") and no head_dim is given");
-  spec.headDim = r.integer("head_dim", f.headDim ? f.headDim : spec.hidden / spec.numHeads);
-  if (spec.numHeads % spec.numKvHeads != 0)
-    r.error("num_attention_heads (" + std::to_string(spec.numHeads) +
-            ") must be divisible by num_key_value_heads (" +
-            std::to_string(spec.numKvHeads) + ")");
-  // Rotary embedding turns pairs of a head's dimensions.
-  if (spec.headDim % 2 != 0)
-    r.error((r.has("head_dim") ? std::string("key 'head_dim'")
-                               : "head_dim (hidden_size / num_attention_heads)") +
-            " must be even (rotary position embedding rotates pairs of dimensions), got " +
-            std::to_string(spec.headDim));
+  readHeads(r, f, spec);
   spec.maxPositionEmbeddings = r.integer("max_position_embeddings", f.maxPositions);
-  spec.normEps = r.number("rms_norm_eps");
+  if (!r.present("rms_norm_eps"))
+    spec.notes.push_back("rms_norm_eps is not given: " + json(f.normEps).dump() + ", " +
+                         r.owner() + "'s default, as transformers takes it (give rms_norm_eps "
+                         "to set another)");
+  spec.normEps = r.number("rms_norm_eps", f.normEps);
   if (!(spec.normEps > 0) || !std::isfinite(spec.normEps))
     r.error("key 'rms_norm_eps' must be a positive number (RMSNorm's epsilon, e.g. 1e-06), "
             "got " + r.at("rms_norm_eps").dump());
@@ -589,7 +728,8 @@ Expected<HfModelSpec> parseHfConfig(const std::string &text,
   if (!root.is_object())
     return Status::error(path + ":1:1: expected a JSON object");
   try {
-    HfModelSpec spec = readSpec(Reader(root, path));
+    const FamilyInfo &family = readFamily(Reader(root, path));
+    HfModelSpec spec = readSpec(Reader(root, path, "", family.configClass), family);
     spec.json = root.dump();
     return spec;
   } catch (const ConfigError &e) {

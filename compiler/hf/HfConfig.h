@@ -56,6 +56,9 @@ struct HfModelSpec {
   /// transformers would add the load-balancing loss, and its padding_idx.
   bool outputRouterLogits = false;
   std::optional<int64_t> padTokenId;
+  /// Keys the config leaves out whose default mtc took from transformers'
+  /// config class, as transformers would: one sentence each, for import's notes.
+  std::vector<std::string> notes;
 };
 
 /// The `architectures` this version imports.
@@ -66,8 +69,12 @@ const std::vector<std::string> &supportedArchitectures();
 /// by `architectures` or, without it, by `model_type`. A setting spelled two
 /// ways (e.g. `rope_theta` and `rope_parameters.rope_theta`) must agree; a
 /// value mtc cannot honour (an unknown `rope_type`, dropout, ...) is refused
-/// by key. `path` only names the file in messages, which carry line:column
-/// for syntax errors and the key for missing, mistyped or refused values.
+/// by key. A key written as null is taken as transformers takes it: as left
+/// out where transformers resolves the None to its default (`rope_scaling`,
+/// `sliding_window`, Llama's `head_dim`, ...), else refused by key, saying
+/// what to give. `path` only names the file in messages, which carry
+/// line:column for syntax errors and the key for missing, mistyped or
+/// refused values.
 Expected<HfModelSpec> parseHfConfig(const std::string &text,
                                     const std::string &path);
 Expected<HfModelSpec> readHfConfig(const std::string &path);

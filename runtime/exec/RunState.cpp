@@ -172,6 +172,21 @@ RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t da
   return id;
 }
 
+void resolveNullSizes(json &config) {
+  auto integer = [&](const char *key) -> int64_t {
+    auto it = config.find(key);
+    return it != config.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+  };
+  auto isNull = [&](const char *key) { return config.contains(key) && config[key].is_null(); };
+  const int64_t heads = integer("num_attention_heads"), hidden = integer("hidden_size");
+  if (heads <= 0)
+    return;
+  if (isNull("num_key_value_heads"))
+    config["num_key_value_heads"] = heads;
+  if (isNull("head_dim") && hidden > 0)
+    config["head_dim"] = hidden / heads;
+}
+
 std::string loadedConfigNote(const plan::Plan &plan, const std::string &dir) {
   const std::string path = dir + "/config.json";
   const std::string unchecked =
@@ -188,6 +203,10 @@ std::string loadedConfigNote(const plan::Plan &plan, const std::string &dir) {
   json ours = json::parse(plan.hf_config_json(), nullptr, false);
   if (!ours.is_object())
     return "";
+  // A size written null on one side and as its value on the other agrees
+  // (an export writes the values; the source may have had the nulls).
+  resolveNullSizes(loaded);
+  resolveNullSizes(ours);
   std::string differences;
   for (const auto &[key, value] : ours.items())
     if (!isMetadata(key) && loaded.contains(key) && loaded[key] != value)

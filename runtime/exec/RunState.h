@@ -7,6 +7,8 @@
 #include "runtime/plan/plan.pb.h"
 #include "runtime/support/Status.h"
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -54,6 +56,14 @@ std::string identityDifferences(const RunIdentity &checkpoint, const RunIdentity
 /// or saying that config.json is missing or not a JSON object. The weights'
 /// shapes are checked where they load.
 std::string loadedConfigNote(const plan::Plan &plan, const std::string &dir);
+
+/// Writes as values the sizes a Hugging Face config may give as null and
+/// that transformers (and so mtc import-hf) resolves from the others:
+/// `num_key_value_heads` null is `num_attention_heads`, `head_dim` null is
+/// `hidden_size / num_attention_heads`. (import-hf accepts those nulls only
+/// for the classes that resolve them so: compiler/hf/HfConfig.cpp, readHeads.)
+/// An export states the sizes it was trained with, and --load compares them.
+void resolveNullSizes(nlohmann::json &config);
 
 /// A checkpoint's trainer.json.
 struct RunState {

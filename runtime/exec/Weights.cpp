@@ -435,8 +435,10 @@ const DtypeName &exportDtypeOf(const nlohmann::json &config, ExportDtype choice)
 /// The source config saying once the dtype `name` the tensors are written
 /// in, in the spelling of the source's transformers: `dtype` since 4.56,
 /// `torch_dtype` before. A source with neither key is judged by its
-/// transformers_version.
+/// transformers_version. The sizes the source gave as null are written as
+/// the values the model was trained with (resolveNullSizes).
 nlohmann::json exportConfig(nlohmann::json config, const char *name) {
+  resolveNullSizes(config);
   int major = 0, minor = 0;
   std::sscanf(config.value("transformers_version", std::string()).c_str(), "%d.%d", &major,
               &minor);

@@ -44,7 +44,10 @@ TEST(HfConfig, TruncatedJsonNamesLineAndColumn) {
 TEST(HfConfig, MissingKeyIsNamed) {
   std::string text = kLlama;
   text.replace(text.find("\"hidden_size\": 64,"), 18, "");
-  EXPECT_EQ(errorOf(text), "config.json: missing key 'hidden_size'");
+  // LlamaConfig would take 4096 (Llama 2 7B's): refused, saying so.
+  EXPECT_EQ(errorOf(text), "config.json: missing key 'hidden_size': transformers would take "
+                           "LlamaConfig's default, 4096, which is one particular model's size "
+                           "(the one the class's defaults describe); give the model's own");
 }
 
 TEST(HfConfig, MistypedKeyIsNamedWithItsValue) {
@@ -183,9 +186,12 @@ TEST(HfConfigEverySpellingRead, ArchitectureDefaultsAreTransformers) {
   ASSERT_TRUE(m) << m.message();
   EXPECT_EQ(m->ropeTheta, 1e6);
   EXPECT_EQ(m->maxPositionEmbeddings, 131072);
-  // Llama alone lets num_key_value_heads default to num_attention_heads.
+  // Llama alone lets num_key_value_heads default to num_attention_heads; the
+  // others take a fixed number, refused where it cannot fit the heads.
   EXPECT_EQ(errorOf(edited(kMixtral, {{"num_key_value_heads", nullptr}})),
-            "config.json: missing key 'num_key_value_heads'");
+            "config.json: missing key 'num_key_value_heads': transformers would take "
+            "MixtralConfig's default, 8, which does not divide num_attention_heads (4); give "
+            "the model's own");
 }
 
 TEST(HfConfigUnhonourableValueRefused, EachIsNamedWithWhatIsValid) {
@@ -365,8 +371,15 @@ TEST(HfConfigQwen2Moe, SharedExpertBiasesAndSparseLayers) {
 }
 
 TEST(HfConfigQwen2Moe, MissingOrIgnoredKeysAreNamed) {
-  EXPECT_EQ(errorOf(edited(kQwen2Moe, {{"shared_expert_intermediate_size", nullptr}})),
-            "config.json: missing key 'shared_expert_intermediate_size'");
+  // Left out: Qwen2MoeConfig's default, as transformers takes it, with a note.
+  auto shared = parseHfConfig(edited(kQwen2Moe, {{"shared_expert_intermediate_size", nullptr}}),
+                              "config.json");
+  ASSERT_TRUE(shared) << shared.message();
+  EXPECT_EQ(shared->moe->sharedExpertFfn, 5632);
+  EXPECT_EQ(shared->notes, std::vector<std::string>{
+                               "shared_expert_intermediate_size is not given: 5632, "
+                               "Qwen2MoeConfig's default, as transformers takes it (give "
+                               "shared_expert_intermediate_size to set another)"});
   EXPECT_EQ(errorOf(edited(kQwen2Moe, {{"attention_bias", true}})),
             "config.json: attention_bias true is not supported for Qwen2MoeForCausalLM "
             "(transformers' model has no such bias and ignores the key; only false)");
@@ -379,6 +392,166 @@ TEST(HfConfigQwen2Moe, MissingOrIgnoredKeysAreNamed) {
                              "transformers 4 and 5 choose differently)"),
             std::string::npos)
       << s.message();
+}
+
+// ---------------------------------------------------------------------------
+// A key written as null: taken as transformers takes it, or refused by key.
+
+/// `base` with the key at `pointer` (a JSON pointer, "/rope_scaling/factor")
+/// set to null.
+std::string withNull(const std::string &base, const std::string &pointer) {
+  nlohmann::json config = nlohmann::json::parse(base);
+  config[nlohmann::json::json_pointer(pointer)] = nullptr;
+  return config.dump();
+}
+
+const std::string kQwen3 = edited(kLlama, {{"architectures", {"Qwen3ForCausalLM"}},
+                                           {"rope_scaling", nullptr}});
+
+TEST(HfConfigNull, AcceptedWhereTransformersResolvesTheNone) {
+  // LlamaConfig: head_dim None is hidden / heads, num_key_value_heads None heads.
+  auto llama = parseHfConfig(withNull(withNull(withNull(kLlama, "/head_dim"),
+                                               "/num_key_value_heads"),
+                                      "/rope_scaling"),
+                             "config.json");
+  ASSERT_TRUE(llama) << llama.message();
+  EXPECT_EQ(llama->headDim, 16);
+  EXPECT_EQ(llama->numKvHeads, 4);
+  EXPECT_FALSE(llama->ropeScaling);
+  EXPECT_TRUE(llama->notes.empty());
+  // Qwen2Config: num_key_value_heads None is heads; sliding_window, layer_types,
+  // rope_parameters, pad_token_id and dtype None are "none".
+  std::string qwen2 = kQwen2;
+  for (const char *key : {"/num_key_value_heads", "/sliding_window", "/layer_types",
+                          "/rope_parameters", "/pad_token_id", "/torch_dtype"})
+    qwen2 = withNull(qwen2, key);
+  auto q = parseHfConfig(edited(qwen2, {{"use_sliding_window", true}}), "config.json");
+  ASSERT_TRUE(q) << q.message();
+  EXPECT_EQ(q->numKvHeads, 4);
+  EXPECT_FALSE(q->slidingWindow);
+  EXPECT_FALSE(q->padTokenId);
+  // MixtralAttention: head_dim None is hidden / heads.
+  auto mixtral = parseHfConfig(withNull(kMixtral, "/head_dim"), "config.json");
+  ASSERT_TRUE(mixtral) << mixtral.message();
+  EXPECT_EQ(mixtral->headDim, 16);
+  // Qwen3MoeConfig: mlp_only_layers None is [].
+  auto moe = parseHfConfig(withNull(kQwen3Moe, "/mlp_only_layers"), "config.json");
+  ASSERT_TRUE(moe) << moe.message();
+  EXPECT_EQ(moe->moe->sparseLayers, std::vector<bool>(4, true));
+}
+
+TEST(HfConfigNull, RefusedByKeyWhereTransformersFailsOnTheNone) {
+  const std::string given = "taken where the key is left out, is ";
+  struct Case {
+    std::string config, pointer, error;
+  };
+  const Case cases[] = {
+      {kLlama, "/rope_theta",
+       "key 'rope_theta' is null; give a positive number (LlamaConfig's default, " + given +
+           "10000.0)"},
+      {kMixtral, "/rope_theta",
+       "key 'rope_theta' is null; give a positive number (MixtralConfig's default, " + given +
+           "1000000.0)"},
+      {edited(kLlama, {{"rope_parameters", {{"rope_theta", 500000.0}}}}),
+       "/rope_parameters/rope_theta",
+       "key 'rope_parameters.rope_theta' is null; give a positive number (LlamaConfig's "
+       "default, " + given + "10000.0)"},
+      {kLlama, "/rope_scaling/rope_type",
+       "key 'rope_scaling.rope_type' is null; give \"default\" or \"llama3\", or leave the key "
+       "out (\"default\")"},
+      {kLlama, "/rope_scaling/factor", "key 'rope_scaling.factor' is null; give a number"},
+      {kLlama, "/partial_rotary_factor",
+       "key 'partial_rotary_factor' is null; give 1, or leave the key out"},
+      {kLlama, "/hidden_act",
+       "key 'hidden_act' is null; give \"silu\" or \"swish\" (LlamaConfig's default, " + given +
+           "\"silu\")"},
+      {kLlama, "/vocab_size", "key 'vocab_size' is null; give a positive integer"},
+      {kLlama, "/rms_norm_eps",
+       "key 'rms_norm_eps' is null; give a number (LlamaConfig's default, " + given + "1e-06)"},
+      {kLlama, "/tie_word_embeddings",
+       "key 'tie_word_embeddings' is null; give true or false (LlamaConfig's default, " +
+           given + "false)"},
+      {kLlama, "/attention_dropout",
+       "key 'attention_dropout' is null; give a number (LlamaConfig's default, " + given +
+           "0.0)"},
+      {kQwen3, "/head_dim",
+       "key 'head_dim' is null; give a positive even integer (Qwen3Config's default, " + given +
+           "128)"},
+      {kQwen2, "/head_dim",
+       "key 'head_dim' is null; give a positive even integer (Qwen2Config's default, " + given +
+           "hidden_size / num_attention_heads)"},
+      {kQwen2, "/max_window_layers",
+       "key 'max_window_layers' is null; give an integer >= 0 (Qwen2Config's default, " +
+           given + "28)"},
+      {kQwen3Moe, "/num_key_value_heads",
+       "key 'num_key_value_heads' is null; give a positive integer that divides "
+       "num_attention_heads (4) (Qwen3MoeConfig's default, " + given + "4)"},
+      {kQwen3Moe, "/num_experts",
+       "key 'num_experts' is null; give a positive integer (Qwen3MoeConfig's default, " +
+           given + "128)"},
+      {kQwen3Moe, "/decoder_sparse_step",
+       "key 'decoder_sparse_step' is null; give a positive integer (Qwen3MoeConfig's "
+       "default, " + given + "1)"},
+      {kQwen3Moe, "/num_experts_per_tok",
+       "key 'num_experts_per_tok' is null; give a positive integer (Qwen3MoeConfig's "
+       "default, " + given + "8)"},
+      {kQwen2Moe, "/max_window_layers",
+       "key 'max_window_layers' is null; give an integer >= 0 (Qwen2MoeConfig's default, " +
+           given + "28)"},
+      {kMixtral, "/router_jitter_noise",
+       "key 'router_jitter_noise' is null; give a number (MixtralConfig's default, " + given +
+           "0.0)"},
+  };
+  for (const Case &c : cases)
+    EXPECT_EQ(errorOf(withNull(c.config, c.pointer)), "config.json: " + c.error) << c.pointer;
+}
+
+TEST(HfConfigDefaults, LeftOutKeysTakeTheClassDefaultWithANote) {
+  // Qwen3-MoE without its expert sizes: Qwen3MoeConfig's, as transformers.
+  auto moe = parseHfConfig(edited(kQwen3Moe, {{"num_experts", nullptr},
+                                              {"num_experts_per_tok", nullptr},
+                                              {"moe_intermediate_size", nullptr},
+                                              {"rms_norm_eps", nullptr}}),
+                           "config.json");
+  ASSERT_TRUE(moe) << moe.message();
+  EXPECT_EQ(moe->moe->numExperts, 128);
+  EXPECT_EQ(moe->moe->topK, 8);
+  EXPECT_EQ(moe->moe->expertFfn, 768);
+  EXPECT_EQ(moe->normEps, 1e-6);
+  ASSERT_EQ(moe->notes.size(), 4u);
+  EXPECT_EQ(moe->notes[0], "rms_norm_eps is not given: 1e-06, Qwen3MoeConfig's default, as "
+                           "transformers takes it (give rms_norm_eps to set another)");
+  EXPECT_EQ(moe->notes[1], "num_experts is not given: 128, Qwen3MoeConfig's default, as "
+                           "transformers takes it (give num_experts to set another)");
+  // Qwen2Config's num_key_value_heads (32) where it divides the heads.
+  auto qwen2 = parseHfConfig(edited(kQwen2, {{"num_key_value_heads", nullptr},
+                                             {"num_attention_heads", 32},
+                                             {"hidden_size", 512}}),
+                             "config.json");
+  ASSERT_TRUE(qwen2) << qwen2.message();
+  EXPECT_EQ(qwen2->numKvHeads, 32);
+  EXPECT_EQ(qwen2->notes, std::vector<std::string>{
+                              "num_key_value_heads is not given: 32, Qwen2Config's default, "
+                              "as transformers takes it (give num_key_value_heads to set "
+                              "another)"});
+  auto mixtral = parseHfConfig(edited(kMixtral, {{"rms_norm_eps", nullptr}}), "config.json");
+  ASSERT_TRUE(mixtral) << mixtral.message();
+  EXPECT_EQ(mixtral->normEps, 1e-5);
+}
+
+TEST(HfConfigDefaults, DefaultsThatCannotBeThisModelsAreRefused) {
+  EXPECT_EQ(errorOf(edited(kQwen2, {{"num_key_value_heads", nullptr}})),
+            "config.json: missing key 'num_key_value_heads': transformers would take "
+            "Qwen2Config's default, 32, which does not divide num_attention_heads (4); give "
+            "the model's own");
+  EXPECT_EQ(errorOf(edited(kQwen3Moe, {{"num_experts_per_tok", nullptr}})),
+            "config.json: missing key 'num_experts_per_tok': transformers would take "
+            "Qwen3MoeConfig's default, 8, which exceeds the number of experts (6); give the "
+            "model's own");
+  EXPECT_EQ(errorOf(edited(kMixtral, {{"num_local_experts", nullptr},
+                                      {"num_experts_per_tok", 9}})),
+            "config.json: num_experts_per_tok (9) exceeds the number of experts (8, "
+            "MixtralConfig's default: num_local_experts is not given)");
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 #include "runtime/exec/RunState.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -210,6 +211,24 @@ TEST(ResumedSettings, AContradictingFlagNamesBothValues) {
   EXPECT_EQ(resumedSettings({{}, {}, 1e-3}, saved, "ck").message(),
             "--lr 0.001 contradicts the checkpoint ck, whose run has peak learning rate "
             "0.002: leave --lr out to continue that run");
+}
+
+TEST(ResolveNullSizes, WritesWhatTransformersResolvesTheNullsTo) {
+  auto config = nlohmann::json::parse(R"({"hidden_size": 64, "num_attention_heads": 4,
+      "num_key_value_heads": null, "head_dim": null, "sliding_window": null})");
+  resolveNullSizes(config);
+  EXPECT_EQ(config["num_key_value_heads"], 4);
+  EXPECT_EQ(config["head_dim"], 16);
+  EXPECT_TRUE(config["sliding_window"].is_null()); // null means "none" there
+  // Given values stay, and nothing is added.
+  auto given = nlohmann::json::parse(R"({"hidden_size": 64, "num_attention_heads": 4,
+      "num_key_value_heads": 2, "head_dim": 32})");
+  auto before = given;
+  resolveNullSizes(given);
+  EXPECT_EQ(given, before);
+  auto absent = nlohmann::json::parse(R"({"hidden_size": 64, "num_attention_heads": 4})");
+  resolveNullSizes(absent);
+  EXPECT_FALSE(absent.contains("head_dim"));
 }
 
 } // namespace
