@@ -1,6 +1,7 @@
 #include "compiler/driver/Launch.h"
 
 #include "runtime/support/AtomicFile.h"
+#include "runtime/support/FileKind.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -147,7 +148,9 @@ Status awaitPreparation(const std::string &dir, const Launch &launch, double tim
     fs::path path = fs::path(dir) / marker;
     std::error_code ec;
     auto written = fs::last_write_time(path, ec);
-    if (ec || written < notBefore)
+    // Rank 0 writes a regular file (atomically, over whatever was there); a
+    // FIFO's read would wait for a writer past the timeout.
+    if (ec || written < notBefore || fileKindOf(path.string()) != FileKind::Regular)
       return false;
     text = readAll(path);
     return text.rfind(mine, 0) == 0;

@@ -353,15 +353,22 @@ Status checkRunDir(const std::string &runDir, const std::string &flag, const Tra
     const std::string base = name.substr(0, name.find(".tmp."));
     return written.count(base) || name.rfind("data.", 0) == 0 || name.rfind("node-", 0) == 0;
   };
-  std::string foreign;
+  std::string foreign, special;
   for (const auto &entry : fs::directory_iterator(runDir, ec)) {
     const std::string name = entry.path().filename().string();
     if (!ours(name))
       foreign += (foreign.empty() ? "" : ", ") + name;
+    // A FIFO under one of mtc's names (the data step's scratch files, the
+    // .prepared marker) would be opened and wait for its other end.
+    else if (fileKindOf(entry.path().string()) == FileKind::Special)
+      special += (special.empty() ? "" : ", ") + name;
   }
   if (!foreign.empty())
     return fail(named + ": holds files mtc train did not write (" + foreign + "); give an "
                 "empty or new directory, or one an earlier mtc train prepared");
+  if (!special.empty())
+    return fail(named + ": holds " + special + ", a device, pipe or socket where mtc train "
+                "writes a regular file; remove it, or give an empty or new directory");
   return Status::ok();
 }
 

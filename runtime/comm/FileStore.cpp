@@ -1,6 +1,8 @@
 // The rendezvous directory as a key-value store: one file per key.
 #include "runtime/comm/FileStore.h"
 
+#include "runtime/support/FileKind.h"
+
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -88,6 +90,12 @@ Status FileStore::wait(const std::vector<std::string> &keys) {
 Expected<std::vector<char>> FileStore::get(const std::string &key) {
   if (Status s = wait({key}); !s)
     return s;
+  // Ranks publish regular files only (set's rename); anything else is not a
+  // key, and a FIFO's open would wait for a writer past every timeout.
+  if (std::string what = notARegularFile(path(key)); !what.empty())
+    return Status::error("rendezvous key '" + key + "' in '" + dir_ + "' is " + what +
+                         ", not a file a rank wrote: give every job a fresh directory "
+                         "(MT_RENDEZVOUS)");
   std::ifstream in(path(key), std::ios::binary);
   std::vector<char> value((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad())

@@ -1,9 +1,15 @@
 // The log line and metrics line of a training step.
 #include "runtime/exec/StepReport.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <iomanip>
 #include <sstream>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -39,7 +45,23 @@ std::string fixed(double v, int precision) {
 
 Status openMetrics(std::ofstream &out, const std::string &path,
                    const std::vector<std::string> &kept) {
+  // A non-blocking open of a FIFO for writing fails at once (ENXIO) where
+  // nothing reads it; while it is held, a reader sees no end of file, so
+  // the stream's (blocking) open below finds the reader still there.
+  int probe = -1;
+  if (struct stat st {}; ::stat(path.c_str(), &st) == 0 && S_ISFIFO(st.st_mode)) {
+    probe = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (probe < 0 && errno == ENXIO)
+      return Status::error("--metrics " + path + ": a FIFO that no program reads: writing to "
+                           "it would wait for a reader; start the program that reads it "
+                           "first, or give a regular file");
+    if (probe < 0)
+      return Status::error("--metrics " + path + ": cannot open the FIFO: " +
+                           std::strerror(errno));
+  }
   out.open(path, std::ios::trunc);
+  if (probe >= 0)
+    ::close(probe);
   for (const std::string &line : kept)
     out << line << "\n";
   if (!out)

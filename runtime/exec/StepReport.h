@@ -38,7 +38,9 @@ struct StepRecord {
 /// "non_finite". `tokens`: the step's tokens (global batch x seq).
 /// Opens `path` as `out` for a run's step records, emptied, with `kept` (a
 /// resumed run's earlier lines, metricsUpTo) written first; an error names
-/// the path when it cannot be written.
+/// the path when it cannot be written. A FIFO (a piped /dev/stdout, or one
+/// made with mkfifo) must have a reader already: opening it would otherwise
+/// wait for one, and the run would hang before its first step.
 Status openMetrics(std::ofstream &out, const std::string &path,
                    const std::vector<std::string> &kept);
 void writeMetrics(std::ofstream &out, const StepRecord &r, int64_t tokens);

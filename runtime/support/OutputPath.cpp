@@ -335,8 +335,20 @@ Status checkParentDirectory(const OutputTarget &o) {
 Status checkContent(const OutputTarget &o, bool overwrite) {
   const KindInfo &want = infoOf(o.kind);
   Found f = inspect(o.path);
-  if (f.state == Found::Special && o.kind == OutputKind::Metrics)
-    return Status::ok(); // streamed into it (e.g. /dev/stdout), not replaced
+  if (f.state == Found::Special && o.kind == OutputKind::Metrics) {
+    // Streamed into, not replaced: a character device (/dev/null, a
+    // terminal's /dev/stdout) or a FIFO (a piped /dev/stdout, >(...)), whose
+    // reader openMetrics checks for when it opens it. A socket cannot be
+    // opened, and a block device is a disk the lines would overwrite.
+    struct stat st {};
+    if (::stat(o.path.c_str(), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)))
+      return Status::ok();
+    return refuse(o, std::string("is ") + (S_ISSOCK(st.st_mode)  ? "a socket"
+                                           : S_ISBLK(st.st_mode) ? "a block device"
+                                                                 : "not a regular file") +
+                         "; " + o.flag + " writes a metrics file: give a regular file (or "
+                         "/dev/null, /dev/stdout, or a FIFO that a program reads)");
+  }
   if (Status s = checkParentDirectory(o); !s)
     return s;
   if (f.state == Found::Absent)

@@ -94,7 +94,9 @@ struct InputPath {
 /// a directory holding anything mtc did not write, or a path whose
 /// directory does not exist (for a file; a directory's missing parents are
 /// created), is a file, or cannot be written into. A FIFO or character
-/// device (e.g. /dev/stdout) is accepted for Metrics, which is streamed.
+/// device (e.g. /dev/null, /dev/stdout) is accepted for Metrics, which is
+/// streamed (mtrun refuses a FIFO that nothing reads when it opens it); a
+/// socket or block device is not.
 /// The error names the flag, the path and what is there.
 Status checkOutputs(const std::vector<OutputTarget> &outputs,
                     const std::vector<InputPath> &inputs, bool overwrite);

@@ -6,7 +6,12 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <thread>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using mt::comm::FileStore;
 using namespace std::chrono_literals;
@@ -64,6 +69,27 @@ TEST(FileStore, WaitNamesTheMissingKeysAfterTheTimeout) {
       << s.message();
   EXPECT_GE(seconds, 0.2);
   EXPECT_LT(seconds, 2.0);
+}
+
+TEST(FileStore, AKeyThatIsAFifoIsAnErrorNotAWait) {
+  // Not a file a rank wrote (set renames regular files in); opening it to
+  // read would wait for a writer past every timeout.
+  TempDir dir;
+  auto store = FileStore::open(dir.path, 1s);
+  ASSERT_TRUE(store.isOk());
+  const std::string fifo = dir.path + "/mt-world%2Fid"; // the file of key "world/id"
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto got = std::async(std::launch::async, [&] { return store->get("world/id"); });
+  if (got.wait_for(10s) != std::future_status::ready) {
+    ::close(::open(fifo.c_str(), O_WRONLY)); // the reader's open returns: the test can end
+    FAIL() << "get() of a key that is a FIFO waited for a writer";
+  }
+  auto value = got.get();
+  ASSERT_FALSE(value.isOk());
+  EXPECT_NE(value.message().find("rendezvous key 'world/id' in '" + dir.path +
+                                 "' is a device or pipe, not a file a rank wrote"),
+            std::string::npos)
+      << value.message();
 }
 
 TEST(FileStore, OpenChecksTheDirectoryAndTimeout) {
