@@ -9,6 +9,7 @@
 #include "compiler/driver/TrainOutputDir.h"
 #include "compiler/hf/HfConfig.h"
 #include "runtime/support/AtomicFile.h"
+#include "runtime/support/FileKind.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
@@ -136,12 +137,15 @@ void checkConfig(const TrainConfig &c, const DataRequest &data, ConfigErrors &er
   if (c.modelNameOrPath.empty() && !errors.failed("model_name_or_path"))
     errors.add("model_name_or_path", fail("model_name_or_path: not given; a local Hugging "
                                           "Face model directory"));
-  else if (!errors.failed("model_name_or_path") &&
-           !fs::is_regular_file(fs::path(c.modelNameOrPath) / "config.json"))
+  else if (const std::string config = c.modelNameOrPath + "/config.json";
+           !errors.failed("model_name_or_path") && !fs::is_regular_file(config))
     errors.add("model_name_or_path",
-               fail(model + c.modelNameOrPath + " has no config.json (mtc reads local model "
-                    "directories; hub names are not downloaded" +
-                    relativePathNote(c.modelNameOrPath) + ")"));
+               fail(model + (notARegularFile(config).empty()
+                                 ? c.modelNameOrPath + " has no config.json (mtc reads local "
+                                   "model directories; hub names are not downloaded" +
+                                       relativePathNote(c.modelNameOrPath) + ")"
+                                 : config + " is " + notARegularFile(config) +
+                                       ", not a file (mtc reads the model's config from it)")));
   const bool modelOk = !errors.failed("model_name_or_path");
   if (!errors.failed("stage"))
     c.checkStageKeys(errors);

@@ -3,6 +3,7 @@
 #include "compiler/config/TrainConfig.h"
 #include "compiler/driver/Commands.h"
 #include "compiler/driver/Train.h"
+#include "runtime/support/FileKind.h"
 #include "runtime/support/OutputPath.h"
 #include "tools/common/CommandLine.h"
 
@@ -403,8 +404,11 @@ int main(int argc, char **argv) {
     if (std::filesystem::is_directory(import.configPath)) {
       const std::string config = import.configPath + "/config.json";
       if (!std::filesystem::is_regular_file(config)) {
-        std::cerr << "error: " << import.configPath << " is a directory without config.json: "
-                  << "give a Hugging Face model directory or its config.json\n";
+        const std::string what = mt::notARegularFile(config);
+        std::cerr << "error: "
+                  << (what.empty() ? import.configPath + " is a directory without config.json"
+                                   : config + " is " + what + ", not a file")
+                  << ": give a Hugging Face model directory or its config.json\n";
         return 1;
       }
       import.configPath = config;
