@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <unistd.h> // getpid
 
 namespace mt {
 namespace {
@@ -472,6 +473,84 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
   return errors.status();
 }
 
+/// Moves an earlier preparation in `runDir` aside while a new one is made
+/// there: its train.sh may still continue its run. Returns where it went
+/// ("": there was none, or only an empty directory).
+Expected<std::string> setAsideRunDir(const std::string &runDir) {
+  std::error_code ec;
+  if (!fs::exists(runDir, ec) || fs::is_empty(runDir, ec))
+    return std::string();
+  const std::string aside = runDir + ".earlier-" + std::to_string(::getpid());
+  fs::rename(runDir, aside, ec);
+  if (ec)
+    return fail(runDir + ": cannot move the earlier run's preparation aside to " + aside +
+                " while the new one is made: " + ec.message());
+  return aside;
+}
+
+/// The run prepared in `runDir` (local rank 0, or the one process) and
+/// accepted by `mtrun --check`, or nothing changed: an earlier preparation
+/// there is set aside meanwhile and put back, intact, when anything is
+/// refused (a failed step, or mtrun refusing the weights, the data or the
+/// checkpoint to resume); what this command created is removed again.
+/// Under a launcher the node's other ranks are told either way.
+Expected<std::vector<std::string>> prepareAccepted(const TrainConfig &c,
+                                                   const TrainCommandOptions &o,
+                                                   const Launch &launch,
+                                                   const std::string &runDir,
+                                                   const std::string &resume) {
+  const bool launched = !launch.by.empty();
+  std::error_code ec;
+  const bool newOutputDir = !fs::exists(c.outputDir, ec);
+  // The highest directory create_directories makes: output_dir's parents too.
+  fs::path created;
+  for (fs::path p = fs::absolute(runDir, ec); !p.empty() && !fs::exists(p, ec);
+       p = p.parent_path())
+    created = p;
+  auto aside = setAsideRunDir(runDir);
+  if (!aside)
+    return aside.status();
+  const bool newRunDir = !fs::exists(runDir, ec);
+  fs::create_directories(runDir, ec);
+  if (ec)
+    return fail(runDir + ": cannot create: " + ec.message());
+  Status begun = launched ? beginPreparation(runDir) : Status::ok();
+  Expected<std::vector<std::string>> cmd =
+      begun ? prepareRun(c, o, runDir, resume, launched ? 1 : c.parallel.worldSize)
+            : Expected<std::vector<std::string>>(begun);
+  if (cmd) { // mtrun's own checks, before this preparation replaces an earlier one
+    std::vector<std::string> check = *cmd;
+    check.push_back("--check");
+    if (!runCommand(check, "mtrun --check"))
+      cmd = fail("mtrun refused the prepared run (its error is above)" +
+                 (aside->empty() ? std::string()
+                                 : "; " + runDir + " holds the earlier run's preparation "
+                                   "again, unchanged"));
+  }
+  if (cmd) {
+    if (!aside->empty())
+      fs::remove_all(*aside, ec);
+  } else if (!aside->empty() || (!launched && newRunDir)) {
+    fs::remove_all(runDir, ec);
+    if (!aside->empty())
+      fs::rename(*aside, runDir, ec);
+  }
+  if (launched) // the other ranks read the outcome in runDir
+    if (Status s = endPreparation(runDir, launch, cmd ? "" : cmd.status().message()); !s)
+      return s;
+  if (!cmd && !launched) {
+    if (newOutputDir)
+      fs::remove(c.outputDir, ec); // only where it is empty again
+    // Then the directories above it this command made (output_dir and its
+    // parents), each only where it is empty again.
+    for (fs::path p = fs::absolute(runDir, ec).parent_path();
+         !created.empty() && p.string().size() >= created.string().size(); p = p.parent_path())
+      if (fs::exists(p, ec) && !fs::remove(p, ec))
+        break;
+  }
+  return cmd;
+}
+
 } // namespace
 
 bool trainCommand(const TrainCommandOptions &o) {
@@ -490,48 +569,20 @@ bool trainCommand(const TrainCommandOptions &o) {
   if (Status s = readRun(o, *launch, *overrides, c, runDir, resume); !s)
     return report(s);
   const bool launched = !launch->by.empty();
-  std::error_code ec;
-  // What this command creates, a failed preparation removes again (nothing
-  // half-written); under a launcher the other ranks read the failure there.
-  const bool newRunDir = !fs::exists(runDir), newOutputDir = !fs::exists(c.outputDir);
-  // The highest directory create_directories makes: output_dir's parents too.
-  fs::path created;
-  for (fs::path p = fs::absolute(runDir, ec); !p.empty() && !fs::exists(p, ec);
-       p = p.parent_path())
-    created = p;
-  fs::create_directories(runDir, ec);
-  if (ec)
-    return report(fail(runDir + ": cannot create: " + ec.message()));
   // Under a launcher, local rank 0 prepares this node's copy of the run and
   // every rank then runs mtrun, which finds its rank in the same variables.
   if (launched && launch->localRank != 0) {
+    std::error_code ec;
+    fs::create_directories(runDir, ec);
     if (Status s = awaitPreparation(runDir, *launch, o.launchTimeout); !s)
       return report(s);
     Status ran = runCommand({"/bin/sh", runDir + "/train.sh"}, "mtrun (" + runDir + "/train.sh)",
                             c.exitSignalHandler);
     return ran ? true : report(ran);
   }
-  if (launched)
-    if (Status s = beginPreparation(runDir); !s)
-      return report(s);
-  auto cmd = prepareRun(c, o, runDir, resume, launched ? 1 : c.parallel.worldSize);
-  if (launched)
-    if (Status s = endPreparation(runDir, *launch, cmd ? "" : cmd.status().message()); !s)
-      return report(s);
-  if (!cmd) {
-    if (!launched && newRunDir)
-      fs::remove_all(runDir, ec);
-    if (!launched && newOutputDir)
-      fs::remove(c.outputDir, ec); // only where it is empty again
-    // Then the directories above it this command made (output_dir and its
-    // parents), each only where it is empty again.
-    for (fs::path p = fs::absolute(runDir, ec).parent_path();
-         !launched && !created.empty() && p.string().size() >= created.string().size();
-         p = p.parent_path())
-      if (fs::exists(p, ec) && !fs::remove(p, ec))
-        break;
+  auto cmd = prepareAccepted(c, o, *launch, runDir, resume);
+  if (!cmd)
     return report(cmd.status());
-  }
   if (o.prepareOnly)
     return true;
   const auto before = finalStateTime(c.outputDir);

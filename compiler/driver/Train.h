@@ -44,7 +44,9 @@ struct TrainCommandOptions {
 /// data smaller than one global batch (after the data step). output_dir
 /// (TrainOutputDir.h): a resumed checkpoint must be of the same run (checked
 /// before the data step), and a new run with overwrite_output_dir: true
-/// removes the checkpoint-N directories an earlier run left there.
+/// removes the checkpoint-N directories an earlier run left there. An
+/// earlier preparation in the run directory is replaced only once `mtrun
+/// --check` accepts the new one; a refusal leaves it as it was.
 bool trainCommand(const TrainCommandOptions &options);
 
 //===----------------------------------------------------------------------===//

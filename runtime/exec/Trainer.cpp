@@ -195,13 +195,19 @@ Status TrainingRun::checkAlone(int64_t ranks) {
   checkingAlone_ = true;
   if (Status s = loadPlan(); !s)
     return s;
-  if (int64_t planRanks = plan::worldSize(plan_.mesh()); planRanks != ranks)
+  if (int64_t planRanks = plan::worldSize(plan_.mesh()); ranks > 0 && planRanks != ranks)
     return Status::error("--nproc " + std::to_string(ranks) + " starts " +
                          countOf(ranks, "rank") + ", but " + o_.planDir + " is a plan for " +
                          countOf(planRanks, "rank") + " (pp x dp x cp x tp; ep folds over "
                          "them); run `mtrun --nproc " + std::to_string(planRanks) +
                          "` or recompile the plan");
-  return settleRun();
+  if (Status s = settleRun(); !s)
+    return s;
+  // --load's tensors by their headers: a missing or mis-shaped one is
+  // refused before the ranks start (and before mtc train keeps the run).
+  if (o_.resumeDir.empty() && !o_.loadHf.empty())
+    return checkHfWeights(plan_, o_.loadHf);
+  return Status::ok();
 }
 
 Status TrainingRun::prepare() {

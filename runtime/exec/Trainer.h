@@ -77,10 +77,11 @@ struct TrainSummary {
 Status checkTrainOutputs(const TrainOptions &options);
 
 /// The checks every rank of a run makes alike (its outputs, the plan and its
-/// rank count against the `ranks` the launcher starts, the flags against a
-/// --resume checkpoint, the data, the steps to run), made once by a
-/// launcher (mtrun --nproc) before it starts the ranks, so that such an
-/// error is told once; prints nothing.
+/// rank count against the `ranks` the launcher starts (0: any), the flags
+/// against a --resume checkpoint, the data, the steps to run, --load's
+/// tensor names and shapes), made once by a launcher (mtrun --nproc) before
+/// it starts the ranks, so that such an error is told once, and by mtrun
+/// --check; prints nothing and writes nothing.
 Status checkRun(const TrainOptions &options, int64_t ranks);
 
 /// Runs the whole job on this rank (the rank comes from the environment:

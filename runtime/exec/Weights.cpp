@@ -169,9 +169,9 @@ void placeInShard(const BucketSlot &slot, const RankContext *rank, const float *
 /// Reads the tensors of `role` for every parameter: whole from the file,
 /// then this rank's slice into its buffer (under the distributed optimizer,
 /// the part of its slice in the rank's shard of the bucket). Reports every
-/// problem at once.
+/// problem at once. Without `memory` only the names and shapes are checked.
 template <typename Source>
-Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
+Status readRole(const plan::Plan &plan, HostMemory *memory, const RankContext *rank,
                 const Source &source, const Role &role, std::set<std::string> &used,
                 HfExpertLayout layout = HfExpertLayout::PerExpert) {
   std::ostringstream problems;
@@ -182,7 +182,7 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
     if (role.trainableOnly && !p.trainable())
       continue;
     // Every rank checks every tensor; only the stages holding it read it.
-    const bool held = plan::stageHolds(p, rank ? rank->coordinate("pp") : 0);
+    const bool held = memory && plan::stageHolds(p, rank ? rank->coordinate("pp") : 0);
     if (held)
       full.assign(fullElements(p), 0.0f);
     bool complete = true;
@@ -216,13 +216,13 @@ Status readRole(const plan::Plan &plan, HostMemory &memory, const RankContext *r
       continue;
     auto slot = role.trainableOnly ? slots.find(p.name()) : slots.end();
     if (slot == slots.end()) {
-      sliceFull(p, splitCoordinates(p, rank), full.data(), memory.f32(role.buffer(p)));
+      sliceFull(p, splitCoordinates(p, rank), full.data(), memory->f32(role.buffer(p)));
       continue;
     }
-    local.resize(size_t(memory.elements(p.param_buffer())));
+    local.resize(size_t(memory->elements(p.param_buffer())));
     sliceFull(p, splitCoordinates(p, rank), full.data(), local.data());
     placeInShard(slot->second, rank, local.data(), int64_t(local.size()),
-                 memory.f32(role.buffer(p)), memory.elements(role.buffer(p)));
+                 memory->f32(role.buffer(p)), memory->elements(role.buffer(p)));
   }
   if (count)
     return Status::error(std::to_string(count) + " tensor(s) do not fit the model:" +
@@ -524,8 +524,11 @@ Expected<HfExpertLayout> hfExpertLayout(const std::string &dir) {
   return expertLayoutOf(*ckpt);
 }
 
-Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
-                     const std::string &dir, HfExpertLayout *layout) {
+namespace {
+
+/// loadHfWeights, or without `memory` its check of the names and shapes.
+Status matchHfWeights(const plan::Plan &plan, HostMemory *memory, const RankContext *rank,
+                      const std::string &dir, HfExpertLayout *layout) {
   auto ckpt = io::openCheckpoint(dir);
   if (!ckpt)
     return ckpt.status();
@@ -556,6 +559,17 @@ Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankConte
                          (count ? "\n" + std::to_string(count) + " tensor(s) the model does "
                                   "not have:" + unexpected.str() : ""));
   return Status::ok();
+}
+
+} // namespace
+
+Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
+                     const std::string &dir, HfExpertLayout *layout) {
+  return matchHfWeights(plan, &memory, rank, dir, layout);
+}
+
+Status checkHfWeights(const plan::Plan &plan, const std::string &dir) {
+  return matchHfWeights(plan, nullptr, nullptr, dir, nullptr);
 }
 
 Status exportHf(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
@@ -662,7 +676,7 @@ Status loadCheckpoint(const plan::Plan &plan, HostMemory &memory, const RankCont
     std::set<std::string> used;
     std::string problems;
     for (const Role &role : roles)
-      if (Status s = readRole(plan, memory, rank, *tensors, role, used); !s)
+      if (Status s = readRole(plan, &memory, rank, *tensors, role, used); !s)
         problems += "\n" + s.message();
     int unexpected = 0;
     for (const io::TensorInfo &t : tensors->tensors())

@@ -60,6 +60,10 @@ Expected<ExportDtype> parseExportDtype(const std::string &text, const std::strin
 Status loadHfWeights(const plan::Plan &plan, HostMemory &memory, const RankContext *rank,
                      const std::string &dir, HfExpertLayout *layout = nullptr);
 
+/// loadHfWeights' check of the tensors' names and shapes in `dir` against
+/// the plan, from the safetensors headers alone (no tensor is read).
+Status checkHfWeights(const plan::Plan &plan, const std::string &dir);
+
 /// The experts' spelling of the Hugging Face checkpoint in `dir` (fused
 /// when it has any fused expert tensor), without reading its tensors.
 Expected<HfExpertLayout> hfExpertLayout(const std::string &dir);

@@ -56,6 +56,7 @@ struct CommandLine {
   double commTimeout = 300;
   std::string exportDtype = "auto";
   std::optional<int> threadsPerRank;
+  bool check = false;
   CLI::Option *exportHf = nullptr, *exportDtypeOption = nullptr, *hfOutput = nullptr;
 };
 
@@ -172,6 +173,10 @@ void addControlOptions(CLI::App &app, CommandLine &c) {
                  "end the run, saving as --exit-signal-handler does, after the first step "
                  "divisible by N (Megatron-LM's)")
       ->group("Ending early")->check(mt::tools::positive);
+  app.add_flag("--check", c.check,
+               "check the run as its ranks would before training (outputs, plan, data, "
+               "--resume against the plan and data, --load's tensor names and shapes) and "
+               "exit, writing nothing: mtc train's test before it keeps a prepared run");
   app.add_option("--nproc", c.nproc, "start this many local ranks (the plan's world size)")
       ->check(mt::tools::positive);
   app.add_option("--threads-per-rank", c.threadsPerRank,
@@ -265,6 +270,13 @@ int main(int argc, char **argv) {
   if (int code = finishOptions(c))
     return code;
   mt::exec::TrainOptions &o = c.o;
+  if (c.check) {
+    if (mt::Status s = mt::exec::checkRun(o, c.nproc); !s) {
+      std::cerr << "error: " << s.message() << "\n";
+      return 1;
+    }
+    return 0;
+  }
   if (c.nproc > 0) {
     auto code = launchRanks(o, c.nproc, c.threadsPerRank, argc, argv);
     if (!code) {
