@@ -106,6 +106,32 @@ Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &o
   return removed;
 }
 
+std::vector<std::string> removeEarlierFinalModel(const std::string &outputDir,
+                                                 const std::vector<std::string> &inputs) {
+  std::error_code ec;
+  const fs::path dir = fs::weakly_canonical(outputDir, ec);
+  for (const std::string &input : inputs)
+    if (!input.empty() && fs::weakly_canonical(input, ec) == dir)
+      return {}; // the run's own model or tokenizer: an input, not a stale output
+  std::vector<std::string> names = {"trainer_state.json", "training_loss.svg", "config.json",
+                                    "model.safetensors", "model.safetensors.index.json"};
+  names.insert(names.end(), tokenizerFileNames().begin(), tokenizerFileNames().end());
+  std::vector<std::string> shards; // save_pretrained's, by name
+  for (const auto &entry : fs::directory_iterator(outputDir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("model-", 0) == 0 && name.find("-of-") != std::string::npos &&
+        name.size() > 12 && name.substr(name.size() - 12) == ".safetensors")
+      shards.push_back(name);
+  }
+  std::sort(shards.begin(), shards.end());
+  names.insert(names.end(), shards.begin(), shards.end());
+  std::vector<std::string> removed;
+  for (const std::string &name : names)
+    if (fs::is_regular_file(dir / name, ec) && fs::remove(dir / name, ec))
+      removed.push_back(name);
+  return removed;
+}
+
 namespace {
 
 /// Keeps the records of trainer_log.jsonl at `path` up to `step`

@@ -31,8 +31,8 @@ struct HfOutputOptions {
   int64_t microBatch = 0;              // trainer_state's train_batch_size (per device)
   ExportDtype exportDtype = ExportDtype::Auto; // the models' tensors (TrainOptions')
   /// transformers' overwrite_output_dir: a new run (no resume) removes the
-  /// checkpoint-N an earlier mtc run left in outputDir before its first
-  /// step (removeEarlierCheckpoints).
+  /// checkpoint-N and the final model an earlier mtc run left in outputDir
+  /// before its first step (removeEarlierCheckpoints, removeEarlierFinalModel).
   bool overwriteOutputDir = false;
 };
 
@@ -52,6 +52,16 @@ std::vector<std::pair<int64_t, std::filesystem::path>> checkpoints(const std::st
 /// (another tool's) is an error and nothing is removed; so is one that
 /// cannot be removed (the error names it).
 Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &outputDir);
+
+/// A new run with overwrite_output_dir: removes the final model an earlier
+/// run left at the top of `outputDir` (model safetensors and their index,
+/// config.json, the tokenizer files, trainer_state.json, training_loss.svg)
+/// and returns the names removed. Left there, a run that ends early would
+/// leave them beside its own checkpoints and trainer_log.jsonl, as if they
+/// were its model. Nothing is removed where `outputDir` is one of `inputs`
+/// (the --load or --tokenizer-dir directory).
+std::vector<std::string> removeEarlierFinalModel(const std::string &outputDir,
+                                                 const std::vector<std::string> &inputs);
 
 /// The files of a model directory that are the tokenizer's and are copied
 /// into every checkpoint: tokenizer.json, tokenizer_config.json,

@@ -607,6 +607,9 @@ Expected<std::optional<HfRunOutputs>> TrainingRun::openHfOutputs() {
     auto removed = removeEarlierCheckpoints(o_.hf.outputDir);
     if (!removed)
       return removed.status();
+    for (const std::string &name :
+         removeEarlierFinalModel(o_.hf.outputDir, {o_.loadHf, o_.hf.tokenizerDir}))
+      removed->push_back(name);
     if (!removed->empty()) {
       log() << "overwrite_output_dir: removed the earlier run's";
       for (const std::string &name : *removed)

@@ -127,9 +127,9 @@ void addOutputOptions(CLI::App &app, CommandLine &c) {
                  "keep the newest N checkpoint-N (0: all)")
       ->needs(c.hfOutput)->group("Hugging Face outputs")->check(mt::tools::nonNegative);
   app.add_flag("--overwrite-output-dir", o.hf.overwriteOutputDir,
-               "a new run removes the checkpoint-N an earlier mtc run left in --hf-output "
-               "before its first step (transformers' overwrite_output_dir; one without "
-               "mtc-state/ is an error; not with --resume)")
+               "a new run removes the checkpoint-N and the final model an earlier mtc run left "
+               "in --hf-output before its first step (transformers' overwrite_output_dir; "
+               "a checkpoint-N without mtc-state/ is an error; not with --resume)")
       ->needs(c.hfOutput)->group("Hugging Face outputs");
   app.add_option("--logging-steps", o.hf.loggingSteps, "log_history entry every N steps")
       ->needs(c.hfOutput)->group("Hugging Face outputs")->check(mt::tools::positive)
