@@ -50,9 +50,9 @@ struct Reader {
   TrainConfig &config;
   ConfigErrors &errors;
   std::map<std::string, std::string> seen; // key -> where first given in the file
-  /// A key of the table -> its qualified name where first given and its
-  /// value: the same key at the top and in a section with two values would
-  /// otherwise win by line order.
+  /// A setting of the table (trainkeys::settingOf) -> the qualified name
+  /// it was first given under and its value: the same key at the top and in
+  /// a section, or a key and its alias, would otherwise win by line order.
   std::map<std::string, std::pair<std::string, YAML::Node>> tableKeys;
 
   /// The known key nearest to an unknown `key` ("" when none is near).
@@ -189,6 +189,27 @@ struct Reader {
     return Status::ok();
   }
 
+  /// Records where `qualified` (`key` in its section) sets its setting;
+  /// false when an earlier line set it already (under this name, in
+  /// another section, or under the setting's other name), with an error if
+  /// the two values differ: otherwise the later line would win silently.
+  bool firstOfSetting(const std::string &key, const std::string &qualified,
+                      const YAML::Node &value, const std::string &where) {
+    auto [it, added] = tableKeys.try_emplace(trainkeys::settingOf(key), qualified, value);
+    if (added)
+      return true;
+    const auto &[first, firstValue] = it->second;
+    if (firstValue.IsScalar() && value.IsScalar() && firstValue.Scalar() == value.Scalar())
+      return false;
+    const std::string firstKey = first.substr(first.rfind('.') + 1);
+    errors.add(key, Status::error(where + "'" + qualified + "' and '" + first + "' (at " +
+                                  seen[first].substr(0, seen[first].size() - 2) + ") are " +
+                                  (firstKey == key ? "the same key with two values: give it once"
+                                                   : "two names of the same setting with two "
+                                                     "values: give one of them")));
+    return false;
+  }
+
   void mapping(const std::string &path, const YAML::Node &map, const std::string &section) {
     for (const auto &entry : map) {
       const YAML::Node &keyNode = entry.first;
@@ -205,17 +226,8 @@ struct Reader {
                                       it->second.substr(0, it->second.size() - 2) + ")"));
         continue;
       }
-      if (!isSection(key))
-        if (auto [it, added] = tableKeys.try_emplace(key, qualified, entry.second); !added) {
-          const auto &[first, value] = it->second;
-          const bool same = value.IsScalar() && entry.second.IsScalar() &&
-                            value.Scalar() == entry.second.Scalar();
-          if (!same)
-            errors.add(key, Status::error(where + "'" + qualified + "' and '" + first +
-                                          "' (at " + seen[first].substr(0, seen[first].size() - 2) +
-                                          ") are the same key with two values: give it once"));
-          continue;
-        }
+      if (!isSection(key) && !firstOfSetting(key, qualified, entry.second, where))
+        continue;
       if (isSection(key)) {
         Status s = checkSection(path, key, entry.second, section, where);
         errors.add(key, s);

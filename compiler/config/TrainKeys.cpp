@@ -647,6 +647,11 @@ const Key *find(const std::string &name) {
   return it == byName.end() ? nullptr : it->second;
 }
 
+std::string settingOf(const std::string &name) {
+  // Keep in step with the keys whose setter writes another key's field.
+  return name == "micro_batch_size" ? "per_device_train_batch_size" : name;
+}
+
 std::string canonical(const YAML::Node &node) {
   if (node.IsNull())
     return "null";

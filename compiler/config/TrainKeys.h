@@ -68,6 +68,10 @@ const std::vector<Key> &keys();
 /// The key named `name`, or null.
 const Key *find(const std::string &name);
 
+/// The key whose setting `name` sets: per_device_train_batch_size for its
+/// Megatron name micro_batch_size; `name` itself for a key with one name.
+std::string settingOf(const std::string &name);
+
 /// A value's canonical text for comparison with Key::accepted: "true" /
 /// "false" for a boolean spelling, "null", or the scalar as written;
 /// "a mapping"/"a list" otherwise.
