@@ -65,6 +65,9 @@ struct TrainConfig {
   // Outputs.
   std::string outputDir;
   bool overwriteOutputDir = false;
+  /// plot_loss: training_loss.svg at the end (mtc draws it unless told not
+  /// to; LLaMA-Factory's default is false and its examples set true).
+  bool plotLoss = true;
   int64_t loggingSteps = 500, saveSteps = 500, saveTotalLimit = 0; // 0: keep all
   std::string resumeFromCheckpoint; // "": none, "true": the newest in output_dir
   // Ending early (Megatron-LM's exit arguments; mtrun's --exit-*).

@@ -369,8 +369,9 @@ std::vector<Key> trainingArgumentKeys() {
        "export would try bf16 for a float32 model), float32, bfloat16 or float16; the fp32 "
        "masters rounded to nearest even, mtc-state/ stays fp32", {}, "",
        oneOf("infer_dtype", &T::inferDtype, {"auto", "float32", "bfloat16", "float16"})},
-      {"plot_loss", AlwaysDone, LlamaFactory, "training_loss.svg is always drawn", {}, "",
-       anyFlag("plot_loss")},
+      {"plot_loss", Honoured, LlamaFactory, "training_loss.svg in output_dir at the end (mtrun "
+       "--no-plot-loss when false; true when not given)", {}, "",
+       boolean("plot_loss", &T::plotLoss)},
       // LLaMA-Factory's examples/train_full keys for its other back-ends.
       {"deepspeed", Refused, LlamaFactory, "DeepSpeed is not used: mtc shards with Megatron-Core's "
        "options (use_distributed_optimizer shards the optimizer state as ZeRO-1 does; "

@@ -87,6 +87,8 @@ std::vector<std::string> mtrunCommand(TrainConfig c, const TrainCommandOptions &
     cmd.insert(cmd.end(), {"--save", dist, "--save-every", std::to_string(c.saveSteps)});
   if (c.overwriteOutputDir && std::find(cmd.begin(), cmd.end(), "--resume") == cmd.end())
     cmd.push_back("--overwrite-output-dir");
+  if (!c.plotLoss)
+    cmd.push_back("--no-plot-loss");
   if (c.exitSignalHandler)
     cmd.push_back("--exit-signal-handler");
   if (c.exitDurationInMins > 0) {

@@ -373,7 +373,7 @@ Status HfRunOutputs::finish(const plan::Plan &plan, const HostMemory &memory,
     return Status::ok();
   if (Status s = writeTrainerState(options_.outputDir, step); !s)
     return s;
-  return writeLossCurve();
+  return options_.plotLoss ? writeLossCurve() : Status::ok();
 }
 
 Status HfRunOutputs::writeLossCurve() const {

@@ -34,6 +34,7 @@ struct HfOutputOptions {
   /// checkpoint-N and the final model an earlier mtc run left in outputDir
   /// before its first step (removeEarlierCheckpoints, removeEarlierFinalModel).
   bool overwriteOutputDir = false;
+  bool plotLoss = true; // training_loss.svg at the end (LLaMA-Factory's plot_loss)
 };
 
 /// The directory inside checkpoint-N that holds mtc's checkpoint (weights,
@@ -117,7 +118,8 @@ public:
   Status saveCheckpoint(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
                         const RunState &state);
 
-  /// The final model, trainer_state.json and training_loss.svg in output_dir.
+  /// The final model, trainer_state.json and (with plotLoss)
+  /// training_loss.svg in output_dir.
   Status finish(const plan::Plan &plan, const HostMemory &memory, const RankContext *rank,
                 int64_t step);
 

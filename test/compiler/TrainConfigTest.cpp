@@ -434,7 +434,7 @@ TEST(TrainConfig, AlwaysDoneKeysStillCheckTheirType) {
                               {}, c));
   EXPECT_NE(c.explain(std::nullopt).find("accepted: use_mbridge: mtc always reads"),
             std::string::npos);
-  for (const char *key : {"plot_loss", "trust_remote_code", "use_mca", "moe_grouped_gemm",
+  for (const char *key : {"trust_remote_code", "use_mca", "moe_grouped_gemm",
                           "overlap_grad_reduce", "bias_activation_fusion", "apply_rope_fusion",
                           "use_mbridge"}) {
     std::string e = errorOf(std::string(key) + ": maybe\n");
@@ -450,6 +450,20 @@ TEST(TrainConfig, AlwaysDoneKeysStillCheckTheirType) {
       << e;
   e = errorOf("stage: pt\n", {{"overlap_grad_reduce", "[1]"}});
   EXPECT_NE(e.find("command line: overlap_grad_reduce: expected true or false, got a list"), e.npos)
+      << e;
+}
+
+TEST(TrainConfig, PlotLossIsHonoured) {
+  // plot_loss false had been accepted and training_loss.svg drawn all the
+  // same; not given, mtc draws it.
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "stage: pt\n"), {}, c));
+  EXPECT_TRUE(c.plotLoss);
+  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "plot_loss: false\n"), {}, c));
+  EXPECT_FALSE(c.plotLoss);
+  EXPECT_EQ(c.explain(std::nullopt).find("plot_loss"), std::string::npos);
+  std::string e = errorOf("plot_loss: maybe\n");
+  EXPECT_NE(e.find("error.yaml:1:12: plot_loss: expected true or false, got 'maybe'"), e.npos)
       << e;
 }
 

@@ -131,6 +131,9 @@ void addOutputOptions(CLI::App &app, CommandLine &c) {
                "in --hf-output before its first step (transformers' overwrite_output_dir; "
                "a checkpoint-N without mtc-state/ is an error; not with --resume)")
       ->needs(c.hfOutput)->group("Hugging Face outputs");
+  app.add_flag("!--no-plot-loss", o.hf.plotLoss,
+               "write no training_loss.svg at the end (LLaMA-Factory's plot_loss: false)")
+      ->needs(c.hfOutput)->group("Hugging Face outputs");
   app.add_option("--logging-steps", o.hf.loggingSteps, "log_history entry every N steps")
       ->needs(c.hfOutput)->group("Hugging Face outputs")->check(mt::tools::positive)
       ->capture_default_str();
