@@ -458,6 +458,40 @@ Expected<int64_t> TrainConfig::trainSteps(std::optional<int64_t> datasetSamples)
   return steps;
 }
 
+namespace {
+
+/// The lr_scheduler_kwargs that transformers' schedule `type` takes and
+/// mtc honours.
+std::string schedulerKwargsOf(const std::string &type) {
+  if (type == "cosine")
+    return "num_cycles (0.5 only)";
+  if (type == "cosine_with_min_lr")
+    return "min_lr or min_lr_rate, and num_cycles (0.5 only)";
+  return "no lr_scheduler_kwargs";
+}
+
+} // namespace
+
+Status TrainConfig::checkNumCycles() const {
+  if (!numCycles)
+    return Status::ok();
+  std::ostringstream value;
+  value << *numCycles;
+  const std::string where = whereGiven("lr_scheduler_kwargs") + "lr_scheduler_kwargs.num_cycles";
+  if (lrSchedulerType != "cosine" && lrSchedulerType != "cosine_with_min_lr")
+    return Status::error(where + " applies to cosine and cosine_with_min_lr only; "
+                         "lr_scheduler_type is " + lrSchedulerType + ", which takes " +
+                         schedulerKwargsOf(lrSchedulerType));
+  if (*numCycles == 0.5)
+    return Status::ok();
+  // The plan's lr_schedule has transformers' default half wave built in.
+  return Status::error(where + ": " + value.str() + " is not supported: mtc's " +
+                       lrSchedulerType + " is transformers' with num_cycles 0.5 (one half "
+                       "cosine wave from the peak down to " +
+                       (lrSchedulerType == "cosine" ? "0" : "min_lr") + "); remove num_cycles "
+                       "or give 0.5");
+}
+
 Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetSamples) const {
   OptimizerConfig o;
   o.lr = learningRate;
@@ -484,10 +518,13 @@ Expected<OptimizerConfig> TrainConfig::optimizer(std::optional<int64_t> datasetS
                            (minLr ? ", not both" : ""));
     o.minLr = minLr ? *minLr : *minLrRate * learningRate;
   } else if (minLr || minLrRate) {
-    return Status::error(whereGiven("lr_scheduler_kwargs") +
-                         "lr_scheduler_kwargs (min_lr, min_lr_rate) apply to "
-                         "cosine_with_min_lr only, lr_scheduler_type is " + lrSchedulerType);
+    return Status::error(whereGiven("lr_scheduler_kwargs") + "lr_scheduler_kwargs." +
+                         (minLr ? "min_lr" : "min_lr_rate") + " applies to cosine_with_min_lr "
+                         "only; lr_scheduler_type is " + lrSchedulerType + ", which takes " +
+                         schedulerKwargsOf(lrSchedulerType));
   }
+  if (Status s = checkNumCycles(); !s)
+    return s;
   if (Status s = o.validate(); !s)
     return s;
   return o;

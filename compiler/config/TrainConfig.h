@@ -84,6 +84,7 @@ struct TrainConfig {
   double learningRate = 5e-5;
   std::string lrSchedulerType = "linear";
   std::optional<double> minLr, minLrRate; // lr_scheduler_kwargs (cosine_with_min_lr)
+  std::optional<double> numCycles;        // lr_scheduler_kwargs (the cosines; 0.5 only)
   double warmupRatio = 0.0;
   int64_t warmupSteps = 0;
   double weightDecay = 0.0, adamBeta1 = 0.9, adamBeta2 = 0.999, adamEpsilon = 1e-8;
@@ -158,6 +159,10 @@ struct TrainConfig {
   /// (TrainingArguments.get_warmup_steps); lr_scheduler_type becomes
   /// the "hf_"-prefixed style of mt.lr_schedule.
   Expected<OptimizerConfig> optimizer(std::optional<int64_t> datasetSamples) const;
+
+  /// lr_scheduler_kwargs.num_cycles, where given: the cosines take it, at
+  /// transformers' default 0.5 only (the plan's schedule has it built in).
+  Status checkNumCycles() const;
 
   /// The data keys that apply to one stage only, checked against `stage`
   /// before any work; each error (all of them added to `errors`) names

@@ -143,26 +143,30 @@ Status resumeFrom(TrainConfig &c, const Given &g) {
               c.resumeFromCheckpoint);
 }
 
-/// lr_scheduler_kwargs: only min_lr / min_lr_rate (cosine_with_min_lr's).
+/// lr_scheduler_kwargs: the names transformers' schedules of
+/// lr_scheduler_type take (num_cycles, min_lr, min_lr_rate); whether the
+/// schedule in use takes them is TrainConfig::optimizer's check, as
+/// lr_scheduler_type may come later.
 Status schedulerKwargs(TrainConfig &c, const Given &g) {
   if (g.node.IsNull())
     return Status::ok();
   if (!g.node.IsMap())
-    return typeError(g, "lr_scheduler_kwargs", "a mapping (min_lr or min_lr_rate)");
+    return typeError(g, "lr_scheduler_kwargs", "a mapping (num_cycles, min_lr or min_lr_rate)");
   for (const auto &entry : g.node) {
     std::string name = entry.first.Scalar();
     Given value{entry.second, g.where};
     double v = 0;
     std::string full = "lr_scheduler_kwargs." + name;
-    if (name != "min_lr" && name != "min_lr_rate")
-      return Status::error(g.where + full + ": unknown; cosine_with_min_lr takes min_lr or "
-                                            "min_lr_rate (transformers' get_scheduler)");
+    if (name != "min_lr" && name != "min_lr_rate" && name != "num_cycles")
+      return Status::error(g.where + full + ": unknown; of transformers' schedules (get_scheduler) "
+                           "cosine takes num_cycles, cosine_with_min_lr num_cycles and min_lr or "
+                           "min_lr_rate, and the others none");
     if (Status s = read(value, full.c_str(), "a number", v); !s)
       return s;
     if (!(v >= 0) || !std::isfinite(v))
       return Status::error(g.where + full + ": must be a finite number >= 0, got " +
                            entry.second.Scalar());
-    (name == "min_lr" ? c.minLr : c.minLrRate) = v;
+    (name == "min_lr" ? c.minLr : name == "min_lr_rate" ? c.minLrRate : c.numCycles) = v;
   }
   return Status::ok();
 }
@@ -419,7 +423,8 @@ std::vector<Key> trainingArgumentKeys() {
       {"lr_scheduler_type", Honoured, LlamaFactory, "transformers' schedule of that name", {}, "",
        oneOf("lr_scheduler_type", &T::lrSchedulerType,
              {"constant", "constant_with_warmup", "linear", "cosine", "cosine_with_min_lr"})},
-      {"lr_scheduler_kwargs", Honoured, LlamaFactory, "min_lr or min_lr_rate of cosine_with_min_lr",
+      {"lr_scheduler_kwargs", Honoured, LlamaFactory, "num_cycles of cosine and "
+       "cosine_with_min_lr (0.5 only); min_lr or min_lr_rate of cosine_with_min_lr",
        {}, "", schedulerKwargs},
       {"warmup_ratio", Honoured, LlamaFactory, "warm-up steps as a fraction of the steps", {}, "",
        number("warmup_ratio", &T::warmupRatio, 0, false, 1.0, true)}, // transformers' [0, 1]
