@@ -390,6 +390,9 @@ int main(int argc, char **argv) {
 
   for (CLI::App *writer : {importCmd, compileCmd})
     writer->footer(mt::io::kOutputRulesHelp);
+  // README: each tool has --version; `mtc train --version` read it as a key.
+  for (CLI::App *command : {importCmd, statsCmd, compileCmd, trainCmd})
+    mt::tools::addVersionFlag(*command, "mtc");
   // key=value is mtc train's form; mtc compile answers it with the flag.
   auto keyValueToCompile = [&](const std::string &word) {
     return compileCmd->parsed() && word.find('=') != std::string::npos ? mt::notAFlag(word)
