@@ -284,6 +284,21 @@ DataRequest dataRequest(const TrainConfig &c, const TrainCommandOptions &o,
 
 namespace {
 
+/// Without a launcher or NPROC_PER_NODE, expert parallelism alone sets dp:
+/// the note that says so ("" where the world size was given).
+std::string fewestRanksNote(const TrainConfig &c) {
+  const int64_t modelParallel = c.parallel.tp * c.parallel.pp * c.parallel.cp;
+  const int64_t world = c.parallel.worldSize;
+  if (!c.worldSource.empty() || world <= modelParallel)
+    return "";
+  return "neither NPROC_PER_NODE nor a launcher gives the world size: the run takes " +
+         std::to_string(world) + " ranks, the fewest that hold expert_model_parallel_size (" +
+         std::to_string(c.parallel.ep) + ") x expert_tensor_parallel_size, so "
+         "data_parallel_size is " + std::to_string(world / modelParallel) +
+         " and the global batch " + std::to_string(c.globalBatchSize()) +
+         " samples; set NPROC_PER_NODE for another";
+}
+
 /// The run's preparation in `runDir` (absolute and normal), its keys
 /// checked already: the data prepared, the model imported and the plan
 /// compiled for `c`'s layout; writes train.sh (a new run with
@@ -332,6 +347,9 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   compile.layoutChecked = true;
   if (!compileModel(compile))
     return fail("compiling the plan failed (its error is above)");
+  // Said once the layout is known to fit: before an error it would mislead.
+  if (std::string note = fewestRanksNote(c); !note.empty())
+    llvm::errs() << "note: " << note << "\n";
   // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;
   // there $MTRUN names that machine's mtrun (one built without the compiler).
   std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, resume, nproc);
@@ -440,16 +458,6 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
     const std::string source = worldSourceOf(launch);
     if (world && !source.empty())
       c.worldSource = source + " " + std::to_string(*world);
-    const int64_t modelParallel = c.parallel.tp * c.parallel.pp * c.parallel.cp;
-    // Without a launcher or NPROC_PER_NODE, expert parallelism alone sets dp.
-    if (world && source.empty() && *world > modelParallel)
-      llvm::errs() << "note: neither NPROC_PER_NODE nor a launcher gives the world size: the run "
-                      "takes "
-                   << *world << " ranks, the fewest that hold expert_model_parallel_size ("
-                   << c.parallel.ep << ") x expert_tensor_parallel_size, so data_parallel_size "
-                      "is "
-                   << *world / modelParallel << " and the global batch "
-                   << c.globalBatchSize() << " samples; set NPROC_PER_NODE for another\n";
   }
   // The rank that prepares: the others read output_dir while it is written.
   // resume_from_checkpoint: true looks in output_dir, judged only when given.
