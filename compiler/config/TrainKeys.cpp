@@ -403,6 +403,21 @@ std::vector<Key> trainingArgumentKeys() {
        anyCount("per_device_eval_batch_size")},
       {"eval_steps", AlwaysDone, LlamaFactory, "used by evaluation only, which mtc train does "
        "not run (eval_strategy: no)", {}, "", anyCount("eval_steps")},
+      // transformers' TrainingArguments at their defaults: other values
+      // ask for what mtc train does not do.
+      {"optim", Refused, LlamaFactory, "mtc's optimizer is AdamW with fp32 master weights "
+       "(Megatron-Core's); adam_beta1, adam_beta2, adam_epsilon and weight_decay set it",
+       {"adamw_torch", "adamw_torch_fused"}},
+      {"save_strategy", Refused, LlamaFactory, "checkpoint-N is saved every save_steps; set "
+       "save_steps (for about once an epoch: steps per epoch, which --explain shows)", {"steps"}},
+      {"logging_strategy", Refused, LlamaFactory, "the logs get an entry every logging_steps; "
+       "set logging_steps", {"steps"}},
+      {"do_eval", Refused, LlamaFactory, "evaluation is not implemented: mtc train only trains",
+       {off}},
+      {"do_predict", Refused, LlamaFactory, "prediction is not implemented: mtc train only "
+       "trains; generate with the final model in transformers or vLLM", {off}},
+      {"streaming", Refused, LlamaFactory, "the dataset is prepared whole before the first step "
+       "(mtc train keeps no streaming loader); remove streaming", {off}},
       {"report_to", Refused, LlamaFactory, "experiment trackers; mtc logs to trainer_log.jsonl",
        {"none", "null"}},
       {"trust_remote_code", AlwaysDone, LlamaFactory, "mtc reads config.json itself and runs no "
