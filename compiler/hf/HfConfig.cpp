@@ -344,7 +344,8 @@ void readRope(const Reader &r, const FamilyInfo &f, HfModelSpec &spec) {
 
   std::string ropeType = "default";
   if (Spelled type = param("rope_type", false,
-                           "\"default\" or \"llama3\", or leave the key out (\"default\")", "type")) {
+                           "\"default\" or \"llama3\", or leave the key out (\"default\")",
+                           "type")) {
     if (!type.value->is_string())
       r.error("key '" + type.key + "' must be a string, got " + type.value->dump());
     ropeType = type.value->get<std::string>();
