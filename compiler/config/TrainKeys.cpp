@@ -93,6 +93,23 @@ Setter integer(const char *key, int64_t TrainConfig::*field, int64_t min,
     return Status::ok();
   };
 }
+/// A step interval (save_steps, logging_steps): an integer >= 1. A number
+/// in (0, 1), transformers' fraction of the run's steps, is named as such.
+Setter stepInterval(const char *key, int64_t TrainConfig::*field) {
+  return [=](TrainConfig &c, const Given &g) {
+    double fraction = 0;
+    try {
+      if (g.node.IsScalar() && !g.bare)
+        fraction = g.node.as<double>();
+    } catch (const YAML::Exception &) {
+    }
+    if (fraction > 0 && fraction < 1)
+      return Status::error(g.where + key + ": " + g.node.Scalar() + " is a fraction of the "
+                           "run's steps in transformers, which mtc train does not take: give "
+                           "a step count >= 1 (--explain shows the steps per epoch)");
+    return integer(key, field, 1)(c, g);
+  };
+}
 Setter layout(const char *key, int64_t ParallelConfig::*field, int64_t min,
               bool nullable = false) {
   return [=](TrainConfig &c, const Given &g) {
@@ -360,9 +377,9 @@ std::vector<Key> trainingArgumentKeys() {
       {"overwrite_output_dir", Honoured, LlamaFactory, "output_dir may hold an earlier run", {}, "",
        boolean("overwrite_output_dir", &T::overwriteOutputDir)},
       {"logging_steps", Honoured, LlamaFactory, "log_history entries and log lines every N steps",
-       {}, "", integer("logging_steps", &T::loggingSteps, 1)},
+       {}, "", stepInterval("logging_steps", &T::loggingSteps)},
       {"save_steps", Honoured, LlamaFactory, "a checkpoint-N every N steps", {}, "",
-       integer("save_steps", &T::saveSteps, 1)},
+       stepInterval("save_steps", &T::saveSteps)},
       {"save_total_limit", Honoured, LlamaFactory, "keep the newest N checkpoints (0 or null: "
        "all, as transformers)", {}, "", integer("save_total_limit", &T::saveTotalLimit, 0, 0)},
       {"resume_from_checkpoint", Honoured, LlamaFactory, "continue from a checkpoint (true: the "
