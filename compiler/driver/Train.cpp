@@ -487,6 +487,8 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
 /// there: its train.sh may still continue its run. Returns where it went
 /// ("": there was none, or only an empty directory).
 Expected<std::string> setAsideRunDir(const std::string &runDir) {
+  if (Status s = checkSetAsideRunDir(runDir); !s)
+    return s;
   std::error_code ec;
   if (!fs::exists(runDir, ec) || fs::is_empty(runDir, ec))
     return std::string();

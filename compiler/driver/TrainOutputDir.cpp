@@ -276,10 +276,35 @@ static Status checkInputsKept(const TrainConfig &c, bool resuming) {
   return Status::ok();
 }
 
+Status checkSetAsideRunDir(const std::string &runDir) {
+  std::error_code ec;
+  fs::path run = fs::absolute(runDir, ec).lexically_normal();
+  if (!run.has_filename()) // a trailing '/'
+    run = run.parent_path();
+  const std::string prefix = run.filename().string() + ".earlier-";
+  for (const auto &entry : fs::directory_iterator(run.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0)
+      continue;
+    const std::string pid = name.substr(prefix.size());
+    if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos &&
+        pid.size() < 10 && std::stol(pid) > 0 && fs::exists("/proc/" + pid, ec))
+      return fail(entry.path().string() + ": mtc train (process " + pid + ") is preparing " +
+                  runDir + " now; wait for it to end, or give another output_dir");
+    return fail(entry.path().string() + " is an earlier run's preparation that a stopped mtc "
+                "train set aside and did not put back: to keep that run, replace " + runDir +
+                " by it (rm -rf " + runDir + " && mv " + entry.path().string() + " " + runDir +
+                "); else remove it");
+  }
+  return Status::ok();
+}
+
 Status checkOutputDir(const TrainConfig &c, bool resuming, const std::string &runDir) {
   // The final model and the checkpoints are written into output_dir: it
   // may not be a directory the run reads.
   std::error_code ec;
+  if (Status s = checkSetAsideRunDir(runDir); !s)
+    return s;
   if (fs::exists(c.outputDir, ec) && !fs::is_directory(c.outputDir, ec))
     return fail(c.whereGiven("output_dir") + "output_dir " + c.outputDir + " is a file, not a "
                 "directory: the final model and the checkpoints are written there; give a "

@@ -40,6 +40,12 @@ Status checkResumedRun(const TrainConfig &c, const std::string &state);
 /// (mtrun would find it after the data step and speak of its --steps).
 Status checkResumedStep(const TrainConfig &c, const std::string &state, const std::string &key);
 
+/// mtc train sets an earlier preparation in `runDir` aside as
+/// <runDir>.earlier-<pid> while it makes a new one and puts it back on a
+/// failure; one left beside runDir (its mtc train was killed) or still in
+/// use (that process runs) is an error naming it and what to do with it.
+Status checkSetAsideRunDir(const std::string &runDir);
+
 /// A new run into an output_dir that holds something is refused unless
 /// overwrite_output_dir or a resume says otherwise (transformers' rule).
 /// The run directory itself (output_dir/mtc-run by default, which other
