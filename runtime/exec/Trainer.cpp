@@ -1,45 +1,22 @@
-// The training loop of both backends (the executor and its pipeline channels
-// come from the backend).
+// A rank's training job: setting it up from the plan, the data and the
+// flags, the loop and its outputs (one step's passes: TrainingSteps.cpp).
 #include "runtime/exec/Trainer.h"
 
-#include "runtime/exec/Backends.h"
-#include "runtime/exec/ContextParallelBatch.h"
 #include "runtime/exec/Initialization.h"
-#include "runtime/exec/PipelineChannels.h"
-#include "runtime/exec/PipelineTimeline.h"
 #include "runtime/exec/Sharding.h"
-#include "runtime/exec/StepReport.h"
+#include "runtime/exec/TrainingRun.h"
 #include "runtime/exec/Weights.h"
-#include "runtime/io/Dataset.h"
 #include "runtime/support/OutputPath.h"
-#include "runtime/io/Safetensors.h"
-#include "runtime/plan/OpRegistry.h"
 #include "runtime/plan/PlanIO.h"
 #include "runtime/plan/Stages.h"
 #include "runtime/support/CheckedMath.h"
 #include "runtime/support/Wording.h"
 
-#include <charconv>
-#include <chrono>
 #include <cmath>
-#include <deque>
-#include <fstream>
-#include <optional>
 #include <sstream>
 
 namespace mt::exec {
 namespace {
-
-/// The fp32 `f` as the double its shortest decimal reads as (0.003f gives
-/// 0.003, not 0.003000000026): the learning rate the logs and
-/// trainer_state.json show is the one the schedule was given.
-double shortestDecimal(float f) {
-  char text[32];
-  const auto end = std::to_chars(text, text + sizeof text, f).ptr;
-  return std::strtod(std::string(text, end).c_str(), nullptr);
-}
-
-using Clock = std::chrono::steady_clock;
 
 /// Each rank initializes its slice from the global element indices, so
 /// every layout starts from the same full weights.
@@ -55,122 +32,7 @@ void initializeParameters(const plan::Plan &plan, HostMemory &memory, uint64_t s
   }
 }
 
-/// Discards what non-zero ranks would print.
-struct NullStream : std::ostream {
-  NullStream() : std::ostream(nullptr) {}
-};
-
-/// One training job on this rank: what it owns between steps.
-class TrainingRun {
-public:
-  TrainingRun(const TrainOptions &o, std::ostream &rankZeroLog)
-      : o_(o), rankZeroLog_(rankZeroLog) {}
-
-  Status prepare();
-  /// The steps, under `signals` (installed by train()); `watch` decides
-  /// after each whether the run ends there.
-  Expected<TrainSummary> run(StopSignals &signals, const ExitWatch &watch);
-  /// What prepare() checks that needs no rank: the outputs, the plan (started
-  /// as `ranks` processes), the
-  /// flags against a --resume checkpoint (read alone: an interrupted save
-  /// is repaired, as rank 0 would), the data (its header: the ranks scan
-  /// its ids), and the steps to run.
-  Status checkAlone(int64_t ranks);
-
-private:
-  /// The settings the run continues with, from the flags and, when
-  /// resuming, the checkpoint (read into `checkpoint`).
-  Status chooseSettings(std::optional<RunState> &checkpoint);
-  /// Where the run stands and ends: the checkpoint's progress, after checking
-  /// that it belongs to this run; the last step.
-  Status placeRun(const std::optional<RunState> &checkpoint);
-  /// chooseSettings, openData and placeRun, in order.
-  Status settleRun();
-  Status openData();
-  Status initializeWeights();
-  /// What run() keeps between steps for the summary and the logs.
-  struct Progress {
-    TrainSummary summary;
-    std::deque<double> recent; // the last 20 losses
-    Clock::time_point started{};
-  };
-  /// output_dir's transformers-style outputs (--hf-output), when asked:
-  /// overwrite_output_dir's removals first.
-  Expected<std::optional<HfRunOutputs>> openHfOutputs();
-  /// After a step: the summary, metrics, log line and log_history; errors:
-  /// a metrics line not written, or too many skipped steps in a row.
-  /// `ending`: the run ends after this step (its last, or an early end).
-  Status recordStep(const StepRecord &rec, Progress &progress, std::optional<HfRunOutputs> &hf,
-                    bool ending);
-  /// After step `step`: the --save checkpoint and the Hugging Face
-  /// outputs' checkpoint-N where due, or wherever the run ends (`ending`
-  /// or the last step).
-  Status saveCheckpoints(int64_t step, std::optional<HfRunOutputs> &hf, bool ending);
-  /// After the run's steps: the profile and timeline and, unless it ended
-  /// early (`ended`), --export-hf and the Hugging Face outputs' final model.
-  Status finishRun(std::optional<HfRunOutputs> &hf, const ExitReason &ended);
-  /// The executor's weights and optimizer state into host memory, once
-  /// after step `step`.
-  Status readStateAfter(int64_t step) {
-    if (stateReadAfter_ == step)
-      return Status::ok();
-    stateReadAfter_ = step;
-    return executor_->readState();
-  }
-  /// The line of a run that ends after `step` for `reason`.
-  void reportEarlyEnd(int64_t step, const ExitReason &reason);
-  /// trainer.json after step `step`.
-  RunState stateAfter(int64_t step) const;
-  /// One optimizer step: every micro-batch's forward and backward, the
-  /// optimizer; returns what the step reports.
-  Expected<StepRecord> step(int64_t step);
-  /// What a step's micro-batches add on this rank (0 on a stage without
-  /// the loss): their weighted losses (and its lm, aux and z terms) and,
-  /// per token, their loss tokens.
-  struct StepSums {
-    double loss = 0, tokens = 0, lm = 0, aux = 0, z = 0;
-  };
-  /// The forward and backward passes of one step: the actions of this
-  /// rank's schedule before the optimizer step, in the plan's order.
-  Expected<StepSums> microBatchPasses(int64_t step);
-  /// The step's loss from this rank's sums, as the plan's StepLoss says.
-  Expected<StepLoss> reduceLoss(int64_t step, StepSums sums);
-  Status fillInputs(int64_t step, int64_t micro);
-  std::ostream &log() { return rank_ && rank_->rank() == 0 ? rankZeroLog_ : quiet_; }
-  Status loadPlan();
-  /// Copies the logits (the cross-entropy's first input) when the
-  /// cross-entropy has read them, before their memory is reused.
-  std::function<void(int)> logitsDumper();
-  Status writeLogits();
-  std::vector<float> logits_;
-  std::vector<int64_t> logitsShape_;
-
-  const TrainOptions &o_;
-  std::ostream &rankZeroLog_;
-  StopSignals *signals_ = nullptr; // run()'s, while it runs
-  NullStream quiet_;
-  plan::Plan plan_;
-  std::unique_ptr<RankContext> rank_;
-  std::unique_ptr<io::Dataset> dataset_;
-  std::unique_ptr<HostMemory> memory_;
-  std::unique_ptr<Executor> executor_;
-  // Made by the executor, gone before it and before rank_.
-  std::unique_ptr<PipelineChannels> pipeline_;
-  PipelineTimeline timeline_;
-  // The schedule this rank replays (its pipeline stage's).
-  const plan::StageSchedule *schedule_ = nullptr;
-  std::ofstream metrics_;
-  RunSettings settings_;
-  RunIdentity identity_;
-  int64_t done_ = 0; // steps done before this run (resumed checkpoints)
-  std::optional<double> checkpointLastLoss_, lastLoss_; // RunState::lastLoss
-  // --export-hf writes the experts as --load-hf's checkpoint spelled them.
-  HfExpertLayout expertLayout_ = HfExpertLayout::PerExpert;
-  int64_t last_ = 0; // the step the run ends after
-  int64_t stateReadAfter_ = -1; // the step readStateAfter last read after
-  int64_t skipped_ = 0, skippedInARow_ = 0; // since the start of training
-  bool checkingAlone_ = false; // checkAlone(): a launcher's check, before the ranks
-};
+} // namespace
 
 Status TrainingRun::loadPlan() {
   if (Status s = checkTrainOutputs(o_); !s)
@@ -427,179 +289,6 @@ Status TrainingRun::initializeWeights() {
   return Status::ok();
 }
 
-std::function<void(int)> TrainingRun::logitsDumper() {
-  const plan::Program &program = plan_.programs(0);
-  return [this, &program](int i) {
-    const plan::Instruction &instr = program.instructions(i);
-    if (!plan::isOp(instr, plan::Op::cross_entropy))
-      return;
-    uint32_t id = instr.inputs(0);
-    const float *data = memory_->f32(id);
-    logits_.assign(data, data + memory_->elements(id));
-    const plan::Buffer &b = plan_.buffers(id);
-    logitsShape_.assign(b.shape().begin(), b.shape().end());
-  };
-}
-
-Status TrainingRun::writeLogits() {
-  if (rank_->axisSize("tp") > 1)
-    return Status::error("--dump-logits needs a plan without tensor parallelism (each tp "
-                         "rank holds a slice of the vocabulary)");
-  if (rank_->axisSize("cp") > 1)
-    return Status::error("--dump-logits needs a plan without context parallelism (each cp "
-                         "rank holds two chunks of the sequence)");
-  if (rank_->rank() != 0)
-    return Status::ok();
-  const plan::Bindings &b = plan_.bindings();
-  std::vector<float> ids(memory_->elements(b.input_ids()));
-  for (size_t i = 0; i < ids.size(); ++i)
-    ids[i] = float(memory_->i32(b.input_ids())[i]);
-  const plan::Buffer &idBuffer = plan_.buffers(b.input_ids());
-  std::vector<int64_t> idShape(idBuffer.shape().begin(), idBuffer.shape().end());
-  return io::writeSafetensors(o_.dumpLogits,
-                              {{"logits", io::Dtype::F32, logitsShape_, logits_.data()},
-                               {"input_ids", io::Dtype::F32, idShape, ids.data()}},
-                              {{"step", std::to_string(done_ + 1)}, {"micro_batch", "0"}});
-}
-
-Status TrainingRun::fillInputs(int64_t step, int64_t micro) {
-  const plan::Training &t = plan_.training();
-  const plan::Bindings &b = plan_.bindings();
-  HostMemory &m = *memory_;
-  size_t rows = size_t(t.micro_batch() * t.seq());
-  io::BatchLayout layout{t.micro_batch(), t.micro_batches_per_step(), rank_->axisSize("dp")};
-  io::BatchCoord coord{step - 1, micro, rank_->coordinate("dp")};
-  *m.f32(b.loss_scale()) = float(plan_.step_loss().loss_scale());
-  if (rank_->axisSize("cp") > 1) {
-    // The rank's chunks of the sequence (its loss is its share of the
-    // micro-batch's: the plan weighs it, mt-partition-cp).
-    size_t local = size_t(t.micro_batch() * t.seq() / rank_->axisSize("cp"));
-    std::span<int32_t> positions;
-    if (b.has_position_ids())
-      positions = {m.i32(b.position_ids()), local};
-    if (Status s = fillContextParallelBatch(
-            *dataset_, layout, coord, t.seq(), {rank_->coordinate("cp"), rank_->axisSize("cp")},
-            {m.i32(b.input_ids()), local}, {m.i32(b.labels()), local},
-            {m.f32(b.loss_mask()), local}, positions);
-        !s)
-      return s;
-    return executor_->inputsWritten();
-  }
-  std::span<int32_t> positions;
-  if (b.has_position_ids())
-    positions = {m.i32(b.position_ids()), rows};
-  if (Status s = dataset_->fillBatch(layout, coord, {m.i32(b.input_ids()), rows},
-                                     {m.i32(b.labels()), rows}, {m.f32(b.loss_mask()), rows},
-                                     positions);
-      !s)
-    return s;
-  return executor_->inputsWritten();
-}
-
-Expected<TrainingRun::StepSums> TrainingRun::microBatchPasses(int64_t step) {
-  StepSums sums;
-  if (pipeline_)
-    timeline_.beginStep(step);
-  for (int i = 0; i + 1 < schedule_->actions_size(); ++i) { // the last: the optimizer
-    const plan::Action &a = schedule_->actions(i);
-    memory_->setSlot(a.slot());
-    if (a.load_inputs())
-      if (Status s = fillInputs(step, a.micro_batch()); !s)
-        return s;
-    executor_->setPipeline(pipeline_.get(), a.micro_batch());
-    const std::string &program = plan_.programs(int(a.program())).name();
-    bool dump = !o_.dumpLogits.empty() && step == done_ + 1 && a.micro_batch() == 0;
-    auto started = Clock::now();
-    auto received = pipeline_ ? pipeline_->receiveTime() : Clock::duration{};
-    if (auto r = executor_->run(program, dump ? logitsDumper() : nullptr); !r)
-      return r.status();
-    if (pipeline_) // the program's receives come first
-      timeline_.record(started, started + (pipeline_->receiveTime() - received), Clock::now());
-    if (dump)
-      if (Status s = writeLogits(); !s)
-        return s;
-    if (!a.adds_loss())
-      continue;
-    const plan::Bindings &b = plan_.bindings();
-    const double weight = plan_.step_loss().micro_batch_weight();
-    sums.loss += *memory_->f32(b.loss()) * weight;
-    if (plan_.step_loss().per_token_loss())
-      sums.tokens += *memory_->f32(b.num_tokens());
-    if (b.has_lm_loss()) {
-      sums.lm += *memory_->f32(b.lm_loss()) * weight;
-      sums.aux += *memory_->f32(b.aux_loss()) * weight;
-      if (b.has_z_loss())
-        sums.z += *memory_->f32(b.z_loss()) * weight;
-    }
-  }
-  if (pipeline_)
-    if (Status s = pipeline_->flush(); !s)
-      return s;
-  memory_->setSlot(0);
-  return sums;
-}
-
-Expected<StepLoss> TrainingRun::reduceLoss(int64_t step, StepSums sums) {
-  const plan::StepLoss &rule = plan_.step_loss();
-  const bool terms = plan_.bindings().has_lm_loss();
-  // The terms reduce as the loss does, in the same all-reduce.
-  const int count = plan_.bindings().has_z_loss() ? 5 : terms ? 4 : rule.per_token_loss() ? 2 : 1;
-  for (const plan::StepLoss::Reduction &r : rule.reductions()) {
-    comm::Communicator *group = rank_->group(r.axis());
-    if (!group) // an axis of size 1
-      continue;
-    float all[5] = {float(sums.loss), float(sums.tokens), float(sums.lm), float(sums.aux),
-                    float(sums.z)};
-    if (Status s = group->allReduceHost(all, count, comm::ReduceOp::Sum); !s)
-      return Status::error(rank_->describe() + " step " + std::to_string(step) + ", the loss's " +
-                           r.reduce() + " over " + r.axis() + ": " + s.message());
-    const double n = r.reduce() == "mean" ? double(group->size()) : 1.0;
-    sums = {double(all[0]) / n, double(all[1]) / n, double(all[2]) / n, double(all[3]) / n,
-            double(all[4]) / n};
-  }
-  // Per token: each a sum over the step's loss tokens, divided by them.
-  auto value = [&](double sum) {
-    if (!rule.per_token_loss())
-      return sum;
-    return sums.tokens == 0 ? 0.0 : sum / sums.tokens;
-  };
-  StepLoss loss{value(sums.loss), std::nullopt, std::nullopt, std::nullopt};
-  if (terms)
-    loss.lmLoss = value(sums.lm), loss.auxLoss = value(sums.aux);
-  if (plan_.bindings().has_z_loss())
-    loss.zLoss = value(sums.z);
-  return loss;
-}
-
-Expected<StepRecord> TrainingRun::step(int64_t step) {
-  const plan::Training &t = plan_.training();
-  const plan::Bindings &b = plan_.bindings();
-  HostMemory &m = *memory_;
-  auto start = Clock::now();
-  if (Status s = executor_->clearGradients(); !s)
-    return s;
-  auto passes = microBatchPasses(step);
-  if (!passes)
-    return passes.status();
-  auto loss = reduceLoss(step, *passes);
-  if (!loss)
-    return loss.status();
-  // The optimizer's step counts updates, as Megatron-Core's scheduler and
-  // torch's AdamW do: a skipped step advances neither the schedule nor the
-  // bias correction.
-  *m.i64(b.step()) = step - skipped_;
-  if (Status s = executor_->inputsWritten(); !s)
-    return s;
-  const plan::Action &optimizer = schedule_->actions(schedule_->actions_size() - 1);
-  auto r = executor_->run(plan_.programs(int(optimizer.program())).name());
-  if (!r)
-    return r.status();
-  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return StepRecord{step, *loss, *m.f32(b.grad_norm()),
-                    r->skipped ? 0.0 : shortestDecimal(*m.f32(b.learning_rate())),
-                    double(t.global_batch() * t.seq()) / seconds, r->skipped, r->skipReason};
-}
-
 Expected<std::optional<HfRunOutputs>> TrainingRun::openHfOutputs() {
   if (o_.hf.outputDir.empty())
     return std::optional<HfRunOutputs>();
@@ -767,8 +456,6 @@ Status TrainingRun::finishRun(std::optional<HfRunOutputs> &hf, const ExitReason 
       return st;
   return Status::ok();
 }
-
-} // namespace
 
 Status checkTrainOutputs(const TrainOptions &o) {
   using io::OutputKind;
