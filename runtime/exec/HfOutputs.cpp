@@ -119,8 +119,7 @@ std::vector<std::string> removeEarlierFinalModel(const std::string &outputDir,
   std::vector<std::string> shards; // save_pretrained's, by name
   for (const auto &entry : fs::directory_iterator(outputDir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind("model-", 0) == 0 && name.find("-of-") != std::string::npos &&
-        name.size() > 12 && name.substr(name.size() - 12) == ".safetensors")
+    if (io::isShardName(name))
       shards.push_back(name);
   }
   std::sort(shards.begin(), shards.end());

@@ -148,6 +148,10 @@ Status writeSafetensors(const std::string &path,
 std::vector<std::vector<size_t>> planShards(const std::vector<TensorToWrite> &tensors,
                                             uint64_t maxShardBytes);
 
+/// Whether `name` is a shard's name as save_pretrained and
+/// writeShardedSafetensors write it: model-0000k-of-0000n.safetensors.
+bool isShardName(const std::string &name);
+
 /// Writes `tensors` into the existing directory `dir` as save_pretrained
 /// does: one shard is `model.safetensors`; several are
 /// `model-0000k-of-0000n.safetensors` plus `model.safetensors.index.json`

@@ -13,9 +13,7 @@
 #include <set>
 
 namespace mt::io {
-namespace {
 
-/// Whether `name` is a shard's name: model-0000k-of-0000n.safetensors.
 bool isShardName(const std::string &name) {
   const std::string shape = "model-#####-of-#####.safetensors";
   if (name.size() != shape.size())
@@ -25,6 +23,8 @@ bool isShardName(const std::string &name) {
       return false;
   return true;
 }
+
+namespace {
 
 /// Removes the weight files of an earlier save from `dir`: a shard, index
 /// or single file not in `kept` (the names this save wrote).
