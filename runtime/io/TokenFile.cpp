@@ -94,6 +94,17 @@ Status checkHeader(const std::string &path, const unsigned char *h,
   return Status::ok();
 }
 
+/// The error for an id the file's own header rules out: the ids come from
+/// another tokenizer than the header's, or the file is corrupt.
+Status pastDeclaredVocab(const TokenFile &file, uint64_t i) {
+  return Status::error(file.path() + ": token " + std::to_string(file.at(i)) +
+                       " at position " + std::to_string(i) +
+                       " is >= the vocab size " + std::to_string(file.vocabSize()) +
+                       " in the file's header (every id must be below it): the file "
+                       "is corrupt or its header is wrong; write it again with "
+                       "mt-tokenize");
+}
+
 } // namespace
 
 TokenFile &TokenFile::operator=(TokenFile &&other) noexcept {
@@ -204,6 +215,7 @@ Status checkTokenIds(const TokenFile &file, uint64_t modelVocab) {
   // Scan even when the header vocab fits: the header of a hand-made or
   // corrupted file may understate its ids, and an id past the embedding
   // table would read out of bounds on the device.
+  const uint64_t bound = std::min(modelVocab, file.vocabSize());
   for (uint64_t i = 0; i < file.size(); ++i) {
     uint32_t id = file.at(i);
     if (id >= modelVocab)
@@ -212,11 +224,20 @@ Status checkTokenIds(const TokenFile &file, uint64_t modelVocab) {
           std::to_string(i) + " is >= the model's vocab size " +
           std::to_string(modelVocab) +
           (mismatch.empty() ? std::string() : " (" + mismatch + ")"));
+    if (id >= bound)
+      return pastDeclaredVocab(file, i);
   }
   if (!mismatch.empty())
     return Status::error(file.path() + ": " + mismatch +
                          " (no id is out of range, but the tokenizer does not "
                          "match the model)");
+  return Status::ok();
+}
+
+Status checkDeclaredVocab(const TokenFile &file) {
+  for (uint64_t i = 0; i < file.size(); ++i)
+    if (file.at(i) >= file.vocabSize())
+      return pastDeclaredVocab(file, i);
   return Status::ok();
 }
 

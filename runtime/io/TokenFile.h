@@ -88,10 +88,15 @@ Status writeTokenFile(const std::string &path, std::span<const uint32_t> tokens,
                       uint64_t vocabSize);
 
 /// Checks that `file` can feed a model whose embedding has `modelVocab` rows:
-/// reports the first id >= modelVocab with its position and value, and a
+/// reports the first id >= modelVocab with its position and value, the
+/// first id >= the file's own header vocab size (a corrupt file), and a
 /// file whose tokenizer vocab is larger than the model's (a mismatched
 /// tokenizer, even if no id happens to be out of range yet).
 Status checkTokenIds(const TokenFile &file, uint64_t modelVocab);
+
+/// Checks that every id of `file` is below the vocab size its header
+/// declares (mt-tokenize --count).
+Status checkDeclaredVocab(const TokenFile &file);
 
 /// A fingerprint of `file`'s content that costs the same for any size: FNV-1a
 /// (64-bit, offset basis 0xcbf29ce484222325, prime 0x100000001b3) over the

@@ -285,6 +285,26 @@ TEST_F(TokenFileTest, CheckTokenIdsScansPastAnUnderstatedHeader) {
       << s.message();
 }
 
+TEST_F(TokenFileTest, CheckTokenIdsRefusesAnIdPastTheHeaderVocab) {
+  // The header claims vocab 256; id 300 fits the model's 512 but not the
+  // header, so the file is corrupt (or its ids another tokenizer's).
+  std::vector<unsigned char> bytes = handHeader(2, 256, 3);
+  bytes.insert(bytes.end(), {1, 0, 0x2c, 0x01, 2, 0});
+  writeBytes(path("u.bin"), bytes);
+  Expected<TokenFile> f = openTokenFile(path("u.bin"));
+  ASSERT_TRUE(f) << f.message();
+  const std::string expected =
+      path("u.bin") + ": token 300 at position 1 is >= the vocab size 256 in the file's header";
+  Status s = checkTokenIds(*f, 512);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.message().find(expected), 0u) << s.message();
+  s = checkDeclaredVocab(*f);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.message().find(expected), 0u) << s.message();
+  ASSERT_TRUE(writeTokenFile(path("ok.bin"), std::vector<uint32_t>{1, 255}, 256));
+  EXPECT_TRUE(checkDeclaredVocab(*openTokenFile(path("ok.bin"))));
+}
+
 TEST_F(TokenFileTest, FingerprintHashesHeaderAndSampledTokens) {
   // FNV-1a written out in Python over 300 and 3 (8 bytes each) and the ids
   // 1, 2, 3 (4 bytes each), little-endian.

@@ -69,6 +69,8 @@ int printCount(const std::string &path) {
   auto file = mt::io::openTokenFile(path);
   if (!file)
     return fail(file.message());
+  if (mt::Status s = mt::io::checkDeclaredVocab(*file); !s)
+    return fail(s.message());
   std::cout << path << ": " << mt::countOf(int64_t(file->size()), "token")
             << " (token file, vocab size " << file->vocabSize() << ")\n";
   return 0;
