@@ -287,6 +287,9 @@ const FamilyInfo &readFamily(const Reader &r) {
       r.error("architecture '" + arch + "' is not supported (supported: " +
               joined(supportedArchitectures()) + ")");
   }
+  // AutoConfig looks a null model_type up, and fails, before architectures.
+  r.refuseNull("model_type", "one of " + joined(modelTypes()) + ", or leave the key out "
+               "(transformers' AutoConfig refuses a null one)");
   if (r.has("model_type")) {
     type = r.string("model_type", "");
     for (const FamilyInfo &f : kFamilies)
