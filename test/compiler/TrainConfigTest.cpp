@@ -91,6 +91,15 @@ TEST(TrainConfig, UnknownKeySuggestsTheNearest) {
                    "'gradient_accumulation_steps'?"),
             e.npos)
       << e;
+  // A shortened name gets the name that holds its words with the fewest
+  // edits: Megatron's tensor_model_parallel_size, not expert_tensor_....
+  e = errorOf("", {{"tensor_parallel_size", "2"}});
+  EXPECT_NE(e.find("unknown key 'tensor_parallel_size'; did you mean "
+                   "'tensor_model_parallel_size'?"),
+            e.npos)
+      << e;
+  e = errorOf("", {{"expert_parallel_size", "2"}});
+  EXPECT_NE(e.find("did you mean 'expert_model_parallel_size'?"), e.npos) << e;
   // A short word more than half of whose letters differ is no typo ('foo'
   // was offered 'bf16').
   e = errorOf("foo: 1\n");
