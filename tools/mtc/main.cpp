@@ -347,7 +347,15 @@ int main(int argc, char **argv) {
                          "memory per rank fits a GPU of this size (80GiB, 141GB)")
       ->transform(mt::tools::byteSize());
   compileCmd->add_option("--freeze", compile.freeze,
-                         "regular expression: matching parameters are not trained");
+                         "regular expression: matching parameters are not trained")
+      ->check(CLI::Validator(
+          [](std::string &text) -> std::string {
+            return text.empty() ? "an empty regular expression (an unset variable?); give a "
+                                  "pattern of parameter names (embed_tokens|norm) or leave "
+                                  "the option out"
+                                : "";
+          },
+          "REGEX"));
   compileCmd->add_option("--no-fuse", compile.noFuse,
                          "leave out fusions of mt-fuse (comma-separated): add-rmsnorm, "
                          "add-rmsnorm-grad, linear-fc1, linear-qkv, rotary-qkv, swiglu-recompute, or all")
