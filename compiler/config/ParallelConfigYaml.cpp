@@ -271,7 +271,7 @@ Status unknownKey(const std::string &path, const YAML::Node &keyNode, const std:
     return fail(whereOf(path, keyNode), key, ": not an option of the plan: ", reason);
   std::vector<std::string> known = parallelConfigKeys();
   std::string message = whereOf(path, keyNode) + "unknown option '" + key + "'";
-  if (std::string best = closestName(key, known); !best.empty())
+  if (std::string best = meantName(key, known); !best.empty())
     return Status::error(message + "; did you mean '" + best + "'?");
   std::string all;
   for (const std::string &name : known)

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <numeric>
@@ -63,33 +62,7 @@ struct Reader {
       known.push_back(k.name);
     known.push_back("megatron");
     known.push_back("override_transformer_config");
-    std::string best = closestName(key, known);
-    if (!best.empty() || key.size() < 6)
-      return best;
-    // A shortened name: of the names holding it, the fewest edits away
-    // (tensor_parallel_size: tensor_model_parallel_size, not expert_tensor_...).
-    size_t fewest = SIZE_MAX;
-    for (const std::string &name : known)
-      if (size_t d = editDistance(key, name); d < fewest && shortens(key, name))
-        fewest = d, best = name;
-    return best;
-  }
-
-  /// Whether `name` holds `key` as it is, or its '_'-separated words in order
-  /// (vLLM's tensor_parallel_size in tensor_model_parallel_size).
-  static bool shortens(const std::string &key, const std::string &name) {
-    if (name.find(key) != std::string::npos)
-      return true;
-    std::istringstream keyWords(key), nameWords(name);
-    std::string want, word;
-    while (std::getline(keyWords, want, '_')) {
-      bool found = false;
-      while (!found && std::getline(nameWords, word, '_'))
-        found = word == want;
-      if (!found)
-        return false;
-    }
-    return true;
+    return meantName(key, known);
   }
 
   /// `mtc compile`'s flag that `key` names ("tp" and "micro_batch" ->

@@ -51,6 +51,43 @@ inline std::string closestName(std::string_view typed, const std::vector<std::st
   return best;
 }
 
+/// Whether `name` holds `typed` as it is, or its '_'-separated words in
+/// order (vLLM's tensor_parallel_size in tensor_model_parallel_size).
+inline bool shortens(std::string_view typed, std::string_view name) {
+  if (name.find(typed) != std::string_view::npos)
+    return true;
+  size_t at = 0; // where the next word of `name` starts
+  for (size_t begin = 0; begin <= typed.size();) {
+    size_t end = std::min(typed.find('_', begin), typed.size());
+    std::string_view want = typed.substr(begin, end - begin);
+    bool found = false;
+    while (!found && at <= name.size()) {
+      size_t stop = std::min(name.find('_', at), name.size());
+      found = name.substr(at, stop - at) == want;
+      at = stop + 1;
+    }
+    if (!found)
+      return false;
+    begin = end + 1;
+  }
+  return true;
+}
+
+/// closestName, or else, for a name of 6 or more letters, the name of
+/// `known` that it shortens (shortens()) with the fewest edits, ties going
+/// to the first: tensor_parallel_size means tensor_model_parallel_size,
+/// not expert_tensor_parallel_size.
+inline std::string meantName(std::string_view typed, const std::vector<std::string> &known) {
+  std::string best = closestName(typed, known);
+  if (!best.empty() || typed.size() < 6)
+    return best;
+  size_t fewest = SIZE_MAX;
+  for (const std::string &name : known)
+    if (size_t d = editDistance(typed, name); d < fewest && shortens(typed, name))
+      fewest = d, best = name;
+  return best;
+}
+
 } // namespace mt
 
 #endif // MT_RUNTIME_SUPPORT_WORDING_H

@@ -139,6 +139,19 @@ TEST_F(YamlConfig, TellsEveryKeyErrorAndWhereMegatronArgumentsGo) {
                 "--exit-interval)");
 }
 
+// A shortened key gets the known option holding its words, fewest edits
+// first: vLLM's tensor_parallel_size is Megatron's tensor_model_parallel_size,
+// not expert_tensor_parallel_size (which also holds those words).
+TEST_F(YamlConfig, ShortenedKeySuggestsTheOptionHoldingItsWords) {
+  ParallelConfig c;
+  Status s = loadParallelConfigYaml(write("tensor_parallel_size: 2\n"), c, opt);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find(":1:1: unknown option 'tensor_parallel_size'; did you mean "
+                             "'tensor_model_parallel_size'?"),
+            std::string::npos)
+      << s.message();
+}
+
 // A speed switch given false is kept, in file order, for resolve()'s
 // warning; true says what mtc does and is not kept.
 TEST_F(YamlConfig, SpeedSwitchesGivenFalseAreKeptForTheWarning) {
