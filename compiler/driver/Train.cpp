@@ -299,6 +299,56 @@ std::string fewestRanksNote(const TrainConfig &c) {
          " samples; set NPROC_PER_NODE for another";
 }
 
+/// Runs `cmd` (argv[0] the program) and waits for it; stopping mtc train
+/// stops it (runChild; `childHandlesStop`: mtrun ends after its step and
+/// exits 0, exit_signal_handler). The error names `what`.
+Status runCommand(const std::vector<std::string> &cmd, const std::string &what,
+                  bool childHandlesStop = false) {
+  auto code = runChild(cmd, "", childHandlesStop);
+  if (!code)
+    return fail(what + ": " + code.message());
+  if (*code != 0)
+    return fail(what + " failed (" + describeExit(*code) + ")");
+  return Status::ok();
+}
+
+/// The weights of model_name_or_path that the run would --load, checked by
+/// their safetensors headers (names and shapes, `mtrun --check --load`)
+/// against a provisional plan of `model` before the data step costs any
+/// tokenizing; the plan compiled after the data step replaces it. Nothing
+/// to check for a resumed run or a model directory without weights.
+Status checkStartingWeights(const TrainConfig &c, const TrainCommandOptions &o,
+                            const std::string &runDir, const std::string &model,
+                            const std::string &resume) {
+  const std::vector<std::string> run = mtrunCommand(c, o, runDir, "", resume, 1);
+  auto load = std::find(run.begin(), run.end(), "--load");
+  // The steps are the provisional plan's only guess (one epoch of one global
+  // batch); a schedule the guess cannot make is told after the data step.
+  auto optimizer = c.optimizer(c.globalBatchSize());
+  if (load == run.end() || !optimizer)
+    return Status::ok();
+  CompileOptions compile;
+  compile.modelPath = model;
+  compile.parallel = c.layout();
+  compile.optimizer = *optimizer;
+  compile.outputDir = runDir + "/plan";
+  compile.configPath = o.configPath;
+  compile.givenAt = c.layoutGivenAt();
+  compile.layoutChecked = true;
+  if (!compileModel(compile))
+    return fail("compiling the plan failed (its error is above)");
+  if (!runCommand({run[0], compile.outputDir, "--check", "--load", *std::next(load)},
+                  "mtrun --check"))
+    return fail("the weights of model_name_or_path '" + c.modelNameOrPath + "' do not fit "
+                "the model its config.json describes (mtrun's error is above); checked "
+                "before the data step");
+  std::error_code ec;
+  fs::remove_all(compile.outputDir, ec);
+  if (ec)
+    return fail(compile.outputDir + ": cannot remove the provisional plan: " + ec.message());
+  return Status::ok();
+}
+
 /// The run's preparation in `runDir` (absolute and normal), its keys
 /// checked already: the data prepared, the model imported and the plan
 /// compiled for `c`'s layout; writes train.sh (a new run with
@@ -324,6 +374,8 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   if (!checkLayout(import.outputPath, c.layout(), c.layoutGivenAt()))
     return fail("the parallel layout or recompute settings do not fit the model (its error is "
                 "above)");
+  if (Status s = checkStartingWeights(c, o, runDir, import.outputPath, resume); !s)
+    return s;
   // 2. The data (its size sets the steps of num_train_epochs), then the plan.
   auto prepared = prepareTrainingData(dataRequest(c, o, runDir));
   if (!prepared)
@@ -360,19 +412,6 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
                  << "); train with:\n  sh " << shellWord(runDir + "/train.sh") << "\nor:\n  "
                  << quoted(cmd) << "\n";
   return cmd;
-}
-
-/// Runs `cmd` (argv[0] the program) and waits for it; stopping mtc train
-/// stops it (runChild; `childHandlesStop`: mtrun ends after its step and
-/// exits 0, exit_signal_handler). The error names `what`.
-Status runCommand(const std::vector<std::string> &cmd, const std::string &what,
-                  bool childHandlesStop = false) {
-  auto code = runChild(cmd, "", childHandlesStop);
-  if (!code)
-    return fail(what + ": " + code.message());
-  if (*code != 0)
-    return fail(what + " failed (" + describeExit(*code) + ")");
-  return Status::ok();
 }
 
 /// What gives the world size: "torchrun's WORLD_SIZE", "NPROC_PER_NODE", or

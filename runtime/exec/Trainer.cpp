@@ -63,8 +63,11 @@ Status TrainingRun::checkAlone(int64_t ranks) {
                          countOf(planRanks, "rank") + " (pp x dp x cp x tp; ep folds over "
                          "them); run `mtrun --nproc " + std::to_string(planRanks) +
                          "` or recompile the plan");
-  if (Status s = settleRun(); !s)
-    return s;
+  // Without data (mtc train's check before its data step): the plan and
+  // --load alone.
+  if (!o_.dataPath.empty())
+    if (Status s = settleRun(); !s)
+      return s;
   // --load's tensors by their headers: a missing or mis-shaped one is
   // refused before the ranks start (and before mtc train keeps the run).
   if (o_.resumeDir.empty() && !o_.loadHf.empty())

@@ -81,7 +81,9 @@ Status checkTrainOutputs(const TrainOptions &options);
 /// against a --resume checkpoint, the data, the steps to run, --load's
 /// tensor names and shapes), made once by a launcher (mtrun --nproc) before
 /// it starts the ranks, so that such an error is told once, and by mtrun
-/// --check; prints nothing and writes nothing.
+/// --check; prints nothing and writes nothing. Without options.dataPath
+/// (`mtrun --check --load`, before mtc train's data step): the plan, its
+/// rank count and --load alone.
 Status checkRun(const TrainOptions &options, int64_t ranks);
 
 /// Runs the whole job on this rank (the rank comes from the environment:

@@ -64,9 +64,10 @@ struct CommandLine {
 void addRunOptions(CLI::App &app, CommandLine &c) {
   mt::exec::TrainOptions &o = c.o;
   app.add_option("plan", o.planDir, "plan directory")->required();
+  // Required but by --check (checked in finishOptions).
   app.add_option("--data", o.dataPath,
-                 "token file (mt-tokenize writes one) or prepared SFT data (mt-prepare-sft)")
-      ->required()
+                 "token file (mt-tokenize writes one) or prepared SFT data (mt-prepare-sft); "
+                 "required but by --check --load")
       ->check(mt::tools::nonEmptyPath);
   app.add_option("--steps", o.steps,
                  "the optimizer step the run ends after, counted from the start of "
@@ -179,7 +180,8 @@ void addControlOptions(CLI::App &app, CommandLine &c) {
   app.add_flag("--check", c.check,
                "check the run as its ranks would before training (outputs, plan, data, "
                "--resume against the plan and data, --load's tensor names and shapes) and "
-               "exit, writing nothing: mtc train's test before it keeps a prepared run");
+               "exit, writing nothing: mtc train's test before it keeps a prepared run; "
+               "without --data, the plan and --load alone");
   app.add_option("--nproc", c.nproc, "start this many local ranks (the plan's world size)")
       ->check(mt::tools::positive);
   app.add_option("--threads-per-rank", c.threadsPerRank,
@@ -226,6 +228,15 @@ void addControlOptions(CLI::App &app, CommandLine &c) {
 /// returns 1 after printing an error, else 0.
 int finishOptions(CommandLine &c) {
   mt::exec::TrainOptions &o = c.o;
+  if (o.dataPath.empty() && !(c.check && !o.loadHf.empty() && o.resumeDir.empty())) {
+    std::cerr << "error: --data is required: a token file (mt-tokenize) or prepared SFT data "
+                 "(mt-prepare-sft)"
+              << (c.check ? "; --check without it checks the plan and --load alone (not "
+                            "--resume, whose checkpoint names its data)"
+                          : "")
+              << "\n";
+    return 1;
+  }
   if (auto dtype = mt::exec::parseExportDtype(c.exportDtype, "--export-dtype"); dtype) {
     o.exportDtype = *dtype;
   } else {
