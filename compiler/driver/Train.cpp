@@ -531,7 +531,7 @@ Expected<std::string> setAsideRunDir(const std::string &runDir) {
   std::error_code ec;
   if (!fs::exists(runDir, ec) || fs::is_empty(runDir, ec))
     return std::string();
-  const std::string aside = runDir + ".earlier-" + std::to_string(::getpid());
+  const std::string aside = setAsidePath(runDir, long(::getpid()));
   fs::rename(runDir, aside, ec);
   if (ec)
     return fail(runDir + ": cannot move the earlier run's preparation aside to " + aside +

@@ -276,12 +276,29 @@ static Status checkInputsKept(const TrainConfig &c, bool resuming) {
   return Status::ok();
 }
 
-Status checkSetAsideRunDir(const std::string &runDir) {
+namespace {
+
+/// runDir, absolute and normal, without a trailing '/'.
+fs::path runDirPath(const std::string &runDir) {
   std::error_code ec;
   fs::path run = fs::absolute(runDir, ec).lexically_normal();
-  if (!run.has_filename()) // a trailing '/'
-    run = run.parent_path();
-  const std::string prefix = run.filename().string() + ".earlier-";
+  return run.has_filename() ? run : run.parent_path();
+}
+
+constexpr const char *kSetAsideSuffix = ".earlier-";
+
+} // namespace
+
+std::string setAsidePath(const std::string &runDir, long pid) {
+  fs::path run = runDirPath(runDir);
+  return (run.parent_path() / (run.filename().string() + kSetAsideSuffix + std::to_string(pid)))
+      .string();
+}
+
+Status checkSetAsideRunDir(const std::string &runDir) {
+  std::error_code ec;
+  const fs::path run = runDirPath(runDir);
+  const std::string prefix = run.filename().string() + kSetAsideSuffix;
   for (const auto &entry : fs::directory_iterator(run.parent_path(), ec)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind(prefix, 0) != 0)

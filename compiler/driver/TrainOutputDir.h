@@ -46,6 +46,11 @@ Status checkResumedStep(const TrainConfig &c, const std::string &state, const st
 /// use (that process runs) is an error naming it and what to do with it.
 Status checkSetAsideRunDir(const std::string &runDir);
 
+/// Where mtc train (process `pid`) sets the earlier preparation in `runDir`
+/// aside: <runDir>.earlier-<pid>, beside it (a trailing '/' of runDir
+/// ignored).
+std::string setAsidePath(const std::string &runDir, long pid);
+
 /// A new run into an output_dir that holds something is refused unless
 /// overwrite_output_dir or a resume says otherwise (transformers' rule).
 /// The run directory itself (output_dir/mtc-run by default, which other
