@@ -106,6 +106,22 @@ Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &o
   return removed;
 }
 
+namespace {
+
+/// Whether the safetensors file at `path` is one mtc wrote: its header's
+/// metadata says io::kSafetensorsOutputKey "hf-export" (every model file
+/// of mtc's exports and final models does; a downloaded model's does not).
+bool writtenByMtc(const fs::path &path) {
+  auto file = io::openSafetensors(path.string());
+  if (!file)
+    return false;
+  auto it = file->metadata().find(io::kSafetensorsOutputKey);
+  return it != file->metadata().end() &&
+         it->second == io::outputKindName(io::OutputKind::HfExport);
+}
+
+} // namespace
+
 std::vector<std::string> removeEarlierFinalModel(const std::string &outputDir,
                                                  const std::vector<std::string> &inputs) {
   std::error_code ec;
@@ -113,17 +129,25 @@ std::vector<std::string> removeEarlierFinalModel(const std::string &outputDir,
   for (const std::string &input : inputs)
     if (!input.empty() && fs::weakly_canonical(input, ec) == dir)
       return {}; // the run's own model or tokenizer: an input, not a stale output
+  std::vector<std::string> weights; // model.safetensors and save_pretrained's shards
+  for (const auto &entry : fs::directory_iterator(outputDir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "model.safetensors" || io::isShardName(name))
+      weights.push_back(name);
+  }
+  // Only a final model mtc wrote goes, with the files written beside it:
+  // a model another tool put there (a download) is not this command's to
+  // remove, as transformers' overwrite_output_dir removes nothing.
+  if (weights.empty() ||
+      !std::all_of(weights.begin(), weights.end(),
+                   [&](const std::string &name) { return writtenByMtc(dir / name); }))
+    return {};
   std::vector<std::string> names = {"trainer_state.json", "training_loss.svg", "config.json",
                                     "model.safetensors", "model.safetensors.index.json"};
   names.insert(names.end(), tokenizerFileNames().begin(), tokenizerFileNames().end());
-  std::vector<std::string> shards; // save_pretrained's, by name
-  for (const auto &entry : fs::directory_iterator(outputDir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (io::isShardName(name))
-      shards.push_back(name);
-  }
-  std::sort(shards.begin(), shards.end());
-  names.insert(names.end(), shards.begin(), shards.end());
+  std::erase(weights, "model.safetensors");
+  std::sort(weights.begin(), weights.end());
+  names.insert(names.end(), weights.begin(), weights.end());
   std::vector<std::string> removed;
   for (const std::string &name : names)
     if (fs::is_regular_file(dir / name, ec) && fs::remove(dir / name, ec))

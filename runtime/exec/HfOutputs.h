@@ -60,7 +60,9 @@ Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &o
 /// and returns the names removed. Left there, a run that ends early would
 /// leave them beside its own checkpoints and trainer_log.jsonl, as if they
 /// were its model. Nothing is removed where `outputDir` is one of `inputs`
-/// (the --load or --tokenizer-dir directory).
+/// (the --load or --tokenizer-dir directory), or where the model files
+/// there are not all mtc's (their safetensors headers say so): another
+/// tool's model, such as a download, stays as it is.
 std::vector<std::string> removeEarlierFinalModel(const std::string &outputDir,
                                                  const std::vector<std::string> &inputs);
 
