@@ -6,10 +6,13 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <streambuf>
 #include <vector>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -158,6 +161,21 @@ Status syncTree(const std::string &root) {
 }
 
 /// Whether `name` is `base + marker + <digits>`, i.e. one of our leftovers.
+/// Whether process `pid` runs: it exists and is no zombie (killed, not yet
+/// reaped: a killed run's ranks until their reaper waits for them).
+bool processRuns(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH)
+    return false;
+  std::ifstream stat("/proc/" + std::to_string(long(pid)) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t end = text.rfind(')'); // "pid (comm) S ...": comm may hold ')'
+  return end == std::string::npos || end + 2 >= text.size() ||
+         (text[end + 2] != 'Z' && text[end + 2] != 'X');
+}
+
+/// Whether `name` is base + marker + a pid whose process is gone: a live
+/// one (not this process) may be replacing the directory right now, and
+/// its files are not leftovers.
 bool isLeftover(const std::string &name, const std::string &base,
                 const std::string &marker) {
   std::string prefix = base + marker;
@@ -166,7 +184,10 @@ bool isLeftover(const std::string &name, const std::string &base,
   for (size_t i = prefix.size(); i < name.size(); ++i)
     if (name[i] < '0' || name[i] > '9')
       return false;
-  return true;
+  if (name.size() - prefix.size() > 9) // no pid of Linux's (at most 2^22)
+    return true;
+  const pid_t pid = static_cast<pid_t>(std::stol(name.substr(prefix.size())));
+  return pid == ::getpid() || !processRuns(pid);
 }
 
 } // namespace

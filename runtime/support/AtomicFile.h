@@ -34,8 +34,10 @@ Status replaceDirectoryAtomically(
 /// Repairs what a crash inside replaceDirectoryAtomically may have left: if
 /// `dir` is missing but a `dir.old.<pid>` exists, the old directory is put
 /// back; then stale `dir.tmp.<pid>` and `dir.old.<pid>` siblings are removed.
-/// Call it before reading `dir` after a possible crash, never while another
-/// process may be replacing `dir`. A no-op when nothing was left behind.
+/// Only those of processes that are gone count: a running process's (not
+/// this one's) may be a replace in progress, and stay untouched. Call it
+/// before reading `dir` after a possible crash. A no-op when nothing was
+/// left behind.
 Status recoverInterruptedReplace(const std::string &dir);
 
 } // namespace mt::io

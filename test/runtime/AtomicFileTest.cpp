@@ -181,11 +181,12 @@ TEST_F(AtomicFileTest, FailingFillKeepsOldDirectory) {
 }
 
 TEST_F(AtomicFileTest, RecoveryRestoresOldDirectoryAfterCrashBetweenRenames) {
-  // What a crash after `ckpt` was moved away, before the new one moved in, leaves.
-  fs::create_directories(dir_ / "ckpt.old.4242");
-  writeText(dir_ / "ckpt.old.4242" / "weights.bin", "step 100");
-  fs::create_directories(dir_ / "ckpt.tmp.4242");
-  writeText(dir_ / "ckpt.tmp.4242" / "weights.bin", "step 200");
+  // What a crash after `ckpt` was moved away, before the new one moved in,
+  // leaves (999999991: past any pid_max, so no process of this machine's).
+  fs::create_directories(dir_ / "ckpt.old.999999991");
+  writeText(dir_ / "ckpt.old.999999991" / "weights.bin", "step 100");
+  fs::create_directories(dir_ / "ckpt.tmp.999999991");
+  writeText(dir_ / "ckpt.tmp.999999991" / "weights.bin", "step 200");
   Status s = recoverInterruptedReplace((dir_ / "ckpt").string());
   ASSERT_TRUE(s.isOk()) << s.message();
   EXPECT_EQ(readAll(dir_ / "ckpt" / "weights.bin"), "step 100");
@@ -195,8 +196,8 @@ TEST_F(AtomicFileTest, RecoveryRestoresOldDirectoryAfterCrashBetweenRenames) {
 TEST_F(AtomicFileTest, RecoveryRemovesOnlyOurLeftovers) {
   fs::create_directories(dir_ / "ckpt");
   writeText(dir_ / "ckpt" / "weights.bin", "current");
-  fs::create_directories(dir_ / "ckpt.tmp.17");
-  fs::create_directories(dir_ / "ckpt.old.18");
+  fs::create_directories(dir_ / "ckpt.tmp.999999992"); // processes that are gone
+  fs::create_directories(dir_ / "ckpt.old.999999993");
   fs::create_directories(dir_ / "ckpt.tmp.backup"); // not a pid: someone else's
   fs::create_directories(dir_ / "ckpt2.tmp.19");    // another directory's
   Status s = recoverInterruptedReplace((dir_ / "ckpt").string());
@@ -206,6 +207,26 @@ TEST_F(AtomicFileTest, RecoveryRemovesOnlyOurLeftovers) {
   // Nothing to do the second time.
   ASSERT_TRUE(recoverInterruptedReplace((dir_ / "ckpt").string()).isOk());
   EXPECT_EQ(entries().size(), 3u);
+}
+
+// A save in progress in another process (its pid runs: here this test's
+// parent) is not a leftover: another process's recovery, such as mtrun
+// --check's, leaves it alone. This process's own pid is no save of its own
+// in progress (recovery runs before one), so that one goes.
+TEST_F(AtomicFileTest, RecoveryLeavesARunningProcesssReplaceAlone) {
+  const std::string live = std::to_string(long(::getppid()));
+  const std::string self = std::to_string(long(::getpid()));
+  fs::create_directories(dir_ / "ckpt");
+  fs::create_directories(dir_ / ("ckpt.tmp." + live));
+  fs::create_directories(dir_ / ("ckpt.old." + live));
+  fs::create_directories(dir_ / ("ckpt.tmp." + self));
+  ASSERT_TRUE(recoverInterruptedReplace((dir_ / "ckpt").string()).isOk());
+  EXPECT_EQ(entries(), (std::set<std::string>{"ckpt", "ckpt.tmp." + live, "ckpt.old." + live}));
+  // Between its two renames: `ckpt` missing, the running process's
+  // .old.<pid> is not restored under it.
+  fs::remove_all(dir_ / "ckpt");
+  ASSERT_TRUE(recoverInterruptedReplace((dir_ / "ckpt").string()).isOk());
+  EXPECT_FALSE(fs::exists(dir_ / "ckpt"));
 }
 
 } // namespace

@@ -180,8 +180,10 @@ void addControlOptions(CLI::App &app, CommandLine &c) {
   app.add_flag("--check", c.check,
                "check the run as its ranks would before training (outputs, plan, data, "
                "--resume against the plan and data, --load's tensor names and shapes) and "
-               "exit, writing nothing: mtc train's test before it keeps a prepared run; "
-               "without --data, the plan and --load alone");
+               "exit, writing nothing but the repair the run would make of a --resume "
+               "checkpoint that a killed save left (never a running save's): mtc train's "
+               "test before it keeps a prepared run; without --data, the plan and --load "
+               "alone");
   app.add_option("--nproc", c.nproc, "start this many local ranks (the plan's world size)")
       ->check(mt::tools::positive);
   app.add_option("--threads-per-rank", c.threadsPerRank,
