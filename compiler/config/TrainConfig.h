@@ -55,6 +55,8 @@ private:
 struct TrainConfig {
   // Model and data (LLaMA-Factory's ModelArguments / DataArguments).
   std::string modelNameOrPath;   // a local Hugging Face model directory
+  /// train_from_scratch: random weights (the seed's), not the directory's.
+  bool trainFromScratch = false;
   std::string stage = "sft";     // "sft" or "pt"
   std::string dataset;           // comma-separated names (dataset_info.json) or files
   std::string datasetDir = "data";

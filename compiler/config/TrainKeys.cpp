@@ -336,6 +336,9 @@ std::vector<Key> llamaFactoryDataKeys() {
       // LLaMA-Factory: model and data.
       {"model_name_or_path", Honoured, LlamaFactory, "the local Hugging Face model directory "
        "(config.json, *.safetensors, tokenizer files)", {}, "", text("model_name_or_path", &T::modelNameOrPath)},
+      {"train_from_scratch", Honoured, LlamaFactory, "start from random weights (the seed's), "
+       "not model_name_or_path's; without it, a directory with no *.safetensors is refused",
+       {}, "", boolean("train_from_scratch", &T::trainFromScratch)},
       {"do_train", Refused, LlamaFactory, "mtc train only trains (no evaluation or prediction)", {"true"}},
       {"stage", Honoured, LlamaFactory, "sft (chat fine-tuning) or pt (language modelling); rm, "
        "ppo, dpo and kto are not supported", {}, "", oneOf("stage", &T::stage, {"sft", "pt"})},

@@ -81,7 +81,7 @@ std::vector<std::string> mtrunCommand(TrainConfig c, const TrainCommandOptions &
     cmd.insert(cmd.end(), {"--resume", resume});
   else if (!dist.empty() && fs::exists(fs::path(dist) / "trainer.json"))
     cmd.insert(cmd.end(), {"--resume", dist});
-  else if (hasWeights)
+  else if (hasWeights && !c.trainFromScratch)
     cmd.insert(cmd.end(), {"--load", c.modelNameOrPath});
   if (!dist.empty())
     cmd.insert(cmd.end(), {"--save", dist, "--save-every", std::to_string(c.saveSteps)});
@@ -131,6 +131,53 @@ Status checkDistCheckpoint(const TrainConfig &c) {
               "directory, where mtc keeps its own reshardable checkpoint");
 }
 
+/// model_name_or_path's weight files: whether it holds *.safetensors (what
+/// mtc reads), and the names of its weights in formats mtc does not read
+/// (PyTorch's pickles and the like), sorted.
+std::pair<bool, std::vector<std::string>> weightFilesOf(const std::string &dir) {
+  bool safetensors = false;
+  std::vector<std::string> others;
+  std::error_code ec;
+  for (const auto &entry : fs::directory_iterator(dir, ec)) {
+    const std::string ext = entry.path().extension().string();
+    safetensors |= ext == ".safetensors";
+    if (ext == ".bin" || ext == ".pt" || ext == ".pth" || ext == ".ckpt" || ext == ".gguf")
+      others.push_back(entry.path().filename().string());
+  }
+  std::sort(others.begin(), others.end());
+  return {safetensors, others};
+}
+
+/// Weights mtc cannot read, with none it can: an error naming them (without
+/// train_from_scratch; transformers would load them).
+Status checkStartingWeightFiles(const TrainConfig &c) {
+  auto [safetensors, others] = weightFilesOf(c.modelNameOrPath);
+  if (c.trainFromScratch || safetensors || others.empty())
+    return Status::ok();
+  std::string list;
+  for (const std::string &name : others)
+    list += (list.empty() ? "" : ", ") + name;
+  return fail(c.whereGiven("model_name_or_path") + "model_name_or_path: " + c.modelNameOrPath +
+              " holds its weights as " + list + ", which mtc does not read (it reads "
+              "*.safetensors): convert them (transformers: AutoModelForCausalLM."
+              "from_pretrained(dir).save_pretrained(dir, safe_serialization=True)), or give "
+              "train_from_scratch: true to start from random weights");
+}
+
+/// A model directory with no weights at all: the run starts from random
+/// weights, said unless train_from_scratch says so (transformers would
+/// refuse such a directory).
+std::string noWeightsWarning(const TrainConfig &c) {
+  auto [safetensors, others] = weightFilesOf(c.modelNameOrPath);
+  if (c.trainFromScratch || safetensors || !others.empty() || c.modelNameOrPath.empty() ||
+      !fs::is_regular_file(c.modelNameOrPath + "/config.json"))
+    return "";
+  return c.whereGiven("model_name_or_path") + "model_name_or_path: " + c.modelNameOrPath +
+         " holds no weights (no *.safetensors): the run starts from random weights (the "
+         "seed's); give train_from_scratch: true to say so, or the directory of a downloaded "
+         "model to fine-tune it";
+}
+
 /// The keys checked before any work, each error added to `errors`: the
 /// model directory and cutoff_len against it, the stage's data keys, the
 /// schedule, output_dir and Trinity's checkpoint. A key refused while it was
@@ -150,6 +197,8 @@ void checkConfig(const TrainConfig &c, const DataRequest &data, ConfigErrors &er
                                  : config + " is " + notARegularFile(config) +
                                        ", not a file (mtc reads the model's config from it)")));
   const bool modelOk = !errors.failed("model_name_or_path");
+  if (modelOk)
+    errors.add("model_name_or_path", checkStartingWeightFiles(c));
   if (!errors.failed("stage"))
     c.checkStageKeys(errors);
   // The model at cutoff_len, before the data step spends its time.
@@ -479,9 +528,9 @@ Status readRun(const TrainCommandOptions &o, const Launch &launch,
             sequenceParallelOffAtTp1(c.parallel, c.whereGiven("sequence_parallel"));
         !warning.empty() && (!launched || launch.localRank == 0))
       llvm::errs() << "warning: " << warning << "\n";
-  if (std::string warning = c.warmupIgnoredWarning();
-      !warning.empty() && (!launched || launch.localRank == 0))
-    llvm::errs() << "warning: " << warning << "\n";
+  for (const std::string &warning : {c.warmupIgnoredWarning(), noWeightsWarning(c)})
+    if (!warning.empty() && (!launched || launch.localRank == 0))
+      llvm::errs() << "warning: " << warning << "\n";
   checkConfig(c, dataRequest(c, o, runDir), errors);
   if (!launched || launch.localRank == 0) // the others wait while it is written
     errors.add("", checkRunDir(runDir, o.runDir.empty() ? "" : "-o", c, o.configPath));
