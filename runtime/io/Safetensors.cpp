@@ -590,6 +590,13 @@ Expected<SafetensorsCheckpoint> openCheckpoint(const std::string &dir) try {
   if (files.empty())
     fail(dir + ": no model.safetensors.index.json, model.safetensors or "
                "*.safetensors file");
+  // save_pretrained's shards are read through their index only: without
+  // it they may be of two saves (one interrupted while it replaced them).
+  for (const std::string &f : files)
+    if (isShardName(fs::path(f).filename().string()))
+      fail(dir + ": " + fs::path(f).filename().string() + " is a shard of a sharded save, "
+           "but model.safetensors.index.json is missing: a save that was interrupted (its "
+           "shards may be of two saves) or an incomplete copy; save or copy the model again");
   for (const std::string &f : files)
     addShard(openOrFail(f), ckpt.shards_, ckpt.shardIndex_, dir);
   return ckpt;

@@ -120,7 +120,8 @@ private:
 /// `*.safetensors` in `dir` (transformers' from_pretrained order: the single
 /// file wins over an index beside it).
 /// A tensor that appears in two shards, an index entry whose file or tensor
-/// is missing, and a shard tensor the index does not list are errors.
+/// is missing, a shard tensor the index does not list, and a shard named as
+/// save_pretrained names them (isShardName) with no index are errors.
 Expected<SafetensorsCheckpoint> openCheckpoint(const std::string &dir);
 
 struct TensorToWrite {
@@ -162,7 +163,10 @@ bool isShardName(const std::string &name);
 /// = 5e9 bytes). The weight files of an earlier save in `dir` that this one
 /// does not replace are removed after it (save_pretrained's clean-up of
 /// stale model-0000k-of-0000n shards, and here also a stale index or single
-/// model.safetensors), so that no reader takes the earlier weights.
+/// model.safetensors), so that no reader takes the earlier weights. Several
+/// shards: the earlier index is removed first and the new one written
+/// last, so that a save interrupted in between leaves no index naming
+/// shards of two saves (openCheckpoint refuses shards without an index).
 Status writeShardedSafetensors(const std::string &dir, const std::vector<TensorToWrite> &tensors,
                                uint64_t maxShardBytes,
                                const std::map<std::string, std::string> &metadata = {

@@ -79,6 +79,15 @@ Status writeShardedSafetensors(const std::string &dir, const std::vector<TensorT
       return s;
     return removeStaleWeights(dir, {"model.safetensors"});
   }
+  // The earlier index goes first: shards are replaced one at a time, and an
+  // index naming them all while some are new and some old would load a
+  // model of neither save. Without it, an interrupted save is refused by
+  // name (openCheckpoint; transformers finds no weights) until one finishes.
+  std::error_code ec;
+  std::filesystem::remove(dir + "/model.safetensors.index.json", ec);
+  if (ec)
+    return Status::error(dir + "/model.safetensors.index.json: cannot remove the earlier "
+                         "save's index: " + ec.message());
   std::set<std::string> kept;
   nlohmann::json weightMap = nlohmann::json::object(); // keys sorted, as sort_keys=True
   uint64_t totalSize = 0;
@@ -95,7 +104,6 @@ Status writeShardedSafetensors(const std::string &dir, const std::vector<TensorT
       return s;
     kept.insert(name);
   }
-  kept.insert("model.safetensors.index.json"); // the earlier one, until replaced
   // transformers: json.dumps(index, indent=2, sort_keys=True) + "\n".
   nlohmann::json index = {{"metadata", {{"total_size", totalSize}}}, {"weight_map", weightMap}};
   // A single file beside the index would be read in its place: it goes

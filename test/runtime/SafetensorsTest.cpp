@@ -697,6 +697,31 @@ TEST_F(SafetensorsTest, ShardedCheckpointReadsBackWithItsIndex) {
   EXPECT_FALSE(fs::exists(path("model.safetensors.index.json")));
 }
 
+// A sharded save over an earlier one that fails part-way (here its second
+// shard cannot be written; a kill would do the same) leaves no index naming
+// shards of two saves: the earlier index went first, and shards without an
+// index are refused by name rather than read as one model.
+TEST_F(SafetensorsTest, AnInterruptedShardedSaveLeavesNoLoadableMix) {
+  std::vector<float> a = {1, 2, 3, 4}, b = {5, 6}, c = {7, 8, 9};
+  std::vector<TensorToWrite> ts = {{"a", Dtype::F32, {2, 2}, a.data()},
+                                   {"b", Dtype::F32, {2}, b.data()},
+                                   {"c", Dtype::F32, {3}, c.data()}};
+  ASSERT_TRUE(writeShardedSafetensors(dir_.string(), ts, 16).isOk());
+  ASSERT_TRUE(openCheckpoint(dir_.string()).isOk());
+  fs::remove(path("model-00002-of-00003.safetensors"));
+  fs::create_directories(path("model-00002-of-00003.safetensors")); // unwritable as a file
+  a = {9, 9, 9, 9};
+  ASSERT_FALSE(writeShardedSafetensors(dir_.string(), ts, 16).isOk());
+  EXPECT_FALSE(fs::exists(path("model.safetensors.index.json")));
+  fs::remove(path("model-00002-of-00003.safetensors"));
+  auto checkpoint = openCheckpoint(dir_.string());
+  ASSERT_FALSE(checkpoint.isOk());
+  EXPECT_NE(checkpoint.message().find("model-00001-of-00003.safetensors is a shard of a sharded "
+                                      "save, but model.safetensors.index.json is missing"),
+            std::string::npos)
+      << checkpoint.message();
+}
+
 // A save over an earlier one in the same directory leaves only its own
 // weight files (no reader may take the earlier weights): one file after
 // three shards removes the shards and the index, three shards after six
