@@ -600,6 +600,16 @@ void TrainConfig::checkStageKeys(ConfigErrors &errors) const {
         "remove packing or set it true"));
 }
 
+std::string TrainConfig::expertParallelBatchNote() const {
+  const int64_t dp = dataParallelSize();
+  if (parallel.ep <= 1 || dp % parallel.ep != 0)
+    return "";
+  return "MCoreAdapter's comment counts dp as world / (tp x pp x cp x ep) = " +
+         std::to_string(dp / parallel.ep) + ", which gives " +
+         countOf(globalBatchSize() / parallel.ep, "sample") + "; mtc follows Megatron-Core: "
+         "the ranks of an ep group read different data";
+}
+
 std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
   std::ostringstream os;
   int64_t dp = dataParallelSize();
@@ -607,10 +617,8 @@ std::string TrainConfig::explain(std::optional<int64_t> datasetSamples) const {
      << ") x gradient_accumulation_steps (" << gradientAccumulationSteps << ") x dp (" << dp
      << ") = " << countOf(globalBatchSize(), "sample") << " of cutoff_len " << cutoffLen
      << " tokens\n";
-  if (parallel.ep > 1 && dp % parallel.ep == 0)
-    os << "(MCoreAdapter's comment counts dp as world / (tp x pp x cp x ep) = " << dp / parallel.ep
-       << ", which gives " << countOf(globalBatchSize() / parallel.ep, "sample")
-       << "; mtc follows Megatron-Core: the ranks of an ep group read different data)\n";
+  if (std::string note = expertParallelBatchNote(); !note.empty())
+    os << "(" << note << ")\n";
   os << "dp: " << dp;
   if (parallel.dp > 0)
     os << " (given)";

@@ -194,6 +194,11 @@ struct TrainConfig {
   /// Megatron-Core's option file refuses it.
   Status checkPlanKeys() const;
 
+  /// Under expert parallelism, how the global batch differs from
+  /// MCoreAdapter's comment (dp = world / (tp x pp x cp x ep)), which mtc
+  /// does not follow: "" where ep is 1.
+  std::string expertParallelBatchNote() const;
+
   /// Lines for `--explain`: the global batch with the dp used, the steps
   /// (and how epochs over `datasetSamples` give them), and the keys that
   /// name what mtc always does.

@@ -10,6 +10,7 @@
 #include "compiler/hf/HfConfig.h"
 #include "runtime/support/AtomicFile.h"
 #include "runtime/support/FileKind.h"
+#include "runtime/support/Wording.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
@@ -451,6 +452,10 @@ Expected<std::vector<std::string>> prepareRun(const TrainConfig &c, const TrainC
   // Said once the layout is known to fit: before an error it would mislead.
   if (std::string note = fewestRanksNote(c); !note.empty())
     llvm::errs() << "note: " << note << "\n";
+  // --explain's global batch line says it already.
+  if (std::string note = c.expertParallelBatchNote(); !note.empty() && !o.explain)
+    llvm::errs() << "note: global batch " << countOf(c.globalBatchSize(), "sample") << " (dp "
+                 << c.dataParallelSize() << "); " << note << "\n";
   // 3. mtrun's command, kept as train.sh for a run elsewhere or by a launcher;
   // there $MTRUN names that machine's mtrun (one built without the compiler).
   std::vector<std::string> cmd = mtrunCommand(c, o, runDir, prepared->path, resume, nproc);
