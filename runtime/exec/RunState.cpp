@@ -187,6 +187,25 @@ void resolveNullSizes(json &config) {
     config["head_dim"] = hidden / heads;
 }
 
+namespace {
+
+/// A config's rotary scaling other than the default, as "key: value"
+/// (transformers 4's rope_scaling or 5's rope_parameters, which also holds
+/// rope_theta), "" for none.
+std::string ropeScaling(const json &config) {
+  for (const char *key : {"rope_scaling", "rope_parameters"}) {
+    auto it = config.find(key);
+    if (it == config.end() || !it->is_object())
+      continue;
+    const json type = it->contains("rope_type") ? (*it)["rope_type"] : it->value("type", json());
+    if (!type.is_null() && type != "default")
+      return std::string(key) + ": " + it->dump();
+  }
+  return "";
+}
+
+} // namespace
+
 std::string loadedConfigNote(const plan::Plan &plan, const std::string &dir) {
   const std::string path = dir + "/config.json";
   const std::string unchecked =
@@ -212,6 +231,17 @@ std::string loadedConfigNote(const plan::Plan &plan, const std::string &dir) {
     if (!isMetadata(key) && loaded.contains(key) && loaded[key] != value)
       differences += "\n  " + key + ": " + loaded[key].dump() + " there, " + value.dump() +
                      " in the plan";
+  // What changes the model's math, set there and absent from the plan's
+  // config: the plan does not apply it (mtc import-hf refuses what it does
+  // not support).
+  if (std::string scaling = ropeScaling(loaded); !scaling.empty() && ropeScaling(ours).empty())
+    differences += "\n  " + scaling + " there, not in the plan (not applied)";
+  for (const char *key : {"partial_rotary_factor", "sliding_window", "attn_logit_softcapping",
+                          "final_logit_softcapping", "mlp_bias", "attention_bias"})
+    if (!ours.contains(key) && loaded.contains(key) && !loaded[key].is_null() &&
+        loaded[key] != false)
+      differences += "\n  " + std::string(key) + ": " + loaded[key].dump() +
+                     " there, not in the plan (not applied)";
   if (differences.empty())
     return "";
   return path + " differs from the model the plan was compiled from; the plan's values "

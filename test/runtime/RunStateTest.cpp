@@ -231,5 +231,36 @@ TEST(ResolveNullSizes, WritesWhatTransformersResolvesTheNullsTo) {
   EXPECT_FALSE(absent.contains("head_dim"));
 }
 
+// A loaded config.json whose rotary scaling (either spelling), partial
+// rotary or other math the plan's config lacks is named: the plan does
+// not apply it. transformers 5's rope_parameters of the default type is
+// no scaling.
+TEST(LoadedConfigNote, NamesTheMathThePlanDoesNotApply) {
+  const plan::Plan plan = runPlan(1, 2, 8);
+  const fs::path dir = fs::temp_directory_path() / ("loaded-config-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto noteFor = [&](const std::string &config) {
+    std::ofstream(dir / "config.json") << config;
+    return loadedConfigNote(plan, dir.string());
+  };
+  EXPECT_EQ(noteFor(R"({"model_type": "qwen3", "hidden_size": 64})"), "");
+  EXPECT_EQ(noteFor(R"({"model_type": "qwen3", "hidden_size": 64, "rope_parameters":
+                        {"rope_type": "default", "rope_theta": 10000.0}})"),
+            "");
+  std::string note = noteFor(R"({"model_type": "qwen3", "hidden_size": 64, "rope_scaling":
+                                 {"type": "yarn", "factor": 4.0}, "partial_rotary_factor": 0.5})");
+  EXPECT_NE(note.find("\n  rope_scaling: {\"factor\":4.0,\"type\":\"yarn\"} there, not in "
+                      "the plan (not applied)"),
+            std::string::npos)
+      << note;
+  EXPECT_NE(note.find("\n  partial_rotary_factor: 0.5 there, not in the plan (not applied)"),
+            std::string::npos)
+      << note;
+  note = noteFor(R"({"model_type": "qwen3", "hidden_size": 64, "rope_parameters":
+                    {"rope_type": "llama3", "factor": 8.0}})");
+  EXPECT_NE(note.find("rope_parameters: {"), std::string::npos) << note;
+  fs::remove_all(dir);
+}
+
 } // namespace
 } // namespace mt::exec
