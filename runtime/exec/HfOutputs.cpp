@@ -184,6 +184,33 @@ Status truncateLog(const std::string &path, int64_t step) {
   });
 }
 
+/// A resumed run's trainer_log.jsonl at `path` must be its checkpoint's run:
+/// where the log records `step`, the checkpoint's last logged step, its loss
+/// and learning rate are the checkpoint's (`loss`, `lr`); another run's
+/// output_dir would otherwise get this run's records after its own, and its
+/// checkpoints replaced. No file, or no record at that step: ok.
+Status checkLogIsTheCheckpoints(const std::string &path, int64_t step, double loss, double lr,
+                                const std::string &resumeDir) {
+  if (!notARegularFile(path).empty())
+    return Status::ok();
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    json record = json::parse(line, nullptr, false);
+    if (!record.is_object() || record.value("current_steps", json()) != json(step))
+      continue;
+    const json logged = {record.value("loss", json()), record.value("lr", json())};
+    if (logged == json{loss, lr})
+      return Status::ok();
+    return Status::error(path + " is another run's log: at step " + std::to_string(step) +
+                         " it records loss and learning rate " + logged.dump() + ", the "
+                         "checkpoint " + resumeDir + " " + json{loss, lr}.dump() +
+                         "; resuming would append "
+                         "to it and replace that run's checkpoints. Give the checkpoint's own "
+                         "output_dir (--hf-output), or a new one");
+  }
+  return Status::ok();
+}
+
 } // namespace
 
 const std::vector<std::string> &tokenizerFileNames() {
@@ -240,6 +267,12 @@ Expected<HfRunOutputs> HfRunOutputs::open(const HfOutputOptions &options,
       }
     }
   }
+  if (!resumeDir.empty() && !out.history_.empty())
+    if (Status s = checkLogIsTheCheckpoints(options.outputDir + "/trainer_log.jsonl",
+                                            out.history_.back().step, out.history_.back().loss,
+                                            out.history_.back().learningRate, resumeDir);
+        !s)
+      return s;
   if (writer) {
     std::error_code ec;
     fs::create_directories(options.outputDir, ec);
