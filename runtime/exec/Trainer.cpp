@@ -220,6 +220,13 @@ Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
     log() << "note: " << note << "\n";
   if (last_ > done_)
     return Status::ok();
+  // A finished run's checkpoint exported as it is (another dtype, say):
+  // no step, so no weight changes.
+  if (last_ == done_ && !o_.exportHf.empty()) {
+    log() << "note: the checkpoint " << o_.resumeDir << " is at step " << done_
+          << ", where the run ends: nothing to train; --export-hf writes its weights\n";
+    return Status::ok();
+  }
   std::string after = "the checkpoint " + o_.resumeDir + " is already after step " +
                       std::to_string(done_);
   if (o_.steps)
@@ -293,7 +300,9 @@ Status TrainingRun::initializeWeights() {
 }
 
 Expected<std::optional<HfRunOutputs>> TrainingRun::openHfOutputs() {
-  if (o_.hf.outputDir.empty())
+  // A checkpoint exported as it is (no step): --hf-output's log, final model
+  // and checkpoints stay as the run left them.
+  if (o_.hf.outputDir.empty() || last_ == done_)
     return std::optional<HfRunOutputs>();
   if (o_.hf.overwriteOutputDir && o_.resumeDir.empty() && rank_->rank() == 0) {
     auto removed = removeEarlierCheckpoints(o_.hf.outputDir);

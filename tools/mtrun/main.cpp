@@ -336,6 +336,10 @@ int main(int argc, char **argv) {
   // OpenMPI) set the rank; train() has already accepted the environment.
   if (!reporter)
     return 0;
+  if (summary->steps == 0) { // a checkpoint exported as it is
+    std::cout << "trained 0 steps: the checkpoint's weights were exported\n";
+    return 0;
+  }
   std::cout << "trained " << mt::countOf(summary->steps, "step") << " (" << summary->skipped
             << " skipped): loss " << summary->firstLoss << " -> " << summary->lastLoss
             << " (mean of the last " << mt::countOf(std::min<int64_t>(20, summary->steps), "step")
