@@ -6,6 +6,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -31,6 +33,17 @@ template <typename T> Status read(const Given &g, const char *key, const char *e
     if (g.literal && !g.node.IsNull()) {
       out = *g.literal;
       return Status::ok();
+    }
+  if constexpr (std::is_same_v<T, bool>)
+    if (g.node.IsScalar()) {
+      // HfArgumentParser's string_to_bool also takes 1, 0, t and f (and a
+      // YAML 1 or 0 is truthy or falsy there); YAML's own spellings follow.
+      std::string word = g.node.Scalar();
+      std::transform(word.begin(), word.end(), word.begin(), ::tolower);
+      if (word == "1" || word == "t" || word == "0" || word == "f") {
+        out = word == "1" || word == "t";
+        return Status::ok();
+      }
     }
   try {
     if (g.node.IsScalar()) {

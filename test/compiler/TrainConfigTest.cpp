@@ -462,6 +462,20 @@ TEST(TrainConfig, AlwaysDoneKeysStillCheckTheirType) {
       << e;
 }
 
+// HfArgumentParser's string_to_bool takes 1, 0, t and f besides YAML's
+// true/false/yes/no spellings, on the command line and in the file.
+TEST(TrainConfig, BooleansTakeHfArgumentParsersSpellings) {
+  TrainConfig c;
+  ASSERT_TRUE(loadTrainConfig(writeYaml("ok.yaml", "plot_loss: 0\npacking: 1\n"),
+                              {{"overwrite_output_dir", "T"}, {"neat_packing", "f"}}, c));
+  EXPECT_FALSE(c.plotLoss);
+  EXPECT_TRUE(c.packing);
+  EXPECT_TRUE(c.overwriteOutputDir);
+  EXPECT_FALSE(c.neatPacking);
+  std::string e = errorOf("plot_loss: 2\n");
+  EXPECT_NE(e.find("plot_loss: expected true or false, got '2'"), e.npos) << e;
+}
+
 TEST(TrainConfig, PlotLossIsHonoured) {
   // plot_loss false had been accepted and training_loss.svg drawn all the
   // same; not given, mtc draws it.
