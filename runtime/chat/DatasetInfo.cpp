@@ -337,14 +337,19 @@ Expected<std::vector<DatasetAttr>> readDatasetInfo(const std::string &datasetDir
   std::vector<std::string> known;
   for (const auto &[k, v] : info.items())
     known.push_back(k);
+  // Every unknown name at once, each with the one it may mean.
+  std::string unknown;
+  for (const std::string &name : names)
+    if (!info.contains(name)) {
+      unknown += (unknown.empty() ? "unknown dataset '" : "; unknown dataset '") + name +
+                 "' (not in " + infoPath + ")";
+      if (std::string close = closestName(name, known); !close.empty())
+        unknown += "; did you mean '" + close + "'?";
+    }
+  if (!unknown.empty())
+    return Status::error(unknown + "; known: " + joinNames(known));
   std::vector<DatasetAttr> attrs;
   for (const std::string &name : names) {
-    if (!info.contains(name)) {
-      std::string message = "unknown dataset '" + name + "' (not in " + infoPath + ")";
-      if (std::string close = closestName(name, known); !close.empty())
-        message += "; did you mean '" + close + "'?";
-      return Status::error(message + "; known: " + joinNames(known));
-    }
     auto attr = parseEntry(infoPath, name, info[name]);
     if (!attr)
       return attr.status();

@@ -100,6 +100,12 @@ TEST_F(DatasetInfo, UnknownDatasetSuggestsName) {
   EXPECT_HAS(m, "unknown dataset 'alpaca_dem'");
   EXPECT_HAS(m, "did you mean 'alpaca_demo'");
   EXPECT_HAS(m, path("dataset_info.json"));
+  // Every unknown name of the list is named at once, not the first alone.
+  auto attrs = readDatasetInfo(dir_.string(), {"identity", "alpaca_demo", "alpaca_en_demo"});
+  ASSERT_FALSE(attrs);
+  m = attrs.message();
+  EXPECT_HAS(m, "unknown dataset 'identity'");
+  EXPECT_HAS(m, "unknown dataset 'alpaca_en_demo'");
 }
 
 TEST_F(DatasetInfo, UnknownFormattingAndKeys) {
