@@ -155,6 +155,14 @@ RunIdentity runIdentity(const plan::Plan &plan, uint64_t dataTokens, uint64_t da
   char hex[19];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(dataFingerprint));
   id["data.fingerprint"] = json(hex).dump();
+  // What --freeze keeps out of training; only where it keeps something, so
+  // that the identity of a run without it is what it always was.
+  json frozen = json::array();
+  for (const plan::Parameter &p : plan.parameters())
+    if (!p.trainable())
+      frozen.push_back(p.name());
+  if (!frozen.empty())
+    id["frozen"] = frozen.dump();
   std::map<std::string, std::set<json>> values;
   for (const plan::Program &program : plan.programs())
     for (const plan::Instruction &instr : program.instructions()) {

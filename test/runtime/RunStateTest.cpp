@@ -63,6 +63,23 @@ TEST(RunIdentity, NamesTheRunNotTheLayout) {
   EXPECT_EQ(id.at("data.fingerprint"), "\"0000000000000abc\"");
   EXPECT_EQ(id.count("model.transformers_version"), 0u); // metadata
   EXPECT_EQ(id.count("adamw.n"), 0u);
+  EXPECT_EQ(id.count("frozen"), 0u); // nothing frozen: no key, as before --freeze
+}
+
+// What --freeze keeps out of training is part of the run: a checkpoint's
+// optimizer state covers the trainable parameters of its own run only.
+TEST(RunIdentity, NamesTheFrozenParameters) {
+  plan::Plan frozen = runPlan(1, 2, 8);
+  for (const char *name : {"model.embed_tokens.weight", "model.norm.weight"}) {
+    plan::Parameter *p = frozen.add_parameters();
+    p->set_name(name);
+    p->set_trainable(std::string(name) == "model.norm.weight");
+  }
+  RunIdentity id = runIdentity(frozen, 4000, 0xabc);
+  EXPECT_EQ(id.at("frozen"), "[\"model.embed_tokens.weight\"]");
+  EXPECT_NE(identityDifferences(runIdentity(runPlan(1, 2, 8), 4000, 0xabc), id)
+                .find("frozen: checkpoint "),
+            std::string::npos);
 }
 
 TEST(RunIdentity, DifferencesNameBothValues) {
