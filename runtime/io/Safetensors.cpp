@@ -2,6 +2,7 @@
 // sharded checkpoint directories, and the fp16/bf16 conversions.
 #include "runtime/io/Safetensors.h"
 
+#include "runtime/support/AtomicFile.h"
 #include "runtime/support/CheckedMath.h"
 #include "runtime/support/FileKind.h"
 
@@ -570,7 +571,7 @@ Status SafetensorsCheckpoint::readAsFloat32(const std::string &name, float *dst,
 Expected<SafetensorsCheckpoint> openCheckpoint(const std::string &dir) try {
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
-    fail(dir + ": not a checkpoint directory");
+    fail(dir + ": not a checkpoint directory" + interruptedReplaceHint(dir));
   SafetensorsCheckpoint ckpt;
   ckpt.dir_ = dir;
   fs::path indexPath = fs::path(dir) / "model.safetensors.index.json";

@@ -284,4 +284,19 @@ Status recoverInterruptedReplace(const std::string &dirIn) {
   return syncPath(parent, /*isDir=*/true);
 }
 
+std::string interruptedReplaceHint(const std::string &dirIn) {
+  const std::string dir = withoutTrailingSlash(dirIn);
+  const std::string base = fs::path(dir).filename().string();
+  std::error_code ec;
+  if (fs::exists(dir, ec))
+    return "";
+  for (const fs::directory_entry &e : fs::directory_iterator(parentDir(dir), ec))
+    if (isLeftover(e.path().filename().string(), base, ".old.")) {
+      const std::string old = (fs::path(dir).parent_path() / e.path().filename()).string();
+      return "; " + old + " holds what an interrupted replace of it moved aside (mv " + old +
+             " " + dir + " restores it)";
+    }
+  return "";
+}
+
 } // namespace mt::io

@@ -40,6 +40,12 @@ Status replaceDirectoryAtomically(
 /// left behind.
 Status recoverInterruptedReplace(const std::string &dir);
 
+/// For a missing `dir`: "; <dir>.old.<pid> holds what an interrupted
+/// replace of it moved aside (mv ... restores it)" when such a sibling of a
+/// process that is gone exists, else "" (for the errors of readers that
+/// do not repair, such as --load).
+std::string interruptedReplaceHint(const std::string &dir);
+
 } // namespace mt::io
 
 #endif // MT_RUNTIME_SUPPORT_ATOMICFILE_H
