@@ -17,7 +17,7 @@ namespace {
 // handler, so lock-free atomics only.
 static_assert(std::atomic<int64_t>::is_always_lock_free);
 std::atomic<int> gPending{0};
-std::atomic<int64_t> gStep{0}, gLast{0}, gSaved{-1};
+std::atomic<int64_t> gStep{0}, gLast{0}, gSaved{-1}, gSaving{-1};
 std::atomic<bool> gGraceful{false}, gReporter{false};
 std::atomic<bool> gInstalled{false}; // one StopSignals at a time
 // When the graceful stop's signal came (CLOCK_MONOTONIC, ns; 0: being
@@ -109,6 +109,9 @@ extern "C" void onStopSignal(int signal) {
       line << "the newest checkpoint this run saved is of step " << saved;
     else
       line << "this run saved no checkpoint";
+    // Stopped inside a save: it may have completed (--resume takes it then).
+    if (const int64_t saving = gSaving.load(); saving > saved)
+      line << ", and the save of step " << saving << " was under way";
     if (!gGraceful.load())
       line << " (--exit-signal-handler would end after the step and save)";
     line.write();
@@ -130,6 +133,7 @@ StopSignals::StopSignals(bool graceful, bool reporter) {
   gStep = 0;
   gLast = 0;
   gSaved = -1;
+  gSaving = -1;
   gGraceful = graceful;
   gReporter = reporter;
   // SA_RESTART: reads and writes go on after a graceful signal (poll and
@@ -149,6 +153,11 @@ void StopSignals::stepStarted(int64_t step, int64_t last) {
     return;
   gLast = last;
   gStep = step;
+}
+
+void StopSignals::saving(int64_t step) {
+  if (owner_)
+    gSaving = step;
 }
 
 void StopSignals::saved(int64_t step) {

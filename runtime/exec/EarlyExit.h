@@ -56,6 +56,8 @@ public:
 
   /// What an abrupt stop reports: the step running (of `last`).
   void stepStarted(int64_t step, int64_t last);
+  /// A checkpoint of `step` is being written (an abrupt stop says so).
+  void saving(int64_t step);
   /// A checkpoint of `step` is complete on disk.
   void saved(int64_t step);
   /// The first signal received since construction (graceful only), or 0.

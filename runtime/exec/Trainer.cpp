@@ -413,6 +413,7 @@ Status TrainingRun::saveCheckpoints(int64_t s, std::optional<HfRunOutputs> &hf, 
   const bool hfSave = hf && (atEnd || hf->saveDue(s)); // transformers saves at the end too
   if (!save && !hfSave)
     return Status::ok();
+  signals_->saving(s);
   if (Status st = readStateAfter(s); !st)
     return st;
   if (save) {
