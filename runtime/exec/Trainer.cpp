@@ -189,6 +189,20 @@ Status TrainingRun::chooseSettings(std::optional<RunState> &checkpoint) {
   return Status::ok();
 }
 
+void TrainingRun::noteReplacedCheckpoint() {
+  // --save replaces what is there (its rule: a checkpoint of mtc); one of
+  // another run is said, since nothing of this run's would bring it back.
+  if (o_.saveDir.empty() || o_.saveDir == o_.resumeDir ||
+      !std::filesystem::is_regular_file(o_.saveDir + "/trainer.json"))
+    return;
+  auto there = readRunState(o_.saveDir + "/trainer.json");
+  if (!there)
+    return;
+  if (std::string diff = identityDifferences(there->identity, identity_); !diff.empty())
+    log() << "note: --save " << o_.saveDir << " holds a checkpoint of another run (step "
+          << there->step << "), which this run's first save replaces:" << diff << "\n";
+}
+
 Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
   identity_ = runIdentity(plan_, dataset_->tokenCount(), dataset_->fingerprint());
   if (checkpoint) {
@@ -212,6 +226,7 @@ Status TrainingRun::placeRun(const std::optional<RunState> &checkpoint) {
             << "k - 1 updates), its updates ran one step ahead, and this run's first update "
             << "repeats the rate of the checkpoint's last\n";
   }
+  noteReplacedCheckpoint();
   last_ = o_.steps.value_or(plan_.training().train_steps());
   if (last_ < 1)
     return Status::error("the plan's train_steps is " + std::to_string(last_) +

@@ -55,6 +55,9 @@ private:
   /// The settings the run continues with, from the flags and, when
   /// resuming, the checkpoint (read into `checkpoint`).
   Status chooseSettings(std::optional<RunState> &checkpoint);
+  /// A note where --save holds a checkpoint of another run, which the
+  /// first save replaces.
+  void noteReplacedCheckpoint();
   /// Where the run stands and ends: the checkpoint's progress, after checking
   /// that it belongs to this run; the last step.
   Status placeRun(const std::optional<RunState> &checkpoint);
