@@ -626,8 +626,10 @@ Expected<std::vector<std::string>> prepareAccepted(const TrainConfig &c,
   if (cmd) { // mtrun's own checks, before this preparation replaces an earlier one
     std::vector<std::string> check = *cmd;
     check.push_back("--check");
-    if (!runCommand(check, "mtrun --check"))
-      cmd = fail("mtrun refused the prepared run (its error is above)" +
+    // How it ended too: a crash prints no error of its own above.
+    if (auto code = runChild(check, ""); !code || *code != 0)
+      cmd = fail("mtrun refused the prepared run (" +
+                 (code ? "its error is above; " + describeExit(*code) : code.message()) + ")" +
                  (aside->empty() ? std::string()
                                  : "; " + runDir + " holds the earlier run's preparation "
                                    "again, unchanged"));
