@@ -593,6 +593,21 @@ Expected<std::string> setAsideRunDir(const std::string &runDir) {
   return aside;
 }
 
+/// Where mtrun's refusal is of the checkpoint in Trinity's
+/// dist_checkpointing_path, which the run resumes by itself (not
+/// resume_from_checkpoint): what continues it and what starts anew, in
+/// mtc train's keys rather than mtrun's flags; else "".
+std::string distResumeNote(const TrainConfig &c, const std::vector<std::string> &cmd,
+                           const std::string &resume) {
+  auto it = std::find(cmd.begin(), cmd.end(), "--resume");
+  if (!resume.empty() || it == cmd.end() || c.distCheckpointingPath.empty())
+    return "";
+  return "; the run resumes dist_checkpointing_path " + c.distCheckpointingPath +
+         ", as use_dist_checkpointing does: give the settings of the run that saved it to "
+         "continue it, or another dist_checkpointing_path to start a new run from "
+         "model_name_or_path";
+}
+
 /// The run prepared in `runDir` (local rank 0, or the one process) and
 /// accepted by `mtrun --check`, or nothing changed: an earlier preparation
 /// there is set aside meanwhile and put back, intact, when anything is
@@ -630,6 +645,7 @@ Expected<std::vector<std::string>> prepareAccepted(const TrainConfig &c,
     if (auto code = runChild(check, ""); !code || *code != 0)
       cmd = fail("mtrun refused the prepared run (" +
                  (code ? "its error is above; " + describeExit(*code) : code.message()) + ")" +
+                 distResumeNote(c, *cmd, resume) +
                  (aside->empty() ? std::string()
                                  : "; " + runDir + " holds the earlier run's preparation "
                                    "again, unchanged"));
