@@ -44,6 +44,23 @@ std::string besideExecutable(const std::string &executable, const std::string &t
   return (fs::path(self).parent_path() / tool).string();
 }
 
+/// model_name_or_path's weight files: whether it holds *.safetensors (what
+/// mtc reads), and the names of its weights in formats mtc does not read
+/// (PyTorch's pickles and the like), sorted.
+std::pair<bool, std::vector<std::string>> weightFilesOf(const std::string &dir) {
+  bool safetensors = false;
+  std::vector<std::string> others;
+  std::error_code ec;
+  for (const auto &entry : fs::directory_iterator(dir, ec)) {
+    const std::string ext = entry.path().extension().string();
+    safetensors |= ext == ".safetensors";
+    if (ext == ".bin" || ext == ".pt" || ext == ".pth" || ext == ".ckpt" || ext == ".gguf")
+      others.push_back(entry.path().filename().string());
+  }
+  std::sort(others.begin(), others.end());
+  return {safetensors, others};
+}
+
 /// mtrun's command line for the run; `--nproc nproc` where nproc > 1.
 /// Every path in it is absolute (`runDir`, `data` and `resume` are
 /// already), so that it runs from any directory.
@@ -71,10 +88,7 @@ std::vector<std::string> mtrunCommand(TrainConfig c, const TrainCommandOptions &
   cmd.insert(cmd.end(), {"--backend", c.bf16 ? "auto" : "cpu"});
   if (nproc > 1)
     cmd.insert(cmd.end(), {"--nproc", std::to_string(nproc)});
-  bool hasWeights = false;
-  std::error_code ec;
-  for (const auto &entry : fs::directory_iterator(c.modelNameOrPath, ec))
-    hasWeights |= entry.path().extension() == ".safetensors";
+  const bool hasWeights = weightFilesOf(c.modelNameOrPath).first;
   // Trinity's use_dist_checkpointing: mtc's own checkpoint is the start
   // (when there is one) and is saved every save_steps.
   std::string dist = c.useDistCheckpointing ? c.distCheckpointingPath : "";
@@ -130,23 +144,6 @@ Status checkDistCheckpoint(const TrainConfig &c) {
               ". mtc reads the Hugging Face weights of model_name_or_path itself (what "
               "use_mbridge does; no conversion): give dist_checkpointing_path a new or empty "
               "directory, where mtc keeps its own reshardable checkpoint");
-}
-
-/// model_name_or_path's weight files: whether it holds *.safetensors (what
-/// mtc reads), and the names of its weights in formats mtc does not read
-/// (PyTorch's pickles and the like), sorted.
-std::pair<bool, std::vector<std::string>> weightFilesOf(const std::string &dir) {
-  bool safetensors = false;
-  std::vector<std::string> others;
-  std::error_code ec;
-  for (const auto &entry : fs::directory_iterator(dir, ec)) {
-    const std::string ext = entry.path().extension().string();
-    safetensors |= ext == ".safetensors";
-    if (ext == ".bin" || ext == ".pt" || ext == ".pth" || ext == ".ckpt" || ext == ".gguf")
-      others.push_back(entry.path().filename().string());
-  }
-  std::sort(others.begin(), others.end());
-  return {safetensors, others};
 }
 
 /// Weights mtc cannot read, with none it can: an error naming them (without

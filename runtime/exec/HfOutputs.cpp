@@ -106,22 +106,6 @@ Expected<std::vector<std::string>> removeEarlierCheckpoints(const std::string &o
   return removed;
 }
 
-namespace {
-
-/// Whether the safetensors file at `path` is one mtc wrote: its header's
-/// metadata says io::kSafetensorsOutputKey "hf-export" (every model file
-/// of mtc's exports and final models does; a downloaded model's does not).
-bool writtenByMtc(const fs::path &path) {
-  auto file = io::openSafetensors(path.string());
-  if (!file)
-    return false;
-  auto it = file->metadata().find(io::kSafetensorsOutputKey);
-  return it != file->metadata().end() &&
-         it->second == io::outputKindName(io::OutputKind::HfExport);
-}
-
-} // namespace
-
 std::vector<std::string> removeEarlierFinalModel(const std::string &outputDir,
                                                  const std::vector<std::string> &inputs) {
   std::error_code ec;
@@ -140,7 +124,9 @@ std::vector<std::string> removeEarlierFinalModel(const std::string &outputDir,
   // remove, as transformers' overwrite_output_dir removes nothing.
   if (weights.empty() ||
       !std::all_of(weights.begin(), weights.end(),
-                   [&](const std::string &name) { return writtenByMtc(dir / name); }))
+                   [&](const std::string &name) {
+                     return io::isHfExportWeights((dir / name).string());
+                   }))
     return {};
   std::vector<std::string> names = {"trainer_state.json", "training_loss.svg", "config.json",
                                     "model.safetensors", "model.safetensors.index.json"};

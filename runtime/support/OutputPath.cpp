@@ -152,6 +152,16 @@ std::set<std::string> entriesOf(const fs::path &dir, std::error_code &ec) {
   return names;
 }
 
+} // namespace
+
+bool isHfExportWeights(const std::string &path) {
+  json header = safetensorsHeader(path, readPrefix(path, 8), 100u << 20);
+  return textAt(memberOf(header, "__metadata__"), kSafetensorsOutputKey) ==
+         outputKindName(OutputKind::HfExport);
+}
+
+namespace {
+
 /// A directory written by an mtc before markers, recognised by its files.
 std::optional<OutputKind> legacyDirectoryKind(const fs::path &dir,
                                               const std::set<std::string> &names) {
@@ -169,10 +179,7 @@ std::optional<OutputKind> legacyDirectoryKind(const fs::path &dir,
     json config = json::parse(readPrefix(dir / "config.json"), nullptr, false);
     if (textAt(config, "torch_dtype") == "float32" || textAt(config, "dtype") == "float32")
       return OutputKind::HfExport;
-    const fs::path model = dir / "model.safetensors";
-    json header = safetensorsHeader(model, readPrefix(model, 8), 100u << 20);
-    if (textAt(memberOf(header, "__metadata__"), kSafetensorsOutputKey) ==
-        outputKindName(OutputKind::HfExport))
+    if (isHfExportWeights((dir / "model.safetensors").string()))
       return OutputKind::HfExport;
     return std::nullopt;
   }

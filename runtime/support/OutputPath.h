@@ -39,6 +39,11 @@ inline constexpr const char *kOutputMarkerFile = "mtc-output.json";
 /// transformers reads only "format" there, so the entry travels unseen.
 inline constexpr const char *kSafetensorsOutputKey = "mtc_output";
 
+/// Whether the safetensors file at `path` is a model file of an mtc export
+/// (or final model): its header's metadata says kSafetensorsOutputKey
+/// "hf-export". False for anything else, unreadable files included.
+bool isHfExportWeights(const std::string &path);
+
 /// The rules of checkOutputs in words, for the tools' --help.
 inline constexpr const char *kOutputRulesHelp =
     "Outputs replace only what is absent, empty, or mtc's own output of the same\n"
