@@ -161,7 +161,10 @@ void printDistributedOptimizer(const plan::Plan &plan, llvm::raw_ostream &os) {
   os << "  fp32 master weights per rank: ";
   if (!on || paramOffload)
     os << bytesText(double(weights)) << " held whole"
-       << (paramOffload ? " in host memory (param_offload)" : " (the backends compute from them)");
+       << (paramOffload     ? " in host memory (param_offload)"
+           : gpu.remainders ? " (CPU computes from them; CUDA keeps each as the bf16 copy it "
+                              "computes from and the 16 bits that copy lacks)"
+                            : " (the backends compute from them)");
   else
     os << "CPU " << bytesText(double(weights))
        << " held whole (it computes from them); CUDA " << bytesText(double(gpu.weights))

@@ -212,6 +212,9 @@ void explainMemory(const plan::Plan &plan, uint64_t deviceBytes, llvm::raw_ostre
       {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights + gpu.weightStaging,
        host.weights},
       {"weights (bf16 copy the GPU reads)", 0, gpu.shadows, 0},
+      // plan::masterRemainders: the GPU's fp32 masters are the bf16 copy
+      // and these 16 low bits (Megatron-Core's store_param_remainders).
+      {"weights (fp32 master's low 16 bits)", 0, gpu.remainders, 0, true},
       {"master weights (fp32, offloaded)", arenas[plan::HOST_PARAMETERS], 0, host.masters, true},
       // param_offload: the CUDA backend stages each weight in fp32 (what
       // the copy brings and AdamW updates) and its bf16 copy (what the

@@ -5,7 +5,9 @@
 #include "runtime/cuda/AdamW.h"
 
 #include "runtime/cuda/Check.h"
+#include "runtime/kernels/MasterRemainders.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -33,6 +35,7 @@ struct AdamWGroup {
   const float *grad[kGroup];
   float *m[kGroup], *v[kGroup];
   __nv_bfloat16 *shadow[kGroup]; // null: none
+  uint16_t *remainder[kGroup];   // non-null: no param; shadow + remainder are the master
   float decay[kGroup];           // 1 - lr * weight decay, per tensor
 };
 
@@ -81,6 +84,48 @@ __device__ __forceinline__ void adamwElement(float &p, float grad, float &m,
   v = vi;
 }
 
+/// One element kept as its bf16 copy and low bits (kernels::splitMaster).
+__device__ __forceinline__ void adamwHalves(uint16_t &copy, uint16_t &low, float grad, float &m,
+                                            float &v, const AdamWScalars &s, float decay,
+                                            float gradScale) {
+  float p = kernels::joinMaster(copy, low);
+  adamwElement(p, grad, m, v, s, decay, gradScale);
+  const kernels::MasterHalves h = kernels::splitMaster(p);
+  copy = h.copy;
+  low = h.remainder;
+}
+
+/// adamwKernel's chunk [start, end) of a tensor whose master is its copy
+/// and remainder: 4 bytes a weight read and written instead of 4 + 2
+/// written and 4 read. `vec`: grad, m, v 16-byte aligned, copy and
+/// remainder 8-byte aligned.
+__device__ void adamwRemainders(uint16_t *copy, uint16_t *low, const float *grad, float *m,
+                                float *v, int64_t start, int64_t end, bool vec,
+                                const AdamWScalars &s, float decay, float scale) {
+  int64_t scalarFrom = start;
+  if (vec) {
+    const int64_t vecEnd = start + (end - start) / 4 * 4;
+    for (int64_t i = start + threadIdx.x * 4; i < vecEnd; i += kThreads * 4) {
+      ushort4 c4 = *reinterpret_cast<ushort4 *>(copy + i);
+      ushort4 r4 = *reinterpret_cast<ushort4 *>(low + i);
+      const float4 g4 = *reinterpret_cast<const float4 *>(grad + i);
+      float4 m4 = *reinterpret_cast<float4 *>(m + i);
+      float4 v4 = *reinterpret_cast<float4 *>(v + i);
+      adamwHalves(c4.x, r4.x, g4.x, m4.x, v4.x, s, decay, scale);
+      adamwHalves(c4.y, r4.y, g4.y, m4.y, v4.y, s, decay, scale);
+      adamwHalves(c4.z, r4.z, g4.z, m4.z, v4.z, s, decay, scale);
+      adamwHalves(c4.w, r4.w, g4.w, m4.w, v4.w, s, decay, scale);
+      *reinterpret_cast<ushort4 *>(copy + i) = c4;
+      *reinterpret_cast<ushort4 *>(low + i) = r4;
+      *reinterpret_cast<float4 *>(m + i) = m4;
+      *reinterpret_cast<float4 *>(v + i) = v4;
+    }
+    scalarFrom = vecEnd;
+  }
+  for (int64_t i = scalarFrom + threadIdx.x; i < end; i += kThreads)
+    adamwHalves(copy[i], low[i], grad[i], m[i], v[i], s, decay, scale);
+}
+
 __global__ void __launch_bounds__(kThreads)
     adamwKernel(const AdamWGroup group, AdamWScalars s,
                 const float *deviceGradScale) {
@@ -93,6 +138,9 @@ __global__ void __launch_bounds__(kThreads)
   __nv_bfloat16 *shadow = group.shadow[t];
   const float scale = deviceGradScale ? *deviceGradScale : s.gradScale;
   const float decay = group.decay[t];
+  if (uint16_t *remainder = group.remainder[t])
+    return adamwRemainders(reinterpret_cast<uint16_t *>(shadow), remainder, grad, m, v, start,
+                           end, group.table.vec[t], s, decay, scale);
   int64_t scalarFrom = start;
   if (group.table.vec[t]) {
     const int64_t vecEnd = start + (end - start) / 4 * 4;
@@ -239,11 +287,13 @@ Status adamwStep(std::span<const AdamWTensor> tensors,
     group.m[slot] = t.m;
     group.v[slot] = t.v;
     group.shadow[slot] = t.shadow;
+    group.remainder[slot] = t.remainder;
     // As cpu::adamwStep forms it: the double product rounded once.
     group.decay[slot] =
         static_cast<float>(1.0 - p.lr * (t.weightDecay < 0 ? p.weightDecay : t.weightDecay));
-    group.table.vec[slot] = aligned16(t.param) && aligned16(t.grad) &&
-                            aligned16(t.m) && aligned16(t.v) &&
+    group.table.vec[slot] = (t.remainder ? reinterpret_cast<uintptr_t>(t.remainder) % 8 == 0
+                                         : aligned16(t.param)) &&
+                            aligned16(t.grad) && aligned16(t.m) && aligned16(t.v) &&
                             reinterpret_cast<uintptr_t>(t.shadow) % 8 == 0;
   };
   auto launch = [&](int64_t chunks) -> Status {
@@ -252,6 +302,46 @@ Status adamwStep(std::span<const AdamWTensor> tensors,
     return Status::ok();
   };
   return forEachGroup(tensors, group.table, add, launch);
+}
+
+namespace {
+/// Elements per host chunk of the split and join: 2 × 32 MiB of host memory.
+constexpr int64_t kHalvesChunk = int64_t(16) << 20;
+} // namespace
+
+Status splitMastersToDevice(const float *host, __nv_bfloat16 *copy, uint16_t *remainder,
+                            int64_t n, cudaStream_t stream) {
+  std::vector<uint16_t> copies(size_t(std::min(n, kHalvesChunk))), lows(copies.size());
+  for (int64_t begin = 0; begin < n; begin += kHalvesChunk) {
+    const int64_t count = std::min(kHalvesChunk, n - begin);
+    for (int64_t i = 0; i < count; ++i) {
+      const kernels::MasterHalves h = kernels::splitMaster(host[begin + i]);
+      copies[size_t(i)] = h.copy;
+      lows[size_t(i)] = h.remainder;
+    }
+    MT_CUDA_CHECK(cudaMemcpyAsync(copy + begin, copies.data(), size_t(count) * 2,
+                                  cudaMemcpyHostToDevice, stream));
+    MT_CUDA_CHECK(cudaMemcpyAsync(remainder + begin, lows.data(), size_t(count) * 2,
+                                  cudaMemcpyHostToDevice, stream));
+    MT_CUDA_CHECK(cudaStreamSynchronize(stream)); // the chunk is reused
+  }
+  return Status::ok();
+}
+
+Status joinMastersFromDevice(const __nv_bfloat16 *copy, const uint16_t *remainder, float *host,
+                             int64_t n, cudaStream_t stream) {
+  std::vector<uint16_t> copies(size_t(std::min(n, kHalvesChunk))), lows(copies.size());
+  for (int64_t begin = 0; begin < n; begin += kHalvesChunk) {
+    const int64_t count = std::min(kHalvesChunk, n - begin);
+    MT_CUDA_CHECK(cudaMemcpyAsync(copies.data(), copy + begin, size_t(count) * 2,
+                                  cudaMemcpyDeviceToHost, stream));
+    MT_CUDA_CHECK(cudaMemcpyAsync(lows.data(), remainder + begin, size_t(count) * 2,
+                                  cudaMemcpyDeviceToHost, stream));
+    MT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int64_t i = 0; i < count; ++i)
+      host[begin + i] = kernels::joinMaster(copies[size_t(i)], lows[size_t(i)]);
+  }
+  return Status::ok();
 }
 
 size_t sumOfSquaresWorkspaceBytes(std::span<const FloatSpan> tensors) {

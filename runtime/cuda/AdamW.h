@@ -20,7 +20,10 @@ namespace mt::cuda {
 
 /// One parameter tensor's optimizer buffers, n elements each; `shadow`,
 /// when given, receives the updated parameter rounded to bf16 (the copy
-/// the forward reads), saving a second pass over the weights.
+/// the forward reads), saving a second pass over the weights. With
+/// `remainder` (plan::masterRemainders) there is no fp32 `param`: the
+/// master is kernels::joinMaster of `shadow` and `remainder`, and both
+/// receive kernels::splitMaster of the update.
 struct AdamWTensor {
   float *param;
   const float *grad;
@@ -30,6 +33,7 @@ struct AdamWTensor {
   /// This tensor's weight decay; negative: the step's (AdamWParams).
   /// Tensors of different decay (norms and biases take none) share a launch.
   double weightDecay = -1;
+  uint16_t *remainder = nullptr;
 };
 
 /// One read-only fp32 tensor.
@@ -52,6 +56,17 @@ inline Status adamwStep(float *param, const float *grad, float *m, float *v,
   const AdamWTensor t{param, grad, m, v, n};
   return adamwStep(std::span(&t, 1), p, deviceGradScale, stream);
 }
+
+/// The host's fp32 weights `host` (n of them) into the GPU's bf16 copies
+/// `copy` and low bits `remainder` (kernels::splitMaster, on the host, a
+/// chunk at a time: no device memory beyond theirs), on `stream`; returns
+/// once copied.
+Status splitMastersToDevice(const float *host, __nv_bfloat16 *copy, uint16_t *remainder,
+                            int64_t n, cudaStream_t stream);
+/// The GPU's `copy` and `remainder` (n each) joined into fp32 `host`
+/// (kernels::joinMaster, on the host); returns once done.
+Status joinMastersFromDevice(const __nv_bfloat16 *copy, const uint16_t *remainder, float *host,
+                             int64_t n, cudaStream_t stream);
 
 /// Bytes of the workspace sumOfSquares needs for these tensors (one fp32
 /// partial per fixed-size chunk).

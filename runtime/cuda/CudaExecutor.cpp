@@ -384,7 +384,7 @@ Status CudaExecutor::readState() {
   ScopedErrorContext context("copying the weights from the GPU: ");
   MT_CUDA_RETURN_IF_ERROR(copyArena(plan::OPTIMIZER, cudaMemcpyDeviceToHost));
   MT_CUDA_RETURN_IF_ERROR(readWeights(plan_, host_, *arenas_, rank_, stream_));
-  if (arenas_->arena(plan::PARAMETERS))
+  if (arenas_->arena(plan::PARAMETERS) || arenas_->parameterRemainders())
     return Status::ok();
   // The copies to the host arenas are done: optimizer_offload's masters
   // and param_offload's HOST_WEIGHTS (the weights themselves, which its

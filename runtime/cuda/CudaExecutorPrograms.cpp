@@ -9,7 +9,7 @@ namespace mt::cuda::executor {
 /// half the planned size of a bf16 activation; of a parameter (or its
 /// staged copy, param_offload), the bf16 shadow the layers read, or the
 /// fp32 master the optimizer reads and writes with the shadow it also
-/// writes.
+/// writes (or the shadow and the master's low bits, 2 + 2 bytes each way).
 double deviceBytes(const plan::Plan &plan, const DeviceArenas &arenas, uint32_t id,
                    bool isOutput, plan::OpFamily family) {
   const double planned = double(plan.buffers(id).size_bytes());
@@ -20,7 +20,7 @@ double deviceBytes(const plan::Plan &plan, const DeviceArenas &arenas, uint32_t 
   case DeviceArenas::Storage::StagedWeight:
     if (family != plan::OpFamily::Optimizer)
       return planned / 2;
-    return isOutput ? planned * 1.5 : planned;
+    return isOutput && !arenas.remainderData(id) ? planned * 1.5 : planned;
   default:
     return planned;
   }

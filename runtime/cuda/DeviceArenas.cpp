@@ -80,6 +80,11 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
       if (Status s = d->allocate(&p, footprint.shadows, "parameter bf16 shadow"); !s)
         return s;
       d->shadows_ = static_cast<bf16 *>(p);
+      if (Status s = d->allocate(&p, footprint.remainders, "fp32 masters' low 16 bits"); !s)
+        return s;
+      d->remainders_ = static_cast<uint16_t *>(p);
+      if (p)
+        MT_CUDA_CHECK(cudaMemset(p, 0, footprint.remainders));
     } else if (a.kind() == plan::STAGED_WEIGHTS) {
       if (Status s = d->allocate(&p, footprint.stagedWeightShadows, "staged weights' bf16 copy");
           !s)
@@ -185,6 +190,12 @@ bf16 *DeviceArenas::bf16Data(uint32_t id) const {
   default:
     return nullptr;
   }
+}
+
+uint16_t *DeviceArenas::remainderData(uint32_t id) const {
+  if (!remainders_ || storage(id) != Storage::Parameter)
+    return nullptr;
+  return remainders_ + plan_.buffers(id).offset_bytes() / 4;
 }
 
 Status DeviceArenas::copyWeights(std::byte *host, bool toDevice, cudaStream_t stream) const {

@@ -9,7 +9,9 @@
 // Activations that must stay 32-bit (the attention's log-sum-exp, integer
 // indices, optimizer scalars) get their own small arena without reuse.
 // Parameters keep their fp32 master copy and get a bf16 shadow laid out the
-// same halved way, so one cast refreshes every shadow after an update; under
+// same halved way, so one cast refreshes every shadow after an update; where
+// AdamW alone reads the fp32 weights (plan::masterRemainders) the master is
+// the shadow plus its 16 low bits, laid out as the shadows; under
 // optimizer_offload (plan::fp32WeightsOnHost) the fp32 copy is on the host
 // only, and the GPU keeps the shadow alone. param_offload's staged weights
 // (STAGED_WEIGHTS, on the device; their HOST_WEIGHTS in pinned host memory)
@@ -96,7 +98,8 @@ public:
   Storage storage(uint32_t buffer) const;
   /// The address of `buffer` in its device storage (the fp32 master of a
   /// parameter; null where the GPU keeps only its bf16 copy,
-  /// plan::fp32WeightsOnHost).
+  /// plan::fp32WeightsOnHost, or that copy and its remainders,
+  /// plan::masterRemainders).
   std::byte *data(uint32_t buffer) const;
   /// The bf16 view of a bf16 activation, of a parameter's shadow or of a
   /// staged weight's bf16 copy.
@@ -120,6 +123,11 @@ public:
   std::byte *arena(plan::ArenaKind kind) const;
   uint64_t arenaBytes(plan::ArenaKind kind) const;
   bf16 *parameterShadows() const { return shadows_; }
+  /// plan::masterRemainders: the 16 low bits of each fp32 weight, at the
+  /// shadows' element offsets (kernels::joinMaster); null otherwise.
+  uint16_t *parameterRemainders() const { return remainders_; }
+  /// `buffer`'s remainders when it is a parameter kept so, else null.
+  uint16_t *remainderData(uint32_t buffer) const;
   /// fp32 elements in the plan's PARAMETERS arena (padding included): the
   /// shadows'.
   int64_t parameterElements() const { return shadowElements_; }
@@ -144,6 +152,7 @@ private:
   std::map<plan::ArenaKind, std::pair<std::byte *, uint64_t>> arenas_;
   std::byte *activations_ = nullptr, *wideArena_ = nullptr;
   bf16 *shadows_ = nullptr;
+  uint16_t *remainders_ = nullptr;
   bf16 *stagedShadows_ = nullptr; // the staged weights' bf16 copies
   std::map<uint32_t, uint64_t> wideOffsets_;
   /// Shard view -> (its bucket, its slice's index).

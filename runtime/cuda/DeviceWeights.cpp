@@ -1,6 +1,8 @@
-// Weights to and from the GPU: fp32 copies, bf16 shadows, master shards.
+// Weights to and from the GPU: fp32 copies, bf16 shadows, master shards, or
+// shadows and the masters' low bits.
 #include "runtime/cuda/DeviceWeights.h"
 
+#include "runtime/cuda/AdamW.h"
 #include "runtime/cuda/Check.h"
 #include "runtime/cuda/Elementwise.h"
 
@@ -66,6 +68,10 @@ Status refreshShadows(const plan::Plan &plan, const exec::HostMemory &host,
 
 Status writeWeights(const plan::Plan &plan, const exec::HostMemory &host,
                     const DeviceArenas &arenas, cudaStream_t stream) {
+  if (uint16_t *remainders = arenas.parameterRemainders())
+    return splitMastersToDevice(reinterpret_cast<const float *>(host.arena(plan::PARAMETERS)),
+                                arenas.parameterShadows(), remainders,
+                                arenas.parameterElements(), stream);
   MT_CUDA_RETURN_IF_ERROR(arenas.copyWeights(host.arena(plan::PARAMETERS), true, stream));
   return refreshShadows(plan, host, arenas, stream);
 }
@@ -73,6 +79,10 @@ Status writeWeights(const plan::Plan &plan, const exec::HostMemory &host,
 Status readWeights(const plan::Plan &plan, exec::HostMemory &host, const DeviceArenas &arenas,
                    const exec::RankContext *rank, cudaStream_t stream) {
   auto *weights = host.arena(plan::PARAMETERS);
+  if (const uint16_t *remainders = arenas.parameterRemainders())
+    return joinMastersFromDevice(arenas.parameterShadows(), remainders,
+                                 reinterpret_cast<float *>(weights), arenas.parameterElements(),
+                                 stream);
   MT_CUDA_RETURN_IF_ERROR(arenas.copyWeights(weights, false, stream));
   MT_CUDA_CHECK(cudaStreamSynchronize(stream));
   for (const auto &[view, m] : arenas.masterShards()) {

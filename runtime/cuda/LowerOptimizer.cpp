@@ -1,8 +1,9 @@
 // The optimizer program on the GPU: the gradients' sum of squares on the
 // device (reduced there by the plan's all-reduces), its root read back once
 // per step (the NaN/Inf check and the clipping factor are decided on the
-// host, as the plan's check_finite asks), then multi-tensor AdamW with host scalars, writing every parameter's bf16
-// shadow as it updates the fp32 master. Expert gradients are scaled by
+// host, as the plan's check_finite asks), then multi-tensor AdamW with host
+// scalars, writing every parameter's bf16 shadow as it updates the fp32
+// master (or the shadow and the master's low bits, plan::masterRemainders). Expert gradients are scaled by
 // 1 / (dp·cp) on the device first (mt.scale).
 #include "runtime/cuda/AdamW.h"
 #include "runtime/cuda/Add.h"
@@ -119,10 +120,14 @@ void adamw(Lowerer &L, const Attrs &a) {
       return L.fail("adamw updates its parameter and moments in place");
   AdamWGroup g{{}, a.f("beta1"), a.f("beta2"), a.f("eps"), L.hostIn(4), L.hostIn(6),
                L.hostI64In(5)};
-  // The parameter's bf16 shadow is written by the same pass.
-  AdamWTensor t{const_cast<float *>(L.f32In(0)), L.f32In(1), const_cast<float *>(L.f32In(2)),
-                const_cast<float *>(L.f32In(3)), a.i("n"),
-                L.resources().arenas->bf16Data(in.inputs(0)), a.f("weight_decay")};
+  // The parameter's bf16 shadow is written by the same pass; where the
+  // master is that shadow and its low bits (plan::masterRemainders), there
+  // is no fp32 copy to update.
+  const DeviceArenas &arenas = *L.resources().arenas;
+  uint16_t *remainder = arenas.remainderData(in.inputs(0));
+  AdamWTensor t{remainder ? nullptr : const_cast<float *>(L.f32In(0)), L.f32In(1),
+                const_cast<float *>(L.f32In(2)), const_cast<float *>(L.f32In(3)), a.i("n"),
+                arenas.bf16Data(in.inputs(0)), a.f("weight_decay"), remainder};
   if (auto *open = L.lastStepState<AdamWGroup>(); open && open->same(g)) {
     open->tensors.push_back(t);
     return;

@@ -62,7 +62,8 @@ float *Lowerer::f32(uint32_t id, const char *role, int i) {
     fail(std::string(role) + " " + std::to_string(i) + " " + describe(id) +
          " has no fp32 copy on the GPU (optimizer_offload keeps the fp32 weights on the host "
          "and the GPU their bf16 copy; the distributed optimizer keeps only the rank's shard "
-         "of a bucket's fp32 masters)");
+         "of a bucket's fp32 masters; where AdamW alone reads fp32 weights, the GPU keeps "
+         "each as its bf16 copy and low bits, plan::masterRemainders)");
     return nullptr;
   }
   fail(std::string(role) + " " + std::to_string(i) + " " + describe(id) +
@@ -328,6 +329,10 @@ bool Lowerer::touches(uint32_t id, const std::vector<Range> &ranges) const {
                          ? res_.arenas->bf16Data(id)
                          : nullptr;
   const int64_t n = plan::elementsOf(plan_.buffers(id));
+  if (const uint16_t *low = res_.arenas->remainderData(id);
+      low && overlaps({reinterpret_cast<const std::byte *>(low),
+                       reinterpret_cast<const std::byte *>(low + n)}))
+    return true;
   return copy && overlaps({reinterpret_cast<const std::byte *>(copy),
                            reinterpret_cast<const std::byte *>(copy + n)});
 }

@@ -193,6 +193,33 @@ bool fp32WeightsOnHost(const Plan &plan) {
   return anyTrainable;
 }
 
+bool masterRemainders(const Plan &plan) {
+  uint64_t weights = 0;
+  for (const Arena &a : plan.arenas())
+    if (a.kind() == PARAMETERS)
+      weights = a.size_bytes();
+    else if (a.kind() == HOST_PARAMETERS && a.size_bytes() > 0)
+      return false;
+  if (weights == 0 || plan.buckets_size() > 0 || fp32WeightsOnHost(plan) ||
+      weightsOffloaded(plan))
+    return false;
+  for (const Program &program : plan.programs())
+    for (const Instruction &instr : program.instructions()) {
+      const std::optional<Op> op = opOf(instr);
+      const bool fp32 = !op || signature(*op).family == OpFamily::Collective ||
+                        signature(*op).family == OpFamily::Pipeline || *op == Op::moe_router ||
+                        *op == Op::moe_router_grad || *op == Op::copy_to_device ||
+                        *op == Op::copy_to_host;
+      if (!fp32)
+        continue;
+      for (const auto *ids : {&instr.inputs(), &instr.outputs()})
+        for (uint32_t id : *ids)
+          if (plan.buffers(id).arena() == PARAMETERS)
+            return false;
+    }
+  return true;
+}
+
 bool isHostArena(ArenaKind kind) {
   return kind == HOST_PARAMETERS || kind == HOST_GRADIENTS || kind == HOST_OPTIMIZER ||
          kind == HOST_STAGED_GRADIENTS || kind == HOST_WEIGHTS;
@@ -255,10 +282,11 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
       // A bucket's range rounded up to 64 bytes ends within the arena
       // (every buffer's offset is 64-byte aligned) or at its rounded end.
       f.weightsBeforeShards = roundUp(a.size_bytes(), 64) - f.bucketsNotHeld;
-      f.weights = fp32WeightsOnHost(plan) ? 0
-                  : f.masterShards.empty() ? a.size_bytes()
+      f.weights = fp32WeightsOnHost(plan) || masterRemainders(plan) ? 0
+                  : f.masterShards.empty()                          ? a.size_bytes()
                                            : f.weightsBeforeShards + f.masterShardBytes;
       f.shadows = a.size_bytes() / 2;
+      f.remainders = masterRemainders(plan) ? f.shadows : 0;
       break;
     case GRADIENTS:
       f.gradients = a.size_bytes();

@@ -85,6 +85,16 @@ std::set<uint32_t> wideActivations(const Plan &plan);
 /// (which read their weights in fp32).
 bool fp32WeightsOnHost(const Plan &plan);
 
+/// Whether the CUDA backend keeps each fp32 master weight as its bf16 copy
+/// plus the master's low 16 bits (runtime/kernels/MasterRemainders.h;
+/// Megatron-Core's store_param_remainders): 4 bytes a weight on the device
+/// instead of 6, the master exact. Where the GPU holds every fp32 weight
+/// and only AdamW reads or writes them in fp32: not with the distributed
+/// optimizer (fp32 master shards), the offloads (fp32 weights on the host)
+/// or MoE routers (they read their weights in fp32), nor where a
+/// collective, pipeline transfer or host copy moves a weight.
+bool masterRemainders(const Plan &plan);
+
 /// Whether the plan was compiled with param_offload: its weights are a
 /// non-empty HOST_WEIGHTS arena, on every backend.
 bool weightsOffloaded(const Plan &plan);
@@ -109,6 +119,9 @@ bool hostWeightsAreMasters(const Plan &plan);
 
 /// Bytes the CUDA backend allocates for one rank's arenas.
 struct DeviceFootprint {
+  /// masterRemainders: `weights` is 0 and `remainders` holds the 16 low
+  /// bits of every fp32 weight, laid out as the shadows.
+  uint64_t remainders = 0;
   uint64_t weights = 0, shadows = 0, gradients = 0, optimizer = 0, activations = 0,
            wideActivations = 0, inputs = 0, outputs = 0;
   /// grad_offload: the device copies of the host gradients that programs
@@ -141,7 +154,7 @@ struct DeviceFootprint {
   /// workspace is shared with kernels: the runtime allocates at least this.
   uint64_t collectiveStaging = 0;
   uint64_t total() const {
-    return weights + weightStaging + shadows + stagedWeights + stagedWeightShadows + gradients +
+    return weights + remainders + weightStaging + shadows + stagedWeights + stagedWeightShadows + gradients +
            stagedGradients + optimizer + activations + wideActivations + inputs + outputs +
            collectiveStaging;
   }

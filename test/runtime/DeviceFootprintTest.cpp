@@ -94,6 +94,56 @@ TEST(DeviceFootprint, KeepsNoFp32WeightsWhenEveryMasterIsOnTheHost) {
 // param_offload: the weights stay on the host (pinned, not a device arena);
 // the GPU holds the staged window in fp32 and its bf16 copy, and no
 // resident weights or shadows.
+// Every fp32 weight on the GPU, AdamW its only fp32 reader: each kept as its
+// bf16 copy plus 16 low bits (2 + 2 bytes instead of 4 + 2); not with a
+// bucket, a MoE router, a collective or a host copy of a weight.
+TEST(DeviceFootprint, KeepsMastersAsTheirBf16CopyAndLowBits) {
+  Plan p;
+  for (auto [kind, bytes] : {std::pair{PARAMETERS, 4096}, {GRADIENTS, 4096}}) {
+    auto *a = p.add_arenas();
+    a->set_kind(kind);
+    a->set_size_bytes(uint64_t(bytes));
+  }
+  addBuffer(p, "w", F32, {16, 8}, PARAMETERS, 0);
+  addBuffer(p, "grad:w", F32, {16, 8}, GRADIENTS, 0);
+  Parameter &param = *p.add_parameters();
+  param.set_param_buffer(0);
+  param.set_trainable(true);
+  Instruction &adamw = *p.add_programs()->add_instructions();
+  adamw.set_op("adamw");
+  adamw.add_inputs(0);
+  adamw.add_inputs(1);
+  adamw.add_outputs(0);
+  Instruction &linear = *p.mutable_programs(0)->add_instructions();
+  linear.set_op("linear");
+  linear.add_inputs(0);
+  ASSERT_TRUE(masterRemainders(p));
+  DeviceFootprint f = deviceFootprint(p);
+  EXPECT_EQ(f.weights, 0u);
+  EXPECT_EQ(f.shadows, 2048u);
+  EXPECT_EQ(f.remainders, 2048u);
+  EXPECT_EQ(f.total(), 2048u + 2048 + 4096);
+
+  for (const char *op : {"moe_router", "all_reduce", "copy_to_host"}) {
+    Plan reader = p;
+    Instruction &r = *reader.mutable_programs(0)->add_instructions();
+    r.set_op(op);
+    r.add_inputs(0);
+    EXPECT_FALSE(masterRemainders(reader)) << op;
+    EXPECT_EQ(deviceFootprint(reader).weights, 4096u) << op;
+    EXPECT_EQ(deviceFootprint(reader).remainders, 0u) << op;
+  }
+  Plan gradientsOnly = p; // a collective of gradients leaves the weights alone
+  Instruction &reduce = *gradientsOnly.mutable_programs(0)->add_instructions();
+  reduce.set_op("all_reduce");
+  reduce.add_inputs(1);
+  reduce.add_outputs(1);
+  EXPECT_TRUE(masterRemainders(gradientsOnly));
+  Plan bucketed = p;
+  bucketed.add_buckets();
+  EXPECT_FALSE(masterRemainders(bucketed));
+}
+
 TEST(DeviceFootprint, StagesParamOffloadsWeightsInFp32AndBf16) {
   Plan p;
   for (auto [kind, bytes] : {std::pair{HOST_WEIGHTS, 4096}, {STAGED_WEIGHTS, 1024},
@@ -229,7 +279,10 @@ TEST(DeviceFootprint, HalvesActivationsAndKeepsTheWideOnesApart) {
 
   EXPECT_EQ(wideActivations(p), (std::set<uint32_t>{2, 3, 4}));
   const DeviceFootprint f = deviceFootprint(p);
-  EXPECT_EQ(f.weights, 1024u);
+  // No fp32 reader of the weights: the masters are the shadows and their
+  // low bits (masterRemainders).
+  EXPECT_EQ(f.weights, 0u);
+  EXPECT_EQ(f.remainders, 512u);
   EXPECT_EQ(f.shadows, 512u);
   EXPECT_EQ(f.gradients, 1024u);
   EXPECT_EQ(f.optimizer, 2048u);
@@ -239,7 +292,7 @@ TEST(DeviceFootprint, HalvesActivationsAndKeepsTheWideOnesApart) {
   EXPECT_EQ(f.wideOffsets.at(3), 1280u);
   EXPECT_EQ(f.wideOffsets.at(4), 1536u);
   EXPECT_EQ(f.wideActivations, 1792u);
-  EXPECT_EQ(f.total(), 1024u + 512 + 1024 + 2048 + 2048 + 1792 + 128 + 64);
+  EXPECT_EQ(f.total(), 512u + 512 + 1024 + 2048 + 2048 + 1792 + 128 + 64);
 }
 
 TEST(DeviceFootprint, KeepsTheVocabParallelRowStatisticsInFp32) {

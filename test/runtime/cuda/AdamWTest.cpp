@@ -1,10 +1,12 @@
 // The CUDA optimizer kernels (runtime/cuda/AdamW.h) against
 // runtime/cpu/Optimizer.h: AdamW bit for bit over several steps and many
-// tensors (more than one launch's table), the sum of squares and the
-// finite check.
+// tensors (more than one launch's table), with fp32 masters and with masters
+// kept as their bf16 copy and low bits; the sum of squares and the finite
+// check.
 #include "runtime/cuda/AdamW.h"
 
 #include "runtime/cpu/Optimizer.h"
+#include "runtime/kernels/MasterRemainders.h"
 #include "test/Tolerances.h"
 #include "test/runtime/cuda/CudaTestSupport.h"
 
@@ -117,6 +119,75 @@ TEST(AdamWTest, BitExactWithCpuOverStepsAndTensors) {
     }
   }
   reportRow("adamw(3 steps)", shape, 0.0, tol::kBitExact, !HasFailure());
+}
+
+// plan::masterRemainders: no fp32 param on the device, the master is the
+// bf16 copy joined with its low 16 bits; after every step the joined master
+// has the CPU's bits and the copy is kernels::splitMaster's. Odd tensors
+// start 2 bytes into their buffers: the scalar path.
+TEST(AdamWTest, MastersAsCopyAndLowBitsBitExactWithCpu) {
+  const auto sizes = tensorSizes();
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-1, 1);
+  std::vector<HostTensor> host(sizes.size());
+  std::vector<DeviceTensor> dev(sizes.size());
+  std::vector<std::unique_ptr<DeviceBuffer<uint16_t>>> lows;
+  std::vector<cuda::AdamWTensor> list;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int64_t n = sizes[i], skew = int64_t(i % 2);
+    HostTensor &h = host[i];
+    for (int64_t k = 0; k < n; ++k) {
+      h.param.push_back(dist(rng));
+      h.m.push_back(dist(rng));
+      h.v.push_back(std::fabs(dist(rng) * dist(rng)));
+    }
+    DeviceTensor &d = dev[i];
+    d.grad = std::make_unique<DeviceBuffer<float>>(n);
+    d.m = std::make_unique<DeviceBuffer<float>>(n);
+    d.v = std::make_unique<DeviceBuffer<float>>(n);
+    d.m->upload(h.m.data());
+    d.v->upload(h.v.data());
+    d.shadow = std::make_unique<DeviceBuffer<bf16>>(n + 1);
+    lows.push_back(std::make_unique<DeviceBuffer<uint16_t>>(n + 1));
+    MT_ASSERT_OK(cuda::splitMastersToDevice(h.param.data(), d.shadow->get() + skew,
+                                            lows.back()->get() + skew, n, nullptr));
+    list.push_back({nullptr, d.grad->get(), d.m->get(), d.v->get(), n, d.shadow->get() + skew,
+                    tensorDecay(i), lows.back()->get() + skew});
+  }
+  for (int64_t step = 1; step <= 3; ++step) {
+    const cpu::AdamWParams p{1e-3, 0.9, 0.95, 1e-8, 0.1, step, 0.5f + 0.25f * step};
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      HostTensor &h = host[i];
+      h.grad.assign(sizes[i], 0.0f);
+      for (float &g : h.grad)
+        g = dist(rng) * (step == 2 ? 1e-3f : 1.0f);
+      dev[i].grad->upload(h.grad.data());
+      cpu::AdamWParams own = p;
+      if (tensorDecay(i) >= 0)
+        own.weightDecay = tensorDecay(i);
+      cpu::adamwStep(h.param.data(), h.grad.data(), h.m.data(), h.v.data(), sizes[i], own);
+    }
+    MT_ASSERT_OK(cuda::adamwStep(list, p, nullptr, nullptr));
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const std::string what = "adamw step " + std::to_string(step) + " tensor " +
+                                std::to_string(i);
+      const int64_t n = sizes[i], skew = int64_t(i % 2);
+      std::vector<float> joined(size_t(n), 0.0f);
+      MT_ASSERT_OK(cuda::joinMastersFromDevice(dev[i].shadow->get() + skew,
+                                               lows[i]->get() + skew, joined.data(), n,
+                                               nullptr));
+      ASSERT_EQ(joined, host[i].param) << what << " master";
+      const std::vector<float> copy = downloadBf16(*dev[i].shadow);
+      for (int64_t k = 0; k < n; ++k)
+        ASSERT_EQ(kernels::floatBits(copy[size_t(k + skew)]) >> 16,
+                  kernels::splitMaster(host[i].param[size_t(k)]).copy)
+            << what << " bf16 copy " << k;
+      ASSERT_EQ(download(*dev[i].m), host[i].m) << what << " exp_avg";
+      ASSERT_EQ(download(*dev[i].v), host[i].v) << what << " exp_avg_sq";
+    }
+  }
+  reportRow("adamw(copy + low bits, 3 steps)", std::to_string(sizes.size()) + " tensors", 0.0,
+            tol::kBitExact, !HasFailure());
 }
 
 TEST(AdamWTest, SumOfSquaresAndFiniteMatchCpu) {
