@@ -209,7 +209,8 @@ void explainMemory(const plan::Plan &plan, uint64_t deviceBytes, llvm::raw_ostre
   const uint64_t mainOnHost = arenas[plan::HOST_GRADIENTS] - shards;
   struct Row { const char *what; uint64_t cpu, gpu, host; bool ifAny = false; };
   const Row rows[] = {
-      {"weights (fp32 master)", arenas[plan::PARAMETERS], gpu.weights + gpu.weightStaging,
+      {"weights (fp32 master)", arenas[plan::PARAMETERS],
+       gpu.weights + gpu.weightStaging + gpu.routerWeightBytes,
        host.weights},
       {"weights (bf16 copy the GPU reads)", 0, gpu.shadows, 0},
       // plan::masterRemainders: the GPU's fp32 masters are the bf16 copy

@@ -85,6 +85,10 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
       d->remainders_ = static_cast<uint16_t *>(p);
       if (p)
         MT_CUDA_CHECK(cudaMemset(p, 0, footprint.remainders));
+      if (Status s = d->allocate(&p, footprint.routerWeightBytes, "MoE routers' fp32 weights");
+          !s)
+        return s;
+      d->routerWeights_ = static_cast<std::byte *>(p);
     } else if (a.kind() == plan::STAGED_WEIGHTS) {
       if (Status s = d->allocate(&p, footprint.stagedWeightShadows, "staged weights' bf16 copy");
           !s)
@@ -161,6 +165,8 @@ std::byte *DeviceArenas::data(uint32_t id) const {
     return data(bucket) + uint64_t(index) * b.size_bytes();
   }
   case Storage::Parameter: {
+    if (remainders_)
+      return routerWeight(id);
     std::byte *base = arena(plan::PARAMETERS);
     const std::optional<uint64_t> at =
         plan::deviceWeightOffset(footprint_, b.offset_bytes(), b.size_bytes());
@@ -193,9 +199,33 @@ bf16 *DeviceArenas::bf16Data(uint32_t id) const {
 }
 
 uint16_t *DeviceArenas::remainderData(uint32_t id) const {
-  if (!remainders_ || storage(id) != Storage::Parameter)
+  if (!remainders_ || storage(id) != Storage::Parameter || routerWeight(id))
     return nullptr;
   return remainders_ + plan_.buffers(id).offset_bytes() / 4;
+}
+
+std::byte *DeviceArenas::routerWeight(uint32_t id) const {
+  const plan::Buffer &b = plan_.buffers(id);
+  for (const auto &[weight, offset] : footprint_.routerWeights) {
+    const plan::Buffer &w = plan_.buffers(weight);
+    if (b.offset_bytes() >= w.offset_bytes() &&
+        b.offset_bytes() < w.offset_bytes() + w.size_bytes())
+      return routerWeights_ + offset + (b.offset_bytes() - w.offset_bytes());
+  }
+  return nullptr;
+}
+
+Status DeviceArenas::copyRouterWeights(std::byte *host, bool toDevice,
+                                       cudaStream_t stream) const {
+  for (const auto &[weight, offset] : footprint_.routerWeights) {
+    const plan::Buffer &w = plan_.buffers(weight);
+    std::byte *device = routerWeights_ + offset, *there = host + w.offset_bytes();
+    MT_CUDA_CHECK(cudaMemcpyAsync(toDevice ? device : there, toDevice ? there : device,
+                                  w.size_bytes(),
+                                  toDevice ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
+                                  stream));
+  }
+  return Status::ok();
 }
 
 Status DeviceArenas::copyWeights(std::byte *host, bool toDevice, cudaStream_t stream) const {

@@ -126,8 +126,13 @@ public:
   /// plan::masterRemainders: the 16 low bits of each fp32 weight, at the
   /// shadows' element offsets (kernels::joinMaster); null otherwise.
   uint16_t *parameterRemainders() const { return remainders_; }
-  /// `buffer`'s remainders when it is a parameter kept so, else null.
+  /// `buffer`'s remainders when it is a parameter kept so, else null (a
+  /// weight a MoE router reads keeps its fp32 master: data()).
   uint16_t *remainderData(uint32_t buffer) const;
+  /// Under plan::masterRemainders, copies the fp32 weights MoE routers read
+  /// (DeviceFootprint::routerWeights) between the device and `host`, the
+  /// host's PARAMETERS arena, enqueued on `stream`.
+  Status copyRouterWeights(std::byte *host, bool toDevice, cudaStream_t stream) const;
   /// fp32 elements in the plan's PARAMETERS arena (padding included): the
   /// shadows'.
   int64_t parameterElements() const { return shadowElements_; }
@@ -153,6 +158,9 @@ private:
   std::byte *activations_ = nullptr, *wideArena_ = nullptr;
   bf16 *shadows_ = nullptr;
   uint16_t *remainders_ = nullptr;
+  std::byte *routerWeights_ = nullptr; // plan::masterRemainders' fp32 router weights
+  /// The fp32 copy of a router's weight that `buffer` lies in, or null.
+  std::byte *routerWeight(uint32_t buffer) const;
   bf16 *stagedShadows_ = nullptr; // the staged weights' bf16 copies
   std::map<uint32_t, uint64_t> wideOffsets_;
   /// Shard view -> (its bucket, its slice's index).

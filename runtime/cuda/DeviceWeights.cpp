@@ -68,10 +68,15 @@ Status refreshShadows(const plan::Plan &plan, const exec::HostMemory &host,
 
 Status writeWeights(const plan::Plan &plan, const exec::HostMemory &host,
                     const DeviceArenas &arenas, cudaStream_t stream) {
-  if (uint16_t *remainders = arenas.parameterRemainders())
-    return splitMastersToDevice(reinterpret_cast<const float *>(host.arena(plan::PARAMETERS)),
-                                arenas.parameterShadows(), remainders,
-                                arenas.parameterElements(), stream);
+  if (uint16_t *remainders = arenas.parameterRemainders()) {
+    std::byte *weights = host.arena(plan::PARAMETERS);
+    MT_CUDA_RETURN_IF_ERROR(splitMastersToDevice(reinterpret_cast<const float *>(weights),
+                                                 arenas.parameterShadows(), remainders,
+                                                 arenas.parameterElements(), stream));
+    MT_CUDA_RETURN_IF_ERROR(arenas.copyRouterWeights(weights, true, stream));
+    MT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return Status::ok();
+  }
   MT_CUDA_RETURN_IF_ERROR(arenas.copyWeights(host.arena(plan::PARAMETERS), true, stream));
   return refreshShadows(plan, host, arenas, stream);
 }
@@ -79,10 +84,16 @@ Status writeWeights(const plan::Plan &plan, const exec::HostMemory &host,
 Status readWeights(const plan::Plan &plan, exec::HostMemory &host, const DeviceArenas &arenas,
                    const exec::RankContext *rank, cudaStream_t stream) {
   auto *weights = host.arena(plan::PARAMETERS);
-  if (const uint16_t *remainders = arenas.parameterRemainders())
-    return joinMastersFromDevice(arenas.parameterShadows(), remainders,
-                                 reinterpret_cast<float *>(weights), arenas.parameterElements(),
-                                 stream);
+  if (const uint16_t *remainders = arenas.parameterRemainders()) {
+    // The routers' weights (updated in fp32, their remainders unused)
+    // overwrite what the join made of them.
+    MT_CUDA_RETURN_IF_ERROR(joinMastersFromDevice(arenas.parameterShadows(), remainders,
+                                                  reinterpret_cast<float *>(weights),
+                                                  arenas.parameterElements(), stream));
+    MT_CUDA_RETURN_IF_ERROR(arenas.copyRouterWeights(weights, false, stream));
+    MT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return Status::ok();
+  }
   MT_CUDA_RETURN_IF_ERROR(arenas.copyWeights(weights, false, stream));
   MT_CUDA_CHECK(cudaStreamSynchronize(stream));
   for (const auto &[view, m] : arenas.masterShards()) {

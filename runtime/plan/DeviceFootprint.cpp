@@ -98,7 +98,8 @@ namespace {
 bool routerReads(const Plan &plan, uint64_t offset, uint64_t bytes) {
   for (const Program &program : plan.programs())
     for (const Instruction &instr : program.instructions())
-      if (isOp(instr, Op::moe_router) || isOp(instr, Op::moe_router_grad))
+      if (isOp(instr, Op::moe_router) || isOp(instr, Op::moe_router_grad) ||
+          isOp(instr, Op::moe_router_counts))
         for (uint32_t id : instr.inputs()) {
           const Buffer &b = plan.buffers(id);
           if (b.arena() == PARAMETERS && b.offset_bytes() < offset + bytes &&
@@ -206,10 +207,11 @@ bool masterRemainders(const Plan &plan) {
   for (const Program &program : plan.programs())
     for (const Instruction &instr : program.instructions()) {
       const std::optional<Op> op = opOf(instr);
+      // MoE routers read their weights in fp32 too: those keep an fp32
+      // copy of their own (DeviceFootprint::routerWeights).
       const bool fp32 = !op || signature(*op).family == OpFamily::Collective ||
-                        signature(*op).family == OpFamily::Pipeline || *op == Op::moe_router ||
-                        *op == Op::moe_router_grad || *op == Op::copy_to_device ||
-                        *op == Op::copy_to_host;
+                        signature(*op).family == OpFamily::Pipeline ||
+                        *op == Op::copy_to_device || *op == Op::copy_to_host;
       if (!fp32)
         continue;
       for (const auto *ids : {&instr.inputs(), &instr.outputs()})
@@ -287,6 +289,13 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
                                            : f.weightsBeforeShards + f.masterShardBytes;
       f.shadows = a.size_bytes() / 2;
       f.remainders = masterRemainders(plan) ? f.shadows : 0;
+      if (f.remainders)
+        for (const Parameter &p : plan.parameters()) {
+          const Buffer &w = plan.buffers(p.param_buffer());
+          if (routerReads(plan, w.offset_bytes(), w.size_bytes()) &&
+              f.routerWeights.emplace(w.id(), f.routerWeightBytes).second)
+            f.routerWeightBytes += roundUp(w.size_bytes(), 64);
+        }
       break;
     case GRADIENTS:
       f.gradients = a.size_bytes();

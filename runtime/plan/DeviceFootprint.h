@@ -89,10 +89,11 @@ bool fp32WeightsOnHost(const Plan &plan);
 /// plus the master's low 16 bits (runtime/kernels/MasterRemainders.h;
 /// Megatron-Core's store_param_remainders): 4 bytes a weight on the device
 /// instead of 6, the master exact. Where the GPU holds every fp32 weight
-/// and only AdamW reads or writes them in fp32: not with the distributed
-/// optimizer (fp32 master shards), the offloads (fp32 weights on the host)
-/// or MoE routers (they read their weights in fp32), nor where a
-/// collective, pipeline transfer or host copy moves a weight.
+/// and only AdamW (and MoE routers, whose weights keep an fp32 copy:
+/// DeviceFootprint::routerWeights) reads or writes them in fp32: not with
+/// the distributed optimizer (fp32 master shards) or the offloads (fp32
+/// weights on the host), nor where a collective, pipeline transfer or host
+/// copy moves a weight.
 bool masterRemainders(const Plan &plan);
 
 /// Whether the plan was compiled with param_offload: its weights are a
@@ -120,8 +121,11 @@ bool hostWeightsAreMasters(const Plan &plan);
 /// Bytes the CUDA backend allocates for one rank's arenas.
 struct DeviceFootprint {
   /// masterRemainders: `weights` is 0 and `remainders` holds the 16 low
-  /// bits of every fp32 weight, laid out as the shadows.
-  uint64_t remainders = 0;
+  /// bits of every fp32 weight, laid out as the shadows; the weights a MoE
+  /// router reads (in fp32) keep their fp32 master whole, each at its offset
+  /// in `routerWeightBytes` bytes (by param_buffer id; 64-byte aligned).
+  uint64_t remainders = 0, routerWeightBytes = 0;
+  std::map<uint32_t, uint64_t> routerWeights;
   uint64_t weights = 0, shadows = 0, gradients = 0, optimizer = 0, activations = 0,
            wideActivations = 0, inputs = 0, outputs = 0;
   /// grad_offload: the device copies of the host gradients that programs
@@ -154,9 +158,9 @@ struct DeviceFootprint {
   /// workspace is shared with kernels: the runtime allocates at least this.
   uint64_t collectiveStaging = 0;
   uint64_t total() const {
-    return weights + remainders + weightStaging + shadows + stagedWeights + stagedWeightShadows + gradients +
-           stagedGradients + optimizer + activations + wideActivations + inputs + outputs +
-           collectiveStaging;
+    return weights + remainders + routerWeightBytes + weightStaging + shadows + stagedWeights +
+           stagedWeightShadows + gradients + stagedGradients + optimizer + activations +
+           wideActivations + inputs + outputs + collectiveStaging;
   }
 };
 DeviceFootprint deviceFootprint(const Plan &plan);

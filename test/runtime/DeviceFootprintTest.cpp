@@ -95,8 +95,9 @@ TEST(DeviceFootprint, KeepsNoFp32WeightsWhenEveryMasterIsOnTheHost) {
 // the GPU holds the staged window in fp32 and its bf16 copy, and no
 // resident weights or shadows.
 // Every fp32 weight on the GPU, AdamW its only fp32 reader: each kept as its
-// bf16 copy plus 16 low bits (2 + 2 bytes instead of 4 + 2); not with a
-// bucket, a MoE router, a collective or a host copy of a weight.
+// bf16 copy plus 16 low bits (2 + 2 bytes instead of 4 + 2), a MoE router's
+// weight besides as its fp32 master; not with a bucket, a collective or a
+// host copy of a weight.
 TEST(DeviceFootprint, KeepsMastersAsTheirBf16CopyAndLowBits) {
   Plan p;
   for (auto [kind, bytes] : {std::pair{PARAMETERS, 4096}, {GRADIENTS, 4096}}) {
@@ -124,7 +125,20 @@ TEST(DeviceFootprint, KeepsMastersAsTheirBf16CopyAndLowBits) {
   EXPECT_EQ(f.remainders, 2048u);
   EXPECT_EQ(f.total(), 2048u + 2048 + 4096);
 
-  for (const char *op : {"moe_router", "all_reduce", "copy_to_host"}) {
+  Plan routed = p;
+  Instruction &router = *routed.mutable_programs(0)->add_instructions();
+  router.set_op("moe_router");
+  router.add_inputs(0);
+  router.add_inputs(0);
+  ASSERT_TRUE(masterRemainders(routed));
+  f = deviceFootprint(routed);
+  EXPECT_EQ(f.weights, 0u);
+  EXPECT_EQ(f.remainders, 2048u);
+  EXPECT_EQ(f.routerWeights, (std::map<uint32_t, uint64_t>{{0u, 0u}}));
+  EXPECT_EQ(f.routerWeightBytes, 512u);
+  EXPECT_EQ(f.total(), 512u + 2048 + 2048 + 4096);
+
+  for (const char *op : {"all_gather", "all_reduce", "copy_to_host"}) {
     Plan reader = p;
     Instruction &r = *reader.mutable_programs(0)->add_instructions();
     r.set_op(op);
