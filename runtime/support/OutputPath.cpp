@@ -172,17 +172,13 @@ std::optional<OutputKind> legacyDirectoryKind(const fs::path &dir,
   if (names.count("trainer.json") &&
       std::includes(checkpoint.begin(), checkpoint.end(), names.begin(), names.end()))
     return OutputKind::Checkpoint;
-  if (names == S{"config.json", "model.safetensors"}) {
-    // Exports before the marker were all float32; a downloaded model rarely
-    // is float32 with no tokenizer or generation config. An export in any
-    // dtype says so in its safetensors header (kSafetensorsOutputKey).
-    json config = json::parse(readPrefix(dir / "config.json"), nullptr, false);
-    if (textAt(config, "torch_dtype") == "float32" || textAt(config, "dtype") == "float32")
-      return OutputKind::HfExport;
-    if (isHfExportWeights((dir / "model.safetensors").string()))
-      return OutputKind::HfExport;
-    return std::nullopt;
-  }
+  // An export whose directory marker is gone says so in its safetensors
+  // header (kSafetensorsOutputKey). A float32 model without it is not
+  // taken for an export made before that key: a download can hold just
+  // these two files, and replacing it would lose it.
+  if (names == S{"config.json", "model.safetensors"} &&
+      isHfExportWeights((dir / "model.safetensors").string()))
+    return OutputKind::HfExport;
   // Every dump starts with the pipeline's input.
   static const std::regex dump("[0-9][0-9]-.+\\.mlir");
   if (names.count("00-input.mlir") &&
@@ -297,7 +293,11 @@ std::string describe(const Found &f) {
   if (f.kind)
     return std::string(infoOf(*f.kind).noun) + " that also holds files mtc did not write (" +
            listed(f.strangers) + ")";
-  return "a directory holding files mtc did not write (" + listed(f.strangers) + ")";
+  std::string text = "a directory holding files mtc did not write (" + listed(f.strangers) + ")";
+  if (f.strangers == std::vector<std::string>{"config.json", "model.safetensors"})
+    text += "; if an mtc older than its export marker wrote them, remove the directory "
+            "yourself";
+  return text;
 }
 
 Status refuse(const OutputTarget &o, const std::string &why) {

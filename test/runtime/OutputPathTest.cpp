@@ -146,10 +146,16 @@ TEST_F(OutputPathTest, DirectoriesOfOlderMtcAreRecognisedByTheirFiles) {
   EXPECT_TRUE(check("dump", OutputKind::IrDump));
   makeDir("tests", {"01-attention.mlir", "02-norms.mlir"}); // no pipeline input: not a dump
   expectRefused(check("tests", OutputKind::IrDump, true), "01-attention.mlir, 02-norms.mlir");
+  // A float32 model of config.json and model.safetensors alone, without
+  // the export's safetensors key, may be a download: never replaced, and
+  // the message says what to do with an older mtc's export.
   makeDir("export", {"model.safetensors"});
   writeText(dir_ / "export" / "config.json", R"({"torch_dtype": "float32"})");
-  EXPECT_TRUE(check("export", OutputKind::HfExport));
-  // A bf16 model with the same two files is not one mtc exported.
+  expectRefused(check("export", OutputKind::HfExport, true),
+                "holding files mtc did not write (config.json, model.safetensors); if an mtc "
+                "older than its export marker wrote them, remove the directory yourself");
+  EXPECT_TRUE(fs::exists(dir_ / "export" / "model.safetensors"));
+  // Nor is a bf16 model with the same two files.
   makeDir("downloaded", {"model.safetensors"});
   writeText(dir_ / "downloaded" / "config.json", R"({"torch_dtype": "bfloat16"})");
   expectRefused(check("downloaded", OutputKind::HfExport, true),
@@ -177,10 +183,13 @@ TEST_F(OutputPathTest, ExportsInAnyDtypeAreRecognisedByTheirSafetensorsHeader) {
   EXPECT_TRUE(check("bf16", OutputKind::HfExport));
   model("fp16", ours, R"({"dtype": "float16"})");
   EXPECT_TRUE(check("fp16", OutputKind::HfExport));
-  // transformers >= 4.56 spells float32 `dtype`.
-  makeDir("new-float32", {"model.safetensors"});
-  writeText(dir_ / "new-float32" / "config.json", R"({"dtype": "float32"})");
+  // Our key in a float32 export (transformers >= 4.56 spells it `dtype`).
+  model("new-float32", ours, R"({"dtype": "float32"})");
   EXPECT_TRUE(check("new-float32", OutputKind::HfExport));
+  makeDir("downloaded-float32", {"model.safetensors"});
+  writeText(dir_ / "downloaded-float32" / "config.json", R"({"dtype": "float32"})");
+  expectRefused(check("downloaded-float32", OutputKind::HfExport, true),
+                "holding files mtc did not write (config.json, model.safetensors)");
 
   model("downloaded", {{"format", "pt"}}, R"({"torch_dtype": "bfloat16"})");
   expectRefused(check("downloaded", OutputKind::HfExport, true),
