@@ -83,12 +83,14 @@ Expected<std::unique_ptr<DeviceArenas>> DeviceArenas::create(const plan::Plan &p
       if (Status s = d->allocate(&p, footprint.remainders, "fp32 masters' low 16 bits"); !s)
         return s;
       d->remainders_ = static_cast<uint16_t *>(p);
-      if (p)
-        MT_CUDA_CHECK(cudaMemset(p, 0, footprint.remainders));
       if (Status s = d->allocate(&p, footprint.routerWeightBytes, "MoE routers' fp32 weights");
           !s)
         return s;
       d->routerWeights_ = static_cast<std::byte *>(p);
+      if (d->remainders_)
+        MT_CUDA_CHECK(cudaMemset(d->remainders_, 0, footprint.remainders));
+      if (d->routerWeights_)
+        MT_CUDA_CHECK(cudaMemset(d->routerWeights_, 0, footprint.routerWeightBytes));
     } else if (a.kind() == plan::STAGED_WEIGHTS) {
       if (Status s = d->allocate(&p, footprint.stagedWeightShadows, "staged weights' bf16 copy");
           !s)

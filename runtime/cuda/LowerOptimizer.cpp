@@ -3,8 +3,8 @@
 // per step (the NaN/Inf check and the clipping factor are decided on the
 // host, as the plan's check_finite asks), then multi-tensor AdamW with host
 // scalars, writing every parameter's bf16 shadow as it updates the fp32
-// master (or the shadow and the master's low bits, plan::masterRemainders). Expert gradients are scaled by
-// 1 / (dp·cp) on the device first (mt.scale).
+// master (or the shadow and the master's low bits, plan::masterRemainders).
+// Expert gradients are scaled by 1 / (dp·cp) on the device first (mt.scale).
 #include "runtime/cuda/AdamW.h"
 #include "runtime/cuda/Add.h"
 #include "runtime/cuda/Check.h"
