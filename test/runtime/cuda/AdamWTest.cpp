@@ -45,6 +45,32 @@ struct DeviceTensor {
 /// Tensor i's own weight decay; negative: the step's.
 double tensorDecay(size_t i) { return i % 3 == 0 ? 0.0 : i % 3 == 1 ? -1.0 : 0.05; }
 
+/// Step `step` of the tests on the CPU: draws each tensor's gradient (small
+/// ones at step 2, a zero and a huge one, g^2 = inf, at step 3), uploads it
+/// to `dev`, updates `host` with cpu::adamwStep and returns the step's
+/// hyperparameters for the GPU.
+cpu::AdamWParams stepOnCpu(std::vector<HostTensor> &host, std::vector<DeviceTensor> &dev,
+                           const std::vector<int64_t> &sizes, std::mt19937 &rng, int64_t step) {
+  std::uniform_real_distribution<float> dist(-1, 1);
+  const cpu::AdamWParams p{1e-3, 0.9, 0.95, 1e-8, 0.1, step, 0.5f + 0.25f * step};
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    HostTensor &h = host[i];
+    h.grad.assign(sizes[i], 0.0f);
+    for (float &g : h.grad)
+      g = dist(rng) * (step == 2 ? 1e-3f : 1.0f);
+    if (sizes[i] > 4 && step == 3) {
+      h.grad[0] = 0.0f;
+      h.grad[1] = 1e30f;
+    }
+    dev[i].grad->upload(h.grad.data());
+    cpu::AdamWParams own = p;
+    if (tensorDecay(i) >= 0)
+      own.weightDecay = tensorDecay(i);
+    cpu::adamwStep(h.param.data(), h.grad.data(), h.m.data(), h.v.data(), sizes[i], own);
+  }
+  return p;
+}
+
 TEST(AdamWTest, BitExactWithCpuOverStepsAndTensors) {
   const auto sizes = tensorSizes();
   std::mt19937 rng(3);
@@ -81,23 +107,7 @@ TEST(AdamWTest, BitExactWithCpuOverStepsAndTensors) {
   const std::string shape = std::to_string(sizes.size()) + " tensors, " +
                             std::to_string(total) + " elements";
   for (int64_t step = 1; step <= 3; ++step) {
-    const cpu::AdamWParams p{1e-3, 0.9, 0.95, 1e-8, 0.1, step, 0.5f + 0.25f * step};
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      HostTensor &h = host[i];
-      h.grad.assign(sizes[i], 0.0f);
-      for (float &g : h.grad)
-        g = dist(rng) * (step == 2 ? 1e-3f : 1.0f);
-      if (sizes[i] > 4 && step == 3) { // zero and huge gradients (g^2 = inf)
-        h.grad[0] = 0.0f;
-        h.grad[1] = 1e30f;
-      }
-      dev[i].grad->upload(h.grad.data());
-      cpu::AdamWParams own = p;
-      if (tensorDecay(i) >= 0)
-        own.weightDecay = tensorDecay(i);
-      cpu::adamwStep(h.param.data(), h.grad.data(), h.m.data(), h.v.data(),
-                     sizes[i], own);
-    }
+    const cpu::AdamWParams p = stepOnCpu(host, dev, sizes, rng, step);
     // Step 2 takes its scale from the device, as after clipping on the GPU.
     const float *scale = nullptr;
     if (step == 2) {
@@ -155,18 +165,7 @@ TEST(AdamWTest, MastersAsCopyAndLowBitsBitExactWithCpu) {
                     tensorDecay(i), lows.back()->get() + skew});
   }
   for (int64_t step = 1; step <= 3; ++step) {
-    const cpu::AdamWParams p{1e-3, 0.9, 0.95, 1e-8, 0.1, step, 0.5f + 0.25f * step};
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      HostTensor &h = host[i];
-      h.grad.assign(sizes[i], 0.0f);
-      for (float &g : h.grad)
-        g = dist(rng) * (step == 2 ? 1e-3f : 1.0f);
-      dev[i].grad->upload(h.grad.data());
-      cpu::AdamWParams own = p;
-      if (tensorDecay(i) >= 0)
-        own.weightDecay = tensorDecay(i);
-      cpu::adamwStep(h.param.data(), h.grad.data(), h.m.data(), h.v.data(), sizes[i], own);
-    }
+    const cpu::AdamWParams p = stepOnCpu(host, dev, sizes, rng, step);
     MT_ASSERT_OK(cuda::adamwStep(list, p, nullptr, nullptr));
     for (size_t i = 0; i < sizes.size(); ++i) {
       const std::string what = "adamw step " + std::to_string(step) + " tensor " +
