@@ -280,16 +280,19 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
                                      plan.buffers(instr.outputs(0)).size_bytes());
   for (const Arena &a : plan.arenas()) {
     switch (a.kind()) {
-    case PARAMETERS:
+    case PARAMETERS: {
       // A bucket's range rounded up to 64 bytes ends within the arena
       // (every buffer's offset is 64-byte aligned) or at its rounded end.
       f.weightsBeforeShards = roundUp(a.size_bytes(), 64) - f.bucketsNotHeld;
-      f.weights = fp32WeightsOnHost(plan) || masterRemainders(plan) ? 0
-                  : f.masterShards.empty()                          ? a.size_bytes()
+      const bool remainders = masterRemainders(plan);
+      if (fp32WeightsOnHost(plan) || remainders)
+        f.weights = 0;
+      else
+        f.weights = f.masterShards.empty() ? a.size_bytes()
                                            : f.weightsBeforeShards + f.masterShardBytes;
       f.shadows = a.size_bytes() / 2;
-      f.remainders = masterRemainders(plan) ? f.shadows : 0;
-      if (f.remainders)
+      f.remainders = remainders ? f.shadows : 0;
+      if (remainders)
         for (const Parameter &p : plan.parameters()) {
           const Buffer &w = plan.buffers(p.param_buffer());
           if (routerReads(plan, w.offset_bytes(), w.size_bytes()) &&
@@ -297,6 +300,7 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
             f.routerWeightBytes += roundUp(w.size_bytes(), 64);
         }
       break;
+    }
     case GRADIENTS:
       f.gradients = a.size_bytes();
       break;
