@@ -270,14 +270,15 @@ Status TrainingRun::openData() {
   options.seed = settings_.seed;
   options.eosId = settings_.eosId;
   options.checkEveryId = !checkingAlone_; // the ranks scan the ids
+  // The dataset's errors start with its path: the option goes before it.
   auto dataset = io::Dataset::open(o_.dataPath, options, modelVocab);
   if (!dataset)
-    return dataset.status();
+    return Status::error("--data " + dataset.status().message());
   // Attention over packed documents needs the documents' boundaries, and
   // data that has them must not be trained across them.
   if (plan_.bindings().has_position_ids() != dataset->hasPositionIds())
     return Status::error(
-        o_.dataPath + (dataset->hasPositionIds()
+        "--data " + o_.dataPath + (dataset->hasPositionIds()
                            ? ": the data packs documents with position ids (neat_packing), "
                              "but the plan was compiled without them: import the model with "
                              "--neat-packing (mtc train does) and compile again"
