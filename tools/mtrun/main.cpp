@@ -282,12 +282,10 @@ int main(int argc, char **argv) {
   addControlOptions(app, c);
   // mtc train's train.sh gives these and passes the user's arguments after
   // its own: given twice, the last counts, as --resume does.
-  for (CLI::Option *option : app.get_options())
-    for (const char *name : {"--seed", "--hf-output", "--save-steps", "--save-total-limit",
-                             "--logging-steps", "--log-interval", "--max-shard-size",
-                             "--export-dtype", "--tokenizer-dir", "--backend", "--load"})
-      if (option->check_name(name))
-        option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  for (const char *name : {"--seed", "--hf-output", "--save-steps", "--save-total-limit",
+                           "--logging-steps", "--log-interval", "--max-shard-size",
+                           "--export-dtype", "--tokenizer-dir", "--backend", "--load"})
+    app.get_option(name)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   mt::tools::addVersionFlag(app, "mtrun");
   if (auto exitCode = mt::tools::parseCommandLine(app, argc, argv))
     return *exitCode;
