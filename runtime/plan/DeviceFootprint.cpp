@@ -93,20 +93,26 @@ std::map<uint32_t, ShardView> shardViews(const Plan &plan) {
 }
 
 namespace {
-/// Whether [offset, offset + bytes) of PARAMETERS holds a weight a MoE
-/// router reads (in fp32).
-bool routerReads(const Plan &plan, uint64_t offset, uint64_t bytes) {
+/// The byte ranges of PARAMETERS that MoE routers read (in fp32), from one
+/// pass over the plan.
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+Ranges routerReadRanges(const Plan &plan) {
+  Ranges ranges;
   for (const Program &program : plan.programs())
     for (const Instruction &instr : program.instructions())
       if (isOp(instr, Op::moe_router) || isOp(instr, Op::moe_router_grad) ||
           isOp(instr, Op::moe_router_counts))
-        for (uint32_t id : instr.inputs()) {
-          const Buffer &b = plan.buffers(id);
-          if (b.arena() == PARAMETERS && b.offset_bytes() < offset + bytes &&
-              offset < b.offset_bytes() + b.size_bytes())
-            return true;
-        }
-  return false;
+        for (uint32_t id : instr.inputs())
+          if (const Buffer &b = plan.buffers(id); b.arena() == PARAMETERS)
+            ranges.push_back({b.offset_bytes(), b.offset_bytes() + b.size_bytes()});
+  return ranges;
+}
+
+/// Whether [offset, offset + bytes) overlaps one of `ranges`.
+bool overlapsAny(const Ranges &ranges, uint64_t offset, uint64_t bytes) {
+  return std::any_of(ranges.begin(), ranges.end(), [&](const auto &r) {
+    return r.first < offset + bytes && offset < r.second;
+  });
 }
 } // namespace
 
@@ -130,10 +136,11 @@ std::map<uint32_t, MasterShard> masterShards(const Plan &plan) {
           gathered[view->first] = &b;
     }
   std::vector<std::pair<uint64_t, std::pair<uint32_t, const Bucket *>>> byOffset;
+  const Ranges routed = routerReadRanges(plan);
   for (const auto &[view, bucket] : gathered) {
     const Buffer &whole = plan.buffers(bucket->param_buffer());
     if (bucket->parts() > 1 && bucket->master_buffer() == 0 && whole.arena() == PARAMETERS &&
-        !routerReads(plan, whole.offset_bytes(), whole.size_bytes()))
+        !overlapsAny(routed, whole.offset_bytes(), whole.size_bytes()))
       byOffset.push_back({whole.offset_bytes(), {view, bucket}});
   }
   std::sort(byOffset.begin(), byOffset.end());
@@ -292,10 +299,10 @@ DeviceFootprint deviceFootprint(const Plan &plan) {
                                            : f.weightsBeforeShards + f.masterShardBytes;
       f.shadows = a.size_bytes() / 2;
       f.remainders = remainders ? f.shadows : 0;
-      if (remainders)
+      if (const Ranges routed = remainders ? routerReadRanges(plan) : Ranges(); !routed.empty())
         for (const Parameter &p : plan.parameters()) {
           const Buffer &w = plan.buffers(p.param_buffer());
-          if (routerReads(plan, w.offset_bytes(), w.size_bytes()) &&
+          if (overlapsAny(routed, w.offset_bytes(), w.size_bytes()) &&
               f.routerWeights.emplace(w.id(), f.routerWeightBytes).second)
             f.routerWeightBytes += roundUp(w.size_bytes(), 64);
         }
