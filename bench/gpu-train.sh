@@ -142,7 +142,7 @@ fi
 # MT_PEAK_TFLOPS / MT_PEAK_GBPS say otherwise. Then, unless
 # MT_BENCH_PEERS=0, each class beside torch.compile's kernel time
 # (bench/peer-classes.py: CUPTI's, over 4 of its steps); ours is the
-# profile's, each instruction timed alone with events.
+# profile's, events between the instructions of the replayed CUDA graphs.
 profiled=${MT_BENCH_PROFILE_SHAPES:-llama3.2-1b:4:2048 qwen3-0.6b:4:2048}
 [[ "$profiled" == none ]] && profiled=
 for shape in $profiled; do

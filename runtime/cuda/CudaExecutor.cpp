@@ -17,9 +17,14 @@ namespace mt::cuda {
 namespace executor {
 
 CudaExecutor::~CudaExecutor() {
-  for (auto &[name, program] : programs_)
-    if (program.graph)
-      (void)cudaGraphExecDestroy(program.graph);
+  for (auto &[name, program] : programs_) {
+    for (cudaGraphExec_t graph : {program.graph, program.timedGraph})
+      if (graph)
+        (void)cudaGraphExecDestroy(graph);
+    for (cudaEvent_t event : program.timedEvents)
+      if (event)
+        (void)cudaEventDestroy(event);
+  }
   for (auto &[name, program] : programs_)
     for (const Piece &piece : program.pieces)
       if (piece.graph)
@@ -181,21 +186,71 @@ Status CudaExecutor::launchEagerly(LoweredProgram &program, exec::ProgramResult 
     if (options_.syncEachInstruction)
       MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
-  if (profile) // only to the classes that launched something
-    for (const auto &[name, w] : program.work)
-      profile_.addWork(name, w.flops, w.bytes);
+  if (profile)
+    recordWork(program);
+  return Status::ok();
+}
+
+void CudaExecutor::recordWork(const LoweredProgram &program) {
+  for (const auto &[name, w] : program.work) // only to the classes that launched something
+    profile_.addWork(name, w.flops, w.bytes);
+}
+
+Status CudaExecutor::launchTimed(LoweredProgram &program) {
+  if (!program.timedGraph) {
+    if (program.timedEvents.empty()) { // not after a failed capture
+      for (size_t i = 0; i < program.steps.size(); ++i)
+        if (program.steps[i].launch)
+          program.timedSteps.push_back(i);
+      program.timedEvents.assign(program.timedSteps.size() + 1, nullptr);
+      ScopedErrorContext context("--profile's events: ");
+      for (cudaEvent_t &event : program.timedEvents)
+        MT_CUDA_CHECK(cudaEventCreate(&event));
+    }
+    if (Status s = capture(program, 0, program.steps.size(), program.timedGraph,
+                           &program.timedEvents);
+        !s)
+      return s;
+  }
+  ScopedErrorContext context("program '" + program.plan->name() + "' (CUDA graph with --profile's "
+                             "events; MT_CUDA_SYNC=1 names the failing instruction): ");
+  MT_CUDA_CHECK(cudaGraphLaunch(program.timedGraph, stream_));
+  return Status::ok();
+}
+
+Status CudaExecutor::recordTimedRun(const LoweredProgram &program) {
+  ScopedErrorContext context("--profile, program '" + program.plan->name() + "': ");
+  for (size_t k = 0; k < program.timedSteps.size(); ++k) {
+    float ms = 0;
+    MT_CUDA_CHECK(
+        cudaEventElapsedTime(&ms, program.timedEvents[k], program.timedEvents[k + 1]));
+    const Step &step = program.steps[program.timedSteps[k]];
+    const std::string &op = program.plan->instructions(step.instruction).op();
+    profile_.recordInGraph(step.profileClass ? step.profileClass : opClass(op), op, ms);
+  }
+  recordWork(program);
   return Status::ok();
 }
 
 Status CudaExecutor::capture(const LoweredProgram &program, size_t begin, size_t end,
-                             cudaGraphExec_t &graphExec) {
+                             cudaGraphExec_t &graphExec, const std::vector<cudaEvent_t> *timing) {
   ScopedErrorContext context((rank_ ? rank_->describe() + " " : std::string()) +
                              "capturing program '" + program.plan->name() + "': ");
   MT_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   Status launched = Status::ok();
+  size_t marks = 0;
+  // External: a node of the graph, recorded by every replay.
+  auto mark = [&]() -> Status {
+    if (!timing)
+      return Status::ok();
+    MT_CUDA_CHECK(cudaEventRecordWithFlags((*timing)[marks++], stream_, cudaEventRecordExternal));
+    return Status::ok();
+  };
+  launched = mark();
   for (size_t i = begin; i < end; ++i)
     if (const Step &step = program.steps[i]; step.launch && launched)
-      launched = step.launch(stream_);
+      if (launched = step.launch(stream_); launched)
+        launched = mark();
   cudaGraph_t graph = nullptr;
   cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
   if (!launched) {
@@ -257,10 +312,12 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   auto started = std::chrono::steady_clock::now();
   exec::ProgramResult result;
   // The first run is eager: it warms what launchers set up on first use
-  // (cuBLASLt algorithms), which capture must not see.
-  const bool graphs = options_.graphs && !options_.profile && !options_.syncEachInstruction &&
-                      program.runs > 0;
-  const bool replay = graphs && program.capturable;
+  // (cuBLASLt algorithms), which capture must not see. --profile times a
+  // program that replays as one graph inside its replay (the clocks and
+  // gaps of a real step), any other instruction by instruction.
+  const bool graphs = options_.graphs && !options_.syncEachInstruction && program.runs > 0;
+  const bool timed = graphs && options_.profile && program.capturable;
+  const bool replay = graphs && !options_.profile && program.capturable;
   if (replay && !program.graph)
     if (Status s = capture(program, 0, program.steps.size(), program.graph); !s)
       return s;
@@ -270,7 +327,10 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
     ScopedErrorContext context("program '" + name + "' (CUDA graph; MT_CUDA_SYNC=1 names "
                                "the failing instruction): ");
     MT_CUDA_CHECK(cudaGraphLaunch(program.graph, stream_));
-  } else if (graphs && !program.pieces.empty()) {
+  } else if (timed) {
+    if (Status s = launchTimed(program); !s)
+      return s;
+  } else if (graphs && !options_.profile && !program.pieces.empty()) {
     if (Status s = launchPieces(program); !s)
       return s;
   } else if (Status s = launchEagerly(program, result); !s) {
@@ -289,6 +349,9 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
                                     stream_));
     MT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+  if (timed)
+    if (Status s = recordTimedRun(program); !s)
+      return s;
   if (options_.profile && program.runs > 0) {
     profile_.addWall(name, std::chrono::duration<double, std::milli>(
                                std::chrono::steady_clock::now() - started)

@@ -27,8 +27,9 @@ struct CudaOptions {
   /// Waits for the GPU after every instruction, so that an asynchronous
   /// fault names its instruction (slow; MT_CUDA_SYNC=1).
   bool syncEachInstruction = false;
-  /// Times every instruction with CUDA events (no graphs) for
-  /// profileReport().
+  /// Times every instruction with CUDA events for profileReport(): inside
+  /// the replayed graph of a program that replays as one (events between
+  /// instructions), the others' instructions alone (no stage graphs).
   bool profile = false;
   /// Times the communication with CUDA events on the streams, graphs
   /// replaying as without it, for profileReport() (runtime/cuda/

@@ -68,6 +68,13 @@ struct LoweredProgram {
   bool capturable = true;
   int64_t runs = 0;
   cudaGraphExec_t graph = nullptr;
+  /// --profile: the graph again with an event recorded before its first
+  /// launching step and after each (timedEvents has one more than
+  /// timedSteps, the indices of those steps); captured at the first
+  /// profiled run.
+  cudaGraphExec_t timedGraph = nullptr;
+  std::vector<cudaEvent_t> timedEvents;
+  std::vector<size_t> timedSteps;
   /// Not empty: replayed piece by piece (stagePieces).
   std::vector<Piece> pieces;
   /// The FLOPs and bytes of one run per profile class (plan/Roofline.h).
@@ -122,9 +129,19 @@ private:
   /// --profile-comm after a program's launch; after the optimizer (its
   /// overlapped variant when `overlapped`), the step's times.
   Status endProfiledProgram(const std::string &name, bool overlapped);
-  /// Captures `program`'s steps [begin, end) as the CUDA graph `graph`.
+  /// Captures `program`'s steps [begin, end) as the CUDA graph `graph`;
+  /// with `timing`, the events its replays record: the first before the
+  /// first launching step, one after each.
   Status capture(const LoweredProgram &program, size_t begin, size_t end,
-                 cudaGraphExec_t &graph);
+                 cudaGraphExec_t &graph, const std::vector<cudaEvent_t> *timing = nullptr);
+  /// --profile on a program that replays as one graph: replays its timed
+  /// graph (captured on first use), to be read by recordTimedRun once the
+  /// stream is done.
+  Status launchTimed(LoweredProgram &program);
+  /// Adds the instructions' times of the timed replay that just finished.
+  Status recordTimedRun(const LoweredProgram &program);
+  /// Adds one run's roofline work of the classes that launched something.
+  void recordWork(const LoweredProgram &program);
   /// A replay of a program in pieces (stagePieces), each graph captured at
   /// its first replay.
   Status launchPieces(LoweredProgram &program);

@@ -1,7 +1,8 @@
-// --profile's bookkeeping: every eagerly launched instruction timed with CUDA
-// events (the device's time) and a host clock around its launch (the time the
-// host spent issuing it, waits for the device included), summed per
-// instruction class and per op; the report prints both tables.
+// --profile's bookkeeping: every instruction timed with CUDA events (the
+// device's time) inside the replayed CUDA graph of its program, or, where the
+// program runs eagerly, alone with a host clock around its launch (the time
+// the host spent issuing it, waits for the device included); summed per
+// instruction class and per op. The report prints both tables.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,7 @@ struct ProfileEntry {
   double ms = 0;      // device time (CUDA events)
   double hostMs = 0;  // host time issuing the launches, waits included
   int64_t launches = 0;
+  int64_t inGraph = 0; // of the launches, those timed inside a graph (no host time)
   double flops = 0, bytes = 0; // the roofline's work (plan/Roofline.h)
 };
 
@@ -30,6 +32,9 @@ public:
   /// own), `op` the plan op; times in milliseconds.
   void record(const std::string &className, const std::string &op, double deviceMs,
               double hostMs);
+  /// One instruction's time between the events around it in a replayed
+  /// graph (milliseconds; the gap after the previous one's kernels included).
+  void recordInGraph(const std::string &className, const std::string &op, double deviceMs);
   /// Adds one run's roofline work to a class that launched something.
   void addWork(const std::string &className, double flops, double bytes);
   /// One run of a program took `ms` of wall time (host clock, launch to the
@@ -39,7 +44,8 @@ public:
   /// The class table (ms/step, share of the programs' wall, launches/step,
   /// TFLOP/s and GB/s where the class has work), the idle remainder, then the
   /// `topOps` ops that took the most device time, each with its host time
-  /// (host ≈ device: the op is bound by its launches or host waits).
+  /// (host ≈ device: the op is bound by its launches or host waits), or
+  /// "in graph" where every launch was timed inside a graph.
   std::string report(int topOps = 24) const;
 
 private:

@@ -38,5 +38,31 @@ TEST(InstructionProfile, ClassesAndOpsPerStep) {
   EXPECT_LT(report.find("  linear "), report.find("  moe_router "));
 }
 
+// An op timed inside a replayed graph has no host time of its own: the
+// ops table says so instead of printing 0; an op also launched eagerly keeps
+// its host time.
+TEST(InstructionProfile, OpsTimedInsideAGraph) {
+  InstructionProfile profile;
+  profile.recordInGraph(opClass("linear"), "linear", 2.0);
+  profile.recordInGraph(opClass("linear"), "linear", 2.0);
+  profile.recordInGraph(opClass("rmsnorm"), "rmsnorm", 0.5);
+  profile.record(opClass("rmsnorm"), "rmsnorm", 0.5, 0.25);
+  profile.addWall("forward_backward", 5.0);
+  const std::string report = profile.report();
+  EXPECT_NE(report.find("inside the replayed CUDA graph"), std::string::npos) << report;
+  // One step: 4 ms in two launches, 80% of the wall.
+  EXPECT_NE(report.find("linear                                             4.00   80.0%         2"
+                        "       in graph"),
+            std::string::npos)
+      << report;
+  EXPECT_NE(report.find("rmsnorm                                            1.00   20.0%         2"
+                        "           0.25"),
+            std::string::npos)
+      << report;
+  EXPECT_NE(report.find("host, launches and idle (wall - kernels)           0.00    0.0%"),
+            std::string::npos)
+      << report;
+}
+
 } // namespace
 } // namespace mt::cuda

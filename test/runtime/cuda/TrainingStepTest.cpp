@@ -344,6 +344,50 @@ TEST(CudaBackendTest, ResumeContinuesTheSameRun) {
   EXPECT_LE(worst, tol::kBitExact);
 }
 
+// --profile times the replayed CUDA graphs from events inside them: the run
+// is the one without it (the same losses and gradient norms, bit for bit),
+// and the report has the step's classes, each op marked as timed in a graph.
+TEST(CudaBackendTest, ProfileTimesTheReplayedGraphsWithoutChangingTheRun) {
+  const char *root = std::getenv("MT_GPU_DATA");
+  ASSERT_TRUE(root && *root) << "MT_GPU_DATA must be set";
+  const std::string plan = std::string(root) + "/plans/demo";
+  const std::string data = std::string(root) + "/corpus.bin";
+  const std::string tmp = ::testing::TempDir() + "/mt-profile";
+  const auto plain = train(plan, data, "cuda", tmp + "-plain.jsonl", 4);
+  exec::TrainOptions o;
+  o.planDir = plan;
+  o.dataPath = data;
+  o.steps = 4;
+  o.seed = kSeed;
+  o.backend = "cuda";
+  o.metricsPath = tmp + "-profiled.jsonl";
+  o.profile = true;
+  std::ostringstream log;
+  auto summary = exec::train(o, log);
+  ASSERT_TRUE(summary) << summary.message() << "\n" << log.str();
+  std::vector<nlohmann::json> rows;
+  std::ifstream in(o.metricsPath);
+  for (std::string line; std::getline(in, line);)
+    rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size(), plain.size());
+  for (size_t s = 0; s < rows.size(); ++s) {
+    EXPECT_EQ(rows[s]["loss"].get<double>(), plain[s].loss) << "step " << s + 1;
+    EXPECT_EQ(rows[s]["grad_norm"].get<double>(), plain[s].gradNorm) << "step " << s + 1;
+  }
+  const std::string report = log.str();
+  EXPECT_NE(report.find("inside the replayed CUDA graph"), std::string::npos) << report;
+  EXPECT_NE(report.find("\n  GEMM (linear) "), std::string::npos) << report;
+  EXPECT_NE(report.find("\n  optimizer "), std::string::npos) << report;
+  // The demo's forward_backward and optimizer both replay as graphs: their
+  // ops' rows end in "in graph" instead of a host time.
+  for (const char *op : {"\n  linear ", "\n  adamw "}) {
+    const size_t row = report.find(op);
+    ASSERT_NE(row, std::string::npos) << op << "\n" << report;
+    const std::string line = report.substr(row + 1, report.find('\n', row + 1) - row - 1);
+    EXPECT_TRUE(line.ends_with("in graph")) << line << "\n" << report;
+  }
+}
+
 /// A model's name as a test name (GoogleTest's rule: alphanumerics and '_').
 std::string caseName(const ::testing::TestParamInfo<std::string> &info) {
   std::string name = info.param;
