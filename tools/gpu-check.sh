@@ -137,7 +137,7 @@ start=$(date +%s)
 cmake "${cmake_args[@]}" >> "$log" 2>&1 || { tail -40 "$log"; exit 1; }
 # Only what the GPU check needs: the rest of the runtime is CI's.
 cmake --build "$build" -j "$(nproc)" --target MtCudaKernelTests MtCudaKernelBench \
-  MtCudaTrainingTests mtrun \
+  MtCudaTrainingTests MtCudaTestSupportTests MtCudaProfileTests mtrun \
   >> "$log" 2>&1 || { grep -E "error|Error" -A5 "$log" | head -60; exit 1; }
 echo "gpu-check: built in $(( $(date +%s) - start )) s"
 
