@@ -352,11 +352,10 @@ Expected<exec::ProgramResult> CudaExecutor::run(const std::string &name,
   if (timed)
     if (Status s = recordTimedRun(program); !s)
       return s;
-  if (options_.profile && program.runs > 0) {
-    profile_.addWall(name, std::chrono::duration<double, std::milli>(
-                               std::chrono::steady_clock::now() - started)
-                               .count());
-  }
+  if (options_.profile && program.runs > 0)
+    profile_.addWall(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count());
   program.runs += 1;
   return result;
 }
@@ -378,6 +377,9 @@ Status CudaExecutor::endProfiledProgram(const std::string &name, bool overlapped
 }
 
 Status CudaExecutor::clearGradients() {
+  // --profile skips each program's first run, and so the first step.
+  if (options_.profile && stepsStarted_++ > 0)
+    profile_.addStep();
   microBatchesRun_ = 0;
   reducedEarly_ = false;
   if (commProfile_)

@@ -173,6 +173,7 @@ private:
   /// fills what its +first variant does not write, or all of them).
   bool gradientsUncleared_ = false;
   InstructionProfile profile_;
+  int64_t stepsStarted_ = 0; // clearGradients calls, for the profile's steps
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
 

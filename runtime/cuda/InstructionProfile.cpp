@@ -59,12 +59,6 @@ void InstructionProfile::addWork(const std::string &className, double flops, dou
   }
 }
 
-void InstructionProfile::addWall(const std::string &program, double ms) {
-  auto &[sum, runs] = wall_[program];
-  sum += ms;
-  runs += 1;
-}
-
 namespace {
 
 std::vector<std::pair<std::string, ProfileEntry>>
@@ -78,15 +72,10 @@ byTime(const std::map<std::string, ProfileEntry> &entries) {
 } // namespace
 
 std::string InstructionProfile::report(int topOps) const {
-  double wall = 0, busy = 0;
-  int64_t steps = 0;
-  for (const auto &[name, w] : wall_) {
-    wall += w.first;
-    steps = std::max(steps, w.second);
-  }
-  const double perStep = 1.0 / double(std::max<int64_t>(steps, 1));
+  const double wall = wall_, perStep = 1.0 / double(std::max<int64_t>(steps_, 1));
+  double busy = 0;
   std::ostringstream out;
-  out << std::fixed << "profile (CUDA events per instruction, mean over " << steps
+  out << std::fixed << "profile (CUDA events per instruction, mean over " << steps_
       << " steps after the first; inside the replayed CUDA graph where a program replays as "
          "one, else each instruction alone):\n";
   // The achieved rates of the roofline (plan/Roofline.h): model FLOPs and

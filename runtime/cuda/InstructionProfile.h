@@ -39,7 +39,10 @@ public:
   void addWork(const std::string &className, double flops, double bytes);
   /// One run of a program took `ms` of wall time (host clock, launch to the
   /// device being done).
-  void addWall(const std::string &program, double ms);
+  void addWall(double ms) { wall_ += ms; }
+  /// One more training step profiled: the tables are per step, whatever
+  /// the number of programs (micro-batches) a step runs.
+  void addStep() { steps_ += 1; }
   bool empty() const { return classes_.empty(); }
   /// The class table (ms/step, share of the programs' wall, launches/step,
   /// TFLOP/s and GB/s where the class has work), the idle remainder, then the
@@ -50,7 +53,8 @@ public:
 
 private:
   std::map<std::string, ProfileEntry> classes_, ops_;
-  std::map<std::string, std::pair<double, int64_t>> wall_; // per program: ms, runs
+  double wall_ = 0; // ms, all programs' runs
+  int64_t steps_ = 0;
 };
 
 } // namespace mt::cuda

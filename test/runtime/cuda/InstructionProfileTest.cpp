@@ -16,7 +16,8 @@ TEST(InstructionProfile, ClassesAndOpsPerStep) {
     profile.record(opClass("linear"), "linear", 3.0, 0.1);
     profile.record(opClass("moe_router"), "moe_router", 1.0, 0.9);
     profile.addWork(opClass("linear"), 3e12, 1e9);
-    profile.addWall("forward_backward", 5.0);
+    profile.addWall(5.0);
+    profile.addStep();
   }
   profile.addWork("never launched", 1, 1); // no class row of its own
   const std::string report = profile.report();
@@ -47,8 +48,13 @@ TEST(InstructionProfile, OpsTimedInsideAGraph) {
   profile.recordInGraph(opClass("linear"), "linear", 2.0);
   profile.recordInGraph(opClass("rmsnorm"), "rmsnorm", 0.5);
   profile.record(opClass("rmsnorm"), "rmsnorm", 0.5, 0.25);
-  profile.addWall("forward_backward", 5.0);
+  // One step of two micro-batches and the optimizer: three programs' runs.
+  profile.addWall(2.0);
+  profile.addWall(2.0);
+  profile.addWall(1.0);
+  profile.addStep();
   const std::string report = profile.report();
+  EXPECT_NE(report.find("mean over 1 steps"), std::string::npos) << report;
   EXPECT_NE(report.find("inside the replayed CUDA graph"), std::string::npos) << report;
   // One step: 4 ms in two launches, 80% of the wall.
   EXPECT_NE(report.find("linear                                             4.00   80.0%         2"
