@@ -199,10 +199,9 @@ void CudaExecutor::recordWork(const LoweredProgram &program) {
 Status CudaExecutor::launchTimed(LoweredProgram &program) {
   if (!program.timedGraph) {
     if (program.timedEvents.empty()) { // not after a failed capture
-      for (size_t i = 0; i < program.steps.size(); ++i)
-        if (program.steps[i].launch)
-          program.timedSteps.push_back(i);
-      program.timedEvents.assign(program.timedSteps.size() + 1, nullptr);
+      const auto launching = std::count_if(program.steps.begin(), program.steps.end(),
+                                           [](const Step &step) { return bool(step.launch); });
+      program.timedEvents.assign(size_t(launching) + 1, nullptr);
       ScopedErrorContext context("--profile's events: ");
       for (cudaEvent_t &event : program.timedEvents)
         MT_CUDA_CHECK(cudaEventCreate(&event));
@@ -220,11 +219,14 @@ Status CudaExecutor::launchTimed(LoweredProgram &program) {
 
 Status CudaExecutor::recordTimedRun(const LoweredProgram &program) {
   ScopedErrorContext context("--profile, program '" + program.plan->name() + "': ");
-  for (size_t k = 0; k < program.timedSteps.size(); ++k) {
+  size_t k = 0; // the events around the k-th launching step: k and k + 1
+  for (const Step &step : program.steps) {
+    if (!step.launch)
+      continue;
     float ms = 0;
     MT_CUDA_CHECK(
         cudaEventElapsedTime(&ms, program.timedEvents[k], program.timedEvents[k + 1]));
-    const Step &step = program.steps[program.timedSteps[k]];
+    ++k;
     const std::string &op = program.plan->instructions(step.instruction).op();
     profile_.recordInGraph(step.profileClass ? step.profileClass : opClass(op), op, ms);
   }

@@ -69,12 +69,10 @@ struct LoweredProgram {
   int64_t runs = 0;
   cudaGraphExec_t graph = nullptr;
   /// --profile: the graph again with an event recorded before its first
-  /// launching step and after each (timedEvents has one more than
-  /// timedSteps, the indices of those steps); captured at the first
-  /// profiled run.
+  /// launching step and after each (one more event than launching steps);
+  /// captured at the first profiled run.
   cudaGraphExec_t timedGraph = nullptr;
   std::vector<cudaEvent_t> timedEvents;
-  std::vector<size_t> timedSteps;
   /// Not empty: replayed piece by piece (stagePieces).
   std::vector<Piece> pieces;
   /// The FLOPs and bytes of one run per profile class (plan/Roofline.h).

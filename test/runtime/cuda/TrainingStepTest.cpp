@@ -39,7 +39,8 @@ struct Step {
 std::vector<Step> train(const std::string &plan, const std::string &data,
                         const std::string &backend, const std::string &metrics,
                         int64_t stepCount = kSteps, const std::string &saveDir = "",
-                        const std::string &resumeDir = "", const std::string &exportHf = "") {
+                        const std::string &resumeDir = "", const std::string &exportHf = "",
+                        std::string *profileReport = nullptr) {
   exec::TrainOptions o;
   o.planDir = plan;
   o.dataPath = data;
@@ -50,10 +51,13 @@ std::vector<Step> train(const std::string &plan, const std::string &data,
   o.saveDir = saveDir;
   o.resumeDir = resumeDir;
   o.exportHf = exportHf;
+  o.profile = profileReport != nullptr; // --profile; its report is the log's
   std::ostringstream log;
   auto summary = exec::train(o, log);
   if (!summary)
     throw std::runtime_error(backend + ": " + summary.message() + "\n" + log.str());
+  if (profileReport)
+    *profileReport = log.str();
   std::vector<Step> steps;
   std::ifstream in(metrics);
   for (std::string line; std::getline(in, line);) {
@@ -354,27 +358,13 @@ TEST(CudaBackendTest, ProfileTimesTheReplayedGraphsWithoutChangingTheRun) {
   const std::string data = std::string(root) + "/corpus.bin";
   const std::string tmp = ::testing::TempDir() + "/mt-profile";
   const auto plain = train(plan, data, "cuda", tmp + "-plain.jsonl", 4);
-  exec::TrainOptions o;
-  o.planDir = plan;
-  o.dataPath = data;
-  o.steps = 4;
-  o.seed = kSeed;
-  o.backend = "cuda";
-  o.metricsPath = tmp + "-profiled.jsonl";
-  o.profile = true;
-  std::ostringstream log;
-  auto summary = exec::train(o, log);
-  ASSERT_TRUE(summary) << summary.message() << "\n" << log.str();
-  std::vector<nlohmann::json> rows;
-  std::ifstream in(o.metricsPath);
-  for (std::string line; std::getline(in, line);)
-    rows.push_back(nlohmann::json::parse(line));
-  ASSERT_EQ(rows.size(), plain.size());
-  for (size_t s = 0; s < rows.size(); ++s) {
-    EXPECT_EQ(rows[s]["loss"].get<double>(), plain[s].loss) << "step " << s + 1;
-    EXPECT_EQ(rows[s]["grad_norm"].get<double>(), plain[s].gradNorm) << "step " << s + 1;
+  std::string report;
+  const auto profiled = train(plan, data, "cuda", tmp + "-profiled.jsonl", 4, "", "", "", &report);
+  ASSERT_EQ(profiled.size(), plain.size());
+  for (size_t s = 0; s < plain.size(); ++s) {
+    EXPECT_EQ(profiled[s].loss, plain[s].loss) << "step " << s + 1;
+    EXPECT_EQ(profiled[s].gradNorm, plain[s].gradNorm) << "step " << s + 1;
   }
-  const std::string report = log.str();
   EXPECT_NE(report.find("inside the replayed CUDA graph"), std::string::npos) << report;
   EXPECT_NE(report.find("\n  GEMM (linear) "), std::string::npos) << report;
   EXPECT_NE(report.find("\n  optimizer "), std::string::npos) << report;
