@@ -8,6 +8,13 @@
 namespace mt::cuda {
 namespace {
 
+/// Whether the report holds `text`; the report is the failure's message.
+::testing::AssertionResult contains(const std::string &report, const std::string &text) {
+  if (report.find(text) != std::string::npos)
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "no \"" << text << "\" in:\n" << report;
+}
+
 TEST(InstructionProfile, ClassesAndOpsPerStep) {
   InstructionProfile profile;
   // Two steps: a linear of 3 ms (host 0.1) and a router of 1 ms that waited
@@ -21,19 +28,15 @@ TEST(InstructionProfile, ClassesAndOpsPerStep) {
   }
   profile.addWork("never launched", 1, 1); // no class row of its own
   const std::string report = profile.report();
-  EXPECT_NE(report.find("mean over 2 steps"), std::string::npos) << report;
+  EXPECT_TRUE(contains(report, "mean over 2 steps"));
   // 3 ms/step, 60% of the wall, one launch; 6e12 FLOPs over 6 ms = 1000 TFLOP/s.
-  EXPECT_NE(report.find("GEMM (linear)                                      3.00   60.0%         1"
-                        "         1000.0       333"),
-            std::string::npos)
-      << report;
-  EXPECT_NE(report.find("host, launches and idle (wall - kernels)           1.00   20.0%"),
-            std::string::npos)
-      << report;
-  EXPECT_NE(report.find("moe_router                                         1.00   20.0%         1"
-                        "           0.90"),
-            std::string::npos)
-      << report;
+  EXPECT_TRUE(contains(
+      report, "GEMM (linear)                                      3.00   60.0%         1"
+              "         1000.0       333"));
+  EXPECT_TRUE(contains(report, "host, launches and idle (wall - kernels)           1.00   20.0%"));
+  EXPECT_TRUE(contains(
+      report, "moe_router                                         1.00   20.0%         1"
+              "           0.90"));
   EXPECT_EQ(report.find("never launched"), std::string::npos) << report;
   // Ops sorted by device time: the linear first.
   EXPECT_LT(report.find("  linear "), report.find("  moe_router "));
@@ -54,20 +57,16 @@ TEST(InstructionProfile, OpsTimedInsideAGraph) {
   profile.addWall(1.0);
   profile.addStep();
   const std::string report = profile.report();
-  EXPECT_NE(report.find("mean over 1 steps"), std::string::npos) << report;
-  EXPECT_NE(report.find("inside the replayed CUDA graph"), std::string::npos) << report;
+  EXPECT_TRUE(contains(report, "mean over 1 steps"));
+  EXPECT_TRUE(contains(report, "inside the replayed CUDA graph"));
   // One step: 4 ms in two launches, 80% of the wall.
-  EXPECT_NE(report.find("linear                                             4.00   80.0%         2"
-                        "       in graph"),
-            std::string::npos)
-      << report;
-  EXPECT_NE(report.find("rmsnorm                                            1.00   20.0%         2"
-                        "           0.25"),
-            std::string::npos)
-      << report;
-  EXPECT_NE(report.find("host, launches and idle (wall - kernels)           0.00    0.0%"),
-            std::string::npos)
-      << report;
+  EXPECT_TRUE(contains(
+      report, "linear                                             4.00   80.0%         2"
+              "       in graph"));
+  EXPECT_TRUE(contains(
+      report, "rmsnorm                                            1.00   20.0%         2"
+              "           0.25"));
+  EXPECT_TRUE(contains(report, "host, launches and idle (wall - kernels)           0.00    0.0%"));
 }
 
 } // namespace

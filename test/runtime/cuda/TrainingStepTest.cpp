@@ -36,6 +36,15 @@ struct Step {
   double loss, gradNorm, lr;
 };
 
+/// $MT_GPU_DATA: the folder tools/gpu-check.sh --prepare writes (plans/,
+/// corpus.bin, neat.sft); empty where it is unset.
+std::string gpuData() {
+  const char *root = std::getenv("MT_GPU_DATA");
+  return root ? root : "";
+}
+constexpr const char *kNoGpuData =
+    "MT_GPU_DATA must name the directory that tools/gpu-check.sh --prepare writes";
+
 std::vector<Step> train(const std::string &plan, const std::string &data,
                         const std::string &backend, const std::string &metrics,
                         int64_t stepCount = kSteps, const std::string &saveDir = "",
@@ -87,13 +96,11 @@ Worst worstRelative(const std::vector<Step> &gpu, const std::vector<Step> &cpu,
 class TrainingStepTest : public ::testing::TestWithParam<std::string> {
 protected:
   void SetUp() override {
-    const char *root = std::getenv("MT_GPU_DATA");
-    ASSERT_TRUE(root && *root) << "MT_GPU_DATA must name the directory that "
-                                  "tools/gpu-check.sh --prepare writes";
+    const std::string root = gpuData();
+    ASSERT_FALSE(root.empty()) << kNoGpuData;
     model_ = GetParam();
-    plan_ = std::string(root) + "/plans/" + model_;
-    const bool neat = model_.ends_with("-neat");
-    data_ = std::string(root) + (neat ? "/neat.sft" : "/corpus.bin");
+    plan_ = root + "/plans/" + model_;
+    data_ = root + (model_.ends_with("-neat") ? "/neat.sft" : "/corpus.bin");
     ASSERT_TRUE(std::filesystem::exists(plan_ + "/plan.pb")) << plan_;
     // Named after the test, not the model alone: ctest runs the tests of
     // one model side by side (-j), and a shared metrics file would be read
@@ -326,10 +333,9 @@ TEST_P(TrainingStepTest, FirstUpdateMatchesTheCpuBackend) {
 // run: the weights and AdamW moments round-trip through the host, and the
 // step's kernels are deterministic.
 TEST(CudaBackendTest, ResumeContinuesTheSameRun) {
-  const char *root = std::getenv("MT_GPU_DATA");
-  ASSERT_TRUE(root && *root) << "MT_GPU_DATA must be set";
-  const std::string plan = std::string(root) + "/plans/demo";
-  const std::string data = std::string(root) + "/corpus.bin";
+  const std::string root = gpuData();
+  ASSERT_FALSE(root.empty()) << kNoGpuData;
+  const std::string plan = root + "/plans/demo", data = root + "/corpus.bin";
   const std::string tmp = ::testing::TempDir() + "/mt-resume";
   std::filesystem::remove_all(tmp + "-ckpt");
   const auto straight = train(plan, data, "cuda", tmp + "-straight.jsonl", 6);
@@ -352,10 +358,9 @@ TEST(CudaBackendTest, ResumeContinuesTheSameRun) {
 // is the one without it (the same losses and gradient norms, bit for bit),
 // and the report has the step's classes, each op marked as timed in a graph.
 TEST(CudaBackendTest, ProfileTimesTheReplayedGraphsWithoutChangingTheRun) {
-  const char *root = std::getenv("MT_GPU_DATA");
-  ASSERT_TRUE(root && *root) << "MT_GPU_DATA must be set";
-  const std::string plan = std::string(root) + "/plans/demo";
-  const std::string data = std::string(root) + "/corpus.bin";
+  const std::string root = gpuData();
+  ASSERT_FALSE(root.empty()) << kNoGpuData;
+  const std::string plan = root + "/plans/demo", data = root + "/corpus.bin";
   const std::string tmp = ::testing::TempDir() + "/mt-profile";
   const auto plain = train(plan, data, "cuda", tmp + "-plain.jsonl", 4);
   std::string report;
@@ -412,13 +417,12 @@ INSTANTIATE_TEST_SUITE_P(Models, FusedQkvTest,
 /// rates exactly; report rows are named after `option`. Prints whether the
 /// two runs were bit for bit the same.
 void expectSameAsWithout(const char *option, const char *planName) {
-  const char *root = std::getenv("MT_GPU_DATA");
-  ASSERT_TRUE(root && *root) << "MT_GPU_DATA must be set";
-  const std::string data = std::string(root) + "/corpus.bin";
+  const std::string root = gpuData();
+  ASSERT_FALSE(root.empty()) << kNoGpuData;
+  const std::string data = root + "/corpus.bin";
   const std::string tmp = ::testing::TempDir() + "/mt-" + planName;
-  const auto plain = train(std::string(root) + "/plans/demo", data, "cuda", tmp + "-plain.jsonl");
-  const auto with =
-      train(std::string(root) + "/plans/" + planName, data, "cuda", tmp + "-option.jsonl");
+  const auto plain = train(root + "/plans/demo", data, "cuda", tmp + "-plain.jsonl");
+  const auto with = train(root + "/plans/" + planName, data, "cuda", tmp + "-option.jsonl");
   ASSERT_EQ(plain.size(), size_t(kSteps));
   ASSERT_EQ(with.size(), size_t(kSteps));
   const Worst loss = worstRelative(with, plain, &Step::loss);
